@@ -1,0 +1,18 @@
+# The libraries shmrpc builds on, all from Debian's packages.
+
+# msgpack-c: Debian 12's 4.0 installs its package as `msgpack` (target msgpackc);
+# newer releases call it `msgpack-c`. Accept both and expose one name.
+find_package(msgpack-c CONFIG QUIET)
+if(TARGET msgpack-c)
+  set(SHMRPC_MSGPACK_TARGET msgpack-c)
+else()
+  find_package(msgpack CONFIG REQUIRED)
+  set(SHMRPC_MSGPACK_TARGET msgpackc)
+endif()
+
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+
+find_program(RE2C re2c REQUIRED)
+find_program(LEMON lemon REQUIRED)
+find_file(LEMON_TEMPLATE lempar.c PATHS /usr/share/lemon /usr/local/share/lemon REQUIRED)

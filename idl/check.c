@@ -1,0 +1,700 @@
+/* The semantic checks of a parsed .svc file. Errors are gathered, then printed sorted by
+ * position, so a file's problems read top to bottom whichever pass found them. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc.h"
+
+typedef struct cerr {
+    int line, col, seq;
+    const char *msg;
+    struct cerr *next;
+} cerr;
+
+/* A string-keyed hash table in the arena: names seen so far and what they belong to. */
+typedef struct ntab {
+    const char **keys;
+    const void **vals;
+    size_t cap, n;
+} ntab;
+
+/* What a type name stands for, and its state in the search for by-value cycles. */
+typedef struct tinfo {
+    svc_decl *decl;
+    int color; /* 0: not visited, 1: on the search path, 2: done */
+    int pos;   /* its frame on the search path while color is 1 */
+} tinfo;
+
+typedef struct check {
+    svc_arena *a;
+    svc_diag *d;
+    svc_service *s;
+    cerr *errs;
+    int nerrs;
+    bool oom;
+    ntab types;      /* type name -> tinfo of its first declaration */
+    const char *S;   /* svc_snake(service name) */
+    const char *SU;  /* svc_upper(S) */
+} check;
+
+static void err(check *c, svc_tok at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void err(check *c, svc_tok at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    cerr *e = svc_arena_alloc(c->a, sizeof *e);
+    char *msg = n < 0 ? NULL : svc_arena_alloc(c->a, (size_t)n + 1);
+    if (!e || !msg) {
+        c->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    e->line = at.line;
+    e->col = at.col;
+    e->seq = c->nerrs++;
+    e->msg = msg;
+    e->next = c->errs;
+    c->errs = e;
+}
+
+static int cerr_cmp(const void *x, const void *y)
+{
+    const cerr *a = *(const cerr *const *)x, *b = *(const cerr *const *)y;
+    if (a->line != b->line)
+        return a->line < b->line ? -1 : 1;
+    if (a->col != b->col)
+        return a->col < b->col ? -1 : 1;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static void flush_errors(check *c)
+{
+    cerr **v = c->nerrs ? svc_arena_alloc(c->a, sizeof *v * (size_t)c->nerrs) : NULL;
+    if (c->nerrs && !v) {
+        c->oom = true;
+    } else {
+        int i = 0;
+        for (cerr *e = c->errs; e; e = e->next)
+            v[i++] = e;
+        if (i)
+            qsort(v, (size_t)i, sizeof *v, cerr_cmp);
+        for (int k = 0; k < i; k++)
+            svc_error(c->d, v[k]->line, v[k]->col, "%s", v[k]->msg);
+    }
+    if (c->oom)
+        svc_error(c->d, 0, 0, "out of memory");
+}
+
+/* ---- the name table ---- */
+
+static size_t hash(const char *s)
+{
+    size_t h = 14695981039346656037u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static bool ntab_grow(check *c, ntab *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    const char **keys = svc_arena_alloc(c->a, cap * sizeof *keys);
+    const void **vals = svc_arena_alloc(c->a, cap * sizeof *vals);
+    if (!keys || !vals) {
+        c->oom = true;
+        return false;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->keys[i])
+            continue;
+        size_t j = hash(t->keys[i]) & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = t->keys[i];
+        vals[j] = t->vals[i];
+    }
+    t->keys = keys;
+    t->vals = vals;
+    t->cap = cap;
+    return true;
+}
+
+static const void *ntab_get(const ntab *t, const char *key)
+{
+    if (!t->cap || !key)
+        return NULL;
+    for (size_t j = hash(key) & (t->cap - 1); t->keys[j]; j = (j + 1) & (t->cap - 1))
+        if (strcmp(t->keys[j], key) == 0)
+            return t->vals[j];
+    return NULL;
+}
+
+/* Adds key -> val unless key is there; returns what was there, or NULL. */
+static const void *ntab_put(check *c, ntab *t, const char *key, const void *val)
+{
+    if (!key) {
+        c->oom = true;
+        return NULL;
+    }
+    const void *old = ntab_get(t, key);
+    if (old)
+        return old;
+    if ((t->n + 1) * 2 > t->cap && !ntab_grow(c, t))
+        return NULL;
+    size_t j = hash(key) & (t->cap - 1);
+    while (t->keys[j])
+        j = (j + 1) & (t->cap - 1);
+    t->keys[j] = key;
+    t->vals[j] = val;
+    t->n++;
+    return NULL;
+}
+
+/* ---- names ---- */
+
+static const char *text(check *c, svc_tok t)
+{
+    const char *s = svc_arena_strndup(c->a, t.p, (size_t)t.n);
+    if (!s)
+        c->oom = true;
+    return s;
+}
+
+static bool tok_eq(svc_tok a, svc_tok b)
+{
+    return a.n == b.n && memcmp(a.p, b.p, (size_t)a.n) == 0;
+}
+
+static bool tok_is(svc_tok t, const char *s)
+{
+    return (size_t)t.n == strlen(s) && memcmp(t.p, s, (size_t)t.n) == 0;
+}
+
+static bool is_builtin_name(svc_tok t)
+{
+    static const char *const names[] = {"void", "bool", "i8",  "i16", "i32",    "i64",
+                                         "u8",   "u16",  "u32", "u64", "f32",    "f64",
+                                         "string", "bytes", "list", "map"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (tok_is(t, names[i]))
+            return true;
+    return false;
+}
+
+static bool is_reserved_c(svc_tok t)
+{
+    if (t.n > 0 && t.p[0] == '_')
+        return true;
+    for (int i = 0; i + 1 < t.n; i++)
+        if (t.p[i] == '_' && t.p[i + 1] == '_')
+            return true;
+    return false;
+}
+
+enum name_problem { NAME_OK, NAME_BUILTIN, NAME_KEYWORD, NAME_RESERVED };
+
+/* What is wrong with a name as a C name. */
+static enum name_problem name_problem(svc_tok t, bool is_type)
+{
+    if (is_type && is_builtin_name(t))
+        return NAME_BUILTIN;
+    if (svc_is_c_keyword(t.p, t.n))
+        return NAME_KEYWORD;
+    if (is_reserved_c(t))
+        return NAME_RESERVED;
+    return NAME_OK;
+}
+
+/* Reports a name unfit for C; true if it is fine. */
+static bool check_name(check *c, svc_tok t, bool is_type)
+{
+    switch (name_problem(t, is_type)) {
+    case NAME_OK:
+        return true;
+    case NAME_BUILTIN:
+        err(c, t, "'%.*s' is a built-in type name", t.n, t.p);
+        break;
+    case NAME_KEYWORD:
+        err(c, t, "'%.*s' is a C keyword and cannot be used as a name", t.n, t.p);
+        break;
+    case NAME_RESERVED:
+        err(c, t, "'%.*s' is reserved in C (leading underscore or double underscore)", t.n, t.p);
+        break;
+    }
+    return false;
+}
+
+/* ---- service options ---- */
+
+static bool valid_service_name(const char *s)
+{
+    for (; *s; s++) {
+        char ch = *s;
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+static void check_port(check *c, const svc_option *o)
+{
+    svc_tok v = o->value;
+    const char *digits = v.p + (v.n > 0 && v.p[0] == '-');
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X'))
+        err(c, v, "port '%.*s' must be written in decimal", v.n, v.p);
+    else if (c->s->port < 1 || c->s->port > 65535)
+        err(c, v, "port %.*s is outside 1..65535", v.n, v.p);
+}
+
+static void check_svc_name(check *c, const svc_option *o)
+{
+    const char *name = c->s->svc_name ? c->s->svc_name : "";
+    if (!name[0])
+        err(c, o->value, "the service's name must not be empty");
+    else if (!valid_service_name(name))
+        err(c, o->value, "service name %.*s may only hold letters, digits, '_', '-' and '.'",
+            o->value.n, o->value.p);
+}
+
+static void check_options(check *c)
+{
+    const svc_option *port = NULL, *name = NULL;
+    bool port_written = false, name_written = false;
+    for (const svc_option *o = c->s->options; o; o = o->next) {
+        if (tok_is(o->name, "port")) {
+            port_written = true;
+            if (o->is_string)
+                err(c, o->value, "option 'port' takes a number");
+            else if (port)
+                err(c, o->name, "duplicate port option (first at %d:%d)", port->name.line,
+                    port->name.col);
+            else
+                check_port(c, port = o);
+        } else if (tok_is(o->name, "name")) {
+            name_written = true;
+            if (!o->is_string)
+                err(c, o->value, "option 'name' takes a string");
+            else if (name)
+                err(c, o->name, "duplicate name option (first at %d:%d)", name->name.line,
+                    name->name.col);
+            else
+                check_svc_name(c, name = o);
+        } else {
+            err(c, o->name, "unknown service option '%.*s'", o->name.n, o->name.p);
+        }
+    }
+    svc_tok sn = c->s->name;
+    if (!port_written)
+        err(c, sn, "service '%.*s' has no port", sn.n, sn.p);
+    if (!name_written)
+        err(c, sn, "service '%.*s' has no name", sn.n, sn.p);
+}
+
+/* ---- types ---- */
+
+static bool is_integer(svc_type_kind k)
+{
+    return k >= SVC_T_I8 && k <= SVC_T_U64;
+}
+
+static void check_map_key(check *c, const svc_type *k)
+{
+    if (!k || k->kind == SVC_T_VOID || (k->kind == SVC_T_NAMED && !k->decl))
+        return; /* reported already */
+    if (k->kind == SVC_T_STRING || is_integer(k->kind) ||
+        (k->kind == SVC_T_NAMED && k->decl->kind == SVC_DECL_ENUM))
+        return;
+    const char *s = svc_type_str(c->a, k);
+    err(c, k->tok, "invalid map key type '%s': keys must be string, an integer type or an enum",
+        s ? s : "?");
+}
+
+/* Resolves names and checks the type; void_ok only for a method's result itself. */
+static void check_type(check *c, svc_type *t, bool void_ok)
+{
+    if (!t)
+        return;
+    switch (t->kind) {
+    case SVC_T_VOID:
+        if (!void_ok)
+            err(c, t->tok, "'void' is only valid as a method's result type");
+        break;
+    case SVC_T_NAMED: {
+        const tinfo *ti = ntab_get(&c->types, text(c, t->tok));
+        if (ti)
+            t->decl = ti->decl;
+        else
+            err(c, t->tok, "unknown type '%.*s'", t->tok.n, t->tok.p);
+        break;
+    }
+    case SVC_T_LIST:
+    case SVC_T_OPTIONAL:
+        check_type(c, t->elem, false);
+        break;
+    case SVC_T_MAP:
+        check_type(c, t->key, false);
+        check_type(c, t->elem, false);
+        check_map_key(c, t->key);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- declarations ---- */
+
+static void declare_types(check *c)
+{
+    for (svc_decl *d = c->s->decls; d; d = d->next) {
+        check_name(c, d->name, true);
+        tinfo *ti = svc_arena_alloc(c->a, sizeof *ti);
+        if (!ti) {
+            c->oom = true;
+            return;
+        }
+        ti->decl = d;
+        const tinfo *first = ntab_put(c, &c->types, text(c, d->name), ti);
+        if (first)
+            err(c, d->name, "duplicate type '%.*s' (first declared at %d:%d)", d->name.n,
+                d->name.p, first->decl->name.line, first->decl->name.col);
+    }
+}
+
+/* Checks struct fields or method parameters; what names the struct or method. */
+static void check_fields(check *c, svc_field *fields, const char *what, svc_tok owner,
+                         bool params)
+{
+    ntab seen = {0};
+    for (svc_field *f = fields; f; f = f->next) {
+        check_name(c, f->name, false);
+        if (params && (tok_is(f->name, "client") || tok_is(f->name, "out") ||
+                       tok_is(f->name, "ctx")))
+            err(c, f->name, "parameter name '%.*s' is reserved by the generated code",
+                f->name.n, f->name.p);
+        const svc_field *first = ntab_put(c, &seen, text(c, f->name), f);
+        if (first)
+            err(c, f->name, "duplicate %s '%.*s' in %s '%.*s' (first declared at %d:%d)",
+                params ? "parameter" : "field", f->name.n, f->name.p, what, owner.n, owner.p,
+                first->name.line, first->name.col);
+        check_type(c, f->type, false);
+    }
+}
+
+static void check_enum(check *c, svc_decl *d)
+{
+    if (!d->values) {
+        err(c, d->name, "enum '%.*s' has no values", d->name.n, d->name.p);
+        return;
+    }
+    ntab names = {0}, values = {0};
+    for (svc_enumval *v = d->values; v; v = v->next) {
+        svc_tok at = v->explicit_value ? v->value_tok : v->name;
+        check_name(c, v->name, false);
+        const svc_enumval *first = ntab_put(c, &names, text(c, v->name), v);
+        if (first)
+            err(c, v->name, "duplicate enum value name '%.*s' in enum '%.*s' (first declared at %d:%d)",
+                v->name.n, v->name.p, d->name.n, d->name.p, first->name.line, first->name.col);
+        if (v->value < INT32_MIN || v->value > INT32_MAX) {
+            err(c, at, "enum value '%.*s' = %" PRId64 " does not fit in int32", v->name.n,
+                v->name.p, v->value);
+            continue;
+        }
+        const char *key = svc_arena_printf(c->a, "%" PRId64, v->value);
+        const svc_enumval *same = ntab_put(c, &values, key, v);
+        if (same)
+            err(c, at, "duplicate enum value %" PRId64 " in enum '%.*s' ('%.*s' already has it)",
+                v->value, d->name.n, d->name.p, same->name.n, same->name.p);
+    }
+}
+
+static void check_decls(check *c)
+{
+    for (svc_decl *d = c->s->decls; d; d = d->next) {
+        if (d->kind == SVC_DECL_STRUCT)
+            check_fields(c, d->fields, "struct", d->name, false);
+        else
+            check_enum(c, d);
+    }
+}
+
+/* ---- methods ---- */
+
+static svc_encoding encoding_of(svc_tok name, bool *known)
+{
+    *known = true;
+    if (tok_is(name, "msgpack"))
+        return SVC_ENC_MSGPACK;
+    if (tok_is(name, "json"))
+        return SVC_ENC_JSON;
+    if (tok_is(name, "raw"))
+        return SVC_ENC_RAW;
+    *known = false;
+    return SVC_ENC_MSGPACK;
+}
+
+static void check_annots(check *c, svc_method *m)
+{
+    const svc_annot *first = NULL;
+    m->enc = SVC_ENC_MSGPACK;
+    for (const svc_annot *an = m->annots; an; an = an->next) {
+        svc_tok at = an->name; /* point at the '@' */
+        at.col--;
+        bool known;
+        svc_encoding enc = encoding_of(an->name, &known);
+        if (!known)
+            err(c, at, "unknown annotation '@%.*s' (known: @msgpack, @json, @raw)", an->name.n,
+                an->name.p);
+        else if (!first) {
+            m->enc = enc;
+            first = an;
+        }
+        else if (tok_eq(first->name, an->name))
+            err(c, at, "duplicate annotation '@%.*s'", an->name.n, an->name.p);
+        else
+            err(c, at, "conflicting annotations ('@%.*s' and '@%.*s')", first->name.n,
+                first->name.p, an->name.n, an->name.p);
+    }
+}
+
+static void check_raw(check *c, const svc_method *m)
+{
+    const svc_field *p = m->params;
+    bool ok = m->result && m->result->kind == SVC_T_BYTES && m->n_params == 1 && p && p->type &&
+              p->type->kind == SVC_T_BYTES;
+    if (!ok)
+        err(c, m->name, "@raw method '%.*s' must take exactly one bytes parameter and return bytes",
+            m->name.n, m->name.p);
+}
+
+static void check_methods(check *c)
+{
+    ntab seen = {0};
+    for (svc_method *m = c->s->methods; m; m = m->next) {
+        check_name(c, m->name, false);
+        const svc_method *first = ntab_put(c, &seen, text(c, m->name), m);
+        if (first)
+            err(c, m->name, "duplicate method '%.*s' (first declared at %d:%d)", m->name.n,
+                m->name.p, first->name.line, first->name.col);
+        check_annots(c, m);
+        check_type(c, m->result, true);
+        check_fields(c, m->params, "method", m->name, true);
+        if (m->enc == SVC_ENC_RAW)
+            check_raw(c, m);
+    }
+}
+
+/* ---- structs that contain themselves ---- */
+
+typedef struct frame {
+    tinfo *ti;
+    svc_field *next; /* the next field to follow */
+    svc_field *via;  /* the field followed to the frame above */
+} frame;
+
+/* The struct that a field holds by value, or NULL: lists, maps and optionals hold theirs
+ * behind a pointer or a count, so they end a chain. */
+static tinfo *held_struct(check *c, const svc_field *f)
+{
+    const svc_type *t = f->type;
+    if (!t || t->kind != SVC_T_NAMED || !t->decl || t->decl->kind != SVC_DECL_STRUCT)
+        return NULL;
+    tinfo *ti = (tinfo *)ntab_get(&c->types, text(c, t->decl->name));
+    return ti && ti->decl == t->decl ? ti : NULL;
+}
+
+static void report_cycle(check *c, frame *stack, int from, int top, svc_field *closing)
+{
+    size_t len = 1;
+    for (int i = from; i <= top; i++)
+        len += (size_t)stack[i].ti->decl->name.n + 4;
+    len += (size_t)stack[from].ti->decl->name.n;
+    char *path = svc_arena_alloc(c->a, len);
+    if (!path) {
+        c->oom = true;
+        return;
+    }
+    char *o = path;
+    for (int i = from; i <= top; i++) {
+        svc_tok n = stack[i].ti->decl->name;
+        o += sprintf(o, "%.*s -> ", n.n, n.p);
+    }
+    svc_tok n = stack[from].ti->decl->name;
+    sprintf(o, "%.*s", n.n, n.p);
+    svc_field *first = from < top ? stack[from].via : closing;
+    err(c, first->type->tok,
+        "struct '%.*s' contains itself (%s); add a list or an optional to break the cycle", n.n,
+        n.p, path);
+}
+
+/* A depth-first search without recursion, so a long chain of structs cannot exhaust the
+ * C stack; every edge back onto the search path is a cycle. */
+static void check_cycles(check *c)
+{
+    frame *stack = svc_arena_alloc(c->a, sizeof *stack * ((size_t)c->s->n_decls + 1));
+    if (!stack) {
+        c->oom = true;
+        return;
+    }
+    for (svc_decl *d = c->s->decls; d; d = d->next) {
+        tinfo *root = (tinfo *)ntab_get(&c->types, text(c, d->name));
+        if (d->kind != SVC_DECL_STRUCT || !root || root->decl != d || root->color)
+            continue;
+        int top = 0;
+        stack[0] = (frame){root, d->fields, NULL};
+        root->color = 1;
+        root->pos = 0;
+        while (top >= 0) {
+            frame *fr = &stack[top];
+            svc_field *f = fr->next;
+            if (!f) {
+                fr->ti->color = 2;
+                top--;
+                continue;
+            }
+            fr->next = f->next;
+            tinfo *to = held_struct(c, f);
+            if (!to || to->color == 2)
+                continue;
+            if (to->color == 1) {
+                report_cycle(c, stack, to->pos, top, f);
+                continue;
+            }
+            fr->via = f;
+            to->color = 1;
+            to->pos = ++top;
+            stack[top] = (frame){to, to->decl->fields, NULL};
+        }
+    }
+}
+
+/* ---- generated C names ---- */
+
+/* A name that the generated code will declare, and who asked for it. */
+typedef struct cname {
+    svc_tok src;
+} cname;
+
+static const char *snake(check *c, svc_tok t)
+{
+    const char *s = svc_snake(c->a, t.p, t.n);
+    if (!s)
+        c->oom = true;
+    return s ? s : "";
+}
+
+static const char *upper(check *c, const char *s)
+{
+    const char *u = svc_upper(c->a, s);
+    if (!u)
+        c->oom = true;
+    return u ? u : "";
+}
+
+static bool uses_generated_name(const char *sn)
+{
+    return !strcmp(sn, "handlers") || !strcmp(sn, "service") || !strcmp(sn, "service_info") ||
+           !strncmp(sn, "list_", 5) || !strncmp(sn, "map_", 4) || !strncmp(sn, "opt_", 4);
+}
+
+/* Claims the C name cn for src; reports and returns false if someone has it. */
+static bool claim(check *c, ntab *names, const char *cn, svc_tok src)
+{
+    cname *me = svc_arena_alloc(c->a, sizeof *me);
+    if (!me || !cn) {
+        c->oom = true;
+        return false;
+    }
+    me->src = src;
+    const cname *other = ntab_put(c, names, cn, me);
+    if (other)
+        err(c, src, "'%.*s' would be named '%s' in C, like '%.*s' at %d:%d", src.n, src.p, cn,
+            other->src.n, other->src.p, other->src.line, other->src.col);
+    return !other;
+}
+
+/* A type or a method: S_<snake>, which must not be one the generated code keeps for itself. */
+static bool claim_lower(check *c, ntab *names, svc_tok src)
+{
+    const char *sn = snake(c, src);
+    const char *cn = svc_arena_printf(c->a, "%s_%s", c->S, sn);
+    if (cn && uses_generated_name(sn)) {
+        err(c, src, "'%.*s' would be named '%s' in C, which the generated code uses", src.n,
+            src.p, cn);
+        return false;
+    }
+    return claim(c, names, cn, src);
+}
+
+static void claim_type(check *c, ntab *names, const svc_decl *d)
+{
+    const tinfo *ti = ntab_get(&c->types, text(c, d->name));
+    if (!ti || ti->decl != d || name_problem(d->name, true))
+        return; /* a duplicate or an unfit name, reported already */
+    if (!claim_lower(c, names, d->name) || d->kind != SVC_DECL_ENUM)
+        return;
+    const char *prefix = svc_arena_printf(c->a, "%s_%s", c->SU, upper(c, snake(c, d->name)));
+    ntab seen = {0};
+    for (const svc_enumval *v = d->values; v; v = v->next) {
+        if (name_problem(v->name, false) || ntab_put(c, &seen, text(c, v->name), v))
+            continue;
+        const char *cn = svc_arena_printf(c->a, "%s_%s", prefix ? prefix : "",
+                                          upper(c, snake(c, v->name)));
+        claim(c, names, cn, v->name);
+    }
+}
+
+static void claim_method(check *c, ntab *names, ntab *seen, const svc_method *m)
+{
+    if (name_problem(m->name, false) || ntab_put(c, seen, text(c, m->name), m))
+        return;
+    if (claim_lower(c, names, m->name))
+        claim(c, names,
+              svc_arena_printf(c->a, "%s_METHOD_%s", c->SU, upper(c, snake(c, m->name))),
+              m->name);
+}
+
+/* Visits types and methods in source order, so the earlier of two clashing names is the
+ * one the message points back to. */
+static void check_cnames(check *c)
+{
+    ntab names = {0}, methods = {0};
+    const svc_decl *d = c->s->decls;
+    const svc_method *m = c->s->methods;
+    while (d || m) {
+        if (d && (!m || d->name.p < m->name.p)) {
+            claim_type(c, &names, d);
+            d = d->next;
+        } else {
+            claim_method(c, &names, &methods, m);
+            m = m->next;
+        }
+    }
+}
+
+bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
+{
+    int errors0 = d->errors;
+    if (!f || !f->service) {
+        svc_error(d, 0, 0, "no service to check");
+        return false;
+    }
+    check c = {.a = a, .d = d, .s = f->service};
+    c.S = snake(&c, c.s->name);
+    c.SU = upper(&c, c.S);
+    check_name(&c, c.s->name, false);
+    check_options(&c);
+    declare_types(&c);
+    check_decls(&c);
+    check_methods(&c);
+    check_cycles(&c);
+    check_cnames(&c);
+    flush_errors(&c);
+    return d->errors == errors0;
+}

@@ -1,0 +1,480 @@
+/* The parse driver: feeds tokens to the lemon parser, builds the tree in its actions, and
+ * reads files for svc_load. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse_int.h"
+
+/* ---- small helpers shared with the lexer and the checks ---- */
+
+int svc_number(const char *p, int n, int64_t *out)
+{
+    bool neg = n > 0 && p[0] == '-';
+    int i = neg, base = 10;
+    if (n - i > 2 && p[i] == '0' && (p[i + 1] == 'x' || p[i + 1] == 'X')) {
+        base = 16;
+        i += 2;
+    }
+    if (i >= n)
+        return -1;
+    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    bool big = false;
+    for (; i < n; i++) {
+        char c = p[i];
+        unsigned dg;
+        if (c >= '0' && c <= '9')
+            dg = (unsigned)(c - '0');
+        else if (base == 16 && c >= 'a' && c <= 'f')
+            dg = (unsigned)(c - 'a' + 10);
+        else if (base == 16 && c >= 'A' && c <= 'F')
+            dg = (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+        if (v > (limit - dg) / (unsigned)base)
+            big = true; /* keep going: a malformed number says so first */
+        else
+            v = v * (unsigned)base + dg;
+    }
+    if (big)
+        return -2;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+char *svc_unquote(svc_arena *a, const char *p, int n)
+{
+    char *s = svc_arena_alloc(a, (size_t)(n > 0 ? n : 1));
+    if (!s)
+        return NULL;
+    size_t o = 0;
+    for (int i = 1; i < n && p[i] != '"'; i++) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            c = p[++i];
+            c = c == 'n' ? '\n' : c == 't' ? '\t' : c;
+        }
+        s[o++] = c;
+    }
+    s[o] = '\0';
+    return s;
+}
+
+const char *svc_printable(svc_arena *a, const char *p, int n)
+{
+    char *s = svc_arena_alloc(a, (size_t)(n > 0 ? n : 0) * 4 + 1);
+    if (!s)
+        return NULL;
+    char *o = s;
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7f)
+            *o++ = (char)c;
+        else
+            o += sprintf(o, "\\x%02X", c);
+    }
+    *o = '\0';
+    return s;
+}
+
+/* ---- errors ---- */
+
+void svc_p_error(svc_pstate *ps, svc_tok at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    svc_verror(ps->d, at.line, at.col, fmt, ap);
+    va_end(ap);
+}
+
+static void oom(svc_pstate *ps)
+{
+    if (!ps->failed)
+        svc_p_error(ps, ps->cur.t, "out of memory");
+    ps->failed = true;
+}
+
+static void *alloc(svc_pstate *ps, size_t n)
+{
+    void *p = svc_arena_alloc(ps->a, n);
+    if (!p)
+        oom(ps);
+    return p;
+}
+
+void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
+{
+    /* An earlier error (a bad character, an unterminated string or comment) is the likely
+     * cause; saying "unexpected" about its consequence only adds noise. */
+    bool quiet = ps->d->errors > ps->errors0 || ps->failed;
+    ps->failed = true;
+    if (quiet)
+        return;
+    if (major == 0) {
+        svc_p_error(ps, tok->t, "unexpected end of input");
+        return;
+    }
+    const char *s = svc_printable(ps->a, tok->t.p, tok->t.n);
+    svc_p_error(ps, tok->t, "unexpected '%s'", s ? s : "?");
+}
+
+void svc_p_overflow(svc_pstate *ps)
+{
+    if (!ps->failed)
+        svc_p_error(ps, ps->cur.t, "too deeply nested");
+    ps->failed = true;
+}
+
+/* ---- building the tree ---- */
+
+#define APPEND(head, tail, node)                                                               \
+    do {                                                                                       \
+        if (tail)                                                                              \
+            (tail)->next = (node);                                                             \
+        else                                                                                   \
+            (head) = (node);                                                                   \
+        (tail) = (node);                                                                       \
+    } while (0)
+
+void svc_p_service(svc_pstate *ps, svc_ltok kw, svc_ltok name)
+{
+    svc_service *s = alloc(ps, sizeof *s);
+    if (!s)
+        return;
+    s->name = name.t;
+    s->doc = kw.doc;
+    if (ps->file->service) {
+        svc_tok first = ps->file->service->name;
+        svc_p_error(ps, kw.t, "only one service per file (the first is '%.*s' at %d:%d)",
+                    first.n, first.p, first.line, first.col);
+    } else {
+        ps->file->service = s;
+    }
+    ps->svc = s;
+    ps->decl = NULL;
+    ps->meth = NULL;
+    ps->decl_tail = NULL;
+    ps->meth_tail = NULL;
+    ps->opt_tail = NULL;
+}
+
+static bool tok_is(svc_tok t, const char *s)
+{
+    return (size_t)t.n == strlen(s) && memcmp(t.p, s, (size_t)t.n) == 0;
+}
+
+/* A number token's value; reports a malformed or too large one (as 0). */
+static int64_t number_value(svc_pstate *ps, svc_tok t)
+{
+    int64_t v = 0;
+    int rc = svc_number(t.p, t.n, &v);
+    if (rc == 0)
+        return v;
+    const char *s = svc_printable(ps->a, t.p, t.n);
+    if (rc == -1)
+        svc_p_error(ps, t, "invalid number '%s'", s ? s : "?");
+    else
+        svc_p_error(ps, t, "number '%s' does not fit in 64 bits", s ? s : "?");
+    return 0;
+}
+
+/* Records the option; the first 'port' number and 'name' string also fill the service's
+ * fields. svc_check judges the rest (unknown, mistyped, repeated). */
+void svc_p_option(svc_pstate *ps, svc_ltok name, svc_ltok value, bool is_string)
+{
+    svc_service *s = ps->svc;
+    svc_option *o = alloc(ps, sizeof *o);
+    if (!s || !o)
+        return;
+    o->name = name.t;
+    o->value = value.t;
+    o->is_string = is_string;
+    APPEND(s->options, ps->opt_tail, o);
+    if (!is_string && tok_is(name.t, "port") && !s->has_port) {
+        int64_t v = number_value(ps, value.t);
+        s->has_port = true;
+        s->port_tok = value.t;
+        s->port = v < -1 ? -1 : v > 0x7fffffff ? 0x7fffffff : (long)v; /* range: svc_check */
+    } else if (is_string && tok_is(name.t, "name") && !s->has_name) {
+        s->has_name = true;
+        s->name_tok = value.t;
+        s->svc_name = svc_unquote(ps->a, value.t.p, value.t.n);
+        if (!s->svc_name)
+            oom(ps);
+    }
+}
+
+static void new_decl(svc_pstate *ps, svc_decl_kind kind, svc_ltok kw, svc_ltok name)
+{
+    svc_service *s = ps->svc;
+    svc_decl *d = alloc(ps, sizeof *d);
+    ps->decl = d;
+    ps->field_tail = NULL;
+    ps->val_tail = NULL;
+    if (!s || !d)
+        return;
+    d->kind = kind;
+    d->name = name.t;
+    d->doc = kw.doc;
+    APPEND(s->decls, ps->decl_tail, d);
+    s->n_decls++;
+}
+
+void svc_p_struct(svc_pstate *ps, svc_ltok kw, svc_ltok name)
+{
+    new_decl(ps, SVC_DECL_STRUCT, kw, name);
+}
+
+void svc_p_enum(svc_pstate *ps, svc_ltok kw, svc_ltok name)
+{
+    new_decl(ps, SVC_DECL_ENUM, kw, name);
+}
+
+static svc_field *new_field(svc_pstate *ps, svc_ltype type, svc_ltok name)
+{
+    svc_field *f = alloc(ps, sizeof *f);
+    if (f) {
+        f->name = name.t;
+        f->type = type.t;
+        f->doc = type.doc;
+    }
+    return f;
+}
+
+void svc_p_field(svc_pstate *ps, svc_ltype type, svc_ltok name)
+{
+    svc_decl *d = ps->decl;
+    svc_field *f = new_field(ps, type, name);
+    if (!d || !f)
+        return;
+    APPEND(d->fields, ps->field_tail, f);
+    d->n_fields++;
+}
+
+void svc_p_enumval(svc_pstate *ps, svc_ltok name, const svc_ltok *value)
+{
+    svc_decl *d = ps->decl;
+    svc_enumval *v = alloc(ps, sizeof *v);
+    if (!d || !v)
+        return;
+    v->name = name.t;
+    v->doc = name.doc;
+    if (value) {
+        v->explicit_value = true;
+        v->value_tok = value->t;
+        v->value = number_value(ps, value->t);
+    } else if (ps->val_tail) {
+        int64_t prev = ps->val_tail->value;
+        v->value = prev < INT64_MAX ? prev + 1 : prev; /* out of int32 range: svc_check */
+    }
+    APPEND(d->values, ps->val_tail, v);
+    d->n_values++;
+}
+
+void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, svc_ltok name)
+{
+    svc_service *s = ps->svc;
+    svc_method *m = alloc(ps, sizeof *m);
+    ps->meth = m;
+    ps->field_tail = NULL;
+    if (!s || !m)
+        return;
+    m->name = name.t;
+    m->doc = annots ? annots->doc : result.doc;
+    m->annots = annots ? annots->head : NULL;
+    m->result = result.t;
+    APPEND(s->methods, ps->meth_tail, m);
+    s->n_methods++;
+}
+
+void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name)
+{
+    svc_method *m = ps->meth;
+    svc_field *f = new_field(ps, type, name);
+    if (!m || !f)
+        return;
+    APPEND(m->params, ps->field_tail, f);
+    m->n_params++;
+}
+
+svc_annots svc_p_annot(svc_pstate *ps, svc_annots list, svc_ltok at)
+{
+    svc_annot *an = alloc(ps, sizeof *an);
+    if (!an)
+        return list;
+    an->name = at.t;
+    an->name.p++; /* without the '@' */
+    an->name.n--;
+    an->name.col++;
+    if (!list.head)
+        list.doc = at.doc;
+    APPEND(list.head, list.tail, an);
+    return list;
+}
+
+static const struct {
+    const char *name;
+    svc_type_kind kind;
+} builtins[] = {
+    {"void", SVC_T_VOID}, {"bool", SVC_T_BOOL},     {"i8", SVC_T_I8},         {"i16", SVC_T_I16},
+    {"i32", SVC_T_I32},   {"i64", SVC_T_I64},       {"u8", SVC_T_U8},         {"u16", SVC_T_U16},
+    {"u32", SVC_T_U32},   {"u64", SVC_T_U64},       {"f32", SVC_T_F32},       {"f64", SVC_T_F64},
+    {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
+};
+
+static svc_type *new_type(svc_pstate *ps, svc_type_kind kind, svc_tok tok)
+{
+    svc_type *t = alloc(ps, sizeof *t);
+    if (t) {
+        t->kind = kind;
+        t->tok = tok;
+    }
+    return t;
+}
+
+/* A built-in scalar, or the name of a struct or enum; list and map need arguments. */
+svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
+{
+    svc_type_kind kind = SVC_T_NAMED;
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (tok_is(name.t, builtins[i].name))
+            kind = builtins[i].kind;
+    if (kind == SVC_T_LIST || kind == SVC_T_MAP) {
+        svc_p_error(ps, name.t, kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
+                                                   : "'map' takes two type arguments: map<K, V>");
+        kind = SVC_T_NAMED;
+    }
+    return (svc_ltype){new_type(ps, kind, name.t), name.doc};
+}
+
+svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_ltype *b)
+{
+    svc_ltype r = {NULL, name.doc};
+    if (tok_is(name.t, "list") && !b) {
+        r.t = new_type(ps, SVC_T_LIST, name.t);
+        if (r.t)
+            r.t->elem = a.t;
+    } else if (tok_is(name.t, "map") && b) {
+        r.t = new_type(ps, SVC_T_MAP, name.t);
+        if (r.t) {
+            r.t->key = a.t;
+            r.t->elem = b->t;
+        }
+    } else {
+        if (tok_is(name.t, "list"))
+            svc_p_error(ps, name.t, "'list' takes one type argument: list<T>");
+        else if (tok_is(name.t, "map"))
+            svc_p_error(ps, name.t, "'map' takes two type arguments: map<K, V>");
+        else
+            svc_p_error(ps, name.t,
+                        "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
+                        name.t.n, name.t.p);
+        r.t = a.t;
+    }
+    return r;
+}
+
+/* The optional's token spans the whole type, "Point?", so errors point at its start. */
+svc_ltype svc_p_type_opt(svc_pstate *ps, svc_ltype elem, svc_ltok q)
+{
+    if (!elem.t)
+        return elem;
+    if (elem.t->kind == SVC_T_OPTIONAL) {
+        svc_p_error(ps, q.t, "a type can be optional only once");
+        return elem;
+    }
+    svc_tok span = elem.t->tok;
+    if (span.line == q.t.line && q.t.p > span.p)
+        span.n = (int)(q.t.p + 1 - span.p);
+    svc_ltype r = {new_type(ps, SVC_T_OPTIONAL, span), elem.doc};
+    if (r.t)
+        r.t->elem = elem.t;
+    return r;
+}
+
+/* ---- the driver ---- */
+
+svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src, size_t len)
+{
+    int errors0 = d->errors;
+    svc_file *f = svc_arena_alloc(a, sizeof *f);
+    char *copy = svc_arena_strndup(a, src, len);
+    const char *p = path ? svc_arena_strndup(a, path, strlen(path)) : "<input>";
+    d->path = p ? p : "<input>";
+    d->src = copy;
+    d->len = copy ? len : 0;
+    void *parser = f && copy && p ? svc_parserAlloc(malloc) : NULL;
+    if (!parser) {
+        svc_error(d, 0, 0, "out of memory");
+        return NULL;
+    }
+    f->path = p;
+    f->src = copy;
+    f->len = len;
+
+    svc_pstate ps = {.a = a, .d = d, .file = f, .errors0 = errors0};
+    svc_lexer lx;
+    svc_lexer_init(&lx, a, d, copy, len);
+    int major;
+    do {
+        major = svc_lex(&lx, &ps.cur);
+        svc_parser(parser, major, ps.cur, &ps);
+    } while (major != 0 && !ps.failed);
+    svc_lexer_fini(&lx);
+    svc_parserFree(parser, free);
+    return d->errors > errors0 ? (f->service ? f : NULL) : f;
+}
+
+/* The whole file, copied into the arena; NULL with errno set if it cannot be read. */
+static char *read_file(svc_arena *a, FILE *fp, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        char *nb = realloc(buf, cap);
+        if (!nb) {
+            free(buf);
+            errno = ENOMEM;
+            return NULL;
+        }
+        buf = nb;
+        n += fread(buf + n, 1, cap - n, fp);
+        if (n < cap || cap > SIZE_MAX / 4)
+            break;
+        cap *= 2;
+    }
+    char *out = NULL;
+    if (ferror(fp))
+        errno = errno ? errno : EIO;
+    else if (!(out = svc_arena_strndup(a, buf, n)))
+        errno = ENOMEM;
+    free(buf);
+    *len = n;
+    return out;
+}
+
+svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors)
+{
+    svc_diag d;
+    svc_diag_init(&d, errout, path, NULL, 0);
+    svc_file *f = NULL;
+    FILE *fp = fopen(path, "rb");
+    size_t len = 0;
+    char *src = NULL;
+    if (fp) {
+        errno = 0;
+        src = read_file(a, fp, &len);
+        int e = errno;
+        fclose(fp);
+        errno = e;
+    }
+    if (!src)
+        svc_error(&d, 0, 0, "cannot read: %s", strerror(errno ? errno : EIO));
+    else
+        f = svc_parse(a, &d, path, src, len);
+    if (f && d.errors == 0)
+        svc_check(a, &d, f);
+    if (nerrors)
+        *nerrors = d.errors;
+    return d.errors ? NULL : f;
+}

@@ -1,0 +1,68 @@
+/* The .svc front end: an arena for the tree, compiler-style diagnostics, the parser,
+ * the semantic checks, and the C naming rules that the checks and the generator share. */
+#ifndef SVC_H
+#define SVC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "ast.h"
+
+/* A bump allocator: every node and string of one parse, freed at once. */
+typedef struct svc_arena svc_arena;
+
+svc_arena *svc_arena_new(void);
+void svc_arena_free(svc_arena *a);
+/* Zeroed, 16-byte aligned; NULL when memory runs out (callers report it). */
+void *svc_arena_alloc(svc_arena *a, size_t n);
+/* A NUL-terminated copy of p[0..n); p may hold NUL bytes. NULL on OOM. */
+char *svc_arena_strndup(svc_arena *a, const char *p, size_t n);
+char *svc_arena_printf(svc_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Where errors go and the text they quote. out may be NULL: errors are then only counted. */
+typedef struct svc_diag {
+    FILE *out;
+    const char *path;
+    const char *src;
+    size_t len;
+    int errors;
+} svc_diag;
+
+void svc_diag_init(svc_diag *d, FILE *out, const char *path, const char *src, size_t len);
+/* Prints "path:line:col: error: msg", the source line, and a caret under col, and counts
+ * the error. line 0 means no position: "path: error: msg". */
+void svc_error(svc_diag *d, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void svc_verror(svc_diag *d, int line, int col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+/* Parses src[0..len) (copied into the arena; it need not be NUL-terminated) and points d
+ * at it. Returns the tree, or NULL or a partial tree when there were errors (d->errors>0).
+ * Syntax errors stop the parse at the first one; lexical errors are all reported. */
+svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src, size_t len);
+/* The semantic checks; resolves NAMED types (type->decl) and sets method->enc. Reports
+ * every error, sorted by position. True iff there were none. */
+bool svc_check(svc_arena *a, svc_diag *d, svc_file *f);
+/* Reads path, parses and checks it, errors to errout. NULL if there was any error;
+ * *nerrors (when not NULL) gets their number. */
+svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors);
+
+/* C naming, shared by the checks and the generator.
+ * svc_snake: lower snake case. An '_' goes before an upper-case letter that follows a
+ * lower-case letter or a digit, or that starts a word after an acronym (followed by a
+ * lower-case letter): "EchoService"->"echo_service", "HTTPServer"->"http_server",
+ * "getX"->"get_x", "Point3D"->"point3_d", "echo_raw"->"echo_raw". Never doubles an '_'
+ * that is already there. n < 0 means p is NUL-terminated. NULL on OOM. */
+const char *svc_snake(svc_arena *a, const char *p, int n);
+/* ASCII upper case: "echo_service"->"ECHO_SERVICE". NULL on OOM. */
+const char *svc_upper(svc_arena *a, const char *s);
+
+/* Whether p[0..n) is a C keyword (C11 and C23, plus bool, true, false and NULL). */
+bool svc_is_c_keyword(const char *p, int n);
+
+/* The text of a type as it would be written: "map<string, list<i64>>", "Point?". */
+const char *svc_type_str(svc_arena *a, const svc_type *t);
+
+#endif

@@ -1,0 +1,14 @@
+/* The umbrella header: everything a shmrpc program uses. */
+#ifndef SHMRPC_H
+#define SHMRPC_H
+
+#include <shmrpc/version.h>
+#include <shmrpc/status.h>
+#include <shmrpc/buf.h>
+#include <shmrpc/arena.h>
+#include <shmrpc/codec.h>
+#include <shmrpc/service.h>
+#include <shmrpc/client.h>
+#include <shmrpc/server.h>
+
+#endif

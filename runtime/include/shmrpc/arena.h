@@ -1,0 +1,43 @@
+/* A bump allocator for the variable-size parts of decoded messages (lists, maps,
+ * copied strings). Everything is freed at once by a reset, which keeps the memory:
+ * a reset arena is one block as large as all it held, so steady traffic stops calling
+ * malloc. */
+#ifndef SHMRPC_ARENA_H
+#define SHMRPC_ARENA_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmrpc_arena shmrpc_arena;
+
+/* A new arena whose first block holds at least first_block bytes (0: a default).
+ * Returns NULL when out of memory. */
+shmrpc_arena *shmrpc_arena_new(size_t first_block);
+void shmrpc_arena_free(shmrpc_arena *a);
+
+/* size bytes aligned to align (a power of two, at most 64); NULL when out of memory or
+ * when the arena would grow beyond its limit. The memory is not zeroed. */
+void *shmrpc_arena_alloc(shmrpc_arena *a, size_t size, size_t align);
+
+/* count * size zeroed bytes, with the multiplication checked for overflow. */
+void *shmrpc_arena_calloc(shmrpc_arena *a, size_t count, size_t size, size_t align);
+
+/* A NUL-terminated copy of n bytes at p. */
+char *shmrpc_arena_strndup(shmrpc_arena *a, const char *p, size_t n);
+
+/* Frees everything allocated since the last reset, keeping the memory. */
+void shmrpc_arena_reset(shmrpc_arena *a);
+
+/* Bytes handed out since the last reset. */
+size_t shmrpc_arena_used(const shmrpc_arena *a);
+
+/* Caps the bytes the arena may hold; 0 means no cap. */
+void shmrpc_arena_set_limit(shmrpc_arena *a, size_t max_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,66 @@
+/* The client handle that generated stubs call through. A handle is used by one thread
+ * at a time; open one per thread for concurrent calls. */
+#ifndef SHMRPC_CLIENT_H
+#define SHMRPC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmrpc/arena.h>
+#include <shmrpc/buf.h>
+#include <shmrpc/service.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmrpc_client shmrpc_client;
+
+/* Durations are milliseconds, with two sentinels. */
+#define SHMRPC_TIMEOUT_INFINITE ((int64_t)-1)
+#define SHMRPC_TIMEOUT_DEFAULT ((int64_t)-2)
+#define SHMRPC_DEFAULT_TIMEOUT_MS ((int64_t)5000)
+
+typedef struct shmrpc_client_opts {
+    int64_t timeout_ms;   /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
+    size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+} shmrpc_client_opts;
+
+void shmrpc_client_opts_init(shmrpc_client_opts *o);
+
+/* A client for the service described by info (the generated NAME_service_info).
+ * opts may be NULL for the defaults. Fails only for lack of memory or a bad info. */
+int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
+                      const shmrpc_client_opts *opts);
+void shmrpc_client_free(shmrpc_client *c);
+
+/* Connects to addr ("inproc://NAME" for now) and verifies the method table: each of the
+ * client's methods must exist on the server with the same fingerprint, or connect fails
+ * with SHMRPC_EMISMATCH and a message naming every method that differs. */
+int shmrpc_client_connect(shmrpc_client *c, const char *addr);
+
+/* The message of the last failed call or connect (the server's message for a handler's
+ * error, the field for a decode error), or "". */
+const char *shmrpc_client_errmsg(const shmrpc_client *c);
+
+/* The deadline of every later call, and an override for the next call only. */
+void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms);
+void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
+
+/* --- for generated stubs ---
+ * A call: shmrpc_client_request() clears the request buffer, the arena and the previous
+ * response; the stub encodes into the buffer, calls shmrpc_client_call(), and decodes
+ * the response, whose bytes (and the arena) stay valid until the next call. */
+shmrpc_buf *shmrpc_client_request(shmrpc_client *c);
+shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
+int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp);
+/* Records a message (printf-style) and returns rc. */
+int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
+                               const char *why);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

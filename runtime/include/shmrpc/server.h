@@ -1,0 +1,44 @@
+/* Serving a service: register its descriptor and handlers, then listen on an address. */
+#ifndef SHMRPC_SERVER_H
+#define SHMRPC_SERVER_H
+
+#include <stddef.h>
+
+#include <shmrpc/service.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmrpc_server shmrpc_server;
+
+typedef struct shmrpc_server_opts {
+    size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+} shmrpc_server_opts;
+
+#define SHMRPC_DEFAULT_MAX_MSG ((size_t)64 << 20)
+
+void shmrpc_server_opts_init(shmrpc_server_opts *o);
+
+/* opts may be NULL for the defaults. */
+int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts);
+void shmrpc_server_free(shmrpc_server *s);
+
+/* Registers the service a server serves (one per server). Checks the descriptor's magic,
+ * version and method table, and that every handler is set: a missing one fails here
+ * with SHMRPC_EINVAL and a message naming it, not when the first call arrives. The
+ * handler table is copied; user is handed to handlers by shmrpc_ctx_user(). */
+int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const void *handlers,
+                           void *user);
+
+/* Starts serving at addr. For now: "inproc://NAME", calls from this process, run on
+ * the caller's thread. A second server on one address fails with SHMRPC_EBUSY. */
+int shmrpc_server_listen(shmrpc_server *s, const char *addr);
+
+/* The message of the last failure of a server call, or "". */
+const char *shmrpc_server_errmsg(const shmrpc_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,191 @@
+/* The client handle behind generated stubs: buffers and an arena reused call after
+ * call, the method-id map from connect, and the transport connection. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct shmrpc_client {
+    const shmrpc_service_info *info;
+    int64_t default_timeout; /* from the opts, resolved */
+    int64_t timeout;         /* every call's */
+    int64_t next_timeout;    /* the next call's, when has_next */
+    bool has_next;
+    size_t max_msg;
+    shmrpc_buf req;
+    shmrpc_buf resp;
+    shmrpc_buf errmsg;
+    shmrpc_arena *arena;
+    uint32_t *map;      /* client method id -> server method id; n_methods entries */
+    shmrpc__conn *conn; /* NULL when not connected */
+};
+
+/* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
+ * undefined behaviour. */
+static const uint8_t empty[1];
+
+void shmrpc_client_opts_init(shmrpc_client_opts *o)
+{
+    o->timeout_ms = SHMRPC_DEFAULT_TIMEOUT_MS;
+    o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
+}
+
+/* ms as a deadline: SHMRPC_TIMEOUT_INFINITE, or milliseconds >= 0; any other negative
+ * value (SHMRPC_TIMEOUT_DEFAULT among them) means dflt. */
+static int64_t resolve(int64_t ms, int64_t dflt)
+{
+    if (ms == SHMRPC_TIMEOUT_INFINITE || ms >= 0) return ms;
+    return dflt;
+}
+
+int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
+                      const shmrpc_client_opts *opts)
+{
+    if (!out) return SHMRPC_EINVAL;
+    *out = NULL;
+    shmrpc_buf scratch;
+    shmrpc_buf_init(&scratch);
+    int rc = shmrpc__info_check(info, &scratch);
+    shmrpc_buf_destroy(&scratch);
+    if (rc) return rc;
+
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    if (opts) o = *opts;
+    shmrpc_client *c = calloc(1, sizeof *c);
+    if (!c) return SHMRPC_ENOMEM;
+    c->info = info;
+    c->default_timeout = resolve(o.timeout_ms, SHMRPC_DEFAULT_TIMEOUT_MS);
+    c->timeout = c->default_timeout;
+    c->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    shmrpc_buf_init(&c->req);
+    shmrpc_buf_init(&c->resp);
+    shmrpc_buf_init(&c->errmsg);
+    c->req.max = c->max_msg;
+    c->resp.max = c->max_msg;
+    c->arena = shmrpc_arena_new(0);
+    c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
+    if (!c->arena || !c->map) {
+        shmrpc_client_free(c);
+        return SHMRPC_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+static void disconnect(shmrpc_client *c)
+{
+    if (!c->conn) return;
+    c->conn->ops->close(c->conn);
+    c->conn = NULL;
+}
+
+void shmrpc_client_free(shmrpc_client *c)
+{
+    if (!c) return;
+    disconnect(c);
+    shmrpc_buf_destroy(&c->req);
+    shmrpc_buf_destroy(&c->resp);
+    shmrpc_buf_destroy(&c->errmsg);
+    shmrpc_arena_free(c->arena);
+    free(c->map);
+    free(c);
+}
+
+int shmrpc_client_connect(shmrpc_client *c, const char *addr)
+{
+    if (!c) return SHMRPC_EINVAL;
+    shmrpc__msg_clear(&c->errmsg);
+    /* Reconnecting (after the server went away, say) starts from a clean slate. */
+    disconnect(c);
+    const shmrpc__transport *t;
+    const char *where;
+    int rc = shmrpc__transport_for(addr, &t, &where, &c->errmsg);
+    if (rc) return rc;
+    return t->connect(where, c->info, c->map, &c->conn, &c->errmsg);
+}
+
+const char *shmrpc_client_errmsg(const shmrpc_client *c)
+{
+    return c ? shmrpc__msg_get(&c->errmsg) : "";
+}
+
+void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms)
+{
+    if (c) c->timeout = resolve(ms, c->default_timeout);
+}
+
+void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
+{
+    if (!c) return;
+    c->has_next = ms == SHMRPC_TIMEOUT_INFINITE || ms >= 0;
+    c->next_timeout = ms;
+}
+
+shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
+{
+    if (!c) return NULL;
+    shmrpc_buf_clear(&c->req);
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena);
+    shmrpc__msg_clear(&c->errmsg);
+    return &c->req;
+}
+
+shmrpc_arena *shmrpc_client_arena(shmrpc_client *c)
+{
+    return c ? c->arena : NULL;
+}
+
+int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
+{
+    if (!c) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__msg_vset(&c->errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
+                               const char *why)
+{
+    if (!c) return SHMRPC_EINVAL;
+    char text[SHMRPC__CTX_MSG_CAP];
+    shmrpc__decode_msg(text, sizeof text, method, "result", field, why);
+    shmrpc__msg_set(&c->errmsg, "%s", text);
+    return SHMRPC_EINVAL;
+}
+
+/* A request the stub could not encode whole (the buffer's sticky error). */
+static int request_error(shmrpc_client *c)
+{
+    int rc = c->req.err;
+    if (rc == SHMRPC_ETOOBIG)
+        return shmrpc_client_error(c, rc, "the request is larger than the client's maximum of %zu bytes",
+                                   c->max_msg);
+    return shmrpc_client_error(c, rc, "encoding the request: %s", shmrpc_strerror(rc));
+}
+
+int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return SHMRPC_EINVAL;
+    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    c->has_next = false;
+    shmrpc_buf_clear(&c->resp);
+    shmrpc__msg_clear(&c->errmsg);
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (method_id >= c->info->n_methods)
+        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
+                                   method_id, c->info->name, c->info->n_methods);
+    if (c->req.err) return request_error(c);
+
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    int rc = c->conn->ops->call(c->conn, c->map[method_id], req, &c->resp, timeout, &c->errmsg);
+    if (rc) {
+        if (!c->errmsg.len) shmrpc__msg_set(&c->errmsg, "%s", shmrpc_strerror(rc));
+        return rc;
+    }
+    if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    return 0;
+}

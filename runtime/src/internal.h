@@ -1,0 +1,132 @@
+/* The runtime's internal interfaces (shmrpc__*): messages, descriptor checks, the
+ * server-side call context and dispatch, and the transport plug-in points. */
+#ifndef SHMRPC_INTERNAL_H
+#define SHMRPC_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmrpc.h>
+
+#define SHMRPC__FMT(a, b) __attribute__((format(printf, a, b)))
+
+/* --- messages (msg.c) --------------------------------------------------------------
+ * An error message kept in a shmrpc_buf, NUL-terminated just past len. The buffer only
+ * grows, so once it has held a message of some size, setting one of that size again
+ * does not allocate. When memory runs out the message is truncated, never lost. */
+void shmrpc__msg_clear(shmrpc_buf *m);
+void shmrpc__msg_set(shmrpc_buf *m, const char *fmt, ...) SHMRPC__FMT(2, 3);
+void shmrpc__msg_vset(shmrpc_buf *m, const char *fmt, va_list ap) SHMRPC__FMT(2, 0);
+void shmrpc__msg_append(shmrpc_buf *m, const char *fmt, ...) SHMRPC__FMT(2, 3);
+void shmrpc__msg_vappend(shmrpc_buf *m, const char *fmt, va_list ap) SHMRPC__FMT(2, 0);
+/* The message, or "" when none is set. */
+const char *shmrpc__msg_get(const shmrpc_buf *m);
+
+/* Decode-error texts shared by the server's ctx and the client (msg.c):
+ * "METHOD: WHAT: WHY" or "METHOD: WHAT, field 'FIELD': WHY"; NULL parts are left out. */
+void shmrpc__decode_msg(char *out, size_t cap, const char *method, const char *what,
+                        const char *field, const char *why);
+
+/* Static "integer out of range for i8"-style texts for the integer readers (mp_read.c). */
+const char *shmrpc__int_range_why(int64_t min, int64_t max);
+const char *shmrpc__uint_range_why(uint64_t max);
+
+/* --- descriptors (verify.c) --------------------------------------------------------- */
+
+/* Checks a service info: magic (SHMRPC_EINVAL), version (SHMRPC_EVERSION), a name,
+ * methods sorted strictly by name with methods[i].id == i, names and signatures set,
+ * known encodings. A service with no methods is allowed. The first problem goes to err. */
+int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err);
+
+/* Maps each client method id to the server's id for the same name (map has
+ * client->n_methods entries). Every client method must exist on the server with an
+ * equal fingerprint; the server may have more. Otherwise SHMRPC_EMISMATCH, with a
+ * message in err naming every method that differs. Both infos must have passed
+ * shmrpc__info_check (sorted by name), so this is one merge walk. */
+int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                       uint32_t *map, shmrpc_buf *err);
+
+/* --- the server side of a call (server.c) ------------------------------------------- */
+
+#define SHMRPC__CTX_MSG_CAP 256
+
+/* One per connection: used by one call at a time. */
+struct shmrpc_ctx {
+    shmrpc_arena *arena; /* reset after every call */
+    void *user;          /* the server's user pointer */
+    bool has_msg;
+    char msg[SHMRPC__CTX_MSG_CAP];
+};
+
+int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
+void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
+/* The message of the last failed dispatch on this ctx. */
+const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
+
+/* Runs one call of the server's method id (the server's index) with the request bytes
+ * req, encoding the result into resp (cleared first, capped at the server's maximum).
+ * Returns the handler's status; on failure shmrpc__ctx_msg(ctx) says why (the handler's
+ * message, or shmrpc_strerror(rc) when it set none). Resets ctx's arena afterwards.
+ * Safe to run on several threads at once with different ctx and resp: it reads the
+ * server only, which does not change once it listens. */
+int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                     shmrpc_buf *resp);
+
+const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
+size_t shmrpc__server_max_msg(const shmrpc_server *s);
+
+/* --- transports (transport.c, inproc.c) ----------------------------------------------
+ * A transport connects clients and makes servers listen for one address scheme.
+ * Connections and listeners start with a pointer to their ops, so client.c and
+ * server.c hold them without knowing the transport. */
+typedef struct shmrpc__conn shmrpc__conn;
+typedef struct shmrpc__listener shmrpc__listener;
+
+typedef struct shmrpc__conn_ops {
+    /* One call of the server's method sid: req out, the response appended to resp
+     * (cleared by the caller, capped at the client's maximum). timeout_ms is resolved:
+     * milliseconds, or SHMRPC_TIMEOUT_INFINITE. On failure the message goes to err. */
+    int (*call)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                int64_t timeout_ms, shmrpc_buf *err);
+    /* Ends the connection and frees it. */
+    void (*close)(shmrpc__conn *c);
+} shmrpc__conn_ops;
+
+struct shmrpc__conn {
+    const shmrpc__conn_ops *ops;
+};
+
+typedef struct shmrpc__listener_ops {
+    /* Stops serving; returns once no call of this listener runs any more. */
+    void (*close)(shmrpc__listener *l);
+} shmrpc__listener_ops;
+
+struct shmrpc__listener {
+    const shmrpc__listener_ops *ops;
+};
+
+typedef struct shmrpc__transport {
+    const char *scheme; /* "inproc" */
+    /* Connects to where (the address after "scheme://") and verifies the method
+     * table with shmrpc__method_map, filling map. */
+    int (*connect)(const char *where, const shmrpc_service_info *info, uint32_t *map,
+                   shmrpc__conn **out, shmrpc_buf *err);
+    /* Serves s at where; s has a registered service. */
+    int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out,
+                  shmrpc_buf *err);
+} shmrpc__transport;
+
+/* The transport for addr ("SCHEME://WHERE"), and where inside addr. SHMRPC_EINVAL with
+ * a message for a malformed address, an unknown scheme, or one not available yet. */
+int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const char **where,
+                          shmrpc_buf *err);
+
+extern const shmrpc__transport shmrpc__inproc_transport;
+
+/* --- arena introspection, for tests (arena.c) ---------------------------------------- */
+size_t shmrpc__arena_blocks(const shmrpc_arena *a);
+size_t shmrpc__arena_held(const shmrpc_arena *a);
+
+#endif

@@ -1,0 +1,270 @@
+/* The server: registering a service and its handlers, the per-connection call context,
+ * and the dispatch that every transport runs a call through. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct shmrpc_server {
+    size_t max_msg;
+    const shmrpc_service *svc; /* NULL until registered; then read-only */
+    void *handlers;            /* our copy of the handler table */
+    void *user;
+    shmrpc__listener *listener; /* NULL until listening */
+    shmrpc_buf errmsg;          /* the last failure of register or listen */
+};
+
+/* A handler pointer as stored in the generated table: any function pointer type has
+ * the same size and representation on the platforms we build for. */
+typedef void (*any_fn)(void);
+
+void shmrpc_server_opts_init(shmrpc_server_opts *o)
+{
+    o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
+}
+
+int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
+{
+    if (!out) return SHMRPC_EINVAL;
+    *out = NULL;
+    shmrpc_server *s = calloc(1, sizeof *s);
+    if (!s) return SHMRPC_ENOMEM;
+    s->max_msg = opts && opts->max_msg_bytes ? opts->max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    shmrpc_buf_init(&s->errmsg);
+    *out = s;
+    return 0;
+}
+
+void shmrpc_server_free(shmrpc_server *s)
+{
+    if (!s) return;
+    /* Waits for calls still running in this server's handlers on other threads. */
+    if (s->listener) s->listener->ops->close(s->listener);
+    free(s->handlers);
+    shmrpc_buf_destroy(&s->errmsg);
+    free(s);
+}
+
+const char *shmrpc_server_errmsg(const shmrpc_server *s)
+{
+    return s ? shmrpc__msg_get(&s->errmsg) : "";
+}
+
+static int server_error(shmrpc_server *s, int rc, const char *fmt, ...) SHMRPC__FMT(3, 4);
+static int server_error(shmrpc_server *s, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__msg_vset(&s->errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The tables beside the info: an invoke function per method, and handler offsets that
+ * lie inside the handler table. */
+static int check_tables(shmrpc_server *s, const shmrpc_service *svc, const void *handlers)
+{
+    const shmrpc_service_info *info = svc->info;
+    uint32_t n = info->n_methods;
+    if (n == 0) return 0;
+    if (!svc->invoke || !svc->handler_offset)
+        return server_error(s, SHMRPC_EINVAL, "service '%s': no invoke or handler offset table",
+                            info->name);
+    if (!handlers)
+        return server_error(s, SHMRPC_EINVAL, "service '%s': no handler table", info->name);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *name = info->methods[i].name;
+        if (!svc->invoke[i])
+            return server_error(s, SHMRPC_EINVAL, "service '%s': no invoke function for method '%s'",
+                                info->name, name);
+        size_t off = svc->handler_offset[i];
+        if (off > svc->handlers_size || svc->handlers_size - off < sizeof(any_fn))
+            return server_error(s, SHMRPC_EINVAL,
+                                "service '%s': the handler of method '%s' lies outside the "
+                                "handler table (offset %zu, table of %zu bytes)",
+                                info->name, name, off, svc->handlers_size);
+    }
+    return 0;
+}
+
+static bool handler_set(const shmrpc_service *svc, const void *handlers, uint32_t i)
+{
+    any_fn fn;
+    memcpy(&fn, (const char *)handlers + svc->handler_offset[i], sizeof fn);
+    return fn != NULL;
+}
+
+/* Fails naming every method without a handler: a missing one is found when the
+ * service is registered, not when its first call arrives. */
+static int check_handlers(shmrpc_server *s, const shmrpc_service *svc, const void *handlers)
+{
+    const shmrpc_service_info *info = svc->info;
+    unsigned missing = 0;
+    for (uint32_t i = 0; i < info->n_methods; i++)
+        missing += !handler_set(svc, handlers, i);
+    if (!missing) return 0;
+    shmrpc__msg_set(&s->errmsg, "service '%s': no handler for method%s ", info->name,
+                    missing > 1 ? "s" : "");
+    unsigned k = 0;
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        if (handler_set(svc, handlers, i)) continue;
+        shmrpc__msg_append(&s->errmsg, "%s'%s'", k++ ? ", " : "", info->methods[i].name);
+    }
+    return SHMRPC_EINVAL;
+}
+
+int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const void *handlers,
+                           void *user)
+{
+    if (!s) return SHMRPC_EINVAL;
+    shmrpc__msg_clear(&s->errmsg);
+    if (s->svc)
+        return server_error(s, SHMRPC_EBUSY,
+                            "service '%s' is already registered; a server serves one service",
+                            s->svc->info->name);
+    if (!svc) return server_error(s, SHMRPC_EINVAL, "no service descriptor");
+    if (svc->magic != SHMRPC_SERVICE_MAGIC)
+        return server_error(s, SHMRPC_EINVAL,
+                            "service descriptor has a bad magic number 0x%08x (expected 0x%08x)",
+                            svc->magic, SHMRPC_SERVICE_MAGIC);
+    if (svc->version != SHMRPC_DESCRIPTOR_VERSION)
+        return server_error(s, SHMRPC_EVERSION,
+                            "service descriptor has version %u; this runtime reads version %u "
+                            "(regenerate it)",
+                            svc->version, SHMRPC_DESCRIPTOR_VERSION);
+    int rc = shmrpc__info_check(svc->info, &s->errmsg);
+    if (rc) return rc;
+    if ((rc = check_tables(s, svc, handlers)) || (rc = check_handlers(s, svc, handlers)))
+        return rc;
+
+    void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
+    if (!copy) return server_error(s, SHMRPC_ENOMEM, "out of memory");
+    if (svc->handlers_size) memcpy(copy, handlers, svc->handlers_size);
+    s->handlers = copy;
+    s->svc = svc;
+    s->user = user;
+    return 0;
+}
+
+int shmrpc_server_listen(shmrpc_server *s, const char *addr)
+{
+    if (!s) return SHMRPC_EINVAL;
+    shmrpc__msg_clear(&s->errmsg);
+    if (!s->svc)
+        return server_error(s, SHMRPC_EINVAL, "register a service before listening");
+    if (s->listener)
+        return server_error(s, SHMRPC_EBUSY, "the server is already listening");
+    const shmrpc__transport *t;
+    const char *where;
+    int rc = shmrpc__transport_for(addr, &t, &where, &s->errmsg);
+    if (rc) return rc;
+    return t->listen(s, where, &s->listener, &s->errmsg);
+}
+
+const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)
+{
+    return s->svc->info;
+}
+
+size_t shmrpc__server_max_msg(const shmrpc_server *s)
+{
+    return s->max_msg;
+}
+
+/* --- the call context ----------------------------------------------------------------- */
+
+int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
+{
+    ctx->arena = shmrpc_arena_new(0);
+    if (!ctx->arena) return SHMRPC_ENOMEM;
+    ctx->user = s->user;
+    ctx->has_msg = false;
+    ctx->msg[0] = '\0';
+    return 0;
+}
+
+void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
+{
+    shmrpc_arena_free(ctx->arena);
+    ctx->arena = NULL;
+}
+
+const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx)
+{
+    return ctx->has_msg ? ctx->msg : "";
+}
+
+shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->arena : NULL;
+}
+
+void *shmrpc_ctx_user(shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->user : NULL;
+}
+
+int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
+{
+    if (!ctx) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    ctx->has_msg = true;
+    return rc;
+}
+
+int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
+                            const char *field, const char *why)
+{
+    if (!ctx) return SHMRPC_EINVAL;
+    shmrpc__decode_msg(ctx->msg, sizeof ctx->msg, method, what, field, why);
+    ctx->has_msg = true;
+    return SHMRPC_EINVAL;
+}
+
+/* --- dispatch ------------------------------------------------------------------------ */
+
+/* The status of a call whose handler returned rc, with the message the client sees. */
+static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
+                       const shmrpc_buf *resp)
+{
+    const char *name = s->svc->info->methods[id].name;
+    if (rc > 0)
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "the handler of '%s' returned %d, which is not a status", name,
+                                rc);
+    if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "the result of '%s' is larger than the server's maximum of %zu "
+                                "bytes",
+                                name, s->max_msg);
+    if (rc == 0 && resp->err)
+        return shmrpc_ctx_error(ctx, resp->err, "encoding the result of '%s': %s", name,
+                                shmrpc_strerror(resp->err));
+    if (rc < 0 && !ctx->has_msg) shmrpc_ctx_error(ctx, rc, "%s", shmrpc_strerror(rc));
+    return rc;
+}
+
+int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                     shmrpc_buf *resp)
+{
+    ctx->has_msg = false;
+    shmrpc_buf_clear(resp);
+    const shmrpc_service *svc = s->svc;
+    if (!svc) return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no service registered");
+    if (id >= svc->info->n_methods)
+        return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no method with id %u", id);
+    if (req.len > s->max_msg)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "a request of %zu bytes is larger than the server's maximum of "
+                                "%zu bytes",
+                                req.len, s->max_msg);
+    resp->max = s->max_msg;
+    int rc = svc->invoke[id](ctx, s->handlers, req, resp);
+    rc = call_status(s, ctx, id, rc, resp);
+    shmrpc_arena_reset(ctx->arena);
+    return rc;
+}

@@ -1,0 +1,329 @@
+/* Unit tests of the .svc front end: the tree that DESIGN.md's example and its extended
+ * form produce, enum numbering, docs, and the C naming helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "svc.h"
+
+static const char design_example[] =
+    "/// Echoes what it is given; the smallest useful service.\n"
+    "service Echo {\n"
+    "    port 5555;\n"
+    "    name \"echo_serv\";\n"
+    "\n"
+    "    struct Point { f64 x; f64 y; string? label; }\n"
+    "\n"
+    "    @raw  bytes  echo_raw(bytes data);\n"
+    "    @json string echo_json(string text);\n"
+    "          i64    add(i64 a, i64 b);\n"
+    "          Point  centroid(list<Point> points);\n"
+    "}\n";
+
+static const char full_example[] =
+    "service Echo {\n"
+    "    port 5555;\n"
+    "    name \"echo_serv\";\n"
+    "    struct Point { f64 x; f64 y; string? label; }\n"
+    "    /// Colours.\n"
+    "    enum Color {\n"
+    "        red,\n"
+    "        /// Five.\n"
+    "        green = 5, blue, cyan = -0x10, magenta,\n"
+    "    }\n"
+    "    /// Pings.\n"
+    "    /// Twice.\n"
+    "    void ping();\n"
+    "    /// Maps.\n"
+    "    map<string, list<i64>> m(Color? c, /// the points\n"
+    "                             map<i32, Point> pts);\n"
+    "}\n";
+
+/* The tree and the arena it lives in, parsed and checked without errors. */
+typedef struct parsed {
+    svc_arena *a;
+    svc_file *f;
+    char *errs;
+    size_t errs_len;
+} parsed;
+
+static parsed parse_ok(const char *src)
+{
+    parsed p = {0};
+    p.a = svc_arena_new();
+    assert_non_null(p.a);
+    FILE *out = open_memstream(&p.errs, &p.errs_len);
+    assert_non_null(out);
+    svc_diag d;
+    svc_diag_init(&d, out, "t.svc", src, strlen(src));
+    p.f = svc_parse(p.a, &d, "t.svc", src, strlen(src));
+    bool ok = p.f && svc_check(p.a, &d, p.f);
+    fclose(out);
+    if (!ok)
+        fprintf(stderr, "%s", p.errs);
+    assert_true(ok);
+    assert_int_equal(d.errors, 0);
+    return p;
+}
+
+static void parsed_free(parsed *p)
+{
+    svc_arena_free(p->a);
+    free(p->errs);
+}
+
+static void assert_tok(svc_tok t, const char *text)
+{
+    assert_int_equal(t.n, (int)strlen(text));
+    assert_memory_equal(t.p, text, strlen(text));
+}
+
+static svc_method *method_at(svc_service *s, int i)
+{
+    svc_method *m = s->methods;
+    while (m && i--)
+        m = m->next;
+    assert_non_null(m);
+    return m;
+}
+
+static void test_design_example(void **state)
+{
+    (void)state;
+    parsed p = parse_ok(design_example);
+    svc_service *s = p.f->service;
+    assert_non_null(s);
+    assert_tok(s->name, "Echo");
+    assert_int_equal(s->name.line, 2);
+    assert_int_equal(s->name.col, 9);
+    assert_string_equal(s->doc, "Echoes what it is given; the smallest useful service.");
+    assert_true(s->has_port);
+    assert_int_equal(s->port, 5555);
+    assert_tok(s->port_tok, "5555");
+    assert_true(s->has_name);
+    assert_string_equal(s->svc_name, "echo_serv");
+    assert_tok(s->name_tok, "\"echo_serv\"");
+
+    assert_int_equal(s->n_decls, 1);
+    svc_decl *pt = s->decls;
+    assert_int_equal(pt->kind, SVC_DECL_STRUCT);
+    assert_tok(pt->name, "Point");
+    assert_null(pt->doc);
+    assert_int_equal(pt->n_fields, 3);
+    svc_field *x = pt->fields, *y = x->next, *label = y->next;
+    assert_tok(x->name, "x");
+    assert_int_equal(x->type->kind, SVC_T_F64);
+    assert_tok(y->name, "y");
+    assert_int_equal(y->type->kind, SVC_T_F64);
+    assert_tok(label->name, "label");
+    assert_int_equal(label->type->kind, SVC_T_OPTIONAL);
+    assert_int_equal(label->type->elem->kind, SVC_T_STRING);
+    assert_tok(label->type->tok, "string?");
+    assert_null(label->next);
+
+    assert_int_equal(s->n_methods, 4);
+    svc_method *raw = method_at(s, 0), *json = method_at(s, 1), *add = method_at(s, 2),
+               *cen = method_at(s, 3);
+    assert_tok(raw->name, "echo_raw");
+    assert_int_equal(raw->enc, SVC_ENC_RAW);
+    assert_tok(raw->annots->name, "raw");
+    assert_null(raw->annots->next);
+    assert_int_equal(raw->result->kind, SVC_T_BYTES);
+    assert_int_equal(raw->n_params, 1);
+    assert_tok(raw->params->name, "data");
+    assert_int_equal(raw->params->type->kind, SVC_T_BYTES);
+
+    assert_tok(json->name, "echo_json");
+    assert_int_equal(json->enc, SVC_ENC_JSON);
+    assert_int_equal(json->result->kind, SVC_T_STRING);
+
+    assert_tok(add->name, "add");
+    assert_int_equal(add->enc, SVC_ENC_MSGPACK);
+    assert_null(add->annots);
+    assert_int_equal(add->result->kind, SVC_T_I64);
+    assert_int_equal(add->n_params, 2);
+    assert_tok(add->params->name, "a");
+    assert_tok(add->params->next->name, "b");
+    assert_int_equal(add->params->next->type->kind, SVC_T_I64);
+    assert_int_equal(add->name.line, 10);
+    assert_int_equal(add->name.col, 18);
+
+    assert_tok(cen->name, "centroid");
+    assert_int_equal(cen->result->kind, SVC_T_NAMED);
+    assert_ptr_equal(cen->result->decl, pt);
+    svc_type *pts = cen->params->type;
+    assert_int_equal(pts->kind, SVC_T_LIST);
+    assert_tok(pts->tok, "list");
+    assert_int_equal(pts->elem->kind, SVC_T_NAMED);
+    assert_ptr_equal(pts->elem->decl, pt);
+    assert_null(cen->next);
+    parsed_free(&p);
+}
+
+static void test_full_example(void **state)
+{
+    (void)state;
+    parsed p = parse_ok(full_example);
+    svc_service *s = p.f->service;
+    assert_int_equal(s->n_decls, 2);
+    svc_decl *color = s->decls->next;
+    assert_int_equal(color->kind, SVC_DECL_ENUM);
+    assert_string_equal(color->doc, "Colours.");
+    assert_int_equal(color->n_values, 5);
+    static const int64_t want[] = {0, 5, 6, -16, -15};
+    static const char *const names[] = {"red", "green", "blue", "cyan", "magenta"};
+    int i = 0;
+    for (svc_enumval *v = color->values; v; v = v->next, i++) {
+        assert_tok(v->name, names[i]);
+        assert_int_equal(v->value, want[i]);
+        assert_int_equal(v->explicit_value, i == 1 || i == 3);
+    }
+    assert_tok(color->values->next->value_tok, "5");
+    assert_string_equal(color->values->next->doc, "Five.");
+    assert_null(color->values->doc);
+
+    svc_method *ping = s->methods, *m = ping->next;
+    assert_string_equal(ping->doc, "Pings.\nTwice.");
+    assert_int_equal(ping->result->kind, SVC_T_VOID);
+    assert_int_equal(ping->n_params, 0);
+    assert_null(ping->params);
+
+    assert_string_equal(m->doc, "Maps.");
+    svc_type *r = m->result;
+    assert_int_equal(r->kind, SVC_T_MAP);
+    assert_int_equal(r->key->kind, SVC_T_STRING);
+    assert_int_equal(r->elem->kind, SVC_T_LIST);
+    assert_int_equal(r->elem->elem->kind, SVC_T_I64);
+    assert_string_equal(svc_type_str(p.a, r), "map<string, list<i64>>");
+    svc_field *c = m->params, *pts = c->next;
+    assert_int_equal(c->type->kind, SVC_T_OPTIONAL);
+    assert_ptr_equal(c->type->elem->decl, color);
+    assert_null(c->doc);
+    assert_string_equal(pts->doc, "the points");
+    assert_int_equal(pts->type->kind, SVC_T_MAP);
+    assert_int_equal(pts->type->key->kind, SVC_T_I32);
+    assert_ptr_equal(pts->type->elem->decl, s->decls);
+    parsed_free(&p);
+}
+
+/* Options are kept in source order; the first port and name fill the service's fields. */
+static void test_options(void **state)
+{
+    (void)state;
+    const char *src = "service S { name \"a\\\"b\\\\c\\n\\t\"; port 0x10; port 7; mode 1; }";
+    svc_arena *a = svc_arena_new();
+    svc_diag d;
+    svc_diag_init(&d, NULL, "t.svc", src, strlen(src));
+    svc_file *f = svc_parse(a, &d, "t.svc", src, strlen(src));
+    assert_non_null(f);
+    assert_int_equal(d.errors, 0);
+    svc_service *s = f->service;
+    assert_string_equal(s->svc_name, "a\"b\\c\n\t");
+    assert_int_equal(s->port, 16);
+    assert_tok(s->port_tok, "0x10");
+    svc_option *o = s->options;
+    assert_tok(o->name, "name");
+    assert_true(o->is_string);
+    assert_tok(o->next->name, "port");
+    assert_tok(o->next->next->value, "7");
+    assert_tok(o->next->next->next->name, "mode");
+    assert_false(o->next->next->next->is_string);
+    assert_null(o->next->next->next->next);
+    /* hex port, bad name, repeated port, unknown option */
+    assert_false(svc_check(a, &d, f));
+    assert_int_equal(d.errors, 4);
+    svc_arena_free(a);
+}
+
+static void test_snake_upper(void **state)
+{
+    (void)state;
+    svc_arena *a = svc_arena_new();
+    static const char *const cases[][2] = {
+        {"EchoService", "echo_service"}, {"HTTPServer", "http_server"}, {"echo_raw", "echo_raw"},
+        {"getX", "get_x"},               {"Point3D", "point3_d"},       {"X", "x"},
+        {"ABC", "abc"},                  {"Echo_Raw", "echo_raw"},      {"ID2Name", "id2_name"},
+        {"parseHTTP", "parse_http"},     {"a1b2", "a1b2"},              {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_string_equal(svc_snake(a, cases[i][0], -1), cases[i][1]);
+    assert_string_equal(svc_snake(a, "EchoServiceXYZ", 11), "echo_service");
+    assert_string_equal(svc_upper(a, "echo_service"), "ECHO_SERVICE");
+    assert_string_equal(svc_upper(a, "point3_d"), "POINT3_D");
+    assert_true(svc_is_c_keyword("_Bool", 5));
+    assert_true(svc_is_c_keyword("NULL", 4));
+    assert_false(svc_is_c_keyword("integer", 7));
+    svc_arena_free(a);
+}
+
+static void test_arena(void **state)
+{
+    (void)state;
+    svc_arena *a = svc_arena_new();
+    for (size_t n = 0; n < 300000; n = n * 3 + 1) {
+        unsigned char *p = svc_arena_alloc(a, n);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(p[i], 0);
+        memset(p, 0xab, n);
+    }
+    assert_string_equal(svc_arena_strndup(a, "hello", 3), "hel");
+    assert_string_equal(svc_arena_printf(a, "%s-%d", "x", 42), "x-42");
+    assert_null(svc_arena_alloc(a, SIZE_MAX));
+    svc_arena_free(a);
+}
+
+/* The diagnostics' layout: position, message, the line, a caret under the column. */
+static void test_error_layout(void **state)
+{
+    (void)state;
+    const char *src = "service S {\n\tport 1; name \"s\";\n\tPont p();\n}\n";
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    svc_arena *a = svc_arena_new();
+    svc_diag d;
+    svc_diag_init(&d, out, "x.svc", src, strlen(src));
+    svc_file *f = svc_parse(a, &d, "x.svc", src, strlen(src));
+    assert_non_null(f);
+    assert_false(svc_check(a, &d, f));
+    fclose(out);
+    assert_int_equal(d.errors, 1);
+    assert_string_equal(buf, "x.svc:3:2: error: unknown type 'Pont'\n\tPont p();\n\t^\n");
+    free(buf);
+    svc_arena_free(a);
+}
+
+static void test_load_missing_file(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    svc_arena *a = svc_arena_new();
+    int n = 0;
+    assert_null(svc_load(a, out, "/nonexistent/x.svc", &n));
+    fclose(out);
+    assert_int_equal(n, 1);
+    assert_string_equal(buf, "/nonexistent/x.svc: error: cannot read: No such file or directory\n");
+    free(buf);
+    svc_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_design_example),  cmocka_unit_test(test_full_example),
+        cmocka_unit_test(test_options), cmocka_unit_test(test_snake_upper),
+        cmocka_unit_test(test_arena),           cmocka_unit_test(test_error_layout),
+        cmocka_unit_test(test_load_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
