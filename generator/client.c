@@ -90,23 +90,6 @@ static void stub_raw(gen *g, sbuf *o, const svc_method *m, const char *label, co
               pname(g, m->params), pname(g, m->params), label, id);
 }
 
-void gen_client(gen *g, tmpl_dict *d)
-{
-    gen_clear_needs(g);
-    for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        unsigned w = m->enc == SVC_ENC_JSON ? NEED_JSON_WRITE : NEED_MP_WRITE;
-        unsigned r = m->enc == SVC_ENC_JSON ? NEED_JSON_READ : NEED_MP_READ;
-        if (m->enc == SVC_ENC_RAW) continue;
-        for (const svc_field *p = m->params; p; p = p->next) gen_mark(g, gen_type(g, p->type), w);
-        if (m->result->kind != SVC_T_VOID) gen_mark(g, gen_type(g, m->result), r);
-    }
-    sbuf codec;
-    sb_init(&codec);
-    gen_codec_functions(g, &codec);
-    tmpl_set(d, "client_codec", codec.len ? S("\n%s", sb_str(&codec)) : "");
-    sb_free(&codec);
-}
-
 /* Fills each method's stub_body; d is the method's item in the "methods" list. */
 void gen_client_stub(gen *g, const svc_method *m, tmpl_dict *d)
 {

@@ -1,4 +1,4 @@
-/* Codec glue: for each type a file needs, static functions that write and read it as
+/* Codec glue: for each type the methods need, functions that write and read it as
  * msgpack or JSON, and the snippets that stubs and invokers inline for scalars. */
 #include <stdio.h>
 #include <string.h>
@@ -182,30 +182,37 @@ void gen_json_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t
 
 static const cx fcx = {"pk", "r", "a", "rc"};
 
+/* Codec functions are shared by the client and server files through NAME.c, except
+ * those of a method's arguments, which only the server file has. */
+static const char *linkage(const gtype *t)
+{
+    return t->is_args ? "static " : "";
+}
+
 static void prototypes(gen *g, sbuf *o, const gtype *t)
 {
     if (t->need & NEED_ENUM_NAME)
-        sb_printf(o, "static const char *%s(%s v);\n", fn(g, t, "name"), t->ctype);
+        sb_printf(o, "const char *%s(%s v);\n", fn(g, t, "name"), t->ctype);
     if (t->need & NEED_ENUM_FROM_NAME)
-        sb_printf(o, "static bool %s(shmrpc_str s, %s *v);\n", fn(g, t, "from_name"), t->ctype);
+        sb_printf(o, "bool %s(shmrpc_str s, %s *v);\n", fn(g, t, "from_name"), t->ctype);
     if (t->need & NEED_MP_WRITE)
-        sb_printf(o, "static void %s(msgpack_packer *pk, %s);\n", fn(g, t, "mp_write"),
+        sb_printf(o, "%svoid %s(msgpack_packer *pk, %s);\n", linkage(t), fn(g, t, "mp_write"),
                   const_ptr(g, t->ctype, "v"));
     if (t->need & NEED_MP_READ)
-        sb_printf(o, "static int %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s);\n",
-                  fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
+        sb_printf(o, "%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s);\n",
+                  linkage(t), fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
     if (t->need & NEED_JSON_WRITE)
-        sb_printf(o, "static shmrpc_json *%s(%s);\n", fn(g, t, "json_write"),
+        sb_printf(o, "%sshmrpc_json *%s(%s);\n", linkage(t), fn(g, t, "json_write"),
                   const_ptr(g, t->ctype, "v"));
     if (t->need & NEED_JSON_READ)
-        sb_printf(o, "static int %s(shmrpc_json_reader *r, const shmrpc_json *j, %s);\n",
-                  fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+        sb_printf(o, "%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s);\n",
+                  linkage(t), fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
 }
 
 static void enum_names(gen *g, sbuf *o, const gtype *t)
 {
     if (t->need & NEED_ENUM_NAME) {
-        sb_printf(o, "\nstatic const char *%s(%s v)\n{\n    switch (v) {\n", fn(g, t, "name"),
+        sb_printf(o, "\nconst char *%s(%s v)\n{\n    switch (v) {\n", fn(g, t, "name"),
                   t->ctype);
         for (const svc_enumval *e = t->decl->values; e; e = e->next)
             sb_printf(o, "    case %s:\n        return \"%.*s\";\n", gen_enum_const(g, t, e),
@@ -213,7 +220,7 @@ static void enum_names(gen *g, sbuf *o, const gtype *t)
         sb_puts(o, "    }\n    return NULL;\n}\n");
     }
     if (t->need & NEED_ENUM_FROM_NAME) {
-        sb_printf(o, "\nstatic bool %s(shmrpc_str s, %s *v)\n{\n", fn(g, t, "from_name"), t->ctype);
+        sb_printf(o, "\nbool %s(shmrpc_str s, %s *v)\n{\n", fn(g, t, "from_name"), t->ctype);
         sb_printf(o, "    static const struct {\n        const char *name;\n        %s value;\n"
                      "    } names[] = {\n", t->ctype);
         for (const svc_enumval *e = t->decl->values; e; e = e->next)
@@ -236,11 +243,12 @@ static void oom(sbuf *o, const char *ind, const char *r)
 
 static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\nstatic void %s(msgpack_packer *pk, %s)\n{\n", fn(g, t, "mp_write"),
+    sb_printf(o, "\n%svoid %s(msgpack_packer *pk, %s)\n{\n", linkage(t), fn(g, t, "mp_write"),
               const_ptr(g, t->ctype, "v"));
     switch (t->kind) {
     case GK_STRUCT:
         sb_printf(o, "    msgpack_pack_array(pk, %d);\n", t->n_fields);
+        if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
         for (const svc_field *f = t->fields; f; f = f->next)
             gen_mp_write(g, o, "    ", &fcx, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p));
         break;
@@ -308,8 +316,8 @@ static void items_alloc(gen *g, sbuf *o, const char *ctype, const char *arena, c
 
 static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\nstatic int %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)\n{\n",
-              fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
+    sb_printf(o, "\n%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)\n{\n",
+              linkage(t), fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
     const cx ret = fcx;
     switch (t->kind) {
     case GK_STRUCT:
@@ -367,7 +375,7 @@ static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
 
 static void json_write_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\nstatic shmrpc_json *%s(%s)\n{\n", fn(g, t, "json_write"),
+    sb_printf(o, "\n%sshmrpc_json *%s(%s)\n{\n", linkage(t), fn(g, t, "json_write"),
               const_ptr(g, t->ctype, "v"));
     const char *fail = "        shmrpc_json_free(o);\n        return NULL;\n    }\n";
     switch (t->kind) {
@@ -456,8 +464,8 @@ static void json_read_struct(gen *g, sbuf *o, const gtype *t)
 
 static void json_read_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\nstatic int %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)\n{\n",
-              fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+    sb_printf(o, "\n%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)\n{\n",
+              linkage(t), fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
     switch (t->kind) {
     case GK_STRUCT:
         json_read_struct(g, o, t);
@@ -522,16 +530,16 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
     sb_puts(o, "    return 0;\n}\n");
 }
 
-void gen_codec_functions(gen *g, sbuf *o)
+void gen_codec_prototypes(gen *g, sbuf *o, bool args)
 {
-    bool any = false;
     for (gtype *t = g->types; t; t = t->next)
-        if (t->need) {
-            prototypes(g, o, t);
-            any = true;
-        }
-    if (!any) return;
+        if (t->need && t->is_args == args) prototypes(g, o, t);
+}
+
+void gen_codec_functions(gen *g, sbuf *o, bool args)
+{
     for (gtype *t = g->types; t; t = t->next) {
+        if (t->is_args != args) continue;
         if (t->kind == GK_ENUM) enum_names(g, o, t);
         if (t->need & NEED_MP_WRITE) mp_write_fn(g, o, t);
         if (t->need & NEED_MP_READ) mp_read_fn(g, o, t);

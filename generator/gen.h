@@ -84,7 +84,10 @@ typedef struct cx {
 } cx;
 void gen_clear_needs(gen *g);
 void gen_mark(gen *g, gtype *t, unsigned need);
-void gen_codec_functions(gen *g, sbuf *o);
+/* Prototypes and definitions of the functions marked needed: of the shared types, or
+ * (args) of the methods' arguments. */
+void gen_codec_prototypes(gen *g, sbuf *o, bool args);
+void gen_codec_functions(gen *g, sbuf *o, bool args);
 void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v);
 void gen_mp_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
                  const char *fail);
@@ -98,10 +101,10 @@ uint64_t gen_fnv1a64(const char *s);
 uint64_t gen_service_fingerprint(gen *g);
 void gen_descriptor(gen *g, tmpl_dict *d);
 
-/* client.c, server.c: one method's body, then the codec functions all of them need. */
+/* client.c, server.c: one method's stub or invoker. */
 void gen_client_stub(gen *g, const svc_method *m, tmpl_dict *d);
-void gen_client(gen *g, tmpl_dict *d);
 void gen_server_invoke(gen *g, const svc_method *m, tmpl_dict *d);
-void gen_server(gen *g, tmpl_dict *d);
+/* The codec glue: shared functions for NAME.h and NAME.c, the arguments' for the server. */
+void gen_codec(gen *g, tmpl_dict *d);
 
 #endif

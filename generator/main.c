@@ -89,8 +89,7 @@ static tmpl_dict *model(gen *g)
     sb_free(&types);
     gen_descriptor(g, d);
     fill_methods(g, d);
-    gen_client(g, d);
-    gen_server(g, d);
+    gen_codec(g, d);
     tmpl_set(d, "methods_ptr", g->n_methods ? svc_arena_printf(g->a, "%s__methods", g->p) : "NULL");
     tmpl_set(d, "invoke_ptr", g->n_methods ? svc_arena_printf(g->a, "%s__invoke", g->p) : "NULL");
     tmpl_set(d, "offsets_ptr",

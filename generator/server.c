@@ -129,19 +129,32 @@ void gen_server_invoke(gen *g, const svc_method *m, tmpl_dict *d)
     sb_free(&f);
 }
 
-void gen_server(gen *g, tmpl_dict *d)
+void gen_codec(gen *g, tmpl_dict *d)
 {
     gen_clear_needs(g);
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         if (m->enc == SVC_ENC_RAW) continue;
-        bool json = m->enc == SVC_ENC_JSON;
-        if (m->n_params) gen_mark(g, gen_args_type(g, m), json ? NEED_JSON_READ : NEED_MP_READ);
-        if (m->result->kind != SVC_T_VOID)
-            gen_mark(g, gen_type(g, m->result), json ? NEED_JSON_WRITE : NEED_MP_WRITE);
+        unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
+                                              : NEED_MP_READ | NEED_MP_WRITE;
+        if (m->n_params) gen_mark(g, gen_args_type(g, m), rw);
+        if (m->result->kind != SVC_T_VOID) gen_mark(g, gen_type(g, m->result), rw);
     }
-    sbuf codec;
-    sb_init(&codec);
-    gen_codec_functions(g, &codec);
-    tmpl_set(d, "server_codec", codec.len ? S("\n%s", sb_str(&codec)) : "");
-    sb_free(&codec);
+    /* The client writes arguments one by one, so only the server reads them whole. */
+    for (gtype *t = g->types; t; t = t->next)
+        if (t->is_args) t->need &= ~(unsigned)(NEED_MP_WRITE | NEED_JSON_WRITE);
+
+    sbuf o;
+    sb_init(&o);
+    gen_codec_prototypes(g, &o, false);
+    tmpl_set(d, "codec_prototypes", sb_str(&o));
+    sb_free(&o);
+    sb_init(&o);
+    gen_codec_functions(g, &o, false);
+    tmpl_set(d, "codec", sb_str(&o));
+    sb_free(&o);
+    sb_init(&o);
+    gen_codec_prototypes(g, &o, true);
+    gen_codec_functions(g, &o, true);
+    tmpl_set(d, "args_codec", sb_str(&o));
+    sb_free(&o);
 }

@@ -336,6 +336,10 @@ static void struct_defs(gen *g, sbuf *o, const gtype *t, const gtype **done, int
     sb_puts(o, "};\n\n");
 }
 
+/* The header's type definitions in an order C accepts: enums; names of every struct,
+ * map entry and optional; lists and maps (which hold only pointers); optionals (which
+ * hold lists, maps or scalars by value); structs, each after those it holds by value;
+ * and last the map entries, which may hold structs. */
 void gen_type_defs(gen *g, sbuf *o)
 {
     int n = 0;
@@ -349,6 +353,8 @@ void gen_type_defs(gen *g, sbuf *o)
             sb_printf(o, "typedef struct %s %s;\n", t->ctype, t->ctype);
         else if (t->kind == GK_MAP)
             sb_printf(o, "typedef struct %s_entry %s_entry;\n", t->ctype, t->ctype);
+        else if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
+            sb_printf(o, "typedef struct %s %s;\n", t->ctype, t->ctype);
         else
             continue;
         any = true;
@@ -365,8 +371,8 @@ void gen_type_defs(gen *g, sbuf *o)
     }
     for (gtype *t = g->types; t; t = t->next)
         if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
-            sb_printf(o, "typedef struct %s {\n    bool has;\n    %s;\n} %s;\n\n", t->ctype,
-                      decl(g, t->elem->ctype, "value"), t->ctype);
+            sb_printf(o, "struct %s {\n    bool has;\n    %s;\n};\n\n", t->ctype,
+                      decl(g, t->elem->ctype, "value"));
 
     const gtype **done = must(svc_arena_alloc(g->a, sizeof *done * (size_t)(n + 1)));
     int n_done = 0;

@@ -26,8 +26,7 @@ svc_arena *svc_arena_new(void)
 
 void svc_arena_free(svc_arena *a)
 {
-    if (!a)
-        return;
+    if (!a) return;
     for (chunk *c = a->head, *next; c; c = next) {
         next = c->next;
         free(c);
@@ -37,18 +36,15 @@ void svc_arena_free(svc_arena *a)
 
 static chunk *chunk_new(size_t cap)
 {
-    if (cap > SIZE_MAX - sizeof(chunk))
-        return NULL;
+    if (cap > SIZE_MAX - sizeof(chunk)) return NULL;
     chunk *c = calloc(1, sizeof(chunk) + cap);
-    if (c)
-        c->cap = cap;
+    if (c) c->cap = cap;
     return c;
 }
 
 void *svc_arena_alloc(svc_arena *a, size_t n)
 {
-    if (!a || n > SIZE_MAX - ALIGN)
-        return NULL;
+    if (!a || n > SIZE_MAX - ALIGN) return NULL;
     n = n ? (n + ALIGN - 1) & ~(size_t)(ALIGN - 1) : ALIGN;
     chunk *c = a->head;
     if (c && c->cap - c->used >= n) {
@@ -60,8 +56,7 @@ void *svc_arena_alloc(svc_arena *a, size_t n)
      * space left there keeps serving small allocations. */
     bool own = n > CHUNK_SIZE / 4;
     chunk *nc = chunk_new(own ? n : CHUNK_SIZE);
-    if (!nc)
-        return NULL;
+    if (!nc) return NULL;
     nc->used = n;
     if (own && c) {
         nc->next = c->next;
@@ -75,11 +70,9 @@ void *svc_arena_alloc(svc_arena *a, size_t n)
 
 char *svc_arena_strndup(svc_arena *a, const char *p, size_t n)
 {
-    if (n == SIZE_MAX)
-        return NULL;
+    if (n == SIZE_MAX) return NULL;
     char *s = svc_arena_alloc(a, n + 1);
-    if (s && n)
-        memcpy(s, p, n);
+    if (s && n) memcpy(s, p, n);
     return s;
 }
 
@@ -91,8 +84,7 @@ char *svc_arena_printf(svc_arena *a, const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *s = n < 0 ? NULL : svc_arena_alloc(a, (size_t)n + 1);
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap2);
+    if (s) vsnprintf(s, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
     return s;
 }

@@ -33,9 +33,9 @@ typedef struct check {
     cerr *errs;
     int nerrs;
     bool oom;
-    ntab types;      /* type name -> tinfo of its first declaration */
-    const char *S;   /* svc_snake(service name) */
-    const char *SU;  /* svc_upper(S) */
+    ntab types;     /* type name -> tinfo of its first declaration */
+    const char *S;  /* svc_snake(service name) */
+    const char *SU; /* svc_upper(S) */
 } check;
 
 static void err(check *c, svc_tok at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -66,10 +66,8 @@ static void err(check *c, svc_tok at, const char *fmt, ...)
 static int cerr_cmp(const void *x, const void *y)
 {
     const cerr *a = *(const cerr *const *)x, *b = *(const cerr *const *)y;
-    if (a->line != b->line)
-        return a->line < b->line ? -1 : 1;
-    if (a->col != b->col)
-        return a->col < b->col ? -1 : 1;
+    if (a->line != b->line) return a->line < b->line ? -1 : 1;
+    if (a->col != b->col) return a->col < b->col ? -1 : 1;
     return (a->seq > b->seq) - (a->seq < b->seq);
 }
 
@@ -82,13 +80,11 @@ static void flush_errors(check *c)
         int i = 0;
         for (cerr *e = c->errs; e; e = e->next)
             v[i++] = e;
-        if (i)
-            qsort(v, (size_t)i, sizeof *v, cerr_cmp);
+        if (i) qsort(v, (size_t)i, sizeof *v, cerr_cmp);
         for (int k = 0; k < i; k++)
             svc_error(c->d, v[k]->line, v[k]->col, "%s", v[k]->msg);
     }
-    if (c->oom)
-        svc_error(c->d, 0, 0, "out of memory");
+    if (c->oom) svc_error(c->d, 0, 0, "out of memory");
 }
 
 /* ---- the name table ---- */
@@ -111,8 +107,7 @@ static bool ntab_grow(check *c, ntab *t)
         return false;
     }
     for (size_t i = 0; i < t->cap; i++) {
-        if (!t->keys[i])
-            continue;
+        if (!t->keys[i]) continue;
         size_t j = hash(t->keys[i]) & (cap - 1);
         while (keys[j])
             j = (j + 1) & (cap - 1);
@@ -127,11 +122,9 @@ static bool ntab_grow(check *c, ntab *t)
 
 static const void *ntab_get(const ntab *t, const char *key)
 {
-    if (!t->cap || !key)
-        return NULL;
+    if (!t->cap || !key) return NULL;
     for (size_t j = hash(key) & (t->cap - 1); t->keys[j]; j = (j + 1) & (t->cap - 1))
-        if (strcmp(t->keys[j], key) == 0)
-            return t->vals[j];
+        if (strcmp(t->keys[j], key) == 0) return t->vals[j];
     return NULL;
 }
 
@@ -143,10 +136,8 @@ static const void *ntab_put(check *c, ntab *t, const char *key, const void *val)
         return NULL;
     }
     const void *old = ntab_get(t, key);
-    if (old)
-        return old;
-    if ((t->n + 1) * 2 > t->cap && !ntab_grow(c, t))
-        return NULL;
+    if (old) return old;
+    if ((t->n + 1) * 2 > t->cap && !ntab_grow(c, t)) return NULL;
     size_t j = hash(key) & (t->cap - 1);
     while (t->keys[j])
         j = (j + 1) & (t->cap - 1);
@@ -161,8 +152,7 @@ static const void *ntab_put(check *c, ntab *t, const char *key, const void *val)
 static const char *text(check *c, svc_tok t)
 {
     const char *s = svc_arena_strndup(c->a, t.p, (size_t)t.n);
-    if (!s)
-        c->oom = true;
+    if (!s) c->oom = true;
     return s;
 }
 
@@ -178,22 +168,19 @@ static bool tok_is(svc_tok t, const char *s)
 
 static bool is_builtin_name(svc_tok t)
 {
-    static const char *const names[] = {"void", "bool", "i8",  "i16", "i32",    "i64",
-                                         "u8",   "u16",  "u32", "u64", "f32",    "f64",
-                                         "string", "bytes", "list", "map"};
+    static const char *const names[] = {"void",   "bool",  "i8",   "i16", "i32", "i64",
+                                        "u8",     "u16",   "u32",  "u64", "f32", "f64",
+                                        "string", "bytes", "list", "map"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (tok_is(t, names[i]))
-            return true;
+        if (tok_is(t, names[i])) return true;
     return false;
 }
 
 static bool is_reserved_c(svc_tok t)
 {
-    if (t.n > 0 && t.p[0] == '_')
-        return true;
+    if (t.n > 0 && t.p[0] == '_') return true;
     for (int i = 0; i + 1 < t.n; i++)
-        if (t.p[i] == '_' && t.p[i + 1] == '_')
-            return true;
+        if (t.p[i] == '_' && t.p[i + 1] == '_') return true;
     return false;
 }
 
@@ -202,12 +189,9 @@ enum name_problem { NAME_OK, NAME_BUILTIN, NAME_KEYWORD, NAME_RESERVED };
 /* What is wrong with a name as a C name. */
 static enum name_problem name_problem(svc_tok t, bool is_type)
 {
-    if (is_type && is_builtin_name(t))
-        return NAME_BUILTIN;
-    if (svc_is_c_keyword(t.p, t.n))
-        return NAME_KEYWORD;
-    if (is_reserved_c(t))
-        return NAME_RESERVED;
+    if (is_type && is_builtin_name(t)) return NAME_BUILTIN;
+    if (svc_is_c_keyword(t.p, t.n)) return NAME_KEYWORD;
+    if (is_reserved_c(t)) return NAME_RESERVED;
     return NAME_OK;
 }
 
@@ -291,10 +275,8 @@ static void check_options(check *c)
         }
     }
     svc_tok sn = c->s->name;
-    if (!port_written)
-        err(c, sn, "service '%.*s' has no port", sn.n, sn.p);
-    if (!name_written)
-        err(c, sn, "service '%.*s' has no name", sn.n, sn.p);
+    if (!port_written) err(c, sn, "service '%.*s' has no port", sn.n, sn.p);
+    if (!name_written) err(c, sn, "service '%.*s' has no name", sn.n, sn.p);
 }
 
 /* ---- types ---- */
@@ -319,12 +301,10 @@ static void check_map_key(check *c, const svc_type *k)
 /* Resolves names and checks the type; void_ok only for a method's result itself. */
 static void check_type(check *c, svc_type *t, bool void_ok)
 {
-    if (!t)
-        return;
+    if (!t) return;
     switch (t->kind) {
     case SVC_T_VOID:
-        if (!void_ok)
-            err(c, t->tok, "'void' is only valid as a method's result type");
+        if (!void_ok) err(c, t->tok, "'void' is only valid as a method's result type");
         break;
     case SVC_T_NAMED: {
         const tinfo *ti = ntab_get(&c->types, text(c, t->tok));
@@ -362,22 +342,21 @@ static void declare_types(check *c)
         ti->decl = d;
         const tinfo *first = ntab_put(c, &c->types, text(c, d->name), ti);
         if (first)
-            err(c, d->name, "duplicate type '%.*s' (first declared at %d:%d)", d->name.n,
-                d->name.p, first->decl->name.line, first->decl->name.col);
+            err(c, d->name, "duplicate type '%.*s' (first declared at %d:%d)", d->name.n, d->name.p,
+                first->decl->name.line, first->decl->name.col);
     }
 }
 
 /* Checks struct fields or method parameters; what names the struct or method. */
-static void check_fields(check *c, svc_field *fields, const char *what, svc_tok owner,
-                         bool params)
+static void check_fields(check *c, svc_field *fields, const char *what, svc_tok owner, bool params)
 {
     ntab seen = {0};
     for (svc_field *f = fields; f; f = f->next) {
         check_name(c, f->name, false);
-        if (params && (tok_is(f->name, "client") || tok_is(f->name, "out") ||
-                       tok_is(f->name, "ctx")))
-            err(c, f->name, "parameter name '%.*s' is reserved by the generated code",
-                f->name.n, f->name.p);
+        if (params &&
+            (tok_is(f->name, "client") || tok_is(f->name, "out") || tok_is(f->name, "ctx")))
+            err(c, f->name, "parameter name '%.*s' is reserved by the generated code", f->name.n,
+                f->name.p);
         const svc_field *first = ntab_put(c, &seen, text(c, f->name), f);
         if (first)
             err(c, f->name, "duplicate %s '%.*s' in %s '%.*s' (first declared at %d:%d)",
@@ -399,7 +378,8 @@ static void check_enum(check *c, svc_decl *d)
         check_name(c, v->name, false);
         const svc_enumval *first = ntab_put(c, &names, text(c, v->name), v);
         if (first)
-            err(c, v->name, "duplicate enum value name '%.*s' in enum '%.*s' (first declared at %d:%d)",
+            err(c, v->name,
+                "duplicate enum value name '%.*s' in enum '%.*s' (first declared at %d:%d)",
                 v->name.n, v->name.p, d->name.n, d->name.p, first->name.line, first->name.col);
         if (v->value < INT32_MIN || v->value > INT32_MAX) {
             err(c, at, "enum value '%.*s' = %" PRId64 " does not fit in int32", v->name.n,
@@ -429,12 +409,9 @@ static void check_decls(check *c)
 static svc_encoding encoding_of(svc_tok name, bool *known)
 {
     *known = true;
-    if (tok_is(name, "msgpack"))
-        return SVC_ENC_MSGPACK;
-    if (tok_is(name, "json"))
-        return SVC_ENC_JSON;
-    if (tok_is(name, "raw"))
-        return SVC_ENC_RAW;
+    if (tok_is(name, "msgpack")) return SVC_ENC_MSGPACK;
+    if (tok_is(name, "json")) return SVC_ENC_JSON;
+    if (tok_is(name, "raw")) return SVC_ENC_RAW;
     *known = false;
     return SVC_ENC_MSGPACK;
 }
@@ -454,8 +431,7 @@ static void check_annots(check *c, svc_method *m)
         else if (!first) {
             m->enc = enc;
             first = an;
-        }
-        else if (tok_eq(first->name, an->name))
+        } else if (tok_eq(first->name, an->name))
             err(c, at, "duplicate annotation '@%.*s'", an->name.n, an->name.p);
         else
             err(c, at, "conflicting annotations ('@%.*s' and '@%.*s')", first->name.n,
@@ -485,8 +461,7 @@ static void check_methods(check *c)
         check_annots(c, m);
         check_type(c, m->result, true);
         check_fields(c, m->params, "method", m->name, true);
-        if (m->enc == SVC_ENC_RAW)
-            check_raw(c, m);
+        if (m->enc == SVC_ENC_RAW) check_raw(c, m);
     }
 }
 
@@ -503,8 +478,7 @@ typedef struct frame {
 static tinfo *held_struct(check *c, const svc_field *f)
 {
     const svc_type *t = f->type;
-    if (!t || t->kind != SVC_T_NAMED || !t->decl || t->decl->kind != SVC_DECL_STRUCT)
-        return NULL;
+    if (!t || t->kind != SVC_T_NAMED || !t->decl || t->decl->kind != SVC_DECL_STRUCT) return NULL;
     tinfo *ti = (tinfo *)ntab_get(&c->types, text(c, t->decl->name));
     return ti && ti->decl == t->decl ? ti : NULL;
 }
@@ -544,8 +518,7 @@ static void check_cycles(check *c)
     }
     for (svc_decl *d = c->s->decls; d; d = d->next) {
         tinfo *root = (tinfo *)ntab_get(&c->types, text(c, d->name));
-        if (d->kind != SVC_DECL_STRUCT || !root || root->decl != d || root->color)
-            continue;
+        if (d->kind != SVC_DECL_STRUCT || !root || root->decl != d || root->color) continue;
         int top = 0;
         stack[0] = (frame){root, d->fields, NULL};
         root->color = 1;
@@ -560,8 +533,7 @@ static void check_cycles(check *c)
             }
             fr->next = f->next;
             tinfo *to = held_struct(c, f);
-            if (!to || to->color == 2)
-                continue;
+            if (!to || to->color == 2) continue;
             if (to->color == 1) {
                 report_cycle(c, stack, to->pos, top, f);
                 continue;
@@ -584,16 +556,14 @@ typedef struct cname {
 static const char *snake(check *c, svc_tok t)
 {
     const char *s = svc_snake(c->a, t.p, t.n);
-    if (!s)
-        c->oom = true;
+    if (!s) c->oom = true;
     return s ? s : "";
 }
 
 static const char *upper(check *c, const char *s)
 {
     const char *u = svc_upper(c->a, s);
-    if (!u)
-        c->oom = true;
+    if (!u) c->oom = true;
     return u ? u : "";
 }
 
@@ -625,8 +595,8 @@ static bool claim_lower(check *c, ntab *names, svc_tok src)
     const char *sn = snake(c, src);
     const char *cn = svc_arena_printf(c->a, "%s_%s", c->S, sn);
     if (cn && uses_generated_name(sn)) {
-        err(c, src, "'%.*s' would be named '%s' in C, which the generated code uses", src.n,
-            src.p, cn);
+        err(c, src, "'%.*s' would be named '%s' in C, which the generated code uses", src.n, src.p,
+            cn);
         return false;
     }
     return claim(c, names, cn, src);
@@ -637,26 +607,22 @@ static void claim_type(check *c, ntab *names, const svc_decl *d)
     const tinfo *ti = ntab_get(&c->types, text(c, d->name));
     if (!ti || ti->decl != d || name_problem(d->name, true))
         return; /* a duplicate or an unfit name, reported already */
-    if (!claim_lower(c, names, d->name) || d->kind != SVC_DECL_ENUM)
-        return;
+    if (!claim_lower(c, names, d->name) || d->kind != SVC_DECL_ENUM) return;
     const char *prefix = svc_arena_printf(c->a, "%s_%s", c->SU, upper(c, snake(c, d->name)));
     ntab seen = {0};
     for (const svc_enumval *v = d->values; v; v = v->next) {
-        if (name_problem(v->name, false) || ntab_put(c, &seen, text(c, v->name), v))
-            continue;
-        const char *cn = svc_arena_printf(c->a, "%s_%s", prefix ? prefix : "",
-                                          upper(c, snake(c, v->name)));
+        if (name_problem(v->name, false) || ntab_put(c, &seen, text(c, v->name), v)) continue;
+        const char *cn =
+            svc_arena_printf(c->a, "%s_%s", prefix ? prefix : "", upper(c, snake(c, v->name)));
         claim(c, names, cn, v->name);
     }
 }
 
 static void claim_method(check *c, ntab *names, ntab *seen, const svc_method *m)
 {
-    if (name_problem(m->name, false) || ntab_put(c, seen, text(c, m->name), m))
-        return;
+    if (name_problem(m->name, false) || ntab_put(c, seen, text(c, m->name), m)) return;
     if (claim_lower(c, names, m->name))
-        claim(c, names,
-              svc_arena_printf(c->a, "%s_METHOD_%s", c->SU, upper(c, snake(c, m->name))),
+        claim(c, names, svc_arena_printf(c->a, "%s_METHOD_%s", c->SU, upper(c, snake(c, m->name))),
               m->name);
 }
 

@@ -22,27 +22,22 @@ static bool is_digit(char c)
  * digit ("getX", "Point3D"), or as the last capital of an acronym ("HTTPServer"). */
 static bool starts_word(const char *p, int n, int i)
 {
-    if (i == 0 || p[i - 1] == '_')
-        return false;
+    if (i == 0 || p[i - 1] == '_') return false;
     char prev = p[i - 1];
-    if (is_lower(prev) || is_digit(prev))
-        return true;
+    if (is_lower(prev) || is_digit(prev)) return true;
     return is_upper(prev) && i + 1 < n && is_lower(p[i + 1]);
 }
 
 const char *svc_snake(svc_arena *a, const char *p, int n)
 {
-    if (n < 0)
-        n = (int)strlen(p);
+    if (n < 0) n = (int)strlen(p);
     char *s = svc_arena_alloc(a, (size_t)n * 2 + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     char *o = s;
     for (int i = 0; i < n; i++) {
         char c = p[i];
         if (is_upper(c)) {
-            if (starts_word(p, n, i))
-                *o++ = '_';
+            if (starts_word(p, n, i)) *o++ = '_';
             c = (char)(c - 'A' + 'a');
         }
         *o++ = c;
@@ -55,8 +50,7 @@ const char *svc_upper(svc_arena *a, const char *s)
 {
     size_t n = strlen(s);
     char *u = svc_arena_alloc(a, n + 1);
-    if (!u)
-        return NULL;
+    if (!u) return NULL;
     for (size_t i = 0; i < n; i++)
         u[i] = is_lower(s[i]) ? (char)(s[i] - 'a' + 'A') : s[i];
     return u;
@@ -68,23 +62,22 @@ bool svc_is_c_keyword(const char *p, int n)
         /* C11 */
         "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
         "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-        "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
-        "typedef", "union", "unsigned", "void", "volatile", "while", "_Alignas", "_Alignof",
-        "_Atomic", "_Bool", "_Complex", "_Generic", "_Imaginary", "_Noreturn", "_Static_assert",
+        "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+        "union", "unsigned", "void", "volatile", "while", "_Alignas", "_Alignof", "_Atomic",
+        "_Bool", "_Complex", "_Generic", "_Imaginary", "_Noreturn", "_Static_assert",
         "_Thread_local",
         /* what <stdbool.h> and <stddef.h> define, and C23's new keywords */
         "bool", "true", "false", "NULL", "alignas", "alignof", "constexpr", "nullptr",
         "static_assert", "thread_local", "typeof", "typeof_unqual"};
     for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++)
-        if (strlen(kw[i]) == (size_t)n && memcmp(kw[i], p, (size_t)n) == 0)
-            return true;
+        if (strlen(kw[i]) == (size_t)n && memcmp(kw[i], p, (size_t)n) == 0) return true;
     return false;
 }
 
 static const char *const scalar_names[] = {
-    [SVC_T_VOID] = "void", [SVC_T_BOOL] = "bool",     [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
-    [SVC_T_I32] = "i32",   [SVC_T_I64] = "i64",       [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
-    [SVC_T_U32] = "u32",   [SVC_T_U64] = "u64",       [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
+    [SVC_T_VOID] = "void",     [SVC_T_BOOL] = "bool",   [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
+    [SVC_T_I32] = "i32",       [SVC_T_I64] = "i64",     [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
+    [SVC_T_U32] = "u32",       [SVC_T_U64] = "u64",     [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
     [SVC_T_STRING] = "string", [SVC_T_BYTES] = "bytes",
 };
 
@@ -97,8 +90,7 @@ static const char *type_str(svc_arena *a, const svc_type *t)
 
 const char *svc_type_str(svc_arena *a, const svc_type *t)
 {
-    if (!t)
-        return "?";
+    if (!t) return "?";
     switch (t->kind) {
     case SVC_T_LIST:
         return svc_arena_printf(a, "list<%s>", type_str(a, t->elem));

@@ -16,6 +16,7 @@ void svc_lexer_init(svc_lexer *lx, svc_arena *a, svc_diag *d, const char *src, s
     lx->d = d;
     lx->end_line = 1;
     lx->end_col = 1;
+    lx->errors0 = d->errors;
 }
 
 void svc_lexer_fini(svc_lexer *lx)
@@ -29,9 +30,17 @@ static int col_of(const svc_lexer *lx, const unsigned char *p)
     return (int)(p - lx->line_start) + 1;
 }
 
+/* Past this many errors the input is probably not a .svc file at all (a binary, say), and
+ * reporting every byte of it helps no one. */
+enum { MAX_LEX_ERRORS = 100 };
+
 static void error_at(svc_lexer *lx, const unsigned char *p, const char *fmt, const char *arg)
 {
     svc_error(lx->d, lx->line, col_of(lx, p), fmt, arg);
+    if (!lx->gave_up && lx->d->errors - lx->errors0 >= MAX_LEX_ERRORS) {
+        svc_error(lx->d, lx->line, col_of(lx, p), "too many errors; giving up");
+        lx->gave_up = true;
+    }
 }
 
 /* Adds one /// line (the text after the slashes) to the pending doc. */
@@ -129,6 +138,8 @@ int svc_lex(svc_lexer *lx, svc_ltok *tok)
 {
     const unsigned char *YYMARKER = NULL;
     for (;;) {
+        if (lx->gave_up)
+            return end_of_input(lx, tok);
         const unsigned char *s = lx->cur;
         /*!re2c
             re2c:define:YYCTYPE = "unsigned char";

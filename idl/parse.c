@@ -16,8 +16,7 @@ int svc_number(const char *p, int n, int64_t *out)
         base = 16;
         i += 2;
     }
-    if (i >= n)
-        return -1;
+    if (i >= n) return -1;
     uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     bool big = false;
     for (; i < n; i++) {
@@ -36,8 +35,7 @@ int svc_number(const char *p, int n, int64_t *out)
         else
             v = v * (unsigned)base + dg;
     }
-    if (big)
-        return -2;
+    if (big) return -2;
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;
     return 0;
 }
@@ -45,8 +43,7 @@ int svc_number(const char *p, int n, int64_t *out)
 char *svc_unquote(svc_arena *a, const char *p, int n)
 {
     char *s = svc_arena_alloc(a, (size_t)(n > 0 ? n : 1));
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     size_t o = 0;
     for (int i = 1; i < n && p[i] != '"'; i++) {
         char c = p[i];
@@ -63,8 +60,7 @@ char *svc_unquote(svc_arena *a, const char *p, int n)
 const char *svc_printable(svc_arena *a, const char *p, int n)
 {
     char *s = svc_arena_alloc(a, (size_t)(n > 0 ? n : 0) * 4 + 1);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     char *o = s;
     for (int i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -89,16 +85,14 @@ void svc_p_error(svc_pstate *ps, svc_tok at, const char *fmt, ...)
 
 static void oom(svc_pstate *ps)
 {
-    if (!ps->failed)
-        svc_p_error(ps, ps->cur.t, "out of memory");
+    if (!ps->failed) svc_p_error(ps, ps->cur.t, "out of memory");
     ps->failed = true;
 }
 
 static void *alloc(svc_pstate *ps, size_t n)
 {
     void *p = svc_arena_alloc(ps->a, n);
-    if (!p)
-        oom(ps);
+    if (!p) oom(ps);
     return p;
 }
 
@@ -108,8 +102,7 @@ void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
      * cause; saying "unexpected" about its consequence only adds noise. */
     bool quiet = ps->d->errors > ps->errors0 || ps->failed;
     ps->failed = true;
-    if (quiet)
-        return;
+    if (quiet) return;
     if (major == 0) {
         svc_p_error(ps, tok->t, "unexpected end of input");
         return;
@@ -120,33 +113,31 @@ void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
 
 void svc_p_overflow(svc_pstate *ps)
 {
-    if (!ps->failed)
-        svc_p_error(ps, ps->cur.t, "too deeply nested");
+    if (!ps->failed) svc_p_error(ps, ps->cur.t, "too deeply nested");
     ps->failed = true;
 }
 
 /* ---- building the tree ---- */
 
-#define APPEND(head, tail, node)                                                               \
-    do {                                                                                       \
-        if (tail)                                                                              \
-            (tail)->next = (node);                                                             \
-        else                                                                                   \
-            (head) = (node);                                                                   \
-        (tail) = (node);                                                                       \
+#define APPEND(head, tail, node)                                                                   \
+    do {                                                                                           \
+        if (tail)                                                                                  \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
     } while (0)
 
 void svc_p_service(svc_pstate *ps, svc_ltok kw, svc_ltok name)
 {
     svc_service *s = alloc(ps, sizeof *s);
-    if (!s)
-        return;
+    if (!s) return;
     s->name = name.t;
     s->doc = kw.doc;
     if (ps->file->service) {
         svc_tok first = ps->file->service->name;
-        svc_p_error(ps, kw.t, "only one service per file (the first is '%.*s' at %d:%d)",
-                    first.n, first.p, first.line, first.col);
+        svc_p_error(ps, kw.t, "only one service per file (the first is '%.*s' at %d:%d)", first.n,
+                    first.p, first.line, first.col);
     } else {
         ps->file->service = s;
     }
@@ -168,8 +159,7 @@ static int64_t number_value(svc_pstate *ps, svc_tok t)
 {
     int64_t v = 0;
     int rc = svc_number(t.p, t.n, &v);
-    if (rc == 0)
-        return v;
+    if (rc == 0) return v;
     const char *s = svc_printable(ps->a, t.p, t.n);
     if (rc == -1)
         svc_p_error(ps, t, "invalid number '%s'", s ? s : "?");
@@ -184,8 +174,7 @@ void svc_p_option(svc_pstate *ps, svc_ltok name, svc_ltok value, bool is_string)
 {
     svc_service *s = ps->svc;
     svc_option *o = alloc(ps, sizeof *o);
-    if (!s || !o)
-        return;
+    if (!s || !o) return;
     o->name = name.t;
     o->value = value.t;
     o->is_string = is_string;
@@ -199,8 +188,7 @@ void svc_p_option(svc_pstate *ps, svc_ltok name, svc_ltok value, bool is_string)
         s->has_name = true;
         s->name_tok = value.t;
         s->svc_name = svc_unquote(ps->a, value.t.p, value.t.n);
-        if (!s->svc_name)
-            oom(ps);
+        if (!s->svc_name) oom(ps);
     }
 }
 
@@ -211,8 +199,7 @@ static void new_decl(svc_pstate *ps, svc_decl_kind kind, svc_ltok kw, svc_ltok n
     ps->decl = d;
     ps->field_tail = NULL;
     ps->val_tail = NULL;
-    if (!s || !d)
-        return;
+    if (!s || !d) return;
     d->kind = kind;
     d->name = name.t;
     d->doc = kw.doc;
@@ -245,8 +232,7 @@ void svc_p_field(svc_pstate *ps, svc_ltype type, svc_ltok name)
 {
     svc_decl *d = ps->decl;
     svc_field *f = new_field(ps, type, name);
-    if (!d || !f)
-        return;
+    if (!d || !f) return;
     APPEND(d->fields, ps->field_tail, f);
     d->n_fields++;
 }
@@ -255,8 +241,7 @@ void svc_p_enumval(svc_pstate *ps, svc_ltok name, const svc_ltok *value)
 {
     svc_decl *d = ps->decl;
     svc_enumval *v = alloc(ps, sizeof *v);
-    if (!d || !v)
-        return;
+    if (!d || !v) return;
     v->name = name.t;
     v->doc = name.doc;
     if (value) {
@@ -277,8 +262,7 @@ void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, sv
     svc_method *m = alloc(ps, sizeof *m);
     ps->meth = m;
     ps->field_tail = NULL;
-    if (!s || !m)
-        return;
+    if (!s || !m) return;
     m->name = name.t;
     m->doc = annots ? annots->doc : result.doc;
     m->annots = annots ? annots->head : NULL;
@@ -291,8 +275,7 @@ void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name)
 {
     svc_method *m = ps->meth;
     svc_field *f = new_field(ps, type, name);
-    if (!m || !f)
-        return;
+    if (!m || !f) return;
     APPEND(m->params, ps->field_tail, f);
     m->n_params++;
 }
@@ -300,14 +283,12 @@ void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name)
 svc_annots svc_p_annot(svc_pstate *ps, svc_annots list, svc_ltok at)
 {
     svc_annot *an = alloc(ps, sizeof *an);
-    if (!an)
-        return list;
+    if (!an) return list;
     an->name = at.t;
     an->name.p++; /* without the '@' */
     an->name.n--;
     an->name.col++;
-    if (!list.head)
-        list.doc = at.doc;
+    if (!list.head) list.doc = at.doc;
     APPEND(list.head, list.tail, an);
     return list;
 }
@@ -316,9 +297,9 @@ static const struct {
     const char *name;
     svc_type_kind kind;
 } builtins[] = {
-    {"void", SVC_T_VOID}, {"bool", SVC_T_BOOL},     {"i8", SVC_T_I8},         {"i16", SVC_T_I16},
-    {"i32", SVC_T_I32},   {"i64", SVC_T_I64},       {"u8", SVC_T_U8},         {"u16", SVC_T_U16},
-    {"u32", SVC_T_U32},   {"u64", SVC_T_U64},       {"f32", SVC_T_F32},       {"f64", SVC_T_F64},
+    {"void", SVC_T_VOID},     {"bool", SVC_T_BOOL},   {"i8", SVC_T_I8},     {"i16", SVC_T_I16},
+    {"i32", SVC_T_I32},       {"i64", SVC_T_I64},     {"u8", SVC_T_U8},     {"u16", SVC_T_U16},
+    {"u32", SVC_T_U32},       {"u64", SVC_T_U64},     {"f32", SVC_T_F32},   {"f64", SVC_T_F64},
     {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
 };
 
@@ -337,11 +318,11 @@ svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 {
     svc_type_kind kind = SVC_T_NAMED;
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
-        if (tok_is(name.t, builtins[i].name))
-            kind = builtins[i].kind;
+        if (tok_is(name.t, builtins[i].name)) kind = builtins[i].kind;
     if (kind == SVC_T_LIST || kind == SVC_T_MAP) {
-        svc_p_error(ps, name.t, kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
-                                                   : "'map' takes two type arguments: map<K, V>");
+        svc_p_error(ps, name.t,
+                    kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
+                                       : "'map' takes two type arguments: map<K, V>");
         kind = SVC_T_NAMED;
     }
     return (svc_ltype){new_type(ps, kind, name.t), name.doc};
@@ -352,8 +333,7 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
     svc_ltype r = {NULL, name.doc};
     if (tok_is(name.t, "list") && !b) {
         r.t = new_type(ps, SVC_T_LIST, name.t);
-        if (r.t)
-            r.t->elem = a.t;
+        if (r.t) r.t->elem = a.t;
     } else if (tok_is(name.t, "map") && b) {
         r.t = new_type(ps, SVC_T_MAP, name.t);
         if (r.t) {
@@ -366,8 +346,7 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
         else if (tok_is(name.t, "map"))
             svc_p_error(ps, name.t, "'map' takes two type arguments: map<K, V>");
         else
-            svc_p_error(ps, name.t,
-                        "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
+            svc_p_error(ps, name.t, "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
                         name.t.n, name.t.p);
         r.t = a.t;
     }
@@ -377,18 +356,15 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
 /* The optional's token spans the whole type, "Point?", so errors point at its start. */
 svc_ltype svc_p_type_opt(svc_pstate *ps, svc_ltype elem, svc_ltok q)
 {
-    if (!elem.t)
-        return elem;
+    if (!elem.t) return elem;
     if (elem.t->kind == SVC_T_OPTIONAL) {
         svc_p_error(ps, q.t, "a type can be optional only once");
         return elem;
     }
     svc_tok span = elem.t->tok;
-    if (span.line == q.t.line && q.t.p > span.p)
-        span.n = (int)(q.t.p + 1 - span.p);
+    if (span.line == q.t.line && q.t.p > span.p) span.n = (int)(q.t.p + 1 - span.p);
     svc_ltype r = {new_type(ps, SVC_T_OPTIONAL, span), elem.doc};
-    if (r.t)
-        r.t->elem = elem.t;
+    if (r.t) r.t->elem = elem.t;
     return r;
 }
 
@@ -439,8 +415,7 @@ static char *read_file(svc_arena *a, FILE *fp, size_t *len)
         }
         buf = nb;
         n += fread(buf + n, 1, cap - n, fp);
-        if (n < cap || cap > SIZE_MAX / 4)
-            break;
+        if (n < cap || cap > SIZE_MAX / 4) break;
         cap *= 2;
     }
     char *out = NULL;
@@ -472,9 +447,7 @@ svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors)
         svc_error(&d, 0, 0, "cannot read: %s", strerror(errno ? errno : EIO));
     else
         f = svc_parse(a, &d, path, src, len);
-    if (f && d.errors == 0)
-        svc_check(a, &d, f);
-    if (nerrors)
-        *nerrors = d.errors;
+    if (f && d.errors == 0) svc_check(a, &d, f);
+    if (nerrors) *nerrors = d.errors;
     return d.errors ? NULL : f;
 }

@@ -31,6 +31,8 @@ typedef struct svc_lexer {
     size_t doc_len, doc_cap;
     bool has_doc;
     int end_line, end_col; /* just past the last token: where "end of input" is reported */
+    int errors0;           /* d->errors at the start, to count this input's errors */
+    bool gave_up;          /* too many lexical errors: the rest is not worth reading */
 } svc_lexer;
 
 void svc_lexer_init(svc_lexer *lx, svc_arena *a, svc_diag *d, const char *src, size_t len);
@@ -44,12 +46,12 @@ typedef struct svc_pstate {
     svc_arena *a;
     svc_diag *d;
     svc_file *file;
-    svc_service *svc;  /* the service being built */
-    svc_decl *decl;    /* the struct or enum being built */
-    svc_method *meth;  /* the method whose parameters are being read */
-    svc_ltok cur;      /* the token being fed, for errors lemon reports without one */
-    bool failed;       /* a syntax error or OOM: stop feeding tokens */
-    int errors0;       /* d->errors before this parse */
+    svc_service *svc; /* the service being built */
+    svc_decl *decl;   /* the struct or enum being built */
+    svc_method *meth; /* the method whose parameters are being read */
+    svc_ltok cur;     /* the token being fed, for errors lemon reports without one */
+    bool failed;      /* a syntax error or OOM: stop feeding tokens */
+    int errors0;      /* d->errors before this parse */
     svc_decl *decl_tail;
     svc_method *meth_tail;
     svc_option *opt_tail;

@@ -55,14 +55,15 @@ static void entry_unref(entry *e)
     free(e);
 }
 
-/* Holds the entry's server for one call; false when it is gone. */
-static bool enter(entry *e)
+/* Holds the entry's server for one call and returns it; NULL when it is gone. Use the
+ * pointer returned, never e->server again: that is cleared while calls still run. */
+static shmrpc_server *enter(entry *e)
 {
     pthread_mutex_lock(&e->mu);
-    bool ok = e->server != NULL;
-    if (ok) e->active++;
+    shmrpc_server *s = e->server;
+    if (s) e->active++;
     pthread_mutex_unlock(&e->mu);
-    return ok;
+    return s;
 }
 
 static void leave(entry *e)
@@ -165,11 +166,12 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
      * nothing to wait for that a deadline could bound. */
     (void)timeout_ms;
     conn *c = (conn *)base;
-    if (!enter(c->e)) {
+    shmrpc_server *s = enter(c->e);
+    if (!s) {
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
         return SHMRPC_EUNAVAIL;
     }
-    int rc = shmrpc__dispatch(c->e->server, &c->ctx, sid, req, &c->resp);
+    int rc = shmrpc__dispatch(s, &c->ctx, sid, req, &c->resp);
     leave(c->e);
     if (rc) {
         shmrpc__msg_set(err, "%s", shmrpc__ctx_msg(&c->ctx));
@@ -199,15 +201,16 @@ static void inproc_close(shmrpc__conn *base)
 
 static const shmrpc__conn_ops conn_ops = {.call = inproc_call, .close = inproc_close};
 
-/* A reference to the entry serving name, holding its server for the caller (leave()
- * when done); NULL when nobody serves it. */
-static entry *lookup(const char *name)
+/* A reference to the entry serving name, with its server held for the caller as by
+ * enter() (leave() when done); NULL when nobody serves it. */
+static entry *lookup(const char *name, shmrpc_server **server)
 {
     pthread_mutex_lock(&reg_mu);
     entry *e = find(name);
     if (e) {
         pthread_mutex_lock(&e->mu);
         /* Listed entries have their server: listener_close unlists before clearing. */
+        *server = e->server;
         e->refs++;
         e->active++;
         pthread_mutex_unlock(&e->mu);
@@ -221,18 +224,19 @@ static int inproc_connect(const char *where, const shmrpc_service_info *info, ui
 {
     int rc = check_name(where, err);
     if (rc) return rc;
-    entry *e = lookup(where);
+    shmrpc_server *s = NULL;
+    entry *e = lookup(where, &s);
     if (!e) {
         shmrpc__msg_set(err, "no server at inproc://%s", where);
         return SHMRPC_EUNAVAIL;
     }
     conn *c = NULL;
-    rc = shmrpc__method_map(info, shmrpc__server_info(e->server), map, err);
+    rc = shmrpc__method_map(info, shmrpc__server_info(s), map, err);
     if (rc) goto fail;
     rc = SHMRPC_ENOMEM;
     c = calloc(1, sizeof *c);
     if (!c) goto fail;
-    if (shmrpc__ctx_init(&c->ctx, e->server)) goto fail;
+    if (shmrpc__ctx_init(&c->ctx, s)) goto fail;
     shmrpc_buf_init(&c->resp);
     c->base.ops = &conn_ops;
     c->e = e;

@@ -104,8 +104,8 @@ static int check_handlers(shmrpc_server *s, const shmrpc_service *svc, const voi
     for (uint32_t i = 0; i < info->n_methods; i++)
         missing += !handler_set(svc, handlers, i);
     if (!missing) return 0;
-    shmrpc__msg_set(&s->errmsg, "service '%s': no handler for method%s ", info->name,
-                    missing > 1 ? "s" : "");
+    const char *s_ = missing > 1 ? "s" : "";
+    shmrpc__msg_set(&s->errmsg, "service '%s': no handler%s for method%s ", info->name, s_, s_);
     unsigned k = 0;
     for (uint32_t i = 0; i < info->n_methods; i++) {
         if (handler_set(svc, handlers, i)) continue;

@@ -12,38 +12,36 @@
 
 #include "svc.h"
 
-static const char design_example[] =
-    "/// Echoes what it is given; the smallest useful service.\n"
-    "service Echo {\n"
-    "    port 5555;\n"
-    "    name \"echo_serv\";\n"
-    "\n"
-    "    struct Point { f64 x; f64 y; string? label; }\n"
-    "\n"
-    "    @raw  bytes  echo_raw(bytes data);\n"
-    "    @json string echo_json(string text);\n"
-    "          i64    add(i64 a, i64 b);\n"
-    "          Point  centroid(list<Point> points);\n"
-    "}\n";
+static const char design_example[] = "/// Echoes what it is given; the smallest useful service.\n"
+                                     "service Echo {\n"
+                                     "    port 5555;\n"
+                                     "    name \"echo_serv\";\n"
+                                     "\n"
+                                     "    struct Point { f64 x; f64 y; string? label; }\n"
+                                     "\n"
+                                     "    @raw  bytes  echo_raw(bytes data);\n"
+                                     "    @json string echo_json(string text);\n"
+                                     "          i64    add(i64 a, i64 b);\n"
+                                     "          Point  centroid(list<Point> points);\n"
+                                     "}\n";
 
-static const char full_example[] =
-    "service Echo {\n"
-    "    port 5555;\n"
-    "    name \"echo_serv\";\n"
-    "    struct Point { f64 x; f64 y; string? label; }\n"
-    "    /// Colours.\n"
-    "    enum Color {\n"
-    "        red,\n"
-    "        /// Five.\n"
-    "        green = 5, blue, cyan = -0x10, magenta,\n"
-    "    }\n"
-    "    /// Pings.\n"
-    "    /// Twice.\n"
-    "    void ping();\n"
-    "    /// Maps.\n"
-    "    map<string, list<i64>> m(Color? c, /// the points\n"
-    "                             map<i32, Point> pts);\n"
-    "}\n";
+static const char full_example[] = "service Echo {\n"
+                                   "    port 5555;\n"
+                                   "    name \"echo_serv\";\n"
+                                   "    struct Point { f64 x; f64 y; string? label; }\n"
+                                   "    /// Colours.\n"
+                                   "    enum Color {\n"
+                                   "        red,\n"
+                                   "        /// Five.\n"
+                                   "        green = 5, blue, cyan = -0x10, magenta,\n"
+                                   "    }\n"
+                                   "    /// Pings.\n"
+                                   "    /// Twice.\n"
+                                   "    void ping();\n"
+                                   "    /// Maps.\n"
+                                   "    map<string, list<i64>> m(Color? c, /// the points\n"
+                                   "                             map<i32, Point> pts);\n"
+                                   "}\n";
 
 /* The tree and the arena it lives in, parsed and checked without errors. */
 typedef struct parsed {
@@ -65,8 +63,7 @@ static parsed parse_ok(const char *src)
     p.f = svc_parse(p.a, &d, "t.svc", src, strlen(src));
     bool ok = p.f && svc_check(p.a, &d, p.f);
     fclose(out);
-    if (!ok)
-        fprintf(stderr, "%s", p.errs);
+    if (!ok) fprintf(stderr, "%s", p.errs);
     assert_true(ok);
     assert_int_equal(d.errors, 0);
     return p;
@@ -241,15 +238,55 @@ static void test_options(void **state)
     svc_arena_free(a);
 }
 
+/* Doc comments: runs of /// lines, an empty one kept, //// and other comments ignored,
+ * a doc before an annotation documenting the method, one before '}' dropped. */
+static void test_docs(void **state)
+{
+    (void)state;
+    parsed p = parse_ok("//// not a doc\n"
+                        "/// Svc.\n"
+                        "///Two.\n"
+                        "service S { port 1; name \"s\";\n"
+                        "  /// A.\n"
+                        "  ///\n"
+                        "  ///   indented\r\n"
+                        "  struct A { /// X.\n"
+                        "    /* between */ i64 x; f64 y; }\n"
+                        "  /// M.\n"
+                        "  @json // plain\n"
+                        "  /// ignored: not directly before the method\n"
+                        "  i64 m(/// P.\n"
+                        "        i64 p);\n"
+                        "  /// dropped\n"
+                        "}\n");
+    svc_service *s = p.f->service;
+    assert_string_equal(s->doc, "Svc.\nTwo.");
+    svc_decl *a = s->decls;
+    assert_string_equal(a->doc, "A.\n\n  indented");
+    assert_string_equal(a->fields->doc, "X.");
+    assert_null(a->fields->next->doc);
+    assert_string_equal(s->methods->doc, "M.");
+    assert_string_equal(s->methods->params->doc, "P.");
+    parsed_free(&p);
+}
+
 static void test_snake_upper(void **state)
 {
     (void)state;
     svc_arena *a = svc_arena_new();
     static const char *const cases[][2] = {
-        {"EchoService", "echo_service"}, {"HTTPServer", "http_server"}, {"echo_raw", "echo_raw"},
-        {"getX", "get_x"},               {"Point3D", "point3_d"},       {"X", "x"},
-        {"ABC", "abc"},                  {"Echo_Raw", "echo_raw"},      {"ID2Name", "id2_name"},
-        {"parseHTTP", "parse_http"},     {"a1b2", "a1b2"},              {"", ""},
+        {"EchoService", "echo_service"},
+        {"HTTPServer", "http_server"},
+        {"echo_raw", "echo_raw"},
+        {"getX", "get_x"},
+        {"Point3D", "point3_d"},
+        {"X", "x"},
+        {"ABC", "abc"},
+        {"Echo_Raw", "echo_raw"},
+        {"ID2Name", "id2_name"},
+        {"parseHTTP", "parse_http"},
+        {"a1b2", "a1b2"},
+        {"", ""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         assert_string_equal(svc_snake(a, cases[i][0], -1), cases[i][1]);
@@ -320,10 +357,10 @@ static void test_load_missing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_design_example),  cmocka_unit_test(test_full_example),
-        cmocka_unit_test(test_options), cmocka_unit_test(test_snake_upper),
-        cmocka_unit_test(test_arena),           cmocka_unit_test(test_error_layout),
-        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_design_example), cmocka_unit_test(test_full_example),
+        cmocka_unit_test(test_options),        cmocka_unit_test(test_docs),
+        cmocka_unit_test(test_snake_upper),    cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_error_layout),   cmocka_unit_test(test_load_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

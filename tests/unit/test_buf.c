@@ -87,7 +87,6 @@ static void grow_overflow(void **state)
     /* Far more than any machine has: realloc fails, and that is ENOMEM. */
     assert_int_equal(shmrpc__buf_grow(&b, SIZE_MAX / 2), SHMRPC_ENOMEM);
     assert_int_equal(b.err, SHMRPC_ENOMEM);
-    assert_int_equal(b.len, 3);
     shmrpc_buf_destroy(&b);
 }
 
@@ -96,6 +95,7 @@ static void msgpack_writes_into_buf(void **state)
     (void)state;
     shmrpc_buf b;
     shmrpc_buf_init(&b);
+    b.max = 6; /* set before the first append: the capacity never grows past it */
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk, 2);
@@ -104,7 +104,6 @@ static void msgpack_writes_into_buf(void **state)
     assert_int_equal(b.err, 0);
     assert_memory_equal(b.data, "\x92\x01\xa2hi", 5);
     assert_int_equal(b.len, 5);
-    b.max = 6;
     assert_int_not_equal(msgpack_pack_str_with_body(&pk, "long", 4), 0);
     assert_int_equal(b.err, SHMRPC_ETOOBIG);
     shmrpc_buf_destroy(&b);

@@ -1,0 +1,36 @@
+#!/bin/sh
+# compile_good.sh SHMRPCGEN RUNTIME_INCLUDE SVC...: the code generated for every valid
+# file compiles warning-free with gcc and clang at -Wall -Wextra -Werror -pedantic.
+set -u
+gen=$1 inc=$2
+shift 2
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+compilers=""
+for cc in gcc clang; do
+    command -v "$cc" >/dev/null 2>&1 && compilers="$compilers $cc"
+done
+[ -n "$compilers" ] || { echo "no C compiler"; exit 1; }
+fail=0 count=0
+for svc in "$@"; do
+    stem=$(basename "$svc" .svc)
+    dir="$tmp/$stem"
+    mkdir -p "$dir"
+    if ! "$gen" -o "$dir" "$svc"; then
+        echo "FAIL $svc: shmrpcgen failed"
+        fail=1
+        continue
+    fi
+    for cc in $compilers; do
+        for src in "$dir"/*.c; do
+            count=$((count + 1))
+            if ! "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -I"$inc" -I"$dir" \
+                -c "$src" -o "$src.$cc.o"; then
+                echo "FAIL $cc $svc: $(basename "$src")"
+                fail=1
+            fi
+        done
+    done
+done
+echo "$count compilations ($compilers) of code generated from $# files"
+exit $fail

@@ -1,0 +1,463 @@
+/* Clients and servers end to end over inproc://: calls, handler errors, method-table
+ * checks, servers that go away, address clashes, and calls from several threads. */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include <msgpack.h>
+
+#include "calc_service.h"
+#include "unit.h"
+
+static shmrpc_server *serve(const char *addr, void *user)
+{
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, user), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    return s;
+}
+
+static shmrpc_client *client_for(const shmrpc_service_info *info, const char *addr)
+{
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
+    if (addr) {
+        int rc = shmrpc_client_connect(c, addr);
+        if (rc) fail_msg("connect %s: %d %s", addr, rc, shmrpc_client_errmsg(c));
+    }
+    return c;
+}
+
+static void calls_end_to_end(void **state)
+{
+    (void)state;
+    unsigned long calls = 0;
+    shmrpc_server *s = serve("inproc://e2e", &calls);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://e2e");
+    int64_t sum;
+    assert_int_equal(calc_add(c, 2, 40, &sum), 0);
+    assert_int_equal(sum, 42);
+    assert_int_equal(calc_add(c, -5, INT64_MIN + 5, &sum), 0);
+    assert_true(sum == INT64_MIN);
+    assert_string_equal(shmrpc_client_errmsg(c), "");
+    assert_int_equal(calls, 2);
+
+    /* Raw bytes through, and the response stays valid until the next request. */
+    shmrpc_bytes out;
+    assert_int_equal(calc_echo(c, shmrpc_bytes_of("hello\0world", 11), &out), 0);
+    assert_int_equal(out.len, 11);
+    assert_memory_equal(out.ptr, "hello\0world", 11);
+    assert_int_equal(calc_echo(c, shmrpc_bytes_of("", 0), &out), 0);
+    assert_int_equal(out.len, 0);
+    assert_non_null(out.ptr);
+    assert_int_equal(calc_big(c, 100000, &out), 0);
+    assert_int_equal(out.len, 100000);
+    assert_int_equal(out.ptr[99999], 'x');
+
+    /* Buffers are reused: after warming up, calls keep the same memory. */
+    assert_int_equal(calc_echo(c, shmrpc_bytes_of("abc", 3), &out), 0);
+    const uint8_t *first = out.ptr;
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(calc_echo(c, shmrpc_bytes_of("abc", 3), &out), 0);
+        assert_ptr_equal(out.ptr, first);
+    }
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+static void handler_errors_reach_the_client(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://errors", NULL);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://errors");
+    assert_int_equal(calc_fail(c), SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc_client_errmsg(c), "boom 7");
+    /* request() clears the previous message. */
+    shmrpc_client_request(c);
+    assert_string_equal(shmrpc_client_errmsg(c), "");
+    assert_int_equal(calc_positive(c), SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc_client_errmsg(c),
+                        "the handler of 'positive' returned 3, which is not a status");
+    int64_t sum;
+    assert_int_equal(calc_add(c, INT64_MAX, 1, &sum), SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc_client_errmsg(c), "9223372036854775807 + 1 overflows");
+    assert_int_equal(calc_add(c, 1, 1, &sum), 0);
+    assert_string_equal(shmrpc_client_errmsg(c), "");
+
+    /* A request that does not decode. */
+    shmrpc_buf *req = shmrpc_client_request(c);
+    shmrpc_buf_append(req, "\x92\xc1\x01", 3);
+    shmrpc_bytes out;
+    assert_int_equal(shmrpc_client_call(c, CALC_ADD, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_client_errmsg(c), "Calc.add: argument 'a': invalid msgpack byte");
+    assert_int_equal(out.len, 0);
+
+    /* Ids out of range, and the client's own messages. */
+    shmrpc_client_request(c);
+    assert_int_equal(shmrpc_client_call(c, CALC_N, &out), SHMRPC_ENOENT);
+    assert_string_equal(shmrpc_client_errmsg(c), "no method with id 5 (service 'Calc' has 5)");
+    assert_int_equal(shmrpc_client_error(c, SHMRPC_EPROTO, "custom %d", 1), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_client_errmsg(c), "custom 1");
+    assert_int_equal(shmrpc_client_decode_error(c, "Calc.add", NULL, "truncated"), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_client_errmsg(c), "Calc.add: result: truncated");
+    assert_int_equal(shmrpc_client_decode_error(c, "Echo.centroid", "Point.x", "expected number, got nil"),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_client_errmsg(c),
+                        "Echo.centroid: result, field 'Point.x': expected number, got nil");
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+static void message_size_limits(void **state)
+{
+    (void)state;
+    shmrpc_server_opts so;
+    shmrpc_server_opts_init(&so);
+    so.max_msg_bytes = 100;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, &so), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://limits"), 0);
+
+    shmrpc_client_opts co;
+    shmrpc_client_opts_init(&co);
+    assert_true(co.timeout_ms == SHMRPC_DEFAULT_TIMEOUT_MS);
+    assert_int_equal(co.max_msg_bytes, SHMRPC_DEFAULT_MAX_MSG);
+    co.max_msg_bytes = 50;
+    shmrpc_client *small;
+    assert_int_equal(shmrpc_client_new(&small, &calc_service_info, &co), 0);
+    assert_int_equal(shmrpc_client_connect(small, "inproc://limits"), 0);
+    shmrpc_client *big = client_for(&calc_service_info, "inproc://limits");
+
+    char data[200] = {0};
+    shmrpc_bytes out;
+    /* The client's own maximum, caught while encoding. */
+    assert_int_equal(calc_echo(small, shmrpc_bytes_of(data, 51), &out), SHMRPC_ETOOBIG);
+    assert_string_equal(shmrpc_client_errmsg(small),
+                        "the request is larger than the client's maximum of 50 bytes");
+    assert_int_equal(calc_echo(small, shmrpc_bytes_of(data, 50), &out), 0);
+    /* The server's maximum. */
+    assert_int_equal(calc_echo(big, shmrpc_bytes_of(data, 101), &out), SHMRPC_ETOOBIG);
+    assert_string_equal(shmrpc_client_errmsg(big),
+                        "a request of 101 bytes is larger than the server's maximum of 100 bytes");
+    assert_int_equal(calc_big(big, 101, &out), SHMRPC_ETOOBIG);
+    assert_string_equal(shmrpc_client_errmsg(big),
+                        "the result of 'big' is larger than the server's maximum of 100 bytes");
+    /* A response above the client's maximum. */
+    assert_int_equal(calc_big(small, 60, &out), SHMRPC_ETOOBIG);
+    assert_string_equal(shmrpc_client_errmsg(small),
+                        "a response of 60 bytes is larger than the client's maximum of 50 bytes");
+    assert_int_equal(calc_big(small, 50, &out), 0);
+    assert_int_equal(out.len, 50);
+    shmrpc_client_free(small);
+    shmrpc_client_free(big);
+    shmrpc_server_free(s);
+}
+
+static void not_connected(void **state)
+{
+    (void)state;
+    shmrpc_client *c = client_for(&calc_service_info, NULL);
+    int64_t sum;
+    assert_int_equal(calc_add(c, 1, 2, &sum), SHMRPC_ECLOSED);
+    assert_string_equal(shmrpc_client_errmsg(c), "not connected");
+    assert_int_equal(shmrpc_client_connect(c, "inproc://nobody"), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_client_errmsg(c), "no server at inproc://nobody");
+    assert_int_equal(shmrpc_client_connect(c, "shm://calc"), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_client_errmsg(c),
+                        "transport 'shm' is not available yet (address 'shm://calc')");
+    assert_int_equal(shmrpc_client_connect(c, "nonsense"), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_client_connect(c, NULL), SHMRPC_EINVAL);
+    assert_int_equal(calc_add(c, 1, 2, &sum), SHMRPC_ECLOSED);
+    shmrpc_client_free(c);
+    shmrpc_client_free(NULL);
+    assert_string_equal(shmrpc_client_errmsg(NULL), "");
+
+    /* A bad info is refused at once. */
+    shmrpc_service_info info = calc_service_info;
+    info.magic = 1;
+    shmrpc_client *bad;
+    assert_int_equal(shmrpc_client_new(&bad, &info, NULL), SHMRPC_EINVAL);
+    assert_null(bad);
+    info = calc_service_info;
+    info.version = 0;
+    assert_int_equal(shmrpc_client_new(&bad, &info, NULL), SHMRPC_EVERSION);
+    assert_int_equal(shmrpc_client_new(&bad, NULL, NULL), SHMRPC_EINVAL);
+}
+
+/* --- the method-table check at connect --- */
+
+static void mismatch_names_every_method(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://mismatch", NULL);
+    shmrpc_method_info m[CALC_N + 1];
+    memcpy(m, calc_methods, sizeof calc_methods);
+    m[CALC_ADD].fingerprint = 0x9999;
+    m[CALC_ADD].signature = "add(i32 a,i32 b)->i32";
+    m[CALC_N] = (shmrpc_method_info){"zzz", CALC_N, SHMRPC_ENC_MSGPACK, 1, "zzz()->void"};
+    shmrpc_service_info info = calc_service_info;
+    info.methods = m;
+    info.n_methods = CALC_N + 1;
+    shmrpc_client *c = client_for(&info, NULL);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://mismatch"), SHMRPC_EMISMATCH);
+    assert_string_equal(shmrpc_client_errmsg(c),
+                        "method table differs from the server's: 'add' has another signature "
+                        "(client: add(i32 a,i32 b)->i32, server: add(i64 a,i64 b)->i64); 'zzz' "
+                        "is missing on the server");
+    /* Not connected after a failed connect. */
+    int64_t sum;
+    assert_int_equal(calc_add(c, 1, 2, &sum), SHMRPC_ECLOSED);
+    shmrpc_client_free(c);
+
+    /* A method missing in the middle and at the start of the table. */
+    shmrpc_method_info m2[3] = {
+        {"aaa", 0, SHMRPC_ENC_MSGPACK, 7, "aaa()->void"},
+        {"add", 1, SHMRPC_ENC_MSGPACK, 0x1111, "add(i64 a,i64 b)->i64"},
+        {"cube", 2, SHMRPC_ENC_JSON, 8, "@json cube(i64 x)->i64"},
+    };
+    info.methods = m2;
+    info.n_methods = 3;
+    info.name = "Other";
+    c = client_for(&info, NULL);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://mismatch"), SHMRPC_EMISMATCH);
+    assert_string_equal(shmrpc_client_errmsg(c),
+                        "method table differs from the server's: 'aaa' is missing on the server; "
+                        "'cube' is missing on the server (the server serves 'Calc', not 'Other')");
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+static void server_may_have_more_methods(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://older-client", NULL);
+    /* An older client that knows only add and fail: its ids 0 and 1 map onto the
+     * server's 0 and 3. */
+    shmrpc_method_info m[2];
+    m[0] = calc_methods[CALC_ADD];
+    m[1] = calc_methods[CALC_FAIL];
+    m[1].id = 1;
+    shmrpc_service_info info = calc_service_info;
+    info.methods = m;
+    info.n_methods = 2;
+    shmrpc_client *c = client_for(&info, "inproc://older-client");
+    int64_t sum;
+    assert_int_equal(calc_add(c, 3, 4, &sum), 0);
+    assert_int_equal(sum, 7);
+    shmrpc_client_request(c);
+    shmrpc_bytes out;
+    assert_int_equal(shmrpc_client_call(c, 1, &out), SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc_client_errmsg(c), "boom 7");
+    shmrpc_client_request(c);
+    assert_int_equal(shmrpc_client_call(c, 2, &out), SHMRPC_ENOENT);
+    shmrpc_client_free(c);
+
+    /* A client with no methods at all connects too. */
+    info.n_methods = 0;
+    info.methods = NULL;
+    c = client_for(&info, "inproc://older-client");
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+/* --- lifetimes --- */
+
+static void unavailable_after_server_free(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://goes-away", NULL);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://goes-away");
+    shmrpc_client *c2 = client_for(&calc_service_info, "inproc://goes-away");
+    int64_t sum;
+    assert_int_equal(calc_add(c, 1, 1, &sum), 0);
+    shmrpc_server_free(s);
+    assert_int_equal(calc_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_client_errmsg(c), "the server at inproc://goes-away went away");
+    assert_int_equal(calc_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://goes-away"), SHMRPC_EUNAVAIL);
+
+    /* A new server under the same name; clients reconnect to it. */
+    s = serve("inproc://goes-away", NULL);
+    assert_int_equal(calc_add(c2, 1, 1, &sum), SHMRPC_EUNAVAIL); /* the old connection */
+    assert_int_equal(shmrpc_client_connect(c, "inproc://goes-away"), 0);
+    assert_int_equal(shmrpc_client_connect(c2, "inproc://goes-away"), 0);
+    assert_int_equal(calc_add(c, 2, 2, &sum), 0);
+    assert_int_equal(sum, 4);
+    assert_int_equal(calc_add(c2, 2, 3, &sum), 0);
+    assert_int_equal(sum, 5);
+    /* A client may outlive or die before the server, in any order. */
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+    shmrpc_client_free(c2);
+}
+
+static void second_listen_is_busy(void **state)
+{
+    (void)state;
+    shmrpc_server *s1 = serve("inproc://busy", NULL);
+    shmrpc_server *s2;
+    assert_int_equal(shmrpc_server_new(&s2, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s2, &calc_service, &calc_default_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s2, "inproc://busy"), SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_server_errmsg(s2),
+                        "inproc://busy is already served by another server in this process");
+    /* The first is unaffected. */
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://busy");
+    int64_t sum;
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    /* Once the first goes, the name is free. */
+    shmrpc_server_free(s1);
+    assert_int_equal(shmrpc_server_listen(s2, "inproc://busy"), 0);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://busy"), 0);
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    shmrpc_client_free(c);
+    shmrpc_server_free(s2);
+}
+
+static void timeouts_are_stored(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://timeouts", NULL);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.timeout_ms = SHMRPC_TIMEOUT_DEFAULT;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &calc_service_info, &o), 0);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://timeouts"), 0);
+    int64_t sum;
+    /* inproc runs the call on this thread and cannot time out; each setting still
+     * lets calls through. */
+    shmrpc_client_set_timeout(c, 0);
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    shmrpc_client_set_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    shmrpc_client_next_timeout(c, 1);
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    shmrpc_client_set_timeout(c, SHMRPC_TIMEOUT_DEFAULT);
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_DEFAULT);
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    shmrpc_client_set_timeout(NULL, 5);
+    shmrpc_client_next_timeout(NULL, 5);
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+/* --- threads --- */
+
+enum { THREADS = 4, CALLS = 20000 };
+
+typedef struct worker {
+    pthread_t thread;
+    int64_t base;
+    int failures;
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    shmrpc_client *c;
+    if (shmrpc_client_new(&c, &calc_service_info, NULL) ||
+        shmrpc_client_connect(c, "inproc://threads")) {
+        w->failures = -1;
+        return NULL;
+    }
+    for (int64_t i = 0; i < CALLS; i++) {
+        int64_t sum;
+        if (calc_add(c, w->base, i, &sum) || sum != w->base + i) w->failures++;
+        if (i % 1000 == 0 && calc_fail(c) != SHMRPC_EHANDLER) w->failures++;
+        if (i % 1000 == 0 && strcmp(shmrpc_client_errmsg(c), "boom 7") != 0) w->failures++;
+    }
+    shmrpc_client_free(c);
+    return NULL;
+}
+
+static void four_threads_four_clients(void **state)
+{
+    (void)state;
+    unsigned long calls = 0;
+    shmrpc_server *s = serve("inproc://threads", &calls);
+    worker w[THREADS] = {{0}};
+    for (int k = 0; k < THREADS; k++) {
+        w[k].base = (int64_t)k << 32;
+        assert_int_equal(pthread_create(&w[k].thread, NULL, work, &w[k]), 0);
+    }
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(w[k].thread, NULL);
+        assert_int_equal(w[k].failures, 0);
+    }
+    assert_int_equal(__atomic_load_n(&calls, __ATOMIC_RELAXED), THREADS * CALLS);
+    shmrpc_server_free(s);
+}
+
+/* Freeing the server while other threads call: every call either succeeds or fails
+ * with SHMRPC_EUNAVAIL, and nothing crashes (ASan watches). */
+typedef struct racer {
+    pthread_t thread;
+    int ok, unavailable, other;
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    shmrpc_client *c;
+    if (shmrpc_client_new(&c, &calc_service_info, NULL) ||
+        shmrpc_client_connect(c, "inproc://race")) {
+        r->other = -1;
+        return NULL;
+    }
+    for (int i = 0; i < 200000 && r->unavailable < 100; i++) {
+        int64_t sum;
+        int rc = calc_add(c, 1, 2, &sum);
+        if (rc == 0)
+            __atomic_add_fetch(&r->ok, 1, __ATOMIC_RELAXED);
+        else if (rc == SHMRPC_EUNAVAIL)
+            r->unavailable++;
+        else
+            r->other++;
+    }
+    shmrpc_client_free(c);
+    return NULL;
+}
+
+static void server_freed_during_calls(void **state)
+{
+    (void)state;
+    shmrpc_server *s = serve("inproc://race", NULL);
+    racer r[THREADS] = {{0}};
+    for (int k = 0; k < THREADS; k++)
+        assert_int_equal(pthread_create(&r[k].thread, NULL, race, &r[k]), 0);
+    /* Let them get going, then pull the server away. */
+    for (int spin = 0; spin < 1000; spin++) {
+        int started = 0;
+        for (int k = 0; k < THREADS; k++)
+            started += __atomic_load_n(&r[k].ok, __ATOMIC_RELAXED) > 100;
+        if (started == THREADS) break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    shmrpc_server_free(s);
+    for (int k = 0; k < THREADS; k++) {
+        pthread_join(r[k].thread, NULL);
+        assert_int_equal(r[k].other, 0);
+        assert_true(r[k].ok > 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(calls_end_to_end),
+        cmocka_unit_test(handler_errors_reach_the_client),
+        cmocka_unit_test(message_size_limits),
+        cmocka_unit_test(not_connected),
+        cmocka_unit_test(mismatch_names_every_method),
+        cmocka_unit_test(server_may_have_more_methods),
+        cmocka_unit_test(unavailable_after_server_free),
+        cmocka_unit_test(second_listen_is_busy),
+        cmocka_unit_test(timeouts_are_stored),
+        cmocka_unit_test(four_threads_four_clients),
+        cmocka_unit_test(server_freed_during_calls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
