@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "svc.h"
+#include "parse_int.h"
 
 typedef struct cerr {
     int line, col, seq;
@@ -240,11 +240,14 @@ static void check_port(check *c, const svc_option *o)
 static void check_svc_name(check *c, const svc_option *o)
 {
     const char *name = c->s->svc_name ? c->s->svc_name : "";
-    if (!name[0])
-        err(c, o->value, "the service's name must not be empty");
-    else if (!valid_service_name(name))
-        err(c, o->value, "service name %.*s may only hold letters, digits, '_', '-' and '.'",
-            o->value.n, o->value.p);
+    svc_tok v = o->value;
+    if (!name[0] && !memchr(v.p, '\0', (size_t)v.n)) {
+        err(c, v, "the service's name must not be empty");
+    } else if (!valid_service_name(name) || memchr(v.p, '\0', (size_t)v.n)) {
+        const char *shown = svc_printable(c->a, v.p, v.n);
+        err(c, v, "service name %s may only hold letters, digits, '_', '-' and '.'",
+            shown ? shown : "?");
+    }
 }
 
 static void check_options(check *c)

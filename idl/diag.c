@@ -66,12 +66,10 @@ static void print_source(FILE *out, const char *s, size_t n, int col)
         while (we < n && ((unsigned char)s[we] & 0xc0) == 0x80)
             we++;
     }
-    if (ws > 0)
-        fputs("...", out);
+    if (ws > 0) fputs("...", out);
     print_text(out, s + ws, we - ws);
     fputs(we < n ? "...\n" : "\n", out);
-    if (ws > 0)
-        fputs("   ", out);
+    if (ws > 0) fputs("   ", out);
     print_pad(out, s + ws, we - ws, at > ws ? at - ws : 0);
     fputs("^\n", out);
 }

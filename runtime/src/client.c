@@ -161,8 +161,8 @@ static int request_error(shmrpc_client *c)
 {
     int rc = c->req.err;
     if (rc == SHMRPC_ETOOBIG)
-        return shmrpc_client_error(c, rc, "the request is larger than the client's maximum of %zu bytes",
-                                   c->max_msg);
+        return shmrpc_client_error(
+            c, rc, "the request is larger than the client's maximum of %zu bytes", c->max_msg);
     return shmrpc_client_error(c, rc, "encoding the request: %s", shmrpc_strerror(rc));
 }
 

@@ -14,10 +14,10 @@
 typedef struct entry {
     struct entry *next; /* registry list; under reg_mu */
     pthread_mutex_t mu;
-    pthread_cond_t idle;    /* signalled when active drops to 0 after the server left */
-    shmrpc_server *server;  /* NULL once the server stopped listening; under mu */
-    unsigned active;        /* calls running in the server; under mu */
-    unsigned refs;          /* the listener plus each connection; under mu */
+    pthread_cond_t idle;   /* signalled when active drops to 0 after the server left */
+    shmrpc_server *server; /* NULL once the server stopped listening; under mu */
+    unsigned active;       /* calls running in the server; under mu */
+    unsigned refs;         /* the listener plus each connection; under mu */
     char name[];
 } entry;
 

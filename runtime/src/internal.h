@@ -114,8 +114,7 @@ typedef struct shmrpc__transport {
     int (*connect)(const char *where, const shmrpc_service_info *info, uint32_t *map,
                    shmrpc__conn **out, shmrpc_buf *err);
     /* Serves s at where; s has a registered service. */
-    int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out,
-                  shmrpc_buf *err);
+    int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);
 } shmrpc__transport;
 
 /* The transport for addr ("SCHEME://WHERE"), and where inside addr. SHMRPC_EINVAL with

@@ -36,7 +36,7 @@ enum want { W_BOOL, W_INT, W_NUMBER, W_STRING, W_ARRAY, W_OBJECT, W_COUNT };
     }
 
 static const char *const mismatch_why[W_COUNT][K_COUNT] = {
-    [W_BOOL] = GOT("boolean"), [W_INT] = GOT("integer"), [W_NUMBER] = GOT("number"),
+    [W_BOOL] = GOT("boolean"),  [W_INT] = GOT("integer"), [W_NUMBER] = GOT("number"),
     [W_STRING] = GOT("string"), [W_ARRAY] = GOT("array"), [W_OBJECT] = GOT("object"),
 };
 
@@ -215,13 +215,15 @@ int shmrpc_json_set(shmrpc_json *obj, const char *key, shmrpc_json *val)
 int shmrpc_json_setn(shmrpc_json *obj, shmrpc_str key, shmrpc_json *val)
 {
     if (!val) return SHMRPC_EINVAL;
-    if (!json_is_object(J(obj)) || (!key.ptr && key.len)) {
+    /* A NUL in a key would dump fine but jansson's parser refuses it: refuse it here,
+     * so what one side writes the other can read. */
+    if (!json_is_object(J(obj)) || (!key.ptr && key.len) ||
+        (key.len && memchr(key.ptr, '\0', key.len))) {
         json_decref(J(val));
         return SHMRPC_EINVAL;
     }
     /* Takes val also when it fails: a key that is not UTF-8, or no memory. */
-    if (json_object_setn_new(J(obj), key.ptr ? key.ptr : "", key.len, J(val)))
-        return SHMRPC_EINVAL;
+    if (json_object_setn_new(J(obj), key.ptr ? key.ptr : "", key.len, J(val))) return SHMRPC_EINVAL;
     return 0;
 }
 
@@ -367,8 +369,7 @@ int shmrpc_json_read_int(shmrpc_json_reader *r, const shmrpc_json *v, int64_t mi
     return 0;
 }
 
-int shmrpc_json_read_uint(shmrpc_json_reader *r, const shmrpc_json *v, uint64_t max,
-                          uint64_t *out)
+int shmrpc_json_read_uint(shmrpc_json_reader *r, const shmrpc_json *v, uint64_t max, uint64_t *out)
 {
     if (!json_is_integer(J(v))) return mismatch(r, W_INT, v);
     int64_t x = json_integer_value(J(v));

@@ -28,9 +28,9 @@ enum want { W_NIL, W_BOOL, W_INT, W_NUMBER, W_STR, W_BIN, W_ARRAY, W_MAP, W_COUN
     }
 
 static const char *const mismatch_why[W_COUNT][K_COUNT] = {
-    [W_NIL] = GOT("nil"),        [W_BOOL] = GOT("boolean"), [W_INT] = GOT("integer"),
-    [W_NUMBER] = GOT("number"),  [W_STR] = GOT("string"),   [W_BIN] = GOT("binary"),
-    [W_ARRAY] = GOT("array"),    [W_MAP] = GOT("map"),
+    [W_NIL] = GOT("nil"),       [W_BOOL] = GOT("boolean"), [W_INT] = GOT("integer"),
+    [W_NUMBER] = GOT("number"), [W_STR] = GOT("string"),   [W_BIN] = GOT("binary"),
+    [W_ARRAY] = GOT("array"),   [W_MAP] = GOT("map"),
 };
 
 static const char WHY_TRUNCATED[] = "truncated";

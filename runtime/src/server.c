@@ -76,8 +76,9 @@ static int check_tables(shmrpc_server *s, const shmrpc_service *svc, const void 
     for (uint32_t i = 0; i < n; i++) {
         const char *name = info->methods[i].name;
         if (!svc->invoke[i])
-            return server_error(s, SHMRPC_EINVAL, "service '%s': no invoke function for method '%s'",
-                                info->name, name);
+            return server_error(s, SHMRPC_EINVAL,
+                                "service '%s': no invoke function for method '%s'", info->name,
+                                name);
         size_t off = svc->handler_offset[i];
         if (off > svc->handlers_size || svc->handlers_size - off < sizeof(any_fn))
             return server_error(s, SHMRPC_EINVAL,
@@ -135,8 +136,7 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
                             svc->version, SHMRPC_DESCRIPTOR_VERSION);
     int rc = shmrpc__info_check(svc->info, &s->errmsg);
     if (rc) return rc;
-    if ((rc = check_tables(s, svc, handlers)) || (rc = check_handlers(s, svc, handlers)))
-        return rc;
+    if ((rc = check_tables(s, svc, handlers)) || (rc = check_handlers(s, svc, handlers))) return rc;
 
     void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
     if (!copy) return server_error(s, SHMRPC_ENOMEM, "out of memory");
@@ -151,10 +151,8 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr)
 {
     if (!s) return SHMRPC_EINVAL;
     shmrpc__msg_clear(&s->errmsg);
-    if (!s->svc)
-        return server_error(s, SHMRPC_EINVAL, "register a service before listening");
-    if (s->listener)
-        return server_error(s, SHMRPC_EBUSY, "the server is already listening");
+    if (!s->svc) return server_error(s, SHMRPC_EINVAL, "register a service before listening");
+    if (s->listener) return server_error(s, SHMRPC_EBUSY, "the server is already listening");
     const shmrpc__transport *t;
     const char *where;
     int rc = shmrpc__transport_for(addr, &t, &where, &s->errmsg);
@@ -234,8 +232,7 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
     const char *name = s->svc->info->methods[id].name;
     if (rc > 0)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
-                                "the handler of '%s' returned %d, which is not a status", name,
-                                rc);
+                                "the handler of '%s' returned %d, which is not a status", name, rc);
     if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))
         return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
                                 "the result of '%s' is larger than the server's maximum of %zu "

@@ -44,18 +44,19 @@ int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err)
             return SHMRPC_EINVAL;
         }
         if (m->id != i) {
-            shmrpc__msg_set(err, "service '%s': method '%s' has id %u at index %u", name,
-                            m->name, m->id, i);
+            shmrpc__msg_set(err, "service '%s': method '%s' has id %u at index %u", name, m->name,
+                            m->id, i);
             return SHMRPC_EINVAL;
         }
         if ((unsigned)m->encoding > SHMRPC_ENC_RAW) {
-            shmrpc__msg_set(err, "service '%s': method '%s' has unknown encoding %u", name,
-                            m->name, (unsigned)m->encoding);
+            shmrpc__msg_set(err, "service '%s': method '%s' has unknown encoding %u", name, m->name,
+                            (unsigned)m->encoding);
             return SHMRPC_EINVAL;
         }
         /* Lookups and the client-server merge walk rely on this order. */
         if (i > 0 && strcmp(info->methods[i - 1].name, m->name) >= 0) {
-            shmrpc__msg_set(err, "service '%s': method table is not sorted by name ('%s' before '%s')",
+            shmrpc__msg_set(err,
+                            "service '%s': method table is not sorted by name ('%s' before '%s')",
                             name, info->methods[i - 1].name, m->name);
             return SHMRPC_EINVAL;
         }
@@ -108,7 +109,6 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
     }
     if (!bad) return 0;
     if (strcmp(client->name, server->name) != 0)
-        shmrpc__msg_append(err, " (the server serves '%s', not '%s')", server->name,
-                           client->name);
+        shmrpc__msg_append(err, " (the server serves '%s', not '%s')", server->name, client->name);
     return SHMRPC_EMISMATCH;
 }

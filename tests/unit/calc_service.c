@@ -83,9 +83,8 @@ static const shmrpc_invoke_fn calc_invoke[CALC_N] = {
 };
 
 static const size_t calc_offsets[CALC_N] = {
-    offsetof(calc_handlers, add),  offsetof(calc_handlers, big),
-    offsetof(calc_handlers, echo), offsetof(calc_handlers, fail),
-    offsetof(calc_handlers, positive),
+    offsetof(calc_handlers, add),  offsetof(calc_handlers, big),      offsetof(calc_handlers, echo),
+    offsetof(calc_handlers, fail), offsetof(calc_handlers, positive),
 };
 
 const shmrpc_service calc_service = {
@@ -139,7 +138,11 @@ static int h_positive(shmrpc_ctx *ctx)
 }
 
 const calc_handlers calc_default_handlers = {
-    .add = h_add, .big = h_big, .echo = h_echo, .fail = h_fail, .positive = h_positive,
+    .add = h_add,
+    .big = h_big,
+    .echo = h_echo,
+    .fail = h_fail,
+    .positive = h_positive,
 };
 
 /* --- client stubs --- */

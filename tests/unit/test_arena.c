@@ -17,8 +17,8 @@ static void alignment(void **state)
             memset(p, 0xab, 24);
         }
     }
-    assert_null(shmrpc_arena_alloc(a, 8, 128)); /* above 64 */
-    assert_null(shmrpc_arena_alloc(a, 8, 24));  /* not a power of two */
+    assert_null(shmrpc_arena_alloc(a, 8, 128));   /* above 64 */
+    assert_null(shmrpc_arena_alloc(a, 8, 24));    /* not a power of two */
     assert_non_null(shmrpc_arena_alloc(a, 8, 0)); /* 0 reads as 1 */
     shmrpc_arena_free(a);
 }
@@ -120,10 +120,8 @@ static void calloc_and_strndup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(alignment),
-        cmocka_unit_test(grows_and_counts),
-        cmocka_unit_test(reset_keeps_memory),
-        cmocka_unit_test(limit),
+        cmocka_unit_test(alignment),          cmocka_unit_test(grows_and_counts),
+        cmocka_unit_test(reset_keeps_memory), cmocka_unit_test(limit),
         cmocka_unit_test(calloc_and_strndup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -101,8 +101,9 @@ static void handler_errors_reach_the_client(void **state)
     assert_string_equal(shmrpc_client_errmsg(c), "custom 1");
     assert_int_equal(shmrpc_client_decode_error(c, "Calc.add", NULL, "truncated"), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_client_errmsg(c), "Calc.add: result: truncated");
-    assert_int_equal(shmrpc_client_decode_error(c, "Echo.centroid", "Point.x", "expected number, got nil"),
-                     SHMRPC_EINVAL);
+    assert_int_equal(
+        shmrpc_client_decode_error(c, "Echo.centroid", "Point.x", "expected number, got nil"),
+        SHMRPC_EINVAL);
     assert_string_equal(shmrpc_client_errmsg(c),
                         "Echo.centroid: result, field 'Point.x': expected number, got nil");
     shmrpc_client_free(c);

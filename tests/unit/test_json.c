@@ -64,9 +64,12 @@ static void round_trip(void **state)
     assert_int_equal(shmrpc_json_set(o, "a", a), 0);
     assert_int_equal(shmrpc_json_set(o, "bytes", shmrpc_json_base64(shmrpc_bytes_of("\0\xff", 2))),
                      0);
-    assert_int_equal(shmrpc_json_setn(o, (shmrpc_str){"k\0ey", 4},
-                                      shmrpc_json_string(SHMRPC_STR("a\0b"))),
-                     0);
+    /* jansson cannot read a key with a NUL back, so none is written. */
+    assert_int_equal(shmrpc_json_setn(o, (shmrpc_str){"k\0ey", 4}, shmrpc_json_int(1)),
+                     SHMRPC_EINVAL);
+    assert_int_equal(
+        shmrpc_json_setn(o, (shmrpc_str){"k\xc3\xa9y", 4}, shmrpc_json_string(SHMRPC_STR("a\0b"))),
+        0);
     const char *text = dump(f, o);
     assert_null(strstr(text, ", ")); /* compact */
     assert_null(strstr(text, "\": "));
@@ -83,8 +86,8 @@ static void round_trip(void **state)
     assert_int_equal(s.len, strlen(uni));
     assert_memory_equal(s.ptr, uni, s.len);
     assert_int_equal(s.ptr[s.len], '\0');
-    assert_int_equal(shmrpc_json_read_int(&f->r, shmrpc_json_get(root, "i"), INT64_MIN, INT64_MAX, &i),
-                     0);
+    assert_int_equal(
+        shmrpc_json_read_int(&f->r, shmrpc_json_get(root, "i"), INT64_MIN, INT64_MAX, &i), 0);
     assert_true(i == INT64_MIN);
     assert_int_equal(shmrpc_json_read_uint(&f->r, shmrpc_json_get(root, "u"), UINT64_MAX, &u), 0);
     assert_true(u == INT64_MAX);
@@ -114,7 +117,7 @@ static void round_trip(void **state)
         shmrpc_str key;
         const shmrpc_json *val;
         assert_int_equal(shmrpc_json_member(&f->r, root, k, &key, &val), 0);
-        if (key.len == 4 && memcmp(key.ptr, "k\0ey", 4) == 0) {
+        if (key.len == 4 && memcmp(key.ptr, "k\xc3\xa9y", 4) == 0) {
             assert_int_equal(shmrpc_json_read_str(&f->r, val, &s), 0);
             assert_int_equal(s.len, 3);
             assert_memory_equal(s.ptr, "a\0b", 3);
@@ -184,7 +187,9 @@ static void invalid_utf8_rejected(void **state)
     assert_int_equal(shmrpc_json_set(o, "ok", NULL), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_json_set(NULL, "ok", shmrpc_json_int(1)), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_json_append(o, shmrpc_json_int(1)), SHMRPC_EINVAL); /* not an array */
-    assert_int_equal(shmrpc_json_append(shmrpc_json_array(), NULL), SHMRPC_EINVAL);
+    shmrpc_json *arr = shmrpc_json_array();
+    assert_int_equal(shmrpc_json_append(arr, NULL), SHMRPC_EINVAL);
+    shmrpc_json_free(arr);
     assert_string_equal(dump(f, o), "{}");
 }
 
@@ -192,9 +197,12 @@ static void malformed_documents(void **state)
 {
     fixture *f = *state;
     static const char *const bad[] = {
-        "",     "{",          "{\"a\":1,\"a\":2}", "NaN",         "[NaN]",    "Infinity",
-        "-Inf", "{} x",       "[1,]",              "{'a':1}",     "1e400",    "18446744073709551615",
-        "[1 2]", "\"\\x41\"", "tru",               "{\"a\" 1}",  "\"\t\"",
+        "",          "{",         "{\"a\":1,\"a\":2}",
+        "NaN",       "[NaN]",     "Infinity",
+        "-Inf",      "{} x",      "[1,]",
+        "{'a':1}",   "1e400",     "18446744073709551615",
+        "[1 2]",     "\"\\x41\"", "tru",
+        "{\"a\" 1}", "\"\t\"",
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         if (parse(f, bad[k]) != SHMRPC_EINVAL) fail_msg("accepted '%s'", bad[k]);
@@ -246,20 +254,13 @@ static void kinds_and_ranges(void **state)
 {
     fixture *f = *state;
     static const want_fail cases[] = {
-        {"128", 0, "integer out of range for i8"},
-        {"-129", 0, "integer out of range for i8"},
-        {"1.0", 0, "expected integer, got float"},
-        {"\"1\"", 0, "expected integer, got string"},
-        {"true", 0, "expected integer, got boolean"},
-        {"-1", 1, "integer out of range for u16"},
-        {"65536", 1, "integer out of range for u16"},
-        {"null", 1, "expected integer, got null"},
-        {"1", 2, "expected boolean, got integer"},
-        {"\"x\"", 3, "expected number, got string"},
-        {"[]", 4, "expected string, got array"},
-        {"{}", 5, "expected array, got object"},
-        {"[]", 6, "expected object, got array"},
-        {"1", 7, "expected string, got integer"},
+        {"128", 0, "integer out of range for i8"},    {"-129", 0, "integer out of range for i8"},
+        {"1.0", 0, "expected integer, got float"},    {"\"1\"", 0, "expected integer, got string"},
+        {"true", 0, "expected integer, got boolean"}, {"-1", 1, "integer out of range for u16"},
+        {"65536", 1, "integer out of range for u16"}, {"null", 1, "expected integer, got null"},
+        {"1", 2, "expected boolean, got integer"},    {"\"x\"", 3, "expected number, got string"},
+        {"[]", 4, "expected string, got array"},      {"{}", 5, "expected array, got object"},
+        {"[]", 6, "expected object, got array"},      {"1", 7, "expected string, got integer"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         assert_int_equal(parse(f, cases[k].doc), 0);
@@ -273,14 +274,30 @@ static void kinds_and_ranges(void **state)
         shmrpc_bytes by;
         int rc = 0;
         switch (cases[k].kind) {
-        case 0: rc = shmrpc_json_read_int(&f->r, v, INT8_MIN, INT8_MAX, &i); break;
-        case 1: rc = shmrpc_json_read_uint(&f->r, v, UINT16_MAX, &u); break;
-        case 2: rc = shmrpc_json_read_bool(&f->r, v, &b); break;
-        case 3: rc = shmrpc_json_read_f64(&f->r, v, &d); break;
-        case 4: rc = shmrpc_json_read_str(&f->r, v, &s); break;
-        case 5: rc = shmrpc_json_read_array(&f->r, v, &n); break;
-        case 6: rc = shmrpc_json_read_object(&f->r, v, &n); break;
-        case 7: rc = shmrpc_json_read_base64(&f->r, v, &by); break;
+        case 0:
+            rc = shmrpc_json_read_int(&f->r, v, INT8_MIN, INT8_MAX, &i);
+            break;
+        case 1:
+            rc = shmrpc_json_read_uint(&f->r, v, UINT16_MAX, &u);
+            break;
+        case 2:
+            rc = shmrpc_json_read_bool(&f->r, v, &b);
+            break;
+        case 3:
+            rc = shmrpc_json_read_f64(&f->r, v, &d);
+            break;
+        case 4:
+            rc = shmrpc_json_read_str(&f->r, v, &s);
+            break;
+        case 5:
+            rc = shmrpc_json_read_array(&f->r, v, &n);
+            break;
+        case 6:
+            rc = shmrpc_json_read_object(&f->r, v, &n);
+            break;
+        case 7:
+            rc = shmrpc_json_read_base64(&f->r, v, &by);
+            break;
         }
         assert_int_equal(rc, SHMRPC_EINVAL);
         if (strcmp(f->r.why, cases[k].why) != 0)
@@ -289,11 +306,11 @@ static void kinds_and_ranges(void **state)
     /* Edges that fit, and an int read as f64. */
     int64_t i;
     assert_int_equal(parse(f, "[-128,127,7]"), 0);
-    assert_int_equal(shmrpc_json_read_int(&f->r, shmrpc_json_at(f->r.root, 0), INT8_MIN, INT8_MAX, &i),
-                     0);
+    assert_int_equal(
+        shmrpc_json_read_int(&f->r, shmrpc_json_at(f->r.root, 0), INT8_MIN, INT8_MAX, &i), 0);
     assert_int_equal(i, -128);
-    assert_int_equal(shmrpc_json_read_int(&f->r, shmrpc_json_at(f->r.root, 1), INT8_MIN, INT8_MAX, &i),
-                     0);
+    assert_int_equal(
+        shmrpc_json_read_int(&f->r, shmrpc_json_at(f->r.root, 1), INT8_MIN, INT8_MAX, &i), 0);
     double d;
     assert_int_equal(shmrpc_json_read_f64(&f->r, shmrpc_json_at(f->r.root, 2), &d), 0);
     assert_true(d == 7.0);
@@ -312,13 +329,19 @@ static void base64_vectors(void **state)
     fixture *f = *state;
     /* RFC 4648, section 10. */
     static const char *const vec[][2] = {
-        {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-        {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+        {"", ""},
+        {"f", "Zg=="},
+        {"fo", "Zm8="},
+        {"foo", "Zm9v"},
+        {"foob", "Zm9vYg=="},
+        {"fooba", "Zm9vYmE="},
+        {"foobar", "Zm9vYmFy"},
     };
     for (size_t k = 0; k < sizeof vec / sizeof vec[0]; k++) {
         char want[32];
         snprintf(want, sizeof want, "\"%s\"", vec[k][1]);
-        const char *text = dump(f, shmrpc_json_base64(shmrpc_bytes_of(vec[k][0], strlen(vec[k][0]))));
+        const char *text =
+            dump(f, shmrpc_json_base64(shmrpc_bytes_of(vec[k][0], strlen(vec[k][0]))));
         assert_string_equal(text, want);
         assert_int_equal(parse(f, want), 0);
         shmrpc_bytes b;
@@ -344,10 +367,10 @@ static void base64_rejects(void **state)
 {
     fixture *f = *state;
     static const char *const bad[] = {
-        "\"Zg=\"",      "\"Zg\"",       "\"Z===\"",    "\"====\"",     "\"Zh==\"",
-        "\"Zm9=\"",     "\"Zm9v YmFy\"", "\"Zm9v\\n\"", "\"Zm=v\"",     "\"Zm9vYg=a\"",
-        "\"*m9v\"",     "\"Zg==Zg==\"", "\"Zm9v-_==\"", "\"Zm9vYmFy=\"", "\"=Zm9\"",
-        "\"Zm9vYg\\u0000=\"",
+        "\"Zg=\"",      "\"Zg\"",        "\"Z===\"",      "\"====\"",
+        "\"Zh==\"",     "\"Zm9=\"",      "\"Zm9v YmFy\"", "\"Zm9v\\n\"",
+        "\"Zm=v\"",     "\"Zm9vYg=a\"",  "\"*m9v\"",      "\"Zg==Zg==\"",
+        "\"Zm9v-_==\"", "\"Zm9vYmFy=\"", "\"=Zm9\"",      "\"Zm9vYg\\u0000=\"",
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         assert_int_equal(parse(f, bad[k]), 0);
@@ -401,17 +424,18 @@ static void integer_keys(void **state)
                      SHMRPC_EINVAL);
     assert_string_equal(f->r.why, "map key is not an integer");
     f->r.why = NULL;
-    assert_int_equal(shmrpc_json_key_int(&f->r, SHMRPC_STR("99999999999999999999"), INT64_MIN,
-                                         INT64_MAX, &v),
-                     SHMRPC_EINVAL);
+    assert_int_equal(
+        shmrpc_json_key_int(&f->r, SHMRPC_STR("99999999999999999999"), INT64_MIN, INT64_MAX, &v),
+        SHMRPC_EINVAL);
     assert_string_equal(f->r.why, "integer out of range for i64");
 
     uint64_t u;
-    assert_int_equal(shmrpc_json_key_uint(&f->r, SHMRPC_STR("18446744073709551615"), UINT64_MAX, &u),
-                     0);
+    assert_int_equal(
+        shmrpc_json_key_uint(&f->r, SHMRPC_STR("18446744073709551615"), UINT64_MAX, &u), 0);
     assert_true(u == UINT64_MAX);
-    assert_int_equal(shmrpc_json_key_uint(&f->r, SHMRPC_STR("18446744073709551616"), UINT64_MAX, &u),
-                     SHMRPC_EINVAL);
+    assert_int_equal(
+        shmrpc_json_key_uint(&f->r, SHMRPC_STR("18446744073709551616"), UINT64_MAX, &u),
+        SHMRPC_EINVAL);
     assert_int_equal(shmrpc_json_key_uint(&f->r, SHMRPC_STR("-1"), UINT64_MAX, &u), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_json_key_uint(&f->r, SHMRPC_STR("256"), UINT8_MAX, &u), SHMRPC_EINVAL);
 

@@ -69,9 +69,15 @@ static const bad_case bad_cases[] = {
     {"float64 short as f32", B("\xcb\x00"), OP_F32, NO, "truncated"},
     {"fixstr short", B("\xa5hell"), OP_STR, NO, "truncated"},
     {"str8 no length", B("\xd9"), OP_STR, NO, "truncated"},
-    {"str8 short", B("\xd9\x03" "ab"), OP_STR, NO, "truncated"},
+    {"str8 short",
+     B("\xd9\x03"
+       "ab"),
+     OP_STR, NO, "truncated"},
     {"str16 short length", B("\xda\x00"), OP_STR, NO, "truncated"},
-    {"str32 huge", B("\xdb\xff\xff\xff\xff" "abc"), OP_STR, NO, "truncated"},
+    {"str32 huge",
+     B("\xdb\xff\xff\xff\xff"
+       "abc"),
+     OP_STR, NO, "truncated"},
     {"bin8 short", B("\xc4\x02\x00"), OP_BIN, NO, "truncated"},
     {"bin16 short length", B("\xc5\x01"), OP_BIN, NO, "truncated"},
     {"bin32 huge", B("\xc6\xff\xff\xff\xff\x00"), OP_BIN, NO, "truncated"},

@@ -98,7 +98,8 @@ static void bad_descriptors(void **state)
     memcpy(m, calc_methods, sizeof m);
     m[2].id = 7;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s), "service 'Calc': method 'echo' has id 7 at index 2");
+    assert_string_equal(shmrpc_server_errmsg(s),
+                        "service 'Calc': method 'echo' has id 7 at index 2");
     memcpy(m, calc_methods, sizeof m);
     m[3].signature = NULL;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
@@ -262,15 +263,14 @@ static void dispatch_failures(void **state)
 
     /* A request above the server's maximum never reaches the handler. */
     char big[1001] = {0};
-    assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_ECHO, shmrpc_bytes_of(big, 1001),
-                                      &f->resp),
-                     SHMRPC_ETOOBIG);
+    assert_int_equal(
+        shmrpc__dispatch(f->s, &f->ctx, CALC_ECHO, shmrpc_bytes_of(big, 1001), &f->resp),
+        SHMRPC_ETOOBIG);
     assert_string_equal(shmrpc__ctx_msg(&f->ctx),
                         "a request of 1001 bytes is larger than the server's maximum of 1000 "
                         "bytes");
-    assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_ECHO, shmrpc_bytes_of(big, 1000),
-                                      &f->resp),
-                     0);
+    assert_int_equal(
+        shmrpc__dispatch(f->s, &f->ctx, CALC_ECHO, shmrpc_bytes_of(big, 1000), &f->resp), 0);
     assert_int_equal(f->resp.len, 1000);
 
     /* So does a response. */
@@ -297,7 +297,8 @@ static void dispatch_failures(void **state)
     msgpack_pack_int(&pk, 1);
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_ADD, req_bytes(f), &f->resp),
                      SHMRPC_EINVAL);
-    assert_string_equal(shmrpc__ctx_msg(&f->ctx), "Calc.add: arguments: count larger than the bytes left");
+    assert_string_equal(shmrpc__ctx_msg(&f->ctx),
+                        "Calc.add: arguments: count larger than the bytes left");
 
     /* A success clears the message of the failure before it. */
     int64_t sum;
@@ -339,7 +340,8 @@ static void decode_error_format(void **state)
     assert_int_equal(shmrpc_ctx_decode_error(ctx, "Echo.add", "argument 'a'", NULL,
                                              "expected integer, got string"),
                      SHMRPC_EINVAL);
-    assert_string_equal(shmrpc__ctx_msg(ctx), "Echo.add: argument 'a': expected integer, got string");
+    assert_string_equal(shmrpc__ctx_msg(ctx),
+                        "Echo.add: argument 'a': expected integer, got string");
     shmrpc_ctx_decode_error(ctx, "Echo.centroid", "argument 'points'", "Point.label",
                             "expected string, got integer");
     assert_string_equal(shmrpc__ctx_msg(ctx), "Echo.centroid: argument 'points', field "

@@ -18,8 +18,9 @@ typedef struct shmrpc_arena shmrpc_arena;
 shmrpc_arena *shmrpc_arena_new(size_t first_block);
 void shmrpc_arena_free(shmrpc_arena *a);
 
-/* size bytes aligned to align (a power of two, at most 64); NULL when out of memory or
- * when the arena would grow beyond its limit. The memory is not zeroed. */
+/* size bytes aligned to align (a power of two, at most 64; 0 reads as 1); NULL when out
+ * of memory, for another align, or when the arena would grow beyond its limit. The memory
+ * is not zeroed. A size of 0 gives a valid pointer, so NULL always means failure. */
 void *shmrpc_arena_alloc(shmrpc_arena *a, size_t size, size_t align);
 
 /* count * size zeroed bytes, with the multiplication checked for overflow. */
@@ -34,7 +35,9 @@ void shmrpc_arena_reset(shmrpc_arena *a);
 /* Bytes handed out since the last reset. */
 size_t shmrpc_arena_used(const shmrpc_arena *a);
 
-/* Caps the bytes the arena may hold; 0 means no cap. */
+/* Caps the bytes handed out between resets (what shmrpc_arena_used counts): an alloc
+ * that would pass it returns NULL. 0 means no cap (the default). While a cap is set, new
+ * blocks are sized so that the memory held stays close to it. */
 void shmrpc_arena_set_limit(shmrpc_arena *a, size_t max_bytes);
 
 #ifdef __cplusplus

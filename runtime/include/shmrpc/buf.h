@@ -43,7 +43,9 @@ typedef struct shmrpc_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
-    size_t max; /* appends beyond this fail with SHMRPC_ETOOBIG; 0: no limit */
+    size_t max; /* appends beyond this fail with SHMRPC_ETOOBIG; 0: no limit. Set it
+                 * before the first append: the capacity never grows past max, which
+                 * is what enforces it (an append that fits in cap is not checked). */
     int err;    /* 0, or the first failure since the last clear */
 } shmrpc_buf;
 

@@ -36,14 +36,21 @@ void shmrpc_client_free(shmrpc_client *c);
 
 /* Connects to addr ("inproc://NAME" for now) and verifies the method table: each of the
  * client's methods must exist on the server with the same fingerprint, or connect fails
- * with SHMRPC_EMISMATCH and a message naming every method that differs. */
+ * with SHMRPC_EMISMATCH and a message naming every method that differs. The server may
+ * have methods the client lacks. A connected client drops its connection first, so
+ * connect again after SHMRPC_EUNAVAIL to reach a restarted server. Failures:
+ * SHMRPC_EINVAL (malformed address, unknown or not yet available transport),
+ * SHMRPC_EUNAVAIL (nobody serves addr), SHMRPC_EMISMATCH. */
 int shmrpc_client_connect(shmrpc_client *c, const char *addr);
 
 /* The message of the last failed call or connect (the server's message for a handler's
  * error, the field for a decode error), or "". */
 const char *shmrpc_client_errmsg(const shmrpc_client *c);
 
-/* The deadline of every later call, and an override for the next call only. */
+/* The deadline of every later call, and an override for the next call only.
+ * SHMRPC_TIMEOUT_DEFAULT means the opts' timeout (for next_timeout: no override); any
+ * other negative value but SHMRPC_TIMEOUT_INFINITE reads as SHMRPC_TIMEOUT_DEFAULT.
+ * inproc:// calls run the handler on the caller's thread and cannot time out. */
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms);
 void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
 
@@ -53,10 +60,14 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
  * the response, whose bytes (and the arena) stay valid until the next call. */
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c);
 shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
+/* SHMRPC_ECLOSED when not connected, SHMRPC_ENOENT for a method_id outside the
+ * client's table, the request buffer's sticky error, or the call's status. */
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp);
 /* Records a message (printf-style) and returns rc. */
 int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For a response that does not decode; returns SHMRPC_EINVAL. The message reads as
+ * shmrpc_ctx_decode_error's with what = "result": "Echo.add: result: truncated". */
 int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
                                const char *why);
 

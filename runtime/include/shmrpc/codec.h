@@ -97,7 +97,8 @@ shmrpc_json *shmrpc_json_string(shmrpc_str s);
 shmrpc_json *shmrpc_json_base64(shmrpc_bytes b);
 
 /* Both take ownership of val, also when they fail; a NULL val fails with SHMRPC_EINVAL,
- * so constructors can be nested without checking each one. */
+ * so constructors can be nested without checking each one. A key that is not UTF-8 or
+ * holds a NUL byte (which the parser could not read back) fails with SHMRPC_EINVAL. */
 int shmrpc_json_set(shmrpc_json *obj, const char *key, shmrpc_json *val);
 int shmrpc_json_setn(shmrpc_json *obj, shmrpc_str key, shmrpc_json *val);
 int shmrpc_json_append(shmrpc_json *arr, shmrpc_json *val);
@@ -119,7 +120,9 @@ typedef struct shmrpc_json_reader {
     size_t iter_i;
 } shmrpc_json_reader;
 
-/* Parses n bytes at p. On failure why is "malformed JSON" and detail says where. */
+/* Parses n bytes at p (any JSON value at the top; duplicate keys, NaN, invalid UTF-8 and
+ * nesting deeper than 2048 are refused). On failure why is "malformed JSON" and detail
+ * says where, and root is NULL (releasing such a reader is harmless, not needed). */
 int shmrpc_json_parse(shmrpc_json_reader *r, shmrpc_arena *arena, const void *p, size_t n);
 void shmrpc_json_release(shmrpc_json_reader *r);
 
@@ -166,7 +169,8 @@ int shmrpc_json_read_str(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_str
 /* A base64 string decoded into the arena. */
 int shmrpc_json_read_base64(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_bytes *out);
 
-/* Map keys that are integers travel as decimal strings in JSON. */
+/* Map keys that are integers travel as decimal strings in JSON, in canonical form only:
+ * "-12" is read, "+12", "012", "-0" and " 12" are not ("map key is not an integer"). */
 int shmrpc_json_key_int(shmrpc_json_reader *r, shmrpc_str key, int64_t min, int64_t max,
                         int64_t *out);
 int shmrpc_json_key_uint(shmrpc_json_reader *r, shmrpc_str key, uint64_t max, uint64_t *out);

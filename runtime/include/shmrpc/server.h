@@ -22,6 +22,9 @@ void shmrpc_server_opts_init(shmrpc_server_opts *o);
 
 /* opts may be NULL for the defaults. */
 int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts);
+/* Stops listening, waits for calls still running in handlers on other threads, and frees
+ * the server; its clients' later calls fail with SHMRPC_EUNAVAIL. Not from one of this
+ * server's own handlers (it would wait for itself). */
 void shmrpc_server_free(shmrpc_server *s);
 
 /* Registers the service a server serves (one per server). Checks the descriptor's magic,
@@ -35,7 +38,8 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
  * the caller's thread. A second server on one address fails with SHMRPC_EBUSY. */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);
 
-/* The message of the last failure of a server call, or "". */
+/* The message of the last failed shmrpc_server_register() or shmrpc_server_listen(),
+ * or "". The failures of calls go to the calling client, not here. */
 const char *shmrpc_server_errmsg(const shmrpc_server *s);
 
 #ifdef __cplusplus

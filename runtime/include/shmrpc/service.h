@@ -51,10 +51,17 @@ shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx);
 /* The user pointer given to shmrpc_server_register(). */
 void *shmrpc_ctx_user(shmrpc_ctx *ctx);
 /* Records a message for the client and returns rc, so a handler can
- * `return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "no such key '%s'", k);`. */
+ * `return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "no such key '%s'", k);`. The message is
+ * cut at 255 bytes. A handler that fails without a message sends shmrpc_strerror(rc); one
+ * that returns a positive value is a bug, reported to the client as SHMRPC_EHANDLER. */
 int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The same for generated decoders: "echo.add: argument 'a': expected integer". */
+/* The same for generated decoders; returns SHMRPC_EINVAL. The message is
+ *     "METHOD: WHAT: WHY"                 when field is NULL, and
+ *     "METHOD: WHAT, field 'FIELD': WHY"  otherwise,
+ * e.g. "Echo.add: argument 'a': expected integer, got string" or "Echo.centroid: argument
+ * 'points', field 'Point.label': expected string, got integer". A NULL method or what is
+ * left out with its separator; a NULL why reads "invalid". Cut at 255 bytes. */
 int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
                             const char *field, const char *why);
 

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
+set -eu
+pkgs="cmake ninja-build pkg-config gcc clang libclang-rt-14-dev re2c lemon libmsgpack-dev
+      libjansson-dev libcmocka-dev"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo apt-get update -qq
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
