@@ -1,0 +1,15 @@
+#!/bin/sh
+# run_consumer.sh BUILD_DIR SOURCE_DIR: installs shmrpc from BUILD_DIR into a scratch
+# prefix, builds tests/package/consumer against it with find_package(shmrpc) and
+# shmrpc_generate(), and runs the result.
+set -eu
+build=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+cmake -S "$src/tests/package/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DECHO_DIR="$src/examples/echo" >/dev/null
+cmake --build "$tmp/build" >/dev/null
+"$tmp/build/echo-consumer" | tee "$tmp/out"
+grep -q "^add(40, 2) = 42$" "$tmp/out"
+echo "consumer built with find_package(shmrpc) and ran"
