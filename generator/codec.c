@@ -192,7 +192,7 @@ static const char *linkage(const gtype *t)
 static void prototypes(gen *g, sbuf *o, const gtype *t)
 {
     if (t->need & NEED_ENUM_NAME)
-        sb_printf(o, "const char *%s(%s v);\n", fn(g, t, "name"), t->ctype);
+        sb_printf(o, "const char *%s(%s v);\n", fn(g, t, "to_name"), t->ctype);
     if (t->need & NEED_ENUM_FROM_NAME)
         sb_printf(o, "bool %s(shmrpc_str s, %s *v);\n", fn(g, t, "from_name"), t->ctype);
     if (t->need & NEED_MP_WRITE)
@@ -212,7 +212,7 @@ static void prototypes(gen *g, sbuf *o, const gtype *t)
 static void enum_names(gen *g, sbuf *o, const gtype *t)
 {
     if (t->need & NEED_ENUM_NAME) {
-        sb_printf(o, "\nconst char *%s(%s v)\n{\n    switch (v) {\n", fn(g, t, "name"),
+        sb_printf(o, "\nconst char *%s(%s v)\n{\n    switch (v) {\n", fn(g, t, "to_name"),
                   t->ctype);
         for (const svc_enumval *e = t->decl->values; e; e = e->next)
             sb_printf(o, "    case %s:\n        return \"%.*s\";\n", gen_enum_const(g, t, e),
@@ -393,7 +393,7 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
         sb_printf(o, ") {\n%s", fail);
         break;
     case GK_ENUM:
-        sb_printf(o, "    const char *name = %s(*v);\n", fn(g, t, "name"));
+        sb_printf(o, "    const char *name = %s(*v);\n", fn(g, t, "to_name"));
         sb_puts(o, "    return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;\n}\n");
         return;
     case GK_LIST:
@@ -410,7 +410,7 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
                    "    for (size_t i = 0; i < v->len; i++) {\n");
         const char *set;
         if (k->kind == GK_ENUM) {
-            sb_printf(o, "        const char *key = %s(v->items[i].key);\n", fn(g, k, "name"));
+            sb_printf(o, "        const char *key = %s(v->items[i].key);\n", fn(g, k, "to_name"));
             set = S("key == NULL || shmrpc_json_set(o, key, %s) != 0", val);
         } else if (k->scalar == SVC_T_STRING) {
             set = S("shmrpc_json_setn(o, v->items[i].key, %s) != 0", val);

@@ -360,6 +360,10 @@ static void check_fields(check *c, svc_field *fields, const char *what, svc_tok 
             (tok_is(f->name, "client") || tok_is(f->name, "out") || tok_is(f->name, "ctx")))
             err(c, f->name, "parameter name '%.*s' is reserved by the generated code", f->name.n,
                 f->name.p);
+        else if (params && f->name.p[f->name.n - 1] == '_')
+            err(c, f->name,
+                "parameter name '%.*s' is reserved: the generated stubs' locals end in '_'",
+                f->name.n, f->name.p);
         const svc_field *first = ntab_put(c, &seen, text(c, f->name), f);
         if (first)
             err(c, f->name, "duplicate %s '%.*s' in %s '%.*s' (first declared at %d:%d)",
@@ -572,7 +576,9 @@ static const char *upper(check *c, const char *s)
 
 static bool uses_generated_name(const char *sn)
 {
+    /* "method": an enum Method's constants would be named like the method ids. */
     return !strcmp(sn, "handlers") || !strcmp(sn, "service") || !strcmp(sn, "service_info") ||
+           !strcmp(sn, "method") ||
            !strncmp(sn, "list_", 5) || !strncmp(sn, "map_", 4) || !strncmp(sn, "opt_", 4);
 }
 

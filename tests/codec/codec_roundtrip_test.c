@@ -11,92 +11,7 @@
 
 #include <cmocka.h>
 
-#include "types.h"
-
-/* --- handlers: each returns its argument --- */
-
-static int h_scalars(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_holder(shmrpc_ctx *ctx, const types_holder *v, types_holder *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_node(shmrpc_ctx *ctx, const types_node *v, types_node *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_many(shmrpc_ctx *ctx, types_list_u8 v, types_list_u8 *out)
-{
-    (void)ctx;
-    *out = v;
-    return 0;
-}
-
-static int h_many_json(shmrpc_ctx *ctx, types_list_string v, types_list_string *out)
-{
-    (void)ctx;
-    *out = v;
-    return 0;
-}
-
-static int nothing_calls;
-
-static int h_nothing(shmrpc_ctx *ctx)
-{
-    (void)ctx;
-    nothing_calls++;
-    return 0;
-}
-
-static int h_narrow(shmrpc_ctx *ctx, int8_t a, uint16_t b, types_color c, float d, bool e,
-                    int8_t *out)
-{
-    if (b != 65535 || c != TYPES_COLOR_BLUE || d != -1.5f || !e)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "narrow: unexpected arguments");
-    *out = a;
-    return 0;
-}
-
-static int h_maybe_sign(shmrpc_ctx *ctx, types_opt_sign s, types_opt_sign *out)
-{
-    (void)ctx;
-    *out = s;
-    return 0;
-}
-
-static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    *out = data;
-    return 0;
-}
-
-static const types_handlers handlers = {
-    .pass_scalars = h_scalars,
-    .pass_scalars_json = h_scalars,
-    .pass_holder = h_holder,
-    .pass_holder_json = h_holder,
-    .pass_node = h_node,
-    .pass_node_json = h_node,
-    .many = h_many,
-    .many_json = h_many_json,
-    .nothing = h_nothing,
-    .nothing_json = h_nothing,
-    .narrow = h_narrow,
-    .maybe_sign = h_maybe_sign,
-    .raw = h_raw,
-};
+#include "types_handlers.h"
 
 /* --- equality --- */
 
@@ -240,7 +155,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f->s, &types_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f->s, &types_service, &types_identity_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(f->s, "inproc://types"), 0);
     assert_int_equal(shmrpc_client_new(&f->c, &types_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, "inproc://types"), 0);
@@ -453,10 +368,10 @@ static void test_large_lists(void **state)
 static void test_void_narrow_optional(void **state)
 {
     fixture *f = *state;
-    nothing_calls = 0;
+    types_nothing_calls = 0;
     OK(types_nothing(f->c), f->c);
     OK(types_nothing_json(f->c), f->c);
-    assert_int_equal(nothing_calls, 2);
+    assert_int_equal(types_nothing_calls, 2);
     int8_t a;
     OK(types_narrow(f->c, INT8_MIN, 65535, TYPES_COLOR_BLUE, -1.5f, true, &a), f->c);
     assert_int_equal(a, INT8_MIN);

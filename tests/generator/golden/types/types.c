@@ -109,7 +109,7 @@ const shmrpc_service_info types_service_info = {
     .methods = types__methods,
 };
 
-const char *types__color_name(types_color v)
+const char *types__color_to_name(types_color v)
 {
     switch (v) {
     case TYPES_COLOR_RED:
@@ -166,7 +166,7 @@ int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v)
 
 shmrpc_json *types__color_json_write(const types_color *v)
 {
-    const char *name = types__color_name(*v);
+    const char *name = types__color_to_name(*v);
     return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;
 }
 
@@ -183,7 +183,7 @@ int types__color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_co
     return 0;
 }
 
-const char *types__sign_name(types_sign v)
+const char *types__sign_to_name(types_sign v)
 {
     switch (v) {
     case TYPES_SIGN_MINUS:
@@ -240,7 +240,7 @@ int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v)
 
 shmrpc_json *types__sign_json_write(const types_sign *v)
 {
-    const char *name = types__sign_name(*v);
+    const char *name = types__sign_to_name(*v);
     return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;
 }
 
@@ -1888,7 +1888,7 @@ shmrpc_json *types__map_color_node_json_write(const types_map_color_node *v)
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++) {
-        const char *key = types__color_name(v->items[i].key);
+        const char *key = types__color_to_name(v->items[i].key);
         if (key == NULL || shmrpc_json_set(o, key, types__node_json_write(&v->items[i].value)) != 0) {
             shmrpc_json_free(o);
             return NULL;

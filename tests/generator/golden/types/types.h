@@ -303,13 +303,13 @@ typedef struct types_handlers {
 extern const shmrpc_service types_service;
 
 /* The codec glue that the stubs and the server share (in types.c): not for direct use. */
-const char *types__color_name(types_color v);
+const char *types__color_to_name(types_color v);
 bool types__color_from_name(shmrpc_str s, types_color *v);
 void types__color_mp_write(msgpack_packer *pk, const types_color *v);
 int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v);
 shmrpc_json *types__color_json_write(const types_color *v);
 int types__color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_color *v);
-const char *types__sign_name(types_sign v);
+const char *types__sign_to_name(types_sign v);
 bool types__sign_from_name(shmrpc_str s, types_sign *v);
 void types__sign_mp_write(msgpack_packer *pk, const types_sign *v);
 int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v);

@@ -1,0 +1,85 @@
+/* Handlers of tests/codec/types.svc that hand back what they are given. */
+#include "types_handlers.h"
+
+static int h_scalars(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_holder(shmrpc_ctx *ctx, const types_holder *v, types_holder *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_node(shmrpc_ctx *ctx, const types_node *v, types_node *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_many(shmrpc_ctx *ctx, types_list_u8 v, types_list_u8 *out)
+{
+    (void)ctx;
+    *out = v;
+    return 0;
+}
+
+static int h_many_json(shmrpc_ctx *ctx, types_list_string v, types_list_string *out)
+{
+    (void)ctx;
+    *out = v;
+    return 0;
+}
+
+int types_nothing_calls;
+
+static int h_nothing(shmrpc_ctx *ctx)
+{
+    (void)ctx;
+    types_nothing_calls++;
+    return 0;
+}
+
+static int h_narrow(shmrpc_ctx *ctx, int8_t a, uint16_t b, types_color c, float d, bool e,
+                    int8_t *out)
+{
+    if (b != 65535 || c != TYPES_COLOR_BLUE || d != -1.5f || !e)
+        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "narrow: unexpected arguments");
+    *out = a;
+    return 0;
+}
+
+static int h_maybe_sign(shmrpc_ctx *ctx, types_opt_sign s, types_opt_sign *out)
+{
+    (void)ctx;
+    *out = s;
+    return 0;
+}
+
+static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    (void)ctx;
+    *out = data;
+    return 0;
+}
+
+const types_handlers types_identity_handlers = {
+    .pass_scalars = h_scalars,
+    .pass_scalars_json = h_scalars,
+    .pass_holder = h_holder,
+    .pass_holder_json = h_holder,
+    .pass_node = h_node,
+    .pass_node_json = h_node,
+    .many = h_many,
+    .many_json = h_many_json,
+    .nothing = h_nothing,
+    .nothing_json = h_nothing,
+    .narrow = h_narrow,
+    .maybe_sign = h_maybe_sign,
+    .raw = h_raw,
+};
