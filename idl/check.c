@@ -576,9 +576,7 @@ static const char *upper(check *c, const char *s)
 
 static bool uses_generated_name(const char *sn)
 {
-    /* "method": an enum Method's constants would be named like the method ids. */
     return !strcmp(sn, "handlers") || !strcmp(sn, "service") || !strcmp(sn, "service_info") ||
-           !strcmp(sn, "method") ||
            !strncmp(sn, "list_", 5) || !strncmp(sn, "map_", 4) || !strncmp(sn, "opt_", 4);
 }
 
