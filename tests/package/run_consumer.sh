@@ -1,14 +1,14 @@
 #!/bin/sh
-# run_consumer.sh BUILD_DIR SOURCE_DIR: installs shmrpc from BUILD_DIR into a scratch
-# prefix, builds tests/package/consumer against it with find_package(shmrpc) and
-# shmrpc_generate(), and runs the result.
+# run_consumer.sh BUILD_DIR SOURCE_DIR CC [CFLAGS]: installs shmrpc from BUILD_DIR into a
+# scratch prefix, builds tests/package/consumer against it with find_package(shmrpc) and
+# shmrpc_generate() using the compiler and flags the library was built with, and runs it.
 set -eu
-build=$1 src=$2
+build=$1 src=$2 cc=$3 cflags=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 cmake -S "$src/tests/package/consumer" -B "$tmp/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
-    -DECHO_DIR="$src/examples/echo" >/dev/null
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$cflags" -DECHO_DIR="$src/examples/echo" >/dev/null
 cmake --build "$tmp/build" >/dev/null
 "$tmp/build/echo-consumer" | tee "$tmp/out"
 grep -q "^add(40, 2) = 42$" "$tmp/out"
