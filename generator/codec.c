@@ -41,7 +41,8 @@ static const char *field_label(gen *g, const gtype *t, const svc_field *f)
 
 void gen_clear_needs(gen *g)
 {
-    for (gtype *t = g->types; t; t = t->next) t->need = 0;
+    for (gtype *t = g->types; t; t = t->next)
+        t->need = 0;
 }
 
 void gen_mark(gen *g, gtype *t, unsigned need)
@@ -60,7 +61,8 @@ void gen_mark(gen *g, gtype *t, unsigned need)
         if (k) gen_mark(g, t->key, k);
     }
     if (t->kind == GK_STRUCT)
-        for (const svc_field *f = t->fields; f; f = f->next) gen_mark(g, gen_type(g, f->type), data);
+        for (const svc_field *f = t->fields; f; f = f->next)
+            gen_mark(g, gen_type(g, f->type), data);
 }
 
 /* --- snippets --- */
@@ -73,8 +75,9 @@ void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t,
     }
     switch (t->scalar) {
     case SVC_T_BOOL:
-        sb_printf(o, "%sif (%s)\n%s    msgpack_pack_true(%s);\n%selse\n%s    msgpack_pack_false(%s);\n",
-                  ind, v, ind, c->pk, ind, ind, c->pk);
+        sb_printf(
+            o, "%sif (%s)\n%s    msgpack_pack_true(%s);\n%selse\n%s    msgpack_pack_false(%s);\n",
+            ind, v, ind, c->pk, ind, ind, c->pk);
         return;
     case SVC_T_F32:
         sb_printf(o, "%smsgpack_pack_float(%s, %s);\n", ind, c->pk, v);
@@ -106,8 +109,8 @@ static void narrow(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t
                    const char *fail, const char *call_fmt)
 {
     bool sig = gen_is_signed(t->scalar);
-    const char *range = sig ? S("%s, %s", gen_int_min(t->scalar), gen_int_max(t->scalar))
-                            : gen_int_max(t->scalar);
+    const char *range =
+        sig ? S("%s, %s", gen_int_min(t->scalar), gen_int_max(t->scalar)) : gen_int_max(t->scalar);
     const char *wide = sig ? "int64_t" : "uint64_t";
     if (t->scalar == SVC_T_I64 || t->scalar == SVC_T_U64) {
         check(o, ind, c, S(call_fmt, sig ? "int" : "uint", range, addr(g, v)), fail);
@@ -199,14 +202,14 @@ static void prototypes(gen *g, sbuf *o, const gtype *t)
         sb_printf(o, "%svoid %s(msgpack_packer *pk, %s);\n", linkage(t), fn(g, t, "mp_write"),
                   const_ptr(g, t->ctype, "v"));
     if (t->need & NEED_MP_READ)
-        sb_printf(o, "%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s);\n",
-                  linkage(t), fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
+        sb_printf(o, "%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s);\n", linkage(t),
+                  fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
     if (t->need & NEED_JSON_WRITE)
         sb_printf(o, "%sshmrpc_json *%s(%s);\n", linkage(t), fn(g, t, "json_write"),
                   const_ptr(g, t->ctype, "v"));
     if (t->need & NEED_JSON_READ)
-        sb_printf(o, "%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s);\n",
-                  linkage(t), fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+        sb_printf(o, "%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s);\n", linkage(t),
+                  fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
 }
 
 static void enum_names(gen *g, sbuf *o, const gtype *t)
@@ -221,13 +224,17 @@ static void enum_names(gen *g, sbuf *o, const gtype *t)
     }
     if (t->need & NEED_ENUM_FROM_NAME) {
         sb_printf(o, "\nbool %s(shmrpc_str s, %s *v)\n{\n", fn(g, t, "from_name"), t->ctype);
-        sb_printf(o, "    static const struct {\n        const char *name;\n        %s value;\n"
-                     "    } names[] = {\n", t->ctype);
+        sb_printf(o,
+                  "    static const struct {\n        const char *name;\n        %s value;\n"
+                  "    } names[] = {\n",
+                  t->ctype);
         for (const svc_enumval *e = t->decl->values; e; e = e->next)
-            sb_printf(o, "        {\"%.*s\", %s},\n", e->name.n, e->name.p, gen_enum_const(g, t, e));
+            sb_printf(o, "        {\"%.*s\", %s},\n", e->name.n, e->name.p,
+                      gen_enum_const(g, t, e));
         sb_puts(o, "    };\n"
                    "    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)\n"
-                   "        if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0) {\n"
+                   "        if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, "
+                   "s.len) == 0) {\n"
                    "            *v = names[i].value;\n"
                    "            return true;\n"
                    "        }\n"
@@ -237,8 +244,8 @@ static void enum_names(gen *g, sbuf *o, const gtype *t)
 
 static void oom(sbuf *o, const char *ind, const char *r)
 {
-    sb_printf(o, "%s    %s->why = \"out of memory\";\n%s    return SHMRPC_ENOMEM;\n%s}\n", ind, r, ind,
-              ind);
+    sb_printf(o, "%s    %s->why = \"out of memory\";\n%s    return SHMRPC_ENOMEM;\n%s}\n", ind, r,
+              ind, ind);
 }
 
 static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
@@ -250,28 +257,34 @@ static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
         sb_printf(o, "    msgpack_pack_array(pk, %d);\n", t->n_fields);
         if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
         for (const svc_field *f = t->fields; f; f = f->next)
-            gen_mp_write(g, o, "    ", &fcx, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p));
+            gen_mp_write(g, o, "    ", &fcx, gen_type(g, f->type),
+                         S("v->%.*s", f->name.n, f->name.p));
         break;
     case GK_ENUM:
         sb_puts(o, "    msgpack_pack_int64(pk, (int64_t)*v);\n");
         break;
     case GK_LIST:
-        sb_puts(o, "    msgpack_pack_array(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
+        sb_puts(o,
+                "    msgpack_pack_array(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
         gen_mp_write(g, o, "        ", &fcx, t->elem, "v->items[i]");
         sb_puts(o, "    }\n");
         break;
     case GK_MAP:
-        sb_puts(o, "    msgpack_pack_map(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
+        sb_puts(o,
+                "    msgpack_pack_map(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
         gen_mp_write(g, o, "        ", &fcx, t->key, "v->items[i].key");
         gen_mp_write(g, o, "        ", &fcx, t->elem, "v->items[i].value");
         sb_puts(o, "    }\n");
         break;
     case GK_OPT:
         if (t->elem->kind == GK_STRUCT) {
-            sb_puts(o, "    if (*v == NULL) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
+            sb_puts(
+                o,
+                "    if (*v == NULL) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
             gen_mp_write(g, o, "    ", &fcx, t->elem, "**v");
         } else {
-            sb_puts(o, "    if (!v->has) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
+            sb_puts(o,
+                    "    if (!v->has) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
             gen_mp_write(g, o, "    ", &fcx, t->elem, "v->value");
         }
         break;
@@ -284,16 +297,21 @@ static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
 static void mp_read_struct(gen *g, sbuf *o, const gtype *t)
 {
     const char *noun = t->is_args ? "arguments" : "fields";
-    sb_printf(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
-                 "    if (rc != 0)\n        return shmrpc_mp_fail_at(r, rc, \"%s\");\n", t->display);
-    sb_printf(o, "    if (n != %d) {\n        r->why = \"expected %d %s\";\n"
-                 "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
-              t->n_fields, t->n_fields, t->n_fields == 1 ? (t->is_args ? "argument" : "field") : noun,
+    sb_printf(o,
+              "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
+              "    if (rc != 0)\n        return shmrpc_mp_fail_at(r, rc, \"%s\");\n",
               t->display);
+    sb_printf(o,
+              "    if (n != %d) {\n        r->why = \"expected %d %s\";\n"
+              "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
+              t->n_fields, t->n_fields,
+              t->n_fields == 1 ? (t->is_args ? "argument" : "field") : noun, t->display);
     if (!t->is_args)
-        sb_printf(o, "    if (++r->depth > SHMRPC_MAX_DEPTH) {\n        r->why = \"nested too deeply\";\n"
-                     "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
-                  t->display);
+        sb_printf(
+            o,
+            "    if (++r->depth > SHMRPC_MAX_DEPTH) {\n        r->why = \"nested too deeply\";\n"
+            "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
+            t->display);
     bool uses_arena = false;
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -316,8 +334,8 @@ static void items_alloc(gen *g, sbuf *o, const char *ctype, const char *arena, c
 
 static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\n%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)\n{\n",
-              linkage(t), fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
+    sb_printf(o, "\n%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)\n{\n", linkage(t),
+              fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
     const cx ret = fcx;
     switch (t->kind) {
     case GK_STRUCT:
@@ -329,8 +347,10 @@ static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
                    "    if (rc != 0)\n        return rc;\n    switch (tmp) {\n");
         for (const svc_enumval *e = t->decl->values; e; e = e->next)
             sb_printf(o, "    case %lld:\n", (long long)e->value);
-        sb_printf(o, "        *v = (%s)tmp;\n        return 0;\n    default:\n"
-                     "        r->why = \"not a value of enum %s\";\n        return SHMRPC_EINVAL;\n    }\n}\n",
+        sb_printf(o,
+                  "        *v = (%s)tmp;\n        return 0;\n    default:\n"
+                  "        r->why = \"not a value of enum %s\";\n        return SHMRPC_EINVAL;\n   "
+                  " }\n}\n",
                   t->ctype, t->display);
         return;
     case GK_LIST:
@@ -380,16 +400,18 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
     const char *fail = "        shmrpc_json_free(o);\n        return NULL;\n    }\n";
     switch (t->kind) {
     case GK_STRUCT:
-        sb_puts(o, "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return NULL;\n");
+        sb_puts(o, "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return "
+                   "NULL;\n");
         if (t->fields == NULL) {
             sb_puts(o, "    (void)v;\n    return o;\n}\n");
             return;
         }
         sb_puts(o, "    if (");
         for (const svc_field *f = t->fields; f; f = f->next)
-            sb_printf(o, "%sshmrpc_json_set(o, \"%.*s\", %s) != 0", f == t->fields ? "" : " ||\n        ",
-                      f->name.n, f->name.p,
-                      gen_json_write_expr(g, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p)));
+            sb_printf(
+                o, "%sshmrpc_json_set(o, \"%.*s\", %s) != 0", f == t->fields ? "" : " ||\n        ",
+                f->name.n, f->name.p,
+                gen_json_write_expr(g, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p)));
         sb_printf(o, ") {\n%s", fail);
         break;
     case GK_ENUM:
@@ -397,8 +419,10 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
         sb_puts(o, "    return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;\n}\n");
         return;
     case GK_LIST:
-        sb_puts(o, "    shmrpc_json *o = shmrpc_json_array();\n    if (o == NULL)\n        return NULL;\n"
-                   "    for (size_t i = 0; i < v->len; i++)\n");
+        sb_puts(
+            o,
+            "    shmrpc_json *o = shmrpc_json_array();\n    if (o == NULL)\n        return NULL;\n"
+            "    for (size_t i = 0; i < v->len; i++)\n");
         sb_printf(o, "        if (shmrpc_json_append(o, %s) != 0) {\n    %s",
                   gen_json_write_expr(g, t->elem, "v->items[i]"),
                   "        shmrpc_json_free(o);\n            return NULL;\n        }\n");
@@ -406,8 +430,10 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
     case GK_MAP: {
         const gtype *k = t->key;
         const char *val = gen_json_write_expr(g, t->elem, "v->items[i].value");
-        sb_puts(o, "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return NULL;\n"
-                   "    for (size_t i = 0; i < v->len; i++) {\n");
+        sb_puts(
+            o,
+            "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return NULL;\n"
+            "    for (size_t i = 0; i < v->len; i++) {\n");
         const char *set;
         if (k->kind == GK_ENUM) {
             sb_printf(o, "        const char *key = %s(v->items[i].key);\n", fn(g, k, "to_name"));
@@ -420,16 +446,20 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
             set = S("shmrpc_json_setn(o, shmrpc_json_%s_key(v->items[i].key, key), %s) != 0",
                     sig ? "int" : "uint", val);
         }
-        sb_printf(o, "        if (%s) {\n            shmrpc_json_free(o);\n            return NULL;\n"
-                     "        }\n    }\n", set);
+        sb_printf(o,
+                  "        if (%s) {\n            shmrpc_json_free(o);\n            return NULL;\n"
+                  "        }\n    }\n",
+                  set);
         break;
     }
     case GK_OPT:
         if (t->elem->kind == GK_STRUCT)
-            sb_printf(o, "    if (*v == NULL)\n        return shmrpc_json_null();\n    return %s;\n}\n",
-                      gen_json_write_expr(g, t->elem, "**v"));
+            sb_printf(
+                o, "    if (*v == NULL)\n        return shmrpc_json_null();\n    return %s;\n}\n",
+                gen_json_write_expr(g, t->elem, "**v"));
         else
-            sb_printf(o, "    if (!v->has)\n        return shmrpc_json_null();\n    return %s;\n}\n",
+            sb_printf(o,
+                      "    if (!v->has)\n        return shmrpc_json_null();\n    return %s;\n}\n",
                       gen_json_write_expr(g, t->elem, "v->value"));
         return;
     case GK_SCALAR:
@@ -440,8 +470,10 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
 
 static void json_read_struct(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "    size_t n, seen = 0;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
-                 "    if (rc != 0)\n        return shmrpc_json_fail_at(r, rc, \"%s\");\n", t->display);
+    sb_printf(o,
+              "    size_t n, seen = 0;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
+              "    if (rc != 0)\n        return shmrpc_json_fail_at(r, rc, \"%s\");\n",
+              t->display);
     if (t->fields) sb_puts(o, "    const shmrpc_json *f;\n");
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -450,22 +482,25 @@ static void json_read_struct(gen *g, sbuf *o, const gtype *t)
         if (ft->kind == GK_OPT)
             sb_puts(o, "    seen += f != NULL;\n");
         else
-            sb_printf(o, "    if (f == NULL) {\n        r->why = \"missing\";\n"
-                         "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n"
-                         "    seen++;\n", label);
+            sb_printf(o,
+                      "    if (f == NULL) {\n        r->why = \"missing\";\n"
+                      "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n"
+                      "    seen++;\n",
+                      label);
         gen_json_read(g, o, "    ", &fcx, ft, "f", S("v->%.*s", f->name.n, f->name.p),
                       S("return shmrpc_json_fail_at(r, rc, \"%s\");", label));
     }
     if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
-    sb_printf(o, "    if (seen != n) {\n        r->why = \"unknown %s\";\n"
-                 "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
+    sb_printf(o,
+              "    if (seen != n) {\n        r->why = \"unknown %s\";\n"
+              "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
               t->is_args ? "argument" : "field", t->display);
 }
 
 static void json_read_fn(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o, "\n%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)\n{\n",
-              linkage(t), fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+    sb_printf(o, "\n%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)\n{\n", linkage(t),
+              fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
     switch (t->kind) {
     case GK_STRUCT:
         json_read_struct(g, o, t);
@@ -473,15 +508,18 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
     case GK_ENUM:
         sb_puts(o, "    shmrpc_str s;\n    int rc = shmrpc_json_read_str(r, j, &s);\n"
                    "    if (rc != 0)\n        return rc;\n");
-        sb_printf(o, "    if (!%s(s, v)) {\n        r->why = \"not a value of enum %s\";\n"
-                     "        return SHMRPC_EINVAL;\n    }\n", fn(g, t, "from_name"), t->display);
+        sb_printf(o,
+                  "    if (!%s(s, v)) {\n        r->why = \"not a value of enum %s\";\n"
+                  "        return SHMRPC_EINVAL;\n    }\n",
+                  fn(g, t, "from_name"), t->display);
         break;
     case GK_LIST:
         sb_puts(o, "    size_t n;\n    int rc = shmrpc_json_read_array(r, j, &n);\n"
                    "    if (rc != 0)\n        return rc;\n");
         items_alloc(g, o, t->elem->ctype, "r->arena", "r");
         sb_puts(o, "    for (size_t i = 0; i < n; i++) {\n");
-        gen_json_read(g, o, "        ", &fcx, t->elem, "shmrpc_json_at(j, i)", "items[i]", "return rc;");
+        gen_json_read(g, o, "        ", &fcx, t->elem, "shmrpc_json_at(j, i)", "items[i]",
+                      "return rc;");
         sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
         break;
     case GK_MAP: {
@@ -494,9 +532,10 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
                    "        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)\n"
                    "            return rc;\n");
         if (k->kind == GK_ENUM) {
-            sb_printf(o, "        if (!%s(key, &items[i].key)) {\n"
-                         "            r->why = \"not a value of enum %s\";\n"
-                         "            return SHMRPC_EINVAL;\n        }\n",
+            sb_printf(o,
+                      "        if (!%s(key, &items[i].key)) {\n"
+                      "            r->why = \"not a value of enum %s\";\n"
+                      "            return SHMRPC_EINVAL;\n        }\n",
                       fn(g, k, "from_name"), k->display);
         } else if (k->scalar == SVC_T_STRING) {
             sb_puts(o, "        items[i].key = key;\n");
@@ -519,8 +558,10 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
             gen_json_read(g, o, "    ", &fcx, t->elem, "j", "*p", "return rc;");
             sb_puts(o, "    *v = p;\n");
         } else {
-            sb_puts(o, "    memset(v, 0, sizeof *v);\n    if (shmrpc_json_is_null(j))\n        return 0;\n"
-                       "    v->has = true;\n    int rc;\n");
+            sb_puts(
+                o,
+                "    memset(v, 0, sizeof *v);\n    if (shmrpc_json_is_null(j))\n        return 0;\n"
+                "    v->has = true;\n    int rc;\n");
             gen_json_read(g, o, "    ", &fcx, t->elem, "j", "v->value", "return rc;");
         }
         break;

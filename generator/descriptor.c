@@ -21,9 +21,9 @@ static bool first_time(seen *s, const svc_decl *d)
 }
 
 static const char *const scalar_names[] = {
-    [SVC_T_VOID] = "void", [SVC_T_BOOL] = "bool",     [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
-    [SVC_T_I32] = "i32",   [SVC_T_I64] = "i64",       [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
-    [SVC_T_U32] = "u32",   [SVC_T_U64] = "u64",       [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
+    [SVC_T_VOID] = "void",     [SVC_T_BOOL] = "bool",   [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
+    [SVC_T_I32] = "i32",       [SVC_T_I64] = "i64",     [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
+    [SVC_T_U32] = "u32",       [SVC_T_U64] = "u64",     [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
     [SVC_T_STRING] = "string", [SVC_T_BYTES] = "bytes",
 };
 
@@ -109,7 +109,8 @@ uint64_t gen_service_fingerprint(gen *g)
 {
     sbuf o;
     sb_init(&o);
-    for (int i = 0; i < g->n_methods; i++) sb_printf(&o, "%s\n", gen_signature(g, g->sorted[i]));
+    for (int i = 0; i < g->n_methods; i++)
+        sb_printf(&o, "%s\n", gen_signature(g, g->sorted[i]));
     uint64_t h = gen_fnv1a64(sb_str(&o));
     sb_free(&o);
     return h;
@@ -128,8 +129,9 @@ void gen_descriptor(gen *g, tmpl_dict *d)
         tmpl_setf(md, "name", "%.*s", m->name.n, m->name.p);
         tmpl_set(md, "cname", gen_method_cname(g, m));
         tmpl_setf(md, "index", "%d", i);
-        tmpl_set(md, "id_const", svc_arena_printf(g->a, "%s_METHOD_%s", g->P,
-                                                  svc_upper(g->a, gen_method_cname(g, m))));
+        tmpl_set(
+            md, "id_const",
+            svc_arena_printf(g->a, "%s_METHOD_%s", g->P, svc_upper(g->a, gen_method_cname(g, m))));
         tmpl_set(md, "encoding", enc_consts[m->enc]);
         tmpl_setf(md, "fingerprint", "UINT64_C(0x%016" PRIx64 ")", gen_fnv1a64(sig));
         tmpl_set(md, "signature", gen_cstr(g, sig));

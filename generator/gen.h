@@ -24,19 +24,19 @@ enum {
 
 typedef struct gtype {
     gkind kind;
-    svc_type_kind scalar;   /* GK_SCALAR: which */
-    const char *canon;      /* the type as the .svc spells it: "list<Point>" */
-    const char *tag;        /* unique within the service: "list_point"; names functions */
-    const char *ctype;      /* the C type of a value: "echo_list_point", "const echo_point *" */
-    const char *display;    /* GK_STRUCT: name in messages ("Point", or a method's name) */
-    const svc_decl *decl;   /* GK_STRUCT, GK_ENUM: the declaration (NULL for arguments) */
+    svc_type_kind scalar;    /* GK_SCALAR: which */
+    const char *canon;       /* the type as the .svc spells it: "list<Point>" */
+    const char *tag;         /* unique within the service: "list_point"; names functions */
+    const char *ctype;       /* the C type of a value: "echo_list_point", "const echo_point *" */
+    const char *display;     /* GK_STRUCT: name in messages ("Point", or a method's name) */
+    const svc_decl *decl;    /* GK_STRUCT, GK_ENUM: the declaration (NULL for arguments) */
     const svc_field *fields; /* GK_STRUCT: fields, or a method's parameters */
     int n_fields;
-    bool is_args;           /* GK_STRUCT: a method's arguments, private to the server */
-    struct gtype *elem;     /* GK_LIST, GK_OPT: element; GK_MAP: value */
-    struct gtype *key;      /* GK_MAP */
-    unsigned need;          /* NEED_* bits of the file being generated */
-    struct gtype *next;     /* registry order: elements before their containers */
+    bool is_args;       /* GK_STRUCT: a method's arguments, private to the server */
+    struct gtype *elem; /* GK_LIST, GK_OPT: element; GK_MAP: value */
+    struct gtype *key;  /* GK_MAP */
+    unsigned need;      /* NEED_* bits of the file being generated */
+    struct gtype *next; /* registry order: elements before their containers */
 } gtype;
 
 typedef struct gen {
@@ -77,10 +77,10 @@ const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v);
 /* codec.c: static codec functions for the types marked in need, and the snippets that
  * stubs and invokers use. cx names the variables in scope. */
 typedef struct cx {
-    const char *pk;    /* msgpack_packer * */
-    const char *r;     /* shmrpc_mp_reader * or shmrpc_json_reader * */
-    const char *a;     /* shmrpc_arena * */
-    const char *rc;    /* int */
+    const char *pk; /* msgpack_packer * */
+    const char *r;  /* shmrpc_mp_reader * or shmrpc_json_reader * */
+    const char *a;  /* shmrpc_arena * */
+    const char *rc; /* int */
 } cx;
 void gen_clear_needs(gen *g);
 void gen_mark(gen *g, gtype *t, unsigned need);
@@ -92,8 +92,8 @@ void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t,
 void gen_mp_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
                  const char *fail);
 const char *gen_json_write_expr(gen *g, const gtype *t, const char *v);
-void gen_json_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t,
-                   const char *j, const char *v, const char *fail);
+void gen_json_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *j,
+                   const char *v, const char *fail);
 
 /* descriptor.c */
 const char *gen_signature(gen *g, const svc_method *m);

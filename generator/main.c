@@ -134,13 +134,15 @@ static int write_outputs(output *out, int n)
     for (int i = 0; i < n; i++)
         if (write_file(out[i].tmp, &out[i].text) != 0) {
             fprintf(stderr, "shmrpcgen: cannot write %s: %s\n", out[i].tmp, strerror(errno));
-            for (int j = 0; j <= i; j++) unlink(out[j].tmp);
+            for (int j = 0; j <= i; j++)
+                unlink(out[j].tmp);
             return -1;
         }
     for (int i = 0; i < n; i++)
         if (rename(out[i].tmp, out[i].path) != 0) {
             fprintf(stderr, "shmrpcgen: cannot write %s: %s\n", out[i].path, strerror(errno));
-            for (int j = i; j < n; j++) unlink(out[j].tmp);
+            for (int j = i; j < n; j++)
+                unlink(out[j].tmp);
             return -1;
         }
     return 0;
@@ -235,7 +237,8 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && write_outputs(out, n) != 0) rc = 2;
     if (rc == 0 && depfile && write_depfile(depfile, out, n, input) != 0) rc = 2;
-    for (int i = 0; i < n; i++) sb_free(&out[i].text);
+    for (int i = 0; i < n; i++)
+        sb_free(&out[i].text);
     svc_arena_free(a);
     return rc;
 }

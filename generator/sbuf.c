@@ -21,7 +21,8 @@ static void reserve(sbuf *b, size_t n)
 {
     if (b->cap - b->len > n) return;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len <= n) cap *= 2;
+    while (cap - b->len <= n)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (p == NULL) {
         fputs("shmrpcgen: out of memory\n", stderr);

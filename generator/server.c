@@ -31,7 +31,8 @@ static void call_handler(gen *g, sbuf *o, const svc_method *m)
         sb_printf(o, "    %s%sout;\n    memset(&out, 0, sizeof out);\n", rt->ctype,
                   rt->ctype[n - 1] == '*' ? "" : " ");
     }
-    sb_printf(o, "    rc = %s;\n    if (rc != 0)\n        return rc;\n", handler_call(g, m, has_out));
+    sb_printf(o, "    rc = %s;\n    if (rc != 0)\n        return rc;\n",
+              handler_call(g, m, has_out));
 }
 
 static void invoke_msgpack(gen *g, sbuf *o, const svc_method *m, const char *label)
@@ -39,18 +40,23 @@ static void invoke_msgpack(gen *g, sbuf *o, const svc_method *m, const char *lab
     sb_puts(o, "    shmrpc_mp_reader r;\n    shmrpc_mp_reader_init(&r, req.ptr, req.len);\n");
     if (m->n_params) {
         const gtype *at = gen_args_type(g, m);
-        sb_printf(o, "    %s args;\n    int rc = %s__%s_mp_read(&r, shmrpc_ctx_arena(ctx), &args);\n",
+        sb_printf(o,
+                  "    %s args;\n    int rc = %s__%s_mp_read(&r, shmrpc_ctx_arena(ctx), &args);\n",
                   at->ctype, g->p, at->tag);
     } else {
         sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(&r, &n);\n"
                    "    if (rc == 0 && n != 0) {\n        r.why = \"expected no arguments\";\n"
                    "        rc = SHMRPC_EINVAL;\n    }\n");
     }
-    sb_printf(o, "    if (rc == 0)\n        rc = shmrpc_mp_finish(&r);\n    if (rc != 0)\n"
-                 "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
-              label);
+    sb_printf(
+        o,
+        "    if (rc == 0)\n        rc = shmrpc_mp_finish(&r);\n    if (rc != 0)\n"
+        "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
+        label);
     call_handler(g, o, m);
-    sb_puts(o, "    msgpack_packer pk;\n    msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);\n");
+    sb_puts(
+        o,
+        "    msgpack_packer pk;\n    msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);\n");
     if (m->result->kind == SVC_T_VOID) {
         sb_puts(o, "    msgpack_pack_nil(&pk);\n");
     } else {
@@ -62,38 +68,45 @@ static void invoke_msgpack(gen *g, sbuf *o, const svc_method *m, const char *lab
 
 static void invoke_json(gen *g, sbuf *o, const svc_method *m, const char *label)
 {
-    sb_printf(o, "    shmrpc_json_reader r;\n"
-                 "    int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);\n"
-                 "    if (rc != 0)\n"
-                 "        return shmrpc_ctx_error(ctx, rc, \"%s: arguments: malformed JSON: %%s\", r.detail);\n",
+    sb_printf(o,
+              "    shmrpc_json_reader r;\n"
+              "    int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);\n"
+              "    if (rc != 0)\n"
+              "        return shmrpc_ctx_error(ctx, rc, \"%s: arguments: malformed JSON: %%s\", "
+              "r.detail);\n",
               label);
     if (m->n_params) {
         const gtype *at = gen_args_type(g, m);
-        sb_printf(o, "    %s args;\n    rc = %s__%s_json_read(&r, r.root, &args);\n", at->ctype, g->p,
-                  at->tag);
+        sb_printf(o, "    %s args;\n    rc = %s__%s_json_read(&r, r.root, &args);\n", at->ctype,
+                  g->p, at->tag);
     } else {
         sb_puts(o, "    size_t n;\n    rc = shmrpc_json_read_object(&r, r.root, &n);\n"
                    "    if (rc == 0 && n != 0) {\n        r.why = \"expected no arguments\";\n"
                    "        rc = SHMRPC_EINVAL;\n    }\n");
     }
-    sb_printf(o, "    shmrpc_json_release(&r);\n    if (rc != 0)\n"
-                 "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
-              label);
+    sb_printf(
+        o,
+        "    shmrpc_json_release(&r);\n    if (rc != 0)\n"
+        "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
+        label);
     call_handler(g, o, m);
     const char *res = m->result->kind == SVC_T_VOID
                           ? "shmrpc_json_null()"
                           : gen_json_write_expr(g, gen_type(g, m->result), "out");
-    sb_printf(o, "    shmrpc_json *res = %s;\n    if (res == NULL)\n"
-                 "        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, \"%s: the result has no JSON form\");\n"
-                 "    return shmrpc_json_dump(res, resp);\n",
+    sb_printf(o,
+              "    shmrpc_json *res = %s;\n    if (res == NULL)\n"
+              "        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, \"%s: the result has no JSON "
+              "form\");\n"
+              "    return shmrpc_json_dump(res, resp);\n",
               res, label);
 }
 
 static void invoke_raw(gen *g, sbuf *o, const svc_method *m)
 {
-    sb_printf(o, "    shmrpc_bytes out = {NULL, 0};\n    int rc = h->%s(ctx, req, &out);\n"
-                 "    if (rc != 0)\n        return rc;\n"
-                 "    return shmrpc_buf_append(resp, out.ptr, out.len);\n",
+    sb_printf(o,
+              "    shmrpc_bytes out = {NULL, 0};\n    int rc = h->%s(ctx, req, &out);\n"
+              "    if (rc != 0)\n        return rc;\n"
+              "    return shmrpc_buf_append(resp, out.ptr, out.len);\n",
               gen_method_cname(g, m));
 }
 
@@ -135,7 +148,7 @@ void gen_codec(gen *g, tmpl_dict *d)
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         if (m->enc == SVC_ENC_RAW) continue;
         unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
-                                              : NEED_MP_READ | NEED_MP_WRITE;
+                                             : NEED_MP_READ | NEED_MP_WRITE;
         if (m->n_params) gen_mark(g, gen_args_type(g, m), rw);
         if (m->result->kind != SVC_T_VOID) gen_mark(g, gen_type(g, m->result), rw);
     }

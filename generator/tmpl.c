@@ -9,7 +9,7 @@
 
 typedef struct entry {
     const char *key;
-    const char *str;        /* a value, or NULL for a list */
+    const char *str;         /* a value, or NULL for a list */
     tmpl_dict *first, *last; /* a list's items */
     struct entry *next;
 } entry;
@@ -118,7 +118,8 @@ static const entry *lookup(const scope *s, const char *key, size_t n)
 static int line_of(const render *r, const char *at)
 {
     int line = 1;
-    for (const char *p = r->text; p < at; p++) line += *p == '\n';
+    for (const char *p = r->text; p < at; p++)
+        line += *p == '\n';
     return line;
 }
 
@@ -153,9 +154,11 @@ static bool next_tag(const char *p, const char *end, tag *t)
     t->end = close + 2;
     const char *k = open + 2;
     t->sigil = (*k == '#' || *k == '^' || *k == '/' || *k == '!') ? *k++ : '\0';
-    while (k < close && *k == ' ') k++;
+    while (k < close && *k == ' ')
+        k++;
     const char *ke = close;
-    while (ke > k && ke[-1] == ' ') ke--;
+    while (ke > k && ke[-1] == ' ')
+        ke--;
     t->key = k;
     t->n = (size_t)(ke - k);
     return true;
@@ -170,10 +173,12 @@ static void standalone(const render *r, const tag *t, const char *end, const cha
     *to = t->end;
     if (t->sigil == '\0') return;
     const char *b = t->start;
-    while (b > r->text && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    while (b > r->text && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
     if (b > r->text && b[-1] != '\n') return;
     const char *a = t->end;
-    while (a < end && (*a == ' ' || *a == '\t')) a++;
+    while (a < end && (*a == ' ' || *a == '\t'))
+        a++;
     if (a < end && *a != '\n') return;
     *from = b;
     *to = a < end ? a + 1 : a;

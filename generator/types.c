@@ -84,11 +84,13 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     g->n_methods = g->svc->n_methods;
     g->sorted = must(svc_arena_alloc(a, sizeof *g->sorted * (size_t)(g->n_methods + 1)));
     int i = 0;
-    for (const svc_method *m = g->svc->methods; m; m = m->next) g->sorted[i++] = m;
+    for (const svc_method *m = g->svc->methods; m; m = m->next)
+        g->sorted[i++] = m;
     for (int j = 1; j < g->n_methods; j++) /* insertion sort: tables are small */
         for (int k = j; k > 0; k--) {
             const svc_method *x = g->sorted[k - 1], *y = g->sorted[k];
-            int c = memcmp(x->name.p, y->name.p, (size_t)(x->name.n < y->name.n ? x->name.n : y->name.n));
+            int c = memcmp(x->name.p, y->name.p,
+                           (size_t)(x->name.n < y->name.n ? x->name.n : y->name.n));
             if (c < 0 || (c == 0 && x->name.n <= y->name.n)) break;
             g->sorted[k - 1] = y;
             g->sorted[k] = x;
@@ -98,10 +100,12 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     for (const svc_decl *d = g->svc->decls; d; d = d->next) {
         svc_type named = {.kind = SVC_T_NAMED, .tok = d->name, .decl = (svc_decl *)d};
         gen_type(g, &named);
-        for (const svc_field *f2 = d->fields; f2; f2 = f2->next) gen_type(g, f2->type);
+        for (const svc_field *f2 = d->fields; f2; f2 = f2->next)
+            gen_type(g, f2->type);
     }
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        for (const svc_field *p = m->params; p; p = p->next) gen_type(g, p->type);
+        for (const svc_field *p = m->params; p; p = p->next)
+            gen_type(g, p->type);
         if (m->result->kind != SVC_T_VOID) gen_type(g, m->result);
     }
 }
@@ -196,7 +200,8 @@ gtype *gen_type(gen *g, const svc_type *t)
     }
     add(g, n);
     if (kind == GK_STRUCT)
-        for (const svc_field *f = n->fields; f; f = f->next) gen_type(g, f->type);
+        for (const svc_field *f = n->fields; f; f = f->next)
+            gen_type(g, f->type);
     return n;
 }
 
@@ -216,7 +221,8 @@ gtype *gen_args_type(gen *g, const svc_method *m)
     n->display = tokstr(g, m->name);
     n->fields = m->params;
     n->n_fields = m->n_params;
-    for (const svc_field *f = m->params; f; f = f->next) gen_type(g, f->type);
+    for (const svc_field *f = m->params; f; f = f->next)
+        gen_type(g, f->type);
     add(g, n);
     return n;
 }
@@ -343,7 +349,8 @@ static void struct_defs(gen *g, sbuf *o, const gtype *t, const gtype **done, int
 void gen_type_defs(gen *g, sbuf *o)
 {
     int n = 0;
-    for (gtype *t = g->types; t; t = t->next) n++;
+    for (gtype *t = g->types; t; t = t->next)
+        n++;
     for (gtype *t = g->types; t; t = t->next)
         if (t->kind == GK_ENUM) enum_def(g, o, t);
 
@@ -366,7 +373,8 @@ void gen_type_defs(gen *g, sbuf *o)
             sb_printf(o, "typedef struct %s {\n    %s;\n    size_t len;\n} %s;\n\n", t->ctype,
                       items_decl(g, t->elem->ctype, "items"), t->ctype);
         else if (t->kind == GK_MAP)
-            sb_printf(o, "typedef struct %s {\n    const %s_entry *items;\n    size_t len;\n} %s;\n\n",
+            sb_printf(o,
+                      "typedef struct %s {\n    const %s_entry *items;\n    size_t len;\n} %s;\n\n",
                       t->ctype, t->ctype, t->ctype);
     }
     for (gtype *t = g->types; t; t = t->next)

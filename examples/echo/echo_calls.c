@@ -27,8 +27,8 @@ int echo_example_calls(shmrpc_client *c, FILE *out)
     if (rc != 0) return failed(c, out, "add", rc);
     fprintf(out, "add(40, 2) = %lld\n", (long long)sum);
 
-    const echo_point pts[] = {{0, 0, {false, {NULL, 0}}}, {4, 0, {false, {NULL, 0}}},
-                              {2, 3, {true, SHMRPC_STR("apex")}}};
+    const echo_point pts[] = {
+        {0, 0, {false, {NULL, 0}}}, {4, 0, {false, {NULL, 0}}}, {2, 3, {true, SHMRPC_STR("apex")}}};
     echo_point mid;
     rc = echo_centroid(c, (echo_list_point){pts, 3}, &mid);
     if (rc != 0) return failed(c, out, "centroid", rc);

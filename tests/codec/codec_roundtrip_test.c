@@ -105,7 +105,8 @@ static void assert_holder_eq(const types_holder *a, const types_holder *b)
             if (a->series.items[i].key == b->series.items[j].key) {
                 const types_list_f64 *x = &a->series.items[i].value, *y = &b->series.items[j].value;
                 assert_int_equal(x->len, y->len);
-                for (size_t k = 0; k < x->len; k++) assert_true(x->items[k] == y->items[k]);
+                for (size_t k = 0; k < x->len; k++)
+                    assert_true(x->items[k] == y->items[k]);
                 found = true;
             }
         assert_true(found);
@@ -155,7 +156,8 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f->s, &types_service, &types_identity_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f->s, &types_service, &types_identity_handlers, NULL),
+                     0);
     assert_int_equal(shmrpc_server_listen(f->s, "inproc://types"), 0);
     assert_int_equal(shmrpc_client_new(&f->c, &types_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, "inproc://types"), 0);
@@ -175,26 +177,44 @@ static int teardown(void **state)
 #define OK(call, c)                                                                                \
     do {                                                                                           \
         int rc_ = (call);                                                                          \
-        if (rc_ != 0) fail_msg("%s: %s: %s", #call, shmrpc_strerror(rc_), shmrpc_client_errmsg(c)); \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s: %s: %s", #call, shmrpc_strerror(rc_), shmrpc_client_errmsg(c));          \
     } while (0)
 
 static const uint8_t blob[] = {0, 1, 2, 0xff, 0, 0x80};
 
 static types_scalars scalars_max(void)
 {
-    return (types_scalars){
-        .b = true, .i8v = INT8_MAX, .i16v = INT16_MAX, .i32v = INT32_MAX, .i64v = INT64_MAX,
-        .u8v = UINT8_MAX, .u16v = UINT16_MAX, .u32v = UINT32_MAX, .u64v = UINT64_MAX,
-        .f32v = FLT_MAX, .f64v = DBL_MAX, .s = SHMRPC_STR("\xe2\x82\xac \xf0\x9f\x98\x80 \"q\" \\ \n"),
-        .data = {blob, sizeof blob}, .c = TYPES_COLOR_BLUE, .sign = TYPES_SIGN_PLUS};
+    return (types_scalars){.b = true,
+                           .i8v = INT8_MAX,
+                           .i16v = INT16_MAX,
+                           .i32v = INT32_MAX,
+                           .i64v = INT64_MAX,
+                           .u8v = UINT8_MAX,
+                           .u16v = UINT16_MAX,
+                           .u32v = UINT32_MAX,
+                           .u64v = UINT64_MAX,
+                           .f32v = FLT_MAX,
+                           .f64v = DBL_MAX,
+                           .s = SHMRPC_STR("\xe2\x82\xac \xf0\x9f\x98\x80 \"q\" \\ \n"),
+                           .data = {blob, sizeof blob},
+                           .c = TYPES_COLOR_BLUE,
+                           .sign = TYPES_SIGN_PLUS};
 }
 
 static types_scalars scalars_min(void)
 {
-    return (types_scalars){
-        .b = false, .i8v = INT8_MIN, .i16v = INT16_MIN, .i32v = INT32_MIN, .i64v = INT64_MIN,
-        .f32v = -FLT_MAX, .f64v = -DBL_MIN, .s = {"", 0}, .data = {NULL, 0},
-        .c = TYPES_COLOR_RED, .sign = TYPES_SIGN_MINUS};
+    return (types_scalars){.b = false,
+                           .i8v = INT8_MIN,
+                           .i16v = INT16_MIN,
+                           .i32v = INT32_MIN,
+                           .i64v = INT64_MIN,
+                           .f32v = -FLT_MAX,
+                           .f64v = -DBL_MIN,
+                           .s = {"", 0},
+                           .data = {NULL, 0},
+                           .c = TYPES_COLOR_RED,
+                           .sign = TYPES_SIGN_MINUS};
 }
 
 static void test_scalars_msgpack(void **state)
@@ -252,7 +272,8 @@ static types_holder full_holder(types_scalars *sc, types_node *nodes)
 {
     static const char *const names[] = {"a", "\xc3\xa9t\xc3\xa9", ""};
     static shmrpc_str name_strs[3];
-    for (int i = 0; i < 3; i++) name_strs[i] = shmrpc_str_c(names[i]);
+    for (int i = 0; i < 3; i++)
+        name_strs[i] = shmrpc_str_c(names[i]);
     static const int32_t row0[] = {1, -2, 3}, row1[] = {INT32_MIN};
     static types_list_i32 rows[3];
     rows[0] = (types_list_i32){row0, 3};
@@ -345,7 +366,8 @@ static void test_large_lists(void **state)
     enum { N = 200000 };
     uint8_t *bytes = malloc(N);
     assert_non_null(bytes);
-    for (int i = 0; i < N; i++) bytes[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < N; i++)
+        bytes[i] = (uint8_t)(i * 7);
     types_list_u8 out;
     OK(types_many(f->c, (types_list_u8){bytes, N}, &out), f->c);
     assert_int_equal(out.len, N);
@@ -357,11 +379,13 @@ static void test_large_lists(void **state)
     enum { M = 20000 };
     shmrpc_str *strs = malloc(M * sizeof *strs);
     assert_non_null(strs);
-    for (int i = 0; i < M; i++) strs[i] = (i % 2) ? SHMRPC_STR("odd \u00e9Ã©") : SHMRPC_STR("");
+    for (int i = 0; i < M; i++)
+        strs[i] = (i % 2) ? SHMRPC_STR("odd \u00e9Ã©") : SHMRPC_STR("");
     types_list_string sout;
     OK(types_many_json(f->c, (types_list_string){strs, M}, &sout), f->c);
     assert_int_equal(sout.len, M);
-    for (int i = 0; i < M; i++) assert_true(str_eq(strs[i], sout.items[i]));
+    for (int i = 0; i < M; i++)
+        assert_true(str_eq(strs[i], sout.items[i]));
     free(strs);
 }
 
@@ -406,12 +430,15 @@ static const bad_body bad_bodies[] = {
     {"too few arguments", TYPES_METHOD_NARROW, B("\x91\x01"), "expected 5 arguments"},
     {"i8 out of range", TYPES_METHOD_NARROW, B("\x95\xcc\x80\x01\x06\x01\xc3"), "field 'a'"},
     {"u16 negative", TYPES_METHOD_NARROW, B("\x95\x01\xff\x06\x01\xc3"), "field 'b'"},
-    {"not an enum value", TYPES_METHOD_NARROW, B("\x95\x01\x01\x03\x01\xc3"), "not a value of enum Color"},
+    {"not an enum value", TYPES_METHOD_NARROW, B("\x95\x01\x01\x03\x01\xc3"),
+     "not a value of enum Color"},
     {"bool expected", TYPES_METHOD_NARROW, B("\x95\x01\x01\x06\x01\x01"), "field 'e'"},
     {"trailing bytes", TYPES_METHOD_NOTHING, B("\x90\x00"), "trailing"},
     {"arguments to void()", TYPES_METHOD_NOTHING, B("\x91\x00"), "expected no arguments"},
     {"array count beyond the body", TYPES_METHOD_MANY, B("\x91\xdd\xff\xff\xff\xff\x01"), "v"},
-    {"string length beyond the body", TYPES_METHOD_PASS_SCALARS, B("\x91\x9f\xc2\x00\x00\x00\x00\x00\x00\x00\x00\xca\x00\x00\x00\x00\x00\xdb\x7f\xff\xff\xff"), "Scalars.s"},
+    {"string length beyond the body", TYPES_METHOD_PASS_SCALARS,
+     B("\x91\x9f\xc2\x00\x00\x00\x00\x00\x00\x00\x00\xca\x00\x00\x00\x00\x00\xdb\x7f\xff\xff\xff"),
+     "Scalars.s"},
     {"wrong field count", TYPES_METHOD_PASS_NODE, B("\x91\x92\x01\x90"), "expected 3 fields"},
     {"list of the wrong type", TYPES_METHOD_PASS_NODE, B("\x91\x93\x01\xa1x\xc0"), "Node.children"},
     {"reserved byte", TYPES_METHOD_MANY, B("\x91\xc1"), "v"},
@@ -420,10 +447,23 @@ static const bad_body bad_bodies[] = {
     {"json: missing argument", TYPES_METHOD_MANY_JSON, B("{}"), "field 'v': missing"},
     {"json: unknown argument", TYPES_METHOD_MANY_JSON, B("{\"v\":[],\"w\":1}"), "unknown argument"},
     {"json: wrong type", TYPES_METHOD_MANY_JSON, B("{\"v\":[1]}"), "v"},
-    {"json: bad enum name", TYPES_METHOD_PASS_SCALARS_JSON, B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"purple\",\"sign\":\"zero\"}}"), "not a value of enum Color"},
-    {"json: bad base64", TYPES_METHOD_PASS_SCALARS_JSON, B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"!!!\",\"c\":\"red\",\"sign\":\"zero\"}}"), "Scalars.data"},
-    {"json: i8 out of range", TYPES_METHOD_PASS_SCALARS_JSON, B("{\"v\":{\"b\":true,\"i8v\":128,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"red\",\"sign\":\"zero\"}}"), "Scalars.i8v"},
-    {"json: unknown field", TYPES_METHOD_PASS_NODE_JSON, B("{\"v\":{\"value\":1,\"children\":[],\"nope\":0}}"), "unknown field"},
+    {"json: bad enum name", TYPES_METHOD_PASS_SCALARS_JSON,
+     B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,"
+       "\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"purple\","
+       "\"sign\":\"zero\"}}"),
+     "not a value of enum Color"},
+    {"json: bad base64", TYPES_METHOD_PASS_SCALARS_JSON,
+     B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,"
+       "\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"!!!\",\"c\":\"red\","
+       "\"sign\":\"zero\"}}"),
+     "Scalars.data"},
+    {"json: i8 out of range", TYPES_METHOD_PASS_SCALARS_JSON,
+     B("{\"v\":{\"b\":true,\"i8v\":128,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,"
+       "\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"red\","
+       "\"sign\":\"zero\"}}"),
+     "Scalars.i8v"},
+    {"json: unknown field", TYPES_METHOD_PASS_NODE_JSON,
+     B("{\"v\":{\"value\":1,\"children\":[],\"nope\":0}}"), "unknown field"},
 };
 
 static void test_malformed_bodies(void **state)
