@@ -12,7 +12,7 @@ out=build/demo-generated
 mkdir -p "$out"
 build/bin/shmrpcgen -o "$out" examples/echo/echo.svc
 ls -l "$out"
-grep -n "^int echo_" "$out/echo.h"
+grep -n '^int echo_[a-z]' "$out/echo.h"
 echo
 echo "== build/bin/echo-inproc"
 build/bin/echo-inproc
