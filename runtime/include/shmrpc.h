@@ -10,5 +10,6 @@
 #include <shmrpc/service.h>
 #include <shmrpc/client.h>
 #include <shmrpc/server.h>
+#include <shmrpc/wait.h>
 
 #endif

@@ -1,0 +1,37 @@
+/* How a process waits for another: the knobs of the hybrid spin, yield, sleep strategy
+ * that the locks and the shared-memory transport share. */
+#ifndef SHMRPC_WAIT_H
+#define SHMRPC_WAIT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum shmrpc_wait_mode {
+    /* Spin while the process waited for runs on another CPU, yield while it shares
+     * ours, and sleep on a futex once the spin budget has passed. */
+    SHMRPC_WAIT_ADAPTIVE = 0,
+    /* Spin until done or the deadline passes; never yield or sleep (for measurements:
+     * it starves the peer when processes outnumber CPUs). */
+    SHMRPC_WAIT_SPIN = 1,
+    /* Sleep on the futex at once. */
+    SHMRPC_WAIT_SLEEP = 2,
+} shmrpc_wait_mode;
+
+#define SHMRPC_DEFAULT_SPIN_NS ((int64_t)100000) /* 100 us */
+
+typedef struct shmrpc_wait_opts {
+    shmrpc_wait_mode mode;
+    int64_t spin_ns; /* how long ADAPTIVE spins and yields before it sleeps */
+} shmrpc_wait_opts;
+
+/* The defaults, overridden by the environment: SHMRPC_WAIT=adaptive|spin|sleep and
+ * SHMRPC_SPIN_NS=N. Malformed values are ignored. */
+void shmrpc_wait_opts_init(shmrpc_wait_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,53 @@
+/* The hybrid wait: spin, yield or sleep on a futex word in shared memory until it
+ * changes, and wake sleepers without a syscall when there are none. */
+#ifndef SHMRPC_SRC_WAIT_H
+#define SHMRPC_SRC_WAIT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <shmrpc/wait.h>
+
+/* A word that waiters sleep on, with a count of sleepers. Lives in shared memory;
+ * both fields are written by any process that waits or wakes. */
+typedef struct shmrpc__futex {
+    _Atomic uint32_t word;
+    _Atomic uint32_t sleepers;
+} shmrpc__futex;
+
+/* What a process publishes about itself so that its peers can choose to spin or yield:
+ * the CPU it last ran on and whether it is asleep. Written by its owner, read by peers. */
+typedef struct shmrpc__presence {
+    _Atomic int32_t cpu;
+    _Atomic uint32_t asleep;
+} shmrpc__presence;
+
+/* Called now and then during a long wait (every few ms, and at least every
+ * SHMRPC__CHECK_NS while asleep); a non-zero status ends the wait with that status. */
+typedef int (*shmrpc__wait_check)(void *arg);
+#define SHMRPC__CHECK_NS ((int64_t)20 * 1000 * 1000)
+
+typedef struct shmrpc__waiter {
+    const shmrpc_wait_opts *opts;
+    const shmrpc__presence *peer; /* the process that will change the word, or NULL */
+    shmrpc__presence *self;       /* where this process publishes itself, or NULL */
+    shmrpc__wait_check check;     /* or NULL */
+    void *check_arg;
+} shmrpc__waiter;
+
+int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
+
+/* Waits while f->word == old. Returns 0 once it differs, SHMRPC_ETIMEDOUT when
+ * deadline_ns (CLOCK_MONOTONIC; INT64_MAX: none) passes first, or the check's status.
+ * Signals do not end the wait: it resumes with the time that is left. */
+int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
+                       const shmrpc__waiter *w);
+
+/* Wakes up to n sleepers on f (INT32_MAX: all) after the caller changed f->word; makes
+ * the futex syscall only when someone sleeps. */
+void shmrpc__wake(shmrpc__futex *f, int n);
+
+/* Publishes the CPU this process runs on now. */
+void shmrpc__presence_update(shmrpc__presence *self);
+
+#endif
