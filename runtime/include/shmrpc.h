@@ -11,5 +11,6 @@
 #include <shmrpc/client.h>
 #include <shmrpc/server.h>
 #include <shmrpc/wait.h>
+#include <shmrpc/lock.h>
 
 #endif

@@ -101,6 +101,11 @@ struct shmrpc__conn {
 typedef struct shmrpc__listener_ops {
     /* Stops serving; returns once no call of this listener runs any more. */
     void (*close)(shmrpc__listener *l);
+    /* Serves with workers processes (0: on the calling thread) until stop; or NULL when
+     * calls run on their callers' threads and there is nothing to run. */
+    int (*serve)(shmrpc__listener *l, int workers);
+    /* Makes serve return; async-signal-safe. NULL with serve. */
+    void (*stop)(shmrpc__listener *l);
 } shmrpc__listener_ops;
 
 struct shmrpc__listener {
@@ -123,6 +128,7 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
                           shmrpc_buf *err);
 
 extern const shmrpc__transport shmrpc__inproc_transport;
+extern const shmrpc__transport shmrpc__shm_transport;
 
 /* --- arena introspection, for tests (arena.c) ---------------------------------------- */
 size_t shmrpc__arena_blocks(const shmrpc_arena *a);

@@ -1,8 +1,10 @@
 /* The server: registering a service and its handlers, the per-connection call context,
  * and the dispatch that every transport runs a call through. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -12,6 +14,7 @@ struct shmrpc_server {
     void *handlers;            /* our copy of the handler table */
     void *user;
     shmrpc__listener *listener; /* NULL until listening */
+    _Atomic int stop;           /* set by shmrpc_server_stop() */
     shmrpc_buf errmsg;          /* the last failure of register or listen */
 };
 
@@ -158,6 +161,26 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr)
     int rc = shmrpc__transport_for(addr, &t, &where, &s->errmsg);
     if (rc) return rc;
     return t->listen(s, where, &s->listener, &s->errmsg);
+}
+
+int shmrpc_server_serve(shmrpc_server *s, int workers)
+{
+    if (!s || workers < 0) return SHMRPC_EINVAL;
+    if (!s->listener) return server_error(s, SHMRPC_EINVAL, "listen before serving");
+    if (s->listener->ops->serve) return s->listener->ops->serve(s->listener, workers);
+    /* Calls run on their callers' threads: only wait to be stopped. */
+    while (!atomic_load(&s->stop)) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+void shmrpc_server_stop(shmrpc_server *s)
+{
+    if (!s) return;
+    atomic_store(&s->stop, 1);
+    if (s->listener && s->listener->ops->stop) s->listener->ops->stop(s->listener);
 }
 
 const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)

@@ -33,6 +33,11 @@ typedef struct shmrpc__waiter {
     shmrpc__presence *self;       /* where this process publishes itself, or NULL */
     shmrpc__wait_check check;     /* or NULL */
     void *check_arg;
+    /* The processes of a group (a service's clients in calls and its workers) that are
+     * running rather than asleep, or NULL. ADAPTIVE skips spinning while it exceeds the
+     * CPU count, so waiters that outnumber CPUs sleep instead of starving the workers;
+     * the wait lowers it while it sleeps and raises it again after. */
+    _Atomic uint32_t *awake;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
@@ -49,5 +54,8 @@ void shmrpc__wake(shmrpc__futex *f, int n);
 
 /* Publishes the CPU this process runs on now. */
 void shmrpc__presence_update(shmrpc__presence *self);
+
+/* The CPUs this process may run on (at least 1), read once. */
+int shmrpc__ncpus(void);
 
 #endif

@@ -425,8 +425,8 @@ typedef struct bad_body {
 #define B(s) s, sizeof(s) - 1
 
 static const bad_body bad_bodies[] = {
-    {"empty body", TYPES_METHOD_NARROW, B(""), "truncated"},
-    {"not an array", TYPES_METHOD_NARROW, B("\x05"), "arguments"},
+    {"empty body", TYPES_METHOD_NARROW, B(""), ": truncated"},
+    {"not an array", TYPES_METHOD_NARROW, B("\x05"), "expected array, got integer"},
     {"too few arguments", TYPES_METHOD_NARROW, B("\x91\x01"), "expected 5 arguments"},
     {"i8 out of range", TYPES_METHOD_NARROW, B("\x95\xcc\x80\x01\x06\x01\xc3"), "field 'a'"},
     {"u16 negative", TYPES_METHOD_NARROW, B("\x95\x01\xff\x06\x01\xc3"), "field 'b'"},
@@ -435,18 +435,18 @@ static const bad_body bad_bodies[] = {
     {"bool expected", TYPES_METHOD_NARROW, B("\x95\x01\x01\x06\x01\x01"), "field 'e'"},
     {"trailing bytes", TYPES_METHOD_NOTHING, B("\x90\x00"), "trailing"},
     {"arguments to void()", TYPES_METHOD_NOTHING, B("\x91\x00"), "expected no arguments"},
-    {"array count beyond the body", TYPES_METHOD_MANY, B("\x91\xdd\xff\xff\xff\xff\x01"), "v"},
+    {"array count beyond the body", TYPES_METHOD_MANY, B("\x91\xdd\xff\xff\xff\xff\x01"), "field 'v': count larger than the bytes left"},
     {"string length beyond the body", TYPES_METHOD_PASS_SCALARS,
      B("\x91\x9f\xc2\x00\x00\x00\x00\x00\x00\x00\x00\xca\x00\x00\x00\x00\x00\xdb\x7f\xff\xff\xff"),
      "Scalars.s"},
     {"wrong field count", TYPES_METHOD_PASS_NODE, B("\x91\x92\x01\x90"), "expected 3 fields"},
     {"list of the wrong type", TYPES_METHOD_PASS_NODE, B("\x91\x93\x01\xa1x\xc0"), "Node.children"},
-    {"reserved byte", TYPES_METHOD_MANY, B("\x91\xc1"), "v"},
+    {"reserved byte", TYPES_METHOD_MANY, B("\x91\xc1"), "field 'v': invalid msgpack byte"},
     {"json: malformed", TYPES_METHOD_NOTHING_JSON, B("{"), "malformed JSON"},
-    {"json: not an object", TYPES_METHOD_MANY_JSON, B("[1]"), "arguments"},
+    {"json: not an object", TYPES_METHOD_MANY_JSON, B("[1]"), "expected object, got array"},
     {"json: missing argument", TYPES_METHOD_MANY_JSON, B("{}"), "field 'v': missing"},
     {"json: unknown argument", TYPES_METHOD_MANY_JSON, B("{\"v\":[],\"w\":1}"), "unknown argument"},
-    {"json: wrong type", TYPES_METHOD_MANY_JSON, B("{\"v\":[1]}"), "v"},
+    {"json: wrong type", TYPES_METHOD_MANY_JSON, B("{\"v\":[1]}"), "field 'v': expected string, got integer"},
     {"json: bad enum name", TYPES_METHOD_PASS_SCALARS_JSON,
      B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,"
        "\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"purple\","

@@ -6,7 +6,8 @@
 #include "types.h"
 
 extern const types_handlers types_identity_handlers;
-/* How many times nothing() and nothing_json() ran. */
+/* How many times nothing() and nothing_json() ran; how many times any handler ran. */
 extern int types_nothing_calls;
+extern int types_handler_calls;
 
 #endif

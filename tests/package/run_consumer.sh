@@ -13,3 +13,16 @@ cmake --build "$tmp/build" >/dev/null
 "$tmp/build/echo-consumer" | tee "$tmp/out"
 grep -q "^add(40, 2) = 42$" "$tmp/out"
 echo "consumer built with find_package(shmrpc) and ran"
+
+# The same without CMake: the installed shmrpcgen and pkg-config's shmrpc.pc.
+gen="$tmp/pc"
+mkdir -p "$gen"
+"$tmp/prefix/bin/shmrpcgen" -o "$gen" "$src/examples/echo/echo.svc"
+pc=$(find "$tmp/prefix" -name shmrpc.pc)
+flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags --libs shmrpc)
+# shellcheck disable=SC2086
+"$cc" $cflags -Wall -Wextra -Werror -I"$gen" -I"$src/examples/echo" -o "$gen/echo-pc" \
+    "$src/examples/echo/echo_inproc.c" "$src/examples/echo/echo_handlers.c" \
+    "$src/examples/echo/echo_calls.c" "$gen"/echo*.c $flags
+"$gen/echo-pc" | grep -q "^add(40, 2) = 42$"
+echo "consumer built with pkg-config (shmrpc.pc) and ran"

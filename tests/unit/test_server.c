@@ -148,7 +148,7 @@ static void listen_checks(void **state)
         {"://calc", "malformed address '://calc': expected SCHEME://WHERE, e.g. inproc://echo"},
         {"IN PROC://x", "malformed address 'IN PROC://x': expected SCHEME://WHERE, e.g. "
                         "inproc://echo"},
-        {"shm://calc", "transport 'shm' is not available yet (address 'shm://calc')"},
+        {"tcp://calc", "transport 'tcp' is not available yet (address 'tcp://calc')"},
         {"tcp://127.0.0.1:5555",
          "transport 'tcp' is not available yet (address 'tcp://127.0.0.1:5555')"},
         {"udp://x", "unknown transport 'udp' in address 'udp://x'"},

@@ -38,6 +38,16 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
  * the caller's thread. A second server on one address fails with SHMRPC_EBUSY. */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);
 
+/* Serves until shmrpc_server_stop(). For shm:// it runs workers processes (0: serves on
+ * the calling thread), forked from the caller so that data loaded before is shared copy
+ * on write; any worker serves any connection's call, and one that dies is replaced
+ * (no faster than every 100 ms). On stop, calls in flight get up to two seconds to
+ * finish. For inproc:// calls run on their callers' threads; this only waits. */
+int shmrpc_server_serve(shmrpc_server *s, int workers);
+
+/* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */
+void shmrpc_server_stop(shmrpc_server *s);
+
 /* The message of the last failed shmrpc_server_register() or shmrpc_server_listen(),
  * or "". The failures of calls go to the calling client, not here. */
 const char *shmrpc_server_errmsg(const shmrpc_server *s);

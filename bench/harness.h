@@ -1,0 +1,120 @@
+/* The shmrpc-bench harness: a table of cases, each measured in real processes with a
+ * bounded lifetime, and the statistics and output that all cases share. */
+#ifndef SHMRPC_BENCH_HARNESS_H
+#define SHMRPC_BENCH_HARNESS_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BENCH_MAX_CLIENTS 64
+#define BENCH_MAX_PROCS 96
+#define BENCH_MAX_VS 4
+
+typedef struct bench_run bench_run;
+
+/* Runs one measurement of a row of the table: starts the row's processes with
+ * bench_spawn_server and bench_spawn_client (each client runs bench_client_loop, which
+ * fills in the latency samples and call counts of run->sh), then returns
+ * bench_reap(run, ...). Every parameter it needs is in run->c (payload, clients, workers,
+ * pinned, arg). A non-zero return fails the row; the program then exits 1. */
+typedef int (*bench_case_fn)(bench_run *run);
+
+typedef enum bench_metric {
+    BENCH_P50 = 0, /* our p50 divided by the reference's p50: lower is better */
+    BENCH_CALLS,   /* our calls/s divided by the reference's calls/s: higher is better */
+} bench_metric;
+
+/* A comparison printed with the row, as the JSON field `key`. */
+typedef struct bench_vs {
+    const char *key; /* e.g. "ratio_to_spin" */
+    const char *ref; /* the id of an earlier row, e.g. "spin/raw/16/1x1" (see bench_row_id) */
+    bench_metric metric;
+} bench_vs;
+
+/* A row of the table. */
+typedef struct bench_case {
+    const char *name;      /* plainly: "raw", "add", "raw-sleep", "raw-pinned" */
+    const char *transport; /* "spin", "futex", "yield", "unix", "tcp", "shm" */
+    size_t payload;        /* bytes sent each way per call */
+    int clients, workers;
+    bool pinned;       /* every process of the row on CPU 0 (sched_setaffinity) */
+    bench_case_fn run; /* the measurement */
+    const void *arg;   /* for run, e.g. a wait mode */
+    bench_vs vs[BENCH_MAX_VS];
+    const char *note; /* shown by --list */
+} bench_case;
+
+/* What the row's processes share with the harness: one MAP_SHARED|MAP_ANONYMOUS mapping
+ * per row, made before any fork. */
+typedef struct bench_shared {
+    alignas(64) _Atomic int32_t ready;    /* clients that entered bench_client_loop */
+    alignas(64) _Atomic int64_t start_ns; /* the measured window (CLOCK_MONOTONIC), set by */
+    _Atomic int64_t stop_ns;              /* the last client to become ready; 0 before */
+    alignas(64) _Atomic uint32_t quit;    /* set by bench_reap once every client is done */
+    /* Calls completed in the window, per client, written once by it at its end; its
+     * latency samples are the last min(calls, cap) in its ring of run->lat. */
+    alignas(64) uint64_t calls[BENCH_MAX_CLIENTS];
+} bench_shared;
+
+typedef enum bench_role { BENCH_SERVER, BENCH_CLIENT } bench_role;
+
+struct bench_run {
+    const bench_case *c;
+    int64_t warmup_ns;   /* calls before the window warm caches and wake CPUs */
+    int64_t duration_ns; /* the window every client measures in */
+    bench_shared *sh;
+    int64_t *lat;   /* clients * cap latency samples (shared), a ring per client */
+    size_t cap;     /* samples per client, a power of two */
+    int64_t due_ns; /* the parent's deadline: stragglers get SIGKILL */
+    int nproc;
+    pid_t pid[BENCH_MAX_PROCS];
+    bench_role role[BENCH_MAX_PROCS];
+    bool exited[BENCH_MAX_PROCS];
+    char err[160]; /* why the row failed */
+};
+
+/* A child's body; its return value becomes the exit status (0: success). */
+typedef int (*bench_child_fn)(bench_run *run, int idx, void *arg);
+
+/* Forks a child that runs fn(run, idx, arg) pinned as the row says, under an alarm()
+ * watchdog, and _exits. Returns 0, or -1 with run->err set; call bench_reap either way. */
+int bench_spawn_server(bench_run *run, bench_child_fn fn, int idx, void *arg);
+int bench_spawn_client(bench_run *run, bench_child_fn fn, int idx, void *arg);
+
+/* One round trip of client `client`'s call number seq; 0 when the reply was right. */
+typedef int (*bench_call_fn)(void *arg, uint64_t seq);
+
+/* The client side of every case: calls until the window has passed, timing each call
+ * with one clock read, and records the samples and counts of the window into run->sh.
+ * Warm-up calls run while the other clients start. Returns 0 or the first error. */
+int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg);
+
+/* For servers: true once every client is done. */
+static inline bool bench_quit(const bench_run *run)
+{
+    return atomic_load_explicit(&run->sh->quit, memory_order_relaxed) != 0;
+}
+
+/* Waits for every client (bounded by the row's deadline), then sets sh->quit and calls
+ * stop(stop_arg) (if not NULL) to wake servers that sleep, waits for the servers, and
+ * SIGKILLs whatever is left at the deadline. Every child is reaped. Returns 0 when every
+ * child exited 0, else -1 with run->err set. */
+int bench_reap(bench_run *run, void (*stop)(void *arg), void *stop_arg);
+
+/* MAP_SHARED|MAP_ANONYMOUS memory, zeroed and page aligned; NULL on failure. */
+void *bench_shared_alloc(size_t n);
+void bench_shared_free(void *p, size_t n);
+
+int64_t bench_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* "transport/name/payload/CLIENTSxWORKERS", the id that bench_vs.ref names. */
+void bench_row_id(const bench_case *c, char *out, size_t n);
+
+/* The whole program: runs the selected rows of the table and prints them. */
+int bench_main(int argc, char **argv, const bench_case *table, size_t n);
+
+#endif

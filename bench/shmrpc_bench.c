@@ -1,0 +1,112 @@
+/* shmrpc-bench: every transport against the baselines, measured in the same run in real
+ * processes. Each row of the table below is one measurement; harness.h says how to write
+ * one, baselines.c has examples. */
+#include "baselines.h"
+#include "shm_cases.h"
+
+static const bench_handoff_opts spin = {.wait = BENCH_WAIT_SPIN};
+static const bench_handoff_opts spin_one_line = {.wait = BENCH_WAIT_SPIN, .one_line = true};
+static const bench_handoff_opts yield = {.wait = BENCH_WAIT_YIELD};
+static const bench_handoff_opts futex = {.wait = BENCH_WAIT_FUTEX};
+static const bench_stream_opts unix_socket = {.tcp = false};
+static const bench_stream_opts tcp = {.tcp = true};
+static const bench_shm_opts shm_echo = {.wait = "adaptive", .method = "echo"};
+static const bench_shm_opts shm_echo_sleep = {.wait = "sleep", .method = "echo"};
+static const bench_shm_opts shm_echo_spin = {.wait = "spin", .method = "echo"};
+static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
+static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
+
+/* The ids of the baselines that later rows compare with (see bench_row_id). */
+#define SPIN_16 "spin/raw/16/1x1"
+#define SPIN_4K "spin/raw/4096/1x1"
+#define SPIN_64K "spin/raw/65536/1x1"
+#define FUTEX_16 "futex/raw/16/1x1"
+#define UNIX_16 "unix/raw/16/1x1"
+#define UNIX_16_C2 "unix/raw/16/2x2"
+#define UNIX_16_C4 "unix/raw/16/4x2"
+#define UNIX_16_C8 "unix/raw/16/8x2"
+
+/* A row's name, transport, payload bytes, clients and workers. */
+#define ROW(n, t, bytes, c, w)                                                                     \
+    .name = n, .transport = t, .payload = bytes, .clients = c, .workers = w
+
+/* Rows run in this order; a row may only compare with rows above it. */
+static const bench_case table[] = {
+    /* Two processes spinning: the floor that a cross-process call can reach. */
+    {ROW("raw", "spin", 16, 1, 1), .run = bench_handoff, .arg = &spin,
+     .note = "spin on a word's cache line, the payload in its own buffer"},
+    {ROW("raw-1line", "spin", 16, 1, 1), .run = bench_handoff, .arg = &spin_one_line,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "spin, the payload in the same cache line as the word"},
+    {ROW("raw", "spin", 4096, 1, 1), .run = bench_handoff, .arg = &spin,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}}},
+    {ROW("raw", "spin", 65536, 1, 1), .run = bench_handoff, .arg = &spin,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}}},
+    /* Both sides sleep every time: the other vCPU goes idle and has to be woken. */
+    {ROW("raw", "futex", 16, 1, 1), .run = bench_handoff, .arg = &futex,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "FUTEX_WAIT / FUTEX_WAKE (shared) on every handoff"},
+    {ROW("raw", "unix", 16, 1, 1), .run = bench_stream, .arg = &unix_socket,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "length-prefixed echo over a Unix stream socket, blocking read()"},
+    {ROW("raw", "tcp", 16, 1, 1), .run = bench_stream, .arg = &tcp,
+     .vs = {{"ratio_to_unix", UNIX_16, BENCH_P50}},
+     .note = "the same over TCP loopback, TCP_NODELAY"},
+    /* Many clients on 2 workers (epoll): what the shm rows with the same clients must
+     * beat in calls/s, without starving anyone. */
+    {ROW("raw", "unix", 16, 2, 2), .run = bench_stream, .arg = &unix_socket,
+     .vs = {{"ratio_to_unix", UNIX_16, BENCH_CALLS}}, .note = "calls/s ratio to one client"},
+    {ROW("raw", "unix", 16, 4, 2), .run = bench_stream, .arg = &unix_socket,
+     .vs = {{"ratio_to_unix", UNIX_16, BENCH_CALLS}}, .note = "2 workers, epoll each"},
+    {ROW("raw", "unix", 16, 8, 2), .run = bench_stream, .arg = &unix_socket,
+     .vs = {{"ratio_to_unix", UNIX_16, BENCH_CALLS}}, .note = "2 workers, epoll each"},
+    /* A client and its server forced onto CPU 0: spinning only delays the peer there. */
+    {ROW("raw-pinned", "yield", 16, 1, 1), .pinned = true, .run = bench_handoff, .arg = &yield,
+     .vs = {{"ratio_to_futex", FUTEX_16, BENCH_P50}},
+     .note = "sched_yield() until the word changes, both on CPU 0"},
+    {ROW("raw-pinned", "futex", 16, 1, 1), .pinned = true, .run = bench_handoff, .arg = &futex,
+     .vs = {{"ratio_to_futex", FUTEX_16, BENCH_P50}}, .note = "futex handoff, both on CPU 0"},
+    {ROW("raw-pinned", "spin", 16, 1, 1), .pinned = true, .run = bench_handoff, .arg = &spin,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "pure spin on CPU 0: each handoff waits for the scheduler to preempt"},
+
+    /* shm://: the generated bench service, a server with forked workers, real clients. */
+    {ROW("raw", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}, {"ratio_to_unix", UNIX_16, BENCH_P50}}},
+    {ROW("add", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_add,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}}, .note = "typed msgpack add(i64, i64)"},
+    {ROW("raw", "shm", 4096, 1, 1), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_spin", SPIN_4K, BENCH_P50}}},
+    {ROW("raw", "shm", 65536, 1, 1), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_spin", SPIN_64K, BENCH_P50}}},
+    {ROW("raw-sleep", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo_sleep,
+     .vs = {{"ratio_to_futex", FUTEX_16, BENCH_P50}}, .note = "SHMRPC_WAIT=sleep"},
+    {ROW("raw-spin", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo_spin,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}}, .note = "SHMRPC_WAIT=spin"},
+    {ROW("raw-sleep", "shm", 16, 4, 2), .run = bench_shm, .arg = &shm_echo_sleep,
+     .note = "SHMRPC_WAIT=sleep"},
+    {ROW("raw-sleep", "shm", 16, 8, 2), .run = bench_shm, .arg = &shm_echo_sleep,
+     .note = "SHMRPC_WAIT=sleep"},
+    {ROW("raw", "shm", 16, 2, 2), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_unix", UNIX_16_C2, BENCH_CALLS}}},
+    {ROW("raw", "shm", 16, 4, 2), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_unix", UNIX_16_C4, BENCH_CALLS},
+            {"ratio_to_sleep", "shm/raw-sleep/16/4x2", BENCH_CALLS}}},
+    {ROW("raw", "shm", 16, 8, 2), .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_unix", UNIX_16_C8, BENCH_CALLS},
+            {"ratio_to_sleep", "shm/raw-sleep/16/8x2", BENCH_CALLS}}},
+    {ROW("raw-spin", "shm", 16, 4, 2), .run = bench_shm, .arg = &shm_echo_spin,
+     .vs = {{"ratio_to_unix", UNIX_16_C4, BENCH_CALLS}},
+     .note = "SHMRPC_WAIT=spin: waiters outnumber CPUs"},
+    {ROW("raw-pinned", "shm", 16, 1, 1), .pinned = true, .run = bench_shm, .arg = &shm_echo,
+     .vs = {{"ratio_to_futex", "futex/raw-pinned/16/1x1", BENCH_P50}},
+     .note = "client and worker on CPU 0"},
+    {ROW("work20", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_work,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "a 20 us handler: goal calls/s near 1/(20 us + spin p50)"},
+};
+
+int main(int argc, char **argv)
+{
+    return bench_main(argc, argv, table, sizeof table / sizeof table[0]);
+}

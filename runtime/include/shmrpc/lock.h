@@ -1,0 +1,105 @@
+/* A named lock shared by processes: a futex word in a POSIX shared-memory segment, taken
+ * with the hybrid spin, yield, sleep wait, and handed to the next locker with
+ * SHMRPC_EOWNERDEAD when its owner dies holding it. See docs/lock.md. */
+#ifndef SHMRPC_LOCK_H
+#define SHMRPC_LOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <shmrpc/wait.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The lock is owned by a thread (its kernel thread id, which is the process id for a
+ * single-threaded process), so it excludes threads of one process from each other as
+ * well as processes. A handle may be shared by the threads of its process. */
+typedef struct shmrpc_lock shmrpc_lock;
+
+/* What shmrpc_lock_open does when the lock exists or does not (speedysvc's modes). */
+typedef enum shmrpc_lock_mode {
+    SHMRPC_LOCK_CONNECT_OR_CREATE = 0,    /* open it, creating it if missing */
+    SHMRPC_LOCK_CONNECT_TO_EXISTING = 1,  /* open it; SHMRPC_ENOENT if missing */
+    SHMRPC_LOCK_CREATE_NEW_OVERWRITE = 2, /* remove any existing one, create it fresh */
+    SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE = 3, /* create it; SHMRPC_EBUSY if it exists */
+} shmrpc_lock_mode;
+
+/* A name is 1..SHMRPC_LOCK_NAME_MAX characters of [A-Za-z0-9_.-]; the segment is
+ * /dev/shm/shmrpc.lock.NAME. */
+#define SHMRPC_LOCK_NAME_MAX 200
+
+/* Timeouts: milliseconds, or this to wait for as long as it takes. */
+#define SHMRPC_LOCK_WAIT_FOREVER ((int64_t)-1)
+
+typedef struct shmrpc_lock_opts {
+    shmrpc_lock_mode mode; /* default SHMRPC_LOCK_CONNECT_OR_CREATE */
+    bool initially_locked; /* created held by the creating thread; only when this open
+                              creates the lock (shmrpc_lock_is_mine tells) */
+    mode_t perms;          /* of a created segment, regardless of the umask; default 0600.
+                              An existing one is refused when its mode grants group or
+                              other bits that perms does not, or when another user owns
+                              it and perms grants no group or other access */
+    shmrpc_wait_opts wait; /* how a contended acquire waits */
+} shmrpc_lock_opts;
+
+/* The defaults; the wait options honour SHMRPC_WAIT and SHMRPC_SPIN_NS. */
+void shmrpc_lock_opts_init(shmrpc_lock_opts *o);
+
+/* Opens the lock called name; o may be NULL for the defaults. Failures: SHMRPC_EINVAL
+ * (bad name or opts), SHMRPC_ENOENT (CONNECT_TO_EXISTING, missing), SHMRPC_EBUSY
+ * (CREATE_NEW_EXCLUSIVE, exists), SHMRPC_EPERM (owner or mode refused), SHMRPC_EPROTO
+ * (not a lock segment, or never initialised), SHMRPC_EVERSION, SHMRPC_ESYS(errno).
+ * shmrpc_lock_errmsg() then says why, naming the segment's owner and mode. */
+int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o);
+
+/* Unmaps the lock. A lock held by the caller stays held until its thread ends; the next
+ * locker then gets SHMRPC_EOWNERDEAD. NULL is ignored. */
+void shmrpc_lock_close(shmrpc_lock *l);
+
+/* Removes the name; handles already open keep the old lock. SHMRPC_ENOENT if missing. */
+int shmrpc_lock_unlink(const char *name);
+
+/* Takes the lock, waiting at most timeout_ms (0: do not wait; SHMRPC_LOCK_WAIT_FOREVER).
+ * Returns 0; SHMRPC_EOWNERDEAD when taken from an owner that died holding it (the
+ * caller holds the lock and must repair what it protects); SHMRPC_ETIMEDOUT; SHMRPC_EBUSY
+ * when the calling thread holds it already; SHMRPC_EINVAL for a negative timeout other
+ * than SHMRPC_LOCK_WAIT_FOREVER. Signals do not cut the wait short. */
+int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms);
+
+/* The same with a timeout in seconds (0.05: 50 ms); -1.0 or +infinity waits forever. */
+int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds);
+
+/* Takes the lock if it is free (0), or from a dead owner (SHMRPC_EOWNERDEAD); otherwise
+ * SHMRPC_EBUSY at once. */
+int shmrpc_lock_try(shmrpc_lock *l);
+
+/* Frees the lock and wakes one sleeping waiter, if any. SHMRPC_EPERM when the calling
+ * thread does not hold it. */
+int shmrpc_lock_release(shmrpc_lock *l);
+
+/* Whether the calling thread holds the lock. */
+bool shmrpc_lock_is_mine(const shmrpc_lock *l);
+
+/* The thread id of the owner, 0 when free: a snapshot, for monitoring and tests. */
+int shmrpc_lock_owner(const shmrpc_lock *l, pid_t *owner);
+
+/* Counters kept in the segment, shared by every user of the lock since its creation. */
+typedef struct shmrpc_lock_stats {
+    uint64_t acquisitions; /* successful acquires, including those from dead owners */
+    uint64_t contended;    /* acquires and tries that found the lock held */
+    uint64_t sleeps;       /* futex sleeps of waiters (each wake-up or signal counts) */
+    uint64_t owner_deaths; /* locks taken from owners that died holding them */
+} shmrpc_lock_stats;
+
+int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);
+
+/* Why the calling thread's last failed lock call failed, or "". */
+const char *shmrpc_lock_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

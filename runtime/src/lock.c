@@ -1,0 +1,780 @@
+/* The public hybrid lock: a futex word holding the owner's thread id in a POSIX shared
+ * memory segment, taken with shmrpc__wait_while and recovered from owners that die
+ * holding it. The layout and the reasoning are in docs/lock.md. */
+#include <shmrpc/lock.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "wait.h"
+
+#define LOCK_MAGIC 0x4b434c53u /* "SLCK" */
+#define LOCK_VERSION 1u
+#define PATH_PREFIX "/shmrpc.lock."
+#define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_LOCK_NAME_MAX)
+#define SHM_DIR "/dev/shm"
+
+/* How long an opener waits for a creator to size and initialise the segment. */
+#define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
+/* How often a waiter reads /proc to see whether the owner still lives (and, for try and
+ * timed-out acquires, at most this often per handle). Below SHMRPC__CHECK_NS, so a death
+ * is noticed within about 25 ms of the wait's next check. */
+#define PROBE_NS ((int64_t)5 * 1000 * 1000)
+/* How often opening retries when others create or remove the name at the same time. */
+#define OPEN_ATTEMPTS 100
+#define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_lock_unlink replaces it"
+
+/* owner_tag: (start time << TAG_TID_BITS) | tid. Linux thread ids stay below 2^22
+ * (PID_MAX_LIMIT), and 42 bits of clock ticks since boot last centuries. */
+#define TAG_TID_BITS 22
+#define TAG_TID_MASK ((UINT64_C(1) << TAG_TID_BITS) - 1)
+#define TAG_START_MASK ((UINT64_C(1) << (64 - TAG_TID_BITS)) - 1)
+
+/* The segment. Every field is read from shared memory into a local before use; no
+ * pointer is ever stored here. */
+struct lock_seg {
+    /* Written once by the creator, magic last with a release store; read by openers. */
+    _Atomic uint32_t magic;
+    uint32_t version;
+    uint32_t size; /* sizeof(struct lock_seg) */
+    uint32_t reserved;
+    /* word: the owner's thread id, 0 when free. Written by acquirers (CAS from 0 or from
+     * a dead owner) and by the owner (CAS to 0 at release); read by waiters, who sleep
+     * on it. sleepers: written and read by shmrpc__wait_while and shmrpc__wake. */
+    shmrpc__futex futex;
+    /* The owner's (start time, tid), so that a waiter can tell the owner from a later
+     * thread that reuses its id. Written by the owner just after it takes the word and
+     * cleared just before it frees it; read by waiters checking the owner. */
+    _Atomic uint64_t owner_tag;
+    /* The CPU the owner took the lock on. Written by the owner; read by spinning waiters,
+     * which yield instead of spinning when they share that CPU. */
+    shmrpc__presence owner_cpu;
+    /* Statistics, relaxed. acquisitions and owner_deaths are written only by the thread
+     * that holds the lock, so a plain increment is enough; contended and sleeps are
+     * added to by waiters. Read by shmrpc_lock_get_stats. */
+    _Atomic uint64_t acquisitions;
+    _Atomic uint64_t contended;
+    uint8_t pad0[8];
+    /* Second cache line: counters touched only on the slow paths. */
+    _Atomic uint64_t sleeps;
+    _Atomic uint64_t owner_deaths;
+    uint8_t pad1[48];
+};
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "atomics shared between processes must be lock-free");
+_Static_assert(sizeof(shmrpc__futex) == 8 && sizeof(shmrpc__presence) == 8, "wait.h layout");
+_Static_assert(offsetof(struct lock_seg, magic) == 0, "layout");
+_Static_assert(offsetof(struct lock_seg, version) == 4, "layout");
+_Static_assert(offsetof(struct lock_seg, size) == 8, "layout");
+_Static_assert(offsetof(struct lock_seg, futex) == 16, "layout");
+_Static_assert(offsetof(struct lock_seg, owner_tag) == 24, "layout");
+_Static_assert(offsetof(struct lock_seg, owner_cpu) == 32, "layout");
+_Static_assert(offsetof(struct lock_seg, acquisitions) == 40, "layout");
+_Static_assert(offsetof(struct lock_seg, contended) == 48, "layout");
+_Static_assert(offsetof(struct lock_seg, sleeps) == 64, "layout");
+_Static_assert(offsetof(struct lock_seg, owner_deaths) == 72, "layout");
+_Static_assert(sizeof(struct lock_seg) == 128, "layout");
+
+#define SEG_SIZE sizeof(struct lock_seg)
+
+struct shmrpc_lock {
+    struct lock_seg *seg;
+    shmrpc_wait_opts wait;
+    _Atomic int64_t next_probe_ns; /* rate limit of owner checks by try and timeouts */
+    char name[SHMRPC_LOCK_NAME_MAX + 1];
+};
+
+/* --- messages ---------------------------------------------------------------------- */
+
+static _Thread_local char errmsg[512];
+
+const char *shmrpc_lock_errmsg(void)
+{
+    return errmsg;
+}
+
+__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* strerror is not thread-safe; shmrpc_strerror is. */
+static const char *syserr(int e)
+{
+    return shmrpc_strerror(SHMRPC_ESYS(e));
+}
+
+/* "/dev/shm/shmrpc.lock.NAME: uid U, mode 0MMM" for messages about a segment. */
+static void describe_file(const char *path, char *out, size_t cap)
+{
+    char file[sizeof SHM_DIR + PATH_CAP];
+    snprintf(file, sizeof file, "%s%s", SHM_DIR, path);
+    struct stat st;
+    if (stat(file, &st) == 0)
+        snprintf(out, cap, "%s: uid %u, mode 0%03o", file, (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 0777));
+    else
+        snprintf(out, cap, "%s", file);
+}
+
+/* --- who we are -------------------------------------------------------------------- */
+
+/* The calling thread's id and owner tag, learnt on first use. A forked child is a new
+ * thread with the id of its process, so fork forgets them. */
+static _Thread_local uint32_t self_id;
+static _Thread_local uint64_t self_tag;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    self_id = 0;
+    self_tag = 0;
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+struct proc_stat {
+    char state;     /* field 3: R, S, D, T, Z (zombie), X (dead)... */
+    uint64_t start; /* field 22: start time in clock ticks since boot */
+};
+
+/* Parses /proc/PID/stat. The command name (field 2) may hold spaces and parentheses, so
+ * the fields are counted from the last ')'. */
+static int parse_stat(const char *buf, struct proc_stat *ps)
+{
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || p[2] == '\0') return -1;
+    p += 2;
+    ps->state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p) return -1;
+        p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (end == p) return -1;
+    ps->start = v;
+    return 0;
+}
+
+/* 0, or -1 with errno: ENOENT or ESRCH when the thread is gone. */
+static int read_stat(uint32_t tid, struct proc_stat *ps)
+{
+    char path[32], buf[1024];
+    snprintf(path, sizeof path, "/proc/%" PRIu32 "/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : ESRCH;
+    close(fd);
+    if (n <= 0) {
+        errno = err;
+        return -1;
+    }
+    buf[n] = '\0';
+    if (parse_stat(buf, ps) != 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t make_tag(uint32_t tid, uint64_t start)
+{
+    if (tid > TAG_TID_MASK) return 0;
+    return (start & TAG_START_MASK) << TAG_TID_BITS | tid;
+}
+
+static uint32_t learn_self(void)
+{
+    pthread_once(&fork_watch, watch_forks);
+    uint32_t tid = (uint32_t)gettid();
+    struct proc_stat ps;
+    self_tag = make_tag(tid, read_stat(tid, &ps) == 0 ? ps.start : 0);
+    self_id = tid;
+    return tid;
+}
+
+/* Also makes self_tag valid. */
+static inline uint32_t self_tid(void)
+{
+    uint32_t t = self_id;
+    return t ? t : learn_self();
+}
+
+/* --- the owner's life ---------------------------------------------------------------- */
+
+/* Whether the thread `tid`, which holds the word, is dead: gone from /proc, a zombie,
+ * or a later thread with the same id (its start time differs from the owner's tag).
+ * kill(tid, 0) cannot tell: it finds processes, not threads, and a zombie answers. When
+ * /proc cannot say (not mounted, not allowed), the owner counts as alive. */
+static bool owner_dead(const struct lock_seg *s, uint32_t tid)
+{
+    struct proc_stat ps;
+    if (read_stat(tid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
+    if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
+    uint64_t tag = atomic_load_explicit(&s->owner_tag, memory_order_acquire);
+    uint64_t start = tag >> TAG_TID_BITS;
+    /* A tag of another tid is a previous owner's, or not yet written by this one. */
+    return (tag & TAG_TID_MASK) == tid && start != 0 && start != (ps.start & TAG_START_MASK);
+}
+
+/* Whether this handle may check an owner now: try and timed-out acquires check at most
+ * every PROBE_NS, so that a loop of them does not read /proc at full speed. */
+static bool probe_due(shmrpc_lock *l)
+{
+    int64_t now = shmrpc__now_ns();
+    int64_t next = atomic_load_explicit(&l->next_probe_ns, memory_order_relaxed);
+    return now >= next &&
+           atomic_compare_exchange_strong_explicit(&l->next_probe_ns, &next, now + PROBE_NS,
+                                                   memory_order_relaxed, memory_order_relaxed);
+}
+
+/* --- taking and freeing the word ------------------------------------------------------ */
+
+/* CAS of the word from *expect (0, or a dead owner) to me; on failure *expect is the
+ * word's value. */
+static inline bool take(struct lock_seg *s, uint32_t *expect, uint32_t me)
+{
+    return atomic_compare_exchange_strong_explicit(&s->futex.word, expect, me, memory_order_acquire,
+                                                   memory_order_acquire);
+}
+
+/* A counter that only the lock's holder writes. */
+static inline void bump_held(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* What a new owner publishes (after self_tid()). */
+static inline int won(struct lock_seg *s, int rc)
+{
+    atomic_store_explicit(&s->owner_tag, self_tag, memory_order_relaxed);
+    atomic_store_explicit(&s->owner_cpu.cpu, sched_getcpu(), memory_order_relaxed);
+    bump_held(&s->acquisitions);
+    if (rc == SHMRPC_EOWNERDEAD) bump_held(&s->owner_deaths);
+    return rc;
+}
+
+static int already_mine(const shmrpc_lock *l)
+{
+    return fail(SHMRPC_EBUSY, "lock '%s' is already held by this thread", l->name);
+}
+
+/* --- acquire -------------------------------------------------------------------------- */
+
+/* One contended acquire, seen by the wait's check callback. */
+struct waiting {
+    const struct lock_seg *seg;
+    const shmrpc_wait_opts *opts;
+    uint32_t owner;        /* the thread waited for */
+    int64_t call_ns;       /* when the current shmrpc__wait_while began */
+    int64_t next_probe_ns; /* when the owner's life is next read */
+    bool probed;
+    uint64_t sleeps;
+};
+
+/* wait.c calls the check before each futex sleep, and while spinning only until the
+ * spin budget is spent; so a check past the budget announces a sleep. */
+static bool sleep_follows(const struct waiting *w, int64_t now)
+{
+    switch (w->opts->mode) {
+    case SHMRPC_WAIT_SLEEP:
+        return true;
+    case SHMRPC_WAIT_SPIN:
+        return false;
+    default:
+        return now - w->call_ns >= w->opts->spin_ns;
+    }
+}
+
+static int on_check(void *arg)
+{
+    struct waiting *w = arg;
+    int64_t now = shmrpc__now_ns();
+    if (now >= w->next_probe_ns) {
+        w->next_probe_ns = now + PROBE_NS;
+        w->probed = true;
+        if (owner_dead(w->seg, w->owner)) return SHMRPC_EOWNERDEAD;
+    }
+    if (sleep_follows(w, now)) w->sleeps++;
+    return 0;
+}
+
+/* The deadline passed with the word held by cur: a last look, so that short timeouts in
+ * a loop also free a lock whose owner died. */
+static int timed_out(shmrpc_lock *l, const struct waiting *w, uint32_t me)
+{
+    struct lock_seg *s = l->seg;
+    uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+    if (cur == 0 && take(s, &cur, me)) return won(s, 0);
+    if (cur != 0 && cur != me && !w->probed && probe_due(l) && owner_dead(s, cur) &&
+        take(s, &cur, me))
+        return won(s, SHMRPC_EOWNERDEAD);
+    return fail(SHMRPC_ETIMEDOUT, "lock '%s' is held by thread %" PRIu32, l->name, cur);
+}
+
+/* The slow path: the word was cur (not 0) when the fast path tried. */
+static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
+{
+    struct lock_seg *s = l->seg;
+    if (cur == me) return already_mine(l);
+    atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
+    struct waiting w = {
+        .seg = s,
+        .opts = &l->wait,
+        .next_probe_ns = shmrpc__now_ns() + PROBE_NS,
+    };
+    const shmrpc__waiter waiter = {
+        .opts = &l->wait,
+        .peer = &s->owner_cpu,
+        .check = on_check,
+        .check_arg = &w,
+    };
+    int rc;
+    for (;;) {
+        if (cur == 0) {
+            if (take(s, &cur, me)) {
+                rc = won(s, 0);
+                break;
+            }
+            continue;
+        }
+        if (cur == me) { /* only a corrupted word says so */
+            rc = already_mine(l);
+            break;
+        }
+        w.owner = cur;
+        w.call_ns = shmrpc__now_ns();
+        rc = shmrpc__wait_while(&s->futex, cur, deadline, &waiter);
+        if (rc == SHMRPC_EOWNERDEAD) {
+            if (take(s, &cur, me)) { /* from the dead owner; else cur is the new word */
+                rc = won(s, rc);
+                break;
+            }
+        } else if (rc == SHMRPC_ETIMEDOUT) {
+            rc = timed_out(l, &w, me);
+            break;
+        } else if (rc == 0) {
+            cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+        } else {
+            break;
+        }
+    }
+    if (w.sleeps) atomic_fetch_add_explicit(&s->sleeps, w.sleeps, memory_order_relaxed);
+    return rc;
+}
+
+static int64_t deadline_in(int64_t ns)
+{
+    int64_t now = shmrpc__now_ns();
+    return ns >= INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
+int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms)
+{
+    if (!l) return SHMRPC_EINVAL;
+    if (timeout_ms < 0 && timeout_ms != SHMRPC_LOCK_WAIT_FOREVER)
+        return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
+    uint32_t me = self_tid(), cur = 0;
+    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    int64_t ns =
+        timeout_ms < 0 || timeout_ms > INT64_MAX / 1000000 ? INT64_MAX : timeout_ms * 1000000;
+    return contend(l, me, cur, deadline_in(ns));
+}
+
+int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds)
+{
+    if (!l) return SHMRPC_EINVAL;
+    bool forever = seconds == -1.0 || seconds == INFINITY;
+    if (!forever && !(seconds >= 0)) /* NaN too */
+        return fail(SHMRPC_EINVAL, "bad timeout %g s", seconds);
+    uint32_t me = self_tid(), cur = 0;
+    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    double ns = seconds * 1e9;
+    return contend(l, me, cur, deadline_in(forever || ns >= 9.2e18 ? INT64_MAX : (int64_t)ns));
+}
+
+int shmrpc_lock_try(shmrpc_lock *l)
+{
+    if (!l) return SHMRPC_EINVAL;
+    struct lock_seg *s = l->seg;
+    uint32_t me = self_tid(), cur = 0;
+    if (take(s, &cur, me)) return won(s, 0);
+    if (cur == me) return already_mine(l);
+    atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
+    if (probe_due(l) && owner_dead(s, cur) && take(s, &cur, me)) return won(s, SHMRPC_EOWNERDEAD);
+    return fail(SHMRPC_EBUSY, "lock '%s' is held by thread %" PRIu32, l->name, cur);
+}
+
+int shmrpc_lock_release(shmrpc_lock *l)
+{
+    if (!l) return SHMRPC_EINVAL;
+    struct lock_seg *s = l->seg;
+    uint32_t me = self_tid();
+    uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+    if (cur != me) goto not_mine;
+    atomic_store_explicit(&s->owner_tag, 0, memory_order_relaxed);
+    /* Sequentially consistent, as wait.c's sleepers protocol requires: either this
+     * store is seen by a waiter about to sleep, or its sleeper count is seen here. */
+    if (!atomic_compare_exchange_strong(&s->futex.word, &cur, 0)) goto not_mine;
+    shmrpc__wake(&s->futex, 1);
+    return 0;
+not_mine:
+    if (cur == 0) return fail(SHMRPC_EPERM, "lock '%s' is not held", l->name);
+    return fail(SHMRPC_EPERM,
+                "lock '%s' is held by thread %" PRIu32 ", not by this one (%" PRIu32 ")", l->name,
+                cur, me);
+}
+
+bool shmrpc_lock_is_mine(const shmrpc_lock *l)
+{
+    return l && atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed) == self_tid();
+}
+
+int shmrpc_lock_owner(const shmrpc_lock *l, pid_t *owner)
+{
+    if (!l || !owner) return SHMRPC_EINVAL;
+    *owner = (pid_t)atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed);
+    return 0;
+}
+
+int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out)
+{
+    if (!l || !out) return SHMRPC_EINVAL;
+    const struct lock_seg *s = l->seg;
+    out->acquisitions = atomic_load_explicit(&s->acquisitions, memory_order_relaxed);
+    out->contended = atomic_load_explicit(&s->contended, memory_order_relaxed);
+    out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
+    out->owner_deaths = atomic_load_explicit(&s->owner_deaths, memory_order_relaxed);
+    return 0;
+}
+
+/* --- opening ------------------------------------------------------------------------- */
+
+void shmrpc_lock_opts_init(shmrpc_lock_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = SHMRPC_LOCK_CONNECT_OR_CREATE;
+    o->initially_locked = false;
+    o->perms = 0600;
+    shmrpc_wait_opts_init(&o->wait);
+}
+
+static int check_name(const char *name)
+{
+    if (!name) return fail(SHMRPC_EINVAL, "lock name is NULL");
+    size_t n = 0;
+    for (const char *p = name; *p && n <= SHMRPC_LOCK_NAME_MAX; p++, n++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok)
+            return fail(SHMRPC_EINVAL, "lock name '%.64s' has a character outside [A-Za-z0-9_.-]",
+                        name);
+    }
+    if (n == 0 || n > SHMRPC_LOCK_NAME_MAX)
+        return fail(SHMRPC_EINVAL, "lock name must be 1 to %d characters", SHMRPC_LOCK_NAME_MAX);
+    return 0;
+}
+
+static int check_opts(const shmrpc_lock_opts *o)
+{
+    if ((unsigned)o->mode > SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE)
+        return fail(SHMRPC_EINVAL, "unknown lock mode %d", (int)o->mode);
+    if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
+        return fail(SHMRPC_EINVAL, "lock perms 0%o: want 0600 plus group/other bits",
+                    (unsigned)o->perms);
+    return 0;
+}
+
+static int map_segment(int fd, struct lock_seg **out)
+{
+    void *p = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int err = errno;
+        return fail(SHMRPC_ESYS(err), "mmap of a lock: %s", syserr(err));
+    }
+    *out = p;
+    return 0;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* The creator's part: everything but the magic, then the magic with a release store, so
+ * an opener that sees the magic sees the rest. */
+static void init_segment(struct lock_seg *s, bool locked)
+{
+    s->version = LOCK_VERSION;
+    s->size = (uint32_t)SEG_SIZE;
+    if (locked) {
+        atomic_store_explicit(&s->futex.word, self_tid(), memory_order_relaxed);
+        won(s, 0);
+    }
+    atomic_store_explicit(&s->magic, LOCK_MAGIC, memory_order_release);
+}
+
+/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
+static int create(const char *path, const char *name, const shmrpc_lock_opts *o,
+                  struct lock_seg **out)
+{
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, o->perms);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
+        return fail(SHMRPC_ESYS(err), "cannot create lock '%s' (%s%s): %s", name, SHM_DIR, path,
+                    syserr(err));
+    }
+    int rc = 0;
+    /* fchmod: shm_open's mode passes through the umask, which must neither widen nor
+     * narrow what was asked. */
+    if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)SEG_SIZE) != 0) {
+        int err = errno;
+        rc = fail(SHMRPC_ESYS(err), "cannot set up lock '%s': %s", name, syserr(err));
+    }
+    if (rc == 0) rc = map_segment(fd, out);
+    close(fd);
+    if (rc != 0) {
+        shm_unlink(path);
+        return rc;
+    }
+    init_segment(*out, o->initially_locked);
+    return 0;
+}
+
+/* Owner and mode of an existing segment, before it is mapped. */
+static int check_owner(const struct stat *st, const char *name, const shmrpc_lock_opts *o)
+{
+    unsigned mode = (unsigned)(st->st_mode & 0777);
+    bool shared = (o->perms & 077) != 0;
+    if (st->st_uid != geteuid() && !shared)
+        return fail(SHMRPC_EPERM, "lock '%s' belongs to uid %u (mode 0%03o), not to uid %u", name,
+                    (unsigned)st->st_uid, mode, (unsigned)geteuid());
+    if (mode & 077 & ~(unsigned)o->perms)
+        return fail(SHMRPC_EPERM,
+                    "lock '%s' (uid %u) has mode 0%03o, more open than the 0%03o asked for", name,
+                    (unsigned)st->st_uid, mode, (unsigned)o->perms);
+    return 0;
+}
+
+/* Waits, bounded, for a creator to size the segment; checks owner and mode each time. */
+static int check_file(int fd, const char *name, const shmrpc_lock_opts *o)
+{
+    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
+    for (;;) {
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            int err = errno;
+            return fail(SHMRPC_ESYS(err), "fstat of lock '%s': %s", name, syserr(err));
+        }
+        int rc = check_owner(&st, name, o);
+        if (rc != 0) return rc;
+        if (st.st_size == (off_t)SEG_SIZE) return 0;
+        if (st.st_size != 0)
+            return fail(SHMRPC_EPROTO, "'%s' is not a lock segment (size %lld, expected %zu)", name,
+                        (long long)st.st_size, SEG_SIZE);
+        if (shmrpc__now_ns() >= give_up)
+            return fail(SHMRPC_EPROTO, "lock '%s' was never sized (its creator died?); %s", name,
+                        REPLACE_HINT);
+        nap();
+    }
+}
+
+/* Waits, bounded, for the creator's magic, then checks the header. */
+static int check_header(const struct lock_seg *s, const char *name)
+{
+    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
+    uint32_t magic;
+    while ((magic = atomic_load_explicit(&s->magic, memory_order_acquire)) == 0) {
+        if (shmrpc__now_ns() >= give_up)
+            return fail(SHMRPC_EPROTO, "lock '%s' was never initialised (its creator died?); %s",
+                        name, REPLACE_HINT);
+        nap();
+    }
+    uint32_t version = s->version, size = s->size;
+    if (magic != LOCK_MAGIC || size != SEG_SIZE)
+        return fail(SHMRPC_EPROTO, "'%s' is not a lock segment (magic 0x%08x, size %u)", name,
+                    magic, size);
+    if (version != LOCK_VERSION)
+        return fail(SHMRPC_EVERSION, "lock '%s' has layout version %u, this library %u", name,
+                    version, LOCK_VERSION);
+    return 0;
+}
+
+/* Opens an existing segment; SHMRPC_ENOENT when there is none. */
+static int attach(const char *path, const char *name, const shmrpc_lock_opts *o,
+                  struct lock_seg **out)
+{
+    int fd = shm_open(path, O_RDWR, 0);
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT) return fail(SHMRPC_ENOENT, "no lock '%s' (%s%s)", name, SHM_DIR, path);
+        char who[PATH_CAP + 64];
+        describe_file(path, who, sizeof who);
+        return fail(SHMRPC_ESYS(err), "cannot open lock '%s' (%s): %s", name, who, syserr(err));
+    }
+    int rc = check_file(fd, name, o);
+    if (rc == 0) rc = map_segment(fd, out);
+    close(fd);
+    if (rc == 0 && (rc = check_header(*out, name)) != 0) munmap(*out, SEG_SIZE);
+    return rc;
+}
+
+/* "held by thread T" / "free" for the EBUSY message, when we may look. */
+static const char *holder(const char *path, char *buf, size_t cap)
+{
+    int fd = shm_open(path, O_RDONLY, 0);
+    if (fd < 0) return "";
+    struct stat st;
+    void *p = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size == (off_t)SEG_SIZE)
+        p = mmap(NULL, SEG_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return "";
+    const struct lock_seg *s = p;
+    uint32_t word = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+    if (atomic_load_explicit(&s->magic, memory_order_acquire) != LOCK_MAGIC)
+        snprintf(buf, cap, ", not initialised");
+    else if (word)
+        snprintf(buf, cap, ", held by thread %" PRIu32, word);
+    else
+        snprintf(buf, cap, ", free");
+    munmap(p, SEG_SIZE);
+    return buf;
+}
+
+static int exists(const char *path, const char *name)
+{
+    char who[PATH_CAP + 64], held[64];
+    describe_file(path, who, sizeof who);
+    return fail(SHMRPC_EBUSY, "lock '%s' already exists (%s%s)", name, who,
+                holder(path, held, sizeof held));
+}
+
+static int overwrite(const char *path, const char *name, const shmrpc_lock_opts *o,
+                     struct lock_seg **out)
+{
+    for (int i = 0; i < OPEN_ATTEMPTS; i++) {
+        if (shm_unlink(path) != 0 && errno != ENOENT) {
+            int err = errno;
+            char who[PATH_CAP + 64];
+            describe_file(path, who, sizeof who);
+            return fail(SHMRPC_ESYS(err), "cannot remove lock '%s' (%s): %s", name, who,
+                        syserr(err));
+        }
+        int rc = create(path, name, o, out);
+        if (rc != SHMRPC_ESYS(EEXIST)) return rc;
+    }
+    return fail(SHMRPC_EBUSY, "lock '%s' keeps being recreated by others", name);
+}
+
+/* Create first (O_EXCL decides the race between openers), else open what another made. */
+static int connect_or_create(const char *path, const char *name, const shmrpc_lock_opts *o,
+                             struct lock_seg **out)
+{
+    for (int i = 0; i < OPEN_ATTEMPTS; i++) {
+        int rc = create(path, name, o, out);
+        if (rc != SHMRPC_ESYS(EEXIST)) return rc;
+        rc = attach(path, name, o, out);
+        if (rc != SHMRPC_ENOENT) return rc;
+    }
+    return fail(SHMRPC_EBUSY, "lock '%s' keeps being removed and recreated by others", name);
+}
+
+static int open_segment(const char *path, const char *name, const shmrpc_lock_opts *o,
+                        struct lock_seg **out)
+{
+    switch (o->mode) {
+    case SHMRPC_LOCK_CONNECT_TO_EXISTING:
+        return attach(path, name, o, out);
+    case SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE: {
+        int rc = create(path, name, o, out);
+        return rc == SHMRPC_ESYS(EEXIST) ? exists(path, name) : rc;
+    }
+    case SHMRPC_LOCK_CREATE_NEW_OVERWRITE:
+        return overwrite(path, name, o, out);
+    case SHMRPC_LOCK_CONNECT_OR_CREATE:
+    default:
+        return connect_or_create(path, name, o, out);
+    }
+}
+
+int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o)
+{
+    errmsg[0] = '\0';
+    if (!out) return fail(SHMRPC_EINVAL, "out is NULL");
+    *out = NULL;
+    shmrpc_lock_opts defaults;
+    if (!o) {
+        shmrpc_lock_opts_init(&defaults);
+        o = &defaults;
+    }
+    int rc = check_name(name);
+    if (rc == 0) rc = check_opts(o);
+    if (rc != 0) return rc;
+    shmrpc_lock *l = calloc(1, sizeof *l);
+    if (!l) return fail(SHMRPC_ENOMEM, "out of memory");
+    l->wait = o->wait;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    rc = open_segment(path, name, o, &l->seg);
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void shmrpc_lock_close(shmrpc_lock *l)
+{
+    if (!l) return;
+    munmap(l->seg, SEG_SIZE);
+    free(l);
+}
+
+int shmrpc_lock_unlink(const char *name)
+{
+    int rc = check_name(name);
+    if (rc != 0) return rc;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    if (shm_unlink(path) == 0) return 0;
+    if (errno == ENOENT) return fail(SHMRPC_ENOENT, "no lock '%s'", name);
+    int err = errno;
+    return fail(SHMRPC_ESYS(err), "cannot remove lock '%s': %s", name, syserr(err));
+}

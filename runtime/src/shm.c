@@ -1,0 +1,1036 @@
+/* The shared-memory transport, shm://NAME: a control segment per service, a channel per
+ * connection, worker processes that take any connection's call from a doorbell, and
+ * the hybrid wait on both sides (docs/shm-transport.md). */
+#include "shm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE ((uint64_t)4096)
+#define CHECK_EVERY_NS ((int64_t)5 * 1000 * 1000) /* liveness checks while waiting */
+#define SWEEP_EVERY_NS ((int64_t)100 * 1000 * 1000)
+
+/* --- processes ----------------------------------------------------------------------- */
+
+/* Field 22 (start time) and field 3 (state) of /proc/PID/stat; false if it is gone. */
+static bool proc_stat(int32_t pid, char *state, uint64_t *start)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%" PRId32 "/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command may hold spaces and parentheses */
+    if (p == NULL || p[1] != ' ') return false;
+    *state = p[2];
+    p += 2;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (p == NULL) return false;
+        p++;
+    }
+    *start = strtoull(p, NULL, 10);
+    return true;
+}
+
+uint64_t shmrpc__proc_start(int32_t pid)
+{
+    char state;
+    uint64_t start = 0;
+    return proc_stat(pid, &state, &start) ? start : 0;
+}
+
+bool shmrpc__proc_alive(int32_t pid, uint64_t start)
+{
+    char state;
+    uint64_t now_start;
+    if (pid <= 0 || !proc_stat(pid, &state, &now_start)) return false;
+    if (state == 'Z' || state == 'X') return false;
+    return start == 0 || start == now_start;
+}
+
+static void proc_set(shmrpc__proc *p, int32_t pid, uint64_t start)
+{
+    atomic_store(&p->start, start);
+    atomic_store(&p->pid, pid);
+}
+
+/* --- names and segments -------------------------------------------------------------- */
+
+/* NAME in shm://NAME: a service name or a port. */
+static int check_key(const char *key, shmrpc_buf *err)
+{
+    size_t n = strlen(key);
+    bool ok = n > 0 && n <= SHMRPC__KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = key[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-' || (c == '.' && i > 0);
+    }
+    if (!ok)
+        shmrpc__msg_set(err,
+                        "bad shm:// name '%s': 1 to %d letters, digits, '_', '-' or '.' (a "
+                        "service's name or port)",
+                        key, SHMRPC__KEY_MAX);
+    return ok ? 0 : SHMRPC_EINVAL;
+}
+
+static void ctl_name(char *out, size_t cap, const char *key)
+{
+    snprintf(out, cap, "/shmrpc.%s", key);
+}
+
+static void chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
+                      uint32_t gen)
+{
+    snprintf(out, cap, "/shmrpc.%s.%" PRId32 ".c%u.%" PRIu32, key, owner, slot, gen);
+}
+
+static int sys_error(shmrpc_buf *err, const char *what, const char *name)
+{
+    int e = errno;
+    shmrpc__msg_set(err, "%s %s: %s", what, name, strerror(e));
+    return SHMRPC_ESYS(e);
+}
+
+/* Opens an existing segment and refuses one that is not ours alone, or is too small. */
+static int open_segment(const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+                        shmrpc_buf *err)
+{
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) return sys_error(err, "cannot open", name);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int rc = sys_error(err, "cannot stat", name);
+        close(fd);
+        return rc;
+    }
+    int rc = 0;
+    if (st.st_uid != geteuid())
+        rc = SHMRPC_EPERM, shmrpc__msg_set(err, "%s belongs to uid %u, not to uid %u", name,
+                                           (unsigned)st.st_uid, (unsigned)geteuid());
+    else if (st.st_mode & 077)
+        rc = SHMRPC_EPERM,
+        shmrpc__msg_set(err, "%s is open to others (mode %03o); refusing it", name,
+                        (unsigned)(st.st_mode & 0777));
+    else if ((uint64_t)st.st_size < min_size)
+        rc = SHMRPC_EPROTO, shmrpc__msg_set(err, "%s is too small (%lld bytes)", name,
+                                            (long long)st.st_size);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Creates a segment that must not exist, 0600 whatever the umask, of size bytes. */
+static int create_segment(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return sys_error(err, "cannot create", name);
+    if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
+        int rc = sys_error(err, "cannot size", name);
+        close(fd);
+        shm_unlink(name);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static void *map(int fd, uint64_t size)
+{
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* The size of a channel that holds n bytes of data: a power of two of pages. */
+static uint64_t chan_size_for(uint64_t n)
+{
+    uint64_t size = PAGE;
+    while (size < SHMRPC__CHAN_DATA + n) size *= 2;
+    return size;
+}
+
+/* --- a mapped channel, as either side holds it --------------------------------------- */
+
+typedef struct chan_map {
+    int fd;
+    shmrpc__shm_chan *head;
+    uint64_t mapped;
+    uint64_t max_size; /* the largest size this side accepts */
+} chan_map;
+
+static uint8_t *chan_data(chan_map *m)
+{
+    return (uint8_t *)m->head + SHMRPC__CHAN_DATA;
+}
+
+static void chan_unmap(chan_map *m)
+{
+    if (m->head) munmap(m->head, (size_t)m->mapped);
+    if (m->fd >= 0) close(m->fd);
+    m->head = NULL;
+    m->fd = -1;
+    m->mapped = 0;
+}
+
+static int remap(chan_map *m, uint64_t size, shmrpc_buf *err)
+{
+    void *p = mremap(m->head, (size_t)m->mapped, (size_t)size, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) {
+        shmrpc__msg_set(err, "cannot map a channel of %" PRIu64 " bytes: %s", size,
+                        strerror(errno));
+        return SHMRPC_ENOMEM;
+    }
+    m->head = p;
+    m->mapped = size;
+    return 0;
+}
+
+/* Maps all of the channel that the other side may have grown. Its claimed size is only
+ * a hint: what is mapped is what the file really holds, within this side's maximum. */
+static int chan_follow(chan_map *m, uint64_t need, shmrpc_buf *err)
+{
+    if (SHMRPC__CHAN_DATA + need <= m->mapped) return 0;
+    struct stat st;
+    if (fstat(m->fd, &st) != 0) return sys_error(err, "cannot stat", "a channel");
+    uint64_t real = (uint64_t)st.st_size;
+    if (real < SHMRPC__CHAN_DATA + need || real > m->max_size) {
+        shmrpc__msg_set(err, "the channel holds %" PRIu64 " bytes, not the %" PRIu64 " it claims",
+                        real, SHMRPC__CHAN_DATA + need);
+        return SHMRPC_EPROTO;
+    }
+    return remap(m, real, err);
+}
+
+/* Grows the channel so that need bytes of data fit. */
+static int chan_reserve(chan_map *m, uint64_t need, shmrpc_buf *err)
+{
+    if (SHMRPC__CHAN_DATA + need <= m->mapped) return 0;
+    uint64_t size = chan_size_for(need);
+    if (size > m->max_size) {
+        shmrpc__msg_set(err, "a message of %" PRIu64 " bytes does not fit the channel's maximum",
+                        need);
+        return SHMRPC_ETOOBIG;
+    }
+    if (ftruncate(m->fd, (off_t)size) != 0) return sys_error(err, "cannot grow", "a channel");
+    int rc = remap(m, size, err);
+    if (rc == 0) atomic_store(&m->head->size, size);
+    return rc;
+}
+
+static uint64_t chan_max_size(uint64_t max_msg)
+{
+    return chan_size_for(max_msg);
+}
+
+/* --- the method table in the control segment ------------------------------------------ */
+
+static int write_table(shmrpc__shm_ctl *ctl, const shmrpc_service_info *info, shmrpc_buf *err)
+{
+    size_t used = 0;
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        const shmrpc_method_info *m = &info->methods[i];
+        int n = snprintf(ctl->table + used, sizeof ctl->table - used, "%s\t%d\t%016" PRIx64 "\t%s\n",
+                         m->name, (int)m->encoding, m->fingerprint, m->signature);
+        if (n < 0 || (size_t)n >= sizeof ctl->table - used) {
+            shmrpc__msg_set(err, "the method table does not fit in %d bytes", SHMRPC__TABLE_MAX);
+            return SHMRPC_ETOOBIG;
+        }
+        used += (size_t)n;
+    }
+    ctl->table_len = (uint32_t)used;
+    return 0;
+}
+
+/* The server's method table, read from a private copy of the control segment's text. */
+typedef struct table {
+    char *text;
+    shmrpc_method_info *methods;
+    shmrpc_service_info info;
+} table;
+
+static void table_free(table *t)
+{
+    free(t->text);
+    free(t->methods);
+}
+
+static int parse_table(const shmrpc__shm_ctl *ctl, const char *service, table *t, shmrpc_buf *err)
+{
+    uint32_t len = ctl->table_len; /* read once */
+    memset(t, 0, sizeof *t);
+    if (len > sizeof ctl->table) goto bad;
+    t->text = malloc((size_t)len + 1);
+    uint32_t lines = 0;
+    if (t->text == NULL) return SHMRPC_ENOMEM;
+    memcpy(t->text, ctl->table, len);
+    t->text[len] = '\0';
+    for (uint32_t i = 0; i < len; i++) lines += t->text[i] == '\n';
+    t->methods = calloc(lines ? lines : 1, sizeof *t->methods);
+    if (t->methods == NULL) return SHMRPC_ENOMEM;
+    char *p = t->text;
+    for (uint32_t i = 0; i < lines; i++) {
+        char *name = p, *enc = strchr(p, '\t'), *fp = enc ? strchr(enc + 1, '\t') : NULL;
+        char *sig = fp ? strchr(fp + 1, '\t') : NULL, *end = strchr(p, '\n');
+        if (!sig || sig > end) goto bad;
+        *enc++ = *fp++ = *sig++ = *end = '\0';
+        t->methods[i] = (shmrpc_method_info){.name = name,
+                                             .id = i,
+                                             .encoding = (shmrpc_encoding)atoi(enc),
+                                             .fingerprint = strtoull(fp, NULL, 16),
+                                             .signature = sig};
+        p = end + 1;
+    }
+    t->info = (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
+                                    .version = SHMRPC_DESCRIPTOR_VERSION,
+                                    .name = service,
+                                    .svc_name = service,
+                                    .fingerprint = ctl->fingerprint,
+                                    .n_methods = lines,
+                                    .methods = t->methods};
+    if (shmrpc__info_check(&t->info, err) == 0) return 0;
+bad:
+    shmrpc__msg_set(err, "the server's method table is malformed");
+    return SHMRPC_EPROTO;
+}
+
+/* --- the server side --------------------------------------------------------------- */
+
+typedef struct shm_listener {
+    shmrpc__listener base;
+    shmrpc_server *server;
+    char key[SHMRPC__KEY_MAX + 1];
+    int fd;
+    shmrpc__shm_ctl *ctl;
+    int32_t pid; /* the manager: only it removes the segments */
+    _Atomic int stop;
+    shmrpc_wait_opts wait;
+} shm_listener;
+
+/* Removes what a dead server of key left: its control segment and its channels. */
+static void remove_stale(const char *key, int32_t dead_owner)
+{
+    char name[300], prefix[128];
+    ctl_name(name, sizeof name, key);
+    shm_unlink(name);
+    int n = snprintf(prefix, sizeof prefix, "shmrpc.%s.%" PRId32 ".", key, dead_owner);
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL || n <= 0) {
+        if (d) closedir(d);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, (size_t)n) == 0) {
+            snprintf(name, sizeof name, "/%s", e->d_name);
+            shm_unlink(name);
+        }
+    closedir(d);
+}
+
+/* Creates the control segment, or finds who holds it: a live server is refused with its
+ * pid; a dead one's leftovers are removed and creation is tried once more. */
+static int create_ctl(shm_listener *l, shmrpc_buf *err)
+{
+    char name[128];
+    ctl_name(name, sizeof name, l->key);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = create_segment(name, sizeof(shmrpc__shm_ctl), &l->fd, err);
+        if (rc == 0) return 0;
+        if (rc != SHMRPC_ESYS(EEXIST)) return rc;
+        int fd;
+        uint64_t size;
+        rc = open_segment(name, sizeof(shmrpc__shm_ctl), &fd, &size, err);
+        if (rc == SHMRPC_EPROTO) { /* a crash during creation left it short */
+            shm_unlink(name);
+            continue;
+        }
+        if (rc != 0) return rc;
+        shmrpc__shm_ctl *old = map(fd, sizeof *old);
+        close(fd);
+        if (old == NULL) return sys_error(err, "cannot map", name);
+        int32_t pid = atomic_load(&old->owner.pid);
+        uint64_t start = atomic_load(&old->owner.start);
+        bool ours = atomic_load(&old->magic) == SHMRPC__SHM_MAGIC;
+        munmap(old, sizeof *old);
+        if (ours && shmrpc__proc_alive(pid, start)) {
+            shmrpc__msg_set(err, "shm://%s is already served by pid %" PRId32, l->key, pid);
+            return SHMRPC_EBUSY;
+        }
+        remove_stale(l->key, ours ? pid : 0);
+    }
+    shmrpc__msg_set(err, "cannot create %s: it keeps coming back", name);
+    return SHMRPC_EBUSY;
+}
+
+static void shm_listener_close(shmrpc__listener *base);
+static int shm_serve(shmrpc__listener *base, int workers);
+static void shm_stop(shmrpc__listener *base);
+
+static const shmrpc__listener_ops shm_listener_ops = {
+    .close = shm_listener_close,
+    .serve = shm_serve,
+    .stop = shm_stop,
+};
+
+static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out,
+                      shmrpc_buf *err)
+{
+    int rc = check_key(where, err);
+    if (rc != 0) return rc;
+    shm_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) return SHMRPC_ENOMEM;
+    l->base.ops = &shm_listener_ops;
+    l->server = s;
+    snprintf(l->key, sizeof l->key, "%s", where);
+    l->pid = getpid();
+    shmrpc_wait_opts_init(&l->wait);
+    rc = create_ctl(l, err);
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    l->ctl = map(l->fd, sizeof *l->ctl);
+    const shmrpc_service_info *info = shmrpc__server_info(s);
+    if (l->ctl == NULL) rc = sys_error(err, "cannot map", "the control segment");
+    if (rc == 0) rc = write_table(l->ctl, info, err);
+    if (rc != 0) {
+        char name[128];
+        ctl_name(name, sizeof name, l->key);
+        if (l->ctl) munmap(l->ctl, sizeof *l->ctl);
+        close(l->fd);
+        shm_unlink(name);
+        free(l);
+        return rc;
+    }
+    shmrpc__shm_ctl *ctl = l->ctl;
+    ctl->version = SHMRPC__SHM_VERSION;
+    proc_set(&ctl->owner, l->pid, shmrpc__proc_start(l->pid));
+    ctl->fingerprint = info->fingerprint;
+    ctl->max_msg = shmrpc__server_max_msg(s);
+    atomic_store(&ctl->state, SHM_READY);
+    atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
+    *out = &l->base;
+    return 0;
+}
+
+/* A worker's view of one connection's channel. */
+typedef struct worker_chan {
+    uint32_t gen;
+    bool open;
+    chan_map map;
+} worker_chan;
+
+typedef struct worker {
+    shm_listener *l;
+    shmrpc__shm_ctl *ctl;
+    unsigned index;
+    unsigned next; /* where the next doorbell scan starts, for fairness */
+    int last_slot; /* the connection served last: likely the next caller, or -1 */
+    shmrpc_ctx ctx;
+    shmrpc_buf req, resp;
+    worker_chan chans[SHMRPC__MAX_CONNS];
+} worker;
+
+/* Takes one pending request off the doorbell: the slot's index, or -1. */
+static int take_pending(worker *w)
+{
+    const unsigned words = SHMRPC__MAX_CONNS / 64;
+    for (unsigned k = 0; k <= words; k++) {
+        unsigned wi = (w->next / 64 + k) % words;
+        uint64_t v = atomic_load(&w->ctl->pending[wi]);
+        if (k == 0) v &= ~(uint64_t)0 << (w->next % 64); /* the start word's later bits first */
+        while (v) {
+            unsigned bit = (unsigned)__builtin_ctzll(v);
+            uint64_t mask = (uint64_t)1 << bit;
+            if (atomic_fetch_and(&w->ctl->pending[wi], ~mask) & mask) {
+                w->next = (wi * 64 + bit + 1) % SHMRPC__MAX_CONNS;
+                return (int)(wi * 64 + bit);
+            }
+            v &= ~mask;
+        }
+    }
+    return -1;
+}
+
+static void worker_chan_close(worker_chan *c)
+{
+    chan_unmap(&c->map);
+    c->open = false;
+}
+
+static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
+{
+    worker_chan *c = &w->chans[slot];
+    shmrpc__shm_slot *s = &w->ctl->slots[slot];
+    if (atomic_load(&s->state) != SHM_SLOT_OPEN) return NULL;
+    uint32_t gen = atomic_load(&s->gen);
+    if (c->open && c->gen == gen) return c;
+    worker_chan_close(c);
+    char name[160];
+    chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
+    uint64_t size;
+    if (open_segment(name, PAGE, &c->map.fd, &size, err) != 0) return NULL;
+    c->map.max_size = chan_max_size(w->ctl->max_msg);
+    if (size > c->map.max_size) {
+        close(c->map.fd);
+        c->map.fd = -1;
+        return NULL;
+    }
+    c->map.head = map(c->map.fd, size);
+    if (c->map.head == NULL) {
+        close(c->map.fd);
+        c->map.fd = -1;
+        return NULL;
+    }
+    c->map.mapped = size;
+    c->gen = gen;
+    c->open = true;
+    return c;
+}
+
+/* Puts the answer (or the error message) into the channel and hands it back. */
+static void answer(worker_chan *c, int status, const void *data, size_t n)
+{
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (chan_reserve(&c->map, n, &err) != 0) {
+        status = SHMRPC_ETOOBIG;
+        data = shmrpc__msg_get(&err);
+        n = strlen(data);
+        if (chan_reserve(&c->map, n, &err) != 0) n = 0;
+    }
+    shmrpc__shm_chan *h = c->map.head;
+    if (n) memcpy(chan_data(&c->map), data, n);
+    h->status = status;
+    h->resp_len = (uint32_t)n;
+    uint32_t busy = SHM_CHAN_BUSY;
+    if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
+        atomic_store(&h->state.word, SHM_CHAN_IDLE); /* abandoned: nobody waits */
+    shmrpc__wake(&h->state, 1);
+    shmrpc_buf_destroy(&err);
+}
+
+static void serve_one(worker *w, unsigned slot)
+{
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    worker_chan *c = worker_chan_get(w, slot, &err);
+    shmrpc_buf_destroy(&err);
+    if (c == NULL) return; /* closed or broken: nothing to answer */
+    shmrpc__shm_chan *h = c->map.head;
+    uint32_t expect = SHM_CHAN_REQUEST;
+    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) return;
+    atomic_store(&h->worker, w->index);
+
+    uint32_t method = h->method, len = h->req_len; /* read once */
+    shmrpc_buf_init(&err);
+    int rc = len > w->ctl->max_msg ? SHMRPC_ETOOBIG : chan_follow(&c->map, len, &err);
+    if (rc != 0) {
+        shmrpc_buf_destroy(&err);
+        const char *why = "the request's length does not fit its channel";
+        answer(c, rc == SHMRPC_ETOOBIG ? rc : SHMRPC_EPROTO, why, strlen(why));
+        return;
+    }
+    shmrpc_buf_destroy(&err);
+    /* The client could rewrite the request while it runs: run a private copy. */
+    shmrpc_buf_clear(&w->req);
+    if (shmrpc_buf_append(&w->req, chan_data(&c->map), len) != 0) {
+        answer(c, SHMRPC_ENOMEM, "out of memory", 13);
+        return;
+    }
+    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len), &w->resp);
+    if (rc != 0) {
+        const char *msg = shmrpc__ctx_msg(&w->ctx);
+        answer(c, rc, msg, strlen(msg));
+    } else {
+        answer(c, 0, w->resp.data, w->resp.len);
+    }
+}
+
+/* Frees the slots of clients that died without closing, and unlinks their channels. */
+static void sweep(worker *w)
+{
+    shmrpc__shm_ctl *ctl = w->ctl;
+    int64_t now = shmrpc__now_ns();
+    int64_t due = atomic_load(&ctl->next_sweep_ns);
+    if (now < due || !atomic_compare_exchange_strong(&ctl->next_sweep_ns, &due, now + SWEEP_EVERY_NS))
+        return;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &ctl->slots[i];
+        if (atomic_load(&s->state) == SHM_SLOT_FREE) continue;
+        if (shmrpc__proc_alive(atomic_load(&s->client.pid), atomic_load(&s->client.start)))
+            continue;
+        char name[160];
+        chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, atomic_load(&s->gen));
+        shm_unlink(name);
+        atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
+        atomic_store(&s->state, SHM_SLOT_FREE);
+    }
+}
+
+static bool stopping(const worker *w)
+{
+    return atomic_load(&w->l->stop) || atomic_load(&w->ctl->state) != SHM_READY;
+}
+
+static int worker_check(void *arg)
+{
+    return stopping(arg) ? SHMRPC_ECLOSED : 0;
+}
+
+static int worker_run(shm_listener *l, unsigned index)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (w == NULL) return SHMRPC_ENOMEM;
+    w->l = l;
+    w->ctl = l->ctl;
+    w->index = index;
+    w->next = index * 17 % SHMRPC__MAX_CONNS;
+    w->last_slot = -1;
+    shmrpc_buf_init(&w->req);
+    shmrpc_buf_init(&w->resp);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) w->chans[i].map.fd = -1;
+    int rc = shmrpc__ctx_init(&w->ctx, l->server);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    shmrpc__shm_worker *me = &w->ctl->workers[index];
+    int32_t pid = getpid();
+    proc_set(&me->proc, pid, shmrpc__proc_start(pid));
+    shmrpc__presence_update(&me->presence);
+    atomic_store(&me->state, SHM_WORKER_RUNNING);
+    atomic_fetch_add(&w->ctl->awake, 1);
+    shmrpc__waiter waiter = {.opts = &l->wait,
+                             .self = &me->presence,
+                             .check = worker_check,
+                             .check_arg = w,
+                             .awake = &w->ctl->awake};
+    while (!stopping(w)) {
+        int slot = take_pending(w);
+        if (slot >= 0) {
+            serve_one(w, (unsigned)slot);
+            w->last_slot = slot;
+            continue;
+        }
+        sweep(w);
+        uint32_t bell = atomic_load(&w->ctl->doorbell.word);
+        slot = take_pending(w); /* a request may have rung before we read the bell */
+        if (slot >= 0) {
+            serve_one(w, (unsigned)slot);
+            w->last_slot = slot;
+            continue;
+        }
+        /* Spinning on the CPU of the client that will call next only keeps it away. */
+        waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
+        shmrpc__wait_while(&w->ctl->doorbell, bell, shmrpc__now_ns() + SWEEP_EVERY_NS, &waiter);
+    }
+    atomic_fetch_sub(&w->ctl->awake, 1);
+    atomic_store(&me->state, SHM_WORKER_FREE);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) worker_chan_close(&w->chans[i]);
+    shmrpc__ctx_destroy(&w->ctx);
+    shmrpc_buf_destroy(&w->req);
+    shmrpc_buf_destroy(&w->resp);
+    free(w);
+    return 0;
+}
+
+static pid_t spawn_worker(shm_listener *l, unsigned index)
+{
+    pid_t manager = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a worker does not outlive its manager */
+    if (getppid() != manager) _exit(1);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_IGN);
+    _exit(worker_run(l, index) == 0 ? 0 : 1);
+}
+
+static void sleep_ns(int64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Runs workers processes and replaces any that dies, until stopped; then stops them,
+ * waiting up to two seconds for calls in flight before it kills them. */
+static int manage(shm_listener *l, int n)
+{
+    pid_t pids[SHMRPC__MAX_WORKERS] = {0};
+    int64_t started[SHMRPC__MAX_WORKERS] = {0};
+    for (int i = 0; i < n; i++) {
+        pids[i] = spawn_worker(l, (unsigned)i);
+        started[i] = shmrpc__now_ns();
+    }
+    while (!atomic_load(&l->stop)) {
+        int status;
+        pid_t dead = waitpid(-1, &status, WNOHANG);
+        if (dead <= 0) {
+            sleep_ns(5 * 1000 * 1000);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            if (pids[i] != dead) continue;
+            atomic_store(&l->ctl->workers[i].state, SHM_WORKER_FREE);
+            /* One that dies at once is restarted no faster than every 100 ms. */
+            int64_t lived = shmrpc__now_ns() - started[i];
+            if (lived < 100 * 1000 * 1000) sleep_ns(100 * 1000 * 1000 - lived);
+            pids[i] = spawn_worker(l, (unsigned)i);
+            started[i] = shmrpc__now_ns();
+        }
+    }
+    atomic_store(&l->ctl->state, SHM_STOPPING);
+    atomic_fetch_add(&l->ctl->doorbell.word, 1);
+    shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
+    int64_t deadline = shmrpc__now_ns() + 2000 * 1000 * 1000LL;
+    for (int left = n; left > 0;) {
+        pid_t dead = waitpid(-1, NULL, WNOHANG);
+        if (dead > 0) {
+            for (int i = 0; i < n; i++)
+                if (pids[i] == dead) pids[i] = 0, left--;
+            continue;
+        }
+        if (dead < 0 && errno == ECHILD) break;
+        if (shmrpc__now_ns() > deadline) {
+            for (int i = 0; i < n; i++)
+                if (pids[i] > 0) kill(pids[i], SIGKILL);
+            deadline = INT64_MAX;
+        }
+        sleep_ns(2 * 1000 * 1000);
+    }
+    return 0;
+}
+
+static int shm_serve(shmrpc__listener *base, int workers)
+{
+    shm_listener *l = (shm_listener *)base;
+    if (workers < 0 || workers > SHMRPC__MAX_WORKERS) return SHMRPC_EINVAL;
+    if (workers == 0) return worker_run(l, 0);
+    return manage(l, workers);
+}
+
+static void shm_stop(shmrpc__listener *base)
+{
+    shm_listener *l = (shm_listener *)base;
+    atomic_store(&l->stop, 1);
+    if (l->ctl) { /* async-signal-safe: atomics and a futex syscall */
+        atomic_fetch_add(&l->ctl->doorbell.word, 1);
+        shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
+    }
+}
+
+static void shm_listener_close(shmrpc__listener *base)
+{
+    shm_listener *l = (shm_listener *)base;
+    if (getpid() == l->pid) { /* the manager removes the segment; a worker only lets go */
+        atomic_store(&l->ctl->state, SHM_STOPPING);
+        char name[128];
+        ctl_name(name, sizeof name, l->key);
+        shm_unlink(name);
+    }
+    munmap(l->ctl, sizeof *l->ctl);
+    close(l->fd);
+    free(l);
+}
+
+/* --- the client side ------------------------------------------------------------- */
+
+typedef struct shm_conn {
+    shmrpc__conn base;
+    char key[SHMRPC__KEY_MAX + 1];
+    int ctl_fd;
+    shmrpc__shm_ctl *ctl;
+    int32_t owner;
+    uint64_t owner_start;
+    unsigned slot;
+    uint32_t gen;
+    chan_map chan;
+    bool broken; /* the server went away: only a new connect helps */
+    uint32_t last_worker; /* served the last call: likely the next one's */
+    shmrpc_wait_opts wait;
+} shm_conn;
+
+static void shm_conn_close(shmrpc__conn *base);
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err);
+
+static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call, .close = shm_conn_close};
+
+static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
+                    shmrpc_buf *err)
+{
+    char name[128];
+    ctl_name(name, sizeof name, c->key);
+    uint64_t size;
+    int rc = open_segment(name, sizeof(shmrpc__shm_ctl), &c->ctl_fd, &size, err);
+    if (rc == SHMRPC_ESYS(ENOENT)) {
+        shmrpc__msg_set(err, "no server at shm://%s", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (rc != 0) return rc;
+    c->ctl = map(c->ctl_fd, sizeof *c->ctl);
+    if (c->ctl == NULL) return sys_error(err, "cannot map", name);
+    uint32_t magic = atomic_load_explicit(&c->ctl->magic, memory_order_acquire);
+    if (magic == 0) {
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (magic != SHMRPC__SHM_MAGIC || c->ctl->version != SHMRPC__SHM_VERSION) {
+        shmrpc__msg_set(err, "shm://%s is not a shmrpc service of version %u", c->key,
+                        SHMRPC__SHM_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    c->owner = atomic_load(&c->ctl->owner.pid);
+    c->owner_start = atomic_load(&c->ctl->owner.start);
+    if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start)) {
+        shmrpc__msg_set(err, "the server of shm://%s is gone", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    table t;
+    rc = parse_table(c->ctl, c->key, &t, err);
+    if (rc == 0) rc = shmrpc__method_map(info, &t.info, map_ids, err);
+    table_free(&t);
+    return rc;
+}
+
+static int claim_slot(shm_conn *c, shmrpc_buf *err)
+{
+    int32_t pid = getpid();
+    uint64_t start = shmrpc__proc_start(pid);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &c->ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        proc_set(&s->client, pid, start);
+        c->slot = i;
+        c->gen = atomic_fetch_add(&s->gen, 1) + 1;
+        return 0;
+    }
+    shmrpc__msg_set(err, "all %d connections of shm://%s are in use", SHMRPC__MAX_CONNS, c->key);
+    return SHMRPC_EBUSY;
+}
+
+static int create_chan(shm_conn *c, shmrpc_buf *err)
+{
+    char name[160];
+    chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
+    int rc = create_segment(name, PAGE, &c->chan.fd, err);
+    if (rc != 0) return rc;
+    c->chan.head = map(c->chan.fd, PAGE);
+    if (c->chan.head == NULL) return sys_error(err, "cannot map", name);
+    c->chan.mapped = PAGE;
+    c->chan.max_size = chan_max_size(c->ctl->max_msg);
+    atomic_store(&c->chan.head->size, PAGE);
+    atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
+    atomic_store_explicit(&c->ctl->slots[c->slot].state, SHM_SLOT_OPEN, memory_order_release);
+    return 0;
+}
+
+static int shm_connect(const char *where, const shmrpc_service_info *info, uint32_t *map_ids,
+                       shmrpc__conn **out, shmrpc_buf *err)
+{
+    int rc = check_key(where, err);
+    if (rc != 0) return rc;
+    shm_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) return SHMRPC_ENOMEM;
+    c->base.ops = &shm_conn_ops;
+    c->ctl_fd = c->chan.fd = -1;
+    c->slot = UINT_MAX;
+    c->last_worker = UINT32_MAX;
+    snprintf(c->key, sizeof c->key, "%s", where);
+    shmrpc_wait_opts_init(&c->wait);
+    rc = open_ctl(c, info, map_ids, err);
+    if (rc == 0) rc = claim_slot(c, err);
+    if (rc == 0) rc = create_chan(c, err);
+    if (rc != 0) {
+        shm_conn_close(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+static void shm_conn_close(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    if (c->chan.fd >= 0) {
+        char name[160];
+        chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
+        shm_unlink(name);
+    }
+    chan_unmap(&c->chan);
+    if (c->ctl && c->slot < SHMRPC__MAX_CONNS)
+        atomic_store(&c->ctl->slots[c->slot].state, SHM_SLOT_FREE);
+    if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
+    if (c->ctl_fd >= 0) close(c->ctl_fd);
+    free(c);
+}
+
+/* While a call waits: the worker serving it, and the server, must still be there. */
+static int client_check(void *arg)
+{
+    shm_conn *c = arg;
+    shmrpc__shm_chan *h = c->chan.head;
+    if (atomic_load(&h->state.word) == SHM_CHAN_BUSY) {
+        uint32_t wi = atomic_load(&h->worker);
+        if (wi < SHMRPC__MAX_WORKERS) {
+            shmrpc__proc *p = &c->ctl->workers[wi].proc;
+            if (!shmrpc__proc_alive(atomic_load(&p->pid), atomic_load(&p->start)))
+                return SHMRPC_EPEERDIED;
+        }
+    }
+    if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start))
+        return SHMRPC_EUNAVAIL;
+    return 0;
+}
+
+/* Waits until the call leaves REQUEST and BUSY. */
+static int await_answer(shm_conn *c, int64_t deadline)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    shmrpc__waiter w = {.opts = &c->wait,
+                        .self = &c->ctl->slots[c->slot].presence,
+                        .check = client_check,
+                        .check_arg = c,
+                        .awake = &c->ctl->awake};
+    for (;;) {
+        uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
+        if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
+        /* Before a worker takes the call, the one that took the last is the best guess. */
+        uint32_t wi = st == SHM_CHAN_BUSY ? atomic_load(&h->worker) : c->last_worker;
+        w.peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL;
+        if (st == SHM_CHAN_BUSY) c->last_worker = wi;
+        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        if (rc != 0) return rc;
+    }
+}
+
+/* After a failed wait: withdraws a request no worker took, or leaves a call being
+ * served to finish on its own (or resets the channel if its worker died). */
+static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    uint32_t st = SHM_CHAN_REQUEST;
+    if (atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_IDLE)) {
+        atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err, "the deadline passed before a worker took the call; it did not run");
+    } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
+        uint32_t wi = atomic_load(&h->worker);
+        atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
+        shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
+                        wi < SHMRPC__MAX_WORKERS ? atomic_load(&c->ctl->workers[wi].proc.pid) : 0);
+    } else if (st == SHM_CHAN_BUSY &&
+               atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_ABANDONED)) {
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err, "the deadline passed while the call ran; it may still complete");
+    } else if (st == SHM_CHAN_RESPONSE) {
+        return 0; /* the answer came after all */
+    }
+    if (rc == SHMRPC_EUNAVAIL) {
+        c->broken = true;
+        shmrpc__msg_set(err, "the server of shm://%s went away during the call", c->key);
+    }
+    return rc;
+}
+
+/* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
+static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    for (;;) {
+        uint32_t st = atomic_load(&h->state.word);
+        if (st == SHM_CHAN_IDLE) return 0;
+        if (st != SHM_CHAN_ABANDONED) {
+            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* a leftover answer of a call given up */
+            return 0;
+        }
+        uint32_t wi = atomic_load(&h->worker);
+        shmrpc__proc *p = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].proc : NULL;
+        if (!p || !shmrpc__proc_alive(atomic_load(&p->pid), atomic_load(&p->start))) {
+            atomic_store(&h->state.word, SHM_CHAN_IDLE);
+            return 0;
+        }
+        shmrpc__waiter w = {.opts = &c->wait, .check = client_check, .check_arg = c};
+        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        if (rc == SHMRPC_ETIMEDOUT) {
+            shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
+            return rc;
+        }
+        if (rc != 0 && rc != SHMRPC_EPEERDIED) return rc;
+    }
+}
+
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    int64_t deadline =
+        timeout_ms == SHMRPC_TIMEOUT_INFINITE ? INT64_MAX : shmrpc__now_ns() + timeout_ms * 1000000;
+    if (c->broken) {
+        shmrpc__msg_set(err, "the server of shm://%s went away: connect again", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (req.len > c->ctl->max_msg) {
+        shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
+                        req.len, c->ctl->max_msg);
+        return SHMRPC_ETOOBIG;
+    }
+    int rc = channel_ready(c, deadline, err);
+    if (rc == 0) rc = chan_reserve(&c->chan, req.len, err);
+    if (rc != 0) return rc;
+    shmrpc__shm_chan *h = c->chan.head;
+    if (req.len) memcpy(chan_data(&c->chan), req.ptr, req.len);
+    h->method = sid;
+    h->req_len = (uint32_t)req.len;
+    atomic_fetch_add(&c->ctl->awake, 1);
+    atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
+    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake(&c->ctl->doorbell, 1);
+
+    rc = await_answer(c, deadline);
+    atomic_fetch_sub(&c->ctl->awake, 1);
+    if (rc != 0 && (rc = give_up(c, rc, err)) != 0) return rc;
+
+    int32_t status = h->status;
+    uint32_t len = h->resp_len; /* read once */
+    rc = len > c->ctl->max_msg ? SHMRPC_EPROTO : chan_follow(&c->chan, len, err);
+    if (rc == 0 && shmrpc_buf_append(resp, chan_data(&c->chan), len) != 0) rc = resp->err;
+    atomic_store(&h->state.word, SHM_CHAN_IDLE);
+    if (rc != 0) return rc;
+    if (status == 0) return 0;
+    if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))
+        status = SHMRPC_EPROTO;
+    shmrpc__msg_set(err, "%.*s", (int)resp->len, (const char *)resp->data);
+    shmrpc_buf_clear(resp);
+    return status;
+}
+
+const shmrpc__transport shmrpc__shm_transport = {
+    .scheme = "shm",
+    .connect = shm_connect,
+    .listen = shm_listen,
+};

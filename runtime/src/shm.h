@@ -1,0 +1,127 @@
+/* The shared-memory transport's segments: one control segment per service and one
+ * channel per connection (docs/shm-transport.md). No pointer is ever stored in them;
+ * every length or index read from them is read once and checked before use. */
+#ifndef SHMRPC_SRC_SHM_H
+#define SHMRPC_SRC_SHM_H
+
+#include <assert.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "wait.h"
+
+#define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
+#define SHMRPC__SHM_VERSION 1u
+#define SHMRPC__MAX_CONNS 256
+#define SHMRPC__MAX_WORKERS 64
+#define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
+#define SHMRPC__KEY_MAX 64      /* a service's name in shm:// */
+
+/* A process: its pid and its start time (so a reused pid is not mistaken for it). */
+typedef struct shmrpc__proc {
+    _Atomic int32_t pid;
+    uint32_t unused;
+    _Atomic uint64_t start;
+} shmrpc__proc;
+
+enum { SHM_WORKER_FREE = 0, SHM_WORKER_RUNNING = 1 };
+
+typedef struct shmrpc__shm_worker {
+    _Atomic uint32_t state;      /* written by the manager (FREE) and the worker (RUNNING) */
+    uint32_t unused;
+    shmrpc__proc proc;           /* written by the worker at start; read by clients */
+    shmrpc__presence presence;   /* written by the worker; read by waiting clients */
+    char pad[64 - 32];
+} shmrpc__shm_worker;
+static_assert(sizeof(shmrpc__shm_worker) == 64, "one cache line per worker");
+
+enum { SHM_SLOT_FREE = 0, SHM_SLOT_CLAIMED = 1, SHM_SLOT_OPEN = 2 };
+
+/* A connection. Claimed (FREE -> CLAIMED, gen bumped) and opened by its client, which
+ * then creates the channel segment named by the slot and gen; freed by its client at
+ * close, or by a worker's sweep once the client is dead. */
+typedef struct shmrpc__shm_slot {
+    _Atomic uint32_t state;
+    _Atomic uint32_t gen;
+    shmrpc__proc client;       /* written by the client at claim; read by sweeps */
+    shmrpc__presence presence; /* written by the client at each call; read by the worker
+                                  that served it last, to yield rather than spin on its CPU */
+    char pad[64 - 32];
+} shmrpc__shm_slot;
+static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
+
+enum { SHM_READY = 1, SHM_STOPPING = 2 };
+
+typedef struct shmrpc__shm_ctl {
+    /* Written once by the server before it publishes magic (release); read by all. */
+    _Atomic uint32_t magic;
+    uint32_t version;
+    shmrpc__proc owner;      /* the server's manager process */
+    uint64_t fingerprint;    /* the service's */
+    uint64_t max_msg;        /* the largest request or response */
+    uint32_t table_len;      /* bytes of table[] in use */
+    _Atomic uint32_t state;  /* SHM_READY, then SHM_STOPPING: written by the manager */
+    char pad0[64 - 48];
+
+    /* The doorbell: a client sets its slot's bit, then bumps doorbell.word and wakes a
+     * worker if one sleeps; workers clear bits as they take requests. */
+    alignas(64) _Atomic uint64_t pending[SHMRPC__MAX_CONNS / 64];
+    shmrpc__futex doorbell;
+    char pad1[64 - 40];
+
+    /* Processes of the service running rather than asleep: clients in calls, workers. */
+    alignas(64) _Atomic uint32_t awake;
+    _Atomic uint32_t sweeping; /* a worker is sweeping dead clients' slots */
+    _Atomic int64_t next_sweep_ns;
+    char pad2[64 - 16];
+
+    shmrpc__shm_worker workers[SHMRPC__MAX_WORKERS];
+    shmrpc__shm_slot slots[SHMRPC__MAX_CONNS];
+    /* "NAME\tFINGERPRINT\tSIGNATURE\n" per method, in the server's id order. */
+    char table[SHMRPC__TABLE_MAX];
+} shmrpc__shm_ctl;
+static_assert(offsetof(shmrpc__shm_ctl, pending) == 64, "doorbell on its own line");
+static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");
+static_assert(offsetof(shmrpc__shm_ctl, workers) == 192, "workers after the shared lines");
+
+enum {
+    SHM_CHAN_IDLE = 0,      /* no call: the client may write a request */
+    SHM_CHAN_REQUEST = 1,   /* a request is there: client IDLE -> REQUEST */
+    SHM_CHAN_BUSY = 2,      /* a worker took it: worker REQUEST -> BUSY */
+    SHM_CHAN_RESPONSE = 3,  /* the answer is there: worker BUSY -> RESPONSE */
+    SHM_CHAN_ABANDONED = 4, /* the client gave up on a call being served: client BUSY ->
+                               ABANDONED; the worker then sets IDLE instead of answering */
+};
+
+/* The head of a channel segment; the data area follows it. The request and then the
+ * response use the same data area: a worker copies the request out before it runs it. */
+typedef struct shmrpc__shm_chan {
+    /* The call's state: the word both sides wait on. */
+    shmrpc__futex state;
+    _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
+    uint32_t unused;
+    _Atomic uint64_t size;   /* the segment's size: whoever grew it last */
+    char pad0[64 - 24];
+    /* Written by the client before REQUEST; read by the worker. */
+    alignas(64) uint32_t method; /* the server's method id */
+    uint32_t req_len;
+    /* Written by the worker before RESPONSE; read by the client. */
+    int32_t status;   /* 0, or the call's status with its message as the data */
+    uint32_t resp_len;
+    char pad1[64 - 16];
+} shmrpc__shm_chan;
+static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
+
+#define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
+
+extern const shmrpc__transport shmrpc__shm_transport;
+
+/* Whether pid still runs and started at start (0: any start); zombies count as dead. */
+bool shmrpc__proc_alive(int32_t pid, uint64_t start);
+/* This process's start time, in clock ticks since boot (/proc/self/stat). */
+uint64_t shmrpc__proc_start(int32_t pid);
+
+#endif
