@@ -29,7 +29,8 @@ function(shmrpc_generate)
 
   foreach(idl IN LISTS G_IDL)
     get_filename_component(idl ${idl} ABSOLUTE)
-    get_filename_component(stem ${idl} NAME_WE)
+    # shmrpcgen drops only the last ".svc": "echo.v2.svc" makes echo.v2.h.
+    get_filename_component(stem ${idl} NAME_WLE)
     set(outputs ${G_OUT_DIR}/${stem}.h ${G_OUT_DIR}/${stem}.c ${G_OUT_DIR}/${stem}_client.c
                 ${G_OUT_DIR}/${stem}_server.c)
     add_custom_command(

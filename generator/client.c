@@ -4,8 +4,6 @@
 
 #include "gen.h"
 
-#define S(...) svc_arena_printf(g->a, __VA_ARGS__)
-
 static const char *pname(gen *g, const svc_field *p)
 {
     return S("%.*s", p->name.n, p->name.p);

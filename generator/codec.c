@@ -5,8 +5,6 @@
 
 #include "gen.h"
 
-#define S(...) svc_arena_printf(g->a, __VA_ARGS__)
-
 static const char *fn(gen *g, const gtype *t, const char *op)
 {
     return S("%s__%s_%s", g->p, t->tag, op);
@@ -63,6 +61,35 @@ void gen_mark(gen *g, gtype *t, unsigned need)
     if (t->kind == GK_STRUCT)
         for (const svc_field *f = t->fields; f; f = f->next)
             gen_mark(g, gen_type(g, f->type), data);
+}
+
+/* Sums that cannot reach this stay exact; beyond it, any bound is as good. */
+#define MIN_SIZE_CAP UINT32_MAX
+
+size_t gen_mp_min_size(gen *g, gtype *t)
+{
+    switch (t->kind) {
+    case GK_SCALAR:
+        return t->scalar == SVC_T_BYTES ? 2 : 1; /* bin8 of length 0; the rest fit in one */
+    case GK_ENUM:
+    case GK_LIST:
+    case GK_MAP:
+    case GK_OPT:
+        return 1; /* a fixint, an empty fixarray or fixmap, nil */
+    case GK_STRUCT:
+        break;
+    }
+    if (t->min_state == 2) return t->mp_min;
+    if (t->min_state == 1) return 1; /* a cycle, which the checks refuse: stay safe anyway */
+    t->min_state = 1;
+    size_t sum = 1; /* the array header */
+    for (const svc_field *f = t->fields; f; f = f->next) {
+        size_t m = gen_mp_min_size(g, gen_type(g, f->type));
+        sum = m > MIN_SIZE_CAP - sum ? MIN_SIZE_CAP : sum + m;
+    }
+    t->mp_min = sum;
+    t->min_state = 2;
+    return sum;
 }
 
 /* --- snippets --- */
@@ -297,21 +324,19 @@ static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
 static void mp_read_struct(gen *g, sbuf *o, const gtype *t)
 {
     const char *noun = t->is_args ? "arguments" : "fields";
-    sb_printf(o,
-              "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
-              "    if (rc != 0)\n        return shmrpc_mp_fail_at(r, rc, \"%s\");\n",
-              t->display);
+    /* Failures of the struct as a whole name no field of their own: the field or
+     * parameter that holds the struct does, or for the arguments, nothing. */
+    sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
+               "    if (rc != 0)\n        return rc;\n");
     sb_printf(o,
               "    if (n != %d) {\n        r->why = \"expected %d %s\";\n"
-              "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
+              "        return SHMRPC_EINVAL;\n    }\n",
               t->n_fields, t->n_fields,
-              t->n_fields == 1 ? (t->is_args ? "argument" : "field") : noun, t->display);
+              t->n_fields == 1 ? (t->is_args ? "argument" : "field") : noun);
     if (!t->is_args)
-        sb_printf(
-            o,
-            "    if (++r->depth > SHMRPC_MAX_DEPTH) {\n        r->why = \"nested too deeply\";\n"
-            "        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
-            t->display);
+        sb_puts(
+            o, "    if (++r->depth > SHMRPC_MAX_DEPTH) {\n        r->why = \"nested too deeply\";\n"
+               "        return SHMRPC_EINVAL;\n    }\n");
     bool uses_arena = false;
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -324,11 +349,13 @@ static void mp_read_struct(gen *g, sbuf *o, const gtype *t)
     if (!t->is_args) sb_puts(o, "    r->depth--;\n");
 }
 
+/* Room for the n items of a list or map, not zeroed: the loop that follows writes each
+ * one before anything reads it. n may come from the wire, so the size is checked. */
 static void items_alloc(gen *g, sbuf *o, const char *ctype, const char *arena, const char *r)
 {
-    sb_printf(o, "    %s = shmrpc_arena_calloc(%s, n, sizeof *items, _Alignof(%s));\n",
+    sb_printf(o, "    %s = shmrpc_arena_alloc_items(%s, n, sizeof *items, _Alignof(%s));\n",
               ptr(g, ctype, "items"), arena, ctype);
-    sb_puts(o, "    if (items == NULL && n != 0) {\n");
+    sb_puts(o, "    if (items == NULL) {\n");
     oom(o, "    ", r);
 }
 
@@ -354,22 +381,28 @@ static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
                   t->ctype, t->display);
         return;
     case GK_LIST:
-        sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
-                   "    if (rc != 0)\n        return rc;\n");
+        sb_printf(o,
+                  "    uint32_t n;\n    int rc = shmrpc_mp_read_array_of(r, %zu, &n);\n"
+                  "    if (rc != 0)\n        return rc;\n",
+                  gen_mp_min_size(g, t->elem));
         items_alloc(g, o, t->elem->ctype, "a", "r");
         sb_puts(o, "    for (uint32_t i = 0; i < n; i++) {\n");
         gen_mp_read(g, o, "        ", &ret, t->elem, "items[i]", "return rc;");
         sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
         break;
-    case GK_MAP:
-        sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_map(r, &n);\n"
-                   "    if (rc != 0)\n        return rc;\n");
+    case GK_MAP: {
+        size_t kmin = gen_mp_min_size(g, t->key), vmin = gen_mp_min_size(g, t->elem);
+        sb_printf(o,
+                  "    uint32_t n;\n    int rc = shmrpc_mp_read_map_of(r, %zu, &n);\n"
+                  "    if (rc != 0)\n        return rc;\n",
+                  vmin > MIN_SIZE_CAP - kmin ? (size_t)MIN_SIZE_CAP : kmin + vmin);
         items_alloc(g, o, S("%s_entry", t->ctype), "a", "r");
         sb_puts(o, "    for (uint32_t i = 0; i < n; i++) {\n");
         gen_mp_read(g, o, "        ", &ret, t->key, "items[i].key", "return rc;");
         gen_mp_read(g, o, "        ", &ret, t->elem, "items[i].value", "return rc;");
         sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
         break;
+    }
     case GK_OPT:
         sb_puts(o, "    int rc = shmrpc_mp_try_nil(r);\n    if (rc < 0)\n        return rc;\n");
         if (t->elem->kind == GK_STRUCT) {
@@ -470,10 +503,8 @@ static void json_write_fn(gen *g, sbuf *o, const gtype *t)
 
 static void json_read_struct(gen *g, sbuf *o, const gtype *t)
 {
-    sb_printf(o,
-              "    size_t n, seen = 0;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
-              "    if (rc != 0)\n        return shmrpc_json_fail_at(r, rc, \"%s\");\n",
-              t->display);
+    sb_puts(o, "    size_t n, seen = 0;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
+               "    if (rc != 0)\n        return rc;\n");
     if (t->fields) sb_puts(o, "    const shmrpc_json *f;\n");
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -493,8 +524,8 @@ static void json_read_struct(gen *g, sbuf *o, const gtype *t)
     if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
     sb_printf(o,
               "    if (seen != n) {\n        r->why = \"unknown %s\";\n"
-              "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n",
-              t->is_args ? "argument" : "field", t->display);
+              "        return SHMRPC_EINVAL;\n    }\n",
+              t->is_args ? "argument" : "field");
 }
 
 static void json_read_fn(gen *g, sbuf *o, const gtype *t)
@@ -527,10 +558,11 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
         sb_puts(o, "    size_t n;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
                    "    if (rc != 0)\n        return rc;\n");
         items_alloc(g, o, S("%s_entry", t->ctype), "r->arena", "r");
-        sb_puts(o, "    for (size_t i = 0; i < n; i++) {\n        shmrpc_str key;\n"
-                   "        const shmrpc_json *val;\n"
-                   "        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)\n"
-                   "            return rc;\n");
+        /* An iterator of its own: walking the values' maps must not restart this walk. */
+        sb_puts(o,
+                "    shmrpc_json_iter it;\n    shmrpc_json_iter_init(&it, j);\n"
+                "    shmrpc_str key;\n    const shmrpc_json *val;\n    size_t i = 0;\n"
+                "    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {\n");
         if (k->kind == GK_ENUM) {
             sb_printf(o,
                       "        if (!%s(key, &items[i].key)) {\n"
@@ -544,7 +576,8 @@ static void json_read_fn(gen *g, sbuf *o, const gtype *t)
                    "shmrpc_json_key_%s(r, key, %s, %s)");
         }
         gen_json_read(g, o, "        ", &fcx, t->elem, "val", "items[i].value", "return rc;");
-        sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
+        sb_puts(o, "        i++;\n    }\n    if (rc < 0)\n        return rc;\n"
+                   "    v->items = items;\n    v->len = i;\n");
         break;
     }
     case GK_OPT:

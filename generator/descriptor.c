@@ -6,26 +6,45 @@
 
 #include "gen.h"
 
+/* The structs and enums spelled out so far in one signature: a set of pointers in the
+ * arena that grows, as a signature may reach any number of them. */
 typedef struct seen {
-    const svc_decl *decls[256];
-    int n;
-    bool overflow;
+    gen *g;
+    const svc_decl **slots; /* open addressing; NULL is empty */
+    size_t n, cap;
 } seen;
+
+static size_t slot_of(const svc_decl *d, size_t cap)
+{
+    return (size_t)(((uintptr_t)d >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & (cap - 1);
+}
+
+static void put(const svc_decl **slots, size_t cap, const svc_decl *d)
+{
+    size_t j = slot_of(d, cap);
+    while (slots[j])
+        j = (j + 1) & (cap - 1);
+    slots[j] = d;
+}
 
 static bool first_time(seen *s, const svc_decl *d)
 {
-    for (int i = 0; i < s->n; i++)
-        if (s->decls[i] == d) return false;
-    if (s->n < (int)(sizeof s->decls / sizeof s->decls[0])) s->decls[s->n++] = d;
+    if (s->cap) {
+        for (size_t j = slot_of(d, s->cap); s->slots[j]; j = (j + 1) & (s->cap - 1))
+            if (s->slots[j] == d) return false;
+    }
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        const svc_decl **slots = gen_must(svc_arena_alloc(s->g->a, cap * sizeof *slots));
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->slots[i]) put(slots, cap, s->slots[i]);
+        s->slots = slots;
+        s->cap = cap;
+    }
+    put(s->slots, s->cap, d);
+    s->n++;
     return true;
 }
-
-static const char *const scalar_names[] = {
-    [SVC_T_VOID] = "void",     [SVC_T_BOOL] = "bool",   [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
-    [SVC_T_I32] = "i32",       [SVC_T_I64] = "i64",     [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
-    [SVC_T_U32] = "u32",       [SVC_T_U64] = "u64",     [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
-    [SVC_T_STRING] = "string", [SVC_T_BYTES] = "bytes",
-};
 
 /* A type's canonical text: structs and enums spelled out where first met, by name after. */
 static void sig_type(sbuf *o, const svc_type *t, seen *s)
@@ -67,7 +86,7 @@ static void sig_type(sbuf *o, const svc_type *t, seen *s)
         return;
     }
     default:
-        sb_puts(o, scalar_names[t->kind]);
+        sb_puts(o, svc_builtin_name(t->kind));
         return;
     }
 }
@@ -78,7 +97,7 @@ static const char *const enc_names[] = {
 const char *gen_signature(gen *g, const svc_method *m)
 {
     sbuf o;
-    seen s = {.n = 0};
+    seen s = {.g = g};
     sb_init(&o);
     sb_printf(&o, "%.*s(", m->name.n, m->name.p);
     for (const svc_field *p = m->params; p; p = p->next) {
@@ -120,8 +139,26 @@ static const char *const enc_consts[] = {[SVC_ENC_MSGPACK] = "SHMRPC_ENC_MSGPACK
                                          [SVC_ENC_JSON] = "SHMRPC_ENC_JSON",
                                          [SVC_ENC_RAW] = "SHMRPC_ENC_RAW"};
 
+/* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
+enum { MAX_LITERAL = 4095 };
+
+/* A signature too long for a string literal, as a char array defined in *defs; its name. */
+static const char *signature_array(gen *g, sbuf *defs, int i, const char *sig)
+{
+    const char *name = S("%s__signature_%d", g->p, i);
+    sb_printf(defs, "\n/* Too long for a string literal in ISO C. */\nstatic const char %s[] = {",
+              name);
+    size_t n = strlen(sig);
+    for (size_t k = 0; k <= n; k++)
+        sb_printf(defs, "%s0x%02x,", k % 12 ? " " : "\n    ", (unsigned char)sig[k]);
+    sb_puts(defs, "\n};\n");
+    return name;
+}
+
 void gen_descriptor(gen *g, tmpl_dict *d)
 {
+    sbuf defs;
+    sb_init(&defs);
     for (int i = 0; i < g->n_methods; i++) {
         const svc_method *m = g->sorted[i];
         tmpl_dict *md = tmpl_push(d, "table");
@@ -129,13 +166,15 @@ void gen_descriptor(gen *g, tmpl_dict *d)
         tmpl_setf(md, "name", "%.*s", m->name.n, m->name.p);
         tmpl_set(md, "cname", gen_method_cname(g, m));
         tmpl_setf(md, "index", "%d", i);
-        tmpl_set(
-            md, "id_const",
-            svc_arena_printf(g->a, "%s_METHOD_%s", g->P, svc_upper(g->a, gen_method_cname(g, m))));
+        tmpl_set(md, "id_const", S("%s_METHOD_%s", g->P, svc_upper(g->a, gen_method_cname(g, m))));
         tmpl_set(md, "encoding", enc_consts[m->enc]);
         tmpl_setf(md, "fingerprint", "UINT64_C(0x%016" PRIx64 ")", gen_fnv1a64(sig));
-        tmpl_set(md, "signature", gen_cstr(g, sig));
+        const char *lit = gen_cstr(g, sig);
+        tmpl_set(md, "signature",
+                 strlen(lit) - 2 > MAX_LITERAL ? signature_array(g, &defs, i, sig) : lit);
     }
+    tmpl_set(d, "signature_defs", sb_str(&defs));
+    sb_free(&defs);
     tmpl_flag(d, "has_methods", g->n_methods > 0);
     tmpl_setf(d, "service_fingerprint", "UINT64_C(0x%016" PRIx64 ")", gen_service_fingerprint(g));
     tmpl_set(d, "svc_name_literal", gen_cstr(g, g->svc->svc_name ? g->svc->svc_name : ""));

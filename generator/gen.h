@@ -4,6 +4,8 @@
 #define SHMRPCGEN_GEN_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "ast.h"
 #include "sbuf.h"
@@ -36,8 +38,18 @@ typedef struct gtype {
     struct gtype *elem; /* GK_LIST, GK_OPT: element; GK_MAP: value */
     struct gtype *key;  /* GK_MAP */
     unsigned need;      /* NEED_* bits of the file being generated */
+    size_t mp_min;      /* GK_STRUCT: gen_mp_min_size, once min_state is 2 */
+    int min_state;      /* 0: not computed, 1: being computed, 2: done */
+    bool defined;       /* GK_STRUCT: its definition is written (gen_type_defs) */
     struct gtype *next; /* registry order: elements before their containers */
 } gtype;
+
+/* A string-keyed hash table of types, in the arena. */
+typedef struct gmap {
+    const char **keys;
+    gtype **vals;
+    size_t cap, n;
+} gmap;
 
 typedef struct gen {
     svc_arena *a;
@@ -48,9 +60,14 @@ typedef struct gen {
     const char *p;        /* the C prefix: "echo" */
     const char *P;        /* the same upper case: "ECHO" */
     gtype *types, *last_type;
+    gmap by_canon;             /* every type but the arguments, by canon */
+    gmap by_tag;               /* every type, by tag */
     const svc_method **sorted; /* methods sorted by name: index = method id */
     int n_methods;
 } gen;
+
+/* An arena-printed string, never NULL (gen_must); needs a `gen *g` in scope. */
+#define S(...) ((const char *)gen_must(svc_arena_printf(g->a, __VA_ARGS__)))
 
 /* types.c */
 void gen_init(gen *g, svc_arena *a, const svc_file *f);
@@ -67,6 +84,10 @@ bool gen_is_signed(svc_type_kind k);
 bool gen_is_unsigned(svc_type_kind k);
 /* The header's type definitions, in an order C accepts. */
 void gen_type_defs(gen *g, sbuf *o);
+/* "T name" for a declaration, without a space after a pointer's star. */
+const char *gen_decl(gen *g, const char *ctype, const char *name);
+/* The text of a token, NUL-terminated. */
+const char *gen_tokstr(gen *g, svc_tok t);
 /* A C comment holding doc, indented, or "" when doc is NULL. */
 const char *gen_doc(gen *g, const char *doc, const char *indent);
 /* A C string literal with the quotes. */
@@ -88,6 +109,9 @@ void gen_mark(gen *g, gtype *t, unsigned need);
  * (args) of the methods' arguments. */
 void gen_codec_prototypes(gen *g, sbuf *o, bool args);
 void gen_codec_functions(gen *g, sbuf *o, bool args);
+/* The fewest bytes a msgpack value of t takes as the generated decoders read it: what
+ * a list's or map's count is checked against before anything is allocated for it. */
+size_t gen_mp_min_size(gen *g, gtype *t);
 void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v);
 void gen_mp_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
                  const char *fail);

@@ -6,12 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gen.h"
+#include <shmrpc/version.h> /* SHMRPC_CODEGEN_VERSION: the contract the output is made for */
 
-/* The version of the runtime contract the output is made for; it must equal
- * SHMRPC_CODEGEN_VERSION in runtime/include/shmrpc/version.h (generated headers #error
- * otherwise, and the build of the examples and tests proves they agree). */
-#define CODEGEN_VERSION 1
+#include "gen.h"
 
 typedef struct template_file {
     const char *name;
@@ -37,12 +34,6 @@ static void usage(FILE *f)
           f);
 }
 
-static const char *decl(gen *g, const char *ctype, const char *name)
-{
-    size_t n = strlen(ctype);
-    return svc_arena_printf(g->a, "%s%s%s", ctype, ctype[n - 1] == '*' ? "" : " ", name);
-}
-
 static void fill_methods(gen *g, tmpl_dict *d)
 {
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
@@ -53,15 +44,15 @@ static void fill_methods(gen *g, tmpl_dict *d)
         sbuf p;
         sb_init(&p);
         for (const svc_field *f = m->params; f; f = f->next)
-            sb_printf(&p, ", %s",
-                      decl(g, gen_param_ctype(g, gen_type(g, f->type)),
-                           svc_arena_printf(g->a, "%.*s", f->name.n, f->name.p)));
+            sb_printf(
+                &p, ", %s",
+                gen_decl(g, gen_param_ctype(g, gen_type(g, f->type)), gen_tokstr(g, f->name)));
         tmpl_set(md, "params_decl", sb_str(&p));
         sb_free(&p);
         if (m->result->kind == SVC_T_VOID)
             tmpl_set(md, "out_decl", "");
         else
-            tmpl_setf(md, "out_decl", ", %s", decl(g, gen_type(g, m->result)->ctype, "*out"));
+            tmpl_setf(md, "out_decl", ", %s", gen_decl(g, gen_type(g, m->result)->ctype, "*out"));
         gen_client_stub(g, m, md);
         gen_server_invoke(g, m, md);
     }
@@ -71,14 +62,16 @@ static tmpl_dict *model(gen *g)
 {
     tmpl_dict *d = tmpl_new(g->a);
     tmpl_set(d, "version", SHMRPCGEN_VERSION);
-    tmpl_setf(d, "codegen_version", "%d", CODEGEN_VERSION);
+    tmpl_setf(d, "codegen_version", "%d", SHMRPC_CODEGEN_VERSION);
     tmpl_set(d, "source", g->src_base);
     tmpl_set(d, "stem", g->stem);
     tmpl_set(d, "prefix", g->p);
     tmpl_set(d, "PREFIX", g->P);
     tmpl_setf(d, "service", "%.*s", g->svc->name.n, g->svc->name.p);
     tmpl_set(d, "service_doc", gen_doc(g, g->svc->doc, ""));
-    char *guard = svc_arena_printf(g->a, "%s_SHMRPC_H", svc_upper(g->a, g->stem));
+    /* The prefix keeps a stem that starts with a digit ("2d") or spells a reserved name
+     * from making an invalid or clashing macro. */
+    char *guard = gen_must(svc_arena_printf(g->a, "SHMRPC_GEN_%s_H", svc_upper(g->a, g->stem)));
     for (char *c = guard; *c; c++)
         if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'))) *c = '_';
     tmpl_set(d, "guard", guard);
@@ -90,10 +83,9 @@ static tmpl_dict *model(gen *g)
     gen_descriptor(g, d);
     fill_methods(g, d);
     gen_codec(g, d);
-    tmpl_set(d, "methods_ptr", g->n_methods ? svc_arena_printf(g->a, "%s__methods", g->p) : "NULL");
-    tmpl_set(d, "invoke_ptr", g->n_methods ? svc_arena_printf(g->a, "%s__invoke", g->p) : "NULL");
-    tmpl_set(d, "offsets_ptr",
-             g->n_methods ? svc_arena_printf(g->a, "%s__handler_offset", g->p) : "NULL");
+    tmpl_set(d, "methods_ptr", g->n_methods ? S("%s__methods", g->p) : "NULL");
+    tmpl_set(d, "invoke_ptr", g->n_methods ? S("%s__invoke", g->p) : "NULL");
+    tmpl_set(d, "offsets_ptr", g->n_methods ? S("%s__handler_offset", g->p) : "NULL");
     return d;
 }
 

@@ -5,6 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+void *gen_must(const void *p)
+{
+    if (p == NULL) {
+        fputs("shmrpcgen: out of memory\n", stderr);
+        exit(2);
+    }
+    return (void *)p;
+}
+
 void sb_init(sbuf *b)
 {
     b->p = NULL;
@@ -23,12 +32,7 @@ static void reserve(sbuf *b, size_t n)
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len <= n)
         cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        fputs("shmrpcgen: out of memory\n", stderr);
-        exit(2);
-    }
-    b->p = p;
+    b->p = gen_must(realloc(b->p, cap));
     b->cap = cap;
 }
 

@@ -22,4 +22,8 @@ const char *sb_str(sbuf *b);
 /* Hands the contents to the caller (malloc'd) and empties the buffer. */
 char *sb_take(sbuf *b);
 
+/* p, or when p is NULL (memory ran out) a message and exit(2): the generator's one
+ * answer to running out of memory, for arena allocations as for buffers. */
+void *gen_must(const void *p);
+
 #endif

@@ -5,8 +5,6 @@
 
 #include "gen.h"
 
-#define S(...) svc_arena_printf(g->a, __VA_ARGS__)
-
 static const char *handler_call(gen *g, const svc_method *m, bool has_out)
 {
     sbuf o;
@@ -26,10 +24,8 @@ static void call_handler(gen *g, sbuf *o, const svc_method *m)
 {
     bool has_out = m->result->kind != SVC_T_VOID;
     if (has_out) {
-        const gtype *rt = gen_type(g, m->result);
-        size_t n = strlen(rt->ctype);
-        sb_printf(o, "    %s%sout;\n    memset(&out, 0, sizeof out);\n", rt->ctype,
-                  rt->ctype[n - 1] == '*' ? "" : " ");
+        sb_printf(o, "    %s;\n    memset(&out, 0, sizeof out);\n",
+                  gen_decl(g, gen_type(g, m->result)->ctype, "out"));
     }
     sb_printf(o, "    rc = %s;\n    if (rc != 0)\n        return rc;\n",
               handler_call(g, m, has_out));
@@ -132,11 +128,9 @@ void gen_server_invoke(gen *g, const svc_method *m, tmpl_dict *d)
     const gtype *at = gen_args_type(g, m);
     sbuf f;
     sb_init(&f);
-    for (const svc_field *p = m->params; p; p = p->next) {
-        const char *ct = gen_type(g, p->type)->ctype;
-        size_t n = strlen(ct);
-        sb_printf(&f, "    %s%s%.*s;\n", ct, ct[n - 1] == '*' ? "" : " ", p->name.n, p->name.p);
-    }
+    for (const svc_field *p = m->params; p; p = p->next)
+        sb_printf(&f, "    %s;\n",
+                  gen_decl(g, gen_type(g, p->type)->ctype, gen_tokstr(g, p->name)));
     tmpl_set(d, "args_ctype", at->ctype);
     tmpl_set(d, "args_fields", sb_str(&f));
     sb_free(&f);

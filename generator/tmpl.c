@@ -20,18 +20,9 @@ struct tmpl_dict {
     tmpl_dict *next; /* the next item of the list this dict is in */
 };
 
-static void *must(void *p)
-{
-    if (p == NULL) {
-        fputs("shmrpcgen: out of memory\n", stderr);
-        exit(2);
-    }
-    return p;
-}
-
 tmpl_dict *tmpl_new(svc_arena *a)
 {
-    tmpl_dict *d = must(svc_arena_alloc(a, sizeof *d));
+    tmpl_dict *d = gen_must(svc_arena_alloc(a, sizeof *d));
     d->arena = a;
     return d;
 }
@@ -47,8 +38,8 @@ static entry *get_entry(tmpl_dict *d, const char *key)
 {
     entry *e = find_own(d, key, strlen(key));
     if (e) return e;
-    e = must(svc_arena_alloc(d->arena, sizeof *e));
-    e->key = must(svc_arena_strndup(d->arena, key, strlen(key)));
+    e = gen_must(svc_arena_alloc(d->arena, sizeof *e));
+    e->key = gen_must(svc_arena_strndup(d->arena, key, strlen(key)));
     e->next = d->entries;
     d->entries = e;
     return e;
@@ -57,7 +48,7 @@ static entry *get_entry(tmpl_dict *d, const char *key)
 void tmpl_set(tmpl_dict *d, const char *key, const char *val)
 {
     entry *e = get_entry(d, key);
-    e->str = must(svc_arena_strndup(d->arena, val, strlen(val)));
+    e->str = gen_must(svc_arena_strndup(d->arena, val, strlen(val)));
     e->first = e->last = NULL;
 }
 

@@ -6,38 +6,30 @@
 
 #include "gen.h"
 
-static void *must(void *p)
+const char *gen_tokstr(gen *g, svc_tok t)
 {
-    if (p == NULL) {
-        fputs("shmrpcgen: out of memory\n", stderr);
-        exit(2);
-    }
-    return p;
+    return gen_must(svc_arena_strndup(g->a, t.p, (size_t)t.n));
 }
 
-static const char *tokstr(gen *g, svc_tok t)
-{
-    return must(svc_arena_strndup(g->a, t.p, (size_t)t.n));
-}
-
+/* The C side of each scalar; the .svc names come from svc_builtin_name(). */
 static const struct scalar {
     svc_type_kind kind;
-    const char *name, *ctype, *min, *max;
+    const char *ctype, *min, *max;
 } scalars[] = {
-    {SVC_T_VOID, "void", "void", NULL, NULL},
-    {SVC_T_BOOL, "bool", "bool", NULL, NULL},
-    {SVC_T_I8, "i8", "int8_t", "INT8_MIN", "INT8_MAX"},
-    {SVC_T_I16, "i16", "int16_t", "INT16_MIN", "INT16_MAX"},
-    {SVC_T_I32, "i32", "int32_t", "INT32_MIN", "INT32_MAX"},
-    {SVC_T_I64, "i64", "int64_t", "INT64_MIN", "INT64_MAX"},
-    {SVC_T_U8, "u8", "uint8_t", NULL, "UINT8_MAX"},
-    {SVC_T_U16, "u16", "uint16_t", NULL, "UINT16_MAX"},
-    {SVC_T_U32, "u32", "uint32_t", NULL, "UINT32_MAX"},
-    {SVC_T_U64, "u64", "uint64_t", NULL, "UINT64_MAX"},
-    {SVC_T_F32, "f32", "float", NULL, NULL},
-    {SVC_T_F64, "f64", "double", NULL, NULL},
-    {SVC_T_STRING, "string", "shmrpc_str", NULL, NULL},
-    {SVC_T_BYTES, "bytes", "shmrpc_bytes", NULL, NULL},
+    {SVC_T_VOID, "void", NULL, NULL},
+    {SVC_T_BOOL, "bool", NULL, NULL},
+    {SVC_T_I8, "int8_t", "INT8_MIN", "INT8_MAX"},
+    {SVC_T_I16, "int16_t", "INT16_MIN", "INT16_MAX"},
+    {SVC_T_I32, "int32_t", "INT32_MIN", "INT32_MAX"},
+    {SVC_T_I64, "int64_t", "INT64_MIN", "INT64_MAX"},
+    {SVC_T_U8, "uint8_t", NULL, "UINT8_MAX"},
+    {SVC_T_U16, "uint16_t", NULL, "UINT16_MAX"},
+    {SVC_T_U32, "uint32_t", NULL, "UINT32_MAX"},
+    {SVC_T_U64, "uint64_t", NULL, "UINT64_MAX"},
+    {SVC_T_F32, "float", NULL, NULL},
+    {SVC_T_F64, "double", NULL, NULL},
+    {SVC_T_STRING, "shmrpc_str", NULL, NULL},
+    {SVC_T_BYTES, "shmrpc_bytes", NULL, NULL},
 };
 
 static const struct scalar *scalar_of(svc_type_kind k)
@@ -77,12 +69,12 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     g->src_base = base ? base + 1 : f->path;
     size_t n = strlen(g->src_base);
     if (n > 4 && strcmp(g->src_base + n - 4, ".svc") == 0) n -= 4;
-    g->stem = must(svc_arena_strndup(a, g->src_base, n));
-    g->p = svc_snake(a, g->svc->name.p, g->svc->name.n);
-    g->P = svc_upper(a, g->p);
+    g->stem = gen_must(svc_arena_strndup(a, g->src_base, n));
+    g->p = gen_must(svc_snake(a, g->svc->name.p, g->svc->name.n));
+    g->P = gen_must(svc_upper(a, g->p));
 
     g->n_methods = g->svc->n_methods;
-    g->sorted = must(svc_arena_alloc(a, sizeof *g->sorted * (size_t)(g->n_methods + 1)));
+    g->sorted = gen_must(svc_arena_alloc(a, sizeof *g->sorted * (size_t)(g->n_methods + 1)));
     int i = 0;
     for (const svc_method *m = g->svc->methods; m; m = m->next)
         g->sorted[i++] = m;
@@ -110,6 +102,50 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     }
 }
 
+/* --- the registry's indexes: lookups stay O(1) with thousands of types --- */
+
+static size_t hash(const char *s)
+{
+    size_t h = 14695981039346656037u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static gtype *gmap_get(const gmap *m, const char *key)
+{
+    if (!m->cap) return NULL;
+    for (size_t j = hash(key) & (m->cap - 1); m->keys[j]; j = (j + 1) & (m->cap - 1))
+        if (strcmp(m->keys[j], key) == 0) return m->vals[j];
+    return NULL;
+}
+
+static void gmap_put(gen *g, gmap *m, const char *key, gtype *val)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        const char **keys = gen_must(svc_arena_alloc(g->a, cap * sizeof *keys));
+        gtype **vals = gen_must(svc_arena_alloc(g->a, cap * sizeof *vals));
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->keys[i]) continue;
+            size_t j = hash(m->keys[i]) & (cap - 1);
+            while (keys[j])
+                j = (j + 1) & (cap - 1);
+            keys[j] = m->keys[i];
+            vals[j] = m->vals[i];
+        }
+        m->keys = keys;
+        m->vals = vals;
+        m->cap = cap;
+    }
+    size_t j = hash(key) & (m->cap - 1);
+    while (m->keys[j])
+        j = (j + 1) & (m->cap - 1);
+    m->keys[j] = key;
+    m->vals[j] = val;
+    m->n++;
+}
+
 static void add(gen *g, gtype *t)
 {
     if (g->last_type)
@@ -117,6 +153,8 @@ static void add(gen *g, gtype *t)
     else
         g->types = t;
     g->last_type = t;
+    if (!t->is_args) gmap_put(g, &g->by_canon, t->canon, t);
+    if (!gmap_get(&g->by_tag, t->tag)) gmap_put(g, &g->by_tag, t->tag, t);
 }
 
 /* A tag not yet used by a type of another spelling ("map_a_b_c" can arise twice). */
@@ -124,19 +162,15 @@ static const char *unique_tag(gen *g, const char *tag, const char *canon)
 {
     const char *cand = tag;
     for (int n = 2;; n++) {
-        bool taken = false;
-        for (gtype *t = g->types; t; t = t->next)
-            if (strcmp(t->tag, cand) == 0 && strcmp(t->canon, canon) != 0) taken = true;
-        if (!taken) return cand;
-        cand = svc_arena_printf(g->a, "%s_%d", tag, n);
+        const gtype *t = gmap_get(&g->by_tag, cand);
+        if (!t || strcmp(t->canon, canon) == 0) return cand;
+        cand = S("%s_%d", tag, n);
     }
 }
 
 static gtype *find(gen *g, const char *canon)
 {
-    for (gtype *t = g->types; t; t = t->next)
-        if (!t->is_args && strcmp(t->canon, canon) == 0) return t;
-    return NULL;
+    return gmap_get(&g->by_canon, canon);
 }
 
 gtype *gen_type(gen *g, const svc_type *t)
@@ -146,31 +180,31 @@ gtype *gen_type(gen *g, const svc_type *t)
     gkind kind;
     switch (t->kind) {
     case SVC_T_NAMED:
-        canon = tokstr(g, t->decl->name);
-        tag = svc_snake(g->a, t->decl->name.p, t->decl->name.n);
+        canon = gen_tokstr(g, t->decl->name);
+        tag = gen_must(svc_snake(g->a, t->decl->name.p, t->decl->name.n));
         kind = t->decl->kind == SVC_DECL_STRUCT ? GK_STRUCT : GK_ENUM;
         break;
     case SVC_T_LIST:
         elem = gen_type(g, t->elem);
-        canon = svc_arena_printf(g->a, "list<%s>", elem->canon);
-        tag = svc_arena_printf(g->a, "list_%s", elem->tag);
+        canon = S("list<%s>", elem->canon);
+        tag = S("list_%s", elem->tag);
         kind = GK_LIST;
         break;
     case SVC_T_MAP:
         key = gen_type(g, t->key);
         elem = gen_type(g, t->elem);
-        canon = svc_arena_printf(g->a, "map<%s,%s>", key->canon, elem->canon);
-        tag = svc_arena_printf(g->a, "map_%s_%s", key->tag, elem->tag);
+        canon = S("map<%s,%s>", key->canon, elem->canon);
+        tag = S("map_%s_%s", key->tag, elem->tag);
         kind = GK_MAP;
         break;
     case SVC_T_OPTIONAL:
         elem = gen_type(g, t->elem);
-        canon = svc_arena_printf(g->a, "%s?", elem->canon);
-        tag = svc_arena_printf(g->a, "opt_%s", elem->tag);
+        canon = S("%s?", elem->canon);
+        tag = S("opt_%s", elem->tag);
         kind = GK_OPT;
         break;
     default:
-        canon = scalar_of(t->kind)->name;
+        canon = svc_builtin_name(t->kind);
         tag = canon;
         kind = GK_SCALAR;
         break;
@@ -178,7 +212,7 @@ gtype *gen_type(gen *g, const svc_type *t)
     gtype *found = find(g, canon);
     if (found) return found;
 
-    gtype *n = must(svc_arena_alloc(g->a, sizeof *n));
+    gtype *n = gen_must(svc_arena_alloc(g->a, sizeof *n));
     n->kind = kind;
     n->canon = canon;
     n->tag = kind == GK_SCALAR ? tag : unique_tag(g, tag, canon);
@@ -188,9 +222,9 @@ gtype *gen_type(gen *g, const svc_type *t)
         n->scalar = t->kind;
         n->ctype = scalar_of(t->kind)->ctype;
     } else if (kind == GK_OPT && elem->kind == GK_STRUCT) {
-        n->ctype = svc_arena_printf(g->a, "const %s *", elem->ctype);
+        n->ctype = S("const %s *", elem->ctype);
     } else {
-        n->ctype = svc_arena_printf(g->a, "%s_%s", g->p, n->tag);
+        n->ctype = S("%s_%s", g->p, n->tag);
     }
     if (kind == GK_STRUCT || kind == GK_ENUM) {
         n->decl = t->decl;
@@ -210,15 +244,15 @@ gtype *gen_args_type(gen *g, const svc_method *m)
     const char *name = gen_method_cname(g, m);
     for (gtype *t = g->types; t; t = t->next)
         if (t->is_args && t->fields == m->params && t->n_fields == m->n_params) return t;
-    gtype *n = must(svc_arena_alloc(g->a, sizeof *n));
+    gtype *n = gen_must(svc_arena_alloc(g->a, sizeof *n));
     n->kind = GK_STRUCT;
     n->is_args = true;
-    n->canon = svc_arena_printf(g->a, "%s()", tokstr(g, m->name));
+    n->canon = S("%s()", gen_tokstr(g, m->name));
     /* The method's own C name: checks keep it apart from every type's, and container
      * tags begin list_, map_ or opt_, which no declared name may. */
     n->tag = name;
-    n->ctype = svc_arena_printf(g->a, "%s__%s_args", g->p, name);
-    n->display = tokstr(g, m->name);
+    n->ctype = S("%s__%s_args", g->p, name);
+    n->display = gen_tokstr(g, m->name);
     n->fields = m->params;
     n->n_fields = m->n_params;
     for (const svc_field *f = m->params; f; f = f->next)
@@ -229,34 +263,33 @@ gtype *gen_args_type(gen *g, const svc_method *m)
 
 const char *gen_method_cname(gen *g, const svc_method *m)
 {
-    return svc_snake(g->a, m->name.p, m->name.n);
+    return gen_must(svc_snake(g->a, m->name.p, m->name.n));
 }
 
 const char *gen_param_ctype(gen *g, const gtype *t)
 {
-    if (t->kind == GK_STRUCT) return svc_arena_printf(g->a, "const %s *", t->ctype);
+    if (t->kind == GK_STRUCT) return S("const %s *", t->ctype);
     return t->ctype;
 }
 
 const char *gen_param_arg(gen *g, const gtype *t, const char *v)
 {
-    if (t->kind == GK_STRUCT) return svc_arena_printf(g->a, "&%s", v);
+    if (t->kind == GK_STRUCT) return S("&%s", v);
     return v;
 }
 
-/* "T name" for a declaration, without a space after a pointer's star. */
-static const char *decl(gen *g, const char *ctype, const char *name)
+const char *gen_decl(gen *g, const char *ctype, const char *name)
 {
     size_t n = strlen(ctype);
-    return svc_arena_printf(g->a, "%s%s%s", ctype, ctype[n - 1] == '*' ? "" : " ", name);
+    return S("%s%s%s", ctype, ctype[n - 1] == '*' ? "" : " ", name);
 }
 
 /* The element pointer of a list: "const int64_t *", or "const echo_point *const *". */
 static const char *items_decl(gen *g, const char *ctype, const char *name)
 {
     size_t n = strlen(ctype);
-    if (ctype[n - 1] == '*') return svc_arena_printf(g->a, "%sconst *%s", ctype, name);
-    return svc_arena_printf(g->a, "const %s *%s", ctype, name);
+    if (ctype[n - 1] == '*') return S("%sconst *%s", ctype, name);
+    return S("const %s *%s", ctype, name);
 }
 
 const char *gen_doc(gen *g, const char *doc, const char *indent)
@@ -272,15 +305,21 @@ const char *gen_doc(gen *g, const char *doc, const char *indent)
         size_t n = e ? (size_t)(e - p) : strlen(p);
         if (!one_line) sb_printf(&b, "\n%s *", indent);
         if (n) sb_puts(&b, " ");
-        for (size_t i = 0; i < n; i++) { /* a doc comment must not end ours */
+        /* A doc must neither end our comment ("*\/") nor seem to open one inside it
+         * ("/\*", which -Wcomment rejects), nor hold a trigraph ("??/" at the end of a line
+         * splices it, which -Wtrigraphs rejects in ISO modes): a space splits each. */
+        for (size_t i = 0; i < n; i++) {
             sb_putn(&b, p + i, 1);
-            if (p[i] == '*' && i + 1 < n && p[i + 1] == '/') sb_puts(&b, " ");
+            char next = i + 1 < n ? p[i + 1] : '\0';
+            if ((p[i] == '*' && next == '/') || (p[i] == '/' && next == '*') ||
+                (p[i] == '?' && next == '?'))
+                sb_puts(&b, " ");
         }
         p += n;
         if (*p == '\n') p++;
     }
     sb_printf(&b, one_line ? " */\n" : "\n%s */\n", indent);
-    const char *r = must(svc_arena_strndup(g->a, sb_str(&b), b.len));
+    const char *r = gen_must(svc_arena_strndup(g->a, sb_str(&b), b.len));
     sb_free(&b);
     return r;
 }
@@ -299,15 +338,15 @@ const char *gen_cstr(gen *g, const char *s)
             sb_putn(&b, (const char *)p, 1);
     }
     sb_puts(&b, "\"");
-    const char *r = must(svc_arena_strndup(g->a, sb_str(&b), b.len));
+    const char *r = gen_must(svc_arena_strndup(g->a, sb_str(&b), b.len));
     sb_free(&b);
     return r;
 }
 
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v)
 {
-    return svc_arena_printf(g->a, "%s_%s_%s", g->P, svc_upper(g->a, t->tag),
-                            svc_upper(g->a, svc_snake(g->a, v->name.p, v->name.n)));
+    return S("%s_%s_%s", g->P, svc_upper(g->a, t->tag),
+             svc_upper(g->a, svc_snake(g->a, v->name.p, v->name.n)));
 }
 
 static void enum_def(gen *g, sbuf *o, const gtype *t)
@@ -322,21 +361,20 @@ static void enum_def(gen *g, sbuf *o, const gtype *t)
 }
 
 /* Structs in an order where each follows the structs it holds by value. */
-static void struct_defs(gen *g, sbuf *o, const gtype *t, const gtype **done, int *n_done)
+static void struct_defs(gen *g, sbuf *o, gtype *t)
 {
-    for (int i = 0; i < *n_done; i++)
-        if (done[i] == t) return;
+    if (t->defined) return;
+    t->defined = true; /* by-value cycles are refused by the checks */
     for (const svc_field *f = t->fields; f; f = f->next) {
-        const gtype *ft = gen_type(g, f->type);
-        if (ft->kind == GK_STRUCT) struct_defs(g, o, ft, done, n_done);
+        gtype *ft = gen_type(g, f->type);
+        if (ft->kind == GK_STRUCT) struct_defs(g, o, ft);
     }
-    done[(*n_done)++] = t;
     sb_puts(o, gen_doc(g, t->decl->doc, ""));
     sb_printf(o, "struct %s {\n", t->ctype);
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
         sb_puts(o, gen_doc(g, f->doc, "    "));
-        sb_printf(o, "    %s;\n", decl(g, ft->ctype, tokstr(g, f->name)));
+        sb_printf(o, "    %s;\n", gen_decl(g, ft->ctype, gen_tokstr(g, f->name)));
     }
     if (t->fields == NULL) sb_puts(o, "    char unused; /* C has no empty structs */\n");
     sb_puts(o, "};\n\n");
@@ -348,9 +386,6 @@ static void struct_defs(gen *g, sbuf *o, const gtype *t, const gtype **done, int
  * and last the map entries, which may hold structs. */
 void gen_type_defs(gen *g, sbuf *o)
 {
-    int n = 0;
-    for (gtype *t = g->types; t; t = t->next)
-        n++;
     for (gtype *t = g->types; t; t = t->next)
         if (t->kind == GK_ENUM) enum_def(g, o, t);
 
@@ -380,15 +415,13 @@ void gen_type_defs(gen *g, sbuf *o)
     for (gtype *t = g->types; t; t = t->next)
         if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
             sb_printf(o, "struct %s {\n    bool has;\n    %s;\n};\n\n", t->ctype,
-                      decl(g, t->elem->ctype, "value"));
+                      gen_decl(g, t->elem->ctype, "value"));
 
-    const gtype **done = must(svc_arena_alloc(g->a, sizeof *done * (size_t)(n + 1)));
-    int n_done = 0;
     for (gtype *t = g->types; t; t = t->next)
-        if (t->kind == GK_STRUCT && !t->is_args) struct_defs(g, o, t, done, &n_done);
+        if (t->kind == GK_STRUCT && !t->is_args) struct_defs(g, o, t);
 
     for (gtype *t = g->types; t; t = t->next)
         if (t->kind == GK_MAP)
             sb_printf(o, "struct %s_entry {\n    %s;\n    %s;\n};\n\n", t->ctype,
-                      decl(g, t->key->ctype, "key"), decl(g, t->elem->ctype, "value"));
+                      gen_decl(g, t->key->ctype, "key"), gen_decl(g, t->elem->ctype, "value"));
 }

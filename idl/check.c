@@ -149,6 +149,20 @@ static const void *ntab_put(check *c, ntab *t, const char *key, const void *val)
 
 /* ---- names ---- */
 
+static const char *snake(check *c, svc_tok t)
+{
+    const char *s = svc_snake(c->a, t.p, t.n);
+    if (!s) c->oom = true;
+    return s ? s : "";
+}
+
+static const char *upper(check *c, const char *s)
+{
+    const char *u = svc_upper(c->a, s);
+    if (!u) c->oom = true;
+    return u ? u : "";
+}
+
 static const char *text(check *c, svc_tok t)
 {
     const char *s = svc_arena_strndup(c->a, t.p, (size_t)t.n);
@@ -166,16 +180,6 @@ static bool tok_is(svc_tok t, const char *s)
     return (size_t)t.n == strlen(s) && memcmp(t.p, s, (size_t)t.n) == 0;
 }
 
-static bool is_builtin_name(svc_tok t)
-{
-    static const char *const names[] = {"void",   "bool",  "i8",   "i16", "i32", "i64",
-                                        "u8",     "u16",   "u32",  "u64", "f32", "f64",
-                                        "string", "bytes", "list", "map"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (tok_is(t, names[i])) return true;
-    return false;
-}
-
 static bool is_reserved_c(svc_tok t)
 {
     if (t.n > 0 && t.p[0] == '_') return true;
@@ -184,25 +188,40 @@ static bool is_reserved_c(svc_tok t)
     return false;
 }
 
-enum name_problem { NAME_OK, NAME_BUILTIN, NAME_KEYWORD, NAME_RESERVED };
+enum name_problem {
+    NAME_OK,
+    NAME_BUILTIN,   /* a type named like a built-in type */
+    NAME_BUILTIN_C, /* a type whose C spelling is a built-in type's: "I32" */
+    NAME_KEYWORD,
+    NAME_RESERVED,
+    NAME_MACRO,  /* a predefined macro: "unix" */
+    NAME_C_TYPE, /* a field or parameter named like a C type: "size_t" */
+};
 
-/* What is wrong with a name as a C name. */
-static enum name_problem name_problem(svc_tok t, bool is_type)
+/* What is wrong with a name as a C name; a field or parameter is a plain C identifier
+ * in the generated code, where types, methods and enum values get a prefix. */
+static enum name_problem name_problem(check *c, svc_tok t, bool is_type, bool is_plain)
 {
-    if (is_type && is_builtin_name(t)) return NAME_BUILTIN;
+    if (is_type && svc_builtin_by_name(t.p, t.n)) return NAME_BUILTIN;
+    if (is_type && svc_builtin_by_name(snake(c, t), -1)) return NAME_BUILTIN_C;
     if (svc_is_c_keyword(t.p, t.n)) return NAME_KEYWORD;
     if (is_reserved_c(t)) return NAME_RESERVED;
+    if (svc_is_c_macro(t.p, t.n)) return NAME_MACRO;
+    if (is_plain && svc_is_c_type_name(t.p, t.n)) return NAME_C_TYPE;
     return NAME_OK;
 }
 
 /* Reports a name unfit for C; true if it is fine. */
-static bool check_name(check *c, svc_tok t, bool is_type)
+static bool check_name(check *c, svc_tok t, bool is_type, bool is_plain)
 {
-    switch (name_problem(t, is_type)) {
+    switch (name_problem(c, t, is_type, is_plain)) {
     case NAME_OK:
         return true;
     case NAME_BUILTIN:
         err(c, t, "'%.*s' is a built-in type name", t.n, t.p);
+        break;
+    case NAME_BUILTIN_C:
+        err(c, t, "'%.*s' would be named '%s' in C, like the built-in type", t.n, t.p, snake(c, t));
         break;
     case NAME_KEYWORD:
         err(c, t, "'%.*s' is a C keyword and cannot be used as a name", t.n, t.p);
@@ -210,8 +229,48 @@ static bool check_name(check *c, svc_tok t, bool is_type)
     case NAME_RESERVED:
         err(c, t, "'%.*s' is reserved in C (leading underscore or double underscore)", t.n, t.p);
         break;
+    case NAME_MACRO:
+        err(c, t, "'%.*s' is a predefined macro in C and cannot be used as a name", t.n, t.p);
+        break;
+    case NAME_C_TYPE:
+        err(c, t, "'%.*s' is a C type name and cannot be used as a name", t.n, t.p);
+        break;
     }
     return false;
+}
+
+/* The service's snake name prefixes every generated name, so it must not be one that the
+ * runtime or msgpack-c already prefix theirs with. */
+static void check_service_name(check *c)
+{
+    svc_tok t = c->s->name;
+    if (!check_name(c, t, false, false)) return;
+    static const char *const taken[][2] = {{"shmrpc", "the shmrpc runtime"},
+                                           {"msgpack", "msgpack-c"}};
+    for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++) {
+        size_t n = strlen(taken[i][0]);
+        if (strncmp(c->S, taken[i][0], n) == 0 && (c->S[n] == '\0' || c->S[n] == '_')) {
+            err(c, t, "service '%.*s' would prefix its C names with '%s_', like %s", t.n, t.p, c->S,
+                taken[i][1]);
+            return;
+        }
+    }
+}
+
+/* A parameter is a local of the client stub, which calls shmrpc_*, msgpack_* and the
+ * service's own PREFIX_* functions: a parameter of such a name would hide one. */
+static bool hides_a_callee(check *c, svc_tok t)
+{
+    char *low = svc_arena_strndup(c->a, t.p, (size_t)t.n);
+    if (!low) {
+        c->oom = true;
+        return false;
+    }
+    for (char *w = low; *w; w++)
+        if (*w >= 'A' && *w <= 'Z') *w = (char)(*w - 'A' + 'a');
+    size_t ns = strlen(c->S);
+    return strncmp(low, "shmrpc_", 7) == 0 || strncmp(low, "msgpack_", 8) == 0 ||
+           (ns && strncmp(low, c->S, ns) == 0 && low[ns] == '_');
 }
 
 /* ---- service options ---- */
@@ -336,7 +395,7 @@ static void check_type(check *c, svc_type *t, bool void_ok)
 static void declare_types(check *c)
 {
     for (svc_decl *d = c->s->decls; d; d = d->next) {
-        check_name(c, d->name, true);
+        check_name(c, d->name, true, false);
         tinfo *ti = svc_arena_alloc(c->a, sizeof *ti);
         if (!ti) {
             c->oom = true;
@@ -355,7 +414,7 @@ static void check_fields(check *c, svc_field *fields, const char *what, svc_tok 
 {
     ntab seen = {0};
     for (svc_field *f = fields; f; f = f->next) {
-        check_name(c, f->name, false);
+        check_name(c, f->name, false, true);
         if (params &&
             (tok_is(f->name, "client") || tok_is(f->name, "out") || tok_is(f->name, "ctx")))
             err(c, f->name, "parameter name '%.*s' is reserved by the generated code", f->name.n,
@@ -363,6 +422,9 @@ static void check_fields(check *c, svc_field *fields, const char *what, svc_tok 
         else if (params && f->name.p[f->name.n - 1] == '_')
             err(c, f->name,
                 "parameter name '%.*s' is reserved: the generated stubs' locals end in '_'",
+                f->name.n, f->name.p);
+        else if (params && hides_a_callee(c, f->name))
+            err(c, f->name, "parameter name '%.*s' could hide a function the generated code calls",
                 f->name.n, f->name.p);
         const svc_field *first = ntab_put(c, &seen, text(c, f->name), f);
         if (first)
@@ -382,7 +444,7 @@ static void check_enum(check *c, svc_decl *d)
     ntab names = {0}, values = {0};
     for (svc_enumval *v = d->values; v; v = v->next) {
         svc_tok at = v->explicit_value ? v->value_tok : v->name;
-        check_name(c, v->name, false);
+        check_name(c, v->name, false, false);
         const svc_enumval *first = ntab_put(c, &names, text(c, v->name), v);
         if (first)
             err(c, v->name,
@@ -460,7 +522,7 @@ static void check_methods(check *c)
 {
     ntab seen = {0};
     for (svc_method *m = c->s->methods; m; m = m->next) {
-        check_name(c, m->name, false);
+        check_name(c, m->name, false, false);
         const svc_method *first = ntab_put(c, &seen, text(c, m->name), m);
         if (first)
             err(c, m->name, "duplicate method '%.*s' (first declared at %d:%d)", m->name.n,
@@ -560,20 +622,6 @@ typedef struct cname {
     svc_tok src;
 } cname;
 
-static const char *snake(check *c, svc_tok t)
-{
-    const char *s = svc_snake(c->a, t.p, t.n);
-    if (!s) c->oom = true;
-    return s ? s : "";
-}
-
-static const char *upper(check *c, const char *s)
-{
-    const char *u = svc_upper(c->a, s);
-    if (!u) c->oom = true;
-    return u ? u : "";
-}
-
 static bool uses_generated_name(const char *sn)
 {
     return !strcmp(sn, "handlers") || !strcmp(sn, "service") || !strcmp(sn, "service_info") ||
@@ -612,13 +660,14 @@ static bool claim_lower(check *c, ntab *names, svc_tok src)
 static void claim_type(check *c, ntab *names, const svc_decl *d)
 {
     const tinfo *ti = ntab_get(&c->types, text(c, d->name));
-    if (!ti || ti->decl != d || name_problem(d->name, true))
+    if (!ti || ti->decl != d || name_problem(c, d->name, true, false))
         return; /* a duplicate or an unfit name, reported already */
     if (!claim_lower(c, names, d->name) || d->kind != SVC_DECL_ENUM) return;
     const char *prefix = svc_arena_printf(c->a, "%s_%s", c->SU, upper(c, snake(c, d->name)));
     ntab seen = {0};
     for (const svc_enumval *v = d->values; v; v = v->next) {
-        if (name_problem(v->name, false) || ntab_put(c, &seen, text(c, v->name), v)) continue;
+        if (name_problem(c, v->name, false, false) || ntab_put(c, &seen, text(c, v->name), v))
+            continue;
         const char *cn =
             svc_arena_printf(c->a, "%s_%s", prefix ? prefix : "", upper(c, snake(c, v->name)));
         claim(c, names, cn, v->name);
@@ -627,7 +676,7 @@ static void claim_type(check *c, ntab *names, const svc_decl *d)
 
 static void claim_method(check *c, ntab *names, ntab *seen, const svc_method *m)
 {
-    if (name_problem(m->name, false) || ntab_put(c, seen, text(c, m->name), m)) return;
+    if (name_problem(c, m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
     if (claim_lower(c, names, m->name))
         claim(c, names, svc_arena_printf(c->a, "%s_METHOD_%s", c->SU, upper(c, snake(c, m->name))),
               m->name);
@@ -651,6 +700,41 @@ static void check_cnames(check *c)
     }
 }
 
+/* ---- limits ---- */
+
+static void limit(check *c, svc_tok at, const char *what, const svc_tok *owner, int limit_)
+{
+    if (owner)
+        err(c, at, "too many %s in '%.*s' (limit %d)", what, owner->n, owner->p, limit_);
+    else
+        err(c, at, "too many %s (limit %d)", what, limit_);
+}
+
+/* Every count the generator walks is capped (SVC_MAX_*), which also bounds how deep it
+ * recurses; past a cap the file is not checked further. */
+static bool check_limits(check *c)
+{
+    int n = 0;
+    for (const svc_decl *d = c->s->decls; d; d = d->next) {
+        if (++n == SVC_MAX_TYPES + 1) limit(c, d->name, "types", NULL, SVC_MAX_TYPES);
+        int k = 0;
+        for (const svc_field *f = d->fields; f; f = f->next)
+            if (++k == SVC_MAX_MEMBERS + 1) limit(c, f->name, "fields", &d->name, SVC_MAX_MEMBERS);
+        k = 0;
+        for (const svc_enumval *v = d->values; v; v = v->next)
+            if (++k == SVC_MAX_MEMBERS + 1) limit(c, v->name, "values", &d->name, SVC_MAX_MEMBERS);
+    }
+    n = 0;
+    for (const svc_method *m = c->s->methods; m; m = m->next) {
+        if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "methods", NULL, SVC_MAX_METHODS);
+        int k = 0;
+        for (const svc_field *p = m->params; p; p = p->next)
+            if (++k == SVC_MAX_MEMBERS + 1)
+                limit(c, p->name, "parameters", &m->name, SVC_MAX_MEMBERS);
+    }
+    return c->nerrs == 0;
+}
+
 bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
 {
     int errors0 = d->errors;
@@ -661,7 +745,11 @@ bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
     check c = {.a = a, .d = d, .s = f->service};
     c.S = snake(&c, c.s->name);
     c.SU = upper(&c, c.S);
-    check_name(&c, c.s->name, false);
+    if (!check_limits(&c)) {
+        flush_errors(&c);
+        return false;
+    }
+    check_service_name(&c);
     check_options(&c);
     declare_types(&c);
     check_decls(&c);

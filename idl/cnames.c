@@ -56,6 +56,8 @@ const char *svc_upper(svc_arena *a, const char *s)
     return u;
 }
 
+static bool in_list(const char *const *list, size_t n_list, const char *p, int n);
+
 bool svc_is_c_keyword(const char *p, int n)
 {
     static const char *const kw[] = {
@@ -69,17 +71,60 @@ bool svc_is_c_keyword(const char *p, int n)
         /* what <stdbool.h> and <stddef.h> define, and C23's new keywords */
         "bool", "true", "false", "NULL", "alignas", "alignof", "constexpr", "nullptr",
         "static_assert", "thread_local", "typeof", "typeof_unqual"};
-    for (size_t i = 0; i < sizeof kw / sizeof kw[0]; i++)
-        if (strlen(kw[i]) == (size_t)n && memcmp(kw[i], p, (size_t)n) == 0) return true;
+    return in_list(kw, sizeof kw / sizeof kw[0], p, n);
+}
+
+/* Only these names can be lower case or plain words: the C standard's own, glibc's, and
+ * what gcc and clang predefine for Linux on x86 in their GNU modes (the default). The
+ * many upper-case macros of <stdint.h> (INT8_MAX...) are left out: nobody names a field
+ * like that. docs/svc-language.md lists them. */
+static bool in_list(const char *const *list, size_t n_list, const char *p, int n)
+{
+    for (size_t i = 0; i < n_list; i++)
+        if (strlen(list[i]) == (size_t)n && memcmp(list[i], p, (size_t)n) == 0) return true;
     return false;
 }
 
-static const char *const scalar_names[] = {
-    [SVC_T_VOID] = "void",     [SVC_T_BOOL] = "bool",   [SVC_T_I8] = "i8",   [SVC_T_I16] = "i16",
-    [SVC_T_I32] = "i32",       [SVC_T_I64] = "i64",     [SVC_T_U8] = "u8",   [SVC_T_U16] = "u16",
-    [SVC_T_U32] = "u32",       [SVC_T_U64] = "u64",     [SVC_T_F32] = "f32", [SVC_T_F64] = "f64",
-    [SVC_T_STRING] = "string", [SVC_T_BYTES] = "bytes",
+bool svc_is_c_macro(const char *p, int n)
+{
+    static const char *const macros[] = {
+        "unix", "linux", "i386", "errno", "EOF", "NULL", "stdin", "stdout", "stderr", "assert",
+        "offsetof", "bool", "true", "false",
+        /* object-like, from <netinet/in.h>, which <msgpack.h> includes */
+        "s6_addr", "s6_addr16", "s6_addr32"};
+    return in_list(macros, sizeof macros / sizeof macros[0], p, n);
+}
+
+bool svc_is_c_type_name(const char *p, int n)
+{
+    static const char *const types[] = {"int8_t",   "int16_t",   "int32_t",  "int64_t", "uint8_t",
+                                        "uint16_t", "uint32_t",  "uint64_t", "size_t",  "ptrdiff_t",
+                                        "intptr_t", "uintptr_t", "FILE"};
+    return in_list(types, sizeof types / sizeof types[0], p, n);
+}
+
+static const svc_builtin builtins[] = {
+    {"void", SVC_T_VOID},     {"bool", SVC_T_BOOL},   {"i8", SVC_T_I8},     {"i16", SVC_T_I16},
+    {"i32", SVC_T_I32},       {"i64", SVC_T_I64},     {"u8", SVC_T_U8},     {"u16", SVC_T_U16},
+    {"u32", SVC_T_U32},       {"u64", SVC_T_U64},     {"f32", SVC_T_F32},   {"f64", SVC_T_F64},
+    {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
 };
+
+const svc_builtin *svc_builtin_by_name(const char *p, int n)
+{
+    if (n < 0) n = (int)strlen(p);
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (strlen(builtins[i].name) == (size_t)n && memcmp(builtins[i].name, p, (size_t)n) == 0)
+            return &builtins[i];
+    return NULL;
+}
+
+const char *svc_builtin_name(svc_type_kind kind)
+{
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (builtins[i].kind == kind) return builtins[i].name;
+    return NULL;
+}
 
 /* Never NULL, so that it can go straight into a format. */
 static const char *type_str(svc_arena *a, const svc_type *t)
@@ -100,10 +145,9 @@ const char *svc_type_str(svc_arena *a, const svc_type *t)
         return svc_arena_printf(a, "%s?", type_str(a, t->elem));
     case SVC_T_NAMED:
         return svc_arena_strndup(a, t->tok.p, (size_t)t->tok.n);
-    default:
-        return (size_t)t->kind < sizeof scalar_names / sizeof scalar_names[0] &&
-                       scalar_names[t->kind]
-                   ? scalar_names[t->kind]
-                   : "?";
+    default: {
+        const char *name = svc_builtin_name(t->kind);
+        return name ? name : "?";
+    }
     }
 }

@@ -16,6 +16,7 @@
 
 %syntax_error { svc_p_syntax_error(ps, yymajor, &TOKEN); }
 %stack_overflow { svc_p_overflow(ps); }
+%parse_failure { svc_p_parse_failed(ps); }
 
 /* Declared so that the header lemon writes numbers every token the lexer returns. */
 %token SERVICE STRUCT ENUM IDENT ANNOT NUMBER STRING
@@ -25,7 +26,13 @@ file ::= services.
 services ::= service.
 services ::= services service.
 
+/* Error recovery: a member, field or enum body that does not parse is skipped up to the
+ * next ';' or to the '}' that closes the body, and parsing goes on from there; a '{'
+ * met while skipping a member opens a body that is read as fields, so that its '}' does
+ * not end the service. Lemon reports no new syntax error until three tokens have been
+ * shifted after one, so one mistake makes one message. */
 service ::= service_head LBRACE members RBRACE.
+service ::= service_head LBRACE members error RBRACE.
 service_head ::= SERVICE(K) IDENT(N). { svc_p_service(ps, K, N); }
 
 members ::= .
@@ -35,14 +42,21 @@ member ::= IDENT(O) STRING(V) SEMI. { svc_p_option(ps, O, V, true); }
 member ::= struct_decl.
 member ::= enum_decl.
 member ::= method.
+member ::= error SEMI.
+member ::= skipped_head fields RBRACE.
+member ::= skipped_head fields error RBRACE.
+skipped_head ::= error LBRACE. { ps->decl = NULL; }
 
 struct_decl ::= struct_head LBRACE fields RBRACE.
+struct_decl ::= struct_head LBRACE fields error RBRACE.
 struct_head ::= STRUCT(K) IDENT(N). { svc_p_struct(ps, K, N); }
 fields ::= .
 fields ::= fields field.
 field ::= type(T) IDENT(N) SEMI. { svc_p_field(ps, T, N); }
+field ::= error SEMI.
 
 enum_decl ::= enum_head LBRACE enumvals RBRACE.
+enum_decl ::= enum_head LBRACE error RBRACE.
 enum_head ::= ENUM(K) IDENT(N). { svc_p_enum(ps, K, N); }
 enumvals ::= .
 enumvals ::= enumval_list.

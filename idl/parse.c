@@ -96,19 +96,35 @@ static void *alloc(svc_pstate *ps, size_t n)
     return p;
 }
 
+/* Past this many, the input is not worth reading on (the lexer has its own cap). */
+enum { MAX_SYNTAX_ERRORS = 50 };
+
 void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
 {
-    /* An earlier error (a bad character, an unterminated string or comment) is the likely
-     * cause; saying "unexpected" about its consequence only adds noise. */
-    bool quiet = ps->d->errors > ps->errors0 || ps->failed;
-    ps->failed = true;
-    if (quiet) return;
+    /* A lexical error just before or on the same line (a bad character, an unterminated
+     * string or comment) is the likely cause; saying "unexpected" about its consequence
+     * only adds noise. Lemon itself keeps quiet until the parse has moved on. */
+    if (ps->failed || ps->lex_error_near ||
+        (ps->lex_error_line && tok->t.line == ps->lex_error_line))
+        return;
+    if (++ps->syntax_errors > MAX_SYNTAX_ERRORS) {
+        svc_p_error(ps, tok->t, "too many errors; giving up");
+        ps->failed = true;
+        return;
+    }
     if (major == 0) {
         svc_p_error(ps, tok->t, "unexpected end of input");
         return;
     }
     const char *s = svc_printable(ps->a, tok->t.p, tok->t.n);
     svc_p_error(ps, tok->t, "unexpected '%s'", s ? s : "?");
+}
+
+/* Lemon found nowhere to resume (an error outside any body, or at the end): its syntax
+ * error, if it was worth one, is reported already. */
+void svc_p_parse_failed(svc_pstate *ps)
+{
+    ps->failed = true;
 }
 
 void svc_p_overflow(svc_pstate *ps)
@@ -293,16 +309,6 @@ svc_annots svc_p_annot(svc_pstate *ps, svc_annots list, svc_ltok at)
     return list;
 }
 
-static const struct {
-    const char *name;
-    svc_type_kind kind;
-} builtins[] = {
-    {"void", SVC_T_VOID},     {"bool", SVC_T_BOOL},   {"i8", SVC_T_I8},     {"i16", SVC_T_I16},
-    {"i32", SVC_T_I32},       {"i64", SVC_T_I64},     {"u8", SVC_T_U8},     {"u16", SVC_T_U16},
-    {"u32", SVC_T_U32},       {"u64", SVC_T_U64},     {"f32", SVC_T_F32},   {"f64", SVC_T_F64},
-    {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
-};
-
 static svc_type *new_type(svc_pstate *ps, svc_type_kind kind, svc_tok tok)
 {
     svc_type *t = alloc(ps, sizeof *t);
@@ -316,9 +322,8 @@ static svc_type *new_type(svc_pstate *ps, svc_type_kind kind, svc_tok tok)
 /* A built-in scalar, or the name of a struct or enum; list and map need arguments. */
 svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 {
-    svc_type_kind kind = SVC_T_NAMED;
-    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
-        if (tok_is(name.t, builtins[i].name)) kind = builtins[i].kind;
+    const svc_builtin *b = svc_builtin_by_name(name.t.p, name.t.n);
+    svc_type_kind kind = b ? b->kind : SVC_T_NAMED;
     if (kind == SVC_T_LIST || kind == SVC_T_MAP) {
         svc_p_error(ps, name.t,
                     kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
@@ -392,8 +397,14 @@ svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src
     svc_lexer lx;
     svc_lexer_init(&lx, a, d, copy, len);
     int major;
+    bool lexed_error = false;
     do {
+        int before = d->errors;
         major = svc_lex(&lx, &ps.cur);
+        bool now = d->errors > before;
+        ps.lex_error_near = now || lexed_error;
+        if (now) ps.lex_error_line = lx.line;
+        lexed_error = now;
         svc_parser(parser, major, ps.cur, &ps);
     } while (major != 0 && !ps.failed);
     svc_lexer_fini(&lx);

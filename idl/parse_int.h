@@ -46,12 +46,15 @@ typedef struct svc_pstate {
     svc_arena *a;
     svc_diag *d;
     svc_file *file;
-    svc_service *svc; /* the service being built */
-    svc_decl *decl;   /* the struct or enum being built */
-    svc_method *meth; /* the method whose parameters are being read */
-    svc_ltok cur;     /* the token being fed, for errors lemon reports without one */
-    bool failed;      /* a syntax error or OOM: stop feeding tokens */
-    int errors0;      /* d->errors before this parse */
+    svc_service *svc;    /* the service being built */
+    svc_decl *decl;      /* the struct or enum being built */
+    svc_method *meth;    /* the method whose parameters are being read */
+    svc_ltok cur;        /* the token being fed, for errors lemon reports without one */
+    bool failed;         /* OOM, too deep, too many errors, or no way to recover: stop */
+    int errors0;         /* d->errors before this parse */
+    int syntax_errors;   /* reported so far */
+    bool lex_error_near; /* the lexer complained just before or while reading cur */
+    int lex_error_line;  /* the line of its latest complaint, 0 if none */
     svc_decl *decl_tail;
     svc_method *meth_tail;
     svc_option *opt_tail;
@@ -62,6 +65,7 @@ typedef struct svc_pstate {
 /* Grammar actions, in parse.c. */
 void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok);
 void svc_p_overflow(svc_pstate *ps);
+void svc_p_parse_failed(svc_pstate *ps);
 void svc_p_error(svc_pstate *ps, svc_tok at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void svc_p_service(svc_pstate *ps, svc_ltok kw, svc_ltok name);

@@ -40,7 +40,8 @@ void svc_verror(svc_diag *d, int line, int col, const char *fmt, va_list ap)
 
 /* Parses src[0..len) (copied into the arena; it need not be NUL-terminated) and points d
  * at it. Returns the tree, or NULL or a partial tree when there were errors (d->errors>0).
- * Syntax errors stop the parse at the first one; lexical errors are all reported. */
+ * After a syntax error the parse resumes at the next ';' or '}' of the body it was in,
+ * so each mistake gets its message; lexical errors are all reported. */
 svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src, size_t len);
 /* The semantic checks; resolves NAMED types (type->decl) and sets method->enc. Reports
  * every error, sorted by position. True iff there were none. */
@@ -61,6 +62,31 @@ const char *svc_upper(svc_arena *a, const char *s);
 
 /* Whether p[0..n) is a C keyword (C11 and C23, plus bool, true, false and NULL). */
 bool svc_is_c_keyword(const char *p, int n);
+/* Whether p[0..n) is a macro that C compilers or the headers generated code includes
+ * predefine in lower case or as a plain word (unix, linux, errno, EOF, stdin, assert...),
+ * which would replace the name in the generated code. */
+bool svc_is_c_macro(const char *p, int n);
+/* Whether p[0..n) is a standard C type name that generated code uses (int64_t, size_t...),
+ * which a parameter of that name would hide. */
+bool svc_is_c_type_name(const char *p, int n);
+
+/* The built-in types, one table for the parser, the checks and the generator. */
+typedef struct svc_builtin {
+    const char *name; /* as written in a .svc: "i32", "list" */
+    svc_type_kind kind;
+} svc_builtin;
+/* The built-in type named p[0..n) (n < 0: NUL-terminated), or NULL. list and map are
+ * among them. */
+const svc_builtin *svc_builtin_by_name(const char *p, int n);
+/* The name of a built-in kind ("i32", "list"), or NULL for OPTIONAL and NAMED. */
+const char *svc_builtin_name(svc_type_kind kind);
+
+/* The limits that keep the generator's work (and its recursion) bounded. */
+enum {
+    SVC_MAX_TYPES = 10000,   /* structs and enums in a service */
+    SVC_MAX_METHODS = 10000, /* methods in a service */
+    SVC_MAX_MEMBERS = 10000, /* fields of a struct, parameters of a method, values of an enum */
+};
 
 /* The text of a type as it would be written: "map<string, list<i64>>", "Point?". */
 const char *svc_type_str(svc_arena *a, const svc_type *t);

@@ -352,6 +352,27 @@ int shmrpc_json_member(shmrpc_json_reader *r, const shmrpc_json *obj, size_t i, 
     return 0;
 }
 
+void shmrpc_json_iter_init(shmrpc_json_iter *it, const shmrpc_json *obj)
+{
+    it->obj = obj;
+    it->it = json_is_object(J(obj)) ? json_object_iter(J(obj)) : NULL;
+}
+
+int shmrpc_json_iter_next(shmrpc_json_reader *r, shmrpc_json_iter *it, shmrpc_str *key,
+                          const shmrpc_json **val)
+{
+    if (!it->it) return 0;
+    const char *k = json_object_iter_key(it->it);
+    size_t klen = json_object_iter_key_len(it->it);
+    char *copy = shmrpc_arena_strndup(r->arena, k, klen);
+    if (!copy) return fail(r, SHMRPC_ENOMEM, WHY_NOMEM);
+    key->ptr = copy;
+    key->len = klen;
+    *val = S(json_object_iter_value(it->it));
+    it->it = json_object_iter_next(J(it->obj), it->it);
+    return 1;
+}
+
 int shmrpc_json_read_bool(shmrpc_json_reader *r, const shmrpc_json *v, bool *out)
 {
     if (!json_is_boolean(J(v))) return mismatch(r, W_BOOL, v);

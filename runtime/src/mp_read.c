@@ -315,7 +315,7 @@ int shmrpc_mp_read_bin(shmrpc_mp_reader *r, shmrpc_bytes *v)
 /* An array or map header: fix is the fix form's first byte, b16 the 16-bit form's;
  * each element needs at least per bytes, so a count the message cannot hold fails
  * before anyone allocates for it. */
-static int read_count(shmrpc_mp_reader *r, enum want w, uint8_t fix, uint8_t b16, unsigned per,
+static int read_count(shmrpc_mp_reader *r, enum want w, uint8_t fix, uint8_t b16, size_t per,
                       uint32_t *n)
 {
     uint8_t b;
@@ -331,7 +331,9 @@ static int read_count(shmrpc_mp_reader *r, enum want w, uint8_t fix, uint8_t b16
     } else {
         return mismatch(r, w, b);
     }
-    if ((uint64_t)count * per > left_of(r) - hdr) return fail(r, WHY_COUNT);
+    /* count * per > left, without the product (per may be anything up to SIZE_MAX). */
+    if (per == 0) per = 1;
+    if (count > (left_of(r) - hdr) / per) return fail(r, WHY_COUNT);
     *n = count;
     r->p += hdr;
     return 0;
@@ -345,6 +347,16 @@ int shmrpc_mp_read_array(shmrpc_mp_reader *r, uint32_t *n)
 int shmrpc_mp_read_map(shmrpc_mp_reader *r, uint32_t *n)
 {
     return read_count(r, W_MAP, 0x80, 0xde, 2, n);
+}
+
+int shmrpc_mp_read_array_of(shmrpc_mp_reader *r, size_t min_elem_bytes, uint32_t *n)
+{
+    return read_count(r, W_ARRAY, 0x90, 0xdc, min_elem_bytes, n);
+}
+
+int shmrpc_mp_read_map_of(shmrpc_mp_reader *r, size_t min_entry_bytes, uint32_t *n)
+{
+    return read_count(r, W_MAP, 0x80, 0xde, min_entry_bytes, n);
 }
 
 int shmrpc_mp_finish(shmrpc_mp_reader *r)

@@ -12,16 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PAGE ((uint64_t)4096)
 #define CHECK_EVERY_NS ((int64_t)5 * 1000 * 1000) /* liveness checks while waiting */
-#define SWEEP_EVERY_NS ((int64_t)100 * 1000 * 1000)
+#define SWEEP_EVERY_NS ((int64_t)1000 * 1000 * 1000)
 
 /* --- processes ----------------------------------------------------------------------- */
 
@@ -324,6 +326,7 @@ typedef struct shm_listener {
     shmrpc__shm_ctl *ctl;
     int32_t pid; /* the manager: only it removes the segments */
     _Atomic int stop;
+    int stop_pipe[2]; /* shm_stop writes a byte to wake the manager; -1 when none */
     shmrpc_wait_opts wait;
 } shm_listener;
 
@@ -403,6 +406,7 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     l->server = s;
     snprintf(l->key, sizeof l->key, "%s", where);
     l->pid = getpid();
+    l->stop_pipe[0] = l->stop_pipe[1] = -1;
     shmrpc_wait_opts_init(&l->wait);
     rc = create_ctl(l, err);
     if (rc != 0) {
@@ -446,6 +450,7 @@ typedef struct worker {
     unsigned index;
     unsigned next; /* where the next doorbell scan starts, for fairness */
     int last_slot; /* the connection served last: likely the next caller, or -1 */
+    int64_t last_call_ns; /* when it was served */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan chans[SHMRPC__MAX_CONNS];
@@ -621,16 +626,20 @@ static int worker_run(shm_listener *l, unsigned index)
     shmrpc__presence_update(&me->presence);
     atomic_store(&me->state, SHM_WORKER_RUNNING);
     atomic_fetch_add(&w->ctl->awake, 1);
-    shmrpc__waiter waiter = {.opts = &l->wait,
-                             .self = &me->presence,
+    shmrpc_wait_opts idle = l->wait;
+    idle.mode = SHMRPC_WAIT_SLEEP;
+    /* Stopping rings the doorbell, so a sleeping worker needs no frequent checks. */
+    shmrpc__waiter waiter = {.self = &me->presence,
                              .check = worker_check,
                              .check_arg = w,
-                             .awake = &w->ctl->awake};
+                             .awake = &w->ctl->awake,
+                             .check_ns = SWEEP_EVERY_NS};
     while (!stopping(w)) {
         int slot = take_pending(w);
         if (slot >= 0) {
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
+            w->last_call_ns = shmrpc__now_ns();
             continue;
         }
         sweep(w);
@@ -639,11 +648,16 @@ static int worker_run(shm_listener *l, unsigned index)
         if (slot >= 0) {
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
+            w->last_call_ns = shmrpc__now_ns();
             continue;
         }
-        /* Spinning on the CPU of the client that will call next only keeps it away. */
+        /* Spinning on the CPU of the client that will call next only keeps it away; and
+         * once the spin budget has passed since the last call, an idle worker sleeps at
+         * once, waking only to sweep: an idle service costs next to nothing. */
+        int64_t now = shmrpc__now_ns();
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
-        shmrpc__wait_while(&w->ctl->doorbell, bell, shmrpc__now_ns() + SWEEP_EVERY_NS, &waiter);
+        waiter.opts = now - w->last_call_ns < l->wait.spin_ns ? &l->wait : &idle;
+        shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
     }
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
@@ -674,52 +688,78 @@ static void sleep_ns(int64_t ns)
     }
 }
 
-/* Runs workers processes and replaces any that dies, until stopped; then stops them,
- * waiting up to two seconds for calls in flight before it kills them. */
+/* The manager's view of its workers: a pidfd each, which poll() reports readable when
+ * the worker dies, so an idle manager sleeps, and only its own children are reaped. */
+typedef struct crew {
+    int n;
+    pid_t pid[SHMRPC__MAX_WORKERS];
+    int fd[SHMRPC__MAX_WORKERS];
+    int64_t started[SHMRPC__MAX_WORKERS];
+} crew;
+
+static void crew_start(shm_listener *l, crew *c, int i)
+{
+    /* One that dies at once is restarted no faster than every 100 ms. */
+    int64_t lived = shmrpc__now_ns() - c->started[i];
+    if (c->started[i] && lived < 100 * 1000 * 1000) sleep_ns(100 * 1000 * 1000 - lived);
+    c->pid[i] = spawn_worker(l, (unsigned)i);
+    c->fd[i] = c->pid[i] > 0 ? (int)syscall(SYS_pidfd_open, c->pid[i], 0) : -1;
+    c->started[i] = shmrpc__now_ns();
+}
+
+/* Reaps worker i if it has exited; true if it had. */
+static bool crew_reap(shm_listener *l, crew *c, int i)
+{
+    if (c->pid[i] > 0 && waitpid(c->pid[i], NULL, WNOHANG) != c->pid[i]) return false;
+    if (c->fd[i] >= 0) close(c->fd[i]);
+    c->fd[i] = -1;
+    c->pid[i] = 0;
+    atomic_store(&l->ctl->workers[i].state, SHM_WORKER_FREE);
+    return true;
+}
+
+/* Waits up to ms for a worker to die or a stop; fds of workers gone are -1 (ignored). */
+static void crew_wait(shm_listener *l, crew *c, int ms)
+{
+    struct pollfd p[SHMRPC__MAX_WORKERS + 1];
+    for (int i = 0; i < c->n; i++) p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+    p[c->n] = (struct pollfd){.fd = l->stop_pipe[0], .events = POLLIN};
+    poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
+    char drain[16];
+    while (read(l->stop_pipe[0], drain, sizeof drain) > 0) {
+    }
+}
+
+/* Runs n worker processes and replaces any that dies, until stopped; then stops them,
+ * giving calls in flight up to two seconds before it kills what is left. */
 static int manage(shm_listener *l, int n)
 {
-    pid_t pids[SHMRPC__MAX_WORKERS] = {0};
-    int64_t started[SHMRPC__MAX_WORKERS] = {0};
-    for (int i = 0; i < n; i++) {
-        pids[i] = spawn_worker(l, (unsigned)i);
-        started[i] = shmrpc__now_ns();
-    }
+    if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
+    crew c = {.n = n};
+    for (int i = 0; i < n; i++) crew_start(l, &c, i);
     while (!atomic_load(&l->stop)) {
-        int status;
-        pid_t dead = waitpid(-1, &status, WNOHANG);
-        if (dead <= 0) {
-            sleep_ns(5 * 1000 * 1000);
-            continue;
-        }
-        for (int i = 0; i < n; i++) {
-            if (pids[i] != dead) continue;
-            atomic_store(&l->ctl->workers[i].state, SHM_WORKER_FREE);
-            /* One that dies at once is restarted no faster than every 100 ms. */
-            int64_t lived = shmrpc__now_ns() - started[i];
-            if (lived < 100 * 1000 * 1000) sleep_ns(100 * 1000 * 1000 - lived);
-            pids[i] = spawn_worker(l, (unsigned)i);
-            started[i] = shmrpc__now_ns();
-        }
+        crew_wait(l, &c, 1000);
+        for (int i = 0; i < n && !atomic_load(&l->stop); i++)
+            if (crew_reap(l, &c, i)) crew_start(l, &c, i);
     }
     atomic_store(&l->ctl->state, SHM_STOPPING);
     atomic_fetch_add(&l->ctl->doorbell.word, 1);
     shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
     int64_t deadline = shmrpc__now_ns() + 2000 * 1000 * 1000LL;
-    for (int left = n; left > 0;) {
-        pid_t dead = waitpid(-1, NULL, WNOHANG);
-        if (dead > 0) {
-            for (int i = 0; i < n; i++)
-                if (pids[i] == dead) pids[i] = 0, left--;
-            continue;
-        }
-        if (dead < 0 && errno == ECHILD) break;
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < n; i++) left += !crew_reap(l, &c, i);
+        if (left == 0) break;
         if (shmrpc__now_ns() > deadline) {
             for (int i = 0; i < n; i++)
-                if (pids[i] > 0) kill(pids[i], SIGKILL);
+                if (c.pid[i] > 0) kill(c.pid[i], SIGKILL);
             deadline = INT64_MAX;
         }
-        sleep_ns(2 * 1000 * 1000);
+        crew_wait(l, &c, 10);
     }
+    close(l->stop_pipe[0]);
+    close(l->stop_pipe[1]);
+    l->stop_pipe[0] = l->stop_pipe[1] = -1;
     return 0;
 }
 
@@ -735,7 +775,11 @@ static void shm_stop(shmrpc__listener *base)
 {
     shm_listener *l = (shm_listener *)base;
     atomic_store(&l->stop, 1);
-    if (l->ctl) { /* async-signal-safe: atomics and a futex syscall */
+    int fd = l->stop_pipe[1];
+    if (fd >= 0 && write(fd, "", 1) < 0) {
+        /* full: the manager wakes up anyway */
+    }
+    if (l->ctl) { /* async-signal-safe: atomics, write() and a futex syscall */
         atomic_fetch_add(&l->ctl->doorbell.word, 1);
         shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
     }

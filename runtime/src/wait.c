@@ -124,7 +124,9 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
          * 50 ms deadlines by about 90 ms under load). */
         if (yielded || i % 64 == 0) {
             int64_t now = shmrpc__now_ns();
-            if (now >= until || (may_yield && crowded(w))) return 1;
+            /* Crowded: pause-spinning takes a CPU that a worker needs, so sleep; but
+             * yielding to a peer on our CPU stays the cheapest handoff there is. */
+            if (now >= until || (may_yield && !yielded && crowded(w))) return 1;
             if (now >= next_check) {
                 int rc = check(w);
                 if (rc != 0) return rc;
@@ -141,7 +143,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
     shmrpc_wait_mode mode = w->opts ? w->opts->mode : SHMRPC_WAIT_ADAPTIVE;
     int64_t budget = w->opts ? w->opts->spin_ns : SHMRPC_DEFAULT_SPIN_NS;
     shmrpc__presence_update(w->self);
-    if (mode == SHMRPC_WAIT_SPIN || (mode == SHMRPC_WAIT_ADAPTIVE && !crowded(w))) {
+    if (mode != SHMRPC_WAIT_SLEEP) {
         int64_t now = shmrpc__now_ns();
         /* Compared, not added: a huge SHMRPC_SPIN_NS must not overflow. */
         int64_t until =
@@ -156,8 +158,8 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
         if (now >= deadline_ns) return SHMRPC_ETIMEDOUT;
         int rc = check(w);
         if (rc != 0) return rc;
-        int64_t slice = deadline_ns - now;
-        if (slice > SHMRPC__CHECK_NS) slice = SHMRPC__CHECK_NS;
+        int64_t slice = deadline_ns - now, every = w->check_ns > 0 ? w->check_ns : SHMRPC__CHECK_NS;
+        if (slice > every) slice = every;
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);
         if (w->awake) atomic_fetch_sub_explicit(w->awake, 1, memory_order_relaxed);
         futex_sleep(f, old, slice);

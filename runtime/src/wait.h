@@ -38,6 +38,9 @@ typedef struct shmrpc__waiter {
      * CPU count, so waiters that outnumber CPUs sleep instead of starving the workers;
      * the wait lowers it while it sleeps and raises it again after. */
     _Atomic uint32_t *awake;
+    /* How often the check runs while asleep; 0: SHMRPC__CHECK_NS. A waiter that is woken
+     * for everything it must notice can sleep longer and cost less when idle. */
+    int64_t check_ns;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */

@@ -248,7 +248,7 @@ static void test_scalars_json(void **state)
 
 /* A chain of depth nodes, each the only child of the one before; with next, every third
  * one also has a next node. The pool is static: tests run one at a time. */
-static types_node pool[300], nexts[300];
+static types_node pool[SHMRPC_MAX_DEPTH + 1], nexts[SHMRPC_MAX_DEPTH + 1];
 
 static types_node *chain_of(int depth, bool next)
 {

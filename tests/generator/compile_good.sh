@@ -1,6 +1,7 @@
 #!/bin/sh
 # compile_good.sh SHMRPCGEN RUNTIME_INCLUDE SVC...: the code generated for every valid
-# file compiles warning-free with gcc and clang at -Wall -Wextra -Werror -pedantic.
+# file compiles warning-free with gcc and clang at -Wall -Wextra -Werror -pedantic, in
+# ISO C11 and in GNU C11 (the compilers' default, which predefines unix and linux).
 set -u
 gen=$1 inc=$2
 shift 2
@@ -22,15 +23,17 @@ for svc in "$@"; do
         continue
     fi
     for cc in $compilers; do
-        for src in "$dir"/*.c; do
-            count=$((count + 1))
-            if ! "$cc" -std=c11 -Wall -Wextra -Werror -pedantic -I"$inc" -I"$dir" \
-                -c "$src" -o "$src.$cc.o"; then
-                echo "FAIL $cc $svc: $(basename "$src")"
-                fail=1
-            fi
+        for std in c11 gnu11; do
+            for src in "$dir"/*.c; do
+                count=$((count + 1))
+                if ! "$cc" -std=$std -Wall -Wextra -Werror -pedantic -I"$inc" -I"$dir" \
+                    -c "$src" -o "$src.$cc.o"; then
+                    echo "FAIL $cc -std=$std $svc: $(basename "$src")"
+                    fail=1
+                fi
+            done
         done
     done
 done
-echo "$count compilations ($compilers) of code generated from $# files"
+echo "$count compilations ($compilers; c11 and gnu11) of code generated from $# files"
 exit $fail

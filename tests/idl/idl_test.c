@@ -354,6 +354,106 @@ static void test_load_missing_file(void **state)
     svc_arena_free(a);
 }
 
+/* A service built of counted parts; what the checks say about it (NULL: no errors). */
+typedef struct built {
+    char *src;
+    size_t len;
+    FILE *f;
+} built;
+
+static void build_begin(built *b)
+{
+    b->f = open_memstream(&b->src, &b->len);
+    fputs("service S {\n port 1; name \"s\";\n", b->f);
+}
+
+/* The first error's message line, or NULL when the file checked out. */
+static char *build_check(built *b, int *nerrors)
+{
+    fputs("}\n", b->f);
+    fclose(b->f);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    svc_arena *a = svc_arena_new();
+    svc_diag d;
+    svc_diag_init(&d, out, "t.svc", b->src, b->len);
+    svc_file *f = svc_parse(a, &d, "t.svc", b->src, b->len);
+    assert_non_null(f);
+    svc_check(a, &d, f);
+    fclose(out);
+    *nerrors = d.errors;
+    svc_arena_free(a);
+    free(b->src);
+    if (d.errors == 0) {
+        free(buf);
+        return NULL;
+    }
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = '\0';
+    return buf;
+}
+
+/* The checks cap what the generator will walk: at the limit a file passes, one past it
+ * fails with one message at the first thing too many, and nothing else is checked. */
+static void test_limits(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        int limit;
+        const char *msg; /* for limit + 1 */
+    } cases[] = {
+        {"types", SVC_MAX_TYPES, "t.svc:10003:9: error: too many types (limit 10000)"},
+        {"methods", SVC_MAX_METHODS, "t.svc:10003:7: error: too many methods (limit 10000)"},
+        {"fields", SVC_MAX_MEMBERS, "t.svc:10004:6: error: too many fields in 'F' (limit 10000)"},
+        {"params", SVC_MAX_MEMBERS,
+         "t.svc:10004:6: error: too many parameters in 'f' (limit 10000)"},
+        {"values", SVC_MAX_MEMBERS, "t.svc:10004:1: error: too many values in 'E' (limit 10000)"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        for (int extra = 0; extra <= 1; extra++) {
+            int n = cases[k].limit + extra;
+            built b;
+            build_begin(&b);
+            if (k == 2) fputs("struct F {\n", b.f);
+            if (k == 3) fputs("void f(\n", b.f);
+            if (k == 4) fputs("enum E {\n", b.f);
+            for (int i = 0; i < n; i++) {
+                switch (k) {
+                case 0:
+                    fprintf(b.f, " struct T%d { }\n", i);
+                    break;
+                case 1:
+                    fprintf(b.f, " void m%d();\n", i);
+                    break;
+                case 2:
+                    fprintf(b.f, " i64 f%d;\n", i);
+                    break;
+                case 3:
+                    fprintf(b.f, "%si64 p%d\n", i ? "," : " ", i);
+                    break;
+                default:
+                    fprintf(b.f, "v%d,\n", i);
+                    break;
+                }
+            }
+            if (k == 2 || k == 4) fputs("}\n", b.f);
+            if (k == 3) fputs(");\n", b.f);
+            int nerrors;
+            char *msg = build_check(&b, &nerrors);
+            if (extra == 0) {
+                if (msg) fail_msg("%s at the limit: %s", cases[k].what, msg);
+            } else {
+                assert_non_null(msg);
+                assert_string_equal(msg, cases[k].msg);
+                assert_int_equal(nerrors, 1);
+            }
+            free(msg);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_options),        cmocka_unit_test(test_docs),
         cmocka_unit_test(test_snake_upper),    cmocka_unit_test(test_arena),
         cmocka_unit_test(test_error_layout),   cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -489,6 +489,62 @@ static void member_walks(void **state)
     assert_string_equal(f->r.why, "no such member");
 }
 
+/* Nested objects walked with an iterator each, as generated map decoders do: linear in
+ * the members, where one shared cache (shmrpc_json_member) restarts every outer step. */
+static void nested_iterators(void **state)
+{
+    fixture *f = *state;
+    enum { OUTER = 40000 };
+    shmrpc_json *o = shmrpc_json_object();
+    char key[24];
+    for (int64_t k = 0; k < OUTER; k++) {
+        shmrpc_json *in = shmrpc_json_object();
+        assert_int_equal(shmrpc_json_set(in, "a", shmrpc_json_int(k)), 0);
+        assert_int_equal(shmrpc_json_set(in, "b", shmrpc_json_int(1)), 0);
+        assert_int_equal(shmrpc_json_setn(o, shmrpc_json_int_key(k, key), in), 0);
+    }
+    assert_int_equal(parse(f, dump(f, o)), 0);
+
+    shmrpc_json_iter outer;
+    shmrpc_json_iter_init(&outer, f->r.root);
+    shmrpc_str k;
+    const shmrpc_json *v;
+    size_t members = 0;
+    int64_t sum = 0, inner_members = 0;
+    int rc;
+    while ((rc = shmrpc_json_iter_next(&f->r, &outer, &k, &v)) == 1) {
+        int64_t kv;
+        assert_int_equal(shmrpc_json_key_int(&f->r, k, 0, OUTER, &kv), 0);
+        shmrpc_json_iter inner;
+        shmrpc_json_iter_init(&inner, v);
+        shmrpc_str ik;
+        const shmrpc_json *iv;
+        int irc;
+        while ((irc = shmrpc_json_iter_next(&f->r, &inner, &ik, &iv)) == 1) {
+            int64_t x;
+            assert_int_equal(shmrpc_json_read_int(&f->r, iv, 0, OUTER, &x), 0);
+            if (ik.len == 1 && ik.ptr[0] == 'a') assert_int_equal(x, kv);
+            inner_members++;
+        }
+        assert_int_equal(irc, 0);
+        assert_int_equal(shmrpc_json_iter_next(&f->r, &inner, &ik, &iv), 0); /* stays done */
+        sum += kv;
+        members++;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(members, OUTER);
+    assert_int_equal(inner_members, 2 * OUTER);
+    assert_int_equal(sum, (int64_t)(OUTER - 1) * OUTER / 2);
+
+    /* Not an object: an empty walk. */
+    assert_int_equal(parse(f, "[1,2]"), 0);
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, f->r.root);
+    assert_int_equal(shmrpc_json_iter_next(&f->r, &it, &k, &v), 0);
+    shmrpc_json_iter_init(&it, NULL);
+    assert_int_equal(shmrpc_json_iter_next(&f->r, &it, &k, &v), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(base64_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(integer_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(member_walks, setup, teardown),
+        cmocka_unit_test_setup_teardown(nested_iterators, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

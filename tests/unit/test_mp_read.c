@@ -602,6 +602,58 @@ static void random_garbage(void **state)
     shmrpc_buf_destroy(&p.buf);
 }
 
+/* --- counts checked against the least size of an element --- */
+
+static void counts_against_element_size(void **state)
+{
+    (void)state;
+    /* An array of 4 in a body of 1 + 8 bytes: fine for 2-byte elements, not for 3. */
+    static const uint8_t arr[] = {0x94, 1, 2, 3, 4, 5, 6, 7, 8};
+    shmrpc_mp_reader r;
+    uint32_t n = 99;
+    shmrpc_mp_reader_init(&r, arr, sizeof arr);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, 2, &n), 0);
+    assert_int_equal(n, 4);
+    assert_ptr_equal(r.p, arr + 1);
+    shmrpc_mp_reader_init(&r, arr, sizeof arr);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, 3, &n), SHMRPC_EINVAL);
+    assert_string_equal(r.why, "count larger than the bytes left");
+    assert_ptr_equal(r.p, arr);
+    /* 0 reads as 1; a huge minimum cannot overflow into a pass. */
+    shmrpc_mp_reader_init(&r, arr, sizeof arr);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, 0, &n), 0);
+    shmrpc_mp_reader_init(&r, arr, sizeof arr);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, SIZE_MAX, &n), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, (SIZE_MAX / 4) + 1, &n), SHMRPC_EINVAL);
+    static const uint8_t empty[] = {0x90};
+    shmrpc_mp_reader_init(&r, empty, sizeof empty);
+    assert_int_equal(shmrpc_mp_read_array_of(&r, SIZE_MAX, &n), 0);
+    assert_int_equal(n, 0);
+
+    /* array32 of 2^32-1 in a short body, whatever the element size. */
+    static const uint8_t big[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0};
+    for (size_t min = 1; min < 64; min *= 3) {
+        shmrpc_mp_reader_init(&r, big, sizeof big);
+        assert_int_equal(shmrpc_mp_read_array_of(&r, min, &n), SHMRPC_EINVAL);
+        assert_string_equal(r.why, "count larger than the bytes left");
+    }
+
+    /* A map of 2 entries of at least 3 bytes: 6 bytes needed after the header. */
+    static const uint8_t map[] = {0x82, 1, 2, 3, 4, 5, 6};
+    shmrpc_mp_reader_init(&r, map, sizeof map);
+    assert_int_equal(shmrpc_mp_read_map_of(&r, 3, &n), 0);
+    assert_int_equal(n, 2);
+    shmrpc_mp_reader_init(&r, map, sizeof map - 1);
+    assert_int_equal(shmrpc_mp_read_map_of(&r, 3, &n), SHMRPC_EINVAL);
+    assert_string_equal(r.why, "count larger than the bytes left");
+    shmrpc_mp_reader_init(&r, map, sizeof map);
+    assert_int_equal(shmrpc_mp_read_map_of(&r, 4, &n), SHMRPC_EINVAL);
+    /* The wrong kind still says so. */
+    shmrpc_mp_reader_init(&r, arr, sizeof arr);
+    assert_int_equal(shmrpc_mp_read_map_of(&r, 1, &n), SHMRPC_EINVAL);
+    assert_string_equal(r.why, "expected map, got array");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,6 +667,7 @@ int main(void)
         cmocka_unit_test(containers_of_every_width),
         cmocka_unit_test(every_truncated_prefix_fails),
         cmocka_unit_test(random_garbage),
+        cmocka_unit_test(counts_against_element_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,15 @@
 extern "C" {
 #endif
 
+/* Room for n items of size bytes each for a decoder that writes every item before
+ * anything reads it, so not zeroed (shmrpc_arena_calloc would touch every byte that a
+ * lying count asks for). NULL when out of memory or when n * size overflows. */
+static inline void *shmrpc_arena_alloc_items(shmrpc_arena *a, size_t n, size_t size, size_t align)
+{
+    if (size != 0 && n > SIZE_MAX / size) return NULL;
+    return shmrpc_arena_alloc(a, n * size, align);
+}
+
 /* --- msgpack ----------------------------------------------------------------------
  * A cursor over one message. Each read consumes one value and returns 0, or returns
  * SHMRPC_EINVAL with why set to a static description ("truncated", "expected string,
@@ -35,7 +44,7 @@ typedef struct shmrpc_mp_reader {
 
 /* How deeply (recursive) structs may nest in a message, so that a hostile body cannot
  * exhaust the stack of a decoder. */
-#define SHMRPC_MAX_DEPTH 64u
+#define SHMRPC_MAX_DEPTH 512u
 
 static inline void shmrpc_mp_reader_init(shmrpc_mp_reader *r, const void *p, size_t n)
 {
@@ -73,6 +82,12 @@ int shmrpc_mp_read_bin(shmrpc_mp_reader *r, shmrpc_bytes *v);
 int shmrpc_mp_read_array(shmrpc_mp_reader *r, uint32_t *n);
 /* A map header; *n is at most half the bytes left. */
 int shmrpc_mp_read_map(shmrpc_mp_reader *r, uint32_t *n);
+/* The same, for decoders that know the least number of bytes an element (or a map
+ * entry, key and value together) takes on the wire: *n * min_elem_bytes is at most the
+ * bytes left, so a count cannot make the caller allocate more than the body could fill.
+ * A minimum of 0 reads as 1. why: "count larger than the bytes left". */
+int shmrpc_mp_read_array_of(shmrpc_mp_reader *r, size_t min_elem_bytes, uint32_t *n);
+int shmrpc_mp_read_map_of(shmrpc_mp_reader *r, size_t min_entry_bytes, uint32_t *n);
 /* SHMRPC_EINVAL ("trailing bytes") unless the whole message was read. */
 int shmrpc_mp_finish(shmrpc_mp_reader *r);
 
@@ -143,6 +158,21 @@ const shmrpc_json *shmrpc_json_at(const shmrpc_json *arr, size_t i);
 int shmrpc_json_read_object(shmrpc_json_reader *r, const shmrpc_json *v, size_t *n);
 int shmrpc_json_member(shmrpc_json_reader *r, const shmrpc_json *obj, size_t i, shmrpc_str *key,
                        const shmrpc_json **val);
+
+/* Walks an object's members in the parser's order, each in O(1). The iterator lives in
+ * the caller's frame, so walks of nested objects do not disturb each other (which the
+ * single cache of shmrpc_json_member cannot promise). */
+typedef struct shmrpc_json_iter {
+    const shmrpc_json *obj;
+    void *it; /* the next member, or NULL when the walk is over */
+} shmrpc_json_iter;
+
+/* Starts a walk of obj; a value that is not an object walks as empty. */
+void shmrpc_json_iter_init(shmrpc_json_iter *it, const shmrpc_json *obj);
+/* 1 with the next member's key (copied into r->arena) and value, 0 when there are no
+ * more, or a negative status (SHMRPC_ENOMEM, with why set). */
+int shmrpc_json_iter_next(shmrpc_json_reader *r, shmrpc_json_iter *it, shmrpc_str *key,
+                          const shmrpc_json **val);
 
 /* Scalars; each fails with SHMRPC_EINVAL and sets why for a wrong kind or range. */
 int shmrpc_json_read_bool(shmrpc_json_reader *r, const shmrpc_json *v, bool *out);

@@ -11,7 +11,7 @@
 
 /* Bumped whenever generated code and this runtime stop fitting together (descriptor
  * layout, codec helpers, stub calling convention). Generated headers #error on a mismatch. */
-#define SHMRPC_CODEGEN_VERSION 1
+#define SHMRPC_CODEGEN_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {

@@ -59,14 +59,14 @@ int echo__point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_point *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "Point");
+        return rc;
     if (n != 3) {
         r->why = "expected 3 fields";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Point");
+        return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Point");
+        return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_f64(r, &v->x)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Point.x");
@@ -113,11 +113,11 @@ void echo__list_point_mp_write(msgpack_packer *pk, const echo_list_point *v)
 int echo__list_point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_point *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 4, &n);
     if (rc != 0)
         return rc;
-    echo_point *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(echo_point));
-    if (items == NULL && n != 0) {
+    echo_point *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(echo_point));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }

@@ -26,7 +26,7 @@ static int echo__echo_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "echo_json");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "text");
     if (f == NULL) {
@@ -38,7 +38,7 @@ static int echo__echo_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j
         return shmrpc_json_fail_at(r, rc, "text");
     if (seen != n) {
         r->why = "unknown argument";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "echo_json");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -48,10 +48,10 @@ static int echo__add_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__add_arg
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "add");
+        return rc;
     if (n != 2) {
         r->why = "expected 2 arguments";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "add");
+        return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->a)) != 0)
         return shmrpc_mp_fail_at(r, rc, "a");
@@ -66,10 +66,10 @@ static int echo__centroid_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__ce
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "centroid");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "centroid");
+        return SHMRPC_EINVAL;
     }
     if ((rc = echo__list_point_mp_read(r, a, &v->points)) != 0)
         return shmrpc_mp_fail_at(r, rc, "points");

@@ -285,14 +285,14 @@ int types__scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_scalars *
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "Scalars");
+        return rc;
     if (n != 15) {
         r->why = "expected 15 fields";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Scalars");
+        return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Scalars");
+        return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_bool(r, &v->b)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.b");
@@ -383,7 +383,7 @@ int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "Scalars");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "b");
     if (f == NULL) {
@@ -531,7 +531,7 @@ int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
         return shmrpc_json_fail_at(r, rc, "Scalars.sign");
     if (seen != n) {
         r->why = "unknown field";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -549,14 +549,14 @@ int types__node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_node *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "Node");
+        return rc;
     if (n != 3) {
         r->why = "expected 3 fields";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Node");
+        return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Node");
+        return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->value)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Node.value");
@@ -587,7 +587,7 @@ int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_nod
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "Node");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "value");
     if (f == NULL) {
@@ -611,7 +611,7 @@ int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_nod
         return shmrpc_json_fail_at(r, rc, "Node.next");
     if (seen != n) {
         r->why = "unknown field";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Node");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -627,11 +627,11 @@ void types__list_node_mp_write(msgpack_packer *pk, const types_list_node *v)
 int types__list_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_node *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 4, &n);
     if (rc != 0)
         return rc;
-    types_node *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_node));
-    if (items == NULL && n != 0) {
+    types_node *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_node));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -663,8 +663,8 @@ int types__list_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, type
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    types_node *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_node));
-    if (items == NULL && n != 0) {
+    types_node *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_node));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -740,14 +740,14 @@ int types__empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_empty *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "Empty");
+        return rc;
     if (n != 0) {
         r->why = "expected 0 fields";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Empty");
+        return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Empty");
+        return SHMRPC_EINVAL;
     }
     (void)a;
     (void)v;
@@ -769,11 +769,11 @@ int types__empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_em
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "Empty");
+        return rc;
     (void)v;
     if (seen != n) {
         r->why = "unknown field";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Empty");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -803,14 +803,14 @@ int types__holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_holder *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "Holder");
+        return rc;
     if (n != 15) {
         r->why = "expected 15 fields";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Holder");
+        return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "Holder");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__opt_scalars_mp_read(r, a, &v->maybe)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.maybe");
@@ -877,7 +877,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "Holder");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "maybe");
     seen += f != NULL;
@@ -977,7 +977,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, rc, "Holder.e");
     if (seen != n) {
         r->why = "unknown field";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -1224,11 +1224,11 @@ void types__list_i64_mp_write(msgpack_packer *pk, const types_list_i64 *v)
 int types__list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i64 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    int64_t *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(int64_t));
-    if (items == NULL && n != 0) {
+    int64_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(int64_t));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1260,8 +1260,8 @@ int types__list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    int64_t *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(int64_t));
-    if (items == NULL && n != 0) {
+    int64_t *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(int64_t));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1327,11 +1327,11 @@ void types__list_string_mp_write(msgpack_packer *pk, const types_list_string *v)
 int types__list_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_string *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    shmrpc_str *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(shmrpc_str));
-    if (items == NULL && n != 0) {
+    shmrpc_str *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(shmrpc_str));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1363,8 +1363,8 @@ int types__list_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, ty
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    shmrpc_str *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(shmrpc_str));
-    if (items == NULL && n != 0) {
+    shmrpc_str *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(shmrpc_str));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1388,11 +1388,11 @@ void types__list_i32_mp_write(msgpack_packer *pk, const types_list_i32 *v)
 int types__list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i32 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    int32_t *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(int32_t));
-    if (items == NULL && n != 0) {
+    int32_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(int32_t));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1428,8 +1428,8 @@ int types__list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    int32_t *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(int32_t));
-    if (items == NULL && n != 0) {
+    int32_t *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(int32_t));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1457,11 +1457,11 @@ void types__list_list_i32_mp_write(msgpack_packer *pk, const types_list_list_i32
 int types__list_list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_list_i32 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    types_list_i32 *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_list_i32));
-    if (items == NULL && n != 0) {
+    types_list_i32 *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_list_i32));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1493,8 +1493,8 @@ int types__list_list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, 
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    types_list_i32 *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_list_i32));
-    if (items == NULL && n != 0) {
+    types_list_i32 *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_list_i32));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1518,11 +1518,11 @@ void types__list_opt_scalars_mp_write(msgpack_packer *pk, const types_list_opt_s
 int types__list_opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_opt_scalars *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    const types_scalars **items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(const types_scalars *));
-    if (items == NULL && n != 0) {
+    const types_scalars **items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(const types_scalars *));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1554,8 +1554,8 @@ int types__list_opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    const types_scalars **items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(const types_scalars *));
-    if (items == NULL && n != 0) {
+    const types_scalars **items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(const types_scalars *));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1580,11 +1580,11 @@ void types__map_string_i64_mp_write(msgpack_packer *pk, const types_map_string_i
 int types__map_string_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_i64 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_i64_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_string_i64_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_i64_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_i64_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1619,22 +1619,26 @@ int types__map_string_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_i64_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_string_i64_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_i64_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_i64_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
         if ((rc = shmrpc_json_read_int(r, val, INT64_MIN, INT64_MAX, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -1650,11 +1654,11 @@ void types__map_i32_string_mp_write(msgpack_packer *pk, const types_map_i32_stri
 int types__map_i32_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_i32_string *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_i32_string_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_i32_string_entry));
-    if (items == NULL && n != 0) {
+    types_map_i32_string_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_i32_string_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1694,16 +1698,17 @@ int types__map_i32_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_i32_string_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_i32_string_entry));
-    if (items == NULL && n != 0) {
+    types_map_i32_string_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_i32_string_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         {
             int64_t tmp;
             if ((rc = shmrpc_json_key_int(r, key, INT32_MIN, INT32_MAX, &tmp)) != 0)
@@ -1712,9 +1717,12 @@ int types__map_i32_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
         }
         if ((rc = shmrpc_json_read_str(r, val, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -1729,11 +1737,11 @@ void types__list_f64_mp_write(msgpack_packer *pk, const types_list_f64 *v)
 int types__list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_f64 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    double *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(double));
-    if (items == NULL && n != 0) {
+    double *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(double));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1765,8 +1773,8 @@ int types__list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    double *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(double));
-    if (items == NULL && n != 0) {
+    double *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(double));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1791,11 +1799,11 @@ void types__map_u64_list_f64_mp_write(msgpack_packer *pk, const types_map_u64_li
 int types__map_u64_list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_u64_list_f64 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_u64_list_f64_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
-    if (items == NULL && n != 0) {
+    types_map_u64_list_f64_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1831,23 +1839,27 @@ int types__map_u64_list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_u64_list_f64_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
-    if (items == NULL && n != 0) {
+    types_map_u64_list_f64_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         if ((rc = shmrpc_json_key_uint(r, key, UINT64_MAX, &items[i].key)) != 0)
             return rc;
         if ((rc = types__list_f64_json_read(r, val, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -1863,11 +1875,11 @@ void types__map_color_node_mp_write(msgpack_packer *pk, const types_map_color_no
 int types__map_color_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_color_node *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 5, &n);
     if (rc != 0)
         return rc;
-    types_map_color_node_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_color_node_entry));
-    if (items == NULL && n != 0) {
+    types_map_color_node_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_color_node_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1903,25 +1915,29 @@ int types__map_color_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_color_node_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_color_node_entry));
-    if (items == NULL && n != 0) {
+    types_map_color_node_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_color_node_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         if (!types__color_from_name(key, &items[i].key)) {
             r->why = "not a value of enum Color";
             return SHMRPC_EINVAL;
         }
         if ((rc = types__node_json_read(r, val, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -1940,11 +1956,11 @@ void types__map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_
 int types__map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_bool *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_bool_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_string_bool_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_bool_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_bool_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -1979,22 +1995,26 @@ int types__map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_bool_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_string_bool_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_bool_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_bool_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
         if ((rc = shmrpc_json_read_bool(r, val, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -2010,11 +2030,11 @@ void types__map_string_map_string_bool_mp_write(msgpack_packer *pk, const types_
 int types__map_string_map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_map_string_bool *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map(r, &n);
+    int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_map_string_bool_entry *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_map_string_bool_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
@@ -2049,22 +2069,26 @@ int types__map_string_map_string_bool_json_read(shmrpc_json_reader *r, const shm
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_map_string_bool_entry *items = shmrpc_arena_calloc(r->arena, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
-    if (items == NULL && n != 0) {
+    types_map_string_map_string_bool_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        shmrpc_str key;
-        const shmrpc_json *val;
-        if ((rc = shmrpc_json_member(r, j, i, &key, &val)) != 0)
-            return rc;
+    shmrpc_json_iter it;
+    shmrpc_json_iter_init(&it, j);
+    shmrpc_str key;
+    const shmrpc_json *val;
+    size_t i = 0;
+    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
         if ((rc = types__map_string_bool_json_read(r, val, &items[i].value)) != 0)
             return rc;
+        i++;
     }
+    if (rc < 0)
+        return rc;
     v->items = items;
-    v->len = n;
+    v->len = i;
     return 0;
 }
 
@@ -2079,11 +2103,11 @@ void types__list_u8_mp_write(msgpack_packer *pk, const types_list_u8 *v)
 int types__list_u8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_u8 *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array(r, &n);
+    int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    uint8_t *items = shmrpc_arena_calloc(a, n, sizeof *items, _Alignof(uint8_t));
-    if (items == NULL && n != 0) {
+    uint8_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(uint8_t));
+    if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }

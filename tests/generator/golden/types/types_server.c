@@ -64,10 +64,10 @@ static int types__pass_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, typ
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "pass_scalars");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "pass_scalars");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__scalars_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
@@ -79,7 +79,7 @@ static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrp
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "pass_scalars_json");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -91,7 +91,7 @@ static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrp
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "pass_scalars_json");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -101,10 +101,10 @@ static int types__pass_holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, type
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "pass_holder");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "pass_holder");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__holder_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
@@ -116,7 +116,7 @@ static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "pass_holder_json");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -128,7 +128,7 @@ static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "pass_holder_json");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -138,10 +138,10 @@ static int types__pass_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "pass_node");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "pass_node");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__node_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
@@ -153,7 +153,7 @@ static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_j
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "pass_node_json");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -165,7 +165,7 @@ static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_j
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "pass_node_json");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -175,10 +175,10 @@ static int types__many_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__many
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "many");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "many");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__list_u8_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
@@ -190,7 +190,7 @@ static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
-        return shmrpc_json_fail_at(r, rc, "many_json");
+        return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -202,7 +202,7 @@ static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
-        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "many_json");
+        return SHMRPC_EINVAL;
     }
     return 0;
 }
@@ -212,10 +212,10 @@ static int types__narrow_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__na
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "narrow");
+        return rc;
     if (n != 5) {
         r->why = "expected 5 arguments";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "narrow");
+        return SHMRPC_EINVAL;
     }
     {
         int64_t tmp;
@@ -243,10 +243,10 @@ static int types__maybe_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0)
-        return shmrpc_mp_fail_at(r, rc, "maybe_sign");
+        return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
-        return shmrpc_mp_fail_at(r, SHMRPC_EINVAL, "maybe_sign");
+        return SHMRPC_EINVAL;
     }
     if ((rc = types__opt_sign_mp_read(r, a, &v->s)) != 0)
         return shmrpc_mp_fail_at(r, rc, "s");
