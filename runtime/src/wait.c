@@ -113,8 +113,14 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
     int64_t next_check = shmrpc__now_ns() + SHMRPC__CHECK_NS / 4;
     for (unsigned i = 1;; i++) {
         if (changed(f, old)) return 0;
-        bool yielded = may_yield && w->peer &&
-                       atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) == sched_getcpu();
+        /* Yield rather than spin while the peer shares our CPU (spinning only keeps it
+         * away), and while more of the group are awake than there are CPUs (spinning
+         * takes a CPU that a worker needs; yielding hands it over and lets the
+         * scheduler share the CPUs fairly among the waiters). */
+        bool yielded = may_yield &&
+                       ((w->peer && atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) ==
+                                        sched_getcpu()) ||
+                        crowded(w));
         if (yielded)
             sched_yield();
         else
@@ -124,9 +130,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
          * 50 ms deadlines by about 90 ms under load). */
         if (yielded || i % 64 == 0) {
             int64_t now = shmrpc__now_ns();
-            /* Crowded: pause-spinning takes a CPU that a worker needs, so sleep; but
-             * yielding to a peer on our CPU stays the cheapest handoff there is. */
-            if (now >= until || (may_yield && !yielded && crowded(w))) return 1;
+            if (now >= until) return 1;
             if (now >= next_check) {
                 int rc = check(w);
                 if (rc != 0) return rc;
