@@ -11,6 +11,7 @@ struct shmrpc_client {
     int64_t next_timeout;    /* the next call's, when has_next */
     bool has_next;
     size_t max_msg;
+    shmrpc_wait_opts wait;
     shmrpc_buf req;
     shmrpc_buf resp;
     shmrpc_buf errmsg;
@@ -27,6 +28,7 @@ void shmrpc_client_opts_init(shmrpc_client_opts *o)
 {
     o->timeout_ms = SHMRPC_DEFAULT_TIMEOUT_MS;
     o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
+    shmrpc_wait_opts_init(&o->wait);
 }
 
 /* ms as a deadline: SHMRPC_TIMEOUT_INFINITE, or milliseconds >= 0; any other negative
@@ -57,6 +59,7 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     c->default_timeout = resolve(o.timeout_ms, SHMRPC_DEFAULT_TIMEOUT_MS);
     c->timeout = c->default_timeout;
     c->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    c->wait = o.wait;
     shmrpc_buf_init(&c->req);
     shmrpc_buf_init(&c->resp);
     shmrpc_buf_init(&c->errmsg);
@@ -101,7 +104,7 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     const char *where;
     int rc = shmrpc__transport_for(addr, &t, &where, &c->errmsg);
     if (rc) return rc;
-    return t->connect(where, c->info, c->map, &c->conn, &c->errmsg);
+    return t->connect(where, c->info, &c->wait, c->map, &c->conn, &c->errmsg);
 }
 
 const char *shmrpc_client_errmsg(const shmrpc_client *c)

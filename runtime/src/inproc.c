@@ -219,9 +219,11 @@ static entry *lookup(const char *name, shmrpc_server **server)
     return e;
 }
 
-static int inproc_connect(const char *where, const shmrpc_service_info *info, uint32_t *map,
+static int inproc_connect(const char *where, const shmrpc_service_info *info,
+                          const shmrpc_wait_opts *wait, uint32_t *map,
                           shmrpc__conn **out, shmrpc_buf *err)
 {
+    (void)wait; /* calls run on the caller's thread: nothing waits */
     int rc = check_name(where, err);
     if (rc) return rc;
     shmrpc_server *s = NULL;

@@ -76,6 +76,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
 
 const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
 size_t shmrpc__server_max_msg(const shmrpc_server *s);
+const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
 
 /* --- transports (transport.c, inproc.c) ----------------------------------------------
  * A transport connects clients and makes servers listen for one address scheme.
@@ -115,9 +116,10 @@ struct shmrpc__listener {
 typedef struct shmrpc__transport {
     const char *scheme; /* "inproc" */
     /* Connects to where (the address after "scheme://") and verifies the method
-     * table with shmrpc__method_map, filling map. */
-    int (*connect)(const char *where, const shmrpc_service_info *info, uint32_t *map,
-                   shmrpc__conn **out, shmrpc_buf *err);
+     * table with shmrpc__method_map, filling map. wait: how its calls wait. */
+    int (*connect)(const char *where, const shmrpc_service_info *info,
+                   const shmrpc_wait_opts *wait, uint32_t *map, shmrpc__conn **out,
+                   shmrpc_buf *err);
     /* Serves s at where; s has a registered service. */
     int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);
 } shmrpc__transport;

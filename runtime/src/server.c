@@ -10,6 +10,7 @@
 
 struct shmrpc_server {
     size_t max_msg;
+    shmrpc_wait_opts wait;
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
@@ -25,6 +26,7 @@ typedef void (*any_fn)(void);
 void shmrpc_server_opts_init(shmrpc_server_opts *o)
 {
     o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
+    shmrpc_wait_opts_init(&o->wait);
 }
 
 int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
@@ -34,6 +36,10 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
     shmrpc_server *s = calloc(1, sizeof *s);
     if (!s) return SHMRPC_ENOMEM;
     s->max_msg = opts && opts->max_msg_bytes ? opts->max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    if (opts)
+        s->wait = opts->wait;
+    else
+        shmrpc_wait_opts_init(&s->wait);
     shmrpc_buf_init(&s->errmsg);
     *out = s;
     return 0;
@@ -186,6 +192,11 @@ void shmrpc_server_stop(shmrpc_server *s)
 const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)
 {
     return s->svc->info;
+}
+
+const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s)
+{
+    return &s->wait;
 }
 
 size_t shmrpc__server_max_msg(const shmrpc_server *s)

@@ -407,7 +407,7 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     snprintf(l->key, sizeof l->key, "%s", where);
     l->pid = getpid();
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
-    shmrpc_wait_opts_init(&l->wait);
+    l->wait = *shmrpc__server_wait(s);
     rc = create_ctl(l, err);
     if (rc != 0) {
         free(l);
@@ -892,8 +892,9 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
     return 0;
 }
 
-static int shm_connect(const char *where, const shmrpc_service_info *info, uint32_t *map_ids,
-                       shmrpc__conn **out, shmrpc_buf *err)
+static int shm_connect(const char *where, const shmrpc_service_info *info,
+                       const shmrpc_wait_opts *wait, uint32_t *map_ids, shmrpc__conn **out,
+                       shmrpc_buf *err)
 {
     int rc = check_key(where, err);
     if (rc != 0) return rc;
@@ -904,7 +905,7 @@ static int shm_connect(const char *where, const shmrpc_service_info *info, uint3
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
     snprintf(c->key, sizeof c->key, "%s", where);
-    shmrpc_wait_opts_init(&c->wait);
+    c->wait = *wait;
     rc = open_ctl(c, info, map_ids, err);
     if (rc == 0) rc = claim_slot(c, err);
     if (rc == 0) rc = create_chan(c, err);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -486,6 +487,82 @@ static void signal_storms(void **state)
     stop_server(server);
 }
 
+/* CPU time (user + system, in ms) that pid and its children still running have used. */
+static int64_t cpu_ms_of_tree(pid_t pid)
+{
+    char path[96], buf[4096];
+    int64_t ticks = 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = '\0';
+    pid_t pids[70] = {pid};
+    int count = 1;
+    for (char *p = buf, *end; count < 70 && (pids[count] = (pid_t)strtol(p, &end, 10)) > 0;
+         p = end)
+        count++;
+    for (int i = 0; i < count; i++) {
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pids[i]);
+        f = fopen(path, "r");
+        if (!f) continue;
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *q = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+            ticks += (int64_t)(ut + st);
+    }
+    return ticks * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+/* Waiters that outnumber the CPUs, and idle workers, sleep rather than spin: four clients
+ * queue for one worker's 20 ms naps, and then the server sits idle. */
+static void long_waits_sleep(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1, 0);
+    shmrpc_client *c = connect_client();
+    enum { CLIENTS = 4, NAPS = 8 };
+    int64_t t0 = now_ms();
+    pid_t kids[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            alarm(60);
+            shmrpc_client *k = try_connect();
+            int32_t pid;
+            for (int j = 0; k && j < NAPS; j++)
+                if (shmtest_nap(k, 20, &pid) != 0) _exit(1);
+            _exit(k ? 0 : 9);
+        }
+    }
+    int64_t cpu = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        int status;
+        struct rusage ru;
+        assert_int_equal(wait4(kids[i], &status, 0, &ru), kids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        cpu += (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+               (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+    }
+    int64_t wall = now_ms() - t0;
+    print_message("    %d clients waiting %lld ms for naps used %lld ms of CPU\n", CLIENTS,
+                  (long long)wall, (long long)cpu);
+    assert_true(wall >= CLIENTS * NAPS * 20);
+    assert_true(cpu < wall / 5); /* spinning through the waits would cost about 2 * wall */
+    /* Idle: past the spin budget the manager and its worker sleep. */
+    usleep(200 * 1000);
+    int64_t before = cpu_ms_of_tree(server);
+    usleep(1000 * 1000);
+    int64_t idle = cpu_ms_of_tree(server) - before;
+    print_message("    an idle server used %lld ms of CPU in 1 s\n", (long long)idle);
+    assert_true(idle < 50);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -499,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stale_segments_and_second_server, setup, teardown),
         cmocka_unit_test_setup_teardown(another_user_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(signal_storms, setup, teardown),
+        cmocka_unit_test_setup_teardown(long_waits_sleep, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
 #include <shmrpc/service.h>
+#include <shmrpc/wait.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,7 @@ typedef struct shmrpc_client shmrpc_client;
 typedef struct shmrpc_client_opts {
     int64_t timeout_ms;   /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
     size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+    shmrpc_wait_opts wait; /* how calls wait for their answers (shm://) */
 } shmrpc_client_opts;
 
 void shmrpc_client_opts_init(shmrpc_client_opts *o);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include <shmrpc/service.h>
+#include <shmrpc/wait.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -14,6 +15,7 @@ typedef struct shmrpc_server shmrpc_server;
 
 typedef struct shmrpc_server_opts {
     size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+    shmrpc_wait_opts wait; /* how workers wait for calls (shm://) */
 } shmrpc_server_opts;
 
 #define SHMRPC_DEFAULT_MAX_MSG ((size_t)64 << 20)
