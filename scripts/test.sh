@@ -19,5 +19,6 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
-echo "== benchmarks (figures, not tests)"
+echo "== benchmarks (figures, not tests; a short run: see the README for a full one)"
 build/bin/shmrpc-bench-codec
+build/bin/shmrpc-bench --quick
