@@ -21,4 +21,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 echo "== benchmarks (figures, not tests; a short run: see the README for a full one)"
 build/bin/shmrpc-bench-codec
-build/bin/shmrpc-bench --quick
+build/bin/shmrpc-bench --quick || echo "shmrpc-bench: a row failed (the bench_smoke test judges that)"
