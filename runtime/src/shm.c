@@ -833,6 +833,10 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
         shmrpc__msg_set(err, "no server at shm://%s", c->key);
         return SHMRPC_EUNAVAIL;
     }
+    if (rc == SHMRPC_EPROTO) { /* created but not sized yet: as good as not there yet */
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
     if (rc != 0) return rc;
     c->ctl = map(c->ctl_fd, sizeof *c->ctl);
     if (c->ctl == NULL) return sys_error(err, "cannot map", name);
