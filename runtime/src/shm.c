@@ -93,15 +93,17 @@ static int check_key(const char *key, shmrpc_buf *err)
     return ok ? 0 : SHMRPC_EINVAL;
 }
 
+/* Names are "shmrpc:KEY" and "shmrpc:KEY:OWNERPID:cSLOT:GEN": keys cannot hold ':', so
+ * no service's name can be another's channel, nor a lock's ("shmrpc.lock.NAME"). */
 static void ctl_name(char *out, size_t cap, const char *key)
 {
-    snprintf(out, cap, "/shmrpc.%s", key);
+    snprintf(out, cap, "/shmrpc:%s", key);
 }
 
 static void chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
                       uint32_t gen)
 {
-    snprintf(out, cap, "/shmrpc.%s.%" PRId32 ".c%u.%" PRIu32, key, owner, slot, gen);
+    snprintf(out, cap, "/shmrpc:%s:%" PRId32 ":c%u:%" PRIu32, key, owner, slot, gen);
 }
 
 static int sys_error(shmrpc_buf *err, const char *what, const char *name)
@@ -168,6 +170,7 @@ static void *map(int fd, uint64_t size)
 static uint64_t chan_size_for(uint64_t n)
 {
     uint64_t size = PAGE;
+    if (n > SHMRPC__MAX_MSG_CAP) return UINT64_MAX; /* beyond any maximum */
     while (size < SHMRPC__CHAN_DATA + n) size *= 2;
     return size;
 }
@@ -327,26 +330,29 @@ typedef struct shm_listener {
     int32_t pid; /* the manager: only it removes the segments */
     _Atomic int stop;
     int stop_pipe[2]; /* shm_stop writes a byte to wake the manager; -1 when none */
+    uint64_t max_msg; /* the server's own: workers never take it from the segment */
     shmrpc_wait_opts wait;
 } shm_listener;
 
-/* Removes what a dead server of key left: its control segment and its channels. */
-static void remove_stale(const char *key, int32_t dead_owner)
+/* Unlinks the channels of key whose server is owner, or (owner 0) whose server is no
+ * longer alive: what servers that stopped or died left behind for clients that never
+ * closed. Clients still mapping one keep it until they let go. */
+static void remove_channels(const char *key, int32_t owner)
 {
     char name[300], prefix[128];
-    ctl_name(name, sizeof name, key);
-    shm_unlink(name);
-    int n = snprintf(prefix, sizeof prefix, "shmrpc.%s.%" PRId32 ".", key, dead_owner);
+    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s:", key);
     DIR *d = opendir("/dev/shm");
     if (d == NULL || n <= 0) {
         if (d) closedir(d);
         return;
     }
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (strncmp(e->d_name, prefix, (size_t)n) == 0) {
-            snprintf(name, sizeof name, "/%s", e->d_name);
-            shm_unlink(name);
-        }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, prefix, (size_t)n) != 0) continue;
+        int32_t pid = (int32_t)strtol(e->d_name + n, NULL, 10);
+        if (owner ? pid != owner : shmrpc__proc_alive(pid, 0)) continue;
+        snprintf(name, sizeof name, "/%s", e->d_name);
+        shm_unlink(name);
+    }
     closedir(d);
 }
 
@@ -379,7 +385,7 @@ static int create_ctl(shm_listener *l, shmrpc_buf *err)
             shmrpc__msg_set(err, "shm://%s is already served by pid %" PRId32, l->key, pid);
             return SHMRPC_EBUSY;
         }
-        remove_stale(l->key, ours ? pid : 0);
+        shm_unlink(name); /* a dead server's: its channels go below */
     }
     shmrpc__msg_set(err, "cannot create %s: it keeps coming back", name);
     return SHMRPC_EBUSY;
@@ -407,12 +413,15 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     snprintf(l->key, sizeof l->key, "%s", where);
     l->pid = getpid();
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    l->max_msg = shmrpc__server_max_msg(s);
+    if (l->max_msg > SHMRPC__MAX_MSG_CAP) l->max_msg = SHMRPC__MAX_MSG_CAP;
     l->wait = *shmrpc__server_wait(s);
     rc = create_ctl(l, err);
     if (rc != 0) {
         free(l);
         return rc;
     }
+    remove_channels(l->key, 0);
     l->ctl = map(l->fd, sizeof *l->ctl);
     const shmrpc_service_info *info = shmrpc__server_info(s);
     if (l->ctl == NULL) rc = sys_error(err, "cannot map", "the control segment");
@@ -430,7 +439,7 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     ctl->version = SHMRPC__SHM_VERSION;
     proc_set(&ctl->owner, l->pid, shmrpc__proc_start(l->pid));
     ctl->fingerprint = info->fingerprint;
-    ctl->max_msg = shmrpc__server_max_msg(s);
+    ctl->max_msg = l->max_msg;
     atomic_store(&ctl->state, SHM_READY);
     atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
     *out = &l->base;
@@ -448,9 +457,12 @@ typedef struct worker {
     shm_listener *l;
     shmrpc__shm_ctl *ctl;
     unsigned index;
+    int32_t pid;    /* this worker, as it writes itself into the channels it serves */
+    uint64_t start;
     unsigned next; /* where the next doorbell scan starts, for fairness */
     int last_slot; /* the connection served last: likely the next caller, or -1 */
     int64_t last_call_ns; /* when it was served */
+    int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan chans[SHMRPC__MAX_CONNS];
@@ -495,7 +507,7 @@ static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
     chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
     uint64_t size;
     if (open_segment(name, PAGE, &c->map.fd, &size, err) != 0) return NULL;
-    c->map.max_size = chan_max_size(w->ctl->max_msg);
+    c->map.max_size = chan_max_size(w->l->max_msg);
     if (size > c->map.max_size) {
         close(c->map.fd);
         c->map.fd = -1;
@@ -528,9 +540,9 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     if (n) memcpy(chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
-    uint32_t busy = SHM_CHAN_BUSY;
+    uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
     if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
-        atomic_store(&h->state.word, SHM_CHAN_IDLE); /* abandoned: nobody waits */
+        atomic_compare_exchange_strong(&h->state.word, &abandoned, SHM_CHAN_IDLE); /* nobody waits */
     shmrpc__wake(&h->state, 1);
     shmrpc_buf_destroy(&err);
 }
@@ -545,11 +557,14 @@ static void serve_one(worker *w, unsigned slot)
     shmrpc__shm_chan *h = c->map.head;
     uint32_t expect = SHM_CHAN_REQUEST;
     if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) return;
+    /* The client cleared taker before REQUEST, so it never watches the process of an
+     * earlier call; until this lands it treats the taker as unknown, hence alive. */
     atomic_store(&h->worker, w->index);
+    proc_set(&h->taker, w->pid, w->start);
 
     uint32_t method = h->method, len = h->req_len; /* read once */
     shmrpc_buf_init(&err);
-    int rc = len > w->ctl->max_msg ? SHMRPC_ETOOBIG : chan_follow(&c->map, len, &err);
+    int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : chan_follow(&c->map, len, &err);
     if (rc != 0) {
         shmrpc_buf_destroy(&err);
         const char *why = "the request's length does not fit its channel";
@@ -582,20 +597,42 @@ static void sweep(worker *w)
         return;
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
         shmrpc__shm_slot *s = &ctl->slots[i];
-        if (atomic_load(&s->state) == SHM_SLOT_FREE) continue;
-        if (shmrpc__proc_alive(atomic_load(&s->client.pid), atomic_load(&s->client.start)))
+        uint32_t state = atomic_load(&s->state), gen = atomic_load(&s->gen);
+        int32_t pid = atomic_load(&s->client.pid);
+        uint64_t start = atomic_load(&s->client.start);
+        /* A claim in progress has no pid yet; a pid and start read while a new client
+         * writes them may not belong together: look again before freeing. */
+        if (state == SHM_SLOT_FREE || pid == 0 || shmrpc__proc_alive(pid, start)) continue;
+        if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
+            atomic_load(&s->client.start) != start)
             continue;
+        bool in_call = atomic_load(&s->in_call) && !atomic_load(&s->presence.asleep);
+        if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREE)) continue;
         char name[160];
-        chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, atomic_load(&s->gen));
+        chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, gen);
         shm_unlink(name);
         atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
-        atomic_store(&s->state, SHM_SLOT_FREE);
+        if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
     }
 }
 
+/* Lets go of the mappings of connections that are gone or were claimed anew. */
+static void forget_closed(worker *w)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        worker_chan *c = &w->chans[i];
+        shmrpc__shm_slot *s = &w->ctl->slots[i];
+        if (c->open && (atomic_load(&s->state) != SHM_SLOT_OPEN || atomic_load(&s->gen) != c->gen))
+            worker_chan_close(c);
+    }
+}
+
+/* The manager marks the segment STOPPING; a worker also stops when the manager is gone
+ * (it would be killed by PR_SET_PDEATHSIG anyway). */
 static bool stopping(const worker *w)
 {
-    return atomic_load(&w->l->stop) || atomic_load(&w->ctl->state) != SHM_READY;
+    return atomic_load(&w->l->stop) || atomic_load(&w->ctl->state) != SHM_READY ||
+           getppid() != w->l->pid;
 }
 
 static int worker_check(void *arg)
@@ -621,8 +658,9 @@ static int worker_run(shm_listener *l, unsigned index)
         return rc;
     }
     shmrpc__shm_worker *me = &w->ctl->workers[index];
-    int32_t pid = getpid();
-    proc_set(&me->proc, pid, shmrpc__proc_start(pid));
+    w->pid = getpid();
+    w->start = shmrpc__proc_start(w->pid);
+    proc_set(&me->proc, w->pid, w->start);
     shmrpc__presence_update(&me->presence);
     atomic_store(&me->state, SHM_WORKER_RUNNING);
     atomic_fetch_add(&w->ctl->awake, 1);
@@ -643,6 +681,10 @@ static int worker_run(shm_listener *l, unsigned index)
             continue;
         }
         sweep(w);
+        if (shmrpc__now_ns() >= w->next_forget_ns) {
+            forget_closed(w);
+            w->next_forget_ns = shmrpc__now_ns() + SWEEP_EVERY_NS;
+        }
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
@@ -712,9 +754,18 @@ static bool crew_reap(shm_listener *l, crew *c, int i)
 {
     if (c->pid[i] > 0 && waitpid(c->pid[i], NULL, WNOHANG) != c->pid[i]) return false;
     if (c->fd[i] >= 0) close(c->fd[i]);
+    shmrpc__shm_worker *me = &l->ctl->workers[i];
+    if (c->pid[i] > 0 && atomic_load(&me->state) == SHM_WORKER_RUNNING) {
+        /* It died without leaving: take back what it counted, asleep on the doorbell or
+         * awake. */
+        if (atomic_load(&me->presence.asleep))
+            shmrpc__count_down(&l->ctl->doorbell.sleepers);
+        else
+            shmrpc__count_down(&l->ctl->awake);
+    }
     c->fd[i] = -1;
     c->pid[i] = 0;
-    atomic_store(&l->ctl->workers[i].state, SHM_WORKER_FREE);
+    atomic_store(&me->state, SHM_WORKER_FREE);
     return true;
 }
 
@@ -788,11 +839,12 @@ static void shm_stop(shmrpc__listener *base)
 static void shm_listener_close(shmrpc__listener *base)
 {
     shm_listener *l = (shm_listener *)base;
-    if (getpid() == l->pid) { /* the manager removes the segment; a worker only lets go */
+    if (getpid() == l->pid) { /* the manager removes the segments; a worker only lets go */
         atomic_store(&l->ctl->state, SHM_STOPPING);
         char name[128];
         ctl_name(name, sizeof name, l->key);
         shm_unlink(name);
+        remove_channels(l->key, l->pid);
     }
     munmap(l->ctl, sizeof *l->ctl);
     close(l->fd);
@@ -811,7 +863,12 @@ typedef struct shm_conn {
     unsigned slot;
     uint32_t gen;
     chan_map chan;
-    bool broken; /* the server went away: only a new connect helps */
+    int32_t pid;    /* the process that connected: only it may call or close the slot */
+    uint64_t max_msg; /* the server's maximum, read once and capped */
+    bool broken;    /* the server went away: the next call connects again */
+    int64_t retry_ns, backoff_ns; /* when a reconnect may be tried next, and the pause */
+    const shmrpc_service_info *info; /* for reconnects, which check the table again */
+    uint32_t *map;
     uint32_t last_worker; /* served the last call: likely the next one's */
     shmrpc_wait_opts wait;
 } shm_conn;
@@ -821,6 +878,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err);
 
 static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call, .close = shm_conn_close};
+static int attach(shm_conn *c, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
                     shmrpc_buf *err)
@@ -852,6 +910,8 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
     }
     c->owner = atomic_load(&c->ctl->owner.pid);
     c->owner_start = atomic_load(&c->ctl->owner.start);
+    c->max_msg = c->ctl->max_msg; /* read once, never trusted beyond the cap */
+    if (c->max_msg > SHMRPC__MAX_MSG_CAP) c->max_msg = SHMRPC__MAX_MSG_CAP;
     if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start)) {
         shmrpc__msg_set(err, "the server of shm://%s is gone", c->key);
         return SHMRPC_EUNAVAIL;
@@ -889,7 +949,7 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
     c->chan.head = map(c->chan.fd, PAGE);
     if (c->chan.head == NULL) return sys_error(err, "cannot map", name);
     c->chan.mapped = PAGE;
-    c->chan.max_size = chan_max_size(c->ctl->max_msg);
+    c->chan.max_size = chan_max_size(c->max_msg);
     atomic_store(&c->chan.head->size, PAGE);
     atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
     atomic_store_explicit(&c->ctl->slots[c->slot].state, SHM_SLOT_OPEN, memory_order_release);
@@ -908,11 +968,12 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     c->ctl_fd = c->chan.fd = -1;
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
+    c->pid = getpid();
+    c->info = info;
+    c->map = map_ids;
     snprintf(c->key, sizeof c->key, "%s", where);
     c->wait = *wait;
-    rc = open_ctl(c, info, map_ids, err);
-    if (rc == 0) rc = claim_slot(c, err);
-    if (rc == 0) rc = create_chan(c, err);
+    rc = attach(c, err);
     if (rc != 0) {
         shm_conn_close(&c->base);
         return rc;
@@ -921,20 +982,70 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     return 0;
 }
 
-static void shm_conn_close(shmrpc__conn *base)
+/* Lets go of the server: the channel and the slot too, in the process that made them
+ * (a forked child only unmaps what it inherited). */
+static void detach(shm_conn *c)
 {
-    shm_conn *c = (shm_conn *)base;
-    if (c->chan.fd >= 0) {
+    bool mine = getpid() == c->pid;
+    if (mine && c->chan.fd >= 0) {
         char name[160];
         chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
         shm_unlink(name);
     }
     chan_unmap(&c->chan);
-    if (c->ctl && c->slot < SHMRPC__MAX_CONNS)
+    if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS)
         atomic_store(&c->ctl->slots[c->slot].state, SHM_SLOT_FREE);
     if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
     if (c->ctl_fd >= 0) close(c->ctl_fd);
+    c->ctl = NULL;
+    c->ctl_fd = -1;
+    c->slot = UINT_MAX;
+}
+
+static int attach(shm_conn *c, shmrpc_buf *err)
+{
+    int rc = open_ctl(c, c->info, c->map, err);
+    if (rc == 0) rc = claim_slot(c, err);
+    if (rc == 0) rc = create_chan(c, err);
+    return rc;
+}
+
+/* After the server went away, a later call connects again (never the failed call: it
+ * is not sent twice), no more often than a backoff that doubles up to a second, with
+ * jitter so that a crowd of clients does not come back at once. */
+static int reconnect(shm_conn *c, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    if (now < c->retry_ns) {
+        shmrpc__msg_set(err, "the server of shm://%s went away; trying again shortly", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    detach(c);
+    int rc = attach(c, err);
+    if (rc == 0) {
+        c->broken = false;
+        c->backoff_ns = 0;
+        return 0;
+    }
+    detach(c);
+    c->backoff_ns = c->backoff_ns ? c->backoff_ns * 2 : 10 * 1000 * 1000;
+    if (c->backoff_ns > 1000 * 1000 * 1000) c->backoff_ns = 1000 * 1000 * 1000;
+    c->retry_ns = now + c->backoff_ns / 2 + (int64_t)((uint64_t)now % (uint64_t)c->backoff_ns);
+    return rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ESYS(ENOENT) ? SHMRPC_EUNAVAIL : rc;
+}
+
+static void shm_conn_close(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    detach(c);
     free(c);
+}
+
+/* Whether the process that took the channel's call still runs. */
+static bool taker_alive(shmrpc__shm_chan *h)
+{
+    int32_t pid = atomic_load(&h->taker.pid);
+    return pid == 0 || shmrpc__proc_alive(pid, atomic_load(&h->taker.start));
 }
 
 /* While a call waits: the worker serving it, and the server, must still be there. */
@@ -942,16 +1053,11 @@ static int client_check(void *arg)
 {
     shm_conn *c = arg;
     shmrpc__shm_chan *h = c->chan.head;
-    if (atomic_load(&h->state.word) == SHM_CHAN_BUSY) {
-        uint32_t wi = atomic_load(&h->worker);
-        if (wi < SHMRPC__MAX_WORKERS) {
-            shmrpc__proc *p = &c->ctl->workers[wi].proc;
-            if (!shmrpc__proc_alive(atomic_load(&p->pid), atomic_load(&p->start)))
-                return SHMRPC_EPEERDIED;
-        }
-    }
-    if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start))
-        return SHMRPC_EUNAVAIL;
+    bool busy = atomic_load(&h->state.word) == SHM_CHAN_BUSY;
+    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
+    if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
+    /* A stopping server finishes the calls its workers took; the others will not run. */
+    if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
     return 0;
 }
 
@@ -987,10 +1093,9 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
         if (rc == SHMRPC_ETIMEDOUT)
             shmrpc__msg_set(err, "the deadline passed before a worker took the call; it did not run");
     } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
-        uint32_t wi = atomic_load(&h->worker);
         atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
         shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
-                        wi < SHMRPC__MAX_WORKERS ? atomic_load(&c->ctl->workers[wi].proc.pid) : 0);
+                        atomic_load(&h->taker.pid));
     } else if (st == SHM_CHAN_BUSY &&
                atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_ABANDONED)) {
         if (rc == SHMRPC_ETIMEDOUT)
@@ -1016,9 +1121,7 @@ static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
             atomic_store(&h->state.word, SHM_CHAN_IDLE); /* a leftover answer of a call given up */
             return 0;
         }
-        uint32_t wi = atomic_load(&h->worker);
-        shmrpc__proc *p = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].proc : NULL;
-        if (!p || !shmrpc__proc_alive(atomic_load(&p->pid), atomic_load(&p->start))) {
+        if (!taker_alive(h)) {
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
@@ -1036,24 +1139,32 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
-    int64_t deadline =
-        timeout_ms == SHMRPC_TIMEOUT_INFINITE ? INT64_MAX : shmrpc__now_ns() + timeout_ms * 1000000;
-    if (c->broken) {
-        shmrpc__msg_set(err, "the server of shm://%s went away: connect again", c->key);
-        return SHMRPC_EUNAVAIL;
+    int64_t now = shmrpc__now_ns();
+    int64_t deadline = timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
+                           ? INT64_MAX
+                           : now + timeout_ms * 1000000;
+    if (getpid() != c->pid) {
+        shmrpc__msg_set(err, "a shm:// connection belongs to the process that opened it "
+                             "(pid %" PRId32 "): connect again in this one", c->pid);
+        return SHMRPC_EINVAL;
     }
-    if (req.len > c->ctl->max_msg) {
+    int rc = c->broken ? reconnect(c, err) : 0;
+    if (rc != 0) return rc;
+    if (req.len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
-                        req.len, c->ctl->max_msg);
+                        req.len, c->max_msg);
         return SHMRPC_ETOOBIG;
     }
-    int rc = channel_ready(c, deadline, err);
+    rc = channel_ready(c, deadline, err);
     if (rc == 0) rc = chan_reserve(&c->chan, req.len, err);
     if (rc != 0) return rc;
     shmrpc__shm_chan *h = c->chan.head;
     if (req.len) memcpy(chan_data(&c->chan), req.ptr, req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
+    proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    shmrpc__shm_slot *me = &c->ctl->slots[c->slot];
+    atomic_store(&me->in_call, 1);
     atomic_fetch_add(&c->ctl->awake, 1);
     atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
     atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
@@ -1061,12 +1172,13 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     shmrpc__wake(&c->ctl->doorbell, 1);
 
     rc = await_answer(c, deadline);
-    atomic_fetch_sub(&c->ctl->awake, 1);
+    shmrpc__count_down(&c->ctl->awake);
+    atomic_store(&me->in_call, 0);
     if (rc != 0 && (rc = give_up(c, rc, err)) != 0) return rc;
 
     int32_t status = h->status;
     uint32_t len = h->resp_len; /* read once */
-    rc = len > c->ctl->max_msg ? SHMRPC_EPROTO : chan_follow(&c->chan, len, err);
+    rc = len > c->max_msg ? SHMRPC_EPROTO : chan_follow(&c->chan, len, err);
     if (rc == 0 && shmrpc_buf_append(resp, chan_data(&c->chan), len) != 0) rc = resp->err;
     atomic_store(&h->state.word, SHM_CHAN_IDLE);
     if (rc != 0) return rc;

@@ -19,6 +19,8 @@
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
 #define SHMRPC__KEY_MAX 64      /* a service's name in shm:// */
+/* Lengths in a channel are 32-bit: no message may be larger, whatever max_msg says. */
+#define SHMRPC__MAX_MSG_CAP ((uint64_t)UINT32_MAX)
 
 /* A process: its pid and its start time (so a reused pid is not mistaken for it). */
 typedef struct shmrpc__proc {
@@ -49,7 +51,9 @@ typedef struct shmrpc__shm_slot {
     shmrpc__proc client;       /* written by the client at claim; read by sweeps */
     shmrpc__presence presence; /* written by the client at each call; read by the worker
                                   that served it last, to yield rather than spin on its CPU */
-    char pad[64 - 32];
+    _Atomic uint32_t in_call;  /* the client counts in awake: written by it; read by sweeps,
+                                  which take a dead client's share back */
+    char pad[64 - 36];
 } shmrpc__shm_slot;
 static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
 
@@ -104,7 +108,10 @@ typedef struct shmrpc__shm_chan {
     _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
     uint32_t unused;
     _Atomic uint64_t size;   /* the segment's size: whoever grew it last */
-    char pad0[64 - 24];
+    /* The process serving the call, written by it after REQUEST -> BUSY: the client
+     * watches this one, not the worker slot, which a replacement may already hold. */
+    shmrpc__proc taker;
+    char pad0[64 - 40];
     /* Written by the client before REQUEST; read by the worker. */
     alignas(64) uint32_t method; /* the server's method id */
     uint32_t req_len;

@@ -81,6 +81,13 @@ void shmrpc__wake(shmrpc__futex *f, int n)
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
+void shmrpc__count_down(_Atomic uint32_t *count)
+{
+    uint32_t v = atomic_load(count);
+    while (v > 0 && !atomic_compare_exchange_weak(count, &v, v - 1)) {
+    }
+}
+
 int shmrpc__ncpus(void)
 {
     static _Atomic int n;

@@ -58,6 +58,9 @@ void shmrpc__wake(shmrpc__futex *f, int n);
 /* Publishes the CPU this process runs on now. */
 void shmrpc__presence_update(shmrpc__presence *self);
 
+/* Takes one from a count that a dead process left raised, never below zero. */
+void shmrpc__count_down(_Atomic uint32_t *count);
+
 /* The CPUs this process may run on (at least 1), read once. */
 int shmrpc__ncpus(void);
 
