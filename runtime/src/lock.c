@@ -23,6 +23,7 @@
 #include <shmrpc/status.h>
 
 #include "wait.h"
+#include "proc.h"
 
 #define LOCK_MAGIC 0x4b434c53u /* "SLCK" */
 #define LOCK_VERSION 1u
@@ -157,56 +158,6 @@ static void watch_forks(void)
     pthread_atfork(NULL, NULL, forget_self);
 }
 
-struct proc_stat {
-    char state;     /* field 3: R, S, D, T, Z (zombie), X (dead)... */
-    uint64_t start; /* field 22: start time in clock ticks since boot */
-};
-
-/* Parses /proc/PID/stat. The command name (field 2) may hold spaces and parentheses, so
- * the fields are counted from the last ')'. */
-static int parse_stat(const char *buf, struct proc_stat *ps)
-{
-    const char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || p[2] == '\0') return -1;
-    p += 2;
-    ps->state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p) return -1;
-        p++;
-    }
-    char *end;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (end == p) return -1;
-    ps->start = v;
-    return 0;
-}
-
-/* 0, or -1 with errno: ENOENT or ESRCH when the thread is gone. */
-static int read_stat(uint32_t tid, struct proc_stat *ps)
-{
-    char path[32], buf[1024];
-    snprintf(path, sizeof path, "/proc/%" PRIu32 "/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n;
-    do
-        n = read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    int err = n < 0 ? errno : ESRCH;
-    close(fd);
-    if (n <= 0) {
-        errno = err;
-        return -1;
-    }
-    buf[n] = '\0';
-    if (parse_stat(buf, ps) != 0) {
-        errno = EPROTO;
-        return -1;
-    }
-    return 0;
-}
-
 static uint64_t make_tag(uint32_t tid, uint64_t start)
 {
     if (tid > TAG_TID_MASK) return 0;
@@ -217,8 +168,8 @@ static uint32_t learn_self(void)
 {
     pthread_once(&fork_watch, watch_forks);
     uint32_t tid = (uint32_t)gettid();
-    struct proc_stat ps;
-    self_tag = make_tag(tid, read_stat(tid, &ps) == 0 ? ps.start : 0);
+    shmrpc__proc_stat ps;
+    self_tag = make_tag(tid, shmrpc__read_proc_stat(tid, &ps) == 0 ? ps.start : 0);
     self_id = tid;
     return tid;
 }
@@ -238,8 +189,8 @@ static inline uint32_t self_tid(void)
  * /proc cannot say (not mounted, not allowed), the owner counts as alive. */
 static bool owner_dead(const struct lock_seg *s, uint32_t tid)
 {
-    struct proc_stat ps;
-    if (read_stat(tid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
+    shmrpc__proc_stat ps;
+    if (shmrpc__read_proc_stat(tid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
     if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
     uint64_t tag = atomic_load_explicit(&s->owner_tag, memory_order_acquire);
     uint64_t start = tag >> TAG_TID_BITS;
@@ -551,7 +502,7 @@ static void init_segment(struct lock_seg *s, bool locked)
 static int create(const char *path, const char *name, const shmrpc_lock_opts *o,
                   struct lock_seg **out)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, o->perms);
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perms);
     if (fd < 0) {
         int err = errno;
         if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
@@ -638,7 +589,7 @@ static int check_header(const struct lock_seg *s, const char *name)
 static int attach(const char *path, const char *name, const shmrpc_lock_opts *o,
                   struct lock_seg **out)
 {
-    int fd = shm_open(path, O_RDWR, 0);
+    int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
         int err = errno;
         if (err == ENOENT) return fail(SHMRPC_ENOENT, "no lock '%s' (%s%s)", name, SHM_DIR, path);
@@ -656,7 +607,7 @@ static int attach(const char *path, const char *name, const shmrpc_lock_opts *o,
 /* "held by thread T" / "free" for the EBUSY message, when we may look. */
 static const char *holder(const char *path, char *buf, size_t cap)
 {
-    int fd = shm_open(path, O_RDONLY, 0);
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return "";
     struct stat st;
     void *p = MAP_FAILED;

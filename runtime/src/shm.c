@@ -3,6 +3,8 @@
  * the hybrid wait on both sides (docs/shm-transport.md). */
 #include "shm.h"
 
+#include "proc.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,44 +29,21 @@
 
 /* --- processes ----------------------------------------------------------------------- */
 
-/* Field 22 (start time) and field 3 (state) of /proc/PID/stat; false if it is gone. */
-static bool proc_stat(int32_t pid, char *state, uint64_t *start)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%" PRId32 "/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command may hold spaces and parentheses */
-    if (p == NULL || p[1] != ' ') return false;
-    *state = p[2];
-    p += 2;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (p == NULL) return false;
-        p++;
-    }
-    *start = strtoull(p, NULL, 10);
-    return true;
-}
-
 uint64_t shmrpc__proc_start(int32_t pid)
 {
-    char state;
-    uint64_t start = 0;
-    return proc_stat(pid, &state, &start) ? start : 0;
+    shmrpc__proc_stat ps;
+    return pid > 0 && shmrpc__read_proc_stat((uint32_t)pid, &ps) == 0 ? ps.start : 0;
 }
 
+/* Gone, a zombie, or a later process with the same pid: dead. When /proc cannot say,
+ * alive: a wrong "dead" would reset a channel under a running worker. */
 bool shmrpc__proc_alive(int32_t pid, uint64_t start)
 {
-    char state;
-    uint64_t now_start;
-    if (pid <= 0 || !proc_stat(pid, &state, &now_start)) return false;
-    if (state == 'Z' || state == 'X') return false;
-    return start == 0 || start == now_start;
+    shmrpc__proc_stat ps;
+    if (pid <= 0) return false;
+    if (shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0) return errno != ENOENT && errno != ESRCH;
+    if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return false;
+    return start == 0 || start == ps.start;
 }
 
 static void proc_set(shmrpc__proc *p, int32_t pid, uint64_t start)

@@ -1,0 +1,54 @@
+/* Reading /proc/ID/stat, for the liveness checks of locks and of the shm transport. */
+#include "proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The command name (field 2) may hold spaces and parentheses, so the fields are counted
+ * from the last ')'. */
+static int parse_stat(const char *buf, shmrpc__proc_stat *ps)
+{
+    const char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || p[2] == '\0') return -1;
+    p += 2;
+    ps->state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p) return -1;
+        p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (end == p) return -1;
+    ps->start = v;
+    return 0;
+}
+
+int shmrpc__read_proc_stat(uint32_t id, shmrpc__proc_stat *ps)
+{
+    char path[32], buf[1024];
+    snprintf(path, sizeof path, "/proc/%" PRIu32 "/stat", id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : ESRCH;
+    close(fd);
+    if (n <= 0) {
+        errno = err;
+        return -1;
+    }
+    buf[n] = '\0';
+    if (parse_stat(buf, ps) != 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
