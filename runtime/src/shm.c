@@ -48,8 +48,8 @@ bool shmrpc__proc_alive(int32_t pid, uint64_t start)
 
 static void proc_set(shmrpc__proc *p, int32_t pid, uint64_t start)
 {
-    atomic_store(&p->start, start);
-    atomic_store(&p->pid, pid);
+    atomic_store_explicit(&p->start, start, memory_order_release);
+    atomic_store_explicit(&p->pid, pid, memory_order_release);
 }
 
 /* --- names and segments -------------------------------------------------------------- */
@@ -585,7 +585,13 @@ static void sweep(worker *w)
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        bool in_call = atomic_load(&s->in_call) && !atomic_load(&s->presence.asleep);
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
+        shmrpc_buf_destroy(&err);
+        uint32_t st = wc ? atomic_load(&wc->map.head->state.word) : SHM_CHAN_IDLE;
+        bool in_call = (st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE) &&
+                       !atomic_load(&s->presence.asleep);
         if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREE)) continue;
         char name[160];
         chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, gen);
@@ -606,12 +612,22 @@ static void forget_closed(worker *w)
     }
 }
 
-/* The manager marks the segment STOPPING; a worker also stops when the manager is gone
- * (it would be killed by PR_SET_PDEATHSIG anyway). */
+/* A forked worker stops when its manager tells it (SIGTERM, after the call it serves)
+ * and dies with it (PR_SET_PDEATHSIG); one serving in the listening process stops on
+ * shmrpc_server_stop(). Nothing here costs a syscall: it runs once per call. */
+/* Set in a worker by the manager's SIGTERM. The manager's word, not the segment's: a
+ * client writing STOPPING there must not be able to stop the workers. */
+static volatile sig_atomic_t told_to_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    told_to_stop = 1;
+}
+
 static bool stopping(const worker *w)
 {
-    return atomic_load(&w->l->stop) || atomic_load(&w->ctl->state) != SHM_READY ||
-           getppid() != w->l->pid;
+    return told_to_stop || atomic_load(&w->l->stop);
 }
 
 static int worker_check(void *arg)
@@ -697,7 +713,8 @@ static pid_t spawn_worker(shm_listener *l, unsigned index)
     if (pid != 0) return pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* a worker does not outlive its manager */
     if (getppid() != manager) _exit(1);
-    signal(SIGTERM, SIG_DFL);
+    struct sigaction stop = {.sa_handler = on_stop}; /* no SA_RESTART: a futex sleep ends */
+    sigaction(SIGTERM, &stop, NULL);
     signal(SIGINT, SIG_IGN);
     _exit(worker_run(l, index) == 0 ? 0 : 1);
 }
@@ -772,9 +789,9 @@ static int manage(shm_listener *l, int n)
         for (int i = 0; i < n && !atomic_load(&l->stop); i++)
             if (crew_reap(l, &c, i)) crew_start(l, &c, i);
     }
-    atomic_store(&l->ctl->state, SHM_STOPPING);
-    atomic_fetch_add(&l->ctl->doorbell.word, 1);
-    shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
+    atomic_store(&l->ctl->state, SHM_STOPPING); /* for clients: calls not taken will not run */
+    for (int i = 0; i < n; i++)
+        if (c.pid[i] > 0) kill(c.pid[i], SIGTERM);
     int64_t deadline = shmrpc__now_ns() + 2000 * 1000 * 1000LL;
     for (;;) {
         int left = 0;
@@ -1142,24 +1159,25 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     h->method = sid;
     h->req_len = (uint32_t)req.len;
     proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
-    shmrpc__shm_slot *me = &c->ctl->slots[c->slot];
-    atomic_store(&me->in_call, 1);
     atomic_fetch_add(&c->ctl->awake, 1);
     atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
     atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
     atomic_fetch_add(&c->ctl->doorbell.word, 1);
     shmrpc__wake(&c->ctl->doorbell, 1);
 
+    /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
+     * sweep takes a dead client's share back by that. */
     rc = await_answer(c, deadline);
-    shmrpc__count_down(&c->ctl->awake);
-    atomic_store(&me->in_call, 0);
-    if (rc != 0 && (rc = give_up(c, rc, err)) != 0) return rc;
-
+    if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
+        atomic_fetch_sub(&c->ctl->awake, 1);
+        return rc;
+    }
     int32_t status = h->status;
     uint32_t len = h->resp_len; /* read once */
     rc = len > c->max_msg ? SHMRPC_EPROTO : chan_follow(&c->chan, len, err);
     if (rc == 0 && shmrpc_buf_append(resp, chan_data(&c->chan), len) != 0) rc = resp->err;
     atomic_store(&h->state.word, SHM_CHAN_IDLE);
+    atomic_fetch_sub(&c->ctl->awake, 1);
     if (rc != 0) return rc;
     if (status == 0) return 0;
     if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))

@@ -51,9 +51,7 @@ typedef struct shmrpc__shm_slot {
     shmrpc__proc client;       /* written by the client at claim; read by sweeps */
     shmrpc__presence presence; /* written by the client at each call; read by the worker
                                   that served it last, to yield rather than spin on its CPU */
-    _Atomic uint32_t in_call;  /* the client counts in awake: written by it; read by sweeps,
-                                  which take a dead client's share back */
-    char pad[64 - 36];
+    char pad[64 - 32];
 } shmrpc__shm_slot;
 static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
 
@@ -108,17 +106,19 @@ typedef struct shmrpc__shm_chan {
     _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
     uint32_t unused;
     _Atomic uint64_t size;   /* the segment's size: whoever grew it last */
-    /* The process serving the call, written by it after REQUEST -> BUSY: the client
-     * watches this one, not the worker slot, which a replacement may already hold. */
-    shmrpc__proc taker;
-    char pad0[64 - 40];
+    char pad0[64 - 24];
     /* Written by the client before REQUEST; read by the worker. */
     alignas(64) uint32_t method; /* the server's method id */
     uint32_t req_len;
     /* Written by the worker before RESPONSE; read by the client. */
     int32_t status;   /* 0, or the call's status with its message as the data */
     uint32_t resp_len;
-    char pad1[64 - 16];
+    /* The process serving the call: cleared by the client before REQUEST, written by the
+     * worker after REQUEST -> BUSY. The client watches it, not the worker slot, which a
+     * replacement may hold already. Off the state's line: the client reads it only in
+     * its slow checks, so writing it costs the spinning client nothing. */
+    shmrpc__proc taker;
+    char pad1[64 - 32];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 

@@ -53,7 +53,10 @@ static inline void cpu_relax(void)
 
 void shmrpc__presence_update(shmrpc__presence *self)
 {
-    if (self) atomic_store_explicit(&self->cpu, sched_getcpu(), memory_order_relaxed);
+    if (!self) return;
+    int cpu = sched_getcpu(); /* written only when it changed: peers read this line */
+    if (atomic_load_explicit(&self->cpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&self->cpu, cpu, memory_order_relaxed);
 }
 
 static bool changed(shmrpc__futex *f, uint32_t old)
@@ -118,16 +121,20 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
                 bool may_yield)
 {
     int64_t next_check = shmrpc__now_ns() + SHMRPC__CHECK_NS / 4;
+    bool yield = false;
     for (unsigned i = 1;; i++) {
         if (changed(f, old)) return 0;
         /* Yield rather than spin while the peer shares our CPU (spinning only keeps it
          * away), and while more of the group are awake than there are CPUs (spinning
          * takes a CPU that a worker needs; yielding hands it over and lets the
-         * scheduler share the CPUs fairly among the waiters). */
-        bool yielded = may_yield &&
-                       ((w->peer && atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) ==
-                                        sched_getcpu()) ||
-                        crowded(w));
+         * scheduler share the CPUs fairly among the waiters). Looked at every 8 turns:
+         * the peer's line is written by the peer, and reading it each turn would pull
+         * it away from the peer that many times. */
+        if (may_yield && (yield || i % 8 == 1))
+            yield = (w->peer && atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) ==
+                                    sched_getcpu()) ||
+                    crowded(w);
+        bool yielded = yield;
         if (yielded)
             sched_yield();
         else
