@@ -91,7 +91,7 @@ static void invoke_json(gen *g, sbuf *o, const svc_method *m, const char *label)
                           : gen_json_write_expr(g, gen_type(g, m->result), "out");
     sb_printf(o,
               "    shmrpc_json *res = %s;\n    if (res == NULL)\n"
-              "        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, \"%s: the result has no JSON "
+              "        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, \"%s: the result has no JSON "
               "form\");\n"
               "    return shmrpc_json_dump(res, resp);\n",
               res, label);

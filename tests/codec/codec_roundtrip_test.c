@@ -484,6 +484,34 @@ static void test_malformed_bodies(void **state)
     }
 }
 
+static int h_bad_enum(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out)
+{
+    (void)ctx;
+    *out = *v;
+    out->c = (types_color)99; /* no name: no JSON form */
+    return 0;
+}
+
+/* A result that cannot be written as JSON is the handler's fault: EHANDLER, not EINVAL. */
+static void test_result_without_json_form(void **state)
+{
+    (void)state;
+    types_handlers h = types_identity_handlers;
+    h.pass_scalars_json = h_bad_enum;
+    shmrpc_server *s;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &types_service, &h, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://types-bad-result"), 0);
+    assert_int_equal(shmrpc_client_new(&c, &types_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://types-bad-result"), 0);
+    types_scalars in = scalars_min(), out;
+    assert_int_equal(types_pass_scalars_json(c, &in, &out), SHMRPC_EHANDLER);
+    assert_non_null(strstr(shmrpc_client_errmsg(c), "the result has no JSON form"));
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -495,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(test_void_narrow_optional, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_bodies, setup, teardown),
+        cmocka_unit_test(test_result_without_json_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

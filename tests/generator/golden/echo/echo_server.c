@@ -105,7 +105,7 @@ static int echo__echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
         return rc;
     shmrpc_json *res = shmrpc_json_string(out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Echo.echo_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Echo.echo_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 

@@ -294,7 +294,7 @@ static int types__pass_scalars_json_invoke(shmrpc_ctx *ctx, const void *handlers
         return rc;
     shmrpc_json *res = types__scalars_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Types.pass_scalars_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_scalars_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
@@ -339,7 +339,7 @@ static int types__pass_holder_json_invoke(shmrpc_ctx *ctx, const void *handlers,
         return rc;
     shmrpc_json *res = types__holder_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Types.pass_holder_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_holder_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
@@ -384,7 +384,7 @@ static int types__pass_node_json_invoke(shmrpc_ctx *ctx, const void *handlers, s
         return rc;
     shmrpc_json *res = types__node_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Types.pass_node_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_node_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
@@ -429,7 +429,7 @@ static int types__many_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc
         return rc;
     shmrpc_json *res = types__list_string_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Types.many_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.many_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
@@ -478,7 +478,7 @@ static int types__nothing_json_invoke(shmrpc_ctx *ctx, const void *handlers, shm
         return rc;
     shmrpc_json *res = shmrpc_json_null();
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "Types.nothing_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.nothing_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
