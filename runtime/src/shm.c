@@ -1113,11 +1113,10 @@ static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
     for (;;) {
         uint32_t st = atomic_load(&h->state.word);
         if (st == SHM_CHAN_IDLE) return 0;
-        if (st != SHM_CHAN_ABANDONED) {
-            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* a leftover answer of a call given up */
-            return 0;
-        }
-        if (!taker_alive(h)) {
+        /* A leftover answer, a state no side writes, or a call whose worker is gone: the
+         * channel is ours again. A worker still serving one is waited for, never raced. */
+        bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
+        if (!served || !taker_alive(h)) {
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
