@@ -109,12 +109,11 @@ static int open_segment(const char *name, uint64_t min_size, int *fd_out, uint64
         rc = SHMRPC_EPERM, shmrpc__msg_set(err, "%s belongs to uid %u, not to uid %u", name,
                                            (unsigned)st.st_uid, (unsigned)geteuid());
     else if (st.st_mode & 077)
-        rc = SHMRPC_EPERM,
-        shmrpc__msg_set(err, "%s is open to others (mode %03o); refusing it", name,
-                        (unsigned)(st.st_mode & 0777));
+        rc = SHMRPC_EPERM, shmrpc__msg_set(err, "%s is open to others (mode %03o); refusing it",
+                                           name, (unsigned)(st.st_mode & 0777));
     else if ((uint64_t)st.st_size < min_size)
-        rc = SHMRPC_EPROTO, shmrpc__msg_set(err, "%s is too small (%lld bytes)", name,
-                                            (long long)st.st_size);
+        rc = SHMRPC_EPROTO,
+        shmrpc__msg_set(err, "%s is too small (%lld bytes)", name, (long long)st.st_size);
     if (rc != 0) {
         close(fd);
         return rc;
@@ -150,7 +149,8 @@ static uint64_t chan_size_for(uint64_t n)
 {
     uint64_t size = PAGE;
     if (n > SHMRPC__MAX_MSG_CAP) return UINT64_MAX; /* beyond any maximum */
-    while (size < SHMRPC__CHAN_DATA + n) size *= 2;
+    while (size < SHMRPC__CHAN_DATA + n)
+        size *= 2;
     return size;
 }
 
@@ -234,8 +234,9 @@ static int write_table(shmrpc__shm_ctl *ctl, const shmrpc_service_info *info, sh
     size_t used = 0;
     for (uint32_t i = 0; i < info->n_methods; i++) {
         const shmrpc_method_info *m = &info->methods[i];
-        int n = snprintf(ctl->table + used, sizeof ctl->table - used, "%s\t%d\t%016" PRIx64 "\t%s\n",
-                         m->name, (int)m->encoding, m->fingerprint, m->signature);
+        int n =
+            snprintf(ctl->table + used, sizeof ctl->table - used, "%s\t%d\t%016" PRIx64 "\t%s\n",
+                     m->name, (int)m->encoding, m->fingerprint, m->signature);
         if (n < 0 || (size_t)n >= sizeof ctl->table - used) {
             shmrpc__msg_set(err, "the method table does not fit in %d bytes", SHMRPC__TABLE_MAX);
             return SHMRPC_ETOOBIG;
@@ -269,7 +270,8 @@ static int parse_table(const shmrpc__shm_ctl *ctl, const char *service, table *t
     if (t->text == NULL) return SHMRPC_ENOMEM;
     memcpy(t->text, ctl->table, len);
     t->text[len] = '\0';
-    for (uint32_t i = 0; i < len; i++) lines += t->text[i] == '\n';
+    for (uint32_t i = 0; i < len; i++)
+        lines += t->text[i] == '\n';
     t->methods = calloc(lines ? lines : 1, sizeof *t->methods);
     if (t->methods == NULL) return SHMRPC_ENOMEM;
     char *p = t->text;
@@ -380,8 +382,7 @@ static const shmrpc__listener_ops shm_listener_ops = {
     .stop = shm_stop,
 };
 
-static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out,
-                      shmrpc_buf *err)
+static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err)
 {
     int rc = check_key(where, err);
     if (rc != 0) return rc;
@@ -436,11 +437,11 @@ typedef struct worker {
     shm_listener *l;
     shmrpc__shm_ctl *ctl;
     unsigned index;
-    int32_t pid;    /* this worker, as it writes itself into the channels it serves */
+    int32_t pid; /* this worker, as it writes itself into the channels it serves */
     uint64_t start;
-    unsigned next; /* where the next doorbell scan starts, for fairness */
-    int last_slot; /* the connection served last: likely the next caller, or -1 */
-    int64_t last_call_ns; /* when it was served */
+    unsigned next;          /* where the next doorbell scan starts, for fairness */
+    int last_slot;          /* the connection served last: likely the next caller, or -1 */
+    int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
@@ -521,7 +522,8 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     h->resp_len = (uint32_t)n;
     uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
     if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
-        atomic_compare_exchange_strong(&h->state.word, &abandoned, SHM_CHAN_IDLE); /* nobody waits */
+        atomic_compare_exchange_strong(&h->state.word, &abandoned,
+                                       SHM_CHAN_IDLE); /* nobody waits */
     shmrpc__wake(&h->state, 1);
     shmrpc_buf_destroy(&err);
 }
@@ -557,7 +559,8 @@ static void serve_one(worker *w, unsigned slot)
         answer(c, SHMRPC_ENOMEM, "out of memory", 13);
         return;
     }
-    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len), &w->resp);
+    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len),
+                          &w->resp);
     if (rc != 0) {
         const char *msg = shmrpc__ctx_msg(&w->ctx);
         answer(c, rc, msg, strlen(msg));
@@ -572,7 +575,8 @@ static void sweep(worker *w)
     shmrpc__shm_ctl *ctl = w->ctl;
     int64_t now = shmrpc__now_ns();
     int64_t due = atomic_load(&ctl->next_sweep_ns);
-    if (now < due || !atomic_compare_exchange_strong(&ctl->next_sweep_ns, &due, now + SWEEP_EVERY_NS))
+    if (now < due ||
+        !atomic_compare_exchange_strong(&ctl->next_sweep_ns, &due, now + SWEEP_EVERY_NS))
         return;
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
         shmrpc__shm_slot *s = &ctl->slots[i];
@@ -646,7 +650,8 @@ static int worker_run(shm_listener *l, unsigned index)
     w->last_slot = -1;
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) w->chans[i].map.fd = -1;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        w->chans[i].map.fd = -1;
     int rc = shmrpc__ctx_init(&w->ctx, l->server);
     if (rc != 0) {
         free(w);
@@ -698,7 +703,8 @@ static int worker_run(shm_listener *l, unsigned index)
     }
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) worker_chan_close(&w->chans[i]);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        worker_chan_close(&w->chans[i]);
     shmrpc__ctx_destroy(&w->ctx);
     shmrpc_buf_destroy(&w->req);
     shmrpc_buf_destroy(&w->resp);
@@ -769,7 +775,8 @@ static bool crew_reap(shm_listener *l, crew *c, int i)
 static void crew_wait(shm_listener *l, crew *c, int ms)
 {
     struct pollfd p[SHMRPC__MAX_WORKERS + 1];
-    for (int i = 0; i < c->n; i++) p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+    for (int i = 0; i < c->n; i++)
+        p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
     p[c->n] = (struct pollfd){.fd = l->stop_pipe[0], .events = POLLIN};
     poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
     char drain[16];
@@ -783,7 +790,8 @@ static int manage(shm_listener *l, int n)
 {
     if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
     crew c = {.n = n};
-    for (int i = 0; i < n; i++) crew_start(l, &c, i);
+    for (int i = 0; i < n; i++)
+        crew_start(l, &c, i);
     while (!atomic_load(&l->stop)) {
         crew_wait(l, &c, 1000);
         for (int i = 0; i < n && !atomic_load(&l->stop); i++)
@@ -795,7 +803,8 @@ static int manage(shm_listener *l, int n)
     int64_t deadline = shmrpc__now_ns() + 2000 * 1000 * 1000LL;
     for (;;) {
         int left = 0;
-        for (int i = 0; i < n; i++) left += !crew_reap(l, &c, i);
+        for (int i = 0; i < n; i++)
+            left += !crew_reap(l, &c, i);
         if (left == 0) break;
         if (shmrpc__now_ns() > deadline) {
             for (int i = 0; i < n; i++)
@@ -859,10 +868,10 @@ typedef struct shm_conn {
     unsigned slot;
     uint32_t gen;
     chan_map chan;
-    int32_t pid;    /* the process that connected: only it may call or close the slot */
+    int32_t pid;      /* the process that connected: only it may call or close the slot */
     uint64_t max_msg; /* the server's maximum, read once and capped */
-    bool broken;    /* the server went away: the next call connects again */
-    int64_t retry_ns, backoff_ns; /* when a reconnect may be tried next, and the pause */
+    bool broken;      /* the server went away: the next call connects again */
+    int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
     const shmrpc_service_info *info; /* for reconnects, which check the table again */
     uint32_t *map;
     uint32_t last_worker; /* served the last call: likely the next one's */
@@ -1087,7 +1096,8 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
     if (atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_IDLE)) {
         atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
         if (rc == SHMRPC_ETIMEDOUT)
-            shmrpc__msg_set(err, "the deadline passed before a worker took the call; it did not run");
+            shmrpc__msg_set(err,
+                            "the deadline passed before a worker took the call; it did not run");
     } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
         atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
         shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
@@ -1135,12 +1145,15 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
 {
     shm_conn *c = (shm_conn *)base;
     int64_t now = shmrpc__now_ns();
-    int64_t deadline = timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
-                           ? INT64_MAX
-                           : now + timeout_ms * 1000000;
+    int64_t deadline =
+        timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
+            ? INT64_MAX
+            : now + timeout_ms * 1000000;
     if (getpid() != c->pid) {
-        shmrpc__msg_set(err, "a shm:// connection belongs to the process that opened it "
-                             "(pid %" PRId32 "): connect again in this one", c->pid);
+        shmrpc__msg_set(err,
+                        "a shm:// connection belongs to the process that opened it "
+                        "(pid %" PRId32 "): connect again in this one",
+                        c->pid);
         return SHMRPC_EINVAL;
     }
     int rc = c->broken ? reconnect(c, err) : 0;

@@ -32,10 +32,10 @@ typedef struct shmrpc__proc {
 enum { SHM_WORKER_FREE = 0, SHM_WORKER_RUNNING = 1 };
 
 typedef struct shmrpc__shm_worker {
-    _Atomic uint32_t state;      /* written by the manager (FREE) and the worker (RUNNING) */
+    _Atomic uint32_t state; /* written by the manager (FREE) and the worker (RUNNING) */
     uint32_t unused;
-    shmrpc__proc proc;           /* written by the worker at start; read by clients */
-    shmrpc__presence presence;   /* written by the worker; read by waiting clients */
+    shmrpc__proc proc;         /* written by the worker at start; read by clients */
+    shmrpc__presence presence; /* written by the worker; read by waiting clients */
     char pad[64 - 32];
 } shmrpc__shm_worker;
 static_assert(sizeof(shmrpc__shm_worker) == 64, "one cache line per worker");
@@ -61,11 +61,11 @@ typedef struct shmrpc__shm_ctl {
     /* Written once by the server before it publishes magic (release); read by all. */
     _Atomic uint32_t magic;
     uint32_t version;
-    shmrpc__proc owner;      /* the server's manager process */
-    uint64_t fingerprint;    /* the service's */
-    uint64_t max_msg;        /* the largest request or response */
-    uint32_t table_len;      /* bytes of table[] in use */
-    _Atomic uint32_t state;  /* SHM_READY, then SHM_STOPPING: written by the manager */
+    shmrpc__proc owner;     /* the server's manager process */
+    uint64_t fingerprint;   /* the service's */
+    uint64_t max_msg;       /* the largest request or response */
+    uint32_t table_len;     /* bytes of table[] in use */
+    _Atomic uint32_t state; /* SHM_READY, then SHM_STOPPING: written by the manager */
     char pad0[64 - 48];
 
     /* The doorbell: a client sets its slot's bit, then bumps doorbell.word and wakes a
@@ -105,13 +105,13 @@ typedef struct shmrpc__shm_chan {
     shmrpc__futex state;
     _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
     uint32_t unused;
-    _Atomic uint64_t size;   /* the segment's size: whoever grew it last */
+    _Atomic uint64_t size; /* the segment's size: whoever grew it last */
     char pad0[64 - 24];
     /* Written by the client before REQUEST; read by the worker. */
     alignas(64) uint32_t method; /* the server's method id */
     uint32_t req_len;
     /* Written by the worker before RESPONSE; read by the client. */
-    int32_t status;   /* 0, or the call's status with its message as the data */
+    int32_t status; /* 0, or the call's status with its message as the data */
     uint32_t resp_len;
     /* The process serving the call: cleared by the client before REQUEST, written by the
      * worker after REQUEST -> BUSY. The client watches it, not the worker slot, which a

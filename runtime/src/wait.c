@@ -131,8 +131,8 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
          * the peer's line is written by the peer, and reading it each turn would pull
          * it away from the peer that many times. */
         if (may_yield && (yield || i % 8 == 1))
-            yield = (w->peer && atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) ==
-                                    sched_getcpu()) ||
+            yield = (w->peer &&
+                     atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) == sched_getcpu()) ||
                     crowded(w);
         bool yielded = yield;
         if (yielded)
@@ -154,8 +154,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
     }
 }
 
-int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
-                       const shmrpc__waiter *w)
+int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, const shmrpc__waiter *w)
 {
     if (changed(f, old)) return 0;
     shmrpc_wait_mode mode = w->opts ? w->opts->mode : SHMRPC_WAIT_ADAPTIVE;

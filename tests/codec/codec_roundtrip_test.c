@@ -435,7 +435,8 @@ static const bad_body bad_bodies[] = {
     {"bool expected", TYPES_METHOD_NARROW, B("\x95\x01\x01\x06\x01\x01"), "field 'e'"},
     {"trailing bytes", TYPES_METHOD_NOTHING, B("\x90\x00"), "trailing"},
     {"arguments to void()", TYPES_METHOD_NOTHING, B("\x91\x00"), "expected no arguments"},
-    {"array count beyond the body", TYPES_METHOD_MANY, B("\x91\xdd\xff\xff\xff\xff\x01"), "field 'v': count larger than the bytes left"},
+    {"array count beyond the body", TYPES_METHOD_MANY, B("\x91\xdd\xff\xff\xff\xff\x01"),
+     "field 'v': count larger than the bytes left"},
     {"string length beyond the body", TYPES_METHOD_PASS_SCALARS,
      B("\x91\x9f\xc2\x00\x00\x00\x00\x00\x00\x00\x00\xca\x00\x00\x00\x00\x00\xdb\x7f\xff\xff\xff"),
      "Scalars.s"},
@@ -446,7 +447,8 @@ static const bad_body bad_bodies[] = {
     {"json: not an object", TYPES_METHOD_MANY_JSON, B("[1]"), "expected object, got array"},
     {"json: missing argument", TYPES_METHOD_MANY_JSON, B("{}"), "field 'v': missing"},
     {"json: unknown argument", TYPES_METHOD_MANY_JSON, B("{\"v\":[],\"w\":1}"), "unknown argument"},
-    {"json: wrong type", TYPES_METHOD_MANY_JSON, B("{\"v\":[1]}"), "field 'v': expected string, got integer"},
+    {"json: wrong type", TYPES_METHOD_MANY_JSON, B("{\"v\":[1]}"),
+     "field 'v': expected string, got integer"},
     {"json: bad enum name", TYPES_METHOD_PASS_SCALARS_JSON,
      B("{\"v\":{\"b\":true,\"i8v\":0,\"i16v\":0,\"i32v\":0,\"i64v\":0,\"u8v\":0,\"u16v\":0,"
        "\"u32v\":0,\"u64v\":0,\"f32v\":0,\"f64v\":0,\"s\":\"\",\"data\":\"\",\"c\":\"purple\","

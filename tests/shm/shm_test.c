@@ -206,7 +206,8 @@ static int client_process(int id, int calls)
         int64_t sum;
         if (shmtest_add(k, id, i, &sum) != 0 || sum != id + i) return 1;
         size_t n = (size_t)(i * 7919) % sizeof data;
-        for (size_t j = 0; j < n; j += 97) data[j] = (uint8_t)(i + j);
+        for (size_t j = 0; j < n; j += 97)
+            data[j] = (uint8_t)(i + j);
         shmrpc_bytes out;
         if (shmtest_echo(k, shmrpc_bytes_of(data, n), &out) != 0 || out.len != n) return 2;
         ok = (uint8_t *)out.ptr;
@@ -244,7 +245,8 @@ static void growth_and_too_big(void **state)
     shmrpc_client *c = connect_client();
     uint8_t *data = malloc(MAX + 1);
     assert_non_null(data);
-    for (size_t i = 0; i <= MAX; i++) data[i] = (uint8_t)(i * 31);
+    for (size_t i = 0; i <= MAX; i++)
+        data[i] = (uint8_t)(i * 31);
     const size_t sizes[] = {0, 1, 4096 - 128, 4096, 5000, 65536, 300000, MAX - 1, MAX};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         shmrpc_bytes out;
@@ -339,7 +341,8 @@ static void worker_killed_mid_call(void **state)
         _exit(0);
     }
     int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until) usleep(1000);
+    while (sh->napping == 0 && now_ms() < until)
+        usleep(1000);
     pid_t victim = sh->napping;
     assert_true(victim > 0);
     int64_t killed = now_ms();
@@ -374,12 +377,14 @@ static void client_killed_mid_call(void **state)
         _exit(0);
     }
     int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until) usleep(1000);
+    while (sh->napping == 0 && now_ms() < until)
+        usleep(1000);
     kill(doomed, SIGKILL);
     reap(doomed, 5000);
     /* The server finishes the nap, answers nobody, and sweeps the dead client away. */
     until = now_ms() + 3000;
-    while (leftovers() > before && now_ms() < until) usleep(10000);
+    while (leftovers() > before && now_ms() < until)
+        usleep(10000);
     assert_int_equal(leftovers(), before);
     int64_t sum;
     assert_int_equal(shmtest_add(c, 1, 2, &sum), 0);
@@ -502,8 +507,7 @@ static int64_t cpu_ms_of_tree(pid_t pid)
     buf[n] = '\0';
     pid_t pids[70] = {pid};
     int count = 1;
-    for (char *p = buf, *end; count < 70 && (pids[count] = (pid_t)strtol(p, &end, 10)) > 0;
-         p = end)
+    for (char *p = buf, *end; count < 70 && (pids[count] = (pid_t)strtol(p, &end, 10)) > 0; p = end)
         count++;
     for (int i = 0; i < count; i++) {
         snprintf(path, sizeof path, "/proc/%d/stat", (int)pids[i]);
@@ -514,7 +518,8 @@ static int64_t cpu_ms_of_tree(pid_t pid)
         buf[n] = '\0';
         const char *q = strrchr(buf, ')');
         unsigned long long ut = 0, st = 0;
-        if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+        if (q &&
+            sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
             ticks += (int64_t)(ut + st);
     }
     return ticks * 1000 / sysconf(_SC_CLK_TCK);
@@ -585,7 +590,8 @@ static void stop_lets_calls_finish(void **state)
         _exit(0);
     }
     int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until) usleep(1000);
+    while (sh->napping == 0 && now_ms() < until)
+        usleep(1000);
     assert_true(sh->napping > 0);
     kill(server, SIGTERM);
     assert_int_equal(WEXITSTATUS(reap(caller, 10000)), 0);
