@@ -12,6 +12,9 @@ endif()
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
+# Per-frame compression of the TCP transport: snappy (its C binding, snappy-c.h) and zlib.
+pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)
+pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 
 find_program(RE2C re2c REQUIRED)
 find_program(LEMON lemon REQUIRED)

@@ -1,0 +1,850 @@
+/* The TCP wire codec (runtime/src/frame.c, docs/wire.md): a table of malformed headers
+ * each with its status and message, round trips of every frame kind, compressed bodies
+ * that lie, and the handshake with its mismatch messages. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+#include <snappy-c.h>
+#include <zlib.h>
+
+#include "frame.h"
+#include "unit.h"
+
+#define MAX_BODY 1000u
+
+/* A header from its fields, written byte by byte so that the test does not trust the
+ * encoder it tests. */
+static void put_be(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = n; i-- > 0; v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void raw_hdr(uint8_t out[24], uint32_t magic, uint8_t version, uint8_t kind, uint16_t flags,
+                    uint32_t method, uint64_t rid, uint32_t len)
+{
+    put_be(out, magic, 4);
+    out[4] = version;
+    out[5] = kind;
+    put_be(out + 6, flags, 2);
+    put_be(out + 8, method, 4);
+    put_be(out + 12, rid, 8);
+    put_be(out + 20, len, 4);
+}
+
+/* --- the table of malformed headers --- */
+
+#define M SHMRPC__FRAME_MAGIC
+#define V SHMRPC__FRAME_VERSION
+enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG };
+
+typedef struct hdr_case {
+    const char *name;
+    size_t n; /* bytes handed to the decoder; 24 unless truncated */
+    uint32_t magic;
+    uint8_t version, kind;
+    uint16_t flags;
+    uint32_t method;
+    uint64_t rid;
+    uint32_t len;
+    uint16_t agreed; /* compression agreed */
+    int rc;
+    const char *msg;
+} hdr_case;
+
+static const hdr_case hdr_cases[] = {
+    {"empty", 0, M, V, REQ, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "truncated frame header: 0 of 24 bytes"},
+    {"truncated", 23, M, V, REQ, 0, 1, 1, 10, 0, SHMRPC_EPROTO,
+     "truncated frame header: 23 of 24 bytes"},
+    {"bad magic", 24, 0x48545450, V, REQ, 0, 1, 1, 10, 0, SHMRPC_EPROTO,
+     "bad frame magic 0x48545450 (expected 0x53525057): not a shmrpc peer"},
+    {"wrong version", 24, M, 2, REQ, 0, 1, 1, 10, 0, SHMRPC_EVERSION,
+     "frame version 2; this side speaks version 1"},
+    {"version 0", 24, M, 0, REQ, 0, 1, 1, 10, 0, SHMRPC_EVERSION,
+     "frame version 0; this side speaks version 1"},
+    {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
+    {"kind 8 (reserved auth)", 24, M, V, 8, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 8"},
+    {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
+    {"unknown flag", 24, M, V, REQ, 0x0004, 1, 1, 10, 3, SHMRPC_EPROTO,
+     "unknown flag bits 0x0004 in a REQUEST frame"},
+    {"high flag", 24, M, V, RESP, 0x8001, 1, 1, 10, 3, SHMRPC_EPROTO,
+     "unknown flag bits 0x8000 in a RESPONSE frame"},
+    {"both compressions", 24, M, V, REQ, 3, 1, 1, 10, 3, SHMRPC_EPROTO,
+     "REQUEST frame has both the snappy and the zlib flag"},
+    {"snappy not agreed", 24, M, V, REQ, 1, 1, 1, 10, 2, SHMRPC_EPROTO,
+     "REQUEST frame is compressed with snappy, which was not agreed"},
+    {"zlib before handshake", 24, M, V, RESP, 2, 1, 1, 10, 0, SHMRPC_EPROTO,
+     "RESPONSE frame is compressed with zlib, which was not agreed"},
+    {"compressed empty", 24, M, V, REQ, 1, 1, 1, 0, 1, SHMRPC_EPROTO,
+     "REQUEST frame is compressed but has an empty body"},
+    {"hello empty body", 24, M, V, HELLO, 0, 0, 0, 0, 0, SHMRPC_EPROTO,
+     "HELLO frame has an empty body"},
+    {"ack empty body", 24, M, V, ACK, 0, 0, 0, 0, 0, SHMRPC_EPROTO,
+     "HELLO_ACK frame has an empty body"},
+    {"error empty body", 24, M, V, ERR, 0, 0, 7, 0, 0, SHMRPC_EPROTO,
+     "ERROR frame has an empty body"},
+    {"hello compressed", 24, M, V, HELLO, 1, 0, 0, 10, 1, SHMRPC_EPROTO,
+     "HELLO frame has a compression flag"},
+    {"hello with method", 24, M, V, HELLO, 0, 3, 0, 10, 0, SHMRPC_EPROTO,
+     "HELLO frame has a method or request id"},
+    {"ack with request id", 24, M, V, ACK, 0, 0, 9, 10, 0, SHMRPC_EPROTO,
+     "HELLO_ACK frame has a method or request id"},
+    {"error compressed", 24, M, V, ERR, 2, 0, 0, 10, 2, SHMRPC_EPROTO,
+     "ERROR frame has a compression flag"},
+    {"ping with body", 24, M, V, PING, 0, 0, 5, 1, 0, SHMRPC_EPROTO,
+     "PING frame has a body of 1 bytes (it has none)"},
+    {"pong with method", 24, M, V, PONG, 0, 2, 5, 0, 0, SHMRPC_EPROTO,
+     "PONG frame has method id 2"},
+    {"length 2^32-1", 24, M, V, REQ, 0, 1, 1, UINT32_MAX, 0, SHMRPC_ETOOBIG,
+     "REQUEST frame body of 4294967295 bytes is above the maximum of 1000"},
+    {"just above the maximum", 24, M, V, RESP, 0, 1, 1, MAX_BODY + 1, 0, SHMRPC_ETOOBIG,
+     "RESPONSE frame body of 1001 bytes is above the maximum of 1000"},
+    {"hello above the maximum", 24, M, V, HELLO, 0, 0, 0, UINT32_MAX, 0, SHMRPC_ETOOBIG,
+     "HELLO frame body of 4294967295 bytes is above the maximum of 1000"},
+    /* accepted */
+    {"at the maximum", 24, M, V, REQ, 0, 1, 1, MAX_BODY, 0, 0, ""},
+    {"empty request", 24, M, V, REQ, 0, 1, 1, 0, 0, 0, ""},
+    {"snappy agreed", 24, M, V, RESP, 1, 1, 1, 10, 1, 0, ""},
+    {"zlib agreed", 24, M, V, REQ, 2, 1, 1, 10, 2, 0, ""},
+    {"connection error", 24, M, V, ERR, 0, 0, 0, 10, 0, 0, ""},
+    {"ping", 24, M, V, PING, 0, 0, 77, 0, 0, 0, ""},
+};
+
+static void malformed_headers(void **state)
+{
+    (void)state;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    for (size_t i = 0; i < sizeof hdr_cases / sizeof hdr_cases[0]; i++) {
+        const hdr_case *c = &hdr_cases[i];
+        uint8_t b[24];
+        raw_hdr(b, c->magic, c->version, c->kind, c->flags, c->method, c->rid, c->len);
+        shmrpc__frame_hdr h = {.kind = 0xee};
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__frame_hdr_decode(b, c->n, MAX_BODY, c->agreed, &h, &err);
+        if (rc != c->rc || strcmp(shmrpc__msg_get(&err), c->msg) != 0)
+            fail_msg("%s: got %d '%s', expected %d '%s'", c->name, rc, shmrpc__msg_get(&err), c->rc,
+                     c->msg);
+        if (rc) {
+            assert_int_equal(h.kind, 0xee); /* untouched on failure */
+        } else {
+            assert_int_equal(h.kind, c->kind);
+            assert_int_equal(h.flags, c->flags);
+            assert_int_equal(h.method, c->method);
+            assert_int_equal(h.request_id, c->rid);
+            assert_int_equal(h.body_len, c->len);
+        }
+    }
+    shmrpc_buf_destroy(&err);
+}
+
+/* Every frame kind through begin/end and back through the decoder, with the layout of
+ * docs/wire.md byte for byte. */
+static void every_kind_round_trips(void **state)
+{
+    (void)state;
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    static const struct {
+        uint8_t kind;
+        uint16_t flags;
+        uint32_t method;
+        uint64_t rid;
+        const char *body;
+    } frames[] = {
+        {HELLO, 0, 0, 0, "h"},
+        {ACK, 0, 0, 0, "ack"},
+        {REQ, 0, 0xfffffffe, 0x0102030405060708ull, "request"},
+        {REQ, 1, 4, UINT64_MAX, "snappy"},
+        {RESP, 2, 4, 1, "zlib body"},
+        {RESP, 0, 4, 1, ""},
+        {ERR, 0, 4, 1, "e"},
+        {PING, 0, 0, 42, ""},
+        {PONG, 0, 0, 42, ""},
+    };
+    for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
+        shmrpc_buf_clear(&out);
+        shmrpc_buf_append(&out, "xy", 2); /* a frame need not start the buffer */
+        size_t at = shmrpc__frame_begin(&out, frames[i].kind, frames[i].flags, frames[i].method,
+                                        frames[i].rid);
+        assert_int_equal(at, 2);
+        size_t n = strlen(frames[i].body);
+        shmrpc_buf_append(&out, frames[i].body, n);
+        assert_int_equal(shmrpc__frame_end(&out, at), 0);
+        assert_int_equal(out.len, 2 + 24 + n);
+
+        uint8_t want[24];
+        raw_hdr(want, M, V, frames[i].kind, frames[i].flags, frames[i].method, frames[i].rid,
+                (uint32_t)n);
+        assert_memory_equal(out.data + 2, want, 24);
+
+        shmrpc__frame_hdr h;
+        assert_int_equal(shmrpc__frame_hdr_decode(out.data + 2, 24, MAX_BODY,
+                                                  SHMRPC__FLAG_COMPRESSION, &h, &err),
+                         0);
+        assert_int_equal(h.kind, frames[i].kind);
+        assert_int_equal(h.flags, frames[i].flags);
+        assert_int_equal(h.method, frames[i].method);
+        assert_true(h.request_id == frames[i].rid);
+        assert_int_equal(h.body_len, n);
+        assert_memory_equal(out.data + 26, frames[i].body, n);
+    }
+    assert_string_equal(shmrpc__frame_kind_name(SHMRPC__KIND_HELLO_ACK), "HELLO_ACK");
+    assert_string_equal(shmrpc__frame_kind_name(0), "unknown");
+    assert_string_equal(shmrpc__frame_kind_name(99), "unknown");
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+}
+
+/* --- compressed bodies --- */
+
+static uint8_t *text_of(size_t n)
+{
+    static const char words[] = "the quick brown fox jumps over the lazy dog; shmrpc frames ";
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)words[(i * 7 + i / 61) % (sizeof words - 1)];
+    return p;
+}
+
+static uint8_t *noise_of(size_t n)
+{
+    uint8_t *p = malloc(n);
+    assert_non_null(p);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)(x >> 24);
+    }
+    return p;
+}
+
+static void compression_round_trips(void **state)
+{
+    (void)state;
+    const size_t n = 64 << 10;
+    uint8_t *text = text_of(n), *noise = noise_of(n);
+    static const uint16_t algs[] = {SHMRPC__FLAG_SNAPPY, SHMRPC__FLAG_ZLIB};
+    shmrpc_buf z, back, err;
+    shmrpc_buf_init(&z);
+    shmrpc_buf_init(&back);
+    shmrpc_buf_init(&err);
+    for (int i = 0; i < 2; i++) {
+        uint16_t used = 0xffff;
+        shmrpc_buf_clear(&z);
+        assert_int_equal(shmrpc__body_compress(algs[i], shmrpc_bytes_of(text, n), &z, &used), 0);
+        assert_int_equal(used, algs[i]);
+        assert_true(z.len < n / 4);
+        assert_int_equal(shmrpc__body_decompress(algs[i], shmrpc_bytes_of(z.data, z.len),
+                                                 (uint32_t)n, &back, &err),
+                         0);
+        assert_int_equal(back.len, n);
+        assert_memory_equal(back.data, text, n);
+        /* One byte short of the message's size as the maximum: refused, before inflating. */
+        assert_int_equal(shmrpc__body_decompress(algs[i], shmrpc_bytes_of(z.data, z.len),
+                                                 (uint32_t)n - 1, &back, &err),
+                         SHMRPC_ETOOBIG);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "%s body declares 65536 bytes, above the maximum message of 65535",
+                 i == 0 ? "snappy" : "zlib");
+        assert_string_equal(shmrpc__msg_get(&err), want);
+
+        /* Incompressible data is sent as it is: nothing appended. */
+        shmrpc_buf_clear(&z);
+        assert_int_equal(shmrpc__body_compress(algs[i], shmrpc_bytes_of(noise, n), &z, &used), 0);
+        assert_int_equal(used, 0);
+        assert_int_equal(z.len, 0);
+        /* So is an empty message. */
+        assert_int_equal(shmrpc__body_compress(algs[i], shmrpc_bytes_of(noise, 0), &z, &used), 0);
+        assert_int_equal(used, 0);
+    }
+    uint16_t used;
+    assert_int_equal(shmrpc__body_compress(4, shmrpc_bytes_of(text, n), &z, &used), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc__body_decompress(4, shmrpc_bytes_of(text, 8), 100, &back, &err),
+                     SHMRPC_EINVAL);
+
+    /* The most compressible input still decodes within the ratio bounds. */
+    memset(text, 0, n);
+    for (int i = 0; i < 2; i++) {
+        shmrpc_buf_clear(&z);
+        assert_int_equal(shmrpc__body_compress(algs[i], shmrpc_bytes_of(text, n), &z, &used), 0);
+        assert_int_equal(shmrpc__body_decompress(algs[i], shmrpc_bytes_of(z.data, z.len),
+                                                 (uint32_t)n, &back, &err),
+                         0);
+        assert_int_equal(back.len, n);
+        assert_memory_equal(back.data, text, n);
+    }
+    free(text);
+    free(noise);
+    shmrpc_buf_destroy(&z);
+    shmrpc_buf_destroy(&back);
+    shmrpc_buf_destroy(&err);
+}
+
+typedef struct body_case {
+    const char *name;
+    uint16_t flag;
+    const uint8_t *bytes;
+    size_t n;
+    uint32_t max;
+    int rc;
+    const char *msg;
+} body_case;
+
+/* snappy's length is a little-endian varint: ff ff ff ff 0f is 4 GiB - 1; 80 80 80 80 10
+ * is 4 GiB, which does not fit snappy's 32 bits. */
+static const body_case body_cases[] = {
+    {"snappy declares 4 GiB - 1", SHMRPC__FLAG_SNAPPY, B("\xff\xff\xff\xff\x0f\x00"), 1u << 26,
+     SHMRPC_ETOOBIG,
+     "snappy body declares 4294967295 bytes, above the maximum message of 67108864"},
+    {"snappy declares 4 GiB", SHMRPC__FLAG_SNAPPY, B("\x80\x80\x80\x80\x10\x00"), UINT32_MAX,
+     SHMRPC_EPROTO, "snappy body has a malformed length"},
+    {"snappy declares 4 GiB - 1 under a 4 GiB maximum", SHMRPC__FLAG_SNAPPY,
+     B("\xff\xff\xff\xff\x0f\x00"), UINT32_MAX, SHMRPC_EPROTO,
+     "snappy body of 6 bytes cannot expand to the 4294967295 it declares"},
+    {"snappy empty", SHMRPC__FLAG_SNAPPY, B(""), 100, SHMRPC_EPROTO,
+     "snappy body has a malformed length"},
+    {"snappy declares 0", SHMRPC__FLAG_SNAPPY, B("\x00"), 100, SHMRPC_EPROTO,
+     "snappy body declares an empty message"},
+    {"snappy garbage", SHMRPC__FLAG_SNAPPY, B("\x0a\xff\xff\xff\xff"), 100, SHMRPC_EPROTO,
+     "snappy body does not decompress"},
+    {"snappy literal shorter than declared", SHMRPC__FLAG_SNAPPY,
+     B("\x0a\x08"
+       "abc"),
+     100, SHMRPC_EPROTO, "snappy body does not decompress"},
+    {"zlib no prefix", SHMRPC__FLAG_ZLIB, B("\x00\x00\x01"), 100, SHMRPC_EPROTO,
+     "zlib body of 3 bytes has no room for its length"},
+    {"zlib declares 4 GiB - 1", SHMRPC__FLAG_ZLIB, B("\xff\xff\xff\xff\x78\x01"), 1u << 26,
+     SHMRPC_ETOOBIG, "zlib body declares 4294967295 bytes, above the maximum message of 67108864"},
+    {"zlib declares beyond 1032:1", SHMRPC__FLAG_ZLIB, B("\x00\x01\x00\x00\x78\x01"), 1u << 26,
+     SHMRPC_EPROTO, "zlib body of 2 bytes cannot expand to the 65536 it declares"},
+    {"zlib declares 0", SHMRPC__FLAG_ZLIB, B("\x00\x00\x00\x00\x78\x01"), 100, SHMRPC_EPROTO,
+     "zlib body declares an empty message"},
+    {"zlib garbage", SHMRPC__FLAG_ZLIB, B("\x00\x00\x00\x05garbage!"), 100, SHMRPC_EPROTO,
+     "zlib body does not decompress: incorrect header check"},
+};
+
+static void lying_bodies(void **state)
+{
+    (void)state;
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    for (size_t i = 0; i < sizeof body_cases / sizeof body_cases[0]; i++) {
+        const body_case *c = &body_cases[i];
+        shmrpc__msg_clear(&err);
+        int rc =
+            shmrpc__body_decompress(c->flag, shmrpc_bytes_of(c->bytes, c->n), c->max, &out, &err);
+        if (rc != c->rc || strcmp(shmrpc__msg_get(&err), c->msg) != 0)
+            fail_msg("%s: got %d '%s', expected %d '%s'", c->name, rc, shmrpc__msg_get(&err), c->rc,
+                     c->msg);
+        /* Nothing was allocated from a length that failed its checks. */
+        if (rc == SHMRPC_ETOOBIG || strstr(c->msg, "cannot expand") ||
+            strstr(c->msg, "declares an"))
+            assert_true(out.cap <= 64);
+    }
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+}
+
+/* A zlib body whose prefix says more, or less, than its stream holds; one truncated;
+ * one with bytes after the stream. */
+static void zlib_prefix_lies(void **state)
+{
+    (void)state;
+    const size_t n = 4096;
+    uint8_t *text = text_of(n);
+    uint8_t body[8192];
+    uLongf zn = sizeof body - 4;
+    assert_int_equal(compress2(body + 4, &zn, text, n, 6), Z_OK);
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    struct {
+        uint32_t declared;
+        size_t len;
+        const char *msg;
+    } cases[] = {
+        {4096, 4 + zn, ""},
+        {4097, 4 + zn, "zlib body decompressed to 4096 bytes, not the 4097 it declares"},
+        {8000, 4 + zn, "zlib body decompressed to 4096 bytes, not the 8000 it declares"},
+        {4095, 4 + zn, "zlib body decompresses to more than the 4095 bytes it declares"},
+        {100, 4 + zn, "zlib body decompresses to more than the 100 bytes it declares"},
+        {4096, 4 + zn - 3, "zlib body is truncated"},
+        {4096, 4 + zn + 2, "zlib body has 2 bytes after its stream"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        put_be(body, cases[i].declared, 4);
+        body[4 + zn] = 'x';
+        body[4 + zn + 1] = 'y';
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__body_decompress(SHMRPC__FLAG_ZLIB, shmrpc_bytes_of(body, cases[i].len),
+                                         1 << 20, &out, &err);
+        assert_string_equal(shmrpc__msg_get(&err), cases[i].msg);
+        assert_int_equal(rc, cases[i].msg[0] ? SHMRPC_EPROTO : 0);
+        if (rc == 0) assert_memory_equal(out.data, text, n);
+    }
+    free(text);
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+}
+
+/* A snappy body that decompresses to fewer bytes than it declares: snappy itself
+ * refuses it, and a longer stream too. */
+static void snappy_length_lies(void **state)
+{
+    (void)state;
+    const size_t n = 4096;
+    uint8_t *text = text_of(n);
+    size_t zn = snappy_max_compressed_length(n);
+    uint8_t *z = malloc(zn + 8);
+    assert_non_null(z);
+    assert_int_equal(snappy_compress((const char *)text, n, (char *)z + 8, &zn), SNAPPY_OK);
+    /* The stream starts with the varint 4096 = 80 20; replace it with 4097 (81 20) and
+     * with 4095 (ff 1f). */
+    assert_int_equal(z[8], 0x80);
+    assert_int_equal(z[9], 0x20);
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc__body_decompress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(z + 8, zn),
+                                             1 << 20, &out, &err),
+                     0);
+    assert_memory_equal(out.data, text, n);
+    z[8] = 0x81;
+    assert_int_equal(shmrpc__body_decompress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(z + 8, zn),
+                                             1 << 20, &out, &err),
+                     SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err), "snappy body does not decompress");
+    z[8] = 0xff;
+    z[9] = 0x1f;
+    assert_int_equal(shmrpc__body_decompress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(z + 8, zn),
+                                             1 << 20, &out, &err),
+                     SHMRPC_EPROTO);
+    free(z);
+    free(text);
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+}
+
+/* --- the handshake --- */
+
+#define METHOD(n, i, fp, sig)                                                                      \
+    {                                                                                              \
+        n, i, SHMRPC_ENC_MSGPACK, fp, sig                                                          \
+    }
+static const shmrpc_method_info server_methods[] = {
+    METHOD("add", 0, 0x11, "i64 add(i64 a, i64 b)"),
+    METHOD("echo", 1, 0x22, "bytes echo(bytes data)"),
+    METHOD("stats", 2, 0x33, "string stats()"),
+};
+/* An older client: lacks stats. */
+static const shmrpc_method_info old_methods[] = {
+    METHOD("add", 0, 0x11, "i64 add(i64 a, i64 b)"),
+    METHOD("echo", 1, 0x22, "bytes echo(bytes data)"),
+};
+/* A client whose add changed and which has a method the server lacks. */
+static const shmrpc_method_info other_methods[] = {
+    METHOD("add", 0, 0x99, "f64 add(f64 a, f64 b)"),
+    METHOD("echo", 1, 0x22, "bytes echo(bytes data)"),
+    METHOD("reset", 2, 0x44, "void reset()"),
+};
+
+static shmrpc_service_info info_of(const char *name, const shmrpc_method_info *m, uint32_t n)
+{
+    return (shmrpc_service_info){
+        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, name, name, 0, 0xfeed, n, m};
+}
+
+static void write_hello(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h)
+{
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc_buf_clear(out);
+    assert_int_equal(shmrpc__hello_write(out, kind, h, &err), 0);
+    shmrpc_buf_destroy(&err);
+}
+
+static void assert_same_info(const shmrpc_service_info *a, const shmrpc_service_info *b)
+{
+    assert_string_equal(a->name, b->name);
+    assert_true(a->fingerprint == b->fingerprint);
+    assert_int_equal(a->n_methods, b->n_methods);
+    for (uint32_t i = 0; i < a->n_methods; i++) {
+        assert_string_equal(a->methods[i].name, b->methods[i].name);
+        assert_string_equal(a->methods[i].signature, b->methods[i].signature);
+        assert_int_equal(a->methods[i].id, b->methods[i].id);
+        assert_int_equal(a->methods[i].encoding, b->methods[i].encoding);
+        assert_true(a->methods[i].fingerprint == b->methods[i].fingerprint);
+    }
+}
+
+static void handshake_round_trip(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    const shmrpc_service_info server = info_of("Calc", server_methods, 3);
+
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = info_of("Calc", old_methods, 2),
+                           .compression = SHMRPC__FLAG_SNAPPY | SHMRPC__FLAG_ZLIB,
+                           .threshold = 100,
+                           .max_msg = 1 << 20};
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    assert_true(body.len < 200);
+
+    /* The server parses it and answers. */
+    shmrpc__hello got, ack, got_ack;
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), SHMRPC__KIND_HELLO,
+                                         a, &got, &err),
+                     0);
+    assert_same_info(&got.info, &hello.info);
+    assert_int_equal(got.proto, 1);
+    assert_int_equal(got.compression, 3);
+    assert_int_equal(got.threshold, 100);
+    assert_int_equal(got.max_msg, 1 << 20);
+    assert_int_equal(got.auth.len, 0);
+    assert_int_equal(shmrpc__hello_answer(&got, &server, SHMRPC__FLAG_ZLIB,
+                                          SHMRPC__WIRE_DEFAULT_THRESHOLD, 1 << 26, a, &ack, &err),
+                     0);
+    assert_int_equal(ack.compression, SHMRPC__FLAG_ZLIB); /* snappy not allowed here */
+    assert_int_equal(ack.threshold, SHMRPC__WIRE_DEFAULT_THRESHOLD);
+
+    /* The client parses the ack and maps its ids to the server's. */
+    write_hello(&body, SHMRPC__KIND_HELLO_ACK, &ack);
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len),
+                                         SHMRPC__KIND_HELLO_ACK, a, &got_ack, &err),
+                     0);
+    assert_same_info(&got_ack.info, &server);
+    assert_int_equal(got_ack.max_msg, 1 << 26);
+    uint32_t map[2] = {99, 99};
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), 0);
+    assert_int_equal(map[0], 0);
+    assert_int_equal(map[1], 1);
+
+    /* Snappy is preferred when both are allowed; nothing when nothing is common. */
+    assert_int_equal(shmrpc__hello_answer(&got, &server, 3, 0, 1 << 26, a, &ack, &err), 0);
+    assert_int_equal(ack.compression, SHMRPC__FLAG_SNAPPY);
+    assert_int_equal(ack.threshold, 100);
+    got.compression = SHMRPC__FLAG_ZLIB;
+    assert_int_equal(shmrpc__hello_answer(&got, &server, SHMRPC__FLAG_SNAPPY, 0, 1, a, &ack, &err),
+                     0);
+    assert_int_equal(ack.compression, 0);
+
+    /* An ack that chose what was not offered, a later revision, or asks for auth. */
+    got_ack.compression = SHMRPC__FLAG_SNAPPY;
+    hello.compression = SHMRPC__FLAG_ZLIB;
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "the server chose snappy compression, which the client did not offer");
+    got_ack.compression = 0;
+    got_ack.proto = 2;
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "the server chose protocol revision 2; the client offered 1 to 1");
+    got_ack.proto = 1;
+    got_ack.auth = shmrpc_bytes_of("nonce", 5);
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), SHMRPC_EPERM);
+
+    /* The auth slot travels. */
+    hello.auth = shmrpc_bytes_of("0123456789abcdef", 16);
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), SHMRPC__KIND_HELLO,
+                                         a, &got, &err),
+                     0);
+    assert_int_equal(got.auth.len, 16);
+    assert_memory_equal(got.auth.ptr, "0123456789abcdef", 16);
+
+    /* The parsed tables live in the arena, bounded by the body. */
+    assert_true(shmrpc_arena_used(a) < 8 * 4 * 200);
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+static void handshake_mismatch(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    const shmrpc_service_info server = info_of("Calc", server_methods, 3);
+    shmrpc__hello hello = {.proto = 1, .info = info_of("Calc", other_methods, 3), .max_msg = 100};
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    shmrpc__hello got, ack;
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), SHMRPC__KIND_HELLO,
+                                         a, &got, &err),
+                     0);
+    const char *want = "method table differs from the server's: 'add' has another signature "
+                       "(client: f64 add(f64 a, f64 b), server: i64 add(i64 a, i64 b)); 'reset' "
+                       "is missing on the server";
+    assert_int_equal(shmrpc__hello_answer(&got, &server, 3, 0, 100, a, &ack, &err),
+                     SHMRPC_EMISMATCH);
+    assert_string_equal(shmrpc__msg_get(&err), want);
+
+    /* The client sees the same from the server's ack. */
+    shmrpc__hello sack = {.proto = 1, .info = server, .max_msg = 100};
+    write_hello(&body, SHMRPC__KIND_HELLO_ACK, &sack);
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len),
+                                         SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
+                     0);
+    uint32_t map[3];
+    assert_int_equal(shmrpc__hello_accept(&hello, &ack, map, &err), SHMRPC_EMISMATCH);
+    assert_string_equal(shmrpc__msg_get(&err), want);
+
+    /* Another service altogether says so. */
+    hello.info = info_of("Kv", old_methods + 1, 1);
+    hello.info.methods = other_methods + 2;
+    assert_int_equal(shmrpc__hello_accept(&hello, &ack, map, &err), SHMRPC_EMISMATCH);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "method table differs from the server's: 'reset' is missing on the "
+                        "server (the server serves 'Calc', not 'Kv')");
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+/* Hand-made bodies with one thing wrong each. */
+typedef struct hello_case {
+    const char *name;
+    const uint8_t *bytes;
+    size_t n;
+    unsigned kind;
+    const char *msg;
+} hello_case;
+
+/* [1, "S", 7, [entries], 0, 0, 100, nil] with the entries spelled out. */
+#define HEAD "\x98\x01\xa1S\x07"
+#define TAIL "\x00\x00\x64\xc0"
+static const hello_case hello_cases[] = {
+    {"empty", B(""), HELLO, "HELLO body, the body: truncated"},
+    {"a map", B("\x80"), HELLO, "HELLO body, the body: expected array, got map"},
+    {"short array", B("\x93\x01\xa1S\x07"), HELLO,
+     "HELLO body has 3 elements, expected at least 8"},
+    {"proto string", B("\x98\xa1x\xc0\xc0\xc0\xc0\xc0\xc0"), HELLO,
+     "HELLO body, element 'proto': expected integer, got string"},
+    {"empty service", B("\x98\x01\xa0\xc0\xc0\xc0\xc0\xc0\xc0"), ACK,
+     "HELLO_ACK body, element 'service': empty string"},
+    {"service with NUL", B("\x98\x01\xa2S\x00\xc0\xc0\xc0\xc0\xc0"), HELLO,
+     "HELLO body, element 'service': string holds a NUL byte"},
+    {"service too long", B("\x98\x01\xd9\xff\xc0\xc0\xc0\xc0\xc0\xc0"), HELLO,
+     "HELLO body, element 'service': truncated"},
+    {"count beyond the body", B(HEAD "\xdd\x00\x01\x00\x00" TAIL), HELLO,
+     "HELLO body, element 'methods': count larger than the bytes left"},
+    {"entry too short",
+     B(HEAD "\x91\x94\x00\xa1"
+            "a\x01\x00" TAIL),
+     HELLO, "HELLO body, method 0, the entry: fewer than 5 elements"},
+    {"encoding 3",
+     B(HEAD "\x91\x95\x00\xa1"
+            "a\x01\x03\xa0" TAIL),
+     HELLO, "HELLO body, method 0, encoding: integer out of range"},
+    {"negative fingerprint",
+     B(HEAD "\x91\x95\x00\xa1"
+            "a\xff\x00\xa0" TAIL),
+     HELLO, "HELLO body, method 0, fingerprint: integer out of range for u64"},
+    {"id not its index",
+     B(HEAD "\x91\x95\x01\xa1"
+            "a\x01\x00\xa0" TAIL),
+     HELLO, "HELLO body: service 'S': method 'a' has id 1 at index 0"},
+    {"unsorted",
+     B(HEAD "\x92\x95\x00\xa1"
+            "b\x01\x00\xa0\x95\x01\xa1"
+            "a\x01\x00\xa0" TAIL),
+     HELLO, "HELLO body: service 'S': method table is not sorted by name ('b' before 'a')"},
+    {"duplicate",
+     B(HEAD "\x92\x95\x00\xa1"
+            "a\x01\x00\xa0\x95\x01\xa1"
+            "a\x01\x00\xa0" TAIL),
+     HELLO, "HELLO body: service 'S': method table is not sorted by name ('a' before 'a')"},
+    {"ack with two compressions", B(HEAD "\x90\x03\x00\x64\xc0"), ACK,
+     "HELLO_ACK body chooses compression 0x0003, not one known algorithm"},
+    {"max_msg 0", B(HEAD "\x90\x00\x00\x00\xc0"), HELLO, "HELLO body has a maximum message of 0"},
+    {"max_msg above u32", B(HEAD "\x90\x00\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xc0"), HELLO,
+     "HELLO body, element 'max_msg': integer out of range for u32"},
+    {"proto 0", B("\x98\x00\xa1S\x07\x90" TAIL), HELLO, "HELLO body has protocol revision 0"},
+    {"auth string", B(HEAD "\x90\x00\x00\x64\xa1x"), HELLO,
+     "HELLO body, element 'auth': expected binary, got string"},
+    {"trailing", B(HEAD "\x90" TAIL "\x00"), HELLO, "HELLO body, the body: trailing bytes"},
+    {"truncated extra", B("\x99\x01\xa1S\x07\x90" TAIL), HELLO, "HELLO body, the body: truncated"},
+    {"not a handshake", B(HEAD "\x90" TAIL), REQ, "REQUEST is not a handshake frame"},
+};
+
+static void malformed_hellos(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc__hello h;
+    int failed = 0;
+    for (size_t i = 0; i < sizeof hello_cases / sizeof hello_cases[0]; i++) {
+        const hello_case *c = &hello_cases[i];
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__hello_parse(shmrpc_bytes_of(c->bytes, c->n), c->kind, a, &h, &err);
+        int want = c->kind == REQ ? SHMRPC_EINVAL : SHMRPC_EPROTO;
+        if (rc != want || strcmp(shmrpc__msg_get(&err), c->msg) != 0)
+            print_error("%s: got %d '%s', expected %d '%s'\n", c->name, rc, shmrpc__msg_get(&err),
+                        want, c->msg),
+                failed++;
+    }
+    assert_int_equal(failed, 0);
+    /* Well formed, with extra elements (a later revision's) skipped, also nested ones. */
+    static const uint8_t ok[] = HEAD "\x91\x96\x00\xa1"
+                                     "a\x01\x00\xa3sig\x81\xa1k\x92\xd4\x01\x02\xcb"
+                                     "12345678" TAIL;
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(ok, sizeof ok - 1), HELLO, a, &h, &err),
+                     0);
+    assert_int_equal(h.info.n_methods, 1);
+    assert_string_equal(h.info.methods[0].signature, "sig");
+    static const uint8_t extra[] =
+        "\x9a\x01\xa1S\x07\x90" TAIL "\xc7\x02\x05xy\x93\x01\xc3\xc4\x01z";
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(extra, sizeof extra - 1), ACK, a, &h, &err), 0);
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&err);
+}
+
+/* Every prefix of a good hello fails cleanly; the arena stays within a bound of the body. */
+static void truncated_hellos(void **state)
+{
+    (void)state;
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    shmrpc__hello hello = {.proto = 1, .info = info_of("Calc", server_methods, 3), .max_msg = 9};
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    for (size_t n = 0; n < body.len; n++) {
+        shmrpc_arena *a = shmrpc_arena_new(0);
+        shmrpc__hello h;
+        assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, n), HELLO, a, &h, &err),
+                         SHMRPC_EPROTO);
+        assert_true(shmrpc_arena_used(a) <= 8 * n + 64);
+        shmrpc_arena_free(a);
+    }
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+static void hello_write_limits(void **state)
+{
+    (void)state;
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    char name[SHMRPC__WIRE_MAX_NAME + 2];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    shmrpc__hello h = {.proto = 1, .info = info_of(name, NULL, 0), .max_msg = 1};
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err), "the service name must have 1 to 255 bytes");
+    name[SHMRPC__WIRE_MAX_NAME] = '\0'; /* exactly at the limit */
+    shmrpc_buf_clear(&body);
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), 0);
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc__hello got;
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err), 0);
+    assert_int_equal(strlen(got.info.name), SHMRPC__WIRE_MAX_NAME);
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+static void error_bodies(void **state)
+{
+    (void)state;
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    int status;
+    shmrpc_str msg;
+    assert_int_equal(shmrpc__error_write(&body, SHMRPC_EHANDLER, SHMRPC_STR("no such key 'k'")), 0);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    assert_int_equal(status, SHMRPC_EHANDLER);
+    assert_int_equal(msg.len, 15);
+    assert_memory_equal(msg.ptr, "no such key 'k'", 15);
+
+    /* An OS error keeps its errno. */
+    shmrpc_buf_clear(&body);
+    assert_int_equal(shmrpc__error_write(&body, SHMRPC_ESYS(28), SHMRPC_STR("")), 0);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    assert_int_equal(status, SHMRPC_ESYS(28));
+    assert_int_equal(msg.len, 0);
+
+    /* Long messages are cut at the limit, and not inside a UTF-8 character. */
+    char *lng = malloc(SHMRPC__WIRE_MAX_ERRMSG + 10);
+    assert_non_null(lng);
+    memset(lng, 'x', SHMRPC__WIRE_MAX_ERRMSG + 10);
+    memcpy(lng + SHMRPC__WIRE_MAX_ERRMSG - 1, "\xc3\xa9", 2);
+    shmrpc_buf_clear(&body);
+    shmrpc_str s = {lng, SHMRPC__WIRE_MAX_ERRMSG + 10};
+    assert_int_equal(shmrpc__error_write(&body, SHMRPC_EPROTO, s), 0);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    assert_int_equal(msg.len, SHMRPC__WIRE_MAX_ERRMSG - 1);
+    free(lng);
+    assert_int_equal(shmrpc__error_write(&body, 0, SHMRPC_STR("ok")), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc__error_write(&body, 5, SHMRPC_STR("ok")), SHMRPC_EINVAL);
+
+    static const struct {
+        const uint8_t *bytes;
+        size_t n;
+        const char *msg;
+    } bad[] = {
+        {B(""), "ERROR body, the body: truncated"},
+        {B("\x91\xff"), "ERROR body has 1 elements, expected at least 2"},
+        {B("\x92\x00\xa0"), "ERROR body, element 'status': integer out of range"},
+        {B("\x92\x05\xa0"), "ERROR body, element 'status': integer out of range"},
+        {B("\x92\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xa0"),
+         "ERROR body, element 'status': integer out of range"},
+        {B("\x92\xff\xc4\x00"), "ERROR body, element 'message': expected string, got binary"},
+        {B("\x92\xff\xda\x10\x01"), "ERROR body, element 'message': truncated"},
+        {B("\x92\xff\xa0\xc0"), "ERROR body, the body: trailing bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        shmrpc__msg_clear(&err);
+        assert_int_equal(
+            shmrpc__error_parse(shmrpc_bytes_of(bad[i].bytes, bad[i].n), &status, &msg, &err),
+            SHMRPC_EPROTO);
+        assert_string_equal(shmrpc__msg_get(&err), bad[i].msg);
+    }
+    /* A message exactly at the limit is read; one byte more is not. */
+    uint8_t big[5 + SHMRPC__WIRE_MAX_ERRMSG + 1];
+    memcpy(big, "\x92\xff\xda", 3);
+    for (uint32_t len = SHMRPC__WIRE_MAX_ERRMSG; len <= SHMRPC__WIRE_MAX_ERRMSG + 1; len++) {
+        put_be(big + 3, len, 2);
+        memset(big + 5, 'm', len);
+        int rc = shmrpc__error_parse(shmrpc_bytes_of(big, 5 + len), &status, &msg, &err);
+        assert_int_equal(rc, len == SHMRPC__WIRE_MAX_ERRMSG ? 0 : SHMRPC_EPROTO);
+    }
+    assert_string_equal(shmrpc__msg_get(&err), "ERROR body, element 'message': string too long");
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(malformed_headers),       cmocka_unit_test(every_kind_round_trips),
+        cmocka_unit_test(compression_round_trips), cmocka_unit_test(lying_bodies),
+        cmocka_unit_test(zlib_prefix_lies),        cmocka_unit_test(snappy_length_lies),
+        cmocka_unit_test(handshake_round_trip),    cmocka_unit_test(handshake_mismatch),
+        cmocka_unit_test(malformed_hellos),        cmocka_unit_test(truncated_hellos),
+        cmocka_unit_test(hello_write_limits),      cmocka_unit_test(error_bodies),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
