@@ -38,7 +38,7 @@ typedef struct bench_vs {
 /* A row of the table. */
 typedef struct bench_case {
     const char *name;      /* plainly: "raw", "add", "raw-sleep", "raw-pinned" */
-    const char *transport; /* "spin", "futex", "yield", "unix", "tcp", "shm" */
+    const char *transport; /* "spin", "futex", "yield", "unix", "tcp-raw", "tcp", "shm" */
     size_t payload;        /* bytes sent each way per call */
     int clients, workers;
     bool pinned;       /* every process of the row on CPU 0 (sched_setaffinity) */

@@ -1,12 +1,16 @@
-/* The shm:// rows of shmrpc-bench: the generated bench service over the real transport. */
+/* The shm:// and tcp:// rows of shmrpc-bench: the generated bench service over the real
+ * transport. */
 #ifndef SHMRPC_BENCH_SHM_CASES_H
 #define SHMRPC_BENCH_SHM_CASES_H
+
+#include <stdbool.h>
 
 #include "harness.h"
 
 typedef struct bench_shm_opts {
     const char *wait;   /* SHMRPC_WAIT for every process of the row: adaptive, spin, sleep */
     const char *method; /* "echo" (raw), "add" (typed msgpack), "work" (a 20 us handler) */
+    bool tcp;           /* tcp://127.0.0.1:PORT (a free port) instead of shm:// */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

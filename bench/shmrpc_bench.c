@@ -15,6 +15,8 @@ static const bench_shm_opts shm_echo_sleep = {.wait = "sleep", .method = "echo"}
 static const bench_shm_opts shm_echo_spin = {.wait = "spin", .method = "echo"};
 static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
 static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
+static const bench_shm_opts tcp_echo = {.wait = "adaptive", .method = "echo", .tcp = true};
+static const bench_shm_opts tcp_add = {.wait = "adaptive", .method = "add", .tcp = true};
 
 /* The ids of the baselines that later rows compare with (see bench_row_id). */
 #define SPIN_16 "spin/raw/16/1x1"
@@ -25,6 +27,9 @@ static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
 #define UNIX_16_C2 "unix/raw/16/2x2"
 #define UNIX_16_C4 "unix/raw/16/4x2"
 #define UNIX_16_C8 "unix/raw/16/8x2"
+#define TCP_16 "tcp-raw/raw/16/1x1"
+#define TCP_64K "tcp-raw/raw/65536/1x1"
+#define TCP_16_C2 "tcp-raw/raw/16/2x2"
 
 /* A row's name, transport, payload bytes, clients and workers. */
 #define ROW(n, t, bytes, c, w)                                                                     \
@@ -49,9 +54,13 @@ static const bench_case table[] = {
     {ROW("raw", "unix", 16, 1, 1), .run = bench_stream, .arg = &unix_socket,
      .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "length-prefixed echo over a Unix stream socket, blocking read()"},
-    {ROW("raw", "tcp", 16, 1, 1), .run = bench_stream, .arg = &tcp,
+    {ROW("raw", "tcp-raw", 16, 1, 1), .run = bench_stream, .arg = &tcp,
      .vs = {{"ratio_to_unix", UNIX_16, BENCH_P50}},
      .note = "the same over TCP loopback, TCP_NODELAY"},
+    {ROW("raw", "tcp-raw", 65536, 1, 1), .run = bench_stream, .arg = &tcp,
+     .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}},
+    {ROW("raw", "tcp-raw", 16, 2, 2), .run = bench_stream, .arg = &tcp,
+     .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_CALLS}}, .note = "calls/s ratio to one client"},
     /* Many clients on 2 workers (epoll): what the shm rows with the same clients must
      * beat in calls/s, without starving anyone. */
     {ROW("raw", "unix", 16, 2, 2), .run = bench_stream, .arg = &unix_socket,
@@ -101,6 +110,15 @@ static const bench_case table[] = {
     {ROW("raw-pinned", "shm", 16, 1, 1), .pinned = true, .run = bench_shm, .arg = &shm_echo,
      .vs = {{"ratio_to_futex", "futex/raw-pinned/16/1x1", BENCH_P50}},
      .note = "client and worker on CPU 0"},
+    /* tcp://: the same service over loopback TCP, against the raw TCP echo. */
+    {ROW("raw", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_echo,
+     .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "goal: p50 within 1.15x"},
+    {ROW("add", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_add,
+     .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "typed msgpack add(i64, i64)"},
+    {ROW("raw", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo,
+     .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}}},
+    {ROW("raw", "tcp", 16, 2, 2), .run = bench_shm, .arg = &tcp_echo,
+     .vs = {{"ratio_to_tcp_raw", TCP_16_C2, BENCH_CALLS}}, .note = "goal: calls/s at least 0.9x"},
     {ROW("work20", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_work,
      .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "a 20 us handler: goal calls/s near 1/(20 us + spin p50)"},

@@ -131,6 +131,7 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
 
 extern const shmrpc__transport shmrpc__inproc_transport;
 extern const shmrpc__transport shmrpc__shm_transport;
+extern const shmrpc__transport shmrpc__tcp_transport;
 
 /* --- arena introspection, for tests (arena.c) ---------------------------------------- */
 size_t shmrpc__arena_blocks(const shmrpc_arena *a);

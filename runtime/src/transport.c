@@ -6,10 +6,8 @@
 static const shmrpc__transport *const transports[] = {
     &shmrpc__inproc_transport,
     &shmrpc__shm_transport,
+    &shmrpc__tcp_transport,
 };
-
-/* Schemes that DESIGN.md promises but this build does not have yet. */
-static const char *const planned[] = {"tcp"};
 
 static bool scheme_char(char c, bool first)
 {
@@ -41,13 +39,6 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
             *t = transports[i];
             *where = sep + 3;
             return 0;
-        }
-    }
-    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++) {
-        if (strlen(planned[i]) == n && memcmp(planned[i], addr, n) == 0) {
-            shmrpc__msg_set(err, "transport '%s' is not available yet (address '%s')", planned[i],
-                            addr);
-            return SHMRPC_EINVAL;
         }
     }
     shmrpc__msg_set(err, "unknown transport '%.*s' in address '%s'", (int)n, addr, addr);

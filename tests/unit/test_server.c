@@ -148,9 +148,8 @@ static void listen_checks(void **state)
         {"://calc", "malformed address '://calc': expected SCHEME://WHERE, e.g. inproc://echo"},
         {"IN PROC://x", "malformed address 'IN PROC://x': expected SCHEME://WHERE, e.g. "
                         "inproc://echo"},
-        {"tcp://calc", "transport 'tcp' is not available yet (address 'tcp://calc')"},
-        {"tcp://127.0.0.1:5555",
-         "transport 'tcp' is not available yet (address 'tcp://127.0.0.1:5555')"},
+        {"udp://calc", "unknown transport 'udp' in address 'udp://calc'"},
+        {"udp://127.0.0.1:5555", "unknown transport 'udp' in address 'udp://127.0.0.1:5555'"},
         {"udp://x", "unknown transport 'udp' in address 'udp://x'"},
         {"inprocx://x", "unknown transport 'inprocx' in address 'inprocx://x'"},
         {"inproc://", "malformed address 'inproc://': the name must be 1 to 255 printable "

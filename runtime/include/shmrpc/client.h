@@ -36,11 +36,14 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
                       const shmrpc_client_opts *opts);
 void shmrpc_client_free(shmrpc_client *c);
 
-/* Connects to addr ("inproc://NAME" for now) and verifies the method table: each of the
+/* Connects to addr ("shm://NAME", "tcp://HOST:PORT" or "inproc://NAME") and verifies
+ * the method table: each of the
  * client's methods must exist on the server with the same fingerprint, or connect fails
  * with SHMRPC_EMISMATCH and a message naming every method that differs. The server may
- * have methods the client lacks. A connected client drops its connection first, so
- * connect again after SHMRPC_EUNAVAIL to reach a restarted server. Failures:
+ * have methods the client lacks. A connected client drops its connection first. Over
+ * shm:// and tcp://, a call after the server went away connects again by itself (with a
+ * jittered backoff, checking the table again); the call that failed is never resent.
+ * A connection belongs to the process that opened it. Failures:
  * SHMRPC_EINVAL (malformed address, unknown or not yet available transport),
  * SHMRPC_EUNAVAIL (nobody serves addr), SHMRPC_EMISMATCH. */
 int shmrpc_client_connect(shmrpc_client *c, const char *addr);

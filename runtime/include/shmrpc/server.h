@@ -36,11 +36,13 @@ void shmrpc_server_free(shmrpc_server *s);
 int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const void *handlers,
                            void *user);
 
-/* Starts serving at addr. For now: "inproc://NAME", calls from this process, run on
- * the caller's thread. A second server on one address fails with SHMRPC_EBUSY. */
+/* Starts serving at addr: "shm://NAME" (docs/shm-transport.md), "tcp://HOST:PORT"
+ * (docs/wire.md; loopback hosts only until authentication exists), or "inproc://NAME"
+ * (calls from this process, run on the caller's thread). A second server on one address
+ * fails with SHMRPC_EBUSY and a message saying who holds it. */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);
 
-/* Serves until shmrpc_server_stop(). For shm:// it runs workers processes (0: serves on
+/* Serves until shmrpc_server_stop(). For shm:// and tcp:// it runs workers processes (0: serves on
  * the calling thread), forked from the caller so that data loaded before is shared copy
  * on write; any worker serves any connection's call, and one that dies is replaced
  * (no faster than every 100 ms). On stop, calls in flight get up to two seconds to

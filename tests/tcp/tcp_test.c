@@ -1,0 +1,695 @@
+/* The tcp:// transport with real processes on 127.0.0.1: every method end to end (with
+ * and without compression), a method-table mismatch, a second server on one port, a
+ * table of raw bad clients, and a server restart. Every wait is bounded (alarm() in each
+ * child, deadlines in the parent) and every child is reaped. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "frame.h"
+#include "tcptest.h"
+
+typedef struct shared {
+    _Atomic int64_t calls; /* handler calls, all workers */
+} shared;
+
+static shared *sh;
+static char addr[64];
+static int port;
+static int server_nofile; /* RLIMIT_NOFILE for the next server, or 0 */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- the server, in a child process --- */
+
+static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    (void)ctx;
+    sh->calls++;
+    *out = data;
+    return 0;
+}
+
+static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
+{
+    (void)ctx;
+    sh->calls++;
+    *out = a + b;
+    return 0;
+}
+
+static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
+{
+    (void)ctx;
+    sh->calls++;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    *out = getpid();
+    return 0;
+}
+
+static const tcptest_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
+
+static shmrpc_server *child_server;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    shmrpc_server_stop(child_server);
+}
+
+/* Forks a server of addr with n workers. */
+static pid_t start_server(int workers)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(120);
+        if (server_nofile) {
+            struct rlimit rl = {(rlim_t)server_nofile, (rlim_t)server_nofile};
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        struct sigaction sa = {.sa_handler = on_term};
+        sigaction(SIGTERM, &sa, NULL);
+        int rc = shmrpc_server_new(&child_server, NULL);
+        if (rc == 0) rc = shmrpc_server_register(child_server, &tcptest_service, &handlers, NULL);
+        if (rc == 0) rc = shmrpc_server_listen(child_server, addr);
+        if (rc == 0) rc = shmrpc_server_serve(child_server, workers);
+        if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_server_errmsg(child_server));
+        shmrpc_server_free(child_server);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+static int reap(pid_t pid, int ms)
+{
+    int status = 0;
+    int64_t until = now_ms() + ms;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (now_ms() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+    return status;
+}
+
+static void stop_server(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status = reap(pid, 5000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A client of info connected to addr, retrying while the server starts (bounded). */
+static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
+{
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
+    int rc = shmrpc_client_connect(c, addr);
+    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
+        usleep(10000);
+        rc = shmrpc_client_connect(c, addr);
+    }
+    *rc_out = rc;
+    return c;
+}
+
+static shmrpc_client *connect_client(void)
+{
+    int rc;
+    shmrpc_client *c = connect_info(&tcptest_service_info, &rc);
+    if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    return c;
+}
+
+/* A free port on 127.0.0.1: bind port 0 and let it go. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    port = free_port();
+    server_nofile = 0;
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    sh->calls = 0;
+    return 0;
+}
+
+static void check_add(shmrpc_client *c)
+{
+    int64_t sum = 0;
+    int rc = tcptest_add(c, 40, 2, &sum);
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(sum, 42);
+}
+
+/* --- tests --- */
+
+static void every_method(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    check_add(c);
+    int32_t pid = 0;
+    assert_int_equal(tcptest_nap(c, 1, &pid), 0);
+    assert_true(pid > 0 && pid != getpid());
+    /* empty, small, compressible (snappy), incompressible, and 4 MiB */
+    size_t sizes[] = {0, 16, 4096, 65536, 65536, (size_t)4 << 20};
+    uint8_t *data = malloc(sizes[5]);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        uint32_t x = (uint32_t)k * 2654435761u + 1;
+        for (size_t i = 0; i < sizes[k]; i++) {
+            x = x * 1103515245u + 12345u;
+            data[i] = k == 3 ? (uint8_t)('a' + i % 7) : (uint8_t)(x >> 16);
+        }
+        shmrpc_bytes out;
+        int rc = tcptest_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
+        if (rc)
+            fail_msg("echo %zu: %s: %s", sizes[k], shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+        assert_int_equal(out.len, sizes[k]);
+        if (sizes[k]) assert_memory_equal(out.ptr, data, sizes[k]);
+    }
+    free(data);
+    /* a deadline shorter than the call: ETIMEDOUT, and the connection goes on */
+    shmrpc_client_next_timeout(c, 50);
+    assert_int_equal(tcptest_nap(c, 300, &pid), SHMRPC_ETIMEDOUT);
+    check_add(c);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+static void table_mismatch(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_client(); /* the server is up */
+    shmrpc_method_info methods[3];
+    memcpy(methods, tcptest_service_info.methods, sizeof methods);
+    methods[0].fingerprint ^= 1; /* "add" */
+    shmrpc_service_info info = tcptest_service_info;
+    info.methods = methods;
+    int rc;
+    shmrpc_client *c = connect_info(&info, &rc);
+    assert_int_equal(rc, SHMRPC_EMISMATCH);
+    const char *msg = shmrpc_client_errmsg(c);
+    if (!strstr(msg, "method table differs from the server's: 'add' has another signature"))
+        fail_msg("message: %s", msg);
+    shmrpc_client_free(c);
+    check_add(good);
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+static void second_server_and_bad_addresses(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &tcptest_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), SHMRPC_EBUSY);
+    char want[128];
+    snprintf(want, sizeof want, "%s is already in use (another server listens there)", addr);
+    assert_string_equal(shmrpc_server_errmsg(s), want);
+    assert_int_equal(shmrpc_server_listen(s, "tcp://0.0.0.0:1"), SHMRPC_EPERM);
+    assert_non_null(strstr(shmrpc_server_errmsg(s), "needs a shared secret (not implemented yet)"));
+    const char *bad[] = {
+        "tcp://",      "tcp://127.0.0.1", "tcp://127.0.0.1:0",    "tcp://1.2.3.4:70000",
+        "tcp://::1:5", "tcp://[::1",      "tcp://host.example:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(shmrpc_server_listen(s, bad[i]), SHMRPC_EINVAL);
+    shmrpc_server_free(s);
+    check_add(c); /* the first is unaffected */
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* --- raw bad clients --- */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads n bytes before deadline; false at EOF or timeout. */
+static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Reads a frame (body into b); fails the test on EOF or after 1 s. */
+static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int64_t deadline = now_ms() + 1000;
+    assert_true(raw_recv(fd, hdr, sizeof hdr, deadline));
+    shmrpc__frame_hdr h;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(
+        shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__FLAG_COMPRESSION, &h, &err), 0);
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, h.body_len + 1), 0);
+    assert_true(raw_recv(fd, b->data, h.body_len, deadline));
+    b->len = h.body_len;
+    return h;
+}
+
+/* The server closes within 1 s. */
+static void expect_eof(int fd)
+{
+    uint8_t byte;
+    int64_t deadline = now_ms() + 1000;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 1000), 1);
+    ssize_t k = recv(fd, &byte, 1, 0);
+    assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+    assert_true(now_ms() <= deadline);
+}
+
+static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                    uint32_t len)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {kind, flags, method, rid, len};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    shmrpc_buf_append(b, hdr, sizeof hdr);
+}
+
+/* A good HELLO offering snappy, and the HELLO_ACK read back. */
+static void raw_handshake(int fd)
+{
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = tcptest_service_info,
+                           .compression = SHMRPC__FLAG_SNAPPY,
+                           .threshold = 4096,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    raw_send(fd, b.data, b.len);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+}
+
+/* An add(1, 2) request of id rid for the server's method id (add is 0). */
+static void put_add(shmrpc_buf *b, uint32_t method, uint64_t rid)
+{
+    static const uint8_t body[] = {0x92, 0x01, 0x02}; /* msgpack [1, 2] */
+    put_hdr(b, SHMRPC__KIND_REQUEST, 0, method, rid, sizeof body);
+    shmrpc_buf_append(b, body, sizeof body);
+}
+
+typedef struct bad_case {
+    const char *name;
+    bool handshake;  /* a good handshake first */
+    bool half_close; /* shutdown(SHUT_WR) after sending */
+    int status;      /* of the ERROR frame */
+    uint64_t rid;    /* its request id */
+    bool stays_open; /* the connection goes on after the ERROR */
+    const char *msg; /* part of the message */
+} bad_case;
+
+static void run_bad(const bad_case *bc, size_t i)
+{
+    int fd = raw_connect();
+    shmrpc_buf b, body;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&body);
+    if (bc->handshake) raw_handshake(fd);
+    switch (i) {
+    case 0: /* truncated header */
+        put_hdr(&b, SHMRPC__KIND_HELLO, 0, 0, 0, 10);
+        b.len = 10;
+        break;
+    case 1: /* bad magic */
+        shmrpc_buf_append(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+        break;
+    case 2: /* wrong version */
+        put_hdr(&b, SHMRPC__KIND_HELLO, 0, 0, 0, 10);
+        b.data[4] = 2;
+        break;
+    case 3: /* a body of 2^32 - 1 */
+        put_hdr(&b, SHMRPC__KIND_REQUEST, 0, 0, 7, UINT32_MAX);
+        break;
+    case 4: /* just above the maximum */
+        put_hdr(&b, SHMRPC__KIND_REQUEST, 0, 0, 7, (uint32_t)SHMRPC_DEFAULT_MAX_MSG + 1);
+        break;
+    case 5: { /* snappy declaring 4 GiB: a varint of 2^32 */
+        static const uint8_t lie[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x00, 0x00};
+        put_hdr(&b, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_SNAPPY, 0, 7, sizeof lie);
+        shmrpc_buf_append(&b, lie, sizeof lie);
+        break;
+    }
+    case 6: /* garbage after a good frame */
+        put_add(&b, 0, 5);
+        shmrpc_buf_append(&b, "garbage garbage garbage garbage", 31);
+        break;
+    case 7: /* unknown method id */
+        put_add(&b, 99, 8);
+        break;
+    case 8: /* a frame before the handshake */
+        put_add(&b, 0, 1);
+        break;
+    case 9: /* body length 0 on a HELLO */
+        put_hdr(&b, SHMRPC__KIND_HELLO, 0, 0, 0, 0);
+        break;
+    }
+    raw_send(fd, b.data, b.len);
+    if (bc->half_close) shutdown(fd, SHUT_WR);
+    shmrpc__frame_hdr h = raw_frame(fd, &body);
+    if (i == 6) { /* the good frame's answer first */
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(h.request_id, 5);
+        h = raw_frame(fd, &body);
+    }
+    assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+    assert_int_equal(h.request_id, bc->rid);
+    int status;
+    shmrpc_str msg;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    if (status != bc->status || !memmem(msg.ptr, msg.len, bc->msg, strlen(bc->msg)))
+        fail_msg("%s: got %s '%.*s'", bc->name, shmrpc_strerror(status), (int)msg.len, msg.ptr);
+    if (bc->stays_open) { /* the connection still serves */
+        shmrpc_buf_clear(&b);
+        put_add(&b, 0, 9);
+        raw_send(fd, b.data, b.len);
+        h = raw_frame(fd, &body);
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(h.request_id, 9);
+    } else {
+        expect_eof(fd);
+    }
+    close(fd);
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&body);
+}
+
+static void bad_clients(void **state)
+{
+    (void)state;
+    static const bad_case cases[] = {
+        {"truncated header", false, true, SHMRPC_EPROTO, 0, false,
+         "truncated frame header: 10 of 24"},
+        {"bad magic", false, false, SHMRPC_EPROTO, 0, false, "bad frame magic 0x47455420"},
+        {"wrong version", false, false, SHMRPC_EVERSION, 0, false, "frame version 2"},
+        {"body 2^32-1", true, false, SHMRPC_ETOOBIG, 0, false, "4294967295 bytes is above"},
+        {"above the maximum", true, false, SHMRPC_ETOOBIG, 0, false, "67108865 bytes is above"},
+        {"snappy 4 GiB", true, false, SHMRPC_EPROTO, 0, false,
+         "snappy body has a malformed length"},
+        {"garbage after a frame", true, false, SHMRPC_EPROTO, 0, false, "bad frame magic"},
+        {"unknown method", true, false, SHMRPC_ENOENT, 8, true, "no method with id 99"},
+        {"before the handshake", false, false, SHMRPC_EPROTO, 0, false,
+         "a REQUEST frame before the handshake"},
+        {"empty HELLO", false, false, SHMRPC_EPROTO, 0, false, "HELLO frame has an empty body"},
+    };
+    pid_t server = start_server(2);
+    shmrpc_client *good = connect_client();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_bad(&cases[i], i);
+        check_add(good); /* served throughout */
+    }
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+/* A peer that trickles a byte every half second is cut at the handshake timeout (5 s)
+ * with an ERROR frame, while a good client is served throughout. */
+static void slow_peer_is_cut(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_client();
+    int fd = raw_connect();
+    uint8_t hello[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_HELLO, 0, 0, 0, 100};
+    shmrpc__frame_hdr_encode(&h, hello);
+    int64_t t0 = now_ms();
+    size_t sent = 0;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    while (now_ms() - t0 < 8000 && poll(&pf, 1, 500) == 0) {
+        if (sent < sizeof hello) raw_send(fd, hello + sent++, 1);
+        check_add(good);
+    }
+    int64_t took = now_ms() - t0;
+    if (took < 4500 || took > 6500) fail_msg("cut after %lld ms", (long long)took);
+    shmrpc_buf body;
+    shmrpc_buf_init(&body);
+    h = raw_frame(fd, &body);
+    assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+    int status;
+    shmrpc_str msg;
+    assert_int_equal(
+        shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &body), 0);
+    assert_int_equal(status, SHMRPC_ETIMEDOUT);
+    expect_eof(fd);
+    close(fd);
+    shmrpc_buf_destroy(&body);
+    check_add(good);
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+/* Connections beyond a worker's cap (1024) get an ERROR frame with SHMRPC_EBUSY and are
+ * closed at once, not queued; those within it are served. */
+static void connections_beyond_the_cap(void **state)
+{
+    (void)state;
+    enum { CAP = 1024, EXTRA = 4 };
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_client(); /* one of the cap */
+    static int fds[CAP - 1 + EXTRA];
+    for (int i = 0; i < CAP - 1; i++)
+        fds[i] = raw_connect();
+    check_add(good); /* the worker has accepted all those before it answers */
+    shmrpc_buf body;
+    shmrpc_buf_init(&body);
+    for (int i = CAP - 1; i < CAP - 1 + EXTRA; i++) {
+        fds[i] = raw_connect();
+        shmrpc__frame_hdr h = raw_frame(fds[i], &body);
+        assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+        int status;
+        shmrpc_str msg;
+        assert_int_equal(
+            shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &body), 0);
+        assert_int_equal(status, SHMRPC_EBUSY);
+        expect_eof(fds[i]);
+    }
+    check_add(good);
+    for (int i = 0; i < CAP - 1 + EXTRA; i++)
+        close(fds[i]);
+    shmrpc_buf_destroy(&body);
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+/* A worker out of descriptors (RLIMIT_NOFILE 32) accepts and closes what it cannot
+ * keep, so it neither spins on the readable listener nor leaves peers hanging. */
+static void emfile_does_not_spin(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    server_nofile = 32;
+    pid_t server = start_server(0);
+    shmrpc_client *good = connect_client();
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = raw_connect();
+    check_add(good);
+    int closed = 0;
+    for (int i = 0; i < N; i++) {
+        struct pollfd pf = {.fd = fds[i], .events = POLLIN};
+        char byte;
+        if (poll(&pf, 1, 1000) == 1 && recv(fds[i], &byte, 1, MSG_DONTWAIT) <= 0) closed++;
+    }
+    assert_true(closed >= N - 32); /* those beyond the table were dropped */
+    char stat_path[64], buf[512];
+    snprintf(stat_path, sizeof stat_path, "/proc/%d/stat", (int)server);
+    long ticks0 = 0, ticks1 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *f = fopen(stat_path, "r");
+        assert_non_null(f);
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        unsigned long ut = 0, st = 0;
+        assert_int_equal(
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st), 2);
+        if (pass == 0) {
+            ticks0 = (long)(ut + st);
+            usleep(500 * 1000);
+        } else {
+            ticks1 = (long)(ut + st);
+        }
+    }
+    if (ticks1 - ticks0 > 10) fail_msg("the server used %ld ticks in 0.5 s", ticks1 - ticks0);
+    check_add(good);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+/* A server restarts: the call after it went fails with EUNAVAIL, a later call reconnects
+ * by itself and checks the method table again; nothing is sent twice. */
+static void reconnect_after_restart(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    check_add(c);
+    stop_server(server);
+    int64_t sum;
+    int64_t calls = sh->calls;
+    assert_int_equal(tcptest_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(tcptest_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL); /* nobody there */
+    server = start_server(0);
+    int rc = SHMRPC_EUNAVAIL;
+    int64_t until = now_ms() + 5000;
+    while (rc == SHMRPC_EUNAVAIL && now_ms() < until) {
+        rc = tcptest_add(c, 20, 22, &sum);
+        if (rc == SHMRPC_EUNAVAIL) usleep(20000);
+    }
+    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(sum, 42);
+    assert_int_equal(sh->calls, calls + 1); /* the failed calls did not run later */
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* A server that restarts while the client is idle: the client sees the close before it
+ * sends, so its next call goes to the new server and succeeds. */
+static void restart_while_idle(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    check_add(c);
+    stop_server(server);
+    server = start_server(1);
+    shmrpc_client *probe = connect_client(); /* the new server is up */
+    shmrpc_client_free(probe);
+    check_add(c);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* A worker killed with SIGKILL mid-call: that call fails with EUNAVAIL at once, the
+ * manager replaces the worker, and the next call reconnects. */
+static void worker_killed_mid_call(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker = 0;
+    assert_int_equal(tcptest_nap(c, 0, &worker), 0);
+    pid_t killer = fork();
+    if (killer == 0) {
+        usleep(100 * 1000);
+        kill(worker, SIGKILL);
+        _exit(0);
+    }
+    int64_t t0 = now_ms();
+    int32_t pid;
+    assert_int_equal(tcptest_nap(c, 3000, &pid), SHMRPC_EUNAVAIL);
+    assert_true(now_ms() - t0 < 1500);
+    reap(killer, 1000);
+    int rc = SHMRPC_EUNAVAIL;
+    int64_t until = now_ms() + 5000;
+    while (rc == SHMRPC_EUNAVAIL && now_ms() < until) {
+        rc = tcptest_nap(c, 0, &pid);
+        if (rc == SHMRPC_EUNAVAIL) usleep(20000);
+    }
+    assert_int_equal(rc, 0);
+    assert_true(pid != worker);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+int main(void)
+{
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(every_method, setup),
+        cmocka_unit_test_setup(table_mismatch, setup),
+        cmocka_unit_test_setup(second_server_and_bad_addresses, setup),
+        cmocka_unit_test_setup(bad_clients, setup),
+        cmocka_unit_test_setup(slow_peer_is_cut, setup),
+        cmocka_unit_test_setup(connections_beyond_the_cap, setup),
+        cmocka_unit_test_setup(emfile_does_not_spin, setup),
+        cmocka_unit_test_setup(reconnect_after_restart, setup),
+        cmocka_unit_test_setup(restart_while_idle, setup),
+        cmocka_unit_test_setup(worker_killed_mid_call, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
