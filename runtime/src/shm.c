@@ -3,6 +3,7 @@
  * the hybrid wait on both sides (docs/shm-transport.md). */
 #include "shm.h"
 
+#include "crew.h"
 #include "proc.h"
 
 #include <dirent.h>
@@ -712,111 +713,49 @@ static int worker_run(shm_listener *l, unsigned index)
     return 0;
 }
 
-static pid_t spawn_worker(shm_listener *l, unsigned index)
+static int crew_run(void *arg, int index)
 {
-    pid_t manager = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a worker does not outlive its manager */
-    if (getppid() != manager) _exit(1);
     struct sigaction stop = {.sa_handler = on_stop}; /* no SA_RESTART: a futex sleep ends */
     sigaction(SIGTERM, &stop, NULL);
-    signal(SIGINT, SIG_IGN);
-    _exit(worker_run(l, index) == 0 ? 0 : 1);
+    return worker_run(arg, (unsigned)index);
 }
 
-static void sleep_ns(int64_t ns)
+/* A worker that died without leaving: take back what it counted, asleep on the doorbell
+ * or awake. */
+static void crew_reaped(void *arg, int i)
 {
-    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* The manager's view of its workers: a pidfd each, which poll() reports readable when
- * the worker dies, so an idle manager sleeps, and only its own children are reaped. */
-typedef struct crew {
-    int n;
-    pid_t pid[SHMRPC__MAX_WORKERS];
-    int fd[SHMRPC__MAX_WORKERS];
-    int64_t started[SHMRPC__MAX_WORKERS];
-} crew;
-
-static void crew_start(shm_listener *l, crew *c, int i)
-{
-    /* One that dies at once is restarted no faster than every 100 ms. */
-    int64_t lived = shmrpc__now_ns() - c->started[i];
-    if (c->started[i] && lived < 100 * 1000 * 1000) sleep_ns(100 * 1000 * 1000 - lived);
-    c->pid[i] = spawn_worker(l, (unsigned)i);
-    c->fd[i] = c->pid[i] > 0 ? (int)syscall(SYS_pidfd_open, c->pid[i], 0) : -1;
-    c->started[i] = shmrpc__now_ns();
-}
-
-/* Reaps worker i if it has exited; true if it had. */
-static bool crew_reap(shm_listener *l, crew *c, int i)
-{
-    if (c->pid[i] > 0 && waitpid(c->pid[i], NULL, WNOHANG) != c->pid[i]) return false;
-    if (c->fd[i] >= 0) close(c->fd[i]);
+    shm_listener *l = arg;
     shmrpc__shm_worker *me = &l->ctl->workers[i];
-    if (c->pid[i] > 0 && atomic_load(&me->state) == SHM_WORKER_RUNNING) {
-        /* It died without leaving: take back what it counted, asleep on the doorbell or
-         * awake. */
+    if (atomic_load(&me->state) == SHM_WORKER_RUNNING) {
         if (atomic_load(&me->presence.asleep))
             shmrpc__count_down(&l->ctl->doorbell.sleepers);
         else
             shmrpc__count_down(&l->ctl->awake);
     }
-    c->fd[i] = -1;
-    c->pid[i] = 0;
     atomic_store(&me->state, SHM_WORKER_FREE);
-    return true;
 }
 
-/* Waits up to ms for a worker to die or a stop; fds of workers gone are -1 (ignored). */
-static void crew_wait(shm_listener *l, crew *c, int ms)
+static void crew_stopping(void *arg)
 {
-    struct pollfd p[SHMRPC__MAX_WORKERS + 1];
-    for (int i = 0; i < c->n; i++)
-        p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
-    p[c->n] = (struct pollfd){.fd = l->stop_pipe[0], .events = POLLIN};
-    poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
-    char drain[16];
-    while (read(l->stop_pipe[0], drain, sizeof drain) > 0) {
-    }
+    shm_listener *l = arg;
+    atomic_store(&l->ctl->state, SHM_STOPPING); /* for clients: calls not taken will not run */
 }
 
-/* Runs n worker processes and replaces any that dies, until stopped; then stops them,
- * giving calls in flight up to two seconds before it kills what is left. */
 static int manage(shm_listener *l, int n)
 {
     if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
-    crew c = {.n = n};
-    for (int i = 0; i < n; i++)
-        crew_start(l, &c, i);
-    while (!atomic_load(&l->stop)) {
-        crew_wait(l, &c, 1000);
-        for (int i = 0; i < n && !atomic_load(&l->stop); i++)
-            if (crew_reap(l, &c, i)) crew_start(l, &c, i);
-    }
-    atomic_store(&l->ctl->state, SHM_STOPPING); /* for clients: calls not taken will not run */
-    for (int i = 0; i < n; i++)
-        if (c.pid[i] > 0) kill(c.pid[i], SIGTERM);
-    int64_t deadline = shmrpc__now_ns() + 2000 * 1000 * 1000LL;
-    for (;;) {
-        int left = 0;
-        for (int i = 0; i < n; i++)
-            left += !crew_reap(l, &c, i);
-        if (left == 0) break;
-        if (shmrpc__now_ns() > deadline) {
-            for (int i = 0; i < n; i++)
-                if (c.pid[i] > 0) kill(c.pid[i], SIGKILL);
-            deadline = INT64_MAX;
-        }
-        crew_wait(l, &c, 10);
-    }
+    shmrpc__crew c = {.n = n,
+                      .stop = &l->stop,
+                      .stop_fd = l->stop_pipe[0],
+                      .arg = l,
+                      .run = crew_run,
+                      .reaped = crew_reaped,
+                      .stopping = crew_stopping};
+    int rc = shmrpc__crew_manage(&c);
     close(l->stop_pipe[0]);
     close(l->stop_pipe[1]);
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
-    return 0;
+    return rc;
 }
 
 static int shm_serve(shmrpc__listener *base, int workers)

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crew.h"
 #include "frame.h"
 #include "wait.h"
 
@@ -35,7 +36,7 @@
 #define PROGRESS_NS (10 * NS_PER_S) /* plus 1 s per MiB of body */
 #define CONNECT_NS (5 * NS_PER_S)
 #define SWEEP_MS 200
-#define MAX_WORKERS 64
+#define MAX_WORKERS SHMRPC__CREW_MAX
 #define ADDR_MAX 300
 #define READ_AHEAD ((size_t)16384) /* bytes read past the frame in hand, to save syscalls */
 
@@ -646,92 +647,19 @@ static int worker_run(tcp_listener *l, bool forked)
     return rc;
 }
 
-static pid_t spawn_worker(tcp_listener *l)
+static int crew_run(void *arg, int index)
 {
-    pid_t manager = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a worker does not outlive its manager */
-    if (getppid() != manager) _exit(1);
+    (void)index;
     struct sigaction stop = {.sa_handler = on_stop};
     sigaction(SIGTERM, &stop, NULL);
-    signal(SIGINT, SIG_IGN);
-    _exit(worker_run(l, true) == 0 ? 0 : 1);
+    return worker_run(arg, true);
 }
 
-static void sleep_ns(int64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / NS_PER_S), (long)(ns % NS_PER_S)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-/* The manager's workers: a pidfd each, readable when the worker dies. */
-typedef struct crew {
-    int n;
-    pid_t pid[MAX_WORKERS];
-    int fd[MAX_WORKERS];
-    int64_t started[MAX_WORKERS];
-} crew;
-
-static void crew_start(tcp_listener *l, crew *c, int i)
-{
-    int64_t lived = shmrpc__now_ns() - c->started[i];
-    if (c->started[i] && lived < 100 * NS_PER_MS) sleep_ns(100 * NS_PER_MS - lived);
-    c->pid[i] = spawn_worker(l);
-    c->fd[i] = c->pid[i] > 0 ? (int)syscall(SYS_pidfd_open, c->pid[i], 0) : -1;
-    c->started[i] = shmrpc__now_ns();
-}
-
-static bool crew_reap(crew *c, int i)
-{
-    if (c->pid[i] > 0 && waitpid(c->pid[i], NULL, WNOHANG) != c->pid[i]) return false;
-    if (c->fd[i] >= 0) close(c->fd[i]);
-    c->fd[i] = -1;
-    c->pid[i] = 0;
-    return true;
-}
-
-static void crew_wait(tcp_listener *l, crew *c, int ms)
-{
-    struct pollfd p[MAX_WORKERS + 1];
-    for (int i = 0; i < c->n; i++)
-        p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
-    p[c->n] = (struct pollfd){.fd = l->stop_pipe[0], .events = POLLIN};
-    poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
-    char drain[16];
-    while (read(l->stop_pipe[0], drain, sizeof drain) > 0) {
-    }
-}
-
-/* Runs n workers, replacing any that dies, until stopped; then stops them, giving calls
- * in flight two seconds before it kills what is left. */
 static int manage(tcp_listener *l, int n)
 {
-    crew c = {.n = n};
-    for (int i = 0; i < n; i++)
-        crew_start(l, &c, i);
-    while (!atomic_load(&l->stop)) {
-        crew_wait(l, &c, 1000);
-        for (int i = 0; i < n && !atomic_load(&l->stop); i++)
-            if (crew_reap(&c, i)) crew_start(l, &c, i);
-    }
-    for (int i = 0; i < n; i++)
-        if (c.pid[i] > 0) kill(c.pid[i], SIGTERM);
-    int64_t deadline = shmrpc__now_ns() + 2 * NS_PER_S;
-    for (;;) {
-        int left = 0;
-        for (int i = 0; i < n; i++)
-            left += !crew_reap(&c, i);
-        if (left == 0) break;
-        if (shmrpc__now_ns() > deadline) {
-            for (int i = 0; i < n; i++)
-                if (c.pid[i] > 0) kill(c.pid[i], SIGKILL);
-            deadline = INT64_MAX;
-        }
-        crew_wait(l, &c, 10);
-    }
-    return 0;
+    shmrpc__crew c = {
+        .n = n, .stop = &l->stop, .stop_fd = l->stop_pipe[0], .arg = l, .run = crew_run};
+    return shmrpc__crew_manage(&c);
 }
 
 static int tcp_serve(shmrpc__listener *base, int workers)

@@ -1,0 +1,99 @@
+/* The worker processes of a server (see crew.h). */
+#include "crew.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wait.h"
+
+#define NS_PER_MS ((int64_t)1000 * 1000)
+
+static void sleep_ns(int64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static pid_t spawn(shmrpc__crew *c, int i)
+{
+    pid_t manager = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a worker does not outlive its manager */
+    if (getppid() != manager) _exit(1);
+    signal(SIGINT, SIG_IGN);
+    _exit(c->run(c->arg, i) == 0 ? 0 : 1);
+}
+
+static void start(shmrpc__crew *c, int i)
+{
+    /* One that dies at once is restarted no faster than every 100 ms. */
+    int64_t lived = shmrpc__now_ns() - c->started[i];
+    if (c->started[i] && lived < 100 * NS_PER_MS) sleep_ns(100 * NS_PER_MS - lived);
+    c->pid[i] = spawn(c, i);
+    c->fd[i] = c->pid[i] > 0 ? (int)syscall(SYS_pidfd_open, c->pid[i], 0) : -1;
+    c->started[i] = shmrpc__now_ns();
+}
+
+/* Reaps worker i if it has exited; true if it had (or never ran). */
+static bool reap(shmrpc__crew *c, int i)
+{
+    if (c->pid[i] > 0 && waitpid(c->pid[i], NULL, WNOHANG) != c->pid[i]) return false;
+    if (c->fd[i] >= 0) close(c->fd[i]);
+    if (c->pid[i] > 0 && c->reaped) c->reaped(c->arg, i);
+    c->fd[i] = -1;
+    c->pid[i] = 0;
+    return true;
+}
+
+/* Waits up to ms for a worker to die or a stop; fds of workers gone are -1 (ignored). */
+static void await_event(shmrpc__crew *c, int ms)
+{
+    struct pollfd p[SHMRPC__CREW_MAX + 1];
+    for (int i = 0; i < c->n; i++)
+        p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+    p[c->n] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
+    poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
+    char drain[16];
+    while (read(c->stop_fd, drain, sizeof drain) > 0) {
+    }
+}
+
+int shmrpc__crew_manage(shmrpc__crew *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        c->started[i] = 0;
+        start(c, i);
+    }
+    while (!atomic_load(c->stop)) {
+        await_event(c, 1000);
+        for (int i = 0; i < c->n && !atomic_load(c->stop); i++)
+            if (reap(c, i)) start(c, i);
+    }
+    if (c->stopping) c->stopping(c->arg);
+    for (int i = 0; i < c->n; i++)
+        if (c->pid[i] > 0) kill(c->pid[i], SIGTERM);
+    int64_t deadline = shmrpc__now_ns() + 2000 * NS_PER_MS;
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < c->n; i++)
+            left += !reap(c, i);
+        if (left == 0) break;
+        if (shmrpc__now_ns() > deadline) {
+            for (int i = 0; i < c->n; i++)
+                if (c->pid[i] > 0) kill(c->pid[i], SIGKILL);
+            deadline = INT64_MAX;
+        }
+        await_event(c, 10);
+    }
+    return 0;
+}
