@@ -21,117 +21,37 @@
 
 #include <cmocka.h>
 
-#include "shmtest.h"
+#include "calls_handlers.h"
+#include "procs.h"
 
-/* What the parent and the server's workers share (a mapping made before fork). */
-typedef struct shared {
-    _Atomic int32_t napping; /* the pid of a worker inside nap(), or 0 */
-    _Atomic int64_t calls;   /* handler calls, all workers */
-} shared;
-
-static shared *sh;
 static char addr[64];
 static int addr_n;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- the server, in a child process --- */
-
-static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    sh->calls++;
-    *out = data;
-    return 0;
-}
-
-static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
-{
-    (void)ctx;
-    sh->calls++;
-    *out = a + b;
-    return 0;
-}
-
-static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
-{
-    (void)ctx;
-    sh->calls++;
-    sh->napping = getpid();
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-    sh->napping = 0;
-    *out = getpid();
-    return 0;
-}
-
-static const shmtest_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
-
-static shmrpc_server *child_server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(child_server);
-}
 
 static void on_usr1(int sig)
 {
     (void)sig;
 }
 
-/* Forks a server of addr with n workers; returns its pid once it answers. */
-static pid_t start_server(int workers, size_t max_msg)
+/* In the server's child: SIGUSR1 storms interrupt it (no SA_RESTART) without killing it. */
+static void prepare_server(void)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(120);
-        struct sigaction sa = {.sa_handler = on_term};
-        sigaction(SIGTERM, &sa, NULL);
-        struct sigaction usr = {.sa_handler = on_usr1}; /* no SA_RESTART: storms interrupt */
-        sigaction(SIGUSR1, &usr, NULL);
-        shmrpc_server_opts o;
-        shmrpc_server_opts_init(&o);
-        if (max_msg) o.max_msg_bytes = max_msg;
-        int rc = shmrpc_server_new(&child_server, &o);
-        if (rc == 0) rc = shmrpc_server_register(child_server, &shmtest_service, &handlers, NULL);
-        if (rc == 0) rc = shmrpc_server_listen(child_server, addr);
-        if (rc == 0) rc = shmrpc_server_serve(child_server, workers);
-        if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_server_errmsg(child_server));
-        shmrpc_server_free(child_server);
-        _exit(rc == 0 ? 0 : 1);
-    }
-    return pid;
+    struct sigaction usr = {.sa_handler = on_usr1};
+    sigaction(SIGUSR1, &usr, NULL);
 }
 
-/* Waits for pid to exit, for at most ms; then kills it. Returns its wait status. */
-static int reap(pid_t pid, int ms)
+static pid_t start_server(int workers, size_t max_msg)
 {
-    int status = 0;
-    int64_t until = now_ms() + ms;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > until) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        usleep(2000);
-    }
-    return status;
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, max_msg, prepare_server};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
 }
 
 static void stop_server(pid_t pid)
 {
-    kill(pid, SIGTERM);
-    int status = reap(pid, 5000);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(test_stop_server(pid));
 }
 
 /* A client connected to addr, retrying while the server starts (bounded); NULL when
@@ -139,7 +59,7 @@ static void stop_server(pid_t pid)
 static shmrpc_client *try_connect(void)
 {
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &shmtest_service_info, NULL) != 0) return NULL;
+    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
     int rc = shmrpc_client_connect(c, addr);
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
         usleep(10000);
@@ -204,12 +124,12 @@ static int client_process(int id, int calls)
     for (int i = 0; i < calls; i++) {
         shmrpc_client *k = c[i % 2];
         int64_t sum;
-        if (shmtest_add(k, id, i, &sum) != 0 || sum != id + i) return 1;
+        if (calls_add(k, id, i, &sum) != 0 || sum != id + i) return 1;
         size_t n = (size_t)(i * 7919) % sizeof data;
         for (size_t j = 0; j < n; j += 97)
             data[j] = (uint8_t)(i + j);
         shmrpc_bytes out;
-        if (shmtest_echo(k, shmrpc_bytes_of(data, n), &out) != 0 || out.len != n) return 2;
+        if (calls_echo(k, shmrpc_bytes_of(data, n), &out) != 0 || out.len != n) return 2;
         ok = (uint8_t *)out.ptr;
         if (n && memcmp(ok, data, n) != 0) return 3;
     }
@@ -229,7 +149,7 @@ static void many_clients_and_workers(void **state)
         if (kids[i] == 0) _exit(client_process(i, CALLS));
     }
     for (int i = 0; i < CLIENTS; i++) {
-        int status = reap(kids[i], 60000);
+        int status = test_reap(kids[i], 60000);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             fail_msg("client %d ended with status %d", i, status);
     }
@@ -250,16 +170,16 @@ static void growth_and_too_big(void **state)
     const size_t sizes[] = {0, 1, 4096 - 128, 4096, 5000, 65536, 300000, MAX - 1, MAX};
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         shmrpc_bytes out;
-        int rc = shmtest_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
+        int rc = calls_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
         if (rc != 0) fail_msg("echo of %zu bytes: %s", sizes[k], shmrpc_client_errmsg(c));
         assert_int_equal(out.len, sizes[k]);
         if (sizes[k]) assert_memory_equal(out.ptr, data, sizes[k]);
     }
     shmrpc_bytes out;
-    assert_int_equal(shmtest_echo(c, shmrpc_bytes_of(data, MAX + 1), &out), SHMRPC_ETOOBIG);
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(data, MAX + 1), &out), SHMRPC_ETOOBIG);
     assert_non_null(strstr(shmrpc_client_errmsg(c), "maximum"));
     int64_t sum; /* the channel survives */
-    assert_int_equal(shmtest_add(c, 2, 3, &sum), 0);
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     assert_int_equal(sum, 5);
     free(data);
     shmrpc_client_free(c);
@@ -274,20 +194,20 @@ static void deadlines(void **state)
     int32_t pid;
     /* Deadline while the call runs: ETIMEDOUT; the connection waits for it, then works. */
     shmrpc_client_next_timeout(c, 100);
-    int64_t t0 = now_ms();
-    assert_int_equal(shmtest_nap(c, 500, &pid), SHMRPC_ETIMEDOUT);
-    int64_t waited = now_ms() - t0;
+    int64_t t0 = test_now_ms();
+    assert_int_equal(calls_nap(c, 500, &pid), SHMRPC_ETIMEDOUT);
+    int64_t waited = test_now_ms() - t0;
     assert_true(waited >= 100 && waited < 450);
     assert_non_null(strstr(shmrpc_client_errmsg(c), "may still complete"));
     /* Deadline before any worker took the call (the only worker naps): it never ran. */
     int64_t calls = sh->calls;
     shmrpc_client_next_timeout(other, 50);
-    assert_int_equal(shmtest_nap(other, 0, &pid), SHMRPC_ETIMEDOUT);
+    assert_int_equal(calls_nap(other, 0, &pid), SHMRPC_ETIMEDOUT);
     assert_non_null(strstr(shmrpc_client_errmsg(other), "did not run"));
     int64_t sum;
-    assert_int_equal(shmtest_add(c, 1, 1, &sum), 0);
+    assert_int_equal(calls_add(c, 1, 1, &sum), 0);
     assert_int_equal(sum, 2);
-    assert_int_equal(shmtest_add(other, 2, 2, &sum), 0);
+    assert_int_equal(calls_add(other, 2, 2, &sum), 0);
     assert_int_equal(sh->calls, calls + 2); /* the withdrawn nap never ran */
     shmrpc_client_free(c);
     shmrpc_client_free(other);
@@ -305,7 +225,7 @@ static pid_t busy_client(volatile int *stop_flag, int *failures)
         int bad = 0;
         for (int i = 0; !*stop_flag; i++) {
             int64_t sum;
-            if (shmtest_add(c, i, 1, &sum) != 0 || sum != i + 1) bad++;
+            if (calls_add(c, i, 1, &sum) != 0 || sum != i + 1) bad++;
         }
         *failures = bad;
         shmrpc_client_free(c);
@@ -332,22 +252,22 @@ static void worker_killed_mid_call(void **state)
         shmrpc_client *k = try_connect();
         if (k == NULL) _exit(9);
         int32_t pid;
-        flags[2] = shmtest_nap(k, 10000, &pid);
-        flags[3] = now_ms();
+        flags[2] = calls_nap(k, 10000, &pid);
+        flags[3] = test_now_ms();
         int64_t sum = 0; /* the same connection, served by the worker that replaces it */
-        flags[4] = shmtest_add(k, 20, 22, &sum);
+        flags[4] = calls_add(k, 20, 22, &sum);
         if (sum != 42) flags[4] = -1000;
         shmrpc_client_free(k);
         _exit(0);
     }
-    int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until)
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
         usleep(1000);
     pid_t victim = sh->napping;
     assert_true(victim > 0);
-    int64_t killed = now_ms();
+    int64_t killed = test_now_ms();
     kill(victim, SIGKILL);
-    int status = reap(caller, 10000);
+    int status = test_reap(caller, 10000);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     print_message("    worker killed mid-call: the caller was told after %lld ms\n",
                   (long long)(flags[3] - killed));
@@ -355,7 +275,7 @@ static void worker_killed_mid_call(void **state)
     assert_true(flags[3] - killed < 1000); /* the promise is 100 ms; bench/ times it */
     assert_int_equal(flags[4], 0);
     flags[0] = 1;
-    status = reap(other, 10000);
+    status = test_reap(other, 10000);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("the other client saw %d failed calls", (int)flags[1]);
     munmap(flags, 4096);
@@ -373,21 +293,21 @@ static void client_killed_mid_call(void **state)
         alarm(30);
         shmrpc_client *k = try_connect();
         int32_t pid;
-        if (k) shmtest_nap(k, 300, &pid);
+        if (k) calls_nap(k, 300, &pid);
         _exit(0);
     }
-    int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until)
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
         usleep(1000);
     kill(doomed, SIGKILL);
-    reap(doomed, 5000);
+    test_reap(doomed, 5000);
     /* The server finishes the nap, answers nobody, and sweeps the dead client away. */
-    until = now_ms() + 3000;
-    while (leftovers() > before && now_ms() < until)
+    until = test_now_ms() + 3000;
+    while (leftovers() > before && test_now_ms() < until)
         usleep(10000);
     assert_int_equal(leftovers(), before);
     int64_t sum;
-    assert_int_equal(shmtest_add(c, 1, 2, &sum), 0);
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
     assert_int_equal(sum, 3);
     shmrpc_client_free(c);
     stop_server(server);
@@ -401,23 +321,23 @@ static void stale_segments_and_second_server(void **state)
     /* A second server for the same address is refused, naming the holder. */
     shmrpc_server *s2;
     assert_int_equal(shmrpc_server_new(&s2, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s2, &shmtest_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s2, &calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s2, addr), SHMRPC_EBUSY);
     char holder[32];
     snprintf(holder, sizeof holder, "pid %d", (int)server);
     assert_non_null(strstr(shmrpc_server_errmsg(s2), holder));
     /* The server dies without cleaning up: its segments stay... */
     kill(server, SIGKILL);
-    reap(server, 5000);
+    test_reap(server, 5000);
     assert_true(leftovers() >= 2); /* control segment and our channel */
     int64_t sum;
     shmrpc_client_next_timeout(c, 2000);
-    assert_int_equal(shmtest_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(calls_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
     shmrpc_client_free(c);
     /* ...until a new server starts clean. */
     server = start_server(1, 0);
     c = connect_client();
-    assert_int_equal(shmtest_add(c, 1, 1, &sum), 0);
+    assert_int_equal(calls_add(c, 1, 1, &sum), 0);
     shmrpc_client_free(c);
     shmrpc_server_free(s2);
     stop_server(server);
@@ -437,12 +357,12 @@ static void another_user_is_refused(void **state)
         alarm(10);
         if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
         shmrpc_client *k;
-        if (shmrpc_client_new(&k, &shmtest_service_info, NULL) != 0) _exit(3);
+        if (shmrpc_client_new(&k, &calls_service_info, NULL) != 0) _exit(3);
         int rc = shmrpc_client_connect(k, addr);
         fprintf(stderr, "    as nobody: %s: %s\n", shmrpc_strerror(rc), shmrpc_client_errmsg(k));
         _exit(rc == SHMRPC_EPERM || rc == SHMRPC_ESYS(EACCES) ? 0 : 1);
     }
-    int status = reap(other, 10000);
+    int status = test_reap(other, 10000);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     shmrpc_client_free(c);
     stop_server(server);
@@ -460,7 +380,7 @@ static void signal_storms(void **state)
     shmrpc_client *c = connect_client();
     /* Workers: SIGUSR1 every 100 us from a helper process (they have a no-op handler). */
     int32_t worker = 0;
-    assert_int_equal(shmtest_nap(c, 0, &worker), 0);
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
     pid_t storm = fork();
     if (storm == 0) {
         alarm(30);
@@ -480,16 +400,16 @@ static void signal_storms(void **state)
     for (int i = 0; i < 3000; i++) {
         int64_t sum;
         shmrpc_bytes out;
-        if (shmtest_add(c, i, i, &sum) != 0 || sum != 2 * i) bad++;
-        if (shmtest_echo(c, shmrpc_bytes_of(data, (size_t)i), &out) != 0 || out.len != (size_t)i)
+        if (calls_add(c, i, i, &sum) != 0 || sum != 2 * i) bad++;
+        if (calls_echo(c, shmrpc_bytes_of(data, (size_t)i), &out) != 0 || out.len != (size_t)i)
             bad++;
     }
     int32_t pid;
-    if (shmtest_nap(c, 50, &pid) != 0) bad++; /* a sleeping wait, interrupted over and over */
+    if (calls_nap(c, 50, &pid) != 0) bad++; /* a sleeping wait, interrupted over and over */
     setitimer(ITIMER_REAL, &off, NULL);
     signal(SIGALRM, SIG_DFL);
     kill(storm, SIGKILL);
-    reap(storm, 5000);
+    test_reap(storm, 5000);
     assert_int_equal(bad, 0);
     shmrpc_client_free(c);
     stop_server(server);
@@ -533,7 +453,7 @@ static void long_waits_sleep(void **state)
     pid_t server = start_server(1, 0);
     shmrpc_client *c = connect_client();
     enum { CLIENTS = 4, NAPS = 8 };
-    int64_t t0 = now_ms();
+    int64_t t0 = test_now_ms();
     pid_t kids[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
         kids[i] = fork();
@@ -542,7 +462,7 @@ static void long_waits_sleep(void **state)
             shmrpc_client *k = try_connect();
             int32_t pid;
             for (int j = 0; k && j < NAPS; j++)
-                if (shmtest_nap(k, 20, &pid) != 0) _exit(1);
+                if (calls_nap(k, 20, &pid) != 0) _exit(1);
             _exit(k ? 0 : 9);
         }
     }
@@ -555,7 +475,7 @@ static void long_waits_sleep(void **state)
         cpu += (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
                (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
     }
-    int64_t wall = now_ms() - t0;
+    int64_t wall = test_now_ms() - t0;
     print_message("    %d clients waiting %lld ms for naps used %lld ms of CPU\n", CLIENTS,
                   (long long)wall, (long long)cpu);
     assert_true(wall >= CLIENTS * NAPS * 20);
@@ -584,23 +504,23 @@ static void stop_lets_calls_finish(void **state)
         alarm(30);
         shmrpc_client *k = try_connect();
         int32_t pid = 0;
-        r[0] = k ? shmtest_nap(k, 300, &pid) : -9999;
+        r[0] = k ? calls_nap(k, 300, &pid) : -9999;
         r[1] = pid;
         if (k) shmrpc_client_free(k);
         _exit(0);
     }
-    int64_t until = now_ms() + 5000;
-    while (sh->napping == 0 && now_ms() < until)
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
         usleep(1000);
     assert_true(sh->napping > 0);
     kill(server, SIGTERM);
-    assert_int_equal(WEXITSTATUS(reap(caller, 10000)), 0);
+    assert_int_equal(WEXITSTATUS(test_reap(caller, 10000)), 0);
     assert_int_equal(r[0], 0); /* the nap in flight was answered */
     assert_true(r[1] > 0);
-    int status = reap(server, 5000);
+    int status = test_reap(server, 5000);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     int64_t sum;
-    assert_int_equal(shmtest_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(calls_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
     shmrpc_client_free(c);
     munmap(r, 4096);
 }
@@ -613,15 +533,15 @@ static void reconnect_after_restart(void **state)
     pid_t server = start_server(1, 0);
     shmrpc_client *c = connect_client();
     int64_t sum;
-    assert_int_equal(shmtest_add(c, 1, 2, &sum), 0);
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
     stop_server(server);
     int64_t calls = sh->calls;
-    assert_int_equal(shmtest_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(calls_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL);
     server = start_server(1, 0);
     int rc = SHMRPC_EUNAVAIL;
-    int64_t until = now_ms() + 5000;
-    while (rc == SHMRPC_EUNAVAIL && now_ms() < until) {
-        rc = shmtest_add(c, 20, 22, &sum);
+    int64_t until = test_now_ms() + 5000;
+    while (rc == SHMRPC_EUNAVAIL && test_now_ms() < until) {
+        rc = calls_add(c, 20, 22, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
     if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
@@ -642,14 +562,14 @@ static void fork_keeps_connections_apart(void **state)
     if (child == 0) {
         alarm(10);
         int64_t sum;
-        int rc = shmtest_add(c, 1, 1, &sum);
+        int rc = calls_add(c, 1, 1, &sum);
         shmrpc_client_free(c);
         _exit(rc == SHMRPC_EINVAL ? 0 : 1);
     }
-    int status = reap(child, 10000);
+    int status = test_reap(child, 10000);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     int64_t sum;
-    assert_int_equal(shmtest_add(c, 2, 3, &sum), 0);
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     assert_int_equal(sum, 5);
     shmrpc_client_free(c);
     stop_server(server);
@@ -657,8 +577,7 @@ static void fork_keeps_connections_apart(void **state)
 
 int main(void)
 {
-    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED) return 1;
+    if (calls_shared_map() != 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(many_clients_and_workers, setup, teardown),
         cmocka_unit_test_setup_teardown(growth_and_too_big, setup, teardown),

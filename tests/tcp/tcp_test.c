@@ -25,107 +25,36 @@
 #include <cmocka.h>
 
 #include "frame.h"
-#include "tcptest.h"
+#include "calls_handlers.h"
+#include "procs.h"
 
-typedef struct shared {
-    _Atomic int64_t calls; /* handler calls, all workers */
-} shared;
-
-static shared *sh;
 static char addr[64];
 static int port;
 static int server_nofile; /* RLIMIT_NOFILE for the next server, or 0 */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- the server, in a child process --- */
 
-static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+/* In the server's child: the descriptor limit that the EMFILE test wants. */
+static void prepare_server(void)
 {
-    (void)ctx;
-    sh->calls++;
-    *out = data;
-    return 0;
-}
-
-static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
-{
-    (void)ctx;
-    sh->calls++;
-    *out = a + b;
-    return 0;
-}
-
-static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
-{
-    (void)ctx;
-    sh->calls++;
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    if (server_nofile) {
+        struct rlimit rl = {(rlim_t)server_nofile, (rlim_t)server_nofile};
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
-    *out = getpid();
-    return 0;
-}
-
-static const tcptest_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
-
-static shmrpc_server *child_server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(child_server);
 }
 
 /* Forks a server of addr with n workers. */
 static pid_t start_server(int workers)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(120);
-        if (server_nofile) {
-            struct rlimit rl = {(rlim_t)server_nofile, (rlim_t)server_nofile};
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
-        struct sigaction sa = {.sa_handler = on_term};
-        sigaction(SIGTERM, &sa, NULL);
-        int rc = shmrpc_server_new(&child_server, NULL);
-        if (rc == 0) rc = shmrpc_server_register(child_server, &tcptest_service, &handlers, NULL);
-        if (rc == 0) rc = shmrpc_server_listen(child_server, addr);
-        if (rc == 0) rc = shmrpc_server_serve(child_server, workers);
-        if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_server_errmsg(child_server));
-        shmrpc_server_free(child_server);
-        _exit(rc == 0 ? 0 : 1);
-    }
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, prepare_server};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
     return pid;
-}
-
-static int reap(pid_t pid, int ms)
-{
-    int status = 0;
-    int64_t until = now_ms() + ms;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > until) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        usleep(2000);
-    }
-    return status;
 }
 
 static void stop_server(pid_t pid)
 {
-    kill(pid, SIGTERM);
-    int status = reap(pid, 5000);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(test_stop_server(pid));
 }
 
 /* A client of info connected to addr, retrying while the server starts (bounded). */
@@ -145,7 +74,7 @@ static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
 static shmrpc_client *connect_client(void)
 {
     int rc;
-    shmrpc_client *c = connect_info(&tcptest_service_info, &rc);
+    shmrpc_client *c = connect_info(&calls_service_info, &rc);
     if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
     return c;
 }
@@ -175,7 +104,7 @@ static int setup(void **state)
 static void check_add(shmrpc_client *c)
 {
     int64_t sum = 0;
-    int rc = tcptest_add(c, 40, 2, &sum);
+    int rc = calls_add(c, 40, 2, &sum);
     if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
     assert_int_equal(sum, 42);
 }
@@ -189,7 +118,7 @@ static void every_method(void **state)
     shmrpc_client *c = connect_client();
     check_add(c);
     int32_t pid = 0;
-    assert_int_equal(tcptest_nap(c, 1, &pid), 0);
+    assert_int_equal(calls_nap(c, 1, &pid), 0);
     assert_true(pid > 0 && pid != getpid());
     /* empty, small, compressible (snappy), incompressible, and 4 MiB */
     size_t sizes[] = {0, 16, 4096, 65536, 65536, (size_t)4 << 20};
@@ -201,7 +130,7 @@ static void every_method(void **state)
             data[i] = k == 3 ? (uint8_t)('a' + i % 7) : (uint8_t)(x >> 16);
         }
         shmrpc_bytes out;
-        int rc = tcptest_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
+        int rc = calls_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
         if (rc)
             fail_msg("echo %zu: %s: %s", sizes[k], shmrpc_strerror(rc), shmrpc_client_errmsg(c));
         assert_int_equal(out.len, sizes[k]);
@@ -210,7 +139,7 @@ static void every_method(void **state)
     free(data);
     /* a deadline shorter than the call: ETIMEDOUT, and the connection goes on */
     shmrpc_client_next_timeout(c, 50);
-    assert_int_equal(tcptest_nap(c, 300, &pid), SHMRPC_ETIMEDOUT);
+    assert_int_equal(calls_nap(c, 300, &pid), SHMRPC_ETIMEDOUT);
     check_add(c);
     shmrpc_client_free(c);
     stop_server(server);
@@ -222,9 +151,9 @@ static void table_mismatch(void **state)
     pid_t server = start_server(1);
     shmrpc_client *good = connect_client(); /* the server is up */
     shmrpc_method_info methods[3];
-    memcpy(methods, tcptest_service_info.methods, sizeof methods);
+    memcpy(methods, calls_service_info.methods, sizeof methods);
     methods[0].fingerprint ^= 1; /* "add" */
-    shmrpc_service_info info = tcptest_service_info;
+    shmrpc_service_info info = calls_service_info;
     info.methods = methods;
     int rc;
     shmrpc_client *c = connect_info(&info, &rc);
@@ -245,7 +174,7 @@ static void second_server_and_bad_addresses(void **state)
     shmrpc_client *c = connect_client();
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &tcptest_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, addr), SHMRPC_EBUSY);
     char want[128];
     snprintf(want, sizeof want, "%s is already in use (another server listens there)", addr);
@@ -285,7 +214,7 @@ static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
 {
     while (n) {
         struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - test_now_ms();
         if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
         ssize_t k = recv(fd, p, n, 0);
         if (k <= 0) return false;
@@ -298,7 +227,7 @@ static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
 static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    int64_t deadline = now_ms() + 1000;
+    int64_t deadline = test_now_ms() + 1000;
     assert_true(raw_recv(fd, hdr, sizeof hdr, deadline));
     shmrpc__frame_hdr h;
     shmrpc_buf err;
@@ -317,12 +246,12 @@ static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 static void expect_eof(int fd)
 {
     uint8_t byte;
-    int64_t deadline = now_ms() + 1000;
+    int64_t deadline = test_now_ms() + 1000;
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     assert_int_equal(poll(&pf, 1, 1000), 1);
     ssize_t k = recv(fd, &byte, 1, 0);
     assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
-    assert_true(now_ms() <= deadline);
+    assert_true(test_now_ms() <= deadline);
 }
 
 static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
@@ -338,7 +267,7 @@ static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method
 static void raw_handshake(int fd)
 {
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = tcptest_service_info,
+                           .info = calls_service_info,
                            .compression = SHMRPC__FLAG_SNAPPY,
                            .threshold = 4096,
                            .max_msg = 1 << 20};
@@ -491,14 +420,14 @@ static void slow_peer_is_cut(void **state)
     uint8_t hello[SHMRPC__FRAME_HDR_SIZE];
     shmrpc__frame_hdr h = {SHMRPC__KIND_HELLO, 0, 0, 0, 100};
     shmrpc__frame_hdr_encode(&h, hello);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_now_ms();
     size_t sent = 0;
     struct pollfd pf = {.fd = fd, .events = POLLIN};
-    while (now_ms() - t0 < 8000 && poll(&pf, 1, 500) == 0) {
+    while (test_now_ms() - t0 < 8000 && poll(&pf, 1, 500) == 0) {
         if (sent < sizeof hello) raw_send(fd, hello + sent++, 1);
         check_add(good);
     }
-    int64_t took = now_ms() - t0;
+    int64_t took = test_now_ms() - t0;
     if (took < 4500 || took > 6500) fail_msg("cut after %lld ms", (long long)took);
     shmrpc_buf body;
     shmrpc_buf_init(&body);
@@ -609,13 +538,13 @@ static void reconnect_after_restart(void **state)
     stop_server(server);
     int64_t sum;
     int64_t calls = sh->calls;
-    assert_int_equal(tcptest_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL);
-    assert_int_equal(tcptest_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL); /* nobody there */
+    assert_int_equal(calls_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL);
+    assert_int_equal(calls_add(c, 1, 2, &sum), SHMRPC_EUNAVAIL); /* nobody there */
     server = start_server(0);
     int rc = SHMRPC_EUNAVAIL;
-    int64_t until = now_ms() + 5000;
-    while (rc == SHMRPC_EUNAVAIL && now_ms() < until) {
-        rc = tcptest_add(c, 20, 22, &sum);
+    int64_t until = test_now_ms() + 5000;
+    while (rc == SHMRPC_EUNAVAIL && test_now_ms() < until) {
+        rc = calls_add(c, 20, 22, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
     if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
@@ -650,22 +579,22 @@ static void worker_killed_mid_call(void **state)
     pid_t server = start_server(1);
     shmrpc_client *c = connect_client();
     int32_t worker = 0;
-    assert_int_equal(tcptest_nap(c, 0, &worker), 0);
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
     pid_t killer = fork();
     if (killer == 0) {
         usleep(100 * 1000);
         kill(worker, SIGKILL);
         _exit(0);
     }
-    int64_t t0 = now_ms();
+    int64_t t0 = test_now_ms();
     int32_t pid;
-    assert_int_equal(tcptest_nap(c, 3000, &pid), SHMRPC_EUNAVAIL);
-    assert_true(now_ms() - t0 < 1500);
-    reap(killer, 1000);
+    assert_int_equal(calls_nap(c, 3000, &pid), SHMRPC_EUNAVAIL);
+    assert_true(test_now_ms() - t0 < 1500);
+    test_reap(killer, 1000);
     int rc = SHMRPC_EUNAVAIL;
-    int64_t until = now_ms() + 5000;
-    while (rc == SHMRPC_EUNAVAIL && now_ms() < until) {
-        rc = tcptest_nap(c, 0, &pid);
+    int64_t until = test_now_ms() + 5000;
+    while (rc == SHMRPC_EUNAVAIL && test_now_ms() < until) {
+        rc = calls_nap(c, 0, &pid);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
     assert_int_equal(rc, 0);
@@ -676,8 +605,7 @@ static void worker_killed_mid_call(void **state)
 
 int main(void)
 {
-    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED) return 1;
+    if (calls_shared_map() != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(every_method, setup),

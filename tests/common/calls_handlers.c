@@ -1,0 +1,46 @@
+/* The handlers of tests/common/calls.svc: echo, add, and a nap that publishes its pid. */
+#include "calls_handlers.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+calls_shared *sh;
+
+int calls_shared_map(void)
+{
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return sh == MAP_FAILED ? -1 : 0;
+}
+
+static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    (void)ctx;
+    sh->calls++;
+    *out = data;
+    return 0;
+}
+
+static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
+{
+    (void)ctx;
+    sh->calls++;
+    *out = a + b;
+    return 0;
+}
+
+static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
+{
+    (void)ctx;
+    sh->calls++;
+    sh->napping = getpid();
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    sh->napping = 0;
+    *out = getpid();
+    return 0;
+}
+
+const calls_handlers calls_test_handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};

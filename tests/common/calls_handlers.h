@@ -1,0 +1,22 @@
+/* The handlers of tests/common/calls.svc, and what they share with the test process. */
+#ifndef SHMRPC_TEST_CALLS_HANDLERS_H
+#define SHMRPC_TEST_CALLS_HANDLERS_H
+
+#include <stdint.h>
+
+#include "calls.h"
+
+/* Shared between the test and its servers' workers: calls_shared_map() maps it
+ * MAP_SHARED before any fork. */
+typedef struct calls_shared {
+    _Atomic int32_t napping; /* the pid of a worker inside nap(), or 0 */
+    _Atomic int64_t calls;   /* handler calls, all workers */
+} calls_shared;
+
+extern calls_shared *sh;
+extern const calls_handlers calls_test_handlers;
+
+/* Maps sh; 0, or -1 when mmap failed. */
+int calls_shared_map(void);
+
+#endif

@@ -1,0 +1,65 @@
+/* Processes for the transport tests (see procs.h). */
+#include "procs.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static shmrpc_server *child_server;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    shmrpc_server_stop(child_server);
+}
+
+int64_t test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pid_t test_start_server(const test_server *ts)
+{
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    alarm(120);
+    struct sigaction sa = {.sa_handler = on_term};
+    sigaction(SIGTERM, &sa, NULL);
+    if (ts->prepare) ts->prepare();
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    if (ts->max_msg) o.max_msg_bytes = ts->max_msg;
+    int rc = shmrpc_server_new(&child_server, &o);
+    if (rc == 0) rc = shmrpc_server_register(child_server, ts->svc, ts->handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_listen(child_server, ts->addr);
+    if (rc == 0) rc = shmrpc_server_serve(child_server, ts->workers);
+    if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_server_errmsg(child_server));
+    shmrpc_server_free(child_server);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+int test_reap(pid_t pid, int ms)
+{
+    int status = 0;
+    int64_t until = test_now_ms() + ms;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (test_now_ms() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+    return status;
+}
+
+bool test_stop_server(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status = test_reap(pid, 5000);
+    return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}

@@ -1,0 +1,35 @@
+/* Processes for the transport tests: a server forked from the test, and bounded reaping,
+ * so that no test waits forever or leaves a child behind. */
+#ifndef SHMRPC_TEST_PROCS_H
+#define SHMRPC_TEST_PROCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <shmrpc.h>
+
+typedef struct test_server {
+    const shmrpc_service *svc;
+    const void *handlers;
+    const char *addr;
+    int workers;           /* as for shmrpc_server_serve() */
+    size_t max_msg;        /* 0: the default */
+    void (*prepare)(void); /* run in the child before the server starts, or NULL */
+} test_server;
+
+int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
+
+/* Forks a process that serves ts until SIGTERM (with alarm(120) as a watchdog); its exit
+ * status is 0 when the server started and stopped cleanly. -1 when fork failed. */
+pid_t test_start_server(const test_server *ts);
+
+/* Waits up to ms for pid to exit, then SIGKILLs it. Its wait status, or -1 when it had
+ * to be killed. */
+int test_reap(pid_t pid, int ms);
+
+/* SIGTERM, then up to five seconds: true when it exited with status 0. */
+bool test_stop_server(pid_t pid);
+
+#endif
