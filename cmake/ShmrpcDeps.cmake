@@ -15,6 +15,8 @@ pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # Per-frame compression of the TCP transport: snappy (its C binding, snappy-c.h) and zlib.
 pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
+# The shared secret of the TCP transport: HMAC-SHA-256 and random numbers.
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 
 find_program(RE2C re2c REQUIRED)
 find_program(LEMON lemon REQUIRED)

@@ -11,6 +11,7 @@
 #include <shmrpc/client.h>
 #include <shmrpc/server.h>
 #include <shmrpc/wait.h>
+#include <shmrpc/tcp.h>
 #include <shmrpc/lock.h>
 
 #endif

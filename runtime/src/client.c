@@ -10,8 +10,7 @@ struct shmrpc_client {
     int64_t timeout;         /* every call's */
     int64_t next_timeout;    /* the next call's, when has_next */
     bool has_next;
-    size_t max_msg;
-    shmrpc_wait_opts wait;
+    shmrpc__client_cfg cfg; /* what connections are made with */
     shmrpc_buf req;
     shmrpc_buf resp;
     shmrpc_buf errmsg;
@@ -29,6 +28,7 @@ void shmrpc_client_opts_init(shmrpc_client_opts *o)
     o->timeout_ms = SHMRPC_DEFAULT_TIMEOUT_MS;
     o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
     shmrpc_wait_opts_init(&o->wait);
+    o->tcp = (shmrpc_tcp_opts){0};
 }
 
 /* ms as a deadline: SHMRPC_TIMEOUT_INFINITE, or milliseconds >= 0; any other negative
@@ -58,13 +58,17 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     c->info = info;
     c->default_timeout = resolve(o.timeout_ms, SHMRPC_DEFAULT_TIMEOUT_MS);
     c->timeout = c->default_timeout;
-    c->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
-    c->wait = o.wait;
+    c->cfg.max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    c->cfg.wait = o.wait;
     shmrpc_buf_init(&c->req);
     shmrpc_buf_init(&c->resp);
     shmrpc_buf_init(&c->errmsg);
-    c->req.max = c->max_msg;
-    c->resp.max = c->max_msg;
+    c->req.max = c->cfg.max_msg;
+    c->resp.max = c->cfg.max_msg;
+    if (shmrpc__tcp_cfg_init(&c->cfg.tcp, &o.tcp) != 0) {
+        shmrpc_client_free(c);
+        return SHMRPC_EINVAL;
+    }
     c->arena = shmrpc_arena_new(0);
     c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
     if (!c->arena || !c->map) {
@@ -104,7 +108,7 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     const char *where;
     int rc = shmrpc__transport_for(addr, &t, &where, &c->errmsg);
     if (rc) return rc;
-    return t->connect(where, c->info, &c->wait, c->map, &c->conn, &c->errmsg);
+    return t->connect(where, c->info, &c->cfg, c->map, &c->conn, &c->errmsg);
 }
 
 const char *shmrpc_client_errmsg(const shmrpc_client *c)
@@ -165,7 +169,7 @@ static int request_error(shmrpc_client *c)
     int rc = c->req.err;
     if (rc == SHMRPC_ETOOBIG)
         return shmrpc_client_error(
-            c, rc, "the request is larger than the client's maximum of %zu bytes", c->max_msg);
+            c, rc, "the request is larger than the client's maximum of %zu bytes", c->cfg.max_msg);
     return shmrpc_client_error(c, rc, "encoding the request: %s", shmrpc_strerror(rc));
 }
 

@@ -55,17 +55,21 @@ static bool reap(shmrpc__crew *c, int i)
     return true;
 }
 
-/* Waits up to ms for a worker to die or a stop; fds of workers gone are -1 (ignored). */
+/* Waits up to ms for a worker to die, a stop, or the watched descriptor (which it then
+ * serves); fds of workers gone are -1 (ignored). */
 static void await_event(shmrpc__crew *c, int ms)
 {
-    struct pollfd p[SHMRPC__CREW_MAX + 1];
+    struct pollfd p[SHMRPC__CREW_MAX + 2];
     for (int i = 0; i < c->n; i++)
         p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
     p[c->n] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
-    poll(p, (nfds_t)c->n + 1, ms); /* a signal (EINTR) only ends the wait early */
+    bool watch = c->watch && !atomic_load(c->stop);
+    p[c->n + 1] = (struct pollfd){.fd = watch ? c->watch_fd : -1, .events = POLLIN};
+    poll(p, (nfds_t)c->n + 2, ms); /* a signal (EINTR) only ends the wait early */
     char drain[16];
     while (read(c->stop_fd, drain, sizeof drain) > 0) {
     }
+    if (watch && (p[c->n + 1].revents & POLLIN)) c->watch(c->arg);
 }
 
 int shmrpc__crew_manage(shmrpc__crew *c)

@@ -13,6 +13,10 @@ typedef struct shmrpc__crew {
     int n;             /* workers, 1 to SHMRPC__CREW_MAX */
     _Atomic int *stop; /* set when the manager should stop... */
     int stop_fd;       /* ...and this becomes readable (a pipe; drained here) */
+    /* A descriptor the manager watches too, and what it does when it is readable (until
+     * the stop); or NULL. */
+    int watch_fd;
+    void (*watch)(void *arg);
     void *arg;
     /* A worker's body, run in the child (after PR_SET_PDEATHSIG): its status becomes
      * the exit code. It installs its own SIGTERM handler: SIGTERM means "finish the call

@@ -33,7 +33,7 @@ static const char *const kind_names[] = {
     [SHMRPC__KIND_HELLO] = "HELLO",     [SHMRPC__KIND_HELLO_ACK] = "HELLO_ACK",
     [SHMRPC__KIND_REQUEST] = "REQUEST", [SHMRPC__KIND_RESPONSE] = "RESPONSE",
     [SHMRPC__KIND_ERROR] = "ERROR",     [SHMRPC__KIND_PING] = "PING",
-    [SHMRPC__KIND_PONG] = "PONG",
+    [SHMRPC__KIND_PONG] = "PONG",       [SHMRPC__KIND_AUTH] = "AUTH",
 };
 
 const char *shmrpc__frame_kind_name(unsigned kind)
@@ -93,6 +93,14 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
             return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
                                h->body_len);
         return 0;
+    case SHMRPC__KIND_AUTH:
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method || h->request_id)
+            return proto_error(err, "%s frame has a method or request id", name);
+        if (h->body_len != SHMRPC__AUTH_LEN)
+            return proto_error(err, "%s frame has a body of %u bytes (it has %u)", name,
+                               h->body_len, SHMRPC__AUTH_LEN);
+        return 0;
     default: /* HELLO, HELLO_ACK, ERROR */
         if (comp) return proto_error(err, "%s frame has a compression flag", name);
         if (h->kind != SHMRPC__KIND_ERROR && (h->method || h->request_id))
@@ -124,7 +132,7 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         .request_id = load_be(p + 12, 8),
         .body_len = (uint32_t)load_be(p + 20, 4),
     };
-    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_PONG)
+    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_AUTH)
         return proto_error(err, "unknown frame kind %u", h.kind);
     if (h.flags & ~SHMRPC__FLAG_COMPRESSION)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame",
@@ -634,10 +642,6 @@ int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, u
     if (ack->compression & ~hello->compression)
         return proto_error(err, "the server chose %s compression, which the client did not offer",
                            comp_name(ack->compression));
-    if (ack->auth.len) {
-        shmrpc__msg_set(err, "the server requires authentication, which this client cannot do yet");
-        return SHMRPC_EPERM;
-    }
     return shmrpc__method_map(&hello->info, &ack->info, map, err);
 }
 

@@ -22,8 +22,10 @@ enum shmrpc__frame_kind {
     SHMRPC__KIND_ERROR = 5,
     SHMRPC__KIND_PING = 6,
     SHMRPC__KIND_PONG = 7,
-    /* 8 is reserved for AUTH (docs/wire.md), refused as unknown until it is specified. */
+    SHMRPC__KIND_AUTH = 8, /* a proof of the shared secret, both ways (docs/wire.md) */
 };
+
+#define SHMRPC__AUTH_LEN 32u /* an AUTH body, a HELLO's nonce and a HELLO_ACK's challenge */
 
 /* Flag bits; a body has at most one compression bit. */
 #define SHMRPC__FLAG_SNAPPY 0x0001u
@@ -92,7 +94,8 @@ typedef struct shmrpc__hello {
     uint32_t threshold;       /* HELLO: the smallest body the client would compress;
                                * ACK: the one both sides use */
     uint32_t max_msg;         /* the largest message this side accepts */
-    shmrpc_bytes auth;        /* reserved for the HMAC challenge; empty (nil) for now */
+    shmrpc_bytes auth;        /* HELLO: the client's nonce; ACK: the server's challenge;
+                               * empty (nil) without a shared secret */
 } shmrpc__hello;
 
 /* Appends h's body (kind: HELLO or HELLO_ACK) to out; SHMRPC_EINVAL for a table that
@@ -117,7 +120,8 @@ int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *
 
 /* The client's check of a parsed HELLO_ACK against the HELLO it sent: the revision and
  * compression must be ones it offered (SHMRPC_EPROTO), and its methods must map onto
- * the server's (map: client id -> server id; SHMRPC_EMISMATCH). */
+ * the server's (map: client id -> server id; SHMRPC_EMISMATCH). The auth slots are the
+ * transport's to check. */
 int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, uint32_t *map,
                          shmrpc_buf *err);
 

@@ -220,10 +220,10 @@ static entry *lookup(const char *name, shmrpc_server **server)
 }
 
 static int inproc_connect(const char *where, const shmrpc_service_info *info,
-                          const shmrpc_wait_opts *wait, uint32_t *map,
+                          const shmrpc__client_cfg *cfg, uint32_t *map,
                           shmrpc__conn **out, shmrpc_buf *err)
 {
-    (void)wait; /* calls run on the caller's thread: nothing waits */
+    (void)cfg; /* calls run on the caller's thread: nothing waits */
     int rc = check_name(where, err);
     if (rc) return rc;
     shmrpc_server *s = NULL;

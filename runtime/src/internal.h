@@ -74,9 +74,33 @@ const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                      shmrpc_buf *resp);
 
+/* --- tcp:// settings, resolved (tcp.c) ----------------------------------------------- */
+
+typedef struct shmrpc__tcp_cfg {
+    uint16_t compression; /* the wire's flag bits (SHMRPC__FLAG_*); 0: none */
+    uint32_t threshold;
+    int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
+    int max_conns;
+    size_t secret_len; /* 0: no secret */
+    uint8_t secret[SHMRPC_SECRET_MAX];
+} shmrpc__tcp_cfg;
+
+/* The defaults filled in for o's zeros (o may be NULL) and the secret copied; SHMRPC_EINVAL
+ * for a negative timeout or count, unknown compression bits, or a secret of a length
+ * outside SHMRPC_SECRET_MIN..SHMRPC_SECRET_MAX. */
+int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
+
 const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
 size_t shmrpc__server_max_msg(const shmrpc_server *s);
 const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
+const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s);
+
+/* What a client's connections are made with, resolved from its opts (client.c). */
+typedef struct shmrpc__client_cfg {
+    size_t max_msg;
+    shmrpc_wait_opts wait;
+    shmrpc__tcp_cfg tcp;
+} shmrpc__client_cfg;
 
 /* --- transports (transport.c, inproc.c) ----------------------------------------------
  * A transport connects clients and makes servers listen for one address scheme.
@@ -116,9 +140,9 @@ struct shmrpc__listener {
 typedef struct shmrpc__transport {
     const char *scheme; /* "inproc" */
     /* Connects to where (the address after "scheme://") and verifies the method
-     * table with shmrpc__method_map, filling map. wait: how its calls wait. */
+     * table with shmrpc__method_map, filling map. cfg outlives the connection. */
     int (*connect)(const char *where, const shmrpc_service_info *info,
-                   const shmrpc_wait_opts *wait, uint32_t *map, shmrpc__conn **out,
+                   const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__conn **out,
                    shmrpc_buf *err);
     /* Serves s at where; s has a registered service. */
     int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);

@@ -11,6 +11,7 @@
 struct shmrpc_server {
     size_t max_msg;
     shmrpc_wait_opts wait;
+    shmrpc__tcp_cfg tcp;
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
@@ -27,6 +28,7 @@ void shmrpc_server_opts_init(shmrpc_server_opts *o)
 {
     o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
     shmrpc_wait_opts_init(&o->wait);
+    o->tcp = (shmrpc_tcp_opts){0};
 }
 
 int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
@@ -40,6 +42,10 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
         s->wait = opts->wait;
     else
         shmrpc_wait_opts_init(&s->wait);
+    if (shmrpc__tcp_cfg_init(&s->tcp, opts ? &opts->tcp : NULL) != 0) {
+        free(s);
+        return SHMRPC_EINVAL;
+    }
     shmrpc_buf_init(&s->errmsg);
     *out = s;
     return 0;
@@ -197,6 +203,11 @@ const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)
 const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s)
 {
     return &s->wait;
+}
+
+const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s)
+{
+    return &s->tcp;
 }
 
 size_t shmrpc__server_max_msg(const shmrpc_server *s)

@@ -250,6 +250,7 @@ static int write_table(shmrpc__shm_ctl *ctl, const shmrpc_service_info *info, sh
 
 /* The server's method table, read from a private copy of the control segment's text. */
 typedef struct table {
+    char service[256];
     char *text;
     shmrpc_method_info *methods;
     shmrpc_service_info info;
@@ -261,10 +262,11 @@ static void table_free(table *t)
     free(t->methods);
 }
 
-static int parse_table(const shmrpc__shm_ctl *ctl, const char *service, table *t, shmrpc_buf *err)
+static int parse_table(const shmrpc__shm_ctl *ctl, table *t, shmrpc_buf *err)
 {
     uint32_t len = ctl->table_len; /* read once */
     memset(t, 0, sizeof *t);
+    memcpy(t->service, ctl->service, sizeof t->service - 1); /* NUL-terminated here */
     if (len > sizeof ctl->table) goto bad;
     t->text = malloc((size_t)len + 1);
     uint32_t lines = 0;
@@ -290,8 +292,8 @@ static int parse_table(const shmrpc__shm_ctl *ctl, const char *service, table *t
     }
     t->info = (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
                                     .version = SHMRPC_DESCRIPTOR_VERSION,
-                                    .name = service,
-                                    .svc_name = service,
+                                    .name = t->service,
+                                    .svc_name = t->service,
                                     .fingerprint = ctl->fingerprint,
                                     .n_methods = lines,
                                     .methods = t->methods};
@@ -420,6 +422,7 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     ctl->version = SHMRPC__SHM_VERSION;
     proc_set(&ctl->owner, l->pid, shmrpc__proc_start(l->pid));
     ctl->fingerprint = info->fingerprint;
+    snprintf(ctl->service, sizeof ctl->service, "%s", info->name);
     ctl->max_msg = l->max_msg;
     atomic_store(&ctl->state, SHM_READY);
     atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
@@ -861,7 +864,7 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
         return SHMRPC_EUNAVAIL;
     }
     table t;
-    rc = parse_table(c->ctl, c->key, &t, err);
+    rc = parse_table(c->ctl, &t, err);
     if (rc == 0) rc = shmrpc__method_map(info, &t.info, map_ids, err);
     table_free(&t);
     return rc;
@@ -901,7 +904,7 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
 }
 
 static int shm_connect(const char *where, const shmrpc_service_info *info,
-                       const shmrpc_wait_opts *wait, uint32_t *map_ids, shmrpc__conn **out,
+                       const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__conn **out,
                        shmrpc_buf *err)
 {
     int rc = check_key(where, err);
@@ -916,7 +919,7 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     c->info = info;
     c->map = map_ids;
     snprintf(c->key, sizeof c->key, "%s", where);
-    c->wait = *wait;
+    c->wait = cfg->wait;
     rc = attach(c, err);
     if (rc != 0) {
         shm_conn_close(&c->base);
@@ -992,14 +995,17 @@ static bool taker_alive(shmrpc__shm_chan *h)
     return pid == 0 || shmrpc__proc_alive(pid, atomic_load(&h->taker.start));
 }
 
-/* While a call waits: the worker serving it, and the server, must still be there. */
+/* While a call waits: the server, and the worker serving it, must still be there. The
+ * server is looked at first, so that a server killed with its workers reads as gone
+ * (unavailable) rather than as one worker dead, unless the kill reached the worker
+ * noticeably before the manager. */
 static int client_check(void *arg)
 {
     shm_conn *c = arg;
     shmrpc__shm_chan *h = c->chan.head;
     bool busy = atomic_load(&h->state.word) == SHM_CHAN_BUSY;
-    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
+    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */
     if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
     return 0;

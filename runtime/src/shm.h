@@ -14,7 +14,7 @@
 #include "wait.h"
 
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
-#define SHMRPC__SHM_VERSION 1u
+#define SHMRPC__SHM_VERSION 2u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -82,6 +82,7 @@ typedef struct shmrpc__shm_ctl {
 
     shmrpc__shm_worker workers[SHMRPC__MAX_WORKERS];
     shmrpc__shm_slot slots[SHMRPC__MAX_CONNS];
+    char service[256]; /* the service's name, NUL-terminated (cut at 255 bytes) */
     /* "NAME\tFINGERPRINT\tSIGNATURE\n" per method, in the server's id order. */
     char table[SHMRPC__TABLE_MAX];
 } shmrpc__shm_ctl;

@@ -1,6 +1,7 @@
 /* The TCP transport, tcp://HOST:PORT: the wire format of docs/wire.md over sockets. A
- * server's workers share one listening socket and run an epoll loop each; a client does
- * blocking-style calls over a non-blocking socket, every wait bounded by one deadline. */
+ * server's manager accepts connections and hands each to its least loaded worker, which
+ * serves it in an epoll loop; a client does blocking-style calls over a non-blocking
+ * socket, every wait bounded by one deadline. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "crew.h"
 #include "frame.h"
 #include "wait.h"
@@ -29,22 +30,52 @@
 #define NS_PER_MS ((int64_t)1000 * 1000)
 #define NS_PER_S ((int64_t)1000 * 1000 * 1000)
 
-/* Limits (docs/wire.md, "Limits"). */
-#define MAX_CONNS 1024
-#define HANDSHAKE_NS (5 * NS_PER_S)
-#define IDLE_NS (300 * NS_PER_S)
-#define PROGRESS_NS (10 * NS_PER_S) /* plus 1 s per MiB of body */
-#define CONNECT_NS (5 * NS_PER_S)
 #define SWEEP_MS 200
 #define MAX_WORKERS SHMRPC__CREW_MAX
+#define MAX_CONNS_LIMIT (1 << 20) /* the most max_conns may be */
 #define ADDR_MAX 300
 #define READ_AHEAD ((size_t)16384) /* bytes read past the frame in hand, to save syscalls */
-
-static const uint16_t allowed_compression = SHMRPC__FLAG_SNAPPY | SHMRPC__FLAG_ZLIB;
 
 static uint32_t cap32(size_t n)
 {
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* --- settings (docs/wire.md, "Limits") ----------------------------------------------- */
+
+static bool ms_to_ns(int64_t ms, int64_t dflt_ms, int64_t *ns)
+{
+    if (ms < 0 || ms > INT64_MAX / NS_PER_MS / 2) return false;
+    *ns = (ms ? ms : dflt_ms) * NS_PER_MS;
+    return true;
+}
+
+int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
+{
+    static const shmrpc_tcp_opts defaults;
+    if (!o) o = &defaults;
+    memset(cfg, 0, sizeof *cfg);
+    unsigned algos = SHMRPC_COMPRESS_SNAPPY | SHMRPC_COMPRESS_ZLIB;
+    if (o->compression & ~(algos | SHMRPC_COMPRESS_NONE)) return SHMRPC_EINVAL;
+    unsigned comp = o->compression & SHMRPC_COMPRESS_NONE ? 0
+                    : o->compression                      ? o->compression
+                                                          : algos;
+    cfg->compression = (uint16_t)((comp & SHMRPC_COMPRESS_SNAPPY ? SHMRPC__FLAG_SNAPPY : 0) |
+                                  (comp & SHMRPC_COMPRESS_ZLIB ? SHMRPC__FLAG_ZLIB : 0));
+    cfg->threshold = o->compress_threshold ? o->compress_threshold : SHMRPC__WIRE_DEFAULT_THRESHOLD;
+    if (!ms_to_ns(o->connect_timeout_ms, 5000, &cfg->connect_ns) ||
+        !ms_to_ns(o->handshake_timeout_ms, 5000, &cfg->handshake_ns) ||
+        !ms_to_ns(o->idle_timeout_ms, 300 * 1000, &cfg->idle_ns) ||
+        !ms_to_ns(o->progress_timeout_ms, 10 * 1000, &cfg->progress_ns))
+        return SHMRPC_EINVAL;
+    if (o->max_conns < 0 || o->max_conns > MAX_CONNS_LIMIT) return SHMRPC_EINVAL;
+    cfg->max_conns = o->max_conns ? o->max_conns : 1024;
+    if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
+    if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
+        return SHMRPC_EINVAL;
+    if (o->secret) memcpy(cfg->secret, o->secret, o->secret_len);
+    cfg->secret_len = o->secret_len;
+    return 0;
 }
 
 static int sys_error(shmrpc_buf *err, int e, const char *what, const char *where)
@@ -154,20 +185,43 @@ static void put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int 
 
 /* --- the server side ------------------------------------------------------------------- */
 
+/* How loaded each worker is, in memory the manager shares with its workers: the manager
+ * hands a new connection to the worker with the least. A worker writes its own fields;
+ * the manager only reads them (and writes handed). Wrong numbers cost balance, never
+ * a connection. */
+typedef struct tcp_load {
+    _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
+    _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
+    _Atomic uint32_t busy[MAX_WORKERS];  /* 1 while it runs a call */
+    uint32_t handed[MAX_WORKERS];        /* sockets the manager sent it, ever */
+} tcp_load;
+
 typedef struct tcp_listener {
     shmrpc__listener base;
     shmrpc_server *server;
-    int fd;           /* the listening socket, non-blocking, shared by the workers */
+    const shmrpc__tcp_cfg *cfg;
+    char where[ADDR_MAX];
+    int fd;           /* the listening socket, non-blocking */
+    int lock;         /* the instance lock: an abstract unix socket named after the port */
     int stop_pipe[2]; /* stop writes a byte: wakes the manager, or a worker serving in place */
     _Atomic int stop;
     uint32_t max_msg; /* the server's, capped to what a frame can carry */
+    /* With forked workers: hand[i][0] is the manager's end of worker i's socket pair,
+     * hand[i][1] the worker's. Both stay open in the manager, so sockets sent to a
+     * worker that dies are received by its replacement. */
+    int hand[MAX_WORKERS][2];
+    tcp_load *load; /* MAP_SHARED, or NULL when serving in place */
+    shmrpc__crew crew;
+    int spare; /* the manager's reserved fd (see accept_one) */
 } tcp_listener;
+
+enum { P_HELLO, P_AUTH, P_READY };
 
 /* One connection of a worker. Reads stop while a response is unsent: the memory a
  * connection holds is one frame in and one out. */
 typedef struct peer {
     int fd;
-    bool greeted;  /* the HELLO_ACK has been sent: requests may come */
+    uint8_t state; /* P_HELLO, P_AUTH (the client's proof is due), P_READY: requests may come */
     bool closing;  /* close once out is flushed */
     bool have_hdr; /* hdr holds the frame being read */
     uint16_t comp; /* agreed in the handshake */
@@ -180,19 +234,21 @@ typedef struct peer {
     int64_t frame_ns;    /* when the partial frame (in or out) began */
     int64_t last_ns;     /* last complete frame */
     uint32_t events;     /* the epoll interest set */
+    uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
 } peer;
 
 typedef struct worker {
     tcp_listener *l;
-    bool forked;
+    int index;  /* the worker's number; -1 when serving in place */
     int ep;
-    int spare; /* a reserved fd, given up to accept and drop a connection on EMFILE */
+    int spare;  /* a reserved fd, given up to accept and drop a connection on EMFILE */
+    int source; /* where connections come from: the listener, or the manager's socket pair */
     shmrpc_ctx ctx;
     shmrpc_arena *arena; /* handshake parsing */
     shmrpc_buf req, resp, err;
-    peer *peers[MAX_CONNS];
+    peer **peers; /* cfg->max_conns of them */
     int n_peers;
-    char tag_listen, tag_stop; /* epoll data for the listening socket and the stop pipe */
+    char tag_source, tag_stop; /* epoll data for the source and the stop pipe */
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -208,6 +264,13 @@ static bool stopping(const worker *w)
     return told_to_stop || atomic_load(&w->l->stop);
 }
 
+static void count_open(worker *w, int delta)
+{
+    if (w->index >= 0)
+        atomic_fetch_add_explicit(&w->l->load->open[w->index], (uint32_t)delta,
+                                  memory_order_relaxed);
+}
+
 static void peer_free(worker *w, peer *p)
 {
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
@@ -220,7 +283,9 @@ static void peer_free(worker *w, peer *p)
             break;
         }
     }
+    shmrpc__auth_wipe(p->proof, sizeof p->proof);
     free(p);
+    count_open(w, -1);
 }
 
 static size_t out_left(const peer *p)
@@ -256,31 +321,64 @@ static void peer_refuse(peer *p, int status, const char *msg)
     p->closing = true;
 }
 
+/* Answers a HELLO with a HELLO_ACK. A server with a secret sends a challenge in it and
+ * waits for the client's proof (P_AUTH); otherwise requests may come. */
 static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
 {
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
     shmrpc__hello hello, ack;
+    uint8_t challenge[SHMRPC__AUTH_LEN];
     shmrpc_arena_reset(w->arena);
     shmrpc__msg_clear(&w->err);
     int rc = shmrpc__hello_parse(body, SHMRPC__KIND_HELLO, w->arena, &hello, &w->err);
+    if (rc == 0 && cfg->secret_len && hello.auth.len != SHMRPC__AUTH_LEN) {
+        shmrpc__msg_set(&w->err, "tcp://%s admits only clients that hold its shared secret",
+                        w->l->where);
+        rc = SHMRPC_EPERM;
+    }
     if (rc == 0)
-        rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), allowed_compression,
-                                  SHMRPC__WIRE_DEFAULT_THRESHOLD, w->l->max_msg, w->arena, &ack,
-                                  &w->err);
+        rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
+                                  cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
+    if (rc == 0 && cfg->secret_len) {
+        rc = shmrpc__auth_nonce(challenge);
+        ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
+    }
+    size_t at = p->out.len;
     if (rc == 0) {
-        size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+        shmrpc__frame_begin(&p->out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
         rc = shmrpc__hello_write(&p->out, SHMRPC__KIND_HELLO_ACK, &ack, &w->err);
         if (rc == 0) rc = shmrpc__frame_end(&p->out, at);
-        if (rc) shmrpc_buf_clear(&p->out);
+        if (rc) p->out.len = at;
     }
     if (rc) {
         peer_refuse(p, rc, shmrpc__msg_get(&w->err));
     } else {
-        p->greeted = true;
+        p->state = cfg->secret_len ? P_AUTH : P_READY;
         p->comp = ack.compression;
         p->threshold = ack.threshold;
         p->peer_max = hello.max_msg;
+        if (cfg->secret_len) {
+            size_t hdr = at + SHMRPC__FRAME_HDR_SIZE;
+            shmrpc__auth_proofs(cfg, body, shmrpc_bytes_of(p->out.data + hdr, p->out.len - hdr),
+                                p->proof[0], p->proof[1]);
+        }
     }
     shmrpc_arena_reset(w->arena);
+}
+
+/* The client's proof of the secret: a wrong one closes the connection, a right one is
+ * answered with the server's. */
+static void serve_auth(peer *p, shmrpc_bytes body)
+{
+    if (!shmrpc__auth_equal(body.ptr, p->proof[0])) {
+        peer_refuse(p, SHMRPC_EPERM, "authentication failed: wrong shared secret");
+        return;
+    }
+    size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_AUTH, 0, 0, 0);
+    shmrpc_buf_append(&p->out, p->proof[1], SHMRPC__AUTH_LEN);
+    shmrpc__frame_end(&p->out, at);
+    shmrpc__auth_wipe(p->proof, sizeof p->proof);
+    p->state = P_READY;
 }
 
 static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
@@ -296,7 +394,10 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         }
         req = shmrpc_bytes_of(w->req.data, w->req.len);
     }
+    _Atomic uint32_t *busy = w->index >= 0 ? &w->l->load->busy[w->index] : NULL;
+    if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
     int rc = shmrpc__dispatch(w->l->server, &w->ctx, h->method, req, &w->resp);
+    if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
     if (rc == 0 && w->resp.len > p->peer_max) {
         char msg[128];
         snprintf(msg, sizeof msg, "a result of %zu bytes is above the client's maximum of %u",
@@ -326,11 +427,15 @@ static void serve_frame(worker *w, peer *p)
     shmrpc_bytes body = shmrpc_bytes_of(p->in.data + SHMRPC__FRAME_HDR_SIZE, h->body_len);
     const char *kind = shmrpc__frame_kind_name(h->kind);
     char msg[128];
-    if (!p->greeted) {
-        if (h->kind == SHMRPC__KIND_HELLO) {
-            serve_hello(w, p, body);
-            return;
-        }
+    if (p->state == P_HELLO && h->kind == SHMRPC__KIND_HELLO) {
+        serve_hello(w, p, body);
+        return;
+    }
+    if (p->state == P_AUTH && h->kind == SHMRPC__KIND_AUTH) {
+        serve_auth(p, body);
+        return;
+    }
+    if (p->state != P_READY) {
         snprintf(msg, sizeof msg, "a %s frame before the handshake", kind);
         peer_refuse(p, SHMRPC_EPROTO, msg);
         return;
@@ -379,7 +484,7 @@ static int read_frame(worker *w, peer *p)
 {
     for (;;) {
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
-            uint32_t max = p->greeted ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
+            uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, p->comp,
                                               &p->hdr, &w->err);
@@ -481,7 +586,7 @@ static void peer_event(worker *w, peer *p, uint32_t events)
     peer_settle(w, p);
 }
 
-/* Refuses a connection beyond the cap with an ERROR frame, best effort, and closes it. */
+/* Refuses a connection with an ERROR frame, best effort, and closes it. */
 static void refuse_fd(int fd, int status, const char *msg)
 {
     shmrpc_buf b;
@@ -494,13 +599,17 @@ static void refuse_fd(int fd, int status, const char *msg)
     close(fd);
 }
 
+static void refuse_busy(int fd, int max_conns)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many connections (a worker serves at most %d)", max_conns);
+    refuse_fd(fd, SHMRPC_EBUSY, msg);
+}
+
 static void add_peer(worker *w, int fd)
 {
-    if (w->n_peers >= MAX_CONNS) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "too many connections (this worker serves at most %d)",
-                 MAX_CONNS);
-        refuse_fd(fd, SHMRPC_EBUSY, msg);
+    if (w->n_peers >= w->l->cfg->max_conns) {
+        refuse_busy(fd, w->l->cfg->max_conns);
         return;
     }
     peer *p = calloc(1, sizeof *p);
@@ -521,53 +630,92 @@ static void add_peer(worker *w, int fd)
         return;
     }
     w->peers[w->n_peers++] = p;
+    count_open(w, 1);
 }
 
-/* Accepts what is pending. Out of fds, it gives up its spare one to accept and drop a
- * connection, so a full table never makes the loop spin on a readable listener. */
-static void accept_all(worker *w)
+/* Accepts one pending connection; -1 when none is left. Out of descriptors, it gives up
+ * its spare one to accept and drop a connection, so a full table never makes a readable
+ * listener spin (accept fails with EMFILE before it looks for a connection, so only the
+ * spare can tell whether one is left). */
+static int accept_one(int lfd, int *spare)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) return fd;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if ((errno == EMFILE || errno == ENFILE) && *spare >= 0) {
+            close(*spare);
+            fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) close(fd);
+            *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) continue;
+        }
+        return -1; /* EAGAIN, or no spare */
+    }
+}
+
+/* Receives one socket the manager sent; -1 when none is left. */
+static int receive_fd(int from)
+{
+    char data;
+    struct iovec iov = {&data, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof u.buf};
+    for (;;) {
+        ssize_t n = recvmsg(from, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len != CMSG_LEN(sizeof(int)))
+            continue; /* not from our manager's send_fd: nothing to keep */
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        return fd;
+    }
+}
+
+/* Takes the connections that are waiting: from the listener when serving in place, else
+ * those the manager handed over. */
+static void take_connections(worker *w)
 {
     for (int i = 0; i < 64; i++) {
-        int fd = accept4(w->l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            add_peer(w, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if ((errno == EMFILE || errno == ENFILE) && w->spare >= 0) {
-            close(w->spare);
-            fd = accept(w->l->fd, NULL, NULL);
-            if (fd >= 0) close(fd);
-            w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            continue;
-        }
-        return; /* EAGAIN, or another worker took it */
+        int fd = w->index < 0 ? accept_one(w->source, &w->spare) : receive_fd(w->source);
+        if (fd < 0) return;
+        if (w->index >= 0)
+            atomic_fetch_add_explicit(&w->l->load->taken[w->index], 1, memory_order_relaxed);
+        add_peer(w, fd);
     }
 }
 
 /* The deadline of p: the handshake's, a partial frame's progress, or idleness. */
-static int64_t peer_deadline(const peer *p)
+static int64_t peer_deadline(const worker *w, const peer *p)
 {
-    if (!p->greeted) return p->accepted_ns + HANDSHAKE_NS;
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    if (p->state != P_READY) return p->accepted_ns + cfg->handshake_ns;
     if (p->in.len || out_left(p)) {
         uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
         size_t out = out_left(p);
         if (out > body) body = out;
-        return p->frame_ns + PROGRESS_NS + (int64_t)(body >> 20) * NS_PER_S;
+        return p->frame_ns + cfg->progress_ns + (int64_t)(body >> 20) * NS_PER_S;
     }
-    return p->last_ns + IDLE_NS;
+    return p->last_ns + cfg->idle_ns;
 }
 
 static void sweep(worker *w, int64_t now)
 {
     for (int i = w->n_peers; i-- > 0;) {
         peer *p = w->peers[i];
-        if (now < peer_deadline(p)) continue;
+        if (now < peer_deadline(w, p)) continue;
         if (!p->closing && out_left(p) == 0) { /* say why, best effort */
             put_error_frame(&p->out, 0, 0, SHMRPC_ETIMEDOUT,
-                            !p->greeted ? "handshake timeout"
-                            : p->in.len ? "the frame made no progress in time"
-                                        : "idle timeout");
+                            p->state != P_READY ? "handshake timeout"
+                            : p->in.len         ? "the frame made no progress in time"
+                                                : "idle timeout");
             peer_flush(p);
         }
         peer_free(w, p);
@@ -585,41 +733,44 @@ static void worker_destroy(worker *w)
     shmrpc_buf_destroy(&w->req);
     shmrpc_buf_destroy(&w->resp);
     shmrpc_buf_destroy(&w->err);
+    free(w->peers);
     free(w);
 }
 
-static int worker_init(worker *w, tcp_listener *l, bool forked)
+static int worker_init(worker *w, tcp_listener *l, int index)
 {
     w->l = l;
-    w->forked = forked;
+    w->index = index;
+    w->source = index < 0 ? l->fd : l->hand[index][1];
     w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     shmrpc_buf_init(&w->err);
     w->arena = shmrpc_arena_new(0);
-    if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena) return SHMRPC_ENOMEM;
+    w->peers = calloc((size_t)l->cfg->max_conns, sizeof *w->peers);
+    if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena || !w->peers) return SHMRPC_ENOMEM;
     if (w->ep < 0) return SHMRPC_ESYS(errno);
     shmrpc_arena_set_limit(w->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
-    /* Forked workers share the listener: each connection wakes one of them. */
-    struct epoll_event ev = {.events = EPOLLIN | (forked ? EPOLLEXCLUSIVE : 0),
-                             .data.ptr = &w->tag_listen};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->fd, &ev) != 0) return SHMRPC_ESYS(errno);
-    if (!forked) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->tag_source};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->source, &ev) != 0) return SHMRPC_ESYS(errno);
+    if (index < 0) {
         ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &w->tag_stop};
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->stop_pipe[0], &ev) != 0) return SHMRPC_ESYS(errno);
     }
     return 0;
 }
 
-/* Serves connections until stopped. A forked worker keeps SIGTERM blocked except inside
- * epoll_pwait, so a call in progress is finished and its answer sent before it stops. */
-static int worker_run(tcp_listener *l, bool forked)
+/* Serves connections until stopped: worker index of the crew, or in place (-1). A forked
+ * worker keeps SIGTERM blocked except inside epoll_pwait, so a call in progress is
+ * finished and its answer sent before it stops. */
+static int worker_run(tcp_listener *l, int index)
 {
+    bool forked = index >= 0;
     worker *w = calloc(1, sizeof *w);
     if (!w) return SHMRPC_ENOMEM;
     w->ep = w->spare = -1;
-    int rc = worker_init(w, l, forked);
+    int rc = worker_init(w, l, index);
     sigset_t block, open;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
@@ -632,8 +783,8 @@ static int worker_run(tcp_listener *l, bool forked)
         if (n < 0 && errno != EINTR) rc = SHMRPC_ESYS(errno);
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
-            if (tag == &w->tag_listen)
-                accept_all(w);
+            if (tag == &w->tag_source)
+                take_connections(w);
             else if (tag != &w->tag_stop)
                 peer_event(w, tag, evs[i].events);
         }
@@ -647,26 +798,137 @@ static int worker_run(tcp_listener *l, bool forked)
     return rc;
 }
 
+/* A forked worker starts without its predecessor's connections (they died with it), and
+ * keeps only its own end of the socket pairs. */
 static int crew_run(void *arg, int index)
 {
-    (void)index;
+    tcp_listener *l = arg;
     struct sigaction stop = {.sa_handler = on_stop};
     sigaction(SIGTERM, &stop, NULL);
-    return worker_run(arg, true);
+    atomic_store(&l->load->open[index], 0);
+    atomic_store(&l->load->busy[index], 0);
+    for (int i = 0; i < l->crew.n; i++) {
+        close(l->hand[i][0]);
+        if (i != index) close(l->hand[i][1]);
+    }
+    close(l->fd);
+    close(l->lock);
+    return worker_run(l, index);
+}
+
+/* The worker to give a new connection: the running one with the fewest connections
+ * (those it holds and those on their way to it), a busy one counting one more; one that
+ * is being replaced only when none runs. -1 when all have max_conns. */
+static int least_loaded(tcp_listener *l)
+{
+    int best = -1;
+    uint64_t best_load = UINT64_MAX;
+    for (int i = 0; i < l->crew.n; i++) {
+        const tcp_load *t = l->load;
+        uint32_t conns = atomic_load_explicit(&t->open[i], memory_order_relaxed) + t->handed[i] -
+                         atomic_load_explicit(&t->taken[i], memory_order_relaxed);
+        if (conns >= (uint32_t)l->cfg->max_conns) continue;
+        uint64_t load = (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
+        if (l->crew.pid[i] <= 0) load += (uint64_t)1 << 40;
+        if (load < best_load) best = i, best_load = load;
+    }
+    return best;
+}
+
+static bool send_fd(int to, int fd)
+{
+    char data = 0;
+    struct iovec iov = {&data, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    do
+        n = sendmsg(to, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == 1;
+}
+
+/* The manager's side: accepts what is pending and hands each connection to a worker. */
+static void hand_out(void *arg)
+{
+    tcp_listener *l = arg;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept_one(l->fd, &l->spare);
+        if (fd < 0) return;
+        int to = least_loaded(l);
+        if (to < 0) {
+            refuse_busy(fd, l->cfg->max_conns);
+            continue;
+        }
+        /* A full queue (a few hundred sockets) makes the manager wait for the worker
+         * to take some, up to a second: connections wait in the kernel's backlog. */
+        bool sent = send_fd(l->hand[to][0], fd);
+        if (!sent && errno == EAGAIN) {
+            struct pollfd p = {.fd = l->hand[to][0], .events = POLLOUT};
+            if (poll(&p, 1, 1000) == 1) sent = send_fd(l->hand[to][0], fd);
+        }
+        if (sent)
+            l->load->handed[to]++;
+        else
+            refuse_fd(fd, SHMRPC_EBUSY, "the server's workers are not taking connections");
+        close(fd);
+    }
 }
 
 static int manage(tcp_listener *l, int n)
 {
-    shmrpc__crew c = {
-        .n = n, .stop = &l->stop, .stop_fd = l->stop_pipe[0], .arg = l, .run = crew_run};
-    return shmrpc__crew_manage(&c);
+    int rc = 0;
+    l->load = mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                   0);
+    if (l->load == MAP_FAILED) {
+        l->load = NULL;
+        return SHMRPC_ESYS(errno);
+    }
+    for (int i = 0; i < n; i++) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, l->hand[i]) != 0) {
+            rc = SHMRPC_ESYS(errno);
+            break;
+        }
+    }
+    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (rc == 0) {
+        l->crew = (shmrpc__crew){.n = n,
+                                 .stop = &l->stop,
+                                 .stop_fd = l->stop_pipe[0],
+                                 .watch_fd = l->fd,
+                                 .watch = hand_out,
+                                 .arg = l,
+                                 .run = crew_run};
+        rc = shmrpc__crew_manage(&l->crew);
+    }
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 2; j++) {
+            if (l->hand[i][j] >= 0) close(l->hand[i][j]);
+            l->hand[i][j] = -1;
+        }
+    }
+    if (l->spare >= 0) close(l->spare);
+    l->spare = -1;
+    munmap(l->load, sizeof *l->load);
+    l->load = NULL;
+    return rc;
 }
 
 static int tcp_serve(shmrpc__listener *base, int workers)
 {
     tcp_listener *l = (tcp_listener *)base;
     if (workers < 0 || workers > MAX_WORKERS) return SHMRPC_EINVAL;
-    return workers == 0 ? worker_run(l, false) : manage(l, workers);
+    return workers == 0 ? worker_run(l, -1) : manage(l, workers);
 }
 
 static void tcp_stop(shmrpc__listener *base)
@@ -682,6 +944,7 @@ static void tcp_listener_close(shmrpc__listener *base)
 {
     tcp_listener *l = (tcp_listener *)base;
     if (l->fd >= 0) close(l->fd);
+    if (l->lock >= 0) close(l->lock);
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
     if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
     free(l);
@@ -693,29 +956,62 @@ static const shmrpc__listener_ops tcp_listener_ops = {
     .stop = tcp_stop,
 };
 
-static int bind_socket(const char *where, const struct sockaddr_storage *ss, socklen_t len,
-                       int *out, shmrpc_buf *err)
+/* One server per port: an abstract unix socket named after it is bound while the server
+ * lives (the kernel lets it go when the last process holding it dies). Listening on it
+ * lets a second server learn who holds it. */
+static int lock_port(tcp_listener *l, const struct sockaddr_storage *ss, shmrpc_buf *err)
+{
+    unsigned port = ntohs(ss->ss_family == AF_INET
+                              ? ((const struct sockaddr_in *)ss)->sin_port
+                              : ((const struct sockaddr_in6 *)ss)->sin6_port);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "shmrpc/tcp/%u", port);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    l->lock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->lock < 0) return sys_error(err, errno, "cannot open a socket for", l->where);
+    if (bind(l->lock, (struct sockaddr *)&un, len) == 0) {
+        listen(l->lock, 4);
+        return 0;
+    }
+    int e = errno;
+    close(l->lock);
+    l->lock = -1;
+    if (e != EADDRINUSE) return sys_error(err, e, "cannot lock the port of", l->where);
+    shmrpc__msg_set(err, "tcp://%s is already in use (another server listens there", l->where);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct ucred who;
+    socklen_t wl = sizeof who;
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&un, len) == 0 &&
+        getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &who, &wl) == 0 && who.pid > 0)
+        shmrpc__msg_append(err, ": process %d", (int)who.pid);
+    if (probe >= 0) close(probe);
+    shmrpc__msg_append(err, ")");
+    return SHMRPC_EBUSY;
+}
+
+static int bind_socket(tcp_listener *l, const struct sockaddr_storage *ss, socklen_t len,
+                       shmrpc_buf *err)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return sys_error(err, errno, "cannot open a socket for", where);
+    if (fd < 0) return sys_error(err, errno, "cannot open a socket for", l->where);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
         int e = errno;
         close(fd);
         if (e == EADDRINUSE) {
-            shmrpc__msg_set(err, "tcp://%s is already in use (another server listens there)",
-                            where);
+            shmrpc__msg_set(err, "tcp://%s is already in use (another program listens there)",
+                            l->where);
             return SHMRPC_EBUSY;
         }
-        return sys_error(err, e, "cannot bind", where);
+        return sys_error(err, e, "cannot bind", l->where);
     }
     if (listen(fd, SOMAXCONN) != 0) {
         int e = errno;
         close(fd);
-        return sys_error(err, e, "cannot listen on", where);
+        return sys_error(err, e, "cannot listen on", l->where);
     }
-    *out = fd;
+    l->fd = fd;
     return 0;
 }
 
@@ -725,10 +1021,11 @@ static int tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     socklen_t len;
     int rc = parse_addr(where, &ss, &len, err);
     if (rc) return rc;
-    if (!is_loopback(&ss)) {
+    const shmrpc__tcp_cfg *cfg = shmrpc__server_tcp(s);
+    if (!is_loopback(&ss) && !cfg->secret_len) {
         shmrpc__msg_set(err,
                         "binding tcp://%s, which is not a loopback address, needs a shared "
-                        "secret (not implemented yet)",
+                        "secret (shmrpc_tcp_opts.secret)",
                         where);
         return SHMRPC_EPERM;
     }
@@ -736,9 +1033,13 @@ static int tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     if (!l) return SHMRPC_ENOMEM;
     l->base.ops = &tcp_listener_ops;
     l->server = s;
+    l->cfg = cfg;
+    snprintf(l->where, sizeof l->where, "%s", where);
     l->max_msg = cap32(shmrpc__server_max_msg(s));
-    l->fd = l->stop_pipe[0] = l->stop_pipe[1] = -1;
-    rc = bind_socket(where, &ss, len, &l->fd, err);
+    l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    memset(l->hand, -1, sizeof l->hand);
+    rc = lock_port(l, &ss, err);
+    if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         rc = sys_error(err, errno, "cannot make a pipe for", where);
     if (rc) {
@@ -757,6 +1058,7 @@ typedef struct tcp_conn {
     struct sockaddr_storage addr;
     socklen_t addr_len;
     const shmrpc_service_info *info;
+    const shmrpc__client_cfg *cfg;
     uint32_t *map; /* the client's, refilled on every reconnect */
     pid_t pid;     /* the process that opened it */
     int fd;        /* -1 while broken */
@@ -933,14 +1235,50 @@ failed:
     return SHMRPC_EUNAVAIL;
 }
 
-/* Sends the HELLO and checks the HELLO_ACK, filling c->map. */
+/* With a shared secret: sends the client's proof and checks the server's. hello and ack
+ * are the handshake's bodies as they went over the wire. */
+static int authenticate(tcp_conn *c, shmrpc_bytes hello, shmrpc_bytes ack, int64_t deadline,
+                        shmrpc_buf *err)
+{
+    uint8_t proof[2][SHMRPC__AUTH_LEN];
+    shmrpc__auth_proofs(&c->cfg->tcp, hello, ack, proof[0], proof[1]);
+    uint8_t frame[SHMRPC__FRAME_HDR_SIZE + SHMRPC__AUTH_LEN];
+    shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_AUTH, .body_len = SHMRPC__AUTH_LEN};
+    shmrpc__frame_hdr_encode(&h, frame);
+    memcpy(frame + SHMRPC__FRAME_HDR_SIZE, proof[0], SHMRPC__AUTH_LEN);
+    int rc = send_all(c, frame, sizeof frame, deadline, err);
+    if (rc == 0) rc = read_frame_c(c, SHMRPC__WIRE_MAX_HELLO, &h, deadline, err);
+    if (rc == 0 && h.kind == SHMRPC__KIND_ERROR) {
+        rc = error_frame(c, err);
+    } else if (rc == 0 && h.kind != SHMRPC__KIND_AUTH) {
+        shmrpc__msg_set(err, "tcp://%s answered the AUTH with a %s frame", c->where,
+                        shmrpc__frame_kind_name(h.kind));
+        rc = SHMRPC_EPROTO;
+    } else if (rc == 0 && !shmrpc__auth_equal(frame_body(c).ptr, proof[1])) {
+        shmrpc__msg_set(err, "tcp://%s does not hold the same shared secret (its proof is wrong)",
+                        c->where);
+        rc = SHMRPC_EPERM;
+    }
+    shmrpc__auth_wipe(proof, sizeof proof);
+    return rc;
+}
+
+/* Sends the HELLO and checks the HELLO_ACK, filling c->map; with a shared secret, both
+ * sides then prove they hold it. */
 static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
 {
+    const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
+    uint8_t nonce[SHMRPC__AUTH_LEN];
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
                            .info = *c->info,
-                           .compression = allowed_compression,
-                           .threshold = SHMRPC__WIRE_DEFAULT_THRESHOLD,
-                           .max_msg = cap32(SHMRPC_DEFAULT_MAX_MSG)};
+                           .compression = cfg->compression,
+                           .threshold = cfg->threshold,
+                           .max_msg = cap32(c->cfg->max_msg)};
+    if (cfg->secret_len) {
+        int rc = shmrpc__auth_nonce(nonce);
+        if (rc) return rc;
+        hello.auth = shmrpc_bytes_of(nonce, sizeof nonce);
+    }
     shmrpc_buf_clear(&c->out);
     size_t at = shmrpc__frame_begin(&c->out, SHMRPC__KIND_HELLO, 0, 0, 0);
     int rc = shmrpc__hello_write(&c->out, SHMRPC__KIND_HELLO, &hello, err);
@@ -958,12 +1296,21 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     shmrpc__hello ack;
     shmrpc_arena_reset(c->arena);
     rc = shmrpc__hello_parse(frame_body(c), SHMRPC__KIND_HELLO_ACK, c->arena, &ack, err);
-    if (rc == 0 && ack.auth.len) {
-        shmrpc__msg_set(err, "the server requires authentication, which this client cannot do "
-                             "yet");
+    if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, c->map, err);
+    if (rc == 0 && ack.auth.len && !cfg->secret_len) {
+        shmrpc__msg_set(err, "tcp://%s requires a shared secret, and this client has none "
+                             "(shmrpc_tcp_opts.secret)", c->where);
+        rc = SHMRPC_EPERM;
+    } else if (rc == 0 && cfg->secret_len && ack.auth.len != SHMRPC__AUTH_LEN) {
+        shmrpc__msg_set(err, "tcp://%s does not ask for the shared secret: it may not be the "
+                             "server this client is meant for", c->where);
         rc = SHMRPC_EPERM;
     }
-    if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, c->map, err);
+    if (rc == 0 && cfg->secret_len) {
+        shmrpc_bytes sent = shmrpc_bytes_of(c->out.data + SHMRPC__FRAME_HDR_SIZE,
+                                            c->out.len - SHMRPC__FRAME_HDR_SIZE);
+        rc = authenticate(c, sent, frame_body(c), deadline, err);
+    }
     if (rc == 0) {
         c->comp = ack.compression;
         c->threshold = ack.threshold;
@@ -975,7 +1322,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
 
 static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
 {
-    int64_t limit = shmrpc__now_ns() + CONNECT_NS;
+    int64_t limit = shmrpc__now_ns() + c->cfg->tcp.connect_ns;
     if (deadline > limit) deadline = limit;
     c->comp = 0;
     int rc = connect_socket(c, deadline, err);
@@ -1115,16 +1462,16 @@ static void tcp_conn_close(shmrpc__conn *base)
 static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call, .close = tcp_conn_close};
 
 static int tcp_connect(const char *where, const shmrpc_service_info *info,
-                       const shmrpc_wait_opts *wait, uint32_t *map, shmrpc__conn **out,
+                       const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__conn **out,
                        shmrpc_buf *err)
 {
-    (void)wait;
     tcp_conn *c = calloc(1, sizeof *c);
     if (!c) return SHMRPC_ENOMEM;
     c->base.ops = &tcp_conn_ops;
     c->fd = -1;
     c->pid = getpid();
     c->info = info;
+    c->cfg = cfg;
     c->map = map;
     shmrpc_buf_init(&c->out);
     shmrpc_buf_init(&c->in);

@@ -177,10 +177,11 @@ static void second_server_and_bad_addresses(void **state)
     assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, addr), SHMRPC_EBUSY);
     char want[128];
-    snprintf(want, sizeof want, "%s is already in use (another server listens there)", addr);
+    snprintf(want, sizeof want, "%s is already in use (another server listens there: process %d)",
+             addr, (int)server);
     assert_string_equal(shmrpc_server_errmsg(s), want);
     assert_int_equal(shmrpc_server_listen(s, "tcp://0.0.0.0:1"), SHMRPC_EPERM);
-    assert_non_null(strstr(shmrpc_server_errmsg(s), "needs a shared secret (not implemented yet)"));
+    assert_non_null(strstr(shmrpc_server_errmsg(s), "needs a shared secret (shmrpc_tcp_opts.secret)"));
     const char *bad[] = {
         "tcp://",      "tcp://127.0.0.1", "tcp://127.0.0.1:0",    "tcp://1.2.3.4:70000",
         "tcp://::1:5", "tcp://[::1",      "tcp://host.example:80"};

@@ -9,6 +9,7 @@
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
 #include <shmrpc/service.h>
+#include <shmrpc/tcp.h>
 #include <shmrpc/wait.h>
 
 #ifdef __cplusplus
@@ -26,12 +27,14 @@ typedef struct shmrpc_client_opts {
     int64_t timeout_ms;   /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
     size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
     shmrpc_wait_opts wait; /* how calls wait for their answers (shm://) */
+    shmrpc_tcp_opts tcp;   /* timeouts, compression and the shared secret (tcp://) */
 } shmrpc_client_opts;
 
 void shmrpc_client_opts_init(shmrpc_client_opts *o);
 
 /* A client for the service described by info (the generated NAME_service_info).
- * opts may be NULL for the defaults. Fails only for lack of memory or a bad info. */
+ * opts may be NULL for the defaults. Fails only for lack of memory, a bad info, or tcp
+ * settings out of range (shmrpc/tcp.h): SHMRPC_EINVAL. */
 int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
                       const shmrpc_client_opts *opts);
 void shmrpc_client_free(shmrpc_client *c);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include <shmrpc/service.h>
+#include <shmrpc/tcp.h>
 #include <shmrpc/wait.h>
 
 #ifdef __cplusplus
@@ -16,13 +17,15 @@ typedef struct shmrpc_server shmrpc_server;
 typedef struct shmrpc_server_opts {
     size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
     shmrpc_wait_opts wait; /* how workers wait for calls (shm://) */
+    shmrpc_tcp_opts tcp;   /* limits, compression and the shared secret (tcp://) */
 } shmrpc_server_opts;
 
 #define SHMRPC_DEFAULT_MAX_MSG ((size_t)64 << 20)
 
 void shmrpc_server_opts_init(shmrpc_server_opts *o);
 
-/* opts may be NULL for the defaults. */
+/* opts may be NULL for the defaults; SHMRPC_EINVAL for tcp settings out of range
+ * (shmrpc/tcp.h). */
 int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts);
 /* Stops listening, waits for calls still running in handlers on other threads, and frees
  * the server; its clients' later calls fail with SHMRPC_EUNAVAIL. Not from one of this
@@ -37,7 +40,7 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
                            void *user);
 
 /* Starts serving at addr: "shm://NAME" (docs/shm-transport.md), "tcp://HOST:PORT"
- * (docs/wire.md; loopback hosts only until authentication exists), or "inproc://NAME"
+ * (docs/wire.md; a host other than loopback needs a shared secret, shmrpc/tcp.h), or "inproc://NAME"
  * (calls from this process, run on the caller's thread). A second server on one address
  * fails with SHMRPC_EBUSY and a message saying who holds it. */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);

@@ -1,0 +1,52 @@
+/* Settings of the tcp:// transport (docs/wire.md, "Limits" and "Authentication"). Clients
+ * and servers share one struct; each side reads the fields that concern it. */
+#ifndef SHMRPC_TCP_H
+#define SHMRPC_TCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmrpc/buf.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Compression algorithms, offered by a client and allowed by a server. */
+#define SHMRPC_COMPRESS_SNAPPY 0x1u
+#define SHMRPC_COMPRESS_ZLIB 0x2u
+#define SHMRPC_COMPRESS_NONE 0x8000u /* no compression at all */
+
+/* A shared secret is 16 to 256 bytes. */
+#define SHMRPC_SECRET_MIN 16
+#define SHMRPC_SECRET_MAX 256
+
+/* Zero in any field means its default. */
+typedef struct shmrpc_tcp_opts {
+    unsigned compression;          /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib */
+    uint32_t compress_threshold;   /* smallest message compressed; 0: 4096 bytes */
+    int64_t connect_timeout_ms;    /* client: connect and handshake; 0: 5 s */
+    int64_t handshake_timeout_ms;  /* server: from accept to the handshake's end; 0: 5 s */
+    int64_t idle_timeout_ms;       /* server: a connection without a frame; 0: 300 s */
+    int64_t progress_timeout_ms;   /* server: a begun frame must end within this plus
+                                    * 1 s per MiB of body; 0: 10 s */
+    int max_conns;                 /* server: connections per worker process; 0: 1024 */
+    /* The shared secret (SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes, copied), or NULL.
+     * A server with a secret admits only clients that prove they hold it, and one that
+     * binds a non-loopback address must have one. A client with a secret connects only to
+     * a server that proves it holds it too. */
+    const void *secret;
+    size_t secret_len;
+} shmrpc_tcp_opts;
+
+/* Reads a shared secret from the file at path into out (cap bytes): the file must belong
+ * to this user and be readable by nobody else (mode 0600 or stricter), and hold
+ * SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes; one trailing newline is not part of it.
+ * SHMRPC_EPERM, SHMRPC_EINVAL or SHMRPC_ESYS(errno), with a message in err. */
+int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shmrpc_buf *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
