@@ -8,9 +8,11 @@
 #include "harness.h"
 
 typedef struct bench_shm_opts {
-    const char *wait;   /* SHMRPC_WAIT for every process of the row: adaptive, spin, sleep */
-    const char *method; /* "echo" (raw), "add" (typed msgpack), "work" (a 20 us handler) */
-    bool tcp;           /* tcp://127.0.0.1:PORT (a free port) instead of shm:// */
+    const char *wait;     /* SHMRPC_WAIT for every process of the row: adaptive, spin, sleep */
+    const char *method;   /* "echo" (raw), "add" (typed msgpack), "work" (a 20 us handler) */
+    bool tcp;             /* tcp://127.0.0.1:PORT (a free port) instead of shm:// */
+    bool text;            /* the payload is English-like text (compressible), not zeros */
+    unsigned compression; /* what the client offers (SHMRPC_COMPRESS_*); 0: the default */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

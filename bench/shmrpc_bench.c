@@ -1,6 +1,8 @@
 /* shmrpc-bench: every transport against the baselines, measured in the same run in real
  * processes. Each row of the table below is one measurement; harness.h says how to write
  * one, baselines.c has examples. */
+#include <shmrpc/tcp.h>
+
 #include "baselines.h"
 #include "shm_cases.h"
 
@@ -17,6 +19,16 @@ static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
 static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
 static const bench_shm_opts tcp_echo = {.wait = "adaptive", .method = "echo", .tcp = true};
 static const bench_shm_opts tcp_add = {.wait = "adaptive", .method = "add", .tcp = true};
+static const bench_shm_opts tcp_text_none = {.wait = "adaptive",
+                                             .method = "echo",
+                                             .tcp = true,
+                                             .text = true,
+                                             .compression = SHMRPC_COMPRESS_NONE};
+static const bench_shm_opts tcp_text_snappy = {.wait = "adaptive",
+                                               .method = "echo",
+                                               .tcp = true,
+                                               .text = true,
+                                               .compression = SHMRPC_COMPRESS_SNAPPY};
 
 /* The ids of the baselines that later rows compare with (see bench_row_id). */
 #define SPIN_16 "spin/raw/16/1x1"
@@ -117,6 +129,12 @@ static const bench_case table[] = {
      .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "typed msgpack add(i64, i64)"},
     {ROW("raw", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}}},
+    {ROW("text-none", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_text_none,
+     .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}},
+     .note = "64 KiB of compressible text, compression off"},
+    {ROW("text-snappy", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_text_snappy,
+     .vs = {{"ratio_to_none", "tcp/text-none/65536/1x1", BENCH_P50}},
+     .note = "the same text with snappy: goal faster than without (ratio below 1)"},
     {ROW("raw", "tcp", 16, 2, 2), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_16_C2, BENCH_CALLS}}, .note = "goal: calls/s at least 0.9x"},
     {ROW("work20", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_work,

@@ -227,19 +227,19 @@ typedef struct peer {
     uint16_t comp; /* agreed in the handshake */
     uint32_t threshold, peer_max;
     shmrpc__frame_hdr hdr;
-    shmrpc_buf in;       /* the frame being read: header, then body */
-    shmrpc_buf out;      /* frames to send */
-    size_t out_off;      /* bytes of out already sent */
-    int64_t accepted_ns; /* handshake deadline base */
-    int64_t frame_ns;    /* when the partial frame (in or out) began */
-    int64_t last_ns;     /* last complete frame */
-    uint32_t events;     /* the epoll interest set */
+    shmrpc_buf in;                      /* the frame being read: header, then body */
+    shmrpc_buf out;                     /* frames to send */
+    size_t out_off;                     /* bytes of out already sent */
+    int64_t accepted_ns;                /* handshake deadline base */
+    int64_t frame_ns;                   /* when the partial frame (in or out) began */
+    int64_t last_ns;                    /* last complete frame */
+    uint32_t events;                    /* the epoll interest set */
     uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
 } peer;
 
 typedef struct worker {
     tcp_listener *l;
-    int index;  /* the worker's number; -1 when serving in place */
+    int index; /* the worker's number; -1 when serving in place */
     int ep;
     int spare;  /* a reserved fd, given up to accept and drop a connection on EMFILE */
     int source; /* where connections come from: the listener, or the manager's socket pair */
@@ -663,8 +663,8 @@ static int receive_fd(int from)
         struct cmsghdr h;
         char buf[CMSG_SPACE(sizeof(int))];
     } u;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                       .msg_controllen = sizeof u.buf};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
     for (;;) {
         ssize_t n = recvmsg(from, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR) continue;
@@ -828,7 +828,8 @@ static int least_loaded(tcp_listener *l)
         uint32_t conns = atomic_load_explicit(&t->open[i], memory_order_relaxed) + t->handed[i] -
                          atomic_load_explicit(&t->taken[i], memory_order_relaxed);
         if (conns >= (uint32_t)l->cfg->max_conns) continue;
-        uint64_t load = (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
+        uint64_t load =
+            (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
         if (l->crew.pid[i] <= 0) load += (uint64_t)1 << 40;
         if (load < best_load) best = i, best_load = load;
     }
@@ -844,8 +845,8 @@ static bool send_fd(int to, int fd)
         char buf[CMSG_SPACE(sizeof(int))];
     } u;
     memset(&u, 0, sizeof u);
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                       .msg_controllen = sizeof u.buf};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -888,8 +889,8 @@ static void hand_out(void *arg)
 static int manage(tcp_listener *l, int n)
 {
     int rc = 0;
-    l->load = mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                   0);
+    l->load =
+        mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (l->load == MAP_FAILED) {
         l->load = NULL;
         return SHMRPC_ESYS(errno);
@@ -961,9 +962,8 @@ static const shmrpc__listener_ops tcp_listener_ops = {
  * lets a second server learn who holds it. */
 static int lock_port(tcp_listener *l, const struct sockaddr_storage *ss, shmrpc_buf *err)
 {
-    unsigned port = ntohs(ss->ss_family == AF_INET
-                              ? ((const struct sockaddr_in *)ss)->sin_port
-                              : ((const struct sockaddr_in6 *)ss)->sin6_port);
+    unsigned port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "shmrpc/tcp/%u", port);
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
@@ -1298,12 +1298,16 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     rc = shmrpc__hello_parse(frame_body(c), SHMRPC__KIND_HELLO_ACK, c->arena, &ack, err);
     if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, c->map, err);
     if (rc == 0 && ack.auth.len && !cfg->secret_len) {
-        shmrpc__msg_set(err, "tcp://%s requires a shared secret, and this client has none "
-                             "(shmrpc_tcp_opts.secret)", c->where);
+        shmrpc__msg_set(err,
+                        "tcp://%s requires a shared secret, and this client has none "
+                        "(shmrpc_tcp_opts.secret)",
+                        c->where);
         rc = SHMRPC_EPERM;
     } else if (rc == 0 && cfg->secret_len && ack.auth.len != SHMRPC__AUTH_LEN) {
-        shmrpc__msg_set(err, "tcp://%s does not ask for the shared secret: it may not be the "
-                             "server this client is meant for", c->where);
+        shmrpc__msg_set(err,
+                        "tcp://%s does not ask for the shared secret: it may not be the "
+                        "server this client is meant for",
+                        c->where);
         rc = SHMRPC_EPERM;
     }
     if (rc == 0 && cfg->secret_len) {

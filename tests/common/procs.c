@@ -33,6 +33,7 @@ pid_t test_start_server(const test_server *ts)
     shmrpc_server_opts o;
     shmrpc_server_opts_init(&o);
     if (ts->max_msg) o.max_msg_bytes = ts->max_msg;
+    if (ts->tcp) o.tcp = *ts->tcp;
     int rc = shmrpc_server_new(&child_server, &o);
     if (rc == 0) rc = shmrpc_server_register(child_server, ts->svc, ts->handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(child_server, ts->addr);

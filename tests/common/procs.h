@@ -14,9 +14,10 @@ typedef struct test_server {
     const shmrpc_service *svc;
     const void *handlers;
     const char *addr;
-    int workers;           /* as for shmrpc_server_serve() */
-    size_t max_msg;        /* 0: the default */
-    void (*prepare)(void); /* run in the child before the server starts, or NULL */
+    int workers;                /* as for shmrpc_server_serve() */
+    size_t max_msg;             /* 0: the default */
+    void (*prepare)(void);      /* run in the child before the server starts, or NULL */
+    const shmrpc_tcp_opts *tcp; /* tcp:// settings, or NULL for the defaults */
 } test_server;
 
 int64_t test_now_ms(void); /* CLOCK_MONOTONIC */

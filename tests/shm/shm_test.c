@@ -43,7 +43,8 @@ static void prepare_server(void)
 
 static pid_t start_server(int workers, size_t max_msg)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, max_msg, prepare_server};
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers,
+                      max_msg,        prepare_server,       NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;

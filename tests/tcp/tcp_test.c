@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +31,9 @@
 
 static char addr[64];
 static int port;
-static int server_nofile; /* RLIMIT_NOFILE for the next server, or 0 */
+static int server_nofile;          /* RLIMIT_NOFILE for the next server, or 0 */
+static shmrpc_tcp_opts server_tcp; /* the next server's tcp settings */
+static const char *listen_addr;    /* where it listens, when not addr */
 
 /* --- the server, in a child process --- */
 
@@ -46,7 +49,9 @@ static void prepare_server(void)
 /* Forks a server of addr with n workers. */
 static pid_t start_server(int workers)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, prepare_server};
+    test_server ts = {
+        &calls_service, &calls_test_handlers, listen_addr ? listen_addr : addr, workers, 0,
+        prepare_server, &server_tcp};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -57,11 +62,13 @@ static void stop_server(pid_t pid)
     assert_true(test_stop_server(pid));
 }
 
-/* A client of info connected to addr, retrying while the server starts (bounded). */
-static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
+/* A client of info with opts (or the defaults) connected to addr, retrying while the
+ * server starts (bounded). */
+static shmrpc_client *connect_with(const shmrpc_service_info *info, const shmrpc_client_opts *o,
+                                   int *rc_out)
 {
     shmrpc_client *c;
-    assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&c, info, o), 0);
     int rc = shmrpc_client_connect(c, addr);
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
         usleep(10000);
@@ -69,6 +76,11 @@ static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
     }
     *rc_out = rc;
     return c;
+}
+
+static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
+{
+    return connect_with(info, NULL, rc_out);
 }
 
 static shmrpc_client *connect_client(void)
@@ -96,6 +108,8 @@ static int setup(void **state)
     (void)state;
     port = free_port();
     server_nofile = 0;
+    server_tcp = (shmrpc_tcp_opts){0};
+    listen_addr = NULL;
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
     sh->calls = 0;
     return 0;
@@ -181,7 +195,8 @@ static void second_server_and_bad_addresses(void **state)
              addr, (int)server);
     assert_string_equal(shmrpc_server_errmsg(s), want);
     assert_int_equal(shmrpc_server_listen(s, "tcp://0.0.0.0:1"), SHMRPC_EPERM);
-    assert_non_null(strstr(shmrpc_server_errmsg(s), "needs a shared secret (shmrpc_tcp_opts.secret)"));
+    assert_non_null(
+        strstr(shmrpc_server_errmsg(s), "needs a shared secret (shmrpc_tcp_opts.secret)"));
     const char *bad[] = {
         "tcp://",      "tcp://127.0.0.1", "tcp://127.0.0.1:0",    "tcp://1.2.3.4:70000",
         "tcp://::1:5", "tcp://[::1",      "tcp://host.example:80"};
@@ -604,6 +619,288 @@ static void worker_killed_mid_call(void **state)
     stop_server(server);
 }
 
+/* Reads an ERROR frame with request id 0 (within 2 s) and the close after it. */
+static void expect_refusal(int fd, int status, const char *msg)
+{
+    shmrpc_buf body;
+    shmrpc_buf_init(&body);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    assert_true(raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 2000));
+    shmrpc__frame_hdr h;
+    assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &body), 0);
+    assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+    assert_int_equal(shmrpc__buf_grow(&body, h.body_len), 0);
+    assert_true(raw_recv(fd, body.data, h.body_len, test_now_ms() + 1000));
+    int got;
+    shmrpc_str text;
+    assert_int_equal(
+        shmrpc__error_parse(shmrpc_bytes_of(body.data, h.body_len), &got, &text, &body), 0);
+    if (got != status || !memmem(text.ptr, text.len, msg, strlen(msg)))
+        fail_msg("got %s: %.*s", shmrpc_strerror(got), (int)text.len, text.ptr);
+    expect_eof(fd);
+    shmrpc_buf_destroy(&body);
+}
+
+/* The worker pid that serves c. */
+static int32_t served_by(shmrpc_client *c)
+{
+    int32_t pid = 0;
+    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    return pid;
+}
+
+/* The manager hands each new connection to the worker with the fewest: two clients on
+ * two workers are served by both, and a third goes to either. */
+static void connections_spread_over_workers(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *a = connect_client();
+    shmrpc_client *b = connect_client();
+    int32_t pa = served_by(a), pb = served_by(b);
+    assert_true(pa != pb);
+    shmrpc_client_free(a); /* its worker has one fewer now */
+    shmrpc_client *c = connect_client();
+    assert_int_equal(served_by(c), pa);
+    assert_int_equal(served_by(b), pb);
+    shmrpc_client_free(b);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+static const char secret[] = "correct horse battery staple";
+static const char wrong[] = "correct horse battery stapler";
+
+static shmrpc_client *client_with_secret(const char *s, int *rc)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.secret = s;
+    o.tcp.secret_len = s ? strlen(s) : 0;
+    return connect_with(&calls_service_info, &o, rc);
+}
+
+/* A server with a shared secret, here on every address (0.0.0.0, which needs one):
+ * clients without it or with another are refused before any call, one with it is
+ * served; and a client with a secret refuses a server that asks for none. */
+static void shared_secret(void **state)
+{
+    (void)state;
+    char any[64];
+    snprintf(any, sizeof any, "tcp://0.0.0.0:%d", port);
+    listen_addr = any;
+    server_tcp.secret = secret;
+    server_tcp.secret_len = strlen(secret);
+    pid_t server = start_server(1);
+    int rc;
+    shmrpc_client *good = client_with_secret(secret, &rc);
+    if (rc) fail_msg("%s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    check_add(good);
+    assert_int_equal(sh->calls, 1);
+
+    shmrpc_client *none = client_with_secret(NULL, &rc);
+    assert_int_equal(rc, SHMRPC_EPERM);
+    char want[256];
+    snprintf(want, sizeof want, "%s admits only clients that hold its shared secret", any);
+    assert_string_equal(shmrpc_client_errmsg(none), want);
+    shmrpc_client_free(none);
+
+    shmrpc_client *other = client_with_secret(wrong, &rc);
+    assert_int_equal(rc, SHMRPC_EPERM);
+    assert_string_equal(shmrpc_client_errmsg(other), "authentication failed: wrong shared secret");
+    shmrpc_client_free(other);
+
+    /* A raw client that sends a request instead of its proof is cut. */
+    int fd = raw_connect();
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = calls_service_info,
+                           .max_msg = 1 << 20,
+                           .auth = shmrpc_bytes_of("0123456789abcdef0123456789abcdef", 32)};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    put_add(&b, 0, 1);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    expect_refusal(fd, SHMRPC_EPROTO, "a REQUEST frame before the handshake");
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    assert_int_equal(sh->calls, 1); /* nothing unauthenticated ran */
+
+    /* The same client after the server restarts without a secret: it refuses it. */
+    stop_server(server);
+    server_tcp = (shmrpc_tcp_opts){0};
+    listen_addr = NULL;
+    server = start_server(1);
+    shmrpc_client *probe = connect_client(); /* the new server is up */
+    shmrpc_client_free(probe);
+    int64_t sum;
+    assert_int_equal(calls_add(good, 1, 2, &sum), SHMRPC_EPERM);
+    snprintf(want, sizeof want,
+             "%s does not ask for the shared secret: it may not be the server this client is "
+             "meant for",
+             addr);
+    assert_string_equal(shmrpc_client_errmsg(good), want);
+    shmrpc_client_free(good);
+    stop_server(server);
+}
+
+/* Settings out of range are refused when the client or server is made. */
+static void bad_settings(void **state)
+{
+    (void)state;
+    shmrpc_client_opts co;
+    shmrpc_server_opts so;
+    shmrpc_client *c;
+    shmrpc_server *s;
+    shmrpc_tcp_opts bad[] = {
+        {.secret = "short", .secret_len = 5},
+        {.secret = NULL, .secret_len = 20},
+        {.compression = 0x10},
+        {.idle_timeout_ms = -1},
+        {.max_conns = -3},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        shmrpc_client_opts_init(&co);
+        shmrpc_server_opts_init(&so);
+        co.tcp = so.tcp = bad[i];
+        assert_int_equal(shmrpc_client_new(&c, &calls_service_info, &co), SHMRPC_EINVAL);
+        assert_int_equal(shmrpc_server_new(&s, &so), SHMRPC_EINVAL);
+    }
+}
+
+/* The limits as settings: connections per worker, the handshake's time, a frame's
+ * progress, idleness (after which a client connects again by itself), and compression
+ * turned off or narrowed on the server. */
+static void limits_are_settings(void **state)
+{
+    (void)state;
+    server_tcp.max_conns = 2;
+    server_tcp.handshake_timeout_ms = 300;
+    server_tcp.progress_timeout_ms = 300;
+    server_tcp.idle_timeout_ms = 600;
+    server_tcp.compression = SHMRPC_COMPRESS_ZLIB;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    check_add(c);
+
+    /* the second connection is the last one */
+    int fd = raw_connect();
+    int64_t t0 = test_now_ms();
+    int rc;
+    shmrpc_client *third = connect_info(&calls_service_info, &rc);
+    assert_int_equal(rc, SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_client_errmsg(third),
+                        "too many connections (a worker serves at most 2)");
+    shmrpc_client_free(third);
+
+    /* no HELLO: cut at the handshake timeout */
+    expect_refusal(fd, SHMRPC_ETIMEDOUT, "handshake timeout");
+    int64_t took = test_now_ms() - t0;
+    if (took < 250 || took > 1500) fail_msg("handshake cut after %lld ms", (long long)took);
+    close(fd);
+
+    /* half a frame after the handshake: cut at the progress timeout; zlib was chosen */
+    fd = raw_connect();
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = calls_service_info,
+                           .compression = SHMRPC__FLAG_COMPRESSION,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc__hello ack;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(b.data, b.len), SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
+        0);
+    assert_int_equal(ack.compression, SHMRPC__FLAG_ZLIB);
+    shmrpc_arena_free(a);
+    shmrpc_buf_clear(&b);
+    put_add(&b, 0, 1);
+    t0 = test_now_ms();
+    raw_send(fd, b.data, 10);
+    expect_refusal(fd, SHMRPC_ETIMEDOUT, "the frame made no progress in time");
+    took = test_now_ms() - t0;
+    if (took < 250 || took > 1500) fail_msg("half frame cut after %lld ms", (long long)took);
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+
+    /* idle past the timeout: the server closed; the next call connects again */
+    usleep(1000 * 1000);
+    int64_t calls = sh->calls;
+    check_add(c);
+    assert_int_equal(sh->calls, calls + 1);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* A client that turns compression off offers none: a large compressible call still
+ * works, and the server's answer comes uncompressed. */
+static void compression_off(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.compression = SHMRPC_COMPRESS_NONE;
+    int rc;
+    shmrpc_client *c = connect_with(&calls_service_info, &o, &rc);
+    assert_int_equal(rc, 0);
+    static uint8_t text[65536];
+    memset(text, 'a', sizeof text);
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(text, sizeof text), &out), 0);
+    assert_int_equal(out.len, sizeof text);
+    assert_memory_equal(out.ptr, text, sizeof text);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* A secret file must be this user's, unreadable by others, and 16 to 256 bytes; one
+ * trailing newline is not part of it. */
+static void secret_files(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/shmrpc-secret-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    uint8_t got[SHMRPC_SECRET_MAX];
+    size_t len = 0;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    const char *text = "0123456789abcdef0123\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), 0);
+    assert_int_equal(len, 20);
+    assert_memory_equal(got, text, 20);
+    fchmod(fd, 0640);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_EPERM);
+    char want[160];
+    snprintf(want, sizeof want, "the secret file %s has mode 0640: others may read it (chmod 600)",
+             path);
+    assert_string_equal((const char *)err.data, want);
+    fchmod(fd, 0600);
+    assert_int_equal(ftruncate(fd, 15), 0);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_EINVAL);
+    snprintf(want, sizeof want, "the secret in %s is 15 bytes; it must be 16 to 256", path);
+    assert_string_equal((const char *)err.data, want);
+    close(fd);
+    unlink(path);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_ESYS(ENOENT));
+    shmrpc_buf_destroy(&err);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -619,6 +916,12 @@ int main(void)
         cmocka_unit_test_setup(reconnect_after_restart, setup),
         cmocka_unit_test_setup(restart_while_idle, setup),
         cmocka_unit_test_setup(worker_killed_mid_call, setup),
+        cmocka_unit_test_setup(connections_spread_over_workers, setup),
+        cmocka_unit_test_setup(shared_secret, setup),
+        cmocka_unit_test(bad_settings),
+        cmocka_unit_test_setup(limits_are_settings, setup),
+        cmocka_unit_test_setup(compression_off, setup),
+        cmocka_unit_test(secret_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

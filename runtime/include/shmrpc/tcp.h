@@ -23,14 +23,14 @@ extern "C" {
 
 /* Zero in any field means its default. */
 typedef struct shmrpc_tcp_opts {
-    unsigned compression;          /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib */
-    uint32_t compress_threshold;   /* smallest message compressed; 0: 4096 bytes */
-    int64_t connect_timeout_ms;    /* client: connect and handshake; 0: 5 s */
-    int64_t handshake_timeout_ms;  /* server: from accept to the handshake's end; 0: 5 s */
-    int64_t idle_timeout_ms;       /* server: a connection without a frame; 0: 300 s */
-    int64_t progress_timeout_ms;   /* server: a begun frame must end within this plus
-                                    * 1 s per MiB of body; 0: 10 s */
-    int max_conns;                 /* server: connections per worker process; 0: 1024 */
+    unsigned compression;         /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib */
+    uint32_t compress_threshold;  /* smallest message compressed; 0: 4096 bytes */
+    int64_t connect_timeout_ms;   /* client: connect and handshake; 0: 5 s */
+    int64_t handshake_timeout_ms; /* server: from accept to the handshake's end; 0: 5 s */
+    int64_t idle_timeout_ms;      /* server: a connection without a frame; 0: 300 s */
+    int64_t progress_timeout_ms;  /* server: a begun frame must end within this plus
+                                   * 1 s per MiB of body; 0: 10 s */
+    int max_conns;                /* server: connections per worker process; 0: 1024 */
     /* The shared secret (SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes, copied), or NULL.
      * A server with a secret admits only clients that prove they hold it, and one that
      * binds a non-loopback address must have one. A client with a secret connects only to
