@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "text.h"
 
 static int h_pass(shmrpc_ctx *ctx, const bench_record *r, bench_record *out)
 {
@@ -98,23 +99,6 @@ static int call(void *arg, uint64_t seq)
     return rc != 0 || out.len != k->len || (k->len && out.ptr[0] != (uint8_t)seq);
 }
 
-/* Text that compresses about as well as prose: words drawn from a small vocabulary. */
-static void fill_text(uint8_t *p, size_t n)
-{
-    static const char *const words[] = {"the ",    "worker ",  "process ", "call ",    "of ",
-                                        "memory ", "shared ",  "and ",     "a ",       "server ",
-                                        "client ", "returns ", "with ",    "message ", "to ",
-                                        "in ",     "time ",    "queue ",   "lock ",    "fast "};
-    uint32_t x = 12345;
-    size_t i = 0;
-    while (i < n) {
-        x = x * 1103515245u + 12345u;
-        const char *w = words[(x >> 16) % (sizeof words / sizeof words[0])];
-        for (; *w && i < n; w++)
-            p[i++] = (uint8_t)*w;
-    }
-}
-
 static int client(bench_run *run, int idx, void *arg)
 {
     shm_row *row = arg;
@@ -122,7 +106,7 @@ static int client(bench_run *run, int idx, void *arg)
     static caller k;
     k.method = row->o->method;
     k.len = run->c->payload;
-    if (row->o->text) fill_text(k.payload, k.len);
+    if (row->o->text) bench_fill_text(k.payload, k.len);
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.compression = row->o->compression;

@@ -51,9 +51,16 @@ int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shm
     }
     close(fd);
     if (rc == 0 && n > 0 && buf[n - 1] == '\n') n--;
-    if (rc == 0 && (n < SHMRPC_SECRET_MIN || n > SHMRPC_SECRET_MAX || n > cap)) {
-        shmrpc__msg_set(err, "the secret in %s is %s%zu bytes; it must be %d to %d", path,
-                        n == sizeof buf ? "over " : "", n, SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
+    if (rc == 0 && n > SHMRPC_SECRET_MAX) {
+        shmrpc__msg_set(err, "the secret in %s is longer than %d bytes", path, SHMRPC_SECRET_MAX);
+        rc = SHMRPC_EINVAL;
+    } else if (rc == 0 && n < SHMRPC_SECRET_MIN) {
+        shmrpc__msg_set(err, "the secret in %s is %zu bytes; it must be %d to %d", path, n,
+                        SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
+        rc = SHMRPC_EINVAL;
+    } else if (rc == 0 && n > cap) {
+        shmrpc__msg_set(err, "the secret in %s is %zu bytes, more than the %zu given for it",
+                        path, n, cap);
         rc = SHMRPC_EINVAL;
     }
     if (rc == 0) {

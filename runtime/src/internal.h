@@ -33,6 +33,9 @@ void shmrpc__decode_msg(char *out, size_t cap, const char *method, const char *w
 const char *shmrpc__int_range_why(int64_t min, int64_t max);
 const char *shmrpc__uint_range_why(uint64_t max);
 
+/* Whether rc is one of status.h's failures (SHMRPC_ESYS(errno) included) (status.c). */
+bool shmrpc__status_known(int rc);
+
 /* --- descriptors (verify.c) --------------------------------------------------------- */
 
 /* Checks a service info: magic (SHMRPC_EINVAL), version (SHMRPC_EVERSION), a name,
@@ -78,6 +81,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
 
 typedef struct shmrpc__tcp_cfg {
     uint16_t compression; /* the wire's flag bits (SHMRPC__FLAG_*); 0: none */
+    bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
     int max_conns;

@@ -275,7 +275,7 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
                        const shmrpc_buf *resp)
 {
     const char *name = s->svc->info->methods[id].name;
-    if (rc > 0)
+    if (rc > 0 || (rc < 0 && !shmrpc__status_known(rc)))
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
                                 "the handler of '%s' returned %d, which is not a status", name, rc);
     if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))

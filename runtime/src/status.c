@@ -2,7 +2,7 @@
  * SHMRPC_ESYS(errno). */
 #include <string.h>
 
-#include <shmrpc/status.h>
+#include "internal.h"
 
 static const char *const texts[] = {
     [-SHMRPC_OK] = "success",
@@ -33,4 +33,10 @@ const char *shmrpc_strerror(int rc)
     }
     if (rc > 0 || rc <= -(int)(sizeof texts / sizeof texts[0])) return "unknown error";
     return texts[-rc];
+}
+
+bool shmrpc__status_known(int rc)
+{
+    if (SHMRPC_IS_ESYS(rc)) return rc > SHMRPC_ESYS(4096); /* errno values stay below 4096 */
+    return rc < 0 && rc > -(int)(sizeof texts / sizeof texts[0]);
 }

@@ -62,6 +62,7 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
                                                           : algos;
     cfg->compression = (uint16_t)((comp & SHMRPC_COMPRESS_SNAPPY ? SHMRPC__FLAG_SNAPPY : 0) |
                                   (comp & SHMRPC_COMPRESS_ZLIB ? SHMRPC__FLAG_ZLIB : 0));
+    cfg->compression_auto = o->compression == 0;
     cfg->threshold = o->compress_threshold ? o->compress_threshold : SHMRPC__WIRE_DEFAULT_THRESHOLD;
     if (!ms_to_ns(o->connect_timeout_ms, 5000, &cfg->connect_ns) ||
         !ms_to_ns(o->handshake_timeout_ms, 5000, &cfg->handshake_ns) ||
@@ -1064,8 +1065,10 @@ typedef struct tcp_conn {
     int fd;        /* -1 while broken */
     uint16_t comp;
     uint32_t threshold, peer_max;
-    uint64_t next_id;  /* the last request's id */
-    uint64_t answered; /* the last request whose answer was read (or that failed) */
+    uint64_t next_id;    /* the last request's id */
+    uint64_t answered;   /* the last request whose answer was read (or that failed) */
+    int64_t answered_ns; /* when */
+    int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
     int64_t retry_ns, backoff_ns;
     shmrpc_buf out, in; /* in: frames read, the one in hand first */
     size_t used;        /* bytes of the frame in hand at the front of in, or 0 */
@@ -1112,7 +1115,7 @@ static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, shmrpc_buf *err)
 {
     while (n) {
-        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (k > 0) {
             p += k, n -= (size_t)k;
             continue;
@@ -1135,18 +1138,35 @@ static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, s
 
 /* Waits for the server, then reads at least min more bytes into c->in (and what else
  * has come, up to READ_AHEAD more). */
+/* Bounds the next blocking recv by what is left until deadline, rounded up to a
+ * millisecond. Calls with one timeout round to the same value, so the socket option is
+ * set once rather than per call (a recv may end up to a millisecond past the deadline). */
+static void recv_timeout(tcp_conn *c, int64_t deadline)
+{
+    int64_t ms = 0;
+    if (deadline != INT64_MAX) {
+        ms = (deadline - shmrpc__now_ns() + NS_PER_MS - 1) / NS_PER_MS;
+        if (ms < 1) ms = 1;
+    }
+    if (ms == c->rcvtimeo_ms) return;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) c->rcvtimeo_ms = ms;
+}
+
+/* Reads at least min more bytes into c->in (and what else has come, up to READ_AHEAD
+ * more) with blocking recv calls, each bounded by what is left of the deadline: one
+ * system call for an answer that fits, where poll and recv would be two. */
 static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
 {
     size_t room = min + READ_AHEAD;
     if (shmrpc__buf_grow(&c->in, room)) return c->in.err;
     size_t want = c->in.len + min;
     while (c->in.len < want) {
-        int rc = wait_fd(c->fd, POLLIN, deadline);
-        if (rc == SHMRPC_ETIMEDOUT) {
+        if (deadline != INT64_MAX && shmrpc__now_ns() >= deadline) {
             shmrpc__msg_set(err, "the deadline passed waiting for tcp://%s", c->where);
-            return rc;
+            return SHMRPC_ETIMEDOUT;
         }
-        if (rc) return broken(c, err, "while receiving");
+        recv_timeout(c, deadline);
         ssize_t k = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
         if (k > 0) {
             c->in.len += (size_t)k;
@@ -1207,6 +1227,12 @@ static int error_frame(tcp_conn *c, shmrpc_buf *err)
     shmrpc_str msg;
     int rc = shmrpc__error_parse(frame_body(c), &status, &msg, err);
     if (rc) return rc;
+    /* Only statuses of status.h pass: a peer does not choose what our calls return. */
+    if (!shmrpc__status_known(status)) {
+        shmrpc__msg_set(err, "tcp://%s sent an ERROR frame with the unknown status %d: %.*s",
+                        c->where, status, (int)msg.len, msg.ptr);
+        return SHMRPC_EPROTO;
+    }
     shmrpc__msg_set(err, "%.*s", (int)msg.len, msg.ptr);
     return status;
 }
@@ -1216,8 +1242,9 @@ static int connect_socket(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return sys_error(err, errno, "cannot open a socket for", c->where);
     c->fd = fd;
+    c->rcvtimeo_ms = -1;
     set_nodelay(fd);
-    if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0) return 0;
+    if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0) goto connected;
     if (errno != EINPROGRESS && errno != EINTR) goto failed;
     int rc = wait_fd(fd, POLLOUT, deadline);
     if (rc == SHMRPC_ETIMEDOUT) {
@@ -1227,12 +1254,15 @@ static int connect_socket(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     }
     int e = 0;
     socklen_t el = sizeof e;
-    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) return 0;
+    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) goto connected;
     errno = e ? e : errno;
 failed:
     shmrpc__msg_set(err, "no server at tcp://%s: %s", c->where, strerror(errno));
     conn_break(c);
     return SHMRPC_EUNAVAIL;
+connected: /* from now on receives block (see fill) and sends do not (MSG_DONTWAIT) */
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return 0;
 }
 
 /* With a shared secret: sends the client's proof and checks the server's. hello and ack
@@ -1269,9 +1299,12 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
 {
     const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
     uint8_t nonce[SHMRPC__AUTH_LEN];
+    /* Over loopback, copying is faster than any compressor (bench: tcp/text-snappy): by
+     * default a client offers compression to other hosts only. */
+    bool local = cfg->compression_auto && is_loopback(&c->addr);
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
                            .info = *c->info,
-                           .compression = cfg->compression,
+                           .compression = local ? 0 : cfg->compression,
                            .threshold = cfg->threshold,
                            .max_msg = cap32(c->cfg->max_msg)};
     if (cfg->secret_len) {
@@ -1377,9 +1410,9 @@ static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_bytes req
     return rc;
 }
 
-/* Reads frames until the answer to request id: the result into resp. */
-static int await_answer(tcp_conn *c, uint64_t id, shmrpc_buf *resp, int64_t deadline,
-                        shmrpc_buf *err)
+/* Reads frames until the answer to request id of method sid: the result into resp. */
+static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp,
+                        int64_t deadline, shmrpc_buf *err)
 {
     uint32_t max = cap32(resp->max ? resp->max : SHMRPC_DEFAULT_MAX_MSG);
     for (;;) {
@@ -1395,17 +1428,25 @@ static int await_answer(tcp_conn *c, uint64_t id, shmrpc_buf *resp, int64_t dead
             continue;
         }
         if (h.kind == SHMRPC__KIND_PONG) continue;
-        if (h.kind == SHMRPC__KIND_ERROR && h.request_id == 0) {
+        if (h.kind == SHMRPC__KIND_ERROR && h.request_id == 0) { /* the server leaves */
             rc = error_frame(c, err);
             conn_break(c);
+            if (rc == SHMRPC_ETIMEDOUT) { /* its timeout, not the call's deadline */
+                char why[160];
+                snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+                shmrpc__msg_set(err, "tcp://%s closed the connection: %s", c->where, why);
+                rc = SHMRPC_EUNAVAIL;
+            }
             return rc;
         }
         bool answer = h.kind == SHMRPC__KIND_RESPONSE || h.kind == SHMRPC__KIND_ERROR;
         if (answer && h.request_id < id) continue; /* a call that timed out earlier */
-        if (!answer || h.request_id != id) {
+        if (!answer || h.request_id != id || h.method != sid) {
             conn_break(c);
-            shmrpc__msg_set(err, "tcp://%s sent a %s frame for request %" PRIu64 " out of turn",
-                            c->where, shmrpc__frame_kind_name(h.kind), h.request_id);
+            shmrpc__msg_set(err,
+                            "tcp://%s sent a %s frame for request %" PRIu64
+                            " of method %" PRIu32 " out of turn",
+                            c->where, shmrpc__frame_kind_name(h.kind), h.request_id, h.method);
             return SHMRPC_EPROTO;
         }
         if (h.kind == SHMRPC__KIND_ERROR) return error_frame(c, err);
@@ -1422,9 +1463,14 @@ static int await_answer(tcp_conn *c, uint64_t id, shmrpc_buf *resp, int64_t dead
 
 /* Between calls with no answer outstanding the server has nothing to say: anything
  * readable is its close (an idle timeout, a restart), so a new connection is made before
- * the request is sent rather than failing a call the server never saw. */
-static bool server_left(const tcp_conn *c)
+ * the request is sent rather than failing a call the server never saw. Calls that follow
+ * an answer within a millisecond skip the look (a system call): a server that closed in
+ * that millisecond fails the call with SHMRPC_EUNAVAIL, which is never resent. */
+#define SERVER_LEFT_AFTER_NS NS_PER_MS
+
+static bool server_left(const tcp_conn *c, int64_t now)
 {
+    if (now - c->answered_ns < SERVER_LEFT_AFTER_NS) return false;
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
     return poll(&p, 1, 0) != 0;
 }
@@ -1440,12 +1486,15 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     int64_t now = shmrpc__now_ns();
     bool forever = timeout_ms < 0 || timeout_ms > (INT64_MAX - now) / NS_PER_MS;
     int64_t deadline = forever ? INT64_MAX : now + timeout_ms * NS_PER_MS;
-    if (c->fd >= 0 && c->answered == c->next_id && server_left(c)) conn_break(c);
+    if (c->fd >= 0 && c->answered == c->next_id && server_left(c, now)) conn_break(c);
     int rc = c->fd < 0 ? reconnect(c, deadline, err) : 0;
     uint64_t id = ++c->next_id;
     if (rc == 0) rc = send_request(c, sid, id, req, deadline, err);
-    if (rc == 0) rc = await_answer(c, id, resp, deadline, err);
-    if (rc != SHMRPC_ETIMEDOUT) c->answered = id;
+    if (rc == 0) rc = await_answer(c, sid, id, resp, deadline, err);
+    if (rc != SHMRPC_ETIMEDOUT) {
+        c->answered = id;
+        c->answered_ns = shmrpc__now_ns();
+    }
     consume(c);
     return rc;
 }

@@ -125,16 +125,9 @@ static void check_add(shmrpc_client *c)
 
 /* --- tests --- */
 
-static void every_method(void **state)
+/* Echoes empty, small, compressible, incompressible and 4 MiB messages through c. */
+static void echo_sizes(shmrpc_client *c)
 {
-    (void)state;
-    pid_t server = start_server(2);
-    shmrpc_client *c = connect_client();
-    check_add(c);
-    int32_t pid = 0;
-    assert_int_equal(calls_nap(c, 1, &pid), 0);
-    assert_true(pid > 0 && pid != getpid());
-    /* empty, small, compressible (snappy), incompressible, and 4 MiB */
     size_t sizes[] = {0, 16, 4096, 65536, 65536, (size_t)4 << 20};
     uint8_t *data = malloc(sizes[5]);
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
@@ -151,6 +144,38 @@ static void every_method(void **state)
         if (sizes[k]) assert_memory_equal(out.ptr, data, sizes[k]);
     }
     free(data);
+}
+
+static shmrpc_client *client_compressing(unsigned compression)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.compression = compression;
+    int rc;
+    shmrpc_client *c = connect_with(&calls_service_info, &o, &rc);
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    return c;
+}
+
+/* Every method, uncompressed (the default over loopback), with snappy (the server's first
+ * choice) and with zlib. */
+static void every_method(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    check_add(c);
+    int32_t pid = 0;
+    assert_int_equal(calls_nap(c, 1, &pid), 0);
+    assert_true(pid > 0 && pid != getpid());
+    echo_sizes(c);
+    unsigned algos[] = {SHMRPC_COMPRESS_SNAPPY | SHMRPC_COMPRESS_ZLIB, SHMRPC_COMPRESS_ZLIB};
+    for (size_t i = 0; i < 2; i++) {
+        shmrpc_client *z = client_compressing(algos[i]);
+        echo_sizes(z);
+        check_add(z);
+        shmrpc_client_free(z);
+    }
     /* a deadline shorter than the call: ETIMEDOUT, and the connection goes on */
     shmrpc_client_next_timeout(c, 50);
     assert_int_equal(calls_nap(c, 300, &pid), SHMRPC_ETIMEDOUT);

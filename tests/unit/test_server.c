@@ -311,6 +311,34 @@ static int h_status_only(shmrpc_ctx *ctx)
     return SHMRPC_ENOENT;
 }
 
+static int h_not_a_status(shmrpc_ctx *ctx)
+{
+    (void)ctx;
+    return -100;
+}
+
+/* A negative number that is no status of status.h is the handler's mistake too: the
+ * client must not receive a code it cannot name. */
+static void unknown_negative_status(void **state)
+{
+    (void)state;
+    shmrpc_server *s = new_server(0);
+    calc_handlers h = calc_default_handlers;
+    h.positive = h_not_a_status;
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &h, NULL), 0);
+    shmrpc_ctx ctx;
+    assert_int_equal(shmrpc__ctx_init(&ctx, s), 0);
+    shmrpc_buf resp;
+    shmrpc_buf_init(&resp);
+    assert_int_equal(shmrpc__dispatch(s, &ctx, CALC_POSITIVE, shmrpc_bytes_of("", 0), &resp),
+                     SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc__ctx_msg(&ctx),
+                        "the handler of 'positive' returned -100, which is not a status");
+    shmrpc_buf_destroy(&resp);
+    shmrpc__ctx_destroy(&ctx);
+    shmrpc_server_free(s);
+}
+
 static void handler_table_is_copied(void **state)
 {
     (void)state;
@@ -373,6 +401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(dispatch_calls_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(dispatch_failures, setup, teardown),
         cmocka_unit_test(handler_table_is_copied),
+        cmocka_unit_test(unknown_negative_status),
         cmocka_unit_test_setup_teardown(decode_error_format, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,7 +23,8 @@ extern "C" {
 
 /* Zero in any field means its default. */
 typedef struct shmrpc_tcp_opts {
-    unsigned compression;         /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib */
+    unsigned compression;         /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib, except
+                                   * that a client offers none to a loopback address */
     uint32_t compress_threshold;  /* smallest message compressed; 0: 4096 bytes */
     int64_t connect_timeout_ms;   /* client: connect and handshake; 0: 5 s */
     int64_t handshake_timeout_ms; /* server: from accept to the handshake's end; 0: 5 s */

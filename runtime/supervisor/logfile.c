@@ -1,0 +1,123 @@
+/* Rotating log files for the services' output and the supervisor's own lines. */
+#include "logfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t sup_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sup_log_time(char *out, size_t cap, int64_t unix_ms)
+{
+    time_t s = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+}
+
+static int reopen(sup_log *l)
+{
+    l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    if (l->fd < 0) return -errno;
+    struct stat st;
+    l->size = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    return 0;
+}
+
+int sup_log_open(sup_log *l, const char *dir, const char *name, uint64_t max, int keep, bool stamp)
+{
+    memset(l, 0, sizeof *l);
+    l->fd = -1;
+    l->max = max;
+    l->keep = keep;
+    l->stamp = stamp;
+    size_t n = strlen(dir) + strlen(name) + 2;
+    l->path = malloc(n);
+    if (!l->path) return -ENOMEM;
+    snprintf(l->path, n, "%s/%s", dir, name);
+    return reopen(l);
+}
+
+/* NAME.log.K-1 -> NAME.log.K down to NAME.log -> NAME.log.1; the oldest falls off. */
+static void rotate(sup_log *l)
+{
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+    char from[PATH_MAX], to[PATH_MAX];
+    if (l->keep == 0) {
+        unlink(l->path);
+    } else {
+        snprintf(to, sizeof to, "%s.%d", l->path, l->keep);
+        unlink(to);
+        for (int k = l->keep - 1; k >= 1; k--) {
+            snprintf(from, sizeof from, "%s.%d", l->path, k);
+            snprintf(to, sizeof to, "%s.%d", l->path, k + 1);
+            rename(from, to); /* ENOENT while fewer exist */
+        }
+        snprintf(to, sizeof to, "%s.1", l->path);
+        rename(l->path, to);
+    }
+    reopen(l);
+}
+
+static void put(sup_log *l, const char *p, size_t n)
+{
+    while (n > 0) {
+        if (l->fd < 0 && reopen(l) != 0) break;
+        ssize_t k = write(l->fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        l->size += (uint64_t)k;
+        p += k;
+        n -= (size_t)k;
+    }
+    l->dropped += n;
+}
+
+void sup_log_write(sup_log *l, const char *data, size_t n)
+{
+    char stamp[40];
+    size_t stamp_len = 0;
+    while (n > 0) {
+        const char *nl = memchr(data, '\n', n);
+        size_t line = nl ? (size_t)(nl - data) + 1 : n;
+        if (!l->mid_line && l->stamp) {
+            sup_log_time(stamp, sizeof stamp - 1, sup_unix_ms());
+            stamp_len = strlen(stamp);
+            stamp[stamp_len++] = ' ';
+        } else {
+            stamp_len = 0;
+        }
+        /* Rotate before a piece that would pass max; a piece longer than max on its own is
+         * cut so that no file is larger than max. */
+        if (l->max) {
+            if (l->size > 0 && l->size + stamp_len + line > l->max) rotate(l);
+            if (stamp_len + line > l->max) line = (size_t)l->max - stamp_len;
+        }
+        if (stamp_len) put(l, stamp, stamp_len);
+        put(l, data, line);
+        l->mid_line = data[line - 1] != '\n';
+        data += line;
+        n -= line;
+    }
+}
+
+void sup_log_close(sup_log *l)
+{
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+    free(l->path);
+    l->path = NULL;
+}

@@ -1,0 +1,359 @@
+/* shmrpc-service [--foreground] service.ini: runs the services of a service.ini in file
+ * order, restarts them when they crash, writes their output to their logs and their state
+ * to LOG_DIR/status.json, and stops them in reverse order on SIGTERM or SIGINT. One thread;
+ * it sleeps in poll() on a signalfd (SIGTERM, SIGINT, SIGCHLD) and the services' output
+ * pipes, with a timeout that is the nearest deadline (a restart, a readiness check, a
+ * SIGKILL) or none. It is a child subreaper, so that the workers a killed service leaves
+ * behind become its children and are reaped here, not left to a PID 1 that may not. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "config.h"
+#include "logfile.h"
+#include "service.h"
+
+static bool foreground;
+static sup_log own_log; /* LOG_DIR/shmrpc-service.log, without --foreground */
+static bool own_log_open;
+static bool status_dirty = true;
+static bool draining;
+static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
+
+int64_t sup_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sup_status_changed(void)
+{
+    status_dirty = true;
+}
+
+bool sup_draining(void)
+{
+    return draining;
+}
+
+void sup_logf(const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    if (own_log_open) {
+        sup_log_write(&own_log, line, (size_t)n);
+    } else {
+        /* stderr, as systemd's journal takes it: it stamps the lines itself. */
+        fprintf(stderr, "shmrpc-service: %.*s", n, line);
+    }
+}
+
+/* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
+ * or, with a leading '@', an abstract name. */
+static void notify(const char *msg)
+{
+    if (!notify_socket) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(notify_socket);
+    if ((notify_socket[0] != '/' && notify_socket[0] != '@') || len >= sizeof sa.sun_path) return;
+    memcpy(sa.sun_path, notify_socket, len);
+    if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
+        sup_logf("sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
+    close(fd);
+}
+
+/* mkdir -p, 0750 for what it creates. */
+static int make_dirs(const char *path)
+{
+    char p[PATH_MAX];
+    if (strlen(path) >= sizeof p) return -ENAMETOOLONG;
+    strcpy(p, path);
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0750) != 0 && errno != EEXIST) return -errno;
+        *s = c;
+        if (!c) break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* LOG_DIR/status.json, replaced whole (a temporary file renamed over it) so that a reader
+ * never sees half of it. Service names are letters, digits, '_', '-' and '.': no escaping. */
+static void write_status(const char *dir, const sup_service *svcs, size_t n, const char *state)
+{
+    char tmp[PATH_MAX], path[PATH_MAX], when[40];
+    snprintf(tmp, sizeof tmp, "%s/.status.json.tmp", dir);
+    snprintf(path, sizeof path, "%s/status.json", dir);
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        sup_logf("cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    sup_log_time(when, sizeof when, sup_unix_ms());
+    fprintf(f, "{\n  \"pid\": %d,\n  \"state\": \"%s\",\n  \"updated_at\": \"%s\",\n",
+            (int)getpid(), state, when);
+    fprintf(f, "  \"services\": {");
+    for (size_t i = 0; i < n; i++) {
+        const sup_service *s = &svcs[i];
+        fprintf(f, "%s\n    \"%s\": {\"state\": \"%s\", \"pid\": %d, \"restarts\": %d, ",
+                i ? "," : "", s->cfg->name, sup_state_name(s->state), (int)s->pid, s->restarts);
+        if (s->started_unix) {
+            sup_log_time(when, sizeof when, s->started_unix);
+            fprintf(f, "\"started_at\": \"%s\", \"started_at_ms\": %lld, ", when,
+                    (long long)s->started_unix);
+        } else {
+            fprintf(f, "\"started_at\": null, \"started_at_ms\": null, ");
+        }
+        fprintf(f, "\"log_dropped_bytes\": %llu}", (unsigned long long)s->log.dropped);
+    }
+    fprintf(f, "\n  }\n}\n");
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        sup_logf("cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: shmrpc-service [--foreground] service.ini\n"
+            "  --foreground  log to stderr (for systemd) instead of LOG_DIR/shmrpc-service.log\n");
+}
+
+/* Whether the service after s may start: s does not wait, or is past waiting. */
+static bool settled(const sup_service *s)
+{
+    return !sup_service_waits(s) || s->state == SUP_RUNNING || s->state == SUP_FAILED ||
+           s->state == SUP_STOPPED;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--foreground") == 0) {
+            foreground = true;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' || path) {
+            usage(stderr);
+            return 2;
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path) {
+        usage(stderr);
+        return 2;
+    }
+
+    shmrpc_config *c = NULL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = shmrpc_config_load(path, NULL, &c, &err);
+    if (rc) {
+        if (err.len)
+            fwrite(err.data, 1, err.len, stderr);
+        else
+            fprintf(stderr, "shmrpc-service: %s: %s\n", path, shmrpc_strerror(rc));
+        shmrpc_buf_destroy(&err);
+        return 1;
+    }
+    shmrpc_buf_destroy(&err);
+    for (size_t i = 0; i < c->n_services; i++) {
+        if (c->services[i].kind != SHMRPC_CONFIG_EXEC) {
+            fprintf(stderr,
+                    "%s:%d: error: service [%s]: module= services are not run yet (issue 5); "
+                    "write exec = a server program instead\n",
+                    c->path, c->services[i].line, c->services[i].name);
+            shmrpc_config_free(c);
+            return 1;
+        }
+    }
+    const char *log_dir = c->defaults.log_dir;
+    int e = make_dirs(log_dir);
+    for (size_t i = 0; e == 0 && i < c->n_services; i++)
+        e = make_dirs(c->services[i].s.log_dir);
+    if (e) {
+        fprintf(stderr, "shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
+                strerror(-e));
+        shmrpc_config_free(c);
+        return 1;
+    }
+    if (!foreground) {
+        e = sup_log_open(&own_log, log_dir, "shmrpc-service.log", c->defaults.log_max_bytes,
+                         c->defaults.log_keep, true);
+        if (e) {
+            fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s\n", log_dir,
+                    strerror(-e));
+            shmrpc_config_free(c);
+            return 1;
+        }
+        own_log_open = true;
+    }
+    const char *ns = getenv("NOTIFY_SOCKET");
+    if (ns && *ns) notify_socket = strdup(ns);
+    unsetenv("NOTIFY_SOCKET"); /* the services are not the unit systemd watches */
+
+    /* SIGTERM and SIGINT arrive on a signalfd; the children unblock them before exec. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+    size_t n = c->n_services;
+    sup_service *svcs = calloc(n, sizeof *svcs);
+    struct pollfd *pfds = calloc(1 + n, sizeof *pfds);
+    if (sfd < 0 || !svcs || !pfds) {
+        sup_logf("cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e = sup_service_init(&svcs[i], &c->services[i], c->dir);
+        if (e) {
+            sup_logf("%s: cannot open its pipe or log: %s", c->services[i].name, strerror(-e));
+            return 1;
+        }
+    }
+    sup_logf("pid %d: %zu service%s from %s", (int)getpid(), n, n == 1 ? "" : "s", c->path);
+
+    size_t cursor = 0;  /* the next service to start, in file order */
+    size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
+    bool ready_sent = false;
+    for (;;) {
+        int64_t now = sup_mono_ms();
+        if (!draining) {
+            while (cursor < n && (cursor == 0 || settled(&svcs[cursor - 1])))
+                sup_service_start(&svcs[cursor++], now);
+            if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
+                sup_logf("all services started");
+                notify("READY=1");
+                ready_sent = true;
+            }
+        } else {
+            while (to_stop > 0) {
+                sup_service *s = &svcs[to_stop - 1];
+                if (s->pid == 0) {
+                    if (s->state != SUP_FAILED) sup_service_stop(s, now, false, SUP_STOPPED);
+                    to_stop--;
+                } else {
+                    sup_service_stop(s, now, false, SUP_STOPPED); /* once; then it waits */
+                    break;
+                }
+            }
+        }
+        if (status_dirty) {
+            write_status(log_dir, svcs, n,
+                         draining     ? (to_stop ? "draining" : "stopped")
+                         : ready_sent ? "running"
+                                      : "starting");
+            status_dirty = false;
+        }
+        if (draining && to_stop == 0) break;
+
+        int64_t next = INT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+            int64_t d = sup_service_next_deadline(&svcs[i]);
+            if (d < next) next = d;
+        }
+        int timeout = next == INT64_MAX      ? -1
+                      : next <= now          ? 0
+                      : next - now > INT_MAX ? INT_MAX
+                                             : (int)(next - now);
+        nfds_t np = 0;
+        pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        for (size_t i = 0; i < n; i++)
+            pfds[np++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
+        if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
+            sup_logf("poll: %s", strerror(errno));
+            break;
+        }
+        now = sup_mono_ms();
+        if (pfds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                if (si.ssi_signo == SIGCHLD) continue; /* reaped below, however many */
+                if (!draining) {
+                    sup_logf("%s: stopping the services, last first", strsignal((int)si.ssi_signo));
+                    notify("STOPPING=1");
+                    draining = true;
+                    status_dirty = true;
+                    for (size_t i = 0; i < n; i++) /* no restarts from now on */
+                        if (svcs[i].state == SUP_BACKOFF)
+                            sup_service_stop(&svcs[i], now, false, SUP_STOPPED);
+                } else {
+                    sup_logf("%s again: SIGKILL to every service", strsignal((int)si.ssi_signo));
+                    for (size_t i = 0; i < n; i++)
+                        if (svcs[i].pid) sup_service_stop(&svcs[i], now, true, SUP_STOPPED);
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (pfds[1 + i].revents & POLLIN) sup_service_drain(&svcs[i]);
+        /* Every child that ended: a service's process, or a worker it left behind. */
+        int wst;
+        for (pid_t pid; (pid = waitpid(-1, &wst, WNOHANG)) > 0;) {
+            for (size_t i = 0; i < n; i++) {
+                if (svcs[i].pid != pid) continue;
+                while (sup_service_drain(&svcs[i])) /* what it wrote before it died first */
+                    ;
+                sup_service_reaped(&svcs[i], now, wst);
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            sup_service_tick(&svcs[i], sup_mono_ms());
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        while (sup_service_drain(&svcs[i]))
+            ;
+        sup_service_destroy(&svcs[i]);
+    }
+    sup_logf("stopped");
+    write_status(log_dir, svcs, n, "stopped");
+    free(svcs);
+    free(pfds);
+    free(notify_socket);
+    close(sfd);
+    if (own_log_open) sup_log_close(&own_log);
+    shmrpc_config_free(c);
+    return 0;
+}

@@ -1,0 +1,324 @@
+/* One exec= service's process: started in its own process group with its output on a
+ * pipe the supervisor drains into its log, checked until it answers, restarted with
+ * backoff when it exits on its own, marked failed when it crashes in a loop. */
+#include "service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <shmrpc/client.h>
+#include <shmrpc/status.h>
+
+/* How often a starting service is asked whether it answers. */
+#define PROBE_EVERY_MS 50
+/* How long one check may take over TCP (shm:// answers or refuses at once). */
+#define PROBE_TIMEOUT_MS 1000
+
+const char *sup_state_name(sup_state st)
+{
+    switch (st) {
+    case SUP_STOPPED:
+        return "stopped";
+    case SUP_STARTING:
+        return "starting";
+    case SUP_RUNNING:
+        return "running";
+    case SUP_BACKOFF:
+        return "backoff";
+    case SUP_STOPPING:
+        return "stopping";
+    case SUP_FAILED:
+        return "failed";
+    }
+    return "?";
+}
+
+static void set_state(sup_service *s, sup_state st)
+{
+    if (s->state == st) return;
+    s->state = st;
+    sup_status_changed();
+}
+
+int sup_service_init(sup_service *s, const shmrpc_config_service *cfg, const char *cwd)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->cwd = cwd;
+    s->out_r = s->out_w = -1;
+    s->restart_times = calloc((size_t)cfg->s.crash_loop_restarts, sizeof *s->restart_times);
+    if (!s->restart_times) return -ENOMEM;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
+    s->out_r = p[0];
+    s->out_w = p[1];
+    char name[80];
+    snprintf(name, sizeof name, "%s.log", cfg->name);
+    return sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
+}
+
+void sup_service_destroy(sup_service *s)
+{
+    if (s->out_r >= 0) close(s->out_r);
+    if (s->out_w >= 0) close(s->out_w);
+    sup_log_close(&s->log);
+    free(s->restart_times);
+    s->out_r = s->out_w = -1;
+    s->restart_times = NULL;
+}
+
+bool sup_service_waits(const sup_service *s)
+{
+    return s->cfg->s.wait_until_completed && (s->cfg->shm_name || s->cfg->tcp_port);
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child(const sup_service *s, pid_t parent)
+{
+    setpgid(0, 0);
+    /* Should the supervisor die without stopping it, it is asked to stop too. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* the supervisor blocks SIGTERM and SIGINT */
+    signal(SIGPIPE, SIG_DFL);              /* and ignores SIGPIPE; exec keeps SIG_IGN */
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != 0) {
+        dup2(null, 0);
+        close(null);
+    }
+    dup2(s->out_w, 1);
+    dup2(s->out_w, 2);
+    if (chdir(s->cwd) != 0) {
+        static const char m[] = "shmrpc-service: cannot enter the service.ini's folder\n";
+        ssize_t k = write(2, m, sizeof m - 1);
+        (void)k;
+        _exit(127);
+    }
+    execv(s->cfg->program, s->cfg->argv);
+    static const char m[] = "shmrpc-service: exec failed: ";
+    const char *why = strerror(errno); /* not async-signal-safe in theory; glibc's is */
+    ssize_t k = write(2, m, sizeof m - 1);
+    k = write(2, why, strlen(why));
+    k = write(2, "\n", 1);
+    (void)k;
+    _exit(127);
+}
+
+static void crashed(sup_service *s, int64_t now, const char *what);
+
+void sup_service_start(sup_service *s, int64_t now)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) child(s, parent);
+    if (pid < 0) {
+        crashed(s, now, "could not be started (fork failed)");
+        return;
+    }
+    setpgid(pid, pid); /* also here, so that a signal to the group cannot race the child */
+    s->pid = pid;
+    s->started_mono = now;
+    s->started_unix = sup_unix_ms();
+    sup_logf("%s: started %s as pid %d", s->cfg->name, s->cfg->program, (int)pid);
+    if (sup_service_waits(s)) {
+        s->ready_by = now + s->cfg->s.startup_timeout_ms;
+        s->next_probe = now;
+        set_state(s, SUP_STARTING);
+    } else {
+        set_state(s, SUP_RUNNING);
+    }
+    sup_status_changed();
+}
+
+/* Where it answers: its shm_name, else its tcp_port on loopback. */
+static void address(const sup_service *s, char *out, size_t cap)
+{
+    if (s->cfg->shm_name)
+        snprintf(out, cap, "shm://%s", s->cfg->shm_name);
+    else
+        snprintf(out, cap, "tcp://127.0.0.1:%d", s->cfg->tcp_port);
+}
+
+/* Does it answer? A client with an empty method table connects to anything that serves
+ * the address, so this checks that the server is there and takes connections without
+ * knowing its .svc. */
+static bool answers(const sup_service *s)
+{
+    static const shmrpc_service_info probe = {
+        .magic = SHMRPC_SERVICE_MAGIC,
+        .version = SHMRPC_DESCRIPTOR_VERSION,
+        .name = "shmrpc-service-probe",
+    };
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.connect_timeout_ms = PROBE_TIMEOUT_MS;
+    shmrpc_client *c = NULL;
+    if (shmrpc_client_new(&c, &probe, &o) != 0) return false;
+    char addr[96];
+    address(s, addr, sizeof addr);
+    int rc = shmrpc_client_connect(c, addr);
+    shmrpc_client_free(c);
+    return rc == 0;
+}
+
+static void describe(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, cap, "ended (wait status 0x%x)", (unsigned)status);
+}
+
+/* It stopped when no one asked it to: restart it after a backoff, or mark it failed if
+ * it has been restarted crash_loop_restarts times within crash_loop_window_s. */
+static void crashed(sup_service *s, int64_t now, const char *what)
+{
+    const shmrpc_config_settings *cs = &s->cfg->s;
+    if (sup_draining()) {
+        sup_logf("%s: %s while stopping everything: not restarted", s->cfg->name, what);
+        set_state(s, SUP_STOPPED);
+        return;
+    }
+    int recent = 0;
+    for (int i = 0; i < cs->crash_loop_restarts; i++)
+        if (s->restart_times[i] && now - s->restart_times[i] < cs->crash_loop_window_ms) recent++;
+    if (recent >= cs->crash_loop_restarts) {
+        sup_logf("%s: %s; restarted %d times within %llds: marked failed, not restarted",
+                 s->cfg->name, what, recent, (long long)(cs->crash_loop_window_ms / 1000));
+        set_state(s, SUP_FAILED);
+        return;
+    }
+    /* A process that ran a whole window without crashing starts the backoff afresh. */
+    if (s->started_mono && now - s->started_mono >= cs->crash_loop_window_ms) s->in_a_row = 0;
+    int64_t delay = cs->restart_backoff_ms;
+    for (int i = 0; i < s->in_a_row && delay < cs->restart_backoff_max_ms; i++)
+        delay *= 2;
+    if (delay > cs->restart_backoff_max_ms) delay = cs->restart_backoff_max_ms;
+    s->in_a_row++;
+    s->restart_at = now + delay;
+    sup_logf("%s: %s; restarting in %lld ms", s->cfg->name, what, (long long)delay);
+    set_state(s, SUP_BACKOFF);
+}
+
+void sup_service_reaped(sup_service *s, int64_t now, int status)
+{
+    pid_t r = s->pid;
+    char what[128];
+    describe(status, what, sizeof what);
+    /* Whatever it left in its group (workers of a killed server) goes with it, so that a
+     * restart finds no one holding its name or port. */
+    if (kill(-s->pid, SIGKILL) == 0)
+        sup_logf("%s: killed what was left of its process group %d", s->cfg->name, (int)s->pid);
+    s->pid = 0;
+    s->started_unix = 0;
+    sup_status_changed();
+    if (s->state == SUP_STOPPING) {
+        sup_logf("%s: stopped (it %s)", s->cfg->name, what);
+        set_state(s, s->after_stop);
+        return;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "pid %d %s", (int)(r), what);
+    crashed(s, now, msg);
+}
+
+bool sup_service_drain(sup_service *s)
+{
+    char buf[16384];
+    bool any = false;
+    for (int i = 0; i < 16; i++) { /* a bounded share, so one chatty service cannot starve */
+        ssize_t n = read(s->out_r, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        sup_log_write(&s->log, buf, (size_t)n);
+        any = true;
+    }
+    return any;
+}
+
+static void record_restart(sup_service *s, int64_t now)
+{
+    int oldest = 0;
+    for (int i = 1; i < s->cfg->s.crash_loop_restarts; i++)
+        if (s->restart_times[i] < s->restart_times[oldest]) oldest = i;
+    s->restart_times[oldest] = now;
+    s->restarts++;
+}
+
+void sup_service_tick(sup_service *s, int64_t now)
+{
+    switch (s->state) {
+    case SUP_BACKOFF:
+        if (now >= s->restart_at) {
+            record_restart(s, now);
+            sup_service_start(s, now);
+        }
+        break;
+    case SUP_STARTING:
+        if (now < s->next_probe) break;
+        if (answers(s)) {
+            char addr[96];
+            address(s, addr, sizeof addr);
+            sup_logf("%s: answering at %s, %lld ms after it started", s->cfg->name, addr,
+                     (long long)(sup_mono_ms() - s->started_mono));
+            set_state(s, SUP_RUNNING);
+        } else if (sup_mono_ms() >= s->ready_by) {
+            sup_logf("%s: not answering after %llds (startup_timeout_s): stopped, marked failed",
+                     s->cfg->name, (long long)(s->cfg->s.startup_timeout_ms / 1000));
+            sup_service_stop(s, sup_mono_ms(), false, SUP_FAILED);
+        } else {
+            s->next_probe = sup_mono_ms() + PROBE_EVERY_MS;
+        }
+        break;
+    case SUP_STOPPING:
+        if (now >= s->kill_at && s->pid) {
+            sup_logf("%s: still running after stop_timeout_s: SIGKILL", s->cfg->name);
+            kill(-s->pid, SIGKILL);
+            s->kill_at = INT64_MAX; /* once; SIGCHLD says when it is gone */
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+int64_t sup_service_next_deadline(const sup_service *s)
+{
+    switch (s->state) {
+    case SUP_BACKOFF:
+        return s->restart_at;
+    case SUP_STARTING:
+        return s->next_probe;
+    case SUP_STOPPING:
+        return s->kill_at;
+    default:
+        return INT64_MAX;
+    }
+}
+
+void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
+{
+    s->after_stop = final;
+    if (!s->pid) {
+        if (s->state != SUP_FAILED) set_state(s, final);
+        return;
+    }
+    if (s->state == SUP_STOPPING && !force) return;
+    sup_logf("%s: %s to process group %d", s->cfg->name, force ? "SIGKILL" : "SIGTERM",
+             (int)s->pid);
+    kill(-s->pid, force ? SIGKILL : SIGTERM);
+    s->kill_at = force ? INT64_MAX : now + s->cfg->s.stop_timeout_ms;
+    set_state(s, SUP_STOPPING);
+}

@@ -1,0 +1,78 @@
+/* One exec= service's life under the supervisor: its process (group), its output drained
+ * into its log, the check that it answers, restarts with backoff, and stopping. */
+#ifndef SHMRPC_SUPERVISOR_SERVICE_H
+#define SHMRPC_SUPERVISOR_SERVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "logfile.h"
+
+typedef enum sup_state {
+    SUP_STOPPED,  /* not started yet, or stopped */
+    SUP_STARTING, /* its process runs; not yet answering calls */
+    SUP_RUNNING,  /* answering (or not waited for) */
+    SUP_BACKOFF,  /* exited on its own; restarted at restart_at */
+    SUP_STOPPING, /* SIGTERM sent; SIGKILL at kill_at */
+    SUP_FAILED,   /* crashed in a loop or never answered: left stopped */
+} sup_state;
+
+typedef struct sup_service {
+    const shmrpc_config_service *cfg;
+    const char *cwd; /* where its program runs: the service.ini's folder */
+    sup_state state;
+    sup_state after_stop;   /* SUP_STOPPED, or SUP_FAILED for one stopped for not answering */
+    pid_t pid;              /* its process, which leads its process group; 0: none */
+    int out_r, out_w;       /* the pipe its stdout and stderr go to; the write end stays open
+                             * here so that restarts share the pipe and it never reads EOF */
+    sup_log log;            /* LOG_DIR/NAME.log */
+    int restarts;           /* restarts since the supervisor started */
+    int in_a_row;           /* crashes without crash_loop_window_s of running between them */
+    int64_t *restart_times; /* monotonic ms of the recent restarts, crash_loop_restarts */
+    int64_t started_mono;   /* monotonic ms its current process started */
+    int64_t started_unix;   /* the same in Unix ms, for status.json; 0: none */
+    int64_t restart_at;     /* SUP_BACKOFF: when to start it again */
+    int64_t ready_by;       /* SUP_STARTING: when to give up waiting for an answer */
+    int64_t next_probe;     /* SUP_STARTING: when to check again */
+    int64_t kill_at;        /* SUP_STOPPING: when to SIGKILL */
+} sup_service;
+
+/* The supervisor's own log lines; defined by main.c. */
+void sup_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Something status.json shows changed; defined by main.c. */
+void sup_status_changed(void);
+int64_t sup_mono_ms(void);
+/* SIGTERM came: nothing is restarted any more; defined by main.c. */
+bool sup_draining(void);
+
+/* Opens its pipe and log. 0, or -errno. */
+int sup_service_init(sup_service *s, const shmrpc_config_service *cfg, const char *cwd);
+void sup_service_destroy(sup_service *s);
+
+/* Starts its process. A failed fork counts as a crash. */
+void sup_service_start(sup_service *s, int64_t now);
+
+/* Whether it waits for an answer before the next service starts and counts as running. */
+bool sup_service_waits(const sup_service *s);
+
+/* Its process was reaped with wait status status: decides what comes next. */
+void sup_service_reaped(sup_service *s, int64_t now, int status);
+
+/* Moves output from the pipe to the log; returns false when nothing was there. */
+bool sup_service_drain(sup_service *s);
+
+/* Whatever is due at now: a restart, a readiness check, a SIGKILL. */
+void sup_service_tick(sup_service *s, int64_t now);
+
+/* The earliest time sup_service_tick has something to do; INT64_MAX: none. */
+int64_t sup_service_next_deadline(const sup_service *s);
+
+/* SIGTERM to its process group and SIGKILL at now + stop_timeout_s (or now with force).
+ * One not running becomes `final` at once. */
+void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final);
+
+const char *sup_state_name(sup_state st);
+
+#endif

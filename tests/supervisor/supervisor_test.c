@@ -1,0 +1,352 @@
+/* shmrpc-service with real processes: file order and wait_until_completed, logs and their
+ * rotation, a kill -9 restarted, a crash loop marked failed, a service that never answers,
+ * sd_notify, and SIGTERM stopping everything. Every wait is bounded; whatever a test leaves
+ * (the supervisor, its services' process groups, segments, the temporary folder) is
+ * removed in teardown, also when the test failed. */
+#define _GNU_SOURCE /* nftw */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct fixture {
+    char dir[64];
+    char shm[32];     /* the shm_name of this test's echo service */
+    pid_t sup;        /* the supervisor, 0 once reaped */
+    int notify_fd;    /* the socket NOTIFY_SOCKET names */
+    pid_t groups[64]; /* services' process groups seen, killed in teardown */
+    int n_groups;
+} fixture;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    strcpy(f->dir, "/tmp/shmrpc-supervisor-test-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->shm, sizeof f->shm, "sup_test_%d", (int)getpid());
+    f->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", f->dir);
+    if (f->notify_fd < 0 || bind(f->notify_fd, (struct sockaddr *)&sa, sizeof sa) != 0) return -1;
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->sup > 0) {
+        kill(f->sup, SIGKILL);
+        waitpid(f->sup, NULL, 0);
+    }
+    for (int i = 0; i < f->n_groups; i++)
+        kill(-f->groups[i], SIGKILL);
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strstr(e->d_name, f->shm)) {
+            char p[300];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+    close(f->notify_fd);
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Writes DIR/service.ini and starts the supervisor on it, stderr to DIR/supervisor.err. */
+static void start(fixture *f, const char *ini, bool fg)
+{
+    char path[128], errp[128];
+    snprintf(path, sizeof path, "%s/service.ini", f->dir);
+    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
+    FILE *w = fopen(path, "w");
+    assert_non_null(w);
+    fputs(ini, w);
+    fclose(w);
+    f->sup = fork();
+    assert_true(f->sup >= 0);
+    if (f->sup == 0) {
+        char ns[128];
+        snprintf(ns, sizeof ns, "%s/notify", f->dir);
+        setenv("NOTIFY_SOCKET", ns, 1);
+        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        alarm(60); /* a watchdog should teardown not run */
+        if (fg)
+            execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
+        else
+            execl(SHMRPC_SERVICE, "shmrpc-service", path, (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* The next sd_notify datagram within ms, or "" (static). */
+static const char *notified(fixture *f, int ms)
+{
+    static char msg[256];
+    struct pollfd p = {.fd = f->notify_fd, .events = POLLIN};
+    msg[0] = '\0';
+    if (poll(&p, 1, ms) == 1) {
+        ssize_t n = recv(f->notify_fd, msg, sizeof msg - 1, 0);
+        msg[n > 0 ? n : 0] = '\0';
+    }
+    return msg;
+}
+
+/* A whole file into a static buffer ("" when missing). */
+static const char *slurp(fixture *f, const char *name)
+{
+    static char text[1 << 16];
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    text[0] = '\0';
+    FILE *r = fopen(p, "r");
+    if (!r) return text;
+    size_t n = fread(text, 1, sizeof text - 1, r);
+    text[n] = '\0';
+    fclose(r);
+    return text;
+}
+
+static long long file_size(fixture *f, const char *name)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    struct stat st;
+    return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* One service's entry in status.json, copied. */
+typedef struct entry {
+    char state[16];
+    long long pid, restarts, started_at_ms;
+} entry;
+
+static bool status_of(fixture *f, const char *svc, entry *e)
+{
+    const char *text = slurp(f, "logs/status.json");
+    char key[80];
+    snprintf(key, sizeof key, "\"%s\": {", svc);
+    const char *p = strstr(text, key);
+    if (!p) return false;
+    const char *end = strchr(p, '}');
+    const char *s = strstr(p, "\"state\": \"");
+    if (!end || !s || s > end) return false;
+    s += 10;
+    size_t n = strcspn(s, "\"");
+    if (n >= sizeof e->state) return false;
+    memcpy(e->state, s, n);
+    e->state[n] = '\0';
+    const char *q;
+    e->pid = (q = strstr(p, "\"pid\": ")) && q < end ? atoll(q + 7) : -1;
+    e->restarts = (q = strstr(p, "\"restarts\": ")) && q < end ? atoll(q + 12) : -1;
+    e->started_at_ms = (q = strstr(p, "\"started_at_ms\": ")) && q < end ? atoll(q + 17) : 0;
+    if (e->pid > 0 && f->n_groups < 64) f->groups[f->n_groups++] = (pid_t)e->pid;
+    return true;
+}
+
+/* Waits up to ms for svc to be in state; its entry in *e. */
+static bool wait_state(fixture *f, const char *svc, const char *state, int ms, entry *e)
+{
+    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+        if (status_of(f, svc, e) && strcmp(e->state, state) == 0) return true;
+        if (now_ms() > end) return false;
+    }
+}
+
+/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
+static int stop_supervisor(fixture *f, int ms)
+{
+    kill(f->sup, SIGTERM);
+    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
+        int st;
+        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
+            f->sup = 0;
+            return st;
+        }
+        if (now_ms() > end) return -1;
+    }
+}
+
+static bool group_gone(pid_t pgid)
+{
+    return kill(-pgid, 0) != 0 && errno == ESRCH;
+}
+
+/* Two services: echo answers only a second after it starts; chatter must start after. */
+static void lifecycle(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nlog_max_bytes = 4K\nlog_keep = 2\n"
+             "restart_backoff_ms = 100\nstop_timeout_s = 2\n\n"
+             "[echo]\nexec = sh -c 'sleep 1; exec \"$0\" --workers 2 shm://%s' %s\n"
+             "shm_name = %s\n\n"
+             "[chatter]\nexec = %s 300 100\nwait_until_completed = false\n",
+             f->shm, ECHO_SERVER, f->shm, CHATTER);
+    int64_t t0 = now_ms();
+    start(f, ini, true);
+
+    assert_string_equal(notified(f, 10000), "READY=1");
+    print_message("READY=1 after %lld ms\n", (long long)(now_ms() - t0));
+    entry echo, chat;
+    assert_true(wait_state(f, "echo", "running", 1000, &echo));
+    assert_true(wait_state(f, "chatter", "running", 1000, &chat));
+    /* File order, and chatter only once echo answered, a second after it started. */
+    assert_true(chat.started_at_ms - echo.started_at_ms >= 1000);
+    const char *sup = slurp(f, "supervisor.err");
+    const char *answered = strstr(sup, "echo: answering at shm://");
+    assert_non_null(answered);
+    assert_non_null(strstr(answered, "chatter: started"));
+
+    /* Its output in its log, stamped, rotated at 4K with two old files kept. */
+    for (int64_t end = now_ms() + 5000; !strstr(slurp(f, "logs/chatter.log"), "chatter: done");
+         nap_ms(20))
+        assert_true(now_ms() < end);
+    const char *log = slurp(f, "logs/chatter.log");
+    assert_true(log[4] == '-' && log[10] == 'T' && strstr(log, "Z chatter line "));
+    assert_true(file_size(f, "logs/chatter.log") <= 4096);
+    assert_true(file_size(f, "logs/chatter.log.1") > 3000);
+    assert_true(file_size(f, "logs/chatter.log.1") <= 4096);
+    assert_true(file_size(f, "logs/chatter.log.2") > 3000);
+    assert_int_equal(file_size(f, "logs/chatter.log.3"), -1);
+    assert_non_null(strstr(slurp(f, "logs/chatter.log.1"), "chatter line 00"));
+    char serving[96];
+    snprintf(serving, sizeof serving, "echo-server: serving shm://%s", f->shm);
+    assert_non_null(strstr(slurp(f, "logs/echo.log"), serving));
+
+    /* kill -9: restarted and answering again within 2 s, the old group gone. */
+    int64_t t1 = now_ms();
+    assert_int_equal(kill((pid_t)echo.pid, SIGKILL), 0);
+    entry again;
+    for (int64_t end = now_ms() + 2000;; nap_ms(20)) {
+        if (status_of(f, "echo", &again) && again.pid != echo.pid &&
+            strcmp(again.state, "running") == 0)
+            break;
+        assert_true(now_ms() < end);
+    }
+    print_message("echo killed -9, answering again after %lld ms\n", (long long)(now_ms() - t1));
+    assert_int_equal(again.restarts, 1);
+    assert_true(group_gone((pid_t)echo.pid));
+
+    /* SIGTERM: STOPPING=1, everything gone and exit status 0 within stop_timeout_s + 1. */
+    int64_t t2 = now_ms();
+    int st = stop_supervisor(f, 3000);
+    print_message("SIGTERM to exit: %lld ms\n", (long long)(now_ms() - t2));
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(notified(f, 0), "STOPPING=1");
+    assert_true(group_gone((pid_t)again.pid));
+    assert_true(group_gone((pid_t)chat.pid));
+    assert_true(status_of(f, "echo", &again));
+    assert_string_equal(again.state, "stopped");
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        assert_null(strstr(e->d_name, f->shm));
+    if (d) closedir(d);
+}
+
+/* A program that exits at once: restarted 3 times with backoff, then marked failed. */
+static void crash_loop(void **state)
+{
+    fixture *f = *state;
+    start(f,
+          "[defaults]\nlog_dir = logs\n\n[crashy]\nexec = false\nwait_until_completed = false\n"
+          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 100\ncrash_loop_restarts = 3\n",
+          false);
+    assert_string_equal(notified(f, 5000), "READY=1");
+    entry e;
+    assert_true(wait_state(f, "crashy", "failed", 5000, &e));
+    assert_int_equal(e.restarts, 3);
+    assert_int_equal(e.pid, 0);
+    /* Not --foreground: the supervisor's lines are in its own log, not on stderr. */
+    const char *log = slurp(f, "logs/shmrpc-service.log");
+    assert_non_null(strstr(log, "crashy: pid "));
+    assert_non_null(strstr(log, "restarted 3 times within 60s: marked failed"));
+    assert_string_equal(slurp(f, "supervisor.err"), "");
+    nap_ms(300); /* and it stays failed */
+    assert_true(status_of(f, "crashy", &e));
+    assert_string_equal(e.state, "failed");
+    int st = stop_supervisor(f, 2000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A service that never answers at its shm_name: failed after startup_timeout_s, and the
+ * next one starts anyway. */
+static void never_answers(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 1\n\n"
+             "[mute]\nexec = %s 1 20\nshm_name = %s\nstartup_timeout_s = 1\n\n"
+             "[after]\nexec = %s 1 20\nwait_until_completed = false\n",
+             CHATTER, f->shm, CHATTER);
+    start(f, ini, true);
+    entry mute, after;
+    assert_true(status_of(f, "mute", &mute) || wait_state(f, "mute", "starting", 2000, &mute));
+    pid_t mute_pid = (pid_t)mute.pid;
+    assert_true(wait_state(f, "mute", "failed", 4000, &mute));
+    assert_true(wait_state(f, "after", "running", 1000, &after));
+    assert_true(group_gone(mute_pid));
+    assert_non_null(strstr(slurp(f, "supervisor.err"), "mute: not answering after 1s"));
+    int st = stop_supervisor(f, 2000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(crash_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(never_answers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
