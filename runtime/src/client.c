@@ -15,8 +15,9 @@ struct shmrpc_client {
     shmrpc_buf resp;
     shmrpc_buf errmsg;
     shmrpc_arena *arena;
-    uint32_t *map;      /* client method id -> server method id; n_methods entries */
-    shmrpc__conn *conn; /* NULL when not connected */
+    uint32_t *map;       /* client method id -> server method id; n_methods entries */
+    shmrpc__table table; /* the server's, from the last connect */
+    shmrpc__conn *conn;  /* NULL when not connected */
 };
 
 /* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
@@ -71,7 +72,8 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     }
     c->arena = shmrpc_arena_new(0);
     c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
-    if (!c->arena || !c->map) {
+    c->table.arena = shmrpc_arena_new(0);
+    if (!c->arena || !c->map || !c->table.arena) {
         shmrpc_client_free(c);
         return SHMRPC_ENOMEM;
     }
@@ -94,6 +96,7 @@ void shmrpc_client_free(shmrpc_client *c)
     shmrpc_buf_destroy(&c->resp);
     shmrpc_buf_destroy(&c->errmsg);
     shmrpc_arena_free(c->arena);
+    shmrpc_arena_free(c->table.arena);
     free(c->map);
     free(c);
 }
@@ -108,7 +111,12 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     const char *where;
     int rc = shmrpc__transport_for(addr, &t, &where, &c->errmsg);
     if (rc) return rc;
-    return t->connect(where, c->info, &c->cfg, c->map, &c->conn, &c->errmsg);
+    return t->connect(where, c->info, &c->cfg, c->map, &c->table, &c->conn, &c->errmsg);
+}
+
+const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c)
+{
+    return c && c->conn ? &c->table.info : NULL;
 }
 
 const char *shmrpc_client_errmsg(const shmrpc_client *c)

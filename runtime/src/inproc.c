@@ -220,7 +220,7 @@ static entry *lookup(const char *name, shmrpc_server **server)
 }
 
 static int inproc_connect(const char *where, const shmrpc_service_info *info,
-                          const shmrpc__client_cfg *cfg, uint32_t *map,
+                          const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
                           shmrpc__conn **out, shmrpc_buf *err)
 {
     (void)cfg; /* calls run on the caller's thread: nothing waits */
@@ -234,6 +234,7 @@ static int inproc_connect(const char *where, const shmrpc_service_info *info,
     }
     conn *c = NULL;
     rc = shmrpc__method_map(info, shmrpc__server_info(s), map, err);
+    if (rc == 0) rc = shmrpc__table_keep(table, shmrpc__server_info(s));
     if (rc) goto fail;
     rc = SHMRPC_ENOMEM;
     c = calloc(1, sizeof *c);

@@ -80,7 +80,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
 /* --- tcp:// settings, resolved (tcp.c) ----------------------------------------------- */
 
 typedef struct shmrpc__tcp_cfg {
-    uint16_t compression; /* the wire's flag bits (SHMRPC__FLAG_*); 0: none */
+    uint16_t compression;  /* the wire's flag bits (SHMRPC__FLAG_*); 0: none */
     bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
@@ -98,6 +98,17 @@ const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
 size_t shmrpc__server_max_msg(const shmrpc_server *s);
 const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
 const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s);
+
+/* The server's method table as a client last received it (client.c holds it; a transport
+ * fills it with shmrpc__table_keep once the client's table maps onto the server's, at
+ * every connect and reconnect). */
+typedef struct shmrpc__table {
+    shmrpc_arena *arena; /* names, signatures and methods; reset by each keep */
+    shmrpc_service_info info;
+} shmrpc__table;
+
+/* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
+int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);
 
 /* What a client's connections are made with, resolved from its opts (client.c). */
 typedef struct shmrpc__client_cfg {
@@ -146,8 +157,8 @@ typedef struct shmrpc__transport {
     /* Connects to where (the address after "scheme://") and verifies the method
      * table with shmrpc__method_map, filling map. cfg outlives the connection. */
     int (*connect)(const char *where, const shmrpc_service_info *info,
-                   const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__conn **out,
-                   shmrpc_buf *err);
+                   const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
+                   shmrpc__conn **out, shmrpc_buf *err);
     /* Serves s at where; s has a registered service. */
     int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);
 } shmrpc__transport;

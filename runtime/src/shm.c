@@ -816,6 +816,7 @@ typedef struct shm_conn {
     int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
     const shmrpc_service_info *info; /* for reconnects, which check the table again */
     uint32_t *map;
+    shmrpc__table *table; /* the server's, kept at every (re)connect */
     uint32_t last_worker; /* served the last call: likely the next one's */
     shmrpc_wait_opts wait;
 } shm_conn;
@@ -866,6 +867,7 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
     table t;
     rc = parse_table(c->ctl, &t, err);
     if (rc == 0) rc = shmrpc__method_map(info, &t.info, map_ids, err);
+    if (rc == 0) rc = shmrpc__table_keep(c->table, &t.info);
     table_free(&t);
     return rc;
 }
@@ -904,8 +906,8 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
 }
 
 static int shm_connect(const char *where, const shmrpc_service_info *info,
-                       const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__conn **out,
-                       shmrpc_buf *err)
+                       const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
+                       shmrpc__conn **out, shmrpc_buf *err)
 {
     int rc = check_key(where, err);
     if (rc != 0) return rc;
@@ -918,6 +920,7 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     c->pid = getpid();
     c->info = info;
     c->map = map_ids;
+    c->table = table;
     snprintf(c->key, sizeof c->key, "%s", where);
     c->wait = cfg->wait;
     rc = attach(c, err);

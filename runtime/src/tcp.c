@@ -1060,9 +1060,10 @@ typedef struct tcp_conn {
     socklen_t addr_len;
     const shmrpc_service_info *info;
     const shmrpc__client_cfg *cfg;
-    uint32_t *map; /* the client's, refilled on every reconnect */
-    pid_t pid;     /* the process that opened it */
-    int fd;        /* -1 while broken */
+    uint32_t *map;        /* the client's, refilled on every reconnect */
+    shmrpc__table *table; /* the server's, likewise */
+    pid_t pid;            /* the process that opened it */
+    int fd;               /* -1 while broken */
     uint16_t comp;
     uint32_t threshold, peer_max;
     uint64_t next_id;    /* the last request's id */
@@ -1348,6 +1349,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
                                             c->out.len - SHMRPC__FRAME_HDR_SIZE);
         rc = authenticate(c, sent, frame_body(c), deadline, err);
     }
+    if (rc == 0) rc = shmrpc__table_keep(c->table, &ack.info);
     if (rc == 0) {
         c->comp = ack.compression;
         c->threshold = ack.threshold;
@@ -1411,8 +1413,8 @@ static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_bytes req
 }
 
 /* Reads frames until the answer to request id of method sid: the result into resp. */
-static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp,
-                        int64_t deadline, shmrpc_buf *err)
+static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp, int64_t deadline,
+                        shmrpc_buf *err)
 {
     uint32_t max = cap32(resp->max ? resp->max : SHMRPC_DEFAULT_MAX_MSG);
     for (;;) {
@@ -1444,8 +1446,8 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
         if (!answer || h.request_id != id || h.method != sid) {
             conn_break(c);
             shmrpc__msg_set(err,
-                            "tcp://%s sent a %s frame for request %" PRIu64
-                            " of method %" PRIu32 " out of turn",
+                            "tcp://%s sent a %s frame for request %" PRIu64 " of method %" PRIu32
+                            " out of turn",
                             c->where, shmrpc__frame_kind_name(h.kind), h.request_id, h.method);
             return SHMRPC_EPROTO;
         }
@@ -1515,8 +1517,8 @@ static void tcp_conn_close(shmrpc__conn *base)
 static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call, .close = tcp_conn_close};
 
 static int tcp_connect(const char *where, const shmrpc_service_info *info,
-                       const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__conn **out,
-                       shmrpc_buf *err)
+                       const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
+                       shmrpc__conn **out, shmrpc_buf *err)
 {
     tcp_conn *c = calloc(1, sizeof *c);
     if (!c) return SHMRPC_ENOMEM;
@@ -1526,6 +1528,7 @@ static int tcp_connect(const char *where, const shmrpc_service_info *info,
     c->info = info;
     c->cfg = cfg;
     c->map = map;
+    c->table = table;
     shmrpc_buf_init(&c->out);
     shmrpc_buf_init(&c->in);
     c->arena = shmrpc_arena_new(0);

@@ -216,6 +216,33 @@ static void run_program(const mismatch_case *mc)
     assert_string_equal(rest, mc->status == 0 ? "calls ok\n" : "");
 }
 
+/* A client with no methods connects to any service and learns the server's whole table
+ * (what shmrpcctl call relies on). */
+static void empty_client_sees_the_table(void)
+{
+    static const shmrpc_service_info none = {
+        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL};
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &none, NULL), 0);
+    assert_null(shmrpc_client_server_info(c));
+    int rc = shmrpc_client_connect(c, addr);
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    const shmrpc_service_info *s = shmrpc_client_server_info(c);
+    assert_non_null(s);
+    assert_string_equal(s->name, "Calc");
+    assert_true(s->fingerprint == calc_service_info.fingerprint);
+    assert_int_equal(s->n_methods, calc_service_info.n_methods);
+    for (uint32_t i = 0; i < s->n_methods; i++) {
+        const shmrpc_method_info *got = &s->methods[i], *want = &calc_service_info.methods[i];
+        assert_string_equal(got->name, want->name);
+        assert_int_equal(got->id, i);
+        assert_true(got->fingerprint == want->fingerprint);
+        assert_int_equal(got->encoding, want->encoding);
+        assert_string_equal(got->signature, want->signature);
+    }
+    shmrpc_client_free(c);
+}
+
 /* Every case that can run at addr, with the good client checked around each. */
 static void run_cases(void)
 {
@@ -224,6 +251,7 @@ static void run_cases(void)
     connect_good();
     assert_string_equal(shmrpc_client_errmsg(good), "");
     check_good();
+    empty_client_sees_the_table();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (!cases[i].program)
             run_here(&cases[i]);

@@ -51,6 +51,14 @@ void shmrpc_client_free(shmrpc_client *c);
  * SHMRPC_EUNAVAIL (nobody serves addr), SHMRPC_EMISMATCH. */
 int shmrpc_client_connect(shmrpc_client *c, const char *addr);
 
+/* The server's service as this client last connected to it: its name, fingerprint and
+ * whole method table (names, ids, fingerprints, encodings, canonical signatures; see
+ * docs/svc-language.md), including methods this client lacks. A client built with an
+ * empty table connects to any service, so a program can learn what a server serves
+ * without its generated code (shmrpcctl call does). NULL when not connected; valid until
+ * the next connect or call (a call may reconnect) or shmrpc_client_free. */
+const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
+
 /* The message of the last failed call or connect (the server's message for a handler's
  * error, the field for a decode error), or "". */
 const char *shmrpc_client_errmsg(const shmrpc_client *c);
