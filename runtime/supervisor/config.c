@@ -25,6 +25,8 @@
 #define MAX_PROCS 1024
 /* Service and shm:// names, as the shm transport takes them. */
 #define NAME_MAX_LEN 64
+/* The one service name taken: LOG_DIR/NAME.log would be the supervisor's own log. */
+#define RESERVED_NAME "shmrpc-service"
 /* How much of a value a message quotes. */
 #define QUOTED 60
 
@@ -160,7 +162,7 @@ typedef struct loader {
 } loader;
 
 struct config_box {
-    shmrpc_config c; /* first: shmrpc_config_free gets this pointer */
+    shmrpc__config c; /* first: shmrpc__config_free gets this pointer */
     shmrpc_arena *arena;
 };
 
@@ -552,8 +554,9 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
                      "address (127.0.0.1, ::1 or localhost), not '%s'",
                      Q(L, text));
             v->bad = true;
+        } else {
+            v->s = dup_str(L, host); /* parse_host fills host only when it is an address */
         }
-        v->s = dup_str(L, host);
         return;
     case T_SECRET:
         parse_secret(L, at, text, v);
@@ -902,7 +905,7 @@ static const char *close_reserved(const char *name)
 
 /* --- the result ---------------------------------------------------------------------- */
 
-static void settings_out(const scope *sc, shmrpc_config_settings *o)
+static void settings_out(const scope *sc, shmrpc__config_settings *o)
 {
     const value *v = sc->v;
     o->log_dir = v[K_LOG_DIR].s;
@@ -932,7 +935,7 @@ static int online_cpus(void)
     return n < 1 ? 1 : n > MAX_PROCS ? MAX_PROCS : (int)n;
 }
 
-void shmrpc_config_opts_init(shmrpc_config_opts *o)
+void shmrpc__config_opts_init(shmrpc__config_opts *o)
 {
     o->online_cpus = 0;
 }
@@ -1000,6 +1003,14 @@ static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_o
                 refused++;
                 continue;
             }
+            if (strcmp(s->name, RESERVED_NAME) == 0) {
+                shmrpc__ini_error(&L->ini, s->line, s->col,
+                                  "[%s] is reserved: %s.log in log_dir is the supervisor's own "
+                                  "log; name the service otherwise",
+                                  RESERVED_NAME, RESERVED_NAME);
+                refused++;
+                continue;
+            }
             svcs[n].sec = s;
             svcs[n].is_service = true;
             n++;
@@ -1035,8 +1046,8 @@ static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_o
     return L->ini.oom ? SHMRPC_ENOMEM : 0;
 }
 
-int shmrpc_config_load(const char *path, const shmrpc_config_opts *opts, shmrpc_config **out,
-                       shmrpc_buf *err)
+int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrpc__config **out,
+                        shmrpc_buf *err)
 {
     *out = NULL;
     struct config_box *box = calloc(1, sizeof *box);
@@ -1054,26 +1065,26 @@ int shmrpc_config_load(const char *path, const shmrpc_config_opts *opts, shmrpc_
         goto fail;
     }
 
-    shmrpc_config *c = &box->c;
+    shmrpc__config *c = &box->c;
     c->path = dup_str(&L, path);
     c->dir = (char *)L.dir;
     settings_out(&L.defaults, &c->defaults);
     c->web_host = L.web.v[K_WEB_HOST].s;
     c->web_port = (int)L.web.v[K_WEB_PORT].i;
     c->services =
-        shmrpc_arena_calloc(L.a, n ? n : 1, sizeof *c->services, _Alignof(shmrpc_config_service));
+        shmrpc_arena_calloc(L.a, n ? n : 1, sizeof *c->services, _Alignof(shmrpc__config_service));
     if (!c->services || L.ini.oom) goto fail;
     c->n_services = n;
     for (size_t i = 0; i < n; i++) {
         const value *v = svcs[i].v;
-        shmrpc_config_service *s = &c->services[i];
+        shmrpc__config_service *s = &c->services[i];
         s->name = dup_str(&L, svcs[i].sec->name);
         s->line = svcs[i].sec->line;
         if (v[K_MODULE].set) {
-            s->kind = SHMRPC_CONFIG_MODULE;
+            s->kind = SHMRPC__CONFIG_MODULE;
             s->module = v[K_MODULE].s;
         } else {
-            s->kind = SHMRPC_CONFIG_EXEC;
+            s->kind = SHMRPC__CONFIG_EXEC;
             s->argv = v[K_EXEC].argv;
             s->argc = v[K_EXEC].argc;
             s->program = v[K_EXEC].s;
@@ -1097,7 +1108,7 @@ fail:
     return rc;
 }
 
-void shmrpc_config_free(shmrpc_config *c)
+void shmrpc__config_free(shmrpc__config *c)
 {
     if (!c) return;
     struct config_box *box = (struct config_box *)c;
@@ -1105,7 +1116,7 @@ void shmrpc_config_free(shmrpc_config *c)
     free(box);
 }
 
-const shmrpc_config_service *shmrpc_config_find(const shmrpc_config *c, const char *name)
+const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name)
 {
     for (size_t i = 0; i < c->n_services; i++)
         if (strcmp(c->services[i].name, name) == 0) return &c->services[i];
@@ -1134,7 +1145,7 @@ static void out_size(shmrpc_buf *out, const char *name, uint64_t v)
 }
 
 /* One key of the settings, as a file would write it. */
-static void out_setting(shmrpc_buf *out, enum key k, const shmrpc_config_settings *s)
+static void out_setting(shmrpc_buf *out, enum key k, const shmrpc__config_settings *s)
 {
     const char *name = keys[k].name;
     int64_t ms = 0;
@@ -1220,15 +1231,15 @@ static void out_word(shmrpc_buf *out, const char *w)
     shmrpc_buf_append(out, "\"", 1);
 }
 
-void shmrpc_config_write(const shmrpc_config *c, shmrpc_buf *out)
+void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
 {
     outf(out, "[defaults]\n");
     for (int k = 0; k < K_COUNT; k++)
         if (keys[k].in & IN_DEFAULTS) out_setting(out, (enum key)k, &c->defaults);
     outf(out, "\n[web monitor]\nhost = %s\nport = %d\n", c->web_host, c->web_port);
     for (size_t i = 0; i < c->n_services; i++) {
-        const shmrpc_config_service *s = &c->services[i];
-        bool exec = s->kind == SHMRPC_CONFIG_EXEC;
+        const shmrpc__config_service *s = &c->services[i];
+        bool exec = s->kind == SHMRPC__CONFIG_EXEC;
         outf(out, "\n[%s]\n", s->name);
         if (exec) {
             outf(out, "exec =");

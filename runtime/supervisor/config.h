@@ -15,7 +15,7 @@ extern "C" {
 
 /* The keys of [defaults], which each service may override. Paths are absolute: relative
  * ones in the file are taken from the file's folder. Durations are milliseconds. */
-typedef struct shmrpc_config_settings {
+typedef struct shmrpc__config_settings {
     char *log_dir;                  /* where the service's log files go */
     char *tcp_bind;                 /* host its TCP server binds (numeric, or "localhost");
                                      * NULL: no TCP server ("none") */
@@ -36,59 +36,59 @@ typedef struct shmrpc_config_settings {
     int log_keep;                   /* rotated logs kept */
     int64_t stop_timeout_ms;        /* on stop, calls in flight get this long */
     int64_t startup_timeout_ms;     /* wait_until_completed waits this long for an answer */
-} shmrpc_config_settings;
+} shmrpc__config_settings;
 
-typedef enum shmrpc_config_kind {
-    SHMRPC_CONFIG_MODULE = 1, /* module=: a shared module loaded by a manager that forks */
-    SHMRPC_CONFIG_EXEC = 2,   /* exec=: a standalone server program */
-} shmrpc_config_kind;
+typedef enum shmrpc__config_kind {
+    SHMRPC__CONFIG_MODULE = 1, /* module=: a shared module loaded by a manager that forks */
+    SHMRPC__CONFIG_EXEC = 2,   /* exec=: a standalone server program */
+} shmrpc__config_kind;
 
-typedef struct shmrpc_config_service {
+typedef struct shmrpc__config_service {
     char *name; /* its [NAME]: 1 to 64 letters, digits, '_', '-' or '.' */
     int line;   /* where [NAME] is, for messages */
-    shmrpc_config_kind kind;
+    shmrpc__config_kind kind;
     char *module; /* MODULE: the path of the shared module */
     char **argv;  /* EXEC: the command split into words, NULL-terminated, as written */
     int argc;
     char *program;  /* EXEC: the path argv[0] was found at (through PATH if it has no '/') */
     char *shm_name; /* shm://NAME it serves; NULL: the .svc's `name` (MODULE), unknown (EXEC) */
     int tcp_port;   /* its TCP port; 0: the .svc's `port` (MODULE), unknown (EXEC) */
-    shmrpc_config_settings s;
-} shmrpc_config_service;
+    shmrpc__config_settings s;
+} shmrpc__config_service;
 
-typedef struct shmrpc_config {
-    char *path;                      /* of the file, as given */
-    char *dir;                       /* the absolute folder of the file */
-    shmrpc_config_settings defaults; /* [defaults] with the built-in defaults applied */
-    char *web_host;                  /* [web monitor] host */
-    int web_port;                    /*               port */
+typedef struct shmrpc__config {
+    char *path;                       /* of the file, as given */
+    char *dir;                        /* the absolute folder of the file */
+    shmrpc__config_settings defaults; /* [defaults] with the built-in defaults applied */
+    char *web_host;                   /* [web monitor] host */
+    int web_port;                     /*               port */
     size_t n_services;
-    shmrpc_config_service *services; /* in file order: the order they start in */
-} shmrpc_config;
+    shmrpc__config_service *services; /* in file order: the order they start in */
+} shmrpc__config;
 
-typedef struct shmrpc_config_opts {
+typedef struct shmrpc__config_opts {
     int online_cpus; /* max_proc_num's default; 0: the CPUs online now */
-} shmrpc_config_opts;
+} shmrpc__config_opts;
 
-void shmrpc_config_opts_init(shmrpc_config_opts *o);
+void shmrpc__config_opts_init(shmrpc__config_opts *o);
 
-/* Reads and checks path. On success *out is the configuration (shmrpc_config_free it).
+/* Reads and checks path. On success *out is the configuration (shmrpc__config_free it).
  * Otherwise *out is NULL and err receives every error of the file, each as
  * "path:line:col: error: message" with the source line and a caret, sorted by position;
  * the status is SHMRPC_EINVAL for errors in the file (or one that cannot be read), or
  * SHMRPC_ENOMEM. opts may be NULL for the defaults, err NULL to count on the status alone. */
-int shmrpc_config_load(const char *path, const shmrpc_config_opts *opts, shmrpc_config **out,
-                       shmrpc_buf *err);
+int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrpc__config **out,
+                        shmrpc_buf *err);
 
-void shmrpc_config_free(shmrpc_config *c);
+void shmrpc__config_free(shmrpc__config *c);
 
 /* The configuration as service.ini text with every key written out, in a stable order,
  * which reads back to the same configuration: what `shmrpc-ini-check FILE` prints. What
  * is not a value (the program exec= found, addresses left to the .svc) is a comment. */
-void shmrpc_config_write(const shmrpc_config *c, shmrpc_buf *out);
+void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out);
 
 /* The service called name, or NULL. */
-const shmrpc_config_service *shmrpc_config_find(const shmrpc_config *c, const char *name);
+const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name);
 
 #ifdef __cplusplus
 }

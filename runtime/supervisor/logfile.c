@@ -11,11 +11,24 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t sup_unix_ms(void)
+#include <shmrpc/status.h>
+
+static int64_t clock_ms(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sup_unix_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+/* The runtime's monotonic clock (shmrpc__now_ns) is not in its public headers. */
+int64_t sup_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
 }
 
 void sup_log_time(char *out, size_t cap, int64_t unix_ms)
@@ -30,7 +43,7 @@ void sup_log_time(char *out, size_t cap, int64_t unix_ms)
 static int reopen(sup_log *l)
 {
     l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
-    if (l->fd < 0) return -errno;
+    if (l->fd < 0) return SHMRPC_ESYS(errno);
     struct stat st;
     l->size = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
     return 0;
@@ -45,7 +58,7 @@ int sup_log_open(sup_log *l, const char *dir, const char *name, uint64_t max, in
     l->stamp = stamp;
     size_t n = strlen(dir) + strlen(name) + 2;
     l->path = malloc(n);
-    if (!l->path) return -ENOMEM;
+    if (!l->path) return SHMRPC_ENOMEM;
     snprintf(l->path, n, "%s/%s", dir, name);
     return reopen(l);
 }

@@ -19,7 +19,7 @@ typedef struct sup_log {
     uint64_t dropped; /* bytes that could not be written */
 } sup_log;
 
-/* Opens (appending to) dir/name; 0 or -errno. */
+/* Opens (appending to) dir/name; 0, SHMRPC_ENOMEM or SHMRPC_ESYS(errno). */
 int sup_log_open(sup_log *l, const char *dir, const char *name, uint64_t max, int keep, bool stamp);
 
 /* Writes n bytes, stamping each line start and rotating at a line start (or mid-line when
@@ -32,5 +32,6 @@ void sup_log_close(sup_log *l);
 void sup_log_time(char *out, size_t cap, int64_t unix_ms);
 
 int64_t sup_unix_ms(void); /* CLOCK_REALTIME in milliseconds */
+int64_t sup_mono_ms(void); /* CLOCK_MONOTONIC in milliseconds */
 
 #endif

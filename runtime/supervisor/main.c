@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +20,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <shmrpc/status.h>
@@ -30,47 +28,12 @@
 #include "logfile.h"
 #include "service.h"
 
-static bool foreground;
+/* How long the supervisor waits, on its way out, for what it killed to be reaped. */
+#define REAP_AT_EXIT_MS 1000
+
 static sup_log own_log; /* LOG_DIR/shmrpc-service.log, without --foreground */
-static bool own_log_open;
-static bool status_dirty = true;
-static bool draining;
+static sup_ctx ctx = {.changed = true};
 static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
-
-int64_t sup_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void sup_status_changed(void)
-{
-    status_dirty = true;
-}
-
-bool sup_draining(void)
-{
-    return draining;
-}
-
-void sup_logf(const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    if (own_log_open) {
-        sup_log_write(&own_log, line, (size_t)n);
-    } else {
-        /* stderr, as systemd's journal takes it: it stamps the lines itself. */
-        fprintf(stderr, "shmrpc-service: %.*s", n, line);
-    }
-}
 
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
  * or, with a leading '@', an abstract name. */
@@ -86,7 +49,7 @@ static void notify(const char *msg)
     if (fd < 0) return;
     if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        sup_logf("sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
+        sup_logf(&ctx, "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
     close(fd);
 }
 
@@ -94,19 +57,19 @@ static void notify(const char *msg)
 static int make_dirs(const char *path)
 {
     char p[PATH_MAX];
-    if (strlen(path) >= sizeof p) return -ENAMETOOLONG;
+    if (strlen(path) >= sizeof p) return SHMRPC_ESYS(ENAMETOOLONG);
     strcpy(p, path);
     for (char *s = p + 1;; s++) {
         if (*s != '/' && *s != '\0') continue;
         char c = *s;
         *s = '\0';
-        if (mkdir(p, 0750) != 0 && errno != EEXIST) return -errno;
+        if (mkdir(p, 0750) != 0 && errno != EEXIST) return SHMRPC_ESYS(errno);
         *s = c;
         if (!c) break;
     }
     struct stat st;
-    if (stat(path, &st) != 0) return -errno;
-    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (stat(path, &st) != 0) return SHMRPC_ESYS(errno);
+    return S_ISDIR(st.st_mode) ? 0 : SHMRPC_ESYS(ENOTDIR);
 }
 
 /* LOG_DIR/status.json, replaced whole (a temporary file renamed over it) so that a reader
@@ -118,7 +81,7 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n, con
     snprintf(path, sizeof path, "%s/status.json", dir);
     FILE *f = fopen(tmp, "we");
     if (!f) {
-        sup_logf("cannot write %s: %s", tmp, strerror(errno));
+        sup_logf(&ctx, "cannot write %s: %s", tmp, strerror(errno));
         return;
     }
     sup_log_time(when, sizeof when, sup_unix_ms());
@@ -139,8 +102,13 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n, con
         fprintf(f, "\"log_dropped_bytes\": %llu}", (unsigned long long)s->log.dropped);
     }
     fprintf(f, "\n  }\n}\n");
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        sup_logf("cannot write %s: %s", path, strerror(errno));
+    /* Both run, ferror first (the operands of | are not sequenced): fclose must close f
+     * even when an earlier write failed. */
+    errno = 0;
+    int bad = ferror(f);
+    bad |= fclose(f);
+    if (bad || rename(tmp, path) != 0) {
+        sup_logf(&ctx, "cannot write %s: %s", path, errno ? strerror(errno) : "write error");
         unlink(tmp);
     }
 }
@@ -152,6 +120,38 @@ static void usage(FILE *to)
             "  --foreground  log to stderr (for systemd) instead of LOG_DIR/shmrpc-service.log\n");
 }
 
+/* Opens /dev/null onto whichever of 0, 1 and 2 is closed, so that no pipe or log the
+ * supervisor opens lands there (and a service's stdin or output with it). */
+static void fill_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+        int got = open("/dev/null", O_RDWR); /* the lowest free number: fd */
+        if (got > 2) close(got);
+    }
+}
+
+/* Reaps every child that ended: a service's process (its group is killed first, while
+ * its zombie keeps the group's id from being reused) or one a service left behind. false
+ * once no child is left. */
+static bool reap_children(sup_service *svcs, size_t n, int64_t now)
+{
+    for (;;) {
+        siginfo_t si = {0};
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0) return errno != ECHILD;
+        if (si.si_pid == 0) return true; /* children, none ended */
+        size_t i = 0;
+        while (i < n && svcs[i].pid != si.si_pid)
+            i++;
+        if (i < n) {
+            sup_service_reaped(&svcs[i], now);
+        } else {
+            while (waitpid(si.si_pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+    }
+}
+
 /* Whether the service after s may start: s does not wait, or is past waiting. */
 static bool settled(const sup_service *s)
 {
@@ -161,6 +161,8 @@ static bool settled(const sup_service *s)
 
 int main(int argc, char **argv)
 {
+    fill_std_fds();
+    bool foreground = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--foreground") == 0) {
@@ -180,10 +182,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    shmrpc_config *c = NULL;
+    shmrpc__config *c = NULL;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    int rc = shmrpc_config_load(path, NULL, &c, &err);
+    int rc = shmrpc__config_load(path, NULL, &c, &err);
     if (rc) {
         if (err.len)
             fwrite(err.data, 1, err.len, stderr);
@@ -194,12 +196,12 @@ int main(int argc, char **argv)
     }
     shmrpc_buf_destroy(&err);
     for (size_t i = 0; i < c->n_services; i++) {
-        if (c->services[i].kind != SHMRPC_CONFIG_EXEC) {
+        if (c->services[i].kind != SHMRPC__CONFIG_EXEC) {
             fprintf(stderr,
                     "%s:%d: error: service [%s]: module= services are not run yet (issue 5); "
                     "write exec = a server program instead\n",
                     c->path, c->services[i].line, c->services[i].name);
-            shmrpc_config_free(c);
+            shmrpc__config_free(c);
             return 1;
         }
     }
@@ -209,8 +211,8 @@ int main(int argc, char **argv)
         e = make_dirs(c->services[i].s.log_dir);
     if (e) {
         fprintf(stderr, "shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
-                strerror(-e));
-        shmrpc_config_free(c);
+                shmrpc_strerror(e));
+        shmrpc__config_free(c);
         return 1;
     }
     if (!foreground) {
@@ -218,11 +220,11 @@ int main(int argc, char **argv)
                          c->defaults.log_keep, true);
         if (e) {
             fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s\n", log_dir,
-                    strerror(-e));
-            shmrpc_config_free(c);
+                    shmrpc_strerror(e));
+            shmrpc__config_free(c);
             return 1;
         }
-        own_log_open = true;
+        ctx.own_log = &own_log;
     }
     const char *ns = getenv("NOTIFY_SOCKET");
     if (ns && *ns) notify_socket = strdup(ns);
@@ -243,28 +245,30 @@ int main(int argc, char **argv)
     sup_service *svcs = calloc(n, sizeof *svcs);
     struct pollfd *pfds = calloc(1 + n, sizeof *pfds);
     if (sfd < 0 || !svcs || !pfds) {
-        sup_logf("cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
+        sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
         return 1;
     }
     for (size_t i = 0; i < n; i++) {
-        e = sup_service_init(&svcs[i], &c->services[i], c->dir);
+        e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
-            sup_logf("%s: cannot open its pipe or log: %s", c->services[i].name, strerror(-e));
+            sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
+                     shmrpc_strerror(e));
             return 1;
         }
     }
-    sup_logf("pid %d: %zu service%s from %s", (int)getpid(), n, n == 1 ? "" : "s", c->path);
+    sup_logf(&ctx, "pid %d: %zu service%s from %s", (int)getpid(), n, n == 1 ? "" : "s", c->path);
 
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
     bool ready_sent = false;
+    rc = 0;
     for (;;) {
         int64_t now = sup_mono_ms();
-        if (!draining) {
+        if (!ctx.draining) {
             while (cursor < n && (cursor == 0 || settled(&svcs[cursor - 1])))
                 sup_service_start(&svcs[cursor++], now);
             if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
-                sup_logf("all services started");
+                sup_logf(&ctx, "all services started");
                 notify("READY=1");
                 ready_sent = true;
             }
@@ -280,14 +284,14 @@ int main(int argc, char **argv)
                 }
             }
         }
-        if (status_dirty) {
+        if (ctx.changed) {
             write_status(log_dir, svcs, n,
-                         draining     ? (to_stop ? "draining" : "stopped")
+                         ctx.draining ? (to_stop ? "draining" : "stopped")
                          : ready_sent ? "running"
                                       : "starting");
-            status_dirty = false;
+            ctx.changed = false;
         }
-        if (draining && to_stop == 0) break;
+        if (ctx.draining && to_stop == 0) break;
 
         int64_t next = INT64_MAX;
         for (size_t i = 0; i < n; i++) {
@@ -303,7 +307,11 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             pfds[np++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
-            sup_logf("poll: %s", strerror(errno));
+            sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
+            ctx.draining = true;
+            for (size_t i = 0; i < n; i++)
+                sup_service_stop(&svcs[i], sup_mono_ms(), true, SUP_STOPPED);
+            rc = 1;
             break;
         }
         now = sup_mono_ms();
@@ -311,16 +319,18 @@ int main(int argc, char **argv)
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
                 if (si.ssi_signo == SIGCHLD) continue; /* reaped below, however many */
-                if (!draining) {
-                    sup_logf("%s: stopping the services, last first", strsignal((int)si.ssi_signo));
+                if (!ctx.draining) {
+                    sup_logf(&ctx, "%s: stopping the services, last first",
+                             strsignal((int)si.ssi_signo));
                     notify("STOPPING=1");
-                    draining = true;
-                    status_dirty = true;
+                    ctx.draining = true;
+                    ctx.changed = true;
                     for (size_t i = 0; i < n; i++) /* no restarts from now on */
                         if (svcs[i].state == SUP_BACKOFF)
                             sup_service_stop(&svcs[i], now, false, SUP_STOPPED);
                 } else {
-                    sup_logf("%s again: SIGKILL to every service", strsignal((int)si.ssi_signo));
+                    sup_logf(&ctx, "%s again: SIGKILL to every service",
+                             strsignal((int)si.ssi_signo));
                     for (size_t i = 0; i < n; i++)
                         if (svcs[i].pid) sup_service_stop(&svcs[i], now, true, SUP_STOPPED);
                 }
@@ -328,32 +338,34 @@ int main(int argc, char **argv)
         }
         for (size_t i = 0; i < n; i++)
             if (pfds[1 + i].revents & POLLIN) sup_service_drain(&svcs[i]);
-        /* Every child that ended: a service's process, or a worker it left behind. */
-        int wst;
-        for (pid_t pid; (pid = waitpid(-1, &wst, WNOHANG)) > 0;) {
-            for (size_t i = 0; i < n; i++) {
-                if (svcs[i].pid != pid) continue;
-                while (sup_service_drain(&svcs[i])) /* what it wrote before it died first */
-                    ;
-                sup_service_reaped(&svcs[i], now, wst);
-            }
-        }
+        reap_children(svcs, n, now);
         for (size_t i = 0; i < n; i++)
             sup_service_tick(&svcs[i], sup_mono_ms());
     }
 
-    for (size_t i = 0; i < n; i++) {
-        while (sup_service_drain(&svcs[i]))
-            ;
-        sup_service_destroy(&svcs[i]);
-    }
-    sup_logf("stopped");
+    /* What the services' groups held was SIGKILLed when each was reaped; those processes
+     * are this subreaper's children now. Reap them (and, after a failed poll, the
+     * services), rather than leave them to PID 1; one that escaped its group and still
+     * runs is not waited for long. */
+    int64_t give_up = sup_mono_ms() + REAP_AT_EXIT_MS;
+    bool left;
+    while ((left = reap_children(svcs, n, sup_mono_ms())) && sup_mono_ms() < give_up)
+        poll(NULL, 0, 10);
+    if (left) sup_logf(&ctx, "processes left behind by the services are still running");
+    for (size_t i = 0; i < n; i++)
+        sup_service_drain_rest(&svcs[i]);
+    sup_logf(&ctx, "stopped");
     write_status(log_dir, svcs, n, "stopped");
+    for (size_t i = 0; i < n; i++)
+        sup_service_destroy(&svcs[i]);
     free(svcs);
     free(pfds);
     free(notify_socket);
     close(sfd);
-    if (own_log_open) sup_log_close(&own_log);
-    shmrpc_config_free(c);
-    return 0;
+    if (ctx.own_log) {
+        ctx.own_log = NULL;
+        sup_log_close(&own_log);
+    }
+    shmrpc__config_free(c);
+    return rc;
 }

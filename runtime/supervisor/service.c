@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,27 @@
 #define PROBE_EVERY_MS 50
 /* How long one check may take over TCP (shm:// answers or refuses at once). */
 #define PROBE_TIMEOUT_MS 1000
+/* sup_service_drain calls (256 KiB each) after a process ended: 1 MiB, the most an
+ * unprivileged process can make a pipe hold (/proc/sys/fs/pipe-max-size). */
+#define DRAIN_REST_CALLS 4
+
+void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    if (ctx->own_log) {
+        sup_log_write(ctx->own_log, line, (size_t)n);
+    } else {
+        /* stderr, as systemd's journal takes it: it stamps the lines itself. */
+        fprintf(stderr, "shmrpc-service: %.*s", n, line);
+    }
+}
 
 const char *sup_state_name(sup_state st)
 {
@@ -44,21 +66,27 @@ static void set_state(sup_service *s, sup_state st)
 {
     if (s->state == st) return;
     s->state = st;
-    sup_status_changed();
+    s->ctx->changed = true;
 }
 
-int sup_service_init(sup_service *s, const shmrpc_config_service *cfg, const char *cwd)
+int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service *cfg,
+                     const char *cwd)
 {
     memset(s, 0, sizeof *s);
+    s->ctx = ctx;
     s->cfg = cfg;
     s->cwd = cwd;
     s->out_r = s->out_w = -1;
     s->restart_times = calloc((size_t)cfg->s.crash_loop_restarts, sizeof *s->restart_times);
-    if (!s->restart_times) return -ENOMEM;
+    if (!s->restart_times) return SHMRPC_ENOMEM;
+    /* Only the supervisor's end is non-blocking: a service writing into a full pipe waits
+     * for the supervisor to drain it rather than losing what it wrote (EAGAIN). */
     int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
+    if (pipe2(p, O_CLOEXEC) != 0) return SHMRPC_ESYS(errno);
     s->out_r = p[0];
     s->out_w = p[1];
+    int fl = fcntl(s->out_r, F_GETFL);
+    if (fl < 0 || fcntl(s->out_r, F_SETFL, fl | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
     char name[80];
     snprintf(name, sizeof name, "%s.log", cfg->name);
     return sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
@@ -83,7 +111,8 @@ bool sup_service_waits(const sup_service *s)
 static void child(const sup_service *s, pid_t parent)
 {
     setpgid(0, 0);
-    /* Should the supervisor die without stopping it, it is asked to stop too. */
+    /* Should the supervisor die without stopping it, it is asked to stop too. This reaches
+     * this process only, not others of its group: stopping those is its own business. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);
     sigset_t none;
@@ -128,7 +157,7 @@ void sup_service_start(sup_service *s, int64_t now)
     s->pid = pid;
     s->started_mono = now;
     s->started_unix = sup_unix_ms();
-    sup_logf("%s: started %s as pid %d", s->cfg->name, s->cfg->program, (int)pid);
+    sup_logf(s->ctx, "%s: started %s as pid %d", s->cfg->name, s->cfg->program, (int)pid);
     if (sup_service_waits(s)) {
         s->ready_by = now + s->cfg->s.startup_timeout_ms;
         s->next_probe = now;
@@ -136,7 +165,7 @@ void sup_service_start(sup_service *s, int64_t now)
     } else {
         set_state(s, SUP_RUNNING);
     }
-    sup_status_changed();
+    s->ctx->changed = true;
 }
 
 /* Where it answers: its shm_name, else its tcp_port on loopback. */
@@ -185,9 +214,9 @@ static void describe(int status, char *out, size_t cap)
  * it has been restarted crash_loop_restarts times within crash_loop_window_s. */
 static void crashed(sup_service *s, int64_t now, const char *what)
 {
-    const shmrpc_config_settings *cs = &s->cfg->s;
-    if (sup_draining()) {
-        sup_logf("%s: %s while stopping everything: not restarted", s->cfg->name, what);
+    const shmrpc__config_settings *cs = &s->cfg->s;
+    if (s->ctx->draining) {
+        sup_logf(s->ctx, "%s: %s while stopping everything: not restarted", s->cfg->name, what);
         set_state(s, SUP_STOPPED);
         return;
     }
@@ -195,7 +224,7 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     for (int i = 0; i < cs->crash_loop_restarts; i++)
         if (s->restart_times[i] && now - s->restart_times[i] < cs->crash_loop_window_ms) recent++;
     if (recent >= cs->crash_loop_restarts) {
-        sup_logf("%s: %s; restarted %d times within %llds: marked failed, not restarted",
+        sup_logf(s->ctx, "%s: %s; restarted %d times within %llds: marked failed, not restarted",
                  s->cfg->name, what, recent, (long long)(cs->crash_loop_window_ms / 1000));
         set_state(s, SUP_FAILED);
         return;
@@ -208,24 +237,28 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     if (delay > cs->restart_backoff_max_ms) delay = cs->restart_backoff_max_ms;
     s->in_a_row++;
     s->restart_at = now + delay;
-    sup_logf("%s: %s; restarting in %lld ms", s->cfg->name, what, (long long)delay);
+    sup_logf(s->ctx, "%s: %s; restarting in %lld ms", s->cfg->name, what, (long long)delay);
     set_state(s, SUP_BACKOFF);
 }
 
-void sup_service_reaped(sup_service *s, int64_t now, int status)
+void sup_service_reaped(sup_service *s, int64_t now)
 {
     pid_t r = s->pid;
+    /* Whatever it left in its group (workers of a killed server) goes with it, so that a
+     * restart finds no one holding its name or port. Its zombie, not reaped yet, keeps the
+     * group's id from being reused meanwhile. */
+    kill(-r, SIGKILL);
+    int status = 0;
+    while (waitpid(r, &status, 0) < 0 && errno == EINTR)
+        ;
+    sup_service_drain_rest(s); /* what it wrote before it died */
     char what[128];
     describe(status, what, sizeof what);
-    /* Whatever it left in its group (workers of a killed server) goes with it, so that a
-     * restart finds no one holding its name or port. */
-    if (kill(-s->pid, SIGKILL) == 0)
-        sup_logf("%s: killed what was left of its process group %d", s->cfg->name, (int)s->pid);
     s->pid = 0;
     s->started_unix = 0;
-    sup_status_changed();
+    s->ctx->changed = true;
     if (s->state == SUP_STOPPING) {
-        sup_logf("%s: stopped (it %s)", s->cfg->name, what);
+        sup_logf(s->ctx, "%s: stopped (it %s)", s->cfg->name, what);
         set_state(s, s->after_stop);
         return;
     }
@@ -246,6 +279,12 @@ bool sup_service_drain(sup_service *s)
         any = true;
     }
     return any;
+}
+
+void sup_service_drain_rest(sup_service *s)
+{
+    for (int i = 0; i < DRAIN_REST_CALLS && sup_service_drain(s); i++)
+        ;
 }
 
 static void record_restart(sup_service *s, int64_t now)
@@ -271,11 +310,12 @@ void sup_service_tick(sup_service *s, int64_t now)
         if (answers(s)) {
             char addr[96];
             address(s, addr, sizeof addr);
-            sup_logf("%s: answering at %s, %lld ms after it started", s->cfg->name, addr,
+            sup_logf(s->ctx, "%s: answering at %s, %lld ms after it started", s->cfg->name, addr,
                      (long long)(sup_mono_ms() - s->started_mono));
             set_state(s, SUP_RUNNING);
         } else if (sup_mono_ms() >= s->ready_by) {
-            sup_logf("%s: not answering after %llds (startup_timeout_s): stopped, marked failed",
+            sup_logf(s->ctx,
+                     "%s: not answering after %llds (startup_timeout_s): stopped, marked failed",
                      s->cfg->name, (long long)(s->cfg->s.startup_timeout_ms / 1000));
             sup_service_stop(s, sup_mono_ms(), false, SUP_FAILED);
         } else {
@@ -284,7 +324,7 @@ void sup_service_tick(sup_service *s, int64_t now)
         break;
     case SUP_STOPPING:
         if (now >= s->kill_at && s->pid) {
-            sup_logf("%s: still running after stop_timeout_s: SIGKILL", s->cfg->name);
+            sup_logf(s->ctx, "%s: still running after stop_timeout_s: SIGKILL", s->cfg->name);
             kill(-s->pid, SIGKILL);
             s->kill_at = INT64_MAX; /* once; SIGCHLD says when it is gone */
         }
@@ -310,13 +350,18 @@ int64_t sup_service_next_deadline(const sup_service *s)
 
 void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
 {
-    s->after_stop = final;
     if (!s->pid) {
         if (s->state != SUP_FAILED) set_state(s, final);
         return;
     }
-    if (s->state == SUP_STOPPING && !force) return;
-    sup_logf("%s: %s to process group %d", s->cfg->name, force ? "SIGKILL" : "SIGTERM",
+    /* A stop under way keeps the state it ends in: a service stopped for not answering
+     * stays failed when SIGTERM or SIGKILL for everything comes meanwhile. */
+    if (s->state == SUP_STOPPING) {
+        if (!force) return;
+    } else {
+        s->after_stop = final;
+    }
+    sup_logf(s->ctx, "%s: %s to process group %d", s->cfg->name, force ? "SIGKILL" : "SIGTERM",
              (int)s->pid);
     kill(-s->pid, force ? SIGKILL : SIGTERM);
     s->kill_at = force ? INT64_MAX : now + s->cfg->s.stop_timeout_ms;

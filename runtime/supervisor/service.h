@@ -19,8 +19,16 @@ typedef enum sup_state {
     SUP_FAILED,   /* crashed in a loop or never answered: left stopped */
 } sup_state;
 
+/* What the services share with the supervisor's loop (main.c owns it). */
+typedef struct sup_ctx {
+    sup_log *own_log; /* the supervisor's lines: LOG_DIR/shmrpc-service.log; NULL: stderr */
+    bool changed;     /* something status.json shows changed since it was written */
+    bool draining;    /* SIGTERM came: nothing is restarted any more */
+} sup_ctx;
+
 typedef struct sup_service {
-    const shmrpc_config_service *cfg;
+    sup_ctx *ctx;
+    const shmrpc__config_service *cfg;
     const char *cwd; /* where its program runs: the service.ini's folder */
     sup_state state;
     sup_state after_stop;   /* SUP_STOPPED, or SUP_FAILED for one stopped for not answering */
@@ -39,16 +47,12 @@ typedef struct sup_service {
     int64_t kill_at;        /* SUP_STOPPING: when to SIGKILL */
 } sup_service;
 
-/* The supervisor's own log lines; defined by main.c. */
-void sup_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Something status.json shows changed; defined by main.c. */
-void sup_status_changed(void);
-int64_t sup_mono_ms(void);
-/* SIGTERM came: nothing is restarted any more; defined by main.c. */
-bool sup_draining(void);
+/* One of the supervisor's own lines, to ctx->own_log or stderr. */
+void sup_logf(const sup_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Opens its pipe and log. 0, or -errno. */
-int sup_service_init(sup_service *s, const shmrpc_config_service *cfg, const char *cwd);
+/* Opens its pipe and log. 0, or SHMRPC_ENOMEM or SHMRPC_ESYS(errno). */
+int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service *cfg,
+                     const char *cwd);
 void sup_service_destroy(sup_service *s);
 
 /* Starts its process. A failed fork counts as a crash. */
@@ -57,11 +61,17 @@ void sup_service_start(sup_service *s, int64_t now);
 /* Whether it waits for an answer before the next service starts and counts as running. */
 bool sup_service_waits(const sup_service *s);
 
-/* Its process was reaped with wait status status: decides what comes next. */
-void sup_service_reaped(sup_service *s, int64_t now, int status);
+/* Its process ended and is a zombie not yet reaped (waitid with WNOWAIT saw it): kills
+ * what is left of its process group, reaps it, moves what it wrote to its log, and
+ * decides what comes next. */
+void sup_service_reaped(sup_service *s, int64_t now);
 
 /* Moves output from the pipe to the log; returns false when nothing was there. */
 bool sup_service_drain(sup_service *s);
+
+/* Drains until the pipe is empty, but at most a few pipes' worth: a process outside the
+ * service's group that still writes cannot keep the caller here. */
+void sup_service_drain_rest(sup_service *s);
 
 /* Whatever is due at now: a restart, a readiness check, a SIGKILL. */
 void sup_service_tick(sup_service *s, int64_t now);

@@ -68,16 +68,16 @@ static const char *put(fixture *f, const char *name, const char *text)
 
 /* Loads path with 3 CPUs; on failure returns NULL with the messages in *msgs (a static
  * NUL-terminated copy). */
-static shmrpc_config *load(const char *path, int want_rc, const char **msgs)
+static shmrpc__config *load(const char *path, int want_rc, const char **msgs)
 {
     static char text[16384];
-    shmrpc_config_opts o;
-    shmrpc_config_opts_init(&o);
+    shmrpc__config_opts o;
+    shmrpc__config_opts_init(&o);
     o.online_cpus = 3;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    shmrpc_config *c = (shmrpc_config *)1;
-    int rc = shmrpc_config_load(path, &o, &c, &err);
+    shmrpc__config *c = (shmrpc__config *)1;
+    int rc = shmrpc__config_load(path, &o, &c, &err);
     size_t n = err.len < sizeof text - 1 ? err.len : sizeof text - 1;
     if (n) memcpy(text, err.data, n);
     text[n] = '\0';
@@ -106,7 +106,7 @@ static void resolves_defaults_and_overrides(void **state)
                           "  --more\n"
                           "tcp_port = 7001\n"
                           "log_keep = 9\n");
-    shmrpc_config *c = load(ini, 0, NULL);
+    shmrpc__config *c = load(ini, 0, NULL);
     char want[128];
 
     assert_string_equal(c->dir, f->dir);
@@ -133,10 +133,10 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(c->web_port, 5155);
 
     assert_int_equal(c->n_services, 2);
-    const shmrpc_config_service *a = &c->services[0], *b = &c->services[1];
+    const shmrpc__config_service *a = &c->services[0], *b = &c->services[1];
     assert_string_equal(a->name, "a");
     assert_int_equal(a->line, 5);
-    assert_int_equal(a->kind, SHMRPC_CONFIG_MODULE);
+    assert_int_equal(a->kind, SHMRPC__CONFIG_MODULE);
     snprintf(want, sizeof want, "%s/m.so", f->dir);
     assert_string_equal(a->module, want);
     assert_null(a->shm_name);
@@ -147,7 +147,7 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(a->s.stop_timeout_ms, 3000);
 
     assert_string_equal(b->name, "b");
-    assert_int_equal(b->kind, SHMRPC_CONFIG_EXEC);
+    assert_int_equal(b->kind, SHMRPC__CONFIG_EXEC);
     assert_int_equal(b->argc, 4);
     assert_string_equal(b->argv[0], "/bin/sh");
     assert_string_equal(b->argv[1], "-c");
@@ -158,9 +158,9 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(b->tcp_port, 7001);
     assert_int_equal(b->s.log_keep, 9);
 
-    assert_ptr_equal(shmrpc_config_find(c, "b"), b);
-    assert_null(shmrpc_config_find(c, "c"));
-    shmrpc_config_free(c);
+    assert_ptr_equal(shmrpc__config_find(c, "b"), b);
+    assert_null(shmrpc__config_find(c, "c"));
+    shmrpc__config_free(c);
 }
 
 /* A relative program is taken from the file's folder, not from the current one. */
@@ -173,13 +173,13 @@ static void relative_program_from_the_files_folder(void **state)
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir("/"), 0);
-    shmrpc_config *c = load(ini, 0, NULL);
+    shmrpc__config *c = load(ini, 0, NULL);
     assert_int_equal(chdir(cwd), 0);
     char want[128];
     snprintf(want, sizeof want, "%s/server", f->dir);
     assert_string_equal(c->services[0].program, want);
     assert_string_equal(c->services[0].argv[0], "./server");
-    shmrpc_config_free(c);
+    shmrpc__config_free(c);
 }
 
 static void secret_file_checks(void **state)
@@ -192,12 +192,12 @@ static void secret_file_checks(void **state)
     const char *ok = put(f, "ok.ini",
                          "[defaults]\nlog_dir = /tmp\ntcp_bind = 0.0.0.0\n"
                          "secret_file = good.secret\n[a]\nmodule = m.so\n");
-    shmrpc_config *c = load(ok, 0, NULL);
+    shmrpc__config *c = load(ok, 0, NULL);
     char want[128];
     snprintf(want, sizeof want, "%s/good.secret", f->dir);
     assert_string_equal(c->services[0].s.secret_file, want);
     assert_string_equal(c->services[0].s.tcp_bind, "0.0.0.0");
-    shmrpc_config_free(c);
+    shmrpc__config_free(c);
 
     const char *bad = put(f, "bad.ini",
                           "[defaults]\nlog_dir = /tmp\ntcp_bind = 0.0.0.0\n"
@@ -298,23 +298,23 @@ static void written_form_reads_back(void **state)
                           "[web monitor]\nport = 6100\n"
                           "[a]\nmodule = m.so\nshm_name = a1\n"
                           "[b]\nexec = /bin/sh -c \"echo \\\"hi\\\"\" 'a b'\nshm_name = b1\n");
-    shmrpc_config *c = load(ini, 0, NULL);
+    shmrpc__config *c = load(ini, 0, NULL);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    shmrpc_config_write(c, &out);
-    shmrpc_config_free(c);
+    shmrpc__config_write(c, &out);
+    shmrpc__config_free(c);
     const char *again = put_bytes(f, "two.ini", out.data, out.len, 0644);
     c = load(again, 0, NULL);
     shmrpc_buf out2;
     shmrpc_buf_init(&out2);
-    shmrpc_config_write(c, &out2);
+    shmrpc__config_write(c, &out2);
     assert_int_equal(c->defaults.max_proc_mem_bytes, (uint64_t)2 << 30);
     assert_int_equal(c->services[1].argc, 4);
     assert_string_equal(c->services[1].argv[2], "echo \"hi\"");
     assert_string_equal(c->services[1].argv[3], "a b");
     assert_int_equal(out.len, out2.len);
     assert_memory_equal(out.data, out2.data, out.len);
-    shmrpc_config_free(c);
+    shmrpc__config_free(c);
     shmrpc_buf_destroy(&out);
     shmrpc_buf_destroy(&out2);
 }

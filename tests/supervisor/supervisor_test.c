@@ -1,8 +1,9 @@
 /* shmrpc-service with real processes: file order and wait_until_completed, logs and their
- * rotation, a kill -9 restarted, a crash loop marked failed, a service that never answers,
- * sd_notify, and SIGTERM stopping everything. Every wait is bounded; whatever a test leaves
- * (the supervisor, its services' process groups, segments, the temporary folder) is
- * removed in teardown, also when the test failed. */
+ * rotation, output faster than the supervisor reads it, a kill -9 restarted, a crash loop
+ * marked failed, a service that never answers, SIGKILL after stop_timeout_s, SIGTERM
+ * during a backoff, sd_notify, and SIGTERM stopping everything. Every wait is bounded;
+ * whatever a failed test leaves (the supervisor, its services' process groups, segments,
+ * the temporary folder) is removed in teardown. */
 #define _GNU_SOURCE /* nftw */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,7 +34,8 @@ typedef struct fixture {
     char shm[32];     /* the shm_name of this test's echo service */
     pid_t sup;        /* the supervisor, 0 once reaped */
     int notify_fd;    /* the socket NOTIFY_SOCKET names */
-    pid_t groups[64]; /* services' process groups seen, killed in teardown */
+    pid_t groups[64]; /* services' process groups seen and not yet known gone, killed in
+                       * teardown */
     int n_groups;
 } fixture;
 
@@ -159,6 +161,43 @@ static long long file_size(fixture *f, const char *name)
     return stat(p, &st) == 0 ? (long long)st.st_size : -1;
 }
 
+static void remember_group(fixture *f, pid_t pgid)
+{
+    for (int i = 0; i < f->n_groups; i++)
+        if (f->groups[i] == pgid) return;
+    assert_true(f->n_groups < 64);
+    f->groups[f->n_groups++] = pgid;
+}
+
+/* Lines in a file of any size; -1 when missing. */
+static long count_lines(fixture *f, const char *name)
+{
+    char p[160], buf[65536];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    FILE *r = fopen(p, "r");
+    if (!r) return -1;
+    long lines = 0;
+    for (size_t n; (n = fread(buf, 1, sizeof buf, r)) > 0;)
+        for (size_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    fclose(r);
+    return lines;
+}
+
+/* Whether a file of any size ends with suffix. */
+static bool ends_with(fixture *f, const char *name, const char *suffix)
+{
+    char p[160], tail[128];
+    size_t n = strlen(suffix);
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    FILE *r = fopen(p, "r");
+    if (!r) return false;
+    bool yes = n < sizeof tail && fseek(r, -(long)n, SEEK_END) == 0 && fread(tail, 1, n, r) == n &&
+               memcmp(tail, suffix, n) == 0;
+    fclose(r);
+    return yes;
+}
+
 /* One service's entry in status.json, copied. */
 typedef struct entry {
     char state[16];
@@ -184,7 +223,7 @@ static bool status_of(fixture *f, const char *svc, entry *e)
     e->pid = (q = strstr(p, "\"pid\": ")) && q < end ? atoll(q + 7) : -1;
     e->restarts = (q = strstr(p, "\"restarts\": ")) && q < end ? atoll(q + 12) : -1;
     e->started_at_ms = (q = strstr(p, "\"started_at_ms\": ")) && q < end ? atoll(q + 17) : 0;
-    if (e->pid > 0 && f->n_groups < 64) f->groups[f->n_groups++] = (pid_t)e->pid;
+    if (e->pid > 0) remember_group(f, (pid_t)e->pid);
     return true;
 }
 
@@ -216,7 +255,18 @@ static bool group_gone(pid_t pgid)
     return kill(-pgid, 0) != 0 && errno == ESRCH;
 }
 
-/* Two services: echo answers only a second after it starts; chatter must start after. */
+/* Once the supervisor exited: every process group status.json showed is gone, and
+ * teardown has none left to kill (their ids may be reused from now on). */
+static void all_groups_gone(fixture *f)
+{
+    assert_int_equal(f->sup, 0);
+    for (int i = 0; i < f->n_groups; i++)
+        assert_true(group_gone(f->groups[i]));
+    f->n_groups = 0;
+}
+
+/* Two services: echo answers only a second after it first starts (its restarts do not
+ * sleep); chatter must start after. */
 static void lifecycle(void **state)
 {
     fixture *f = *state;
@@ -224,7 +274,8 @@ static void lifecycle(void **state)
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\nlog_max_bytes = 4K\nlog_keep = 2\n"
              "restart_backoff_ms = 100\nstop_timeout_s = 2\n\n"
-             "[echo]\nexec = sh -c 'sleep 1; exec \"$0\" --workers 2 shm://%s' %s\n"
+             "[echo]\nexec = sh -c '[ -e slept ] || { : >slept; sleep 1; }; "
+             "exec \"$0\" --workers 2 shm://%s' %s\n"
              "shm_name = %s\n\n"
              "[chatter]\nexec = %s 300 100\nwait_until_completed = false\n",
              f->shm, ECHO_SERVER, f->shm, CHATTER);
@@ -259,11 +310,12 @@ static void lifecycle(void **state)
     snprintf(serving, sizeof serving, "echo-server: serving shm://%s", f->shm);
     assert_non_null(strstr(slurp(f, "logs/echo.log"), serving));
 
-    /* kill -9: restarted and answering again within 2 s, the old group gone. */
+    /* kill -9: restarted and answering again within 3 s (100 ms of backoff, then the
+     * time echo-server takes to serve), the old group gone. */
     int64_t t1 = now_ms();
     assert_int_equal(kill((pid_t)echo.pid, SIGKILL), 0);
     entry again;
-    for (int64_t end = now_ms() + 2000;; nap_ms(20)) {
+    for (int64_t end = now_ms() + 3000;; nap_ms(20)) {
         if (status_of(f, "echo", &again) && again.pid != echo.pid &&
             strcmp(again.state, "running") == 0)
             break;
@@ -282,6 +334,7 @@ static void lifecycle(void **state)
     assert_string_equal(notified(f, 0), "STOPPING=1");
     assert_true(group_gone((pid_t)again.pid));
     assert_true(group_gone((pid_t)chat.pid));
+    all_groups_gone(f);
     assert_true(status_of(f, "echo", &again));
     assert_string_equal(again.state, "stopped");
     DIR *d = opendir("/dev/shm");
@@ -314,6 +367,7 @@ static void crash_loop(void **state)
     int st = stop_supervisor(f, 2000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
 }
 
 /* A service that never answers at its shm_name: failed after startup_timeout_s, and the
@@ -329,8 +383,9 @@ static void never_answers(void **state)
              CHATTER, f->shm, CHATTER);
     start(f, ini, true);
     entry mute, after;
-    assert_true(status_of(f, "mute", &mute) || wait_state(f, "mute", "starting", 2000, &mute));
+    assert_true(wait_state(f, "mute", "starting", 2000, &mute));
     pid_t mute_pid = (pid_t)mute.pid;
+    assert_true(mute_pid > 0); /* group_gone(0) would ask about this test's own group */
     assert_true(wait_state(f, "mute", "failed", 4000, &mute));
     assert_true(wait_state(f, "after", "running", 1000, &after));
     assert_true(group_gone(mute_pid));
@@ -338,6 +393,89 @@ static void never_answers(void **state)
     int st = stop_supervisor(f, 2000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
+/* A service writing far more than a pipe holds (64 KiB) faster than the supervisor reads:
+ * it waits for the pipe rather than losing lines. */
+static void much_output(void **state)
+{
+    fixture *f = *state;
+    char ini[512];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nlog_max_bytes = none\n\n"
+             "[chatter]\nexec = %s 20000 200\nwait_until_completed = false\n",
+             CHATTER);
+    start(f, ini, true);
+    /* 20000 lines of 200 bytes, then "chatter: done": 4 MB. */
+    for (int64_t end = now_ms() + 20000; !ends_with(f, "logs/chatter.log", "chatter: done\n");
+         nap_ms(50))
+        assert_true(now_ms() < end);
+    assert_int_equal(count_lines(f, "logs/chatter.log"), 20001);
+    const char *status = slurp(f, "logs/status.json");
+    assert_non_null(strstr(status, "\"log_dropped_bytes\": 0}"));
+    int st = stop_supervisor(f, 3000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
+/* A service that ignores SIGTERM is killed stop_timeout_s later; one waiting to be
+ * restarted is simply stopped, not started first. */
+static void stop_escalates(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 1\nwait_until_completed = false\n\n"
+             "[stubborn]\nexec = sh -c 'trap \"\" TERM; exec \"$0\" 1 20' %s\n\n"
+             "[crashy]\nexec = false\nrestart_backoff_ms = 60000\nrestart_backoff_max_ms = 60000\n",
+             CHATTER);
+    start(f, ini, true);
+    entry stubborn, crashy;
+    assert_true(wait_state(f, "stubborn", "running", 3000, &stubborn));
+    assert_true(wait_state(f, "crashy", "backoff", 3000, &crashy));
+    /* Until it prints, the trap may not be set yet. */
+    for (int64_t end = now_ms() + 3000; !strstr(slurp(f, "logs/stubborn.log"), "chatter: done");
+         nap_ms(20))
+        assert_true(now_ms() < end);
+
+    int64_t t0 = now_ms();
+    int st = stop_supervisor(f, 5000);
+    int64_t took = now_ms() - t0;
+    print_message("SIGTERM to exit with a service ignoring it: %lld ms\n", (long long)took);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(took >= 1000); /* it had its stop_timeout_s */
+    const char *sup = slurp(f, "supervisor.err");
+    assert_non_null(strstr(sup, "stubborn: still running after stop_timeout_s: SIGKILL"));
+    assert_true(status_of(f, "stubborn", &stubborn));
+    assert_string_equal(stubborn.state, "stopped");
+    assert_true(status_of(f, "crashy", &crashy));
+    assert_string_equal(crashy.state, "stopped");
+    assert_int_equal(crashy.restarts, 0);
+    all_groups_gone(f);
+}
+
+/* SIGTERM while a service that never answered is being stopped: it stays failed. */
+static void failed_stays_failed(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 1\n\n"
+             "[mute]\nexec = sh -c 'trap \"\" TERM; exec \"$0\" 1 20' %s\nshm_name = %s\n"
+             "startup_timeout_s = 1\n",
+             CHATTER, f->shm);
+    start(f, ini, true);
+    entry mute;
+    assert_true(wait_state(f, "mute", "stopping", 4000, &mute));
+    int st = stop_supervisor(f, 4000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(status_of(f, "mute", &mute));
+    assert_string_equal(mute.state, "failed");
+    all_groups_gone(f);
 }
 
 int main(void)
@@ -347,6 +485,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(crash_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(never_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(much_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

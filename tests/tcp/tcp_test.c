@@ -422,6 +422,20 @@ static void run_bad(const bad_case *bc, size_t i)
     shmrpc_buf_destroy(&body);
 }
 
+/* VmHWM of pid in KiB, or -1. */
+static long peak_rss_kib(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
 static void bad_clients(void **state)
 {
     (void)state;
@@ -446,6 +460,20 @@ static void bad_clients(void **state)
         run_bad(&cases[i], i);
         check_add(good); /* served throughout */
     }
+    /* Nothing a bad client declared was allocated: each worker's peak RSS stays small. */
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)server, (int)server);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int workers = 0, pid;
+    while (fscanf(f, "%d", &pid) == 1) {
+        long kib = peak_rss_kib(pid);
+        if (kib < 0) continue; /* gone meanwhile */
+        if (kib > 32 * 1024) fail_msg("worker %d peaked at %ld KiB", pid, kib);
+        workers++;
+    }
+    fclose(f);
+    assert_int_equal(workers, 2);
     shmrpc_client_free(good);
     stop_server(server);
 }
