@@ -1,0 +1,79 @@
+/* shmrpcctl: the operator's tool. One table of subcommands; those that need the
+ * supervisor's control service are listed, and say so, until it exists. */
+#include <stdio.h>
+#include <string.h>
+
+#include <shmrpc/version.h>
+
+#include "ctl_call.h"
+#include "ctl_segments.h"
+
+typedef struct command {
+    const char *name;
+    const char *args;
+    const char *help;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand; NULL: not yet */
+} command;
+
+static const command commands[] = {
+    {"call", "ADDRESS METHOD [ARGS-AS-JSON|-]",
+     "call a method of a running service; print its result as JSON", ctl_call_main},
+    {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main},
+    {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main},
+    /* These talk to shmrpc-service's control service, which it does not serve yet. */
+    {"status", "[--json]", "the supervisor's services and workers", NULL},
+    {"start", "SERVICE", "start a service of the supervisor", NULL},
+    {"stop", "SERVICE", "stop a service of the supervisor", NULL},
+    {"restart", "SERVICE", "restart a service of the supervisor", NULL},
+    {"logs", "SERVICE", "the tail of a service's log", NULL},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: shmrpcctl COMMAND [ARGS]\n\n");
+    for (int ready = 1; ready >= 0; ready--) {
+        if (!ready) fprintf(f, "\nnot yet (they need the supervisor's control service):\n");
+        for (size_t i = 0; i < N_COMMANDS; i++) {
+            const command *c = &commands[i];
+            if ((c->run != NULL) != ready) continue;
+            char head[64];
+            snprintf(head, sizeof head, "%s %s", c->name, c->args);
+            fprintf(f, "  %-44s %s\n", head, c->help);
+        }
+    }
+    fprintf(f, "\nexit status: 0 done, 1 failed, 2 bad usage or input. See docs/shmrpcctl.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("shmrpcctl %s\n", SHMRPC_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command *c = &commands[i];
+        if (strcmp(c->name, name) != 0) continue;
+        if (c->run == NULL) {
+            fprintf(stderr,
+                    "shmrpcctl: %s: not yet: it needs the supervisor's control service, which "
+                    "shmrpc-service does not serve yet\n",
+                    name);
+            return 2;
+        }
+        return c->run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "shmrpcctl: unknown command '%s'\n", name);
+    usage(stderr);
+    return 2;
+}

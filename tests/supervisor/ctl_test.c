@@ -1,0 +1,552 @@
+/* shmrpcctl with real processes: call against every echo method over shm:// and tcp://,
+ * bad input with its messages and exit codes, ls of a live server, clean of a SIGKILLed
+ * one's leftovers next to a live one's; and the dynamic codec alone on types echo lacks.
+ * Every child is bounded; whatever a test leaves is removed in the group teardown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/lock.h>
+
+#include "ctl_call.h"
+
+typedef struct run {
+    int status; /* exit status, or -1 when killed */
+    char out[8192];
+    char err[8192];
+} run;
+
+static char prefix[64];   /* every segment of this run begins with "shmrpc:" prefix */
+static char shm_live[96]; /* the live server's shm:// name */
+static char shm_dead[96]; /* the server killed by clean_removes_only_the_dead */
+static char lock_name[96];
+static char tcp_addr[64];
+static pid_t srv_shm, srv_tcp, srv_dead;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs shmrpcctl with the arguments (NULL-terminated) and stdin, 10 s at most. */
+static void ctl(run *r, const char *in, ...)
+{
+    const char *argv[16] = {SHMRPCCTL};
+    va_list ap;
+    va_start(ap, in);
+    for (int i = 1; i < 15 && (argv[i] = va_arg(ap, const char *)) != NULL; i++)
+        ;
+    va_end(ap);
+    argv[15] = NULL;
+    int po[2], pe[2], pi[2];
+    assert_int_equal(pipe2(po, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pi[0], 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        alarm(10);
+        execv(SHMRPCCTL, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]), close(pe[1]), close(pi[0]);
+    if (in) {
+        ssize_t w = write(pi[1], in, strlen(in));
+        (void)w;
+    }
+    close(pi[1]);
+    size_t no = 0, ne = 0;
+    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    int64_t deadline = now_ms() + 10000;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && now_ms() < deadline) {
+        if (poll(fds, 2, 100) <= 0) continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents) continue;
+            char *buf = i ? r->err : r->out;
+            size_t *n = i ? &ne : &no;
+            size_t cap = i ? sizeof r->err : sizeof r->out;
+            ssize_t got = read(fds[i].fd, buf + *n, cap - 1 - *n);
+            if (got <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+            } else {
+                *n += (size_t)got;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0) close(fds[i].fd);
+    r->out[no] = r->err[ne] = '\0';
+    int st;
+    kill(pid, SIGKILL); /* harmless once it exited; bounded when it did not */
+    waitpid(pid, &st, 0);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void expect(const char *addr, const char *method, const char *args, const char *out)
+{
+    run r;
+    ctl(&r, NULL, "call", addr, method, args, NULL);
+    if (r.status != 0 || strcmp(r.out, out) != 0)
+        fail_msg("call %s %s %s: status %d, out '%s', err '%s' (wanted '%s')", addr, method, args,
+                 r.status, r.out, r.err, out);
+}
+
+static void expect_err(const char *addr, const char *method, const char *args, int status,
+                       const char *err)
+{
+    run r;
+    ctl(&r, NULL, "call", addr, method, args, NULL);
+    if (r.status != status || strcmp(r.err, err) != 0 || r.out[0] != '\0')
+        fail_msg("call %s %s %s: status %d, err '%s', out '%s' (wanted %d, '%s')", addr, method,
+                 args ? args : "", r.status, r.err, r.out, status, err);
+}
+
+/* echo-server in a process group of its own, output discarded. */
+static pid_t start_server(const char *addr)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        alarm(120);
+        execl(ECHO_SERVER, ECHO_SERVER, "--workers", "1", addr, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0) setpgid(pid, pid);
+    return pid;
+}
+
+static bool wait_ready(const char *addr)
+{
+    for (int64_t end = now_ms() + 10000; now_ms() < end; nap_ms(50)) {
+        run r;
+        ctl(&r, NULL, "call", addr, "add", "[1,2]", NULL);
+        if (r.status == 0 && strcmp(r.out, "3\n") == 0) return true;
+    }
+    return false;
+}
+
+static void stop_group(pid_t *pid, int sig)
+{
+    if (*pid <= 0) return;
+    kill(-*pid, sig);
+    for (int64_t end = now_ms() + 5000; now_ms() < end; nap_ms(10))
+        if (waitpid(*pid, NULL, WNOHANG) == *pid) {
+            *pid = 0;
+            return;
+        }
+    kill(-*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+static bool shm_exists(const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    return access(path, F_OK) == 0;
+}
+
+/* Unlinks every segment of this run; how many there were. */
+static int sweep_ours(void)
+{
+    int n = 0;
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL) return 0;
+    char want[80], lock[120];
+    snprintf(want, sizeof want, "shmrpc:%s", prefix);
+    snprintf(lock, sizeof lock, "shmrpc.lock.%s", lock_name);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0) continue;
+        char path[300];
+        snprintf(path, sizeof path, "/%s", e->d_name);
+        shm_unlink(path);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        return -1;
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(prefix, sizeof prefix, "ctl_t%d_", (int)getpid());
+    snprintf(shm_live, sizeof shm_live, "shm://%slive", prefix);
+    snprintf(shm_dead, sizeof shm_dead, "shm://%sdead", prefix);
+    snprintf(lock_name, sizeof lock_name, "%slock", prefix);
+    int port = free_port();
+    if (port <= 0) return -1;
+    snprintf(tcp_addr, sizeof tcp_addr, "tcp://127.0.0.1:%d", port);
+    srv_shm = start_server(shm_live);
+    srv_tcp = start_server(tcp_addr);
+    if (srv_shm <= 0 || srv_tcp <= 0) return -1;
+    return wait_ready(shm_live) && wait_ready(tcp_addr) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    stop_group(&srv_shm, SIGKILL);
+    stop_group(&srv_tcp, SIGKILL);
+    stop_group(&srv_dead, SIGKILL);
+    shmrpc_lock_unlink(lock_name);
+    sweep_ours();
+    return 0;
+}
+
+static void every_method(const char *addr)
+{
+    expect(addr, "add", "[40,2]", "42\n");
+    expect(addr, "add", "{\"b\":-5,\"a\":1}", "-4\n");
+    expect(addr, "add", "[-9223372036854775807,-1]", "-9223372036854775808\n");
+    expect(addr, "centroid", "[[{\"x\":1,\"y\":2},{\"x\":3,\"y\":4.5,\"label\":\"p\"}]]",
+           "{\"x\":2.0,\"y\":3.25,\"label\":\"centroid\"}\n");
+    expect(addr, "centroid", "{\"points\":[{\"x\":0.1,\"y\":-1e300,\"label\":null}]}",
+           "{\"x\":0.1,\"y\":-1e+300,\"label\":\"centroid\"}\n");
+    expect(addr, "echo_json", "[\"h\\u00e9llo \\\"q\\\"\\n\\u0001\"]",
+           "\"h\xc3\xa9llo \\\"q\\\"\\n\\u0001\"\n");
+    expect(addr, "echo_json", "{\"text\":\"\"}", "\"\"\n");
+    expect(addr, "echo_raw", "[\"hi there\"]", "\"hi there\"\n");
+    expect(addr, "echo_raw", "[{\"base64\":\"/wA=\"}]", "{\"base64\":\"/wA=\"}\n");
+    expect(addr, "echo_raw", "{\"data\":\"\"}", "\"\"\n");
+    run r;
+    ctl(&r, "[7, 8]", "call", addr, "add", "-", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "15\n");
+}
+
+static void call_every_method_shm(void **state)
+{
+    (void)state;
+    every_method(shm_live);
+}
+
+static void call_every_method_tcp(void **state)
+{
+    (void)state;
+    every_method(tcp_addr);
+}
+
+static void call_bad_input(void **state)
+{
+    (void)state;
+    const char *a = shm_live;
+    expect_err(a, "add", "[\"x\",2]", 2,
+               "shmrpcctl: add: argument 'a': expected an integer (i64), got \"x\"\n");
+    expect_err(a, "add", "[1.5,2]", 2,
+               "shmrpcctl: add: argument 'a': expected an integer (i64), got 1.5\n");
+    expect_err(a, "add", "[1]", 2,
+               "shmrpcctl: add: arguments: missing argument 'b' (add takes: a, b)\n");
+    expect_err(a, "add", "[1,2,3]", 2,
+               "shmrpcctl: add: arguments: 3 given, but add takes 2 (a, b)\n");
+    expect_err(a, "add", "{\"a\":1,\"c\":2}", 2,
+               "shmrpcctl: add: arguments: add has no parameter 'c' (it takes: a, b)\n");
+    expect_err(a, "add", "[1,", 2,
+               "shmrpcctl: add: arguments: bad JSON at line 1, column 3: ']' expected near end "
+               "of file\n");
+    expect_err(a, "add", "5", 2,
+               "shmrpcctl: add: arguments: expected a JSON array of the arguments in order or an "
+               "object by name, got 5\n");
+    expect_err(a, "centroid", "[[{\"x\":1}]]", 2,
+               "shmrpcctl: centroid: argument 'points'[0]: missing field 'y'\n");
+    expect_err(a, "centroid", "[[{\"x\":1,\"y\":\"a\"}]]", 2,
+               "shmrpcctl: centroid: argument 'points'[0].y: expected a number (f64), got \"a\"\n");
+    expect_err(a, "centroid", "[[{\"x\":1,\"y\":2,\"z\":3}]]", 2,
+               "shmrpcctl: centroid: argument 'points'[0]: struct Point has no field 'z'\n");
+    expect_err(a, "echo_json", "[5]", 2,
+               "shmrpcctl: echo_json: argument 'text': expected a string (string), got 5\n");
+    expect_err(a, "echo_raw", "[{\"base64\":\"abc\"}]", 2,
+               "shmrpcctl: echo_raw: argument 'data': not valid base64 (RFC 4648, with "
+               "padding)\n");
+    expect_err(a, "nope", "[]", 2,
+               "shmrpcctl: Echo has no method 'nope' (it has: add, centroid, echo_json, "
+               "echo_raw)\n");
+    /* Failures of the call itself: 1. */
+    expect_err(a, "centroid", "[[]]", 1,
+               "shmrpcctl: centroid: invalid argument: centroid of no points\n");
+    expect_err(a, "add", "[9223372036854775807,1]", 1,
+               "shmrpcctl: add: invalid argument: add: 9223372036854775807 + 1 overflows i64\n");
+    char nobody[128];
+    snprintf(nobody, sizeof nobody, "shm://%snobody", prefix);
+    run r;
+    ctl(&r, NULL, "call", nobody, "add", "[1,2]", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "unavailable"));
+    /* Usage: 2. */
+    ctl(&r, NULL, "call", a, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "usage: shmrpcctl call"));
+    ctl(&r, NULL, "call", "--timeout", "0", a, "add", NULL);
+    assert_int_equal(r.status, 2);
+    ctl(&r, NULL, "call", "bogus://x", "add", "[1,2]", NULL);
+    assert_int_equal(r.status, 2);
+    ctl(&r, NULL, "status", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "not yet"));
+    ctl(&r, NULL, "frobnicate", NULL);
+    assert_int_equal(r.status, 2);
+    ctl(&r, NULL, "--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "call ADDRESS METHOD"));
+}
+
+static void ls_shows_the_live_server(void **state)
+{
+    (void)state;
+    run r;
+    const char *key = shm_live + 6;
+    ctl(&r, NULL, "ls", key, NULL);
+    assert_int_equal(r.status, 0);
+    char want[400];
+    snprintf(want, sizeof want, "shmrpc:%s ", key);
+    const char *line = strstr(r.out, want);
+    if (line == NULL) fail_msg("ls: %s", r.out);
+    assert_true(strncmp(r.out, "KIND", 4) == 0);
+    assert_true(line > r.out && strncmp(line - 9, "control  ", 9) == 0);
+    snprintf(want, sizeof want, "pid %d ", (int)srv_shm);
+    assert_non_null(strstr(line, want));
+    assert_non_null(strstr(line, "alive"));
+    assert_non_null(strstr(line, "service Echo, 1 worker"));
+    assert_null(strstr(r.out, "stale"));
+    ctl(&r, NULL, "ls", "--json", shm_live, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want,
+             "[{\"kind\":\"control\",\"name\":\"shmrpc:%s\",\"key\":\"%s\",\"size\":", key, key);
+    if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("ls --json: %s", r.out);
+    snprintf(want, sizeof want, "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\"",
+             (int)srv_shm);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "\"stale\":false}]\n"));
+}
+
+/* A segment named like a channel, for the rules on channels. */
+static void fake_channel(const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/%s", name);
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 4096), 0);
+    close(fd);
+}
+
+static void clean_removes_only_the_dead(void **state)
+{
+    (void)state;
+    const char *live = shm_live + 6, *dead = shm_dead + 6;
+    srv_dead = start_server(shm_dead);
+    assert_true(srv_dead > 0);
+    assert_true(wait_ready(shm_dead));
+    pid_t dead_pid = srv_dead;
+    stop_group(&srv_dead, SIGKILL); /* the whole group at once: no cleanup at all */
+    char dead_ctl[128], dead_chan[160], live_chan[160], lock_seg[160];
+    snprintf(dead_ctl, sizeof dead_ctl, "shmrpc:%s", dead);
+    assert_true(shm_exists(dead_ctl));
+    /* A channel of the dead server, and one of the live server (a slot nobody claimed). */
+    snprintf(dead_chan, sizeof dead_chan, "shmrpc:%s:%d:c3:1", dead, (int)dead_pid);
+    snprintf(live_chan, sizeof live_chan, "shmrpc:%s:%d:c200:7", live, (int)srv_shm);
+    fake_channel(dead_chan);
+    fake_channel(live_chan);
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    shmrpc_lock *l;
+    assert_int_equal(shmrpc_lock_open(&l, lock_name, &o), 0);
+    shmrpc_lock_close(l);
+    snprintf(lock_seg, sizeof lock_seg, "shmrpc.lock.%s", lock_name);
+
+    run r;
+    ctl(&r, NULL, "ls", live, dead, lock_name, NULL);
+    assert_int_equal(r.status, 0);
+    char want[400];
+    snprintf(want, sizeof want,
+             "pid %d   dead    service Echo, 0 workers, 0 connections; stale: "
+             "its manager, pid %d, is dead\n",
+             (int)dead_pid, (int)dead_pid);
+    if (strstr(r.out, want) == NULL) fail_msg("ls: %s", r.out);
+    assert_non_null(strstr(r.out, "free"));
+
+    char expect_out[1024];
+    snprintf(expect_out, sizeof expect_out,
+             "would remove channel %s: its server, pid %d, is dead\n"
+             "would remove control %s: its manager, pid %d, is dead\n",
+             dead_chan, (int)dead_pid, dead_ctl, (int)dead_pid);
+    ctl(&r, NULL, "clean", "--dry-run", live, dead, lock_name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, expect_out);
+    assert_true(shm_exists(dead_ctl) && shm_exists(dead_chan));
+
+    snprintf(expect_out, sizeof expect_out,
+             "removed channel %s: its server, pid %d, is dead\n"
+             "removed control %s: its manager, pid %d, is dead\n",
+             dead_chan, (int)dead_pid, dead_ctl, (int)dead_pid);
+    ctl(&r, NULL, "clean", live, shm_dead, lock_name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, expect_out);
+    assert_false(shm_exists(dead_ctl) || shm_exists(dead_chan));
+    char live_ctl[128];
+    snprintf(live_ctl, sizeof live_ctl, "shmrpc:%s", live);
+    assert_true(shm_exists(live_ctl) && shm_exists(live_chan) && shm_exists(lock_seg));
+    expect(shm_live, "add", "[2,3]", "5\n");
+
+    ctl(&r, NULL, "clean", live, lock_name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    char path[200];
+    snprintf(path, sizeof path, "/%s", live_chan);
+    assert_int_equal(shm_unlink(path), 0);
+    assert_int_equal(shmrpc_lock_unlink(lock_name), 0);
+}
+
+/* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
+static void nothing_left_behind(void **state)
+{
+    (void)state;
+    stop_group(&srv_shm, SIGTERM);
+    stop_group(&srv_tcp, SIGTERM);
+    int left = sweep_ours();
+    assert_int_equal(left, 0);
+}
+
+/* --- the codec alone, on types the echo service lacks: the arguments encoded as msgpack
+ * read back as a struct of the same fields, which is the same bytes. */
+
+static void codec_round_trip(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(4096);
+    char err[512];
+    ctl_sig args, res;
+    const char *types =
+        "map<string,list<i64>> m,enum Color{red=0,green=5}? c,"
+        "struct Node{i8 v;list<struct Node> kids;struct Node? up;} n,u64 big,bytes b,f32 f,"
+        "map<enum Color,bool> k,map<i16,string?> q";
+    char sig[600], sig2[600];
+    snprintf(sig, sizeof sig, "m(%s)->void @msgpack", types);
+    /* The same fields as a struct. */
+    snprintf(sig2, sizeof sig2,
+             "r()->struct R{map<string,list<i64>> m;enum Color{red=0,green=5}? c;"
+             "struct Node{i8 v;list<struct Node> kids;struct Node? up;} n;u64 big;bytes b;f32 f;"
+             "map<enum Color,bool> k;map<i16,string?> q;} @msgpack");
+    if (ctl_sig_parse(a, sig, &args, err, sizeof err) != 0) fail_msg("%s", err);
+    if (ctl_sig_parse(a, sig2, &res, err, sizeof err) != 0) fail_msg("%s", err);
+    const char *in = "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
+                     "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[]}]},"
+                     "\"big\":\"18446744073709551615\",\"b\":\"AAEC\",\"f\":0.1,"
+                     "\"k\":{\"red\":true},\"q\":{\"-7\":\"x\",\"8\":null}}";
+    shmrpc_buf body, out;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&out);
+    if (ctl_encode_args(&args, in, strlen(in), &body, err, sizeof err) != 0) fail_msg("%s", err);
+    if (ctl_decode_result(&res, body.data, body.len, &out, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    const char *want =
+        "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
+        "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[],\"up\":null}],\"up\":null},"
+        "\"big\":18446744073709551615,\"b\":\"AAEC\",\"f\":0.1,"
+        "\"k\":{\"red\":true},\"q\":{\"-7\":\"x\",\"8\":null}}";
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+
+    struct {
+        const char *args, *err;
+    } bad[] = {
+        {"{\"m\":{},\"n\":{\"v\":128,\"kids\":[]},\"big\":1,\"b\":\"\",\"f\":1,\"k\":{},\"q\":{}}",
+         "argument 'n'.v: 128 is out of range for i8"},
+        {"{\"m\":{},\"c\":\"blue\",\"n\":{\"v\":1,\"kids\":[]},\"big\":1,\"b\":\"\",\"f\":1,"
+         "\"k\":{},\"q\":{}}",
+         "argument 'c': \"blue\" is not a value of enum Color (red, green)"},
+        {"{\"m\":{},\"n\":{\"v\":1,\"kids\":[]},\"big\":-1,\"b\":\"\",\"f\":1,\"k\":{},\"q\":{}}",
+         "argument 'big': -1 is out of range for u64"},
+        {"{\"m\":{},\"n\":{\"v\":1,\"kids\":[]},\"big\":1,\"b\":\"\",\"f\":1e39,\"k\":{},\"q\":{}}",
+         "argument 'f': 1e+39 is out of range for f32"},
+        {"{\"m\":{},\"n\":{\"v\":1,\"kids\":[]},\"big\":1,\"b\":\"\",\"f\":1,\"k\":{},"
+         "\"q\":{\"07\":null}}",
+         "argument 'q'[\"07\"]: key \"07\" is not an integer"},
+        {"{\"m\":{\"a\":[true]},\"n\":{\"v\":1,\"kids\":[]},\"big\":1,\"b\":\"\",\"f\":1,"
+         "\"k\":{},\"q\":{}}",
+         "argument 'm'[\"a\"][0]: expected an integer (i64), got true"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        shmrpc_buf_clear(&body);
+        if (ctl_encode_args(&args, bad[i].args, strlen(bad[i].args), &body, err, sizeof err) == 0)
+            fail_msg("accepted %s", bad[i].args);
+        assert_string_equal(err, bad[i].err);
+    }
+    /* Responses that lie. */
+    const uint8_t lie[] = {0x93, 0x01, 0x02};       /* an array of 3 with 2 elements */
+    const uint8_t cut[] = {0x92, 0x01, 0xcd, 0x01}; /* its uint16 cut short */
+    ctl_sig ints;
+    assert_int_equal(ctl_sig_parse(a, "p()->list<i64> @msgpack", &ints, err, sizeof err), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(ctl_decode_result(&ints, lie, sizeof lie, &out, err, sizeof err), -1);
+    assert_string_equal(err, "result: count larger than the bytes left");
+    assert_int_equal(ctl_decode_result(&ints, cut, sizeof cut, &out, err, sizeof err), -1);
+    assert_string_equal(err, "result[1]: truncated");
+    const char *sigs_bad[] = {"x(i64 a)->i64", "x(struct P a)->void @msgpack",
+                              "x(int a)->void @msgpack", "x(bytes a)->string @raw",
+                              "x(map<f64,i8> a)->void @json"};
+    for (size_t i = 0; i < sizeof sigs_bad / sizeof *sigs_bad; i++)
+        assert_int_equal(ctl_sig_parse(a, sigs_bad[i], &ints, err, sizeof err), -1);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+    shmrpc_arena_free(a);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(codec_round_trip),         cmocka_unit_test(call_every_method_shm),
+        cmocka_unit_test(call_every_method_tcp),    cmocka_unit_test(call_bad_input),
+        cmocka_unit_test(ls_shows_the_live_server), cmocka_unit_test(clean_removes_only_the_dead),
+        cmocka_unit_test(nothing_left_behind),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
