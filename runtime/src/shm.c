@@ -318,9 +318,11 @@ typedef struct shm_listener {
     shmrpc_wait_opts wait;
 } shm_listener;
 
-/* Unlinks the channels of key whose server is owner, or (owner 0) whose server is no
- * longer alive: what servers that stopped or died left behind for clients that never
- * closed. Clients still mapping one keep it until they let go. */
+/* Unlinks the channels of key whose server is owner, or (owner 0, a server starting)
+ * whose server is no longer alive or had this process's pid (a dead predecessor with
+ * the same pid: a starting server has no channels yet): what servers that stopped or
+ * died left behind for clients that never closed. Clients still mapping one keep it
+ * until they let go. */
 static void remove_channels(const char *key, int32_t owner)
 {
     char name[300], prefix[128];
@@ -333,7 +335,8 @@ static void remove_channels(const char *key, int32_t owner)
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (strncmp(e->d_name, prefix, (size_t)n) != 0) continue;
         int32_t pid = (int32_t)strtol(e->d_name + n, NULL, 10);
-        if (owner ? pid != owner : shmrpc__proc_alive(pid, 0)) continue;
+        bool stale = owner ? pid == owner : pid == getpid() || !shmrpc__proc_alive(pid, 0);
+        if (!stale) continue;
         snprintf(name, sizeof name, "/%s", e->d_name);
         shm_unlink(name);
     }

@@ -4,6 +4,7 @@
  * parent), every child is reaped, and each test checks that its segments are gone. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -35,10 +36,18 @@ static void on_usr1(int sig)
 }
 
 /* In the server's child: SIGUSR1 storms interrupt it (no SA_RESTART) without killing it. */
+static bool plant_channel; /* the next server finds a channel named with its own pid */
+
 static void prepare_server(void)
 {
     struct sigaction usr = {.sa_handler = on_usr1};
     sigaction(SIGUSR1, &usr, NULL);
+    if (plant_channel) { /* what a dead server that had this pid left behind */
+        char name[128];
+        snprintf(name, sizeof name, "/shmrpc:%s:%d:c0:1", addr + strlen("shm://"), (int)getpid());
+        int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        if (fd >= 0) close(fd);
+    }
 }
 
 static pid_t start_server(int workers, size_t max_msg)
@@ -344,6 +353,24 @@ static void stale_segments_and_second_server(void **state)
     stop_server(server);
 }
 
+/* A server whose dead predecessor had the same pid (pids repeat in containers) finds that
+ * predecessor's channels under its own pid: they go at listen, or the first client's
+ * channel (slot 0, generation 1) would collide with one. */
+static void stale_channel_under_our_pid(void **state)
+{
+    (void)state;
+    plant_channel = true;
+    pid_t server = start_server(1, 0);
+    plant_channel = false;
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(leftovers(), 0);
+}
+
 static void another_user_is_refused(void **state)
 {
     (void)state;
@@ -586,6 +613,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(worker_killed_mid_call, setup, teardown),
         cmocka_unit_test_setup_teardown(client_killed_mid_call, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_segments_and_second_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_channel_under_our_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(another_user_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(signal_storms, setup, teardown),
         cmocka_unit_test_setup_teardown(long_waits_sleep, setup, teardown),
