@@ -1123,6 +1123,17 @@ const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const
     return NULL;
 }
 
+int shmrpc__config_control_address(const char *path, char *out, size_t cap)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real)) return SHMRPC_ESYS(errno);
+    uint64_t h = UINT64_C(14695981039346656037); /* FNV-1a, 64 bits */
+    for (const unsigned char *p = (const unsigned char *)real; *p; p++)
+        h = (h ^ *p) * UINT64_C(1099511628211);
+    int n = snprintf(out, cap, "shm://shmrpc-control-%016llx", (unsigned long long)h);
+    return n < 0 || (size_t)n >= cap ? SHMRPC_ESYS(ENAMETOOLONG) : 0;
+}
+
 /* --- the resolved configuration as text ---------------------------------------------- */
 
 static void outf(shmrpc_buf *out, const char *fmt, ...) SHMRPC__INI_FMT(2, 3);

@@ -90,6 +90,12 @@ void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out);
 /* The service called name, or NULL. */
 const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name);
 
+/* The address of the control service of the supervisor that runs the service.ini at
+ * path: shm://shmrpc-control-HASH, HASH 16 hex digits of the FNV-1a hash of the file's
+ * real path, so that shmrpcctl finds it from the same file and two supervisors of two
+ * files do not meet. 0, or SHMRPC_ESYS(errno) when the path cannot be resolved. */
+int shmrpc__config_control_address(const char *path, char *out, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,11 +1,12 @@
-/* shmrpcctl: the operator's tool. One table of subcommands; those that need the
- * supervisor's control service are listed, and say so, until it exists. */
+/* shmrpcctl: the operator's tool. One table of subcommands; status, start, stop, restart,
+ * logs and scale talk to the supervisor's control service (ctl_control.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include <shmrpc/version.h>
 
 #include "ctl_call.h"
+#include "ctl_control.h"
 #include "ctl_segments.h"
 
 typedef struct command {
@@ -20,12 +21,14 @@ static const command commands[] = {
      "call a method of a running service; print its result as JSON", ctl_call_main},
     {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main},
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main},
-    /* These talk to shmrpc-service's control service, which it does not serve yet. */
-    {"status", "[--json]", "the supervisor's services and workers", NULL},
-    {"start", "SERVICE", "start a service of the supervisor", NULL},
-    {"stop", "SERVICE", "stop a service of the supervisor", NULL},
-    {"restart", "SERVICE", "restart a service of the supervisor", NULL},
-    {"logs", "SERVICE", "the tail of a service's log", NULL},
+    /* These talk to shmrpc-service's control service (ctl_control.c), found by
+     * -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI. */
+    {"status", "[--json]", "the supervisor's services", ctl_status},
+    {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start},
+    {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop},
+    {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart},
+    {"logs", "SERVICE [-n LINES]", "the tail of a service's log", ctl_logs},
+    {"scale", "SERVICE WORKERS", "set a module= service's workers", ctl_scale},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -1,10 +1,12 @@
 /* shmrpc-service [--foreground] service.ini: runs the services of a service.ini in file
  * order, restarts them when they crash, writes their output to their logs and their state
- * to LOG_DIR/status.json, and stops them in reverse order on SIGTERM or SIGINT. One thread;
- * it sleeps in poll() on a signalfd (SIGTERM, SIGINT, SIGCHLD) and the services' output
- * pipes, with a timeout that is the nearest deadline (a restart, a readiness check, a
- * SIGKILL) or none. It is a child subreaper, so that the workers a killed service leaves
- * behind become its children and are reaped here, not left to a PID 1 that may not. */
+ * to LOG_DIR/status.json, and stops them in reverse order on SIGTERM or SIGINT. One thread
+ * owns the services; it sleeps in poll() on a signalfd (SIGTERM, SIGINT, SIGCHLD), the
+ * services' output pipes and the control service's eventfd, with a timeout that is the
+ * nearest deadline (a restart, a readiness check, a SIGKILL) or none. The control service
+ * (control.c) is served by a second thread that hands every request to this one. It is a child
+ * subreaper, so that the workers a killed service leaves behind become its children and are reaped
+ * here, not left to a PID 1 that may not. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -25,6 +27,7 @@
 #include <shmrpc/status.h>
 
 #include "config.h"
+#include "control.h"
 #include "logfile.h"
 #include "service.h"
 
@@ -243,7 +246,7 @@ int main(int argc, char **argv)
 
     size_t n = c->n_services;
     sup_service *svcs = calloc(n, sizeof *svcs);
-    struct pollfd *pfds = calloc(1 + n, sizeof *pfds);
+    struct pollfd *pfds = calloc(2 + n, sizeof *pfds);
     if (sfd < 0 || !svcs || !pfds) {
         sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
         return 1;
@@ -256,7 +259,25 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    sup_logf(&ctx, "pid %d: %zu service%s from %s", (int)getpid(), n, n == 1 ? "" : "s", c->path);
+    /* The control service, before any service starts: a second supervisor of the same
+     * file finds its address taken and stops here. Started with the signals blocked, so
+     * its thread keeps them blocked and they reach the signalfd only. */
+    char control_addr[96], why[256] = "";
+    sup_control *control = NULL;
+    e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
+    if (!e) e = sup_control_start(&control, control_addr, c, svcs, n, why, sizeof why);
+    if (e) {
+        sup_logf(&ctx, "cannot serve the control service at %s: %s%s%s", control_addr,
+                 shmrpc_strerror(e), *why ? ": " : "", why);
+        if (ctx.own_log)
+            fprintf(stderr,
+                    "shmrpc-service: cannot serve the control service at "
+                    "%s: %s%s%s\n",
+                    control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
+        return 1;
+    }
+    sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
+             n == 1 ? "" : "s", c->path, control_addr);
 
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
@@ -265,8 +286,11 @@ int main(int argc, char **argv)
     for (;;) {
         int64_t now = sup_mono_ms();
         if (!ctx.draining) {
-            while (cursor < n && (cursor == 0 || settled(&svcs[cursor - 1])))
-                sup_service_start(&svcs[cursor++], now);
+            while (cursor < n && (cursor == 0 || settled(&svcs[cursor - 1]))) {
+                sup_service *s = &svcs[cursor++];
+                /* Not one an operator stopped, or started already, before its turn. */
+                if (!s->held && s->pid == 0 && s->state == SUP_STOPPED) sup_service_start(s, now);
+            }
             if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
                 notify("READY=1");
@@ -306,6 +330,7 @@ int main(int argc, char **argv)
         pfds[np++] = (struct pollfd){.fd = sfd, .events = POLLIN};
         for (size_t i = 0; i < n; i++)
             pfds[np++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
+        pfds[np++] = (struct pollfd){.fd = sup_control_fd(control), .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
             sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
             ctx.draining = true;
@@ -341,7 +366,10 @@ int main(int argc, char **argv)
         reap_children(svcs, n, now);
         for (size_t i = 0; i < n; i++)
             sup_service_tick(&svcs[i], sup_mono_ms());
+        if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
+    /* Status was served until every service stopped; now the segment goes. */
+    sup_control_stop(control);
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes
      * are this subreaper's children now. Reap them (and, after a failed poll, the

@@ -215,6 +215,7 @@ static void describe(int status, char *out, size_t cap)
 static void crashed(sup_service *s, int64_t now, const char *what)
 {
     const shmrpc__config_settings *cs = &s->cfg->s;
+    snprintf(s->last_exit, sizeof s->last_exit, "%s", what);
     if (s->ctx->draining) {
         sup_logf(s->ctx, "%s: %s while stopping everything: not restarted", s->cfg->name, what);
         set_state(s, SUP_STOPPED);
@@ -226,6 +227,8 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     if (recent >= cs->crash_loop_restarts) {
         sup_logf(s->ctx, "%s: %s; restarted %d times within %llds: marked failed, not restarted",
                  s->cfg->name, what, recent, (long long)(cs->crash_loop_window_ms / 1000));
+        snprintf(s->last_exit, sizeof s->last_exit, "%s; restarted %d times within %llds: failed",
+                 what, recent, (long long)(cs->crash_loop_window_ms / 1000));
         set_state(s, SUP_FAILED);
         return;
     }
@@ -257,13 +260,18 @@ void sup_service_reaped(sup_service *s, int64_t now)
     s->pid = 0;
     s->started_unix = 0;
     s->ctx->changed = true;
-    if (s->state == SUP_STOPPING) {
-        sup_logf(s->ctx, "%s: stopped (it %s)", s->cfg->name, what);
-        set_state(s, s->after_stop);
-        return;
-    }
     char msg[160];
     snprintf(msg, sizeof msg, "pid %d %s", (int)(r), what);
+    if (s->state == SUP_STOPPING) {
+        sup_logf(s->ctx, "%s: stopped (it %s)", s->cfg->name, what);
+        if (s->after_stop != SUP_FAILED) snprintf(s->last_exit, sizeof s->last_exit, "%s", msg);
+        set_state(s, s->after_stop);
+        if (s->start_after_stop) {
+            s->start_after_stop = false;
+            if (!s->ctx->draining) sup_service_operator_start(s, now);
+        }
+        return;
+    }
     crashed(s, now, msg);
 }
 
@@ -317,6 +325,9 @@ void sup_service_tick(sup_service *s, int64_t now)
             sup_logf(s->ctx,
                      "%s: not answering after %llds (startup_timeout_s): stopped, marked failed",
                      s->cfg->name, (long long)(s->cfg->s.startup_timeout_ms / 1000));
+            snprintf(s->last_exit, sizeof s->last_exit,
+                     "not answering after %llds (startup_timeout_s)",
+                     (long long)(s->cfg->s.startup_timeout_ms / 1000));
             sup_service_stop(s, sup_mono_ms(), false, SUP_FAILED);
         } else {
             s->next_probe = sup_mono_ms() + PROBE_EVERY_MS;
@@ -366,4 +377,46 @@ void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
     kill(-s->pid, force ? SIGKILL : SIGTERM);
     s->kill_at = force ? INT64_MAX : now + s->cfg->s.stop_timeout_ms;
     set_state(s, SUP_STOPPING);
+}
+
+void sup_service_operator_stop(sup_service *s, int64_t now)
+{
+    s->held = true;
+    s->start_after_stop = false;
+    sup_service_stop(s, now, false, SUP_STOPPED);
+}
+
+void sup_service_operator_start(sup_service *s, int64_t now)
+{
+    s->held = false;
+    switch (s->state) {
+    case SUP_STOPPING:
+        s->start_after_stop = true;
+        break;
+    case SUP_STOPPED:
+    case SUP_FAILED:
+    case SUP_BACKOFF:
+        /* An operator's start is a fresh one: no backoff owed, no crash loop counted. */
+        s->in_a_row = 0;
+        memset(s->restart_times, 0,
+               (size_t)s->cfg->s.crash_loop_restarts * sizeof *s->restart_times);
+        sup_logf(s->ctx, "%s: started by an operator", s->cfg->name);
+        sup_service_start(s, now);
+        break;
+    case SUP_STARTING:
+    case SUP_RUNNING:
+        break;
+    }
+}
+
+void sup_service_operator_restart(sup_service *s, int64_t now)
+{
+    if (!s->pid) {
+        sup_service_operator_start(s, now);
+        return;
+    }
+    s->held = false;
+    sup_logf(s->ctx, "%s: restarted by an operator", s->cfg->name);
+    sup_service_stop(s, now, false, SUP_STOPPED);
+    s->start_after_stop = true;
 }

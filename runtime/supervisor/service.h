@@ -45,6 +45,9 @@ typedef struct sup_service {
     int64_t ready_by;       /* SUP_STARTING: when to give up waiting for an answer */
     int64_t next_probe;     /* SUP_STARTING: when to check again */
     int64_t kill_at;        /* SUP_STOPPING: when to SIGKILL */
+    bool held;              /* an operator stopped it: not started in file order either */
+    bool start_after_stop;  /* an operator restarts it: start it once it has stopped */
+    char last_exit[192];    /* how its last process ended, or why it failed; "": none yet */
 } sup_service;
 
 /* One of the supervisor's own lines, to ctx->own_log or stderr. */
@@ -82,6 +85,15 @@ int64_t sup_service_next_deadline(const sup_service *s);
 /* SIGTERM to its process group and SIGKILL at now + stop_timeout_s (or now with force).
  * One not running becomes `final` at once. */
 void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final);
+
+/* What an operator asks for (the control service), each returning at once. Stop: as
+ * sup_service_stop to SUP_STOPPED, and it stays stopped (a failed one stays failed). Start:
+ * one stopped, failed or in its backoff starts now with its crash-loop count afresh; one
+ * stopping starts once it has stopped; one starting or running is left alone. Restart:
+ * stop, then start once stopped; one not running starts now. */
+void sup_service_operator_stop(sup_service *s, int64_t now);
+void sup_service_operator_start(sup_service *s, int64_t now);
+void sup_service_operator_restart(sup_service *s, int64_t now);
 
 const char *sup_state_name(sup_state st);
 

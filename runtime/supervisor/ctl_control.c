@@ -1,0 +1,339 @@
+/* shmrpcctl status|start|stop|restart|logs|scale: calls to the supervisor's control
+ * service. The supervisor is found by -a ADDRESS, else --ini FILE (the address is derived
+ * from the file's real path, as shmrpc-service derives it), else $SHMRPC_CONTROL (an
+ * address), else $SHMRPC_INI (a file). start, stop and restart return once the
+ * supervisor acted; shmrpcctl then asks for the status until the service settles. */
+#include "ctl_control.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <shmrpc/client.h>
+#include <shmrpc/status.h>
+
+#include "config.h"
+#include "control_svc/control.h"
+
+#define CALL_TIMEOUT_MS 10000 /* the supervisor's handlers wait at most 5 s for its loop */
+#define POLL_EVERY_MS 100
+#define DEFAULT_WAIT_S 30
+#define DEFAULT_LINES 50
+
+typedef struct opts {
+    const char *cmd;
+    const char *addr;
+    const char *ini;
+    bool json;
+    bool no_wait;
+    long wait_s;
+    long lines;
+    const char *pos[2]; /* positional arguments */
+    int n_pos;
+} opts;
+
+static int usage(const char *cmd, const char *args)
+{
+    fprintf(stderr,
+            "usage: shmrpcctl %s %s[-a shm://NAME | --ini service.ini]\n"
+            "  the supervisor: -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI\n",
+            cmd, args);
+    return 2;
+}
+
+static bool number(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* Options anywhere among the arguments; flags says which the command takes: 'j' --json,
+ * 'w' --no-wait and --wait S, 'n' -n LINES. -1: parsed; else the exit status. */
+static int parse(int argc, char **argv, const char *flags, int n_pos, const char *args, opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cmd = argv[0];
+    o->wait_s = DEFAULT_WAIT_S;
+    o->lines = DEFAULT_LINES;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if ((strcmp(a, "-a") == 0 || strcmp(a, "--address") == 0) && more) {
+            o->addr = argv[++i];
+        } else if (strcmp(a, "--ini") == 0 && more) {
+            o->ini = argv[++i];
+        } else if (strchr(flags, 'j') && strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strchr(flags, 'w') && strcmp(a, "--no-wait") == 0) {
+            o->no_wait = true;
+        } else if (strchr(flags, 'w') && strcmp(a, "--wait") == 0 && more) {
+            if (!number(argv[++i], 1, 3600, &o->wait_s)) return usage(o->cmd, args);
+        } else if (strchr(flags, 'n') && strcmp(a, "-n") == 0 && more) {
+            if (!number(argv[++i], 1, 1000, &o->lines)) {
+                fprintf(stderr, "shmrpcctl: logs: -n takes 1 to 1000 lines\n");
+                return 2;
+            }
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(o->cmd, args);
+            return 0;
+        } else if (a[0] == '-' || o->n_pos == n_pos) {
+            return usage(o->cmd, args);
+        } else {
+            o->pos[o->n_pos++] = a;
+        }
+    }
+    if (o->n_pos != n_pos) return usage(o->cmd, args);
+    return -1;
+}
+
+/* Connects to the supervisor the options name; NULL after a message, with *st the exit
+ * status: 2 when none is named, 1 when it cannot be reached. */
+static shmrpc_client *connect_to(const opts *o, int *st)
+{
+    *st = 1;
+    char derived[96];
+    const char *addr = o->addr, *ini = o->ini;
+    if (!addr && !ini) addr = getenv("SHMRPC_CONTROL");
+    if (addr && !*addr) addr = NULL;
+    if (!addr && !ini) ini = getenv("SHMRPC_INI");
+    if (!addr && (!ini || !*ini)) {
+        fprintf(stderr,
+                "shmrpcctl: %s: which supervisor? Give --ini service.ini or -a "
+                "shm://shmrpc-control-..., or set SHMRPC_CONTROL or SHMRPC_INI\n",
+                o->cmd);
+        *st = 2;
+        return NULL;
+    }
+    if (!addr) {
+        int rc = shmrpc__config_control_address(ini, derived, sizeof derived);
+        if (rc) {
+            fprintf(stderr, "shmrpcctl: %s: %s\n", ini, shmrpc_strerror(rc));
+            return NULL;
+        }
+        addr = derived;
+    }
+    shmrpc_client_opts co;
+    shmrpc_client_opts_init(&co);
+    co.timeout_ms = CALL_TIMEOUT_MS;
+    shmrpc_client *c = NULL;
+    int rc = shmrpc_client_new(&c, &control_service_info, &co);
+    if (!rc) rc = shmrpc_client_connect(c, addr);
+    if (rc) {
+        const char *why = c ? shmrpc_client_errmsg(c) : "";
+        fprintf(stderr, "shmrpcctl: %s: cannot reach the supervisor at %s: %s%s%s%s\n", o->cmd,
+                addr, shmrpc_strerror(rc), *why ? ": " : "", why,
+                rc == SHMRPC_ENOENT || rc == SHMRPC_EUNAVAIL ? " (is shmrpc-service running?)"
+                                                             : "");
+        shmrpc_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int failed(const opts *o, shmrpc_client *c, int rc)
+{
+    const char *why = shmrpc_client_errmsg(c);
+    fprintf(stderr, "shmrpcctl: %s: %s\n", o->cmd, *why ? why : shmrpc_strerror(rc));
+    shmrpc_client_free(c);
+    return 1;
+}
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* "3d04h", "2h05m", "4m07s", "12s"; "-" when nothing runs. */
+static void uptime(int64_t started_ms, char *out, size_t cap)
+{
+    if (started_ms <= 0) {
+        snprintf(out, cap, "-");
+        return;
+    }
+    int64_t s = (unix_ms() - started_ms) / 1000;
+    if (s < 0) s = 0;
+    if (s >= 86400)
+        snprintf(out, cap, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+    else if (s >= 3600)
+        snprintf(out, cap, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else if (s >= 60)
+        snprintf(out, cap, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else
+        snprintf(out, cap, "%llds", (long long)s);
+}
+
+static json_t *str_json(shmrpc_str s)
+{
+    return json_stringn(s.ptr ? s.ptr : "", s.len);
+}
+
+static json_t *status_json(const control_service_status *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", str_json(s->name));
+    json_object_set_new(o, "state", str_json(s->state));
+    json_object_set_new(o, "pid", json_integer(s->pid));
+    json_object_set_new(o, "restarts", json_integer(s->restarts));
+    json_object_set_new(o, "started_at_ms",
+                        s->started_at_ms ? json_integer(s->started_at_ms) : json_null());
+    json_object_set_new(o, "last_exit", s->last_exit.len ? str_json(s->last_exit) : json_null());
+    json_object_set_new(o, "log_path", str_json(s->log_path));
+    json_object_set_new(o, "log_dropped_bytes", json_integer((json_int_t)s->log_dropped_bytes));
+    return o;
+}
+
+int ctl_status(int argc, char **argv)
+{
+    opts o;
+    int st = parse(argc, argv, "j", 0, "[--json] ", &o);
+    if (st >= 0) return st;
+    shmrpc_client *c = connect_to(&o, &st);
+    if (!c) return st;
+    control_list_service_status list;
+    int rc = control_status(c, &list);
+    if (rc) return failed(&o, c, rc);
+    if (o.json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < list.len; i++)
+            json_array_append_new(a, status_json(&list.items[i]));
+        json_dumpf(a, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(a);
+    } else {
+        int w = 4;
+        for (size_t i = 0; i < list.len; i++)
+            if ((int)list.items[i].name.len > w) w = (int)list.items[i].name.len;
+        printf("%-*s  %-8s  %7s  %8s  %s\n", w, "NAME", "STATE", "PID", "RESTARTS", "UPTIME");
+        for (size_t i = 0; i < list.len; i++) {
+            const control_service_status *s = &list.items[i];
+            char up[32];
+            uptime(s->started_at_ms, up, sizeof up);
+            printf("%-*.*s  %-8.*s  %7d  %8d  %s\n", w, (int)s->name.len, s->name.ptr,
+                   (int)s->state.len, s->state.ptr, (int)s->pid, (int)s->restarts, up);
+        }
+        /* Why a failed or stopped service ended, where there is something to say. */
+        for (size_t i = 0; i < list.len; i++) {
+            const control_service_status *s = &list.items[i];
+            if (s->pid == 0 && s->last_exit.len)
+                printf("%.*s: %.*s\n", (int)s->name.len, s->name.ptr, (int)s->last_exit.len,
+                       s->last_exit.ptr);
+        }
+    }
+    shmrpc_client_free(c);
+    return 0;
+}
+
+static bool is(shmrpc_str s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
+/* start, stop or restart: the call, then the status until the service settles. */
+static int act(int argc, char **argv,
+               int (*call)(shmrpc_client *, shmrpc_str, control_service_status *))
+{
+    opts o;
+    int st = parse(argc, argv, "w", 1, "SERVICE [--no-wait | --wait SECONDS] ", &o);
+    if (st >= 0) return st;
+    shmrpc_client *c = connect_to(&o, &st);
+    if (!c) return st;
+    bool stopping = strcmp(o.cmd, "stop") == 0;
+    control_service_status s;
+    int rc = call(c, shmrpc_str_c(o.pos[0]), &s);
+    if (rc) return failed(&o, c, rc);
+    int32_t old_pid = strcmp(o.cmd, "restart") == 0 ? s.pid : 0;
+    int64_t end = unix_ms() + o.wait_s * 1000;
+    for (;;) {
+        bool settled = stopping ? is(s.state, "stopped") || is(s.state, "failed")
+                                : is(s.state, "failed") ||
+                                      (is(s.state, "running") && (!old_pid || s.pid != old_pid));
+        if (settled || o.no_wait) break;
+        if (unix_ms() >= end) {
+            fprintf(stderr, "shmrpcctl: %s: %s is still %.*s after %lds\n", o.cmd, o.pos[0],
+                    (int)s.state.len, s.state.ptr, o.wait_s);
+            shmrpc_client_free(c);
+            return 1;
+        }
+        nap_ms(POLL_EVERY_MS);
+        control_list_service_status list;
+        rc = control_status(c, &list);
+        if (rc) return failed(&o, c, rc);
+        for (size_t i = 0; i < list.len; i++)
+            if (is(list.items[i].name, o.pos[0])) s = list.items[i];
+    }
+    printf("%s: %.*s", o.pos[0], (int)s.state.len, s.state.ptr);
+    if (s.pid) printf(" (pid %d)", (int)s.pid);
+    if (is(s.state, "failed") && s.last_exit.len)
+        printf(": %.*s", (int)s.last_exit.len, s.last_exit.ptr);
+    putchar('\n');
+    bool ok = stopping || o.no_wait || !is(s.state, "failed");
+    shmrpc_client_free(c);
+    return ok ? 0 : 1;
+}
+
+int ctl_start(int argc, char **argv)
+{
+    return act(argc, argv, control_start);
+}
+
+int ctl_stop(int argc, char **argv)
+{
+    return act(argc, argv, control_stop);
+}
+
+int ctl_restart(int argc, char **argv)
+{
+    return act(argc, argv, control_restart);
+}
+
+int ctl_logs(int argc, char **argv)
+{
+    opts o;
+    int st = parse(argc, argv, "n", 1, "SERVICE [-n LINES] ", &o);
+    if (st >= 0) return st;
+    shmrpc_client *c = connect_to(&o, &st);
+    if (!c) return st;
+    control_list_string lines;
+    int rc = control_logs(c, shmrpc_str_c(o.pos[0]), (uint32_t)o.lines, &lines);
+    if (rc) return failed(&o, c, rc);
+    for (size_t i = 0; i < lines.len; i++)
+        printf("%.*s\n", (int)lines.items[i].len, lines.items[i].ptr);
+    shmrpc_client_free(c);
+    return 0;
+}
+
+int ctl_scale(int argc, char **argv)
+{
+    opts o;
+    int st = parse(argc, argv, "", 2, "SERVICE WORKERS ", &o);
+    if (st >= 0) return st;
+    long workers;
+    if (!number(o.pos[1], 1, 1024, &workers)) {
+        fprintf(stderr, "shmrpcctl: scale: WORKERS is a number from 1 to 1024\n");
+        return 2;
+    }
+    shmrpc_client *c = connect_to(&o, &st);
+    if (!c) return st;
+    control_service_status s;
+    int rc = control_scale(c, shmrpc_str_c(o.pos[0]), (uint32_t)workers, &s);
+    if (rc) return failed(&o, c, rc);
+    printf("%s: %.*s\n", o.pos[0], (int)s.state.len, s.state.ptr);
+    shmrpc_client_free(c);
+    return 0;
+}

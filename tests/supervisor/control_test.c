@@ -1,0 +1,424 @@
+/* The supervisor's control service with real processes: status, stop, start, restart,
+ * logs, scale and unknown names through the generated client; shmrpcctl's status, stop,
+ * start, restart and logs; a second supervisor of the same file refused; SIGTERM removing
+ * the control segment. Every wait is bounded; teardown removes what a failed test left. */
+#define _GNU_SOURCE /* nftw */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/client.h>
+
+#include "config.h"
+#include "control_svc/control.h"
+
+typedef struct fixture {
+    char dir[64];
+    char ini[128];
+    char shm[32];     /* the echo service's shm_name */
+    char control[96]; /* the control service's address */
+    pid_t sup;        /* the supervisor, 0 once reaped */
+    pid_t groups[32]; /* services' process groups seen, killed in teardown */
+    int n_groups;
+    shmrpc_client *c;
+} fixture;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    strcpy(f->dir, "/tmp/shmrpc-control-test-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->ini, sizeof f->ini, "%s/service.ini", f->dir);
+    snprintf(f->shm, sizeof f->shm, "ctl_test_%d", (int)getpid());
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static void remove_segments(const char *part)
+{
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strstr(e->d_name, part)) {
+            char p[300];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+}
+
+static bool segment_left(const char *part)
+{
+    bool found = false;
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        found |= strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return found;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    shmrpc_client_free(f->c);
+    if (f->sup > 0) {
+        kill(f->sup, SIGKILL);
+        waitpid(f->sup, NULL, 0);
+    }
+    for (int i = 0; i < f->n_groups; i++)
+        kill(-f->groups[i], SIGKILL);
+    remove_segments(f->shm);
+    if (f->control[0]) remove_segments(f->control + strlen("shm://"));
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void remember_group(fixture *f, pid_t pgid)
+{
+    if (pgid <= 0) return;
+    for (int i = 0; i < f->n_groups; i++)
+        if (f->groups[i] == pgid) return;
+    assert_true(f->n_groups < 32);
+    f->groups[f->n_groups++] = pgid;
+}
+
+static bool group_gone(pid_t pgid)
+{
+    return kill(-pgid, 0) != 0 && errno == ESRCH;
+}
+
+/* Starts shmrpc-service --foreground on f->ini, stderr to DIR/NAME. */
+static pid_t run_supervisor(fixture *f, const char *err_name)
+{
+    char errp[160];
+    snprintf(errp, sizeof errp, "%s/%s", f->dir, err_name);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        alarm(60); /* a watchdog should teardown not run */
+        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", f->ini, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static const char *slurp(fixture *f, const char *name)
+{
+    static char text[1 << 16];
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    text[0] = '\0';
+    FILE *r = fopen(p, "r");
+    if (!r) return text;
+    size_t n = fread(text, 1, sizeof text - 1, r);
+    text[n] = '\0';
+    fclose(r);
+    return text;
+}
+
+/* Writes the ini, starts the supervisor and connects to its control service. */
+static void start(fixture *f, const char *ini)
+{
+    FILE *w = fopen(f->ini, "w");
+    assert_non_null(w);
+    fputs(ini, w);
+    fclose(w);
+    assert_int_equal(shmrpc__config_control_address(f->ini, f->control, sizeof f->control), 0);
+    f->sup = run_supervisor(f, "supervisor.err");
+    assert_int_equal(shmrpc_client_new(&f->c, &control_service_info, NULL), 0);
+    for (int64_t end = now_ms() + 5000; shmrpc_client_connect(f->c, f->control) != 0; nap_ms(20))
+        assert_true(now_ms() < end);
+}
+
+static bool is(shmrpc_str s, const char *lit)
+{
+    return s.len == strlen(lit) && memcmp(s.ptr, lit, s.len) == 0;
+}
+
+/* A copy of one service's status. */
+typedef struct entry {
+    char state[16];
+    int pid, restarts;
+    long long started_at_ms;
+    char last_exit[200];
+    char log_path[200];
+} entry;
+
+static void copy_entry(const control_service_status *s, entry *e)
+{
+    snprintf(e->state, sizeof e->state, "%.*s", (int)s->state.len, s->state.ptr);
+    snprintf(e->last_exit, sizeof e->last_exit, "%.*s", (int)s->last_exit.len, s->last_exit.ptr);
+    snprintf(e->log_path, sizeof e->log_path, "%.*s", (int)s->log_path.len, s->log_path.ptr);
+    e->pid = s->pid;
+    e->restarts = s->restarts;
+    e->started_at_ms = (long long)s->started_at_ms;
+}
+
+static bool status_of(fixture *f, const char *name, entry *e)
+{
+    control_list_service_status list;
+    if (control_status(f->c, &list) != 0) return false;
+    for (size_t i = 0; i < list.len; i++) {
+        if (!is(list.items[i].name, name)) continue;
+        copy_entry(&list.items[i], e);
+        remember_group(f, e->pid);
+        return true;
+    }
+    return false;
+}
+
+/* Waits up to ms for name to be in state, with a pid other than not_pid. */
+static bool wait_state(fixture *f, const char *name, const char *state, int not_pid, int ms,
+                       entry *e)
+{
+    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+        if (status_of(f, name, e) && strcmp(e->state, state) == 0 && e->pid != not_pid) return true;
+        if (now_ms() > end) return false;
+    }
+}
+
+/* Waits up to ms for chatter's log to hold n lines (each run writes 4). */
+static bool wait_lines(fixture *f, size_t n, int ms)
+{
+    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+        control_list_string lines;
+        if (control_logs(f->c, shmrpc_str_c("chatter"), 1000, &lines) == 0 && lines.len == n)
+            return true;
+        if (now_ms() > end) return false;
+    }
+}
+
+/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
+static int stop_supervisor(fixture *f, int ms)
+{
+    kill(f->sup, SIGTERM);
+    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
+        int st;
+        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
+            f->sup = 0;
+            return st;
+        }
+        if (now_ms() > end) return -1;
+    }
+}
+
+/* Runs shmrpcctl with args (NULL-terminated) and --ini; its stdout in out, exit status. */
+static int ctl(fixture *f, char *out, size_t cap, ...)
+{
+    char *argv[16];
+    int n = 0;
+    argv[n++] = "shmrpcctl";
+    va_list ap;
+    va_start(ap, cap);
+    for (char *a; n < 12 && (a = va_arg(ap, char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n++] = "--ini";
+    argv[n++] = f->ini;
+    argv[n] = NULL;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        alarm(30);
+        execv(SHMRPCCTL, argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t got = 0;
+    for (ssize_t r; (r = read(p[0], out + got, cap - 1 - got)) > 0 && got < cap - 1;)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void control(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\nrestart_backoff_ms = 100\n\n"
+             "[echo]\nexec = %s --workers 2 shm://%s\nshm_name = %s\n\n"
+             "[chatter]\nexec = %s 3 40\nwait_until_completed = false\n",
+             ECHO_SERVER, f->shm, f->shm, CHATTER);
+    int64_t t0 = now_ms();
+    start(f, ini);
+
+    /* status: both running, with their pids and logs. */
+    entry echo, chat;
+    assert_true(wait_state(f, "echo", "running", 0, 5000, &echo));
+    assert_true(wait_state(f, "chatter", "running", 0, 5000, &chat));
+    print_message("both running after %lld ms\n", (long long)(now_ms() - t0));
+    assert_true(echo.pid > 0 && chat.pid > 0 && echo.pid != chat.pid);
+    assert_true(echo.started_at_ms > 0);
+    char want[200];
+    snprintf(want, sizeof want, "%s/logs/chatter.log", f->dir);
+    assert_string_equal(chat.log_path, want);
+    assert_string_equal(chat.last_exit, "");
+
+    /* stop: chatter stopped, its group gone; echo untouched. (Once it has written.) */
+    assert_true(wait_lines(f, 4, 5000));
+    int64_t t1 = now_ms();
+    control_service_status s;
+    assert_int_equal(control_stop(f->c, shmrpc_str_c("chatter"), &s), 0);
+    assert_true(is(s.state, "stopping") || is(s.state, "stopped"));
+    entry after;
+    assert_true(wait_state(f, "chatter", "stopped", -1, 3000, &after));
+    print_message("stop: stopped after %lld ms\n", (long long)(now_ms() - t1));
+    assert_int_equal(after.pid, 0);
+    assert_non_null(strstr(after.last_exit, "killed by signal 15"));
+    assert_true(group_gone((pid_t)chat.pid));
+    nap_ms(300); /* and it stays stopped */
+    assert_true(status_of(f, "chatter", &after));
+    assert_string_equal(after.state, "stopped");
+    entry echo2;
+    assert_true(status_of(f, "echo", &echo2));
+    assert_string_equal(echo2.state, "running");
+    assert_int_equal(echo2.pid, echo.pid);
+    /* Stopping a stopped service is no error. */
+    assert_int_equal(control_stop(f->c, shmrpc_str_c("chatter"), &s), 0);
+    assert_true(is(s.state, "stopped"));
+
+    /* start: running with a new pid. */
+    assert_int_equal(control_start(f->c, shmrpc_str_c("chatter"), &s), 0);
+    assert_true(is(s.state, "running"));
+    entry started;
+    assert_true(wait_state(f, "chatter", "running", chat.pid, 1000, &started));
+    assert_true(started.pid > 0);
+
+    /* restart: stopped, then running again with another pid. */
+    assert_true(wait_lines(f, 8, 5000));
+    int64_t t2 = now_ms();
+    assert_int_equal(control_restart(f->c, shmrpc_str_c("chatter"), &s), 0);
+    assert_true(is(s.state, "stopping"));
+    entry again;
+    assert_true(wait_state(f, "chatter", "running", started.pid, 3000, &again));
+    print_message("restart: running again after %lld ms\n", (long long)(now_ms() - t2));
+    assert_true(group_gone((pid_t)started.pid));
+    assert_int_equal(again.restarts, 0); /* an operator's restart is not a crash */
+
+    /* logs: three runs of 4 lines each once the third has written; asking for more
+     * gives them all (and asks for at most 1000). */
+    control_list_string lines;
+    for (int64_t end = now_ms() + 3000;; nap_ms(20)) {
+        assert_int_equal(control_logs(f->c, shmrpc_str_c("chatter"), 5000, &lines), 0);
+        if (lines.len == 12) break;
+        assert_true(lines.len < 12 && now_ms() < end);
+    }
+    /* The last two, stamped, the last one without its line end. */
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("chatter"), 2, &lines), 0);
+    assert_int_equal(lines.len, 2);
+    assert_non_null(memmem(lines.items[0].ptr, lines.items[0].len, "Z chatter line 00002 xxx", 24));
+    assert_true(lines.items[1].len > 14 &&
+                memcmp(lines.items[1].ptr + lines.items[1].len - 13, "chatter: done", 13) == 0);
+
+    /* Unknown names and scale. */
+    int rc = control_stop(f->c, shmrpc_str_c("nope"), &s);
+    assert_true(rc < 0);
+    assert_string_equal(shmrpc_client_errmsg(f->c),
+                        "no service 'nope'; the services are: echo, chatter");
+    rc = control_logs(f->c, shmrpc_str_c("nope"), 10, &lines);
+    assert_true(rc < 0);
+    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "no service 'nope'"));
+    rc = control_scale(f->c, shmrpc_str_c("echo"), 3, &s);
+    assert_true(rc < 0);
+    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "exec= service"));
+
+    /* A second supervisor of the same file is refused: the control address is taken. */
+    pid_t second = run_supervisor(f, "second.err");
+    int st2 = -1;
+    for (int64_t end = now_ms() + 5000; waitpid(second, &st2, WNOHANG) != second; nap_ms(10))
+        assert_true(now_ms() < end);
+    assert_true(WIFEXITED(st2));
+    assert_int_equal(WEXITSTATUS(st2), 1);
+    assert_non_null(strstr(slurp(f, "second.err"), "cannot serve the control service"));
+    assert_true(status_of(f, "echo", &echo2)); /* the first one goes on */
+    assert_int_equal(echo2.pid, echo.pid);
+
+    /* shmrpcctl, finding the supervisor from the same service.ini. */
+    char out[8192];
+    assert_int_equal(ctl(f, out, sizeof out, "status", NULL), 0);
+    assert_non_null(strstr(out, "NAME"));
+    assert_non_null(strstr(out, "UPTIME"));
+    assert_non_null(strstr(out, "echo"));
+    assert_non_null(strstr(out, "running"));
+    assert_int_equal(ctl(f, out, sizeof out, "status", "--json", NULL), 0);
+    assert_non_null(strstr(out, "\"name\": \"chatter\""));
+    assert_int_equal(ctl(f, out, sizeof out, "stop", "chatter", NULL), 0);
+    assert_string_equal(out, "chatter: stopped\n");
+    assert_int_equal(ctl(f, out, sizeof out, "start", "chatter", NULL), 0);
+    assert_non_null(strstr(out, "chatter: running (pid "));
+    assert_int_equal(ctl(f, out, sizeof out, "restart", "chatter", NULL), 0);
+    assert_non_null(strstr(out, "chatter: running (pid "));
+    assert_int_equal(ctl(f, out, sizeof out, "logs", "chatter", "-n", "1", NULL), 0);
+    assert_non_null(strstr(out, "chatter: done\n"));
+    assert_int_equal(ctl(f, out, sizeof out, "stop", "nope", NULL), 1);
+    assert_true(status_of(f, "chatter", &again));
+
+    /* SIGTERM: exit 0, every group gone, the control segment removed, calls refused. */
+    int st = stop_supervisor(f, 4000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    for (int i = 0; i < f->n_groups; i++)
+        assert_true(group_gone(f->groups[i]));
+    f->n_groups = 0;
+    assert_false(segment_left(f->control + strlen("shm://")));
+    assert_false(segment_left(f->shm));
+    assert_true(control_status(f->c, &(control_list_service_status){0}) < 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(control, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
