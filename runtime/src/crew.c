@@ -36,12 +36,14 @@ static pid_t spawn(shmrpc__crew *c, int i)
 
 static void start(shmrpc__crew *c, int i)
 {
+    if (c->prepare && c->prepare(c->arg, i) != 0) return; /* tried again on the next round */
     /* One that dies at once is restarted no faster than every 100 ms. */
     int64_t lived = shmrpc__now_ns() - c->started[i];
     if (c->started[i] && lived < 100 * NS_PER_MS) sleep_ns(100 * NS_PER_MS - lived);
     c->pid[i] = spawn(c, i);
     c->fd[i] = c->pid[i] > 0 ? (int)syscall(SYS_pidfd_open, c->pid[i], 0) : -1;
     c->started[i] = shmrpc__now_ns();
+    c->leaving[i] = false;
 }
 
 /* Reaps worker i if it has exited; true if it had (or never ran). */
@@ -52,48 +54,72 @@ static bool reap(shmrpc__crew *c, int i)
     if (c->pid[i] > 0 && c->reaped) c->reaped(c->arg, i);
     c->fd[i] = -1;
     c->pid[i] = 0;
+    c->leaving[i] = false;
     return true;
 }
 
-/* Waits up to ms for a worker to die, a stop, or the watched descriptor (which it then
- * serves); fds of workers gone are -1 (ignored). */
+/* Waits up to ms for a worker to die, a stop or a new count, or the watched descriptor
+ * (which it then serves); fds of workers gone are -1 (ignored). */
 static void await_event(shmrpc__crew *c, int ms)
 {
     struct pollfd p[SHMRPC__CREW_MAX + 2];
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < SHMRPC__CREW_MAX; i++)
         p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
-    p[c->n] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
+    p[SHMRPC__CREW_MAX] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
     bool watch = c->watch && !atomic_load(c->stop);
-    p[c->n + 1] = (struct pollfd){.fd = watch ? c->watch_fd : -1, .events = POLLIN};
-    poll(p, (nfds_t)c->n + 2, ms); /* a signal (EINTR) only ends the wait early */
+    p[SHMRPC__CREW_MAX + 1] = (struct pollfd){.fd = watch ? c->watch_fd : -1, .events = POLLIN};
+    poll(p, SHMRPC__CREW_MAX + 2, ms); /* a signal (EINTR) only ends the wait early */
     char drain[16];
     while (read(c->stop_fd, drain, sizeof drain) > 0) {
     }
-    if (watch && (p[c->n + 1].revents & POLLIN)) c->watch(c->arg);
+    if (watch && (p[SHMRPC__CREW_MAX + 1].revents & POLLIN)) c->watch(c->arg);
+}
+
+int shmrpc__crew_wanted(const shmrpc__crew *c)
+{
+    int n = c->want ? atomic_load(c->want) : c->n;
+    return n < 1 ? 1 : n > SHMRPC__CREW_MAX ? SHMRPC__CREW_MAX : n;
+}
+
+/* Brings the running workers to the count wanted: replaces the dead below it, and asks
+ * those above it to finish their call in hand and leave. */
+static void reconcile(shmrpc__crew *c)
+{
+    int want = shmrpc__crew_wanted(c);
+    for (int i = 0; i < SHMRPC__CREW_MAX && !atomic_load(c->stop); i++) {
+        if (i < want) {
+            if (reap(c, i)) start(c, i);
+        } else if (c->pid[i] > 0 && !reap(c, i) && !c->leaving[i]) {
+            kill(c->pid[i], SIGTERM);
+            c->leaving[i] = true;
+        }
+    }
 }
 
 int shmrpc__crew_manage(shmrpc__crew *c)
 {
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; i < SHMRPC__CREW_MAX; i++) {
+        c->pid[i] = 0;
+        c->fd[i] = -1;
         c->started[i] = 0;
-        start(c, i);
+        c->leaving[i] = false;
     }
+    reconcile(c);
     while (!atomic_load(c->stop)) {
         await_event(c, 1000);
-        for (int i = 0; i < c->n && !atomic_load(c->stop); i++)
-            if (reap(c, i)) start(c, i);
+        reconcile(c);
     }
     if (c->stopping) c->stopping(c->arg);
-    for (int i = 0; i < c->n; i++)
+    for (int i = 0; i < SHMRPC__CREW_MAX; i++)
         if (c->pid[i] > 0) kill(c->pid[i], SIGTERM);
     int64_t deadline = shmrpc__now_ns() + 2000 * NS_PER_MS;
     for (;;) {
         int left = 0;
-        for (int i = 0; i < c->n; i++)
+        for (int i = 0; i < SHMRPC__CREW_MAX; i++)
             left += !reap(c, i);
         if (left == 0) break;
         if (shmrpc__now_ns() > deadline) {
-            for (int i = 0; i < c->n; i++)
+            for (int i = 0; i < SHMRPC__CREW_MAX; i++)
                 if (c->pid[i] > 0) kill(c->pid[i], SIGKILL);
             deadline = INT64_MAX;
         }

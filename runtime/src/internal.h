@@ -98,6 +98,8 @@ const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
 size_t shmrpc__server_max_msg(const shmrpc_server *s);
 const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
 const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s);
+/* The count of workers wanted (shmrpc_server_serve, shmrpc_server_set_workers). */
+_Atomic int *shmrpc__server_want(shmrpc_server *s);
 
 /* The server's method table as a client last received it (client.c holds it; a transport
  * fills it with shmrpc__table_keep once the client's table maps onto the server's, at
@@ -146,6 +148,9 @@ typedef struct shmrpc__listener_ops {
     int (*serve)(shmrpc__listener *l, int workers);
     /* Makes serve return; async-signal-safe. NULL with serve. */
     void (*stop)(shmrpc__listener *l);
+    /* Wakes the manager to look at the count of workers wanted; async-signal-safe. NULL
+     * when there are no workers. */
+    void (*poke)(shmrpc__listener *l);
 } shmrpc__listener_ops;
 
 struct shmrpc__listener {

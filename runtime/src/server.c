@@ -17,6 +17,7 @@ struct shmrpc_server {
     void *user;
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
+    _Atomic int want;           /* workers wanted: serve(n), then set_workers() */
     shmrpc_buf errmsg;          /* the last failure of register or listen */
 };
 
@@ -186,6 +187,19 @@ int shmrpc_server_serve(shmrpc_server *s, int workers)
         nanosleep(&ts, NULL);
     }
     return 0;
+}
+
+int shmrpc_server_set_workers(shmrpc_server *s, int workers)
+{
+    if (!s || workers < 1 || workers > SHMRPC_MAX_WORKERS) return SHMRPC_EINVAL;
+    atomic_store(&s->want, workers);
+    if (s->listener && s->listener->ops->poke) s->listener->ops->poke(s->listener);
+    return 0;
+}
+
+_Atomic int *shmrpc__server_want(shmrpc_server *s)
+{
+    return &s->want;
 }
 
 void shmrpc_server_stop(shmrpc_server *s)

@@ -381,11 +381,13 @@ static int create_ctl(shm_listener *l, shmrpc_buf *err)
 static void shm_listener_close(shmrpc__listener *base);
 static int shm_serve(shmrpc__listener *base, int workers);
 static void shm_stop(shmrpc__listener *base);
+static void shm_poke(shmrpc__listener *base);
 
 static const shmrpc__listener_ops shm_listener_ops = {
     .close = shm_listener_close,
     .serve = shm_serve,
     .stop = shm_stop,
+    .poke = shm_poke,
 };
 
 static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err)
@@ -750,7 +752,9 @@ static void crew_stopping(void *arg)
 static int manage(shm_listener *l, int n)
 {
     if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
-    shmrpc__crew c = {.n = n,
+    _Atomic int *want = shmrpc__server_want(l->server);
+    atomic_store(want, n);
+    shmrpc__crew c = {.want = want,
                       .stop = &l->stop,
                       .stop_fd = l->stop_pipe[0],
                       .arg = l,
@@ -770,6 +774,15 @@ static int shm_serve(shmrpc__listener *base, int workers)
     if (workers < 0 || workers > SHMRPC__MAX_WORKERS) return SHMRPC_EINVAL;
     if (workers == 0) return worker_run(l, 0);
     return manage(l, workers);
+}
+
+static void shm_poke(shmrpc__listener *base)
+{
+    shm_listener *l = (shm_listener *)base;
+    int fd = l->stop_pipe[1];
+    if (fd >= 0 && write(fd, "", 1) < 0) {
+        /* full: the manager wakes up anyway */
+    }
 }
 
 static void shm_stop(shmrpc__listener *base)

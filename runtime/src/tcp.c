@@ -855,9 +855,9 @@ static int crew_run(void *arg, int index)
     sigaction(SIGTERM, &stop, NULL);
     atomic_store(&l->load->open[index], 0);
     atomic_store(&l->load->busy[index], 0);
-    for (int i = 0; i < l->crew.n; i++) {
-        close(l->hand[i][0]);
-        if (i != index) close(l->hand[i][1]);
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        if (l->hand[i][0] >= 0) close(l->hand[i][0]);
+        if (i != index && l->hand[i][1] >= 0) close(l->hand[i][1]);
     }
     close(l->fd);
     close(l->lock);
@@ -866,19 +866,21 @@ static int crew_run(void *arg, int index)
 
 /* The worker to give a new connection: the running one with the fewest connections
  * (those it holds and those on their way to it), a busy one counting one more; one that
- * is being replaced only when none runs. -1 when all have max_conns. */
+ * is being replaced only when none runs; never one above the count wanted (it is
+ * leaving). -1 when all have max_conns. */
 static int least_loaded(tcp_listener *l)
 {
     int best = -1;
     uint64_t best_load = UINT64_MAX;
-    for (int i = 0; i < l->crew.n; i++) {
+    int want = shmrpc__crew_wanted(&l->crew);
+    for (int i = 0; i < want; i++) {
         const tcp_load *t = l->load;
         uint32_t conns = atomic_load_explicit(&t->open[i], memory_order_relaxed) + t->handed[i] -
                          atomic_load_explicit(&t->taken[i], memory_order_relaxed);
         if (conns >= (uint32_t)l->cfg->max_conns) continue;
         uint64_t load =
             (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
-        if (l->crew.pid[i] <= 0) load += (uint64_t)1 << 40;
+        if (l->crew.pid[i] <= 0 || l->crew.leaving[i]) load += (uint64_t)1 << 40;
         if (load < best_load) best = i, best_load = load;
     }
     return best;
@@ -934,33 +936,37 @@ static void hand_out(void *arg)
     }
 }
 
+/* Before worker i first starts: its socket pair, which then lives as long as the manager. */
+static int crew_prepare(void *arg, int i)
+{
+    tcp_listener *l = arg;
+    if (l->hand[i][0] >= 0) return 0;
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, l->hand[i]) == 0
+               ? 0
+               : SHMRPC_ESYS(errno);
+}
+
 static int manage(tcp_listener *l, int n)
 {
-    int rc = 0;
     l->load =
         mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (l->load == MAP_FAILED) {
         l->load = NULL;
         return SHMRPC_ESYS(errno);
     }
-    for (int i = 0; i < n; i++) {
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, l->hand[i]) != 0) {
-            rc = SHMRPC_ESYS(errno);
-            break;
-        }
-    }
     l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (rc == 0) {
-        l->crew = (shmrpc__crew){.n = n,
-                                 .stop = &l->stop,
-                                 .stop_fd = l->stop_pipe[0],
-                                 .watch_fd = l->fd,
-                                 .watch = hand_out,
-                                 .arg = l,
-                                 .run = crew_run};
-        rc = shmrpc__crew_manage(&l->crew);
-    }
-    for (int i = 0; i < n; i++) {
+    _Atomic int *want = shmrpc__server_want(l->server);
+    atomic_store(want, n);
+    l->crew = (shmrpc__crew){.want = want,
+                             .stop = &l->stop,
+                             .stop_fd = l->stop_pipe[0],
+                             .watch_fd = l->fd,
+                             .watch = hand_out,
+                             .arg = l,
+                             .run = crew_run,
+                             .prepare = crew_prepare};
+    int rc = shmrpc__crew_manage(&l->crew);
+    for (int i = 0; i < MAX_WORKERS; i++) {
         for (int j = 0; j < 2; j++) {
             if (l->hand[i][j] >= 0) close(l->hand[i][j]);
             l->hand[i][j] = -1;
@@ -978,6 +984,14 @@ static int tcp_serve(shmrpc__listener *base, int workers)
     tcp_listener *l = (tcp_listener *)base;
     if (workers < 0 || workers > MAX_WORKERS) return SHMRPC_EINVAL;
     return workers == 0 ? worker_run(l, -1) : manage(l, workers);
+}
+
+static void tcp_poke(shmrpc__listener *base)
+{
+    tcp_listener *l = (tcp_listener *)base;
+    if (write(l->stop_pipe[1], "", 1) < 0) {
+        /* full: the manager wakes up anyway */
+    }
 }
 
 static void tcp_stop(shmrpc__listener *base)
@@ -1003,6 +1017,7 @@ static const shmrpc__listener_ops tcp_listener_ops = {
     .close = tcp_listener_close,
     .serve = tcp_serve,
     .stop = tcp_stop,
+    .poke = tcp_poke,
 };
 
 /* One server per port: an abstract unix socket named after it is bound while the server

@@ -15,6 +15,18 @@ static void on_term(int sig)
     shmrpc_server_stop(child_server);
 }
 
+static void on_scale(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig, (void)ctx;
+    shmrpc_server_set_workers(child_server, info->si_value.sival_int);
+}
+
+int test_scale_server(pid_t pid, int workers)
+{
+    union sigval v = {.sival_int = workers};
+    return sigqueue(pid, SIGRTMIN, v);
+}
+
 int64_t test_now_ms(void)
 {
     struct timespec ts;
@@ -29,6 +41,8 @@ pid_t test_start_server(const test_server *ts)
     alarm(120);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
+    struct sigaction scale = {.sa_sigaction = on_scale, .sa_flags = SA_SIGINFO};
+    sigaction(SIGRTMIN, &scale, NULL);
     if (ts->prepare) ts->prepare();
     shmrpc_server_opts o;
     shmrpc_server_opts_init(&o);

@@ -30,6 +30,10 @@ pid_t test_start_server(const test_server *ts);
  * to be killed. */
 int test_reap(pid_t pid, int ms);
 
+/* Asks the server in pid (from test_start_server) to run this many workers
+ * (shmrpc_server_set_workers, from a signal handler). 0, or -1 with errno. */
+int test_scale_server(pid_t pid, int workers);
+
 /* SIGTERM, then up to five seconds: true when it exited with status 0. */
 bool test_stop_server(pid_t pid);
 

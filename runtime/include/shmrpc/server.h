@@ -52,6 +52,16 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr);
  * finish. For inproc:// calls run on their callers' threads; this only waits. */
 int shmrpc_server_serve(shmrpc_server *s, int workers);
 
+/* The most workers a server runs. */
+#define SHMRPC_MAX_WORKERS 64
+
+/* Changes the count of worker processes of a server serving with workers (shm://,
+ * tcp://): the manager starts the missing ones, or asks those above the count to finish
+ * the call in hand and leave (their other connections close; their clients connect
+ * again by themselves). 1 to SHMRPC_MAX_WORKERS, else SHMRPC_EINVAL. Async-signal-safe:
+ * a supervisor may call it from a signal handler. No effect when serving in place. */
+int shmrpc_server_set_workers(shmrpc_server *s, int workers);
+
 /* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */
 void shmrpc_server_stop(shmrpc_server *s);
 
