@@ -12,6 +12,7 @@
 #include <shmrpc/server.h>
 #include <shmrpc/wait.h>
 #include <shmrpc/tcp.h>
+#include <shmrpc/stats.h>
 #include <shmrpc/lock.h>
 
 #endif

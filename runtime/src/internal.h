@@ -56,14 +56,20 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
 #define SHMRPC__CTX_MSG_CAP 256
 
 /* One per connection: used by one call at a time. */
+struct shmrpc__stats_row;
+
 struct shmrpc_ctx {
-    shmrpc_arena *arena; /* reset after every call */
-    void *user;          /* the server's user pointer */
+    shmrpc_arena *arena;             /* reset after every call */
+    void *user;                      /* the server's user pointer */
+    struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
+    uint32_t stats_n;                /* how many */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
+/* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
+void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);

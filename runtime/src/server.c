@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "internal.h"
+#include "stats.h"
+#include "wait.h"
 
 struct shmrpc_server {
     size_t max_msg;
@@ -231,11 +233,19 @@ size_t shmrpc__server_max_msg(const shmrpc_server *s)
 
 /* --- the call context ----------------------------------------------------------------- */
 
+void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n)
+{
+    ctx->stats = rows;
+    ctx->stats_n = rows ? n : 0;
+}
+
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
 {
     ctx->arena = shmrpc_arena_new(0);
     if (!ctx->arena) return SHMRPC_ENOMEM;
     ctx->user = s->user;
+    ctx->stats = NULL;
+    ctx->stats_n = 0;
     ctx->has_msg = false;
     ctx->msg[0] = '\0';
     return 0;
@@ -319,8 +329,11 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 "%zu bytes",
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
+    int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
+    if (ctx->stats && id < ctx->stats_n)
+        shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)(shmrpc__now_ns() - t0));
     shmrpc_arena_reset(ctx->arena);
     return rc;
 }

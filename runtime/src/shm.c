@@ -4,6 +4,7 @@
 #include "shm.h"
 
 #include "crew.h"
+#include "stats.h"
 #include "proc.h"
 
 #include <dirent.h>
@@ -316,6 +317,7 @@ typedef struct shm_listener {
     int stop_pipe[2]; /* shm_stop writes a byte to wake the manager; -1 when none */
     uint64_t max_msg; /* the server's own: workers never take it from the segment */
     shmrpc_wait_opts wait;
+    shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
 } shm_listener;
 
 /* Unlinks the channels of key whose server is owner, or (owner 0, a server starting)
@@ -423,6 +425,10 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
         free(l);
         return rc;
     }
+    shmrpc_buf ignored; /* a server without statistics still serves */
+    shmrpc_buf_init(&ignored);
+    shmrpc__stats_create(&l->stats, "shm", l->key, info, &ignored);
+    shmrpc_buf_destroy(&ignored);
     shmrpc__shm_ctl *ctl = l->ctl;
     ctl->version = SHMRPC__SHM_VERSION;
     proc_set(&ctl->owner, l->pid, shmrpc__proc_start(l->pid));
@@ -666,6 +672,9 @@ static int worker_run(shm_listener *l, unsigned index)
         free(w);
         return rc;
     }
+    uint32_t n_rows;
+    shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
+    shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -809,6 +818,7 @@ static void shm_listener_close(shmrpc__listener *base)
         shm_unlink(name);
         remove_channels(l->key, l->pid);
     }
+    shmrpc__stats_destroy(&l->stats);
     munmap(l->ctl, sizeof *l->ctl);
     close(l->fd);
     free(l);

@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "crew.h"
 #include "frame.h"
+#include "stats.h"
 #include "wait.h"
 
 #define NS_PER_MS ((int64_t)1000 * 1000)
@@ -213,7 +214,8 @@ typedef struct tcp_listener {
      * hand[i][1] the worker's. Both stay open in the manager, so sockets sent to a
      * worker that dies are received by its replacement. */
     int hand[MAX_WORKERS][2];
-    tcp_load *load; /* MAP_SHARED, or NULL when serving in place */
+    tcp_load *load;      /* MAP_SHARED, or NULL when serving in place */
+    shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
     shmrpc__crew crew;
     int spare; /* the manager's reserved fd (see accept_one) */
 } tcp_listener;
@@ -755,6 +757,9 @@ static int worker_init(worker *w, tcp_listener *l, int index)
     w->arena = shmrpc_arena_new(0);
     w->peers = calloc((size_t)l->cfg->max_conns, sizeof *w->peers);
     if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena || !w->peers) return SHMRPC_ENOMEM;
+    uint32_t n_rows;
+    shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, index < 0 ? 0 : index, &n_rows);
+    shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
     if (w->ep < 0) return SHMRPC_ESYS(errno);
     shmrpc_arena_set_limit(w->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->tag_source};
@@ -1006,6 +1011,7 @@ static void tcp_stop(shmrpc__listener *base)
 static void tcp_listener_close(shmrpc__listener *base)
 {
     tcp_listener *l = (tcp_listener *)base;
+    shmrpc__stats_destroy(&l->stats);
     if (l->fd >= 0) close(l->fd);
     if (l->lock >= 0) close(l->lock);
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
@@ -1105,6 +1111,12 @@ static int tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         rc = sys_error(err, errno, "cannot make a pipe for", where);
+    if (rc == 0) { /* a server without statistics still serves */
+        shmrpc_buf ignored;
+        shmrpc_buf_init(&ignored);
+        shmrpc__stats_create(&l->stats, "tcp", where, shmrpc__server_info(s), &ignored);
+        shmrpc_buf_destroy(&ignored);
+    }
     if (rc) {
         tcp_listener_close(&l->base);
         return rc;

@@ -1,0 +1,156 @@
+/* The statistics segment of a server (shmrpc/stats.h) over shm:// and tcp://: calls,
+ * errors and latencies counted by the workers, read by another process, gone with the
+ * server. Real processes, every wait bounded, every child reaped. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "procs.h"
+
+static char addr[64];
+static pid_t server;
+
+static shmrpc_client *connect_client(void)
+{
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, addr);
+    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
+        usleep(10000);
+        rc = shmrpc_client_connect(c, addr);
+    }
+    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    return c;
+}
+
+static const shmrpc_method_stats *method(const shmrpc_stats *s, const char *name)
+{
+    for (uint32_t i = 0; i < s->n_methods; i++)
+        if (strcmp(s->methods[i].name, name) == 0) return &s->methods[i];
+    fail_msg("no method %s in the statistics", name);
+    return NULL;
+}
+
+static void check_buckets(const shmrpc_method_stats *m)
+{
+    uint64_t sum = 0;
+    for (int b = 0; b < SHMRPC_STATS_BUCKETS; b++)
+        sum += m->buckets[b];
+    assert_true(sum == m->calls);
+}
+
+static void counted(void)
+{
+    test_server ts = {&calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL};
+    server = test_start_server(&ts);
+    assert_true(server > 0);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(calls_add(c, i, 1, &sum), 0);
+    int32_t pid;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(calls_nap(c, 2, &pid), 0);
+    for (int i = 0; i < 2; i++) { /* an add whose arguments do not decode: an error */
+        shmrpc_buf *req = shmrpc_client_request(c);
+        shmrpc_buf_append(req, "\xc1", 1);
+        shmrpc_bytes resp;
+        assert_int_equal(shmrpc_client_call(c, CALLS_METHOD_ADD, &resp), SHMRPC_EINVAL);
+    }
+
+    shmrpc_stats *s;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = shmrpc_stats_read(addr, &s, &err);
+    if (rc) fail_msg("stats: %s: %s", shmrpc_strerror(rc), (const char *)err.data);
+    assert_string_equal(s->service, "Calls");
+    assert_int_equal(s->pid, server);
+    assert_int_equal(s->n_methods, 3);
+    const shmrpc_method_stats *add = method(s, "add"), *nap = method(s, "nap");
+    assert_true(add->calls == 12 && add->errors == 2);
+    assert_true(nap->calls == 3 && nap->errors == 0);
+    assert_true(method(s, "echo")->calls == 0);
+    check_buckets(add);
+    check_buckets(nap);
+    /* a nap of 2 ms takes at least that: the bucket it lands in says so */
+    assert_true(nap->total_ns >= 3 * 2000000u);
+    assert_true(shmrpc_stats_percentile(nap, 0.5) >= 2000000u);
+    assert_true(shmrpc_stats_percentile(add, 0.5) < shmrpc_stats_percentile(nap, 0.5));
+    shmrpc_stats_free(s);
+
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+    server = 0;
+    /* gone with the server */
+    assert_int_equal(shmrpc_stats_read(addr, &s, &err), SHMRPC_EUNAVAIL);
+    shmrpc_buf_destroy(&err);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (server > 0) test_reap(server, 0);
+    server = 0;
+    return 0;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void over_shm(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://stats-%d", (int)getpid());
+    counted();
+}
+
+static void over_tcp(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    counted();
+}
+
+/* Nothing there, and a malformed address. */
+static void nothing_there(void **state)
+{
+    (void)state;
+    shmrpc_stats *s;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc_stats_read("shm://nobody-here", &s, &err), SHMRPC_EUNAVAIL);
+    assert_string_equal((const char *)err.data,
+                        "no statistics at shm://nobody-here: no server keeps any there");
+    assert_int_equal(shmrpc_stats_read("nowhere", &s, &err), SHMRPC_EINVAL);
+    shmrpc_buf_destroy(&err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(over_shm, teardown),
+        cmocka_unit_test_teardown(over_tcp, teardown),
+        cmocka_unit_test(nothing_there),
+    };
+    if (calls_shared_map() != 0) return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
