@@ -1,58 +1,68 @@
 #!/bin/sh
-# The main job: generate the echo service from examples/echo/echo.svc, build it, start
-# its server with two worker processes, call every method over shared memory, stop the
-# server; then the same calls over TCP on loopback.
+# The main job: generate the echo service from examples/echo/echo.svc and build it; start
+# it under the supervisor (examples/echo/service.ini: over shared memory with two worker
+# processes, and over TCP on loopback); call it with the echo client over both transports
+# and with shmrpcctl call, which needs no generated code; show shmrpcctl status and the
+# logs; stop the supervisor.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target shmrpcgen echo-server echo-client
+cmake --build build --target shmrpcgen echo-server echo-client shmrpc-service shmrpcctl
+PATH="$PWD/build/bin:$PATH"
+export PATH
+ini=examples/echo/service.ini
+
 echo
 echo "== shmrpcgen examples/echo/echo.svc"
 out=build/demo-generated
 mkdir -p "$out"
-build/bin/shmrpcgen -o "$out" examples/echo/echo.svc
+shmrpcgen -o "$out" examples/echo/echo.svc
 ls -l "$out"
 grep -n '^int echo_[a-z]' "$out/echo.h"
 
 echo
-echo "== build/bin/echo-server --workers 2 shm://echo_serv"
-build/bin/echo-server --workers 2 shm://echo_serv &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-echo
-echo "== build/bin/echo-client shm://echo_serv"
-status=1
-for _ in $(seq 50); do # the server may still be starting: up to five seconds
-    if build/bin/echo-client shm://echo_serv 2>/tmp/echo-client.err.$$; then
-        status=0
+echo "== shmrpc-service --foreground $ini"
+shmrpc-service --foreground "$ini" &
+supervisor=$!
+trap 'kill "$supervisor" 2>/dev/null || true' EXIT
+status=0
+ready=1
+for _ in $(seq 100); do # up to ten seconds for both services to answer
+    running=$(shmrpcctl status --json --ini "$ini" 2>/dev/null | grep -c '"state": "running"' || true)
+    if [ "$running" -eq 2 ]; then
+        ready=0
         break
     fi
     sleep 0.1
 done
-[ "$status" -eq 0 ] || cat /tmp/echo-client.err.$$
-rm -f /tmp/echo-client.err.$$
-kill -TERM "$server"
-wait "$server" || status=1
+[ "$ready" -eq 0 ] || { echo "the supervisor did not come up"; status=1; }
 
 echo
-echo "== the same client over TCP: build/bin/echo-server tcp://127.0.0.1:5555"
-build/bin/echo-server tcp://127.0.0.1:5555 &
-server=$!
-tcp_status=1
-for _ in $(seq 50); do
-    if build/bin/echo-client tcp://127.0.0.1:5555 2>/tmp/echo-client.err.$$ | grep '^add'; then
-        tcp_status=0
-        break
-    fi
-    sleep 0.1
-done
-[ "$tcp_status" -eq 0 ] || cat /tmp/echo-client.err.$$
-rm -f /tmp/echo-client.err.$$
-kill -TERM "$server"
-wait "$server" || tcp_status=1
-trap - EXIT
-[ "$tcp_status" -eq 0 ] || status=1
+echo "== echo-client shm://echo_serv"
+echo-client shm://echo_serv || status=1
 echo
-echo "(the management web page comes with the supervisor: not built yet)"
+echo "== echo-client tcp://127.0.0.1:5555"
+echo-client tcp://127.0.0.1:5555 || status=1
+echo
+echo "== shmrpcctl call shm://echo_serv add '[40, 2]'"
+shmrpcctl call shm://echo_serv add '[40, 2]' || status=1
+echo "== shmrpcctl call tcp://127.0.0.1:5555 centroid '{\"points\": [{\"x\": 0, \"y\": 0}, {\"x\": 2, \"y\": 4}]}'"
+shmrpcctl call tcp://127.0.0.1:5555 centroid '{"points": [{"x": 0, "y": 0}, {"x": 2, "y": 4}]}' ||
+    status=1
+echo
+echo "== shmrpcctl status --ini $ini"
+shmrpcctl status --ini "$ini" || status=1
+echo
+echo "== shmrpcctl logs echo -n 3 --ini $ini"
+shmrpcctl logs echo -n 3 --ini "$ini" || status=1
+
+echo
+echo "== stopping the supervisor (SIGTERM)"
+kill -TERM "$supervisor"
+wait "$supervisor" || status=1
+trap - EXIT
+echo
+echo "logs and status.json: examples/echo/logs/"
+echo "(the management web page, on 127.0.0.1:5155, comes with issue 6: not built yet)"
 exit "$status"

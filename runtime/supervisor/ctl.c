@@ -13,7 +13,7 @@ typedef struct command {
     const char *name;
     const char *args;
     const char *help;
-    int (*run)(int argc, char **argv); /* argv[0] is the subcommand; NULL: not yet */
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
 } command;
 
 static const command commands[] = {
@@ -36,17 +36,16 @@ static const command commands[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: shmrpcctl COMMAND [ARGS]\n\n");
-    for (int ready = 1; ready >= 0; ready--) {
-        if (!ready) fprintf(f, "\nnot yet (they need the supervisor's control service):\n");
-        for (size_t i = 0; i < N_COMMANDS; i++) {
-            const command *c = &commands[i];
-            if ((c->run != NULL) != ready) continue;
-            char head[64];
-            snprintf(head, sizeof head, "%s %s", c->name, c->args);
-            fprintf(f, "  %-44s %s\n", head, c->help);
-        }
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command *c = &commands[i];
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", c->name, c->args);
+        fprintf(f, "  %-44s %s\n", head, c->help);
     }
-    fprintf(f, "\nexit status: 0 done, 1 failed, 2 bad usage or input. See docs/shmrpcctl.md.\n");
+    fprintf(f,
+            "\nstatus to scale reach the supervisor named by -a ADDRESS or --ini FILE after the\n"
+            "command, or $SHMRPC_CONTROL or $SHMRPC_INI.\n"
+            "exit status: 0 done, 1 failed, 2 bad usage or input. See docs/shmrpcctl.md.\n");
 }
 
 int main(int argc, char **argv)
@@ -66,15 +65,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command *c = &commands[i];
-        if (strcmp(c->name, name) != 0) continue;
-        if (c->run == NULL) {
-            fprintf(stderr,
-                    "shmrpcctl: %s: not yet: it needs the supervisor's control service, which "
-                    "shmrpc-service does not serve yet\n",
-                    name);
-            return 2;
-        }
-        return c->run(argc - 1, argv + 1);
+        if (strcmp(c->name, name) == 0) return c->run(argc - 1, argv + 1);
     }
     fprintf(stderr, "shmrpcctl: unknown command '%s'\n", name);
     usage(stderr);
