@@ -22,6 +22,14 @@ typedef struct test_server {
 
 int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
 
+/* A port on 127.0.0.1 that was free a moment ago (bound to port 0 and let go), or 0. */
+int test_free_port(void);
+
+/* A client of info with opts (NULL: the defaults) connected to addr, trying again for up
+ * to five seconds while nobody serves there yet; its status in *rc. */
+shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client_opts *opts,
+                            const char *addr, int *rc);
+
 /* Forks a process that serves ts until SIGTERM (with alarm(120) as a watchdog); its exit
  * status is 0 when the server started and stopped cleanly. -1 when fork failed. */
 pid_t test_start_server(const test_server *ts);

@@ -266,18 +266,6 @@ static void run_cases(void)
 
 /* --- per transport --- */
 
-/* A free port on 127.0.0.1: bind port 0 and let it go. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int setup_shm(void **state)
 {
     (void)state;
@@ -288,7 +276,7 @@ static int setup_shm(void **state)
 static int setup_tcp(void **state)
 {
     (void)state;
-    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     return 0;
 }
 

@@ -266,18 +266,6 @@ static int leftovers(pid_t of)
     return count;
 }
 
-/* A free port on 127.0.0.1: bind port 0 and let it go. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void reset_shared(void)
 {
     memset(shared, 0, sizeof *shared); /* nobody else runs now */
@@ -286,7 +274,7 @@ static void reset_shared(void)
 static int setup_tcp(void **state)
 {
     (void)state;
-    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     reset_shared();
     return 0;
 }

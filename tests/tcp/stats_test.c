@@ -23,13 +23,8 @@ static pid_t server;
 
 static shmrpc_client *connect_client(void)
 {
-    shmrpc_client *c;
-    assert_int_equal(shmrpc_client_new(&c, &calls_service_info, NULL), 0);
-    int rc = shmrpc_client_connect(c, addr);
-    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
-        usleep(10000);
-        rc = shmrpc_client_connect(c, addr);
-    }
+    int rc;
+    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
     if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
     return c;
 }
@@ -105,17 +100,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void over_shm(void **state)
 {
     (void)state;
@@ -126,7 +110,7 @@ static void over_shm(void **state)
 static void over_tcp(void **state)
 {
     (void)state;
-    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     counted();
 }
 

@@ -67,14 +67,8 @@ static void stop_server(pid_t pid)
 static shmrpc_client *connect_with(const shmrpc_service_info *info, const shmrpc_client_opts *o,
                                    int *rc_out)
 {
-    shmrpc_client *c;
-    assert_int_equal(shmrpc_client_new(&c, info, o), 0);
-    int rc = shmrpc_client_connect(c, addr);
-    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
-        usleep(10000);
-        rc = shmrpc_client_connect(c, addr);
-    }
-    *rc_out = rc;
+    shmrpc_client *c = test_connect(info, o, addr, rc_out);
+    assert_non_null(c);
     return c;
 }
 
@@ -91,22 +85,10 @@ static shmrpc_client *connect_client(void)
     return c;
 }
 
-/* A free port on 127.0.0.1: bind port 0 and let it go. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    port = free_port();
+    port = test_free_port();
     server_nofile = 0;
     server_tcp = (shmrpc_tcp_opts){0};
     listen_addr = NULL;
