@@ -14,5 +14,6 @@
 #include <shmrpc/tcp.h>
 #include <shmrpc/stats.h>
 #include <shmrpc/lock.h>
+#include <shmrpc/module.h>
 
 #endif

@@ -1116,6 +1116,11 @@ void shmrpc__config_free(shmrpc__config *c)
     free(box);
 }
 
+char *shmrpc__config_strdup(shmrpc__config *c, const char *text)
+{
+    return shmrpc_arena_strndup(((struct config_box *)c)->arena, text, strlen(text));
+}
+
 const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name)
 {
     for (size_t i = 0; i < c->n_services; i++)

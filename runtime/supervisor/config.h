@@ -87,6 +87,10 @@ void shmrpc__config_free(shmrpc__config *c);
  * is not a value (the program exec= found, addresses left to the .svc) is a comment. */
 void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out);
 
+/* A copy of text that lives as long as c (shmrpc__config_free frees it); NULL: no memory.
+ * For values the supervisor fills in, such as a module's shm_name from its .svc. */
+char *shmrpc__config_strdup(shmrpc__config *c, const char *text);
+
 /* The service called name, or NULL. */
 const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name);
 

@@ -23,6 +23,7 @@
 #include <shmrpc/status.h>
 
 #include "control_svc/control.h"
+#include "scaler.h"
 
 /* How long a handler waits for the main loop, which answers between two polls; one slow
  * step of its own (a readiness check over TCP takes up to a second) fits in this. */
@@ -31,7 +32,7 @@
 #define TAIL_MAX_LINES 1000
 #define TAIL_MAX_BYTES ((size_t)1 << 20)
 
-typedef enum op { OP_STATUS, OP_START, OP_STOP, OP_RESTART } op;
+typedef enum op { OP_STATUS, OP_START, OP_STOP, OP_RESTART, OP_SCALE } op;
 
 /* One service as the main loop last copied it for a handler. */
 typedef struct snap {
@@ -59,6 +60,7 @@ struct sup_control {
     bool pending;       /* a request waits for the main loop */
     op op;
     size_t index;      /* the service it concerns */
+    int arg;           /* OP_SCALE: the workers asked for */
     uint64_t seq;      /* the number of the last request made */
     uint64_t answered; /* the number of the last request answered */
     int rc;            /* the answer: 0 or a status with msg */
@@ -125,7 +127,7 @@ static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_service_stat
 
 /* Hands a request to the main loop and waits for its answer; returns with k->mu held
  * when the answer is 0 (the caller reads the snaps, then unlocks). */
-static int ask(shmrpc_ctx *ctx, sup_control *k, op what, size_t index)
+static int ask(shmrpc_ctx *ctx, sup_control *k, op what, size_t index, int arg)
 {
     pthread_mutex_lock(&k->mu);
     if (k->closing) {
@@ -138,6 +140,7 @@ static int ask(shmrpc_ctx *ctx, sup_control *k, op what, size_t index)
     k->pending = true;
     k->op = what;
     k->index = index;
+    k->arg = arg;
     pthread_mutex_unlock(&k->mu);
     uint64_t one = 1;
     if (write(k->efd, &one, sizeof one) < 0) {
@@ -169,7 +172,7 @@ static int ask(shmrpc_ctx *ctx, sup_control *k, op what, size_t index)
 static int h_status(shmrpc_ctx *ctx, control_list_service_status *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
-    int rc = ask(ctx, k, OP_STATUS, 0);
+    int rc = ask(ctx, k, OP_STATUS, 0, 0);
     if (rc) return rc;
     control_service_status *items = shmrpc_arena_calloc(shmrpc_ctx_arena(ctx), k->n, sizeof *items,
                                                         _Alignof(control_service_status));
@@ -185,12 +188,12 @@ static int h_status(shmrpc_ctx *ctx, control_list_service_status *out)
     return 0;
 }
 
-static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, control_service_status *out)
+static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, int arg, control_service_status *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
     size_t i;
     int rc = find(ctx, k, name, &i);
-    if (!rc) rc = ask(ctx, k, what, i);
+    if (!rc) rc = ask(ctx, k, what, i, arg);
     if (rc) return rc;
     fill(ctx, k, i, out);
     pthread_mutex_unlock(&k->mu);
@@ -199,28 +202,29 @@ static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, control_service_status
 
 static int h_start(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
 {
-    return one(ctx, OP_START, name, out);
+    return one(ctx, OP_START, name, 0, out);
 }
 
 static int h_stop(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
 {
-    return one(ctx, OP_STOP, name, out);
+    return one(ctx, OP_STOP, name, 0, out);
 }
 
 static int h_restart(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
 {
-    return one(ctx, OP_RESTART, name, out);
+    return one(ctx, OP_RESTART, name, 0, out);
 }
 
 static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_service_status *out)
 {
-    (void)workers, (void)out;
     sup_control *k = shmrpc_ctx_user(ctx);
     size_t i;
     int rc = find(ctx, k, name, &i);
     if (rc) return rc;
-    /* Every service run today is exec=; module= services, whose workers the supervisor
-     * forks, are refused at start (issue 5). */
+    /* A module= service's workers are the supervisor's (scaler.c); workers above the
+     * runtime's most are refused there, with the others out of range. */
+    if (k->cfg->services[i].kind == SHMRPC__CONFIG_MODULE)
+        return one(ctx, OP_SCALE, name, workers > 100000 ? 100000 : (int)workers, out);
     return shmrpc_ctx_error(ctx, SHMRPC_EINVAL,
                             "service '%s' is an exec= service: its program runs its own workers, "
                             "so scaling does not apply (it is for module= services)",
@@ -355,6 +359,7 @@ void sup_control_handle(sup_control *k, int64_t now)
     k->pending = false;
     op what = k->op;
     size_t i = k->index;
+    int arg = k->arg;
     uint64_t seq = k->seq;
     pthread_mutex_unlock(&k->mu);
 
@@ -372,6 +377,8 @@ void sup_control_handle(sup_control *k, int64_t now)
         sup_service_operator_stop(s, now);
     } else if (what == OP_RESTART) {
         sup_service_operator_restart(s, now);
+    } else if (what == OP_SCALE) {
+        rc = sup_scaler_operator_set(s, arg, msg, sizeof msg);
     }
 
     pthread_mutex_lock(&k->mu);

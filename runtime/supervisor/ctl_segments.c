@@ -1,4 +1,5 @@
-/* shmrpcctl ls and clean: every shmrpc segment in /dev/shm is classified by its name,
+/* shmrpcctl ls and clean: every shmrpc segment in /dev/shm (control, channel, lock and
+ * statistics segments) is classified by its name,
  * its owner read from its head (read-only, each field once) and checked in /proc with its
  * start time, as the runtime does, so that a reused pid counts as dead. */
 #include "ctl_segments.h"
@@ -21,10 +22,12 @@
 
 #include "proc.h"
 #include "shm.h"
+#include "stats.h"
 
 #define SHM_DIR "/dev/shm"
 #define CTL_PREFIX "shmrpc:"
 #define LOCK_PREFIX "shmrpc.lock."
+#define STATS_PREFIX "shmrpc.stats." /* SCHEME.WHERE: runtime/src/stats.c */
 /* The lock segment's head (docs/lock.md, pinned by static asserts in runtime/src/lock.c). */
 #define LOCK_MAGIC 0x4b434c53u
 #define LOCK_SIZE 128
@@ -35,8 +38,8 @@
  * only one older than this is taken for the latter. */
 #define INCOMPLETE_GRACE_S 10
 
-typedef enum seg_kind { SEG_CONTROL, SEG_CHANNEL, SEG_LOCK, SEG_OTHER } seg_kind;
-static const char *const kind_names[] = {"control", "channel", "lock", "other"};
+typedef enum seg_kind { SEG_CONTROL, SEG_CHANNEL, SEG_LOCK, SEG_STATS, SEG_OTHER } seg_kind;
+static const char *const kind_names[] = {"control", "channel", "lock", "stats", "other"};
 
 typedef enum life { LIFE_NONE, LIFE_ALIVE, LIFE_DEAD, LIFE_UNKNOWN } life;
 static const char *const life_names[] = {"free", "alive", "dead", "unknown"};
@@ -53,13 +56,15 @@ typedef struct seg {
     unsigned uid;
     ino_t ino;
     time_t mtime;
-    int32_t owner; /* control: the manager; channel: the server (its name); lock: the holder */
+    int32_t owner; /* control: the manager; channel: the server (its name); lock: the holder;
+                    * stats: the process that listened */
     uint64_t owner_start;
     life owner_life;
-    /* control */
+    /* control, stats */
     bool valid; /* magic and version are the runtime's */
     char service[64];
     int workers, conns;
+    unsigned methods; /* stats: methods counted */
     bool stopping;
     /* channel */
     int32_t client;
@@ -259,6 +264,52 @@ static void read_lock(seg *s)
              s->owner_life == LIFE_DEAD ? ", which is dead: the next locker takes it over" : "");
 }
 
+/* A statistics segment's head: the server that listened (a pid without a start time), its
+ * service and how many methods it counts. */
+static void read_stats(seg *s)
+{
+    shmrpc__stats_head *h = map_head(s->name, sizeof *h, s);
+    if (h == NULL) {
+        if (s->readable)
+            snprintf(s->note, sizeof s->note, "too small for a statistics segment (%lld bytes)",
+                     s->size);
+        return;
+    }
+    uint32_t magic = atomic_load(&h->magic);
+    uint32_t version = h->version;
+    if (magic == 0) {
+        snprintf(s->note, sizeof s->note, "incomplete (no magic yet)");
+    } else if (magic != SHMRPC__STATS_MAGIC || version != SHMRPC__STATS_VERSION) {
+        snprintf(s->note, sizeof s->note,
+                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
+    } else {
+        s->valid = true;
+        s->owner = h->pid;
+        s->methods = h->n_methods;
+        memcpy(s->service, h->service, sizeof s->service - 1);
+        s->service[sizeof s->service - 1] = '\0';
+        for (size_t i = 0; s->service[i] != '\0'; i++)
+            if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+        snprintf(s->note, sizeof s->note, "statistics of service %s, %u method%s", s->service,
+                 s->methods, s->methods == 1 ? "" : "s");
+    }
+    munmap(h, sizeof *h);
+}
+
+/* A statistics segment's owner is alive: with the start time of the control segment of the
+ * same shm:// name when that is the same server's, else any process of its pid. */
+static void stats_owner(seg *s, const seg_list *all)
+{
+    if (!s->valid) return;
+    for (size_t i = 0; i < all->n; i++) {
+        const seg *c = &all->v[i];
+        if (c->kind == SEG_CONTROL && c->valid && strcmp(c->key, s->key) == 0 &&
+            c->owner == s->owner)
+            s->owner_start = c->owner_start;
+    }
+    s->owner_life = life_of(s->owner, s->owner_start);
+}
+
 /* The rules of clean (docs/shmrpcctl.md). */
 static void judge(seg *s)
 {
@@ -268,6 +319,16 @@ static void judge(seg *s)
             s->stale = true;
             snprintf(s->reason, sizeof s->reason, "its manager, pid %" PRId32 ", is dead",
                      s->owner);
+        } else if (!s->valid && s->readable && strncmp(s->note, "unknown", 7) != 0 &&
+                   time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
+        }
+        return;
+    case SEG_STATS:
+        if (s->valid && s->owner_life == LIFE_DEAD) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its server, pid %" PRId32 ", is dead", s->owner);
         } else if (!s->valid && s->readable && strncmp(s->note, "unknown", 7) != 0 &&
                    time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
             s->stale = true;
@@ -313,7 +374,17 @@ static int scan(seg_list *out, char **names, int n_names)
         seg s = {0};
         const char *name = e->d_name;
         if (strlen(name) >= sizeof s.name) continue;
-        if (strncmp(name, LOCK_PREFIX, strlen(LOCK_PREFIX)) == 0) {
+        if (strncmp(name, STATS_PREFIX, strlen(STATS_PREFIX)) == 0) {
+            /* shm.NAME is NAME's, as its control segment; tcp.HOST:PORT is tcp://HOST:PORT. */
+            const char *rest = name + strlen(STATS_PREFIX);
+            s.kind = SEG_STATS;
+            if (strncmp(rest, "shm.", 4) == 0)
+                snprintf(s.key, sizeof s.key, "%s", rest + 4);
+            else if (strncmp(rest, "tcp.", 4) == 0)
+                snprintf(s.key, sizeof s.key, "tcp://%s", rest + 4);
+            else
+                snprintf(s.key, sizeof s.key, "%s", rest);
+        } else if (strncmp(name, LOCK_PREFIX, strlen(LOCK_PREFIX)) == 0) {
             s.kind = SEG_LOCK;
             snprintf(s.key, sizeof s.key, "%s", name + strlen(LOCK_PREFIX));
         } else if (strncmp(name, CTL_PREFIX, strlen(CTL_PREFIX)) == 0) {
@@ -353,6 +424,7 @@ static int scan(seg_list *out, char **names, int n_names)
         s->owner_life = LIFE_UNKNOWN;
         if (s->kind == SEG_CONTROL) read_control(s);
         if (s->kind == SEG_LOCK) read_lock(s);
+        if (s->kind == SEG_STATS) read_stats(s);
         if (s->kind == SEG_OTHER) {
             stat_seg(s->name, s);
             snprintf(s->note, sizeof s->note, "not a name shmrpc makes");
@@ -360,6 +432,8 @@ static int scan(seg_list *out, char **names, int n_names)
     }
     for (size_t i = 0; i < out->n; i++)
         if (out->v[i].kind == SEG_CHANNEL) read_channel(&out->v[i], out);
+    for (size_t i = 0; i < out->n; i++)
+        if (out->v[i].kind == SEG_STATS) stats_owner(&out->v[i], out);
     for (size_t i = 0; i < out->n; i++)
         judge(&out->v[i]);
     return 0;
@@ -380,6 +454,10 @@ static json_t *seg_json(const seg *s)
         json_object_set_new(o, "workers", json_integer(s->workers));
         json_object_set_new(o, "connections", json_integer(s->conns));
         json_object_set_new(o, "stopping", json_boolean(s->stopping));
+    }
+    if (s->kind == SEG_STATS && s->valid) {
+        json_object_set_new(o, "service", json_string(s->service));
+        json_object_set_new(o, "methods", json_integer(s->methods));
     }
     if (s->kind == SEG_CHANNEL) {
         json_object_set_new(o, "client_pid", s->client > 0 ? json_integer(s->client) : json_null());
@@ -465,6 +543,14 @@ static bool still_stale(const seg *s)
         if (s->valid)
             return now.valid && now.owner == s->owner && now.owner_start == s->owner_start &&
                    !shmrpc__proc_alive(now.owner, now.owner_start);
+        return !now.valid && strncmp(now.note, "unknown", 7) != 0;
+    }
+    if (s->kind == SEG_STATS) {
+        read_stats(&now);
+        if (!now.readable || now.ino != s->ino) return false;
+        if (s->valid)
+            return now.valid && now.owner == s->owner &&
+                   !shmrpc__proc_alive(now.owner, s->owner_start);
         return !now.valid && strncmp(now.note, "unknown", 7) != 0;
     }
     stat_seg(s->name, &now);

@@ -29,6 +29,8 @@
 #include "config.h"
 #include "control.h"
 #include "logfile.h"
+#include "module_host.h"
+#include "series.h"
 #include "service.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
@@ -164,6 +166,9 @@ static bool settled(const sup_service *s)
 
 int main(int argc, char **argv)
 {
+    /* A module= service's manager is this program run again (module_host.c). */
+    if (argc > 1 && strcmp(argv[1], SUP_MODULE_HOST_ARG) == 0)
+        return sup_module_host_main(argc, argv);
     fill_std_fds();
     bool foreground = false;
     const char *path = NULL;
@@ -198,12 +203,14 @@ int main(int argc, char **argv)
         return 1;
     }
     shmrpc_buf_destroy(&err);
+    /* Each module is loaded once here, before any thread or service starts, to check it
+     * and to learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
-        if (c->services[i].kind != SHMRPC__CONFIG_EXEC) {
-            fprintf(stderr,
-                    "%s:%d: error: service [%s]: module= services are not run yet (issue 5); "
-                    "write exec = a server program instead\n",
-                    c->path, c->services[i].line, c->services[i].name);
+        char why[512];
+        if (c->services[i].kind == SHMRPC__CONFIG_MODULE &&
+            sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
+            fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
+                    c->services[i].name, why);
             shmrpc__config_free(c);
             return 1;
         }
@@ -278,6 +285,8 @@ int main(int argc, char **argv)
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
+    /* The time series (series.c): sampled on this loop's timer; NULL runs without. */
+    sup_series *series = sup_series_new(svcs, n);
 
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
@@ -322,6 +331,7 @@ int main(int argc, char **argv)
             int64_t d = sup_service_next_deadline(&svcs[i]);
             if (d < next) next = d;
         }
+        if (sup_series_next_deadline(series) < next) next = sup_series_next_deadline(series);
         int timeout = next == INT64_MAX      ? -1
                       : next <= now          ? 0
                       : next - now > INT_MAX ? INT_MAX
@@ -366,6 +376,7 @@ int main(int argc, char **argv)
         reap_children(svcs, n, now);
         for (size_t i = 0; i < n; i++)
             sup_service_tick(&svcs[i], sup_mono_ms());
+        sup_series_tick(series, sup_mono_ms());
         if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
     /* Status was served until every service stopped; now the segment goes. */
@@ -384,6 +395,7 @@ int main(int argc, char **argv)
         sup_service_drain_rest(&svcs[i]);
     sup_logf(&ctx, "stopped");
     write_status(log_dir, svcs, n, "stopped");
+    sup_series_free(series);
     for (size_t i = 0; i < n; i++)
         sup_service_destroy(&svcs[i]);
     free(svcs);

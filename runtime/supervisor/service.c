@@ -1,6 +1,7 @@
-/* One exec= service's process: started in its own process group with its output on a
- * pipe the supervisor drains into its log, checked until it answers, restarted with
- * backoff when it exits on its own, marked failed when it crashes in a loop. */
+/* One service's process (an exec= program, or a module= service's manager:
+ * module_host.c): started in its own process group with its output on a pipe the
+ * supervisor drains into its log, checked until it answers, restarted with backoff when
+ * it exits on its own, marked failed when it crashes in a loop. */
 #include "service.h"
 
 #include <errno.h>
@@ -16,6 +17,9 @@
 
 #include <shmrpc/client.h>
 #include <shmrpc/status.h>
+
+#include "module_host.h"
+#include "scaler.h"
 
 /* How often a starting service is asked whether it answers. */
 #define PROBE_EVERY_MS 50
@@ -89,7 +93,10 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service 
     if (fl < 0 || fcntl(s->out_r, F_SETFL, fl | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
     char name[80];
     snprintf(name, sizeof name, "%s.log", cfg->name);
-    return sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
+    int rc =
+        sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
+    if (rc == 0 && cfg->kind == SHMRPC__CONFIG_MODULE) rc = sup_module_init(s);
+    return rc;
 }
 
 void sup_service_destroy(sup_service *s)
@@ -97,6 +104,7 @@ void sup_service_destroy(sup_service *s)
     if (s->out_r >= 0) close(s->out_r);
     if (s->out_w >= 0) close(s->out_w);
     sup_log_close(&s->log);
+    if (s->module) sup_module_destroy(s);
     free(s->restart_times);
     s->out_r = s->out_w = -1;
     s->restart_times = NULL;
@@ -132,7 +140,10 @@ static void child(const sup_service *s, pid_t parent)
         (void)k;
         _exit(127);
     }
-    execv(s->cfg->program, s->cfg->argv);
+    if (s->module)
+        sup_module_exec(s); /* shmrpc-service --module-host ...: the manager */
+    else
+        execv(s->cfg->program, s->cfg->argv);
     static const char m[] = "shmrpc-service: exec failed: ";
     const char *why = strerror(errno); /* not async-signal-safe in theory; glibc's is */
     ssize_t k = write(2, m, sizeof m - 1);
@@ -146,6 +157,8 @@ static void crashed(sup_service *s, int64_t now, const char *what);
 
 void sup_service_start(sup_service *s, int64_t now)
 {
+    /* A module's manager starts with min_proc_num workers (or an operator's count). */
+    if (s->module) sup_module_set_start_workers(s, sup_scaler_starting(s, now));
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) child(s, parent);
@@ -157,7 +170,8 @@ void sup_service_start(sup_service *s, int64_t now)
     s->pid = pid;
     s->started_mono = now;
     s->started_unix = sup_unix_ms();
-    sup_logf(s->ctx, "%s: started %s as pid %d", s->cfg->name, s->cfg->program, (int)pid);
+    sup_logf(s->ctx, "%s: started %s as pid %d", s->cfg->name,
+             s->module ? s->cfg->module : s->cfg->program, (int)pid);
     if (sup_service_waits(s)) {
         s->ready_by = now + s->cfg->s.startup_timeout_ms;
         s->next_probe = now;
@@ -306,6 +320,7 @@ static void record_restart(sup_service *s, int64_t now)
 
 void sup_service_tick(sup_service *s, int64_t now)
 {
+    if (s->scaler) sup_scaler_tick(s, now); /* a module's workers: CPU, memory, count */
     switch (s->state) {
     case SUP_BACKOFF:
         if (now >= s->restart_at) {
@@ -345,7 +360,7 @@ void sup_service_tick(sup_service *s, int64_t now)
     }
 }
 
-int64_t sup_service_next_deadline(const sup_service *s)
+static int64_t own_deadline(const sup_service *s)
 {
     switch (s->state) {
     case SUP_BACKOFF:
@@ -357,6 +372,16 @@ int64_t sup_service_next_deadline(const sup_service *s)
     default:
         return INT64_MAX;
     }
+}
+
+int64_t sup_service_next_deadline(const sup_service *s)
+{
+    int64_t d = own_deadline(s);
+    if (s->scaler) {
+        int64_t k = sup_scaler_next_deadline(s);
+        if (k < d) d = k;
+    }
+    return d;
 }
 
 void sup_service_stop(sup_service *s, int64_t now, bool force, sup_state final)
@@ -396,8 +421,10 @@ void sup_service_operator_start(sup_service *s, int64_t now)
     case SUP_STOPPED:
     case SUP_FAILED:
     case SUP_BACKOFF:
-        /* An operator's start is a fresh one: no backoff owed, no crash loop counted. */
+        /* An operator's start is a fresh one: no backoff owed, no crash loop counted, and
+         * a module's workers scale by themselves again. */
         s->in_a_row = 0;
+        if (s->scaler) sup_scaler_operator_reset(s);
         memset(s->restart_times, 0,
                (size_t)s->cfg->s.crash_loop_restarts * sizeof *s->restart_times);
         sup_logf(s->ctx, "%s: started by an operator", s->cfg->name);

@@ -188,11 +188,14 @@ static int sweep_ours(void)
     int n = 0;
     DIR *d = opendir("/dev/shm");
     if (d == NULL) return 0;
-    char want[80], lock[120];
+    char want[80], lock[120], stats[100];
     snprintf(want, sizeof want, "shmrpc:%s", prefix);
     snprintf(lock, sizeof lock, "shmrpc.lock.%s", lock_name);
+    snprintf(stats, sizeof stats, "shmrpc.stats.shm.%s", prefix);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0) continue;
+        if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0 &&
+            strncmp(e->d_name, stats, strlen(stats)) != 0)
+            continue;
         char path[300];
         snprintf(path, sizeof path, "/%s", e->d_name);
         shm_unlink(path);
@@ -354,12 +357,28 @@ static void ls_shows_the_live_server(void **state)
     assert_non_null(strstr(line, want));
     assert_non_null(strstr(line, "alive"));
     assert_non_null(strstr(line, "service Echo, 1 worker"));
+    snprintf(want, sizeof want, "stats    shmrpc.stats.shm.%s ", key);
+    line = strstr(r.out, want);
+    if (line == NULL) fail_msg("ls: %s", r.out);
+    snprintf(want, sizeof want, "pid %d ", (int)srv_shm);
+    assert_non_null(strstr(line, want));
+    assert_non_null(strstr(line, "alive   statistics of service Echo, 4 methods\n"));
     assert_null(strstr(r.out, "stale"));
     ctl(&r, NULL, "ls", "--json", shm_live, NULL);
     assert_int_equal(r.status, 0);
+    /* Its statistics segment sorts first ('.' before ':'), then the control segment. */
     snprintf(want, sizeof want,
-             "[{\"kind\":\"control\",\"name\":\"shmrpc:%s\",\"key\":\"%s\",\"size\":", key, key);
+             "[{\"kind\":\"stats\",\"name\":\"shmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":", key,
+             key);
     if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("ls --json: %s", r.out);
+    snprintf(want, sizeof want,
+             "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\",\"methods\":4,"
+             "\"note\":\"statistics of service Echo, 4 methods\",\"stale\":false}",
+             (int)srv_shm);
+    if (strstr(r.out, want) == NULL) fail_msg("ls --json: %s", r.out);
+    snprintf(want, sizeof want,
+             "{\"kind\":\"control\",\"name\":\"shmrpc:%s\",\"key\":\"%s\",\"size\":", key, key);
+    if (strstr(r.out, want) == NULL) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want, "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\"",
              (int)srv_shm);
     assert_non_null(strstr(r.out, want));
@@ -386,9 +405,10 @@ static void clean_removes_only_the_dead(void **state)
     assert_true(wait_ready(shm_dead));
     pid_t dead_pid = srv_dead;
     stop_group(&srv_dead, SIGKILL); /* the whole group at once: no cleanup at all */
-    char dead_ctl[128], dead_chan[160], live_chan[160], lock_seg[160];
+    char dead_ctl[128], dead_chan[160], live_chan[160], lock_seg[160], dead_stats[160];
     snprintf(dead_ctl, sizeof dead_ctl, "shmrpc:%s", dead);
-    assert_true(shm_exists(dead_ctl));
+    snprintf(dead_stats, sizeof dead_stats, "shmrpc.stats.shm.%s", dead);
+    assert_true(shm_exists(dead_ctl) && shm_exists(dead_stats));
     /* A channel of the dead server, and one of the live server (a slot nobody claimed). */
     snprintf(dead_chan, sizeof dead_chan, "shmrpc:%s:%d:c3:1", dead, (int)dead_pid);
     snprintf(live_chan, sizeof live_chan, "shmrpc:%s:%d:c200:7", live, (int)srv_shm);
@@ -410,29 +430,39 @@ static void clean_removes_only_the_dead(void **state)
              "its manager, pid %d, is dead\n",
              (int)dead_pid, (int)dead_pid);
     if (strstr(r.out, want) == NULL) fail_msg("ls: %s", r.out);
+    snprintf(want, sizeof want,
+             "pid %d   dead    statistics of service Echo, 4 methods; stale: its server, pid %d, "
+             "is dead\n",
+             (int)dead_pid, (int)dead_pid);
+    if (strstr(r.out, want) == NULL) fail_msg("ls: %s", r.out);
     assert_non_null(strstr(r.out, "free"));
 
     char expect_out[1024];
     snprintf(expect_out, sizeof expect_out,
              "would remove channel %s: its server, pid %d, is dead\n"
+             "would remove stats %s: its server, pid %d, is dead\n"
              "would remove control %s: its manager, pid %d, is dead\n",
-             dead_chan, (int)dead_pid, dead_ctl, (int)dead_pid);
+             dead_chan, (int)dead_pid, dead_stats, (int)dead_pid, dead_ctl, (int)dead_pid);
     ctl(&r, NULL, "clean", "--dry-run", live, dead, lock_name, NULL);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, expect_out);
-    assert_true(shm_exists(dead_ctl) && shm_exists(dead_chan));
+    assert_true(shm_exists(dead_ctl) && shm_exists(dead_chan) && shm_exists(dead_stats));
 
     snprintf(expect_out, sizeof expect_out,
              "removed channel %s: its server, pid %d, is dead\n"
+             "removed stats %s: its server, pid %d, is dead\n"
              "removed control %s: its manager, pid %d, is dead\n",
-             dead_chan, (int)dead_pid, dead_ctl, (int)dead_pid);
+             dead_chan, (int)dead_pid, dead_stats, (int)dead_pid, dead_ctl, (int)dead_pid);
     ctl(&r, NULL, "clean", live, shm_dead, lock_name, NULL);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, expect_out);
-    assert_false(shm_exists(dead_ctl) || shm_exists(dead_chan));
+    assert_false(shm_exists(dead_ctl) || shm_exists(dead_chan) || shm_exists(dead_stats));
     char live_ctl[128];
     snprintf(live_ctl, sizeof live_ctl, "shmrpc:%s", live);
-    assert_true(shm_exists(live_ctl) && shm_exists(live_chan) && shm_exists(lock_seg));
+    char live_stats[160];
+    snprintf(live_stats, sizeof live_stats, "shmrpc.stats.shm.%s", live);
+    assert_true(shm_exists(live_ctl) && shm_exists(live_chan) && shm_exists(lock_seg) &&
+                shm_exists(live_stats));
     expect(shm_live, "add", "[2,3]", "5\n");
 
     ctl(&r, NULL, "clean", live, lock_name, NULL);

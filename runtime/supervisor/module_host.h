@@ -1,0 +1,36 @@
+/* module= services: the supervisor's side (finding where a module serves, the manager's
+ * command line) and the manager itself, which is shmrpc-service run again as
+ * `shmrpc-service --module-host ...`: it loads the module, runs its init once, listens
+ * and forks the workers. */
+#ifndef SHMRPC_SUPERVISOR_MODULE_HOST_H
+#define SHMRPC_SUPERVISOR_MODULE_HOST_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "service.h"
+
+/* The first argument that makes shmrpc-service a module's manager. */
+#define SUP_MODULE_HOST_ARG "--module-host"
+
+/* Supervisor, at start: loads cfg's module to check it and, when the service.ini names no
+ * shm_name, sets cfg->shm_name to the .svc's `name`, then unloads it. 0, or nonzero with
+ * the reason in err. */
+int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err, size_t cap);
+
+/* Supervisor: the manager's command line and the scaler of a module service. 0, or
+ * SHMRPC_ENOMEM. */
+int sup_module_init(sup_service *s);
+void sup_module_destroy(sup_service *s);
+
+/* The worker count a manager starts with, written into its command line. */
+void sup_module_set_start_workers(sup_service *s, int workers);
+
+/* In the child, after fork: replaces it with the manager (only async-signal-safe calls).
+ * Returns only when exec failed. */
+void sup_module_exec(const sup_service *s);
+
+/* The manager: shmrpc-service --module-host NAME MODULE ADDRESS WORKERS. Its exit status. */
+int sup_module_host_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,310 @@
+/* Scaling a module= service's workers by their CPU use, and replacing one over its memory
+ * limit. Once a second the supervisor lists the manager's children (the workers, from
+ * /proc/MANAGER/task/T/children) and reads each one's utime + stime (/proc/W/stat) and,
+ * with max_proc_mem_bytes, its PSS (/proc/W/smaps_rollup). The rule is speedysvc's:
+ *
+ *   up:   the CPU of the workers over the last scale_up_window_s, divided by that time and
+ *         by the workers running, above scale_up_cpu_percent: one more, up to max_proc_num;
+ *   down: the CPU of all workers together over the last scale_down_window_s, divided by
+ *         that time, under scale_down_cpu_percent: one fewer, down to min_proc_num.
+ *
+ * After a change (and after a start) the history begins afresh, so the next change waits
+ * for a full window of the new count: that is the hysteresis. The manager hears the new
+ * count as sigqueue(manager, SIGRTMIN, count) (module_host.c). */
+#include "scaler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmrpc/server.h>
+#include <shmrpc/status.h>
+
+/* Children of a manager looked at; the workers are at most SHMRPC_MAX_WORKERS, plus those
+ * leaving. */
+#define MAX_CHILDREN (2 * SHMRPC_MAX_WORKERS)
+
+typedef struct sample {
+    int64_t elapsed_ms; /* since the sample before */
+    int64_t cpu_ms;     /* the workers' CPU in that time */
+    int workers;        /* running at the end of it */
+} sample;
+
+typedef struct seen {
+    pid_t pid;
+    uint64_t ticks; /* utime + stime at the last sample */
+} seen;
+
+struct sup_scaler {
+    int told;        /* the count the manager started with or was last told */
+    int fixed;       /* an operator's count; 0: automatic */
+    int64_t next_at; /* the next sample; INT64_MAX: no manager runs */
+    int64_t last_at; /* the last sample */
+    seen seen[MAX_CHILDREN];
+    int n_seen;
+    sample *ring; /* the history since the last change, newest at ring[(pos - 1) % cap] */
+    int cap, len, pos;
+};
+
+static int clamp_workers(int n)
+{
+    return n < 1 ? 1 : n > SHMRPC_MAX_WORKERS ? SHMRPC_MAX_WORKERS : n;
+}
+
+int sup_scaler_new(sup_service *s)
+{
+    struct sup_scaler *k = calloc(1, sizeof *k);
+    if (!k) return SHMRPC_ENOMEM;
+    int64_t up = s->cfg->s.scale_up_window_ms, down = s->cfg->s.scale_down_window_ms;
+    k->cap = (int)((up > down ? up : down) / SUP_SCALER_EVERY_MS) + 1;
+    k->ring = calloc((size_t)k->cap, sizeof *k->ring);
+    k->next_at = INT64_MAX;
+    s->scaler = k;
+    return k->ring ? 0 : SHMRPC_ENOMEM;
+}
+
+void sup_scaler_free(sup_service *s)
+{
+    if (!s->scaler) return;
+    free(s->scaler->ring);
+    free(s->scaler);
+    s->scaler = NULL;
+}
+
+static void afresh(struct sup_scaler *k, int64_t now)
+{
+    k->len = k->pos = 0;
+    k->last_at = now;
+}
+
+int sup_scaler_starting(sup_service *s, int64_t now)
+{
+    struct sup_scaler *k = s->scaler;
+    k->told = k->fixed ? k->fixed : clamp_workers(s->cfg->s.min_proc_num);
+    k->n_seen = 0;
+    afresh(k, now);
+    k->next_at = now + SUP_SCALER_EVERY_MS;
+    return k->told;
+}
+
+void sup_scaler_operator_reset(sup_service *s)
+{
+    s->scaler->fixed = 0;
+}
+
+int sup_scaler_workers(const sup_service *s)
+{
+    return s->scaler->told;
+}
+
+int64_t sup_scaler_next_deadline(const sup_service *s)
+{
+    return s->pid ? s->scaler->next_at : INT64_MAX;
+}
+
+/* The children of pid, from every one of its threads' lists; their count. */
+static int children_of(pid_t pid, pid_t *out, int cap)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char p[384], buf[2048];
+        snprintf(p, sizeof p, "%s/%s/children", dir, e->d_name);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t got = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (got <= 0) continue;
+        buf[got] = '\0';
+        for (char *q = buf, *end; n < cap; q = end) {
+            long v = strtol(q, &end, 10);
+            if (end == q) break;
+            if (v > 0) out[n++] = (pid_t)v;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* utime + stime of pid in clock ticks; false when it is gone. */
+static bool cpu_ticks(pid_t pid, uint64_t *ticks)
+{
+    char p[64], buf[1024];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return false;
+    buf[got] = '\0';
+    /* The name, in parentheses, may hold anything: fields count from the last ')'. Then
+     * state is field 3, utime 14 and stime 15. */
+    char *q = strrchr(buf, ')');
+    if (!q) return false;
+    q++;
+    unsigned long long ut = 0, st = 0;
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(q, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 14) ut = strtoull(tok, NULL, 10);
+        if (field == 15) {
+            st = strtoull(tok, NULL, 10);
+            *ticks = ut + st;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The proportional set size of pid in bytes (/proc/PID/smaps_rollup); 0 when unknown. */
+static uint64_t pss_bytes(pid_t pid)
+{
+    char p[64], buf[4096];
+    snprintf(p, sizeof p, "/proc/%d/smaps_rollup", (int)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return 0;
+    buf[got] = '\0';
+    const char *q = strstr(buf, "\nPss:");
+    return q ? strtoull(q + 5, NULL, 10) * 1024 : 0;
+}
+
+static void tell(sup_service *s, int n, const char *why)
+{
+    struct sup_scaler *k = s->scaler;
+    k->told = n;
+    union sigval v = {.sival_int = n};
+    if (sigqueue(s->pid, SIGRTMIN, v) != 0)
+        sup_logf(s->ctx, "%s: cannot tell its manager (pid %d) the worker count: %s", s->cfg->name,
+                 (int)s->pid, strerror(errno));
+    sup_logf(s->ctx, "%s: %s: %d worker%s", s->cfg->name, why, n, n == 1 ? "" : "s");
+}
+
+/* The sums over the newest `want` samples; false when the history is shorter. */
+static bool window(const struct sup_scaler *k, int want, int64_t *elapsed, int64_t *cpu,
+                   int64_t *worker_ms)
+{
+    if (want < 1) want = 1;
+    if (k->len < want) return false;
+    *elapsed = *cpu = *worker_ms = 0;
+    for (int i = 0; i < want; i++) {
+        const sample *x = &k->ring[((k->pos - 1 - i) % k->cap + k->cap) % k->cap];
+        *elapsed += x->elapsed_ms;
+        *cpu += x->cpu_ms;
+        *worker_ms += x->elapsed_ms * (x->workers > 0 ? x->workers : 1);
+    }
+    return *elapsed > 0;
+}
+
+static void decide(sup_service *s)
+{
+    struct sup_scaler *k = s->scaler;
+    const shmrpc__config_settings *cs = &s->cfg->s;
+    if (k->fixed || s->state != SUP_RUNNING || s->ctx->draining) return;
+    int lo = clamp_workers(cs->min_proc_num), hi = clamp_workers(cs->max_proc_num);
+    int64_t el, cpu, wms;
+    char why[160];
+    if (k->told < hi &&
+        window(k, (int)(cs->scale_up_window_ms / SUP_SCALER_EVERY_MS), &el, &cpu, &wms)) {
+        int64_t per_worker = cpu * 100 / wms;
+        if (per_worker > cs->scale_up_cpu_percent) {
+            snprintf(why, sizeof why,
+                     "CPU per worker %lld%% over the last %lld s, above scale_up_cpu_percent %d",
+                     (long long)per_worker, (long long)(el / 1000), cs->scale_up_cpu_percent);
+            tell(s, k->told + 1, why);
+            afresh(k, k->last_at);
+            return;
+        }
+    }
+    if (k->told > lo &&
+        window(k, (int)(cs->scale_down_window_ms / SUP_SCALER_EVERY_MS), &el, &cpu, &wms)) {
+        int64_t total = cpu * 100 / el;
+        if (total < cs->scale_down_cpu_percent) {
+            snprintf(why, sizeof why,
+                     "CPU of all workers %lld%% over the last %lld s, under "
+                     "scale_down_cpu_percent %d",
+                     (long long)total, (long long)(el / 1000), cs->scale_down_cpu_percent);
+            tell(s, k->told - 1, why);
+            afresh(k, k->last_at);
+        }
+    }
+    /* A count outside the bounds (a manager whose min_proc_num changed? none today) is left. */
+}
+
+void sup_scaler_tick(sup_service *s, int64_t now)
+{
+    struct sup_scaler *k = s->scaler;
+    if (!s->pid || now < k->next_at) return;
+    k->next_at = now + SUP_SCALER_EVERY_MS;
+    if (s->state != SUP_RUNNING && s->state != SUP_STARTING) return;
+
+    pid_t kids[MAX_CHILDREN];
+    int n = children_of(s->pid, kids, MAX_CHILDREN);
+    static long tck;
+    if (!tck) tck = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
+    seen now_seen[MAX_CHILDREN];
+    int n_now = 0;
+    uint64_t delta = 0;
+    uint64_t limit = s->cfg->s.max_proc_mem_bytes;
+    for (int i = 0; i < n; i++) {
+        uint64_t t;
+        if (!cpu_ticks(kids[i], &t)) continue;
+        uint64_t before = 0; /* a worker new since the last sample: all of its time is new */
+        for (int j = 0; j < k->n_seen; j++)
+            if (k->seen[j].pid == kids[i]) before = k->seen[j].ticks <= t ? k->seen[j].ticks : t;
+        delta += t - before;
+        now_seen[n_now++] = (seen){kids[i], t};
+        if (limit) {
+            uint64_t pss = pss_bytes(kids[i]);
+            if (pss > limit) {
+                sup_logf(s->ctx,
+                         "%s: worker pid %d uses %llu KiB (PSS), over max_proc_mem_bytes %llu "
+                         "KiB: SIGKILL (its manager starts another)",
+                         s->cfg->name, (int)kids[i], (unsigned long long)(pss >> 10),
+                         (unsigned long long)(limit >> 10));
+                kill(kids[i], SIGKILL);
+            }
+        }
+    }
+    memcpy(k->seen, now_seen, (size_t)n_now * sizeof *now_seen);
+    k->n_seen = n_now;
+
+    k->ring[k->pos] = (sample){.elapsed_ms = now - k->last_at,
+                               .cpu_ms = (int64_t)(delta * 1000 / (uint64_t)tck),
+                               .workers = n_now};
+    k->pos = (k->pos + 1) % k->cap;
+    if (k->len < k->cap) k->len++;
+    k->last_at = now;
+    decide(s);
+}
+
+int sup_scaler_operator_set(sup_service *s, int workers, char *msg, size_t cap)
+{
+    if (workers < 1 || workers > SHMRPC_MAX_WORKERS) {
+        snprintf(msg, cap, "service '%s': workers must be 1 to %d, not %d", s->cfg->name,
+                 SHMRPC_MAX_WORKERS, workers);
+        return SHMRPC_EINVAL;
+    }
+    if (!s->pid || (s->state != SUP_RUNNING && s->state != SUP_STARTING)) {
+        snprintf(msg, cap, "service '%s' is %s: start it, then scale it", s->cfg->name,
+                 sup_state_name(s->state));
+        return SHMRPC_EINVAL;
+    }
+    s->scaler->fixed = workers;
+    tell(s, workers, "scaled by an operator; automatic scaling paused until it is started again");
+    afresh(s->scaler, s->scaler->last_at);
+    return 0;
+}

@@ -1,0 +1,518 @@
+/* The time series per service (series.h, docs/series.md). A service's processes are those
+ * of its process group (every service leads its own): one scan of /proc/stat per sample
+ * finds them for all services at once, which also catches workers that were re-parented
+ * to the supervisor when their manager died. Rates are deltas between two samples of the
+ * same processes (pid and start time), so a process that came or went in between neither
+ * counts twice nor turns a rate negative. */
+#include "series.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "logfile.h"
+
+typedef struct proc_sample {
+    pid_t pid;
+    uint64_t start;  /* clock ticks since boot: with pid, names one process */
+    uint64_t ticks;  /* utime + stime, its threads included */
+    uint64_t rd, wr; /* /proc/PID/io read_bytes, write_bytes */
+    bool io;         /* rd and wr could be read */
+} proc_sample;
+
+typedef struct proc_list {
+    proc_sample *v;
+    size_t n, cap;
+} proc_list;
+
+typedef struct svc_series {
+    const sup_service *svc;
+    pid_t leader;        /* the process (group) the baseline is of; 0: no baseline */
+    int64_t at;          /* monotonic ms of the baseline */
+    uint64_t at_ticks;   /* the same, in clock ticks since boot (as /proc's start times) */
+    proc_list prev;      /* the baseline's processes */
+    proc_list cur;       /* this sample's */
+    uint64_t rss, pss;   /* this sample's totals */
+    bool pss_ok, io_ok;  /* every process's PSS, I/O could be read */
+    shmrpc_stats *stats; /* the baseline's call statistics; NULL: none */
+    int fd;              /* LOG_DIR/NAME.series; -1 while closed */
+    uint64_t size;       /* its bytes */
+    bool complained;     /* a failure to write was logged */
+} svc_series;
+
+struct sup_series {
+    svc_series *v;
+    size_t n;
+    int64_t next_at; /* monotonic ms of the next sample */
+    long hz;         /* clock ticks per second */
+};
+
+sup_series *sup_series_new(const sup_service *svcs, size_t n)
+{
+    sup_series *ss = calloc(1, sizeof *ss);
+    if (!ss) return NULL;
+    ss->v = calloc(n ? n : 1, sizeof *ss->v);
+    if (!ss->v) {
+        free(ss);
+        return NULL;
+    }
+    ss->n = n;
+    ss->hz = sysconf(_SC_CLK_TCK);
+    if (ss->hz <= 0) ss->hz = 100;
+    for (size_t i = 0; i < n; i++) {
+        ss->v[i].svc = &svcs[i];
+        ss->v[i].fd = -1;
+    }
+    return ss;
+}
+
+void sup_series_free(sup_series *ss)
+{
+    if (!ss) return;
+    for (size_t i = 0; i < ss->n; i++) {
+        svc_series *x = &ss->v[i];
+        if (x->fd >= 0) close(x->fd);
+        free(x->prev.v);
+        free(x->cur.v);
+        shmrpc_stats_free(x->stats);
+    }
+    free(ss->v);
+    free(ss);
+}
+
+int64_t sup_series_next_deadline(const sup_series *ss)
+{
+    if (!ss) return INT64_MAX;
+    for (size_t i = 0; i < ss->n; i++)
+        if (ss->v[i].svc->pid) return ss->next_at;
+    return INT64_MAX;
+}
+
+uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
+                               const uint64_t prev[SHMRPC_STATS_BUCKETS], double p)
+{
+    shmrpc_method_stats d = {0};
+    for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++) {
+        d.buckets[b] = cur[b] >= prev[b] ? cur[b] - prev[b] : cur[b];
+        d.calls += d.buckets[b];
+    }
+    return shmrpc_stats_percentile(&d, p);
+}
+
+/* --- /proc --------------------------------------------------------------------------- */
+
+/* A small /proc file into buf, NUL-terminated; false when it cannot be read. */
+static bool read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    size_t n = 0;
+    while (n < cap - 1) {
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    buf[n] = '\0';
+    return n > 0;
+}
+
+/* The number after "\nKEY" (KEY ends with ':'); false when there is none. */
+static bool field(const char *text, const char *key, uint64_t *out)
+{
+    const char *p = strstr(text, key);
+    if (!p) return false;
+    p += strlen(key);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (end == p || errno) return false;
+    *out = v;
+    return true;
+}
+
+static uint64_t boot_ticks(long hz)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * (uint64_t)hz + (uint64_t)ts.tv_nsec * (uint64_t)hz / 1000000000u;
+}
+
+static bool push(proc_list *l, const proc_sample *p)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        proc_sample *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return false;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *p;
+    return true;
+}
+
+/* One process of x's group: its CPU time, memory and I/O. */
+static void sample_proc(svc_series *x, pid_t pid, uint64_t ticks, uint64_t start)
+{
+    char path[64], buf[4096];
+    proc_sample p = {.pid = pid, .start = start, .ticks = ticks};
+    uint64_t kb;
+    /* smaps_rollup has both: RSS, and PSS, which counts a page shared by n processes
+     * (copy-on-write after fork) as 1/n in each, so the sum counts it once. */
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    if (read_small(path, buf, sizeof buf) && field(buf, "\nRss:", &kb)) {
+        x->rss += kb * 1024;
+        if (field(buf, "\nPss:", &kb))
+            x->pss += kb * 1024;
+        else
+            x->pss_ok = false;
+    } else {
+        x->pss_ok = false;
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        if (read_small(path, buf, sizeof buf) && field(buf, "\nVmRSS:", &kb)) x->rss += kb * 1024;
+    }
+    /* Readable only by who may ptrace it: another user's process (a setuid program) is not. */
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    p.io = read_small(path, buf, sizeof buf) && field(buf, "\nread_bytes:", &p.rd) &&
+           field(buf, "\nwrite_bytes:", &p.wr);
+    if (!p.io) x->io_ok = false;
+    push(&x->cur, &p);
+}
+
+/* Every process whose group is a sampled service's goes to that service's cur. */
+static void scan_proc(sup_series *ss)
+{
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char *end, path[64], buf[1024];
+        long pid = strtol(e->d_name, &end, 10);
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end || pid > INT_MAX) continue;
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        if (!read_small(path, buf, sizeof buf)) continue;
+        /* The name in parentheses may hold anything: the fields start after the last ')'.
+         * 3 state, 5 pgrp, 14 utime, 15 stime, 22 starttime. */
+        const char *rest = strrchr(buf, ')');
+        char state;
+        int pgrp;
+        unsigned long long ut, st, start;
+        if (!rest || sscanf(rest + 1,
+                            " %c %*s %d %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %*s %*s %*s "
+                            "%*s %*s %*s %llu",
+                            &state, &pgrp, &ut, &st, &start) != 5)
+            continue;
+        if (state == 'Z' || state == 'X' || pgrp <= 0) continue;
+        for (size_t i = 0; i < ss->n; i++) {
+            svc_series *x = &ss->v[i];
+            if (x->leader == (pid_t)pgrp) {
+                sample_proc(x, (pid_t)pid, ut + st, start);
+                break;
+            }
+        }
+    }
+    closedir(d);
+}
+
+/* What p did since the baseline: its counter's delta when the baseline had it, all of
+ * it when it started after the baseline, nothing when the baseline missed it otherwise. */
+static const proc_sample *before(const svc_series *x, const proc_sample *p)
+{
+    for (size_t i = 0; i < x->prev.n; i++)
+        if (x->prev.v[i].pid == p->pid && x->prev.v[i].start == p->start) return &x->prev.v[i];
+    return NULL;
+}
+
+static uint64_t delta(uint64_t now, const uint64_t *then, bool new_since)
+{
+    if (then) return now >= *then ? now - *then : 0;
+    return new_since ? now : 0;
+}
+
+/* --- the files ----------------------------------------------------------------------- */
+
+static void complain(svc_series *x, const char *what, const char *path, int err)
+{
+    if (x->complained) return;
+    x->complained = true;
+    sup_logf(x->svc->ctx, "%s: cannot %s %s: %s (said once)", x->svc->cfg->name, what, path,
+             strerror(err));
+}
+
+static void series_path(const svc_series *x, char *out, size_t cap, const char *suffix)
+{
+    snprintf(out, cap, "%s/%s%s", x->svc->cfg->s.log_dir, x->svc->cfg->name, suffix);
+}
+
+/* Opens NAME.series to append; a last line cut short (a supervisor killed mid-write) is
+ * ended, so that the next sample is a line of its own. */
+static bool open_series(svc_series *x)
+{
+    if (x->fd >= 0) return true;
+    char path[PATH_MAX];
+    series_path(x, path, sizeof path, ".series");
+    x->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    if (x->fd < 0) {
+        complain(x, "open", path, errno);
+        return false;
+    }
+    struct stat st;
+    x->size = fstat(x->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    char last;
+    if (x->size && pread(x->fd, &last, 1, (off_t)x->size - 1) == 1 && last != '\n' &&
+        write(x->fd, "\n", 1) == 1)
+        x->size++;
+    return true;
+}
+
+/* NAME.series becomes NAME.series.1 (replacing the one before) and a new file begins. */
+static void rotate(svc_series *x)
+{
+    char path[PATH_MAX], old[PATH_MAX];
+    series_path(x, path, sizeof path, ".series");
+    series_path(x, old, sizeof old, ".series.1");
+    close(x->fd);
+    x->fd = -1;
+    if (rename(path, old) != 0) complain(x, "rotate", path, errno);
+}
+
+static void append_line(svc_series *x, const char *line, size_t len)
+{
+    uint64_t max = x->svc->cfg->s.log_max_bytes;
+    if (!max) max = SUP_SERIES_MAX_BYTES_NONE;
+    if (x->fd >= 0 && x->size > 0 && x->size + len > max) rotate(x);
+    if (!open_series(x)) return;
+    ssize_t k = write(x->fd, line, len); /* one write per line: a reader sees whole lines */
+    if (k < 0) {
+        char path[PATH_MAX];
+        series_path(x, path, sizeof path, ".series");
+        complain(x, "write", path, errno);
+        return;
+    }
+    x->size += (uint64_t)k;
+}
+
+/* A JSON string of untrusted bytes (names come from a shared-memory segment). */
+static void put_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            fprintf(f, "\\u%04x", *p); /* bytes above ASCII as Latin-1: valid JSON, if odd */
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* ns as microseconds, or null with no calls. */
+static void put_us(FILE *f, uint64_t ns, bool any)
+{
+    if (any)
+        fprintf(f, "%.3f", (double)ns / 1000.0);
+    else
+        fputs("null", f);
+}
+
+/* LOG_DIR/NAME.methods.json, whole: a temporary file renamed over it. */
+static void write_methods(svc_series *x, int64_t unix_ms, const shmrpc_stats *st)
+{
+    char tmp[PATH_MAX], path[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s/.%s.methods.json.tmp", x->svc->cfg->s.log_dir, x->svc->cfg->name);
+    series_path(x, path, sizeof path, ".methods.json");
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        complain(x, "write", tmp, errno);
+        return;
+    }
+    fprintf(f, "{\"t\": %lld, \"pid\": %d, \"service\": ", (long long)unix_ms, (int)st->pid);
+    put_json_string(f, st->service);
+    fputs(", \"methods\": [", f);
+    for (uint32_t i = 0; i < st->n_methods; i++) {
+        const shmrpc_method_stats *m = &st->methods[i];
+        fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
+        put_json_string(f, m->name);
+        fprintf(f, ", \"calls\": %llu, \"errors\": %llu, \"total_ns\": %llu, \"mean_us\": ",
+                (unsigned long long)m->calls, (unsigned long long)m->errors,
+                (unsigned long long)m->total_ns);
+        put_us(f, m->calls ? m->total_ns / m->calls : 0, m->calls > 0);
+        fputs(", \"p50_us\": ", f);
+        put_us(f, shmrpc_stats_percentile(m, 0.5), m->calls > 0);
+        fputs(", \"p99_us\": ", f);
+        put_us(f, shmrpc_stats_percentile(m, 0.99), m->calls > 0);
+        fputc('}', f);
+    }
+    fputs("\n]}\n", f);
+    errno = 0;
+    int bad = ferror(f);
+    bad |= fclose(f);
+    if (bad || rename(tmp, path) != 0) {
+        complain(x, "write", path, errno ? errno : EIO);
+        unlink(tmp);
+    }
+}
+
+/* --- a sample ------------------------------------------------------------------------ */
+
+typedef struct call_totals {
+    uint64_t calls, errors;
+    uint64_t buckets[SHMRPC_STATS_BUCKETS];
+} call_totals;
+
+static void sum_calls(const shmrpc_stats *st, call_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    if (!st) return;
+    for (uint32_t i = 0; i < st->n_methods; i++) {
+        t->calls += st->methods[i].calls;
+        t->errors += st->methods[i].errors;
+        for (unsigned b = 0; b < SHMRPC_STATS_BUCKETS; b++)
+            t->buckets[b] += st->methods[i].buckets[b];
+    }
+}
+
+/* Appends "KEY": value with fmt, or "KEY": null. */
+static void put(char *line, size_t cap, size_t *len, const char *key, bool ok, const char *fmt,
+                double v)
+{
+    if (*len >= cap) return;
+    int k = snprintf(line + *len, cap - *len, ", \"%s\": ", key);
+    if (k > 0) *len += (size_t)k;
+    if (*len >= cap) return;
+    k = ok ? snprintf(line + *len, cap - *len, fmt, v) : snprintf(line + *len, cap - *len, "null");
+    if (k > 0) *len += (size_t)k;
+}
+
+/* One line of NAME.series: what happened between the baseline and now. */
+static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t unix_ms,
+                         const shmrpc_stats *st)
+{
+    int64_t dt = now - x->at;
+    if (dt <= 0) return;
+    double secs = (double)dt / 1000.0;
+    uint64_t cpu = 0, rd = 0, wr = 0;
+    int workers = 0;
+    bool leader_seen = false;
+    for (size_t i = 0; i < x->cur.n; i++) {
+        const proc_sample *p = &x->cur.v[i];
+        const proc_sample *b = before(x, p);
+        bool fresh = p->start >= x->at_ticks;
+        cpu += delta(p->ticks, b ? &b->ticks : NULL, fresh);
+        if (p->io) {
+            bool had = b && b->io;
+            rd += delta(p->rd, had ? &b->rd : NULL, fresh);
+            wr += delta(p->wr, had ? &b->wr : NULL, fresh);
+        }
+        if (p->pid == x->leader)
+            leader_seen = true;
+        else
+            workers++;
+    }
+    /* A server that serves in place (no worker processes) is its own worker. */
+    if (workers == 0 && leader_seen) workers = 1;
+
+    /* Calls: a statistics segment of another server than the baseline's (a restart, or a
+     * stale one the baseline read) counts from zero. */
+    call_totals now_c, then_c;
+    sum_calls(st, &now_c);
+    sum_calls(x->stats && st && x->stats->pid == st->pid ? x->stats : NULL, &then_c);
+    if (now_c.calls < then_c.calls || now_c.errors < then_c.errors) sum_calls(NULL, &then_c);
+    uint64_t calls = now_c.calls - then_c.calls, errors = now_c.errors - then_c.errors;
+    bool any = st && calls > 0;
+
+    char line[1024];
+    size_t len = 0;
+    int k = snprintf(line, sizeof line, "{\"t\": %lld, \"dt_ms\": %lld, \"pid\": %d",
+                     (long long)unix_ms, (long long)dt, (int)x->leader);
+    len = k > 0 ? (size_t)k : 0;
+    put(line, sizeof line, &len, "workers", true, "%.0f", workers);
+    put(line, sizeof line, &len, "cpu", true, "%.2f", (double)cpu * 100.0 / (double)ss->hz / secs);
+    put(line, sizeof line, &len, "rss", true, "%.0f", (double)x->rss);
+    put(line, sizeof line, &len, "pss", x->pss_ok, "%.0f", (double)x->pss);
+    put(line, sizeof line, &len, "read", x->io_ok, "%.1f", (double)rd / secs);
+    put(line, sizeof line, &len, "write", x->io_ok, "%.1f", (double)wr / secs);
+    put(line, sizeof line, &len, "calls", st != NULL, "%.3f", (double)calls / secs);
+    put(line, sizeof line, &len, "errors", st != NULL, "%.3f", (double)errors / secs);
+    put(line, sizeof line, &len, "p50_us", any, "%.3f",
+        (double)sup_series_percentile(now_c.buckets, then_c.buckets, 0.5) / 1000.0);
+    put(line, sizeof line, &len, "p99_us", any, "%.3f",
+        (double)sup_series_percentile(now_c.buckets, then_c.buckets, 0.99) / 1000.0);
+    put(line, sizeof line, &len, "calls_total", st != NULL, "%.0f", (double)now_c.calls);
+    put(line, sizeof line, &len, "errors_total", st != NULL, "%.0f", (double)now_c.errors);
+    if (len + 3 > sizeof line) return; /* cannot happen: the line is far shorter */
+    line[len++] = '}';
+    line[len++] = '\n';
+    append_line(x, line, len);
+}
+
+/* The service's call statistics, or NULL: not serving yet, no known address, or none kept. */
+static shmrpc_stats *read_stats(const svc_series *x)
+{
+    const shmrpc__config_service *c = x->svc->cfg;
+    char addr[96];
+    if (c->shm_name)
+        snprintf(addr, sizeof addr, "shm://%s", c->shm_name);
+    else if (c->tcp_port)
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", c->tcp_port);
+    else
+        return NULL;
+    shmrpc_stats *st = NULL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (shmrpc_stats_read(addr, &st, &err) != 0) st = NULL;
+    shmrpc_buf_destroy(&err);
+    return st;
+}
+
+void sup_series_tick(sup_series *ss, int64_t now)
+{
+    if (!ss || now < ss->next_at) return;
+    /* From now, not from when it was due: a late sample does not make the next interval
+     * short, so every interval is at least SUP_SERIES_INTERVAL_MS. */
+    ss->next_at = now + SUP_SERIES_INTERVAL_MS;
+    uint64_t now_ticks = boot_ticks(ss->hz);
+    bool any = false;
+    for (size_t i = 0; i < ss->n; i++) {
+        svc_series *x = &ss->v[i];
+        if (x->svc->pid != x->leader) { /* started, stopped or restarted: a new baseline */
+            x->leader = x->svc->pid;
+            x->at = 0;
+            x->prev.n = 0;
+            shmrpc_stats_free(x->stats);
+            x->stats = NULL;
+        }
+        x->cur.n = 0;
+        x->rss = x->pss = 0;
+        x->pss_ok = x->io_ok = true;
+        any |= x->leader != 0;
+    }
+    if (!any) return;
+    scan_proc(ss);
+    int64_t unix_ms = sup_unix_ms();
+    for (size_t i = 0; i < ss->n; i++) {
+        svc_series *x = &ss->v[i];
+        if (!x->leader) continue;
+        shmrpc_stats *st = read_stats(x);
+        if (x->at) write_sample(ss, x, now, unix_ms, st);
+        if (st) write_methods(x, unix_ms, st);
+        proc_list t = x->prev;
+        x->prev = x->cur;
+        x->cur = t;
+        x->at = now;
+        x->at_ticks = now_ticks;
+        shmrpc_stats_free(x->stats);
+        x->stats = st;
+    }
+}

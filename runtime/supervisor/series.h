@@ -1,0 +1,40 @@
+/* The time series per service (docs/series.md): every SUP_SERIES_INTERVAL_MS the
+ * supervisor's loop samples each running service's processes (/proc) and call statistics
+ * (shmrpc/stats.h) and appends one JSON line to LOG_DIR/NAME.series, and rewrites
+ * LOG_DIR/NAME.methods.json, for the web page. */
+#ifndef SHMRPC_SUPERVISOR_SERIES_H
+#define SHMRPC_SUPERVISOR_SERIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmrpc/stats.h>
+
+#include "service.h"
+
+/* How often a sample is taken: a constant, not a service.ini key (yet). */
+#define SUP_SERIES_INTERVAL_MS 1000
+/* A NAME.series file is rotated at the service's log_max_bytes, or at this with
+ * log_max_bytes = none: the series is always bounded. */
+#define SUP_SERIES_MAX_BYTES_NONE (10u << 20)
+
+typedef struct sup_series sup_series;
+
+/* The series of the n services at svcs (which must outlive it). NULL when out of memory:
+ * every function below takes NULL and does nothing, so the supervisor runs without. */
+sup_series *sup_series_new(const sup_service *svcs, size_t n);
+void sup_series_free(sup_series *ss);
+
+/* When sup_series_tick has a sample to take; INT64_MAX while no service has a process. */
+int64_t sup_series_next_deadline(const sup_series *ss);
+
+/* Takes the samples that are due at now (monotonic ms): one line per running service. */
+void sup_series_tick(sup_series *ss, int64_t now);
+
+/* The p-th fraction (0 to 1) of the calls counted between two snapshots of one histogram,
+ * as the upper bound in ns of its bucket (shmrpc_stats_percentile on the difference); 0
+ * with no calls between them. A bucket that went down (a new server) counts from 0. */
+uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
+                               const uint64_t prev[SHMRPC_STATS_BUCKETS], double p);
+
+#endif

@@ -1,0 +1,530 @@
+/* module= services under shmrpc-service with real processes: echo-module answers through
+ * its generated client and shmrpcctl and leaves nothing behind on SIGTERM; 200 MiB loaded
+ * at init is shared by 4 workers (PSS from /proc); the workers scale up under a CPU-bound
+ * load and back down when idle, and an operator's `scale` holds; a worker over
+ * max_proc_mem_bytes is replaced; a file that is not a module stops the supervisor at
+ * start. Every wait is bounded; whatever a failed test leaves (the supervisor, the
+ * manager's process group, segments, the folder) goes in teardown. */
+#define _GNU_SOURCE /* nftw */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bigdata.h"
+#include "echo.h"
+
+#define MAX_KIDS 8
+
+typedef struct fixture {
+    char dir[64];
+    char shm[32];         /* this test's shm_name */
+    pid_t sup;            /* the supervisor, 0 once reaped */
+    pid_t group;          /* the manager's process group, killed in teardown */
+    pid_t kids[MAX_KIDS]; /* client processes, killed in teardown */
+    int n_kids;
+} fixture;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    strcpy(f->dir, "/tmp/shmrpc-module-test-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->shm, sizeof f->shm, "sup_mod_%d", (int)getpid());
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static void stop_kids(fixture *f)
+{
+    for (int i = 0; i < f->n_kids; i++) {
+        kill(f->kids[i], SIGKILL);
+        waitpid(f->kids[i], NULL, 0);
+    }
+    f->n_kids = 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    stop_kids(f);
+    if (f->sup > 0) {
+        kill(f->sup, SIGKILL);
+        waitpid(f->sup, NULL, 0);
+    }
+    if (f->group > 0) kill(-f->group, SIGKILL);
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strstr(e->d_name, f->shm)) {
+            char p[300];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Writes DIR/service.ini and starts the supervisor on it in the foreground, its stderr to
+ * DIR/supervisor.err; the module sees SUP_TEST_DATA_MIB = data_mib. */
+static void start(fixture *f, const char *ini, int data_mib)
+{
+    char path[128], errp[128];
+    snprintf(path, sizeof path, "%s/service.ini", f->dir);
+    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
+    FILE *w = fopen(path, "w");
+    assert_non_null(w);
+    fputs(ini, w);
+    fclose(w);
+    f->sup = fork();
+    assert_true(f->sup >= 0);
+    if (f->sup == 0) {
+        char mib[16];
+        snprintf(mib, sizeof mib, "%d", data_mib);
+        setenv("SUP_TEST_DATA_MIB", mib, 1);
+        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        alarm(90); /* a watchdog should teardown not run */
+        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* A whole file into a static buffer ("" when missing). */
+static const char *slurp(fixture *f, const char *name)
+{
+    static char text[1 << 16];
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    text[0] = '\0';
+    FILE *r = fopen(p, "r");
+    if (!r) return text;
+    size_t n = fread(text, 1, sizeof text - 1, r);
+    text[n] = '\0';
+    fclose(r);
+    return text;
+}
+
+/* Waits up to ms for service svc to be running in status.json; its pid (the manager). */
+static pid_t wait_running(fixture *f, const char *svc, int ms)
+{
+    char key[80];
+    snprintf(key, sizeof key, "\"%s\": {\"state\": \"running\", \"pid\": ", svc);
+    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+        const char *p = strstr(slurp(f, "logs/status.json"), key);
+        if (p) {
+            f->group = (pid_t)atoi(p + strlen(key));
+            return f->group;
+        }
+        if (now_ms() > end) return 0;
+    }
+}
+
+/* The children of pid (its workers); their count. */
+static int children(pid_t pid, pid_t *out, int cap)
+{
+    char p[64], buf[1024];
+    snprintf(p, sizeof p, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *r = fopen(p, "r");
+    if (!r) return 0;
+    size_t got = fread(buf, 1, sizeof buf - 1, r);
+    fclose(r);
+    buf[got] = '\0';
+    int n = 0;
+    for (char *q = buf, *end; n < cap; q = end) {
+        long v = strtol(q, &end, 10);
+        if (end == q) break;
+        out[n++] = (pid_t)v;
+    }
+    return n;
+}
+
+/* Waits up to ms until pid has `want` children; the time it took, or -1. */
+static int64_t wait_children(pid_t pid, int want, int ms)
+{
+    pid_t kids[64];
+    int64_t t0 = now_ms();
+    for (int64_t end = t0 + ms;; nap_ms(50)) {
+        if (children(pid, kids, 64) == want) return now_ms() - t0;
+        if (now_ms() > end) return -1;
+    }
+}
+
+/* A field ("Pss:", "Rss:") of /proc/PID/smaps_rollup in bytes; 0 when unknown. */
+static uint64_t rollup(pid_t pid, const char *field)
+{
+    char p[64], buf[4096];
+    snprintf(p, sizeof p, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *r = fopen(p, "r");
+    if (!r) return 0;
+    size_t got = fread(buf, 1, sizeof buf - 1, r);
+    fclose(r);
+    buf[got] = '\0';
+    char key[16];
+    snprintf(key, sizeof key, "\n%s", field);
+    const char *q = strstr(buf, key);
+    return q ? strtoull(q + strlen(key), NULL, 10) * 1024 : 0;
+}
+
+/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
+static int stop_supervisor(fixture *f, int ms)
+{
+    kill(f->sup, SIGTERM);
+    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
+        int st;
+        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
+            f->sup = 0;
+            return st;
+        }
+        if (now_ms() > end) return -1;
+    }
+}
+
+/* The supervisor exits 0 on SIGTERM, and leaves no process of the manager's group and no
+ * segment of the service behind. */
+static void stops_clean(fixture *f)
+{
+    int st = stop_supervisor(f, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(kill(-f->group, 0) != 0 && errno == ESRCH);
+    f->group = 0;
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        assert_null(strstr(e->d_name, f->shm));
+    if (d) closedir(d);
+}
+
+static shmrpc_client *connect_to(const shmrpc_service_info *info, const char *shm)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "shm://%s", shm);
+    shmrpc_client *c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
+    int rc = shmrpc_client_connect(c, addr);
+    if (rc)
+        print_message("connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(rc, 0);
+    return c;
+}
+
+/* Runs cmd (a shell command line) and returns its output (static). */
+static const char *run(const char *cmd)
+{
+    static char out[4096];
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (!p) return out;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    return out;
+}
+
+/* echo-module with 2 workers: answers through echo's generated client and shmrpcctl,
+ * and stops on SIGTERM with nothing left. */
+static void echo_module(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n\n"
+             "[echo]\nmodule = %s\nshm_name = %s\n",
+             ECHO_MODULE, f->shm);
+    int64_t t0 = now_ms();
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "echo", 10000);
+    assert_true(mgr > 0);
+    print_message("echo-module answering %lld ms after the supervisor started\n",
+                  (long long)(now_ms() - t0));
+    assert_true(wait_children(mgr, 2, 5000) >= 0);
+
+    shmrpc_client *c = connect_to(&echo_service_info, f->shm);
+    int64_t sum = 0;
+    assert_int_equal(echo_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_str back;
+    assert_int_equal(echo_echo_json(c, SHMRPC_STR("hello"), &back), 0);
+    assert_int_equal(back.len, 5);
+    assert_memory_equal(back.ptr, "hello", 5);
+    shmrpc_client_free(c);
+
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "%s call shm://%s add '[2, 3]' 2>&1", SHMRPCCTL, f->shm);
+    assert_string_equal(run(cmd), "5\n");
+    const char *log = slurp(f, "logs/echo.log");
+    assert_non_null(strstr(log, "serving shm://"));
+    assert_non_null(strstr(log, "with 2 workers"));
+    stops_clean(f);
+    assert_non_null(strstr(slurp(f, "logs/echo.log"), "echo: stopped"));
+}
+
+/* Client processes calling sum until 4 distinct workers answered; the pids on a pipe. */
+static void all_workers_sum(fixture *f, int workers, uint64_t expect)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    for (int i = 0; i < workers; i++) {
+        pid_t k = fork();
+        assert_true(k >= 0);
+        if (k == 0) {
+            close(p[0]);
+            char addr[64];
+            snprintf(addr, sizeof addr, "shm://%s", f->shm);
+            shmrpc_client *c = NULL;
+            if (shmrpc_client_new(&c, &big_data_service_info, NULL) ||
+                shmrpc_client_connect(c, addr))
+                _exit(1);
+            for (;;) {
+                big_data_total t;
+                if (big_data_sum(c, &t) != 0 || t.total != expect) _exit(2);
+                int32_t pid = t.pid;
+                if (write(p[1], &pid, sizeof pid) != sizeof pid) _exit(3);
+            }
+        }
+        f->kids[f->n_kids++] = k;
+    }
+    close(p[1]);
+    pid_t seen[64];
+    int n_seen = 0, calls = 0;
+    for (int64_t end = now_ms() + 30000; n_seen < workers;) {
+        int32_t pid;
+        assert_int_equal(read(p[0], &pid, sizeof pid), (ssize_t)sizeof pid);
+        calls++;
+        bool known = false;
+        for (int i = 0; i < n_seen; i++)
+            known |= seen[i] == pid;
+        if (!known) seen[n_seen++] = pid;
+        assert_true(now_ms() < end);
+    }
+    stop_kids(f);
+    close(p[0]);
+    print_message("%d sums of the data (all correct) until %d distinct workers had answered\n",
+                  calls, workers);
+}
+
+/* The goal of issue 5: 200 MiB loaded by init, 4 workers that each read all of it. The
+ * assertion: PSS(manager) + PSS(worker 1..4) < 1.3 x RSS(the largest worker), the RSS of
+ * one worker standing for what one process holding the data alone would use. */
+static void shared_data(void **state)
+{
+    fixture *f = *state;
+    const int mib = 200, workers = 4;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = %d\nmax_proc_num = %d\n\n"
+             "[big]\nmodule = %s\nshm_name = %s\n",
+             workers, workers, BIGDATA_MODULE, f->shm);
+    start(f, ini, mib);
+    pid_t mgr = wait_running(f, "big", 20000);
+    assert_true(mgr > 0);
+    assert_true(wait_children(mgr, workers, 5000) >= 0);
+    uint64_t words = (uint64_t)mib << 17; /* MiB / 8 */
+    all_workers_sum(f, workers, words * (words - 1) / 2);
+
+    pid_t kids[64];
+    assert_int_equal(children(mgr, kids, 64), workers);
+    uint64_t total = rollup(mgr, "Pss:"), max_rss = 0;
+    print_message("manager pid %d: PSS %.1f MiB, RSS %.1f MiB\n", (int)mgr,
+                  (double)rollup(mgr, "Pss:") / 1048576, (double)rollup(mgr, "Rss:") / 1048576);
+    for (int i = 0; i < workers; i++) {
+        uint64_t pss = rollup(kids[i], "Pss:"), rss = rollup(kids[i], "Rss:");
+        print_message("worker pid %d: PSS %.1f MiB, RSS %.1f MiB\n", (int)kids[i],
+                      (double)pss / 1048576, (double)rss / 1048576);
+        total += pss;
+        if (rss > max_rss) max_rss = rss;
+    }
+    double ratio = (double)total / (double)max_rss;
+    print_message("total PSS %.1f MiB = %.3f x one worker's RSS (%.1f MiB) = %.3f x the %d MiB "
+                  "of data; goal < 1.3 x\n",
+                  (double)total / 1048576, ratio, (double)max_rss / 1048576,
+                  (double)total / ((double)mib * 1048576), mib);
+    assert_true(max_rss >= (uint64_t)mib << 20); /* each worker really holds the data */
+    assert_true(ratio < 1.3);
+    stops_clean(f);
+}
+
+/* Client processes that call spin(ms) in a loop. */
+static void spinners(fixture *f, int n, uint32_t ms)
+{
+    for (int i = 0; i < n; i++) {
+        pid_t k = fork();
+        assert_true(k >= 0);
+        if (k == 0) {
+            char addr[64];
+            snprintf(addr, sizeof addr, "shm://%s", f->shm);
+            for (;;) { /* a worker that leaves closes its connections: connect again */
+                shmrpc_client *c = NULL;
+                if (shmrpc_client_new(&c, &big_data_service_info, NULL) == 0 &&
+                    shmrpc_client_connect(c, addr) == 0) {
+                    int32_t pid;
+                    while (big_data_spin(c, ms, &pid) == 0) {
+                    }
+                }
+                shmrpc_client_free(c);
+                nap_ms(10);
+            }
+        }
+        f->kids[f->n_kids++] = k;
+    }
+}
+
+/* 1 to 3 workers: up under 3 clients spinning 5 ms per call, down when they stop; then
+ * an operator's count holds while idle. */
+static void scaling(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 3\n"
+             "scale_up_cpu_percent = 10\nscale_up_window_s = 2\n"
+             "scale_down_cpu_percent = 5\nscale_down_window_s = 3\n\n"
+             "[big]\nmodule = %s\nshm_name = %s\n",
+             BIGDATA_MODULE, f->shm);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "big", 10000);
+    assert_true(mgr > 0);
+    assert_true(wait_children(mgr, 1, 5000) >= 0);
+
+    spinners(f, 3, 5);
+    int64_t up2 = wait_children(mgr, 2, 20000);
+    assert_true(up2 >= 0);
+    int64_t up3 = wait_children(mgr, 3, 20000);
+    assert_true(up3 >= 0);
+    print_message("under load: 2 workers after %lld ms, 3 after %lld ms more\n", (long long)up2,
+                  (long long)up3);
+    stop_kids(f);
+    int64_t down2 = wait_children(mgr, 2, 20000);
+    assert_true(down2 >= 0);
+    int64_t down1 = wait_children(mgr, 1, 20000);
+    assert_true(down1 >= 0);
+    print_message("idle: 2 workers after %lld ms, 1 after %lld ms more\n", (long long)down2,
+                  (long long)down1);
+    const char *sup = slurp(f, "supervisor.err");
+    assert_non_null(strstr(sup, "above scale_up_cpu_percent 10: 3 workers"));
+    assert_non_null(strstr(sup, "under scale_down_cpu_percent 5: 1 worker"));
+
+    /* shmrpcctl scale: a fixed count, which the idle workers keep past a down window. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s scale big 2 --ini %s/service.ini 2>&1", SHMRPCCTL, f->dir);
+    const char *out = run(cmd);
+    assert_non_null(strstr(out, "big: running"));
+    assert_true(wait_children(mgr, 2, 5000) >= 0);
+    nap_ms(4500);
+    pid_t kids[64];
+    assert_int_equal(children(mgr, kids, 64), 2);
+    snprintf(cmd, sizeof cmd, "%s scale big 65 --ini %s/service.ini 2>&1", SHMRPCCTL, f->dir);
+    assert_non_null(strstr(run(cmd), "workers must be 1 to 64"));
+    stops_clean(f);
+}
+
+/* One worker, max_proc_mem_bytes = 128M: grow(200 MiB) gets it SIGKILLed and replaced. */
+static void memory_limit(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 1\n"
+             "max_proc_mem_bytes = 128M\n\n"
+             "[big]\nmodule = %s\nshm_name = %s\n",
+             BIGDATA_MODULE, f->shm);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "big", 10000);
+    assert_true(mgr > 0);
+    shmrpc_client *c = connect_to(&big_data_service_info, f->shm);
+    int32_t before = 0, after = 0;
+    assert_int_equal(big_data_pid(c, &before), 0);
+    nap_ms(1500); /* a sample or two of it below the limit: not killed */
+    assert_int_equal(big_data_pid(c, &after), 0);
+    assert_int_equal(after, before);
+    int64_t t0 = now_ms();
+    int rc = big_data_grow(c, (uint64_t)200 << 20, &after);
+    print_message("grow(200 MiB): %s\n", rc ? shmrpc_strerror(rc) : "returned");
+    shmrpc_client_free(c);
+    for (int64_t end = now_ms() + 10000;; nap_ms(50)) {
+        pid_t kids[8];
+        if (children(mgr, kids, 8) == 1 && kids[0] != before) {
+            c = connect_to(&big_data_service_info, f->shm);
+            rc = big_data_pid(c, &after);
+            shmrpc_client_free(c);
+            if (rc == 0 && after == kids[0]) break;
+        }
+        assert_true(now_ms() < end);
+    }
+    print_message("worker %d over the limit replaced by %d after %lld ms\n", (int)before,
+                  (int)after, (long long)(now_ms() - t0));
+    assert_non_null(strstr(slurp(f, "supervisor.err"), "over max_proc_mem_bytes"));
+    stops_clean(f);
+}
+
+/* A module= path that is not a module: the supervisor exits 1 at once, naming it, with
+ * nothing started. */
+static void not_a_module(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini, "[defaults]\nlog_dir = logs\n\n[bad]\nmodule = %s\nshm_name = %s\n",
+             SHMRPC_SERVICE, f->shm);
+    start(f, ini, 0);
+    int st = -1;
+    for (int64_t end = now_ms() + 5000; waitpid(f->sup, &st, WNOHANG) != f->sup; nap_ms(10))
+        assert_true(now_ms() < end);
+    f->sup = 0;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *err = slurp(f, "supervisor.err");
+    assert_non_null(strstr(err, "service.ini:4: error: service [bad]: cannot load module "));
+    assert_null(strstr(slurp(f, "logs/status.json"), "bad"));
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(echo_module, setup, teardown),
+        cmocka_unit_test_setup_teardown(shared_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(scaling, setup, teardown),
+        cmocka_unit_test_setup_teardown(memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(not_a_module, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,415 @@
+/* The supervisor's time series (docs/series.md). With real processes: shmrpc-service runs
+ * echo-server with 2 workers, the test calls it through the generated client, and
+ * LOG_DIR/echo.series and echo.methods.json must show the calls exactly, the workers, and
+ * memory; after a kill -9 the restarted server's samples count from zero. In process:
+ * the series of this test's own process group rotated at log_max_bytes with simulated
+ * time, and the interval percentile. Every wait is bounded; teardown removes what a
+ * failed test left. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw */
+#endif
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "echo.h"
+#include "series.h"
+
+/* series.c logs through service.c's sup_logf; this test links series.c alone. */
+void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
+{
+    (void)ctx;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+#define CALLS_ADD 100
+#define CALLS_JSON 7
+#define WORKERS 2
+
+typedef struct fixture {
+    char dir[64];
+    char shm[32];
+    pid_t sup;
+    pid_t groups[8]; /* the echo service's process groups seen, killed in teardown */
+    int n_groups;
+} fixture;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    strcpy(f->dir, "/tmp/shmrpc-series-test-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->shm, sizeof f->shm, "series_test_%d", (int)getpid());
+    *state = f;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->sup > 0) {
+        kill(f->sup, SIGKILL);
+        waitpid(f->sup, NULL, 0);
+    }
+    for (int i = 0; i < f->n_groups; i++)
+        kill(-f->groups[i], SIGKILL);
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strstr(e->d_name, f->shm)) {
+            char p[300];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static void remember_group(fixture *f, pid_t pgid)
+{
+    for (int i = 0; i < f->n_groups; i++)
+        if (f->groups[i] == pgid) return;
+    assert_true(f->n_groups < 8);
+    f->groups[f->n_groups++] = pgid;
+}
+
+/* The lines of DIR/name parsed, as a JSON array (empty when the file is missing). A last
+ * line without its newline is being written: left out. */
+static json_t *read_lines(const fixture *f, const char *name)
+{
+    char p[160], line[4096];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    json_t *a = json_array();
+    FILE *r = fopen(p, "r");
+    if (!r) return a;
+    while (fgets(line, sizeof line, r)) {
+        if (!strchr(line, '\n')) break;
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o) fail_msg("%s: not JSON: %s (%s)", name, line, je.text);
+        json_array_append_new(a, o);
+    }
+    fclose(r);
+    return a;
+}
+
+static json_t *read_json(const fixture *f, const char *name)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", f->dir, name);
+    return json_load_file(p, 0, NULL);
+}
+
+/* The echo service's pid in status.json once it is running, within ms; 0 otherwise. */
+static pid_t running_pid(const fixture *f, pid_t not, int ms)
+{
+    for (int64_t end = now_ms() + ms; now_ms() < end; nap_ms(20)) {
+        json_t *st = read_json(f, "logs/status.json");
+        json_t *echo = json_object_get(json_object_get(st, "services"), "echo");
+        const char *state = json_string_value(json_object_get(echo, "state"));
+        pid_t pid = (pid_t)json_integer_value(json_object_get(echo, "pid"));
+        bool yes = state && strcmp(state, "running") == 0 && pid > 0 && pid != not ;
+        json_decref(st);
+        if (yes) return pid;
+    }
+    return 0;
+}
+
+static double num(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v)) fail_msg("\"%s\" is not a number", key);
+    return json_number_value(v);
+}
+
+/* Samples of pid: the series' lines whose pid is it, within ms, until one has calls_total
+ * == calls and at least min lines of pid are there. */
+static json_t *samples_of(const fixture *f, pid_t pid, long long calls, size_t min, int ms)
+{
+    for (int64_t end = now_ms() + ms;; nap_ms(50)) {
+        json_t *all = read_lines(f, "logs/echo.series"), *mine = json_array();
+        bool counted = false;
+        size_t i;
+        json_t *o;
+        json_array_foreach(all, i, o)
+        {
+            if (json_integer_value(json_object_get(o, "pid")) != pid) continue;
+            json_array_append(mine, o);
+            counted |= json_integer_value(json_object_get(o, "calls_total")) == calls;
+        }
+        json_decref(all);
+        if ((counted && json_array_size(mine) >= min) || now_ms() >= end) return mine;
+        json_decref(mine);
+    }
+}
+
+/* Every sample of pid: time going forward, memory, the workers, and the calls: rates that
+ * add up to the counters' total, which is `calls`. */
+static void check_samples(json_t *s, pid_t pid, long long calls)
+{
+    double sum = 0, last_t = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(s, i, o)
+    {
+        assert_int_equal(json_integer_value(json_object_get(o, "pid")), pid);
+        double t = num(o, "t");
+        assert_true(t > last_t);
+        last_t = t;
+        assert_true(num(o, "dt_ms") >= 900 && num(o, "dt_ms") <= 3000);
+        assert_true(num(o, "rss") > 0);
+        assert_true(num(o, "pss") > 0);
+        assert_true(num(o, "pss") <= num(o, "rss"));
+        assert_true(num(o, "cpu") >= 0);
+        assert_true(num(o, "read") >= 0 && num(o, "write") >= 0);
+        assert_int_equal((int)num(o, "workers"), WORKERS);
+        assert_true(num(o, "calls") >= 0);
+        assert_true(num(o, "errors") == 0 && num(o, "errors_total") == 0);
+        sum += num(o, "calls") * num(o, "dt_ms") / 1000.0;
+        if (num(o, "calls") > 0) {
+            assert_true(num(o, "p50_us") > 0);
+            assert_true(num(o, "p99_us") >= num(o, "p50_us"));
+        } else {
+            assert_true(json_is_null(json_object_get(o, "p50_us")));
+        }
+    }
+    o = json_array_get(s, json_array_size(s) - 1);
+    assert_int_equal((long long)num(o, "calls_total"), calls);
+    if (fabs(sum - (double)calls) > 0.05)
+        fail_msg("rates add up to %f calls, not %lld", sum, calls);
+}
+
+static void echo_series_counts_the_calls(void **state)
+{
+    fixture *f = *state;
+    char ini[512], path[128], errp[128];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[echo]\nexec = %s --workers %d shm://%s\n"
+             "shm_name = %s\nrestart_backoff_ms = 100\n",
+             ECHO_SERVER, WORKERS, f->shm, f->shm);
+    snprintf(path, sizeof path, "%s/service.ini", f->dir);
+    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
+    FILE *w = fopen(path, "w");
+    assert_non_null(w);
+    fputs(ini, w);
+    fclose(w);
+    f->sup = fork();
+    assert_true(f->sup >= 0);
+    if (f->sup == 0) {
+        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        alarm(60); /* a watchdog should teardown not run */
+        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
+        _exit(127);
+    }
+    pid_t pid = running_pid(f, 0, 5000);
+    assert_true(pid > 0);
+    remember_group(f, pid);
+
+    char addr[64];
+    snprintf(addr, sizeof addr, "shm://%s", f->shm);
+    shmrpc_client *c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, &echo_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(c, addr), 0);
+    for (int i = 0; i < CALLS_ADD; i++) {
+        int64_t sum = 0;
+        assert_int_equal(echo_add(c, i, 1, &sum), 0);
+        assert_int_equal(sum, i + 1);
+    }
+    for (int i = 0; i < CALLS_JSON; i++) {
+        shmrpc_str out;
+        assert_int_equal(echo_echo_json(c, shmrpc_str_c("hi"), &out), 0);
+    }
+    shmrpc_client_free(c);
+
+    int64_t t0 = now_ms();
+    json_t *s = samples_of(f, pid, CALLS_ADD + CALLS_JSON, 2, 5000);
+    fprintf(stderr, "series: %zu samples with the calls after %lld ms\n", json_array_size(s),
+            (long long)(now_ms() - t0));
+    if (json_array_size(s) < 2) fail_msg("%zu samples", json_array_size(s));
+    check_samples(s, pid, CALLS_ADD + CALLS_JSON);
+    json_decref(s);
+
+    /* The method table: cumulative counts per method. */
+    json_t *m = read_json(f, "logs/echo.methods.json");
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "service")), "Echo");
+    assert_int_equal(json_integer_value(json_object_get(m, "pid")), pid);
+    json_t *methods = json_object_get(m, "methods");
+    assert_int_equal(json_array_size(methods), 4);
+    int seen = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(methods, i, o)
+    {
+        const char *name = json_string_value(json_object_get(o, "name"));
+        assert_non_null(name);
+        long long want = strcmp(name, "add") == 0         ? CALLS_ADD
+                         : strcmp(name, "echo_json") == 0 ? CALLS_JSON
+                                                          : 0;
+        seen += want > 0;
+        assert_int_equal(json_integer_value(json_object_get(o, "calls")), want);
+        assert_int_equal(json_integer_value(json_object_get(o, "errors")), 0);
+        if (want) {
+            assert_true(num(o, "p50_us") > 0 && num(o, "p99_us") >= num(o, "p50_us"));
+            assert_true(num(o, "mean_us") > 0);
+        } else {
+            assert_true(json_is_null(json_object_get(o, "p50_us")));
+        }
+    }
+    assert_int_equal(seen, 2);
+    json_decref(m);
+
+    /* kill -9: the restarted server's samples count from zero, never negative. */
+    kill(pid, SIGKILL);
+    pid_t again = running_pid(f, pid, 5000);
+    assert_true(again > 0);
+    remember_group(f, again);
+    s = samples_of(f, again, 0, 1, 4000);
+    if (json_array_size(s) < 1) fail_msg("no sample after the restart");
+    check_samples(s, again, 0);
+    json_decref(s);
+
+    kill(f->sup, SIGTERM);
+    int st = -1;
+    for (int64_t end = now_ms() + 5000; now_ms() < end; nap_ms(20))
+        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
+            f->sup = 0;
+            break;
+        }
+    assert_int_equal(f->sup, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* In process: this test's own process group sampled with simulated time, 40 samples in a
+ * file rotated at 4 KiB. */
+static void series_rotates_at_log_max_bytes(void **state)
+{
+    fixture *f = *state;
+    char logs[128];
+    snprintf(logs, sizeof logs, "%s/logs", f->dir);
+    mkdir(logs, 0700);
+    shmrpc__config_service cfg = {.name = "self", .kind = SHMRPC__CONFIG_EXEC};
+    cfg.s.log_dir = logs;
+    cfg.s.log_max_bytes = 4096;
+    sup_ctx ctx = {0};
+    sup_service svc = {.ctx = &ctx, .cfg = &cfg, .pid = getpgrp()};
+    sup_series *ss = sup_series_new(&svc, 1);
+    assert_non_null(ss);
+    int64_t t = now_ms(), began = t;
+    assert_int_equal(sup_series_next_deadline(ss), 0); /* due at once */
+    for (int k = 0; k < 40; k++, t += SUP_SERIES_INTERVAL_MS) {
+        sup_series_tick(ss, t);
+        assert_int_equal(sup_series_next_deadline(ss), t + SUP_SERIES_INTERVAL_MS);
+        sup_series_tick(ss, t + 10); /* not due: nothing */
+    }
+    sup_series_free(ss);
+    fprintf(stderr, "series: 40 samples of this process group in %lld ms\n",
+            (long long)(now_ms() - began));
+
+    struct stat a, b;
+    char p[192];
+    snprintf(p, sizeof p, "%s/self.series", logs);
+    assert_int_equal(stat(p, &a), 0);
+    snprintf(p, sizeof p, "%s/self.series.1", logs);
+    assert_int_equal(stat(p, &b), 0);
+    assert_true(a.st_size <= 4096 && b.st_size <= 4096 && b.st_size > 3000);
+    json_t *old = read_lines(f, "logs/self.series.1"), *cur = read_lines(f, "logs/self.series");
+    size_t n = json_array_size(old) + json_array_size(cur);
+    assert_true(json_array_size(old) >= 10 && n < 39);
+    double last = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = i < json_array_size(old) ? json_array_get(old, i)
+                                             : json_array_get(cur, i - json_array_size(old));
+        assert_true(num(o, "t") >= last);
+        last = num(o, "t");
+        assert_int_equal((int)num(o, "dt_ms"), SUP_SERIES_INTERVAL_MS);
+        assert_true(num(o, "rss") > 0);
+        assert_true(num(o, "workers") >= 1);
+        /* No address: no call statistics. */
+        assert_true(json_is_null(json_object_get(o, "calls")));
+        assert_true(json_is_null(json_object_get(o, "calls_total")));
+    }
+    json_decref(old);
+    json_decref(cur);
+    snprintf(p, sizeof p, "%s/self.methods.json", logs);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+/* The interval's percentiles come from the difference of two histograms. */
+static void percentile_of_the_difference(void **state)
+{
+    (void)state;
+    uint64_t prev[SHMRPC_STATS_BUCKETS] = {0}, cur[SHMRPC_STATS_BUCKETS] = {0};
+    prev[0] = 1000; /* fast calls before the interval */
+    cur[0] = 1000;
+    cur[3] = 90; /* this interval: 90 in [4, 8) us, 10 in [0.5, 1) ms */
+    cur[10] = 10;
+    assert_int_equal(sup_series_percentile(cur, prev, 0.5), 8192);
+    assert_int_equal(sup_series_percentile(cur, prev, 0.9), 8192);
+    assert_int_equal(sup_series_percentile(cur, prev, 0.99), 1048576);
+    assert_int_equal(sup_series_percentile(prev, prev, 0.5), 0); /* no calls */
+    /* A bucket that went down (a new server's histogram) counts from zero. */
+    uint64_t fresh[SHMRPC_STATS_BUCKETS] = {0};
+    fresh[0] = 5;
+    fresh[1] = 5;
+    assert_int_equal(sup_series_percentile(fresh, cur, 0.5), 1024);
+    assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(percentile_of_the_difference),
+        cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
