@@ -2,7 +2,7 @@
 # Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
 set -eu
 pkgs="cmake ninja-build pkg-config gcc clang libclang-rt-14-dev re2c lemon libmsgpack-dev
-      libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev"
+      libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

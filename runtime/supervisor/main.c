@@ -32,6 +32,7 @@
 #include "module_host.h"
 #include "series.h"
 #include "service.h"
+#include "web.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
 #define REAP_AT_EXIT_MS 1000
@@ -287,6 +288,7 @@ int main(int argc, char **argv)
              n == 1 ? "" : "s", c->path, control_addr);
     /* The time series (series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
+    sup_web *web = NULL; /* the management page (web.c): up once every service has started */
 
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
@@ -302,6 +304,7 @@ int main(int argc, char **argv)
             }
             if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
+                web = sup_web_start(c, control_addr, &ctx);
                 notify("READY=1");
                 ready_sent = true;
             }
@@ -380,6 +383,7 @@ int main(int argc, char **argv)
         if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
     /* Status was served until every service stopped; now the segment goes. */
+    sup_web_stop(web); /* before the control service, which its handlers call */
     sup_control_stop(control);
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes

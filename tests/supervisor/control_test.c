@@ -376,8 +376,9 @@ static void control(void **state)
     int st2 = -1;
     for (int64_t end = now_ms() + 5000; waitpid(second, &st2, WNOHANG) != second; nap_ms(10))
         assert_true(now_ms() < end);
-    assert_true(WIFEXITED(st2));
-    assert_int_equal(WEXITSTATUS(st2), 1);
+    if (!WIFEXITED(st2) || WEXITSTATUS(st2) != 1)
+        fail_msg("the second supervisor: wait status 0x%x (signal %d); its stderr: %s", st2,
+                 WIFSIGNALED(st2) ? WTERMSIG(st2) : 0, slurp(f, "second.err"));
     assert_non_null(strstr(slurp(f, "second.err"), "cannot serve the control service"));
     assert_true(status_of(f, "echo", &echo2)); /* the first one goes on */
     assert_int_equal(echo2.pid, echo.pid);

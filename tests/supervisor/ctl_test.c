@@ -424,16 +424,17 @@ static void clean_removes_only_the_dead(void **state)
     run r;
     ctl(&r, NULL, "ls", live, dead, lock_name, NULL);
     assert_int_equal(r.status, 0);
-    char want[400];
+    char want[400], owner[32];
+    snprintf(owner, sizeof owner, "pid %d", (int)dead_pid); /* the OWNER column is %-11s */
     snprintf(want, sizeof want,
-             "pid %d   dead    service Echo, 0 workers, 0 connections; stale: "
+             "%-11s dead    service Echo, 0 workers, 0 connections; stale: "
              "its manager, pid %d, is dead\n",
-             (int)dead_pid, (int)dead_pid);
+             owner, (int)dead_pid);
     if (strstr(r.out, want) == NULL) fail_msg("ls: %s", r.out);
     snprintf(want, sizeof want,
-             "pid %d   dead    statistics of service Echo, 4 methods; stale: its server, pid %d, "
+             "%-11s dead    statistics of service Echo, 4 methods; stale: its server, pid %d, "
              "is dead\n",
-             (int)dead_pid, (int)dead_pid);
+             owner, (int)dead_pid);
     if (strstr(r.out, want) == NULL) fail_msg("ls: %s", r.out);
     assert_non_null(strstr(r.out, "free"));
 

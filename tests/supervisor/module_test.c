@@ -447,7 +447,7 @@ static void scaling(void **state)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s scale big 2 --ini %s/service.ini 2>&1", SHMRPCCTL, f->dir);
     const char *out = run(cmd);
-    assert_non_null(strstr(out, "big: running"));
+    if (!strstr(out, "big: running")) fail_msg("%s: %s", cmd, out);
     assert_true(wait_children(mgr, 2, 5000) >= 0);
     nap_ms(4500);
     pid_t kids[64];

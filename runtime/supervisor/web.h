@@ -1,0 +1,23 @@
+/* The management page (docs/web.md): an HTTP server (civetweb) in shmrpc-service on
+ * [web monitor] host:port, serving the overview, its JSON API, /metrics and the JSON
+ * gateway. Its handlers run on civetweb's threads and never touch the supervisor's
+ * state: they call the supervisor's control service as any client would. */
+#ifndef SHMRPC_SUPERVISOR_WEB_H
+#define SHMRPC_SUPERVISOR_WEB_H
+
+#include "config.h"
+#include "service.h"
+
+typedef struct sup_web sup_web;
+
+/* Main thread, with the signals the main loop reads blocked (civetweb's threads inherit
+ * the mask). Listens on c's [web monitor] and serves; control_addr is the supervisor's
+ * control service. Logs where it listens, or why it cannot, through ctx; NULL when it
+ * cannot (the supervisor runs on without its page). c must outlive it. */
+sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
+
+/* Refuses new requests, waits for those being served (each bounded by its call's
+ * timeout), closes the port and frees it all. NULL is fine. */
+void sup_web_stop(sup_web *w);
+
+#endif

@@ -1,0 +1,113 @@
+// The overview: GET /api/services every 2 s into the tables; the buttons POST the
+// actions with the page's token (X-Shmrpc-Token). Charts come with the service pages.
+"use strict";
+
+const token = document.querySelector('meta[name="shmrpc-token"]').content;
+
+function text(v, unit) {
+  return v === null || v === undefined ? "–" : unit ? v + unit : String(v);
+}
+
+function micros(us) {
+  if (us === null || us === undefined) return "–";
+  return us >= 1000 ? (us / 1000).toFixed(2) + " ms" : us.toFixed(3) + " µs";
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return n.toFixed(i ? 1 : 0) + " " + units[i];
+}
+
+function duration(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+  return d ? d + "d" + h + "h" : h ? h + "h" + m + "m" : m ? m + "m" + (s % 60) + "s" : s + "s";
+}
+
+function cell(row, value, cls) {
+  const td = row.insertCell();
+  td.textContent = value;
+  if (cls) td.className = cls;
+  return td;
+}
+
+async function act(name, action) {
+  const out = document.getElementById("result");
+  const opts = { method: "POST", headers: { "X-Shmrpc-Token": token, "Content-Type": "application/json" } };
+  if (action === "scale") {
+    const n = prompt("Workers for " + name + "?", "2");
+    if (n === null) return;
+    opts.body = JSON.stringify({ workers: Number(n) });
+  }
+  const r = await fetch("/api/services/" + encodeURIComponent(name) + "/" + action, opts);
+  const body = await r.json();
+  out.textContent = r.ok ? name + ": " + action + ": " + body.state
+                         : name + ": " + action + " failed: " + body.error.message;
+  out.className = r.ok ? "" : "error";
+  refresh();
+}
+
+function render(data) {
+  document.getElementById("supervisor").textContent = "supervisor pid " + data.supervisor.pid + " · " + data.supervisor.ini;
+  document.getElementById("updated").textContent = "updated " + new Date(data.supervisor.now_ms).toLocaleTimeString();
+  const body = document.querySelector("#services tbody");
+  body.replaceChildren();
+  for (const s of data.services) {
+    const row = body.insertRow();
+    row.dataset.service = s.name;
+    cell(row, s.name);
+    cell(row, s.state, "state-" + s.state);
+    cell(row, s.pid || "–");
+    const w = cell(row, s.workers);
+    w.title = "pids " + s.worker_pids.join(", ");
+    cell(row, duration(s.uptime_s));
+    cell(row, s.restarts);
+    cell(row, s.calls_per_s === null ? "–" : s.calls_per_s.toFixed(1));
+    cell(row, s.error_rate === null ? "–" : (100 * s.error_rate).toFixed(1) + "%");
+    cell(row, micros(s.p50_us));
+    cell(row, micros(s.p99_us));
+    cell(row, s.cpu_percent === null ? "–" : s.cpu_percent.toFixed(1) + "%");
+    cell(row, bytes(s.rss_bytes));
+    const actions = row.insertCell();
+    for (const a of ["start", "stop", "restart", "scale"]) {
+      if (a === "scale" && s.kind !== "module") continue;
+      const b = document.createElement("button");
+      b.textContent = a;
+      b.onclick = () => act(s.name, a);
+      actions.appendChild(b);
+    }
+  }
+  const top = document.querySelector("#top tbody");
+  top.replaceChildren();
+  for (const m of data.top_methods) {
+    const row = top.insertRow();
+    cell(row, m.service);
+    cell(row, m.name);
+    cell(row, m.calls);
+    cell(row, m.errors);
+    cell(row, micros(m.total_ns / 1000));
+    cell(row, micros(m.p50_us));
+    cell(row, micros(m.p99_us));
+  }
+}
+
+async function refresh() {
+  const err = document.getElementById("error");
+  try {
+    const r = await fetch("/api/services");
+    const data = await r.json();
+    if (!r.ok) throw new Error(data.error.message);
+    render(data);
+    err.hidden = true;
+  } catch (e) {
+    err.textContent = "cannot read /api/services: " + e.message;
+    err.hidden = false;
+  }
+}
+
+refresh();
+setInterval(refresh, 2000);

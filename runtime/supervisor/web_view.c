@@ -1,0 +1,587 @@
+/* What the management page shows (web_view.h). Every figure is gathered afresh per
+ * request, on the civetweb thread that serves it: the services' states through the
+ * control service (whose handler hands the request to the main loop), the rest from
+ * shared memory, /proc and the series files, none of which the main loop owns. */
+#include "web_view.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/stats.h>
+#include <shmrpc/status.h>
+
+/* Pids listed per service; the count goes on past it. */
+#define MAX_PIDS 256
+/* Methods in the overview's "top_methods". */
+#define TOP_METHODS 10
+/* How much of the end of NAME.series is read for its last line (a line is ~250 bytes). */
+#define SERIES_TAIL 8192
+
+/* One service as gathered for a request. */
+typedef struct gathered {
+    json_t *status; /* its object from the control service's status(), borrowed */
+    long pid;       /* its process, the leader of its group; 0: none */
+    int n_procs;    /* processes of its group */
+    long pids[MAX_PIDS];
+    double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
+    uint64_t rss;     /* resident bytes, summed */
+    shmrpc_stats *st; /* its call statistics; NULL: none to read */
+    json_t *sample;   /* its last series sample, when of the current pid; NULL: none */
+} gathered;
+
+typedef struct view {
+    json_t *status; /* the array status() returned */
+    size_t n;
+    gathered *g;
+} view;
+
+void web_service_address(const shmrpc__config_service *s, char *out, size_t cap)
+{
+    if (s->shm_name)
+        snprintf(out, cap, "shm://%s", s->shm_name);
+    else if (s->tcp_port)
+        snprintf(out, cap, "tcp://127.0.0.1:%d", s->tcp_port);
+    else if (cap)
+        out[0] = '\0';
+}
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A JSON string of text that may not be UTF-8 (names read from shared memory): bytes
+ * outside printable ASCII become '?' when it is not valid as it is. */
+static json_t *jstr(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v) return v;
+    char *copy = strdup(s);
+    if (!copy) return json_string("");
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) *p = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+/* --- /proc ---------------------------------------------------------------------------- */
+
+/* One pass over /proc/PID/stat for the processes whose group is one of the services'. */
+static void scan_proc(view *v)
+{
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    if (tick <= 0) tick = 100;
+    if (page <= 0) page = 4096;
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')'); /* after the command, which may hold anything */
+        if (!p || p[1] != ' ') continue;
+        char state = p[2];
+        /* Fields from 4 (ppid) on, after the state. */
+        unsigned long long f[25] = {0};
+        char *s = p + 3;
+        for (int i = 4; i <= 24; i++) {
+            char *end;
+            f[i] = strtoull(s, &end, 10);
+            if (end == s) break;
+            s = end;
+        }
+        if (state == 'Z') continue;
+        long pid = strtol(e->d_name, NULL, 10), pgrp = (long)f[5];
+        for (size_t i = 0; i < v->n; i++) {
+            gathered *g = &v->g[i];
+            if (g->pid <= 0 || pgrp != g->pid) continue;
+            if (g->n_procs < MAX_PIDS) g->pids[g->n_procs] = pid;
+            g->n_procs++;
+            unsigned long long ticks = f[14] + f[15];
+            if (pid == g->pid) ticks += f[16] + f[17]; /* the workers it reaped */
+            g->cpu_s += (double)ticks / (double)tick;
+            g->rss += f[24] * (uint64_t)page;
+        }
+    }
+    closedir(d);
+}
+
+/* --- the series ----------------------------------------------------------------------- */
+
+/* The last whole line of LOG_DIR/NAME.series, parsed, when its pid is the service's. */
+static json_t *last_sample(const shmrpc__config_service *s, long pid)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.series", s->s.log_dir, s->name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    char buf[SERIES_TAIL + 1];
+    ssize_t n = -1;
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        off_t from = st.st_size > SERIES_TAIL ? st.st_size - SERIES_TAIL : 0;
+        n = pread(fd, buf, SERIES_TAIL, from);
+    }
+    close(fd);
+    if (n <= 0) return NULL;
+    buf[n] = '\0';
+    /* A last line without its '\n' is being written: skip it. */
+    char *end = strrchr(buf, '\n');
+    if (!end) return NULL;
+    *end = '\0';
+    char *start = strrchr(buf, '\n');
+    start = start ? start + 1 : buf;
+    json_t *v = json_loads(start, 0, NULL);
+    json_t *p = json_object_get(v, "pid");
+    if (!json_is_integer(p) || json_integer_value(p) != pid) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* --- gathering ------------------------------------------------------------------------ */
+
+static void view_free(view *v)
+{
+    for (size_t i = 0; v->g && i < v->n; i++) {
+        shmrpc_stats_free(v->g[i].st);
+        json_decref(v->g[i].sample);
+    }
+    free(v->g);
+    json_decref(v->status);
+}
+
+static int view_load(web_ctx *w, view *v, web_err *e)
+{
+    memset(v, 0, sizeof *v);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    int rc = web_call(&w->control, "status", "[]", 2, WEB_CONTROL_TIMEOUT_MS, &out, e);
+    if (rc == 0) {
+        v->status = json_loadb((const char *)out.data, out.len, 0, NULL);
+        if (!json_is_array(v->status)) rc = -1, e->http = 502, e->rc = SHMRPC_EPROTO;
+        if (rc) snprintf(e->msg, sizeof e->msg, "the control service's status did not read");
+    }
+    shmrpc_buf_destroy(&out);
+    if (rc) return rc;
+    v->n = w->cfg->n_services;
+    v->g = calloc(v->n ? v->n : 1, sizeof *v->g);
+    if (!v->g) {
+        e->http = 500, e->rc = SHMRPC_ENOMEM;
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        gathered *g = &v->g[i];
+        /* status() lists the services in file order; matched by name all the same. */
+        size_t j;
+        json_t *o;
+        json_array_foreach(v->status, j, o)
+        {
+            const char *name = json_string_value(json_object_get(o, "name"));
+            if (name && strcmp(name, w->cfg->services[i].name) == 0) g->status = o;
+        }
+        json_t *pid = json_object_get(g->status, "pid");
+        g->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
+        if (g->pid <= 0) continue;
+        if (w->svc[i].addr[0]) {
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            if (shmrpc_stats_read(w->svc[i].addr, &g->st, &err) != 0) g->st = NULL;
+            shmrpc_buf_destroy(&err);
+        }
+        g->sample = last_sample(&w->cfg->services[i], g->pid);
+    }
+    scan_proc(v);
+    return 0;
+}
+
+/* --- JSON ----------------------------------------------------------------------------- */
+
+static json_t *num_or_null(json_t *sample, const char *key)
+{
+    json_t *x = json_object_get(sample, key);
+    return json_is_number(x) ? json_real(json_number_value(x)) : json_null();
+}
+
+static json_t *method_json(const shmrpc_method_stats *m)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", jstr(m->name ? m->name : ""));
+    json_object_set_new(o, "calls", json_integer((json_int_t)m->calls));
+    json_object_set_new(o, "errors", json_integer((json_int_t)m->errors));
+    json_object_set_new(o, "total_ns", json_integer((json_int_t)m->total_ns));
+    if (m->calls) {
+        json_object_set_new(o, "mean_us", json_real((double)m->total_ns / (double)m->calls / 1e3));
+        json_object_set_new(o, "p50_us", json_real((double)shmrpc_stats_percentile(m, 0.5) / 1e3));
+        json_object_set_new(o, "p99_us", json_real((double)shmrpc_stats_percentile(m, 0.99) / 1e3));
+    } else {
+        json_object_set_new(o, "mean_us", json_null());
+        json_object_set_new(o, "p50_us", json_null());
+        json_object_set_new(o, "p99_us", json_null());
+    }
+    return o;
+}
+
+static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
+{
+    const shmrpc__config_service *cs = &w->cfg->services[i];
+    const gathered *g = &v->g[i];
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(cs->name));
+    json_object_set_new(o, "kind",
+                        json_string(cs->kind == SHMRPC__CONFIG_MODULE ? "module" : "exec"));
+    json_object_set_new(o, "address", json_string(w->svc[i].addr));
+    static const char *const copied[] = {
+        "state", "pid", "restarts", "started_at_ms", "last_exit", "log_path", "log_dropped_bytes"};
+    for (size_t k = 0; k < sizeof copied / sizeof copied[0]; k++) {
+        json_t *x = json_object_get(g->status, copied[k]);
+        json_object_set_new(o, copied[k], x ? json_incref(x) : json_null());
+    }
+    json_t *started = json_object_get(g->status, "started_at_ms");
+    if (json_is_integer(started) && json_integer_value(started) > 0 && g->pid > 0)
+        json_object_set_new(o, "uptime_s",
+                            json_real((double)(now - json_integer_value(started)) / 1e3));
+    else
+        json_object_set_new(o, "uptime_s", json_null());
+    /* Workers as the series counts them: the group but its leader, or the leader alone
+     * when it serves in place. */
+    json_t *pids = json_array();
+    int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
+    for (int k = 0; k < shown; k++)
+        if (g->pids[k] != g->pid || g->n_procs == 1)
+            json_array_append_new(pids, json_integer(g->pids[k]));
+    int workers = g->n_procs > 1 ? g->n_procs - 1 : g->n_procs;
+    json_object_set_new(o, "workers", json_integer(workers));
+    json_object_set_new(o, "worker_pids", pids);
+    json_object_set_new(o, "cpu_seconds", g->pid > 0 ? json_real(g->cpu_s) : json_null());
+    json_object_set_new(o, "rss_bytes",
+                        g->pid > 0 ? json_integer((json_int_t)g->rss) : json_null());
+    uint64_t calls = 0, errors = 0;
+    for (uint32_t k = 0; g->st && k < g->st->n_methods; k++)
+        calls += g->st->methods[k].calls, errors += g->st->methods[k].errors;
+    json_object_set_new(o, "calls_total", g->st ? json_integer((json_int_t)calls) : json_null());
+    json_object_set_new(o, "errors_total", g->st ? json_integer((json_int_t)errors) : json_null());
+    /* Rates and percentiles over the last second: the last series sample. */
+    json_object_set_new(o, "calls_per_s", num_or_null(g->sample, "calls"));
+    json_t *c = json_object_get(g->sample, "calls"), *er = json_object_get(g->sample, "errors");
+    if (json_is_number(c) && json_is_number(er) && json_number_value(c) > 0)
+        json_object_set_new(o, "error_rate",
+                            json_real(json_number_value(er) / json_number_value(c)));
+    else
+        json_object_set_new(o, "error_rate", json_null());
+    json_object_set_new(o, "p50_us", num_or_null(g->sample, "p50_us"));
+    json_object_set_new(o, "p99_us", num_or_null(g->sample, "p99_us"));
+    json_object_set_new(o, "cpu_percent", num_or_null(g->sample, "cpu"));
+    json_object_set_new(o, "pss_bytes", num_or_null(g->sample, "pss"));
+    json_t *t = json_object_get(g->sample, "t");
+    json_object_set_new(o, "sample_t", json_is_integer(t) ? json_incref(t) : json_null());
+    return o;
+}
+
+static int dump(json_t *root, shmrpc_buf *out, web_err *e)
+{
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    json_decref(root);
+    if (!text || shmrpc_buf_append(out, text, strlen(text)) != 0) {
+        free(text);
+        e->http = 500, e->rc = SHMRPC_ENOMEM;
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return -1;
+    }
+    free(text);
+    return 0;
+}
+
+typedef struct top {
+    size_t svc;
+    const shmrpc_method_stats *m;
+} top;
+
+static int by_total_desc(const void *a, const void *b)
+{
+    uint64_t x = ((const top *)a)->m->total_ns, y = ((const top *)b)->m->total_ns;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
+{
+    view v;
+    if (view_load(w, &v, e) != 0) {
+        view_free(&v);
+        return -1;
+    }
+    int64_t now = unix_ms();
+    json_t *root = json_object(), *list = json_array();
+    json_t *sup = json_object();
+    json_object_set_new(sup, "pid", json_integer(getpid()));
+    json_object_set_new(sup, "ini", json_string(w->cfg->path));
+    json_object_set_new(sup, "now_ms", json_integer(now));
+    json_object_set_new(root, "supervisor", sup);
+    size_t n_top = 0;
+    for (size_t i = 0; i < v.n; i++) {
+        json_array_append_new(list, service_json(w, &v, i, now));
+        n_top += v.g[i].st ? v.g[i].st->n_methods : 0;
+    }
+    json_object_set_new(root, "services", list);
+    /* The methods that took the most time, across all services. */
+    top *tops = calloc(n_top ? n_top : 1, sizeof *tops);
+    json_t *tl = json_array();
+    if (tops) {
+        size_t k = 0;
+        for (size_t i = 0; i < v.n; i++)
+            for (uint32_t j = 0; v.g[i].st && j < v.g[i].st->n_methods; j++)
+                if (v.g[i].st->methods[j].calls) tops[k++] = (top){i, &v.g[i].st->methods[j]};
+        qsort(tops, k, sizeof *tops, by_total_desc);
+        for (size_t j = 0; j < k && j < TOP_METHODS; j++) {
+            json_t *m = method_json(tops[j].m);
+            json_object_set_new(m, "service", json_string(w->cfg->services[tops[j].svc].name));
+            json_array_append_new(tl, m);
+        }
+        free(tops);
+    }
+    json_object_set_new(root, "top_methods", tl);
+    view_free(&v);
+    return dump(root, out, e);
+}
+
+int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, web_err *e)
+{
+    view v;
+    if (view_load(w, &v, e) != 0) {
+        view_free(&v);
+        return -1;
+    }
+    json_t *o = service_json(w, &v, index, unix_ms());
+    const gathered *g = &v.g[index];
+    json_t *methods = json_array();
+    for (uint32_t k = 0; g->st && k < g->st->n_methods; k++)
+        json_array_append_new(methods, method_json(&g->st->methods[k]));
+    json_object_set_new(o, "methods", methods);
+    json_object_set_new(o, "service", g->st ? jstr(g->st->service) : json_null());
+    view_free(&v);
+    /* Its log's tail, as shmrpcctl logs reads it: the control service's logs(). */
+    char args[128];
+    snprintf(args, sizeof args, "[\"%s\",%d]", w->cfg->services[index].name, log_lines);
+    shmrpc_buf text;
+    shmrpc_buf_init(&text);
+    web_err le;
+    json_t *log = NULL;
+    if (web_call(&w->control, "logs", args, strlen(args), WEB_CONTROL_TIMEOUT_MS, &text, &le) == 0)
+        log = json_loadb((const char *)text.data, text.len, 0, NULL);
+    shmrpc_buf_destroy(&text);
+    json_object_set_new(o, "log", json_is_array(log) ? log : json_array());
+    if (!json_is_array(log)) {
+        json_decref(log);
+        json_object_set_new(o, "log_error", json_string(le.msg));
+    }
+    return dump(o, out, e);
+}
+
+/* --- Prometheus ----------------------------------------------------------------------- */
+
+static void put(shmrpc_buf *b, const char *s)
+{
+    shmrpc_buf_append(b, s, strlen(s));
+}
+
+static void putf(shmrpc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(shmrpc_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) shmrpc_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* A label value: backslash, double quote and line feed escaped (0.0.4); other control
+ * bytes and non-ASCII ones, which a name read from shared memory might hold, become '?'. */
+static void put_label(shmrpc_buf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\\')
+            put(b, "\\\\");
+        else if (ch == '"')
+            put(b, "\\\"");
+        else if (ch == '\n')
+            put(b, "\\n");
+        else if (ch < 0x20 || ch >= 0x7f)
+            put(b, "?");
+        else
+            shmrpc_buf_append(b, s, 1);
+    }
+}
+
+static void family(shmrpc_buf *b, const char *name, const char *type, const char *help)
+{
+    putf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void svc_label(shmrpc_buf *b, const char *metric, const char *svc)
+{
+    put(b, metric);
+    put(b, "{service=\"");
+    put_label(b, svc);
+    put(b, "\"");
+}
+
+/* Nanoseconds as seconds in exact decimal: 1024 -> "0.000001024". */
+static void put_seconds(shmrpc_buf *b, uint64_t ns)
+{
+    char frac[16];
+    snprintf(frac, sizeof frac, "%09llu", (unsigned long long)(ns % 1000000000u));
+    size_t n = strlen(frac);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    putf(b, "%llu%s%s", (unsigned long long)(ns / 1000000000u), n ? "." : "", frac);
+}
+
+int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
+{
+    view v;
+    if (view_load(w, &v, e) != 0) {
+        view_free(&v);
+        return -1;
+    }
+    static const char *const states[] = {"stopped", "starting", "running",
+                                         "backoff", "stopping", "failed"};
+    const shmrpc__config *c = w->cfg;
+    family(out, "shmrpc_service_up", "gauge",
+           "Whether the service is running and answering calls (1) or not (0).");
+    for (size_t i = 0; i < v.n; i++) {
+        const char *st = json_string_value(json_object_get(v.g[i].status, "state"));
+        svc_label(out, "shmrpc_service_up", c->services[i].name);
+        putf(out, "} %d\n", st && strcmp(st, "running") == 0);
+    }
+    family(out, "shmrpc_service_state", "gauge",
+           "The service's state: 1 for the one it is in, 0 for the others.");
+    for (size_t i = 0; i < v.n; i++) {
+        const char *st = json_string_value(json_object_get(v.g[i].status, "state"));
+        for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
+            svc_label(out, "shmrpc_service_state", c->services[i].name);
+            putf(out, ",state=\"%s\"} %d\n", states[k], st && strcmp(st, states[k]) == 0);
+        }
+    }
+    family(out, "shmrpc_service_restarts_total", "counter",
+           "Restarts of the service after a crash since the supervisor started.");
+    for (size_t i = 0; i < v.n; i++) {
+        json_t *r = json_object_get(v.g[i].status, "restarts");
+        svc_label(out, "shmrpc_service_restarts_total", c->services[i].name);
+        putf(out, "} %lld\n", json_is_integer(r) ? (long long)json_integer_value(r) : 0LL);
+    }
+    family(out, "shmrpc_service_workers", "gauge",
+           "Worker processes of the service: its process group but the leader, or 1 for a leader "
+           "serving alone; 0 when not running.");
+    for (size_t i = 0; i < v.n; i++) {
+        int n = v.g[i].n_procs;
+        svc_label(out, "shmrpc_service_workers", c->services[i].name);
+        putf(out, "} %d\n", n > 1 ? n - 1 : n);
+    }
+    family(out, "shmrpc_service_cpu_seconds_total", "counter",
+           "User and system CPU time of the service's running processes and of the workers its "
+           "leader reaped; starts again at a restart.");
+    for (size_t i = 0; i < v.n; i++) {
+        svc_label(out, "shmrpc_service_cpu_seconds_total", c->services[i].name);
+        putf(out, "} %.2f\n", v.g[i].cpu_s);
+    }
+    family(out, "shmrpc_service_resident_memory_bytes", "gauge",
+           "Resident memory of the service's processes, summed (pages shared count in each).");
+    for (size_t i = 0; i < v.n; i++) {
+        svc_label(out, "shmrpc_service_resident_memory_bytes", c->services[i].name);
+        putf(out, "} %llu\n", (unsigned long long)v.g[i].rss);
+    }
+    family(out, "shmrpc_service_log_dropped_bytes_total", "counter",
+           "Bytes of the service's output that could not be written to its log.");
+    for (size_t i = 0; i < v.n; i++) {
+        json_t *d = json_object_get(v.g[i].status, "log_dropped_bytes");
+        svc_label(out, "shmrpc_service_log_dropped_bytes_total", c->services[i].name);
+        putf(out, "} %lld\n", json_is_integer(d) ? (long long)json_integer_value(d) : 0LL);
+    }
+    /* Per method, from the statistics segments; a service without one has no series. */
+    static const struct {
+        const char *name, *help;
+        int which;
+    } counters[] = {
+        {"shmrpc_calls_total",
+         "Calls answered by the method, successes and failures, since its server started.", 0},
+        {"shmrpc_call_errors_total",
+         "Calls answered by the method with a failure status, since its server started.", 1},
+    };
+    for (size_t f = 0; f < 2; f++) {
+        family(out, counters[f].name, "counter", counters[f].help);
+        for (size_t i = 0; i < v.n; i++) {
+            for (uint32_t k = 0; v.g[i].st && k < v.g[i].st->n_methods; k++) {
+                const shmrpc_method_stats *m = &v.g[i].st->methods[k];
+                svc_label(out, counters[f].name, c->services[i].name);
+                put(out, ",method=\"");
+                put_label(out, m->name);
+                putf(out, "\"} %llu\n",
+                     (unsigned long long)(counters[f].which ? m->errors : m->calls));
+            }
+        }
+    }
+    const char *h = "shmrpc_call_duration_seconds";
+    family(out, h, "histogram",
+           "Time in dispatch of the method's calls (decoding, the handler, encoding), in "
+           "power-of-two buckets.");
+    for (size_t i = 0; i < v.n; i++) {
+        for (uint32_t k = 0; v.g[i].st && k < v.g[i].st->n_methods; k++) {
+            const shmrpc_method_stats *m = &v.g[i].st->methods[k];
+            uint64_t cum = 0;
+            for (int b = 0; b < SHMRPC_STATS_BUCKETS; b++) {
+                cum += m->buckets[b];
+                svc_label(out, "shmrpc_call_duration_seconds_bucket", c->services[i].name);
+                put(out, ",method=\"");
+                put_label(out, m->name);
+                put(out, "\",le=\"");
+                /* Bucket b holds calls under 2^(b+10) ns; the last is open-ended. */
+                if (b == SHMRPC_STATS_BUCKETS - 1)
+                    put(out, "+Inf");
+                else
+                    put_seconds(out, (uint64_t)1 << (b + 10));
+                putf(out, "\"} %llu\n", (unsigned long long)cum);
+            }
+            svc_label(out, "shmrpc_call_duration_seconds_sum", c->services[i].name);
+            put(out, ",method=\"");
+            put_label(out, m->name);
+            put(out, "\"} ");
+            put_seconds(out, m->total_ns);
+            svc_label(out, "\nshmrpc_call_duration_seconds_count", c->services[i].name);
+            put(out, ",method=\"");
+            put_label(out, m->name);
+            /* The buckets' total, which +Inf shows too: the rows are read while workers
+             * may be counting a call, and a histogram must agree with itself. */
+            putf(out, "\"} %llu\n", (unsigned long long)cum);
+        }
+    }
+    view_free(&v);
+    if (out->err) {
+        e->http = 500, e->rc = out->err;
+        snprintf(e->msg, sizeof e->msg, "%s", shmrpc_strerror(out->err));
+        return -1;
+    }
+    return 0;
+}
