@@ -2,8 +2,8 @@
 # The main job: generate the echo service from examples/echo/echo.svc and build it; start
 # it under the supervisor (examples/echo/service.ini: over shared memory with two worker
 # processes, and over TCP on loopback); call it with the echo client over both transports
-# and with shmrpcctl call, which needs no generated code; show shmrpcctl status and the
-# logs; stop the supervisor.
+# and with shmrpcctl call, which needs no generated code; show shmrpcctl status, the logs
+# and where the management page is; stop the supervisor.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
@@ -58,11 +58,14 @@ echo "== shmrpcctl logs echo -n 3 --ini $ini"
 shmrpcctl logs echo -n 3 --ini "$ini" || status=1
 
 echo
+echo "== the management page: http://127.0.0.1:5155/ (JSON at /api/services, /metrics)"
+echo "   (open it while the supervisor runs; this demo stops it next)"
+
+echo
 echo "== stopping the supervisor (SIGTERM)"
 kill -TERM "$supervisor"
 wait "$supervisor" || status=1
 trap - EXIT
 echo
-echo "logs and status.json: examples/echo/logs/"
-echo "(the management web page, on 127.0.0.1:5155, comes with issue 6: not built yet)"
+echo "logs, time series and status.json: examples/echo/logs/"
 exit "$status"
