@@ -2,7 +2,7 @@
  * logs, scale and unknown names through the generated client; shmrpcctl's status, stop,
  * start, restart and logs; a second supervisor of the same file refused; SIGTERM removing
  * the control segment. Every wait is bounded; teardown removes what a failed test left. */
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE /* mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,10 +11,8 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,30 +26,17 @@
 
 #include "config.h"
 #include "control_svc/control.h"
+#include "sup_helpers.h"
 
 typedef struct fixture {
     char dir[64];
     char ini[128];
-    char shm[32];     /* the echo service's shm_name */
-    char control[96]; /* the control service's address */
-    pid_t sup;        /* the supervisor, 0 once reaped */
-    pid_t groups[32]; /* services' process groups seen, killed in teardown */
-    int n_groups;
+    char shm[32];      /* the echo service's shm_name */
+    char control[96];  /* the control service's address */
+    pid_t sup;         /* the supervisor, 0 once reaped */
+    sup_groups groups; /* services' process groups seen, at most 32, killed in teardown */
     shmrpc_client *c;
 } fixture;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static int setup(void **state)
 {
@@ -61,69 +46,22 @@ static int setup(void **state)
     if (!mkdtemp(f->dir)) return -1;
     snprintf(f->ini, sizeof f->ini, "%s/service.ini", f->dir);
     snprintf(f->shm, sizeof f->shm, "ctl_test_%d", (int)getpid());
+    f->groups.cap = 32;
     *state = f;
     return 0;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(p);
-    return 0;
-}
-
-static void remove_segments(const char *part)
-{
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, part)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
-        }
-    }
-    if (d) closedir(d);
-}
-
-static bool segment_left(const char *part)
-{
-    bool found = false;
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));)
-        found |= strstr(e->d_name, part) != NULL;
-    if (d) closedir(d);
-    return found;
 }
 
 static int teardown(void **state)
 {
     fixture *f = *state;
     shmrpc_client_free(f->c);
-    if (f->sup > 0) {
-        kill(f->sup, SIGKILL);
-        waitpid(f->sup, NULL, 0);
-    }
-    for (int i = 0; i < f->n_groups; i++)
-        kill(-f->groups[i], SIGKILL);
-    remove_segments(f->shm);
-    if (f->control[0]) remove_segments(f->control + strlen("shm://"));
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sup_kill_reap(&f->sup);
+    sup_groups_kill(&f->groups);
+    sup_remove_segments(f->shm);
+    if (f->control[0]) sup_remove_segments(f->control + strlen("shm://"));
+    sup_rm_tree(f->dir);
     free(f);
     return 0;
-}
-
-static void remember_group(fixture *f, pid_t pgid)
-{
-    if (pgid <= 0) return;
-    for (int i = 0; i < f->n_groups; i++)
-        if (f->groups[i] == pgid) return;
-    assert_true(f->n_groups < 32);
-    f->groups[f->n_groups++] = pgid;
-}
-
-static bool group_gone(pid_t pgid)
-{
-    return kill(-pgid, 0) != 0 && errno == ESRCH;
 }
 
 /* Starts shmrpc-service --foreground on f->ini, stderr to DIR/NAME. */
@@ -131,44 +69,21 @@ static pid_t run_supervisor(fixture *f, const char *err_name)
 {
     char errp[160];
     snprintf(errp, sizeof errp, "%s/%s", f->dir, err_name);
-    pid_t pid = fork();
+    pid_t pid = sup_spawn(f->ini, errp, true, 60, NULL);
     assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) dup2(fd, 2);
-        alarm(60); /* a watchdog should teardown not run */
-        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", f->ini, (char *)NULL);
-        _exit(127);
-    }
     return pid;
-}
-
-static const char *slurp(fixture *f, const char *name)
-{
-    static char text[1 << 16];
-    char p[160];
-    snprintf(p, sizeof p, "%s/%s", f->dir, name);
-    text[0] = '\0';
-    FILE *r = fopen(p, "r");
-    if (!r) return text;
-    size_t n = fread(text, 1, sizeof text - 1, r);
-    text[n] = '\0';
-    fclose(r);
-    return text;
 }
 
 /* Writes the ini, starts the supervisor and connects to its control service. */
 static void start(fixture *f, const char *ini)
 {
-    FILE *w = fopen(f->ini, "w");
-    assert_non_null(w);
-    fputs(ini, w);
-    fclose(w);
+    assert_int_equal(sup_write_file(f->ini, ini), 0);
     assert_int_equal(shmrpc__config_control_address(f->ini, f->control, sizeof f->control), 0);
     f->sup = run_supervisor(f, "supervisor.err");
     assert_int_equal(shmrpc_client_new(&f->c, &control_service_info, NULL), 0);
-    for (int64_t end = now_ms() + 5000; shmrpc_client_connect(f->c, f->control) != 0; nap_ms(20))
-        assert_true(now_ms() < end);
+    for (int64_t end = sup_now_ms() + 5000; shmrpc_client_connect(f->c, f->control) != 0;
+         sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
 }
 
 static bool is(shmrpc_str s, const char *lit)
@@ -202,7 +117,7 @@ static bool status_of(fixture *f, const char *name, entry *e)
     for (size_t i = 0; i < list.len; i++) {
         if (!is(list.items[i].name, name)) continue;
         copy_entry(&list.items[i], e);
-        remember_group(f, e->pid);
+        sup_groups_add(&f->groups, e->pid);
         return true;
     }
     return false;
@@ -212,34 +127,20 @@ static bool status_of(fixture *f, const char *name, entry *e)
 static bool wait_state(fixture *f, const char *name, const char *state, int not_pid, int ms,
                        entry *e)
 {
-    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
         if (status_of(f, name, e) && strcmp(e->state, state) == 0 && e->pid != not_pid) return true;
-        if (now_ms() > end) return false;
+        if (sup_now_ms() > end) return false;
     }
 }
 
 /* Waits up to ms for chatter's log to hold n lines (each run writes 4). */
 static bool wait_lines(fixture *f, size_t n, int ms)
 {
-    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
         control_list_string lines;
         if (control_logs(f->c, shmrpc_str_c("chatter"), 1000, &lines) == 0 && lines.len == n)
             return true;
-        if (now_ms() > end) return false;
-    }
-}
-
-/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
-static int stop_supervisor(fixture *f, int ms)
-{
-    kill(f->sup, SIGTERM);
-    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
-        int st;
-        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
-            f->sup = 0;
-            return st;
-        }
-        if (now_ms() > end) return -1;
+        if (sup_now_ms() > end) return false;
     }
 }
 
@@ -288,14 +189,14 @@ static void control(void **state)
              "[echo]\nexec = %s --workers 2 shm://%s\nshm_name = %s\n\n"
              "[chatter]\nexec = %s 3 40\nwait_until_completed = false\n",
              ECHO_SERVER, f->shm, f->shm, CHATTER);
-    int64_t t0 = now_ms();
+    int64_t t0 = sup_now_ms();
     start(f, ini);
 
     /* status: both running, with their pids and logs. */
     entry echo, chat;
     assert_true(wait_state(f, "echo", "running", 0, 5000, &echo));
     assert_true(wait_state(f, "chatter", "running", 0, 5000, &chat));
-    print_message("both running after %lld ms\n", (long long)(now_ms() - t0));
+    print_message("both running after %lld ms\n", (long long)(sup_now_ms() - t0));
     assert_true(echo.pid > 0 && chat.pid > 0 && echo.pid != chat.pid);
     assert_true(echo.started_at_ms > 0);
     char want[200];
@@ -305,17 +206,17 @@ static void control(void **state)
 
     /* stop: chatter stopped, its group gone; echo untouched. (Once it has written.) */
     assert_true(wait_lines(f, 4, 5000));
-    int64_t t1 = now_ms();
+    int64_t t1 = sup_now_ms();
     control_service_status s;
     assert_int_equal(control_stop(f->c, shmrpc_str_c("chatter"), &s), 0);
     assert_true(is(s.state, "stopping") || is(s.state, "stopped"));
     entry after;
     assert_true(wait_state(f, "chatter", "stopped", -1, 3000, &after));
-    print_message("stop: stopped after %lld ms\n", (long long)(now_ms() - t1));
+    print_message("stop: stopped after %lld ms\n", (long long)(sup_now_ms() - t1));
     assert_int_equal(after.pid, 0);
     assert_non_null(strstr(after.last_exit, "killed by signal 15"));
-    assert_true(group_gone((pid_t)chat.pid));
-    nap_ms(300); /* and it stays stopped */
+    assert_true(sup_group_gone((pid_t)chat.pid));
+    sup_nap_ms(300); /* and it stays stopped */
     assert_true(status_of(f, "chatter", &after));
     assert_string_equal(after.state, "stopped");
     entry echo2;
@@ -335,22 +236,22 @@ static void control(void **state)
 
     /* restart: stopped, then running again with another pid. */
     assert_true(wait_lines(f, 8, 5000));
-    int64_t t2 = now_ms();
+    int64_t t2 = sup_now_ms();
     assert_int_equal(control_restart(f->c, shmrpc_str_c("chatter"), &s), 0);
     assert_true(is(s.state, "stopping"));
     entry again;
     assert_true(wait_state(f, "chatter", "running", started.pid, 3000, &again));
-    print_message("restart: running again after %lld ms\n", (long long)(now_ms() - t2));
-    assert_true(group_gone((pid_t)started.pid));
+    print_message("restart: running again after %lld ms\n", (long long)(sup_now_ms() - t2));
+    assert_true(sup_group_gone((pid_t)started.pid));
     assert_int_equal(again.restarts, 0); /* an operator's restart is not a crash */
 
     /* logs: three runs of 4 lines each once the third has written; asking for more
      * gives them all (and asks for at most 1000). */
     control_list_string lines;
-    for (int64_t end = now_ms() + 3000;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + 3000;; sup_nap_ms(20)) {
         assert_int_equal(control_logs(f->c, shmrpc_str_c("chatter"), 5000, &lines), 0);
         if (lines.len == 12) break;
-        assert_true(lines.len < 12 && now_ms() < end);
+        assert_true(lines.len < 12 && sup_now_ms() < end);
     }
     /* The last two, stamped, the last one without its line end. */
     assert_int_equal(control_logs(f->c, shmrpc_str_c("chatter"), 2, &lines), 0);
@@ -373,13 +274,12 @@ static void control(void **state)
 
     /* A second supervisor of the same file is refused: the control address is taken. */
     pid_t second = run_supervisor(f, "second.err");
-    int st2 = -1;
-    for (int64_t end = now_ms() + 5000; waitpid(second, &st2, WNOHANG) != second; nap_ms(10))
-        assert_true(now_ms() < end);
+    int st2 = sup_wait_exit(&second, 5000);
+    assert_true(st2 != -1);
     if (!WIFEXITED(st2) || WEXITSTATUS(st2) != 1)
         fail_msg("the second supervisor: wait status 0x%x (signal %d); its stderr: %s", st2,
-                 WIFSIGNALED(st2) ? WTERMSIG(st2) : 0, slurp(f, "second.err"));
-    assert_non_null(strstr(slurp(f, "second.err"), "cannot serve the control service"));
+                 WIFSIGNALED(st2) ? WTERMSIG(st2) : 0, sup_slurp(f->dir, "second.err"));
+    assert_non_null(strstr(sup_slurp(f->dir, "second.err"), "cannot serve the control service"));
     assert_true(status_of(f, "echo", &echo2)); /* the first one goes on */
     assert_int_equal(echo2.pid, echo.pid);
 
@@ -404,14 +304,12 @@ static void control(void **state)
     assert_true(status_of(f, "chatter", &again));
 
     /* SIGTERM: exit 0, every group gone, the control segment removed, calls refused. */
-    int st = stop_supervisor(f, 4000);
+    int st = sup_stop(&f->sup, 4000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    for (int i = 0; i < f->n_groups; i++)
-        assert_true(group_gone(f->groups[i]));
-    f->n_groups = 0;
-    assert_false(segment_left(f->control + strlen("shm://")));
-    assert_false(segment_left(f->shm));
+    sup_groups_assert_gone(&f->groups);
+    assert_false(sup_segment_left(f->control + strlen("shm://")));
+    assert_false(sup_segment_left(f->shm));
     assert_true(control_status(f->c, &(control_list_service_status){0}) < 0);
 }
 

@@ -10,11 +10,9 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +28,8 @@
 #include <shmrpc/lock.h>
 
 #include "ctl_call.h"
+#include "procs.h"
+#include "sup_helpers.h"
 
 typedef struct run {
     int status; /* exit status, or -1 when killed */
@@ -43,19 +43,6 @@ static char shm_dead[96]; /* the server killed by clean_removes_only_the_dead */
 static char lock_name[96];
 static char tcp_addr[64];
 static pid_t srv_shm, srv_tcp, srv_dead;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* Runs shmrpcctl with the arguments (NULL-terminated) and stdin, 10 s at most. */
 static void ctl(run *r, const char *in, ...)
@@ -89,8 +76,8 @@ static void ctl(run *r, const char *in, ...)
     close(pi[1]);
     size_t no = 0, ne = 0;
     struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-    int64_t deadline = now_ms() + 10000;
-    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && now_ms() < deadline) {
+    int64_t deadline = sup_now_ms() + 10000;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && sup_now_ms() < deadline) {
         if (poll(fds, 2, 100) <= 0) continue;
         for (int i = 0; i < 2; i++) {
             if (fds[i].fd < 0 || !fds[i].revents) continue;
@@ -153,7 +140,7 @@ static pid_t start_server(const char *addr)
 
 static bool wait_ready(const char *addr)
 {
-    for (int64_t end = now_ms() + 10000; now_ms() < end; nap_ms(50)) {
+    for (int64_t end = sup_now_ms() + 10000; sup_now_ms() < end; sup_nap_ms(50)) {
         run r;
         ctl(&r, NULL, "call", addr, "add", "[1,2]", NULL);
         if (r.status == 0 && strcmp(r.out, "3\n") == 0) return true;
@@ -165,7 +152,7 @@ static void stop_group(pid_t *pid, int sig)
 {
     if (*pid <= 0) return;
     kill(-*pid, sig);
-    for (int64_t end = now_ms() + 5000; now_ms() < end; nap_ms(10))
+    for (int64_t end = sup_now_ms() + 5000; sup_now_ms() < end; sup_nap_ms(10))
         if (waitpid(*pid, NULL, WNOHANG) == *pid) {
             *pid = 0;
             return;
@@ -205,18 +192,6 @@ static int sweep_ours(void)
     return n;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        return -1;
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -224,7 +199,7 @@ static int group_setup(void **state)
     snprintf(shm_live, sizeof shm_live, "shm://%slive", prefix);
     snprintf(shm_dead, sizeof shm_dead, "shm://%sdead", prefix);
     snprintf(lock_name, sizeof lock_name, "%slock", prefix);
-    int port = free_port();
+    int port = test_free_port();
     if (port <= 0) return -1;
     snprintf(tcp_addr, sizeof tcp_addr, "tcp://127.0.0.1:%d", port);
     srv_shm = start_server(shm_live);

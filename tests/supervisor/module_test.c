@@ -5,7 +5,7 @@
  * max_proc_mem_bytes is replaced; a file that is not a module stops the supervisor at
  * start. Every wait is bounded; whatever a failed test leaves (the supervisor, the
  * manager's process group, segments, the folder) goes in teardown. */
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE /* mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,10 +14,8 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +26,8 @@
 #include <unistd.h>
 
 #include "bigdata.h"
+#include "echo.h"
+#include "sup_helpers.h"
 #include "echo.h"
 
 #define MAX_KIDS 8
@@ -41,19 +41,6 @@ typedef struct fixture {
     int n_kids;
 } fixture;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -65,19 +52,10 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(p);
-    return 0;
-}
-
 static void stop_kids(fixture *f)
 {
-    for (int i = 0; i < f->n_kids; i++) {
-        kill(f->kids[i], SIGKILL);
-        waitpid(f->kids[i], NULL, 0);
-    }
+    for (int i = 0; i < f->n_kids; i++)
+        sup_kill_reap(&f->kids[i]);
     f->n_kids = 0;
 }
 
@@ -85,63 +63,23 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     stop_kids(f);
-    if (f->sup > 0) {
-        kill(f->sup, SIGKILL);
-        waitpid(f->sup, NULL, 0);
-    }
+    sup_kill_reap(&f->sup);
     if (f->group > 0) kill(-f->group, SIGKILL);
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, f->shm)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
-        }
-    }
-    if (d) closedir(d);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sup_remove_segments(f->shm);
+    sup_rm_tree(f->dir);
     free(f);
     return 0;
 }
 
 /* Writes DIR/service.ini and starts the supervisor on it in the foreground, its stderr to
- * DIR/supervisor.err; the module sees SUP_TEST_DATA_MIB = data_mib. */
+ * DIR/supervisor.err; the module sees SUP_TEST_DATA_MIB = data_mib. A longer watchdog
+ * than the other tests': loading 200 MiB and scaling take their time. */
 static void start(fixture *f, const char *ini, int data_mib)
 {
-    char path[128], errp[128];
-    snprintf(path, sizeof path, "%s/service.ini", f->dir);
-    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
-    FILE *w = fopen(path, "w");
-    assert_non_null(w);
-    fputs(ini, w);
-    fclose(w);
-    f->sup = fork();
-    assert_true(f->sup >= 0);
-    if (f->sup == 0) {
-        char mib[16];
-        snprintf(mib, sizeof mib, "%d", data_mib);
-        setenv("SUP_TEST_DATA_MIB", mib, 1);
-        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) dup2(fd, 2);
-        alarm(90); /* a watchdog should teardown not run */
-        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
-        _exit(127);
-    }
-}
-
-/* A whole file into a static buffer ("" when missing). */
-static const char *slurp(fixture *f, const char *name)
-{
-    static char text[1 << 16];
-    char p[160];
-    snprintf(p, sizeof p, "%s/%s", f->dir, name);
-    text[0] = '\0';
-    FILE *r = fopen(p, "r");
-    if (!r) return text;
-    size_t n = fread(text, 1, sizeof text - 1, r);
-    text[n] = '\0';
-    fclose(r);
-    return text;
+    char mib[16];
+    snprintf(mib, sizeof mib, "%d", data_mib);
+    const char *env[] = {"SUP_TEST_DATA_MIB", mib, NULL};
+    f->sup = sup_start_in(f->dir, ini, true, 90, env);
 }
 
 /* Waits up to ms for service svc to be running in status.json; its pid (the manager). */
@@ -149,13 +87,13 @@ static pid_t wait_running(fixture *f, const char *svc, int ms)
 {
     char key[80];
     snprintf(key, sizeof key, "\"%s\": {\"state\": \"running\", \"pid\": ", svc);
-    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
-        const char *p = strstr(slurp(f, "logs/status.json"), key);
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
+        const char *p = strstr(sup_slurp(f->dir, "logs/status.json"), key);
         if (p) {
             f->group = (pid_t)atoi(p + strlen(key));
             return f->group;
         }
-        if (now_ms() > end) return 0;
+        if (sup_now_ms() > end) return 0;
     }
 }
 
@@ -182,10 +120,10 @@ static int children(pid_t pid, pid_t *out, int cap)
 static int64_t wait_children(pid_t pid, int want, int ms)
 {
     pid_t kids[64];
-    int64_t t0 = now_ms();
-    for (int64_t end = t0 + ms;; nap_ms(50)) {
-        if (children(pid, kids, 64) == want) return now_ms() - t0;
-        if (now_ms() > end) return -1;
+    int64_t t0 = sup_now_ms();
+    for (int64_t end = t0 + ms;; sup_nap_ms(50)) {
+        if (children(pid, kids, 64) == want) return sup_now_ms() - t0;
+        if (sup_now_ms() > end) return -1;
     }
 }
 
@@ -205,33 +143,16 @@ static uint64_t rollup(pid_t pid, const char *field)
     return q ? strtoull(q + strlen(key), NULL, 10) * 1024 : 0;
 }
 
-/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
-static int stop_supervisor(fixture *f, int ms)
-{
-    kill(f->sup, SIGTERM);
-    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
-        int st;
-        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
-            f->sup = 0;
-            return st;
-        }
-        if (now_ms() > end) return -1;
-    }
-}
-
 /* The supervisor exits 0 on SIGTERM, and leaves no process of the manager's group and no
  * segment of the service behind. */
 static void stops_clean(fixture *f)
 {
-    int st = stop_supervisor(f, 8000);
+    int st = sup_stop(&f->sup, 8000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    assert_true(kill(-f->group, 0) != 0 && errno == ESRCH);
+    assert_true(sup_group_gone(f->group));
     f->group = 0;
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));)
-        assert_null(strstr(e->d_name, f->shm));
-    if (d) closedir(d);
+    assert_false(sup_segment_left(f->shm));
 }
 
 static shmrpc_client *connect_to(const shmrpc_service_info *info, const char *shm)
@@ -270,12 +191,12 @@ static void echo_module(void **state)
              "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n\n"
              "[echo]\nmodule = %s\nshm_name = %s\n",
              ECHO_MODULE, f->shm);
-    int64_t t0 = now_ms();
+    int64_t t0 = sup_now_ms();
     start(f, ini, 0);
     pid_t mgr = wait_running(f, "echo", 10000);
     assert_true(mgr > 0);
     print_message("echo-module answering %lld ms after the supervisor started\n",
-                  (long long)(now_ms() - t0));
+                  (long long)(sup_now_ms() - t0));
     assert_true(wait_children(mgr, 2, 5000) >= 0);
 
     shmrpc_client *c = connect_to(&echo_service_info, f->shm);
@@ -291,11 +212,11 @@ static void echo_module(void **state)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "%s call shm://%s add '[2, 3]' 2>&1", SHMRPCCTL, f->shm);
     assert_string_equal(run(cmd), "5\n");
-    const char *log = slurp(f, "logs/echo.log");
+    const char *log = sup_slurp(f->dir, "logs/echo.log");
     assert_non_null(strstr(log, "serving shm://"));
     assert_non_null(strstr(log, "with 2 workers"));
     stops_clean(f);
-    assert_non_null(strstr(slurp(f, "logs/echo.log"), "echo: stopped"));
+    assert_non_null(strstr(sup_slurp(f->dir, "logs/echo.log"), "echo: stopped"));
 }
 
 /* Client processes calling sum until 4 distinct workers answered; the pids on a pipe. */
@@ -326,7 +247,7 @@ static void all_workers_sum(fixture *f, int workers, uint64_t expect)
     close(p[1]);
     pid_t seen[64];
     int n_seen = 0, calls = 0;
-    for (int64_t end = now_ms() + 30000; n_seen < workers;) {
+    for (int64_t end = sup_now_ms() + 30000; n_seen < workers;) {
         int32_t pid;
         assert_int_equal(read(p[0], &pid, sizeof pid), (ssize_t)sizeof pid);
         calls++;
@@ -334,7 +255,7 @@ static void all_workers_sum(fixture *f, int workers, uint64_t expect)
         for (int i = 0; i < n_seen; i++)
             known |= seen[i] == pid;
         if (!known) seen[n_seen++] = pid;
-        assert_true(now_ms() < end);
+        assert_true(sup_now_ms() < end);
     }
     stop_kids(f);
     close(p[0]);
@@ -401,7 +322,7 @@ static void spinners(fixture *f, int n, uint32_t ms)
                     }
                 }
                 shmrpc_client_free(c);
-                nap_ms(10);
+                sup_nap_ms(10);
             }
         }
         f->kids[f->n_kids++] = k;
@@ -439,7 +360,7 @@ static void scaling(void **state)
     assert_true(down1 >= 0);
     print_message("idle: 2 workers after %lld ms, 1 after %lld ms more\n", (long long)down2,
                   (long long)down1);
-    const char *sup = slurp(f, "supervisor.err");
+    const char *sup = sup_slurp(f->dir, "supervisor.err");
     assert_non_null(strstr(sup, "above scale_up_cpu_percent 10: 3 workers"));
     assert_non_null(strstr(sup, "under scale_down_cpu_percent 5: 1 worker"));
 
@@ -449,7 +370,7 @@ static void scaling(void **state)
     const char *out = run(cmd);
     if (!strstr(out, "big: running")) fail_msg("%s: %s", cmd, out);
     assert_true(wait_children(mgr, 2, 5000) >= 0);
-    nap_ms(4500);
+    sup_nap_ms(4500);
     pid_t kids[64];
     assert_int_equal(children(mgr, kids, 64), 2);
     snprintf(cmd, sizeof cmd, "%s scale big 65 --ini %s/service.ini 2>&1", SHMRPCCTL, f->dir);
@@ -473,14 +394,14 @@ static void memory_limit(void **state)
     shmrpc_client *c = connect_to(&big_data_service_info, f->shm);
     int32_t before = 0, after = 0;
     assert_int_equal(big_data_pid(c, &before), 0);
-    nap_ms(1500); /* a sample or two of it below the limit: not killed */
+    sup_nap_ms(1500); /* a sample or two of it below the limit: not killed */
     assert_int_equal(big_data_pid(c, &after), 0);
     assert_int_equal(after, before);
-    int64_t t0 = now_ms();
+    int64_t t0 = sup_now_ms();
     int rc = big_data_grow(c, (uint64_t)200 << 20, &after);
     print_message("grow(200 MiB): %s\n", rc ? shmrpc_strerror(rc) : "returned");
     shmrpc_client_free(c);
-    for (int64_t end = now_ms() + 10000;; nap_ms(50)) {
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
         pid_t kids[8];
         if (children(mgr, kids, 8) == 1 && kids[0] != before) {
             c = connect_to(&big_data_service_info, f->shm);
@@ -488,11 +409,11 @@ static void memory_limit(void **state)
             shmrpc_client_free(c);
             if (rc == 0 && after == kids[0]) break;
         }
-        assert_true(now_ms() < end);
+        assert_true(sup_now_ms() < end);
     }
     print_message("worker %d over the limit replaced by %d after %lld ms\n", (int)before,
-                  (int)after, (long long)(now_ms() - t0));
-    assert_non_null(strstr(slurp(f, "supervisor.err"), "over max_proc_mem_bytes"));
+                  (int)after, (long long)(sup_now_ms() - t0));
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), "over max_proc_mem_bytes"));
     stops_clean(f);
 }
 
@@ -505,15 +426,13 @@ static void not_a_module(void **state)
     snprintf(ini, sizeof ini, "[defaults]\nlog_dir = logs\n\n[bad]\nmodule = %s\nshm_name = %s\n",
              SHMRPC_SERVICE, f->shm);
     start(f, ini, 0);
-    int st = -1;
-    for (int64_t end = now_ms() + 5000; waitpid(f->sup, &st, WNOHANG) != f->sup; nap_ms(10))
-        assert_true(now_ms() < end);
-    f->sup = 0;
+    int st = sup_wait_exit(&f->sup, 5000);
+    assert_true(st != -1);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    const char *err = slurp(f, "supervisor.err");
+    const char *err = sup_slurp(f->dir, "supervisor.err");
     assert_non_null(strstr(err, "service.ini:4: error: service [bad]: cannot load module "));
-    assert_null(strstr(slurp(f, "logs/status.json"), "bad"));
+    assert_null(strstr(sup_slurp(f->dir, "logs/status.json"), "bad"));
 }
 
 int main(void)

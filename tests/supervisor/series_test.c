@@ -6,7 +6,7 @@
  * time, and the interval percentile. Every wait is bounded; teardown removes what a
  * failed test left. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE /* mkdtemp */
 #endif
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,10 +16,8 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +32,7 @@
 
 #include "echo.h"
 #include "series.h"
+#include "sup_helpers.h"
 
 /* series.c logs through service.c's sup_logf; this test links series.c alone. */
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
@@ -54,22 +53,9 @@ typedef struct fixture {
     char dir[64];
     char shm[32];
     pid_t sup;
-    pid_t groups[8]; /* the echo service's process groups seen, killed in teardown */
-    int n_groups;
+    sup_groups groups; /* the echo service's process groups seen, at most 8, killed in
+                        * teardown */
 } fixture;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static int setup(void **state)
 {
@@ -78,46 +64,20 @@ static int setup(void **state)
     strcpy(f->dir, "/tmp/shmrpc-series-test-XXXXXX");
     if (!mkdtemp(f->dir)) return -1;
     snprintf(f->shm, sizeof f->shm, "series_test_%d", (int)getpid());
+    f->groups.cap = 8;
     *state = f;
-    return 0;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(p);
     return 0;
 }
 
 static int teardown(void **state)
 {
     fixture *f = *state;
-    if (f->sup > 0) {
-        kill(f->sup, SIGKILL);
-        waitpid(f->sup, NULL, 0);
-    }
-    for (int i = 0; i < f->n_groups; i++)
-        kill(-f->groups[i], SIGKILL);
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, f->shm)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
-        }
-    }
-    if (d) closedir(d);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sup_kill_reap(&f->sup);
+    sup_groups_kill(&f->groups);
+    sup_remove_segments(f->shm);
+    sup_rm_tree(f->dir);
     free(f);
     return 0;
-}
-
-static void remember_group(fixture *f, pid_t pgid)
-{
-    for (int i = 0; i < f->n_groups; i++)
-        if (f->groups[i] == pgid) return;
-    assert_true(f->n_groups < 8);
-    f->groups[f->n_groups++] = pgid;
 }
 
 /* The lines of DIR/name parsed, as a JSON array (empty when the file is missing). A last
@@ -150,7 +110,7 @@ static json_t *read_json(const fixture *f, const char *name)
 /* The echo service's pid in status.json once it is running, within ms; 0 otherwise. */
 static pid_t running_pid(const fixture *f, pid_t not, int ms)
 {
-    for (int64_t end = now_ms() + ms; now_ms() < end; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + ms; sup_now_ms() < end; sup_nap_ms(20)) {
         json_t *st = read_json(f, "logs/status.json");
         json_t *echo = json_object_get(json_object_get(st, "services"), "echo");
         const char *state = json_string_value(json_object_get(echo, "state"));
@@ -173,7 +133,7 @@ static double num(const json_t *o, const char *key)
  * == calls and at least min lines of pid are there. */
 static json_t *samples_of(const fixture *f, pid_t pid, long long calls, size_t min, int ms)
 {
-    for (int64_t end = now_ms() + ms;; nap_ms(50)) {
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
         json_t *all = read_lines(f, "logs/echo.series"), *mine = json_array();
         bool counted = false;
         size_t i;
@@ -185,7 +145,7 @@ static json_t *samples_of(const fixture *f, pid_t pid, long long calls, size_t m
             counted |= json_integer_value(json_object_get(o, "calls_total")) == calls;
         }
         json_decref(all);
-        if ((counted && json_array_size(mine) >= min) || now_ms() >= end) return mine;
+        if ((counted && json_array_size(mine) >= min) || sup_now_ms() >= end) return mine;
         json_decref(mine);
     }
 }
@@ -229,29 +189,15 @@ static void check_samples(json_t *s, pid_t pid, long long calls)
 static void echo_series_counts_the_calls(void **state)
 {
     fixture *f = *state;
-    char ini[512], path[128], errp[128];
+    char ini[512];
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\n\n[echo]\nexec = %s --workers %d shm://%s\n"
              "shm_name = %s\nrestart_backoff_ms = 100\n",
              ECHO_SERVER, WORKERS, f->shm, f->shm);
-    snprintf(path, sizeof path, "%s/service.ini", f->dir);
-    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
-    FILE *w = fopen(path, "w");
-    assert_non_null(w);
-    fputs(ini, w);
-    fclose(w);
-    f->sup = fork();
-    assert_true(f->sup >= 0);
-    if (f->sup == 0) {
-        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) dup2(fd, 2);
-        alarm(60); /* a watchdog should teardown not run */
-        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
-        _exit(127);
-    }
+    f->sup = sup_start_in(f->dir, ini, true, 60, NULL);
     pid_t pid = running_pid(f, 0, 5000);
     assert_true(pid > 0);
-    remember_group(f, pid);
+    sup_groups_add(&f->groups, pid);
 
     char addr[64];
     snprintf(addr, sizeof addr, "shm://%s", f->shm);
@@ -269,10 +215,10 @@ static void echo_series_counts_the_calls(void **state)
     }
     shmrpc_client_free(c);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = sup_now_ms();
     json_t *s = samples_of(f, pid, CALLS_ADD + CALLS_JSON, 2, 5000);
     fprintf(stderr, "series: %zu samples with the calls after %lld ms\n", json_array_size(s),
-            (long long)(now_ms() - t0));
+            (long long)(sup_now_ms() - t0));
     if (json_array_size(s) < 2) fail_msg("%zu samples", json_array_size(s));
     check_samples(s, pid, CALLS_ADD + CALLS_JSON);
     json_decref(s);
@@ -311,19 +257,13 @@ static void echo_series_counts_the_calls(void **state)
     kill(pid, SIGKILL);
     pid_t again = running_pid(f, pid, 5000);
     assert_true(again > 0);
-    remember_group(f, again);
+    sup_groups_add(&f->groups, again);
     s = samples_of(f, again, 0, 1, 4000);
     if (json_array_size(s) < 1) fail_msg("no sample after the restart");
     check_samples(s, again, 0);
     json_decref(s);
 
-    kill(f->sup, SIGTERM);
-    int st = -1;
-    for (int64_t end = now_ms() + 5000; now_ms() < end; nap_ms(20))
-        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
-            f->sup = 0;
-            break;
-        }
+    int st = sup_stop(&f->sup, 5000);
     assert_int_equal(f->sup, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
@@ -343,7 +283,7 @@ static void series_rotates_at_log_max_bytes(void **state)
     sup_service svc = {.ctx = &ctx, .cfg = &cfg, .pid = getpgrp()};
     sup_series *ss = sup_series_new(&svc, 1);
     assert_non_null(ss);
-    int64_t t = now_ms(), began = t;
+    int64_t t = sup_now_ms(), began = t;
     assert_int_equal(sup_series_next_deadline(ss), 0); /* due at once */
     for (int k = 0; k < 40; k++, t += SUP_SERIES_INTERVAL_MS) {
         sup_series_tick(ss, t);
@@ -352,7 +292,7 @@ static void series_rotates_at_log_max_bytes(void **state)
     }
     sup_series_free(ss);
     fprintf(stderr, "series: 40 samples of this process group in %lld ms\n",
-            (long long)(now_ms() - began));
+            (long long)(sup_now_ms() - began));
 
     struct stat a, b;
     char p[192];

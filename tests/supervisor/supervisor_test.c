@@ -4,7 +4,7 @@
  * during a backoff, sd_notify, and SIGTERM stopping everything. Every wait is bounded;
  * whatever a failed test leaves (the supervisor, its services' process groups, segments,
  * the temporary folder) is removed in teardown. */
-#define _GNU_SOURCE /* nftw */
+#define _GNU_SOURCE /* mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,10 +13,8 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,28 +27,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sup_helpers.h"
+
 typedef struct fixture {
     char dir[64];
-    char shm[32];     /* the shm_name of this test's echo service */
-    pid_t sup;        /* the supervisor, 0 once reaped */
-    int notify_fd;    /* the socket NOTIFY_SOCKET names */
-    pid_t groups[64]; /* services' process groups seen and not yet known gone, killed in
-                       * teardown */
-    int n_groups;
+    char shm[32];      /* the shm_name of this test's echo service */
+    pid_t sup;         /* the supervisor, 0 once reaped */
+    int notify_fd;     /* the socket NOTIFY_SOCKET names */
+    sup_groups groups; /* services' process groups seen and not yet known gone, killed in
+                        * teardown */
 } fixture;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static int setup(void **state)
 {
@@ -59,6 +45,7 @@ static int setup(void **state)
     strcpy(f->dir, "/tmp/shmrpc-supervisor-test-XXXXXX");
     if (!mkdtemp(f->dir)) return -1;
     snprintf(f->shm, sizeof f->shm, "sup_test_%d", (int)getpid());
+    f->groups.cap = 64;
     f->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", f->dir);
@@ -67,62 +54,26 @@ static int setup(void **state)
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(p);
-    return 0;
-}
-
 static int teardown(void **state)
 {
     fixture *f = *state;
-    if (f->sup > 0) {
-        kill(f->sup, SIGKILL);
-        waitpid(f->sup, NULL, 0);
-    }
-    for (int i = 0; i < f->n_groups; i++)
-        kill(-f->groups[i], SIGKILL);
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, f->shm)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
-        }
-    }
-    if (d) closedir(d);
+    sup_kill_reap(&f->sup);
+    sup_groups_kill(&f->groups);
+    sup_remove_segments(f->shm);
     close(f->notify_fd);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sup_rm_tree(f->dir);
     free(f);
     return 0;
 }
 
-/* Writes DIR/service.ini and starts the supervisor on it, stderr to DIR/supervisor.err. */
+/* Writes DIR/service.ini and starts the supervisor on it, stderr to DIR/supervisor.err,
+ * NOTIFY_SOCKET naming DIR/notify. */
 static void start(fixture *f, const char *ini, bool fg)
 {
-    char path[128], errp[128];
-    snprintf(path, sizeof path, "%s/service.ini", f->dir);
-    snprintf(errp, sizeof errp, "%s/supervisor.err", f->dir);
-    FILE *w = fopen(path, "w");
-    assert_non_null(w);
-    fputs(ini, w);
-    fclose(w);
-    f->sup = fork();
-    assert_true(f->sup >= 0);
-    if (f->sup == 0) {
-        char ns[128];
-        snprintf(ns, sizeof ns, "%s/notify", f->dir);
-        setenv("NOTIFY_SOCKET", ns, 1);
-        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) dup2(fd, 2);
-        alarm(60); /* a watchdog should teardown not run */
-        if (fg)
-            execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", path, (char *)NULL);
-        else
-            execl(SHMRPC_SERVICE, "shmrpc-service", path, (char *)NULL);
-        _exit(127);
-    }
+    char ns[128];
+    snprintf(ns, sizeof ns, "%s/notify", f->dir);
+    const char *env[] = {"NOTIFY_SOCKET", ns, NULL};
+    f->sup = sup_start_in(f->dir, ini, fg, 60, env);
 }
 
 /* The next sd_notify datagram within ms, or "" (static). */
@@ -138,35 +89,12 @@ static const char *notified(fixture *f, int ms)
     return msg;
 }
 
-/* A whole file into a static buffer ("" when missing). */
-static const char *slurp(fixture *f, const char *name)
-{
-    static char text[1 << 16];
-    char p[160];
-    snprintf(p, sizeof p, "%s/%s", f->dir, name);
-    text[0] = '\0';
-    FILE *r = fopen(p, "r");
-    if (!r) return text;
-    size_t n = fread(text, 1, sizeof text - 1, r);
-    text[n] = '\0';
-    fclose(r);
-    return text;
-}
-
 static long long file_size(fixture *f, const char *name)
 {
     char p[160];
     snprintf(p, sizeof p, "%s/%s", f->dir, name);
     struct stat st;
     return stat(p, &st) == 0 ? (long long)st.st_size : -1;
-}
-
-static void remember_group(fixture *f, pid_t pgid)
-{
-    for (int i = 0; i < f->n_groups; i++)
-        if (f->groups[i] == pgid) return;
-    assert_true(f->n_groups < 64);
-    f->groups[f->n_groups++] = pgid;
 }
 
 /* Lines in a file of any size; -1 when missing. */
@@ -206,7 +134,7 @@ typedef struct entry {
 
 static bool status_of(fixture *f, const char *svc, entry *e)
 {
-    const char *text = slurp(f, "logs/status.json");
+    const char *text = sup_slurp(f->dir, "logs/status.json");
     char key[80];
     snprintf(key, sizeof key, "\"%s\": {", svc);
     const char *p = strstr(text, key);
@@ -223,36 +151,17 @@ static bool status_of(fixture *f, const char *svc, entry *e)
     e->pid = (q = strstr(p, "\"pid\": ")) && q < end ? atoll(q + 7) : -1;
     e->restarts = (q = strstr(p, "\"restarts\": ")) && q < end ? atoll(q + 12) : -1;
     e->started_at_ms = (q = strstr(p, "\"started_at_ms\": ")) && q < end ? atoll(q + 17) : 0;
-    if (e->pid > 0) remember_group(f, (pid_t)e->pid);
+    sup_groups_add(&f->groups, (pid_t)e->pid);
     return true;
 }
 
 /* Waits up to ms for svc to be in state; its entry in *e. */
 static bool wait_state(fixture *f, const char *svc, const char *state, int ms, entry *e)
 {
-    for (int64_t end = now_ms() + ms;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
         if (status_of(f, svc, e) && strcmp(e->state, state) == 0) return true;
-        if (now_ms() > end) return false;
+        if (sup_now_ms() > end) return false;
     }
-}
-
-/* SIGTERM to the supervisor; its wait status, or -1 when it did not exit within ms. */
-static int stop_supervisor(fixture *f, int ms)
-{
-    kill(f->sup, SIGTERM);
-    for (int64_t end = now_ms() + ms;; nap_ms(10)) {
-        int st;
-        if (waitpid(f->sup, &st, WNOHANG) == f->sup) {
-            f->sup = 0;
-            return st;
-        }
-        if (now_ms() > end) return -1;
-    }
-}
-
-static bool group_gone(pid_t pgid)
-{
-    return kill(-pgid, 0) != 0 && errno == ESRCH;
 }
 
 /* Once the supervisor exited: every process group status.json showed is gone, and
@@ -260,9 +169,7 @@ static bool group_gone(pid_t pgid)
 static void all_groups_gone(fixture *f)
 {
     assert_int_equal(f->sup, 0);
-    for (int i = 0; i < f->n_groups; i++)
-        assert_true(group_gone(f->groups[i]));
-    f->n_groups = 0;
+    sup_groups_assert_gone(&f->groups);
 }
 
 /* Two services: echo answers only a second after it first starts (its restarts do not
@@ -279,68 +186,66 @@ static void lifecycle(void **state)
              "shm_name = %s\n\n"
              "[chatter]\nexec = %s 300 100\nwait_until_completed = false\n",
              f->shm, ECHO_SERVER, f->shm, CHATTER);
-    int64_t t0 = now_ms();
+    int64_t t0 = sup_now_ms();
     start(f, ini, true);
 
     assert_string_equal(notified(f, 10000), "READY=1");
-    print_message("READY=1 after %lld ms\n", (long long)(now_ms() - t0));
+    print_message("READY=1 after %lld ms\n", (long long)(sup_now_ms() - t0));
     entry echo, chat;
     assert_true(wait_state(f, "echo", "running", 1000, &echo));
     assert_true(wait_state(f, "chatter", "running", 1000, &chat));
     /* File order, and chatter only once echo answered, a second after it started. */
     assert_true(chat.started_at_ms - echo.started_at_ms >= 1000);
-    const char *sup = slurp(f, "supervisor.err");
+    const char *sup = sup_slurp(f->dir, "supervisor.err");
     const char *answered = strstr(sup, "echo: answering at shm://");
     assert_non_null(answered);
     assert_non_null(strstr(answered, "chatter: started"));
 
     /* Its output in its log, stamped, rotated at 4K with two old files kept. */
-    for (int64_t end = now_ms() + 5000; !strstr(slurp(f, "logs/chatter.log"), "chatter: done");
-         nap_ms(20))
-        assert_true(now_ms() < end);
-    const char *log = slurp(f, "logs/chatter.log");
+    for (int64_t end = sup_now_ms() + 5000;
+         !strstr(sup_slurp(f->dir, "logs/chatter.log"), "chatter: done"); sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    const char *log = sup_slurp(f->dir, "logs/chatter.log");
     assert_true(log[4] == '-' && log[10] == 'T' && strstr(log, "Z chatter line "));
     assert_true(file_size(f, "logs/chatter.log") <= 4096);
     assert_true(file_size(f, "logs/chatter.log.1") > 3000);
     assert_true(file_size(f, "logs/chatter.log.1") <= 4096);
     assert_true(file_size(f, "logs/chatter.log.2") > 3000);
     assert_int_equal(file_size(f, "logs/chatter.log.3"), -1);
-    assert_non_null(strstr(slurp(f, "logs/chatter.log.1"), "chatter line 00"));
+    assert_non_null(strstr(sup_slurp(f->dir, "logs/chatter.log.1"), "chatter line 00"));
     char serving[96];
     snprintf(serving, sizeof serving, "echo-server: serving shm://%s", f->shm);
-    assert_non_null(strstr(slurp(f, "logs/echo.log"), serving));
+    assert_non_null(strstr(sup_slurp(f->dir, "logs/echo.log"), serving));
 
     /* kill -9: restarted and answering again within 3 s (100 ms of backoff, then the
      * time echo-server takes to serve), the old group gone. */
-    int64_t t1 = now_ms();
+    int64_t t1 = sup_now_ms();
     assert_int_equal(kill((pid_t)echo.pid, SIGKILL), 0);
     entry again;
-    for (int64_t end = now_ms() + 3000;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + 3000;; sup_nap_ms(20)) {
         if (status_of(f, "echo", &again) && again.pid != echo.pid &&
             strcmp(again.state, "running") == 0)
             break;
-        assert_true(now_ms() < end);
+        assert_true(sup_now_ms() < end);
     }
-    print_message("echo killed -9, answering again after %lld ms\n", (long long)(now_ms() - t1));
+    print_message("echo killed -9, answering again after %lld ms\n",
+                  (long long)(sup_now_ms() - t1));
     assert_int_equal(again.restarts, 1);
-    assert_true(group_gone((pid_t)echo.pid));
+    assert_true(sup_group_gone((pid_t)echo.pid));
 
     /* SIGTERM: STOPPING=1, everything gone and exit status 0 within stop_timeout_s + 1. */
-    int64_t t2 = now_ms();
-    int st = stop_supervisor(f, 3000);
-    print_message("SIGTERM to exit: %lld ms\n", (long long)(now_ms() - t2));
+    int64_t t2 = sup_now_ms();
+    int st = sup_stop(&f->sup, 3000);
+    print_message("SIGTERM to exit: %lld ms\n", (long long)(sup_now_ms() - t2));
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_string_equal(notified(f, 0), "STOPPING=1");
-    assert_true(group_gone((pid_t)again.pid));
-    assert_true(group_gone((pid_t)chat.pid));
+    assert_true(sup_group_gone((pid_t)again.pid));
+    assert_true(sup_group_gone((pid_t)chat.pid));
     all_groups_gone(f);
     assert_true(status_of(f, "echo", &again));
     assert_string_equal(again.state, "stopped");
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));)
-        assert_null(strstr(e->d_name, f->shm));
-    if (d) closedir(d);
+    assert_false(sup_segment_left(f->shm));
 }
 
 /* A program that exits at once: restarted 3 times with backoff, then marked failed. */
@@ -357,14 +262,14 @@ static void crash_loop(void **state)
     assert_int_equal(e.restarts, 3);
     assert_int_equal(e.pid, 0);
     /* Not --foreground: the supervisor's lines are in its own log, not on stderr. */
-    const char *log = slurp(f, "logs/shmrpc-service.log");
+    const char *log = sup_slurp(f->dir, "logs/shmrpc-service.log");
     assert_non_null(strstr(log, "crashy: pid "));
     assert_non_null(strstr(log, "restarted 3 times within 60s: marked failed"));
-    assert_string_equal(slurp(f, "supervisor.err"), "");
-    nap_ms(300); /* and it stays failed */
+    assert_string_equal(sup_slurp(f->dir, "supervisor.err"), "");
+    sup_nap_ms(300); /* and it stays failed */
     assert_true(status_of(f, "crashy", &e));
     assert_string_equal(e.state, "failed");
-    int st = stop_supervisor(f, 2000);
+    int st = sup_stop(&f->sup, 2000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     all_groups_gone(f);
@@ -385,12 +290,12 @@ static void never_answers(void **state)
     entry mute, after;
     assert_true(wait_state(f, "mute", "starting", 2000, &mute));
     pid_t mute_pid = (pid_t)mute.pid;
-    assert_true(mute_pid > 0); /* group_gone(0) would ask about this test's own group */
+    assert_true(mute_pid > 0); /* sup_group_gone(0) would ask about this test's own group */
     assert_true(wait_state(f, "mute", "failed", 4000, &mute));
     assert_true(wait_state(f, "after", "running", 1000, &after));
-    assert_true(group_gone(mute_pid));
-    assert_non_null(strstr(slurp(f, "supervisor.err"), "mute: not answering after 1s"));
-    int st = stop_supervisor(f, 2000);
+    assert_true(sup_group_gone(mute_pid));
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), "mute: not answering after 1s"));
+    int st = sup_stop(&f->sup, 2000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     all_groups_gone(f);
@@ -408,13 +313,13 @@ static void much_output(void **state)
              CHATTER);
     start(f, ini, true);
     /* 20000 lines of 200 bytes, then "chatter: done": 4 MB. */
-    for (int64_t end = now_ms() + 20000; !ends_with(f, "logs/chatter.log", "chatter: done\n");
-         nap_ms(50))
-        assert_true(now_ms() < end);
+    for (int64_t end = sup_now_ms() + 20000; !ends_with(f, "logs/chatter.log", "chatter: done\n");
+         sup_nap_ms(50))
+        assert_true(sup_now_ms() < end);
     assert_int_equal(count_lines(f, "logs/chatter.log"), 20001);
-    const char *status = slurp(f, "logs/status.json");
+    const char *status = sup_slurp(f->dir, "logs/status.json");
     assert_non_null(strstr(status, "\"log_dropped_bytes\": 0}"));
-    int st = stop_supervisor(f, 3000);
+    int st = sup_stop(&f->sup, 3000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     all_groups_gone(f);
@@ -436,18 +341,18 @@ static void stop_escalates(void **state)
     assert_true(wait_state(f, "stubborn", "running", 3000, &stubborn));
     assert_true(wait_state(f, "crashy", "backoff", 3000, &crashy));
     /* Until it prints, the trap may not be set yet. */
-    for (int64_t end = now_ms() + 3000; !strstr(slurp(f, "logs/stubborn.log"), "chatter: done");
-         nap_ms(20))
-        assert_true(now_ms() < end);
+    for (int64_t end = sup_now_ms() + 3000;
+         !strstr(sup_slurp(f->dir, "logs/stubborn.log"), "chatter: done"); sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
 
-    int64_t t0 = now_ms();
-    int st = stop_supervisor(f, 5000);
-    int64_t took = now_ms() - t0;
+    int64_t t0 = sup_now_ms();
+    int st = sup_stop(&f->sup, 5000);
+    int64_t took = sup_now_ms() - t0;
     print_message("SIGTERM to exit with a service ignoring it: %lld ms\n", (long long)took);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(took >= 1000); /* it had its stop_timeout_s */
-    const char *sup = slurp(f, "supervisor.err");
+    const char *sup = sup_slurp(f->dir, "supervisor.err");
     assert_non_null(strstr(sup, "stubborn: still running after stop_timeout_s: SIGKILL"));
     assert_true(status_of(f, "stubborn", &stubborn));
     assert_string_equal(stubborn.state, "stopped");
@@ -470,7 +375,7 @@ static void failed_stays_failed(void **state)
     start(f, ini, true);
     entry mute;
     assert_true(wait_state(f, "mute", "stopping", 4000, &mute));
-    int st = stop_supervisor(f, 4000);
+    int st = sup_stop(&f->sup, 4000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(status_of(f, "mute", &mute));

@@ -12,10 +12,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -30,7 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "procs.h"
+#include "sup_helpers.h"
 
 static struct {
     char dir[64];
@@ -40,8 +40,7 @@ static struct {
     char control[96];
     int port;
     pid_t sup;
-    pid_t groups[16];
-    int n_groups;
+    sup_groups groups; /* at most 16 */
     char token[64];
     long add_calls, add_errors; /* add calls made, to compare with /metrics */
 } T;
@@ -57,12 +56,6 @@ static void resp_free(resp *r)
 {
     free(r->body);
     r->body = NULL;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
 }
 
 /* One request with Connection: close; the whole answer read until EOF. -1: no answer. */
@@ -192,54 +185,19 @@ static const char *state_of(json_t *s)
     return json_string_value(json_object_get(s, "state"));
 }
 
-static void remember_group(pid_t pgid)
-{
-    if (pgid > 0 && T.n_groups < 16) T.groups[T.n_groups++] = pgid;
-}
-
 /* Waits up to ms for echo to be in state; its status object then (a new reference). */
 static json_t *wait_state(const char *state, int ms)
 {
-    for (int64_t end = test_now_ms() + ms;; nap_ms(50)) {
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
         json_t *s = echo_status();
-        remember_group((pid_t)json_integer_value(json_object_get(s, "pid")));
+        sup_groups_add(&T.groups, (pid_t)json_integer_value(json_object_get(s, "pid")));
         if (strcmp(state_of(s), state) == 0) return s;
         json_decref(s);
-        if (test_now_ms() > end) fail_msg("echo never became %s", state);
+        if (sup_now_ms() > end) fail_msg("echo never became %s", state);
     }
 }
 
 /* --- the supervisor ----------------------------------------------------------------------- */
-
-static void remove_segments(const char *part)
-{
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, part)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
-        }
-    }
-    if (d) closedir(d);
-}
-
-static bool segment_left(const char *part)
-{
-    bool found = false;
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));)
-        found |= strstr(e->d_name, part) != NULL;
-    if (d) closedir(d);
-    return found;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(p);
-    return 0;
-}
 
 static int group_setup(void **state)
 {
@@ -249,31 +207,24 @@ static int group_setup(void **state)
     snprintf(T.ini, sizeof T.ini, "%s/service.ini", T.dir);
     snprintf(T.shm, sizeof T.shm, "web_test_%d", (int)getpid());
     snprintf(T.addr, sizeof T.addr, "shm://%s", T.shm);
+    T.groups.cap = 16;
     T.port = test_free_port();
     if (T.port <= 0) return -1;
-    FILE *w = fopen(T.ini, "w");
-    if (!w) return -1;
-    fprintf(w,
-            "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
-            "[echo]\nexec = %s --workers 2 %s\nshm_name = %s\n",
-            T.port, ECHO_SERVER, T.addr, T.shm);
-    fclose(w);
-    char errp[160];
+    char ini[1024], errp[160];
+    int n = snprintf(ini, sizeof ini,
+                     "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
+                     "[echo]\nexec = %s --workers 2 %s\nshm_name = %s\n",
+                     T.port, ECHO_SERVER, T.addr, T.shm);
+    if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
+    if (shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
-    T.sup = fork();
+    T.sup = sup_spawn(T.ini, errp, true, 60, NULL);
     if (T.sup < 0) return -1;
-    if (T.sup == 0) {
-        int fd = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) dup2(fd, 2);
-        alarm(60); /* a watchdog, should the teardown not run */
-        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", T.ini, (char *)NULL);
-        _exit(127);
-    }
     /* The page comes up once echo has started and answered. */
     resp r;
-    for (int64_t end = test_now_ms() + 10000;; nap_ms(20)) {
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
         if (http_raw("GET", "/api/token", NULL, NULL, &r) == 0 && r.status == 200) break;
-        if (test_now_ms() > end) return -1;
+        if (sup_now_ms() > end) return -1;
     }
     json_t *v = json_loadb(r.body, r.len, 0, NULL);
     const char *tok = json_string_value(json_object_get(v, "token"));
@@ -287,15 +238,13 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (T.sup > 0) {
-        kill(T.sup, SIGKILL);
-        waitpid(T.sup, NULL, 0);
-    }
-    for (int i = 0; i < T.n_groups; i++)
-        kill(-T.groups[i], SIGKILL);
-    remove_segments(T.shm);
-    remove_segments("shmrpc-control-");
-    nftw(T.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sup_kill_reap(&T.sup);
+    sup_groups_kill(&T.groups);
+    sup_remove_segments(T.shm);
+    /* This supervisor's control segment only: every "shmrpc-control-" one would include
+     * those of other tests' supervisors running beside this one (ctest -j). */
+    if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
+    sup_rm_tree(T.dir);
     return 0;
 }
 
@@ -625,12 +574,9 @@ static void test_sigterm(void **state)
 {
     (void)state;
     assert_int_equal(kill(T.sup, SIGTERM), 0);
-    int st = 0;
-    pid_t got = 0;
-    for (int64_t end = test_now_ms() + 10000; (got = waitpid(T.sup, &st, WNOHANG)) == 0; nap_ms(10))
-        assert_true(test_now_ms() < end);
-    assert_int_equal(got, T.sup);
-    T.sup = 0;
+    int st = sup_wait_exit(&T.sup, 10000);
+    assert_true(st != -1);
+    assert_int_equal(T.sup, 0);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     /* The port is free: a listener can bind it (SO_REUSEADDR lets it past the closed
@@ -643,7 +589,7 @@ static void test_sigterm(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 1), 0);
     close(fd);
-    assert_false(segment_left(T.shm));
+    assert_false(sup_segment_left(T.shm));
 }
 
 int main(void)

@@ -1,0 +1,176 @@
+/* What the supervisor and web tests share (see sup_helpers.h). */
+#define _GNU_SOURCE /* nftw */
+#include "sup_helpers.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t sup_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sup_nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+const char *sup_slurp(const char *dir, const char *name)
+{
+    static char text[1 << 16];
+    char p[160];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    text[0] = '\0';
+    FILE *r = fopen(p, "r");
+    if (!r) return text;
+    size_t n = fread(text, 1, sizeof text - 1, r);
+    text[n] = '\0';
+    fclose(r);
+    return text;
+}
+
+int sup_write_file(const char *path, const char *text)
+{
+    FILE *w = fopen(path, "w");
+    if (!w) return -1;
+    fputs(text, w);
+    fclose(w);
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(p);
+    return 0;
+}
+
+void sup_rm_tree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+pid_t sup_spawn(const char *ini, const char *err_path, bool fg, unsigned watchdog_s,
+                const char *const *env)
+{
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    for (int i = 0; env && env[i]; i += 2)
+        setenv(env[i], env[i + 1], 1);
+    int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) dup2(fd, 2);
+    alarm(watchdog_s);
+    if (fg)
+        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", ini, (char *)NULL);
+    else
+        execl(SHMRPC_SERVICE, "shmrpc-service", ini, (char *)NULL);
+    _exit(127);
+}
+
+pid_t sup_start_in(const char *dir, const char *ini, bool fg, unsigned watchdog_s,
+                   const char *const *env)
+{
+    char path[128], errp[128];
+    snprintf(path, sizeof path, "%s/service.ini", dir);
+    snprintf(errp, sizeof errp, "%s/supervisor.err", dir);
+    assert_int_equal(sup_write_file(path, ini), 0);
+    pid_t pid = sup_spawn(path, errp, fg, watchdog_s, env);
+    assert_true(pid >= 0);
+    return pid;
+}
+
+int sup_wait_exit(pid_t *pid, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(10)) {
+        int st;
+        if (waitpid(*pid, &st, WNOHANG) == *pid) {
+            *pid = 0;
+            return st;
+        }
+        if (sup_now_ms() > end) return -1;
+    }
+}
+
+int sup_stop(pid_t *pid, int ms)
+{
+    kill(*pid, SIGTERM);
+    return sup_wait_exit(pid, ms);
+}
+
+void sup_kill_reap(pid_t *pid)
+{
+    if (*pid <= 0) return;
+    kill(*pid, SIGKILL);
+    waitpid(*pid, NULL, 0);
+    *pid = 0;
+}
+
+void sup_groups_add(sup_groups *g, pid_t pgid)
+{
+    if (pgid <= 0) return;
+    for (int i = 0; i < g->n; i++)
+        if (g->ids[i] == pgid) return;
+    assert_true(g->cap > 0 && g->cap <= SUP_MAX_GROUPS);
+    assert_true(g->n < g->cap);
+    g->ids[g->n++] = pgid;
+}
+
+void sup_groups_kill(const sup_groups *g)
+{
+    for (int i = 0; i < g->n; i++)
+        kill(-g->ids[i], SIGKILL);
+}
+
+void sup_groups_assert_gone(sup_groups *g)
+{
+    for (int i = 0; i < g->n; i++)
+        assert_true(sup_group_gone(g->ids[i]));
+    g->n = 0;
+}
+
+bool sup_group_gone(pid_t pgid)
+{
+    return kill(-pgid, 0) != 0 && errno == ESRCH;
+}
+
+void sup_remove_segments(const char *part)
+{
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strstr(e->d_name, part)) {
+            char p[300];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    }
+    if (d) closedir(d);
+}
+
+bool sup_segment_left(const char *part)
+{
+    bool found = false;
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        found |= strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return found;
+}

@@ -1,0 +1,66 @@
+/* What the supervisor and web tests share: the clock, files in the test's folder,
+ * shmrpc-service as a child process, its services' process groups, and /dev/shm. */
+#ifndef SHMRPC_TEST_SUP_HELPERS_H
+#define SHMRPC_TEST_SUP_HELPERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SUP_MAX_GROUPS 64
+
+int64_t sup_now_ms(void); /* CLOCK_MONOTONIC */
+void sup_nap_ms(int ms);
+
+/* DIR/NAME whole into a static buffer of 64 KiB ("" when missing). */
+const char *sup_slurp(const char *dir, const char *name);
+
+/* Writes text to path: 0, or -1 when it could not be opened. */
+int sup_write_file(const char *path, const char *text);
+
+/* Removes dir and everything under it. */
+void sup_rm_tree(const char *dir);
+
+/* Forks shmrpc-service on ini (with --foreground when fg), its stderr to err_path and
+ * alarm(watchdog_s) as a watchdog should teardown not run; env is NULL or NAME, VALUE,
+ * ..., NULL set in the child. The pid, or -1 when fork failed. */
+pid_t sup_spawn(const char *ini, const char *err_path, bool fg, unsigned watchdog_s,
+                const char *const *env);
+
+/* Writes DIR/service.ini and starts the supervisor on it as sup_spawn does, its stderr to
+ * DIR/supervisor.err; asserts that both worked. */
+pid_t sup_start_in(const char *dir, const char *ini, bool fg, unsigned watchdog_s,
+                   const char *const *env);
+
+/* Waits up to ms for *pid to exit: its wait status, *pid then 0; or -1 (*pid kept). */
+int sup_wait_exit(pid_t *pid, int ms);
+
+/* SIGTERM to *pid, then sup_wait_exit. */
+int sup_stop(pid_t *pid, int ms);
+
+/* SIGKILL to *pid and reaps it, when it is > 0; *pid then 0. */
+void sup_kill_reap(pid_t *pid);
+
+/* Services' process groups seen, to be killed in teardown. */
+typedef struct sup_groups {
+    pid_t ids[SUP_MAX_GROUPS];
+    int n;
+    int cap; /* the test's limit, 1..SUP_MAX_GROUPS: more groups than that fail the test */
+} sup_groups;
+
+/* Remembers pgid unless it is <= 0 (kill(-0) would hit the test itself) or known. */
+void sup_groups_add(sup_groups *g, pid_t pgid);
+void sup_groups_kill(const sup_groups *g); /* SIGKILL to each */
+
+/* Asserts every group remembered is gone, then forgets them (their ids may be reused). */
+void sup_groups_assert_gone(sup_groups *g);
+
+bool sup_group_gone(pid_t pgid);
+
+/* Unlinks every /dev/shm entry whose name contains part. */
+void sup_remove_segments(const char *part);
+
+/* Whether a /dev/shm entry's name contains part. */
+bool sup_segment_left(const char *part);
+
+#endif
