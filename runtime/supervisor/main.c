@@ -165,6 +165,26 @@ static bool settled(const sup_service *s)
            s->state == SUP_STOPPED;
 }
 
+/* Lets go of what main holds before its loop, on a failure there (a second supervisor of
+ * one file stops here): services [0, ready) were set up. Returns main's status, 1. */
+static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct pollfd *pfds,
+                      int sfd)
+{
+    for (size_t i = 0; i < ready; i++)
+        sup_service_destroy(&svcs[i]);
+    free(svcs);
+    free(pfds);
+    free(notify_socket);
+    notify_socket = NULL;
+    if (sfd >= 0) close(sfd);
+    if (ctx.own_log) {
+        ctx.own_log = NULL;
+        sup_log_close(&own_log);
+    }
+    shmrpc__config_free(c);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     /* A module= service's manager is this program run again (module_host.c). */
@@ -257,14 +277,14 @@ int main(int argc, char **argv)
     struct pollfd *pfds = calloc(2 + n, sizeof *pfds);
     if (sfd < 0 || !svcs || !pfds) {
         sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
-        return 1;
+        return stop_early(c, svcs, 0, pfds, sfd);
     }
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
             sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
                      shmrpc_strerror(e));
-            return 1;
+            return stop_early(c, svcs, i, pfds, sfd);
         }
     }
     /* The control service, before any service starts: a second supervisor of the same
@@ -282,7 +302,7 @@ int main(int argc, char **argv)
                     "shmrpc-service: cannot serve the control service at "
                     "%s: %s%s%s\n",
                     control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
-        return 1;
+        return stop_early(c, svcs, n, pfds, sfd);
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
