@@ -277,8 +277,11 @@ static void count_open(worker *w, int delta)
                                   memory_order_relaxed);
 }
 
+/* The manager's count drops before the close: a client that sees the close and connects
+ * again must find the room it left. */
 static void peer_free(worker *w, peer *p)
 {
+    count_open(w, -1);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
     close(p->fd);
     shmrpc_buf_destroy(&p->in);
@@ -291,7 +294,6 @@ static void peer_free(worker *w, peer *p)
     }
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
     free(p);
-    count_open(w, -1);
 }
 
 static size_t out_left(const peer *p)
