@@ -1327,9 +1327,7 @@ static char *read_stdin(size_t *n)
     return p;
 }
 
-/* A deep copy of the server's table, so that a second client can be built from it and
- * its ids are the server's. */
-static shmrpc_service_info *copy_info(shmrpc_arena *a, const shmrpc_service_info *in)
+const shmrpc_service_info *ctl_info_copy(shmrpc_arena *a, const shmrpc_service_info *in)
 {
     shmrpc_service_info *out = shmrpc_arena_alloc(a, sizeof *out, _Alignof(shmrpc_service_info));
     shmrpc_method_info *m = shmrpc_arena_calloc(a, in->n_methods ? in->n_methods : 1, sizeof *m,
@@ -1430,7 +1428,7 @@ int ctl_call_main(int argc, char **argv)
         if (rc == SHMRPC_EINVAL) status = 2;
         goto done;
     }
-    shmrpc_service_info *info = copy_info(a, shmrpc_client_server_info(probe));
+    const shmrpc_service_info *info = ctl_info_copy(a, shmrpc_client_server_info(probe));
     shmrpc_client_free(probe);
     probe = NULL;
     if (info == NULL) {

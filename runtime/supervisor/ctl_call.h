@@ -42,6 +42,10 @@ int ctl_decode_result(const ctl_sig *s, const void *body, size_t n, shmrpc_buf *
 
 /* The subcommand: shmrpcctl call [--timeout MS] [--secret-file PATH] ADDRESS METHOD [ARGS].
  * Its exit status: 0 done, 1 the call failed, 2 bad usage or input. */
+/* A deep copy of a server's table into a (from shmrpc_client_server_info), so that a
+ * client built from it has the server's method ids; NULL when a runs out. */
+const shmrpc_service_info *ctl_info_copy(shmrpc_arena *a, const shmrpc_service_info *in);
+
 int ctl_call_main(int argc, char **argv);
 
 #endif

@@ -99,29 +99,6 @@ static int fail(web_err *e, int rc, const char *fmt, ...)
     return -1;
 }
 
-/* A deep copy of the server's table into a, so that a client built from it has the
- * server's method ids. */
-static const shmrpc_service_info *copy_info(shmrpc_arena *a, const shmrpc_service_info *in)
-{
-    shmrpc_service_info *out = shmrpc_arena_alloc(a, sizeof *out, _Alignof(shmrpc_service_info));
-    shmrpc_method_info *m = shmrpc_arena_calloc(a, in->n_methods ? in->n_methods : 1, sizeof *m,
-                                                _Alignof(shmrpc_method_info));
-    if (!out || !m) return NULL;
-    *out = *in;
-    out->name = shmrpc_arena_strndup(a, in->name, strlen(in->name));
-    out->svc_name =
-        in->svc_name ? shmrpc_arena_strndup(a, in->svc_name, strlen(in->svc_name)) : NULL;
-    for (uint32_t i = 0; i < in->n_methods; i++) {
-        m[i] = in->methods[i];
-        m[i].name = shmrpc_arena_strndup(a, in->methods[i].name, strlen(in->methods[i].name));
-        m[i].signature =
-            shmrpc_arena_strndup(a, in->methods[i].signature, strlen(in->methods[i].signature));
-        if (!m[i].name || !m[i].signature) return NULL;
-    }
-    out->methods = m;
-    return out->name ? out : NULL;
-}
-
 static int connect_failed(web_err *e, const char *addr, shmrpc_client *c, int rc)
 {
     const char *msg = c ? shmrpc_client_errmsg(c) : "";
@@ -151,7 +128,7 @@ static web_conn *conn_new(const char *addr, web_err *e)
         connect_failed(e, addr, probe, rc);
         goto bad;
     }
-    k->info = copy_info(k->a, shmrpc_client_server_info(probe));
+    k->info = ctl_info_copy(k->a, shmrpc_client_server_info(probe));
     shmrpc_client_free(probe);
     probe = NULL;
     if (!k->info) {
