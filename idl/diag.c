@@ -1,6 +1,7 @@
 /* Compiler-style error messages: "path:line:col: error: msg", the source line, a caret. */
 #include <string.h>
 
+#include "caret.h"
 #include "svc.h"
 
 void svc_diag_init(svc_diag *d, FILE *out, const char *path, const char *src, size_t len)
@@ -29,49 +30,10 @@ static bool find_line(const svc_diag *d, int line, size_t *start, size_t *end)
     return true;
 }
 
-/* The line as written, except that control characters (which could drive the terminal)
- * become '?'. Bytes of UTF-8 text pass through. */
-static void print_text(FILE *out, const char *s, size_t n)
+/* The source line under an error, and the caret (common/caret.c), to a stream. */
+static void put_bytes(void *out, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        fputc(c == '\t' || (c >= 0x20 && c != 0x7f) ? c : '?', out);
-    }
-}
-
-/* Spaces up to column col, keeping tabs so the caret lines up, and counting a UTF-8
- * character as one column however many bytes it has. */
-static void print_pad(FILE *out, const char *s, size_t n, size_t upto)
-{
-    for (size_t i = 0; i < upto && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\t')
-            fputc('\t', out);
-        else if ((c & 0xc0) != 0x80)
-            fputc(' ', out);
-    }
-}
-
-/* A very long line (minified or binary input) is shown as a window around the column. */
-enum { LINE_SHOWN = 160 };
-
-static void print_source(FILE *out, const char *s, size_t n, int col)
-{
-    size_t at = (size_t)(col > 0 ? col - 1 : 0), ws = 0, we = n;
-    if (n > LINE_SHOWN) {
-        ws = at > LINE_SHOWN / 2 ? at - LINE_SHOWN / 2 : 0;
-        while (ws < n && ((unsigned char)s[ws] & 0xc0) == 0x80)
-            ws++;
-        we = ws + LINE_SHOWN < n ? ws + LINE_SHOWN : n;
-        while (we < n && ((unsigned char)s[we] & 0xc0) == 0x80)
-            we++;
-    }
-    if (ws > 0) fputs("...", out);
-    print_text(out, s + ws, we - ws);
-    fputs(we < n ? "...\n" : "\n", out);
-    if (ws > 0) fputs("   ", out);
-    print_pad(out, s + ws, we - ws, at > ws ? at - ws : 0);
-    fputs("^\n", out);
+    fwrite(s, 1, n, out);
 }
 
 void svc_verror(svc_diag *d, int line, int col, const char *fmt, va_list ap)
@@ -89,7 +51,7 @@ void svc_verror(svc_diag *d, int line, int col, const char *fmt, va_list ap)
     fputc('\n', d->out);
     size_t start, end;
     if (d->src && find_line(d, line, &start, &end))
-        print_source(d->out, d->src + start, end - start, col);
+        shmrpc__caret(d->src + start, end - start, col, put_bytes, d->out);
 }
 
 void svc_error(svc_diag *d, int line, int col, const char *fmt, ...)

@@ -1,10 +1,18 @@
 #!/bin/sh
 # Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
+# chromium, nodejs and npm run the browser test (tests/browser).
 set -eu
 pkgs="cmake ninja-build pkg-config gcc clang libclang-rt-14-dev re2c lemon libmsgpack-dev
-      libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev"
+      libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev
+      chromium nodejs npm"
 missing=""
 for p in $pkgs; do
+    # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with
+    # Debian's) is as good as Debian's.
+    case $p in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+    esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
         missing="$missing $p"
 done

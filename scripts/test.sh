@@ -5,6 +5,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
+# playwright-core for the browser test, which both builds run from tests/browser; again
+# only when package-lock.json changed since the last install.
+lock=tests/browser/package-lock.json
+if [ ! -f tests/browser/node_modules/.package-lock.json ] ||
+    [ "$lock" -nt tests/browser/node_modules/.package-lock.json ]; then
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 jobs=$(nproc)
 
 echo "== gcc, -Wall -Wextra -Werror"

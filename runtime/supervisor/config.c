@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +51,17 @@ enum key {
     K_LOG_KEEP,
     K_STOP_TIMEOUT,
     K_STARTUP_TIMEOUT,
+    K_SERIES_INTERVAL,
     K_PICKLE_ALLOW,
     K_PICKLE_FORCE,
     K_MODULE,
+    K_MODULE_ARGS,
     K_EXEC,
     K_SHM_NAME,
     K_TCP_PORT,
     K_WEB_HOST,
     K_WEB_PORT,
+    K_WEB_SECRET,
     K_COUNT
 };
 
@@ -71,9 +75,10 @@ typedef enum vtype {
     T_PICKLE,   /* speedysvc's insecure-serialisation switches: false, or an error */
     T_MODULE,   /* the path of a shared module */
     T_EXEC,     /* a command line */
+    T_ARGS,     /* words, split as a command line is */
     T_SHM_NAME, /* NAME in shm://NAME */
     T_PORT,     /* 1 to 65535 */
-    T_WEB_HOST, /* a loopback address */
+    T_WEB_HOST, /* an address: loopback, or any with a secret_file */
 } vtype;
 
 /* Where a key may be written. */
@@ -87,37 +92,63 @@ typedef struct key_def {
     int64_t min, max; /* T_INT as written, T_SIZE in bytes */
     int64_t unit_ms;  /* T_INT durations: milliseconds per unit written; 0 if no duration */
     const char *dflt; /* the built-in default, as a file would write it; NULL: none */
+    size_t field;     /* a setting (IN_DEFAULTS, not T_PICKLE): where it goes in
+                       * shmrpc__config_settings, whose C type follows from type: char *
+                       * for T_DIR, T_BIND and T_SECRET; int64_t for a T_INT duration, int
+                       * for other T_INT; uint64_t for T_SIZE; bool for T_BOOL */
 } key_def;
 
+/* The offset of a setting's field. */
+#define F(member) offsetof(shmrpc__config_settings, member)
+
 static const key_def keys[K_COUNT] = {
-    [K_LOG_DIR] = {"log_dir", T_DIR, SETTING, true, 0, 0, 0, NULL},
-    [K_TCP_BIND] = {"tcp_bind", T_BIND, SETTING, false, 0, 0, 0, "127.0.0.1"},
-    [K_SECRET_FILE] = {"secret_file", T_SECRET, SETTING, false, 0, 0, 0, "none"},
-    [K_MIN_PROC] = {"min_proc_num", T_INT, SETTING, false, 1, MAX_PROCS, 0, "1"},
-    [K_MAX_PROC] = {"max_proc_num", T_INT, SETTING, false, 1, MAX_PROCS, 0, NULL},
-    [K_MAX_MEM] = {"max_proc_mem_bytes", T_SIZE, SETTING, false, 1 << 20, INT64_MAX, 0, "none"},
-    [K_WAIT] = {"wait_until_completed", T_BOOL, SETTING, true, 0, 0, 0, "true"},
-    [K_UP_CPU] = {"scale_up_cpu_percent", T_INT, SETTING, false, 1, 100, 0, "30"},
-    [K_UP_WINDOW] = {"scale_up_window_s", T_INT, SETTING, false, 1, 86400, 1000, "20"},
-    [K_DOWN_CPU] = {"scale_down_cpu_percent", T_INT, SETTING, false, 0, 100, 0, "30"},
-    [K_DOWN_WINDOW] = {"scale_down_window_s", T_INT, SETTING, false, 1, 86400, 1000, "240"},
-    [K_BACKOFF] = {"restart_backoff_ms", T_INT, SETTING, true, 1, 3600000, 1, "500"},
-    [K_BACKOFF_MAX] = {"restart_backoff_max_ms", T_INT, SETTING, true, 1, 3600000, 1, "30000"},
-    [K_CRASH_RESTARTS] = {"crash_loop_restarts", T_INT, SETTING, true, 1, 1000, 0, "5"},
-    [K_CRASH_WINDOW] = {"crash_loop_window_s", T_INT, SETTING, true, 1, 86400, 1000, "60"},
-    [K_LOG_MAX] = {"log_max_bytes", T_SIZE, SETTING, true, 4096, INT64_MAX, 0, "10M"},
-    [K_LOG_KEEP] = {"log_keep", T_INT, SETTING, true, 0, 1000, 0, "5"},
-    [K_STOP_TIMEOUT] = {"stop_timeout_s", T_INT, SETTING, true, 0, 3600, 1000, "10"},
-    [K_STARTUP_TIMEOUT] = {"startup_timeout_s", T_INT, SETTING, true, 1, 3600, 1000, "30"},
+    [K_LOG_DIR] = {"log_dir", T_DIR, SETTING, true, 0, 0, 0, NULL, F(log_dir)},
+    [K_TCP_BIND] = {"tcp_bind", T_BIND, SETTING, false, 0, 0, 0, "127.0.0.1", F(tcp_bind)},
+    [K_SECRET_FILE] = {"secret_file", T_SECRET, SETTING, false, 0, 0, 0, "none", F(secret_file)},
+    [K_MIN_PROC] = {"min_proc_num", T_INT, SETTING, false, 1, MAX_PROCS, 0, "1", F(min_proc_num)},
+    [K_MAX_PROC] = {"max_proc_num", T_INT, SETTING, false, 1, MAX_PROCS, 0, NULL, F(max_proc_num)},
+    [K_MAX_MEM] = {"max_proc_mem_bytes", T_SIZE, SETTING, false, 1 << 20, INT64_MAX, 0, "none",
+                   F(max_proc_mem_bytes)},
+    [K_WAIT] = {"wait_until_completed", T_BOOL, SETTING, true, 0, 0, 0, "true",
+                F(wait_until_completed)},
+    [K_UP_CPU] = {"scale_up_cpu_percent", T_INT, SETTING, false, 1, 100, 0, "30",
+                  F(scale_up_cpu_percent)},
+    [K_UP_WINDOW] = {"scale_up_window_s", T_INT, SETTING, false, 1, 86400, 1000, "20",
+                     F(scale_up_window_ms)},
+    [K_DOWN_CPU] = {"scale_down_cpu_percent", T_INT, SETTING, false, 0, 100, 0, "30",
+                    F(scale_down_cpu_percent)},
+    [K_DOWN_WINDOW] = {"scale_down_window_s", T_INT, SETTING, false, 1, 86400, 1000, "240",
+                       F(scale_down_window_ms)},
+    [K_BACKOFF] = {"restart_backoff_ms", T_INT, SETTING, true, 1, 3600000, 1, "500",
+                   F(restart_backoff_ms)},
+    [K_BACKOFF_MAX] = {"restart_backoff_max_ms", T_INT, SETTING, true, 1, 3600000, 1, "30000",
+                       F(restart_backoff_max_ms)},
+    [K_CRASH_RESTARTS] = {"crash_loop_restarts", T_INT, SETTING, true, 1, 1000, 0, "5",
+                          F(crash_loop_restarts)},
+    [K_CRASH_WINDOW] = {"crash_loop_window_s", T_INT, SETTING, true, 1, 86400, 1000, "60",
+                        F(crash_loop_window_ms)},
+    [K_LOG_MAX] = {"log_max_bytes", T_SIZE, SETTING, true, 4096, INT64_MAX, 0, "10M",
+                   F(log_max_bytes)},
+    [K_LOG_KEEP] = {"log_keep", T_INT, SETTING, true, 0, 1000, 0, "5", F(log_keep)},
+    [K_STOP_TIMEOUT] = {"stop_timeout_s", T_INT, SETTING, true, 0, 3600, 1000, "10",
+                        F(stop_timeout_ms)},
+    [K_STARTUP_TIMEOUT] = {"startup_timeout_s", T_INT, SETTING, true, 1, 3600, 1000, "30",
+                           F(startup_timeout_ms)},
+    [K_SERIES_INTERVAL] = {"series_interval_s", T_INT, SETTING, true, 1, 3600, 1000, "1",
+                           F(series_interval_ms)},
     [K_PICKLE_ALLOW] = {"tcp_allow_insecure_serialisation", T_PICKLE, SETTING, true, 0, 0, 0,
-                        "false"},
-    [K_PICKLE_FORCE] = {"force_insecure_serialisation", T_PICKLE, SETTING, true, 0, 0, 0, "false"},
-    [K_MODULE] = {"module", T_MODULE, IN_SERVICE, false, 0, 0, 0, NULL},
-    [K_EXEC] = {"exec", T_EXEC, IN_SERVICE, true, 0, 0, 0, NULL},
-    [K_SHM_NAME] = {"shm_name", T_SHM_NAME, IN_SERVICE, true, 0, 0, 0, NULL},
-    [K_TCP_PORT] = {"tcp_port", T_PORT, IN_SERVICE, true, 1, 65535, 0, NULL},
-    [K_WEB_HOST] = {"host", T_WEB_HOST, IN_WEB, false, 0, 0, 0, "127.0.0.1"},
-    [K_WEB_PORT] = {"port", T_PORT, IN_WEB, false, 1, 65535, 0, "5155"},
+                        "false", 0},
+    [K_PICKLE_FORCE] = {"force_insecure_serialisation", T_PICKLE, SETTING, true, 0, 0, 0, "false",
+                        0},
+    [K_MODULE] = {"module", T_MODULE, IN_SERVICE, false, 0, 0, 0, NULL, 0},
+    [K_MODULE_ARGS] = {"module_args", T_ARGS, IN_SERVICE, false, 0, 0, 0, NULL, 0},
+    [K_EXEC] = {"exec", T_EXEC, IN_SERVICE, true, 0, 0, 0, NULL, 0},
+    [K_SHM_NAME] = {"shm_name", T_SHM_NAME, IN_SERVICE, true, 0, 0, 0, NULL, 0},
+    [K_TCP_PORT] = {"tcp_port", T_PORT, IN_SERVICE, true, 1, 65535, 0, NULL, 0},
+    [K_WEB_HOST] = {"host", T_WEB_HOST, IN_WEB, false, 0, 0, 0, "127.0.0.1", 0},
+    [K_WEB_PORT] = {"port", T_PORT, IN_WEB, false, 1, 65535, 0, "5155", 0},
+    /* No default: [defaults]' secret_file (check_web). */
+    [K_WEB_SECRET] = {"secret_file", T_SECRET, IN_WEB, false, 0, 0, 0, NULL, 0},
 };
 
 /* speedysvc's keys that shmrpc spells otherwise or does without, and what to write. */
@@ -143,7 +174,7 @@ typedef struct value {
     bool bad;                    /* written but wrong (reported): checks on it are skipped */
     int64_t i;                   /* numbers, sizes (0: none), booleans, "is loopback" */
     char *s;                     /* text: paths, addresses, names (NULL: none) */
-    char **argv;                 /* T_EXEC, with s the program's path */
+    char **argv;                 /* T_EXEC (with s the program's path), T_ARGS */
     int argc;
 } value;
 
@@ -336,12 +367,12 @@ static char *search_path(loader *L, const char *prog)
     return NULL;
 }
 
-/* Splits a command line into words as a shell would, without a shell: blanks separate,
- * '...' is literal, "..." takes \" and \\, a backslash outside quotes takes the next
- * character literally. No expansion, globbing or redirection: the characters that would
- * ask for them are refused unquoted. Returns 0, or the 0-based offset of the problem
- * plus one with *why set. */
-static size_t split_words(loader *L, const char *s, value *v, const char **why)
+/* Splits a command line (exec=, module_args) into words as a shell would, without a
+ * shell: blanks separate, '...' is literal, "..." takes \" and \\, a backslash outside
+ * quotes takes the next character literally. No expansion, globbing or redirection: the
+ * characters that would ask for them are refused unquoted. Returns 0, or the 0-based
+ * offset of the problem plus one with *why set. */
+static size_t split_words(loader *L, enum key k, const char *s, value *v, const char **why)
 {
     shmrpc_buf words;
     shmrpc_buf_init(&words);
@@ -379,8 +410,10 @@ static size_t split_words(loader *L, const char *s, value *v, const char **why)
                 shmrpc_buf_append(&words, ++p, 1);
             } else if (strchr("|&;<>()$`", *p)) {
                 bad = (size_t)(p - s) + 1;
-                *why = "shell syntax, but exec= runs the program without a shell: quote it "
-                       "to pass it on, or write exec = sh -c '...'";
+                *why = k == K_EXEC ? "shell syntax, but exec= runs the program without a "
+                                     "shell: quote it to pass it on, or write exec = sh -c '...'"
+                                   : "shell syntax, but module_args go to the module's init "
+                                     "without a shell: quote it to pass it on";
                 goto out;
             } else {
                 shmrpc_buf_append(&words, p, 1);
@@ -409,18 +442,25 @@ out:
     return bad;
 }
 
-static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)
+/* Words of exec= or module_args into v->argv; false when they are wrong (reported). */
+static bool parse_words(loader *L, enum key k, const shmrpc__ini_entry *at, const char *text,
+                        value *v)
 {
     const char *why = NULL;
-    size_t bad = split_words(L, text, v, &why);
+    size_t bad = split_words(L, k, text, v, &why);
     if (bad) {
         /* A column past the key's line cannot be shown: point at the value's start. */
         int col = at->multiline ? at->vcol : at->vcol + (int)bad - 1;
-        shmrpc__ini_error(&L->ini, at->line, col, "exec: %s", why);
+        shmrpc__ini_error(&L->ini, at->line, col, "%s: %s", keys[k].name, why);
         v->bad = true;
-        return;
+        return false;
     }
-    if (!v->argv) return; /* out of memory */
+    return v->argv != NULL; /* NULL: out of memory */
+}
+
+static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)
+{
+    if (!parse_words(L, K_EXEC, at, text, v)) return;
     const char *prog = v->argv[0];
     if (strchr(prog, '/')) {
         char *path = resolve_path(L, prog);
@@ -509,7 +549,7 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         v->bad = true;
         return;
     }
-    if (at && at->multiline && kd->type != T_EXEC) {
+    if (at && at->multiline && kd->type != T_EXEC && kd->type != T_ARGS) {
         error_at(L, at, true, "%s takes one line, but its value goes on to line %d", kd->name,
                  at->line + 1);
         v->bad = true;
@@ -548,14 +588,9 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
                      "host: expected a numeric IPv4 or IPv6 address or localhost; got '%s'",
                      Q(L, text));
             v->bad = true;
-        } else if (n == 0) {
-            error_at(L, at, true,
-                     "the web monitor has no authentication yet: its host must be a loopback "
-                     "address (127.0.0.1, ::1 or localhost), not '%s'",
-                     Q(L, text));
-            v->bad = true;
         } else {
             v->s = dup_str(L, host); /* parse_host fills host only when it is an address */
+            v->i = n;                /* loopback: check_web wants a secret otherwise */
         }
         return;
     case T_SECRET:
@@ -629,6 +664,9 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         return;
     case T_EXEC:
         parse_exec(L, at, text, v);
+        return;
+    case T_ARGS:
+        parse_words(L, k, at, text, v);
         return;
     case T_SHM_NAME:
         if (!is_name(text)) {
@@ -823,6 +861,25 @@ static void check_settings(loader *L, scope *sc)
                  SHMRPC_SECRET_MAX);
 }
 
+/* [web monitor]: its secret_file is its own or [defaults]', and a page that listens on
+ * other hosts than this one requires it (docs/web.md). */
+static void check_web(loader *L)
+{
+    value *secret = &L->web.v[K_WEB_SECRET];
+    if (!secret->set) {
+        *secret = L->defaults.v[K_SECRET_FILE];
+        secret->own = false;
+    }
+    const value *host = &L->web.v[K_WEB_HOST];
+    if (host->bad || host->i || secret->bad || secret->s) return;
+    error_at(L, host->at, true,
+             "the web monitor's host '%s' is not a loopback address: the page can stop and "
+             "start services, so from other hosts it requires the shared secret; set "
+             "secret_file in [web monitor] or [defaults] (a file of %d to %d bytes, mode "
+             "0600), or listen on 127.0.0.1, ::1 or localhost",
+             host->s, SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
+}
+
 /* --- sections ------------------------------------------------------------------------ */
 
 /* Keys that mean nothing for an exec= service, whose program runs its own workers. */
@@ -830,7 +887,12 @@ static void check_exec_keys(loader *L, const scope *sc)
 {
     for (int k = 0; k < K_COUNT; k++) {
         const value *v = &sc->v[k];
-        if (v->own && v->at && !keys[k].exec_too && k != K_MODULE)
+        if (!v->own || !v->at || keys[k].exec_too || k == K_MODULE) continue;
+        if (k == K_MODULE_ARGS)
+            error_at(L, v->at, false,
+                     "module_args does not apply to an exec= service: write the program's "
+                     "arguments in exec=");
+        else
             error_at(L, v->at, false,
                      "%s does not apply to an exec= service: the program runs its own workers "
                      "and TCP server",
@@ -905,28 +967,40 @@ static const char *close_reserved(const char *name)
 
 /* --- the result ---------------------------------------------------------------------- */
 
+/* Whether key k is a field of shmrpc__config_settings (keys[k].field). */
+static bool is_field(int k)
+{
+    return (keys[k].in & IN_DEFAULTS) && keys[k].type != T_PICKLE;
+}
+
 static void settings_out(const scope *sc, shmrpc__config_settings *o)
 {
-    const value *v = sc->v;
-    o->log_dir = v[K_LOG_DIR].s;
-    o->tcp_bind = v[K_TCP_BIND].s;
-    o->secret_file = v[K_SECRET_FILE].s;
-    o->min_proc_num = (int)v[K_MIN_PROC].i;
-    o->max_proc_num = (int)v[K_MAX_PROC].i;
-    o->max_proc_mem_bytes = (uint64_t)v[K_MAX_MEM].i;
-    o->wait_until_completed = v[K_WAIT].i != 0;
-    o->scale_up_cpu_percent = (int)v[K_UP_CPU].i;
-    o->scale_up_window_ms = v[K_UP_WINDOW].i;
-    o->scale_down_cpu_percent = (int)v[K_DOWN_CPU].i;
-    o->scale_down_window_ms = v[K_DOWN_WINDOW].i;
-    o->restart_backoff_ms = v[K_BACKOFF].i;
-    o->restart_backoff_max_ms = v[K_BACKOFF_MAX].i;
-    o->crash_loop_restarts = (int)v[K_CRASH_RESTARTS].i;
-    o->crash_loop_window_ms = v[K_CRASH_WINDOW].i;
-    o->log_max_bytes = (uint64_t)v[K_LOG_MAX].i;
-    o->log_keep = (int)v[K_LOG_KEEP].i;
-    o->stop_timeout_ms = v[K_STOP_TIMEOUT].i;
-    o->startup_timeout_ms = v[K_STARTUP_TIMEOUT].i;
+    for (int k = 0; k < K_COUNT; k++) {
+        if (!is_field(k)) continue;
+        const value *v = &sc->v[k];
+        char *at = (char *)o + keys[k].field;
+        switch (keys[k].type) {
+        case T_DIR:
+        case T_BIND:
+        case T_SECRET:
+            *(char **)at = v->s;
+            break;
+        case T_INT:
+            if (keys[k].unit_ms)
+                *(int64_t *)at = v->i;
+            else
+                *(int *)at = (int)v->i;
+            break;
+        case T_SIZE:
+            *(uint64_t *)at = (uint64_t)v->i;
+            break;
+        case T_BOOL:
+            *(bool *)at = v->i != 0;
+            break;
+        default:
+            break;
+        }
+    }
 }
 
 static int online_cpus(void)
@@ -1032,6 +1106,7 @@ static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_o
 
     if (L->web.sec) read_section(L, &L->web, IN_WEB);
     fill_defaults(L, &L->web, IN_WEB);
+    check_web(L);
 
     for (size_t i = 0; i < n; i++) {
         read_section(L, &svcs[i], IN_SERVICE);
@@ -1071,6 +1146,7 @@ int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrp
     settings_out(&L.defaults, &c->defaults);
     c->web_host = L.web.v[K_WEB_HOST].s;
     c->web_port = (int)L.web.v[K_WEB_PORT].i;
+    c->web_secret_file = L.web.v[K_WEB_SECRET].s;
     c->services =
         shmrpc_arena_calloc(L.a, n ? n : 1, sizeof *c->services, _Alignof(shmrpc__config_service));
     if (!c->services || L.ini.oom) goto fail;
@@ -1083,6 +1159,8 @@ int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrp
         if (v[K_MODULE].set) {
             s->kind = SHMRPC__CONFIG_MODULE;
             s->module = v[K_MODULE].s;
+            s->module_args = v[K_MODULE_ARGS].argv;
+            s->module_argc = v[K_MODULE_ARGS].argc;
         } else {
             s->kind = SHMRPC__CONFIG_EXEC;
             s->argv = v[K_EXEC].argv;
@@ -1161,72 +1239,32 @@ static void out_size(shmrpc_buf *out, const char *name, uint64_t v)
 }
 
 /* One key of the settings, as a file would write it. */
-static void out_setting(shmrpc_buf *out, enum key k, const shmrpc__config_settings *s)
+static void out_setting(shmrpc_buf *out, int k, const shmrpc__config_settings *s)
 {
-    const char *name = keys[k].name;
-    int64_t ms = 0;
-    switch (k) {
-    case K_LOG_DIR:
-        outf(out, "%s = %s\n", name, s->log_dir ? s->log_dir : "");
-        return;
-    case K_TCP_BIND:
-        outf(out, "%s = %s\n", name, s->tcp_bind ? s->tcp_bind : "none");
-        return;
-    case K_SECRET_FILE:
-        outf(out, "%s = %s\n", name, s->secret_file ? s->secret_file : "none");
-        return;
-    case K_MIN_PROC:
-        outf(out, "%s = %d\n", name, s->min_proc_num);
-        return;
-    case K_MAX_PROC:
-        outf(out, "%s = %d\n", name, s->max_proc_num);
-        return;
-    case K_MAX_MEM:
-        out_size(out, name, s->max_proc_mem_bytes);
-        return;
-    case K_WAIT:
-        outf(out, "%s = %s\n", name, s->wait_until_completed ? "true" : "false");
-        return;
-    case K_UP_CPU:
-        outf(out, "%s = %d\n", name, s->scale_up_cpu_percent);
-        return;
-    case K_DOWN_CPU:
-        outf(out, "%s = %d\n", name, s->scale_down_cpu_percent);
-        return;
-    case K_CRASH_RESTARTS:
-        outf(out, "%s = %d\n", name, s->crash_loop_restarts);
-        return;
-    case K_LOG_MAX:
-        out_size(out, name, s->log_max_bytes);
-        return;
-    case K_LOG_KEEP:
-        outf(out, "%s = %d\n", name, s->log_keep);
-        return;
-    case K_UP_WINDOW:
-        ms = s->scale_up_window_ms;
-        break;
-    case K_DOWN_WINDOW:
-        ms = s->scale_down_window_ms;
-        break;
-    case K_BACKOFF:
-        ms = s->restart_backoff_ms;
-        break;
-    case K_BACKOFF_MAX:
-        ms = s->restart_backoff_max_ms;
-        break;
-    case K_CRASH_WINDOW:
-        ms = s->crash_loop_window_ms;
-        break;
-    case K_STOP_TIMEOUT:
-        ms = s->stop_timeout_ms;
-        break;
-    case K_STARTUP_TIMEOUT:
-        ms = s->startup_timeout_ms;
-        break;
-    default: /* not a setting, or one with no C meaning */
+    const char *name = keys[k].name, *at = (const char *)s + keys[k].field;
+    switch (keys[k].type) {
+    case T_DIR:
+    case T_BIND:
+    case T_SECRET: {
+        const char *text = *(char *const *)at;
+        outf(out, "%s = %s\n", name, text ? text : keys[k].type == T_DIR ? "" : "none");
         return;
     }
-    outf(out, "%s = %lld\n", name, (long long)(ms / keys[k].unit_ms));
+    case T_INT:
+        if (keys[k].unit_ms)
+            outf(out, "%s = %lld\n", name, (long long)(*(const int64_t *)at / keys[k].unit_ms));
+        else
+            outf(out, "%s = %d\n", name, *(const int *)at);
+        return;
+    case T_SIZE:
+        out_size(out, name, *(const uint64_t *)at);
+        return;
+    case T_BOOL:
+        outf(out, "%s = %s\n", name, *(const bool *)at ? "true" : "false");
+        return;
+    default:
+        return;
+    }
 }
 
 /* A word of a command line, quoted when it needs to be, so that exec= would read it back. */
@@ -1251,8 +1289,9 @@ void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
 {
     outf(out, "[defaults]\n");
     for (int k = 0; k < K_COUNT; k++)
-        if (keys[k].in & IN_DEFAULTS) out_setting(out, (enum key)k, &c->defaults);
-    outf(out, "\n[web monitor]\nhost = %s\nport = %d\n", c->web_host, c->web_port);
+        if (is_field(k)) out_setting(out, k, &c->defaults);
+    outf(out, "\n[web monitor]\nhost = %s\nport = %d\nsecret_file = %s\n", c->web_host, c->web_port,
+         c->web_secret_file ? c->web_secret_file : "none");
     for (size_t i = 0; i < c->n_services; i++) {
         const shmrpc__config_service *s = &c->services[i];
         bool exec = s->kind == SHMRPC__CONFIG_EXEC;
@@ -1266,6 +1305,14 @@ void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
             outf(out, "\n; program: %s\n", s->program);
         } else {
             outf(out, "module = %s\n", s->module);
+            if (s->module_argc) {
+                outf(out, "module_args =");
+                for (int a = 0; a < s->module_argc; a++) {
+                    shmrpc_buf_append(out, " ", 1);
+                    out_word(out, s->module_args[a]);
+                }
+                outf(out, "\n");
+            }
         }
         /* What the file leaves to the .svc is a comment, so that the text reads back. */
         const char *unknown = exec ? "not set" : "from the .svc";
@@ -1278,7 +1325,6 @@ void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
         else
             outf(out, "; tcp_port: %s\n", unknown);
         for (int k = 0; k < K_COUNT; k++)
-            if ((keys[k].in & IN_DEFAULTS) && (!exec || keys[k].exec_too))
-                out_setting(out, (enum key)k, &s->s);
+            if (is_field(k) && (!exec || keys[k].exec_too)) out_setting(out, k, &s->s);
     }
 }

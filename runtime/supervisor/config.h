@@ -36,6 +36,7 @@ typedef struct shmrpc__config_settings {
     int log_keep;                   /* rotated logs kept */
     int64_t stop_timeout_ms;        /* on stop, calls in flight get this long */
     int64_t startup_timeout_ms;     /* wait_until_completed waits this long for an answer */
+    int64_t series_interval_ms;     /* NAME.series is sampled this often */
 } shmrpc__config_settings;
 
 typedef enum shmrpc__config_kind {
@@ -47,8 +48,11 @@ typedef struct shmrpc__config_service {
     char *name; /* its [NAME]: 1 to 64 letters, digits, '_', '-' or '.' */
     int line;   /* where [NAME] is, for messages */
     shmrpc__config_kind kind;
-    char *module; /* MODULE: the path of the shared module */
-    char **argv;  /* EXEC: the command split into words, NULL-terminated, as written */
+    char *module;       /* MODULE: the path of the shared module */
+    char **module_args; /* MODULE: module_args split into words, NULL-terminated; init gets
+                         * them after argv[0] (NULL when not written: module_argc 0) */
+    int module_argc;
+    char **argv; /* EXEC: the command split into words, NULL-terminated, as written */
     int argc;
     char *program;  /* EXEC: the path argv[0] was found at (through PATH if it has no '/') */
     char *shm_name; /* shm://NAME it serves; NULL: the .svc's `name` (MODULE), unknown (EXEC) */
@@ -62,6 +66,9 @@ typedef struct shmrpc__config {
     shmrpc__config_settings defaults; /* [defaults] with the built-in defaults applied */
     char *web_host;                   /* [web monitor] host */
     int web_port;                     /*               port */
+    char *web_secret_file;            /*               secret_file, else [defaults]'; the
+                                       * page requires its secret; NULL: none (the host is
+                                       * then a loopback address) */
     size_t n_services;
     shmrpc__config_service *services; /* in file order: the order they start in */
 } shmrpc__config;

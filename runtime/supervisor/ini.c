@@ -26,6 +26,8 @@
 
 #include <shmrpc/status.h>
 
+#include "caret.h"
+
 /* Past this many, errors are counted but not kept: the first ones say enough. */
 #define MAX_ERRORS 100
 /* A service.ini has a few dozen of each; the caps keep the duplicate checks cheap on a
@@ -434,11 +436,6 @@ static int by_position(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static void put(shmrpc_buf *out, const char *s)
-{
-    shmrpc_buf_append(out, s, strlen(s));
-}
-
 static void putf(shmrpc_buf *out, const char *fmt, ...) SHMRPC__INI_FMT(2, 3);
 static void putf(shmrpc_buf *out, const char *fmt, ...)
 {
@@ -450,38 +447,10 @@ static void putf(shmrpc_buf *out, const char *fmt, ...)
     if (n > 0) shmrpc_buf_append(out, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
 }
 
-/* A very long line is shown as a window around the column. */
-enum { LINE_SHOWN = 160 };
-
-/* The line as written (control bytes, which could drive the terminal, as '?'), then a
- * caret under col: tabs are kept so that it lines up, and a UTF-8 character counts once. */
-static void put_source(shmrpc_buf *out, const char *s, size_t n, int col)
+/* The source line under an error, and the caret (common/caret.c), into a buffer. */
+static void put_bytes(void *out, const char *s, size_t n)
 {
-    size_t at = (size_t)(col > 0 ? col - 1 : 0), ws = 0, we = n;
-    if (n > LINE_SHOWN) {
-        ws = at > LINE_SHOWN / 2 ? at - LINE_SHOWN / 2 : 0;
-        while (ws < n && ((unsigned char)s[ws] & 0xc0) == 0x80)
-            ws++;
-        we = ws + LINE_SHOWN < n ? ws + LINE_SHOWN : n;
-        while (we < n && ((unsigned char)s[we] & 0xc0) == 0x80)
-            we++;
-    }
-    if (ws > 0) put(out, "...");
-    for (size_t i = ws; i < we; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char ch = c == '\t' || (c >= 0x20 && c != 0x7f) ? (char)c : '?';
-        shmrpc_buf_append(out, &ch, 1);
-    }
-    put(out, we < n ? "...\n" : "\n");
-    if (ws > 0) put(out, "   ");
-    for (size_t i = ws; i < at && i < we; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\t')
-            put(out, "\t");
-        else if ((c & 0xc0) != 0x80)
-            put(out, " ");
-    }
-    put(out, "^\n");
+    shmrpc_buf_append(out, s, n);
 }
 
 void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
@@ -507,7 +476,7 @@ void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (le > p && le[-1] == '\r') le--;
-        put_source(out, p, (size_t)(le - p), er->col);
+        shmrpc__caret(p, (size_t)(le - p), er->col, put_bytes, out);
     }
     if (ini->n_errors > kept)
         putf(out, "%s: error: %zu more errors not shown\n", ini->path, ini->n_errors - kept);

@@ -79,8 +79,10 @@ static int make_dirs(const char *path)
 }
 
 /* LOG_DIR/status.json, replaced whole (a temporary file renamed over it) so that a reader
- * never sees half of it. Service names are letters, digits, '_', '-' and '.': no escaping. */
-static void write_status(const char *dir, const sup_service *svcs, size_t n, const char *state)
+ * never sees half of it. Service names are letters, digits, '_', '-' and '.': no escaping.
+ * The workers are those of the last sample of the time series (series may be NULL). */
+static void write_status(const char *dir, const sup_service *svcs, size_t n,
+                         const sup_series *series, const char *state)
 {
     char tmp[PATH_MAX], path[PATH_MAX], when[40];
     snprintf(tmp, sizeof tmp, "%s/.status.json.tmp", dir);
@@ -105,7 +107,12 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n, con
         } else {
             fprintf(f, "\"started_at\": null, \"started_at_ms\": null, ");
         }
-        fprintf(f, "\"log_dropped_bytes\": %llu}", (unsigned long long)s->log.dropped);
+        const pid_t *pids;
+        int n_pids, workers = sup_series_workers(series, i, &pids, &n_pids);
+        fprintf(f, "\"workers\": %d, \"worker_pids\": [", workers);
+        for (int k = 0; k < n_pids; k++)
+            fprintf(f, "%s%d", k ? ", " : "", (int)pids[k]);
+        fprintf(f, "], \"log_dropped_bytes\": %llu}", (unsigned long long)s->log.dropped);
     }
     fprintf(f, "\n  }\n}\n");
     /* Both run, ferror first (the operands of | are not sequenced): fclose must close f
@@ -185,6 +192,34 @@ static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct
     return 1;
 }
 
+/* The TCP port a service serves, 0: none. A module= service serves its tcp_port, or its
+ * .svc's (sup_module_resolve), unless tcp_bind is none. */
+static int tcp_port_of(const shmrpc__config_service *s)
+{
+    return s->kind == SHMRPC__CONFIG_MODULE && !s->s.tcp_bind ? 0 : s->tcp_port;
+}
+
+/* Ports written twice are errors of the file (config.c); a module's port taken from its
+ * .svc can clash only now. Says so and returns false. */
+static bool ports_free(const shmrpc__config *c)
+{
+    for (size_t i = 0; i < c->n_services; i++) {
+        const shmrpc__config_service *s = &c->services[i];
+        int port = tcp_port_of(s);
+        const char *other = NULL;
+        for (size_t j = 0; port && j < i && !other; j++)
+            if (tcp_port_of(&c->services[j]) == port) other = c->services[j].name;
+        if (!port || (!other && port != c->web_port)) continue;
+        fprintf(stderr,
+                "%s:%d: error: service [%s]: TCP port %d is also %s%s%s (a module= service "
+                "without tcp_port serves its .svc's port): write tcp_port, or tcp_bind = none\n",
+                c->path, s->line, s->name, port, other ? "service [" : "the web monitor's port",
+                other ? other : "", other ? "]'s" : "");
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     /* A module= service's manager is this program run again (module_host.c). */
@@ -235,6 +270,10 @@ int main(int argc, char **argv)
             shmrpc__config_free(c);
             return 1;
         }
+    }
+    if (!ports_free(c)) {
+        shmrpc__config_free(c);
+        return 1;
     }
     const char *log_dir = c->defaults.log_dir;
     int e = make_dirs(log_dir);
@@ -341,7 +380,7 @@ int main(int argc, char **argv)
             }
         }
         if (ctx.changed) {
-            write_status(log_dir, svcs, n,
+            write_status(log_dir, svcs, n, series,
                          ctx.draining ? (to_stop ? "draining" : "stopped")
                          : ready_sent ? "running"
                                       : "starting");
@@ -418,7 +457,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         sup_service_drain_rest(&svcs[i]);
     sup_logf(&ctx, "stopped");
-    write_status(log_dir, svcs, n, "stopped");
+    write_status(log_dir, svcs, n, series, "stopped");
     sup_series_free(series);
     for (size_t i = 0; i < n; i++)
         sup_service_destroy(&svcs[i]);

@@ -2,44 +2,60 @@
  * one (service.c: own process group, output on the service's log pipe, restarts), but the
  * child runs shmrpc-service itself again (/proc/self/exe) as the service's manager:
  *
- *     shmrpc-service --module-host NAME MODULE shm://ADDRESS WORKERS
+ *     shmrpc-service --module-host NAME MODULE WORKERS shm://NAME TCP|- SECRET_FILE|- ARG...
  *
  * A fresh exec rather than running the module in the forked supervisor: the supervisor has
  * a second thread (the control service), and loading a library in the child of a threaded
  * process is not safe; the manager also starts with none of the supervisor's memory, so
  * what its workers share is the module's data alone. The manager loads the module, runs
- * its init once, listens and serves with shmrpc_server_serve(WORKERS), which forks the
- * workers: what init loaded is shared with them copy-on-write.
+ * its init once (with NAME and the ARGs, module_args), listens and serves with
+ * shmrpc_server_serve(WORKERS), which forks the workers: what init loaded is shared with
+ * them copy-on-write.
+ *
+ * A server listens at one address. With a TCP address, the manager forks a second manager
+ * after init that serves it with workers of its own, in the same process group. The two
+ * live and die together: the TCP manager dies with the first (PR_SET_PDEATHSIG), and the
+ * first stops and exits 1 when the TCP manager ends unasked (SIGCHLD), so that the
+ * supervisor restarts the whole service.
  *
  * Signals the manager takes: SIGTERM or SIGINT stop it (shmrpc_server_stop: calls in
  * flight finish, the workers stop, the segments are removed); SIGRTMIN queued by its
- * parent with sigqueue() carries a new worker count (shmrpc_server_set_workers). Both
- * handlers are async-signal-safe. */
+ * parent with sigqueue() carries a new worker count (shmrpc_server_set_workers), which the
+ * first manager passes on to the TCP one. The handlers are async-signal-safe. */
 #include "module_host.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <shmrpc/module.h>
 #include <shmrpc/server.h>
 #include <shmrpc/status.h>
+#include <shmrpc/tcp.h>
 
 #include "scaler.h"
 
 /* The manager's command line, built once per service; the count it starts with is
  * rewritten before each start. */
 struct sup_module {
-    char *argv[7];
-    char addr[96];
+    char **argv; /* shmrpc-service --module-host NAME MODULE WORKERS SHM TCP SECRET ARG... */
+    char shm[96];
+    char tcp[96]; /* tcp://HOST:PORT, or "" without TCP */
     char workers[16];
 };
+
+/* What stands for "none" among the manager's arguments. */
+#define NONE_ARG "-"
 
 /* --- the supervisor's side --------------------------------------------------------------- */
 
@@ -106,25 +122,49 @@ int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err
         } else {
             rc = 0;
         }
+        /* Its TCP port, when the file writes none: the .svc's (0: it has none). */
+        if (rc == 0 && !cfg->tcp_port) cfg->tcp_port = m->service->info->port;
     }
     shmrpc_server_free(srv);
     dlclose(h);
     return rc;
 }
 
+/* The service's TCP address when its manager serves TCP too: a tcp_port (written, or the
+ * .svc's) and a tcp_bind that is not none. */
+static void tcp_address(const shmrpc__config_service *cfg, char *out, size_t cap)
+{
+    const char *host = cfg->s.tcp_bind;
+    if (!host || !cfg->tcp_port)
+        out[0] = '\0';
+    else if (strchr(host, ':'))
+        snprintf(out, cap, "tcp://[%s]:%d", host, cfg->tcp_port);
+    else
+        snprintf(out, cap, "tcp://%s:%d", host, cfg->tcp_port);
+}
+
 int sup_module_init(sup_service *s)
 {
+    const shmrpc__config_service *cfg = s->cfg;
     struct sup_module *m = calloc(1, sizeof *m);
     if (!m) return SHMRPC_ENOMEM;
-    snprintf(m->addr, sizeof m->addr, "shm://%s", s->cfg->shm_name ? s->cfg->shm_name : "");
-    m->argv[0] = "shmrpc-service";
-    m->argv[1] = SUP_MODULE_HOST_ARG;
-    m->argv[2] = s->cfg->name;
-    m->argv[3] = s->cfg->module;
-    m->argv[4] = m->addr;
-    m->argv[5] = m->workers;
-    m->argv[6] = NULL;
     s->module = m;
+    m->argv = calloc(9 + (size_t)cfg->module_argc, sizeof *m->argv);
+    if (!m->argv) return SHMRPC_ENOMEM;
+    snprintf(m->shm, sizeof m->shm, "shm://%s", cfg->shm_name ? cfg->shm_name : "");
+    tcp_address(cfg, m->tcp, sizeof m->tcp);
+    int a = 0;
+    m->argv[a++] = "shmrpc-service";
+    m->argv[a++] = SUP_MODULE_HOST_ARG;
+    m->argv[a++] = cfg->name;
+    m->argv[a++] = cfg->module;
+    m->argv[a++] = m->workers;
+    m->argv[a++] = m->shm;
+    m->argv[a++] = m->tcp[0] ? m->tcp : NONE_ARG;
+    m->argv[a++] = m->tcp[0] && cfg->s.secret_file ? cfg->s.secret_file : NONE_ARG;
+    for (int i = 0; i < cfg->module_argc; i++)
+        m->argv[a++] = cfg->module_args[i];
+    m->argv[a] = NULL;
     sup_module_set_start_workers(s, 1);
     return sup_scaler_new(s);
 }
@@ -132,8 +172,14 @@ int sup_module_init(sup_service *s)
 void sup_module_destroy(sup_service *s)
 {
     sup_scaler_free(s);
+    if (s->module) free(s->module->argv);
     free(s->module);
     s->module = NULL;
+}
+
+const char *sup_module_tcp(const sup_service *s)
+{
+    return s->module && s->module->tcp[0] ? s->module->tcp : NULL;
 }
 
 void sup_module_set_start_workers(sup_service *s, int workers)
@@ -156,7 +202,10 @@ void sup_module_exec(const sup_service *s)
 
 static _Atomic(shmrpc_server *) the_server; /* set once serving can be stopped or scaled */
 static volatile sig_atomic_t stop_asked;
-static volatile sig_atomic_t wanted; /* a count that came before the server: 0, none */
+static volatile sig_atomic_t wanted;      /* a count that came before the server: 0, none */
+static volatile sig_atomic_t peer;        /* the first manager: the TCP one's pid; 0: none */
+static volatile sig_atomic_t peer_ended;  /* it ended (reaped by on_child), */
+static volatile sig_atomic_t peer_status; /* with this wait status */
 
 static void on_stop(int sig)
 {
@@ -164,18 +213,36 @@ static void on_stop(int sig)
     stop_asked = 1;
     shmrpc_server *s = atomic_load(&the_server);
     if (s) shmrpc_server_stop(s);
+    if (peer > 0) kill(peer, SIGTERM); /* a SIGINT came to this process alone */
 }
 
 static void on_scale(int sig, siginfo_t *si, void *uc)
 {
     (void)sig, (void)uc;
-    /* Only the supervisor's word counts. */
+    /* Only the supervisor's word counts (the first manager's, for the TCP one). */
     if (si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
     int n = si->si_value.sival_int;
     if (n < 1 || n > SHMRPC_MAX_WORKERS) return;
     wanted = n;
     shmrpc_server *s = atomic_load(&the_server);
     if (s) shmrpc_server_set_workers(s, n);
+    if (peer > 0) sigqueue(peer, SIGRTMIN, si->si_value);
+}
+
+/* The first manager: the TCP manager ended. Unless everything is stopping, that is a crash,
+ * and this manager stops too, so that the supervisor starts the whole service again. */
+static void on_child(int sig)
+{
+    (void)sig;
+    int saved = errno, st;
+    if (peer > 0 && waitpid(peer, &st, WNOHANG) == peer) {
+        peer_status = st;
+        peer_ended = 1;
+        peer = 0;
+        shmrpc_server *s = atomic_load(&the_server);
+        if (s) shmrpc_server_stop(s);
+    }
+    errno = saved;
 }
 
 static double ms_since(const struct timespec *t0)
@@ -185,18 +252,103 @@ static double ms_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+static void block(int how, bool with_child)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGRTMIN);
+    if (with_child) sigaddset(&set, SIGCHLD);
+    sigprocmask(how, &set, NULL);
+}
+
+/* Listens at addr and serves with workers until stopped; 0, or 1 after saying why. With a
+ * secret_file (not "-"), TCP clients must prove its secret. */
+static int serve(const char *name, const shmrpc_module *m, void *user, const char *addr,
+                 const char *secret_file, long workers, const char *how)
+{
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    unsigned char secret[SHMRPC_SECRET_MAX];
+    int rc = 0;
+    if (strcmp(secret_file, NONE_ARG) != 0) {
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        rc = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len, &err);
+        if (rc) {
+            shmrpc_buf_append(&err, "", 1);
+            fprintf(stderr, "%s: secret_file: %s\n", name,
+                    err.err || err.len <= 1 ? shmrpc_strerror(rc) : (const char *)err.data);
+            shmrpc_buf_destroy(&err);
+            return 1;
+        }
+        shmrpc_buf_destroy(&err);
+        o.tcp.secret = secret;
+    }
+    shmrpc_server *srv = NULL;
+    rc = shmrpc_server_new(&srv, &o); /* the secret is copied */
+    explicit_bzero(secret, sizeof secret);
+    if (!rc) rc = shmrpc_server_register(srv, m->service, m->handlers, user);
+    if (!rc) rc = shmrpc_server_listen(srv, addr);
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s%s%s\n", name, addr, shmrpc_strerror(rc), srv ? ": " : "",
+                srv ? shmrpc_server_errmsg(srv) : "");
+        shmrpc_server_free(srv);
+        return 1;
+    }
+    atomic_store(&the_server, srv);
+    if (wanted) workers = wanted;
+    fprintf(stderr, "%s: pid %d serving %s with %ld worker%s (%s)\n", name, (int)getpid(), addr,
+            workers, workers == 1 ? "" : "s", how);
+    if (!stop_asked && !peer_ended) rc = shmrpc_server_serve(srv, (int)workers);
+    /* No handler may touch the server once it is freed. */
+    block(SIG_BLOCK, false);
+    atomic_store(&the_server, NULL);
+    shmrpc_server_free(srv); /* removes its segment and channels */
+    if (rc) fprintf(stderr, "%s: serving %s: %s\n", name, addr, shmrpc_strerror(rc));
+    return rc ? 1 : 0;
+}
+
+/* The first manager, done serving: the TCP manager's end, waited for (it had SIGTERM with
+ * the group, or from on_stop) and at most WAIT_PEER_MS, then SIGKILLed. Its wait status. */
+#define WAIT_PEER_MS 5000
+static int wait_peer(void)
+{
+    block(SIG_BLOCK, true); /* on_child no more: peer and peer_status stay as they are */
+    if (peer_ended) return peer_status;
+    pid_t p = peer;
+    int st = 0;
+    kill(p, SIGTERM); /* had it already, unless this manager stopped on its own */
+    for (int waited = 0; waitpid(p, &st, WNOHANG) != p; waited += 10) {
+        if (waited == WAIT_PEER_MS) kill(p, SIGKILL);
+        if (waited >= WAIT_PEER_MS) {
+            while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    peer = 0;
+    return st;
+}
+
 int sup_module_host_main(int argc, char **argv)
 {
-    if (argc != 6) {
+    if (argc < 8) {
         fprintf(stderr, "usage: shmrpc-service " SUP_MODULE_HOST_ARG
-                        " NAME MODULE ADDRESS WORKERS (run by shmrpc-service itself)\n");
+                        " NAME MODULE WORKERS SHM_ADDRESS TCP_ADDRESS|- SECRET_FILE|- [ARG...] "
+                        "(run by shmrpc-service itself)\n");
         return 2;
     }
-    const char *name = argv[2], *path = argv[3], *addr = argv[4];
+    const char *name = argv[2], *path = argv[3], *shm = argv[5], *tcp = argv[6];
+    const char *secret_file = argv[7];
     char *end;
-    long workers = strtol(argv[5], &end, 10);
+    long workers = strtol(argv[4], &end, 10);
     if (*end || workers < 1) workers = 1;
     if (workers > SHMRPC_MAX_WORKERS) workers = SHMRPC_MAX_WORKERS;
+    bool two = strcmp(tcp, NONE_ARG) != 0;
 
     struct sigaction stop = {.sa_handler = on_stop};
     sigaction(SIGTERM, &stop, NULL);
@@ -224,43 +376,76 @@ int sup_module_host_main(int argc, char **argv)
     }
     void *user = NULL;
     if (m->init) {
-        char *init_argv[] = {(char *)name, NULL};
-        int r = m->init(&user, 1, init_argv);
+        /* argv[0] is the service's name, then module_args; NULL-terminated as main's. */
+        int init_argc = 1 + (argc - 8);
+        char **init_argv = calloc((size_t)init_argc + 1, sizeof *init_argv);
+        if (!init_argv) {
+            fprintf(stderr, "%s: out of memory\n", name);
+            return 1;
+        }
+        init_argv[0] = (char *)name;
+        for (int i = 8; i < argc; i++)
+            init_argv[i - 7] = argv[i];
+        int r = m->init(&user, init_argc, init_argv);
+        free(init_argv);
         if (r != 0) {
             fprintf(stderr, "%s: the module's init failed (%d)\n", name, r);
             return 1;
         }
     }
-    double init_ms = ms_since(&t0);
-    shmrpc_server *srv = NULL;
-    int rc = shmrpc_server_new(&srv, NULL);
-    if (!rc) rc = shmrpc_server_register(srv, m->service, m->handlers, user);
-    if (!rc) rc = shmrpc_server_listen(srv, addr);
-    if (rc) {
-        fprintf(stderr, "%s: %s: %s%s%s\n", name, addr, shmrpc_strerror(rc), srv ? ": " : "",
-                srv ? shmrpc_server_errmsg(srv) : "");
-        shmrpc_server_free(srv);
-        if (m->fini) m->fini(user);
-        return 1;
+    char how[PATH_MAX + 96];
+    snprintf(how, sizeof how, "module %s, loaded and initialised in %.1f ms", path, ms_since(&t0));
+
+    /* Both addresses: a second manager for TCP, forked now that init has run, so that
+     * its workers share what init loaded too. It stays in the service's process group
+     * (the supervisor's samples, scaling and SIGTERM reach it there), takes its worker
+     * count from this process (on_scale passes it on) and does not outlive it. */
+    if (two) {
+        block(SIG_BLOCK, true); /* on_* see peer set, or the child has its own handlers */
+        pid_t leader = getpid();
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "%s: cannot start the manager of %s: %s\n", name, tcp, strerror(errno));
+            if (m->fini) m->fini(user);
+            return 1;
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() != leader) _exit(1);
+            signal(SIGCHLD, SIG_DFL);
+            block(SIG_UNBLOCK, true);
+            char also[96];
+            snprintf(also, sizeof also, "forked by pid %d after its init", (int)leader);
+            int rc = serve(name, m, user, tcp, secret_file, workers, also);
+            /* init's data and fini belong to the first manager: nothing more runs here. */
+            _exit(rc);
+        }
+        peer = pid;
+        struct sigaction child = {.sa_handler = on_child, .sa_flags = SA_RESTART};
+        sigaction(SIGCHLD, &child, NULL);
+        block(SIG_UNBLOCK, true);
     }
-    atomic_store(&the_server, srv);
-    if (wanted) workers = wanted;
-    fprintf(stderr,
-            "%s: pid %d serving %s with %ld worker%s (module %s, loaded and initialised in "
-            "%.1f ms)\n",
-            name, (int)getpid(), addr, workers, workers == 1 ? "" : "s", path, init_ms);
-    if (!stop_asked) rc = shmrpc_server_serve(srv, (int)workers);
-    /* No handler may touch the server once it is freed. */
-    sigset_t all;
-    sigemptyset(&all);
-    sigaddset(&all, SIGTERM);
-    sigaddset(&all, SIGINT);
-    sigaddset(&all, SIGRTMIN);
-    sigprocmask(SIG_BLOCK, &all, NULL);
-    atomic_store(&the_server, NULL);
-    shmrpc_server_free(srv); /* removes its segment and channels */
+    int rc = serve(name, m, user, shm, NONE_ARG, workers, how);
+    if (two) {
+        block(SIG_BLOCK, true);
+        bool crashed = peer_ended && !stop_asked; /* the TCP manager ended first */
+        int st = wait_peer();
+        if (crashed) {
+            char what[96];
+            if (WIFSIGNALED(st))
+                snprintf(what, sizeof what, "was killed by signal %d", WTERMSIG(st));
+            else
+                snprintf(what, sizeof what, "exited with status %d", WEXITSTATUS(st));
+            fprintf(stderr,
+                    "%s: the manager of %s %s: stopping %s too, so that the whole service "
+                    "starts again\n",
+                    name, tcp, what, shm);
+            rc = 1;
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            rc = 1;
+        }
+    }
     if (m->fini) m->fini(user);
-    if (rc) fprintf(stderr, "%s: serving %s: %s\n", name, addr, shmrpc_strerror(rc));
     fprintf(stderr, "%s: stopped\n", name);
-    return rc ? 1 : 0;
+    return rc;
 }

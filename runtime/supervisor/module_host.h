@@ -14,14 +14,17 @@
 #define SUP_MODULE_HOST_ARG "--module-host"
 
 /* Supervisor, at start: loads cfg's module to check it and, when the service.ini names no
- * shm_name, sets cfg->shm_name to the .svc's `name`, then unloads it. 0, or nonzero with
- * the reason in err. */
+ * shm_name or tcp_port, sets cfg->shm_name to the .svc's `name` and cfg->tcp_port to its
+ * `port` (0: none), then unloads it. 0, or nonzero with the reason in err. */
 int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err, size_t cap);
 
 /* Supervisor: the manager's command line and the scaler of a module service. 0, or
  * SHMRPC_ENOMEM. */
 int sup_module_init(sup_service *s);
 void sup_module_destroy(sup_service *s);
+
+/* The TCP address its manager serves besides shm://, or NULL: none. */
+const char *sup_module_tcp(const sup_service *s);
 
 /* The worker count a manager starts with, written into its command line. */
 void sup_module_set_start_workers(sup_service *s, int workers);
@@ -30,7 +33,8 @@ void sup_module_set_start_workers(sup_service *s, int workers);
  * Returns only when exec failed. */
 void sup_module_exec(const sup_service *s);
 
-/* The manager: shmrpc-service --module-host NAME MODULE ADDRESS WORKERS. Its exit status. */
+/* The manager: shmrpc-service --module-host NAME MODULE WORKERS SHM_ADDRESS TCP_ADDRESS|-
+ * SECRET_FILE|- [ARG...], the ARGs being module_args. Its exit status. */
 int sup_module_host_main(int argc, char **argv);
 
 #endif

@@ -10,7 +10,9 @@
  *
  * After a change (and after a start) the history begins afresh, so the next change waits
  * for a full window of the new count: that is the hysteresis. The manager hears the new
- * count as sigqueue(manager, SIGRTMIN, count) (module_host.c). */
+ * count as sigqueue(manager, SIGRTMIN, count) (module_host.c), and passes it on to the
+ * manager of its TCP address, if any: the count is that of each address's workers, while
+ * CPU per worker is averaged over all of them. */
 #include "scaler.h"
 
 #include <dirent.h>
@@ -26,9 +28,9 @@
 #include <shmrpc/server.h>
 #include <shmrpc/status.h>
 
-/* Children of a manager looked at; the workers are at most SHMRPC_MAX_WORKERS, plus those
- * leaving. */
-#define MAX_CHILDREN (2 * SHMRPC_MAX_WORKERS)
+/* Workers of a manager looked at: at most SHMRPC_MAX_WORKERS per address (shm://, and
+ * tcp:// served by a second manager), plus those leaving. */
+#define MAX_CHILDREN (4 * SHMRPC_MAX_WORKERS)
 
 typedef struct sample {
     int64_t elapsed_ms; /* since the sample before */
@@ -134,6 +136,21 @@ static int children_of(pid_t pid, pid_t *out, int cap)
     }
     closedir(d);
     return n;
+}
+
+/* The workers of a manager: its children, except that a child with children of its own
+ * is the manager of the service's TCP address (module_host.c), whose children are its
+ * workers. Their count. */
+static int workers_of(pid_t manager, pid_t *out, int cap)
+{
+    pid_t kids[MAX_CHILDREN];
+    int n = children_of(manager, kids, MAX_CHILDREN), got = 0;
+    for (int i = 0; i < n && got < cap; i++) {
+        int k = children_of(kids[i], out + got, cap - got);
+        if (k == 0) out[got++] = kids[i];
+        got += k;
+    }
+    return got;
 }
 
 /* utime + stime of pid in clock ticks; false when it is gone. */
@@ -252,7 +269,7 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     if (s->state != SUP_RUNNING && s->state != SUP_STARTING) return;
 
     pid_t kids[MAX_CHILDREN];
-    int n = children_of(s->pid, kids, MAX_CHILDREN);
+    int n = workers_of(s->pid, kids, MAX_CHILDREN);
     static long tck;
     if (!tck) tck = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
     seen now_seen[MAX_CHILDREN];

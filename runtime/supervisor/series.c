@@ -24,6 +24,8 @@
 
 typedef struct proc_sample {
     pid_t pid;
+    pid_t ppid;      /* its parent: a process some other of the group has as parent is no
+                      * worker (a manager) */
     uint64_t start;  /* clock ticks since boot: with pid, names one process */
     uint64_t ticks;  /* utime + stime, its threads included */
     uint64_t rd, wr; /* /proc/PID/io read_bytes, write_bytes */
@@ -45,16 +47,19 @@ typedef struct svc_series {
     uint64_t rss, pss;   /* this sample's totals */
     bool pss_ok, io_ok;  /* every process's PSS, I/O could be read */
     shmrpc_stats *stats; /* the baseline's call statistics; NULL: none */
-    int fd;              /* LOG_DIR/NAME.series; -1 while closed */
-    uint64_t size;       /* its bytes */
-    bool complained;     /* a failure to write was logged */
+    int64_t next_at;     /* monotonic ms of its next sample; 0: due at once */
+    bool due;            /* sampled in this tick */
+    int workers;         /* the workers of the last sample (see count_workers); 0: none */
+    pid_t worker_pids[SUP_SERIES_MAX_PIDS]; /* the first of them, ascending */
+    int fd;                                 /* LOG_DIR/NAME.series; -1 while closed */
+    uint64_t size;                          /* its bytes */
+    bool complained;                        /* a failure to write was logged */
 } svc_series;
 
 struct sup_series {
     svc_series *v;
     size_t n;
-    int64_t next_at; /* monotonic ms of the next sample */
-    long hz;         /* clock ticks per second */
+    long hz; /* clock ticks per second */
 };
 
 sup_series *sup_series_new(const sup_service *svcs, size_t n)
@@ -90,12 +95,35 @@ void sup_series_free(sup_series *ss)
     free(ss);
 }
 
+/* A service whose process changed (started, stopped, restarted) is due at once: a new
+ * baseline, or none; one without a process takes no samples. */
+static int64_t due_at(const svc_series *x)
+{
+    if (x->svc->pid != x->leader) return 0;
+    return x->leader ? x->next_at : INT64_MAX;
+}
+
 int64_t sup_series_next_deadline(const sup_series *ss)
 {
-    if (!ss) return INT64_MAX;
-    for (size_t i = 0; i < ss->n; i++)
-        if (ss->v[i].svc->pid) return ss->next_at;
-    return INT64_MAX;
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; ss && i < ss->n; i++) {
+        int64_t d = due_at(&ss->v[i]);
+        if (d < next) next = d;
+    }
+    return next;
+}
+
+int sup_series_workers(const sup_series *ss, size_t i, const pid_t **pids, int *n_pids)
+{
+    static const pid_t none[1];
+    *pids = none;
+    *n_pids = 0;
+    if (!ss || i >= ss->n) return 0;
+    const svc_series *x = &ss->v[i];
+    if (!x->leader || x->svc->pid != x->leader) return 0; /* none, or not sampled yet */
+    *pids = x->worker_pids;
+    *n_pids = x->workers < SUP_SERIES_MAX_PIDS ? x->workers : SUP_SERIES_MAX_PIDS;
+    return x->workers;
 }
 
 uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
@@ -163,10 +191,10 @@ static bool push(proc_list *l, const proc_sample *p)
 }
 
 /* One process of x's group: its CPU time, memory and I/O. */
-static void sample_proc(svc_series *x, pid_t pid, uint64_t ticks, uint64_t start)
+static void sample_proc(svc_series *x, pid_t pid, pid_t ppid, uint64_t ticks, uint64_t start)
 {
     char path[64], buf[4096];
-    proc_sample p = {.pid = pid, .start = start, .ticks = ticks};
+    proc_sample p = {.pid = pid, .ppid = ppid, .start = start, .ticks = ticks};
     uint64_t kb;
     /* smaps_rollup has both: RSS, and PSS, which counts a page shared by n processes
      * (copy-on-write after fork) as 1/n in each, so the sum counts it once. */
@@ -190,7 +218,7 @@ static void sample_proc(svc_series *x, pid_t pid, uint64_t ticks, uint64_t start
     push(&x->cur, &p);
 }
 
-/* Every process whose group is a sampled service's goes to that service's cur. */
+/* Every process whose group is a service's due for a sample goes to that service's cur. */
 static void scan_proc(sup_series *ss)
 {
     DIR *d = opendir("/proc");
@@ -202,23 +230,21 @@ static void scan_proc(sup_series *ss)
         snprintf(path, sizeof path, "/proc/%ld/stat", pid);
         if (!read_small(path, buf, sizeof buf)) continue;
         /* The name in parentheses may hold anything: the fields start after the last ')'.
-         * 3 state, 5 pgrp, 14 utime, 15 stime, 22 starttime. */
+         * 3 state, 4 ppid, 5 pgrp, 14 utime, 15 stime, 22 starttime. */
         const char *rest = strrchr(buf, ')');
         char state;
-        int pgrp;
+        int ppid, pgrp;
         unsigned long long ut, st, start;
         if (!rest || sscanf(rest + 1,
-                            " %c %*s %d %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %*s %*s %*s "
+                            " %c %d %d %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %*s %*s %*s "
                             "%*s %*s %*s %llu",
-                            &state, &pgrp, &ut, &st, &start) != 5)
+                            &state, &ppid, &pgrp, &ut, &st, &start) != 6)
             continue;
         if (state == 'Z' || state == 'X' || pgrp <= 0) continue;
         for (size_t i = 0; i < ss->n; i++) {
             svc_series *x = &ss->v[i];
-            if (x->leader == (pid_t)pgrp) {
-                sample_proc(x, (pid_t)pid, ut + st, start);
-                break;
-            }
+            if (x->due && x->leader == (pid_t)pgrp)
+                sample_proc(x, (pid_t)pid, (pid_t)ppid, ut + st, start);
         }
     }
     closedir(d);
@@ -403,8 +429,6 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     if (dt <= 0) return;
     double secs = (double)dt / 1000.0;
     uint64_t cpu = 0, rd = 0, wr = 0;
-    int workers = 0;
-    bool leader_seen = false;
     for (size_t i = 0; i < x->cur.n; i++) {
         const proc_sample *p = &x->cur.v[i];
         const proc_sample *b = before(x, p);
@@ -415,13 +439,7 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
             rd += delta(p->rd, had ? &b->rd : NULL, fresh);
             wr += delta(p->wr, had ? &b->wr : NULL, fresh);
         }
-        if (p->pid == x->leader)
-            leader_seen = true;
-        else
-            workers++;
     }
-    /* A server that serves in place (no worker processes) is its own worker. */
-    if (workers == 0 && leader_seen) workers = 1;
 
     /* Calls: a statistics segment of another server than the baseline's (a restart, or a
      * stale one the baseline read) counts from zero. */
@@ -437,7 +455,7 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     int k = snprintf(line, sizeof line, "{\"t\": %lld, \"dt_ms\": %lld, \"pid\": %d",
                      (long long)unix_ms, (long long)dt, (int)x->leader);
     len = k > 0 ? (size_t)k : 0;
-    put(line, sizeof line, &len, "workers", true, "%.0f", workers);
+    put(line, sizeof line, &len, "workers", true, "%.0f", x->workers);
     put(line, sizeof line, &len, "cpu", true, "%.2f", (double)cpu * 100.0 / (double)ss->hz / secs);
     put(line, sizeof line, &len, "rss", true, "%.0f", (double)x->rss);
     put(line, sizeof line, &len, "pss", x->pss_ok, "%.0f", (double)x->pss);
@@ -476,34 +494,71 @@ static shmrpc_stats *read_stats(const svc_series *x)
     return st;
 }
 
+static int by_pid(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The workers of x's group: its processes that no other process of the group has as
+ * parent. A server that forks its workers leads them and is no worker itself; a module
+ * service's second manager (its TCP server, module_host.c) is the parent of its own
+ * workers; a server that serves in place, alone in its group, is its own worker. Tells
+ * the loop when the set changed, for status.json. */
+static void count_workers(svc_series *x)
+{
+    pid_t found[SUP_SERIES_MAX_PIDS];
+    int n = 0;
+    for (size_t i = 0; i < x->cur.n; i++) {
+        bool parent = false;
+        for (size_t j = 0; j < x->cur.n && !parent; j++)
+            parent = x->cur.v[j].ppid == x->cur.v[i].pid;
+        if (parent) continue;
+        if (n < SUP_SERIES_MAX_PIDS) found[n] = x->cur.v[i].pid;
+        n++;
+    }
+    int kept = n < SUP_SERIES_MAX_PIDS ? n : SUP_SERIES_MAX_PIDS;
+    qsort(found, (size_t)kept, sizeof *found, by_pid);
+    if (n != x->workers || memcmp(found, x->worker_pids, (size_t)kept * sizeof *found) != 0)
+        x->svc->ctx->changed = true;
+    memcpy(x->worker_pids, found, (size_t)kept * sizeof *found);
+    x->workers = n;
+}
+
 void sup_series_tick(sup_series *ss, int64_t now)
 {
-    if (!ss || now < ss->next_at) return;
-    /* From now, not from when it was due: a late sample does not make the next interval
-     * short, so every interval is at least SUP_SERIES_INTERVAL_MS. */
-    ss->next_at = now + SUP_SERIES_INTERVAL_MS;
+    if (!ss) return;
     uint64_t now_ticks = boot_ticks(ss->hz);
     bool any = false;
     for (size_t i = 0; i < ss->n; i++) {
         svc_series *x = &ss->v[i];
+        x->due = now >= due_at(x);
+        if (!x->due) continue;
         if (x->svc->pid != x->leader) { /* started, stopped or restarted: a new baseline */
             x->leader = x->svc->pid;
             x->at = 0;
             x->prev.n = 0;
             shmrpc_stats_free(x->stats);
             x->stats = NULL;
+            if (x->workers) x->svc->ctx->changed = true;
+            x->workers = 0;
         }
+        /* From now, not from when it was due: a late sample does not make the next
+         * interval short, so every interval is at least series_interval_s. */
+        x->next_at = now + x->svc->cfg->s.series_interval_ms;
         x->cur.n = 0;
         x->rss = x->pss = 0;
         x->pss_ok = x->io_ok = true;
-        any |= x->leader != 0;
+        x->due = x->leader != 0;
+        any |= x->due;
     }
     if (!any) return;
     scan_proc(ss);
     int64_t unix_ms = sup_unix_ms();
     for (size_t i = 0; i < ss->n; i++) {
         svc_series *x = &ss->v[i];
-        if (!x->leader) continue;
+        if (!x->due) continue;
+        count_workers(x);
         shmrpc_stats *st = read_stats(x);
         if (x->at) write_sample(ss, x, now, unix_ms, st);
         if (st) write_methods(x, unix_ms, st);

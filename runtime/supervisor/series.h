@@ -1,4 +1,4 @@
-/* The time series per service (docs/series.md): every SUP_SERIES_INTERVAL_MS the
+/* The time series per service (docs/series.md): every series_interval_s the
  * supervisor's loop samples each running service's processes (/proc) and call statistics
  * (shmrpc/stats.h) and appends one JSON line to LOG_DIR/NAME.series, and rewrites
  * LOG_DIR/NAME.methods.json, for the web page. */
@@ -12,8 +12,8 @@
 
 #include "service.h"
 
-/* How often a sample is taken: a constant, not a service.ini key (yet). */
-#define SUP_SERIES_INTERVAL_MS 1000
+/* The worker pids kept per service (for status.json); more are counted, not listed. */
+#define SUP_SERIES_MAX_PIDS 256
 /* A NAME.series file is rotated at the service's log_max_bytes, or at this with
  * log_max_bytes = none: the series is always bounded. */
 #define SUP_SERIES_MAX_BYTES_NONE (10u << 20)
@@ -25,11 +25,18 @@ typedef struct sup_series sup_series;
 sup_series *sup_series_new(const sup_service *svcs, size_t n);
 void sup_series_free(sup_series *ss);
 
-/* When sup_series_tick has a sample to take; INT64_MAX while no service has a process. */
+/* When sup_series_tick has a sample to take; INT64_MAX while no service has a process.
+ * Each service is sampled every series_interval_s of its own; one whose process changed
+ * takes its first sample (the baseline of the next one's rates) at once. */
 int64_t sup_series_next_deadline(const sup_series *ss);
 
-/* Takes the samples that are due at now (monotonic ms): one line per running service. */
+/* Takes the samples that are due at now (monotonic ms): one line per service due. */
 void sup_series_tick(sup_series *ss, int64_t now);
+
+/* The workers of service i (svcs[i]) at its last sample: their count (0: no process, or
+ * not sampled yet), and in *pids the first SUP_SERIES_MAX_PIDS of them, ascending
+ * (*n_pids of them), valid until the next tick. A change of them sets ctx->changed. */
+int sup_series_workers(const sup_series *ss, size_t i, const pid_t **pids, int *n_pids);
 
 /* The p-th fraction (0 to 1) of the calls counted between two snapshots of one histogram,
  * as the upper bound in ns of its bucket (shmrpc_stats_percentile on the difference); 0

@@ -17,6 +17,7 @@
 
 #include <shmrpc/client.h>
 #include <shmrpc/status.h>
+#include <shmrpc/tcp.h>
 
 #include "module_host.h"
 #include "scaler.h"
@@ -191,10 +192,10 @@ static void address(const sup_service *s, char *out, size_t cap)
         snprintf(out, cap, "tcp://127.0.0.1:%d", s->cfg->tcp_port);
 }
 
-/* Does it answer? A client with an empty method table connects to anything that serves
- * the address, so this checks that the server is there and takes connections without
- * knowing its .svc. */
-static bool answers(const sup_service *s)
+/* Does addr answer? A client with an empty method table connects to anything that
+ * serves the address, so this checks that the server is there and takes connections
+ * without knowing its .svc. TCP clients prove the secret of secret_file (NULL: none). */
+static bool answers_at(const char *addr, const char *secret_file)
 {
     static const shmrpc_service_info probe = {
         .magic = SHMRPC_SERVICE_MAGIC,
@@ -204,13 +205,32 @@ static bool answers(const sup_service *s)
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.connect_timeout_ms = PROBE_TIMEOUT_MS;
+    unsigned char secret[SHMRPC_SECRET_MAX];
+    if (secret_file) {
+        shmrpc_buf why; /* the manager says it in the service's log */
+        shmrpc_buf_init(&why);
+        int e = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len, &why);
+        shmrpc_buf_destroy(&why);
+        if (e) return false;
+        o.tcp.secret = secret;
+    }
     shmrpc_client *c = NULL;
-    if (shmrpc_client_new(&c, &probe, &o) != 0) return false;
-    char addr[96];
-    address(s, addr, sizeof addr);
-    int rc = shmrpc_client_connect(c, addr);
+    int rc = shmrpc_client_new(&c, &probe, &o); /* the secret is copied */
+    explicit_bzero(secret, sizeof secret);
+    if (rc == 0) rc = shmrpc_client_connect(c, addr);
     shmrpc_client_free(c);
     return rc == 0;
+}
+
+/* Does it answer at every address it serves? A module service's manager serves a TCP
+ * address besides its shm:// one. */
+static bool answers(const sup_service *s)
+{
+    char addr[96];
+    address(s, addr, sizeof addr);
+    if (!answers_at(addr, NULL)) return false;
+    const char *tcp = sup_module_tcp(s);
+    return !tcp || answers_at(tcp, s->cfg->s.secret_file);
 }
 
 static void describe(int status, char *out, size_t cap)
@@ -333,7 +353,9 @@ void sup_service_tick(sup_service *s, int64_t now)
         if (answers(s)) {
             char addr[96];
             address(s, addr, sizeof addr);
-            sup_logf(s->ctx, "%s: answering at %s, %lld ms after it started", s->cfg->name, addr,
+            const char *tcp = sup_module_tcp(s);
+            sup_logf(s->ctx, "%s: answering at %s%s%s, %lld ms after it started", s->cfg->name,
+                     addr, tcp ? " and " : "", tcp ? tcp : "",
                      (long long)(sup_mono_ms() - s->started_mono));
             set_state(s, SUP_RUNNING);
         } else if (sup_mono_ms() >= s->ready_by) {

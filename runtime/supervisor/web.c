@@ -4,7 +4,9 @@
  * control service, as shmrpcctl does, through a pool of clients (web_call.c), and the
  * control service hands each request to the main loop (control.c). The rest comes from
  * shared memory, /proc and files (web_view.c). POSTs carry a token generated at start;
- * every request's Host must be a loopback name, against DNS rebinding. */
+ * every request's Host must be a loopback name (or, on a non-loopback address, a numeric
+ * one), against DNS rebinding. With a secret_file, every request but the login page's
+ * needs a session from POST /login (web_auth.c). */
 #include "web.h"
 
 #include <civetweb.h>
@@ -13,6 +15,7 @@
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +30,20 @@
 
 #include <shmrpc/status.h>
 
+#include "web_auth.h"
 #include "web_call.h"
+#include "web_files.h"
 #include "web_view.h"
 
 /* The largest body a POST may carry. */
 #define MAX_BODY ((size_t)8 << 20)
 /* The gateway's deadline per call. */
 #define GATEWAY_TIMEOUT_MS 5000
-/* Log lines in GET /api/services/NAME unless ?lines= says (at most 1000). */
+/* Log lines in GET /api/services/NAME unless ?lines= says, and at most. */
 #define DEFAULT_LOG_LINES 100
+#define MAX_LOG_LINES 1000
+/* The largest body of POST /login, which anyone may send: a secret is 256 bytes. */
+#define MAX_LOGIN_BODY 4096
 
 /* The static assets (web/), embedded by cmake/embed.cmake; its symbols are renamed for
  * this program in CMakeLists.txt. */
@@ -53,12 +61,16 @@ struct sup_web {
     atomic_bool stopped;            /* mg_stop returned: the poker may end */
     struct sockaddr_storage listen; /* where it listens, for the poker */
     socklen_t listen_len;
+    web_auth *auth;   /* the secret and the sessions; NULL: no secret_file, no login */
+    bool any_ip_host; /* listens on a non-loopback address: a numeric Host is fine too */
+    char cookie[32];  /* the session cookie's name, shmrpc_session_PORT */
 };
 
 /* --- responses ------------------------------------------------------------------------ */
 
-static int reply(struct mg_connection *conn, int status, const char *ctype, const void *body,
-                 size_t n)
+/* extra: more header lines, each ending in \r\n, or NULL. */
+static int reply_with(struct mg_connection *conn, int status, const char *extra, const char *ctype,
+                      const void *body, size_t n)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     bool head = strcmp(ri->request_method, "HEAD") == 0;
@@ -71,10 +83,17 @@ static int reply(struct mg_connection *conn, int status, const char *ctype, cons
               "X-Frame-Options: DENY\r\n"
               "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n"
               "Referrer-Policy: no-referrer\r\n"
+              "%s"
               "Connection: close\r\n\r\n",
-              status, mg_get_response_code_text(conn, status), ctype, n);
+              status, mg_get_response_code_text(conn, status), ctype, n, extra ? extra : "");
     if (!head && n) mg_write(conn, body, n);
     return status;
+}
+
+static int reply(struct mg_connection *conn, int status, const char *ctype, const void *body,
+                 size_t n)
+{
+    return reply_with(conn, status, NULL, ctype, body, n);
 }
 
 static int reply_json(struct mg_connection *conn, int status, const shmrpc_buf *b)
@@ -82,8 +101,10 @@ static int reply_json(struct mg_connection *conn, int status, const shmrpc_buf *
     return reply(conn, status, "application/json; charset=utf-8", b->data, b->len);
 }
 
-/* {"error": {"status": "SHMRPC_E...", "code": rc, "message": "..."}} */
-static int reply_error(struct mg_connection *conn, int http, int rc, const char *msg)
+/* {"error": {"status": "SHMRPC_E...", "code": rc, "message": "..."}}, with extra header
+ * lines as reply_with takes them. */
+static int reply_error_with(struct mg_connection *conn, int http, const char *extra, int rc,
+                            const char *msg)
 {
     json_t *o = json_pack("{s:{s:s,s:i,s:s}}", "error", "status", web_status_name(rc), "code", rc,
                           "message", msg);
@@ -92,10 +113,15 @@ static int reply_error(struct mg_connection *conn, int http, int rc, const char 
                       "message", "(a message that is not UTF-8)");
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    int r = reply(conn, http, "application/json; charset=utf-8", text ? text : "{}",
-                  text ? strlen(text) : 2);
+    int r = reply_with(conn, http, extra, "application/json; charset=utf-8", text ? text : "{}",
+                       text ? strlen(text) : 2);
     free(text);
     return r;
+}
+
+static int reply_error(struct mg_connection *conn, int http, int rc, const char *msg)
+{
+    return reply_error_with(conn, http, NULL, rc, msg);
 }
 
 static int reply_err(struct mg_connection *conn, const web_err *e)
@@ -112,8 +138,29 @@ static const template_file *asset(const char *name)
     return NULL;
 }
 
+#define JS "text/javascript; charset=utf-8"
+#define CSS "text/css; charset=utf-8"
+
+/* The scripts, style sheets and icon, served as they are: the path's one segment, the
+ * file's name in web/ or third_party/uplot/, its type. */
+static const struct {
+    const char *path, *file, *type;
+} static_files[] = {
+    {"app.js", "app.js", JS},
+    {"favicon.svg", "favicon.svg", "image/svg+xml"},
+    {"format.js", "format.js", JS},
+    {"login.js", "login.js", JS},
+    {"service.js", "service.js", JS},
+    {"style.css", "style.css", CSS},
+    {"uplot.min.js", "uPlot.iife.min.js", JS},
+    {"uplot.min.css", "uPlot.min.css", CSS},
+};
+
 /* Whether the Host header names this page by a loopback name: a page of another site
- * that a DNS name rebound to 127.0.0.1 sends its own name, and is refused. */
+ * that a DNS name rebound to 127.0.0.1 sends its own name, and is refused. A page on a
+ * non-loopback address is reached by the machine's addresses, which the configured one
+ * (0.0.0.0, ::) need not be: any numeric address is fine there, being no DNS name that
+ * could be rebound. */
 static bool host_ok(const sup_web *s, const char *host)
 {
     if (!host) return true; /* HTTP/1.0 without one: not a browser */
@@ -135,6 +182,9 @@ static bool host_ok(const sup_web *s, const char *host)
     const char *h = s->w.cfg->web_host;
     if (h && (strcasecmp(name, h) == 0 ||
               (h[0] == '[' && strlen(h) == n + 2 && strncmp(h + 1, name, n) == 0)))
+        return true;
+    unsigned char ip[sizeof(struct in6_addr)];
+    if (s->any_ip_host && (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1))
         return true;
     if (strncmp(name, "127.", 4) != 0) return false;
     for (const char *p = name; *p; p++)
@@ -203,25 +253,264 @@ static int no_service(struct mg_connection *conn, const sup_web *s, const char *
     return reply_error(conn, 404, SHMRPC_ENOENT, msg);
 }
 
-static int get_index(struct mg_connection *conn, const sup_web *s)
+/* An HTML page of web/ with the token at {{TOKEN}} (for its script to send with POSTs)
+ * and the service's name, escaped, at {{NAME}}. */
+static int get_page(struct mg_connection *conn, const sup_web *s, const char *file,
+                    const char *name)
 {
-    const template_file *f = asset("index.html");
-    if (!f) return reply_error(conn, 500, SHMRPC_ENOENT, "index.html is missing");
-    /* The token goes into the page at {{TOKEN}}, for its script to send with POSTs. */
-    const char *at = strstr(f->text, "{{TOKEN}}");
+    const template_file *f = asset(file);
+    if (!f) return reply_error(conn, 500, SHMRPC_ENOENT, "a page is missing from the program");
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    if (at) {
-        shmrpc_buf_append(&b, f->text, (size_t)(at - f->text));
-        shmrpc_buf_append(&b, s->w.token, strlen(s->w.token));
-        shmrpc_buf_append(&b, at + 9, strlen(at + 9));
-    } else {
-        shmrpc_buf_append(&b, f->text, strlen(f->text));
+    for (const char *p = f->text, *at; *p; p = at) {
+        at = strstr(p, "{{");
+        if (!at) at = p + strlen(p);
+        shmrpc_buf_append(&b, p, (size_t)(at - p));
+        if (strncmp(at, "{{TOKEN}}", 9) == 0) {
+            shmrpc_buf_append(&b, s->w.token, strlen(s->w.token));
+            at += 9;
+        } else if (strncmp(at, "{{NAME}}", 8) == 0) {
+            /* Section names are letters, digits, '_', '-' and '.'; escaped all the same. */
+            for (const char *c = name ? name : ""; *c; c++) {
+                const char *esc = *c == '&'    ? "&amp;"
+                                  : *c == '<'  ? "&lt;"
+                                  : *c == '>'  ? "&gt;"
+                                  : *c == '"'  ? "&quot;"
+                                  : *c == '\'' ? "&#39;"
+                                               : NULL;
+                shmrpc_buf_append(&b, esc ? esc : c, esc ? strlen(esc) : 1);
+            }
+            at += 8;
+        } else if (*at) {
+            shmrpc_buf_append(&b, at, 1);
+            at++;
+        }
     }
-    int r = reply(conn, 200, "text/html; charset=utf-8", b.data, b.len);
+    int r = b.err ? reply_error(conn, 500, SHMRPC_ENOMEM, "out of memory")
+                  : reply(conn, 200, "text/html; charset=utf-8", b.data, b.len);
     shmrpc_buf_destroy(&b);
     return r;
 }
+
+/* The integer ?name= of the query: 0 when absent, 1 when read into *v (clamped to
+ * lo..hi), -1 when it is not an integer. */
+static int query_int(const struct mg_request_info *ri, const char *name, long long lo, long long hi,
+                     long long *v)
+{
+    char text[32];
+    if (!ri->query_string) return 0;
+    int n = mg_get_var(ri->query_string, strlen(ri->query_string), name, text, sizeof text);
+    if (n == -1) return 0;
+    if (n < 0) return -1;
+    char *end;
+    long long x = strtoll(text, &end, 10); /* past long long: its bound, then clamped */
+    if (end == text || *end) return -1;
+    *v = x < lo ? lo : x > hi ? hi : x;
+    return 1;
+}
+
+/* The ?name= of the query as an unsigned 64-bit decimal (an inode, which may pass
+ * 2^63): 0 when absent, 1 when read into *v, -1 when it is not such a number. */
+static int query_u64(const struct mg_request_info *ri, const char *name, uint64_t *v)
+{
+    char text[32];
+    if (!ri->query_string) return 0;
+    int n = mg_get_var(ri->query_string, strlen(ri->query_string), name, text, sizeof text);
+    if (n == -1) return 0;
+    if (n <= 0 || strspn(text, "0123456789") != (size_t)n) return -1; /* no sign, no blank */
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(text, &end, 10);
+    if (errno == ERANGE || *end) return -1;
+    *v = (uint64_t)x;
+    return 1;
+}
+
+static int bad_query(struct mg_connection *conn, const char *name)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "?%s= takes an integer", name);
+    return reply_error(conn, 400, SHMRPC_EINVAL, msg);
+}
+
+/* GET /api/services/NAME/series[?since=T_MS][&max=N] */
+static int get_series(struct mg_connection *conn, const sup_web *s, size_t i)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    long long since = INT64_MIN, max = WEB_SERIES_DEFAULT;
+    if (query_int(ri, "since", INT64_MIN, INT64_MAX, &since) < 0) return bad_query(conn, "since");
+    if (query_int(ri, "max", 1, WEB_SERIES_MAX, &max) < 0) return bad_query(conn, "max");
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    web_err e;
+    int r = web_series(&s->w.cfg->services[i], since, (int)max, &b, &e) == 0
+                ? reply_json(conn, 200, &b)
+                : reply_err(conn, &e);
+    shmrpc_buf_destroy(&b);
+    return r;
+}
+
+/* GET /api/services/NAME/log[?after=OFFSET[&inode=INO]][&max_bytes=N] */
+static int get_log(struct mg_connection *conn, const sup_web *s, size_t i)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    long long after = 0, max_bytes = (long long)WEB_LOG_DEFAULT_BYTES;
+    uint64_t inode = 0;
+    int follow = query_int(ri, "after", 0, INT64_MAX, &after);
+    if (follow < 0) return bad_query(conn, "after");
+    if (query_u64(ri, "inode", &inode) < 0)
+        return reply_error(conn, 400, SHMRPC_EINVAL,
+                           "?inode= takes the decimal digits of an inode number");
+    if (query_int(ri, "max_bytes", 1, (long long)WEB_LOG_MAX_BYTES, &max_bytes) < 0)
+        return bad_query(conn, "max_bytes");
+    web_log_req q = {
+        .follow = follow == 1, .after = after, .inode = inode, .max_bytes = (size_t)max_bytes};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    web_err e;
+    int r = web_log(&s->w.cfg->services[i], &q, &b, &e) == 0 ? reply_json(conn, 200, &b)
+                                                             : reply_err(conn, &e);
+    shmrpc_buf_destroy(&b);
+    return r;
+}
+
+/* --- the secret: login, sessions, logout ---------------------------------------------- */
+
+/* The live session the request's cookie names, copied to id; false when there is none
+ * (each cookie of that name is tried: a browser may hold a stale one beside it). */
+static bool session_of(const sup_web *s, struct mg_connection *conn, char id[WEB_AUTH_ID_LEN + 1])
+{
+    const char *p = mg_get_header(conn, "Cookie");
+    size_t n = strlen(s->cookie);
+    int64_t now = web_auth_now_ms();
+    while (p && *p) {
+        p += strspn(p, " \t;");
+        size_t len = strcspn(p, ";"), v = len > n ? len - n - 1 : 0;
+        while (v && (p[n + v] == ' ' || p[n + v] == '\t'))
+            v--;
+        if (len > n && p[n] == '=' && strncmp(p, s->cookie, n) == 0 && v == WEB_AUTH_ID_LEN) {
+            memcpy(id, p + n + 1, v);
+            id[v] = '\0';
+            if (web_auth_session_ok(s->auth, id, now)) return true;
+        }
+        p += len;
+    }
+    return false;
+}
+
+/* 303 to the login page, which returns to uri (percent-encoded in ?next=) after it. */
+static int to_login(struct mg_connection *conn, const char *uri)
+{
+    char loc[3200] = "Location: /login";
+    size_t k = strlen(loc);
+    if (strcmp(uri, "/") != 0) {
+        memcpy(loc + k, "?next=", 6);
+        k += 6;
+        for (const unsigned char *c = (const unsigned char *)uri; *c && k + 8 < sizeof loc; c++) {
+            bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                         (*c >= '0' && *c <= '9') || strchr("/-._~", *c);
+            if (plain)
+                loc[k++] = (char)*c;
+            else
+                k += (size_t)snprintf(loc + k, sizeof loc - k, "%%%02X", *c);
+        }
+    }
+    memcpy(loc + k, "\r\n", 3);
+    static const char text[] = "this page requires its shared secret: log in at /login\n";
+    return reply_with(conn, 303, loc, "text/plain; charset=utf-8", text, sizeof text - 1);
+}
+
+/* POST /login: the secret as a form (secret=...) or as JSON ({"secret": "..."}); a
+ * session cookie and 303 to /, or 403 (wrong) or 429 (throttled). */
+static int post_login(struct mg_connection *conn, sup_web *s)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (ri->content_length > MAX_LOGIN_BODY)
+        return reply_error(conn, 413, SHMRPC_ETOOBIG, "the body is too large for a secret");
+    char body[MAX_LOGIN_BODY + 1], given[MAX_LOGIN_BODY + 1], more;
+    size_t len = 0, n = 0;
+    for (int r; len < MAX_LOGIN_BODY && (r = mg_read(conn, body + len, MAX_LOGIN_BODY - len)) > 0;)
+        len += (size_t)r;
+    if (len == MAX_LOGIN_BODY && mg_read(conn, &more, 1) > 0) {
+        explicit_bzero(body, sizeof body);
+        return reply_error(conn, 413, SHMRPC_ETOOBIG, "the body is too large for a secret");
+    }
+    body[len] = '\0';
+    bool found = false;
+    const char *ctype = mg_get_header(conn, "Content-Type");
+    if (ctype && strncasecmp(ctype, "application/json", 16) == 0) {
+        /* Not jansson, which would leave copies of the secret in memory it frees. */
+        found = web_auth_json_secret(body, len, given, sizeof given, &n) == 0;
+    } else {
+        /* A form: '+' and %XX decoded; a secret that is not text goes this way. */
+        int r = mg_get_var2(body, len, "secret", given, sizeof given, 0);
+        if (r >= 0) n = (size_t)r, found = true;
+    }
+    explicit_bzero(body, sizeof body);
+    /* One trailing newline is not part of it, as in the file (curl's secret@FILE). */
+    if (found && n && given[n - 1] == '\n') n--;
+    char id[WEB_AUTH_ID_LEN + 1];
+    int rc = found ? web_auth_login(s->auth, given, n, web_auth_now_ms(), id) : 0;
+    explicit_bzero(given, sizeof given);
+    if (!found)
+        return reply_error(conn, 400, SHMRPC_EINVAL,
+                           "POST /login takes the secret as a form (secret=...) or as JSON "
+                           "({\"secret\": \"...\"})");
+    if (rc == SHMRPC_EBUSY)
+        return reply_error_with(conn, 429, "Retry-After: 1\r\n", SHMRPC_EBUSY,
+                                "another login was tried less than a second ago: try again in a "
+                                "second");
+    if (rc == SHMRPC_EPERM) return reply_error(conn, 403, SHMRPC_EPERM, "wrong secret");
+    if (rc) return reply_error(conn, 500, rc, "no random bytes for a session");
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "Set-Cookie: %s=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld\r\n"
+             "Location: /\r\n",
+             s->cookie, id, (long long)(WEB_AUTH_LIFETIME_MS / 1000));
+    explicit_bzero(id, sizeof id);
+    static const char text[] = "logged in\n";
+    int r = reply_with(conn, 303, extra, "text/plain; charset=utf-8", text, sizeof text - 1);
+    explicit_bzero(extra, sizeof extra);
+    return r;
+}
+
+/* POST /logout (with the token): ends the session, clears the cookie, 303 to /login. */
+static int post_logout(struct mg_connection *conn, sup_web *s)
+{
+    char id[WEB_AUTH_ID_LEN + 1], extra[160];
+    if (session_of(s, conn, id)) web_auth_logout(s->auth, id);
+    snprintf(extra, sizeof extra,
+             "Set-Cookie: %s=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0\r\n"
+             "Location: /login\r\n",
+             s->cookie);
+    static const char text[] = "logged out\n";
+    return reply_with(conn, 303, extra, "text/plain; charset=utf-8", text, sizeof text - 1);
+}
+
+/* With a secret, the login page and what it needs are anyone's, and everything else
+ * needs a session: an HTML page without one goes to /login, the rest get 401. The
+ * answer's status when this answered, else 0. */
+static int gate(struct mg_connection *conn, sup_web *s, const char *uri, char **seg, int n,
+                bool get, bool post)
+{
+    bool login = n == 1 && strcmp(seg[0], "login") == 0;
+    if (login && get) return get_page(conn, s, "login.html", NULL);
+    if (login && post) return post_login(conn, s);
+    if (get && n == 1 &&
+        (strcmp(seg[0], "login.js") == 0 || strcmp(seg[0], "style.css") == 0 ||
+         strcmp(seg[0], "favicon.svg") == 0))
+        return 0;
+    char id[WEB_AUTH_ID_LEN + 1];
+    if (session_of(s, conn, id)) return 0;
+    bool html = strcmp(uri, "/") == 0 || strcmp(uri, "/index.html") == 0 ||
+                (n == 2 && strcmp(seg[0], "services") == 0);
+    if (get && html) return to_login(conn, uri);
+    return reply_error(conn, 401, SHMRPC_EPERM,
+                       "the page requires its shared secret: log in with POST /login "
+                       "(secret=...) and send the cookie it sets");
+}
+
+/* --- routing -------------------------------------------------------------------------- */
 
 /* The path's segments, split at '/', in place; how many (at most max). */
 static int split(char *path, char **segs, int max)
@@ -242,14 +531,23 @@ static int handle_get(struct mg_connection *conn, sup_web *s, const char *uri, c
     web_err e;
     int rc = 0, status = 200;
     shmrpc_buf_init(&b);
-    if (strcmp(uri, "/") == 0 || strcmp(uri, "/index.html") == 0) return get_index(conn, s);
-    if (n == 1 && (strcmp(seg[0], "app.js") == 0 || strcmp(seg[0], "style.css") == 0)) {
-        const template_file *f = asset(seg[0]);
+    if (strcmp(uri, "/") == 0 || strcmp(uri, "/index.html") == 0)
+        return get_page(conn, s, "index.html", NULL);
+    for (size_t k = 0; n == 1 && k < sizeof static_files / sizeof static_files[0]; k++) {
+        if (strcmp(seg[0], static_files[k].path) != 0) continue;
+        const template_file *f = asset(static_files[k].file);
         if (!f) return reply_error(conn, 404, SHMRPC_ENOENT, "no such asset");
-        return reply(conn, 200,
-                     seg[0][0] == 'a' ? "text/javascript; charset=utf-8"
-                                      : "text/css; charset=utf-8",
-                     f->text, strlen(f->text));
+        return reply(conn, 200, static_files[k].type, f->text, strlen(f->text));
+    }
+    if (n == 2 && strcmp(seg[0], "services") == 0) {
+        if (find_service(s, seg[1]) < 0) return no_service(conn, s, seg[1]);
+        return get_page(conn, s, "service.html", seg[1]);
+    }
+    if (n == 4 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "services") == 0 &&
+        (strcmp(seg[3], "series") == 0 || strcmp(seg[3], "log") == 0)) {
+        long i = find_service(s, seg[2]);
+        if (i < 0) return no_service(conn, s, seg[2]);
+        return seg[3][0] == 's' ? get_series(conn, s, (size_t)i) : get_log(conn, s, (size_t)i);
     }
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {
         rc = web_view_metrics(&s->w, &b, &e);
@@ -265,14 +563,9 @@ static int handle_get(struct mg_connection *conn, sup_web *s, const char *uri, c
     } else if (n == 3 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "services") == 0) {
         long i = find_service(s, seg[2]);
         if (i < 0) return no_service(conn, s, seg[2]);
-        char v[16];
-        int lines = DEFAULT_LOG_LINES;
-        if (ri->query_string &&
-            mg_get_var(ri->query_string, strlen(ri->query_string), "lines", v, sizeof v) > 0) {
-            lines = atoi(v);
-            lines = lines < 0 ? 0 : lines > 1000 ? 1000 : lines;
-        }
-        rc = web_view_service(&s->w, (size_t)i, lines, &b, &e);
+        long long lines = DEFAULT_LOG_LINES;
+        if (query_int(ri, "lines", 0, MAX_LOG_LINES, &lines) < 0) return bad_query(conn, "lines");
+        rc = web_view_service(&s->w, (size_t)i, (int)lines, &b, &e);
         if (!rc) status = reply_json(conn, 200, &b);
     } else {
         return reply_error(conn, 404, SHMRPC_ENOENT, "no such page");
@@ -325,6 +618,7 @@ static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n
         return reply_error(conn, 403, SHMRPC_EPERM,
                            "a POST needs the page's token in the X-Shmrpc-Token header "
                            "(GET /api/token)");
+    if (s->auth && n == 1 && strcmp(seg[0], "logout") == 0) return post_logout(conn, s);
     bool action = n == 4 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "services") == 0;
     bool gateway = n == 3 && strcmp(seg[0], "api") == 0;
     if (!action && !gateway) return reply_error(conn, 404, SHMRPC_ENOENT, "no such page");
@@ -366,16 +660,23 @@ static int handle(struct mg_connection *conn, void *data)
         return reply_error(conn, 503, SHMRPC_EUNAVAIL, "the supervisor is exiting");
     if (!host_ok(s, mg_get_header(conn, "Host")))
         return reply_error(conn, 403, SHMRPC_EPERM,
-                           "the page answers to a loopback host name only (localhost, 127.x.y.z, "
-                           "[::1])");
+                           s->any_ip_host ? "the page answers to a numeric address or a loopback "
+                                            "host name only, not to a DNS name"
+                                          : "the page answers to a loopback host name only "
+                                            "(localhost, 127.x.y.z, [::1])");
     const char *uri = ri->local_uri ? ri->local_uri : "/";
     char path[1024], *seg[8];
     if (strlen(uri) >= sizeof path) return reply_error(conn, 404, SHMRPC_ENOENT, "no such page");
     strcpy(path, uri);
     int n = split(path, seg, 6);
     const char *m = ri->request_method;
-    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) return handle_get(conn, s, uri, seg, n);
-    if (strcmp(m, "POST") == 0) return handle_post(conn, s, seg, n);
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+    if (s->auth) {
+        int answered = gate(conn, s, uri, seg, n, get, post);
+        if (answered) return answered;
+    }
+    if (get) return handle_get(conn, s, uri, seg, n);
+    if (post) return handle_post(conn, s, seg, n);
     return reply_error(conn, 405, SHMRPC_EINVAL, "GET, HEAD and POST only");
 }
 
@@ -387,6 +688,7 @@ static int quiet(const struct mg_connection *conn, const char *message)
 
 /* --- start and stop ------------------------------------------------------------------- */
 
+/* 0, or getrandom's error (a read of no bytes, which it does not do: SHMRPC_ESYS(EIO)). */
 static int make_token(char out[33])
 {
     unsigned char r[16];
@@ -394,7 +696,8 @@ static int make_token(char out[33])
     while (got < sizeof r) {
         ssize_t n = getrandom(r + got, sizeof r - got, 0);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
+        if (n < 0) return SHMRPC_ESYS(errno);
+        if (n == 0) return SHMRPC_ESYS(EIO);
         got += (size_t)n;
     }
     for (size_t i = 0; i < sizeof r; i++)
@@ -409,14 +712,29 @@ static void free_web(sup_web *s)
             web_pool_destroy(&s->w.svc[i]);
     free(s->w.svc);
     web_pool_destroy(&s->w.control);
+    if (s->auth) web_auth_destroy(s->auth);
+    free(s->auth);
     free(s);
+}
+
+/* 127.x.y.z, ::1, ::ffff:127.x.y.z or localhost, as config.c has it. */
+static bool is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcasecmp(host, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) != 1) return false;
+    return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 }
 
 sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
 {
     const char *host = c->web_host ? c->web_host : "127.0.0.1";
     int port = c->web_port ? c->web_port : 5155;
-    char ports[128];
+    char ports[128], bare[64]; /* bare: host without brackets */
+    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(host + (host[0] == '['), "]"),
+             host + (host[0] == '['));
     bool v6 = strchr(host, ':') != NULL;
     if (strcasecmp(host, "localhost") == 0)
         snprintf(ports, sizeof ports, "127.0.0.1:%d", port);
@@ -443,8 +761,35 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         web_service_address(&c->services[i], addr, sizeof addr);
         web_pool_init(&s->w.svc[i], addr);
     }
-    if (make_token(s->w.token) != 0) {
-        sup_logf(ctx, "web monitor: no random bytes for its token: %s", strerror(errno));
+    /* config.c refuses this already; the page does not rely on it. */
+    s->any_ip_host = !is_loopback(bare);
+    if (s->any_ip_host && !c->web_secret_file) {
+        sup_logf(ctx,
+                 "web monitor: %s is not a loopback address and there is no secret_file; "
+                 "running without the page",
+                 host);
+        free_web(s);
+        return NULL;
+    }
+    if (c->web_secret_file) {
+        shmrpc_buf msg;
+        shmrpc_buf_init(&msg);
+        s->auth = malloc(sizeof *s->auth);
+        int rc = s->auth ? web_auth_init(s->auth, c->web_secret_file, &msg) : SHMRPC_ENOMEM;
+        shmrpc_buf_append(&msg, "", 1); /* a NUL, for %s */
+        if (rc)
+            sup_logf(ctx, "web monitor: cannot read its secret: %s; running without the page",
+                     msg.err || msg.len < 2 ? shmrpc_strerror(rc) : (const char *)msg.data);
+        shmrpc_buf_destroy(&msg);
+        if (rc) {
+            free_web(s);
+            return NULL;
+        }
+        snprintf(s->cookie, sizeof s->cookie, "shmrpc_session_%d", port);
+    }
+    int token_rc = make_token(s->w.token);
+    if (token_rc != 0) {
+        sup_logf(ctx, "web monitor: no random bytes for its token: %s", shmrpc_strerror(token_rc));
         free_web(s);
         return NULL;
     }
@@ -476,7 +821,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&s->listen;
         a->sin6_family = AF_INET6;
         a->sin6_port = htons((uint16_t)port);
-        a->sin6_addr = in6addr_loopback;
+        if (inet_pton(AF_INET6, bare, &a->sin6_addr) != 1) a->sin6_addr = in6addr_loopback;
         s->listen_len = sizeof *a;
     } else {
         struct sockaddr_in *a = (struct sockaddr_in *)&s->listen;
@@ -487,7 +832,11 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         s->listen_len = sizeof *a;
     }
-    sup_logf(ctx, "web monitor at http://%s/", ports);
+    if (s->auth)
+        sup_logf(ctx, "web monitor at http://%s/ (the secret of %s required)", ports,
+                 c->web_secret_file);
+    else
+        sup_logf(ctx, "web monitor at http://%s/", ports);
     return s;
 }
 

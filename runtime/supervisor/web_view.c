@@ -33,10 +33,14 @@ typedef struct gathered {
     long pid;       /* its process, the leader of its group; 0: none */
     int n_procs;    /* processes of its group */
     long pids[MAX_PIDS];
-    double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
-    uint64_t rss;     /* resident bytes, summed */
-    shmrpc_stats *st; /* its call statistics; NULL: none to read */
-    json_t *sample;   /* its last series sample, when of the current pid; NULL: none */
+    long pid_ppid[MAX_PIDS];    /* each one's parent */
+    double pid_cpu_s[MAX_PIDS]; /* each one's own utime + stime */
+    uint64_t pid_rss[MAX_PIDS];
+    char pid_state[MAX_PIDS]; /* its state letter: R, S, D... */
+    double cpu_s;             /* utime + stime of the group, and the leader's reaped children */
+    uint64_t rss;             /* resident bytes, summed */
+    shmrpc_stats *st;         /* its call statistics; NULL: none to read */
+    json_t *sample;           /* its last series sample, when of the current pid; NULL: none */
 } gathered;
 
 typedef struct view {
@@ -79,6 +83,27 @@ static json_t *jstr(const char *s)
 
 /* --- /proc ---------------------------------------------------------------------------- */
 
+/* The k-th process of g is a worker when no other process of the group has it as parent,
+ * as the series counts them (series.c): a server that forks its workers leads them and is
+ * no worker; a module service's TCP manager is the parent of its own workers; a server
+ * serving in place, alone in its group, is its own worker. */
+static bool is_worker(const gathered *g, int k)
+{
+    int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
+    for (int j = 0; j < shown; j++)
+        if (g->pid_ppid[j] == g->pids[k]) return false;
+    return true;
+}
+
+/* How many workers g has; processes past MAX_PIDS, unseen, count as workers. */
+static int worker_count(const gathered *g)
+{
+    int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS, n = g->n_procs - shown;
+    for (int k = 0; k < shown; k++)
+        n += is_worker(g, k);
+    return n;
+}
+
 /* One pass over /proc/PID/stat for the processes whose group is one of the services'. */
 static void scan_proc(view *v)
 {
@@ -114,9 +139,15 @@ static void scan_proc(view *v)
         for (size_t i = 0; i < v->n; i++) {
             gathered *g = &v->g[i];
             if (g->pid <= 0 || pgrp != g->pid) continue;
-            if (g->n_procs < MAX_PIDS) g->pids[g->n_procs] = pid;
-            g->n_procs++;
             unsigned long long ticks = f[14] + f[15];
+            if (g->n_procs < MAX_PIDS) {
+                g->pids[g->n_procs] = pid;
+                g->pid_ppid[g->n_procs] = (long)f[4];
+                g->pid_cpu_s[g->n_procs] = (double)ticks / (double)tick;
+                g->pid_rss[g->n_procs] = f[24] * (uint64_t)page;
+                g->pid_state[g->n_procs] = state;
+            }
+            g->n_procs++;
             if (pid == g->pid) ticks += f[16] + f[17]; /* the workers it reaped */
             g->cpu_s += (double)ticks / (double)tick;
             g->rss += f[24] * (uint64_t)page;
@@ -264,15 +295,11 @@ static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
                             json_real((double)(now - json_integer_value(started)) / 1e3));
     else
         json_object_set_new(o, "uptime_s", json_null());
-    /* Workers as the series counts them: the group but its leader, or the leader alone
-     * when it serves in place. */
     json_t *pids = json_array();
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
     for (int k = 0; k < shown; k++)
-        if (g->pids[k] != g->pid || g->n_procs == 1)
-            json_array_append_new(pids, json_integer(g->pids[k]));
-    int workers = g->n_procs > 1 ? g->n_procs - 1 : g->n_procs;
-    json_object_set_new(o, "workers", json_integer(workers));
+        if (is_worker(g, k)) json_array_append_new(pids, json_integer(g->pids[k]));
+    json_object_set_new(o, "workers", json_integer(worker_count(g)));
     json_object_set_new(o, "worker_pids", pids);
     json_object_set_new(o, "cpu_seconds", g->pid > 0 ? json_real(g->cpu_s) : json_null());
     json_object_set_new(o, "rss_bytes",
@@ -282,7 +309,7 @@ static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
         calls += g->st->methods[k].calls, errors += g->st->methods[k].errors;
     json_object_set_new(o, "calls_total", g->st ? json_integer((json_int_t)calls) : json_null());
     json_object_set_new(o, "errors_total", g->st ? json_integer((json_int_t)errors) : json_null());
-    /* Rates and percentiles over the last second: the last series sample. */
+    /* Rates and percentiles over the last sample's interval (series_interval_s). */
     json_object_set_new(o, "calls_per_s", num_or_null(g->sample, "calls"));
     json_t *c = json_object_get(g->sample, "calls"), *er = json_object_get(g->sample, "errors");
     if (json_is_number(c) && json_is_number(er) && json_number_value(c) > 0)
@@ -299,7 +326,7 @@ static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
     return o;
 }
 
-static int dump(json_t *root, shmrpc_buf *out, web_err *e)
+int web_dump(json_t *root, shmrpc_buf *out, web_err *e)
 {
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(root);
@@ -362,7 +389,22 @@ int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
     }
     json_object_set_new(root, "top_methods", tl);
     view_free(&v);
-    return dump(root, out, e);
+    return web_dump(root, out, e);
+}
+
+/* The workers of worker_pids, each with its own figures, for the service page. */
+static json_t *worker_procs(const gathered *g)
+{
+    json_t *list = json_array();
+    int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
+    for (int k = 0; k < shown; k++) {
+        if (!is_worker(g, k)) continue;
+        char st[2] = {g->pid_state[k], '\0'};
+        json_array_append_new(list, json_pack("{s:I,s:s,s:f,s:I}", "pid", (json_int_t)g->pids[k],
+                                              "state", st, "cpu_seconds", g->pid_cpu_s[k],
+                                              "rss_bytes", (json_int_t)g->pid_rss[k]));
+    }
+    return list;
 }
 
 int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, web_err *e)
@@ -379,6 +421,7 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
         json_array_append_new(methods, method_json(&g->st->methods[k]));
     json_object_set_new(o, "methods", methods);
     json_object_set_new(o, "service", g->st ? jstr(g->st->service) : json_null());
+    json_object_set_new(o, "worker_procs", worker_procs(g));
     view_free(&v);
     /* Its log's tail, as shmrpcctl logs reads it: the control service's logs(). */
     char args[128];
@@ -395,7 +438,7 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
         json_decref(log);
         json_object_set_new(o, "log_error", json_string(le.msg));
     }
-    return dump(o, out, e);
+    return web_dump(o, out, e);
 }
 
 /* --- Prometheus ----------------------------------------------------------------------- */
@@ -493,12 +536,11 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
         putf(out, "} %lld\n", json_is_integer(r) ? (long long)json_integer_value(r) : 0LL);
     }
     family(out, "shmrpc_service_workers", "gauge",
-           "Worker processes of the service: its process group but the leader, or 1 for a leader "
-           "serving alone; 0 when not running.");
+           "Worker processes of the service: the processes of its group that are no other's "
+           "parent (a leader serving alone is 1); 0 when not running.");
     for (size_t i = 0; i < v.n; i++) {
-        int n = v.g[i].n_procs;
         svc_label(out, "shmrpc_service_workers", c->services[i].name);
-        putf(out, "} %d\n", n > 1 ? n - 1 : n);
+        putf(out, "} %d\n", worker_count(&v.g[i]));
     }
     family(out, "shmrpc_service_cpu_seconds_total", "counter",
            "User and system CPU time of the service's running processes and of the workers its "

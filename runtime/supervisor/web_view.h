@@ -5,6 +5,7 @@
 #ifndef SHMRPC_SUPERVISOR_WEB_VIEW_H
 #define SHMRPC_SUPERVISOR_WEB_VIEW_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include <shmrpc/buf.h>
@@ -31,9 +32,13 @@ void web_service_address(const shmrpc__config_service *s, char *out, size_t cap)
 /* GET /api/services: every service and the methods that took the most time. */
 int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e);
 
-/* GET /api/services/NAME: one service (index into the configuration), its methods and
- * the last log_lines lines of its log. */
+/* GET /api/services/NAME: one service (index into the configuration), its methods, its
+ * workers' own figures (worker_procs) and the last log_lines lines of its log. */
 int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, web_err *e);
+
+/* Appends root (whose reference it takes) to out as one line of JSON: 0, or -1 with e
+ * filled when out of memory. */
+int web_dump(json_t *root, shmrpc_buf *out, web_err *e);
 
 /* GET /metrics: the Prometheus text exposition format, version 0.0.4. */
 int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e);

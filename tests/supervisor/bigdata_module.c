@@ -1,7 +1,9 @@
-/* The module of module_test.c: init fills SUP_TEST_DATA_MIB MiB (environment; default
- * none) with the 64-bit words 0, 1, 2, ... and makes it read-only, before the workers
- * fork; sum reads all of it, spin spends CPU, grow keeps memory. */
+/* The module of module_test.c: init records its arguments (module_args) in the file
+ * SUP_TEST_ARGV_FILE names, and fills SUP_TEST_DATA_MIB MiB (environment; default none)
+ * with the 64-bit words 0, 1, 2, ... and makes it read-only, before the workers fork; sum
+ * reads all of it, spin spends CPU, grow keeps memory. */
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,9 +21,23 @@ typedef struct data {
 
 static data loaded;
 
+/* argc and argv, one per line, to the file SUP_TEST_ARGV_FILE names (when set). */
+static int record_args(int argc, char **argv)
+{
+    const char *path = getenv("SUP_TEST_ARGV_FILE");
+    if (!path) return 0;
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "argc %d\n", argc);
+    for (int i = 0; i < argc; i++)
+        fprintf(f, "[%s]\n", argv[i]);
+    fprintf(f, "%s\n", argv[argc] ? "argv[argc] is not NULL" : "end");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static int init(void **user, int argc, char **argv)
 {
-    (void)argc, (void)argv;
+    if (record_args(argc, argv) != 0) return -1;
     const char *mib = getenv("SUP_TEST_DATA_MIB");
     size_t bytes = (size_t)(mib ? strtoul(mib, NULL, 10) : 0) << 20;
     if (bytes) {

@@ -217,6 +217,55 @@ static void secret_file_checks(void **state)
                                  "3:1) is not a loopback address"));
 }
 
+/* [web monitor] host may be any address once a secret_file is set, its own or [defaults]';
+ * the resolved path is in the configuration and in the text shmrpc-ini-check prints. */
+static void web_monitor_secret(void **state)
+{
+    fixture *f = *state;
+    put_bytes(f, "web.secret", "0123456789abcdef\n", 17, 0600);
+    put_bytes(f, "other.secret", "fedcba9876543210\n", 17, 0600);
+    char want[128], line[256];
+    const char *own = put(f, "own.ini",
+                          "[defaults]\nlog_dir = /tmp\n[a]\nexec = /bin/true\n"
+                          "wait_until_completed = false\n"
+                          "[web monitor]\nhost = 0.0.0.0\nsecret_file = web.secret\n");
+    shmrpc__config *c = load(own, 0, NULL);
+    snprintf(want, sizeof want, "%s/web.secret", f->dir);
+    assert_string_equal(c->web_host, "0.0.0.0");
+    assert_string_equal(c->web_secret_file, want);
+    assert_null(c->defaults.secret_file);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    shmrpc__config_write(c, &out);
+    shmrpc_buf_append(&out, "", 1);
+    snprintf(line, sizeof line, "[web monitor]\nhost = 0.0.0.0\nport = 5155\nsecret_file = %s\n",
+             want);
+    assert_non_null(strstr((const char *)out.data, line));
+    shmrpc_buf_destroy(&out);
+    shmrpc__config_free(c);
+
+    const char *inherited = put(f, "inherited.ini",
+                                "[defaults]\nlog_dir = /tmp\nsecret_file = other.secret\n"
+                                "[a]\nexec = /bin/true\nwait_until_completed = false\n"
+                                "[web monitor]\nhost = ::\n");
+    c = load(inherited, 0, NULL);
+    snprintf(want, sizeof want, "%s/other.secret", f->dir);
+    assert_string_equal(c->web_host, "::");
+    assert_string_equal(c->web_secret_file, want);
+    shmrpc__config_free(c);
+
+    /* A loopback page needs none; [web monitor] secret_file = none turns [defaults]' off,
+     * and then a public host is refused. */
+    const char *off = put(f, "off.ini",
+                          "[defaults]\nlog_dir = /tmp\nsecret_file = other.secret\n"
+                          "[a]\nexec = /bin/true\nwait_until_completed = false\n"
+                          "[web monitor]\nhost = 10.0.0.1\nsecret_file = none\n");
+    const char *msgs;
+    assert_null(load(off, SHMRPC_EINVAL, &msgs));
+    assert_non_null(strstr(msgs, "off.ini:8:8: error: the web monitor's host '10.0.0.1' is not "
+                                 "a loopback address"));
+}
+
 /* Windows line ends and a byte order mark read as plain text; columns stay right. */
 static void crlf_and_bom(void **state)
 {
@@ -325,6 +374,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(resolves_defaults_and_overrides, setup, teardown),
         cmocka_unit_test_setup_teardown(relative_program_from_the_files_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(secret_file_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(web_monitor_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(crlf_and_bom, setup, teardown),
         cmocka_unit_test_setup_teardown(nul_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(error_flood, setup, teardown),

@@ -170,7 +170,7 @@ static void sigterm_under_load(void **state)
     char ini[1024];
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n"
-             "stop_timeout_s = %d\n\n[drain]\nmodule = %s\nshm_name = %s\n",
+             "stop_timeout_s = %d\ntcp_bind = none\n\n[drain]\nmodule = %s\nshm_name = %s\n",
              STOP_TIMEOUT_S, DRAIN_MODULE, f->shm);
     const char *env[] = {"SUP_DRAIN_MARKS", f->marks_path, NULL};
     f->sup = sup_start_in(f->dir, ini, true, 60, env);

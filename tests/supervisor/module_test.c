@@ -27,8 +27,8 @@
 
 #include "bigdata.h"
 #include "echo.h"
+#include "procs.h"
 #include "sup_helpers.h"
-#include "echo.h"
 
 #define MAX_KIDS 8
 
@@ -152,7 +152,9 @@ static void stops_clean(fixture *f)
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(sup_group_gone(f->group));
     f->group = 0;
-    assert_false(sup_segment_left(f->shm));
+    if (sup_segment_left(f->shm)) /* how the managers ended says who should have removed it */
+        fail_msg("segments of shm://%s left; supervisor.err:\n%s", f->shm,
+                 sup_slurp(f->dir, "supervisor.err"));
 }
 
 static shmrpc_client *connect_to(const shmrpc_service_info *info, const char *shm)
@@ -188,7 +190,7 @@ static void echo_module(void **state)
     fixture *f = *state;
     char ini[1024];
     snprintf(ini, sizeof ini,
-             "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n\n"
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nmin_proc_num = 2\nmax_proc_num = 2\n\n"
              "[echo]\nmodule = %s\nshm_name = %s\n",
              ECHO_MODULE, f->shm);
     int64_t t0 = sup_now_ms();
@@ -272,7 +274,7 @@ static void shared_data(void **state)
     const int mib = 200, workers = 4;
     char ini[1024];
     snprintf(ini, sizeof ini,
-             "[defaults]\nlog_dir = logs\nmin_proc_num = %d\nmax_proc_num = %d\n\n"
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nmin_proc_num = %d\nmax_proc_num = %d\n\n"
              "[big]\nmodule = %s\nshm_name = %s\n",
              workers, workers, BIGDATA_MODULE, f->shm);
     start(f, ini, mib);
@@ -336,7 +338,7 @@ static void scaling(void **state)
     fixture *f = *state;
     char ini[1024];
     snprintf(ini, sizeof ini,
-             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 3\n"
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nmin_proc_num = 1\nmax_proc_num = 3\n"
              "scale_up_cpu_percent = 10\nscale_up_window_s = 2\n"
              "scale_down_cpu_percent = 5\nscale_down_window_s = 3\n\n"
              "[big]\nmodule = %s\nshm_name = %s\n",
@@ -384,7 +386,7 @@ static void memory_limit(void **state)
     fixture *f = *state;
     char ini[1024];
     snprintf(ini, sizeof ini,
-             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 1\n"
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nmin_proc_num = 1\nmax_proc_num = 1\n"
              "max_proc_mem_bytes = 128M\n\n"
              "[big]\nmodule = %s\nshm_name = %s\n",
              BIGDATA_MODULE, f->shm);
@@ -417,13 +419,158 @@ static void memory_limit(void **state)
     stops_clean(f);
 }
 
+/* Two services of one module without tcp_port would both serve its .svc's port: the
+ * supervisor exits 1 at start, naming them, with nothing started. */
+static void same_svc_port(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[a]\nmodule = %s\nshm_name = %s_a\n\n"
+             "[b]\nmodule = %s\nshm_name = %s_b\n",
+             ECHO_MODULE, f->shm, ECHO_MODULE, f->shm);
+    start(f, ini, 0);
+    int st = sup_wait_exit(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *err = sup_slurp(f->dir, "supervisor.err");
+    if (!strstr(err, "service.ini:8: error: service [b]: TCP port 5555 is also service [a]'s"))
+        fail_msg("supervisor.err: %s", err);
+    assert_false(sup_segment_left(f->shm));
+}
+
+/* module_args: init gets them after argv[0] (the service's name), split as exec= is,
+ * with argv[argc] NULL. */
+static void module_args_reach_init(void **state)
+{
+    fixture *f = *state;
+    char ini[1024], argv_file[128];
+    snprintf(argv_file, sizeof argv_file, "%s/argv.txt", f->dir);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\n\n[big]\nmodule = %s\nshm_name = %s\n"
+             "module_args = --data \"two words\" 'it''s' \\$HOME\n    --last \"\"\n",
+             BIGDATA_MODULE, f->shm);
+    const char *env[] = {"SUP_TEST_ARGV_FILE", argv_file, NULL};
+    f->sup = sup_start_in(f->dir, ini, true, 60, env);
+    assert_true(wait_running(f, "big", 10000) > 0);
+    assert_string_equal(
+        sup_slurp(f->dir, "argv.txt"),
+        "argc 7\n[big]\n[--data]\n[two words]\n[its]\n[$HOME]\n[--last]\n[]\nend\n");
+    stops_clean(f);
+}
+
+/* The manager of a module service serving TCP too: the leader's child that has children
+ * of its own, once the leader has shm_workers other children and it has tcp_workers;
+ * waits up to ms. Its pid, or 0. */
+static pid_t tcp_manager(pid_t leader, int shm_workers, int tcp_workers, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
+        pid_t kids[64], grand[64], found = 0;
+        int n = children(leader, kids, 64), others = 0;
+        for (int i = 0; i < n; i++) {
+            if (children(kids[i], grand, 64) == tcp_workers && !found)
+                found = kids[i];
+            else
+                others++;
+        }
+        if (found && others == shm_workers) return found;
+        if (sup_now_ms() > end) return 0;
+    }
+}
+
+/* echo_add over addr answers 42. */
+static void adds_at(const char *addr)
+{
+    int rc = 0;
+    shmrpc_client *c = test_connect(&echo_service_info, NULL, addr, &rc);
+    if (!c) fail_msg("connect %s: %s", addr, shmrpc_strerror(rc));
+    int64_t sum = 0;
+    assert_int_equal(echo_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+}
+
+/* Waits up to ms for status.json's "workers" of svc to be want. */
+static bool status_workers(fixture *f, const char *svc, int want, int ms)
+{
+    char key[80];
+    snprintf(key, sizeof key, "\"%s\": {", svc);
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
+        const char *p = strstr(sup_slurp(f->dir, "logs/status.json"), key);
+        const char *w = p ? strstr(p, "\"workers\": ") : NULL;
+        if (w && atoi(w + strlen("\"workers\": ")) == want) return true;
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* shm_name and tcp_port: one manager serves shm://, a second one forked after init serves
+ * tcp://, both answer; a scale reaches both; a kill -9 of the TCP manager restarts the
+ * service; SIGTERM stops both with nothing left. */
+static void module_tcp(void **state)
+{
+    fixture *f = *state;
+    int port = test_free_port();
+    assert_true(port > 0);
+    char ini[1024], shm[64], tcp[64];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n"
+             "restart_backoff_ms = 100\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n",
+             ECHO_MODULE, f->shm, port);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "echo", 10000);
+    assert_true(mgr > 0);
+    pid_t tcp_mgr = tcp_manager(mgr, 2, 2, 5000);
+    assert_true(tcp_mgr > 0);
+    adds_at(shm);
+    adds_at(tcp);
+    assert_true(status_workers(f, "echo", 4, 5000)); /* 2 per address */
+    const char *log = sup_slurp(f->dir, "logs/echo.log");
+    assert_non_null(strstr(log, "serving shm://"));
+    assert_non_null(strstr(log, "serving tcp://127.0.0.1:"));
+
+    /* shmrpcctl scale: each address gets 3 workers. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s scale echo 3 --ini %s/service.ini 2>&1", SHMRPCCTL, f->dir);
+    const char *out = run(cmd);
+    if (!strstr(out, "echo: running")) fail_msg("%s: %s", cmd, out);
+    assert_int_equal(tcp_manager(mgr, 3, 3, 5000), tcp_mgr);
+    assert_true(status_workers(f, "echo", 6, 5000));
+
+    /* kill -9 of the TCP manager: the first manager stops too, and the supervisor starts
+     * the whole service again (an operator's count is kept across a crash). */
+    kill(tcp_mgr, SIGKILL);
+    int64_t t0 = sup_now_ms();
+    pid_t again = 0;
+    for (int64_t end = t0 + 10000; !again; sup_nap_ms(20)) {
+        pid_t p = wait_running(f, "echo", 100);
+        if (p > 0 && p != mgr) again = p;
+        assert_true(sup_now_ms() < end);
+    }
+    print_message("TCP manager killed: service restarted as pid %d after %lld ms\n", (int)again,
+                  (long long)(sup_now_ms() - t0));
+    assert_true(sup_group_gone(mgr));
+    assert_true(tcp_manager(again, 3, 3, 5000) > 0);
+    adds_at(shm);
+    adds_at(tcp);
+    char killed[160];
+    snprintf(killed, sizeof killed, "echo: the manager of %s was killed by signal 9", tcp);
+    assert_non_null(strstr(sup_slurp(f->dir, "logs/echo.log"), killed));
+    stops_clean(f);
+    char stats[64];
+    snprintf(stats, sizeof stats, "%d", port);
+    assert_false(sup_segment_left(stats));
+}
+
 /* A module= path that is not a module: the supervisor exits 1 at once, naming it, with
  * nothing started. */
 static void not_a_module(void **state)
 {
     fixture *f = *state;
     char ini[1024];
-    snprintf(ini, sizeof ini, "[defaults]\nlog_dir = logs\n\n[bad]\nmodule = %s\nshm_name = %s\n",
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\n\n[bad]\nmodule = %s\nshm_name = %s\n",
              SHMRPC_SERVICE, f->shm);
     start(f, ini, 0);
     int st = sup_wait_exit(&f->sup, 5000);
@@ -431,7 +578,7 @@ static void not_a_module(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     const char *err = sup_slurp(f->dir, "supervisor.err");
-    assert_non_null(strstr(err, "service.ini:4: error: service [bad]: cannot load module "));
+    assert_non_null(strstr(err, "service.ini:5: error: service [bad]: cannot load module "));
     assert_null(strstr(sup_slurp(f->dir, "logs/status.json"), "bad"));
 }
 
@@ -444,6 +591,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(scaling, setup, teardown),
         cmocka_unit_test_setup_teardown(memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(not_a_module, setup, teardown),
+        cmocka_unit_test_setup_teardown(same_svc_port, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_args_reach_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_tcp, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,8 @@ void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
 #define CALLS_ADD 100
 #define CALLS_JSON 7
 #define WORKERS 2
+/* The echo service's series_interval_s, in ms: not the default, to see the key work. */
+#define INTERVAL_MS 2000
 
 typedef struct fixture {
     char dir[64];
@@ -129,6 +131,50 @@ static double num(const json_t *o, const char *key)
     return json_number_value(v);
 }
 
+/* The children of pid, ascending; their count. */
+static int children_of(pid_t pid, pid_t *out, int cap)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *r = fopen(p, "r");
+    int n = 0;
+    long v;
+    while (r && n < cap && fscanf(r, "%ld", &v) == 1)
+        out[n++] = (pid_t)v;
+    if (r) fclose(r);
+    for (int i = 1; i < n; i++) /* a few: insertion sort */
+        for (int j = i; j > 0 && out[j - 1] > out[j]; j--) {
+            pid_t t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    return n;
+}
+
+/* status.json gives the echo service's workers, pid's two children, within a few
+ * intervals: the series' sample finds them. */
+static void status_shows_workers(const fixture *f, pid_t pid)
+{
+    pid_t kids[8];
+    int n = 0, workers = -1;
+    size_t n_pids = 0;
+    for (int64_t end = sup_now_ms() + 4 * INTERVAL_MS; sup_now_ms() < end; sup_nap_ms(50)) {
+        n = children_of(pid, kids, 8);
+        json_t *st = read_json(f, "logs/status.json");
+        json_t *echo = json_object_get(json_object_get(st, "services"), "echo");
+        json_t *pids = json_object_get(echo, "worker_pids");
+        workers = (int)json_integer_value(json_object_get(echo, "workers"));
+        n_pids = json_array_size(pids);
+        bool same = n == WORKERS && workers == WORKERS && n_pids == WORKERS;
+        for (size_t i = 0; same && i < n_pids; i++)
+            same = json_integer_value(json_array_get(pids, i)) == kids[i];
+        json_decref(st);
+        if (same) return;
+    }
+    fail_msg("status.json: workers %d, %zu worker_pids; echo-server has %d children", workers,
+             n_pids, n);
+}
+
 /* Samples of pid: the series' lines whose pid is it, within ms, until one has calls_total
  * == calls and at least min lines of pid are there. */
 static json_t *samples_of(const fixture *f, pid_t pid, long long calls, size_t min, int ms)
@@ -150,8 +196,10 @@ static json_t *samples_of(const fixture *f, pid_t pid, long long calls, size_t m
     }
 }
 
-/* Every sample of pid: time going forward, memory, the workers, and the calls: rates that
- * add up to the counters' total, which is `calls`. */
+/* Every sample of pid: time going forward, an interval of at least series_interval_s
+ * (the next sample is due that long after the last was taken; the loop may be late, not
+ * early), memory, the workers, and the calls: rates that add up to the counters' total,
+ * which is `calls`. */
 static void check_samples(json_t *s, pid_t pid, long long calls)
 {
     double sum = 0, last_t = 0;
@@ -163,7 +211,8 @@ static void check_samples(json_t *s, pid_t pid, long long calls)
         double t = num(o, "t");
         assert_true(t > last_t);
         last_t = t;
-        assert_true(num(o, "dt_ms") >= 900 && num(o, "dt_ms") <= 3000);
+        if (num(o, "dt_ms") < INTERVAL_MS || num(o, "dt_ms") >= 2 * INTERVAL_MS)
+            fail_msg("dt_ms %.0f, series_interval_s = %d", num(o, "dt_ms"), INTERVAL_MS / 1000);
         assert_true(num(o, "rss") > 0);
         assert_true(num(o, "pss") > 0);
         assert_true(num(o, "pss") <= num(o, "rss"));
@@ -192,8 +241,8 @@ static void echo_series_counts_the_calls(void **state)
     char ini[512];
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\n\n[echo]\nexec = %s --workers %d shm://%s\n"
-             "shm_name = %s\nrestart_backoff_ms = 100\n",
-             ECHO_SERVER, WORKERS, f->shm, f->shm);
+             "shm_name = %s\nrestart_backoff_ms = 100\nseries_interval_s = %d\n",
+             ECHO_SERVER, WORKERS, f->shm, f->shm, INTERVAL_MS / 1000);
     f->sup = sup_start_in(f->dir, ini, true, 60, NULL);
     pid_t pid = running_pid(f, 0, 5000);
     assert_true(pid > 0);
@@ -204,6 +253,7 @@ static void echo_series_counts_the_calls(void **state)
     shmrpc_client *c = NULL;
     assert_int_equal(shmrpc_client_new(&c, &echo_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(c, addr), 0);
+    status_shows_workers(f, pid);
     for (int i = 0; i < CALLS_ADD; i++) {
         int64_t sum = 0;
         assert_int_equal(echo_add(c, i, 1, &sum), 0);
@@ -216,7 +266,7 @@ static void echo_series_counts_the_calls(void **state)
     shmrpc_client_free(c);
 
     int64_t t0 = sup_now_ms();
-    json_t *s = samples_of(f, pid, CALLS_ADD + CALLS_JSON, 2, 5000);
+    json_t *s = samples_of(f, pid, CALLS_ADD + CALLS_JSON, 2, 5 * INTERVAL_MS);
     fprintf(stderr, "series: %zu samples with the calls after %lld ms\n", json_array_size(s),
             (long long)(sup_now_ms() - t0));
     if (json_array_size(s) < 2) fail_msg("%zu samples", json_array_size(s));
@@ -258,7 +308,7 @@ static void echo_series_counts_the_calls(void **state)
     pid_t again = running_pid(f, pid, 5000);
     assert_true(again > 0);
     sup_groups_add(&f->groups, again);
-    s = samples_of(f, again, 0, 1, 4000);
+    s = samples_of(f, again, 0, 1, 4 * INTERVAL_MS);
     if (json_array_size(s) < 1) fail_msg("no sample after the restart");
     check_samples(s, again, 0);
     json_decref(s);
@@ -279,15 +329,16 @@ static void series_rotates_at_log_max_bytes(void **state)
     shmrpc__config_service cfg = {.name = "self", .kind = SHMRPC__CONFIG_EXEC};
     cfg.s.log_dir = logs;
     cfg.s.log_max_bytes = 4096;
+    cfg.s.series_interval_ms = 1000;
     sup_ctx ctx = {0};
     sup_service svc = {.ctx = &ctx, .cfg = &cfg, .pid = getpgrp()};
     sup_series *ss = sup_series_new(&svc, 1);
     assert_non_null(ss);
     int64_t t = sup_now_ms(), began = t;
     assert_int_equal(sup_series_next_deadline(ss), 0); /* due at once */
-    for (int k = 0; k < 40; k++, t += SUP_SERIES_INTERVAL_MS) {
+    for (int k = 0; k < 40; k++, t += 1000) {
         sup_series_tick(ss, t);
-        assert_int_equal(sup_series_next_deadline(ss), t + SUP_SERIES_INTERVAL_MS);
+        assert_int_equal(sup_series_next_deadline(ss), t + 1000);
         sup_series_tick(ss, t + 10); /* not due: nothing */
     }
     sup_series_free(ss);
@@ -310,7 +361,7 @@ static void series_rotates_at_log_max_bytes(void **state)
                                              : json_array_get(cur, i - json_array_size(old));
         assert_true(num(o, "t") >= last);
         last = num(o, "t");
-        assert_int_equal((int)num(o, "dt_ms"), SUP_SERIES_INTERVAL_MS);
+        assert_int_equal((int)num(o, "dt_ms"), 1000);
         assert_true(num(o, "rss") > 0);
         assert_true(num(o, "workers") >= 1);
         /* No address: no call statistics. */
@@ -321,6 +372,63 @@ static void series_rotates_at_log_max_bytes(void **state)
     json_decref(cur);
     snprintf(p, sizeof p, "%s/self.methods.json", logs);
     assert_int_equal(access(p, F_OK), -1);
+}
+
+/* In process, with simulated time: two services (both this test's process group) with
+ * series_interval_s 1 and 3 are each sampled at their own interval, the next deadline
+ * being the sooner of theirs; their workers are known, and forgotten when the process is
+ * gone. */
+static void series_interval_per_service(void **state)
+{
+    fixture *f = *state;
+    char logs[128];
+    snprintf(logs, sizeof logs, "%s/logs", f->dir);
+    mkdir(logs, 0700);
+    shmrpc__config_service cfg[2] = {{.name = "one", .kind = SHMRPC__CONFIG_EXEC},
+                                     {.name = "three", .kind = SHMRPC__CONFIG_EXEC}};
+    sup_ctx ctx = {0};
+    sup_service svc[2];
+    for (int i = 0; i < 2; i++) {
+        cfg[i].s.log_dir = logs;
+        cfg[i].s.log_max_bytes = 1 << 20;
+        cfg[i].s.series_interval_ms = i ? 3000 : 1000;
+        svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = getpgrp()};
+    }
+    sup_series *ss = sup_series_new(svc, 2);
+    assert_non_null(ss);
+    int64_t t0 = sup_now_ms();
+    assert_int_equal(sup_series_next_deadline(ss), 0); /* baselines at once */
+    for (int64_t t = t0; t < t0 + 30000; t = sup_series_next_deadline(ss)) {
+        sup_series_tick(ss, t);
+        int64_t next = sup_series_next_deadline(ss);
+        assert_true(next == t + 1000); /* "one" is due every second */
+    }
+    const pid_t *pids;
+    int n_pids, workers = sup_series_workers(ss, 1, &pids, &n_pids);
+    assert_true(workers >= 1 && n_pids >= 1 && n_pids <= workers);
+    bool me = false; /* this process has no child in its group: a worker */
+    for (int i = 0; i < n_pids; i++)
+        me |= pids[i] == getpid();
+    assert_true(me || n_pids == SUP_SERIES_MAX_PIDS);
+    assert_true(ctx.changed);
+
+    svc[1].pid = 0; /* "three" stopped: no workers, and only "one" is sampled */
+    assert_true(sup_series_next_deadline(ss) <= t0 + 30000);
+    sup_series_tick(ss, t0 + 30000);
+    assert_int_equal(sup_series_workers(ss, 1, &pids, &n_pids), 0);
+    assert_int_equal(n_pids, 0);
+    assert_int_equal(sup_series_next_deadline(ss), t0 + 31000);
+    sup_series_free(ss);
+
+    json_t *one = read_lines(f, "logs/one.series"), *three = read_lines(f, "logs/three.series");
+    assert_int_equal(json_array_size(one), 30);  /* 31 samples, the first a baseline */
+    assert_int_equal(json_array_size(three), 9); /* at 3, 6, ... 27 s */
+    size_t i;
+    json_t *o;
+    json_array_foreach(one, i, o) assert_int_equal((int)num(o, "dt_ms"), 1000);
+    json_array_foreach(three, i, o) assert_int_equal((int)num(o, "dt_ms"), 3000);
+    json_decref(one);
+    json_decref(three);
 }
 
 /* The interval's percentiles come from the difference of two histograms. */
@@ -349,6 +457,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(percentile_of_the_difference),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -169,8 +169,11 @@ bool sup_segment_left(const char *part)
 {
     bool found = false;
     DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));)
-        found |= strstr(e->d_name, part) != NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (!strstr(e->d_name, part)) continue;
+        print_message("left in /dev/shm: %s\n", e->d_name); /* says which, when it fails */
+        found = true;
+    }
     if (d) closedir(d);
     return found;
 }

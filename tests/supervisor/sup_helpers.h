@@ -60,7 +60,7 @@ bool sup_group_gone(pid_t pgid);
 /* Unlinks every /dev/shm entry whose name contains part. */
 void sup_remove_segments(const char *part);
 
-/* Whether a /dev/shm entry's name contains part. */
+/* Whether a /dev/shm entry's name contains part; prints the name of each that does. */
 bool sup_segment_left(const char *part);
 
 #endif

@@ -1,8 +1,12 @@
 /* The management page with real processes and real HTTP over loopback: shmrpc-service
- * runs echo-server; a small HTTP client here checks every endpoint's status, content type
- * and body, /metrics line by line, the JSON gateway against shmrpcctl call for every echo
- * method and for bad input, the token on POSTs, stop and start, and SIGTERM freeing the
- * port. Every wait is bounded; the group teardown removes what a failure left. */
+ * runs echo-server, and "talker" (tail -f of a file the test appends to, so that the test
+ * decides what its log holds and when); a small HTTP client here checks every endpoint's
+ * status, content type and body, /metrics line by line, the JSON gateway against
+ * shmrpcctl call for every echo method and for bad input, the token on POSTs, the service
+ * page and uPlot byte for byte, the series columns, the log tail that follows (partial
+ * lines, invalid UTF-8, rotation), stop and start, and SIGTERM freeing the port. Once
+ * talker is stopped its files are the test's: crafted ones check the readers' edges.
+ * Every wait is bounded; the group teardown removes what a failure left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/buf.h>
+
 #include "config.h"
 #include "procs.h"
 #include "sup_helpers.h"
@@ -43,6 +49,8 @@ static struct {
     sup_groups groups; /* at most 16 */
     char token[64];
     long add_calls, add_errors; /* add calls made, to compare with /metrics */
+    char talk[96];              /* what talker prints, appended to by the test */
+    char logs[96];              /* its LOG_DIR */
 } T;
 
 typedef struct resp {
@@ -211,11 +219,18 @@ static int group_setup(void **state)
     T.port = test_free_port();
     if (T.port <= 0) return -1;
     char ini[1024], errp[160];
+    /* talker prints what the test appends to talk.in; its log rotates at 4 KiB. tail
+     * also ends with the supervisor (--pid), should the teardown not run. */
     int n = snprintf(ini, sizeof ini,
                      "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
-                     "[echo]\nexec = %s --workers 2 %s\nshm_name = %s\n",
+                     "[echo]\nexec = %s --workers 2 %s\nshm_name = %s\n\n"
+                     "[talker]\nexec = sh -c 'exec tail --pid=$PPID -c +1 -f talk.in'\n"
+                     "wait_until_completed = false\nlog_max_bytes = 4096\nlog_keep = 1\n",
                      T.port, ECHO_SERVER, T.addr, T.shm);
     if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
+    snprintf(T.talk, sizeof T.talk, "%s/talk.in", T.dir);
+    snprintf(T.logs, sizeof T.logs, "%s/logs", T.dir);
+    if (sup_write_file(T.talk, "") != 0) return -1;
     if (shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
     T.sup = sup_spawn(T.ini, errp, true, 60, NULL);
@@ -232,6 +247,23 @@ static int group_setup(void **state)
     snprintf(T.token, sizeof T.token, "%s", tok);
     json_decref(v);
     resp_free(&r);
+    /* Both services' groups, for the teardown. */
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+        if (http_raw("GET", "/api/services", NULL, NULL, &r) != 0 || r.status != 200) return -1;
+        v = json_loadb(r.body, r.len, 0, NULL);
+        resp_free(&r);
+        size_t i, running = 0;
+        json_t *s;
+        json_array_foreach(json_object_get(v, "services"), i, s)
+        {
+            json_int_t pid = json_integer_value(json_object_get(s, "pid"));
+            sup_groups_add(&T.groups, (pid_t)pid);
+            running += pid > 0;
+        }
+        json_decref(v);
+        if (running == 2) break;
+        if (sup_now_ms() > end) return -1;
+    }
     return 0;
 }
 
@@ -512,6 +544,16 @@ static void test_service_page(void **state)
     assert_string_equal(json_string_value(json_object_get(add, "name")), "add");
     assert_int_equal(json_integer_value(json_object_get(add, "calls")), T.add_calls);
     assert_true(json_number_value(json_object_get(add, "p99_us")) > 0);
+    /* Each worker with its own figures, for the service page's table. */
+    json_t *procs = json_object_get(v, "worker_procs"), *pids = json_object_get(v, "worker_pids");
+    assert_int_equal(json_array_size(procs), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *p = json_array_get(procs, i);
+        assert_true(json_equal(json_object_get(p, "pid"), json_array_get(pids, i)));
+        assert_true(json_integer_value(json_object_get(p, "rss_bytes")) > 0);
+        assert_true(json_is_real(json_object_get(p, "cpu_seconds")));
+        assert_int_equal(strlen(json_string_value(json_object_get(p, "state"))), 1);
+    }
     json_t *log = json_object_get(v, "log");
     assert_true(json_array_size(log) >= 1 && json_array_size(log) <= 5);
     bool serving = false;
@@ -520,6 +562,16 @@ static void test_service_page(void **state)
             strstr(json_string_value(json_array_get(log, i)), "echo-server: serving") != NULL;
     assert_true(serving);
     json_decref(v);
+    resp_free(&r);
+    /* ?lines= out of range is brought into it; one that is no integer is refused. */
+    http("GET", "/api/services/echo?lines=-3", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    v = body_json(&r);
+    assert_int_equal(json_array_size(json_object_get(v, "log")), 0);
+    json_decref(v);
+    resp_free(&r);
+    http("GET", "/api/services/echo?lines=lots", NULL, NULL, &r);
+    expect_error(&r, 400, "SHMRPC_EINVAL");
     resp_free(&r);
 }
 
@@ -570,6 +622,542 @@ static void test_actions(void **state)
     resp_free(&r);
 }
 
+/* --- the service page, uPlot, the series and the log ----------------------------------- */
+
+/* path whole (malloc'd; free it), its length in *len; NULL when it cannot be read. */
+static char *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap);
+    for (size_t got; p && (got = fread(p + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) p = realloc(p, cap *= 2);
+    }
+    fclose(f);
+    *len = n;
+    return p;
+}
+
+/* GET path, expected to answer status with JSON: its body (a new reference). */
+static json_t *get_json(const char *path, int status)
+{
+    resp r;
+    http("GET", path, NULL, NULL, &r);
+    if (r.status != status) fprintf(stderr, "GET %s: %d %s\n", path, r.status, r.body);
+    assert_int_equal(r.status, status);
+    assert_string_equal(header(&r, "Content-Type"), "application/json; charset=utf-8");
+    json_t *v = body_json(&r);
+    resp_free(&r);
+    return v;
+}
+
+static void test_assets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *type, *file;
+    } assets[] = {
+        {"/uplot.min.js", "text/javascript; charset=utf-8", UPLOT_DIR "/uPlot.iife.min.js"},
+        {"/uplot.min.css", "text/css; charset=utf-8", UPLOT_DIR "/uPlot.min.css"},
+        {"/service.js", "text/javascript; charset=utf-8", NULL},
+        {"/format.js", "text/javascript; charset=utf-8", NULL},
+        {"/favicon.svg", "image/svg+xml", NULL},
+    };
+    for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++) {
+        resp r;
+        http("GET", assets[i].path, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(header(&r, "Content-Type"), assets[i].type);
+        assert_string_equal(header(&r, "Content-Security-Policy"),
+                            "default-src 'self'; frame-ancestors 'none'");
+        if (assets[i].file) { /* the vendored file as it is */
+            size_t n;
+            char *want = read_whole(assets[i].file, &n);
+            assert_non_null(want);
+            assert_true(n > 1000);
+            assert_int_equal(r.len, n);
+            assert_memory_equal(r.body, want, n);
+            free(want);
+        }
+        resp_free(&r);
+    }
+    /* The overview links each service to its page. */
+    resp r;
+    http("GET", "/app.js", NULL, NULL, &r);
+    assert_non_null(strstr(r.body, "service-link"));
+    assert_non_null(strstr(r.body, "\"/services/\""));
+    resp_free(&r);
+}
+
+static void test_service_html(void **state)
+{
+    (void)state;
+    resp r;
+    http("GET", "/services/echo", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Content-Type"), "text/html; charset=utf-8");
+    char meta[128];
+    snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", T.token);
+    assert_non_null(strstr(r.body, meta));
+    assert_non_null(strstr(r.body, "<body data-service=\"echo\">"));
+    static const char *const parts[] = {
+        "src=\"/uplot.min.js\"",
+        "href=\"/uplot.min.css\"",
+        "src=\"/service.js\"",
+        "id=\"state\"",
+        "id=\"workers\"",
+        "id=\"methods\"",
+        "id=\"log\"",
+        "id=\"result\"",
+        "data-action=\"start\"",
+        "data-action=\"stop\"",
+        "data-action=\"restart\"",
+        "data-action=\"scale\"",
+        "data-metric=\"cpu\"",
+        "data-metric=\"memory\"",
+        "data-metric=\"io\"",
+        "data-metric=\"calls\"",
+        "data-metric=\"latency\"",
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (!strstr(r.body, parts[i])) fail_msg("the page has no %s", parts[i]);
+    assert_null(strstr(r.body, "{{")); /* every placeholder filled */
+    assert_null(strstr(r.body, "<script>"));
+    assert_null(strstr(r.body, " onclick="));
+    resp_free(&r);
+    http("HEAD", "/services/talker", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 0);
+    resp_free(&r);
+    http("GET", "/services/nobody", NULL, NULL, &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    resp_free(&r);
+    http("GET", "/services/echo/more", NULL, NULL, &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    resp_free(&r);
+}
+
+static const char *const series_cols[] = {"t",      "dt_ms",   "cpu",   "rss",    "pss",
+                                          "read",   "write",   "calls", "errors", "p50_us",
+                                          "p99_us", "workers", "pid"};
+
+/* Checks v's columns (all there, numbers or null, as long as t, t increasing): how many. */
+static size_t columns(json_t *v)
+{
+    assert_true(json_is_object(v));
+    assert_int_equal(json_object_size(v), sizeof series_cols / sizeof series_cols[0]);
+    json_t *t = json_object_get(v, "t");
+    size_t n = json_array_size(t);
+    for (size_t c = 0; c < sizeof series_cols / sizeof series_cols[0]; c++) {
+        json_t *col = json_object_get(v, series_cols[c]);
+        assert_true(json_is_array(col));
+        assert_int_equal(json_array_size(col), n);
+        for (size_t i = 0; i < n; i++) {
+            json_t *x = json_array_get(col, i);
+            assert_true(json_is_number(x) || json_is_null(x));
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        assert_true(json_is_integer(json_array_get(t, i)));
+        if (i)
+            assert_true(json_integer_value(json_array_get(t, i)) >
+                        json_integer_value(json_array_get(t, i - 1)));
+    }
+    return n;
+}
+
+static json_int_t t_at(json_t *v, size_t i)
+{
+    return json_integer_value(json_array_get(json_object_get(v, "t"), i));
+}
+
+static void test_series(void **state)
+{
+    (void)state;
+    /* A sample a second, the first 2 s after the start: three within 8 s. */
+    json_t *v = NULL;
+    for (int64_t end = sup_now_ms() + 8000;; sup_nap_ms(200)) {
+        v = get_json("/api/services/echo/series", 200);
+        if (columns(v) >= 3) break;
+        json_decref(v);
+        if (sup_now_ms() > end) fail_msg("echo.series has no 3 samples after 8 s");
+    }
+    size_t n = columns(v);
+    json_t *pid = json_array_get(json_object_get(v, "pid"), n - 1);
+    assert_true(json_integer_value(pid) > 0);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(v, "workers"), n - 1)), 2);
+    assert_true(json_integer_value(json_array_get(json_object_get(v, "rss"), n - 1)) > 0);
+    /* Each sample's interval, which the charts tell gaps by: series_interval_s (1 s by
+     * default), or a little more. */
+    for (size_t i = 0; i < n; i++) {
+        json_t *dt = json_array_get(json_object_get(v, "dt_ms"), i);
+        assert_true(json_is_integer(dt));
+        assert_in_range(json_integer_value(dt), 1000, 3000);
+    }
+    json_int_t before_last = t_at(v, n - 2), last = t_at(v, n - 1);
+    json_decref(v);
+    /* since: only later samples (another may have come meanwhile). */
+    char path[160];
+    snprintf(path, sizeof path, "/api/services/echo/series?since=%lld", (long long)before_last);
+    v = get_json(path, 200);
+    size_t k = columns(v);
+    assert_true(k >= 1);
+    assert_int_equal(t_at(v, 0), last);
+    json_decref(v);
+    /* max: the last N. */
+    v = get_json("/api/services/echo/series?max=2", 200);
+    assert_int_equal(columns(v), 2);
+    assert_true(t_at(v, 1) >= last);
+    json_decref(v);
+    v = get_json("/api/services/echo/series?max=0", 200); /* at least 1 */
+    assert_int_equal(columns(v), 1);
+    json_decref(v);
+    snprintf(path, sizeof path, "/api/services/echo/series?since=%lld&max=1",
+             (long long)last + 3600000);
+    v = get_json(path, 200);
+    assert_int_equal(columns(v), 0);
+    json_decref(v);
+    resp r;
+    http("GET", "/api/services/echo/series?since=yesterday", NULL, NULL, &r);
+    expect_error(&r, 400, "SHMRPC_EINVAL");
+    resp_free(&r);
+    http("GET", "/api/services/nobody/series", NULL, NULL, &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    resp_free(&r);
+}
+
+static void talk(const char *text)
+{
+    int fd = open(T.talk, O_WRONLY | O_APPEND | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Waits up to 5 s for LOG_DIR/name to hold needle. */
+static void wait_file_has(const char *name, const char *needle)
+{
+    for (int64_t end = sup_now_ms() + 5000; !strstr(sup_slurp(T.logs, name), needle);
+         sup_nap_ms(20))
+        if (sup_now_ms() > end) fail_msg("%s never held \"%s\"", name, needle);
+}
+
+static long long file_size(const char *name, unsigned long long *ino)
+{
+    char p[160];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", T.logs, name);
+    if (stat(p, &st) != 0) return -1;
+    if (ino) *ino = (unsigned long long)st.st_ino;
+    return (long long)st.st_size;
+}
+
+typedef struct tail {
+    long long offset;
+    unsigned long long inode; /* sent as a string of decimal digits */
+    bool reset;
+    json_t *lines; /* owned by v */
+    json_t *v;
+} tail;
+
+static tail log_get(const char *query)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/api/services/talker/log%s", query);
+    tail t = {.v = get_json(path, 200)};
+    assert_int_equal(json_object_size(t.v), 4);
+    assert_true(json_is_integer(json_object_get(t.v, "offset")));
+    const char *ino = json_string_value(json_object_get(t.v, "inode"));
+    assert_non_null(ino);
+    assert_true(ino[0] && strspn(ino, "0123456789") == strlen(ino));
+    assert_true(json_is_boolean(json_object_get(t.v, "reset")));
+    t.offset = json_integer_value(json_object_get(t.v, "offset"));
+    t.inode = strtoull(ino, NULL, 10);
+    t.reset = json_is_true(json_object_get(t.v, "reset"));
+    t.lines = json_object_get(t.v, "lines");
+    assert_true(json_is_array(t.lines));
+    return t;
+}
+
+static tail log_after(long long after, unsigned long long inode, const char *more)
+{
+    char q[160];
+    snprintf(q, sizeof q, "?after=%lld&inode=%llu%s", after, inode, more ? more : "");
+    return log_get(q);
+}
+
+static const char *line_at(const tail *t, size_t i)
+{
+    return json_string_value(json_array_get(t->lines, i));
+}
+
+/* Whether line (as the log holds it: a time stamp, a blank, then the text) is text. */
+static bool is_line(const char *line, const char *text)
+{
+    const char *sp = line ? strchr(line, ' ') : NULL;
+    return sp && strcmp(sp + 1, text) == 0;
+}
+
+/* Polls after offset until a line comes (5 s at most). */
+static tail log_wait(long long offset, unsigned long long inode)
+{
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(20)) {
+        tail t = log_after(offset, inode, NULL);
+        if (json_array_size(t.lines) > 0 || t.reset) return t;
+        assert_int_equal(t.offset, offset);
+        json_decref(t.v);
+        if (sup_now_ms() > end) fail_msg("no new line in talker.log after %lld", offset);
+    }
+}
+
+static void test_log_follow(void **state)
+{
+    (void)state;
+    tail t0 = log_get(""); /* the tail: nothing but whole lines */
+    assert_false(t0.reset);
+    unsigned long long ino0 = 0;
+    assert_int_equal(t0.offset, file_size("talker.log", &ino0)); /* opened at the start */
+    assert_true(t0.inode == ino0);
+    talk("first line\n");
+    tail t1 = log_wait(t0.offset, t0.inode);
+    assert_false(t1.reset);
+    assert_int_equal(t1.inode, t0.inode);
+    assert_int_equal(json_array_size(t1.lines), 1);
+    assert_true(is_line(line_at(&t1, 0), "first line"));
+    assert_int_equal(t1.offset, file_size("talker.log", NULL));
+    /* Half a line waits in the file until its end comes. */
+    talk("half a");
+    wait_file_has("talker.log", "half a");
+    tail t2 = log_after(t1.offset, t1.inode, NULL);
+    assert_int_equal(json_array_size(t2.lines), 0);
+    assert_int_equal(t2.offset, t1.offset);
+    assert_true(file_size("talker.log", NULL) > t1.offset);
+    talk(" line\nbad \xff\xfe bytes\n");
+    wait_file_has("talker.log", "bytes\n");
+    tail t3 = log_after(t2.offset, t2.inode, NULL);
+    assert_int_equal(json_array_size(t3.lines), 2);
+    assert_true(is_line(line_at(&t3, 0), "half a line"));
+    assert_true(is_line(line_at(&t3, 1), "bad \xef\xbf\xbd\xef\xbf\xbd bytes")); /* U+FFFD */
+    assert_int_equal(t3.offset, file_size("talker.log", NULL));
+    /* Without after: the last lines, up to the end. */
+    tail t4 = log_get("");
+    assert_true(json_array_size(t4.lines) >= 3);
+    assert_true(
+        is_line(line_at(&t4, json_array_size(t4.lines) - 1), "bad \xef\xbf\xbd\xef\xbf\xbd bytes"));
+    assert_int_equal(t4.offset, t3.offset);
+    /* max_bytes: a piece of a line longer than it. */
+    tail t5 = log_after(t1.offset, t1.inode, "&max_bytes=10");
+    assert_int_equal(json_array_size(t5.lines), 1);
+    assert_int_equal(strlen(line_at(&t5, 0)), 10);
+    assert_int_equal(t5.offset, t1.offset + 10);
+    /* Past the end (a file that was cut, or another one): the tail again, said so. */
+    tail t6 = log_after(t3.offset + 100000, 0, NULL);
+    assert_true(t6.reset);
+    assert_int_equal(t6.offset, t3.offset);
+    assert_true(json_array_size(t6.lines) >= 3);
+    /* Rotation: over 4 KiB, talker.log becomes talker.log.1 and a new file begins. */
+    char line[128];
+    for (int i = 0; i < 50; i++) {
+        snprintf(line, sizeof line, "rotation %02d %s\n", i,
+                 "................................................................");
+        talk(line);
+    }
+    wait_file_has("talker.log", "rotation 49");
+    unsigned long long ino = 0;
+    file_size("talker.log", &ino);
+    assert_true(ino != t3.inode);
+    assert_true(file_size("talker.log.1", NULL) > 0);
+    tail t7 = log_after(t3.offset, t3.inode, NULL);
+    assert_true(t7.reset);
+    assert_int_equal(t7.inode, ino);
+    assert_int_equal(t7.offset, file_size("talker.log", NULL));
+    size_t n7 = json_array_size(t7.lines);
+    assert_true(n7 >= 1 && n7 <= 100);
+    snprintf(line, sizeof line, "rotation 49 %s",
+             "................................................................");
+    assert_true(is_line(line_at(&t7, n7 - 1), line));
+    /* Following the new file. */
+    talk("after the rotation\n");
+    tail t8 = log_wait(t7.offset, t7.inode);
+    assert_false(t8.reset);
+    assert_int_equal(json_array_size(t8.lines), 1);
+    assert_true(is_line(line_at(&t8, 0), "after the rotation"));
+    /* An inode is any unsigned 64-bit number, in decimal digits (2^64 - 1: not this file's,
+     * so the tail again); nothing else is. */
+    tail t9 = log_after(t8.offset, 18446744073709551615ull, NULL);
+    assert_true(t9.reset);
+    assert_int_equal(t9.offset, t8.offset);
+    resp r;
+    static const char *const bad[] = {"?after=x",           "?after=0&inode=18446744073709551616",
+                                      "?after=0&inode=-1",  "?after=0&inode=+5",
+                                      "?after=0&inode=1e3", "?after=0&inode="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/services/talker/log%s", bad[i]);
+        http("GET", path, NULL, NULL, &r);
+        expect_error(&r, 400, "SHMRPC_EINVAL");
+        resp_free(&r);
+    }
+    http("GET", "/api/services/nobody/log", NULL, NULL, &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    resp_free(&r);
+    tail *all[] = {&t0, &t1, &t2, &t3, &t4, &t5, &t6, &t7, &t8, &t9};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        json_decref(all[i]->v);
+}
+
+/* LOG_DIR/name becomes text, by a rename (the supervisor may hold the old one open). */
+static void craft(const char *name, const char *text, size_t n)
+{
+    char tmp[160], p[160];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", T.logs, name);
+    snprintf(p, sizeof p, "%s/%s", T.logs, name);
+    FILE *f = fopen(tmp, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, p), 0);
+}
+
+static void craft_samples(shmrpc_buf *b, long from, long to)
+{
+    char line[256];
+    for (long t = from; t < to; t++) {
+        int n = snprintf(line, sizeof line,
+                         "{\"t\": %ld, \"dt_ms\": 1000, \"pid\": 7, \"workers\": 1, \"cpu\": 1.50, "
+                         "\"rss\": 4096, \"pss\": null, \"read\": 0.0, \"write\": 0.0, \"calls\": "
+                         "2.000, \"errors\": 0.000, \"p50_us\": null, \"p99_us\": 1.024}\n",
+                         t);
+        shmrpc_buf_append(b, line, (size_t)n);
+    }
+}
+
+/* With talker stopped, its files are the test's: crafted ones for the readers' edges. */
+static void test_crafted_files(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/services/talker/stop", "", true, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(50)) {
+        json_t *v = get_json("/api/services/talker?lines=0", 200);
+        bool stopped = !strcmp(state_of(v), "stopped");
+        json_decref(v);
+        if (stopped) break;
+        if (sup_now_ms() > end) fail_msg("talker never stopped");
+    }
+    /* NAME.series: 4000 samples, among them lines that are none, a line of 100 KB, and a
+     * last one being written; NAME.series.1: the 10 before. */
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    craft_samples(&b, 2000, 3000);
+    static const char not_samples[] = "not JSON\n{\"x\": 1}\n\n";
+    shmrpc_buf_append(&b, not_samples, sizeof not_samples - 1);
+    char *big = malloc(100000);
+    assert_non_null(big);
+    memset(big, 'x', 100000);
+    big[99999] = '\n';
+    shmrpc_buf_append(&b, big, 100000);
+    craft_samples(&b, 3000, 6000);
+    static const char being_written[] = "{\"t\": 9999, \"cp";
+    shmrpc_buf_append(&b, being_written, sizeof being_written - 1);
+    craft("talker.series", (const char *)b.data, b.len);
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 1000, 1010);
+    craft("talker.series.1", (const char *)b.data, b.len);
+    json_t *v = get_json("/api/services/talker/series", 200);
+    assert_int_equal(columns(v), 900);
+    assert_int_equal(t_at(v, 0), 5100);
+    assert_int_equal(t_at(v, 899), 5999);
+    assert_true(json_is_null(json_array_get(json_object_get(v, "p50_us"), 0)));
+    assert_true(json_is_null(json_array_get(json_object_get(v, "pss"), 0)));
+    assert_true(json_number_value(json_array_get(json_object_get(v, "cpu"), 0)) == 1.5);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?max=100000", 200);
+    assert_int_equal(columns(v), 3600); /* at most */
+    assert_int_equal(t_at(v, 0), 2400);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?since=2990&max=20", 200);
+    assert_int_equal(columns(v), 20); /* the last 20, past the lines that are no samples */
+    assert_int_equal(t_at(v, 0), 5980);
+    json_decref(v);
+    v = get_json("/api/services/talker/series?since=2995&max=3600", 200);
+    assert_int_equal(columns(v), 3004);
+    assert_int_equal(t_at(v, 0), 2996);
+    json_decref(v);
+    /* A new NAME.series (after a rotation): the samples before are in NAME.series.1. */
+    /* dt_ms: a sample's own interval, here 60 s (series_interval_s = 60); a sample
+     * without it (none in its line) has null. */
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 2000, 2005);
+    static const char intervals[] = "{\"t\": 62004, \"dt_ms\": 60000, \"pid\": 7}\n"
+                                    "{\"t\": 62005, \"pid\": 7}\n";
+    shmrpc_buf_append(&b, intervals, sizeof intervals - 1);
+    craft("talker.series", (const char *)b.data, b.len);
+    v = get_json("/api/services/talker/series?since=1005", 200);
+    assert_int_equal(columns(v), 11);
+    assert_int_equal(t_at(v, 0), 1006);
+    assert_int_equal(t_at(v, 8), 2004);
+    json_t *dt = json_object_get(v, "dt_ms");
+    assert_int_equal(json_integer_value(json_array_get(dt, 0)), 1000);
+    assert_int_equal(json_integer_value(json_array_get(dt, 9)), 60000);
+    assert_true(json_is_null(json_array_get(dt, 10)));
+    assert_true(json_is_null(json_array_get(json_object_get(v, "cpu"), 9)));
+    json_decref(v);
+    /* No files: no samples. */
+    char p[160];
+    snprintf(p, sizeof p, "%s/talker.series", T.logs);
+    assert_int_equal(unlink(p), 0);
+    snprintf(p, sizeof p, "%s/talker.series.1", T.logs);
+    assert_int_equal(unlink(p), 0);
+    v = get_json("/api/services/talker/series", 200);
+    assert_int_equal(columns(v), 0);
+    json_decref(v);
+
+    /* NAME.log: a line longer than an answer (64 KiB) comes in pieces by the follow; the
+     * tail stops before it. */
+    shmrpc_buf_clear(&b);
+    shmrpc_buf_append(&b, "one\n", 4);
+    shmrpc_buf_append(&b, big, 100000);
+    shmrpc_buf_append(&b, "two\nthree", 9);
+    craft("talker.log", (const char *)b.data, b.len);
+    tail t1 = log_get("");
+    assert_int_equal(json_array_size(t1.lines), 1);
+    assert_string_equal(line_at(&t1, 0), "two");
+    assert_int_equal(t1.offset, 4 + 100000 + 4);
+    tail t2 = log_after(0, t1.inode, NULL);
+    assert_int_equal(json_array_size(t2.lines), 1);
+    assert_string_equal(line_at(&t2, 0), "one");
+    assert_int_equal(t2.offset, 4);
+    tail t3 = log_after(4, t1.inode, NULL);
+    assert_int_equal(json_array_size(t3.lines), 1);
+    assert_int_equal(strlen(line_at(&t3, 0)), 65536);
+    assert_int_equal(t3.offset, 4 + 65536);
+    tail t4 = log_after(t3.offset, t1.inode, NULL);
+    assert_int_equal(json_array_size(t4.lines), 2);
+    assert_int_equal(strlen(line_at(&t4, 0)), 100000 - 1 - 65536);
+    assert_string_equal(line_at(&t4, 1), "two");
+    assert_int_equal(t4.offset, t1.offset);
+    /* No log: nothing, and a client that had read one starts again. */
+    snprintf(p, sizeof p, "%s/talker.log", T.logs);
+    assert_int_equal(unlink(p), 0);
+    tail t5 = log_get("");
+    assert_int_equal(json_array_size(t5.lines), 0);
+    assert_int_equal(t5.offset, 0);
+    assert_false(t5.reset);
+    tail t6 = log_after(t4.offset, t1.inode, NULL);
+    assert_true(t6.reset);
+    assert_int_equal(t6.offset, 0);
+    tail *all[] = {&t1, &t2, &t3, &t4, &t5, &t6};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        json_decref(all[i]->v);
+    free(big);
+    shmrpc_buf_destroy(&b);
+}
+
 static void test_sigterm(void **state)
 {
     (void)state;
@@ -595,10 +1183,12 @@ static void test_sigterm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages),        cmocka_unit_test(test_services),
-        cmocka_unit_test(test_gateway),      cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_service_page), cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_pages),         cmocka_unit_test(test_services),
+        cmocka_unit_test(test_gateway),       cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_service_page),  cmocka_unit_test(test_assets),
+        cmocka_unit_test(test_service_html),  cmocka_unit_test(test_series),
+        cmocka_unit_test(test_log_follow),    cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_sigterm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

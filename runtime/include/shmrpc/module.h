@@ -32,12 +32,15 @@ extern "C" {
 /* The symbol the supervisor looks up. */
 #define SHMRPC_MODULE_SYMBOL "shmrpc_module_v1"
 
-/* Runs once in the manager before the workers fork. argv[0] is the service's [NAME] in
- * the service.ini (argc is 1 today; later keys may add arguments after it). Sets *user
- * (NULL is fine) and returns 0, or a nonzero value that stops the service from starting
- * (the manager exits with status 1; it is restarted with backoff like a crash). */
+/* Runs once in the manager before the workers fork (and before the manager of the
+ * service's TCP address, if any, forks from it: both share what it loads). argv[0] is the
+ * service's [NAME] in the service.ini, argv[1..argc-1] the words of its module_args key
+ * (none: argc is 1), and argv[argc] is NULL, as for main. Sets *user (NULL is fine) and
+ * returns 0, or a nonzero value that stops the service from starting (the manager exits
+ * with status 1; it is restarted with backoff like a crash). */
 typedef int (*shmrpc_module_init_fn)(void **user, int argc, char **argv);
-/* Runs once in the manager after the workers stopped, with init's *user. */
+/* Runs once in the manager after the workers (of every address) stopped, with init's
+ * *user. */
 typedef void (*shmrpc_module_fini_fn)(void *user);
 
 typedef struct shmrpc_module {

@@ -1,39 +1,10 @@
 // The overview: GET /api/services every 2 s into the tables; the buttons POST the
-// actions with the page's token (X-Shmrpc-Token). Charts come with the service pages.
+// actions with the page's token (X-Shmrpc-Token). A service's name leads to its page
+// (/services/NAME, service.js), with charts and its log. Formats, and the way to the
+// login page when the session has ended (a 401), are format.js's.
 "use strict";
 
 const token = document.querySelector('meta[name="shmrpc-token"]').content;
-
-function text(v, unit) {
-  return v === null || v === undefined ? "–" : unit ? v + unit : String(v);
-}
-
-function micros(us) {
-  if (us === null || us === undefined) return "–";
-  return us >= 1000 ? (us / 1000).toFixed(2) + " ms" : us.toFixed(3) + " µs";
-}
-
-function bytes(n) {
-  if (n === null || n === undefined) return "–";
-  const units = ["B", "KiB", "MiB", "GiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return n.toFixed(i ? 1 : 0) + " " + units[i];
-}
-
-function duration(s) {
-  if (s === null || s === undefined) return "–";
-  s = Math.floor(s);
-  const d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
-  return d ? d + "d" + h + "h" : h ? h + "h" + m + "m" : m ? m + "m" + (s % 60) + "s" : s + "s";
-}
-
-function cell(row, value, cls) {
-  const td = row.insertCell();
-  td.textContent = value;
-  if (cls) td.className = cls;
-  return td;
-}
 
 async function act(name, action) {
   const out = document.getElementById("result");
@@ -44,6 +15,7 @@ async function act(name, action) {
     opts.body = JSON.stringify({ workers: Number(n) });
   }
   const r = await fetch("/api/services/" + encodeURIComponent(name) + "/" + action, opts);
+  if (sessionEnded(r)) return;
   const body = await r.json();
   out.textContent = r.ok ? name + ": " + action + ": " + body.state
                          : name + ": " + action + " failed: " + body.error.message;
@@ -59,7 +31,11 @@ function render(data) {
   for (const s of data.services) {
     const row = body.insertRow();
     row.dataset.service = s.name;
-    cell(row, s.name);
+    const link = document.createElement("a");
+    link.className = "service-link";
+    link.href = "/services/" + encodeURIComponent(s.name);
+    link.textContent = s.name;
+    row.insertCell().appendChild(link);
     cell(row, s.state, "state-" + s.state);
     cell(row, s.pid || "–");
     const w = cell(row, s.workers);
@@ -99,6 +75,7 @@ async function refresh() {
   const err = document.getElementById("error");
   try {
     const r = await fetch("/api/services");
+    if (sessionEnded(r)) return;
     const data = await r.json();
     if (!r.ok) throw new Error(data.error.message);
     render(data);
@@ -109,5 +86,10 @@ async function refresh() {
   }
 }
 
-refresh();
-setInterval(refresh, 2000);
+// Every 2 s after the last refresh ended, until the page goes to the login page.
+async function poll() {
+  await refresh();
+  if (!leaving) setTimeout(poll, 2000);
+}
+
+poll();

@@ -1,0 +1,381 @@
+/* The series and the log of a service, read from their ends for the service page
+ * (web_files.h, docs/web.md). Both files are appended to by the supervisor's main loop
+ * while they are read here, on a civetweb thread: a last line without its '\n' is being
+ * written and waits for the next request. Each answer reads through one descriptor, so a
+ * rotation in the middle (a rename) leaves it reading the file it opened, whose inode it
+ * reports. */
+#include "web_files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "web_view.h"
+
+/* Reads backwards grow from the first block to the largest: a poll for the last few
+ * samples reads one small block, a first load of an hour's samples a few large ones. */
+#define BLOCK_FIRST ((size_t)4 << 10)
+#define BLOCK_MAX ((size_t)64 << 10)
+/* A "line" of NAME.series longer than this is no sample (a line is ~250 bytes). */
+#define SERIES_LINE_MAX ((size_t)64 << 10)
+
+static int fail(web_err *e, int http, int rc, const char *what)
+{
+    e->http = http;
+    e->rc = rc;
+    snprintf(e->msg, sizeof e->msg, "%.500s: %s", what, shmrpc_strerror(rc));
+    return -1;
+}
+
+/* pread of exactly n bytes: 0, or -1 (an error, or a file cut shorter than its size). */
+static int pread_all(int fd, char *p, size_t n, off_t at)
+{
+    while (n > 0) {
+        ssize_t k = pread(fd, p, n, at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO; /* cut shorter since its size was taken */
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+        at += k;
+    }
+    return 0;
+}
+
+/* --- lines from the end ---------------------------------------------------------------- */
+
+/* A file's lines, newest first, read a block at a time from its end towards floor. The
+ * piece after the last '\n' (a line being written, or nothing) is never returned. */
+typedef struct rev {
+    int fd;
+    off_t pos;       /* the offset of buf[0] */
+    off_t floor;     /* read nothing before this; a line that starts before it is dropped */
+    char *buf;       /* read, not returned yet: buf[0..len) */
+    size_t len;      /* buf[len] is the '\n' before the line returned last (or the end) */
+    size_t block;    /* the next read's size */
+    size_t line_max; /* longer lines are skipped */
+    off_t whole_end; /* just past the last '\n' of the file; -1 until found */
+    bool first;      /* the piece after the last '\n' is still to drop */
+    bool skipping;   /* inside a line longer than line_max */
+    bool done;
+    int err; /* SHMRPC_ENOMEM or SHMRPC_ESYS: the lines so far are all there is */
+} rev;
+
+static void rev_init(rev *r, int fd, off_t size, off_t floor, size_t line_max)
+{
+    *r = (rev){.fd = fd,
+               .pos = size,
+               .floor = floor,
+               .block = BLOCK_FIRST,
+               .line_max = line_max,
+               .whole_end = -1,
+               .first = true};
+}
+
+static void rev_destroy(rev *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+}
+
+/* One more block before buf; 0, or -1 with r->err set. */
+static int rev_read(rev *r)
+{
+    size_t want = r->block;
+    if ((off_t)want > r->pos - r->floor) want = (size_t)(r->pos - r->floor);
+    char *nb = malloc(want + r->len);
+    if (!nb) {
+        r->err = SHMRPC_ENOMEM;
+        return -1;
+    }
+    if (pread_all(r->fd, nb, want, r->pos - (off_t)want) != 0) {
+        r->err = SHMRPC_ESYS(errno);
+        free(nb);
+        return -1;
+    }
+    if (r->len) memcpy(nb + want, r->buf, r->len);
+    free(r->buf);
+    r->buf = nb;
+    r->len += want;
+    r->pos -= (off_t)want;
+    if (r->block < BLOCK_MAX) r->block *= 2;
+    return 0;
+}
+
+/* The previous line (without its '\n'), valid until the next call: 1; or 0 at the floor,
+ * the start of the file or an error (r->err). */
+static int rev_prev(rev *r, const char **line, size_t *n)
+{
+    while (!r->done) {
+        char *nl = r->len ? memrchr(r->buf, '\n', r->len) : NULL;
+        if (nl || r->pos == r->floor) {
+            size_t start = nl ? (size_t)(nl - r->buf) + 1 : 0;
+            bool drop = r->first || r->skipping || (!nl && r->pos > 0); /* begins before floor */
+            *line = r->buf ? r->buf + start : ""; /* an empty file reads nothing */
+            *n = r->len - start;
+            if (nl && r->whole_end < 0) r->whole_end = r->pos + (off_t)start;
+            if (nl)
+                r->len = start - 1;
+            else
+                r->done = true;
+            r->first = r->skipping = false;
+            if (!drop) return 1;
+            continue;
+        }
+        if (r->len > r->line_max) { /* no line: forget it, and find where it starts */
+            r->skipping = true;
+            r->len = 0;
+        }
+        if (rev_read(r) != 0) r->done = true;
+    }
+    return 0;
+}
+
+/* --- the series ------------------------------------------------------------------------ */
+
+/* The fields of a sample the charts use, in the answer's order. dt_ms tells the charts
+ * each sample's interval, which series_interval_s sets per service: two samples much
+ * further apart than that are a time the service was down. */
+static const char *const series_fields[] = {"t",      "dt_ms",   "cpu",   "rss",    "pss",
+                                            "read",   "write",   "calls", "errors", "p50_us",
+                                            "p99_us", "workers", "pid"};
+
+/* Appends to got (newest first) fd's samples newer than since until it holds max: 0 when
+ * it met an older sample (the rest are older still), 1 when it did not, or an error. */
+static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *n)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) return SHMRPC_ESYS(errno);
+    rev r;
+    rev_init(&r, fd, st.st_size, 0, SERIES_LINE_MAX);
+    const char *line;
+    size_t len;
+    bool older = false;
+    while (*n < max && !older && rev_prev(&r, &line, &len) == 1) {
+        json_t *v = json_loadb(line, len, 0, NULL);
+        json_t *t = json_object_get(v, "t");
+        /* Lines are in the order of the samples; one without a t is none: skipped. */
+        if (json_is_integer(t) && json_integer_value(t) > since)
+            got[(*n)++] = json_incref(v);
+        else
+            older = json_is_integer(t);
+        json_decref(v);
+    }
+    int err = r.err;
+    rev_destroy(&r);
+    /* A read error ends the scan as the file's start would: what was read is shown. */
+    return err == SHMRPC_ENOMEM ? err : older ? 0 : 1;
+}
+
+/* Scans path unless it is the file `skip` (a rotation between two opens). */
+static int series_file(const char *path, const struct stat *skip, struct stat *seen, int64_t since,
+                       json_t **got, size_t max, size_t *n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 1 : SHMRPC_ESYS(errno);
+    int rc = 1;
+    if (fstat(fd, seen) != 0)
+        rc = SHMRPC_ESYS(errno);
+    else if (!skip || seen->st_ino != skip->st_ino || seen->st_dev != skip->st_dev)
+        rc = series_scan(fd, since, got, max, n);
+    close(fd);
+    return rc;
+}
+
+int web_series(const shmrpc__config_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e)
+{
+    size_t cap = max < 1 ? 1 : (size_t)max, n = 0;
+    json_t **got = calloc(cap, sizeof *got);
+    if (!got) return fail(e, 500, SHMRPC_ENOMEM, "series");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.series", s->s.log_dir, s->name);
+    struct stat cur = {0}, old;
+    int rc = series_file(path, NULL, &cur, since, got, cap, &n);
+    /* NAME.series began at the last rotation: the older samples are in NAME.series.1. */
+    if (rc == 1 && n < cap) {
+        snprintf(path, sizeof path, "%s/%s.series.1", s->s.log_dir, s->name);
+        rc = series_file(path, cur.st_ino ? &cur : NULL, &old, since, got, cap, &n);
+    }
+    json_t *root = NULL;
+    if (rc >= 0) {
+        root = json_object();
+        for (size_t f = 0; f < sizeof series_fields / sizeof series_fields[0]; f++) {
+            json_t *col = json_array();
+            for (size_t k = n; k-- > 0;) {
+                json_t *x = json_object_get(got[k], series_fields[f]);
+                json_array_append_new(col, json_is_number(x) ? json_incref(x) : json_null());
+            }
+            json_object_set_new(root, series_fields[f], col);
+        }
+    }
+    for (size_t k = 0; k < n; k++)
+        json_decref(got[k]);
+    free(got);
+    if (rc < 0) return fail(e, 500, rc, path);
+    return web_dump(root, out, e);
+}
+
+/* --- the log --------------------------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence at p (n > 0 bytes left), or 0: as strict as
+ * jansson (no overlong forms, surrogates or code points past U+10FFFF). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t len;
+    uint32_t cp, min;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (n < len) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return len;
+}
+
+/* A line of the log as a JSON string: a service may write anything, and what is not
+ * UTF-8 becomes U+FFFD, a byte at a time. NULL: out of memory. */
+static json_t *line_json(const char *p, size_t n)
+{
+    json_t *v = json_stringn(p, n);
+    if (v) return v;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    const unsigned char *u = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len(u + i, n - i);
+        if (k)
+            shmrpc_buf_append(&b, p + i, k);
+        else
+            shmrpc_buf_append(&b, "\xef\xbf\xbd", 3);
+        i += k ? k : 1;
+    }
+    v = b.err ? NULL : json_stringn(b.len ? (const char *)b.data : "", b.len);
+    shmrpc_buf_destroy(&b);
+    return v;
+}
+
+/* The last WEB_LOG_TAIL_LINES whole lines, at most max_bytes of them, into lines; *end
+ * just past them. */
+static int log_tail(int fd, off_t size, size_t max_bytes, json_t *lines, off_t *end)
+{
+    /* Twice the answer's bytes back at most: a longer last line being written, or one
+     * longer than an answer, comes in pieces by the follow that starts where this ends. */
+    off_t reach = (off_t)max_bytes * 2;
+    rev r;
+    rev_init(&r, fd, size, size > reach ? size - reach : 0, SIZE_MAX);
+    json_t *newest_first = json_array();
+    size_t bytes = 0;
+    const char *line;
+    size_t n;
+    int rc = newest_first ? 0 : SHMRPC_ENOMEM;
+    while (!rc && json_array_size(newest_first) < WEB_LOG_TAIL_LINES &&
+           rev_prev(&r, &line, &n) == 1) {
+        if (bytes + n + 1 > max_bytes) break;
+        bytes += n + 1;
+        json_t *v = line_json(line, n);
+        if (!v || json_array_append_new(newest_first, v) != 0) rc = SHMRPC_ENOMEM;
+    }
+    if (r.err == SHMRPC_ENOMEM) rc = r.err;
+    *end = r.whole_end >= 0 ? r.whole_end : r.pos;
+    rev_destroy(&r);
+    for (size_t k = json_array_size(newest_first); !rc && k-- > 0;)
+        if (json_array_append(lines, json_array_get(newest_first, k)) != 0) rc = SHMRPC_ENOMEM;
+    json_decref(newest_first);
+    return rc;
+}
+
+/* The whole lines from after on, at most max_bytes of them; *end just past them. A line
+ * longer than max_bytes alone comes in pieces of max_bytes. */
+static int log_follow(int fd, off_t after, off_t size, size_t max_bytes, json_t *lines, off_t *end)
+{
+    *end = after;
+    size_t want = (size_t)(size - after) < max_bytes ? (size_t)(size - after) : max_bytes;
+    if (want == 0) return 0;
+    char *buf = malloc(want);
+    if (!buf) return SHMRPC_ENOMEM;
+    if (pread_all(fd, buf, want, after) != 0) {
+        int rc = SHMRPC_ESYS(errno);
+        free(buf);
+        return rc;
+    }
+    char *last = memrchr(buf, '\n', want);
+    size_t used = last ? (size_t)(last - buf) + 1 : want == max_bytes ? want : 0;
+    int rc = 0;
+    for (size_t i = 0; i < used && !rc;) {
+        char *nl = memchr(buf + i, '\n', used - i);
+        size_t n = nl ? (size_t)(nl - buf) - i : used - i;
+        json_t *v = line_json(buf + i, n);
+        if (!v || json_array_append_new(lines, v) != 0) rc = SHMRPC_ENOMEM;
+        i += n + (nl != NULL);
+    }
+    free(buf);
+    if (!rc) *end = after + (off_t)used;
+    return rc;
+}
+
+int web_log(const shmrpc__config_service *s, const web_log_req *q, shmrpc_buf *out, web_err *e)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.log", s->s.log_dir, s->name);
+    json_t *lines = json_array();
+    if (!lines) return fail(e, 500, SHMRPC_ENOMEM, path);
+    int rc = 0;
+    off_t end = 0;
+    uint64_t ino = 0;
+    bool reset = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        /* No log yet: nothing to show; a client that had read one starts again. */
+        if (errno != ENOENT) rc = SHMRPC_ESYS(errno);
+        reset = q->follow && q->after > 0;
+    } else {
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            rc = SHMRPC_ESYS(errno);
+        } else {
+            ino = (uint64_t)st.st_ino;
+            /* Another file (renamed away at a rotation) or a shorter one: start again. */
+            reset = q->follow && ((q->inode && q->inode != ino) || st.st_size < q->after);
+            if (q->follow && !reset)
+                rc = log_follow(fd, (off_t)q->after, st.st_size, q->max_bytes, lines, &end);
+            else
+                rc = log_tail(fd, st.st_size, q->max_bytes, lines, &end);
+        }
+        close(fd);
+    }
+    if (rc) {
+        json_decref(lines);
+        return fail(e, 500, rc, path);
+    }
+    json_t *root = json_object();
+    json_object_set_new(root, "offset", json_integer((json_int_t)end));
+    /* A string: an inode may pass 2^53, where a JavaScript number loses digits, and
+     * 2^63, where a JSON integer of jansson's would turn negative. */
+    char ino_text[24];
+    snprintf(ino_text, sizeof ino_text, "%" PRIu64, ino);
+    json_object_set_new(root, "inode", json_string(ino_text));
+    json_object_set_new(root, "lines", lines);
+    json_object_set_new(root, "reset", json_boolean(reset));
+    return web_dump(root, out, e);
+}

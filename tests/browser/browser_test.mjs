@@ -1,0 +1,637 @@
+// The management page in a real browser: shmrpc-service runs the echo module with two
+// workers, its page behind a secret_file; Debian's chromium, driven by playwright-core,
+// logs in on the login page, opens the overview, follows the echo service's link, sees
+// its charts drawn and its log, presses restart and sees new worker PIDs; then its session
+// ends (a logout) and the page goes to the login page by itself, which brings it back.
+// With --screenshots DIR it makes the README's pictures instead (no secret).
+//
+//   node browser_test.mjs --service PATH/shmrpc-service --module PATH/echo-module.so
+//                         [--echo-server PATH/echo-server] [--screenshots DIR]
+//
+// Every wait is bounded, the whole run too; the supervisor, its services, their shared
+// memory, the temporary folder and the browser are removed however the run ends.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+const CHROMIUM = "/usr/bin/chromium";
+const HARD_LIMIT_MS = 200_000; // below the ctest TIMEOUT, so the cleanup here runs first
+const NAME = "echo";
+
+const opts = parseArgs(process.argv.slice(2));
+const started = Date.now();
+const run = {
+  dir: "",
+  // Unique, so that the test runs beside others; the pictures show a plainer name.
+  shm: opts.screenshots ? "echo_page" :
+    `browser_test_${process.pid}_${randomBytes(3).toString("hex")}`,
+  control: "", // the control service's segment name, from the ini's real path
+  sup: null, // the ChildProcess: coreutils timeout, leading the group the supervisor runs in
+  supExited: false,
+  supStatus: "", // how it ended: "exit 0", "exit 1", "signal SIGKILL"
+  groups: new Set(), // process groups of the services (their pids), to kill if all else fails
+  browser: null,
+  errShown: false, // supervisor.err was printed
+  port: 0,
+  token: "",
+  secret: "", // the page's secret_file's, "" when it has none
+  cookie: "", // NAME=VALUE of this script's own session
+};
+
+function parseArgs(argv) {
+  const o = { service: "", module: "", echoServer: "", screenshots: "" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], v = argv[i + 1];
+    // Absolute: the ini that names them is read in a folder of its own.
+    if (a === "--service" && v) o.service = path.resolve(argv[++i]);
+    else if (a === "--module" && v) o.module = path.resolve(argv[++i]);
+    else if (a === "--echo-server" && v) o.echoServer = path.resolve(argv[++i]);
+    else if (a === "--screenshots" && v) o.screenshots = path.resolve(argv[++i]);
+    else usage(`unknown argument ${a}`);
+  }
+  if (!o.service || !o.module) usage("--service and --module are required");
+  return o;
+}
+
+function usage(why) {
+  console.error(`browser_test: ${why}\nusage: node browser_test.mjs --service SHMRPC_SERVICE ` +
+    "--module ECHO_MODULE_SO [--echo-server ECHO_SERVER] [--screenshots DIR]");
+  process.exit(2);
+}
+
+function log(msg) {
+  console.log(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${msg}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// p, or an error when it has not settled within ms (for what has no timeout of its own:
+// page.evaluate, a browser context).
+function bounded(ms, what, p) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms / 1000} s: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+// Polls fn until it returns a truthy value (returned) or ms pass (an error that says what
+// was awaited and what was seen last: fn may set detail.last). A call of fn that hangs
+// counts as a failed one once the time is up.
+async function until(what, ms, fn) {
+  const detail = { last: "" };
+  const end = Date.now() + ms;
+  for (;;) {
+    let v;
+    try {
+      v = await bounded(Math.max(end - Date.now(), 1_000), `one look for ${what}`, fn(detail));
+    } catch (e) {
+      detail.last = String(e.message || e).split("\n")[0];
+    }
+    if (v) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms / 1000} s waiting for ${what}` +
+        (detail.last ? `; last seen: ${detail.last}` : ""));
+    await sleep(100);
+  }
+}
+
+// --- what the test needs, or a failure that says how to get it ---------------------------
+
+async function loadPlaywright() {
+  try {
+    return (await import("playwright-core")).chromium;
+  } catch (e) {
+    const dir = path.dirname(new URL(import.meta.url).pathname);
+    throw new Error(`cannot load playwright-core (${e.code || e.message}): run ` +
+      `\`npm ci\` in ${dir} (scripts/test.sh does)`);
+  }
+}
+
+function checkChromium() {
+  try {
+    fs.accessSync(CHROMIUM, fs.constants.X_OK);
+  } catch {
+    throw new Error(`${CHROMIUM} is missing: apt-get install chromium (scripts/deps.sh does)`);
+  }
+}
+
+// --- the supervisor ------------------------------------------------------------------------
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// The control service's address as shmrpc__config_control_address makes it: FNV-1a 64 of
+// the ini's real path.
+function controlName(ini) {
+  let h = 14695981039346656037n;
+  for (const b of Buffer.from(fs.realpathSync(ini))) h = ((h ^ BigInt(b)) * 1099511628211n) & 0xffffffffffffffffn;
+  return `shmrpc-control-${h.toString(16).padStart(16, "0")}`;
+}
+
+async function startSupervisor() {
+  run.dir = fs.mkdtempSync(path.join(os.tmpdir(), "shmrpc-browser-test-"));
+  run.port = await freePort();
+  if (!opts.screenshots) {
+    run.secret = randomBytes(16).toString("hex");
+    fs.writeFileSync(path.join(run.dir, "web.secret"), run.secret + "\n", { mode: 0o600 });
+  }
+  let ini = `; written by tests/browser/browser_test.mjs
+[defaults]
+log_dir = logs
+
+[web monitor]
+port = ${run.port}
+${run.secret ? "secret_file = web.secret" : ""}
+
+[${NAME}]
+module = ${opts.module}
+shm_name = ${run.shm}
+min_proc_num = 2
+max_proc_num = 2
+${opts.screenshots ? `tcp_port = ${await freePort()}` : "tcp_bind = none"}
+`;
+  if (opts.echoServer) {
+    const tcpPort = await freePort();
+    ini += `
+[echo-tcp]
+exec = ${opts.echoServer} --workers 1 tcp://127.0.0.1:${tcpPort}
+tcp_port = ${tcpPort}
+`;
+  }
+  const iniPath = path.join(run.dir, "service.ini");
+  fs.writeFileSync(iniPath, ini);
+  run.control = controlName(iniPath);
+  const err = fs.openSync(path.join(run.dir, "supervisor.err"), "w");
+  // timeout(1) is the watchdog should this script die without its cleanup: it sends the
+  // supervisor SIGTERM (the supervisor then stops its services), SIGKILL 10 s later.
+  // --foreground: a signal timeout gets goes to the supervisor alone, once; without it
+  // timeout sends it to its process group as well, and a second SIGTERM tells the
+  // supervisor to SIGKILL its services. detached: a new process group, led by timeout,
+  // which the supervisor runs in.
+  run.sup = spawn("timeout", ["--foreground", "-k", "10", String(HARD_LIMIT_MS / 1000 + 30), opts.service,
+    "--foreground", "service.ini"], { cwd: run.dir, detached: true, stdio: ["ignore", err, err] });
+  fs.closeSync(err);
+  run.sup.on("exit", (code, sig) => {
+    run.supExited = true;
+    run.supStatus = sig ? `signal ${sig}` : `exit ${code}`;
+  });
+  log(`shmrpc-service (under timeout, pid ${run.sup.pid}) in ${run.dir}, page on port ${run.port}, shm://${run.shm}`);
+  await until("the page to answer /api/token", 60_000, async (d) => {
+    if (run.supExited) throw new Error(`shmrpc-service exited:\n${supervisorErr()}`);
+    if (run.secret && !run.cookie) {
+      const r = await fetch(`${base()}/login`, {
+        method: "POST", body: new URLSearchParams({ secret: run.secret }), redirect: "manual",
+        signal: AbortSignal.timeout(5_000),
+      });
+      await r.arrayBuffer();
+      d.last = `POST /login: HTTP ${r.status}`;
+      if (r.status !== 303) return false;
+      run.cookie = (r.headers.get("set-cookie") || "").split(";")[0];
+    }
+    const r = await fetch(`${base()}/api/token`, { headers: session(), signal: AbortSignal.timeout(5_000) });
+    d.last = `HTTP ${r.status}`;
+    if (r.status !== 200) return false;
+    run.token = (await r.json()).token;
+    return true;
+  }).catch((e) => { throw new Error(`${e.message}\n${supervisorErr()}`); });
+}
+
+function supervisorErr() {
+  try {
+    return "supervisor.err:\n" + fs.readFileSync(path.join(run.dir, "supervisor.err"), "utf8");
+  } catch {
+    return "";
+  }
+}
+
+const base = () => `http://127.0.0.1:${run.port}`;
+
+// This script's session cookie, as headers, when the page has a secret.
+const session = () => (run.cookie ? { Cookie: run.cookie } : {});
+
+async function api(p) {
+  const r = await fetch(base() + p, { headers: session(), signal: AbortSignal.timeout(10_000) });
+  if (!r.ok) throw new Error(`GET ${p}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function service(name = NAME) {
+  const s = await api(`/api/services/${name}?lines=20`);
+  if (s.pid) run.groups.add(s.pid);
+  return s;
+}
+
+// A call through the page's JSON gateway; its HTTP status (failures are expected while the
+// service restarts).
+async function call(method, args) {
+  try {
+    const r = await fetch(`${base()}/api/${NAME}/${method}`, {
+      method: "POST", body: JSON.stringify(args), signal: AbortSignal.timeout(10_000),
+      headers: { ...session(), "X-Shmrpc-Token": run.token, "Content-Type": "application/json" },
+    });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+// Calls in the background until stopped: adds, and now and then a centroid of no points
+// (an error), so that the calls, errors and latency charts have something to show.
+function callLoop(parallel, pauseMs) {
+  let on = true, n = 0;
+  const one = async () => {
+    while (on) {
+      n++;
+      if (n % 17 === 0) await call("centroid", { points: [] });
+      else if (n % 5 === 0) await call("centroid", { points: [{ x: n, y: 1 }, { x: 3, y: n }] });
+      else await call("add", [n, 2]);
+      if (pauseMs) await sleep(pauseMs);
+    }
+  };
+  const all = Promise.all(Array.from({ length: parallel }, one));
+  return { count: () => n, stop: async () => { on = false; await all; } };
+}
+
+// SIGTERM through timeout (which passes it on, once), a bounded wait for the supervisor to stop
+// its services and remove its segments, then SIGKILL for whatever is left. What went wrong
+// on the way: a supervisor that did not stop cleanly, a sanitizer's report in its output
+// or a service's log.
+async function stopSupervisor() {
+  const wrong = [];
+  if (!run.sup) return wrong;
+  if (!run.supExited) {
+    try { process.kill(run.sup.pid, "SIGTERM"); } catch { }
+    const end = Date.now() + 30_000;
+    while (!run.supExited && Date.now() < end) await sleep(50);
+  }
+  if (!run.supExited) wrong.push("shmrpc-service did not stop within 30 s of SIGTERM");
+  else if (run.supStatus !== "exit 0") wrong.push(`shmrpc-service ended with ${run.supStatus}`);
+  else if (segmentsLeft().length) wrong.push(`shmrpc-service left segments: ${segmentsLeft().join(" ")}`);
+  const outputs = [path.join(run.dir, "supervisor.err")];
+  try {
+    for (const f of fs.readdirSync(path.join(run.dir, "logs")))
+      if (f.endsWith(".log")) outputs.push(path.join(run.dir, "logs", f));
+  } catch { }
+  for (const f of outputs) {
+    let text = "";
+    try { text = fs.readFileSync(f, "utf8"); } catch { }
+    if (/Sanitizer|runtime error:/.test(text)) wrong.push(`a sanitizer's report in ${path.basename(f)}:\n${text}`);
+  }
+  if (wrong.length && !run.errShown && !wrong.some((w) => w.includes("supervisor.err"))) wrong.push(supervisorErr());
+  // Stopped cleanly: its services with it, and their process group ids may be anyone's now.
+  if (run.supStatus === "exit 0") run.sup = null;
+  killEverything();
+  return wrong;
+}
+
+// The segments of our service and of the control service (runtime/src/shm.c, stats.c):
+// shmrpc:KEY, shmrpc:KEY:OWNER:cSLOT:GEN, shmrpc.stats.shm.KEY.
+function segmentsLeft() {
+  const ours = (f, key) => f === `shmrpc:${key}` || f.startsWith(`shmrpc:${key}:`) ||
+    f === `shmrpc.stats.shm.${key}`;
+  try {
+    return fs.readdirSync("/dev/shm").filter((f) => ours(f, run.shm) || (run.control && ours(f, run.control)));
+  } catch {
+    return [];
+  }
+}
+
+// Synchronous, so that process 'exit' can run it too.
+function killEverything() {
+  if (run.sup) {
+    try { process.kill(-run.sup.pid, "SIGKILL"); } catch { }
+    // A service's group outlives a supervisor killed before it stopped its services.
+    for (const g of run.groups) {
+      try { process.kill(-g, "SIGKILL"); } catch { }
+    }
+    run.groups.clear();
+  }
+  for (const f of segmentsLeft()) fs.rmSync(`/dev/shm/${f}`, { force: true });
+  if (run.dir) fs.rmSync(run.dir, { recursive: true, force: true });
+  run.dir = "";
+}
+
+// --- the page ----------------------------------------------------------------------------
+
+async function openBrowser(chromium) {
+  run.browser = await chromium.launch({
+    executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"], timeout: 60_000,
+  });
+  const context = await bounded(30_000, "a browser context",
+    run.browser.newContext({ viewport: { width: 1200, height: 800 } }));
+  const page = await bounded(30_000, "a browser page", context.newPage());
+  page.setDefaultTimeout(30_000);
+  const problems = [];
+  page.on("console", (m) => {
+    // Chromium reports every 401 so; without a session they are expected (the login
+    // page asks /api/token whether it is logged in, and a session that ends sends the
+    // page there): what follows from them is checked where it matters.
+    if (m.type() === "error" && !/status of 401\b/.test(m.text()))
+      problems.push(`console error: ${m.text()} (${m.location().url})`);
+  });
+  page.on("pageerror", (e) => problems.push(`uncaught exception: ${e.message}`));
+  page.on("dialog", (d) => d.accept().catch(() => { })); // a confirm() before an action
+  log(`chromium ${run.browser.version()}`);
+  return { page, problems };
+}
+
+function noProblems(problems, when) {
+  if (problems.length) throw new Error(`the page reported, ${when}:\n  ${problems.join("\n  ")}`);
+}
+
+async function openOverview(page) {
+  await page.goto(base() + "/", { waitUntil: "load" });
+  const row = page.locator(`#services tbody tr[data-service="${NAME}"]`);
+  await until(`the overview's row of ${NAME}`, 30_000, async (d) => {
+    d.last = `${await page.locator("#services tbody tr").count()} rows in #services tbody`;
+    return (await row.count()) === 1;
+  });
+  return row;
+}
+
+// Logs in on the login page (where the page is now, or goes to), and waits to be back at
+// `back`.
+async function logIn(page, back) {
+  await until("the login page", 15_000, async (d) => {
+    d.last = page.url();
+    return new URL(page.url()).pathname === "/login" && (await page.locator("#secret").count()) === 1;
+  });
+  await page.waitForLoadState("load", { timeout: 30_000 }); // login.js is there to post it
+  await page.locator("#secret").fill(run.secret);
+  await Promise.all([
+    page.waitForURL(base() + back, { timeout: 30_000 }),
+    page.locator('#login button[type="submit"]').click(),
+  ]);
+  log(`logged in on the login page, back at ${back}`);
+}
+
+// The service page's state as the test reads it.
+function pageState(page) {
+  return bounded(10_000, "reading the page's state", page.evaluate(() => {
+    const charts = {};
+    for (const div of document.querySelectorAll("div.chart[data-metric]")) {
+      const m = div.dataset.metric;
+      const u = window.shmrpcCharts && window.shmrpcCharts[m];
+      const canvas = div.querySelector("canvas");
+      const px = canvas && canvas.width && canvas.height ?
+        canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data : null;
+      // drawn: the canvas's pixels in the colour of a series that has two values or more
+      // (its line, not only the axes and the grid).
+      let drawn = null, nonNull = 0;
+      for (let i = 1; u && u.data && i < u.data.length; i++) {
+        const n = (u.data[i] || []).filter((v) => v !== null && v !== undefined).length;
+        nonNull = Math.max(nonNull, n);
+        const stroke = u.series[i] && (u.series[i]._stroke || (typeof u.series[i].stroke === "function" ? u.series[i].stroke(u, i) : u.series[i].stroke));
+        if (n < 2 || !px || typeof stroke !== "string") continue;
+        const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+        probe.fillStyle = stroke;
+        probe.fillRect(0, 0, 1, 1);
+        const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
+        let count = 0;
+        for (let j = 0; j < px.length; j += 4)
+          if (px[j + 3] > 128 && Math.abs(px[j] - r) + Math.abs(px[j + 1] - g) + Math.abs(px[j + 2] - b) < 60) count++;
+        drawn = Math.max(drawn || 0, count);
+      }
+      charts[m] = {
+        points: Number(div.getAttribute("data-points")),
+        uplotPoints: u && u.data && u.data[0] ? u.data[0].length : null,
+        nonNull, drawn,
+        max: u && u.data ? Math.max(0, ...u.data.slice(1).flat().filter((v) => typeof v === "number")) : null,
+      };
+    }
+    const text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent.trim() : null; };
+    return {
+      service: document.body.dataset.service,
+      state: text("#state"),
+      result: text("#result"),
+      error: document.querySelector("#error:not([hidden])") ? text("#error") : "",
+      pids: [...document.querySelectorAll("#workers tbody tr[data-pid]")].map((r) => Number(r.dataset.pid)),
+      methods: [...document.querySelectorAll("#methods tbody tr[data-method]")].map((r) => r.dataset.method),
+      log: [...document.querySelectorAll("#log .log-line")].map((l) => l.textContent),
+      buttons: [...document.querySelectorAll("button[data-action]")].map((b) => b.dataset.action),
+      charts,
+    };
+  }));
+}
+
+const METRICS = ["cpu", "memory", "io", "calls", "latency"];
+const short = (s) => JSON.stringify({ ...s, log: `${s.log.length} lines` });
+
+// Every chart has at least `points` samples plotted, its uPlot instance agrees, and a
+// series holds at least two values; with calls, the calls chart shows some.
+async function chartsDrawn(page, points, ms) {
+  return until(`five charts with ${points}+ points drawn`, ms, async (d) => {
+    const s = await pageState(page);
+    d.last = JSON.stringify(s.charts);
+    return METRICS.every((m) => {
+      const c = s.charts[m];
+      return c && c.points >= points && c.uplotPoints === c.points && c.nonNull >= 2 &&
+        c.drawn >= 3;
+    }) && s.charts.calls.max > 0 && s;
+  });
+}
+
+// The page's worker PIDs are the ones /api/services gives (both read again until they agree:
+// a worker may be starting between the two reads); returns them, sorted.
+async function sameWorkers(page) {
+  const sorted = (a) => a.slice().sort((x, y) => x - y);
+  return until("#workers to show the workers of /api/services", 15_000, async (d) => {
+    const shown = sorted((await pageState(page)).pids), real = sorted((await service()).worker_pids);
+    d.last = `the page: ${shown}; /api/services: ${real}`;
+    return shown.length > 0 && JSON.stringify(shown) === JSON.stringify(real) && shown;
+  });
+}
+
+// --- the test ----------------------------------------------------------------------------
+
+async function test(chromium) {
+  await startSupervisor();
+  const before = await service();
+  if (before.state !== "running" || before.worker_pids.length < 1)
+    throw new Error(`echo is not running with workers: ${JSON.stringify(before)}`);
+  log(`echo: pid ${before.pid}, workers ${before.worker_pids.join(" ")}`);
+  const calls = callLoop(1, 20);
+  try {
+    const { page, problems } = await openBrowser(chromium);
+
+    // Without a session the overview sends the browser to the login page.
+    await page.goto(base() + "/", { waitUntil: "load" });
+    await logIn(page, "/");
+    const row = await openOverview(page);
+    log(`overview: ${(await row.innerText()).replace(/\s+/g, " ").trim()}`);
+    const link = row.locator("a.service-link");
+    const href = await link.getAttribute("href", { timeout: 10_000 });
+    if (href !== `/services/${NAME}`) throw new Error(`a.service-link goes to ${href}, not /services/${NAME}`);
+    await Promise.all([page.waitForURL(`**/services/${NAME}`, { timeout: 30_000 }), link.click()]);
+    noProblems(problems, "on the overview");
+
+    const first = await until("the service page", 30_000, async (d) => {
+      const s = await pageState(page);
+      d.last = short(s);
+      return s.service === NAME && s.state === "running" && s.pids.length > 0 && s;
+    });
+    const pids = await sameWorkers(page);
+    for (const a of ["start", "stop", "restart", "scale"])
+      if (!first.buttons.includes(a)) throw new Error(`no button[data-action="${a}"]: ${first.buttons}`);
+    for (const m of ["add", "centroid", "echo_json", "echo_raw"])
+      if (!first.methods.includes(m)) throw new Error(`#methods has no row for ${m}: ${first.methods}`);
+    log(`service page: state ${first.state}, workers ${first.pids.join(" ")}`);
+
+    const drawn = await chartsDrawn(page, 2, 45_000);
+    log("charts: " + METRICS.map((m) => `${m} ${drawn.charts[m].points} points (${drawn.charts[m].drawn} px of a line)`).join(", "));
+    // Where lines break, for any series_interval_s: more than 2.5 of the later sample's own
+    // intervals (dt_ms) between two samples, or a restart (another pid). service.js's
+    // brokenBefore, on samples made up here (t in s).
+    const breaks = await bounded(10_000, "service.js's brokenBefore", page.evaluate(() => {
+      const saved = plotted;
+      try {
+        plotted = { dt_ms: [6000, 6000, 6000, 60000, 1000, null], pid: [1, 1, 1, 1, 2, 2] };
+        return [1, 2, 3, 4, 5].map((i) => brokenBefore([0, 6, 30, 90, 91, 92], i));
+      } finally {
+        plotted = saved;
+      }
+    }));
+    if (JSON.stringify(breaks) !== "[false,true,false,true,false]")
+      throw new Error(`the charts' lines break at the wrong samples: ${JSON.stringify(breaks)}`);
+
+    // The module host's line, with the supervisor's time stamp before it.
+    const serving = new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d.*\\b${NAME}: pid ${before.pid} serving shm://${run.shm} with 2 workers`);
+    await until("the service's log line in #log", 30_000, async (d) => {
+      const s = await pageState(page);
+      d.last = JSON.stringify(s.log.slice(-3));
+      return s.log.some((l) => serving.test(l));
+    });
+    log("log: the service's line is there");
+    noProblems(problems, "on the service page");
+
+    await calls.stop();
+    log(`${calls.count()} calls made; restart`);
+    await page.locator('button[data-action="restart"]').click({ timeout: 10_000 });
+    const after = await until("new worker PIDs, running", 60_000, async (d) => {
+      const s = await pageState(page);
+      d.last = short(s);
+      return s.state === "running" && s.pids.length > 0 && s.pids.every((p) => !pids.includes(p)) && s;
+    });
+    log(`after restart: workers ${after.pids.join(" ")}, #result "${after.result}"`);
+    await sameWorkers(page);
+    const now = await service();
+    if (now.pid === before.pid) throw new Error(`the service's pid is still ${before.pid}`);
+    await until("#result to report the restart's outcome", 10_000, async (d) => {
+      const s = await pageState(page);
+      d.last = JSON.stringify(s.result);
+      return /restart/i.test(s.result || "") && /running/.test(s.result) && !/fail/i.test(s.result);
+    });
+    // The log follows: the new process's line arrives without a reload.
+    const again = new RegExp(`\\b${NAME}: pid ${now.pid} serving shm://${run.shm}`);
+    await until("the restarted service's log line in #log", 30_000, async (d) => {
+      const s = await pageState(page);
+      d.last = JSON.stringify(s.log.slice(-3));
+      return s.log.some((l) => again.test(l));
+    });
+    log("log: the restarted service's line is there");
+    // A failed read shows in #error: none may last once the service runs again.
+    await until("#error to be hidden", 10_000, async (d) => {
+      const s = await pageState(page);
+      d.last = JSON.stringify(s.error);
+      return !s.error;
+    });
+    noProblems(problems, "after the restart");
+
+    // The session ends (a logout from the page itself, as a session's 12 h would end it):
+    // the page's next poll gets 401 and goes to the login page with ?next=, which, once
+    // logged in again, brings it back to the service's page.
+    await bounded(10_000, "POST /logout from the page", page.evaluate(async () => {
+      const token = document.querySelector('meta[name="shmrpc-token"]').content;
+      await fetch("/logout", { method: "POST", headers: { "X-Shmrpc-Token": token }, redirect: "manual" });
+    }));
+    await until("the page to go to the login page", 15_000, async (d) => {
+      d.last = page.url();
+      return page.url() === `${base()}/login?next=/services/${NAME}`;
+    });
+    log(`session ended: the page went to ${page.url()}`);
+    await logIn(page, `/services/${NAME}`);
+    await until("the service page again", 30_000, async (d) => {
+      const s = await pageState(page);
+      d.last = short(s);
+      return s.service === NAME && s.state === "running" && s.pids.length > 0 && !s.error;
+    });
+    noProblems(problems, "after logging in again");
+  } finally {
+    await calls.stop();
+  }
+}
+
+// --- the README's pictures ------------------------------------------------------------------
+
+async function screenshots(chromium) {
+  fs.mkdirSync(opts.screenshots, { recursive: true });
+  await startSupervisor();
+  await service();
+  const calls = callLoop(4, 0);
+  try {
+    const { page, problems } = await openBrowser(chromium);
+    log("calling echo for 15 s");
+    await sleep(15_000);
+    await openOverview(page);
+    await sleep(2_500); // a refresh with the latest sample
+    await page.screenshot({ path: path.join(opts.screenshots, "overview.png") });
+    log(`${opts.screenshots}/overview.png`);
+    await page.goto(`${base()}/services/${NAME}`, { waitUntil: "load" });
+    await chartsDrawn(page, 10, 45_000);
+    await sleep(1_500);
+    await page.screenshot({ path: path.join(opts.screenshots, "service.png"), fullPage: true });
+    log(`${opts.screenshots}/service.png`);
+    noProblems(problems, "while taking screenshots");
+  } finally {
+    await calls.stop();
+  }
+}
+
+// --- the run ---------------------------------------------------------------------------------
+
+let finished = false;
+process.on("exit", () => { if (!finished) killEverything(); });
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"])
+  process.on(sig, () => { console.error(`browser_test: ${sig}`); killEverything(); process.exit(1); });
+
+const hard = setTimeout(() => {
+  console.error(`browser_test: FAILED: the whole run took over ${HARD_LIMIT_MS / 1000} s`);
+  killEverything();
+  process.exit(1);
+}, HARD_LIMIT_MS);
+
+let status = 0;
+try {
+  checkChromium();
+  const chromium = await loadPlaywright();
+  await (opts.screenshots ? screenshots(chromium) : test(chromium));
+} catch (e) {
+  console.error(`browser_test: FAILED: ${e.stack || e}`);
+  if (run.dir) console.error(supervisorErr());
+  run.errShown = true;
+  status = 1;
+} finally {
+  if (run.browser) await Promise.race([run.browser.close().catch(() => { }), sleep(10_000)]);
+  const wrong = await stopSupervisor();
+  if (wrong.length) {
+    console.error(`browser_test: FAILED: ${wrong.join("\n")}`);
+    status = 1;
+  }
+  finished = true;
+  clearTimeout(hard);
+}
+if (status === 0) log(opts.screenshots ? "screenshots taken" : "PASSED");
+process.exit(status);
