@@ -819,7 +819,7 @@ static int worker_run(tcp_listener *l, int index)
     sigaddset(&block, SIGTERM);
     sigprocmask(SIG_BLOCK, forked ? &block : NULL, &open);
     sigdelset(&open, SIGTERM);
-    int64_t next_sweep = 0, next_look = 0;
+    int64_t next_sweep = 0, next_look = 0, next_term = 0;
     while (rc == 0 && !stopping(w)) {
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
@@ -844,6 +844,14 @@ static int worker_run(tcp_listener *l, int index)
                 peer_event(w, tag, evs[i].events);
         }
         int64_t now = shmrpc__now_ns();
+        /* epoll_pwait opens SIGTERM only while it sleeps, and one that finds events ready
+         * does not sleep: a worker kept busy would never see it. So it looks for it
+         * pending, at most every HOT_LOOK_NS (one system call). */
+        if (forked && now >= next_term) {
+            sigset_t pending;
+            if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM)) told_to_stop = 1;
+            next_term = now + HOT_LOOK_NS;
+        }
         if (now >= next_sweep) {
             sweep(w, now);
             next_sweep = now + SWEEP_MS * NS_PER_MS;

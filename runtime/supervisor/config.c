@@ -84,6 +84,9 @@ typedef enum vtype {
 /* Where a key may be written. */
 enum { IN_DEFAULTS = 1, IN_SERVICE = 2, IN_WEB = 4, SETTING = IN_DEFAULTS | IN_SERVICE };
 
+/* The C type of a field of shmrpc__config_settings, as the compiler sees the member (F). */
+typedef enum ctype { C_NONE, C_STR, C_INT, C_I64, C_U64, C_BOOL } ctype;
+
 typedef struct key_def {
     const char *name;
     vtype type;
@@ -93,13 +96,22 @@ typedef struct key_def {
     int64_t unit_ms;  /* T_INT durations: milliseconds per unit written; 0 if no duration */
     const char *dflt; /* the built-in default, as a file would write it; NULL: none */
     size_t field;     /* a setting (IN_DEFAULTS, not T_PICKLE): where it goes in
-                       * shmrpc__config_settings, whose C type follows from type: char *
-                       * for T_DIR, T_BIND and T_SECRET; int64_t for a T_INT duration, int
-                       * for other T_INT; uint64_t for T_SIZE; bool for T_BOOL */
+                       * shmrpc__config_settings, */
+    ctype ctype;      /* and its C type, which must be what type calls for (field_ctype):
+                       * checked by shmrpc__config_check_keys */
 } key_def;
 
-/* The offset of a setting's field. */
-#define F(member) offsetof(shmrpc__config_settings, member)
+/* The offset and C type of a setting's field, both from the member itself: a member of
+ * any other type does not compile. (clang-format misaligns the backslashes after
+ * _Generic's "char *:".) */
+// clang-format off
+#define F(member)                                                                           \
+    offsetof(shmrpc__config_settings, member),                                              \
+        _Generic(((shmrpc__config_settings *)0)->member, char *: C_STR, int: C_INT,         \
+                 int64_t: C_I64, uint64_t: C_U64, bool: C_BOOL)
+// clang-format on
+/* A key that is no field of shmrpc__config_settings. */
+#define NO_FIELD 0, C_NONE
 
 static const key_def keys[K_COUNT] = {
     [K_LOG_DIR] = {"log_dir", T_DIR, SETTING, true, 0, 0, 0, NULL, F(log_dir)},
@@ -137,18 +149,18 @@ static const key_def keys[K_COUNT] = {
     [K_SERIES_INTERVAL] = {"series_interval_s", T_INT, SETTING, true, 1, 3600, 1000, "1",
                            F(series_interval_ms)},
     [K_PICKLE_ALLOW] = {"tcp_allow_insecure_serialisation", T_PICKLE, SETTING, true, 0, 0, 0,
-                        "false", 0},
+                        "false", NO_FIELD},
     [K_PICKLE_FORCE] = {"force_insecure_serialisation", T_PICKLE, SETTING, true, 0, 0, 0, "false",
-                        0},
-    [K_MODULE] = {"module", T_MODULE, IN_SERVICE, false, 0, 0, 0, NULL, 0},
-    [K_MODULE_ARGS] = {"module_args", T_ARGS, IN_SERVICE, false, 0, 0, 0, NULL, 0},
-    [K_EXEC] = {"exec", T_EXEC, IN_SERVICE, true, 0, 0, 0, NULL, 0},
-    [K_SHM_NAME] = {"shm_name", T_SHM_NAME, IN_SERVICE, true, 0, 0, 0, NULL, 0},
-    [K_TCP_PORT] = {"tcp_port", T_PORT, IN_SERVICE, true, 1, 65535, 0, NULL, 0},
-    [K_WEB_HOST] = {"host", T_WEB_HOST, IN_WEB, false, 0, 0, 0, "127.0.0.1", 0},
-    [K_WEB_PORT] = {"port", T_PORT, IN_WEB, false, 1, 65535, 0, "5155", 0},
+                        NO_FIELD},
+    [K_MODULE] = {"module", T_MODULE, IN_SERVICE, false, 0, 0, 0, NULL, NO_FIELD},
+    [K_MODULE_ARGS] = {"module_args", T_ARGS, IN_SERVICE, false, 0, 0, 0, NULL, NO_FIELD},
+    [K_EXEC] = {"exec", T_EXEC, IN_SERVICE, true, 0, 0, 0, NULL, NO_FIELD},
+    [K_SHM_NAME] = {"shm_name", T_SHM_NAME, IN_SERVICE, true, 0, 0, 0, NULL, NO_FIELD},
+    [K_TCP_PORT] = {"tcp_port", T_PORT, IN_SERVICE, true, 1, 65535, 0, NULL, NO_FIELD},
+    [K_WEB_HOST] = {"host", T_WEB_HOST, IN_WEB, false, 0, 0, 0, "127.0.0.1", NO_FIELD},
+    [K_WEB_PORT] = {"port", T_PORT, IN_WEB, false, 1, 65535, 0, "5155", NO_FIELD},
     /* No default: [defaults]' secret_file (check_web). */
-    [K_WEB_SECRET] = {"secret_file", T_SECRET, IN_WEB, false, 0, 0, 0, NULL, 0},
+    [K_WEB_SECRET] = {"secret_file", T_SECRET, IN_WEB, false, 0, 0, 0, NULL, NO_FIELD},
 };
 
 /* speedysvc's keys that shmrpc spells otherwise or does without, and what to write. */
@@ -973,31 +985,67 @@ static bool is_field(int k)
     return (keys[k].in & IN_DEFAULTS) && keys[k].type != T_PICKLE;
 }
 
+/* The C type key k's value calls for: char * for T_DIR, T_BIND and T_SECRET; int64_t for
+ * a T_INT duration (in ms, so it may pass INT_MAX), int for another T_INT; uint64_t for
+ * T_SIZE; bool for T_BOOL. */
+static ctype field_ctype(int k)
+{
+    switch (keys[k].type) {
+    case T_DIR:
+    case T_BIND:
+    case T_SECRET:
+        return C_STR;
+    case T_INT:
+        return keys[k].unit_ms ? C_I64 : C_INT;
+    case T_SIZE:
+        return C_U64;
+    case T_BOOL:
+        return C_BOOL;
+    default:
+        return C_NONE;
+    }
+}
+
+int shmrpc__config_check_keys(char *msg, size_t cap)
+{
+    static const char *const names[] = {"none", "char *", "int", "int64_t", "uint64_t", "bool"};
+    for (int k = 0; k < K_COUNT; k++) {
+        ctype want = is_field(k) ? field_ctype(k) : C_NONE;
+        if (keys[k].ctype == want && (want != C_NONE || keys[k].field == 0)) continue;
+        snprintf(msg, cap,
+                 "config.c: key %s: its field in shmrpc__config_settings is %s, its type "
+                 "calls for %s",
+                 keys[k].name, names[keys[k].ctype], names[want]);
+        return -1;
+    }
+    return 0;
+}
+
 static void settings_out(const scope *sc, shmrpc__config_settings *o)
 {
     for (int k = 0; k < K_COUNT; k++) {
         if (!is_field(k)) continue;
         const value *v = &sc->v[k];
         char *at = (char *)o + keys[k].field;
-        switch (keys[k].type) {
-        case T_DIR:
-        case T_BIND:
-        case T_SECRET:
+        /* Written as the member's own type is (F), so that even a table whose type and
+         * field disagree (shmrpc__config_check_keys says so) writes no byte past it. */
+        switch (keys[k].ctype) {
+        case C_STR:
             *(char **)at = v->s;
             break;
-        case T_INT:
-            if (keys[k].unit_ms)
-                *(int64_t *)at = v->i;
-            else
-                *(int *)at = (int)v->i;
+        case C_INT:
+            *(int *)at = (int)v->i;
             break;
-        case T_SIZE:
+        case C_I64:
+            *(int64_t *)at = v->i;
+            break;
+        case C_U64:
             *(uint64_t *)at = (uint64_t)v->i;
             break;
-        case T_BOOL:
+        case C_BOOL:
             *(bool *)at = v->i != 0;
             break;
-        default:
+        case C_NONE:
             break;
         }
     }
@@ -1124,6 +1172,11 @@ static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_o
 int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrpc__config **out,
                         shmrpc_buf *err)
 {
+    char table[256];
+    if (shmrpc__config_check_keys(table, sizeof table) != 0) { /* a bug of this program */
+        fprintf(stderr, "%s\n", table);
+        abort();
+    }
     *out = NULL;
     struct config_box *box = calloc(1, sizeof *box);
     loader L = {.cpus = opts && opts->online_cpus > 0 ? opts->online_cpus : online_cpus()};
@@ -1238,29 +1291,46 @@ static void out_size(shmrpc_buf *out, const char *name, uint64_t v)
         outf(out, "%s = none\n", name);
 }
 
+/* A number, size or boolean field of key k, read as the member's own type is. */
+static int64_t field_number(const shmrpc__config_settings *s, int k)
+{
+    const char *at = (const char *)s + keys[k].field;
+    switch (keys[k].ctype) {
+    case C_INT:
+        return *(const int *)at;
+    case C_I64:
+        return *(const int64_t *)at;
+    case C_U64:
+        return (int64_t) * (const uint64_t *)at;
+    case C_BOOL:
+        return *(const bool *)at;
+    default:
+        return 0;
+    }
+}
+
 /* One key of the settings, as a file would write it. */
 static void out_setting(shmrpc_buf *out, int k, const shmrpc__config_settings *s)
 {
-    const char *name = keys[k].name, *at = (const char *)s + keys[k].field;
+    const char *name = keys[k].name;
+    int64_t v = field_number(s, k);
     switch (keys[k].type) {
     case T_DIR:
     case T_BIND:
     case T_SECRET: {
-        const char *text = *(char *const *)at;
+        const char *text =
+            keys[k].ctype == C_STR ? *(char *const *)((const char *)s + keys[k].field) : NULL;
         outf(out, "%s = %s\n", name, text ? text : keys[k].type == T_DIR ? "" : "none");
         return;
     }
     case T_INT:
-        if (keys[k].unit_ms)
-            outf(out, "%s = %lld\n", name, (long long)(*(const int64_t *)at / keys[k].unit_ms));
-        else
-            outf(out, "%s = %d\n", name, *(const int *)at);
+        outf(out, "%s = %lld\n", name, (long long)(keys[k].unit_ms ? v / keys[k].unit_ms : v));
         return;
     case T_SIZE:
-        out_size(out, name, *(const uint64_t *)at);
+        out_size(out, name, (uint64_t)v);
         return;
     case T_BOOL:
-        outf(out, "%s = %s\n", name, *(const bool *)at ? "true" : "false");
+        outf(out, "%s = %s\n", name, v ? "true" : "false");
         return;
     default:
         return;

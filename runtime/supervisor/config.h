@@ -79,6 +79,11 @@ typedef struct shmrpc__config_opts {
 
 void shmrpc__config_opts_init(shmrpc__config_opts *o);
 
+/* Checks the key table: every setting's field in shmrpc__config_settings has the C type its
+ * value calls for (char *, int, int64_t for durations in ms, uint64_t for sizes, bool).
+ * 0, or -1 with the key and both types in msg. shmrpc__config_load aborts when it fails. */
+int shmrpc__config_check_keys(char *msg, size_t cap);
+
 /* Reads and checks path. On success *out is the configuration (shmrpc__config_free it).
  * Otherwise *out is NULL and err receives every error of the file, each as
  * "path:line:col: error: message" with the source line and a caret, sorted by position;

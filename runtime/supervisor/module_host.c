@@ -16,7 +16,8 @@
  * after init that serves it with workers of its own, in the same process group. The two
  * live and die together: the TCP manager dies with the first (PR_SET_PDEATHSIG), and the
  * first stops and exits 1 when the TCP manager ends unasked (SIGCHLD), so that the
- * supervisor restarts the whole service.
+ * supervisor restarts the whole service. The TCP manager names itself SUP_TCP_MANAGER_NAME
+ * (proc_group.h), which is how the supervisor tells it from a worker.
  *
  * Signals the manager takes: SIGTERM or SIGINT stop it (shmrpc_server_stop: calls in
  * flight finish, the workers stop, the segments are removed); SIGRTMIN queued by its
@@ -43,6 +44,7 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
+#include "proc_group.h"
 #include "scaler.h"
 
 /* The manager's command line, built once per service; the count it starts with is
@@ -201,15 +203,30 @@ void sup_module_exec(const sup_service *s)
 /* --- the manager ------------------------------------------------------------------------- */
 
 static _Atomic(shmrpc_server *) the_server; /* set once serving can be stopped or scaled */
+/* This manager's pid. A worker is forked with these handlers and keeps them until the
+ * crew's body installs its own (crew.c, then the transport's crew_run): a signal in that
+ * window must not act as the manager (stop the server it shares, signal the TCP manager,
+ * which would look like a crash and restart the whole service). */
+static volatile sig_atomic_t self;
 static volatile sig_atomic_t stop_asked;
 static volatile sig_atomic_t wanted;      /* a count that came before the server: 0, none */
 static volatile sig_atomic_t peer;        /* the first manager: the TCP one's pid; 0: none */
 static volatile sig_atomic_t peer_ended;  /* it ended (reaped by on_child), */
 static volatile sig_atomic_t peer_status; /* with this wait status */
 
+/* Whether the handler runs in the manager itself rather than in a worker not yet running
+ * its own handlers. */
+static bool in_manager(void)
+{
+    return getpid() == (pid_t)self;
+}
+
 static void on_stop(int sig)
 {
     (void)sig;
+    /* A worker told to stop (scaled down, or everything stopping) before it took a call:
+     * it leaves at once, and its manager reaps it as any worker that left. */
+    if (!in_manager()) _exit(0);
     stop_asked = 1;
     shmrpc_server *s = atomic_load(&the_server);
     if (s) shmrpc_server_stop(s);
@@ -220,7 +237,7 @@ static void on_scale(int sig, siginfo_t *si, void *uc)
 {
     (void)sig, (void)uc;
     /* Only the supervisor's word counts (the first manager's, for the TCP one). */
-    if (si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
+    if (!in_manager() || si->si_code != SI_QUEUE || si->si_pid != getppid()) return;
     int n = si->si_value.sival_int;
     if (n < 1 || n > SHMRPC_MAX_WORKERS) return;
     wanted = n;
@@ -235,7 +252,7 @@ static void on_child(int sig)
 {
     (void)sig;
     int saved = errno, st;
-    if (peer > 0 && waitpid(peer, &st, WNOHANG) == peer) {
+    if (in_manager() && peer > 0 && waitpid(peer, &st, WNOHANG) == peer) {
         peer_status = st;
         peer_ended = 1;
         peer = 0;
@@ -310,28 +327,40 @@ static int serve(const char *name, const shmrpc_module *m, void *user, const cha
     return rc ? 1 : 0;
 }
 
-/* The first manager, done serving: the TCP manager's end, waited for (it had SIGTERM with
- * the group, or from on_stop) and at most WAIT_PEER_MS, then SIGKILLed. Its wait status. */
+/* The first manager, done serving: the TCP manager's end, and its wait status. Asked to
+ * stop, it had SIGTERM too (with the group, or from on_stop) and drains as this one did,
+ * its crew giving calls in flight their time: it is waited for without a limit of ours,
+ * since the supervisor SIGKILLs the whole group at stop_timeout_s should it hang. When
+ * this manager stopped on its own (serving shm:// failed), nobody else will end the TCP
+ * manager: SIGTERM, then SIGKILL after WAIT_PEER_MS. */
 #define WAIT_PEER_MS 5000
 static int wait_peer(void)
 {
     block(SIG_BLOCK, true); /* on_child no more: peer and peer_status stay as they are */
     if (peer_ended) return peer_status;
     pid_t p = peer;
+    peer = 0;
     int st = 0;
     kill(p, SIGTERM); /* had it already, unless this manager stopped on its own */
-    for (int waited = 0; waitpid(p, &st, WNOHANG) != p; waited += 10) {
-        if (waited == WAIT_PEER_MS) kill(p, SIGKILL);
-        if (waited >= WAIT_PEER_MS) {
-            while (waitpid(p, &st, 0) < 0 && errno == EINTR)
-                ;
-            break;
+    for (int waited = 0;; waited += 10) {
+        pid_t r = waitpid(p, &st, stop_asked ? 0 : WNOHANG);
+        if (r == p) return st;
+        if (r < 0 && errno != EINTR) { /* not a child of ours (cannot be): never signal it */
+            fprintf(stderr, "waiting for the manager of tcp://, pid %d: %s\n", (int)p,
+                    strerror(errno));
+            return W_EXITCODE(1, 0);
         }
-        struct timespec ts = {0, 10 * 1000000};
-        nanosleep(&ts, NULL);
+        if (r == 0 && waited >= WAIT_PEER_MS) {
+            kill(p, SIGKILL);
+            while ((r = waitpid(p, &st, 0)) < 0 && errno == EINTR)
+                ;
+            return r == p ? st : W_EXITCODE(1, 0);
+        }
+        if (r == 0) {
+            struct timespec ts = {0, 10 * 1000000};
+            nanosleep(&ts, NULL);
+        }
     }
-    peer = 0;
-    return st;
 }
 
 int sup_module_host_main(int argc, char **argv)
@@ -350,6 +379,7 @@ int sup_module_host_main(int argc, char **argv)
     if (workers > SHMRPC_MAX_WORKERS) workers = SHMRPC_MAX_WORKERS;
     bool two = strcmp(tcp, NONE_ARG) != 0;
 
+    self = getpid();
     struct sigaction stop = {.sa_handler = on_stop};
     sigaction(SIGTERM, &stop, NULL);
     sigaction(SIGINT, &stop, NULL);
@@ -412,6 +442,9 @@ int sup_module_host_main(int argc, char **argv)
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != leader) _exit(1);
+            self = getpid(); /* before the handlers can run: signals are blocked */
+            /* Its name (comm) marks it as a manager, not a worker (proc_group.h). */
+            prctl(PR_SET_NAME, SUP_TCP_MANAGER_NAME);
             signal(SIGCHLD, SIG_DFL);
             block(SIG_UNBLOCK, true);
             char also[96];

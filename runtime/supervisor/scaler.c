@@ -1,7 +1,8 @@
 /* Scaling a module= service's workers by their CPU use, and replacing one over its memory
- * limit. Once a second the supervisor lists the manager's children (the workers, from
- * /proc/MANAGER/task/T/children) and reads each one's utime + stime (/proc/W/stat) and,
- * with max_proc_mem_bytes, its PSS (/proc/W/smaps_rollup). The rule is speedysvc's:
+ * limit. Once a second the supervisor lists the processes of the service's group and
+ * picks its workers (proc_group.h: the children of the manager and of its TCP manager), with
+ * each one's utime + stime (/proc/W/stat) and, with max_proc_mem_bytes, its PSS
+ * (/proc/W/smaps_rollup). The rule is speedysvc's:
  *
  *   up:   the CPU of the workers over the last scale_up_window_s, divided by that time and
  *         by the workers running, above scale_up_cpu_percent: one more, up to max_proc_num;
@@ -15,7 +16,6 @@
  * CPU per worker is averaged over all of them. */
 #include "scaler.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -28,9 +28,14 @@
 #include <shmrpc/server.h>
 #include <shmrpc/status.h>
 
+#include "proc_group.h"
+
 /* Workers of a manager looked at: at most SHMRPC_MAX_WORKERS per address (shm://, and
  * tcp:// served by a second manager), plus those leaving. */
 #define MAX_CHILDREN (4 * SHMRPC_MAX_WORKERS)
+/* Processes of a service's group looked at: its workers, its managers, and what they run
+ * (a worker's system() or popen()). */
+#define MAX_GROUP (2 * MAX_CHILDREN)
 
 typedef struct sample {
     int64_t elapsed_ms; /* since the sample before */
@@ -110,78 +115,17 @@ int64_t sup_scaler_next_deadline(const sup_service *s)
     return s->pid ? s->scaler->next_at : INT64_MAX;
 }
 
-/* The children of pid, from every one of its threads' lists; their count. */
-static int children_of(pid_t pid, pid_t *out, int cap)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char p[384], buf[2048];
-        snprintf(p, sizeof p, "%s/%s/children", dir, e->d_name);
-        int fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t got = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (got <= 0) continue;
-        buf[got] = '\0';
-        for (char *q = buf, *end; n < cap; q = end) {
-            long v = strtol(q, &end, 10);
-            if (end == q) break;
-            if (v > 0) out[n++] = (pid_t)v;
-        }
-    }
-    closedir(d);
-    return n;
-}
+/* The processes of one group, collected by sup_procs_scan. */
+typedef struct group {
+    pid_t pgrp;
+    sup_proc v[MAX_GROUP];
+    size_t n;
+} group;
 
-/* The workers of a manager: its children, except that a child with children of its own
- * is the manager of the service's TCP address (module_host.c), whose children are its
- * workers. Their count. */
-static int workers_of(pid_t manager, pid_t *out, int cap)
+static void collect(const sup_proc *p, void *arg)
 {
-    pid_t kids[MAX_CHILDREN];
-    int n = children_of(manager, kids, MAX_CHILDREN), got = 0;
-    for (int i = 0; i < n && got < cap; i++) {
-        int k = children_of(kids[i], out + got, cap - got);
-        if (k == 0) out[got++] = kids[i];
-        got += k;
-    }
-    return got;
-}
-
-/* utime + stime of pid in clock ticks; false when it is gone. */
-static bool cpu_ticks(pid_t pid, uint64_t *ticks)
-{
-    char p[64], buf[1024];
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t got = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (got <= 0) return false;
-    buf[got] = '\0';
-    /* The name, in parentheses, may hold anything: fields count from the last ')'. Then
-     * state is field 3, utime 14 and stime 15. */
-    char *q = strrchr(buf, ')');
-    if (!q) return false;
-    q++;
-    unsigned long long ut = 0, st = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(q, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14) ut = strtoull(tok, NULL, 10);
-        if (field == 15) {
-            st = strtoull(tok, NULL, 10);
-            *ticks = ut + st;
-            return true;
-        }
-    }
-    return false;
+    group *g = arg;
+    if (p->pgrp == g->pgrp && g->n < MAX_GROUP) g->v[g->n++] = *p;
 }
 
 /* The proportional set size of pid in bytes (/proc/PID/smaps_rollup); 0 when unknown. */
@@ -268,8 +212,18 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     k->next_at = now + SUP_SCALER_EVERY_MS;
     if (s->state != SUP_RUNNING && s->state != SUP_STARTING) return;
 
+    static group g; /* the supervisor's one thread runs this */
+    g.pgrp = s->pid;
+    g.n = 0;
+    sup_procs_scan(collect, &g);
     pid_t kids[MAX_CHILDREN];
-    int n = workers_of(s->pid, kids, MAX_CHILDREN);
+    uint64_t ticks[MAX_CHILDREN];
+    int n = 0;
+    for (size_t i = 0; i < g.n && n < MAX_CHILDREN; i++) {
+        if (!sup_proc_is_worker(g.v, g.n, i, false)) continue;
+        kids[n] = g.v[i].pid;
+        ticks[n++] = g.v[i].utime + g.v[i].stime;
+    }
     static long tck;
     if (!tck) tck = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
     seen now_seen[MAX_CHILDREN];
@@ -277,8 +231,7 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     uint64_t delta = 0;
     uint64_t limit = s->cfg->s.max_proc_mem_bytes;
     for (int i = 0; i < n; i++) {
-        uint64_t t;
-        if (!cpu_ticks(kids[i], &t)) continue;
+        uint64_t t = ticks[i];
         uint64_t before = 0; /* a worker new since the last sample: all of its time is new */
         for (int j = 0; j < k->n_seen; j++)
             if (k->seen[j].pid == kids[i]) before = k->seen[j].ticks <= t ? k->seen[j].ticks : t;

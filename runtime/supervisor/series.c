@@ -6,7 +6,6 @@
  * counts twice nor turns a rate negative. */
 #include "series.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,12 +20,11 @@
 #include <shmrpc/status.h>
 
 #include "logfile.h"
+#include "proc_group.h"
 
 typedef struct proc_sample {
-    pid_t pid;
-    pid_t ppid;      /* its parent: a process some other of the group has as parent is no
-                      * worker (a manager) */
-    uint64_t start;  /* clock ticks since boot: with pid, names one process */
+    sup_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
+                      * tell a worker (proc_group.h) */
     uint64_t ticks;  /* utime + stime, its threads included */
     uint64_t rd, wr; /* /proc/PID/io read_bytes, write_bytes */
     bool io;         /* rd and wr could be read */
@@ -191,10 +189,11 @@ static bool push(proc_list *l, const proc_sample *p)
 }
 
 /* One process of x's group: its CPU time, memory and I/O. */
-static void sample_proc(svc_series *x, pid_t pid, pid_t ppid, uint64_t ticks, uint64_t start)
+static void sample_proc(svc_series *x, const sup_proc *sp)
 {
     char path[64], buf[4096];
-    proc_sample p = {.pid = pid, .ppid = ppid, .start = start, .ticks = ticks};
+    pid_t pid = sp->pid;
+    proc_sample p = {.p = *sp, .ticks = sp->utime + sp->stime};
     uint64_t kb;
     /* smaps_rollup has both: RSS, and PSS, which counts a page shared by n processes
      * (copy-on-write after fork) as 1/n in each, so the sum counts it once. */
@@ -219,35 +218,19 @@ static void sample_proc(svc_series *x, pid_t pid, pid_t ppid, uint64_t ticks, ui
 }
 
 /* Every process whose group is a service's due for a sample goes to that service's cur. */
+static void take(const sup_proc *p, void *arg)
+{
+    sup_series *ss = arg;
+    if (p->pgrp <= 0) return;
+    for (size_t i = 0; i < ss->n; i++) {
+        svc_series *x = &ss->v[i];
+        if (x->due && x->leader == p->pgrp) sample_proc(x, p);
+    }
+}
+
 static void scan_proc(sup_series *ss)
 {
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        char *end, path[64], buf[1024];
-        long pid = strtol(e->d_name, &end, 10);
-        if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end || pid > INT_MAX) continue;
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        if (!read_small(path, buf, sizeof buf)) continue;
-        /* The name in parentheses may hold anything: the fields start after the last ')'.
-         * 3 state, 4 ppid, 5 pgrp, 14 utime, 15 stime, 22 starttime. */
-        const char *rest = strrchr(buf, ')');
-        char state;
-        int ppid, pgrp;
-        unsigned long long ut, st, start;
-        if (!rest || sscanf(rest + 1,
-                            " %c %d %d %*s %*s %*s %*s %*s %*s %*s %*s %llu %llu %*s %*s %*s "
-                            "%*s %*s %*s %llu",
-                            &state, &ppid, &pgrp, &ut, &st, &start) != 6)
-            continue;
-        if (state == 'Z' || state == 'X' || pgrp <= 0) continue;
-        for (size_t i = 0; i < ss->n; i++) {
-            svc_series *x = &ss->v[i];
-            if (x->due && x->leader == (pid_t)pgrp)
-                sample_proc(x, (pid_t)pid, (pid_t)ppid, ut + st, start);
-        }
-    }
-    closedir(d);
+    sup_procs_scan(take, ss);
 }
 
 /* What p did since the baseline: its counter's delta when the baseline had it, all of
@@ -255,7 +238,8 @@ static void scan_proc(sup_series *ss)
 static const proc_sample *before(const svc_series *x, const proc_sample *p)
 {
     for (size_t i = 0; i < x->prev.n; i++)
-        if (x->prev.v[i].pid == p->pid && x->prev.v[i].start == p->start) return &x->prev.v[i];
+        if (x->prev.v[i].p.pid == p->p.pid && x->prev.v[i].p.start == p->p.start)
+            return &x->prev.v[i];
     return NULL;
 }
 
@@ -432,7 +416,7 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     for (size_t i = 0; i < x->cur.n; i++) {
         const proc_sample *p = &x->cur.v[i];
         const proc_sample *b = before(x, p);
-        bool fresh = p->start >= x->at_ticks;
+        bool fresh = p->p.start >= x->at_ticks;
         cpu += delta(p->ticks, b ? &b->ticks : NULL, fresh);
         if (p->io) {
             bool had = b && b->io;
@@ -500,23 +484,23 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The workers of x's group: its processes that no other process of the group has as
- * parent. A server that forks its workers leads them and is no worker itself; a module
- * service's second manager (its TCP server, module_host.c) is the parent of its own
- * workers; a server that serves in place, alone in its group, is its own worker. Tells
- * the loop when the set changed, for status.json. */
+/* The workers of x's group, by the rule of proc_group.h. Tells the loop when the set changed,
+ * for status.json. */
 static void count_workers(svc_series *x)
 {
     pid_t found[SUP_SERIES_MAX_PIDS];
     int n = 0;
+    sup_proc *procs = malloc((x->cur.n ? x->cur.n : 1) * sizeof *procs);
+    if (!procs) return; /* the last count stands */
+    for (size_t i = 0; i < x->cur.n; i++)
+        procs[i] = x->cur.v[i].p;
+    bool leader_serves = x->svc->cfg->kind != SHMRPC__CONFIG_MODULE;
     for (size_t i = 0; i < x->cur.n; i++) {
-        bool parent = false;
-        for (size_t j = 0; j < x->cur.n && !parent; j++)
-            parent = x->cur.v[j].ppid == x->cur.v[i].pid;
-        if (parent) continue;
-        if (n < SUP_SERIES_MAX_PIDS) found[n] = x->cur.v[i].pid;
+        if (!sup_proc_is_worker(procs, x->cur.n, i, leader_serves)) continue;
+        if (n < SUP_SERIES_MAX_PIDS) found[n] = procs[i].pid;
         n++;
     }
+    free(procs);
     int kept = n < SUP_SERIES_MAX_PIDS ? n : SUP_SERIES_MAX_PIDS;
     qsort(found, (size_t)kept, sizeof *found, by_pid);
     if (n != x->workers || memcmp(found, x->worker_pids, (size_t)kept * sizeof *found) != 0)

@@ -4,7 +4,6 @@
  * shared memory, /proc and the series files, none of which the main loop owns. */
 #include "web_view.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -20,6 +19,8 @@
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
 
+#include "proc_group.h"
+
 /* Pids listed per service; the count goes on past it. */
 #define MAX_PIDS 256
 /* Methods in the overview's "top_methods". */
@@ -29,18 +30,15 @@
 
 /* One service as gathered for a request. */
 typedef struct gathered {
-    json_t *status; /* its object from the control service's status(), borrowed */
-    long pid;       /* its process, the leader of its group; 0: none */
-    int n_procs;    /* processes of its group */
-    long pids[MAX_PIDS];
-    long pid_ppid[MAX_PIDS];    /* each one's parent */
-    double pid_cpu_s[MAX_PIDS]; /* each one's own utime + stime */
-    uint64_t pid_rss[MAX_PIDS];
-    char pid_state[MAX_PIDS]; /* its state letter: R, S, D... */
-    double cpu_s;             /* utime + stime of the group, and the leader's reaped children */
-    uint64_t rss;             /* resident bytes, summed */
-    shmrpc_stats *st;         /* its call statistics; NULL: none to read */
-    json_t *sample;           /* its last series sample, when of the current pid; NULL: none */
+    json_t *status;     /* its object from the control service's status(), borrowed */
+    long pid;           /* its process, the leader of its group; 0: none */
+    bool leader_serves; /* an exec= service: its leader may serve in place (proc_group.h) */
+    int n_procs;        /* processes of its group */
+    sup_proc procs[MAX_PIDS];
+    double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
+    uint64_t rss;     /* resident bytes, summed */
+    shmrpc_stats *st; /* its call statistics; NULL: none to read */
+    json_t *sample;   /* its last series sample, when of the current pid; NULL: none */
 } gathered;
 
 typedef struct view {
@@ -83,16 +81,12 @@ static json_t *jstr(const char *s)
 
 /* --- /proc ---------------------------------------------------------------------------- */
 
-/* The k-th process of g is a worker when no other process of the group has it as parent,
- * as the series counts them (series.c): a server that forks its workers leads them and is
- * no worker; a module service's TCP manager is the parent of its own workers; a server
- * serving in place, alone in its group, is its own worker. */
+/* Whether the k-th process of g is a worker, by the rule the series and the scaler
+ * follow (proc_group.h). */
 static bool is_worker(const gathered *g, int k)
 {
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
-    for (int j = 0; j < shown; j++)
-        if (g->pid_ppid[j] == g->pids[k]) return false;
-    return true;
+    return sup_proc_is_worker(g->procs, (size_t)shown, (size_t)k, g->leader_serves);
 }
 
 /* How many workers g has; processes past MAX_PIDS, unseen, count as workers. */
@@ -104,56 +98,38 @@ static int worker_count(const gathered *g)
     return n;
 }
 
-/* One pass over /proc/PID/stat for the processes whose group is one of the services'. */
+static long clock_tick(void)
+{
+    long tick = sysconf(_SC_CLK_TCK);
+    return tick > 0 ? tick : 100;
+}
+
+static uint64_t page_bytes(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return page > 0 ? (uint64_t)page : 4096;
+}
+
+/* One process of /proc: to the service whose group it is in, if any. */
+static void take(const sup_proc *p, void *arg)
+{
+    view *v = arg;
+    for (size_t i = 0; i < v->n; i++) {
+        gathered *g = &v->g[i];
+        if (g->pid <= 0 || p->pgrp != g->pid) continue;
+        uint64_t ticks = p->utime + p->stime;
+        if (g->n_procs < MAX_PIDS) g->procs[g->n_procs] = *p;
+        g->n_procs++;
+        if (p->pid == g->pid) ticks += p->cutime + p->cstime; /* the workers it reaped */
+        g->cpu_s += (double)ticks / (double)clock_tick();
+        g->rss += p->rss_pages * page_bytes();
+    }
+}
+
+/* One pass over /proc for the processes whose group is one of the services'. */
 static void scan_proc(view *v)
 {
-    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    if (tick <= 0) tick = 100;
-    if (page <= 0) page = 4096;
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-        char path[64], buf[1024];
-        snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = '\0';
-        char *p = strrchr(buf, ')'); /* after the command, which may hold anything */
-        if (!p || p[1] != ' ') continue;
-        char state = p[2];
-        /* Fields from 4 (ppid) on, after the state. */
-        unsigned long long f[25] = {0};
-        char *s = p + 3;
-        for (int i = 4; i <= 24; i++) {
-            char *end;
-            f[i] = strtoull(s, &end, 10);
-            if (end == s) break;
-            s = end;
-        }
-        if (state == 'Z') continue;
-        long pid = strtol(e->d_name, NULL, 10), pgrp = (long)f[5];
-        for (size_t i = 0; i < v->n; i++) {
-            gathered *g = &v->g[i];
-            if (g->pid <= 0 || pgrp != g->pid) continue;
-            unsigned long long ticks = f[14] + f[15];
-            if (g->n_procs < MAX_PIDS) {
-                g->pids[g->n_procs] = pid;
-                g->pid_ppid[g->n_procs] = (long)f[4];
-                g->pid_cpu_s[g->n_procs] = (double)ticks / (double)tick;
-                g->pid_rss[g->n_procs] = f[24] * (uint64_t)page;
-                g->pid_state[g->n_procs] = state;
-            }
-            g->n_procs++;
-            if (pid == g->pid) ticks += f[16] + f[17]; /* the workers it reaped */
-            g->cpu_s += (double)ticks / (double)tick;
-            g->rss += f[24] * (uint64_t)page;
-        }
-    }
-    closedir(d);
+    sup_procs_scan(take, v);
 }
 
 /* --- the series ----------------------------------------------------------------------- */
@@ -232,6 +208,7 @@ static int view_load(web_ctx *w, view *v, web_err *e)
             const char *name = json_string_value(json_object_get(o, "name"));
             if (name && strcmp(name, w->cfg->services[i].name) == 0) g->status = o;
         }
+        g->leader_serves = w->cfg->services[i].kind != SHMRPC__CONFIG_MODULE;
         json_t *pid = json_object_get(g->status, "pid");
         g->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
         if (g->pid <= 0) continue;
@@ -298,7 +275,7 @@ static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
     json_t *pids = json_array();
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
     for (int k = 0; k < shown; k++)
-        if (is_worker(g, k)) json_array_append_new(pids, json_integer(g->pids[k]));
+        if (is_worker(g, k)) json_array_append_new(pids, json_integer(g->procs[k].pid));
     json_object_set_new(o, "workers", json_integer(worker_count(g)));
     json_object_set_new(o, "worker_pids", pids);
     json_object_set_new(o, "cpu_seconds", g->pid > 0 ? json_real(g->cpu_s) : json_null());
@@ -399,10 +376,12 @@ static json_t *worker_procs(const gathered *g)
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
     for (int k = 0; k < shown; k++) {
         if (!is_worker(g, k)) continue;
-        char st[2] = {g->pid_state[k], '\0'};
-        json_array_append_new(list, json_pack("{s:I,s:s,s:f,s:I}", "pid", (json_int_t)g->pids[k],
-                                              "state", st, "cpu_seconds", g->pid_cpu_s[k],
-                                              "rss_bytes", (json_int_t)g->pid_rss[k]));
+        const sup_proc *p = &g->procs[k];
+        char st[2] = {p->state, '\0'};
+        double cpu_s = (double)(p->utime + p->stime) / (double)clock_tick();
+        json_array_append_new(list, json_pack("{s:I,s:s,s:f,s:I}", "pid", (json_int_t)p->pid,
+                                              "state", st, "cpu_seconds", cpu_s, "rss_bytes",
+                                              (json_int_t)(p->rss_pages * page_bytes())));
     }
     return list;
 }

@@ -1,7 +1,7 @@
 /* The module of module_test.c: init records its arguments (module_args) in the file
  * SUP_TEST_ARGV_FILE names, and fills SUP_TEST_DATA_MIB MiB (environment; default none)
  * with the 64-bit words 0, 1, 2, ... and makes it read-only, before the workers fork; sum
- * reads all of it, spin spends CPU, grow keeps memory. */
+ * reads all of it, spin spends CPU, grow keeps memory, helper runs a child process. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +103,16 @@ static int pid(shmrpc_ctx *ctx, int32_t *out)
     return 0;
 }
 
-static const big_data_handlers handlers = {.sum = sum, .spin = spin, .grow = grow, .pid = pid};
+static int helper(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "sleep %u.%03u", ms / 1000, ms % 1000);
+    if (system(cmd) != 0) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "helper: %s failed", cmd);
+    *out = (int32_t)getpid();
+    return 0;
+}
+
+static const big_data_handlers handlers = {
+    .sum = sum, .spin = spin, .grow = grow, .pid = pid, .helper = helper};
 
 SHMRPC_MODULE(big_data_service, handlers, init, fini);

@@ -368,9 +368,20 @@ static void written_form_reads_back(void **state)
     shmrpc_buf_destroy(&out2);
 }
 
+/* Every setting's field in shmrpc__config_settings has the C type its key's value calls
+ * for: a mismatch would write a value of one size into a member of another. */
+static void key_table_types(void **state)
+{
+    (void)state;
+    char msg[256] = "";
+    int rc = shmrpc__config_check_keys(msg, sizeof msg);
+    if (rc) fail_msg("%s", msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(key_table_types),
         cmocka_unit_test_setup_teardown(resolves_defaults_and_overrides, setup, teardown),
         cmocka_unit_test_setup_teardown(relative_program_from_the_files_folder, setup, teardown),
         cmocka_unit_test_setup_teardown(secret_file_checks, setup, teardown),

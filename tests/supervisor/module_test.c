@@ -100,20 +100,7 @@ static pid_t wait_running(fixture *f, const char *svc, int ms)
 /* The children of pid (its workers); their count. */
 static int children(pid_t pid, pid_t *out, int cap)
 {
-    char p[64], buf[1024];
-    snprintf(p, sizeof p, "/proc/%d/task/%d/children", (int)pid, (int)pid);
-    FILE *r = fopen(p, "r");
-    if (!r) return 0;
-    size_t got = fread(buf, 1, sizeof buf - 1, r);
-    fclose(r);
-    buf[got] = '\0';
-    int n = 0;
-    for (char *q = buf, *end; n < cap; q = end) {
-        long v = strtol(q, &end, 10);
-        if (end == q) break;
-        out[n++] = (pid_t)v;
-    }
-    return n;
+    return sup_children(pid, out, cap);
 }
 
 /* Waits up to ms until pid has `want` children; the time it took, or -1. */
@@ -503,6 +490,89 @@ static bool status_workers(fixture *f, const char *svc, int want, int ms)
     }
 }
 
+/* The text of status.json's "worker_pids" of svc, "[...]" (static), or "". */
+static const char *status_worker_pids(fixture *f, const char *svc)
+{
+    static char out[1024];
+    char key[80];
+    snprintf(key, sizeof key, "\"%s\": {", svc);
+    const char *p = strstr(sup_slurp(f->dir, "logs/status.json"), key);
+    const char *w = p ? strstr(p, "\"worker_pids\": ") : NULL;
+    const char *end = w ? strchr(w, ']') : NULL;
+    out[0] = '\0';
+    if (w && end) {
+        w += strlen("\"worker_pids\": ");
+        snprintf(out, sizeof out, "%.*s", (int)(end + 1 - w), w);
+    }
+    return out;
+}
+
+/* Whether pid is among the pids of a "[...]" list. */
+static bool listed(const char *list, pid_t pid)
+{
+    for (const char *q = list; *q;) {
+        char *end;
+        long v = strtol(q, &end, 10);
+        if (end == q) {
+            q++;
+            continue;
+        }
+        if (v == pid) return true;
+        q = end;
+    }
+    return false;
+}
+
+/* A worker that runs a helper process (system("sleep ...")) is still the one worker in
+ * status.json, and its helper is none. */
+static void helper_not_a_worker(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nmin_proc_num = 1\nmax_proc_num = 1\n\n"
+             "[big]\nmodule = %s\nshm_name = %s\n",
+             BIGDATA_MODULE, f->shm);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "big", 10000);
+    assert_true(mgr > 0);
+    pid_t worker[1];
+    assert_true(wait_children(mgr, 1, 5000) >= 0);
+    assert_int_equal(children(mgr, worker, 1), 1);
+
+    pid_t k = fork();
+    assert_true(k >= 0);
+    if (k == 0) {
+        char addr[64];
+        snprintf(addr, sizeof addr, "shm://%s", f->shm);
+        shmrpc_client *c = NULL;
+        int32_t pid = 0;
+        if (shmrpc_client_new(&c, &big_data_service_info, NULL) || shmrpc_client_connect(c, addr) ||
+            big_data_helper(c, 4000, &pid))
+            _exit(1);
+        _exit(pid == worker[0] ? 0 : 2);
+    }
+    f->kids[f->n_kids++] = k;
+    pid_t helpers[4];
+    for (int64_t end = sup_now_ms() + 3000; children(worker[0], helpers, 4) < 1; sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    /* Two samples (series_interval_s 1) while the helper runs. */
+    sup_nap_ms(2200);
+    assert_true(children(worker[0], helpers, 4) >= 1); /* still running */
+    char want[32];
+    snprintf(want, sizeof want, "[%d]", (int)worker[0]);
+    const char *pids = status_worker_pids(f, "big");
+    if (strcmp(pids, want) != 0)
+        fail_msg("worker_pids %s; the worker is %d, its helper %d", pids, (int)worker[0],
+                 (int)helpers[0]);
+    assert_true(status_workers(f, "big", 1, 0));
+    int st = sup_wait_exit(&f->kids[0], 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    f->n_kids = 0;
+    stops_clean(f);
+}
+
 /* shm_name and tcp_port: one manager serves shm://, a second one forked after init serves
  * tcp://, both answer; a scale reaches both; a kill -9 of the TCP manager restarts the
  * service; SIGTERM stops both with nothing left. */
@@ -526,6 +596,14 @@ static void module_tcp(void **state)
     adds_at(shm);
     adds_at(tcp);
     assert_true(status_workers(f, "echo", 4, 5000)); /* 2 per address */
+    /* The managers are no workers: the TCP manager is named so (comm). */
+    assert_string_equal(sup_comm(tcp_mgr), "shmrpc-tcp");
+    const char *pids = status_worker_pids(f, "echo");
+    if (listed(pids, mgr) || listed(pids, tcp_mgr))
+        fail_msg("worker_pids %s lists a manager (%d, TCP %d)", pids, (int)mgr, (int)tcp_mgr);
+    char stats[96]; /* the TCP server's statistics segment, as runtime/src/stats.c names it */
+    snprintf(stats, sizeof stats, "shmrpc.stats.tcp.127.0.0.1:%d", port);
+    assert_true(sup_segment_named(stats));
     const char *log = sup_slurp(f->dir, "logs/echo.log");
     assert_non_null(strstr(log, "serving shm://"));
     assert_non_null(strstr(log, "serving tcp://127.0.0.1:"));
@@ -558,9 +636,7 @@ static void module_tcp(void **state)
     snprintf(killed, sizeof killed, "echo: the manager of %s was killed by signal 9", tcp);
     assert_non_null(strstr(sup_slurp(f->dir, "logs/echo.log"), killed));
     stops_clean(f);
-    char stats[64];
-    snprintf(stats, sizeof stats, "%d", port);
-    assert_false(sup_segment_left(stats));
+    assert_false(sup_segment_named(stats));
 }
 
 /* A module= path that is not a module: the supervisor exits 1 at once, naming it, with
@@ -594,6 +670,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_svc_port, setup, teardown),
         cmocka_unit_test_setup_teardown(module_args_reach_init, setup, teardown),
         cmocka_unit_test_setup_teardown(module_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(helper_not_a_worker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "echo.h"
+#include "proc_group.h"
 #include "series.h"
 #include "sup_helpers.h"
 
@@ -374,10 +375,32 @@ static void series_rotates_at_log_max_bytes(void **state)
     assert_int_equal(access(p, F_OK), -1);
 }
 
-/* In process, with simulated time: two services (both this test's process group) with
- * series_interval_s 1 and 3 are each sampled at their own interval, the next deadline
- * being the sooner of theirs; their workers are known, and forgotten when the process is
- * gone. */
+/* A process group of two processes that wait: a leader and its child (an exec= server
+ * and its worker). The leader's pid; *worker its child's. */
+static pid_t fake_server(pid_t *worker)
+{
+    pid_t leader = fork();
+    assert_true(leader >= 0);
+    if (leader == 0) {
+        setpgid(0, 0);
+        if (fork() == 0)
+            for (;;)
+                pause();
+        for (;;)
+            pause();
+    }
+    setpgid(leader, leader); /* whichever comes first */
+    pid_t kids[2];
+    for (int64_t end = sup_now_ms() + 5000; sup_children(leader, kids, 2) != 1; sup_nap_ms(5))
+        assert_true(sup_now_ms() < end);
+    *worker = kids[0];
+    return leader;
+}
+
+/* In process, with simulated time: two services (both one process group, a leader and
+ * its worker) with series_interval_s 1 and 3 are each sampled at their own interval, the
+ * next deadline being the sooner of theirs; their worker is known, and forgotten when
+ * the process is gone. */
 static void series_interval_per_service(void **state)
 {
     fixture *f = *state;
@@ -388,11 +411,12 @@ static void series_interval_per_service(void **state)
                                      {.name = "three", .kind = SHMRPC__CONFIG_EXEC}};
     sup_ctx ctx = {0};
     sup_service svc[2];
+    pid_t worker = 0, leader = fake_server(&worker);
     for (int i = 0; i < 2; i++) {
         cfg[i].s.log_dir = logs;
         cfg[i].s.log_max_bytes = 1 << 20;
         cfg[i].s.series_interval_ms = i ? 3000 : 1000;
-        svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = getpgrp()};
+        svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = leader};
     }
     sup_series *ss = sup_series_new(svc, 2);
     assert_non_null(ss);
@@ -405,11 +429,11 @@ static void series_interval_per_service(void **state)
     }
     const pid_t *pids;
     int n_pids, workers = sup_series_workers(ss, 1, &pids, &n_pids);
-    assert_true(workers >= 1 && n_pids >= 1 && n_pids <= workers);
-    bool me = false; /* this process has no child in its group: a worker */
-    for (int i = 0; i < n_pids; i++)
-        me |= pids[i] == getpid();
-    assert_true(me || n_pids == SUP_SERIES_MAX_PIDS);
+    kill(-leader, SIGKILL);
+    assert_int_equal(waitpid(leader, NULL, 0), leader);
+    assert_int_equal(workers, 1); /* the leader's child, not the leader */
+    assert_int_equal(n_pids, 1);
+    assert_int_equal(pids[0], worker);
     assert_true(ctx.changed);
 
     svc[1].pid = 0; /* "three" stopped: no workers, and only "one" is sampled */
@@ -452,10 +476,101 @@ static void percentile_of_the_difference(void **state)
     assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
 }
 
+/* The rule of proc_group.h on made-up process groups: which processes are workers. */
+static int workers_of(const sup_proc *v, size_t n, bool leader_serves, pid_t *out)
+{
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (sup_proc_is_worker(v, n, i, leader_serves)) out[k++] = v[i].pid;
+    return k;
+}
+
+static void worker_rule(void **state)
+{
+    (void)state;
+    pid_t w[16];
+    /* A module service serving TCP too: leader 10, shm:// workers 11 and 12 (11 runs
+     * system(): sh 20, and its sleep 21), TCP manager 13 with workers 14 and 15 (named as
+     * it is; 14 forked a child 22 without exec, named so too). */
+    const sup_proc tcp[] = {
+        {.pid = 10, .ppid = 1, .pgrp = 10},
+        {.pid = 11, .ppid = 10, .pgrp = 10},
+        {.pid = 12, .ppid = 10, .pgrp = 10},
+        {.pid = 13, .ppid = 10, .pgrp = 10, .tcp_named = true},
+        {.pid = 14, .ppid = 13, .pgrp = 10, .tcp_named = true},
+        {.pid = 15, .ppid = 13, .pgrp = 10, .tcp_named = true},
+        {.pid = 20, .ppid = 11, .pgrp = 10},
+        {.pid = 21, .ppid = 20, .pgrp = 10},
+        {.pid = 22, .ppid = 14, .pgrp = 10, .tcp_named = true},
+    };
+    assert_int_equal(workers_of(tcp, 9, false, w), 4);
+    assert_int_equal(w[0], 11);
+    assert_int_equal(w[1], 12);
+    assert_int_equal(w[2], 14);
+    assert_int_equal(w[3], 15);
+    /* Its TCP manager before its workers: no worker; nor is a leader alone. */
+    assert_int_equal(workers_of(tcp, 4, false, w), 2);
+    assert_int_equal(w[1], 12);
+    assert_int_equal(workers_of(tcp, 1, false, w), 0);
+    /* A child of the leader's TCP manager's worker named shmrpc-tcp is no manager: only the
+     * leader's child of that name is. */
+    const sup_proc odd[] = {
+        {.pid = 10, .ppid = 1, .pgrp = 10},
+        {.pid = 11, .ppid = 10, .pgrp = 10},
+        {.pid = 12, .ppid = 11, .pgrp = 10, .tcp_named = true},
+        {.pid = 13, .ppid = 12, .pgrp = 10},
+    };
+    assert_int_equal(workers_of(odd, 4, false, w), 1);
+    assert_int_equal(w[0], 11);
+    /* An exec= server: alone, it serves in place; with children, they are its workers and
+     * their helpers are not. */
+    assert_int_equal(workers_of(tcp, 1, true, w), 1);
+    assert_int_equal(w[0], 10);
+    const sup_proc exec[] = {
+        {.pid = 30, .ppid = 1, .pgrp = 30},
+        {.pid = 31, .ppid = 30, .pgrp = 30},
+        {.pid = 32, .ppid = 30, .pgrp = 30},
+        {.pid = 33, .ppid = 32, .pgrp = 30},
+    };
+    assert_int_equal(workers_of(exec, 4, true, w), 2);
+    assert_int_equal(w[0], 31);
+    assert_int_equal(w[1], 32);
+}
+
+/* /proc/PID/stat as the kernel writes it, a name with ') (' in it included. */
+static void stat_parse(void **state)
+{
+    (void)state;
+    const char *text = "4242 (shmrpc-tcp) S 4241 4240 4240 0 -1 4194624 1 0 0 0 7 3 2 1 20 0 1 "
+                       "0 123456 1000000 250 18446744073709551615";
+    sup_proc p;
+    assert_true(sup_proc_parse(4242, text, &p));
+    assert_int_equal(p.pid, 4242);
+    assert_int_equal(p.ppid, 4241);
+    assert_int_equal(p.pgrp, 4240);
+    assert_int_equal(p.state, 'S');
+    assert_true(p.tcp_named);
+    assert_int_equal(p.utime, 7);
+    assert_int_equal(p.stime, 3);
+    assert_int_equal(p.cutime, 2);
+    assert_int_equal(p.cstime, 1);
+    assert_int_equal(p.start, 123456);
+    assert_int_equal(p.rss_pages, 250);
+    const char *odd = "7 (a) (shmrpc-tcp) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5";
+    assert_true(sup_proc_parse(7, odd, &p));
+    assert_false(p.tcp_named);
+    assert_int_equal(p.ppid, 1);
+    assert_int_equal(p.start, 9);
+    assert_false(sup_proc_parse(7, "7 (cut", &p));
+    assert_false(sup_proc_parse(7, "7 (x) R 1", &p));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(percentile_of_the_difference),
+        cmocka_unit_test(worker_rule),
+        cmocka_unit_test(stat_parse),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),

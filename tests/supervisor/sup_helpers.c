@@ -177,3 +177,42 @@ bool sup_segment_left(const char *part)
     if (d) closedir(d);
     return found;
 }
+
+bool sup_segment_named(const char *name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    return access(path, F_OK) == 0;
+}
+
+const char *sup_comm(pid_t pid)
+{
+    static char name[64];
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    name[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return name;
+    if (!fgets(name, sizeof name, f)) name[0] = '\0';
+    fclose(f);
+    name[strcspn(name, "\n")] = '\0';
+    return name;
+}
+
+int sup_children(pid_t pid, pid_t *out, int cap)
+{
+    char p[64], buf[4096];
+    snprintf(p, sizeof p, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *r = fopen(p, "r");
+    if (!r) return 0;
+    size_t got = fread(buf, 1, sizeof buf - 1, r);
+    fclose(r);
+    buf[got] = '\0';
+    int n = 0;
+    for (char *q = buf, *end; n < cap; q = end) {
+        long v = strtol(q, &end, 10);
+        if (end == q) break;
+        out[n++] = (pid_t)v;
+    }
+    return n;
+}

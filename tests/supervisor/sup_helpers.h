@@ -63,4 +63,15 @@ void sup_remove_segments(const char *part);
 /* Whether a /dev/shm entry's name contains part; prints the name of each that does. */
 bool sup_segment_left(const char *part);
 
+/* Whether /dev/shm has an entry of exactly this name. */
+bool sup_segment_named(const char *name);
+
+/* The children of pid (from /proc/PID/task/PID/children), the first cap into out; their
+ * count (0 when it is gone). */
+int sup_children(pid_t pid, pid_t *out, int cap);
+
+/* The name (comm) of process pid, without its line end, into a static buffer; "" when
+ * it is gone. */
+const char *sup_comm(pid_t pid);
+
 #endif
