@@ -24,6 +24,7 @@
 
 #include "control_svc/control.h"
 #include "scaler.h"
+#include "series.h"
 
 /* How long a handler waits for the main loop, which answers between two polls; one slow
  * step of its own (a readiness check over TCP takes up to a second) fits in this. */
@@ -41,6 +42,9 @@ typedef struct snap {
     int64_t started_at_ms;
     char last_exit[sizeof((sup_service *)0)->last_exit];
     uint64_t dropped;
+    int workers; /* as status.json: the last sample of the time series */
+    int n_pids;  /* the first of them, ascending */
+    int32_t worker_pids[SUP_SERIES_MAX_PIDS];
 } snap;
 
 struct sup_control {
@@ -53,6 +57,7 @@ struct sup_control {
     sup_service *svcs; /* the main thread's: name and log path, which never change, are
                         * read here; the rest only through snaps */
     size_t n;
+    const sup_series *series; /* the main thread's: read in snapshot() only; NULL: none */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;  /* on CLOCK_MONOTONIC: an answer came, or closing */
@@ -123,6 +128,13 @@ static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_service_stat
     out->last_exit = arena_str(a, sn->last_exit);
     out->log_path = arena_str(a, k->svcs[i].log.path ? k->svcs[i].log.path : "");
     out->log_dropped_bytes = sn->dropped;
+    out->workers = sn->workers > 0 ? (uint32_t)sn->workers : 0;
+    int32_t *pids =
+        sn->n_pids ? shmrpc_arena_calloc(a, (size_t)sn->n_pids, sizeof *pids, _Alignof(int32_t))
+                   : NULL;
+    if (pids) memcpy(pids, sn->worker_pids, (size_t)sn->n_pids * sizeof *pids);
+    out->worker_pids.items = pids;
+    out->worker_pids.len = pids ? (size_t)sn->n_pids : 0;
 }
 
 /* Hands a request to the main loop and waits for its answer; returns with k->mu held
@@ -299,6 +311,10 @@ static void snapshot(sup_control *k)
         sn->started_at_ms = s->started_unix;
         memcpy(sn->last_exit, s->last_exit, sizeof sn->last_exit);
         sn->dropped = s->log.dropped;
+        const pid_t *pids;
+        sn->workers = sup_series_workers(k->series, i, &pids, &sn->n_pids);
+        for (int j = 0; j < sn->n_pids; j++)
+            sn->worker_pids[j] = (int32_t)pids[j];
     }
 }
 
@@ -339,6 +355,11 @@ int sup_control_start(sup_control **out, const char *addr, const shmrpc__config 
     }
     *out = k;
     return 0;
+}
+
+void sup_control_set_series(sup_control *k, const sup_series *series)
+{
+    k->series = series;
 }
 
 int sup_control_fd(const sup_control *k)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "series.h"
 #include "service.h"
 
 typedef struct sup_control sup_control;
@@ -17,6 +18,11 @@ typedef struct sup_control sup_control;
  * c->services) must outlive it. 0, or a status with a message in err. */
 int sup_control_start(sup_control **out, const char *addr, const shmrpc__config *c,
                       sup_service *svcs, size_t n, char *err, size_t cap);
+
+/* Main thread: where status() takes the workers from (sup_series_workers, as status.json
+ * does), from the next answer on; until then, and with NULL, every service has none.
+ * series must outlive k, or be replaced first. */
+void sup_control_set_series(sup_control *k, const sup_series *series);
 
 /* What the main loop polls: readable when a request waits. */
 int sup_control_fd(const sup_control *k);

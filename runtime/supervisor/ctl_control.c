@@ -192,6 +192,11 @@ static json_t *status_json(const control_service_status *s)
     json_object_set_new(o, "restarts", json_integer(s->restarts));
     json_object_set_new(o, "started_at_ms",
                         s->started_at_ms ? json_integer(s->started_at_ms) : json_null());
+    json_object_set_new(o, "workers", json_integer(s->workers));
+    json_t *pids = json_array();
+    for (size_t i = 0; i < s->worker_pids.len; i++)
+        json_array_append_new(pids, json_integer(s->worker_pids.items[i]));
+    json_object_set_new(o, "worker_pids", pids);
     json_object_set_new(o, "last_exit", s->last_exit.len ? str_json(s->last_exit) : json_null());
     json_object_set_new(o, "log_path", str_json(s->log_path));
     json_object_set_new(o, "log_dropped_bytes", json_integer((json_int_t)s->log_dropped_bytes));
@@ -219,13 +224,15 @@ int ctl_status(int argc, char **argv)
         int w = 4;
         for (size_t i = 0; i < list.len; i++)
             if ((int)list.items[i].name.len > w) w = (int)list.items[i].name.len;
-        printf("%-*s  %-8s  %7s  %8s  %s\n", w, "NAME", "STATE", "PID", "RESTARTS", "UPTIME");
+        printf("%-*s  %-8s  %7s  %7s  %8s  %s\n", w, "NAME", "STATE", "PID", "WORKERS", "RESTARTS",
+               "UPTIME");
         for (size_t i = 0; i < list.len; i++) {
             const control_service_status *s = &list.items[i];
             char up[32];
             uptime(s->started_at_ms, up, sizeof up);
-            printf("%-*.*s  %-8.*s  %7d  %8d  %s\n", w, (int)s->name.len, s->name.ptr,
-                   (int)s->state.len, s->state.ptr, (int)s->pid, (int)s->restarts, up);
+            printf("%-*.*s  %-8.*s  %7d  %7u  %8d  %s\n", w, (int)s->name.len, s->name.ptr,
+                   (int)s->state.len, s->state.ptr, (int)s->pid, (unsigned)s->workers,
+                   (int)s->restarts, up);
         }
         /* Why a failed or stopped service ended, where there is something to say. */
         for (size_t i = 0; i < list.len; i++) {

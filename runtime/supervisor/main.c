@@ -347,6 +347,7 @@ int main(int argc, char **argv)
              n == 1 ? "" : "s", c->path, control_addr);
     /* The time series (series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
+    sup_control_set_series(control, series); /* status() shows the workers status.json does */
     sup_web *web = NULL; /* the management page (web.c): up once every service has started */
 
     size_t cursor = 0;  /* the next service to start, in file order */

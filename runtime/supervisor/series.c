@@ -21,6 +21,7 @@
 
 #include "logfile.h"
 #include "proc_group.h"
+#include "stats_merge.h"
 
 typedef struct proc_sample {
     sup_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
@@ -37,17 +38,18 @@ typedef struct proc_list {
 
 typedef struct svc_series {
     const sup_service *svc;
-    pid_t leader;        /* the process (group) the baseline is of; 0: no baseline */
-    int64_t at;          /* monotonic ms of the baseline */
-    uint64_t at_ticks;   /* the same, in clock ticks since boot (as /proc's start times) */
-    proc_list prev;      /* the baseline's processes */
-    proc_list cur;       /* this sample's */
-    uint64_t rss, pss;   /* this sample's totals */
-    bool pss_ok, io_ok;  /* every process's PSS, I/O could be read */
-    shmrpc_stats *stats; /* the baseline's call statistics; NULL: none */
-    int64_t next_at;     /* monotonic ms of its next sample; 0: due at once */
-    bool due;            /* sampled in this tick */
-    int workers;         /* the workers of the last sample (see count_workers); 0: none */
+    pid_t leader;       /* the process (group) the baseline is of; 0: no baseline */
+    int64_t at;         /* monotonic ms of the baseline */
+    uint64_t at_ticks;  /* the same, in clock ticks since boot (as /proc's start times) */
+    proc_list prev;     /* the baseline's processes */
+    proc_list cur;      /* this sample's */
+    uint64_t rss, pss;  /* this sample's totals */
+    bool pss_ok, io_ok; /* every process's PSS, I/O could be read */
+    sup_stats stats;    /* the baseline's call statistics, per address */
+    char said[256];     /* the last reason logged for leaving an address's figures out */
+    int64_t next_at;    /* monotonic ms of its next sample; 0: due at once */
+    bool due;           /* sampled in this tick */
+    int workers;        /* the workers of the last sample (see count_workers); 0: none */
     pid_t worker_pids[SUP_SERIES_MAX_PIDS]; /* the first of them, ascending */
     int fd;                                 /* LOG_DIR/NAME.series; -1 while closed */
     uint64_t size;                          /* its bytes */
@@ -87,7 +89,7 @@ void sup_series_free(sup_series *ss)
         if (x->fd >= 0) close(x->fd);
         free(x->prev.v);
         free(x->cur.v);
-        shmrpc_stats_free(x->stats);
+        sup_stats_clear(&x->stats);
     }
     free(ss->v);
     free(ss);
@@ -337,8 +339,9 @@ static void put_us(FILE *f, uint64_t ns, bool any)
 }
 
 /* LOG_DIR/NAME.methods.json, whole: a temporary file renamed over it. */
-static void write_methods(svc_series *x, int64_t unix_ms, const shmrpc_stats *st)
+static void write_methods(svc_series *x, int64_t unix_ms, const sup_stats *all)
 {
+    const shmrpc_stats *st = all->all;
     char tmp[PATH_MAX], path[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/.%s.methods.json.tmp", x->svc->cfg->s.log_dir, x->svc->cfg->name);
     series_path(x, path, sizeof path, ".methods.json");
@@ -349,7 +352,15 @@ static void write_methods(svc_series *x, int64_t unix_ms, const shmrpc_stats *st
     }
     fprintf(f, "{\"t\": %lld, \"pid\": %d, \"service\": ", (long long)unix_ms, (int)st->pid);
     put_json_string(f, st->service);
-    fputs(", \"methods\": [", f);
+    fputs(", \"addresses\": [", f);
+    const char *sep = "";
+    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+        if (!all->part[a] || all->left_out[a]) continue;
+        fputs(sep, f);
+        put_json_string(f, all->addr[a]);
+        sep = ", ";
+    }
+    fputs("], \"methods\": [", f);
     for (uint32_t i = 0; i < st->n_methods; i++) {
         const shmrpc_method_stats *m = &st->methods[i];
         fprintf(f, "%s\n  {\"name\": ", i ? "," : "");
@@ -393,6 +404,32 @@ static void sum_calls(const shmrpc_stats *st, call_totals *t)
     }
 }
 
+/* The calls of now since then, address by address, into d (its buckets the interval's),
+ * and now's totals into total. A part of another server than the baseline's there (a
+ * restart, or a stale segment the baseline read) counts from zero, so one address's
+ * server restarting leaves the other's delta alone. */
+static void calls_since(const sup_stats *now, const sup_stats *then, call_totals *d,
+                        call_totals *total)
+{
+    memset(d, 0, sizeof *d);
+    memset(total, 0, sizeof *total);
+    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+        const shmrpc_stats *n = now->left_out[a] ? NULL : now->part[a], *b = then->part[a];
+        if (!n) continue;
+        call_totals nc, bc;
+        sum_calls(n, &nc);
+        sum_calls(b && !then->left_out[a] && b->pid == n->pid ? b : NULL, &bc);
+        if (nc.calls < bc.calls || nc.errors < bc.errors) sum_calls(NULL, &bc);
+        total->calls += nc.calls;
+        total->errors += nc.errors;
+        d->calls += nc.calls - bc.calls;
+        d->errors += nc.errors - bc.errors;
+        for (unsigned k = 0; k < SHMRPC_STATS_BUCKETS; k++)
+            d->buckets[k] +=
+                nc.buckets[k] >= bc.buckets[k] ? nc.buckets[k] - bc.buckets[k] : nc.buckets[k];
+    }
+}
+
 /* Appends "KEY": value with fmt, or "KEY": null. */
 static void put(char *line, size_t cap, size_t *len, const char *key, bool ok, const char *fmt,
                 double v)
@@ -407,7 +444,7 @@ static void put(char *line, size_t cap, size_t *len, const char *key, bool ok, c
 
 /* One line of NAME.series: what happened between the baseline and now. */
 static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t unix_ms,
-                         const shmrpc_stats *st)
+                         const sup_stats *stats)
 {
     int64_t dt = now - x->at;
     if (dt <= 0) return;
@@ -425,13 +462,11 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
         }
     }
 
-    /* Calls: a statistics segment of another server than the baseline's (a restart, or a
-     * stale one the baseline read) counts from zero. */
-    call_totals now_c, then_c;
-    sum_calls(st, &now_c);
-    sum_calls(x->stats && st && x->stats->pid == st->pid ? x->stats : NULL, &then_c);
-    if (now_c.calls < then_c.calls || now_c.errors < then_c.errors) sum_calls(NULL, &then_c);
-    uint64_t calls = now_c.calls - then_c.calls, errors = now_c.errors - then_c.errors;
+    call_totals d, now_c;
+    static const uint64_t none[SHMRPC_STATS_BUCKETS];
+    calls_since(stats, &x->stats, &d, &now_c);
+    const shmrpc_stats *st = stats->all;
+    uint64_t calls = d.calls, errors = d.errors;
     bool any = st && calls > 0;
 
     char line[1024];
@@ -448,9 +483,9 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     put(line, sizeof line, &len, "calls", st != NULL, "%.3f", (double)calls / secs);
     put(line, sizeof line, &len, "errors", st != NULL, "%.3f", (double)errors / secs);
     put(line, sizeof line, &len, "p50_us", any, "%.3f",
-        (double)sup_series_percentile(now_c.buckets, then_c.buckets, 0.5) / 1000.0);
+        (double)sup_series_percentile(d.buckets, none, 0.5) / 1000.0);
     put(line, sizeof line, &len, "p99_us", any, "%.3f",
-        (double)sup_series_percentile(now_c.buckets, then_c.buckets, 0.99) / 1000.0);
+        (double)sup_series_percentile(d.buckets, none, 0.99) / 1000.0);
     put(line, sizeof line, &len, "calls_total", st != NULL, "%.0f", (double)now_c.calls);
     put(line, sizeof line, &len, "errors_total", st != NULL, "%.0f", (double)now_c.errors);
     if (len + 3 > sizeof line) return; /* cannot happen: the line is far shorter */
@@ -459,23 +494,14 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     append_line(x, line, len);
 }
 
-/* The service's call statistics, or NULL: not serving yet, no known address, or none kept. */
-static shmrpc_stats *read_stats(const svc_series *x)
+/* The service's call statistics at every address it serves (stats_merge.h); an
+ * address's figures left out are said once per reason. */
+static void read_stats(svc_series *x, sup_stats *st)
 {
-    const shmrpc__config_service *c = x->svc->cfg;
-    char addr[96];
-    if (c->shm_name)
-        snprintf(addr, sizeof addr, "shm://%s", c->shm_name);
-    else if (c->tcp_port)
-        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", c->tcp_port);
-    else
-        return NULL;
-    shmrpc_stats *st = NULL;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    if (shmrpc_stats_read(addr, &st, &err) != 0) st = NULL;
-    shmrpc_buf_destroy(&err);
-    return st;
+    sup_stats_read(x->svc->cfg, st);
+    if (st->why[0] && strcmp(st->why, x->said) != 0)
+        sup_logf(x->svc->ctx, "%s: %s", x->svc->cfg->name, st->why);
+    snprintf(x->said, sizeof x->said, "%s", st->why);
 }
 
 static int by_pid(const void *a, const void *b)
@@ -522,8 +548,7 @@ void sup_series_tick(sup_series *ss, int64_t now)
             x->leader = x->svc->pid;
             x->at = 0;
             x->prev.n = 0;
-            shmrpc_stats_free(x->stats);
-            x->stats = NULL;
+            sup_stats_clear(&x->stats);
             if (x->workers) x->svc->ctx->changed = true;
             x->workers = 0;
         }
@@ -543,15 +568,16 @@ void sup_series_tick(sup_series *ss, int64_t now)
         svc_series *x = &ss->v[i];
         if (!x->due) continue;
         count_workers(x);
-        shmrpc_stats *st = read_stats(x);
-        if (x->at) write_sample(ss, x, now, unix_ms, st);
-        if (st) write_methods(x, unix_ms, st);
+        sup_stats st;
+        read_stats(x, &st);
+        if (x->at) write_sample(ss, x, now, unix_ms, &st);
+        if (st.all) write_methods(x, unix_ms, &st);
         proc_list t = x->prev;
         x->prev = x->cur;
         x->cur = t;
         x->at = now;
         x->at_ticks = now_ticks;
-        shmrpc_stats_free(x->stats);
+        sup_stats_clear(&x->stats);
         x->stats = st;
     }
 }

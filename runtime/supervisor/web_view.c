@@ -20,6 +20,7 @@
 #include <shmrpc/status.h>
 
 #include "proc_group.h"
+#include "stats_merge.h"
 
 /* Pids listed per service; the count goes on past it. */
 #define MAX_PIDS 256
@@ -37,7 +38,8 @@ typedef struct gathered {
     sup_proc procs[MAX_PIDS];
     double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
     uint64_t rss;     /* resident bytes, summed */
-    shmrpc_stats *st; /* its call statistics; NULL: none to read */
+    sup_stats stats;  /* its call statistics at each of its addresses */
+    shmrpc_stats *st; /* stats.all: summed over them; NULL: none to read */
     json_t *sample;   /* its last series sample, when of the current pid; NULL: none */
 } gathered;
 
@@ -171,7 +173,7 @@ static json_t *last_sample(const shmrpc__config_service *s, long pid)
 static void view_free(view *v)
 {
     for (size_t i = 0; v->g && i < v->n; i++) {
-        shmrpc_stats_free(v->g[i].st);
+        sup_stats_clear(&v->g[i].stats);
         json_decref(v->g[i].sample);
     }
     free(v->g);
@@ -212,12 +214,8 @@ static int view_load(web_ctx *w, view *v, web_err *e)
         json_t *pid = json_object_get(g->status, "pid");
         g->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
         if (g->pid <= 0) continue;
-        if (w->svc[i].addr[0]) {
-            shmrpc_buf err;
-            shmrpc_buf_init(&err);
-            if (shmrpc_stats_read(w->svc[i].addr, &g->st, &err) != 0) g->st = NULL;
-            shmrpc_buf_destroy(&err);
-        }
+        sup_stats_read(&w->cfg->services[i], &g->stats);
+        g->st = g->stats.all;
         g->sample = last_sample(&w->cfg->services[i], g->pid);
     }
     scan_proc(v);
@@ -400,6 +398,13 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
         json_array_append_new(methods, method_json(&g->st->methods[k]));
     json_object_set_new(o, "methods", methods);
     json_object_set_new(o, "service", g->st ? jstr(g->st->service) : json_null());
+    json_t *read_at = json_array();
+    for (int a = 0; a < SUP_STATS_ADDRS; a++)
+        if (g->stats.part[a] && !g->stats.left_out[a])
+            json_array_append_new(read_at, json_string(g->stats.addr[a]));
+    json_object_set_new(o, "stats_addresses", read_at);
+    json_object_set_new(o, "stats_left_out",
+                        g->stats.why[0] ? json_string(g->stats.why) : json_null());
     json_object_set_new(o, "worker_procs", worker_procs(g));
     view_free(&v);
     /* Its log's tail, as shmrpcctl logs reads it: the control service's logs(). */

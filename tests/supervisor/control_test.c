@@ -1,7 +1,8 @@
-/* The supervisor's control service with real processes: status, stop, start, restart,
- * logs, scale and unknown names through the generated client; shmrpcctl's status, stop,
- * start, restart and logs; a second supervisor of the same file refused; SIGTERM removing
- * the control segment. Every wait is bounded; teardown removes what a failed test left. */
+/* The supervisor's control service with real processes: status (with the workers), stop,
+ * start, restart, logs, scale and unknown names through the generated client; shmrpcctl's
+ * status (table and --json), stop, start, restart and logs; a second supervisor of the
+ * same file refused; SIGTERM removing the control segment. Every wait is bounded;
+ * teardown removes what a failed test left. */
 #define _GNU_SOURCE /* mkdtemp */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -98,6 +99,9 @@ typedef struct entry {
     long long started_at_ms;
     char last_exit[200];
     char log_path[200];
+    unsigned workers;
+    int n_pids; /* worker_pids, the first 8 of them in pids */
+    int pids[8];
 } entry;
 
 static void copy_entry(const control_service_status *s, entry *e)
@@ -108,6 +112,10 @@ static void copy_entry(const control_service_status *s, entry *e)
     e->pid = s->pid;
     e->restarts = s->restarts;
     e->started_at_ms = (long long)s->started_at_ms;
+    e->workers = s->workers;
+    e->n_pids = (int)s->worker_pids.len;
+    for (int i = 0; i < e->n_pids && i < 8; i++)
+        e->pids[i] = s->worker_pids.items[i];
 }
 
 static bool status_of(fixture *f, const char *name, entry *e)
@@ -131,6 +139,45 @@ static bool wait_state(fixture *f, const char *name, const char *state, int not_
         if (status_of(f, name, e) && strcmp(e->state, state) == 0 && e->pid != not_pid) return true;
         if (sup_now_ms() > end) return false;
     }
+}
+
+/* Waits up to ms for name to run process pid with n workers (the time series samples a
+ * new process at once, then every series_interval_s). */
+static bool wait_workers(fixture *f, const char *name, int pid, unsigned n, int ms, entry *e)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
+        if (status_of(f, name, e) && e->pid == pid && e->workers == n) return true;
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* The parent and process group of pid from /proc/PID/stat; false when it is gone. */
+static bool proc_parent(pid_t pid, int *ppid, int *pgrp)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *r = fopen(path, "r");
+    if (!r) return false;
+    size_t got = fread(buf, 1, sizeof buf - 1, r);
+    fclose(r);
+    buf[got] = '\0';
+    const char *close = strrchr(buf, ')');
+    return close && sscanf(close + 1, " %*c %d %d", ppid, pgrp) == 2;
+}
+
+/* The row of name in shmrpcctl status's table: its pid, workers and restarts. */
+static bool table_row(const char *out, const char *name, int *pid, unsigned *workers, int *restarts)
+{
+    for (const char *line = out; *line;) {
+        char n[64], state[16];
+        if (sscanf(line, "%63s %15s %d %u %d", n, state, pid, workers, restarts) == 5 &&
+            strcmp(n, name) == 0)
+            return true;
+        const char *nl = strchr(line, '\n');
+        if (!nl) break;
+        line = nl + 1;
+    }
+    return false;
 }
 
 /* Waits up to ms for chatter's log to hold n lines (each run writes 4). */
@@ -204,6 +251,28 @@ static void control(void **state)
     assert_string_equal(chat.log_path, want);
     assert_string_equal(chat.last_exit, "");
 
+    /* workers: echo-server --workers 2 has two, ascending, and they are exactly the
+     * children of its process, in its group (/proc says so); chatter has no child, so it
+     * serves in place and is its own one worker. */
+    int64_t tw = sup_now_ms();
+    assert_true(wait_workers(f, "echo", echo.pid, 2, 5000, &echo));
+    print_message("echo's 2 workers shown after %lld ms\n", (long long)(sup_now_ms() - tw));
+    assert_int_equal(echo.n_pids, 2);
+    assert_true(echo.pids[0] > 0 && echo.pids[0] < echo.pids[1]);
+    pid_t kids[8];
+    int n_kids = sup_children((pid_t)echo.pid, kids, 8);
+    assert_int_equal(n_kids, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_true(kids[0] == echo.pids[i] || kids[1] == echo.pids[i]);
+        int ppid, pgrp;
+        assert_true(proc_parent((pid_t)echo.pids[i], &ppid, &pgrp));
+        assert_int_equal(ppid, echo.pid);
+        assert_int_equal(pgrp, echo.pid);
+    }
+    assert_true(wait_workers(f, "chatter", chat.pid, 1, 5000, &chat));
+    assert_int_equal(chat.n_pids, 1);
+    assert_int_equal(chat.pids[0], chat.pid);
+
     /* stop: chatter stopped, its group gone; echo untouched. (Once it has written.) */
     assert_true(wait_lines(f, 4, 5000));
     int64_t t1 = sup_now_ms();
@@ -216,6 +285,8 @@ static void control(void **state)
     assert_int_equal(after.pid, 0);
     assert_non_null(strstr(after.last_exit, "killed by signal 15"));
     assert_true(sup_group_gone((pid_t)chat.pid));
+    assert_int_equal(after.workers, 0); /* none runs: none, at once */
+    assert_int_equal(after.n_pids, 0);
     sup_nap_ms(300); /* and it stays stopped */
     assert_true(status_of(f, "chatter", &after));
     assert_string_equal(after.state, "stopped");
@@ -244,6 +315,8 @@ static void control(void **state)
     print_message("restart: running again after %lld ms\n", (long long)(sup_now_ms() - t2));
     assert_true(sup_group_gone((pid_t)started.pid));
     assert_int_equal(again.restarts, 0); /* an operator's restart is not a crash */
+    assert_true(wait_workers(f, "chatter", again.pid, 1, 5000, &again)); /* the new process */
+    assert_int_equal(again.pids[0], again.pid);
 
     /* logs: three runs of 4 lines each once the third has written; asking for more
      * gives them all (and asks for at most 1000). */
@@ -286,12 +359,30 @@ static void control(void **state)
     /* shmrpcctl, finding the supervisor from the same service.ini. */
     char out[8192];
     assert_int_equal(ctl(f, out, sizeof out, "status", NULL), 0);
+    print_message("shmrpcctl status:\n%s", out);
     assert_non_null(strstr(out, "NAME"));
-    assert_non_null(strstr(out, "UPTIME"));
-    assert_non_null(strstr(out, "echo"));
+    assert_non_null(strstr(out, "  PID  WORKERS  RESTARTS  UPTIME\n"));
     assert_non_null(strstr(out, "running"));
+    int row_pid, row_restarts;
+    unsigned row_workers;
+    assert_true(table_row(out, "echo", &row_pid, &row_workers, &row_restarts));
+    assert_int_equal(row_pid, echo.pid);
+    assert_int_equal(row_workers, 2);
+    assert_int_equal(row_restarts, 0);
+    assert_true(table_row(out, "chatter", &row_pid, &row_workers, &row_restarts));
+    assert_int_equal(row_pid, again.pid);
+    assert_int_equal(row_workers, 1);
     assert_int_equal(ctl(f, out, sizeof out, "status", "--json", NULL), 0);
     assert_non_null(strstr(out, "\"name\": \"chatter\""));
+    char want_json[200]; /* jansson's JSON_INDENT(2), an array one item a line */
+    snprintf(want_json, sizeof want_json,
+             "\"pid\": %d,\n    \"restarts\": 0,\n    \"started_at_ms\": %lld,\n"
+             "    \"workers\": 2,\n    \"worker_pids\": [\n      %d,\n      %d\n    ],\n",
+             echo.pid, echo.started_at_ms, echo.pids[0], echo.pids[1]);
+    if (!strstr(out, want_json)) fail_msg("no\n%s\nin\n%s", want_json, out);
+    snprintf(want_json, sizeof want_json,
+             "\"workers\": 1,\n    \"worker_pids\": [\n      %d\n    ]", again.pid);
+    if (!strstr(out, want_json)) fail_msg("no\n%s\nin\n%s", want_json, out);
     assert_int_equal(ctl(f, out, sizeof out, "stop", "chatter", NULL), 0);
     assert_string_equal(out, "chatter: stopped\n");
     assert_int_equal(ctl(f, out, sizeof out, "start", "chatter", NULL), 0);

@@ -20,7 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +44,7 @@ typedef struct fixture {
     pid_t group;          /* the manager's process group, killed in teardown */
     pid_t kids[MAX_KIDS]; /* client processes, killed in teardown */
     int n_kids;
+    int tcp_port; /* a TCP server's statistics segment to remove in teardown; 0: none */
 } fixture;
 
 static int setup(void **state)
@@ -66,6 +72,11 @@ static int teardown(void **state)
     sup_kill_reap(&f->sup);
     if (f->group > 0) kill(-f->group, SIGKILL);
     sup_remove_segments(f->shm);
+    if (f->tcp_port) {
+        char seg[64];
+        snprintf(seg, sizeof seg, "/shmrpc.stats.tcp.127.0.0.1:%d", f->tcp_port);
+        shm_unlink(seg);
+    }
     sup_rm_tree(f->dir);
     free(f);
     return 0;
@@ -639,6 +650,117 @@ static void module_tcp(void **state)
     assert_false(sup_segment_named(stats));
 }
 
+/* GET path from the page at 127.0.0.1:port: the body, or "" (a static buffer); every read
+ * bounded by 5 s. */
+static const char *http_get(int port, const char *path)
+{
+    static char buf[1 << 18];
+    size_t n = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 5};
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        char req[256];
+        int k = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        ssize_t r = write(fd, req, (size_t)k);
+        while (r == k && n < sizeof buf - 1) {
+            ssize_t got = read(fd, buf + n, sizeof buf - 1 - n);
+            if (got <= 0) break;
+            n += (size_t)got;
+        }
+    }
+    if (fd >= 0) close(fd);
+    buf[n] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    return body ? body + 4 : "";
+}
+
+/* The number after key in text, or -1 when key is not there. */
+static long long after(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+/* Checks echo.series: the samples of pid add up to `calls`, their rates times their
+ * intervals too; false while the last of them has not counted them all yet. */
+static bool series_counts(fixture *f, pid_t pid, long long calls)
+{
+    char key[32];
+    snprintf(key, sizeof key, "\"pid\": %d,", (int)pid);
+    const char *text = sup_slurp(f->dir, "logs/echo.series");
+    double sum = 0;
+    long long total = -1;
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (!nl) break; /* being written */
+        char one[1024];
+        snprintf(one, sizeof one, "%.*s", (int)(nl - line), line);
+        line = nl + 1;
+        if (!strstr(one, key)) continue;
+        const char *rate = strstr(one, "\"calls\": ");
+        if (!rate || strncmp(rate + 9, "null", 4) == 0) continue;
+        sum += strtod(rate + 9, NULL) * (double)after(one, "\"dt_ms\": ") / 1000.0;
+        total = after(one, "\"calls_total\": ");
+    }
+    if (total != calls) return false;
+    if (sum < (double)calls - 0.05 || sum > (double)calls + 0.05)
+        fail_msg("echo.series: rates add up to %f calls, not %lld", sum, calls);
+    return true;
+}
+
+/* shm_name and tcp_port: calls over each address are counted together, in echo.series,
+ * echo.methods.json, the page's /api/services/echo and /metrics. */
+static void module_two_addresses_counted(void **state)
+{
+    enum { N_SHM = 5, N_TCP = 3 };
+    fixture *f = *state;
+    int port = test_free_port(), web = test_free_port();
+    assert_true(port > 0 && web > 0 && port != web);
+    f->tcp_port = port;
+    char ini[1024], shm[64], tcp[64];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 1\n"
+             "series_interval_s = 1\n\n[web monitor]\nport = %d\n\n"
+             "[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n",
+             web, ECHO_MODULE, f->shm, port);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "echo", 10000);
+    assert_true(mgr > 0);
+    assert_true(tcp_manager(mgr, 1, 1, 5000) > 0);
+    for (int i = 0; i < N_SHM; i++)
+        adds_at(shm);
+    for (int i = 0; i < N_TCP; i++)
+        adds_at(tcp);
+
+    bool counted = false;
+    for (int64_t end = sup_now_ms() + 8000; !counted && sup_now_ms() < end; sup_nap_ms(100))
+        counted = series_counts(f, mgr, N_SHM + N_TCP);
+    if (!counted)
+        fail_msg("echo.series never counted %d calls:\n%s", N_SHM + N_TCP,
+                 sup_slurp(f->dir, "logs/echo.series"));
+    const char *m = sup_slurp(f->dir, "logs/echo.methods.json");
+    assert_int_equal(after(m, "{\"name\": \"add\", \"calls\": "), N_SHM + N_TCP);
+    char both[160];
+    snprintf(both, sizeof both, "\"addresses\": [\"%s\", \"%s\"]", shm, tcp);
+    if (!strstr(m, both)) fail_msg("echo.methods.json has no %s: %s", both, m);
+
+    const char *s = "";
+    for (int64_t end = sup_now_ms() + 5000; sup_now_ms() < end; sup_nap_ms(100)) {
+        s = http_get(web, "/api/services/echo");
+        if (after(s, "\"calls_total\":") >= 0) break;
+    }
+    if (after(s, "\"calls_total\":") != N_SHM + N_TCP) fail_msg("/api/services/echo: %s", s);
+    s = http_get(web, "/metrics");
+    long long calls = after(s, "shmrpc_calls_total{service=\"echo\",method=\"add\"} ");
+    if (calls != N_SHM + N_TCP) fail_msg("/metrics: shmrpc_calls_total of add %lld", calls);
+    stops_clean(f);
+}
+
 /* A module= path that is not a module: the supervisor exits 1 at once, naming it, with
  * nothing started. */
 static void not_a_module(void **state)
@@ -670,6 +792,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_svc_port, setup, teardown),
         cmocka_unit_test_setup_teardown(module_args_reach_init, setup, teardown),
         cmocka_unit_test_setup_teardown(module_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_two_addresses_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(helper_not_a_worker, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

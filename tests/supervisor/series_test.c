@@ -33,6 +33,7 @@
 #include "echo.h"
 #include "proc_group.h"
 #include "series.h"
+#include "stats_merge.h"
 #include "sup_helpers.h"
 
 /* series.c logs through service.c's sup_logf; this test links series.c alone. */
@@ -319,8 +320,32 @@ static void echo_series_counts_the_calls(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* In process: this test's own process group sampled with simulated time, 40 samples in a
- * file rotated at 4 KiB. */
+/* A process group of two processes that wait: a leader and its child (an exec= server
+ * and its worker), killed in teardown unless the test kills it. The leader's pid; *worker
+ * its child's. */
+static pid_t fake_server(fixture *f, pid_t *worker)
+{
+    pid_t leader = fork();
+    assert_true(leader >= 0);
+    if (leader == 0) {
+        setpgid(0, 0);
+        if (fork() == 0)
+            for (;;)
+                pause();
+        for (;;)
+            pause();
+    }
+    setpgid(leader, leader); /* whichever comes first */
+    sup_groups_add(&f->groups, leader); /* killed in teardown if the test fails */
+    pid_t kids[2];
+    for (int64_t end = sup_now_ms() + 5000; sup_children(leader, kids, 2) != 1; sup_nap_ms(5))
+        assert_true(sup_now_ms() < end);
+    *worker = kids[0];
+    return leader;
+}
+
+/* In process: a process group of its own (not this test's, whose shape depends on what
+ * ran the test) sampled with simulated time, 40 samples in a file rotated at 4 KiB. */
 static void series_rotates_at_log_max_bytes(void **state)
 {
     fixture *f = *state;
@@ -332,7 +357,8 @@ static void series_rotates_at_log_max_bytes(void **state)
     cfg.s.log_max_bytes = 4096;
     cfg.s.series_interval_ms = 1000;
     sup_ctx ctx = {0};
-    sup_service svc = {.ctx = &ctx, .cfg = &cfg, .pid = getpgrp()};
+    pid_t worker = 0, leader = fake_server(f, &worker);
+    sup_service svc = {.ctx = &ctx, .cfg = &cfg, .pid = leader};
     sup_series *ss = sup_series_new(&svc, 1);
     assert_non_null(ss);
     int64_t t = sup_now_ms(), began = t;
@@ -343,7 +369,7 @@ static void series_rotates_at_log_max_bytes(void **state)
         sup_series_tick(ss, t + 10); /* not due: nothing */
     }
     sup_series_free(ss);
-    fprintf(stderr, "series: 40 samples of this process group in %lld ms\n",
+    fprintf(stderr, "series: 40 samples of a process group in %lld ms\n",
             (long long)(sup_now_ms() - began));
 
     struct stat a, b;
@@ -364,7 +390,7 @@ static void series_rotates_at_log_max_bytes(void **state)
         last = num(o, "t");
         assert_int_equal((int)num(o, "dt_ms"), 1000);
         assert_true(num(o, "rss") > 0);
-        assert_true(num(o, "workers") >= 1);
+        assert_int_equal((int)num(o, "workers"), 1); /* the leader's child */
         /* No address: no call statistics. */
         assert_true(json_is_null(json_object_get(o, "calls")));
         assert_true(json_is_null(json_object_get(o, "calls_total")));
@@ -373,28 +399,6 @@ static void series_rotates_at_log_max_bytes(void **state)
     json_decref(cur);
     snprintf(p, sizeof p, "%s/self.methods.json", logs);
     assert_int_equal(access(p, F_OK), -1);
-}
-
-/* A process group of two processes that wait: a leader and its child (an exec= server
- * and its worker). The leader's pid; *worker its child's. */
-static pid_t fake_server(pid_t *worker)
-{
-    pid_t leader = fork();
-    assert_true(leader >= 0);
-    if (leader == 0) {
-        setpgid(0, 0);
-        if (fork() == 0)
-            for (;;)
-                pause();
-        for (;;)
-            pause();
-    }
-    setpgid(leader, leader); /* whichever comes first */
-    pid_t kids[2];
-    for (int64_t end = sup_now_ms() + 5000; sup_children(leader, kids, 2) != 1; sup_nap_ms(5))
-        assert_true(sup_now_ms() < end);
-    *worker = kids[0];
-    return leader;
 }
 
 /* In process, with simulated time: two services (both one process group, a leader and
@@ -411,7 +415,7 @@ static void series_interval_per_service(void **state)
                                      {.name = "three", .kind = SHMRPC__CONFIG_EXEC}};
     sup_ctx ctx = {0};
     sup_service svc[2];
-    pid_t worker = 0, leader = fake_server(&worker);
+    pid_t worker = 0, leader = fake_server(f, &worker);
     for (int i = 0; i < 2; i++) {
         cfg[i].s.log_dir = logs;
         cfg[i].s.log_max_bytes = 1 << 20;
@@ -474,6 +478,54 @@ static void percentile_of_the_difference(void **state)
     fresh[1] = 5;
     assert_int_equal(sup_series_percentile(fresh, cur, 0.5), 1024);
     assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
+}
+
+/* sup_stats_merge on made-up snapshots: the same table in another order is summed by
+ * method name (counts, times and buckets); another service's is left out, and said. */
+static void merge_by_method_name(void **state)
+{
+    (void)state;
+    shmrpc_method_stats a[2] = {{.name = "add", .calls = 5, .errors = 1, .total_ns = 50},
+                                {.name = "echo", .calls = 2, .total_ns = 20}};
+    shmrpc_method_stats b[2] = {{.name = "echo", .calls = 1, .total_ns = 7},
+                                {.name = "add", .calls = 3, .total_ns = 30}};
+    a[0].buckets[0] = 5, a[1].buckets[2] = 2, b[0].buckets[2] = 1, b[1].buckets[31] = 3;
+    shmrpc_stats shm = {.service = "Echo", .pid = 10, .n_methods = 2, .methods = a};
+    shmrpc_stats tcp = {.service = "Echo", .pid = 11, .n_methods = 2, .methods = b};
+    sup_stats st = {.part = {&shm, &tcp}};
+    assert_int_equal(sup_stats_merge(&st), 0);
+    assert_non_null(st.all);
+    assert_string_equal(st.why, "");
+    assert_int_equal(st.all->pid, 10);
+    assert_int_equal(st.all->n_methods, 2);
+    const shmrpc_method_stats *add = &st.all->methods[0], *echo = &st.all->methods[1];
+    assert_string_equal(add->name, "add");
+    assert_int_equal(add->calls, 8);
+    assert_int_equal(add->errors, 1);
+    assert_int_equal(add->total_ns, 80);
+    assert_int_equal(add->buckets[0], 5);
+    assert_int_equal(add->buckets[31], 3);
+    assert_int_equal(echo->calls, 3);
+    assert_int_equal(echo->buckets[2], 3);
+    /* The percentile of the merged histogram: half of add's calls are in the last bucket. */
+    assert_int_equal(shmrpc_stats_percentile(add, 0.5), 1024);
+    assert_int_equal(shmrpc_stats_percentile(add, 0.99), (uint64_t)1 << 41);
+
+    tcp.service = "Other";
+    snprintf(st.addr[SUP_STATS_TCP], sizeof st.addr[0], "tcp://127.0.0.1:1");
+    assert_int_equal(sup_stats_merge(&st), 0);
+    assert_true(st.left_out[SUP_STATS_TCP]);
+    assert_false(st.left_out[SUP_STATS_SHM]);
+    assert_non_null(strstr(st.why, "tcp://127.0.0.1:1 (service Other"));
+    assert_int_equal(st.all->methods[0].calls, 5);
+    /* Only the shm:// part: the first one present. */
+    st.part[SUP_STATS_SHM] = NULL;
+    tcp.service = "Echo";
+    assert_int_equal(sup_stats_merge(&st), 0);
+    assert_int_equal(st.all->pid, 11);
+    assert_string_equal(st.all->methods[0].name, "echo");
+    st.part[SUP_STATS_TCP] = NULL; /* the test's own: not to be freed */
+    sup_stats_clear(&st);
 }
 
 /* The rule of proc_group.h on made-up process groups: which processes are workers. */
@@ -569,6 +621,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(percentile_of_the_difference),
+        cmocka_unit_test(merge_by_method_name),
         cmocka_unit_test(worker_rule),
         cmocka_unit_test(stat_parse),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
