@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -688,23 +687,6 @@ static int quiet(const struct mg_connection *conn, const char *message)
 
 /* --- start and stop ------------------------------------------------------------------- */
 
-/* 0, or getrandom's error (a read of no bytes, which it does not do: SHMRPC_ESYS(EIO)). */
-static int make_token(char out[33])
-{
-    unsigned char r[16];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return SHMRPC_ESYS(errno);
-        if (n == 0) return SHMRPC_ESYS(EIO);
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < sizeof r; i++)
-        snprintf(out + 2 * i, 3, "%02x", r[i]);
-    return 0;
-}
-
 static void free_web(sup_web *s)
 {
     if (s->w.svc)
@@ -787,7 +769,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         }
         snprintf(s->cookie, sizeof s->cookie, "shmrpc_session_%d", port);
     }
-    int token_rc = make_token(s->w.token);
+    int token_rc = web_random_hex(s->w.token, (sizeof s->w.token - 1) / 2);
     if (token_rc != 0) {
         sup_logf(ctx, "web monitor: no random bytes for its token: %s", shmrpc_strerror(token_rc));
         free_web(s);

@@ -60,20 +60,23 @@ static bool claim(web_auth *a, int64_t now_ms, int64_t *prev)
     return true;
 }
 
-/* 0, or getrandom's error: errno is read where it was set, and a read of no bytes (which
- * getrandom does not do, but which would otherwise loop) is SHMRPC_ESYS(EIO). */
-static int random_id(char id[WEB_AUTH_ID_LEN + 1])
+_Static_assert(WEB_AUTH_ID_LEN / 2 <= WEB_RANDOM_MAX, "a session id is made in one call");
+
+/* errno is read where it was set; a read of no bytes, which getrandom does not do but which
+ * would loop here, is SHMRPC_ESYS(EIO). */
+int web_random_hex(char *out, size_t n_bytes)
 {
-    unsigned char r[WEB_AUTH_ID_LEN / 2];
+    unsigned char r[WEB_RANDOM_MAX];
+    if (n_bytes > sizeof r) return SHMRPC_EINVAL;
     size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+    while (got < n_bytes) {
+        ssize_t n = getrandom(r + got, n_bytes - got, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return SHMRPC_ESYS(errno);
         if (n == 0) return SHMRPC_ESYS(EIO);
         got += (size_t)n;
     }
-    sodium_bin2hex(id, WEB_AUTH_ID_LEN + 1, r, sizeof r);
+    sodium_bin2hex(out, 2 * n_bytes + 1, r, n_bytes);
     sodium_memzero(r, sizeof r);
     return 0;
 }
@@ -91,7 +94,7 @@ int web_auth_login(web_auth *a, const void *given, size_t n, int64_t now_ms,
     /* Only failures count against the second: the next attempt may come at once. */
     int64_t mine = now_ms;
     atomic_compare_exchange_strong(&a->last_try_ms, &mine, prev);
-    int rc = random_id(id);
+    int rc = web_random_hex(id, WEB_AUTH_ID_LEN / 2);
     if (rc) return rc;
     pthread_mutex_lock(&a->mu);
     web_session *slot = &a->sessions[0];

@@ -1,7 +1,8 @@
 /* The management page's shared secret (docs/web.md, "The secret"): a page with a
  * secret_file admits whoever proved the secret at POST /login, by a session cookie. This
- * keeps a hash of the secret, the sessions and the login throttle, and reads the secret
- * out of a JSON login without copies; web.c speaks HTTP. */
+ * keeps a hash of the secret, the sessions and the login throttle, reads the secret out
+ * of a JSON login without copies, and makes the random ids (web.c's token too); web.c
+ * speaks HTTP. */
 #ifndef SHMRPC_SUPERVISOR_WEB_AUTH_H
 #define SHMRPC_SUPERVISOR_WEB_AUTH_H
 
@@ -62,6 +63,15 @@ int web_auth_login(web_auth *a, const void *given, size_t n, int64_t now_ms,
  * nothing and copies the secret nowhere but out, so that the caller can wipe every copy
  * (jansson would leave some in freed memory). out may hold part of it even on failure. */
 int web_auth_json_secret(const char *body, size_t len, char *out, size_t cap, size_t *n);
+
+/* The most bytes web_random_hex makes at once. */
+#define WEB_RANDOM_MAX 32
+
+/* n_bytes (at most WEB_RANDOM_MAX) from getrandom as 2 * n_bytes lowercase hex digits
+ * and a NUL in out; the bytes are wiped. 0; SHMRPC_EINVAL: n_bytes too large;
+ * SHMRPC_ESYS(...): getrandom failed (a read of no bytes, which it does not do,
+ * SHMRPC_ESYS(EIO)), out untouched. */
+int web_random_hex(char *out, size_t n_bytes);
 
 /* Whether id (NUL-terminated, NULL fine) is a live session; an expired one is dropped. */
 bool web_auth_session_ok(web_auth *a, const char *id, int64_t now_ms);

@@ -91,6 +91,18 @@ static bool is_worker(const gathered *g, int k)
     return sup_proc_is_worker(g->procs, (size_t)shown, (size_t)k, g->leader_serves);
 }
 
+/* How many processes of g manage workers: its leader, and a module= service's TCP
+ * manager (proc_group.h); 0 with no process. A scale count is per manager. */
+static int manager_count(const gathered *g)
+{
+    int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS, n = g->pid > 0;
+    for (int k = 0; k < shown; k++) {
+        const sup_proc *p = &g->procs[k];
+        n += p->tcp_named && p->ppid == p->pgrp && p->pid != p->pgrp;
+    }
+    return n;
+}
+
 /* How many workers g has; processes past MAX_PIDS, unseen, count as workers. */
 static int worker_count(const gathered *g)
 {
@@ -276,6 +288,7 @@ static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
         if (is_worker(g, k)) json_array_append_new(pids, json_integer(g->procs[k].pid));
     json_object_set_new(o, "workers", json_integer(worker_count(g)));
     json_object_set_new(o, "worker_pids", pids);
+    json_object_set_new(o, "managers", json_integer(manager_count(g)));
     json_object_set_new(o, "cpu_seconds", g->pid > 0 ? json_real(g->cpu_s) : json_null());
     json_object_set_new(o, "rss_bytes",
                         g->pid > 0 ? json_integer((json_int_t)g->rss) : json_null());

@@ -755,6 +755,9 @@ static void module_two_addresses_counted(void **state)
         if (after(s, "\"calls_total\":") >= 0) break;
     }
     if (after(s, "\"calls_total\":") != N_SHM + N_TCP) fail_msg("/api/services/echo: %s", s);
+    /* One worker per address, two managers: the page offers a scale count per address. */
+    if (after(s, "\"workers\":") != 2 || after(s, "\"managers\":") != 2)
+        fail_msg("/api/services/echo: not 2 workers of 2 managers: %s", s);
     s = http_get(web, "/metrics");
     long long calls = after(s, "shmrpc_calls_total{service=\"echo\",method=\"add\"} ");
     if (calls != N_SHM + N_TCP) fail_msg("/metrics: shmrpc_calls_total of add %lld", calls);

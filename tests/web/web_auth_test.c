@@ -15,18 +15,13 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +32,7 @@
 #include "procs.h"
 #include "sup_helpers.h"
 #include "web_auth.h"
+#include "web_http.h"
 
 /* The secret, and as a form field (URL-encoded, with the file's trailing newline, which
  * is not part of it). */
@@ -210,76 +206,6 @@ static struct {
     char cookie[160]; /* NAME=VALUE of the session */
 } T;
 
-typedef struct resp {
-    int status;
-    char head[8192];
-    char *body;
-    size_t len;
-} resp;
-
-static void resp_free(resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
-/* One request to 127.0.0.1:port with Connection: close, Host: host (NULL: 127.0.0.1:port)
- * and the extra header lines; the whole answer read until EOF. -1: no answer. */
-static int http_raw(int port, const char *host, const char *method, const char *path,
-                    const char *extra, const char *body, resp *r)
-{
-    memset(r, 0, sizeof *r);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    char hostbuf[64];
-    if (!host) snprintf(hostbuf, sizeof hostbuf, "127.0.0.1:%d", port), host = hostbuf;
-    size_t blen = body ? strlen(body) : 0;
-    char req[16384];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n%s\r\n%s",
-                     method, path, host, blen, extra ? extra : "", body ? body : "");
-    assert_true(n > 0 && (size_t)n < sizeof req);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *all = malloc(cap);
-    assert_non_null(all);
-    for (;;) {
-        if (len + 4096 > cap) all = realloc(all, cap *= 2);
-        assert_non_null(all);
-        ssize_t got = read(fd, all + len, cap - len - 1);
-        if (got <= 0) break;
-        len += (size_t)got;
-    }
-    close(fd);
-    all[len] = '\0';
-    char *end = strstr(all, "\r\n\r\n");
-    if (!end || sscanf(all, "HTTP/1.1 %d", &r->status) != 1) {
-        free(all);
-        return -1;
-    }
-    size_t hl = (size_t)(end - all);
-    snprintf(r->head, sizeof r->head, "%.*s", (int)hl, all);
-    r->len = len - hl - 4;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, end + 4, r->len);
-    r->body[r->len] = '\0';
-    free(all);
-    return 0;
-}
-
 /* A request to the public page, with the session cookie and/or the token when asked. */
 static void req(const char *method, const char *path, bool cookie, bool token, const char *extra,
                 const char *body, resp *r)
@@ -289,43 +215,6 @@ static void req(const char *method, const char *path, bool cookie, bool token, c
              cookie ? "\r\n" : "", token ? "X-Shmrpc-Token: " : "", token ? T.token : "",
              token ? "\r\n" : "", extra ? extra : "");
     assert_int_equal(http_raw(T.pub.port, NULL, method, path, head, body, r), 0);
-}
-
-/* A header's value (case-insensitive name), or "". */
-static const char *header(const resp *r, const char *name)
-{
-    static char v[512];
-    v[0] = '\0';
-    for (const char *p = strstr(r->head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
-        size_t n = strlen(name);
-        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
-            const char *s = p + 3 + n;
-            while (*s == ' ')
-                s++;
-            snprintf(v, sizeof v, "%.*s", (int)strcspn(s, "\r"), s);
-            break;
-        }
-    }
-    return v;
-}
-
-static void expect_status(const resp *r, int status)
-{
-    if (r->status != status) fprintf(stderr, "got %d: %s\n%s\n", r->status, r->head, r->body);
-    assert_int_equal(r->status, status);
-}
-
-/* The JSON error body, its status checked. */
-static void expect_error(const resp *r, int http_status, const char *status)
-{
-    expect_status(r, http_status);
-    assert_string_equal(header(r, "Content-Type"), "application/json; charset=utf-8");
-    json_t *v = json_loadb(r->body, r->len, 0, NULL);
-    assert_non_null(v);
-    json_t *e = json_object_get(v, "error");
-    assert_true(json_is_string(json_object_get(e, "message")));
-    assert_string_equal(json_string_value(json_object_get(e, "status")), status);
-    json_decref(v);
 }
 
 /* The sleeper ends with the supervisor (--pid), should the teardown not run. */
@@ -360,17 +249,12 @@ static int sup_up(sup *s, const char *defaults, const char *web)
     if (sup_begin(s, defaults, web, "[sleeper]\n" SLEEPER "wait_until_completed = false\n") != 0)
         return -1;
     resp r;
-    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
-        if (http_raw(s->port, NULL, "GET", "/favicon.svg", NULL, NULL, &r) == 0) {
-            int st = r.status;
-            resp_free(&r);
-            if (st == 200) return 0;
-        }
-        if (sup_now_ms() > end || sup_wait_exit(&s->pid, 0) != -1) {
-            fprintf(stderr, "no page: %s\n", sup_slurp(s->dir, "supervisor.err"));
-            return -1;
-        }
+    if (http_wait_ok(s->port, "/favicon.svg", 10000, &s->pid, &r) != 0) {
+        fprintf(stderr, "no page: %s\n", sup_slurp(s->dir, "supervisor.err"));
+        return -1;
     }
+    resp_free(&r);
+    return 0;
 }
 
 /* Stops the supervisor (SIGTERM, then SIGKILL after 10 s) and removes its files and
@@ -541,25 +425,21 @@ static void test_login(void **state)
     /* With it, everything; the token is the page's. */
     req("GET", "/api/token", true, false, NULL, NULL, &r);
     expect_status(&r, 200);
-    json_t *v = json_loadb(r.body, r.len, 0, NULL);
-    assert_non_null(v);
+    json_t *v = body_json(&r);
     snprintf(T.token, sizeof T.token, "%s", json_string_value(json_object_get(v, "token")));
     json_decref(v);
     assert_int_equal(strlen(T.token), 32);
     resp_free(&r);
     req("GET", "/api/services", true, false, NULL, NULL, &r);
     expect_status(&r, 200);
-    v = json_loadb(r.body, r.len, 0, NULL);
+    v = body_json(&r);
     json_t *s = json_array_get(json_object_get(v, "services"), 0);
     assert_string_equal(json_string_value(json_object_get(s, "name")), "sleeper");
     sup_groups_add(&T.groups, (pid_t)json_integer_value(json_object_get(s, "pid")));
     json_decref(v);
     resp_free(&r);
     req("GET", "/", true, false, NULL, NULL, &r);
-    expect_status(&r, 200);
-    char meta[128];
-    snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", T.token);
-    assert_non_null(strstr(r.body, meta));
+    expect_page(&r, T.token);
     resp_free(&r);
     req("GET", "/services/sleeper", true, false, NULL, NULL, &r);
     expect_status(&r, 200);
@@ -591,7 +471,7 @@ static void test_actions(void **state)
     for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
         req("GET", "/api/services", true, false, NULL, NULL, &r);
         expect_status(&r, 200);
-        json_t *v = json_loadb(r.body, r.len, 0, NULL);
+        json_t *v = body_json(&r);
         resp_free(&r);
         json_t *s = json_array_get(json_object_get(v, "services"), 0);
         bool running = strcmp(json_string_value(json_object_get(s, "state")), "running") == 0;

@@ -24,10 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +35,7 @@
 #include "config.h"
 #include "procs.h"
 #include "sup_helpers.h"
+#include "web_http.h"
 
 static struct {
     char dir[64];
@@ -53,103 +52,9 @@ static struct {
     char logs[96];              /* its LOG_DIR */
 } T;
 
-typedef struct resp {
-    int status;
-    char head[8192];
-    char *body;
-    size_t len;
-} resp;
-
-static void resp_free(resp *r)
-{
-    free(r->body);
-    r->body = NULL;
-}
-
-/* One request with Connection: close; the whole answer read until EOF. -1: no answer. */
-static int http_raw(const char *method, const char *path, const char *extra, const char *body,
-                    resp *r)
-{
-    memset(r, 0, sizeof *r);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    size_t blen = body ? strlen(body) : 0;
-    char req[16384];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n%s\r\n%s",
-                     method, path, T.port, blen, extra ? extra : "", body ? body : "");
-    assert_true(n > 0 && (size_t)n < sizeof req);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *all = malloc(cap);
-    assert_non_null(all);
-    for (;;) {
-        if (len + 4096 > cap) all = realloc(all, cap *= 2);
-        assert_non_null(all);
-        ssize_t got = read(fd, all + len, cap - len - 1);
-        if (got <= 0) break;
-        len += (size_t)got;
-    }
-    close(fd);
-    all[len] = '\0';
-    char *end = strstr(all, "\r\n\r\n");
-    if (!end || sscanf(all, "HTTP/1.1 %d", &r->status) != 1) {
-        free(all);
-        return -1;
-    }
-    size_t hl = (size_t)(end - all);
-    snprintf(r->head, sizeof r->head, "%.*s", (int)hl, all);
-    r->len = len - hl - 4;
-    r->body = malloc(r->len + 1);
-    memcpy(r->body, end + 4, r->len);
-    r->body[r->len] = '\0';
-    free(all);
-    return 0;
-}
-
 static void http(const char *method, const char *path, const char *extra, const char *body, resp *r)
 {
-    assert_int_equal(http_raw(method, path, extra, body, r), 0);
-}
-
-/* A header's value (case-insensitive name), or "". */
-static const char *header(const resp *r, const char *name)
-{
-    static char v[512];
-    v[0] = '\0';
-    for (const char *p = strstr(r->head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
-        size_t n = strlen(name);
-        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
-            const char *s = p + 3 + n;
-            while (*s == ' ')
-                s++;
-            snprintf(v, sizeof v, "%.*s", (int)strcspn(s, "\r"), s);
-            break;
-        }
-    }
-    return v;
-}
-
-static json_t *body_json(const resp *r)
-{
-    json_error_t je;
-    json_t *v = json_loadb(r->body, r->len, JSON_DECODE_ANY, &je);
-    if (!v) fprintf(stderr, "not JSON (%s): %s\n", je.text, r->body);
-    assert_non_null(v);
-    return v;
+    assert_int_equal(http_raw(T.port, NULL, method, path, extra, body, r), 0);
 }
 
 static void post(const char *path, const char *body, bool token, resp *r)
@@ -160,18 +65,28 @@ static void post(const char *path, const char *body, bool token, resp *r)
     http("POST", path, token ? extra : NULL, body, r);
 }
 
-/* The error body's status, checked for its shape. */
-static void expect_error(const resp *r, int http_status, const char *status)
+/* GET path, expected to answer 200 with a body of type; r holds it. */
+static void get_ok(const char *path, const char *type, resp *r)
 {
-    if (r->status != http_status) fprintf(stderr, "got %d: %s\n", r->status, r->body);
-    assert_int_equal(r->status, http_status);
-    assert_string_equal(header(r, "Content-Type"), "application/json; charset=utf-8");
-    json_t *v = body_json(r);
-    json_t *e = json_object_get(v, "error");
-    assert_true(json_is_object(e));
-    assert_true(json_is_string(json_object_get(e, "message")));
-    assert_string_equal(json_string_value(json_object_get(e, "status")), status);
-    json_decref(v);
+    http("GET", path, NULL, NULL, r);
+    expect_status(r, 200);
+    assert_string_equal(header(r, "Content-Type"), type);
+}
+
+/* GET path, expected to be an HTML page that carries the token; r holds it. */
+static void get_page(const char *path, resp *r)
+{
+    http("GET", path, NULL, NULL, r);
+    expect_page(r, T.token);
+}
+
+/* GET path, expected to be refused with the JSON error body. */
+static void get_error(const char *path, int http_status, const char *status)
+{
+    resp r;
+    http("GET", path, NULL, NULL, &r);
+    expect_error(&r, http_status, status);
+    resp_free(&r);
 }
 
 /* echo's object in GET /api/services (a new reference). */
@@ -237,10 +152,7 @@ static int group_setup(void **state)
     if (T.sup < 0) return -1;
     /* The page comes up once echo has started and answered. */
     resp r;
-    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
-        if (http_raw("GET", "/api/token", NULL, NULL, &r) == 0 && r.status == 200) break;
-        if (sup_now_ms() > end) return -1;
-    }
+    if (http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r) != 0) return -1;
     json_t *v = json_loadb(r.body, r.len, 0, NULL);
     const char *tok = json_string_value(json_object_get(v, "token"));
     if (!tok || strlen(tok) != 32) return -1;
@@ -249,7 +161,8 @@ static int group_setup(void **state)
     resp_free(&r);
     /* Both services' groups, for the teardown. */
     for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
-        if (http_raw("GET", "/api/services", NULL, NULL, &r) != 0 || r.status != 200) return -1;
+        if (http_raw(T.port, NULL, "GET", "/api/services", NULL, NULL, &r) != 0 || r.status != 200)
+            return -1;
         v = json_loadb(r.body, r.len, 0, NULL);
         resp_free(&r);
         size_t i, running = 0;
@@ -286,45 +199,24 @@ static void test_pages(void **state)
 {
     (void)state;
     resp r;
-    http("GET", "/", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Content-Type"), "text/html; charset=utf-8");
-    char meta[128];
-    snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", T.token);
-    assert_non_null(strstr(r.body, meta));
+    get_page("/", &r);
     assert_non_null(strstr(r.body, "/app.js"));
     resp_free(&r);
-    http("GET", "/app.js", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Content-Type"), "text/javascript; charset=utf-8");
+    get_ok("/app.js", "text/javascript; charset=utf-8", &r);
     assert_non_null(strstr(r.body, "/api/services"));
     assert_non_null(strstr(r.body, "X-Shmrpc-Token"));
     resp_free(&r);
-    http("GET", "/style.css", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Content-Type"), "text/css; charset=utf-8");
+    get_ok("/style.css", "text/css; charset=utf-8", &r);
     resp_free(&r);
-    http("GET", "/nope", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
-    http("GET", "/api/services/nobody", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
+    get_error("/nope", 404, "SHMRPC_ENOENT");
+    get_error("/api/services/nobody", 404, "SHMRPC_ENOENT");
     http("DELETE", "/api/services", NULL, NULL, &r);
     expect_error(&r, 405, "SHMRPC_EINVAL");
     resp_free(&r);
     /* A name that is not loopback: a DNS name rebound to 127.0.0.1. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    const char *req =
-        "GET /api/token HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n";
-    assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    char buf[256] = "";
-    assert_true(read(fd, buf, sizeof buf - 1) > 12);
-    close(fd);
-    assert_memory_equal(buf, "HTTP/1.1 403", 12);
+    assert_int_equal(http_raw(T.port, "evil.example:80", "GET", "/api/token", NULL, NULL, &r), 0);
+    expect_status(&r, 403);
+    resp_free(&r);
 }
 
 static void test_services(void **state)
@@ -454,9 +346,7 @@ static void test_metrics(void **state)
 {
     (void)state;
     resp r;
-    http("GET", "/metrics", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+    get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
     char typed[64][96]; /* families with a # TYPE so far */
     int n_typed = 0;
     long calls = -1, errors = -1, count = -1, inf = -1, prev_bucket = -1;
@@ -570,9 +460,7 @@ static void test_service_page(void **state)
     assert_int_equal(json_array_size(json_object_get(v, "log")), 0);
     json_decref(v);
     resp_free(&r);
-    http("GET", "/api/services/echo?lines=lots", NULL, NULL, &r);
-    expect_error(&r, 400, "SHMRPC_EINVAL");
-    resp_free(&r);
+    get_error("/api/services/echo?lines=lots", 400, "SHMRPC_EINVAL");
 }
 
 static void test_actions(void **state)
@@ -667,9 +555,7 @@ static void test_assets(void **state)
     };
     for (size_t i = 0; i < sizeof assets / sizeof assets[0]; i++) {
         resp r;
-        http("GET", assets[i].path, NULL, NULL, &r);
-        assert_int_equal(r.status, 200);
-        assert_string_equal(header(&r, "Content-Type"), assets[i].type);
+        get_ok(assets[i].path, assets[i].type, &r);
         assert_string_equal(header(&r, "Content-Security-Policy"),
                             "default-src 'self'; frame-ancestors 'none'");
         if (assets[i].file) { /* the vendored file as it is */
@@ -695,12 +581,7 @@ static void test_service_html(void **state)
 {
     (void)state;
     resp r;
-    http("GET", "/services/echo", NULL, NULL, &r);
-    assert_int_equal(r.status, 200);
-    assert_string_equal(header(&r, "Content-Type"), "text/html; charset=utf-8");
-    char meta[128];
-    snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", T.token);
-    assert_non_null(strstr(r.body, meta));
+    get_page("/services/echo", &r);
     assert_non_null(strstr(r.body, "<body data-service=\"echo\">"));
     static const char *const parts[] = {
         "src=\"/uplot.min.js\"",
@@ -731,12 +612,8 @@ static void test_service_html(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(r.len, 0);
     resp_free(&r);
-    http("GET", "/services/nobody", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
-    http("GET", "/services/echo/more", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
+    get_error("/services/nobody", 404, "SHMRPC_ENOENT");
+    get_error("/services/echo/more", 404, "SHMRPC_ENOENT");
 }
 
 static const char *const series_cols[] = {"t",      "dt_ms",   "cpu",   "rss",    "pss",
@@ -819,13 +696,8 @@ static void test_series(void **state)
     v = get_json(path, 200);
     assert_int_equal(columns(v), 0);
     json_decref(v);
-    resp r;
-    http("GET", "/api/services/echo/series?since=yesterday", NULL, NULL, &r);
-    expect_error(&r, 400, "SHMRPC_EINVAL");
-    resp_free(&r);
-    http("GET", "/api/services/nobody/series", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
+    get_error("/api/services/echo/series?since=yesterday", 400, "SHMRPC_EINVAL");
+    get_error("/api/services/nobody/series", 404, "SHMRPC_ENOENT");
 }
 
 static void talk(const char *text)
@@ -989,20 +861,15 @@ static void test_log_follow(void **state)
     tail t9 = log_after(t8.offset, 18446744073709551615ull, NULL);
     assert_true(t9.reset);
     assert_int_equal(t9.offset, t8.offset);
-    resp r;
     static const char *const bad[] = {"?after=x",           "?after=0&inode=18446744073709551616",
                                       "?after=0&inode=-1",  "?after=0&inode=+5",
                                       "?after=0&inode=1e3", "?after=0&inode="};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char path[128];
         snprintf(path, sizeof path, "/api/services/talker/log%s", bad[i]);
-        http("GET", path, NULL, NULL, &r);
-        expect_error(&r, 400, "SHMRPC_EINVAL");
-        resp_free(&r);
+        get_error(path, 400, "SHMRPC_EINVAL");
     }
-    http("GET", "/api/services/nobody/log", NULL, NULL, &r);
-    expect_error(&r, 404, "SHMRPC_ENOENT");
-    resp_free(&r);
+    get_error("/api/services/nobody/log", 404, "SHMRPC_ENOENT");
     tail *all[] = {&t0, &t1, &t2, &t3, &t4, &t5, &t6, &t7, &t8, &t9};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         json_decref(all[i]->v);

@@ -73,8 +73,13 @@ function renderStatus(s) {
   document.getElementById("last-exit").textContent = s.last_exit || "–";
   document.getElementById("log-path").textContent = s.log_path || "";
   document.getElementById("scale").hidden = s.kind !== "module";
+  // A module= service serving tcp:// too has a manager per address, and a scale count
+  // is per address.
   const input = document.getElementById("scale-workers");
-  if (document.activeElement !== input && !input.dataset.touched) input.value = s.workers;
+  const perAddress = s.managers > 1;
+  document.getElementById("scale-label").textContent = perAddress ? "workers per address" : "workers";
+  if (document.activeElement !== input && !input.dataset.touched)
+    input.value = perAddress ? Math.round(s.workers / s.managers) : s.workers;
 
   const procs = new Map((s.worker_procs || []).map((p) => [p.pid, p]));
   const workers = document.querySelector("#workers tbody");

@@ -1,0 +1,152 @@
+/* The web tests' HTTP client and the checks of its answers (web_http.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "sup_helpers.h"
+#include "web_http.h"
+
+void resp_free(resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Splits the answer all (len bytes, NUL-terminated) into r: 0, or -1 when it is no
+ * HTTP/1.1 answer. */
+static int split_answer(const char *all, size_t len, resp *r)
+{
+    const char *end = strstr(all, "\r\n\r\n");
+    if (!end || sscanf(all, "HTTP/1.1 %d", &r->status) != 1) return -1;
+    size_t hl = (size_t)(end - all);
+    snprintf(r->head, sizeof r->head, "%.*s", (int)hl, all);
+    r->len = len - hl - 4;
+    r->body = malloc(r->len + 1);
+    assert_non_null(r->body);
+    memcpy(r->body, end + 4, r->len);
+    r->body[r->len] = '\0';
+    return 0;
+}
+
+int http_raw(int port, const char *host, const char *method, const char *path, const char *extra,
+             const char *body, resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    char hostbuf[64];
+    if (!host) snprintf(hostbuf, sizeof hostbuf, "127.0.0.1:%d", port), host = hostbuf;
+    size_t blen = body ? strlen(body) : 0;
+    char req[16384];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n%s\r\n%s",
+                     method, path, host, blen, extra ? extra : "", body ? body : "");
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *all = malloc(cap);
+    assert_non_null(all);
+    for (;;) {
+        if (len + 4096 > cap) all = realloc(all, cap *= 2);
+        assert_non_null(all);
+        ssize_t got = read(fd, all + len, cap - len - 1);
+        if (got <= 0) break;
+        len += (size_t)got;
+    }
+    close(fd);
+    all[len] = '\0';
+    int rc = split_answer(all, len, r);
+    free(all);
+    return rc;
+}
+
+int http_wait_ok(int port, const char *path, int ms, pid_t *pid, resp *r)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
+        if (http_raw(port, NULL, "GET", path, NULL, NULL, r) == 0) {
+            if (r->status == 200) return 0;
+            resp_free(r);
+        }
+        if (sup_now_ms() > end || (pid && sup_wait_exit(pid, 0) != -1)) return -1;
+    }
+}
+
+const char *header(const resp *r, const char *name)
+{
+    static char v[512];
+    v[0] = '\0';
+    for (const char *p = strstr(r->head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        size_t n = strlen(name);
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
+            const char *s = p + 3 + n;
+            while (*s == ' ')
+                s++;
+            snprintf(v, sizeof v, "%.*s", (int)strcspn(s, "\r"), s);
+            break;
+        }
+    }
+    return v;
+}
+
+json_t *body_json(const resp *r)
+{
+    json_error_t je;
+    json_t *v = json_loadb(r->body, r->len, JSON_DECODE_ANY, &je);
+    if (!v) fprintf(stderr, "not JSON (%s): %s\n", je.text, r->body);
+    assert_non_null(v);
+    return v;
+}
+
+void expect_status(const resp *r, int status)
+{
+    if (r->status != status) fprintf(stderr, "got %d: %s\n%s\n", r->status, r->head, r->body);
+    assert_int_equal(r->status, status);
+}
+
+void expect_page(const resp *r, const char *token)
+{
+    expect_status(r, 200);
+    assert_string_equal(header(r, "Content-Type"), "text/html; charset=utf-8");
+    char meta[128];
+    snprintf(meta, sizeof meta, "<meta name=\"shmrpc-token\" content=\"%s\">", token);
+    assert_non_null(strstr(r->body, meta));
+}
+
+void expect_error(const resp *r, int http_status, const char *status)
+{
+    expect_status(r, http_status);
+    assert_string_equal(header(r, "Content-Type"), "application/json; charset=utf-8");
+    json_t *v = body_json(r);
+    json_t *e = json_object_get(v, "error");
+    assert_true(json_is_object(e));
+    assert_true(json_is_string(json_object_get(e, "message")));
+    assert_string_equal(json_string_value(json_object_get(e, "status")), status);
+    json_decref(v);
+}
