@@ -6,11 +6,16 @@
 
 const token = document.querySelector('meta[name="shmrpc-token"]').content;
 
-async function act(name, action) {
+// s: the service as /api/services gave it.
+async function act(s, action) {
+  const name = s.name;
   const out = document.getElementById("result");
   const opts = { method: "POST", headers: { "X-Shmrpc-Token": token, "Content-Type": "application/json" } };
   if (action === "scale") {
-    const n = prompt("Workers for " + name + "?", "2");
+    // A count per address: a module= service serving tcp:// too has two managers.
+    const perAddress = s.managers > 1;
+    const now = perAddress ? Math.round(s.workers / s.managers) : s.workers;
+    const n = prompt((perAddress ? "Workers per address for " : "Workers for ") + name + "?", String(now));
     if (n === null) return;
     opts.body = JSON.stringify({ workers: Number(n) });
   }
@@ -53,7 +58,7 @@ function render(data) {
       if (a === "scale" && s.kind !== "module") continue;
       const b = document.createElement("button");
       b.textContent = a;
-      b.onclick = () => act(s.name, a);
+      b.onclick = () => act(s, a);
       actions.appendChild(b);
     }
   }
