@@ -731,6 +731,36 @@ static void sweep(worker *w, int64_t now)
     }
 }
 
+/* Stopping: the answers of calls that ran but did not fit the socket yet are sent before
+ * their connections close (a client that lost one would read "unavailable", the status
+ * of a call that never ran), each within its connection's progress deadline; nothing
+ * more is read. Connections with nothing to send close at once. */
+static void send_what_ran(worker *w)
+{
+    for (int i = w->n_peers; i-- > 0;)
+        if (out_left(w->peers[i]) == 0) peer_free(w, w->peers[i]);
+    struct pollfd *fds = w->n_peers ? calloc((size_t)w->n_peers, sizeof *fds) : NULL;
+    while (w->n_peers && fds) {
+        int64_t now = shmrpc__now_ns(), first = INT64_MAX;
+        for (int i = w->n_peers; i-- > 0;) {
+            peer *p = w->peers[i];
+            int64_t due = peer_deadline(w, p);
+            if (!peer_flush(p) || out_left(p) == 0 || now >= due) {
+                peer_free(w, p);
+                continue;
+            }
+            if (due < first) first = due;
+        }
+        for (int i = 0; i < w->n_peers; i++)
+            fds[i] = (struct pollfd){.fd = w->peers[i]->fd, .events = POLLOUT};
+        if (w->n_peers) {
+            int64_t ms = (first - now) / NS_PER_MS + 1;
+            poll(fds, (nfds_t)w->n_peers, ms > SWEEP_MS ? SWEEP_MS : (int)ms);
+        }
+    }
+    free(fds); /* without it (no memory), what is left is dropped as before */
+}
+
 static void worker_destroy(worker *w)
 {
     while (w->n_peers)
@@ -857,6 +887,7 @@ static int worker_run(tcp_listener *l, int index)
             next_sweep = now + SWEEP_MS * NS_PER_MS;
         }
     }
+    if (rc == 0) send_what_ran(w);
     worker_destroy(w);
     return rc;
 }
