@@ -38,18 +38,18 @@ typedef struct proc_list {
 
 typedef struct svc_series {
     const sup_service *svc;
-    pid_t leader;       /* the process (group) the baseline is of; 0: no baseline */
-    int64_t at;         /* monotonic ms of the baseline */
-    uint64_t at_ticks;  /* the same, in clock ticks since boot (as /proc's start times) */
-    proc_list prev;     /* the baseline's processes */
-    proc_list cur;      /* this sample's */
-    uint64_t rss, pss;  /* this sample's totals */
-    bool pss_ok, io_ok; /* every process's PSS, I/O could be read */
-    sup_stats stats;    /* the baseline's call statistics, per address */
-    char said[256];     /* the last reason logged for leaving an address's figures out */
-    int64_t next_at;    /* monotonic ms of its next sample; 0: due at once */
-    bool due;           /* sampled in this tick */
-    int workers;        /* the workers of the last sample (see count_workers); 0: none */
+    pid_t leader;             /* the process (group) the baseline is of; 0: no baseline */
+    int64_t at;               /* monotonic ms of the baseline */
+    uint64_t at_ticks;        /* the same, in clock ticks since boot (as /proc's start times) */
+    proc_list prev;           /* the baseline's processes */
+    proc_list cur;            /* this sample's */
+    uint64_t rss, pss;        /* this sample's totals */
+    bool pss_ok, io_ok;       /* every process's PSS, I/O could be read */
+    sup_stats stats;          /* the baseline's call statistics, per address */
+    char said[SUP_STATS_WHY]; /* the last reason logged for leaving an address's figures out */
+    int64_t next_at;          /* monotonic ms of its next sample; 0: due at once */
+    bool due;                 /* sampled in this tick */
+    int workers;              /* the workers of the last sample (see count_workers); 0: none */
     pid_t worker_pids[SUP_SERIES_MAX_PIDS]; /* the first of them, ascending */
     int fd;                                 /* LOG_DIR/NAME.series; -1 while closed */
     uint64_t size;                          /* its bytes */
@@ -498,7 +498,7 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
  * address's figures left out are said once per reason. */
 static void read_stats(svc_series *x, sup_stats *st)
 {
-    sup_stats_read(x->svc->cfg, st);
+    sup_stats_read(x->svc->cfg, x->leader, st); /* its leader leads its group */
     if (st->why[0] && strcmp(st->why, x->said) != 0)
         sup_logf(x->svc->ctx, "%s: %s", x->svc->cfg->name, st->why);
     snprintf(x->said, sizeof x->said, "%s", st->why);

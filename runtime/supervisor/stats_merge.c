@@ -1,11 +1,17 @@
 /* A service's call statistics over every address it serves at (stats_merge.h). */
 #include "stats_merge.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <shmrpc/status.h>
+
+#include "proc_group.h"
 
 /* tcp://HOST:PORT as a server bound there spells it: an IPv6 host in brackets. */
 static void tcp_at(char *out, size_t cap, const char *host, int port)
@@ -14,13 +20,36 @@ static void tcp_at(char *out, size_t cap, const char *host, int port)
     snprintf(out, cap, "tcp://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
-static shmrpc_stats *read_at(const char *addr)
+bool sup_stats_owner_live(pid_t pid, pid_t group)
+{
+    if (pid <= 0) return false; /* no server wrote it: kill(0) would ask about us */
+    if (group <= 0) return kill(pid, 0) == 0 || errno != ESRCH;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false; /* gone (or no /proc: then no group to check either) */
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    sup_proc p;
+    return sup_proc_parse(pid, buf, &p) && p.state != 'Z' && p.state != 'X' && p.pgrp == group;
+}
+
+/* The snapshot at addr, if a live server of group wrote it; NULL otherwise. */
+static shmrpc_stats *read_at(const char *addr, pid_t group)
 {
     shmrpc_stats *st = NULL;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     if (shmrpc_stats_read(addr, &st, &err) != 0) st = NULL;
     shmrpc_buf_destroy(&err);
+    if (st && !sup_stats_owner_live(st->pid, group)) { /* a stale segment of a killed run */
+        shmrpc_stats_free(st);
+        st = NULL;
+    }
     return st;
 }
 
@@ -44,14 +73,14 @@ static int candidates(const shmrpc__config_service *s, int slot, char out[][96])
     return SUP_STATS_TCP_GUESSES;
 }
 
-void sup_stats_read(const shmrpc__config_service *s, sup_stats *st)
+void sup_stats_read(const shmrpc__config_service *s, pid_t group, sup_stats *st)
 {
     memset(st, 0, sizeof *st);
     for (int a = 0; a < SUP_STATS_ADDRS; a++) {
         char at[SUP_STATS_TCP_GUESSES][96];
         int n = candidates(s, a, at);
         int i = 0;
-        while (i < n && !(st->part[a] = read_at(at[i])))
+        while (i < n && !(st->part[a] = read_at(at[i], group)))
             i++;
         if (n) memcpy(st->addr[a], at[i < n ? i : 0], sizeof st->addr[a]); /* none: the first */
     }
@@ -98,7 +127,7 @@ int sup_stats_merge(sup_stats *st)
         } else if (!same_table(first, st->part[a])) {
             st->left_out[a] = true;
             snprintf(st->why, sizeof st->why,
-                     "the statistics at %s (service %.64s, %u methods) are left out: not the "
+                     "the statistics at %.95s (service %.64s, %u methods) are left out: not the "
                      "table of those at the first address (service %.64s, %u methods)",
                      st->addr[a], st->part[a]->service, st->part[a]->n_methods, first->service,
                      first->n_methods);

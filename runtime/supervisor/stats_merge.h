@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <shmrpc/stats.h>
 
@@ -14,13 +15,16 @@
 /* The address slots: a service serves at most one shm:// and one tcp:// address. */
 enum { SUP_STATS_SHM, SUP_STATS_TCP, SUP_STATS_ADDRS };
 
+/* Room for sup_stats.why's longest message (at most 362 bytes with its bounded fields). */
+#define SUP_STATS_WHY 384
+
 typedef struct sup_stats {
     shmrpc_stats *part[SUP_STATS_ADDRS]; /* each slot's snapshot; NULL: none read there */
     char addr[SUP_STATS_ADDRS][96];      /* where it was read ("": nowhere known) */
     bool left_out[SUP_STATS_ADDRS];      /* read, but its table is not the first one's */
     shmrpc_stats *all;                   /* the parts not left out, summed per method in the
                                           * first one's order; NULL: no part */
-    char why[256];                       /* why a part was left out; "" when none was */
+    char why[SUP_STATS_WHY];             /* why a part was left out; "" when none was */
 } sup_stats;
 
 /* Where an exec= program's TCP statistics may be: it binds what it will. */
@@ -30,8 +34,14 @@ typedef struct sup_stats {
  * (sup_stats_merge): shm://SHM_NAME, and tcp://BIND:PORT of tcp_port, spelled as the TCP
  * server names its segment (an IPv6 host in brackets). A module= service's manager binds
  * tcp_bind (none: no TCP); for an exec= program the first of tcp://127.0.0.1, 0.0.0.0,
- * [::1] and [::] with a segment is taken. */
-void sup_stats_read(const shmrpc__config_service *s, sup_stats *st);
+ * [::1] and [::] with a segment is taken. A segment whose server (its pid) is not
+ * sup_stats_owner_live in group, s's process group (its leader's pid; 0: not known), is
+ * a stale one of a run that was killed: not read. */
+void sup_stats_read(const shmrpc__config_service *s, pid_t group, sup_stats *st);
+
+/* Whether process pid is alive (not a zombie) and, when group > 0, in process group
+ * group; with group <= 0, only that it is alive (kill(pid, 0) not ESRCH). */
+bool sup_stats_owner_live(pid_t pid, pid_t group);
 
 /* st->all from st->part: counts, times and buckets added by method name. A part whose
  * service name or set of method names differs from the first part's is not the same

@@ -226,7 +226,7 @@ static int view_load(web_ctx *w, view *v, web_err *e)
         json_t *pid = json_object_get(g->status, "pid");
         g->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
         if (g->pid <= 0) continue;
-        sup_stats_read(&w->cfg->services[i], &g->stats);
+        sup_stats_read(&w->cfg->services[i], (pid_t)g->pid, &g->stats); /* its group */
         g->st = g->stats.all;
         g->sample = last_sample(&w->cfg->services[i], g->pid);
     }

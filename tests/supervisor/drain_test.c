@@ -49,6 +49,7 @@ typedef struct fixture {
     pid_t kids[DRAIN_CLIENTS]; /* client processes, 0 once reaped */
     drain_mark *marks;         /* the module's marks (file, shared) */
     int32_t *status;           /* per id, what the client's call returned (anonymous, shared) */
+    int tcp_port;              /* the TCP server's statistics segment to remove; 0: none */
 } fixture;
 
 static int setup(void **state)
@@ -74,6 +75,7 @@ static int teardown(void **state)
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     if (f->control[0]) sup_remove_segments(f->control + strlen("shm://"));
+    sup_remove_tcp_stats(f->tcp_port);
     if (f->marks) munmap(f->marks, DRAIN_MARKS_BYTES);
     if (f->status) munmap(f->status, DRAIN_IDS * sizeof *f->status);
     sup_rm_tree(f->dir);
@@ -173,6 +175,7 @@ static void under_load(fixture *f, bool tcp)
     int port = tcp ? test_free_port() : 0;
     if (tcp) {
         assert_true(port > 0);
+        f->tcp_port = port;
         snprintf(tcp_line, sizeof tcp_line, "tcp_port = %d\n", port);
         snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
     } else {

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -72,11 +71,7 @@ static int teardown(void **state)
     sup_kill_reap(&f->sup);
     if (f->group > 0) kill(-f->group, SIGKILL);
     sup_remove_segments(f->shm);
-    if (f->tcp_port) {
-        char seg[64];
-        snprintf(seg, sizeof seg, "/shmrpc.stats.tcp.127.0.0.1:%d", f->tcp_port);
-        shm_unlink(seg);
-    }
+    sup_remove_tcp_stats(f->tcp_port);
     sup_rm_tree(f->dir);
     free(f);
     return 0;
@@ -592,6 +587,7 @@ static void module_tcp(void **state)
     fixture *f = *state;
     int port = test_free_port();
     assert_true(port > 0);
+    f->tcp_port = port;
     char ini[1024], shm[64], tcp[64];
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n"

@@ -335,13 +335,22 @@ static pid_t fake_server(fixture *f, pid_t *worker)
         for (;;)
             pause();
     }
-    setpgid(leader, leader); /* whichever comes first */
+    setpgid(leader, leader);            /* whichever comes first */
     sup_groups_add(&f->groups, leader); /* killed in teardown if the test fails */
     pid_t kids[2];
     for (int64_t end = sup_now_ms() + 5000; sup_children(leader, kids, 2) != 1; sup_nap_ms(5))
         assert_true(sup_now_ms() < end);
     *worker = kids[0];
     return leader;
+}
+
+/* Ends fake_server's group: SIGKILL to it, its leader reaped (the worker, orphaned, is
+ * init's), and forgotten so that teardown signals no group that may reuse the id. */
+static void end_fake_server(fixture *f, pid_t leader)
+{
+    kill(-leader, SIGKILL);
+    assert_int_equal(waitpid(leader, NULL, 0), leader);
+    sup_groups_forget(&f->groups, leader);
 }
 
 /* In process: a process group of its own (not this test's, whose shape depends on what
@@ -369,6 +378,7 @@ static void series_rotates_at_log_max_bytes(void **state)
         sup_series_tick(ss, t + 10); /* not due: nothing */
     }
     sup_series_free(ss);
+    end_fake_server(f, leader);
     fprintf(stderr, "series: 40 samples of a process group in %lld ms\n",
             (long long)(sup_now_ms() - began));
 
@@ -433,8 +443,7 @@ static void series_interval_per_service(void **state)
     }
     const pid_t *pids;
     int n_pids, workers = sup_series_workers(ss, 1, &pids, &n_pids);
-    kill(-leader, SIGKILL);
-    assert_int_equal(waitpid(leader, NULL, 0), leader);
+    end_fake_server(f, leader);
     assert_int_equal(workers, 1); /* the leader's child, not the leader */
     assert_int_equal(n_pids, 1);
     assert_int_equal(pids[0], worker);
@@ -526,6 +535,24 @@ static void merge_by_method_name(void **state)
     assert_string_equal(st.all->methods[0].name, "echo");
     st.part[SUP_STATS_TCP] = NULL; /* the test's own: not to be freed */
     sup_stats_clear(&st);
+}
+
+/* Whose statistics segment sup_stats_read takes: one of a live server in the service's
+ * group (fake_server's leader and its worker); not one of this test's process (another
+ * group), of no pid, or of a server killed and reaped (a stale segment of a killed run). */
+static void stats_owner_live(void **state)
+{
+    fixture *f = *state;
+    pid_t worker = 0, leader = fake_server(f, &worker);
+    assert_true(sup_stats_owner_live(leader, leader));
+    assert_true(sup_stats_owner_live(worker, leader));
+    assert_false(sup_stats_owner_live(getpid(), leader)); /* alive, but not the service's */
+    assert_true(sup_stats_owner_live(getpid(), 0));       /* no group known: alive is enough */
+    assert_false(sup_stats_owner_live(0, 0));
+    assert_false(sup_stats_owner_live(-1, leader));
+    end_fake_server(f, leader);
+    assert_false(sup_stats_owner_live(leader, leader));
+    assert_false(sup_stats_owner_live(leader, 0)); /* ESRCH */
 }
 
 /* The rule of proc_group.h on made-up process groups: which processes are workers. */
@@ -624,6 +651,7 @@ int main(void)
         cmocka_unit_test(merge_by_method_name),
         cmocka_unit_test(worker_rule),
         cmocka_unit_test(stat_parse),
+        cmocka_unit_test_setup_teardown(stats_owner_live, setup, teardown),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),

@@ -140,6 +140,15 @@ void sup_groups_kill(const sup_groups *g)
         kill(-g->ids[i], SIGKILL);
 }
 
+void sup_groups_forget(sup_groups *g, pid_t pgid)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->ids[i] == pgid) {
+            g->ids[i] = g->ids[--g->n];
+            return;
+        }
+}
+
 void sup_groups_assert_gone(sup_groups *g)
 {
     for (int i = 0; i < g->n; i++)
@@ -163,6 +172,14 @@ void sup_remove_segments(const char *part)
         }
     }
     if (d) closedir(d);
+}
+
+void sup_remove_tcp_stats(int port)
+{
+    if (port <= 0) return;
+    char p[96];
+    snprintf(p, sizeof p, "/dev/shm/shmrpc.stats.tcp.127.0.0.1:%d", port);
+    unlink(p);
 }
 
 bool sup_segment_left(const char *part)

@@ -52,6 +52,10 @@ typedef struct sup_groups {
 void sup_groups_add(sup_groups *g, pid_t pgid);
 void sup_groups_kill(const sup_groups *g); /* SIGKILL to each */
 
+/* Forgets pgid once the test has killed and reaped its leader: teardown must not signal
+ * the id again, which another group may have taken by then. */
+void sup_groups_forget(sup_groups *g, pid_t pgid);
+
 /* Asserts every group remembered is gone, then forgets them (their ids may be reused). */
 void sup_groups_assert_gone(sup_groups *g);
 
@@ -59,6 +63,10 @@ bool sup_group_gone(pid_t pgid);
 
 /* Unlinks every /dev/shm entry whose name contains part. */
 void sup_remove_segments(const char *part);
+
+/* Unlinks the statistics segment of a TCP server at 127.0.0.1:port (as runtime/src/stats.c
+ * names it), which a test that failed may leave; nothing when port <= 0. */
+void sup_remove_tcp_stats(int port);
 
 /* Whether a /dev/shm entry's name contains part; prints the name of each that does. */
 bool sup_segment_left(const char *part);
