@@ -23,6 +23,7 @@
 #include <shmrpc/status.h>
 
 #include "control_svc/control.h"
+#include "proc_group.h"
 #include "scaler.h"
 #include "series.h"
 
@@ -42,7 +43,7 @@ typedef struct snap {
     int64_t started_at_ms;
     char last_exit[sizeof((sup_service *)0)->last_exit];
     uint64_t dropped;
-    int workers; /* as status.json: the last sample of the time series */
+    int workers; /* as /proc shows them at the answer (proc_group.h's rule) */
     int n_pids;  /* the first of them, ascending */
     int32_t worker_pids[SUP_SERIES_MAX_PIDS];
 } snap;
@@ -300,8 +301,17 @@ static void *serve(void *arg)
     return NULL;
 }
 
+/* Every service's status as it is now; its workers from one pass over /proc (the time
+ * series' last sample may be from before a server forked them). */
 static void snapshot(sup_control *k)
 {
+    pid_t *leaders = calloc(k->n ? k->n : 1, sizeof *leaders);
+    sup_proc *procs = NULL;
+    size_t n_procs = 0;
+    for (size_t i = 0; leaders && i < k->n; i++)
+        leaders[i] = k->svcs[i].pid;
+    bool scanned = leaders && sup_groups_scan(leaders, k->n, &procs, &n_procs) == 0;
+    free(leaders);
     for (size_t i = 0; i < k->n; i++) {
         const sup_service *s = &k->svcs[i];
         snap *sn = &k->snaps[i];
@@ -312,10 +322,20 @@ static void snapshot(sup_control *k)
         memcpy(sn->last_exit, s->last_exit, sizeof sn->last_exit);
         sn->dropped = s->log.dropped;
         const pid_t *pids;
-        sn->workers = sup_series_workers(k->series, i, &pids, &sn->n_pids);
+        pid_t now[SUP_SERIES_MAX_PIDS];
+        if (scanned) { /* else (no memory) the series' last sample */
+            sn->workers = sup_group_workers(procs, n_procs, s->pid,
+                                            s->cfg->kind != SHMRPC__CONFIG_MODULE, now,
+                                            SUP_SERIES_MAX_PIDS);
+            sn->n_pids = sn->workers < SUP_SERIES_MAX_PIDS ? sn->workers : SUP_SERIES_MAX_PIDS;
+            pids = now;
+        } else {
+            sn->workers = sup_series_workers(k->series, i, &pids, &sn->n_pids);
+        }
         for (int j = 0; j < sn->n_pids; j++)
             sn->worker_pids[j] = (int32_t)pids[j];
     }
+    free(procs);
 }
 
 int sup_control_start(sup_control **out, const char *addr, const shmrpc__config *c,

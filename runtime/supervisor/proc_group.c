@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <shmrpc/status.h>
+
 bool sup_proc_parse(pid_t pid, const char *stat, sup_proc *out)
 {
     /* The name, in parentheses, may hold anything (a ')' too): it runs from the first '('
@@ -84,4 +86,69 @@ bool sup_proc_is_worker(const sup_proc *v, size_t n, size_t k, bool leader_serve
     for (size_t j = 0; j < n; j++)
         if (v[j].pid == p->ppid) return is_manager(&v[j]);
     return false; /* its parent is not in the group (re-parented): not a manager's */
+}
+
+typedef struct groups {
+    const pid_t *leaders;
+    size_t n;
+    sup_proc *v;
+    size_t len, cap;
+    bool oom;
+} groups;
+
+static void keep_member(const sup_proc *p, void *arg)
+{
+    groups *g = arg;
+    size_t i = 0;
+    while (i < g->n && (g->leaders[i] <= 0 || g->leaders[i] != p->pgrp))
+        i++;
+    if (i == g->n || g->oom) return;
+    if (g->len == g->cap) {
+        size_t cap = g->cap ? 2 * g->cap : 64;
+        sup_proc *v = realloc(g->v, cap * sizeof *v);
+        if (!v) {
+            g->oom = true;
+            return;
+        }
+        g->v = v, g->cap = cap;
+    }
+    g->v[g->len++] = *p;
+}
+
+static int by_group_then_pid(const void *a, const void *b)
+{
+    const sup_proc *x = a, *y = b;
+    if (x->pgrp != y->pgrp) return x->pgrp < y->pgrp ? -1 : 1;
+    return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+int sup_groups_scan(const pid_t *leaders, size_t n, sup_proc **out, size_t *len)
+{
+    groups g = {.leaders = leaders, .n = n};
+    sup_procs_scan(keep_member, &g);
+    if (g.oom) {
+        free(g.v);
+        *out = NULL, *len = 0;
+        return SHMRPC_ENOMEM;
+    }
+    if (g.len) qsort(g.v, g.len, sizeof *g.v, by_group_then_pid);
+    *out = g.v, *len = g.len;
+    return 0;
+}
+
+int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves,
+                      pid_t *pids, int cap)
+{
+    size_t first = 0, end;
+    while (first < len && v[first].pgrp != leader)
+        first++;
+    for (end = first; end < len && v[end].pgrp == leader; end++)
+        ;
+    int n = 0;
+    for (size_t k = first; leader > 0 && k < end; k++) {
+        if (!sup_proc_is_worker(v + first, end - first, k - first, leader_serves)) continue;
+        if (n < cap) pids[n] = v[k].pid;
+        n++;
+    }
+    return n;
 }

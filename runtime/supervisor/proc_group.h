@@ -41,4 +41,14 @@ void sup_procs_scan(void (*each)(const sup_proc *p, void *arg), void *arg);
  * module= service's leader never serves. */
 bool sup_proc_is_worker(const sup_proc *v, size_t n, size_t k, bool leader_serves);
 
+/* The processes of the groups led by leaders[0..n) (0: none) as /proc shows them now, in
+ * one pass: *out (to free) holds them sorted by group then pid, *len of them. 0, or
+ * SHMRPC_ENOMEM. */
+int sup_groups_scan(const pid_t *leaders, size_t n, sup_proc **out, size_t *len);
+
+/* The workers of the group led by leader in v[0..len) (sup_groups_scan's): their count,
+ * and the first cap of their pids, ascending, in pids. */
+int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves,
+                      pid_t *pids, int cap);
+
 #endif

@@ -141,8 +141,8 @@ static bool wait_state(fixture *f, const char *name, const char *state, int not_
     }
 }
 
-/* Waits up to ms for name to run process pid with n workers (the time series samples a
- * new process at once, then every series_interval_s). */
+/* Waits up to ms for name to run process pid with n workers (status() reads them from
+ * /proc as it answers: a server forks its workers after it starts). */
 static bool wait_workers(fixture *f, const char *name, int pid, unsigned n, int ms, entry *e)
 {
     for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
