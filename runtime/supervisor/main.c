@@ -32,7 +32,7 @@
 #include "module_host.h"
 #include "series.h"
 #include "service.h"
-#include "web.h"
+#include "web_proc.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
 #define REAP_AT_EXIT_MS 1000
@@ -145,9 +145,9 @@ static void fill_std_fds(void)
 }
 
 /* Reaps every child that ended: a service's process (its group is killed first, while
- * its zombie keeps the group's id from being reused) or one a service left behind. false
- * once no child is left. */
-static bool reap_children(sup_service *svcs, size_t n, int64_t now)
+ * its zombie keeps the group's id from being reused), the page's keeper, or one a service
+ * left behind. false once no child is left. */
+static bool reap_children(sup_service *svcs, size_t n, sup_web_proc *web, int64_t now)
 {
     for (;;) {
         siginfo_t si = {0};
@@ -159,8 +159,10 @@ static bool reap_children(sup_service *svcs, size_t n, int64_t now)
         if (i < n) {
             sup_service_reaped(&svcs[i], now);
         } else {
-            while (waitpid(si.si_pid, NULL, 0) < 0 && errno == EINTR)
+            int status = 0;
+            while (waitpid(si.si_pid, &status, 0) < 0 && errno == EINTR)
                 ;
+            sup_web_proc_reaped(web, si.si_pid, status);
         }
     }
 }
@@ -175,8 +177,9 @@ static bool settled(const sup_service *s)
 /* Lets go of what main holds before its loop, on a failure there (a second supervisor of
  * one file stops here): services [0, ready) were set up. Returns main's status, 1. */
 static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct pollfd *pfds,
-                      int sfd)
+                      int sfd, sup_web_proc *web)
 {
+    sup_web_proc_stop(web);
     for (size_t i = 0; i < ready; i++)
         sup_service_destroy(&svcs[i]);
     free(svcs);
@@ -226,6 +229,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], SUP_MODULE_HOST_ARG) == 0)
         return sup_module_host_main(argc, argv);
     fill_std_fds();
+    ctx.pid = getpid();
     bool foreground = false;
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -313,26 +317,32 @@ int main(int argc, char **argv)
 
     size_t n = c->n_services;
     sup_service *svcs = calloc(n, sizeof *svcs);
-    struct pollfd *pfds = calloc(2 + n, sizeof *pfds);
-    if (sfd < 0 || !svcs || !pfds) {
-        sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
-        return stop_early(c, svcs, 0, pfds, sfd);
+    struct pollfd *pfds = calloc(3 + n, sizeof *pfds);
+    char control_addr[96], why[256] = "";
+    e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
+    if (sfd < 0 || !svcs || !pfds || e) {
+        sup_logf(&ctx, "cannot start: %s",
+                 sfd < 0 ? strerror(errno)
+                 : e     ? shmrpc_strerror(e)
+                         : strerror(ENOMEM));
+        return stop_early(c, svcs, 0, pfds, sfd, NULL);
     }
+    /* The management page's keeper (web_proc.c), while this process is one thread: it
+     * starts the page in a process of its own once every service has started. */
+    sup_web_proc *web = sup_web_proc_fork(c, control_addr, &ctx);
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
             sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
                      shmrpc_strerror(e));
-            return stop_early(c, svcs, i, pfds, sfd);
+            return stop_early(c, svcs, i, pfds, sfd, web);
         }
     }
     /* The control service, before any service starts: a second supervisor of the same
      * file finds its address taken and stops here. Started with the signals blocked, so
      * its thread keeps them blocked and they reach the signalfd only. */
-    char control_addr[96], why[256] = "";
     sup_control *control = NULL;
-    e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
-    if (!e) e = sup_control_start(&control, control_addr, c, svcs, n, why, sizeof why);
+    e = sup_control_start(&control, control_addr, c, svcs, n, why, sizeof why);
     if (e) {
         sup_logf(&ctx, "cannot serve the control service at %s: %s%s%s", control_addr,
                  shmrpc_strerror(e), *why ? ": " : "", why);
@@ -341,14 +351,13 @@ int main(int argc, char **argv)
                     "shmrpc-service: cannot serve the control service at "
                     "%s: %s%s%s\n",
                     control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
-        return stop_early(c, svcs, n, pfds, sfd);
+        return stop_early(c, svcs, n, pfds, sfd, web);
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
     /* The time series (series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
     sup_control_set_series(control, series); /* status() shows the workers status.json does */
-    sup_web *web = NULL; /* the management page (web.c): up once every service has started */
 
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
@@ -364,7 +373,7 @@ int main(int argc, char **argv)
             }
             if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
-                web = sup_web_start(c, control_addr, &ctx);
+                sup_web_proc_serve(web);
                 notify("READY=1");
                 ready_sent = true;
             }
@@ -404,6 +413,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             pfds[np++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
         pfds[np++] = (struct pollfd){.fd = sup_control_fd(control), .events = POLLIN};
+        pfds[np++] = (struct pollfd){.fd = sup_web_proc_fd(web), .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
             sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
             ctx.draining = true;
@@ -436,14 +446,15 @@ int main(int argc, char **argv)
         }
         for (size_t i = 0; i < n; i++)
             if (pfds[1 + i].revents & POLLIN) sup_service_drain(&svcs[i]);
-        reap_children(svcs, n, now);
+        if (pfds[2 + n].revents) sup_web_proc_drain(web);
+        reap_children(svcs, n, web, now);
         for (size_t i = 0; i < n; i++)
             sup_service_tick(&svcs[i], sup_mono_ms());
         sup_series_tick(series, sup_mono_ms());
         if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
     /* Status was served until every service stopped; now the segment goes. */
-    sup_web_stop(web); /* before the control service, which its handlers call */
+    sup_web_proc_stop(web); /* before the control service, which the page calls */
     sup_control_stop(control);
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes
@@ -452,7 +463,7 @@ int main(int argc, char **argv)
      * runs is not waited for long. */
     int64_t give_up = sup_mono_ms() + REAP_AT_EXIT_MS;
     bool left;
-    while ((left = reap_children(svcs, n, sup_mono_ms())) && sup_mono_ms() < give_up)
+    while ((left = reap_children(svcs, n, NULL, sup_mono_ms())) && sup_mono_ms() < give_up)
         poll(NULL, 0, 10);
     if (left) sup_logf(&ctx, "processes left behind by the services are still running");
     for (size_t i = 0; i < n; i++)

@@ -25,6 +25,7 @@ typedef struct sup_ctx {
     sup_log *own_log; /* the supervisor's lines: LOG_DIR/shmrpc-service.log; NULL: stderr */
     bool changed;     /* something status.json shows changed since it was written */
     bool draining;    /* SIGTERM came: nothing is restarted any more */
+    pid_t pid;        /* the supervisor's process, as the page (a process of its own) shows it */
 } sup_ctx;
 
 typedef struct sup_service {

@@ -731,6 +731,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         return NULL;
     }
     s->w.cfg = c;
+    s->w.supervisor = ctx->pid;
     web_pool_init(&s->w.control, control_addr);
     s->w.svc = calloc(c->n_services ? c->n_services : 1, sizeof *s->w.svc);
     if (!s->w.svc) {

@@ -349,7 +349,7 @@ int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
     int64_t now = unix_ms();
     json_t *root = json_object(), *list = json_array();
     json_t *sup = json_object();
-    json_object_set_new(sup, "pid", json_integer(getpid()));
+    json_object_set_new(sup, "pid", json_integer(w->supervisor));
     json_object_set_new(sup, "ini", json_string(w->cfg->path));
     json_object_set_new(sup, "now_ms", json_integer(now));
     json_object_set_new(root, "supervisor", sup);

@@ -20,6 +20,7 @@ typedef struct web_ctx {
     web_pool control; /* the supervisor's control service */
     web_pool *svc;    /* one per service, in file order: its shm:// or tcp:// address */
     char token[33];   /* what a POST must carry in X-Shmrpc-Token */
+    pid_t supervisor; /* the supervisor's process (the page runs in another) */
 } web_ctx;
 
 /* The timeout of the page's calls to the control service. */

@@ -1,0 +1,42 @@
+/* The management page in a process of its own (docs/web.md): whatever a request does to
+ * the page (a crash, a stack overflow, a hang), the supervisor and its services go on.
+ * The supervisor forks a keeper while it is still one thread; the keeper forks the page's
+ * process when told to serve, and again, with backoff, when that process dies. The page
+ * reaches the supervisor only through the control service, as shmrpcctl does. */
+#ifndef SHMRPC_SUPERVISOR_WEB_PROC_H
+#define SHMRPC_SUPERVISOR_WEB_PROC_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "service.h"
+
+typedef struct sup_web_proc sup_web_proc;
+
+/* Forks the keeper; call it while the process has one thread (before the control
+ * service starts), with the signals the main loop reads blocked. The keeper keeps its
+ * own copy of c and control_addr (the control service need not run yet) and writes its
+ * lines, and the page's, to a pipe that sup_web_proc_drain copies into ctx's log. NULL,
+ * said through ctx, when it cannot fork: the supervisor runs on without its page. */
+sup_web_proc *sup_web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
+
+/* Tells the keeper to start the page (once every service has started). */
+void sup_web_proc_serve(sup_web_proc *p);
+
+/* The pipe of the keeper's and the page's lines, to poll for POLLIN; -1 for NULL. */
+int sup_web_proc_fd(const sup_web_proc *p);
+
+/* Copies the complete lines the pipe holds into the supervisor's log. */
+void sup_web_proc_drain(sup_web_proc *p);
+
+/* Whether pid is the keeper's; then status is its wait status, and it is gone (said in
+ * the log: the page does not come back until the supervisor starts again). */
+bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status);
+
+/* Tells the keeper to stop the page (which finishes the requests it serves, each bounded
+ * by its call's timeout) and waits for it, SIGKILLing it after a bound; copies the last
+ * lines, then frees p. NULL is fine. */
+void sup_web_proc_stop(sup_web_proc *p);
+
+#endif

@@ -1,0 +1,200 @@
+/* The management page in a process of its own (web_proc.c, docs/web.md): a page that
+ * crashes (SIGSEGV, as a stack overflow in a request would) takes neither the supervisor
+ * nor its services with it and is started again; a SIGTERM to the supervisor stops the
+ * page with it; a SIGKILLed supervisor leaves neither the page nor its keeper behind.
+ * Real processes, real HTTP on loopback; every wait is bounded, the teardown removes what
+ * a failure left. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "procs.h"
+#include "sup_helpers.h"
+#include "web_http.h"
+
+/* The sleeper ends with the supervisor (--pid), should the teardown not run. */
+#define SLEEPER "exec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+
+static struct {
+    char dir[64], ini[96], control[96];
+    int port;
+    pid_t sup;
+    sup_groups groups; /* the sleeper's */
+} T;
+
+/* The only child of pid named comm, or 0. */
+static pid_t child_named(pid_t pid, const char *comm)
+{
+    pid_t kids[16];
+    int n = sup_children(pid, kids, 16);
+    for (int i = 0; i < n && i < 16; i++)
+        if (strcmp(sup_comm(kids[i]), comm) == 0) return kids[i];
+    return 0;
+}
+
+/* Waits up to ms for the page's process under the keeper, other than not (0: any). */
+static pid_t wait_page(pid_t keeper, pid_t not, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms; sup_now_ms() < end; sup_nap_ms(10)) {
+        pid_t p = child_named(keeper, "shmrpc-page");
+        if (p && p != not ) return p;
+    }
+    return 0;
+}
+
+/* Whether pid is gone (or a zombie nobody reaped yet), waiting up to ms. */
+static bool gone(pid_t pid, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(10)) {
+        char path[64], st[256] = "";
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "re");
+        if (!f) return true;
+        size_t n = fread(st, 1, sizeof st - 1, f);
+        fclose(f);
+        st[n] = '\0';
+        const char *paren = strrchr(st, ')');
+        if (paren && paren[1] == ' ' && paren[2] == 'Z') return true;
+        if (sup_now_ms() >= end) return false;
+    }
+}
+
+/* The sleeper's pid and restarts, from GET /api/services. */
+static void sleeper(pid_t *pid, int *restarts)
+{
+    resp r;
+    assert_int_equal(http_raw(T.port, NULL, "GET", "/api/services", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    json_t *v = body_json(&r);
+    json_t *s = json_array_get(json_object_get(v, "services"), 0);
+    assert_non_null(s);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "supervisor"), "pid")),
+                     T.sup);
+    *pid = (pid_t)json_integer_value(json_object_get(s, "pid"));
+    *restarts = (int)json_integer_value(json_object_get(s, "restarts"));
+    json_decref(v);
+    resp_free(&r);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&T, 0, sizeof T);
+    T.groups.cap = 4;
+    strcpy(T.dir, "/tmp/shmrpc-web-proc-XXXXXX");
+    if (!mkdtemp(T.dir)) return -1;
+    snprintf(T.ini, sizeof T.ini, "%s/service.ini", T.dir);
+    T.port = test_free_port();
+    char ini[512], err[128];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n[sleeper]\n" SLEEPER
+             "wait_until_completed = false\n",
+             T.port);
+    if (T.port <= 0 || sup_write_file(T.ini, ini) != 0 ||
+        shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0)
+        return -1;
+    snprintf(err, sizeof err, "%s/supervisor.err", T.dir);
+    T.sup = sup_spawn(T.ini, err, true, 60, NULL);
+    resp r;
+    if (T.sup < 0 || http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r) != 0) return -1;
+    resp_free(&r);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sup_kill_reap(&T.sup);
+    sup_groups_kill(&T.groups);
+    if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
+    if (T.dir[0]) sup_rm_tree(T.dir);
+    return 0;
+}
+
+/* The page's process dies of SIGSEGV: the supervisor and the sleeper go on, the log says
+ * so, and a new page answers. */
+static void test_page_crash(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    assert_true(keeper > 0);
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(page > 0);
+    pid_t pid0, pid1;
+    int restarts;
+    sleeper(&pid0, &restarts);
+    assert_true(pid0 > 0);
+    sup_groups_add(&T.groups, pid0);
+    assert_int_equal(restarts, 0);
+
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(kill(page, SIGSEGV), 0);
+        pid_t again = wait_page(keeper, page, 10000);
+        assert_true(again > 0);
+        page = again;
+        resp r;
+        assert_int_equal(http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r), 0);
+        resp_free(&r);
+    }
+    assert_int_equal(sup_wait_exit(&T.sup, 0), -1); /* still running */
+    sleeper(&pid1, &restarts);
+    assert_int_equal(pid1, pid0);
+    assert_int_equal(restarts, 0);
+    assert_int_equal(child_named(T.sup, "shmrpc-pagekeep"), keeper);
+    const char *log = sup_slurp(T.dir, "supervisor.err");
+    assert_non_null(strstr(log, "web monitor: the page's process was killed by Segmentation fault; "
+                                "starting it again in 100 ms"));
+    assert_non_null(strstr(log, "web monitor: the page's process was killed by Segmentation fault; "
+                                "starting it again in 200 ms"));
+}
+
+/* SIGTERM: the page and its keeper stop with the supervisor, which exits 0. */
+static void test_sigterm(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    assert_int_equal(kill(T.sup, SIGTERM), 0);
+    int st = sup_wait_exit(&T.sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(gone(keeper, 0)); /* reaped by the supervisor before it exited */
+    assert_true(gone(page, 2000));
+}
+
+/* SIGKILL: nothing is left to finish requests for; neither stays behind. */
+static void test_sigkill(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    sup_kill_reap(&T.sup);
+    assert_true(gone(keeper, 2000));
+    assert_true(gone(page, 2000));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_page_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("web_proc", tests, NULL, NULL);
+}
