@@ -261,6 +261,12 @@ void sup_web_proc_drain(sup_web_proc *p)
     for (;;) {
         ssize_t got = read(p->log_r, p->line + p->n, sizeof p->line - p->n);
         if (got < 0 && errno == EINTR) continue;
+        if (got == 0) { /* the keeper and the page are gone: no more POLLHUP to poll */
+            if (p->n) relay(p, p->line, p->n);
+            p->n = 0;
+            close(p->log_r);
+            p->log_r = -1;
+        }
         if (got <= 0) break;
         p->n += (size_t)got;
         char *start = p->line, *nl;
@@ -304,11 +310,11 @@ void sup_web_proc_stop(sup_web_proc *p)
             break;
         }
         struct pollfd pfd = {.fd = p->log_r, .events = POLLIN};
-        poll(&pfd, 1, 20);
+        poll(&pfd, 1, 20); /* a negative fd is skipped: a 20 ms nap */
         sup_web_proc_drain(p);
     }
     sup_web_proc_drain(p);
     if (p->n) relay(p, p->line, p->n);
-    close(p->log_r);
+    if (p->log_r >= 0) close(p->log_r);
     free(p);
 }

@@ -162,6 +162,50 @@ static void test_page_crash(void **state)
                                 "starting it again in 200 ms"));
 }
 
+/* Ticks of CPU (user and system) pid has used. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], st[1024] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    const char *p = strrchr(st, ')');
+    long utime = 0, stime = 0;
+    /* After the name: state, then fields 4 to 13, then utime (14) and stime (15). */
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) != 2)
+        return -1;
+    return utime + stime;
+}
+
+/* The keeper is SIGKILLed: the page dies with it, the supervisor says so and goes on,
+ * idle (the log pipe's hang-up is not polled again and again). */
+static void test_keeper_killed(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    assert_int_equal(kill(keeper, SIGKILL), 0);
+    assert_true(gone(page, 2000));
+    char want[96];
+    snprintf(want, sizeof want, "web monitor: its keeper (pid %d) was killed by Killed",
+             (int)keeper);
+    for (int64_t end = sup_now_ms() + 5000; !strstr(sup_slurp(T.dir, "supervisor.err"), want);
+         sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    long before = cpu_ticks(T.sup);
+    sup_nap_ms(1000);
+    long used = cpu_ticks(T.sup) - before;
+    assert_true(before >= 0);
+    /* A second of spinning is 100 ticks; an idle loop a few at most, even under load. */
+    assert_true(used < 30);
+    assert_int_equal(sup_wait_exit(&T.sup, 0), -1); /* still running */
+}
+
 /* SIGTERM: the page and its keeper stop with the supervisor, which exits 0. */
 static void test_sigterm(void **state)
 {
@@ -193,6 +237,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_page_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keeper_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
     };
