@@ -316,14 +316,43 @@ static int zlib_decompress_body(shmrpc_bytes body, uint32_t max_msg, shmrpc_buf 
     return proto_error(err, "zlib body does not decompress: %s", why);
 }
 
+int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared)
+{
+    size_t n;
+    if (flag == SHMRPC__FLAG_SNAPPY &&
+        snappy_uncompressed_length((const char *)body.ptr, body.len, &n) == SNAPPY_OK) {
+        *declared = n;
+        return 0;
+    }
+    if (flag == SHMRPC__FLAG_ZLIB && body.len >= ZLIB_PREFIX) {
+        *declared = load_be(body.ptr, ZLIB_PREFIX);
+        return 0;
+    }
+    return SHMRPC_EPROTO;
+}
+
 int shmrpc__body_decompress(uint16_t flag, shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
                             shmrpc_buf *err)
 {
     shmrpc_buf_clear(out);
-    if (flag == SHMRPC__FLAG_SNAPPY) return snappy_decompress_body(body, max_msg, out, err);
-    if (flag == SHMRPC__FLAG_ZLIB) return zlib_decompress_body(body, max_msg, out, err);
-    shmrpc__msg_set(err, "unknown compression 0x%04x", flag);
-    return SHMRPC_EINVAL;
+    size_t had = out->cap;
+    int rc;
+    if (flag == SHMRPC__FLAG_SNAPPY) {
+        rc = snappy_decompress_body(body, max_msg, out, err);
+    } else if (flag == SHMRPC__FLAG_ZLIB) {
+        rc = zlib_decompress_body(body, max_msg, out, err);
+    } else {
+        shmrpc__msg_set(err, "unknown compression 0x%04x", flag);
+        rc = SHMRPC_EINVAL;
+    }
+    if (rc && out->cap > had) {
+        /* A refused body (a bomb that declared the maximum) leaves nothing behind: what
+         * was grown for it is given back, not kept by a buffer reused call after call. */
+        size_t max = out->max;
+        shmrpc_buf_destroy(out);
+        out->max = max;
+    }
+    return rc;
 }
 
 /* --- msgpack helpers ------------------------------------------------------------------ */

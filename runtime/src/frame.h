@@ -74,6 +74,13 @@ int shmrpc__body_compress(uint16_t flag, shmrpc_bytes msg, shmrpc_buf *out, uint
  * against the declared length after decompressing (SHMRPC_EPROTO). */
 int shmrpc__body_decompress(uint16_t flag, shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
                             shmrpc_buf *err);
+/* On failure, memory grown in out for the body is freed (out is left empty), so a refused
+ * body does not stay resident in a buffer that lives as long as its connection. */
+
+/* The uncompressed length a body with compression bit flag declares, unchecked (for a
+ * caller that must reserve memory before decompressing); SHMRPC_EPROTO when it has none
+ * (shmrpc__body_decompress then says why). */
+int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
 /* --- the handshake -------------------------------------------------------------------- */
 

@@ -11,12 +11,14 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -38,6 +40,12 @@
 #define MAX_CONNS_LIMIT (1 << 20) /* the most max_conns may be */
 #define ADDR_MAX 300
 #define READ_AHEAD ((size_t)16384) /* bytes read past the frame in hand, to save syscalls */
+/* A connection's buffers up to this size are its own (kept between frames, bounded by the
+ * connection caps); a larger one is charged to the server's budget and freed once its
+ * frame is done. Above the 64 KiB calls of the benchmark, whose buffers are 128 KiB. */
+#define KEEP_BYTES ((size_t)256 << 10)
+#define DEFAULT_BUDGET ((size_t)256 << 20)
+#define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
 
 static uint32_t cap32(size_t n)
 {
@@ -74,6 +82,9 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
         return SHMRPC_EINVAL;
     if (o->max_conns < 0 || o->max_conns > MAX_CONNS_LIMIT) return SHMRPC_EINVAL;
     cfg->max_conns = o->max_conns ? o->max_conns : 1024;
+    if (o->max_conns_per_addr < 0 || o->max_conns_per_addr > MAX_CONNS_LIMIT) return SHMRPC_EINVAL;
+    cfg->max_per_addr = o->max_conns_per_addr ? o->max_conns_per_addr : 256;
+    cfg->budget = o->buffer_budget ? o->buffer_budget : DEFAULT_BUDGET;
     if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
     if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
         return SHMRPC_EINVAL;
@@ -198,6 +209,12 @@ typedef struct tcp_load {
     _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
     _Atomic uint32_t busy[MAX_WORKERS];  /* 1 while it runs a call */
     uint32_t handed[MAX_WORKERS];        /* sockets the manager sent it, ever */
+    /* The server's memory budget and its per-address counts, one row per worker (row 0
+     * when serving in place): each worker writes only its own row, and everyone sums the
+     * rows. A worker's replacement zeroes its row, so what a dead worker held (it died
+     * with its connections) is not counted for ever. */
+    _Atomic uint64_t charged[MAX_WORKERS];               /* bytes of the budget it holds */
+    _Atomic uint32_t by_addr[MAX_WORKERS][ADDR_BUCKETS]; /* its connections per bucket */
 } tcp_load;
 
 typedef struct tcp_listener {
@@ -214,7 +231,8 @@ typedef struct tcp_listener {
      * hand[i][1] the worker's. Both stay open in the manager, so sockets sent to a
      * worker that dies are received by its replacement. */
     int hand[MAX_WORKERS][2];
-    tcp_load *load;      /* MAP_SHARED, or NULL when serving in place */
+    tcp_load *load;      /* MAP_SHARED (private when serving in place), while serving */
+    uint64_t addr_seed;  /* keys the per-address buckets, so a peer cannot aim at one */
     shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
     shmrpc__crew crew;
     int spare; /* the manager's reserved fd (see accept_one) */
@@ -240,6 +258,11 @@ typedef struct peer {
     int64_t last_ns;                    /* last complete frame */
     uint32_t events;                    /* the epoll interest set */
     bool hot;                           /* SO_RCVTIMEO is set for hot_wait */
+    bool refused;                       /* the frame in hdr is skipped, then refused */
+    uint32_t skip;                      /* bytes of a refused frame's body still to come */
+    size_t charged;                     /* bytes of in and out charged to the budget */
+    uint32_t bucket;                    /* its peer address's bucket in tcp_load.by_addr */
+    char from[64];                      /* the peer's address, for log lines */
     uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
 } peer;
 
@@ -255,6 +278,9 @@ typedef struct worker {
     peer **peers; /* cfg->max_conns of them */
     int n_peers;
     char tag_source, tag_stop; /* epoll data for the source and the stop pipe */
+    size_t req_charged;        /* bytes of the budget held for req (a decompressed body) */
+    int64_t log_ns;            /* when the last limit line was logged */
+    unsigned log_dropped;      /* lines not logged since (at most one a second) */
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -277,11 +303,104 @@ static void count_open(worker *w, int delta)
                                   memory_order_relaxed);
 }
 
+static int row_of(const worker *w)
+{
+    return w->index < 0 ? 0 : w->index;
+}
+
+/* --- the memory budget (docs/wire.md, "Limits") ----------------------------------------
+ * Bytes of frames held by all connections of the server, over all its workers: a large
+ * frame is admitted only while the budget has room for it. */
+
+static uint64_t budget_used(const tcp_listener *l)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        sum += atomic_load_explicit(&l->load->charged[i], memory_order_relaxed);
+    return sum;
+}
+
+static void budget_charge(worker *w, size_t old, size_t now)
+{
+    if (old != now)
+        atomic_fetch_add(&w->l->load->charged[row_of(w)], (uint64_t)now - (uint64_t)old);
+}
+
+/* Takes n bytes of the budget, or nothing (false) when that would pass it. The charge
+ * comes first and the check after, so two workers never both pass on the same room. */
+static bool budget_take(worker *w, size_t n)
+{
+    budget_charge(w, 0, n);
+    if (budget_used(w->l) <= w->l->cfg->budget) return true;
+    budget_charge(w, n, 0);
+    return false;
+}
+
+/* What a buffer costs the budget: nothing up to KEEP_BYTES, all of it above. */
+static size_t buf_cost(const shmrpc_buf *b)
+{
+    return b->cap > KEEP_BYTES ? b->cap : 0;
+}
+
+/* Brings the budget up to date with p's buffers after they grew or shrank. */
+static void peer_recharge(worker *w, peer *p)
+{
+    size_t now = buf_cost(&p->in) + buf_cost(&p->out);
+    budget_charge(w, p->charged, now);
+    p->charged = now;
+}
+
+/* Frees b when it is above KEEP_BYTES and empty: a connection between frames holds little. */
+static void buf_trim(shmrpc_buf *b)
+{
+    if (b->len == 0 && b->cap > KEEP_BYTES) {
+        shmrpc_buf_destroy(b);
+        shmrpc_buf_init(b);
+    }
+}
+
+/* Grows b to exactly cap bytes (a large frame's size, not the next power of two). */
+static int buf_resize(shmrpc_buf *b, size_t cap)
+{
+    if (cap <= b->cap) return 0;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d) return SHMRPC_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+/* A line on stderr (the service's log) for a limit that refused or cut a peer: at most one
+ * a second per worker, so a peer cannot fill the disk; the lines left out are counted. */
+static void log_limit(worker *w, const char *fmt, ...) SHMRPC__FMT(2, 3);
+static void log_limit(worker *w, const char *fmt, ...)
+{
+    int64_t now = shmrpc__now_ns();
+    if (w->log_ns && now - w->log_ns < NS_PER_S) {
+        w->log_dropped++;
+        return;
+    }
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (w->log_dropped)
+        fprintf(stderr, "shmrpc: tcp://%s: %s (and %u more such lines not logged)\n", w->l->where,
+                line, w->log_dropped);
+    else
+        fprintf(stderr, "shmrpc: tcp://%s: %s\n", w->l->where, line);
+    w->log_ns = now;
+    w->log_dropped = 0;
+}
+
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
 static void peer_free(worker *w, peer *p)
 {
     count_open(w, -1);
+    atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
+    budget_charge(w, p->charged, 0);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
     close(p->fd);
     shmrpc_buf_destroy(&p->in);
@@ -302,7 +421,7 @@ static size_t out_left(const peer *p)
 }
 
 /* Sends what it can; false when the connection is gone. */
-static bool peer_flush(peer *p)
+static bool peer_flush(worker *w, peer *p)
 {
     while (out_left(p)) {
         ssize_t n = send(p->fd, p->out.data + p->out_off, out_left(p), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -315,9 +434,9 @@ static bool peer_flush(peer *p)
     }
     shmrpc_buf_clear(&p->out);
     p->out_off = 0;
-    if (p->out.cap > ((size_t)1 << 20)) { /* an idle connection holds little */
-        shmrpc_buf_destroy(&p->out);
-        shmrpc_buf_init(&p->out);
+    if (p->out.cap > KEEP_BYTES) {
+        buf_trim(&p->out);
+        peer_recharge(w, p);
     }
     return true;
 }
@@ -389,22 +508,53 @@ static void serve_auth(peer *p, shmrpc_bytes body)
     p->state = P_READY;
 }
 
+/* Fails one call with SHMRPC_EBUSY, before it runs, because the budget is spent: the
+ * connection goes on, and the client may try again once others have read their answers. */
+static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t bytes)
+{
+    uint64_t used = budget_used(w->l);
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the server's memory for buffered calls is spent (%" PRIu64 " of %zu bytes in "
+             "use): a call of %zu bytes was not run; try again later",
+             used, w->l->cfg->budget, bytes);
+    put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
+    log_limit(w, "refused a call from %s: %s", p->from, msg);
+}
+
 static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
+    const tcp_listener *l = w->l;
+    /* No call runs while answers of earlier ones fill the budget (their clients do not
+     * read them): its answer, of a size known only once it ran, would add to them. */
+    if (budget_used(l) > l->cfg->budget) {
+        refuse_call(w, p, h, body.len);
+        return;
+    }
     shmrpc_bytes req = body;
     uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    int rc = 0;
     if (comp) {
+        uint64_t declared;
+        if (shmrpc__body_declared(comp, body, &declared) == 0 && declared > KEEP_BYTES &&
+            declared <= l->max_msg) {
+            if (!budget_take(w, (size_t)declared)) {
+                refuse_call(w, p, h, (size_t)declared);
+                return;
+            }
+            w->req_charged = (size_t)declared;
+        }
         shmrpc__msg_clear(&w->err);
-        int rc = shmrpc__body_decompress(comp, body, w->l->max_msg, &w->req, &w->err);
+        rc = shmrpc__body_decompress(comp, body, l->max_msg, &w->req, &w->err);
         if (rc) {
             peer_refuse(p, rc, shmrpc__msg_get(&w->err));
-            return;
+            goto done;
         }
         req = shmrpc_bytes_of(w->req.data, w->req.len);
     }
-    _Atomic uint32_t *busy = w->index >= 0 ? &w->l->load->busy[w->index] : NULL;
+    _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
     if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
-    int rc = shmrpc__dispatch(w->l->server, &w->ctx, h->method, req, &w->resp);
+    rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
     if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
     if (rc == 0 && w->resp.len > p->peer_max) {
         char msg[128];
@@ -412,13 +562,22 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
                  w->resp.len, p->peer_max);
         put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ETOOBIG, msg);
     } else if (rc == 0) {
+        /* The answer of a call that ran is kept whatever the budget says (the next call
+         * waits instead); sized exactly, with room for a compressor's worst case, so a
+         * 64 MiB answer does not cost 128. */
+        size_t n = w->resp.len, want = p->out.len + SHMRPC__FRAME_HDR_SIZE + n + n / 6 + 64;
+        if (want > KEEP_BYTES && buf_resize(&p->out, want)) {
+            /* out of memory: the append below fails and says so */
+        }
         rc = put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, h->method, h->request_id,
                            shmrpc_bytes_of(w->resp.data, w->resp.len), p->comp, p->threshold);
         if (rc) put_error_frame(&p->out, h->method, h->request_id, rc, shmrpc_strerror(rc));
     } else {
         put_error_frame(&p->out, h->method, h->request_id, rc, shmrpc__ctx_msg(&w->ctx));
     }
-    if (w->req.cap > ((size_t)1 << 20)) { /* do not keep a large call's memory */
+done:
+    /* Every way out gives a large call's memory back, a refused body's included. */
+    if (w->req.cap > ((size_t)1 << 20)) {
         shmrpc_buf_destroy(&w->req);
         shmrpc_buf_init(&w->req);
     }
@@ -426,6 +585,9 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         shmrpc_buf_destroy(&w->resp);
         shmrpc_buf_init(&w->resp);
     }
+    budget_charge(w, w->req_charged, 0);
+    w->req_charged = 0;
+    peer_recharge(w, p);
 }
 
 /* A whole frame has arrived in p->in. */
@@ -485,12 +647,83 @@ static int peer_eof(worker *w, peer *p)
     return 0;
 }
 
+/* Makes room in p->in for the frame whose header came, and READ_AHEAD past it. A frame
+ * above a connection's own KEEP_BYTES takes its room from the server's budget: 1 when
+ * the budget has none (nothing was grown), -1 out of memory, else 0. */
+static int room_for_frame(worker *w, peer *p)
+{
+    size_t total = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len + READ_AHEAD;
+    if (total <= p->in.cap) return 0;
+    if (total <= KEEP_BYTES) return shmrpc__buf_grow(&p->in, total - p->in.len) ? -1 : 0;
+    size_t more = total - buf_cost(&p->in);
+    if (!budget_take(w, more)) return 1;
+    int rc = buf_resize(&p->in, total);
+    budget_charge(w, more, 0);
+    peer_recharge(w, p);
+    return rc ? -1 : 0;
+}
+
+/* A frame the budget has no room for: a REQUEST's body is read and dropped, then the call
+ * fails with SHMRPC_EBUSY (answer_refused) and the connection goes on; any other kind
+ * closes the connection. 0 when the frame is to be skipped, 1 when it was refused. */
+static int refuse_frame(worker *w, peer *p)
+{
+    const char *kind = shmrpc__frame_kind_name(p->hdr.kind);
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "a %s frame of %" PRIu32 " bytes does not fit the server's memory for buffered "
+             "frames (%" PRIu64 " of %zu bytes in use)",
+             kind, p->hdr.body_len, budget_used(w->l), w->l->cfg->budget);
+    log_limit(w, "refused a frame from %s: %s", p->from, msg);
+    if (p->hdr.kind != SHMRPC__KIND_REQUEST) {
+        peer_refuse(p, SHMRPC_EBUSY, msg);
+        return 1;
+    }
+    size_t frame = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len;
+    if (p->in.len >= frame) { /* all here already (not for a frame this large) */
+        memmove(p->in.data, p->in.data + frame, p->in.len - frame);
+        p->in.len -= frame;
+        p->skip = 0;
+    } else {
+        p->skip = (uint32_t)(frame - p->in.len);
+        p->in.len = 0;
+    }
+    p->refused = true;
+    return 0;
+}
+
+/* Answers a refused REQUEST once its body has been skipped. */
+static void answer_refused(worker *w, peer *p)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "a request of %" PRIu32 " bytes does not fit the server's memory for buffered "
+             "frames (%zu bytes): it was not run; try again later",
+             p->hdr.body_len, w->l->cfg->budget);
+    put_error_frame(&p->out, p->hdr.method, p->hdr.request_id, SHMRPC_EBUSY, msg);
+    p->refused = false;
+    p->have_hdr = false;
+    p->last_ns = shmrpc__now_ns();
+    if (p->in.len) p->frame_ns = p->last_ns;
+}
+
 /* Makes p->in start with a whole frame, reading at most READ_AHEAD bytes past it (so a
- * connection holds at most one frame and that much). 1 when it does, 0 when more must
- * come (or the frame was refused), -1 when the connection is to be dropped at once. */
+ * connection holds at most one frame and that much). 1 when it does (or a refused
+ * frame's body has been skipped), 0 when more must come (or the frame was refused), -1
+ * when the connection is to be dropped at once. */
 static int read_frame(worker *w, peer *p)
 {
     for (;;) {
+        if (p->refused) { /* skipping a refused body, into the room in hand */
+            if (p->skip == 0) return 1;
+            size_t room = p->in.cap - p->in.len < p->skip ? p->in.cap - p->in.len : p->skip;
+            ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+            if (n == 0) return -1; /* gone in the middle of the frame: nothing to answer */
+            p->skip -= (uint32_t)n;
+            continue;
+        }
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
             uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
@@ -501,6 +734,10 @@ static int read_frame(worker *w, peer *p)
                 return 0;
             }
             p->have_hdr = true;
+            rc = room_for_frame(w, p);
+            if (rc < 0) return -1;
+            if (rc > 0 && refuse_frame(w, p)) return 0;
+            if (rc > 0) continue;
         }
         size_t need = SHMRPC__FRAME_HDR_SIZE + (p->have_hdr ? p->hdr.body_len : 0);
         if (p->have_hdr && p->in.len >= need) return 1;
@@ -516,7 +753,7 @@ static int read_frame(worker *w, peer *p)
 }
 
 /* Drops the frame just served from the front of p->in, keeping what was read past it. */
-static void consume_frame(peer *p)
+static void consume_frame(worker *w, peer *p)
 {
     size_t used = SHMRPC__FRAME_HDR_SIZE + p->hdr.body_len;
     size_t left = p->in.len - used;
@@ -525,9 +762,9 @@ static void consume_frame(peer *p)
     p->have_hdr = false;
     p->last_ns = shmrpc__now_ns();
     if (left) p->frame_ns = p->last_ns;
-    if (!left && p->in.cap > ((size_t)1 << 20)) { /* an idle connection holds little */
-        shmrpc_buf_destroy(&p->in);
-        shmrpc_buf_init(&p->in);
+    if (!left && p->in.cap > KEEP_BYTES) { /* an idle connection holds little */
+        buf_trim(&p->in);
+        peer_recharge(w, p);
     }
 }
 
@@ -549,9 +786,13 @@ static void peer_read(worker *w, peer *p)
             return;
         }
         if (rc == 0) return;
-        serve_frame(w, p);
-        consume_frame(p);
-        if (out_left(p) && !peer_flush(p)) {
+        if (p->refused) {
+            answer_refused(w, p);
+        } else {
+            serve_frame(w, p);
+            consume_frame(w, p);
+        }
+        if (out_left(p) && !peer_flush(w, p)) {
             peer_drop(p);
             return;
         }
@@ -564,7 +805,7 @@ static void peer_read(worker *w, peer *p)
  * reading otherwise. */
 static void peer_settle(worker *w, peer *p)
 {
-    if (out_left(p) && !peer_flush(p)) {
+    if (out_left(p) && !peer_flush(w, p)) {
         peer_free(w, p);
         return;
     }
@@ -583,7 +824,7 @@ static void peer_settle(worker *w, peer *p)
 static void peer_event(worker *w, peer *p, uint32_t events)
 {
     if (events & EPOLLOUT) {
-        if (!peer_flush(p)) {
+        if (!peer_flush(w, p)) {
             peer_free(w, p);
             return;
         }
@@ -614,18 +855,104 @@ static void refuse_busy(int fd, int max_conns)
     refuse_fd(fd, SHMRPC_EBUSY, msg);
 }
 
+/* The bucket of fd's peer address in tcp_load.by_addr, its text into from. An IPv4 peer
+ * is its address; an IPv6 peer its /64, which one holder has 2^64 addresses of. The
+ * buckets are keyed with a secret seed: a peer cannot choose addresses that share one. */
+static uint32_t addr_bucket(const tcp_listener *l, int fd, char *from, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    uint64_t key = 0;
+    snprintf(from, n, "an unknown peer");
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        key = (uint64_t)0xffffffff << 32 | ntohl(a->sin_addr.s_addr);
+        inet_ntop(AF_INET, &a->sin_addr, from, (socklen_t)n);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        const uint8_t *b = a->sin6_addr.s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            key = (uint64_t)0xffffffff << 32 | (uint64_t)b[12] << 24 | (uint64_t)b[13] << 16 |
+                  (uint64_t)b[14] << 8 | b[15];
+        else
+            for (int i = 0; i < 8; i++)
+                key = key << 8 | b[i];
+        inet_ntop(AF_INET6, &a->sin6_addr, from, (socklen_t)n);
+    }
+    uint64_t z = key ^ l->addr_seed; /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return (uint32_t)((z ^ (z >> 31)) % ADDR_BUCKETS);
+}
+
+/* Counts a new connection from bucket, unless its address has max_per_addr already. */
+static bool addr_admit(worker *w, uint32_t bucket)
+{
+    tcp_load *t = w->l->load;
+    atomic_fetch_add(&t->by_addr[row_of(w)][bucket], 1);
+    uint64_t sum = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        sum += atomic_load_explicit(&t->by_addr[i][bucket], memory_order_relaxed);
+    if (sum <= (uint64_t)w->l->cfg->max_per_addr) return true;
+    atomic_fetch_sub(&t->by_addr[row_of(w)][bucket], 1);
+    return false;
+}
+
+/* The connection to close when the worker is at its cap: the one idle longest (between
+ * frames, nothing to send) after its handshake; NULL when every one is busy or new. */
+static peer *longest_idle(const worker *w)
+{
+    peer *best = NULL;
+    for (int i = 0; i < w->n_peers; i++) {
+        peer *p = w->peers[i];
+        if (p->state != P_READY || p->closing || p->in.len || p->have_hdr || out_left(p)) continue;
+        if (!best || p->last_ns < best->last_ns) best = p;
+    }
+    return best;
+}
+
 static void add_peer(worker *w, int fd)
 {
-    if (w->n_peers >= w->l->cfg->max_conns) {
-        refuse_busy(fd, w->l->cfg->max_conns);
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    char from[64];
+    uint32_t bucket = addr_bucket(w->l, fd, from, sizeof from);
+    if (!addr_admit(w, bucket)) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "too many connections from %s (the server admits at most %d from one address)",
+                 from, cfg->max_per_addr);
+        log_limit(w, "refused a connection: %s", msg);
+        refuse_fd(fd, SHMRPC_EBUSY, msg);
         return;
+    }
+    if (w->n_peers >= cfg->max_conns) {
+        /* At the cap, idle connections make room first: one that idles for minutes must
+         * not lock a new client out. Its client connects again before its next call. */
+        peer *idle = longest_idle(w);
+        if (!idle) {
+            atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+            log_limit(w, "refused a connection from %s: all %d are busy", from, cfg->max_conns);
+            refuse_busy(fd, cfg->max_conns);
+            return;
+        }
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "idle connection closed to make room (a worker serves at most %d)",
+                 cfg->max_conns);
+        put_error_frame(&idle->out, 0, 0, SHMRPC_ETIMEDOUT, msg);
+        peer_flush(w, idle);
+        log_limit(w, "closed the idle connection of %s for one from %s: %s", idle->from, from, msg);
+        peer_free(w, idle);
     }
     peer *p = calloc(1, sizeof *p);
     if (!p) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
         close(fd);
         return;
     }
     p->fd = fd;
+    p->bucket = bucket;
+    memcpy(p->from, from, sizeof p->from);
     shmrpc_buf_init(&p->in);
     shmrpc_buf_init(&p->out);
     p->accepted_ns = p->last_ns = shmrpc__now_ns();
@@ -633,6 +960,7 @@ static void add_peer(worker *w, int fd)
     set_nodelay(fd);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
         close(fd);
         free(p);
         return;
@@ -706,7 +1034,7 @@ static int64_t peer_deadline(const worker *w, const peer *p)
 {
     const shmrpc__tcp_cfg *cfg = w->l->cfg;
     if (p->state != P_READY) return p->accepted_ns + cfg->handshake_ns;
-    if (p->in.len || out_left(p)) {
+    if (p->in.len || out_left(p) || p->refused) {
         uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
         size_t out = out_left(p);
         if (out > body) body = out;
@@ -725,7 +1053,7 @@ static void sweep(worker *w, int64_t now)
                             p->state != P_READY ? "handshake timeout"
                             : p->in.len         ? "the frame made no progress in time"
                                                 : "idle timeout");
-            peer_flush(p);
+            peer_flush(w, p);
         }
         peer_free(w, p);
     }
@@ -745,7 +1073,7 @@ static void send_what_ran(worker *w)
         for (int i = w->n_peers; i-- > 0;) {
             peer *p = w->peers[i];
             int64_t due = peer_deadline(w, p);
-            if (!peer_flush(p) || out_left(p) == 0 || now >= due) {
+            if (!peer_flush(w, p) || out_left(p) == 0 || now >= due) {
                 peer_free(w, p);
                 continue;
             }
@@ -810,7 +1138,7 @@ static peer *hot_peer(const worker *w)
 {
     if (w->n_peers != 1) return NULL;
     peer *p = w->peers[0];
-    if (p->state != P_READY || p->closing || p->in.len || out_left(p)) return NULL;
+    if (p->state != P_READY || p->closing || p->in.len || out_left(p) || p->have_hdr) return NULL;
     return p;
 }
 
@@ -901,6 +1229,9 @@ static int crew_run(void *arg, int index)
     sigaction(SIGTERM, &stop, NULL);
     atomic_store(&l->load->open[index], 0);
     atomic_store(&l->load->busy[index], 0);
+    atomic_store(&l->load->charged[index], 0);
+    for (int b = 0; b < ADDR_BUCKETS; b++)
+        atomic_store_explicit(&l->load->by_addr[index][b], 0, memory_order_relaxed);
     for (int i = 0; i < MAX_WORKERS; i++) {
         if (l->hand[i][0] >= 0) close(l->hand[i][0]);
         if (i != index && l->hand[i][1] >= 0) close(l->hand[i][1]);
@@ -912,8 +1243,9 @@ static int crew_run(void *arg, int index)
 
 /* The worker to give a new connection: the running one with the fewest connections
  * (those it holds and those on their way to it), a busy one counting one more; one that
- * is being replaced only when none runs; never one above the count wanted (it is
- * leaving). -1 when all have max_conns. */
+ * is being replaced only when none runs; one at max_conns only when all are (it closes
+ * its longest idle connection to make room, or refuses); never one above the count
+ * wanted (it is leaving). */
 static int least_loaded(tcp_listener *l)
 {
     int best = -1;
@@ -923,10 +1255,10 @@ static int least_loaded(tcp_listener *l)
         const tcp_load *t = l->load;
         uint32_t conns = atomic_load_explicit(&t->open[i], memory_order_relaxed) + t->handed[i] -
                          atomic_load_explicit(&t->taken[i], memory_order_relaxed);
-        if (conns >= (uint32_t)l->cfg->max_conns) continue;
         uint64_t load =
             (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
         if (l->crew.pid[i] <= 0 || l->crew.leaving[i]) load += (uint64_t)1 << 40;
+        if (conns >= (uint32_t)l->cfg->max_conns) load += (uint64_t)1 << 41;
         if (load < best_load) best = i, best_load = load;
     }
     return best;
@@ -994,12 +1326,6 @@ static int crew_prepare(void *arg, int i)
 
 static int manage(tcp_listener *l, int n)
 {
-    l->load =
-        mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (l->load == MAP_FAILED) {
-        l->load = NULL;
-        return SHMRPC_ESYS(errno);
-    }
     l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     _Atomic int *want = shmrpc__server_want(l->server);
     atomic_store(want, n);
@@ -1020,8 +1346,6 @@ static int manage(tcp_listener *l, int n)
     }
     if (l->spare >= 0) close(l->spare);
     l->spare = -1;
-    munmap(l->load, sizeof *l->load);
-    l->load = NULL;
     return rc;
 }
 
@@ -1029,7 +1353,18 @@ static int tcp_serve(shmrpc__listener *base, int workers)
 {
     tcp_listener *l = (tcp_listener *)base;
     if (workers < 0 || workers > MAX_WORKERS) return SHMRPC_EINVAL;
-    return workers == 0 ? worker_run(l, -1) : manage(l, workers);
+    /* Shared with the workers forked from here; the pages of rows never used are never
+     * touched. */
+    l->load =
+        mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (l->load == MAP_FAILED) {
+        l->load = NULL;
+        return SHMRPC_ESYS(errno);
+    }
+    int rc = workers == 0 ? worker_run(l, -1) : manage(l, workers);
+    munmap(l->load, sizeof *l->load);
+    l->load = NULL;
+    return rc;
 }
 
 static void tcp_poke(shmrpc__listener *base)
@@ -1146,6 +1481,8 @@ static int tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     l->cfg = cfg;
     snprintf(l->where, sizeof l->where, "%s", where);
     l->max_msg = cap32(shmrpc__server_max_msg(s));
+    if (getrandom(&l->addr_seed, sizeof l->addr_seed, GRND_NONBLOCK) != sizeof l->addr_seed)
+        l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
     l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
     memset(l->hand, -1, sizeof l->hand);
     rc = lock_port(l, &ss, err);

@@ -520,11 +520,14 @@ static void slow_peer_is_cut(void **state)
 }
 
 /* Connections beyond a worker's cap (1024) get an ERROR frame with SHMRPC_EBUSY and are
- * closed at once, not queued; those within it are served. */
+ * closed at once, not queued, when none of those it holds is idle after its handshake
+ * (those in their handshake are not); those within it are served. All come from one
+ * address, so its own cap is lifted. */
 static void connections_beyond_the_cap(void **state)
 {
     (void)state;
     enum { CAP = 1024, EXTRA = 4 };
+    server_tcp.max_conns_per_addr = 2 * CAP;
     pid_t server = start_server(1);
     shmrpc_client *good = connect_client(); /* one of the cap */
     static int fds[CAP - 1 + EXTRA];
@@ -820,6 +823,8 @@ static void bad_settings(void **state)
         {.compression = 0x10},
         {.idle_timeout_ms = -1},
         {.max_conns = -3},
+        {.max_conns_per_addr = -1},
+        {.max_conns_per_addr = (1 << 20) + 1},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         shmrpc_client_opts_init(&co);
@@ -842,11 +847,11 @@ static void limits_are_settings(void **state)
     server_tcp.idle_timeout_ms = 600;
     server_tcp.compression = SHMRPC_COMPRESS_ZLIB;
     pid_t server = start_server(1);
-    shmrpc_client *c = connect_client();
-    check_add(c);
 
-    /* the second connection is the last one */
+    /* two connections in their handshake fill the worker (neither is idle, so neither
+     * makes room): a third is refused */
     int fd = raw_connect();
+    int fd2 = raw_connect();
     int64_t t0 = test_now_ms();
     int rc;
     shmrpc_client *third = connect_info(&calls_service_info, &rc);
@@ -860,6 +865,10 @@ static void limits_are_settings(void **state)
     int64_t took = test_now_ms() - t0;
     if (took < 250 || took > 1500) fail_msg("handshake cut after %lld ms", (long long)took);
     close(fd);
+    expect_refusal(fd2, SHMRPC_ETIMEDOUT, "handshake timeout");
+    close(fd2);
+    shmrpc_client *c = connect_client();
+    check_add(c);
 
     /* half a frame after the handshake: cut at the progress timeout; zlib was chosen */
     fd = raw_connect();

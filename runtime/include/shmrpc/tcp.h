@@ -31,7 +31,15 @@ typedef struct shmrpc_tcp_opts {
     int64_t idle_timeout_ms;      /* server: a connection without a frame; 0: 300 s */
     int64_t progress_timeout_ms;  /* server: a begun frame must end within this plus
                                    * 1 s per MiB of body; 0: 10 s */
-    int max_conns;                /* server: connections per worker process; 0: 1024 */
+    int max_conns;                /* server: connections per worker process; 0: 1024. At
+                                   * the cap, the connection idle longest makes room */
+    int max_conns_per_addr;       /* server: connections from one peer address (an IPv6
+                                   * peer: its /64) over all workers; 0: 256 */
+    size_t buffer_budget;         /* server: bytes of frames that all its connections
+                                   * together may hold (being read, or waiting to be
+                                   * sent), one budget shared by all its workers;
+                                   * beyond it a large REQUEST is refused with
+                                   * SHMRPC_EBUSY (docs/wire.md, "Limits"); 0: 256 MiB */
     /* The shared secret (SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes, copied), or NULL.
      * A server with a secret admits only clients that prove they hold it, and one that
      * binds a non-loopback address must have one. A client with a secret connects only to
