@@ -1050,9 +1050,9 @@ static void sweep(worker *w, int64_t now)
         if (now < peer_deadline(w, p)) continue;
         if (!p->closing && out_left(p) == 0) { /* say why, best effort */
             put_error_frame(&p->out, 0, 0, SHMRPC_ETIMEDOUT,
-                            p->state != P_READY ? "handshake timeout"
-                            : p->in.len         ? "the frame made no progress in time"
-                                                : "idle timeout");
+                            p->state != P_READY       ? "handshake timeout"
+                            : p->in.len || p->refused ? "the frame made no progress in time"
+                                                      : "idle timeout");
             peer_flush(w, p);
         }
         peer_free(w, p);
