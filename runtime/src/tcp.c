@@ -860,11 +860,12 @@ static void refuse_busy(int fd, int max_conns)
  * buckets are keyed with a secret seed: a peer cannot choose addresses that share one. */
 static uint32_t addr_bucket(const tcp_listener *l, int fd, char *from, size_t n)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t len = sizeof ss;
     uint64_t key = 0;
     snprintf(from, n, "an unknown peer");
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) ss.ss_family = AF_UNSPEC;
+    if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
         key = (uint64_t)0xffffffff << 32 | ntohl(a->sin_addr.s_addr);
         inet_ntop(AF_INET, &a->sin_addr, from, (socklen_t)n);
@@ -1229,9 +1230,6 @@ static int crew_run(void *arg, int index)
     sigaction(SIGTERM, &stop, NULL);
     atomic_store(&l->load->open[index], 0);
     atomic_store(&l->load->busy[index], 0);
-    atomic_store(&l->load->charged[index], 0);
-    for (int b = 0; b < ADDR_BUCKETS; b++)
-        atomic_store_explicit(&l->load->by_addr[index][b], 0, memory_order_relaxed);
     for (int i = 0; i < MAX_WORKERS; i++) {
         if (l->hand[i][0] >= 0) close(l->hand[i][0]);
         if (i != index && l->hand[i][1] >= 0) close(l->hand[i][1]);
@@ -1239,6 +1237,17 @@ static int crew_run(void *arg, int index)
     close(l->fd);
     close(l->lock);
     return worker_run(l, index);
+}
+
+/* A worker died or left: what it held went with it, so its row of the budget and of the
+ * per-address counts is zeroed (also when no worker takes its place, as when the count
+ * wanted went down and it was killed after its grace). */
+static void crew_reaped(void *arg, int index)
+{
+    tcp_listener *l = arg;
+    atomic_store(&l->load->charged[index], 0);
+    for (int b = 0; b < ADDR_BUCKETS; b++)
+        atomic_store_explicit(&l->load->by_addr[index][b], 0, memory_order_relaxed);
 }
 
 /* The worker to give a new connection: the running one with the fewest connections
@@ -1336,7 +1345,8 @@ static int manage(tcp_listener *l, int n)
                              .watch = hand_out,
                              .arg = l,
                              .run = crew_run,
-                             .prepare = crew_prepare};
+                             .prepare = crew_prepare,
+                             .reaped = crew_reaped};
     int rc = shmrpc__crew_manage(&l->crew);
     for (int i = 0; i < MAX_WORKERS; i++) {
         for (int j = 0; j < 2; j++) {

@@ -374,6 +374,45 @@ static void refused_call_keeps_its_connection(void **state)
     stop_server();
 }
 
+/* What a worker killed with SIGKILL held goes back to the budget: its answers died with
+ * it, so a large call fits again on its replacement. */
+static void killed_worker_gives_its_budget_back(void **state)
+{
+    (void)state;
+    const size_t msg = 8 * MIB;
+    server_tcp.buffer_budget = 12 * MIB; /* one 8 MiB answer fits, not two */
+    start_server(1);
+    uint8_t *body = calloc(1, msg);
+    assert_non_null(body);
+    int fd = raw_connect_from("127.0.0.1");
+    raw_handshake(fd, 0);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, (uint32_t)msg};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(fd, hdr, sizeof hdr);
+    raw_send(fd, body, msg);
+    assert_int_equal(raw_hdr(fd, 5000).kind, SHMRPC__KIND_RESPONSE); /* held, unread */
+
+    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(body, msg), &out), SHMRPC_EBUSY);
+
+    int pid[2];
+    assert_int_equal(workers_of(server, pid, 2), 1);
+    kill(pid[0], SIGKILL);
+    int64_t until = test_now_ms() + 5000;
+    int rc;
+    while ((rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out)) != 0 && test_now_ms() < until)
+        usleep(20000);
+    if (rc) fail_msg("echo after the kill: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(out.len, msg);
+    close(fd);
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
 /* A zlib bomb (32 MiB declared, more inside) is refused, and the worker's resident memory
  * comes back at once: the buffer it grew for the bomb is freed on the error path too, not
  * only when a later call happens to pass the trim. */
@@ -479,6 +518,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(budget_bounds_buffered_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_call_keeps_its_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(killed_worker_gives_its_budget_back, setup, teardown),
         cmocka_unit_test_setup_teardown(zlib_bomb_memory_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(per_address_and_idle_reclaim, setup, teardown),
     };
