@@ -374,6 +374,53 @@ static void refused_call_keeps_its_connection(void **state)
     stop_server();
 }
 
+/* Sends a raw echo of n bytes on fd and reads the header of its answer, left unread. */
+static void pin_answer(int fd, const uint8_t *body, size_t n)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, (uint32_t)n};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(fd, hdr, sizeof hdr);
+    raw_send(fd, body, n);
+    assert_int_equal(raw_hdr(fd, 5000).kind, SHMRPC__KIND_RESPONSE);
+}
+
+/* Unread answers that fill the budget stop every call, small ones too, before it runs
+ * (its answer would add to them), until their peers read them or leave. */
+static void spent_budget_stops_calls(void **state)
+{
+    (void)state;
+    server_tcp.buffer_budget = 16 * MIB;
+    start_server(1);
+    uint8_t *body = malloc(8 * MIB);
+    assert_non_null(body);
+    for (size_t i = 0; i < 8 * MIB; i++)
+        body[i] = (uint8_t)(i * 2654435761u >> 11);
+    int a = raw_connect_from("127.0.0.1"), b = raw_connect_from("127.0.0.1");
+    raw_handshake(a, 0);
+    raw_handshake(b, 0);
+    pin_answer(a, body, 8 * MIB); /* its answer is charged 8 MiB and a sixth */
+    pin_answer(b, body, 6 * MIB); /* fits beside it, and its answer passes the budget */
+    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    int64_t calls = sh->calls, sum = 0;
+    assert_int_equal(calls_add(c, 1, 2, &sum), SHMRPC_EBUSY);
+    if (!strstr(shmrpc_client_errmsg(c), "is spent"))
+        fail_msg("message: %s", shmrpc_client_errmsg(c));
+    assert_int_equal(sh->calls, calls); /* it did not run */
+    close(a);
+    close(b);
+    int64_t until = test_now_ms() + 5000;
+    int rc;
+    while ((rc = calls_add(c, 1, 2, &sum)) == SHMRPC_EBUSY && test_now_ms() < until)
+        usleep(20000);
+    assert_int_equal(rc, 0);
+    assert_int_equal(sum, 3);
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
 /* What a worker killed with SIGKILL held goes back to the budget: its answers died with
  * it, so a large call fits again on its replacement. */
 static void killed_worker_gives_its_budget_back(void **state)
@@ -518,6 +565,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(budget_bounds_buffered_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_call_keeps_its_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(spent_budget_stops_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(killed_worker_gives_its_budget_back, setup, teardown),
         cmocka_unit_test_setup_teardown(zlib_bomb_memory_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(per_address_and_idle_reclaim, setup, teardown),
