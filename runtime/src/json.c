@@ -1,6 +1,8 @@
 /* The shmrpc_json API for @json methods: jansson behind opaque values, plus base64 for
- * bytes and decimal map keys. jansson validates UTF-8, rejects duplicate keys when asked
- * and caps nesting depth; nothing of it leaks through the public headers. */
+ * bytes and decimal map keys. jansson validates UTF-8 and rejects duplicate keys when
+ * asked; its cap on nesting (2048) is too deep for a small thread stack, so the depth is
+ * bounded before it parses (shmrpc_json_check_depth). Nothing of jansson leaks through
+ * the public headers. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -260,10 +262,39 @@ void shmrpc_json_free(shmrpc_json *v)
 
 /* --- reading ----------------------------------------------------------------------- */
 
+int shmrpc_json_check_depth(const void *p, size_t n, unsigned max)
+{
+    const unsigned char *s = p, *end = s + (p ? n : 0);
+    unsigned depth = 0;
+    bool in_string = false;
+    for (; s < end; s++) {
+        unsigned char c = *s;
+        if (in_string) {
+            if (c == '\\')
+                s++; /* the escaped character, '"' or '\\' included, is no delimiter */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max) return SHMRPC_EINVAL;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 int shmrpc_json_parse(shmrpc_json_reader *r, shmrpc_arena *arena, const void *p, size_t n)
 {
     memset(r, 0, sizeof *r);
     r->arena = arena;
+    /* Before jansson, whose parser recurses once per level. */
+    if (shmrpc_json_check_depth(p, n, SHMRPC_JSON_MAX_DEPTH) != 0) {
+        snprintf(r->detail, sizeof r->detail, "arrays and objects nest more than %u deep",
+                 SHMRPC_JSON_MAX_DEPTH);
+        return fail(r, SHMRPC_EINVAL, "nested too deeply");
+    }
     json_error_t e;
     /* Duplicate keys are rejected: which one wins differs between parsers, and a
      * value the receiver does not see is a way to smuggle one past a check. */

@@ -117,8 +117,11 @@ static uint64_t int_max(ctl_kind k)
     }
 }
 
-/* How deeply values may nest, in either direction (the runtime's own bound). */
-#define MAX_DEPTH SHMRPC_MAX_DEPTH
+/* How deeply values may nest, in either direction: JSON's bound, checked before jansson
+ * parses, and the bound of what a msgpack result may become, since its JSON is read
+ * again (by the page's script, by a shell's tools). The conversions recurse once a level
+ * and the gateway runs them on civetweb's 100 KiB stacks. */
+#define MAX_DEPTH SHMRPC_JSON_MAX_DEPTH
 
 /* --- the signature parser --------------------------------------------------------------
  * sig   = NAME "(" [ type " " NAME { "," type " " NAME } ] ")->" type " @" ENCODING
@@ -1167,9 +1170,14 @@ static int from_mp(cx *c, const ctl_type *t, shmrpc_mp_reader *r, shmrpc_buf *b)
 
 /* --- arguments and results ------------------------------------------------------------------ */
 
-/* Parses n bytes of JSON; NULL with a message naming the line and column. */
+/* Parses n bytes of JSON; NULL with a message naming the line and column, or the depth
+ * (checked first: jansson recurses once a level). */
 static json_t *parse_json(const char *p, size_t n, const char *what, char *err, size_t cap)
 {
+    if (shmrpc_json_check_depth(p, n, MAX_DEPTH) != 0) {
+        snprintf(err, cap, "%s: JSON nested more than %u deep", what, MAX_DEPTH);
+        return NULL;
+    }
     json_error_t je;
     json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (v == NULL)

@@ -27,15 +27,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/codec.h>
 #include <shmrpc/status.h>
 
 #include "web_auth.h"
 #include "web_call.h"
 #include "web_files.h"
+#include "web_guard.h"
 #include "web_view.h"
 
 /* The largest body a POST may carry. */
 #define MAX_BODY ((size_t)8 << 20)
+/* civetweb's worker threads, each serving one connection at a time from its headers to
+ * its close: idle and slow peers hold one each (docs/web.md, "Limits"). One a deadline
+ * slot of the guard. */
+#define WEB_THREADS WEB_GUARD_SLOTS
+/* How long civetweb waits for a request's headers, all of them, and for each byte of a
+ * body or each write of an answer. */
+#define REQUEST_TIMEOUT_MS 5000
+/* How long a body may take to arrive, and an answer to be taken, in all. */
+#define BODY_TIMEOUT_MS 10000
+#define ANSWER_TIMEOUT_MS 10000
 /* The gateway's deadline per call. */
 #define GATEWAY_TIMEOUT_MS 5000
 /* Log lines in GET /api/services/NAME unless ?lines= says, and at most. */
@@ -63,6 +75,7 @@ struct sup_web {
     web_auth *auth;   /* the secret and the sessions; NULL: no secret_file, no login */
     bool any_ip_host; /* listens on a non-loopback address: a numeric Host is fine too */
     char cookie[32];  /* the session cookie's name, shmrpc_session_PORT */
+    web_guard *guard; /* deadlines on bodies and answers; NULL: none (no thread for it) */
 };
 
 /* --- responses ------------------------------------------------------------------------ */
@@ -72,7 +85,10 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
                       const void *body, size_t n)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
+    const sup_web *s = mg_get_user_data(mg_get_context(conn));
     bool head = strcmp(ri->request_method, "HEAD") == 0;
+    /* A peer that reads its answer a byte at a time gives up its thread in the end. */
+    int armed = web_guard_arm(s->guard, conn, ANSWER_TIMEOUT_MS);
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\n"
               "Content-Type: %s\r\n"
@@ -86,6 +102,7 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
               "Connection: close\r\n\r\n",
               status, mg_get_response_code_text(conn, status), ctype, n, extra ? extra : "");
     if (!head && n) mg_write(conn, body, n);
+    web_guard_disarm(s->guard, armed);
     return status;
 }
 
@@ -162,7 +179,7 @@ static const struct {
  * could be rebound. */
 static bool host_ok(const sup_web *s, const char *host)
 {
-    if (!host) return true; /* HTTP/1.0 without one: not a browser */
+    if (!host) return true; /* HTTP/1.0 GET without one (headers_ok): not a browser */
     char name[256];
     size_t n = 0;
     if (host[0] == '[') {
@@ -191,6 +208,42 @@ static bool host_ok(const sup_web *s, const char *host)
     return true;
 }
 
+/* How many header lines are named name. */
+static int header_count(const struct mg_request_info *ri, const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < ri->num_headers; i++)
+        n += strcasecmp(ri->http_headers[i].name, name) == 0;
+    return n;
+}
+
+/* Refuses what the headers make ambiguous, before anything reads them: an answer's
+ * status, or 0. civetweb reads the first of two same-named lines; keeps MG_MAX_HEADERS
+ * lines and drops the rest unseen (a second Host could hide there); and lets a request
+ * without a Host through. A Host is required but for an HTTP/1.0 GET or HEAD, which no
+ * browser sends and which changes nothing (docs/web.md). */
+static int headers_ok(struct mg_connection *conn, bool read_only)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (ri->num_headers >= MG_MAX_HEADERS) {
+        char msg[80];
+        snprintf(msg, sizeof msg, "a request has fewer than %d header lines", MG_MAX_HEADERS);
+        return reply_error(conn, 431, SHMRPC_EINVAL, msg);
+    }
+    static const char *const once[] = {"Host", "Content-Length", "Transfer-Encoding",
+                                       "Content-Type", "X-Shmrpc-Token"};
+    for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
+        if (header_count(ri, once[i]) > 1) {
+            char msg[80];
+            snprintf(msg, sizeof msg, "more than one %s header", once[i]);
+            return reply_error(conn, 400, SHMRPC_EINVAL, msg);
+        }
+    bool http10 = strcmp(ri->http_version, "1.0") == 0;
+    if (!mg_get_header(conn, "Host") && !(http10 && read_only))
+        return reply_error(conn, 400, SHMRPC_EINVAL, "the request has no Host header");
+    return 0;
+}
+
 /* Compares the token in constant time. */
 static bool token_ok(const sup_web *s, const char *given)
 {
@@ -201,32 +254,68 @@ static bool token_ok(const sup_web *s, const char *given)
     return diff == 0;
 }
 
-/* The body, NUL-terminated, in *out (free it); 0, or an HTTP status. */
-static int read_body(struct mg_connection *conn, char **out, size_t *len)
+/* The body's length as its headers declare it, in *n: 0, or an HTTP status. A chunked
+ * body is refused: its length is known only at its end, and the page reads no body it
+ * cannot bound first (browsers send a Content-Length). No Content-Length is no body. */
+static int body_length(struct mg_connection *conn, size_t max, size_t *n)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
+    *n = 0;
+    if (mg_get_header(conn, "Transfer-Encoding")) return 411;
+    if (ri->content_length > (long long)max) return 413;
+    if (ri->content_length > 0) *n = (size_t)ri->content_length;
+    return 0;
+}
+
+/* Reads exactly n bytes of the body into p, within BODY_TIMEOUT_MS in all: 0, or 400
+ * when fewer came (the peer closed, or stalled, or the deadline passed): a short body
+ * is never taken for the whole. */
+static int read_exact(struct mg_connection *conn, const sup_web *s, char *p, size_t n)
+{
+    size_t got = 0;
+    int armed = web_guard_arm(s->guard, conn, BODY_TIMEOUT_MS);
+    while (got < n) {
+        size_t want = n - got > (1u << 20) ? (1u << 20) : n - got;
+        int r = mg_read(conn, p + got, want);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    bool late = web_guard_disarm(s->guard, armed);
+    return got == n && !late ? 0 : 400;
+}
+
+/* The message of a body_length or read_exact status. */
+static const char *body_why(int http, const char *too_large)
+{
+    return http == 411   ? "send the body with a Content-Length, not chunked"
+           : http == 413 ? too_large
+           : http == 400 ? "the body is shorter than its Content-Length, or took too long "
+                           "to arrive"
+                         : "out of memory";
+}
+
+static int body_error(int http)
+{
+    return http == 411   ? SHMRPC_EINVAL
+           : http == 413 ? SHMRPC_ETOOBIG
+           : http == 400 ? SHMRPC_EINVAL
+                         : SHMRPC_ENOMEM;
+}
+
+/* The body, NUL-terminated, in *out (free it), all of it as Content-Length declares: 0,
+ * or an HTTP status. */
+static int read_body(struct mg_connection *conn, const sup_web *s, char **out, size_t *len)
+{
     *out = NULL;
     *len = 0;
-    if (ri->content_length > (long long)MAX_BODY) return 413;
-    size_t cap = ri->content_length > 0 ? (size_t)ri->content_length + 1 : 4096, n = 0;
-    char *p = malloc(cap);
+    size_t n;
+    int bad = body_length(conn, MAX_BODY, &n);
+    if (bad) return bad;
+    char *p = malloc(n + 1);
     if (!p) return 500;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *q = cap <= MAX_BODY ? realloc(p, cap * 2) : NULL;
-            if (!q) {
-                free(p);
-                return cap > MAX_BODY ? 413 : 500;
-            }
-            p = q, cap *= 2;
-        }
-        int r = mg_read(conn, p + n, cap - n - 1);
-        if (r <= 0) break;
-        n += (size_t)r;
-        if (n > MAX_BODY) {
-            free(p);
-            return 413;
-        }
+    if ((bad = read_exact(conn, s, p, n)) != 0) {
+        free(p);
+        return bad;
     }
     p[n] = '\0';
     *out = p;
@@ -423,16 +512,14 @@ static int to_login(struct mg_connection *conn, const char *uri)
  * session cookie and 303 to /, or 403 (wrong) or 429 (throttled). */
 static int post_login(struct mg_connection *conn, sup_web *s)
 {
-    const struct mg_request_info *ri = mg_get_request_info(conn);
-    if (ri->content_length > MAX_LOGIN_BODY)
-        return reply_error(conn, 413, SHMRPC_ETOOBIG, "the body is too large for a secret");
-    char body[MAX_LOGIN_BODY + 1], given[MAX_LOGIN_BODY + 1], more;
+    char body[MAX_LOGIN_BODY + 1], given[MAX_LOGIN_BODY + 1];
     size_t len = 0, n = 0;
-    for (int r; len < MAX_LOGIN_BODY && (r = mg_read(conn, body + len, MAX_LOGIN_BODY - len)) > 0;)
-        len += (size_t)r;
-    if (len == MAX_LOGIN_BODY && mg_read(conn, &more, 1) > 0) {
+    int bad = body_length(conn, MAX_LOGIN_BODY, &len);
+    if (!bad) bad = read_exact(conn, s, body, len);
+    if (bad) {
         explicit_bzero(body, sizeof body);
-        return reply_error(conn, 413, SHMRPC_ETOOBIG, "the body is too large for a secret");
+        return reply_error(conn, bad, body_error(bad),
+                           body_why(bad, "the body is too large for a secret"));
     }
     body[len] = '\0';
     bool found = false;
@@ -625,10 +712,17 @@ static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n
     if (i < 0) return no_service(conn, s, seg[action ? 2 : 1]);
     char *body;
     size_t len;
-    int bad = read_body(conn, &body, &len);
+    int bad = read_body(conn, s, &body, &len);
     if (bad)
-        return reply_error(conn, bad, bad == 413 ? SHMRPC_ETOOBIG : SHMRPC_ENOMEM,
-                           bad == 413 ? "the body is too large (8 MiB at most)" : "out of memory");
+        return reply_error(conn, bad, body_error(bad),
+                           body_why(bad, "the body is too large (8 MiB at most)"));
+    /* Before any parser sees it: jansson recurses once a level, on a 100 KiB stack. */
+    if (shmrpc_json_check_depth(body, len, SHMRPC_JSON_MAX_DEPTH) != 0) {
+        free(body);
+        char msg[96];
+        snprintf(msg, sizeof msg, "the body's JSON nests more than %u deep", SHMRPC_JSON_MAX_DEPTH);
+        return reply_error(conn, 400, SHMRPC_EINVAL, msg);
+    }
     int r;
     if (action) {
         r = handle_action(conn, s, seg[2], seg[3], body, len);
@@ -657,6 +751,10 @@ static int handle(struct mg_connection *conn, void *data)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (atomic_load(&s->closing))
         return reply_error(conn, 503, SHMRPC_EUNAVAIL, "the supervisor is exiting");
+    const char *m = ri->request_method;
+    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+    int refused = headers_ok(conn, get);
+    if (refused) return refused;
     if (!host_ok(s, mg_get_header(conn, "Host")))
         return reply_error(conn, 403, SHMRPC_EPERM,
                            s->any_ip_host ? "the page answers to a numeric address or a loopback "
@@ -668,8 +766,6 @@ static int handle(struct mg_connection *conn, void *data)
     if (strlen(uri) >= sizeof path) return reply_error(conn, 404, SHMRPC_ENOENT, "no such page");
     strcpy(path, uri);
     int n = split(path, seg, 6);
-    const char *m = ri->request_method;
-    bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     if (s->auth) {
         int answered = gate(conn, s, uri, seg, n, get, post);
         if (answered) return answered;
@@ -694,6 +790,7 @@ static void free_web(sup_web *s)
             web_pool_destroy(&s->w.svc[i]);
     free(s->w.svc);
     web_pool_destroy(&s->w.control);
+    web_guard_stop(s->guard);
     if (s->auth) web_auth_destroy(s->auth);
     free(s->auth);
     free(s);
@@ -782,11 +879,27 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
         return NULL;
     }
     json_object_seed(0); /* jansson's hash seed, before its first use on several threads */
+    s->guard = web_guard_start(port);
+    if (!s->guard) sup_logf(ctx, "web monitor: no thread for its deadlines; running without them");
     mg_init_library(0);
     struct mg_callbacks cb = {.log_message = quiet};
-    const char *options[] = {
-        "listening_ports",   ports, "num_threads", "4", "request_timeout_ms", "10000",
-        "enable_keep_alive", "no",  NULL};
+    /* docs/web.md, "Limits". No linger_timeout_ms: a close never waits for a peer. */
+    char threads[16], timeout[16];
+    snprintf(threads, sizeof threads, "%d", WEB_THREADS);
+    snprintf(timeout, sizeof timeout, "%d", REQUEST_TIMEOUT_MS);
+    const char *options[] = {"listening_ports",
+                             ports,
+                             "num_threads",
+                             threads,
+                             "request_timeout_ms",
+                             timeout,
+                             "enable_keep_alive",
+                             "no",
+                             "connection_queue",
+                             "64",
+                             "listen_backlog",
+                             "256",
+                             NULL};
     char why[256] = "";
     unsigned code = 0;
     struct mg_init_data init = {.callbacks = &cb, .user_data = s, .configuration_options = options};

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <shmrpc/codec.h>
 #include <shmrpc/status.h>
 
 #include "web_view.h"
@@ -163,7 +164,10 @@ static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *
     size_t len;
     bool older = false;
     while (*n < max && !older && rev_prev(&r, &line, &len) == 1) {
-        json_t *v = json_loadb(line, len, 0, NULL);
+        /* A file anyone with the log directory may write: bounded before jansson. */
+        json_t *v = shmrpc_json_check_depth(line, len, SHMRPC_JSON_MAX_DEPTH) == 0
+                        ? json_loadb(line, len, 0, NULL)
+                        : NULL;
         json_t *t = json_object_get(v, "t");
         /* Lines are in the order of the samples; one without a t is none: skipped. */
         if (json_is_integer(t) && json_integer_value(t) > since)

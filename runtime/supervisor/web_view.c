@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/codec.h>
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
 
@@ -171,7 +172,9 @@ static json_t *last_sample(const shmrpc__config_service *s, long pid)
     *end = '\0';
     char *start = strrchr(buf, '\n');
     start = start ? start + 1 : buf;
-    json_t *v = json_loads(start, 0, NULL);
+    json_t *v = shmrpc_json_check_depth(start, strlen(start), SHMRPC_JSON_MAX_DEPTH) == 0
+                    ? json_loads(start, 0, NULL)
+                    : NULL;
     json_t *p = json_object_get(v, "pid");
     if (!json_is_integer(p) || json_integer_value(p) != pid) {
         json_decref(v);
@@ -199,7 +202,9 @@ static int view_load(web_ctx *w, view *v, web_err *e)
     shmrpc_buf_init(&out);
     int rc = web_call(&w->control, "status", "[]", 2, WEB_CONTROL_TIMEOUT_MS, &out, e);
     if (rc == 0) {
-        v->status = json_loadb((const char *)out.data, out.len, 0, NULL);
+        v->status = shmrpc_json_check_depth(out.data, out.len, SHMRPC_JSON_MAX_DEPTH) == 0
+                        ? json_loadb((const char *)out.data, out.len, 0, NULL)
+                        : NULL;
         if (!json_is_array(v->status)) rc = -1, e->http = 502, e->rc = SHMRPC_EPROTO;
         if (rc) snprintf(e->msg, sizeof e->msg, "the control service's status did not read");
     }
@@ -428,7 +433,9 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
     web_err le;
     json_t *log = NULL;
     if (web_call(&w->control, "logs", args, strlen(args), WEB_CONTROL_TIMEOUT_MS, &text, &le) == 0)
-        log = json_loadb((const char *)text.data, text.len, 0, NULL);
+        log = shmrpc_json_check_depth(text.data, text.len, SHMRPC_JSON_MAX_DEPTH) == 0
+                  ? json_loadb((const char *)text.data, text.len, 0, NULL)
+                  : NULL;
     shmrpc_buf_destroy(&text);
     json_object_set_new(o, "log", json_is_array(log) ? log : json_array());
     if (!json_is_array(log)) {

@@ -1,6 +1,7 @@
 /* The shmrpc_json API: round trips, UTF-8 and escapes, base64, ranges, duplicate keys,
- * NaN, integer map keys, and member walks. */
+ * NaN, integer map keys, member walks, and the bound on nesting checked before parsing. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,75 @@ static int parse(fixture *f, const char *text)
 {
     shmrpc_json_release(&f->r);
     return shmrpc_json_parse(&f->r, f->arena, text, strlen(text));
+}
+
+/* n '[' then n ']' (malloc'd). */
+static char *brackets(size_t n)
+{
+    char *t = malloc(2 * n + 1);
+    assert_non_null(t);
+    memset(t, '[', n);
+    memset(t + n, ']', n);
+    t[2 * n] = '\0';
+    return t;
+}
+
+static void *parse_deep_on_small_stack(void *arg)
+{
+    (void)arg;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_json_reader r;
+    static const size_t depths[] = {SHMRPC_JSON_MAX_DEPTH, 300, 2000, 100000};
+    intptr_t bad = 0;
+    for (size_t k = 0; k < sizeof depths / sizeof depths[0]; k++) {
+        char *t = brackets(depths[k]);
+        int rc = shmrpc_json_parse(&r, a, t, 2 * depths[k]);
+        shmrpc_json_release(&r);
+        free(t);
+        if (rc != (depths[k] <= SHMRPC_JSON_MAX_DEPTH ? 0 : SHMRPC_EINVAL)) bad = 1;
+    }
+    shmrpc_arena_free(a);
+    return (void *)bad;
+}
+
+/* The nesting bound: checked before jansson parses (which recurses once per level), so
+ * a thread with civetweb's 100 KiB stack survives any depth (it overflowed at 300). */
+static void depth_bound(void **state)
+{
+    fixture *f = *state;
+    char *t = brackets(SHMRPC_JSON_MAX_DEPTH);
+    assert_int_equal(parse(f, t), 0);
+    free(t);
+    t = brackets(SHMRPC_JSON_MAX_DEPTH + 1);
+    assert_int_equal(parse(f, t), SHMRPC_EINVAL);
+    assert_string_equal(f->r.why, "nested too deeply");
+    assert_non_null(strstr(f->r.detail, "more than 128 deep"));
+    free(t);
+    /* Objects count as arrays do. */
+    assert_int_equal(shmrpc_json_check_depth("{\"a\":[{\"b\":[]}]}", 17, 4), 0);
+    assert_int_equal(shmrpc_json_check_depth("{\"a\":[{\"b\":[]}]}", 17, 3), SHMRPC_EINVAL);
+    /* Brackets inside strings are text, escaped quotes and backslashes included. */
+    static const char in_str[] = "[\"[[[[\\\"[[[[\",\"\\\\\",[]]";
+    assert_int_equal(shmrpc_json_check_depth(in_str, strlen(in_str), 2), 0);
+    assert_int_equal(shmrpc_json_check_depth(in_str, strlen(in_str), 1), SHMRPC_EINVAL);
+    /* A string whose closing quote is escaped goes on: what follows is still in it. */
+    static const char open_str[] = "[\"\\\"[[[";
+    assert_int_equal(shmrpc_json_check_depth(open_str, strlen(open_str), 1), 0);
+    /* Closers do not buy room for later openers beyond the top. */
+    assert_int_equal(shmrpc_json_check_depth("]]]][[[", 7, 2), SHMRPC_EINVAL);
+    /* Only n bytes are read. */
+    assert_int_equal(shmrpc_json_check_depth("[[[[", 2, 2), 0);
+    assert_int_equal(shmrpc_json_check_depth(NULL, 0, 0), 0);
+
+    pthread_attr_t attr;
+    pthread_t th;
+    void *bad = (void *)1;
+    assert_int_equal(pthread_attr_init(&attr), 0);
+    assert_int_equal(pthread_attr_setstacksize(&attr, 100 * 1024), 0);
+    assert_int_equal(pthread_create(&th, &attr, parse_deep_on_small_stack, NULL), 0);
+    assert_int_equal(pthread_join(th, &bad), 0);
+    pthread_attr_destroy(&attr);
+    assert_null(bad);
 }
 
 static void round_trip(void **state)
@@ -553,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(unicode_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(invalid_utf8_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_documents, setup, teardown),
+        cmocka_unit_test_setup_teardown(depth_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(nan_and_big_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(kinds_and_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(base64_vectors, setup, teardown),

@@ -127,7 +127,7 @@ typedef struct shmrpc_json_reader {
     shmrpc_arena *arena; /* where strings, bytes, lists and maps are put */
     const char *why;     /* as in shmrpc_mp_reader */
     const char *field;
-    char detail[96];     /* the parser's own message, when parsing failed */
+    char detail[96]; /* the parser's own message, when parsing failed */
     /* Private to the runtime: where the last shmrpc_json_member() stopped, so reading
      * an object member by member costs O(n), not O(n^2). */
     const shmrpc_json *iter_obj;
@@ -135,9 +135,23 @@ typedef struct shmrpc_json_reader {
     size_t iter_i;
 } shmrpc_json_reader;
 
+/* How deeply arrays and objects may nest in JSON that the library, the management page,
+ * its gateway and shmrpcctl parse. The parser (jansson) recurses once per level, and
+ * some threads that parse have small stacks (civetweb's are 100 KiB): the depth is
+ * checked before parsing, by shmrpc_json_check_depth, which does not recurse. */
+#define SHMRPC_JSON_MAX_DEPTH 128u
+
+/* Whether the arrays and objects of the n bytes of JSON text at p nest at most max deep:
+ * 0, or SHMRPC_EINVAL when they nest deeper. Brackets are counted outside strings
+ * (escapes honoured), in one pass and without recursion; the text is not otherwise
+ * checked, so on a prefix that a parser would accept the count is exactly the parser's
+ * depth, and a parser stops at the first error before it could go deeper. */
+int shmrpc_json_check_depth(const void *p, size_t n, unsigned max);
+
 /* Parses n bytes at p (any JSON value at the top; duplicate keys, NaN, invalid UTF-8 and
- * nesting deeper than 2048 are refused). On failure why is "malformed JSON" and detail
- * says where, and root is NULL (releasing such a reader is harmless, not needed). */
+ * nesting deeper than SHMRPC_JSON_MAX_DEPTH are refused, the depth checked before parsing
+ * starts). On failure why is "malformed JSON" (or "nested too deeply") and detail says
+ * where, and root is NULL (releasing such a reader is harmless, not needed). */
 int shmrpc_json_parse(shmrpc_json_reader *r, shmrpc_arena *arena, const void *p, size_t n);
 void shmrpc_json_release(shmrpc_json_reader *r);
 
@@ -178,8 +192,7 @@ int shmrpc_json_iter_next(shmrpc_json_reader *r, shmrpc_json_iter *it, shmrpc_st
 int shmrpc_json_read_bool(shmrpc_json_reader *r, const shmrpc_json *v, bool *out);
 int shmrpc_json_read_int(shmrpc_json_reader *r, const shmrpc_json *v, int64_t min, int64_t max,
                          int64_t *out);
-int shmrpc_json_read_uint(shmrpc_json_reader *r, const shmrpc_json *v, uint64_t max,
-                          uint64_t *out);
+int shmrpc_json_read_uint(shmrpc_json_reader *r, const shmrpc_json *v, uint64_t max, uint64_t *out);
 int shmrpc_json_read_f64(shmrpc_json_reader *r, const shmrpc_json *v, double *out);
 
 static inline int shmrpc_json_read_f32(shmrpc_json_reader *r, const shmrpc_json *v, float *out)
