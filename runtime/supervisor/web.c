@@ -88,7 +88,7 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
     const sup_web *s = mg_get_user_data(mg_get_context(conn));
     bool head = strcmp(ri->request_method, "HEAD") == 0;
     /* A peer that reads its answer a byte at a time gives up its thread in the end. */
-    int armed = web_guard_arm(s->guard, conn, ANSWER_TIMEOUT_MS);
+    int armed = web_guard_arm(s->guard, conn, ANSWER_TIMEOUT_MS, SHUT_RDWR);
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\n"
               "Content-Type: %s\r\n"
@@ -273,7 +273,7 @@ static int body_length(struct mg_connection *conn, size_t max, size_t *n)
 static int read_exact(struct mg_connection *conn, const sup_web *s, char *p, size_t n)
 {
     size_t got = 0;
-    int armed = web_guard_arm(s->guard, conn, BODY_TIMEOUT_MS);
+    int armed = web_guard_arm(s->guard, conn, BODY_TIMEOUT_MS, SHUT_RD);
     while (got < n) {
         size_t want = n - got > (1u << 20) ? (1u << 20) : n - got;
         int r = mg_read(conn, p + got, want);

@@ -24,6 +24,7 @@ typedef struct peer {
 
 typedef struct slot {
     bool armed, fired;
+    int how;             /* shutdown's: SHUT_RD for a body, SHUT_RDWR for an answer */
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
     peer who;
 } slot;
@@ -64,7 +65,7 @@ static bool peer_of(const struct sockaddr_storage *sa, peer *p)
 }
 
 /* Shuts down the socket that came in on g->port from who, if there is one. Under mu. */
-static void shut(const web_guard *g, const peer *who)
+static void shut(const web_guard *g, const peer *who, int how)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d) return;
@@ -83,7 +84,7 @@ static void shut(const web_guard *g, const peer *who)
         if (getpeername((int)fd, (struct sockaddr *)&sa, &len) != 0 || !peer_of(&sa, &p) ||
             p.port != who->port || memcmp(p.addr, who->addr, 16) != 0)
             continue;
-        shutdown((int)fd, SHUT_RDWR);
+        shutdown((int)fd, how);
         break;
     }
     closedir(d);
@@ -99,7 +100,7 @@ static void *run(void *arg)
             slot *s = &g->slots[i];
             if (!s->armed || s->fired) continue;
             if (s->deadline_ms <= now) {
-                shut(g, &s->who);
+                shut(g, &s->who, s->how);
                 s->fired = true;
             } else if (s->deadline_ms < next) {
                 next = s->deadline_ms;
@@ -149,7 +150,7 @@ void web_guard_stop(web_guard *g)
     free(g);
 }
 
-int web_guard_arm(web_guard *g, const struct mg_connection *conn, int64_t ms)
+int web_guard_arm(web_guard *g, const struct mg_connection *conn, int64_t ms, int how)
 {
     if (!g) return -1;
     const struct mg_request_info *ri = mg_get_request_info(conn);
@@ -171,7 +172,7 @@ int web_guard_arm(web_guard *g, const struct mg_connection *conn, int64_t ms)
     for (int i = 0; i < WEB_GUARD_SLOTS && found < 0; i++) {
         slot *s = &g->slots[i];
         if (s->armed) continue;
-        *s = (slot){.armed = true, .deadline_ms = now_ms() + ms, .who = who};
+        *s = (slot){.armed = true, .how = how, .deadline_ms = now_ms() + ms, .who = who};
         found = i;
     }
     if (found >= 0) pthread_cond_signal(&g->cv);

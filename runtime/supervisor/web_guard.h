@@ -24,9 +24,10 @@ web_guard *web_guard_start(int port);
 /* Stops the thread (the deadlines still armed are dropped) and frees g. NULL is fine. */
 void web_guard_stop(web_guard *g);
 
-/* Arms a deadline ms from now for conn's socket, which its handler, the caller, holds: a
- * slot to disarm, or -1 when g is NULL or every slot is taken (then no deadline). */
-int web_guard_arm(web_guard *g, const struct mg_connection *conn, int64_t ms);
+/* Arms a deadline ms from now for conn's socket, which its handler, the caller, holds,
+ * to be shut down as shutdown(2)'s how says (SHUT_RD for a body: an answer can still go
+ * out): a slot to disarm, or -1 when g is NULL or every slot is taken (no deadline). */
+int web_guard_arm(web_guard *g, const struct mg_connection *conn, int64_t ms, int how);
 
 /* Disarms slot (from web_guard_arm; -1 is fine), before the handler returns and civetweb
  * closes the socket; whether the deadline passed and the socket was shut down. */

@@ -42,10 +42,8 @@ static int split_answer(const char *all, size_t len, resp *r)
     return 0;
 }
 
-int http_raw(int port, const char *host, const char *method, const char *path, const char *extra,
-             const char *body, resp *r)
+int http_connect(int port)
 {
-    memset(r, 0, sizeof *r);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     struct timeval tv = {10, 0};
@@ -57,19 +55,12 @@ int http_raw(int port, const char *host, const char *method, const char *path, c
         close(fd);
         return -1;
     }
-    char hostbuf[64];
-    if (!host) snprintf(hostbuf, sizeof hostbuf, "127.0.0.1:%d", port), host = hostbuf;
-    size_t blen = body ? strlen(body) : 0;
-    char req[16384];
-    int n = snprintf(req, sizeof req,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-                     "Content-Length: %zu\r\n%s\r\n%s",
-                     method, path, host, blen, extra ? extra : "", body ? body : "");
-    assert_true(n > 0 && (size_t)n < sizeof req);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return -1;
-    }
+    return fd;
+}
+
+int http_read_answer(int fd, resp *r)
+{
+    memset(r, 0, sizeof *r);
     size_t cap = 1 << 16, len = 0;
     char *all = malloc(cap);
     assert_non_null(all);
@@ -80,10 +71,43 @@ int http_raw(int port, const char *host, const char *method, const char *path, c
         if (got <= 0) break;
         len += (size_t)got;
     }
-    close(fd);
     all[len] = '\0';
     int rc = split_answer(all, len, r);
     free(all);
+    return rc;
+}
+
+int http_send(int port, const char *req, size_t n, resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = http_connect(port);
+    if (fd < 0) return -1;
+    if (write(fd, req, n) != (ssize_t)n) {
+        close(fd);
+        return -1;
+    }
+    int rc = http_read_answer(fd, r);
+    close(fd);
+    return rc;
+}
+
+int http_raw(int port, const char *host, const char *method, const char *path, const char *extra,
+             const char *body, resp *r)
+{
+    memset(r, 0, sizeof *r);
+    char hostbuf[64];
+    if (!host) snprintf(hostbuf, sizeof hostbuf, "127.0.0.1:%d", port), host = hostbuf;
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = 8192 + blen;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    int n = snprintf(req, cap,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n%s\r\n%s",
+                     method, path, host, blen, extra ? extra : "", body ? body : "");
+    assert_true(n > 0 && (size_t)n < cap);
+    int rc = http_send(port, req, (size_t)n, r);
+    free(req);
     return rc;
 }
 
