@@ -794,7 +794,7 @@ static int struct_to(cx *c, const ctl_type *t, const json_t *v, msgpack_packer *
 
 static int to_mp(cx *c, const ctl_type *t, const json_t *v, msgpack_packer *pk)
 {
-    if (c->depth >= MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
@@ -879,7 +879,7 @@ static int to_mp(cx *c, const ctl_type *t, const json_t *v, msgpack_packer *pk)
 
 static int to_json(cx *c, const ctl_type *t, const json_t *v, shmrpc_buf *b)
 {
-    if (c->depth >= MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
@@ -1021,7 +1021,7 @@ static int mp_fail(cx *c, const shmrpc_mp_reader *r)
 
 static int from_mp(cx *c, const ctl_type *t, shmrpc_mp_reader *r, shmrpc_buf *b)
 {
-    if (c->depth >= MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
     switch (t->kind) {
     case K_VOID:
         if (shmrpc_mp_read_nil(r) != 0) return mp_fail(c, r);

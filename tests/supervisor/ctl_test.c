@@ -24,7 +24,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
 
+#include <shmrpc/codec.h>
 #include <shmrpc/lock.h>
 
 #include "ctl_call.h"
@@ -545,13 +547,98 @@ static void codec_round_trip(void **state)
     shmrpc_arena_free(a);
 }
 
+/* n nodes of struct Node{i8 v;struct Node? up;}, each the up of the one before, as msgpack
+ * (a struct is an array of its fields): malloc'd, its length in *len. */
+static uint8_t *node_chain(size_t n, size_t *len)
+{
+    uint8_t *p = malloc(2 * n + 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++)
+        p[2 * i] = 0x92, p[2 * i + 1] = 0x01;
+    p[2 * n] = 0xc0;
+    *len = 2 * n + 1;
+    return p;
+}
+
+static void *decode_on_small_stack(void *arg)
+{
+    const ctl_sig *sig = arg;
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    size_t len;
+    uint8_t *body = node_chain(100000, &len);
+    char err[256];
+    intptr_t rc = ctl_decode_result(sig, body, len, &out, err, sizeof err);
+    free(body);
+    shmrpc_buf_destroy(&out);
+    return (void *)rc;
+}
+
+/* How deep values may nest, both ways: the JSON bound (128), checked before jansson
+ * parses arguments and while a result becomes JSON; a deeper result was followed down to
+ * 512 levels, on the gateway's 100 KiB stacks too. */
+static void codec_depth(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(4096);
+    char err[512];
+    ctl_sig sig, list;
+    assert_int_equal(
+        ctl_sig_parse(a, "p()->struct Node{i8 v;struct Node? up;} @msgpack", &sig, err, sizeof err),
+        0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    size_t len;
+    uint8_t *body = node_chain(128, &len);
+    if (ctl_decode_result(&sig, body, len, &out, err, sizeof err) != 0) fail_msg("%s", err);
+    free(body);
+    assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 128), 0);
+    assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 127), SHMRPC_EINVAL);
+    shmrpc_buf_clear(&out);
+    body = node_chain(129, &len);
+    assert_int_equal(ctl_decode_result(&sig, body, len, &out, err, sizeof err), -1);
+    free(body);
+    assert_non_null(strstr(err, "nested more than 128 deep"));
+
+    pthread_attr_t attr;
+    pthread_t th;
+    void *rc = NULL;
+    assert_int_equal(pthread_attr_init(&attr), 0);
+    assert_int_equal(pthread_attr_setstacksize(&attr, 100 * 1024), 0);
+    assert_int_equal(pthread_create(&th, &attr, decode_on_small_stack, &sig), 0);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    pthread_attr_destroy(&attr);
+    assert_int_equal((intptr_t)rc, -1);
+
+    /* Arguments: 128 arrays deep are read (and refused for their type), 129 are not. */
+    assert_int_equal(ctl_sig_parse(a, "q(list<i64> x)->void @msgpack", &list, err, sizeof err), 0);
+    for (size_t depth = 128; depth <= 129; depth++) {
+        char *text = malloc(2 * depth + 1);
+        assert_non_null(text);
+        memset(text, '[', depth);
+        memset(text + depth, ']', depth);
+        text[2 * depth] = '\0';
+        shmrpc_buf_clear(&out);
+        assert_int_equal(ctl_encode_args(&list, text, 2 * depth, &out, err, sizeof err), -1);
+        free(text);
+        if ((strstr(err, "arguments: JSON nested more than 128 deep") != NULL) != (depth == 129))
+            fail_msg("%zu deep: %s", depth, err);
+    }
+    shmrpc_buf_destroy(&out);
+    shmrpc_arena_free(a);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(codec_round_trip),         cmocka_unit_test(call_every_method_shm),
-        cmocka_unit_test(call_every_method_tcp),    cmocka_unit_test(call_bad_input),
-        cmocka_unit_test(ls_shows_the_live_server), cmocka_unit_test(clean_removes_only_the_dead),
+        cmocka_unit_test(codec_round_trip),
+        cmocka_unit_test(codec_depth),
+        cmocka_unit_test(call_every_method_shm),
+        cmocka_unit_test(call_every_method_tcp),
+        cmocka_unit_test(call_bad_input),
+        cmocka_unit_test(ls_shows_the_live_server),
+        cmocka_unit_test(clean_removes_only_the_dead),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
