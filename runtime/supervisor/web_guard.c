@@ -84,6 +84,12 @@ static void shut(const web_guard *g, const peer *who, int how)
         if (getpeername((int)fd, (struct sockaddr *)&sa, &len) != 0 || !peer_of(&sa, &p) ||
             p.port != who->port || memcmp(p.addr, who->addr, 16) != 0)
             continue;
+        if (how != SHUT_RD) {
+            /* An answer's bytes already queued would still go out at the peer's pace
+             * after a shutdown: civetweb's close resets the connection instead. */
+            struct linger now = {.l_onoff = 1, .l_linger = 0};
+            setsockopt((int)fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+        }
         shutdown((int)fd, how);
         break;
     }

@@ -3,7 +3,8 @@
  * a peer that sends (or reads) one byte a few seconds would hold a worker thread for
  * hours. A handler arms a deadline around its reads or writes; a thread of the guard
  * shuts the connection's socket down when one passes, so that civetweb's read or write
- * returns at once with what it had. */
+ * returns at once with what it had (and, for an answer, civetweb's close then resets the
+ * connection). */
 #ifndef SHMRPC_SUPERVISOR_WEB_GUARD_H
 #define SHMRPC_SUPERVISOR_WEB_GUARD_H
 

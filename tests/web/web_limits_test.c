@@ -17,12 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -379,6 +381,60 @@ static void test_short_body(void **state)
     alive();
 }
 
+/* An answer read 4 KiB every 200 ms through an 8 KiB receive buffer: civetweb's write
+ * makes progress every time, so only the answer's deadline ends it (a 4 MiB answer would
+ * take minutes). */
+static void test_slow_reader(void **state)
+{
+    (void)state;
+    enum { N = 4 << 20 };
+    char *body = malloc(N + 5);
+    assert_non_null(body);
+    body[0] = '[', body[1] = '"';
+    memset(body + 2, 'a', N);
+    strcpy(body + 2 + N, "\"]");
+    char head[512];
+    int hn = snprintf(head, sizeof head,
+                      "POST /api/echo/echo_raw HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "X-Shmrpc-Token: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                      T.port, T.token, strlen(body));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 8192;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)T.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(write(fd, head, (size_t)hn), hn);
+    size_t len = strlen(body), sent = 0;
+    while (sent < len) {
+        ssize_t w = write(fd, body + sent, len - sent);
+        assert_true(w > 0);
+        sent += (size_t)w;
+    }
+    free(body);
+    int64_t t0 = sup_now_ms();
+    size_t got = 0;
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r <= 0) break;
+        got += (size_t)r;
+        if (sup_now_ms() - t0 > 30000) break;
+        sup_nap_ms(200);
+    }
+    int64_t took = sup_now_ms() - t0;
+    close(fd);
+    printf("a 4 MiB answer read 4 KiB every 200 ms: cut after %lld ms, %zu bytes read\n",
+           (long long)took, got);
+    assert_true(got > 0 && got < (size_t)N);
+    assert_true(took < 25000);
+    alive();
+}
+
 /* --- headers ---------------------------------------------------------------------------------- */
 
 static void test_headers(void **state)
@@ -451,7 +507,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deep_json),  cmocka_unit_test(test_headers),
         cmocka_unit_test(test_short_body), cmocka_unit_test(test_idle_and_slow),
-        cmocka_unit_test(test_200_idle),
+        cmocka_unit_test(test_200_idle),   cmocka_unit_test(test_slow_reader),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
