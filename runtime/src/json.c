@@ -264,7 +264,7 @@ void shmrpc_json_free(shmrpc_json *v)
 
 int shmrpc_json_check_depth(const void *p, size_t n, unsigned max)
 {
-    const unsigned char *s = p, *end = s + (p ? n : 0);
+    const unsigned char *s = p, *end = p ? s + n : s;
     unsigned depth = 0;
     bool in_string = false;
     for (; s < end; s++) {
