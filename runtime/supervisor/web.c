@@ -1,12 +1,15 @@
-/* The management page's HTTP side (web.h, docs/web.md): civetweb serves on a few threads
- * of its own, and one catch-all handler routes every request. Handlers never touch the
+/* The management page's HTTP side (web.h, docs/web.md): civetweb serves on threads
+ * of its own (128), and one catch-all handler routes every request. Handlers never touch the
  * supervisor's state (the main loop's): what they need of it they ask the supervisor's
  * control service, as shmrpcctl does, through a pool of clients (web_call.c), and the
  * control service hands each request to the main loop (control.c). The rest comes from
  * shared memory, /proc and files (web_view.c). POSTs carry a token generated at start;
  * every request's Host must be a loopback name (or, on a non-loopback address, a numeric
  * one), against DNS rebinding. With a secret_file, every request but the login page's
- * needs a session from POST /login (web_auth.c). */
+ * needs a session from POST /login (web_auth.c). What a request or a peer may hold is
+ * bounded (docs/web.md, "Limits"): headers that would be ambiguous are refused, a body
+ * is read exactly as its Content-Length declares, its JSON's depth is checked before any
+ * parser recurses into it, and bodies and answers have deadlines (web_guard.c). */
 #include "web.h"
 
 #include <civetweb.h>
@@ -39,8 +42,8 @@
 /* The largest body a POST may carry. */
 #define MAX_BODY ((size_t)8 << 20)
 /* civetweb's worker threads, each serving one connection at a time from its headers to
- * its close: idle and slow peers hold one each (docs/web.md, "Limits"). One a deadline
- * slot of the guard. */
+ * its close: idle and slow peers hold one each (docs/web.md, "Limits"). As many as the
+ * guard has deadlines, since each thread arms one at a time. */
 #define WEB_THREADS WEB_GUARD_SLOTS
 /* How long civetweb waits for a request's headers, all of them, and for each byte of a
  * body or each write of an answer. */
@@ -227,7 +230,7 @@ static int headers_ok(struct mg_connection *conn, bool read_only)
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (ri->num_headers >= MG_MAX_HEADERS) {
         char msg[80];
-        snprintf(msg, sizeof msg, "a request has fewer than %d header lines", MG_MAX_HEADERS);
+        snprintf(msg, sizeof msg, "too many header lines (%d at most)", MG_MAX_HEADERS - 1);
         return reply_error(conn, 431, SHMRPC_EINVAL, msg);
     }
     static const char *const once[] = {"Host", "Content-Length", "Transfer-Encoding",
