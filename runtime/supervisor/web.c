@@ -41,6 +41,11 @@
 
 /* The largest body a POST may carry. */
 #define MAX_BODY ((size_t)8 << 20)
+/* Bodies larger than SMALL_BODY are held against a budget of BODIES_BUDGET bytes in all,
+ * reserved as their Content-Length is read: 128 peers declaring 8 MiB each would
+ * otherwise make the page hold 1 GiB. Smaller ones always fit (8 MiB for 128 threads). */
+#define SMALL_BODY ((size_t)64 << 10)
+#define BODIES_BUDGET ((size_t)64 << 20)
 /* civetweb's worker threads, each serving one connection at a time from its headers to
  * its close: idle and slow peers hold one each (docs/web.md, "Limits"). As many as the
  * guard has deadlines, since each thread arms one at a time. */
@@ -73,6 +78,7 @@ struct sup_web {
     web_ctx w;
     atomic_bool closing;
     atomic_bool stopped;            /* mg_stop returned: the poker may end */
+    atomic_size_t bodies;           /* bytes of large bodies being read or used */
     struct sockaddr_storage listen; /* where it listens, for the poker */
     socklen_t listen_len;
     web_auth *auth;   /* the secret and the sessions; NULL: no secret_file, no login */
@@ -90,7 +96,12 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const sup_web *s = mg_get_user_data(mg_get_context(conn));
     bool head = strcmp(ri->request_method, "HEAD") == 0;
-    /* A peer that reads its answer a byte at a time gives up its thread in the end. */
+    /* A peer that reads its answer a byte at a time gives up its thread in the end, and
+     * so does one that goes on sending a body the page did not read: civetweb reads what
+     * Content-Length declared of it after the handler, before it closes. The deadline
+     * lasts until then (on_close); a second answer's replaces the first's. */
+    intptr_t had = (intptr_t)mg_get_user_connection_data(conn);
+    if (had > 0) web_guard_disarm(s->guard, (int)(had - 1));
     int armed = web_guard_arm(s->guard, conn, ANSWER_TIMEOUT_MS, SHUT_RDWR);
     mg_printf(conn,
               "HTTP/1.1 %d %s\r\n"
@@ -105,7 +116,7 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
               "Connection: close\r\n\r\n",
               status, mg_get_response_code_text(conn, status), ctype, n, extra ? extra : "");
     if (!head && n) mg_write(conn, body, n);
-    web_guard_disarm(s->guard, armed);
+    mg_set_user_connection_data(conn, (void *)(intptr_t)(armed + 1)); /* 0: none */
     return status;
 }
 
@@ -292,6 +303,7 @@ static const char *body_why(int http, const char *too_large)
 {
     return http == 411   ? "send the body with a Content-Length, not chunked"
            : http == 413 ? too_large
+           : http == 503 ? "the page is reading 64 MiB of large bodies already: try again"
            : http == 400 ? "the body is shorter than its Content-Length, or took too long "
                            "to arrive"
                          : "out of memory";
@@ -301,24 +313,35 @@ static int body_error(int http)
 {
     return http == 411   ? SHMRPC_EINVAL
            : http == 413 ? SHMRPC_ETOOBIG
+           : http == 503 ? SHMRPC_EBUSY
            : http == 400 ? SHMRPC_EINVAL
                          : SHMRPC_ENOMEM;
 }
 
-/* The body, NUL-terminated, in *out (free it), all of it as Content-Length declares: 0,
- * or an HTTP status. */
-static int read_body(struct mg_connection *conn, const sup_web *s, char **out, size_t *len)
+/* Frees a body of read_body's and gives its bytes back to the budget. */
+static void free_body(sup_web *s, char *body, size_t len)
+{
+    free(body);
+    if (len > SMALL_BODY) atomic_fetch_sub(&s->bodies, len);
+}
+
+/* The body, NUL-terminated, in *out (free_body it), all of it as Content-Length declares:
+ * 0, or an HTTP status (503: the budget of large bodies is spent for now). */
+static int read_body(struct mg_connection *conn, sup_web *s, char **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
     size_t n;
     int bad = body_length(conn, MAX_BODY, &n);
     if (bad) return bad;
+    if (n > SMALL_BODY && atomic_fetch_add(&s->bodies, n) + n > BODIES_BUDGET) {
+        atomic_fetch_sub(&s->bodies, n);
+        return 503;
+    }
     char *p = malloc(n + 1);
-    if (!p) return 500;
-    if ((bad = read_exact(conn, s, p, n)) != 0) {
-        free(p);
-        return bad;
+    if (!p || (bad = read_exact(conn, s, p, n)) != 0) {
+        free_body(s, p, n);
+        return p ? bad : 500;
     }
     p[n] = '\0';
     *out = p;
@@ -721,7 +744,7 @@ static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n
                            body_why(bad, "the body is too large (8 MiB at most)"));
     /* Before any parser sees it: jansson recurses once a level, on a 100 KiB stack. */
     if (shmrpc_json_check_depth(body, len, SHMRPC_JSON_MAX_DEPTH) != 0) {
-        free(body);
+        free_body(s, body, len);
         char msg[96];
         snprintf(msg, sizeof msg, "the body's JSON nests more than %u deep", SHMRPC_JSON_MAX_DEPTH);
         return reply_error(conn, 400, SHMRPC_EINVAL, msg);
@@ -744,7 +767,7 @@ static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n
                 : reply_err(conn, &e);
         shmrpc_buf_destroy(&b);
     }
-    free(body);
+    free_body(s, body, len);
     return r;
 }
 
@@ -776,6 +799,14 @@ static int handle(struct mg_connection *conn, void *data)
     if (get) return handle_get(conn, s, uri, seg, n);
     if (post) return handle_post(conn, s, seg, n);
     return reply_error(conn, 405, SHMRPC_EINVAL, "GET, HEAD and POST only");
+}
+
+/* civetweb closes a connection: the answer's deadline (reply_with) ends. */
+static void on_close(const struct mg_connection *conn)
+{
+    intptr_t armed = (intptr_t)mg_get_user_connection_data(conn);
+    const sup_web *s = mg_get_user_data(mg_get_context(conn));
+    if (armed > 0) web_guard_disarm(s->guard, (int)(armed - 1));
 }
 
 static int quiet(const struct mg_connection *conn, const char *message)
@@ -885,7 +916,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
     s->guard = web_guard_start(port);
     if (!s->guard) sup_logf(ctx, "web monitor: no thread for its deadlines; running without them");
     mg_init_library(0);
-    struct mg_callbacks cb = {.log_message = quiet};
+    struct mg_callbacks cb = {.log_message = quiet, .connection_close = on_close};
     /* docs/web.md, "Limits". No linger_timeout_ms: a close never waits for a peer. */
     char threads[16], timeout[16];
     snprintf(threads, sizeof threads, "%d", WEB_THREADS);

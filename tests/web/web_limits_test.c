@@ -381,6 +381,91 @@ static void test_short_body(void **state)
     alive();
 }
 
+/* Eight peers that declare 8 MiB bodies and send one byte hold the 64 MiB budget of large
+ * bodies: a ninth large one is refused at once (503), small ones still go through, and
+ * the budget comes back when the eight are gone. */
+static void test_body_budget(void **state)
+{
+    (void)state;
+    enum { HOLDERS = 8 };
+    char head[512];
+    int hn = snprintf(head, sizeof head,
+                      "POST /api/echo/echo_raw HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "X-Shmrpc-Token: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n[",
+                      T.port, T.token, 8 << 20);
+    int fds[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++) {
+        fds[i] = http_connect(T.port);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(write(fds[i], head, (size_t)hn), hn);
+    }
+    sup_nap_ms(300); /* each handler reserves its 8 MiB */
+    resp r;
+    assert_int_equal(http_send(T.port, head, (size_t)hn, &r), 0);
+    expect_error(&r, 503, "SHMRPC_EBUSY");
+    resp_free(&r);
+    post("/api/echo/add", "[1,2]", &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    close_all(fds, HOLDERS);
+    /* A large one fits again once the handlers have seen their peers go. */
+    enum { N = 1 << 20 };
+    char *body = malloc(N + 5);
+    assert_non_null(body);
+    body[0] = '[', body[1] = '"';
+    memset(body + 2, 'b', N);
+    strcpy(body + 2 + N, "\"]");
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(50)) {
+        post("/api/echo/echo_raw", body, &r);
+        int status = r.status;
+        if (status == 200) assert_int_equal(r.len, (size_t)N + 2);
+        resp_free(&r);
+        if (status == 200) break;
+        if (status != 503 || sup_now_ms() > end) fail_msg("got %d", status);
+    }
+    free(body);
+    alive();
+}
+
+/* A body the page refuses before reading it (no token), dribbled a byte every 300 ms:
+ * civetweb reads what Content-Length declares of it before it closes, and the answer's
+ * deadline ends that too (it went on for the megabyte declared). */
+static void test_unread_body(void **state)
+{
+    (void)state;
+    int fd = http_connect(T.port);
+    assert_true(fd >= 0);
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "POST /api/echo/add HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Content-Length: 1000000\r\nConnection: close\r\n\r\n[1,",
+                      T.port);
+    assert_int_equal(write(fd, head, (size_t)hn), hn);
+    int64_t t0 = sup_now_ms(), closed = -1;
+    char got[4096];
+    size_t n = 0;
+    int sent = 0;
+    while (closed < 0 && sup_now_ms() - t0 < 20000) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 300) > 0) {
+            ssize_t r = read(fd, got + n, sizeof got - 1 - n);
+            if (r <= 0)
+                closed = sup_now_ms() - t0;
+            else
+                n += (size_t)r;
+        } else if (send(fd, "1", 1, MSG_NOSIGNAL) == 1) {
+            sent++;
+        }
+    }
+    close(fd);
+    got[n] = '\0';
+    printf("a refused body dribbled a byte every 300 ms: closed after %lld ms, %d bytes sent\n",
+           (long long)closed, sent);
+    assert_true(strncmp(got, "HTTP/1.1 403", 12) == 0);
+    assert_true(closed >= 0 && closed < 15000);
+    alive();
+}
+
 /* An answer read 4 KiB every 200 ms through an 8 KiB receive buffer: civetweb's write
  * makes progress every time, so only the answer's deadline ends it (a 4 MiB answer would
  * take minutes). */
@@ -504,10 +589,12 @@ static void test_headers(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* a peer that resets: write fails, the test reads why */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_deep_json),  cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_short_body), cmocka_unit_test(test_idle_and_slow),
-        cmocka_unit_test(test_200_idle),   cmocka_unit_test(test_slow_reader),
+        cmocka_unit_test(test_deep_json),   cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_short_body),  cmocka_unit_test(test_idle_and_slow),
+        cmocka_unit_test(test_200_idle),    cmocka_unit_test(test_slow_reader),
+        cmocka_unit_test(test_body_budget), cmocka_unit_test(test_unread_body),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
