@@ -1,8 +1,10 @@
 /* The management page against hostile and broken peers (issue 11, docs/web.md "Limits"):
  * JSON nested deeper than a parser may go, to the gateway, an action and shmrpcctl call;
  * 64 idle and 16 slowloris connections while GET /api/token must answer, then 200 idle
- * ones; bodies shorter than their Content-Length, closed or dribbled; requests without a
- * Host, with two, with too many header lines, with two lengths or chunked. shmrpc-service
+ * ones; bodies shorter than their Content-Length, closed or dribbled, refused and dribbled
+ * on, or large enough together to spend the budget; an answer read slowly; requests
+ * without a Host, with two, with too many header lines, with two lengths or chunked.
+ * The deadlines (10 s) and the header timeout (5 s) are waited out. shmrpc-service
  * runs echo-server; after each test the supervisor must still be alive and answering,
  * and no refused call may have run (echo's add calls in /metrics). Every wait is bounded;
  * the group teardown removes what a failure left. */
