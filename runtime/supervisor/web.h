@@ -21,8 +21,8 @@ typedef struct sup_web sup_web;
 sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
 
 /* Refuses new requests, waits for those being served (each bounded by its call's
- * timeout and its body's and answer's deadlines), closes the port and frees it all, the secret's hash and the sessions wiped.
- * NULL is fine. */
+ * timeout and its body's and answer's deadlines), closes the port and frees it all, the secret's
+ * hash and the sessions wiped. NULL is fine. */
 void sup_web_stop(sup_web *w);
 
 #endif

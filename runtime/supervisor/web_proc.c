@@ -30,10 +30,11 @@
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 10000
 #define STABLE_MS 60000
-/* How long the keeper lets a stopping page finish its requests (each is bounded by its
- * call's timeout, 5 s), and the supervisor the keeper, before SIGKILL. */
-#define PAGE_STOP_MS 8000
-#define KEEPER_STOP_MS 10000
+/* How long the keeper lets a stopping page finish its requests (each bounded by its
+ * body's deadline, its call's timeout and its answer's deadline: 10 + 5 + 10 s, web.c),
+ * and the supervisor the keeper, before SIGKILL. */
+#define PAGE_STOP_MS 30000
+#define KEEPER_STOP_MS (PAGE_STOP_MS + 5000)
 /* The page's exit status when it could not start (a port it cannot bind, a secret it
  * cannot read): said in the log already, and not retried. */
 #define PAGE_CANNOT_START 3
