@@ -179,7 +179,7 @@ static bool settled(const sup_service *s)
 static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct pollfd *pfds,
                       int sfd, sup_web_proc *web)
 {
-    sup_web_proc_stop(web);
+    sup_web_proc_stop(web, sfd);
     for (size_t i = 0; i < ready; i++)
         sup_service_destroy(&svcs[i]);
     free(svcs);
@@ -263,31 +263,38 @@ int main(int argc, char **argv)
         return 1;
     }
     shmrpc_buf_destroy(&err);
-    /* Each module is loaded once here, before any thread or service starts, to check it
-     * and to learn the shm name it serves at when the file does not say. */
+    char control_addr[96];
+    int e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
+    if (e) {
+        fprintf(stderr, "shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
+        shmrpc__config_free(c);
+        return 1;
+    }
+    /* The management page's keeper (web_proc.c), while this process is surely one
+     * thread: before any module is loaded (one may start threads), and before the control
+     * service. It starts the page in a process of its own once every service has started. */
+    sup_web_proc *web = sup_web_proc_fork(c, control_addr, &ctx);
+    /* Each module is loaded once here, before any service starts, to check it and to
+     * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
         char why[512];
         if (c->services[i].kind == SHMRPC__CONFIG_MODULE &&
             sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
             fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
                     c->services[i].name, why);
-            shmrpc__config_free(c);
-            return 1;
+            return stop_early(c, NULL, 0, NULL, -1, web);
         }
     }
-    if (!ports_free(c)) {
-        shmrpc__config_free(c);
-        return 1;
-    }
+    sup_web_proc_resolved(web, c);
+    if (!ports_free(c)) return stop_early(c, NULL, 0, NULL, -1, web);
     const char *log_dir = c->defaults.log_dir;
-    int e = make_dirs(log_dir);
+    e = make_dirs(log_dir);
     for (size_t i = 0; e == 0 && i < c->n_services; i++)
         e = make_dirs(c->services[i].s.log_dir);
     if (e) {
         fprintf(stderr, "shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
                 shmrpc_strerror(e));
-        shmrpc__config_free(c);
-        return 1;
+        return stop_early(c, NULL, 0, NULL, -1, web);
     }
     if (!foreground) {
         e = sup_log_open(&own_log, log_dir, "shmrpc-service.log", c->defaults.log_max_bytes,
@@ -295,8 +302,7 @@ int main(int argc, char **argv)
         if (e) {
             fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s\n", log_dir,
                     shmrpc_strerror(e));
-            shmrpc__config_free(c);
-            return 1;
+            return stop_early(c, NULL, 0, NULL, -1, web);
         }
         ctx.own_log = &own_log;
     }
@@ -318,18 +324,11 @@ int main(int argc, char **argv)
     size_t n = c->n_services;
     sup_service *svcs = calloc(n, sizeof *svcs);
     struct pollfd *pfds = calloc(3 + n, sizeof *pfds);
-    char control_addr[96], why[256] = "";
-    e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
-    if (sfd < 0 || !svcs || !pfds || e) {
-        sup_logf(&ctx, "cannot start: %s",
-                 sfd < 0 ? strerror(errno)
-                 : e     ? shmrpc_strerror(e)
-                         : strerror(ENOMEM));
-        return stop_early(c, svcs, 0, pfds, sfd, NULL);
+    char why[256] = "";
+    if (sfd < 0 || !svcs || !pfds) {
+        sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
+        return stop_early(c, svcs, 0, pfds, sfd, web);
     }
-    /* The management page's keeper (web_proc.c), while this process is one thread: it
-     * starts the page in a process of its own once every service has started. */
-    sup_web_proc *web = sup_web_proc_fork(c, control_addr, &ctx);
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
@@ -454,7 +453,7 @@ int main(int argc, char **argv)
         if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
     /* Status was served until every service stopped; now the segment goes. */
-    sup_web_proc_stop(web); /* before the control service, which the page calls */
+    sup_web_proc_stop(web, sfd); /* before the control service, which the page calls */
     sup_control_stop(control);
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes

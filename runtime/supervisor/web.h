@@ -1,6 +1,6 @@
-/* The management page (docs/web.md): an HTTP server (civetweb) in shmrpc-service on
- * [web monitor] host:port, serving the overview, its JSON API, /metrics and the JSON
- * gateway, behind a login when there is a secret_file. Its handlers run on civetweb's
+/* The management page (docs/web.md): an HTTP server (civetweb) in a process of the
+ * supervisor's own (web_proc.c) on [web monitor] host:port, serving the overview, its
+ * JSON API, /metrics and the JSON gateway, behind a login when there is a secret_file. Its handlers run on civetweb's
  * threads and never touch the supervisor's state: they call the supervisor's control
  * service as any client would. */
 #ifndef SHMRPC_SUPERVISOR_WEB_H
@@ -16,13 +16,13 @@ typedef struct sup_web sup_web;
  * control service. With c->web_secret_file, reads the secret once (shmrpc_secret_load)
  * and requires a session from POST /login for everything but the login page. Logs where
  * it listens, or why it cannot (a port it cannot bind, a secret it cannot read), through
- * ctx; NULL when it cannot (the supervisor runs on without its page). c must outlive
- * it. */
+ * ctx; NULL when it cannot (the page's process then exits; the supervisor runs on). c
+ * must outlive it. */
 sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
 
 /* Refuses new requests, waits for those being served (each bounded by its call's
- * timeout and its body's and answer's deadlines), closes the port and frees it all, the secret's
- * hash and the sessions wiped. NULL is fine. */
+ * timeout and its body's and answer's deadlines), closes the port and frees it all, the
+ * secret's hash and the sessions wiped. NULL is fine. */
 void sup_web_stop(sup_web *w);
 
 #endif

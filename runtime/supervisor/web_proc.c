@@ -1,24 +1,30 @@
 /* The management page in a process of its own (web_proc.h). Three processes:
- * - the supervisor holds the write end of the keeper's command pipe (the keeper's stdin:
- *   'g' to serve, 'q' to stop; end of file, the supervisor died: stop at once) and the
- *   read end of the log pipe (the keeper's and the page's stdout and stderr);
+ * - the supervisor holds the write end of the keeper's command pipe (the keeper's stdin)
+ *   and the read end of the log pipe (the keeper's and the page's stdout and stderr);
  * - the keeper (shmrpc-pagekeep), forked while the supervisor is one thread, so that it
- *   may fork again safely, runs no page code: it starts the page, waits for it, and starts
- *   it again after a backoff when it dies;
- * - the page (shmrpc-page) runs civetweb (web.c) until a SIGTERM from the keeper.
- * Both die with their parent (PR_SET_PDEATHSIG), so none outlives a SIGKILLed supervisor. */
+ *   may fork again safely, runs no page code: it starts the page, asks it every few
+ *   seconds whether it answers, and starts it again after a backoff when it died or hung;
+ * - the page (shmrpc-page) runs civetweb (web.c) until the keeper's SIGTERM.
+ * The keeper leads a process group of its own, so that a signal to the supervisor's group
+ * (^C, kill -- -PGID, timeout(1)) reaches the supervisor only, which stops the page in its
+ * turn; both die with their parent (PR_SET_PDEATHSIG), so none outlives a SIGKILLed
+ * supervisor. */
 #include "web_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,22 +36,47 @@
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 10000
 #define STABLE_MS 60000
+/* Every PROBE_EVERY_MS the keeper sends the page HEAD /favicon.svg and gives it
+ * PROBE_TIMEOUT_MS to begin an answer (web.c answers at once; 200 idle connections, more
+ * than its threads, delay it up to its 5 s header timeout); PROBE_MISSES misses in a row
+ * and the page is taken for hung: SIGKILL, and a new one. */
+#define PROBE_EVERY_MS 2000
+#define PROBE_TIMEOUT_MS 6000
+#define PROBE_MISSES 2
 /* How long the keeper lets a stopping page finish its requests (each bounded by its
  * body's deadline, its call's timeout and its answer's deadline: 10 + 5 + 10 s, web.c),
  * and the supervisor the keeper, before SIGKILL. */
 #define PAGE_STOP_MS 30000
 #define KEEPER_STOP_MS (PAGE_STOP_MS + 5000)
 /* The page's exit status when it could not start (a port it cannot bind, a secret it
- * cannot read): said in the log already, and not retried. */
+ * cannot read): said in the log already. Not retried when the first page says it (the
+ * file asks for what cannot be); retried with backoff later (another process may hold
+ * the port a moment). */
 #define PAGE_CANNOT_START 3
+
+/* The commands on the keeper's stdin. A message is written whole in one write of less
+ * than PIPE_BUF bytes, so the keeper never reads half of one. */
+enum {
+    CMD_RESOLVED = 'r', /* a module= service's shm name and port: struct resolved, the name */
+    CMD_SERVE = 'g',    /* every service has started: start the page */
+    CMD_QUIT = 'q',     /* stop the page, letting it finish its requests, and exit */
+    /* End of file: the supervisor is gone; SIGKILL the page and exit. */
+};
+
+struct resolved {
+    uint32_t index; /* in the configuration's services */
+    int32_t tcp_port;
+    uint32_t name_len; /* the shm name's bytes that follow, at most SHM_NAME_MAX */
+};
+#define SHM_NAME_MAX 64
 
 struct sup_web_proc {
     const sup_ctx *ctx;
-    pid_t keeper; /* 0: reaped */
-    int cmd_w;    /* the keeper's stdin */
-    int log_r;    /* the keeper's and the page's stdout and stderr, non-blocking */
-    size_t n;     /* bytes of a line not yet ended, in line */
-    char line[1024];
+    pid_t keeper;    /* 0: reaped */
+    int cmd_w;       /* the keeper's stdin; -1 once closed */
+    int log_r;       /* the keeper's and the page's stdout and stderr, non-blocking */
+    size_t n;        /* bytes of a line not yet ended, in line */
+    char line[1100]; /* a sup_logf line (1024 bytes) and its "shmrpc-service: " */
 };
 
 /* --- the page's process ---------------------------------------------------------------- */
@@ -60,7 +91,8 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
         dup2(null, 0);
         close(null);
     }
-    /* SIGTERM stays blocked (civetweb's threads inherit the mask): it is waited for. */
+    /* SIGTERM stays blocked (civetweb's threads inherit the mask): it is waited for, and
+     * only the keeper's counts. */
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
@@ -70,8 +102,10 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
         shmrpc__config_free(c);
         exit(PAGE_CANNOT_START);
     }
-    while (sigwaitinfo(&term, NULL) < 0 && errno == EINTR)
-        ;
+    for (;;) {
+        siginfo_t si;
+        if (sigwaitinfo(&term, &si) == SIGTERM && si.si_pid == keeper) break;
+    }
     sup_web_stop(web);
     shmrpc__config_free(c);
     exit(0);
@@ -88,19 +122,177 @@ static const char *death(int status, char *buf, size_t cap)
     return buf;
 }
 
-/* Waits up to ms for the page, then SIGKILLs it; reaps it either way. */
-static void page_reap(pid_t page, int64_t ms)
+typedef struct keeper {
+    shmrpc__config *c;
+    const char *control_addr;
+    pid_t supervisor, self, page; /* page: 0 when none runs */
+    sup_ctx ctx;
+    bool serve, quit, started_once;
+    int64_t started, restart_at, backoff; /* restart_at: 0, none due */
+    /* The probe: a connection to the page, the next one's time, the current one's end. */
+    struct sockaddr_storage addr;
+    socklen_t addr_len; /* 0: no address to probe */
+    int probe;          /* -1: none open */
+    bool probe_sent;
+    char head[7]; /* the answer's first bytes: "HTTP/1." */
+    size_t head_n;
+    int64_t probe_at, probe_end;
+    int misses;
+} keeper;
+
+static void schedule_restart(keeper *k, int64_t now)
 {
-    int64_t end = sup_mono_ms() + ms;
-    while (waitpid(page, NULL, WNOHANG) == 0) {
-        if (sup_mono_ms() >= end) {
-            kill(page, SIGKILL);
-            while (waitpid(page, NULL, 0) < 0 && errno == EINTR)
-                ;
+    k->restart_at = now + k->backoff;
+    k->backoff = k->backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : k->backoff * 2;
+}
+
+/* Where the probe connects: the page's host, or loopback for a wildcard one. */
+static void probe_address(keeper *k)
+{
+    const char *host = k->c->web_host ? k->c->web_host : "127.0.0.1";
+    char bare[64];
+    snprintf(bare, sizeof bare, "%.*s", (int)strcspn(host + (host[0] == '['), "]"),
+             host + (host[0] == '['));
+    if (strcasecmp(bare, "localhost") == 0 || strcmp(bare, "0.0.0.0") == 0)
+        strcpy(bare, "127.0.0.1");
+    else if (strcmp(bare, "::") == 0)
+        strcpy(bare, "::1");
+    char port[16];
+    snprintf(port, sizeof port, "%d", k->c->web_port ? k->c->web_port : 5155);
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM},
+                    *ai = NULL;
+    if (getaddrinfo(bare, port, &hints, &ai) == 0 && ai->ai_addrlen <= sizeof k->addr) {
+        memcpy(&k->addr, ai->ai_addr, ai->ai_addrlen);
+        k->addr_len = ai->ai_addrlen;
+    }
+    if (ai) freeaddrinfo(ai);
+}
+
+static void probe_close(keeper *k, int64_t now, bool answered)
+{
+    if (k->probe >= 0) close(k->probe);
+    k->probe = -1;
+    k->probe_at = now + PROBE_EVERY_MS;
+    if (answered) {
+        k->misses = 0;
+    } else if (++k->misses >= PROBE_MISSES && k->page) {
+        sup_logf(&k->ctx,
+                 "web monitor: the page's process (pid %d) did not answer %d probes of %d s: "
+                 "SIGKILL",
+                 (int)k->page, k->misses, PROBE_TIMEOUT_MS / 1000);
+        kill(k->page, SIGKILL); /* reaped, and started again, as any death */
+        k->misses = 0;
+    }
+}
+
+/* Moves the probe on after poll: connected, request sent, the answer's first bytes read. */
+static void probe_step(keeper *k, short revents, int64_t now)
+{
+    if (k->probe < 0) return;
+    if (!k->probe_sent && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+        static const char req[] = "HEAD /favicon.svg HTTP/1.0\r\n\r\n";
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(k->probe, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || send(k->probe, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)sizeof req - 1) {
+            probe_close(k, now, false);
             return;
         }
-        poll(NULL, 0, 10);
+        k->probe_sent = true;
+    } else if (k->probe_sent && (revents & (POLLIN | POLLERR | POLLHUP))) {
+        ssize_t got = recv(k->probe, k->head + k->head_n, sizeof k->head - k->head_n, 0);
+        if (got <= 0) {
+            probe_close(k, now, false);
+            return;
+        }
+        k->head_n += (size_t)got;
+        if (k->head_n == sizeof k->head) {
+            probe_close(k, now, memcmp(k->head, "HTTP/1.", sizeof k->head) == 0);
+            return;
+        }
     }
+    if (now >= k->probe_end) probe_close(k, now, false);
+}
+
+static void probe_start(keeper *k, int64_t now)
+{
+    k->probe = socket(k->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    k->probe_sent = false;
+    k->head_n = 0;
+    k->probe_end = now + PROBE_TIMEOUT_MS;
+    if (k->probe < 0 ||
+        (connect(k->probe, (struct sockaddr *)&k->addr, k->addr_len) != 0 && errno != EINPROGRESS))
+        probe_close(k, now, false);
+}
+
+static void page_start(keeper *k, int64_t now)
+{
+    k->restart_at = 0;
+    k->started = now;
+    k->page = fork();
+    if (k->page == 0) page_main(k->c, k->control_addr, k->supervisor, k->self);
+    if (k->page < 0) {
+        k->page = 0;
+        sup_logf(&k->ctx, "web monitor: cannot fork the page: %s; again in %lld ms",
+                 strerror(errno), (long long)k->backoff);
+        schedule_restart(k, now);
+        return;
+    }
+    k->misses = 0;
+    k->probe_at = now + PROBE_EVERY_MS;
+}
+
+static void page_reaped(keeper *k, int status, int64_t now)
+{
+    bool first = !k->started_once;
+    k->page = 0;
+    k->started_once = true;
+    if (k->probe >= 0) close(k->probe);
+    k->probe = -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START && first) return;
+    if (now - k->started >= STABLE_MS) k->backoff = RESTART_MIN_MS;
+    char why[96];
+    sup_logf(&k->ctx, "web monitor: the page's process %s; starting it again in %lld ms",
+             death(status, why, sizeof why), (long long)k->backoff);
+    schedule_restart(k, now);
+}
+
+/* Reads exactly n bytes from stdin (a whole message was written at once). */
+static bool read_all(void *p, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(0, (char *)p + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+/* One command from the supervisor; false at end of file or on a broken message. */
+static bool command_read(keeper *k)
+{
+    char cmd;
+    if (!read_all(&cmd, 1)) return false;
+    if (cmd == CMD_SERVE && !k->serve) {
+        k->serve = true;
+        k->restart_at = sup_mono_ms();
+    } else if (cmd == CMD_QUIT) {
+        k->quit = true;
+    } else if (cmd == CMD_RESOLVED) {
+        struct resolved r;
+        char name[SHM_NAME_MAX + 1];
+        if (!read_all(&r, sizeof r) || r.name_len > SHM_NAME_MAX || !read_all(name, r.name_len))
+            return false;
+        name[r.name_len] = '\0';
+        if (r.index < k->c->n_services) {
+            shmrpc__config_service *s = &k->c->services[r.index];
+            s->tcp_port = r.tcp_port;
+            if (r.name_len) s->shm_name = shmrpc__config_strdup(k->c, name);
+        }
+    }
+    return true;
 }
 
 static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t supervisor)
@@ -108,77 +300,70 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != supervisor) _exit(0); /* the supervisor died before the line above */
     prctl(PR_SET_NAME, "shmrpc-pagekeep");
-    /* ^C at a terminal reaches the supervisor, which stops the page in its turn. */
+    setpgid(0, 0);
+    keeper k = {.c = c,
+                .control_addr = control_addr,
+                .supervisor = supervisor,
+                .self = getpid(),
+                .backoff = RESTART_MIN_MS,
+                .probe = -1};
+    /* SIGTERM stays blocked, for the page to wait for; the keeper itself stops on the
+     * supervisor's word only. */
     signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN); /* the page's too: a peer that left is an error, not a death */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGCHLD);
     sigaddset(&sigs, SIGTERM);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
+    sigdelset(&sigs, SIGTERM);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-    const sup_ctx ctx = {0};
     if (sfd < 0) {
-        sup_logf(&ctx, "web monitor: no signalfd: %s; running without the page", strerror(errno));
+        sup_logf(&k.ctx, "web monitor: no signalfd: %s; running without the page", strerror(errno));
         exit(1);
     }
-    pid_t keeper = getpid(), page = 0;
-    bool serve = false, quit = false;
-    int64_t started = 0, restart_at = 0, backoff = RESTART_MIN_MS;
-    while (!quit) {
+    probe_address(&k);
+    while (!k.quit) {
         int64_t now = sup_mono_ms();
-        if (serve && !page && restart_at && now >= restart_at) {
-            restart_at = 0;
-            started = now;
-            page = fork();
-            if (page == 0) {
-                close(sfd);
-                page_main(c, control_addr, supervisor, keeper);
-            }
-            if (page < 0) {
-                sup_logf(&ctx, "web monitor: cannot fork the page: %s; again in %lld ms",
-                         strerror(errno), (long long)backoff);
-                page = 0;
-                restart_at = now + backoff;
-                backoff = backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
-            }
-        }
-        int timeout = !restart_at ? -1 : restart_at <= now ? 0 : (int)(restart_at - now);
-        struct pollfd pfd[2] = {{.fd = 0, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        if (poll(pfd, 2, timeout) < 0 && errno != EINTR) break;
-        if (pfd[0].revents) {
-            char cmd;
-            ssize_t got = read(0, &cmd, 1);
-            if (got == 1 && cmd == 'g' && !serve) {
-                serve = true;
-                restart_at = sup_mono_ms();
-            } else if (got == 1 && cmd == 'q') {
-                quit = true;
-            } else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
-                /* The supervisor is gone: nothing is left to finish requests for. */
-                if (page) kill(page, SIGKILL);
-                quit = true;
-            }
+        if (k.serve && !k.page && k.restart_at && now >= k.restart_at) page_start(&k, now);
+        if (k.page && k.probe < 0 && k.addr_len && now >= k.probe_at) probe_start(&k, now);
+        int64_t next = k.restart_at               ? k.restart_at
+                       : k.probe >= 0             ? k.probe_end
+                       : k.page && k.addr_len > 0 ? k.probe_at
+                                                  : INT64_MAX;
+        int timeout = next == INT64_MAX ? -1 : next <= now ? 0 : (int)(next - now);
+        struct pollfd pfd[3] = {{.fd = 0, .events = POLLIN},
+                                {.fd = sfd, .events = POLLIN},
+                                {.fd = k.probe, .events = k.probe_sent ? POLLIN : POLLOUT}};
+        if (poll(pfd, 3, timeout) < 0 && errno != EINTR) break;
+        now = sup_mono_ms();
+        if (pfd[0].revents && !command_read(&k)) {
+            /* The supervisor is gone: nothing is left to finish requests for. */
+            if (k.page) kill(k.page, SIGKILL);
+            k.quit = true;
         }
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-            if (si.ssi_signo == SIGTERM) quit = true;
+            ; /* SIGCHLD: reaped below */
         int status;
-        pid_t got;
-        while (page && (got = waitpid(page, &status, WNOHANG)) == page) {
-            page = 0;
-            now = sup_mono_ms();
-            if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START) break;
-            if (now - started >= STABLE_MS) backoff = RESTART_MIN_MS;
-            char why[96];
-            sup_logf(&ctx, "web monitor: the page's process %s; starting it again in %lld ms",
-                     death(status, why, sizeof why), (long long)backoff);
-            restart_at = now + backoff;
-            backoff = backoff * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : backoff * 2;
-        }
+        if (k.page && waitpid(k.page, &status, WNOHANG) == k.page) page_reaped(&k, status, now);
+        probe_step(&k, pfd[2].revents, now);
     }
-    if (page) {
-        kill(page, SIGTERM);
-        page_reap(page, PAGE_STOP_MS);
+    if (k.probe >= 0) close(k.probe);
+    if (k.page) {
+        kill(k.page, SIGTERM);
+        int64_t end = sup_mono_ms() + PAGE_STOP_MS;
+        while (waitpid(k.page, NULL, WNOHANG) == 0) {
+            if (sup_mono_ms() >= end) {
+                sup_logf(&k.ctx, "web monitor: the page did not stop in %d ms: SIGKILL",
+                         PAGE_STOP_MS);
+                kill(k.page, SIGKILL);
+                while (waitpid(k.page, NULL, 0) < 0 && errno == EINTR)
+                    ;
+                break;
+            }
+            poll(NULL, 0, 10);
+        }
     }
     close(sfd);
     shmrpc__config_free(c);
@@ -213,6 +398,7 @@ sup_web_proc *sup_web_proc_fork(shmrpc__config *c, const char *control_addr, con
         close_range(3, UINT_MAX, 0);
         keeper_main(c, addr, supervisor);
     }
+    setpgid(pid, pid); /* as the keeper does itself: whichever runs first */
     close(cmd[0]);
     close(out[1]);
     p->ctx = ctx;
@@ -229,15 +415,33 @@ fail:
     return NULL;
 }
 
-static void command(sup_web_proc *p, char cmd)
+/* Writes one whole message to the keeper, unless it is gone. */
+static void command(sup_web_proc *p, const void *msg, size_t n)
 {
-    if (p->cmd_w >= 0 && write(p->cmd_w, &cmd, 1) != 1)
-        sup_logf(p->ctx, "web monitor: cannot tell its keeper '%c': %s", cmd, strerror(errno));
+    if (p->cmd_w >= 0 && write(p->cmd_w, msg, n) != (ssize_t)n)
+        sup_logf(p->ctx, "web monitor: cannot tell its keeper '%c': %s", *(const char *)msg,
+                 strerror(errno));
+}
+
+void sup_web_proc_resolved(sup_web_proc *p, const shmrpc__config *c)
+{
+    for (size_t i = 0; p && i < c->n_services; i++) {
+        const shmrpc__config_service *s = &c->services[i];
+        if (s->kind != SHMRPC__CONFIG_MODULE) continue;
+        char msg[1 + sizeof(struct resolved) + SHM_NAME_MAX];
+        struct resolved r = {.index = (uint32_t)i, .tcp_port = s->tcp_port};
+        size_t len = s->shm_name ? strlen(s->shm_name) : 0;
+        r.name_len = (uint32_t)(len > SHM_NAME_MAX ? 0 : len); /* longer: refused at resolve */
+        msg[0] = CMD_RESOLVED;
+        memcpy(msg + 1, &r, sizeof r);
+        memcpy(msg + 1 + sizeof r, s->shm_name ? s->shm_name : "", r.name_len);
+        command(p, msg, 1 + sizeof r + r.name_len);
+    }
 }
 
 void sup_web_proc_serve(sup_web_proc *p)
 {
-    if (p) command(p, 'g');
+    if (p) command(p, &(char){CMD_SERVE}, 1);
 }
 
 int sup_web_proc_fd(const sup_web_proc *p)
@@ -288,30 +492,40 @@ bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status)
 {
     if (!p || !p->keeper || pid != p->keeper) return false;
     p->keeper = 0;
+    close(p->cmd_w); /* nobody to tell anything any more */
+    p->cmd_w = -1;
     char why[96];
     sup_logf(p->ctx, "web monitor: its keeper (pid %d) %s; the page is gone until a restart",
              (int)pid, death(status, why, sizeof why));
     return true;
 }
 
-void sup_web_proc_stop(sup_web_proc *p)
+void sup_web_proc_stop(sup_web_proc *p, int sig_fd)
 {
     if (!p) return;
-    command(p, 'q');
-    close(p->cmd_w);
+    command(p, &(char){CMD_QUIT}, 1);
+    if (p->cmd_w >= 0) close(p->cmd_w);
     p->cmd_w = -1;
     int64_t end = sup_mono_ms() + KEEPER_STOP_MS;
     while (p->keeper && waitpid(p->keeper, NULL, WNOHANG) == 0) {
-        if (sup_mono_ms() >= end) {
-            sup_logf(p->ctx, "web monitor: its keeper did not stop in %d ms: SIGKILL",
-                     KEEPER_STOP_MS);
-            kill(p->keeper, SIGKILL);
+        struct pollfd pfd[2] = {{.fd = p->log_r, .events = POLLIN},
+                                {.fd = sig_fd, .events = POLLIN}};
+        struct signalfd_siginfo si;
+        bool again = false; /* a SIGTERM or SIGINT while it stops: no more waiting */
+        while (sig_fd >= 0 && read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+            again |= si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT;
+        if (again || sup_mono_ms() >= end) {
+            if (again)
+                sup_logf(p->ctx, "web monitor: stopping again: SIGKILL to its keeper");
+            else
+                sup_logf(p->ctx, "web monitor: its keeper did not stop in %d ms: SIGKILL",
+                         KEEPER_STOP_MS);
+            kill(p->keeper, SIGKILL); /* and the page, by its PR_SET_PDEATHSIG */
             while (waitpid(p->keeper, NULL, 0) < 0 && errno == EINTR)
                 ;
             break;
         }
-        struct pollfd pfd = {.fd = p->log_r, .events = POLLIN};
-        poll(&pfd, 1, 20); /* a negative fd is skipped: a 20 ms nap */
+        poll(pfd, 2, 20); /* negative fds are skipped */
         sup_web_proc_drain(p);
     }
     sup_web_proc_drain(p);

@@ -1,7 +1,8 @@
 /* The management page in a process of its own (docs/web.md): whatever a request does to
  * the page (a crash, a stack overflow, a hang), the supervisor and its services go on.
  * The supervisor forks a keeper while it is still one thread; the keeper forks the page's
- * process when told to serve, and again, with backoff, when that process dies. The page
+ * process when told to serve, and again, with backoff, when that process dies or stops
+ * answering. The page
  * reaches the supervisor only through the control service, as shmrpcctl does. */
 #ifndef SHMRPC_SUPERVISOR_WEB_PROC_H
 #define SHMRPC_SUPERVISOR_WEB_PROC_H
@@ -21,6 +22,10 @@ typedef struct sup_web_proc sup_web_proc;
  * said through ctx, when it cannot fork: the supervisor runs on without its page. */
 sup_web_proc *sup_web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
 
+/* Tells the keeper the shm name and TCP port each module= service was found to serve at
+ * (sup_module_resolve, which runs after the fork: loading a module may start threads). */
+void sup_web_proc_resolved(sup_web_proc *p, const shmrpc__config *c);
+
 /* Tells the keeper to start the page (once every service has started). */
 void sup_web_proc_serve(sup_web_proc *p);
 
@@ -35,8 +40,9 @@ void sup_web_proc_drain(sup_web_proc *p);
 bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status);
 
 /* Tells the keeper to stop the page (which finishes the requests it serves, each bounded
- * by its call's timeout) and waits for it, SIGKILLing it after a bound; copies the last
- * lines, then frees p. NULL is fine. */
-void sup_web_proc_stop(sup_web_proc *p);
+ * by its deadlines) and waits for it, SIGKILLing it after a bound, or at once when a
+ * SIGTERM or SIGINT arrives on sig_fd (the supervisor's signalfd; -1: none); copies the
+ * last lines, then frees p. NULL is fine. */
+void sup_web_proc_stop(sup_web_proc *p, int sig_fd);
 
 #endif

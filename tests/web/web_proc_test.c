@@ -17,8 +17,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -90,9 +93,10 @@ static void sleeper(pid_t *pid, int *restarts)
     resp_free(&r);
 }
 
-static int setup(void **state)
+/* Starts shmrpc-service in a process group of its own (as a shell's job is), with one
+ * service, the sleeper unless told, and waits up to 10 s for its page. */
+static int start_with(const char *service)
 {
-    (void)state;
     memset(&T, 0, sizeof T);
     T.groups.cap = 4;
     strcpy(T.dir, "/tmp/shmrpc-web-proc-XXXXXX");
@@ -101,18 +105,41 @@ static int setup(void **state)
     T.port = test_free_port();
     char ini[512], err[128];
     snprintf(ini, sizeof ini,
-             "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n[sleeper]\n" SLEEPER
+             "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n[sleeper]\n%s"
              "wait_until_completed = false\n",
-             T.port);
+             T.port, service ? service : SLEEPER);
     if (T.port <= 0 || sup_write_file(T.ini, ini) != 0 ||
         shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0)
         return -1;
     snprintf(err, sizeof err, "%s/supervisor.err", T.dir);
-    T.sup = sup_spawn(T.ini, err, true, 60, NULL);
+    T.sup = fork();
+    if (T.sup == 0) {
+        setpgid(0, 0);
+        int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) dup2(fd, 2);
+        alarm(60); /* should the teardown not run */
+        execl(SHMRPC_SERVICE, "shmrpc-service", "--foreground", T.ini, (char *)NULL);
+        _exit(127);
+    }
     resp r;
     if (T.sup < 0 || http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r) != 0) return -1;
     resp_free(&r);
     return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return start_with(NULL);
+}
+
+/* Waits up to ms for the supervisor's log to hold text. */
+static bool log_has(const char *text, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms; !strstr(sup_slurp(T.dir, "supervisor.err"), text);
+         sup_nap_ms(20))
+        if (sup_now_ms() >= end) return false;
+    return true;
 }
 
 static int teardown(void **state)
@@ -198,9 +225,7 @@ static void test_keeper_killed(void **state)
     char want[96];
     snprintf(want, sizeof want, "web monitor: its keeper (pid %d) was killed by Killed",
              (int)keeper);
-    for (int64_t end = sup_now_ms() + 5000; !strstr(sup_slurp(T.dir, "supervisor.err"), want);
-         sup_nap_ms(20))
-        assert_true(sup_now_ms() < end);
+    assert_true(log_has(want, 5000));
     long before = cpu_ticks(T.sup);
     sup_nap_ms(1000);
     long used = cpu_ticks(T.sup) - before;
@@ -208,6 +233,99 @@ static void test_keeper_killed(void **state)
     /* A second of spinning is 100 ticks; an idle loop a few at most, even under load. */
     assert_true(used < 30);
     assert_int_equal(sup_wait_exit(&T.sup, 0), -1); /* still running */
+}
+
+/* A page that stops answering (SIGSTOP, as a deadlock would) is found by the keeper's
+ * probes, SIGKILLed and started again. */
+static void test_page_hung(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    assert_int_equal(kill(page, SIGSTOP), 0);
+    pid_t again = wait_page(keeper, page, 30000); /* 2 probes of 6 s, 2 s apart */
+    assert_true(again > 0);
+    char want[128];
+    snprintf(want, sizeof want,
+             "web monitor: the page's process (pid %d) did not answer 2 probes of 6 s: SIGKILL",
+             (int)page);
+    assert_true(log_has(want, 1000));
+    resp r;
+    assert_int_equal(http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r), 0);
+    resp_free(&r);
+}
+
+/* Another process binds the port while a crashed page is started again: the page is
+ * tried again, with backoff, until the port is free, rather than given up for good. */
+static void test_port_taken_on_restart(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    int squat = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(squat >= 0);
+    int one = 1;
+    setsockopt(squat, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)T.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(kill(page, SIGKILL), 0);
+    bool bound = false; /* within the restart's 100 ms */
+    for (int64_t end = sup_now_ms() + 90; !bound && sup_now_ms() < end;)
+        bound = bind(squat, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(squat, 1) == 0;
+    assert_true(bound);
+    assert_true(log_has("web monitor: the page's process exited with status 3; starting it "
+                        "again in 200 ms",
+                        5000));
+    close(squat);
+    resp r;
+    assert_int_equal(http_wait_ok(T.port, "/api/token", 15000, &T.sup, &r), 0);
+    resp_free(&r);
+}
+
+/* SIGTERM to the supervisor's whole process group (^C, kill -- -PGID, timeout(1)): the
+ * page is not in it, and serves while a service takes its time to stop. */
+static void test_group_sigterm(void **state)
+{
+    assert_int_equal(teardown(state), 0);
+    assert_int_equal(
+        start_with("exec = sh -c 'trap \"\" TERM; exec tail --pid=$PPID -f /dev/null'\n"
+                   "stop_timeout_s = 3\n"),
+        0);
+    assert_int_equal(kill(-T.sup, SIGTERM), 0);
+    assert_true(log_has("stopping the services, last first", 5000));
+    sup_nap_ms(1000);
+    resp r;
+    assert_int_equal(http_raw(T.port, NULL, "GET", "/api/token", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    resp_free(&r);
+    int st = sup_wait_exit(&T.sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* A second SIGTERM while the page is being stopped (here it cannot: SIGSTOPped) ends the
+ * wait at once. */
+static void test_sigterm_twice(void **state)
+{
+    (void)state;
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    assert_int_equal(kill(page, SIGSTOP), 0);
+    assert_int_equal(kill(T.sup, SIGTERM), 0);
+    assert_true(log_has("sleeper: stopped", 10000));
+    sup_nap_ms(200);
+    int64_t t0 = sup_now_ms();
+    assert_int_equal(kill(T.sup, SIGTERM), 0);
+    int st = sup_wait_exit(&T.sup, 10000); /* the keeper would give the page 30 s */
+    assert_true(st != -1);
+    printf("a second SIGTERM ended the page's stop in %lld ms\n", (long long)(sup_now_ms() - t0));
+    assert_true(log_has("web monitor: stopping again: SIGKILL to its keeper", 1000));
+    assert_true(gone(keeper, 2000));
+    assert_true(gone(page, 2000));
 }
 
 /* SIGTERM: the page and its keeper stop with the supervisor, which exits 0. */
@@ -242,6 +360,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_page_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keeper_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_hung, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_taken_on_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_sigterm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
     };
