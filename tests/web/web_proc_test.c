@@ -328,6 +328,25 @@ static void test_sigterm_twice(void **state)
     assert_true(gone(page, 2000));
 }
 
+/* A module= service without shm_name serves at its .svc's name, which the supervisor
+ * learns by loading the module after the keeper was forked: the page shows it, told by
+ * the supervisor. */
+static void test_module_address(void **state)
+{
+    assert_int_equal(teardown(state), 0);
+    assert_int_equal(start_with("module = " BIGDATA_MODULE "\ntcp_bind = none\n"), 0);
+    resp r;
+    assert_int_equal(http_raw(T.port, NULL, "GET", "/api/services/sleeper", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    json_t *v = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(v, "address")), "shm://sup_bigdata");
+    json_int_t pid = json_integer_value(json_object_get(v, "pid"));
+    if (pid > 0) sup_groups_add(&T.groups, (pid_t)pid);
+    json_decref(v);
+    resp_free(&r);
+    assert_int_equal(sup_stop(&T.sup, 10000), 0);
+}
+
 /* SIGTERM: the page and its keeper stop with the supervisor, which exits 0. */
 static void test_sigterm(void **state)
 {
@@ -364,6 +383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_port_taken_on_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
     };
