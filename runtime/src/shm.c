@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,40 +585,93 @@ static void serve_one(worker *w, unsigned slot)
     }
 }
 
-/* Frees the slots of clients that died without closing, and unlinks their channels. */
+/* Whether a taken slot without a pid has been so long enough to be a dead claim: the
+ * first sweep that sees it so notes its gen and the time; one at least half a sweep
+ * later frees it. A live client writes its pid a few instructions after its claim. */
+static bool pidless_for_long(shmrpc__shm_slot *s, uint32_t gen, int64_t now)
+{
+    int64_t since = atomic_load(&s->pidless_ns);
+    if (since > 0 && since <= now && atomic_load(&s->pidless_gen) == gen)
+        return now - since >= SWEEP_EVERY_NS / 2;
+    atomic_store(&s->pidless_gen, gen);
+    atomic_store(&s->pidless_ns, now);
+    return false;
+}
+
+/* Frees slot i, whose client is dead or never finished its claim: its channel, its
+ * pending bit, and the client's share of awake. */
+static void free_slot(worker *w, unsigned i, uint32_t state, uint32_t gen)
+{
+    shmrpc__shm_ctl *ctl = w->ctl;
+    shmrpc__shm_slot *s = &ctl->slots[i];
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
+    shmrpc_buf_destroy(&err);
+    uint32_t st = wc ? atomic_load(&wc->map.head->state.word) : SHM_CHAN_IDLE;
+    bool in_call = (st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE) &&
+                   !atomic_load(&s->presence.asleep);
+    /* FREEING first: no client claims the slot while its pid is cleared. */
+    if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
+    proc_set(&s->client, 0, 0);
+    atomic_store(&s->pidless_ns, 0);
+    char name[160];
+    chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, gen);
+    shm_unlink(name);
+    atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
+    if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
+    atomic_store(&s->state, SHM_SLOT_FREE);
+}
+
+/* Repairs the counters that a dead or broken process can leave wrong: the doorbell's
+ * bits of workers that are not running (they would cost every call a needless wake-up
+ * syscall), and awake above the processes that can be awake (waiters would yield for
+ * good). */
+static void repair_counters(shmrpc__shm_ctl *ctl)
+{
+    /* The mask is read before the states, and cleared only if it did not change: a worker
+     * marks itself RUNNING before it first sleeps, so a bit that a starting worker set is
+     * either seen with its RUNNING or changes the mask. */
+    uint64_t mask = atomic_load(&ctl->sleeping), stray = 0;
+    unsigned running = 0, taken = 0;
+    for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+        bool runs = atomic_load(&ctl->workers[i].state) == SHM_WORKER_RUNNING;
+        running += runs;
+        if (!runs) stray |= mask & ((uint64_t)1 << i);
+    }
+    if (stray) atomic_compare_exchange_strong(&ctl->sleeping, &mask, mask & ~stray);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        taken += atomic_load(&ctl->slots[i].state) != SHM_SLOT_FREE;
+    uint32_t bound = running + taken, awake = atomic_load(&ctl->awake);
+    while (awake > bound && !atomic_compare_exchange_weak(&ctl->awake, &awake, bound)) {
+    }
+}
+
+/* Frees the slots of clients that died without closing (or during their claim), and
+ * unlinks their channels; then repairs the shared counters. */
 static void sweep(worker *w)
 {
     shmrpc__shm_ctl *ctl = w->ctl;
     int64_t now = shmrpc__now_ns();
     int64_t due = atomic_load(&ctl->next_sweep_ns);
-    if (now < due ||
+    /* A due time further off than one sweep was written by no sweep: sweep now. */
+    if ((now < due && due - now <= SWEEP_EVERY_NS) ||
         !atomic_compare_exchange_strong(&ctl->next_sweep_ns, &due, now + SWEEP_EVERY_NS))
         return;
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
         shmrpc__shm_slot *s = &ctl->slots[i];
         uint32_t state = atomic_load(&s->state), gen = atomic_load(&s->gen);
-        int32_t pid = atomic_load(&s->client.pid);
-        uint64_t start = atomic_load(&s->client.start);
-        /* A claim in progress has no pid yet; a pid and start read while a new client
-         * writes them may not belong together: look again before freeing. */
-        if (state == SHM_SLOT_FREE || pid == 0 || shmrpc__proc_alive(pid, start)) continue;
+        int32_t pid = atomic_load_explicit(&s->client.pid, memory_order_acquire);
+        uint64_t start = atomic_load(&s->client.start); /* written before the pid */
+        if (state == SHM_SLOT_FREE) continue;
+        if (pid == 0 ? !pidless_for_long(s, gen, now) : shmrpc__proc_alive(pid, start)) continue;
+        /* Looked at again: a claim may have moved on meanwhile. */
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
-        shmrpc_buf_destroy(&err);
-        uint32_t st = wc ? atomic_load(&wc->map.head->state.word) : SHM_CHAN_IDLE;
-        bool in_call = (st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE) &&
-                       !atomic_load(&s->presence.asleep);
-        if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREE)) continue;
-        char name[160];
-        chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, gen);
-        shm_unlink(name);
-        atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
-        if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
+        free_slot(w, i, state, gen);
     }
+    repair_counters(ctl);
 }
 
 /* Lets go of the mappings of connections that are gone or were claimed anew. */
@@ -689,7 +743,9 @@ static int worker_run(shm_listener *l, unsigned index)
                              .check = worker_check,
                              .check_arg = w,
                              .awake = &w->ctl->awake,
-                             .check_ns = SWEEP_EVERY_NS};
+                             .check_ns = SWEEP_EVERY_NS,
+                             .sleeping = &w->ctl->sleeping,
+                             .sleeping_bit = (uint64_t)1 << index};
     while (!stopping(w)) {
         int slot = take_pending(w);
         if (slot >= 0) {
@@ -737,18 +793,15 @@ static int crew_run(void *arg, int index)
     return worker_run(arg, (unsigned)index);
 }
 
-/* A worker that died without leaving: take back what it counted, asleep on the doorbell
- * or awake. */
+/* A worker that died without leaving: take back its bit on the doorbell and, unless it
+ * died asleep (its share was taken back then), its share of awake. */
 static void crew_reaped(void *arg, int i)
 {
     shm_listener *l = arg;
     shmrpc__shm_worker *me = &l->ctl->workers[i];
-    if (atomic_load(&me->state) == SHM_WORKER_RUNNING) {
-        if (atomic_load(&me->presence.asleep))
-            shmrpc__count_down(&l->ctl->doorbell.sleepers);
-        else
-            shmrpc__count_down(&l->ctl->awake);
-    }
+    atomic_fetch_and(&l->ctl->sleeping, ~((uint64_t)1 << i));
+    if (atomic_load(&me->state) == SHM_WORKER_RUNNING && !atomic_load(&me->presence.asleep))
+        shmrpc__count_down(&l->ctl->awake);
     atomic_store(&me->state, SHM_WORKER_FREE);
 }
 
@@ -804,7 +857,8 @@ static void shm_stop(shmrpc__listener *base)
     }
     if (l->ctl) { /* async-signal-safe: atomics, write() and a futex syscall */
         atomic_fetch_add(&l->ctl->doorbell.word, 1);
-        shmrpc__wake(&l->ctl->doorbell, INT32_MAX);
+        /* Whatever the mask says: a stop is rare, and must not wait for a bounded sleep. */
+        syscall(SYS_futex, &l->ctl->doorbell.word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     }
 }
 
@@ -839,6 +893,7 @@ typedef struct shm_conn {
     int32_t pid;      /* the process that connected: only it may call or close the slot */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
+    bool lost;        /* the slot stopped naming this connection (a bad write, or a sweep) */
     int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
     const shmrpc_service_info *info; /* for reconnects, which check the table again */
     uint32_t *map;
@@ -906,9 +961,11 @@ static int claim_slot(shm_conn *c, shmrpc_buf *err)
         shmrpc__shm_slot *s = &c->ctl->slots[i];
         uint32_t free_state = SHM_SLOT_FREE;
         if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        /* The gen first: a sweep's note of this slot without a pid, made before, no longer
+         * matches (see pidless_for_long). */
+        c->gen = atomic_fetch_add(&s->gen, 1) + 1;
         proc_set(&s->client, pid, start);
         c->slot = i;
-        c->gen = atomic_fetch_add(&s->gen, 1) + 1;
         return 0;
     }
     shmrpc__msg_set(err, "all %d connections of shm://%s are in use", SHMRPC__MAX_CONNS, c->key);
@@ -927,7 +984,11 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
     c->chan.max_size = chan_max_size(c->max_msg);
     atomic_store(&c->chan.head->size, PAGE);
     atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
-    atomic_store_explicit(&c->ctl->slots[c->slot].state, SHM_SLOT_OPEN, memory_order_release);
+    uint32_t claimed = SHM_SLOT_CLAIMED;
+    if (!atomic_compare_exchange_strong(&c->ctl->slots[c->slot].state, &claimed, SHM_SLOT_OPEN)) {
+        shmrpc__msg_set(err, "the slot of shm://%s was taken back during the connect", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
     return 0;
 }
 
@@ -959,7 +1020,8 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
 }
 
 /* Lets go of the server: the channel and the slot too, in the process that made them
- * (a forked child only unmaps what it inherited). */
+ * (a forked child only unmaps what it inherited). A slot that names another process by
+ * now (a sweep freed it after a bad write, and another client took it) is not ours. */
 static void detach(shm_conn *c)
 {
     bool mine = getpid() == c->pid;
@@ -969,8 +1031,15 @@ static void detach(shm_conn *c)
         shm_unlink(name);
     }
     chan_unmap(&c->chan);
-    if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS)
-        atomic_store(&c->ctl->slots[c->slot].state, SHM_SLOT_FREE);
+    if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS) {
+        shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+        uint32_t state = atomic_load(&s->state);
+        if (atomic_load(&s->client.pid) == c->pid && state != SHM_SLOT_FREE &&
+            state != SHM_SLOT_FREEING) {
+            proc_set(&s->client, 0, 0); /* a free slot has no pid (see the sweep) */
+            atomic_store(&s->state, SHM_SLOT_FREE);
+        }
+    }
     if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
     if (c->ctl_fd >= 0) close(c->ctl_fd);
     c->ctl = NULL;
@@ -999,7 +1068,7 @@ static int reconnect(shm_conn *c, shmrpc_buf *err)
     detach(c);
     int rc = attach(c, err);
     if (rc == 0) {
-        c->broken = false;
+        c->broken = c->lost = false;
         c->backoff_ns = 0;
         return 0;
     }
@@ -1024,6 +1093,31 @@ static bool taker_alive(shmrpc__shm_chan *h)
     return pid == 0 || shmrpc__proc_alive(pid, atomic_load(&h->taker.start));
 }
 
+/* Whether the connection's slot still names it: open, of its gen, with its pid. Workers
+ * serve the channel that the slot names, so a slot that names another (rewritten by a
+ * broken process, or freed by a sweep that took this client for dead) is never served. */
+static bool slot_ours(shm_conn *c)
+{
+    shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+    return atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen &&
+           atomic_load(&s->client.pid) == c->pid;
+}
+
+/* Whether the channel's name still leads to the segment this client maps: workers open
+ * it by name, so one unlinked or replaced by another process is never served. */
+static bool chan_named(shm_conn *c)
+{
+    char name[160];
+    chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
+    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return errno != ENOENT;
+    struct stat a, b;
+    bool same = fstat(fd, &a) != 0 || fstat(c->chan.fd, &b) != 0 ||
+                (a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+    close(fd);
+    return same;
+}
+
 /* While a call waits: the server, and the worker serving it, must still be there. The
  * server is looked at first, so that a server killed with its workers reads as gone
  * (unavailable) rather than as one worker dead, unless the kill reached the worker
@@ -1032,11 +1126,26 @@ static int client_check(void *arg)
 {
     shm_conn *c = arg;
     shmrpc__shm_chan *h = c->chan.head;
-    bool busy = atomic_load(&h->state.word) == SHM_CHAN_BUSY;
+    uint32_t st = atomic_load(&h->state.word);
+    bool busy = st == SHM_CHAN_BUSY;
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
     if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */
     if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
+    /* A call that a worker took is answered in the channel whatever the slot says; one
+     * not taken yet never will be if the slot no longer names the channel. */
+    if (!busy && (!slot_ours(c) || (st == SHM_CHAN_REQUEST && !chan_named(c)))) {
+        c->lost = true;
+        return SHMRPC_EUNAVAIL;
+    }
+    /* A bad write may have cleared the request's pending bit: ring again (a worker that
+     * finds the channel taken already just moves on). */
+    uint64_t bit = (uint64_t)1 << (c->slot % 64);
+    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit)) {
+        atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
+        atomic_fetch_add(&c->ctl->doorbell.word, 1);
+        shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    }
     return 0;
 }
 
@@ -1083,7 +1192,13 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
     } else if (st == SHM_CHAN_RESPONSE) {
         return 0; /* the answer came after all */
     }
-    if (rc == SHMRPC_EUNAVAIL) {
+    if (rc == SHMRPC_EUNAVAIL && c->lost) {
+        c->broken = true;
+        shmrpc__msg_set(err,
+                        "the slot of this connection to shm://%s was taken from it (a broken "
+                        "client wrote it?); the call %s; the next call connects again",
+                        c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
+    } else if (rc == SHMRPC_EUNAVAIL) {
         c->broken = true;
         shmrpc__msg_set(err, "the server of shm://%s went away during the call", c->key);
     }
@@ -1130,6 +1245,9 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                         c->pid);
         return SHMRPC_EINVAL;
     }
+    /* A slot taken from this connection while it was idle: nothing was sent yet, so
+     * connecting again now cannot run anything twice. */
+    if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
     int rc = c->broken ? reconnect(c, err) : 0;
     if (rc != 0) return rc;
     if (req.len > c->max_msg) {
@@ -1145,11 +1263,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     h->method = sid;
     h->req_len = (uint32_t)req.len;
     proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    /* Only this client sleeps on its channel, and not now: whatever a bad write left in
+     * the count is undone here, so a lost wake-up cannot repeat on every call. */
+    atomic_store(&h->state.sleepers, 0);
     atomic_fetch_add(&c->ctl->awake, 1);
     atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
     atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
     atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake(&c->ctl->doorbell, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
 
     /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
      * sweep takes a dead client's share back by that. */

@@ -14,7 +14,8 @@
 #include "wait.h"
 
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
-#define SHMRPC__SHM_VERSION 2u
+#define SHMRPC__SHM_VERSION 3u /* 3: the doorbell's sleepers are a mask, slots note a claim's age  \
+                                */
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -40,18 +41,26 @@ typedef struct shmrpc__shm_worker {
 } shmrpc__shm_worker;
 static_assert(sizeof(shmrpc__shm_worker) == 64, "one cache line per worker");
 
-enum { SHM_SLOT_FREE = 0, SHM_SLOT_CLAIMED = 1, SHM_SLOT_OPEN = 2 };
+/* FREEING: a sweep is freeing the slot of a dead client (it clears the pid first). */
+enum { SHM_SLOT_FREE = 0, SHM_SLOT_CLAIMED = 1, SHM_SLOT_OPEN = 2, SHM_SLOT_FREEING = 3 };
 
-/* A connection. Claimed (FREE -> CLAIMED, gen bumped) and opened by its client, which
- * then creates the channel segment named by the slot and gen; freed by its client at
- * close, or by a worker's sweep once the client is dead. */
+/* A connection. Claimed (FREE -> CLAIMED, gen bumped, then the pid written) and opened by
+ * its client, which then creates the channel segment named by the slot and gen; freed by
+ * its client at close, or by a worker's sweep once the client is dead. A free slot's pid
+ * is 0, so a taken slot's pid is its client's or, while the claim is in progress, 0. */
 typedef struct shmrpc__shm_slot {
     _Atomic uint32_t state;
     _Atomic uint32_t gen;
     shmrpc__proc client;       /* written by the client at claim; read by sweeps */
     shmrpc__presence presence; /* written by the client at each call; read by the worker
                                   that served it last, to yield rather than spin on its CPU */
-    char pad[64 - 32];
+    /* Written and read by sweeps: the gen of a slot taken without a pid, and when a sweep
+     * first saw it so (0: never). A sweep at least half a sweep later that still sees it
+     * so frees it: a client that died between its claim and its pid leaks no slot. */
+    _Atomic uint32_t pidless_gen;
+    uint32_t unused;
+    _Atomic int64_t pidless_ns;
+    char pad[64 - 48];
 } shmrpc__shm_slot;
 static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
 
@@ -71,8 +80,13 @@ typedef struct shmrpc__shm_ctl {
     /* The doorbell: a client sets its slot's bit, then bumps doorbell.word and wakes a
      * worker if one sleeps; workers clear bits as they take requests. */
     alignas(64) _Atomic uint64_t pending[SHMRPC__MAX_CONNS / 64];
-    shmrpc__futex doorbell;
-    char pad1[64 - 40];
+    shmrpc__futex doorbell; /* its sleepers count stays 0: `sleeping` says who sleeps */
+    /* Bit i: worker i sleeps on the doorbell. Set and cleared by each worker around each
+     * sleep, so a bit lost to a bad write costs that worker one bounded sleep, not every
+     * one after it (a count would stay off for good); read by clients that ring; the bits
+     * of workers not running are cleared by the manager when it reaps one, and by sweeps. */
+    _Atomic uint64_t sleeping;
+    char pad1[64 - 48];
 
     /* Processes of the service running rather than asleep: clients in calls, workers. */
     alignas(64) _Atomic uint32_t awake;
@@ -87,6 +101,7 @@ typedef struct shmrpc__shm_ctl {
     char table[SHMRPC__TABLE_MAX];
 } shmrpc__shm_ctl;
 static_assert(offsetof(shmrpc__shm_ctl, pending) == 64, "doorbell on its own line");
+static_assert(offsetof(shmrpc__shm_ctl, sleeping) == 104, "the doorbell's sleepers beside it");
 static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");
 static_assert(offsetof(shmrpc__shm_ctl, workers) == 192, "workers after the shared lines");
 

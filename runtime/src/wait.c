@@ -64,24 +64,35 @@ static bool changed(shmrpc__futex *f, uint32_t old)
     return atomic_load_explicit(&f->word, memory_order_acquire) != old;
 }
 
-/* Sleeps while the word is old, for at most ns. The sleeper count is raised before the
- * word is read again, and a waker changes the word before it reads the count, so one
- * of the two always sees the other (both sequentially consistent). */
-static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns)
+/* Sleeps while the word is old, for at most ns. The sleeper count (or the waiter's bit)
+ * is raised before the word is read again, and a waker changes the word before it reads
+ * the count, so one of the two always sees the other (both sequentially consistent). */
+static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc__waiter *w)
 {
-    atomic_fetch_add(&f->sleepers, 1);
+    if (w->sleeping)
+        atomic_fetch_or(w->sleeping, w->sleeping_bit);
+    else
+        atomic_fetch_add(&f->sleepers, 1);
     if (atomic_load(&f->word) == old) {
         struct timespec rel = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
         /* Not FUTEX_PRIVATE: the word is shared between processes. EINTR, EAGAIN and
          * ETIMEDOUT all return to the caller, which looks at the word and the clock. */
         syscall(SYS_futex, &f->word, FUTEX_WAIT, old, &rel, NULL, 0);
     }
-    atomic_fetch_sub(&f->sleepers, 1);
+    if (w->sleeping)
+        atomic_fetch_and(w->sleeping, ~w->sleeping_bit);
+    else
+        atomic_fetch_sub(&f->sleepers, 1);
 }
 
 void shmrpc__wake(shmrpc__futex *f, int n)
 {
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n)
+{
+    if (atomic_load(sleeping) != 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void shmrpc__count_down(_Atomic uint32_t *count)
@@ -175,11 +186,13 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (now >= deadline_ns) return SHMRPC_ETIMEDOUT;
         int rc = check(w);
         if (rc != 0) return rc;
+        now = shmrpc__now_ns(); /* the check reads /proc: it takes time of its own */
+        if (now >= deadline_ns) return changed(f, old) ? 0 : SHMRPC_ETIMEDOUT;
         int64_t slice = deadline_ns - now, every = w->check_ns > 0 ? w->check_ns : SHMRPC__CHECK_NS;
         if (slice > every) slice = every;
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);
         if (w->awake) atomic_fetch_sub_explicit(w->awake, 1, memory_order_relaxed);
-        futex_sleep(f, old, slice);
+        futex_sleep(f, old, slice, w);
         if (w->awake) atomic_fetch_add_explicit(w->awake, 1, memory_order_relaxed);
         if (w->self) {
             atomic_store_explicit(&w->self->asleep, 0, memory_order_relaxed);

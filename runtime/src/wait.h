@@ -41,6 +41,11 @@ typedef struct shmrpc__waiter {
     /* How often the check runs while asleep; 0: SHMRPC__CHECK_NS. A waiter that is woken
      * for everything it must notice can sleep longer and cost less when idle. */
     int64_t check_ns;
+    /* Where this waiter records that it sleeps, instead of the futex's sleeper count: its
+     * own bit in a mask, set before each sleep and cleared after, or NULL. A count that a
+     * bad write left too low loses wake-ups for good; a bit lost so costs one sleep. */
+    _Atomic uint64_t *sleeping;
+    uint64_t sleeping_bit;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
@@ -54,6 +59,10 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
 /* Wakes up to n sleepers on f (INT32_MAX: all) after the caller changed f->word; makes
  * the futex syscall only when someone sleeps. */
 void shmrpc__wake(shmrpc__futex *f, int n);
+
+/* Wakes up to n sleepers on f that record themselves in the mask sleeping (see
+ * shmrpc__waiter); makes the futex syscall only when a bit is set. */
+void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n);
 
 /* Publishes the CPU this process runs on now. */
 void shmrpc__presence_update(shmrpc__presence *self);

@@ -1,0 +1,469 @@
+/* The shm:// transport against broken clients: a process that maps the control segment and
+ * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
+ * doorbell, a bumped generation, a sweep put off for ever) must not hurt the service for
+ * longer than a sweep. Also: deadlines while the manager is SIGKILLed, and how fast a dead
+ * worker is replaced. Every wait is bounded and every child is reaped. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "procs.h"
+#include "shm.h"
+
+static char addr[64];
+static int addr_n;
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void stop_server(pid_t pid)
+{
+    assert_true(test_stop_server(pid));
+}
+
+/* A client connected to addr, retrying for up to ms while connecting fails with one of
+ * the statuses a starting or crowded server gives; NULL when that fails. */
+static shmrpc_client *try_connect_for(int ms, int *rc_out)
+{
+    shmrpc_client *c;
+    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    int64_t until = test_now_ms() + ms;
+    int rc = shmrpc_client_connect(c, addr);
+    while ((rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY) && test_now_ms() < until) {
+        usleep(20000);
+        rc = shmrpc_client_connect(c, addr);
+    }
+    if (rc_out) *rc_out = rc;
+    if (rc == 0) return c;
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    shmrpc_client_free(c);
+    return NULL;
+}
+
+static shmrpc_client *connect_client(void)
+{
+    shmrpc_client *c = try_connect_for(5000, NULL);
+    assert_non_null(c);
+    return c;
+}
+
+static int leftovers(void)
+{
+    char prefix[80];
+    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + strlen("shm://"));
+    DIR *d = opendir("/dev/shm");
+    int count = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
+            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
+            count++;
+    if (d) closedir(d);
+    return count;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://shmbad-%d-%d", (int)getpid(), addr_n++);
+    sh->napping = 0;
+    sh->calls = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (leftovers() != 0) {
+        fprintf(stderr, "segments of %s left behind\n", addr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Maps the control segment of addr in this process; NULL when it cannot. */
+static shmrpc__shm_ctl *map_ctl(void)
+{
+    char name[128];
+    snprintf(name, sizeof name, "/shmrpc:%s", addr + strlen("shm://"));
+    int fd = shm_open(name, O_RDWR, 0);
+    if (fd < 0) return NULL;
+    void *p = mmap(NULL, sizeof(shmrpc__shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Runs bad(ctl, arg) in a process of its own that maps the control segment, as a broken
+ * client would, and exits without cleaning anything up. */
+static void corrupt(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        shmrpc__shm_ctl *ctl = map_ctl();
+        if (ctl == NULL) _exit(2);
+        bad(ctl, arg);
+        _exit(0);
+    }
+    int status = test_reap(pid, 10000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* --- slots taken without a pid --- */
+
+/* Takes every free slot as a client does, and dies before writing its pid (half of them
+ * after opening it); and puts the next sweep off for ever. */
+static void claim_without_pid(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        atomic_fetch_add(&s->gen, 1);
+        atomic_store(&s->client.pid, 0);
+        if (i % 2) atomic_store(&s->state, SHM_SLOT_OPEN);
+    }
+    atomic_store(&ctl->next_sweep_ns, INT64_MAX);
+}
+
+static void slots_without_pid_are_swept(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    corrupt(claim_without_pid, NULL);
+    /* Every slot is taken: a new client is refused until a sweep frees them. */
+    int64_t t0 = test_now_ms();
+    int rc;
+    shmrpc_client *late = try_connect_for(10000, &rc);
+    int64_t took = test_now_ms() - t0;
+    print_message("    256 slots claimed without a pid: a new client got in after %lld ms (%s)\n",
+                  (long long)took, shmrpc_strerror(rc));
+    assert_non_null(late);
+    assert_int_equal(calls_add(late, 20, 22, &sum), 0);
+    assert_int_equal(sum, 42);
+    assert_int_equal(calls_add(c, 2, 2, &sum), 0); /* the live client kept its slot */
+    shmrpc_client_free(late);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* --- a zeroed doorbell --- */
+
+/* Zeroes every record of who sleeps on the doorbell: the rest of its cache line after the
+ * word that is rung. */
+static void zero_sleepers(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    size_t from = offsetof(shmrpc__shm_ctl, doorbell) + sizeof(uint32_t);
+    memset((char *)ctl + from, 0, offsetof(shmrpc__shm_ctl, awake) - from);
+}
+
+static void zeroed_doorbell_costs_one_sleep(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    usleep(300 * 1000); /* both workers asleep on the doorbell */
+    corrupt(zero_sleepers, NULL);
+    /* The wake-up of the call that follows may be lost: it costs one bounded sleep. */
+    int64_t t0 = test_now_ms();
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    int64_t first = test_now_ms() - t0, worst = 0;
+    for (int i = 0; i < 5; i++) {
+        usleep(300 * 1000); /* idle again: both workers asleep */
+        t0 = test_now_ms();
+        assert_int_equal(calls_add(c, i, 1, &sum), 0);
+        int64_t took = test_now_ms() - t0;
+        if (took > worst) worst = took;
+    }
+    print_message(
+        "    zeroed doorbell: the next call took %lld ms, the 5 after it at most %lld ms\n",
+        (long long)first, (long long)worst);
+    assert_true(first < 2500);
+    assert_true(worst < 250); /* a lost wake-up costs up to a second */
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* --- a bumped generation --- */
+
+typedef struct bump {
+    int32_t client; /* the pid whose slots to bump */
+    int delay_ms;   /* after this long */
+} bump;
+
+static void bump_generation(shmrpc__shm_ctl *ctl, void *arg)
+{
+    const bump *b = arg;
+    usleep((useconds_t)b->delay_ms * 1000);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].client.pid) == b->client)
+            atomic_fetch_add(&ctl->slots[i].gen, 1);
+}
+
+/* Calls add until one succeeds (for up to 5 s): the tries it took, or fails the test. */
+static int add_until_ok(shmrpc_client *c)
+{
+    int tries = 0, rc;
+    int64_t sum, until = test_now_ms() + 5000;
+    do {
+        tries++;
+        rc = calls_add(c, 20, 22, &sum);
+        if (rc == SHMRPC_EUNAVAIL) usleep(20000);
+    } while (rc == SHMRPC_EUNAVAIL && test_now_ms() < until);
+    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(sum, 42);
+    return tries;
+}
+
+static void bumped_generation_reconnects(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    /* Bumped while the connection is idle: the next call connects again first (nothing
+     * was sent on the lost channel, so nothing can run twice). */
+    bump b = {(int32_t)getpid(), 0};
+    corrupt(bump_generation, &b);
+    int64_t calls = sh->calls;
+    shmrpc_client_next_timeout(c, 3000);
+    int tries = add_until_ok(c);
+    print_message("    generation bumped while idle: a call succeeded on try %d\n", tries);
+    assert_int_equal(tries, 1);
+    assert_int_equal(sh->calls, calls + 1);
+
+    /* Bumped while a call waits for the only worker, which naps for another client: the
+     * call fails long before its deadline, with a status that says it did not run. */
+    pid_t napper = fork();
+    if (napper == 0) {
+        alarm(30);
+        shmrpc_client *k = try_connect_for(5000, NULL);
+        int32_t pid;
+        _exit(k && calls_nap(k, 1500, &pid) == 0 ? 0 : 1);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_true(sh->napping > 0);
+    b.delay_ms = 200;
+    pid_t bumper = fork();
+    if (bumper == 0) { /* corrupt() waits: this call must run meanwhile */
+        shmrpc__shm_ctl *ctl = map_ctl();
+        if (ctl == NULL) _exit(2);
+        bump_generation(ctl, &b);
+        _exit(0);
+    }
+    calls = sh->calls;
+    shmrpc_client_next_timeout(c, 5000);
+    int64_t t0 = test_now_ms();
+    int rc = calls_add(c, 1, 2, &sum);
+    int64_t took = test_now_ms() - t0;
+    print_message("    generation bumped during a call: it failed after %lld ms with %s (%s)\n",
+                  (long long)took, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_true(WIFEXITED(test_reap(bumper, 5000)));
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_client_errmsg(c), "did not run"));
+    assert_true(took < 1300); /* before the nap ends, let alone the deadline */
+    int status = test_reap(napper, 10000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(sh->calls, calls); /* counted as it began: the failed add never ran */
+    tries = add_until_ok(c);
+    print_message("    and the next call reconnected (try %d)\n", tries);
+    assert_int_equal(sh->calls, calls + 1);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* --- deadlines while the manager dies --- */
+
+typedef struct deadline_figures {
+    _Atomic int64_t calls, ok, late, late_ok, worst_us, worst_rc;
+    _Atomic int64_t stall_us; /* the probe's worst oversleep */
+    _Atomic int stop;
+} deadline_figures;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Calls in a loop, each with a deadline of 100 ms, and records by how much each return
+ * came after its deadline. */
+static int deadline_client(deadline_figures *f, int id)
+{
+    alarm(60);
+    shmrpc_client *c = try_connect_for(5000, NULL);
+    if (c == NULL) return 9;
+    for (int i = 0; !atomic_load(&f->stop); i++) {
+        int64_t t0 = now_us();
+        shmrpc_client_next_timeout(c, 100);
+        int64_t sum;
+        int32_t pid;
+        int rc = id % 2 ? calls_nap(c, (uint32_t)(i % 3) * 40, &pid) : calls_add(c, i, 1, &sum);
+        int64_t over = now_us() - (t0 + 100 * 1000);
+        atomic_fetch_add(&f->calls, 1);
+        if (rc == 0) atomic_fetch_add(&f->ok, 1);
+        if (over > 0) atomic_fetch_add(&f->late, 1);
+        if (over > 0 && rc == 0) atomic_fetch_add(&f->late_ok, 1);
+        int64_t w = atomic_load(&f->worst_us);
+        while (over > w && !atomic_compare_exchange_weak(&f->worst_us, &w, over)) {
+        }
+        if (over >= atomic_load(&f->worst_us)) atomic_store(&f->worst_rc, rc);
+        if (rc == SHMRPC_EUNAVAIL) usleep(1000);
+    }
+    shmrpc_client_free(c);
+    return 0;
+}
+
+/* Sleeps 1 ms at a time and records the worst oversleep: how long the machine keeps a
+ * process that is ready to run from running, the part of a late return no code of ours
+ * can remove. */
+static int stall_probe(deadline_figures *f)
+{
+    alarm(60);
+    while (!atomic_load(&f->stop)) {
+        int64_t t0 = now_us();
+        usleep(1000);
+        int64_t over = now_us() - t0 - 1000, w = atomic_load(&f->stall_us);
+        while (over > w && !atomic_compare_exchange_weak(&f->stall_us, &w, over)) {
+        }
+    }
+    return 0;
+}
+
+static void deadlines_hold_while_the_manager_dies(void **state)
+{
+    (void)state;
+    deadline_figures *f =
+        mmap(NULL, sizeof *f, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(f != MAP_FAILED);
+    memset(f, 0, sizeof *f);
+    pid_t server = start_server(2);
+    shmrpc_client *probe = connect_client(); /* the server is up */
+    shmrpc_client_free(probe);
+    enum { CLIENTS = 4, KILLS = 4 };
+    pid_t kids[CLIENTS + 1];
+    for (int i = 0; i <= CLIENTS; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) _exit(i < CLIENTS ? deadline_client(f, i) : stall_probe(f));
+    }
+    for (int k = 0; k < KILLS; k++) {
+        usleep(500 * 1000);
+        kill(server, SIGKILL); /* its workers die with it (PR_SET_PDEATHSIG) */
+        test_reap(server, 5000);
+        usleep(100 * 1000);
+        server = start_server(2);
+    }
+    usleep(500 * 1000);
+    atomic_store(&f->stop, 1);
+    for (int i = 0; i <= CLIENTS; i++) {
+        int status = test_reap(kids[i], 10000);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("client %d ended with status %d", i, status);
+    }
+    stop_server(server);
+    print_message("    manager killed %d times: %lld calls of 100 ms, %lld ok, %lld returned past "
+                  "their deadline (%lld of them ok), the latest by %.1f ms (%s); a process "
+                  "sleeping 1 ms at a time overslept by up to %.1f ms meanwhile\n",
+                  KILLS, (long long)f->calls, (long long)f->ok, (long long)f->late,
+                  (long long)f->late_ok, (double)f->worst_us / 1000,
+                  shmrpc_strerror((int)f->worst_rc), (double)f->stall_us / 1000);
+    assert_true(f->ok > 0);
+    /* Every wait of a call is bounded by its deadline; what is left is the time a loaded
+     * machine keeps a ready process from running (tens of ms on a busy 2-core machine,
+     * which the probe shows). A wait not bounded by the deadline (a reconnect's backoff,
+     * a sweep, a worker's sleep) would show as up to a second. */
+    assert_true(f->worst_us < 1000 * 1000);
+    munmap(f, sizeof *f);
+}
+
+/* --- how fast a dead worker is replaced --- */
+
+/* Kills worker 0 and returns how long (ms) the manager took to run a new one in its slot;
+ * -1 when none came within 5 s. */
+static int64_t replace_time(shmrpc__shm_ctl *ctl)
+{
+    int32_t old = atomic_load(&ctl->workers[0].proc.pid);
+    if (old <= 0) return -1;
+    int64_t t0 = test_now_ms();
+    kill(old, SIGKILL);
+    while (test_now_ms() - t0 < 5000) {
+        int32_t pid = atomic_load(&ctl->workers[0].proc.pid);
+        if (pid != old && pid > 0 && atomic_load(&ctl->workers[0].state) == SHM_WORKER_RUNNING)
+            return test_now_ms() - t0;
+        usleep(200);
+    }
+    return -1;
+}
+
+static void dead_worker_replaced(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int64_t lived[3], young[3];
+    for (int i = 0; i < 3; i++) {
+        usleep(300 * 1000); /* it lived 300 ms: replaced at once */
+        lived[i] = replace_time(ctl);
+        young[i] = replace_time(ctl); /* it lived a few ms: no faster than every 100 ms */
+    }
+    print_message(
+        "    a dead worker that had lived 300 ms was replaced in %lld, %lld, %lld ms; one "
+        "that had lived less than 100 ms in %lld, %lld, %lld ms\n",
+        (long long)lived[0], (long long)lived[1], (long long)lived[2], (long long)young[0],
+        (long long)young[1], (long long)young[2]);
+    for (int i = 0; i < 3; i++) {
+        assert_true(lived[i] >= 0 && lived[i] < 1000);
+        assert_true(young[i] >= 50 && young[i] < 1000);
+    }
+    int32_t pid;
+    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(slots_without_pid_are_swept, setup, teardown),
+        cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
+        cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
