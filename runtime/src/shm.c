@@ -313,7 +313,11 @@ typedef struct shm_listener {
     char key[SHMRPC__KEY_MAX + 1];
     int fd;
     shmrpc__shm_ctl *ctl;
-    int32_t pid; /* the manager: only it removes the segments */
+    int32_t pid;    /* the manager: only it removes the segments */
+    uint64_t start; /* the manager's start time */
+    char *table;    /* what the header's table and service said at listen: sweeps restore */
+    uint32_t table_len;
+    char service[256];
     _Atomic int stop;
     int stop_pipe[2]; /* shm_stop writes a byte to wake the manager; -1 when none */
     uint64_t max_msg; /* the server's own: workers never take it from the segment */
@@ -432,10 +436,15 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     shmrpc_buf_destroy(&ignored);
     shmrpc__shm_ctl *ctl = l->ctl;
     ctl->version = SHMRPC__SHM_VERSION;
-    proc_set(&ctl->owner, l->pid, shmrpc__proc_start(l->pid));
+    l->start = shmrpc__proc_start(l->pid);
+    proc_set(&ctl->owner, l->pid, l->start);
     ctl->fingerprint = info->fingerprint;
     snprintf(ctl->service, sizeof ctl->service, "%s", info->name);
+    memcpy(l->service, ctl->service, sizeof l->service);
     ctl->max_msg = l->max_msg;
+    l->table_len = ctl->table_len;
+    l->table = malloc(l->table_len ? l->table_len : 1);
+    if (l->table) memcpy(l->table, ctl->table, l->table_len); /* else: nothing restored */
     atomic_store(&ctl->state, SHM_READY);
     atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
     *out = &l->base;
@@ -459,6 +468,7 @@ typedef struct worker {
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
+    int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan chans[SHMRPC__MAX_CONNS];
@@ -647,8 +657,44 @@ static void repair_counters(shmrpc__shm_ctl *ctl)
     }
 }
 
+static bool stopping(const worker *w);
+
+/* Restores what the server wrote into the header at listen, where a broken process wrote
+ * over it: clients would refuse the service (magic, version, table), take it for dead
+ * (owner) or stopping (state) until it restarted. A stop is the manager's: it marks the
+ * state STOPPING and tells each worker at once (SIGTERM), so a state that is still not
+ * READY half a sweep later, in a worker not told to stop, was written by someone else. */
+static void repair_header(worker *w, int64_t now)
+{
+    shm_listener *l = w->l;
+    shmrpc__shm_ctl *ctl = w->ctl;
+    uint64_t fingerprint = shmrpc__server_info(l->server)->fingerprint;
+    if (atomic_load(&ctl->owner.pid) != l->pid || atomic_load(&ctl->owner.start) != l->start)
+        proc_set(&ctl->owner, l->pid, l->start);
+    if (ctl->version != SHMRPC__SHM_VERSION) ctl->version = SHMRPC__SHM_VERSION;
+    if (ctl->fingerprint != fingerprint) ctl->fingerprint = fingerprint;
+    if (ctl->max_msg != l->max_msg) ctl->max_msg = l->max_msg;
+    if (memcmp(ctl->service, l->service, sizeof l->service) != 0)
+        memcpy(ctl->service, l->service, sizeof l->service);
+    if (l->table &&
+        (ctl->table_len != l->table_len || memcmp(ctl->table, l->table, l->table_len) != 0)) {
+        memcpy(ctl->table, l->table, l->table_len);
+        ctl->table_len = l->table_len;
+    }
+    if (atomic_load(&ctl->magic) != SHMRPC__SHM_MAGIC)
+        atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
+    if (atomic_load(&ctl->state) == SHM_READY || stopping(w)) {
+        w->not_ready_ns = 0;
+    } else if (w->not_ready_ns == 0) {
+        w->not_ready_ns = now;
+    } else if (now - w->not_ready_ns >= SWEEP_EVERY_NS / 2) {
+        atomic_store(&ctl->state, SHM_READY);
+        w->not_ready_ns = 0;
+    }
+}
+
 /* Frees the slots of clients that died without closing (or during their claim), and
- * unlinks their channels; then repairs the shared counters. */
+ * unlinks their channels; then repairs the header and the shared counters. */
 static void sweep(worker *w)
 {
     shmrpc__shm_ctl *ctl = w->ctl;
@@ -671,6 +717,7 @@ static void sweep(worker *w)
             continue;
         free_slot(w, i, state, gen);
     }
+    repair_header(w, now);
     repair_counters(ctl);
 }
 
@@ -873,6 +920,7 @@ static void shm_listener_close(shmrpc__listener *base)
         remove_channels(l->key, l->pid);
     }
     shmrpc__stats_destroy(&l->stats);
+    free(l->table);
     munmap(l->ctl, sizeof *l->ctl);
     close(l->fd);
     free(l);

@@ -301,6 +301,53 @@ static void bumped_generation_reconnects(void **state)
     stop_server(server);
 }
 
+/* --- a header written over --- */
+
+/* Writes over what the server wrote at listen: clients would take the service for
+ * stopping, dead, of another version, or broken. */
+static void overwrite_header(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    atomic_store(&ctl->state, SHM_STOPPING);
+    atomic_fetch_add(&ctl->owner.start, 1);
+    atomic_fetch_xor(&ctl->magic, 1);
+    ctl->fingerprint ^= 1;
+    ctl->table_len = UINT32_MAX;
+    memset(ctl->table, '\t', 64);
+}
+
+static void overwritten_header_is_restored(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    corrupt(overwrite_header, NULL);
+    /* Until a sweep repairs it, a new client is refused (another version, a malformed
+     * table, a server gone) and a call that waits fails; then both work. */
+    shmrpc_client *late;
+    assert_int_equal(shmrpc_client_new(&late, &calls_service_info, NULL), 0);
+    int64_t t0 = test_now_ms();
+    int rc = SHMRPC_EUNAVAIL, refused = 0, failed = 0;
+    while (rc != 0 && test_now_ms() - t0 < 10000) {
+        rc = shmrpc_client_connect(late, addr);
+        refused += rc != 0;
+        if (rc == 0 && (rc = calls_add(c, 20, 22, &sum)) != 0) failed++;
+        if (rc != 0) usleep(20000);
+    }
+    int64_t took = test_now_ms() - t0;
+    print_message("    header written over: new clients were refused for %lld ms (%d tries, the "
+                  "last: %s), calls failed %d times, then both worked\n",
+                  (long long)took, refused, rc ? shmrpc_strerror(rc) : "none", failed);
+    assert_int_equal(rc, 0);
+    assert_int_equal(sum, 42);
+    assert_int_equal(calls_add(late, 1, 1, &sum), 0);
+    shmrpc_client_free(late);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* --- deadlines while the manager dies --- */
 
 typedef struct deadline_figures {
@@ -462,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(slots_without_pid_are_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
     };
