@@ -1304,6 +1304,12 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         return SHMRPC_ETOOBIG;
     }
     rc = channel_ready(c, deadline, err);
+    if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
+        c->broken = true;
+        shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
+                        c->lost ? "this connection lost its slot of" : "the server went away from",
+                        c->key);
+    }
     if (rc == 0) rc = chan_reserve(&c->chan, req.len, err);
     if (rc != 0) return rc;
     shmrpc__shm_chan *h = c->chan.head;

@@ -1,8 +1,9 @@
 /* The shm:// transport against broken clients: a process that maps the control segment and
  * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
- * doorbell, a bumped generation, a sweep put off for ever) must not hurt the service for
- * longer than a sweep. Also: deadlines while the manager is SIGKILLed, and how fast a dead
- * worker is replaced. Every wait is bounded and every child is reaped. */
+ * doorbell, a bumped generation, a header written over, a sweep put off for ever) must
+ * not hurt the service for longer than a sweep. Also: deadlines while the manager is
+ * SIGKILLed, how fast a dead worker is replaced, and how soon its caller learns of it.
+ * Every wait is bounded and every child is reaped. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -501,6 +502,60 @@ static void dead_worker_replaced(void **state)
     stop_server(server);
 }
 
+/* --- how soon a caller learns that its worker died --- */
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The figure the structural fix (pidfds, a Unix-socket rendezvous) is to improve: a caller
+ * waiting for its worker polls /proc every 5 ms while it spins and every 20 ms asleep. */
+static void dead_worker_noticed(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int64_t *killed_us =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(killed_us != MAP_FAILED);
+    enum { SAMPLES = 10 };
+    int64_t told[SAMPLES];
+    for (int i = 0; i < SAMPLES; i++) {
+        sh->napping = 0;
+        pid_t killer = fork();
+        if (killer == 0) {
+            alarm(10);
+            int64_t until = test_now_ms() + 5000;
+            while (sh->napping == 0 && test_now_ms() < until)
+                usleep(200);
+            /* The caller is asleep by now; the kills fall at every phase of its 20 ms
+             * sleeps between checks. */
+            usleep((useconds_t)(30 + i * 20 / SAMPLES) * 1000);
+            *killed_us = now_us();
+            kill(sh->napping, SIGKILL);
+            _exit(0);
+        }
+        int32_t pid;
+        shmrpc_client_next_timeout(c, 5000);
+        int rc = calls_nap(c, 3000, &pid);
+        told[i] = now_us() - *killed_us;
+        assert_true(WIFEXITED(test_reap(killer, 10000)));
+        assert_int_equal(rc, SHMRPC_EPEERDIED);
+        usleep(150 * 1000); /* the replacement lived 100 ms: no backoff */
+    }
+    qsort(told, SAMPLES, sizeof told[0], cmp_i64);
+    print_message("    a caller learned that its worker died after %.1f ms (min), %.1f (median), "
+                  "%.1f (max) of %d kills\n",
+                  (double)told[0] / 1000, (double)told[SAMPLES / 2] / 1000,
+                  (double)told[SAMPLES - 1] / 1000, SAMPLES);
+    assert_true(told[SAMPLES - 1] < 1000 * 1000); /* the promise is 100 ms; this proves no hang */
+    munmap(killed_us, 4096);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -512,6 +567,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_worker_noticed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
