@@ -1,9 +1,9 @@
 /* The shm:// transport against broken clients: a process that maps the control segment and
  * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
- * doorbell, a bumped generation, a header written over, a sweep put off for ever) must
- * not hurt the service for longer than a sweep. Also: deadlines while the manager is
- * SIGKILLed, how fast a dead worker is replaced, and how soon its caller learns of it.
- * Every wait is bounded and every child is reaped. */
+ * doorbell, a channel's sleepers put off, a bumped generation, a header written over, a
+ * sweep put off for ever) must not hurt the service for longer than a sweep. Also:
+ * deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, and how
+ * soon its caller learns of it. Every wait is bounded and every child is reaped. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +28,19 @@
 
 static char addr[64];
 static int addr_n;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
 
 static pid_t start_server(int workers)
 {
@@ -211,6 +224,54 @@ static void zeroed_doorbell_costs_one_sleep(void **state)
     stop_server(server);
 }
 
+/* --- a channel's count of sleepers put off --- */
+
+/* Writes -1 into the sleeper count of the channel of the client pid *arg: its sleeping
+ * client then counts 0 and the worker that answers skips the wake-up. */
+static void skew_channel_sleepers(shmrpc__shm_ctl *ctl, void *arg)
+{
+    int32_t client = *(int32_t *)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        if (atomic_load(&ctl->slots[i].client.pid) != client) continue;
+        char name[160];
+        snprintf(name, sizeof name, "/shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
+                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)atomic_load(&ctl->slots[i].gen));
+        int fd = shm_open(name, O_RDWR, 0);
+        if (fd < 0) _exit(3);
+        shmrpc__shm_chan *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (h == MAP_FAILED) _exit(4);
+        atomic_store(&h->state.sleepers, UINT32_MAX);
+    }
+}
+
+static void skewed_channel_sleepers_last_one_call(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t pid, me = (int32_t)getpid();
+    assert_int_equal(calls_nap(c, 1, &pid), 0);
+    corrupt(skew_channel_sleepers, &me);
+    /* Each call sleeps (1 ms is past the spin budget); a lost wake-up would leave it asleep
+     * until its 20 ms check. */
+    enum { CALLS = 9 };
+    int64_t took[CALLS];
+    for (int i = 0; i < CALLS; i++) {
+        int64_t t0 = now_us();
+        assert_int_equal(calls_nap(c, 1, &pid), 0);
+        took[i] = now_us() - t0;
+    }
+    qsort(took, CALLS, sizeof took[0], cmp_i64);
+    print_message(
+        "    channel's sleepers put off: nap(1 ms) calls took %.1f ms in the median, %.1f "
+        "at most\n",
+        (double)took[CALLS / 2] / 1000, (double)took[CALLS - 1] / 1000);
+    assert_true(took[CALLS / 2] < 12 * 1000);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* --- a bumped generation --- */
 
 typedef struct bump {
@@ -357,13 +418,6 @@ typedef struct deadline_figures {
     _Atomic int stop;
 } deadline_figures;
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Calls in a loop, each with a deadline of 100 ms, and records by how much each return
  * came after its deadline. */
 static int deadline_client(deadline_figures *f, int id)
@@ -504,12 +558,6 @@ static void dead_worker_replaced(void **state)
 
 /* --- how soon a caller learns that its worker died --- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* The figure the structural fix (pidfds, a Unix-socket rendezvous) is to improve: a caller
  * waiting for its worker polls /proc every 5 ms while it spins and every 20 ms asleep. */
 static void dead_worker_noticed(void **state)
@@ -563,6 +611,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(slots_without_pid_are_swept, setup, teardown),
         cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
+        cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
