@@ -941,7 +941,8 @@ typedef struct shm_conn {
     int32_t pid;      /* the process that connected: only it may call or close the slot */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
-    bool lost;        /* the slot stopped naming this connection (a bad write, or a sweep) */
+    bool lost;        /* the slot or the channel's name stopped leading to this connection (a bad
+                         write, or a sweep) */
     int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
     const shmrpc_service_info *info; /* for reconnects, which check the table again */
     uint32_t *map;
@@ -1243,8 +1244,8 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
     if (rc == SHMRPC_EUNAVAIL && c->lost) {
         c->broken = true;
         shmrpc__msg_set(err,
-                        "the slot of this connection to shm://%s was taken from it (a broken "
-                        "client wrote it?); the call %s; the next call connects again",
+                        "this connection's slot or channel at shm://%s no longer leads to it (a "
+                        "broken client wrote over it?); the call %s; the next call connects again",
                         c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
     } else if (rc == SHMRPC_EUNAVAIL) {
         c->broken = true;
@@ -1307,7 +1308,8 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
         c->broken = true;
         shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
-                        c->lost ? "this connection lost its slot of" : "the server went away from",
+                        c->lost ? "this connection lost its slot or channel at"
+                                : "the server went away from",
                         c->key);
     }
     if (rc == 0) rc = chan_reserve(&c->chan, req.len, err);

@@ -1,9 +1,10 @@
 /* The shm:// transport against broken clients: a process that maps the control segment and
  * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
- * doorbell, a channel's sleepers put off, a bumped generation, a header written over, a
- * sweep put off for ever) must not hurt the service for longer than a sweep. Also:
- * deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, and how
- * soon its caller learns of it. Every wait is bounded and every child is reaped. */
+ * doorbell, a channel's sleepers put off, a bumped generation, a channel unlinked, a
+ * header written over, a sweep put off for ever) must not hurt the service for longer
+ * than a sweep. Also: deadlines while the manager is SIGKILLed, how fast a dead worker is
+ * replaced, and how soon its caller learns of it. Every wait is bounded and every child
+ * is reaped. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -363,6 +364,51 @@ static void bumped_generation_reconnects(void **state)
     stop_server(server);
 }
 
+/* --- a channel unlinked --- */
+
+static void unlink_channel(shmrpc__shm_ctl *ctl, void *arg)
+{
+    int32_t client = *(int32_t *)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        if (atomic_load(&ctl->slots[i].client.pid) != client) continue;
+        char name[160];
+        snprintf(name, sizeof name, "/shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
+                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)atomic_load(&ctl->slots[i].gen));
+        if (shm_unlink(name) != 0) _exit(3);
+    }
+}
+
+/* Workers open a channel by its name: once it is unlinked, a worker that had not mapped it
+ * yet (here the replacement of a killed one) can never serve it. */
+static void unlinked_channel_reconnects(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, me = (int32_t)getpid();
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    corrupt(unlink_channel, &me);
+    usleep(150 * 1000); /* it lived 100 ms: replaced at once */
+    kill(worker, SIGKILL);
+    usleep(100 * 1000);
+    int64_t sum, calls = sh->calls;
+    shmrpc_client_next_timeout(c, 3000);
+    int64_t t0 = test_now_ms();
+    int rc = calls_add(c, 1, 2, &sum);
+    int64_t took = test_now_ms() - t0;
+    print_message("    channel unlinked: the call failed after %lld ms with %s (%s)\n",
+                  (long long)took, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_client_errmsg(c), "did not run"));
+    assert_true(took < 2000);
+    assert_int_equal(sh->calls, calls);
+    int tries = add_until_ok(c);
+    print_message("    and the next call reconnected (try %d)\n", tries);
+    assert_int_equal(sh->calls, calls + 1);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* --- a header written over --- */
 
 /* Writes over what the server wrote at listen: clients would take the service for
@@ -613,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(unlinked_channel_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
