@@ -1,9 +1,12 @@
 /* The parse driver: feeds tokens to the lemon parser, builds the tree in its actions, and
  * reads files for svc_load. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "input.h"
 #include "parse_int.h"
 
 /* ---- small helpers shared with the lexer and the checks ---- */
@@ -444,7 +447,11 @@ svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors)
     svc_diag d;
     svc_diag_init(&d, errout, path, NULL, 0);
     svc_file *f = NULL;
-    FILE *fp = fopen(path, "rb");
+    /* Not fopen(): a FIFO would keep it waiting for a writer, forever if none comes. */
+    const char *kind = NULL;
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, &kind);
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (fd >= 0 && !fp) close(fd);
     size_t len = 0;
     char *src = NULL;
     if (fp) {
@@ -454,7 +461,9 @@ svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors)
         fclose(fp);
         errno = e;
     }
-    if (!src)
+    if (kind)
+        svc_error(&d, 0, 0, "cannot read: %s, not a regular file", kind);
+    else if (!src)
         svc_error(&d, 0, 0, "cannot read: %s", strerror(errno ? errno : EIO));
     else
         f = svc_parse(a, &d, path, src, len);

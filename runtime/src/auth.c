@@ -12,7 +12,9 @@
 
 int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shmrpc_buf *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: open() of a FIFO would wait for a writer, forever if none comes. The
+     * type is checked below before anything is read; the flag is harmless on a file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
         shmrpc__msg_set(err, "cannot open the secret file %s: %s", path, strerror(e));
@@ -25,7 +27,10 @@ int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shm
         shmrpc__msg_set(err, "cannot stat the secret file %s: %s", path, strerror(e));
         rc = SHMRPC_ESYS(e);
     } else if (!S_ISREG(st.st_mode)) {
-        shmrpc__msg_set(err, "the secret file %s is not a regular file", path);
+        shmrpc__msg_set(err, "the secret file %s is %s, not a regular file", path,
+                        S_ISFIFO(st.st_mode)  ? "a FIFO"
+                        : S_ISDIR(st.st_mode) ? "a folder"
+                                              : "a device or socket");
         rc = SHMRPC_EINVAL;
     } else if (st.st_uid != geteuid()) {
         shmrpc__msg_set(err, "the secret file %s belongs to uid %u, not to this user (%u)", path,

@@ -26,6 +26,7 @@
 #include "proc_group.h"
 #include "scaler.h"
 #include "series.h"
+#include "input.h"
 
 /* How long a handler waits for the main loop, which answers between two polls; one slow
  * step of its own (a readiness check over TCP takes up to a second) fits in this. */
@@ -461,7 +462,7 @@ static int read_tail(const char *path, size_t budget, char **text, size_t *len, 
     *text = NULL;
     *len = 0;
     *whole = true;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, NULL);
     if (fd < 0) return errno == ENOENT ? 0 : SHMRPC_ESYS(errno);
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -27,6 +27,7 @@
 #include <shmrpc/status.h>
 
 #include "caret.h"
+#include "input.h"
 
 /* Past this many, errors are counted but not kept: the first ones say enough. */
 #define MAX_ERRORS 100
@@ -362,16 +363,20 @@ int shmrpc__ini_parse(shmrpc__ini *ini, const char *path, const char *src, size_
 
 int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Not open(): a FIFO would keep it waiting for a writer, forever if none comes. */
+    const char *kind = NULL;
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, &kind);
     struct stat st;
     const char *why = NULL;
+    char kind_why[64];
     int e = 0;
-    if (fd < 0)
+    if (fd < 0 && kind) {
+        snprintf(kind_why, sizeof kind_why, "cannot read: %s, not a regular file", kind);
+        why = kind_why;
+    } else if (fd < 0) {
         e = errno;
-    else if (fstat(fd, &st) != 0)
+    } else if (fstat(fd, &st) != 0)
         e = errno;
-    else if (!S_ISREG(st.st_mode))
-        why = "not a regular file";
     else if ((uint64_t)st.st_size > SHMRPC__INI_MAX_BYTES)
         why = "larger than 1024 KiB: not a service.ini";
     char *buf = NULL;

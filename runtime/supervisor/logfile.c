@@ -13,6 +13,8 @@
 
 #include <shmrpc/status.h>
 
+#include "input.h"
+
 static int64_t clock_ms(clockid_t id)
 {
     struct timespec ts;
@@ -42,7 +44,9 @@ void sup_log_time(char *out, size_t cap, int64_t unix_ms)
 
 static int reopen(sup_log *l)
 {
-    l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    /* Not open(): a FIFO put in the log's place would keep the supervisor waiting for a
+     * reader, or block it on every line once the reader stops. Such a log is refused. */
+    l->fd = shmrpc__open_regular(l->path, O_WRONLY | O_CREAT | O_APPEND, 0640, &l->kind);
     if (l->fd < 0) return SHMRPC_ESYS(errno);
     struct stat st;
     l->size = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;

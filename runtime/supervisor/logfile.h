@@ -17,9 +17,11 @@ typedef struct sup_log {
     bool stamp;       /* put the time at the start of each line */
     bool mid_line;    /* the last write did not end a line */
     uint64_t dropped; /* bytes that could not be written */
+    const char *kind; /* what path is when it is no regular file ("a FIFO"), else NULL */
 } sup_log;
 
-/* Opens (appending to) dir/name; 0, SHMRPC_ENOMEM or SHMRPC_ESYS(errno). */
+/* Opens (appending to) dir/name; 0, SHMRPC_ENOMEM or SHMRPC_ESYS(errno). A path that is no
+ * regular file is refused (SHMRPC_ESYS(EINVAL)), with what it is in l->kind. */
 int sup_log_open(sup_log *l, const char *dir, const char *name, uint64_t max, int keep, bool stamp);
 
 /* Writes n bytes, stamping each line start and rotating at a line start (or mid-line when

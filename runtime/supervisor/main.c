@@ -300,8 +300,9 @@ int main(int argc, char **argv)
         e = sup_log_open(&own_log, log_dir, "shmrpc-service.log", c->defaults.log_max_bytes,
                          c->defaults.log_keep, true);
         if (e) {
-            fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s\n", log_dir,
-                    shmrpc_strerror(e));
+            fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s%s\n", log_dir,
+                    own_log.kind ? own_log.kind : shmrpc_strerror(e),
+                    own_log.kind ? ", not a regular file" : "");
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
         ctx.own_log = &own_log;
@@ -331,7 +332,11 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
-        if (e) {
+        if (e && svcs[i].log.kind) {
+            sup_logf(&ctx, "%s: cannot open its log %s: %s, not a regular file",
+                     c->services[i].name, svcs[i].log.path, svcs[i].log.kind);
+            return stop_early(c, svcs, i, pfds, sfd, web);
+        } else if (e) {
             sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
                      shmrpc_strerror(e));
             return stop_early(c, svcs, i, pfds, sfd, web);

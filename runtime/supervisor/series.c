@@ -22,6 +22,7 @@
 #include "logfile.h"
 #include "proc_group.h"
 #include "stats_merge.h"
+#include "input.h"
 
 typedef struct proc_sample {
     sup_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
@@ -273,7 +274,7 @@ static bool open_series(svc_series *x)
     if (x->fd >= 0) return true;
     char path[PATH_MAX];
     series_path(x, path, sizeof path, ".series");
-    x->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+    x->fd = shmrpc__open_regular(path, O_RDWR | O_CREAT | O_APPEND, 0640, NULL);
     if (x->fd < 0) {
         complain(x, "open", path, errno);
         return false;

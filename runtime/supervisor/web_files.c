@@ -21,6 +21,7 @@
 #include <shmrpc/status.h>
 
 #include "web_view.h"
+#include "input.h"
 
 /* Reads backwards grow from the first block to the largest: a poll for the last few
  * samples reads one small block, a first load of an hour's samples a few large ones. */
@@ -186,7 +187,7 @@ static int series_scan(int fd, int64_t since, json_t **got, size_t max, size_t *
 static int series_file(const char *path, const struct stat *skip, struct stat *seen, int64_t since,
                        json_t **got, size_t max, size_t *n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, NULL);
     if (fd < 0) return errno == ENOENT ? 1 : SHMRPC_ESYS(errno);
     int rc = 1;
     if (fstat(fd, seen) != 0)
@@ -348,7 +349,7 @@ int web_log(const shmrpc__config_service *s, const web_log_req *q, shmrpc_buf *o
     off_t end = 0;
     uint64_t ino = 0;
     bool reset = false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, NULL);
     if (fd < 0) {
         /* No log yet: nothing to show; a client that had read one starts again. */
         if (errno != ENOENT) rc = SHMRPC_ESYS(errno);

@@ -22,6 +22,7 @@
 
 #include "proc_group.h"
 #include "stats_merge.h"
+#include "input.h"
 
 /* Pids listed per service; the count goes on past it. */
 #define MAX_PIDS 256
@@ -154,7 +155,7 @@ static json_t *last_sample(const shmrpc__config_service *s, long pid)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s.series", s->s.log_dir, s->name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = shmrpc__open_regular(path, O_RDONLY, 0, NULL);
     if (fd < 0) return NULL;
     struct stat st;
     char buf[SERIES_TAIL + 1];

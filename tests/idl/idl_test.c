@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -354,6 +356,34 @@ static void test_load_missing_file(void **state)
     svc_arena_free(a);
 }
 
+/* A FIFO given as the .svc file: fopen() would wait for a writer that never comes. The
+ * alarm turns such a hang into a failure. */
+static void test_load_fifo(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shmrpc-idl-test-XXXXXX", path[64], want[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/x.svc", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    svc_arena *a = svc_arena_new();
+    int n = 0;
+    alarm(10);
+    svc_file *f = svc_load(a, out, path, &n);
+    alarm(0);
+    fclose(out);
+    unlink(path);
+    rmdir(dir);
+    assert_null(f);
+    assert_int_equal(n, 1);
+    snprintf(want, sizeof want, "%s: error: cannot read: a FIFO, not a regular file\n", path);
+    assert_string_equal(buf, want);
+    free(buf);
+    svc_arena_free(a);
+}
+
 /* A service built of counted parts; what the checks say about it (NULL: no errors). */
 typedef struct built {
     char *src;
@@ -461,7 +491,7 @@ int main(void)
         cmocka_unit_test(test_options),        cmocka_unit_test(test_docs),
         cmocka_unit_test(test_snake_upper),    cmocka_unit_test(test_arena),
         cmocka_unit_test(test_error_layout),   cmocka_unit_test(test_load_missing_file),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_load_fifo),      cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

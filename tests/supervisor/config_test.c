@@ -337,6 +337,35 @@ static void unreadable(void **state)
     assert_string_equal(msgs, want);
 }
 
+/* A FIFO named as the file, or as its secret_file: open() would wait for a writer that
+ * never comes. The alarm turns such a hang into a failure (SIGALRM ends the test). */
+static void fifo_is_refused(void **state)
+{
+    fixture *f = *state;
+    char fifo[128], want[256];
+    snprintf(fifo, sizeof fifo, "%s/fifo.ini", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    strcpy(f->files[f->n++], fifo);
+    alarm(10);
+    const char *msgs;
+    assert_null(load(fifo, SHMRPC_EINVAL, &msgs));
+    snprintf(want, sizeof want, "%s: error: cannot read: a FIFO, not a regular file\n", fifo);
+    assert_string_equal(msgs, want);
+
+    char secret[128];
+    snprintf(secret, sizeof secret, "%s/fifo.secret", f->dir);
+    assert_int_equal(mkfifo(secret, 0600), 0);
+    strcpy(f->files[f->n++], secret);
+    put(f, "m.so", "");
+    const char *ini = put(f, "s.ini",
+                          "[defaults]\nlog_dir = /tmp\ntcp_bind = 0.0.0.0\n"
+                          "secret_file = fifo.secret\n[a]\nmodule = m.so\n");
+    assert_null(load(ini, SHMRPC_EINVAL, &msgs));
+    assert_non_null(strstr(msgs, "s.ini:4:15: error: secret_file: the secret file "));
+    assert_non_null(strstr(msgs, "fifo.secret is a FIFO, not a regular file\n"));
+    alarm(0);
+}
+
 /* The written form reads back to the same configuration. */
 static void written_form_reads_back(void **state)
 {
@@ -391,6 +420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(error_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(caps, setup, teardown),
         cmocka_unit_test_setup_teardown(unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(fifo_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(written_form_reads_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
