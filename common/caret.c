@@ -1,6 +1,8 @@
 /* The source line and its caret (caret.h). */
 #include "caret.h"
 
+#include "input.h"
+
 /* Bytes to the sink a bufferful at a time. */
 typedef struct sink {
     shmrpc__caret_put put;
@@ -27,6 +29,13 @@ static void puts_(sink *k, const char *s)
         putc_(k, *s++);
 }
 
+/* The length of the UTF-8 sequence at s (n bytes left), 0 if it is not one. */
+static size_t utf8_len(const char *s, size_t n)
+{
+    size_t len = (unsigned char)s[0] >= 0xf0 ? 4 : (unsigned char)s[0] >= 0xe0 ? 3 : 2;
+    return shmrpc__utf8_invalid_at(s, len < n ? len : n) == len ? len : 0;
+}
+
 void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void *out)
 {
     sink k = {.put = put, .out = out};
@@ -40,18 +49,29 @@ void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void
             we++;
     }
     if (ws > 0) puts_(&k, "...");
-    for (size_t i = ws; i < we; i++) {
+    /* Character by character: a valid UTF-8 sequence as it is, any other byte (and a C1
+     * control) as '?', so that the terminal is given only printable UTF-8 and each
+     * character takes one column. */
+    for (size_t i = ws; i < we;) {
         unsigned char c = (unsigned char)s[i];
-        putc_(&k, c == '\t' || (c >= 0x20 && c != 0x7f) ? (char)c : '?');
+        size_t len = c < 0x80 ? 1 : utf8_len(s + i, we - i);
+        if (len == 0)
+            putc_(&k, '?'), i++;
+        else if (c == 0xc2 && (unsigned char)s[i + 1] < 0xa0) /* U+0080..U+009F: C1 controls */
+            putc_(&k, '?'), i += 2;
+        else if (len > 1)
+            while (len--)
+                putc_(&k, s[i++]);
+        else
+            putc_(&k, c == '\t' || (c >= 0x20 && c != 0x7f) ? (char)c : '?'), i++;
     }
     puts_(&k, we < n ? "...\n" : "\n");
     if (ws > 0) puts_(&k, "   ");
-    for (size_t i = ws; i < at && i < we; i++) {
+    for (size_t i = ws; i < at && i < we;) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '\t')
-            putc_(&k, '\t');
-        else if ((c & 0xc0) != 0x80) /* not a continuation byte: a character begins */
-            putc_(&k, ' ');
+        size_t len = c < 0x80 ? 1 : utf8_len(s + i, we - i);
+        putc_(&k, c == '\t' ? '\t' : ' ');
+        i += len ? len : 1;
     }
     puts_(&k, "^\n");
     flush(&k);

@@ -11,7 +11,8 @@ typedef void (*shmrpc__caret_put)(void *out, const char *s, size_t n);
 
 /* Line s (n bytes, without its line end) as written, control bytes (which could drive a
  * terminal) as '?', then a line with a caret under 1-based column col (a byte offset):
- * tabs are kept so that it lines up, and a UTF-8 character counts once. A line longer
+ * tabs are kept so that it lines up, and a UTF-8 character counts once; a byte that is no
+ * part of a valid UTF-8 sequence is shown as '?' and counts once too. A line longer
  * than SHMRPC__CARET_SHOWN bytes is shown as a window around the column, "..." marking
  * what is cut. Both lines end with '\n'. */
 void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void *out);

@@ -101,10 +101,16 @@ const char *shmrpc__ini_quote(shmrpc__ini *ini, const char *s, size_t max)
     char *o = out;
     for (size_t i = 0; i < shown; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
+        /* A byte of no valid UTF-8 sequence is escaped as a control byte is. */
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        if (len > 1 && (shown - i < len || shmrpc__utf8_invalid_at(s + i, len) != len)) len = 0;
+        if (c < 0x20 || c == 0x7f || len == 0) {
             o += sprintf(o, "\\x%02x", c);
-        else
-            *o++ = (char)c;
+        } else {
+            memcpy(o, s + i, len);
+            o += len;
+            i += len - 1;
+        }
     }
     if (shown < n) {
         memcpy(o, "...", 3);
@@ -303,6 +309,14 @@ static void parse_line(parser *ps, int lineno, const char *line, size_t n)
         shmrpc__ini_error(ps->ini, lineno, col_of(line, nul), "NUL byte in the file");
         return;
     }
+    /* docs/service-ini.md says the file is UTF-8: a value that is not would reach paths,
+     * argv and the page as bytes no one wrote on purpose. The line is read on, so that
+     * the rest of its errors are found too. */
+    size_t bad = shmrpc__utf8_invalid_at(line, n);
+    if (bad < n)
+        shmrpc__ini_error(ps->ini, lineno, (int)bad + 1,
+                          "invalid UTF-8 (byte 0x%02x): the file must be UTF-8",
+                          (unsigned char)line[bad]);
     const char *p = line;
     while (p < e && is_blank(*p))
         p++;

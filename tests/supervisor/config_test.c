@@ -18,6 +18,7 @@
 #include <shmrpc/status.h>
 
 #include "config.h"
+#include "input.h"
 
 /* A temporary folder per test, removed with what the test wrote in it. */
 typedef struct fixture {
@@ -293,6 +294,37 @@ static void nul_byte(void **state)
                                  "            ^\n"));
 }
 
+/* The file is UTF-8 (docs/service-ini.md): every way a sequence can be wrong is refused
+ * at its first byte, and the message and the line shown carry no invalid byte. */
+static void invalid_utf8(void **state)
+{
+    fixture *f = *state;
+    put(f, "m.so", "");
+    static const char text[] = "[defaults]\n"
+                               "log_dir = /tmp/caf\xc3\xa9\n"          /* valid: é */
+                               "[a]\nmodule = m.so\n"                  /* lines 3, 4 */
+                               "module_args = x\xc0\xafy\n"            /* 5: overlong '/' */
+                               "log_keep = \xed\xa0\x80\n"             /* 6: a surrogate */
+                               "log_max_bytes = 1M\xe2\x82\n"          /* 7: cut short */
+                               "stop_timeout = \xff\n"                 /* 8: never UTF-8 */
+                               "startup_timeout = 1\x80\n"             /* 9: a lone continuation */
+                               "series_interval = \xf4\x90\x80\x80\n"; /* 10: past U+10FFFF */
+    const char *ini = put_bytes(f, "u.ini", text, sizeof text - 1, 0644);
+    const char *msgs;
+    assert_null(load(ini, SHMRPC_EINVAL, &msgs));
+    assert_null(strstr(msgs, "u.ini:2:"));
+    assert_non_null(strstr(msgs, "u.ini:5:16: error: invalid UTF-8 (byte 0xc0): the file must "
+                                 "be UTF-8\nmodule_args = x??y\n               ^\n"));
+    assert_non_null(strstr(msgs, "u.ini:6:12: error: invalid UTF-8 (byte 0xed)"));
+    assert_non_null(strstr(msgs, "u.ini:7:19: error: invalid UTF-8 (byte 0xe2)"));
+    assert_non_null(strstr(msgs, "u.ini:8:16: error: invalid UTF-8 (byte 0xff)"));
+    assert_non_null(strstr(msgs, "u.ini:9:20: error: invalid UTF-8 (byte 0x80)"));
+    assert_non_null(strstr(msgs, "u.ini:10:19: error: invalid UTF-8 (byte 0xf4)"));
+    /* The value's own error quotes the bytes escaped. */
+    assert_non_null(strstr(msgs, "got '\\xed\\xa0\\x80'"));
+    assert_int_equal(shmrpc__utf8_invalid_at(msgs, strlen(msgs)), strlen(msgs));
+}
+
 /* Past 100 errors the rest are counted, not shown. */
 static void error_flood(void **state)
 {
@@ -417,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(web_monitor_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(crlf_and_bom, setup, teardown),
         cmocka_unit_test_setup_teardown(nul_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(error_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(caps, setup, teardown),
         cmocka_unit_test_setup_teardown(unreadable, setup, teardown),
