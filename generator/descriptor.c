@@ -6,111 +6,11 @@
 
 #include "gen.h"
 
-/* The structs and enums spelled out so far in one signature: a set of pointers in the
- * arena that grows, as a signature may reach any number of them. */
-typedef struct seen {
-    gen *g;
-    const svc_decl **slots; /* open addressing; NULL is empty */
-    size_t n, cap;
-} seen;
-
-static size_t slot_of(const svc_decl *d, size_t cap)
-{
-    return (size_t)(((uintptr_t)d >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & (cap - 1);
-}
-
-static void put(const svc_decl **slots, size_t cap, const svc_decl *d)
-{
-    size_t j = slot_of(d, cap);
-    while (slots[j])
-        j = (j + 1) & (cap - 1);
-    slots[j] = d;
-}
-
-static bool first_time(seen *s, const svc_decl *d)
-{
-    if (s->cap) {
-        for (size_t j = slot_of(d, s->cap); s->slots[j]; j = (j + 1) & (s->cap - 1))
-            if (s->slots[j] == d) return false;
-    }
-    if ((s->n + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        const svc_decl **slots = gen_must(svc_arena_alloc(s->g->a, cap * sizeof *slots));
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slots[i]) put(slots, cap, s->slots[i]);
-        s->slots = slots;
-        s->cap = cap;
-    }
-    put(s->slots, s->cap, d);
-    s->n++;
-    return true;
-}
-
-/* A type's canonical text: structs and enums spelled out where first met, by name after. */
-static void sig_type(sbuf *o, const svc_type *t, seen *s)
-{
-    switch (t->kind) {
-    case SVC_T_LIST:
-        sb_puts(o, "list<");
-        sig_type(o, t->elem, s);
-        sb_puts(o, ">");
-        return;
-    case SVC_T_MAP:
-        sb_puts(o, "map<");
-        sig_type(o, t->key, s);
-        sb_puts(o, ",");
-        sig_type(o, t->elem, s);
-        sb_puts(o, ">");
-        return;
-    case SVC_T_OPTIONAL:
-        sig_type(o, t->elem, s);
-        sb_puts(o, "?");
-        return;
-    case SVC_T_NAMED: {
-        const svc_decl *d = t->decl;
-        bool st = d->kind == SVC_DECL_STRUCT;
-        sb_printf(o, "%s %.*s", st ? "struct" : "enum", d->name.n, d->name.p);
-        if (!first_time(s, d)) return;
-        sb_puts(o, "{");
-        if (st) {
-            for (const svc_field *f = d->fields; f; f = f->next) {
-                sig_type(o, f->type, s);
-                sb_printf(o, " %.*s;", f->name.n, f->name.p);
-            }
-        } else {
-            for (const svc_enumval *v = d->values; v; v = v->next)
-                sb_printf(o, "%s%.*s=%lld", v == d->values ? "" : ",", v->name.n, v->name.p,
-                          (long long)v->value);
-        }
-        sb_puts(o, "}");
-        return;
-    }
-    default:
-        sb_puts(o, svc_builtin_name(t->kind));
-        return;
-    }
-}
-
-static const char *const enc_names[] = {
-    [SVC_ENC_MSGPACK] = "msgpack", [SVC_ENC_JSON] = "json", [SVC_ENC_RAW] = "raw"};
-
+/* The text is the front end's (idl/signature.c), whose length the checks hold to what
+ * the tcp:// handshake carries: a checked file's signatures all fit. */
 const char *gen_signature(gen *g, const svc_method *m)
 {
-    sbuf o;
-    seen s = {.g = g};
-    sb_init(&o);
-    sb_printf(&o, "%.*s(", m->name.n, m->name.p);
-    for (const svc_field *p = m->params; p; p = p->next) {
-        if (p != m->params) sb_puts(&o, ",");
-        sig_type(&o, p->type, &s);
-        sb_printf(&o, " %.*s", p->name.n, p->name.p);
-    }
-    sb_puts(&o, ")->");
-    sig_type(&o, m->result, &s);
-    sb_printf(&o, " @%s", enc_names[m->enc]);
-    const char *r = svc_arena_strndup(g->a, sb_str(&o), o.len);
-    sb_free(&o);
-    return r;
+    return gen_must(svc_signature(g->a, m, SVC_MAX_SIGNATURE, NULL));
 }
 
 uint64_t gen_fnv1a64(const char *s)

@@ -300,8 +300,14 @@ static void check_svc_name(check *c, const svc_option *o)
 {
     const char *name = c->s->svc_name ? c->s->svc_name : "";
     svc_tok v = o->value;
+    size_t n = strlen(name);
     if (!name[0] && !memchr(v.p, '\0', (size_t)v.n)) {
         err(c, v, "the service's name must not be empty");
+    } else if (n > SVC_MAX_SHM_NAME) { /* not quoted: the caret shows it */
+        err(c, v, "service name of %zu bytes is longer than %d, the longest shm:// name", n,
+            SVC_MAX_SHM_NAME);
+    } else if (name[0] == '.') {
+        err(c, v, "service name must not start with '.'");
     } else if (!valid_service_name(name) || memchr(v.p, '\0', (size_t)v.n)) {
         const char *shown = svc_printable(c->a, v.p, v.n);
         err(c, v, "service name %s may only hold letters, digits, '_', '-' and '.'",
@@ -700,6 +706,42 @@ static void check_cnames(check *c)
     }
 }
 
+/* ---- what the wire carries ---- */
+
+/* Upper bounds of what msgpack adds around the strings of a handshake body (docs/wire.md):
+ * per method entry, an array header, id, fingerprint, encoding and two string headers;
+ * per body, the other elements, the auth nonce at its largest included. */
+enum {
+    HELLO_PER_METHOD = 1 + 5 + 3 + 9 + 1 + 3,
+    HELLO_FIXED = 1 + 5 + 3 + 9 + 5 + 3 + 5 + 5 + 259
+};
+
+/* A file that compiles must connect over tcp:// too: each method's signature at most
+ * 65535 bytes, the method table within one handshake body. Run on a tree known good
+ * (types resolved, encodings set); each signature is walked no further than the limit. */
+static void check_wire(check *c)
+{
+    size_t hello = HELLO_FIXED + (size_t)c->s->name.n;
+    for (const svc_method *m = c->s->methods; m; m = m->next) {
+        size_t len = 0;
+        if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
+            c->oom = true;
+            return;
+        }
+        if (len > SVC_MAX_SIGNATURE)
+            err(c, m->name,
+                "the signature of '%.*s' is longer than %d bytes, the most tcp:// carries "
+                "(fewer parameters, or shorter names, would fit)",
+                m->name.n, m->name.p, SVC_MAX_SIGNATURE);
+        hello += HELLO_PER_METHOD + (size_t)m->name.n + len;
+    }
+    if (hello > SVC_MAX_HELLO)
+        err(c, c->s->name,
+            "the method table of '%.*s' needs up to %zu bytes of the tcp:// handshake, whose "
+            "limit is %d: split the service, or shorten its signatures",
+            c->s->name.n, c->s->name.p, hello, SVC_MAX_HELLO);
+}
+
 /* ---- limits ---- */
 
 static void limit(check *c, svc_tok at, const char *what, const svc_tok *owner, int limit_)
@@ -756,6 +798,7 @@ bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
     check_methods(&c);
     check_cycles(&c);
     check_cnames(&c);
+    if (c.nerrs == 0 && !c.oom) check_wire(&c);
     flush_errors(&c);
     return d->errors == errors0;
 }

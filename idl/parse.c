@@ -179,6 +179,14 @@ static int64_t number_value(svc_pstate *ps, svc_tok t)
     int64_t v = 0;
     int rc = svc_number(t.p, t.n, &v);
     if (rc == 0) return v;
+    /* A token longer than any name is not quoted: the caret shows where it starts. */
+    if (t.n > SVC_MAX_NAME) {
+        if (rc == -1)
+            svc_p_error(ps, t, "invalid number of %d bytes", t.n);
+        else
+            svc_p_error(ps, t, "number of %d bytes does not fit in 64 bits", t.n);
+        return 0;
+    }
     const char *s = svc_printable(ps->a, t.p, t.n);
     if (rc == -1)
         svc_p_error(ps, t, "invalid number '%s'", s ? s : "?");

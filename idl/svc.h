@@ -88,6 +88,22 @@ enum {
     SVC_MAX_MEMBERS = 10000, /* fields of a struct, parameters of a method, values of an enum */
 };
 
+/* The longest name tcp:// carries (docs/wire.md: service and method names), and so the
+ * longest identifier of any kind (a field's or struct's name is part of a signature); the
+ * longest signature, and the largest handshake body, which holds the method table. */
+enum {
+    SVC_MAX_NAME = 255,
+    SVC_MAX_SHM_NAME = 64, /* the service's name "..." option, its name in shm:// */
+    SVC_MAX_SIGNATURE = 65535,
+    SVC_MAX_HELLO = 1 << 20,
+};
+
+/* A checked method's canonical signature, "add(i64 a,i64 b)->i64 @msgpack"
+ * (docs/svc-language.md), and its length in *len when len is not NULL. NULL when it is
+ * longer than max bytes (*len = max + 1: the walk stops there, so that a huge one costs
+ * no more than max) or memory ran out (*len = 0). */
+const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len);
+
 /* The text of a type as it would be written: "map<string, list<i64>>", "Point?". */
 const char *svc_type_str(svc_arena *a, const svc_type *t);
 

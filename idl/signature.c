@@ -1,0 +1,170 @@
+/* A method's canonical signature (docs/svc-language.md, "Signatures and fingerprints"):
+ * one home for the text that the generator hashes and puts in the method table, and whose
+ * length the checks hold to what the tcp:// handshake carries (docs/wire.md). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc.h"
+
+/* The text so far (malloc'd, growing), and the structs and enums spelled out in it: a set
+ * of pointers in the arena that grows, as a signature may reach any number of them. */
+typedef struct sig {
+    svc_arena *a;
+    char *p;
+    size_t n, cap;
+    const svc_decl **slots; /* open addressing; NULL is empty */
+    size_t n_seen, cap_seen;
+    size_t max; /* past this many bytes the text is dropped, and the walk stops */
+    bool over, oom;
+} sig;
+
+static void put(sig *s, const char *p, size_t n)
+{
+    if (s->oom || s->over) return;
+    if (n > s->max - s->n) {
+        s->over = true;
+        return;
+    }
+    if (s->n + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->n + n + 1)
+            cap *= 2;
+        char *np = realloc(s->p, cap);
+        if (!np) {
+            s->oom = true;
+            return;
+        }
+        s->p = np;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->n, p, n);
+    s->n += n;
+    s->p[s->n] = '\0';
+}
+
+static void puts_(sig *s, const char *p)
+{
+    put(s, p, strlen(p));
+}
+
+static void put_tok(sig *s, svc_tok t)
+{
+    put(s, t.p, (size_t)t.n);
+}
+
+static size_t slot_of(const svc_decl *d, size_t cap)
+{
+    return (size_t)(((uintptr_t)d >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & (cap - 1);
+}
+
+static void place(const svc_decl **slots, size_t cap, const svc_decl *d)
+{
+    size_t j = slot_of(d, cap);
+    while (slots[j])
+        j = (j + 1) & (cap - 1);
+    slots[j] = d;
+}
+
+/* Whether d is met here for the first time in this signature (and now seen). */
+static bool first_time(sig *s, const svc_decl *d)
+{
+    if (s->cap_seen) {
+        for (size_t j = slot_of(d, s->cap_seen); s->slots[j]; j = (j + 1) & (s->cap_seen - 1))
+            if (s->slots[j] == d) return false;
+    }
+    if ((s->n_seen + 1) * 2 > s->cap_seen) {
+        size_t cap = s->cap_seen ? s->cap_seen * 2 : 16;
+        const svc_decl **slots = svc_arena_alloc(s->a, cap * sizeof *slots);
+        if (!slots) {
+            s->oom = true;
+            return false;
+        }
+        for (size_t i = 0; i < s->cap_seen; i++)
+            if (s->slots[i]) place(slots, cap, s->slots[i]);
+        s->slots = slots;
+        s->cap_seen = cap;
+    }
+    place(s->slots, s->cap_seen, d);
+    s->n_seen++;
+    return true;
+}
+
+/* A type's canonical text: structs and enums spelled out where first met, by name after. */
+static void sig_type(sig *s, const svc_type *t)
+{
+    /* Every step writes a byte at least: past max, the walk costs nothing more. */
+    if (s->over || s->oom) return;
+    switch (t->kind) {
+    case SVC_T_LIST:
+        puts_(s, "list<");
+        sig_type(s, t->elem);
+        puts_(s, ">");
+        return;
+    case SVC_T_MAP:
+        puts_(s, "map<");
+        sig_type(s, t->key);
+        puts_(s, ",");
+        sig_type(s, t->elem);
+        puts_(s, ">");
+        return;
+    case SVC_T_OPTIONAL:
+        sig_type(s, t->elem);
+        puts_(s, "?");
+        return;
+    case SVC_T_NAMED: {
+        const svc_decl *d = t->decl;
+        bool st = d->kind == SVC_DECL_STRUCT;
+        puts_(s, st ? "struct " : "enum ");
+        put_tok(s, d->name);
+        if (!first_time(s, d)) return;
+        puts_(s, "{");
+        if (st) {
+            for (const svc_field *f = d->fields; f; f = f->next) {
+                sig_type(s, f->type);
+                puts_(s, " ");
+                put_tok(s, f->name);
+                puts_(s, ";");
+            }
+        } else {
+            for (const svc_enumval *v = d->values; v; v = v->next) {
+                char num[32];
+                if (v != d->values) puts_(s, ",");
+                put_tok(s, v->name);
+                snprintf(num, sizeof num, "=%lld", (long long)v->value);
+                puts_(s, num);
+            }
+        }
+        puts_(s, "}");
+        return;
+    }
+    default:
+        puts_(s, svc_builtin_name(t->kind));
+        return;
+    }
+}
+
+static const char *const enc_names[] = {
+    [SVC_ENC_MSGPACK] = "msgpack", [SVC_ENC_JSON] = "json", [SVC_ENC_RAW] = "raw"};
+
+const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len)
+{
+    sig s = {.a = a, .max = max};
+    put_tok(&s, m->name);
+    puts_(&s, "(");
+    for (const svc_field *p = m->params; p && !s.over; p = p->next) {
+        if (p != m->params) puts_(&s, ",");
+        sig_type(&s, p->type);
+        puts_(&s, " ");
+        put_tok(&s, p->name);
+    }
+    puts_(&s, ")->");
+    sig_type(&s, m->result);
+    puts_(&s, " @");
+    puts_(&s, enc_names[m->enc]);
+    const char *r = s.oom || s.over ? NULL : svc_arena_strndup(a, s.p ? s.p : "", s.n);
+    if (len) *len = r ? s.n : s.over ? max + 1 : 0;
+    free(s.p);
+    return r;
+}
