@@ -28,7 +28,9 @@
 #define NAME_MAX_LEN 64
 /* The one service name taken: LOG_DIR/NAME.log would be the supervisor's own log. */
 #define RESERVED_NAME "shmrpc-service"
-/* How much of a value a message quotes. */
+/* How much of a value a message quotes (the line under it shows the rest); a path,
+ * which the file does not show whole (it is taken from the file's folder), is quoted
+ * whole: QP. */
 #define QUOTED 60
 
 enum key {
@@ -210,6 +212,7 @@ struct config_box {
 };
 
 #define Q(L, s) shmrpc__ini_quote(&(L)->ini, (s), QUOTED)
+#define QP(L, s) shmrpc__ini_quote(&(L)->ini, (s), SIZE_MAX)
 
 static void error_at(loader *L, const shmrpc__ini_entry *at, bool at_value, const char *fmt, ...)
     SHMRPC__INI_FMT(4, 5);
@@ -479,10 +482,10 @@ static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text,
         struct stat st;
         if (!path) return;
         if (stat(path, &st) != 0) {
-            error_at(L, at, true, "program '%s' not found: %s", Q(L, path), strerror(errno));
+            error_at(L, at, true, "program '%s' not found: %s", QP(L, path), strerror(errno));
             v->bad = true;
         } else if (!S_ISREG(st.st_mode) || access(path, X_OK) != 0) {
-            error_at(L, at, true, "program '%s' is not an executable file", Q(L, path));
+            error_at(L, at, true, "program '%s' is not an executable file", QP(L, path));
             v->bad = true;
         }
         v->s = path;
@@ -525,11 +528,11 @@ static void parse_module(loader *L, const shmrpc__ini_entry *at, const char *tex
     v->s = path;
     struct stat st;
     if (stat(path, &st) != 0) {
-        error_at(L, at, true, "module '%s': %s", Q(L, path), strerror(errno));
+        error_at(L, at, true, "module '%s': %s", QP(L, path), strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        error_at(L, at, true, "module '%s' is not a regular file", Q(L, path));
+        error_at(L, at, true, "module '%s' is not a regular file", QP(L, path));
     } else if (access(path, R_OK) != 0) {
-        error_at(L, at, true, "module '%s' cannot be read: %s", Q(L, path), strerror(errno));
+        error_at(L, at, true, "module '%s' cannot be read: %s", QP(L, path), strerror(errno));
     } else {
         return;
     }
@@ -574,7 +577,7 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         v->s = resolve_path(L, text);
         struct stat st;
         if (v->s && stat(v->s, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            error_at(L, at, true, "%s '%s' is not a folder", kd->name, Q(L, v->s));
+            error_at(L, at, true, "%s '%s' is not a folder", kd->name, QP(L, v->s));
             v->bad = true;
         }
         return;
@@ -1277,10 +1280,8 @@ static void outf(shmrpc_buf *out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char text[PATH_MAX + 64];
-    int n = vsnprintf(text, sizeof text, fmt, ap);
+    shmrpc__ini_vappend(out, fmt, ap);
     va_end(ap);
-    if (n > 0) shmrpc_buf_append(out, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
 }
 
 static void out_size(shmrpc_buf *out, const char *name, uint64_t v)

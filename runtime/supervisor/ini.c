@@ -69,9 +69,14 @@ void shmrpc__ini_verror(shmrpc__ini *ini, int line, int col, const char *fmt, va
         ini->errors = e;
         ini->cap_errors = cap;
     }
-    char text[512];
-    vsnprintf(text, sizeof text, fmt, ap);
-    const char *msg = ini->arena ? shmrpc_arena_strndup(ini->arena, text, strlen(text)) : NULL;
+    /* Sized to the message, not to a guess: a message names paths, which are as long as
+     * the file system lets them be, and a cut one hides what the user must read. */
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, again);
+    va_end(again);
+    char *msg = n >= 0 && ini->arena ? shmrpc_arena_alloc(ini->arena, (size_t)n + 1, 1) : NULL;
+    if (msg) vsnprintf(msg, (size_t)n + 1, fmt, ap);
     if (!msg) {
         ini->oom = true;
         msg = "out of memory";
@@ -458,12 +463,32 @@ static int by_position(const void *a, const void *b)
 static void putf(shmrpc_buf *out, const char *fmt, ...) SHMRPC__INI_FMT(2, 3);
 static void putf(shmrpc_buf *out, const char *fmt, ...)
 {
-    char text[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof text, fmt, ap);
+    shmrpc__ini_vappend(out, fmt, ap);
     va_end(ap);
-    if (n > 0) shmrpc_buf_append(out, text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
+}
+
+void shmrpc__ini_vappend(shmrpc_buf *out, const char *fmt, va_list ap)
+{
+    char text[256];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(text, sizeof text, fmt, again);
+    va_end(again);
+    if (n < 0) return;
+    if ((size_t)n < sizeof text) {
+        shmrpc_buf_append(out, text, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1); /* a long path: written whole, never cut */
+    if (!big) {
+        out->err = SHMRPC_ENOMEM;
+        return;
+    }
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    shmrpc_buf_append(out, big, (size_t)n);
+    free(big);
 }
 
 /* The source line under an error, and the caret (common/caret.c), into a buffer. */

@@ -74,8 +74,12 @@ void shmrpc__ini_verror(shmrpc__ini *ini, int line, int col, const char *fmt, va
  * "path:line:col: error: message", the source line and a caret under col. */
 void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out);
 
-/* s fit to quote in a message: control bytes as \xNN, cut after max bytes with "...".
- * The text lives in the ini's arena; "" when memory runs out. */
+/* s fit to quote in a message: control bytes and bytes of no valid UTF-8 sequence as
+ * \xNN, cut after max bytes with "..." (SIZE_MAX: never; a path is never cut, as the
+ * user must read all of it). The text lives in the ini's arena; "" when memory runs out. */
 const char *shmrpc__ini_quote(shmrpc__ini *ini, const char *s, size_t max);
+
+/* Appends the formatted text to out whole, however long (out->err on failure). */
+void shmrpc__ini_vappend(shmrpc_buf *out, const char *fmt, va_list ap) SHMRPC__INI_FMT(2, 0);
 
 #endif

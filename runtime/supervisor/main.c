@@ -277,7 +277,7 @@ int main(int argc, char **argv)
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
-        char why[512];
+        static char why[SUP_MODULE_ERR_CAP];
         if (c->services[i].kind == SHMRPC__CONFIG_MODULE &&
             sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
             fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,

@@ -398,7 +398,7 @@ int sup_module_host_main(int argc, char **argv)
         fprintf(stderr, "%s: cannot load module %s: %s\n", name, path, why ? why : "?");
         return 1;
     }
-    char err[512];
+    static char err[SUP_MODULE_ERR_CAP];
     const shmrpc_module *m = exported(h, path, err, sizeof err);
     if (!m) {
         fprintf(stderr, "%s: %s\n", name, err);

@@ -5,6 +5,7 @@
 #ifndef SHMRPC_SUPERVISOR_MODULE_HOST_H
 #define SHMRPC_SUPERVISOR_MODULE_HOST_H
 
+#include <limits.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -12,6 +13,11 @@
 
 /* The first argument that makes shmrpc-service a module's manager. */
 #define SUP_MODULE_HOST_ARG "--module-host"
+
+/* Room for a reason of sup_module_resolve: it names the module's path, and dlerror()'s
+ * text may name it again and a library it needs, each shorter than PATH_MAX (the
+ * configuration checked the module with stat()). No reason is cut to fit. */
+#define SUP_MODULE_ERR_CAP (3 * PATH_MAX + 512)
 
 /* Supervisor, at start: loads cfg's module to check it and, when the service.ini names no
  * shm_name or tcp_port, sets cfg->shm_name to the .svc's `name` and cfg->tcp_port to its

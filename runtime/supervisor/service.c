@@ -32,13 +32,25 @@
 
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
 {
-    char line[1024];
+    /* On the stack when it fits; a longer line (it names paths, as long as the file
+     * system lets them be) on the heap, whole: a cut path hides what the user must read. */
+    char small[1024], *line = small;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    int n = vsnprintf(small, sizeof small - 1, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    if ((size_t)n > sizeof small - 2) {
+        char *big = malloc((size_t)n + 2);
+        if (big) {
+            va_start(ap, fmt);
+            vsnprintf(big, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+            line = big;
+        } else {
+            n = (int)sizeof small - 2; /* no memory: the start of it, rather than nothing */
+        }
+    }
     line[n++] = '\n';
     if (ctx->own_log) {
         sup_log_write(ctx->own_log, line, (size_t)n);
@@ -46,6 +58,7 @@ void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
         /* stderr, as systemd's journal takes it: it stamps the lines itself. */
         fprintf(stderr, "shmrpc-service: %.*s", n, line);
     }
+    if (line != small) free(line);
 }
 
 const char *sup_state_name(sup_state st)

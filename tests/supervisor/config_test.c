@@ -23,7 +23,7 @@
 /* A temporary folder per test, removed with what the test wrote in it. */
 typedef struct fixture {
     char dir[64];
-    char files[16][128];
+    char files[16][640]; /* removed last to first: a folder before what it holds */
     int n;
 } fixture;
 
@@ -398,6 +398,69 @@ static void fifo_is_refused(void **state)
     alarm(0);
 }
 
+/* Paths are quoted whole, however deep the file sits: a message that cut them ("module
+ * '/home/.../build/echo.s...'") hid what the user must read, and made the golden files
+ * pass or fail by where the project was checked out. */
+static void long_paths_are_not_cut(void **state)
+{
+    fixture *f = *state;
+    char mid[300], deep[512], ini[600], so[600], notdir[600], want[1400];
+    int n = snprintf(mid, sizeof mid, "%s/", f->dir);
+    memset(mid + n, 'd', 150); /* two folders of 150 bytes: a name is at most 255 */
+    mid[n + 150] = '\0';
+    snprintf(deep, sizeof deep, "%s/%s", mid, mid + n);
+    assert_int_equal(mkdir(mid, 0700), 0);
+    strcpy(f->files[f->n++], mid);
+    assert_int_equal(mkdir(deep, 0700), 0);
+    strcpy(f->files[f->n++], deep);
+    snprintf(ini, sizeof ini, "%s/s.ini", deep);
+    snprintf(so, sizeof so, "%s/m.so", deep);
+    snprintf(notdir, sizeof notdir, "%s/file", deep);
+    strcpy(f->files[f->n++], notdir);
+    strcpy(f->files[f->n++], so);
+    strcpy(f->files[f->n++], ini);
+    static const char bad[] = "[defaults]\nlog_dir = file\n"
+                              "[a]\nmodule = missing.so\n"
+                              "[b]\nexec = ./missing-program\nwait_until_completed = false\n";
+    static const char good[] = "[defaults]\nlog_dir = logs\n[a]\nmodule = m.so\n";
+    FILE *w = fopen(notdir, "w");
+    assert_non_null(w);
+    fclose(w);
+    w = fopen(so, "w");
+    assert_non_null(w);
+    fclose(w);
+    w = fopen(ini, "w");
+    assert_non_null(w);
+    fputs(bad, w);
+    fclose(w);
+
+    const char *msgs;
+    assert_null(load(ini, SHMRPC_EINVAL, &msgs));
+    char *copy = strdup(msgs);
+    snprintf(want, sizeof want, "log_dir '%s/file' is not a folder\n", deep);
+    assert_non_null(strstr(copy, want));
+    snprintf(want, sizeof want, "module '%s/missing.so': No such file or directory\n", deep);
+    assert_non_null(strstr(copy, want));
+    snprintf(want, sizeof want, "program '%s/missing-program' not found: No such file", deep);
+    assert_non_null(strstr(copy, want));
+    free(copy);
+
+    /* The resolved form, as shmrpc-ini-check prints it, names the module whole too. */
+    w = fopen(ini, "w");
+    assert_non_null(w);
+    fputs(good, w);
+    fclose(w);
+    shmrpc__config *c = load(ini, 0, NULL);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    shmrpc__config_write(c, &out);
+    shmrpc_buf_append(&out, "", 1);
+    snprintf(want, sizeof want, "module = %s\n", so);
+    assert_non_null(strstr((const char *)out.data, want));
+    shmrpc_buf_destroy(&out);
+    shmrpc__config_free(c);
+}
+
 /* The written form reads back to the same configuration. */
 static void written_form_reads_back(void **state)
 {
@@ -454,6 +517,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(caps, setup, teardown),
         cmocka_unit_test_setup_teardown(unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(long_paths_are_not_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(written_form_reads_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
