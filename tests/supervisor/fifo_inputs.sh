@@ -2,7 +2,8 @@
 # fifo_inputs.sh SERVICE INI_CHECK SHMRPCGEN ECHO_SERVER: every file the programs read or
 # write because a user named it, given as a FIFO. open() of a FIFO waits for its other end,
 # forever if none comes (issue 11): each program must refuse it at once, naming the path,
-# with exit status 1. Each run is bounded by timeout(1), so a hang is a failure, not a hang.
+# with exit status 1. Each run is bounded by timeout(1), SIGKILL after SIGTERM (the supervisor
+# blocks SIGTERM for its signalfd), so a hang is a failure, not a hang.
 set -u
 service=$1 ini_check=$2 gen=$3 echo_server=$4
 tmp=$(mktemp -d) || exit 1
@@ -13,7 +14,7 @@ fail=0
 expect() {
     want=$1 msg=$2
     shift 2
-    (cd "$tmp" && exec timeout 20 "$@") >"$tmp/out" 2>"$tmp/err" </dev/null
+    (cd "$tmp" && exec timeout -k 5 20 "$@") >"$tmp/out" 2>"$tmp/err" </dev/null
     status=$?
     if [ "$status" -ne "$want" ]; then
         echo "FAIL $*: exit status $status, expected $want"
