@@ -38,8 +38,12 @@ void sup_log_time(char *out, size_t cap, int64_t unix_ms)
     time_t s = (time_t)(unix_ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
+    /* Each field taken into its range, so that the compiler sees (and a Release build's
+     * -Wformat-truncation agrees) that the stamp is 24 bytes: an int could print 11. */
+    snprintf(out, cap, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
+             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)tm.tm_mon % 12u + 1,
+             (unsigned)tm.tm_mday % 32u, (unsigned)tm.tm_hour % 24u, (unsigned)tm.tm_min % 60u,
+             (unsigned)tm.tm_sec % 61u, (unsigned)((unix_ms % 1000 + 1000) % 1000));
 }
 
 static int reopen(sup_log *l)
