@@ -332,13 +332,14 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
-        if (e && svcs[i].log.kind) {
-            sup_logf(&ctx, "%s: cannot open its log %s: %s, not a regular file",
-                     c->services[i].name, svcs[i].log.path, svcs[i].log.kind);
-            return stop_early(c, svcs, i, pfds, sfd, web);
-        } else if (e) {
-            sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
-                     shmrpc_strerror(e));
+        if (e) {
+            if (svcs[i].log.kind)
+                sup_logf(&ctx, "%s: cannot open its log %s: %s, not a regular file",
+                         c->services[i].name, svcs[i].log.path, svcs[i].log.kind);
+            else
+                sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
+                         shmrpc_strerror(e));
+            sup_service_destroy(&svcs[i]); /* what it had opened before it failed */
             return stop_early(c, svcs, i, pfds, sfd, web);
         }
     }

@@ -95,6 +95,7 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service 
     s->cfg = cfg;
     s->cwd = cwd;
     s->out_r = s->out_w = -1;
+    s->log.fd = -1; /* sup_service_destroy may run before the log is opened */
     s->restart_times = calloc((size_t)cfg->s.crash_loop_restarts, sizeof *s->restart_times);
     if (!s->restart_times) return SHMRPC_ENOMEM;
     /* Only the supervisor's end is non-blocking: a service writing into a full pipe waits
