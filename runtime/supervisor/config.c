@@ -26,6 +26,10 @@
 #define MAX_PROCS 1024
 /* Service and shm:// names, as the shm transport takes them. */
 #define NAME_MAX_LEN 64
+/* The longest log_dir: the longest path made in it, LOG_DIR/.NAME.methods.json.tmp,
+ * must fit in PATH_MAX, as the supervisor's buffers for it do (a path cut to fit would
+ * name another file). */
+#define LOG_DIR_MAX (PATH_MAX - NAME_MAX_LEN - 64)
 /* The one service name taken: LOG_DIR/NAME.log would be the supervisor's own log. */
 #define RESERVED_NAME "shmrpc-service"
 /* How much of a value a message quotes (the line under it shows the rest); a path,
@@ -576,7 +580,13 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
     case T_DIR: {
         v->s = resolve_path(L, text);
         struct stat st;
-        if (v->s && stat(v->s, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        if (v->s && strlen(v->s) > LOG_DIR_MAX) {
+            error_at(L, at, true,
+                     "%s is %zu bytes long once taken from the file's folder; at most %d, so "
+                     "that the paths of the files made in it fit in PATH_MAX",
+                     kd->name, strlen(v->s), LOG_DIR_MAX);
+            v->bad = true;
+        } else if (v->s && stat(v->s, &st) == 0 && !S_ISDIR(st.st_mode)) {
             error_at(L, at, true, "%s '%s' is not a folder", kd->name, QP(L, v->s));
             v->bad = true;
         }

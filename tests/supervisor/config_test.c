@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,6 +445,22 @@ static void long_paths_are_not_cut(void **state)
     snprintf(want, sizeof want, "program '%s/missing-program' not found: No such file", deep);
     assert_non_null(strstr(copy, want));
     free(copy);
+
+    /* A log_dir too long for the paths made in it is refused, not cut. */
+    static char longer[5000];
+    strcpy(longer, "[defaults]\nlog_dir = ");
+    memset(longer + strlen(longer), 'l', 4000);
+    strcat(longer, "\n[a]\nmodule = m.so\n");
+    w = fopen(ini, "w");
+    assert_non_null(w);
+    fputs(longer, w);
+    fclose(w);
+    assert_null(load(ini, SHMRPC_EINVAL, &msgs));
+    snprintf(want, sizeof want,
+             "s.ini:2:11: error: log_dir is %zu bytes long once taken from the file's folder; "
+             "at most %d, so that",
+             strlen(deep) + 1 + 4000, PATH_MAX - 64 - 64);
+    assert_non_null(strstr(msgs, want));
 
     /* The resolved form, as shmrpc-ini-check prints it, names the module whole too. */
     w = fopen(ini, "w");
