@@ -119,6 +119,10 @@ void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok)
         svc_p_error(ps, tok->t, "unexpected end of input");
         return;
     }
+    if (tok->t.n > SVC_MAX_NAME) { /* a string: not quoted, the caret shows where it is */
+        svc_p_error(ps, tok->t, "unexpected token of %d bytes", tok->t.n);
+        return;
+    }
     const char *s = svc_printable(ps->a, tok->t.p, tok->t.n);
     svc_p_error(ps, tok->t, "unexpected '%s'", s ? s : "?");
 }
