@@ -32,6 +32,7 @@
 #include "module_host.h"
 #include "series.h"
 #include "service.h"
+#include "input.h"
 #include "web_proc.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
@@ -87,9 +88,15 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
     char tmp[PATH_MAX], path[PATH_MAX], when[40];
     snprintf(tmp, sizeof tmp, "%s/.status.json.tmp", dir);
     snprintf(path, sizeof path, "%s/status.json", dir);
-    FILE *f = fopen(tmp, "we");
+    /* Not fopen(): a FIFO put in tmp's place would stop the supervisor in open(). */
+    const char *kind = NULL;
+    int fd = shmrpc__open_regular(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666, &kind);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        sup_logf(&ctx, "cannot write %s: %s", tmp, strerror(errno));
+        int e = errno;
+        if (fd >= 0) close(fd);
+        sup_logf(&ctx, "cannot write %s: %s%s", tmp, kind ? kind : strerror(e),
+                 kind ? ", not a regular file" : "");
         return;
     }
     sup_log_time(when, sizeof when, sup_unix_ms());

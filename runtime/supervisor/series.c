@@ -346,9 +346,13 @@ static void write_methods(svc_series *x, int64_t unix_ms, const sup_stats *all)
     char tmp[PATH_MAX], path[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/.%s.methods.json.tmp", x->svc->cfg->s.log_dir, x->svc->cfg->name);
     series_path(x, path, sizeof path, ".methods.json");
-    FILE *f = fopen(tmp, "we");
+    /* Not fopen(): a FIFO put in tmp's place would stop the supervisor in open(). */
+    int fd = shmrpc__open_regular(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666, NULL);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        complain(x, "write", tmp, errno);
+        int e = errno;
+        if (fd >= 0) close(fd);
+        complain(x, "write", tmp, e);
         return;
     }
     fprintf(f, "{\"t\": %lld, \"pid\": %d, \"service\": ", (long long)unix_ms, (int)st->pid);

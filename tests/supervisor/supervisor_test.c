@@ -383,6 +383,32 @@ static void failed_stays_failed(void **state)
     all_groups_gone(f);
 }
 
+/* A FIFO where status.json's temporary file goes (log_dir is the user's): fopen() waited
+ * in open() for a reader, and the supervisor's loop with it, deaf to SIGTERM. Now the
+ * write is skipped with a line in the log, and SIGTERM stops the supervisor. */
+static void fifo_status_file(void **state)
+{
+    fixture *f = *state;
+    char p[160];
+    snprintf(p, sizeof p, "%s/logs", f->dir);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/logs/.status.json.tmp", f->dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    start(f,
+          "[defaults]\nlog_dir = logs\n\n[crashy]\nexec = false\nwait_until_completed = false\n"
+          "restart_backoff_ms = 50\ncrash_loop_restarts = 1\n",
+          true);
+    char want[256];
+    snprintf(want, sizeof want, "cannot write %s: a FIFO, not a regular file", p);
+    bool said = false;
+    for (int64_t end = sup_now_ms() + 5000; !said && sup_now_ms() < end; sup_nap_ms(20))
+        said = strstr(sup_slurp(f->dir, "supervisor.err"), want) != NULL;
+    assert_true(said);
+    int st = sup_stop(&f->sup, 4000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -393,6 +419,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(much_output, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
+        cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
