@@ -1,0 +1,50 @@
+/* The module of chaos_test.c: init opens the log named by its one argument (module_args)
+ * before the workers fork; count(id) appends id's record to it, then answers id. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <shmrpc/module.h>
+
+#include "counter.h"
+#include "counter_log.h"
+
+static int log_fd = -1;
+
+static int init(void **user, int argc, char **argv)
+{
+    *user = NULL;
+    if (argc != 2) return -1;
+    log_fd = open(argv[1], O_WRONLY | O_APPEND | O_CLOEXEC);
+    return log_fd >= 0 ? 0 : -1;
+}
+
+static void fini(void *user)
+{
+    (void)user;
+    close(log_fd);
+    log_fd = -1;
+}
+
+static int count(shmrpc_ctx *ctx, uint64_t id, uint64_t *out)
+{
+    if (id >> COUNTER_ID_BITS)
+        return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "count: id %#llx out of range",
+                                (unsigned long long)id);
+    counter_record r = counter_record_of(id);
+    ssize_t n;
+    do
+        n = write(log_fd, &r, sizeof r);
+    while (n < 0 && errno == EINTR);
+    /* A short or failed write would make the log lie: say so rather than answer. */
+    if (n != (ssize_t)sizeof r)
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "count: log write returned %zd (errno %d)", n,
+                                errno);
+    *out = id;
+    return 0;
+}
+
+static const counter_handlers handlers = {.count = count};
+
+SHMRPC_MODULE(counter_service, handlers, init, fini);
