@@ -2,7 +2,8 @@
  * (RELIABILITY.md, promises 1 and 8). A module= service under shmrpc-service
  * (counter_module.c, 2 workers per address) appends each call's id to a log before it
  * answers; 4 client processes call it with unique ids, 2 over shm:// and 2 over tcp://,
- * each call with a 1 s deadline, while this test SIGKILLs a worker every 200 ms and the
+ * each call with a 1 s deadline (and every 2 s one that sleeps past it, so that deadlines
+ * pass while calls run), while this test SIGKILLs a worker every 200 ms and the
  * service's manager once half-way (the supervisor restarts it, as it would for a user).
  * Afterwards every call that succeeded is in the log exactly once; every call that failed
  * failed with a status that says it may have run (then it is there at most once) or that
@@ -10,7 +11,8 @@
  * and no segment, descriptor or process is left. The figures are printed.
  *
  * The run lasts CHAOS_SECONDS (about 20 s in all with the set-up); for a longer run give
- * `--seconds N` or SHMRPC_CHAOS_SECONDS=N. Every wait is bounded; what a failed test
+ * `--seconds N` or SHMRPC_CHAOS_SECONDS=N; SHMRPC_CHAOS_KEEP=1 keeps its folder (the log,
+ * the clients' results, the supervisor's logs). Every wait is bounded; what a failed test
  * leaves goes in teardown. */
 #define _GNU_SOURCE /* mkdtemp */
 #include <setjmp.h>
@@ -49,13 +51,16 @@
 #define DEADLINE_MS 1000
 #define OVERRUN_MS 50 /* what a call may take beyond its deadline */
 #define KILL_EVERY_MS 200
+#define SLOW_EVERY_MS 2000                /* how often a client makes a slow call */
+#define SLOW_SLEEP_MS (DEADLINE_MS + 100) /* how long a slow call's handler sleeps */
 #define STOP_TIMEOUT_S 3
 #define WRONG_ANSWER 1 /* a client's status for a call that returned another id */
 
 static int run_seconds = CHAOS_SECONDS;
 
-/* What a client writes, in its own result file: a record per call that failed or took
- * its whole deadline or more, as it returns, and at the end one with status RESULTS_END;
+/* What a client writes, in its own result file: a record per call that failed, took its
+ * whole deadline or more, or was slow, as it returns, and at the end one with status
+ * RESULTS_END;
  * every other call succeeded within its deadline. (A record for each call would write
  * hundreds of MB in a long run.) */
 typedef struct call_result {
@@ -64,11 +69,13 @@ typedef struct call_result {
     int32_t status;      /* what counter_count returned, WRONG_ANSWER or RESULTS_END */
     uint32_t elapsed_us; /* from just before the call to just after it, CLOCK_MONOTONIC;
                             RESULTS_END: the longest of any call */
+    uint32_t sleep_ms;   /* what the call asked the handler to sleep */
+    uint32_t unused;
 } call_result;
 
 #define RESULTS_END 2
 
-_Static_assert(sizeof(call_result) == 16, "call_result layout");
+_Static_assert(sizeof(call_result) == 24, "call_result layout");
 
 typedef struct fixture {
     char dir[64];
@@ -119,7 +126,10 @@ static int teardown(void **state)
     sup_remove_segments(f->shm);
     if (f->control[0]) sup_remove_segments(f->control + strlen("shm://"));
     sup_remove_tcp_stats(f->port);
-    if (!getenv("KEEP")) sup_rm_tree(f->dir);
+    if (getenv("SHMRPC_CHAOS_KEEP"))
+        print_message("kept %s\n", f->dir);
+    else
+        sup_rm_tree(f->dir);
     free(f);
     return 0;
 }
@@ -170,19 +180,27 @@ static void client(const fixture *f, int k, int64_t end_ns)
     }
     uint64_t seq = 0;
     uint32_t longest = 0;
+    /* The clients' slow calls are spread over the period. */
+    int64_t slow_ns = now_ns() + (int64_t)SLOW_EVERY_MS * 1000000 * (k + 1) / CLIENTS;
     for (; now_ns() < end_ns; seq++) {
         uint64_t id = (uint64_t)k << COUNTER_SEQ_BITS | seq, back = 0;
         int64_t t0 = now_ns();
-        rc = counter_count(c, id, &back);
+        uint32_t sleep_ms = 0;
+        if (t0 >= slow_ns) {
+            sleep_ms = SLOW_SLEEP_MS;
+            slow_ns = t0 + (int64_t)SLOW_EVERY_MS * 1000000;
+        }
+        rc = counter_count(c, id, sleep_ms, &back);
         int64_t us = (now_ns() - t0) / 1000;
         call_result r = {id, rc == 0 && back != id ? WRONG_ANSWER : rc,
-                         us > UINT32_MAX ? UINT32_MAX : (uint32_t)us};
+                         us > UINT32_MAX ? UINT32_MAX : (uint32_t)us, sleep_ms, 0};
         if (r.elapsed_us > longest) longest = r.elapsed_us;
-        if ((r.status || us >= DEADLINE_MS * 1000) && write(out, &r, sizeof r) != (ssize_t)sizeof r)
+        if ((r.status || sleep_ms || us >= DEADLINE_MS * 1000) &&
+            write(out, &r, sizeof r) != (ssize_t)sizeof r)
             _exit(4);
     }
     shmrpc_client_free(c);
-    call_result end = {seq, RESULTS_END, longest};
+    call_result end = {seq, RESULTS_END, longest, 0, 0};
     if (write(out, &end, sizeof end) != (ssize_t)sizeof end) _exit(4);
     close(out);
     /* What the client took across its reconnections, it gave back. */
@@ -352,7 +370,7 @@ static const struct {
 
 /* The figures of one transport: calls, ok, per status failed and ran. */
 typedef struct figures {
-    uint64_t calls, ok, other, ran_twice, late;
+    uint64_t calls, ok, other, ran_twice, late, slow, slow_ran;
     uint64_t failed[N_KNOWN], failed_ran[N_KNOWN];
     int64_t worst_us; /* the longest call's time beyond its deadline (negative: within) */
 } figures;
@@ -368,12 +386,15 @@ static void print_figures(const char *what, const figures *g)
                                     (unsigned long long)g->failed[s],
                                     (unsigned long long)g->failed_ran[s]);
     print_message("%s: calls %llu, ok %llu, failed %llu%s%s%s, other statuses %llu, ran twice: "
-                  "%llu, worst deadline overrun: %.1f ms, past deadline + %d ms: %llu\n",
+                  "%llu, worst deadline overrun: %.1f ms (longest call %.1f ms), past deadline + "
+                  "%d ms: %llu; slow calls %llu, %llu of them ran\n",
                   what, (unsigned long long)g->calls, (unsigned long long)g->ok,
                   (unsigned long long)(g->calls - g->ok), len ? " (" : "", by_status,
                   len ? ")" : "", (unsigned long long)g->other, (unsigned long long)g->ran_twice,
-                  g->worst_us > 0 ? (double)g->worst_us / 1000.0 : 0.0, OVERRUN_MS,
-                  (unsigned long long)g->late);
+                  g->worst_us > 0 ? (double)g->worst_us / 1000.0 : 0.0,
+                  (double)(g->worst_us + DEADLINE_MS * 1000) / 1000.0, OVERRUN_MS,
+                  (unsigned long long)g->late, (unsigned long long)g->slow,
+                  (unsigned long long)g->slow_ran);
 }
 
 /* Checks each call of client k against the log into g; prints each broken promise (the
@@ -385,12 +406,14 @@ static uint64_t check_client(int k, const results *res, figures *g)
     if (longest_over_us > g->worst_us) g->worst_us = longest_over_us;
     size_t j = 0; /* the next recorded call */
     for (uint64_t seq = 0; seq < res->n; seq++) {
-        call_result ok = {(uint64_t)k << COUNTER_SEQ_BITS | seq, 0, 0};
+        call_result ok = {(uint64_t)k << COUNTER_SEQ_BITS | seq, 0, 0, 0, 0};
         const call_result *r = j < res->nr && res->r[j].id == ok.id ? &res->r[j++] : &ok;
         int ran = res->ran[seq];
         int64_t over_us = (int64_t)r->elapsed_us - (int64_t)DEADLINE_MS * 1000;
         const char *why = NULL;
         g->calls++;
+        g->slow += r->sleep_ms != 0;
+        g->slow_ran += r->sleep_ms != 0 && ran;
         if (over_us > (int64_t)OVERRUN_MS * 1000) {
             g->late++;
             why = "outlived its deadline by more than the margin";
@@ -536,6 +559,7 @@ static void chaos(void **state)
     figures all = g[0];
     all.calls += g[1].calls, all.ok += g[1].ok, all.other += g[1].other;
     all.ran_twice += g[1].ran_twice, all.late += g[1].late;
+    all.slow += g[1].slow, all.slow_ran += g[1].slow_ran;
     for (size_t s = 0; s < N_KNOWN; s++)
         all.failed[s] += g[1].failed[s], all.failed_ran[s] += g[1].failed_ran[s];
     if (g[1].worst_us > all.worst_us) all.worst_us = g[1].worst_us;

@@ -1,8 +1,10 @@
 /* The module of chaos_test.c: init opens the log named by its one argument (module_args)
- * before the workers fork; count(id) appends id's record to it, then answers id. */
+ * before the workers fork; count(id, sleep_ms) sleeps, appends id's record to it, then
+ * answers id. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <shmrpc/module.h>
@@ -27,8 +29,13 @@ static void fini(void *user)
     log_fd = -1;
 }
 
-static int count(shmrpc_ctx *ctx, uint64_t id, uint64_t *out)
+static int count(shmrpc_ctx *ctx, uint64_t id, uint32_t sleep_ms, uint64_t *out)
 {
+    /* A slow call: its client gives up at its deadline while it runs on, and it lands in
+     * the log afterwards (unless its worker is killed first). */
+    struct timespec left = {sleep_ms / 1000, (long)(sleep_ms % 1000) * 1000000};
+    while (sleep_ms && nanosleep(&left, &left) == -1 && errno == EINTR) {
+    }
     if (id >> COUNTER_ID_BITS)
         return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "count: id %#llx out of range",
                                 (unsigned long long)id);
