@@ -62,9 +62,8 @@ static int run_seconds = CHAOS_SECONDS;
 
 /* What a client writes, in its own result file: a record per call that failed, took its
  * whole deadline or more, or was slow, as it returns, and at the end one with status
- * RESULTS_END;
- * every other call succeeded within its deadline. (A record for each call would write
- * hundreds of MB in a long run.) */
+ * RESULTS_END. Every other call succeeded within its deadline. (A record for each call
+ * would write hundreds of MB in a long run.) */
 typedef struct call_result {
     uint64_t id;         /* (client << COUNTER_SEQ_BITS) | sequence, sequences from 0;
                             RESULTS_END: the count of calls made */
@@ -72,7 +71,7 @@ typedef struct call_result {
     uint32_t elapsed_us; /* from just before the call to just after it, CLOCK_MONOTONIC;
                             RESULTS_END: the longest of any call */
     uint32_t sleep_ms;   /* what the call asked the handler to sleep */
-    uint32_t unused;
+    uint32_t start_ms;   /* when it began, from the start of the run */
 } call_result;
 
 #define RESULTS_END 2
@@ -157,10 +156,10 @@ static int count_shm_maps(void)
     return n;
 }
 
-/* Client k: calls count(id) with its ids until end_ns, recording each call in its result
- * file as it returns. A failed call does not stop it: the next call connects again by
- * itself. Exits 0, or 2..5 for a failure of its own (said on stderr). */
-static void client(const fixture *f, int k, int64_t end_ns)
+/* Client k: calls count(id) with its ids until end_ns, writing its result file (see
+ * call_result) as calls return. A failed call does not stop it: the next call connects
+ * again by itself. Exits 0, or 2..5 for a failure of its own (said on stderr). */
+static void client(const fixture *f, int k, int64_t start_ns, int64_t end_ns)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     alarm((unsigned)run_seconds + 60); /* a watchdog should the test not reap it */
@@ -195,7 +194,8 @@ static void client(const fixture *f, int k, int64_t end_ns)
         rc = counter_count(c, id, sleep_ms, &back);
         int64_t us = (now_ns() - t0) / 1000;
         call_result r = {id, rc == 0 && back != id ? WRONG_ANSWER : rc,
-                         us > UINT32_MAX ? UINT32_MAX : (uint32_t)us, sleep_ms, 0};
+                         us > UINT32_MAX ? UINT32_MAX : (uint32_t)us, sleep_ms,
+                         (uint32_t)((t0 - start_ns) / 1000000)};
         if (r.elapsed_us > longest) longest = r.elapsed_us;
         if ((r.status || sleep_ms || us >= DEADLINE_MS * 1000) &&
             write(out, &r, sizeof r) != (ssize_t)sizeof r)
@@ -442,11 +442,15 @@ static uint64_t check_client(int k, const results *res, figures *g)
                                                 : "never ran by its status, but ran";
             }
         }
-        if (why && ++broken <= 10)
-            print_message("client %d call %llu: %s: status %d (%s), ran %d, took %s%.1f ms\n", k,
-                          (unsigned long long)seq, why, (int)r->status, shmrpc_strerror(r->status),
-                          ran, r == &ok ? "< " : "",
-                          (double)(r == &ok ? DEADLINE_MS * 1000 : r->elapsed_us) / 1000.0);
+        if (why && ++broken <= 10) {
+            char when[32] = "?"; /* a call that succeeded in time left no record */
+            if (r != &ok) snprintf(when, sizeof when, "%.3f", (double)r->start_ms / 1000.0);
+            print_message(
+                "client %d call %llu at %s s: %s: status %d (%s), ran %d, took %s%.1f ms\n", k,
+                (unsigned long long)seq, when, why, (int)r->status, shmrpc_strerror(r->status), ran,
+                r == &ok ? "< " : "",
+                (double)(r == &ok ? DEADLINE_MS * 1000 : r->elapsed_us) / 1000.0);
+        }
     }
     return broken;
 }
@@ -491,13 +495,15 @@ static void chaos(void **state)
     for (int k = 0; k < CLIENTS; k++) {
         f->kids[k] = fork();
         assert_true(f->kids[k] >= 0);
-        if (f->kids[k] == 0) client(f, k, end_ns);
+        if (f->kids[k] == 0) client(f, k, start_ns, end_ns);
     }
 
     /* Chaos: a worker every KILL_EVERY_MS, of shm:// and tcp:// in turn; the manager
      * half-way through the default run, and in a longer one every MANAGER_EVERY_S from
      * half that in. The supervisor restarts the manager; the workers are the new one's. */
     int kills[2] = {0, 0}, skipped = 0, tick = 0, mgr_kills = 0;
+    char mgr_times[256] = ""; /* when each manager kill came, from the start of the run */
+    size_t mgr_len = 0;
     int64_t first_ns = (end_ns - start_ns) / 2;
     if (first_ns > MANAGER_EVERY_S * 500000000LL) first_ns = MANAGER_EVERY_S * 500000000LL;
     int64_t mgr_kill_ns = start_ns + first_ns, mgr_killed_ns = 0, worst_back_ns = 0;
@@ -509,6 +515,10 @@ static void chaos(void **state)
         if (mgr && now_ns() >= mgr_kill_ns) {
             assert_int_equal(kill(mgr, SIGKILL), 0);
             mgr_killed_ns = now_ns();
+            if (mgr_len < sizeof mgr_times - 16)
+                mgr_len +=
+                    (size_t)snprintf(mgr_times + mgr_len, sizeof mgr_times - mgr_len, "%s%.3f",
+                                     mgr_len ? ", " : "", (double)(mgr_killed_ns - start_ns) / 1e9);
             mgr_kill_ns += MANAGER_EVERY_S * 1000000000LL;
             mgr_kills++;
             old_mgr = mgr;
@@ -583,9 +593,9 @@ static void chaos(void **state)
 
     print_message("chaos: %d s, %d clients (%d shm://, %d tcp://), %d ms deadlines; workers "
                   "SIGKILLed: %d shm://, %d tcp:// (%d ticks without one); manager SIGKILLed "
-                  "%d times (first at %.1f s), running again within %.0f ms; %llu log records\n",
+                  "%d times (at %s s), running again within %.0f ms; %llu log records\n",
                   run_seconds, CLIENTS, CLIENTS / 2, CLIENTS - CLIENTS / 2, DEADLINE_MS, kills[0],
-                  kills[1], skipped, mgr_kills, (double)first_ns / 1e9, (double)worst_back_ns / 1e6,
+                  kills[1], skipped, mgr_kills, mgr_times, (double)worst_back_ns / 1e6,
                   (unsigned long long)records);
     print_figures("shm://", &g[0]);
     print_figures("tcp://", &g[1]);
