@@ -1601,40 +1601,60 @@ static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, s
 
 /* Waits for the server, then reads at least min more bytes into c->in (and what else
  * has come, up to READ_AHEAD more). */
-/* Bounds the next blocking recv by what is left until deadline, rounded up to a
- * millisecond. Calls with one timeout round to the same value, so the socket option is
- * set once rather than per call (a recv may end up to a millisecond past the deadline). */
-static void recv_timeout(tcp_conn *c, int64_t deadline)
+/* How early a blocking recv's timeout must end so that it ends before the deadline: the
+ * kernel ends an SO_RCVTIMEO wait on its timer wheel, which rounds a timeout up to the
+ * granularity of the wheel's level that holds it, up to an eighth of it (measured: a 1 s
+ * recv returned up to 32 ms late), and a short one by up to a tick (10 ms at HZ 100). */
+static int64_t rcvtimeo_early_ns(int64_t left)
+{
+    return left / 8 + 10 * NS_PER_MS;
+}
+
+/* Bounds the next blocking recv by what is left until deadline, less what the kernel may
+ * add (rcvtimeo_early_ns), in whole milliseconds; false when too little is left for that:
+ * then poll, whose timer is exact, waits for the rest. Calls with one timeout come to the
+ * same value, so the socket option is set once rather than per call. */
+static bool recv_timeout(tcp_conn *c, int64_t deadline)
 {
     int64_t ms = 0;
     if (deadline != INT64_MAX) {
-        ms = (deadline - shmrpc__now_ns() + NS_PER_MS - 1) / NS_PER_MS;
-        if (ms < 1) ms = 1;
+        int64_t left = deadline - shmrpc__now_ns();
+        ms = (left - rcvtimeo_early_ns(left)) / NS_PER_MS;
+        if (ms < 1) return false;
     }
-    if (ms == c->rcvtimeo_ms) return;
+    if (ms == c->rcvtimeo_ms) return true;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0) c->rcvtimeo_ms = ms;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+    c->rcvtimeo_ms = ms;
+    return true;
 }
 
 /* Reads at least min more bytes into c->in (and what else has come, up to READ_AHEAD
  * more) with blocking recv calls, each bounded by what is left of the deadline: one
- * system call for an answer that fits, where poll and recv would be two. */
+ * system call for an answer that fits, where poll and recv would be two. Once a recv's
+ * timeout has ended (early, see recv_timeout), poll waits exactly for what is left. */
 static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
 {
     size_t room = min + READ_AHEAD;
     if (shmrpc__buf_grow(&c->in, room)) return c->in.err;
     size_t want = c->in.len + min;
+    bool exact = false;
     while (c->in.len < want) {
         if (deadline != INT64_MAX && shmrpc__now_ns() >= deadline) {
             shmrpc__msg_set(err, "the deadline passed waiting for tcp://%s", c->where);
             return SHMRPC_ETIMEDOUT;
         }
-        recv_timeout(c, deadline);
+        if (exact || !recv_timeout(c, deadline)) {
+            int rc = wait_fd(c->fd, POLLIN, deadline); /* then recv finds what came */
+            if (rc == SHMRPC_ETIMEDOUT) continue;      /* said above */
+            if (rc) return broken(c, err, "while receiving");
+        }
         ssize_t k = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
         if (k > 0) {
             c->in.len += (size_t)k;
             continue;
         }
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) exact = true;
         if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (k == 0) errno = 0;
         return broken(c, err, k == 0 ? "(the server closed it)" : "while receiving");

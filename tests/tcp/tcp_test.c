@@ -166,6 +166,40 @@ static void every_method(void **state)
     stop_server(server);
 }
 
+/* A call whose deadline passes while it waits for its answer returns at the deadline,
+ * not when the kernel's timer wheel ends a blocking recv's SO_RCVTIMEO: the wheel rounds
+ * a timeout up to the granularity of the level that holds it, up to an eighth of it (a
+ * 1 s timeout ended up to 32 ms late here; past about 2 s, up to 256 ms, so that a call
+ * answered 100 ms after its 5 s deadline succeeded). Calls of a 2.1 s deadline, started at
+ * moments spread over the wheel's slots, each fail within 20 ms of it; a handler that
+ * answers 100 ms after the deadline must not make them succeed. */
+static void deadline_passes_on_time(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    enum { CALLS = 3, TIMEOUT_MS = 2100 };
+    for (int i = 0; i < CALLS; i++) {
+        struct timespec t0, t1, pause = {0, (long)(i * 11) * 1000000};
+        nanosleep(&pause, NULL);
+        int32_t pid = 0;
+        shmrpc_client_next_timeout(c, TIMEOUT_MS);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = calls_nap(c, TIMEOUT_MS + 100, &pid);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t late_us =
+            ((int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)) / 1000 -
+            TIMEOUT_MS * 1000;
+        print_message("a %d ms deadline: %s, %.1f ms after it\n", TIMEOUT_MS, shmrpc_strerror(rc),
+                      (double)late_us / 1000.0);
+        assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+        assert_true(late_us >= 0 && late_us <= 20000);
+    }
+    check_add(c); /* the late answers were skipped */
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 static void table_mismatch(void **state)
 {
     (void)state;
@@ -1036,6 +1070,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(every_method, setup),
+        cmocka_unit_test_setup(deadline_passes_on_time, setup),
         cmocka_unit_test_setup(table_mismatch, setup),
         cmocka_unit_test_setup(second_server_and_bad_addresses, setup),
         cmocka_unit_test_setup(bad_clients, setup),
