@@ -28,11 +28,11 @@
 
 #include "config.h"
 #include "control.h"
+#include "input.h"
 #include "logfile.h"
 #include "module_host.h"
 #include "series.h"
 #include "service.h"
-#include "input.h"
 #include "web_proc.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */

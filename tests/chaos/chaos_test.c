@@ -8,8 +8,10 @@
  * in a longer run, every MANAGER_EVERY_S).
  * Afterwards every call that succeeded is in the log exactly once; every call that failed
  * failed with a status that says it may have run (then it is there at most once) or that
- * it never ran (then it is not there); no call took more than its deadline plus 50 ms;
- * and no segment, descriptor or process is left. The figures are printed.
+ * it never ran (then it is not there); no call took more than its deadline plus 50 ms
+ * (plus however late the scheduler woke this test's own timed naps in the same run: on a
+ * loaded machine a client can lose as much, through no fault of the runtime's); and no
+ * segment, descriptor or process is left. The figures are printed.
  *
  * The run lasts CHAOS_SECONDS (under 17 s in all with the set-up); for a longer run give
  * `--seconds N` or SHMRPC_CHAOS_SECONDS=N; SHMRPC_CHAOS_KEEP=1 keeps its folder (the log,
@@ -377,7 +379,7 @@ typedef struct figures {
     int64_t worst_us; /* the longest call's time beyond its deadline (negative: within) */
 } figures;
 
-static void print_figures(const char *what, const figures *g)
+static void print_figures(const char *what, const figures *g, int64_t margin_us)
 {
     char by_status[512] = "";
     size_t len = 0;
@@ -389,19 +391,20 @@ static void print_figures(const char *what, const figures *g)
                                     (unsigned long long)g->failed_ran[s]);
     print_message("%s: calls %llu, ok %llu, failed %llu%s%s%s, other statuses %llu, ran twice: "
                   "%llu, worst deadline overrun: %.1f ms (longest call %.1f ms), past deadline + "
-                  "%d ms: %llu; slow calls %llu, %llu of them ran\n",
+                  "%.1f ms: %llu; slow calls %llu, %llu of them ran\n",
                   what, (unsigned long long)g->calls, (unsigned long long)g->ok,
                   (unsigned long long)(g->calls - g->ok), len ? " (" : "", by_status,
                   len ? ")" : "", (unsigned long long)g->other, (unsigned long long)g->ran_twice,
                   g->worst_us > 0 ? (double)g->worst_us / 1000.0 : 0.0,
-                  (double)(g->worst_us + DEADLINE_MS * 1000) / 1000.0, OVERRUN_MS,
+                  (double)(g->worst_us + DEADLINE_MS * 1000) / 1000.0, (double)margin_us / 1000.0,
                   (unsigned long long)g->late, (unsigned long long)g->slow,
                   (unsigned long long)g->slow_ran);
 }
 
-/* Checks each call of client k against the log into g; prints each broken promise (the
- * first few of each client) and returns how many there were. */
-static uint64_t check_client(int k, const results *res, figures *g)
+/* Checks each call of client k against the log into g, a call outliving its deadline by
+ * more than margin_us being late; prints each broken promise (the first few of each
+ * client) and returns how many there were. */
+static uint64_t check_client(int k, const results *res, figures *g, int64_t margin_us)
 {
     uint64_t broken = 0;
     int64_t longest_over_us = (int64_t)res->longest_us - (int64_t)DEADLINE_MS * 1000;
@@ -416,7 +419,7 @@ static uint64_t check_client(int k, const results *res, figures *g)
         g->calls++;
         g->slow += r->sleep_ms != 0;
         g->slow_ran += r->sleep_ms != 0 && ran;
-        if (over_us > (int64_t)OVERRUN_MS * 1000) {
+        if (over_us > margin_us) {
             g->late++;
             why = "outlived its deadline by more than the margin";
         }
@@ -582,8 +585,9 @@ static void chaos(void **state)
     memset(g, 0, sizeof g);
     g[0].worst_us = g[1].worst_us = INT64_MIN;
     uint64_t broken = 0;
+    int64_t margin_us = (int64_t)OVERRUN_MS * 1000 + worst_wake_ns / 1000;
     for (int k = 0; k < CLIENTS; k++)
-        broken += check_client(k, &res[k], &g[k >= CLIENTS / 2]);
+        broken += check_client(k, &res[k], &g[k >= CLIENTS / 2], margin_us);
     figures all = g[0];
     all.calls += g[1].calls, all.ok += g[1].ok, all.other += g[1].other;
     all.ran_twice += g[1].ran_twice, all.late += g[1].late;
@@ -603,9 +607,9 @@ static void chaos(void **state)
                   run_seconds, CLIENTS, CLIENTS / 2, CLIENTS - CLIENTS / 2, DEADLINE_MS, kills[0],
                   kills[1], skipped, mgr_kills, mgr_times, (double)worst_back_ns / 1e6,
                   (unsigned long long)records, KILL_EVERY_MS, (double)worst_wake_ns / 1e6);
-    print_figures("shm://", &g[0]);
-    print_figures("tcp://", &g[1]);
-    print_figures("all", &all);
+    print_figures("shm://", &g[0], margin_us);
+    print_figures("tcp://", &g[1], margin_us);
+    print_figures("all", &all, margin_us);
     if (broken)
         fail_msg("%llu calls broke a promise (the first 10 of each client above)",
                  (unsigned long long)broken);
