@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,7 +27,7 @@
 #include "proc.h"
 
 #define LOCK_MAGIC 0x4b434c53u /* "SLCK" */
-#define LOCK_VERSION 1u
+#define LOCK_VERSION 2u        /* 2: waiters flag the word; the sleepers count is unused */
 #define PATH_PREFIX "/shmrpc.lock."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_LOCK_NAME_MAX)
 #define SHM_DIR "/dev/shm"
@@ -37,6 +38,10 @@
  * timed-out acquires, at most this often per handle). Below SHMRPC__CHECK_NS, so a death
  * is noticed within about 25 ms of the wait's next check. */
 #define PROBE_NS ((int64_t)5 * 1000 * 1000)
+/* How long a live thread that the word names may go without its tag before it counts as
+ * no owner, when /proc/TID/maps cannot be read to tell. An owner writes its tag right
+ * after it takes the word; a second without it means a bad write. */
+#define UNTAGGED_GRACE_NS ((int64_t)1000 * 1000 * 1000)
 /* How often opening retries when others create or remove the name at the same time. */
 #define OPEN_ATTEMPTS 100
 #define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_lock_unlink replaces it"
@@ -47,6 +52,19 @@
 #define TAG_TID_MASK ((UINT64_C(1) << TAG_TID_BITS) - 1)
 #define TAG_START_MASK ((UINT64_C(1) << (64 - TAG_TID_BITS)) - 1)
 
+/* The word: the owner's thread id (0: free), and this bit when a waiter may sleep on it.
+ * A flag in the word, unlike a count beside it, is cleared by every release: a bad write
+ * to it costs one useless wake or one sleep, never every later one. */
+#define WAITERS 0x80000000u
+
+/* Not a status (those are 0 or negative): the word changed under a CAS, look again. */
+#define WORD_CHANGED 1
+
+static inline uint32_t owner_of(uint32_t word)
+{
+    return word & ~WAITERS;
+}
+
 /* The segment. Every field is read from shared memory into a local before use; no
  * pointer is ever stored here. */
 struct lock_seg {
@@ -55,9 +73,10 @@ struct lock_seg {
     uint32_t version;
     uint32_t size; /* sizeof(struct lock_seg) */
     uint32_t reserved;
-    /* word: the owner's thread id, 0 when free. Written by acquirers (CAS from 0 or from
-     * a dead owner) and by the owner (CAS to 0 at release); read by waiters, who sleep
-     * on it. sleepers: written and read by shmrpc__wait_while and shmrpc__wake. */
+    /* word: the owner's thread id, 0 when free, plus WAITERS. Written by acquirers (CAS
+     * from 0 or from a dead owner), by waiters (CAS adding WAITERS before they sleep) and
+     * by the owner (CAS to 0 at release, which wakes one sleeper when WAITERS was set);
+     * read by waiters, who sleep on it. sleepers: unused (0), nobody reads it. */
     shmrpc__futex futex;
     /* The owner's (start time, tid), so that a waiter can tell the owner from a later
      * thread that reuses its id. Written by the owner just after it takes the word and
@@ -95,10 +114,25 @@ _Static_assert(sizeof(struct lock_seg) == 128, "layout");
 
 #define SEG_SIZE sizeof(struct lock_seg)
 
+/* A mapped segment and which file it is: owner checks look for it in /proc/TID/maps. */
+struct mapped {
+    struct lock_seg *seg;
+    dev_t dev;
+    ino_t ino;
+    uid_t uid;
+    bool private; /* no group or other access: only its owner's processes can map it */
+};
+
 struct shmrpc_lock {
     struct lock_seg *seg;
+    struct mapped file;
     shmrpc_wait_opts wait;
     _Atomic int64_t next_probe_ns; /* rate limit of owner checks by try and timeouts */
+    /* A live thread seen holding the word without its tag, whose maps we cannot read, and
+     * since when (written in that order; a race between threads of the handle only moves
+     * the moment it counts as no owner). */
+    _Atomic int64_t untagged_since_ns;
+    _Atomic uint32_t untagged_tid;
     char name[SHMRPC_LOCK_NAME_MAX + 1];
 };
 
@@ -183,19 +217,71 @@ static inline uint32_t self_tid(void)
 
 /* --- the owner's life ---------------------------------------------------------------- */
 
+/* Whether the process of thread tid has this lock's segment mapped: 1 yes, 0 no, -1
+ * cannot tell. */
+static int maps_segment(const shmrpc_lock *l, uint32_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%" PRIu32 "/maps", tid);
+    FILE *f = fopen(path, "re");
+    if (!f) return errno == ENOENT || errno == ESRCH ? 0 : -1;
+    char line[4096 + 128];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned maj, min;
+        unsigned long long ino;
+        if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3)
+            found = ino == (unsigned long long)l->file.ino && makedev(maj, min) == l->file.dev;
+    }
+    int err = ferror(f);
+    fclose(f);
+    return err ? -1 : found;
+}
+
+/* Whether the live thread tid may hold the lock though the tag is not its own (not yet
+ * written, or written over by a bad write): only a process that maps the segment may, and
+ * of a private segment only one of its owner's. When its maps cannot be read (another
+ * user's, or not dumpable), one seen untagged for UNTAGGED_GRACE_NS may not. A thread that
+ * holds the lock after closing its handle maps nothing, and counts as dead once its tag
+ * is lost. */
+static bool may_hold(shmrpc_lock *l, uint32_t tid)
+{
+    int maps = maps_segment(l, tid);
+    if (maps >= 0) return maps == 1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%" PRIu32, tid);
+    struct stat st;
+    if (l->file.private && stat(path, &st) == 0 && st.st_uid != l->file.uid) return false;
+    int64_t now = shmrpc__now_ns();
+    if (atomic_load_explicit(&l->untagged_tid, memory_order_acquire) != tid) {
+        atomic_store_explicit(&l->untagged_since_ns, now, memory_order_relaxed);
+        atomic_store_explicit(&l->untagged_tid, tid, memory_order_release);
+        return true;
+    }
+    return now - atomic_load_explicit(&l->untagged_since_ns, memory_order_relaxed) <
+           UNTAGGED_GRACE_NS;
+}
+
 /* Whether the thread `tid`, which holds the word, is dead: gone from /proc, a zombie,
- * or a later thread with the same id (its start time differs from the owner's tag).
+ * or a later thread with the same id (its start time is later than the owner's tag).
  * kill(tid, 0) cannot tell: it finds processes, not threads, and a zombie answers. When
- * /proc cannot say (not mounted, not allowed), the owner counts as alive. */
-static bool owner_dead(const struct lock_seg *s, uint32_t tid)
+ * /proc cannot say (not mounted, not allowed), the owner counts as alive. A tag that is
+ * not this thread's, or that says it started later than it did (a bad write), cannot
+ * tell either: then the thread is the owner only if it may hold the lock at all, so a
+ * word that a bad write pointed at some live stranger is taken over, not waited on for
+ * as long as the stranger lives, and a live owner is never taken from for its tag. */
+static bool owner_dead(shmrpc_lock *l, uint32_t tid)
 {
     shmrpc__proc_stat ps;
     if (shmrpc__read_proc_stat(tid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
     if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
-    uint64_t tag = atomic_load_explicit(&s->owner_tag, memory_order_acquire);
-    uint64_t start = tag >> TAG_TID_BITS;
-    /* A tag of another tid is a previous owner's, or not yet written by this one. */
-    return (tag & TAG_TID_MASK) == tid && start != 0 && start != (ps.start & TAG_START_MASK);
+    uint64_t tag = atomic_load_explicit(&l->seg->owner_tag, memory_order_acquire);
+    uint64_t start = tag >> TAG_TID_BITS, live = ps.start & TAG_START_MASK;
+    if ((tag & TAG_TID_MASK) == tid && start != 0 && start <= live) {
+        atomic_store_explicit(&l->untagged_tid, 0, memory_order_relaxed);
+        return start < live;
+    }
+    return !may_hold(l, tid);
 }
 
 /* Whether this handle may check an owner now: try and timed-out acquires check at most
@@ -217,6 +303,16 @@ static inline bool take(struct lock_seg *s, uint32_t *expect, uint32_t me)
 {
     return atomic_compare_exchange_strong_explicit(&s->futex.word, expect, me, memory_order_acquire,
                                                    memory_order_acquire);
+}
+
+/* Takes the word while it names owner (0: free), keeping its WAITERS; on failure *cur is
+ * a word naming another. `mine` is my id, with WAITERS if I slept: the release that woke
+ * me cleared the flag, and others may sleep still. */
+static bool take_from(struct lock_seg *s, uint32_t *cur, uint32_t owner, uint32_t mine)
+{
+    while (owner_of(*cur) == owner)
+        if (take(s, cur, mine | (*cur & WAITERS))) return true;
+    return false;
 }
 
 /* A counter that only the lock's holder writes. */
@@ -241,11 +337,30 @@ static int already_mine(const shmrpc_lock *l)
     return fail(SHMRPC_EBUSY, "lock '%s' is already held by this thread", l->name);
 }
 
+/* The word names the calling thread: it holds the lock, if its tag says so; otherwise a
+ * bad write put its id there, and it takes the lock as from a dead owner (instead of
+ * being told "busy" by every acquire for good). WORD_CHANGED: the word changed. */
+static int named_me(shmrpc_lock *l, uint32_t *cur, uint32_t me, uint32_t mine)
+{
+    struct lock_seg *s = l->seg;
+    if (atomic_load_explicit(&s->owner_tag, memory_order_relaxed) == self_tag)
+        return already_mine(l);
+    if (take_from(s, cur, me, mine)) return won(s, SHMRPC_EOWNERDEAD);
+    return WORD_CHANGED;
+}
+
+/* A waiter that slept and leaves without the lock may have taken the wake-up that the
+ * release meant for another sleeper: it passes it on. */
+static void pass_on(struct lock_seg *s)
+{
+    shmrpc__futex_wake(&s->futex, 1);
+}
+
 /* --- acquire -------------------------------------------------------------------------- */
 
 /* One contended acquire, seen by the wait's check callback. */
 struct waiting {
-    const struct lock_seg *seg;
+    shmrpc_lock *lock;
     const shmrpc_wait_opts *opts;
     uint32_t owner;        /* the thread waited for */
     int64_t call_ns;       /* when the current shmrpc__wait_while began */
@@ -275,33 +390,34 @@ static int on_check(void *arg)
     if (now >= w->next_probe_ns) {
         w->next_probe_ns = now + PROBE_NS;
         w->probed = true;
-        if (owner_dead(w->seg, w->owner)) return SHMRPC_EOWNERDEAD;
+        if (owner_dead(w->lock, w->owner)) return SHMRPC_EOWNERDEAD;
     }
     if (sleep_follows(w, now)) w->sleeps++;
     return 0;
 }
 
-/* The deadline passed with the word held by cur: a last look, so that short timeouts in
- * a loop also free a lock whose owner died. */
-static int timed_out(shmrpc_lock *l, const struct waiting *w, uint32_t me)
+/* The deadline passed with the word held: a last look, so that short timeouts in a loop
+ * also free a lock whose owner died. */
+static int timed_out(shmrpc_lock *l, const struct waiting *w, uint32_t me, uint32_t mine)
 {
     struct lock_seg *s = l->seg;
     uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
-    if (cur == 0 && take(s, &cur, me)) return won(s, 0);
-    if (cur != 0 && cur != me && !w->probed && probe_due(l) && owner_dead(s, cur) &&
-        take(s, &cur, me))
+    if (take_from(s, &cur, 0, mine)) return won(s, 0);
+    uint32_t owner = owner_of(cur);
+    if (owner != me && !w->probed && probe_due(l) && owner_dead(l, owner) &&
+        take_from(s, &cur, owner, mine))
         return won(s, SHMRPC_EOWNERDEAD);
-    return fail(SHMRPC_ETIMEDOUT, "lock '%s' is held by thread %" PRIu32, l->name, cur);
+    return fail(SHMRPC_ETIMEDOUT, "lock '%s' is held by thread %" PRIu32, l->name, owner);
 }
 
 /* The slow path: the word was cur (not 0) when the fast path tried. */
 static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
 {
     struct lock_seg *s = l->seg;
-    if (cur == me) return already_mine(l);
     atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
+    bool slept = false;
     struct waiting w = {
-        .seg = s,
+        .lock = l,
         .opts = &l->wait,
         .next_probe_ns = shmrpc__now_ns() + PROBE_NS,
     };
@@ -310,37 +426,42 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
         .peer = &s->owner_cpu,
         .check = on_check,
         .check_arg = &w,
+        .flag = WAITERS,
+        .slept = &slept,
     };
     int rc;
     for (;;) {
-        if (cur == 0) {
-            if (take(s, &cur, me)) {
+        uint32_t owner = owner_of(cur), mine = slept ? me | WAITERS : me;
+        if (owner == 0) {
+            if (take_from(s, &cur, 0, mine)) {
                 rc = won(s, 0);
                 break;
             }
             continue;
         }
-        if (cur == me) { /* only a corrupted word says so */
-            rc = already_mine(l);
+        if (owner == me) {
+            rc = named_me(l, &cur, me, mine);
+            if (rc == WORD_CHANGED) continue;
             break;
         }
-        w.owner = cur;
+        w.owner = owner;
         w.call_ns = shmrpc__now_ns();
         rc = shmrpc__wait_while(&s->futex, cur, deadline, &waiter);
+        mine = slept ? me | WAITERS : me;
+        cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
         if (rc == SHMRPC_EOWNERDEAD) {
-            if (take(s, &cur, me)) { /* from the dead owner; else cur is the new word */
+            if (take_from(s, &cur, owner, mine)) { /* else cur names the new owner */
                 rc = won(s, rc);
                 break;
             }
         } else if (rc == SHMRPC_ETIMEDOUT) {
-            rc = timed_out(l, &w, me);
+            rc = timed_out(l, &w, me, mine);
             break;
-        } else if (rc == 0) {
-            cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
-        } else {
+        } else if (rc != 0) {
             break;
         }
     }
+    if (slept && rc != 0 && rc != SHMRPC_EOWNERDEAD) pass_on(s);
     if (w.sleeps) atomic_fetch_add_explicit(&s->sleeps, w.sleeps, memory_order_relaxed);
     return rc;
 }
@@ -381,10 +502,22 @@ int shmrpc_lock_try(shmrpc_lock *l)
     struct lock_seg *s = l->seg;
     uint32_t me = self_tid(), cur = 0;
     if (take(s, &cur, me)) return won(s, 0);
-    if (cur == me) return already_mine(l);
+    uint32_t owner;
+    for (;;) {
+        owner = owner_of(cur);
+        if (owner == 0) {
+            if (take_from(s, &cur, 0, me)) return won(s, 0);
+        } else if (owner == me) {
+            int rc = named_me(l, &cur, me, me);
+            if (rc != WORD_CHANGED) return rc;
+        } else {
+            break;
+        }
+    }
     atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
-    if (probe_due(l) && owner_dead(s, cur) && take(s, &cur, me)) return won(s, SHMRPC_EOWNERDEAD);
-    return fail(SHMRPC_EBUSY, "lock '%s' is held by thread %" PRIu32, l->name, cur);
+    if (probe_due(l) && owner_dead(l, owner) && take_from(s, &cur, owner, me))
+        return won(s, SHMRPC_EOWNERDEAD);
+    return fail(SHMRPC_EBUSY, "lock '%s' is held by thread %" PRIu32, l->name, owner);
 }
 
 int shmrpc_lock_release(shmrpc_lock *l)
@@ -393,29 +526,31 @@ int shmrpc_lock_release(shmrpc_lock *l)
     struct lock_seg *s = l->seg;
     uint32_t me = self_tid();
     uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
-    if (cur != me) goto not_mine;
+    if (owner_of(cur) != me) goto not_mine;
     atomic_store_explicit(&s->owner_tag, 0, memory_order_relaxed);
-    /* Sequentially consistent, as wait.c's sleepers protocol requires: either this
-     * store is seen by a waiter about to sleep, or its sleeper count is seen here. */
-    if (!atomic_compare_exchange_strong(&s->futex.word, &cur, 0)) goto not_mine;
-    shmrpc__wake(&s->futex, 1);
+    /* A waiter adds WAITERS by a CAS and sleeps only while the word has it, so the word
+     * swapped here says whether anyone may sleep. */
+    while (!atomic_compare_exchange_strong(&s->futex.word, &cur, 0))
+        if (owner_of(cur) != me) goto not_mine;
+    if (cur & WAITERS) shmrpc__futex_wake(&s->futex, 1);
     return 0;
 not_mine:
-    if (cur == 0) return fail(SHMRPC_EPERM, "lock '%s' is not held", l->name);
+    if (owner_of(cur) == 0) return fail(SHMRPC_EPERM, "lock '%s' is not held", l->name);
     return fail(SHMRPC_EPERM,
                 "lock '%s' is held by thread %" PRIu32 ", not by this one (%" PRIu32 ")", l->name,
-                cur, me);
+                owner_of(cur), me);
 }
 
 bool shmrpc_lock_is_mine(const shmrpc_lock *l)
 {
-    return l && atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed) == self_tid();
+    return l &&
+           owner_of(atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed)) == self_tid();
 }
 
 int shmrpc_lock_owner(const shmrpc_lock *l, pid_t *owner)
 {
     if (!l || !owner) return SHMRPC_EINVAL;
-    *owner = (pid_t)atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed);
+    *owner = (pid_t)owner_of(atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed));
     return 0;
 }
 
@@ -468,14 +603,23 @@ static int check_opts(const shmrpc_lock_opts *o)
     return 0;
 }
 
-static int map_segment(int fd, struct lock_seg **out)
+static int map_segment(int fd, struct mapped *out)
 {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        return fail(SHMRPC_ESYS(err), "fstat of a lock: %s", syserr(err));
+    }
     void *p = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         int err = errno;
         return fail(SHMRPC_ESYS(err), "mmap of a lock: %s", syserr(err));
     }
-    *out = p;
+    out->seg = p;
+    out->dev = st.st_dev;
+    out->ino = st.st_ino;
+    out->uid = st.st_uid;
+    out->private = (st.st_mode & 077) == 0;
     return 0;
 }
 
@@ -499,8 +643,7 @@ static void init_segment(struct lock_seg *s, bool locked)
 }
 
 /* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
-static int create(const char *path, const char *name, const shmrpc_lock_opts *o,
-                  struct lock_seg **out)
+static int create(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
 {
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perms);
     if (fd < 0) {
@@ -522,7 +665,7 @@ static int create(const char *path, const char *name, const shmrpc_lock_opts *o,
         shm_unlink(path);
         return rc;
     }
-    init_segment(*out, o->initially_locked);
+    init_segment(out->seg, o->initially_locked);
     return 0;
 }
 
@@ -586,8 +729,7 @@ static int check_header(const struct lock_seg *s, const char *name)
 }
 
 /* Opens an existing segment; SHMRPC_ENOENT when there is none. */
-static int attach(const char *path, const char *name, const shmrpc_lock_opts *o,
-                  struct lock_seg **out)
+static int attach(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
 {
     int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
@@ -600,7 +742,7 @@ static int attach(const char *path, const char *name, const shmrpc_lock_opts *o,
     int rc = check_file(fd, name, o);
     if (rc == 0) rc = map_segment(fd, out);
     close(fd);
-    if (rc == 0 && (rc = check_header(*out, name)) != 0) munmap(*out, SEG_SIZE);
+    if (rc == 0 && (rc = check_header(out->seg, name)) != 0) munmap(out->seg, SEG_SIZE);
     return rc;
 }
 
@@ -616,7 +758,7 @@ static const char *holder(const char *path, char *buf, size_t cap)
     close(fd);
     if (p == MAP_FAILED) return "";
     const struct lock_seg *s = p;
-    uint32_t word = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+    uint32_t word = owner_of(atomic_load_explicit(&s->futex.word, memory_order_relaxed));
     if (atomic_load_explicit(&s->magic, memory_order_acquire) != LOCK_MAGIC)
         snprintf(buf, cap, ", not initialised");
     else if (word)
@@ -636,7 +778,7 @@ static int exists(const char *path, const char *name)
 }
 
 static int overwrite(const char *path, const char *name, const shmrpc_lock_opts *o,
-                     struct lock_seg **out)
+                     struct mapped *out)
 {
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
         if (shm_unlink(path) != 0 && errno != ENOENT) {
@@ -654,7 +796,7 @@ static int overwrite(const char *path, const char *name, const shmrpc_lock_opts 
 
 /* Create first (O_EXCL decides the race between openers), else open what another made. */
 static int connect_or_create(const char *path, const char *name, const shmrpc_lock_opts *o,
-                             struct lock_seg **out)
+                             struct mapped *out)
 {
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
         int rc = create(path, name, o, out);
@@ -666,7 +808,7 @@ static int connect_or_create(const char *path, const char *name, const shmrpc_lo
 }
 
 static int open_segment(const char *path, const char *name, const shmrpc_lock_opts *o,
-                        struct lock_seg **out)
+                        struct mapped *out)
 {
     switch (o->mode) {
     case SHMRPC_LOCK_CONNECT_TO_EXISTING:
@@ -702,11 +844,12 @@ int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts
     snprintf(l->name, sizeof l->name, "%s", name);
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
-    rc = open_segment(path, name, o, &l->seg);
+    rc = open_segment(path, name, o, &l->file);
     if (rc != 0) {
         free(l);
         return rc;
     }
+    l->seg = l->file.seg;
     *out = l;
     return 0;
 }

@@ -59,9 +59,10 @@ void shmrpc__presence_update(shmrpc__presence *self)
         atomic_store_explicit(&self->cpu, cpu, memory_order_relaxed);
 }
 
-static bool changed(shmrpc__futex *f, uint32_t old)
+/* Whether the word differs from old in more than the waiter's flag. */
+static bool changed(shmrpc__futex *f, uint32_t old, const shmrpc__waiter *w)
 {
-    return atomic_load_explicit(&f->word, memory_order_acquire) != old;
+    return ((atomic_load_explicit(&f->word, memory_order_acquire) ^ old) & ~w->flag) != 0;
 }
 
 /* Sleeps while the word is old, for at most ns. The sleeper count (or the waiter's bit)
@@ -69,12 +70,24 @@ static bool changed(shmrpc__futex *f, uint32_t old)
  * the count, so one of the two always sees the other (both sequentially consistent). */
 static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc__waiter *w)
 {
+    struct timespec rel = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    if (w->flag) {
+        /* The flag is set in the word by a CAS that fails when the word changed, and the
+         * kernel compares the word with the flagged value: either the waker's swap sees the
+         * flag, or the sleep does not begin. Nobody clears the flag but a change of word. */
+        uint32_t cur = atomic_load(&f->word);
+        if (((cur ^ old) & ~w->flag) != 0) return;
+        if (!(cur & w->flag) && !atomic_compare_exchange_strong(&f->word, &cur, cur | w->flag))
+            return; /* it changed: the caller looks again */
+        if (w->slept) *w->slept = true;
+        syscall(SYS_futex, &f->word, FUTEX_WAIT, cur | w->flag, &rel, NULL, 0);
+        return;
+    }
     if (w->sleeping)
         atomic_fetch_or(w->sleeping, w->sleeping_bit);
     else
         atomic_fetch_add(&f->sleepers, 1);
     if (atomic_load(&f->word) == old) {
-        struct timespec rel = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
         /* Not FUTEX_PRIVATE: the word is shared between processes. EINTR, EAGAIN and
          * ETIMEDOUT all return to the caller, which looks at the word and the clock. */
         syscall(SYS_futex, &f->word, FUTEX_WAIT, old, &rel, NULL, 0);
@@ -88,6 +101,11 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
 void shmrpc__wake(shmrpc__futex *f, int n)
 {
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+void shmrpc__futex_wake(shmrpc__futex *f, int n)
+{
+    syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n)
@@ -134,7 +152,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
     int64_t next_check = shmrpc__now_ns() + SHMRPC__CHECK_NS / 4;
     bool yield = false;
     for (unsigned i = 1;; i++) {
-        if (changed(f, old)) return 0;
+        if (changed(f, old, w)) return 0;
         /* Yield rather than spin while the peer shares our CPU (spinning only keeps it
          * away), and while more of the group are awake than there are CPUs (spinning
          * takes a CPU that a worker needs; yielding hands it over and lets the
@@ -167,7 +185,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
 
 int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, const shmrpc__waiter *w)
 {
-    if (changed(f, old)) return 0;
+    if (changed(f, old, w)) return 0;
     shmrpc_wait_mode mode = w->opts ? w->opts->mode : SHMRPC_WAIT_ADAPTIVE;
     int64_t budget = w->opts ? w->opts->spin_ns : SHMRPC_DEFAULT_SPIN_NS;
     shmrpc__presence_update(w->self);
@@ -181,13 +199,13 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (rc != 1) return rc;
     }
     for (;;) {
-        if (changed(f, old)) return 0;
+        if (changed(f, old, w)) return 0;
         int64_t now = shmrpc__now_ns();
         if (now >= deadline_ns) return SHMRPC_ETIMEDOUT;
         int rc = check(w);
         if (rc != 0) return rc;
         now = shmrpc__now_ns(); /* the check reads /proc: it takes time of its own */
-        if (now >= deadline_ns) return changed(f, old) ? 0 : SHMRPC_ETIMEDOUT;
+        if (now >= deadline_ns) return changed(f, old, w) ? 0 : SHMRPC_ETIMEDOUT;
         int64_t slice = deadline_ns - now, every = w->check_ns > 0 ? w->check_ns : SHMRPC__CHECK_NS;
         if (slice > every) slice = every;
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);

@@ -4,6 +4,7 @@
 #define SHMRPC_SRC_WAIT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <shmrpc/wait.h>
@@ -46,11 +47,19 @@ typedef struct shmrpc__waiter {
      * bad write left too low loses wake-ups for good; a bit lost so costs one sleep. */
     _Atomic uint64_t *sleeping;
     uint64_t sleeping_bit;
+    /* A bit of the word itself that this waiter sets before each sleep, instead of
+     * counting itself anywhere, or 0. The waiter sleeps on the word with the bit set, the
+     * wait goes on while the word differs from old only in that bit, and the waker learns
+     * from the word it swaps whether to wake (the kernel's robust futexes do the same with
+     * FUTEX_WAITERS). The bit is cleared with the word, so one that a bad write left set
+     * costs one useless wake, and one that a bad write cleared costs one sleep. */
+    uint32_t flag;
+    bool *slept; /* set when the wait sleeps on the futex, or NULL */
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
 
-/* Waits while f->word == old. Returns 0 once it differs, SHMRPC_ETIMEDOUT when
+/* Waits while f->word == old (ignoring w->flag). Returns 0 once it differs, SHMRPC_ETIMEDOUT when
  * deadline_ns (CLOCK_MONOTONIC; INT64_MAX: none) passes first, or the check's status.
  * Signals do not end the wait: it resumes with the time that is left. */
 int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns,
@@ -63,6 +72,10 @@ void shmrpc__wake(shmrpc__futex *f, int n);
 /* Wakes up to n sleepers on f that record themselves in the mask sleeping (see
  * shmrpc__waiter); makes the futex syscall only when a bit is set. */
 void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n);
+
+/* Wakes up to n sleepers on f with the syscall, for words that say themselves whether
+ * anyone sleeps (shmrpc__waiter's flag). */
+void shmrpc__futex_wake(shmrpc__futex *f, int n);
 
 /* Publishes the CPU this process runs on now. */
 void shmrpc__presence_update(shmrpc__presence *self);

@@ -441,11 +441,15 @@ static void foreign_segments_refused(void **state)
     shmrpc_lock *l = NULL;
     shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_OR_CREATE);
 
-    write_segment(name, 4096, 0x4b434c53u, 1);
+    write_segment(name, 4096, 0x4b434c53u, 2);
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
-    write_segment(name, 128, 0xdeadbeefu, 1);
+    write_segment(name, 128, 0xdeadbeefu, 2);
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
-    write_segment(name, 128, 0x4b434c53u, 2);
+    write_segment(name, 128, 0x4b434c53u, 3);
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EVERSION);
+    /* Version 1 counted its sleepers beside the word: its users and ours would miss each
+     * other's wake-ups. */
+    write_segment(name, 128, 0x4b434c53u, 1);
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EVERSION);
     /* A creator that died before initialising: refused after a bounded wait. */
     write_segment(name, 128, 0, 0);
@@ -730,7 +734,9 @@ static void timeouts_and_death_under_load(void **state)
 
 /* Offsets from the layout table in docs/lock.md. */
 #define OFF_WORD 16
+#define OFF_SLEEPERS 20 /* version 1's count of sleepers; unused since version 2 */
 #define OFF_TAG 24
+#define WAITERS 0x80000000u
 
 static uint64_t start_time_of(pid_t pid)
 {
@@ -1033,6 +1039,275 @@ static void uncontended_never_sleeps(void **state)
     shmrpc_lock_close(l);
 }
 
+/* --- 9. bad writes by a broken process -------------------------------------------------- */
+
+/* What a broken process of the same user writes into a lock's segment: value at off (4
+ * or 8 bytes), or, with clear, those bits taken out of the u32 at off. */
+struct bad_write {
+    const char *name;
+    size_t off;
+    int size;
+    uint64_t value;
+    uint32_t clear;
+};
+
+static int bad_write_child(void *arg)
+{
+    const struct bad_write *b = arg;
+    char file[256];
+    shm_file(file, sizeof file, b->name);
+    int fd = open(file, O_RDWR);
+    if (fd < 0) return 30;
+    uint8_t *seg = mmap(NULL, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (seg == MAP_FAILED) return 31;
+    if (b->clear)
+        __atomic_fetch_and((uint32_t *)(seg + b->off), ~b->clear, __ATOMIC_SEQ_CST);
+    else if (b->size == 8)
+        __atomic_store_n((uint64_t *)(seg + b->off), b->value, __ATOMIC_SEQ_CST);
+    else
+        __atomic_store_n((uint32_t *)(seg + b->off), (uint32_t)b->value, __ATOMIC_SEQ_CST);
+    munmap(seg, 128);
+    return 0;
+}
+
+/* Runs the broken process to its end. */
+static void bad_write(struct bad_write b)
+{
+    assert_int_equal(reap(spawn(bad_write_child, &b), 5000), 0);
+}
+
+/* Whether pid sleeps in a futex wait (its wchan), waiting at most ms for it. */
+static bool in_futex_wait(pid_t pid, int ms)
+{
+    int64_t end = now_ms() + ms;
+    do {
+        char path[64], buf[128] = "";
+        snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+        }
+        if (strstr(buf, "futex")) return true;
+        nap_ms(1);
+    } while (now_ms() < end);
+    return false;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Sleeps on the lock once per byte on go, notes when it got it, and hands it back. */
+struct sleeper {
+    const char *name;
+    int go_r, done_w, rounds;
+    volatile int64_t *got_ns;
+};
+
+static int sleeper_child(void *arg)
+{
+    struct sleeper *c = arg;
+    shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    shmrpc_lock *l;
+    if (shmrpc_lock_open(&l, c->name, &o) != 0) return 40;
+    for (int r = 0; r < c->rounds; r++) {
+        if (!await(c->go_r, 10000)) return 41;
+        if (shmrpc_lock_acquire(l, 10000) != 0) return 42;
+        *c->got_ns = now_ns();
+        if (shmrpc_lock_release(l) != 0) return 43;
+        notify(c->done_w);
+    }
+    shmrpc_lock_close(l);
+    return 0;
+}
+
+/* Issue 11: a broken process zeroed the count of sleepers while one slept (version 1
+ * then counted one sleeper too few for good, and every release to a lone sleeper skipped
+ * its wake-up: each handoff waited for the sleeper's 20 ms check). Now the bit that says
+ * "someone sleeps" is in the word, cleared by each release: the bad write costs the one
+ * sleep it hit. Measured: the handoff after each release, with the sleeper asleep. */
+static void zeroed_sleepers_cost_one_sleep(void **state)
+{
+    (void)state;
+    enum { ROUNDS = 12, SLOW_MS = 10 };
+    const char *name = new_name("zeroed");
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    struct chan go = new_chan(), done = new_chan();
+    struct sleeper c = {.name = name,
+                        .go_r = go.r,
+                        .done_w = done.w,
+                        .rounds = ROUNDS,
+                        .got_ns = (volatile int64_t *)shared_counter()};
+    pid_t kid = spawn(sleeper_child, &c);
+    double ms[ROUNDS];
+    int slow = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        assert_int_equal(shmrpc_lock_acquire(l, 5000), 0);
+        notify(go.w);
+        in_futex_wait(kid, 2000);
+        nap_ms(2);
+        if (r == 0) { /* both the old count and the new bit */
+            bad_write((struct bad_write){.name = name, .off = OFF_SLEEPERS, .size = 4, .value = 0});
+            bad_write((struct bad_write){.name = name, .off = OFF_WORD, .clear = WAITERS});
+        }
+        int64_t t0 = now_ns();
+        assert_int_equal(shmrpc_lock_release(l), 0);
+        assert_true(await(done.r, 5000));
+        ms[r] = (double)(*c.got_ns - t0) / 1e6;
+        if (r > 0 && ms[r] >= SLOW_MS) slow++;
+    }
+    print_message("# handoffs to a sleeper after its count was zeroed (ms):");
+    for (int r = 0; r < ROUNDS; r++)
+        print_message(" %.2f", ms[r]);
+    print_message("\n# %d of the %d after the first took %d ms or more\n", slow, ROUNDS - 1,
+                  SLOW_MS);
+    assert_int_equal(reap(kid, 5000), 0);
+    assert_true(slow <= (ROUNDS - 1) / 2);
+    munmap((void *)c.got_ns, 4096);
+    close_chan(&go);
+    close_chan(&done);
+    shmrpc_lock_close(l);
+}
+
+/* A waiter killed while it slept: version 1 left its count raised for good (every later
+ * release made a useless FUTEX_WAKE syscall). Now the next release clears what it left. */
+static void killed_sleeper_leaves_nothing(void **state)
+{
+    (void)state;
+    const char *name = new_name("killed");
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    struct chan go = new_chan(), done = new_chan();
+    struct sleeper c = {.name = name,
+                        .go_r = go.r,
+                        .done_w = done.w,
+                        .rounds = 1,
+                        .got_ns = (volatile int64_t *)shared_counter()};
+    assert_int_equal(shmrpc_lock_acquire(l, 5000), 0);
+    pid_t kid = spawn(sleeper_child, &c);
+    notify(go.w);
+    assert_true(in_futex_wait(kid, 5000));
+    kill_and_reap(kid);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 0), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+
+    char file[256];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDONLY);
+    assert_true(fd >= 0);
+    uint32_t futex[2];
+    assert_int_equal(pread(fd, futex, sizeof futex, OFF_WORD), (ssize_t)sizeof futex);
+    close(fd);
+    print_message("# after a sleeper was killed and the lock released: word 0x%x, count %u\n",
+                  futex[0], futex[1]);
+    assert_int_equal(futex[0], 0);
+    assert_int_equal(futex[1], 0);
+    munmap((void *)c.got_ns, 4096);
+    close_chan(&go);
+    close_chan(&done);
+    shmrpc_lock_close(l);
+}
+
+/* The owner's tag rewritten with a start time later than the live owner's (in the
+ * future, or just after its start): version 1 took such an owner for dead and handed its
+ * lock to a second holder. A tag that cannot be the owner's tells nothing; the owner
+ * maps the segment, so it may hold the lock, and does. */
+static void later_start_in_tag_is_no_death(void **state)
+{
+    (void)state;
+    const char *name = new_name("future");
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    struct chan ready = new_chan(), go = new_chan();
+    struct holder h = {.l = l, .go_r = go.r, .release = true};
+    pid_t kid = start_holder(&h, &ready);
+    uint64_t start = start_time_of(kid);
+    const uint64_t later[] = {start + 1, start + 100000000};
+    for (int i = 0; i < 2; i++) {
+        bad_write((struct bad_write){
+            .name = name, .off = OFF_TAG, .size = 8, .value = later[i] << 22 | (uint64_t)kid});
+        assert_int_equal(shmrpc_lock_acquire(l, 100), SHMRPC_ETIMEDOUT);
+        nap_ms(10); /* past the try's rate limit of owner checks */
+        assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
+    }
+    notify(go.w);
+    assert_int_equal(reap(kid, 5000), 0); /* it still held the lock, and released it */
+    shmrpc_lock_stats st;
+    assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
+    assert_int_equal(st.owner_deaths, 0);
+    close_chan(&ready);
+    close_chan(&go);
+    shmrpc_lock_close(l);
+}
+
+static int stranger_sleep_child(void *arg)
+{
+    (void)arg;
+    execlp("sleep", "sleep", "60", (char *)NULL);
+    return 50;
+}
+
+/* The word rewritten to name a live process that never opened the lock (one that
+ * execs sleep, and init), with no tag of its own: version 1 waited for it to die, so
+ * every acquire timed out for as long as it lived. It does not map the segment, so it
+ * cannot hold the lock; the next locker takes it over. A word naming nobody (0, with
+ * the waiters' bit) is free. */
+static void word_naming_a_stranger_is_taken_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("stranger");
+    pid_t stranger = spawn(stranger_sleep_child, NULL); /* before the lock is mapped */
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    nap_ms(20); /* let it exec */
+    const uint32_t words[] = {(uint32_t)stranger, 1};
+    for (int i = 0; i < 2; i++) {
+        bad_write((struct bad_write){.name = name, .off = OFF_WORD, .size = 4, .value = words[i]});
+        int64_t t0 = now_ms();
+        int rc = shmrpc_lock_acquire(l, 3000);
+        print_message("# word set to live pid %u: acquire returned %s after %" PRId64 " ms\n",
+                      words[i], shmrpc_strerror(rc), now_ms() - t0);
+        assert_int_equal(rc, SHMRPC_EOWNERDEAD);
+        expect_owner_death(l, (uint64_t)i + 1);
+    }
+    bad_write((struct bad_write){.name = name, .off = OFF_WORD, .size = 4, .value = WAITERS});
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    bad_write((struct bad_write){.name = name, .off = OFF_WORD, .size = 4, .value = WAITERS});
+    assert_int_equal(shmrpc_lock_try(l), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    kill_and_reap(stranger);
+    shmrpc_lock_close(l);
+}
+
+/* The word rewritten to name the caller, which never took the lock: version 1 answered
+ * every acquire and try of that thread "already held by this thread" for good. Its tag is
+ * not there, so the caller takes the lock as from a dead owner; a real second acquire by
+ * the holder is still refused. */
+static void word_naming_the_caller_is_not_busy_for_good(void **state)
+{
+    (void)state;
+    const char *name = new_name("me");
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    struct bad_write b = {.name = name, .off = OFF_WORD, .size = 4, .value = (uint32_t)getpid()};
+    bad_write(b);
+    assert_int_equal(shmrpc_lock_acquire(l, 100), SHMRPC_EOWNERDEAD);
+    expect_owner_death(l, 1);
+    bad_write(b);
+    assert_int_equal(shmrpc_lock_try(l), SHMRPC_EOWNERDEAD);
+    expect_owner_death(l, 2);
+    assert_int_equal(shmrpc_lock_acquire(l, 0), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 100), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    shmrpc_lock_close(l);
+}
+
 /* A run killed before its teardown (say, by ctest's timeout) leaves its locks behind:
  * remove those whose test process is gone. */
 static void sweep_stale_locks(void)
@@ -1078,6 +1353,11 @@ int main(void)
         T(initially_locked),
         T(eintr_storm),
         T(uncontended_never_sleeps),
+        T(zeroed_sleepers_cost_one_sleep),
+        T(killed_sleeper_leaves_nothing),
+        T(later_start_in_tag_is_no_death),
+        T(word_naming_a_stranger_is_taken_over),
+        T(word_naming_the_caller_is_not_busy_for_good),
     };
     sweep_stale_locks();
     return cmocka_run_group_tests(tests, NULL, NULL);
