@@ -34,6 +34,7 @@
 #define LOCK_OFF_WORD 16
 #define LOCK_OFF_TAG 24
 #define LOCK_TID_BITS 22
+#define LOCK_WAITERS 0x80000000u /* in the word: a waiter may sleep on it (version 2) */
 /* A control segment without its magic is being created, or its creator died doing so:
  * only one older than this is taken for the latter. */
 #define INCOMPLETE_GRACE_S 10
@@ -236,7 +237,7 @@ static void read_lock(seg *s)
     uint32_t magic, tid;
     uint64_t tag;
     memcpy(&magic, p, sizeof magic);
-    tid = atomic_load((_Atomic uint32_t *)(void *)(p + LOCK_OFF_WORD));
+    tid = atomic_load((_Atomic uint32_t *)(void *)(p + LOCK_OFF_WORD)) & ~LOCK_WAITERS;
     tag = atomic_load((_Atomic uint64_t *)(void *)(p + LOCK_OFF_TAG));
     munmap(p, LOCK_SIZE);
     if (magic != LOCK_MAGIC) {
@@ -248,7 +249,9 @@ static void read_lock(seg *s)
         s->owner_life = LIFE_NONE;
         return;
     }
-    /* As lock.c's owner_dead: a tag of this tid gives its start time (cut to the tag's bits). */
+    /* As lock.c's owner_dead: a tag of this tid with an earlier start time (cut to the tag's
+     * bits) is a reused id. Without its look at /proc/TID/maps: a thread whose tag is not
+     * its own shows as alive. */
     shmrpc__proc_stat ps;
     if (shmrpc__read_proc_stat(tid, &ps) != 0) {
         s->owner_life = errno == ENOENT || errno == ESRCH ? LIFE_DEAD : LIFE_UNKNOWN;
@@ -257,7 +260,7 @@ static void read_lock(seg *s)
         uint64_t mask = (UINT64_C(1) << (64 - LOCK_TID_BITS)) - 1;
         bool dead = ps.state == 'Z' || ps.state == 'X' ||
                     ((tag & ((UINT64_C(1) << LOCK_TID_BITS) - 1)) == tid && start != 0 &&
-                     start != (ps.start & mask));
+                     start < (ps.start & mask));
         s->owner_life = dead ? LIFE_DEAD : LIFE_ALIVE;
     }
     snprintf(s->note, sizeof s->note, "held by thread %" PRIu32 "%s", tid,
