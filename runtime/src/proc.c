@@ -17,12 +17,13 @@ static int parse_stat(const char *buf, shmrpc__proc_stat *ps)
     if (!p || p[1] != ' ' || p[2] == '\0') return -1;
     p += 2;
     ps->state = *p;
+    char *end;
     for (int field = 3; field < 22; field++) {
         p = strchr(p, ' ');
         if (!p) return -1;
         p++;
+        if (field + 1 == 9) ps->flags = (uint32_t)strtoul(p, &end, 10);
     }
-    char *end;
     unsigned long long v = strtoull(p, &end, 10);
     if (end == p) return -1;
     ps->start = v;

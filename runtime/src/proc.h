@@ -6,6 +6,7 @@
 
 typedef struct shmrpc__proc_stat {
     char state;     /* field 3: R, S, D, T, Z (zombie), X (dead)... */
+    uint32_t flags; /* field 9: the kernel's PF_* flags; PF_EXITING (4) once it is dying */
     uint64_t start; /* field 22: start time in clock ticks since boot */
 } shmrpc__proc_stat;
 

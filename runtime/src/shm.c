@@ -49,6 +49,16 @@ bool shmrpc__proc_alive(int32_t pid, uint64_t start)
     return start == 0 || start == ps.start;
 }
 
+/* Alive, and not dying: once a process has begun to exit (PF_EXITING) it runs no more
+ * of its own code. For a worker that let go of a channel's lock without answering: the
+ * kernel does that early in its exit, before /proc shows it a zombie. */
+static bool proc_running(int32_t pid, uint64_t start)
+{
+    shmrpc__proc_stat ps;
+    if (!shmrpc__proc_alive(pid, start)) return false;
+    return shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0 || !(ps.flags & 4u /* PF_EXITING */);
+}
+
 static void proc_set(shmrpc__proc *p, int32_t pid, uint64_t start)
 {
     atomic_store_explicit(&p->start, start, memory_order_release);
@@ -464,6 +474,7 @@ typedef struct worker {
     unsigned index;
     int32_t pid; /* this worker, as it writes itself into the channels it serves */
     uint64_t start;
+    uint32_t tid;           /* the thread that serves: it holds the channels' locks */
     unsigned next;          /* where the next doorbell scan starts, for fairness */
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
     int64_t last_call_ns;   /* when it was served */
@@ -554,6 +565,8 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     shmrpc_buf_destroy(&err);
 }
 
+static void run_call(worker *w, worker_chan *c);
+
 static void serve_one(worker *w, unsigned slot)
 {
     shmrpc_buf err;
@@ -562,13 +575,36 @@ static void serve_one(worker *w, unsigned slot)
     shmrpc_buf_destroy(&err);
     if (c == NULL) return; /* closed or broken: nothing to answer */
     shmrpc__shm_chan *h = c->map.head;
+    /* The lock first, and the taker with it: a client that sees BUSY finds both written,
+     * so it can sleep on the lock and knows whose death it would mean. A worker that
+     * cannot take the lock (another one raced for the call, or a bad write) serves
+     * without it, and the client watches it by /proc as before. */
+    uint32_t unlocked = 0;
+    bool locked = atomic_compare_exchange_strong(&h->lock, &unlocked, w->tid);
+    if (locked) proc_set(&h->taker, w->pid, w->start); /* off the line the client spins on */
     uint32_t expect = SHM_CHAN_REQUEST;
-    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) return;
+    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) {
+        if (locked) shmrpc__lock_release(&h->lock, w->tid);
+        return;
+    }
     /* The client cleared taker before REQUEST, so it never watches the process of an
-     * earlier call; until this lands it treats the taker as unknown, hence alive. */
-    atomic_store(&h->worker, w->index);
-    proc_set(&h->taker, w->pid, w->start);
+     * earlier call; until this lands it treats the taker as unknown, hence alive. (A
+     * client that withdrew a request and made another cleared what a worker that locked
+     * for the first wrote.) */
+    atomic_store(&h->worker, w->index); /* after: before, it would take the line twice */
+    if (!locked || atomic_load(&h->taker.pid) != w->pid) proc_set(&h->taker, w->pid, w->start);
+    /* A client that slept before the call was taken sleeps on the state: wake it, so it
+     * sleeps on the lock from now on (no syscall when it spins). */
+    shmrpc__wake(&h->state, 1);
+    run_call(w, c);
+    if (locked) shmrpc__lock_release(&c->map.head->lock, w->tid); /* the answer may remap */
+}
 
+/* Runs the call that this worker took on channel c, and answers it. */
+static void run_call(worker *w, worker_chan *c)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    shmrpc_buf err;
     uint32_t method = h->method, len = h->req_len; /* read once */
     shmrpc_buf_init(&err);
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : chan_follow(&c->map, len, &err);
@@ -779,6 +815,7 @@ static int worker_run(shm_listener *l, unsigned index)
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
+    w->tid = (uint32_t)gettid();
     proc_set(&me->proc, w->pid, w->start);
     shmrpc__presence_update(&me->presence);
     atomic_store(&me->state, SHM_WORKER_RUNNING);
@@ -1135,11 +1172,12 @@ static void shm_conn_close(shmrpc__conn *base)
     free(c);
 }
 
-/* Whether the process that took the channel's call still runs. */
+/* Whether the process that took the channel's call still runs (and is not exiting: it
+ * lets go of the channel's lock early in its exit, and will never answer). */
 static bool taker_alive(shmrpc__shm_chan *h)
 {
     int32_t pid = atomic_load(&h->taker.pid);
-    return pid == 0 || shmrpc__proc_alive(pid, atomic_load(&h->taker.start));
+    return pid == 0 || proc_running(pid, atomic_load(&h->taker.start));
 }
 
 /* Whether the connection's slot still names it: open, of its gen, with its pid. Workers
@@ -1214,6 +1252,9 @@ static int await_answer(shm_conn *c, int64_t deadline)
         uint32_t wi = st == SHM_CHAN_BUSY ? atomic_load(&h->worker) : c->last_worker;
         w.peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL;
         if (st == SHM_CHAN_BUSY) c->last_worker = wi;
+        /* Once taken, the call's worker holds the channel's lock: sleeping on it, the
+         * client is woken by the kernel at the worker's death as well as by its answer. */
+        w.owner_lock = st == SHM_CHAN_BUSY ? &h->lock : NULL;
         int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
         if (rc != 0) return rc;
     }
@@ -1268,7 +1309,8 @@ static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
-        shmrpc__waiter w = {.opts = &c->wait, .check = client_check, .check_arg = c};
+        shmrpc__waiter w = {
+            .opts = &c->wait, .check = client_check, .check_arg = c, .owner_lock = &h->lock};
         int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
         if (rc == SHMRPC_ETIMEDOUT) {
             shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
@@ -1319,6 +1361,10 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     h->method = sid;
     h->req_len = (uint32_t)req.len;
     proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    /* No worker serves the channel now: a lock left by a dead worker (or a bad write)
+     * would keep the next worker from taking it. A worker that let an abandoned call go
+     * and has yet to let go of the lock finds it no longer its own, and leaves it be. */
+    if (atomic_load_explicit(&h->lock, memory_order_relaxed) != 0) atomic_store(&h->lock, 0);
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
     atomic_store(&h->state.sleepers, 0);

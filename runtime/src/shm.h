@@ -14,8 +14,8 @@
 #include "wait.h"
 
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
-#define SHMRPC__SHM_VERSION 3u /* 3: the doorbell's sleepers are a mask, slots note a claim's age  \
-                                */
+/* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock */
+#define SHMRPC__SHM_VERSION 4u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -134,9 +134,16 @@ typedef struct shmrpc__shm_chan {
      * replacement may hold already. Off the state's line: the client reads it only in
      * its slow checks, so writing it costs the spinning client nothing. */
     shmrpc__proc taker;
-    char pad1[64 - 32];
+    /* A PI futex (owner's thread id, or 0): the worker takes it before REQUEST -> BUSY and
+     * lets go after the answer, and the kernel lets go of it when the worker dies. A
+     * client whose call is served sleeps locking it, so the kernel wakes it either way:
+     * after the answer, or at the worker's death (docs/shm-transport.md). Cleared by the
+     * client before REQUEST, so what a dead worker or a bad write left lasts one call. */
+    _Atomic uint32_t lock;
+    char pad1[64 - 36];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
+static_assert(offsetof(shmrpc__shm_chan, lock) == 96, "the lock on the worker's line");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 

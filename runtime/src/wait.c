@@ -98,6 +98,44 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
         atomic_fetch_sub(&f->sleepers, 1);
 }
 
+void shmrpc__lock_release(_Atomic uint32_t *lock, uint32_t tid)
+{
+    uint32_t v = tid;
+    if (!atomic_compare_exchange_strong(lock, &v, 0) && (v & FUTEX_TID_MASK) == tid)
+        syscall(SYS_futex, lock, FUTEX_UNLOCK_PI, 0, NULL, NULL, 0); /* a waiter: hand it over */
+}
+
+enum { LOCK_SLEPT, LOCK_LET_GO, LOCK_UNUSABLE };
+
+/* Sleeps until the holder of the PI futex word lets go of it, or dies (the kernel hands
+ * a PI futex to its waiter when its owner exits), for at most ns. LOCK_LET_GO: it did,
+ * or nobody held it; LOCK_SLEPT: the time is up, or a signal came; LOCK_UNUSABLE: the
+ * word cannot be waited on (this thread's, or not a lock: a bad write). */
+static int lock_sleep(_Atomic uint32_t *lock, int64_t ns)
+{
+    if ((atomic_load(lock) & FUTEX_TID_MASK) == 0) return LOCK_LET_GO;
+    struct timespec at;
+    clock_gettime(CLOCK_MONOTONIC, &at); /* FUTEX_LOCK_PI2 measures on CLOCK_MONOTONIC */
+    at.tv_sec += (time_t)(ns / 1000000000);
+    at.tv_nsec += (long)(ns % 1000000000);
+    if (at.tv_nsec >= 1000000000) at.tv_sec++, at.tv_nsec -= 1000000000;
+    if (syscall(SYS_futex, lock, FUTEX_LOCK_PI2, 0, &at, NULL, 0) == 0) {
+        /* Ours now: given back at once, since it is only a way to be woken. */
+        shmrpc__lock_release(lock, (uint32_t)gettid());
+        return LOCK_LET_GO;
+    }
+    switch (errno) {
+    case ETIMEDOUT:
+    case EINTR:
+    case EAGAIN: /* the word changed meanwhile: the caller looks again */
+        return LOCK_SLEPT;
+    case ESRCH: /* the holder is gone already */
+        return LOCK_LET_GO;
+    default: /* EDEADLK, EINVAL, EPERM, ENOSYS: not a lock we can wait on */
+        return LOCK_UNUSABLE;
+    }
+}
+
 void shmrpc__wake(shmrpc__futex *f, int n)
 {
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -198,6 +236,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         int rc = spin(f, old, until, w, mode == SHMRPC_WAIT_ADAPTIVE);
         if (rc != 1) return rc;
     }
+    bool lock = w->owner_lock != NULL;
     for (;;) {
         if (changed(f, old, w)) return 0;
         int64_t now = shmrpc__now_ns();
@@ -210,11 +249,19 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (slice > every) slice = every;
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);
         if (w->awake) atomic_fetch_sub_explicit(w->awake, 1, memory_order_relaxed);
-        futex_sleep(f, old, slice, w);
+        int slept = lock ? lock_sleep(w->owner_lock, slice) : LOCK_UNUSABLE;
+        if (slept == LOCK_UNUSABLE) futex_sleep(f, old, slice, w);
         if (w->awake) atomic_fetch_add_explicit(w->awake, 1, memory_order_relaxed);
         if (w->self) {
             atomic_store_explicit(&w->self->asleep, 0, memory_order_relaxed);
             shmrpc__presence_update(w->self);
         }
+        /* Let go of without the word changing: its holder died, or never held it. The
+         * check says which; if nothing is wrong, the lock tells no more in this wait. */
+        if (slept == LOCK_LET_GO && !changed(f, old)) {
+            rc = check(w);
+            if (rc != 0) return rc;
+        }
+        if (slept != LOCK_SLEPT) lock = false;
     }
 }

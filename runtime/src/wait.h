@@ -55,6 +55,13 @@ typedef struct shmrpc__waiter {
      * costs one useless wake, and one that a bad write cleared costs one sleep. */
     uint32_t flag;
     bool *slept; /* set when the wait sleeps on the futex, or NULL */
+    /* A PI futex word (a thread id, or 0) that the process which will change the word
+     * holds until it has, or NULL. Past its spin, the waiter sleeps locking it instead of
+     * on the word: the kernel wakes it when the holder lets go, and also when the holder
+     * dies, so a dead peer is noticed at once rather than at the next check. Once let go
+     * of with the word unchanged, the check runs at once; if it finds nothing wrong (the
+     * lock was not held, or a bad write let it go), the wait sleeps on the word again. */
+    _Atomic uint32_t *owner_lock;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
@@ -76,6 +83,9 @@ void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n);
 /* Wakes up to n sleepers on f with the syscall, for words that say themselves whether
  * anyone sleeps (shmrpc__waiter's flag). */
 void shmrpc__futex_wake(shmrpc__futex *f, int n);
+/* Lets go of a PI futex word that tid holds (see owner_lock): no syscall unless someone
+ * waits on it. A word that names another thread is left alone. */
+void shmrpc__lock_release(_Atomic uint32_t *lock, uint32_t tid);
 
 /* Publishes the CPU this process runs on now. */
 void shmrpc__presence_update(shmrpc__presence *self);

@@ -614,7 +614,7 @@ static void dead_worker_noticed(void **state)
     int64_t *killed_us =
         mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(killed_us != MAP_FAILED);
-    enum { SAMPLES = 10 };
+    enum { SAMPLES = 20 };
     int64_t told[SAMPLES];
     for (int i = 0; i < SAMPLES; i++) {
         sh->napping = 0;
@@ -624,9 +624,10 @@ static void dead_worker_noticed(void **state)
             int64_t until = test_now_ms() + 5000;
             while (sh->napping == 0 && test_now_ms() < until)
                 usleep(200);
-            /* The caller is asleep by now; the kills fall at every phase of its 20 ms
-             * sleeps between checks. */
-            usleep((useconds_t)(30 + i * 20 / SAMPLES) * 1000);
+            /* The caller is asleep by now; the kills fall at every phase of the 20 ms
+             * sleeps between its /proc checks (what bounded the old code: 0-20 ms, 10 in
+             * the median). The kernel wakes it at once now, whatever the phase. */
+            usleep((useconds_t)(30 * 1000 + i * 20 * 1000 / SAMPLES));
             *killed_us = now_us();
             kill(sh->napping, SIGKILL);
             _exit(0);
@@ -640,11 +641,18 @@ static void dead_worker_noticed(void **state)
         usleep(150 * 1000); /* the replacement lived 100 ms: no backoff */
     }
     qsort(told, SAMPLES, sizeof told[0], cmp_i64);
+    char all[SAMPLES * 12] = "", *p = all;
+    for (int i = 0; i < SAMPLES; i++)
+        p += snprintf(p, sizeof all - (size_t)(p - all), " %.1f", (double)told[i] / 1000);
     print_message("    a caller learned that its worker died after %.1f ms (min), %.1f (median), "
-                  "%.1f (max) of %d kills\n",
+                  "%.1f (max) of %d kills; all, in ms:%s\n",
                   (double)told[0] / 1000, (double)told[SAMPLES / 2] / 1000,
-                  (double)told[SAMPLES - 1] / 1000, SAMPLES);
-    assert_true(told[SAMPLES - 1] < 1000 * 1000); /* the promise is 100 ms; this proves no hang */
+                  (double)told[SAMPLES - 1] / 1000, SAMPLES, all);
+    /* RELIABILITY.md's promise 2: within 5 ms. Polling every 20 ms put the median near 10
+     * ms; the median, not the maximum, so that a loaded machine's late wake-up of one
+     * caller does not fail the test. */
+    assert_true(told[SAMPLES / 2] <= 5 * 1000);
+    assert_true(told[SAMPLES - 1] < 1000 * 1000); /* no hang */
     munmap(killed_us, 4096);
     shmrpc_client_free(c);
     stop_server(server);
