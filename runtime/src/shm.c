@@ -105,12 +105,22 @@ static int sys_error(shmrpc_buf *err, const char *what, const char *name)
     return SHMRPC_ESYS(e);
 }
 
+static int check_segment(int fd, const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+                         shmrpc_buf *err);
+
 /* Opens an existing segment and refuses one that is not ours alone, or is too small. */
 static int open_segment(const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
                         shmrpc_buf *err)
 {
     int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) return sys_error(err, "cannot open", name);
+    return check_segment(fd, name, min_size, fd_out, size, err);
+}
+
+/* Keeps fd in *fd_out if it is ours alone and at least min_size bytes; else closes it. */
+static int check_segment(int fd, const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+                         shmrpc_buf *err)
+{
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int rc = sys_error(err, "cannot stat", name);
@@ -149,6 +159,63 @@ static int create_segment(const char *name, uint64_t size, int *fd_out, shmrpc_b
     }
     *fd_out = fd;
     return 0;
+}
+
+/* The seals of a channel: it may grow, never shrink (a peer that truncated it would make
+ * the others fault on what they mapped), and no seal may be added (F_SEAL_GROW or
+ * F_SEAL_WRITE would keep the other side from answering). */
+#define CHAN_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
+
+/* Creates a channel: a memfd, 0600 whatever the umask, of size bytes, sealed. It has no
+ * name in /dev/shm: it goes when its last holder lets go, so no channel outlives its
+ * processes. */
+static int create_channel(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return sys_error(err, "cannot create", name);
+    if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, CHAN_SEALS) != 0) {
+        int rc = sys_error(err, "cannot size or seal", name);
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Opens the channel that client pid holds as fd, which must be the memfd named name,
+ * ours alone, at least min_size bytes and sealed as channels are: a broken client that
+ * published another file, or an unsealed one, costs its own connection only. */
+static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t min_size,
+                        int *fd_out, uint64_t *size, shmrpc_buf *err)
+{
+    char path[64], link[256], want[200];
+    if (pid <= 0 || chan_fd < 0) {
+        shmrpc__msg_set(err, "the slot of %s names no channel", name);
+        return SHMRPC_EPROTO;
+    }
+    snprintf(path, sizeof path, "/proc/%" PRId32 "/fd/%" PRId32, pid, chan_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return sys_error(err, "cannot open", path);
+    /* What was opened, not what the path led to a moment before. */
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    link[n > 0 ? n : 0] = '\0';
+    snprintf(want, sizeof want, "/memfd:%s (deleted)", name);
+    int seals = fcntl(fd, F_GET_SEALS);
+    int rc = 0;
+    if (strcmp(link, want) != 0)
+        rc = SHMRPC_EPROTO,
+        shmrpc__msg_set(err, "fd %" PRId32 " of pid %" PRId32 " is not %s", chan_fd, pid, name);
+    else if (seals < 0 || (seals & CHAN_SEALS) != CHAN_SEALS ||
+             (seals & (F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+        rc = SHMRPC_EPROTO,
+        shmrpc__msg_set(err, "%s is not sealed as a channel (seals %#x)", name, (unsigned)seals);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    return check_segment(fd, name, min_size, fd_out, size, err);
 }
 
 static void *map(int fd, uint64_t size)
@@ -522,10 +589,13 @@ static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
     worker_chan_close(c);
     char name[160];
     chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
+    int32_t pid = atomic_load(&s->client.pid), chan_fd = atomic_load(&s->chan_fd);
     uint64_t size;
-    if (open_segment(name, PAGE, &c->map.fd, &size, err) != 0) return NULL;
+    if (open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, err) != 0) return NULL;
     c->map.max_size = chan_max_size(w->l->max_msg);
-    if (size > c->map.max_size) {
+    /* Looked at again: the client may have let go and claimed it anew meanwhile. */
+    if (size > c->map.max_size || atomic_load(&s->state) != SHM_SLOT_OPEN ||
+        atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid) {
         close(c->map.fd);
         c->map.fd = -1;
         return NULL;
@@ -644,9 +714,10 @@ static bool pidless_for_long(shmrpc__shm_slot *s, uint32_t gen, int64_t now)
     return false;
 }
 
-/* Frees slot i, whose client is dead or never finished its claim: its channel, its
- * pending bit, and the client's share of awake. */
-static void free_slot(worker *w, unsigned i, uint32_t state, uint32_t gen)
+/* Frees slot i, whose client is dead or never finished its claim: its pending bit, and
+ * the client's share of awake. Its channel, a memfd, goes with its last holder (workers
+ * let go of theirs in forget_closed). */
+static void free_slot(worker *w, unsigned i, uint32_t state)
 {
     shmrpc__shm_ctl *ctl = w->ctl;
     shmrpc__shm_slot *s = &ctl->slots[i];
@@ -661,9 +732,6 @@ static void free_slot(worker *w, unsigned i, uint32_t state, uint32_t gen)
     if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
     proc_set(&s->client, 0, 0);
     atomic_store(&s->pidless_ns, 0);
-    char name[160];
-    chan_name(name, sizeof name, w->l->key, ctl->owner.pid, i, gen);
-    shm_unlink(name);
     atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
     if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
     atomic_store(&s->state, SHM_SLOT_FREE);
@@ -751,7 +819,7 @@ static void sweep(worker *w)
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        free_slot(w, i, state, gen);
+        free_slot(w, i, state);
     }
     repair_header(w, now);
     repair_counters(ctl);
@@ -975,6 +1043,7 @@ typedef struct shm_conn {
     unsigned slot;
     uint32_t gen;
     chan_map chan;
+    ino_t chan_ino;   /* the channel's inode: is chan.fd still the channel? */
     int32_t pid;      /* the process that connected: only it may call or close the slot */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
@@ -989,6 +1058,7 @@ typedef struct shm_conn {
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
+static bool chan_held(shm_conn *c);
 static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                     int64_t timeout_ms, shmrpc_buf *err);
 
@@ -1062,14 +1132,18 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
 {
     char name[160];
     chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
-    int rc = create_segment(name, PAGE, &c->chan.fd, err);
+    int rc = create_channel(name + 1, PAGE, &c->chan.fd, err);
     if (rc != 0) return rc;
+    struct stat st;
+    if (fstat(c->chan.fd, &st) != 0) return sys_error(err, "cannot stat", name);
+    c->chan_ino = st.st_ino;
     c->chan.head = map(c->chan.fd, PAGE);
     if (c->chan.head == NULL) return sys_error(err, "cannot map", name);
     c->chan.mapped = PAGE;
     c->chan.max_size = chan_max_size(c->max_msg);
     atomic_store(&c->chan.head->size, PAGE);
     atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
+    atomic_store(&c->ctl->slots[c->slot].chan_fd, c->chan.fd);
     uint32_t claimed = SHM_SLOT_CLAIMED;
     if (!atomic_compare_exchange_strong(&c->ctl->slots[c->slot].state, &claimed, SHM_SLOT_OPEN)) {
         shmrpc__msg_set(err, "the slot of shm://%s was taken back during the connect", c->key);
@@ -1111,11 +1185,8 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
 static void detach(shm_conn *c)
 {
     bool mine = getpid() == c->pid;
-    if (mine && c->chan.fd >= 0) {
-        char name[160];
-        chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
-        shm_unlink(name);
-    }
+    /* The program may have closed the channel's fd, and reused its number: not ours then. */
+    if (c->chan.fd >= 0 && !chan_held(c)) c->chan.fd = -1;
     chan_unmap(&c->chan);
     if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS) {
         shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
@@ -1172,6 +1243,15 @@ static void shm_conn_close(shmrpc__conn *base)
     free(c);
 }
 
+/* Whether the channel's fd still leads to the channel this client maps: workers open it
+ * through that fd, so once the program closed it (or put another file in its place) a
+ * worker that had not opened it yet can never serve it. */
+static bool chan_held(shm_conn *c)
+{
+    struct stat st;
+    return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
+}
+
 /* Whether the process that took the channel's call still runs (and is not exiting: it
  * lets go of the channel's lock early in its exit, and will never answer). */
 static bool taker_alive(shmrpc__shm_chan *h)
@@ -1180,29 +1260,15 @@ static bool taker_alive(shmrpc__shm_chan *h)
     return pid == 0 || proc_running(pid, atomic_load(&h->taker.start));
 }
 
-/* Whether the connection's slot still names it: open, of its gen, with its pid. Workers
- * serve the channel that the slot names, so a slot that names another (rewritten by a
- * broken process, or freed by a sweep that took this client for dead) is never served. */
+/* Whether the connection's slot still names it: open, of its gen, with its pid and its
+ * channel's fd. Workers serve the channel that the slot names, so a slot that names
+ * another (rewritten by a broken process, or freed by a sweep that took this client for
+ * dead) is never served. */
 static bool slot_ours(shm_conn *c)
 {
     shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
     return atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen &&
-           atomic_load(&s->client.pid) == c->pid;
-}
-
-/* Whether the channel's name still leads to the segment this client maps: workers open
- * it by name, so one unlinked or replaced by another process is never served. */
-static bool chan_named(shm_conn *c)
-{
-    char name[160];
-    chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
-    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0) return errno != ENOENT;
-    struct stat a, b;
-    bool same = fstat(fd, &a) != 0 || fstat(c->chan.fd, &b) != 0 ||
-                (a.st_ino == b.st_ino && a.st_dev == b.st_dev);
-    close(fd);
-    return same;
+           atomic_load(&s->client.pid) == c->pid && atomic_load(&s->chan_fd) == c->chan.fd;
 }
 
 /* While a call waits: the server, and the worker serving it, must still be there. The
@@ -1221,7 +1287,7 @@ static int client_check(void *arg)
     if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
     /* A call that a worker took is answered in the channel whatever the slot says; one
      * not taken yet never will be if the slot no longer names the channel. */
-    if (!busy && (!slot_ours(c) || (st == SHM_CHAN_REQUEST && !chan_named(c)))) {
+    if (!busy && (!slot_ours(c) || (st == SHM_CHAN_REQUEST && !chan_held(c)))) {
         c->lost = true;
         return SHMRPC_EUNAVAIL;
     }
@@ -1286,7 +1352,8 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
         c->broken = true;
         shmrpc__msg_set(err,
                         "this connection's slot or channel at shm://%s no longer leads to it (a "
-                        "broken client wrote over it?); the call %s; the next call connects again",
+                        "broken client wrote over the slot, or this program closed the "
+                        "channel's fd?); the call %s; the next call connects again",
                         c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
     } else if (rc == SHMRPC_EUNAVAIL) {
         c->broken = true;

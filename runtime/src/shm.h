@@ -14,7 +14,8 @@
 #include "wait.h"
 
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
-/* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock */
+/* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock, and
+ * channels are sealed memfds named by their client's fd */
 #define SHMRPC__SHM_VERSION 4u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
@@ -58,7 +59,9 @@ typedef struct shmrpc__shm_slot {
      * first saw it so (0: never). A sweep at least half a sweep later that still sees it
      * so frees it: a client that died between its claim and its pid leaks no slot. */
     _Atomic uint32_t pidless_gen;
-    uint32_t unused;
+    /* The channel's file descriptor in its client: a sealed memfd, which workers open as
+     * /proc/CLIENT/fd/N. Written by the client before OPEN; read by workers. */
+    _Atomic int32_t chan_fd;
     _Atomic int64_t pidless_ns;
     char pad[64 - 48];
 } shmrpc__shm_slot;

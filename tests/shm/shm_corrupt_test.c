@@ -233,10 +233,10 @@ static shmrpc__shm_chan *map_client_chan(shmrpc__shm_ctl *ctl, int32_t client)
 {
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
         if (atomic_load(&ctl->slots[i].client.pid) != client) continue;
-        char name[160];
-        snprintf(name, sizeof name, "/shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
-                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)atomic_load(&ctl->slots[i].gen));
-        int fd = shm_open(name, O_RDWR, 0);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)client,
+                 (int)atomic_load(&ctl->slots[i].chan_fd));
+        int fd = open(path, O_RDWR);
         if (fd < 0) _exit(3);
         shmrpc__shm_chan *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         close(fd);
@@ -340,6 +340,68 @@ static void garbage_lock_costs_nothing_else(void **state)
     assert_true(took[CALLS - 1] < 1000 * 1000); /* no hang */
 }
 
+/* --- a channel truncated --- */
+
+/* Truncates to 0 the channel to addr that process pid holds, found among its fds (a
+ * memfd, or a /dev/shm file before channels were sealed memfds). Exits 0 when the kernel
+ * refused, 1 when the channel was truncated, 2 and more when it could not try. */
+static void truncate_channel_of(pid_t pid)
+{
+    char dir[64], path[400], link[256], pattern[128];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    snprintf(pattern, sizeof pattern, "shmrpc:%s:", addr + strlen("shm://"));
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        link[len > 0 ? len : 0] = '\0';
+        if (strstr(link, pattern) == NULL) continue;
+        int fd = open(path, O_RDWR);
+        if (fd < 0) _exit(3);
+        _exit(ftruncate(fd, 0) == 0 ? 1 : errno == EPERM ? 0 : 4);
+    }
+    _exit(2);
+}
+
+/* A peer that truncates a channel under a call: the worker that answers into it would
+ * fault (SIGBUS) and the call die with it. Channels are sealed against shrinking. */
+static void truncated_channel_costs_nothing(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, pid;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    sh->napping = 0;
+    pid_t me = getpid(), peer = fork();
+    if (peer == 0) {
+        alarm(10);
+        int64_t until = test_now_ms() + 5000;
+        while (sh->napping == 0 && test_now_ms() < until)
+            usleep(200);
+        truncate_channel_of(me);
+    }
+    shmrpc_client_next_timeout(c, 3000);
+    int rc = calls_nap(c, 100, &pid);
+    int status = test_reap(peer, 10000);
+    print_message("    channel truncated under a call: %s, the call %s (%s), worker %s\n",
+                  WIFEXITED(status) && WEXITSTATUS(status) == 0   ? "refused"
+                  : WIFEXITED(status) && WEXITSTATUS(status) == 1 ? "done"
+                                                                  : "not tried",
+                  shmrpc_strerror(rc), rc ? shmrpc_client_errmsg(c) : "",
+                  rc == 0 && pid == worker ? "alive" : "replaced");
+    int32_t after = 0;
+    int rc2 = calls_nap(c, 0, &after);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* refused: EPERM */
+    assert_int_equal(rc, 0);
+    assert_int_equal(rc2, 0);
+    assert_int_equal(pid, worker);
+    assert_int_equal(after, worker);
+}
+
 /* --- a bumped generation --- */
 
 typedef struct bump {
@@ -431,30 +493,40 @@ static void bumped_generation_reconnects(void **state)
     stop_server(server);
 }
 
-/* --- a channel unlinked --- */
+/* --- a channel's fd closed --- */
 
-static void unlink_channel(shmrpc__shm_ctl *ctl, void *arg)
+/* Closes this process's channel to addr and puts another file under its number, as a
+ * program that closes every fd it does not know of would (before a daemon's fork, say). */
+static void close_channel_fd(void)
 {
-    int32_t client = *(int32_t *)arg;
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
-        if (atomic_load(&ctl->slots[i].client.pid) != client) continue;
-        char name[160];
-        snprintf(name, sizeof name, "/shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
-                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)atomic_load(&ctl->slots[i].gen));
-        if (shm_unlink(name) != 0) _exit(3);
+    char prefix[128], path[300], link[256];
+    int n = snprintf(prefix, sizeof prefix, "/memfd:shmrpc:%s:", addr + strlen("shm://"));
+    DIR *d = opendir("/proc/self/fd");
+    int found = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        link[len > 0 ? len : 0] = '\0';
+        if (strncmp(link, prefix, (size_t)n) != 0) continue;
+        int null = open("/dev/null", O_RDWR);
+        assert_true(null >= 0 && dup2(null, atoi(e->d_name)) >= 0);
+        close(null);
+        found++;
     }
+    if (d) closedir(d);
+    assert_int_equal(found, 1);
 }
 
-/* Workers open a channel by its name: once it is unlinked, a worker that had not mapped it
- * yet (here the replacement of a killed one) can never serve it. */
-static void unlinked_channel_reconnects(void **state)
+/* Workers open a channel through its client's fd: once the program closed it, a worker
+ * that had not opened it yet (here the replacement of a killed one) can never serve it. */
+static void closed_channel_fd_reconnects(void **state)
 {
     (void)state;
     pid_t server = start_server(1);
     shmrpc_client *c = connect_client();
-    int32_t worker, me = (int32_t)getpid();
+    int32_t worker;
     assert_int_equal(calls_nap(c, 0, &worker), 0);
-    corrupt(unlink_channel, &me);
+    close_channel_fd();
     usleep(150 * 1000); /* it lived 100 ms: replaced at once */
     kill(worker, SIGKILL);
     usleep(100 * 1000);
@@ -463,7 +535,7 @@ static void unlinked_channel_reconnects(void **state)
     int64_t t0 = test_now_ms();
     int rc = calls_add(c, 1, 2, &sum);
     int64_t took = test_now_ms() - t0;
-    print_message("    channel unlinked: the call failed after %lld ms with %s (%s)\n",
+    print_message("    channel's fd closed: the call failed after %lld ms with %s (%s)\n",
                   (long long)took, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
     assert_int_equal(rc, SHMRPC_EUNAVAIL);
     assert_non_null(strstr(shmrpc_client_errmsg(c), "did not run"));
@@ -734,8 +806,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_lock_costs_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(truncated_channel_costs_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
-        cmocka_unit_test_setup_teardown(unlinked_channel_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(closed_channel_fd_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),

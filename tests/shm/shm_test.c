@@ -339,7 +339,8 @@ static void stale_segments_and_second_server(void **state)
     /* The server dies without cleaning up: its segments stay... */
     kill(server, SIGKILL);
     test_reap(server, 5000);
-    assert_true(leftovers() >= 2); /* control segment and our channel */
+    assert_true(leftovers() >= 1); /* the control segment (channels are memfds: they go with
+                                      their last holder) */
     int64_t sum;
     shmrpc_client_next_timeout(c, 2000);
     assert_int_equal(calls_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
