@@ -1,10 +1,11 @@
 /* The shm:// transport against broken clients: a process that maps the control segment and
  * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
- * doorbell, a channel's sleepers put off, a bumped generation, a channel unlinked, a
- * header written over, a sweep put off for ever) must not hurt the service for longer
- * than a sweep. Also: deadlines while the manager is SIGKILLed, how fast a dead worker is
- * replaced, and how soon its caller learns of it. Every wait is bounded and every child
- * is reaped. */
+ * doorbell, a channel's sleepers put off, a channel's lock written over, a channel
+ * truncated or not sealed, a bumped generation, a channel's fd closed, a header written
+ * over, a sweep put off for ever) must not hurt the service for longer than a sweep.
+ * Also: deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, and
+ * how soon its caller learns of it. Every wait is bounded and every child is reaped. */
+#define _GNU_SOURCE /* memfd_create */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,6 +403,61 @@ static void truncated_channel_costs_nothing(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(rc2, 0);
     assert_int_equal(pid, worker);
+    assert_int_equal(after, worker);
+}
+
+/* --- a channel not sealed --- */
+
+/* Connects as a broken client would: claims a slot, publishes a channel that is not
+ * sealed (it could truncate it under the worker that answers), and rings. Exits 0 when
+ * no worker took the call in 300 ms, 1 when one did, 2 and more when it could not try. */
+static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        uint32_t gen = atomic_fetch_add(&s->gen, 1) + 1;
+        atomic_store(&s->client.start, 0);
+        atomic_store(&s->client.pid, (int32_t)getpid());
+        char name[160];
+        snprintf(name, sizeof name, "shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
+                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)gen);
+        int fd = memfd_create(name, MFD_ALLOW_SEALING); /* and no seal */
+        if (fd < 0 || fchmod(fd, 0600) != 0 || ftruncate(fd, 4096) != 0) _exit(3);
+        shmrpc__shm_chan *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (h == MAP_FAILED) _exit(4);
+        atomic_store(&h->size, 4096);
+        h->method = 0;
+        h->req_len = 0;
+        atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+        atomic_store(&s->chan_fd, fd);
+        atomic_store(&s->state, SHM_SLOT_OPEN);
+        atomic_fetch_or(&ctl->pending[i / 64], (uint64_t)1 << (i % 64));
+        atomic_fetch_add(&ctl->doorbell.word, 1);
+        syscall(SYS_futex, &ctl->doorbell.word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+        usleep(300 * 1000);
+        bool taken = atomic_load(&h->state.word) != SHM_CHAN_REQUEST;
+        if (ftruncate(fd, 0) != 0) _exit(5); /* what it could have done under a worker */
+        _exit(taken ? 1 : 0);
+    }
+    _exit(2);
+}
+
+/* A worker checks a channel's seals before it maps it: a client that publishes one that
+ * is not sealed costs its own connection, not the worker. */
+static void unsealed_channel_refused(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, after = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    corrupt(publish_unsealed, NULL); /* asserts the exit status 0: never taken */
+    assert_int_equal(calls_nap(c, 0, &after), 0);
+    shmrpc_client_free(c);
+    stop_server(server);
     assert_int_equal(after, worker);
 }
 
@@ -807,6 +866,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_lock_costs_nothing_else, setup, teardown),
         cmocka_unit_test_setup_teardown(truncated_channel_costs_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(unsealed_channel_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_channel_fd_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
