@@ -402,11 +402,10 @@ typedef struct shm_listener {
     shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
 } shm_listener;
 
-/* Unlinks the channels of key whose server is owner, or (owner 0, a server starting)
- * whose server is no longer alive or had this process's pid (a dead predecessor with
- * the same pid: a starting server has no channels yet): what servers that stopped or
- * died left behind for clients that never closed. Clients still mapping one keep it
- * until they let go. */
+/* Unlinks the channels in /dev/shm of key whose server is owner, or (owner 0, a server
+ * starting) whose server is no longer alive or had this process's pid: what servers of
+ * versions before memfd channels left behind when they stopped or died. Channels are
+ * memfds now, and go with their last holder. */
 static void remove_channels(const char *key, int32_t owner)
 {
     char name[300], prefix[128];
@@ -797,8 +796,8 @@ static void repair_header(worker *w, int64_t now)
     }
 }
 
-/* Frees the slots of clients that died without closing (or during their claim), and
- * unlinks their channels; then repairs the header and the shared counters. */
+/* Frees the slots of clients that died without closing (or during their claim); then
+ * repairs the header and the shared counters. */
 static void sweep(worker *w)
 {
     shmrpc__shm_ctl *ctl = w->ctl;
@@ -1021,8 +1020,7 @@ static void shm_listener_close(shmrpc__listener *base)
         atomic_store(&l->ctl->state, SHM_STOPPING);
         char name[128];
         ctl_name(name, sizeof name, l->key);
-        shm_unlink(name);
-        remove_channels(l->key, l->pid);
+        shm_unlink(name); /* channels are memfds: they go with their last holder */
     }
     shmrpc__stats_destroy(&l->stats);
     free(l->table);
@@ -1047,8 +1045,8 @@ typedef struct shm_conn {
     int32_t pid;      /* the process that connected: only it may call or close the slot */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
-    bool lost;        /* the slot or the channel's name stopped leading to this connection (a bad
-                         write, or a sweep) */
+    bool lost;        /* the slot or the channel's fd stopped leading to this connection (a bad
+                         write, a sweep, or the program closed the fd) */
     int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
     const shmrpc_service_info *info; /* for reconnects, which check the table again */
     uint32_t *map;
