@@ -531,6 +531,7 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
 typedef struct worker_chan {
     uint32_t gen;
     bool open;
+    uint32_t lock_tid; /* this worker's thread id while it holds the channel's lock, or 0 */
     chan_map map;
 } worker_chan;
 
@@ -626,11 +627,23 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     if (n) memcpy(chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
+    /* The lock is let go of just before the answer, on the same line: no waiter, no
+     * syscall. A client asleep on it (the kernel marked it so) is handed it after the
+     * answer is there; one that comes to it in between finds it free and sleeps on the
+     * state instead. */
+    bool waiter = false;
+    if (c->lock_tid) {
+        uint32_t v = c->lock_tid;
+        waiter =
+            !atomic_compare_exchange_strong(&h->lock, &v, 0) && (v & FUTEX_TID_MASK) == c->lock_tid;
+    }
     uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
     if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
         atomic_compare_exchange_strong(&h->state.word, &abandoned,
                                        SHM_CHAN_IDLE); /* nobody waits */
     shmrpc__wake(&h->state, 1);
+    if (waiter) shmrpc__lock_release(&h->lock, c->lock_tid);
+    c->lock_tid = 0;
     shmrpc_buf_destroy(&err);
 }
 
@@ -644,29 +657,28 @@ static void serve_one(worker *w, unsigned slot)
     shmrpc_buf_destroy(&err);
     if (c == NULL) return; /* closed or broken: nothing to answer */
     shmrpc__shm_chan *h = c->map.head;
-    /* The lock first, and the taker with it: a client that sees BUSY finds both written,
-     * so it can sleep on the lock and knows whose death it would mean. A worker that
-     * cannot take the lock (another one raced for the call, or a bad write) serves
-     * without it, and the client watches it by /proc as before. */
-    uint32_t unlocked = 0;
-    bool locked = atomic_compare_exchange_strong(&h->lock, &unlocked, w->tid);
-    if (locked) proc_set(&h->taker, w->pid, w->start); /* off the line the client spins on */
     uint32_t expect = SHM_CHAN_REQUEST;
-    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) {
-        if (locked) shmrpc__lock_release(&h->lock, w->tid);
-        return;
-    }
+    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) return;
+    /* The lock right after, while this worker holds the line. A client that sees BUSY
+     * before the lock is taken finds it free, and sleeps on the state for that sleep. A
+     * worker that cannot take it (a bad write) serves without it, and the client
+     * watches it by /proc as before. */
+    bool locked = atomic_load_explicit(&h->lock, memory_order_relaxed) == 0;
+    /* A store, not a compare-and-swap: after BUSY only this worker writes the word (the
+     * client cleared it before REQUEST), and a locked instruction would wait for the line
+     * that the spinning client keeps reading. */
+    if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
+    atomic_store(&h->worker, w->index);
     /* The client cleared taker before REQUEST, so it never watches the process of an
-     * earlier call; until this lands it treats the taker as unknown, hence alive. (A
-     * client that withdrew a request and made another cleared what a worker that locked
-     * for the first wrote.) */
-    atomic_store(&h->worker, w->index); /* after: before, it would take the line twice */
-    if (!locked || atomic_load(&h->taker.pid) != w->pid) proc_set(&h->taker, w->pid, w->start);
+     * earlier call; until this lands it treats the taker as unknown, hence alive. */
+    proc_set(&h->taker, w->pid, w->start);
     /* A client that slept before the call was taken sleeps on the state: wake it, so it
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
-    run_call(w, c);
-    if (locked) shmrpc__lock_release(&c->map.head->lock, w->tid); /* the answer may remap */
+    c->lock_tid = locked ? w->tid : 0;
+    run_call(w, c); /* its answer lets go of the lock */
+    if (c->lock_tid) shmrpc__lock_release(&c->map.head->lock, w->tid);
+    c->lock_tid = 0;
 }
 
 /* Runs the call that this worker took on channel c, and answers it. */

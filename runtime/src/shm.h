@@ -123,7 +123,14 @@ typedef struct shmrpc__shm_chan {
     /* The call's state: the word both sides wait on. */
     shmrpc__futex state;
     _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
-    uint32_t unused;
+    /* A PI futex (owner's thread id, or 0): the worker takes it just after REQUEST -> BUSY
+     * and lets go of it with its answer, and the kernel lets go of it when the worker
+     * dies. A client whose call is served sleeps locking it, so the kernel wakes it either
+     * way: at the answer, or at the worker's death (docs/shm-transport.md). Cleared by
+     * the client before REQUEST, so what a dead worker or a bad write left lasts one
+     * call. On the state's line, which the worker holds then anyway: a locked instruction
+     * on another line would wait for that line to come over from the client. */
+    _Atomic uint32_t lock;
     _Atomic uint64_t size; /* the segment's size: whoever grew it last */
     char pad0[64 - 24];
     /* Written by the client before REQUEST; read by the worker. */
@@ -137,16 +144,10 @@ typedef struct shmrpc__shm_chan {
      * replacement may hold already. Off the state's line: the client reads it only in
      * its slow checks, so writing it costs the spinning client nothing. */
     shmrpc__proc taker;
-    /* A PI futex (owner's thread id, or 0): the worker takes it before REQUEST -> BUSY and
-     * lets go after the answer, and the kernel lets go of it when the worker dies. A
-     * client whose call is served sleeps locking it, so the kernel wakes it either way:
-     * after the answer, or at the worker's death (docs/shm-transport.md). Cleared by the
-     * client before REQUEST, so what a dead worker or a bad write left lasts one call. */
-    _Atomic uint32_t lock;
-    char pad1[64 - 36];
+    char pad1[64 - 32];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
-static_assert(offsetof(shmrpc__shm_chan, lock) == 96, "the lock on the worker's line");
+static_assert(offsetof(shmrpc__shm_chan, lock) == 12, "the lock on the state's line");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 

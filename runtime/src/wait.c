@@ -105,15 +105,16 @@ void shmrpc__lock_release(_Atomic uint32_t *lock, uint32_t tid)
         syscall(SYS_futex, lock, FUTEX_UNLOCK_PI, 0, NULL, NULL, 0); /* a waiter: hand it over */
 }
 
-enum { LOCK_SLEPT, LOCK_LET_GO, LOCK_UNUSABLE };
+enum { LOCK_SLEPT, LOCK_LET_GO, LOCK_FREE, LOCK_UNUSABLE };
 
 /* Sleeps until the holder of the PI futex word lets go of it, or dies (the kernel hands
  * a PI futex to its waiter when its owner exits), for at most ns. LOCK_LET_GO: it did,
- * or nobody held it; LOCK_SLEPT: the time is up, or a signal came; LOCK_UNUSABLE: the
- * word cannot be waited on (this thread's, or not a lock: a bad write). */
+ * or it is gone; LOCK_FREE: nobody holds it (yet: the caller sleeps on the word this
+ * once); LOCK_SLEPT: the time is up, or a signal came; LOCK_UNUSABLE: the word cannot be
+ * waited on (this thread's, or not a lock: a bad write). */
 static int lock_sleep(_Atomic uint32_t *lock, int64_t ns)
 {
-    if ((atomic_load(lock) & FUTEX_TID_MASK) == 0) return LOCK_LET_GO;
+    if ((atomic_load(lock) & FUTEX_TID_MASK) == 0) return LOCK_FREE;
     struct timespec at;
     clock_gettime(CLOCK_MONOTONIC, &at); /* FUTEX_LOCK_PI2 measures on CLOCK_MONOTONIC */
     at.tv_sec += (time_t)(ns / 1000000000);
@@ -250,7 +251,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);
         if (w->awake) atomic_fetch_sub_explicit(w->awake, 1, memory_order_relaxed);
         int slept = lock ? lock_sleep(w->owner_lock, slice) : LOCK_UNUSABLE;
-        if (slept == LOCK_UNUSABLE) futex_sleep(f, old, slice, w);
+        if (slept == LOCK_UNUSABLE || slept == LOCK_FREE) futex_sleep(f, old, slice, w);
         if (w->awake) atomic_fetch_add_explicit(w->awake, 1, memory_order_relaxed);
         if (w->self) {
             atomic_store_explicit(&w->self->asleep, 0, memory_order_relaxed);
@@ -262,6 +263,6 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
             rc = check(w);
             if (rc != 0) return rc;
         }
-        if (slept != LOCK_SLEPT) lock = false;
+        if (slept == LOCK_LET_GO || slept == LOCK_UNUSABLE) lock = false;
     }
 }
