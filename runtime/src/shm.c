@@ -1140,6 +1140,15 @@ static int claim_slot(shm_conn *c, shmrpc_buf *err)
 
 static int create_chan(shm_conn *c, shmrpc_buf *err)
 {
+    /* Workers open the channel through /proc/PID/fd, which the kernel refuses for a
+     * process that is not dumpable: say so now, rather than let every call time out. */
+    if (prctl(PR_GET_DUMPABLE) != 1) {
+        shmrpc__msg_set(err,
+                        "shm://%s needs a dumpable process (workers open its channel through "
+                        "/proc/%d/fd); this one is not (PR_SET_DUMPABLE, setuid or capabilities)",
+                        c->key, (int)getpid());
+        return SHMRPC_EPERM;
+    }
     char name[160];
     chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
     int rc = create_channel(name + 1, PAGE, &c->chan.fd, err);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -604,6 +605,39 @@ static void fork_keeps_connections_apart(void **state)
     stop_server(server);
 }
 
+/* Workers open a channel through its client's /proc/PID/fd, which the kernel refuses for
+ * a process that is not dumpable: such a client is refused at connect, saying why,
+ * rather than having every call time out. */
+static void undumpable_client_refused(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1, 0);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(10);
+        shmrpc_client *c;
+        if (prctl(PR_SET_DUMPABLE, 0) != 0 || shmrpc_client_new(&c, &calls_service_info, NULL) != 0)
+            _exit(2);
+        int rc = shmrpc_client_connect(c, addr);
+        for (int i = 0; i < 250 && (rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY); i++) {
+            usleep(20000); /* the server may still be starting */
+            rc = shmrpc_client_connect(c, addr);
+        }
+        if (rc != SHMRPC_EPERM) fprintf(stderr, "connect: %s\n", shmrpc_client_errmsg(c));
+        bool said = strstr(shmrpc_client_errmsg(c), "dumpable") != NULL;
+        shmrpc_client_free(c);
+        _exit(rc == SHMRPC_EPERM && said ? 0 : 1);
+    }
+    int status = test_reap(child, 10000);
+    shmrpc_client *c = connect_client(); /* the service serves others */
+    int64_t sum;
+    int rc = calls_add(c, 2, 3, &sum);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -621,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stop_lets_calls_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(fork_keeps_connections_apart, setup, teardown),
+        cmocka_unit_test_setup_teardown(undumpable_client_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
