@@ -259,7 +259,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         }
         /* Let go of without the word changing: its holder died, or never held it. The
          * check says which; if nothing is wrong, the lock tells no more in this wait. */
-        if (slept == LOCK_LET_GO && !changed(f, old)) {
+        if (slept == LOCK_LET_GO && !changed(f, old, w)) {
             rc = check(w);
             if (rc != 0) return rc;
         }
