@@ -275,8 +275,22 @@ static void echo_series_counts_the_calls(void **state)
     check_samples(s, pid, CALLS_ADD + CALLS_JSON);
     json_decref(s);
 
-    /* The method table: cumulative counts per method. */
-    json_t *m = read_json(f, "logs/echo.methods.json");
+    /* The method table: cumulative counts per method. A sample appends its line to the
+     * series before it replaces the table, so the table read right after the line may
+     * still be the one before: wait (bounded) for the one that counts the calls. */
+    json_t *m = NULL;
+    for (int64_t end = sup_now_ms() + 5 * INTERVAL_MS;; sup_nap_ms(20)) {
+        m = read_json(f, "logs/echo.methods.json");
+        long long total = 0;
+        size_t k;
+        json_t *x;
+        json_array_foreach(json_object_get(m, "methods"), k, x)
+        {
+            total += json_integer_value(json_object_get(x, "calls"));
+        }
+        if (total == CALLS_ADD + CALLS_JSON || sup_now_ms() >= end) break;
+        json_decref(m);
+    }
     assert_non_null(m);
     assert_string_equal(json_string_value(json_object_get(m, "service")), "Echo");
     assert_int_equal(json_integer_value(json_object_get(m, "pid")), pid);
