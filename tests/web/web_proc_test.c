@@ -271,13 +271,19 @@ static void test_port_taken_on_restart(void **state)
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)T.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(kill(page, SIGKILL), 0);
-    bool bound = false; /* within the restart's 100 ms */
-    for (int64_t end = sup_now_ms() + 90; !bound && sup_now_ms() < end;)
-        bound = bind(squat, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(squat, 1) == 0;
+    /* The port is taken within the restart's backoff (100 ms, then doubled): a test that a
+     * busy machine kept from running that long tries again with the next page. */
+    bool bound = false;
+    for (int round = 0; !bound && round < 4; round++) {
+        if (round) page = wait_page(keeper, page, 20000);
+        assert_true(page > 0);
+        assert_int_equal(kill(page, SIGKILL), 0);
+        for (int64_t end = sup_now_ms() + 90; !bound && sup_now_ms() < end;)
+            bound = bind(squat, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(squat, 1) == 0;
+    }
     assert_true(bound);
     assert_true(log_has("web monitor: the page's process exited with status 3; starting it "
-                        "again in 200 ms",
+                        "again in ",
                         5000));
     close(squat);
     resp r;
