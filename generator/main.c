@@ -8,19 +8,16 @@
 
 #include <shmrpc/version.h> /* SHMRPC_CODEGEN_VERSION: the contract the output is made for */
 
+#include "embedded.h"
 #include "gen.h"
 
-typedef struct template_file {
-    const char *name;
-    const char *text;
-} template_file;
-extern const template_file shmrpcgen_templates[];
-extern const size_t shmrpcgen_n_templates;
+/* templates/, built in (cmake/embed.cmake). */
+extern const shmrpc__embedded_file shmrpcgen_templates[];
 
 static const char *template_text(const char *name)
 {
-    for (size_t i = 0; i < shmrpcgen_n_templates; i++)
-        if (strcmp(shmrpcgen_templates[i].name, name) == 0) return shmrpcgen_templates[i].text;
+    const char *text = shmrpc__embedded_text(shmrpcgen_templates, name);
+    if (text) return text;
     fprintf(stderr, "shmrpcgen: no template %s was built in\n", name);
     exit(2);
 }

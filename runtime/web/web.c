@@ -33,6 +33,7 @@
 #include <shmrpc/codec.h>
 #include <shmrpc/status.h>
 
+#include "embedded.h"
 #include "web_auth.h"
 #include "web_call.h"
 #include "web_files.h"
@@ -64,14 +65,8 @@
 /* The largest body of POST /login, which anyone may send: a secret is 256 bytes. */
 #define MAX_LOGIN_BODY 4096
 
-/* The static assets (web/), embedded by cmake/embed.cmake; its symbols are renamed for
- * this program in CMakeLists.txt. */
-typedef struct template_file {
-    const char *name;
-    const char *text;
-} template_file;
-extern const template_file sup_web_assets[];
-extern const size_t sup_web_n_assets;
+/* The static assets (assets/), built in (cmake/embed.cmake). */
+extern const shmrpc__embedded_file web_assets[];
 
 struct sup_web {
     struct mg_context *mg;
@@ -160,13 +155,6 @@ static int reply_err(struct mg_connection *conn, const web_err *e)
 }
 
 /* --- requests ------------------------------------------------------------------------- */
-
-static const template_file *asset(const char *name)
-{
-    for (size_t i = 0; i < sup_web_n_assets; i++)
-        if (strcmp(sup_web_assets[i].name, name) == 0) return &sup_web_assets[i];
-    return NULL;
-}
 
 #define JS "text/javascript; charset=utf-8"
 #define CSS "text/css; charset=utf-8"
@@ -372,11 +360,11 @@ static int no_service(struct mg_connection *conn, const sup_web *s, const char *
 static int get_page(struct mg_connection *conn, const sup_web *s, const char *file,
                     const char *name)
 {
-    const template_file *f = asset(file);
-    if (!f) return reply_error(conn, 500, SHMRPC_ENOENT, "a page is missing from the program");
+    const char *text = shmrpc__embedded_text(web_assets, file);
+    if (!text) return reply_error(conn, 500, SHMRPC_ENOENT, "a page is missing from the program");
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    for (const char *p = f->text, *at; *p; p = at) {
+    for (const char *p = text, *at; *p; p = at) {
         at = strstr(p, "{{");
         if (!at) at = p + strlen(p);
         shmrpc_buf_append(&b, p, (size_t)(at - p));
@@ -647,9 +635,9 @@ static int handle_get(struct mg_connection *conn, sup_web *s, const char *uri, c
         return get_page(conn, s, "index.html", NULL);
     for (size_t k = 0; n == 1 && k < sizeof static_files / sizeof static_files[0]; k++) {
         if (strcmp(seg[0], static_files[k].path) != 0) continue;
-        const template_file *f = asset(static_files[k].file);
-        if (!f) return reply_error(conn, 404, SHMRPC_ENOENT, "no such asset");
-        return reply(conn, 200, static_files[k].type, f->text, strlen(f->text));
+        const char *text = shmrpc__embedded_text(web_assets, static_files[k].file);
+        if (!text) return reply_error(conn, 404, SHMRPC_ENOENT, "no such asset");
+        return reply(conn, 200, static_files[k].type, text, strlen(text));
     }
     if (n == 2 && strcmp(seg[0], "services") == 0) {
         if (find_service(s, seg[1]) < 0) return no_service(conn, s, seg[1]);
