@@ -1,26 +1,16 @@
 /* The resolved configuration as service.ini text (shmrpc__config_write): every key of the
  * table (config_keys.c) written out, which reads back to the same configuration. */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "config_internal.h"
 
-static void outf(shmrpc_buf *out, const char *fmt, ...) SHMRPC__INI_FMT(2, 3);
-static void outf(shmrpc_buf *out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__ini_vappend(out, fmt, ap);
-    va_end(ap);
-}
-
 static void out_size(shmrpc_buf *out, const char *name, uint64_t v)
 {
     if (v)
-        outf(out, "%s = %llu\n", name, (unsigned long long)v);
+        shmrpc_buf_appendf(out, "%s = %llu\n", name, (unsigned long long)v);
     else
-        outf(out, "%s = none\n", name);
+        shmrpc_buf_appendf(out, "%s = none\n", name);
 }
 
 /* A number, size or boolean field of key k, read as the member's own type is. */
@@ -52,17 +42,21 @@ static void out_setting(shmrpc_buf *out, int k, const shmrpc__config_settings *s
     case T_SECRET: {
         const char *text =
             key(k)->ctype == C_STR ? *(char *const *)((const char *)s + key(k)->field) : NULL;
-        outf(out, "%s = %s\n", name, text ? text : key(k)->type == T_DIR ? "" : "none");
+        shmrpc_buf_appendf(out, "%s = %s\n", name,
+                           text                    ? text
+                           : key(k)->type == T_DIR ? ""
+                                                   : "none");
         return;
     }
     case T_INT:
-        outf(out, "%s = %lld\n", name, (long long)(key(k)->unit_ms ? v / key(k)->unit_ms : v));
+        shmrpc_buf_appendf(out, "%s = %lld\n", name,
+                           (long long)(key(k)->unit_ms ? v / key(k)->unit_ms : v));
         return;
     case T_SIZE:
         out_size(out, name, (uint64_t)v);
         return;
     case T_BOOL:
-        outf(out, "%s = %s\n", name, v ? "true" : "false");
+        shmrpc_buf_appendf(out, "%s = %s\n", name, v ? "true" : "false");
         return;
     default:
         return;
@@ -89,44 +83,44 @@ static void out_word(shmrpc_buf *out, const char *w)
 
 void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
 {
-    outf(out, "[defaults]\n");
+    shmrpc_buf_appendf(out, "[defaults]\n");
     for (int k = 0; k < K_COUNT; k++)
         if (shmrpc__config_is_field(k)) out_setting(out, k, &c->defaults);
-    outf(out, "\n[web monitor]\n%s = %s\n%s = %d\n%s = %s\n", key(K_WEB_HOST)->name, c->web_host,
-         key(K_WEB_PORT)->name, c->web_port, key(K_WEB_SECRET)->name,
-         c->web_secret_file ? c->web_secret_file : "none");
+    shmrpc_buf_appendf(out, "\n[web monitor]\n%s = %s\n%s = %d\n%s = %s\n", key(K_WEB_HOST)->name,
+                       c->web_host, key(K_WEB_PORT)->name, c->web_port, key(K_WEB_SECRET)->name,
+                       c->web_secret_file ? c->web_secret_file : "none");
     for (size_t i = 0; i < c->n_services; i++) {
         const shmrpc__config_service *s = &c->services[i];
         bool exec = s->kind == SHMRPC__CONFIG_EXEC;
-        outf(out, "\n[%s]\n", s->name);
+        shmrpc_buf_appendf(out, "\n[%s]\n", s->name);
         if (exec) {
-            outf(out, "%s =", key(K_EXEC)->name);
+            shmrpc_buf_appendf(out, "%s =", key(K_EXEC)->name);
             for (int a = 0; a < s->argc; a++) {
                 shmrpc_buf_append(out, " ", 1);
                 out_word(out, s->argv[a]);
             }
-            outf(out, "\n; program: %s\n", s->program);
+            shmrpc_buf_appendf(out, "\n; program: %s\n", s->program);
         } else {
-            outf(out, "%s = %s\n", key(K_MODULE)->name, s->module);
+            shmrpc_buf_appendf(out, "%s = %s\n", key(K_MODULE)->name, s->module);
             if (s->module_argc) {
-                outf(out, "%s =", key(K_MODULE_ARGS)->name);
+                shmrpc_buf_appendf(out, "%s =", key(K_MODULE_ARGS)->name);
                 for (int a = 0; a < s->module_argc; a++) {
                     shmrpc_buf_append(out, " ", 1);
                     out_word(out, s->module_args[a]);
                 }
-                outf(out, "\n");
+                shmrpc_buf_appendf(out, "\n");
             }
         }
         /* What the file leaves to the .svc is a comment, so that the text reads back. */
         const char *unknown = exec ? "not set" : "from the .svc";
         if (s->shm_name)
-            outf(out, "%s = %s\n", key(K_SHM_NAME)->name, s->shm_name);
+            shmrpc_buf_appendf(out, "%s = %s\n", key(K_SHM_NAME)->name, s->shm_name);
         else
-            outf(out, "; %s: %s\n", key(K_SHM_NAME)->name, unknown);
+            shmrpc_buf_appendf(out, "; %s: %s\n", key(K_SHM_NAME)->name, unknown);
         if (s->tcp_port)
-            outf(out, "%s = %d\n", key(K_TCP_PORT)->name, s->tcp_port);
+            shmrpc_buf_appendf(out, "%s = %d\n", key(K_TCP_PORT)->name, s->tcp_port);
         else
-            outf(out, "; %s: %s\n", key(K_TCP_PORT)->name, unknown);
+            shmrpc_buf_appendf(out, "; %s: %s\n", key(K_TCP_PORT)->name, unknown);
         for (int k = 0; k < K_COUNT; k++)
             if (shmrpc__config_is_field(k) && (!exec || key(k)->exec_too))
                 out_setting(out, k, &s->s);

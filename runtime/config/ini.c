@@ -460,37 +460,6 @@ static int by_position(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static void putf(shmrpc_buf *out, const char *fmt, ...) SHMRPC__INI_FMT(2, 3);
-static void putf(shmrpc_buf *out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__ini_vappend(out, fmt, ap);
-    va_end(ap);
-}
-
-void shmrpc__ini_vappend(shmrpc_buf *out, const char *fmt, va_list ap)
-{
-    char text[256];
-    va_list again;
-    va_copy(again, ap);
-    int n = vsnprintf(text, sizeof text, fmt, again);
-    va_end(again);
-    if (n < 0) return;
-    if ((size_t)n < sizeof text) {
-        shmrpc_buf_append(out, text, (size_t)n);
-        return;
-    }
-    char *big = malloc((size_t)n + 1); /* a long path: written whole, never cut */
-    if (!big) {
-        out->err = SHMRPC_ENOMEM;
-        return;
-    }
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    shmrpc_buf_append(out, big, (size_t)n);
-    free(big);
-}
-
 /* The source line under an error, and the caret (common/caret.c), into a buffer. */
 static void put_bytes(void *out, const char *s, size_t n)
 {
@@ -507,10 +476,10 @@ void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
     for (size_t i = 0; i < kept; i++) {
         const shmrpc__ini_diag *er = &ini->errors[i];
         if (er->line <= 0) {
-            putf(out, "%s: error: %s\n", ini->path, er->msg);
+            shmrpc_buf_appendf(out, "%s: error: %s\n", ini->path, er->msg);
             continue;
         }
-        putf(out, "%s:%d:%d: error: %s\n", ini->path, er->line, er->col, er->msg);
+        shmrpc_buf_appendf(out, "%s:%d:%d: error: %s\n", ini->path, er->line, er->col, er->msg);
         while (p && p < end && at_line < er->line) {
             const char *nl = memchr(p, '\n', (size_t)(end - p));
             p = nl ? nl + 1 : end;
@@ -523,5 +492,6 @@ void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
         shmrpc__caret(p, (size_t)(le - p), er->col, put_bytes, out);
     }
     if (ini->n_errors > kept)
-        putf(out, "%s: error: %zu more errors not shown\n", ini->path, ini->n_errors - kept);
+        shmrpc_buf_appendf(out, "%s: error: %zu more errors not shown\n", ini->path,
+                           ini->n_errors - kept);
 }

@@ -79,7 +79,4 @@ void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out);
  * user must read all of it). The text lives in the ini's arena; "" when memory runs out. */
 const char *shmrpc__ini_quote(shmrpc__ini *ini, const char *s, size_t max);
 
-/* Appends the formatted text to out whole, however long (out->err on failure). */
-void shmrpc__ini_vappend(shmrpc_buf *out, const char *fmt, va_list ap) SHMRPC__INI_FMT(2, 0);
-
 #endif

@@ -1,4 +1,8 @@
-/* Growth of shmrpc_buf: the slow path behind the inline append in buf.h. */
+/* Growth of shmrpc_buf: the slow path behind the inline append in buf.h, and formatted
+ * appends. */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <shmrpc/buf.h>
@@ -48,4 +52,47 @@ int shmrpc__buf_grow(shmrpc_buf *b, size_t n)
     b->data = p;
     b->cap = cap;
     return 0;
+}
+
+int shmrpc_buf_vappendf(shmrpc_buf *b, const char *fmt, va_list ap)
+{
+    if (b->err) return b->err;
+    va_list again;
+    va_copy(again, ap);
+    /* Straight into the room there is; when the text is longer, grow and format again. */
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(room ? (char *)b->data + b->len : NULL, room, fmt, ap);
+    if (n < 0) {
+        fail(b, SHMRPC_EINVAL);
+    } else if ((size_t)n >= room) {
+        /* The NUL too, unless only the text fits under max. */
+        bool nul = !b->max || b->len + (size_t)n < b->max;
+        if (shmrpc__buf_grow(b, (size_t)n + nul) == 0) {
+            if (nul) {
+                vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, again);
+            } else {
+                char *tmp = malloc((size_t)n + 1);
+                if (tmp) {
+                    vsnprintf(tmp, (size_t)n + 1, fmt, again);
+                    memcpy(b->data + b->len, tmp, (size_t)n);
+                    free(tmp);
+                } else {
+                    fail(b, SHMRPC_ENOMEM);
+                }
+            }
+        }
+    }
+    va_end(again);
+    if (b->err) return b->err;
+    b->len += (size_t)n;
+    return 0;
+}
+
+int shmrpc_buf_appendf(shmrpc_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = shmrpc_buf_vappendf(b, fmt, ap);
+    va_end(ap);
+    return rc;
 }

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -453,17 +452,6 @@ static void put(shmrpc_buf *b, const char *s)
     shmrpc_buf_append(b, s, strlen(s));
 }
 
-static void putf(shmrpc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(shmrpc_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0) shmrpc_buf_append(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 /* A label value: backslash, double quote and line feed escaped (0.0.4); other control
  * bytes and non-ASCII ones, which a name read from shared memory might hold, become '?'. */
 static void put_label(shmrpc_buf *b, const char *s)
@@ -485,7 +473,7 @@ static void put_label(shmrpc_buf *b, const char *s)
 
 static void family(shmrpc_buf *b, const char *name, const char *type, const char *help)
 {
-    putf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    shmrpc_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void svc_label(shmrpc_buf *b, const char *metric, const char *svc)
@@ -504,7 +492,7 @@ static void put_seconds(shmrpc_buf *b, uint64_t ns)
     size_t n = strlen(frac);
     while (n > 0 && frac[n - 1] == '0')
         frac[--n] = '\0';
-    putf(b, "%llu%s%s", (unsigned long long)(ns / 1000000000u), n ? "." : "", frac);
+    shmrpc_buf_appendf(b, "%llu%s%s", (unsigned long long)(ns / 1000000000u), n ? "." : "", frac);
 }
 
 int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
@@ -522,7 +510,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
     for (size_t i = 0; i < v.n; i++) {
         const char *st = json_string_value(json_object_get(v.g[i].status, "state"));
         svc_label(out, "shmrpc_service_up", c->services[i].name);
-        putf(out, "} %d\n", st && strcmp(st, "running") == 0);
+        shmrpc_buf_appendf(out, "} %d\n", st && strcmp(st, "running") == 0);
     }
     family(out, "shmrpc_service_state", "gauge",
            "The service's state: 1 for the one it is in, 0 for the others.");
@@ -530,7 +518,8 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
         const char *st = json_string_value(json_object_get(v.g[i].status, "state"));
         for (size_t k = 0; k < sizeof states / sizeof states[0]; k++) {
             svc_label(out, "shmrpc_service_state", c->services[i].name);
-            putf(out, ",state=\"%s\"} %d\n", states[k], st && strcmp(st, states[k]) == 0);
+            shmrpc_buf_appendf(out, ",state=\"%s\"} %d\n", states[k],
+                               st && strcmp(st, states[k]) == 0);
         }
     }
     family(out, "shmrpc_service_restarts_total", "counter",
@@ -538,34 +527,36 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
     for (size_t i = 0; i < v.n; i++) {
         json_t *r = json_object_get(v.g[i].status, "restarts");
         svc_label(out, "shmrpc_service_restarts_total", c->services[i].name);
-        putf(out, "} %lld\n", json_is_integer(r) ? (long long)json_integer_value(r) : 0LL);
+        shmrpc_buf_appendf(out, "} %lld\n",
+                           json_is_integer(r) ? (long long)json_integer_value(r) : 0LL);
     }
     family(out, "shmrpc_service_workers", "gauge",
            "Worker processes of the service: the processes of its group that are no other's "
            "parent (a leader serving alone is 1); 0 when not running.");
     for (size_t i = 0; i < v.n; i++) {
         svc_label(out, "shmrpc_service_workers", c->services[i].name);
-        putf(out, "} %d\n", worker_count(&v.g[i]));
+        shmrpc_buf_appendf(out, "} %d\n", worker_count(&v.g[i]));
     }
     family(out, "shmrpc_service_cpu_seconds_total", "counter",
            "User and system CPU time of the service's running processes and of the workers its "
            "leader reaped; starts again at a restart.");
     for (size_t i = 0; i < v.n; i++) {
         svc_label(out, "shmrpc_service_cpu_seconds_total", c->services[i].name);
-        putf(out, "} %.2f\n", v.g[i].cpu_s);
+        shmrpc_buf_appendf(out, "} %.2f\n", v.g[i].cpu_s);
     }
     family(out, "shmrpc_service_resident_memory_bytes", "gauge",
            "Resident memory of the service's processes, summed (pages shared count in each).");
     for (size_t i = 0; i < v.n; i++) {
         svc_label(out, "shmrpc_service_resident_memory_bytes", c->services[i].name);
-        putf(out, "} %llu\n", (unsigned long long)v.g[i].rss);
+        shmrpc_buf_appendf(out, "} %llu\n", (unsigned long long)v.g[i].rss);
     }
     family(out, "shmrpc_service_log_dropped_bytes_total", "counter",
            "Bytes of the service's output that could not be written to its log.");
     for (size_t i = 0; i < v.n; i++) {
         json_t *d = json_object_get(v.g[i].status, "log_dropped_bytes");
         svc_label(out, "shmrpc_service_log_dropped_bytes_total", c->services[i].name);
-        putf(out, "} %lld\n", json_is_integer(d) ? (long long)json_integer_value(d) : 0LL);
+        shmrpc_buf_appendf(out, "} %lld\n",
+                           json_is_integer(d) ? (long long)json_integer_value(d) : 0LL);
     }
     /* Per method, from the statistics segments; a service without one has no series. */
     static const struct {
@@ -585,8 +576,8 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
                 svc_label(out, counters[f].name, c->services[i].name);
                 put(out, ",method=\"");
                 put_label(out, m->name);
-                putf(out, "\"} %llu\n",
-                     (unsigned long long)(counters[f].which ? m->errors : m->calls));
+                shmrpc_buf_appendf(out, "\"} %llu\n",
+                                   (unsigned long long)(counters[f].which ? m->errors : m->calls));
             }
         }
     }
@@ -609,7 +600,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
                     put(out, "+Inf");
                 else
                     put_seconds(out, (uint64_t)1 << (b + 10));
-                putf(out, "\"} %llu\n", (unsigned long long)cum);
+                shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)cum);
             }
             svc_label(out, "shmrpc_call_duration_seconds_sum", c->services[i].name);
             put(out, ",method=\"");
@@ -621,7 +612,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
             put_label(out, m->name);
             /* The buckets' total, which +Inf shows too: the rows are read while workers
              * may be counting a call, and a histogram must agree with itself. */
-            putf(out, "\"} %llu\n", (unsigned long long)cum);
+            shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)cum);
         }
     }
     view_free(&v);

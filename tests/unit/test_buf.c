@@ -135,6 +135,43 @@ static void messages(void **state)
     shmrpc_buf_destroy(&m);
 }
 
+/* shmrpc_buf_appendf: short and long texts whole (the programs' messages name paths,
+ * which a cut would hide), a NUL after them, max honoured to the byte, errors sticky. */
+static void appendf(void **state)
+{
+    (void)state;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    assert_int_equal(shmrpc_buf_appendf(&b, "%s=%d", "a", 1), 0);
+    assert_int_equal(b.len, 3);
+    assert_string_equal((const char *)b.data, "a=1");
+    char long_text[5000];
+    memset(long_text, 'p', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    assert_int_equal(shmrpc_buf_appendf(&b, ";%s!", long_text), 0);
+    assert_int_equal(b.len, 3 + 1 + 4999 + 1);
+    assert_int_equal(b.data[b.len - 1], '!');
+    assert_int_equal(b.data[b.len], '\0');
+    assert_int_equal(shmrpc_buf_appendf(&b, "%s", ""), 0);
+    assert_int_equal(b.len, 5004);
+    shmrpc_buf_destroy(&b);
+
+    /* Exactly max bytes of text fit (without their NUL); one more does not, and stays out. */
+    shmrpc_buf_init(&b);
+    b.max = 8;
+    assert_int_equal(shmrpc_buf_appendf(&b, "%s", "1234"), 0);
+    assert_int_equal(shmrpc_buf_appendf(&b, "%d", 5678), 0);
+    assert_int_equal(b.len, 8);
+    assert_memory_equal(b.data, "12345678", 8);
+    assert_int_equal(shmrpc_buf_appendf(&b, "x"), SHMRPC_ETOOBIG);
+    assert_int_equal(b.len, 8);
+    assert_int_equal(shmrpc_buf_appendf(&b, "%s", ""), SHMRPC_ETOOBIG); /* sticky */
+    shmrpc_buf_clear(&b);
+    assert_int_equal(shmrpc_buf_appendf(&b, "%s", "123456789"), SHMRPC_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    shmrpc_buf_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +182,7 @@ int main(void)
         cmocka_unit_test(grow_overflow),
         cmocka_unit_test(msgpack_writes_into_buf),
         cmocka_unit_test(messages),
+        cmocka_unit_test(appendf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

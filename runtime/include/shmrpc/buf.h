@@ -2,6 +2,7 @@
 #ifndef SHMRPC_BUF_H
 #define SHMRPC_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -69,6 +70,13 @@ static inline int shmrpc_buf_append(shmrpc_buf *b, const void *p, size_t n)
     b->len += n;
     return 0;
 }
+
+/* Appends printf's text for fmt, whole however long it is; a NUL follows it in data when
+ * it fits (not counted in len). 0, or b->err: SHMRPC_ENOMEM, SHMRPC_ETOOBIG past max,
+ * SHMRPC_EINVAL for a format printf refuses. */
+int shmrpc_buf_appendf(shmrpc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int shmrpc_buf_vappendf(shmrpc_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* msgpack-c's write callback over a shmrpc_buf:
  *     msgpack_packer_init(&pk, buf, shmrpc_buf_msgpack_write); */
