@@ -154,7 +154,7 @@ static void fill_std_fds(void)
 /* Reaps every child that ended: a service's process (its group is killed first, while
  * its zombie keeps the group's id from being reused), the page's keeper, or one a service
  * left behind. false once no child is left. */
-static bool reap_children(sup_service *svcs, size_t n, sup_web_proc *web, int64_t now)
+static bool reap_children(sup_service *svcs, size_t n, web_proc *web, int64_t now)
 {
     for (;;) {
         siginfo_t si = {0};
@@ -169,7 +169,7 @@ static bool reap_children(sup_service *svcs, size_t n, sup_web_proc *web, int64_
             int status = 0;
             while (waitpid(si.si_pid, &status, 0) < 0 && errno == EINTR)
                 ;
-            sup_web_proc_reaped(web, si.si_pid, status);
+            web_proc_reaped(web, si.si_pid, status);
         }
     }
 }
@@ -184,9 +184,9 @@ static bool settled(const sup_service *s)
 /* Lets go of what main holds before its loop, on a failure there (a second supervisor of
  * one file stops here): services [0, ready) were set up. Returns main's status, 1. */
 static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct pollfd *pfds,
-                      int sfd, sup_web_proc *web)
+                      int sfd, web_proc *web)
 {
-    sup_web_proc_stop(web, sfd);
+    web_proc_stop(web, sfd);
     for (size_t i = 0; i < ready; i++)
         sup_service_destroy(&svcs[i]);
     free(svcs);
@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     /* The management page's keeper (web_proc.c), while this process is surely one
      * thread: before any module is loaded (one may start threads), and before the control
      * service. It starts the page in a process of its own once every service has started. */
-    sup_web_proc *web = sup_web_proc_fork(c, control_addr, &ctx);
+    web_proc *web = web_proc_fork(c, control_addr, &ctx);
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
     }
-    sup_web_proc_resolved(web, c);
+    web_proc_resolved(web, c);
     if (!ports_free(c)) return stop_early(c, NULL, 0, NULL, -1, web);
     const char *log_dir = c->defaults.log_dir;
     e = make_dirs(log_dir);
@@ -385,7 +385,7 @@ int main(int argc, char **argv)
             }
             if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
-                sup_web_proc_serve(web);
+                web_proc_serve(web);
                 notify("READY=1");
                 ready_sent = true;
             }
@@ -425,7 +425,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             pfds[np++] = (struct pollfd){.fd = svcs[i].out_r, .events = POLLIN};
         pfds[np++] = (struct pollfd){.fd = sup_control_fd(control), .events = POLLIN};
-        pfds[np++] = (struct pollfd){.fd = sup_web_proc_fd(web), .events = POLLIN};
+        pfds[np++] = (struct pollfd){.fd = web_proc_fd(web), .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
             sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
             ctx.draining = true;
@@ -458,7 +458,7 @@ int main(int argc, char **argv)
         }
         for (size_t i = 0; i < n; i++)
             if (pfds[1 + i].revents & POLLIN) sup_service_drain(&svcs[i]);
-        if (pfds[2 + n].revents) sup_web_proc_drain(web);
+        if (pfds[2 + n].revents) web_proc_drain(web);
         reap_children(svcs, n, web, now);
         for (size_t i = 0; i < n; i++)
             sup_service_tick(&svcs[i], sup_mono_ms());
@@ -466,7 +466,7 @@ int main(int argc, char **argv)
         if (pfds[1 + n].revents & POLLIN) sup_control_handle(control, sup_mono_ms());
     }
     /* Status was served until every service stopped; now the segment goes. */
-    sup_web_proc_stop(web, sfd); /* before the control service, which the page calls */
+    web_proc_stop(web, sfd); /* before the control service, which the page calls */
     sup_control_stop(control);
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes

@@ -68,7 +68,7 @@
 /* The static assets (assets/), built in (cmake/embed.cmake). */
 extern const shmrpc__embedded_file web_assets[];
 
-struct sup_web {
+struct web_server {
     struct mg_context *mg;
     web_ctx w;
     atomic_bool closing;
@@ -89,7 +89,7 @@ static int reply_with(struct mg_connection *conn, int status, const char *extra,
                       const void *body, size_t n)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    const sup_web *s = mg_get_user_data(mg_get_context(conn));
+    const web_server *s = mg_get_user_data(mg_get_context(conn));
     bool head = strcmp(ri->request_method, "HEAD") == 0;
     /* A peer that reads its answer a byte at a time gives up its thread in the end, and
      * so does one that goes on sending a body the page did not read: civetweb reads what
@@ -179,7 +179,7 @@ static const struct {
  * non-loopback address is reached by the machine's addresses, which the configured one
  * (0.0.0.0, ::) need not be: any numeric address is fine there, being no DNS name that
  * could be rebound. */
-static bool host_ok(const sup_web *s, const char *host)
+static bool host_ok(const web_server *s, const char *host)
 {
     if (!host) return true; /* HTTP/1.0 GET without one (headers_ok): not a browser */
     char name[256];
@@ -247,7 +247,7 @@ static int headers_ok(struct mg_connection *conn, bool read_only)
 }
 
 /* Compares the token in constant time. */
-static bool token_ok(const sup_web *s, const char *given)
+static bool token_ok(const web_server *s, const char *given)
 {
     if (!given || strlen(given) != strlen(s->w.token)) return false;
     unsigned char diff = 0;
@@ -272,7 +272,7 @@ static int body_length(struct mg_connection *conn, size_t max, size_t *n)
 /* Reads exactly n bytes of the body into p, within BODY_TIMEOUT_MS in all: 0, or 400
  * when fewer came (the peer closed, or stalled, or the deadline passed): a short body
  * is never taken for the whole. */
-static int read_exact(struct mg_connection *conn, const sup_web *s, char *p, size_t n)
+static int read_exact(struct mg_connection *conn, const web_server *s, char *p, size_t n)
 {
     size_t got = 0;
     int armed = web_guard_arm(s->guard, conn, BODY_TIMEOUT_MS, SHUT_RD);
@@ -307,7 +307,7 @@ static int body_error(int http)
 }
 
 /* Frees a body of read_body's and gives its bytes back to the budget. */
-static void free_body(sup_web *s, char *body, size_t len)
+static void free_body(web_server *s, char *body, size_t len)
 {
     free(body);
     if (len > SMALL_BODY) atomic_fetch_sub(&s->bodies, len);
@@ -315,7 +315,7 @@ static void free_body(sup_web *s, char *body, size_t len)
 
 /* The body, NUL-terminated, in *out (free_body it), all of it as Content-Length declares:
  * 0, or an HTTP status (503: the budget of large bodies is spent for now). */
-static int read_body(struct mg_connection *conn, sup_web *s, char **out, size_t *len)
+static int read_body(struct mg_connection *conn, web_server *s, char **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
@@ -338,14 +338,14 @@ static int read_body(struct mg_connection *conn, sup_web *s, char **out, size_t 
 }
 
 /* The index of service name, or -1. */
-static long find_service(const sup_web *s, const char *name)
+static long find_service(const web_server *s, const char *name)
 {
     for (size_t i = 0; i < s->w.cfg->n_services; i++)
         if (strcmp(s->w.cfg->services[i].name, name) == 0) return (long)i;
     return -1;
 }
 
-static int no_service(struct mg_connection *conn, const sup_web *s, const char *name)
+static int no_service(struct mg_connection *conn, const web_server *s, const char *name)
 {
     char msg[600];
     int used = snprintf(msg, sizeof msg, "no service '%.64s'; the services are: ", name);
@@ -357,7 +357,7 @@ static int no_service(struct mg_connection *conn, const sup_web *s, const char *
 
 /* An HTML page of web/ with the token at {{TOKEN}} (for its script to send with POSTs)
  * and the service's name, escaped, at {{NAME}}. */
-static int get_page(struct mg_connection *conn, const sup_web *s, const char *file,
+static int get_page(struct mg_connection *conn, const web_server *s, const char *file,
                     const char *name)
 {
     const char *text = shmrpc__embedded_text(web_assets, file);
@@ -436,7 +436,7 @@ static int bad_query(struct mg_connection *conn, const char *name)
 }
 
 /* GET /api/services/NAME/series[?since=T_MS][&max=N] */
-static int get_series(struct mg_connection *conn, const sup_web *s, size_t i)
+static int get_series(struct mg_connection *conn, const web_server *s, size_t i)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     long long since = INT64_MIN, max = WEB_SERIES_DEFAULT;
@@ -453,7 +453,7 @@ static int get_series(struct mg_connection *conn, const sup_web *s, size_t i)
 }
 
 /* GET /api/services/NAME/log[?after=OFFSET[&inode=INO]][&max_bytes=N] */
-static int get_log(struct mg_connection *conn, const sup_web *s, size_t i)
+static int get_log(struct mg_connection *conn, const web_server *s, size_t i)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     long long after = 0, max_bytes = (long long)WEB_LOG_DEFAULT_BYTES;
@@ -480,7 +480,8 @@ static int get_log(struct mg_connection *conn, const sup_web *s, size_t i)
 
 /* The live session the request's cookie names, copied to id; false when there is none
  * (each cookie of that name is tried: a browser may hold a stale one beside it). */
-static bool session_of(const sup_web *s, struct mg_connection *conn, char id[WEB_AUTH_ID_LEN + 1])
+static bool session_of(const web_server *s, struct mg_connection *conn,
+                       char id[WEB_AUTH_ID_LEN + 1])
 {
     const char *p = mg_get_header(conn, "Cookie");
     size_t n = strlen(s->cookie);
@@ -524,7 +525,7 @@ static int to_login(struct mg_connection *conn, const char *uri)
 
 /* POST /login: the secret as a form (secret=...) or as JSON ({"secret": "..."}); a
  * session cookie and 303 to /, or 403 (wrong) or 429 (throttled). */
-static int post_login(struct mg_connection *conn, sup_web *s)
+static int post_login(struct mg_connection *conn, web_server *s)
 {
     char body[MAX_LOGIN_BODY + 1], given[MAX_LOGIN_BODY + 1];
     size_t len = 0, n = 0;
@@ -575,7 +576,7 @@ static int post_login(struct mg_connection *conn, sup_web *s)
 }
 
 /* POST /logout (with the token): ends the session, clears the cookie, 303 to /login. */
-static int post_logout(struct mg_connection *conn, sup_web *s)
+static int post_logout(struct mg_connection *conn, web_server *s)
 {
     char id[WEB_AUTH_ID_LEN + 1], extra[160];
     if (session_of(s, conn, id)) web_auth_logout(s->auth, id);
@@ -590,7 +591,7 @@ static int post_logout(struct mg_connection *conn, sup_web *s)
 /* With a secret, the login page and what it needs are anyone's, and everything else
  * needs a session: an HTML page without one goes to /login, the rest get 401. The
  * answer's status when this answered, else 0. */
-static int gate(struct mg_connection *conn, sup_web *s, const char *uri, char **seg, int n,
+static int gate(struct mg_connection *conn, web_server *s, const char *uri, char **seg, int n,
                 bool get, bool post)
 {
     bool login = n == 1 && strcmp(seg[0], "login") == 0;
@@ -624,7 +625,7 @@ static int split(char *path, char **segs, int max)
     return n;
 }
 
-static int handle_get(struct mg_connection *conn, sup_web *s, const char *uri, char **seg, int n)
+static int handle_get(struct mg_connection *conn, web_server *s, const char *uri, char **seg, int n)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     shmrpc_buf b;
@@ -676,7 +677,7 @@ static int handle_get(struct mg_connection *conn, sup_web *s, const char *uri, c
 }
 
 /* POST /api/services/NAME/{start,stop,restart,scale}: the control service's answer. */
-static int handle_action(struct mg_connection *conn, sup_web *s, const char *name,
+static int handle_action(struct mg_connection *conn, web_server *s, const char *name,
                          const char *action, const char *body, size_t len)
 {
     if (find_service(s, name) < 0) return no_service(conn, s, name);
@@ -712,7 +713,7 @@ static int handle_action(struct mg_connection *conn, sup_web *s, const char *nam
     return r;
 }
 
-static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n)
+static int handle_post(struct mg_connection *conn, web_server *s, char **seg, int n)
 {
     if (!token_ok(s, mg_get_header(conn, "X-Shmrpc-Token")))
         return reply_error(conn, 403, SHMRPC_EPERM,
@@ -761,7 +762,7 @@ static int handle_post(struct mg_connection *conn, sup_web *s, char **seg, int n
 
 static int handle(struct mg_connection *conn, void *data)
 {
-    sup_web *s = data;
+    web_server *s = data;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     if (atomic_load(&s->closing))
         return reply_error(conn, 503, SHMRPC_EUNAVAIL, "the supervisor is exiting");
@@ -793,7 +794,7 @@ static int handle(struct mg_connection *conn, void *data)
 static void on_close(const struct mg_connection *conn)
 {
     intptr_t armed = (intptr_t)mg_get_user_connection_data(conn);
-    const sup_web *s = mg_get_user_data(mg_get_context(conn));
+    const web_server *s = mg_get_user_data(mg_get_context(conn));
     if (armed > 0) web_guard_disarm(s->guard, (int)(armed - 1));
 }
 
@@ -805,7 +806,7 @@ static int quiet(const struct mg_connection *conn, const char *message)
 
 /* --- start and stop ------------------------------------------------------------------- */
 
-static void free_web(sup_web *s)
+static void free_web(web_server *s)
 {
     if (s->w.svc)
         for (size_t i = 0; i < s->w.cfg->n_services; i++)
@@ -829,7 +830,7 @@ static bool is_loopback(const char *host)
     return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 }
 
-sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
+web_server *web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
 {
     const char *host = c->web_host ? c->web_host : "127.0.0.1";
     int port = c->web_port ? c->web_port : 5155;
@@ -844,7 +845,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
                  host[0] == '[' ? "" : "]", port);
     else
         snprintf(ports, sizeof ports, "%s:%d", host, port);
-    sup_web *s = calloc(1, sizeof *s);
+    web_server *s = calloc(1, sizeof *s);
     if (!s) {
         sup_logf(ctx, "web monitor: out of memory");
         return NULL;
@@ -962,7 +963,7 @@ sup_web *sup_web_start(const shmrpc__config *c, const char *control_addr, const 
  * connection to the port wakes it, so mg_stop returns in milliseconds. */
 static void *poke(void *arg)
 {
-    sup_web *s = arg;
+    web_server *s = arg;
     while (!atomic_load(&s->stopped)) {
         int fd = socket(s->listen.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd >= 0) {
@@ -975,7 +976,7 @@ static void *poke(void *arg)
     return NULL;
 }
 
-void sup_web_stop(sup_web *s)
+void web_stop(web_server *s)
 {
     if (!s) return;
     atomic_store(&s->closing, true);

@@ -70,7 +70,7 @@ struct resolved {
 };
 #define SHM_NAME_MAX 64
 
-struct sup_web_proc {
+struct web_proc {
     const sup_ctx *ctx;
     pid_t keeper;    /* 0: reaped */
     int cmd_w;       /* the keeper's stdin; -1 once closed */
@@ -97,7 +97,7 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     const sup_ctx ctx = {.pid = supervisor}; /* its lines to stderr: the log pipe */
-    sup_web *web = sup_web_start(c, control_addr, &ctx);
+    web_server *web = web_start(c, control_addr, &ctx);
     if (!web) {
         shmrpc__config_free(c);
         exit(PAGE_CANNOT_START);
@@ -106,7 +106,7 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
         siginfo_t si;
         if (sigwaitinfo(&term, &si) == SIGTERM && si.si_pid == keeper) break;
     }
-    sup_web_stop(web);
+    web_stop(web);
     shmrpc__config_free(c);
     exit(0);
 }
@@ -372,9 +372,9 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
 
 /* --- the supervisor's side ------------------------------------------------------------- */
 
-sup_web_proc *sup_web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
+web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
 {
-    sup_web_proc *p = calloc(1, sizeof *p);
+    web_proc *p = calloc(1, sizeof *p);
     int cmd[2] = {-1, -1}, out[2] = {-1, -1};
     if (!p || pipe2(cmd, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0) {
         sup_logf(ctx, "web monitor: cannot make its pipes: %s; running without the page",
@@ -416,14 +416,14 @@ fail:
 }
 
 /* Writes one whole message to the keeper, unless it is gone. */
-static void command(sup_web_proc *p, const void *msg, size_t n)
+static void command(web_proc *p, const void *msg, size_t n)
 {
     if (p->cmd_w >= 0 && write(p->cmd_w, msg, n) != (ssize_t)n)
         sup_logf(p->ctx, "web monitor: cannot tell its keeper '%c': %s", *(const char *)msg,
                  strerror(errno));
 }
 
-void sup_web_proc_resolved(sup_web_proc *p, const shmrpc__config *c)
+void web_proc_resolved(web_proc *p, const shmrpc__config *c)
 {
     for (size_t i = 0; p && i < c->n_services; i++) {
         const shmrpc__config_service *s = &c->services[i];
@@ -439,18 +439,18 @@ void sup_web_proc_resolved(sup_web_proc *p, const shmrpc__config *c)
     }
 }
 
-void sup_web_proc_serve(sup_web_proc *p)
+void web_proc_serve(web_proc *p)
 {
     if (p) command(p, &(char){CMD_SERVE}, 1);
 }
 
-int sup_web_proc_fd(const sup_web_proc *p)
+int web_proc_fd(const web_proc *p)
 {
     return p ? p->log_r : -1;
 }
 
 /* One line of the keeper's or the page's: sup_logf's own "shmrpc-service: " comes off. */
-static void relay(sup_web_proc *p, const char *s, size_t n)
+static void relay(web_proc *p, const char *s, size_t n)
 {
     static const char own[] = "shmrpc-service: ";
     if (n >= sizeof own - 1 && memcmp(s, own, sizeof own - 1) == 0) {
@@ -460,7 +460,7 @@ static void relay(sup_web_proc *p, const char *s, size_t n)
     sup_logf(p->ctx, "%.*s", (int)n, s);
 }
 
-void sup_web_proc_drain(sup_web_proc *p)
+void web_proc_drain(web_proc *p)
 {
     if (!p || p->log_r < 0) return;
     for (;;) {
@@ -488,7 +488,7 @@ void sup_web_proc_drain(sup_web_proc *p)
     }
 }
 
-bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status)
+bool web_proc_reaped(web_proc *p, pid_t pid, int status)
 {
     if (!p || !p->keeper || pid != p->keeper) return false;
     p->keeper = 0;
@@ -500,7 +500,7 @@ bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status)
     return true;
 }
 
-void sup_web_proc_stop(sup_web_proc *p, int sig_fd)
+void web_proc_stop(web_proc *p, int sig_fd)
 {
     if (!p) return;
     command(p, &(char){CMD_QUIT}, 1);
@@ -526,9 +526,9 @@ void sup_web_proc_stop(sup_web_proc *p, int sig_fd)
             break;
         }
         poll(pfd, 2, 20); /* negative fds are skipped */
-        sup_web_proc_drain(p);
+        web_proc_drain(p);
     }
-    sup_web_proc_drain(p);
+    web_proc_drain(p);
     if (p->n) relay(p, p->line, p->n);
     if (p->log_r >= 0) close(p->log_r);
     free(p);

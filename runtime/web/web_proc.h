@@ -13,36 +13,36 @@
 #include "config.h"
 #include "service.h"
 
-typedef struct sup_web_proc sup_web_proc;
+typedef struct web_proc web_proc;
 
 /* Forks the keeper; call it while the process has one thread (before the control
  * service starts), with the signals the main loop reads blocked. The keeper keeps its
  * own copy of c and control_addr (the control service need not run yet) and writes its
- * lines, and the page's, to a pipe that sup_web_proc_drain copies into ctx's log. NULL,
+ * lines, and the page's, to a pipe that web_proc_drain copies into ctx's log. NULL,
  * said through ctx, when it cannot fork: the supervisor runs on without its page. */
-sup_web_proc *sup_web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
+web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
 
 /* Tells the keeper the shm name and TCP port each module= service was found to serve at
  * (sup_module_resolve, which runs after the fork: loading a module may start threads). */
-void sup_web_proc_resolved(sup_web_proc *p, const shmrpc__config *c);
+void web_proc_resolved(web_proc *p, const shmrpc__config *c);
 
 /* Tells the keeper to start the page (once every service has started). */
-void sup_web_proc_serve(sup_web_proc *p);
+void web_proc_serve(web_proc *p);
 
 /* The pipe of the keeper's and the page's lines, to poll for POLLIN; -1 for NULL. */
-int sup_web_proc_fd(const sup_web_proc *p);
+int web_proc_fd(const web_proc *p);
 
 /* Copies the complete lines the pipe holds into the supervisor's log. */
-void sup_web_proc_drain(sup_web_proc *p);
+void web_proc_drain(web_proc *p);
 
 /* Whether pid is the keeper's; then status is its wait status, and it is gone (said in
  * the log: the page does not come back until the supervisor starts again). */
-bool sup_web_proc_reaped(sup_web_proc *p, pid_t pid, int status);
+bool web_proc_reaped(web_proc *p, pid_t pid, int status);
 
 /* Tells the keeper to stop the page (which finishes the requests it serves, each bounded
  * by its deadlines) and waits for it, SIGKILLing it after a bound, or at once when a
  * SIGTERM or SIGINT arrives on sig_fd (the supervisor's signalfd; -1: none); copies the
  * last lines, then frees p. NULL is fine. */
-void sup_web_proc_stop(sup_web_proc *p, int sig_fd);
+void web_proc_stop(web_proc *p, int sig_fd);
 
 #endif
