@@ -1,6 +1,6 @@
 /* Reading what a user names: a file that may turn out to be a FIFO or a device, and text
  * that must be UTF-8. One rule for the .svc front end (idl/) and the supervisor's programs
- * (runtime/supervisor/). Depends on nothing but the C library. */
+ * (runtime/config/, supervisor/, web/). Depends on nothing but the C library. */
 #ifndef SHMRPC_COMMON_INPUT_H
 #define SHMRPC_COMMON_INPUT_H
 

@@ -160,7 +160,7 @@ static int reply_err(struct mg_connection *conn, const web_err *e)
 #define CSS "text/css; charset=utf-8"
 
 /* The scripts, style sheets and icon, served as they are: the path's one segment, the
- * file's name in web/ or third_party/uplot/, its type. */
+ * file's name in assets/ or third_party/uplot/, its type. */
 static const struct {
     const char *path, *file, *type;
 } static_files[] = {
@@ -355,7 +355,7 @@ static int no_service(struct mg_connection *conn, const web_server *s, const cha
     return reply_error(conn, 404, SHMRPC_ENOENT, msg);
 }
 
-/* An HTML page of web/ with the token at {{TOKEN}} (for its script to send with POSTs)
+/* An HTML page of assets/ with the token at {{TOKEN}} (for its script to send with POSTs)
  * and the service's name, escaped, at {{NAME}}. */
 static int get_page(struct mg_connection *conn, const web_server *s, const char *file,
                     const char *name)
