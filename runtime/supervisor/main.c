@@ -4,7 +4,7 @@
  * owns the services; it sleeps in poll() on a signalfd (SIGTERM, SIGINT, SIGCHLD), the
  * services' output pipes and the control service's eventfd, with a timeout that is the
  * nearest deadline (a restart, a readiness check, a SIGKILL) or none. The control service
- * (control.c) is served by a second thread that hands every request to this one. It is a child
+ * (sup_control.c) is served by a second thread that hands every request to this one. It is a child
  * subreaper, so that the workers a killed service leaves behind become its children and are reaped
  * here, not left to a PID 1 that may not. */
 #include <errno.h>
@@ -27,12 +27,12 @@
 #include <shmrpc/status.h>
 
 #include "config.h"
-#include "control.h"
+#include "sup_control.h"
 #include "input.h"
-#include "logfile.h"
-#include "module_host.h"
-#include "series.h"
-#include "service.h"
+#include "sup_log.h"
+#include "sup_module.h"
+#include "sup_series.h"
+#include "sup_service.h"
 #include "web_proc.h"
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
@@ -232,7 +232,7 @@ static bool ports_free(const shmrpc__config *c)
 
 int main(int argc, char **argv)
 {
-    /* A module= service's manager is this program run again (module_host.c). */
+    /* A module= service's manager is this program run again (sup_module.c). */
     if (argc > 1 && strcmp(argv[1], SUP_MODULE_HOST_ARG) == 0)
         return sup_module_host_main(argc, argv);
     fill_std_fds();
@@ -367,7 +367,7 @@ int main(int argc, char **argv)
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
-    /* The time series (series.c): sampled on this loop's timer; NULL runs without. */
+    /* The time series (sup_series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
     sup_control_set_series(control, series); /* status() shows the workers status.json does */
 

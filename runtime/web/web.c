@@ -2,7 +2,7 @@
  * of its own (128), and one catch-all handler routes every request. Handlers never touch the
  * supervisor's state (the main loop's): what they need of it they ask the supervisor's
  * control service, as shmrpcctl does, through a pool of clients (web_call.c), and the
- * control service hands each request to the main loop (control.c). The rest comes from
+ * control service hands each request to the main loop (sup_control.c). The rest comes from
  * shared memory, /proc and files (web_view.c). POSTs carry a token generated at start;
  * every request's Host must be a loopback name (or, on a non-loopback address, a numeric
  * one), against DNS rebinding. With a secret_file, every request but the login page's

@@ -7,7 +7,7 @@
 #define SHMRPC_SUPERVISOR_WEB_H
 
 #include "config.h"
-#include "service.h"
+#include "sup_service.h"
 
 typedef struct web_server web_server;
 

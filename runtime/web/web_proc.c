@@ -28,7 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "logfile.h"
+#include "sup_log.h"
 #include "web.h"
 
 /* The page's first restart comes after RESTART_MIN_MS, each quick death doubles it up to

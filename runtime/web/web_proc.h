@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "service.h"
+#include "sup_service.h"
 
 typedef struct web_proc web_proc;
 

@@ -19,8 +19,8 @@
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
 
-#include "proc_group.h"
-#include "stats_merge.h"
+#include "sup_proc_group.h"
+#include "sup_stats.h"
 #include "input.h"
 
 /* Pids listed per service; the count goes on past it. */
@@ -34,7 +34,7 @@
 typedef struct gathered {
     json_t *status;     /* its object from the control service's status(), borrowed */
     long pid;           /* its process, the leader of its group; 0: none */
-    bool leader_serves; /* an exec= service: its leader may serve in place (proc_group.h) */
+    bool leader_serves; /* an exec= service: its leader may serve in place (sup_proc_group.h) */
     int n_procs;        /* processes of its group */
     sup_proc procs[MAX_PIDS];
     double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
@@ -85,7 +85,7 @@ static json_t *jstr(const char *s)
 /* --- /proc ---------------------------------------------------------------------------- */
 
 /* Whether the k-th process of g is a worker, by the rule the series and the scaler
- * follow (proc_group.h). */
+ * follow (sup_proc_group.h). */
 static bool is_worker(const gathered *g, int k)
 {
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
@@ -93,7 +93,7 @@ static bool is_worker(const gathered *g, int k)
 }
 
 /* How many processes of g manage workers: its leader, and a module= service's TCP
- * manager (proc_group.h); 0 with no process. A scale count is per manager. */
+ * manager (sup_proc_group.h); 0 with no process. A scale count is per manager. */
 static int manager_count(const gathered *g)
 {
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS, n = g->pid > 0;

@@ -251,7 +251,7 @@ static pid_t parent_of(pid_t pid)
 }
 
 /* The workers of manager into out; their count. With tcp_mgr, manager is the first one,
- * and its child named shmrpc-tcp (proc_group.h) is the TCP manager, not a worker: it goes
+ * and its child named shmrpc-tcp (sup_proc_group.h) is the TCP manager, not a worker: it goes
  * in *tcp_mgr. (The TCP manager's workers bear its name too.) */
 static int workers_of(pid_t manager, pid_t *out, int cap, pid_t *tcp_mgr)
 {

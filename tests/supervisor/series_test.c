@@ -32,12 +32,12 @@
 
 #include "config.h"
 #include "echo.h"
-#include "proc_group.h"
-#include "series.h"
-#include "stats_merge.h"
+#include "sup_proc_group.h"
+#include "sup_series.h"
+#include "sup_stats.h"
 #include "sup_helpers.h"
 
-/* series.c logs through service.c's sup_logf; this test links series.c alone. */
+/* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone. */
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
 {
     (void)ctx;
@@ -575,7 +575,7 @@ static void stats_owner_live(void **state)
     assert_false(sup_stats_owner_live(leader, 0)); /* ESRCH */
 }
 
-/* The rule of proc_group.h on made-up process groups: which processes are workers. */
+/* The rule of sup_proc_group.h on made-up process groups: which processes are workers. */
 static int workers_of(const sup_proc *v, size_t n, bool leader_serves, pid_t *out)
 {
     int k = 0;

@@ -1,5 +1,5 @@
 /* Rotating log files for the services' output and the supervisor's own lines. */
-#include "logfile.h"
+#include "sup_log.h"
 
 #include <errno.h>
 #include <fcntl.h>

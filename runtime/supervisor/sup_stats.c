@@ -1,5 +1,5 @@
-/* A service's call statistics over every address it serves at (stats_merge.h). */
-#include "stats_merge.h"
+/* A service's call statistics over every address it serves at (sup_stats.h). */
+#include "sup_stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include <shmrpc/status.h>
 
-#include "proc_group.h"
+#include "sup_proc_group.h"
 
 /* tcp://HOST:PORT as a server bound there spells it: an IPv6 host in brackets. */
 static void tcp_at(char *out, size_t cap, const char *host, int port)

@@ -1,5 +1,5 @@
 /* One service's life under the supervisor (an exec= program, or a module= service's
- * manager, module_host.c): its process (group), its output drained
+ * manager, sup_module.c): its process (group), its output drained
  * into its log, the check that it answers, restarts with backoff, and stopping. */
 #ifndef SHMRPC_SUPERVISOR_SERVICE_H
 #define SHMRPC_SUPERVISOR_SERVICE_H
@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "logfile.h"
+#include "sup_log.h"
 
 typedef enum sup_state {
     SUP_STOPPED,  /* not started yet, or stopped */
@@ -50,7 +50,7 @@ typedef struct sup_service {
     bool held;              /* an operator stopped it: not started in file order either */
     bool start_after_stop;  /* an operator restarts it: start it once it has stopped */
     char last_exit[192];    /* how its last process ended, or why it failed; "": none yet */
-    /* module= services only (module_host.c, scaler.c); NULL for exec= ones. */
+    /* module= services only (sup_module.c, sup_scaler.c); NULL for exec= ones. */
     struct sup_module *module; /* the manager's command line */
     struct sup_scaler *scaler; /* its workers' CPU and memory, and their count */
 } sup_service;

@@ -1,5 +1,5 @@
-/* A service's processes and its workers (proc_group.h). */
-#include "proc_group.h"
+/* A service's processes and its workers (sup_proc_group.h). */
+#include "sup_proc_group.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -136,8 +136,8 @@ int sup_groups_scan(const pid_t *leaders, size_t n, sup_proc **out, size_t *len)
     return 0;
 }
 
-int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves,
-                      pid_t *pids, int cap)
+int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves, pid_t *pids,
+                      int cap)
 {
     size_t first = 0, end;
     while (first < len && v[first].pgrp != leader)

@@ -1,5 +1,5 @@
 /* A service's processes as /proc shows them, and which of them are its workers: one
- * reader and one rule for the time series (series.c), the scaler (scaler.c) and the
+ * reader and one rule for the time series (sup_series.c), the scaler (sup_scaler.c) and the
  * management page (web_view.c). Every service leads a process group of its own, and its
  * processes stay in it. */
 #ifndef SHMRPC_SUPERVISOR_PROC_GROUP_H
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* The name (comm, PR_SET_NAME) of a module= service's TCP manager (module_host.c). Its
+/* The name (comm, PR_SET_NAME) of a module= service's TCP manager (sup_module.c). Its
  * workers inherit it when they fork; what tells the manager is its parent, the leader. */
 #define SUP_TCP_MANAGER_NAME "shmrpc-tcp"
 
@@ -48,7 +48,7 @@ int sup_groups_scan(const pid_t *leaders, size_t n, sup_proc **out, size_t *len)
 
 /* The workers of the group led by leader in v[0..len) (sup_groups_scan's): their count,
  * and the first cap of their pids, ascending, in pids. */
-int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves,
-                      pid_t *pids, int cap);
+int sup_group_workers(const sup_proc *v, size_t len, pid_t leader, bool leader_serves, pid_t *pids,
+                      int cap);
 
 #endif

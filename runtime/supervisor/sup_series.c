@@ -1,10 +1,10 @@
-/* The time series per service (series.h, docs/series.md). A service's processes are those
+/* The time series per service (sup_series.h, docs/series.md). A service's processes are those
  * of its process group (every service leads its own): one scan of /proc/stat per sample
  * finds them for all services at once, which also catches workers that were re-parented
  * to the supervisor when their manager died. Rates are deltas between two samples of the
  * same processes (pid and start time), so a process that came or went in between neither
  * counts twice nor turns a rate negative. */
-#include "series.h"
+#include "sup_series.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,14 +19,14 @@
 
 #include <shmrpc/status.h>
 
-#include "logfile.h"
-#include "proc_group.h"
-#include "stats_merge.h"
+#include "sup_log.h"
+#include "sup_proc_group.h"
+#include "sup_stats.h"
 #include "input.h"
 
 typedef struct proc_sample {
     sup_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
-                      * tell a worker (proc_group.h) */
+                      * tell a worker (sup_proc_group.h) */
     uint64_t ticks;  /* utime + stime, its threads included */
     uint64_t rd, wr; /* /proc/PID/io read_bytes, write_bytes */
     bool io;         /* rd and wr could be read */
@@ -499,7 +499,7 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     append_line(x, line, len);
 }
 
-/* The service's call statistics at every address it serves (stats_merge.h); an
+/* The service's call statistics at every address it serves (sup_stats.h); an
  * address's figures left out are said once per reason. */
 static void read_stats(svc_series *x, sup_stats *st)
 {
@@ -515,7 +515,7 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The workers of x's group, by the rule of proc_group.h. Tells the loop when the set changed,
+/* The workers of x's group, by the rule of sup_proc_group.h. Tells the loop when the set changed,
  * for status.json. */
 static void count_workers(svc_series *x)
 {

@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "series.h"
-#include "service.h"
+#include "sup_series.h"
+#include "sup_service.h"
 
 typedef struct sup_control sup_control;
 

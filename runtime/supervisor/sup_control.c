@@ -4,7 +4,7 @@
  * loop's answer: the services' state is read and changed by the main thread only. What
  * does not need them is answered here: unknown names (the configuration does not change)
  * and log tails (files on disk). */
-#include "control.h"
+#include "sup_control.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,9 +23,9 @@
 #include <shmrpc/status.h>
 
 #include "control_svc/control.h"
-#include "proc_group.h"
-#include "scaler.h"
-#include "series.h"
+#include "sup_proc_group.h"
+#include "sup_scaler.h"
+#include "sup_series.h"
 #include "input.h"
 
 /* How long a handler waits for the main loop, which answers between two polls; one slow

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "service.h"
+#include "sup_service.h"
 
 /* How often the workers are looked at. */
 #define SUP_SCALER_EVERY_MS 1000

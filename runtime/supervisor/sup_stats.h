@@ -1,6 +1,6 @@
 /* A service's call statistics as the supervisor reads them (docs/stats.md): one snapshot
  * per address it knows the service serves at, summed per method into one, for the series
- * (series.c) and the page (web_view.c) alike. */
+ * (sup_series.c) and the page (web_view.c) alike. */
 #ifndef SHMRPC_SUPERVISOR_STATS_MERGE_H
 #define SHMRPC_SUPERVISOR_STATS_MERGE_H
 

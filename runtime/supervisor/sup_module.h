@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "config.h"
-#include "service.h"
+#include "sup_service.h"
 
 /* The first argument that makes shmrpc-service a module's manager. */
 #define SUP_MODULE_HOST_ARG "--module-host"

@@ -1,8 +1,8 @@
 /* One service's process (an exec= program, or a module= service's manager:
- * module_host.c): started in its own process group with its output on a pipe the
+ * sup_module.c): started in its own process group with its output on a pipe the
  * supervisor drains into its log, checked until it answers, restarted with backoff when
  * it exits on its own, marked failed when it crashes in a loop. */
-#include "service.h"
+#include "sup_service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,8 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
-#include "module_host.h"
-#include "scaler.h"
+#include "sup_module.h"
+#include "sup_scaler.h"
 
 /* How often a starting service is asked whether it answers. */
 #define PROBE_EVERY_MS 50

@@ -10,7 +10,7 @@
 
 #include <shmrpc/stats.h>
 
-#include "service.h"
+#include "sup_service.h"
 
 /* The worker pids kept per service (for status.json); more are counted, not listed. */
 #define SUP_SERIES_MAX_PIDS 256

@@ -1,5 +1,5 @@
 /* module= services. The supervisor forks a module service's process as it forks an exec=
- * one (service.c: own process group, output on the service's log pipe, restarts), but the
+ * one (sup_service.c: own process group, output on the service's log pipe, restarts), but the
  * child runs shmrpc-service itself again (/proc/self/exe) as the service's manager:
  *
  *     shmrpc-service --module-host NAME MODULE WORKERS shm://NAME TCP|- SECRET_FILE|- ARG...
@@ -17,13 +17,13 @@
  * live and die together: the TCP manager dies with the first (PR_SET_PDEATHSIG), and the
  * first stops and exits 1 when the TCP manager ends unasked (SIGCHLD), so that the
  * supervisor restarts the whole service. The TCP manager names itself SUP_TCP_MANAGER_NAME
- * (proc_group.h), which is how the supervisor tells it from a worker.
+ * (sup_proc_group.h), which is how the supervisor tells it from a worker.
  *
  * Signals the manager takes: SIGTERM or SIGINT stop it (shmrpc_server_stop: calls in
  * flight finish, the workers stop, the segments are removed); SIGRTMIN queued by its
  * parent with sigqueue() carries a new worker count (shmrpc_server_set_workers), which the
  * first manager passes on to the TCP one. The handlers are async-signal-safe. */
-#include "module_host.h"
+#include "sup_module.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -44,8 +44,8 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
-#include "proc_group.h"
-#include "scaler.h"
+#include "sup_proc_group.h"
+#include "sup_scaler.h"
 
 /* The manager's command line, built once per service; the count it starts with is
  * rewritten before each start. */
@@ -443,7 +443,7 @@ int sup_module_host_main(int argc, char **argv)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != leader) _exit(1);
             self = getpid(); /* before the handlers can run: signals are blocked */
-            /* Its name (comm) marks it as a manager, not a worker (proc_group.h). */
+            /* Its name (comm) marks it as a manager, not a worker (sup_proc_group.h). */
             prctl(PR_SET_NAME, SUP_TCP_MANAGER_NAME);
             signal(SIGCHLD, SIG_DFL);
             block(SIG_UNBLOCK, true);

@@ -1,6 +1,6 @@
 /* Scaling a module= service's workers by their CPU use, and replacing one over its memory
  * limit. Once a second the supervisor lists the processes of the service's group and
- * picks its workers (proc_group.h: the children of the manager and of its TCP manager), with
+ * picks its workers (sup_proc_group.h: the children of the manager and of its TCP manager), with
  * each one's utime + stime (/proc/W/stat) and, with max_proc_mem_bytes, its PSS
  * (/proc/W/smaps_rollup). The rule is speedysvc's:
  *
@@ -11,10 +11,10 @@
  *
  * After a change (and after a start) the history begins afresh, so the next change waits
  * for a full window of the new count: that is the hysteresis. The manager hears the new
- * count as sigqueue(manager, SIGRTMIN, count) (module_host.c), and passes it on to the
+ * count as sigqueue(manager, SIGRTMIN, count) (sup_module.c), and passes it on to the
  * manager of its TCP address, if any: the count is that of each address's workers, while
  * CPU per worker is averaged over all of them. */
-#include "scaler.h"
+#include "sup_scaler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +28,7 @@
 #include <shmrpc/server.h>
 #include <shmrpc/status.h>
 
-#include "proc_group.h"
+#include "sup_proc_group.h"
 
 /* Workers of a manager looked at: at most SHMRPC_MAX_WORKERS per address (shm://, and
  * tcp:// served by a second manager), plus those leaving. */
