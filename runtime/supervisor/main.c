@@ -209,7 +209,7 @@ static int tcp_port_of(const shmrpc__config_service *s)
     return s->kind == SHMRPC__CONFIG_MODULE && !s->s.tcp_bind ? 0 : s->tcp_port;
 }
 
-/* Ports written twice are errors of the file (config.c); a module's port taken from its
+/* Ports written twice are errors of the file (config_check.c); a module's port taken from its
  * .svc can clash only now. Says so and returns false. */
 static bool ports_free(const shmrpc__config *c)
 {

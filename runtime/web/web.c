@@ -819,7 +819,7 @@ static void free_web(web_server *s)
     free(s);
 }
 
-/* 127.x.y.z, ::1, ::ffff:127.x.y.z or localhost, as config.c has it. */
+/* 127.x.y.z, ::1, ::ffff:127.x.y.z or localhost, as config_parse.c has it. */
 static bool is_loopback(const char *host)
 {
     struct in_addr a4;
@@ -864,7 +864,7 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
         web_service_address(&c->services[i], addr, sizeof addr);
         web_pool_init(&s->w.svc[i], addr);
     }
-    /* config.c refuses this already; the page does not rely on it. */
+    /* config_check.c refuses this already; the page does not rely on it. */
     s->any_ip_host = !is_loopback(bare);
     if (s->any_ip_host && !c->web_secret_file) {
         sup_logf(ctx,
