@@ -72,7 +72,7 @@ static int serve(bench_run *run, int idx, void *arg)
     if (rc == 0) rc = shmrpc_server_register(server, &bench_service, &handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, row->addr);
     if (rc == 0) rc = shmrpc_server_serve(server, run->c->workers);
-    if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_server_errmsg(server));
+    if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_errmsg());
     shmrpc_server_free(server);
     return rc == 0 ? 0 : 1;
 }
@@ -118,7 +118,7 @@ static int client(bench_run *run, int idx, void *arg)
         rc = shmrpc_client_connect(k.c, row->addr);
     }
     if (rc != 0) {
-        fprintf(stderr, "bench client: %s\n", shmrpc_client_errmsg(k.c));
+        fprintf(stderr, "bench client: %s\n", shmrpc_errmsg());
         return 1;
     }
     rc = bench_client_loop(run, idx, call, &k);

@@ -12,7 +12,7 @@ int main(int argc, char **argv)
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-client: connect %s: %s: %s\n", addr, shmrpc_strerror(rc),
-                c ? shmrpc_client_errmsg(c) : "");
+                shmrpc_errmsg());
         shmrpc_client_free(c);
         return 1;
     }

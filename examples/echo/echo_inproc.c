@@ -14,8 +14,7 @@ int main(int argc, char **argv)
     if (rc == 0) rc = shmrpc_server_register(s, &echo_service, &echo_example_handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(s, addr);
     if (rc != 0) {
-        fprintf(stderr, "echo-inproc: server: %s: %s\n", shmrpc_strerror(rc),
-                s ? shmrpc_server_errmsg(s) : "");
+        fprintf(stderr, "echo-inproc: server: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_server_free(s);
         return 1;
     }
@@ -23,7 +22,7 @@ int main(int argc, char **argv)
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-inproc: connect %s: %s: %s\n", addr, shmrpc_strerror(rc),
-                c ? shmrpc_client_errmsg(c) : "");
+                shmrpc_errmsg());
     } else {
         printf("connected to %s\n", addr);
         rc = echo_example_calls(c, stdout);

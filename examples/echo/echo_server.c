@@ -39,8 +39,7 @@ int main(int argc, char **argv)
     if (rc == 0) rc = shmrpc_server_register(server, &echo_service, &echo_example_handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, addr);
     if (rc != 0) {
-        fprintf(stderr, "echo-server: %s: %s: %s\n", addr, shmrpc_strerror(rc),
-                server ? shmrpc_server_errmsg(server) : "");
+        fprintf(stderr, "echo-server: %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_server_free(server);
         return 1;
     }

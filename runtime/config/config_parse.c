@@ -327,17 +327,12 @@ static void parse_secret(loader *L, const shmrpc__ini_entry *at, const char *tex
     v->s = path;
     unsigned char secret[SHMRPC_SECRET_MAX];
     size_t len = 0;
-    shmrpc_buf msg;
-    shmrpc_buf_init(&msg);
-    int rc = shmrpc_secret_load(path, secret, sizeof secret, &len, &msg);
+    int rc = shmrpc_secret_load(path, secret, sizeof secret, &len);
     explicit_bzero(secret, sizeof secret);
     if (rc) {
-        shmrpc_buf_append(&msg, "", 1); /* a NUL, for %s */
-        shmrpc__config_error_at(L, at, true, "secret_file: %s",
-                                msg.err || !msg.len ? shmrpc_strerror(rc) : (const char *)msg.data);
+        shmrpc__config_error_at(L, at, true, "secret_file: %s", shmrpc_errmsg());
         v->bad = true;
     }
-    shmrpc_buf_destroy(&msg);
 }
 
 static void parse_module(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)

@@ -1356,9 +1356,9 @@ const shmrpc_service_info *ctl_info_copy(shmrpc_arena *a, const shmrpc_service_i
     return out->name ? out : NULL;
 }
 
-static int connect_failed(shmrpc_client *c, const char *addr, int rc)
+static int connect_failed(const char *addr, int rc)
 {
-    const char *msg = c ? shmrpc_client_errmsg(c) : "";
+    const char *msg = shmrpc_errmsg();
     fprintf(stderr, "shmrpcctl: %s: %s%s%s\n", addr, shmrpc_strerror(rc), *msg ? ": " : "", msg);
     return 1;
 }
@@ -1379,16 +1379,11 @@ int ctl_call_main(int argc, char **argv)
             }
             opts.timeout_ms = ms;
         } else if (strcmp(argv[i], "--secret-file") == 0 && i + 1 < argc) {
-            shmrpc_buf e;
-            shmrpc_buf_init(&e);
-            int rc = shmrpc_secret_load(argv[++i], secret, sizeof secret, &opts.tcp.secret_len, &e);
+            int rc = shmrpc_secret_load(argv[++i], secret, sizeof secret, &opts.tcp.secret_len);
             if (rc != 0) {
-                fprintf(stderr, "shmrpcctl: call: %.*s\n", (int)e.len,
-                        e.data ? (char *)e.data : "");
-                shmrpc_buf_destroy(&e);
+                fprintf(stderr, "shmrpcctl: call: %s\n", shmrpc_errmsg());
                 return 2;
             }
-            shmrpc_buf_destroy(&e);
             opts.tcp.secret = secret;
         } else if (strcmp(argv[i], "--") == 0) {
             i++;
@@ -1432,7 +1427,7 @@ int ctl_call_main(int argc, char **argv)
         goto done;
     }
     if ((rc = shmrpc_client_connect(probe, addr)) != 0) {
-        status = connect_failed(probe, addr, rc);
+        status = connect_failed(addr, rc);
         if (rc == SHMRPC_EINVAL) status = 2;
         goto done;
     }
@@ -1461,7 +1456,7 @@ int ctl_call_main(int argc, char **argv)
     }
     if ((rc = shmrpc_client_new(&c, info, &opts)) != 0 ||
         (rc = shmrpc_client_connect(c, addr)) != 0) {
-        status = connect_failed(c, addr, rc);
+        status = connect_failed(addr, rc);
         goto done;
     }
     shmrpc_buf *req = shmrpc_client_request(c);
@@ -1472,7 +1467,7 @@ int ctl_call_main(int argc, char **argv)
     }
     shmrpc_bytes resp;
     if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {
-        const char *msg = shmrpc_client_errmsg(c);
+        const char *msg = shmrpc_errmsg();
         fprintf(stderr, "shmrpcctl: %s: %s%s%s\n", method, shmrpc_strerror(rc), *msg ? ": " : "",
                 msg);
         goto done;

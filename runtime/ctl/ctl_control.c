@@ -127,7 +127,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
     int rc = shmrpc_client_new(&c, &control_service_info, &co);
     if (!rc) rc = shmrpc_client_connect(c, addr);
     if (rc) {
-        const char *why = c ? shmrpc_client_errmsg(c) : "";
+        const char *why = shmrpc_errmsg();
         fprintf(stderr, "shmrpcctl: %s: cannot reach the supervisor at %s: %s%s%s%s\n", o->cmd,
                 addr, shmrpc_strerror(rc), *why ? ": " : "", why,
                 rc == SHMRPC_ENOENT || rc == SHMRPC_EUNAVAIL ? " (is shmrpc-service running?)"
@@ -140,7 +140,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
 
 static int failed(const opts *o, shmrpc_client *c, int rc)
 {
-    const char *why = shmrpc_client_errmsg(c);
+    const char *why = shmrpc_errmsg();
     fprintf(stderr, "shmrpcctl: %s: %s\n", o->cmd, *why ? why : shmrpc_strerror(rc));
     shmrpc_client_free(c);
     return 1;

@@ -10,7 +10,7 @@
 
 #include "auth.h"
 
-int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shmrpc_buf *err)
+static int load_secret(const char *path, void *out, size_t cap, size_t *len, shmrpc_buf *err)
 {
     /* O_NONBLOCK: open() of a FIFO would wait for a writer, forever if none comes. The
      * type is checked below before anything is read; the flag is harmless on a file. */
@@ -64,8 +64,8 @@ int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shm
                         SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
         rc = SHMRPC_EINVAL;
     } else if (rc == 0 && n > cap) {
-        shmrpc__msg_set(err, "the secret in %s is %zu bytes, more than the %zu given for it",
-                        path, n, cap);
+        shmrpc__msg_set(err, "the secret in %s is %zu bytes, more than the %zu given for it", path,
+                        n, cap);
         rc = SHMRPC_EINVAL;
     }
     if (rc == 0) {
@@ -74,6 +74,11 @@ int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shm
     }
     sodium_memzero(buf, sizeof buf);
     return rc;
+}
+
+int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len)
+{
+    return shmrpc__err_end(load_secret(path, out, cap, len, shmrpc__err_begin()));
 }
 
 int shmrpc__auth_nonce(uint8_t out[SHMRPC__AUTH_LEN])

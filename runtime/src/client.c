@@ -13,7 +13,6 @@ struct shmrpc_client {
     shmrpc__client_cfg cfg; /* what connections are made with */
     shmrpc_buf req;
     shmrpc_buf resp;
-    shmrpc_buf errmsg;
     shmrpc_arena *arena;
     uint32_t *map;       /* client method id -> server method id; n_methods entries */
     shmrpc__table table; /* the server's, from the last connect */
@@ -43,19 +42,17 @@ static int64_t resolve(int64_t ms, int64_t dflt)
 int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
                       const shmrpc_client_opts *opts)
 {
-    if (!out) return SHMRPC_EINVAL;
+    if (!out) return shmrpc__err_set(SHMRPC_EINVAL, "no place for the client (out is NULL)");
     *out = NULL;
-    shmrpc_buf scratch;
-    shmrpc_buf_init(&scratch);
-    int rc = shmrpc__info_check(info, &scratch);
-    shmrpc_buf_destroy(&scratch);
-    if (rc) return rc;
+    /* Before a handle exists the message can only go to the thread (status.h). */
+    int rc = shmrpc__info_check(info, shmrpc__err_begin());
+    if (rc) return shmrpc__err_end(rc);
 
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     if (opts) o = *opts;
     shmrpc_client *c = calloc(1, sizeof *c);
-    if (!c) return SHMRPC_ENOMEM;
+    if (!c) return shmrpc__err_code(SHMRPC_ENOMEM);
     c->info = info;
     c->default_timeout = resolve(o.timeout_ms, SHMRPC_DEFAULT_TIMEOUT_MS);
     c->timeout = c->default_timeout;
@@ -63,19 +60,19 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     c->cfg.wait = o.wait;
     shmrpc_buf_init(&c->req);
     shmrpc_buf_init(&c->resp);
-    shmrpc_buf_init(&c->errmsg);
     c->req.max = c->cfg.max_msg;
     c->resp.max = c->cfg.max_msg;
     if (shmrpc__tcp_cfg_init(&c->cfg.tcp, &o.tcp) != 0) {
         shmrpc_client_free(c);
-        return SHMRPC_EINVAL;
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "tcp settings out of range (shmrpc_client_opts.tcp, shmrpc/tcp.h)");
     }
     c->arena = shmrpc_arena_new(0);
     c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
     c->table.arena = shmrpc_arena_new(0);
     if (!c->arena || !c->map || !c->table.arena) {
         shmrpc_client_free(c);
-        return SHMRPC_ENOMEM;
+        return shmrpc__err_code(SHMRPC_ENOMEM);
     }
     *out = c;
     return 0;
@@ -94,7 +91,6 @@ void shmrpc_client_free(shmrpc_client *c)
     disconnect(c);
     shmrpc_buf_destroy(&c->req);
     shmrpc_buf_destroy(&c->resp);
-    shmrpc_buf_destroy(&c->errmsg);
     shmrpc_arena_free(c->arena);
     shmrpc_arena_free(c->table.arena);
     free(c->map);
@@ -103,25 +99,20 @@ void shmrpc_client_free(shmrpc_client *c)
 
 int shmrpc_client_connect(shmrpc_client *c, const char *addr)
 {
-    if (!c) return SHMRPC_EINVAL;
-    shmrpc__msg_clear(&c->errmsg);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_buf *err = shmrpc__err_begin();
     /* Reconnecting (after the server went away, say) starts from a clean slate. */
     disconnect(c);
     const shmrpc__transport *t;
     const char *where;
-    int rc = shmrpc__transport_for(addr, &t, &where, &c->errmsg);
-    if (rc) return rc;
-    return t->connect(where, c->info, &c->cfg, c->map, &c->table, &c->conn, &c->errmsg);
+    int rc = shmrpc__transport_for(addr, &t, &where, err);
+    if (rc == 0) rc = t->connect(where, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
+    return shmrpc__err_end(rc);
 }
 
 const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c)
 {
     return c && c->conn ? &c->table.info : NULL;
-}
-
-const char *shmrpc_client_errmsg(const shmrpc_client *c)
-{
-    return c ? shmrpc__msg_get(&c->errmsg) : "";
 }
 
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms)
@@ -142,7 +133,6 @@ shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
     shmrpc_buf_clear(&c->req);
     shmrpc_buf_clear(&c->resp);
     shmrpc_arena_reset(c->arena);
-    shmrpc__msg_clear(&c->errmsg);
     return &c->req;
 }
 
@@ -153,10 +143,12 @@ shmrpc_arena *shmrpc_client_arena(shmrpc_client *c)
 
 int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
 {
-    if (!c) return rc;
+    /* The message goes to the thread (status.h); c stays in the signature that
+     * generated stubs call. */
+    (void)c;
     va_list ap;
     va_start(ap, fmt);
-    shmrpc__msg_vset(&c->errmsg, fmt, ap);
+    shmrpc__err_vset(rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -164,11 +156,10 @@ int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
 int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
                                const char *why)
 {
-    if (!c) return SHMRPC_EINVAL;
+    (void)c;
     char text[SHMRPC__CTX_MSG_CAP];
     shmrpc__decode_msg(text, sizeof text, method, "result", field, why);
-    shmrpc__msg_set(&c->errmsg, "%s", text);
-    return SHMRPC_EINVAL;
+    return shmrpc__err_set(SHMRPC_EINVAL, "%s", text);
 }
 
 /* A request the stub could not encode whole (the buffer's sticky error). */
@@ -184,11 +175,11 @@ static int request_error(shmrpc_client *c)
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
 {
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
-    if (!c) return SHMRPC_EINVAL;
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
     int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
     c->has_next = false;
     shmrpc_buf_clear(&c->resp);
-    shmrpc__msg_clear(&c->errmsg);
+    shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
@@ -196,11 +187,8 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     if (c->req.err) return request_error(c);
 
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    int rc = c->conn->ops->call(c->conn, c->map[method_id], req, &c->resp, timeout, &c->errmsg);
-    if (rc) {
-        if (!c->errmsg.len) shmrpc__msg_set(&c->errmsg, "%s", shmrpc_strerror(rc));
-        return rc;
-    }
+    int rc = c->conn->ops->call(c->conn, c->map[method_id], req, &c->resp, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     return 0;
 }

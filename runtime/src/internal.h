@@ -24,6 +24,19 @@ void shmrpc__msg_vappend(shmrpc_buf *m, const char *fmt, va_list ap) SHMRPC__FMT
 /* The message, or "" when none is set. */
 const char *shmrpc__msg_get(const shmrpc_buf *m);
 
+/* --- the calling thread's message (status.c) ----------------------------------------
+ * How public functions follow the rule in status.h. A function whose failures come
+ * from deep inside (a transport, a segment) starts with m = shmrpc__err_begin(), hands m
+ * down as the `err` of what it calls, and returns shmrpc__err_end(rc): a failure that
+ * wrote nothing to m then reads as shmrpc_strerror(rc). A function that fails in one
+ * place returns shmrpc__err_set(rc, ...) there, or shmrpc__err_code(rc) when the status
+ * says it all. */
+shmrpc_buf *shmrpc__err_begin(void);
+int shmrpc__err_end(int rc);
+int shmrpc__err_set(int rc, const char *fmt, ...) SHMRPC__FMT(2, 3);
+int shmrpc__err_vset(int rc, const char *fmt, va_list ap) SHMRPC__FMT(2, 0);
+int shmrpc__err_code(int rc);
+
 /* Decode-error texts shared by the server's ctx and the client (msg.c):
  * "METHOD: WHAT: WHY" or "METHOD: WHAT, field 'FIELD': WHY"; NULL parts are left out. */
 void shmrpc__decode_msg(char *out, size_t cap, const char *method, const char *what,

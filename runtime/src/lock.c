@@ -23,8 +23,9 @@
 
 #include <shmrpc/status.h>
 
-#include "wait.h"
+#include "internal.h"
 #include "proc.h"
+#include "wait.h"
 
 #define LOCK_MAGIC 0x4b434c53u /* "SLCK" */
 #define LOCK_VERSION 2u        /* 2: waiters flag the word; the sleepers count is unused */
@@ -138,18 +139,14 @@ struct shmrpc_lock {
 
 /* --- messages ---------------------------------------------------------------------- */
 
-static _Thread_local char errmsg[512];
-
-const char *shmrpc_lock_errmsg(void)
-{
-    return errmsg;
-}
-
+/* Failures go to the calling thread (status.h). A public function fails through fail(),
+ * or its slow path begins the thread's message and ends it with the status; the fast
+ * paths that succeed leave the thread's message alone. */
 __attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    shmrpc__err_vset(rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -474,34 +471,46 @@ static int64_t deadline_in(int64_t ns)
 
 int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms)
 {
-    if (!l) return SHMRPC_EINVAL;
+    if (!l) return fail(SHMRPC_EINVAL, "no lock");
     if (timeout_ms < 0 && timeout_ms != SHMRPC_LOCK_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
     uint32_t me = self_tid(), cur = 0;
     if (take(l->seg, &cur, me)) return won(l->seg, 0);
     int64_t ns =
         timeout_ms < 0 || timeout_ms > INT64_MAX / 1000000 ? INT64_MAX : timeout_ms * 1000000;
-    return contend(l, me, cur, deadline_in(ns));
+    shmrpc__err_begin();
+    return shmrpc__err_end(contend(l, me, cur, deadline_in(ns)));
 }
 
 int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds)
 {
-    if (!l) return SHMRPC_EINVAL;
+    if (!l) return fail(SHMRPC_EINVAL, "no lock");
     bool forever = seconds == -1.0 || seconds == INFINITY;
     if (!forever && !(seconds >= 0)) /* NaN too */
         return fail(SHMRPC_EINVAL, "bad timeout %g s", seconds);
     uint32_t me = self_tid(), cur = 0;
     if (take(l->seg, &cur, me)) return won(l->seg, 0);
     double ns = seconds * 1e9;
-    return contend(l, me, cur, deadline_in(forever || ns >= 9.2e18 ? INT64_MAX : (int64_t)ns));
+    shmrpc__err_begin();
+    return shmrpc__err_end(
+        contend(l, me, cur, deadline_in(forever || ns >= 9.2e18 ? INT64_MAX : (int64_t)ns)));
 }
+
+static int try_contended(shmrpc_lock *l, uint32_t me, uint32_t cur);
 
 int shmrpc_lock_try(shmrpc_lock *l)
 {
-    if (!l) return SHMRPC_EINVAL;
-    struct lock_seg *s = l->seg;
+    if (!l) return fail(SHMRPC_EINVAL, "no lock");
     uint32_t me = self_tid(), cur = 0;
-    if (take(s, &cur, me)) return won(s, 0);
+    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    shmrpc__err_begin();
+    return shmrpc__err_end(try_contended(l, me, cur));
+}
+
+/* The slow path of try: the word was cur (not 0) when the fast path tried. */
+static int try_contended(shmrpc_lock *l, uint32_t me, uint32_t cur)
+{
+    struct lock_seg *s = l->seg;
     uint32_t owner;
     for (;;) {
         owner = owner_of(cur);
@@ -522,7 +531,7 @@ int shmrpc_lock_try(shmrpc_lock *l)
 
 int shmrpc_lock_release(shmrpc_lock *l)
 {
-    if (!l) return SHMRPC_EINVAL;
+    if (!l) return fail(SHMRPC_EINVAL, "no lock");
     struct lock_seg *s = l->seg;
     uint32_t me = self_tid();
     uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
@@ -549,14 +558,14 @@ bool shmrpc_lock_is_mine(const shmrpc_lock *l)
 
 int shmrpc_lock_owner(const shmrpc_lock *l, pid_t *owner)
 {
-    if (!l || !owner) return SHMRPC_EINVAL;
+    if (!l || !owner) return fail(SHMRPC_EINVAL, l ? "no place for the owner" : "no lock");
     *owner = (pid_t)owner_of(atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed));
     return 0;
 }
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out)
 {
-    if (!l || !out) return SHMRPC_EINVAL;
+    if (!l || !out) return fail(SHMRPC_EINVAL, l ? "no place for the statistics" : "no lock");
     const struct lock_seg *s = l->seg;
     out->acquisitions = atomic_load_explicit(&s->acquisitions, memory_order_relaxed);
     out->contended = atomic_load_explicit(&s->contended, memory_order_relaxed);
@@ -825,9 +834,8 @@ static int open_segment(const char *path, const char *name, const shmrpc_lock_op
     }
 }
 
-int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o)
+static int open_lock(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o)
 {
-    errmsg[0] = '\0';
     if (!out) return fail(SHMRPC_EINVAL, "out is NULL");
     *out = NULL;
     shmrpc_lock_opts defaults;
@@ -852,6 +860,12 @@ int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts
     l->seg = l->file.seg;
     *out = l;
     return 0;
+}
+
+int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o)
+{
+    shmrpc__err_begin();
+    return shmrpc__err_end(open_lock(out, name, o));
 }
 
 void shmrpc_lock_close(shmrpc_lock *l)

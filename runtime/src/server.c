@@ -20,7 +20,6 @@ struct shmrpc_server {
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
     _Atomic int want;           /* workers wanted: serve(n), then set_workers() */
-    shmrpc_buf errmsg;          /* the last failure of register or listen */
 };
 
 /* A handler pointer as stored in the generated table: any function pointer type has
@@ -36,10 +35,10 @@ void shmrpc_server_opts_init(shmrpc_server_opts *o)
 
 int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
 {
-    if (!out) return SHMRPC_EINVAL;
+    if (!out) return shmrpc__err_set(SHMRPC_EINVAL, "no place for the server (out is NULL)");
     *out = NULL;
     shmrpc_server *s = calloc(1, sizeof *s);
-    if (!s) return SHMRPC_ENOMEM;
+    if (!s) return shmrpc__err_code(SHMRPC_ENOMEM);
     s->max_msg = opts && opts->max_msg_bytes ? opts->max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
     if (opts)
         s->wait = opts->wait;
@@ -47,9 +46,9 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
         shmrpc_wait_opts_init(&s->wait);
     if (shmrpc__tcp_cfg_init(&s->tcp, opts ? &opts->tcp : NULL) != 0) {
         free(s);
-        return SHMRPC_EINVAL;
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "tcp settings out of range (shmrpc_server_opts.tcp, shmrpc/tcp.h)");
     }
-    shmrpc_buf_init(&s->errmsg);
     *out = s;
     return 0;
 }
@@ -60,49 +59,33 @@ void shmrpc_server_free(shmrpc_server *s)
     /* Waits for calls still running in this server's handlers on other threads. */
     if (s->listener) s->listener->ops->close(s->listener);
     free(s->handlers);
-    shmrpc_buf_destroy(&s->errmsg);
     free(s);
-}
-
-const char *shmrpc_server_errmsg(const shmrpc_server *s)
-{
-    return s ? shmrpc__msg_get(&s->errmsg) : "";
-}
-
-static int server_error(shmrpc_server *s, int rc, const char *fmt, ...) SHMRPC__FMT(3, 4);
-static int server_error(shmrpc_server *s, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__msg_vset(&s->errmsg, fmt, ap);
-    va_end(ap);
-    return rc;
 }
 
 /* The tables beside the info: an invoke function per method, and handler offsets that
  * lie inside the handler table. */
-static int check_tables(shmrpc_server *s, const shmrpc_service *svc, const void *handlers)
+static int check_tables(const shmrpc_service *svc, const void *handlers)
 {
     const shmrpc_service_info *info = svc->info;
     uint32_t n = info->n_methods;
     if (n == 0) return 0;
     if (!svc->invoke || !svc->handler_offset)
-        return server_error(s, SHMRPC_EINVAL, "service '%s': no invoke or handler offset table",
-                            info->name);
+        return shmrpc__err_set(SHMRPC_EINVAL, "service '%s': no invoke or handler offset table",
+                               info->name);
     if (!handlers)
-        return server_error(s, SHMRPC_EINVAL, "service '%s': no handler table", info->name);
+        return shmrpc__err_set(SHMRPC_EINVAL, "service '%s': no handler table", info->name);
     for (uint32_t i = 0; i < n; i++) {
         const char *name = info->methods[i].name;
         if (!svc->invoke[i])
-            return server_error(s, SHMRPC_EINVAL,
-                                "service '%s': no invoke function for method '%s'", info->name,
-                                name);
+            return shmrpc__err_set(SHMRPC_EINVAL,
+                                   "service '%s': no invoke function for method '%s'", info->name,
+                                   name);
         size_t off = svc->handler_offset[i];
         if (off > svc->handlers_size || svc->handlers_size - off < sizeof(any_fn))
-            return server_error(s, SHMRPC_EINVAL,
-                                "service '%s': the handler of method '%s' lies outside the "
-                                "handler table (offset %zu, table of %zu bytes)",
-                                info->name, name, off, svc->handlers_size);
+            return shmrpc__err_set(SHMRPC_EINVAL,
+                                   "service '%s': the handler of method '%s' lies outside the "
+                                   "handler table (offset %zu, table of %zu bytes)",
+                                   info->name, name, off, svc->handlers_size);
     }
     return 0;
 }
@@ -116,7 +99,7 @@ static bool handler_set(const shmrpc_service *svc, const void *handlers, uint32_
 
 /* Fails naming every method without a handler: a missing one is found when the
  * service is registered, not when its first call arrives. */
-static int check_handlers(shmrpc_server *s, const shmrpc_service *svc, const void *handlers)
+static int check_handlers(const shmrpc_service *svc, const void *handlers, shmrpc_buf *err)
 {
     const shmrpc_service_info *info = svc->info;
     unsigned missing = 0;
@@ -124,11 +107,11 @@ static int check_handlers(shmrpc_server *s, const shmrpc_service *svc, const voi
         missing += !handler_set(svc, handlers, i);
     if (!missing) return 0;
     const char *s_ = missing > 1 ? "s" : "";
-    shmrpc__msg_set(&s->errmsg, "service '%s': no handler%s for method%s ", info->name, s_, s_);
+    shmrpc__msg_set(err, "service '%s': no handler%s for method%s ", info->name, s_, s_);
     unsigned k = 0;
     for (uint32_t i = 0; i < info->n_methods; i++) {
         if (handler_set(svc, handlers, i)) continue;
-        shmrpc__msg_append(&s->errmsg, "%s'%s'", k++ ? ", " : "", info->methods[i].name);
+        shmrpc__msg_append(err, "%s'%s'", k++ ? ", " : "", info->methods[i].name);
     }
     return SHMRPC_EINVAL;
 }
@@ -136,28 +119,29 @@ static int check_handlers(shmrpc_server *s, const shmrpc_service *svc, const voi
 int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const void *handlers,
                            void *user)
 {
-    if (!s) return SHMRPC_EINVAL;
-    shmrpc__msg_clear(&s->errmsg);
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
     if (s->svc)
-        return server_error(s, SHMRPC_EBUSY,
-                            "service '%s' is already registered; a server serves one service",
-                            s->svc->info->name);
-    if (!svc) return server_error(s, SHMRPC_EINVAL, "no service descriptor");
+        return shmrpc__err_set(SHMRPC_EBUSY,
+                               "service '%s' is already registered; a server serves one service",
+                               s->svc->info->name);
+    if (!svc) return shmrpc__err_set(SHMRPC_EINVAL, "no service descriptor");
     if (svc->magic != SHMRPC_SERVICE_MAGIC)
-        return server_error(s, SHMRPC_EINVAL,
-                            "service descriptor has a bad magic number 0x%08x (expected 0x%08x)",
-                            svc->magic, SHMRPC_SERVICE_MAGIC);
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "service descriptor has a bad magic number 0x%08x (expected 0x%08x)",
+                               svc->magic, SHMRPC_SERVICE_MAGIC);
     if (svc->version != SHMRPC_DESCRIPTOR_VERSION)
-        return server_error(s, SHMRPC_EVERSION,
-                            "service descriptor has version %u; this runtime reads version %u "
-                            "(regenerate it)",
-                            svc->version, SHMRPC_DESCRIPTOR_VERSION);
-    int rc = shmrpc__info_check(svc->info, &s->errmsg);
-    if (rc) return rc;
-    if ((rc = check_tables(s, svc, handlers)) || (rc = check_handlers(s, svc, handlers))) return rc;
+        return shmrpc__err_set(SHMRPC_EVERSION,
+                               "service descriptor has version %u; this runtime reads version %u "
+                               "(regenerate it)",
+                               svc->version, SHMRPC_DESCRIPTOR_VERSION);
+    shmrpc_buf *err = shmrpc__err_begin();
+    int rc = shmrpc__info_check(svc->info, err);
+    if (rc == 0) rc = check_tables(svc, handlers);
+    if (rc == 0) rc = check_handlers(svc, handlers, err);
+    if (rc) return shmrpc__err_end(rc);
 
     void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
-    if (!copy) return server_error(s, SHMRPC_ENOMEM, "out of memory");
+    if (!copy) return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
     if (svc->handlers_size) memcpy(copy, handlers, svc->handlers_size);
     s->handlers = copy;
     s->svc = svc;
@@ -167,22 +151,27 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
 
 int shmrpc_server_listen(shmrpc_server *s, const char *addr)
 {
-    if (!s) return SHMRPC_EINVAL;
-    shmrpc__msg_clear(&s->errmsg);
-    if (!s->svc) return server_error(s, SHMRPC_EINVAL, "register a service before listening");
-    if (s->listener) return server_error(s, SHMRPC_EBUSY, "the server is already listening");
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
+    if (!s->svc) return shmrpc__err_set(SHMRPC_EINVAL, "register a service before listening");
+    if (s->listener) return shmrpc__err_set(SHMRPC_EBUSY, "the server is already listening");
+    shmrpc_buf *err = shmrpc__err_begin();
     const shmrpc__transport *t;
     const char *where;
-    int rc = shmrpc__transport_for(addr, &t, &where, &s->errmsg);
-    if (rc) return rc;
-    return t->listen(s, where, &s->listener, &s->errmsg);
+    int rc = shmrpc__transport_for(addr, &t, &where, err);
+    if (rc == 0) rc = t->listen(s, where, &s->listener, err);
+    return shmrpc__err_end(rc);
 }
 
 int shmrpc_server_serve(shmrpc_server *s, int workers)
 {
-    if (!s || workers < 0) return SHMRPC_EINVAL;
-    if (!s->listener) return server_error(s, SHMRPC_EINVAL, "listen before serving");
-    if (s->listener->ops->serve) return s->listener->ops->serve(s->listener, workers);
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
+    if (workers < 0)
+        return shmrpc__err_set(SHMRPC_EINVAL, "a negative count of workers (%d)", workers);
+    if (!s->listener) return shmrpc__err_set(SHMRPC_EINVAL, "listen before serving");
+    if (s->listener->ops->serve) {
+        shmrpc__err_begin();
+        return shmrpc__err_end(s->listener->ops->serve(s->listener, workers));
+    }
     /* Calls run on their callers' threads: only wait to be stopped. */
     while (!atomic_load(&s->stop)) {
         struct timespec ts = {0, 10 * 1000 * 1000};

@@ -170,7 +170,7 @@ static int snapshot(const shmrpc__stats_head *h, shmrpc_stats **out)
     return 0;
 }
 
-int shmrpc_stats_read(const char *addr, shmrpc_stats **out, shmrpc_buf *err)
+static int read_stats(const char *addr, shmrpc_stats **out, shmrpc_buf *err)
 {
     const shmrpc__transport *t;
     const char *where;
@@ -216,4 +216,11 @@ int shmrpc_stats_read(const char *addr, shmrpc_stats **out, shmrpc_buf *err)
 void shmrpc_stats_free(shmrpc_stats *s)
 {
     free(s);
+}
+
+int shmrpc_stats_read(const char *addr, shmrpc_stats **out)
+{
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!out) return shmrpc__err_end(shmrpc__err_set(SHMRPC_EINVAL, "out is NULL"));
+    return shmrpc__err_end(read_stats(addr, out, err));
 }

@@ -361,7 +361,7 @@ int sup_control_start(sup_control **out, const char *addr, const shmrpc__config 
     if (!rc) rc = shmrpc_server_new(&k->srv, NULL);
     if (!rc) rc = shmrpc_server_register(k->srv, &control_service, &handlers, k);
     if (!rc) rc = shmrpc_server_listen(k->srv, addr);
-    if (rc && k->srv) snprintf(err, cap, "%s", shmrpc_server_errmsg(k->srv));
+    if (rc && k->srv) snprintf(err, cap, "%s", shmrpc_errmsg());
     if (!rc) {
         snapshot(k);
         int e = pthread_create(&k->thread, NULL, serve, k);

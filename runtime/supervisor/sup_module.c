@@ -108,8 +108,8 @@ int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err
         int e = shmrpc_server_new(&srv, NULL);
         if (!e) e = shmrpc_server_register(srv, m->service, m->handlers, NULL);
         if (e) {
-            snprintf(err, cap, "module %s: %s%s%s", cfg->module, shmrpc_strerror(e),
-                     srv ? ": " : "", srv ? shmrpc_server_errmsg(srv) : "");
+            snprintf(err, cap, "module %s: %s: %s", cfg->module, shmrpc_strerror(e),
+                     shmrpc_errmsg());
         } else if (!cfg->shm_name) {
             const char *name = m->service->info->svc_name;
             size_t n = name ? strlen(name) : 0;
@@ -290,17 +290,11 @@ static int serve(const char *name, const shmrpc_module *m, void *user, const cha
     unsigned char secret[SHMRPC_SECRET_MAX];
     int rc = 0;
     if (strcmp(secret_file, NONE_ARG) != 0) {
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        rc = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len, &err);
+        rc = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len);
         if (rc) {
-            shmrpc_buf_append(&err, "", 1);
-            fprintf(stderr, "%s: secret_file: %s\n", name,
-                    err.err || err.len <= 1 ? shmrpc_strerror(rc) : (const char *)err.data);
-            shmrpc_buf_destroy(&err);
+            fprintf(stderr, "%s: secret_file: %s\n", name, shmrpc_errmsg());
             return 1;
         }
-        shmrpc_buf_destroy(&err);
         o.tcp.secret = secret;
     }
     shmrpc_server *srv = NULL;
@@ -309,8 +303,7 @@ static int serve(const char *name, const shmrpc_module *m, void *user, const cha
     if (!rc) rc = shmrpc_server_register(srv, m->service, m->handlers, user);
     if (!rc) rc = shmrpc_server_listen(srv, addr);
     if (rc) {
-        fprintf(stderr, "%s: %s: %s%s%s\n", name, addr, shmrpc_strerror(rc), srv ? ": " : "",
-                srv ? shmrpc_server_errmsg(srv) : "");
+        fprintf(stderr, "%s: %s: %s: %s\n", name, addr, shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_server_free(srv);
         return 1;
     }

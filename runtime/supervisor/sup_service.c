@@ -221,10 +221,8 @@ static bool answers_at(const char *addr, const char *secret_file)
     o.tcp.connect_timeout_ms = PROBE_TIMEOUT_MS;
     unsigned char secret[SHMRPC_SECRET_MAX];
     if (secret_file) {
-        shmrpc_buf why; /* the manager says it in the service's log */
-        shmrpc_buf_init(&why);
-        int e = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len, &why);
-        shmrpc_buf_destroy(&why);
+        /* Why it fails, the manager says in the service's log. */
+        int e = shmrpc_secret_load(secret_file, secret, sizeof secret, &o.tcp.secret_len);
         if (e) return false;
         o.tcp.secret = secret;
     }

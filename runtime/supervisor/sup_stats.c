@@ -42,10 +42,7 @@ bool sup_stats_owner_live(pid_t pid, pid_t group)
 static shmrpc_stats *read_at(const char *addr, pid_t group)
 {
     shmrpc_stats *st = NULL;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    if (shmrpc_stats_read(addr, &st, &err) != 0) st = NULL;
-    shmrpc_buf_destroy(&err);
+    if (shmrpc_stats_read(addr, &st) != 0) st = NULL;
     if (st && !sup_stats_owner_live(st->pid, group)) { /* a stale segment of a killed run */
         shmrpc_stats_free(st);
         st = NULL;

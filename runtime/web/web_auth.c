@@ -36,7 +36,8 @@ int web_auth_init(web_auth *a, const char *path, shmrpc_buf *err)
     }
     unsigned char secret[SHMRPC_SECRET_MAX];
     size_t len = 0;
-    int rc = shmrpc_secret_load(path, secret, sizeof secret, &len, err);
+    int rc = shmrpc_secret_load(path, secret, sizeof secret, &len);
+    if (rc) shmrpc_buf_append(err, shmrpc_errmsg(), strlen(shmrpc_errmsg()));
     if (rc == 0) crypto_generichash(a->hash, sizeof a->hash, secret, len, NULL, 0);
     sodium_memzero(secret, sizeof secret);
     return rc;

@@ -99,9 +99,9 @@ static int fail(web_err *e, int rc, const char *fmt, ...)
     return -1;
 }
 
-static int connect_failed(web_err *e, const char *addr, shmrpc_client *c, int rc)
+static int connect_failed(web_err *e, const char *addr, int rc)
 {
-    const char *msg = c ? shmrpc_client_errmsg(c) : "";
+    const char *msg = shmrpc_errmsg();
     /* A bad address is the page's own fault; anything else means the service is not
      * reachable as it should be. */
     if (rc == SHMRPC_EINVAL) rc = SHMRPC_EUNAVAIL;
@@ -125,7 +125,7 @@ static web_conn *conn_new(const char *addr, web_err *e)
         goto bad;
     }
     if ((rc = shmrpc_client_connect(probe, addr)) != 0) {
-        connect_failed(e, addr, probe, rc);
+        connect_failed(e, addr, rc);
         goto bad;
     }
     k->info = ctl_info_copy(k->a, shmrpc_client_server_info(probe));
@@ -137,7 +137,7 @@ static web_conn *conn_new(const char *addr, web_err *e)
     }
     if ((rc = shmrpc_client_new(&k->c, k->info, NULL)) != 0 ||
         (rc = shmrpc_client_connect(k->c, addr)) != 0) {
-        connect_failed(e, addr, k->c, rc);
+        connect_failed(e, addr, rc);
         goto bad;
     }
     return k;
@@ -202,7 +202,7 @@ static int call_on(web_conn *k, const char *method, const char *args, size_t n, 
     shmrpc_bytes resp;
     int rc = shmrpc_client_call(k->c, m->id, &resp);
     if (rc != 0) {
-        const char *msg = shmrpc_client_errmsg(k->c);
+        const char *msg = shmrpc_errmsg();
         fail(e, rc, "%s: %s%s%s", method, shmrpc_strerror(rc), *msg ? ": " : "", msg);
         /* A handler's answer leaves the connection as good as it was; after anything
          * else (a timeout, a dead worker, a changed table) start afresh. */

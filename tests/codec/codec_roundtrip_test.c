@@ -177,8 +177,7 @@ static int teardown(void **state)
 #define OK(call, c)                                                                                \
     do {                                                                                           \
         int rc_ = (call);                                                                          \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s: %s", #call, shmrpc_strerror(rc_), shmrpc_client_errmsg(c));          \
+        if (rc_ != 0) fail_msg("%s: %s: %s", #call, shmrpc_strerror(rc_), shmrpc_errmsg());        \
     } while (0)
 
 static const uint8_t blob[] = {0, 1, 2, 0xff, 0, 0x80};
@@ -243,7 +242,7 @@ static void test_scalars_json(void **state)
     }
     cases[0].u64v = UINT64_MAX;
     assert_int_equal(types_pass_scalars_json(f->c, &cases[0], &out), SHMRPC_EINVAL);
-    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "'v'"));
+    assert_non_null(strstr(shmrpc_errmsg(), "'v'"));
 }
 
 /* A chain of depth nodes, each the only child of the one before; with next, every third
@@ -357,7 +356,7 @@ static void test_recursion_depth(void **state)
     OK(types_pass_node(f->c, chain_of((int)SHMRPC_MAX_DEPTH, false), &out), f->c);
     assert_int_equal(types_pass_node(f->c, chain_of((int)SHMRPC_MAX_DEPTH + 1, false), &out),
                      SHMRPC_EINVAL);
-    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "nested too deeply"));
+    assert_non_null(strstr(shmrpc_errmsg(), "nested too deeply"));
 }
 
 static void test_large_lists(void **state)
@@ -400,7 +399,7 @@ static void test_void_narrow_optional(void **state)
     OK(types_narrow(f->c, INT8_MIN, 65535, TYPES_COLOR_BLUE, -1.5f, true, &a), f->c);
     assert_int_equal(a, INT8_MIN);
     assert_int_equal(types_narrow(f->c, 1, 2, TYPES_COLOR_RED, 0, false, &a), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_client_errmsg(f->c), "narrow: unexpected arguments");
+    assert_string_equal(shmrpc_errmsg(), "narrow: unexpected arguments");
     types_opt_sign s;
     OK(types_maybe_sign(f->c, (types_opt_sign){false, TYPES_SIGN_PLUS}, &s), f->c);
     assert_false(s.has);
@@ -477,7 +476,7 @@ static void test_malformed_bodies(void **state)
         assert_int_equal(shmrpc_buf_append(req, b->body, b->len), 0);
         shmrpc_bytes resp;
         int rc = shmrpc_client_call(f->c, b->method, &resp);
-        const char *msg = shmrpc_client_errmsg(f->c);
+        const char *msg = shmrpc_errmsg();
         if (rc != SHMRPC_EINVAL || strstr(msg, b->expect) == NULL)
             fail_msg("%s: got %s \"%s\", want invalid argument with \"%s\"", b->name,
                      shmrpc_strerror(rc), msg, b->expect);
@@ -509,7 +508,7 @@ static void test_result_without_json_form(void **state)
     assert_int_equal(shmrpc_client_connect(c, "inproc://types-bad-result"), 0);
     types_scalars in = scalars_min(), out;
     assert_int_equal(types_pass_scalars_json(c, &in, &out), SHMRPC_EHANDLER);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "the result has no JSON form"));
+    assert_non_null(strstr(shmrpc_errmsg(), "the result has no JSON form"));
     shmrpc_client_free(c);
     shmrpc_server_free(s);
 }

@@ -82,7 +82,7 @@ pid_t test_start_server(const test_server *ts)
     if (rc == 0) rc = shmrpc_server_register(child_server, ts->svc, ts->handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(child_server, ts->addr);
     if (rc == 0) rc = shmrpc_server_serve(child_server, ts->workers);
-    if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_server_errmsg(child_server));
+    if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_errmsg());
     shmrpc_server_free(child_server);
     _exit(rc == 0 ? 0 : 1);
 }

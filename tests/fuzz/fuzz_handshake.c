@@ -310,7 +310,7 @@ static void start_server(void)
     o.max_msg_bytes = MAX_MSG;
     if (shmrpc_server_new(&srv.s, &o) != 0 ||
         shmrpc_server_register(srv.s, &calls_service, &handlers, NULL) != 0)
-        fail("cannot make the server: %s", shmrpc_server_errmsg(srv.s));
+        fail("cannot make the server: %s", shmrpc_errmsg());
     /* A port that was free a moment ago may have been taken since: try another. */
     int rc = SHMRPC_EBUSY;
     for (int i = 0; i < 20 && rc == SHMRPC_EBUSY; i++) {
@@ -318,14 +318,14 @@ static void start_server(void)
         snprintf(srv.addr, sizeof srv.addr, "tcp://127.0.0.1:%d", srv.port);
         rc = shmrpc_server_listen(srv.s, srv.addr);
     }
-    if (rc) fail("listen: %s", shmrpc_server_errmsg(srv.s));
+    if (rc) fail("listen: %s", shmrpc_errmsg());
     if (pthread_create(&srv.thread, NULL, serve, NULL) != 0) fail("pthread_create");
     shmrpc_client_opts co;
     shmrpc_client_opts_init(&co);
     co.timeout_ms = SERVER_WAIT_MS;
     if (shmrpc_client_new(&srv.good, &calls_service_info, &co) != 0 ||
         shmrpc_client_connect(srv.good, srv.addr) != 0)
-        fail("cannot connect to the server: %s", shmrpc_client_errmsg(srv.good));
+        fail("cannot connect to the server: %s", shmrpc_errmsg());
     shmrpc_buf_init(&srv.sent);
     shmrpc_buf_init(&srv.got);
 }
@@ -472,7 +472,7 @@ static void check_served(void)
 {
     int64_t sum = 0;
     int rc = calls_add(srv.good, 40, 2, &sum);
-    if (rc || sum != 42) fail("the server no longer serves: %s", shmrpc_client_errmsg(srv.good));
+    if (rc || sum != 42) fail("the server no longer serves: %s", shmrpc_errmsg());
 }
 
 static void fuzz_server(enum mode mode, uint8_t param, shmrpc_bytes rest)
@@ -553,7 +553,7 @@ static void run_client(client_job *job)
         job->call_rc = call(c, job->method);
         job->call_ms = now_ms() - t1;
     }
-    if (strlen(shmrpc_client_errmsg(c)) > 8192) fail("a message of unbounded length");
+    if (strlen(shmrpc_errmsg()) > 8192) fail("a message of unbounded length");
     shmrpc_client_free(c);
 }
 

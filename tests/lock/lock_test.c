@@ -199,7 +199,7 @@ static shmrpc_lock *open_lock(const char *name, shmrpc_lock_mode mode)
     shmrpc_lock_opts o = opts_of(mode);
     shmrpc_lock *l = NULL;
     int rc = shmrpc_lock_open(&l, name, &o);
-    if (rc != 0) print_error("open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_lock_errmsg());
+    if (rc != 0) print_error("open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(rc, 0);
     return l;
 }
@@ -318,10 +318,10 @@ static void exclusive_twice_is_busy(void **state)
     assert_null(b);
     char held[64];
     snprintf(held, sizeof held, "held by thread %d", (int)getpid());
-    print_message("# %s\n", shmrpc_lock_errmsg());
-    assert_non_null(strstr(shmrpc_lock_errmsg(), "already exists"));
-    assert_non_null(strstr(shmrpc_lock_errmsg(), "mode 0600"));
-    assert_non_null(strstr(shmrpc_lock_errmsg(), held));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "already exists"));
+    assert_non_null(strstr(shmrpc_errmsg(), "mode 0600"));
+    assert_non_null(strstr(shmrpc_errmsg(), held));
     assert_int_equal(shmrpc_lock_release(a), 0);
     shmrpc_lock_close(a);
 }
@@ -456,7 +456,7 @@ static void foreign_segments_refused(void **state)
     int64_t t0 = now_ms();
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
     assert_true(now_ms() - t0 < 5000);
-    assert_non_null(strstr(shmrpc_lock_errmsg(), "never initialised"));
+    assert_non_null(strstr(shmrpc_errmsg(), "never initialised"));
     assert_null(l);
     /* OVERWRITE replaces it. */
     l = open_lock(name, SHMRPC_LOCK_CREATE_NEW_OVERWRITE);
@@ -506,8 +506,8 @@ static void wider_mode_refused(void **state)
     assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
     o = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
     assert_int_equal(shmrpc_lock_open(&m, name, &o), SHMRPC_EPERM);
-    print_message("# %s\n", shmrpc_lock_errmsg());
-    assert_non_null(strstr(shmrpc_lock_errmsg(), "mode 0644"));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "mode 0644"));
     o.perms = 0644;
     assert_int_equal(shmrpc_lock_open(&m, name, &o), 0);
     shmrpc_lock_close(m);
@@ -530,9 +530,9 @@ static int stranger_child(void *arg)
     shmrpc_lock *l = NULL;
     int rc = shmrpc_lock_open(&l, s->name, &o);
     fprintf(stderr, "# as nobody (perms 0%o): %s: %s\n", (unsigned)s->perms, shmrpc_strerror(rc),
-            shmrpc_lock_errmsg());
+            shmrpc_errmsg());
     if (rc != s->want1 && rc != s->want2) return 31;
-    if (rc != 0) return strstr(shmrpc_lock_errmsg(), "uid 0") ? 0 : 32;
+    if (rc != 0) return strstr(shmrpc_errmsg(), "uid 0") ? 0 : 32;
     return shmrpc_lock_try(l) == 0 ? 0 : 33;
 }
 
@@ -921,7 +921,7 @@ static void non_owner_release_and_busy_try(void **state)
     /* Held by this thread: neither try nor acquire deadlocks. */
     assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
     assert_int_equal(shmrpc_lock_acquire(l, 1000), SHMRPC_EBUSY);
-    assert_non_null(strstr(shmrpc_lock_errmsg(), "already held by this thread"));
+    assert_non_null(strstr(shmrpc_errmsg(), "already held by this thread"));
     assert_int_equal(shmrpc_lock_release(l), 0);
     assert_int_equal(shmrpc_lock_release(l), SHMRPC_EPERM);
     shmrpc_lock_close(l);

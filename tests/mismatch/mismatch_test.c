@@ -102,8 +102,7 @@ static void connect_good(void)
         usleep(10000);
         rc = shmrpc_client_connect(good, addr);
     }
-    if (rc != 0)
-        fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
 }
 
 /* The good client is served, last() (new in v2) included. */
@@ -111,10 +110,10 @@ static void check_good(void)
 {
     int64_t r = 0;
     int rc = calc_add(good, 40, 2, &r);
-    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(r, 42);
     rc = calc_last(good, &r);
-    if (rc) fail_msg("last: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    if (rc) fail_msg("last: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(r, 42);
 }
 
@@ -125,7 +124,7 @@ static void adder_calls(shmrpc_client *c)
 {
     int64_t r = 0;
     int rc = adder_add(c, 40, 2, &r);
-    if (rc) fail_msg("Adder.add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("Adder.add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(r, 42);
 }
 
@@ -136,7 +135,7 @@ typedef struct mismatch_case {
     const shmrpc_service_info *info; /* else a client of this, in this process */
     void (*calls)(shmrpc_client *c); /* its calls once connected, or NULL */
     int status;                      /* of shmrpc_client_connect() */
-    const char *msg;                 /* all of shmrpc_client_errmsg() after it */
+    const char *msg;                 /* all of shmrpc_errmsg() after it */
 } mismatch_case;
 
 static const mismatch_case cases[] = {
@@ -156,9 +155,8 @@ static void run_here(const mismatch_case *mc)
     assert_int_equal(shmrpc_client_new(&other, mc->info, NULL), 0);
     int rc = shmrpc_client_connect(other, addr);
     if (rc != mc->status)
-        fail_msg("%s: connect %s: %s: %s", mc->name, addr, shmrpc_strerror(rc),
-                 shmrpc_client_errmsg(other));
-    assert_string_equal(shmrpc_client_errmsg(other), mc->msg);
+        fail_msg("%s: connect %s: %s: %s", mc->name, addr, shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_string_equal(shmrpc_errmsg(), mc->msg);
     if (rc == 0 && mc->calls) mc->calls(other);
     shmrpc_client_free(other);
     other = NULL;
@@ -226,7 +224,7 @@ static void empty_client_sees_the_table(void)
     assert_int_equal(shmrpc_client_new(&c, &none, NULL), 0);
     assert_null(shmrpc_client_server_info(c));
     int rc = shmrpc_client_connect(c, addr);
-    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     const shmrpc_service_info *s = shmrpc_client_server_info(c);
     assert_non_null(s);
     assert_string_equal(s->name, "Calc");
@@ -249,7 +247,7 @@ static void run_cases(void)
     start_server();
     bool inproc = in_server != NULL;
     connect_good();
-    assert_string_equal(shmrpc_client_errmsg(good), "");
+    assert_string_equal(shmrpc_errmsg(), "");
     check_good();
     empty_client_sees_the_table();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -74,7 +74,7 @@ static shmrpc_client *try_connect_for(int ms, int *rc_out)
     }
     if (rc_out) *rc_out = rc;
     if (rc == 0) return c;
-    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
     return NULL;
 }
@@ -392,7 +392,7 @@ static void truncated_channel_costs_nothing(void **state)
                   WIFEXITED(status) && WEXITSTATUS(status) == 0   ? "refused"
                   : WIFEXITED(status) && WEXITSTATUS(status) == 1 ? "done"
                                                                   : "not tried",
-                  shmrpc_strerror(rc), rc ? shmrpc_client_errmsg(c) : "",
+                  shmrpc_strerror(rc), rc ? shmrpc_errmsg() : "",
                   rc == 0 && pid == worker ? "alive" : "replaced");
     int32_t after = 0;
     int rc2 = calls_nap(c, 0, &after);
@@ -487,7 +487,7 @@ static int add_until_ok(shmrpc_client *c)
         rc = calls_add(c, 20, 22, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     } while (rc == SHMRPC_EUNAVAIL && test_now_ms() < until);
-    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
     return tries;
 }
@@ -537,10 +537,10 @@ static void bumped_generation_reconnects(void **state)
     int rc = calls_add(c, 1, 2, &sum);
     int64_t took = test_now_ms() - t0;
     print_message("    generation bumped during a call: it failed after %lld ms with %s (%s)\n",
-                  (long long)took, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+                  (long long)took, shmrpc_strerror(rc), shmrpc_errmsg());
     assert_true(WIFEXITED(test_reap(bumper, 5000)));
     assert_int_equal(rc, SHMRPC_EUNAVAIL);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "did not run"));
+    assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
     assert_true(took < 1300); /* before the nap ends, let alone the deadline */
     int status = test_reap(napper, 10000);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -595,9 +595,9 @@ static void closed_channel_fd_reconnects(void **state)
     int rc = calls_add(c, 1, 2, &sum);
     int64_t took = test_now_ms() - t0;
     print_message("    channel's fd closed: the call failed after %lld ms with %s (%s)\n",
-                  (long long)took, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+                  (long long)took, shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(rc, SHMRPC_EUNAVAIL);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "did not run"));
+    assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
     assert_true(took < 2000);
     assert_int_equal(sh->calls, calls);
     int tries = add_until_ok(c);

@@ -77,7 +77,7 @@ static shmrpc_client *try_connect(void)
         rc = shmrpc_client_connect(c, addr);
     }
     if (rc == 0) return c;
-    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
     return NULL;
 }
@@ -182,13 +182,13 @@ static void growth_and_too_big(void **state)
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         shmrpc_bytes out;
         int rc = calls_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
-        if (rc != 0) fail_msg("echo of %zu bytes: %s", sizes[k], shmrpc_client_errmsg(c));
+        if (rc != 0) fail_msg("echo of %zu bytes: %s", sizes[k], shmrpc_errmsg());
         assert_int_equal(out.len, sizes[k]);
         if (sizes[k]) assert_memory_equal(out.ptr, data, sizes[k]);
     }
     shmrpc_bytes out;
     assert_int_equal(calls_echo(c, shmrpc_bytes_of(data, MAX + 1), &out), SHMRPC_ETOOBIG);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "maximum"));
+    assert_non_null(strstr(shmrpc_errmsg(), "maximum"));
     int64_t sum; /* the channel survives */
     assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     assert_int_equal(sum, 5);
@@ -209,12 +209,12 @@ static void deadlines(void **state)
     assert_int_equal(calls_nap(c, 500, &pid), SHMRPC_ETIMEDOUT);
     int64_t waited = test_now_ms() - t0;
     assert_true(waited >= 100 && waited < 450);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "may still complete"));
+    assert_non_null(strstr(shmrpc_errmsg(), "may still complete"));
     /* Deadline before any worker took the call (the only worker naps): it never ran. */
     int64_t calls = sh->calls;
     shmrpc_client_next_timeout(other, 50);
     assert_int_equal(calls_nap(other, 0, &pid), SHMRPC_ETIMEDOUT);
-    assert_non_null(strstr(shmrpc_client_errmsg(other), "did not run"));
+    assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
     int64_t sum;
     assert_int_equal(calls_add(c, 1, 1, &sum), 0);
     assert_int_equal(sum, 2);
@@ -336,7 +336,7 @@ static void stale_segments_and_second_server(void **state)
     assert_int_equal(shmrpc_server_listen(s2, addr), SHMRPC_EBUSY);
     char holder[32];
     snprintf(holder, sizeof holder, "pid %d", (int)server);
-    assert_non_null(strstr(shmrpc_server_errmsg(s2), holder));
+    assert_non_null(strstr(shmrpc_errmsg(), holder));
     /* The server dies without cleaning up: its segments stay... */
     kill(server, SIGKILL);
     test_reap(server, 5000);
@@ -389,7 +389,7 @@ static void another_user_is_refused(void **state)
         shmrpc_client *k;
         if (shmrpc_client_new(&k, &calls_service_info, NULL) != 0) _exit(3);
         int rc = shmrpc_client_connect(k, addr);
-        fprintf(stderr, "    as nobody: %s: %s\n", shmrpc_strerror(rc), shmrpc_client_errmsg(k));
+        fprintf(stderr, "    as nobody: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         _exit(rc == SHMRPC_EPERM || rc == SHMRPC_ESYS(EACCES) ? 0 : 1);
     }
     int status = test_reap(other, 10000);
@@ -574,7 +574,7 @@ static void reconnect_after_restart(void **state)
         rc = calls_add(c, 20, 22, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
-    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
     assert_int_equal(sh->calls, calls + 1); /* the failed call did not run later */
     shmrpc_client_free(c);
@@ -623,8 +623,8 @@ static void undumpable_client_refused(void **state)
             usleep(20000); /* the server may still be starting */
             rc = shmrpc_client_connect(c, addr);
         }
-        if (rc != SHMRPC_EPERM) fprintf(stderr, "connect: %s\n", shmrpc_client_errmsg(c));
-        bool said = strstr(shmrpc_client_errmsg(c), "dumpable") != NULL;
+        if (rc != SHMRPC_EPERM) fprintf(stderr, "connect: %s\n", shmrpc_errmsg());
+        bool said = strstr(shmrpc_errmsg(), "dumpable") != NULL;
         shmrpc_client_free(c);
         _exit(rc == SHMRPC_EPERM && said ? 0 : 1);
     }

@@ -336,14 +336,13 @@ static void control(void **state)
     /* Unknown names and scale. */
     int rc = control_stop(f->c, shmrpc_str_c("nope"), &s);
     assert_true(rc < 0);
-    assert_string_equal(shmrpc_client_errmsg(f->c),
-                        "no service 'nope'; the services are: echo, chatter");
+    assert_string_equal(shmrpc_errmsg(), "no service 'nope'; the services are: echo, chatter");
     rc = control_logs(f->c, shmrpc_str_c("nope"), 10, &lines);
     assert_true(rc < 0);
-    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "no service 'nope'"));
+    assert_non_null(strstr(shmrpc_errmsg(), "no service 'nope'"));
     rc = control_scale(f->c, shmrpc_str_c("echo"), 3, &s);
     assert_true(rc < 0);
-    assert_non_null(strstr(shmrpc_client_errmsg(f->c), "exec= service"));
+    assert_non_null(strstr(shmrpc_errmsg(), "exec= service"));
 
     /* A second supervisor of the same file is refused: the control address is taken. */
     pid_t second = run_supervisor(f, "second.err");

@@ -157,8 +157,7 @@ static shmrpc_client *connect_to(const shmrpc_service_info *info, const char *sh
     shmrpc_client *c = NULL;
     assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
     int rc = shmrpc_client_connect(c, addr);
-    if (rc)
-        print_message("connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) print_message("connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(rc, 0);
     return c;
 }

@@ -53,7 +53,7 @@ typedef struct client_log {
     _Atomic int32_t n;       /* rec[0..n-1] are complete */
     _Atomic int32_t failed;  /* how many of them failed */
     _Atomic int64_t last_ok; /* t1 of the latest call that succeeded */
-    char first_msg[200];     /* shmrpc_client_errmsg() of its first failed call */
+    char first_msg[200];     /* shmrpc_errmsg() of its first failed call */
     char odd_msg[200];       /* ...and of its first one that did not fail with EUNAVAIL */
     call_rec rec[MAX_CALLS];
 } client_log;
@@ -187,7 +187,7 @@ static shmrpc_client *try_connect(void)
         rc = shmrpc_client_connect(c, addr);
     }
     if (rc == 0) return c;
-    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
     return NULL;
 }
@@ -229,10 +229,10 @@ static int client_process(uint32_t k)
         r->t1 = test_now_ms();
         if (r->status == 0) atomic_store(&me->last_ok, r->t1);
         if (r->status != 0 && me->failed++ == 0)
-            snprintf(me->first_msg, sizeof me->first_msg, "%s", shmrpc_client_errmsg(c));
+            snprintf(me->first_msg, sizeof me->first_msg, "%s", shmrpc_errmsg());
         if (r->status != 0 && r->status != SHMRPC_EUNAVAIL && me->odd_msg[0] == '\0')
             snprintf(me->odd_msg, sizeof me->odd_msg, "call %u: %s: %s", seq,
-                     status_name(r->status), shmrpc_client_errmsg(c));
+                     status_name(r->status), shmrpc_errmsg());
         atomic_store(&me->n, (int32_t)seq + 1);
         if (r->status != 0) usleep(2000);
     }

@@ -61,7 +61,7 @@ static void call_through(shmrpc_client *c)
         rc = calls_add(c, 40, 2, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
-    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
 }
 
@@ -69,7 +69,7 @@ static shmrpc_client *connect_client(void)
 {
     int rc;
     shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
-    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
 

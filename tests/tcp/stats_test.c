@@ -25,7 +25,7 @@ static shmrpc_client *connect_client(void)
 {
     int rc;
     shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
-    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
 
@@ -65,10 +65,8 @@ static void counted(void)
     }
 
     shmrpc_stats *s;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    int rc = shmrpc_stats_read(addr, &s, &err);
-    if (rc) fail_msg("stats: %s: %s", shmrpc_strerror(rc), (const char *)err.data);
+    int rc = shmrpc_stats_read(addr, &s);
+    if (rc) fail_msg("stats: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_string_equal(s->service, "Calls");
     assert_int_equal(s->pid, server);
     assert_int_equal(s->n_methods, 3);
@@ -88,8 +86,7 @@ static void counted(void)
     assert_true(test_stop_server(server));
     server = 0;
     /* gone with the server */
-    assert_int_equal(shmrpc_stats_read(addr, &s, &err), SHMRPC_EUNAVAIL);
-    shmrpc_buf_destroy(&err);
+    assert_int_equal(shmrpc_stats_read(addr, &s), SHMRPC_EUNAVAIL);
 }
 
 static int teardown(void **state)
@@ -119,13 +116,10 @@ static void nothing_there(void **state)
 {
     (void)state;
     shmrpc_stats *s;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    assert_int_equal(shmrpc_stats_read("shm://nobody-here", &s, &err), SHMRPC_EUNAVAIL);
-    assert_string_equal((const char *)err.data,
+    assert_int_equal(shmrpc_stats_read("shm://nobody-here", &s), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_errmsg(),
                         "no statistics at shm://nobody-here: no server keeps any there");
-    assert_int_equal(shmrpc_stats_read("nowhere", &s, &err), SHMRPC_EINVAL);
-    shmrpc_buf_destroy(&err);
+    assert_int_equal(shmrpc_stats_read("nowhere", &s), SHMRPC_EINVAL);
 }
 
 int main(void)

@@ -81,7 +81,7 @@ static shmrpc_client *connect_client(void)
 {
     int rc;
     shmrpc_client *c = connect_info(&calls_service_info, &rc);
-    if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
 
@@ -101,7 +101,7 @@ static void check_add(shmrpc_client *c)
 {
     int64_t sum = 0;
     int rc = calls_add(c, 40, 2, &sum);
-    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
 }
 
@@ -120,8 +120,7 @@ static void echo_sizes(shmrpc_client *c)
         }
         shmrpc_bytes out;
         int rc = calls_echo(c, shmrpc_bytes_of(data, sizes[k]), &out);
-        if (rc)
-            fail_msg("echo %zu: %s: %s", sizes[k], shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+        if (rc) fail_msg("echo %zu: %s: %s", sizes[k], shmrpc_strerror(rc), shmrpc_errmsg());
         assert_int_equal(out.len, sizes[k]);
         if (sizes[k]) assert_memory_equal(out.ptr, data, sizes[k]);
     }
@@ -135,7 +134,7 @@ static shmrpc_client *client_compressing(unsigned compression)
     o.tcp.compression = compression;
     int rc;
     shmrpc_client *c = connect_with(&calls_service_info, &o, &rc);
-    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
 
@@ -213,7 +212,7 @@ static void table_mismatch(void **state)
     int rc;
     shmrpc_client *c = connect_info(&info, &rc);
     assert_int_equal(rc, SHMRPC_EMISMATCH);
-    const char *msg = shmrpc_client_errmsg(c);
+    const char *msg = shmrpc_errmsg();
     if (!strstr(msg, "method table differs from the server's: 'add' has another signature"))
         fail_msg("message: %s", msg);
     shmrpc_client_free(c);
@@ -234,10 +233,9 @@ static void second_server_and_bad_addresses(void **state)
     char want[128];
     snprintf(want, sizeof want, "%s is already in use (another server listens there: process %d)",
              addr, (int)server);
-    assert_string_equal(shmrpc_server_errmsg(s), want);
+    assert_string_equal(shmrpc_errmsg(), want);
     assert_int_equal(shmrpc_server_listen(s, "tcp://0.0.0.0:1"), SHMRPC_EPERM);
-    assert_non_null(
-        strstr(shmrpc_server_errmsg(s), "needs a shared secret (shmrpc_tcp_opts.secret)"));
+    assert_non_null(strstr(shmrpc_errmsg(), "needs a shared secret (shmrpc_tcp_opts.secret)"));
     const char *bad[] = {
         "tcp://",      "tcp://127.0.0.1", "tcp://127.0.0.1:0",    "tcp://1.2.3.4:70000",
         "tcp://::1:5", "tcp://[::1",      "tcp://host.example:80"};
@@ -607,7 +605,7 @@ static void connections_beyond_the_cap(void **state)
     int rc;
     while ((rc = calls_add(good, 40, 2, &sum)) == SHMRPC_EUNAVAIL && test_now_ms() < until)
         usleep(20000);
-    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
     shmrpc_buf_destroy(&body);
     shmrpc_client_free(good);
@@ -682,7 +680,7 @@ static void reconnect_after_restart(void **state)
         rc = calls_add(c, 20, 22, &sum);
         if (rc == SHMRPC_EUNAVAIL) usleep(20000);
     }
-    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc != 0) fail_msg("no reconnect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
     assert_int_equal(sh->calls, calls + 1); /* the failed calls did not run later */
     shmrpc_client_free(c);
@@ -813,7 +811,7 @@ static void shared_secret(void **state)
     pid_t server = start_server(1);
     int rc;
     shmrpc_client *good = client_with_secret(secret, &rc);
-    if (rc) fail_msg("%s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(good));
+    if (rc) fail_msg("%s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     check_add(good);
     assert_int_equal(sh->calls, 1);
 
@@ -821,12 +819,12 @@ static void shared_secret(void **state)
     assert_int_equal(rc, SHMRPC_EPERM);
     char want[256];
     snprintf(want, sizeof want, "%s admits only clients that hold its shared secret", any);
-    assert_string_equal(shmrpc_client_errmsg(none), want);
+    assert_string_equal(shmrpc_errmsg(), want);
     shmrpc_client_free(none);
 
     shmrpc_client *other = client_with_secret(wrong, &rc);
     assert_int_equal(rc, SHMRPC_EPERM);
-    assert_string_equal(shmrpc_client_errmsg(other), "authentication failed: wrong shared secret");
+    assert_string_equal(shmrpc_errmsg(), "authentication failed: wrong shared secret");
     shmrpc_client_free(other);
 
     /* A raw client that sends a request instead of its proof is cut. */
@@ -863,7 +861,7 @@ static void shared_secret(void **state)
              "%s does not ask for the shared secret: it may not be the server this client is "
              "meant for",
              addr);
-    assert_string_equal(shmrpc_client_errmsg(good), want);
+    assert_string_equal(shmrpc_errmsg(), want);
     shmrpc_client_free(good);
     stop_server(server);
 }
@@ -915,8 +913,7 @@ static void limits_are_settings(void **state)
     int rc;
     shmrpc_client *third = connect_info(&calls_service_info, &rc);
     assert_int_equal(rc, SHMRPC_EBUSY);
-    assert_string_equal(shmrpc_client_errmsg(third),
-                        "too many connections (a worker serves at most 2)");
+    assert_string_equal(shmrpc_errmsg(), "too many connections (a worker serves at most 2)");
     shmrpc_client_free(third);
 
     /* no HELLO: cut at the handshake timeout */
@@ -1002,28 +999,25 @@ static void secret_files(void **state)
     assert_true(fd >= 0);
     uint8_t got[SHMRPC_SECRET_MAX];
     size_t len = 0;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
     const char *text = "0123456789abcdef0123\n";
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), 0);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len), 0);
     assert_int_equal(len, 20);
     assert_memory_equal(got, text, 20);
     fchmod(fd, 0640);
-    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_EPERM);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len), SHMRPC_EPERM);
     char want[160];
     snprintf(want, sizeof want, "the secret file %s has mode 0640: others may read it (chmod 600)",
              path);
-    assert_string_equal((const char *)err.data, want);
+    assert_string_equal(shmrpc_errmsg(), want);
     fchmod(fd, 0600);
     assert_int_equal(ftruncate(fd, 15), 0);
-    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len), SHMRPC_EINVAL);
     snprintf(want, sizeof want, "the secret in %s is 15 bytes; it must be 16 to 256", path);
-    assert_string_equal((const char *)err.data, want);
+    assert_string_equal(shmrpc_errmsg(), want);
     close(fd);
     unlink(path);
-    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len, &err), SHMRPC_ESYS(ENOENT));
-    shmrpc_buf_destroy(&err);
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len), SHMRPC_ESYS(ENOENT));
 }
 
 /* A worker whose one connection keeps it busy waits for that connection's requests in a

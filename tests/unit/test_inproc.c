@@ -24,7 +24,7 @@ static shmrpc_client *client_for(const shmrpc_service_info *info, const char *ad
     assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
     if (addr) {
         int rc = shmrpc_client_connect(c, addr);
-        if (rc) fail_msg("connect %s: %d %s", addr, rc, shmrpc_client_errmsg(c));
+        if (rc) fail_msg("connect %s: %d %s", addr, rc, shmrpc_errmsg());
     }
     return c;
 }
@@ -40,7 +40,7 @@ static void calls_end_to_end(void **state)
     assert_int_equal(sum, 42);
     assert_int_equal(calc_add(c, -5, INT64_MIN + 5, &sum), 0);
     assert_true(sum == INT64_MIN);
-    assert_string_equal(shmrpc_client_errmsg(c), "");
+    assert_string_equal(shmrpc_errmsg(), "");
     assert_int_equal(calls, 2);
 
     /* Raw bytes through, and the response stays valid until the next request. */
@@ -72,39 +72,36 @@ static void handler_errors_reach_the_client(void **state)
     shmrpc_server *s = serve("inproc://errors", NULL);
     shmrpc_client *c = client_for(&calc_service_info, "inproc://errors");
     assert_int_equal(calc_fail(c), SHMRPC_EHANDLER);
-    assert_string_equal(shmrpc_client_errmsg(c), "boom 7");
-    /* request() clears the previous message. */
-    shmrpc_client_request(c);
-    assert_string_equal(shmrpc_client_errmsg(c), "");
+    assert_string_equal(shmrpc_errmsg(), "boom 7");
     assert_int_equal(calc_positive(c), SHMRPC_EHANDLER);
-    assert_string_equal(shmrpc_client_errmsg(c),
+    assert_string_equal(shmrpc_errmsg(),
                         "the handler of 'positive' returned 3, which is not a status");
     int64_t sum;
     assert_int_equal(calc_add(c, INT64_MAX, 1, &sum), SHMRPC_EHANDLER);
-    assert_string_equal(shmrpc_client_errmsg(c), "9223372036854775807 + 1 overflows");
+    assert_string_equal(shmrpc_errmsg(), "9223372036854775807 + 1 overflows");
     assert_int_equal(calc_add(c, 1, 1, &sum), 0);
-    assert_string_equal(shmrpc_client_errmsg(c), "");
+    assert_string_equal(shmrpc_errmsg(), "");
 
     /* A request that does not decode. */
     shmrpc_buf *req = shmrpc_client_request(c);
     shmrpc_buf_append(req, "\x92\xc1\x01", 3);
     shmrpc_bytes out;
     assert_int_equal(shmrpc_client_call(c, CALC_ADD, &out), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_client_errmsg(c), "Calc.add: argument 'a': invalid msgpack byte");
+    assert_string_equal(shmrpc_errmsg(), "Calc.add: argument 'a': invalid msgpack byte");
     assert_int_equal(out.len, 0);
 
     /* Ids out of range, and the client's own messages. */
     shmrpc_client_request(c);
     assert_int_equal(shmrpc_client_call(c, CALC_N, &out), SHMRPC_ENOENT);
-    assert_string_equal(shmrpc_client_errmsg(c), "no method with id 5 (service 'Calc' has 5)");
+    assert_string_equal(shmrpc_errmsg(), "no method with id 5 (service 'Calc' has 5)");
     assert_int_equal(shmrpc_client_error(c, SHMRPC_EPROTO, "custom %d", 1), SHMRPC_EPROTO);
-    assert_string_equal(shmrpc_client_errmsg(c), "custom 1");
+    assert_string_equal(shmrpc_errmsg(), "custom 1");
     assert_int_equal(shmrpc_client_decode_error(c, "Calc.add", NULL, "truncated"), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_client_errmsg(c), "Calc.add: result: truncated");
+    assert_string_equal(shmrpc_errmsg(), "Calc.add: result: truncated");
     assert_int_equal(
         shmrpc_client_decode_error(c, "Echo.centroid", "Point.x", "expected number, got nil"),
         SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_client_errmsg(c),
+    assert_string_equal(shmrpc_errmsg(),
                         "Echo.centroid: result, field 'Point.x': expected number, got nil");
     shmrpc_client_free(c);
     shmrpc_server_free(s);
@@ -135,19 +132,19 @@ static void message_size_limits(void **state)
     shmrpc_bytes out;
     /* The client's own maximum, caught while encoding. */
     assert_int_equal(calc_echo(small, shmrpc_bytes_of(data, 51), &out), SHMRPC_ETOOBIG);
-    assert_string_equal(shmrpc_client_errmsg(small),
+    assert_string_equal(shmrpc_errmsg(),
                         "the request is larger than the client's maximum of 50 bytes");
     assert_int_equal(calc_echo(small, shmrpc_bytes_of(data, 50), &out), 0);
     /* The server's maximum. */
     assert_int_equal(calc_echo(big, shmrpc_bytes_of(data, 101), &out), SHMRPC_ETOOBIG);
-    assert_string_equal(shmrpc_client_errmsg(big),
+    assert_string_equal(shmrpc_errmsg(),
                         "a request of 101 bytes is larger than the server's maximum of 100 bytes");
     assert_int_equal(calc_big(big, 101, &out), SHMRPC_ETOOBIG);
-    assert_string_equal(shmrpc_client_errmsg(big),
+    assert_string_equal(shmrpc_errmsg(),
                         "the result of 'big' is larger than the server's maximum of 100 bytes");
     /* A response above the client's maximum. */
     assert_int_equal(calc_big(small, 60, &out), SHMRPC_ETOOBIG);
-    assert_string_equal(shmrpc_client_errmsg(small),
+    assert_string_equal(shmrpc_errmsg(),
                         "a response of 60 bytes is larger than the client's maximum of 50 bytes");
     assert_int_equal(calc_big(small, 50, &out), 0);
     assert_int_equal(out.len, 50);
@@ -162,17 +159,16 @@ static void not_connected(void **state)
     shmrpc_client *c = client_for(&calc_service_info, NULL);
     int64_t sum;
     assert_int_equal(calc_add(c, 1, 2, &sum), SHMRPC_ECLOSED);
-    assert_string_equal(shmrpc_client_errmsg(c), "not connected");
+    assert_string_equal(shmrpc_errmsg(), "not connected");
     assert_int_equal(shmrpc_client_connect(c, "inproc://nobody"), SHMRPC_EUNAVAIL);
-    assert_string_equal(shmrpc_client_errmsg(c), "no server at inproc://nobody");
+    assert_string_equal(shmrpc_errmsg(), "no server at inproc://nobody");
     assert_int_equal(shmrpc_client_connect(c, "udp://calc"), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_client_errmsg(c), "unknown transport 'udp' in address 'udp://calc'");
+    assert_string_equal(shmrpc_errmsg(), "unknown transport 'udp' in address 'udp://calc'");
     assert_int_equal(shmrpc_client_connect(c, "nonsense"), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_client_connect(c, NULL), SHMRPC_EINVAL);
     assert_int_equal(calc_add(c, 1, 2, &sum), SHMRPC_ECLOSED);
     shmrpc_client_free(c);
     shmrpc_client_free(NULL);
-    assert_string_equal(shmrpc_client_errmsg(NULL), "");
 
     /* A bad info is refused at once. */
     shmrpc_service_info info = calc_service_info;
@@ -202,7 +198,7 @@ static void mismatch_names_every_method(void **state)
     info.n_methods = CALC_N + 1;
     shmrpc_client *c = client_for(&info, NULL);
     assert_int_equal(shmrpc_client_connect(c, "inproc://mismatch"), SHMRPC_EMISMATCH);
-    assert_string_equal(shmrpc_client_errmsg(c),
+    assert_string_equal(shmrpc_errmsg(),
                         "method table differs from the server's: 'add' has another signature "
                         "(client: add(i32 a,i32 b)->i32, server: add(i64 a,i64 b)->i64); 'zzz' "
                         "is missing on the server");
@@ -222,7 +218,7 @@ static void mismatch_names_every_method(void **state)
     info.name = "Other";
     c = client_for(&info, NULL);
     assert_int_equal(shmrpc_client_connect(c, "inproc://mismatch"), SHMRPC_EMISMATCH);
-    assert_string_equal(shmrpc_client_errmsg(c),
+    assert_string_equal(shmrpc_errmsg(),
                         "method table differs from the server's: 'aaa' is missing on the server; "
                         "'cube' is missing on the server (the server serves 'Calc', not 'Other')");
     shmrpc_client_free(c);
@@ -249,7 +245,7 @@ static void server_may_have_more_methods(void **state)
     shmrpc_client_request(c);
     shmrpc_bytes out;
     assert_int_equal(shmrpc_client_call(c, 1, &out), SHMRPC_EHANDLER);
-    assert_string_equal(shmrpc_client_errmsg(c), "boom 7");
+    assert_string_equal(shmrpc_errmsg(), "boom 7");
     shmrpc_client_request(c);
     assert_int_equal(shmrpc_client_call(c, 2, &out), SHMRPC_ENOENT);
     shmrpc_client_free(c);
@@ -274,7 +270,7 @@ static void unavailable_after_server_free(void **state)
     assert_int_equal(calc_add(c, 1, 1, &sum), 0);
     shmrpc_server_free(s);
     assert_int_equal(calc_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
-    assert_string_equal(shmrpc_client_errmsg(c), "the server at inproc://goes-away went away");
+    assert_string_equal(shmrpc_errmsg(), "the server at inproc://goes-away went away");
     assert_int_equal(calc_add(c, 1, 1, &sum), SHMRPC_EUNAVAIL);
     assert_int_equal(shmrpc_client_connect(c, "inproc://goes-away"), SHMRPC_EUNAVAIL);
 
@@ -301,7 +297,7 @@ static void second_listen_is_busy(void **state)
     assert_int_equal(shmrpc_server_new(&s2, NULL), 0);
     assert_int_equal(shmrpc_server_register(s2, &calc_service, &calc_default_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s2, "inproc://busy"), SHMRPC_EBUSY);
-    assert_string_equal(shmrpc_server_errmsg(s2),
+    assert_string_equal(shmrpc_errmsg(),
                         "inproc://busy is already served by another server in this process");
     /* The first is unaffected. */
     shmrpc_client *c = client_for(&calc_service_info, "inproc://busy");
@@ -366,7 +362,7 @@ static void *work(void *arg)
         int64_t sum;
         if (calc_add(c, w->base, i, &sum) || sum != w->base + i) w->failures++;
         if (i % 1000 == 0 && calc_fail(c) != SHMRPC_EHANDLER) w->failures++;
-        if (i % 1000 == 0 && strcmp(shmrpc_client_errmsg(c), "boom 7") != 0) w->failures++;
+        if (i % 1000 == 0 && strcmp(shmrpc_errmsg(), "boom 7") != 0) w->failures++;
     }
     shmrpc_client_free(c);
     return NULL;

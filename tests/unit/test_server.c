@@ -15,7 +15,6 @@ static shmrpc_server *new_server(size_t max_msg)
     if (max_msg) o.max_msg_bytes = max_msg;
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, &o), 0);
-    assert_string_equal(shmrpc_server_errmsg(s), "");
     return s;
 }
 
@@ -24,11 +23,11 @@ static void register_ok(void **state)
     (void)state;
     shmrpc_server *s = new_server(0);
     assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
-    assert_string_equal(shmrpc_server_errmsg(s), "");
+    assert_string_equal(shmrpc_errmsg(), "");
     /* One service per server. */
     assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL),
                      SHMRPC_EBUSY);
-    assert_string_equal(shmrpc_server_errmsg(s),
+    assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc' is already registered; a server serves one service");
     shmrpc_server_free(s);
     shmrpc_server_free(NULL);
@@ -43,14 +42,14 @@ static void missing_handlers_are_named(void **state)
     calc_handlers h = calc_default_handlers;
     h.fail = NULL;
     assert_int_equal(shmrpc_server_register(s, &calc_service, &h, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s), "service 'Calc': no handler for method 'fail'");
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': no handler for method 'fail'");
     h.add = NULL;
     h.positive = NULL;
     assert_int_equal(shmrpc_server_register(s, &calc_service, &h, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s),
+    assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc': no handlers for methods 'add', 'fail', 'positive'");
     assert_int_equal(shmrpc_server_register(s, &calc_service, NULL, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s), "service 'Calc': no handler table");
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': no handler table");
     /* A failed register leaves the server free for a good one. */
     assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
     shmrpc_server_free(s);
@@ -63,12 +62,12 @@ static void bad_descriptors(void **state)
     shmrpc_service svc = calc_service;
     svc.magic = 0x12345678;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
-    assert_non_null(strstr(shmrpc_server_errmsg(s), "bad magic"));
+    assert_non_null(strstr(shmrpc_errmsg(), "bad magic"));
     svc = calc_service;
     svc.version = 2;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL),
                      SHMRPC_EVERSION);
-    assert_non_null(strstr(shmrpc_server_errmsg(s), "regenerate"));
+    assert_non_null(strstr(shmrpc_errmsg(), "regenerate"));
 
     shmrpc_service_info info = calc_service_info;
     svc = calc_service;
@@ -79,7 +78,7 @@ static void bad_descriptors(void **state)
     info.version = 99;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL),
                      SHMRPC_EVERSION);
-    assert_string_equal(shmrpc_server_errmsg(s),
+    assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc' has descriptor version 99; this runtime reads version 1 "
                         "(regenerate it)");
 
@@ -90,7 +89,7 @@ static void bad_descriptors(void **state)
     info.methods = m;
     m[0].name = "zzz";
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s),
+    assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc': method table is not sorted by name ('zzz' before 'big')");
     memcpy(m, calc_methods, sizeof m);
     m[1].name = "add";
@@ -98,8 +97,7 @@ static void bad_descriptors(void **state)
     memcpy(m, calc_methods, sizeof m);
     m[2].id = 7;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s),
-                        "service 'Calc': method 'echo' has id 7 at index 2");
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': method 'echo' has id 7 at index 2");
     memcpy(m, calc_methods, sizeof m);
     m[3].signature = NULL;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
@@ -112,7 +110,7 @@ static void bad_descriptors(void **state)
     svc = calc_service;
     svc.handler_offset = offsets;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
-    assert_non_null(strstr(shmrpc_server_errmsg(s), "'positive' lies outside the handler table"));
+    assert_non_null(strstr(shmrpc_errmsg(), "'positive' lies outside the handler table"));
     svc = calc_service;
     svc.invoke = NULL;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
@@ -139,7 +137,7 @@ static void listen_checks(void **state)
     (void)state;
     shmrpc_server *s = new_server(0);
     assert_int_equal(shmrpc_server_listen(s, "inproc://x"), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_server_errmsg(s), "register a service before listening");
+    assert_string_equal(shmrpc_errmsg(), "register a service before listening");
     assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
     static const struct {
         const char *addr, *msg;
@@ -159,11 +157,11 @@ static void listen_checks(void **state)
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         assert_int_equal(shmrpc_server_listen(s, bad[k].addr), SHMRPC_EINVAL);
-        assert_string_equal(shmrpc_server_errmsg(s), bad[k].msg);
+        assert_string_equal(shmrpc_errmsg(), bad[k].msg);
     }
     assert_int_equal(shmrpc_server_listen(s, NULL), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_server_listen(s, "inproc://server-test"), 0);
-    assert_string_equal(shmrpc_server_errmsg(s), "");
+    assert_string_equal(shmrpc_errmsg(), "");
     assert_int_equal(shmrpc_server_listen(s, "inproc://other"), SHMRPC_EBUSY);
     shmrpc_server_free(s);
 }

@@ -24,8 +24,8 @@ typedef struct shmrpc_client shmrpc_client;
 #define SHMRPC_DEFAULT_TIMEOUT_MS ((int64_t)5000)
 
 typedef struct shmrpc_client_opts {
-    int64_t timeout_ms;   /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
-    size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+    int64_t timeout_ms;    /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
+    size_t max_msg_bytes;  /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
     shmrpc_wait_opts wait; /* how calls wait for their answers (shm://) */
     shmrpc_tcp_opts tcp;   /* timeouts, compression and the shared secret (tcp://) */
 } shmrpc_client_opts;
@@ -34,7 +34,11 @@ void shmrpc_client_opts_init(shmrpc_client_opts *o);
 
 /* A client for the service described by info (the generated NAME_service_info).
  * opts may be NULL for the defaults. Fails only for lack of memory, a bad info, or tcp
- * settings out of range (shmrpc/tcp.h): SHMRPC_EINVAL. */
+ * settings out of range (shmrpc/tcp.h): SHMRPC_EINVAL.
+ *
+ * Errors follow status.h: every function here that fails returns a negative status, and
+ * shmrpc_errmsg() on the calling thread says why; for a failed call, the server's
+ * message for a handler's error, or the field for a decode error. */
 int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
                       const shmrpc_client_opts *opts);
 void shmrpc_client_free(shmrpc_client *c);
@@ -59,10 +63,6 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr);
  * the next connect or call (a call may reconnect) or shmrpc_client_free. */
 const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
 
-/* The message of the last failed call or connect (the server's message for a handler's
- * error, the field for a decode error), or "". */
-const char *shmrpc_client_errmsg(const shmrpc_client *c);
-
 /* The deadline of every later call, and an override for the next call only.
  * SHMRPC_TIMEOUT_DEFAULT means the opts' timeout (for next_timeout: no override); any
  * other negative value but SHMRPC_TIMEOUT_INFINITE reads as SHMRPC_TIMEOUT_DEFAULT.
@@ -79,7 +79,7 @@ shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
 /* SHMRPC_ECLOSED when not connected, SHMRPC_ENOENT for a method_id outside the
  * client's table, the request buffer's sticky error, or the call's status. */
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp);
-/* Records a message (printf-style) and returns rc. */
+/* Records a message (printf-style) for shmrpc_errmsg() and returns rc. */
 int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* For a response that does not decode; returns SHMRPC_EINVAL. The message reads as

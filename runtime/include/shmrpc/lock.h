@@ -52,7 +52,7 @@ void shmrpc_lock_opts_init(shmrpc_lock_opts *o);
  * (bad name or opts), SHMRPC_ENOENT (CONNECT_TO_EXISTING, missing), SHMRPC_EBUSY
  * (CREATE_NEW_EXCLUSIVE, exists), SHMRPC_EPERM (owner or mode refused), SHMRPC_EPROTO
  * (not a lock segment, or never initialised), SHMRPC_EVERSION, SHMRPC_ESYS(errno).
- * shmrpc_lock_errmsg() then says why, naming the segment's owner and mode. */
+ * shmrpc_errmsg() then says why, naming the segment's owner and mode (status.h). */
 int shmrpc_lock_open(shmrpc_lock **out, const char *name, const shmrpc_lock_opts *o);
 
 /* Unmaps the lock. A lock held by the caller stays held until its thread ends; the next
@@ -96,9 +96,6 @@ typedef struct shmrpc_lock_stats {
 } shmrpc_lock_stats;
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);
-
-/* Why the calling thread's last failed lock call failed, or "". */
-const char *shmrpc_lock_errmsg(void);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,7 @@
-/* Serving a service: register its descriptor and handlers, then listen on an address. */
+/* Serving a service: register its descriptor and handlers, then listen on an address.
+ * Errors follow status.h: a function here that fails returns a negative status and
+ * shmrpc_errmsg() says why (set_workers and stop, async-signal-safe, set no message).
+ * The failures of calls go to the calling client, not here. */
 #ifndef SHMRPC_SERVER_H
 #define SHMRPC_SERVER_H
 
@@ -15,7 +18,7 @@ extern "C" {
 typedef struct shmrpc_server shmrpc_server;
 
 typedef struct shmrpc_server_opts {
-    size_t max_msg_bytes; /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+    size_t max_msg_bytes;  /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
     shmrpc_wait_opts wait; /* how workers wait for calls (shm://) */
     shmrpc_tcp_opts tcp;   /* limits, compression and the shared secret (tcp://) */
 } shmrpc_server_opts;
@@ -40,9 +43,9 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
                            void *user);
 
 /* Starts serving at addr: "shm://NAME" (docs/shm-transport.md), "tcp://HOST:PORT"
- * (docs/wire.md; a host other than loopback needs a shared secret, shmrpc/tcp.h), or "inproc://NAME"
- * (calls from this process, run on the caller's thread). A second server on one address
- * fails with SHMRPC_EBUSY and a message saying who holds it. */
+ * (docs/wire.md; a host other than loopback needs a shared secret, shmrpc/tcp.h), or
+ * "inproc://NAME" (calls from this process, run on the caller's thread). A second server on one
+ * address fails with SHMRPC_EBUSY and a message saying who holds it. */
 int shmrpc_server_listen(shmrpc_server *s, const char *addr);
 
 /* Serves until shmrpc_server_stop(). For shm:// and tcp:// it runs workers processes (0: serves on
@@ -64,10 +67,6 @@ int shmrpc_server_set_workers(shmrpc_server *s, int workers);
 
 /* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */
 void shmrpc_server_stop(shmrpc_server *s);
-
-/* The message of the last failed shmrpc_server_register() or shmrpc_server_listen(),
- * or "". The failures of calls go to the calling client, not here. */
-const char *shmrpc_server_errmsg(const shmrpc_server *s);
 
 #ifdef __cplusplus
 }

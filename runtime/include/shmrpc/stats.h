@@ -6,8 +6,6 @@
 
 #include <stdint.h>
 
-#include <shmrpc/buf.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,9 +32,9 @@ typedef struct shmrpc_stats {
 /* A snapshot of the statistics of the server listening at addr ("shm://NAME" or
  * "tcp://HOST:PORT", spelled as the server spelled it). SHMRPC_EUNAVAIL when no server
  * there keeps any (not running, or inproc://), SHMRPC_EPERM for a segment of another user
- * or readable by others, SHMRPC_EPROTO for a malformed one; a message in err. Free the
- * snapshot with shmrpc_stats_free. */
-int shmrpc_stats_read(const char *addr, shmrpc_stats **out, shmrpc_buf *err);
+ * or readable by others, SHMRPC_EPROTO for a malformed one; shmrpc_errmsg() says which
+ * segment (status.h). Free the snapshot with shmrpc_stats_free. */
+int shmrpc_stats_read(const char *addr, shmrpc_stats **out);
 void shmrpc_stats_free(shmrpc_stats *s);
 
 /* The upper bound in ns of the bucket holding the p-th fraction (0 to 1) of m's calls, or

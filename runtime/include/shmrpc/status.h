@@ -1,4 +1,25 @@
-/* Status codes: 0 is success, a negative SHMRPC_E... is a failure. */
+/* Status codes, and the one rule by which the public API reports its errors.
+ *
+ * Every public function that can fail returns an int: 0 (or a count, where its header
+ * says so) on success, a negative SHMRPC_E... on failure. The status says what kind of
+ * failure it was, and shmrpc_strerror() names it. The details (the method whose
+ * fingerprint differs, the process that holds an address, the segment's owner and mode,
+ * a handler's own message) go to the calling thread: shmrpc_errmsg() returns them, and a
+ * failure with nothing to add leaves shmrpc_strerror(rc) there. This holds alike for
+ * calls on a handle (a client, a server, a lock), for those that fail before a handle
+ * exists (shmrpc_client_new, shmrpc_server_new, shmrpc_lock_open) and for those that
+ * take none (shmrpc_stats_read, shmrpc_secret_load, shmrpc_lock_unlink).
+ *
+ * The message belongs to the thread, not to a handle, so that a lock shared by the
+ * threads of a process and a function without a handle report alike, and no handle has
+ * to exist for a failure to open one (libgit2's git_error_last; sqlite's per-handle
+ * sqlite3_errmsg needs a handle even from a failed open). Two exceptions, each for a
+ * reason: the async-signal-safe shmrpc_server_set_workers and shmrpc_server_stop leave
+ * the message alone, so that a signal handler does not overwrite the message of the
+ * code it interrupted; and the helpers for generated code (codec.h, buf.h, arena.h),
+ * which run per field, keep the reason in the reader or buffer they are given (or return
+ * NULL), and the generated stub turns it into the call's message. docs/errors.md has
+ * examples. */
 #ifndef SHMRPC_STATUS_H
 #define SHMRPC_STATUS_H
 
@@ -33,6 +54,12 @@ enum {
 /* Text for any status, including SHMRPC_ESYS(errno) and unknown codes. Never NULL;
  * the string is static and safe to use from any thread. */
 const char *shmrpc_strerror(int rc);
+
+/* Why the calling thread's last failed shmrpc call failed, e.g. "no server at
+ * shm://echo_serv" or "service 'Echo': no handler for method 'add'"; "" when none has.
+ * Read it right after the failure: any later shmrpc call on the same thread may replace
+ * or clear it (shmrpc_strerror does not). Never NULL; valid until then. */
+const char *shmrpc_errmsg(void);
 
 #ifdef __cplusplus
 }

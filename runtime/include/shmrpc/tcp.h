@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <shmrpc/buf.h>
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -51,8 +49,8 @@ typedef struct shmrpc_tcp_opts {
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong
  * to this user and be readable by nobody else (mode 0600 or stricter), and hold
  * SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes; one trailing newline is not part of it.
- * SHMRPC_EPERM, SHMRPC_EINVAL or SHMRPC_ESYS(errno), with a message in err. */
-int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len, shmrpc_buf *err);
+ * SHMRPC_EPERM, SHMRPC_EINVAL or SHMRPC_ESYS(errno); shmrpc_errmsg() says why (status.h). */
+int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -226,7 +226,7 @@ static void errors_name_the_holding_field(void **state)
         assert_int_equal(shmrpc_buf_append(req, bads[i].body, bads[i].len), 0);
         shmrpc_bytes resp;
         int rc = shmrpc_client_call(c, bads[i].method, &resp);
-        const char *msg = shmrpc_client_errmsg(c);
+        const char *msg = shmrpc_errmsg();
         if (rc != SHMRPC_EINVAL || strcmp(msg, bads[i].want) != 0)
             fail_msg("%s: got %d \"%s\", want \"%s\"", bads[i].name, rc, msg, bads[i].want);
     }

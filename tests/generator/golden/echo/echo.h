@@ -55,7 +55,7 @@ enum {
 extern const shmrpc_service_info echo_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
- * shmrpc_client_errmsg(client). What a result points to (strings, bytes, lists, maps,
+ * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
  * optional structs) stays valid until the client's next call. */
 
 /* Returns data unchanged: no codec, the zero-copy path. */

@@ -251,7 +251,7 @@ enum {
 extern const shmrpc_service_info types_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
- * shmrpc_client_errmsg(client). What a result points to (strings, bytes, lists, maps,
+ * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
  * optional structs) stays valid until the client's next call. */
 
 int types_pass_scalars(shmrpc_client *client, const types_scalars *v, types_scalars *out);
