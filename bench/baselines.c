@@ -17,14 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
+#include "wait.h" /* the runtime's own spin, so the spin baseline spins as it does */
 
 /* The payload a client sends: its call number in the first 8 bytes (payloads are at least
  * 8 bytes), a fixed pattern after; the reply must carry both back. */
@@ -90,7 +83,7 @@ static int wait_while(const handoff *h, _Atomic uint32_t *w, uint32_t old, bool 
         if (atomic_load_explicit(w, memory_order_acquire) != old) return 0;
         switch (h->o->wait) {
         case BENCH_WAIT_SPIN:
-            cpu_relax();
+            shmrpc__cpu_relax();
             if (server && i % 256 == 0 && bench_quit(h->run)) return 1;
             break;
         case BENCH_WAIT_YIELD:

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "clock.h"
 
 static const uint8_t tag_bytes[] = {0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3};
 
@@ -23,13 +24,6 @@ static const bench_record sample = {
     .tag = {tag_bytes, sizeof tag_bytes},
     .stamp = 1700000000000000000ull,
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static volatile uint64_t sink; /* keeps the decoded values alive */
 
@@ -140,18 +134,6 @@ typedef struct side {
     double ns[9]; /* per round */
 } side;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 int main(int argc, char **argv)
 {
     bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
@@ -171,23 +153,23 @@ int main(int argc, char **argv)
     side gen = {"generated", {0}}, hand = {"msgpack-c by hand", {0}};
     /* Rounds alternate between the sides so that drift on a shared machine hits both. */
     for (int round = 0; round < ROUNDS; round++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         for (long i = 0; i < iters; i++)
             if (generated_once(&buf, arena) != 0) {
                 fputs("shmrpc-bench-codec: generated decode failed\n", stderr);
                 return 1;
             }
-        int64_t t1 = now_ns();
+        int64_t t1 = bench_now_ns();
         for (long i = 0; i < iters; i++)
             if (by_hand_once(&sb, &zone) != 0) {
                 fputs("shmrpc-bench-codec: hand-written decode failed\n", stderr);
                 return 1;
             }
-        int64_t t2 = now_ns();
+        int64_t t2 = bench_now_ns();
         gen.ns[round] = (double)(t1 - t0) / (double)iters;
         hand.ns[round] = (double)(t2 - t1) / (double)iters;
     }
-    double g = median(gen.ns, ROUNDS), h = median(hand.ns, ROUNDS);
+    double g = bench_median(gen.ns, ROUNDS), h = bench_median(hand.ns, ROUNDS);
     size_t bytes = buf.len;
     if (json) {
         printf("{\"case\":\"codec-record10\",\"transport\":\"none\",\"payload_bytes\":%zu,"

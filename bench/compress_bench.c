@@ -13,31 +13,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "frame.h"
 #include "text.h"
 
 #define SIZE 65536
 #define ROUNDS 9
 #define ITERS 200
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 typedef struct result {
     const char *name;
@@ -53,15 +35,15 @@ static double memcpy_us(void)
 {
     double us[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         for (int i = 0; i < ITERS; i++) {
             text[0] = (uint8_t)i;
             memcpy(copy, text, SIZE);
             sink = copy[SIZE - 1];
         }
-        us[r] = (double)(now_ns() - t0) / ITERS / 1000.0;
+        us[r] = (double)(bench_now_ns() - t0) / ITERS / 1000.0;
     }
-    return median(us, ROUNDS);
+    return bench_median(us, ROUNDS);
 }
 
 static int measure(uint16_t flag, const char *name, result *out)
@@ -73,25 +55,25 @@ static int measure(uint16_t flag, const char *name, result *out)
     double c_us[ROUNDS], d_us[ROUNDS];
     int rc = 0;
     for (int r = 0; r < ROUNDS && rc == 0; r++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         for (int i = 0; i < ITERS && rc == 0; i++) {
             uint16_t used;
             shmrpc_buf_clear(&packed);
             rc = shmrpc__body_compress(flag, shmrpc_bytes_of(text, SIZE), &packed, &used);
             if (rc == 0 && used != flag) rc = SHMRPC_EINVAL; /* it did not get smaller */
         }
-        int64_t t1 = now_ns();
+        int64_t t1 = bench_now_ns();
         for (int i = 0; i < ITERS && rc == 0; i++)
             rc = shmrpc__body_decompress(flag, shmrpc_bytes_of(packed.data, packed.len), SIZE,
                                          &unpacked, &err);
-        int64_t t2 = now_ns();
+        int64_t t2 = bench_now_ns();
         c_us[r] = (double)(t1 - t0) / ITERS / 1000.0;
         d_us[r] = (double)(t2 - t1) / ITERS / 1000.0;
     }
     if (rc == 0 && (unpacked.len != SIZE || memcmp(unpacked.data, text, SIZE) != 0))
         rc = SHMRPC_EPROTO;
     if (rc == 0)
-        *out = (result){name, packed.len, median(c_us, ROUNDS), median(d_us, ROUNDS)};
+        *out = (result){name, packed.len, bench_median(c_us, ROUNDS), bench_median(d_us, ROUNDS)};
     else
         fprintf(stderr, "shmrpc-bench-compress: %s: %s %s\n", name, shmrpc_strerror(rc),
                 shmrpc__msg_get(&err));

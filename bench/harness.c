@@ -27,13 +27,6 @@
 #define BUSY_PCT 10                     /* others' CPU use that makes a row suspect */
 #define SAMPLE_BUDGET ((size_t)1 << 20) /* latency samples kept per row, over all clients */
 
-int64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
 void *bench_shared_alloc(size_t n)
 {
     void *p =

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h" /* bench_now_ns */
+
 #define BENCH_MAX_CLIENTS 64
 #define BENCH_MAX_PROCS 96
 #define BENCH_MAX_VS 4
@@ -108,8 +110,6 @@ int bench_reap(bench_run *run, void (*stop)(void *arg), void *stop_arg);
 /* MAP_SHARED|MAP_ANONYMOUS memory, zeroed and page aligned; NULL on failure. */
 void *bench_shared_alloc(size_t n);
 void bench_shared_free(void *p, size_t n);
-
-int64_t bench_now_ns(void); /* CLOCK_MONOTONIC */
 
 /* "transport/name/payload/CLIENTSxWORKERS", the id that bench_vs.ref names. */
 void bench_row_id(const bench_case *c, char *out, size_t n);

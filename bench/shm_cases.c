@@ -2,16 +2,14 @@
  * client processes, each calling through the generated stubs. */
 #include "shm_cases.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "port.h"
 #include "text.h"
 
 static int h_pass(shmrpc_ctx *ctx, const bench_record *r, bench_record *out)
@@ -131,26 +129,12 @@ static void stop_server(void *arg)
     kill(*(pid_t *)arg, SIGTERM);
 }
 
-/* A port on 127.0.0.1 that was free a moment ago (bind port 0 and let it go). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof a;
-    int port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &n) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
-
 int bench_shm(bench_run *run)
 {
     static int rows;
     shm_row row = {.o = run->c->arg};
     if (row.o->tcp)
-        snprintf(row.addr, sizeof row.addr, "tcp://127.0.0.1:%d", free_port());
+        snprintf(row.addr, sizeof row.addr, "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(row.addr, sizeof row.addr, "shm://shmrpc-bench-%d-%d", (int)getpid(), rows++);
     int rc = bench_spawn_server(run, serve, 0, &row);

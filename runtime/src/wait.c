@@ -42,15 +42,6 @@ int64_t shmrpc__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 void shmrpc__presence_update(shmrpc__presence *self)
 {
     if (!self) return;
@@ -206,7 +197,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t until, const shmrpc__wai
         if (yielded)
             sched_yield();
         else
-            cpu_relax();
+            shmrpc__cpu_relax();
         /* A yield can give the CPU away for a whole timeslice when other work is runnable:
          * look at the clock after every one, not every 64 (that overran a 100 us budget and
          * 50 ms deadlines by about 90 ms under load). */

@@ -10,6 +10,8 @@
 
 #include <shmrpc.h>
 
+#include "port.h" /* test_free_port */
+
 typedef struct test_server {
     const shmrpc_service *svc;
     const void *handlers;
@@ -21,9 +23,6 @@ typedef struct test_server {
 } test_server;
 
 int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
-
-/* A port on 127.0.0.1 that was free a moment ago (bound to port 0 and let go), or 0. */
-int test_free_port(void);
 
 /* A client of info with opts (NULL: the defaults) connected to addr, trying again for up
  * to five seconds while nobody serves there yet; its status in *rc. */
