@@ -69,6 +69,36 @@ static void handle_call_failure(void **state)
     shmrpc_client_free(c);
 }
 
+/* An inproc:// handler runs on the caller's thread: a call of its own that fails is not
+ * the failure of the call that ran it, which succeeds and leaves no message. */
+static int add_after_a_failure(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *sum)
+{
+    (void)ctx;
+    if (shmrpc_lock_acquire(NULL, 0) != SHMRPC_EINVAL) return SHMRPC_EPROTO;
+    *sum = a + b;
+    return 0;
+}
+
+static void handler_failures_stay_in_the_handler(void **state)
+{
+    (void)state;
+    calc_handlers h = calc_default_handlers;
+    h.add = add_after_a_failure;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &h, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://errors-nested"), 0);
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &calc_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://errors-nested"), 0);
+    int64_t sum = 0;
+    assert_int_equal(calc_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    assert_string_equal(shmrpc_errmsg(), "");
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
 /* Opening fails before a handle exists, and the message says why all the same (before,
  * a client's or a server's message lived in a handle that a failed open never made). */
 static void open_failure_before_a_handle(void **state)
@@ -211,6 +241,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handle_call_failure),
+        cmocka_unit_test(handler_failures_stay_in_the_handler),
         cmocka_unit_test(open_failure_before_a_handle),
         cmocka_unit_test(lock_failures_are_their_own),
         cmocka_unit_test(calls_without_a_handle),
