@@ -875,15 +875,12 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
         return NULL;
     }
     if (c->web_secret_file) {
-        shmrpc_buf msg;
-        shmrpc_buf_init(&msg);
+        char msg[512] = "out of memory";
         s->auth = malloc(sizeof *s->auth);
-        int rc = s->auth ? web_auth_init(s->auth, c->web_secret_file, &msg) : SHMRPC_ENOMEM;
-        shmrpc_buf_append(&msg, "", 1); /* a NUL, for %s */
+        int rc =
+            s->auth ? web_auth_init(s->auth, c->web_secret_file, msg, sizeof msg) : SHMRPC_ENOMEM;
         if (rc)
-            sup_logf(ctx, "web monitor: cannot read its secret: %s; running without the page",
-                     msg.err || msg.len < 2 ? shmrpc_strerror(rc) : (const char *)msg.data);
-        shmrpc_buf_destroy(&msg);
+            sup_logf(ctx, "web monitor: cannot read its secret: %s; running without the page", msg);
         if (rc) {
             free_web(s);
             return NULL;

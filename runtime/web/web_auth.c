@@ -23,21 +23,20 @@ int64_t web_auth_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int web_auth_init(web_auth *a, const char *path, shmrpc_buf *err)
+int web_auth_init(web_auth *a, const char *path, char *err, size_t cap)
 {
     memset(a, 0, sizeof *a);
     atomic_init(&a->last_try_ms, NEVER);
     pthread_mutex_init(&a->mu, NULL);
     if (sodium_init() < 0) {
         /* It fails only when it cannot open /dev/urandom or get random bytes. */
-        static const char msg[] = "libsodium did not initialize (no random bytes)";
-        shmrpc_buf_append(err, msg, sizeof msg - 1);
+        snprintf(err, cap, "libsodium did not initialize (no random bytes)");
         return SHMRPC_ESYS(EIO);
     }
     unsigned char secret[SHMRPC_SECRET_MAX];
     size_t len = 0;
     int rc = shmrpc_secret_load(path, secret, sizeof secret, &len);
-    if (rc) shmrpc_buf_append(err, shmrpc_errmsg(), strlen(shmrpc_errmsg()));
+    if (rc) snprintf(err, cap, "%s", shmrpc_errmsg());
     if (rc == 0) crypto_generichash(a->hash, sizeof a->hash, secret, len, NULL, 0);
     sodium_memzero(secret, sizeof secret);
     return rc;

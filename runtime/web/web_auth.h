@@ -40,8 +40,8 @@ typedef struct web_auth {
 
 /* Reads the secret in path with shmrpc_secret_load (owner, mode 0600, 16 to 256 bytes)
  * and keeps its hash; the bytes read are wiped. 0, or the loader's status with a message
- * in err. */
-int web_auth_init(web_auth *a, const char *path, shmrpc_buf *err);
+ * in err (cap bytes). */
+int web_auth_init(web_auth *a, const char *path, char *err, size_t cap);
 
 /* Wipes the hash and the sessions; also after a web_auth_init that failed. */
 void web_auth_destroy(web_auth *a);
