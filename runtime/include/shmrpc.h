@@ -15,5 +15,6 @@
 #include <shmrpc/stats.h>
 #include <shmrpc/lock.h>
 #include <shmrpc/module.h>
+#include <shmrpc/dynamic.h>
 
 #endif

@@ -1,5 +1,5 @@
 /* The shmrpc_json API for @json methods: jansson behind opaque values, plus base64 for
- * bytes and decimal map keys. jansson validates UTF-8 and rejects duplicate keys when
+ * bytes (libsodium's) and decimal map keys. jansson validates UTF-8 and rejects duplicate keys when
  * asked; its cap on nesting (2048) is too deep for a small thread stack, so the depth is
  * bounded before it parses (shmrpc_json_check_depth). Nothing of jansson leaks through
  * the public headers. */
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "internal.h"
 
@@ -79,75 +80,6 @@ static int mismatch(shmrpc_json_reader *r, enum want w, const shmrpc_json *v)
     return fail(r, SHMRPC_EINVAL, mismatch_why[w][kind_of(J(v))]);
 }
 
-/* --- base64 (RFC 4648, standard alphabet, with padding) ---------------------------- */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* 4 * ceil(n / 3) characters, or SIZE_MAX when that does not fit in a size_t. */
-static size_t b64_encoded_len(size_t n)
-{
-    size_t groups = n / 3 + (n % 3 != 0);
-    return groups > SIZE_MAX / 4 ? SIZE_MAX : groups * 4;
-}
-
-static void b64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t i = 0;
-    for (; n - i >= 3; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *out++ = b64_alphabet[v >> 18];
-        *out++ = b64_alphabet[v >> 12 & 63];
-        *out++ = b64_alphabet[v >> 6 & 63];
-        *out++ = b64_alphabet[v & 63];
-    }
-    if (n - i == 0) return;
-    uint32_t v = (uint32_t)in[i] << 16 | (n - i == 2 ? (uint32_t)in[i + 1] << 8 : 0);
-    *out++ = b64_alphabet[v >> 18];
-    *out++ = b64_alphabet[v >> 12 & 63];
-    *out++ = n - i == 2 ? b64_alphabet[v >> 6 & 63] : '=';
-    *out++ = '=';
-}
-
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Decodes n characters at in into out (room for 3 * n / 4 bytes); the length decoded,
- * or -1 for anything but canonical base64: a length that is not a multiple of 4,
- * characters outside the alphabet (whitespace included), '=' anywhere but at the end,
- * more than two of them, or bits set in the padding. */
-static ptrdiff_t b64_decode(const char *in, size_t n, uint8_t *out)
-{
-    if (n % 4) return -1;
-    size_t pad = 0;
-    if (n && in[n - 1] == '=') pad = n >= 2 && in[n - 2] == '=' ? 2 : 1;
-    uint8_t *o = out;
-    for (size_t i = 0; i < n; i += 4) {
-        bool last = i + 4 == n;
-        size_t real = last ? 4 - pad : 4;
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4; k++) {
-            int d = k < real ? b64_value(in[i + k]) : 0;
-            if (d < 0) return -1;
-            v = v << 6 | (uint32_t)d;
-        }
-        *o++ = (uint8_t)(v >> 16);
-        if (real >= 3) *o++ = (uint8_t)(v >> 8);
-        if (real == 4) *o++ = (uint8_t)v;
-        /* Canonical form only: the bits the padding stands for must be zero. */
-        if (real == 3 && (v & 0xff)) return -1;
-        if (real == 2 && (v & 0xffff)) return -1;
-    }
-    return o - out;
-}
-
 /* --- building ---------------------------------------------------------------------- */
 
 shmrpc_json *shmrpc_json_object(void)
@@ -193,14 +125,15 @@ shmrpc_json *shmrpc_json_string(shmrpc_str s)
     return S(json_stringn(s.ptr ? s.ptr : "", s.len));
 }
 
+/* base64 is libsodium's (RFC 4648, standard alphabet, with padding). */
 shmrpc_json *shmrpc_json_base64(shmrpc_bytes b)
 {
-    size_t n = b64_encoded_len(b.len);
-    if (n == SIZE_MAX) return NULL;
-    char *text = malloc(n ? n : 1);
+    if (b.len > SIZE_MAX / 4 * 3 - 3) return NULL; /* its text would not fit in a size_t */
+    size_t n = sodium_base64_ENCODED_LEN(b.len, sodium_base64_VARIANT_ORIGINAL);
+    char *text = malloc(n);
     if (!text) return NULL;
-    if (b.len) b64_encode(b.ptr, b.len, text);
-    json_t *v = json_stringn_nocheck(text, n);
+    sodium_bin2base64(text, n, b.ptr, b.len, sodium_base64_VARIANT_ORIGINAL);
+    json_t *v = json_stringn_nocheck(text, n - 1);
     free(text);
     return S(v);
 }
@@ -451,14 +384,16 @@ int shmrpc_json_read_str(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_str
 int shmrpc_json_read_base64(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_bytes *out)
 {
     if (!json_is_string(J(v))) return mismatch(r, W_STRING, v);
-    size_t n = json_string_length(J(v));
+    size_t n = json_string_length(J(v)), len;
     if (n % 4) return fail(r, SHMRPC_EINVAL, "invalid base64");
     uint8_t *p = shmrpc_arena_alloc(r->arena, n / 4 * 3 + 1, 1);
     if (!p) return fail(r, SHMRPC_ENOMEM, WHY_NOMEM);
-    ptrdiff_t len = b64_decode(json_string_value(J(v)), n, p);
-    if (len < 0) return fail(r, SHMRPC_EINVAL, "invalid base64");
+    /* Canonical base64 only: padded, no whitespace, no bits set in the padding. */
+    if (sodium_base642bin(p, n / 4 * 3 + 1, json_string_value(J(v)), n, NULL, &len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0)
+        return fail(r, SHMRPC_EINVAL, "invalid base64");
     out->ptr = p;
-    out->len = (size_t)len;
+    out->len = len;
     return 0;
 }
 

@@ -1,30 +1,35 @@
-/* shmrpc_strerror: the text of every status, including OS errors carried as
- * SHMRPC_ESYS(errno); and shmrpc_errmsg: the calling thread's message of its last
- * failure (the rule is in status.h). */
+/* shmrpc_strerror and shmrpc_status_name: the text and the name of every status,
+ * including OS errors carried as SHMRPC_ESYS(errno); and shmrpc_errmsg: the calling
+ * thread's message of its last failure (the rule is in status.h). */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 
-static const char *const texts[] = {
-    [-SHMRPC_OK] = "success",
-    [-SHMRPC_EINVAL] = "invalid argument",
-    [-SHMRPC_ENOMEM] = "out of memory",
-    [-SHMRPC_ETIMEDOUT] = "timed out",
-    [-SHMRPC_ENOENT] = "no such address, service or method",
-    [-SHMRPC_EPROTO] = "protocol error",
-    [-SHMRPC_EHANDLER] = "the handler failed",
-    [-SHMRPC_ETOOBIG] = "message too large",
-    [-SHMRPC_EMISMATCH] = "client and server method tables differ",
-    [-SHMRPC_ECLOSED] = "closed",
-    [-SHMRPC_EUNAVAIL] = "unavailable",
-    [-SHMRPC_EPEERDIED] = "the peer died",
-    [-SHMRPC_EVERSION] = "version mismatch",
-    [-SHMRPC_EBUSY] = "already in use",
-    [-SHMRPC_EPERM] = "not allowed",
-    [-SHMRPC_EOWNERDEAD] = "the previous owner died holding it",
+/* Every status's name and text, in one table. */
+static const struct {
+    const char *name, *text;
+} statuses[] = {
+    [-SHMRPC_OK] = {"SHMRPC_OK", "success"},
+    [-SHMRPC_EINVAL] = {"SHMRPC_EINVAL", "invalid argument"},
+    [-SHMRPC_ENOMEM] = {"SHMRPC_ENOMEM", "out of memory"},
+    [-SHMRPC_ETIMEDOUT] = {"SHMRPC_ETIMEDOUT", "timed out"},
+    [-SHMRPC_ENOENT] = {"SHMRPC_ENOENT", "no such address, service or method"},
+    [-SHMRPC_EPROTO] = {"SHMRPC_EPROTO", "protocol error"},
+    [-SHMRPC_EHANDLER] = {"SHMRPC_EHANDLER", "the handler failed"},
+    [-SHMRPC_ETOOBIG] = {"SHMRPC_ETOOBIG", "message too large"},
+    [-SHMRPC_EMISMATCH] = {"SHMRPC_EMISMATCH", "client and server method tables differ"},
+    [-SHMRPC_ECLOSED] = {"SHMRPC_ECLOSED", "closed"},
+    [-SHMRPC_EUNAVAIL] = {"SHMRPC_EUNAVAIL", "unavailable"},
+    [-SHMRPC_EPEERDIED] = {"SHMRPC_EPEERDIED", "the peer died"},
+    [-SHMRPC_EVERSION] = {"SHMRPC_EVERSION", "version mismatch"},
+    [-SHMRPC_EBUSY] = {"SHMRPC_EBUSY", "already in use"},
+    [-SHMRPC_EPERM] = {"SHMRPC_EPERM", "not allowed"},
+    [-SHMRPC_EOWNERDEAD] = {"SHMRPC_EOWNERDEAD", "the previous owner died holding it"},
 };
+
+#define N_STATUSES ((int)(sizeof statuses / sizeof statuses[0]))
 
 const char *shmrpc_strerror(int rc)
 {
@@ -34,14 +39,21 @@ const char *shmrpc_strerror(int rc)
         const char *s = strerrordesc_np(SHMRPC_ESYSERR - rc);
         return s ? s : "unknown error";
     }
-    if (rc > 0 || rc <= -(int)(sizeof texts / sizeof texts[0])) return "unknown error";
-    return texts[-rc];
+    if (rc > 0 || rc <= -N_STATUSES) return "unknown error";
+    return statuses[-rc].text;
+}
+
+const char *shmrpc_status_name(int rc)
+{
+    if (SHMRPC_IS_ESYS(rc)) return "SHMRPC_ESYS";
+    if (rc > 0 || rc <= -N_STATUSES) return "SHMRPC_EUNKNOWN";
+    return statuses[-rc].name;
 }
 
 bool shmrpc__status_known(int rc)
 {
     if (SHMRPC_IS_ESYS(rc)) return rc > SHMRPC_ESYS(4096); /* errno values stay below 4096 */
-    return rc < 0 && rc > -(int)(sizeof texts / sizeof texts[0]);
+    return rc < 0 && rc > -N_STATUSES;
 }
 
 /* --- the calling thread's message ---------------------------------------------------- */

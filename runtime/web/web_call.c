@@ -1,6 +1,6 @@
 /* The management page's calls into services (web_call.h): connect as shmrpcctl call does
- * (a client with an empty table learns the server's, a second one built from a copy of it
- * calls), keep the connected clients in a pool per address, and turn statuses into HTTP. */
+ * (shmrpc_dyn_connect: learn the server's table, call through a client built from a copy
+ * of it), keep the connected handles in a pool per address, and turn statuses into HTTP. */
 #include "web_call.h"
 
 #include <stdarg.h>
@@ -9,16 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <shmrpc/arena.h>
 #include <shmrpc/client.h>
+#include <shmrpc/dynamic.h>
 #include <shmrpc/status.h>
 
-#include "ctl_call.h"
-
 struct web_conn {
-    shmrpc_client *c;
-    shmrpc_arena *a; /* the server's method table, as the client was built from it */
-    const shmrpc_service_info *info;
+    shmrpc_dyn *d; /* connected; its table and the signatures it parsed */
 };
 
 void web_pool_init(web_pool *p, const char *addr)
@@ -31,8 +27,7 @@ void web_pool_init(web_pool *p, const char *addr)
 static void conn_free(web_conn *k)
 {
     if (!k) return;
-    shmrpc_client_free(k->c);
-    shmrpc_arena_free(k->a);
+    shmrpc_dyn_free(k->d);
     free(k);
 }
 
@@ -46,15 +41,7 @@ void web_pool_destroy(web_pool *p)
 
 const char *web_status_name(int rc)
 {
-    static const char *const names[] = {
-        "SHMRPC_OK",        "SHMRPC_EINVAL",  "SHMRPC_ENOMEM",   "SHMRPC_ETIMEDOUT",
-        "SHMRPC_ENOENT",    "SHMRPC_EPROTO",  "SHMRPC_EHANDLER", "SHMRPC_ETOOBIG",
-        "SHMRPC_EMISMATCH", "SHMRPC_ECLOSED", "SHMRPC_EUNAVAIL", "SHMRPC_EPEERDIED",
-        "SHMRPC_EVERSION",  "SHMRPC_EBUSY",   "SHMRPC_EPERM",    "SHMRPC_EOWNERDEAD",
-    };
-    if (SHMRPC_IS_ESYS(rc)) return "SHMRPC_ESYS";
-    if (rc > 0 || rc <= -(int)(sizeof names / sizeof names[0])) return "SHMRPC_EUNKNOWN";
-    return names[-rc];
+    return shmrpc_status_name(rc);
 }
 
 int web_http_status(int rc)
@@ -99,50 +86,30 @@ static int fail(web_err *e, int rc, const char *fmt, ...)
     return -1;
 }
 
-static int connect_failed(web_err *e, const char *addr, int rc)
+static int connect_failed(web_err *e, const char *addr, const char *msg, int rc)
 {
-    const char *msg = shmrpc_errmsg();
     /* A bad address is the page's own fault; anything else means the service is not
      * reachable as it should be. */
     if (rc == SHMRPC_EINVAL) rc = SHMRPC_EUNAVAIL;
     return fail(e, rc, "%s: %s%s%s", addr, shmrpc_strerror(rc), *msg ? ": " : "", msg);
 }
 
-/* A new connection to addr: learn the table, then connect a client built from it. */
+/* A new connection to addr, which learns the server's table as it connects. */
 static web_conn *conn_new(const char *addr, web_err *e)
 {
-    static const shmrpc_service_info probe_info = {
-        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL};
     web_conn *k = calloc(1, sizeof *k);
-    shmrpc_client *probe = NULL;
     int rc;
-    if (!k || !(k->a = shmrpc_arena_new(4096))) {
+    if (!k) {
         fail(e, SHMRPC_ENOMEM, "out of memory");
-        goto bad;
+        return NULL;
     }
-    if ((rc = shmrpc_client_new(&probe, &probe_info, NULL)) != 0) {
+    if ((rc = shmrpc_dyn_new(&k->d, NULL)) != 0) {
         fail(e, rc, "cannot make a client: %s", shmrpc_strerror(rc));
-        goto bad;
+    } else if ((rc = shmrpc_dyn_connect(k->d, addr)) != 0) {
+        connect_failed(e, addr, shmrpc_dyn_errmsg(k->d), rc);
+    } else {
+        return k;
     }
-    if ((rc = shmrpc_client_connect(probe, addr)) != 0) {
-        connect_failed(e, addr, rc);
-        goto bad;
-    }
-    k->info = ctl_info_copy(k->a, shmrpc_client_server_info(probe));
-    shmrpc_client_free(probe);
-    probe = NULL;
-    if (!k->info) {
-        fail(e, SHMRPC_ENOMEM, "out of memory");
-        goto bad;
-    }
-    if ((rc = shmrpc_client_new(&k->c, k->info, NULL)) != 0 ||
-        (rc = shmrpc_client_connect(k->c, addr)) != 0) {
-        connect_failed(e, addr, rc);
-        goto bad;
-    }
-    return k;
-bad:
-    shmrpc_client_free(probe);
     conn_free(k);
     return NULL;
 }
@@ -172,51 +139,28 @@ static int call_on(web_conn *k, const char *method, const char *args, size_t n, 
                    shmrpc_buf *out, web_err *e, bool *keep)
 {
     *keep = true;
-    const shmrpc_method_info *m = NULL;
-    for (uint32_t i = 0; i < k->info->n_methods; i++)
-        if (strcmp(k->info->methods[i].name, method) == 0) m = &k->info->methods[i];
-    if (!m) {
-        char names[400] = "";
-        size_t used = 0;
-        for (uint32_t i = 0; i < k->info->n_methods && used + 70 < sizeof names; i++)
-            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "",
-                                     k->info->methods[i].name);
-        return fail(e, SHMRPC_ENOENT, "%s has no method '%.64s' (it has: %s)", k->info->name,
-                    method, k->info->n_methods ? names : "none");
-    }
-    shmrpc_arena *a = shmrpc_arena_new(1024);
-    if (!a) return fail(e, SHMRPC_ENOMEM, "out of memory");
-    ctl_sig sig;
-    char err[700];
-    int status = -1;
-    if (ctl_sig_parse(a, m->signature, &sig, err, sizeof err) != 0) {
-        fail(e, SHMRPC_EPROTO, "%s: cannot read its signature: %s", method, err);
-        goto done;
-    }
-    shmrpc_client_set_timeout(k->c, timeout_ms);
-    shmrpc_buf *req = shmrpc_client_request(k->c);
-    if (ctl_encode_args(&sig, args, n, req, err, sizeof err) != 0) {
-        fail(e, SHMRPC_EINVAL, "%s: %s", method, err);
-        goto done;
-    }
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    int rc = shmrpc_dyn_method(k->d, method, &m, &sig);
+    if (rc == SHMRPC_ENOENT) return fail(e, rc, "%s", shmrpc_dyn_errmsg(k->d));
+    if (rc == SHMRPC_EPROTO)
+        return fail(e, rc, "%s: cannot read its signature: %s", method, shmrpc_dyn_errmsg(k->d));
+    if (rc != 0) return fail(e, rc, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
+    shmrpc_client *c = shmrpc_dyn_client(k->d);
+    shmrpc_client_set_timeout(c, timeout_ms);
+    if (shmrpc_dyn_encode_args(k->d, sig, args, n, shmrpc_client_request(c)) != 0)
+        return fail(e, SHMRPC_EINVAL, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
     shmrpc_bytes resp;
-    int rc = shmrpc_client_call(k->c, m->id, &resp);
-    if (rc != 0) {
-        const char *msg = shmrpc_errmsg();
-        fail(e, rc, "%s: %s%s%s", method, shmrpc_strerror(rc), *msg ? ": " : "", msg);
+    if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {
+        const char *msg = shmrpc_client_errmsg(c);
         /* A handler's answer leaves the connection as good as it was; after anything
          * else (a timeout, a dead worker, a changed table) start afresh. */
         *keep = rc == SHMRPC_EINVAL || rc == SHMRPC_EHANDLER;
-        goto done;
+        return fail(e, rc, "%s: %s%s%s", method, shmrpc_strerror(rc), *msg ? ": " : "", msg);
     }
-    if (ctl_decode_result(&sig, resp.ptr, resp.len, out, err, sizeof err) != 0) {
-        fail(e, SHMRPC_EPROTO, "%s: %s", method, err);
-        goto done;
-    }
-    status = 0;
-done:
-    shmrpc_arena_free(a);
-    return status;
+    if (shmrpc_dyn_decode_result(k->d, sig, resp.ptr, resp.len, out) != 0)
+        return fail(e, SHMRPC_EPROTO, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
+    return 0;
 }
 
 int web_call(web_pool *p, const char *method, const char *args, size_t n, int64_t timeout_ms,

@@ -1,6 +1,7 @@
 /* The management page's calls into services: any method of any service, with JSON
- * arguments and a JSON result, through the normal client path and ctl_call.c's codec
- * (the one shmrpcctl call uses), over a small pool of connected clients per address. */
+ * arguments and a JSON result, through the normal client path and the library's dynamic
+ * codec (shmrpc/dynamic.h, which shmrpcctl call uses too), over a small pool of connected
+ * handles per address. */
 #ifndef SHMRPC_SUPERVISOR_WEB_CALL_H
 #define SHMRPC_SUPERVISOR_WEB_CALL_H
 
@@ -44,7 +45,7 @@ int web_call(web_pool *p, const char *method, const char *args, size_t n, int64_
 /* The HTTP status for a call that failed with rc. */
 int web_http_status(int rc);
 
-/* "SHMRPC_EINVAL" and so on; "SHMRPC_ESYS" for an OS error. */
+/* "SHMRPC_EINVAL" and so on; "SHMRPC_ESYS" for an OS error (shmrpc_status_name). */
 const char *web_status_name(int rc);
 
 #endif

@@ -27,9 +27,9 @@
 #include <pthread.h>
 
 #include <shmrpc/codec.h>
+#include <shmrpc/dynamic.h>
 #include <shmrpc/lock.h>
 
-#include "ctl_call.h"
 #include "procs.h"
 #include "sup_helpers.h"
 
@@ -468,9 +468,9 @@ static void nothing_left_behind(void **state)
 static void codec_round_trip(void **state)
 {
     (void)state;
-    shmrpc_arena *a = shmrpc_arena_new(4096);
-    char err[512];
-    ctl_sig args, res;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    const shmrpc_dyn_sig *args, *res;
     const char *types =
         "map<string,list<i64>> m,enum Color{red=0,green=5}? c,"
         "struct Node{i8 v;list<struct Node> kids;struct Node? up;} n,u64 big,bytes b,f32 f,"
@@ -482,8 +482,8 @@ static void codec_round_trip(void **state)
              "r()->struct R{map<string,list<i64>> m;enum Color{red=0,green=5}? c;"
              "struct Node{i8 v;list<struct Node> kids;struct Node? up;} n;u64 big;bytes b;f32 f;"
              "map<enum Color,bool> k;map<i16,string?> q;} @msgpack");
-    if (ctl_sig_parse(a, sig, &args, err, sizeof err) != 0) fail_msg("%s", err);
-    if (ctl_sig_parse(a, sig2, &res, err, sizeof err) != 0) fail_msg("%s", err);
+    if (shmrpc_dyn_sig_parse(d, sig, &args) != 0) fail_msg("%s", shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_sig_parse(d, sig2, &res) != 0) fail_msg("%s", shmrpc_dyn_errmsg(d));
     const char *in = "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
                      "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[]}]},"
                      "\"big\":\"18446744073709551615\",\"b\":\"AAEC\",\"f\":0.1,"
@@ -491,9 +491,10 @@ static void codec_round_trip(void **state)
     shmrpc_buf body, out;
     shmrpc_buf_init(&body);
     shmrpc_buf_init(&out);
-    if (ctl_encode_args(&args, in, strlen(in), &body, err, sizeof err) != 0) fail_msg("%s", err);
-    if (ctl_decode_result(&res, body.data, body.len, &out, err, sizeof err) != 0)
-        fail_msg("%s", err);
+    if (shmrpc_dyn_encode_args(d, args, in, strlen(in), &body) != 0)
+        fail_msg("%s", shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_decode_result(d, res, body.data, body.len, &out) != 0)
+        fail_msg("%s", shmrpc_dyn_errmsg(d));
     const char *want =
         "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
         "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[],\"up\":null}],\"up\":null},"
@@ -523,28 +524,29 @@ static void codec_round_trip(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         shmrpc_buf_clear(&body);
-        if (ctl_encode_args(&args, bad[i].args, strlen(bad[i].args), &body, err, sizeof err) == 0)
+        if (shmrpc_dyn_encode_args(d, args, bad[i].args, strlen(bad[i].args), &body) !=
+            SHMRPC_EINVAL)
             fail_msg("accepted %s", bad[i].args);
-        assert_string_equal(err, bad[i].err);
+        assert_string_equal(shmrpc_dyn_errmsg(d), bad[i].err);
     }
     /* Responses that lie. */
     const uint8_t lie[] = {0x93, 0x01, 0x02};       /* an array of 3 with 2 elements */
     const uint8_t cut[] = {0x92, 0x01, 0xcd, 0x01}; /* its uint16 cut short */
-    ctl_sig ints;
-    assert_int_equal(ctl_sig_parse(a, "p()->list<i64> @msgpack", &ints, err, sizeof err), 0);
+    const shmrpc_dyn_sig *ints;
+    assert_int_equal(shmrpc_dyn_sig_parse(d, "p()->list<i64> @msgpack", &ints), 0);
     shmrpc_buf_clear(&out);
-    assert_int_equal(ctl_decode_result(&ints, lie, sizeof lie, &out, err, sizeof err), -1);
-    assert_string_equal(err, "result: count larger than the bytes left");
-    assert_int_equal(ctl_decode_result(&ints, cut, sizeof cut, &out, err, sizeof err), -1);
-    assert_string_equal(err, "result[1]: truncated");
+    assert_int_equal(shmrpc_dyn_decode_result(d, ints, lie, sizeof lie, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_dyn_errmsg(d), "result: count larger than the bytes left");
+    assert_int_equal(shmrpc_dyn_decode_result(d, ints, cut, sizeof cut, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_dyn_errmsg(d), "result[1]: truncated");
     const char *sigs_bad[] = {"x(i64 a)->i64", "x(struct P a)->void @msgpack",
                               "x(int a)->void @msgpack", "x(bytes a)->string @raw",
                               "x(map<f64,i8> a)->void @json"};
     for (size_t i = 0; i < sizeof sigs_bad / sizeof *sigs_bad; i++)
-        assert_int_equal(ctl_sig_parse(a, sigs_bad[i], &ints, err, sizeof err), -1);
+        assert_int_equal(shmrpc_dyn_sig_parse(d, sigs_bad[i], &ints), SHMRPC_EINVAL);
     shmrpc_buf_destroy(&body);
     shmrpc_buf_destroy(&out);
-    shmrpc_arena_free(a);
+    shmrpc_dyn_free(d);
 }
 
 /* n nodes of struct Node{i8 v;struct Node? up;}, each the up of the one before, as msgpack
@@ -575,13 +577,15 @@ static uint8_t *node_chain(size_t n, size_t *len)
 
 static void *decode_on_small_stack(void *arg)
 {
-    const ctl_sig *sig = arg;
+    shmrpc_dyn *d = arg;
+    const shmrpc_dyn_sig *sig;
+    intptr_t rc = shmrpc_dyn_sig_parse(d, "p()->struct Node{i8 v;struct Node? up;} @msgpack", &sig);
+    if (rc != 0) return (void *)rc;
     shmrpc_buf out;
     shmrpc_buf_init(&out);
     size_t len;
     uint8_t *body = node_chain(100000, &len);
-    char err[256];
-    intptr_t rc = ctl_decode_result(sig, body, len, &out, err, sizeof err);
+    rc = shmrpc_dyn_decode_result(d, sig, body, len, &out);
     free(body);
     shmrpc_buf_destroy(&out);
     return (void *)rc;
@@ -593,38 +597,38 @@ static void *decode_on_small_stack(void *arg)
 static void codec_depth(void **state)
 {
     (void)state;
-    shmrpc_arena *a = shmrpc_arena_new(4096);
-    char err[512];
-    ctl_sig sig, list;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    const shmrpc_dyn_sig *sig, *list;
     assert_int_equal(
-        ctl_sig_parse(a, "p()->struct Node{i8 v;struct Node? up;} @msgpack", &sig, err, sizeof err),
-        0);
+        shmrpc_dyn_sig_parse(d, "p()->struct Node{i8 v;struct Node? up;} @msgpack", &sig), 0);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
     size_t len;
     uint8_t *body = node_chain(128, &len);
-    if (ctl_decode_result(&sig, body, len, &out, err, sizeof err) != 0) fail_msg("%s", err);
+    if (shmrpc_dyn_decode_result(d, sig, body, len, &out) != 0)
+        fail_msg("%s", shmrpc_dyn_errmsg(d));
     free(body);
     assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 128), 0);
     assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 127), SHMRPC_EINVAL);
     shmrpc_buf_clear(&out);
     body = node_chain(129, &len);
-    assert_int_equal(ctl_decode_result(&sig, body, len, &out, err, sizeof err), -1);
+    assert_int_equal(shmrpc_dyn_decode_result(d, sig, body, len, &out), SHMRPC_EINVAL);
     free(body);
-    assert_non_null(strstr(err, "nested more than 128 deep"));
+    assert_non_null(strstr(shmrpc_dyn_errmsg(d), "nested more than 128 deep"));
 
     pthread_attr_t attr;
     pthread_t th;
     void *rc = NULL;
     assert_int_equal(pthread_attr_init(&attr), 0);
     assert_int_equal(pthread_attr_setstacksize(&attr, SMALL_STACK), 0);
-    assert_int_equal(pthread_create(&th, &attr, decode_on_small_stack, &sig), 0);
+    assert_int_equal(pthread_create(&th, &attr, decode_on_small_stack, d), 0);
     assert_int_equal(pthread_join(th, &rc), 0);
     pthread_attr_destroy(&attr);
-    assert_int_equal((intptr_t)rc, -1);
+    assert_int_equal((intptr_t)rc, SHMRPC_EINVAL);
 
     /* Arguments: 128 arrays deep are read (and refused for their type), 129 are not. */
-    assert_int_equal(ctl_sig_parse(a, "q(list<i64> x)->void @msgpack", &list, err, sizeof err), 0);
+    assert_int_equal(shmrpc_dyn_sig_parse(d, "q(list<i64> x)->void @msgpack", &list), 0);
     for (size_t depth = 128; depth <= 129; depth++) {
         char *text = malloc(2 * depth + 1);
         assert_non_null(text);
@@ -632,13 +636,14 @@ static void codec_depth(void **state)
         memset(text + depth, ']', depth);
         text[2 * depth] = '\0';
         shmrpc_buf_clear(&out);
-        assert_int_equal(ctl_encode_args(&list, text, 2 * depth, &out, err, sizeof err), -1);
+        assert_int_equal(shmrpc_dyn_encode_args(d, list, text, 2 * depth, &out), SHMRPC_EINVAL);
         free(text);
+        const char *err = shmrpc_dyn_errmsg(d);
         if ((strstr(err, "arguments: JSON nested more than 128 deep") != NULL) != (depth == 129))
             fail_msg("%zu deep: %s", depth, err);
     }
     shmrpc_buf_destroy(&out);
-    shmrpc_arena_free(a);
+    shmrpc_dyn_free(d);
 }
 
 int main(void)

@@ -61,6 +61,10 @@ const char *shmrpc_strerror(int rc);
  * or clear it (shmrpc_strerror does not). Never NULL; valid until then. */
 const char *shmrpc_errmsg(void);
 
+/* The status's name as status.h spells it ("SHMRPC_EINVAL"): "SHMRPC_ESYS" for any OS
+ * error, "SHMRPC_EUNKNOWN" for a code it does not know. Static, like shmrpc_strerror's. */
+const char *shmrpc_status_name(int rc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,34 @@
+/* What the two halves of the dynamic codec share (dynamic.c: the handle and the signature
+ * parser; dynamic_json.c: the conversions): the names and ranges of the scalar kinds, and
+ * the handle's message. */
+#ifndef SHMRPC_SRC_DYN_H
+#define SHMRPC_SRC_DYN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <shmrpc/dynamic.h>
+
+#include "internal.h"
+
+/* "i64" for SHMRPC_DYN_I64, and so on for every kind up to SHMRPC_DYN_BYTES; NULL after. */
+extern const char *const shmrpc__dyn_scalar_names[SHMRPC_DYN_BYTES + 1];
+
+static inline bool shmrpc__dyn_is_int(shmrpc_dyn_kind k)
+{
+    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_U64;
+}
+
+static inline bool shmrpc__dyn_is_signed(shmrpc_dyn_kind k)
+{
+    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_I64;
+}
+
+/* The range of an integer kind. */
+int64_t shmrpc__dyn_int_min(shmrpc_dyn_kind k);
+uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k);
+
+/* Sets d's message and returns rc. */
+int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...) SHMRPC__FMT(3, 4);
+
+#endif

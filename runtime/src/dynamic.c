@@ -1,0 +1,478 @@
+/* The dynamic codec's handle (shmrpc/dynamic.h): connecting to a service whose table the
+ * caller does not know, the copy of a table, and the parser of canonical signatures (the
+ * text idl/signature.c writes; docs/dynamic.md). The conversions are in dynamic_json.c. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dyn.h"
+
+struct shmrpc_dyn {
+    shmrpc_client_opts opts;
+    shmrpc_client *probe; /* an empty table, to learn the server's; NULL once connected */
+    shmrpc_client *c;     /* built from info */
+    shmrpc_arena *a;      /* info, and the signatures parsed since the last connect */
+    const shmrpc_service_info *info;
+    const shmrpc_dyn_sig **sigs; /* parallel to info->methods, parsed on first use */
+    shmrpc_buf msg;
+};
+
+const char *const shmrpc__dyn_scalar_names[SHMRPC_DYN_BYTES + 1] = {
+    [SHMRPC_DYN_VOID] = "void",     [SHMRPC_DYN_BOOL] = "bool",   [SHMRPC_DYN_I8] = "i8",
+    [SHMRPC_DYN_I16] = "i16",       [SHMRPC_DYN_I32] = "i32",     [SHMRPC_DYN_I64] = "i64",
+    [SHMRPC_DYN_U8] = "u8",         [SHMRPC_DYN_U16] = "u16",     [SHMRPC_DYN_U32] = "u32",
+    [SHMRPC_DYN_U64] = "u64",       [SHMRPC_DYN_F32] = "f32",     [SHMRPC_DYN_F64] = "f64",
+    [SHMRPC_DYN_STRING] = "string", [SHMRPC_DYN_BYTES] = "bytes",
+};
+
+int64_t shmrpc__dyn_int_min(shmrpc_dyn_kind k)
+{
+    switch (k) {
+    case SHMRPC_DYN_I8:
+        return INT8_MIN;
+    case SHMRPC_DYN_I16:
+        return INT16_MIN;
+    case SHMRPC_DYN_I32:
+        return INT32_MIN;
+    case SHMRPC_DYN_I64:
+        return INT64_MIN;
+    default:
+        return 0;
+    }
+}
+
+uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k)
+{
+    switch (k) {
+    case SHMRPC_DYN_I8:
+        return INT8_MAX;
+    case SHMRPC_DYN_I16:
+        return INT16_MAX;
+    case SHMRPC_DYN_I32:
+        return INT32_MAX;
+    case SHMRPC_DYN_I64:
+        return INT64_MAX;
+    case SHMRPC_DYN_U8:
+        return UINT8_MAX;
+    case SHMRPC_DYN_U16:
+        return UINT16_MAX;
+    case SHMRPC_DYN_U32:
+        return UINT32_MAX;
+    default:
+        return UINT64_MAX;
+    }
+}
+
+int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__msg_vset(&d->msg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* --- the handle and the connection ------------------------------------------------------ */
+
+static const shmrpc_service_info probe_info = {
+    SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL};
+
+int shmrpc_dyn_new(shmrpc_dyn **out, const shmrpc_client_opts *opts)
+{
+    *out = NULL;
+    shmrpc_dyn *d = calloc(1, sizeof *d);
+    if (d == NULL) return SHMRPC_ENOMEM;
+    if (opts)
+        d->opts = *opts;
+    else
+        shmrpc_client_opts_init(&d->opts);
+    shmrpc_buf_init(&d->msg);
+    /* The probe is made now, so that opts out of range fail here, before any connect. */
+    int rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts);
+    if (rc == 0 && (d->a = shmrpc_arena_new(4096)) == NULL) rc = SHMRPC_ENOMEM;
+    if (rc != 0) {
+        shmrpc_dyn_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void shmrpc_dyn_free(shmrpc_dyn *d)
+{
+    if (d == NULL) return;
+    shmrpc_client_free(d->probe);
+    shmrpc_client_free(d->c);
+    shmrpc_arena_free(d->a);
+    shmrpc_buf_destroy(&d->msg);
+    free(d);
+}
+
+const char *shmrpc_dyn_errmsg(const shmrpc_dyn *d)
+{
+    return shmrpc__msg_get(&d->msg);
+}
+
+const shmrpc_service_info *shmrpc_dyn_info(const shmrpc_dyn *d)
+{
+    return d->c ? d->info : NULL;
+}
+
+shmrpc_client *shmrpc_dyn_client(shmrpc_dyn *d)
+{
+    return d->c;
+}
+
+const shmrpc_service_info *shmrpc_dyn_info_copy(shmrpc_arena *a, const shmrpc_service_info *in)
+{
+    shmrpc_service_info *out = shmrpc_arena_alloc(a, sizeof *out, _Alignof(shmrpc_service_info));
+    shmrpc_method_info *m = shmrpc_arena_calloc(a, in->n_methods ? in->n_methods : 1, sizeof *m,
+                                                _Alignof(shmrpc_method_info));
+    if (out == NULL || m == NULL) return NULL;
+    *out = *in;
+    out->name = shmrpc_arena_strndup(a, in->name, strlen(in->name));
+    out->svc_name =
+        in->svc_name ? shmrpc_arena_strndup(a, in->svc_name, strlen(in->svc_name)) : NULL;
+    for (uint32_t i = 0; i < in->n_methods; i++) {
+        m[i] = in->methods[i];
+        m[i].name = shmrpc_arena_strndup(a, in->methods[i].name, strlen(in->methods[i].name));
+        m[i].signature =
+            shmrpc_arena_strndup(a, in->methods[i].signature, strlen(in->methods[i].signature));
+        if (m[i].name == NULL || m[i].signature == NULL) return NULL;
+    }
+    out->methods = m;
+    return out->name != NULL && (in->svc_name == NULL || out->svc_name != NULL) ? out : NULL;
+}
+
+/* The message of the client that failed with rc, as the handle's. */
+static int client_failed(shmrpc_dyn *d, shmrpc_client *c, int rc)
+{
+    return shmrpc__dyn_fail(d, rc, "%s", shmrpc_client_errmsg(c));
+}
+
+int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
+{
+    shmrpc__msg_clear(&d->msg);
+    shmrpc_client_free(d->c);
+    d->c = NULL;
+    d->info = NULL;
+    d->sigs = NULL;
+    shmrpc_arena_reset(d->a);
+    int rc;
+    if (d->probe == NULL && (rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts)) != 0)
+        return shmrpc__dyn_fail(d, rc, "cannot make a client: %s", shmrpc_strerror(rc));
+    if ((rc = shmrpc_client_connect(d->probe, addr)) != 0) return client_failed(d, d->probe, rc);
+    const shmrpc_service_info *info =
+        shmrpc_dyn_info_copy(d->a, shmrpc_client_server_info(d->probe));
+    /* The probe's connection is not wanted any more (a shm:// one holds a channel). */
+    shmrpc_client_free(d->probe);
+    d->probe = NULL;
+    /* The status says it all: no message. */
+    if (info == NULL) return SHMRPC_ENOMEM;
+    d->sigs = shmrpc_arena_calloc(d->a, info->n_methods ? info->n_methods : 1, sizeof *d->sigs,
+                                  _Alignof(const shmrpc_dyn_sig *));
+    if (d->sigs == NULL) return SHMRPC_ENOMEM;
+    if ((rc = shmrpc_client_new(&d->c, info, &d->opts)) != 0) return rc;
+    if ((rc = shmrpc_client_connect(d->c, addr)) != 0) {
+        client_failed(d, d->c, rc);
+        shmrpc_client_free(d->c);
+        d->c = NULL;
+        return rc;
+    }
+    d->info = info;
+    return 0;
+}
+
+int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info **m,
+                      const shmrpc_dyn_sig **sig)
+{
+    *m = NULL;
+    *sig = NULL;
+    const shmrpc_service_info *info = shmrpc_dyn_info(d);
+    if (info == NULL) return shmrpc__dyn_fail(d, SHMRPC_ECLOSED, "not connected");
+    uint32_t i = 0;
+    while (i < info->n_methods && strcmp(info->methods[i].name, name) != 0)
+        i++;
+    if (i == info->n_methods) {
+        shmrpc__msg_set(&d->msg, "%s has no method '%s' (it has:", info->name, name);
+        for (uint32_t k = 0; k < info->n_methods; k++)
+            shmrpc__msg_append(&d->msg, "%s %s", k ? "," : "", info->methods[k].name);
+        shmrpc__msg_append(&d->msg, "%s)", info->n_methods ? "" : " none");
+        return SHMRPC_ENOENT;
+    }
+    *m = &info->methods[i];
+    if (d->sigs[i] == NULL) {
+        int rc = shmrpc_dyn_sig_parse(d, info->methods[i].signature, &d->sigs[i]);
+        if (rc != 0) return rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc;
+    }
+    *sig = d->sigs[i];
+    return 0;
+}
+
+/* --- the signature parser --------------------------------------------------------------
+ * sig   = NAME "(" [ type " " NAME { "," type " " NAME } ] ")->" type " @" ENCODING
+ * type  = base [ "?" ]
+ * base  = SCALAR | "list<" type ">" | "map<" type "," type ">"
+ *       | "struct " NAME [ "{" { type " " NAME ";" } "}" ]
+ *       | "enum " NAME [ "{" [ NAME "=" INT { "," NAME "=" INT } ] "}" ]
+ * A struct or enum is spelled out the first time a signature names it, by name after,
+ * also inside itself (a recursive struct). */
+
+/* How deeply types may nest in a signature: the parser recurses once a level. */
+#define MAX_TYPE_DEPTH 200
+
+typedef struct named {
+    shmrpc_dyn_type *t;
+    struct named *next;
+} named;
+
+typedef struct parser {
+    shmrpc_arena *a;
+    const char *p;
+    const char *start;
+    named *types;
+    unsigned depth;
+    char err[256];
+    bool failed;
+} parser;
+
+static int perr(parser *ps, const char *fmt, ...) SHMRPC__FMT(2, 3);
+static int perr(parser *ps, const char *fmt, ...)
+{
+    if (ps->failed) return -1;
+    ps->failed = true;
+    char why[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(ps->err, sizeof ps->err, "signature, at byte %zu: %s", (size_t)(ps->p - ps->start),
+             why);
+    return -1;
+}
+
+static bool lit(parser *ps, const char *s)
+{
+    size_t n = strlen(s);
+    if (strncmp(ps->p, s, n) != 0) return false;
+    ps->p += n;
+    return true;
+}
+
+static int expect(parser *ps, const char *s)
+{
+    return lit(ps, s) ? 0 : perr(ps, "expected '%s'", s);
+}
+
+static const char *ident(parser *ps)
+{
+    const char *b = ps->p;
+    while ((*ps->p >= 'a' && *ps->p <= 'z') || (*ps->p >= 'A' && *ps->p <= 'Z') ||
+           (*ps->p >= '0' && *ps->p <= '9' && ps->p > b) || *ps->p == '_')
+        ps->p++;
+    if (ps->p == b) {
+        perr(ps, "expected a name");
+        return NULL;
+    }
+    char *s = shmrpc_arena_strndup(ps->a, b, (size_t)(ps->p - b));
+    if (s == NULL) perr(ps, "out of memory");
+    return s;
+}
+
+static shmrpc_dyn_type *new_type(parser *ps, shmrpc_dyn_kind k)
+{
+    shmrpc_dyn_type *t = shmrpc_arena_calloc(ps->a, 1, sizeof *t, _Alignof(shmrpc_dyn_type));
+    if (t == NULL) {
+        perr(ps, "out of memory");
+        return NULL;
+    }
+    t->kind = k;
+    return t;
+}
+
+/* Room for one more of n items of size bytes at *items (cap of them), doubling. */
+static int grow(parser *ps, void *items, size_t n, size_t *cap, size_t size, size_t align)
+{
+    if (n < *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 8;
+    void *p = shmrpc_arena_alloc(ps->a, ncap * size, align);
+    if (p == NULL) return perr(ps, "out of memory");
+    if (n) memcpy(p, *(void **)items, n * size);
+    *(void **)items = p;
+    *cap = ncap;
+    return 0;
+}
+
+static const shmrpc_dyn_type *parse_type(parser *ps);
+
+static int parse_struct_body(parser *ps, shmrpc_dyn_type *t)
+{
+    size_t cap = 0;
+    shmrpc_dyn_field *fields = NULL;
+    while (!lit(ps, "}")) {
+        if (*ps->p == '\0') return perr(ps, "unterminated struct %s", t->name);
+        const shmrpc_dyn_type *ft = parse_type(ps);
+        if (ft == NULL || expect(ps, " ") != 0) return -1;
+        const char *fname = ident(ps);
+        if (fname == NULL || expect(ps, ";") != 0) return -1;
+        if (grow(ps, &fields, t->n, &cap, sizeof *fields, _Alignof(shmrpc_dyn_field)) != 0)
+            return -1;
+        fields[t->n++] = (shmrpc_dyn_field){fname, ft};
+        t->fields = fields;
+    }
+    return 0;
+}
+
+static int parse_enum_body(parser *ps, shmrpc_dyn_type *t)
+{
+    size_t cap = 0;
+    shmrpc_dyn_enumval *values = NULL;
+    do {
+        const char *vname = ident(ps);
+        if (vname == NULL || expect(ps, "=") != 0) return -1;
+        char *end;
+        errno = 0;
+        long long v = strtoll(ps->p, &end, 10);
+        if (end == ps->p || errno != 0 || v < INT32_MIN || v > INT32_MAX)
+            return perr(ps, "bad value of enum %s", t->name);
+        ps->p = end;
+        if (grow(ps, &values, t->n, &cap, sizeof *values, _Alignof(shmrpc_dyn_enumval)) != 0)
+            return -1;
+        values[t->n++] = (shmrpc_dyn_enumval){vname, v};
+        t->values = values;
+    } while (lit(ps, ","));
+    return expect(ps, "}");
+}
+
+static const shmrpc_dyn_type *parse_named(parser *ps, shmrpc_dyn_kind k)
+{
+    const char *name = ident(ps);
+    if (name == NULL) return NULL;
+    shmrpc_dyn_type *t = NULL;
+    for (named *n = ps->types; n; n = n->next)
+        if (strcmp(n->t->name, name) == 0) t = n->t;
+    bool body = *ps->p == '{';
+    if (t != NULL) {
+        if (t->kind != k || body) {
+            perr(ps, "'%s' declared twice", name);
+            return NULL;
+        }
+        return t;
+    }
+    if (!body) {
+        perr(ps, "'%s' used before it is spelled out", name);
+        return NULL;
+    }
+    ps->p++;
+    named *n = shmrpc_arena_alloc(ps->a, sizeof *n, _Alignof(named));
+    if ((t = new_type(ps, k)) == NULL || n == NULL) {
+        perr(ps, "out of memory");
+        return NULL;
+    }
+    t->name = name;
+    *n = (named){t, ps->types};
+    ps->types = n; /* before the body: a struct may hold itself through a list or optional */
+    int rc = k == SHMRPC_DYN_STRUCT ? parse_struct_body(ps, t) : parse_enum_body(ps, t);
+    return rc == 0 ? t : NULL;
+}
+
+static const shmrpc_dyn_type *parse_base(parser *ps)
+{
+    shmrpc_dyn_type *t;
+    if (lit(ps, "list<")) {
+        if ((t = new_type(ps, SHMRPC_DYN_LIST)) == NULL || (t->elem = parse_type(ps)) == NULL ||
+            expect(ps, ">") != 0)
+            return NULL;
+        return t;
+    }
+    if (lit(ps, "map<")) {
+        if ((t = new_type(ps, SHMRPC_DYN_MAP)) == NULL || (t->key = parse_type(ps)) == NULL ||
+            expect(ps, ",") != 0 || (t->elem = parse_type(ps)) == NULL || expect(ps, ">") != 0)
+            return NULL;
+        shmrpc_dyn_kind kk = t->key->kind;
+        if (kk != SHMRPC_DYN_STRING && kk != SHMRPC_DYN_ENUM && !shmrpc__dyn_is_int(kk)) {
+            perr(ps, "a map's key must be a string, an integer or an enum");
+            return NULL;
+        }
+        return t;
+    }
+    if (lit(ps, "struct ")) return parse_named(ps, SHMRPC_DYN_STRUCT);
+    if (lit(ps, "enum ")) return parse_named(ps, SHMRPC_DYN_ENUM);
+    const char *b = ps->p;
+    const char *name = ident(ps);
+    if (name == NULL) return NULL;
+    for (int k = 0; k <= SHMRPC_DYN_BYTES; k++)
+        if (strcmp(shmrpc__dyn_scalar_names[k], name) == 0) return new_type(ps, (shmrpc_dyn_kind)k);
+    ps->p = b;
+    perr(ps, "unknown type '%s'", name);
+    return NULL;
+}
+
+static const shmrpc_dyn_type *parse_type(parser *ps)
+{
+    if (++ps->depth > MAX_TYPE_DEPTH) {
+        perr(ps, "types nested too deeply");
+        return NULL;
+    }
+    const shmrpc_dyn_type *t = parse_base(ps);
+    if (t != NULL && lit(ps, "?")) {
+        shmrpc_dyn_type *o = new_type(ps, SHMRPC_DYN_OPT);
+        if (o == NULL) return NULL;
+        if (t->kind == SHMRPC_DYN_OPT || t->kind == SHMRPC_DYN_VOID) {
+            perr(ps, "bad optional");
+            return NULL;
+        }
+        o->elem = t;
+        t = o;
+    }
+    ps->depth--;
+    return t;
+}
+
+static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
+{
+    if ((out->method = ident(ps)) == NULL || expect(ps, "(") != 0) return -1;
+    size_t cap = 0;
+    shmrpc_dyn_field *params = NULL;
+    while (!lit(ps, ")")) {
+        if (out->n_params > 0 && expect(ps, ",") != 0) return -1;
+        const shmrpc_dyn_type *t = parse_type(ps);
+        if (t == NULL || expect(ps, " ") != 0) return -1;
+        const char *name = ident(ps);
+        if (name == NULL) return -1;
+        if (t->kind == SHMRPC_DYN_VOID) return perr(ps, "a parameter cannot be void");
+        if (grow(ps, &params, out->n_params, &cap, sizeof *params, _Alignof(shmrpc_dyn_field)) != 0)
+            return -1;
+        params[out->n_params++] = (shmrpc_dyn_field){name, t};
+        out->params = params;
+    }
+    if (expect(ps, "->") != 0 || (out->result = parse_type(ps)) == NULL || expect(ps, " @") != 0)
+        return -1;
+    if (lit(ps, "msgpack"))
+        out->encoding = SHMRPC_ENC_MSGPACK;
+    else if (lit(ps, "json"))
+        out->encoding = SHMRPC_ENC_JSON;
+    else if (lit(ps, "raw"))
+        out->encoding = SHMRPC_ENC_RAW;
+    else
+        return perr(ps, "unknown encoding");
+    if (*ps->p != '\0') return perr(ps, "trailing text");
+    if (out->encoding == SHMRPC_ENC_RAW &&
+        (out->n_params != 1 || out->params[0].type->kind != SHMRPC_DYN_BYTES ||
+         out->result->kind != SHMRPC_DYN_BYTES))
+        return perr(ps, "a @raw method takes bytes and returns bytes");
+    return 0;
+}
+
+int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig **out)
+{
+    *out = NULL;
+    parser ps = {.a = d->a, .p = text, .start = text};
+    shmrpc_dyn_sig *s = shmrpc_arena_calloc(d->a, 1, sizeof *s, _Alignof(shmrpc_dyn_sig));
+    if (s == NULL) return shmrpc__dyn_fail(d, SHMRPC_ENOMEM, "out of memory");
+    if (parse_sig(&ps, s) != 0) return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", ps.err);
+    *out = s;
+    return 0;
+}

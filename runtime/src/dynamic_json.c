@@ -1,0 +1,948 @@
+/* The dynamic codec's conversions (shmrpc/dynamic.h): JSON arguments checked against a
+ * parsed signature and written as msgpack, as JSON text or as raw bytes, and results read
+ * back to JSON text, with messages that name the place of a failure. */
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <sodium.h>
+
+#include "dyn.h"
+
+/* How deeply values may nest, in either direction: JSON's bound, checked before jansson
+ * parses, and the bound of what a msgpack result may become, since its JSON is read
+ * again (by the page's script, by a shell's tools). The conversions recurse once a level
+ * and the page's gateway runs them on civetweb's 100 KiB stacks. */
+#define MAX_DEPTH SHMRPC_JSON_MAX_DEPTH
+
+/* --- messages ----------------------------------------------------------------------------
+ * Every conversion carries a path to the value it is at ("argument 'points'[1].x") and a
+ * depth; a failure writes "PATH: WHY" into err once. */
+
+typedef struct cx {
+    char path[200];
+    size_t plen;
+    unsigned depth;
+    char *err;
+    size_t cap;
+    bool failed;
+} cx;
+
+static size_t path_push(cx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t path_push(cx *c, const char *fmt, ...)
+{
+    size_t old = c->plen;
+    if (c->plen < sizeof c->path - 1) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, ap);
+        va_end(ap);
+        if (n > 0) c->plen += (size_t)n;
+        if (c->plen > sizeof c->path - 1) c->plen = sizeof c->path - 1;
+    }
+    return old;
+}
+
+static void path_pop(cx *c, size_t old)
+{
+    c->plen = old;
+    c->path[old] = '\0';
+}
+
+static int fail(cx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(cx *c, const char *fmt, ...)
+{
+    if (c->failed) return -1;
+    c->failed = true;
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->cap, "%s: %s", c->path, why);
+    return -1;
+}
+
+/* A type as the signature spells it, by name for structs and enums. */
+static void type_text(const shmrpc_dyn_type *t, char *out, size_t cap)
+{
+    char a[128], b[128];
+    switch (t->kind) {
+    case SHMRPC_DYN_LIST:
+        type_text(t->elem, a, sizeof a);
+        snprintf(out, cap, "list<%s>", a);
+        return;
+    case SHMRPC_DYN_MAP:
+        type_text(t->key, a, sizeof a);
+        type_text(t->elem, b, sizeof b);
+        snprintf(out, cap, "map<%.60s,%.60s>", a, b);
+        return;
+    case SHMRPC_DYN_OPT:
+        type_text(t->elem, a, sizeof a);
+        snprintf(out, cap, "%s?", a);
+        return;
+    case SHMRPC_DYN_STRUCT:
+        snprintf(out, cap, "struct %s", t->name);
+        return;
+    case SHMRPC_DYN_ENUM:
+        snprintf(out, cap, "enum %s", t->name);
+        return;
+    default:
+        snprintf(out, cap, "%s", shmrpc__dyn_scalar_names[t->kind]);
+        return;
+    }
+}
+
+/* What JSON a type wants: "an integer (i64)". */
+static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
+{
+    char tt[160];
+    type_text(t, tt, sizeof tt);
+    const char *what = "a value";
+    switch (t->kind) {
+    case SHMRPC_DYN_BOOL:
+        what = "true or false";
+        break;
+    case SHMRPC_DYN_F32:
+    case SHMRPC_DYN_F64:
+        what = "a number";
+        break;
+    case SHMRPC_DYN_STRING:
+        what = "a string";
+        break;
+    case SHMRPC_DYN_BYTES:
+        what = "a base64 string";
+        break;
+    case SHMRPC_DYN_LIST:
+        what = "an array";
+        break;
+    case SHMRPC_DYN_MAP:
+    case SHMRPC_DYN_STRUCT:
+        what = "an object";
+        break;
+    case SHMRPC_DYN_ENUM:
+        what = "the name of a value";
+        break;
+    case SHMRPC_DYN_OPT:
+        what = "a value or null";
+        break;
+    case SHMRPC_DYN_VOID:
+        what = "null";
+        break;
+    default:
+        if (shmrpc__dyn_is_int(t->kind)) what = "an integer";
+        break;
+    }
+    snprintf(out, cap, "%s (%s)", what, tt);
+    return out;
+}
+
+/* A JSON value for a message, cut to a readable length. */
+static const char *shown(const json_t *v, char *out, size_t cap)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (s == NULL) {
+        snprintf(out, cap, "?");
+        return out;
+    }
+    if (strlen(s) > 40)
+        snprintf(out, cap, "%.37s...", s);
+    else
+        snprintf(out, cap, "%s", s);
+    free(s);
+    return out;
+}
+
+static int mismatch(cx *c, const shmrpc_dyn_type *t, const json_t *v)
+{
+    char w[200], g[64];
+    return fail(c, "expected %s, got %s", wanted(t, w, sizeof w), shown(v, g, sizeof g));
+}
+
+/* --- JSON text out ------------------------------------------------------------------------ */
+
+static void out_str(shmrpc_buf *b, const char *s)
+{
+    shmrpc_buf_append(b, s, strlen(s));
+}
+
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f, min = 0x80;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f, min = 0x800;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07, min = 0x10000;
+        else
+            return false;
+        if (n - i < len) return false;
+        for (size_t j = 1; j < len; j++) {
+            if ((p[i + j] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += len;
+    }
+    return true;
+}
+
+/* A JSON string of n bytes of valid UTF-8. */
+static void out_json_str(shmrpc_buf *b, const char *p, size_t n)
+{
+    shmrpc_buf_append(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        const char *esc = NULL;
+        char u[8];
+        switch (ch) {
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        default:
+            if (ch < 0x20 || ch == 0x7f) {
+                snprintf(u, sizeof u, "\\u%04x", ch);
+                esc = u;
+            }
+        }
+        if (esc == NULL) continue;
+        shmrpc_buf_append(b, p + run, i - run);
+        out_str(b, esc);
+        run = i + 1;
+    }
+    shmrpc_buf_append(b, p + run, n - run);
+    shmrpc_buf_append(b, "\"", 1);
+}
+
+/* The shortest text that reads back as the same double (or float), with ".0" on whole
+ * numbers so the value stays a real. NaN and infinities have no JSON form. */
+static int out_real(cx *c, shmrpc_buf *b, double d, bool single)
+{
+    if (!isfinite(d)) return fail(c, "%s has no JSON form", isnan(d) ? "NaN" : "an infinity");
+    char s[48];
+    for (int prec = single ? 6 : 15; prec <= (single ? 9 : 17); prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, d);
+        if (single ? strtof(s, NULL) == (float)d : strtod(s, NULL) == d) break;
+    }
+    if (strpbrk(s, ".e") == NULL) strcat(s, ".0");
+    out_str(b, s);
+    return 0;
+}
+
+static void out_i64(shmrpc_buf *b, int64_t v)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%" PRId64, v);
+    out_str(b, s);
+}
+
+static void out_u64(shmrpc_buf *b, uint64_t v)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%" PRIu64, v);
+    out_str(b, s);
+}
+
+/* --- base64 (RFC 4648, standard alphabet, padded), by libsodium ----------------------- */
+
+static void out_base64(cx *c, shmrpc_buf *b, const uint8_t *p, size_t n)
+{
+    size_t len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    char *text = n < SIZE_MAX / 2 ? malloc(len) : NULL;
+    if (text == NULL) {
+        fail(c, "out of memory");
+        return;
+    }
+    sodium_bin2base64(text, len, p, n, sodium_base64_VARIANT_ORIGINAL);
+    out_json_str(b, text, len - 1);
+    free(text);
+}
+
+/* A base64 JSON string decoded into malloc'd memory (*out, *n); -1 with a message.
+ * Canonical base64 only: padded, nothing outside the alphabet, no bits set in the
+ * padding (libsodium refuses the rest). */
+static int json_base64(cx *c, const shmrpc_dyn_type *t, const json_t *v, uint8_t **out, size_t *n)
+{
+    if (!json_is_string(v)) return mismatch(c, t, v);
+    size_t len = json_string_length(v), got;
+    uint8_t *p = malloc(len / 4 * 3 + 1);
+    if (p == NULL) return fail(c, "out of memory");
+    if (sodium_base642bin(p, len / 4 * 3 + 1, json_string_value(v), len, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(p);
+        return fail(c, "not valid base64 (RFC 4648, with padding)");
+    }
+    *out = p;
+    *n = got;
+    return 0;
+}
+
+/* --- checking a JSON value ----------------------------------------------------------------- */
+
+/* x in the range of t's integer kind, or a message. */
+static int int_in_range(cx *c, const shmrpc_dyn_type *t, int64_t x, int64_t *sv, uint64_t *uv)
+{
+    bool in_range = shmrpc__dyn_is_signed(t->kind)
+                        ? x >= shmrpc__dyn_int_min(t->kind) &&
+                              (x < 0 || (uint64_t)x <= shmrpc__dyn_int_max(t->kind))
+                        : x >= 0 && (uint64_t)x <= shmrpc__dyn_int_max(t->kind);
+    if (!in_range)
+        return fail(c, "%" PRId64 " is out of range for %s", x, shmrpc__dyn_scalar_names[t->kind]);
+    *sv = x;
+    *uv = (uint64_t)x;
+    return 0;
+}
+
+/* A JSON integer (or, for u64, a string of decimal digits, since JSON parsers hold
+ * integers as int64) in the type's range. */
+static int json_int(cx *c, const shmrpc_dyn_type *t, const json_t *v, int64_t *sv, uint64_t *uv)
+{
+    if (t->kind == SHMRPC_DYN_U64 && json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(s, &end, 10);
+        if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || (s[0] == '0' && s[1]))
+            return mismatch(c, t, v);
+        *uv = u;
+        return 0;
+    }
+    if (!json_is_integer(v)) return mismatch(c, t, v);
+    return int_in_range(c, t, json_integer_value(v), sv, uv);
+}
+
+static const shmrpc_dyn_enumval *enum_by_name(const shmrpc_dyn_type *t, const char *s)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->values[i].name, s) == 0) return &t->values[i];
+    return NULL;
+}
+
+static const shmrpc_dyn_enumval *enum_by_value(const shmrpc_dyn_type *t, int64_t v)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->values[i].value == v) return &t->values[i];
+    return NULL;
+}
+
+static int json_enum(cx *c, const shmrpc_dyn_type *t, const json_t *v,
+                     const shmrpc_dyn_enumval **out)
+{
+    if (!json_is_string(v)) return mismatch(c, t, v);
+    if ((*out = enum_by_name(t, json_string_value(v))) != NULL) return 0;
+    char names[160] = "";
+    for (size_t i = 0; i < t->n && strlen(names) < sizeof names - 40; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 t->values[i].name);
+    char g[64];
+    return fail(c, "%s is not a value of enum %s (%s)", shown(v, g, sizeof g), t->name, names);
+}
+
+/* A map key from a JSON object's key: the integer in canonical decimal (the rule of
+ * shmrpc_json_key_int, which generated code reads keys with), or the enum value. */
+static int json_key(cx *c, const shmrpc_dyn_type *k, const char *key, int64_t *sv, uint64_t *uv)
+{
+    if (k->kind == SHMRPC_DYN_ENUM) {
+        const shmrpc_dyn_enumval *e = enum_by_name(k, key);
+        if (e == NULL) return fail(c, "key \"%.40s\" is not a value of enum %s", key, k->name);
+        *sv = e->value;
+        return 0;
+    }
+    shmrpc_json_reader r = {0};
+    shmrpc_str s = shmrpc_str_c(key);
+    int64_t x;
+    if (shmrpc_json_key_int(&r, s, INT64_MIN, INT64_MAX, &x) == 0)
+        return int_in_range(c, k, x, sv, uv);
+    /* Above INT64_MAX only a u64 has room. */
+    if (k->kind == SHMRPC_DYN_U64 && shmrpc_json_key_uint(&r, s, UINT64_MAX, uv) == 0) return 0;
+    return fail(c, "key \"%.40s\" is not an integer", key);
+}
+
+/* --- JSON -> msgpack ------------------------------------------------------------------------ */
+
+static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk);
+
+static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk,
+                     shmrpc_buf *jb);
+
+static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk)
+{
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    int64_t sv = 0;
+    uint64_t uv = 0;
+    switch (t->kind) {
+    case SHMRPC_DYN_VOID:
+        return fail(c, "void has no value");
+    case SHMRPC_DYN_BOOL:
+        if (!json_is_boolean(v)) return mismatch(c, t, v);
+        return json_is_true(v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case SHMRPC_DYN_F32:
+    case SHMRPC_DYN_F64: {
+        if (!json_is_number(v)) return mismatch(c, t, v);
+        double d = json_number_value(v);
+        if (t->kind == SHMRPC_DYN_F64) return msgpack_pack_double(pk, d);
+        if (d > FLT_MAX || d < -FLT_MAX) return fail(c, "%g is out of range for f32", d);
+        return msgpack_pack_float(pk, (float)d);
+    }
+    case SHMRPC_DYN_STRING:
+        if (!json_is_string(v)) return mismatch(c, t, v);
+        return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+    case SHMRPC_DYN_BYTES: {
+        uint8_t *p;
+        size_t n;
+        if (json_base64(c, t, v, &p, &n) != 0) return -1;
+        msgpack_pack_bin_with_body(pk, p, n);
+        free(p);
+        return 0;
+    }
+    case SHMRPC_DYN_OPT:
+        return json_is_null(v) ? msgpack_pack_nil(pk) : to_mp(c, t->elem, v, pk);
+    case SHMRPC_DYN_ENUM: {
+        const shmrpc_dyn_enumval *e;
+        if (json_enum(c, t, v, &e) != 0) return -1;
+        return msgpack_pack_int64(pk, e->value);
+    }
+    case SHMRPC_DYN_LIST: {
+        if (!json_is_array(v)) return mismatch(c, t, v);
+        size_t n = json_array_size(v);
+        if (n > UINT32_MAX) return fail(c, "too many elements");
+        msgpack_pack_array(pk, n);
+        c->depth++;
+        for (size_t i = 0; i < n; i++) {
+            size_t old = path_push(c, "[%zu]", i);
+            if (to_mp(c, t->elem, json_array_get(v, i), pk) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        return 0;
+    }
+    case SHMRPC_DYN_MAP: {
+        if (!json_is_object(v)) return mismatch(c, t, v);
+        msgpack_pack_map(pk, json_object_size(v));
+        const char *key;
+        json_t *val;
+        c->depth++;
+        json_object_foreach((json_t *)v, key, val)
+        {
+            size_t old = path_push(c, "[\"%.40s\"]", key);
+            if (t->key->kind == SHMRPC_DYN_STRING) {
+                msgpack_pack_str_with_body(pk, key, strlen(key));
+            } else {
+                if (json_key(c, t->key, key, &sv, &uv) != 0) return -1;
+                if (t->key->kind == SHMRPC_DYN_U64)
+                    msgpack_pack_uint64(pk, uv);
+                else
+                    msgpack_pack_int64(pk, sv);
+            }
+            if (to_mp(c, t->elem, val, pk) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        return 0;
+    }
+    case SHMRPC_DYN_STRUCT:
+        return struct_to(c, t, v, pk, NULL);
+    default:
+        if (json_int(c, t, v, &sv, &uv) != 0) return -1;
+        return shmrpc__dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
+                                              : msgpack_pack_uint64(pk, uv);
+    }
+}
+
+/* --- JSON -> checked JSON text (@json arguments and results) ------------------------------- */
+
+static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf *b)
+{
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    int64_t sv = 0;
+    uint64_t uv = 0;
+    switch (t->kind) {
+    case SHMRPC_DYN_VOID:
+        if (!json_is_null(v)) return mismatch(c, t, v);
+        out_str(b, "null");
+        return 0;
+    case SHMRPC_DYN_BOOL:
+        if (!json_is_boolean(v)) return mismatch(c, t, v);
+        out_str(b, json_is_true(v) ? "true" : "false");
+        return 0;
+    case SHMRPC_DYN_F32:
+    case SHMRPC_DYN_F64:
+        if (!json_is_number(v)) return mismatch(c, t, v);
+        if (t->kind == SHMRPC_DYN_F32 && fabs(json_number_value(v)) > FLT_MAX)
+            return fail(c, "%g is out of range for f32", json_number_value(v));
+        return out_real(c, b, json_number_value(v), t->kind == SHMRPC_DYN_F32);
+    case SHMRPC_DYN_STRING:
+        if (!json_is_string(v)) return mismatch(c, t, v);
+        out_json_str(b, json_string_value(v), json_string_length(v));
+        return 0;
+    case SHMRPC_DYN_BYTES: {
+        uint8_t *p;
+        size_t n;
+        if (json_base64(c, t, v, &p, &n) != 0) return -1;
+        free(p);
+        out_json_str(b, json_string_value(v), json_string_length(v));
+        return 0;
+    }
+    case SHMRPC_DYN_OPT:
+        if (json_is_null(v)) {
+            out_str(b, "null");
+            return 0;
+        }
+        return to_json(c, t->elem, v, b);
+    case SHMRPC_DYN_ENUM: {
+        const shmrpc_dyn_enumval *e;
+        if (json_enum(c, t, v, &e) != 0) return -1;
+        out_json_str(b, e->name, strlen(e->name));
+        return 0;
+    }
+    case SHMRPC_DYN_LIST: {
+        if (!json_is_array(v)) return mismatch(c, t, v);
+        out_str(b, "[");
+        c->depth++;
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            size_t old = path_push(c, "[%zu]", i);
+            if (i) out_str(b, ",");
+            if (to_json(c, t->elem, json_array_get(v, i), b) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        out_str(b, "]");
+        return 0;
+    }
+    case SHMRPC_DYN_MAP: {
+        if (!json_is_object(v)) return mismatch(c, t, v);
+        out_str(b, "{");
+        const char *key;
+        json_t *val;
+        bool first = true;
+        c->depth++;
+        json_object_foreach((json_t *)v, key, val)
+        {
+            size_t old = path_push(c, "[\"%.40s\"]", key);
+            if (t->key->kind != SHMRPC_DYN_STRING && json_key(c, t->key, key, &sv, &uv) != 0)
+                return -1;
+            if (t->key->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
+                return fail(c, "key %" PRIu64 " has no JSON form (integers travel as int64)", uv);
+            if (!first) out_str(b, ",");
+            first = false;
+            out_json_str(b, key, strlen(key));
+            out_str(b, ":");
+            if (to_json(c, t->elem, val, b) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        out_str(b, "}");
+        return 0;
+    }
+    case SHMRPC_DYN_STRUCT:
+        return struct_to(c, t, v, NULL, b);
+    default:
+        if (json_int(c, t, v, &sv, &uv) != 0) return -1;
+        if (t->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
+            return fail(
+                c, "%" PRIu64 " has no JSON form in a @json method (integers travel as int64)", uv);
+        if (shmrpc__dyn_is_signed(t->kind))
+            out_i64(b, sv);
+        else
+            out_u64(b, uv);
+        return 0;
+    }
+}
+
+/* A struct from a JSON object by field name, to msgpack (pk) or to JSON text (jb): unknown
+ * members are refused, absent optional fields are null. */
+static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk,
+                     shmrpc_buf *jb)
+{
+    if (!json_is_object(v)) return mismatch(c, t, v);
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t i = 0;
+        while (i < t->n && strcmp(t->fields[i].name, key) != 0)
+            i++;
+        if (i == t->n) return fail(c, "struct %s has no field '%.40s'", t->name, key);
+    }
+    if (pk) msgpack_pack_array(pk, t->n);
+    if (jb) out_str(jb, "{");
+    c->depth++;
+    for (size_t i = 0; i < t->n; i++) {
+        const shmrpc_dyn_field *f = &t->fields[i];
+        json_t *fv = json_object_get(v, f->name);
+        if (fv == NULL && f->type->kind != SHMRPC_DYN_OPT)
+            return fail(c, "missing field '%s'", f->name);
+        json_t *null = json_null();
+        size_t old = path_push(c, ".%s", f->name);
+        if (jb) {
+            if (i) out_str(jb, ",");
+            out_json_str(jb, f->name, strlen(f->name));
+            out_str(jb, ":");
+        }
+        int rc =
+            pk ? to_mp(c, f->type, fv ? fv : null, pk) : to_json(c, f->type, fv ? fv : null, jb);
+        if (rc != 0) return -1;
+        path_pop(c, old);
+    }
+    c->depth--;
+    if (jb) out_str(jb, "}");
+    return 0;
+}
+
+/* --- msgpack -> JSON text ------------------------------------------------------------------- */
+
+static int mp_fail(cx *c, const shmrpc_mp_reader *r)
+{
+    return fail(c, "%s", r->why ? r->why : "invalid");
+}
+
+static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_buf *b)
+{
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    switch (t->kind) {
+    case SHMRPC_DYN_VOID:
+        if (shmrpc_mp_read_nil(r) != 0) return mp_fail(c, r);
+        out_str(b, "null");
+        return 0;
+    case SHMRPC_DYN_BOOL: {
+        bool v;
+        if (shmrpc_mp_read_bool(r, &v) != 0) return mp_fail(c, r);
+        out_str(b, v ? "true" : "false");
+        return 0;
+    }
+    case SHMRPC_DYN_F32: {
+        float f;
+        if (shmrpc_mp_read_f32(r, &f) != 0) return mp_fail(c, r);
+        return out_real(c, b, f, true);
+    }
+    case SHMRPC_DYN_F64: {
+        double d;
+        if (shmrpc_mp_read_f64(r, &d) != 0) return mp_fail(c, r);
+        return out_real(c, b, d, false);
+    }
+    case SHMRPC_DYN_STRING: {
+        shmrpc_str s;
+        if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
+        if (!utf8_valid((const uint8_t *)s.ptr, s.len)) return fail(c, "string is not UTF-8");
+        out_json_str(b, s.ptr, s.len);
+        return 0;
+    }
+    case SHMRPC_DYN_BYTES: {
+        shmrpc_bytes v;
+        if (shmrpc_mp_read_bin(r, &v) != 0) return mp_fail(c, r);
+        out_base64(c, b, v.ptr, v.len);
+        return 0;
+    }
+    case SHMRPC_DYN_OPT: {
+        int nil = shmrpc_mp_try_nil(r);
+        if (nil < 0) return mp_fail(c, r);
+        if (nil) {
+            out_str(b, "null");
+            return 0;
+        }
+        return from_mp(c, t->elem, r, b);
+    }
+    case SHMRPC_DYN_ENUM: {
+        int64_t v;
+        if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) return mp_fail(c, r);
+        const shmrpc_dyn_enumval *e = enum_by_value(t, v);
+        if (e == NULL) return fail(c, "%" PRId64 " is not a value of enum %s", v, t->name);
+        out_json_str(b, e->name, strlen(e->name));
+        return 0;
+    }
+    case SHMRPC_DYN_LIST: {
+        uint32_t n;
+        if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(c, r);
+        out_str(b, "[");
+        c->depth++;
+        for (uint32_t i = 0; i < n; i++) {
+            size_t old = path_push(c, "[%" PRIu32 "]", i);
+            if (i) out_str(b, ",");
+            if (from_mp(c, t->elem, r, b) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        out_str(b, "]");
+        return 0;
+    }
+    case SHMRPC_DYN_MAP: {
+        uint32_t n;
+        if (shmrpc_mp_read_map(r, &n) != 0) return mp_fail(c, r);
+        out_str(b, "{");
+        c->depth++;
+        for (uint32_t i = 0; i < n; i++) {
+            if (i) out_str(b, ",");
+            char key[64];
+            const shmrpc_dyn_type *k = t->key;
+            if (k->kind == SHMRPC_DYN_STRING) {
+                shmrpc_str s;
+                if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
+                if (!utf8_valid((const uint8_t *)s.ptr, s.len))
+                    return fail(c, "a key is not UTF-8");
+                out_json_str(b, s.ptr, s.len);
+                snprintf(key, sizeof key, "\"%.*s\"", s.len > 40 ? 40 : (int)s.len, s.ptr);
+            } else if (k->kind == SHMRPC_DYN_ENUM) {
+                int64_t v;
+                if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) return mp_fail(c, r);
+                const shmrpc_dyn_enumval *e = enum_by_value(k, v);
+                if (e == NULL)
+                    return fail(c, "key %" PRId64 " is not a value of enum %s", v, k->name);
+                out_json_str(b, e->name, strlen(e->name));
+                snprintf(key, sizeof key, "\"%.40s\"", e->name);
+            } else if (shmrpc__dyn_is_signed(k->kind)) {
+                int64_t v;
+                if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(k->kind),
+                                       (int64_t)shmrpc__dyn_int_max(k->kind), &v) != 0)
+                    return mp_fail(c, r);
+                snprintf(key, sizeof key, "\"%" PRId64 "\"", v);
+                out_str(b, key);
+            } else {
+                uint64_t v;
+                if (shmrpc_mp_read_uint(r, shmrpc__dyn_int_max(k->kind), &v) != 0)
+                    return mp_fail(c, r);
+                snprintf(key, sizeof key, "\"%" PRIu64 "\"", v);
+                out_str(b, key);
+            }
+            out_str(b, ":");
+            size_t old = path_push(c, "[%s]", key);
+            if (from_mp(c, t->elem, r, b) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        out_str(b, "}");
+        return 0;
+    }
+    case SHMRPC_DYN_STRUCT: {
+        uint32_t n;
+        if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(c, r);
+        if (n != t->n)
+            return fail(c, "struct %s: expected %zu fields, got %" PRIu32, t->name, t->n, n);
+        out_str(b, "{");
+        c->depth++;
+        for (size_t i = 0; i < t->n; i++) {
+            const shmrpc_dyn_field *f = &t->fields[i];
+            if (i) out_str(b, ",");
+            out_json_str(b, f->name, strlen(f->name));
+            out_str(b, ":");
+            size_t old = path_push(c, ".%s", f->name);
+            if (from_mp(c, f->type, r, b) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        out_str(b, "}");
+        return 0;
+    }
+    default:
+        if (shmrpc__dyn_is_signed(t->kind)) {
+            int64_t v;
+            if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(t->kind),
+                                   (int64_t)shmrpc__dyn_int_max(t->kind), &v) != 0)
+                return mp_fail(c, r);
+            out_i64(b, v);
+        } else {
+            uint64_t v;
+            if (shmrpc_mp_read_uint(r, shmrpc__dyn_int_max(t->kind), &v) != 0) return mp_fail(c, r);
+            out_u64(b, v);
+        }
+        return 0;
+    }
+}
+
+/* --- arguments and results ------------------------------------------------------------------ */
+
+/* Parses n bytes of JSON; NULL with a message naming the line and column, or the depth
+ * (checked first: jansson recurses once a level). */
+static json_t *parse_json(const char *p, size_t n, const char *what, char *err, size_t cap)
+{
+    if (shmrpc_json_check_depth(p, n, MAX_DEPTH) != 0) {
+        snprintf(err, cap, "%s: JSON nested more than %u deep", what, MAX_DEPTH);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (v == NULL)
+        snprintf(err, cap, "%s: bad JSON at line %d, column %d: %s", what, je.line, je.column,
+                 je.text);
+    return v;
+}
+
+/* The arguments in parameter order: args[i] is a borrowed value or NULL when not given. */
+static int order_args(const shmrpc_dyn_sig *s, const json_t *in, const json_t **args, cx *c)
+{
+    char names[256] = "";
+    for (size_t i = 0; i < s->n_params && strlen(names) < sizeof names - 40; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 s->params[i].name);
+    if (json_is_array(in)) {
+        size_t n = json_array_size(in);
+        if (n > s->n_params)
+            return fail(c, "%zu given, but %s takes %zu (%s)", n, s->method, s->n_params, names);
+        for (size_t i = 0; i < n; i++)
+            args[i] = json_array_get(in, i);
+    } else if (json_is_object(in)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)in, key, val)
+        {
+            size_t i = 0;
+            while (i < s->n_params && strcmp(s->params[i].name, key) != 0)
+                i++;
+            if (i == s->n_params)
+                return fail(c, "%s has no parameter '%.40s' (it takes: %s)", s->method, key,
+                            s->n_params ? names : "nothing");
+            args[i] = val;
+        }
+    } else {
+        char g[64];
+        return fail(c,
+                    "expected a JSON array of the arguments in order or an object by name, got %s",
+                    shown(in, g, sizeof g));
+    }
+    for (size_t i = 0; i < s->n_params; i++)
+        if (args[i] == NULL && s->params[i].type->kind != SHMRPC_DYN_OPT)
+            return fail(c, "missing argument '%s' (%s takes: %s)", s->params[i].name, s->method,
+                        names);
+    return 0;
+}
+
+static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
+{
+    if (json_is_string(v))
+        return shmrpc_buf_append(req, json_string_value(v), json_string_length(v));
+    const json_t *b64v = json_object_get(v, "base64");
+    if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(b64v)) {
+        static const shmrpc_dyn_type bytes = {.kind = SHMRPC_DYN_BYTES};
+        uint8_t *p;
+        size_t n;
+        if (json_base64(c, &bytes, b64v, &p, &n) != 0) return -1;
+        int rc = shmrpc_buf_append(req, p, n);
+        free(p);
+        return rc;
+    }
+    char g[64];
+    return fail(c, "expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got %s",
+                shown(v, g, sizeof g));
+}
+
+static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req,
+                       char *err, size_t cap)
+{
+    cx c = {.err = err, .cap = cap};
+    json_t *in = parse_json(json, n, "arguments", err, cap);
+    if (in == NULL) return -1;
+    const json_t **args = calloc(s->n_params + 1, sizeof *args);
+    json_t *null = json_null();
+    int rc = args ? 0 : fail(&c, "out of memory");
+    snprintf(c.path, sizeof c.path, "arguments");
+    c.plen = strlen(c.path);
+    if (rc == 0) rc = order_args(s, in, args, &c);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, req, shmrpc_buf_msgpack_write);
+    if (rc == 0 && s->encoding == SHMRPC_ENC_MSGPACK) msgpack_pack_array(&pk, s->n_params);
+    if (rc == 0 && s->encoding == SHMRPC_ENC_JSON) out_str(req, "{");
+    for (size_t i = 0; rc == 0 && i < s->n_params; i++) {
+        const shmrpc_dyn_field *p = &s->params[i];
+        const json_t *v = args[i] ? args[i] : null;
+        c.plen = (size_t)snprintf(c.path, sizeof c.path, "argument '%.100s'", p->name);
+        if (s->encoding == SHMRPC_ENC_RAW) {
+            rc = raw_arg(&c, v, req);
+        } else if (s->encoding == SHMRPC_ENC_JSON) {
+            if (i) out_str(req, ",");
+            out_json_str(req, p->name, strlen(p->name));
+            out_str(req, ":");
+            rc = to_json(&c, p->type, v, req);
+        } else {
+            rc = to_mp(&c, p->type, v, &pk);
+        }
+    }
+    if (rc == 0 && s->encoding == SHMRPC_ENC_JSON) out_str(req, "}");
+    if (rc == 0 && req->err != 0) rc = fail(&c, "cannot encode: %s", shmrpc_strerror(req->err));
+    free(args);
+    json_decref(in);
+    return rc == 0 ? 0 : -1;
+}
+
+static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out,
+                         char *err, size_t cap)
+{
+    cx c = {.err = err, .cap = cap};
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "result");
+    int rc = 0;
+    if (s->encoding == SHMRPC_ENC_RAW) {
+        if (utf8_valid(body, n)) {
+            out_json_str(out, body, n);
+        } else {
+            out_str(out, "{\"base64\":");
+            out_base64(&c, out, body, n);
+            out_str(out, "}");
+        }
+    } else if (s->encoding == SHMRPC_ENC_JSON) {
+        json_t *v = parse_json(body, n, "result", err, cap);
+        if (v == NULL) return -1;
+        rc = to_json(&c, s->result, v, out);
+        json_decref(v);
+    } else {
+        shmrpc_mp_reader r;
+        shmrpc_mp_reader_init(&r, body, n);
+        rc = from_mp(&c, s->result, &r, out);
+        if (rc == 0 && shmrpc_mp_finish(&r) != 0) rc = mp_fail(&c, &r);
+    }
+    if (rc == 0 && out->err != 0) rc = fail(&c, "%s", shmrpc_strerror(out->err));
+    return rc == 0 ? 0 : -1;
+}
+
+/* The messages name a place and a value cut short, so this is room enough. */
+#define ERR_CAP 768
+
+int shmrpc_dyn_encode_args(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const char *json, size_t n,
+                           shmrpc_buf *req)
+{
+    char err[ERR_CAP];
+    if (encode_args(s, json, n, req, err, sizeof err) != 0)
+        return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", err);
+    return 0;
+}
+
+int shmrpc_dyn_decode_result(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const void *body, size_t n,
+                             shmrpc_buf *out)
+{
+    char err[ERR_CAP];
+    if (decode_result(s, body, n, out, err, sizeof err) != 0)
+        return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", err);
+    return 0;
+}
