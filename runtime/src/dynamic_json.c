@@ -33,6 +33,10 @@ typedef struct cx {
     char *err;
     size_t cap;
     bool failed;
+    /* Writing a @json request: strings and reals as jansson writes them, so that the body
+     * is the generated stub's to the byte. Results are printed for people instead: the
+     * shortest text that reads back as the same real. */
+    bool wire;
 } cx;
 
 static size_t path_push(cx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -278,6 +282,27 @@ static void out_u64(shmrpc_buf *b, uint64_t v)
     out_str(b, s);
 }
 
+static int dump_to_buf(const char *p, size_t n, void *b)
+{
+    return shmrpc_buf_append(b, p, n) ? -1 : 0;
+}
+
+/* v (taken, NULL for out of memory) as jansson writes it into a generated @json body. */
+static int out_jansson(cx *c, shmrpc_buf *b, json_t *v)
+{
+    int rc = v ? json_dump_callback(v, dump_to_buf, b, JSON_COMPACT | JSON_ENCODE_ANY) : -1;
+    json_decref(v);
+    return rc == 0 ? 0 : fail(c, "out of memory");
+}
+
+/* A string of n bytes of valid UTF-8, escaped as c->wire wants. */
+static int out_string(cx *c, shmrpc_buf *b, const char *p, size_t n)
+{
+    if (c->wire) return out_jansson(c, b, json_stringn_nocheck(p, n));
+    out_json_str(b, p, n);
+    return 0;
+}
+
 /* --- base64 (RFC 4648, standard alphabet, padded), by libsodium ----------------------- */
 
 static void out_base64(cx *c, shmrpc_buf *b, const uint8_t *p, size_t n)
@@ -505,11 +530,15 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
         if (!json_is_number(v)) return mismatch(c, t, v);
         if (t->kind == SHMRPC_DYN_F32 && fabs(json_number_value(v)) > FLT_MAX)
             return fail(c, "%g is out of range for f32", json_number_value(v));
+        if (c->wire) {
+            double d = json_number_value(v);
+            /* Generated code writes an f32 as the double it widens to. */
+            return out_jansson(c, b, json_real(t->kind == SHMRPC_DYN_F32 ? (float)d : d));
+        }
         return out_real(c, b, json_number_value(v), t->kind == SHMRPC_DYN_F32);
     case SHMRPC_DYN_STRING:
         if (!json_is_string(v)) return mismatch(c, t, v);
-        out_json_str(b, json_string_value(v), json_string_length(v));
-        return 0;
+        return out_string(c, b, json_string_value(v), json_string_length(v));
     case SHMRPC_DYN_BYTES: {
         uint8_t *p;
         size_t n;
@@ -554,13 +583,12 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
         json_object_foreach((json_t *)v, key, val)
         {
             size_t old = path_push(c, "[\"%.40s\"]", key);
+            /* Keys are strings: a u64 key above INT64_MAX has a JSON form, as a value has not. */
             if (t->key->kind != SHMRPC_DYN_STRING && json_key(c, t->key, key, &sv, &uv) != 0)
                 return -1;
-            if (t->key->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
-                return fail(c, "key %" PRIu64 " has no JSON form (integers travel as int64)", uv);
             if (!first) out_str(b, ",");
             first = false;
-            out_json_str(b, key, strlen(key));
+            if (out_string(c, b, key, strlen(key)) != 0) return -1;
             out_str(b, ":");
             if (to_json(c, t->elem, val, b) != 0) return -1;
             path_pop(c, old);
@@ -862,7 +890,7 @@ static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
 static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req,
                        char *err, size_t cap)
 {
-    cx c = {.err = err, .cap = cap};
+    cx c = {.err = err, .cap = cap, .wire = true};
     json_t *in = parse_json(json, n, "arguments", err, cap);
     if (in == NULL) return -1;
     const json_t **args = calloc(s->n_params + 1, sizeof *args);

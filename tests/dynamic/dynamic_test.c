@@ -1,0 +1,608 @@
+/* The dynamic codec (shmrpc/dynamic.h) against the generated one, on every.svc, which uses
+ * every type of the language: for each method the generated stub sends C values and the
+ * dynamic codec encodes the same values from JSON, and the request bodies must be the same
+ * bytes; the generated server's response must read back as the expected JSON; and a call
+ * through shmrpc_dyn_connect's client must give that JSON too. All over inproc://, where
+ * the server's method table is tapped to record each request and response body. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <shmrpc/dynamic.h>
+
+#include "every.h"
+
+/* --- C values, spelled without the generated container types' names ------------------ */
+
+/* A list or map field f of struct s, from its items. */
+#define ITEM_T(s, f) __typeof__(*((s *)0)->f.items)
+#define LIST(s, f, ...)                                                                            \
+    {                                                                                              \
+        .items = (ITEM_T(s, f)[]){__VA_ARGS__},                                                    \
+        .len = sizeof((ITEM_T(s, f)[]){__VA_ARGS__}) / sizeof(ITEM_T(s, f))                        \
+    }
+/* Brace initializers, so that the values below are constant. */
+#define STR(lit) {(lit), sizeof(lit) - 1}
+#define BYTES(lit) {(const uint8_t *)(lit), sizeof(lit) - 1}
+
+/* Scalars for msgpack: every range's ends, u64 above what JSON integers hold, a float that
+ * no decimal is exactly, and a string with what JSON escapes. */
+static const every_scalars scalars_mp = {
+    .b = true,
+    .i8v = INT8_MIN,
+    .i16v = INT16_MIN,
+    .i32v = INT32_MIN,
+    .i64v = INT64_MIN,
+    .u8v = UINT8_MAX,
+    .u16v = UINT16_MAX,
+    .u32v = UINT32_MAX,
+    .u64v = UINT64_MAX,
+    .f32v = 0.1f,
+    .f64v = -2.5e-300,
+    .s = STR("h\xc3\xa9llo \"q\"\n\x01\x7f/"),
+    .data = BYTES("\x00\xff\x10"),
+    .c = EVERY_COLOR_BLUE,
+    .sign = EVERY_SIGN_MINUS,
+};
+#define SCALARS_HEAD                                                                               \
+    "{\"b\":true,\"i8v\":-128,\"i16v\":-32768,\"i32v\":-2147483648,"                               \
+    "\"i64v\":-9223372036854775808,\"u8v\":255,\"u16v\":65535,\"u32v\":4294967295,"
+#define SCALARS_TAIL                                                                               \
+    "\"s\":\"h\xc3\xa9llo \\\"q\\\"\\n\\u0001\\u007f/\",\"data\":\"AP8Q\",\"c\":\"blue\","         \
+    "\"sign\":\"minus\"}"
+#define SCALARS_MP_ARGS                                                                            \
+    SCALARS_HEAD "\"u64v\":\"18446744073709551615\",\"f32v\":0.1,\"f64v\":-2.5e-300," SCALARS_TAIL
+#define SCALARS_MP_RESULT                                                                          \
+    SCALARS_HEAD "\"u64v\":18446744073709551615,\"f32v\":0.1,\"f64v\":-2.5e-300," SCALARS_TAIL
+
+/* The same for @json, whose integers stop at INT64_MAX; 0.1 is written with 17 digits. */
+static const every_scalars scalars_json = {
+    .b = true,
+    .i8v = INT8_MIN,
+    .i16v = INT16_MIN,
+    .i32v = INT32_MIN,
+    .i64v = INT64_MIN,
+    .u8v = UINT8_MAX,
+    .u16v = UINT16_MAX,
+    .u32v = UINT32_MAX,
+    .u64v = INT64_MAX,
+    .f32v = 0.1f,
+    .f64v = 0.1,
+    .s = STR("h\xc3\xa9llo \"q\"\n\x01\x7f/"),
+    .data = BYTES("\x00\xff\x10"),
+    .c = EVERY_COLOR_BLUE,
+    .sign = EVERY_SIGN_MINUS,
+};
+#define SCALARS_JSON                                                                               \
+    SCALARS_HEAD "\"u64v\":9223372036854775807,\"f32v\":0.1,\"f64v\":0.1," SCALARS_TAIL
+
+static const every_node leaf4 = {.value = 4};
+static const every_node leaf5 = {.value = -5};
+static const every_node tree = {
+    .value = 1,
+    .children = LIST(every_node, children, {.value = 2},
+                     {.value = 3, .children = {.items = &leaf4, .len = 1}}),
+    .next = &leaf5,
+};
+#define LEAF(v) "{\"value\":" #v ",\"children\":[],\"next\":null}"
+#define TREE                                                                                       \
+    "{\"value\":1,\"children\":[" LEAF(2) ",{\"value\":3,\"children\":[" LEAF(                     \
+        4) "],\"next\":null}],\"next\":" LEAF(-5) "}"
+
+static const every_keys keys = {
+    .s = LIST(every_keys, s, {STR("a"), 1}, {STR("b"), -2}),
+    .i8k = LIST(every_keys, i8k, {INT8_MIN, true}, {INT8_MAX, false}),
+    .i16k = LIST(every_keys, i16k,
+                 {INT16_MIN, {.items = (const shmrpc_str[]){STR("x"), STR("y")}, .len = 2}},
+                 {INT16_MAX, {0}}),
+    .i32k = LIST(every_keys, i32k, {INT32_MIN, STR("min")}, {0, STR("zero")}),
+    .i64k = LIST(every_keys, i64k, {INT64_MIN, 1.5}, {INT64_MAX, -0.25}),
+    .u8k = LIST(every_keys, u8k, {0, true}, {UINT8_MAX, false}),
+    .u16k = LIST(every_keys, u16k, {UINT16_MAX, true}),
+    .u32k = LIST(every_keys, u32k, {UINT32_MAX, 0.5f}),
+    .u64k = LIST(every_keys, u64k, {UINT64_MAX, {.items = (const double[]){1.0, 2.5}, .len = 2}},
+                 {0, {0}}),
+    .ck = LIST(every_keys, ck, {EVERY_COLOR_RED, {.value = 4}}, {EVERY_COLOR_BLUE, {.value = -5}}),
+    .sk = LIST(every_keys, sk, {EVERY_SIGN_MINUS, {true, STR("m")}}, {EVERY_SIGN_PLUS, {0}}),
+};
+#define KEYS                                                                                       \
+    "{\"s\":{\"a\":1,\"b\":-2},\"i8k\":{\"-128\":true,\"127\":false},"                             \
+    "\"i16k\":{\"-32768\":[\"x\",\"y\"],\"32767\":[]},"                                            \
+    "\"i32k\":{\"-2147483648\":\"min\",\"0\":\"zero\"},"                                           \
+    "\"i64k\":{\"-9223372036854775808\":1.5,\"9223372036854775807\":-0.25},"                       \
+    "\"u8k\":{\"0\":true,\"255\":false},\"u16k\":{\"65535\":true},"                                \
+    "\"u32k\":{\"4294967295\":0.5},\"u64k\":{\"18446744073709551615\":[1.0,2.5],\"0\":[]},"        \
+    "\"ck\":{\"red\":" LEAF(4) ",\"blue\":" LEAF(-5) "},\"sk\":{\"minus\":\"m\",\"plus\":null}}"
+
+/* A holder of everything: s is the scalars, given once in maybe and once in sparse. */
+#define HOLDER(s)                                                                                  \
+    {                                                                                              \
+        .maybe = &s, .oi = {true, 42}, .ob = {true, BYTES("\x01\x02\x03")},                        \
+        .oc = {true, EVERY_COLOR_GREEN}, .osg = {true, EVERY_SIGN_ZERO},                           \
+        .ol = {true, {.items = (const int64_t[]){1, -2}, .len = 2}}, .on = &tree,                  \
+        .names = LIST(every_holder, names, STR("a"), STR(""), STR("\xc3\xbc")),                    \
+        .grid = LIST(every_holder, grid, {.items = (const int32_t[]){1, 2}, .len = 2}, {0},        \
+                     {.items = (const int32_t[]){3}, .len = 1}),                                   \
+        .sparse = LIST(every_holder, sparse, &s, NULL),                                            \
+        .nested = LIST(every_holder, nested,                                                       \
+                       {STR("x"), LIST(every_holder, nested.items->value, {STR("t"), true},        \
+                                       {STR("f"), false})},                                        \
+                       {STR("y"), {0}}),                                                           \
+        .k = keys,                                                                                 \
+    }
+/* os is left out of the arguments, and comes back as null. */
+#define HOLDER_JSON(s, os)                                                                         \
+    "{\"maybe\":" s ",\"oi\":42," os "\"ob\":\"AQID\",\"oc\":\"green\",\"osg\":\"zero\","          \
+    "\"ol\":[1,-2],\"on\":" TREE ",\"names\":[\"a\",\"\",\"\xc3\xbc\"],"                           \
+    "\"grid\":[[1,2],[],[3]],\"sparse\":[" s ",null],"                                             \
+    "\"nested\":{\"x\":{\"t\":true,\"f\":false},\"y\":{}},\"e\":{},\"k\":" KEYS "}"
+
+/* --- the server: identity handlers, behind a tap on every method ---------------------- */
+
+static int h_scalars(shmrpc_ctx *ctx, const every_scalars *v, every_scalars *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_holder(shmrpc_ctx *ctx, const every_holder *v, every_holder *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_keys(shmrpc_ctx *ctx, const every_keys *v, every_keys *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+static int h_node(shmrpc_ctx *ctx, const every_node *v, every_node *out)
+{
+    (void)ctx;
+    *out = *v;
+    return 0;
+}
+
+typedef __typeof__(((every_holder *)0)->os) opt_string;
+typedef __typeof__(((every_holder *)0)->osg) opt_sign;
+typedef __typeof__(((every_keys *)0)->i16k) i16_map;
+
+static int h_first(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
+                   opt_string f, opt_sign g, int8_t *out)
+{
+    (void)ctx, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
+    *out = a;
+    return 0;
+}
+
+static int h_fourth(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
+                    opt_string f, opt_sign g, float *out)
+{
+    (void)ctx, (void)a, (void)b, (void)c, (void)e, (void)f, (void)g;
+    *out = d;
+    return 0;
+}
+
+static int h_sign(shmrpc_ctx *ctx, opt_sign s, opt_sign *out)
+{
+    (void)ctx;
+    *out = s;
+    return 0;
+}
+
+static int h_map(shmrpc_ctx *ctx, i16_map m, i16_map *out)
+{
+    (void)ctx;
+    *out = m;
+    return 0;
+}
+
+static int h_nothing(shmrpc_ctx *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    (void)ctx;
+    *out = data;
+    return 0;
+}
+
+static const every_handlers identity = {
+    .pass_scalars = h_scalars,
+    .pass_scalars_json = h_scalars,
+    .pass_holder = h_holder,
+    .pass_holder_json = h_holder,
+    .pass_keys = h_keys,
+    .pass_keys_json = h_keys,
+    .pass_node = h_node,
+    .pass_node_json = h_node,
+    .first = h_first,
+    .fourth_json = h_fourth,
+    .pass_sign = h_sign,
+    .pass_map = h_map,
+    .nothing = h_nothing,
+    .nothing_json = h_nothing,
+    .raw = h_raw,
+};
+
+/* The last request and response bodies the server saw; inproc:// runs the server on the
+ * caller's thread. */
+static shmrpc_buf tapped_req, tapped_resp;
+
+#define N_TAPS 16
+static shmrpc_invoke_fn real_invoke[N_TAPS];
+
+static int tap(int i, shmrpc_ctx *ctx, const void *h, shmrpc_bytes req, shmrpc_buf *resp)
+{
+    shmrpc_buf_clear(&tapped_req);
+    shmrpc_buf_append(&tapped_req, req.ptr, req.len);
+    size_t at = resp->len;
+    int rc = real_invoke[i](ctx, h, req, resp);
+    shmrpc_buf_clear(&tapped_resp);
+    if (resp->len > at) shmrpc_buf_append(&tapped_resp, resp->data + at, resp->len - at);
+    return rc;
+}
+
+#define TAP(i)                                                                                     \
+    static int tap##i(shmrpc_ctx *ctx, const void *h, shmrpc_bytes req, shmrpc_buf *resp)          \
+    {                                                                                              \
+        return tap(i, ctx, h, req, resp);                                                          \
+    }
+TAP(0)
+TAP(1)
+TAP(2)
+TAP(3)
+TAP(4)
+TAP(5)
+TAP(6)
+TAP(7)
+TAP(8)
+TAP(9)
+TAP(10)
+TAP(11)
+TAP(12)
+TAP(13)
+TAP(14)
+TAP(15)
+static const shmrpc_invoke_fn taps[N_TAPS] = {tap0, tap1, tap2,  tap3,  tap4,  tap5,  tap6,  tap7,
+                                              tap8, tap9, tap10, tap11, tap12, tap13, tap14, tap15};
+
+/* --- the cases --------------------------------------------------------------------------- */
+
+typedef struct fixture {
+    shmrpc_server *s;
+    shmrpc_client *gen; /* generated stubs */
+    shmrpc_dyn *d;      /* the dynamic codec, connected without the table */
+} fixture;
+
+typedef struct one_case {
+    const char *method;
+    const char *args;             /* as shmrpcctl call takes them */
+    const char *result;           /* as the dynamic codec prints it */
+    int (*gen)(shmrpc_client *c); /* the same call through the generated stub */
+} one_case;
+
+static int g_scalars(shmrpc_client *c)
+{
+    every_scalars out;
+    return every_pass_scalars(c, &scalars_mp, &out);
+}
+
+static int g_scalars_json(shmrpc_client *c)
+{
+    every_scalars out;
+    return every_pass_scalars_json(c, &scalars_json, &out);
+}
+
+static int g_holder(shmrpc_client *c)
+{
+    const every_holder h = HOLDER(scalars_mp);
+    every_holder out;
+    return every_pass_holder(c, &h, &out);
+}
+
+static int g_holder_json(shmrpc_client *c)
+{
+    const every_holder h = HOLDER(scalars_json);
+    every_holder out;
+    return every_pass_holder_json(c, &h, &out);
+}
+
+static int g_keys(shmrpc_client *c)
+{
+    every_keys out;
+    return every_pass_keys(c, &keys, &out);
+}
+
+static int g_keys_json(shmrpc_client *c)
+{
+    every_keys out;
+    return every_pass_keys_json(c, &keys, &out);
+}
+
+static int g_node(shmrpc_client *c)
+{
+    every_node out;
+    return every_pass_node(c, &tree, &out);
+}
+
+static int g_node_json(shmrpc_client *c)
+{
+    every_node out;
+    return every_pass_node_json(c, &tree, &out);
+}
+
+static int g_first(shmrpc_client *c)
+{
+    int8_t out;
+    return every_first(c, -5, 65535, EVERY_COLOR_BLUE, -1.5f, true, (opt_string){true, STR("opt")},
+                       (opt_sign){0}, &out);
+}
+
+static int g_fourth_json(shmrpc_client *c)
+{
+    float out;
+    return every_fourth_json(c, -5, 65535, EVERY_COLOR_BLUE, 0.1f, false, (opt_string){0},
+                             (opt_sign){true, EVERY_SIGN_PLUS}, &out);
+}
+
+static int g_sign_none(shmrpc_client *c)
+{
+    opt_sign out;
+    return every_pass_sign(c, (opt_sign){0}, &out);
+}
+
+static int g_sign_zero(shmrpc_client *c)
+{
+    opt_sign out;
+    return every_pass_sign(c, (opt_sign){true, EVERY_SIGN_ZERO}, &out);
+}
+
+static int g_map(shmrpc_client *c)
+{
+    const i16_map m =
+        LIST(every_keys, i16k, {-1, {.items = (const shmrpc_str[]){STR("a"), STR("b")}, .len = 2}},
+             {7, {0}});
+    i16_map out;
+    return every_pass_map(c, m, &out);
+}
+
+static int g_nothing(shmrpc_client *c)
+{
+    return every_nothing(c);
+}
+
+static int g_nothing_json(shmrpc_client *c)
+{
+    return every_nothing_json(c);
+}
+
+static int g_raw_text(shmrpc_client *c)
+{
+    shmrpc_bytes out;
+    return every_raw(c, shmrpc_bytes_of("hi", 2), &out);
+}
+
+static int g_raw_bin(shmrpc_client *c)
+{
+    shmrpc_bytes out;
+    return every_raw(c, shmrpc_bytes_of("\xff\x00", 2), &out);
+}
+
+static const one_case cases[] = {
+    {"pass_scalars", "[" SCALARS_MP_ARGS "]", SCALARS_MP_RESULT, g_scalars},
+    {"pass_scalars_json", "{\"v\":" SCALARS_JSON "}", SCALARS_JSON, g_scalars_json},
+    {"pass_holder", "[" HOLDER_JSON(SCALARS_MP_ARGS, "") "]",
+     HOLDER_JSON(SCALARS_MP_RESULT, "\"os\":null,"), g_holder},
+    {"pass_holder_json", "[" HOLDER_JSON(SCALARS_JSON, "") "]",
+     HOLDER_JSON(SCALARS_JSON, "\"os\":null,"), g_holder_json},
+    {"pass_keys", "[" KEYS "]", KEYS, g_keys},
+    {"pass_keys_json", "[" KEYS "]", KEYS, g_keys_json},
+    {"pass_node", "[" TREE "]", TREE, g_node},
+    {"pass_node_json", "[" TREE "]", TREE, g_node_json},
+    /* g left out of the array: an optional parameter may be. */
+    {"first", "[-5,65535,\"blue\",-1.5,true,\"opt\"]", "-5", g_first},
+    {"fourth_json", "{\"a\":-5,\"b\":65535,\"c\":\"blue\",\"d\":0.1,\"e\":false,\"g\":\"plus\"}",
+     "0.1", g_fourth_json},
+    {"pass_sign", "[]", "null", g_sign_none},
+    {"pass_sign", "[\"zero\"]", "\"zero\"", g_sign_zero},
+    {"pass_map", "[{\"-1\":[\"a\",\"b\"],\"7\":[]}]", "{\"-1\":[\"a\",\"b\"],\"7\":[]}", g_map},
+    {"nothing", "[]", "null", g_nothing},
+    {"nothing_json", "[]", "null", g_nothing_json},
+    {"raw", "[\"hi\"]", "\"hi\"", g_raw_text},
+    {"raw", "[{\"base64\":\"/wA=\"}]", "{\"base64\":\"/wA=\"}", g_raw_bin},
+};
+
+static void print_body(const char *what, const shmrpc_buf *b)
+{
+    fprintf(stderr, "  %s (%zu bytes):", what, b->len);
+    for (size_t i = 0; i < b->len; i++) {
+        uint8_t c = b->data[i];
+        if (c >= 0x20 && c < 0x7f)
+            fprintf(stderr, "%c", c);
+        else
+            fprintf(stderr, "\\x%02x", c);
+    }
+    fprintf(stderr, "\n");
+}
+
+static void assert_same_bytes(const char *method, const char *what, const shmrpc_buf *want,
+                              const shmrpc_buf *got)
+{
+    if (want->len == got->len && (want->len == 0 || memcmp(want->data, got->data, want->len) == 0))
+        return;
+    fprintf(stderr, "%s: %s differ\n", method, what);
+    print_body("generated", want);
+    print_body("dynamic", got);
+    fail_msg("%s: %s differ", method, what);
+}
+
+static void assert_text(const char *method, const char *what, const char *want,
+                        const shmrpc_buf *got)
+{
+    if (got->len == strlen(want) && memcmp(got->data, want, got->len) == 0) return;
+    fprintf(stderr, "%s: %s\n  want: %s\n", method, what, want);
+    print_body("got", got);
+    fail_msg("%s: %s is not the expected JSON", method, what);
+}
+
+static int setup(void **state)
+{
+    static fixture f;
+    static shmrpc_service tapped;
+    const shmrpc_service_info *info = every_service.info;
+    assert_true(info->n_methods <= N_TAPS);
+    for (uint32_t i = 0; i < info->n_methods; i++)
+        real_invoke[i] = every_service.invoke[i];
+    tapped = every_service;
+    tapped.invoke = taps;
+    shmrpc_buf_init(&tapped_req);
+    shmrpc_buf_init(&tapped_resp);
+    assert_int_equal(shmrpc_server_new(&f.s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f.s, &tapped, &identity, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(f.s, "inproc://every-dyn"), 0);
+    assert_int_equal(shmrpc_client_new(&f.gen, &every_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(f.gen, "inproc://every-dyn"), 0);
+    assert_int_equal(shmrpc_dyn_new(&f.d, NULL), 0);
+    int rc = shmrpc_dyn_connect(f.d, "inproc://every-dyn");
+    if (rc != 0) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_dyn_errmsg(f.d));
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    shmrpc_dyn_free(f->d);
+    shmrpc_client_free(f->gen);
+    shmrpc_server_free(f->s);
+    shmrpc_buf_destroy(&tapped_req);
+    shmrpc_buf_destroy(&tapped_resp);
+    return 0;
+}
+
+/* The table the dynamic handle learned is the generated one, fingerprints included. */
+static void learns_the_table(void **state)
+{
+    fixture *f = *state;
+    const shmrpc_service_info *info = shmrpc_dyn_info(f->d), *gen = &every_service_info;
+    assert_non_null(info);
+    assert_string_equal(info->name, gen->name);
+    assert_true(info->fingerprint == gen->fingerprint);
+    assert_int_equal(info->n_methods, gen->n_methods);
+    for (uint32_t i = 0; i < gen->n_methods; i++) {
+        assert_string_equal(info->methods[i].signature, gen->methods[i].signature);
+        assert_int_equal(info->methods[i].id, gen->methods[i].id);
+    }
+    /* Every method is in a case. */
+    for (uint32_t i = 0; i < gen->n_methods; i++) {
+        size_t k = 0;
+        while (k < sizeof cases / sizeof *cases && strcmp(cases[k].method, gen->methods[i].name))
+            k++;
+        if (k == sizeof cases / sizeof *cases) fail_msg("no case for %s", gen->methods[i].name);
+    }
+}
+
+static void same_bytes_as_generated(void **state)
+{
+    fixture *f = *state;
+    shmrpc_buf gen_req, gen_resp, dyn_req, out;
+    shmrpc_buf_init(&gen_req);
+    shmrpc_buf_init(&gen_resp);
+    shmrpc_buf_init(&dyn_req);
+    shmrpc_buf_init(&out);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const one_case *k = &cases[i];
+        /* The generated stub, from C values. */
+        int rc = k->gen(f->gen);
+        if (rc != 0)
+            fail_msg("%s (generated): %s: %s", k->method, shmrpc_strerror(rc),
+                     shmrpc_client_errmsg(f->gen));
+        shmrpc_buf_clear(&gen_req);
+        shmrpc_buf_clear(&gen_resp);
+        shmrpc_buf_append(&gen_req, tapped_req.data, tapped_req.len);
+        shmrpc_buf_append(&gen_resp, tapped_resp.data, tapped_resp.len);
+
+        /* The dynamic codec, from JSON: the same request, and the response as JSON. */
+        const shmrpc_method_info *m;
+        const shmrpc_dyn_sig *sig;
+        if (shmrpc_dyn_method(f->d, k->method, &m, &sig) != 0)
+            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+        shmrpc_buf_clear(&dyn_req);
+        if (shmrpc_dyn_encode_args(f->d, sig, k->args, strlen(k->args), &dyn_req) != 0)
+            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+        assert_same_bytes(k->method, "request bodies", &gen_req, &dyn_req);
+        shmrpc_buf_clear(&out);
+        if (shmrpc_dyn_decode_result(f->d, sig, gen_resp.data, gen_resp.len, &out) != 0)
+            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+        assert_text(k->method, "the generated server's result", k->result, &out);
+
+        /* A whole call through the dynamic handle's own client. */
+        shmrpc_client *c = shmrpc_dyn_client(f->d);
+        shmrpc_buf *req = shmrpc_client_request(c);
+        assert_int_equal(shmrpc_dyn_encode_args(f->d, sig, k->args, strlen(k->args), req), 0);
+        shmrpc_bytes resp;
+        if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0)
+            fail_msg("%s (dynamic): %s: %s", k->method, shmrpc_strerror(rc),
+                     shmrpc_client_errmsg(c));
+        assert_same_bytes(k->method, "requests on the wire", &gen_req, &tapped_req);
+        shmrpc_buf_clear(&out);
+        assert_int_equal(shmrpc_dyn_decode_result(f->d, sig, resp.ptr, resp.len, &out), 0);
+        assert_text(k->method, "the dynamic call's result", k->result, &out);
+    }
+    shmrpc_buf_destroy(&gen_req);
+    shmrpc_buf_destroy(&gen_resp);
+    shmrpc_buf_destroy(&dyn_req);
+    shmrpc_buf_destroy(&out);
+}
+
+/* What the handle says when asked for what is not there. */
+static void unknown_method_and_bad_signature(void **state)
+{
+    fixture *f = *state;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(f->d, "nope", &m, &sig), SHMRPC_ENOENT);
+    assert_null(m);
+    const char *msg = shmrpc_dyn_errmsg(f->d);
+    assert_non_null(strstr(msg, "Every has no method 'nope' (it has: first, fourth_json, "));
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "x(i64 a)->i64", &sig), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_dyn_errmsg(f->d), "signature, at byte 13: expected ' @'");
+
+    shmrpc_dyn *lone;
+    assert_int_equal(shmrpc_dyn_new(&lone, NULL), 0);
+    assert_null(shmrpc_dyn_info(lone));
+    assert_int_equal(shmrpc_dyn_method(lone, "first", &m, &sig), SHMRPC_ECLOSED);
+    assert_int_equal(shmrpc_dyn_connect(lone, "inproc://nobody-here"), SHMRPC_EUNAVAIL);
+    assert_int_equal(shmrpc_dyn_connect(lone, "bogus://x"), SHMRPC_EINVAL);
+    assert_null(shmrpc_dyn_info(lone));
+    shmrpc_dyn_free(lone);
+    assert_string_equal(shmrpc_status_name(SHMRPC_EOWNERDEAD), "SHMRPC_EOWNERDEAD");
+    assert_string_equal(shmrpc_status_name(SHMRPC_ESYS(5)), "SHMRPC_ESYS");
+    assert_string_equal(shmrpc_status_name(-999), "SHMRPC_EUNKNOWN");
+    assert_string_equal(shmrpc_status_name(1), "SHMRPC_EUNKNOWN");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(learns_the_table),
+        cmocka_unit_test(same_bytes_as_generated),
+        cmocka_unit_test(unknown_method_and_bad_signature),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
