@@ -113,31 +113,13 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
     return SHMRPC_EMISMATCH;
 }
 
-static const char *keep_str(shmrpc_arena *a, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = shmrpc_arena_alloc(a, n, 1);
-    if (p) memcpy(p, s, n);
-    return p;
-}
-
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
 {
     shmrpc_arena_reset(t->arena);
     t->info = (shmrpc_service_info){0};
-    shmrpc_service_info in = *server;
-    shmrpc_method_info *m = shmrpc_arena_calloc(t->arena, in.n_methods ? in.n_methods : 1,
-                                                sizeof *m, _Alignof(shmrpc_method_info));
-    in.name = keep_str(t->arena, server->name);
-    in.svc_name = keep_str(t->arena, server->svc_name ? server->svc_name : server->name);
-    if (!m || !in.name || !in.svc_name) return SHMRPC_ENOMEM;
-    for (uint32_t i = 0; i < in.n_methods; i++) {
-        m[i] = server->methods[i];
-        m[i].name = keep_str(t->arena, server->methods[i].name);
-        m[i].signature = keep_str(t->arena, server->methods[i].signature);
-        if (!m[i].name || !m[i].signature) return SHMRPC_ENOMEM;
-    }
-    in.methods = m;
-    t->info = in;
+    const shmrpc_service_info *copy = shmrpc_dyn_info_copy(t->arena, server);
+    if (!copy) return SHMRPC_ENOMEM;
+    t->info = *copy;
+    if (!t->info.svc_name) t->info.svc_name = t->info.name;
     return 0;
 }
