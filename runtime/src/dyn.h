@@ -4,7 +4,9 @@
 #ifndef SHMRPC_SRC_DYN_H
 #define SHMRPC_SRC_DYN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <shmrpc/dynamic.h>
@@ -27,6 +29,11 @@ static inline bool shmrpc__dyn_is_signed(shmrpc_dyn_kind k)
 /* The range of an integer kind. */
 int64_t shmrpc__dyn_int_min(shmrpc_dyn_kind k);
 uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k);
+
+/* The first failure of a walk over a signature or a value, as "WHERE: WHY" into err (cap
+ * bytes); later ones are dropped, as the first names the place. Returns -1. */
+int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, const char *fmt,
+                     va_list ap) SHMRPC__FMT(5, 0);
 
 /* Sets d's message and returns rc. */
 int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...) SHMRPC__FMT(3, 4);

@@ -74,6 +74,17 @@ int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...)
     return rc;
 }
 
+int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, const char *fmt,
+                     va_list ap)
+{
+    if (*failed) return -1;
+    *failed = true;
+    char why[512];
+    vsnprintf(why, sizeof why, fmt, ap);
+    snprintf(err, cap, "%s: %s", where, why);
+    return -1;
+}
+
 /* --- the handle and the connection ------------------------------------------------------ */
 
 static const shmrpc_service_info probe_info = {
@@ -220,16 +231,13 @@ typedef struct parser {
 static int perr(parser *ps, const char *fmt, ...) SHMRPC__FMT(2, 3);
 static int perr(parser *ps, const char *fmt, ...)
 {
-    if (ps->failed) return -1;
-    ps->failed = true;
-    char why[160];
+    char where[48];
+    snprintf(where, sizeof where, "signature, at byte %zu", (size_t)(ps->p - ps->start));
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
+    int rc = shmrpc__dyn_note(ps->err, sizeof ps->err, &ps->failed, where, fmt, ap);
     va_end(ap);
-    snprintf(ps->err, sizeof ps->err, "signature, at byte %zu: %s", (size_t)(ps->p - ps->start),
-             why);
-    return -1;
+    return rc;
 }
 
 static bool lit(parser *ps, const char *s)

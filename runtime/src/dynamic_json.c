@@ -39,7 +39,7 @@ typedef struct cx {
     bool wire;
 } cx;
 
-static size_t path_push(cx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t path_push(cx *c, const char *fmt, ...) SHMRPC__FMT(2, 3);
 static size_t path_push(cx *c, const char *fmt, ...)
 {
     size_t old = c->plen;
@@ -60,18 +60,14 @@ static void path_pop(cx *c, size_t old)
     c->path[old] = '\0';
 }
 
-static int fail(cx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(cx *c, const char *fmt, ...) SHMRPC__FMT(2, 3);
 static int fail(cx *c, const char *fmt, ...)
 {
-    if (c->failed) return -1;
-    c->failed = true;
-    char why[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
+    int rc = shmrpc__dyn_note(c->err, c->cap, &c->failed, c->path, fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->cap, "%s: %s", c->path, why);
-    return -1;
+    return rc;
 }
 
 /* A type as the signature spells it, by name for structs and enums. */

@@ -29,8 +29,14 @@
         .len = sizeof((ITEM_T(s, f)[]){__VA_ARGS__}) / sizeof(ITEM_T(s, f))                        \
     }
 /* Brace initializers, so that the values below are constant. */
-#define STR(lit) {(lit), sizeof(lit) - 1}
-#define BYTES(lit) {(const uint8_t *)(lit), sizeof(lit) - 1}
+#define STR(lit)                                                                                   \
+    {                                                                                              \
+        (lit), sizeof(lit) - 1                                                                     \
+    }
+#define BYTES(lit)                                                                                 \
+    {                                                                                              \
+        (const uint8_t *)(lit), sizeof(lit) - 1                                                    \
+    }
 
 /* Scalars for msgpack: every range's ends, u64 above what JSON integers hold, a float that
  * no decimal is exactly, and a string with what JSON escapes. */
@@ -146,33 +152,18 @@ static const every_keys keys = {
 
 /* --- the server: identity handlers, behind a tap on every method ---------------------- */
 
-static int h_scalars(shmrpc_ctx *ctx, const every_scalars *v, every_scalars *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_holder(shmrpc_ctx *ctx, const every_holder *v, every_holder *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_keys(shmrpc_ctx *ctx, const every_keys *v, every_keys *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
-
-static int h_node(shmrpc_ctx *ctx, const every_node *v, every_node *out)
-{
-    (void)ctx;
-    *out = *v;
-    return 0;
-}
+/* h_NAME: a handler that hands back the NAME it is given. */
+#define IDENTITY(name, type)                                                                       \
+    static int h_##name(shmrpc_ctx *ctx, const type *v, type *out)                                 \
+    {                                                                                              \
+        (void)ctx;                                                                                 \
+        *out = *v;                                                                                 \
+        return 0;                                                                                  \
+    }
+IDENTITY(scalars, every_scalars)
+IDENTITY(holder, every_holder)
+IDENTITY(keys, every_keys)
+IDENTITY(node, every_node)
 
 typedef __typeof__(((every_holder *)0)->os) opt_string;
 typedef __typeof__(((every_holder *)0)->osg) opt_sign;
@@ -296,55 +287,22 @@ typedef struct one_case {
     int (*gen)(shmrpc_client *c); /* the same call through the generated stub */
 } one_case;
 
-static int g_scalars(shmrpc_client *c)
-{
-    every_scalars out;
-    return every_pass_scalars(c, &scalars_mp, &out);
-}
-
-static int g_scalars_json(shmrpc_client *c)
-{
-    every_scalars out;
-    return every_pass_scalars_json(c, &scalars_json, &out);
-}
-
-static int g_holder(shmrpc_client *c)
-{
-    const every_holder h = HOLDER(scalars_mp);
-    every_holder out;
-    return every_pass_holder(c, &h, &out);
-}
-
-static int g_holder_json(shmrpc_client *c)
-{
-    const every_holder h = HOLDER(scalars_json);
-    every_holder out;
-    return every_pass_holder_json(c, &h, &out);
-}
-
-static int g_keys(shmrpc_client *c)
-{
-    every_keys out;
-    return every_pass_keys(c, &keys, &out);
-}
-
-static int g_keys_json(shmrpc_client *c)
-{
-    every_keys out;
-    return every_pass_keys_json(c, &keys, &out);
-}
-
-static int g_node(shmrpc_client *c)
-{
-    every_node out;
-    return every_pass_node(c, &tree, &out);
-}
-
-static int g_node_json(shmrpc_client *c)
-{
-    every_node out;
-    return every_pass_node_json(c, &tree, &out);
-}
+/* g_NAME: method NAME called through its stub with value, which it hands back. */
+#define PASS(name, type, value)                                                                    \
+    static int g_##name(shmrpc_client *c)                                                          \
+    {                                                                                              \
+        const type v_ = value;                                                                     \
+        type out;                                                                                  \
+        return every_##name(c, &v_, &out);                                                         \
+    }
+PASS(pass_scalars, every_scalars, scalars_mp)
+PASS(pass_scalars_json, every_scalars, scalars_json)
+PASS(pass_holder, every_holder, HOLDER(scalars_mp))
+PASS(pass_holder_json, every_holder, HOLDER(scalars_json))
+PASS(pass_keys, every_keys, keys)
+PASS(pass_keys_json, every_keys, keys)
+PASS(pass_node, every_node, tree)
+PASS(pass_node_json, every_node, tree)
 
 static int g_first(shmrpc_client *c)
 {
@@ -404,16 +362,16 @@ static int g_raw_bin(shmrpc_client *c)
 }
 
 static const one_case cases[] = {
-    {"pass_scalars", "[" SCALARS_MP_ARGS "]", SCALARS_MP_RESULT, g_scalars},
-    {"pass_scalars_json", "{\"v\":" SCALARS_JSON "}", SCALARS_JSON, g_scalars_json},
+    {"pass_scalars", "[" SCALARS_MP_ARGS "]", SCALARS_MP_RESULT, g_pass_scalars},
+    {"pass_scalars_json", "{\"v\":" SCALARS_JSON "}", SCALARS_JSON, g_pass_scalars_json},
     {"pass_holder", "[" HOLDER_JSON(SCALARS_MP_ARGS, "") "]",
-     HOLDER_JSON(SCALARS_MP_RESULT, "\"os\":null,"), g_holder},
+     HOLDER_JSON(SCALARS_MP_RESULT, "\"os\":null,"), g_pass_holder},
     {"pass_holder_json", "[" HOLDER_JSON(SCALARS_JSON, "") "]",
-     HOLDER_JSON(SCALARS_JSON, "\"os\":null,"), g_holder_json},
-    {"pass_keys", "[" KEYS "]", KEYS, g_keys},
-    {"pass_keys_json", "[" KEYS "]", KEYS, g_keys_json},
-    {"pass_node", "[" TREE "]", TREE, g_node},
-    {"pass_node_json", "[" TREE "]", TREE, g_node_json},
+     HOLDER_JSON(SCALARS_JSON, "\"os\":null,"), g_pass_holder_json},
+    {"pass_keys", "[" KEYS "]", KEYS, g_pass_keys},
+    {"pass_keys_json", "[" KEYS "]", KEYS, g_pass_keys_json},
+    {"pass_node", "[" TREE "]", TREE, g_pass_node},
+    {"pass_node_json", "[" TREE "]", TREE, g_pass_node_json},
     /* g left out of the array: an optional parameter may be. */
     {"first", "[-5,65535,\"blue\",-1.5,true,\"opt\"]", "-5", g_first},
     {"fourth_json", "{\"a\":-5,\"b\":65535,\"c\":\"blue\",\"d\":0.1,\"e\":false,\"g\":\"plus\"}",
