@@ -294,13 +294,24 @@ static int grow(parser *ps, void *items, size_t n, size_t *cap, size_t size, siz
 
 static const shmrpc_dyn_type *parse_type(parser *ps);
 
+/* A type that holds a value: anything but void, which only a result may be. */
+static const shmrpc_dyn_type *parse_value_type(parser *ps)
+{
+    const shmrpc_dyn_type *t = parse_type(ps);
+    if (t != NULL && t->kind == SHMRPC_DYN_VOID) {
+        perr(ps, "only a result can be void");
+        return NULL;
+    }
+    return t;
+}
+
 static int parse_struct_body(parser *ps, shmrpc_dyn_type *t)
 {
     size_t cap = 0;
     shmrpc_dyn_field *fields = NULL;
     while (!lit(ps, "}")) {
         if (*ps->p == '\0') return perr(ps, "unterminated struct %s", t->name);
-        const shmrpc_dyn_type *ft = parse_type(ps);
+        const shmrpc_dyn_type *ft = parse_value_type(ps);
         if (ft == NULL || expect(ps, " ") != 0) return -1;
         const char *fname = ident(ps);
         if (fname == NULL || expect(ps, ";") != 0) return -1;
@@ -369,14 +380,15 @@ static const shmrpc_dyn_type *parse_base(parser *ps)
 {
     shmrpc_dyn_type *t;
     if (lit(ps, "list<")) {
-        if ((t = new_type(ps, SHMRPC_DYN_LIST)) == NULL || (t->elem = parse_type(ps)) == NULL ||
-            expect(ps, ">") != 0)
+        if ((t = new_type(ps, SHMRPC_DYN_LIST)) == NULL ||
+            (t->elem = parse_value_type(ps)) == NULL || expect(ps, ">") != 0)
             return NULL;
         return t;
     }
     if (lit(ps, "map<")) {
         if ((t = new_type(ps, SHMRPC_DYN_MAP)) == NULL || (t->key = parse_type(ps)) == NULL ||
-            expect(ps, ",") != 0 || (t->elem = parse_type(ps)) == NULL || expect(ps, ">") != 0)
+            expect(ps, ",") != 0 || (t->elem = parse_value_type(ps)) == NULL ||
+            expect(ps, ">") != 0)
             return NULL;
         shmrpc_dyn_kind kk = t->key->kind;
         if (kk != SHMRPC_DYN_STRING && kk != SHMRPC_DYN_ENUM && !shmrpc__dyn_is_int(kk)) {
@@ -425,11 +437,10 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
     shmrpc_dyn_field *params = NULL;
     while (!lit(ps, ")")) {
         if (out->n_params > 0 && expect(ps, ",") != 0) return -1;
-        const shmrpc_dyn_type *t = parse_type(ps);
+        const shmrpc_dyn_type *t = parse_value_type(ps);
         if (t == NULL || expect(ps, " ") != 0) return -1;
         const char *name = ident(ps);
         if (name == NULL) return -1;
-        if (t->kind == SHMRPC_DYN_VOID) return perr(ps, "a parameter cannot be void");
         if (grow(ps, &params, out->n_params, &cap, sizeof *params, _Alignof(shmrpc_dyn_field)) != 0)
             return -1;
         params[out->n_params++] = (shmrpc_dyn_field){name, t};

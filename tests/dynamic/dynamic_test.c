@@ -540,6 +540,18 @@ static void unknown_method_and_bad_signature(void **state)
     assert_non_null(strstr(msg, "Every has no method 'nope' (it has: first, fourth_json, "));
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "x(i64 a)->i64", &sig), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_dyn_errmsg(f->d), "signature, at byte 13: expected ' @'");
+    /* What the generator never writes. */
+    const char *bad[] = {"x(void a)->void @msgpack",
+                         "x(list<void> a)->void @msgpack",
+                         "x(struct S{void v;} a)->void @msgpack",
+                         "x()->i64? ? @json",
+                         "x(map<f64,i8> a)->void @json",
+                         "x(struct P a)->void @msgpack",
+                         "x(bytes a)->string @raw",
+                         "x(i64 a)->i64 @msgpack trailing"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (shmrpc_dyn_sig_parse(f->d, bad[i], &sig) != SHMRPC_EINVAL)
+            fail_msg("accepted %s", bad[i]);
 
     shmrpc_dyn *lone;
     assert_int_equal(shmrpc_dyn_new(&lone, NULL), 0);
