@@ -17,7 +17,7 @@
 
 #include <shmrpc/dynamic.h>
 
-#include "every.h"
+#include "every_handlers.h"
 
 /* --- C values, spelled without the generated container types' names ------------------ */
 
@@ -150,85 +150,7 @@ static const every_keys keys = {
     "\"grid\":[[1,2],[],[3]],\"sparse\":[" s ",null],"                                             \
     "\"nested\":{\"x\":{\"t\":true,\"f\":false},\"y\":{}},\"e\":{},\"k\":" KEYS "}"
 
-/* --- the server: identity handlers, behind a tap on every method ---------------------- */
-
-/* h_NAME: a handler that hands back the NAME it is given. */
-#define IDENTITY(name, type)                                                                       \
-    static int h_##name(shmrpc_ctx *ctx, const type *v, type *out)                                 \
-    {                                                                                              \
-        (void)ctx;                                                                                 \
-        *out = *v;                                                                                 \
-        return 0;                                                                                  \
-    }
-IDENTITY(scalars, every_scalars)
-IDENTITY(holder, every_holder)
-IDENTITY(keys, every_keys)
-IDENTITY(node, every_node)
-
-typedef __typeof__(((every_holder *)0)->os) opt_string;
-typedef __typeof__(((every_holder *)0)->osg) opt_sign;
-typedef __typeof__(((every_keys *)0)->i16k) i16_map;
-
-static int h_first(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
-                   opt_string f, opt_sign g, int8_t *out)
-{
-    (void)ctx, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
-    *out = a;
-    return 0;
-}
-
-static int h_fourth(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
-                    opt_string f, opt_sign g, float *out)
-{
-    (void)ctx, (void)a, (void)b, (void)c, (void)e, (void)f, (void)g;
-    *out = d;
-    return 0;
-}
-
-static int h_sign(shmrpc_ctx *ctx, opt_sign s, opt_sign *out)
-{
-    (void)ctx;
-    *out = s;
-    return 0;
-}
-
-static int h_map(shmrpc_ctx *ctx, i16_map m, i16_map *out)
-{
-    (void)ctx;
-    *out = m;
-    return 0;
-}
-
-static int h_nothing(shmrpc_ctx *ctx)
-{
-    (void)ctx;
-    return 0;
-}
-
-static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    *out = data;
-    return 0;
-}
-
-static const every_handlers identity = {
-    .pass_scalars = h_scalars,
-    .pass_scalars_json = h_scalars,
-    .pass_holder = h_holder,
-    .pass_holder_json = h_holder,
-    .pass_keys = h_keys,
-    .pass_keys_json = h_keys,
-    .pass_node = h_node,
-    .pass_node_json = h_node,
-    .first = h_first,
-    .fourth_json = h_fourth,
-    .pass_sign = h_sign,
-    .pass_map = h_map,
-    .nothing = h_nothing,
-    .nothing_json = h_nothing,
-    .raw = h_raw,
-};
+/* --- the server: every_identity (every_handlers.c), behind a tap on every method ----- */
 
 /* The last request and response bodies the server saw; inproc:// runs the server on the
  * caller's thread. */
@@ -286,6 +208,10 @@ typedef struct one_case {
     const char *result;           /* as the dynamic codec prints it */
     int (*gen)(shmrpc_client *c); /* the same call through the generated stub */
 } one_case;
+
+typedef __typeof__(((every_holder *)0)->os) opt_string;
+typedef __typeof__(((every_holder *)0)->osg) opt_sign;
+typedef __typeof__(((every_keys *)0)->i16k) i16_map;
 
 /* g_NAME: method NAME called through its stub with value, which it hands back. */
 #define PASS(name, type, value)                                                                    \
@@ -431,7 +357,7 @@ static int setup(void **state)
     shmrpc_buf_init(&tapped_req);
     shmrpc_buf_init(&tapped_resp);
     assert_int_equal(shmrpc_server_new(&f.s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f.s, &tapped, &identity, NULL), 0);
+    assert_int_equal(shmrpc_server_register(f.s, &tapped, &every_identity, NULL), 0);
     assert_int_equal(shmrpc_server_listen(f.s, "inproc://every-dyn"), 0);
     assert_int_equal(shmrpc_client_new(&f.gen, &every_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f.gen, "inproc://every-dyn"), 0);
