@@ -409,8 +409,17 @@ static int json_key(cx *c, const shmrpc_dyn_type *k, const char *key, int64_t *s
     int64_t x;
     if (shmrpc_json_key_int(&r, s, INT64_MIN, INT64_MAX, &x) == 0)
         return int_in_range(c, k, x, sv, uv);
-    /* Above INT64_MAX only a u64 has room. */
-    if (k->kind == SHMRPC_DYN_U64 && shmrpc_json_key_uint(&r, s, UINT64_MAX, uv) == 0) return 0;
+    if (k->kind == SHMRPC_DYN_U64) {
+        /* Above INT64_MAX only a u64 has room; above UINT64_MAX it is a u64 no more. */
+        r.why = NULL;
+        if (shmrpc_json_key_uint(&r, s, UINT64_MAX, uv) == 0) return 0;
+        if (key[0] != '-' && r.why == shmrpc__uint_range_why(UINT64_MAX)) {
+            json_t *v = json_string(key);
+            int rc = v ? mismatch(c, k, v) : fail(c, "out of memory");
+            json_decref(v);
+            return rc;
+        }
+    }
     return fail(c, "key \"%.40s\" is not an integer", key);
 }
 
