@@ -1,4 +1,4 @@
-/* shmrpc_strerror and shmrpc_version. */
+/* shmrpc_strerror, shmrpc_status_name and shmrpc_version. */
 #include <errno.h>
 #include <string.h>
 
@@ -16,6 +16,27 @@ static void every_code_has_text(void **state)
     assert_string_equal(shmrpc_strerror(SHMRPC_OK), "success");
     assert_string_equal(shmrpc_strerror(SHMRPC_ETOOBIG), "message too large");
     assert_string_equal(shmrpc_strerror(SHMRPC_EUNAVAIL), "unavailable");
+}
+
+/* Each status's name is status.h's, and no two share one. */
+static void every_code_has_a_name(void **state)
+{
+    (void)state;
+    for (int rc = SHMRPC_EOWNERDEAD; rc <= SHMRPC_OK; rc++) {
+        const char *s = shmrpc_status_name(rc);
+        assert_non_null(s);
+        assert_int_equal(strncmp(s, "SHMRPC_", 7), 0);
+        assert_string_not_equal(s, "SHMRPC_EUNKNOWN");
+        for (int other = SHMRPC_EOWNERDEAD; other < rc; other++)
+            assert_string_not_equal(s, shmrpc_status_name(other));
+    }
+    assert_string_equal(shmrpc_status_name(SHMRPC_OK), "SHMRPC_OK");
+    assert_string_equal(shmrpc_status_name(SHMRPC_EINVAL), "SHMRPC_EINVAL");
+    assert_string_equal(shmrpc_status_name(SHMRPC_EOWNERDEAD), "SHMRPC_EOWNERDEAD");
+    assert_string_equal(shmrpc_status_name(SHMRPC_ESYS(ENOENT)), "SHMRPC_ESYS");
+    assert_string_equal(shmrpc_status_name(SHMRPC_EOWNERDEAD - 1), "SHMRPC_EUNKNOWN");
+    assert_string_equal(shmrpc_status_name(1), "SHMRPC_EUNKNOWN");
+    assert_string_equal(shmrpc_status_name(INT32_MIN), "SHMRPC_ESYS");
 }
 
 static void os_errors_keep_errno(void **state)
@@ -52,6 +73,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_code_has_text),
+        cmocka_unit_test(every_code_has_a_name),
         cmocka_unit_test(os_errors_keep_errno),
         cmocka_unit_test(unknown_codes),
         cmocka_unit_test(version),
