@@ -16,6 +16,7 @@ struct shmrpc_dyn {
     shmrpc_arena *a;      /* info, and the signatures parsed since the last connect */
     const shmrpc_service_info *info;
     const shmrpc_dyn_sig **sigs; /* parallel to info->methods, parsed on first use */
+    const char **sig_errs;       /* why one did not parse, so that it is tried once */
     shmrpc_buf msg;
 };
 
@@ -149,6 +150,7 @@ int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
     d->c = NULL;
     d->info = NULL;
     d->sigs = NULL;
+    d->sig_errs = NULL;
     shmrpc_arena_reset(d->a);
     int rc;
     if (d->probe == NULL && (rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts)) != 0)
@@ -163,7 +165,9 @@ int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
     if (info == NULL) return SHMRPC_ENOMEM;
     d->sigs = shmrpc_arena_calloc(d->a, info->n_methods ? info->n_methods : 1, sizeof *d->sigs,
                                   _Alignof(const shmrpc_dyn_sig *));
-    if (d->sigs == NULL) return SHMRPC_ENOMEM;
+    d->sig_errs = shmrpc_arena_calloc(d->a, info->n_methods ? info->n_methods : 1,
+                                      sizeof *d->sig_errs, _Alignof(const char *));
+    if (d->sigs == NULL || d->sig_errs == NULL) return SHMRPC_ENOMEM;
     if ((rc = shmrpc_client_new(&d->c, info, &d->opts)) != 0) return rc;
     if ((rc = shmrpc_client_connect(d->c, addr)) != 0) {
         client_failed(d, d->c, rc);
@@ -193,9 +197,16 @@ int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info 
         return SHMRPC_ENOENT;
     }
     *m = &info->methods[i];
+    if (d->sig_errs[i] != NULL) return shmrpc__dyn_fail(d, SHMRPC_EPROTO, "%s", d->sig_errs[i]);
     if (d->sigs[i] == NULL) {
         int rc = shmrpc_dyn_sig_parse(d, info->methods[i].signature, &d->sigs[i]);
-        if (rc != 0) return rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc;
+        if (rc != 0) {
+            /* Kept: a pooled handle asked again and again for a method that does not parse
+             * must not parse it (into memory held until the next connect) every time. */
+            const char *why = shmrpc_dyn_errmsg(d);
+            d->sig_errs[i] = shmrpc_arena_strndup(d->a, why, strlen(why));
+            return rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc;
+        }
     }
     *sig = d->sigs[i];
     return 0;

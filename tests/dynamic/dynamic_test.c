@@ -489,12 +489,47 @@ static void unknown_method_and_bad_signature(void **state)
     shmrpc_dyn_free(lone);
 }
 
+/* A server whose table holds a signature that does not parse: the method is refused with
+ * the parser's message each time it is asked for (parsed once), the others still work. */
+static void broken_signature(void **state)
+{
+    (void)state;
+    const shmrpc_service_info *gen = &every_service_info;
+    static shmrpc_method_info methods[N_TAPS];
+    memcpy(methods, gen->methods, gen->n_methods * sizeof *methods);
+    assert_string_equal(methods[0].name, "first");
+    methods[0].signature = "first(int a)->void @msgpack";
+    shmrpc_service_info info = *gen;
+    info.methods = methods;
+    shmrpc_service svc = every_service;
+    svc.info = &info;
+    shmrpc_server *s;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &svc, &every_identity, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://every-broken"), 0);
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    assert_int_equal(shmrpc_dyn_connect(d, "inproc://every-broken"), 0);
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(shmrpc_dyn_method(d, "first", &m, &sig), SHMRPC_EPROTO);
+        assert_non_null(m);
+        assert_null(sig);
+        assert_string_equal(shmrpc_dyn_errmsg(d), "signature, at byte 6: unknown type 'int'");
+    }
+    assert_int_equal(shmrpc_dyn_method(d, "pass_sign", &m, &sig), 0);
+    shmrpc_dyn_free(d);
+    shmrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(learns_the_table),
         cmocka_unit_test(same_bytes_as_generated),
         cmocka_unit_test(unknown_method_and_bad_signature),
+        cmocka_unit_test(broken_signature),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
