@@ -96,7 +96,7 @@ int ctl_call_main(int argc, char **argv)
         goto done;
     }
     if ((rc = shmrpc_dyn_connect(d, addr)) != 0) {
-        status = connect_failed(addr, rc, shmrpc_dyn_errmsg(d));
+        status = connect_failed(addr, rc, shmrpc_errmsg());
         if (rc == SHMRPC_EINVAL) status = 2;
         goto done;
     }
@@ -104,19 +104,19 @@ int ctl_call_main(int argc, char **argv)
     const shmrpc_dyn_sig *sig;
     if ((rc = shmrpc_dyn_method(d, method, &m, &sig)) != 0) {
         if (rc == SHMRPC_ENOENT) {
-            fprintf(stderr, "shmrpcctl: %s\n", shmrpc_dyn_errmsg(d));
+            fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
             status = 2;
         } else if (m != NULL) {
-            fprintf(stderr, "shmrpcctl: %s: cannot read its %s\n  %s\n", method,
-                    shmrpc_dyn_errmsg(d), m->signature);
+            fprintf(stderr, "shmrpcctl: %s: cannot read its %s\n  %s\n", method, shmrpc_errmsg(),
+                    m->signature);
         } else {
-            fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_dyn_errmsg(d));
+            fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
         }
         goto done;
     }
     shmrpc_client *c = shmrpc_dyn_client(d);
-    if (shmrpc_dyn_encode_args(d, sig, args_text, args_len, shmrpc_client_request(c)) != 0) {
-        fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_encode_args(sig, args_text, args_len, shmrpc_client_request(c)) != 0) {
+        fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
         status = 2;
         goto done;
     }
@@ -127,8 +127,8 @@ int ctl_call_main(int argc, char **argv)
                 msg);
         goto done;
     }
-    if (shmrpc_dyn_decode_result(d, sig, resp.ptr, resp.len, &out) != 0) {
-        fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out) != 0) {
+        fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
         goto done;
     }
     fwrite(out.data, 1, out.len, stdout);

@@ -35,7 +35,4 @@ uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k);
 int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, const char *fmt,
                      va_list ap) SHMRPC__FMT(5, 0);
 
-/* Sets d's message and returns rc. */
-int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...) SHMRPC__FMT(3, 4);
-
 #endif

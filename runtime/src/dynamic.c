@@ -17,7 +17,6 @@ struct shmrpc_dyn {
     const shmrpc_service_info *info;
     const shmrpc_dyn_sig **sigs; /* parallel to info->methods, parsed on first use */
     const char **sig_errs;       /* why one did not parse, so that it is tried once */
-    shmrpc_buf msg;
 };
 
 const char *const shmrpc__dyn_scalar_names[SHMRPC_DYN_BYTES + 1] = {
@@ -66,15 +65,6 @@ uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k)
     }
 }
 
-int shmrpc__dyn_fail(shmrpc_dyn *d, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__msg_vset(&d->msg, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, const char *fmt,
                      va_list ap)
 {
@@ -95,15 +85,14 @@ int shmrpc_dyn_new(shmrpc_dyn **out, const shmrpc_client_opts *opts)
 {
     *out = NULL;
     shmrpc_dyn *d = calloc(1, sizeof *d);
-    if (d == NULL) return SHMRPC_ENOMEM;
+    if (d == NULL) return shmrpc__err_code(SHMRPC_ENOMEM);
     if (opts)
         d->opts = *opts;
     else
         shmrpc_client_opts_init(&d->opts);
-    shmrpc_buf_init(&d->msg);
     /* The probe is made now, so that opts out of range fail here, before any connect. */
     int rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts);
-    if (rc == 0 && (d->a = shmrpc_arena_new(4096)) == NULL) rc = SHMRPC_ENOMEM;
+    if (rc == 0 && (d->a = shmrpc_arena_new(4096)) == NULL) rc = shmrpc__err_code(SHMRPC_ENOMEM);
     if (rc != 0) {
         shmrpc_dyn_free(d);
         return rc;
@@ -118,13 +107,7 @@ void shmrpc_dyn_free(shmrpc_dyn *d)
     shmrpc_client_free(d->probe);
     shmrpc_client_free(d->c);
     shmrpc_arena_free(d->a);
-    shmrpc_buf_destroy(&d->msg);
     free(d);
-}
-
-const char *shmrpc_dyn_errmsg(const shmrpc_dyn *d)
-{
-    return shmrpc__msg_get(&d->msg);
 }
 
 const shmrpc_service_info *shmrpc_dyn_info(const shmrpc_dyn *d)
@@ -137,15 +120,8 @@ shmrpc_client *shmrpc_dyn_client(shmrpc_dyn *d)
     return d->c;
 }
 
-/* The message of the client that failed with rc, as the handle's. */
-static int client_failed(shmrpc_dyn *d, shmrpc_client *c, int rc)
-{
-    return shmrpc__dyn_fail(d, rc, "%s", shmrpc_client_errmsg(c));
-}
-
 int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
 {
-    shmrpc__msg_clear(&d->msg);
     shmrpc_client_free(d->c);
     d->c = NULL;
     d->info = NULL;
@@ -154,23 +130,23 @@ int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
     shmrpc_arena_reset(d->a);
     int rc;
     if (d->probe == NULL && (rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts)) != 0)
-        return shmrpc__dyn_fail(d, rc, "cannot make a client: %s", shmrpc_strerror(rc));
-    if ((rc = shmrpc_client_connect(d->probe, addr)) != 0) return client_failed(d, d->probe, rc);
+        return shmrpc__err_set(rc, "cannot make a client: %s", shmrpc_strerror(rc));
+    /* A client's failure leaves its message on the thread, as this call's. */
+    if ((rc = shmrpc_client_connect(d->probe, addr)) != 0) return rc;
     const shmrpc_service_info *info =
         shmrpc_dyn_info_copy(d->a, shmrpc_client_server_info(d->probe));
     /* The probe's connection is not wanted any more (a shm:// one holds a channel). */
     shmrpc_client_free(d->probe);
     d->probe = NULL;
     /* The status says it all: no message. */
-    if (info == NULL) return SHMRPC_ENOMEM;
+    if (info == NULL) return shmrpc__err_code(SHMRPC_ENOMEM);
     d->sigs = shmrpc_arena_calloc(d->a, info->n_methods ? info->n_methods : 1, sizeof *d->sigs,
                                   _Alignof(const shmrpc_dyn_sig *));
     d->sig_errs = shmrpc_arena_calloc(d->a, info->n_methods ? info->n_methods : 1,
                                       sizeof *d->sig_errs, _Alignof(const char *));
-    if (d->sigs == NULL || d->sig_errs == NULL) return SHMRPC_ENOMEM;
+    if (d->sigs == NULL || d->sig_errs == NULL) return shmrpc__err_code(SHMRPC_ENOMEM);
     if ((rc = shmrpc_client_new(&d->c, info, &d->opts)) != 0) return rc;
     if ((rc = shmrpc_client_connect(d->c, addr)) != 0) {
-        client_failed(d, d->c, rc);
         shmrpc_client_free(d->c);
         d->c = NULL;
         return rc;
@@ -185,25 +161,26 @@ int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info 
     *m = NULL;
     *sig = NULL;
     const shmrpc_service_info *info = shmrpc_dyn_info(d);
-    if (info == NULL) return shmrpc__dyn_fail(d, SHMRPC_ECLOSED, "not connected");
+    if (info == NULL) return shmrpc__err_set(SHMRPC_ECLOSED, "not connected");
     uint32_t i = 0;
     while (i < info->n_methods && strcmp(info->methods[i].name, name) != 0)
         i++;
     if (i == info->n_methods) {
-        shmrpc__msg_set(&d->msg, "%s has no method '%s' (it has:", info->name, name);
+        shmrpc_buf *msg = shmrpc__err_begin();
+        shmrpc__msg_set(msg, "%s has no method '%s' (it has:", info->name, name);
         for (uint32_t k = 0; k < info->n_methods; k++)
-            shmrpc__msg_append(&d->msg, "%s %s", k ? "," : "", info->methods[k].name);
-        shmrpc__msg_append(&d->msg, "%s)", info->n_methods ? "" : " none");
-        return SHMRPC_ENOENT;
+            shmrpc__msg_append(msg, "%s %s", k ? "," : "", info->methods[k].name);
+        shmrpc__msg_append(msg, "%s)", info->n_methods ? "" : " none");
+        return shmrpc__err_end(SHMRPC_ENOENT);
     }
     *m = &info->methods[i];
-    if (d->sig_errs[i] != NULL) return shmrpc__dyn_fail(d, SHMRPC_EPROTO, "%s", d->sig_errs[i]);
+    if (d->sig_errs[i] != NULL) return shmrpc__err_set(SHMRPC_EPROTO, "%s", d->sig_errs[i]);
     if (d->sigs[i] == NULL) {
         int rc = shmrpc_dyn_sig_parse(d, info->methods[i].signature, &d->sigs[i]);
         if (rc != 0) {
             /* Kept: a pooled handle asked again and again for a method that does not parse
              * must not parse it (into memory held until the next connect) every time. */
-            const char *why = shmrpc_dyn_errmsg(d);
+            const char *why = shmrpc_errmsg();
             d->sig_errs[i] = shmrpc_arena_strndup(d->a, why, strlen(why));
             return rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc;
         }
@@ -480,8 +457,8 @@ int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig *
     *out = NULL;
     parser ps = {.a = d->a, .p = text, .start = text};
     shmrpc_dyn_sig *s = shmrpc_arena_calloc(d->a, 1, sizeof *s, _Alignof(shmrpc_dyn_sig));
-    if (s == NULL) return shmrpc__dyn_fail(d, SHMRPC_ENOMEM, "out of memory");
-    if (parse_sig(&ps, s) != 0) return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", ps.err);
+    if (s == NULL) return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+    if (parse_sig(&ps, s) != 0) return shmrpc__err_set(SHMRPC_EINVAL, "%s", ps.err);
     *out = s;
     return 0;
 }

@@ -962,20 +962,18 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
 /* The messages name a place and a value cut short, so this is room enough. */
 #define ERR_CAP 768
 
-int shmrpc_dyn_encode_args(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const char *json, size_t n,
-                           shmrpc_buf *req)
+int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req)
 {
     char err[ERR_CAP];
     if (encode_args(s, json, n, req, err, sizeof err) != 0)
-        return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", err);
+        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
     return 0;
 }
 
-int shmrpc_dyn_decode_result(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const void *body, size_t n,
-                             shmrpc_buf *out)
+int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
 {
     char err[ERR_CAP];
     if (decode_result(s, body, n, out, err, sizeof err) != 0)
-        return shmrpc__dyn_fail(d, SHMRPC_EINVAL, "%s", err);
+        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
     return 0;
 }

@@ -131,10 +131,10 @@ static int reply_json(struct mg_connection *conn, int status, const shmrpc_buf *
 static int reply_error_with(struct mg_connection *conn, int http, const char *extra, int rc,
                             const char *msg)
 {
-    json_t *o = json_pack("{s:{s:s,s:i,s:s}}", "error", "status", web_status_name(rc), "code", rc,
-                          "message", msg);
+    json_t *o = json_pack("{s:{s:s,s:i,s:s}}", "error", "status", shmrpc_status_name(rc), "code",
+                          rc, "message", msg);
     if (!o)
-        o = json_pack("{s:{s:s,s:i,s:s}}", "error", "status", web_status_name(rc), "code", rc,
+        o = json_pack("{s:{s:s,s:i,s:s}}", "error", "status", shmrpc_status_name(rc), "code", rc,
                       "message", "(a message that is not UTF-8)");
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);

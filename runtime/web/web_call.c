@@ -39,11 +39,6 @@ void web_pool_destroy(web_pool *p)
     pthread_mutex_destroy(&p->mu);
 }
 
-const char *web_status_name(int rc)
-{
-    return shmrpc_status_name(rc);
-}
-
 int web_http_status(int rc)
 {
     switch (rc) {
@@ -106,7 +101,7 @@ static web_conn *conn_new(const char *addr, web_err *e)
     if ((rc = shmrpc_dyn_new(&k->d, NULL)) != 0) {
         fail(e, rc, "cannot make a client: %s", shmrpc_strerror(rc));
     } else if ((rc = shmrpc_dyn_connect(k->d, addr)) != 0) {
-        connect_failed(e, addr, shmrpc_dyn_errmsg(k->d), rc);
+        connect_failed(e, addr, shmrpc_errmsg(), rc);
     } else {
         return k;
     }
@@ -142,24 +137,24 @@ static int call_on(web_conn *k, const char *method, const char *args, size_t n, 
     const shmrpc_method_info *m;
     const shmrpc_dyn_sig *sig;
     int rc = shmrpc_dyn_method(k->d, method, &m, &sig);
-    if (rc == SHMRPC_ENOENT) return fail(e, rc, "%s", shmrpc_dyn_errmsg(k->d));
+    if (rc == SHMRPC_ENOENT) return fail(e, rc, "%s", shmrpc_errmsg());
     if (rc == SHMRPC_EPROTO)
-        return fail(e, rc, "%s: cannot read its signature: %s", method, shmrpc_dyn_errmsg(k->d));
-    if (rc != 0) return fail(e, rc, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
+        return fail(e, rc, "%s: cannot read its signature: %s", method, shmrpc_errmsg());
+    if (rc != 0) return fail(e, rc, "%s: %s", method, shmrpc_errmsg());
     shmrpc_client *c = shmrpc_dyn_client(k->d);
     shmrpc_client_set_timeout(c, timeout_ms);
-    if (shmrpc_dyn_encode_args(k->d, sig, args, n, shmrpc_client_request(c)) != 0)
-        return fail(e, SHMRPC_EINVAL, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
+    if (shmrpc_dyn_encode_args(sig, args, n, shmrpc_client_request(c)) != 0)
+        return fail(e, SHMRPC_EINVAL, "%s: %s", method, shmrpc_errmsg());
     shmrpc_bytes resp;
     if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {
-        const char *msg = shmrpc_client_errmsg(c);
+        const char *msg = shmrpc_errmsg();
         /* A handler's answer leaves the connection as good as it was; after anything
          * else (a timeout, a dead worker, a changed table) start afresh. */
         *keep = rc == SHMRPC_EINVAL || rc == SHMRPC_EHANDLER;
         return fail(e, rc, "%s: %s%s%s", method, shmrpc_strerror(rc), *msg ? ": " : "", msg);
     }
-    if (shmrpc_dyn_decode_result(k->d, sig, resp.ptr, resp.len, out) != 0)
-        return fail(e, SHMRPC_EPROTO, "%s: %s", method, shmrpc_dyn_errmsg(k->d));
+    if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, out) != 0)
+        return fail(e, SHMRPC_EPROTO, "%s: %s", method, shmrpc_errmsg());
     return 0;
 }
 

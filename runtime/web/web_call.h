@@ -45,7 +45,4 @@ int web_call(web_pool *p, const char *method, const char *args, size_t n, int64_
 /* The HTTP status for a call that failed with rc. */
 int web_http_status(int rc);
 
-/* "SHMRPC_EINVAL" and so on; "SHMRPC_ESYS" for an OS error (shmrpc_status_name). */
-const char *web_status_name(int rc);
-
 #endif

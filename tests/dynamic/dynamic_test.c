@@ -363,7 +363,7 @@ static int setup(void **state)
     assert_int_equal(shmrpc_client_connect(f.gen, "inproc://every-dyn"), 0);
     assert_int_equal(shmrpc_dyn_new(&f.d, NULL), 0);
     int rc = shmrpc_dyn_connect(f.d, "inproc://every-dyn");
-    if (rc != 0) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_dyn_errmsg(f.d));
+    if (rc != 0) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     *state = &f;
     return 0;
 }
@@ -414,8 +414,7 @@ static void same_bytes_as_generated(void **state)
         /* The generated stub, from C values. */
         int rc = k->gen(f->gen);
         if (rc != 0)
-            fail_msg("%s (generated): %s: %s", k->method, shmrpc_strerror(rc),
-                     shmrpc_client_errmsg(f->gen));
+            fail_msg("%s (generated): %s: %s", k->method, shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_buf_clear(&gen_req);
         shmrpc_buf_clear(&gen_resp);
         shmrpc_buf_append(&gen_req, tapped_req.data, tapped_req.len);
@@ -425,27 +424,26 @@ static void same_bytes_as_generated(void **state)
         const shmrpc_method_info *m;
         const shmrpc_dyn_sig *sig;
         if (shmrpc_dyn_method(f->d, k->method, &m, &sig) != 0)
-            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+            fail_msg("%s: %s", k->method, shmrpc_errmsg());
         shmrpc_buf_clear(&dyn_req);
-        if (shmrpc_dyn_encode_args(f->d, sig, k->args, strlen(k->args), &dyn_req) != 0)
-            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+        if (shmrpc_dyn_encode_args(sig, k->args, strlen(k->args), &dyn_req) != 0)
+            fail_msg("%s: %s", k->method, shmrpc_errmsg());
         assert_same_bytes(k->method, "request bodies", &gen_req, &dyn_req);
         shmrpc_buf_clear(&out);
-        if (shmrpc_dyn_decode_result(f->d, sig, gen_resp.data, gen_resp.len, &out) != 0)
-            fail_msg("%s: %s", k->method, shmrpc_dyn_errmsg(f->d));
+        if (shmrpc_dyn_decode_result(sig, gen_resp.data, gen_resp.len, &out) != 0)
+            fail_msg("%s: %s", k->method, shmrpc_errmsg());
         assert_text(k->method, "the generated server's result", k->result, &out);
 
         /* A whole call through the dynamic handle's own client. */
         shmrpc_client *c = shmrpc_dyn_client(f->d);
         shmrpc_buf *req = shmrpc_client_request(c);
-        assert_int_equal(shmrpc_dyn_encode_args(f->d, sig, k->args, strlen(k->args), req), 0);
+        assert_int_equal(shmrpc_dyn_encode_args(sig, k->args, strlen(k->args), req), 0);
         shmrpc_bytes resp;
         if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0)
-            fail_msg("%s (dynamic): %s: %s", k->method, shmrpc_strerror(rc),
-                     shmrpc_client_errmsg(c));
+            fail_msg("%s (dynamic): %s: %s", k->method, shmrpc_strerror(rc), shmrpc_errmsg());
         assert_same_bytes(k->method, "requests on the wire", &gen_req, &tapped_req);
         shmrpc_buf_clear(&out);
-        assert_int_equal(shmrpc_dyn_decode_result(f->d, sig, resp.ptr, resp.len, &out), 0);
+        assert_int_equal(shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out), 0);
         assert_text(k->method, "the dynamic call's result", k->result, &out);
     }
     shmrpc_buf_destroy(&gen_req);
@@ -462,10 +460,10 @@ static void unknown_method_and_bad_signature(void **state)
     const shmrpc_dyn_sig *sig;
     assert_int_equal(shmrpc_dyn_method(f->d, "nope", &m, &sig), SHMRPC_ENOENT);
     assert_null(m);
-    const char *msg = shmrpc_dyn_errmsg(f->d);
+    const char *msg = shmrpc_errmsg();
     assert_non_null(strstr(msg, "Every has no method 'nope' (it has: first, fourth_json, "));
     assert_int_equal(shmrpc_dyn_sig_parse(f->d, "x(i64 a)->i64", &sig), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_dyn_errmsg(f->d), "signature, at byte 13: expected ' @'");
+    assert_string_equal(shmrpc_errmsg(), "signature, at byte 13: expected ' @'");
     /* What the generator never writes. */
     const char *bad[] = {"x(void a)->void @msgpack",
                          "x(list<void> a)->void @msgpack",
@@ -516,7 +514,7 @@ static void broken_signature(void **state)
         assert_int_equal(shmrpc_dyn_method(d, "first", &m, &sig), SHMRPC_EPROTO);
         assert_non_null(m);
         assert_null(sig);
-        assert_string_equal(shmrpc_dyn_errmsg(d), "signature, at byte 6: unknown type 'int'");
+        assert_string_equal(shmrpc_errmsg(), "signature, at byte 6: unknown type 'int'");
     }
     assert_int_equal(shmrpc_dyn_method(d, "pass_sign", &m, &sig), 0);
     shmrpc_dyn_free(d);

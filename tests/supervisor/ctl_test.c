@@ -482,8 +482,8 @@ static void codec_round_trip(void **state)
              "r()->struct R{map<string,list<i64>> m;enum Color{red=0,green=5}? c;"
              "struct Node{i8 v;list<struct Node> kids;struct Node? up;} n;u64 big;bytes b;f32 f;"
              "map<enum Color,bool> k;map<i16,string?> q;} @msgpack");
-    if (shmrpc_dyn_sig_parse(d, sig, &args) != 0) fail_msg("%s", shmrpc_dyn_errmsg(d));
-    if (shmrpc_dyn_sig_parse(d, sig2, &res) != 0) fail_msg("%s", shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_sig_parse(d, sig, &args) != 0) fail_msg("%s", shmrpc_errmsg());
+    if (shmrpc_dyn_sig_parse(d, sig2, &res) != 0) fail_msg("%s", shmrpc_errmsg());
     const char *in = "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
                      "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[]}]},"
                      "\"big\":\"18446744073709551615\",\"b\":\"AAEC\",\"f\":0.1,"
@@ -491,10 +491,9 @@ static void codec_round_trip(void **state)
     shmrpc_buf body, out;
     shmrpc_buf_init(&body);
     shmrpc_buf_init(&out);
-    if (shmrpc_dyn_encode_args(d, args, in, strlen(in), &body) != 0)
-        fail_msg("%s", shmrpc_dyn_errmsg(d));
-    if (shmrpc_dyn_decode_result(d, res, body.data, body.len, &out) != 0)
-        fail_msg("%s", shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_encode_args(args, in, strlen(in), &body) != 0) fail_msg("%s", shmrpc_errmsg());
+    if (shmrpc_dyn_decode_result(res, body.data, body.len, &out) != 0)
+        fail_msg("%s", shmrpc_errmsg());
     const char *want =
         "{\"m\":{\"a\":[1,-2],\"b\":[]},\"c\":\"green\","
         "\"n\":{\"v\":-128,\"kids\":[{\"v\":1,\"kids\":[],\"up\":null}],\"up\":null},"
@@ -524,10 +523,9 @@ static void codec_round_trip(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         shmrpc_buf_clear(&body);
-        if (shmrpc_dyn_encode_args(d, args, bad[i].args, strlen(bad[i].args), &body) !=
-            SHMRPC_EINVAL)
+        if (shmrpc_dyn_encode_args(args, bad[i].args, strlen(bad[i].args), &body) != SHMRPC_EINVAL)
             fail_msg("accepted %s", bad[i].args);
-        assert_string_equal(shmrpc_dyn_errmsg(d), bad[i].err);
+        assert_string_equal(shmrpc_errmsg(), bad[i].err);
     }
     /* Responses that lie. */
     const uint8_t lie[] = {0x93, 0x01, 0x02};       /* an array of 3 with 2 elements */
@@ -535,10 +533,10 @@ static void codec_round_trip(void **state)
     const shmrpc_dyn_sig *ints;
     assert_int_equal(shmrpc_dyn_sig_parse(d, "p()->list<i64> @msgpack", &ints), 0);
     shmrpc_buf_clear(&out);
-    assert_int_equal(shmrpc_dyn_decode_result(d, ints, lie, sizeof lie, &out), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_dyn_errmsg(d), "result: count larger than the bytes left");
-    assert_int_equal(shmrpc_dyn_decode_result(d, ints, cut, sizeof cut, &out), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_dyn_errmsg(d), "result[1]: truncated");
+    assert_int_equal(shmrpc_dyn_decode_result(ints, lie, sizeof lie, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "result: count larger than the bytes left");
+    assert_int_equal(shmrpc_dyn_decode_result(ints, cut, sizeof cut, &out), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "result[1]: truncated");
     const char *sigs_bad[] = {"x(i64 a)->i64", "x(struct P a)->void @msgpack",
                               "x(int a)->void @msgpack", "x(bytes a)->string @raw",
                               "x(map<f64,i8> a)->void @json"};
@@ -585,7 +583,7 @@ static void *decode_on_small_stack(void *arg)
     shmrpc_buf_init(&out);
     size_t len;
     uint8_t *body = node_chain(100000, &len);
-    rc = shmrpc_dyn_decode_result(d, sig, body, len, &out);
+    rc = shmrpc_dyn_decode_result(sig, body, len, &out);
     free(body);
     shmrpc_buf_destroy(&out);
     return (void *)rc;
@@ -606,16 +604,15 @@ static void codec_depth(void **state)
     shmrpc_buf_init(&out);
     size_t len;
     uint8_t *body = node_chain(128, &len);
-    if (shmrpc_dyn_decode_result(d, sig, body, len, &out) != 0)
-        fail_msg("%s", shmrpc_dyn_errmsg(d));
+    if (shmrpc_dyn_decode_result(sig, body, len, &out) != 0) fail_msg("%s", shmrpc_errmsg());
     free(body);
     assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 128), 0);
     assert_int_equal(shmrpc_json_check_depth(out.data, out.len, 127), SHMRPC_EINVAL);
     shmrpc_buf_clear(&out);
     body = node_chain(129, &len);
-    assert_int_equal(shmrpc_dyn_decode_result(d, sig, body, len, &out), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, body, len, &out), SHMRPC_EINVAL);
     free(body);
-    assert_non_null(strstr(shmrpc_dyn_errmsg(d), "nested more than 128 deep"));
+    assert_non_null(strstr(shmrpc_errmsg(), "nested more than 128 deep"));
 
     pthread_attr_t attr;
     pthread_t th;
@@ -636,9 +633,9 @@ static void codec_depth(void **state)
         memset(text + depth, ']', depth);
         text[2 * depth] = '\0';
         shmrpc_buf_clear(&out);
-        assert_int_equal(shmrpc_dyn_encode_args(d, list, text, 2 * depth, &out), SHMRPC_EINVAL);
+        assert_int_equal(shmrpc_dyn_encode_args(list, text, 2 * depth, &out), SHMRPC_EINVAL);
         free(text);
-        const char *err = shmrpc_dyn_errmsg(d);
+        const char *err = shmrpc_errmsg();
         if ((strstr(err, "arguments: JSON nested more than 128 deep") != NULL) != (depth == 129))
             fail_msg("%zu deep: %s", depth, err);
     }

@@ -77,8 +77,8 @@ typedef struct shmrpc_dyn_sig {
 } shmrpc_dyn_sig;
 
 /* --- the handle ---------------------------------------------------------------------
- * Holds what was parsed, the connection (if any) and the message of the last failure, as
- * a shmrpc_client does. Used by one thread at a time. */
+ * Holds what was parsed and the connection (if any). Used by one thread at a time. A
+ * failure says why in shmrpc_errmsg(), as every shmrpc call does (status.h). */
 
 typedef struct shmrpc_dyn shmrpc_dyn;
 
@@ -86,9 +86,6 @@ typedef struct shmrpc_dyn shmrpc_dyn;
  * secret it points to must outlive the handle). Fails as shmrpc_client_new does. */
 int shmrpc_dyn_new(shmrpc_dyn **out, const shmrpc_client_opts *opts);
 void shmrpc_dyn_free(shmrpc_dyn *d);
-
-/* The message of the last failure of any shmrpc_dyn_* function on d, or "". */
-const char *shmrpc_dyn_errmsg(const shmrpc_dyn *d);
 
 /* Connects to a service whose method table the caller does not know: a client with an
  * empty table connects (any server accepts it) and reads the server's table; a second
@@ -120,13 +117,11 @@ int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig *
  * parameter name; an optional parameter may be left out) to a request body in the
  * method's encoding, appended to req. SHMRPC_EINVAL with a message that names the place
  * ("argument 'points'[1].x: expected a number (f64), got \"a\""). */
-int shmrpc_dyn_encode_args(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const char *json, size_t n,
-                           shmrpc_buf *req);
+int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req);
 
 /* A response body to compact JSON (no newline), appended to out. SHMRPC_EINVAL with a
  * message naming the place ("result.x: ...") when the body does not match the signature. */
-int shmrpc_dyn_decode_result(shmrpc_dyn *d, const shmrpc_dyn_sig *s, const void *body, size_t n,
-                             shmrpc_buf *out);
+int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out);
 
 /* A deep copy of a service's table into a (for instance of
  * shmrpc_client_server_info(), which the next connect or call may change), so that a
