@@ -4,6 +4,7 @@
 #include "shm.h"
 
 #include "crew.h"
+#include "shm_rdv.h"
 #include "stats.h"
 #include "proc.h"
 
@@ -29,6 +30,7 @@
 #define PAGE ((uint64_t)4096)
 #define CHECK_EVERY_NS ((int64_t)5 * 1000 * 1000) /* liveness checks while waiting */
 #define SWEEP_EVERY_NS ((int64_t)1000 * 1000 * 1000)
+#define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
 
 /* --- processes ----------------------------------------------------------------------- */
 
@@ -183,21 +185,15 @@ static int create_channel(const char *name, uint64_t size, int *fd_out, shmrpc_b
     return 0;
 }
 
-/* Opens the channel that client pid holds as fd, which must be the memfd named name,
- * ours alone, at least min_size bytes and sealed as channels are: a broken client that
- * published another file, or an unsealed one, costs its own connection only. */
-static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t min_size,
-                        int *fd_out, uint64_t *size, shmrpc_buf *err)
+/* Keeps fd in *fd_out if it is the memfd named name, ours alone, at least min_size bytes
+ * and sealed as channels are; else closes it. Whatever reached us (a descriptor a client
+ * handed over, or one opened through /proc), a broken client that gave another file, or
+ * an unsealed one, costs its own connection only. */
+static int check_channel(int fd, const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+                         shmrpc_buf *err)
 {
     char path[64], link[256], want[200];
-    if (pid <= 0 || chan_fd < 0) {
-        shmrpc__msg_set(err, "the slot of %s names no channel", name);
-        return SHMRPC_EPROTO;
-    }
-    snprintf(path, sizeof path, "/proc/%" PRId32 "/fd/%" PRId32, pid, chan_fd);
-    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) return sys_error(err, "cannot open", path);
-    /* What was opened, not what the path led to a moment before. */
+    /* What we hold, not what a path led to a moment before. */
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(path, link, sizeof link - 1);
     link[n > 0 ? n : 0] = '\0';
@@ -205,8 +201,7 @@ static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t
     int seals = fcntl(fd, F_GET_SEALS);
     int rc = 0;
     if (strcmp(link, want) != 0)
-        rc = SHMRPC_EPROTO,
-        shmrpc__msg_set(err, "fd %" PRId32 " of pid %" PRId32 " is not %s", chan_fd, pid, name);
+        rc = SHMRPC_EPROTO, shmrpc__msg_set(err, "the descriptor given is not %s", name);
     else if (seals < 0 || (seals & CHAN_SEALS) != CHAN_SEALS ||
              (seals & (F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
         rc = SHMRPC_EPROTO,
@@ -216,6 +211,22 @@ static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t
         return rc;
     }
     return check_segment(fd, name, min_size, fd_out, size, err);
+}
+
+/* Opens the channel that client pid holds as fd through /proc: for a client that did not
+ * hand it over at the rendezvous (a client of a version before it). */
+static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t min_size,
+                        int *fd_out, uint64_t *size, shmrpc_buf *err)
+{
+    char path[64];
+    if (pid <= 0 || chan_fd < 0) {
+        shmrpc__msg_set(err, "the slot of %s names no channel", name);
+        return SHMRPC_EPROTO;
+    }
+    snprintf(path, sizeof path, "/proc/%" PRId32 "/fd/%" PRId32, pid, chan_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return sys_error(err, "cannot open", path);
+    return check_channel(fd, name, min_size, fd_out, size, err);
 }
 
 static void *map(int fd, uint64_t size)
@@ -400,6 +411,15 @@ typedef struct shm_listener {
     uint64_t max_msg; /* the server's own: workers never take it from the segment */
     shmrpc_wait_opts wait;
     shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
+    shmrpc__rdv *rdv;    /* the rendezvous, in the listening process; NULL in a worker */
+    /* Per slot, the channel its client handed over at the rendezvous, as (gen << 32 |
+     * fd + 1), fd being the listening process's descriptor, or 0. Written by the listening
+     * process; read by workers, which take the descriptor from it (pidfd_getfd). Shared
+     * anonymous memory that only the listening process and the workers it forks map: no
+     * client can point a worker at another file. */
+    _Atomic uint64_t *held;
+    int held_fd[SHMRPC__MAX_CONNS]; /* the listening process's own copy of those fds, or -1 */
+    int manager_fd;                 /* a pidfd of the listening process, for its workers */
 } shm_listener;
 
 /* Unlinks the channels in /dev/shm of key whose server is owner, or (owner 0, a server
@@ -461,6 +481,113 @@ static int create_ctl(shm_listener *l, shmrpc_buf *err)
     return SHMRPC_EBUSY;
 }
 
+/* The channel the slot's client handed over for gen, as this process's descriptor (a
+ * copy: the caller closes it), or -1 when none was, or it cannot be had: the caller then
+ * opens it through /proc as for a client of a version before the rendezvous. A worker
+ * takes it from the listening process (pidfd_getfd: a child of the same uid may); the
+ * number may be stale by then, which the caller's checks of what it got (the channel's
+ * name holds the slot and gen) catch. */
+static int held_take(shm_listener *l, unsigned slot, uint32_t gen)
+{
+    uint64_t h = l->held ? atomic_load(&l->held[slot]) : 0;
+    if ((uint32_t)(h >> 32) != gen || (uint32_t)h == 0) return -1;
+    int fd = (int)((uint32_t)h - 1);
+    if (getpid() == l->pid) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return l->manager_fd >= 0 ? (int)syscall(SYS_pidfd_getfd, l->manager_fd, fd, 0) : -1;
+}
+
+static void held_set(shm_listener *l, unsigned slot, uint32_t gen, int fd)
+{
+    uint64_t h = fd >= 0 ? (uint64_t)gen << 32 | (uint32_t)(fd + 1) : 0;
+    atomic_store(&l->held[slot], h);
+    if (l->held_fd[slot] >= 0) close(l->held_fd[slot]);
+    l->held_fd[slot] = fd;
+}
+
+/* The state of the call on a channel: mapped for the moment, as a sweep does through its
+ * own mapping (a channel that was taken is at least a page, and cannot shrink). */
+static uint32_t chan_state_of(int fd)
+{
+    shmrpc__shm_chan *h = fd >= 0 ? map(fd, PAGE) : NULL;
+    if (h == NULL) return SHM_CHAN_IDLE;
+    uint32_t st = atomic_load(&h->state.word);
+    munmap(h, PAGE);
+    return st;
+}
+
+static bool in_call_state(uint32_t st)
+{
+    return st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE;
+}
+
+static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call);
+
+/* A client hands over its channel: it must hold the slot it names (claimed by its pid,
+ * which the kernel vouches for, with that gen), and the descriptor must be that slot's
+ * channel, sealed and ours alone. */
+static int rdv_take(void *arg, uint32_t slot, uint32_t gen, int32_t pid, int fd, shmrpc_buf *err)
+{
+    shm_listener *l = arg;
+    shmrpc__shm_slot *s = &l->ctl->slots[slot];
+    if (atomic_load(&s->state) != SHM_SLOT_CLAIMED || atomic_load(&s->gen) != gen ||
+        atomic_load(&s->client.pid) != pid) {
+        close(fd);
+        shmrpc__msg_set(err,
+                        "slot %" PRIu32 " of shm://%s is not being claimed by pid %" PRId32
+                        " with gen %" PRIu32,
+                        slot, l->key, pid, gen);
+        return SHMRPC_EPERM;
+    }
+    char name[160];
+    chan_name(name, sizeof name, l->key, l->pid, slot, gen);
+    int kept;
+    uint64_t size;
+    int rc = check_channel(fd, name + 1, PAGE, &kept, &size, err);
+    if (rc == 0) held_set(l, slot, gen, kept);
+    return rc;
+}
+
+/* The connection that handed over slot's channel for gen hung up. When its client died
+ * (the kernel closes a process's sockets as it exits, after it can run any more of its
+ * code), the slot is freed now, as a sweep would a second later; a client that only
+ * closed the socket keeps its slot, and loses the channel held for it here (workers then
+ * open it through /proc). */
+static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
+{
+    shm_listener *l = arg;
+    shmrpc__shm_slot *s = &l->ctl->slots[slot];
+    uint64_t h = atomic_load(&l->held[slot]);
+    bool ours = (uint32_t)(h >> 32) == gen && (uint32_t)h != 0;
+    uint32_t state = atomic_load(&s->state);
+    uint64_t start = atomic_load(&s->client.start);
+    if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
+        atomic_load(&s->client.pid) == pid && !proc_running(pid, start)) {
+        bool in_call = ours && in_call_state(chan_state_of(l->held_fd[slot])) &&
+                       !atomic_load(&s->presence.asleep);
+        free_slot(l->ctl, slot, state, in_call);
+    }
+    if (ours) held_set(l, slot, 0, -1);
+}
+
+static void rdv_pump(void *arg)
+{
+    shm_listener *l = arg;
+    if (l->rdv) shmrpc__rdv_pump(l->rdv);
+}
+
+/* The rendezvous of the listener's key, and the table of the channels handed over. */
+static int rdv_listen(shm_listener *l, shmrpc_buf *err)
+{
+    shmrpc__rdv_hooks hooks = {.arg = l, .take = rdv_take, .hangup = rdv_hangup};
+    l->held = mmap(NULL, SHMRPC__MAX_CONNS * sizeof *l->held, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (l->held == MAP_FAILED) {
+        l->held = NULL;
+        return sys_error(err, "cannot map", "the table of handed-over channels");
+    }
+    return shmrpc__rdv_listen(l->key, &hooks, &l->rdv, err);
+}
+
 static void shm_listener_close(shmrpc__listener *base);
 static int shm_serve(shmrpc__listener *base, int workers);
 static void shm_stop(shmrpc__listener *base);
@@ -484,6 +611,9 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     snprintf(l->key, sizeof l->key, "%s", where);
     l->pid = getpid();
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    l->manager_fd = -1;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        l->held_fd[i] = -1;
     l->max_msg = shmrpc__server_max_msg(s);
     if (l->max_msg > SHMRPC__MAX_MSG_CAP) l->max_msg = SHMRPC__MAX_MSG_CAP;
     l->wait = *shmrpc__server_wait(s);
@@ -497,9 +627,12 @@ static int shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **ou
     const shmrpc_service_info *info = shmrpc__server_info(s);
     if (l->ctl == NULL) rc = sys_error(err, "cannot map", "the control segment");
     if (rc == 0) rc = write_table(l->ctl, info, err);
+    /* Before magic: a client that finds the service ready finds its rendezvous too. */
+    if (rc == 0) rc = rdv_listen(l, err);
     if (rc != 0) {
         char name[128];
         ctl_name(name, sizeof name, l->key);
+        if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
         if (l->ctl) munmap(l->ctl, sizeof *l->ctl);
         close(l->fd);
         shm_unlink(name);
@@ -591,7 +724,10 @@ static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
     chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
     int32_t pid = atomic_load(&s->client.pid), chan_fd = atomic_load(&s->chan_fd);
     uint64_t size;
-    if (open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, err) != 0) return NULL;
+    int fd = held_take(w->l, slot, gen);
+    int rc = fd >= 0 ? check_channel(fd, name + 1, PAGE, &c->map.fd, &size, err)
+                     : open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, err);
+    if (rc != 0) return NULL;
     c->map.max_size = chan_max_size(w->l->max_msg);
     /* Looked at again: the client may have let go and claimed it anew meanwhile. */
     if (size > c->map.max_size || atomic_load(&s->state) != SHM_SLOT_OPEN ||
@@ -726,19 +862,11 @@ static bool pidless_for_long(shmrpc__shm_slot *s, uint32_t gen, int64_t now)
 }
 
 /* Frees slot i, whose client is dead or never finished its claim: its pending bit, and
- * the client's share of awake. Its channel, a memfd, goes with its last holder (workers
- * let go of theirs in forget_closed). */
-static void free_slot(worker *w, unsigned i, uint32_t state)
+ * the client's share of awake (in_call: it died counted as awake). Its channel, a memfd, goes with
+ * its last holder (workers let go of theirs in forget_closed). */
+static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call)
 {
-    shmrpc__shm_ctl *ctl = w->ctl;
     shmrpc__shm_slot *s = &ctl->slots[i];
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
-    shmrpc_buf_destroy(&err);
-    uint32_t st = wc ? atomic_load(&wc->map.head->state.word) : SHM_CHAN_IDLE;
-    bool in_call = (st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE) &&
-                   !atomic_load(&s->presence.asleep);
     /* FREEING first: no client claims the slot while its pid is cleared. */
     if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
     proc_set(&s->client, 0, 0);
@@ -830,7 +958,13 @@ static void sweep(worker *w)
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        free_slot(w, i, state);
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
+        shmrpc_buf_destroy(&err);
+        bool in_call = wc && in_call_state(atomic_load(&wc->map.head->state.word)) &&
+                       !atomic_load(&s->presence.asleep);
+        free_slot(ctl, i, state, in_call);
     }
     repair_header(w, now);
     repair_counters(ctl);
@@ -917,6 +1051,9 @@ static int worker_run(shm_listener *l, unsigned index)
             w->last_call_ns = shmrpc__now_ns();
             continue;
         }
+        /* Serving in the listening process, the worker looks after the rendezvous too: a
+         * client rings the doorbell when its hello is not answered at once. */
+        if (l->rdv && w->pid == l->pid) shmrpc__rdv_pump(l->rdv);
         sweep(w);
         if (shmrpc__now_ns() >= w->next_forget_ns) {
             forget_closed(w);
@@ -951,9 +1088,17 @@ static int worker_run(shm_listener *l, unsigned index)
 
 static int crew_run(void *arg, int index)
 {
+    shm_listener *l = arg;
     struct sigaction stop = {.sa_handler = on_stop}; /* no SA_RESTART: a futex sleep ends */
     sigaction(SIGTERM, &stop, NULL);
-    return worker_run(arg, (unsigned)index);
+    /* The rendezvous and the channels handed over are the manager's: a worker's copies
+     * would keep the name bound after the manager died, and channels alive after their
+     * connections. */
+    shmrpc__rdv_close(l->rdv);
+    l->rdv = NULL;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (l->held_fd[i] >= 0) close(l->held_fd[i]), l->held_fd[i] = -1;
+    return worker_run(l, (unsigned)index);
 }
 
 /* A worker that died without leaving: take back its bit on the doorbell and, unless it
@@ -979,14 +1124,22 @@ static int manage(shm_listener *l, int n)
     if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
     _Atomic int *want = shmrpc__server_want(l->server);
     atomic_store(want, n);
+    /* Workers take the channels handed over to the manager through this (pidfd_getfd). */
+    l->manager_fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    /* The manager sleeps on the rendezvous with the workers' pidfds: a client's hang-up
+     * frees its slot at once. */
     shmrpc__crew c = {.want = want,
                       .stop = &l->stop,
                       .stop_fd = l->stop_pipe[0],
+                      .watch_fd = l->rdv ? shmrpc__rdv_fd(l->rdv) : -1,
+                      .watch = rdv_pump,
                       .arg = l,
                       .run = crew_run,
                       .reaped = crew_reaped,
                       .stopping = crew_stopping};
     int rc = shmrpc__crew_manage(&c);
+    if (l->manager_fd >= 0) close(l->manager_fd);
+    l->manager_fd = -1;
     close(l->stop_pipe[0]);
     close(l->stop_pipe[1]);
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
@@ -1034,6 +1187,10 @@ static void shm_listener_close(shmrpc__listener *base)
         ctl_name(name, sizeof name, l->key);
         shm_unlink(name); /* channels are memfds: they go with their last holder */
     }
+    shmrpc__rdv_close(l->rdv);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (l->held_fd[i] >= 0) close(l->held_fd[i]);
+    if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
     shmrpc__stats_destroy(&l->stats);
     free(l->table);
     munmap(l->ctl, sizeof *l->ctl);
@@ -1048,6 +1205,11 @@ typedef struct shm_conn {
     char key[SHMRPC__KEY_MAX + 1];
     int ctl_fd;
     shmrpc__shm_ctl *ctl;
+    /* The connection to the server's rendezvous, kept open as long as the slot: the
+     * manager holds the channel handed over on it, and its hang-up tells the manager that
+     * this process died. -1 with a server of a version before it. */
+    int rdv_fd;
+    int32_t rdv_pid; /* who listens there (SO_PEERCRED): must be the segment's owner */
     int32_t owner;
     uint64_t owner_start;
     unsigned slot;
@@ -1073,7 +1235,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err);
 
 static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call, .close = shm_conn_close};
-static int attach(shm_conn *c, shmrpc_buf *err);
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
                     shmrpc_buf *err)
@@ -1138,14 +1300,49 @@ static int claim_slot(shm_conn *c, shmrpc_buf *err)
     return SHMRPC_EBUSY;
 }
 
-static int create_chan(shm_conn *c, shmrpc_buf *err)
+/* Rings the doorbell: a server that serves in its listening process (no manager) looks at
+ * its rendezvous when a worker wakes. */
+static void ring(void *arg)
 {
-    /* Workers open the channel through /proc/PID/fd, which the kernel refuses for a
-     * process that is not dumpable: say so now, rather than let every call time out. */
-    if (prctl(PR_GET_DUMPABLE) != 1) {
+    shm_conn *c = arg;
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+}
+
+/* Hands the channel over at the rendezvous, connecting again if the manager dropped the
+ * connection before answering (it drops the oldest handshake when too many arrive at
+ * once), within the deadline. */
+static int hand_over(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = shmrpc__rdv_hello(c->rdv_fd, c->slot, c->gen, c->chan.fd, deadline, ring, c, err);
+        if ((rc != SHMRPC_EUNAVAIL && rc != SHMRPC_EBUSY) || attempt >= 8 ||
+            shmrpc__now_ns() >= deadline)
+            return rc;
+        close(c->rdv_fd);
+        c->rdv_fd = -1;
+        int32_t pid;
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &pid, err);
+        if (rc == 0 && pid != c->rdv_pid) {
+            shmrpc__msg_set(err, "the rendezvous of shm://%s changed hands during the connect",
+                            c->key);
+            return SHMRPC_EUNAVAIL;
+        }
+        if (rc != 0) return rc == SHMRPC_ESYS(ECONNREFUSED) ? SHMRPC_EUNAVAIL : rc;
+    }
+}
+
+static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    /* Without a rendezvous (a server of an older version), workers open the channel
+     * through /proc/PID/fd, which the kernel refuses for a process that is not dumpable:
+     * say so now, rather than let every call time out. */
+    if (c->rdv_fd < 0 && prctl(PR_GET_DUMPABLE) != 1) {
         shmrpc__msg_set(err,
-                        "shm://%s needs a dumpable process (workers open its channel through "
-                        "/proc/%d/fd); this one is not (PR_SET_DUMPABLE, setuid or capabilities)",
+                        "shm://%s has no rendezvous (a server of an older version), so its "
+                        "workers open this process's channel through /proc/%d/fd, which needs "
+                        "a dumpable process; this one is not (PR_SET_DUMPABLE, setuid or "
+                        "capabilities)",
                         c->key, (int)getpid());
         return SHMRPC_EPERM;
     }
@@ -1163,6 +1360,7 @@ static int create_chan(shm_conn *c, shmrpc_buf *err)
     atomic_store(&c->chan.head->size, PAGE);
     atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
     atomic_store(&c->ctl->slots[c->slot].chan_fd, c->chan.fd);
+    if (c->rdv_fd >= 0 && (rc = hand_over(c, deadline, err)) != 0) return rc;
     uint32_t claimed = SHM_SLOT_CLAIMED;
     if (!atomic_compare_exchange_strong(&c->ctl->slots[c->slot].state, &claimed, SHM_SLOT_OPEN)) {
         shmrpc__msg_set(err, "the slot of shm://%s was taken back during the connect", c->key);
@@ -1180,7 +1378,7 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     shm_conn *c = calloc(1, sizeof *c);
     if (c == NULL) return SHMRPC_ENOMEM;
     c->base.ops = &shm_conn_ops;
-    c->ctl_fd = c->chan.fd = -1;
+    c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
     c->pid = getpid();
@@ -1189,7 +1387,7 @@ static int shm_connect(const char *where, const shmrpc_service_info *info,
     c->table = table;
     snprintf(c->key, sizeof c->key, "%s", where);
     c->wait = cfg->wait;
-    rc = attach(c, err);
+    rc = attach(c, shmrpc__now_ns() + RDV_WAIT_NS, err);
     if (rc != 0) {
         shm_conn_close(&c->base);
         return rc;
@@ -1216,6 +1414,9 @@ static void detach(shm_conn *c)
             atomic_store(&s->state, SHM_SLOT_FREE);
         }
     }
+    /* After the slot: the manager then finds it free at the hang-up. */
+    if (c->rdv_fd >= 0) close(c->rdv_fd);
+    c->rdv_fd = -1;
     if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
     if (c->ctl_fd >= 0) close(c->ctl_fd);
     c->ctl = NULL;
@@ -1223,18 +1424,38 @@ static void detach(shm_conn *c)
     c->slot = UINT_MAX;
 }
 
-static int attach(shm_conn *c, shmrpc_buf *err)
+/* Connects: the rendezvous first, so that a service of another uid is refused by what
+ * the kernel says of it; then the control segment, a slot, and the channel, handed over
+ * at the rendezvous. No rendezvous there: a server of an older version (or one still
+ * starting, which binds it before it publishes the segment: so it is tried once more
+ * once the segment is found ready). */
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 {
-    int rc = open_ctl(c, c->info, c->map, err);
+    int64_t left = deadline - shmrpc__now_ns();
+    int rc = shmrpc__rdv_connect(c->key, left, &c->rdv_fd, &c->rdv_pid, err);
+    bool refused = rc == SHMRPC_ESYS(ECONNREFUSED);
+    if (rc != 0 && !refused) return rc;
+    rc = open_ctl(c, c->info, c->map, err);
+    if (rc == 0 && refused) {
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &c->rdv_pid, err);
+        if (rc == SHMRPC_ESYS(ECONNREFUSED)) rc = 0;
+    }
+    if (rc == 0 && c->rdv_fd >= 0 && c->rdv_pid != c->owner) {
+        shmrpc__msg_set(err,
+                        "the rendezvous of shm://%s is held by pid %" PRId32
+                        ", not by the service's owner (pid %" PRId32 ")",
+                        c->key, c->rdv_pid, c->owner);
+        rc = SHMRPC_EUNAVAIL;
+    }
     if (rc == 0) rc = claim_slot(c, err);
-    if (rc == 0) rc = create_chan(c, err);
+    if (rc == 0) rc = create_chan(c, deadline, err);
     return rc;
 }
 
 /* After the server went away, a later call connects again (never the failed call: it
  * is not sent twice), no more often than a backoff that doubles up to a second, with
  * jitter so that a crowd of clients does not come back at once. */
-static int reconnect(shm_conn *c, shmrpc_buf *err)
+static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 {
     int64_t now = shmrpc__now_ns();
     if (now < c->retry_ns) {
@@ -1242,7 +1463,8 @@ static int reconnect(shm_conn *c, shmrpc_buf *err)
         return SHMRPC_EUNAVAIL;
     }
     detach(c);
-    int rc = attach(c, err);
+    /* The rendezvous is waited for within the call's deadline: a call waits nowhere else. */
+    int rc = attach(c, deadline < now + RDV_WAIT_NS ? deadline : now + RDV_WAIT_NS, err);
     if (rc == 0) {
         c->broken = c->lost = false;
         c->backoff_ns = 0;
@@ -1425,7 +1647,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     /* A slot taken from this connection while it was idle: nothing was sent yet, so
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
-    int rc = c->broken ? reconnect(c, err) : 0;
+    int rc = c->broken ? reconnect(c, deadline, err) : 0;
     if (rc != 0) return rc;
     if (req.len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,

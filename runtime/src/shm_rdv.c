@@ -1,0 +1,481 @@
+/* The shm:// rendezvous: the manager's Unix socket where clients hand over their channels,
+ * and the client's side of it (shm_rdv.h, docs/shm-transport.md). Everything on the
+ * server side is nonblocking and bounded: a peer that connects and says nothing, says
+ * nonsense, or connects ten thousand times costs a bounded number of descriptors and a
+ * bounded amount of work per wake-up, never a stall. */
+#include "shm_rdv.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+#define RDV_MAGIC 0x53525631u /* "SRV1" */
+#define RDV_PENDING_MAX 64    /* handshakes in progress; the oldest goes when one more comes */
+#define RDV_CONNS_MAX (SHMRPC__MAX_CONNS + RDV_PENDING_MAX)
+#define RDV_HANDSHAKE_NS ((int64_t)2 * 1000 * 1000 * 1000) /* from accept to hello */
+#define RDV_ACCEPT_BATCH 64                                /* accepts per pump */
+#define RDV_PAUSE_NS ((int64_t)100 * 1000 * 1000)          /* no accepts after EMFILE, for this */
+#define TAG_LISTEN UINT32_MAX
+#define TAG_TIMER (UINT32_MAX - 1)
+
+/* What a client sends, once, with its channel's descriptor (SCM_RIGHTS). */
+typedef struct rdv_hello {
+    uint32_t magic;
+    uint32_t version; /* SHMRPC__SHM_VERSION */
+    uint32_t slot;
+    uint32_t gen;
+} rdv_hello;
+
+/* What the manager answers: status 0, or why not. */
+typedef struct rdv_answer {
+    uint32_t magic;
+    int32_t status;
+    char msg[248];
+} rdv_answer;
+
+/* A connection: conns[slot] once its hello was taken for that slot; conns[256 + k] while
+ * its hello is awaited. */
+typedef struct rdv_conn {
+    int fd; /* -1: unused */
+    int32_t pid;
+    uint32_t slot, gen;
+    int64_t deadline; /* pending: when it is dropped */
+    uint64_t seq;     /* pending: accept order, to drop the oldest */
+} rdv_conn;
+
+struct shmrpc__rdv {
+    int lfd, ep, tfd;
+    shmrpc__rdv_hooks hooks;
+    uint64_t seq;
+    int64_t paused_until; /* accepts paused after EMFILE/ENFILE until then, or 0 */
+    rdv_conn conns[RDV_CONNS_MAX];
+};
+
+static socklen_t rdv_addr(struct sockaddr_un *a, const char *key)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    /* Abstract: a name with no file, which goes with the last socket bound to it. */
+    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "shmrpc:%s", key);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static int rdv_error(shmrpc_buf *err, const char *what, const char *key)
+{
+    int e = errno;
+    shmrpc__msg_set(err, "%s the rendezvous of shm://%s: %s", what, key, strerror(e));
+    return SHMRPC_ESYS(e);
+}
+
+/* --- the server side -------------------------------------------------------------------- */
+
+static void conn_close(shmrpc__rdv *r, unsigned i)
+{
+    if (r->conns[i].fd < 0) return;
+    close(r->conns[i].fd); /* which also takes it out of the epoll set */
+    r->conns[i] = (rdv_conn){.fd = -1};
+}
+
+static void answer(int fd, int status, const char *msg)
+{
+    rdv_answer a = {.magic = RDV_MAGIC, .status = status};
+    snprintf(a.msg, sizeof a.msg, "%s", msg);
+    if (send(fd, &a, sizeof a, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        /* it left, or never reads: it is dropped either way */
+    }
+}
+
+/* Who holds the rendezvous of key: connects and asks the kernel. */
+static void holder(const char *key, struct ucred *cred)
+{
+    struct sockaddr_un a;
+    socklen_t len = rdv_addr(&a, key), clen = sizeof *cred;
+    memset(cred, 0, sizeof *cred);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return;
+    if (connect(fd, (struct sockaddr *)&a, len) == 0)
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &clen);
+    close(fd);
+}
+
+int shmrpc__rdv_listen(const char *key, const shmrpc__rdv_hooks *hooks, shmrpc__rdv **out,
+                       shmrpc_buf *err)
+{
+    shmrpc__rdv *r = calloc(1, sizeof *r);
+    if (r == NULL) return SHMRPC_ENOMEM;
+    r->hooks = *hooks;
+    r->ep = r->tfd = -1;
+    for (unsigned i = 0; i < RDV_CONNS_MAX; i++)
+        r->conns[i].fd = -1;
+    struct sockaddr_un a;
+    socklen_t len = rdv_addr(&a, key);
+    int rc = 0, bind_errno = 0;
+    r->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* A name still held by a dead server's workers (they die with it, a moment later) is
+     * waited for; one held by a live process is refused at once, saying whose it is. */
+    int64_t until = shmrpc__now_ns() + (int64_t)1000 * 1000 * 1000;
+    struct ucred c = {0};
+    while (r->lfd >= 0 && bind(r->lfd, (struct sockaddr *)&a, len) != 0) {
+        bind_errno = errno;
+        if (bind_errno != EADDRINUSE) break;
+        holder(key, &c);
+        if (shmrpc__now_ns() >= until || (c.pid > 0 && shmrpc__proc_alive(c.pid, 0))) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        bind_errno = 0;
+    }
+    if (r->lfd < 0) {
+        rc = rdv_error(err, "cannot create", key);
+    } else if (bind_errno == EADDRINUSE) {
+        shmrpc__msg_set(err,
+                        "the rendezvous of shm://%s (the abstract socket @shmrpc:%s) is held by "
+                        "pid %d (uid %u)",
+                        key, key, (int)c.pid, (unsigned)c.uid);
+        rc = SHMRPC_EBUSY;
+    } else if (bind_errno != 0) {
+        errno = bind_errno;
+        rc = rdv_error(err, "cannot bind", key);
+    } else if (listen(r->lfd, SOMAXCONN) != 0) {
+        rc = rdv_error(err, "cannot listen on", key);
+    }
+    if (rc == 0) {
+        r->ep = epoll_create1(EPOLL_CLOEXEC);
+        r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        struct epoll_event le = {.events = EPOLLIN, .data.u32 = TAG_LISTEN};
+        struct epoll_event te = {.events = EPOLLIN, .data.u32 = TAG_TIMER};
+        if (r->ep < 0 || r->tfd < 0 || epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &le) != 0 ||
+            epoll_ctl(r->ep, EPOLL_CTL_ADD, r->tfd, &te) != 0)
+            rc = rdv_error(err, "cannot watch", key);
+    }
+    if (rc != 0) {
+        if (r->lfd >= 0) close(r->lfd);
+        r->lfd = -1;
+        shmrpc__rdv_close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+int shmrpc__rdv_fd(const shmrpc__rdv *r)
+{
+    return r->ep;
+}
+
+void shmrpc__rdv_close(shmrpc__rdv *r)
+{
+    if (r == NULL) return;
+    for (unsigned i = 0; i < RDV_CONNS_MAX; i++)
+        conn_close(r, i);
+    if (r->lfd >= 0) close(r->lfd);
+    if (r->ep >= 0) close(r->ep);
+    if (r->tfd >= 0) close(r->tfd);
+    free(r);
+}
+
+/* Reads a pending connection's hello, if it came: takes the channel it hands over, or
+ * tells the client why not and drops it. */
+static void handshake(shmrpc__rdv *r, unsigned i)
+{
+    rdv_conn *c = &r->conns[i];
+    rdv_hello h;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+    ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    int chan = -1, extra = 0;
+    for (struct cmsghdr *cmsg = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; cmsg;
+         cmsg = CMSG_NXTHDR(&m, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < k; j++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + j * sizeof(int), sizeof fd);
+            if (chan < 0)
+                chan = fd;
+            else
+                close(fd), extra++;
+        }
+    }
+    const char *why = NULL;
+    if (n <= 0)
+        why = ""; /* it left, or broke: nobody to tell */
+    else if ((size_t)n != sizeof h || (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || extra ||
+             h.magic != RDV_MAGIC)
+        why = "a malformed hello: expected the shm:// handshake with one descriptor";
+    else if (h.version != SHMRPC__SHM_VERSION)
+        why = "a hello of another version of the shm:// transport";
+    else if (chan < 0)
+        why = "a hello without its channel's descriptor";
+    else if (h.slot >= SHMRPC__MAX_CONNS)
+        why = "a hello for a slot that does not exist";
+    if (why) {
+        if (chan >= 0) close(chan);
+        if (*why) answer(c->fd, SHMRPC_EPROTO, why);
+        conn_close(r, i);
+        return;
+    }
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = r->hooks.take(r->hooks.arg, h.slot, h.gen, c->pid, chan, &err);
+    if (rc != 0) {
+        answer(c->fd, rc, shmrpc__msg_get(&err));
+        shmrpc_buf_destroy(&err);
+        conn_close(r, i);
+        return;
+    }
+    shmrpc_buf_destroy(&err);
+    answer(c->fd, 0, "");
+    /* The slot's earlier connection, if it is still here, is of a client that left the
+     * slot (it was claimed anew since): it no longer speaks for it. */
+    conn_close(r, h.slot);
+    r->conns[h.slot] = (rdv_conn){.fd = c->fd, .pid = c->pid, .slot = h.slot, .gen = h.gen};
+    *c = (rdv_conn){.fd = -1};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = h.slot};
+    epoll_ctl(r->ep, EPOLL_CTL_MOD, r->conns[h.slot].fd, &ev);
+}
+
+/* A connection whose hello was taken: anything from it now is its end (a hang-up when its
+ * client died or closed, or bytes it has no business sending). */
+static void ended(shmrpc__rdv *r, unsigned i)
+{
+    rdv_conn c = r->conns[i];
+    conn_close(r, i);
+    r->hooks.hangup(r->hooks.arg, c.slot, c.gen, c.pid);
+}
+
+/* A free place for a pending connection: the oldest one goes when there is none. */
+static unsigned pending_place(shmrpc__rdv *r)
+{
+    unsigned oldest = SHMRPC__MAX_CONNS;
+    for (unsigned i = SHMRPC__MAX_CONNS; i < RDV_CONNS_MAX; i++) {
+        if (r->conns[i].fd < 0) return i;
+        if (r->conns[i].seq < r->conns[oldest].seq) oldest = i;
+    }
+    answer(r->conns[oldest].fd, SHMRPC_EBUSY, "too many handshakes at once; try again");
+    conn_close(r, oldest);
+    return oldest;
+}
+
+static void accept_some(shmrpc__rdv *r, int64_t now)
+{
+    for (int k = 0; k < RDV_ACCEPT_BATCH; k++) {
+        int fd = accept4(r->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The socket stays readable: stop watching it for a while, or the manager
+                 * would spin. */
+                epoll_ctl(r->ep, EPOLL_CTL_DEL, r->lfd, NULL);
+                r->paused_until = now + RDV_PAUSE_NS;
+            }
+            return;
+        }
+        struct ucred cred;
+        socklen_t clen = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0 || cred.uid != geteuid()) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "this service belongs to uid %u, not to uid %u",
+                     (unsigned)geteuid(), (unsigned)cred.uid);
+            answer(fd, SHMRPC_EPERM, msg);
+            close(fd);
+            continue;
+        }
+        unsigned i = pending_place(r);
+        r->conns[i] = (rdv_conn){
+            .fd = fd, .pid = cred.pid, .deadline = now + RDV_HANDSHAKE_NS, .seq = ++r->seq};
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = i};
+        if (epoll_ctl(r->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            conn_close(r, i);
+            continue;
+        }
+        handshake(r, i); /* a client sends its hello right after it connects */
+    }
+}
+
+/* Drops the handshakes past their deadline, and sets the timer for the next one. */
+static void expire(shmrpc__rdv *r, int64_t now)
+{
+    int64_t next = r->paused_until;
+    for (unsigned i = SHMRPC__MAX_CONNS; i < RDV_CONNS_MAX; i++) {
+        if (r->conns[i].fd < 0) continue;
+        if (r->conns[i].deadline <= now) {
+            answer(r->conns[i].fd, SHMRPC_ETIMEDOUT, "no hello within the handshake's deadline");
+            conn_close(r, i);
+        } else if (next == 0 || r->conns[i].deadline < next) {
+            next = r->conns[i].deadline;
+        }
+    }
+    struct itimerspec t = {{0, 0}, {0, 0}};
+    if (next) {
+        int64_t in = next > now ? next - now : 1;
+        t.it_value = (struct timespec){(time_t)(in / 1000000000), (long)(in % 1000000000)};
+    }
+    timerfd_settime(r->tfd, 0, &t, NULL);
+}
+
+void shmrpc__rdv_pump(shmrpc__rdv *r)
+{
+    struct epoll_event ev[64];
+    int n = epoll_wait(r->ep, ev, 64, 0);
+    bool listen_ready = false;
+    int64_t now = shmrpc__now_ns();
+    /* In three rounds: connections whose hello was taken, then those awaited (a hello
+     * taken moves its connection to its slot's place, closing whoever held it), then
+     * accepts (which may reuse the place of one dropped): no stale event reaches a
+     * connection that took another's place in this round. */
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < n; k++) {
+            uint32_t tag = ev[k].data.u32;
+            if (tag >= RDV_CONNS_MAX || (tag < SHMRPC__MAX_CONNS) != (round == 0)) continue;
+            if (r->conns[tag].fd < 0) continue;
+            if (round == 0)
+                ended(r, tag);
+            else
+                handshake(r, tag);
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        if (ev[k].data.u32 == TAG_LISTEN) listen_ready = true;
+        if (ev[k].data.u32 != TAG_TIMER) continue;
+        uint64_t ticks;
+        if (read(r->tfd, &ticks, sizeof ticks) < 0) {
+            /* nothing to drain */
+        }
+    }
+    if (r->paused_until && now >= r->paused_until) {
+        struct epoll_event le = {.events = EPOLLIN, .data.u32 = TAG_LISTEN};
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &le);
+        r->paused_until = 0;
+        listen_ready = true;
+    }
+    if (listen_ready) accept_some(r, now);
+    expire(r, now);
+}
+
+/* --- the client side -------------------------------------------------------------------- */
+
+int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd_out, int32_t *pid,
+                        shmrpc_buf *err)
+{
+    struct sockaddr_un a;
+    socklen_t len = rdv_addr(&a, key);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return rdv_error(err, "cannot create a socket for", key);
+    int64_t deadline = shmrpc__now_ns() + timeout_ns;
+    /* A full backlog says EAGAIN at once: try again, within the deadline. */
+    while (connect(fd, (struct sockaddr *)&a, len) != 0) {
+        int e = errno;
+        if (e == EINTR || (e == EAGAIN && shmrpc__now_ns() < deadline)) {
+            if (e == EAGAIN) {
+                struct timespec ts = {0, 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        close(fd);
+        if (e == ECONNREFUSED) {
+            shmrpc__msg_set(err, "no rendezvous at shm://%s", key);
+            return SHMRPC_ESYS(ECONNREFUSED);
+        }
+        errno = e;
+        return rdv_error(err, "cannot connect to", key);
+    }
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+        int rc = rdv_error(err, "cannot ask who holds", key);
+        close(fd);
+        return rc;
+    }
+    if (cred.uid != geteuid()) {
+        shmrpc__msg_set(err,
+                        "shm://%s is served by uid %u (pid %d), not by this process's uid %u; "
+                        "refusing it",
+                        key, (unsigned)cred.uid, (int)cred.pid, (unsigned)geteuid());
+        close(fd);
+        return SHMRPC_EPERM;
+    }
+    *fd_out = fd;
+    *pid = cred.pid;
+    return 0;
+}
+
+int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, int chan_fd, int64_t deadline_ns,
+                      void (*ring)(void *), void *ring_arg, shmrpc_buf *err)
+{
+    rdv_hello h = {.magic = RDV_MAGIC, .version = SHMRPC__SHM_VERSION, .slot = slot, .gen = gen};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&m);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &chan_fd, sizeof chan_fd);
+    ssize_t n;
+    do
+        n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        shmrpc__msg_set(err, "the server let go of the rendezvous before the hello: %s",
+                        strerror(errno));
+        return SHMRPC_EUNAVAIL;
+    }
+    /* A manager answers within microseconds; a server serving in its listening process
+     * looks at its rendezvous when woken, so it is rung if the answer is slow. */
+    int64_t ring_at = shmrpc__now_ns() + 2 * 1000 * 1000;
+    rdv_answer ans;
+    for (;;) {
+        int64_t now = shmrpc__now_ns();
+        if (now >= deadline_ns) {
+            shmrpc__msg_set(err, "the server did not answer at its rendezvous in time");
+            return SHMRPC_EUNAVAIL;
+        }
+        int64_t until = ring && ring_at < deadline_ns ? ring_at : deadline_ns;
+        int ms = (int)((until - now + 999999) / 1000000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, ms);
+        if (r == 0 && ring && shmrpc__now_ns() >= ring_at) {
+            ring(ring_arg);
+            ring = NULL;
+        }
+        if (r <= 0) continue; /* timed out, or a signal: the deadline decides */
+        n = recv(fd, &ans, sizeof ans, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        break;
+    }
+    if (n <= 0) {
+        shmrpc__msg_set(err, "the server closed the rendezvous without answering");
+        return SHMRPC_EUNAVAIL;
+    }
+    if ((size_t)n < offsetof(rdv_answer, msg) || ans.magic != RDV_MAGIC) {
+        shmrpc__msg_set(err, "a malformed answer at the rendezvous");
+        return SHMRPC_EPROTO;
+    }
+    if (ans.status == 0) return 0;
+    ans.msg[sizeof ans.msg - 1] = '\0';
+    if ((size_t)n < sizeof ans) ans.msg[0] = '\0';
+    shmrpc__msg_set(err, "the server refused the connection: %s", ans.msg);
+    return ans.status < 0 ? ans.status : SHMRPC_EPROTO;
+}

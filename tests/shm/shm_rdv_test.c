@@ -1,0 +1,500 @@
+/* The shm:// rendezvous with real processes: a client that is SIGKILLed has its slot freed
+ * by the manager at the hang-up (measured, against the sweep a second apart before), and
+ * peers that connect to the rendezvous and say nothing, say nonsense, hand over the wrong
+ * descriptor, are of another uid, or connect ten thousand times, neither stall nor crash
+ * the manager: a normal client still connects and calls within a bounded time. Every wait
+ * is bounded, every child is reaped, and each test checks that its segments are gone. */
+#define _GNU_SOURCE /* memfd_create */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "procs.h"
+#include "shm.h"
+
+static char addr[64];
+static int addr_n;
+
+static const char *key(void)
+{
+    return addr + strlen("shm://");
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* A client connected to addr within ms (the server may still be starting), or NULL. */
+static shmrpc_client *connect_for(int ms)
+{
+    shmrpc_client *c;
+    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    int64_t until = test_now_ms() + ms;
+    int rc = shmrpc_client_connect(c, addr);
+    while ((rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY) && test_now_ms() < until) {
+        usleep(10000);
+        rc = shmrpc_client_connect(c, addr);
+    }
+    if (rc == 0) return c;
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    shmrpc_client_free(c);
+    return NULL;
+}
+
+static int leftovers(void)
+{
+    char prefix[80];
+    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", key());
+    DIR *d = opendir("/dev/shm");
+    int count = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
+            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
+            count++;
+    if (d) closedir(d);
+    return count;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://shmrdv-%d-%d", (int)getpid(), addr_n++);
+    sh->napping = 0;
+    sh->calls = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (leftovers() != 0) {
+        fprintf(stderr, "segments of %s left behind\n", addr);
+        return -1;
+    }
+    return 0;
+}
+
+static shmrpc__shm_ctl *map_ctl(void)
+{
+    char name[128];
+    snprintf(name, sizeof name, "/shmrpc:%s", key());
+    int fd = shm_open(name, O_RDWR, 0);
+    if (fd < 0) return NULL;
+    void *p = mmap(NULL, sizeof(shmrpc__shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* A socket connected to addr's rendezvous ("\0shmrpc:NAME"), or -1 with errno. */
+static int raw_connect(void)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shmrpc:%s", key());
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    if (connect(fd, (struct sockaddr *)&a, len) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends bytes (and fd, unless -1) on a rendezvous connection; the answer's status and its
+ * text in msg, read within ms: 1 when the server answered, 0 when it closed without one,
+ * -1 when nothing came in time. */
+static int exchange(int fd, const void *bytes, size_t n, int pass, int ms, int32_t *status,
+                    char *msg, size_t cap)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = n};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (pass >= 0) {
+        m.msg_control = cm.buf;
+        m.msg_controllen = sizeof cm.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    }
+    /* A peer refused at once may find the socket closed, with the answer there to read. */
+    if (n && sendmsg(fd, &m, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET) return 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, ms) != 1) return -1;
+    char buf[256];
+    ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (got < 8) return 0;
+    memcpy(status, buf + 4, sizeof *status);
+    snprintf(msg, cap, "%.*s", (int)(got - 8), buf + 8);
+    return 1;
+}
+
+/* --- a dead client's slot ----------------------------------------------------------- */
+
+/* The slot of client pid, or -1. */
+static int slot_of(shmrpc__shm_ctl *ctl, pid_t pid)
+{
+    for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].client.pid) == pid &&
+            atomic_load(&ctl->slots[i].state) == SHM_SLOT_OPEN)
+            return i;
+    return -1;
+}
+
+/* A client that connects, calls, says so on fd, and waits to be killed. */
+static pid_t start_client(int fd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        shmrpc_client *c = connect_for(5000);
+        int64_t sum = 0;
+        char ok = c && calls_add(c, 1, 2, &sum) == 0 && sum == 3;
+        if (write(fd, &ok, 1) != 1) _exit(1);
+        pause();
+        _exit(0);
+    }
+    return pid;
+}
+
+/* Kills clients the moment after a sweep (so a sweep is a whole period away), and times how
+ * long their slots stay taken. Before the rendezvous, a worker's sweep (every second) was
+ * the only one to free them: about 1000 ms each time. Now the manager frees a slot when the
+ * kernel closes the dead client's rendezvous connection. */
+static void dead_client_freed_at_once(void **state)
+{
+    (void)state;
+    enum { KILLS = 5 };
+    pid_t server = start_server(2);
+    shmrpc_client *probe = connect_for(5000); /* the server is up */
+    assert_non_null(probe);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int64_t took[KILLS], worst = 0;
+    for (int k = 0; k < KILLS; k++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pid_t client = start_client(p[1]);
+        assert_true(client > 0);
+        close(p[1]);
+        char ok = 0;
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        bool ready = poll(&pf, 1, 10000) == 1 && read(p[0], &ok, 1) == 1 && ok;
+        close(p[0]);
+        int slot = slot_of(ctl, client);
+        /* Just after a sweep: the idle workers sweep once a second. */
+        int64_t due = atomic_load(&ctl->next_sweep_ns), until = test_now_ms() + 3000;
+        while (ready && atomic_load(&ctl->next_sweep_ns) == due && test_now_ms() < until)
+            usleep(200);
+        kill(client, SIGKILL);
+        int64_t t0 = now_us();
+        while (slot >= 0 && atomic_load(&ctl->slots[slot].client.pid) == client &&
+               now_us() - t0 < 3000000)
+            usleep(100);
+        took[k] = now_us() - t0;
+        test_reap(client, 5000);
+        assert_true(ready);
+        assert_true(slot >= 0);
+        if (took[k] > worst) worst = took[k];
+    }
+    print_message("    a SIGKILLed client's slot was freed after (ms, each just after a sweep):");
+    for (int k = 0; k < KILLS; k++)
+        print_message(" %.1f", (double)took[k] / 1000.0);
+    print_message("\n");
+    int64_t sum;
+    assert_int_equal(calls_add(probe, 2, 3, &sum), 0);
+    shmrpc_client_free(probe);
+    munmap(ctl, sizeof *ctl);
+    assert_true(test_stop_server(server));
+    assert_true(worst < 500 * 1000);
+}
+
+/* --- hostile peers at the rendezvous ------------------------------------------------- */
+
+/* A process that holds n connections to the rendezvous open and says nothing on them, for
+ * ms (or until killed): connecting again as the manager drops some. */
+static pid_t silent_peers(int n, int ms)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(30);
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)n + 64 > rl.rlim_cur)
+                n = (int)rl.rlim_cur - 64;
+        }
+        int *fds = calloc((size_t)n, sizeof *fds);
+        if (fds == NULL) _exit(2);
+        for (int i = 0; i < n; i++)
+            fds[i] = -1;
+        int64_t until = test_now_ms() + ms;
+        long made = 0;
+        while (test_now_ms() < until) {
+            for (int i = 0; i < n && test_now_ms() < until; i++) {
+                char c;
+                /* A connection the manager dropped reads as closed: make it again. */
+                if (fds[i] >= 0 && recv(fds[i], &c, 1, MSG_DONTWAIT | MSG_PEEK) == -1 &&
+                    errno == EAGAIN)
+                    continue;
+                if (fds[i] >= 0) close(fds[i]);
+                fds[i] = raw_connect();
+                made += fds[i] >= 0;
+            }
+            usleep(1000);
+        }
+        fprintf(stderr, "    silent peers: %ld connections made\n", made);
+        _exit(0);
+    }
+    return pid;
+}
+
+/* Claims a free slot of ctl as a client would (state, gen, pid); its index, or -1. */
+static int claim(shmrpc__shm_ctl *ctl, uint32_t *gen)
+{
+    for (int i = SHMRPC__MAX_CONNS - 1; i >= 0; i--) {
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&ctl->slots[i].state, &free_state, SHM_SLOT_CLAIMED))
+            continue;
+        *gen = atomic_fetch_add(&ctl->slots[i].gen, 1) + 1;
+        atomic_store(&ctl->slots[i].client.start, 0);
+        atomic_store(&ctl->slots[i].client.pid, getpid());
+        return i;
+    }
+    return -1;
+}
+
+/* Every kind of nonsense a peer can send as its hello: it is answered (or dropped) and
+ * never taken. The descriptors come with a hello for a slot the peer claimed, so that
+ * they are what is refused. 0 when each was refused as expected. */
+static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
+{
+    int bad = 0;
+    int32_t status;
+    char msg[256], name[160];
+    uint32_t gen = 0;
+    int slot = claim(ctl, &gen);
+    if (slot < 0) return 1;
+    uint32_t hello[4] = {0x53525631u, SHMRPC__SHM_VERSION, (uint32_t)slot, gen};
+    uint32_t other[4] = {0x53525631u, SHMRPC__SHM_VERSION, (uint32_t)(slot + 1) % 256, 7};
+    snprintf(name, sizeof name, "shmrpc:%s:%d:c%d:%u", key(), (int)server, slot, gen);
+    struct {
+        const char *what;
+        const void *bytes;
+        size_t n;
+        int pass; /* 0: none, 1: /dev/null, 2: a pipe, 3: a memfd of another name, 4: the
+                     channel's name, not sealed */
+        const char *says;
+    } cases[] = {
+        {"garbage", "GET / HTTP/1.0\r\n\r\n", 18, 0, "malformed"},
+        {"a short hello", hello, 8, 1, "malformed"},
+        {"a hello with no descriptor", hello, sizeof hello, 0, "without its channel"},
+        {"a hello for a slot not ours", other, sizeof other, 3, "not being claimed"},
+        {"a hello with /dev/null", hello, sizeof hello, 1, "is not shmrpc:"},
+        {"a hello with a pipe", hello, sizeof hello, 2, "is not shmrpc:"},
+        {"a hello with another memfd", hello, sizeof hello, 3, "is not shmrpc:"},
+        {"a hello with an unsealed channel", hello, sizeof hello, 4, "not sealed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int fd = raw_connect(), pass = -1, pp[2] = {-1, -1};
+        if (fd < 0) {
+            fprintf(stderr, "    %s: cannot connect: %s\n", cases[i].what, strerror(errno));
+            bad++;
+            continue;
+        }
+        if (cases[i].pass == 1) pass = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (cases[i].pass == 2 && pipe2(pp, O_CLOEXEC) == 0) pass = pp[0];
+        if (cases[i].pass == 3) pass = memfd_create("shmrpc:not-a-channel", MFD_CLOEXEC);
+        if (cases[i].pass == 4) {
+            pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0) bad++;
+        }
+        int r = exchange(fd, cases[i].bytes, cases[i].n, pass, 3000, &status, msg, sizeof msg);
+        bool ok = r == 1 && status != 0 && (!cases[i].says || strstr(msg, cases[i].says));
+        fprintf(stderr, "    %s: %s (%d: %s)\n", cases[i].what, ok ? "refused" : "NOT REFUSED",
+                (int)(r == 1 ? status : 0), r == 1 ? msg : "no answer");
+        bad += !ok;
+        if (pass >= 0 && pass != pp[0]) close(pass);
+        if (pp[0] >= 0) close(pp[0]), close(pp[1]);
+        close(fd);
+    }
+    atomic_store(&ctl->slots[slot].client.pid, 0);
+    atomic_store(&ctl->slots[slot].state, SHM_SLOT_FREE);
+    return bad;
+}
+
+/* Silent peers, nonsense, and a flood of ten thousand connections at the rendezvous at
+ * once: a normal client connects and calls within a bounded time meanwhile, the manager
+ * holds a bounded number of descriptors, and nothing breaks for the clients after. */
+static void hostile_peers_do_not_stall_the_manager(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *first = connect_for(5000); /* the server is up */
+    assert_non_null(first);
+    pid_t silent = silent_peers(200, 4000);  /* sits on its connections */
+    pid_t flood = silent_peers(10000, 4000); /* ten thousand, made again as dropped */
+    usleep(500 * 1000);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int bad = nonsense(ctl, server);
+    munmap(ctl, sizeof *ctl);
+    /* A normal client, while the peers are at it. */
+    int64_t worst = 0, sum;
+    int ok = 0;
+    for (int i = 0; i < 5; i++) {
+        int64_t t0 = test_now_ms();
+        shmrpc_client *c = connect_for(10000);
+        ok += c && calls_add(c, i, 1, &sum) == 0 && sum == i + 1;
+        int64_t took = test_now_ms() - t0;
+        if (took > worst) worst = took;
+        if (c) shmrpc_client_free(c);
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)server);
+    int fds = 0;
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        fds++;
+    if (d) closedir(d);
+    print_message("    with 200 silent peers, a flood of 10000 connections and 8 kinds of nonsense "
+                  "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
+                  "held %d descriptors\n",
+                  (long long)worst, fds);
+    test_reap(silent, 10000);
+    test_reap(flood, 10000);
+    assert_int_equal(calls_add(first, 2, 3, &sum), 0);
+    shmrpc_client_free(first);
+    assert_true(test_stop_server(server));
+    assert_int_equal(bad, 0);
+    assert_int_equal(ok, 5);
+    assert_true(worst < 3000);
+    /* Bounded: handshakes in progress (64), connections (256), the channels they handed
+     * over (256), and the server's own. */
+    assert_true(fds < 700);
+}
+
+/* --- another uid --------------------------------------------------------------------- */
+
+/* A peer of another uid is refused at the rendezvous, by what the kernel says of it
+ * (SO_PEERCRED), and a server whose rendezvous another process holds says whose it is.
+ * (The client's own check of the server's uid is in shm_test's another_user_is_refused.) */
+static void another_uid_at_the_rendezvous(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("    skipped: needs root to become another user\n");
+        return;
+    }
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_for(5000);
+    assert_non_null(c);
+    pid_t other = fork();
+    if (other == 0) {
+        alarm(10);
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+        int fd = raw_connect();
+        if (fd < 0) _exit(3);
+        int32_t status = 0;
+        char msg[256] = "";
+        uint32_t hello[4] = {0x53525631u, SHMRPC__SHM_VERSION, 0, 1};
+        int mfd = memfd_create("x", MFD_CLOEXEC);
+        int r = exchange(fd, hello, sizeof hello, mfd, 3000, &status, msg, sizeof msg);
+        fprintf(stderr, "    as nobody, at the rendezvous: %d %s\n", (int)status, msg);
+        _exit(r == 1 && status == SHMRPC_EPERM && strstr(msg, "belongs to uid 0") ? 0 : 1);
+    }
+    int status = test_reap(other, 10000);
+    int64_t sum;
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* Another user took the name first: the server refuses to start, naming it. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t squatter = fork();
+    if (squatter == 0) {
+        alarm(10);
+        close(p[0]);
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shmrpc:%s", key());
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+        char ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 && listen(fd, 4) == 0;
+        if (write(p[1], &ok, 1) != 1) _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char ok = 0;
+    assert_int_equal(read(p[0], &ok, 1), 1);
+    close(p[0]);
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
+    int rc = shmrpc_server_listen(s, addr);
+    print_message("    a rendezvous held by another user: %s: %s\n", shmrpc_strerror(rc),
+                  shmrpc_server_errmsg(s));
+    char want[64];
+    snprintf(want, sizeof want, "held by pid %d (uid 65534)", (int)squatter);
+    bool said = strstr(shmrpc_server_errmsg(s), want) != NULL;
+    shmrpc_server_free(s);
+    kill(squatter, SIGKILL);
+    test_reap(squatter, 5000);
+    assert_true(ok);
+    assert_int_equal(rc, SHMRPC_EBUSY);
+    assert_true(said);
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(dead_client_freed_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
+        cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
