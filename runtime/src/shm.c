@@ -420,6 +420,7 @@ typedef struct shm_listener {
     _Atomic uint64_t *held;
     int held_fd[SHMRPC__MAX_CONNS]; /* the listening process's own copy of those fds, or -1 */
     int manager_fd;                 /* a pidfd of the listening process, for its workers */
+    bool workers_take;              /* whether workers can take descriptors from it (pidfd_getfd) */
 } shm_listener;
 
 /* Unlinks the channels in /dev/shm of key whose server is owner, or (owner 0, a server
@@ -525,10 +526,25 @@ static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_
 /* A client hands over its channel: it must hold the slot it names (claimed by its pid,
  * which the kernel vouches for, with that gen), and the descriptor must be that slot's
  * channel, sealed and ours alone. */
-static int rdv_take(void *arg, uint32_t slot, uint32_t gen, int32_t pid, int fd, shmrpc_buf *err)
+static int rdv_take(void *arg, uint32_t slot, uint32_t gen, int32_t pid, uint32_t flags, int fd,
+                    shmrpc_buf *err)
 {
     shm_listener *l = arg;
     shmrpc__shm_slot *s = &l->ctl->slots[slot];
+    /* Workers that cannot take the channel from here open it through /proc, which the
+     * kernel refuses for a process that is not dumpable: say so now, rather than let every
+     * call time out. */
+    if (!l->workers_take && !(flags & SHMRPC__RDV_DUMPABLE)) {
+        close(fd);
+        shmrpc__msg_set(err,
+                        "the workers of shm://%s cannot take channels from their manager "
+                        "(pidfd_getfd refused: a manager that is not dumpable, or ptrace "
+                        "restricted by Yama or another LSM), so they open a client's channel "
+                        "through /proc/PID/fd, which needs a dumpable client; this one is not "
+                        "(PR_SET_DUMPABLE, setuid or capabilities)",
+                        l->key);
+        return SHMRPC_EPERM;
+    }
     if (atomic_load(&s->state) != SHM_SLOT_CLAIMED || atomic_load(&s->gen) != gen ||
         atomic_load(&s->client.pid) != pid) {
         close(fd);
@@ -1119,6 +1135,22 @@ static void crew_stopping(void *arg)
     atomic_store(&l->ctl->state, SHM_STOPPING); /* for clients: calls not taken will not run */
 }
 
+/* Whether a child of this process can take a descriptor from it (pidfd_getfd), as workers
+ * do with the channels handed over here: the kernel refuses it to a process that may not
+ * ptrace this one (this one not dumpable or setuid, Yama's ptrace_scope 2 or 3, another
+ * LSM). Tried in a child, as a worker would. */
+static bool children_can_take(int pidfd)
+{
+    if (pidfd < 0) return false;
+    pid_t pid = fork();
+    if (pid == 0) _exit(syscall(SYS_pidfd_getfd, pidfd, pidfd, 0) >= 0 ? 0 : 1);
+    int status = 0;
+    if (pid < 0) return false;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static int manage(shm_listener *l, int n)
 {
     if (pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return SHMRPC_ESYS(errno);
@@ -1126,6 +1158,11 @@ static int manage(shm_listener *l, int n)
     atomic_store(want, n);
     /* Workers take the channels handed over to the manager through this (pidfd_getfd). */
     l->manager_fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    /* Yama's ptrace_scope 1 lets a process trace only its descendants: declaring this one
+     * its own tracer lets its descendants, the workers, take from it. */
+    l->workers_take = children_can_take(l->manager_fd);
+    if (!l->workers_take && prctl(PR_SET_PTRACER, getpid(), 0, 0, 0) == 0)
+        l->workers_take = children_can_take(l->manager_fd);
     /* The manager sleeps on the rendezvous with the workers' pidfds: a client's hang-up
      * frees its slot at once. */
     shmrpc__crew c = {.want = want,
@@ -1150,7 +1187,10 @@ static int shm_serve(shmrpc__listener *base, int workers)
 {
     shm_listener *l = (shm_listener *)base;
     if (workers < 0 || workers > SHMRPC__MAX_WORKERS) return SHMRPC_EINVAL;
-    if (workers == 0) return worker_run(l, 0);
+    if (workers == 0) {
+        l->workers_take = true; /* the worker is this process: it holds the channels */
+        return worker_run(l, 0);
+    }
     return manage(l, workers);
 }
 
@@ -1314,8 +1354,10 @@ static void ring(void *arg)
  * once), within the deadline. */
 static int hand_over(shm_conn *c, int64_t deadline, shmrpc_buf *err)
 {
+    uint32_t flags = prctl(PR_GET_DUMPABLE) == 1 ? SHMRPC__RDV_DUMPABLE : 0;
     for (int attempt = 0;; attempt++) {
-        int rc = shmrpc__rdv_hello(c->rdv_fd, c->slot, c->gen, c->chan.fd, deadline, ring, c, err);
+        int rc = shmrpc__rdv_hello(c->rdv_fd, c->slot, c->gen, flags, c->chan.fd, deadline, ring, c,
+                                   err);
         if ((rc != SHMRPC_EUNAVAIL && rc != SHMRPC_EBUSY) || attempt >= 8 ||
             shmrpc__now_ns() >= deadline)
             return rc;

@@ -24,7 +24,7 @@
 #define RDV_PENDING_MAX 64    /* handshakes in progress; the oldest goes when one more comes */
 #define RDV_CONNS_MAX (SHMRPC__MAX_CONNS + RDV_PENDING_MAX)
 #define RDV_HANDSHAKE_NS ((int64_t)2 * 1000 * 1000 * 1000) /* from accept to hello */
-#define RDV_ACCEPT_BATCH 64                                /* accepts per pump */
+#define RDV_ACCEPT_BATCH 256                               /* accepts per pump */
 #define RDV_PAUSE_NS ((int64_t)100 * 1000 * 1000)          /* no accepts after EMFILE, for this */
 #define TAG_LISTEN UINT32_MAX
 #define TAG_TIMER (UINT32_MAX - 1)
@@ -35,13 +35,15 @@ typedef struct rdv_hello {
     uint32_t version; /* SHMRPC__SHM_VERSION */
     uint32_t slot;
     uint32_t gen;
+    uint32_t flags; /* SHMRPC__RDV_* */
+    uint32_t unused;
 } rdv_hello;
 
 /* What the manager answers: status 0, or why not. */
 typedef struct rdv_answer {
     uint32_t magic;
     int32_t status;
-    char msg[248];
+    char msg[504];
 } rdv_answer;
 
 /* A connection: conns[slot] once its hello was taken for that slot; conns[256 + k] while
@@ -233,7 +235,7 @@ static void handshake(shmrpc__rdv *r, unsigned i)
     }
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    int rc = r->hooks.take(r->hooks.arg, h.slot, h.gen, c->pid, chan, &err);
+    int rc = r->hooks.take(r->hooks.arg, h.slot, h.gen, c->pid, h.flags, chan, &err);
     if (rc != 0) {
         answer(c->fd, rc, shmrpc__msg_get(&err));
         shmrpc_buf_destroy(&err);
@@ -416,10 +418,14 @@ int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd_out, int32_
     return 0;
 }
 
-int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, int chan_fd, int64_t deadline_ns,
-                      void (*ring)(void *), void *ring_arg, shmrpc_buf *err)
+int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, uint32_t flags, int chan_fd,
+                      int64_t deadline_ns, void (*ring)(void *), void *ring_arg, shmrpc_buf *err)
 {
-    rdv_hello h = {.magic = RDV_MAGIC, .version = SHMRPC__SHM_VERSION, .slot = slot, .gen = gen};
+    rdv_hello h = {.magic = RDV_MAGIC,
+                   .version = SHMRPC__SHM_VERSION,
+                   .slot = slot,
+                   .gen = gen,
+                   .flags = flags};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -462,6 +468,9 @@ int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, int chan_fd, int64_t 
         }
         if (r <= 0) continue; /* timed out, or a signal: the deadline decides */
         n = recv(fd, &ans, sizeof ans, MSG_DONTWAIT);
+        /* A server that closed with our hello unread (it refused us before reading it)
+         * leaves that error first, and its answer after it. */
+        if (n < 0 && errno == ECONNRESET) n = recv(fd, &ans, sizeof ans, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
         break;
     }

@@ -14,12 +14,16 @@
 
 typedef struct shmrpc__rdv shmrpc__rdv;
 
+/* What a client says of itself in its hello. */
+#define SHMRPC__RDV_DUMPABLE 1u /* its /proc/PID/fd may be opened by a process of its uid */
+
 typedef struct shmrpc__rdv_hooks {
     void *arg;
     /* A client of our uid, pid (from SO_PEERCRED), hands over channel fd for slot and
-     * gen: 0 when taken, or a status with a message in err, which the client is told. The
-     * hook owns fd either way. */
-    int (*take)(void *arg, uint32_t slot, uint32_t gen, int32_t pid, int fd, shmrpc_buf *err);
+     * gen, saying flags (SHMRPC__RDV_*) of itself: 0 when taken, or a status with a message in err,
+     * which the client is told. The hook owns fd either way. */
+    int (*take)(void *arg, uint32_t slot, uint32_t gen, int32_t pid, uint32_t flags, int fd,
+                shmrpc_buf *err);
     /* The connection that handed over slot and gen hung up: its client closed it, or died. */
     void (*hangup)(void *arg, uint32_t slot, uint32_t gen, int32_t pid);
 } shmrpc__rdv_hooks;
@@ -41,11 +45,11 @@ void shmrpc__rdv_close(shmrpc__rdv *r);
  * no rendezvous listens there (a server of an older version); another status on failure. */
 int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd, int32_t *pid,
                         shmrpc_buf *err);
-/* Hands chan_fd over for slot and gen on socket fd and waits (until deadline_ns, or
+/* Hands chan_fd over for slot and gen, with flags, on socket fd and waits (until deadline_ns, or
  * before that if ring() is given, which it calls once when the answer is slow: a server
  * serving in its listening process only looks at its rendezvous when woken) for the
  * server's answer: 0, or its status with its message. */
-int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, int chan_fd, int64_t deadline_ns,
-                      void (*ring)(void *), void *ring_arg, shmrpc_buf *err);
+int shmrpc__rdv_hello(int fd, uint32_t slot, uint32_t gen, uint32_t flags, int chan_fd,
+                      int64_t deadline_ns, void (*ring)(void *), void *ring_arg, shmrpc_buf *err);
 
 #endif
