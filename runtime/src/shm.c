@@ -696,6 +696,7 @@ typedef struct worker {
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
+    int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan chans[SHMRPC__MAX_CONNS];
@@ -1059,17 +1060,23 @@ static int worker_run(shm_listener *l, unsigned index)
                              .check_ns = SWEEP_EVERY_NS,
                              .sleeping = &w->ctl->sleeping,
                              .sleeping_bit = (uint64_t)1 << index};
+    /* Serving in the listening process, the worker looks after the rendezvous too: when it
+     * has nothing to do (a client rings the doorbell when its hello is not answered at
+     * once), and every millisecond while calls keep it busy. */
+    bool pumps = l->rdv && w->pid == l->pid;
     while (!stopping(w)) {
         int slot = take_pending(w);
         if (slot >= 0) {
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
+            if (pumps && w->last_call_ns >= w->next_pump_ns) {
+                shmrpc__rdv_pump(l->rdv);
+                w->next_pump_ns = w->last_call_ns + 1000 * 1000;
+            }
             continue;
         }
-        /* Serving in the listening process, the worker looks after the rendezvous too: a
-         * client rings the doorbell when its hello is not answered at once. */
-        if (l->rdv && w->pid == l->pid) shmrpc__rdv_pump(l->rdv);
+        if (pumps) shmrpc__rdv_pump(l->rdv);
         sweep(w);
         if (shmrpc__now_ns() >= w->next_forget_ns) {
             forget_closed(w);

@@ -535,15 +535,16 @@ static void undumpable(void)
     prctl(PR_SET_DUMPABLE, 0);
 }
 
-/* Connects (as a client that is not dumpable, when told to) and adds in a child: its exit
+/* Connects (as a client that is not dumpable, and as another user if root, when told to)
+ * and adds in a child: its exit
  * status is 0 when it got in and the sums were right, 3 when the connect was refused
  * saying that it must be dumpable, else 1. */
-static pid_t client_child(bool not_dumpable)
+static pid_t client_child(bool not_dumpable, bool as_nobody)
 {
     pid_t pid = fork();
     if (pid == 0) {
         alarm(15);
-        become_nobody(); /* which leaves it not dumpable */
+        if (as_nobody) become_nobody(); /* which leaves it not dumpable */
         prctl(PR_SET_DUMPABLE, not_dumpable ? 0 : 1);
         shmrpc_client *c;
         if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) _exit(2);
@@ -576,11 +577,47 @@ static void undumpable_manager(void **state)
     test_server ts = {&calls_service, &calls_test_handlers, addr, 2, 0, undumpable, NULL};
     pid_t server = test_start_server(&ts);
     assert_true(server > 0);
-    int st1 = test_reap(client_child(false), 15000);
-    int st2 = test_reap(client_child(true), 15000);
+    int st1 = test_reap(client_child(false, true), 15000);
+    int st2 = test_reap(client_child(true, true), 15000);
     assert_true(test_stop_server(server));
     assert_true(WIFEXITED(st1) && WEXITSTATUS(st1) == 0);
     assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 3);
+}
+
+/* --- a server without a manager ---------------------------------------------------------- */
+
+/* shmrpc_server_serve(s, 0) serves in the listening process, with no manager to sleep on
+ * the rendezvous: its one worker looks after it when idle (a client rings the doorbell) and
+ * every millisecond while busy. A client that is not dumpable gets in there too, and one
+ * that connects while another keeps the worker busy is not kept out. */
+static void serving_without_a_manager(void **state)
+{
+    (void)state;
+    pid_t server = start_server(0);
+    shmrpc_client *busy = connect_for(5000);
+    assert_non_null(busy);
+    pid_t loader = fork();
+    if (loader == 0) { /* keeps the worker busy with back-to-back calls */
+        alarm(20);
+        shmrpc_client *c = connect_for(5000);
+        int64_t sum, until = test_now_ms() + 2000;
+        while (c && test_now_ms() < until && calls_add(c, 1, 1, &sum) == 0) {
+        }
+        _exit(0);
+    }
+    usleep(200 * 1000);
+    int64_t t0 = test_now_ms();
+    int st = test_reap(client_child(true, false), 15000);
+    int64_t took = test_now_ms() - t0;
+    test_reap(loader, 10000);
+    print_message("    serving in the listening process, while another client kept it busy: an "
+                  "undumpable client connected and made 20 calls in %lld ms\n",
+                  (long long)took);
+    int64_t sum;
+    assert_int_equal(calls_add(busy, 2, 3, &sum), 0);
+    shmrpc_client_free(busy);
+    assert_true(test_stop_server(server));
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 int main(void)
@@ -592,6 +629,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
         cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(undumpable_manager, setup, teardown),
+        cmocka_unit_test_setup_teardown(serving_without_a_manager, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
