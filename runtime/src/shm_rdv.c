@@ -395,6 +395,10 @@ int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd_out, int32_
             shmrpc__msg_set(err, "no rendezvous at shm://%s", key);
             return SHMRPC_ESYS(ECONNREFUSED);
         }
+        if (e == EAGAIN) {
+            shmrpc__msg_set(err, "the rendezvous of shm://%s stayed full (its backlog)", key);
+            return SHMRPC_EUNAVAIL;
+        }
         errno = e;
         return rdv_error(err, "cannot connect to", key);
     }

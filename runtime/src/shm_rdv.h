@@ -42,7 +42,8 @@ void shmrpc__rdv_close(shmrpc__rdv *r);
 
 /* The client side. Connects to the rendezvous of key, within timeout_ns: 0 with the socket
  * in *fd and the listener's pid in *pid (checked to be of our uid); SHMRPC_ESYS(ECONNREFUSED) when
- * no rendezvous listens there (a server of an older version); another status on failure. */
+ * no rendezvous listens there (a server of an older version); SHMRPC_EUNAVAIL when its
+ * backlog stayed full until the timeout; another status on failure. */
 int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd, int32_t *pid,
                         shmrpc_buf *err);
 /* Hands chan_fd over for slot and gen, with flags, on socket fd and waits (until deadline_ns, or
