@@ -54,12 +54,26 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The test's server while it runs: teardown stops it when a failed assertion left it. */
+static pid_t running;
+
+static pid_t serve(void (*prepare)(void), int workers)
+{
+    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, prepare, NULL};
+    running = test_start_server(&ts);
+    assert_true(running > 0);
+    return running;
+}
+
 static pid_t start_server(int workers)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
-    pid_t pid = test_start_server(&ts);
-    assert_true(pid > 0);
-    return pid;
+    return serve(NULL, workers);
+}
+
+static bool stop_server(pid_t pid)
+{
+    running = 0;
+    return test_stop_server(pid);
 }
 
 /* A client connected to addr within ms (the server may still be starting), or NULL. */
@@ -105,6 +119,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (running > 0 && !stop_server(running)) { /* SIGKILLed: what it left is ours to remove */
+        char name[128];
+        snprintf(name, sizeof name, "/shmrpc:%s", key());
+        shm_unlink(name);
+        snprintf(name, sizeof name, "/shmrpc.stats.shm.%s", key());
+        shm_unlink(name);
+    }
     if (leftovers() != 0) {
         fprintf(stderr, "segments of %s left behind\n", addr);
         return -1;
@@ -264,7 +285,7 @@ static void dead_client_freed_at_once(void **state)
     assert_int_equal(calls_add(probe, 2, 3, &sum), 0);
     shmrpc_client_free(probe);
     munmap(ctl, sizeof *ctl);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     /* The median: a loaded machine may keep the manager from running for a while (once
      * 411 ms under stress-ng --cpu 2); the sweep took a whole second every time. */
     assert_true(sorted[KILLS / 2] < 500 * 1000);
@@ -437,7 +458,7 @@ static void hostile_peers_do_not_stall_the_manager(void **state)
     if (bad || ok != 5 || worst >= 3000) print_message("    bad %d, ok %d\n", bad, ok);
     assert_int_equal(calls_add(first, 2, 3, &sum), 0);
     shmrpc_client_free(first);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     assert_int_equal(bad, 0);
     assert_int_equal(ok, 5);
     assert_true(worst < 5000);
@@ -480,9 +501,7 @@ static void few_descriptors(void)
 static void manager_out_of_descriptors(void **state)
 {
     (void)state;
-    test_server ts = {&calls_service, &calls_test_handlers, addr, 2, 0, few_descriptors, NULL};
-    pid_t server = test_start_server(&ts);
-    assert_true(server > 0);
+    pid_t server = serve(few_descriptors, 2);
     shmrpc_client *c = connect_for(5000);
     assert_non_null(c);
     pid_t flood = silent_peers(500, 3000);
@@ -505,7 +524,7 @@ static void manager_out_of_descriptors(void **state)
                   (long long)cpu, (long long)wall, ok, calls, (long long)late_ms);
     if (late) shmrpc_client_free(late);
     shmrpc_client_free(c);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     assert_int_equal(ok, calls);
     assert_true(late_ok);
     /* Spinning on accept took 440 ms of the second (on 2 cores shared with the flood);
@@ -546,7 +565,7 @@ static void another_uid_at_the_rendezvous(void **state)
     int64_t sum;
     assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     shmrpc_client_free(c);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
     /* Another user took the name first: the server refuses to start, naming it. */
@@ -641,12 +660,10 @@ static pid_t client_child(bool not_dumpable, bool as_nobody)
 static void undumpable_manager(void **state)
 {
     (void)state;
-    test_server ts = {&calls_service, &calls_test_handlers, addr, 2, 0, undumpable, NULL};
-    pid_t server = test_start_server(&ts);
-    assert_true(server > 0);
+    pid_t server = serve(undumpable, 2);
     int st1 = test_reap(client_child(false, true), 15000);
     int st2 = test_reap(client_child(true, true), 15000);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     assert_true(WIFEXITED(st1) && WEXITSTATUS(st1) == 0);
     assert_true(WIFEXITED(st2) && WEXITSTATUS(st2) == 3);
 }
@@ -683,7 +700,7 @@ static void serving_without_a_manager(void **state)
     int64_t sum;
     assert_int_equal(calls_add(busy, 2, 3, &sum), 0);
     shmrpc_client_free(busy);
-    assert_true(test_stop_server(server));
+    assert_true(stop_server(server));
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
