@@ -88,7 +88,7 @@ static shmrpc_client *connect_for(int ms)
         rc = shmrpc_client_connect(c, addr);
     }
     if (rc == 0) return c;
-    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    fprintf(stderr, "connect %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
     return NULL;
 }
@@ -594,10 +594,10 @@ static void another_uid_at_the_rendezvous(void **state)
     assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
     int rc = shmrpc_server_listen(s, addr);
     print_message("    a rendezvous held by another user: %s: %s\n", shmrpc_strerror(rc),
-                  shmrpc_server_errmsg(s));
+                  shmrpc_errmsg());
     char want[64];
     snprintf(want, sizeof want, "held by pid %d (uid 65534)", (int)squatter);
-    bool said = strstr(shmrpc_server_errmsg(s), want) != NULL;
+    bool said = strstr(shmrpc_errmsg(), want) != NULL;
     shmrpc_server_free(s);
     kill(squatter, SIGKILL);
     test_reap(squatter, 5000);
@@ -644,9 +644,9 @@ static pid_t client_child(bool not_dumpable, bool as_nobody)
         for (int i = 0; ok && i < 20; i++)
             ok = calls_add(c, i, 3, &sum) == 0 && sum == i + 3;
         fprintf(stderr, "    %s client: %s: %s\n", not_dumpable ? "an undumpable" : "a",
-                ok ? "20 calls" : shmrpc_strerror(rc), ok ? "ok" : shmrpc_client_errmsg(c));
+                ok ? "20 calls" : shmrpc_strerror(rc), ok ? "ok" : shmrpc_errmsg());
         bool said =
-            rc == SHMRPC_EPERM && strstr(shmrpc_client_errmsg(c), "needs a dumpable client");
+            rc == SHMRPC_EPERM && strstr(shmrpc_errmsg(), "needs a dumpable client");
         shmrpc_client_free(c);
         _exit(ok ? 0 : said ? 3 : 1);
     }
