@@ -12,7 +12,7 @@
 
 static const uint8_t tag_bytes[] = {0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3};
 
-static const bench_record sample = {
+static const bench_Record sample = {
     .id = 1234567890123,
     .count = -42,
     .flags = 0x8001,
@@ -34,12 +34,12 @@ static int generated_once(shmrpc_buf *buf, shmrpc_arena *arena)
     shmrpc_buf_clear(buf);
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, shmrpc_buf_msgpack_write);
-    bench__record_mp_write(&pk, &sample);
+    Bench_Record_mp_write(&pk, &sample);
     if (buf->err) return buf->err;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, buf->data, buf->len);
-    bench_record out;
-    int rc = bench__record_mp_read(&r, arena, &out);
+    bench_Record out;
+    int rc = Bench_Record_mp_read(&r, arena, &out);
     if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0) return rc;
     sink += (uint64_t)out.id + out.name.len + out.tag.len;
@@ -48,7 +48,7 @@ static int generated_once(shmrpc_buf *buf, shmrpc_arena *arena)
 
 /* --- hand-written msgpack-c --- */
 
-static void pack_by_hand(msgpack_packer *pk, const bench_record *v)
+static void pack_by_hand(msgpack_packer *pk, const bench_Record *v)
 {
     msgpack_pack_array(pk, 10);
     msgpack_pack_int64(pk, v->id);
@@ -84,7 +84,7 @@ static bool as_i64(const msgpack_object *o, int64_t min, int64_t max, int64_t *v
     return *v >= min && *v <= max;
 }
 
-static int unpack_by_hand(const msgpack_object *o, bench_record *v)
+static int unpack_by_hand(const msgpack_object *o, bench_Record *v)
 {
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 10) return -1;
     const msgpack_object *f = o->via.array.ptr;
@@ -122,7 +122,7 @@ static int by_hand_once(msgpack_sbuffer *sb, msgpack_zone *zone)
     if (msgpack_unpack(sb->data, sb->size, &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS ||
         off != sb->size)
         return -1;
-    bench_record out;
+    bench_Record out;
     int rc = unpack_by_hand(&obj, &out);
     if (rc != 0) return rc;
     sink += (uint64_t)out.id + out.name.len + out.tag.len;

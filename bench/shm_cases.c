@@ -12,7 +12,7 @@
 #include "port.h"
 #include "text.h"
 
-static int h_pass(shmrpc_ctx *ctx, const bench_record *r, bench_record *out)
+static int h_pass(shmrpc_ctx *ctx, const bench_Record *r, bench_Record *out)
 {
     (void)ctx;
     *out = *r;
@@ -43,7 +43,7 @@ static int h_work(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
     return 0;
 }
 
-static const bench_handlers handlers = {
+static const Bench_handlers handlers = {
     .pass = h_pass, .echo = h_echo, .add = h_add, .work = h_work};
 
 typedef struct shm_row {
@@ -67,7 +67,7 @@ static int serve(bench_run *run, int idx, void *arg)
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
     int rc = shmrpc_server_new(&server, NULL);
-    if (rc == 0) rc = shmrpc_server_register(server, &bench_service, &handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, row->addr);
     if (rc == 0) rc = shmrpc_server_serve(server, run->c->workers);
     if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_errmsg());
@@ -108,7 +108,7 @@ static int client(bench_run *run, int idx, void *arg)
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.compression = row->o->compression;
-    int rc = shmrpc_client_new(&k.c, &bench_service_info, &o);
+    int rc = shmrpc_client_new(&k.c, &Bench_service_info, &o);
     if (rc == 0) rc = shmrpc_client_connect(k.c, row->addr);
     /* The server may still be starting: try for up to five seconds. */
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {

@@ -5,26 +5,12 @@
 
 #include "gen.h"
 
-static const char *fn(gen *g, const gtype *t, const char *op)
+const char *gen_codec_fn(gen *g, const gtype *t, const char *op)
 {
-    return S("%s__%s_%s", g->p, t->tag, op);
+    return S("%s_%s_%s", g->own, t->tag, op);
 }
 
-/* "const T *v", with the const in the right place for pointer types. */
-static const char *const_ptr(gen *g, const char *ctype, const char *name)
-{
-    size_t n = strlen(ctype);
-    if (ctype[n - 1] == '*') return S("%sconst *%s", ctype, name);
-    return S("const %s *%s", ctype, name);
-}
-
-static const char *ptr(gen *g, const char *ctype, const char *name)
-{
-    size_t n = strlen(ctype);
-    return S("%s%s*%s", ctype, ctype[n - 1] == '*' ? "" : " ", name);
-}
-
-/* The address of the lvalue v: "&v->x", or "out" for "*out". */
+/* The address of the lvalue v: "&v->x", or "out_" for "*out_". */
 static const char *addr(gen *g, const char *v)
 {
     return v[0] == '*' ? v + 1 : S("&%s", v);
@@ -37,36 +23,48 @@ static const char *field_label(gen *g, const gtype *t, const svc_field *f)
     return S("%s.%.*s", t->display, f->name.n, f->name.p);
 }
 
-void gen_clear_needs(gen *g)
-{
-    for (gtype *t = g->types; t; t = t->next)
-        t->need = 0;
-}
-
-void gen_mark(gen *g, gtype *t, unsigned need)
+static void mark(gen *g, gtype *t, unsigned need)
 {
     if (t->kind == GK_SCALAR || (t->need & need) == need) return;
     t->need |= need;
     if (t->kind == GK_ENUM && (need & NEED_JSON_WRITE)) t->need |= NEED_ENUM_NAME;
     if (t->kind == GK_ENUM && (need & NEED_JSON_READ)) t->need |= NEED_ENUM_FROM_NAME;
     unsigned data = need & (NEED_MP_WRITE | NEED_MP_READ | NEED_JSON_WRITE | NEED_JSON_READ);
-    if (t->elem) gen_mark(g, t->elem, data);
+    if (t->elem) mark(g, t->elem, data);
     if (t->key) {
         /* JSON keys are strings: an enum key needs only its names. */
         unsigned k = data & (NEED_MP_WRITE | NEED_MP_READ);
         if (data & NEED_JSON_WRITE) k |= t->key->kind == GK_ENUM ? NEED_ENUM_NAME : 0;
         if (data & NEED_JSON_READ) k |= t->key->kind == GK_ENUM ? NEED_ENUM_FROM_NAME : 0;
-        if (k) gen_mark(g, t->key, k);
+        if (k) mark(g, t->key, k);
     }
     if (t->kind == GK_STRUCT)
         for (const svc_field *f = t->fields; f; f = f->next)
-            gen_mark(g, gen_type(g, f->type), data);
+            mark(g, gen_type(g, f->type), data);
+}
+
+void gen_mark_needs(gen *g)
+{
+    for (gtype *t = g->types; t; t = t->next)
+        t->need = 0;
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        if (m->enc == SVC_ENC_RAW) continue;
+        unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
+                                             : NEED_MP_READ | NEED_MP_WRITE;
+        if (m->n_params) mark(g, gen_args_type(g, m), rw);
+        if (m->result->kind != SVC_T_VOID) mark(g, gen_type(g, m->result), rw);
+    }
+    /* The client writes arguments one by one, so only the server reads them whole. */
+    for (gtype *t = g->types; t; t = t->next)
+        if (t->is_args) t->need &= ~(unsigned)(NEED_MP_WRITE | NEED_JSON_WRITE);
 }
 
 /* Sums that cannot reach this stay exact; beyond it, any bound is as good. */
 #define MIN_SIZE_CAP UINT32_MAX
 
-size_t gen_mp_min_size(gen *g, gtype *t)
+/* The fewest bytes a msgpack value of t takes as the generated decoders read it: what a
+ * list's or map's count is checked against before anything is allocated for it. */
+static size_t mp_min_size(gen *g, gtype *t)
 {
     switch (t->kind) {
     case GK_SCALAR:
@@ -84,7 +82,7 @@ size_t gen_mp_min_size(gen *g, gtype *t)
     t->min_state = 1;
     size_t sum = 1; /* the array header */
     for (const svc_field *f = t->fields; f; f = f->next) {
-        size_t m = gen_mp_min_size(g, gen_type(g, f->type));
+        size_t m = mp_min_size(g, gen_type(g, f->type));
         sum = m > MIN_SIZE_CAP - sum ? MIN_SIZE_CAP : sum + m;
     }
     t->mp_min = sum;
@@ -94,83 +92,110 @@ size_t gen_mp_min_size(gen *g, gtype *t)
 
 /* --- snippets --- */
 
-void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v)
+void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v)
 {
     if (t->kind != GK_SCALAR) {
-        sb_printf(o, "%s%s(%s, %s);\n", ind, fn(g, t, "mp_write"), c->pk, addr(g, v));
+        em(e, "%s(%s, %s);", gen_codec_fn(g, t, "mp_write"), c->pk, addr(g, v));
         return;
     }
     switch (t->scalar) {
     case SVC_T_BOOL:
-        sb_printf(
-            o, "%sif (%s)\n%s    msgpack_pack_true(%s);\n%selse\n%s    msgpack_pack_false(%s);\n",
-            ind, v, ind, c->pk, ind, ind, c->pk);
+        em_open(e, "if (%s)", v);
+        em_last(e, "msgpack_pack_true(%s);", c->pk);
+        em_open(e, "else");
+        em_last(e, "msgpack_pack_false(%s);", c->pk);
         return;
     case SVC_T_F32:
-        sb_printf(o, "%smsgpack_pack_float(%s, %s);\n", ind, c->pk, v);
+        em(e, "msgpack_pack_float(%s, %s);", c->pk, v);
         return;
     case SVC_T_F64:
-        sb_printf(o, "%smsgpack_pack_double(%s, %s);\n", ind, c->pk, v);
+        em(e, "msgpack_pack_double(%s, %s);", c->pk, v);
         return;
     case SVC_T_STRING:
-        sb_printf(o, "%smsgpack_pack_str_with_body(%s, %s.ptr, %s.len);\n", ind, c->pk, v, v);
+        em(e, "msgpack_pack_str_with_body(%s, %s.ptr, %s.len);", c->pk, v, v);
         return;
     case SVC_T_BYTES:
-        sb_printf(o, "%smsgpack_pack_bin_with_body(%s, %s.ptr, %s.len);\n", ind, c->pk, v, v);
+        em(e, "msgpack_pack_bin_with_body(%s, %s.ptr, %s.len);", c->pk, v, v);
         return;
     default:
-        sb_printf(o, "%smsgpack_pack_%s(%s, %s);\n", ind,
-                  gen_is_signed(t->scalar) ? "int64" : "uint64", c->pk, v);
+        em(e, "msgpack_pack_%s(%s, %s);", gen_is_signed(t->scalar) ? "int64" : "uint64", c->pk, v);
         return;
     }
 }
 
-/* "if ((rc = CALL) != 0)\n    FAIL\n" */
-static void check(sbuf *o, const char *ind, const cx *c, const char *call, const char *fail)
+/* "if ((rc = CALL) != 0)\n    FAIL" */
+static void check(emitter *e, const cx *c, const char *call, const char *fail)
 {
-    sb_printf(o, "%sif ((%s = %s) != 0)\n%s    %s\n", ind, c->rc, call, ind, fail);
+    em_open(e, "if ((%s = %s) != 0)", c->rc, call);
+    em_last(e, "%s", fail);
 }
 
-/* An integer narrower than 64 bits goes through a 64-bit temporary. */
-static void narrow(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
-                   const char *fail, const char *call_fmt)
+/* The reading function of a scalar, after "shmrpc_mp_read_" or "shmrpc_json_read_". */
+static const char *scalar_op(const gtype *t, bool json)
 {
+    switch (t->scalar) {
+    case SVC_T_BOOL:
+        return "bool";
+    case SVC_T_F32:
+        return "f32";
+    case SVC_T_F64:
+        return "f64";
+    case SVC_T_STRING:
+        return "str";
+    default:
+        return json ? "base64" : "bin";
+    }
+}
+
+/* Reads a value of t into the lvalue v. head is the reader function's name less its
+ * last part ("shmrpc_mp_read_") and args what it takes before the range or the address
+ * ("r"; "r, j"). An integer narrower than 64 bits goes through a 64-bit temporary. */
+static void read_value(gen *g, emitter *e, const cx *c, const gtype *t, const char *head,
+                       const char *args, const char *v, const char *fail)
+{
+    if (!gen_is_signed(t->scalar) && !gen_is_unsigned(t->scalar)) {
+        check(e, c,
+              S("%s%s(%s, %s)", head, scalar_op(t, strstr(head, "json") != NULL), args, addr(g, v)),
+              fail);
+        return;
+    }
     bool sig = gen_is_signed(t->scalar);
     const char *range =
         sig ? S("%s, %s", gen_int_min(t->scalar), gen_int_max(t->scalar)) : gen_int_max(t->scalar);
-    const char *wide = sig ? "int64_t" : "uint64_t";
+    const char *fn = S("%s%s", head, sig ? "int" : "uint");
     if (t->scalar == SVC_T_I64 || t->scalar == SVC_T_U64) {
-        check(o, ind, c, S(call_fmt, sig ? "int" : "uint", range, addr(g, v)), fail);
+        check(e, c, S("%s(%s, %s, %s)", fn, args, range, addr(g, v)), fail);
         return;
     }
-    sb_printf(o, "%s{\n%s    %s tmp;\n", ind, ind, wide);
-    check(o, S("%s    ", ind), c, S(call_fmt, sig ? "int" : "uint", range, "&tmp"), fail);
-    sb_printf(o, "%s    %s = (%s)tmp;\n%s}\n", ind, v, t->ctype, ind);
+    em_open(e, "{");
+    em(e, "%s tmp;", sig ? "int64_t" : "uint64_t");
+    check(e, c, S("%s(%s, %s, &tmp)", fn, args, range), fail);
+    em(e, "%s = (%s)tmp;", v, t->ctype);
+    em_close(e, "}");
 }
 
-void gen_mp_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
-                 const char *fail)
+void gen_mp_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *v, const char *fail)
 {
-    const char *call;
-    if (t->kind != GK_SCALAR) {
-        call = S("%s(%s, %s, %s)", fn(g, t, "mp_read"), c->r, c->a, addr(g, v));
-    } else if (gen_is_signed(t->scalar) || gen_is_unsigned(t->scalar)) {
-        narrow(g, o, ind, c, t, v, fail, S("shmrpc_mp_read_%%s(%s, %%s, %%s)", c->r));
-        return;
-    } else {
-        const char *op = t->scalar == SVC_T_BOOL     ? "bool"
-                         : t->scalar == SVC_T_F32    ? "f32"
-                         : t->scalar == SVC_T_F64    ? "f64"
-                         : t->scalar == SVC_T_STRING ? "str"
-                                                     : "bin";
-        call = S("shmrpc_mp_read_%s(%s, %s)", op, c->r, addr(g, v));
-    }
-    check(o, ind, c, call, fail);
+    if (t->kind != GK_SCALAR)
+        check(e, c, S("%s(%s, %s, %s)", gen_codec_fn(g, t, "mp_read"), c->r, c->a, addr(g, v)),
+              fail);
+    else
+        read_value(g, e, c, t, "shmrpc_mp_read_", c->r, v, fail);
+}
+
+void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *j, const char *v,
+                   const char *fail)
+{
+    if (t->kind != GK_SCALAR)
+        check(e, c, S("%s(%s, %s, %s)", gen_codec_fn(g, t, "json_read"), c->r, j, addr(g, v)),
+              fail);
+    else
+        read_value(g, e, c, t, "shmrpc_json_read_", S("%s, %s", c->r, j), v, fail);
 }
 
 const char *gen_json_write_expr(gen *g, const gtype *t, const char *v)
 {
-    if (t->kind != GK_SCALAR) return S("%s(%s)", fn(g, t, "json_write"), addr(g, v));
+    if (t->kind != GK_SCALAR) return S("%s(%s)", gen_codec_fn(g, t, "json_write"), addr(g, v));
     switch (t->scalar) {
     case SVC_T_BOOL:
         return S("shmrpc_json_bool(%s)", v);
@@ -188,26 +213,6 @@ const char *gen_json_write_expr(gen *g, const gtype *t, const char *v)
     }
 }
 
-void gen_json_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *j,
-                   const char *v, const char *fail)
-{
-    const char *call;
-    if (t->kind != GK_SCALAR) {
-        call = S("%s(%s, %s, %s)", fn(g, t, "json_read"), c->r, j, addr(g, v));
-    } else if (gen_is_signed(t->scalar) || gen_is_unsigned(t->scalar)) {
-        narrow(g, o, ind, c, t, v, fail, S("shmrpc_json_read_%%s(%s, %s, %%s, %%s)", c->r, j));
-        return;
-    } else {
-        const char *op = t->scalar == SVC_T_BOOL     ? "bool"
-                         : t->scalar == SVC_T_F32    ? "f32"
-                         : t->scalar == SVC_T_F64    ? "f64"
-                         : t->scalar == SVC_T_STRING ? "str"
-                                                     : "base64";
-        call = S("shmrpc_json_read_%s(%s, %s, %s)", op, c->r, j, addr(g, v));
-    }
-    check(o, ind, c, call, fail);
-}
-
 /* --- functions --- */
 
 static const cx fcx = {"pk", "r", "a", "rc"};
@@ -219,405 +224,466 @@ static const char *linkage(const gtype *t)
     return t->is_args ? "static " : "";
 }
 
-static void prototypes(gen *g, sbuf *o, const gtype *t)
+/* The signature of t's codec function op, without the ';' or body. */
+static const char *signature(gen *g, const gtype *t, const char *op)
 {
-    if (t->need & NEED_ENUM_NAME)
-        sb_printf(o, "const char *%s(%s v);\n", fn(g, t, "to_name"), t->ctype);
-    if (t->need & NEED_ENUM_FROM_NAME)
-        sb_printf(o, "bool %s(shmrpc_str s, %s *v);\n", fn(g, t, "from_name"), t->ctype);
-    if (t->need & NEED_MP_WRITE)
-        sb_printf(o, "%svoid %s(msgpack_packer *pk, %s);\n", linkage(t), fn(g, t, "mp_write"),
-                  const_ptr(g, t->ctype, "v"));
-    if (t->need & NEED_MP_READ)
-        sb_printf(o, "%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s);\n", linkage(t),
-                  fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
-    if (t->need & NEED_JSON_WRITE)
-        sb_printf(o, "%sshmrpc_json *%s(%s);\n", linkage(t), fn(g, t, "json_write"),
-                  const_ptr(g, t->ctype, "v"));
-    if (t->need & NEED_JSON_READ)
-        sb_printf(o, "%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s);\n", linkage(t),
-                  fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+    const char *fn = gen_codec_fn(g, t, op), *l = linkage(t);
+    if (strcmp(op, "to_name") == 0) return S("const char *%s(%s v)", fn, t->ctype);
+    if (strcmp(op, "from_name") == 0) return S("bool %s(shmrpc_str s, %s *v)", fn, t->ctype);
+    if (strcmp(op, "mp_write") == 0)
+        return S("%svoid %s(msgpack_packer *pk, %s)", l, fn, gen_ptr_decl(g, t->ctype, "v", true));
+    if (strcmp(op, "mp_read") == 0)
+        return S("%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)", l, fn,
+                 gen_ptr_decl(g, t->ctype, "v", false));
+    if (strcmp(op, "json_write") == 0)
+        return S("%sshmrpc_json *%s(%s)", l, fn, gen_ptr_decl(g, t->ctype, "v", true));
+    return S("%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)", l, fn,
+             gen_ptr_decl(g, t->ctype, "v", false));
 }
 
-static void enum_names(gen *g, sbuf *o, const gtype *t)
+static const struct {
+    unsigned need;
+    const char *op;
+} ops[] = {
+    {NEED_ENUM_NAME, "to_name"}, {NEED_ENUM_FROM_NAME, "from_name"}, {NEED_MP_WRITE, "mp_write"},
+    {NEED_MP_READ, "mp_read"},   {NEED_JSON_WRITE, "json_write"},    {NEED_JSON_READ, "json_read"},
+};
+
+/* A function's opening lines. */
+static void begin(gen *g, emitter *e, const gtype *t, const char *op)
+{
+    em_blank(e);
+    em(e, "%s", signature(g, t, op));
+    em_open(e, "{");
+}
+
+static void oom(emitter *e, const char *r)
+{
+    em_open(e, "if (items == NULL) {");
+    em(e, "%s->why = \"out of memory\";", r);
+    em(e, "return SHMRPC_ENOMEM;");
+    em_close(e, "}");
+}
+
+/* "return SHMRPC_EINVAL" with why as the reason. */
+static void invalid(emitter *e, const char *r, const char *why)
+{
+    em(e, "%s->why = %s;", r, why);
+    em(e, "return SHMRPC_EINVAL;");
+}
+
+static void enum_names(gen *g, emitter *e, const gtype *t)
 {
     if (t->need & NEED_ENUM_NAME) {
-        sb_printf(o, "\nconst char *%s(%s v)\n{\n    switch (v) {\n", fn(g, t, "to_name"),
-                  t->ctype);
-        for (const svc_enumval *e = t->decl->values; e; e = e->next)
-            sb_printf(o, "    case %s:\n        return \"%.*s\";\n", gen_enum_const(g, t, e),
-                      e->name.n, e->name.p);
-        sb_puts(o, "    }\n    return NULL;\n}\n");
+        begin(g, e, t, "to_name");
+        em(e, "switch (v) {");
+        for (const svc_enumval *v = t->decl->values; v; v = v->next) {
+            em(e, "case %s:", gen_enum_const(g, t, v));
+            e->depth++;
+            em(e, "return \"%.*s\";", v->name.n, v->name.p);
+            e->depth--;
+        }
+        em(e, "}");
+        em(e, "return NULL;");
+        em_close(e, "}");
     }
     if (t->need & NEED_ENUM_FROM_NAME) {
-        sb_printf(o, "\nbool %s(shmrpc_str s, %s *v)\n{\n", fn(g, t, "from_name"), t->ctype);
-        sb_printf(o,
-                  "    static const struct {\n        const char *name;\n        %s value;\n"
-                  "    } names[] = {\n",
-                  t->ctype);
-        for (const svc_enumval *e = t->decl->values; e; e = e->next)
-            sb_printf(o, "        {\"%.*s\", %s},\n", e->name.n, e->name.p,
-                      gen_enum_const(g, t, e));
-        sb_puts(o, "    };\n"
-                   "    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)\n"
-                   "        if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, "
-                   "s.len) == 0) {\n"
-                   "            *v = names[i].value;\n"
-                   "            return true;\n"
-                   "        }\n"
-                   "    return false;\n}\n");
+        begin(g, e, t, "from_name");
+        em_open(e, "static const struct {");
+        em(e, "const char *name;");
+        em(e, "%s value;", t->ctype);
+        em_close(e, "} names[] = {");
+        e->depth++;
+        for (const svc_enumval *v = t->decl->values; v; v = v->next)
+            em(e, "{\"%.*s\", %s},", v->name.n, v->name.p, gen_enum_const(g, t, v));
+        em_close(e, "};");
+        em_open(e, "for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)");
+        em_open(
+            e, "if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0) {");
+        em(e, "*v = names[i].value;");
+        em(e, "return true;");
+        em_close(e, "}");
+        e->depth--;
+        em(e, "return false;");
+        em_close(e, "}");
     }
 }
 
-static void oom(sbuf *o, const char *ind, const char *r)
+static void mp_write_fn(gen *g, emitter *e, const gtype *t)
 {
-    sb_printf(o, "%s    %s->why = \"out of memory\";\n%s    return SHMRPC_ENOMEM;\n%s}\n", ind, r,
-              ind, ind);
-}
-
-static void mp_write_fn(gen *g, sbuf *o, const gtype *t)
-{
-    sb_printf(o, "\n%svoid %s(msgpack_packer *pk, %s)\n{\n", linkage(t), fn(g, t, "mp_write"),
-              const_ptr(g, t->ctype, "v"));
+    begin(g, e, t, "mp_write");
     switch (t->kind) {
     case GK_STRUCT:
-        sb_printf(o, "    msgpack_pack_array(pk, %d);\n", t->n_fields);
-        if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
+        em(e, "msgpack_pack_array(pk, %d);", t->n_fields);
+        if (t->fields == NULL) em(e, "(void)v;");
         for (const svc_field *f = t->fields; f; f = f->next)
-            gen_mp_write(g, o, "    ", &fcx, gen_type(g, f->type),
-                         S("v->%.*s", f->name.n, f->name.p));
+            gen_mp_write(g, e, &fcx, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p));
         break;
     case GK_ENUM:
-        sb_puts(o, "    msgpack_pack_int64(pk, (int64_t)*v);\n");
+        em(e, "msgpack_pack_int64(pk, (int64_t)*v);");
         break;
     case GK_LIST:
-        sb_puts(o,
-                "    msgpack_pack_array(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
-        gen_mp_write(g, o, "        ", &fcx, t->elem, "v->items[i]");
-        sb_puts(o, "    }\n");
-        break;
     case GK_MAP:
-        sb_puts(o,
-                "    msgpack_pack_map(pk, v->len);\n    for (size_t i = 0; i < v->len; i++) {\n");
-        gen_mp_write(g, o, "        ", &fcx, t->key, "v->items[i].key");
-        gen_mp_write(g, o, "        ", &fcx, t->elem, "v->items[i].value");
-        sb_puts(o, "    }\n");
-        break;
-    case GK_OPT:
-        if (t->elem->kind == GK_STRUCT) {
-            sb_puts(
-                o,
-                "    if (*v == NULL) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
-            gen_mp_write(g, o, "    ", &fcx, t->elem, "**v");
+        em(e, "msgpack_pack_%s(pk, v->len);", t->kind == GK_LIST ? "array" : "map");
+        em_open(e, "for (size_t i = 0; i < v->len; i++) {");
+        if (t->kind == GK_LIST) {
+            gen_mp_write(g, e, &fcx, t->elem, "v->items[i]");
         } else {
-            sb_puts(o,
-                    "    if (!v->has) {\n        msgpack_pack_nil(pk);\n        return;\n    }\n");
-            gen_mp_write(g, o, "    ", &fcx, t->elem, "v->value");
+            gen_mp_write(g, e, &fcx, t->key, "v->items[i].key");
+            gen_mp_write(g, e, &fcx, t->elem, "v->items[i].value");
         }
+        em_close(e, "}");
         break;
+    case GK_OPT: {
+        bool ptr = t->elem->kind == GK_STRUCT;
+        em_open(e, "if (%s) {", ptr ? "*v == NULL" : "!v->has");
+        em(e, "msgpack_pack_nil(pk);");
+        em(e, "return;");
+        em_close(e, "}");
+        gen_mp_write(g, e, &fcx, t->elem, ptr ? "**v" : "v->value");
+        break;
+    }
     case GK_SCALAR:
         break;
     }
-    sb_puts(o, "}\n");
+    em_close(e, "}");
 }
 
-static void mp_read_struct(gen *g, sbuf *o, const gtype *t)
+static void mp_read_struct(gen *g, emitter *e, const gtype *t)
 {
-    const char *noun = t->is_args ? "arguments" : "fields";
+    const char *noun = t->is_args ? "argument" : "field";
     /* Failures of the struct as a whole name no field of their own: the field or
      * parameter that holds the struct does, or for the arguments, nothing. */
-    sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(r, &n);\n"
-               "    if (rc != 0)\n        return rc;\n");
-    sb_printf(o,
-              "    if (n != %d) {\n        r->why = \"expected %d %s\";\n"
-              "        return SHMRPC_EINVAL;\n    }\n",
-              t->n_fields, t->n_fields,
-              t->n_fields == 1 ? (t->is_args ? "argument" : "field") : noun);
-    if (!t->is_args)
-        sb_puts(
-            o, "    if (++r->depth > SHMRPC_MAX_DEPTH) {\n        r->why = \"nested too deeply\";\n"
-               "        return SHMRPC_EINVAL;\n    }\n");
+    em(e, "uint32_t n;");
+    em(e, "int rc = shmrpc_mp_read_array(r, &n);");
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return rc;");
+    em_open(e, "if (n != %d) {", t->n_fields);
+    invalid(e, "r", S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s"));
+    em_close(e, "}");
+    if (!t->is_args) {
+        em_open(e, "if (++r->depth > SHMRPC_MAX_DEPTH) {");
+        invalid(e, "r", "\"nested too deeply\"");
+        em_close(e, "}");
+    }
     bool uses_arena = false;
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
         uses_arena |= ft->kind != GK_SCALAR;
-        gen_mp_read(g, o, "    ", &fcx, ft, S("v->%.*s", f->name.n, f->name.p),
+        gen_mp_read(g, e, &fcx, ft, S("v->%.*s", f->name.n, f->name.p),
                     S("return shmrpc_mp_fail_at(r, rc, \"%s\");", field_label(g, t, f)));
     }
-    if (!uses_arena) sb_puts(o, "    (void)a;\n");
-    if (t->n_fields == 0) sb_puts(o, "    (void)v;\n");
-    if (!t->is_args) sb_puts(o, "    r->depth--;\n");
+    if (!uses_arena) em(e, "(void)a;");
+    if (t->n_fields == 0) em(e, "(void)v;");
+    if (!t->is_args) em(e, "r->depth--;");
 }
 
 /* Room for the n items of a list or map, not zeroed: the loop that follows writes each
  * one before anything reads it. n may come from the wire, so the size is checked. */
-static void items_alloc(gen *g, sbuf *o, const char *ctype, const char *arena, const char *r)
+static void items_alloc(gen *g, emitter *e, const char *ctype, const char *arena)
 {
-    sb_printf(o, "    %s = shmrpc_arena_alloc_items(%s, n, sizeof *items, _Alignof(%s));\n",
-              ptr(g, ctype, "items"), arena, ctype);
-    sb_puts(o, "    if (items == NULL) {\n");
-    oom(o, "    ", r);
+    em(e, "%s = shmrpc_arena_alloc_items(%s, n, sizeof *items, _Alignof(%s));",
+       gen_ptr_decl(g, ctype, "items", false), arena, ctype);
+    oom(e, "r");
 }
 
-static void mp_read_fn(gen *g, sbuf *o, const gtype *t)
+/* Room for the struct an optional points to. */
+static void struct_alloc(emitter *e, const gtype *t, const char *arena)
 {
-    sb_printf(o, "\n%sint %s(shmrpc_mp_reader *r, shmrpc_arena *a, %s)\n{\n", linkage(t),
-              fn(g, t, "mp_read"), ptr(g, t->ctype, "v"));
-    const cx ret = fcx;
+    em(e, "%s *p = shmrpc_arena_alloc(%s, sizeof *p, _Alignof(%s));", t->ctype, arena, t->ctype);
+    em_open(e, "if (p == NULL) {");
+    em(e, "r->why = \"out of memory\";");
+    em(e, "return SHMRPC_ENOMEM;");
+    em_close(e, "}");
+}
+
+static void mp_read_fn(gen *g, emitter *e, gtype *t)
+{
+    begin(g, e, t, "mp_read");
     switch (t->kind) {
     case GK_STRUCT:
-        mp_read_struct(g, o, t);
+        mp_read_struct(g, e, t);
         break;
     case GK_ENUM:
-        sb_puts(o, "    (void)a;\n    int64_t tmp;\n"
-                   "    int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);\n"
-                   "    if (rc != 0)\n        return rc;\n    switch (tmp) {\n");
-        for (const svc_enumval *e = t->decl->values; e; e = e->next)
-            sb_printf(o, "    case %lld:\n", (long long)e->value);
-        sb_printf(o,
-                  "        *v = (%s)tmp;\n        return 0;\n    default:\n"
-                  "        r->why = \"not a value of enum %s\";\n        return SHMRPC_EINVAL;\n   "
-                  " }\n}\n",
-                  t->ctype, t->display);
+        em(e, "(void)a;");
+        em(e, "int64_t tmp;");
+        em(e, "int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);");
+        em_open(e, "if (rc != 0)");
+        em_last(e, "return rc;");
+        em(e, "switch (tmp) {");
+        for (const svc_enumval *v = t->decl->values; v; v = v->next)
+            em(e, "case %lld:", (long long)v->value);
+        e->depth++;
+        em(e, "*v = (%s)tmp;", t->ctype);
+        em(e, "return 0;");
+        e->depth--;
+        em(e, "default:");
+        e->depth++;
+        invalid(e, "r", S("\"not a value of enum %s\"", t->display));
+        e->depth--;
+        em(e, "}");
+        em_close(e, "}");
         return;
     case GK_LIST:
-        sb_printf(o,
-                  "    uint32_t n;\n    int rc = shmrpc_mp_read_array_of(r, %zu, &n);\n"
-                  "    if (rc != 0)\n        return rc;\n",
-                  gen_mp_min_size(g, t->elem));
-        items_alloc(g, o, t->elem->ctype, "a", "r");
-        sb_puts(o, "    for (uint32_t i = 0; i < n; i++) {\n");
-        gen_mp_read(g, o, "        ", &ret, t->elem, "items[i]", "return rc;");
-        sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
-        break;
     case GK_MAP: {
-        size_t kmin = gen_mp_min_size(g, t->key), vmin = gen_mp_min_size(g, t->elem);
-        sb_printf(o,
-                  "    uint32_t n;\n    int rc = shmrpc_mp_read_map_of(r, %zu, &n);\n"
-                  "    if (rc != 0)\n        return rc;\n",
-                  vmin > MIN_SIZE_CAP - kmin ? (size_t)MIN_SIZE_CAP : kmin + vmin);
-        items_alloc(g, o, S("%s_entry", t->ctype), "a", "r");
-        sb_puts(o, "    for (uint32_t i = 0; i < n; i++) {\n");
-        gen_mp_read(g, o, "        ", &ret, t->key, "items[i].key", "return rc;");
-        gen_mp_read(g, o, "        ", &ret, t->elem, "items[i].value", "return rc;");
-        sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
+        bool list = t->kind == GK_LIST;
+        size_t min = mp_min_size(g, t->elem);
+        if (!list) {
+            size_t kmin = mp_min_size(g, t->key);
+            min = min > MIN_SIZE_CAP - kmin ? (size_t)MIN_SIZE_CAP : kmin + min;
+        }
+        em(e, "uint32_t n;");
+        em(e, "int rc = shmrpc_mp_read_%s_of(r, %zu, &n);", list ? "array" : "map", min);
+        em_open(e, "if (rc != 0)");
+        em_last(e, "return rc;");
+        items_alloc(g, e, list ? t->elem->ctype : S("%s_entry", t->ctype), "a");
+        em_open(e, "for (uint32_t i = 0; i < n; i++) {");
+        if (list) {
+            gen_mp_read(g, e, &fcx, t->elem, "items[i]", "return rc;");
+        } else {
+            gen_mp_read(g, e, &fcx, t->key, "items[i].key", "return rc;");
+            gen_mp_read(g, e, &fcx, t->elem, "items[i].value", "return rc;");
+        }
+        em_close(e, "}");
+        em(e, "v->items = items;");
+        em(e, "v->len = n;");
         break;
     }
     case GK_OPT:
-        sb_puts(o, "    int rc = shmrpc_mp_try_nil(r);\n    if (rc < 0)\n        return rc;\n");
+        em(e, "int rc = shmrpc_mp_try_nil(r);");
+        em_open(e, "if (rc < 0)");
+        em_last(e, "return rc;");
         if (t->elem->kind == GK_STRUCT) {
-            sb_puts(o, "    *v = NULL;\n    if (rc == 1)\n        return 0;\n");
-            sb_printf(o, "    %s *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(%s));\n",
-                      t->elem->ctype, t->elem->ctype);
-            sb_puts(o, "    if (p == NULL) {\n");
-            oom(o, "    ", "r");
-            gen_mp_read(g, o, "    ", &ret, t->elem, "*p", "return rc;");
-            sb_puts(o, "    *v = p;\n");
+            em(e, "*v = NULL;");
+            em_open(e, "if (rc == 1)");
+            em_last(e, "return 0;");
+            struct_alloc(e, t->elem, "a");
+            gen_mp_read(g, e, &fcx, t->elem, "*p", "return rc;");
+            em(e, "*v = p;");
         } else {
-            sb_puts(o, "    memset(v, 0, sizeof *v);\n    if (rc == 1)\n        return 0;\n"
-                       "    v->has = true;\n");
-            if (t->elem->kind == GK_SCALAR) sb_puts(o, "    (void)a;\n");
-            gen_mp_read(g, o, "    ", &ret, t->elem, "v->value", "return rc;");
+            em(e, "memset(v, 0, sizeof *v);");
+            em_open(e, "if (rc == 1)");
+            em_last(e, "return 0;");
+            em(e, "v->has = true;");
+            if (t->elem->kind == GK_SCALAR) em(e, "(void)a;");
+            gen_mp_read(g, e, &fcx, t->elem, "v->value", "return rc;");
         }
         break;
     case GK_SCALAR:
         break;
     }
-    sb_puts(o, "    return 0;\n}\n");
+    em(e, "return 0;");
+    em_close(e, "}");
 }
 
-static void json_write_fn(gen *g, sbuf *o, const gtype *t)
+/* "if (COND) {\n    shmrpc_json_free(o);\n    return NULL;\n}" */
+static void json_free_if(emitter *e, const char *cond)
 {
-    sb_printf(o, "\n%sshmrpc_json *%s(%s)\n{\n", linkage(t), fn(g, t, "json_write"),
-              const_ptr(g, t->ctype, "v"));
-    const char *fail = "        shmrpc_json_free(o);\n        return NULL;\n    }\n";
+    em_open(e, "if (%s) {", cond);
+    em(e, "shmrpc_json_free(o);");
+    em(e, "return NULL;");
+    em_close(e, "}");
+}
+
+static void json_new(emitter *e, const char *what)
+{
+    em(e, "shmrpc_json *o = shmrpc_json_%s();", what);
+    em_open(e, "if (o == NULL)");
+    em_last(e, "return NULL;");
+}
+
+static void json_write_fn(gen *g, emitter *e, const gtype *t)
+{
+    begin(g, e, t, "json_write");
     switch (t->kind) {
     case GK_STRUCT:
-        sb_puts(o, "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return "
-                   "NULL;\n");
+        json_new(e, "object");
         if (t->fields == NULL) {
-            sb_puts(o, "    (void)v;\n    return o;\n}\n");
-            return;
+            em(e, "(void)v;");
+            break;
         }
-        sb_puts(o, "    if (");
         for (const svc_field *f = t->fields; f; f = f->next)
-            sb_printf(
-                o, "%sshmrpc_json_set(o, \"%.*s\", %s) != 0", f == t->fields ? "" : " ||\n        ",
-                f->name.n, f->name.p,
-                gen_json_write_expr(g, gen_type(g, f->type), S("v->%.*s", f->name.n, f->name.p)));
-        sb_printf(o, ") {\n%s", fail);
+            json_free_if(e, S("shmrpc_json_set(o, \"%.*s\", %s) != 0", f->name.n, f->name.p,
+                              gen_json_write_expr(g, gen_type(g, f->type),
+                                                  S("v->%.*s", f->name.n, f->name.p))));
         break;
     case GK_ENUM:
-        sb_printf(o, "    const char *name = %s(*v);\n", fn(g, t, "to_name"));
-        sb_puts(o, "    return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;\n}\n");
+        em(e, "const char *name = %s(*v);", gen_codec_fn(g, t, "to_name"));
+        em(e, "return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;");
+        em_close(e, "}");
         return;
     case GK_LIST:
-        sb_puts(
-            o,
-            "    shmrpc_json *o = shmrpc_json_array();\n    if (o == NULL)\n        return NULL;\n"
-            "    for (size_t i = 0; i < v->len; i++)\n");
-        sb_printf(o, "        if (shmrpc_json_append(o, %s) != 0) {\n    %s",
-                  gen_json_write_expr(g, t->elem, "v->items[i]"),
-                  "        shmrpc_json_free(o);\n            return NULL;\n        }\n");
+        json_new(e, "array");
+        em_open(e, "for (size_t i = 0; i < v->len; i++)");
+        json_free_if(
+            e, S("shmrpc_json_append(o, %s) != 0", gen_json_write_expr(g, t->elem, "v->items[i]")));
+        e->depth--;
         break;
     case GK_MAP: {
         const gtype *k = t->key;
         const char *val = gen_json_write_expr(g, t->elem, "v->items[i].value");
-        sb_puts(
-            o,
-            "    shmrpc_json *o = shmrpc_json_object();\n    if (o == NULL)\n        return NULL;\n"
-            "    for (size_t i = 0; i < v->len; i++) {\n");
+        json_new(e, "object");
+        em_open(e, "for (size_t i = 0; i < v->len; i++) {");
         const char *set;
         if (k->kind == GK_ENUM) {
-            sb_printf(o, "        const char *key = %s(v->items[i].key);\n", fn(g, k, "to_name"));
+            em(e, "const char *key = %s(v->items[i].key);", gen_codec_fn(g, k, "to_name"));
             set = S("key == NULL || shmrpc_json_set(o, key, %s) != 0", val);
         } else if (k->scalar == SVC_T_STRING) {
             set = S("shmrpc_json_setn(o, v->items[i].key, %s) != 0", val);
         } else {
-            bool sig = gen_is_signed(k->scalar);
-            sb_puts(o, "        char key[24];\n");
+            em(e, "char key[24];");
             set = S("shmrpc_json_setn(o, shmrpc_json_%s_key(v->items[i].key, key), %s) != 0",
-                    sig ? "int" : "uint", val);
+                    gen_is_signed(k->scalar) ? "int" : "uint", val);
         }
-        sb_printf(o,
-                  "        if (%s) {\n            shmrpc_json_free(o);\n            return NULL;\n"
-                  "        }\n    }\n",
-                  set);
+        json_free_if(e, set);
+        em_close(e, "}");
         break;
     }
-    case GK_OPT:
-        if (t->elem->kind == GK_STRUCT)
-            sb_printf(
-                o, "    if (*v == NULL)\n        return shmrpc_json_null();\n    return %s;\n}\n",
-                gen_json_write_expr(g, t->elem, "**v"));
-        else
-            sb_printf(o,
-                      "    if (!v->has)\n        return shmrpc_json_null();\n    return %s;\n}\n",
-                      gen_json_write_expr(g, t->elem, "v->value"));
+    case GK_OPT: {
+        bool ptr = t->elem->kind == GK_STRUCT;
+        em_open(e, "if (%s)", ptr ? "*v == NULL" : "!v->has");
+        em_last(e, "return shmrpc_json_null();");
+        em(e, "return %s;", gen_json_write_expr(g, t->elem, ptr ? "**v" : "v->value"));
+        em_close(e, "}");
         return;
+    }
     case GK_SCALAR:
         break;
     }
-    sb_puts(o, "    return o;\n}\n");
+    em(e, "return o;");
+    em_close(e, "}");
 }
 
-static void json_read_struct(gen *g, sbuf *o, const gtype *t)
+static void json_read_struct(gen *g, emitter *e, const gtype *t)
 {
-    sb_puts(o, "    size_t n, seen = 0;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
-               "    if (rc != 0)\n        return rc;\n");
-    if (t->fields) sb_puts(o, "    const shmrpc_json *f;\n");
+    em(e, "size_t n, seen = 0;");
+    em(e, "int rc = shmrpc_json_read_object(r, j, &n);");
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return rc;");
+    if (t->fields) em(e, "const shmrpc_json *f;");
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
         const char *label = field_label(g, t, f);
-        sb_printf(o, "    f = shmrpc_json_get(j, \"%.*s\");\n", f->name.n, f->name.p);
-        if (ft->kind == GK_OPT)
-            sb_puts(o, "    seen += f != NULL;\n");
-        else
-            sb_printf(o,
-                      "    if (f == NULL) {\n        r->why = \"missing\";\n"
-                      "        return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");\n    }\n"
-                      "    seen++;\n",
-                      label);
-        gen_json_read(g, o, "    ", &fcx, ft, "f", S("v->%.*s", f->name.n, f->name.p),
+        em(e, "f = shmrpc_json_get(j, \"%.*s\");", f->name.n, f->name.p);
+        if (ft->kind == GK_OPT) {
+            em(e, "seen += f != NULL;");
+        } else {
+            em_open(e, "if (f == NULL) {");
+            em(e, "r->why = \"missing\";");
+            em(e, "return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");", label);
+            em_close(e, "}");
+            em(e, "seen++;");
+        }
+        gen_json_read(g, e, &fcx, ft, "f", S("v->%.*s", f->name.n, f->name.p),
                       S("return shmrpc_json_fail_at(r, rc, \"%s\");", label));
     }
-    if (t->fields == NULL) sb_puts(o, "    (void)v;\n");
-    sb_printf(o,
-              "    if (seen != n) {\n        r->why = \"unknown %s\";\n"
-              "        return SHMRPC_EINVAL;\n    }\n",
-              t->is_args ? "argument" : "field");
+    if (t->fields == NULL) em(e, "(void)v;");
+    em_open(e, "if (seen != n) {");
+    invalid(e, "r", S("\"unknown %s\"", t->is_args ? "argument" : "field"));
+    em_close(e, "}");
 }
 
-static void json_read_fn(gen *g, sbuf *o, const gtype *t)
+static void json_read_fn(gen *g, emitter *e, const gtype *t)
 {
-    sb_printf(o, "\n%sint %s(shmrpc_json_reader *r, const shmrpc_json *j, %s)\n{\n", linkage(t),
-              fn(g, t, "json_read"), ptr(g, t->ctype, "v"));
+    begin(g, e, t, "json_read");
     switch (t->kind) {
     case GK_STRUCT:
-        json_read_struct(g, o, t);
+        json_read_struct(g, e, t);
         break;
     case GK_ENUM:
-        sb_puts(o, "    shmrpc_str s;\n    int rc = shmrpc_json_read_str(r, j, &s);\n"
-                   "    if (rc != 0)\n        return rc;\n");
-        sb_printf(o,
-                  "    if (!%s(s, v)) {\n        r->why = \"not a value of enum %s\";\n"
-                  "        return SHMRPC_EINVAL;\n    }\n",
-                  fn(g, t, "from_name"), t->display);
+        em(e, "shmrpc_str s;");
+        em(e, "int rc = shmrpc_json_read_str(r, j, &s);");
+        em_open(e, "if (rc != 0)");
+        em_last(e, "return rc;");
+        em_open(e, "if (!%s(s, v)) {", gen_codec_fn(g, t, "from_name"));
+        invalid(e, "r", S("\"not a value of enum %s\"", t->display));
+        em_close(e, "}");
         break;
     case GK_LIST:
-        sb_puts(o, "    size_t n;\n    int rc = shmrpc_json_read_array(r, j, &n);\n"
-                   "    if (rc != 0)\n        return rc;\n");
-        items_alloc(g, o, t->elem->ctype, "r->arena", "r");
-        sb_puts(o, "    for (size_t i = 0; i < n; i++) {\n");
-        gen_json_read(g, o, "        ", &fcx, t->elem, "shmrpc_json_at(j, i)", "items[i]",
-                      "return rc;");
-        sb_puts(o, "    }\n    v->items = items;\n    v->len = n;\n");
+        em(e, "size_t n;");
+        em(e, "int rc = shmrpc_json_read_array(r, j, &n);");
+        em_open(e, "if (rc != 0)");
+        em_last(e, "return rc;");
+        items_alloc(g, e, t->elem->ctype, "r->arena");
+        em_open(e, "for (size_t i = 0; i < n; i++) {");
+        gen_json_read(g, e, &fcx, t->elem, "shmrpc_json_at(j, i)", "items[i]", "return rc;");
+        em_close(e, "}");
+        em(e, "v->items = items;");
+        em(e, "v->len = n;");
         break;
     case GK_MAP: {
         const gtype *k = t->key;
-        sb_puts(o, "    size_t n;\n    int rc = shmrpc_json_read_object(r, j, &n);\n"
-                   "    if (rc != 0)\n        return rc;\n");
-        items_alloc(g, o, S("%s_entry", t->ctype), "r->arena", "r");
+        em(e, "size_t n;");
+        em(e, "int rc = shmrpc_json_read_object(r, j, &n);");
+        em_open(e, "if (rc != 0)");
+        em_last(e, "return rc;");
+        items_alloc(g, e, S("%s_entry", t->ctype), "r->arena");
         /* An iterator of its own: walking the values' maps must not restart this walk. */
-        sb_puts(o,
-                "    shmrpc_json_iter it;\n    shmrpc_json_iter_init(&it, j);\n"
-                "    shmrpc_str key;\n    const shmrpc_json *val;\n    size_t i = 0;\n"
-                "    while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {\n");
+        em(e, "shmrpc_json_iter it;");
+        em(e, "shmrpc_json_iter_init(&it, j);");
+        em(e, "shmrpc_str key;");
+        em(e, "const shmrpc_json *val;");
+        em(e, "size_t i = 0;");
+        em_open(e, "while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {");
         if (k->kind == GK_ENUM) {
-            sb_printf(o,
-                      "        if (!%s(key, &items[i].key)) {\n"
-                      "            r->why = \"not a value of enum %s\";\n"
-                      "            return SHMRPC_EINVAL;\n        }\n",
-                      fn(g, k, "from_name"), k->display);
+            em_open(e, "if (!%s(key, &items[i].key)) {", gen_codec_fn(g, k, "from_name"));
+            invalid(e, "r", S("\"not a value of enum %s\"", k->display));
+            em_close(e, "}");
         } else if (k->scalar == SVC_T_STRING) {
-            sb_puts(o, "        items[i].key = key;\n");
+            em(e, "items[i].key = key;");
         } else {
-            narrow(g, o, "        ", &fcx, k, "items[i].key", "return rc;",
-                   "shmrpc_json_key_%s(r, key, %s, %s)");
+            read_value(g, e, &fcx, k, "shmrpc_json_key_", "r, key", "items[i].key", "return rc;");
         }
-        gen_json_read(g, o, "        ", &fcx, t->elem, "val", "items[i].value", "return rc;");
-        sb_puts(o, "        i++;\n    }\n    if (rc < 0)\n        return rc;\n"
-                   "    v->items = items;\n    v->len = i;\n");
+        gen_json_read(g, e, &fcx, t->elem, "val", "items[i].value", "return rc;");
+        em(e, "i++;");
+        em_close(e, "}");
+        em_open(e, "if (rc < 0)");
+        em_last(e, "return rc;");
+        em(e, "v->items = items;");
+        em(e, "v->len = i;");
         break;
     }
     case GK_OPT:
         if (t->elem->kind == GK_STRUCT) {
-            sb_puts(o, "    *v = NULL;\n    if (shmrpc_json_is_null(j))\n        return 0;\n");
-            sb_printf(o, "    %s *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(%s));\n",
-                      t->elem->ctype, t->elem->ctype);
-            sb_puts(o, "    if (p == NULL) {\n");
-            oom(o, "    ", "r");
-            sb_puts(o, "    int rc;\n");
-            gen_json_read(g, o, "    ", &fcx, t->elem, "j", "*p", "return rc;");
-            sb_puts(o, "    *v = p;\n");
+            em(e, "*v = NULL;");
+            em_open(e, "if (shmrpc_json_is_null(j))");
+            em_last(e, "return 0;");
+            struct_alloc(e, t->elem, "r->arena");
+            em(e, "int rc;");
+            gen_json_read(g, e, &fcx, t->elem, "j", "*p", "return rc;");
+            em(e, "*v = p;");
         } else {
-            sb_puts(
-                o,
-                "    memset(v, 0, sizeof *v);\n    if (shmrpc_json_is_null(j))\n        return 0;\n"
-                "    v->has = true;\n    int rc;\n");
-            gen_json_read(g, o, "    ", &fcx, t->elem, "j", "v->value", "return rc;");
+            em(e, "memset(v, 0, sizeof *v);");
+            em_open(e, "if (shmrpc_json_is_null(j))");
+            em_last(e, "return 0;");
+            em(e, "v->has = true;");
+            em(e, "int rc;");
+            gen_json_read(g, e, &fcx, t->elem, "j", "v->value", "return rc;");
         }
         break;
     case GK_SCALAR:
         break;
     }
-    sb_puts(o, "    return 0;\n}\n");
+    em(e, "return 0;");
+    em_close(e, "}");
 }
 
-void gen_codec_prototypes(gen *g, sbuf *o, bool args)
+void gen_codec_prototypes(gen *g, emitter *e, bool args)
 {
     for (gtype *t = g->types; t; t = t->next)
-        if (t->need && t->is_args == args) prototypes(g, o, t);
+        if (t->need && t->is_args == args)
+            for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+                if (t->need & ops[i].need) em(e, "%s;", signature(g, t, ops[i].op));
 }
 
-void gen_codec_functions(gen *g, sbuf *o, bool args)
+void gen_codec_functions(gen *g, emitter *e, bool args)
 {
     for (gtype *t = g->types; t; t = t->next) {
         if (t->is_args != args) continue;
-        if (t->kind == GK_ENUM) enum_names(g, o, t);
-        if (t->need & NEED_MP_WRITE) mp_write_fn(g, o, t);
-        if (t->need & NEED_MP_READ) mp_read_fn(g, o, t);
-        if (t->need & NEED_JSON_WRITE) json_write_fn(g, o, t);
-        if (t->need & NEED_JSON_READ) json_read_fn(g, o, t);
+        if (t->kind == GK_ENUM) enum_names(g, e, t);
+        if (t->need & NEED_MP_WRITE) mp_write_fn(g, e, t);
+        if (t->need & NEED_MP_READ) mp_read_fn(g, e, t);
+        if (t->need & NEED_JSON_WRITE) json_write_fn(g, e, t);
+        if (t->need & NEED_JSON_READ) json_read_fn(g, e, t);
     }
 }

@@ -42,42 +42,68 @@ static const char *const enc_consts[] = {[SVC_ENC_MSGPACK] = "SHMRPC_ENC_MSGPACK
 /* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
 enum { MAX_LITERAL = 4095 };
 
-/* A signature too long for a string literal, as a char array defined in *defs; its name. */
-static const char *signature_array(gen *g, sbuf *defs, int i, const char *sig)
+/* A signature too long for a string literal, as a char array; its name. */
+static const char *signature_array(gen *g, emitter *e, int i, const char *sig)
 {
-    const char *name = S("%s__signature_%d", g->p, i);
-    sb_printf(defs, "\n/* Too long for a string literal in ISO C. */\nstatic const char %s[] = {",
-              name);
+    const char *name = S("%s_signature_%d", g->own, i);
+    em_blank(e);
+    em(e, "/* Too long for a string literal in ISO C. */");
+    em_open(e, "static const char %s[] = {", name);
+    sbuf b;
+    sb_init(&b);
     size_t n = strlen(sig);
-    for (size_t k = 0; k <= n; k++)
-        sb_printf(defs, "%s0x%02x,", k % 12 ? " " : "\n    ", (unsigned char)sig[k]);
-    sb_puts(defs, "\n};\n");
+    for (size_t k = 0; k <= n; k++) {
+        sb_printf(&b, "0x%02x,", (unsigned char)sig[k]);
+        if (k % 12 == 11 || k == n) {
+            em(e, "%s", sb_str(&b));
+            sb_free(&b);
+        } else {
+            sb_puts(&b, " ");
+        }
+    }
+    em_close(e, "};");
     return name;
 }
 
-void gen_descriptor(gen *g, tmpl_dict *d)
+void gen_descriptor(gen *g, emitter *e)
 {
-    sbuf defs;
-    sb_init(&defs);
+    gen_banner(g, e, ".c",
+               "What clients and servers of %s both link: the method table and the "
+               "codec glue.");
+    em(e, "#include <string.h>");
+    em_blank(e);
+    em(e, "#include \"%s.h\"", g->stem);
+    const char **sigs = gen_must(svc_arena_alloc(g->a, sizeof *sigs * (size_t)(g->n_methods + 1)));
     for (int i = 0; i < g->n_methods; i++) {
-        const svc_method *m = g->sorted[i];
-        tmpl_dict *md = tmpl_push(d, "table");
-        const char *sig = gen_signature(g, m);
-        tmpl_setf(md, "name", "%.*s", m->name.n, m->name.p);
-        tmpl_set(md, "cname", gen_method_cname(g, m));
-        tmpl_setf(md, "index", "%d", i);
-        tmpl_set(md, "id_const", S("%s_METHOD_%s", g->P, svc_upper(g->a, gen_method_cname(g, m))));
-        tmpl_set(md, "encoding", enc_consts[m->enc]);
-        tmpl_setf(md, "fingerprint", "UINT64_C(0x%016" PRIx64 ")", gen_fnv1a64(sig));
+        const char *sig = gen_signature(g, g->sorted[i]);
         const char *lit = gen_cstr(g, sig);
-        tmpl_set(md, "signature",
-                 strlen(lit) - 2 > MAX_LITERAL ? signature_array(g, &defs, i, sig) : lit);
+        sigs[i] = strlen(lit) - 2 > MAX_LITERAL ? signature_array(g, e, i, sig) : lit;
     }
-    tmpl_set(d, "signature_defs", sb_str(&defs));
-    sb_free(&defs);
-    tmpl_flag(d, "has_methods", g->n_methods > 0);
-    tmpl_setf(d, "service_fingerprint", "UINT64_C(0x%016" PRIx64 ")", gen_service_fingerprint(g));
-    tmpl_set(d, "svc_name_literal", gen_cstr(g, g->svc->svc_name ? g->svc->svc_name : ""));
-    tmpl_setf(d, "port", "%ld", g->svc->port);
-    tmpl_setf(d, "n_methods", "%d", g->n_methods);
+    if (g->n_methods) {
+        em_blank(e);
+        em_open(e, "static const shmrpc_method_info %s_methods[] = {", g->own);
+        for (int i = 0; i < g->n_methods; i++) {
+            const svc_method *m = g->sorted[i];
+            em_open(e, "{");
+            em(e, ".name = \"%.*s\",", m->name.n, m->name.p);
+            em(e, ".id = %s,", gen_method_id(g, m));
+            em(e, ".encoding = %s,", enc_consts[m->enc]);
+            em(e, ".fingerprint = UINT64_C(0x%016" PRIx64 "),", gen_fnv1a64(gen_signature(g, m)));
+            em(e, ".signature = %s,", sigs[i]);
+            em_close(e, "},");
+        }
+        em_close(e, "};");
+    }
+    em_blank(e);
+    em_open(e, "const shmrpc_service_info %s_service_info = {", g->own);
+    em(e, ".magic = SHMRPC_SERVICE_MAGIC,");
+    em(e, ".version = SHMRPC_DESCRIPTOR_VERSION,");
+    em(e, ".name = \"%s\",", g->name);
+    em(e, ".svc_name = %s_NAME,", g->P);
+    em(e, ".port = %s_PORT,", g->P);
+    em(e, ".fingerprint = %s_FINGERPRINT,", g->P);
+    em(e, ".n_methods = %s_METHODS,", g->P);
+    em(e, ".methods = %s,", g->n_methods ? S("%s_methods", g->own) : "NULL");
+    em_close(e, "};");
+    gen_codec_functions(g, e, false);
 }

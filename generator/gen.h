@@ -1,5 +1,6 @@
-/* The generator's model of a checked .svc file: every distinct type with its C name,
- * and the pieces (types, codecs, client, server, descriptor) that render it. */
+/* The generator's model of a checked .svc file: every distinct type with its C names, and
+ * the pieces that render the four files: the header (header.c), the method table
+ * (descriptor.c), the codec glue (codec.c), the client stubs and the server glue. */
 #ifndef SHMRPCGEN_GEN_H
 #define SHMRPCGEN_GEN_H
 
@@ -8,9 +9,9 @@
 #include <stdint.h>
 
 #include "ast.h"
+#include "emit.h"
 #include "sbuf.h"
 #include "svc.h"
-#include "tmpl.h"
 
 typedef enum gkind { GK_SCALAR, GK_STRUCT, GK_ENUM, GK_LIST, GK_MAP, GK_OPT } gkind;
 
@@ -24,13 +25,19 @@ enum {
     NEED_ENUM_FROM_NAME = 32, /* and the value of a name */
 };
 
+/* The C names (docs/generated-code.md): the user's names become echo_<method>,
+ * echo_<Type> and echo_<Type>_<value>; the generator's own public names are containers,
+ * echo_list_<Tag> (lower case, then an upper-case tag, which neither a method nor a type
+ * can spell), and everything else it declares begins with the service's name as written
+ * and capitalized, Echo_ (the handlers, the codec glue, the tables), which no name made
+ * from the user's can begin with. None holds "__". */
 typedef struct gtype {
     gkind kind;
     svc_type_kind scalar;    /* GK_SCALAR: which */
     const char *canon;       /* the type as the .svc spells it: "list<Point>" */
-    const char *tag;         /* unique within the service: "list_point"; names functions */
-    const char *ctype;       /* the C type of a value: "echo_list_point", "const echo_point *" */
-    const char *display;     /* GK_STRUCT: name in messages ("Point", or a method's name) */
+    const char *tag;         /* unique within the service: "Point", "I64", "list_Point" */
+    const char *ctype;       /* the C type of a value: "echo_list_Point", "const echo_Point *" */
+    const char *display;     /* GK_STRUCT, GK_ENUM: its name in messages ("Point", "add") */
     const svc_decl *decl;    /* GK_STRUCT, GK_ENUM: the declaration (NULL for arguments) */
     const svc_field *fields; /* GK_STRUCT: fields, or a method's parameters */
     int n_fields;
@@ -40,16 +47,9 @@ typedef struct gtype {
     unsigned need;      /* NEED_* bits of the file being generated */
     size_t mp_min;      /* GK_STRUCT: gen_mp_min_size, once min_state is 2 */
     int min_state;      /* 0: not computed, 1: being computed, 2: done */
-    bool defined;       /* GK_STRUCT: its definition is written (gen_type_defs) */
+    bool defined;       /* GK_STRUCT: its definition is written (gen_header) */
     struct gtype *next; /* registry order: elements before their containers */
 } gtype;
-
-/* A string-keyed hash table of types, in the arena. */
-typedef struct gmap {
-    const char **keys;
-    gtype **vals;
-    size_t cap, n;
-} gmap;
 
 typedef struct gen {
     svc_arena *a;
@@ -57,11 +57,13 @@ typedef struct gen {
     const svc_service *svc;
     const char *src_base; /* "echo.svc" */
     const char *stem;     /* "echo": names the output files */
-    const char *p;        /* the C prefix: "echo" */
-    const char *P;        /* the same upper case: "ECHO" */
+    const char *name;     /* the service's name as written: "Echo" */
+    const char *p;        /* the prefix of the user's names: "echo" */
+    const char *P;        /* the same upper case, of the macros: "ECHO" */
+    const char *own;      /* the prefix of the generator's own names: "Echo" */
     gtype *types, *last_type;
-    gmap by_canon;             /* every type but the arguments, by canon */
-    gmap by_tag;               /* every type, by tag */
+    svc_ntab by_canon;         /* every type but the arguments, by canon */
+    svc_ntab by_tag;           /* every tag taken, by tag */
     const svc_method **sorted; /* methods sorted by name: index = method id */
     int n_methods;
 } gen;
@@ -73,62 +75,65 @@ typedef struct gen {
 void gen_init(gen *g, svc_arena *a, const svc_file *f);
 gtype *gen_type(gen *g, const svc_type *t);
 gtype *gen_args_type(gen *g, const svc_method *m);
-/* The C type of a parameter (structs by const pointer, the rest by value). */
-const char *gen_param_ctype(gen *g, const gtype *t);
-/* The expression that passes a decoded value v of type t as a parameter. */
-const char *gen_param_arg(gen *g, const gtype *t, const char *v);
-const char *gen_method_cname(gen *g, const svc_method *m); /* "add" -> snake */
+const char *gen_method_cname(gen *g, const svc_method *m); /* "getX" -> "get_x" */
+const char *gen_method_id(gen *g, const svc_method *m);    /* "ECHO_METHOD_GET_X" */
 const char *gen_int_min(svc_type_kind k);
 const char *gen_int_max(svc_type_kind k);
 bool gen_is_signed(svc_type_kind k);
 bool gen_is_unsigned(svc_type_kind k);
-/* The header's type definitions, in an order C accepts. */
-void gen_type_defs(gen *g, sbuf *o);
-/* "T name" for a declaration, without a space after a pointer's star. */
+/* "T name", without a space after a pointer's star. */
 const char *gen_decl(gen *g, const char *ctype, const char *name);
+/* "T *name", "const T *name" (konst), with the const in its place for pointer types. */
+const char *gen_ptr_decl(gen *g, const char *ctype, const char *name, bool konst);
 /* The text of a token, NUL-terminated. */
 const char *gen_tokstr(gen *g, svc_tok t);
-/* A C comment holding doc, indented, or "" when doc is NULL. */
-const char *gen_doc(gen *g, const char *doc, const char *indent);
+/* A C comment holding doc, at the emitter's indentation; nothing when doc is NULL. */
+void gen_doc(gen *g, emitter *e, const char *doc);
 /* A C string literal with the quotes. */
 const char *gen_cstr(gen *g, const char *s);
-/* The C constant of an enum value: ECHO_COLOR_RED. */
+/* The C constant of an enum value: echo_Color_red. */
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v);
+/* A method's parameters in a prototype: ", int64_t a, const echo_Point *p". */
+const char *gen_params_decl(gen *g, const svc_method *m);
+/* The result parameter in a prototype: ", int64_t *out_", or "" for void. */
+const char *gen_out_decl(gen *g, const svc_method *m);
 
-/* codec.c: static codec functions for the types marked in need, and the snippets that
- * stubs and invokers use. cx names the variables in scope. */
+/* header.c: NAME.h */
+void gen_header(gen *g, emitter *e);
+
+/* codec.c: the codec functions of the types marked needed, and the snippets that stubs
+ * and invokers inline for scalars. cx names the variables in scope. */
 typedef struct cx {
     const char *pk; /* msgpack_packer * */
     const char *r;  /* shmrpc_mp_reader * or shmrpc_json_reader * */
     const char *a;  /* shmrpc_arena * */
     const char *rc; /* int */
 } cx;
-void gen_clear_needs(gen *g);
-void gen_mark(gen *g, gtype *t, unsigned need);
+/* Marks what every method's encoding needs of its arguments and result. */
+void gen_mark_needs(gen *g);
 /* Prototypes and definitions of the functions marked needed: of the shared types, or
  * (args) of the methods' arguments. */
-void gen_codec_prototypes(gen *g, sbuf *o, bool args);
-void gen_codec_functions(gen *g, sbuf *o, bool args);
-/* The fewest bytes a msgpack value of t takes as the generated decoders read it: what
- * a list's or map's count is checked against before anything is allocated for it. */
-size_t gen_mp_min_size(gen *g, gtype *t);
-void gen_mp_write(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v);
-void gen_mp_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *v,
-                 const char *fail);
+void gen_codec_prototypes(gen *g, emitter *e, bool args);
+void gen_codec_functions(gen *g, emitter *e, bool args);
+/* The name of t's codec function op: "Echo_Point_mp_write". */
+const char *gen_codec_fn(gen *g, const gtype *t, const char *op);
+void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v);
+void gen_mp_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *v, const char *fail);
 const char *gen_json_write_expr(gen *g, const gtype *t, const char *v);
-void gen_json_read(gen *g, sbuf *o, const char *ind, const cx *c, const gtype *t, const char *j,
-                   const char *v, const char *fail);
+void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *j, const char *v,
+                   const char *fail);
 
-/* descriptor.c */
+/* descriptor.c: NAME.c, the method table and the shared codec */
 const char *gen_signature(gen *g, const svc_method *m);
 uint64_t gen_fnv1a64(const char *s);
 uint64_t gen_service_fingerprint(gen *g);
-void gen_descriptor(gen *g, tmpl_dict *d);
+void gen_descriptor(gen *g, emitter *e);
 
-/* client.c, server.c: one method's stub or invoker. */
-void gen_client_stub(gen *g, const svc_method *m, tmpl_dict *d);
-void gen_server_invoke(gen *g, const svc_method *m, tmpl_dict *d);
-/* The codec glue: shared functions for NAME.h and NAME.c, the arguments' for the server. */
-void gen_codec(gen *g, tmpl_dict *d);
+/* client.c, server.c: NAME_client.c and NAME_server.c */
+void gen_client(gen *g, emitter *e);
+void gen_server(gen *g, emitter *e);
+
+/* The first line of every file: its name, the generator and the source. */
+void gen_banner(gen *g, emitter *e, const char *suffix, const char *what);
 
 #endif

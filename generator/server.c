@@ -1,167 +1,188 @@
-/* The server glue: per method, an invoker that decodes the arguments, calls the
- * user's handler and encodes its result; then the dispatch table. */
+/* NAME_server.c: per method, an invoker that decodes the arguments, calls the user's
+ * handler and encodes its result; then the dispatch table and the service. No user's
+ * name is in scope in an invoker (the arguments are members of args), so its locals
+ * have plain names. */
 #include <stdio.h>
 #include <string.h>
 
 #include "gen.h"
 
-static const char *handler_call(gen *g, const svc_method *m, bool has_out)
-{
-    sbuf o;
-    sb_init(&o);
-    sb_printf(&o, "h->%s(ctx", gen_method_cname(g, m));
-    for (const svc_field *p = m->params; p; p = p->next)
-        sb_printf(&o, ", %s",
-                  gen_param_arg(g, gen_type(g, p->type), S("args.%.*s", p->name.n, p->name.p)));
-    sb_puts(&o, has_out ? ", &out)" : ")");
-    const char *r = S("%s", sb_str(&o));
-    sb_free(&o);
-    return r;
-}
-
 /* Calls the handler into a zeroed local `out` (when there is a result). */
-static void call_handler(gen *g, sbuf *o, const svc_method *m)
+static void call_handler(gen *g, emitter *e, const svc_method *m)
 {
     bool has_out = m->result->kind != SVC_T_VOID;
     if (has_out) {
-        sb_printf(o, "    %s;\n    memset(&out, 0, sizeof out);\n",
-                  gen_decl(g, gen_type(g, m->result)->ctype, "out"));
+        em(e, "%s;", gen_decl(g, gen_type(g, m->result)->ctype, "out"));
+        em(e, "memset(&out, 0, sizeof out);");
     }
-    sb_printf(o, "    rc = %s;\n    if (rc != 0)\n        return rc;\n",
-              handler_call(g, m, has_out));
+    sbuf b;
+    sb_init(&b);
+    sb_printf(&b, "h->%s(ctx", gen_method_cname(g, m));
+    for (const svc_field *p = m->params; p; p = p->next)
+        sb_printf(&b, ", %sargs.%.*s", gen_type(g, p->type)->kind == GK_STRUCT ? "&" : "",
+                  p->name.n, p->name.p);
+    sb_puts(&b, has_out ? ", &out)" : ")");
+    em(e, "rc = %s;", sb_str(&b));
+    sb_free(&b);
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return rc;");
 }
 
-static void invoke_msgpack(gen *g, sbuf *o, const svc_method *m, const char *label)
+static void decode_failed(emitter *e, const char *label)
 {
-    sb_puts(o, "    shmrpc_mp_reader r;\n    shmrpc_mp_reader_init(&r, req.ptr, req.len);\n");
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);",
+            label);
+}
+
+/* The check that a method without parameters got none. */
+static void no_arguments(emitter *e)
+{
+    em_open(e, "if (rc == 0 && n != 0) {");
+    em(e, "r.why = \"expected no arguments\";");
+    em(e, "rc = SHMRPC_EINVAL;");
+    em_close(e, "}");
+}
+
+static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+{
+    em(e, "shmrpc_mp_reader r;");
+    em(e, "shmrpc_mp_reader_init(&r, req.ptr, req.len);");
     if (m->n_params) {
         const gtype *at = gen_args_type(g, m);
-        sb_printf(o,
-                  "    %s args;\n    int rc = %s__%s_mp_read(&r, shmrpc_ctx_arena(ctx), &args);\n",
-                  at->ctype, g->p, at->tag);
+        em(e, "%s args;", at->ctype);
+        em(e, "int rc = %s(&r, shmrpc_ctx_arena(ctx), &args);", gen_codec_fn(g, at, "mp_read"));
     } else {
-        sb_puts(o, "    uint32_t n;\n    int rc = shmrpc_mp_read_array(&r, &n);\n"
-                   "    if (rc == 0 && n != 0) {\n        r.why = \"expected no arguments\";\n"
-                   "        rc = SHMRPC_EINVAL;\n    }\n");
+        em(e, "uint32_t n;");
+        em(e, "int rc = shmrpc_mp_read_array(&r, &n);");
+        no_arguments(e);
     }
-    sb_printf(
-        o,
-        "    if (rc == 0)\n        rc = shmrpc_mp_finish(&r);\n    if (rc != 0)\n"
-        "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
-        label);
-    call_handler(g, o, m);
-    sb_puts(
-        o,
-        "    msgpack_packer pk;\n    msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);\n");
+    em_open(e, "if (rc == 0)");
+    em_last(e, "rc = shmrpc_mp_finish(&r);");
+    decode_failed(e, label);
+    call_handler(g, e, m);
+    em(e, "msgpack_packer pk;");
+    em(e, "msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);");
     if (m->result->kind == SVC_T_VOID) {
-        sb_puts(o, "    msgpack_pack_nil(&pk);\n");
+        em(e, "msgpack_pack_nil(&pk);");
     } else {
         const cx c = {"&pk", "&r", "", "rc"};
-        gen_mp_write(g, o, "    ", &c, gen_type(g, m->result), "out");
+        gen_mp_write(g, e, &c, gen_type(g, m->result), "out");
     }
-    sb_puts(o, "    return resp->err;\n");
+    em(e, "return resp->err;");
 }
 
-static void invoke_json(gen *g, sbuf *o, const svc_method *m, const char *label)
+static void invoke_json(gen *g, emitter *e, const svc_method *m, const char *label)
 {
-    sb_printf(o,
-              "    shmrpc_json_reader r;\n"
-              "    int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);\n"
-              "    if (rc != 0)\n"
-              "        return shmrpc_ctx_error(ctx, rc, \"%s: arguments: malformed JSON: %%s\", "
-              "r.detail);\n",
-              label);
+    em(e, "shmrpc_json_reader r;");
+    em(e, "int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);");
+    em_open(e, "if (rc != 0)");
+    em_last(e,
+            "return shmrpc_ctx_error(ctx, rc, \"%s: arguments: malformed JSON: %%s\", r.detail);",
+            label);
     if (m->n_params) {
         const gtype *at = gen_args_type(g, m);
-        sb_printf(o, "    %s args;\n    rc = %s__%s_json_read(&r, r.root, &args);\n", at->ctype,
-                  g->p, at->tag);
+        em(e, "%s args;", at->ctype);
+        em(e, "rc = %s(&r, r.root, &args);", gen_codec_fn(g, at, "json_read"));
     } else {
-        sb_puts(o, "    size_t n;\n    rc = shmrpc_json_read_object(&r, r.root, &n);\n"
-                   "    if (rc == 0 && n != 0) {\n        r.why = \"expected no arguments\";\n"
-                   "        rc = SHMRPC_EINVAL;\n    }\n");
+        em(e, "size_t n;");
+        em(e, "rc = shmrpc_json_read_object(&r, r.root, &n);");
+        no_arguments(e);
     }
-    sb_printf(
-        o,
-        "    shmrpc_json_release(&r);\n    if (rc != 0)\n"
-        "        return shmrpc_ctx_decode_error(ctx, \"%s\", \"arguments\", r.field, r.why);\n",
-        label);
-    call_handler(g, o, m);
-    const char *res = m->result->kind == SVC_T_VOID
-                          ? "shmrpc_json_null()"
-                          : gen_json_write_expr(g, gen_type(g, m->result), "out");
-    sb_printf(o,
-              "    shmrpc_json *res = %s;\n    if (res == NULL)\n"
-              "        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, \"%s: the result has no JSON "
-              "form\");\n"
-              "    return shmrpc_json_dump(res, resp);\n",
-              res, label);
+    em(e, "shmrpc_json_release(&r);");
+    decode_failed(e, label);
+    call_handler(g, e, m);
+    em(e, "shmrpc_json *res = %s;",
+       m->result->kind == SVC_T_VOID ? "shmrpc_json_null()"
+                                     : gen_json_write_expr(g, gen_type(g, m->result), "out"));
+    em_open(e, "if (res == NULL)");
+    em_last(e,
+            "return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, \"%s: the result has no JSON form\");",
+            label);
+    em(e, "return shmrpc_json_dump(res, resp);");
 }
 
-static void invoke_raw(gen *g, sbuf *o, const svc_method *m)
+static void invoke_raw(gen *g, emitter *e, const svc_method *m)
 {
-    sb_printf(o,
-              "    shmrpc_bytes out = {NULL, 0};\n    int rc = h->%s(ctx, req, &out);\n"
-              "    if (rc != 0)\n        return rc;\n"
-              "    return shmrpc_buf_append(resp, out.ptr, out.len);\n",
-              gen_method_cname(g, m));
+    em(e, "shmrpc_bytes out = {NULL, 0};");
+    em(e, "int rc = h->%s(ctx, req, &out);", gen_method_cname(g, m));
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return rc;");
+    em(e, "return shmrpc_buf_append(resp, out.ptr, out.len);");
 }
 
-/* Fills a method's invoke_body and, when it has arguments, its args struct. */
-void gen_server_invoke(gen *g, const svc_method *m, tmpl_dict *d)
+static const char *invoke_fn(gen *g, const svc_method *m)
 {
-    const char *label = S("%.*s.%.*s", g->svc->name.n, g->svc->name.p, m->name.n, m->name.p);
-    sbuf o;
-    sb_init(&o);
-    sb_printf(&o, "    const %s_handlers *h = handlers;\n", g->p);
-    if (m->enc == SVC_ENC_RAW)
-        invoke_raw(g, &o, m);
-    else if (m->enc == SVC_ENC_JSON)
-        invoke_json(g, &o, m, label);
-    else
-        invoke_msgpack(g, &o, m, label);
-    tmpl_set(d, "invoke_body", sb_str(&o));
-    sb_free(&o);
+    return S("%s_%s_invoke", g->own, gen_method_cname(g, m));
+}
 
-    bool has_args = m->n_params > 0 && m->enc != SVC_ENC_RAW;
-    tmpl_flag(d, "has_args", has_args);
-    if (!has_args) return;
+/* A method's arguments as a struct, which the server decodes in one go. */
+static void args_struct(gen *g, emitter *e, const svc_method *m)
+{
     const gtype *at = gen_args_type(g, m);
-    sbuf f;
-    sb_init(&f);
+    em_blank(e);
+    em_open(e, "typedef struct %s {", at->ctype);
     for (const svc_field *p = m->params; p; p = p->next)
-        sb_printf(&f, "    %s;\n",
-                  gen_decl(g, gen_type(g, p->type)->ctype, gen_tokstr(g, p->name)));
-    tmpl_set(d, "args_ctype", at->ctype);
-    tmpl_set(d, "args_fields", sb_str(&f));
-    sb_free(&f);
+        em(e, "%s;", gen_decl(g, gen_type(g, p->type)->ctype, gen_tokstr(g, p->name)));
+    em_close(e, "} %s;", at->ctype);
 }
 
-void gen_codec(gen *g, tmpl_dict *d)
+static void tables(gen *g, emitter *e)
 {
-    gen_clear_needs(g);
-    for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        if (m->enc == SVC_ENC_RAW) continue;
-        unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
-                                             : NEED_MP_READ | NEED_MP_WRITE;
-        if (m->n_params) gen_mark(g, gen_args_type(g, m), rw);
-        if (m->result->kind != SVC_T_VOID) gen_mark(g, gen_type(g, m->result), rw);
-    }
-    /* The client writes arguments one by one, so only the server reads them whole. */
-    for (gtype *t = g->types; t; t = t->next)
-        if (t->is_args) t->need &= ~(unsigned)(NEED_MP_WRITE | NEED_JSON_WRITE);
+    em_blank(e);
+    em_open(e, "static const shmrpc_invoke_fn %s_invoke[] = {", g->own);
+    for (int i = 0; i < g->n_methods; i++)
+        em(e, "[%s] = %s,", gen_method_id(g, g->sorted[i]), invoke_fn(g, g->sorted[i]));
+    em_close(e, "};");
+    em_blank(e);
+    em_open(e, "static const size_t %s_handler_offset[] = {", g->own);
+    for (int i = 0; i < g->n_methods; i++)
+        em(e, "[%s] = offsetof(%s_handlers, %s),", gen_method_id(g, g->sorted[i]), g->own,
+           gen_method_cname(g, g->sorted[i]));
+    em_close(e, "};");
+}
 
-    sbuf o;
-    sb_init(&o);
-    gen_codec_prototypes(g, &o, false);
-    tmpl_set(d, "codec_prototypes", sb_str(&o));
-    sb_free(&o);
-    sb_init(&o);
-    gen_codec_functions(g, &o, false);
-    tmpl_set(d, "codec", sb_str(&o));
-    sb_free(&o);
-    sb_init(&o);
-    gen_codec_prototypes(g, &o, true);
-    gen_codec_functions(g, &o, true);
-    tmpl_set(d, "args_codec", sb_str(&o));
-    sb_free(&o);
+void gen_server(gen *g, emitter *e)
+{
+    gen_banner(g, e, "_server.c",
+               "Server glue of %s: decode the arguments, call the handler, encode the result.");
+    em(e, "#include <stddef.h>");
+    em(e, "#include <string.h>");
+    em_blank(e);
+    em(e, "#include \"%s.h\"", g->stem);
+    for (const svc_method *m = g->svc->methods; m; m = m->next)
+        if (m->n_params > 0 && m->enc != SVC_ENC_RAW) args_struct(g, e, m);
+    bool any = false;
+    for (gtype *t = g->types; t; t = t->next)
+        any |= t->is_args && t->need;
+    if (any) em_blank(e);
+    gen_codec_prototypes(g, e, true);
+    gen_codec_functions(g, e, true);
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        const char *label = S("%s.%.*s", g->name, m->name.n, m->name.p);
+        em_blank(e);
+        em(e,
+           "static int %s(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, "
+           "shmrpc_buf *resp)",
+           invoke_fn(g, m));
+        em_open(e, "{");
+        em(e, "const %s_handlers *h = handlers;", g->own);
+        if (m->enc == SVC_ENC_RAW)
+            invoke_raw(g, e, m);
+        else if (m->enc == SVC_ENC_JSON)
+            invoke_json(g, e, m, label);
+        else
+            invoke_msgpack(g, e, m, label);
+        em_close(e, "}");
+    }
+    if (g->n_methods) tables(g, e);
+    em_blank(e);
+    em_open(e, "const shmrpc_service %s_service = {", g->own);
+    em(e, ".magic = SHMRPC_SERVICE_MAGIC,");
+    em(e, ".version = SHMRPC_DESCRIPTOR_VERSION,");
+    em(e, ".info = &%s_service_info,", g->own);
+    em(e, ".invoke = %s,", g->n_methods ? S("%s_invoke", g->own) : "NULL");
+    em(e, ".handler_offset = %s,", g->n_methods ? S("%s_handler_offset", g->own) : "NULL");
+    em(e, ".handlers_size = sizeof(%s_handlers),", g->own);
+    em_close(e, "};");
 }

@@ -1,5 +1,5 @@
-/* The type model: a registry of every distinct type in the service with its C name and
- * spelling, and the header's type definitions. */
+/* The type model: a registry of every distinct type in the service with its C names and
+ * spelling, and the helpers that spell declarations. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@ static const struct scalar {
     {SVC_T_F64, "double", NULL, NULL},
     {SVC_T_STRING, "shmrpc_str", NULL, NULL},
     {SVC_T_BYTES, "shmrpc_bytes", NULL, NULL},
-};
+}; /* a scalar's tag is its .svc name capitalized: "I64", "String" */
 
 static const struct scalar *scalar_of(svc_type_kind k)
 {
@@ -70,8 +70,10 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     size_t n = strlen(g->src_base);
     if (n > 4 && strcmp(g->src_base + n - 4, ".svc") == 0) n -= 4;
     g->stem = gen_must(svc_arena_strndup(a, g->src_base, n));
+    g->name = gen_tokstr(g, g->svc->name);
     g->p = gen_must(svc_snake(a, g->svc->name.p, g->svc->name.n));
     g->P = gen_must(svc_upper(a, g->p));
+    g->own = gen_must(svc_cap(a, g->name, -1));
 
     g->n_methods = g->svc->n_methods;
     g->sorted = gen_must(svc_arena_alloc(a, sizeof *g->sorted * (size_t)(g->n_methods + 1)));
@@ -102,48 +104,13 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     }
 }
 
-/* --- the registry's indexes: lookups stay O(1) with thousands of types --- */
+/* --- the registry --- */
 
-static size_t hash(const char *s)
+static void put(gen *g, svc_ntab *t, const char *key, gtype *val)
 {
-    size_t h = 14695981039346656037u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-static gtype *gmap_get(const gmap *m, const char *key)
-{
-    if (!m->cap) return NULL;
-    for (size_t j = hash(key) & (m->cap - 1); m->keys[j]; j = (j + 1) & (m->cap - 1))
-        if (strcmp(m->keys[j], key) == 0) return m->vals[j];
-    return NULL;
-}
-
-static void gmap_put(gen *g, gmap *m, const char *key, gtype *val)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        const char **keys = gen_must(svc_arena_alloc(g->a, cap * sizeof *keys));
-        gtype **vals = gen_must(svc_arena_alloc(g->a, cap * sizeof *vals));
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->keys[i]) continue;
-            size_t j = hash(m->keys[i]) & (cap - 1);
-            while (keys[j])
-                j = (j + 1) & (cap - 1);
-            keys[j] = m->keys[i];
-            vals[j] = m->vals[i];
-        }
-        m->keys = keys;
-        m->vals = vals;
-        m->cap = cap;
-    }
-    size_t j = hash(key) & (m->cap - 1);
-    while (m->keys[j])
-        j = (j + 1) & (m->cap - 1);
-    m->keys[j] = key;
-    m->vals[j] = val;
-    m->n++;
+    bool oom = false;
+    svc_ntab_put(g->a, t, key, val, &oom);
+    gen_must(oom ? NULL : key);
 }
 
 static void add(gen *g, gtype *t)
@@ -153,24 +120,23 @@ static void add(gen *g, gtype *t)
     else
         g->types = t;
     g->last_type = t;
-    if (!t->is_args) gmap_put(g, &g->by_canon, t->canon, t);
-    if (!gmap_get(&g->by_tag, t->tag)) gmap_put(g, &g->by_tag, t->tag, t);
+    if (!t->is_args) put(g, &g->by_canon, t->canon, t);
+    put(g, &g->by_tag, t->tag, t);
+    /* A map's entry type is named after its tag: that name is taken too. */
+    if (t->kind == GK_MAP) put(g, &g->by_tag, S("%s_entry", t->tag), t);
 }
 
-/* A tag not yet used by a type of another spelling ("map_a_b_c" can arise twice). */
-static const char *unique_tag(gen *g, const char *tag, const char *canon)
+/* A container's tag that no other type has taken, nor its entry type when it is a map:
+ * "map_A_B_C" can arise twice, as can "list_I32" from list<i32> and list<I32>. */
+static const char *unique_tag(gen *g, const char *tag, gkind kind)
 {
     const char *cand = tag;
     for (int n = 2;; n++) {
-        const gtype *t = gmap_get(&g->by_tag, cand);
-        if (!t || strcmp(t->canon, canon) == 0) return cand;
+        if (!svc_ntab_get(&g->by_tag, cand) &&
+            (kind != GK_MAP || !svc_ntab_get(&g->by_tag, S("%s_entry", cand))))
+            return cand;
         cand = S("%s_%d", tag, n);
     }
-}
-
-static gtype *find(gen *g, const char *canon)
-{
-    return gmap_get(&g->by_canon, canon);
 }
 
 gtype *gen_type(gen *g, const svc_type *t)
@@ -181,7 +147,7 @@ gtype *gen_type(gen *g, const svc_type *t)
     switch (t->kind) {
     case SVC_T_NAMED:
         canon = gen_tokstr(g, t->decl->name);
-        tag = gen_must(svc_snake(g->a, t->decl->name.p, t->decl->name.n));
+        tag = gen_must(svc_cap(g->a, t->decl->name.p, t->decl->name.n));
         kind = t->decl->kind == SVC_DECL_STRUCT ? GK_STRUCT : GK_ENUM;
         break;
     case SVC_T_LIST:
@@ -205,20 +171,21 @@ gtype *gen_type(gen *g, const svc_type *t)
         break;
     default:
         canon = svc_builtin_name(t->kind);
-        tag = canon;
+        tag = gen_must(svc_cap(g->a, canon, -1));
         kind = GK_SCALAR;
         break;
     }
-    gtype *found = find(g, canon);
+    gtype *found = svc_ntab_get(&g->by_canon, canon);
     if (found) return found;
 
     gtype *n = gen_must(svc_arena_alloc(g->a, sizeof *n));
     n->kind = kind;
     n->canon = canon;
-    n->tag = kind == GK_SCALAR ? tag : unique_tag(g, tag, canon);
+    bool container = kind == GK_LIST || kind == GK_MAP || kind == GK_OPT;
+    n->tag = container ? unique_tag(g, tag, kind) : tag;
     n->elem = elem;
     n->key = key;
-    if (kind == GK_SCALAR) {
+    if (kind == GK_SCALAR) { /* no C names: scalars are not in the registry's tags */
         n->scalar = t->kind;
         n->ctype = scalar_of(t->kind)->ctype;
     } else if (kind == GK_OPT && elem->kind == GK_STRUCT) {
@@ -232,7 +199,11 @@ gtype *gen_type(gen *g, const svc_type *t)
         n->fields = t->decl->fields;
         n->n_fields = t->decl->n_fields;
     }
-    add(g, n);
+    if (kind == GK_SCALAR) {
+        put(g, &g->by_canon, canon, n);
+    } else {
+        add(g, n);
+    }
     if (kind == GK_STRUCT)
         for (const svc_field *f = n->fields; f; f = f->next)
             gen_type(g, f->type);
@@ -248,10 +219,10 @@ gtype *gen_args_type(gen *g, const svc_method *m)
     n->kind = GK_STRUCT;
     n->is_args = true;
     n->canon = S("%s()", gen_tokstr(g, m->name));
-    /* The method's own C name: checks keep it apart from every type's, and container
-     * tags begin list_, map_ or opt_, which no declared name may. */
-    n->tag = name;
-    n->ctype = S("%s__%s_args", g->p, name);
+    /* All lower case, so apart from every type's tag (upper-case initial) and container's
+     * (which holds an upper-case letter). */
+    n->tag = S("%s_args", name);
+    n->ctype = S("%s_%s", g->own, n->tag);
     n->display = gen_tokstr(g, m->name);
     n->fields = m->params;
     n->n_fields = m->n_params;
@@ -266,16 +237,9 @@ const char *gen_method_cname(gen *g, const svc_method *m)
     return gen_must(svc_snake(g->a, m->name.p, m->name.n));
 }
 
-const char *gen_param_ctype(gen *g, const gtype *t)
+const char *gen_method_id(gen *g, const svc_method *m)
 {
-    if (t->kind == GK_STRUCT) return S("const %s *", t->ctype);
-    return t->ctype;
-}
-
-const char *gen_param_arg(gen *g, const gtype *t, const char *v)
-{
-    if (t->kind == GK_STRUCT) return S("&%s", v);
-    return v;
+    return S("%s_METHOD_%s", g->P, svc_upper(g->a, gen_method_cname(g, m)));
 }
 
 const char *gen_decl(gen *g, const char *ctype, const char *name)
@@ -284,26 +248,53 @@ const char *gen_decl(gen *g, const char *ctype, const char *name)
     return S("%s%s%s", ctype, ctype[n - 1] == '*' ? "" : " ", name);
 }
 
-/* The element pointer of a list: "const int64_t *", or "const echo_point *const *". */
-static const char *items_decl(gen *g, const char *ctype, const char *name)
+const char *gen_ptr_decl(gen *g, const char *ctype, const char *name, bool konst)
 {
     size_t n = strlen(ctype);
-    if (ctype[n - 1] == '*') return S("%sconst *%s", ctype, name);
-    return S("const %s *%s", ctype, name);
+    if (ctype[n - 1] == '*') return S("%s%s*%s", ctype, konst ? "const " : "", name);
+    return S("%s%s *%s", konst ? "const " : "", ctype, name);
 }
 
-const char *gen_doc(gen *g, const char *doc, const char *indent)
+/* Structs travel by const pointer, the rest by value. */
+const char *gen_params_decl(gen *g, const svc_method *m)
 {
-    if (doc == NULL) return "";
     sbuf b;
     sb_init(&b);
-    sb_printf(&b, "%s/*", indent);
+    for (const svc_field *f = m->params; f; f = f->next) {
+        const gtype *t = gen_type(g, f->type);
+        const char *name = gen_tokstr(g, f->name);
+        sb_printf(&b, ", %s",
+                  t->kind == GK_STRUCT ? gen_ptr_decl(g, t->ctype, name, true)
+                                       : gen_decl(g, t->ctype, name));
+    }
+    const char *r = S("%s", sb_str(&b));
+    sb_free(&b);
+    return r;
+}
+
+const char *gen_out_decl(gen *g, const svc_method *m)
+{
+    if (m->result->kind == SVC_T_VOID) return "";
+    return S(", %s", gen_ptr_decl(g, gen_type(g, m->result)->ctype, "out_", false));
+}
+
+void gen_doc(gen *g, emitter *e, const char *doc)
+{
+    (void)g;
+    if (doc == NULL) return;
     bool one_line = strchr(doc, '\n') == NULL;
+    sbuf b;
+    sb_init(&b);
+    sb_puts(&b, "/*");
     const char *p = doc;
     while (*p) {
-        const char *e = strchr(p, '\n');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (!one_line) sb_printf(&b, "\n%s *", indent);
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (!one_line) {
+            em(e, "%s", sb_str(&b));
+            sb_free(&b);
+            sb_puts(&b, " *");
+        }
         if (n) sb_puts(&b, " ");
         /* A doc must neither end our comment ("*\/") nor seem to open one inside it
          * ("/\*", which -Wcomment rejects), nor hold a trigraph ("??/" at the end of a line
@@ -318,10 +309,14 @@ const char *gen_doc(gen *g, const char *doc, const char *indent)
         p += n;
         if (*p == '\n') p++;
     }
-    sb_printf(&b, one_line ? " */\n" : "\n%s */\n", indent);
-    const char *r = gen_must(svc_arena_strndup(g->a, sb_str(&b), b.len));
+    if (one_line) {
+        sb_puts(&b, " */");
+        em(e, "%s", sb_str(&b));
+    } else {
+        em(e, "%s", sb_str(&b));
+        em(e, " */");
+    }
     sb_free(&b);
-    return r;
 }
 
 const char *gen_cstr(gen *g, const char *s)
@@ -345,83 +340,5 @@ const char *gen_cstr(gen *g, const char *s)
 
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v)
 {
-    return S("%s_%s_%s", g->P, svc_upper(g->a, t->tag),
-             svc_upper(g->a, svc_snake(g->a, v->name.p, v->name.n)));
-}
-
-static void enum_def(gen *g, sbuf *o, const gtype *t)
-{
-    sb_puts(o, gen_doc(g, t->decl->doc, ""));
-    sb_printf(o, "typedef enum %s {\n", t->ctype);
-    for (const svc_enumval *v = t->decl->values; v; v = v->next) {
-        sb_puts(o, gen_doc(g, v->doc, "    "));
-        sb_printf(o, "    %s = %lld,\n", gen_enum_const(g, t, v), (long long)v->value);
-    }
-    sb_printf(o, "} %s;\n\n", t->ctype);
-}
-
-/* Structs in an order where each follows the structs it holds by value. */
-static void struct_defs(gen *g, sbuf *o, gtype *t)
-{
-    if (t->defined) return;
-    t->defined = true; /* by-value cycles are refused by the checks */
-    for (const svc_field *f = t->fields; f; f = f->next) {
-        gtype *ft = gen_type(g, f->type);
-        if (ft->kind == GK_STRUCT) struct_defs(g, o, ft);
-    }
-    sb_puts(o, gen_doc(g, t->decl->doc, ""));
-    sb_printf(o, "struct %s {\n", t->ctype);
-    for (const svc_field *f = t->fields; f; f = f->next) {
-        const gtype *ft = gen_type(g, f->type);
-        sb_puts(o, gen_doc(g, f->doc, "    "));
-        sb_printf(o, "    %s;\n", gen_decl(g, ft->ctype, gen_tokstr(g, f->name)));
-    }
-    if (t->fields == NULL) sb_puts(o, "    char unused; /* C has no empty structs */\n");
-    sb_puts(o, "};\n\n");
-}
-
-/* The header's type definitions in an order C accepts: enums; names of every struct,
- * map entry and optional; lists and maps (which hold only pointers); optionals (which
- * hold lists, maps or scalars by value); structs, each after those it holds by value;
- * and last the map entries, which may hold structs. */
-void gen_type_defs(gen *g, sbuf *o)
-{
-    for (gtype *t = g->types; t; t = t->next)
-        if (t->kind == GK_ENUM) enum_def(g, o, t);
-
-    bool any = false;
-    for (gtype *t = g->types; t; t = t->next) {
-        if (t->kind == GK_STRUCT && !t->is_args)
-            sb_printf(o, "typedef struct %s %s;\n", t->ctype, t->ctype);
-        else if (t->kind == GK_MAP)
-            sb_printf(o, "typedef struct %s_entry %s_entry;\n", t->ctype, t->ctype);
-        else if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
-            sb_printf(o, "typedef struct %s %s;\n", t->ctype, t->ctype);
-        else
-            continue;
-        any = true;
-    }
-    if (any) sb_puts(o, "\n");
-
-    for (gtype *t = g->types; t; t = t->next) {
-        if (t->kind == GK_LIST)
-            sb_printf(o, "typedef struct %s {\n    %s;\n    size_t len;\n} %s;\n\n", t->ctype,
-                      items_decl(g, t->elem->ctype, "items"), t->ctype);
-        else if (t->kind == GK_MAP)
-            sb_printf(o,
-                      "typedef struct %s {\n    const %s_entry *items;\n    size_t len;\n} %s;\n\n",
-                      t->ctype, t->ctype, t->ctype);
-    }
-    for (gtype *t = g->types; t; t = t->next)
-        if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
-            sb_printf(o, "struct %s {\n    bool has;\n    %s;\n};\n\n", t->ctype,
-                      gen_decl(g, t->elem->ctype, "value"));
-
-    for (gtype *t = g->types; t; t = t->next)
-        if (t->kind == GK_STRUCT && !t->is_args) struct_defs(g, o, t);
-
-    for (gtype *t = g->types; t; t = t->next)
-        if (t->kind == GK_MAP)
-            sb_printf(o, "struct %s_entry {\n    %s;\n    %s;\n};\n\n", t->ctype,
-                      gen_decl(g, t->key->ctype, "key"), gen_decl(g, t->elem->ctype, "value"));
+    return S("%s_%.*s", t->ctype, v->name.n, v->name.p);
 }

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "parse_int.h"
 
@@ -11,13 +12,6 @@ typedef struct cerr {
     const char *msg;
     struct cerr *next;
 } cerr;
-
-/* A string-keyed hash table in the arena: names seen so far and what they belong to. */
-typedef struct ntab {
-    const char **keys;
-    const void **vals;
-    size_t cap, n;
-} ntab;
 
 /* What a type name stands for, and its state in the search for by-value cycles. */
 typedef struct tinfo {
@@ -33,9 +27,8 @@ typedef struct check {
     cerr *errs;
     int nerrs;
     bool oom;
-    ntab types;     /* type name -> tinfo of its first declaration */
+    svc_ntab types; /* type name -> tinfo of its first declaration */
     const char *S;  /* svc_snake(service name) */
-    const char *SU; /* svc_upper(S) */
 } check;
 
 static void err(check *c, svc_tok at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -89,62 +82,15 @@ static void flush_errors(check *c)
 
 /* ---- the name table ---- */
 
-static size_t hash(const char *s)
+static const void *ntab_get(const svc_ntab *t, const char *key)
 {
-    size_t h = 14695981039346656037u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-static bool ntab_grow(check *c, ntab *t)
-{
-    size_t cap = t->cap ? t->cap * 2 : 16;
-    const char **keys = svc_arena_alloc(c->a, cap * sizeof *keys);
-    const void **vals = svc_arena_alloc(c->a, cap * sizeof *vals);
-    if (!keys || !vals) {
-        c->oom = true;
-        return false;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->keys[i]) continue;
-        size_t j = hash(t->keys[i]) & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = t->keys[i];
-        vals[j] = t->vals[i];
-    }
-    t->keys = keys;
-    t->vals = vals;
-    t->cap = cap;
-    return true;
-}
-
-static const void *ntab_get(const ntab *t, const char *key)
-{
-    if (!t->cap || !key) return NULL;
-    for (size_t j = hash(key) & (t->cap - 1); t->keys[j]; j = (j + 1) & (t->cap - 1))
-        if (strcmp(t->keys[j], key) == 0) return t->vals[j];
-    return NULL;
+    return svc_ntab_get(t, key);
 }
 
 /* Adds key -> val unless key is there; returns what was there, or NULL. */
-static const void *ntab_put(check *c, ntab *t, const char *key, const void *val)
+static const void *ntab_put(check *c, svc_ntab *t, const char *key, const void *val)
 {
-    if (!key) {
-        c->oom = true;
-        return NULL;
-    }
-    const void *old = ntab_get(t, key);
-    if (old) return old;
-    if ((t->n + 1) * 2 > t->cap && !ntab_grow(c, t)) return NULL;
-    size_t j = hash(key) & (t->cap - 1);
-    while (t->keys[j])
-        j = (j + 1) & (t->cap - 1);
-    t->keys[j] = key;
-    t->vals[j] = val;
-    t->n++;
-    return NULL;
+    return svc_ntab_put(c->a, t, key, (void *)val, &c->oom);
 }
 
 /* ---- names ---- */
@@ -154,13 +100,6 @@ static const char *snake(check *c, svc_tok t)
     const char *s = svc_snake(c->a, t.p, t.n);
     if (!s) c->oom = true;
     return s ? s : "";
-}
-
-static const char *upper(check *c, const char *s)
-{
-    const char *u = svc_upper(c->a, s);
-    if (!u) c->oom = true;
-    return u ? u : "";
 }
 
 static const char *text(check *c, svc_tok t)
@@ -180,9 +119,12 @@ static bool tok_is(svc_tok t, const char *s)
     return (size_t)t.n == strlen(s) && memcmp(t.p, s, (size_t)t.n) == 0;
 }
 
+/* C reserves a leading '_' and C++ any '__'; a trailing '_' would make a '__' where the
+ * generated code joins a name to another ("echo_Point_" + "_mp_write"), and the names
+ * the client stubs give their own locals end in '_'. */
 static bool is_reserved_c(svc_tok t)
 {
-    if (t.n > 0 && t.p[0] == '_') return true;
+    if (t.n > 0 && (t.p[0] == '_' || t.p[t.n - 1] == '_')) return true;
     for (int i = 0; i + 1 < t.n; i++)
         if (t.p[i] == '_' && t.p[i + 1] == '_') return true;
     return false;
@@ -190,8 +132,7 @@ static bool is_reserved_c(svc_tok t)
 
 enum name_problem {
     NAME_OK,
-    NAME_BUILTIN,   /* a type named like a built-in type */
-    NAME_BUILTIN_C, /* a type whose C spelling is a built-in type's: "I32" */
+    NAME_BUILTIN, /* a type named like a built-in type */
     NAME_KEYWORD,
     NAME_RESERVED,
     NAME_MACRO,  /* a predefined macro: "unix" */
@@ -200,10 +141,9 @@ enum name_problem {
 
 /* What is wrong with a name as a C name; a field or parameter is a plain C identifier
  * in the generated code, where types, methods and enum values get a prefix. */
-static enum name_problem name_problem(check *c, svc_tok t, bool is_type, bool is_plain)
+static enum name_problem name_problem(svc_tok t, bool is_type, bool is_plain)
 {
     if (is_type && svc_builtin_by_name(t.p, t.n)) return NAME_BUILTIN;
-    if (is_type && svc_builtin_by_name(snake(c, t), -1)) return NAME_BUILTIN_C;
     if (svc_is_c_keyword(t.p, t.n)) return NAME_KEYWORD;
     if (is_reserved_c(t)) return NAME_RESERVED;
     if (svc_is_c_macro(t.p, t.n)) return NAME_MACRO;
@@ -214,20 +154,18 @@ static enum name_problem name_problem(check *c, svc_tok t, bool is_type, bool is
 /* Reports a name unfit for C; true if it is fine. */
 static bool check_name(check *c, svc_tok t, bool is_type, bool is_plain)
 {
-    switch (name_problem(c, t, is_type, is_plain)) {
+    switch (name_problem(t, is_type, is_plain)) {
     case NAME_OK:
         return true;
     case NAME_BUILTIN:
         err(c, t, "'%.*s' is a built-in type name", t.n, t.p);
         break;
-    case NAME_BUILTIN_C:
-        err(c, t, "'%.*s' would be named '%s' in C, like the built-in type", t.n, t.p, snake(c, t));
-        break;
     case NAME_KEYWORD:
         err(c, t, "'%.*s' is a C keyword and cannot be used as a name", t.n, t.p);
         break;
     case NAME_RESERVED:
-        err(c, t, "'%.*s' is reserved in C (leading underscore or double underscore)", t.n, t.p);
+        err(c, t, "'%.*s' is not a name: a name may not begin or end with '_' or hold '__'", t.n,
+            t.p);
         break;
     case NAME_MACRO:
         err(c, t, "'%.*s' is a predefined macro in C and cannot be used as a name", t.n, t.p);
@@ -257,9 +195,12 @@ static void check_service_name(check *c)
     }
 }
 
-/* A parameter is a local of the client stub, which calls shmrpc_*, msgpack_* and the
- * service's own PREFIX_* functions: a parameter of such a name would hide one. */
-static bool hides_a_callee(check *c, svc_tok t)
+/* A parameter is in scope in the client stub, which calls shmrpc_*, msgpack_* and the
+ * service's own functions (echo_*, Echo_*, ECHO_*): those prefixes are the C namespaces of
+ * the libraries and of the service, as '_' is C's, and a parameter in one could hide a
+ * callee. Any other name is free: the stubs' own names end in '_', which no name may.
+ * Returns the length of the prefix the name begins with, or 0. */
+static int hides_a_callee(check *c, svc_tok t)
 {
     char *low = svc_arena_strndup(c->a, t.p, (size_t)t.n);
     if (!low) {
@@ -268,9 +209,13 @@ static bool hides_a_callee(check *c, svc_tok t)
     }
     for (char *w = low; *w; w++)
         if (*w >= 'A' && *w <= 'Z') *w = (char)(*w - 'A' + 'a');
-    size_t ns = strlen(c->S);
-    return strncmp(low, "shmrpc_", 7) == 0 || strncmp(low, "msgpack_", 8) == 0 ||
-           (ns && strncmp(low, c->S, ns) == 0 && low[ns] == '_');
+    size_t ns = strlen(c->S), nw = (size_t)c->s->name.n;
+    if (strncmp(low, "shmrpc_", 7) == 0) return 7;
+    if (strncmp(low, "msgpack_", 8) == 0) return 8;
+    if (ns && strncmp(low, c->S, ns) == 0 && low[ns] == '_') return (int)ns + 1;
+    if (strlen(low) > nw && strncasecmp(low, c->s->name.p, nw) == 0 && low[nw] == '_')
+        return (int)nw + 1;
+    return 0;
 }
 
 /* ---- service options ---- */
@@ -418,20 +363,13 @@ static void declare_types(check *c)
 /* Checks struct fields or method parameters; what names the struct or method. */
 static void check_fields(check *c, svc_field *fields, const char *what, svc_tok owner, bool params)
 {
-    ntab seen = {0};
+    svc_ntab seen = {0};
     for (svc_field *f = fields; f; f = f->next) {
-        check_name(c, f->name, false, true);
-        if (params &&
-            (tok_is(f->name, "client") || tok_is(f->name, "out") || tok_is(f->name, "ctx")))
-            err(c, f->name, "parameter name '%.*s' is reserved by the generated code", f->name.n,
-                f->name.p);
-        else if (params && f->name.p[f->name.n - 1] == '_')
+        int taken = check_name(c, f->name, false, true) && params ? hides_a_callee(c, f->name) : 0;
+        if (taken)
             err(c, f->name,
-                "parameter name '%.*s' is reserved: the generated stubs' locals end in '_'",
-                f->name.n, f->name.p);
-        else if (params && hides_a_callee(c, f->name))
-            err(c, f->name, "parameter name '%.*s' could hide a function the generated code calls",
-                f->name.n, f->name.p);
+                "parameter name '%.*s' begins with '%.*s', a prefix of what the stub calls",
+                f->name.n, f->name.p, taken, f->name.p);
         const svc_field *first = ntab_put(c, &seen, text(c, f->name), f);
         if (first)
             err(c, f->name, "duplicate %s '%.*s' in %s '%.*s' (first declared at %d:%d)",
@@ -447,7 +385,7 @@ static void check_enum(check *c, svc_decl *d)
         err(c, d->name, "enum '%.*s' has no values", d->name.n, d->name.p);
         return;
     }
-    ntab names = {0}, values = {0};
+    svc_ntab names = {0}, values = {0};
     for (svc_enumval *v = d->values; v; v = v->next) {
         svc_tok at = v->explicit_value ? v->value_tok : v->name;
         check_name(c, v->name, false, false);
@@ -526,7 +464,7 @@ static void check_raw(check *c, const svc_method *m)
 
 static void check_methods(check *c)
 {
-    ntab seen = {0};
+    svc_ntab seen = {0};
     for (svc_method *m = c->s->methods; m; m = m->next) {
         check_name(c, m->name, false, false);
         const svc_method *first = ntab_put(c, &seen, text(c, m->name), m);
@@ -623,19 +561,20 @@ static void check_cycles(check *c)
 
 /* ---- generated C names ---- */
 
+/* The C names made of the user's names (docs/generated-code.md): a method is
+ * echo_<snake>, a struct or enum echo_<Name> (its first letter upper case), an enum value
+ * echo_<Name>_<value>. A method's name has no upper-case letter and a type's begins with
+ * one, so the two never meet; the generator's own names (containers, the handlers, the
+ * codec) take forms none of these can. What is left to check is two of the user's names
+ * that C would spell alike: getX and get_x, or an enum value and a type. */
+
 /* A name that the generated code will declare, and who asked for it. */
 typedef struct cname {
     svc_tok src;
 } cname;
 
-static bool uses_generated_name(const char *sn)
-{
-    return !strcmp(sn, "handlers") || !strcmp(sn, "service") || !strcmp(sn, "service_info") ||
-           !strncmp(sn, "list_", 5) || !strncmp(sn, "map_", 4) || !strncmp(sn, "opt_", 4);
-}
-
 /* Claims the C name cn for src; reports and returns false if someone has it. */
-static bool claim(check *c, ntab *names, const char *cn, svc_tok src)
+static bool claim(check *c, svc_ntab *names, const char *cn, svc_tok src)
 {
     cname *me = svc_arena_alloc(c->a, sizeof *me);
     if (!me || !cn) {
@@ -650,49 +589,40 @@ static bool claim(check *c, ntab *names, const char *cn, svc_tok src)
     return !other;
 }
 
-/* A type or a method: S_<snake>, which must not be one the generated code keeps for itself. */
-static bool claim_lower(check *c, ntab *names, svc_tok src)
+static const char *cap(check *c, svc_tok t)
 {
-    const char *sn = snake(c, src);
-    const char *cn = svc_arena_printf(c->a, "%s_%s", c->S, sn);
-    if (cn && uses_generated_name(sn)) {
-        err(c, src, "'%.*s' would be named '%s' in C, which the generated code uses", src.n, src.p,
-            cn);
-        return false;
-    }
-    return claim(c, names, cn, src);
+    const char *s = svc_cap(c->a, t.p, t.n);
+    if (!s) c->oom = true;
+    return s ? s : "";
 }
 
-static void claim_type(check *c, ntab *names, const svc_decl *d)
+static void claim_type(check *c, svc_ntab *names, const svc_decl *d)
 {
     const tinfo *ti = ntab_get(&c->types, text(c, d->name));
-    if (!ti || ti->decl != d || name_problem(c, d->name, true, false))
+    if (!ti || ti->decl != d || name_problem(d->name, true, false))
         return; /* a duplicate or an unfit name, reported already */
-    if (!claim_lower(c, names, d->name) || d->kind != SVC_DECL_ENUM) return;
-    const char *prefix = svc_arena_printf(c->a, "%s_%s", c->SU, upper(c, snake(c, d->name)));
-    ntab seen = {0};
+    const char *type = svc_arena_printf(c->a, "%s_%s", c->S, cap(c, d->name));
+    if (!claim(c, names, type, d->name) || d->kind != SVC_DECL_ENUM) return;
+    svc_ntab seen = {0};
     for (const svc_enumval *v = d->values; v; v = v->next) {
-        if (name_problem(c, v->name, false, false) || ntab_put(c, &seen, text(c, v->name), v))
+        if (name_problem(v->name, false, false) || ntab_put(c, &seen, text(c, v->name), v))
             continue;
-        const char *cn =
-            svc_arena_printf(c->a, "%s_%s", prefix ? prefix : "", upper(c, snake(c, v->name)));
-        claim(c, names, cn, v->name);
+        claim(c, names, svc_arena_printf(c->a, "%s_%.*s", type ? type : "", v->name.n, v->name.p),
+              v->name);
     }
 }
 
-static void claim_method(check *c, ntab *names, ntab *seen, const svc_method *m)
+static void claim_method(check *c, svc_ntab *names, svc_ntab *seen, const svc_method *m)
 {
-    if (name_problem(c, m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
-    if (claim_lower(c, names, m->name))
-        claim(c, names, svc_arena_printf(c->a, "%s_METHOD_%s", c->SU, upper(c, snake(c, m->name))),
-              m->name);
+    if (name_problem(m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
+    claim(c, names, svc_arena_printf(c->a, "%s_%s", c->S, snake(c, m->name)), m->name);
 }
 
 /* Visits types and methods in source order, so the earlier of two clashing names is the
  * one the message points back to. */
 static void check_cnames(check *c)
 {
-    ntab names = {0}, methods = {0};
+    svc_ntab names = {0}, methods = {0};
     const svc_decl *d = c->s->decls;
     const svc_method *m = c->s->methods;
     while (d || m) {
@@ -789,7 +719,6 @@ bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
     }
     check c = {.a = a, .d = d, .s = f->service};
     c.S = snake(&c, c.s->name);
-    c.SU = upper(&c, c.S);
     if (!check_limits(&c)) {
         flush_errors(&c);
         return false;

@@ -56,6 +56,14 @@ const char *svc_upper(svc_arena *a, const char *s)
     return u;
 }
 
+const char *svc_cap(svc_arena *a, const char *p, int n)
+{
+    if (n < 0) n = (int)strlen(p);
+    char *s = svc_arena_strndup(a, p, (size_t)n);
+    if (s && is_lower(s[0])) s[0] = (char)(s[0] - 'a' + 'A');
+    return s;
+}
+
 static bool in_list(const char *const *list, size_t n_list, const char *p, int n);
 
 bool svc_is_c_keyword(const char *p, int n)

@@ -21,6 +21,20 @@ void *svc_arena_alloc(svc_arena *a, size_t n);
 char *svc_arena_strndup(svc_arena *a, const char *p, size_t n);
 char *svc_arena_printf(svc_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A string-keyed hash table in an arena (open addressing; keys are not copied). Zero
+ * initialised is empty. */
+typedef struct svc_ntab {
+    const char **keys;
+    void **vals;
+    size_t cap, n;
+} svc_ntab;
+
+/* The value under key (NULL when key is NULL or absent). */
+void *svc_ntab_get(const svc_ntab *t, const char *key);
+/* Adds key -> val (val not NULL) unless key is there: returns what was there, or NULL
+ * once added. A NULL key or running out of memory sets *oom and adds nothing. */
+void *svc_ntab_put(svc_arena *a, svc_ntab *t, const char *key, void *val, bool *oom);
+
 /* Where errors go and the text they quote. out may be NULL: errors are then only counted. */
 typedef struct svc_diag {
     FILE *out;
@@ -59,6 +73,10 @@ svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors);
 const char *svc_snake(svc_arena *a, const char *p, int n);
 /* ASCII upper case: "echo_service"->"ECHO_SERVICE". NULL on OOM. */
 const char *svc_upper(svc_arena *a, const char *s);
+
+/* The name as written with its first letter upper case: "point"->"Point", the C spelling
+ * of a type (echo_Point). n < 0 means p is NUL-terminated. NULL on OOM. */
+const char *svc_cap(svc_arena *a, const char *p, int n);
 
 /* Whether p[0..n) is a C keyword (C11 and C23, plus bool, true, false and NULL). */
 bool svc_is_c_keyword(const char *p, int n);

@@ -27,10 +27,10 @@ int echo_example_calls(shmrpc_client *c, FILE *out)
     if (rc != 0) return failed(out, "add", rc);
     fprintf(out, "add(40, 2) = %lld\n", (long long)sum);
 
-    const echo_point pts[] = {
+    const echo_Point pts[] = {
         {0, 0, {false, {NULL, 0}}}, {4, 0, {false, {NULL, 0}}}, {2, 3, {true, SHMRPC_STR("apex")}}};
-    echo_point mid;
-    rc = echo_centroid(c, (echo_list_point){pts, 3}, &mid);
+    echo_Point mid;
+    rc = echo_centroid(c, (echo_list_Point){pts, 3}, &mid);
     if (rc != 0) return failed(out, "centroid", rc);
     fprintf(out, "centroid((0,0), (4,0), (2,3)) = (%g, %g) \"%.*s\"\n", mid.x, mid.y,
             (int)mid.label.value.len, mid.label.value.ptr);

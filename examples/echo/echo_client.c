@@ -8,7 +8,7 @@ int main(int argc, char **argv)
 {
     const char *addr = argc > 1 ? argv[1] : "shm://" ECHO_NAME;
     shmrpc_client *c = NULL;
-    int rc = shmrpc_client_new(&c, &echo_service_info, NULL);
+    int rc = shmrpc_client_new(&c, &Echo_service_info, NULL);
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-client: connect %s: %s: %s\n", addr, shmrpc_strerror(rc),

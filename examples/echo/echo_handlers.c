@@ -24,7 +24,7 @@ static int add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
     return 0;
 }
 
-static int centroid(shmrpc_ctx *ctx, echo_list_point points, echo_point *out)
+static int centroid(shmrpc_ctx *ctx, echo_list_Point points, echo_Point *out)
 {
     if (points.len == 0) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "centroid of no points");
     double x = 0, y = 0;
@@ -39,7 +39,7 @@ static int centroid(shmrpc_ctx *ctx, echo_list_point points, echo_point *out)
     return 0;
 }
 
-const echo_handlers echo_example_handlers = {
+const Echo_handlers echo_example_handlers = {
     .echo_raw = echo_raw,
     .echo_json = echo_json,
     .add = add,

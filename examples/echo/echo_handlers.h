@@ -6,7 +6,7 @@
 
 #include "echo.h"
 
-extern const echo_handlers echo_example_handlers;
+extern const Echo_handlers echo_example_handlers;
 
 /* Calls every method of the service through c and prints what came back to out.
  * Returns 0, or the status of the first call that failed. */

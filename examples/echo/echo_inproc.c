@@ -11,14 +11,14 @@ int main(int argc, char **argv)
     shmrpc_server *s = NULL;
     shmrpc_client *c = NULL;
     int rc = shmrpc_server_new(&s, NULL);
-    if (rc == 0) rc = shmrpc_server_register(s, &echo_service, &echo_example_handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_register(s, &Echo_service, &echo_example_handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(s, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-inproc: server: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_server_free(s);
         return 1;
     }
-    rc = shmrpc_client_new(&c, &echo_service_info, NULL);
+    rc = shmrpc_client_new(&c, &Echo_service_info, NULL);
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-inproc: connect %s: %s: %s\n", addr, shmrpc_strerror(rc),

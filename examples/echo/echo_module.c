@@ -4,4 +4,4 @@
 
 #include "echo_handlers.h"
 
-SHMRPC_MODULE(echo_service, echo_example_handlers, NULL, NULL);
+SHMRPC_MODULE(Echo_service, echo_example_handlers, NULL, NULL);

@@ -36,7 +36,7 @@ int main(int argc, char **argv)
         }
     }
     int rc = shmrpc_server_new(&server, NULL);
-    if (rc == 0) rc = shmrpc_server_register(server, &echo_service, &echo_example_handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_register(server, &Echo_service, &echo_example_handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, addr);
     if (rc != 0) {
         fprintf(stderr, "echo-server: %s: %s: %s\n", addr, shmrpc_strerror(rc), shmrpc_errmsg());

@@ -124,7 +124,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
     shmrpc_client_opts_init(&co);
     co.timeout_ms = CALL_TIMEOUT_MS;
     shmrpc_client *c = NULL;
-    int rc = shmrpc_client_new(&c, &control_service_info, &co);
+    int rc = shmrpc_client_new(&c, &Control_service_info, &co);
     if (!rc) rc = shmrpc_client_connect(c, addr);
     if (rc) {
         const char *why = shmrpc_errmsg();
@@ -183,7 +183,7 @@ static json_t *str_json(shmrpc_str s)
     return json_stringn(s.ptr ? s.ptr : "", s.len);
 }
 
-static json_t *status_json(const control_service_status *s)
+static json_t *status_json(const control_ServiceStatus *s)
 {
     json_t *o = json_object();
     json_object_set_new(o, "name", str_json(s->name));
@@ -210,7 +210,7 @@ int ctl_status(int argc, char **argv)
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
-    control_list_service_status list;
+    control_list_ServiceStatus list;
     int rc = control_status(c, &list);
     if (rc) return failed(&o, c, rc);
     if (o.json) {
@@ -227,7 +227,7 @@ int ctl_status(int argc, char **argv)
         printf("%-*s  %-8s  %7s  %7s  %8s  %s\n", w, "NAME", "STATE", "PID", "WORKERS", "RESTARTS",
                "UPTIME");
         for (size_t i = 0; i < list.len; i++) {
-            const control_service_status *s = &list.items[i];
+            const control_ServiceStatus *s = &list.items[i];
             char up[32];
             uptime(s->started_at_ms, up, sizeof up);
             printf("%-*.*s  %-8.*s  %7d  %7u  %8d  %s\n", w, (int)s->name.len, s->name.ptr,
@@ -236,7 +236,7 @@ int ctl_status(int argc, char **argv)
         }
         /* Why a failed or stopped service ended, where there is something to say. */
         for (size_t i = 0; i < list.len; i++) {
-            const control_service_status *s = &list.items[i];
+            const control_ServiceStatus *s = &list.items[i];
             if (s->pid == 0 && s->last_exit.len)
                 printf("%.*s: %.*s\n", (int)s->name.len, s->name.ptr, (int)s->last_exit.len,
                        s->last_exit.ptr);
@@ -253,7 +253,7 @@ static bool is(shmrpc_str s, const char *lit)
 
 /* start, stop or restart: the call, then the status until the service settles. */
 static int act(int argc, char **argv,
-               int (*call)(shmrpc_client *, shmrpc_str, control_service_status *))
+               int (*call)(shmrpc_client *, shmrpc_str, control_ServiceStatus *))
 {
     opts o;
     int st = parse(argc, argv, "w", 1, "SERVICE [--no-wait | --wait SECONDS] ", &o);
@@ -261,7 +261,7 @@ static int act(int argc, char **argv,
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
     bool stopping = strcmp(o.cmd, "stop") == 0;
-    control_service_status s;
+    control_ServiceStatus s;
     int rc = call(c, shmrpc_str_c(o.pos[0]), &s);
     if (rc) return failed(&o, c, rc);
     int32_t old_pid = strcmp(o.cmd, "restart") == 0 ? s.pid : 0;
@@ -278,7 +278,7 @@ static int act(int argc, char **argv,
             return 1;
         }
         nap_ms(POLL_EVERY_MS);
-        control_list_service_status list;
+        control_list_ServiceStatus list;
         rc = control_status(c, &list);
         if (rc) return failed(&o, c, rc);
         for (size_t i = 0; i < list.len; i++)
@@ -316,7 +316,7 @@ int ctl_logs(int argc, char **argv)
     if (st >= 0) return st;
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
-    control_list_string lines;
+    control_list_String lines;
     int rc = control_logs(c, shmrpc_str_c(o.pos[0]), (uint32_t)o.lines, &lines);
     if (rc) return failed(&o, c, rc);
     for (size_t i = 0; i < lines.len; i++)
@@ -337,7 +337,7 @@ int ctl_scale(int argc, char **argv)
     }
     shmrpc_client *c = connect_to(&o, &st);
     if (!c) return st;
-    control_service_status s;
+    control_ServiceStatus s;
     int rc = control_scale(c, shmrpc_str_c(o.pos[0]), (uint32_t)workers, &s);
     if (rc) return failed(&o, c, rc);
     printf("%s: %.*s\n", o.pos[0], (int)s.state.len, s.state.ptr);

@@ -118,7 +118,7 @@ static shmrpc_str arena_str(shmrpc_arena *a, const char *s)
 }
 
 /* Under k->mu: service i as of the last answer, its strings in the call's arena. */
-static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_service_status *out)
+static void fill(shmrpc_ctx *ctx, sup_control *k, size_t i, control_ServiceStatus *out)
 {
     shmrpc_arena *a = shmrpc_ctx_arena(ctx);
     const snap *sn = &k->snaps[i];
@@ -183,13 +183,13 @@ static int ask(shmrpc_ctx *ctx, sup_control *k, op what, size_t index, int arg)
     return 0;
 }
 
-static int h_status(shmrpc_ctx *ctx, control_list_service_status *out)
+static int h_status(shmrpc_ctx *ctx, control_list_ServiceStatus *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
     int rc = ask(ctx, k, OP_STATUS, 0, 0);
     if (rc) return rc;
-    control_service_status *items = shmrpc_arena_calloc(shmrpc_ctx_arena(ctx), k->n, sizeof *items,
-                                                        _Alignof(control_service_status));
+    control_ServiceStatus *items = shmrpc_arena_calloc(shmrpc_ctx_arena(ctx), k->n, sizeof *items,
+                                                       _Alignof(control_ServiceStatus));
     if (!items) {
         pthread_mutex_unlock(&k->mu);
         return SHMRPC_ENOMEM;
@@ -202,7 +202,7 @@ static int h_status(shmrpc_ctx *ctx, control_list_service_status *out)
     return 0;
 }
 
-static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, int arg, control_service_status *out)
+static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, int arg, control_ServiceStatus *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
     size_t i;
@@ -214,22 +214,22 @@ static int one(shmrpc_ctx *ctx, op what, shmrpc_str name, int arg, control_servi
     return 0;
 }
 
-static int h_start(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
+static int h_start(shmrpc_ctx *ctx, shmrpc_str name, control_ServiceStatus *out)
 {
     return one(ctx, OP_START, name, 0, out);
 }
 
-static int h_stop(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
+static int h_stop(shmrpc_ctx *ctx, shmrpc_str name, control_ServiceStatus *out)
 {
     return one(ctx, OP_STOP, name, 0, out);
 }
 
-static int h_restart(shmrpc_ctx *ctx, shmrpc_str name, control_service_status *out)
+static int h_restart(shmrpc_ctx *ctx, shmrpc_str name, control_ServiceStatus *out)
 {
     return one(ctx, OP_RESTART, name, 0, out);
 }
 
-static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_service_status *out)
+static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_ServiceStatus *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
     size_t i;
@@ -245,7 +245,7 @@ static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_s
                             k->cfg->services[i].name);
 }
 
-static int h_logs(shmrpc_ctx *ctx, shmrpc_str name, uint32_t lines, control_list_string *out)
+static int h_logs(shmrpc_ctx *ctx, shmrpc_str name, uint32_t lines, control_list_String *out)
 {
     sup_control *k = shmrpc_ctx_user(ctx);
     size_t i;
@@ -284,7 +284,7 @@ static int h_logs(shmrpc_ctx *ctx, shmrpc_str name, uint32_t lines, control_list
     return 0;
 }
 
-static const control_handlers handlers = {
+static const Control_handlers handlers = {
     .status = h_status,
     .start = h_start,
     .stop = h_stop,
@@ -359,7 +359,7 @@ int sup_control_start(sup_control **out, const char *addr, const shmrpc__config 
     pthread_mutex_init(&k->mu, NULL);
     int rc = k->efd < 0 ? SHMRPC_ESYS(errno) : !k->snaps ? SHMRPC_ENOMEM : 0;
     if (!rc) rc = shmrpc_server_new(&k->srv, NULL);
-    if (!rc) rc = shmrpc_server_register(k->srv, &control_service, &handlers, k);
+    if (!rc) rc = shmrpc_server_register(k->srv, &Control_service, &handlers, k);
     if (!rc) rc = shmrpc_server_listen(k->srv, addr);
     if (rc && k->srv) snprintf(err, cap, "%s", shmrpc_errmsg());
     if (!rc) {

@@ -175,7 +175,7 @@ static void client(const fixture *f, int k, int64_t start_ns, int64_t end_ns)
     shmrpc_client_opts_init(&o);
     o.timeout_ms = DEADLINE_MS;
     shmrpc_client *c = NULL;
-    int rc = shmrpc_client_new(&c, &counter_service_info, &o);
+    int rc = shmrpc_client_new(&c, &Counter_service_info, &o);
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
     if (rc) {
         fprintf(stderr, "client %d: cannot connect to %s: %s\n", k, addr, shmrpc_strerror(rc));

@@ -52,6 +52,6 @@ static int count(shmrpc_ctx *ctx, uint64_t id, uint32_t sleep_ms, uint64_t *out)
     return 0;
 }
 
-static const counter_handlers handlers = {.count = count};
+static const Counter_handlers handlers = {.count = count};
 
-SHMRPC_MODULE(counter_service, handlers, init, fini);
+SHMRPC_MODULE(Counter_service, handlers, init, fini);

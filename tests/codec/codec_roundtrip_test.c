@@ -25,7 +25,7 @@ static bool bytes_eq(shmrpc_bytes a, shmrpc_bytes b)
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
-static bool scalars_eq(const types_scalars *a, const types_scalars *b)
+static bool scalars_eq(const types_Scalars *a, const types_Scalars *b)
 {
     return a->b == b->b && a->i8v == b->i8v && a->i16v == b->i16v && a->i32v == b->i32v &&
            a->i64v == b->i64v && a->u8v == b->u8v && a->u16v == b->u16v && a->u32v == b->u32v &&
@@ -33,7 +33,7 @@ static bool scalars_eq(const types_scalars *a, const types_scalars *b)
            bytes_eq(a->data, b->data) && a->c == b->c && a->sign == b->sign;
 }
 
-static bool node_eq(const types_node *a, const types_node *b)
+static bool node_eq(const types_Node *a, const types_Node *b)
 {
     if (a->value != b->value || a->children.len != b->children.len) return false;
     for (size_t i = 0; i < a->children.len; i++)
@@ -42,13 +42,13 @@ static bool node_eq(const types_node *a, const types_node *b)
     return a->next == NULL || node_eq(a->next, b->next);
 }
 
-static bool opt_scalars_eq(const types_scalars *a, const types_scalars *b)
+static bool opt_scalars_eq(const types_Scalars *a, const types_Scalars *b)
 {
     if ((a == NULL) != (b == NULL)) return false;
     return a == NULL || scalars_eq(a, b);
 }
 
-static void assert_holder_eq(const types_holder *a, const types_holder *b)
+static void assert_holder_eq(const types_Holder *a, const types_Holder *b)
 {
     assert_true(opt_scalars_eq(a->maybe, b->maybe));
     assert_int_equal(a->oi.has, b->oi.has);
@@ -103,7 +103,7 @@ static void assert_holder_eq(const types_holder *a, const types_holder *b)
         bool found = false;
         for (size_t j = 0; j < b->series.len; j++)
             if (a->series.items[i].key == b->series.items[j].key) {
-                const types_list_f64 *x = &a->series.items[i].value, *y = &b->series.items[j].value;
+                const types_list_F64 *x = &a->series.items[i].value, *y = &b->series.items[j].value;
                 assert_int_equal(x->len, y->len);
                 for (size_t k = 0; k < x->len; k++)
                     assert_true(x->items[k] == y->items[k]);
@@ -126,7 +126,7 @@ static void assert_holder_eq(const types_holder *a, const types_holder *b)
         bool found = false;
         for (size_t j = 0; j < b->nested.len; j++)
             if (str_eq(a->nested.items[i].key, b->nested.items[j].key)) {
-                const types_map_string_bool *x = &a->nested.items[i].value,
+                const types_map_String_Bool *x = &a->nested.items[i].value,
                                             *y = &b->nested.items[j].value;
                 assert_int_equal(x->len, y->len);
                 for (size_t k = 0; k < x->len; k++) {
@@ -156,10 +156,10 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     assert_int_equal(shmrpc_server_new(&f->s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(f->s, &types_service, &types_identity_handlers, NULL),
+    assert_int_equal(shmrpc_server_register(f->s, &Types_service, &types_identity_handlers, NULL),
                      0);
     assert_int_equal(shmrpc_server_listen(f->s, "inproc://types"), 0);
-    assert_int_equal(shmrpc_client_new(&f->c, &types_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&f->c, &Types_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f->c, "inproc://types"), 0);
     *state = f;
     return 0;
@@ -182,9 +182,9 @@ static int teardown(void **state)
 
 static const uint8_t blob[] = {0, 1, 2, 0xff, 0, 0x80};
 
-static types_scalars scalars_max(void)
+static types_Scalars scalars_max(void)
 {
-    return (types_scalars){.b = true,
+    return (types_Scalars){.b = true,
                            .i8v = INT8_MAX,
                            .i16v = INT16_MAX,
                            .i32v = INT32_MAX,
@@ -197,13 +197,13 @@ static types_scalars scalars_max(void)
                            .f64v = DBL_MAX,
                            .s = SHMRPC_STR("\xe2\x82\xac \xf0\x9f\x98\x80 \"q\" \\ \n"),
                            .data = {blob, sizeof blob},
-                           .c = TYPES_COLOR_BLUE,
-                           .sign = TYPES_SIGN_PLUS};
+                           .c = types_Color_blue,
+                           .sign = types_Sign_plus};
 }
 
-static types_scalars scalars_min(void)
+static types_Scalars scalars_min(void)
 {
-    return (types_scalars){.b = false,
+    return (types_Scalars){.b = false,
                            .i8v = INT8_MIN,
                            .i16v = INT16_MIN,
                            .i32v = INT32_MIN,
@@ -212,14 +212,14 @@ static types_scalars scalars_min(void)
                            .f64v = -DBL_MIN,
                            .s = {"", 0},
                            .data = {NULL, 0},
-                           .c = TYPES_COLOR_RED,
-                           .sign = TYPES_SIGN_MINUS};
+                           .c = types_Color_red,
+                           .sign = types_Sign_minus};
 }
 
 static void test_scalars_msgpack(void **state)
 {
     fixture *f = *state;
-    types_scalars zero = {.c = TYPES_COLOR_GREEN, .sign = TYPES_SIGN_ZERO}, cases[3], out;
+    types_Scalars zero = {.c = types_Color_green, .sign = types_Sign_zero}, cases[3], out;
     cases[0] = zero;
     cases[1] = scalars_max();
     cases[2] = scalars_min();
@@ -233,7 +233,7 @@ static void test_scalars_msgpack(void **state)
 static void test_scalars_json(void **state)
 {
     fixture *f = *state;
-    types_scalars cases[2] = {scalars_max(), scalars_min()}, out;
+    types_Scalars cases[2] = {scalars_max(), scalars_min()}, out;
     cases[0].u64v = INT64_MAX; /* the JSON library holds integers as int64 */
     for (int i = 0; i < 2; i++) {
         memset(&out, 0x55, sizeof out);
@@ -247,67 +247,67 @@ static void test_scalars_json(void **state)
 
 /* A chain of depth nodes, each the only child of the one before; with next, every third
  * one also has a next node. The pool is static: tests run one at a time. */
-static types_node pool[SHMRPC_MAX_DEPTH + 1], nexts[SHMRPC_MAX_DEPTH + 1];
+static types_Node pool[SHMRPC_MAX_DEPTH + 1], nexts[SHMRPC_MAX_DEPTH + 1];
 
-static types_node *chain_of(int depth, bool next)
+static types_Node *chain_of(int depth, bool next)
 {
     for (int i = depth - 1; i >= 0; i--) {
-        pool[i] = (types_node){.value = i * 1000 - 7};
-        if (i + 1 < depth) pool[i].children = (types_list_node){&pool[i + 1], 1};
+        pool[i] = (types_Node){.value = i * 1000 - 7};
+        if (i + 1 < depth) pool[i].children = (types_list_Node){&pool[i + 1], 1};
         if (next && i % 3 == 0) {
-            nexts[i] = (types_node){.value = -i};
+            nexts[i] = (types_Node){.value = -i};
             pool[i].next = &nexts[i];
         }
     }
     return &pool[0];
 }
 
-static types_node *chain(int depth)
+static types_Node *chain(int depth)
 {
     return chain_of(depth, true);
 }
 
-static types_holder full_holder(types_scalars *sc, types_node *nodes)
+static types_Holder full_holder(types_Scalars *sc, types_Node *nodes)
 {
     static const char *const names[] = {"a", "\xc3\xa9t\xc3\xa9", ""};
     static shmrpc_str name_strs[3];
     for (int i = 0; i < 3; i++)
         name_strs[i] = shmrpc_str_c(names[i]);
     static const int32_t row0[] = {1, -2, 3}, row1[] = {INT32_MIN};
-    static types_list_i32 rows[3];
-    rows[0] = (types_list_i32){row0, 3};
-    rows[1] = (types_list_i32){row1, 1};
-    rows[2] = (types_list_i32){NULL, 0};
+    static types_list_I32 rows[3];
+    rows[0] = (types_list_I32){row0, 3};
+    rows[1] = (types_list_I32){row1, 1};
+    rows[2] = (types_list_I32){NULL, 0};
     static const int64_t longs[] = {INT64_MIN, 0, INT64_MAX};
-    static const types_scalars *sparse[3];
+    static const types_Scalars *sparse[3];
     sparse[0] = NULL;
     sparse[1] = sc;
     sparse[2] = NULL;
-    static types_map_string_i64_entry counts[2];
-    counts[0] = (types_map_string_i64_entry){SHMRPC_STR("x"), -7};
-    counts[1] = (types_map_string_i64_entry){SHMRPC_STR("y"), 1LL << 40};
-    static types_map_i32_string_entry by_id[2];
-    by_id[0] = (types_map_i32_string_entry){-1, SHMRPC_STR("minus one")};
-    by_id[1] = (types_map_i32_string_entry){INT32_MAX, SHMRPC_STR("max")};
+    static types_map_String_I64_entry counts[2];
+    counts[0] = (types_map_String_I64_entry){SHMRPC_STR("x"), -7};
+    counts[1] = (types_map_String_I64_entry){SHMRPC_STR("y"), 1LL << 40};
+    static types_map_I32_String_entry by_id[2];
+    by_id[0] = (types_map_I32_String_entry){-1, SHMRPC_STR("minus one")};
+    by_id[1] = (types_map_I32_String_entry){INT32_MAX, SHMRPC_STR("max")};
     static const double s1[] = {0.5, -1e300};
-    static types_map_u64_list_f64_entry series[2];
-    series[0] = (types_map_u64_list_f64_entry){0, {s1, 2}};
-    series[1] = (types_map_u64_list_f64_entry){INT64_MAX, {NULL, 0}};
-    static types_map_color_node_entry by_color[2];
-    by_color[0] = (types_map_color_node_entry){TYPES_COLOR_GREEN, nodes[0]};
-    by_color[1] = (types_map_color_node_entry){TYPES_COLOR_RED, nodes[1]};
-    static types_map_string_bool_entry inner[2];
-    inner[0] = (types_map_string_bool_entry){SHMRPC_STR("t"), true};
-    inner[1] = (types_map_string_bool_entry){SHMRPC_STR("f"), false};
-    static types_map_string_map_string_bool_entry nested[2];
-    nested[0] = (types_map_string_map_string_bool_entry){SHMRPC_STR("k"), {inner, 2}};
-    nested[1] = (types_map_string_map_string_bool_entry){SHMRPC_STR("empty"), {NULL, 0}};
-    return (types_holder){
+    static types_map_U64_list_F64_entry series[2];
+    series[0] = (types_map_U64_list_F64_entry){0, {s1, 2}};
+    series[1] = (types_map_U64_list_F64_entry){INT64_MAX, {NULL, 0}};
+    static types_map_Color_Node_entry by_color[2];
+    by_color[0] = (types_map_Color_Node_entry){types_Color_green, nodes[0]};
+    by_color[1] = (types_map_Color_Node_entry){types_Color_red, nodes[1]};
+    static types_map_String_Bool_entry inner[2];
+    inner[0] = (types_map_String_Bool_entry){SHMRPC_STR("t"), true};
+    inner[1] = (types_map_String_Bool_entry){SHMRPC_STR("f"), false};
+    static types_map_String_map_String_Bool_entry nested[2];
+    nested[0] = (types_map_String_map_String_Bool_entry){SHMRPC_STR("k"), {inner, 2}};
+    nested[1] = (types_map_String_map_String_Bool_entry){SHMRPC_STR("empty"), {NULL, 0}};
+    return (types_Holder){
         .maybe = sc,
         .oi = {true, -5},
         .os = {true, SHMRPC_STR("opt")},
         .ob = {true, {blob, sizeof blob}},
-        .oc = {true, TYPES_COLOR_BLUE},
+        .oc = {true, types_Color_blue},
         .ol = {true, {longs, 3}},
         .names = {name_strs, 3},
         .grid = {rows, 3},
@@ -323,7 +323,7 @@ static types_holder full_holder(types_scalars *sc, types_node *nodes)
 static void test_holder_absent(void **state)
 {
     fixture *f = *state;
-    types_holder empty, out;
+    types_Holder empty, out;
     memset(&empty, 0, sizeof empty);
     OK(types_pass_holder(f->c, &empty, &out), f->c);
     assert_holder_eq(&empty, &out);
@@ -334,10 +334,10 @@ static void test_holder_absent(void **state)
 static void test_holder_present(void **state)
 {
     fixture *f = *state;
-    types_scalars sc = scalars_max();
+    types_Scalars sc = scalars_max();
     sc.u64v = 12345; /* JSON: see test_scalars_json */
-    types_node nodes[2] = {*chain(5), {.value = 99}};
-    types_holder h = full_holder(&sc, nodes), out;
+    types_Node nodes[2] = {*chain(5), {.value = 99}};
+    types_Holder h = full_holder(&sc, nodes), out;
     OK(types_pass_holder(f->c, &h, &out), f->c);
     assert_holder_eq(&h, &out);
     OK(types_pass_holder_json(f->c, &h, &out), f->c);
@@ -347,7 +347,7 @@ static void test_holder_present(void **state)
 static void test_recursion_depth(void **state)
 {
     fixture *f = *state;
-    types_node out;
+    types_Node out;
     OK(types_pass_node(f->c, chain(40), &out), f->c);
     assert_true(node_eq(&pool[0], &out));
     OK(types_pass_node_json(f->c, chain(40), &out), f->c);
@@ -367,11 +367,11 @@ static void test_large_lists(void **state)
     assert_non_null(bytes);
     for (int i = 0; i < N; i++)
         bytes[i] = (uint8_t)(i * 7);
-    types_list_u8 out;
-    OK(types_many(f->c, (types_list_u8){bytes, N}, &out), f->c);
+    types_list_U8 out;
+    OK(types_many(f->c, (types_list_U8){bytes, N}, &out), f->c);
     assert_int_equal(out.len, N);
     assert_memory_equal(out.items, bytes, N);
-    OK(types_many(f->c, (types_list_u8){NULL, 0}, &out), f->c);
+    OK(types_many(f->c, (types_list_U8){NULL, 0}, &out), f->c);
     assert_int_equal(out.len, 0);
     free(bytes);
 
@@ -380,8 +380,8 @@ static void test_large_lists(void **state)
     assert_non_null(strs);
     for (int i = 0; i < M; i++)
         strs[i] = (i % 2) ? SHMRPC_STR("odd \u00e9Ã©") : SHMRPC_STR("");
-    types_list_string sout;
-    OK(types_many_json(f->c, (types_list_string){strs, M}, &sout), f->c);
+    types_list_String sout;
+    OK(types_many_json(f->c, (types_list_String){strs, M}, &sout), f->c);
     assert_int_equal(sout.len, M);
     for (int i = 0; i < M; i++)
         assert_true(str_eq(strs[i], sout.items[i]));
@@ -396,16 +396,16 @@ static void test_void_narrow_optional(void **state)
     OK(types_nothing_json(f->c), f->c);
     assert_int_equal(types_nothing_calls, 2);
     int8_t a;
-    OK(types_narrow(f->c, INT8_MIN, 65535, TYPES_COLOR_BLUE, -1.5f, true, &a), f->c);
+    OK(types_narrow(f->c, INT8_MIN, 65535, types_Color_blue, -1.5f, true, &a), f->c);
     assert_int_equal(a, INT8_MIN);
-    assert_int_equal(types_narrow(f->c, 1, 2, TYPES_COLOR_RED, 0, false, &a), SHMRPC_EINVAL);
+    assert_int_equal(types_narrow(f->c, 1, 2, types_Color_red, 0, false, &a), SHMRPC_EINVAL);
     assert_string_equal(shmrpc_errmsg(), "narrow: unexpected arguments");
-    types_opt_sign s;
-    OK(types_maybe_sign(f->c, (types_opt_sign){false, TYPES_SIGN_PLUS}, &s), f->c);
+    types_opt_Sign s;
+    OK(types_maybe_sign(f->c, (types_opt_Sign){false, types_Sign_plus}, &s), f->c);
     assert_false(s.has);
-    OK(types_maybe_sign(f->c, (types_opt_sign){true, TYPES_SIGN_MINUS}, &s), f->c);
+    OK(types_maybe_sign(f->c, (types_opt_Sign){true, types_Sign_minus}, &s), f->c);
     assert_true(s.has);
-    assert_int_equal(s.value, TYPES_SIGN_MINUS);
+    assert_int_equal(s.value, types_Sign_minus);
     shmrpc_bytes raw;
     OK(types_raw(f->c, (shmrpc_bytes){blob, sizeof blob}, &raw), f->c);
     assert_true(bytes_eq(raw, (shmrpc_bytes){blob, sizeof blob}));
@@ -485,11 +485,11 @@ static void test_malformed_bodies(void **state)
     }
 }
 
-static int h_bad_enum(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out)
+static int h_bad_enum(shmrpc_ctx *ctx, const types_Scalars *v, types_Scalars *out)
 {
     (void)ctx;
     *out = *v;
-    out->c = (types_color)99; /* no name: no JSON form */
+    out->c = (types_Color)99; /* no name: no JSON form */
     return 0;
 }
 
@@ -497,16 +497,16 @@ static int h_bad_enum(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *ou
 static void test_result_without_json_form(void **state)
 {
     (void)state;
-    types_handlers h = types_identity_handlers;
+    Types_handlers h = types_identity_handlers;
     h.pass_scalars_json = h_bad_enum;
     shmrpc_server *s;
     shmrpc_client *c;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &types_service, &h, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Types_service, &h, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, "inproc://types-bad-result"), 0);
-    assert_int_equal(shmrpc_client_new(&c, &types_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&c, &Types_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(c, "inproc://types-bad-result"), 0);
-    types_scalars in = scalars_min(), out;
+    types_Scalars in = scalars_min(), out;
     assert_int_equal(types_pass_scalars_json(c, &in, &out), SHMRPC_EHANDLER);
     assert_non_null(strstr(shmrpc_errmsg(), "the result has no JSON form"));
     shmrpc_client_free(c);

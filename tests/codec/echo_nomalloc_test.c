@@ -17,17 +17,17 @@ static void generated_calls_do_not_allocate(void **state)
     shmrpc_server *s;
     shmrpc_client *c;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &echo_service, &echo_example_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Echo_service, &echo_example_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, "inproc://echo-nomalloc"), 0);
-    assert_int_equal(shmrpc_client_new(&c, &echo_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&c, &Echo_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(c, "inproc://echo-nomalloc"), 0);
 
-    static echo_point pts[64];
+    static echo_Point pts[64];
     for (int i = 0; i < 64; i++)
-        pts[i] = (echo_point){i, -i, {i % 2 == 0, SHMRPC_STR("a label of some length")}};
+        pts[i] = (echo_Point){i, -i, {i % 2 == 0, SHMRPC_STR("a label of some length")}};
     static uint8_t data[4096];
     int64_t sum;
-    echo_point mid;
+    echo_Point mid;
     shmrpc_bytes raw;
     for (int round = 0; round < 2; round++) {
         if (round == 1) {
@@ -37,7 +37,7 @@ static void generated_calls_do_not_allocate(void **state)
         for (int i = 0; i < (round ? 10000 : 4096); i++) { /* warm-up: every size once */
             assert_int_equal(echo_add(c, i, 2, &sum), 0);
             assert_int_equal(sum, i + 2);
-            assert_int_equal(echo_centroid(c, (echo_list_point){pts, 1 + (size_t)i % 64}, &mid), 0);
+            assert_int_equal(echo_centroid(c, (echo_list_Point){pts, 1 + (size_t)i % 64}, &mid), 0);
             assert_true(mid.label.has);
             assert_int_equal(echo_echo_raw(c, shmrpc_bytes_of(data, (size_t)i % sizeof data), &raw),
                              0);

@@ -3,7 +3,7 @@
 
 int types_handler_calls;
 
-static int h_scalars(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out)
+static int h_scalars(shmrpc_ctx *ctx, const types_Scalars *v, types_Scalars *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -11,7 +11,7 @@ static int h_scalars(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out
     return 0;
 }
 
-static int h_holder(shmrpc_ctx *ctx, const types_holder *v, types_holder *out)
+static int h_holder(shmrpc_ctx *ctx, const types_Holder *v, types_Holder *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -19,7 +19,7 @@ static int h_holder(shmrpc_ctx *ctx, const types_holder *v, types_holder *out)
     return 0;
 }
 
-static int h_node(shmrpc_ctx *ctx, const types_node *v, types_node *out)
+static int h_node(shmrpc_ctx *ctx, const types_Node *v, types_Node *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -27,7 +27,7 @@ static int h_node(shmrpc_ctx *ctx, const types_node *v, types_node *out)
     return 0;
 }
 
-static int h_many(shmrpc_ctx *ctx, types_list_u8 v, types_list_u8 *out)
+static int h_many(shmrpc_ctx *ctx, types_list_U8 v, types_list_U8 *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -35,7 +35,7 @@ static int h_many(shmrpc_ctx *ctx, types_list_u8 v, types_list_u8 *out)
     return 0;
 }
 
-static int h_many_json(shmrpc_ctx *ctx, types_list_string v, types_list_string *out)
+static int h_many_json(shmrpc_ctx *ctx, types_list_String v, types_list_String *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -53,17 +53,17 @@ static int h_nothing(shmrpc_ctx *ctx)
     return 0;
 }
 
-static int h_narrow(shmrpc_ctx *ctx, int8_t a, uint16_t b, types_color c, float d, bool e,
+static int h_narrow(shmrpc_ctx *ctx, int8_t a, uint16_t b, types_Color c, float d, bool e,
                     int8_t *out)
 {
     types_handler_calls++;
-    if (b != 65535 || c != TYPES_COLOR_BLUE || d != -1.5f || !e)
+    if (b != 65535 || c != types_Color_blue || d != -1.5f || !e)
         return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "narrow: unexpected arguments");
     *out = a;
     return 0;
 }
 
-static int h_maybe_sign(shmrpc_ctx *ctx, types_opt_sign s, types_opt_sign *out)
+static int h_maybe_sign(shmrpc_ctx *ctx, types_opt_Sign s, types_opt_Sign *out)
 {
     types_handler_calls++;
     (void)ctx;
@@ -79,7 +79,7 @@ static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
     return 0;
 }
 
-const types_handlers types_identity_handlers = {
+const Types_handlers types_identity_handlers = {
     .pass_scalars = h_scalars,
     .pass_scalars_json = h_scalars,
     .pass_holder = h_holder,

@@ -5,7 +5,7 @@
 
 #include "types.h"
 
-extern const types_handlers types_identity_handlers;
+extern const Types_handlers types_identity_handlers;
 /* How many times nothing() and nothing_json() ran; how many times any handler ran. */
 extern int types_nothing_calls;
 extern int types_handler_calls;

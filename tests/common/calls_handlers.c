@@ -43,4 +43,4 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
-const calls_handlers calls_test_handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
+const Calls_handlers calls_test_handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};

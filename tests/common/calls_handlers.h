@@ -14,7 +14,7 @@ typedef struct calls_shared {
 } calls_shared;
 
 extern calls_shared *sh;
-extern const calls_handlers calls_test_handlers;
+extern const Calls_handlers calls_test_handlers;
 
 /* Maps sh; 0, or -1 when mmap failed. */
 int calls_shared_map(void);

@@ -14,9 +14,9 @@ static shmrpc_client *client;
 static void setup(void)
 {
     if (shmrpc_server_new(&server, NULL) != 0 ||
-        shmrpc_server_register(server, &types_service, &types_identity_handlers, NULL) != 0 ||
+        shmrpc_server_register(server, &Types_service, &types_identity_handlers, NULL) != 0 ||
         shmrpc_server_listen(server, "inproc://fuzz-types") != 0 ||
-        shmrpc_client_new(&client, &types_service_info, NULL) != 0 ||
+        shmrpc_client_new(&client, &Types_service_info, NULL) != 0 ||
         shmrpc_client_connect(client, "inproc://fuzz-types") != 0)
         abort();
 }

@@ -284,7 +284,7 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
-static const calls_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
+static const Calls_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
 
 static struct {
     shmrpc_server *s;
@@ -309,7 +309,7 @@ static void start_server(void)
     shmrpc_server_opts_init(&o);
     o.max_msg_bytes = MAX_MSG;
     if (shmrpc_server_new(&srv.s, &o) != 0 ||
-        shmrpc_server_register(srv.s, &calls_service, &handlers, NULL) != 0)
+        shmrpc_server_register(srv.s, &Calls_service, &handlers, NULL) != 0)
         fail("cannot make the server: %s", shmrpc_errmsg());
     /* A port that was free a moment ago may have been taken since: try another. */
     int rc = SHMRPC_EBUSY;
@@ -323,7 +323,7 @@ static void start_server(void)
     shmrpc_client_opts co;
     shmrpc_client_opts_init(&co);
     co.timeout_ms = SERVER_WAIT_MS;
-    if (shmrpc_client_new(&srv.good, &calls_service_info, &co) != 0 ||
+    if (shmrpc_client_new(&srv.good, &Calls_service_info, &co) != 0 ||
         shmrpc_client_connect(srv.good, srv.addr) != 0)
         fail("cannot connect to the server: %s", shmrpc_errmsg());
     shmrpc_buf_init(&srv.sent);
@@ -356,7 +356,7 @@ static unsigned first_answer(const uint8_t *p, size_t n, shmrpc__hello *hello, s
     shmrpc_bytes body = shmrpc_bytes_of(p + SHMRPC__FRAME_HDR_SIZE, h.body_len);
     *status = shmrpc__hello_parse(body, SHMRPC__KIND_HELLO, arena, hello, &err);
     if (*status == 0)
-        *status = shmrpc__hello_answer(hello, &calls_service_info, SHMRPC__FLAG_COMPRESSION,
+        *status = shmrpc__hello_answer(hello, &Calls_service_info, SHMRPC__FLAG_COMPRESSION,
                                        SHMRPC__WIRE_DEFAULT_THRESHOLD, MAX_MSG, arena, ack, &err);
     return *status ? SHMRPC__KIND_ERROR : SHMRPC__KIND_HELLO_ACK;
 }
@@ -416,7 +416,7 @@ static void check_answer(shmrpc_bytes sent, shmrpc_bytes got)
                 fail("the HELLO_ACK does not parse: %s", shmrpc__msg_get(&err));
             if (told.compression != ack.compression || told.threshold != ack.threshold ||
                 told.max_msg != ack.max_msg || told.proto != ack.proto ||
-                told.info.fingerprint != calls_service_info.fingerprint)
+                told.info.fingerprint != Calls_service_info.fingerprint)
                 fail("the HELLO_ACK differs from the handshake's answer");
             uint32_t *map = shmrpc_arena_calloc(arena, hello.info.n_methods + 1, 4, 4);
             if (!map || shmrpc__hello_accept(&hello, &told, map, &err) != 0)
@@ -481,7 +481,7 @@ static void fuzz_server(enum mode mode, uint8_t param, shmrpc_bytes rest)
     shmrpc_buf_clear(&srv.sent);
     shmrpc_buf_clear(&srv.got);
     if (mode == SERVER_AFTER_HELLO)
-        put_hello(&srv.sent, SHMRPC__KIND_HELLO, &calls_service_info, PARAM_COMP(param), true);
+        put_hello(&srv.sent, SHMRPC__KIND_HELLO, &Calls_service_info, PARAM_COMP(param), true);
     if (mode == SERVER_HELLO_BODY)
         put_frame(&srv.sent, SHMRPC__KIND_HELLO, 0, 0, 0, rest);
     else
@@ -544,7 +544,7 @@ static void run_client(client_job *job)
     /* Offered explicitly: over loopback the default offers none. */
     o.tcp.compression = SHMRPC_COMPRESS_SNAPPY | SHMRPC_COMPRESS_ZLIB;
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &calls_service_info, &o) != 0) fail("shmrpc_client_new");
+    if (shmrpc_client_new(&c, &Calls_service_info, &o) != 0) fail("shmrpc_client_new");
     int64_t t0 = now_ms();
     job->connect_rc = shmrpc_client_connect(c, fake.addr);
     int64_t t1 = now_ms();
@@ -703,7 +703,7 @@ static void fuzz_client(enum mode mode, uint8_t param, shmrpc_bytes rest)
     else if (mode == CLIENT_ACK_BODY)
         put_frame(&fake.out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0, rest);
     else
-        put_hello(&fake.out, SHMRPC__KIND_HELLO_ACK, &calls_service_info, comps[PARAM_COMP(param)],
+        put_hello(&fake.out, SHMRPC__KIND_HELLO_ACK, &Calls_service_info, comps[PARAM_COMP(param)],
                   true);
     if (fake.out.err) fail("out of memory");
     send_some(fd, fake.out.data, fake.out.len, deadline);
@@ -777,9 +777,9 @@ static void write_seeds(const char *dir)
     shmrpc_bytes none = shmrpc_bytes_of(NULL, 0);
     shmrpc_bytes big_msg = shmrpc_bytes_of(big.data, big.len);
     shmrpc_method_info changed[CALLS_METHODS];
-    memcpy(changed, calls_service_info.methods, sizeof changed);
+    memcpy(changed, Calls_service_info.methods, sizeof changed);
     changed[CALLS_METHOD_ADD].fingerprint ^= 1;
-    shmrpc_service_info mismatch = calls_service_info, older = calls_service_info;
+    shmrpc_service_info mismatch = Calls_service_info, older = Calls_service_info;
     mismatch.methods = changed;
     older.n_methods = CALLS_METHOD_ECHO + 1; /* nap is missing */
     uint8_t nonce[SHMRPC__AUTH_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -792,7 +792,7 @@ static void write_seeds(const char *dir)
 
     /* The server's side: a whole conversation, then one after the HELLO per compression. */
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO, &calls_service_info, SHMRPC__FLAG_COMPRESSION, true);
+    put_hello(&b, SHMRPC__KIND_HELLO, &Calls_service_info, SHMRPC__FLAG_COMPRESSION, true);
     put_frame(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_ADD, 1, add);
     put_frame(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_ECHO, 2, echo);
     put_frame(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_NAP, 3, nap);
@@ -814,12 +814,12 @@ static void write_seeds(const char *dir)
     put_compressed(&b, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_ZLIB, CALLS_METHOD_ECHO, 1, big_msg);
     write_seed(dir, "server_zlib", SERVER_AFTER_HELLO, SHMRPC__FLAG_ZLIB, &b);
     shmrpc_buf_clear(&b);
-    h = hello_of(&calls_service_info, SHMRPC__FLAG_COMPRESSION);
+    h = hello_of(&Calls_service_info, SHMRPC__FLAG_COMPRESSION);
     h.auth = shmrpc_bytes_of(nonce, sizeof nonce);
     put_handshake(&b, SHMRPC__KIND_HELLO, &h, false);
     write_seed(dir, "server_hello_body", SERVER_HELLO_BODY, 0, &b);
     shmrpc_buf_clear(&b);
-    h = hello_of(&calls_service_info, 0);
+    h = hello_of(&Calls_service_info, 0);
     h.max_msg = 4; /* echo's result does not fit */
     put_handshake(&b, SHMRPC__KIND_HELLO, &h, true);
     put_frame(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_ECHO, 1, echo);
@@ -835,13 +835,13 @@ static void write_seeds(const char *dir)
     write_seed(dir, "server_before_hello", SERVER_RAW, 0, &b);
     shmrpc_buf_clear(&b);
     put_frame(&b, SHMRPC__KIND_PING, 0, 0, 1, none);
-    put_hello(&b, SHMRPC__KIND_HELLO, &calls_service_info, 0, true);
+    put_hello(&b, SHMRPC__KIND_HELLO, &Calls_service_info, 0, true);
     write_seed(dir, "server_ping_first", SERVER_RAW, 0, &b);
     shmrpc_buf_clear(&b);
     shmrpc_buf_append(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
     write_seed(dir, "server_http", SERVER_RAW, 0, &b);
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO, &calls_service_info, 0, true);
+    put_hello(&b, SHMRPC__KIND_HELLO, &Calls_service_info, 0, true);
     b.data[4] = 2; /* another frame version */
     write_seed(dir, "server_version", SERVER_RAW, 0, &b);
     shmrpc_buf_clear(&b);
@@ -855,7 +855,7 @@ static void write_seeds(const char *dir)
     b.data[23] = 100; /* a body of 100 bytes, of which 5 come */
     write_seed(dir, "server_truncated", SERVER_AFTER_HELLO, 0, &b);
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO, &calls_service_info, 0, true);
+    put_hello(&b, SHMRPC__KIND_HELLO, &Calls_service_info, 0, true);
     write_seed(dir, "server_second_hello", SERVER_AFTER_HELLO, 0, &b);
     shmrpc_buf_clear(&b);
     put_error(&b, 0, 0, SHMRPC_ECLOSED, "bye");
@@ -868,17 +868,17 @@ static void write_seeds(const char *dir)
 
     /* The client's side: answers to its HELLO. */
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &calls_service_info, SHMRPC__FLAG_SNAPPY, true);
+    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &Calls_service_info, SHMRPC__FLAG_SNAPPY, true);
     write_seed(dir, "client_ack", CLIENT_RAW, 0, &b);
     shmrpc_buf_clear(&b);
     put_error(&b, 0, 0, SHMRPC_EMISMATCH,
               "method table differs from the server's: 'reset' is missing on the server");
     write_seed(dir, "client_refused", CLIENT_RAW, 0, &b);
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &calls_service_info, SHMRPC__FLAG_ZLIB, false);
+    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &Calls_service_info, SHMRPC__FLAG_ZLIB, false);
     write_seed(dir, "client_ack_body", CLIENT_ACK_BODY, 0, &b);
     shmrpc_buf_clear(&b);
-    h = hello_of(&calls_service_info, 0);
+    h = hello_of(&Calls_service_info, 0);
     h.auth = shmrpc_bytes_of(nonce, sizeof nonce);
     put_handshake(&b, SHMRPC__KIND_HELLO_ACK, &h, false);
     write_seed(dir, "client_challenge", CLIENT_ACK_BODY, 0, &b);
@@ -886,12 +886,12 @@ static void write_seeds(const char *dir)
     put_hello(&b, SHMRPC__KIND_HELLO_ACK, &older, 0, false);
     write_seed(dir, "client_older_server", CLIENT_ACK_BODY, 0, &b);
     shmrpc_buf_clear(&b);
-    h = hello_of(&calls_service_info, SHMRPC__FLAG_SNAPPY);
+    h = hello_of(&Calls_service_info, SHMRPC__FLAG_SNAPPY);
     h.threshold = 1; /* every call is compressed */
     put_handshake(&b, SHMRPC__KIND_HELLO_ACK, &h, false);
     write_seed(dir, "client_low_threshold", CLIENT_ACK_BODY, M_ECHO, &b);
     shmrpc_buf_clear(&b);
-    h = hello_of(&calls_service_info, 0);
+    h = hello_of(&Calls_service_info, 0);
     h.max_msg = 2; /* add's arguments do not fit */
     put_handshake(&b, SHMRPC__KIND_HELLO_ACK, &h, false);
     write_seed(dir, "client_small_server", CLIENT_ACK_BODY, M_ADD, &b);
@@ -937,7 +937,7 @@ static void write_seeds(const char *dir)
     b.len -= 2;
     write_seed(dir, "client_held_half_answer", CLIENT_AFTER_ACK, M_ECHO | PARAM_HOLD, &b);
     shmrpc_buf_clear(&b);
-    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &calls_service_info, 0, true);
+    put_hello(&b, SHMRPC__KIND_HELLO_ACK, &Calls_service_info, 0, true);
     b.len -= 10;
     write_seed(dir, "client_held_half_ack", CLIENT_RAW, PARAM_HOLD, &b);
     shmrpc_buf_destroy(&b);

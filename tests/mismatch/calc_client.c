@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     }
     alarm(30); /* a watchdog; mismatch_test kills it sooner */
     shmrpc_client *c;
-    int rc = shmrpc_client_new(&c, &calc_service_info, NULL);
+    int rc = shmrpc_client_new(&c, &Calc_service_info, NULL);
     if (rc != 0) {
         printf("%d\n%s\n", rc, shmrpc_strerror(rc));
         return 1;

@@ -68,18 +68,18 @@ static int h_last(shmrpc_ctx *ctx, int64_t *out)
     return 0;
 }
 
-static const calc_handlers handlers = {
+static const Calc_handlers handlers = {
     .add = h_add, .mul = h_mul, .reset = h_reset, .last = h_last};
 
 static void start_server(void)
 {
     if (strncmp(addr, "inproc://", 9) == 0) {
         assert_int_equal(shmrpc_server_new(&in_server, NULL), 0);
-        assert_int_equal(shmrpc_server_register(in_server, &calc_service, &handlers, NULL), 0);
+        assert_int_equal(shmrpc_server_register(in_server, &Calc_service, &handlers, NULL), 0);
         assert_int_equal(shmrpc_server_listen(in_server, addr), 0);
         return;
     }
-    test_server ts = {&calc_service, &handlers, addr, 1, 0, NULL, NULL};
+    test_server ts = {&Calc_service, &handlers, addr, 1, 0, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
 }
@@ -96,7 +96,7 @@ static void stop_server(void)
 /* The good client, connected once the server is up (bounded). */
 static void connect_good(void)
 {
-    assert_int_equal(shmrpc_client_new(&good, &calc_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&good, &Calc_service_info, NULL), 0);
     int rc = shmrpc_client_connect(good, addr);
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
         usleep(10000);
@@ -144,10 +144,10 @@ static const mismatch_case cases[] = {
      "method table differs from the server's: 'add' has another signature (client: add(f64 "
      "a,f64 b)->f64 @msgpack, server: add(i64 a,i64 b)->i64 @msgpack); 'div' is missing on "
      "the server"},
-    {"another service (kv.svc)", NULL, &kv_service_info, NULL, SHMRPC_EMISMATCH,
+    {"another service (kv.svc)", NULL, &Kv_service_info, NULL, SHMRPC_EMISMATCH,
      "method table differs from the server's: 'get' is missing on the server; 'put' is "
      "missing on the server (the server serves 'Calc', not 'Kv')"},
-    {"another service with Calc's add (adder.svc)", NULL, &adder_service_info, adder_calls, 0, ""},
+    {"another service with Calc's add (adder.svc)", NULL, &Adder_service_info, adder_calls, 0, ""},
 };
 
 static void run_here(const mismatch_case *mc)
@@ -228,10 +228,10 @@ static void empty_client_sees_the_table(void)
     const shmrpc_service_info *s = shmrpc_client_server_info(c);
     assert_non_null(s);
     assert_string_equal(s->name, "Calc");
-    assert_true(s->fingerprint == calc_service_info.fingerprint);
-    assert_int_equal(s->n_methods, calc_service_info.n_methods);
+    assert_true(s->fingerprint == Calc_service_info.fingerprint);
+    assert_int_equal(s->n_methods, Calc_service_info.n_methods);
     for (uint32_t i = 0; i < s->n_methods; i++) {
-        const shmrpc_method_info *got = &s->methods[i], *want = &calc_service_info.methods[i];
+        const shmrpc_method_info *got = &s->methods[i], *want = &Calc_service_info.methods[i];
         assert_string_equal(got->name, want->name);
         assert_int_equal(got->id, i);
         assert_true(got->fingerprint == want->fingerprint);

@@ -51,7 +51,7 @@ static int cmp_i64(const void *a, const void *b)
 
 static pid_t start_server(int workers)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -67,7 +67,7 @@ static void stop_server(pid_t pid)
 static shmrpc_client *try_connect_for(int ms, int *rc_out)
 {
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) return NULL;
     int64_t until = test_now_ms() + ms;
     int rc = shmrpc_client_connect(c, addr);
     while ((rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY) && test_now_ms() < until) {
@@ -651,7 +651,7 @@ static void overwritten_header_is_restored(void **state)
     /* Until a sweep repairs it, a new client is refused (another version, a malformed
      * table, a server gone) and a call that waits fails; then both work. */
     shmrpc_client *late;
-    assert_int_equal(shmrpc_client_new(&late, &calls_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&late, &Calls_service_info, NULL), 0);
     int64_t t0 = test_now_ms();
     int rc = SHMRPC_EUNAVAIL, refused = 0, failed = 0;
     while (rc != 0 && test_now_ms() - t0 < 10000) {

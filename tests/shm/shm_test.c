@@ -53,7 +53,7 @@ static void prepare_server(void)
 
 static pid_t start_server(int workers, size_t max_msg)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers,
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers,
                       max_msg,        prepare_server,       NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
@@ -70,7 +70,7 @@ static void stop_server(pid_t pid)
 static shmrpc_client *try_connect(void)
 {
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) return NULL;
     int rc = shmrpc_client_connect(c, addr);
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
         usleep(10000);
@@ -332,7 +332,7 @@ static void stale_segments_and_second_server(void **state)
     /* A second server for the same address is refused, naming the holder. */
     shmrpc_server *s2;
     assert_int_equal(shmrpc_server_new(&s2, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s2, &calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s2, &Calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s2, addr), SHMRPC_EBUSY);
     char holder[32];
     snprintf(holder, sizeof holder, "pid %d", (int)server);
@@ -387,7 +387,7 @@ static void another_user_is_refused(void **state)
         alarm(10);
         if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
         shmrpc_client *k;
-        if (shmrpc_client_new(&k, &calls_service_info, NULL) != 0) _exit(3);
+        if (shmrpc_client_new(&k, &Calls_service_info, NULL) != 0) _exit(3);
         int rc = shmrpc_client_connect(k, addr);
         fprintf(stderr, "    as nobody: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         /* Refused by what the kernel says of the rendezvous (SO_PEERCRED), by name. */
@@ -618,7 +618,7 @@ static void undumpable_client_connects(void **state)
     if (child == 0) {
         alarm(10);
         shmrpc_client *c;
-        if (prctl(PR_SET_DUMPABLE, 0) != 0 || shmrpc_client_new(&c, &calls_service_info, NULL) != 0)
+        if (prctl(PR_SET_DUMPABLE, 0) != 0 || shmrpc_client_new(&c, &Calls_service_info, NULL) != 0)
             _exit(2);
         int rc = shmrpc_client_connect(c, addr);
         for (int i = 0; i < 250 && (rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY); i++) {

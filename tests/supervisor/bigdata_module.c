@@ -59,7 +59,7 @@ static void fini(void *user)
     if (d->words) munmap((void *)d->words, d->n * 8);
 }
 
-static int sum(shmrpc_ctx *ctx, big_data_total *out)
+static int sum(shmrpc_ctx *ctx, big_data_Total *out)
 {
     const data *d = shmrpc_ctx_user(ctx);
     uint64_t t = 0;
@@ -112,7 +112,7 @@ static int helper(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
-static const big_data_handlers handlers = {
+static const BigData_handlers handlers = {
     .sum = sum, .spin = spin, .grow = grow, .pid = pid, .helper = helper};
 
-SHMRPC_MODULE(big_data_service, handlers, init, fini);
+SHMRPC_MODULE(BigData_service, handlers, init, fini);

@@ -81,7 +81,7 @@ static void start(fixture *f, const char *ini)
     assert_int_equal(sup_write_file(f->ini, ini), 0);
     assert_int_equal(shmrpc__config_control_address(f->ini, f->control, sizeof f->control), 0);
     f->sup = run_supervisor(f, "supervisor.err");
-    assert_int_equal(shmrpc_client_new(&f->c, &control_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&f->c, &Control_service_info, NULL), 0);
     for (int64_t end = sup_now_ms() + 5000; shmrpc_client_connect(f->c, f->control) != 0;
          sup_nap_ms(20))
         assert_true(sup_now_ms() < end);
@@ -104,7 +104,7 @@ typedef struct entry {
     int pids[8];
 } entry;
 
-static void copy_entry(const control_service_status *s, entry *e)
+static void copy_entry(const control_ServiceStatus *s, entry *e)
 {
     snprintf(e->state, sizeof e->state, "%.*s", (int)s->state.len, s->state.ptr);
     snprintf(e->last_exit, sizeof e->last_exit, "%.*s", (int)s->last_exit.len, s->last_exit.ptr);
@@ -120,7 +120,7 @@ static void copy_entry(const control_service_status *s, entry *e)
 
 static bool status_of(fixture *f, const char *name, entry *e)
 {
-    control_list_service_status list;
+    control_list_ServiceStatus list;
     if (control_status(f->c, &list) != 0) return false;
     for (size_t i = 0; i < list.len; i++) {
         if (!is(list.items[i].name, name)) continue;
@@ -184,7 +184,7 @@ static bool table_row(const char *out, const char *name, int *pid, unsigned *wor
 static bool wait_lines(fixture *f, size_t n, int ms)
 {
     for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
-        control_list_string lines;
+        control_list_String lines;
         if (control_logs(f->c, shmrpc_str_c("chatter"), 1000, &lines) == 0 && lines.len == n)
             return true;
         if (sup_now_ms() > end) return false;
@@ -276,7 +276,7 @@ static void control(void **state)
     /* stop: chatter stopped, its group gone; echo untouched. (Once it has written.) */
     assert_true(wait_lines(f, 4, 5000));
     int64_t t1 = sup_now_ms();
-    control_service_status s;
+    control_ServiceStatus s;
     assert_int_equal(control_stop(f->c, shmrpc_str_c("chatter"), &s), 0);
     assert_true(is(s.state, "stopping") || is(s.state, "stopped"));
     entry after;
@@ -320,7 +320,7 @@ static void control(void **state)
 
     /* logs: three runs of 4 lines each once the third has written; asking for more
      * gives them all (and asks for at most 1000). */
-    control_list_string lines;
+    control_list_String lines;
     for (int64_t end = sup_now_ms() + 3000;; sup_nap_ms(20)) {
         assert_int_equal(control_logs(f->c, shmrpc_str_c("chatter"), 5000, &lines), 0);
         if (lines.len == 12) break;
@@ -400,7 +400,7 @@ static void control(void **state)
     sup_groups_assert_gone(&f->groups);
     assert_false(sup_segment_left(f->control + strlen("shm://")));
     assert_false(sup_segment_left(f->shm));
-    assert_true(control_status(f->c, &(control_list_service_status){0}) < 0);
+    assert_true(control_status(f->c, &(control_list_ServiceStatus){0}) < 0);
 }
 
 int main(void)

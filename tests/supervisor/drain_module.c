@@ -57,6 +57,6 @@ static int work(shmrpc_ctx *ctx, uint64_t id, uint64_t *out)
     return 0;
 }
 
-static const drain_handlers handlers = {.work = work};
+static const Drain_handlers handlers = {.work = work};
 
-SHMRPC_MODULE(drain_service, handlers, init, fini);
+SHMRPC_MODULE(Drain_service, handlers, init, fini);

@@ -140,7 +140,7 @@ static pid_t tcp_manager_of(pid_t leader)
 static void client(const char *addr, int k, int32_t *status)
 {
     shmrpc_client *c = NULL;
-    if (shmrpc_client_new(&c, &drain_service_info, NULL) || shmrpc_client_connect(c, addr))
+    if (shmrpc_client_new(&c, &Drain_service_info, NULL) || shmrpc_client_connect(c, addr))
         _exit(1);
     for (uint64_t n = 0; n < DRAIN_CLIENT_IDS; n++) {
         uint64_t id = (uint64_t)k * DRAIN_CLIENT_IDS + n, back = 0;

@@ -193,7 +193,7 @@ static void echo_module(void **state)
                   (long long)(sup_now_ms() - t0));
     assert_true(wait_children(mgr, 2, 5000) >= 0);
 
-    shmrpc_client *c = connect_to(&echo_service_info, f->shm);
+    shmrpc_client *c = connect_to(&Echo_service_info, f->shm);
     int64_t sum = 0;
     assert_int_equal(echo_add(c, 40, 2, &sum), 0);
     assert_int_equal(sum, 42);
@@ -226,11 +226,11 @@ static void all_workers_sum(fixture *f, int workers, uint64_t expect)
             char addr[64];
             snprintf(addr, sizeof addr, "shm://%s", f->shm);
             shmrpc_client *c = NULL;
-            if (shmrpc_client_new(&c, &big_data_service_info, NULL) ||
+            if (shmrpc_client_new(&c, &BigData_service_info, NULL) ||
                 shmrpc_client_connect(c, addr))
                 _exit(1);
             for (;;) {
-                big_data_total t;
+                big_data_Total t;
                 if (big_data_sum(c, &t) != 0 || t.total != expect) _exit(2);
                 int32_t pid = t.pid;
                 if (write(p[1], &pid, sizeof pid) != sizeof pid) _exit(3);
@@ -309,7 +309,7 @@ static void spinners(fixture *f, int n, uint32_t ms)
             snprintf(addr, sizeof addr, "shm://%s", f->shm);
             for (;;) { /* a worker that leaves closes its connections: connect again */
                 shmrpc_client *c = NULL;
-                if (shmrpc_client_new(&c, &big_data_service_info, NULL) == 0 &&
+                if (shmrpc_client_new(&c, &BigData_service_info, NULL) == 0 &&
                     shmrpc_client_connect(c, addr) == 0) {
                     int32_t pid;
                     while (big_data_spin(c, ms, &pid) == 0) {
@@ -385,7 +385,7 @@ static void memory_limit(void **state)
     start(f, ini, 0);
     pid_t mgr = wait_running(f, "big", 10000);
     assert_true(mgr > 0);
-    shmrpc_client *c = connect_to(&big_data_service_info, f->shm);
+    shmrpc_client *c = connect_to(&BigData_service_info, f->shm);
     int32_t before = 0, after = 0;
     assert_int_equal(big_data_pid(c, &before), 0);
     sup_nap_ms(1500); /* a sample or two of it below the limit: not killed */
@@ -398,7 +398,7 @@ static void memory_limit(void **state)
     for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
         pid_t kids[8];
         if (children(mgr, kids, 8) == 1 && kids[0] != before) {
-            c = connect_to(&big_data_service_info, f->shm);
+            c = connect_to(&BigData_service_info, f->shm);
             rc = big_data_pid(c, &after);
             shmrpc_client_free(c);
             if (rc == 0 && after == kids[0]) break;
@@ -474,7 +474,7 @@ static pid_t tcp_manager(pid_t leader, int shm_workers, int tcp_workers, int ms)
 static void adds_at(const char *addr)
 {
     int rc = 0;
-    shmrpc_client *c = test_connect(&echo_service_info, NULL, addr, &rc);
+    shmrpc_client *c = test_connect(&Echo_service_info, NULL, addr, &rc);
     if (!c) fail_msg("connect %s: %s", addr, shmrpc_strerror(rc));
     int64_t sum = 0;
     assert_int_equal(echo_add(c, 40, 2, &sum), 0);
@@ -552,7 +552,7 @@ static void helper_not_a_worker(void **state)
         snprintf(addr, sizeof addr, "shm://%s", f->shm);
         shmrpc_client *c = NULL;
         int32_t pid = 0;
-        if (shmrpc_client_new(&c, &big_data_service_info, NULL) || shmrpc_client_connect(c, addr) ||
+        if (shmrpc_client_new(&c, &BigData_service_info, NULL) || shmrpc_client_connect(c, addr) ||
             big_data_helper(c, 4000, &pid))
             _exit(1);
         _exit(pid == worker[0] ? 0 : 2);

@@ -259,7 +259,7 @@ static void echo_series_counts_the_calls(void **state)
     char addr[64];
     snprintf(addr, sizeof addr, "shm://%s", f->shm);
     shmrpc_client *c = NULL;
-    assert_int_equal(shmrpc_client_new(&c, &echo_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&c, &Echo_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(c, addr), 0);
     status_shows_workers(f, pid);
     for (int i = 0; i < CALLS_ADD; i++) {

@@ -71,11 +71,11 @@ static int teardown(void **state)
 /* Starts the server and waits until it answers (a call over a connection then let go). */
 static void start_server(int workers)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, NULL, &server_tcp};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, &server_tcp};
     server = test_start_server(&ts);
     assert_true(server > 0);
     int rc = 0;
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
     if (!c || rc) fail_msg("connect: %s", shmrpc_strerror(rc));
     int64_t sum;
     assert_int_equal(calls_add(c, 1, 2, &sum), 0);
@@ -91,8 +91,8 @@ static void stop_server(void)
 
 static uint32_t method_id(const char *name)
 {
-    for (uint32_t i = 0; i < calls_service_info.n_methods; i++)
-        if (strcmp(calls_service_info.methods[i].name, name) == 0) return i;
+    for (uint32_t i = 0; i < Calls_service_info.n_methods; i++)
+        if (strcmp(Calls_service_info.methods[i].name, name) == 0) return i;
     fail_msg("no method %s", name);
     return 0;
 }
@@ -196,7 +196,7 @@ static void expect_eof(int fd)
 static void raw_handshake(int fd, uint16_t compression)
 {
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = calls_service_info,
+                           .info = Calls_service_info,
                            .compression = compression,
                            .threshold = 4096,
                            .max_msg = 256 << 20};
@@ -268,7 +268,7 @@ static void budget_bounds_buffered_frames(void **state)
     const size_t msg = 8 * MIB, budget = 32 * MIB;
     server_tcp.buffer_budget = budget;
     start_server(WORKERS);
-    shmrpc_client *good = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    shmrpc_client *good = test_connect(&Calls_service_info, NULL, addr, &(int){0});
     assert_non_null(good);
     int64_t sum;
     assert_int_equal(calls_add(good, 1, 2, &sum), 0);
@@ -353,7 +353,7 @@ static void refused_call_keeps_its_connection(void **state)
     const size_t msg = 4 * MIB;
     server_tcp.buffer_budget = 2 * MIB; /* no 4 MiB request fits */
     start_server(1);
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
     assert_non_null(c);
     uint8_t *body = calloc(1, msg);
     assert_non_null(body);
@@ -400,7 +400,7 @@ static void spent_budget_stops_calls(void **state)
     raw_handshake(b, 0);
     pin_answer(a, body, 8 * MIB); /* its answer is charged 8 MiB and a sixth */
     pin_answer(b, body, 6 * MIB); /* fits beside it, and its answer passes the budget */
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
     assert_non_null(c);
     int64_t calls = sh->calls, sum = 0;
     assert_int_equal(calls_add(c, 1, 2, &sum), SHMRPC_EBUSY);
@@ -438,7 +438,7 @@ static void killed_worker_gives_its_budget_back(void **state)
     raw_send(fd, body, msg);
     assert_int_equal(raw_hdr(fd, 5000).kind, SHMRPC__KIND_RESPONSE); /* held, unread */
 
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
     assert_non_null(c);
     shmrpc_bytes out;
     assert_int_equal(calls_echo(c, shmrpc_bytes_of(body, msg), &out), SHMRPC_EBUSY);
@@ -496,7 +496,7 @@ static void zlib_bomb_memory_comes_back(void **state)
     if (RSS_TRUSTED && after - before > 8 * 1024)
         fail_msg("the worker kept %ld MiB after the bomb", (after - before) / 1024);
     /* and it still serves */
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &(int){0});
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
     assert_non_null(c);
     int64_t sum;
     assert_int_equal(calls_add(c, 1, 2, &sum), 0);
@@ -534,7 +534,7 @@ static void per_address_and_idle_reclaim(void **state)
     }
     /* Both workers are full of idle, authenticated connections: a good client gets in. */
     int rc = 0;
-    shmrpc_client *good = test_connect(&calls_service_info, NULL, addr, &rc);
+    shmrpc_client *good = test_connect(&Calls_service_info, NULL, addr, &rc);
     if (!good || rc) fail_msg("connect: %s", shmrpc_strerror(rc));
     int64_t sum = 0;
     assert_int_equal(calls_add(good, 40, 2, &sum), 0);

@@ -79,7 +79,7 @@ static pid_t servers[2]; /* the one killed, and the one that replaces it: proces
 static pid_t clients[CLIENTS];
 
 /* --- the server, in a child process ---
- * The handlers are this test's own rather than common/calls_handlers.c's: every call
+ * The handlers are this test's own rather than common/Calls_handlers.c's: every call
  * carries its client and sequence number, so that each execution can be counted. */
 
 static pid_t serving; /* in a server's processes: the manager's pid, which names the server */
@@ -139,7 +139,7 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
-static const calls_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
+static const Calls_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
 
 /* In the server's child: a process group of its own, which its workers join, so that the
  * test can kill the whole server at once as an operator's kill -9 of a service would. */
@@ -151,7 +151,7 @@ static void prepare_server(void)
 
 static pid_t start_server(void)
 {
-    test_server ts = {&calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL};
+    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     setpgid(pid, pid); /* also here, so that the group exists when fork returns */
@@ -180,7 +180,7 @@ static bool reap_group(pid_t pgid, int ms)
 static shmrpc_client *try_connect(void)
 {
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) return NULL;
     int rc = shmrpc_client_connect(c, addr);
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
         usleep(10000);

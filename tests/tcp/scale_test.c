@@ -68,14 +68,14 @@ static void call_through(shmrpc_client *c)
 static shmrpc_client *connect_client(void)
 {
     int rc;
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
     if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
 
 static void scale_up_and_down(void)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
     shmrpc_client *c[CLIENTS];

@@ -24,7 +24,7 @@ static pid_t server;
 static shmrpc_client *connect_client(void)
 {
     int rc;
-    shmrpc_client *c = test_connect(&calls_service_info, NULL, addr, &rc);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
     if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
@@ -47,7 +47,7 @@ static void check_buckets(const shmrpc_method_stats *m)
 
 static void counted(void)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
     shmrpc_client *c = connect_client();

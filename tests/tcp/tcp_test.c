@@ -50,7 +50,7 @@ static void prepare_server(void)
 static pid_t start_server(int workers)
 {
     test_server ts = {
-        &calls_service, &calls_test_handlers, listen_addr ? listen_addr : addr, workers, 0,
+        &Calls_service, &calls_test_handlers, listen_addr ? listen_addr : addr, workers, 0,
         prepare_server, &server_tcp};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
@@ -80,7 +80,7 @@ static shmrpc_client *connect_info(const shmrpc_service_info *info, int *rc_out)
 static shmrpc_client *connect_client(void)
 {
     int rc;
-    shmrpc_client *c = connect_info(&calls_service_info, &rc);
+    shmrpc_client *c = connect_info(&Calls_service_info, &rc);
     if (rc != 0) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
@@ -133,7 +133,7 @@ static shmrpc_client *client_compressing(unsigned compression)
     shmrpc_client_opts_init(&o);
     o.tcp.compression = compression;
     int rc;
-    shmrpc_client *c = connect_with(&calls_service_info, &o, &rc);
+    shmrpc_client *c = connect_with(&Calls_service_info, &o, &rc);
     if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
 }
@@ -205,9 +205,9 @@ static void table_mismatch(void **state)
     pid_t server = start_server(1);
     shmrpc_client *good = connect_client(); /* the server is up */
     shmrpc_method_info methods[3];
-    memcpy(methods, calls_service_info.methods, sizeof methods);
+    memcpy(methods, Calls_service_info.methods, sizeof methods);
     methods[0].fingerprint ^= 1; /* "add" */
-    shmrpc_service_info info = calls_service_info;
+    shmrpc_service_info info = Calls_service_info;
     info.methods = methods;
     int rc;
     shmrpc_client *c = connect_info(&info, &rc);
@@ -228,7 +228,7 @@ static void second_server_and_bad_addresses(void **state)
     shmrpc_client *c = connect_client();
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, addr), SHMRPC_EBUSY);
     char want[128];
     snprintf(want, sizeof want, "%s is already in use (another server listens there: process %d)",
@@ -339,7 +339,7 @@ static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method
 static void raw_handshake(int fd)
 {
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = calls_service_info,
+                           .info = Calls_service_info,
                            .compression = SHMRPC__FLAG_SNAPPY,
                            .threshold = 4096,
                            .max_msg = 1 << 20};
@@ -794,7 +794,7 @@ static shmrpc_client *client_with_secret(const char *s, int *rc)
     shmrpc_client_opts_init(&o);
     o.tcp.secret = s;
     o.tcp.secret_len = s ? strlen(s) : 0;
-    return connect_with(&calls_service_info, &o, rc);
+    return connect_with(&Calls_service_info, &o, rc);
 }
 
 /* A server with a shared secret, here on every address (0.0.0.0, which needs one):
@@ -830,7 +830,7 @@ static void shared_secret(void **state)
     /* A raw client that sends a request instead of its proof is cut. */
     int fd = raw_connect();
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = calls_service_info,
+                           .info = Calls_service_info,
                            .max_msg = 1 << 20,
                            .auth = shmrpc_bytes_of("0123456789abcdef0123456789abcdef", 32)};
     shmrpc_buf b, err;
@@ -887,7 +887,7 @@ static void bad_settings(void **state)
         shmrpc_client_opts_init(&co);
         shmrpc_server_opts_init(&so);
         co.tcp = so.tcp = bad[i];
-        assert_int_equal(shmrpc_client_new(&c, &calls_service_info, &co), SHMRPC_EINVAL);
+        assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &co), SHMRPC_EINVAL);
         assert_int_equal(shmrpc_server_new(&s, &so), SHMRPC_EINVAL);
     }
 }
@@ -911,7 +911,7 @@ static void limits_are_settings(void **state)
     int fd2 = raw_connect();
     int64_t t0 = test_now_ms();
     int rc;
-    shmrpc_client *third = connect_info(&calls_service_info, &rc);
+    shmrpc_client *third = connect_info(&Calls_service_info, &rc);
     assert_int_equal(rc, SHMRPC_EBUSY);
     assert_string_equal(shmrpc_errmsg(), "too many connections (a worker serves at most 2)");
     shmrpc_client_free(third);
@@ -929,7 +929,7 @@ static void limits_are_settings(void **state)
     /* half a frame after the handshake: cut at the progress timeout; zlib was chosen */
     fd = raw_connect();
     shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = calls_service_info,
+                           .info = Calls_service_info,
                            .compression = SHMRPC__FLAG_COMPRESSION,
                            .max_msg = 1 << 20};
     shmrpc_buf b, err;
@@ -977,7 +977,7 @@ static void compression_off(void **state)
     shmrpc_client_opts_init(&o);
     o.tcp.compression = SHMRPC_COMPRESS_NONE;
     int rc;
-    shmrpc_client *c = connect_with(&calls_service_info, &o, &rc);
+    shmrpc_client *c = connect_with(&Calls_service_info, &o, &rc);
     assert_int_equal(rc, 0);
     static uint8_t text[65536];
     memset(text, 'a', sizeof text);
@@ -1036,7 +1036,7 @@ static void busy_lone_connection(void **state)
     if (caller == 0) {
         alarm(30);
         int rc;
-        shmrpc_client *c = connect_info(&calls_service_info, &rc);
+        shmrpc_client *c = connect_info(&Calls_service_info, &rc);
         int64_t sum;
         while (rc == 0)
             rc = calls_add(c, 1, 2, &sum);

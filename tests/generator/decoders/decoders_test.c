@@ -40,22 +40,22 @@ static void lying_counts_allocate_nothing(void **state)
     shmrpc_arena_set_limit(a, 4u << 20);
 
     shmrpc_mp_reader r;
-    limits_list_wide lw;
+    limits_list_Wide lw;
     shmrpc_mp_reader_init(&r, b.p, b.len);
-    assert_int_equal(limits__list_wide_mp_read(&r, a, &lw), SHMRPC_EINVAL);
+    assert_int_equal(Limits_list_Wide_mp_read(&r, a, &lw), SHMRPC_EINVAL);
     assert_string_equal(r.why, "count larger than the bytes left");
     assert_int_equal(shmrpc_arena_used(a), 0);
 
-    limits_list_bytes lb;
+    limits_list_Bytes lb;
     shmrpc_mp_reader_init(&r, b.p, b.len);
-    assert_int_equal(limits__list_bytes_mp_read(&r, a, &lb), SHMRPC_EINVAL);
+    assert_int_equal(Limits_list_Bytes_mp_read(&r, a, &lb), SHMRPC_EINVAL);
     assert_string_equal(r.why, "count larger than the bytes left");
     assert_int_equal(shmrpc_arena_used(a), 0);
 
     b.p[0] = 0xdf; /* map32: entries of at least 1 + 6 bytes */
-    limits_map_string_wide mw;
+    limits_map_String_Wide mw;
     shmrpc_mp_reader_init(&r, b.p, b.len);
-    assert_int_equal(limits__map_string_wide_mp_read(&r, a, &mw), SHMRPC_EINVAL);
+    assert_int_equal(Limits_map_String_Wide_mp_read(&r, a, &mw), SHMRPC_EINVAL);
     assert_string_equal(r.why, "count larger than the bytes left");
     assert_int_equal(shmrpc_arena_used(a), 0);
 
@@ -74,25 +74,25 @@ static void counts_at_the_bound(void **state)
         memcpy(msg + 1 + i * sizeof wide, wide, sizeof wide);
     shmrpc_arena *a = shmrpc_arena_new(0);
     shmrpc_mp_reader r;
-    limits_list_wide lw;
+    limits_list_Wide lw;
     shmrpc_mp_reader_init(&r, msg, sizeof msg);
-    assert_int_equal(limits__list_wide_mp_read(&r, a, &lw), 0);
+    assert_int_equal(Limits_list_Wide_mp_read(&r, a, &lw), 0);
     assert_int_equal(lw.len, 3);
     assert_int_equal(lw.items[2].d.len, 0);
     assert_int_equal(shmrpc_mp_finish(&r), 0);
     shmrpc_mp_reader_init(&r, msg, sizeof msg - 1);
-    assert_int_equal(limits__list_wide_mp_read(&r, a, &lw), SHMRPC_EINVAL);
+    assert_int_equal(Limits_list_Wide_mp_read(&r, a, &lw), SHMRPC_EINVAL);
     assert_string_equal(r.why, "count larger than the bytes left");
 
     /* A Node is at least 3 bytes, and its kids list is checked against that. */
     static const uint8_t node[] = {0x92, 0x01, 0x92, 0x92, 0x02, 0x90, 0x92, 0x03, 0x90};
-    limits_node n;
+    limits_Node n;
     shmrpc_mp_reader_init(&r, node, sizeof node);
-    assert_int_equal(limits__node_mp_read(&r, a, &n), 0);
+    assert_int_equal(Limits_Node_mp_read(&r, a, &n), 0);
     assert_int_equal(n.kids.len, 2);
     assert_int_equal(n.kids.items[1].v, 3);
     shmrpc_mp_reader_init(&r, node, sizeof node - 1);
-    assert_int_equal(limits__node_mp_read(&r, a, &n), SHMRPC_EINVAL);
+    assert_int_equal(Limits_Node_mp_read(&r, a, &n), SHMRPC_EINVAL);
     assert_string_equal(r.why, "count larger than the bytes left");
     assert_string_equal(r.field, "Node.kids");
     shmrpc_arena_free(a);
@@ -118,9 +118,9 @@ static void json_map_of_maps_is_linear(void **state)
     shmrpc_arena *a = shmrpc_arena_new(0);
     shmrpc_json_reader r;
     assert_int_equal(shmrpc_json_parse(&r, a, text.data, text.len), 0);
-    limits_map_string_map_string_bool m;
+    limits_map_String_map_String_Bool m;
     /* Quadratic before (one shared member cache, reset by every inner map): minutes. */
-    assert_int_equal(limits__map_string_map_string_bool_json_read(&r, r.root, &m), 0);
+    assert_int_equal(Limits_map_String_map_String_Bool_json_read(&r, r.root, &m), 0);
     assert_int_equal(m.len, N);
     int trues = 0;
     for (size_t i = 0; i < m.len; i++) {
@@ -136,43 +136,43 @@ static void json_map_of_maps_is_linear(void **state)
 
 /* --- error labels, end to end --- */
 
-static int h_wides(shmrpc_ctx *ctx, limits_list_wide v, limits_list_wide *out)
+static int h_wides(shmrpc_ctx *ctx, limits_list_Wide v, limits_list_Wide *out)
 {
     (void)ctx;
     *out = v;
     return 0;
 }
 
-static int h_by_name(shmrpc_ctx *ctx, limits_map_string_wide v, limits_map_string_wide *out)
+static int h_by_name(shmrpc_ctx *ctx, limits_map_String_Wide v, limits_map_String_Wide *out)
 {
     (void)ctx;
     *out = v;
     return 0;
 }
 
-static int h_blobs(shmrpc_ctx *ctx, limits_list_bytes v, limits_list_bytes *out)
+static int h_blobs(shmrpc_ctx *ctx, limits_list_Bytes v, limits_list_Bytes *out)
 {
     (void)ctx;
     *out = v;
     return 0;
 }
 
-static int h_tree(shmrpc_ctx *ctx, const limits_node *v, limits_node *out)
+static int h_tree(shmrpc_ctx *ctx, const limits_Node *v, limits_Node *out)
 {
     (void)ctx;
     *out = *v;
     return 0;
 }
 
-static int h_nested(shmrpc_ctx *ctx, limits_map_string_map_string_bool v,
-                    limits_map_string_map_string_bool *out)
+static int h_nested(shmrpc_ctx *ctx, limits_map_String_map_String_Bool v,
+                    limits_map_String_map_String_Bool *out)
 {
     (void)ctx;
     *out = v;
     return 0;
 }
 
-static const limits_handlers handlers = {
+static const Limits_handlers handlers = {
     .wides = h_wides,
     .by_name = h_by_name,
     .blobs = h_blobs,
@@ -217,9 +217,9 @@ static void errors_name_the_holding_field(void **state)
     shmrpc_server *s;
     shmrpc_client *c;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &limits_service, &handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Limits_service, &handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, "inproc://decoders_test"), 0);
-    assert_int_equal(shmrpc_client_new(&c, &limits_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&c, &Limits_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(c, "inproc://decoders_test"), 0);
     for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
         shmrpc_buf *req = shmrpc_client_request(c);

@@ -4,7 +4,7 @@
 
 #include "echo.h"
 
-static const shmrpc_method_info echo__methods[] = {
+static const shmrpc_method_info Echo_methods[] = {
     {
         .name = "add",
         .id = ECHO_METHOD_ADD,
@@ -17,7 +17,9 @@ static const shmrpc_method_info echo__methods[] = {
         .id = ECHO_METHOD_CENTROID,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xf8b4ad2e641d310a),
-        .signature = "centroid(list<struct Point{f64 x;f64 y;string? label;}> points)->struct Point @msgpack",
+        .signature =
+            "centroid(list<struct Point{f64 x;f64 y;string? label;}> points)->struct Point "
+            "@msgpack",
     },
     {
         .name = "echo_json",
@@ -35,7 +37,7 @@ static const shmrpc_method_info echo__methods[] = {
     },
 };
 
-const shmrpc_service_info echo_service_info = {
+const shmrpc_service_info Echo_service_info = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
     .name = "Echo",
@@ -43,18 +45,18 @@ const shmrpc_service_info echo_service_info = {
     .port = ECHO_PORT,
     .fingerprint = ECHO_FINGERPRINT,
     .n_methods = ECHO_METHODS,
-    .methods = echo__methods,
+    .methods = Echo_methods,
 };
 
-void echo__point_mp_write(msgpack_packer *pk, const echo_point *v)
+void Echo_Point_mp_write(msgpack_packer *pk, const echo_Point *v)
 {
     msgpack_pack_array(pk, 3);
     msgpack_pack_double(pk, v->x);
     msgpack_pack_double(pk, v->y);
-    echo__opt_string_mp_write(pk, &v->label);
+    Echo_opt_String_mp_write(pk, &v->label);
 }
 
-int echo__point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_point *v)
+int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -72,13 +74,13 @@ int echo__point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_point *v)
         return shmrpc_mp_fail_at(r, rc, "Point.x");
     if ((rc = shmrpc_mp_read_f64(r, &v->y)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Point.y");
-    if ((rc = echo__opt_string_mp_read(r, a, &v->label)) != 0)
+    if ((rc = Echo_opt_String_mp_read(r, a, &v->label)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Point.label");
     r->depth--;
     return 0;
 }
 
-void echo__opt_string_mp_write(msgpack_packer *pk, const echo_opt_string *v)
+void Echo_opt_String_mp_write(msgpack_packer *pk, const echo_opt_String *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
@@ -87,7 +89,7 @@ void echo__opt_string_mp_write(msgpack_packer *pk, const echo_opt_string *v)
     msgpack_pack_str_with_body(pk, v->value.ptr, v->value.len);
 }
 
-int echo__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_string *v)
+int Echo_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_String *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -102,27 +104,27 @@ int echo__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_stri
     return 0;
 }
 
-void echo__list_point_mp_write(msgpack_packer *pk, const echo_list_point *v)
+void Echo_list_Point_mp_write(msgpack_packer *pk, const echo_list_Point *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        echo__point_mp_write(pk, &v->items[i]);
+        Echo_Point_mp_write(pk, &v->items[i]);
     }
 }
 
-int echo__list_point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_point *v)
+int Echo_list_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_Point *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 4, &n);
     if (rc != 0)
         return rc;
-    echo_point *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(echo_point));
+    echo_Point *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(echo_Point));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = echo__point_mp_read(r, a, &items[i])) != 0)
+        if ((rc = Echo_Point_mp_read(r, a, &items[i])) != 0)
             return rc;
     }
     v->items = items;

@@ -22,24 +22,24 @@ extern "C" {
 #define ECHO_NAME "echo_serv"
 #define ECHO_FINGERPRINT UINT64_C(0x864737ed088d2866)
 
-typedef struct echo_point echo_point;
-typedef struct echo_opt_string echo_opt_string;
+typedef struct echo_Point echo_Point;
+typedef struct echo_opt_String echo_opt_String;
 
-typedef struct echo_list_point {
-    const echo_point *items;
+typedef struct echo_list_Point {
+    const echo_Point *items;
     size_t len;
-} echo_list_point;
+} echo_list_Point;
 
-struct echo_opt_string {
+struct echo_opt_String {
     bool has;
     shmrpc_str value;
 };
 
 /* A point in the plane, optionally labelled. */
-struct echo_point {
+struct echo_Point {
     double x;
     double y;
-    echo_opt_string label;
+    echo_opt_String label;
 };
 
 /* Method ids: indexes into the method table, which is sorted by name. */
@@ -52,48 +52,48 @@ enum {
 };
 
 /* The method table that client and server compare when they connect. */
-extern const shmrpc_service_info echo_service_info;
+extern const shmrpc_service_info Echo_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
  * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
  * optional structs) stays valid until the client's next call. */
 
 /* Returns data unchanged: no codec, the zero-copy path. */
-int echo_echo_raw(shmrpc_client *client, shmrpc_bytes data, shmrpc_bytes *out);
+int echo_echo_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_);
 
 /* Returns text unchanged, as JSON. */
-int echo_echo_json(shmrpc_client *client, shmrpc_str text, shmrpc_str *out);
+int echo_echo_json(shmrpc_client *client_, shmrpc_str text, shmrpc_str *out_);
 
 /* Returns a + b. */
-int echo_add(shmrpc_client *client, int64_t a, int64_t b, int64_t *out);
+int echo_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_);
 
 /* Returns the mean of the points, labelled "centroid". */
-int echo_centroid(shmrpc_client *client, echo_list_point points, echo_point *out);
+int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *out_);
 
 /* Server: one handler per method, registered with shmrpc_server_register() together
- * with echo_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
+ * with Echo_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live
  * until the call is answered: take it from shmrpc_ctx_arena(ctx). */
-typedef struct echo_handlers {
+typedef struct Echo_handlers {
     /* Returns data unchanged: no codec, the zero-copy path. */
-    int (*echo_raw)(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out);
+    int (*echo_raw)(shmrpc_ctx *ctx_, shmrpc_bytes data, shmrpc_bytes *out_);
     /* Returns text unchanged, as JSON. */
-    int (*echo_json)(shmrpc_ctx *ctx, shmrpc_str text, shmrpc_str *out);
+    int (*echo_json)(shmrpc_ctx *ctx_, shmrpc_str text, shmrpc_str *out_);
     /* Returns a + b. */
-    int (*add)(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out);
+    int (*add)(shmrpc_ctx *ctx_, int64_t a, int64_t b, int64_t *out_);
     /* Returns the mean of the points, labelled "centroid". */
-    int (*centroid)(shmrpc_ctx *ctx, echo_list_point points, echo_point *out);
-} echo_handlers;
+    int (*centroid)(shmrpc_ctx *ctx_, echo_list_Point points, echo_Point *out_);
+} Echo_handlers;
 
-extern const shmrpc_service echo_service;
+extern const shmrpc_service Echo_service;
 
 /* The codec glue that the stubs and the server share (in echo.c): not for direct use. */
-void echo__point_mp_write(msgpack_packer *pk, const echo_point *v);
-int echo__point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_point *v);
-void echo__opt_string_mp_write(msgpack_packer *pk, const echo_opt_string *v);
-int echo__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_string *v);
-void echo__list_point_mp_write(msgpack_packer *pk, const echo_list_point *v);
-int echo__list_point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_point *v);
+void Echo_Point_mp_write(msgpack_packer *pk, const echo_Point *v);
+int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v);
+void Echo_opt_String_mp_write(msgpack_packer *pk, const echo_opt_String *v);
+int Echo_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_String *v);
+void Echo_list_Point_mp_write(msgpack_packer *pk, const echo_list_Point *v);
+int Echo_list_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_Point *v);
 
 #ifdef __cplusplus
 }

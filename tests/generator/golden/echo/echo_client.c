@@ -2,47 +2,48 @@
  * Client stubs of Echo: encode the arguments, call, decode the result. */
 #include "echo.h"
 
-int echo_echo_raw(shmrpc_client *client, shmrpc_bytes data, shmrpc_bytes *out)
+int echo_echo_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Echo.echo_raw: cannot encode the arguments");
-    return shmrpc_client_call(client, ECHO_METHOD_ECHO_RAW, out);
+        return shmrpc_client_error(client_, rc_, "Echo.echo_raw: cannot encode the arguments");
+    return shmrpc_client_call(client_, ECHO_METHOD_ECHO_RAW, out_);
 }
 
-int echo_echo_json(shmrpc_client *client, shmrpc_str text, shmrpc_str *out)
+int echo_echo_json(shmrpc_client *client_, shmrpc_str text, shmrpc_str *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Echo.echo_json: out of memory");
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Echo.echo_json: out of memory");
     if (shmrpc_json_set(args_, "text", shmrpc_json_string(text)) != 0) {
         shmrpc_json_free(args_);
-        return shmrpc_client_error(client, SHMRPC_EINVAL,
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
                                    "Echo.echo_json: argument 'text' has no JSON form");
     }
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Echo.echo_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Echo.echo_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, ECHO_METHOD_ECHO_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ECHO_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Echo.echo_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = shmrpc_json_read_str(&r_, r_.root, out)) != 0)
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Echo.echo_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = shmrpc_json_read_str(&r_, r_.root, out_)) != 0)
         goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Echo.echo_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Echo.echo_json", r_.field, r_.why);
 }
 
-int echo_add(shmrpc_client *client, int64_t a, int64_t b, int64_t *out)
+int echo_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 2);
@@ -50,37 +51,37 @@ int echo_add(shmrpc_client *client, int64_t a, int64_t b, int64_t *out)
     msgpack_pack_int64(&pk_, b);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Echo.add: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Echo.add: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, ECHO_METHOD_ADD, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ADD, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out)) != 0)
-        return shmrpc_client_decode_error(client, "Echo.add", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.add", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Echo.add", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Echo.add", r_.field, r_.why);
     return 0;
 }
 
-int echo_centroid(shmrpc_client *client, echo_list_point points, echo_point *out)
+int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    echo__list_point_mp_write(&pk_, &points);
+    Echo_list_Point_mp_write(&pk_, &points);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Echo.centroid: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Echo.centroid: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, ECHO_METHOD_CENTROID, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_CENTROID, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = echo__point_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Echo.centroid", r_.field, r_.why);
+    if ((rc_ = Echo_Point_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.centroid", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Echo.centroid", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Echo.centroid", r_.field, r_.why);
     return 0;
 }

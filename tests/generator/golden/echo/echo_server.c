@@ -5,23 +5,26 @@
 
 #include "echo.h"
 
-typedef struct echo__echo_json_args {
+typedef struct Echo_echo_json_args {
     shmrpc_str text;
-} echo__echo_json_args;
+} Echo_echo_json_args;
 
-typedef struct echo__add_args {
+typedef struct Echo_add_args {
     int64_t a;
     int64_t b;
-} echo__add_args;
+} Echo_add_args;
 
-typedef struct echo__centroid_args {
-    echo_list_point points;
-} echo__centroid_args;
-static int echo__echo_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, echo__echo_json_args *v);
-static int echo__add_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__add_args *v);
-static int echo__centroid_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__centroid_args *v);
+typedef struct Echo_centroid_args {
+    echo_list_Point points;
+} Echo_centroid_args;
 
-static int echo__echo_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, echo__echo_json_args *v)
+static int Echo_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                         Echo_echo_json_args *v);
+static int Echo_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_add_args *v);
+static int Echo_centroid_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_centroid_args *v);
+
+static int Echo_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                         Echo_echo_json_args *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -43,7 +46,7 @@ static int echo__echo_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j
     return 0;
 }
 
-static int echo__add_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__add_args *v)
+static int Echo_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_add_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -61,7 +64,7 @@ static int echo__add_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__add_arg
     return 0;
 }
 
-static int echo__centroid_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__centroid_args *v)
+static int Echo_centroid_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_centroid_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -71,14 +74,15 @@ static int echo__centroid_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo__ce
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = echo__list_point_mp_read(r, a, &v->points)) != 0)
+    if ((rc = Echo_list_Point_mp_read(r, a, &v->points)) != 0)
         return shmrpc_mp_fail_at(r, rc, "points");
     return 0;
 }
 
-static int echo__echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Echo_echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                shmrpc_buf *resp)
 {
-    const echo_handlers *h = handlers;
+    const Echo_handlers *h = handlers;
     shmrpc_bytes out = {NULL, 0};
     int rc = h->echo_raw(ctx, req, &out);
     if (rc != 0)
@@ -86,15 +90,16 @@ static int echo__echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
-static int echo__echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Echo_echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                 shmrpc_buf *resp)
 {
-    const echo_handlers *h = handlers;
+    const Echo_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
         return shmrpc_ctx_error(ctx, rc, "Echo.echo_json: arguments: malformed JSON: %s", r.detail);
-    echo__echo_json_args args;
-    rc = echo__echo_json_json_read(&r, r.root, &args);
+    Echo_echo_json_args args;
+    rc = Echo_echo_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Echo.echo_json", "arguments", r.field, r.why);
@@ -105,17 +110,19 @@ static int echo__echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
         return rc;
     shmrpc_json *res = shmrpc_json_string(out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Echo.echo_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Echo.echo_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int echo__add_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Echo_add_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                           shmrpc_buf *resp)
 {
-    const echo_handlers *h = handlers;
+    const Echo_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    echo__add_args args;
-    int rc = echo__add_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Echo_add_args args;
+    int rc = Echo_add_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
@@ -131,47 +138,48 @@ static int echo__add_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes 
     return resp->err;
 }
 
-static int echo__centroid_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Echo_centroid_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                shmrpc_buf *resp)
 {
-    const echo_handlers *h = handlers;
+    const Echo_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    echo__centroid_args args;
-    int rc = echo__centroid_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Echo_centroid_args args;
+    int rc = Echo_centroid_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Echo.centroid", "arguments", r.field, r.why);
-    echo_point out;
+    echo_Point out;
     memset(&out, 0, sizeof out);
     rc = h->centroid(ctx, args.points, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    echo__point_mp_write(&pk, &out);
+    Echo_Point_mp_write(&pk, &out);
     return resp->err;
 }
 
-static const shmrpc_invoke_fn echo__invoke[] = {
-    [ECHO_METHOD_ADD] = echo__add_invoke,
-    [ECHO_METHOD_CENTROID] = echo__centroid_invoke,
-    [ECHO_METHOD_ECHO_JSON] = echo__echo_json_invoke,
-    [ECHO_METHOD_ECHO_RAW] = echo__echo_raw_invoke,
+static const shmrpc_invoke_fn Echo_invoke[] = {
+    [ECHO_METHOD_ADD] = Echo_add_invoke,
+    [ECHO_METHOD_CENTROID] = Echo_centroid_invoke,
+    [ECHO_METHOD_ECHO_JSON] = Echo_echo_json_invoke,
+    [ECHO_METHOD_ECHO_RAW] = Echo_echo_raw_invoke,
 };
 
-static const size_t echo__handler_offset[] = {
-    [ECHO_METHOD_ADD] = offsetof(echo_handlers, add),
-    [ECHO_METHOD_CENTROID] = offsetof(echo_handlers, centroid),
-    [ECHO_METHOD_ECHO_JSON] = offsetof(echo_handlers, echo_json),
-    [ECHO_METHOD_ECHO_RAW] = offsetof(echo_handlers, echo_raw),
+static const size_t Echo_handler_offset[] = {
+    [ECHO_METHOD_ADD] = offsetof(Echo_handlers, add),
+    [ECHO_METHOD_CENTROID] = offsetof(Echo_handlers, centroid),
+    [ECHO_METHOD_ECHO_JSON] = offsetof(Echo_handlers, echo_json),
+    [ECHO_METHOD_ECHO_RAW] = offsetof(Echo_handlers, echo_raw),
 };
 
-const shmrpc_service echo_service = {
+const shmrpc_service Echo_service = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
-    .info = &echo_service_info,
-    .invoke = echo__invoke,
-    .handler_offset = echo__handler_offset,
-    .handlers_size = sizeof(echo_handlers),
+    .info = &Echo_service_info,
+    .invoke = Echo_invoke,
+    .handler_offset = Echo_handler_offset,
+    .handlers_size = sizeof(Echo_handlers),
 };

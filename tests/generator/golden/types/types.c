@@ -4,7 +4,7 @@
 
 #include "types.h"
 
-static const shmrpc_method_info types__methods[] = {
+static const shmrpc_method_info Types_methods[] = {
     {
         .name = "many",
         .id = TYPES_METHOD_MANY,
@@ -31,7 +31,8 @@ static const shmrpc_method_info types__methods[] = {
         .id = TYPES_METHOD_NARROW,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x7fa2797c427797e0),
-        .signature = "narrow(i8 a,u16 b,enum Color{red=0,green=5,blue=6} c,f32 d,bool e)->i8 @msgpack",
+        .signature =
+            "narrow(i8 a,u16 b,enum Color{red=0,green=5,blue=6} c,f32 d,bool e)->i8 @msgpack",
     },
     {
         .name = "nothing",
@@ -52,42 +53,72 @@ static const shmrpc_method_info types__methods[] = {
         .id = TYPES_METHOD_PASS_HOLDER,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x714b3a39d3dcec1f),
-        .signature = "pass_holder(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 value;list<struct Node> children;struct Node? next;}> by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder @msgpack",
+        .signature =
+            "pass_holder(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 "
+            "u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
+            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? "
+            "oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> "
+            "names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> "
+            "counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 "
+            "value;list<struct Node> children;struct Node? next;}> "
+            "by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder "
+            "@msgpack",
     },
     {
         .name = "pass_holder_json",
         .id = TYPES_METHOD_PASS_HOLDER_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0xfce1273d41b6e772),
-        .signature = "pass_holder_json(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 value;list<struct Node> children;struct Node? next;}> by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder @json",
+        .signature =
+            "pass_holder_json(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 "
+            "i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
+            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? "
+            "oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> "
+            "names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> "
+            "counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 "
+            "value;list<struct Node> children;struct Node? next;}> "
+            "by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder "
+            "@json",
     },
     {
         .name = "pass_node",
         .id = TYPES_METHOD_PASS_NODE,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x2617aeb57f9ca1e9),
-        .signature = "pass_node(struct Node{i64 value;list<struct Node> children;struct Node? next;} v)->struct Node @msgpack",
+        .signature =
+            "pass_node(struct Node{i64 value;list<struct Node> children;struct Node? next;} "
+            "v)->struct Node @msgpack",
     },
     {
         .name = "pass_node_json",
         .id = TYPES_METHOD_PASS_NODE_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0x1d1fa6d706c92d66),
-        .signature = "pass_node_json(struct Node{i64 value;list<struct Node> children;struct Node? next;} v)->struct Node @json",
+        .signature =
+            "pass_node_json(struct Node{i64 value;list<struct Node> children;struct Node? next;} "
+            "v)->struct Node @json",
     },
     {
         .name = "pass_scalars",
         .id = TYPES_METHOD_PASS_SCALARS,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xb111fba71ac41822),
-        .signature = "pass_scalars(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct Scalars @msgpack",
+        .signature =
+            "pass_scalars(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 "
+            "u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
+            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct "
+            "Scalars @msgpack",
     },
     {
         .name = "pass_scalars_json",
         .id = TYPES_METHOD_PASS_SCALARS_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0x5ccc985ac764ee09),
-        .signature = "pass_scalars_json(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct Scalars @json",
+        .signature =
+            "pass_scalars_json(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 "
+            "u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
+            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct "
+            "Scalars @json",
     },
     {
         .name = "raw",
@@ -98,7 +129,7 @@ static const shmrpc_method_info types__methods[] = {
     },
 };
 
-const shmrpc_service_info types_service_info = {
+const shmrpc_service_info Types_service_info = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
     .name = "Types",
@@ -106,31 +137,31 @@ const shmrpc_service_info types_service_info = {
     .port = TYPES_PORT,
     .fingerprint = TYPES_FINGERPRINT,
     .n_methods = TYPES_METHODS,
-    .methods = types__methods,
+    .methods = Types_methods,
 };
 
-const char *types__color_to_name(types_color v)
+const char *Types_Color_to_name(types_Color v)
 {
     switch (v) {
-    case TYPES_COLOR_RED:
+    case types_Color_red:
         return "red";
-    case TYPES_COLOR_GREEN:
+    case types_Color_green:
         return "green";
-    case TYPES_COLOR_BLUE:
+    case types_Color_blue:
         return "blue";
     }
     return NULL;
 }
 
-bool types__color_from_name(shmrpc_str s, types_color *v)
+bool Types_Color_from_name(shmrpc_str s, types_Color *v)
 {
     static const struct {
         const char *name;
-        types_color value;
+        types_Color value;
     } names[] = {
-        {"red", TYPES_COLOR_RED},
-        {"green", TYPES_COLOR_GREEN},
-        {"blue", TYPES_COLOR_BLUE},
+        {"red", types_Color_red},
+        {"green", types_Color_green},
+        {"blue", types_Color_blue},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0) {
@@ -140,12 +171,12 @@ bool types__color_from_name(shmrpc_str s, types_color *v)
     return false;
 }
 
-void types__color_mp_write(msgpack_packer *pk, const types_color *v)
+void Types_Color_mp_write(msgpack_packer *pk, const types_Color *v)
 {
     msgpack_pack_int64(pk, (int64_t)*v);
 }
 
-int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v)
+int Types_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Color *v)
 {
     (void)a;
     int64_t tmp;
@@ -156,7 +187,7 @@ int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v)
     case 0:
     case 5:
     case 6:
-        *v = (types_color)tmp;
+        *v = (types_Color)tmp;
         return 0;
     default:
         r->why = "not a value of enum Color";
@@ -164,47 +195,47 @@ int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v)
     }
 }
 
-shmrpc_json *types__color_json_write(const types_color *v)
+shmrpc_json *Types_Color_json_write(const types_Color *v)
 {
-    const char *name = types__color_to_name(*v);
+    const char *name = Types_Color_to_name(*v);
     return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;
 }
 
-int types__color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_color *v)
+int Types_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Color *v)
 {
     shmrpc_str s;
     int rc = shmrpc_json_read_str(r, j, &s);
     if (rc != 0)
         return rc;
-    if (!types__color_from_name(s, v)) {
+    if (!Types_Color_from_name(s, v)) {
         r->why = "not a value of enum Color";
         return SHMRPC_EINVAL;
     }
     return 0;
 }
 
-const char *types__sign_to_name(types_sign v)
+const char *Types_Sign_to_name(types_Sign v)
 {
     switch (v) {
-    case TYPES_SIGN_MINUS:
+    case types_Sign_minus:
         return "minus";
-    case TYPES_SIGN_ZERO:
+    case types_Sign_zero:
         return "zero";
-    case TYPES_SIGN_PLUS:
+    case types_Sign_plus:
         return "plus";
     }
     return NULL;
 }
 
-bool types__sign_from_name(shmrpc_str s, types_sign *v)
+bool Types_Sign_from_name(shmrpc_str s, types_Sign *v)
 {
     static const struct {
         const char *name;
-        types_sign value;
+        types_Sign value;
     } names[] = {
-        {"minus", TYPES_SIGN_MINUS},
-        {"zero", TYPES_SIGN_ZERO},
-        {"plus", TYPES_SIGN_PLUS},
+        {"minus", types_Sign_minus},
+        {"zero", types_Sign_zero},
+        {"plus", types_Sign_plus},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0) {
@@ -214,12 +245,12 @@ bool types__sign_from_name(shmrpc_str s, types_sign *v)
     return false;
 }
 
-void types__sign_mp_write(msgpack_packer *pk, const types_sign *v)
+void Types_Sign_mp_write(msgpack_packer *pk, const types_Sign *v)
 {
     msgpack_pack_int64(pk, (int64_t)*v);
 }
 
-int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v)
+int Types_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Sign *v)
 {
     (void)a;
     int64_t tmp;
@@ -230,7 +261,7 @@ int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v)
     case -1:
     case 0:
     case 1:
-        *v = (types_sign)tmp;
+        *v = (types_Sign)tmp;
         return 0;
     default:
         r->why = "not a value of enum Sign";
@@ -238,26 +269,26 @@ int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v)
     }
 }
 
-shmrpc_json *types__sign_json_write(const types_sign *v)
+shmrpc_json *Types_Sign_json_write(const types_Sign *v)
 {
-    const char *name = types__sign_to_name(*v);
+    const char *name = Types_Sign_to_name(*v);
     return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;
 }
 
-int types__sign_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_sign *v)
+int Types_Sign_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Sign *v)
 {
     shmrpc_str s;
     int rc = shmrpc_json_read_str(r, j, &s);
     if (rc != 0)
         return rc;
-    if (!types__sign_from_name(s, v)) {
+    if (!Types_Sign_from_name(s, v)) {
         r->why = "not a value of enum Sign";
         return SHMRPC_EINVAL;
     }
     return 0;
 }
 
-void types__scalars_mp_write(msgpack_packer *pk, const types_scalars *v)
+void Types_Scalars_mp_write(msgpack_packer *pk, const types_Scalars *v)
 {
     msgpack_pack_array(pk, 15);
     if (v->b)
@@ -276,11 +307,11 @@ void types__scalars_mp_write(msgpack_packer *pk, const types_scalars *v)
     msgpack_pack_double(pk, v->f64v);
     msgpack_pack_str_with_body(pk, v->s.ptr, v->s.len);
     msgpack_pack_bin_with_body(pk, v->data.ptr, v->data.len);
-    types__color_mp_write(pk, &v->c);
-    types__sign_mp_write(pk, &v->sign);
+    Types_Color_mp_write(pk, &v->c);
+    Types_Sign_mp_write(pk, &v->sign);
 }
 
-int types__scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_scalars *v)
+int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -344,41 +375,83 @@ int types__scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_scalars *
         return shmrpc_mp_fail_at(r, rc, "Scalars.s");
     if ((rc = shmrpc_mp_read_bin(r, &v->data)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.data");
-    if ((rc = types__color_mp_read(r, a, &v->c)) != 0)
+    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.c");
-    if ((rc = types__sign_mp_read(r, a, &v->sign)) != 0)
+    if ((rc = Types_Sign_mp_read(r, a, &v->sign)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.sign");
     r->depth--;
     return 0;
 }
 
-shmrpc_json *types__scalars_json_write(const types_scalars *v)
+shmrpc_json *Types_Scalars_json_write(const types_Scalars *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
-    if (shmrpc_json_set(o, "b", shmrpc_json_bool(v->b)) != 0 ||
-        shmrpc_json_set(o, "i8v", shmrpc_json_int(v->i8v)) != 0 ||
-        shmrpc_json_set(o, "i16v", shmrpc_json_int(v->i16v)) != 0 ||
-        shmrpc_json_set(o, "i32v", shmrpc_json_int(v->i32v)) != 0 ||
-        shmrpc_json_set(o, "i64v", shmrpc_json_int(v->i64v)) != 0 ||
-        shmrpc_json_set(o, "u8v", shmrpc_json_int(v->u8v)) != 0 ||
-        shmrpc_json_set(o, "u16v", shmrpc_json_int(v->u16v)) != 0 ||
-        shmrpc_json_set(o, "u32v", shmrpc_json_int(v->u32v)) != 0 ||
-        shmrpc_json_set(o, "u64v", shmrpc_json_uint(v->u64v)) != 0 ||
-        shmrpc_json_set(o, "f32v", shmrpc_json_real(v->f32v)) != 0 ||
-        shmrpc_json_set(o, "f64v", shmrpc_json_real(v->f64v)) != 0 ||
-        shmrpc_json_set(o, "s", shmrpc_json_string(v->s)) != 0 ||
-        shmrpc_json_set(o, "data", shmrpc_json_base64(v->data)) != 0 ||
-        shmrpc_json_set(o, "c", types__color_json_write(&v->c)) != 0 ||
-        shmrpc_json_set(o, "sign", types__sign_json_write(&v->sign)) != 0) {
+    if (shmrpc_json_set(o, "b", shmrpc_json_bool(v->b)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "i8v", shmrpc_json_int(v->i8v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "i16v", shmrpc_json_int(v->i16v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "i32v", shmrpc_json_int(v->i32v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "i64v", shmrpc_json_int(v->i64v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "u8v", shmrpc_json_int(v->u8v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "u16v", shmrpc_json_int(v->u16v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "u32v", shmrpc_json_int(v->u32v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "u64v", shmrpc_json_uint(v->u64v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "f32v", shmrpc_json_real(v->f32v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "f64v", shmrpc_json_real(v->f64v)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "s", shmrpc_json_string(v->s)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "data", shmrpc_json_base64(v->data)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "c", Types_Color_json_write(&v->c)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "sign", Types_Sign_json_write(&v->sign)) != 0) {
         shmrpc_json_free(o);
         return NULL;
     }
     return o;
 }
 
-int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_scalars *v)
+int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Scalars *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -519,7 +592,7 @@ int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.c");
     }
     seen++;
-    if ((rc = types__color_json_read(r, f, &v->c)) != 0)
+    if ((rc = Types_Color_json_read(r, f, &v->c)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.c");
     f = shmrpc_json_get(j, "sign");
     if (f == NULL) {
@@ -527,7 +600,7 @@ int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.sign");
     }
     seen++;
-    if ((rc = types__sign_json_read(r, f, &v->sign)) != 0)
+    if ((rc = Types_Sign_json_read(r, f, &v->sign)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.sign");
     if (seen != n) {
         r->why = "unknown field";
@@ -536,15 +609,15 @@ int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
     return 0;
 }
 
-void types__node_mp_write(msgpack_packer *pk, const types_node *v)
+void Types_Node_mp_write(msgpack_packer *pk, const types_Node *v)
 {
     msgpack_pack_array(pk, 3);
     msgpack_pack_int64(pk, v->value);
-    types__list_node_mp_write(pk, &v->children);
-    types__opt_node_mp_write(pk, &v->next);
+    Types_list_Node_mp_write(pk, &v->children);
+    Types_opt_Node_mp_write(pk, &v->next);
 }
 
-int types__node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_node *v)
+int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -560,29 +633,35 @@ int types__node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_node *v)
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->value)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Node.value");
-    if ((rc = types__list_node_mp_read(r, a, &v->children)) != 0)
+    if ((rc = Types_list_Node_mp_read(r, a, &v->children)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Node.children");
-    if ((rc = types__opt_node_mp_read(r, a, &v->next)) != 0)
+    if ((rc = Types_opt_Node_mp_read(r, a, &v->next)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Node.next");
     r->depth--;
     return 0;
 }
 
-shmrpc_json *types__node_json_write(const types_node *v)
+shmrpc_json *Types_Node_json_write(const types_Node *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
-    if (shmrpc_json_set(o, "value", shmrpc_json_int(v->value)) != 0 ||
-        shmrpc_json_set(o, "children", types__list_node_json_write(&v->children)) != 0 ||
-        shmrpc_json_set(o, "next", types__opt_node_json_write(&v->next)) != 0) {
+    if (shmrpc_json_set(o, "value", shmrpc_json_int(v->value)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "children", Types_list_Node_json_write(&v->children)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "next", Types_opt_Node_json_write(&v->next)) != 0) {
         shmrpc_json_free(o);
         return NULL;
     }
     return o;
 }
 
-int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_node *v)
+int Types_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Node *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -603,11 +682,11 @@ int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_nod
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Node.children");
     }
     seen++;
-    if ((rc = types__list_node_json_read(r, f, &v->children)) != 0)
+    if ((rc = Types_list_Node_json_read(r, f, &v->children)) != 0)
         return shmrpc_json_fail_at(r, rc, "Node.children");
     f = shmrpc_json_get(j, "next");
     seen += f != NULL;
-    if ((rc = types__opt_node_json_read(r, f, &v->next)) != 0)
+    if ((rc = Types_opt_Node_json_read(r, f, &v->next)) != 0)
         return shmrpc_json_fail_at(r, rc, "Node.next");
     if (seen != n) {
         r->why = "unknown field";
@@ -616,27 +695,27 @@ int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_nod
     return 0;
 }
 
-void types__list_node_mp_write(msgpack_packer *pk, const types_list_node *v)
+void Types_list_Node_mp_write(msgpack_packer *pk, const types_list_Node *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        types__node_mp_write(pk, &v->items[i]);
+        Types_Node_mp_write(pk, &v->items[i]);
     }
 }
 
-int types__list_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_node *v)
+int Types_list_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_Node *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 4, &n);
     if (rc != 0)
         return rc;
-    types_node *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_node));
+    types_Node *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_Node));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = types__node_mp_read(r, a, &items[i])) != 0)
+        if ((rc = Types_Node_mp_read(r, a, &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -644,32 +723,32 @@ int types__list_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_no
     return 0;
 }
 
-shmrpc_json *types__list_node_json_write(const types_list_node *v)
+shmrpc_json *Types_list_Node_json_write(const types_list_Node *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++)
-        if (shmrpc_json_append(o, types__node_json_write(&v->items[i])) != 0) {
+        if (shmrpc_json_append(o, Types_Node_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
     return o;
 }
 
-int types__list_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_node *v)
+int Types_list_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_Node *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    types_node *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_node));
+    types_Node *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_Node));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = types__node_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
+        if ((rc = Types_Node_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -677,16 +756,16 @@ int types__list_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, type
     return 0;
 }
 
-void types__opt_node_mp_write(msgpack_packer *pk, const types_node *const *v)
+void Types_opt_Node_mp_write(msgpack_packer *pk, const types_Node *const *v)
 {
     if (*v == NULL) {
         msgpack_pack_nil(pk);
         return;
     }
-    types__node_mp_write(pk, *v);
+    Types_Node_mp_write(pk, *v);
 }
 
-int types__opt_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_node **v)
+int Types_opt_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Node **v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -694,48 +773,48 @@ int types__opt_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_no
     *v = NULL;
     if (rc == 1)
         return 0;
-    types_node *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_node));
+    types_Node *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_Node));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    if ((rc = types__node_mp_read(r, a, p)) != 0)
+    if ((rc = Types_Node_mp_read(r, a, p)) != 0)
         return rc;
     *v = p;
     return 0;
 }
 
-shmrpc_json *types__opt_node_json_write(const types_node *const *v)
+shmrpc_json *Types_opt_Node_json_write(const types_Node *const *v)
 {
     if (*v == NULL)
         return shmrpc_json_null();
-    return types__node_json_write(*v);
+    return Types_Node_json_write(*v);
 }
 
-int types__opt_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_node **v)
+int Types_opt_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_Node **v)
 {
     *v = NULL;
     if (shmrpc_json_is_null(j))
         return 0;
-    types_node *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_node));
+    types_Node *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_Node));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     int rc;
-    if ((rc = types__node_json_read(r, j, p)) != 0)
+    if ((rc = Types_Node_json_read(r, j, p)) != 0)
         return rc;
     *v = p;
     return 0;
 }
 
-void types__empty_mp_write(msgpack_packer *pk, const types_empty *v)
+void Types_Empty_mp_write(msgpack_packer *pk, const types_Empty *v)
 {
     msgpack_pack_array(pk, 0);
     (void)v;
 }
 
-int types__empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_empty *v)
+int Types_Empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Empty *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -755,7 +834,7 @@ int types__empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_empty *v)
     return 0;
 }
 
-shmrpc_json *types__empty_json_write(const types_empty *v)
+shmrpc_json *Types_Empty_json_write(const types_Empty *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
@@ -764,7 +843,7 @@ shmrpc_json *types__empty_json_write(const types_empty *v)
     return o;
 }
 
-int types__empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_empty *v)
+int Types_Empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Empty *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -778,27 +857,27 @@ int types__empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_em
     return 0;
 }
 
-void types__holder_mp_write(msgpack_packer *pk, const types_holder *v)
+void Types_Holder_mp_write(msgpack_packer *pk, const types_Holder *v)
 {
     msgpack_pack_array(pk, 15);
-    types__opt_scalars_mp_write(pk, &v->maybe);
-    types__opt_i32_mp_write(pk, &v->oi);
-    types__opt_string_mp_write(pk, &v->os);
-    types__opt_bytes_mp_write(pk, &v->ob);
-    types__opt_color_mp_write(pk, &v->oc);
-    types__opt_list_i64_mp_write(pk, &v->ol);
-    types__list_string_mp_write(pk, &v->names);
-    types__list_list_i32_mp_write(pk, &v->grid);
-    types__list_opt_scalars_mp_write(pk, &v->sparse);
-    types__map_string_i64_mp_write(pk, &v->counts);
-    types__map_i32_string_mp_write(pk, &v->by_id);
-    types__map_u64_list_f64_mp_write(pk, &v->series);
-    types__map_color_node_mp_write(pk, &v->by_color);
-    types__map_string_map_string_bool_mp_write(pk, &v->nested);
-    types__empty_mp_write(pk, &v->e);
+    Types_opt_Scalars_mp_write(pk, &v->maybe);
+    Types_opt_I32_mp_write(pk, &v->oi);
+    Types_opt_String_mp_write(pk, &v->os);
+    Types_opt_Bytes_mp_write(pk, &v->ob);
+    Types_opt_Color_mp_write(pk, &v->oc);
+    Types_opt_list_I64_mp_write(pk, &v->ol);
+    Types_list_String_mp_write(pk, &v->names);
+    Types_list_list_I32_mp_write(pk, &v->grid);
+    Types_list_opt_Scalars_mp_write(pk, &v->sparse);
+    Types_map_String_I64_mp_write(pk, &v->counts);
+    Types_map_I32_String_mp_write(pk, &v->by_id);
+    Types_map_U64_list_F64_mp_write(pk, &v->series);
+    Types_map_Color_Node_mp_write(pk, &v->by_color);
+    Types_map_String_map_String_Bool_mp_write(pk, &v->nested);
+    Types_Empty_mp_write(pk, &v->e);
 }
 
-int types__holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_holder *v)
+int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -812,67 +891,110 @@ int types__holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_holder *v)
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__opt_scalars_mp_read(r, a, &v->maybe)) != 0)
+    if ((rc = Types_opt_Scalars_mp_read(r, a, &v->maybe)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.maybe");
-    if ((rc = types__opt_i32_mp_read(r, a, &v->oi)) != 0)
+    if ((rc = Types_opt_I32_mp_read(r, a, &v->oi)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.oi");
-    if ((rc = types__opt_string_mp_read(r, a, &v->os)) != 0)
+    if ((rc = Types_opt_String_mp_read(r, a, &v->os)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.os");
-    if ((rc = types__opt_bytes_mp_read(r, a, &v->ob)) != 0)
+    if ((rc = Types_opt_Bytes_mp_read(r, a, &v->ob)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.ob");
-    if ((rc = types__opt_color_mp_read(r, a, &v->oc)) != 0)
+    if ((rc = Types_opt_Color_mp_read(r, a, &v->oc)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.oc");
-    if ((rc = types__opt_list_i64_mp_read(r, a, &v->ol)) != 0)
+    if ((rc = Types_opt_list_I64_mp_read(r, a, &v->ol)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.ol");
-    if ((rc = types__list_string_mp_read(r, a, &v->names)) != 0)
+    if ((rc = Types_list_String_mp_read(r, a, &v->names)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.names");
-    if ((rc = types__list_list_i32_mp_read(r, a, &v->grid)) != 0)
+    if ((rc = Types_list_list_I32_mp_read(r, a, &v->grid)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.grid");
-    if ((rc = types__list_opt_scalars_mp_read(r, a, &v->sparse)) != 0)
+    if ((rc = Types_list_opt_Scalars_mp_read(r, a, &v->sparse)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.sparse");
-    if ((rc = types__map_string_i64_mp_read(r, a, &v->counts)) != 0)
+    if ((rc = Types_map_String_I64_mp_read(r, a, &v->counts)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.counts");
-    if ((rc = types__map_i32_string_mp_read(r, a, &v->by_id)) != 0)
+    if ((rc = Types_map_I32_String_mp_read(r, a, &v->by_id)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.by_id");
-    if ((rc = types__map_u64_list_f64_mp_read(r, a, &v->series)) != 0)
+    if ((rc = Types_map_U64_list_F64_mp_read(r, a, &v->series)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.series");
-    if ((rc = types__map_color_node_mp_read(r, a, &v->by_color)) != 0)
+    if ((rc = Types_map_Color_Node_mp_read(r, a, &v->by_color)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.by_color");
-    if ((rc = types__map_string_map_string_bool_mp_read(r, a, &v->nested)) != 0)
+    if ((rc = Types_map_String_map_String_Bool_mp_read(r, a, &v->nested)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.nested");
-    if ((rc = types__empty_mp_read(r, a, &v->e)) != 0)
+    if ((rc = Types_Empty_mp_read(r, a, &v->e)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.e");
     r->depth--;
     return 0;
 }
 
-shmrpc_json *types__holder_json_write(const types_holder *v)
+shmrpc_json *Types_Holder_json_write(const types_Holder *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
-    if (shmrpc_json_set(o, "maybe", types__opt_scalars_json_write(&v->maybe)) != 0 ||
-        shmrpc_json_set(o, "oi", types__opt_i32_json_write(&v->oi)) != 0 ||
-        shmrpc_json_set(o, "os", types__opt_string_json_write(&v->os)) != 0 ||
-        shmrpc_json_set(o, "ob", types__opt_bytes_json_write(&v->ob)) != 0 ||
-        shmrpc_json_set(o, "oc", types__opt_color_json_write(&v->oc)) != 0 ||
-        shmrpc_json_set(o, "ol", types__opt_list_i64_json_write(&v->ol)) != 0 ||
-        shmrpc_json_set(o, "names", types__list_string_json_write(&v->names)) != 0 ||
-        shmrpc_json_set(o, "grid", types__list_list_i32_json_write(&v->grid)) != 0 ||
-        shmrpc_json_set(o, "sparse", types__list_opt_scalars_json_write(&v->sparse)) != 0 ||
-        shmrpc_json_set(o, "counts", types__map_string_i64_json_write(&v->counts)) != 0 ||
-        shmrpc_json_set(o, "by_id", types__map_i32_string_json_write(&v->by_id)) != 0 ||
-        shmrpc_json_set(o, "series", types__map_u64_list_f64_json_write(&v->series)) != 0 ||
-        shmrpc_json_set(o, "by_color", types__map_color_node_json_write(&v->by_color)) != 0 ||
-        shmrpc_json_set(o, "nested", types__map_string_map_string_bool_json_write(&v->nested)) != 0 ||
-        shmrpc_json_set(o, "e", types__empty_json_write(&v->e)) != 0) {
+    if (shmrpc_json_set(o, "maybe", Types_opt_Scalars_json_write(&v->maybe)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "oi", Types_opt_I32_json_write(&v->oi)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "os", Types_opt_String_json_write(&v->os)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "ob", Types_opt_Bytes_json_write(&v->ob)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "oc", Types_opt_Color_json_write(&v->oc)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "ol", Types_opt_list_I64_json_write(&v->ol)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "names", Types_list_String_json_write(&v->names)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "grid", Types_list_list_I32_json_write(&v->grid)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "sparse", Types_list_opt_Scalars_json_write(&v->sparse)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "counts", Types_map_String_I64_json_write(&v->counts)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "by_id", Types_map_I32_String_json_write(&v->by_id)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "series", Types_map_U64_list_F64_json_write(&v->series)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "by_color", Types_map_Color_Node_json_write(&v->by_color)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "nested",
+                        Types_map_String_map_String_Bool_json_write(&v->nested)) != 0) {
+        shmrpc_json_free(o);
+        return NULL;
+    }
+    if (shmrpc_json_set(o, "e", Types_Empty_json_write(&v->e)) != 0) {
         shmrpc_json_free(o);
         return NULL;
     }
     return o;
 }
 
-int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_holder *v)
+int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Holder *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -881,27 +1003,27 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "maybe");
     seen += f != NULL;
-    if ((rc = types__opt_scalars_json_read(r, f, &v->maybe)) != 0)
+    if ((rc = Types_opt_Scalars_json_read(r, f, &v->maybe)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.maybe");
     f = shmrpc_json_get(j, "oi");
     seen += f != NULL;
-    if ((rc = types__opt_i32_json_read(r, f, &v->oi)) != 0)
+    if ((rc = Types_opt_I32_json_read(r, f, &v->oi)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.oi");
     f = shmrpc_json_get(j, "os");
     seen += f != NULL;
-    if ((rc = types__opt_string_json_read(r, f, &v->os)) != 0)
+    if ((rc = Types_opt_String_json_read(r, f, &v->os)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.os");
     f = shmrpc_json_get(j, "ob");
     seen += f != NULL;
-    if ((rc = types__opt_bytes_json_read(r, f, &v->ob)) != 0)
+    if ((rc = Types_opt_Bytes_json_read(r, f, &v->ob)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.ob");
     f = shmrpc_json_get(j, "oc");
     seen += f != NULL;
-    if ((rc = types__opt_color_json_read(r, f, &v->oc)) != 0)
+    if ((rc = Types_opt_Color_json_read(r, f, &v->oc)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.oc");
     f = shmrpc_json_get(j, "ol");
     seen += f != NULL;
-    if ((rc = types__opt_list_i64_json_read(r, f, &v->ol)) != 0)
+    if ((rc = Types_opt_list_I64_json_read(r, f, &v->ol)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.ol");
     f = shmrpc_json_get(j, "names");
     if (f == NULL) {
@@ -909,7 +1031,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.names");
     }
     seen++;
-    if ((rc = types__list_string_json_read(r, f, &v->names)) != 0)
+    if ((rc = Types_list_String_json_read(r, f, &v->names)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.names");
     f = shmrpc_json_get(j, "grid");
     if (f == NULL) {
@@ -917,7 +1039,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.grid");
     }
     seen++;
-    if ((rc = types__list_list_i32_json_read(r, f, &v->grid)) != 0)
+    if ((rc = Types_list_list_I32_json_read(r, f, &v->grid)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.grid");
     f = shmrpc_json_get(j, "sparse");
     if (f == NULL) {
@@ -925,7 +1047,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.sparse");
     }
     seen++;
-    if ((rc = types__list_opt_scalars_json_read(r, f, &v->sparse)) != 0)
+    if ((rc = Types_list_opt_Scalars_json_read(r, f, &v->sparse)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.sparse");
     f = shmrpc_json_get(j, "counts");
     if (f == NULL) {
@@ -933,7 +1055,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.counts");
     }
     seen++;
-    if ((rc = types__map_string_i64_json_read(r, f, &v->counts)) != 0)
+    if ((rc = Types_map_String_I64_json_read(r, f, &v->counts)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.counts");
     f = shmrpc_json_get(j, "by_id");
     if (f == NULL) {
@@ -941,7 +1063,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.by_id");
     }
     seen++;
-    if ((rc = types__map_i32_string_json_read(r, f, &v->by_id)) != 0)
+    if ((rc = Types_map_I32_String_json_read(r, f, &v->by_id)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.by_id");
     f = shmrpc_json_get(j, "series");
     if (f == NULL) {
@@ -949,7 +1071,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.series");
     }
     seen++;
-    if ((rc = types__map_u64_list_f64_json_read(r, f, &v->series)) != 0)
+    if ((rc = Types_map_U64_list_F64_json_read(r, f, &v->series)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.series");
     f = shmrpc_json_get(j, "by_color");
     if (f == NULL) {
@@ -957,7 +1079,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.by_color");
     }
     seen++;
-    if ((rc = types__map_color_node_json_read(r, f, &v->by_color)) != 0)
+    if ((rc = Types_map_Color_Node_json_read(r, f, &v->by_color)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.by_color");
     f = shmrpc_json_get(j, "nested");
     if (f == NULL) {
@@ -965,7 +1087,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.nested");
     }
     seen++;
-    if ((rc = types__map_string_map_string_bool_json_read(r, f, &v->nested)) != 0)
+    if ((rc = Types_map_String_map_String_Bool_json_read(r, f, &v->nested)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.nested");
     f = shmrpc_json_get(j, "e");
     if (f == NULL) {
@@ -973,7 +1095,7 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.e");
     }
     seen++;
-    if ((rc = types__empty_json_read(r, f, &v->e)) != 0)
+    if ((rc = Types_Empty_json_read(r, f, &v->e)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.e");
     if (seen != n) {
         r->why = "unknown field";
@@ -982,16 +1104,16 @@ int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_h
     return 0;
 }
 
-void types__opt_scalars_mp_write(msgpack_packer *pk, const types_scalars *const *v)
+void Types_opt_Scalars_mp_write(msgpack_packer *pk, const types_Scalars *const *v)
 {
     if (*v == NULL) {
         msgpack_pack_nil(pk);
         return;
     }
-    types__scalars_mp_write(pk, *v);
+    Types_Scalars_mp_write(pk, *v);
 }
 
-int types__opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_scalars **v)
+int Types_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Scalars **v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -999,42 +1121,43 @@ int types__opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types
     *v = NULL;
     if (rc == 1)
         return 0;
-    types_scalars *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_scalars));
+    types_Scalars *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_Scalars));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    if ((rc = types__scalars_mp_read(r, a, p)) != 0)
+    if ((rc = Types_Scalars_mp_read(r, a, p)) != 0)
         return rc;
     *v = p;
     return 0;
 }
 
-shmrpc_json *types__opt_scalars_json_write(const types_scalars *const *v)
+shmrpc_json *Types_opt_Scalars_json_write(const types_Scalars *const *v)
 {
     if (*v == NULL)
         return shmrpc_json_null();
-    return types__scalars_json_write(*v);
+    return Types_Scalars_json_write(*v);
 }
 
-int types__opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_scalars **v)
+int Types_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                const types_Scalars **v)
 {
     *v = NULL;
     if (shmrpc_json_is_null(j))
         return 0;
-    types_scalars *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_scalars));
+    types_Scalars *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_Scalars));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     int rc;
-    if ((rc = types__scalars_json_read(r, j, p)) != 0)
+    if ((rc = Types_Scalars_json_read(r, j, p)) != 0)
         return rc;
     *v = p;
     return 0;
 }
 
-void types__opt_i32_mp_write(msgpack_packer *pk, const types_opt_i32 *v)
+void Types_opt_I32_mp_write(msgpack_packer *pk, const types_opt_I32 *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
@@ -1043,7 +1166,7 @@ void types__opt_i32_mp_write(msgpack_packer *pk, const types_opt_i32 *v)
     msgpack_pack_int64(pk, v->value);
 }
 
-int types__opt_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_i32 *v)
+int Types_opt_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_I32 *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -1062,14 +1185,14 @@ int types__opt_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_i32 *
     return 0;
 }
 
-shmrpc_json *types__opt_i32_json_write(const types_opt_i32 *v)
+shmrpc_json *Types_opt_I32_json_write(const types_opt_I32 *v)
 {
     if (!v->has)
         return shmrpc_json_null();
     return shmrpc_json_int(v->value);
 }
 
-int types__opt_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_i32 *v)
+int Types_opt_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_I32 *v)
 {
     memset(v, 0, sizeof *v);
     if (shmrpc_json_is_null(j))
@@ -1085,7 +1208,7 @@ int types__opt_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
     return 0;
 }
 
-void types__opt_string_mp_write(msgpack_packer *pk, const types_opt_string *v)
+void Types_opt_String_mp_write(msgpack_packer *pk, const types_opt_String *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
@@ -1094,7 +1217,7 @@ void types__opt_string_mp_write(msgpack_packer *pk, const types_opt_string *v)
     msgpack_pack_str_with_body(pk, v->value.ptr, v->value.len);
 }
 
-int types__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_string *v)
+int Types_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_String *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -1109,14 +1232,14 @@ int types__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_st
     return 0;
 }
 
-shmrpc_json *types__opt_string_json_write(const types_opt_string *v)
+shmrpc_json *Types_opt_String_json_write(const types_opt_String *v)
 {
     if (!v->has)
         return shmrpc_json_null();
     return shmrpc_json_string(v->value);
 }
 
-int types__opt_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_string *v)
+int Types_opt_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_String *v)
 {
     memset(v, 0, sizeof *v);
     if (shmrpc_json_is_null(j))
@@ -1128,7 +1251,7 @@ int types__opt_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, typ
     return 0;
 }
 
-void types__opt_bytes_mp_write(msgpack_packer *pk, const types_opt_bytes *v)
+void Types_opt_Bytes_mp_write(msgpack_packer *pk, const types_opt_Bytes *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
@@ -1137,7 +1260,7 @@ void types__opt_bytes_mp_write(msgpack_packer *pk, const types_opt_bytes *v)
     msgpack_pack_bin_with_body(pk, v->value.ptr, v->value.len);
 }
 
-int types__opt_bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_bytes *v)
+int Types_opt_Bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Bytes *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -1152,14 +1275,14 @@ int types__opt_bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_byt
     return 0;
 }
 
-shmrpc_json *types__opt_bytes_json_write(const types_opt_bytes *v)
+shmrpc_json *Types_opt_Bytes_json_write(const types_opt_Bytes *v)
 {
     if (!v->has)
         return shmrpc_json_null();
     return shmrpc_json_base64(v->value);
 }
 
-int types__opt_bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_bytes *v)
+int Types_opt_Bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Bytes *v)
 {
     memset(v, 0, sizeof *v);
     if (shmrpc_json_is_null(j))
@@ -1171,16 +1294,16 @@ int types__opt_bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, type
     return 0;
 }
 
-void types__opt_color_mp_write(msgpack_packer *pk, const types_opt_color *v)
+void Types_opt_Color_mp_write(msgpack_packer *pk, const types_opt_Color *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
         return;
     }
-    types__color_mp_write(pk, &v->value);
+    Types_Color_mp_write(pk, &v->value);
 }
 
-int types__opt_color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_color *v)
+int Types_opt_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Color *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -1189,31 +1312,31 @@ int types__opt_color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_col
     if (rc == 1)
         return 0;
     v->has = true;
-    if ((rc = types__color_mp_read(r, a, &v->value)) != 0)
+    if ((rc = Types_Color_mp_read(r, a, &v->value)) != 0)
         return rc;
     return 0;
 }
 
-shmrpc_json *types__opt_color_json_write(const types_opt_color *v)
+shmrpc_json *Types_opt_Color_json_write(const types_opt_Color *v)
 {
     if (!v->has)
         return shmrpc_json_null();
-    return types__color_json_write(&v->value);
+    return Types_Color_json_write(&v->value);
 }
 
-int types__opt_color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_color *v)
+int Types_opt_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Color *v)
 {
     memset(v, 0, sizeof *v);
     if (shmrpc_json_is_null(j))
         return 0;
     v->has = true;
     int rc;
-    if ((rc = types__color_json_read(r, j, &v->value)) != 0)
+    if ((rc = Types_Color_json_read(r, j, &v->value)) != 0)
         return rc;
     return 0;
 }
 
-void types__list_i64_mp_write(msgpack_packer *pk, const types_list_i64 *v)
+void Types_list_I64_mp_write(msgpack_packer *pk, const types_list_I64 *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1221,7 +1344,7 @@ void types__list_i64_mp_write(msgpack_packer *pk, const types_list_i64 *v)
     }
 }
 
-int types__list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i64 *v)
+int Types_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I64 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
@@ -1241,7 +1364,7 @@ int types__list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i64
     return 0;
 }
 
-shmrpc_json *types__list_i64_json_write(const types_list_i64 *v)
+shmrpc_json *Types_list_I64_json_write(const types_list_I64 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
@@ -1254,7 +1377,7 @@ shmrpc_json *types__list_i64_json_write(const types_list_i64 *v)
     return o;
 }
 
-int types__list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_i64 *v)
+int Types_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_I64 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
@@ -1266,7 +1389,8 @@ int types__list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_json_read_int(r, shmrpc_json_at(j, i), INT64_MIN, INT64_MAX, &items[i])) != 0)
+        if ((rc = shmrpc_json_read_int(r, shmrpc_json_at(j, i), INT64_MIN, INT64_MAX,
+                                       &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -1274,16 +1398,16 @@ int types__list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     return 0;
 }
 
-void types__opt_list_i64_mp_write(msgpack_packer *pk, const types_opt_list_i64 *v)
+void Types_opt_list_I64_mp_write(msgpack_packer *pk, const types_opt_list_I64 *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
         return;
     }
-    types__list_i64_mp_write(pk, &v->value);
+    Types_list_I64_mp_write(pk, &v->value);
 }
 
-int types__opt_list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_list_i64 *v)
+int Types_opt_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_list_I64 *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -1292,31 +1416,31 @@ int types__opt_list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_
     if (rc == 1)
         return 0;
     v->has = true;
-    if ((rc = types__list_i64_mp_read(r, a, &v->value)) != 0)
+    if ((rc = Types_list_I64_mp_read(r, a, &v->value)) != 0)
         return rc;
     return 0;
 }
 
-shmrpc_json *types__opt_list_i64_json_write(const types_opt_list_i64 *v)
+shmrpc_json *Types_opt_list_I64_json_write(const types_opt_list_I64 *v)
 {
     if (!v->has)
         return shmrpc_json_null();
-    return types__list_i64_json_write(&v->value);
+    return Types_list_I64_json_write(&v->value);
 }
 
-int types__opt_list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_list_i64 *v)
+int Types_opt_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_list_I64 *v)
 {
     memset(v, 0, sizeof *v);
     if (shmrpc_json_is_null(j))
         return 0;
     v->has = true;
     int rc;
-    if ((rc = types__list_i64_json_read(r, j, &v->value)) != 0)
+    if ((rc = Types_list_I64_json_read(r, j, &v->value)) != 0)
         return rc;
     return 0;
 }
 
-void types__list_string_mp_write(msgpack_packer *pk, const types_list_string *v)
+void Types_list_String_mp_write(msgpack_packer *pk, const types_list_String *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1324,7 +1448,7 @@ void types__list_string_mp_write(msgpack_packer *pk, const types_list_string *v)
     }
 }
 
-int types__list_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_string *v)
+int Types_list_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_String *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
@@ -1344,7 +1468,7 @@ int types__list_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_
     return 0;
 }
 
-shmrpc_json *types__list_string_json_write(const types_list_string *v)
+shmrpc_json *Types_list_String_json_write(const types_list_String *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
@@ -1357,7 +1481,7 @@ shmrpc_json *types__list_string_json_write(const types_list_string *v)
     return o;
 }
 
-int types__list_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_string *v)
+int Types_list_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_String *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
@@ -1377,7 +1501,7 @@ int types__list_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, ty
     return 0;
 }
 
-void types__list_i32_mp_write(msgpack_packer *pk, const types_list_i32 *v)
+void Types_list_I32_mp_write(msgpack_packer *pk, const types_list_I32 *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1385,7 +1509,7 @@ void types__list_i32_mp_write(msgpack_packer *pk, const types_list_i32 *v)
     }
 }
 
-int types__list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i32 *v)
+int Types_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I32 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
@@ -1409,7 +1533,7 @@ int types__list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i32
     return 0;
 }
 
-shmrpc_json *types__list_i32_json_write(const types_list_i32 *v)
+shmrpc_json *Types_list_I32_json_write(const types_list_I32 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
@@ -1422,7 +1546,7 @@ shmrpc_json *types__list_i32_json_write(const types_list_i32 *v)
     return o;
 }
 
-int types__list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_i32 *v)
+int Types_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_I32 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
@@ -1436,7 +1560,8 @@ int types__list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     for (size_t i = 0; i < n; i++) {
         {
             int64_t tmp;
-            if ((rc = shmrpc_json_read_int(r, shmrpc_json_at(j, i), INT32_MIN, INT32_MAX, &tmp)) != 0)
+            if ((rc = shmrpc_json_read_int(r, shmrpc_json_at(j, i), INT32_MIN, INT32_MAX,
+                                           &tmp)) != 0)
                 return rc;
             items[i] = (int32_t)tmp;
         }
@@ -1446,27 +1571,27 @@ int types__list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     return 0;
 }
 
-void types__list_list_i32_mp_write(msgpack_packer *pk, const types_list_list_i32 *v)
+void Types_list_list_I32_mp_write(msgpack_packer *pk, const types_list_list_I32 *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        types__list_i32_mp_write(pk, &v->items[i]);
+        Types_list_I32_mp_write(pk, &v->items[i]);
     }
 }
 
-int types__list_list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_list_i32 *v)
+int Types_list_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_list_I32 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    types_list_i32 *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_list_i32));
+    types_list_I32 *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_list_I32));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = types__list_i32_mp_read(r, a, &items[i])) != 0)
+        if ((rc = Types_list_I32_mp_read(r, a, &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -1474,32 +1599,34 @@ int types__list_list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_lis
     return 0;
 }
 
-shmrpc_json *types__list_list_i32_json_write(const types_list_list_i32 *v)
+shmrpc_json *Types_list_list_I32_json_write(const types_list_list_I32 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++)
-        if (shmrpc_json_append(o, types__list_i32_json_write(&v->items[i])) != 0) {
+        if (shmrpc_json_append(o, Types_list_I32_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
     return o;
 }
 
-int types__list_list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_list_i32 *v)
+int Types_list_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                  types_list_list_I32 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    types_list_i32 *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_list_i32));
+    types_list_I32 *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
+                                                     _Alignof(types_list_I32));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = types__list_i32_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
+        if ((rc = Types_list_I32_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -1507,27 +1634,28 @@ int types__list_list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, 
     return 0;
 }
 
-void types__list_opt_scalars_mp_write(msgpack_packer *pk, const types_list_opt_scalars *v)
+void Types_list_opt_Scalars_mp_write(msgpack_packer *pk, const types_list_opt_Scalars *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        types__opt_scalars_mp_write(pk, &v->items[i]);
+        Types_opt_Scalars_mp_write(pk, &v->items[i]);
     }
 }
 
-int types__list_opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_opt_scalars *v)
+int Types_list_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_opt_Scalars *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
     if (rc != 0)
         return rc;
-    const types_scalars **items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(const types_scalars *));
+    const types_Scalars **items = shmrpc_arena_alloc_items(a, n, sizeof *items,
+                                                           _Alignof(const types_Scalars *));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = types__opt_scalars_mp_read(r, a, &items[i])) != 0)
+        if ((rc = Types_opt_Scalars_mp_read(r, a, &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -1535,32 +1663,34 @@ int types__list_opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_
     return 0;
 }
 
-shmrpc_json *types__list_opt_scalars_json_write(const types_list_opt_scalars *v)
+shmrpc_json *Types_list_opt_Scalars_json_write(const types_list_opt_Scalars *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++)
-        if (shmrpc_json_append(o, types__opt_scalars_json_write(&v->items[i])) != 0) {
+        if (shmrpc_json_append(o, Types_opt_Scalars_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
     return o;
 }
 
-int types__list_opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_opt_scalars *v)
+int Types_list_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                     types_list_opt_Scalars *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
     if (rc != 0)
         return rc;
-    const types_scalars **items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(const types_scalars *));
+    const types_Scalars **items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
+                                                           _Alignof(const types_Scalars *));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = types__opt_scalars_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
+        if ((rc = Types_opt_Scalars_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
             return rc;
     }
     v->items = items;
@@ -1568,7 +1698,7 @@ int types__list_opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *
     return 0;
 }
 
-void types__map_string_i64_mp_write(msgpack_packer *pk, const types_map_string_i64 *v)
+void Types_map_String_I64_mp_write(msgpack_packer *pk, const types_map_String_I64 *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1577,13 +1707,14 @@ void types__map_string_i64_mp_write(msgpack_packer *pk, const types_map_string_i
     }
 }
 
-int types__map_string_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_i64 *v)
+int Types_map_String_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_String_I64 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_i64_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_i64_entry));
+    types_map_String_I64_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_String_I64_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1599,7 +1730,7 @@ int types__map_string_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
     return 0;
 }
 
-shmrpc_json *types__map_string_i64_json_write(const types_map_string_i64 *v)
+shmrpc_json *Types_map_String_I64_json_write(const types_map_String_I64 *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
@@ -1613,13 +1744,15 @@ shmrpc_json *types__map_string_i64_json_write(const types_map_string_i64 *v)
     return o;
 }
 
-int types__map_string_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_i64 *v)
+int Types_map_String_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_String_I64 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_i64_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_i64_entry));
+    types_map_String_I64_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_String_I64_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1642,7 +1775,7 @@ int types__map_string_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     return 0;
 }
 
-void types__map_i32_string_mp_write(msgpack_packer *pk, const types_map_i32_string *v)
+void Types_map_I32_String_mp_write(msgpack_packer *pk, const types_map_I32_String *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1651,13 +1784,14 @@ void types__map_i32_string_mp_write(msgpack_packer *pk, const types_map_i32_stri
     }
 }
 
-int types__map_i32_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_i32_string *v)
+int Types_map_I32_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_I32_String *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_i32_string_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_i32_string_entry));
+    types_map_I32_String_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_I32_String_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1677,14 +1811,15 @@ int types__map_i32_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
     return 0;
 }
 
-shmrpc_json *types__map_i32_string_json_write(const types_map_i32_string *v)
+shmrpc_json *Types_map_I32_String_json_write(const types_map_I32_String *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++) {
         char key[24];
-        if (shmrpc_json_setn(o, shmrpc_json_int_key(v->items[i].key, key), shmrpc_json_string(v->items[i].value)) != 0) {
+        if (shmrpc_json_setn(o, shmrpc_json_int_key(v->items[i].key, key),
+                             shmrpc_json_string(v->items[i].value)) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
@@ -1692,13 +1827,15 @@ shmrpc_json *types__map_i32_string_json_write(const types_map_i32_string *v)
     return o;
 }
 
-int types__map_i32_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_i32_string *v)
+int Types_map_I32_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_I32_String *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_i32_string_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_i32_string_entry));
+    types_map_I32_String_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_I32_String_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1726,7 +1863,7 @@ int types__map_i32_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     return 0;
 }
 
-void types__list_f64_mp_write(msgpack_packer *pk, const types_list_f64 *v)
+void Types_list_F64_mp_write(msgpack_packer *pk, const types_list_F64 *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1734,7 +1871,7 @@ void types__list_f64_mp_write(msgpack_packer *pk, const types_list_f64 *v)
     }
 }
 
-int types__list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_f64 *v)
+int Types_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_F64 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
@@ -1754,7 +1891,7 @@ int types__list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_f64
     return 0;
 }
 
-shmrpc_json *types__list_f64_json_write(const types_list_f64 *v)
+shmrpc_json *Types_list_F64_json_write(const types_list_F64 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
     if (o == NULL)
@@ -1767,7 +1904,7 @@ shmrpc_json *types__list_f64_json_write(const types_list_f64 *v)
     return o;
 }
 
-int types__list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_f64 *v)
+int Types_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_F64 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
@@ -1787,22 +1924,23 @@ int types__list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
     return 0;
 }
 
-void types__map_u64_list_f64_mp_write(msgpack_packer *pk, const types_map_u64_list_f64 *v)
+void Types_map_U64_list_F64_mp_write(msgpack_packer *pk, const types_map_U64_list_F64 *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
         msgpack_pack_uint64(pk, v->items[i].key);
-        types__list_f64_mp_write(pk, &v->items[i].value);
+        Types_list_F64_mp_write(pk, &v->items[i].value);
     }
 }
 
-int types__map_u64_list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_u64_list_f64 *v)
+int Types_map_U64_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_U64_list_F64 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_u64_list_f64_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
+    types_map_U64_list_F64_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_U64_list_F64_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1810,7 +1948,7 @@ int types__map_u64_list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_
     for (uint32_t i = 0; i < n; i++) {
         if ((rc = shmrpc_mp_read_uint(r, UINT64_MAX, &items[i].key)) != 0)
             return rc;
-        if ((rc = types__list_f64_mp_read(r, a, &items[i].value)) != 0)
+        if ((rc = Types_list_F64_mp_read(r, a, &items[i].value)) != 0)
             return rc;
     }
     v->items = items;
@@ -1818,14 +1956,15 @@ int types__map_u64_list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_
     return 0;
 }
 
-shmrpc_json *types__map_u64_list_f64_json_write(const types_map_u64_list_f64 *v)
+shmrpc_json *Types_map_U64_list_F64_json_write(const types_map_U64_list_F64 *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++) {
         char key[24];
-        if (shmrpc_json_setn(o, shmrpc_json_uint_key(v->items[i].key, key), types__list_f64_json_write(&v->items[i].value)) != 0) {
+        if (shmrpc_json_setn(o, shmrpc_json_uint_key(v->items[i].key, key),
+                             Types_list_F64_json_write(&v->items[i].value)) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
@@ -1833,13 +1972,16 @@ shmrpc_json *types__map_u64_list_f64_json_write(const types_map_u64_list_f64 *v)
     return o;
 }
 
-int types__map_u64_list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_u64_list_f64 *v)
+int Types_map_U64_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                     types_map_U64_list_F64 *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_u64_list_f64_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_u64_list_f64_entry));
+    types_map_U64_list_F64_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
+                                 _Alignof(types_map_U64_list_F64_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1852,7 +1994,7 @@ int types__map_u64_list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         if ((rc = shmrpc_json_key_uint(r, key, UINT64_MAX, &items[i].key)) != 0)
             return rc;
-        if ((rc = types__list_f64_json_read(r, val, &items[i].value)) != 0)
+        if ((rc = Types_list_F64_json_read(r, val, &items[i].value)) != 0)
             return rc;
         i++;
     }
@@ -1863,30 +2005,31 @@ int types__map_u64_list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *
     return 0;
 }
 
-void types__map_color_node_mp_write(msgpack_packer *pk, const types_map_color_node *v)
+void Types_map_Color_Node_mp_write(msgpack_packer *pk, const types_map_Color_Node *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        types__color_mp_write(pk, &v->items[i].key);
-        types__node_mp_write(pk, &v->items[i].value);
+        Types_Color_mp_write(pk, &v->items[i].key);
+        Types_Node_mp_write(pk, &v->items[i].value);
     }
 }
 
-int types__map_color_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_color_node *v)
+int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_Color_Node *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 5, &n);
     if (rc != 0)
         return rc;
-    types_map_color_node_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_color_node_entry));
+    types_map_Color_Node_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_Color_Node_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = types__color_mp_read(r, a, &items[i].key)) != 0)
+        if ((rc = Types_Color_mp_read(r, a, &items[i].key)) != 0)
             return rc;
-        if ((rc = types__node_mp_read(r, a, &items[i].value)) != 0)
+        if ((rc = Types_Node_mp_read(r, a, &items[i].value)) != 0)
             return rc;
     }
     v->items = items;
@@ -1894,14 +2037,15 @@ int types__map_color_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
     return 0;
 }
 
-shmrpc_json *types__map_color_node_json_write(const types_map_color_node *v)
+shmrpc_json *Types_map_Color_Node_json_write(const types_map_Color_Node *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++) {
-        const char *key = types__color_to_name(v->items[i].key);
-        if (key == NULL || shmrpc_json_set(o, key, types__node_json_write(&v->items[i].value)) != 0) {
+        const char *key = Types_Color_to_name(v->items[i].key);
+        if (key == NULL || shmrpc_json_set(o, key,
+                                           Types_Node_json_write(&v->items[i].value)) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
@@ -1909,13 +2053,15 @@ shmrpc_json *types__map_color_node_json_write(const types_map_color_node *v)
     return o;
 }
 
-int types__map_color_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_color_node *v)
+int Types_map_Color_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_Color_Node *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_color_node_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_color_node_entry));
+    types_map_Color_Node_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_Color_Node_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1926,11 +2072,11 @@ int types__map_color_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     const shmrpc_json *val;
     size_t i = 0;
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
-        if (!types__color_from_name(key, &items[i].key)) {
+        if (!Types_Color_from_name(key, &items[i].key)) {
             r->why = "not a value of enum Color";
             return SHMRPC_EINVAL;
         }
-        if ((rc = types__node_json_read(r, val, &items[i].value)) != 0)
+        if ((rc = Types_Node_json_read(r, val, &items[i].value)) != 0)
             return rc;
         i++;
     }
@@ -1941,7 +2087,7 @@ int types__map_color_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     return 0;
 }
 
-void types__map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_bool *v)
+void Types_map_String_Bool_mp_write(msgpack_packer *pk, const types_map_String_Bool *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -1953,13 +2099,14 @@ void types__map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_
     }
 }
 
-int types__map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_bool *v)
+int Types_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_String_Bool *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_bool_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_bool_entry));
+    types_map_String_Bool_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_String_Bool_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -1975,7 +2122,7 @@ int types__map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_m
     return 0;
 }
 
-shmrpc_json *types__map_string_bool_json_write(const types_map_string_bool *v)
+shmrpc_json *Types_map_String_Bool_json_write(const types_map_String_Bool *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
@@ -1989,13 +2136,15 @@ shmrpc_json *types__map_string_bool_json_write(const types_map_string_bool *v)
     return o;
 }
 
-int types__map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_bool *v)
+int Types_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                    types_map_String_Bool *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_bool_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_bool_entry));
+    types_map_String_Bool_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_String_Bool_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -2018,22 +2167,26 @@ int types__map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j
     return 0;
 }
 
-void types__map_string_map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_map_string_bool *v)
+void Types_map_String_map_String_Bool_mp_write(msgpack_packer *pk,
+                                               const types_map_String_map_String_Bool *v)
 {
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
         msgpack_pack_str_with_body(pk, v->items[i].key.ptr, v->items[i].key.len);
-        types__map_string_bool_mp_write(pk, &v->items[i].value);
+        Types_map_String_Bool_mp_write(pk, &v->items[i].value);
     }
 }
 
-int types__map_string_map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_map_string_bool *v)
+int Types_map_String_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                             types_map_String_map_String_Bool *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
     if (rc != 0)
         return rc;
-    types_map_string_map_string_bool_entry *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
+    types_map_String_map_String_Bool_entry *items =
+        shmrpc_arena_alloc_items(a, n, sizeof *items,
+                                 _Alignof(types_map_String_map_String_Bool_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -2041,7 +2194,7 @@ int types__map_string_map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena 
     for (uint32_t i = 0; i < n; i++) {
         if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0)
             return rc;
-        if ((rc = types__map_string_bool_mp_read(r, a, &items[i].value)) != 0)
+        if ((rc = Types_map_String_Bool_mp_read(r, a, &items[i].value)) != 0)
             return rc;
     }
     v->items = items;
@@ -2049,13 +2202,14 @@ int types__map_string_map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena 
     return 0;
 }
 
-shmrpc_json *types__map_string_map_string_bool_json_write(const types_map_string_map_string_bool *v)
+shmrpc_json *Types_map_String_map_String_Bool_json_write(const types_map_String_map_String_Bool *v)
 {
     shmrpc_json *o = shmrpc_json_object();
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < v->len; i++) {
-        if (shmrpc_json_setn(o, v->items[i].key, types__map_string_bool_json_write(&v->items[i].value)) != 0) {
+        if (shmrpc_json_setn(o, v->items[i].key,
+                             Types_map_String_Bool_json_write(&v->items[i].value)) != 0) {
             shmrpc_json_free(o);
             return NULL;
         }
@@ -2063,13 +2217,16 @@ shmrpc_json *types__map_string_map_string_bool_json_write(const types_map_string
     return o;
 }
 
-int types__map_string_map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_map_string_bool *v)
+int Types_map_String_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                               types_map_String_map_String_Bool *v)
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0)
         return rc;
-    types_map_string_map_string_bool_entry *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_string_map_string_bool_entry));
+    types_map_String_map_String_Bool_entry *items =
+        shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
+                                 _Alignof(types_map_String_map_String_Bool_entry));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
@@ -2081,7 +2238,7 @@ int types__map_string_map_string_bool_json_read(shmrpc_json_reader *r, const shm
     size_t i = 0;
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
-        if ((rc = types__map_string_bool_json_read(r, val, &items[i].value)) != 0)
+        if ((rc = Types_map_String_Bool_json_read(r, val, &items[i].value)) != 0)
             return rc;
         i++;
     }
@@ -2092,7 +2249,7 @@ int types__map_string_map_string_bool_json_read(shmrpc_json_reader *r, const shm
     return 0;
 }
 
-void types__list_u8_mp_write(msgpack_packer *pk, const types_list_u8 *v)
+void Types_list_U8_mp_write(msgpack_packer *pk, const types_list_U8 *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
@@ -2100,7 +2257,7 @@ void types__list_u8_mp_write(msgpack_packer *pk, const types_list_u8 *v)
     }
 }
 
-int types__list_u8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_u8 *v)
+int Types_list_U8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_U8 *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
@@ -2124,16 +2281,16 @@ int types__list_u8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_u8 *
     return 0;
 }
 
-void types__opt_sign_mp_write(msgpack_packer *pk, const types_opt_sign *v)
+void Types_opt_Sign_mp_write(msgpack_packer *pk, const types_opt_Sign *v)
 {
     if (!v->has) {
         msgpack_pack_nil(pk);
         return;
     }
-    types__sign_mp_write(pk, &v->value);
+    Types_Sign_mp_write(pk, &v->value);
 }
 
-int types__opt_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_sign *v)
+int Types_opt_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Sign *v)
 {
     int rc = shmrpc_mp_try_nil(r);
     if (rc < 0)
@@ -2142,7 +2299,7 @@ int types__opt_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_sign
     if (rc == 1)
         return 0;
     v->has = true;
-    if ((rc = types__sign_mp_read(r, a, &v->value)) != 0)
+    if ((rc = Types_Sign_mp_read(r, a, &v->value)) != 0)
         return rc;
     return 0;
 }

@@ -23,136 +23,136 @@ extern "C" {
 #define TYPES_FINGERPRINT UINT64_C(0x89355a410c6d53f0)
 
 /* Values with gaps, as a wire value and as a JSON name. */
-typedef enum types_color {
-    TYPES_COLOR_RED = 0,
-    TYPES_COLOR_GREEN = 5,
-    TYPES_COLOR_BLUE = 6,
-} types_color;
+typedef enum types_Color {
+    types_Color_red = 0,
+    types_Color_green = 5,
+    types_Color_blue = 6,
+} types_Color;
 
-typedef enum types_sign {
-    TYPES_SIGN_MINUS = -1,
-    TYPES_SIGN_ZERO = 0,
-    TYPES_SIGN_PLUS = 1,
-} types_sign;
+typedef enum types_Sign {
+    types_Sign_minus = -1,
+    types_Sign_zero = 0,
+    types_Sign_plus = 1,
+} types_Sign;
 
-typedef struct types_scalars types_scalars;
-typedef struct types_node types_node;
-typedef struct types_empty types_empty;
-typedef struct types_holder types_holder;
-typedef struct types_opt_i32 types_opt_i32;
-typedef struct types_opt_string types_opt_string;
-typedef struct types_opt_bytes types_opt_bytes;
-typedef struct types_opt_color types_opt_color;
-typedef struct types_opt_list_i64 types_opt_list_i64;
-typedef struct types_map_string_i64_entry types_map_string_i64_entry;
-typedef struct types_map_i32_string_entry types_map_i32_string_entry;
-typedef struct types_map_u64_list_f64_entry types_map_u64_list_f64_entry;
-typedef struct types_map_color_node_entry types_map_color_node_entry;
-typedef struct types_map_string_bool_entry types_map_string_bool_entry;
-typedef struct types_map_string_map_string_bool_entry types_map_string_map_string_bool_entry;
-typedef struct types_opt_sign types_opt_sign;
+typedef struct types_Scalars types_Scalars;
+typedef struct types_Node types_Node;
+typedef struct types_Empty types_Empty;
+typedef struct types_Holder types_Holder;
+typedef struct types_opt_I32 types_opt_I32;
+typedef struct types_opt_String types_opt_String;
+typedef struct types_opt_Bytes types_opt_Bytes;
+typedef struct types_opt_Color types_opt_Color;
+typedef struct types_opt_list_I64 types_opt_list_I64;
+typedef struct types_map_String_I64_entry types_map_String_I64_entry;
+typedef struct types_map_I32_String_entry types_map_I32_String_entry;
+typedef struct types_map_U64_list_F64_entry types_map_U64_list_F64_entry;
+typedef struct types_map_Color_Node_entry types_map_Color_Node_entry;
+typedef struct types_map_String_Bool_entry types_map_String_Bool_entry;
+typedef struct types_map_String_map_String_Bool_entry types_map_String_map_String_Bool_entry;
+typedef struct types_opt_Sign types_opt_Sign;
 
-typedef struct types_list_node {
-    const types_node *items;
+typedef struct types_list_Node {
+    const types_Node *items;
     size_t len;
-} types_list_node;
+} types_list_Node;
 
-typedef struct types_list_i64 {
+typedef struct types_list_I64 {
     const int64_t *items;
     size_t len;
-} types_list_i64;
+} types_list_I64;
 
-typedef struct types_list_string {
+typedef struct types_list_String {
     const shmrpc_str *items;
     size_t len;
-} types_list_string;
+} types_list_String;
 
-typedef struct types_list_i32 {
+typedef struct types_list_I32 {
     const int32_t *items;
     size_t len;
-} types_list_i32;
+} types_list_I32;
 
-typedef struct types_list_list_i32 {
-    const types_list_i32 *items;
+typedef struct types_list_list_I32 {
+    const types_list_I32 *items;
     size_t len;
-} types_list_list_i32;
+} types_list_list_I32;
 
-typedef struct types_list_opt_scalars {
-    const types_scalars *const *items;
+typedef struct types_list_opt_Scalars {
+    const types_Scalars *const *items;
     size_t len;
-} types_list_opt_scalars;
+} types_list_opt_Scalars;
 
-typedef struct types_map_string_i64 {
-    const types_map_string_i64_entry *items;
+typedef struct types_map_String_I64 {
+    const types_map_String_I64_entry *items;
     size_t len;
-} types_map_string_i64;
+} types_map_String_I64;
 
-typedef struct types_map_i32_string {
-    const types_map_i32_string_entry *items;
+typedef struct types_map_I32_String {
+    const types_map_I32_String_entry *items;
     size_t len;
-} types_map_i32_string;
+} types_map_I32_String;
 
-typedef struct types_list_f64 {
+typedef struct types_list_F64 {
     const double *items;
     size_t len;
-} types_list_f64;
+} types_list_F64;
 
-typedef struct types_map_u64_list_f64 {
-    const types_map_u64_list_f64_entry *items;
+typedef struct types_map_U64_list_F64 {
+    const types_map_U64_list_F64_entry *items;
     size_t len;
-} types_map_u64_list_f64;
+} types_map_U64_list_F64;
 
-typedef struct types_map_color_node {
-    const types_map_color_node_entry *items;
+typedef struct types_map_Color_Node {
+    const types_map_Color_Node_entry *items;
     size_t len;
-} types_map_color_node;
+} types_map_Color_Node;
 
-typedef struct types_map_string_bool {
-    const types_map_string_bool_entry *items;
+typedef struct types_map_String_Bool {
+    const types_map_String_Bool_entry *items;
     size_t len;
-} types_map_string_bool;
+} types_map_String_Bool;
 
-typedef struct types_map_string_map_string_bool {
-    const types_map_string_map_string_bool_entry *items;
+typedef struct types_map_String_map_String_Bool {
+    const types_map_String_map_String_Bool_entry *items;
     size_t len;
-} types_map_string_map_string_bool;
+} types_map_String_map_String_Bool;
 
-typedef struct types_list_u8 {
+typedef struct types_list_U8 {
     const uint8_t *items;
     size_t len;
-} types_list_u8;
+} types_list_U8;
 
-struct types_opt_i32 {
+struct types_opt_I32 {
     bool has;
     int32_t value;
 };
 
-struct types_opt_string {
+struct types_opt_String {
     bool has;
     shmrpc_str value;
 };
 
-struct types_opt_bytes {
+struct types_opt_Bytes {
     bool has;
     shmrpc_bytes value;
 };
 
-struct types_opt_color {
+struct types_opt_Color {
     bool has;
-    types_color value;
+    types_Color value;
 };
 
-struct types_opt_list_i64 {
+struct types_opt_list_I64 {
     bool has;
-    types_list_i64 value;
+    types_list_I64 value;
 };
 
-struct types_opt_sign {
+struct types_opt_Sign {
     bool has;
-    types_sign value;
+    types_Sign value;
 };
 
-struct types_scalars {
+struct types_Scalars {
     bool b;
     int8_t i8v;
     int16_t i16v;
@@ -166,67 +166,67 @@ struct types_scalars {
     double f64v;
     shmrpc_str s;
     shmrpc_bytes data;
-    types_color c;
-    types_sign sign;
+    types_Color c;
+    types_Sign sign;
 };
 
 /* A tree: recursion through a list and an optional. */
-struct types_node {
+struct types_Node {
     int64_t value;
-    types_list_node children;
-    const types_node *next;
+    types_list_Node children;
+    const types_Node *next;
 };
 
-struct types_empty {
+struct types_Empty {
     char unused; /* C has no empty structs */
 };
 
-struct types_holder {
-    const types_scalars *maybe;
-    types_opt_i32 oi;
-    types_opt_string os;
-    types_opt_bytes ob;
-    types_opt_color oc;
-    types_opt_list_i64 ol;
-    types_list_string names;
-    types_list_list_i32 grid;
-    types_list_opt_scalars sparse;
-    types_map_string_i64 counts;
-    types_map_i32_string by_id;
-    types_map_u64_list_f64 series;
-    types_map_color_node by_color;
-    types_map_string_map_string_bool nested;
-    types_empty e;
+struct types_Holder {
+    const types_Scalars *maybe;
+    types_opt_I32 oi;
+    types_opt_String os;
+    types_opt_Bytes ob;
+    types_opt_Color oc;
+    types_opt_list_I64 ol;
+    types_list_String names;
+    types_list_list_I32 grid;
+    types_list_opt_Scalars sparse;
+    types_map_String_I64 counts;
+    types_map_I32_String by_id;
+    types_map_U64_list_F64 series;
+    types_map_Color_Node by_color;
+    types_map_String_map_String_Bool nested;
+    types_Empty e;
 };
 
-struct types_map_string_i64_entry {
+struct types_map_String_I64_entry {
     shmrpc_str key;
     int64_t value;
 };
 
-struct types_map_i32_string_entry {
+struct types_map_I32_String_entry {
     int32_t key;
     shmrpc_str value;
 };
 
-struct types_map_u64_list_f64_entry {
+struct types_map_U64_list_F64_entry {
     uint64_t key;
-    types_list_f64 value;
+    types_list_F64 value;
 };
 
-struct types_map_color_node_entry {
-    types_color key;
-    types_node value;
+struct types_map_Color_Node_entry {
+    types_Color key;
+    types_Node value;
 };
 
-struct types_map_string_bool_entry {
+struct types_map_String_Bool_entry {
     shmrpc_str key;
     bool value;
 };
 
-struct types_map_string_map_string_bool_entry {
+struct types_map_String_map_String_Bool_entry {
     shmrpc_str key;
-    types_map_string_bool value;
+    types_map_String_Bool value;
 };
 
 /* Method ids: indexes into the method table, which is sorted by name. */
@@ -248,173 +248,187 @@ enum {
 };
 
 /* The method table that client and server compare when they connect. */
-extern const shmrpc_service_info types_service_info;
+extern const shmrpc_service_info Types_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
  * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
  * optional structs) stays valid until the client's next call. */
 
-int types_pass_scalars(shmrpc_client *client, const types_scalars *v, types_scalars *out);
+int types_pass_scalars(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_);
 
-int types_pass_scalars_json(shmrpc_client *client, const types_scalars *v, types_scalars *out);
+int types_pass_scalars_json(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_);
 
-int types_pass_holder(shmrpc_client *client, const types_holder *v, types_holder *out);
+int types_pass_holder(shmrpc_client *client_, const types_Holder *v, types_Holder *out_);
 
-int types_pass_holder_json(shmrpc_client *client, const types_holder *v, types_holder *out);
+int types_pass_holder_json(shmrpc_client *client_, const types_Holder *v, types_Holder *out_);
 
-int types_pass_node(shmrpc_client *client, const types_node *v, types_node *out);
+int types_pass_node(shmrpc_client *client_, const types_Node *v, types_Node *out_);
 
-int types_pass_node_json(shmrpc_client *client, const types_node *v, types_node *out);
+int types_pass_node_json(shmrpc_client *client_, const types_Node *v, types_Node *out_);
 
-int types_many(shmrpc_client *client, types_list_u8 v, types_list_u8 *out);
+int types_many(shmrpc_client *client_, types_list_U8 v, types_list_U8 *out_);
 
-int types_many_json(shmrpc_client *client, types_list_string v, types_list_string *out);
+int types_many_json(shmrpc_client *client_, types_list_String v, types_list_String *out_);
 
-int types_nothing(shmrpc_client *client);
+int types_nothing(shmrpc_client *client_);
 
-int types_nothing_json(shmrpc_client *client);
+int types_nothing_json(shmrpc_client *client_);
 
-int types_narrow(shmrpc_client *client, int8_t a, uint16_t b, types_color c, float d, bool e, int8_t *out);
+int types_narrow(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, float d, bool e,
+                 int8_t *out_);
 
-int types_maybe_sign(shmrpc_client *client, types_opt_sign s, types_opt_sign *out);
+int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *out_);
 
-int types_raw(shmrpc_client *client, shmrpc_bytes data, shmrpc_bytes *out);
+int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_);
 
 /* Server: one handler per method, registered with shmrpc_server_register() together
- * with types_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
+ * with Types_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live
  * until the call is answered: take it from shmrpc_ctx_arena(ctx). */
-typedef struct types_handlers {
-    int (*pass_scalars)(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out);
-    int (*pass_scalars_json)(shmrpc_ctx *ctx, const types_scalars *v, types_scalars *out);
-    int (*pass_holder)(shmrpc_ctx *ctx, const types_holder *v, types_holder *out);
-    int (*pass_holder_json)(shmrpc_ctx *ctx, const types_holder *v, types_holder *out);
-    int (*pass_node)(shmrpc_ctx *ctx, const types_node *v, types_node *out);
-    int (*pass_node_json)(shmrpc_ctx *ctx, const types_node *v, types_node *out);
-    int (*many)(shmrpc_ctx *ctx, types_list_u8 v, types_list_u8 *out);
-    int (*many_json)(shmrpc_ctx *ctx, types_list_string v, types_list_string *out);
-    int (*nothing)(shmrpc_ctx *ctx);
-    int (*nothing_json)(shmrpc_ctx *ctx);
-    int (*narrow)(shmrpc_ctx *ctx, int8_t a, uint16_t b, types_color c, float d, bool e, int8_t *out);
-    int (*maybe_sign)(shmrpc_ctx *ctx, types_opt_sign s, types_opt_sign *out);
-    int (*raw)(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out);
-} types_handlers;
+typedef struct Types_handlers {
+    int (*pass_scalars)(shmrpc_ctx *ctx_, const types_Scalars *v, types_Scalars *out_);
+    int (*pass_scalars_json)(shmrpc_ctx *ctx_, const types_Scalars *v, types_Scalars *out_);
+    int (*pass_holder)(shmrpc_ctx *ctx_, const types_Holder *v, types_Holder *out_);
+    int (*pass_holder_json)(shmrpc_ctx *ctx_, const types_Holder *v, types_Holder *out_);
+    int (*pass_node)(shmrpc_ctx *ctx_, const types_Node *v, types_Node *out_);
+    int (*pass_node_json)(shmrpc_ctx *ctx_, const types_Node *v, types_Node *out_);
+    int (*many)(shmrpc_ctx *ctx_, types_list_U8 v, types_list_U8 *out_);
+    int (*many_json)(shmrpc_ctx *ctx_, types_list_String v, types_list_String *out_);
+    int (*nothing)(shmrpc_ctx *ctx_);
+    int (*nothing_json)(shmrpc_ctx *ctx_);
+    int (*narrow)(shmrpc_ctx *ctx_, int8_t a, uint16_t b, types_Color c, float d, bool e,
+                  int8_t *out_);
+    int (*maybe_sign)(shmrpc_ctx *ctx_, types_opt_Sign s, types_opt_Sign *out_);
+    int (*raw)(shmrpc_ctx *ctx_, shmrpc_bytes data, shmrpc_bytes *out_);
+} Types_handlers;
 
-extern const shmrpc_service types_service;
+extern const shmrpc_service Types_service;
 
 /* The codec glue that the stubs and the server share (in types.c): not for direct use. */
-const char *types__color_to_name(types_color v);
-bool types__color_from_name(shmrpc_str s, types_color *v);
-void types__color_mp_write(msgpack_packer *pk, const types_color *v);
-int types__color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_color *v);
-shmrpc_json *types__color_json_write(const types_color *v);
-int types__color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_color *v);
-const char *types__sign_to_name(types_sign v);
-bool types__sign_from_name(shmrpc_str s, types_sign *v);
-void types__sign_mp_write(msgpack_packer *pk, const types_sign *v);
-int types__sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_sign *v);
-shmrpc_json *types__sign_json_write(const types_sign *v);
-int types__sign_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_sign *v);
-void types__scalars_mp_write(msgpack_packer *pk, const types_scalars *v);
-int types__scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_scalars *v);
-shmrpc_json *types__scalars_json_write(const types_scalars *v);
-int types__scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_scalars *v);
-void types__node_mp_write(msgpack_packer *pk, const types_node *v);
-int types__node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_node *v);
-shmrpc_json *types__node_json_write(const types_node *v);
-int types__node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_node *v);
-void types__list_node_mp_write(msgpack_packer *pk, const types_list_node *v);
-int types__list_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_node *v);
-shmrpc_json *types__list_node_json_write(const types_list_node *v);
-int types__list_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_node *v);
-void types__opt_node_mp_write(msgpack_packer *pk, const types_node *const *v);
-int types__opt_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_node **v);
-shmrpc_json *types__opt_node_json_write(const types_node *const *v);
-int types__opt_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_node **v);
-void types__empty_mp_write(msgpack_packer *pk, const types_empty *v);
-int types__empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_empty *v);
-shmrpc_json *types__empty_json_write(const types_empty *v);
-int types__empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_empty *v);
-void types__holder_mp_write(msgpack_packer *pk, const types_holder *v);
-int types__holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_holder *v);
-shmrpc_json *types__holder_json_write(const types_holder *v);
-int types__holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_holder *v);
-void types__opt_scalars_mp_write(msgpack_packer *pk, const types_scalars *const *v);
-int types__opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_scalars **v);
-shmrpc_json *types__opt_scalars_json_write(const types_scalars *const *v);
-int types__opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_scalars **v);
-void types__opt_i32_mp_write(msgpack_packer *pk, const types_opt_i32 *v);
-int types__opt_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_i32 *v);
-shmrpc_json *types__opt_i32_json_write(const types_opt_i32 *v);
-int types__opt_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_i32 *v);
-void types__opt_string_mp_write(msgpack_packer *pk, const types_opt_string *v);
-int types__opt_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_string *v);
-shmrpc_json *types__opt_string_json_write(const types_opt_string *v);
-int types__opt_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_string *v);
-void types__opt_bytes_mp_write(msgpack_packer *pk, const types_opt_bytes *v);
-int types__opt_bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_bytes *v);
-shmrpc_json *types__opt_bytes_json_write(const types_opt_bytes *v);
-int types__opt_bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_bytes *v);
-void types__opt_color_mp_write(msgpack_packer *pk, const types_opt_color *v);
-int types__opt_color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_color *v);
-shmrpc_json *types__opt_color_json_write(const types_opt_color *v);
-int types__opt_color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_color *v);
-void types__list_i64_mp_write(msgpack_packer *pk, const types_list_i64 *v);
-int types__list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i64 *v);
-shmrpc_json *types__list_i64_json_write(const types_list_i64 *v);
-int types__list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_i64 *v);
-void types__opt_list_i64_mp_write(msgpack_packer *pk, const types_opt_list_i64 *v);
-int types__opt_list_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_list_i64 *v);
-shmrpc_json *types__opt_list_i64_json_write(const types_opt_list_i64 *v);
-int types__opt_list_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_list_i64 *v);
-void types__list_string_mp_write(msgpack_packer *pk, const types_list_string *v);
-int types__list_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_string *v);
-shmrpc_json *types__list_string_json_write(const types_list_string *v);
-int types__list_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_string *v);
-void types__list_i32_mp_write(msgpack_packer *pk, const types_list_i32 *v);
-int types__list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_i32 *v);
-shmrpc_json *types__list_i32_json_write(const types_list_i32 *v);
-int types__list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_i32 *v);
-void types__list_list_i32_mp_write(msgpack_packer *pk, const types_list_list_i32 *v);
-int types__list_list_i32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_list_i32 *v);
-shmrpc_json *types__list_list_i32_json_write(const types_list_list_i32 *v);
-int types__list_list_i32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_list_i32 *v);
-void types__list_opt_scalars_mp_write(msgpack_packer *pk, const types_list_opt_scalars *v);
-int types__list_opt_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_opt_scalars *v);
-shmrpc_json *types__list_opt_scalars_json_write(const types_list_opt_scalars *v);
-int types__list_opt_scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_opt_scalars *v);
-void types__map_string_i64_mp_write(msgpack_packer *pk, const types_map_string_i64 *v);
-int types__map_string_i64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_i64 *v);
-shmrpc_json *types__map_string_i64_json_write(const types_map_string_i64 *v);
-int types__map_string_i64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_i64 *v);
-void types__map_i32_string_mp_write(msgpack_packer *pk, const types_map_i32_string *v);
-int types__map_i32_string_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_i32_string *v);
-shmrpc_json *types__map_i32_string_json_write(const types_map_i32_string *v);
-int types__map_i32_string_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_i32_string *v);
-void types__list_f64_mp_write(msgpack_packer *pk, const types_list_f64 *v);
-int types__list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_f64 *v);
-shmrpc_json *types__list_f64_json_write(const types_list_f64 *v);
-int types__list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_f64 *v);
-void types__map_u64_list_f64_mp_write(msgpack_packer *pk, const types_map_u64_list_f64 *v);
-int types__map_u64_list_f64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_u64_list_f64 *v);
-shmrpc_json *types__map_u64_list_f64_json_write(const types_map_u64_list_f64 *v);
-int types__map_u64_list_f64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_u64_list_f64 *v);
-void types__map_color_node_mp_write(msgpack_packer *pk, const types_map_color_node *v);
-int types__map_color_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_color_node *v);
-shmrpc_json *types__map_color_node_json_write(const types_map_color_node *v);
-int types__map_color_node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_color_node *v);
-void types__map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_bool *v);
-int types__map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_bool *v);
-shmrpc_json *types__map_string_bool_json_write(const types_map_string_bool *v);
-int types__map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_bool *v);
-void types__map_string_map_string_bool_mp_write(msgpack_packer *pk, const types_map_string_map_string_bool *v);
-int types__map_string_map_string_bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_string_map_string_bool *v);
-shmrpc_json *types__map_string_map_string_bool_json_write(const types_map_string_map_string_bool *v);
-int types__map_string_map_string_bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_map_string_map_string_bool *v);
-void types__list_u8_mp_write(msgpack_packer *pk, const types_list_u8 *v);
-int types__list_u8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_u8 *v);
-void types__opt_sign_mp_write(msgpack_packer *pk, const types_opt_sign *v);
-int types__opt_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_sign *v);
+const char *Types_Color_to_name(types_Color v);
+bool Types_Color_from_name(shmrpc_str s, types_Color *v);
+void Types_Color_mp_write(msgpack_packer *pk, const types_Color *v);
+int Types_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Color *v);
+shmrpc_json *Types_Color_json_write(const types_Color *v);
+int Types_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Color *v);
+const char *Types_Sign_to_name(types_Sign v);
+bool Types_Sign_from_name(shmrpc_str s, types_Sign *v);
+void Types_Sign_mp_write(msgpack_packer *pk, const types_Sign *v);
+int Types_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Sign *v);
+shmrpc_json *Types_Sign_json_write(const types_Sign *v);
+int Types_Sign_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Sign *v);
+void Types_Scalars_mp_write(msgpack_packer *pk, const types_Scalars *v);
+int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v);
+shmrpc_json *Types_Scalars_json_write(const types_Scalars *v);
+int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Scalars *v);
+void Types_Node_mp_write(msgpack_packer *pk, const types_Node *v);
+int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v);
+shmrpc_json *Types_Node_json_write(const types_Node *v);
+int Types_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Node *v);
+void Types_list_Node_mp_write(msgpack_packer *pk, const types_list_Node *v);
+int Types_list_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_Node *v);
+shmrpc_json *Types_list_Node_json_write(const types_list_Node *v);
+int Types_list_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_Node *v);
+void Types_opt_Node_mp_write(msgpack_packer *pk, const types_Node *const *v);
+int Types_opt_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Node **v);
+shmrpc_json *Types_opt_Node_json_write(const types_Node *const *v);
+int Types_opt_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_Node **v);
+void Types_Empty_mp_write(msgpack_packer *pk, const types_Empty *v);
+int Types_Empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Empty *v);
+shmrpc_json *Types_Empty_json_write(const types_Empty *v);
+int Types_Empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Empty *v);
+void Types_Holder_mp_write(msgpack_packer *pk, const types_Holder *v);
+int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v);
+shmrpc_json *Types_Holder_json_write(const types_Holder *v);
+int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Holder *v);
+void Types_opt_Scalars_mp_write(msgpack_packer *pk, const types_Scalars *const *v);
+int Types_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Scalars **v);
+shmrpc_json *Types_opt_Scalars_json_write(const types_Scalars *const *v);
+int Types_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                const types_Scalars **v);
+void Types_opt_I32_mp_write(msgpack_packer *pk, const types_opt_I32 *v);
+int Types_opt_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_I32 *v);
+shmrpc_json *Types_opt_I32_json_write(const types_opt_I32 *v);
+int Types_opt_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_I32 *v);
+void Types_opt_String_mp_write(msgpack_packer *pk, const types_opt_String *v);
+int Types_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_String *v);
+shmrpc_json *Types_opt_String_json_write(const types_opt_String *v);
+int Types_opt_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_String *v);
+void Types_opt_Bytes_mp_write(msgpack_packer *pk, const types_opt_Bytes *v);
+int Types_opt_Bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Bytes *v);
+shmrpc_json *Types_opt_Bytes_json_write(const types_opt_Bytes *v);
+int Types_opt_Bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Bytes *v);
+void Types_opt_Color_mp_write(msgpack_packer *pk, const types_opt_Color *v);
+int Types_opt_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Color *v);
+shmrpc_json *Types_opt_Color_json_write(const types_opt_Color *v);
+int Types_opt_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Color *v);
+void Types_list_I64_mp_write(msgpack_packer *pk, const types_list_I64 *v);
+int Types_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I64 *v);
+shmrpc_json *Types_list_I64_json_write(const types_list_I64 *v);
+int Types_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_I64 *v);
+void Types_opt_list_I64_mp_write(msgpack_packer *pk, const types_opt_list_I64 *v);
+int Types_opt_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_list_I64 *v);
+shmrpc_json *Types_opt_list_I64_json_write(const types_opt_list_I64 *v);
+int Types_opt_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                 types_opt_list_I64 *v);
+void Types_list_String_mp_write(msgpack_packer *pk, const types_list_String *v);
+int Types_list_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_String *v);
+shmrpc_json *Types_list_String_json_write(const types_list_String *v);
+int Types_list_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_String *v);
+void Types_list_I32_mp_write(msgpack_packer *pk, const types_list_I32 *v);
+int Types_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I32 *v);
+shmrpc_json *Types_list_I32_json_write(const types_list_I32 *v);
+int Types_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_I32 *v);
+void Types_list_list_I32_mp_write(msgpack_packer *pk, const types_list_list_I32 *v);
+int Types_list_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_list_I32 *v);
+shmrpc_json *Types_list_list_I32_json_write(const types_list_list_I32 *v);
+int Types_list_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                  types_list_list_I32 *v);
+void Types_list_opt_Scalars_mp_write(msgpack_packer *pk, const types_list_opt_Scalars *v);
+int Types_list_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_opt_Scalars *v);
+shmrpc_json *Types_list_opt_Scalars_json_write(const types_list_opt_Scalars *v);
+int Types_list_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                     types_list_opt_Scalars *v);
+void Types_map_String_I64_mp_write(msgpack_packer *pk, const types_map_String_I64 *v);
+int Types_map_String_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_String_I64 *v);
+shmrpc_json *Types_map_String_I64_json_write(const types_map_String_I64 *v);
+int Types_map_String_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_String_I64 *v);
+void Types_map_I32_String_mp_write(msgpack_packer *pk, const types_map_I32_String *v);
+int Types_map_I32_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_I32_String *v);
+shmrpc_json *Types_map_I32_String_json_write(const types_map_I32_String *v);
+int Types_map_I32_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_I32_String *v);
+void Types_list_F64_mp_write(msgpack_packer *pk, const types_list_F64 *v);
+int Types_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_F64 *v);
+shmrpc_json *Types_list_F64_json_write(const types_list_F64 *v);
+int Types_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_list_F64 *v);
+void Types_map_U64_list_F64_mp_write(msgpack_packer *pk, const types_map_U64_list_F64 *v);
+int Types_map_U64_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_U64_list_F64 *v);
+shmrpc_json *Types_map_U64_list_F64_json_write(const types_map_U64_list_F64 *v);
+int Types_map_U64_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                     types_map_U64_list_F64 *v);
+void Types_map_Color_Node_mp_write(msgpack_packer *pk, const types_map_Color_Node *v);
+int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_Color_Node *v);
+shmrpc_json *Types_map_Color_Node_json_write(const types_map_Color_Node *v);
+int Types_map_Color_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                   types_map_Color_Node *v);
+void Types_map_String_Bool_mp_write(msgpack_packer *pk, const types_map_String_Bool *v);
+int Types_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_String_Bool *v);
+shmrpc_json *Types_map_String_Bool_json_write(const types_map_String_Bool *v);
+int Types_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                    types_map_String_Bool *v);
+void Types_map_String_map_String_Bool_mp_write(msgpack_packer *pk,
+                                               const types_map_String_map_String_Bool *v);
+int Types_map_String_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                             types_map_String_map_String_Bool *v);
+shmrpc_json *Types_map_String_map_String_Bool_json_write(const types_map_String_map_String_Bool *v);
+int Types_map_String_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                               types_map_String_map_String_Bool *v);
+void Types_list_U8_mp_write(msgpack_packer *pk, const types_list_U8 *v);
+int Types_list_U8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_U8 *v);
+void Types_opt_Sign_mp_write(msgpack_packer *pk, const types_opt_Sign *v);
+int Types_opt_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Sign *v);
 
 #ifdef __cplusplus
 }

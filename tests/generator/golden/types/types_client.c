@@ -2,246 +2,256 @@
  * Client stubs of Types: encode the arguments, call, decode the result. */
 #include "types.h"
 
-int types_pass_scalars(shmrpc_client *client, const types_scalars *v, types_scalars *out)
+int types_pass_scalars(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    types__scalars_mp_write(&pk_, v);
+    Types_Scalars_mp_write(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_scalars: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.pass_scalars: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_SCALARS, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_SCALARS, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = types__scalars_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_scalars", r_.field, r_.why);
+    if ((rc_ = Types_Scalars_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_scalars", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_scalars", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.pass_scalars", r_.field, r_.why);
     return 0;
 }
 
-int types_pass_scalars_json(shmrpc_client *client, const types_scalars *v, types_scalars *out)
+int types_pass_scalars_json(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Types.pass_scalars_json: out of memory");
-    if (shmrpc_json_set(args_, "v", types__scalars_json_write(v)) != 0) {
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM,
+                                   "Types.pass_scalars_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Scalars_json_write(v)) != 0) {
         shmrpc_json_free(args_);
-        return shmrpc_client_error(client, SHMRPC_EINVAL,
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
                                    "Types.pass_scalars_json: argument 'v' has no JSON form");
     }
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_scalars_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_scalars_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_SCALARS_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_SCALARS_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_scalars_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = types__scalars_json_read(&r_, r_.root, out)) != 0)
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_scalars_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_Scalars_json_read(&r_, r_.root, out_)) != 0)
         goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Types.pass_scalars_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Types.pass_scalars_json", r_.field, r_.why);
 }
 
-int types_pass_holder(shmrpc_client *client, const types_holder *v, types_holder *out)
+int types_pass_holder(shmrpc_client *client_, const types_Holder *v, types_Holder *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    types__holder_mp_write(&pk_, v);
+    Types_Holder_mp_write(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_holder: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.pass_holder: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_HOLDER, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = types__holder_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_holder", r_.field, r_.why);
+    if ((rc_ = Types_Holder_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_holder", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_holder", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.pass_holder", r_.field, r_.why);
     return 0;
 }
 
-int types_pass_holder_json(shmrpc_client *client, const types_holder *v, types_holder *out)
+int types_pass_holder_json(shmrpc_client *client_, const types_Holder *v, types_Holder *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Types.pass_holder_json: out of memory");
-    if (shmrpc_json_set(args_, "v", types__holder_json_write(v)) != 0) {
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.pass_holder_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Holder_json_write(v)) != 0) {
         shmrpc_json_free(args_);
-        return shmrpc_client_error(client, SHMRPC_EINVAL,
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
                                    "Types.pass_holder_json: argument 'v' has no JSON form");
     }
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_holder_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_holder_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_HOLDER_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_holder_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = types__holder_json_read(&r_, r_.root, out)) != 0)
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_holder_json: result: malformed JSON: %s", r_.detail);
+    if ((rc_ = Types_Holder_json_read(&r_, r_.root, out_)) != 0)
         goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Types.pass_holder_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Types.pass_holder_json", r_.field, r_.why);
 }
 
-int types_pass_node(shmrpc_client *client, const types_node *v, types_node *out)
+int types_pass_node(shmrpc_client *client_, const types_Node *v, types_Node *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    types__node_mp_write(&pk_, v);
+    Types_Node_mp_write(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_node: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.pass_node: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_NODE, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = types__node_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_node", r_.field, r_.why);
+    if ((rc_ = Types_Node_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_node", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.pass_node", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.pass_node", r_.field, r_.why);
     return 0;
 }
 
-int types_pass_node_json(shmrpc_client *client, const types_node *v, types_node *out)
+int types_pass_node_json(shmrpc_client *client_, const types_Node *v, types_Node *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Types.pass_node_json: out of memory");
-    if (shmrpc_json_set(args_, "v", types__node_json_write(v)) != 0) {
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.pass_node_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Node_json_write(v)) != 0) {
         shmrpc_json_free(args_);
-        return shmrpc_client_error(client, SHMRPC_EINVAL,
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
                                    "Types.pass_node_json: argument 'v' has no JSON form");
     }
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_node_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_node_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_PASS_NODE_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Types.pass_node_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = types__node_json_read(&r_, r_.root, out)) != 0)
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.pass_node_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_Node_json_read(&r_, r_.root, out_)) != 0)
         goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Types.pass_node_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Types.pass_node_json", r_.field, r_.why);
 }
 
-int types_many(shmrpc_client *client, types_list_u8 v, types_list_u8 *out)
+int types_many(shmrpc_client *client_, types_list_U8 v, types_list_U8 *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    types__list_u8_mp_write(&pk_, &v);
+    Types_list_U8_mp_write(&pk_, &v);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.many: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.many: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_MANY, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = types__list_u8_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Types.many", r_.field, r_.why);
+    if ((rc_ = Types_list_U8_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.many", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.many", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.many", r_.field, r_.why);
     return 0;
 }
 
-int types_many_json(shmrpc_client *client, types_list_string v, types_list_string *out)
+int types_many_json(shmrpc_client *client_, types_list_String v, types_list_String *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Types.many_json: out of memory");
-    if (shmrpc_json_set(args_, "v", types__list_string_json_write(&v)) != 0) {
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.many_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_list_String_json_write(&v)) != 0) {
         shmrpc_json_free(args_);
-        return shmrpc_client_error(client, SHMRPC_EINVAL,
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
                                    "Types.many_json: argument 'v' has no JSON form");
     }
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.many_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.many_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_MANY_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Types.many_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = types__list_string_json_read(&r_, r_.root, out)) != 0)
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.many_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_list_String_json_read(&r_, r_.root, out_)) != 0)
         goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Types.many_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Types.many_json", r_.field, r_.why);
 }
 
-int types_nothing(shmrpc_client *client)
+int types_nothing(shmrpc_client *client_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 0);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.nothing: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.nothing: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_NOTHING, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.nothing", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.nothing", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.nothing", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.nothing", r_.field, r_.why);
     return 0;
 }
 
-int types_nothing_json(shmrpc_client *client)
+int types_nothing_json(shmrpc_client *client_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     shmrpc_json *args_ = shmrpc_json_object();
     if (args_ == NULL)
-        return shmrpc_client_error(client, SHMRPC_ENOMEM, "Types.nothing_json: out of memory");
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.nothing_json: out of memory");
     int rc_ = shmrpc_json_dump(args_, req_);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.nothing_json: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.nothing_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_NOTHING_JSON, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING_JSON, &resp_)) != 0)
         return rc_;
     shmrpc_json_reader r_;
-    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client), resp_.ptr, resp_.len)) != 0)
-        return shmrpc_client_error(client, rc_, "Types.nothing_json: result: malformed JSON: %s", r_.detail);
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.nothing_json: result: malformed JSON: %s",
+                                   r_.detail);
     if (!shmrpc_json_is_null(r_.root)) {
         r_.why = "expected null";
         goto fail;
@@ -250,18 +260,19 @@ int types_nothing_json(shmrpc_client *client)
     return 0;
 fail:
     shmrpc_json_release(&r_);
-    return shmrpc_client_decode_error(client, "Types.nothing_json", r_.field, r_.why);
+    return shmrpc_client_decode_error(client_, "Types.nothing_json", r_.field, r_.why);
 }
 
-int types_narrow(shmrpc_client *client, int8_t a, uint16_t b, types_color c, float d, bool e, int8_t *out)
+int types_narrow(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, float d, bool e,
+                 int8_t *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 5);
     msgpack_pack_int64(&pk_, a);
     msgpack_pack_uint64(&pk_, b);
-    types__color_mp_write(&pk_, &c);
+    Types_Color_mp_write(&pk_, &c);
     msgpack_pack_float(&pk_, d);
     if (e)
         msgpack_pack_true(&pk_);
@@ -269,50 +280,50 @@ int types_narrow(shmrpc_client *client, int8_t a, uint16_t b, types_color c, flo
         msgpack_pack_false(&pk_);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.narrow: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.narrow: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_NARROW, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NARROW, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     {
         int64_t tmp;
         if ((rc_ = shmrpc_mp_read_int(&r_, INT8_MIN, INT8_MAX, &tmp)) != 0)
-            return shmrpc_client_decode_error(client, "Types.narrow", r_.field, r_.why);
-        *out = (int8_t)tmp;
+            return shmrpc_client_decode_error(client_, "Types.narrow", r_.field, r_.why);
+        *out_ = (int8_t)tmp;
     }
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.narrow", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.narrow", r_.field, r_.why);
     return 0;
 }
 
-int types_maybe_sign(shmrpc_client *client, types_opt_sign s, types_opt_sign *out)
+int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    types__opt_sign_mp_write(&pk_, &s);
+    Types_opt_Sign_mp_write(&pk_, &s);
     int rc_ = req_->err;
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.maybe_sign: cannot encode the arguments");
+        return shmrpc_client_error(client_, rc_, "Types.maybe_sign: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client, TYPES_METHOD_MAYBE_SIGN, &resp_)) != 0)
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MAYBE_SIGN, &resp_)) != 0)
         return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
-    if ((rc_ = types__opt_sign_mp_read(&r_, shmrpc_client_arena(client), out)) != 0)
-        return shmrpc_client_decode_error(client, "Types.maybe_sign", r_.field, r_.why);
+    if ((rc_ = Types_opt_Sign_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.maybe_sign", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
-        return shmrpc_client_decode_error(client, "Types.maybe_sign", r_.field, r_.why);
+        return shmrpc_client_decode_error(client_, "Types.maybe_sign", r_.field, r_.why);
     return 0;
 }
 
-int types_raw(shmrpc_client *client, shmrpc_bytes data, shmrpc_bytes *out)
+int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
 {
-    shmrpc_buf *req_ = shmrpc_client_request(client);
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
     int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
     if (rc_ != 0)
-        return shmrpc_client_error(client, rc_, "Types.raw: cannot encode the arguments");
-    return shmrpc_client_call(client, TYPES_METHOD_RAW, out);
+        return shmrpc_client_error(client_, rc_, "Types.raw: cannot encode the arguments");
+    return shmrpc_client_call(client_, TYPES_METHOD_RAW, out_);
 }

@@ -5,61 +5,71 @@
 
 #include "types.h"
 
-typedef struct types__pass_scalars_args {
-    types_scalars v;
-} types__pass_scalars_args;
+typedef struct Types_pass_scalars_args {
+    types_Scalars v;
+} Types_pass_scalars_args;
 
-typedef struct types__pass_scalars_json_args {
-    types_scalars v;
-} types__pass_scalars_json_args;
+typedef struct Types_pass_scalars_json_args {
+    types_Scalars v;
+} Types_pass_scalars_json_args;
 
-typedef struct types__pass_holder_args {
-    types_holder v;
-} types__pass_holder_args;
+typedef struct Types_pass_holder_args {
+    types_Holder v;
+} Types_pass_holder_args;
 
-typedef struct types__pass_holder_json_args {
-    types_holder v;
-} types__pass_holder_json_args;
+typedef struct Types_pass_holder_json_args {
+    types_Holder v;
+} Types_pass_holder_json_args;
 
-typedef struct types__pass_node_args {
-    types_node v;
-} types__pass_node_args;
+typedef struct Types_pass_node_args {
+    types_Node v;
+} Types_pass_node_args;
 
-typedef struct types__pass_node_json_args {
-    types_node v;
-} types__pass_node_json_args;
+typedef struct Types_pass_node_json_args {
+    types_Node v;
+} Types_pass_node_json_args;
 
-typedef struct types__many_args {
-    types_list_u8 v;
-} types__many_args;
+typedef struct Types_many_args {
+    types_list_U8 v;
+} Types_many_args;
 
-typedef struct types__many_json_args {
-    types_list_string v;
-} types__many_json_args;
+typedef struct Types_many_json_args {
+    types_list_String v;
+} Types_many_json_args;
 
-typedef struct types__narrow_args {
+typedef struct Types_narrow_args {
     int8_t a;
     uint16_t b;
-    types_color c;
+    types_Color c;
     float d;
     bool e;
-} types__narrow_args;
+} Types_narrow_args;
 
-typedef struct types__maybe_sign_args {
-    types_opt_sign s;
-} types__maybe_sign_args;
-static int types__pass_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_scalars_args *v);
-static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_scalars_json_args *v);
-static int types__pass_holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_holder_args *v);
-static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_holder_json_args *v);
-static int types__pass_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_node_args *v);
-static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_node_json_args *v);
-static int types__many_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__many_args *v);
-static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__many_json_args *v);
-static int types__narrow_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__narrow_args *v);
-static int types__maybe_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__maybe_sign_args *v);
+typedef struct Types_maybe_sign_args {
+    types_opt_Sign s;
+} Types_maybe_sign_args;
 
-static int types__pass_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_scalars_args *v)
+static int Types_pass_scalars_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                           Types_pass_scalars_args *v);
+static int Types_pass_scalars_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                                  Types_pass_scalars_json_args *v);
+static int Types_pass_holder_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                          Types_pass_holder_args *v);
+static int Types_pass_holder_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                                 Types_pass_holder_json_args *v);
+static int Types_pass_node_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                        Types_pass_node_args *v);
+static int Types_pass_node_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                               Types_pass_node_json_args *v);
+static int Types_many_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_many_args *v);
+static int Types_many_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                          Types_many_json_args *v);
+static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_narrow_args *v);
+static int Types_maybe_sign_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                         Types_maybe_sign_args *v);
+
+static int Types_pass_scalars_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                           Types_pass_scalars_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -69,12 +79,13 @@ static int types__pass_scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, typ
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__scalars_mp_read(r, a, &v->v)) != 0)
+    if ((rc = Types_Scalars_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
-static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_scalars_json_args *v)
+static int Types_pass_scalars_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                                  Types_pass_scalars_json_args *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -87,7 +98,7 @@ static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrp
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = types__scalars_json_read(r, f, &v->v)) != 0)
+    if ((rc = Types_Scalars_json_read(r, f, &v->v)) != 0)
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
@@ -96,7 +107,8 @@ static int types__pass_scalars_json_json_read(shmrpc_json_reader *r, const shmrp
     return 0;
 }
 
-static int types__pass_holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_holder_args *v)
+static int Types_pass_holder_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                          Types_pass_holder_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -106,12 +118,13 @@ static int types__pass_holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, type
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__holder_mp_read(r, a, &v->v)) != 0)
+    if ((rc = Types_Holder_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
-static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_holder_json_args *v)
+static int Types_pass_holder_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                                 Types_pass_holder_json_args *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -124,7 +137,7 @@ static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = types__holder_json_read(r, f, &v->v)) != 0)
+    if ((rc = Types_Holder_json_read(r, f, &v->v)) != 0)
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
@@ -133,7 +146,8 @@ static int types__pass_holder_json_json_read(shmrpc_json_reader *r, const shmrpc
     return 0;
 }
 
-static int types__pass_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__pass_node_args *v)
+static int Types_pass_node_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                        Types_pass_node_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -143,12 +157,13 @@ static int types__pass_node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__node_mp_read(r, a, &v->v)) != 0)
+    if ((rc = Types_Node_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
-static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__pass_node_json_args *v)
+static int Types_pass_node_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                               Types_pass_node_json_args *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -161,7 +176,7 @@ static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_j
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = types__node_json_read(r, f, &v->v)) != 0)
+    if ((rc = Types_Node_json_read(r, f, &v->v)) != 0)
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
@@ -170,7 +185,7 @@ static int types__pass_node_json_json_read(shmrpc_json_reader *r, const shmrpc_j
     return 0;
 }
 
-static int types__many_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__many_args *v)
+static int Types_many_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_many_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -180,12 +195,13 @@ static int types__many_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__many
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__list_u8_mp_read(r, a, &v->v)) != 0)
+    if ((rc = Types_list_U8_mp_read(r, a, &v->v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
-static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types__many_json_args *v)
+static int Types_many_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
+                                          Types_many_json_args *v)
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
@@ -198,7 +214,7 @@ static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = types__list_string_json_read(r, f, &v->v)) != 0)
+    if ((rc = Types_list_String_json_read(r, f, &v->v)) != 0)
         return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
@@ -207,7 +223,7 @@ static int types__many_json_json_read(shmrpc_json_reader *r, const shmrpc_json *
     return 0;
 }
 
-static int types__narrow_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__narrow_args *v)
+static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_narrow_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -229,7 +245,7 @@ static int types__narrow_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__na
             return shmrpc_mp_fail_at(r, rc, "b");
         v->b = (uint16_t)tmp;
     }
-    if ((rc = types__color_mp_read(r, a, &v->c)) != 0)
+    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0)
         return shmrpc_mp_fail_at(r, rc, "c");
     if ((rc = shmrpc_mp_read_f32(r, &v->d)) != 0)
         return shmrpc_mp_fail_at(r, rc, "d");
@@ -238,7 +254,8 @@ static int types__narrow_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__na
     return 0;
 }
 
-static int types__maybe_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types__maybe_sign_args *v)
+static int Types_maybe_sign_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
+                                         Types_maybe_sign_args *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
@@ -248,194 +265,211 @@ static int types__maybe_sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = types__opt_sign_mp_read(r, a, &v->s)) != 0)
+    if ((rc = Types_opt_Sign_mp_read(r, a, &v->s)) != 0)
         return shmrpc_mp_fail_at(r, rc, "s");
     return 0;
 }
 
-static int types__pass_scalars_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_scalars_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                     shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__pass_scalars_args args;
-    int rc = types__pass_scalars_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_pass_scalars_args args;
+    int rc = Types_pass_scalars_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_scalars", "arguments", r.field, r.why);
-    types_scalars out;
+    types_Scalars out;
     memset(&out, 0, sizeof out);
     rc = h->pass_scalars(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    types__scalars_mp_write(&pk, &out);
+    Types_Scalars_mp_write(&pk, &out);
     return resp->err;
 }
 
-static int types__pass_scalars_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_scalars_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                          shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
-        return shmrpc_ctx_error(ctx, rc, "Types.pass_scalars_json: arguments: malformed JSON: %s", r.detail);
-    types__pass_scalars_json_args args;
-    rc = types__pass_scalars_json_json_read(&r, r.root, &args);
+        return shmrpc_ctx_error(ctx, rc, "Types.pass_scalars_json: arguments: malformed JSON: %s",
+                                r.detail);
+    Types_pass_scalars_json_args args;
+    rc = Types_pass_scalars_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_scalars_json", "arguments", r.field, r.why);
-    types_scalars out;
+    types_Scalars out;
     memset(&out, 0, sizeof out);
     rc = h->pass_scalars_json(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
-    shmrpc_json *res = types__scalars_json_write(&out);
+    shmrpc_json *res = Types_Scalars_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_scalars_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Types.pass_scalars_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int types__pass_holder_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_holder_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                    shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__pass_holder_args args;
-    int rc = types__pass_holder_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_pass_holder_args args;
+    int rc = Types_pass_holder_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_holder", "arguments", r.field, r.why);
-    types_holder out;
+    types_Holder out;
     memset(&out, 0, sizeof out);
     rc = h->pass_holder(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    types__holder_mp_write(&pk, &out);
+    Types_Holder_mp_write(&pk, &out);
     return resp->err;
 }
 
-static int types__pass_holder_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_holder_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                         shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
-        return shmrpc_ctx_error(ctx, rc, "Types.pass_holder_json: arguments: malformed JSON: %s", r.detail);
-    types__pass_holder_json_args args;
-    rc = types__pass_holder_json_json_read(&r, r.root, &args);
+        return shmrpc_ctx_error(ctx, rc, "Types.pass_holder_json: arguments: malformed JSON: %s",
+                                r.detail);
+    Types_pass_holder_json_args args;
+    rc = Types_pass_holder_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_holder_json", "arguments", r.field, r.why);
-    types_holder out;
+    types_Holder out;
     memset(&out, 0, sizeof out);
     rc = h->pass_holder_json(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
-    shmrpc_json *res = types__holder_json_write(&out);
+    shmrpc_json *res = Types_Holder_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_holder_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Types.pass_holder_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int types__pass_node_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_node_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                  shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__pass_node_args args;
-    int rc = types__pass_node_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_pass_node_args args;
+    int rc = Types_pass_node_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_node", "arguments", r.field, r.why);
-    types_node out;
+    types_Node out;
     memset(&out, 0, sizeof out);
     rc = h->pass_node(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    types__node_mp_write(&pk, &out);
+    Types_Node_mp_write(&pk, &out);
     return resp->err;
 }
 
-static int types__pass_node_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_pass_node_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                       shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
-        return shmrpc_ctx_error(ctx, rc, "Types.pass_node_json: arguments: malformed JSON: %s", r.detail);
-    types__pass_node_json_args args;
-    rc = types__pass_node_json_json_read(&r, r.root, &args);
+        return shmrpc_ctx_error(ctx, rc, "Types.pass_node_json: arguments: malformed JSON: %s",
+                                r.detail);
+    Types_pass_node_json_args args;
+    rc = Types_pass_node_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_node_json", "arguments", r.field, r.why);
-    types_node out;
+    types_Node out;
     memset(&out, 0, sizeof out);
     rc = h->pass_node_json(ctx, &args.v, &out);
     if (rc != 0)
         return rc;
-    shmrpc_json *res = types__node_json_write(&out);
+    shmrpc_json *res = Types_Node_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.pass_node_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Types.pass_node_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int types__many_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_many_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                             shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__many_args args;
-    int rc = types__many_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_many_args args;
+    int rc = Types_many_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.many", "arguments", r.field, r.why);
-    types_list_u8 out;
+    types_list_U8 out;
     memset(&out, 0, sizeof out);
     rc = h->many(ctx, args.v, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    types__list_u8_mp_write(&pk, &out);
+    Types_list_U8_mp_write(&pk, &out);
     return resp->err;
 }
 
-static int types__many_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_many_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                  shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
-        return shmrpc_ctx_error(ctx, rc, "Types.many_json: arguments: malformed JSON: %s", r.detail);
-    types__many_json_args args;
-    rc = types__many_json_json_read(&r, r.root, &args);
+        return shmrpc_ctx_error(ctx, rc, "Types.many_json: arguments: malformed JSON: %s",
+                                r.detail);
+    Types_many_json_args args;
+    rc = Types_many_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.many_json", "arguments", r.field, r.why);
-    types_list_string out;
+    types_list_String out;
     memset(&out, 0, sizeof out);
     rc = h->many_json(ctx, args.v, &out);
     if (rc != 0)
         return rc;
-    shmrpc_json *res = types__list_string_json_write(&out);
+    shmrpc_json *res = Types_list_String_json_write(&out);
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.many_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Types.many_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int types__nothing_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_nothing_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     uint32_t n;
@@ -457,13 +491,15 @@ static int types__nothing_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     return resp->err;
 }
 
-static int types__nothing_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_nothing_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                     shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_json_reader r;
     int rc = shmrpc_json_parse(&r, shmrpc_ctx_arena(ctx), req.ptr, req.len);
     if (rc != 0)
-        return shmrpc_ctx_error(ctx, rc, "Types.nothing_json: arguments: malformed JSON: %s", r.detail);
+        return shmrpc_ctx_error(ctx, rc, "Types.nothing_json: arguments: malformed JSON: %s",
+                                r.detail);
     size_t n;
     rc = shmrpc_json_read_object(&r, r.root, &n);
     if (rc == 0 && n != 0) {
@@ -478,17 +514,19 @@ static int types__nothing_json_invoke(shmrpc_ctx *ctx, const void *handlers, shm
         return rc;
     shmrpc_json *res = shmrpc_json_null();
     if (res == NULL)
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Types.nothing_json: the result has no JSON form");
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "Types.nothing_json: the result has no JSON form");
     return shmrpc_json_dump(res, resp);
 }
 
-static int types__narrow_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_narrow_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                               shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__narrow_args args;
-    int rc = types__narrow_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_narrow_args args;
+    int rc = Types_narrow_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
@@ -504,31 +542,33 @@ static int types__narrow_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
     return resp->err;
 }
 
-static int types__maybe_sign_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_maybe_sign_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                                   shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_mp_reader r;
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    types__maybe_sign_args args;
-    int rc = types__maybe_sign_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
+    Types_maybe_sign_args args;
+    int rc = Types_maybe_sign_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
     if (rc == 0)
         rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.maybe_sign", "arguments", r.field, r.why);
-    types_opt_sign out;
+    types_opt_Sign out;
     memset(&out, 0, sizeof out);
     rc = h->maybe_sign(ctx, args.s, &out);
     if (rc != 0)
         return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    types__opt_sign_mp_write(&pk, &out);
+    Types_opt_Sign_mp_write(&pk, &out);
     return resp->err;
 }
 
-static int types__raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+static int Types_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
+                            shmrpc_buf *resp)
 {
-    const types_handlers *h = handlers;
+    const Types_handlers *h = handlers;
     shmrpc_bytes out = {NULL, 0};
     int rc = h->raw(ctx, req, &out);
     if (rc != 0)
@@ -536,43 +576,43 @@ static int types__raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
-static const shmrpc_invoke_fn types__invoke[] = {
-    [TYPES_METHOD_MANY] = types__many_invoke,
-    [TYPES_METHOD_MANY_JSON] = types__many_json_invoke,
-    [TYPES_METHOD_MAYBE_SIGN] = types__maybe_sign_invoke,
-    [TYPES_METHOD_NARROW] = types__narrow_invoke,
-    [TYPES_METHOD_NOTHING] = types__nothing_invoke,
-    [TYPES_METHOD_NOTHING_JSON] = types__nothing_json_invoke,
-    [TYPES_METHOD_PASS_HOLDER] = types__pass_holder_invoke,
-    [TYPES_METHOD_PASS_HOLDER_JSON] = types__pass_holder_json_invoke,
-    [TYPES_METHOD_PASS_NODE] = types__pass_node_invoke,
-    [TYPES_METHOD_PASS_NODE_JSON] = types__pass_node_json_invoke,
-    [TYPES_METHOD_PASS_SCALARS] = types__pass_scalars_invoke,
-    [TYPES_METHOD_PASS_SCALARS_JSON] = types__pass_scalars_json_invoke,
-    [TYPES_METHOD_RAW] = types__raw_invoke,
+static const shmrpc_invoke_fn Types_invoke[] = {
+    [TYPES_METHOD_MANY] = Types_many_invoke,
+    [TYPES_METHOD_MANY_JSON] = Types_many_json_invoke,
+    [TYPES_METHOD_MAYBE_SIGN] = Types_maybe_sign_invoke,
+    [TYPES_METHOD_NARROW] = Types_narrow_invoke,
+    [TYPES_METHOD_NOTHING] = Types_nothing_invoke,
+    [TYPES_METHOD_NOTHING_JSON] = Types_nothing_json_invoke,
+    [TYPES_METHOD_PASS_HOLDER] = Types_pass_holder_invoke,
+    [TYPES_METHOD_PASS_HOLDER_JSON] = Types_pass_holder_json_invoke,
+    [TYPES_METHOD_PASS_NODE] = Types_pass_node_invoke,
+    [TYPES_METHOD_PASS_NODE_JSON] = Types_pass_node_json_invoke,
+    [TYPES_METHOD_PASS_SCALARS] = Types_pass_scalars_invoke,
+    [TYPES_METHOD_PASS_SCALARS_JSON] = Types_pass_scalars_json_invoke,
+    [TYPES_METHOD_RAW] = Types_raw_invoke,
 };
 
-static const size_t types__handler_offset[] = {
-    [TYPES_METHOD_MANY] = offsetof(types_handlers, many),
-    [TYPES_METHOD_MANY_JSON] = offsetof(types_handlers, many_json),
-    [TYPES_METHOD_MAYBE_SIGN] = offsetof(types_handlers, maybe_sign),
-    [TYPES_METHOD_NARROW] = offsetof(types_handlers, narrow),
-    [TYPES_METHOD_NOTHING] = offsetof(types_handlers, nothing),
-    [TYPES_METHOD_NOTHING_JSON] = offsetof(types_handlers, nothing_json),
-    [TYPES_METHOD_PASS_HOLDER] = offsetof(types_handlers, pass_holder),
-    [TYPES_METHOD_PASS_HOLDER_JSON] = offsetof(types_handlers, pass_holder_json),
-    [TYPES_METHOD_PASS_NODE] = offsetof(types_handlers, pass_node),
-    [TYPES_METHOD_PASS_NODE_JSON] = offsetof(types_handlers, pass_node_json),
-    [TYPES_METHOD_PASS_SCALARS] = offsetof(types_handlers, pass_scalars),
-    [TYPES_METHOD_PASS_SCALARS_JSON] = offsetof(types_handlers, pass_scalars_json),
-    [TYPES_METHOD_RAW] = offsetof(types_handlers, raw),
+static const size_t Types_handler_offset[] = {
+    [TYPES_METHOD_MANY] = offsetof(Types_handlers, many),
+    [TYPES_METHOD_MANY_JSON] = offsetof(Types_handlers, many_json),
+    [TYPES_METHOD_MAYBE_SIGN] = offsetof(Types_handlers, maybe_sign),
+    [TYPES_METHOD_NARROW] = offsetof(Types_handlers, narrow),
+    [TYPES_METHOD_NOTHING] = offsetof(Types_handlers, nothing),
+    [TYPES_METHOD_NOTHING_JSON] = offsetof(Types_handlers, nothing_json),
+    [TYPES_METHOD_PASS_HOLDER] = offsetof(Types_handlers, pass_holder),
+    [TYPES_METHOD_PASS_HOLDER_JSON] = offsetof(Types_handlers, pass_holder_json),
+    [TYPES_METHOD_PASS_NODE] = offsetof(Types_handlers, pass_node),
+    [TYPES_METHOD_PASS_NODE_JSON] = offsetof(Types_handlers, pass_node_json),
+    [TYPES_METHOD_PASS_SCALARS] = offsetof(Types_handlers, pass_scalars),
+    [TYPES_METHOD_PASS_SCALARS_JSON] = offsetof(Types_handlers, pass_scalars_json),
+    [TYPES_METHOD_RAW] = offsetof(Types_handlers, raw),
 };
 
-const shmrpc_service types_service = {
+const shmrpc_service Types_service = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
-    .info = &types_service_info,
-    .invoke = types__invoke,
-    .handler_offset = types__handler_offset,
-    .handlers_size = sizeof(types_handlers),
+    .info = &Types_service_info,
+    .invoke = Types_invoke,
+    .handler_offset = Types_handler_offset,
+    .handlers_size = sizeof(Types_handlers),
 };

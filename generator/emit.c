@@ -1,0 +1,247 @@
+/* The emitter of generated lines (see emit.h). */
+#include "emit.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where a line may break: after ", " at index at (the comma), inside the parenthesis at
+ * open, depth parentheses deep. */
+typedef struct brk {
+    size_t at, open;
+    int depth;
+} brk;
+
+enum { MAX_BREAKS = 256 };
+
+/* The breaks of s outside string and character literals. */
+static int find_breaks(const char *s, brk *b)
+{
+    size_t open[64];
+    int depth = 0, n = 0;
+    char quote = 0;
+    for (size_t i = 0; s[i]; i++) {
+        char ch = s[i];
+        if (quote) {
+            if (ch == '\\' && s[i + 1])
+                i++;
+            else if (ch == quote)
+                quote = 0;
+        } else if (ch == '"' || ch == '\'') {
+            quote = ch;
+        } else if (ch == '(' || ch == '[' || ch == '{') {
+            if (depth < 64) open[depth] = i;
+            depth++;
+        } else if (ch == ')' || ch == ']' || ch == '}') {
+            depth--;
+        } else if (ch == ',' && s[i + 1] == ' ' && depth > 0 && depth <= 64 && n < MAX_BREAKS) {
+            b[n++] = (brk){i, open[depth - 1], depth};
+        }
+    }
+    return n;
+}
+
+static void spaces(sbuf *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sb_puts(o, " ");
+}
+
+/* Where the first string literal of s[0..n) opens, or -1. */
+static long literal_at(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'') {
+            for (i++; i < n && s[i] != '\''; i++)
+                if (s[i] == '\\') i++;
+        } else if (s[i] == '"') {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Writes s, one line's text from column col on. Where it passes the limit, its first
+ * string literal is split after a space into adjacent literals aligned under the first. */
+static void put_piece(sbuf *o, size_t col, const char *s)
+{
+    sbuf rest;
+    sb_init(&rest);
+    sb_puts(&rest, s);
+    long q = literal_at(s, strlen(s));
+    while (q >= 0 && col + rest.len > EMIT_COLUMNS) {
+        const char *p = sb_str(&rest);
+        size_t lit = (size_t)q, cut = 0;
+        for (size_t i = lit + 1; p[i] && p[i] != '"'; i += p[i] == '\\' ? 2 : 1)
+            if (p[i] == ' ' && col + i + 2 <= EMIT_COLUMNS) cut = i + 1;
+        if (cut == 0 || cut == lit + 1) break;
+        sb_putn(o, p, cut);
+        sb_puts(o, "\"\n");
+        spaces(o, col + lit);
+        sbuf next;
+        sb_init(&next);
+        sb_puts(&next, "\"");
+        sb_puts(&next, p + cut);
+        sb_free(&rest);
+        rest = next;
+        col += lit;
+        q = 0;
+    }
+    sb_puts(o, sb_str(&rest));
+    sb_puts(o, "\n");
+    sb_free(&rest);
+}
+
+/* Where s assigns at its outermost level (" = " outside brackets and literals): the
+ * index of the space before '=', or 0. */
+static size_t assignment(const char *s)
+{
+    int depth = 0;
+    char quote = 0;
+    for (size_t i = 0; s[i]; i++) {
+        char ch = s[i];
+        if (quote) {
+            if (ch == '\\' && s[i + 1])
+                i++;
+            else if (ch == quote)
+                quote = 0;
+        } else if (ch == '"' || ch == '\'') {
+            quote = ch;
+        } else if (ch == '(' || ch == '[' || ch == '{') {
+            depth++;
+        } else if (ch == ')' || ch == ']' || ch == '}') {
+            depth--;
+        } else if (depth == 0 && i > 0 && ch == '=' && s[i - 1] == ' ' && s[i + 1] == ' ') {
+            return i - 1;
+        }
+    }
+    return 0;
+}
+
+/* Writes s from column col on, broken after the commas of its outermost argument list
+ * that has any: each piece runs to the last break that fits, and the next is aligned with
+ * the list's parenthesis. With out NULL, writes nothing and says whether every piece fits
+ * (false as well when s has no such list). */
+static bool comma_wrap(sbuf *out, size_t col, const char *s)
+{
+    size_t n = strlen(s);
+    brk b[MAX_BREAKS];
+    int nb = find_breaks(s, b), first = -1;
+    for (int i = 0; i < nb; i++)
+        if (first < 0 || b[i].depth < b[first].depth) first = i;
+    if (first < 0) {
+        if (out) put_piece(out, col, s);
+        return col + n <= EMIT_COLUMNS;
+    }
+    size_t from = 0, at = col, align = col + b[first].open + 1;
+    bool fits = true;
+    while (from < n) {
+        size_t cut = n;
+        if (at + (n - from) > EMIT_COLUMNS) {
+            size_t best = 0;
+            for (int i = first; i < nb; i++) {
+                if (b[i].depth != b[first].depth || b[i].open != b[first].open || b[i].at < from)
+                    continue;
+                bool ok = at + (b[i].at + 1 - from) <= EMIT_COLUMNS;
+                if (ok || best == 0) best = b[i].at + 1;
+                if (!ok) break;
+            }
+            if (best) cut = best;
+        }
+        fits &= at + (cut - from) <= EMIT_COLUMNS;
+        if (out) {
+            char *piece = gen_must(strndup(s + from, cut - from));
+            put_piece(out, at, piece);
+            free(piece);
+        }
+        if (cut >= n) break;
+        from = cut + 1; /* the space after the comma */
+        if (out) spaces(out, align);
+        at = align;
+    }
+    return fits;
+}
+
+/* Writes s from column col on (its indentation is written), wrapped as emit.h says; an
+ * assignment whose arguments do not fit breaks after its '=' first, as clang-format
+ * would, and the right side continues one step deeper. */
+static void wrap(sbuf *o, size_t col, const char *s)
+{
+    size_t eq = strlen(s) + col > EMIT_COLUMNS ? assignment(s) : 0;
+    if (eq && !comma_wrap(NULL, col, s)) {
+        sb_putn(o, s, eq + 2);
+        sb_puts(o, "\n");
+        spaces(o, col + 4);
+        wrap(o, col + 4, s + eq + 3);
+        return;
+    }
+    comma_wrap(o, col, s);
+}
+
+static void put_line(emitter *e, const char *s)
+{
+    size_t ind = (size_t)e->depth * 4;
+    spaces(e->o, ind);
+    if (strncmp(s, "/*", 2) == 0 || strncmp(s, " *", 2) == 0 || s[0] == '#') {
+        /* comments and preprocessor lines stay as written */
+        sb_puts(e->o, s);
+        sb_puts(e->o, "\n");
+        return;
+    }
+    wrap(e->o, ind, s);
+}
+
+static void vline(emitter *e, const char *fmt, va_list ap)
+{
+    sbuf b;
+    sb_init(&b);
+    sb_vprintf(&b, fmt, ap);
+    put_line(e, sb_str(&b));
+    sb_free(&b);
+}
+
+void em_blank(emitter *e)
+{
+    sb_puts(e->o, "\n");
+}
+
+void em(emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(e, fmt, ap);
+    va_end(ap);
+}
+
+void em_open(emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(e, fmt, ap);
+    va_end(ap);
+    e->depth++;
+}
+
+void em_close(emitter *e, const char *fmt, ...)
+{
+    e->depth--;
+    va_list ap;
+    va_start(ap, fmt);
+    vline(e, fmt, ap);
+    va_end(ap);
+}
+
+void em_last(emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(e, fmt, ap);
+    va_end(ap);
+    e->depth--;
+}
+
+void em_text(emitter *e, const char *text)
+{
+    sb_puts(e->o, text);
+}

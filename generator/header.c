@@ -1,0 +1,199 @@
+/* NAME.h: the service's types, the method ids, the client stubs' prototypes, the
+ * handlers a server fills, and the prototypes of the codec glue that NAME.c defines. */
+#include <stdio.h>
+#include <string.h>
+
+#include <shmrpc/version.h> /* SHMRPC_CODEGEN_VERSION: the contract the output is made for */
+
+#include "gen.h"
+
+static void enum_def(gen *g, emitter *e, const gtype *t)
+{
+    gen_doc(g, e, t->decl->doc);
+    em_open(e, "typedef enum %s {", t->ctype);
+    for (const svc_enumval *v = t->decl->values; v; v = v->next) {
+        gen_doc(g, e, v->doc);
+        em(e, "%s = %lld,", gen_enum_const(g, t, v), (long long)v->value);
+    }
+    em_close(e, "} %s;", t->ctype);
+    em_blank(e);
+}
+
+/* Structs in an order where each follows the structs it holds by value. */
+static void struct_defs(gen *g, emitter *e, gtype *t)
+{
+    if (t->defined) return;
+    t->defined = true; /* by-value cycles are refused by the checks */
+    for (const svc_field *f = t->fields; f; f = f->next) {
+        gtype *ft = gen_type(g, f->type);
+        if (ft->kind == GK_STRUCT) struct_defs(g, e, ft);
+    }
+    gen_doc(g, e, t->decl->doc);
+    em_open(e, "struct %s {", t->ctype);
+    for (const svc_field *f = t->fields; f; f = f->next) {
+        gen_doc(g, e, f->doc);
+        em(e, "%s;", gen_decl(g, gen_type(g, f->type)->ctype, gen_tokstr(g, f->name)));
+    }
+    if (t->fields == NULL) em(e, "char unused; /* C has no empty structs */");
+    em_close(e, "};");
+    em_blank(e);
+}
+
+/* The type definitions in an order C accepts: enums; names of every struct, map entry and
+ * optional; lists and maps (which hold only pointers); optionals (which hold lists, maps
+ * or scalars by value); structs, each after those it holds by value; and last the map
+ * entries, which may hold structs. */
+static void type_defs(gen *g, emitter *e)
+{
+    for (gtype *t = g->types; t; t = t->next)
+        if (t->kind == GK_ENUM) enum_def(g, e, t);
+
+    bool any = false;
+    for (gtype *t = g->types; t; t = t->next) {
+        if (t->kind == GK_STRUCT && !t->is_args)
+            em(e, "typedef struct %s %s;", t->ctype, t->ctype);
+        else if (t->kind == GK_MAP)
+            em(e, "typedef struct %s_entry %s_entry;", t->ctype, t->ctype);
+        else if (t->kind == GK_OPT && t->elem->kind != GK_STRUCT)
+            em(e, "typedef struct %s %s;", t->ctype, t->ctype);
+        else
+            continue;
+        any = true;
+    }
+    if (any) em_blank(e);
+
+    for (gtype *t = g->types; t; t = t->next) {
+        if (t->kind != GK_LIST && t->kind != GK_MAP) continue;
+        em_open(e, "typedef struct %s {", t->ctype);
+        if (t->kind == GK_LIST)
+            em(e, "%s;", gen_ptr_decl(g, t->elem->ctype, "items", true));
+        else
+            em(e, "const %s_entry *items;", t->ctype);
+        em(e, "size_t len;");
+        em_close(e, "} %s;", t->ctype);
+        em_blank(e);
+    }
+    for (gtype *t = g->types; t; t = t->next) {
+        if (t->kind != GK_OPT || t->elem->kind == GK_STRUCT) continue;
+        em_open(e, "struct %s {", t->ctype);
+        em(e, "bool has;");
+        em(e, "%s;", gen_decl(g, t->elem->ctype, "value"));
+        em_close(e, "};");
+        em_blank(e);
+    }
+    for (gtype *t = g->types; t; t = t->next)
+        if (t->kind == GK_STRUCT && !t->is_args) struct_defs(g, e, t);
+    for (gtype *t = g->types; t; t = t->next) {
+        if (t->kind != GK_MAP) continue;
+        em_open(e, "struct %s_entry {", t->ctype);
+        em(e, "%s;", gen_decl(g, t->key->ctype, "key"));
+        em(e, "%s;", gen_decl(g, t->elem->ctype, "value"));
+        em_close(e, "};");
+        em_blank(e);
+    }
+}
+
+/* The include guard: the prefix keeps a stem that starts with a digit ("2d") or spells a
+ * reserved name from making an invalid or clashing macro, and runs of other characters
+ * become one '_', so that no "__" appears. */
+static const char *guard(gen *g)
+{
+    const char *up = svc_upper(g->a, g->stem);
+    sbuf b;
+    sb_init(&b);
+    sb_puts(&b, "SHMRPC_GEN_");
+    for (const char *c = up; *c; c++) {
+        bool ok = (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9');
+        if (ok)
+            sb_putn(&b, c, 1);
+        else if (b.p[b.len - 1] != '_')
+            sb_puts(&b, "_");
+    }
+    if (b.p[b.len - 1] != '_') sb_puts(&b, "_");
+    sb_puts(&b, "H");
+    const char *r = S("%s", sb_str(&b));
+    sb_free(&b);
+    return r;
+}
+
+static void methods(gen *g, emitter *e)
+{
+    em(e, "/* Method ids: indexes into the method table, which is sorted by name. */");
+    em_open(e, "enum {");
+    for (int i = 0; i < g->n_methods; i++)
+        em(e, "%s = %d,", gen_method_id(g, g->sorted[i]), i);
+    em(e, "%s_METHODS = %d /* how many */", g->P, g->n_methods);
+    em_close(e, "};");
+    em_blank(e);
+    em(e, "/* The method table that client and server compare when they connect. */");
+    em(e, "extern const shmrpc_service_info %s_service_info;", g->own);
+    em_blank(e);
+    em(e, "/* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in");
+    em(e, " * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional");
+    em(e, " * structs) stays valid until the client's next call. */");
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        em_blank(e);
+        gen_doc(g, e, m->doc);
+        em(e, "int %s_%s(shmrpc_client *client_%s%s);", g->p, gen_method_cname(g, m),
+           gen_params_decl(g, m), gen_out_decl(g, m));
+    }
+    em_blank(e);
+    em(e, "/* Server: one handler per method, registered with shmrpc_server_register() together");
+    em(e, " * with %s_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a", g->own);
+    em(e,
+       " * message). Its arguments live until it returns; memory its result points to must live");
+    em(e, " * until the call is answered: take it from shmrpc_ctx_arena(ctx). */");
+    em_open(e, "typedef struct %s_handlers {", g->own);
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        gen_doc(g, e, m->doc);
+        em(e, "int (*%s)(shmrpc_ctx *ctx_%s%s);", gen_method_cname(g, m), gen_params_decl(g, m),
+           gen_out_decl(g, m));
+    }
+    if (g->n_methods == 0) em(e, "char unused; /* C has no empty structs */");
+    em_close(e, "} %s_handlers;", g->own);
+    em_blank(e);
+    em(e, "extern const shmrpc_service %s_service;", g->own);
+}
+
+void gen_header(gen *g, emitter *e)
+{
+    gen_banner(g, e, ".h", NULL);
+    const char *gd = guard(g);
+    em(e, "#ifndef %s", gd);
+    em(e, "#define %s", gd);
+    em_blank(e);
+    em(e, "#include <stdbool.h>");
+    em(e, "#include <stddef.h>");
+    em(e, "#include <stdint.h>");
+    em_blank(e);
+    em(e, "#include <msgpack.h>");
+    em(e, "#include <shmrpc.h>");
+    em_blank(e);
+    em(e, "#if !defined(SHMRPC_CODEGEN_VERSION) || SHMRPC_CODEGEN_VERSION != %d",
+       SHMRPC_CODEGEN_VERSION);
+    em(e, "#error \"%s.h was generated by shmrpcgen %s for another shmrpc runtime: regenerate it\"",
+       g->stem, SHMRPCGEN_VERSION);
+    em(e, "#endif");
+    em_blank(e);
+    em(e, "#ifdef __cplusplus");
+    em(e, "extern \"C\" {");
+    em(e, "#endif");
+    em_blank(e);
+    gen_doc(g, e, g->svc->doc);
+    em(e, "#define %s_PORT %ld", g->P, g->svc->port);
+    em(e, "#define %s_NAME %s", g->P, gen_cstr(g, g->svc->svc_name ? g->svc->svc_name : ""));
+    em(e, "#define %s_FINGERPRINT UINT64_C(0x%016llx)", g->P,
+       (unsigned long long)gen_service_fingerprint(g));
+    em_blank(e);
+    type_defs(g, e);
+    methods(g, e);
+    em_blank(e);
+    em(e, "/* The codec glue that the stubs and the server share (in %s.c): not for direct use. */",
+       g->stem);
+    gen_codec_prototypes(g, e, false);
+    em_blank(e);
+    em(e, "#ifdef __cplusplus");
+    em(e, "}");
+    em(e, "#endif");
+    em(e, "#endif");
+}
