@@ -241,77 +241,71 @@ static const char *signature(gen *g, const gtype *t, const char *op)
              gen_ptr_decl(g, t->ctype, "v", false));
 }
 
-static const struct {
-    unsigned need;
-    const char *op;
-} ops[] = {
-    {NEED_ENUM_NAME, "to_name"}, {NEED_ENUM_FROM_NAME, "from_name"}, {NEED_MP_WRITE, "mp_write"},
-    {NEED_MP_READ, "mp_read"},   {NEED_JSON_WRITE, "json_write"},    {NEED_JSON_READ, "json_read"},
-};
-
-/* A function's opening lines. */
-static void begin(gen *g, emitter *e, const gtype *t, const char *op)
+/* Whether the optional *v holds nothing: a struct's is a pointer, the rest a has flag. */
+static const char *absent(const gtype *t)
 {
-    em_blank(e);
-    em(e, "%s", signature(g, t, op));
-    em_open(e, "{");
+    return t->elem->kind == GK_STRUCT ? "*v == NULL" : "!v->has";
 }
 
-static void oom(emitter *e, const char *r)
+/* The value the optional *v holds. */
+static const char *present(const gtype *t)
 {
-    em_open(e, "if (items == NULL) {");
-    em(e, "%s->why = \"out of memory\";", r);
-    em(e, "return SHMRPC_ENOMEM;");
-    em_close(e, "}");
+    return t->elem->kind == GK_STRUCT ? "**v" : "v->value";
 }
 
-/* "return SHMRPC_EINVAL" with why as the reason. */
-static void invalid(emitter *e, const char *r, const char *why)
+/* "if (rc != 0) return rc;", after the call that sets rc. */
+static void rc_checked(emitter *e)
 {
-    em(e, "%s->why = %s;", r, why);
-    em(e, "return SHMRPC_EINVAL;");
+    em_open(e, "if (rc != 0)");
+    em_last(e, "return rc;");
 }
 
-static void enum_names(gen *g, emitter *e, const gtype *t)
+/* When cond holds (an allocation came back NULL), fails the decoding for want of memory. */
+static void oom_if(emitter *e, const char *cond)
 {
-    if (t->need & NEED_ENUM_NAME) {
-        begin(g, e, t, "to_name");
-        em(e, "switch (v) {");
-        for (const svc_enumval *v = t->decl->values; v; v = v->next) {
-            em(e, "case %s:", gen_enum_const(g, t, v));
-            e->depth++;
-            em(e, "return \"%.*s\";", v->name.n, v->name.p);
-            e->depth--;
-        }
-        em(e, "}");
-        em(e, "return NULL;");
-        em_close(e, "}");
-    }
-    if (t->need & NEED_ENUM_FROM_NAME) {
-        begin(g, e, t, "from_name");
-        em_open(e, "static const struct {");
-        em(e, "const char *name;");
-        em(e, "%s value;", t->ctype);
-        em_close(e, "} names[] = {");
+    em_guard(e, cond, "r->why = \"out of memory\";", "SHMRPC_ENOMEM");
+}
+
+/* When cond holds, fails the decoding as invalid, why (a C string literal) the reason. */
+static void invalid_if(gen *g, emitter *e, const char *cond, const char *why)
+{
+    em_guard(e, cond, S("r->why = %s;", why), "SHMRPC_EINVAL");
+}
+
+/* The bodies of the codec functions, between the braces that codec_function writes. */
+
+static void to_name_body(gen *g, emitter *e, gtype *t)
+{
+    em(e, "switch (v) {");
+    for (const svc_enumval *v = t->decl->values; v; v = v->next) {
+        em(e, "case %s:", gen_enum_const(g, t, v));
         e->depth++;
-        for (const svc_enumval *v = t->decl->values; v; v = v->next)
-            em(e, "{\"%.*s\", %s},", v->name.n, v->name.p, gen_enum_const(g, t, v));
-        em_close(e, "};");
-        em_open(e, "for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)");
-        em_open(
-            e, "if (strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0) {");
-        em(e, "*v = names[i].value;");
-        em(e, "return true;");
-        em_close(e, "}");
+        em(e, "return \"%.*s\";", v->name.n, v->name.p);
         e->depth--;
-        em(e, "return false;");
-        em_close(e, "}");
     }
+    em(e, "}");
+    em(e, "return NULL;");
 }
 
-static void mp_write_fn(gen *g, emitter *e, const gtype *t)
+static void from_name_body(gen *g, emitter *e, gtype *t)
 {
-    begin(g, e, t, "mp_write");
+    em_open(e, "static const struct {");
+    em(e, "const char *name;");
+    em(e, "%s value;", t->ctype);
+    em_close(e, "} names[] = {");
+    e->depth++;
+    for (const svc_enumval *v = t->decl->values; v; v = v->next)
+        em(e, "{\"%.*s\", %s},", v->name.n, v->name.p, gen_enum_const(g, t, v));
+    em_close(e, "};");
+    em_open(e, "for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)");
+    em_guard(e, "strlen(names[i].name) == s.len && memcmp(names[i].name, s.ptr, s.len) == 0",
+             "*v = names[i].value;", "true");
+    e->depth--;
+    em(e, "return false;");
+}
+
+static void mp_write_body(gen *g, emitter *e, gtype *t)
+{
     switch (t->kind) {
     case GK_STRUCT:
         em(e, "msgpack_pack_array(pk, %d);", t->n_fields);
@@ -334,19 +328,16 @@ static void mp_write_fn(gen *g, emitter *e, const gtype *t)
         }
         em_close(e, "}");
         break;
-    case GK_OPT: {
-        bool ptr = t->elem->kind == GK_STRUCT;
-        em_open(e, "if (%s) {", ptr ? "*v == NULL" : "!v->has");
+    case GK_OPT:
+        em_open(e, "if (%s) {", absent(t));
         em(e, "msgpack_pack_nil(pk);");
         em(e, "return;");
         em_close(e, "}");
-        gen_mp_write(g, e, &fcx, t->elem, ptr ? "**v" : "v->value");
+        gen_mp_write(g, e, &fcx, t->elem, present(t));
         break;
-    }
     case GK_SCALAR:
         break;
     }
-    em_close(e, "}");
 }
 
 static void mp_read_struct(gen *g, emitter *e, const gtype *t)
@@ -356,16 +347,10 @@ static void mp_read_struct(gen *g, emitter *e, const gtype *t)
      * parameter that holds the struct does, or for the arguments, nothing. */
     em(e, "uint32_t n;");
     em(e, "int rc = shmrpc_mp_read_array(r, &n);");
-    em_open(e, "if (rc != 0)");
-    em_last(e, "return rc;");
-    em_open(e, "if (n != %d) {", t->n_fields);
-    invalid(e, "r", S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s"));
-    em_close(e, "}");
-    if (!t->is_args) {
-        em_open(e, "if (++r->depth > SHMRPC_MAX_DEPTH) {");
-        invalid(e, "r", "\"nested too deeply\"");
-        em_close(e, "}");
-    }
+    rc_checked(e);
+    invalid_if(g, e, S("n != %d", t->n_fields),
+               S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s"));
+    if (!t->is_args) invalid_if(g, e, "++r->depth > SHMRPC_MAX_DEPTH", "\"nested too deeply\"");
     bool uses_arena = false;
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -384,45 +369,46 @@ static void items_alloc(gen *g, emitter *e, const char *ctype, const char *arena
 {
     em(e, "%s = shmrpc_arena_alloc_items(%s, n, sizeof *items, _Alignof(%s));",
        gen_ptr_decl(g, ctype, "items", false), arena, ctype);
-    oom(e, "r");
+    oom_if(e, "items == NULL");
 }
 
 /* Room for the struct an optional points to. */
 static void struct_alloc(emitter *e, const gtype *t, const char *arena)
 {
     em(e, "%s *p = shmrpc_arena_alloc(%s, sizeof *p, _Alignof(%s));", t->ctype, arena, t->ctype);
-    em_open(e, "if (p == NULL) {");
-    em(e, "r->why = \"out of memory\";");
-    em(e, "return SHMRPC_ENOMEM;");
-    em_close(e, "}");
+    oom_if(e, "p == NULL");
 }
 
-static void mp_read_fn(gen *g, emitter *e, gtype *t)
+/* An enum reads as an integer that must be one of its values. */
+static void mp_read_enum(emitter *e, const gtype *t)
 {
-    begin(g, e, t, "mp_read");
+    em(e, "(void)a;");
+    em(e, "int64_t tmp;");
+    em(e, "int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);");
+    rc_checked(e);
+    em(e, "switch (tmp) {");
+    for (const svc_enumval *v = t->decl->values; v; v = v->next)
+        em(e, "case %lld:", (long long)v->value);
+    e->depth++;
+    em(e, "*v = (%s)tmp;", t->ctype);
+    em(e, "return 0;");
+    e->depth--;
+    em(e, "default:");
+    e->depth++;
+    em(e, "r->why = \"not a value of enum %s\";", t->display);
+    em(e, "return SHMRPC_EINVAL;");
+    e->depth--;
+    em(e, "}");
+}
+
+static void mp_read_body(gen *g, emitter *e, gtype *t)
+{
     switch (t->kind) {
     case GK_STRUCT:
         mp_read_struct(g, e, t);
         break;
     case GK_ENUM:
-        em(e, "(void)a;");
-        em(e, "int64_t tmp;");
-        em(e, "int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);");
-        em_open(e, "if (rc != 0)");
-        em_last(e, "return rc;");
-        em(e, "switch (tmp) {");
-        for (const svc_enumval *v = t->decl->values; v; v = v->next)
-            em(e, "case %lld:", (long long)v->value);
-        e->depth++;
-        em(e, "*v = (%s)tmp;", t->ctype);
-        em(e, "return 0;");
-        e->depth--;
-        em(e, "default:");
-        e->depth++;
-        invalid(e, "r", S("\"not a value of enum %s\"", t->display));
-        e->depth--;
-        em(e, "}");
-        em_close(e, "}");
+        mp_read_enum(e, t);
         return;
     case GK_LIST:
     case GK_MAP: {
@@ -434,8 +420,7 @@ static void mp_read_fn(gen *g, emitter *e, gtype *t)
         }
         em(e, "uint32_t n;");
         em(e, "int rc = shmrpc_mp_read_%s_of(r, %zu, &n);", list ? "array" : "map", min);
-        em_open(e, "if (rc != 0)");
-        em_last(e, "return rc;");
+        rc_checked(e);
         items_alloc(g, e, list ? t->elem->ctype : S("%s_entry", t->ctype), "a");
         em_open(e, "for (uint32_t i = 0; i < n; i++) {");
         if (list) {
@@ -473,16 +458,12 @@ static void mp_read_fn(gen *g, emitter *e, gtype *t)
         break;
     }
     em(e, "return 0;");
-    em_close(e, "}");
 }
 
 /* "if (COND) {\n    shmrpc_json_free(o);\n    return NULL;\n}" */
 static void json_free_if(emitter *e, const char *cond)
 {
-    em_open(e, "if (%s) {", cond);
-    em(e, "shmrpc_json_free(o);");
-    em(e, "return NULL;");
-    em_close(e, "}");
+    em_guard(e, cond, "shmrpc_json_free(o);", "NULL");
 }
 
 static void json_new(emitter *e, const char *what)
@@ -492,9 +473,8 @@ static void json_new(emitter *e, const char *what)
     em_last(e, "return NULL;");
 }
 
-static void json_write_fn(gen *g, emitter *e, const gtype *t)
+static void json_write_body(gen *g, emitter *e, gtype *t)
 {
-    begin(g, e, t, "json_write");
     switch (t->kind) {
     case GK_STRUCT:
         json_new(e, "object");
@@ -510,7 +490,6 @@ static void json_write_fn(gen *g, emitter *e, const gtype *t)
     case GK_ENUM:
         em(e, "const char *name = %s(*v);", gen_codec_fn(g, t, "to_name"));
         em(e, "return name ? shmrpc_json_string(shmrpc_str_c(name)) : NULL;");
-        em_close(e, "}");
         return;
     case GK_LIST:
         json_new(e, "array");
@@ -539,27 +518,22 @@ static void json_write_fn(gen *g, emitter *e, const gtype *t)
         em_close(e, "}");
         break;
     }
-    case GK_OPT: {
-        bool ptr = t->elem->kind == GK_STRUCT;
-        em_open(e, "if (%s)", ptr ? "*v == NULL" : "!v->has");
+    case GK_OPT:
+        em_open(e, "if (%s)", absent(t));
         em_last(e, "return shmrpc_json_null();");
-        em(e, "return %s;", gen_json_write_expr(g, t->elem, ptr ? "**v" : "v->value"));
-        em_close(e, "}");
+        em(e, "return %s;", gen_json_write_expr(g, t->elem, present(t)));
         return;
-    }
     case GK_SCALAR:
         break;
     }
     em(e, "return o;");
-    em_close(e, "}");
 }
 
 static void json_read_struct(gen *g, emitter *e, const gtype *t)
 {
     em(e, "size_t n, seen = 0;");
     em(e, "int rc = shmrpc_json_read_object(r, j, &n);");
-    em_open(e, "if (rc != 0)");
-    em_last(e, "return rc;");
+    rc_checked(e);
     if (t->fields) em(e, "const shmrpc_json *f;");
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
@@ -568,42 +542,34 @@ static void json_read_struct(gen *g, emitter *e, const gtype *t)
         if (ft->kind == GK_OPT) {
             em(e, "seen += f != NULL;");
         } else {
-            em_open(e, "if (f == NULL) {");
-            em(e, "r->why = \"missing\";");
-            em(e, "return shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\");", label);
-            em_close(e, "}");
+            em_guard(e, "f == NULL", "r->why = \"missing\";",
+                     S("shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\")", label));
             em(e, "seen++;");
         }
         gen_json_read(g, e, &fcx, ft, "f", S("v->%.*s", f->name.n, f->name.p),
                       S("return shmrpc_json_fail_at(r, rc, \"%s\");", label));
     }
     if (t->fields == NULL) em(e, "(void)v;");
-    em_open(e, "if (seen != n) {");
-    invalid(e, "r", S("\"unknown %s\"", t->is_args ? "argument" : "field"));
-    em_close(e, "}");
+    invalid_if(g, e, "seen != n", S("\"unknown %s\"", t->is_args ? "argument" : "field"));
 }
 
-static void json_read_fn(gen *g, emitter *e, const gtype *t)
+static void json_read_body(gen *g, emitter *e, gtype *t)
 {
-    begin(g, e, t, "json_read");
     switch (t->kind) {
-    case GK_STRUCT:
-        json_read_struct(g, e, t);
-        break;
     case GK_ENUM:
         em(e, "shmrpc_str s;");
         em(e, "int rc = shmrpc_json_read_str(r, j, &s);");
-        em_open(e, "if (rc != 0)");
-        em_last(e, "return rc;");
-        em_open(e, "if (!%s(s, v)) {", gen_codec_fn(g, t, "from_name"));
-        invalid(e, "r", S("\"not a value of enum %s\"", t->display));
-        em_close(e, "}");
+        rc_checked(e);
+        invalid_if(g, e, S("!%s(s, v)", gen_codec_fn(g, t, "from_name")),
+                   S("\"not a value of enum %s\"", t->display));
+        break;
+    case GK_STRUCT:
+        json_read_struct(g, e, t);
         break;
     case GK_LIST:
         em(e, "size_t n;");
         em(e, "int rc = shmrpc_json_read_array(r, j, &n);");
-        em_open(e, "if (rc != 0)");
-        em_last(e, "return rc;");
+        rc_checked(e);
         items_alloc(g, e, t->elem->ctype, "r->arena");
         em_open(e, "for (size_t i = 0; i < n; i++) {");
         gen_json_read(g, e, &fcx, t->elem, "shmrpc_json_at(j, i)", "items[i]", "return rc;");
@@ -615,8 +581,7 @@ static void json_read_fn(gen *g, emitter *e, const gtype *t)
         const gtype *k = t->key;
         em(e, "size_t n;");
         em(e, "int rc = shmrpc_json_read_object(r, j, &n);");
-        em_open(e, "if (rc != 0)");
-        em_last(e, "return rc;");
+        rc_checked(e);
         items_alloc(g, e, S("%s_entry", t->ctype), "r->arena");
         /* An iterator of its own: walking the values' maps must not restart this walk. */
         em(e, "shmrpc_json_iter it;");
@@ -626,9 +591,8 @@ static void json_read_fn(gen *g, emitter *e, const gtype *t)
         em(e, "size_t i = 0;");
         em_open(e, "while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {");
         if (k->kind == GK_ENUM) {
-            em_open(e, "if (!%s(key, &items[i].key)) {", gen_codec_fn(g, k, "from_name"));
-            invalid(e, "r", S("\"not a value of enum %s\"", k->display));
-            em_close(e, "}");
+            invalid_if(g, e, S("!%s(key, &items[i].key)", gen_codec_fn(g, k, "from_name")),
+                       S("\"not a value of enum %s\"", k->display));
         } else if (k->scalar == SVC_T_STRING) {
             em(e, "items[i].key = key;");
         } else {
@@ -665,8 +629,20 @@ static void json_read_fn(gen *g, emitter *e, const gtype *t)
         break;
     }
     em(e, "return 0;");
-    em_close(e, "}");
 }
+
+static const struct {
+    unsigned need;
+    const char *op;
+    void (*body)(gen *g, emitter *e, gtype *t);
+} ops[] = {
+    {NEED_ENUM_NAME, "to_name", to_name_body},
+    {NEED_ENUM_FROM_NAME, "from_name", from_name_body},
+    {NEED_MP_WRITE, "mp_write", mp_write_body},
+    {NEED_MP_READ, "mp_read", mp_read_body},
+    {NEED_JSON_WRITE, "json_write", json_write_body},
+    {NEED_JSON_READ, "json_read", json_read_body},
+};
 
 void gen_codec_prototypes(gen *g, emitter *e, bool args)
 {
@@ -680,10 +656,13 @@ void gen_codec_functions(gen *g, emitter *e, bool args)
 {
     for (gtype *t = g->types; t; t = t->next) {
         if (t->is_args != args) continue;
-        if (t->kind == GK_ENUM) enum_names(g, e, t);
-        if (t->need & NEED_MP_WRITE) mp_write_fn(g, e, t);
-        if (t->need & NEED_MP_READ) mp_read_fn(g, e, t);
-        if (t->need & NEED_JSON_WRITE) json_write_fn(g, e, t);
-        if (t->need & NEED_JSON_READ) json_read_fn(g, e, t);
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+            if (!(t->need & ops[i].need)) continue;
+            em_blank(e);
+            em(e, "%s", signature(g, t, ops[i].op));
+            em_open(e, "{");
+            ops[i].body(g, e, t);
+            em_close(e, "}");
+        }
     }
 }

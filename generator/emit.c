@@ -15,29 +15,48 @@ typedef struct brk {
 
 enum { MAX_BREAKS = 256 };
 
+/* A walk over a line's characters outside string and character literals. */
+typedef struct scanner {
+    const char *s;
+    size_t i;
+    int depth;   /* brackets open at the character returned last, itself not counted */
+    bool opened; /* that character opens a bracket */
+} scanner;
+
+/* The index of the next character outside literals, or -1 at the end. */
+static long next_code(scanner *sc)
+{
+    const char *s = sc->s;
+    sc->depth += sc->opened;
+    sc->opened = false;
+    while (s[sc->i]) {
+        size_t i = sc->i++;
+        char ch = s[i];
+        if (ch == '"' || ch == '\'') {
+            while (s[sc->i] && s[sc->i] != ch)
+                sc->i += s[sc->i] == '\\' && s[sc->i + 1] ? 2 : 1;
+            if (s[sc->i]) sc->i++;
+            continue;
+        }
+        if (ch == '(' || ch == '[' || ch == '{') sc->opened = true;
+        if (ch == ')' || ch == ']' || ch == '}') sc->depth--;
+        return (long)i;
+    }
+    return -1;
+}
+
 /* The breaks of s outside string and character literals. */
 static int find_breaks(const char *s, brk *b)
 {
     size_t open[64];
-    int depth = 0, n = 0;
-    char quote = 0;
-    for (size_t i = 0; s[i]; i++) {
-        char ch = s[i];
-        if (quote) {
-            if (ch == '\\' && s[i + 1])
-                i++;
-            else if (ch == quote)
-                quote = 0;
-        } else if (ch == '"' || ch == '\'') {
-            quote = ch;
-        } else if (ch == '(' || ch == '[' || ch == '{') {
-            if (depth < 64) open[depth] = i;
-            depth++;
-        } else if (ch == ')' || ch == ']' || ch == '}') {
-            depth--;
-        } else if (ch == ',' && s[i + 1] == ' ' && depth > 0 && depth <= 64 && n < MAX_BREAKS) {
-            b[n++] = (brk){i, open[depth - 1], depth};
-        }
+    int n = 0;
+    scanner sc = {s, 0, 0, false};
+    for (long at; (at = next_code(&sc)) >= 0;) {
+        size_t i = (size_t)at;
+        if (sc.opened && sc.depth < 64)
+            open[sc.depth] = i;
+        else if (s[i] == ',' && s[i + 1] == ' ' && sc.depth > 0 && sc.depth <= 64 && n < MAX_BREAKS)
+            b[n++] = (brk){i, open[sc.depth - 1], sc.depth};
     }
     return n;
 }
@@ -97,24 +116,11 @@ static void put_piece(sbuf *o, size_t col, const char *s)
  * index of the space before '=', or 0. */
 static size_t assignment(const char *s)
 {
-    int depth = 0;
-    char quote = 0;
-    for (size_t i = 0; s[i]; i++) {
-        char ch = s[i];
-        if (quote) {
-            if (ch == '\\' && s[i + 1])
-                i++;
-            else if (ch == quote)
-                quote = 0;
-        } else if (ch == '"' || ch == '\'') {
-            quote = ch;
-        } else if (ch == '(' || ch == '[' || ch == '{') {
-            depth++;
-        } else if (ch == ')' || ch == ']' || ch == '}') {
-            depth--;
-        } else if (depth == 0 && i > 0 && ch == '=' && s[i - 1] == ' ' && s[i + 1] == ' ') {
+    scanner sc = {s, 0, 0, false};
+    for (long at; (at = next_code(&sc)) >= 0;) {
+        size_t i = (size_t)at;
+        if (sc.depth == 0 && i > 0 && s[i] == '=' && s[i - 1] == ' ' && s[i + 1] == ' ')
             return i - 1;
-        }
     }
     return 0;
 }
@@ -206,42 +212,42 @@ void em_blank(emitter *e)
     sb_puts(e->o, "\n");
 }
 
+/* The line of a variadic em* function: fmt and what follows it. */
+#define LINE(e, fmt)                                                                               \
+    do {                                                                                           \
+        va_list ap;                                                                                \
+        va_start(ap, fmt);                                                                         \
+        vline(e, fmt, ap);                                                                         \
+        va_end(ap);                                                                                \
+    } while (0)
+
 void em(emitter *e, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vline(e, fmt, ap);
-    va_end(ap);
+    LINE(e, fmt);
 }
 
 void em_open(emitter *e, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vline(e, fmt, ap);
-    va_end(ap);
+    LINE(e, fmt);
     e->depth++;
 }
 
 void em_close(emitter *e, const char *fmt, ...)
 {
     e->depth--;
-    va_list ap;
-    va_start(ap, fmt);
-    vline(e, fmt, ap);
-    va_end(ap);
+    LINE(e, fmt);
 }
 
 void em_last(emitter *e, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vline(e, fmt, ap);
-    va_end(ap);
+    LINE(e, fmt);
     e->depth--;
 }
 
-void em_text(emitter *e, const char *text)
+void em_guard(emitter *e, const char *cond, const char *stmt, const char *ret)
 {
-    sb_puts(e->o, text);
+    em_open(e, "if (%s) {", cond);
+    if (stmt) em(e, "%s", stmt);
+    em(e, "return %s;", ret);
+    em_close(e, "}");
 }

@@ -32,7 +32,8 @@ void em_open(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 
 void em_close(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* em, then one step shallower: the one statement under an if or for without braces. */
 void em_last(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Text as it is, already indented and ended with newlines (doc comments). */
-void em_text(emitter *e, const char *text);
+
+/* A guard clause: "if (COND) {", then stmt when not NULL, "return RET;" and "}". */
+void em_guard(emitter *e, const char *cond, const char *stmt, const char *ret);
 
 #endif

@@ -35,9 +35,20 @@ static void decode_failed(emitter *e, const char *label)
             label);
 }
 
-/* The check that a method without parameters got none. */
-static void no_arguments(emitter *e)
+/* Reads the request's arguments into `args` with the reader r, or for a method without
+ * any, checks that none came; assign begins the statement that sets rc. */
+static void read_args(gen *g, emitter *e, const svc_method *m, bool json, const char *assign)
 {
+    if (m->n_params) {
+        const gtype *at = gen_args_type(g, m);
+        em(e, "%s args;", at->ctype);
+        em(e, "%s%s(&r, %s, &args);", assign, gen_codec_fn(g, at, json ? "json_read" : "mp_read"),
+           json ? "r.root" : "shmrpc_ctx_arena(ctx)");
+        return;
+    }
+    em(e, "%s n;", json ? "size_t" : "uint32_t");
+    em(e, "%s%s;", assign,
+       json ? "shmrpc_json_read_object(&r, r.root, &n)" : "shmrpc_mp_read_array(&r, &n)");
     em_open(e, "if (rc == 0 && n != 0) {");
     em(e, "r.why = \"expected no arguments\";");
     em(e, "rc = SHMRPC_EINVAL;");
@@ -48,15 +59,7 @@ static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *
 {
     em(e, "shmrpc_mp_reader r;");
     em(e, "shmrpc_mp_reader_init(&r, req.ptr, req.len);");
-    if (m->n_params) {
-        const gtype *at = gen_args_type(g, m);
-        em(e, "%s args;", at->ctype);
-        em(e, "int rc = %s(&r, shmrpc_ctx_arena(ctx), &args);", gen_codec_fn(g, at, "mp_read"));
-    } else {
-        em(e, "uint32_t n;");
-        em(e, "int rc = shmrpc_mp_read_array(&r, &n);");
-        no_arguments(e);
-    }
+    read_args(g, e, m, false, "int rc = ");
     em_open(e, "if (rc == 0)");
     em_last(e, "rc = shmrpc_mp_finish(&r);");
     decode_failed(e, label);
@@ -80,15 +83,7 @@ static void invoke_json(gen *g, emitter *e, const svc_method *m, const char *lab
     em_last(e,
             "return shmrpc_ctx_error(ctx, rc, \"%s: arguments: malformed JSON: %%s\", r.detail);",
             label);
-    if (m->n_params) {
-        const gtype *at = gen_args_type(g, m);
-        em(e, "%s args;", at->ctype);
-        em(e, "rc = %s(&r, r.root, &args);", gen_codec_fn(g, at, "json_read"));
-    } else {
-        em(e, "size_t n;");
-        em(e, "rc = shmrpc_json_read_object(&r, r.root, &n);");
-        no_arguments(e);
-    }
+    read_args(g, e, m, true, "rc = ");
     em(e, "shmrpc_json_release(&r);");
     decode_failed(e, label);
     call_handler(g, e, m);

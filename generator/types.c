@@ -151,23 +151,20 @@ gtype *gen_type(gen *g, const svc_type *t)
         kind = t->decl->kind == SVC_DECL_STRUCT ? GK_STRUCT : GK_ENUM;
         break;
     case SVC_T_LIST:
+    case SVC_T_OPTIONAL: {
+        bool list = t->kind == SVC_T_LIST;
         elem = gen_type(g, t->elem);
-        canon = S("list<%s>", elem->canon);
-        tag = S("list_%s", elem->tag);
-        kind = GK_LIST;
+        canon = list ? S("list<%s>", elem->canon) : S("%s?", elem->canon);
+        tag = S("%s_%s", list ? "list" : "opt", elem->tag);
+        kind = list ? GK_LIST : GK_OPT;
         break;
+    }
     case SVC_T_MAP:
         key = gen_type(g, t->key);
         elem = gen_type(g, t->elem);
         canon = S("map<%s,%s>", key->canon, elem->canon);
         tag = S("map_%s_%s", key->tag, elem->tag);
         kind = GK_MAP;
-        break;
-    case SVC_T_OPTIONAL:
-        elem = gen_type(g, t->elem);
-        canon = S("%s?", elem->canon);
-        tag = S("opt_%s", elem->tag);
-        kind = GK_OPT;
         break;
     default:
         canon = svc_builtin_name(t->kind);

@@ -151,30 +151,21 @@ static enum name_problem name_problem(svc_tok t, bool is_type, bool is_plain)
     return NAME_OK;
 }
 
+/* What each problem is, after the name in quotes. */
+static const char *const problem_text[] = {
+    [NAME_BUILTIN] = "is a built-in type name",
+    [NAME_KEYWORD] = "is a C keyword and cannot be used as a name",
+    [NAME_RESERVED] = "is not a name: a name may not begin or end with '_' or hold '__'",
+    [NAME_MACRO] = "is a predefined macro in C and cannot be used as a name",
+    [NAME_C_TYPE] = "is a C type name and cannot be used as a name",
+};
+
 /* Reports a name unfit for C; true if it is fine. */
 static bool check_name(check *c, svc_tok t, bool is_type, bool is_plain)
 {
-    switch (name_problem(t, is_type, is_plain)) {
-    case NAME_OK:
-        return true;
-    case NAME_BUILTIN:
-        err(c, t, "'%.*s' is a built-in type name", t.n, t.p);
-        break;
-    case NAME_KEYWORD:
-        err(c, t, "'%.*s' is a C keyword and cannot be used as a name", t.n, t.p);
-        break;
-    case NAME_RESERVED:
-        err(c, t, "'%.*s' is not a name: a name may not begin or end with '_' or hold '__'", t.n,
-            t.p);
-        break;
-    case NAME_MACRO:
-        err(c, t, "'%.*s' is a predefined macro in C and cannot be used as a name", t.n, t.p);
-        break;
-    case NAME_C_TYPE:
-        err(c, t, "'%.*s' is a C type name and cannot be used as a name", t.n, t.p);
-        break;
-    }
-    return false;
+    enum name_problem p = name_problem(t, is_type, is_plain);
+    if (p != NAME_OK) err(c, t, "'%.*s' %s", t.n, t.p, problem_text[p]);
+    return p == NAME_OK;
 }
 
 /* The service's snake name prefixes every generated name, so it must not be one that the
@@ -260,36 +251,40 @@ static void check_svc_name(check *c, const svc_option *o)
     }
 }
 
+/* A service option: its name, its kind, its check, and what the walk has seen of it. */
+typedef struct opt_rule {
+    const char *name;
+    bool is_string;
+    void (*check)(check *c, const svc_option *o);
+    const svc_option *first;
+    bool written;
+} opt_rule;
+
 static void check_options(check *c)
 {
-    const svc_option *port = NULL, *name = NULL;
-    bool port_written = false, name_written = false;
+    opt_rule rules[] = {{"port", false, check_port, NULL, false},
+                        {"name", true, check_svc_name, NULL, false}};
+    size_t n = sizeof rules / sizeof rules[0];
     for (const svc_option *o = c->s->options; o; o = o->next) {
-        if (tok_is(o->name, "port")) {
-            port_written = true;
-            if (o->is_string)
-                err(c, o->value, "option 'port' takes a number");
-            else if (port)
-                err(c, o->name, "duplicate port option (first at %d:%d)", port->name.line,
-                    port->name.col);
-            else
-                check_port(c, port = o);
-        } else if (tok_is(o->name, "name")) {
-            name_written = true;
-            if (!o->is_string)
-                err(c, o->value, "option 'name' takes a string");
-            else if (name)
-                err(c, o->name, "duplicate name option (first at %d:%d)", name->name.line,
-                    name->name.col);
-            else
-                check_svc_name(c, name = o);
-        } else {
+        opt_rule *r = NULL;
+        for (size_t k = 0; k < n; k++)
+            if (tok_is(o->name, rules[k].name)) r = &rules[k];
+        if (r == NULL) {
             err(c, o->name, "unknown service option '%.*s'", o->name.n, o->name.p);
+            continue;
         }
+        r->written = true;
+        if (o->is_string != r->is_string)
+            err(c, o->value, "option '%s' takes a %s", r->name, r->is_string ? "string" : "number");
+        else if (r->first)
+            err(c, o->name, "duplicate %s option (first at %d:%d)", r->name, r->first->name.line,
+                r->first->name.col);
+        else
+            r->check(c, r->first = o);
     }
     svc_tok sn = c->s->name;
-    if (!port_written) err(c, sn, "service '%.*s' has no port", sn.n, sn.p);
-    if (!name_written) err(c, sn, "service '%.*s' has no name", sn.n, sn.p);
+    for (size_t k = 0; k < n; k++)
+        if (!rules[k].written) err(c, sn, "service '%.*s' has no %s", sn.n, sn.p, rules[k].name);
 }
 
 /* ---- types ---- */

@@ -259,13 +259,19 @@ static svc_field *new_field(svc_pstate *ps, svc_ltype type, svc_ltok name)
     return f;
 }
 
+/* Appends a field to a struct's fields or a parameter to a method's (head, count). */
+static void append_field(svc_pstate *ps, svc_field **head, int *count, svc_ltype type,
+                         svc_ltok name)
+{
+    svc_field *f = new_field(ps, type, name);
+    if (!f) return;
+    APPEND(*head, ps->field_tail, f);
+    (*count)++;
+}
+
 void svc_p_field(svc_pstate *ps, svc_ltype type, svc_ltok name)
 {
-    svc_decl *d = ps->decl;
-    svc_field *f = new_field(ps, type, name);
-    if (!d || !f) return;
-    APPEND(d->fields, ps->field_tail, f);
-    d->n_fields++;
+    if (ps->decl) append_field(ps, &ps->decl->fields, &ps->decl->n_fields, type, name);
 }
 
 void svc_p_enumval(svc_pstate *ps, svc_ltok name, const svc_ltok *value)
@@ -304,11 +310,7 @@ void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, sv
 
 void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name)
 {
-    svc_method *m = ps->meth;
-    svc_field *f = new_field(ps, type, name);
-    if (!m || !f) return;
-    APPEND(m->params, ps->field_tail, f);
-    m->n_params++;
+    if (ps->meth) append_field(ps, &ps->meth->params, &ps->meth->n_params, type, name);
 }
 
 svc_annots svc_p_annot(svc_pstate *ps, svc_annots list, svc_ltok at)
