@@ -1,5 +1,5 @@
 # Files built into a program as NUL-terminated byte arrays, in a table of
-# {name, text} (common/embedded.h): the generator's templates, the management page's assets.
+# {name, text} (common/embedded.h): the management page's assets.
 #
 # Included, it defines shmrpc_embed(TARGET t TABLE name COMMENT text FILES f...): the
 # table `name` (extern const shmrpc__embedded_file name[]) is generated into name.c and

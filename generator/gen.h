@@ -25,7 +25,7 @@ enum {
     NEED_ENUM_FROM_NAME = 32, /* and the value of a name */
 };
 
-/* The C names (docs/generated-code.md): the user's names become echo_<method>,
+/* The C names (docs/svc-language.md, "C names"): the user's names become echo_<method>,
  * echo_<Type> and echo_<Type>_<value>; the generator's own public names are containers,
  * echo_list_<Tag> (lower case, then an upper-case tag, which neither a method nor a type
  * can spell), and everything else it declares begins with the service's name as written

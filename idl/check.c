@@ -556,7 +556,7 @@ static void check_cycles(check *c)
 
 /* ---- generated C names ---- */
 
-/* The C names made of the user's names (docs/generated-code.md): a method is
+/* The C names made of the user's names (docs/svc-language.md, "C names"): a method is
  * echo_<snake>, a struct or enum echo_<Name> (its first letter upper case), an enum value
  * echo_<Name>_<value>. A method's name has no upper-case letter and a type's begins with
  * one, so the two never meet; the generator's own names (containers, the handlers, the
