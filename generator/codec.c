@@ -100,8 +100,10 @@ void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v
     }
     switch (t->scalar) {
     case SVC_T_BOOL:
-        em_open(e, "if (%s)", v);
-        em_last(e, "msgpack_pack_true(%s);", c->pk);
+        em(e, "if (%s)", v); /* not em_open: an if with an else keeps two lines */
+        e->depth++;
+        em(e, "msgpack_pack_true(%s);", c->pk);
+        e->depth--;
         em_open(e, "else");
         em_last(e, "msgpack_pack_false(%s);", c->pk);
         return;

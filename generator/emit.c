@@ -2,6 +2,7 @@
 #include "emit.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,17 +199,36 @@ static void put_line(emitter *e, const char *s)
     wrap(e->o, ind, s);
 }
 
-static void vline(emitter *e, const char *fmt, va_list ap)
+static char *vformat(const char *fmt, va_list ap)
 {
     sbuf b;
     sb_init(&b);
     sb_vprintf(&b, fmt, ap);
-    put_line(e, sb_str(&b));
-    sb_free(&b);
+    return sb_take(&b);
+}
+
+void em_flush(emitter *e)
+{
+    if (e->pending == NULL) return;
+    int depth = e->depth;
+    e->depth = e->pending_depth;
+    put_line(e, e->pending);
+    e->depth = depth;
+    free(e->pending);
+    e->pending = NULL;
+}
+
+static void vline(emitter *e, const char *fmt, va_list ap)
+{
+    em_flush(e);
+    char *line = vformat(fmt, ap);
+    put_line(e, line);
+    free(line);
 }
 
 void em_blank(emitter *e)
 {
+    em_flush(e);
     sb_puts(e->o, "\n");
 }
 
@@ -228,7 +248,19 @@ void em(emitter *e, const char *fmt, ...)
 
 void em_open(emitter *e, const char *fmt, ...)
 {
-    LINE(e, fmt);
+    em_flush(e);
+    va_list ap;
+    va_start(ap, fmt);
+    char *line = vformat(fmt, ap);
+    va_end(ap);
+    size_t n = strlen(line);
+    if (strncmp(line, "if (", 4) == 0 && line[n - 1] != '{') {
+        e->pending = line; /* em_last may join its statement to it */
+        e->pending_depth = e->depth;
+    } else {
+        put_line(e, line);
+        free(line);
+    }
     e->depth++;
 }
 
@@ -240,7 +272,26 @@ void em_close(emitter *e, const char *fmt, ...)
 
 void em_last(emitter *e, const char *fmt, ...)
 {
-    LINE(e, fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    char *stmt = vformat(fmt, ap);
+    va_end(ap);
+    if (e->pending && e->pending_depth == e->depth - 1) {
+        size_t n = strlen(e->pending) + 1 + strlen(stmt);
+        if ((size_t)e->pending_depth * 4 + n <= EMIT_COLUMNS) {
+            char *joined = gen_must(malloc(n + 1));
+            snprintf(joined, n + 1, "%s %s", e->pending, stmt);
+            free(e->pending);
+            e->pending = joined;
+            free(stmt);
+            e->depth--;
+            em_flush(e);
+            return;
+        }
+    }
+    em_flush(e);
+    put_line(e, stmt);
+    free(stmt);
     e->depth--;
 }
 

@@ -16,7 +16,9 @@ enum { EMIT_COLUMNS = 100 };
 
 typedef struct emitter {
     sbuf *o;
-    int depth; /* indentation, in steps of four spaces */
+    int depth;     /* indentation, in steps of four spaces */
+    char *pending; /* an "if (...)" without a brace, not yet written: see em_last */
+    int pending_depth;
 } emitter;
 
 /* An empty line. */
@@ -30,9 +32,14 @@ void em(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void em_open(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* One step shallower, then em: "}" and the like. */
 void em_close(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* em, then one step shallower: the one statement under an if or for without braces. */
+/* em, then one step shallower: the one statement under an if or for without braces. An
+ * if's statement joins the if's line when both fit, as .clang-format's
+ * AllowShortIfStatementsOnASingleLine: WithoutElse does (so an if with an else is written
+ * with em and the depth by hand). */
 void em_last(emitter *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Writes what is pending; call when the text is complete. */
+void em_flush(emitter *e);
 /* A guard clause: "if (COND) {", then stmt when not NULL, "return RET;" and "}". */
 void em_guard(emitter *e, const char *cond, const char *stmt, const char *ret);
 

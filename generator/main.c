@@ -164,8 +164,9 @@ int main(int argc, char **argv)
         out[i].path = svc_arena_printf(a, "%s/%s%s", dir, g.stem, out[i].suffix);
         out[i].tmp = svc_arena_printf(a, "%s.tmp%ld", out[i].path, (long)getpid());
         sb_init(&out[i].text);
-        emitter e = {&out[i].text, 0};
+        emitter e = {&out[i].text, 0, NULL, 0};
         out[i].render(&g, &e);
+        em_flush(&e);
         squeeze_blank_lines(&out[i].text);
     }
     if (rc == 0 && write_outputs(out, n) != 0) rc = 2;

@@ -60,8 +60,7 @@ int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 3) {
         r->why = "expected 3 fields";
         return SHMRPC_EINVAL;
@@ -70,10 +69,8 @@ int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v)
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
     }
-    if ((rc = shmrpc_mp_read_f64(r, &v->x)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Point.x");
-    if ((rc = shmrpc_mp_read_f64(r, &v->y)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Point.y");
+    if ((rc = shmrpc_mp_read_f64(r, &v->x)) != 0) return shmrpc_mp_fail_at(r, rc, "Point.x");
+    if ((rc = shmrpc_mp_read_f64(r, &v->y)) != 0) return shmrpc_mp_fail_at(r, rc, "Point.y");
     if ((rc = Echo_opt_String_mp_read(r, a, &v->label)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Point.label");
     r->depth--;
@@ -92,15 +89,12 @@ void Echo_opt_String_mp_write(msgpack_packer *pk, const echo_opt_String *v)
 int Echo_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_opt_String *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
     (void)a;
-    if ((rc = shmrpc_mp_read_str(r, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_mp_read_str(r, &v->value)) != 0) return rc;
     return 0;
 }
 
@@ -116,16 +110,14 @@ int Echo_list_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_Poin
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 4, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     echo_Point *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(echo_Point));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Echo_Point_mp_read(r, a, &items[i])) != 0)
-            return rc;
+        if ((rc = Echo_Point_mp_read(r, a, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;

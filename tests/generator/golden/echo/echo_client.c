@@ -26,14 +26,12 @@ int echo_echo_json(shmrpc_client *client_, shmrpc_str text, shmrpc_str *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Echo.echo_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ECHO_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ECHO_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Echo.echo_json: result: malformed JSON: %s",
                                    r_.detail);
-    if ((rc_ = shmrpc_json_read_str(&r_, r_.root, out_)) != 0)
-        goto fail;
+    if ((rc_ = shmrpc_json_read_str(&r_, r_.root, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -50,11 +48,9 @@ int echo_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
     msgpack_pack_int64(&pk_, a);
     msgpack_pack_int64(&pk_, b);
     int rc_ = req_->err;
-    if (rc_ != 0)
-        return shmrpc_client_error(client_, rc_, "Echo.add: cannot encode the arguments");
+    if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Echo.add: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ADD, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ADD, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -75,8 +71,7 @@ int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *ou
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Echo.centroid: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_CENTROID, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_CENTROID, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Echo_Point_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)

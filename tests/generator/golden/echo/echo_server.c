@@ -28,8 +28,7 @@ static int Echo_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "text");
     if (f == NULL) {
@@ -37,8 +36,7 @@ static int Echo_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "text");
     }
     seen++;
-    if ((rc = shmrpc_json_read_str(r, f, &v->text)) != 0)
-        return shmrpc_json_fail_at(r, rc, "text");
+    if ((rc = shmrpc_json_read_str(r, f, &v->text)) != 0) return shmrpc_json_fail_at(r, rc, "text");
     if (seen != n) {
         r->why = "unknown argument";
         return SHMRPC_EINVAL;
@@ -50,8 +48,7 @@ static int Echo_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_add_
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 2) {
         r->why = "expected 2 arguments";
         return SHMRPC_EINVAL;
@@ -68,8 +65,7 @@ static int Echo_centroid_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
@@ -85,8 +81,7 @@ static int Echo_echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
     const Echo_handlers *h = handlers;
     shmrpc_bytes out = {NULL, 0};
     int rc = h->echo_raw(ctx, req, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
@@ -101,13 +96,11 @@ static int Echo_echo_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     Echo_echo_json_args args;
     rc = Echo_echo_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Echo.echo_json", "arguments", r.field, r.why);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Echo.echo_json", "arguments", r.field, r.why);
     shmrpc_str out;
     memset(&out, 0, sizeof out);
     rc = h->echo_json(ctx, args.text, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = shmrpc_json_string(out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -123,15 +116,12 @@ static int Echo_add_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes r
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Echo_add_args args;
     int rc = Echo_add_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Echo.add", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Echo.add", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->add(ctx, args.a, args.b, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);
@@ -146,15 +136,12 @@ static int Echo_centroid_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Echo_centroid_args args;
     int rc = Echo_centroid_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Echo.centroid", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Echo.centroid", "arguments", r.field, r.why);
     echo_Point out;
     memset(&out, 0, sizeof out);
     rc = h->centroid(ctx, args.points, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Echo_Point_mp_write(&pk, &out);

@@ -134,8 +134,7 @@ int Names_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Item *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 2) {
         r->why = "expected 2 fields";
         return SHMRPC_EINVAL;
@@ -144,8 +143,7 @@ int Names_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Item *v)
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
     }
-    if ((rc = shmrpc_mp_read_str(r, &v->name)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Item.name");
+    if ((rc = shmrpc_mp_read_str(r, &v->name)) != 0) return shmrpc_mp_fail_at(r, rc, "Item.name");
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->n)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Item.n");
     (void)a;
@@ -163,8 +161,7 @@ int Names_Stats_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Stats *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
@@ -190,8 +187,7 @@ int Names_Total_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Total *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
@@ -217,8 +213,7 @@ int Names_Method_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Method *v)
     (void)a;
     int64_t tmp;
     int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     switch (tmp) {
     case 0:
     case 1:
@@ -243,8 +238,7 @@ int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
@@ -253,8 +247,7 @@ int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers 
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
     }
-    if ((rc = shmrpc_mp_read_bool(r, &v->on)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Handlers.on");
+    if ((rc = shmrpc_mp_read_bool(r, &v->on)) != 0) return shmrpc_mp_fail_at(r, rc, "Handlers.on");
     (void)a;
     r->depth--;
     return 0;
@@ -272,16 +265,14 @@ int Names_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_list_I64 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int64_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(int64_t));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -300,16 +291,14 @@ int Names_list_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_list_Ite
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 3, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     names_Item *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(names_Item));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Names_Item_mp_read(r, a, &items[i])) != 0)
-            return rc;
+        if ((rc = Names_Item_mp_read(r, a, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -329,8 +318,7 @@ int Names_map_String_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_ma
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 4, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     names_map_String_Item_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(names_map_String_Item_entry));
     if (items == NULL) {
@@ -338,10 +326,8 @@ int Names_map_String_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_ma
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0)
-            return rc;
-        if ((rc = Names_Item_mp_read(r, a, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0) return rc;
+        if ((rc = Names_Item_mp_read(r, a, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -360,18 +346,15 @@ void Names_opt_Item_mp_write(msgpack_packer *pk, const names_Item *const *v)
 int Names_opt_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const names_Item **v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     *v = NULL;
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     names_Item *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(names_Item));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    if ((rc = Names_Item_mp_read(r, a, p)) != 0)
-        return rc;
+    if ((rc = Names_Item_mp_read(r, a, p)) != 0) return rc;
     *v = p;
     return 0;
 }
@@ -388,14 +371,11 @@ void Names_opt_I64_mp_write(msgpack_packer *pk, const names_opt_I64 *v)
 int Names_opt_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_opt_I64 *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
     (void)a;
-    if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->value)) != 0) return rc;
     return 0;
 }

@@ -12,8 +12,7 @@ int names_stats(shmrpc_client *client_, names_Stats *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.stats: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_STATS, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_STATS, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_Stats_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -34,8 +33,7 @@ int names_total(shmrpc_client *client_, names_list_I64 xs, names_Total *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.Total: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_TOTAL, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_TOTAL, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_Total_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -69,8 +67,7 @@ int names_sum(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int6
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.sum: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SUM, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SUM, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -168,14 +165,12 @@ int names_sum_json(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx,
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.sum_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SUM_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SUM_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Names.sum_json: result: malformed JSON: %s",
                                    r_.detail);
-    if ((rc_ = shmrpc_json_read_int(&r_, r_.root, INT64_MIN, INT64_MAX, out_)) != 0)
-        goto fail;
+    if ((rc_ = shmrpc_json_read_int(&r_, r_.root, INT64_MIN, INT64_MAX, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -203,8 +198,7 @@ int names_list_item(shmrpc_client *client_, names_list_Item items, names_list_It
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.list_item: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_LIST_ITEM, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_LIST_ITEM, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_list_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -227,8 +221,7 @@ int names_map_string_item(shmrpc_client *client_, names_map_String_Item m,
         return shmrpc_client_error(client_, rc_,
                                    "Names.map_string_item: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_MAP_STRING_ITEM, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_MAP_STRING_ITEM, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_map_String_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -249,8 +242,7 @@ int names_opt_item(shmrpc_client *client_, const names_Item *i, const names_Item
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.opt_item: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_ITEM, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_ITEM, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_opt_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -271,8 +263,7 @@ int names_list_i64(shmrpc_client *client_, names_list_I64 v, names_list_I64 *out
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.list_i64: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_LIST_I64, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_LIST_I64, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_list_I64_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -293,8 +284,7 @@ int names_opt_i64(shmrpc_client *client_, names_opt_I64 v, names_opt_I64 *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.opt_i64: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_I64, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_I64, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_opt_I64_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -315,8 +305,7 @@ int names_handlers(shmrpc_client *client_, names_Method add, names_Handlers *out
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.handlers: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_HANDLERS, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_HANDLERS, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_Handlers_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -336,8 +325,7 @@ int names_service(shmrpc_client *client_, int64_t *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.Service: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SERVICE, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SERVICE, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -357,8 +345,7 @@ int names_service_info(shmrpc_client *client_, int64_t *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.service_info: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SERVICE_INFO, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SERVICE_INFO, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -380,8 +367,7 @@ int names_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.add: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_ADD, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_ADD, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)

@@ -92,14 +92,12 @@ static int Names_total_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Names_list_I64_mp_read(r, a, &v->xs)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "xs");
+    if ((rc = Names_list_I64_mp_read(r, a, &v->xs)) != 0) return shmrpc_mp_fail_at(r, rc, "xs");
     return 0;
 }
 
@@ -107,8 +105,7 @@ static int Names_sum_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_su
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 12) {
         r->why = "expected 12 arguments";
         return SHMRPC_EINVAL;
@@ -146,8 +143,7 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "out");
     if (f == NULL) {
@@ -281,8 +277,7 @@ static int Names_list_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
@@ -297,8 +292,7 @@ static int Names_map_string_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
@@ -312,14 +306,12 @@ static int Names_opt_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Names_opt_Item_mp_read(r, a, &v->i)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "i");
+    if ((rc = Names_opt_Item_mp_read(r, a, &v->i)) != 0) return shmrpc_mp_fail_at(r, rc, "i");
     return 0;
 }
 
@@ -327,14 +319,12 @@ static int Names_list_i64_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Names_list_I64_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Names_list_I64_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -342,14 +332,12 @@ static int Names_opt_i64_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Name
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Names_opt_I64_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Names_opt_I64_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -357,14 +345,12 @@ static int Names_handlers_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Names_Method_mp_read(r, a, &v->add)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "add");
+    if ((rc = Names_Method_mp_read(r, a, &v->add)) != 0) return shmrpc_mp_fail_at(r, rc, "add");
     return 0;
 }
 
@@ -372,8 +358,7 @@ static int Names_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_ad
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 2) {
         r->why = "expected 2 arguments";
         return SHMRPC_EINVAL;
@@ -398,15 +383,12 @@ static int Names_stats_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_byte
         r.why = "expected no arguments";
         rc = SHMRPC_EINVAL;
     }
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.stats", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.stats", "arguments", r.field, r.why);
     names_Stats out;
     memset(&out, 0, sizeof out);
     rc = h->stats(ctx, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_Stats_mp_write(&pk, &out);
@@ -421,15 +403,12 @@ static int Names_total_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_byte
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_total_args args;
     int rc = Names_total_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.Total", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.Total", "arguments", r.field, r.why);
     names_Total out;
     memset(&out, 0, sizeof out);
     rc = h->total(ctx, args.xs, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_Total_mp_write(&pk, &out);
@@ -444,16 +423,13 @@ static int Names_sum_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes 
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_sum_args args;
     int rc = Names_sum_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.sum", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.sum", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->sum(ctx, args.out, args.rc, args.ctx, args.c, args.req, args.resp, args.buf, args.len,
                 args.data, args.self, args.arena, args.call, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);
@@ -471,15 +447,13 @@ static int Names_sum_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     Names_sum_json_args args;
     rc = Names_sum_json_args_json_read(&r, r.root, &args);
     shmrpc_json_release(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.sum_json", "arguments", r.field, r.why);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.sum_json", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->sum_json(ctx, args.out, args.rc, args.ctx, args.c, args.req, args.resp, args.buf,
                      args.len, args.data, args.self, args.arena, args.call, args.client, args.r,
                      args.pk, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = shmrpc_json_int(out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -493,8 +467,7 @@ static int Names_echo_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     const Names_handlers *h = handlers;
     shmrpc_bytes out = {NULL, 0};
     int rc = h->echo_raw(ctx, req, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
@@ -506,15 +479,13 @@ static int Names_list_item_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_list_item_args args;
     int rc = Names_list_item_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Names.list_item", "arguments", r.field, r.why);
     names_list_Item out;
     memset(&out, 0, sizeof out);
     rc = h->list_item(ctx, args.items, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_list_Item_mp_write(&pk, &out);
@@ -529,15 +500,13 @@ static int Names_map_string_item_invoke(shmrpc_ctx *ctx, const void *handlers, s
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_map_string_item_args args;
     int rc = Names_map_string_item_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Names.map_string_item", "arguments", r.field, r.why);
     names_map_String_Item out;
     memset(&out, 0, sizeof out);
     rc = h->map_string_item(ctx, args.m, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_map_String_Item_mp_write(&pk, &out);
@@ -552,15 +521,12 @@ static int Names_opt_item_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_opt_item_args args;
     int rc = Names_opt_item_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.opt_item", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.opt_item", "arguments", r.field, r.why);
     const names_Item *out;
     memset(&out, 0, sizeof out);
     rc = h->opt_item(ctx, args.i, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_opt_Item_mp_write(&pk, &out);
@@ -575,15 +541,12 @@ static int Names_list_i64_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_list_i64_args args;
     int rc = Names_list_i64_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.list_i64", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.list_i64", "arguments", r.field, r.why);
     names_list_I64 out;
     memset(&out, 0, sizeof out);
     rc = h->list_i64(ctx, args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_list_I64_mp_write(&pk, &out);
@@ -598,15 +561,12 @@ static int Names_opt_i64_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_opt_i64_args args;
     int rc = Names_opt_i64_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.opt_i64", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.opt_i64", "arguments", r.field, r.why);
     names_opt_I64 out;
     memset(&out, 0, sizeof out);
     rc = h->opt_i64(ctx, args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_opt_I64_mp_write(&pk, &out);
@@ -621,15 +581,12 @@ static int Names_handlers_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_b
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_handlers_args args;
     int rc = Names_handlers_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.handlers", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.handlers", "arguments", r.field, r.why);
     names_Handlers out;
     memset(&out, 0, sizeof out);
     rc = h->handlers(ctx, args.add, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Names_Handlers_mp_write(&pk, &out);
@@ -648,15 +605,12 @@ static int Names_service_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
         r.why = "expected no arguments";
         rc = SHMRPC_EINVAL;
     }
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.Service", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.Service", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->service(ctx, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);
@@ -675,15 +629,13 @@ static int Names_service_info_invoke(shmrpc_ctx *ctx, const void *handlers, shmr
         r.why = "expected no arguments";
         rc = SHMRPC_EINVAL;
     }
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Names.service_info", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->service_info(ctx, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);
@@ -698,15 +650,12 @@ static int Names_add_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes 
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Names_add_args args;
     int rc = Names_add_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Names.add", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Names.add", "arguments", r.field, r.why);
     int64_t out;
     memset(&out, 0, sizeof out);
     rc = h->add(ctx, args.a, args.b, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);

@@ -181,8 +181,7 @@ int Types_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Color *v)
     (void)a;
     int64_t tmp;
     int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     switch (tmp) {
     case 0:
     case 5:
@@ -205,8 +204,7 @@ int Types_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Col
 {
     shmrpc_str s;
     int rc = shmrpc_json_read_str(r, j, &s);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (!Types_Color_from_name(s, v)) {
         r->why = "not a value of enum Color";
         return SHMRPC_EINVAL;
@@ -255,8 +253,7 @@ int Types_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Sign *v)
     (void)a;
     int64_t tmp;
     int rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     switch (tmp) {
     case -1:
     case 0:
@@ -279,8 +276,7 @@ int Types_Sign_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Sign
 {
     shmrpc_str s;
     int rc = shmrpc_json_read_str(r, j, &s);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (!Types_Sign_from_name(s, v)) {
         r->why = "not a value of enum Sign";
         return SHMRPC_EINVAL;
@@ -315,8 +311,7 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 15) {
         r->why = "expected 15 fields";
         return SHMRPC_EINVAL;
@@ -325,8 +320,7 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
     }
-    if ((rc = shmrpc_mp_read_bool(r, &v->b)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Scalars.b");
+    if ((rc = shmrpc_mp_read_bool(r, &v->b)) != 0) return shmrpc_mp_fail_at(r, rc, "Scalars.b");
     {
         int64_t tmp;
         if ((rc = shmrpc_mp_read_int(r, INT8_MIN, INT8_MAX, &tmp)) != 0)
@@ -371,12 +365,10 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
         return shmrpc_mp_fail_at(r, rc, "Scalars.f32v");
     if ((rc = shmrpc_mp_read_f64(r, &v->f64v)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.f64v");
-    if ((rc = shmrpc_mp_read_str(r, &v->s)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Scalars.s");
+    if ((rc = shmrpc_mp_read_str(r, &v->s)) != 0) return shmrpc_mp_fail_at(r, rc, "Scalars.s");
     if ((rc = shmrpc_mp_read_bin(r, &v->data)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.data");
-    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Scalars.c");
+    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0) return shmrpc_mp_fail_at(r, rc, "Scalars.c");
     if ((rc = Types_Sign_mp_read(r, a, &v->sign)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.sign");
     r->depth--;
@@ -386,8 +378,7 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
 shmrpc_json *Types_Scalars_json_write(const types_Scalars *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     if (shmrpc_json_set(o, "b", shmrpc_json_bool(v->b)) != 0) {
         shmrpc_json_free(o);
         return NULL;
@@ -455,8 +446,7 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "b");
     if (f == NULL) {
@@ -621,8 +611,7 @@ int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 3) {
         r->why = "expected 3 fields";
         return SHMRPC_EINVAL;
@@ -644,8 +633,7 @@ int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v)
 shmrpc_json *Types_Node_json_write(const types_Node *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     if (shmrpc_json_set(o, "value", shmrpc_json_int(v->value)) != 0) {
         shmrpc_json_free(o);
         return NULL;
@@ -665,8 +653,7 @@ int Types_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Node
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "value");
     if (f == NULL) {
@@ -707,16 +694,14 @@ int Types_list_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_Nod
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 4, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_Node *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_Node));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Types_Node_mp_read(r, a, &items[i])) != 0)
-            return rc;
+        if ((rc = Types_Node_mp_read(r, a, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -726,8 +711,7 @@ int Types_list_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_Nod
 shmrpc_json *Types_list_Node_json_write(const types_list_Node *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, Types_Node_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -740,16 +724,14 @@ int Types_list_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_Node *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_Node));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = Types_Node_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
-            return rc;
+        if ((rc = Types_Node_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -768,42 +750,36 @@ void Types_opt_Node_mp_write(msgpack_packer *pk, const types_Node *const *v)
 int Types_opt_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Node **v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     *v = NULL;
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     types_Node *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_Node));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    if ((rc = Types_Node_mp_read(r, a, p)) != 0)
-        return rc;
+    if ((rc = Types_Node_mp_read(r, a, p)) != 0) return rc;
     *v = p;
     return 0;
 }
 
 shmrpc_json *Types_opt_Node_json_write(const types_Node *const *v)
 {
-    if (*v == NULL)
-        return shmrpc_json_null();
+    if (*v == NULL) return shmrpc_json_null();
     return Types_Node_json_write(*v);
 }
 
 int Types_opt_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, const types_Node **v)
 {
     *v = NULL;
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     types_Node *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_Node));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     int rc;
-    if ((rc = Types_Node_json_read(r, j, p)) != 0)
-        return rc;
+    if ((rc = Types_Node_json_read(r, j, p)) != 0) return rc;
     *v = p;
     return 0;
 }
@@ -818,8 +794,7 @@ int Types_Empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Empty *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 0) {
         r->why = "expected 0 fields";
         return SHMRPC_EINVAL;
@@ -837,8 +812,7 @@ int Types_Empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Empty *v)
 shmrpc_json *Types_Empty_json_write(const types_Empty *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     (void)v;
     return o;
 }
@@ -847,8 +821,7 @@ int Types_Empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Emp
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     (void)v;
     if (seen != n) {
         r->why = "unknown field";
@@ -881,8 +854,7 @@ int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 15) {
         r->why = "expected 15 fields";
         return SHMRPC_EINVAL;
@@ -919,8 +891,7 @@ int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
         return shmrpc_mp_fail_at(r, rc, "Holder.by_color");
     if ((rc = Types_map_String_map_String_Bool_mp_read(r, a, &v->nested)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.nested");
-    if ((rc = Types_Empty_mp_read(r, a, &v->e)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Holder.e");
+    if ((rc = Types_Empty_mp_read(r, a, &v->e)) != 0) return shmrpc_mp_fail_at(r, rc, "Holder.e");
     r->depth--;
     return 0;
 }
@@ -928,8 +899,7 @@ int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
 shmrpc_json *Types_Holder_json_write(const types_Holder *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     if (shmrpc_json_set(o, "maybe", Types_opt_Scalars_json_write(&v->maybe)) != 0) {
         shmrpc_json_free(o);
         return NULL;
@@ -998,8 +968,7 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "maybe");
     seen += f != NULL;
@@ -1116,26 +1085,22 @@ void Types_opt_Scalars_mp_write(msgpack_packer *pk, const types_Scalars *const *
 int Types_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, const types_Scalars **v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     *v = NULL;
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     types_Scalars *p = shmrpc_arena_alloc(a, sizeof *p, _Alignof(types_Scalars));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    if ((rc = Types_Scalars_mp_read(r, a, p)) != 0)
-        return rc;
+    if ((rc = Types_Scalars_mp_read(r, a, p)) != 0) return rc;
     *v = p;
     return 0;
 }
 
 shmrpc_json *Types_opt_Scalars_json_write(const types_Scalars *const *v)
 {
-    if (*v == NULL)
-        return shmrpc_json_null();
+    if (*v == NULL) return shmrpc_json_null();
     return Types_Scalars_json_write(*v);
 }
 
@@ -1143,16 +1108,14 @@ int Types_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                 const types_Scalars **v)
 {
     *v = NULL;
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     types_Scalars *p = shmrpc_arena_alloc(r->arena, sizeof *p, _Alignof(types_Scalars));
     if (p == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     int rc;
-    if ((rc = Types_Scalars_json_read(r, j, p)) != 0)
-        return rc;
+    if ((rc = Types_Scalars_json_read(r, j, p)) != 0) return rc;
     *v = p;
     return 0;
 }
@@ -1169,17 +1132,14 @@ void Types_opt_I32_mp_write(msgpack_packer *pk, const types_opt_I32 *v)
 int Types_opt_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_I32 *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
     (void)a;
     {
         int64_t tmp;
-        if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0) return rc;
         v->value = (int32_t)tmp;
     }
     return 0;
@@ -1187,22 +1147,19 @@ int Types_opt_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_I32 *v
 
 shmrpc_json *Types_opt_I32_json_write(const types_opt_I32 *v)
 {
-    if (!v->has)
-        return shmrpc_json_null();
+    if (!v->has) return shmrpc_json_null();
     return shmrpc_json_int(v->value);
 }
 
 int Types_opt_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_I32 *v)
 {
     memset(v, 0, sizeof *v);
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     v->has = true;
     int rc;
     {
         int64_t tmp;
-        if ((rc = shmrpc_json_read_int(r, j, INT32_MIN, INT32_MAX, &tmp)) != 0)
-            return rc;
+        if ((rc = shmrpc_json_read_int(r, j, INT32_MIN, INT32_MAX, &tmp)) != 0) return rc;
         v->value = (int32_t)tmp;
     }
     return 0;
@@ -1220,34 +1177,28 @@ void Types_opt_String_mp_write(msgpack_packer *pk, const types_opt_String *v)
 int Types_opt_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_String *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
     (void)a;
-    if ((rc = shmrpc_mp_read_str(r, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_mp_read_str(r, &v->value)) != 0) return rc;
     return 0;
 }
 
 shmrpc_json *Types_opt_String_json_write(const types_opt_String *v)
 {
-    if (!v->has)
-        return shmrpc_json_null();
+    if (!v->has) return shmrpc_json_null();
     return shmrpc_json_string(v->value);
 }
 
 int Types_opt_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_String *v)
 {
     memset(v, 0, sizeof *v);
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     v->has = true;
     int rc;
-    if ((rc = shmrpc_json_read_str(r, j, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_json_read_str(r, j, &v->value)) != 0) return rc;
     return 0;
 }
 
@@ -1263,34 +1214,28 @@ void Types_opt_Bytes_mp_write(msgpack_packer *pk, const types_opt_Bytes *v)
 int Types_opt_Bytes_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Bytes *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
     (void)a;
-    if ((rc = shmrpc_mp_read_bin(r, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_mp_read_bin(r, &v->value)) != 0) return rc;
     return 0;
 }
 
 shmrpc_json *Types_opt_Bytes_json_write(const types_opt_Bytes *v)
 {
-    if (!v->has)
-        return shmrpc_json_null();
+    if (!v->has) return shmrpc_json_null();
     return shmrpc_json_base64(v->value);
 }
 
 int Types_opt_Bytes_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Bytes *v)
 {
     memset(v, 0, sizeof *v);
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     v->has = true;
     int rc;
-    if ((rc = shmrpc_json_read_base64(r, j, &v->value)) != 0)
-        return rc;
+    if ((rc = shmrpc_json_read_base64(r, j, &v->value)) != 0) return rc;
     return 0;
 }
 
@@ -1306,33 +1251,27 @@ void Types_opt_Color_mp_write(msgpack_packer *pk, const types_opt_Color *v)
 int Types_opt_Color_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Color *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
-    if ((rc = Types_Color_mp_read(r, a, &v->value)) != 0)
-        return rc;
+    if ((rc = Types_Color_mp_read(r, a, &v->value)) != 0) return rc;
     return 0;
 }
 
 shmrpc_json *Types_opt_Color_json_write(const types_opt_Color *v)
 {
-    if (!v->has)
-        return shmrpc_json_null();
+    if (!v->has) return shmrpc_json_null();
     return Types_Color_json_write(&v->value);
 }
 
 int Types_opt_Color_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_Color *v)
 {
     memset(v, 0, sizeof *v);
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     v->has = true;
     int rc;
-    if ((rc = Types_Color_json_read(r, j, &v->value)) != 0)
-        return rc;
+    if ((rc = Types_Color_json_read(r, j, &v->value)) != 0) return rc;
     return 0;
 }
 
@@ -1348,16 +1287,14 @@ int Types_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I64 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int64_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(int64_t));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1367,8 +1304,7 @@ int Types_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I64 
 shmrpc_json *Types_list_I64_json_write(const types_list_I64 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, shmrpc_json_int(v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1381,8 +1317,7 @@ int Types_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int64_t *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(int64_t));
     if (items == NULL) {
         r->why = "out of memory";
@@ -1410,33 +1345,27 @@ void Types_opt_list_I64_mp_write(msgpack_packer *pk, const types_opt_list_I64 *v
 int Types_opt_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_list_I64 *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
-    if ((rc = Types_list_I64_mp_read(r, a, &v->value)) != 0)
-        return rc;
+    if ((rc = Types_list_I64_mp_read(r, a, &v->value)) != 0) return rc;
     return 0;
 }
 
 shmrpc_json *Types_opt_list_I64_json_write(const types_opt_list_I64 *v)
 {
-    if (!v->has)
-        return shmrpc_json_null();
+    if (!v->has) return shmrpc_json_null();
     return Types_list_I64_json_write(&v->value);
 }
 
 int Types_opt_list_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_opt_list_I64 *v)
 {
     memset(v, 0, sizeof *v);
-    if (shmrpc_json_is_null(j))
-        return 0;
+    if (shmrpc_json_is_null(j)) return 0;
     v->has = true;
     int rc;
-    if ((rc = Types_list_I64_json_read(r, j, &v->value)) != 0)
-        return rc;
+    if ((rc = Types_list_I64_json_read(r, j, &v->value)) != 0) return rc;
     return 0;
 }
 
@@ -1452,16 +1381,14 @@ int Types_list_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_S
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_str *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(shmrpc_str));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_str(r, &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1471,8 +1398,7 @@ int Types_list_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_S
 shmrpc_json *Types_list_String_json_write(const types_list_String *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, shmrpc_json_string(v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1485,16 +1411,14 @@ int Types_list_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j, typ
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_str *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(shmrpc_str));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_json_read_str(r, shmrpc_json_at(j, i), &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_json_read_str(r, shmrpc_json_at(j, i), &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1513,8 +1437,7 @@ int Types_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I32 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int32_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(int32_t));
     if (items == NULL) {
         r->why = "out of memory";
@@ -1523,8 +1446,7 @@ int Types_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I32 
     for (uint32_t i = 0; i < n; i++) {
         {
             int64_t tmp;
-            if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0)
-                return rc;
+            if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0) return rc;
             items[i] = (int32_t)tmp;
         }
     }
@@ -1536,8 +1458,7 @@ int Types_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_I32 
 shmrpc_json *Types_list_I32_json_write(const types_list_I32 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, shmrpc_json_int(v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1550,8 +1471,7 @@ int Types_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int32_t *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(int32_t));
     if (items == NULL) {
         r->why = "out of memory";
@@ -1583,16 +1503,14 @@ int Types_list_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_list_I32 *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_list_I32));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Types_list_I32_mp_read(r, a, &items[i])) != 0)
-            return rc;
+        if ((rc = Types_list_I32_mp_read(r, a, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1602,8 +1520,7 @@ int Types_list_list_I32_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list
 shmrpc_json *Types_list_list_I32_json_write(const types_list_list_I32 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, Types_list_I32_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1617,8 +1534,7 @@ int Types_list_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_list_I32 *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
                                                      _Alignof(types_list_I32));
     if (items == NULL) {
@@ -1626,8 +1542,7 @@ int Types_list_list_I32_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = Types_list_I32_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
-            return rc;
+        if ((rc = Types_list_I32_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1646,8 +1561,7 @@ int Types_list_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_l
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const types_Scalars **items = shmrpc_arena_alloc_items(a, n, sizeof *items,
                                                            _Alignof(const types_Scalars *));
     if (items == NULL) {
@@ -1655,8 +1569,7 @@ int Types_list_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_l
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Types_opt_Scalars_mp_read(r, a, &items[i])) != 0)
-            return rc;
+        if ((rc = Types_opt_Scalars_mp_read(r, a, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1666,8 +1579,7 @@ int Types_list_opt_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_l
 shmrpc_json *Types_list_opt_Scalars_json_write(const types_list_opt_Scalars *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, Types_opt_Scalars_json_write(&v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1681,8 +1593,7 @@ int Types_list_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const types_Scalars **items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
                                                            _Alignof(const types_Scalars *));
     if (items == NULL) {
@@ -1690,8 +1601,7 @@ int Types_list_opt_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = Types_opt_Scalars_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0)
-            return rc;
+        if ((rc = Types_opt_Scalars_json_read(r, shmrpc_json_at(j, i), &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1711,8 +1621,7 @@ int Types_map_String_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_I64_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_String_I64_entry));
     if (items == NULL) {
@@ -1720,10 +1629,8 @@ int Types_map_String_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0)
-            return rc;
-        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0) return rc;
+        if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1733,8 +1640,7 @@ int Types_map_String_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 shmrpc_json *Types_map_String_I64_json_write(const types_map_String_I64 *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         if (shmrpc_json_setn(o, v->items[i].key, shmrpc_json_int(v->items[i].value)) != 0) {
             shmrpc_json_free(o);
@@ -1749,8 +1655,7 @@ int Types_map_String_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_I64_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_String_I64_entry));
     if (items == NULL) {
@@ -1768,8 +1673,7 @@ int Types_map_String_I64_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
             return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -1788,8 +1692,7 @@ int Types_map_I32_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_I32_String_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_I32_String_entry));
     if (items == NULL) {
@@ -1799,12 +1702,10 @@ int Types_map_I32_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
     for (uint32_t i = 0; i < n; i++) {
         {
             int64_t tmp;
-            if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0)
-                return rc;
+            if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0) return rc;
             items[i].key = (int32_t)tmp;
         }
-        if ((rc = shmrpc_mp_read_str(r, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1814,8 +1715,7 @@ int Types_map_I32_String_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 shmrpc_json *Types_map_I32_String_json_write(const types_map_I32_String *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         char key[24];
         if (shmrpc_json_setn(o, shmrpc_json_int_key(v->items[i].key, key),
@@ -1832,8 +1732,7 @@ int Types_map_I32_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_I32_String_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_I32_String_entry));
     if (items == NULL) {
@@ -1848,16 +1747,13 @@ int Types_map_I32_String_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         {
             int64_t tmp;
-            if ((rc = shmrpc_json_key_int(r, key, INT32_MIN, INT32_MAX, &tmp)) != 0)
-                return rc;
+            if ((rc = shmrpc_json_key_int(r, key, INT32_MIN, INT32_MAX, &tmp)) != 0) return rc;
             items[i].key = (int32_t)tmp;
         }
-        if ((rc = shmrpc_json_read_str(r, val, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_json_read_str(r, val, &items[i].value)) != 0) return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -1875,16 +1771,14 @@ int Types_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_F64 
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     double *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(double));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_f64(r, &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_f64(r, &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1894,8 +1788,7 @@ int Types_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_F64 
 shmrpc_json *Types_list_F64_json_write(const types_list_F64 *v)
 {
     shmrpc_json *o = shmrpc_json_array();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++)
         if (shmrpc_json_append(o, shmrpc_json_real(v->items[i])) != 0) {
             shmrpc_json_free(o);
@@ -1908,16 +1801,14 @@ int Types_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_
 {
     size_t n;
     int rc = shmrpc_json_read_array(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     double *items = shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(double));
     if (items == NULL) {
         r->why = "out of memory";
         return SHMRPC_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_json_read_f64(r, shmrpc_json_at(j, i), &items[i])) != 0)
-            return rc;
+        if ((rc = shmrpc_json_read_f64(r, shmrpc_json_at(j, i), &items[i])) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1937,8 +1828,7 @@ int Types_map_U64_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_m
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_U64_list_F64_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_U64_list_F64_entry));
     if (items == NULL) {
@@ -1946,10 +1836,8 @@ int Types_map_U64_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_m
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_uint(r, UINT64_MAX, &items[i].key)) != 0)
-            return rc;
-        if ((rc = Types_list_F64_mp_read(r, a, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_uint(r, UINT64_MAX, &items[i].key)) != 0) return rc;
+        if ((rc = Types_list_F64_mp_read(r, a, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -1959,8 +1847,7 @@ int Types_map_U64_list_F64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_m
 shmrpc_json *Types_map_U64_list_F64_json_write(const types_map_U64_list_F64 *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         char key[24];
         if (shmrpc_json_setn(o, shmrpc_json_uint_key(v->items[i].key, key),
@@ -1977,8 +1864,7 @@ int Types_map_U64_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_U64_list_F64_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
                                  _Alignof(types_map_U64_list_F64_entry));
@@ -1992,14 +1878,11 @@ int Types_map_U64_list_F64_json_read(shmrpc_json_reader *r, const shmrpc_json *j
     const shmrpc_json *val;
     size_t i = 0;
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
-        if ((rc = shmrpc_json_key_uint(r, key, UINT64_MAX, &items[i].key)) != 0)
-            return rc;
-        if ((rc = Types_list_F64_json_read(r, val, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_json_key_uint(r, key, UINT64_MAX, &items[i].key)) != 0) return rc;
+        if ((rc = Types_list_F64_json_read(r, val, &items[i].value)) != 0) return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -2018,8 +1901,7 @@ int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 5, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_Color_Node_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_Color_Node_entry));
     if (items == NULL) {
@@ -2027,10 +1909,8 @@ int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = Types_Color_mp_read(r, a, &items[i].key)) != 0)
-            return rc;
-        if ((rc = Types_Node_mp_read(r, a, &items[i].value)) != 0)
-            return rc;
+        if ((rc = Types_Color_mp_read(r, a, &items[i].key)) != 0) return rc;
+        if ((rc = Types_Node_mp_read(r, a, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -2040,8 +1920,7 @@ int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map
 shmrpc_json *Types_map_Color_Node_json_write(const types_map_Color_Node *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         const char *key = Types_Color_to_name(v->items[i].key);
         if (key == NULL || shmrpc_json_set(o, key,
@@ -2058,8 +1937,7 @@ int Types_map_Color_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_Color_Node_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_Color_Node_entry));
     if (items == NULL) {
@@ -2076,12 +1954,10 @@ int Types_map_Color_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
             r->why = "not a value of enum Color";
             return SHMRPC_EINVAL;
         }
-        if ((rc = Types_Node_json_read(r, val, &items[i].value)) != 0)
-            return rc;
+        if ((rc = Types_Node_json_read(r, val, &items[i].value)) != 0) return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -2103,8 +1979,7 @@ int Types_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_Bool_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_String_Bool_entry));
     if (items == NULL) {
@@ -2112,10 +1987,8 @@ int Types_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0)
-            return rc;
-        if ((rc = shmrpc_mp_read_bool(r, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0) return rc;
+        if ((rc = shmrpc_mp_read_bool(r, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -2125,8 +1998,7 @@ int Types_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_ma
 shmrpc_json *Types_map_String_Bool_json_write(const types_map_String_Bool *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         if (shmrpc_json_setn(o, v->items[i].key, shmrpc_json_bool(v->items[i].value)) != 0) {
             shmrpc_json_free(o);
@@ -2141,8 +2013,7 @@ int Types_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_Bool_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items, _Alignof(types_map_String_Bool_entry));
     if (items == NULL) {
@@ -2156,12 +2027,10 @@ int Types_map_String_Bool_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
     size_t i = 0;
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
-        if ((rc = shmrpc_json_read_bool(r, val, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_json_read_bool(r, val, &items[i].value)) != 0) return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -2182,8 +2051,7 @@ int Types_map_String_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *
 {
     uint32_t n;
     int rc = shmrpc_mp_read_map_of(r, 2, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_map_String_Bool_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items,
                                  _Alignof(types_map_String_map_String_Bool_entry));
@@ -2192,10 +2060,8 @@ int Types_map_String_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *
         return SHMRPC_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
-        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0)
-            return rc;
-        if ((rc = Types_map_String_Bool_mp_read(r, a, &items[i].value)) != 0)
-            return rc;
+        if ((rc = shmrpc_mp_read_str(r, &items[i].key)) != 0) return rc;
+        if ((rc = Types_map_String_Bool_mp_read(r, a, &items[i].value)) != 0) return rc;
     }
     v->items = items;
     v->len = n;
@@ -2205,8 +2071,7 @@ int Types_map_String_map_String_Bool_mp_read(shmrpc_mp_reader *r, shmrpc_arena *
 shmrpc_json *Types_map_String_map_String_Bool_json_write(const types_map_String_map_String_Bool *v)
 {
     shmrpc_json *o = shmrpc_json_object();
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     for (size_t i = 0; i < v->len; i++) {
         if (shmrpc_json_setn(o, v->items[i].key,
                              Types_map_String_Bool_json_write(&v->items[i].value)) != 0) {
@@ -2222,8 +2087,7 @@ int Types_map_String_map_String_Bool_json_read(shmrpc_json_reader *r, const shmr
 {
     size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     types_map_String_map_String_Bool_entry *items =
         shmrpc_arena_alloc_items(r->arena, n, sizeof *items,
                                  _Alignof(types_map_String_map_String_Bool_entry));
@@ -2238,12 +2102,10 @@ int Types_map_String_map_String_Bool_json_read(shmrpc_json_reader *r, const shmr
     size_t i = 0;
     while (i < n && (rc = shmrpc_json_iter_next(r, &it, &key, &val)) == 1) {
         items[i].key = key;
-        if ((rc = Types_map_String_Bool_json_read(r, val, &items[i].value)) != 0)
-            return rc;
+        if ((rc = Types_map_String_Bool_json_read(r, val, &items[i].value)) != 0) return rc;
         i++;
     }
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     v->items = items;
     v->len = i;
     return 0;
@@ -2261,8 +2123,7 @@ int Types_list_U8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_U8 *v
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array_of(r, 1, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     uint8_t *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(uint8_t));
     if (items == NULL) {
         r->why = "out of memory";
@@ -2271,8 +2132,7 @@ int Types_list_U8_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_U8 *v
     for (uint32_t i = 0; i < n; i++) {
         {
             uint64_t tmp;
-            if ((rc = shmrpc_mp_read_uint(r, UINT8_MAX, &tmp)) != 0)
-                return rc;
+            if ((rc = shmrpc_mp_read_uint(r, UINT8_MAX, &tmp)) != 0) return rc;
             items[i] = (uint8_t)tmp;
         }
     }
@@ -2293,13 +2153,10 @@ void Types_opt_Sign_mp_write(msgpack_packer *pk, const types_opt_Sign *v)
 int Types_opt_Sign_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_opt_Sign *v)
 {
     int rc = shmrpc_mp_try_nil(r);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     memset(v, 0, sizeof *v);
-    if (rc == 1)
-        return 0;
+    if (rc == 1) return 0;
     v->has = true;
-    if ((rc = Types_Sign_mp_read(r, a, &v->value)) != 0)
-        return rc;
+    if ((rc = Types_Sign_mp_read(r, a, &v->value)) != 0) return rc;
     return 0;
 }

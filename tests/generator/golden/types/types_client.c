@@ -13,8 +13,7 @@ int types_pass_scalars(shmrpc_client *client_, const types_Scalars *v, types_Sca
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.pass_scalars: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_SCALARS, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_SCALARS, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_Scalars_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -48,8 +47,7 @@ int types_pass_scalars_json(shmrpc_client *client_, const types_Scalars *v, type
         return shmrpc_client_error(client_, rc_,
                                    "Types.pass_scalars_json: result: malformed JSON: %s",
                                    r_.detail);
-    if ((rc_ = Types_Scalars_json_read(&r_, r_.root, out_)) != 0)
-        goto fail;
+    if ((rc_ = Types_Scalars_json_read(&r_, r_.root, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -68,8 +66,7 @@ int types_pass_holder(shmrpc_client *client_, const types_Holder *v, types_Holde
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.pass_holder: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_Holder_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -95,14 +92,12 @@ int types_pass_holder_json(shmrpc_client *client_, const types_Holder *v, types_
         return shmrpc_client_error(client_, rc_,
                                    "Types.pass_holder_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_,
                                    "Types.pass_holder_json: result: malformed JSON: %s", r_.detail);
-    if ((rc_ = Types_Holder_json_read(&r_, r_.root, out_)) != 0)
-        goto fail;
+    if ((rc_ = Types_Holder_json_read(&r_, r_.root, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -121,8 +116,7 @@ int types_pass_node(shmrpc_client *client_, const types_Node *v, types_Node *out
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.pass_node: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_Node_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -148,14 +142,12 @@ int types_pass_node_json(shmrpc_client *client_, const types_Node *v, types_Node
         return shmrpc_client_error(client_, rc_,
                                    "Types.pass_node_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Types.pass_node_json: result: malformed JSON: %s",
                                    r_.detail);
-    if ((rc_ = Types_Node_json_read(&r_, r_.root, out_)) != 0)
-        goto fail;
+    if ((rc_ = Types_Node_json_read(&r_, r_.root, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -174,8 +166,7 @@ int types_many(shmrpc_client *client_, types_list_U8 v, types_list_U8 *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.many: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_list_U8_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -200,14 +191,12 @@ int types_many_json(shmrpc_client *client_, types_list_String v, types_list_Stri
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.many_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Types.many_json: result: malformed JSON: %s",
                                    r_.detail);
-    if ((rc_ = Types_list_String_json_read(&r_, r_.root, out_)) != 0)
-        goto fail;
+    if ((rc_ = Types_list_String_json_read(&r_, r_.root, out_)) != 0) goto fail;
     shmrpc_json_release(&r_);
     return 0;
 fail:
@@ -225,8 +214,7 @@ int types_nothing(shmrpc_client *client_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.nothing: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)
@@ -246,8 +234,7 @@ int types_nothing_json(shmrpc_client *client_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.nothing_json: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING_JSON, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING_JSON, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Types.nothing_json: result: malformed JSON: %s",
@@ -282,8 +269,7 @@ int types_narrow(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, fl
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.narrow: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NARROW, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NARROW, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     {
@@ -308,8 +294,7 @@ int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *o
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.maybe_sign: cannot encode the arguments");
     shmrpc_bytes resp_;
-    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MAYBE_SIGN, &resp_)) != 0)
-        return rc_;
+    if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MAYBE_SIGN, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_opt_Sign_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)

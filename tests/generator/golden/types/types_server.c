@@ -73,14 +73,12 @@ static int Types_pass_scalars_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Types_Scalars_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Types_Scalars_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -89,8 +87,7 @@ static int Types_pass_scalars_json_args_json_read(shmrpc_json_reader *r, const s
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -98,8 +95,7 @@ static int Types_pass_scalars_json_args_json_read(shmrpc_json_reader *r, const s
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = Types_Scalars_json_read(r, f, &v->v)) != 0)
-        return shmrpc_json_fail_at(r, rc, "v");
+    if ((rc = Types_Scalars_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
         return SHMRPC_EINVAL;
@@ -112,14 +108,12 @@ static int Types_pass_holder_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Types_Holder_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Types_Holder_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -128,8 +122,7 @@ static int Types_pass_holder_json_args_json_read(shmrpc_json_reader *r, const sh
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -137,8 +130,7 @@ static int Types_pass_holder_json_args_json_read(shmrpc_json_reader *r, const sh
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = Types_Holder_json_read(r, f, &v->v)) != 0)
-        return shmrpc_json_fail_at(r, rc, "v");
+    if ((rc = Types_Holder_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
         return SHMRPC_EINVAL;
@@ -151,14 +143,12 @@ static int Types_pass_node_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Types_Node_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Types_Node_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -167,8 +157,7 @@ static int Types_pass_node_json_args_json_read(shmrpc_json_reader *r, const shmr
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -176,8 +165,7 @@ static int Types_pass_node_json_args_json_read(shmrpc_json_reader *r, const shmr
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
     seen++;
-    if ((rc = Types_Node_json_read(r, f, &v->v)) != 0)
-        return shmrpc_json_fail_at(r, rc, "v");
+    if ((rc = Types_Node_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
     if (seen != n) {
         r->why = "unknown argument";
         return SHMRPC_EINVAL;
@@ -189,14 +177,12 @@ static int Types_many_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_m
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Types_list_U8_mp_read(r, a, &v->v)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "v");
+    if ((rc = Types_list_U8_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     return 0;
 }
 
@@ -205,8 +191,7 @@ static int Types_many_json_args_json_read(shmrpc_json_reader *r, const shmrpc_js
 {
     size_t n, seen = 0;
     int rc = shmrpc_json_read_object(r, j, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
@@ -227,8 +212,7 @@ static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 5) {
         r->why = "expected 5 arguments";
         return SHMRPC_EINVAL;
@@ -245,12 +229,9 @@ static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types
             return shmrpc_mp_fail_at(r, rc, "b");
         v->b = (uint16_t)tmp;
     }
-    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "c");
-    if ((rc = shmrpc_mp_read_f32(r, &v->d)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "d");
-    if ((rc = shmrpc_mp_read_bool(r, &v->e)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "e");
+    if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0) return shmrpc_mp_fail_at(r, rc, "c");
+    if ((rc = shmrpc_mp_read_f32(r, &v->d)) != 0) return shmrpc_mp_fail_at(r, rc, "d");
+    if ((rc = shmrpc_mp_read_bool(r, &v->e)) != 0) return shmrpc_mp_fail_at(r, rc, "e");
     return 0;
 }
 
@@ -259,14 +240,12 @@ static int Types_maybe_sign_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
 {
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (n != 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
-    if ((rc = Types_opt_Sign_mp_read(r, a, &v->s)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "s");
+    if ((rc = Types_opt_Sign_mp_read(r, a, &v->s)) != 0) return shmrpc_mp_fail_at(r, rc, "s");
     return 0;
 }
 
@@ -278,15 +257,13 @@ static int Types_pass_scalars_invoke(shmrpc_ctx *ctx, const void *handlers, shmr
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_pass_scalars_args args;
     int rc = Types_pass_scalars_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_scalars", "arguments", r.field, r.why);
     types_Scalars out;
     memset(&out, 0, sizeof out);
     rc = h->pass_scalars(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Types_Scalars_mp_write(&pk, &out);
@@ -310,8 +287,7 @@ static int Types_pass_scalars_json_invoke(shmrpc_ctx *ctx, const void *handlers,
     types_Scalars out;
     memset(&out, 0, sizeof out);
     rc = h->pass_scalars_json(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = Types_Scalars_json_write(&out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -327,15 +303,13 @@ static int Types_pass_holder_invoke(shmrpc_ctx *ctx, const void *handlers, shmrp
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_pass_holder_args args;
     int rc = Types_pass_holder_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_holder", "arguments", r.field, r.why);
     types_Holder out;
     memset(&out, 0, sizeof out);
     rc = h->pass_holder(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Types_Holder_mp_write(&pk, &out);
@@ -359,8 +333,7 @@ static int Types_pass_holder_json_invoke(shmrpc_ctx *ctx, const void *handlers, 
     types_Holder out;
     memset(&out, 0, sizeof out);
     rc = h->pass_holder_json(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = Types_Holder_json_write(&out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -376,15 +349,13 @@ static int Types_pass_node_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_pass_node_args args;
     int rc = Types_pass_node_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.pass_node", "arguments", r.field, r.why);
     types_Node out;
     memset(&out, 0, sizeof out);
     rc = h->pass_node(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Types_Node_mp_write(&pk, &out);
@@ -408,8 +379,7 @@ static int Types_pass_node_json_invoke(shmrpc_ctx *ctx, const void *handlers, sh
     types_Node out;
     memset(&out, 0, sizeof out);
     rc = h->pass_node_json(ctx, &args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = Types_Node_json_write(&out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -425,15 +395,12 @@ static int Types_many_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_many_args args;
     int rc = Types_many_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Types.many", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Types.many", "arguments", r.field, r.why);
     types_list_U8 out;
     memset(&out, 0, sizeof out);
     rc = h->many(ctx, args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Types_list_U8_mp_write(&pk, &out);
@@ -457,8 +424,7 @@ static int Types_many_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_
     types_list_String out;
     memset(&out, 0, sizeof out);
     rc = h->many_json(ctx, args.v, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = Types_list_String_json_write(&out);
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -478,13 +444,10 @@ static int Types_nothing_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_by
         r.why = "expected no arguments";
         rc = SHMRPC_EINVAL;
     }
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Types.nothing", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Types.nothing", "arguments", r.field, r.why);
     rc = h->nothing(ctx);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_nil(&pk);
@@ -510,8 +473,7 @@ static int Types_nothing_json_invoke(shmrpc_ctx *ctx, const void *handlers, shmr
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.nothing_json", "arguments", r.field, r.why);
     rc = h->nothing_json(ctx);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     shmrpc_json *res = shmrpc_json_null();
     if (res == NULL)
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
@@ -527,15 +489,12 @@ static int Types_narrow_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_byt
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_narrow_args args;
     int rc = Types_narrow_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Types.narrow", "arguments", r.field, r.why);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
+    if (rc != 0) return shmrpc_ctx_decode_error(ctx, "Types.narrow", "arguments", r.field, r.why);
     int8_t out;
     memset(&out, 0, sizeof out);
     rc = h->narrow(ctx, args.a, args.b, args.c, args.d, args.e, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     msgpack_pack_int64(&pk, out);
@@ -550,15 +509,13 @@ static int Types_maybe_sign_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc
     shmrpc_mp_reader_init(&r, req.ptr, req.len);
     Types_maybe_sign_args args;
     int rc = Types_maybe_sign_args_mp_read(&r, shmrpc_ctx_arena(ctx), &args);
-    if (rc == 0)
-        rc = shmrpc_mp_finish(&r);
+    if (rc == 0) rc = shmrpc_mp_finish(&r);
     if (rc != 0)
         return shmrpc_ctx_decode_error(ctx, "Types.maybe_sign", "arguments", r.field, r.why);
     types_opt_Sign out;
     memset(&out, 0, sizeof out);
     rc = h->maybe_sign(ctx, args.s, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Types_opt_Sign_mp_write(&pk, &out);
@@ -571,8 +528,7 @@ static int Types_raw_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes 
     const Types_handlers *h = handlers;
     shmrpc_bytes out = {NULL, 0};
     int rc = h->raw(ctx, req, &out);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     return shmrpc_buf_append(resp, out.ptr, out.len);
 }
 
