@@ -1,5 +1,6 @@
-/* The method table: canonical signatures, their fingerprints, and the service info
- * that client and server compare when they connect (docs/svc-language.md). */
+/* NAME.c: the method table (canonical signatures, their fingerprints) and the service
+ * info that client and server compare when they connect (docs/svc-language.md), and the
+ * codec glue that the client and server files share. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,12 +9,12 @@
 
 /* The text is the front end's (idl/signature.c), whose length the checks hold to what
  * the tcp:// handshake carries: a checked file's signatures all fit. */
-const char *gen_signature(gen *g, const svc_method *m)
+static const char *signature(gen *g, const svc_method *m)
 {
     return gen_must(svc_signature(g->a, m, SVC_MAX_SIGNATURE, NULL));
 }
 
-uint64_t gen_fnv1a64(const char *s)
+static uint64_t fnv1a64(const char *s)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -29,8 +30,8 @@ uint64_t gen_service_fingerprint(gen *g)
     sbuf o;
     sb_init(&o);
     for (int i = 0; i < g->n_methods; i++)
-        sb_printf(&o, "%s\n", gen_signature(g, g->sorted[i]));
-    uint64_t h = gen_fnv1a64(sb_str(&o));
+        sb_printf(&o, "%s\n", signature(g, g->sorted[i]));
+    uint64_t h = fnv1a64(sb_str(&o));
     sb_free(&o);
     return h;
 }
@@ -75,7 +76,7 @@ void gen_descriptor(gen *g, emitter *e)
     em(e, "#include \"%s.h\"", g->stem);
     const char **sigs = gen_must(svc_arena_alloc(g->a, sizeof *sigs * (size_t)(g->n_methods + 1)));
     for (int i = 0; i < g->n_methods; i++) {
-        const char *sig = gen_signature(g, g->sorted[i]);
+        const char *sig = signature(g, g->sorted[i]);
         const char *lit = gen_cstr(g, sig);
         sigs[i] = strlen(lit) - 2 > MAX_LITERAL ? signature_array(g, e, i, sig) : lit;
     }
@@ -88,7 +89,7 @@ void gen_descriptor(gen *g, emitter *e)
             em(e, ".name = \"%.*s\",", m->name.n, m->name.p);
             em(e, ".id = %s,", gen_method_id(g, m));
             em(e, ".encoding = %s,", enc_consts[m->enc]);
-            em(e, ".fingerprint = UINT64_C(0x%016" PRIx64 "),", gen_fnv1a64(gen_signature(g, m)));
+            em(e, ".fingerprint = UINT64_C(0x%016" PRIx64 "),", fnv1a64(signature(g, m)));
             em(e, ".signature = %s,", sigs[i]);
             em_close(e, "},");
         }

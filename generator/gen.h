@@ -124,8 +124,6 @@ void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *
                    const char *fail);
 
 /* descriptor.c: NAME.c, the method table and the shared codec */
-const char *gen_signature(gen *g, const svc_method *m);
-uint64_t gen_fnv1a64(const char *s);
 uint64_t gen_service_fingerprint(gen *g);
 void gen_descriptor(gen *g, emitter *e);
 
@@ -133,7 +131,8 @@ void gen_descriptor(gen *g, emitter *e);
 void gen_client(gen *g, emitter *e);
 void gen_server(gen *g, emitter *e);
 
-/* The first line of every file: its name, the generator and the source. */
+/* The comment every file begins with: its name, the generator and the source, and what
+ * it holds (a format with one %s, the service's name), or nothing more when what is NULL. */
 void gen_banner(gen *g, emitter *e, const char *suffix, const char *what);
 
 #endif

@@ -110,7 +110,7 @@ static void put(gen *g, svc_ntab *t, const char *key, gtype *val)
 {
     bool oom = false;
     svc_ntab_put(g->a, t, key, val, &oom);
-    gen_must(oom ? NULL : key);
+    if (oom) gen_must(NULL); /* says so and exits */
 }
 
 static void add(gen *g, gtype *t)
