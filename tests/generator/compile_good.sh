@@ -1,7 +1,8 @@
 #!/bin/sh
 # compile_good.sh SHMRPCGEN RUNTIME_INCLUDE SVC...: the code generated for every valid
 # file compiles warning-free with gcc and clang at -Wall -Wextra -Werror -pedantic, in
-# ISO C11 and in GNU C11 (the compilers' default, which predefines unix and linux).
+# ISO C11 and in GNU C11 (the compilers' default, which predefines unix and linux), and
+# declares no name holding "__" (reserved in C++; __cplusplus is the one it reads).
 set -u
 gen=$1 inc=$2
 shift 2
@@ -21,6 +22,10 @@ for svc in "$@"; do
         echo "FAIL $svc: shmrpcgen failed"
         fail=1
         continue
+    fi
+    if grep -n '[A-Za-z0-9_]*__[A-Za-z0-9_]*' "$dir"/* | grep -v '__cplusplus'; then
+        echo "FAIL $svc: a generated name holds \"__\""
+        fail=1
     fi
     for cc in $compilers; do
         for std in c11 gnu11; do
