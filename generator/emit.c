@@ -54,7 +54,7 @@ static int find_breaks(const char *s, brk *b)
     scanner sc = {s, 0, 0, false};
     for (long at; (at = next_code(&sc)) >= 0;) {
         size_t i = (size_t)at;
-        if (sc.opened && sc.depth < 64)
+        if (sc.opened && sc.depth >= 0 && sc.depth < 64) /* a line may close what it did not open */
             open[sc.depth] = i;
         else if (s[i] == ',' && s[i + 1] == ' ' && sc.depth > 0 && sc.depth <= 64 && n < MAX_BREAKS)
             b[n++] = (brk){i, open[sc.depth - 1], sc.depth};
