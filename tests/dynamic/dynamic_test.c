@@ -40,7 +40,7 @@
 
 /* Scalars for msgpack: every range's ends, u64 above what JSON integers hold, a float that
  * no decimal is exactly, and a string with what JSON escapes. */
-static const every_scalars scalars_mp = {
+static const every_Scalars scalars_mp = {
     .b = true,
     .i8v = INT8_MIN,
     .i16v = INT16_MIN,
@@ -54,8 +54,8 @@ static const every_scalars scalars_mp = {
     .f64v = -2.5e-300,
     .s = STR("h\xc3\xa9llo \"q\"\n\x01\x7f/"),
     .data = BYTES("\x00\xff\x10"),
-    .c = EVERY_COLOR_BLUE,
-    .sign = EVERY_SIGN_MINUS,
+    .c = every_Color_blue,
+    .sign = every_Sign_minus,
 };
 #define SCALARS_HEAD                                                                               \
     "{\"b\":true,\"i8v\":-128,\"i16v\":-32768,\"i32v\":-2147483648,"                               \
@@ -69,7 +69,7 @@ static const every_scalars scalars_mp = {
     SCALARS_HEAD "\"u64v\":18446744073709551615,\"f32v\":0.1,\"f64v\":-2.5e-300," SCALARS_TAIL
 
 /* The same for @json, whose integers stop at INT64_MAX; 0.1 is written with 17 digits. */
-static const every_scalars scalars_json = {
+static const every_Scalars scalars_json = {
     .b = true,
     .i8v = INT8_MIN,
     .i16v = INT16_MIN,
@@ -83,17 +83,17 @@ static const every_scalars scalars_json = {
     .f64v = 0.1,
     .s = STR("h\xc3\xa9llo \"q\"\n\x01\x7f/"),
     .data = BYTES("\x00\xff\x10"),
-    .c = EVERY_COLOR_BLUE,
-    .sign = EVERY_SIGN_MINUS,
+    .c = every_Color_blue,
+    .sign = every_Sign_minus,
 };
 #define SCALARS_JSON                                                                               \
     SCALARS_HEAD "\"u64v\":9223372036854775807,\"f32v\":0.1,\"f64v\":0.1," SCALARS_TAIL
 
-static const every_node leaf4 = {.value = 4};
-static const every_node leaf5 = {.value = -5};
-static const every_node tree = {
+static const every_Node leaf4 = {.value = 4};
+static const every_Node leaf5 = {.value = -5};
+static const every_Node tree = {
     .value = 1,
-    .children = LIST(every_node, children, {.value = 2},
+    .children = LIST(every_Node, children, {.value = 2},
                      {.value = 3, .children = {.items = &leaf4, .len = 1}}),
     .next = &leaf5,
 };
@@ -102,21 +102,21 @@ static const every_node tree = {
     "{\"value\":1,\"children\":[" LEAF(2) ",{\"value\":3,\"children\":[" LEAF(                     \
         4) "],\"next\":null}],\"next\":" LEAF(-5) "}"
 
-static const every_keys keys = {
-    .s = LIST(every_keys, s, {STR("a"), 1}, {STR("b"), -2}),
-    .i8k = LIST(every_keys, i8k, {INT8_MIN, true}, {INT8_MAX, false}),
-    .i16k = LIST(every_keys, i16k,
+static const every_Keys keys = {
+    .s = LIST(every_Keys, s, {STR("a"), 1}, {STR("b"), -2}),
+    .i8k = LIST(every_Keys, i8k, {INT8_MIN, true}, {INT8_MAX, false}),
+    .i16k = LIST(every_Keys, i16k,
                  {INT16_MIN, {.items = (const shmrpc_str[]){STR("x"), STR("y")}, .len = 2}},
                  {INT16_MAX, {0}}),
-    .i32k = LIST(every_keys, i32k, {INT32_MIN, STR("min")}, {0, STR("zero")}),
-    .i64k = LIST(every_keys, i64k, {INT64_MIN, 1.5}, {INT64_MAX, -0.25}),
-    .u8k = LIST(every_keys, u8k, {0, true}, {UINT8_MAX, false}),
-    .u16k = LIST(every_keys, u16k, {UINT16_MAX, true}),
-    .u32k = LIST(every_keys, u32k, {UINT32_MAX, 0.5f}),
-    .u64k = LIST(every_keys, u64k, {UINT64_MAX, {.items = (const double[]){1.0, 2.5}, .len = 2}},
+    .i32k = LIST(every_Keys, i32k, {INT32_MIN, STR("min")}, {0, STR("zero")}),
+    .i64k = LIST(every_Keys, i64k, {INT64_MIN, 1.5}, {INT64_MAX, -0.25}),
+    .u8k = LIST(every_Keys, u8k, {0, true}, {UINT8_MAX, false}),
+    .u16k = LIST(every_Keys, u16k, {UINT16_MAX, true}),
+    .u32k = LIST(every_Keys, u32k, {UINT32_MAX, 0.5f}),
+    .u64k = LIST(every_Keys, u64k, {UINT64_MAX, {.items = (const double[]){1.0, 2.5}, .len = 2}},
                  {0, {0}}),
-    .ck = LIST(every_keys, ck, {EVERY_COLOR_RED, {.value = 4}}, {EVERY_COLOR_BLUE, {.value = -5}}),
-    .sk = LIST(every_keys, sk, {EVERY_SIGN_MINUS, {true, STR("m")}}, {EVERY_SIGN_PLUS, {0}}),
+    .ck = LIST(every_Keys, ck, {every_Color_red, {.value = 4}}, {every_Color_blue, {.value = -5}}),
+    .sk = LIST(every_Keys, sk, {every_Sign_minus, {true, STR("m")}}, {every_Sign_plus, {0}}),
 };
 #define KEYS                                                                                       \
     "{\"s\":{\"a\":1,\"b\":-2},\"i8k\":{\"-128\":true,\"127\":false},"                             \
@@ -131,14 +131,14 @@ static const every_keys keys = {
 #define HOLDER(s)                                                                                  \
     {                                                                                              \
         .maybe = &s, .oi = {true, 42}, .ob = {true, BYTES("\x01\x02\x03")},                        \
-        .oc = {true, EVERY_COLOR_GREEN}, .osg = {true, EVERY_SIGN_ZERO},                           \
+        .oc = {true, every_Color_green}, .osg = {true, every_Sign_zero},                           \
         .ol = {true, {.items = (const int64_t[]){1, -2}, .len = 2}}, .on = &tree,                  \
-        .names = LIST(every_holder, names, STR("a"), STR(""), STR("\xc3\xbc")),                    \
-        .grid = LIST(every_holder, grid, {.items = (const int32_t[]){1, 2}, .len = 2}, {0},        \
+        .names = LIST(every_Holder, names, STR("a"), STR(""), STR("\xc3\xbc")),                    \
+        .grid = LIST(every_Holder, grid, {.items = (const int32_t[]){1, 2}, .len = 2}, {0},        \
                      {.items = (const int32_t[]){3}, .len = 1}),                                   \
-        .sparse = LIST(every_holder, sparse, &s, NULL),                                            \
-        .nested = LIST(every_holder, nested,                                                       \
-                       {STR("x"), LIST(every_holder, nested.items->value, {STR("t"), true},        \
+        .sparse = LIST(every_Holder, sparse, &s, NULL),                                            \
+        .nested = LIST(every_Holder, nested,                                                       \
+                       {STR("x"), LIST(every_Holder, nested.items->value, {STR("t"), true},        \
                                        {STR("f"), false})},                                        \
                        {STR("y"), {0}}),                                                           \
         .k = keys,                                                                                 \
@@ -150,7 +150,7 @@ static const every_keys keys = {
     "\"grid\":[[1,2],[],[3]],\"sparse\":[" s ",null],"                                             \
     "\"nested\":{\"x\":{\"t\":true,\"f\":false},\"y\":{}},\"e\":{},\"k\":" KEYS "}"
 
-/* --- the server: every_identity (every_handlers.c), behind a tap on every method ----- */
+/* --- the server: every_identity (Every_handlers.c), behind a tap on every method ----- */
 
 /* The last request and response bodies the server saw; inproc:// runs the server on the
  * caller's thread. */
@@ -209,9 +209,9 @@ typedef struct one_case {
     int (*gen)(shmrpc_client *c); /* the same call through the generated stub */
 } one_case;
 
-typedef __typeof__(((every_holder *)0)->os) opt_string;
-typedef __typeof__(((every_holder *)0)->osg) opt_sign;
-typedef __typeof__(((every_keys *)0)->i16k) i16_map;
+typedef __typeof__(((every_Holder *)0)->os) opt_string;
+typedef __typeof__(((every_Holder *)0)->osg) opt_sign;
+typedef __typeof__(((every_Keys *)0)->i16k) i16_map;
 
 /* g_NAME: method NAME called through its stub with value, which it hands back. */
 #define PASS(name, type, value)                                                                    \
@@ -221,27 +221,27 @@ typedef __typeof__(((every_keys *)0)->i16k) i16_map;
         type out;                                                                                  \
         return every_##name(c, &v_, &out);                                                         \
     }
-PASS(pass_scalars, every_scalars, scalars_mp)
-PASS(pass_scalars_json, every_scalars, scalars_json)
-PASS(pass_holder, every_holder, HOLDER(scalars_mp))
-PASS(pass_holder_json, every_holder, HOLDER(scalars_json))
-PASS(pass_keys, every_keys, keys)
-PASS(pass_keys_json, every_keys, keys)
-PASS(pass_node, every_node, tree)
-PASS(pass_node_json, every_node, tree)
+PASS(pass_scalars, every_Scalars, scalars_mp)
+PASS(pass_scalars_json, every_Scalars, scalars_json)
+PASS(pass_holder, every_Holder, HOLDER(scalars_mp))
+PASS(pass_holder_json, every_Holder, HOLDER(scalars_json))
+PASS(pass_keys, every_Keys, keys)
+PASS(pass_keys_json, every_Keys, keys)
+PASS(pass_node, every_Node, tree)
+PASS(pass_node_json, every_Node, tree)
 
 static int g_first(shmrpc_client *c)
 {
     int8_t out;
-    return every_first(c, -5, 65535, EVERY_COLOR_BLUE, -1.5f, true, (opt_string){true, STR("opt")},
+    return every_first(c, -5, 65535, every_Color_blue, -1.5f, true, (opt_string){true, STR("opt")},
                        (opt_sign){0}, &out);
 }
 
 static int g_fourth_json(shmrpc_client *c)
 {
     float out;
-    return every_fourth_json(c, -5, 65535, EVERY_COLOR_BLUE, 0.1f, false, (opt_string){0},
-                             (opt_sign){true, EVERY_SIGN_PLUS}, &out);
+    return every_fourth_json(c, -5, 65535, every_Color_blue, 0.1f, false, (opt_string){0},
+                             (opt_sign){true, every_Sign_plus}, &out);
 }
 
 static int g_sign_none(shmrpc_client *c)
@@ -253,13 +253,13 @@ static int g_sign_none(shmrpc_client *c)
 static int g_sign_zero(shmrpc_client *c)
 {
     opt_sign out;
-    return every_pass_sign(c, (opt_sign){true, EVERY_SIGN_ZERO}, &out);
+    return every_pass_sign(c, (opt_sign){true, every_Sign_zero}, &out);
 }
 
 static int g_map(shmrpc_client *c)
 {
     const i16_map m =
-        LIST(every_keys, i16k, {-1, {.items = (const shmrpc_str[]){STR("a"), STR("b")}, .len = 2}},
+        LIST(every_Keys, i16k, {-1, {.items = (const shmrpc_str[]){STR("a"), STR("b")}, .len = 2}},
              {7, {0}});
     i16_map out;
     return every_pass_map(c, m, &out);
@@ -348,18 +348,18 @@ static int setup(void **state)
 {
     static fixture f;
     static shmrpc_service tapped;
-    const shmrpc_service_info *info = every_service.info;
+    const shmrpc_service_info *info = Every_service.info;
     assert_true(info->n_methods <= N_TAPS);
     for (uint32_t i = 0; i < info->n_methods; i++)
-        real_invoke[i] = every_service.invoke[i];
-    tapped = every_service;
+        real_invoke[i] = Every_service.invoke[i];
+    tapped = Every_service;
     tapped.invoke = taps;
     shmrpc_buf_init(&tapped_req);
     shmrpc_buf_init(&tapped_resp);
     assert_int_equal(shmrpc_server_new(&f.s, NULL), 0);
     assert_int_equal(shmrpc_server_register(f.s, &tapped, &every_identity, NULL), 0);
     assert_int_equal(shmrpc_server_listen(f.s, "inproc://every-dyn"), 0);
-    assert_int_equal(shmrpc_client_new(&f.gen, &every_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_new(&f.gen, &Every_service_info, NULL), 0);
     assert_int_equal(shmrpc_client_connect(f.gen, "inproc://every-dyn"), 0);
     assert_int_equal(shmrpc_dyn_new(&f.d, NULL), 0);
     int rc = shmrpc_dyn_connect(f.d, "inproc://every-dyn");
@@ -383,7 +383,7 @@ static int teardown(void **state)
 static void learns_the_table(void **state)
 {
     fixture *f = *state;
-    const shmrpc_service_info *info = shmrpc_dyn_info(f->d), *gen = &every_service_info;
+    const shmrpc_service_info *info = shmrpc_dyn_info(f->d), *gen = &Every_service_info;
     assert_non_null(info);
     assert_string_equal(info->name, gen->name);
     assert_true(info->fingerprint == gen->fingerprint);
@@ -492,14 +492,14 @@ static void unknown_method_and_bad_signature(void **state)
 static void broken_signature(void **state)
 {
     (void)state;
-    const shmrpc_service_info *gen = &every_service_info;
+    const shmrpc_service_info *gen = &Every_service_info;
     static shmrpc_method_info methods[N_TAPS];
     memcpy(methods, gen->methods, gen->n_methods * sizeof *methods);
     assert_string_equal(methods[0].name, "first");
     methods[0].signature = "first(int a)->void @msgpack";
     shmrpc_service_info info = *gen;
     info.methods = methods;
-    shmrpc_service svc = every_service;
+    shmrpc_service svc = Every_service;
     svc.info = &info;
     shmrpc_server *s;
     shmrpc_dyn *d;

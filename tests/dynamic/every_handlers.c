@@ -10,16 +10,16 @@
         *out = *v;                                                                                 \
         return 0;                                                                                  \
     }
-IDENTITY(scalars, every_scalars)
-IDENTITY(holder, every_holder)
-IDENTITY(keys, every_keys)
-IDENTITY(node, every_node)
+IDENTITY(scalars, every_Scalars)
+IDENTITY(holder, every_Holder)
+IDENTITY(keys, every_Keys)
+IDENTITY(node, every_Node)
 
-typedef __typeof__(((every_holder *)0)->os) opt_string;
-typedef __typeof__(((every_holder *)0)->osg) opt_sign;
-typedef __typeof__(((every_keys *)0)->i16k) i16_map;
+typedef __typeof__(((every_Holder *)0)->os) opt_string;
+typedef __typeof__(((every_Holder *)0)->osg) opt_sign;
+typedef __typeof__(((every_Keys *)0)->i16k) i16_map;
 
-static int h_first(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
+static int h_first(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_Color c, float d, bool e,
                    opt_string f, opt_sign g, int8_t *out)
 {
     (void)ctx, (void)b, (void)c, (void)d, (void)e, (void)f, (void)g;
@@ -27,7 +27,7 @@ static int h_first(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d
     return 0;
 }
 
-static int h_fourth(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_color c, float d, bool e,
+static int h_fourth(shmrpc_ctx *ctx, int8_t a, uint16_t b, every_Color c, float d, bool e,
                     opt_string f, opt_sign g, float *out)
 {
     (void)ctx, (void)a, (void)b, (void)c, (void)e, (void)f, (void)g;
@@ -62,7 +62,7 @@ static int h_raw(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
     return 0;
 }
 
-const every_handlers every_identity = {
+const Every_handlers every_identity = {
     .pass_scalars = h_scalars,
     .pass_scalars_json = h_scalars,
     .pass_holder = h_holder,

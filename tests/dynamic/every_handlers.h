@@ -4,6 +4,6 @@
 
 #include "every.h"
 
-extern const every_handlers every_identity;
+extern const Every_handlers every_identity;
 
 #endif

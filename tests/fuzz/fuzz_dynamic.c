@@ -23,7 +23,7 @@ static void setup(void)
 {
     shmrpc_buf_init(&out);
     if (shmrpc_server_new(&server, NULL) != 0 ||
-        shmrpc_server_register(server, &every_service, &every_identity, NULL) != 0 ||
+        shmrpc_server_register(server, &Every_service, &every_identity, NULL) != 0 ||
         shmrpc_server_listen(server, "inproc://fuzz-dynamic") != 0 ||
         shmrpc_dyn_new(&d, NULL) != 0 || shmrpc_dyn_connect(d, "inproc://fuzz-dynamic") != 0)
         abort();

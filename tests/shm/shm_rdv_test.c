@@ -59,7 +59,7 @@ static pid_t running;
 
 static pid_t serve(void (*prepare)(void), int workers)
 {
-    test_server ts = {&calls_service, &calls_test_handlers, addr, workers, 0, prepare, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, prepare, NULL};
     running = test_start_server(&ts);
     assert_true(running > 0);
     return running;
@@ -80,7 +80,7 @@ static bool stop_server(pid_t pid)
 static shmrpc_client *connect_for(int ms)
 {
     shmrpc_client *c;
-    if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) return NULL;
+    if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) return NULL;
     int64_t until = test_now_ms() + ms;
     int rc = shmrpc_client_connect(c, addr);
     while ((rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY) && test_now_ms() < until) {
@@ -591,7 +591,7 @@ static void another_uid_at_the_rendezvous(void **state)
     close(p[0]);
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
     int rc = shmrpc_server_listen(s, addr);
     print_message("    a rendezvous held by another user: %s: %s\n", shmrpc_strerror(rc),
                   shmrpc_errmsg());
@@ -633,7 +633,7 @@ static pid_t client_child(bool not_dumpable, bool as_nobody)
         if (as_nobody) become_nobody(); /* which leaves it not dumpable */
         prctl(PR_SET_DUMPABLE, not_dumpable ? 0 : 1);
         shmrpc_client *c;
-        if (shmrpc_client_new(&c, &calls_service_info, NULL) != 0) _exit(2);
+        if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) _exit(2);
         int rc = shmrpc_client_connect(c, addr);
         for (int i = 0; i < 250 && (rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EBUSY); i++) {
             usleep(20000); /* the server may still be starting */
@@ -645,8 +645,7 @@ static pid_t client_child(bool not_dumpable, bool as_nobody)
             ok = calls_add(c, i, 3, &sum) == 0 && sum == i + 3;
         fprintf(stderr, "    %s client: %s: %s\n", not_dumpable ? "an undumpable" : "a",
                 ok ? "20 calls" : shmrpc_strerror(rc), ok ? "ok" : shmrpc_errmsg());
-        bool said =
-            rc == SHMRPC_EPERM && strstr(shmrpc_errmsg(), "needs a dumpable client");
+        bool said = rc == SHMRPC_EPERM && strstr(shmrpc_errmsg(), "needs a dumpable client");
         shmrpc_client_free(c);
         _exit(ok ? 0 : said ? 3 : 1);
     }

@@ -55,8 +55,8 @@ enum {
 extern const shmrpc_service_info Echo_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
- * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
- * optional structs) stays valid until the client's next call. */
+ * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional
+ * structs) stays valid until the client's next call. */
 
 /* Returns data unchanged: no codec, the zero-copy path. */
 int echo_echo_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_);

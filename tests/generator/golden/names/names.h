@@ -105,8 +105,8 @@ enum {
 extern const shmrpc_service_info Names_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
- * shmrpc_client_errmsg(client). What a result points to (strings, bytes, lists, maps,
- * optional structs) stays valid until the client's next call. */
+ * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional
+ * structs) stays valid until the client's next call. */
 
 int names_stats(shmrpc_client *client_, names_Stats *out_);
 

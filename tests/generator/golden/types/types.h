@@ -251,8 +251,8 @@ enum {
 extern const shmrpc_service_info Types_service_info;
 
 /* Client stubs. Each returns 0 or a negative SHMRPC_E... status, with a message in
- * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps,
- * optional structs) stays valid until the client's next call. */
+ * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional
+ * structs) stays valid until the client's next call. */
 
 int types_pass_scalars(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_);
 
