@@ -1,0 +1,1355 @@
+/* The TCP transport's server side: a manager accepts connections and hands each to its
+ * least loaded worker, which serves it in an epoll loop, within the limits of
+ * docs/wire.md (connections, memory, timeouts). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "crew.h"
+#include "stats.h"
+#include "tcp_int.h"
+#include "wait.h"
+
+#define SWEEP_MS 200
+#define HOT_WAIT_MS 1                /* a lone connection's recv, before epoll again */
+#define HOT_LOOK_NS (10 * NS_PER_MS) /* how often a worker in hot_wait looks at epoll */
+#define MAX_WORKERS SHMRPC__CREW_MAX
+/* A connection's buffers up to this size are its own (kept between frames, bounded by the
+ * connection caps); a larger one is charged to the server's budget and freed once its
+ * frame is done. Above the 64 KiB calls of the benchmark, whose buffers are 128 KiB. */
+#define KEEP_BYTES ((size_t)256 << 10)
+#define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
+
+/* How loaded each worker is, in memory the manager shares with its workers: the manager
+ * hands a new connection to the worker with the least. A worker writes its own fields;
+ * the manager only reads them (and writes handed). Wrong numbers cost balance, never
+ * a connection. */
+typedef struct tcp_load {
+    _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
+    _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
+    _Atomic uint32_t busy[MAX_WORKERS];  /* 1 while it runs a call */
+    uint32_t handed[MAX_WORKERS];        /* sockets the manager sent it, ever */
+    /* The server's memory budget and its per-address counts, one row per worker (row 0
+     * when serving in place): each worker writes only its own row, and everyone sums the
+     * rows. A worker's replacement zeroes its row, so what a dead worker held (it died
+     * with its connections) is not counted for ever. */
+    _Atomic uint64_t charged[MAX_WORKERS];               /* bytes of the budget it holds */
+    _Atomic uint32_t by_addr[MAX_WORKERS][ADDR_BUCKETS]; /* its connections per bucket */
+} tcp_load;
+
+typedef struct tcp_listener {
+    shmrpc__listener base;
+    shmrpc_server *server;
+    const shmrpc__tcp_cfg *cfg;
+    char where[ADDR_MAX];
+    int fd;           /* the listening socket, non-blocking */
+    int lock;         /* the instance lock: an abstract unix socket named after the port */
+    int stop_pipe[2]; /* stop writes a byte: wakes the manager, or a worker serving in place */
+    _Atomic int stop;
+    uint32_t max_msg; /* the server's, capped to what a frame can carry */
+    /* With forked workers: hand[i][0] is the manager's end of worker i's socket pair,
+     * hand[i][1] the worker's. Both stay open in the manager, so sockets sent to a
+     * worker that dies are received by its replacement. */
+    int hand[MAX_WORKERS][2];
+    tcp_load *load;      /* MAP_SHARED (private when serving in place), while serving */
+    uint64_t addr_seed;  /* keys the per-address buckets, so a peer cannot aim at one */
+    shmrpc__stats stats; /* the workers' call counts (stats.h), when it could be made */
+    shmrpc__crew crew;
+    int spare; /* the manager's reserved fd (see accept_one) */
+} tcp_listener;
+
+enum { P_HELLO, P_AUTH, P_READY };
+
+/* One connection of a worker. Reads stop while a response is unsent: the memory a
+ * connection holds is one frame in and one out. */
+typedef struct peer {
+    int fd;
+    uint8_t state; /* P_HELLO, P_AUTH (the client's proof is due), P_READY: requests may come */
+    bool closing;  /* close once out is flushed */
+    bool have_hdr; /* hdr holds the frame being read */
+    uint16_t comp; /* agreed in the handshake */
+    uint32_t threshold, peer_max;
+    shmrpc__frame_hdr hdr;
+    shmrpc_buf in;                      /* the frame being read: header, then body */
+    shmrpc_buf out;                     /* frames to send */
+    size_t out_off;                     /* bytes of out already sent */
+    int64_t accepted_ns;                /* handshake deadline base */
+    int64_t frame_ns;                   /* when the partial frame (in or out) began */
+    int64_t last_ns;                    /* last complete frame */
+    uint32_t events;                    /* the epoll interest set */
+    bool hot;                           /* SO_RCVTIMEO is set for hot_wait */
+    bool refused;                       /* the frame in hdr is skipped, then refused */
+    uint32_t skip;                      /* bytes of a refused frame's body still to come */
+    size_t charged;                     /* bytes of in and out charged to the budget */
+    uint32_t bucket;                    /* its peer address's bucket in tcp_load.by_addr */
+    char from[64];                      /* the peer's address, for log lines */
+    uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
+} peer;
+
+typedef struct worker {
+    tcp_listener *l;
+    int index; /* the worker's number; -1 when serving in place */
+    int ep;
+    int spare;  /* a reserved fd, given up to accept and drop a connection on EMFILE */
+    int source; /* where connections come from: the listener, or the manager's socket pair */
+    shmrpc_ctx ctx;
+    shmrpc_arena *arena; /* handshake parsing */
+    shmrpc_buf req, resp, err;
+    peer **peers; /* cfg->max_conns of them */
+    int n_peers;
+    char tag_source, tag_stop; /* epoll data for the source and the stop pipe */
+    size_t req_charged;        /* bytes of the budget held for req (a decompressed body) */
+    int64_t log_ns;            /* when the last limit line was logged */
+    unsigned log_dropped;      /* lines not logged since (at most one a second) */
+} worker;
+
+static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    told_to_stop = 1;
+}
+
+static bool stopping(const worker *w)
+{
+    return told_to_stop || atomic_load(&w->l->stop);
+}
+
+static void count_open(worker *w, int delta)
+{
+    if (w->index >= 0)
+        atomic_fetch_add_explicit(&w->l->load->open[w->index], (uint32_t)delta,
+                                  memory_order_relaxed);
+}
+
+static int row_of(const worker *w)
+{
+    return w->index < 0 ? 0 : w->index;
+}
+
+/* --- the memory budget (docs/wire.md, "Limits") ----------------------------------------
+ * Bytes of frames held by all connections of the server, over all its workers: a large
+ * frame is admitted only while the budget has room for it. */
+
+static uint64_t budget_used(const tcp_listener *l)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        sum += atomic_load_explicit(&l->load->charged[i], memory_order_relaxed);
+    return sum;
+}
+
+static void budget_charge(worker *w, size_t old, size_t now)
+{
+    if (old != now)
+        atomic_fetch_add(&w->l->load->charged[row_of(w)], (uint64_t)now - (uint64_t)old);
+}
+
+/* Takes n bytes of the budget, or nothing (false) when that would pass it. The charge
+ * comes first and the check after, so two workers never both pass on the same room. */
+static bool budget_take(worker *w, size_t n)
+{
+    budget_charge(w, 0, n);
+    if (budget_used(w->l) <= w->l->cfg->budget) return true;
+    budget_charge(w, n, 0);
+    return false;
+}
+
+/* What a buffer costs the budget: nothing up to KEEP_BYTES, all of it above. */
+static size_t buf_cost(const shmrpc_buf *b)
+{
+    return b->cap > KEEP_BYTES ? b->cap : 0;
+}
+
+/* Brings the budget up to date with p's buffers after they grew or shrank. */
+static void peer_recharge(worker *w, peer *p)
+{
+    size_t now = buf_cost(&p->in) + buf_cost(&p->out);
+    budget_charge(w, p->charged, now);
+    p->charged = now;
+}
+
+/* Frees b when it is above KEEP_BYTES and empty: a connection between frames holds little. */
+static void buf_trim(shmrpc_buf *b)
+{
+    if (b->len == 0 && b->cap > KEEP_BYTES) {
+        shmrpc_buf_destroy(b);
+        shmrpc_buf_init(b);
+    }
+}
+
+/* Grows b to exactly cap bytes (a large frame's size, not the next power of two). */
+static int buf_resize(shmrpc_buf *b, size_t cap)
+{
+    if (cap <= b->cap) return 0;
+    uint8_t *d = realloc(b->data, cap);
+    if (!d) return SHMRPC_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+/* A line on stderr (the service's log) for a limit that refused or cut a peer: at most one
+ * a second per worker, so a peer cannot fill the disk; the lines left out are counted. */
+static void log_limit(worker *w, const char *fmt, ...) SHMRPC__FMT(2, 3);
+static void log_limit(worker *w, const char *fmt, ...)
+{
+    int64_t now = shmrpc__now_ns();
+    if (w->log_ns && now - w->log_ns < NS_PER_S) {
+        w->log_dropped++;
+        return;
+    }
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (w->log_dropped)
+        fprintf(stderr, "shmrpc: tcp://%s: %s (and %u more such lines not logged)\n", w->l->where,
+                line, w->log_dropped);
+    else
+        fprintf(stderr, "shmrpc: tcp://%s: %s\n", w->l->where, line);
+    w->log_ns = now;
+    w->log_dropped = 0;
+}
+
+/* The manager's count drops before the close: a client that sees the close and connects
+ * again must find the room it left. */
+static void peer_free(worker *w, peer *p)
+{
+    count_open(w, -1);
+    atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
+    budget_charge(w, p->charged, 0);
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
+    close(p->fd);
+    shmrpc_buf_destroy(&p->in);
+    shmrpc_buf_destroy(&p->out);
+    for (int i = 0; i < w->n_peers; i++) {
+        if (w->peers[i] == p) {
+            w->peers[i] = w->peers[--w->n_peers];
+            break;
+        }
+    }
+    shmrpc__auth_wipe(p->proof, sizeof p->proof);
+    free(p);
+}
+
+static size_t out_left(const peer *p)
+{
+    return p->out.len - p->out_off;
+}
+
+/* Sends what it can; false when the connection is gone. */
+static bool peer_flush(worker *w, peer *p)
+{
+    while (out_left(p)) {
+        ssize_t n = send(p->fd, p->out.data + p->out_off, out_left(p), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    shmrpc_buf_clear(&p->out);
+    p->out_off = 0;
+    if (p->out.cap > KEEP_BYTES) {
+        buf_trim(&p->out);
+        peer_recharge(w, p);
+    }
+    return true;
+}
+
+/* Queues an ERROR frame with request id 0 and closes after it. */
+static void peer_refuse(peer *p, int status, const char *msg)
+{
+    shmrpc__tcp_put_error_frame(&p->out, 0, 0, status, msg);
+    p->closing = true;
+}
+
+/* Answers a HELLO with a HELLO_ACK. A server with a secret sends a challenge in it and
+ * waits for the client's proof (P_AUTH); otherwise requests may come. */
+static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
+{
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    shmrpc__hello hello, ack;
+    uint8_t challenge[SHMRPC__AUTH_LEN];
+    shmrpc_arena_reset(w->arena);
+    shmrpc__msg_clear(&w->err);
+    int rc = shmrpc__hello_parse(body, SHMRPC__KIND_HELLO, w->arena, &hello, &w->err);
+    if (rc == 0 && cfg->secret_len && hello.auth.len != SHMRPC__AUTH_LEN) {
+        shmrpc__msg_set(&w->err, "tcp://%s admits only clients that hold its shared secret",
+                        w->l->where);
+        rc = SHMRPC_EPERM;
+    }
+    if (rc == 0)
+        rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
+                                  cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
+    if (rc == 0 && cfg->secret_len) {
+        rc = shmrpc__auth_nonce(challenge);
+        ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
+    }
+    size_t at = p->out.len;
+    if (rc == 0) {
+        shmrpc__frame_begin(&p->out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+        rc = shmrpc__hello_write(&p->out, SHMRPC__KIND_HELLO_ACK, &ack, &w->err);
+        if (rc == 0) rc = shmrpc__frame_end(&p->out, at);
+        if (rc) p->out.len = at;
+    }
+    if (rc) {
+        peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+    } else {
+        p->state = cfg->secret_len ? P_AUTH : P_READY;
+        p->comp = ack.compression;
+        p->threshold = ack.threshold;
+        p->peer_max = hello.max_msg;
+        if (cfg->secret_len) {
+            size_t hdr = at + SHMRPC__FRAME_HDR_SIZE;
+            shmrpc__auth_proofs(cfg, body, shmrpc_bytes_of(p->out.data + hdr, p->out.len - hdr),
+                                p->proof[0], p->proof[1]);
+        }
+    }
+    shmrpc_arena_reset(w->arena);
+}
+
+/* The client's proof of the secret: a wrong one closes the connection, a right one is
+ * answered with the server's. */
+static void serve_auth(peer *p, shmrpc_bytes body)
+{
+    if (!shmrpc__auth_equal(body.ptr, p->proof[0])) {
+        peer_refuse(p, SHMRPC_EPERM, "authentication failed: wrong shared secret");
+        return;
+    }
+    size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_AUTH, 0, 0, 0);
+    shmrpc_buf_append(&p->out, p->proof[1], SHMRPC__AUTH_LEN);
+    shmrpc__frame_end(&p->out, at);
+    shmrpc__auth_wipe(p->proof, sizeof p->proof);
+    p->state = P_READY;
+}
+
+/* Fails one call with SHMRPC_EBUSY, before it runs, because the budget is spent: the
+ * connection goes on, and the client may try again once others have read their answers. */
+static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t bytes)
+{
+    uint64_t used = budget_used(w->l);
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the server's memory for buffered calls is spent (%" PRIu64 " of %zu bytes in "
+             "use): a call of %zu bytes was not run; try again later",
+             used, w->l->cfg->budget, bytes);
+    shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
+    log_limit(w, "refused a call from %s: %s", p->from, msg);
+}
+
+static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    const tcp_listener *l = w->l;
+    /* No call runs while answers of earlier ones fill the budget (their clients do not
+     * read them): its answer, of a size known only once it ran, would add to them. */
+    if (budget_used(l) > l->cfg->budget) {
+        refuse_call(w, p, h, body.len);
+        return;
+    }
+    shmrpc_bytes req = body;
+    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    int rc = 0;
+    if (comp) {
+        uint64_t declared;
+        if (shmrpc__body_declared(comp, body, &declared) == 0 && declared > KEEP_BYTES &&
+            declared <= l->max_msg) {
+            if (!budget_take(w, (size_t)declared)) {
+                refuse_call(w, p, h, (size_t)declared);
+                return;
+            }
+            w->req_charged = (size_t)declared;
+        }
+        shmrpc__msg_clear(&w->err);
+        rc = shmrpc__body_decompress(comp, body, l->max_msg, &w->req, &w->err);
+        if (rc) {
+            peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+            goto done;
+        }
+        req = shmrpc_bytes_of(w->req.data, w->req.len);
+    }
+    _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
+    if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
+    rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
+    if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
+    if (rc == 0 && w->resp.len > p->peer_max) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "a result of %zu bytes is above the client's maximum of %u",
+                 w->resp.len, p->peer_max);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ETOOBIG, msg);
+    } else if (rc == 0) {
+        /* The answer of a call that ran is kept whatever the budget says (the next call
+         * waits instead); sized exactly, with room for a compressor's worst case, so a
+         * 64 MiB answer does not cost 128. */
+        size_t n = w->resp.len, want = p->out.len + SHMRPC__FRAME_HDR_SIZE + n + n / 6 + 64;
+        if (want > KEEP_BYTES && buf_resize(&p->out, want)) {
+            /* out of memory: the append below fails and says so */
+        }
+        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, h->method, h->request_id,
+                                       shmrpc_bytes_of(w->resp.data, w->resp.len), p->comp,
+                                       p->threshold);
+        if (rc)
+            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc, shmrpc_strerror(rc));
+    } else {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc,
+                                    shmrpc__ctx_msg(&w->ctx));
+    }
+done:
+    /* Every way out gives a large call's memory back, a refused body's included. */
+    if (w->req.cap > ((size_t)1 << 20)) {
+        shmrpc_buf_destroy(&w->req);
+        shmrpc_buf_init(&w->req);
+    }
+    if (w->resp.cap > ((size_t)1 << 20)) {
+        shmrpc_buf_destroy(&w->resp);
+        shmrpc_buf_init(&w->resp);
+    }
+    budget_charge(w, w->req_charged, 0);
+    w->req_charged = 0;
+    peer_recharge(w, p);
+}
+
+/* A whole frame has arrived in p->in. */
+static void serve_frame(worker *w, peer *p)
+{
+    const shmrpc__frame_hdr *h = &p->hdr;
+    shmrpc_bytes body = shmrpc_bytes_of(p->in.data + SHMRPC__FRAME_HDR_SIZE, h->body_len);
+    const char *kind = shmrpc__frame_kind_name(h->kind);
+    char msg[128];
+    if (p->state == P_HELLO && h->kind == SHMRPC__KIND_HELLO) {
+        serve_hello(w, p, body);
+        return;
+    }
+    if (p->state == P_AUTH && h->kind == SHMRPC__KIND_AUTH) {
+        serve_auth(p, body);
+        return;
+    }
+    if (p->state != P_READY) {
+        snprintf(msg, sizeof msg, "a %s frame before the handshake", kind);
+        peer_refuse(p, SHMRPC_EPROTO, msg);
+        return;
+    }
+    switch (h->kind) {
+    case SHMRPC__KIND_REQUEST:
+        serve_request(w, p, h, body);
+        return;
+    case SHMRPC__KIND_PING: {
+        size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_PONG, 0, 0, h->request_id);
+        shmrpc__frame_end(&p->out, at);
+        return;
+    }
+    case SHMRPC__KIND_PONG:
+        return;
+    case SHMRPC__KIND_ERROR: /* the client explains why it leaves */
+        p->closing = true;
+        return;
+    default:
+        snprintf(msg, sizeof msg, "a %s frame sent to a server", kind);
+        peer_refuse(p, SHMRPC_EPROTO, msg);
+        return;
+    }
+}
+
+/* The end of the stream: a clean close between frames (-1), or half a frame, which is
+ * answered with an ERROR saying so before the close (0). */
+static int peer_eof(worker *w, peer *p)
+{
+    if (p->in.len == 0) return -1;
+    shmrpc__msg_clear(&w->err);
+    if (!p->have_hdr)
+        shmrpc__frame_hdr_decode(p->in.data, p->in.len, 0, 0, &p->hdr, &w->err);
+    else
+        shmrpc__msg_set(&w->err, "truncated %s frame: %zu of %zu body bytes",
+                        shmrpc__frame_kind_name(p->hdr.kind), p->in.len - SHMRPC__FRAME_HDR_SIZE,
+                        (size_t)p->hdr.body_len);
+    peer_refuse(p, SHMRPC_EPROTO, shmrpc__msg_get(&w->err));
+    return 0;
+}
+
+/* Makes room in p->in for the frame whose header came, and READ_AHEAD past it. A frame
+ * above a connection's own KEEP_BYTES takes its room from the server's budget: 1 when
+ * the budget has none (nothing was grown), -1 out of memory, else 0. */
+static int room_for_frame(worker *w, peer *p)
+{
+    size_t total = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len + READ_AHEAD;
+    if (total <= p->in.cap) return 0;
+    if (total <= KEEP_BYTES) return shmrpc__buf_grow(&p->in, total - p->in.len) ? -1 : 0;
+    size_t more = total - buf_cost(&p->in);
+    if (!budget_take(w, more)) return 1;
+    int rc = buf_resize(&p->in, total);
+    budget_charge(w, more, 0);
+    peer_recharge(w, p);
+    return rc ? -1 : 0;
+}
+
+/* A frame the budget has no room for: a REQUEST's body is read and dropped, then the call
+ * fails with SHMRPC_EBUSY (answer_refused) and the connection goes on; any other kind
+ * closes the connection. 0 when the frame is to be skipped, 1 when it was refused. */
+static int refuse_frame(worker *w, peer *p)
+{
+    const char *kind = shmrpc__frame_kind_name(p->hdr.kind);
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "a %s frame of %" PRIu32 " bytes does not fit the server's memory for buffered "
+             "frames (%" PRIu64 " of %zu bytes in use)",
+             kind, p->hdr.body_len, budget_used(w->l), w->l->cfg->budget);
+    log_limit(w, "refused a frame from %s: %s", p->from, msg);
+    if (p->hdr.kind != SHMRPC__KIND_REQUEST) {
+        peer_refuse(p, SHMRPC_EBUSY, msg);
+        return 1;
+    }
+    size_t frame = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len;
+    if (p->in.len >= frame) { /* all here already (not for a frame this large) */
+        memmove(p->in.data, p->in.data + frame, p->in.len - frame);
+        p->in.len -= frame;
+        p->skip = 0;
+    } else {
+        p->skip = (uint32_t)(frame - p->in.len);
+        p->in.len = 0;
+    }
+    p->refused = true;
+    return 0;
+}
+
+/* Answers a refused REQUEST once its body has been skipped. */
+static void answer_refused(worker *w, peer *p)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "a request of %" PRIu32 " bytes does not fit the server's memory for buffered "
+             "frames (%zu bytes): it was not run; try again later",
+             p->hdr.body_len, w->l->cfg->budget);
+    shmrpc__tcp_put_error_frame(&p->out, p->hdr.method, p->hdr.request_id, SHMRPC_EBUSY, msg);
+    p->refused = false;
+    p->have_hdr = false;
+    p->last_ns = shmrpc__now_ns();
+    if (p->in.len) p->frame_ns = p->last_ns;
+}
+
+/* Makes p->in start with a whole frame, reading at most READ_AHEAD bytes past it (so a
+ * connection holds at most one frame and that much). 1 when it does (or a refused
+ * frame's body has been skipped), 0 when more must come (or the frame was refused), -1
+ * when the connection is to be dropped at once. */
+static int read_frame(worker *w, peer *p)
+{
+    for (;;) {
+        if (p->refused) { /* skipping a refused body, into the room in hand */
+            if (p->skip == 0) return 1;
+            size_t room = p->in.cap - p->in.len < p->skip ? p->in.cap - p->in.len : p->skip;
+            ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+            if (n == 0) return -1; /* gone in the middle of the frame: nothing to answer */
+            p->skip -= (uint32_t)n;
+            continue;
+        }
+        if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
+            uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
+            shmrpc__msg_clear(&w->err);
+            int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, p->comp,
+                                              &p->hdr, &w->err);
+            if (rc) {
+                peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+                return 0;
+            }
+            p->have_hdr = true;
+            rc = room_for_frame(w, p);
+            if (rc < 0) return -1;
+            if (rc > 0 && refuse_frame(w, p)) return 0;
+            if (rc > 0) continue;
+        }
+        size_t need = SHMRPC__FRAME_HDR_SIZE + (p->have_hdr ? p->hdr.body_len : 0);
+        if (p->have_hdr && p->in.len >= need) return 1;
+        size_t room = need - p->in.len + READ_AHEAD;
+        if (shmrpc__buf_grow(&p->in, room)) return -1;
+        ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+        if (n == 0) return peer_eof(w, p);
+        if (p->in.len == 0) p->frame_ns = shmrpc__now_ns();
+        p->in.len += (size_t)n;
+    }
+}
+
+/* Drops the frame just served from the front of p->in, keeping what was read past it. */
+static void consume_frame(worker *w, peer *p)
+{
+    size_t used = SHMRPC__FRAME_HDR_SIZE + p->hdr.body_len;
+    size_t left = p->in.len - used;
+    if (left) memmove(p->in.data, p->in.data + used, left);
+    p->in.len = left;
+    p->have_hdr = false;
+    p->last_ns = shmrpc__now_ns();
+    if (left) p->frame_ns = p->last_ns;
+    if (!left && p->in.cap > KEEP_BYTES) { /* an idle connection holds little */
+        buf_trim(&p->in);
+        peer_recharge(w, p);
+    }
+}
+
+static void peer_drop(peer *p)
+{
+    p->closing = true;
+    shmrpc_buf_clear(&p->out);
+    p->out_off = 0;
+}
+
+/* Serves the frames that have come, one at a time: the next is read only once the
+ * answer to the last has gone out. */
+static void peer_read(worker *w, peer *p)
+{
+    while (!p->closing && out_left(p) == 0) {
+        int rc = read_frame(w, p);
+        if (rc < 0) {
+            peer_drop(p);
+            return;
+        }
+        if (rc == 0) return;
+        if (p->refused) {
+            answer_refused(w, p);
+        } else {
+            serve_frame(w, p);
+            consume_frame(w, p);
+        }
+        if (out_left(p) && !peer_flush(w, p)) {
+            peer_drop(p);
+            return;
+        }
+        if (out_left(p)) p->frame_ns = shmrpc__now_ns();
+        if (p->in.len == 0) return; /* level-triggered epoll says when more comes */
+    }
+}
+
+/* Closes p if it is done, else sets its epoll interest: writing while a frame is unsent,
+ * reading otherwise. */
+static void peer_settle(worker *w, peer *p)
+{
+    if (out_left(p) && !peer_flush(w, p)) {
+        peer_free(w, p);
+        return;
+    }
+    if (p->closing && out_left(p) == 0) {
+        shutdown(p->fd, SHUT_WR);
+        peer_free(w, p);
+        return;
+    }
+    uint32_t want = out_left(p) ? EPOLLOUT : EPOLLIN;
+    if (want == p->events) return;
+    struct epoll_event ev = {.events = want, .data.ptr = p};
+    epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);
+    p->events = want;
+}
+
+static void peer_event(worker *w, peer *p, uint32_t events)
+{
+    if (events & EPOLLOUT) {
+        if (!peer_flush(w, p)) {
+            peer_free(w, p);
+            return;
+        }
+        if (out_left(p) == 0) p->last_ns = shmrpc__now_ns();
+    }
+    bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
+    if (out_left(p) == 0 && (readable || p->in.len)) peer_read(w, p);
+    peer_settle(w, p);
+}
+
+/* Refuses a connection with an ERROR frame, best effort, and closes it. */
+static void refuse_fd(int fd, int status, const char *msg)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc__tcp_put_error_frame(&b, 0, 0, status, msg);
+    if (!b.err && send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        /* the peer is gone already */
+    }
+    shmrpc_buf_destroy(&b);
+    close(fd);
+}
+
+static void refuse_busy(int fd, int max_conns)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many connections (a worker serves at most %d)", max_conns);
+    refuse_fd(fd, SHMRPC_EBUSY, msg);
+}
+
+/* The bucket of fd's peer address in tcp_load.by_addr, its text into from. An IPv4 peer
+ * is its address; an IPv6 peer its /64, which one holder has 2^64 addresses of. The
+ * buckets are keyed with a secret seed: a peer cannot choose addresses that share one. */
+static uint32_t addr_bucket(const tcp_listener *l, int fd, char *from, size_t n)
+{
+    struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
+    socklen_t len = sizeof ss;
+    uint64_t key = 0;
+    snprintf(from, n, "an unknown peer");
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) ss.ss_family = AF_UNSPEC;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        key = (uint64_t)0xffffffff << 32 | ntohl(a->sin_addr.s_addr);
+        inet_ntop(AF_INET, &a->sin_addr, from, (socklen_t)n);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        const uint8_t *b = a->sin6_addr.s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            key = (uint64_t)0xffffffff << 32 | (uint64_t)b[12] << 24 | (uint64_t)b[13] << 16 |
+                  (uint64_t)b[14] << 8 | b[15];
+        else
+            for (int i = 0; i < 8; i++)
+                key = key << 8 | b[i];
+        inet_ntop(AF_INET6, &a->sin6_addr, from, (socklen_t)n);
+    }
+    uint64_t z = key ^ l->addr_seed; /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return (uint32_t)((z ^ (z >> 31)) % ADDR_BUCKETS);
+}
+
+/* Counts a new connection from bucket, unless its address has max_per_addr already. */
+static bool addr_admit(worker *w, uint32_t bucket)
+{
+    tcp_load *t = w->l->load;
+    atomic_fetch_add(&t->by_addr[row_of(w)][bucket], 1);
+    uint64_t sum = 0;
+    for (int i = 0; i < MAX_WORKERS; i++)
+        sum += atomic_load_explicit(&t->by_addr[i][bucket], memory_order_relaxed);
+    if (sum <= (uint64_t)w->l->cfg->max_per_addr) return true;
+    atomic_fetch_sub(&t->by_addr[row_of(w)][bucket], 1);
+    return false;
+}
+
+/* The connection to close when the worker is at its cap: the one idle longest (between
+ * frames, nothing to send) after its handshake; NULL when every one is busy or new. */
+static peer *longest_idle(const worker *w)
+{
+    peer *best = NULL;
+    for (int i = 0; i < w->n_peers; i++) {
+        peer *p = w->peers[i];
+        if (p->state != P_READY || p->closing || p->in.len || p->have_hdr || out_left(p)) continue;
+        if (!best || p->last_ns < best->last_ns) best = p;
+    }
+    return best;
+}
+
+static void add_peer(worker *w, int fd)
+{
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    char from[64];
+    uint32_t bucket = addr_bucket(w->l, fd, from, sizeof from);
+    if (!addr_admit(w, bucket)) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "too many connections from %s (the server admits at most %d from one address)",
+                 from, cfg->max_per_addr);
+        log_limit(w, "refused a connection: %s", msg);
+        refuse_fd(fd, SHMRPC_EBUSY, msg);
+        return;
+    }
+    if (w->n_peers >= cfg->max_conns) {
+        /* At the cap, idle connections make room first: one that idles for minutes must
+         * not lock a new client out. Its client connects again before its next call. */
+        peer *idle = longest_idle(w);
+        if (!idle) {
+            atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+            log_limit(w, "refused a connection from %s: all %d are busy", from, cfg->max_conns);
+            refuse_busy(fd, cfg->max_conns);
+            return;
+        }
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "idle connection closed to make room (a worker serves at most %d)",
+                 cfg->max_conns);
+        shmrpc__tcp_put_error_frame(&idle->out, 0, 0, SHMRPC_ETIMEDOUT, msg);
+        peer_flush(w, idle);
+        log_limit(w, "closed the idle connection of %s for one from %s: %s", idle->from, from, msg);
+        peer_free(w, idle);
+    }
+    peer *p = calloc(1, sizeof *p);
+    if (!p) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        close(fd);
+        return;
+    }
+    p->fd = fd;
+    p->bucket = bucket;
+    memcpy(p->from, from, sizeof p->from);
+    shmrpc_buf_init(&p->in);
+    shmrpc_buf_init(&p->out);
+    p->accepted_ns = p->last_ns = shmrpc__now_ns();
+    p->events = EPOLLIN;
+    shmrpc__tcp_set_nodelay(fd);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        close(fd);
+        free(p);
+        return;
+    }
+    w->peers[w->n_peers++] = p;
+    count_open(w, 1);
+}
+
+/* Accepts one pending connection; -1 when none is left. Out of descriptors, it gives up
+ * its spare one to accept and drop a connection, so a full table never makes a readable
+ * listener spin (accept fails with EMFILE before it looks for a connection, so only the
+ * spare can tell whether one is left). */
+static int accept_one(int lfd, int *spare)
+{
+    for (;;) {
+        /* Blocking, for hot_wait; every other recv and send says MSG_DONTWAIT. */
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) return fd;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if ((errno == EMFILE || errno == ENFILE) && *spare >= 0) {
+            close(*spare);
+            fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) close(fd);
+            *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) continue;
+        }
+        return -1; /* EAGAIN, or no spare */
+    }
+}
+
+/* Receives one socket the manager sent; -1 when none is left. */
+static int receive_fd(int from)
+{
+    char data;
+    struct iovec iov = {&data, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    for (;;) {
+        ssize_t n = recvmsg(from, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len != CMSG_LEN(sizeof(int)))
+            continue; /* not from our manager's send_fd: nothing to keep */
+        int fd;
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        return fd;
+    }
+}
+
+/* Takes the connections that are waiting: from the listener when serving in place, else
+ * those the manager handed over. */
+static void take_connections(worker *w)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = w->index < 0 ? accept_one(w->source, &w->spare) : receive_fd(w->source);
+        if (fd < 0) return;
+        if (w->index >= 0)
+            atomic_fetch_add_explicit(&w->l->load->taken[w->index], 1, memory_order_relaxed);
+        add_peer(w, fd);
+    }
+}
+
+/* The deadline of p: the handshake's, a partial frame's progress, or idleness. */
+static int64_t peer_deadline(const worker *w, const peer *p)
+{
+    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    if (p->state != P_READY) return p->accepted_ns + cfg->handshake_ns;
+    if (p->in.len || out_left(p) || p->refused) {
+        uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
+        size_t out = out_left(p);
+        if (out > body) body = out;
+        return p->frame_ns + cfg->progress_ns + (int64_t)(body >> 20) * NS_PER_S;
+    }
+    return p->last_ns + cfg->idle_ns;
+}
+
+static void sweep(worker *w, int64_t now)
+{
+    for (int i = w->n_peers; i-- > 0;) {
+        peer *p = w->peers[i];
+        if (now < peer_deadline(w, p)) continue;
+        if (!p->closing && out_left(p) == 0) { /* say why, best effort */
+            shmrpc__tcp_put_error_frame(&p->out, 0, 0, SHMRPC_ETIMEDOUT,
+                                        p->state != P_READY ? "handshake timeout"
+                                        : p->in.len || p->refused
+                                            ? "the frame made no progress in time"
+                                            : "idle timeout");
+            peer_flush(w, p);
+        }
+        peer_free(w, p);
+    }
+}
+
+/* Stopping: the answers of calls that ran but did not fit the socket yet are sent before
+ * their connections close (a client that lost one would read "unavailable", the status
+ * of a call that never ran), each within its connection's progress deadline; nothing
+ * more is read. Connections with nothing to send close at once. */
+static void send_what_ran(worker *w)
+{
+    for (int i = w->n_peers; i-- > 0;)
+        if (out_left(w->peers[i]) == 0) peer_free(w, w->peers[i]);
+    struct pollfd *fds = w->n_peers ? calloc((size_t)w->n_peers, sizeof *fds) : NULL;
+    while (w->n_peers && fds) {
+        int64_t now = shmrpc__now_ns(), first = INT64_MAX;
+        for (int i = w->n_peers; i-- > 0;) {
+            peer *p = w->peers[i];
+            int64_t due = peer_deadline(w, p);
+            if (!peer_flush(w, p) || out_left(p) == 0 || now >= due) {
+                peer_free(w, p);
+                continue;
+            }
+            if (due < first) first = due;
+        }
+        for (int i = 0; i < w->n_peers; i++)
+            fds[i] = (struct pollfd){.fd = w->peers[i]->fd, .events = POLLOUT};
+        if (w->n_peers) {
+            int64_t ms = (first - now) / NS_PER_MS + 1;
+            poll(fds, (nfds_t)w->n_peers, ms > SWEEP_MS ? SWEEP_MS : (int)ms);
+        }
+    }
+    free(fds); /* without it (no memory), what is left is dropped as before */
+}
+
+static void worker_destroy(worker *w)
+{
+    while (w->n_peers)
+        peer_free(w, w->peers[0]);
+    if (w->ep >= 0) close(w->ep);
+    if (w->spare >= 0) close(w->spare);
+    shmrpc__ctx_destroy(&w->ctx);
+    shmrpc_arena_free(w->arena);
+    shmrpc_buf_destroy(&w->req);
+    shmrpc_buf_destroy(&w->resp);
+    shmrpc_buf_destroy(&w->err);
+    free(w->peers);
+    free(w);
+}
+
+static int worker_init(worker *w, tcp_listener *l, int index)
+{
+    w->l = l;
+    w->index = index;
+    w->source = index < 0 ? l->fd : l->hand[index][1];
+    w->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    shmrpc_buf_init(&w->req);
+    shmrpc_buf_init(&w->resp);
+    shmrpc_buf_init(&w->err);
+    w->arena = shmrpc_arena_new(0);
+    w->peers = calloc((size_t)l->cfg->max_conns, sizeof *w->peers);
+    if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena || !w->peers) return SHMRPC_ENOMEM;
+    uint32_t n_rows;
+    shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, index < 0 ? 0 : index, &n_rows);
+    shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
+    if (w->ep < 0) return SHMRPC_ESYS(errno);
+    shmrpc_arena_set_limit(w->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->tag_source};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->source, &ev) != 0) return SHMRPC_ESYS(errno);
+    if (index < 0) {
+        ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &w->tag_stop};
+        if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->stop_pipe[0], &ev) != 0) return SHMRPC_ESYS(errno);
+    }
+    return 0;
+}
+
+/* A worker's one connection when it has only one, between frames: the worker waits for
+ * its next request in a blocking recv, one system call where epoll_pwait and recv are
+ * two (on loopback, a fifth of a call's system calls). NULL otherwise. */
+static peer *hot_peer(const worker *w)
+{
+    if (w->n_peers != 1) return NULL;
+    peer *p = w->peers[0];
+    if (p->state != P_READY || p->closing || p->in.len || out_left(p) || p->have_hdr) return NULL;
+    return p;
+}
+
+/* Waits up to HOT_WAIT_MS in recv for p's next frame and serves what came as an epoll
+ * event would; false when nothing came (the caller goes back to epoll). */
+static bool hot_wait(worker *w, peer *p)
+{
+    if (!p->hot) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = HOT_WAIT_MS * 1000};
+        if (setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) return false;
+        p->hot = true;
+    }
+    if (shmrpc__buf_grow(&p->in, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD)) return false;
+    ssize_t n = recv(p->fd, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
+    if (n < 0) return false; /* the timeout, or a signal */
+    if (n > 0) {
+        p->in.len = (size_t)n;
+        p->frame_ns = shmrpc__now_ns();
+    }
+    peer_event(w, p, EPOLLIN); /* n == 0: it reads the end of the stream again */
+    return true;
+}
+
+/* Serves connections until stopped: worker index of the crew, or in place (-1). A forked
+ * worker keeps SIGTERM blocked except inside epoll_pwait, so a call in progress is
+ * finished and its answer sent before it stops. */
+static int worker_run(tcp_listener *l, int index)
+{
+    bool forked = index >= 0;
+    worker *w = calloc(1, sizeof *w);
+    if (!w) return SHMRPC_ENOMEM;
+    w->ep = w->spare = -1;
+    int rc = worker_init(w, l, index);
+    sigset_t block, open;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, forked ? &block : NULL, &open);
+    sigdelset(&open, SIGTERM);
+    int64_t next_sweep = 0, next_look = 0, next_term = 0;
+    while (rc == 0 && !stopping(w)) {
+        /* A lone busy connection is served from hot_wait, with a look at epoll (new
+         * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
+        int timeout = SWEEP_MS;
+        peer *hot = hot_peer(w);
+        if (hot) {
+            int64_t now = shmrpc__now_ns();
+            if (now < next_look && hot_wait(w, hot)) continue;
+            if (now >= next_look) {
+                timeout = 0;
+                next_look = now + HOT_LOOK_NS;
+            }
+        }
+        struct epoll_event evs[64];
+        int n = epoll_pwait(w->ep, evs, 64, timeout, forked ? &open : NULL);
+        if (n < 0 && errno != EINTR) rc = SHMRPC_ESYS(errno);
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (tag == &w->tag_source)
+                take_connections(w);
+            else if (tag != &w->tag_stop)
+                peer_event(w, tag, evs[i].events);
+        }
+        int64_t now = shmrpc__now_ns();
+        /* epoll_pwait opens SIGTERM only while it sleeps, and one that finds events ready
+         * does not sleep: a worker kept busy would never see it. So it looks for it
+         * pending, at most every HOT_LOOK_NS (one system call). */
+        if (forked && now >= next_term) {
+            sigset_t pending;
+            if (sigpending(&pending) == 0 && sigismember(&pending, SIGTERM)) told_to_stop = 1;
+            next_term = now + HOT_LOOK_NS;
+        }
+        if (now >= next_sweep) {
+            sweep(w, now);
+            next_sweep = now + SWEEP_MS * NS_PER_MS;
+        }
+    }
+    if (rc == 0) send_what_ran(w);
+    worker_destroy(w);
+    return rc;
+}
+
+/* A forked worker starts without its predecessor's connections (they died with it), and
+ * keeps only its own end of the socket pairs. */
+static int crew_run(void *arg, int index)
+{
+    tcp_listener *l = arg;
+    struct sigaction stop = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &stop, NULL);
+    atomic_store(&l->load->open[index], 0);
+    atomic_store(&l->load->busy[index], 0);
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        if (l->hand[i][0] >= 0) close(l->hand[i][0]);
+        if (i != index && l->hand[i][1] >= 0) close(l->hand[i][1]);
+    }
+    close(l->fd);
+    close(l->lock);
+    return worker_run(l, index);
+}
+
+/* A worker died or left: what it held went with it, so its row of the budget and of the
+ * per-address counts is zeroed (also when no worker takes its place, as when the count
+ * wanted went down and it was killed after its grace). */
+static void crew_reaped(void *arg, int index)
+{
+    tcp_listener *l = arg;
+    atomic_store(&l->load->charged[index], 0);
+    for (int b = 0; b < ADDR_BUCKETS; b++)
+        atomic_store_explicit(&l->load->by_addr[index][b], 0, memory_order_relaxed);
+}
+
+/* The worker to give a new connection: the running one with the fewest connections
+ * (those it holds and those on their way to it), a busy one counting one more; one that
+ * is being replaced only when none runs; one at max_conns only when all are (it closes
+ * its longest idle connection to make room, or refuses); never one above the count
+ * wanted (it is leaving). */
+static int least_loaded(tcp_listener *l)
+{
+    int best = -1;
+    uint64_t best_load = UINT64_MAX;
+    int want = shmrpc__crew_wanted(&l->crew);
+    for (int i = 0; i < want; i++) {
+        const tcp_load *t = l->load;
+        uint32_t conns = atomic_load_explicit(&t->open[i], memory_order_relaxed) + t->handed[i] -
+                         atomic_load_explicit(&t->taken[i], memory_order_relaxed);
+        uint64_t load =
+            (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
+        if (l->crew.pid[i] <= 0 || l->crew.leaving[i]) load += (uint64_t)1 << 40;
+        if (conns >= (uint32_t)l->cfg->max_conns) load += (uint64_t)1 << 41;
+        if (load < best_load) best = i, best_load = load;
+    }
+    return best;
+}
+
+static bool send_fd(int to, int fd)
+{
+    char data = 0;
+    struct iovec iov = {&data, 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    ssize_t n;
+    do
+        n = sendmsg(to, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == 1;
+}
+
+/* The manager's side: accepts what is pending and hands each connection to a worker. */
+static void hand_out(void *arg)
+{
+    tcp_listener *l = arg;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept_one(l->fd, &l->spare);
+        if (fd < 0) return;
+        int to = least_loaded(l);
+        if (to < 0) {
+            refuse_busy(fd, l->cfg->max_conns);
+            continue;
+        }
+        /* A full queue (a few hundred sockets) makes the manager wait for the worker
+         * to take some, up to a second: connections wait in the kernel's backlog. */
+        bool sent = send_fd(l->hand[to][0], fd);
+        if (!sent && errno == EAGAIN) {
+            struct pollfd p = {.fd = l->hand[to][0], .events = POLLOUT};
+            if (poll(&p, 1, 1000) == 1) sent = send_fd(l->hand[to][0], fd);
+        }
+        if (sent)
+            l->load->handed[to]++;
+        else
+            refuse_fd(fd, SHMRPC_EBUSY, "the server's workers are not taking connections");
+        close(fd);
+    }
+}
+
+/* Before worker i first starts: its socket pair, which then lives as long as the manager. */
+static int crew_prepare(void *arg, int i)
+{
+    tcp_listener *l = arg;
+    if (l->hand[i][0] >= 0) return 0;
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, l->hand[i]) == 0
+               ? 0
+               : SHMRPC_ESYS(errno);
+}
+
+static int manage(tcp_listener *l, int n)
+{
+    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    _Atomic int *want = shmrpc__server_want(l->server);
+    atomic_store(want, n);
+    l->crew = (shmrpc__crew){.want = want,
+                             .stop = &l->stop,
+                             .stop_fd = l->stop_pipe[0],
+                             .watch_fd = l->fd,
+                             .watch = hand_out,
+                             .arg = l,
+                             .run = crew_run,
+                             .prepare = crew_prepare,
+                             .reaped = crew_reaped};
+    int rc = shmrpc__crew_manage(&l->crew);
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        for (int j = 0; j < 2; j++) {
+            if (l->hand[i][j] >= 0) close(l->hand[i][j]);
+            l->hand[i][j] = -1;
+        }
+    }
+    if (l->spare >= 0) close(l->spare);
+    l->spare = -1;
+    return rc;
+}
+
+static int tcp_serve(shmrpc__listener *base, int workers)
+{
+    tcp_listener *l = (tcp_listener *)base;
+    if (workers < 0 || workers > MAX_WORKERS) return SHMRPC_EINVAL;
+    /* Shared with the workers forked from here; the pages of rows never used are never
+     * touched. */
+    l->load =
+        mmap(NULL, sizeof *l->load, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (l->load == MAP_FAILED) {
+        l->load = NULL;
+        return SHMRPC_ESYS(errno);
+    }
+    int rc = workers == 0 ? worker_run(l, -1) : manage(l, workers);
+    munmap(l->load, sizeof *l->load);
+    l->load = NULL;
+    return rc;
+}
+
+static void tcp_poke(shmrpc__listener *base)
+{
+    tcp_listener *l = (tcp_listener *)base;
+    if (write(l->stop_pipe[1], "", 1) < 0) {
+        /* full: the manager wakes up anyway */
+    }
+}
+
+static void tcp_stop(shmrpc__listener *base)
+{
+    tcp_listener *l = (tcp_listener *)base;
+    atomic_store(&l->stop, 1);
+    if (write(l->stop_pipe[1], "", 1) < 0) {
+        /* full: the reader wakes up anyway */
+    }
+}
+
+static void tcp_listener_close(shmrpc__listener *base)
+{
+    tcp_listener *l = (tcp_listener *)base;
+    shmrpc__stats_destroy(&l->stats);
+    if (l->fd >= 0) close(l->fd);
+    if (l->lock >= 0) close(l->lock);
+    if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
+    if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
+    free(l);
+}
+
+static const shmrpc__listener_ops tcp_listener_ops = {
+    .close = tcp_listener_close,
+    .serve = tcp_serve,
+    .stop = tcp_stop,
+    .poke = tcp_poke,
+};
+
+/* One server per port: an abstract unix socket named after it is bound while the server
+ * lives (the kernel lets it go when the last process holding it dies). Listening on it
+ * lets a second server learn who holds it. */
+static int lock_port(tcp_listener *l, const struct sockaddr_storage *ss, shmrpc_buf *err)
+{
+    unsigned port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "shmrpc/tcp/%u", port);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    l->lock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->lock < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", l->where);
+    if (bind(l->lock, (struct sockaddr *)&un, len) == 0) {
+        listen(l->lock, 4);
+        return 0;
+    }
+    int e = errno;
+    close(l->lock);
+    l->lock = -1;
+    if (e != EADDRINUSE) return shmrpc__tcp_sys_error(err, e, "cannot lock the port of", l->where);
+    shmrpc__msg_set(err, "tcp://%s is already in use (another server listens there", l->where);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct ucred who;
+    socklen_t wl = sizeof who;
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&un, len) == 0 &&
+        getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &who, &wl) == 0 && who.pid > 0)
+        shmrpc__msg_append(err, ": process %d", (int)who.pid);
+    if (probe >= 0) close(probe);
+    shmrpc__msg_append(err, ")");
+    return SHMRPC_EBUSY;
+}
+
+static int bind_socket(tcp_listener *l, const struct sockaddr_storage *ss, socklen_t len,
+                       shmrpc_buf *err)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", l->where);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EADDRINUSE) {
+            shmrpc__msg_set(err, "tcp://%s is already in use (another program listens there)",
+                            l->where);
+            return SHMRPC_EBUSY;
+        }
+        return shmrpc__tcp_sys_error(err, e, "cannot bind", l->where);
+    }
+    if (listen(fd, SOMAXCONN) != 0) {
+        int e = errno;
+        close(fd);
+        return shmrpc__tcp_sys_error(err, e, "cannot listen on", l->where);
+    }
+    l->fd = fd;
+    return 0;
+}
+
+int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = shmrpc__tcp_parse_addr(where, &ss, &len, err);
+    if (rc) return rc;
+    const shmrpc__tcp_cfg *cfg = shmrpc__server_tcp(s);
+    if (!shmrpc__tcp_is_loopback(&ss) && !cfg->secret_len) {
+        shmrpc__msg_set(err,
+                        "binding tcp://%s, which is not a loopback address, needs a shared "
+                        "secret (shmrpc_tcp_opts.secret)",
+                        where);
+        return SHMRPC_EPERM;
+    }
+    tcp_listener *l = calloc(1, sizeof *l);
+    if (!l) return SHMRPC_ENOMEM;
+    l->base.ops = &tcp_listener_ops;
+    l->server = s;
+    l->cfg = cfg;
+    snprintf(l->where, sizeof l->where, "%s", where);
+    l->max_msg = shmrpc__tcp_cap32(shmrpc__server_max_msg(s));
+    if (getrandom(&l->addr_seed, sizeof l->addr_seed, GRND_NONBLOCK) != sizeof l->addr_seed)
+        l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
+    l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    memset(l->hand, -1, sizeof l->hand);
+    rc = lock_port(l, &ss, err);
+    if (rc == 0) rc = bind_socket(l, &ss, len, err);
+    if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        rc = shmrpc__tcp_sys_error(err, errno, "cannot make a pipe for", where);
+    if (rc == 0) { /* a server without statistics still serves */
+        shmrpc_buf ignored;
+        shmrpc_buf_init(&ignored);
+        shmrpc__stats_create(&l->stats, "tcp", where, shmrpc__server_info(s), &ignored);
+        shmrpc_buf_destroy(&ignored);
+    }
+    if (rc) {
+        tcp_listener_close(&l->base);
+        return rc;
+    }
+    *out = &l->base;
+    return 0;
+}
