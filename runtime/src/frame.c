@@ -662,8 +662,7 @@ int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *
     return 0;
 }
 
-int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, uint32_t *map,
-                         shmrpc_buf *err)
+int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, shmrpc_buf *err)
 {
     if (ack->proto == 0 || ack->proto > hello->proto)
         return proto_error(err, "the server chose protocol revision %u; the client offered 1 to %u",
@@ -671,7 +670,7 @@ int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, u
     if (ack->compression & ~hello->compression)
         return proto_error(err, "the server chose %s compression, which the client did not offer",
                            comp_name(ack->compression));
-    return shmrpc__method_map(&hello->info, &ack->info, map, err);
+    return 0;
 }
 
 /* --- error bodies --------------------------------------------------------------------- */

@@ -126,11 +126,10 @@ int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *
                          shmrpc__hello *ack, shmrpc_buf *err);
 
 /* The client's check of a parsed HELLO_ACK against the HELLO it sent: the revision and
- * compression must be ones it offered (SHMRPC_EPROTO), and its methods must map onto
- * the server's (map: client id -> server id; SHMRPC_EMISMATCH). The auth slots are the
- * transport's to check. */
-int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, uint32_t *map,
-                         shmrpc_buf *err);
+ * compression must be ones it offered (SHMRPC_EPROTO). The auth slots are the
+ * transport's to check, and the method table is checked as every transport checks it
+ * (shmrpc__table_accept). */
+int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, shmrpc_buf *err);
 
 /* --- error bodies --------------------------------------------------------------------- */
 

@@ -233,8 +233,7 @@ static int inproc_connect(const char *where, const shmrpc_service_info *info,
         return SHMRPC_EUNAVAIL;
     }
     conn *c = NULL;
-    rc = shmrpc__method_map(info, shmrpc__server_info(s), map, err);
-    if (rc == 0) rc = shmrpc__table_keep(table, shmrpc__server_info(s));
+    rc = shmrpc__table_accept(info, shmrpc__server_info(s), map, table, err);
     if (rc) goto fail;
     rc = SHMRPC_ENOMEM;
     c = calloc(1, sizeof *c);

@@ -122,8 +122,7 @@ const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s);
 _Atomic int *shmrpc__server_want(shmrpc_server *s);
 
 /* The server's method table as a client last received it (client.c holds it; a transport
- * fills it with shmrpc__table_keep once the client's table maps onto the server's, at
- * every connect and reconnect). */
+ * fills it with shmrpc__table_accept). */
 typedef struct shmrpc__table {
     shmrpc_arena *arena; /* names, signatures and methods; reset by each keep */
     shmrpc_service_info info;
@@ -131,6 +130,14 @@ typedef struct shmrpc__table {
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);
+
+/* The method-table check of a connect, one for every transport (verify.c): maps the
+ * client's methods onto the server's table (shmrpc__method_map, SHMRPC_EMISMATCH naming
+ * each method that differs), then keeps the server's table in t (SHMRPC_ENOMEM). A
+ * transport calls it once the server has proven who it is, at every connect and
+ * reconnect. */
+int shmrpc__table_accept(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                         uint32_t *map, shmrpc__table *t, shmrpc_buf *err);
 
 /* What a client's connections are made with, resolved from its opts (client.c). */
 typedef struct shmrpc__client_cfg {
@@ -180,7 +187,8 @@ struct shmrpc__listener {
 typedef struct shmrpc__transport {
     const char *scheme; /* "inproc" */
     /* Connects to where (the address after "scheme://") and verifies the method
-     * table with shmrpc__method_map, filling map. cfg outlives the connection. */
+     * table with shmrpc__table_accept, filling map and table. cfg outlives the
+     * connection. */
     int (*connect)(const char *where, const shmrpc_service_info *info,
                    const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
                    shmrpc__conn **out, shmrpc_buf *err);

@@ -277,8 +277,8 @@ static int authenticate(tcp_conn *c, shmrpc_bytes hello, shmrpc_bytes ack, int64
     return rc;
 }
 
-/* Sends the HELLO and checks the HELLO_ACK, filling c->map; with a shared secret, both
- * sides then prove they hold it. */
+/* Sends the HELLO and checks the HELLO_ACK; with a shared secret, both sides then prove
+ * they hold it. Only then are the server's methods mapped (c->map) and its table kept. */
 static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
 {
     const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
@@ -313,7 +313,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     shmrpc__hello ack;
     shmrpc_arena_reset(c->arena);
     rc = shmrpc__hello_parse(frame_body(c), SHMRPC__KIND_HELLO_ACK, c->arena, &ack, err);
-    if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, c->map, err);
+    if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, err);
     if (rc == 0 && ack.auth.len && !cfg->secret_len) {
         shmrpc__msg_set(err,
                         "tcp://%s requires a shared secret, and this client has none "
@@ -332,7 +332,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
                                             c->out.len - SHMRPC__FRAME_HDR_SIZE);
         rc = authenticate(c, sent, frame_body(c), deadline, err);
     }
-    if (rc == 0) rc = shmrpc__table_keep(c->table, &ack.info);
+    if (rc == 0) rc = shmrpc__table_accept(c->info, &ack.info, c->map, c->table, err);
     if (rc == 0) {
         c->comp = ack.compression;
         c->threshold = ack.threshold;

@@ -123,3 +123,10 @@ int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
     if (!t->info.svc_name) t->info.svc_name = t->info.name;
     return 0;
 }
+
+int shmrpc__table_accept(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                         uint32_t *map, shmrpc__table *t, shmrpc_buf *err)
+{
+    int rc = shmrpc__method_map(client, server, map, err);
+    return rc ? rc : shmrpc__table_keep(t, server);
+}

@@ -66,7 +66,8 @@ static void hello(unsigned kind, shmrpc_bytes body)
     } else {
         shmrpc__hello mine = {.proto = 1, .info = server, .compression = 3, .max_msg = MAX_MSG};
         uint32_t map[2];
-        shmrpc__hello_accept(&mine, &h, map, &err);
+        if (shmrpc__hello_accept(&mine, &h, &err) == 0)
+            shmrpc__method_map(&mine.info, &h.info, map, &err);
     }
 }
 

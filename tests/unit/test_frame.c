@@ -534,10 +534,14 @@ static void handshake_round_trip(void **state)
                      0);
     assert_same_info(&got_ack.info, &server);
     assert_int_equal(got_ack.max_msg, 1 << 26);
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);
     uint32_t map[2] = {99, 99};
-    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), 0);
+    shmrpc__table t = {.arena = shmrpc_arena_new(0)};
+    assert_int_equal(shmrpc__table_accept(&hello.info, &got_ack.info, map, &t, &err), 0);
     assert_int_equal(map[0], 0);
     assert_int_equal(map[1], 1);
+    assert_same_info(&t.info, &server);
+    shmrpc_arena_free(t.arena);
 
     /* Snappy is preferred when both are allowed; nothing when nothing is common. */
     assert_int_equal(shmrpc__hello_answer(&got, &server, 3, 0, 1 << 26, a, &ack, &err), 0);
@@ -552,17 +556,17 @@ static void handshake_round_trip(void **state)
      * transport's to check. */
     got_ack.compression = SHMRPC__FLAG_SNAPPY;
     hello.compression = SHMRPC__FLAG_ZLIB;
-    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), SHMRPC_EPROTO);
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose snappy compression, which the client did not offer");
     got_ack.compression = 0;
     got_ack.proto = 2;
-    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), SHMRPC_EPROTO);
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose protocol revision 2; the client offered 1 to 1");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
-    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, map, &err), 0);
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);
 
     /* The auth slot travels. */
     hello.auth = shmrpc_bytes_of("0123456789abcdef", 16);
@@ -608,16 +612,20 @@ static void handshake_mismatch(void **state)
                                          SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
                      0);
     uint32_t map[3];
-    assert_int_equal(shmrpc__hello_accept(&hello, &ack, map, &err), SHMRPC_EMISMATCH);
+    shmrpc__table t = {.arena = shmrpc_arena_new(0)};
+    assert_int_equal(shmrpc__hello_accept(&hello, &ack, &err), 0);
+    assert_int_equal(shmrpc__table_accept(&hello.info, &ack.info, map, &t, &err), SHMRPC_EMISMATCH);
     assert_string_equal(shmrpc__msg_get(&err), want);
+    assert_null(t.info.name); /* a table that does not map is not kept */
 
     /* Another service altogether says so. */
     hello.info = info_of("Kv", old_methods + 1, 1);
     hello.info.methods = other_methods + 2;
-    assert_int_equal(shmrpc__hello_accept(&hello, &ack, map, &err), SHMRPC_EMISMATCH);
+    assert_int_equal(shmrpc__table_accept(&hello.info, &ack.info, map, &t, &err), SHMRPC_EMISMATCH);
     assert_string_equal(shmrpc__msg_get(&err),
                         "method table differs from the server's: 'reset' is missing on the "
                         "server (the server serves 'Calc', not 'Kv')");
+    shmrpc_arena_free(t.arena);
     shmrpc_arena_free(a);
     shmrpc_buf_destroy(&body);
     shmrpc_buf_destroy(&err);
