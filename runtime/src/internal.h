@@ -117,7 +117,9 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
 const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
 size_t shmrpc__server_max_msg(const shmrpc_server *s);
 const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
-const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s);
+/* The opts the server was made with, each transport's part checked by its check_opts;
+ * a secret in them points into the server. */
+const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s);
 /* The count of workers wanted (shmrpc_server_serve, shmrpc_server_set_workers). */
 _Atomic int *shmrpc__server_want(shmrpc_server *s);
 
@@ -194,12 +196,19 @@ typedef struct shmrpc__transport {
                    shmrpc__conn **out, shmrpc_buf *err);
     /* Serves s at where; s has a registered service. */
     int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);
+    /* Optional: checks this transport's part of a server's opts (SHMRPC_EINVAL), so that
+     * shmrpc_server_new refuses a bad one, not the first listen. The server knows no
+     * transport's settings: listen reads them back with shmrpc__server_opts. */
+    int (*check_opts)(const shmrpc_server_opts *o);
 } shmrpc__transport;
 
 /* The transport for addr ("SCHEME://WHERE"), and where inside addr. SHMRPC_EINVAL with
  * a message for a malformed address, an unknown scheme, or one not available yet. */
 int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const char **where,
                           shmrpc_buf *err);
+
+/* Every transport's check_opts on o: the first failure, or 0. */
+int shmrpc__transport_check_opts(const shmrpc_server_opts *o);
 
 extern const shmrpc__transport shmrpc__inproc_transport;
 extern const shmrpc__transport shmrpc__shm_transport;

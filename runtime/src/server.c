@@ -13,7 +13,10 @@
 struct shmrpc_server {
     size_t max_msg;
     shmrpc_wait_opts wait;
-    shmrpc__tcp_cfg tcp;
+    /* The opts it was made with, for its transports to read their part of: checked by
+     * each transport (shmrpc__transport_check_opts), the secret copied to secret. */
+    shmrpc_server_opts opts;
+    uint8_t secret[SHMRPC_SECRET_MAX];
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
@@ -37,17 +40,19 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
 {
     if (!out) return shmrpc__err_set(SHMRPC_EINVAL, "no place for the server (out is NULL)");
     *out = NULL;
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    if (opts) o = *opts;
+    int rc = shmrpc__transport_check_opts(&o);
+    if (rc) return rc;
     shmrpc_server *s = calloc(1, sizeof *s);
     if (!s) return shmrpc__err_code(SHMRPC_ENOMEM);
-    s->max_msg = opts && opts->max_msg_bytes ? opts->max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
-    if (opts)
-        s->wait = opts->wait;
-    else
-        shmrpc_wait_opts_init(&s->wait);
-    if (shmrpc__tcp_cfg_init(&s->tcp, opts ? &opts->tcp : NULL) != 0) {
-        free(s);
-        return shmrpc__err_set(SHMRPC_EINVAL,
-                               "tcp settings out of range (shmrpc_server_opts.tcp, shmrpc/tcp.h)");
+    s->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    s->wait = o.wait;
+    s->opts = o;
+    if (o.tcp.secret) {
+        memcpy(s->secret, o.tcp.secret, o.tcp.secret_len);
+        s->opts.tcp.secret = s->secret;
     }
     *out = s;
     return 0;
@@ -210,9 +215,9 @@ const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s)
     return &s->wait;
 }
 
-const shmrpc__tcp_cfg *shmrpc__server_tcp(const shmrpc_server *s)
+const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s)
 {
-    return &s->tcp;
+    return &s->opts;
 }
 
 size_t shmrpc__server_max_msg(const shmrpc_server *s)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "tcp_int.h"
 
 #define MAX_CONNS_LIMIT (1 << 20) /* the most max_conns may be */
@@ -159,8 +160,17 @@ void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid,
     shmrpc__frame_end(out, at);
 }
 
+static int tcp_check_opts(const shmrpc_server_opts *o)
+{
+    shmrpc__tcp_cfg cfg;
+    int rc = shmrpc__tcp_cfg_init(&cfg, &o->tcp);
+    shmrpc__auth_wipe(&cfg, sizeof cfg);
+    return rc;
+}
+
 const shmrpc__transport shmrpc__tcp_transport = {
     .scheme = "tcp",
     .connect = shmrpc__tcp_connect,
     .listen = shmrpc__tcp_listen,
+    .check_opts = tcp_check_opts,
 };

@@ -57,7 +57,7 @@ typedef struct tcp_load {
 typedef struct tcp_listener {
     shmrpc__listener base;
     shmrpc_server *server;
-    const shmrpc__tcp_cfg *cfg;
+    shmrpc__tcp_cfg cfg; /* resolved from the server's opts */
     char where[ADDR_MAX];
     int fd;           /* the listening socket, non-blocking */
     int lock;         /* the instance lock: an abstract unix socket named after the port */
@@ -168,7 +168,7 @@ static void budget_charge(worker *w, size_t old, size_t now)
 static bool budget_take(worker *w, size_t n)
 {
     budget_charge(w, 0, n);
-    if (budget_used(w->l) <= w->l->cfg->budget) return true;
+    if (budget_used(w->l) <= w->l->cfg.budget) return true;
     budget_charge(w, n, 0);
     return false;
 }
@@ -289,7 +289,7 @@ static void peer_refuse(peer *p, int status, const char *msg)
  * waits for the client's proof (P_AUTH); otherwise requests may come. */
 static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
 {
-    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     shmrpc__hello hello, ack;
     uint8_t challenge[SHMRPC__AUTH_LEN];
     shmrpc_arena_reset(w->arena);
@@ -354,7 +354,7 @@ static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t b
     snprintf(msg, sizeof msg,
              "the server's memory for buffered calls is spent (%" PRIu64 " of %zu bytes in "
              "use): a call of %zu bytes was not run; try again later",
-             used, w->l->cfg->budget, bytes);
+             used, w->l->cfg.budget, bytes);
     shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
     log_limit(w, "refused a call from %s: %s", p->from, msg);
 }
@@ -364,7 +364,7 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
     const tcp_listener *l = w->l;
     /* No call runs while answers of earlier ones fill the budget (their clients do not
      * read them): its answer, of a size known only once it ran, would add to them. */
-    if (budget_used(l) > l->cfg->budget) {
+    if (budget_used(l) > l->cfg.budget) {
         refuse_call(w, p, h, body.len);
         return;
     }
@@ -513,7 +513,7 @@ static int refuse_frame(worker *w, peer *p)
     snprintf(msg, sizeof msg,
              "a %s frame of %" PRIu32 " bytes does not fit the server's memory for buffered "
              "frames (%" PRIu64 " of %zu bytes in use)",
-             kind, p->hdr.body_len, budget_used(w->l), w->l->cfg->budget);
+             kind, p->hdr.body_len, budget_used(w->l), w->l->cfg.budget);
     log_limit(w, "refused a frame from %s: %s", p->from, msg);
     if (p->hdr.kind != SHMRPC__KIND_REQUEST) {
         peer_refuse(p, SHMRPC_EBUSY, msg);
@@ -539,7 +539,7 @@ static void answer_refused(worker *w, peer *p)
     snprintf(msg, sizeof msg,
              "a request of %" PRIu32 " bytes does not fit the server's memory for buffered "
              "frames (%zu bytes): it was not run; try again later",
-             p->hdr.body_len, w->l->cfg->budget);
+             p->hdr.body_len, w->l->cfg.budget);
     shmrpc__tcp_put_error_frame(&p->out, p->hdr.method, p->hdr.request_id, SHMRPC_EBUSY, msg);
     p->refused = false;
     p->have_hdr = false;
@@ -734,7 +734,7 @@ static bool addr_admit(worker *w, uint32_t bucket)
     uint64_t sum = 0;
     for (int i = 0; i < MAX_WORKERS; i++)
         sum += atomic_load_explicit(&t->by_addr[i][bucket], memory_order_relaxed);
-    if (sum <= (uint64_t)w->l->cfg->max_per_addr) return true;
+    if (sum <= (uint64_t)w->l->cfg.max_per_addr) return true;
     atomic_fetch_sub(&t->by_addr[row_of(w)][bucket], 1);
     return false;
 }
@@ -754,7 +754,7 @@ static peer *longest_idle(const worker *w)
 
 static void add_peer(worker *w, int fd)
 {
-    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     char from[64];
     uint32_t bucket = addr_bucket(w->l, fd, from, sizeof from);
     if (!addr_admit(w, bucket)) {
@@ -873,7 +873,7 @@ static void take_connections(worker *w)
 /* The deadline of p: the handshake's, a partial frame's progress, or idleness. */
 static int64_t peer_deadline(const worker *w, const peer *p)
 {
-    const shmrpc__tcp_cfg *cfg = w->l->cfg;
+    const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     if (p->state != P_READY) return p->accepted_ns + cfg->handshake_ns;
     if (p->in.len || out_left(p) || p->refused) {
         uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
@@ -957,7 +957,7 @@ static int worker_init(worker *w, tcp_listener *l, int index)
     shmrpc_buf_init(&w->resp);
     shmrpc_buf_init(&w->err);
     w->arena = shmrpc_arena_new(0);
-    w->peers = calloc((size_t)l->cfg->max_conns, sizeof *w->peers);
+    w->peers = calloc((size_t)l->cfg.max_conns, sizeof *w->peers);
     if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena || !w->peers) return SHMRPC_ENOMEM;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, index < 0 ? 0 : index, &n_rows);
@@ -1108,7 +1108,7 @@ static int least_loaded(tcp_listener *l)
         uint64_t load =
             (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
         if (l->crew.pid[i] <= 0 || l->crew.leaving[i]) load += (uint64_t)1 << 40;
-        if (conns >= (uint32_t)l->cfg->max_conns) load += (uint64_t)1 << 41;
+        if (conns >= (uint32_t)l->cfg.max_conns) load += (uint64_t)1 << 41;
         if (load < best_load) best = i, best_load = load;
     }
     return best;
@@ -1146,7 +1146,7 @@ static void hand_out(void *arg)
         if (fd < 0) return;
         int to = least_loaded(l);
         if (to < 0) {
-            refuse_busy(fd, l->cfg->max_conns);
+            refuse_busy(fd, l->cfg.max_conns);
             continue;
         }
         /* A full queue (a few hundred sockets) makes the manager wait for the worker
@@ -1243,6 +1243,7 @@ static void tcp_listener_close(shmrpc__listener *base)
     if (l->lock >= 0) close(l->lock);
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
     if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
+    shmrpc__auth_wipe(&l->cfg, sizeof l->cfg);
     free(l);
 }
 
@@ -1317,26 +1318,26 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     socklen_t len;
     int rc = shmrpc__tcp_parse_addr(where, &ss, &len, err);
     if (rc) return rc;
-    const shmrpc__tcp_cfg *cfg = shmrpc__server_tcp(s);
-    if (!shmrpc__tcp_is_loopback(&ss) && !cfg->secret_len) {
-        shmrpc__msg_set(err,
-                        "binding tcp://%s, which is not a loopback address, needs a shared "
-                        "secret (shmrpc_tcp_opts.secret)",
-                        where);
-        return SHMRPC_EPERM;
-    }
     tcp_listener *l = calloc(1, sizeof *l);
     if (!l) return SHMRPC_ENOMEM;
     l->base.ops = &tcp_listener_ops;
     l->server = s;
-    l->cfg = cfg;
+    l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    memset(l->hand, -1, sizeof l->hand);
     snprintf(l->where, sizeof l->where, "%s", where);
     l->max_msg = shmrpc__tcp_cap32(shmrpc__server_max_msg(s));
     if (getrandom(&l->addr_seed, sizeof l->addr_seed, GRND_NONBLOCK) != sizeof l->addr_seed)
         l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
-    l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
-    memset(l->hand, -1, sizeof l->hand);
-    rc = lock_port(l, &ss, err);
+    /* The server's opts passed this at shmrpc_server_new (shmrpc__tcp_transport.check_opts). */
+    rc = shmrpc__tcp_cfg_init(&l->cfg, &shmrpc__server_opts(s)->tcp);
+    if (rc == 0 && !shmrpc__tcp_is_loopback(&ss) && !l->cfg.secret_len) {
+        shmrpc__msg_set(err,
+                        "binding tcp://%s, which is not a loopback address, needs a shared "
+                        "secret (shmrpc_tcp_opts.secret)",
+                        where);
+        rc = SHMRPC_EPERM;
+    }
+    if (rc == 0) rc = lock_port(l, &ss, err);
     if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         rc = shmrpc__tcp_sys_error(err, errno, "cannot make a pipe for", where);

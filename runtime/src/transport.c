@@ -44,3 +44,12 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
     shmrpc__msg_set(err, "unknown transport '%.*s' in address '%s'", (int)n, addr, addr);
     return SHMRPC_EINVAL;
 }
+
+int shmrpc__transport_check_opts(const shmrpc_server_opts *o)
+{
+    for (size_t i = 0; i < sizeof transports / sizeof transports[0]; i++) {
+        int rc = transports[i]->check_opts ? transports[i]->check_opts(o) : 0;
+        if (rc) return rc;
+    }
+    return 0;
+}
