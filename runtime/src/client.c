@@ -103,10 +103,8 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     shmrpc_buf *err = shmrpc__err_begin();
     /* Reconnecting (after the server went away, say) starts from a clean slate. */
     disconnect(c);
-    const shmrpc__transport *t;
-    const char *where;
-    int rc = shmrpc__transport_for(addr, &t, &where, err);
-    if (rc == 0) rc = t->connect(where, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
+    int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn,
+                                       err);
     return shmrpc__err_end(rc);
 }
 

@@ -160,11 +160,7 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr)
     if (!s->svc) return shmrpc__err_set(SHMRPC_EINVAL, "register a service before listening");
     if (s->listener) return shmrpc__err_set(SHMRPC_EBUSY, "the server is already listening");
     shmrpc_buf *err = shmrpc__err_begin();
-    const shmrpc__transport *t;
-    const char *where;
-    int rc = shmrpc__transport_for(addr, &t, &where, err);
-    if (rc == 0) rc = t->listen(s, where, &s->listener, err);
-    return shmrpc__err_end(rc);
+    return shmrpc__err_end(shmrpc__transport_listen(s, addr, &s->listener, err));
 }
 
 int shmrpc_server_serve(shmrpc_server *s, int workers)

@@ -1,4 +1,6 @@
-/* Addresses: "SCHEME://WHERE", and the transport that serves each scheme. */
+/* Addresses: "SCHEME://WHERE", and the transport that serves each scheme, whose required
+ * entries are checked before anything is called through them. */
+#include <pthread.h>
 #include <string.h>
 
 #include "internal.h"
@@ -8,6 +10,61 @@ static const shmrpc__transport *const transports[] = {
     &shmrpc__shm_transport,
     &shmrpc__tcp_transport,
 };
+
+#define N_TRANSPORTS (sizeof transports / sizeof transports[0])
+
+static int missing(shmrpc_buf *err, const char *scheme, const char *what, const char *entry)
+{
+    shmrpc__msg_set(err, "the %s transport is broken: %s has no '%s' entry",
+                    scheme && *scheme ? scheme : "unnamed", what, entry);
+    return SHMRPC_EINVAL;
+}
+
+int shmrpc__transport_check(const shmrpc__transport *t, shmrpc_buf *err)
+{
+    if (!t || !t->scheme || !*t->scheme) return missing(err, NULL, "its table", "scheme");
+    if (!t->connect) return missing(err, t->scheme, "its table", "connect");
+    if (!t->listen) return missing(err, t->scheme, "its table", "listen");
+    return 0;
+}
+
+int shmrpc__conn_ops_check(const char *scheme, const shmrpc__conn_ops *ops, shmrpc_buf *err)
+{
+    if (!ops) return missing(err, scheme, "a connection", "ops");
+    if (!ops->call) return missing(err, scheme, "a connection", "call");
+    if (!ops->close) return missing(err, scheme, "a connection", "close");
+    return 0;
+}
+
+int shmrpc__listener_ops_check(const char *scheme, const shmrpc__listener_ops *ops, shmrpc_buf *err)
+{
+    if (!ops) return missing(err, scheme, "a listener", "ops");
+    if (!ops->close) return missing(err, scheme, "a listener", "close");
+    if (ops->serve && !ops->stop) return missing(err, scheme, "a listener that serves", "stop");
+    if (ops->stop && !ops->serve) return missing(err, scheme, "a listener that stops", "serve");
+    if (ops->poke && !ops->serve) return missing(err, scheme, "a listener that pokes", "serve");
+    return 0;
+}
+
+/* The whole table, checked once at its first use: its first fault, kept for every later
+ * use (the table is constant, so the answer is too). */
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+static int table_rc;
+static shmrpc_buf table_err;
+
+static void check_table(void)
+{
+    shmrpc_buf_init(&table_err);
+    for (size_t i = 0; i < N_TRANSPORTS && table_rc == 0; i++)
+        table_rc = shmrpc__transport_check(transports[i], &table_err);
+}
+
+static int table_ok(shmrpc_buf *err)
+{
+    pthread_once(&table_once, check_table);
+    if (table_rc) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&table_err));
+    return table_rc;
+}
 
 static bool scheme_char(char c, bool first)
 {
@@ -19,6 +76,8 @@ static bool scheme_char(char c, bool first)
 int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const char **where,
                           shmrpc_buf *err)
 {
+    int rc = table_ok(err);
+    if (rc) return rc;
     if (!addr) {
         shmrpc__msg_set(err, "no address");
         return SHMRPC_EINVAL;
@@ -33,7 +92,7 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
                         addr);
         return SHMRPC_EINVAL;
     }
-    for (size_t i = 0; i < sizeof transports / sizeof transports[0]; i++) {
+    for (size_t i = 0; i < N_TRANSPORTS; i++) {
         const char *s = transports[i]->scheme;
         if (strlen(s) == n && memcmp(s, addr, n) == 0) {
             *t = transports[i];
@@ -45,11 +104,46 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
     return SHMRPC_EINVAL;
 }
 
+int shmrpc__transport_connect(const char *addr, const shmrpc_service_info *info,
+                              const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
+                              shmrpc__conn **out, shmrpc_buf *err)
+{
+    const shmrpc__transport *t;
+    const char *where;
+    int rc = shmrpc__transport_for(addr, &t, &where, err);
+    if (rc == 0) rc = t->connect(where, info, cfg, map, table, out, err);
+    if (rc) return rc;
+    rc = shmrpc__conn_ops_check(t->scheme, (*out)->ops, err);
+    if (rc) {
+        if ((*out)->ops && (*out)->ops->close) (*out)->ops->close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int shmrpc__transport_listen(shmrpc_server *s, const char *addr, shmrpc__listener **out,
+                             shmrpc_buf *err)
+{
+    const shmrpc__transport *t;
+    const char *where;
+    int rc = shmrpc__transport_for(addr, &t, &where, err);
+    if (rc == 0) rc = t->listen(s, where, out, err);
+    if (rc) return rc;
+    rc = shmrpc__listener_ops_check(t->scheme, (*out)->ops, err);
+    if (rc) {
+        if ((*out)->ops && (*out)->ops->close) (*out)->ops->close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int shmrpc__transport_check_opts(const shmrpc_server_opts *o)
 {
-    for (size_t i = 0; i < sizeof transports / sizeof transports[0]; i++) {
-        int rc = transports[i]->check_opts ? transports[i]->check_opts(o) : 0;
-        if (rc) return rc;
-    }
-    return 0;
+    shmrpc_buf ignored; /* shmrpc_server_new says only SHMRPC_EINVAL */
+    shmrpc_buf_init(&ignored);
+    int rc = table_ok(&ignored);
+    shmrpc_buf_destroy(&ignored);
+    for (size_t i = 0; i < N_TRANSPORTS && rc == 0; i++)
+        rc = transports[i]->check_opts ? transports[i]->check_opts(o) : 0;
+    return rc;
 }
