@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,27 +213,6 @@ static inline uint32_t self_tid(void)
 
 /* --- the owner's life ---------------------------------------------------------------- */
 
-/* Whether the process of thread tid has this lock's segment mapped: 1 yes, 0 no, -1
- * cannot tell. */
-static int maps_segment(const shmrpc_lock *l, uint32_t tid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%" PRIu32 "/maps", tid);
-    FILE *f = fopen(path, "re");
-    if (!f) return errno == ENOENT || errno == ESRCH ? 0 : -1;
-    char line[4096 + 128];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        unsigned maj, min;
-        unsigned long long ino;
-        if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3)
-            found = ino == (unsigned long long)l->file.ino && makedev(maj, min) == l->file.dev;
-    }
-    int err = ferror(f);
-    fclose(f);
-    return err ? -1 : found;
-}
-
 /* Whether the live thread tid may hold the lock though the tag is not its own (not yet
  * written, or written over by a bad write): only a process that maps the segment may, and
  * of a private segment only one of its owner's. When its maps cannot be read (another
@@ -243,12 +221,11 @@ static int maps_segment(const shmrpc_lock *l, uint32_t tid)
  * is lost. */
 static bool may_hold(shmrpc_lock *l, uint32_t tid)
 {
-    int maps = maps_segment(l, tid);
+    int maps = shmrpc__proc_maps(tid, l->file.dev, l->file.ino);
     if (maps >= 0) return maps == 1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%" PRIu32, tid);
-    struct stat st;
-    if (l->file.private && stat(path, &st) == 0 && st.st_uid != l->file.uid) return false;
+    uid_t owner;
+    if (l->file.private && shmrpc__proc_owner(tid, &owner) == 0 && owner != l->file.uid)
+        return false;
     int64_t now = shmrpc__now_ns();
     if (atomic_load_explicit(&l->untagged_tid, memory_order_acquire) != tid) {
         atomic_store_explicit(&l->untagged_since_ns, now, memory_order_relaxed);
@@ -271,7 +248,7 @@ static bool owner_dead(shmrpc_lock *l, uint32_t tid)
 {
     shmrpc__proc_stat ps;
     if (shmrpc__read_proc_stat(tid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
-    if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
+    if (shmrpc__proc_ended(&ps)) return true;
     uint64_t tag = atomic_load_explicit(&l->seg->owner_tag, memory_order_acquire);
     uint64_t start = tag >> TAG_TID_BITS, live = ps.start & TAG_START_MASK;
     if ((tag & TAG_TID_MASK) == tid && start != 0 && start <= live) {

@@ -1,4 +1,5 @@
-/* Reading /proc/ID/stat, for the liveness checks of locks and of the shm transport. */
+/* Reading /proc/ID: its stat, owner and maps, for the liveness checks of locks and of the
+ * shm transport. */
 #include "proc.h"
 
 #include <errno.h>
@@ -7,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* The command name (field 2) may hold spaces and parentheses, so the fields are counted
@@ -51,5 +54,34 @@ int shmrpc__read_proc_stat(uint32_t id, shmrpc__proc_stat *ps)
         errno = EPROTO;
         return -1;
     }
+    return 0;
+}
+
+int shmrpc__proc_maps(uint32_t id, dev_t dev, ino_t ino)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%" PRIu32 "/maps", id);
+    FILE *f = fopen(path, "re");
+    if (!f) return errno == ENOENT || errno == ESRCH ? 0 : -1;
+    char line[4096 + 128];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned maj, min;
+        unsigned long long i;
+        if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &i) == 3)
+            found = i == (unsigned long long)ino && makedev(maj, min) == dev;
+    }
+    int err = ferror(f);
+    fclose(f);
+    return err ? -1 : found;
+}
+
+int shmrpc__proc_owner(uint32_t id, uid_t *uid)
+{
+    char path[32];
+    snprintf(path, sizeof path, "/proc/%" PRIu32, id);
+    struct stat st;
+    if (stat(path, &st) != 0) return -1;
+    *uid = st.st_uid;
     return 0;
 }

@@ -1,8 +1,11 @@
-/* What /proc says about a process or thread: whether it still runs, and since when. */
+/* What /proc says about a process or thread: whether it still runs, since when, who owns
+ * it and what it maps. The one reader of /proc in the library. */
 #ifndef SHMRPC_SRC_PROC_H
 #define SHMRPC_SRC_PROC_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct shmrpc__proc_stat {
     char state;     /* field 3: R, S, D, T, Z (zombie), X (dead)... */
@@ -13,5 +16,18 @@ typedef struct shmrpc__proc_stat {
 /* Reads /proc/ID/stat (a pid or a thread id). 0, or -1 with errno: ENOENT or ESRCH when
  * it is gone, EPROTO when the file made no sense, another errno when /proc could not say. */
 int shmrpc__read_proc_stat(uint32_t id, shmrpc__proc_stat *ps);
+
+/* Whether ps is of a process or thread that has ended: a zombie, or dead. */
+static inline bool shmrpc__proc_ended(const shmrpc__proc_stat *ps)
+{
+    return ps->state == 'Z' || ps->state == 'X' || ps->state == 'x';
+}
+
+/* Whether the process of ID maps the file dev:ino (/proc/ID/maps): 1 yes, 0 no or it is
+ * gone, -1 when /proc could not say (another user's process, or not dumpable). */
+int shmrpc__proc_maps(uint32_t id, dev_t dev, ino_t ino);
+
+/* The user that owns ID (/proc/ID): 0, or -1 with errno. */
+int shmrpc__proc_owner(uint32_t id, uid_t *uid);
 
 #endif
