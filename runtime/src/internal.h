@@ -64,7 +64,18 @@ int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err);
 int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
                        uint32_t *map, shmrpc_buf *err);
 
-/* --- the server side of a call (server.c) ------------------------------------------- */
+/* --- what a transport sees of a server (dispatch.c) ----------------------------------
+ * A transport reads its server and runs calls through these, never through server.c,
+ * which calls the transports (through the table): the calls run one way. */
+
+const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
+size_t shmrpc__server_max_msg(const shmrpc_server *s);
+const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
+/* The opts the server was made with, each transport's part checked by its check_opts;
+ * a secret in them points into the server. */
+const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s);
+/* The count of workers wanted (shmrpc_server_serve, shmrpc_server_set_workers). */
+_Atomic int *shmrpc__server_want(shmrpc_server *s);
 
 #define SHMRPC__CTX_MSG_CAP 256
 
@@ -113,15 +124,6 @@ typedef struct shmrpc__tcp_cfg {
  * for a negative timeout or count, unknown compression bits, or a secret of a length
  * outside SHMRPC_SECRET_MIN..SHMRPC_SECRET_MAX. */
 int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
-
-const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
-size_t shmrpc__server_max_msg(const shmrpc_server *s);
-const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
-/* The opts the server was made with, each transport's part checked by its check_opts;
- * a secret in them points into the server. */
-const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s);
-/* The count of workers wanted (shmrpc_server_serve, shmrpc_server_set_workers). */
-_Atomic int *shmrpc__server_want(shmrpc_server *s);
 
 /* The server's method table as a client last received it (client.c holds it; a transport
  * fills it with shmrpc__table_accept). */

@@ -1,5 +1,6 @@
-/* The server: registering a service and its handlers, the per-connection call context,
- * and the dispatch that every transport runs a call through. */
+/* The server: registering a service and its handlers, then listening, serving and
+ * stopping through the transport table. The transports see the server through
+ * dispatch.c, so the calls run one way: server -> transport -> dispatch. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,23 +8,9 @@
 #include <time.h>
 
 #include "internal.h"
+#include "server_int.h"
 #include "stats.h"
 #include "wait.h"
-
-struct shmrpc_server {
-    size_t max_msg;
-    shmrpc_wait_opts wait;
-    /* The opts it was made with, for its transports to read their part of: checked by
-     * each transport (shmrpc__transport_check_opts), the secret copied to secret. */
-    shmrpc_server_opts opts;
-    uint8_t secret[SHMRPC_SECRET_MAX];
-    const shmrpc_service *svc; /* NULL until registered; then read-only */
-    void *handlers;            /* our copy of the handler table */
-    void *user;
-    shmrpc__listener *listener; /* NULL until listening */
-    _Atomic int stop;           /* set by shmrpc_server_stop() */
-    _Atomic int want;           /* workers wanted: serve(n), then set_workers() */
-};
 
 /* A handler pointer as stored in the generated table: any function pointer type has
  * the same size and representation on the platforms we build for. */
@@ -189,141 +176,9 @@ int shmrpc_server_set_workers(shmrpc_server *s, int workers)
     return 0;
 }
 
-_Atomic int *shmrpc__server_want(shmrpc_server *s)
-{
-    return &s->want;
-}
-
 void shmrpc_server_stop(shmrpc_server *s)
 {
     if (!s) return;
     atomic_store(&s->stop, 1);
     if (s->listener && s->listener->ops->stop) s->listener->ops->stop(s->listener);
-}
-
-const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)
-{
-    return s->svc->info;
-}
-
-const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s)
-{
-    return &s->wait;
-}
-
-const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s)
-{
-    return &s->opts;
-}
-
-size_t shmrpc__server_max_msg(const shmrpc_server *s)
-{
-    return s->max_msg;
-}
-
-/* --- the call context ----------------------------------------------------------------- */
-
-void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n)
-{
-    ctx->stats = rows;
-    ctx->stats_n = rows ? n : 0;
-}
-
-int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
-{
-    ctx->arena = shmrpc_arena_new(0);
-    if (!ctx->arena) return SHMRPC_ENOMEM;
-    ctx->user = s->user;
-    ctx->stats = NULL;
-    ctx->stats_n = 0;
-    ctx->has_msg = false;
-    ctx->msg[0] = '\0';
-    return 0;
-}
-
-void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
-{
-    shmrpc_arena_free(ctx->arena);
-    ctx->arena = NULL;
-}
-
-const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx)
-{
-    return ctx->has_msg ? ctx->msg : "";
-}
-
-shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx)
-{
-    return ctx ? ctx->arena : NULL;
-}
-
-void *shmrpc_ctx_user(shmrpc_ctx *ctx)
-{
-    return ctx ? ctx->user : NULL;
-}
-
-int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
-{
-    if (!ctx) return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
-    va_end(ap);
-    ctx->has_msg = true;
-    return rc;
-}
-
-int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
-                            const char *field, const char *why)
-{
-    if (!ctx) return SHMRPC_EINVAL;
-    shmrpc__decode_msg(ctx->msg, sizeof ctx->msg, method, what, field, why);
-    ctx->has_msg = true;
-    return SHMRPC_EINVAL;
-}
-
-/* --- dispatch ------------------------------------------------------------------------ */
-
-/* The status of a call whose handler returned rc, with the message the client sees. */
-static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
-                       const shmrpc_buf *resp)
-{
-    const char *name = s->svc->info->methods[id].name;
-    if (rc > 0 || (rc < 0 && !shmrpc__status_known(rc)))
-        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
-                                "the handler of '%s' returned %d, which is not a status", name, rc);
-    if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))
-        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
-                                "the result of '%s' is larger than the server's maximum of %zu "
-                                "bytes",
-                                name, s->max_msg);
-    if (rc == 0 && resp->err)
-        return shmrpc_ctx_error(ctx, resp->err, "encoding the result of '%s': %s", name,
-                                shmrpc_strerror(resp->err));
-    if (rc < 0 && !ctx->has_msg) shmrpc_ctx_error(ctx, rc, "%s", shmrpc_strerror(rc));
-    return rc;
-}
-
-int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
-                     shmrpc_buf *resp)
-{
-    ctx->has_msg = false;
-    shmrpc_buf_clear(resp);
-    const shmrpc_service *svc = s->svc;
-    if (!svc) return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no service registered");
-    if (id >= svc->info->n_methods)
-        return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no method with id %u", id);
-    if (req.len > s->max_msg)
-        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
-                                "a request of %zu bytes is larger than the server's maximum of "
-                                "%zu bytes",
-                                req.len, s->max_msg);
-    resp->max = s->max_msg;
-    int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
-    int rc = svc->invoke[id](ctx, s->handlers, req, resp);
-    rc = call_status(s, ctx, id, rc, resp);
-    if (ctx->stats && id < ctx->stats_n)
-        shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)(shmrpc__now_ns() - t0));
-    shmrpc_arena_reset(ctx->arena);
-    return rc;
 }
