@@ -37,7 +37,7 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
     s->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
     s->wait = o.wait;
     s->opts = o;
-    if (o.tcp.secret) {
+    if (o.tcp.secret && o.tcp.secret_len <= sizeof s->secret) { /* bounded by check_opts */
         memcpy(s->secret, o.tcp.secret, o.tcp.secret_len);
         s->opts.tcp.secret = s->secret;
     }
