@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -797,6 +798,41 @@ static shmrpc_client *client_with_secret(const char *s, int *rc)
     return connect_with(&Calls_service_info, &o, rc);
 }
 
+static void *serve_in_place(void *server)
+{
+    shmrpc_server_serve(server, 0);
+    return NULL;
+}
+
+/* The server copies its secret when it is made (shmrpc/tcp.h): the caller may wipe its
+ * own before the server listens, and a client that holds the secret still gets in. The
+ * server runs on a thread of this process, so that the wipe happens between its calls. */
+static void secret_is_copied(void **state)
+{
+    (void)state;
+    char mine[sizeof secret];
+    memcpy(mine, secret, sizeof secret);
+    shmrpc_server_opts so;
+    shmrpc_server_opts_init(&so);
+    so.tcp.secret = mine;
+    so.tcp.secret_len = strlen(mine);
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, &so), 0);
+    memset(mine, 'x', sizeof mine - 1);
+    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, serve_in_place, s), 0);
+    int rc;
+    shmrpc_client *c = client_with_secret(secret, &rc);
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    check_add(c);
+    shmrpc_client_free(c);
+    shmrpc_server_stop(s);
+    pthread_join(thread, NULL);
+    shmrpc_server_free(s);
+}
+
 /* A server with a shared secret, here on every address (0.0.0.0, which needs one):
  * clients without it or with another are refused before any call, one with it is
  * served; and a client with a secret refuses a server that asks for none. */
@@ -1076,6 +1112,7 @@ int main(void)
         cmocka_unit_test_setup(worker_killed_mid_call, setup),
         cmocka_unit_test_setup(connections_spread_over_workers, setup),
         cmocka_unit_test_setup(shared_secret, setup),
+        cmocka_unit_test_setup(secret_is_copied, setup),
         cmocka_unit_test(bad_settings),
         cmocka_unit_test_setup(limits_are_settings, setup),
         cmocka_unit_test_setup(compression_off, setup),
