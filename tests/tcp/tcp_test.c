@@ -833,6 +833,83 @@ static void secret_is_copied(void **state)
     shmrpc_server_free(s);
 }
 
+/* Reads n bytes of fd, blocking; false at EOF or on an error (for a child without cmocka). */
+static bool read_all(int fd, uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* A stand-in server, in a child: it answers a HELLO with a HELLO_ACK that has a challenge
+ * and another service's table, and the client's AUTH with a wrong proof. Exits 0 once the
+ * client has closed. */
+static void fake_server(int lfd)
+{
+    alarm(10);
+    static const shmrpc_service_info other = {.magic = SHMRPC_SERVICE_MAGIC,
+                                              .version = SHMRPC_DESCRIPTOR_VERSION,
+                                              .name = "Other",
+                                              .svc_name = "Other",
+                                              .fingerprint = 1};
+    uint8_t challenge[SHMRPC__AUTH_LEN] = {1}, hdr[SHMRPC__FRAME_HDR_SIZE], body[1 << 16];
+    shmrpc__frame_hdr h;
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    int fd = accept(lfd, NULL, NULL);
+    bool ok = fd >= 0 && read_all(fd, hdr, sizeof hdr) &&
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, sizeof body, 0, &h, &err) == 0 &&
+              h.kind == SHMRPC__KIND_HELLO && read_all(fd, body, h.body_len);
+    shmrpc__hello ack = {.proto = SHMRPC__WIRE_PROTO,
+                         .info = other,
+                         .max_msg = 1 << 20,
+                         .auth = shmrpc_bytes_of(challenge, sizeof challenge)};
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    ok = ok && shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
+         shmrpc__frame_end(&out, at) == 0 &&
+         send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    ok = ok && read_all(fd, body, SHMRPC__FRAME_HDR_SIZE + SHMRPC__AUTH_LEN);
+    shmrpc_buf_clear(&out);
+    at = shmrpc__frame_begin(&out, SHMRPC__KIND_AUTH, 0, 0, 0);
+    uint8_t wrong_proof[SHMRPC__AUTH_LEN] = {0};
+    shmrpc_buf_append(&out, wrong_proof, sizeof wrong_proof);
+    ok = ok && shmrpc__frame_end(&out, at) == 0 &&
+         send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    while (ok && recv(fd, body, sizeof body, 0) > 0) {
+    }
+    _exit(ok ? 0 : 1);
+}
+
+/* A client with a secret takes nothing from a server that has not proven it: a stand-in
+ * whose table differs and whose proof is wrong fails the connect for the proof
+ * (SHMRPC_EPERM), not for the table (SHMRPC_EMISMATCH) that it had no right to send. */
+static void table_only_from_a_proven_server(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) fake_server(lfd);
+    close(lfd);
+    int rc;
+    shmrpc_client *c = client_with_secret(secret, &rc);
+    assert_int_equal(rc, SHMRPC_EPERM);
+    assert_non_null(strstr(shmrpc_client_errmsg(c), "does not hold the same shared secret"));
+    shmrpc_client_free(c);
+    int status = test_reap(child, 5000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* A server with a shared secret, here on every address (0.0.0.0, which needs one):
  * clients without it or with another are refused before any call, one with it is
  * served; and a client with a secret refuses a server that asks for none. */
@@ -1113,6 +1190,7 @@ int main(void)
         cmocka_unit_test_setup(connections_spread_over_workers, setup),
         cmocka_unit_test_setup(shared_secret, setup),
         cmocka_unit_test_setup(secret_is_copied, setup),
+        cmocka_unit_test_setup(table_only_from_a_proven_server, setup),
         cmocka_unit_test(bad_settings),
         cmocka_unit_test_setup(limits_are_settings, setup),
         cmocka_unit_test_setup(compression_off, setup),
