@@ -819,13 +819,13 @@ static void secret_is_copied(void **state)
     shmrpc_server *s;
     assert_int_equal(shmrpc_server_new(&s, &so), 0);
     memset(mine, 'x', sizeof mine - 1);
-    assert_int_equal(shmrpc_server_register(s, &calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, addr), 0);
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, serve_in_place, s), 0);
     int rc;
     shmrpc_client *c = client_with_secret(secret, &rc);
-    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_client_errmsg(c));
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     check_add(c);
     shmrpc_client_free(c);
     shmrpc_server_stop(s);
@@ -904,7 +904,7 @@ static void table_only_from_a_proven_server(void **state)
     int rc;
     shmrpc_client *c = client_with_secret(secret, &rc);
     assert_int_equal(rc, SHMRPC_EPERM);
-    assert_non_null(strstr(shmrpc_client_errmsg(c), "does not hold the same shared secret"));
+    assert_non_null(strstr(shmrpc_errmsg(), "does not hold the same shared secret"));
     shmrpc_client_free(c);
     int status = test_reap(child, 5000);
     assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
