@@ -171,8 +171,9 @@ static void every_method(void **state)
  * a timeout up to the granularity of the level that holds it, up to an eighth of it (a
  * 1 s timeout ended up to 32 ms late here; past about 2 s, up to 256 ms, so that a call
  * answered 100 ms after its 5 s deadline succeeded). Calls of a 2.1 s deadline, started at
- * moments spread over the wheel's slots, each fail within 20 ms of it; a handler that
- * answers 100 ms after the deadline must not make them succeed. */
+ * moments spread over the wheel's slots, each fail within 80 ms of it (well under the
+ * wheel's 256 ms, and room for a loaded 2-core machine, where 26 ms was seen); a handler
+ * that answers 100 ms after the deadline must not make them succeed. */
 static void deadline_passes_on_time(void **state)
 {
     (void)state;
@@ -193,7 +194,7 @@ static void deadline_passes_on_time(void **state)
         print_message("a %d ms deadline: %s, %.1f ms after it\n", TIMEOUT_MS, shmrpc_strerror(rc),
                       (double)late_us / 1000.0);
         assert_int_equal(rc, SHMRPC_ETIMEDOUT);
-        assert_true(late_us >= 0 && late_us <= 20000);
+        assert_true(late_us >= 0 && late_us <= 80000);
     }
     check_add(c); /* the late answers were skipped */
     shmrpc_client_free(c);
