@@ -14,6 +14,7 @@
 #include <shmrpc/tcp.h>
 #include <shmrpc/stats.h>
 #include <shmrpc/lock.h>
+#include <shmrpc/queue.h>
 #include <shmrpc/module.h>
 #include <shmrpc/dynamic.h>
 

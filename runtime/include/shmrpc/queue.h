@@ -1,0 +1,167 @@
+/* Named message queues in shared memory: many producers and many consumers, bounded in
+ * messages and in bytes, waiting with the hybrid spin, yield, sleep wait, and safe against
+ * a process killed at any instruction. See docs/queue.md. */
+#ifndef SHMRPC_QUEUE_H
+#define SHMRPC_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <shmrpc/wait.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A handle may be shared by the threads of its process. */
+typedef struct shmrpc_queue shmrpc_queue;
+
+/* What shmrpc_queue_open does when the queue exists or does not (the lock's modes). */
+typedef enum shmrpc_queue_mode {
+    SHMRPC_QUEUE_CONNECT_OR_CREATE = 0,    /* open it, creating it if missing */
+    SHMRPC_QUEUE_CONNECT_TO_EXISTING = 1,  /* open it; SHMRPC_ENOENT if missing (after
+                                              attach_timeout_ms) */
+    SHMRPC_QUEUE_CREATE_NEW_OVERWRITE = 2, /* remove any existing one, create it fresh */
+    SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE = 3, /* create it; SHMRPC_EBUSY if it exists */
+} shmrpc_queue_mode;
+
+/* A name is 1..SHMRPC_QUEUE_NAME_MAX characters of [A-Za-z0-9_.-]; the segment is
+ * /dev/shm/shmrpc.queue.NAME. */
+#define SHMRPC_QUEUE_NAME_MAX 200
+
+/* Timeouts: milliseconds; 0 tries once; this waits for as long as it takes. */
+#define SHMRPC_QUEUE_WAIT_FOREVER ((int64_t)-1)
+
+/* Bounds of the geometry a queue may be created with. */
+#define SHMRPC_QUEUE_CAPACITY_MAX (UINT32_C(1) << 24) /* messages */
+#define SHMRPC_QUEUE_ARENA_MIN (UINT32_C(4096))       /* bytes */
+#define SHMRPC_QUEUE_ARENA_MAX (UINT32_C(1) << 30)    /* bytes */
+
+typedef struct shmrpc_queue_opts {
+    shmrpc_queue_mode mode; /* default SHMRPC_QUEUE_CONNECT_OR_CREATE */
+    /* The geometry of a queue this open creates (an existing queue keeps its own;
+     * shmrpc_queue_get_info tells it). capacity: messages, rounded up to a power of two
+     * (default 1024, at least 2). arena_bytes: payload bytes, rounded up to a power of two
+     * (default 1 MiB, or more to hold two messages of max_msg). max_msg: the largest
+     * message (default 64 KiB, at most arena_bytes / 2). Each message takes its length
+     * rounded up to 64 bytes of the arena. */
+    uint32_t capacity;
+    uint32_t arena_bytes;
+    uint32_t max_msg;
+    /* CONNECT_TO_EXISTING only: how long to wait for the queue to appear (0: do not wait,
+     * the default; SHMRPC_QUEUE_WAIT_FOREVER). */
+    int64_t attach_timeout_ms;
+    mode_t perms;          /* of a created segment, regardless of the umask; default 0600.
+                              An existing one is refused as the lock refuses one */
+    shmrpc_wait_opts wait; /* how push and pop wait */
+} shmrpc_queue_opts;
+
+/* The defaults; the wait options honour SHMRPC_WAIT and SHMRPC_SPIN_NS. */
+void shmrpc_queue_opts_init(shmrpc_queue_opts *o);
+
+/* Opens the queue called name; o may be NULL for the defaults. Failures: SHMRPC_EINVAL
+ * (bad name or opts), SHMRPC_ENOENT (CONNECT_TO_EXISTING, missing after the attach
+ * timeout), SHMRPC_EBUSY (CREATE_NEW_EXCLUSIVE, exists), SHMRPC_EPERM (owner or mode
+ * refused), SHMRPC_EPROTO (not a queue segment, or a header that does not add up),
+ * SHMRPC_EVERSION, SHMRPC_ENOMEM, SHMRPC_ESYS(errno). shmrpc_queue_errmsg() says why. */
+int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_opts *o);
+
+/* Unmaps the queue. A reserved span not committed, or a peeked one not released, is left
+ * to the dead-process rules (docs/queue.md) once this process ends. NULL is ignored. */
+void shmrpc_queue_close(shmrpc_queue *q);
+
+/* Removes the name; handles already open keep the old queue. SHMRPC_ENOENT if missing. */
+int shmrpc_queue_unlink(const char *name);
+
+/* Copies one message of len bytes in, waiting at most timeout_ms for room. 0;
+ * SHMRPC_ETIMEDOUT (full: also at once for timeout 0); SHMRPC_ETOOBIG (len > max_msg:
+ * nothing is queued); SHMRPC_EINVAL. */
+int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t timeout_ms);
+
+/* Takes the oldest message, waiting at most timeout_ms for one, and copies it into buf
+ * (cap bytes); its length goes to *len. 0; SHMRPC_ETIMEDOUT (empty); SHMRPC_ETOOBIG
+ * (the message is longer than cap: it stays queued, and *len says how long it is);
+ * SHMRPC_EPROTO (a descriptor that a broken process wrote over: the message is dropped
+ * and counted); SHMRPC_EINVAL. Once taken, no other consumer sees the message. */
+int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ms);
+
+/* One message of a batch: for push, data and len; for pop, data and cap in, len out. */
+typedef struct shmrpc_queue_msg {
+    void *data;
+    size_t cap;
+    size_t len;
+} shmrpc_queue_msg;
+
+/* Pushes the n messages in order, waiting as needed, all within timeout_ms; *done (may
+ * be NULL) is how many were queued. Consumers are woken once, not per message. 0 when all
+ * were; otherwise the status of the first that was not (SHMRPC_ETIMEDOUT, ETOOBIG...). */
+int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_t n, size_t *done,
+                            int64_t timeout_ms);
+
+/* Takes up to n messages: waits at most timeout_ms for the first, then takes those queued
+ * already. *done is how many were taken (at least 1 when 0 is returned). A message longer
+ * than its msgs[i].cap ends the batch and stays queued (SHMRPC_ETOOBIG when it is the
+ * first, with msgs[0].len set to its length). */
+int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *done,
+                           int64_t timeout_ms);
+
+/* A message in place in the segment: the zero-copy path. Fill data[0..len) between
+ * reserve and commit; read it between peek and release. Other producers and consumers go
+ * on meanwhile, but space is given back in order, so hold a span briefly. */
+typedef struct shmrpc_queue_span {
+    void *data;
+    size_t len;
+    uint32_t pos;   /* private: the message's position */
+    uint32_t state; /* private */
+} shmrpc_queue_span;
+
+/* Reserves room for a message of len bytes (waiting at most timeout_ms, like push), to be
+ * written in place and then committed. Consumers wait at this message until it is. */
+int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int64_t timeout_ms);
+
+/* Makes a reserved message visible to consumers. SHMRPC_EINVAL for a span that is not a
+ * reservation of this handle's process. */
+int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s);
+
+/* Takes the oldest message (waiting like pop) and lends it in place: s->data, s->len,
+ * valid until shmrpc_queue_release. No other consumer sees it. */
+int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms);
+
+/* Gives a peeked message's space back. */
+int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s);
+
+/* What the queue is, from its header. */
+typedef struct shmrpc_queue_info {
+    uint32_t capacity;    /* messages */
+    uint32_t arena_bytes; /* payload bytes */
+    uint32_t max_msg;     /* the largest message */
+    pid_t creator;        /* the process that created it */
+} shmrpc_queue_info;
+
+int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
+
+/* Counters kept in the segment, shared by every user of the queue since its creation;
+ * relaxed, so a snapshot while in use. */
+typedef struct shmrpc_queue_stats {
+    uint64_t depth;    /* messages pushed (or being pushed) and not yet taken */
+    uint64_t pushed;   /* messages committed */
+    uint64_t popped;   /* messages taken by pop, pop_batch or peek */
+    uint64_t timeouts; /* pushes and pops with a timeout other than 0 that timed out */
+    uint64_t drops;    /* messages lost: half-written by a producer that died, taken by a
+                          consumer that died before releasing, or with a descriptor that
+                          a broken process wrote over */
+    uint64_t sleeps;   /* futex sleeps of waiters */
+    uint64_t repairs;  /* slots taken back from dead processes */
+} shmrpc_queue_stats;
+
+int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
+
+/* Why the calling thread's last failed queue call failed, or "". */
+const char *shmrpc_queue_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

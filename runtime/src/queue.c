@@ -1,0 +1,1405 @@
+/* Named message queues in shared memory: a ring of descriptors whose state words carry
+ * the message's position, and a byte arena given back in order. Every step is one CAS, so
+ * a process killed between two steps leaves a state that the others recognise and repair.
+ * The layout, the state machine and the reasoning are in docs/queue.md. */
+#include <shmrpc/queue.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "proc.h"
+#include "queue_seg.h"
+#include "wait.h"
+
+#define Q_MAGIC 0x55455153u /* "SQEU" */
+#define Q_VERSION 1u
+#define PATH_PREFIX "/shmrpc.queue."
+#define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_QUEUE_NAME_MAX)
+#define SHM_DIR "/dev/shm"
+
+#define DESC_OFF 512u /* the descriptors follow the header */
+#define DESC_SIZE                                                                                  \
+    64u /* one cache line each: producers and consumers of neighbours                              \
+           do not share lines */
+#define ARENA_ALIGN 4096u
+#define MSG_ALIGN 64u /* each message starts on a cache line of its own */
+#define DEFAULT_CAPACITY 1024u
+#define DEFAULT_ARENA (UINT32_C(1) << 20)
+#define DEFAULT_MAX_MSG (UINT32_C(64) << 10)
+
+/* How long an opener waits for a creator to size and initialise the segment. */
+#define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
+/* How often a waiter looks at the process that blocks it (reads /proc). */
+#define PROBE_NS ((int64_t)5 * 1000 * 1000)
+/* How long a try waits for another producer to move the tail past a slot it claimed. */
+#define CLAIM_GRACE_NS ((int64_t)200 * 1000)
+#define OPEN_ATTEMPTS 100
+#define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_queue_unlink replaces it"
+
+/* The wait's futex words count events in steps of 2; bit 0 says a waiter may sleep. */
+#define FLAG 1u
+#define STEP 2u
+/* A check's status that ends a wait because there is something to look at again. */
+#define READY 2
+
+/* Descriptor states (docs/queue.md has the machine). */
+enum { S_FREE = 0, S_CLAIMED = 1, S_COMMITTED = 2, S_READING = 3, S_RELEASED = 4, S_ABANDONED = 5 };
+
+/* A state word: the message position it is for (its lap), the state, and the process
+ * that holds it in CLAIMED and READING (Linux pids stay below 2^22). */
+static inline uint64_t mkstate(uint32_t lap, unsigned st, uint32_t pid)
+{
+    return (uint64_t)lap << 32 | (uint64_t)(st & 0xff) << 24 | (pid & 0xffffffu);
+}
+static inline uint32_t lap_of(uint64_t w)
+{
+    return (uint32_t)(w >> 32);
+}
+static inline unsigned st_of(uint64_t w)
+{
+    return (unsigned)(w >> 24) & 0xff;
+}
+static inline uint32_t pid_of(uint64_t w)
+{
+    return (uint32_t)w & 0xffffffu;
+}
+
+/* tail and freed: a message position in the low half, a byte position in the high. */
+static inline uint64_t mkpos(uint32_t m, uint32_t b)
+{
+    return (uint64_t)b << 32 | m;
+}
+static inline uint32_t msg_of(uint64_t p)
+{
+    return (uint32_t)p;
+}
+static inline uint32_t byte_of(uint64_t p)
+{
+    return (uint32_t)(p >> 32);
+}
+
+/* One message slot. Every field is read into a local and checked before use. */
+struct q_desc {
+    /* {lap, state, pid}: CAS by producers (FREE -> CLAIMED -> COMMITTED), consumers
+     * (COMMITTED -> READING -> RELEASED), whoever advances the frontier (RELEASED or
+     * ABANDONED -> FREE of the next lap), and repairers of dead holders. */
+    _Atomic uint64_t state;
+    /* lap << 32 | low 32 bits of the start time of the producer (prod) or consumer (cons)
+     * that holds it, written by the holder just after its CAS; read by repairers, so that a
+     * reused pid is not taken for the holder. A tag of another lap says nothing. */
+    _Atomic uint64_t prod_tag;
+    _Atomic uint64_t cons_tag;
+    /* Written by the claiming producer before it moves the tail; read by consumers after
+     * COMMITTED and by the frontier. start: byte position of the payload; end: the byte
+     * position after it, rounded up to MSG_ALIGN. */
+    _Atomic uint32_t start;
+    _Atomic uint32_t len;
+    _Atomic uint32_t end;
+    uint32_t pad[7];
+};
+
+/* The header. Line 0 is written once by the creator (magic last, with a release store);
+ * the others are each touched by one side on its fast path. */
+struct q_hdr {
+    _Atomic uint32_t magic;
+    uint32_t version;
+    uint32_t hdr_size;  /* DESC_OFF */
+    uint32_t desc_size; /* DESC_SIZE */
+    uint32_t capacity;  /* N, a power of two */
+    uint32_t arena;     /* B, a power of two */
+    uint32_t max_msg;
+    uint32_t arena_off; /* where the arena begins */
+    uint64_t total_size;
+    _Atomic uint32_t creator_pid; /* written first after the mapping: a half-made segment
+                                     whose creator died is known stale */
+    uint32_t reserved;
+    uint64_t creator_start;
+    uint8_t pad0[8];
+    /* Producers: tail {next message, next byte}; nonempty: consumers sleep on it, each
+     * commit adds STEP and wakes when FLAG was set; pushed, counted at commit. */
+    _Atomic uint64_t tail;
+    shmrpc__futex nonempty;
+    _Atomic uint64_t pushed;
+    uint8_t pad1[40];
+    /* Consumers: head, the next message to take; popped. */
+    _Atomic uint32_t head;
+    uint32_t reserved2;
+    _Atomic uint64_t popped;
+    uint8_t pad2[48];
+    /* The release frontier {first message not given back, first byte not given back},
+     * advanced by consumers; nonfull: producers sleep on it, each advance adds STEP. */
+    _Atomic uint64_t freed;
+    shmrpc__futex nonfull;
+    uint8_t pad3[48];
+    /* Slow-path counters, relaxed atomic adds by anyone. */
+    _Atomic uint64_t timeouts;
+    _Atomic uint64_t drops;
+    _Atomic uint64_t sleeps;
+    _Atomic uint64_t repairs;
+    uint8_t pad4[32];
+    uint8_t pad5[192];
+};
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "atomics shared between processes must be lock-free");
+_Static_assert(sizeof(struct q_desc) == DESC_SIZE, "layout");
+_Static_assert(offsetof(struct q_desc, prod_tag) == 8, "layout");
+_Static_assert(offsetof(struct q_desc, cons_tag) == 16, "layout");
+_Static_assert(offsetof(struct q_desc, start) == 24, "layout");
+_Static_assert(offsetof(struct q_desc, len) == 28, "layout");
+_Static_assert(offsetof(struct q_desc, end) == 32, "layout");
+_Static_assert(offsetof(struct q_hdr, capacity) == 16, "layout");
+_Static_assert(offsetof(struct q_hdr, total_size) == 32, "layout");
+_Static_assert(offsetof(struct q_hdr, creator_pid) == 40, "layout");
+_Static_assert(offsetof(struct q_hdr, tail) == 64, "layout");
+_Static_assert(offsetof(struct q_hdr, nonempty) == 72, "layout");
+_Static_assert(offsetof(struct q_hdr, pushed) == 80, "layout");
+_Static_assert(offsetof(struct q_hdr, head) == 128, "layout");
+_Static_assert(offsetof(struct q_hdr, popped) == 136, "layout");
+_Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
+_Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
+_Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
+_Static_assert(sizeof(struct q_hdr) == DESC_OFF, "layout");
+
+/* The geometry, from the header once it is checked; never read from the segment again. */
+struct geom {
+    uint32_t n, b, max_msg, arena_off;
+    uint64_t total;
+};
+
+struct shmrpc_queue {
+    struct q_hdr *hdr;
+    struct q_desc *desc;
+    unsigned char *arena;
+    size_t map_size;
+    bool mapped; /* unmapped at close (not for shmrpc__queue_wrap) */
+    uint32_t n, mask, b, bmask, max_msg;
+    shmrpc_wait_opts wait;
+    _Atomic uint64_t freed_seen; /* the last frontier seen: producers read the shared one
+                                    only when this one says full */
+    char name[SHMRPC_QUEUE_NAME_MAX + 1];
+};
+
+/* --- messages ---------------------------------------------------------------------- */
+
+static _Thread_local char errmsg[512];
+
+const char *shmrpc_queue_errmsg(void)
+{
+    return errmsg;
+}
+
+__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static const char *syserr(int e)
+{
+    return shmrpc_strerror(SHMRPC_ESYS(e));
+}
+
+static void describe_file(const char *path, char *out, size_t cap)
+{
+    char file[sizeof SHM_DIR + PATH_CAP];
+    snprintf(file, sizeof file, "%s%s", SHM_DIR, path);
+    struct stat st;
+    if (stat(file, &st) == 0)
+        snprintf(out, cap, "%s: uid %u, mode 0%03o", file, (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 0777));
+    else
+        snprintf(out, cap, "%s", file);
+}
+
+/* --- who we are -------------------------------------------------------------------- */
+
+/* The process's pid and the low half of its start time, learnt on first use; a forked
+ * child forgets them (getpid is a syscall in glibc, too dear for every push). */
+static _Atomic uint32_t self_pid;
+static _Atomic uint32_t self_start;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+static uint32_t learn_self(void)
+{
+    pthread_once(&fork_watch, watch_forks);
+    uint32_t pid = (uint32_t)getpid();
+    shmrpc__proc_stat ps;
+    uint32_t start = shmrpc__read_proc_stat(pid, &ps) == 0 ? (uint32_t)ps.start : 0;
+    atomic_store_explicit(&self_start, start, memory_order_relaxed);
+    atomic_store_explicit(&self_pid, pid, memory_order_release);
+    return pid;
+}
+
+static inline uint32_t self(void)
+{
+    uint32_t p = atomic_load_explicit(&self_pid, memory_order_acquire);
+    return p ? p : learn_self();
+}
+
+static inline uint64_t self_tag(uint32_t lap)
+{
+    return (uint64_t)lap << 32 | atomic_load_explicit(&self_start, memory_order_relaxed);
+}
+
+/* Whether the process pid, which holds a slot of lap with this tag, is dead: gone from
+ * /proc, a zombie, or a later process with its pid (the tag is of this lap and names
+ * another start time). When /proc cannot say, it lives. Our own pid lives (another thread
+ * of ours may hold the slot). */
+static bool holder_dead(uint32_t pid, uint64_t tag, uint32_t lap)
+{
+    if (pid == self()) return false;
+    if (pid == 0) return true; /* no process holds a slot as pid 0: a bad write */
+    shmrpc__proc_stat ps;
+    if (shmrpc__read_proc_stat(pid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
+    if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
+    return lap_of(tag) == lap && (uint32_t)tag != (uint32_t)ps.start;
+}
+
+/* --- small things ------------------------------------------------------------------- */
+
+static inline struct q_desc *desc_at(const shmrpc_queue *q, uint32_t pos)
+{
+    return &q->desc[pos & q->mask];
+}
+
+static inline uint32_t round_msg(uint32_t len)
+{
+    return (len + MSG_ALIGN - 1) & ~(MSG_ALIGN - 1);
+}
+
+static inline void bump(_Atomic uint64_t *c, uint64_t by)
+{
+    atomic_fetch_add_explicit(c, by, memory_order_relaxed);
+}
+
+static int64_t deadline_in(int64_t timeout_ms)
+{
+    if (timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000) return INT64_MAX;
+    return shmrpc__now_ns() + timeout_ms * 1000000;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Something changed that waiters on f wait for: the word moves by STEP, so that a spinning
+ * waiter sees it, and the futex syscall is made only when a sleeper flagged it. */
+static void signal_waiters(shmrpc__futex *f)
+{
+    uint32_t w = atomic_fetch_add(&f->word, STEP);
+    if (w & FLAG) {
+        atomic_fetch_and(&f->word, ~FLAG);
+        shmrpc__futex_wake(f, INT32_MAX);
+    }
+}
+
+/* --- the frontier and repairs --------------------------------------------------------- */
+
+/* Gives back, in order, the space of messages released or abandoned, and wakes producers
+ * waiting for room if any was. Whoever releases runs it, so the last of a run of releases
+ * carries the frontier past all of them. */
+static void advance_frontier(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    bool moved = false;
+    for (uint32_t i = 0; i <= q->n + 64; i++) {
+        uint64_t f = atomic_load(&h->freed);
+        uint32_t m = msg_of(f);
+        struct q_desc *d = desc_at(q, m);
+        uint64_t s = atomic_load(&d->state);
+        unsigned st = st_of(s);
+        if (lap_of(s) == m && (st == S_RELEASED || st == S_ABANDONED)) {
+            /* end before the desc is freed: once FREE, a producer may reuse it, but not
+             * before the frontier passes it (it needs m + N - freed < N). */
+            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+            if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0)))
+                continue;
+            if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
+            if (atomic_compare_exchange_strong(&h->freed, &f, mkpos(m + 1, end))) moved = true;
+            continue;
+        }
+        if (lap_of(s) == m + q->n && st == S_FREE) {
+            /* Freed by another that has not moved the frontier yet (or died before it). */
+            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+            if (end - byte_of(f) > q->b) end = byte_of(f);
+            if (atomic_compare_exchange_strong(&h->freed, &f, mkpos(m + 1, end))) moved = true;
+            continue;
+        }
+        break;
+    }
+    if (moved) signal_waiters(&h->nonfull);
+}
+
+static void help_head(shmrpc_queue *q, uint32_t hd)
+{
+    atomic_compare_exchange_strong(&q->hdr->head, &hd, hd + 1);
+}
+
+/* Takes back the slot of message pos from a process that died holding it: a claim whose
+ * producer never moved the tail becomes FREE again (nothing was queued); one that did
+ * becomes ABANDONED (skipped, never delivered half-written); a message a consumer was
+ * reading becomes RELEASED (lost: at most once). A state no step leads to (a bad write)
+ * is treated as its holder's death. Returns whether it changed anything. */
+static bool repair_at(shmrpc_queue *q, uint32_t pos)
+{
+    struct q_hdr *h = q->hdr;
+    struct q_desc *d = desc_at(q, pos);
+    uint64_t s = atomic_load(&d->state);
+    if (lap_of(s) != pos) return false;
+    unsigned st = st_of(s);
+    uint64_t to;
+    bool lost;
+    if (st == S_CLAIMED || st > S_ABANDONED) {
+        if (st == S_CLAIMED && !holder_dead(pid_of(s), atomic_load(&d->prod_tag), pos))
+            return false;
+        bool tail_moved = msg_of(atomic_load(&h->tail)) != pos;
+        to = tail_moved ? mkstate(pos, S_ABANDONED, 0) : mkstate(pos, S_FREE, 0);
+        lost = tail_moved;
+    } else if (st == S_READING) {
+        if (!holder_dead(pid_of(s), atomic_load(&d->cons_tag), pos)) return false;
+        to = mkstate(pos, S_RELEASED, 0);
+        lost = true;
+    } else {
+        return false;
+    }
+    if (!atomic_compare_exchange_strong(&d->state, &s, to)) return true; /* changed anyway */
+    bump(&h->repairs, 1);
+    if (lost) bump(&h->drops, 1);
+    if (st_of(to) != S_FREE) {
+        help_head(q, pos);
+        advance_frontier(q);
+    }
+    return true;
+}
+
+/* What blocks the frontier: a dead holder at it, or a committed message that the head
+ * went past (only a bad write moves the head so), which is dropped. */
+static bool repair_frontier(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t hd = atomic_load(&h->head); /* before the state: see docs/queue.md */
+    uint32_t m = msg_of(atomic_load(&h->freed));
+    if (repair_at(q, m)) return true;
+    struct q_desc *d = desc_at(q, m);
+    uint64_t s = atomic_load(&d->state);
+    if (lap_of(s) == m && st_of(s) == S_COMMITTED && (int32_t)(hd - m) > 0 &&
+        atomic_compare_exchange_strong(&d->state, &s, mkstate(m, S_RELEASED, 0))) {
+        bump(&h->drops, 1);
+        bump(&h->repairs, 1);
+        advance_frontier(q);
+        return true;
+    }
+    return false;
+}
+
+/* --- waiting ---------------------------------------------------------------------------- */
+
+enum wait_for { FOR_MESSAGE, FOR_ROOM };
+
+struct waiting {
+    shmrpc_queue *q;
+    enum wait_for what;
+    uint32_t pos; /* the message position the waiter is stuck at */
+    int64_t next_probe_ns;
+};
+
+/* The wait's check: now and then, and before every sleep, look whether a dead process
+ * blocks us and take its slot back. */
+static int on_check(void *arg)
+{
+    struct waiting *w = arg;
+    int64_t now = shmrpc__now_ns();
+    if (now < w->next_probe_ns) return 0;
+    w->next_probe_ns = now + PROBE_NS;
+    shmrpc_queue *q = w->q;
+    bool fixed = false;
+    if (w->what == FOR_MESSAGE) {
+        fixed = repair_at(q, atomic_load(&q->hdr->head));
+        fixed |= repair_frontier(q);
+    } else {
+        fixed = repair_frontier(q);
+        advance_frontier(q);
+    }
+    return fixed ? READY : 0;
+}
+
+/* Waits until the futex f moves from old (or the check finds a repair), the deadline
+ * passes (SHMRPC_ETIMEDOUT), or 0 for "look again". */
+static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t deadline,
+                   struct waiting *w)
+{
+    bool slept = false;
+    const shmrpc__waiter waiter = {
+        .opts = &q->wait,
+        .check = on_check,
+        .check_arg = w,
+        .flag = FLAG,
+        .slept = &slept,
+    };
+    int rc = shmrpc__wait_while(f, old, deadline, &waiter);
+    if (slept) bump(&q->hdr->sleeps, 1);
+    return rc == READY ? 0 : rc;
+}
+
+/* --- producing ------------------------------------------------------------------------ */
+
+/* Where a message of len bytes goes when the tail's byte position is b: contiguous, so a
+ * message that would cross the arena's end starts at its beginning, the rest padding. */
+static inline void place(const shmrpc_queue *q, uint32_t b, uint32_t len, uint32_t *start,
+                         uint32_t *end)
+{
+    uint32_t need = round_msg(len), off = b & q->bmask, s = b;
+    if (off + need > q->b) s = b + (q->b - off);
+    *start = s;
+    *end = s + need;
+}
+
+static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_t f)
+{
+    return p - msg_of(f) < q->n && end - byte_of(f) <= q->b;
+}
+
+/* A producer lost the claim of slot p (tail t) to another: wait for that one to move the
+ * tail, briefly spinning, then yielding, then napping; take the slot back if it died, or
+ * if the slot is in a state no step leads to while the tail stays. */
+static int wait_claimer(shmrpc_queue *q, uint64_t t, int64_t deadline)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t p = msg_of(t);
+    struct q_desc *d = desc_at(q, p);
+    int64_t start = shmrpc__now_ns(), next_probe = start + PROBE_NS;
+    /* Even a try waits the moment another producer takes to move the tail. */
+    if (deadline < start + CLAIM_GRACE_NS) deadline = start + CLAIM_GRACE_NS;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&h->tail, memory_order_acquire) != t) return 0;
+        if (i % 64 != 0) {
+            cpu_relax();
+            continue;
+        }
+        int64_t now = shmrpc__now_ns();
+        if (now >= deadline) return SHMRPC_ETIMEDOUT;
+        if (now >= next_probe) {
+            next_probe = now + PROBE_NS;
+            uint64_t s = atomic_load(&d->state);
+            /* The state is judged only if the tail was still at p after it was read. */
+            if (atomic_load(&h->tail) != t) return 0;
+            if (lap_of(s) == p && st_of(s) == S_FREE) return 0;
+            if (lap_of(s) != p || st_of(s) != S_CLAIMED) {
+                /* The tail is at p, so nothing but FREE or CLAIMED of lap p can be here. */
+                if (atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_FREE, 0)))
+                    bump(&h->repairs, 1);
+                return 0;
+            }
+            if (repair_at(q, p)) return 0;
+        }
+        if (now - start > q->wait.spin_ns) {
+            struct timespec ts = {0, 50 * 1000};
+            nanosleep(&ts, NULL);
+        } else if (now - start > q->wait.spin_ns / 2) {
+            sched_yield();
+        }
+    }
+}
+
+/* One push's wake-ups, deferred over a batch. */
+struct producing {
+    uint32_t unsignalled; /* commits not yet signalled to consumers */
+};
+
+static void flush_signal(shmrpc_queue *q, struct producing *pr)
+{
+    if (pr->unsignalled == 0) return;
+    bump(&q->hdr->pushed, pr->unsignalled);
+    pr->unsignalled = 0;
+    signal_waiters(&q->hdr->nonempty);
+}
+
+/* Claims the next slot and its bytes for a message of len (<= max_msg), moving the tail
+ * past it: 0 with the position and the payload's byte position. */
+static int claim(shmrpc_queue *q, uint32_t len, int64_t deadline, struct producing *pr,
+                 uint32_t *pos, uint32_t *start_out)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t me = self();
+    for (;;) {
+        uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
+        uint32_t p = msg_of(t), start, end;
+        place(q, byte_of(t), len, &start, &end);
+        uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
+        if (!fits(q, p, end, f)) {
+            f = atomic_load(&h->freed);
+            atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
+            if (!fits(q, p, end, f)) {
+                if (deadline <= shmrpc__now_ns()) return SHMRPC_ETIMEDOUT;
+                flush_signal(q, pr); /* consumers must see what we queued to make room */
+                uint32_t old = atomic_load(&h->nonfull.word) & ~FLAG;
+                if (fits(q, p, end, atomic_load(&h->freed))) continue;
+                struct waiting w = {q, FOR_ROOM, p, shmrpc__now_ns() + PROBE_NS};
+                int rc = wait_on(q, &h->nonfull, old, deadline, &w);
+                if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
+                if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
+                    msg_of(atomic_load(&h->tail)) == p)
+                    return rc;
+                continue;
+            }
+        }
+        struct q_desc *d = desc_at(q, p);
+        uint64_t s = mkstate(p, S_FREE, 0);
+        if (atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_CLAIMED, me))) {
+            atomic_store_explicit(&d->prod_tag, self_tag(p), memory_order_relaxed);
+            atomic_store_explicit(&d->start, start, memory_order_relaxed);
+            atomic_store_explicit(&d->len, len, memory_order_relaxed);
+            atomic_store_explicit(&d->end, end, memory_order_relaxed);
+            uint64_t seen = t;
+            if (atomic_compare_exchange_strong(&h->tail, &seen, mkpos(p + 1, end))) {
+                *pos = p;
+                *start_out = start;
+                return 0;
+            }
+            /* Only the claimer moves the tail from p: a bad write did. Give the slot back
+             * and start over from the tail as it is. */
+            s = mkstate(p, S_CLAIMED, me);
+            atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_FREE, 0));
+            continue;
+        }
+        int rc = wait_claimer(q, t, deadline);
+        if (rc != 0) return rc;
+    }
+}
+
+/* Makes message pos visible: CLAIMED by us -> COMMITTED. */
+static int publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
+{
+    struct q_desc *d = desc_at(q, pos);
+    uint64_t s = mkstate(pos, S_CLAIMED, self());
+    if (!atomic_compare_exchange_strong_explicit(&d->state, &s, mkstate(pos, S_COMMITTED, 0),
+                                                 memory_order_release, memory_order_relaxed))
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " was taken from this process before it "
+                    "was committed (its slot was written over)",
+                    q->name, pos);
+    pr->unsignalled++;
+    return 0;
+}
+
+static int check_len(const shmrpc_queue *q, size_t len)
+{
+    if (len > q->max_msg)
+        return fail(SHMRPC_ETOOBIG, "queue '%s': a message of %zu bytes, the maximum is %" PRIu32,
+                    q->name, len, q->max_msg);
+    return 0;
+}
+
+static int check_timeout(int64_t timeout_ms)
+{
+    if (timeout_ms < 0 && timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
+        return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
+    return 0;
+}
+
+static int timed_out(shmrpc_queue *q, int64_t timeout_ms, const char *what)
+{
+    if (timeout_ms != 0) bump(&q->hdr->timeouts, 1);
+    return fail(SHMRPC_ETIMEDOUT, "queue '%s' stayed %s for %" PRId64 " ms", q->name, what,
+                timeout_ms);
+}
+
+static int push_one(shmrpc_queue *q, const void *data, size_t len, int64_t deadline,
+                    struct producing *pr)
+{
+    uint32_t pos, start;
+    int rc = claim(q, (uint32_t)len, deadline, pr, &pos, &start);
+    if (rc != 0) return rc;
+    if (len) memcpy(q->arena + (start & q->bmask), data, len);
+    return publish(q, pos, pr);
+}
+
+int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t timeout_ms)
+{
+    if (!q || (!data && len)) return fail(SHMRPC_EINVAL, "queue or data is NULL");
+    int rc = check_len(q, len);
+    if (rc == 0) rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    struct producing pr = {0};
+    rc = push_one(q, data, len, deadline_in(timeout_ms), &pr);
+    flush_signal(q, &pr);
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
+    return rc;
+}
+
+int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_t n, size_t *done,
+                            int64_t timeout_ms)
+{
+    if (done) *done = 0;
+    if (!q || (!msgs && n)) return fail(SHMRPC_EINVAL, "queue or msgs is NULL");
+    int rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    int64_t deadline = deadline_in(timeout_ms);
+    struct producing pr = {0};
+    size_t i = 0;
+    for (; i < n; i++) {
+        if (!msgs[i].data && msgs[i].len) {
+            rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no data", i);
+            break;
+        }
+        if ((rc = check_len(q, msgs[i].len)) != 0) break;
+        if ((rc = push_one(q, msgs[i].data, msgs[i].len, deadline, &pr)) != 0) break;
+    }
+    flush_signal(q, &pr);
+    if (done) *done = i;
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
+    return rc;
+}
+
+int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int64_t timeout_ms)
+{
+    if (!q || !s) return fail(SHMRPC_EINVAL, "queue or span is NULL");
+    memset(s, 0, sizeof *s);
+    int rc = check_len(q, len);
+    if (rc == 0) rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    struct producing pr = {0};
+    uint32_t pos, start;
+    rc = claim(q, (uint32_t)len, deadline_in(timeout_ms), &pr, &pos, &start);
+    flush_signal(q, &pr);
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
+    if (rc != 0) return rc;
+    s->data = q->arena + (start & q->bmask);
+    s->len = len;
+    s->pos = pos;
+    s->state = S_CLAIMED;
+    return 0;
+}
+
+int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s)
+{
+    if (!q || !s || s->state != S_CLAIMED) return fail(SHMRPC_EINVAL, "not a reserved span");
+    struct producing pr = {0};
+    int rc = publish(q, s->pos, &pr);
+    flush_signal(q, &pr);
+    s->state = 0;
+    s->data = NULL;
+    return rc;
+}
+
+/* --- consuming ------------------------------------------------------------------------ */
+
+enum { TAKE_AGAIN = 1, TAKE_EMPTY = 2 };
+
+/* One look at the head: 0 (taken: READING by us, head moved past it), TAKE_AGAIN (the
+ * head moved, or we helped it past a message others hold), TAKE_EMPTY, SHMRPC_ETOOBIG
+ * (longer than cap, left queued; *len says how long) or SHMRPC_EPROTO (a descriptor a
+ * bad write broke: dropped). */
+static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start, uint32_t *len)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t hd = atomic_load_explicit(&h->head, memory_order_acquire);
+    struct q_desc *d = desc_at(q, hd);
+    uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+    int32_t ahead = (int32_t)(lap_of(s) - hd);
+    if (ahead < 0) return TAKE_EMPTY; /* the slot's last message is still being read */
+    if (ahead > 0) {                  /* taken and given back already */
+        help_head(q, hd);
+        return TAKE_AGAIN;
+    }
+    switch (st_of(s)) {
+    case S_COMMITTED:
+        break;
+    case S_READING:
+    case S_RELEASED:
+    case S_ABANDONED:
+        help_head(q, hd);
+        return TAKE_AGAIN;
+    default: /* FREE, CLAIMED: not yet; anything else waits for a repair */
+        return TAKE_EMPTY;
+    }
+    uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+    if (l > cap) {
+        if (atomic_load(&d->state) != s) return TAKE_AGAIN; /* l was of another message */
+        *len = l;
+        return fail(SHMRPC_ETOOBIG,
+                    "queue '%s': the next message has %" PRIu32 " bytes, the buffer %zu", q->name,
+                    l, cap);
+    }
+    if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(hd, S_READING, self())))
+        return TAKE_AGAIN;
+    atomic_store_explicit(&d->cons_tag, self_tag(hd), memory_order_relaxed);
+    help_head(q, hd);
+    bump(&h->popped, 1);
+    uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+    l = atomic_load_explicit(&d->len, memory_order_relaxed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l) ||
+        l > cap) {
+        s = mkstate(hd, S_READING, self());
+        atomic_compare_exchange_strong(&d->state, &s, mkstate(hd, S_RELEASED, 0));
+        bump(&h->drops, 1);
+        advance_frontier(q);
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " has a broken descriptor (start %" PRIu32
+                    ", length %" PRIu32 ", end %" PRIu32 "); dropped",
+                    q->name, hd, st, l, end);
+    }
+    *pos = hd;
+    *start = st;
+    *len = l;
+    return 0;
+}
+
+/* Takes a message, waiting until the deadline: 0, or a status. */
+static int take(shmrpc_queue *q, size_t cap, int64_t deadline, uint32_t *pos, uint32_t *start,
+                uint32_t *len)
+{
+    struct q_hdr *h = q->hdr;
+    for (unsigned again = 0;;) {
+        int rc = try_take(q, cap, pos, start, len);
+        if (rc <= 0) return rc;
+        if (rc == TAKE_AGAIN) {
+            /* Each time, another consumer moved on; bounded by the deadline anyway, so
+             * that a head a bad write sent far behind does not keep a try busy. */
+            if (++again % 64 == 0 && shmrpc__now_ns() >= deadline) return SHMRPC_ETIMEDOUT;
+            continue;
+        }
+        if (shmrpc__now_ns() >= deadline) return SHMRPC_ETIMEDOUT;
+        uint32_t old = atomic_load(&h->nonempty.word) & ~FLAG;
+        rc = try_take(q, cap, pos, start, len);
+        if (rc <= 0) return rc;
+        if (rc == TAKE_AGAIN) continue;
+        struct waiting w = {q, FOR_MESSAGE, atomic_load(&h->head), shmrpc__now_ns() + PROBE_NS};
+        rc = wait_on(q, &h->nonempty, old, deadline, &w);
+        if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
+        if (rc == SHMRPC_ETIMEDOUT) {
+            rc = try_take(q, cap, pos, start, len); /* a last look */
+            if (rc <= 0) return rc;
+            return SHMRPC_ETIMEDOUT;
+        }
+    }
+}
+
+/* Gives message pos back: READING by us -> RELEASED, then the frontier. */
+static int give_back(shmrpc_queue *q, uint32_t pos)
+{
+    struct q_desc *d = desc_at(q, pos);
+    uint64_t s = mkstate(pos, S_READING, self());
+    /* Sequentially consistent: the frontier's advancer reads this state after its CAS of
+     * the frontier, and we read the frontier after this (docs/queue.md). */
+    if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(pos, S_RELEASED, 0)))
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " was taken back from this process before "
+                    "it was released",
+                    q->name, pos);
+    advance_frontier(q);
+    return 0;
+}
+
+static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t deadline)
+{
+    uint32_t pos, start, l = 0;
+    int rc = take(q, cap, deadline, &pos, &start, &l);
+    if (rc == SHMRPC_ETOOBIG) *len = l;
+    if (rc != 0) return rc;
+    if (l) memcpy(buf, q->arena + (start & q->bmask), l);
+    *len = l;
+    return give_back(q, pos);
+}
+
+int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ms)
+{
+    if (!q || !len || (!buf && cap)) return fail(SHMRPC_EINVAL, "queue, buf or len is NULL");
+    *len = 0;
+    int rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    rc = pop_one(q, buf, cap, len, deadline_in(timeout_ms));
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
+    return rc;
+}
+
+int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *done,
+                           int64_t timeout_ms)
+{
+    if (done) *done = 0;
+    if (!q || !msgs || n == 0) return fail(SHMRPC_EINVAL, "queue or msgs is NULL, or n is 0");
+    int rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    size_t i = 0;
+    for (; i < n; i++) {
+        msgs[i].len = 0;
+        if (!msgs[i].data && msgs[i].cap) {
+            rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no buffer", i);
+            break;
+        }
+        /* The first waits; the rest are taken only if queued already. */
+        rc = pop_one(q, msgs[i].data, msgs[i].cap, &msgs[i].len,
+                     i == 0 ? deadline_in(timeout_ms) : 0);
+        if (rc != 0) break;
+    }
+    if (done) *done = i;
+    if (i > 0 && (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ETOOBIG)) return 0;
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
+    return rc;
+}
+
+int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms)
+{
+    if (!q || !s) return fail(SHMRPC_EINVAL, "queue or span is NULL");
+    memset(s, 0, sizeof *s);
+    int rc = check_timeout(timeout_ms);
+    if (rc != 0) return rc;
+    uint32_t pos, start, len;
+    rc = take(q, SIZE_MAX, deadline_in(timeout_ms), &pos, &start, &len);
+    if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
+    if (rc != 0) return rc;
+    s->data = q->arena + (start & q->bmask);
+    s->len = len;
+    s->pos = pos;
+    s->state = S_READING;
+    return 0;
+}
+
+int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s)
+{
+    if (!q || !s || s->state != S_READING) return fail(SHMRPC_EINVAL, "not a peeked span");
+    s->state = 0;
+    s->data = NULL;
+    return give_back(q, s->pos);
+}
+
+/* --- information ---------------------------------------------------------------------- */
+
+int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
+{
+    if (!q || !out) return SHMRPC_EINVAL;
+    out->capacity = q->n;
+    out->arena_bytes = q->b;
+    out->max_msg = q->max_msg;
+    out->creator = (pid_t)atomic_load_explicit(&q->hdr->creator_pid, memory_order_relaxed);
+    return 0;
+}
+
+int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
+{
+    if (!q || !out) return SHMRPC_EINVAL;
+    const struct q_hdr *h = q->hdr;
+    uint32_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
+    uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
+    int32_t depth = (int32_t)(tl - hd);
+    out->depth = depth > 0 ? (uint64_t)depth : 0;
+    out->pushed = atomic_load_explicit(&h->pushed, memory_order_relaxed);
+    out->popped = atomic_load_explicit(&h->popped, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
+    out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
+    out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
+    out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    return 0;
+}
+
+/* --- the segment's geometry and header ----------------------------------------------- */
+
+static bool pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+static uint64_t pow2_at_least(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+static uint64_t arena_off_for(uint64_t n)
+{
+    return (DESC_OFF + n * DESC_SIZE + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
+}
+
+/* The geometry a creator asks for, from the options. */
+static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
+{
+    uint64_t cap = o->capacity ? o->capacity : DEFAULT_CAPACITY;
+    if (cap > SHMRPC_QUEUE_CAPACITY_MAX)
+        return fail(SHMRPC_EINVAL, "queue capacity %" PRIu32 " is above %" PRIu32, o->capacity,
+                    SHMRPC_QUEUE_CAPACITY_MAX);
+    if (cap < 2) cap = 2;
+    uint64_t max = o->max_msg ? o->max_msg : DEFAULT_MAX_MSG;
+    uint64_t want = 2 * (uint64_t)round_msg((uint32_t)(max > SHMRPC_QUEUE_ARENA_MAX ? 0 : max));
+    if (max > SHMRPC_QUEUE_ARENA_MAX / 2)
+        return fail(SHMRPC_EINVAL, "queue max_msg %" PRIu32 " is above %" PRIu32, o->max_msg,
+                    SHMRPC_QUEUE_ARENA_MAX / 2);
+    uint64_t arena;
+    if (o->arena_bytes) {
+        arena = pow2_at_least(o->arena_bytes < SHMRPC_QUEUE_ARENA_MIN ? SHMRPC_QUEUE_ARENA_MIN
+                                                                      : o->arena_bytes);
+        if (arena > SHMRPC_QUEUE_ARENA_MAX)
+            return fail(SHMRPC_EINVAL, "queue arena_bytes %" PRIu32 " is above %" PRIu32,
+                        o->arena_bytes, SHMRPC_QUEUE_ARENA_MAX);
+        if (arena < want)
+            return fail(SHMRPC_EINVAL,
+                        "queue arena of %" PRIu64
+                        " bytes cannot hold two messages of max_msg %" PRIu64,
+                        arena, max);
+    } else {
+        arena = pow2_at_least(want > DEFAULT_ARENA ? want : DEFAULT_ARENA);
+    }
+    g->n = (uint32_t)pow2_at_least(cap);
+    g->b = (uint32_t)arena;
+    g->max_msg = (uint32_t)max;
+    g->arena_off = (uint32_t)arena_off_for(g->n);
+    g->total = g->arena_off + arena;
+    return 0;
+}
+
+/* Checks a header read from a segment of size bytes; fills g. why gets the reason. */
+static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, char *why, size_t cap)
+{
+    uint32_t version = s->version, hsz = s->hdr_size, dsz = s->desc_size, n = s->capacity,
+             b = s->arena, max = s->max_msg, aoff = s->arena_off;
+    uint64_t total = s->total_size;
+    uint32_t magic = atomic_load_explicit(&s->magic, memory_order_acquire);
+    if (magic != Q_MAGIC) {
+        snprintf(why, cap, "not a queue segment (magic 0x%08" PRIx32 ")", magic);
+        return SHMRPC_EPROTO;
+    }
+    if (version != Q_VERSION) {
+        snprintf(why, cap, "layout version %" PRIu32 ", this library %u", version, Q_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    const char *bad = NULL;
+    if (hsz != DESC_OFF || dsz != DESC_SIZE)
+        bad = "header or descriptor size";
+    else if (!pow2(n) || n < 2 || n > SHMRPC_QUEUE_CAPACITY_MAX)
+        bad = "capacity";
+    else if (!pow2(b) || b < SHMRPC_QUEUE_ARENA_MIN || b > SHMRPC_QUEUE_ARENA_MAX)
+        bad = "arena size";
+    else if (max > b / 2 || 2 * (uint64_t)round_msg(max) > b)
+        bad = "max_msg";
+    else if (aoff != arena_off_for(n))
+        bad = "arena offset";
+    else if (total != (uint64_t)aoff + b || total != size)
+        bad = "total size";
+    if (bad) {
+        snprintf(why, cap,
+                 "its header does not add up (%s: capacity %" PRIu32 ", arena %" PRIu32
+                 ", max_msg %" PRIu32 ", arena at %" PRIu32 ", total %" PRIu64 ", file %zu)",
+                 bad, n, b, max, aoff, total, size);
+        return SHMRPC_EPROTO;
+    }
+    g->n = n;
+    g->b = b;
+    g->max_msg = max;
+    g->arena_off = aoff;
+    g->total = total;
+    return 0;
+}
+
+int shmrpc__queue_validate(const void *seg, size_t size, char *why, size_t cap)
+{
+    if (size < DESC_OFF) {
+        snprintf(why, cap, "not a queue segment (size %zu)", size);
+        return SHMRPC_EPROTO;
+    }
+    struct geom g;
+    return check_geometry(seg, size, &g, why, cap);
+}
+
+static void fill_handle(shmrpc_queue *q, void *seg, const struct geom *g)
+{
+    q->hdr = seg;
+    q->desc = (struct q_desc *)((unsigned char *)seg + DESC_OFF);
+    q->arena = (unsigned char *)seg + g->arena_off;
+    q->map_size = (size_t)g->total;
+    q->n = g->n;
+    q->mask = g->n - 1;
+    q->b = g->b;
+    q->bmask = g->b - 1;
+    q->max_msg = g->max_msg;
+    atomic_store_explicit(&q->freed_seen, atomic_load(&q->hdr->freed), memory_order_relaxed);
+}
+
+int shmrpc__queue_wrap(void *seg, size_t size, shmrpc_queue **out)
+{
+    char why[256];
+    struct geom g;
+    *out = NULL;
+    if (size < DESC_OFF) return SHMRPC_EPROTO;
+    int rc = check_geometry(seg, size, &g, why, sizeof why);
+    if (rc != 0) return fail(rc, "%s", why);
+    shmrpc_queue *q = calloc(1, sizeof *q);
+    if (!q) return SHMRPC_ENOMEM;
+    shmrpc_wait_opts_init(&q->wait);
+    q->wait.mode = SHMRPC_WAIT_SPIN; /* nobody else touches it: nothing to sleep for */
+    snprintf(q->name, sizeof q->name, "(memory)");
+    fill_handle(q, seg, &g);
+    *out = q;
+    return 0;
+}
+
+/* --- opening ------------------------------------------------------------------------- */
+
+void shmrpc_queue_opts_init(shmrpc_queue_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = SHMRPC_QUEUE_CONNECT_OR_CREATE;
+    o->perms = 0600;
+    shmrpc_wait_opts_init(&o->wait);
+}
+
+static int check_name(const char *name)
+{
+    if (!name) return fail(SHMRPC_EINVAL, "queue name is NULL");
+    size_t n = 0;
+    for (const char *p = name; *p && n <= SHMRPC_QUEUE_NAME_MAX; p++, n++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok)
+            return fail(SHMRPC_EINVAL, "queue name '%.64s' has a character outside [A-Za-z0-9_.-]",
+                        name);
+    }
+    if (n == 0 || n > SHMRPC_QUEUE_NAME_MAX)
+        return fail(SHMRPC_EINVAL, "queue name must be 1 to %d characters", SHMRPC_QUEUE_NAME_MAX);
+    return 0;
+}
+
+static int check_opts(const shmrpc_queue_opts *o)
+{
+    if ((unsigned)o->mode > SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE)
+        return fail(SHMRPC_EINVAL, "unknown queue mode %d", (int)o->mode);
+    if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
+        return fail(SHMRPC_EINVAL, "queue perms 0%o: want 0600 plus group/other bits",
+                    (unsigned)o->perms);
+    if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
+        return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
+    return 0;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Not a status: the segment is half-made and its creator is gone. */
+#define STALE 1
+
+static int map_fd(int fd, size_t size, void **out, const char *name)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        int err = errno;
+        return fail(SHMRPC_ESYS(err), "cannot map queue '%s' (%zu bytes): %s", name, size,
+                    syserr(err));
+    }
+    *out = p;
+    return 0;
+}
+
+/* The creator's part: its pid first (so a half-made segment of a dead creator is known),
+ * then the descriptors and header, then the magic with a release store. */
+static void init_segment(void *seg, const struct geom *g)
+{
+    struct q_hdr *h = seg;
+    uint32_t me = self();
+    atomic_store(&h->creator_pid, me);
+    shmrpc__proc_stat ps;
+    h->creator_start = shmrpc__read_proc_stat(me, &ps) == 0 ? ps.start : 0;
+    struct q_desc *d = (struct q_desc *)((unsigned char *)seg + DESC_OFF);
+    for (uint32_t i = 0; i < g->n; i++)
+        atomic_store_explicit(&d[i].state, mkstate(i, S_FREE, 0), memory_order_relaxed);
+    h->version = Q_VERSION;
+    h->hdr_size = DESC_OFF;
+    h->desc_size = DESC_SIZE;
+    h->capacity = g->n;
+    h->arena = g->b;
+    h->max_msg = g->max_msg;
+    h->arena_off = g->arena_off;
+    h->total_size = g->total;
+    atomic_store_explicit(&h->magic, Q_MAGIC, memory_order_release);
+}
+
+/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
+static int create(const char *path, const char *name, const shmrpc_queue_opts *o,
+                  const struct geom *g, void **seg)
+{
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perms);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
+        return fail(SHMRPC_ESYS(err), "cannot create queue '%s' (%s%s): %s", name, SHM_DIR, path,
+                    syserr(err));
+    }
+    int rc = 0;
+    /* fchmod: the umask must neither widen nor narrow what was asked. */
+    if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)g->total) != 0) {
+        int err = errno;
+        rc = fail(SHMRPC_ESYS(err), "cannot set up queue '%s' (%" PRIu64 " bytes): %s", name,
+                  g->total, syserr(err));
+    }
+    if (rc == 0) rc = map_fd(fd, (size_t)g->total, seg, name);
+    close(fd);
+    if (rc != 0) {
+        shm_unlink(path);
+        return rc;
+    }
+    init_segment(*seg, g);
+    return 0;
+}
+
+static int check_owner(const struct stat *st, const char *name, const shmrpc_queue_opts *o)
+{
+    unsigned mode = (unsigned)(st->st_mode & 0777);
+    bool shared = (o->perms & 077) != 0;
+    if (st->st_uid != geteuid() && !shared)
+        return fail(SHMRPC_EPERM, "queue '%s' belongs to uid %u (mode 0%03o), not to uid %u", name,
+                    (unsigned)st->st_uid, mode, (unsigned)geteuid());
+    if (mode & 077 & ~(unsigned)o->perms)
+        return fail(SHMRPC_EPERM,
+                    "queue '%s' (uid %u) has mode 0%03o, more open than the 0%03o asked for", name,
+                    (unsigned)st->st_uid, mode, (unsigned)o->perms);
+    return 0;
+}
+
+/* Whether a half-made segment's creator is gone (or never wrote its pid). */
+static bool creator_gone(const struct q_hdr *h)
+{
+    uint32_t pid = atomic_load(&h->creator_pid);
+    return pid == 0 || (pid != self() && holder_dead(pid, 0, 1));
+}
+
+/* Opens an existing segment: owner, size, magic and header checked before use;
+ * SHMRPC_ENOENT when there is none, STALE when it is half-made by a creator now gone. */
+static int attach(const char *path, const char *name, const shmrpc_queue_opts *o, void **seg,
+                  struct geom *g)
+{
+    int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        int err = errno;
+        if (err == ENOENT) return fail(SHMRPC_ENOENT, "no queue '%s' (%s%s)", name, SHM_DIR, path);
+        char who[PATH_CAP + 64];
+        describe_file(path, who, sizeof who);
+        return fail(SHMRPC_ESYS(err), "cannot open queue '%s' (%s): %s", name, who, syserr(err));
+    }
+    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
+    struct stat st;
+    int rc;
+    for (;;) { /* the creator sizes it right after creating it */
+        if (fstat(fd, &st) != 0) {
+            int err = errno;
+            close(fd);
+            return fail(SHMRPC_ESYS(err), "fstat of queue '%s': %s", name, syserr(err));
+        }
+        if ((rc = check_owner(&st, name, o)) != 0) {
+            close(fd);
+            return rc;
+        }
+        if (st.st_size != 0) break;
+        if (shmrpc__now_ns() >= give_up) {
+            close(fd);
+            fail(SHMRPC_EPROTO, "queue '%s' was never sized (its creator died?); %s", name,
+                 REPLACE_HINT);
+            return STALE;
+        }
+        nap();
+    }
+    size_t size = (size_t)st.st_size;
+    if (st.st_size < (off_t)DESC_OFF ||
+        (uint64_t)st.st_size > arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX) + SHMRPC_QUEUE_ARENA_MAX) {
+        close(fd);
+        return fail(SHMRPC_EPROTO, "'%s' is not a queue segment (size %lld)", name,
+                    (long long)st.st_size);
+    }
+    rc = map_fd(fd, size, seg, name);
+    close(fd);
+    if (rc != 0) return rc;
+    struct q_hdr *h = *seg;
+    while (atomic_load_explicit(&h->magic, memory_order_acquire) == 0) {
+        if (shmrpc__now_ns() >= give_up) {
+            bool gone = creator_gone(h);
+            munmap(*seg, size);
+            fail(SHMRPC_EPROTO, "queue '%s' was never initialised (its creator died?); %s", name,
+                 REPLACE_HINT);
+            return gone ? STALE : SHMRPC_EPROTO;
+        }
+        nap();
+    }
+    char why[256];
+    rc = check_geometry(h, size, g, why, sizeof why);
+    if (rc != 0) {
+        munmap(*seg, size);
+        char who[PATH_CAP + 64];
+        describe_file(path, who, sizeof who);
+        return fail(rc, "queue '%s' refused (%s): %s", name, who, why);
+    }
+    return 0;
+}
+
+static int exists(const char *path, const char *name)
+{
+    char who[PATH_CAP + 64];
+    describe_file(path, who, sizeof who);
+    return fail(SHMRPC_EBUSY, "queue '%s' already exists (%s)", name, who);
+}
+
+static int overwrite(const char *path, const char *name, const shmrpc_queue_opts *o,
+                     const struct geom *g, void **seg)
+{
+    for (int i = 0; i < OPEN_ATTEMPTS; i++) {
+        if (shm_unlink(path) != 0 && errno != ENOENT) {
+            int err = errno;
+            char who[PATH_CAP + 64];
+            describe_file(path, who, sizeof who);
+            return fail(SHMRPC_ESYS(err), "cannot remove queue '%s' (%s): %s", name, who,
+                        syserr(err));
+        }
+        int rc = create(path, name, o, g, seg);
+        if (rc != SHMRPC_ESYS(EEXIST)) return rc;
+    }
+    return fail(SHMRPC_EBUSY, "queue '%s' keeps being recreated by others", name);
+}
+
+/* Create first (O_EXCL decides the race between openers), else open what another made;
+ * a half-made segment of a dead creator is removed and made again. */
+static int connect_or_create(const char *path, const char *name, const shmrpc_queue_opts *o,
+                             const struct geom *cg, void **seg, struct geom *g)
+{
+    for (int i = 0; i < OPEN_ATTEMPTS; i++) {
+        int rc = create(path, name, o, cg, seg);
+        if (rc != SHMRPC_ESYS(EEXIST)) {
+            if (rc == 0) *g = *cg;
+            return rc;
+        }
+        rc = attach(path, name, o, seg, g);
+        if (rc == STALE) {
+            shm_unlink(path);
+            continue;
+        }
+        if (rc != SHMRPC_ENOENT) return rc;
+    }
+    return fail(SHMRPC_EBUSY, "queue '%s' keeps being removed and recreated by others", name);
+}
+
+/* CONNECT_TO_EXISTING: waits, bounded, for the queue to appear (a consumer started before
+ * its producer). */
+static int connect_existing(const char *path, const char *name, const shmrpc_queue_opts *o,
+                            void **seg, struct geom *g)
+{
+    int64_t deadline = deadline_in(o->attach_timeout_ms);
+    for (;;) {
+        int rc = attach(path, name, o, seg, g);
+        if (rc == STALE) return SHMRPC_EPROTO; /* the message says so */
+        if (rc != SHMRPC_ENOENT) return rc;
+        int64_t now = shmrpc__now_ns();
+        if (now >= deadline) {
+            if (o->attach_timeout_ms > 0)
+                return fail(SHMRPC_ENOENT, "no queue '%s' (%s%s) appeared within %" PRId64 " ms",
+                            name, SHM_DIR, path, o->attach_timeout_ms);
+            return rc;
+        }
+        /* 2 ms: a consumer that waits costs nothing, and starts within 2 ms of its queue. */
+        int64_t ns = deadline - now < 2000000 ? deadline - now : 2000000;
+        struct timespec ts = {0, (long)ns};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_opts *o)
+{
+    errmsg[0] = '\0';
+    if (!out) return fail(SHMRPC_EINVAL, "out is NULL");
+    *out = NULL;
+    shmrpc_queue_opts defaults;
+    if (!o) {
+        shmrpc_queue_opts_init(&defaults);
+        o = &defaults;
+    }
+    int rc = check_name(name);
+    if (rc == 0) rc = check_opts(o);
+    struct geom want = {0}, g = {0};
+    if (rc == 0 && o->mode != SHMRPC_QUEUE_CONNECT_TO_EXISTING) rc = geometry_of(o, &want);
+    if (rc != 0) return rc;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    void *seg = NULL;
+    switch (o->mode) {
+    case SHMRPC_QUEUE_CONNECT_TO_EXISTING:
+        rc = connect_existing(path, name, o, &seg, &g);
+        break;
+    case SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE:
+        rc = create(path, name, o, &want, &seg);
+        if (rc == SHMRPC_ESYS(EEXIST)) rc = exists(path, name);
+        g = want;
+        break;
+    case SHMRPC_QUEUE_CREATE_NEW_OVERWRITE:
+        rc = overwrite(path, name, o, &want, &seg);
+        g = want;
+        break;
+    case SHMRPC_QUEUE_CONNECT_OR_CREATE:
+    default:
+        rc = connect_or_create(path, name, o, &want, &seg, &g);
+        break;
+    }
+    if (rc != 0) return rc;
+    shmrpc_queue *q = calloc(1, sizeof *q);
+    if (!q) {
+        munmap(seg, (size_t)g.total);
+        return fail(SHMRPC_ENOMEM, "out of memory");
+    }
+    q->wait = o->wait;
+    q->mapped = true;
+    snprintf(q->name, sizeof q->name, "%s", name);
+    fill_handle(q, seg, &g);
+    *out = q;
+    return 0;
+}
+
+void shmrpc_queue_close(shmrpc_queue *q)
+{
+    if (!q) return;
+    if (q->mapped) munmap(q->hdr, q->map_size);
+    free(q);
+}
+
+int shmrpc_queue_unlink(const char *name)
+{
+    int rc = check_name(name);
+    if (rc != 0) return rc;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    if (shm_unlink(path) == 0) return 0;
+    if (errno == ENOENT) return fail(SHMRPC_ENOENT, "no queue '%s'", name);
+    int err = errno;
+    return fail(SHMRPC_ESYS(err), "cannot remove queue '%s': %s", name, syserr(err));
+}

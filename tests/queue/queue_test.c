@@ -1,0 +1,1170 @@
+/* Shared-memory queues with real processes: modes and permissions, every timeout, full and
+ * empty (by count and by bytes), the size limit, attach before create, the zero-copy and
+ * batch paths, many producers and consumers checked message by message, processes killed
+ * at random points, corrupt segments, and idle waiters that sleep. Every child is bounded
+ * by alarm() and reaped, every queue unlinked, even when a test fails. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <shmrpc.h>
+
+#define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
+#define MAX_KIDS 64
+#define MAX_NAMES 8
+
+/* --- children and names: what teardown cleans up -------------------------------------- */
+
+static pid_t kids[MAX_KIDS];
+static int nkids;
+static char names[MAX_NAMES][SHMRPC_QUEUE_NAME_MAX + 1];
+static int nnames;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static const char *new_name(const char *what)
+{
+    assert_true(nnames < MAX_NAMES);
+    char *n = names[nnames++];
+    snprintf(n, sizeof names[0], "queue_test.%d.%s", (int)getpid(), what);
+    return n;
+}
+
+static void shm_file(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "/dev/shm/shmrpc.queue.%s", name);
+}
+
+static pid_t spawn(int (*fn)(void *), void *arg)
+{
+    assert_true(nkids < MAX_KIDS);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(CHILD_ALARM_S);
+        _exit(fn(arg));
+    }
+    kids[nkids++] = pid;
+    return pid;
+}
+
+static void forget_kid(pid_t pid)
+{
+    for (int i = 0; i < nkids; i++)
+        if (kids[i] == pid) kids[i] = kids[--nkids];
+}
+
+/* The child's exit code, 128 + signal if killed, or -1 when it did not end within ms
+ * (it is then killed). */
+static int reap(pid_t pid, int ms)
+{
+    int64_t end = now_ms() + ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget_kid(pid);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (r < 0 && errno != EINTR) {
+            forget_kid(pid);
+            return -2;
+        }
+        if (now_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            forget_kid(pid);
+            return -1;
+        }
+        nap_ms(1);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    nkids = 0;
+    nnames = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    while (nkids > 0) {
+        pid_t pid = kids[0];
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        forget_kid(pid);
+    }
+    for (int i = 0; i < nnames; i++)
+        shmrpc_queue_unlink(names[i]);
+    nnames = 0;
+    return 0;
+}
+
+static shmrpc_queue_opts opts_of(shmrpc_queue_mode mode, uint32_t capacity, uint32_t arena,
+                                 uint32_t max_msg)
+{
+    shmrpc_queue_opts o;
+    shmrpc_queue_opts_init(&o);
+    o.mode = mode;
+    o.capacity = capacity;
+    o.arena_bytes = arena;
+    o.max_msg = max_msg;
+    return o;
+}
+
+static shmrpc_queue *open_q(const char *name, const shmrpc_queue_opts *o)
+{
+    shmrpc_queue *q = NULL;
+    int rc = shmrpc_queue_open(&q, name, o);
+    if (rc != 0) print_error("open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_queue_errmsg());
+    assert_int_equal(rc, 0);
+    return q;
+}
+
+static shmrpc_queue *create_q(const char *name, uint32_t capacity, uint32_t arena, uint32_t max_msg)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, capacity, arena, max_msg);
+    return open_q(name, &o);
+}
+
+static uint64_t depth_of(shmrpc_queue *q)
+{
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    return st.depth;
+}
+
+/* --- 1. modes, names, permissions ----------------------------------------------------- */
+
+static void modes(void **state)
+{
+    (void)state;
+    const char *name = new_name("modes");
+    shmrpc_queue *a = create_q(name, 8, 0, 100);
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(a, &info), 0);
+    assert_int_equal(info.capacity, 8);
+    assert_int_equal(info.max_msg, 100);
+    assert_int_equal(info.creator, getpid());
+
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 0, 0, 0);
+    shmrpc_queue *b = NULL;
+    assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_EBUSY);
+    assert_null(b);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "already exists"));
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "mode 0600"));
+
+    /* An opener that attaches gets the segment's geometry, not its own. */
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 64, 0, 1000);
+    b = open_q(name, &o);
+    assert_int_equal(shmrpc_queue_get_info(b, &info), 0);
+    assert_int_equal(info.capacity, 8);
+    assert_int_equal(info.max_msg, 100);
+    assert_int_equal(shmrpc_queue_push(a, "x", 1, 0), 0);
+    char buf[8];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(b, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 1);
+    assert_int_equal(buf[0], 'x');
+
+    /* OVERWRITE makes a fresh one; the old handles keep the old one. */
+    assert_int_equal(shmrpc_queue_push(a, "y", 1, 0), 0);
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 16, 0, 0);
+    shmrpc_queue *c = open_q(name, &o);
+    assert_int_equal(depth_of(c), 0);
+    assert_int_equal(depth_of(a), 1);
+    shmrpc_queue_close(c);
+    shmrpc_queue_close(b);
+    shmrpc_queue_close(a);
+
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+    assert_int_equal(shmrpc_queue_unlink(name), SHMRPC_ENOENT);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_ENOENT);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+}
+
+static void bad_args(void **state)
+{
+    (void)state;
+    shmrpc_queue *q = NULL;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 0, 0, 0);
+    assert_int_equal(shmrpc_queue_open(&q, "", &o), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_open(&q, "a/b", &o), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_open(&q, NULL, &o), SHMRPC_EINVAL);
+    char longname[SHMRPC_QUEUE_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(shmrpc_queue_open(&q, longname, &o), SHMRPC_EINVAL);
+    o.perms = 0400;
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, SHMRPC_QUEUE_CAPACITY_MAX + 1, 0, 0);
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 0, 4096, 4000); /* two do not fit */
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.attach_timeout_ms = -5;
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    assert_null(q);
+
+    const char *name = new_name("args");
+    q = create_q(name, 4, 0, 64);
+    char buf[64];
+    size_t len;
+    assert_int_equal(shmrpc_queue_push(q, "a", 1, -2), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, -2), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_push(q, NULL, 1, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, NULL, 0), SHMRPC_EINVAL);
+    shmrpc_queue_span s = {0};
+    assert_int_equal(shmrpc_queue_commit(q, &s), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_release(q, &s), SHMRPC_EINVAL);
+    assert_int_equal(depth_of(q), 0);
+    shmrpc_queue_close(q);
+}
+
+static void permissions(void **state)
+{
+    (void)state;
+    const char *name = new_name("perms");
+    mode_t old = umask(0);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.perms = 0660;
+    shmrpc_queue *q = open_q(name, &o);
+    umask(old);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    /* An opener asking for a private queue refuses a wider one. */
+    o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *b = NULL;
+    assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_EPERM);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "more open"));
+    shmrpc_queue_close(q);
+    /* Created 0600 whatever the umask. */
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+    old = umask(0077);
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    q = open_q(name, &o);
+    umask(old);
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    shmrpc_queue_close(q);
+}
+
+/* --- 2. timeouts, full, empty, size limit --------------------------------------------- */
+
+/* rc and elapsed ms of a pop on an empty queue. */
+static int timed_pop(shmrpc_queue *q, int64_t timeout, int64_t *ms)
+{
+    char buf[16];
+    size_t len;
+    int64_t t0 = now_ms();
+    int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, timeout);
+    *ms = now_ms() - t0;
+    return rc;
+}
+
+static int timed_push(shmrpc_queue *q, size_t n, int64_t timeout, int64_t *ms)
+{
+    static char buf[4096];
+    int64_t t0 = now_ms();
+    int rc = shmrpc_queue_push(q, buf, n, timeout);
+    *ms = now_ms() - t0;
+    return rc;
+}
+
+static void timeouts_full_and_empty(void **state)
+{
+    (void)state;
+    const char *name = new_name("timeouts");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    int64_t ms;
+    assert_int_equal(timed_pop(q, 0, &ms), SHMRPC_ETIMEDOUT);
+    assert_true(ms < 50);
+    assert_int_equal(timed_pop(q, 100, &ms), SHMRPC_ETIMEDOUT);
+    print_message("# pop on empty, 100 ms timeout: %" PRId64 " ms\n", ms);
+    assert_true(ms >= 100 && ms < 2000);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "empty"));
+
+    /* Full by count: 4 messages. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(timed_push(q, 8, 0, &ms), 0);
+    assert_int_equal(timed_push(q, 8, 0, &ms), SHMRPC_ETIMEDOUT);
+    assert_true(ms < 50);
+    assert_int_equal(timed_push(q, 8, 100, &ms), SHMRPC_ETIMEDOUT);
+    print_message("# push on full, 100 ms timeout: %" PRId64 " ms\n", ms);
+    assert_true(ms >= 100 && ms < 2000);
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "full"));
+    assert_int_equal(depth_of(q), 4);
+
+    /* Forever waits are ended by the other side: a child pops one after 100 ms. */
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.timeouts, 2); /* tries are not counted */
+    shmrpc_queue_close(q);
+}
+
+static int pop_later_child(void *arg)
+{
+    const char *name = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
+    nap_ms(100);
+    char buf[64];
+    size_t len;
+    if (shmrpc_queue_pop(q, buf, sizeof buf, &len, 5000) != 0) return 11;
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+static int push_later_child(void *arg)
+{
+    const char *name = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
+    nap_ms(100);
+    if (shmrpc_queue_push(q, "late", 4, 5000) != 0) return 11;
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+static void forever_waits_end(void **state)
+{
+    (void)state;
+    const char *name = new_name("forever");
+    shmrpc_queue *q = create_q(name, 2, 0, 64);
+    char buf[64];
+    size_t len;
+    pid_t pid = spawn(push_later_child, (void *)name);
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, SHMRPC_QUEUE_WAIT_FOREVER), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "late", 4);
+    assert_true(now_ms() - t0 >= 90);
+    assert_int_equal(reap(pid, 5000), 0);
+
+    assert_int_equal(shmrpc_queue_push(q, "a", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "b", 1, 0), 0);
+    pid = spawn(pop_later_child, (void *)name);
+    assert_int_equal(shmrpc_queue_push(q, "c", 1, SHMRPC_QUEUE_WAIT_FOREVER), 0);
+    assert_int_equal(reap(pid, 5000), 0);
+    for (const char *want = "bc"; *want; want++) {
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(buf[0], *want);
+    }
+    shmrpc_queue_close(q);
+}
+
+static void full_by_bytes(void **state)
+{
+    (void)state;
+    const char *name = new_name("bytes");
+    /* 1024 slots but 4096 bytes: four messages of 1000 bytes (1024 in the arena) fill it. */
+    shmrpc_queue *q = create_q(name, 1024, 4096, 2048);
+    int64_t ms;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(timed_push(q, 1000, 0, &ms), 0);
+    assert_int_equal(timed_push(q, 1000, 0, &ms), SHMRPC_ETIMEDOUT);
+    assert_int_equal(timed_push(q, 1, 0, &ms), SHMRPC_ETIMEDOUT);
+    assert_int_equal(timed_push(q, 0, 0, &ms), 0); /* an empty message takes no bytes */
+    char buf[2048];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 1000);
+    assert_int_equal(timed_push(q, 1000, 0, &ms), 0);
+    assert_int_equal(depth_of(q), 5);
+    shmrpc_queue_close(q);
+}
+
+static void size_limit(void **state)
+{
+    (void)state;
+    const char *name = new_name("limit");
+    shmrpc_queue *q = create_q(name, 8, 0, 1000);
+    static char big[1001], out[1001];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7);
+    assert_int_equal(shmrpc_queue_push(q, big, 1001, 0), SHMRPC_ETOOBIG);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "maximum is 1000"));
+    assert_int_equal(depth_of(q), 0);
+    shmrpc_queue_span s;
+    assert_int_equal(shmrpc_queue_reserve(q, 1001, &s, 0), SHMRPC_ETOOBIG);
+    assert_int_equal(shmrpc_queue_push(q, big, 1000, 0), 0);
+    /* A buffer too small: the message stays, and its length is told. */
+    size_t len = 0;
+    assert_int_equal(shmrpc_queue_pop(q, out, 999, &len, 0), SHMRPC_ETOOBIG);
+    assert_int_equal(len, 1000);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_pop(q, out, sizeof out, &len, 0), 0);
+    assert_int_equal(len, 1000);
+    assert_memory_equal(out, big, 1000);
+    shmrpc_queue_close(q);
+}
+
+/* --- 3. attach before create ---------------------------------------------------------- */
+
+struct attacher {
+    const char *name;
+    int64_t timeout_ms;
+};
+
+static int attach_child(void *arg)
+{
+    struct attacher *a = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.attach_timeout_ms = a->timeout_ms;
+    shmrpc_queue *q;
+    int rc = shmrpc_queue_open(&q, a->name, &o);
+    if (rc != 0) return 10;
+    char buf[64];
+    size_t len;
+    rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 5000);
+    shmrpc_queue_close(q);
+    return rc == 0 && len == 5 && memcmp(buf, "hello", 5) == 0 ? 0 : 11;
+}
+
+static void attach_before_create(void **state)
+{
+    (void)state;
+    const char *name = new_name("attach");
+    struct attacher a = {name, 10000};
+    pid_t pid = spawn(attach_child, &a);
+    nap_ms(150);
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    assert_int_equal(shmrpc_queue_push(q, "hello", 5, 1000), 0);
+    assert_int_equal(reap(pid, 10000), 0);
+    shmrpc_queue_close(q);
+
+    /* Nobody creates it: a clean ENOENT after the timeout. */
+    const char *missing = new_name("never");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.attach_timeout_ms = 150;
+    shmrpc_queue *none = NULL;
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_open(&none, missing, &o), SHMRPC_ENOENT);
+    int64_t ms = now_ms() - t0;
+    print_message("# attach timeout 150 ms: %" PRId64 " ms: %s\n", ms, shmrpc_queue_errmsg());
+    assert_true(ms >= 150 && ms < 3000);
+    assert_null(none);
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "appeared within 150 ms"));
+}
+
+/* --- 4. zero copy, batches, wrapping -------------------------------------------------- */
+
+static void zero_copy_and_batches(void **state)
+{
+    (void)state;
+    const char *name = new_name("zc");
+    shmrpc_queue *q = create_q(name, 16, 8192, 3000);
+    shmrpc_queue_span w, r;
+    assert_int_equal(shmrpc_queue_reserve(q, 3000, &w, 0), 0);
+    assert_int_equal(w.len, 3000);
+    memset(w.data, 0xab, 3000);
+    /* Not visible before its commit. */
+    assert_int_equal(shmrpc_queue_peek(q, &r, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_queue_commit(q, &w), 0);
+    assert_int_equal(shmrpc_queue_commit(q, &w), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_peek(q, &r, 0), 0);
+    assert_int_equal(r.len, 3000);
+    for (size_t i = 0; i < 3000; i++)
+        assert_int_equal(((unsigned char *)r.data)[i], 0xab);
+    /* Room is given back only at release: two more 3000-byte messages do not fit in 8192. */
+    assert_int_equal(shmrpc_queue_push(q, r.data, 3000, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, r.data, 3000, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_queue_release(q, &r), 0);
+    assert_int_equal(shmrpc_queue_release(q, &r), SHMRPC_EINVAL);
+    char big[3000];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, big, sizeof big, &len, 0), 0);
+
+    /* Batches, of sizes that wrap the arena many times. */
+    char in[10][400], out[10][400];
+    shmrpc_queue_msg pm[10], cm[10];
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 10; i++) {
+            size_t n = (size_t)((round * 37 + i * 11) % 400);
+            memset(in[i], (char)(round + i), n);
+            pm[i] = (shmrpc_queue_msg){in[i], 0, n};
+            cm[i] = (shmrpc_queue_msg){out[i], sizeof out[i], 0};
+        }
+        size_t done = 0;
+        assert_int_equal(shmrpc_queue_push_batch(q, pm, 10, &done, 0), 0);
+        assert_int_equal(done, 10);
+        assert_int_equal(shmrpc_queue_pop_batch(q, cm, 10, &done, 0), 0);
+        assert_int_equal(done, 10);
+        for (int i = 0; i < 10; i++) {
+            assert_int_equal(cm[i].len, pm[i].len);
+            assert_memory_equal(out[i], in[i], cm[i].len);
+        }
+    }
+    /* A batch larger than the room: what fits goes in, then a timeout. */
+    for (int i = 0; i < 10; i++)
+        pm[i] = (shmrpc_queue_msg){in[0], 0, 400};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_push_batch(q, pm, 10, &done, 0), 0);
+    assert_int_equal(shmrpc_queue_push_batch(q, pm, 10, &done, 0), SHMRPC_ETIMEDOUT);
+    assert_true(done < 10);
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, cm, 10, &got, 0), 0);
+    assert_int_equal(got, 10);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.pushed, st.popped + st.depth);
+    shmrpc_queue_close(q);
+}
+
+/* --- 5. many producers and consumers, with and without kills ------------------------ */
+
+#define MAX_IDS 64
+#define MAX_SEQ 65536
+
+/* What producers and consumers record, in an anonymous shared mapping. */
+struct board {
+    _Atomic uint32_t acked[MAX_IDS]; /* seqs pushed with success, per producer id */
+    _Atomic uint64_t total;          /* messages consumed */
+    _Atomic int corrupt, disorder, errors;
+    _Atomic int stop;
+    _Atomic uint8_t seen[MAX_IDS][MAX_SEQ];
+};
+
+struct msg_head {
+    uint32_t id, seq, len, sum;
+};
+
+static uint32_t fill_msg(unsigned char *buf, uint32_t id, uint32_t seq)
+{
+    uint32_t len = (uint32_t)sizeof(struct msg_head) + (seq * 13 + id * 5) % 300;
+    uint32_t sum = id * 2654435761u ^ seq;
+    for (uint32_t i = sizeof(struct msg_head); i < len; i++) {
+        buf[i] = (unsigned char)(id * 31 + seq * 7 + i);
+        sum = sum * 31 + buf[i];
+    }
+    struct msg_head h = {id, seq, len, sum};
+    memcpy(buf, &h, sizeof h);
+    return len;
+}
+
+static bool msg_ok(const unsigned char *buf, size_t len, struct msg_head *out)
+{
+    if (len < sizeof *out) return false;
+    memcpy(out, buf, sizeof *out);
+    if (out->len != len || out->id >= MAX_IDS || out->seq >= MAX_SEQ) return false;
+    unsigned char want[400];
+    if (fill_msg(want, out->id, out->seq) != len) return false;
+    return memcmp(want, buf, len) == 0;
+}
+
+struct worker {
+    const char *name;
+    struct board *b;
+    uint32_t id;    /* a producer's */
+    uint32_t count; /* a producer's messages; 0: until stop (then MAX_SEQ at most, paced) */
+    bool slow;      /* hold reserved and peeked messages for 50 us */
+};
+
+/* Busy for about us microseconds: widens the windows a kill should land in. */
+static void spin_us(int us)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000 < us);
+}
+
+/* Pushes its messages; every other one by reserve and commit, written slowly, so that a
+ * kill lands between the two now and then. */
+static int producer(void *arg)
+{
+    struct worker *w = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, w->name, &o) != 0) return 10;
+    unsigned char buf[400];
+    for (uint32_t seq = 0; seq < MAX_SEQ && (w->count == 0 || seq < w->count); seq++) {
+        uint32_t len = fill_msg(buf, w->id, seq);
+        for (;;) {
+            if (atomic_load(&w->b->stop)) goto out;
+            int rc;
+            if (seq % 2 == 0) {
+                rc = shmrpc_queue_push(q, buf, len, 100);
+            } else {
+                shmrpc_queue_span s;
+                rc = shmrpc_queue_reserve(q, len, &s, 100);
+                if (rc == 0) {
+                    memcpy(s.data, buf, len / 2);
+                    if (w->slow) spin_us(50);
+                    memcpy((char *)s.data + len / 2, buf + len / 2, len - len / 2);
+                    rc = shmrpc_queue_commit(q, &s);
+                    if (rc != 0) rc = 1000; /* not a timeout: an error */
+                }
+            }
+            if (rc == 0) break;
+            if (rc != SHMRPC_ETIMEDOUT) {
+                atomic_fetch_add(&w->b->errors, 1);
+                return 11;
+            }
+        }
+        atomic_store(&w->b->acked[w->id], seq + 1);
+        if (w->count == 0 && seq % 16 == 15) nap_ms(1); /* MAX_SEQ lasts the test */
+    }
+    while (w->count == 0 && !atomic_load(&w->b->stop))
+        nap_ms(1);
+out:
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* Records what it takes; every other message by peek and release, read slowly. */
+static int consumer(void *arg)
+{
+    struct worker *w = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, w->name, &o) != 0) return 10;
+    int64_t last[MAX_IDS];
+    for (int i = 0; i < MAX_IDS; i++)
+        last[i] = -1;
+    unsigned char buf[400];
+    for (unsigned n = 0;; n++) {
+        size_t len = 0;
+        shmrpc_queue_span s = {0};
+        bool peeked = n % 2 == 1;
+        int rc =
+            peeked ? shmrpc_queue_peek(q, &s, 50) : shmrpc_queue_pop(q, buf, sizeof buf, &len, 50);
+        if (rc == SHMRPC_ETIMEDOUT) {
+            if (atomic_load(&w->b->stop)) break;
+            continue;
+        }
+        if (rc != 0) {
+            atomic_fetch_add(&w->b->errors, 1);
+            continue;
+        }
+        const unsigned char *data = buf;
+        if (peeked) {
+            data = s.data;
+            len = s.len;
+            if (w->slow) spin_us(50);
+        }
+        struct msg_head h;
+        if (!msg_ok(data, len, &h)) {
+            atomic_fetch_add(&w->b->corrupt, 1);
+        } else {
+            /* One queue: what one consumer gets of one producer comes in that one's order. */
+            if ((int64_t)h.seq <= last[h.id]) atomic_fetch_add(&w->b->disorder, 1);
+            last[h.id] = h.seq;
+            atomic_fetch_add(&w->b->seen[h.id][h.seq], 1);
+            atomic_fetch_add(&w->b->total, 1);
+        }
+        if (peeked && shmrpc_queue_release(q, &s) != 0) atomic_fetch_add(&w->b->errors, 1);
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+static struct board *new_board(void)
+{
+    void *p =
+        mmap(NULL, sizeof(struct board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    return p;
+}
+
+/* Checks the board: nothing corrupt, duplicated or out of order; nothing seen that was
+ * not pushed; returns how many acknowledged messages are missing. */
+static uint64_t check_board(struct board *b, uint32_t ids)
+{
+    assert_int_equal(atomic_load(&b->corrupt), 0);
+    assert_int_equal(atomic_load(&b->disorder), 0);
+    assert_int_equal(atomic_load(&b->errors), 0);
+    uint64_t missing = 0;
+    for (uint32_t id = 0; id < ids; id++) {
+        uint32_t acked = atomic_load(&b->acked[id]);
+        for (uint32_t s = 0; s < MAX_SEQ; s++) {
+            uint8_t n = atomic_load(&b->seen[id][s]);
+            if (n > 1) print_error("producer %u seq %u seen %u times\n", id, s, n);
+            assert_true(n <= 1);
+            /* A producer killed after its commit and before it recorded the ack. */
+            if (s > acked) assert_int_equal(n, 0);
+            if (s < acked && n == 0) missing++;
+        }
+    }
+    return missing;
+}
+
+static void many_to_many(int producers, int consumers, uint32_t count)
+{
+    const char *name = new_name("mpmc");
+    shmrpc_queue *q = create_q(name, 64, 16384, 1024);
+    struct board *b = new_board();
+    struct worker w[16];
+    pid_t prod[8], cons[8];
+    int64_t t0 = now_ms();
+    for (int i = 0; i < consumers; i++) {
+        w[8 + i] = (struct worker){name, b, 0, 0, false};
+        cons[i] = spawn(consumer, &w[8 + i]);
+    }
+    for (int i = 0; i < producers; i++) {
+        w[i] = (struct worker){name, b, (uint32_t)i, count, false};
+        prod[i] = spawn(producer, &w[i]);
+    }
+    for (int i = 0; i < producers; i++)
+        assert_int_equal(reap(prod[i], 60000), 0);
+    uint64_t want = (uint64_t)producers * count;
+    int64_t end = now_ms() + 30000;
+    while (atomic_load(&b->total) < want && now_ms() < end)
+        nap_ms(5);
+    atomic_store(&b->stop, 1);
+    for (int i = 0; i < consumers; i++)
+        assert_int_equal(reap(cons[i], 10000), 0);
+    int64_t ms = now_ms() - t0;
+    assert_int_equal(atomic_load(&b->total), want);
+    assert_int_equal(check_board(b, (uint32_t)producers), 0);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    print_message("# %dP/%dC: %" PRIu64 " messages in %" PRId64 " ms; sleeps %" PRIu64
+                  ", drops %" PRIu64 "\n",
+                  producers, consumers, want, ms, st.sleeps, st.drops);
+    assert_int_equal(st.pushed, want);
+    assert_int_equal(st.popped, want);
+    assert_int_equal(st.depth, 0);
+    assert_int_equal(st.drops, 0);
+    shmrpc_queue_close(q);
+    munmap(b, sizeof *b);
+}
+
+static void two_by_two(void **state)
+{
+    (void)state;
+    many_to_many(2, 2, 20000);
+}
+
+static void four_by_four(void **state)
+{
+    (void)state;
+    many_to_many(4, 4, 10000);
+}
+
+/* The segment's positions and states, for a failure's message. */
+static void dump(const char *name, int victim)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDONLY);
+    if (fd < 0) return;
+    struct stat st;
+    fstat(fd, &st);
+    unsigned char *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return;
+    uint64_t tail, freed;
+    uint32_t head, n, ne, nf;
+    memcpy(&n, p + 16, 4);
+    memcpy(&tail, p + 64, 8);
+    memcpy(&ne, p + 72, 4);
+    memcpy(&head, p + 128, 4);
+    memcpy(&freed, p + 192, 8);
+    memcpy(&nf, p + 200, 4);
+    print_error("victim %d: tail %u/%u head %u freed %u/%u nonempty %x nonfull %x\n", victim,
+                (uint32_t)tail, (uint32_t)(tail >> 32), head, (uint32_t)freed,
+                (uint32_t)(freed >> 32), ne, nf);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t s;
+        uint32_t f[3];
+        memcpy(&s, p + 512 + 64 * i, 8);
+        memcpy(f, p + 512 + 64 * i + 24, 12);
+        print_error("  desc %2u: lap %u state %u pid %u start %u len %u end %u\n", i,
+                    (uint32_t)(s >> 32), (unsigned)(s >> 24) & 0xff, (unsigned)s & 0xffffff, f[0],
+                    f[1], f[2]);
+    }
+    munmap(p, (size_t)st.st_size);
+}
+
+/* 4 producers and 4 consumers run while random ones are SIGKILLed and replaced. */
+static void kill_at_random(void **state)
+{
+    (void)state;
+    const char *name = new_name("chaos");
+    shmrpc_queue *q = create_q(name, 32, 8192, 1024);
+    struct board *b = new_board();
+    static struct worker w[MAX_IDS + 64];
+    pid_t prod[4], cons[4];
+    uint32_t next_id = 0;
+    int nw = 0;
+    for (int i = 0; i < 4; i++) {
+        w[nw] = (struct worker){name, b, 0, 0, true};
+        cons[i] = spawn(consumer, &w[nw++]);
+        w[nw] = (struct worker){name, b, next_id++, 0, true};
+        prod[i] = spawn(producer, &w[nw++]);
+    }
+    srand((unsigned)getpid());
+    int killed_consumers = 0, killed_producers = 0;
+    int64_t worst_stall = 0;
+    int64_t end = now_ms() + 3000;
+    while (now_ms() < end && next_id < MAX_IDS && nw < (int)(sizeof w / sizeof w[0]) - 1) {
+        nap_ms(10 + rand() % 60);
+        int victim = rand() % 8;
+        pid_t *slot = victim < 4 ? &prod[victim] : &cons[victim - 4];
+        kill(*slot, SIGKILL);
+        assert_int_equal(reap(*slot, 5000), 128 + SIGKILL);
+        if (victim < 4) {
+            killed_producers++;
+            w[nw] = (struct worker){name, b, next_id++, 0, true};
+            *slot = spawn(producer, &w[nw++]);
+        } else {
+            killed_consumers++;
+            w[nw] = (struct worker){name, b, 0, 0, true};
+            *slot = spawn(consumer, &w[nw++]);
+        }
+        /* Nobody is blocked for long: messages keep flowing after every kill. */
+        uint64_t before = atomic_load(&b->total);
+        int64_t t0 = now_ms();
+        while (atomic_load(&b->total) < before + 50 && now_ms() - t0 < 5000)
+            nap_ms(1);
+        int64_t stall = now_ms() - t0;
+        if (stall > worst_stall) worst_stall = stall;
+        if (atomic_load(&b->total) < before + 50) dump(name, victim);
+        assert_true(atomic_load(&b->total) >= before + 50);
+    }
+    atomic_store(&b->stop, 1);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(reap(prod[i], 10000), 0);
+        assert_int_equal(reap(cons[i], 10000), 0);
+    }
+    uint64_t missing = check_board(b, next_id);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    print_message("# killed %d producers and %d consumers; %" PRIu64 " messages consumed, %" PRIu64
+                  " acknowledged ones missing; drops %" PRIu64 ", repairs %" PRIu64
+                  "; slowest 50 messages after a kill: %" PRId64 " ms\n",
+                  killed_producers, killed_consumers, atomic_load(&b->total), missing, st.drops,
+                  st.repairs, worst_stall);
+    /* Only a consumer that died between its pop and its record loses a message. */
+    assert_true(missing <= (uint64_t)killed_consumers);
+    assert_true(st.drops <= (uint64_t)(killed_consumers + killed_producers));
+    assert_int_equal(st.depth, 0);
+    shmrpc_queue_close(q);
+    munmap(b, sizeof *b);
+}
+
+/* --- 6. dead holders of a slot, deterministically ------------------------------------- */
+
+static int reserve_and_hang(void *arg)
+{
+    const char *name = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
+    shmrpc_queue_span s;
+    if (shmrpc_queue_reserve(q, 10, &s, 1000) != 0) return 11;
+    memset(s.data, 'h', 5); /* half-written */
+    pause();
+    return 0;
+}
+
+static int peek_and_hang(void *arg)
+{
+    const char *name = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
+    shmrpc_queue_span s;
+    if (shmrpc_queue_peek(q, &s, 1000) != 0) return 11;
+    pause();
+    return 0;
+}
+
+static void dead_producer_is_skipped(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadprod");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    pid_t pid = spawn(reserve_and_hang, (void *)name);
+    int64_t end = now_ms() + 5000;
+    while (depth_of(q) == 0 && now_ms() < end)
+        nap_ms(1);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_push(q, "after", 5, 0), 0);
+    char buf[64];
+    size_t len;
+    /* The half-written one blocks the head while its producer lives. */
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 50), SHMRPC_ETIMEDOUT);
+    kill(pid, SIGKILL);
+    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 5000), 0);
+    int64_t ms = now_ms() - t0;
+    print_message("# a dead producer's half-written message skipped after %" PRId64 " ms\n", ms);
+    assert_true(ms < 1000);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "after", 5);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.drops, 1);
+    /* Its space came back: the queue still holds 8. */
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(shmrpc_queue_push(q, "x", 1, 1000), 0);
+    shmrpc_queue_close(q);
+}
+
+static void dead_consumer_gives_room_back(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadcons");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(shmrpc_queue_push(q, "m", 1, 0), 0);
+    pid_t pid = spawn(peek_and_hang, (void *)name);
+    int64_t end = now_ms() + 5000;
+    while (depth_of(q) == 4 && now_ms() < end)
+        nap_ms(1);
+    /* The slot is held while its consumer lives. */
+    assert_int_equal(shmrpc_queue_push(q, "n", 1, 50), SHMRPC_ETIMEDOUT);
+    kill(pid, SIGKILL);
+    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_push(q, "n", 1, 5000), 0);
+    int64_t ms = now_ms() - t0;
+    print_message("# a dead consumer's slot given back after %" PRId64 " ms\n", ms);
+    assert_true(ms < 1000);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.drops, 1);
+    assert_int_equal(st.depth, 4);
+    shmrpc_queue_close(q);
+}
+
+/* A producer that died between its claim and its move of the tail, written into the
+ * segment by hand (the window is a few instructions wide): the next push takes the slot. */
+static void claim_of_dead_producer_reset(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadclaim");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    /* desc[0].state at 512: lap 0, CLAIMED (1), the dead pid. */
+    _Atomic uint64_t *st0 = (_Atomic uint64_t *)((char *)p + 512);
+    atomic_store(st0, (uint64_t)1 << 24 | (uint64_t)pid);
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_push(q, "ok", 2, 5000), 0);
+    int64_t ms = now_ms() - t0;
+    print_message("# a dead producer's claim taken back after %" PRId64 " ms\n", ms);
+    assert_true(ms < 1000);
+    char buf[8];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_memory_equal(buf, "ok", 2);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
+/* --- 7. corrupt segments ---------------------------------------------------------------- */
+
+static int reopen_rc(const char *name)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q = NULL;
+    int rc = shmrpc_queue_open(&q, name, &o);
+    if (rc == 0) shmrpc_queue_close(q);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    return rc;
+}
+
+static void poke32(const char *name, size_t off, uint32_t v)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &v, 4, (off_t)off), 4);
+    close(fd);
+}
+
+static void corrupt_segments_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("corrupt");
+    struct {
+        size_t off;
+        uint32_t v;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {0, 0x12345678, SHMRPC_EPROTO, "not a queue segment"},
+        {4, 99, SHMRPC_EVERSION, "layout version 99"},
+        {16, 6, SHMRPC_EPROTO, "capacity"},
+        {20, 1u << 31, SHMRPC_EPROTO, "arena size"},
+        {24, 1u << 20, SHMRPC_EPROTO, "max_msg"},
+        {28, 4096 * 3, SHMRPC_EPROTO, "arena offset"},
+        {32, 12345, SHMRPC_EPROTO, "total size"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+        shmrpc_queue *q = open_q(name, &o);
+        shmrpc_queue_close(q);
+        poke32(name, cases[i].off, cases[i].v);
+        assert_int_equal(reopen_rc(name), cases[i].rc);
+        assert_non_null(strstr(shmrpc_queue_errmsg(), cases[i].says));
+    }
+    /* A file of the wrong size, and one never initialised. */
+    char file[300];
+    shm_file(file, sizeof file, name);
+    assert_int_equal(truncate(file, 100), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "not a queue segment"));
+    assert_int_equal(truncate(file, 0), 0);
+    assert_int_equal(truncate(file, 8192), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_queue_errmsg(), "never initialised"));
+    /* CONNECT_OR_CREATE replaces a half-made segment whose creator is gone. */
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 8, 0, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    assert_int_equal(shmrpc_queue_push(q, "z", 1, 0), 0);
+    shmrpc_queue_close(q);
+}
+
+/* --- 8. idle waiters sleep ------------------------------------------------------------ */
+
+struct idler {
+    const char *name;
+    bool push; /* wait on full instead of empty */
+    int ready_w;
+};
+
+static int64_t cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits 1 s on an empty (or full) queue; exits with its CPU time in ms (capped at 250). */
+static int idle_child(void *arg)
+{
+    struct idler *id = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, id->name, &o) != 0) return 251;
+    int64_t c0 = cpu_ms();
+    int rc;
+    if (id->push) {
+        rc = shmrpc_queue_push(q, "x", 1, 1000);
+    } else {
+        char buf[8];
+        size_t len;
+        rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 1000);
+    }
+    if (rc != SHMRPC_ETIMEDOUT) return 252;
+    int64_t used = cpu_ms() - c0;
+    shmrpc_queue_close(q);
+    return used > 250 ? 250 : (int)used;
+}
+
+static void idle_waiters_sleep(void **state)
+{
+    (void)state;
+    const char *name = new_name("idle");
+    shmrpc_queue *q = create_q(name, 2, 0, 64);
+    struct idler pop = {name, false, -1};
+    pid_t a = spawn(idle_child, &pop), b = spawn(idle_child, &pop);
+    int ra = reap(a, 10000), rb = reap(b, 10000);
+    print_message("# two consumers waiting 1 s on an empty queue used %d and %d ms of CPU\n", ra,
+                  rb);
+    assert_true(ra >= 0 && ra < 100);
+    assert_true(rb >= 0 && rb < 100);
+    assert_int_equal(shmrpc_queue_push(q, "1", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "2", 1, 0), 0);
+    struct idler push = {name, true, -1};
+    a = spawn(idle_child, &push);
+    b = spawn(idle_child, &push);
+    ra = reap(a, 10000);
+    rb = reap(b, 10000);
+    print_message("# two producers waiting 1 s on a full queue used %d and %d ms of CPU\n", ra, rb);
+    assert_true(ra >= 0 && ra < 100);
+    assert_true(rb >= 0 && rb < 100);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_true(st.sleeps > 0);
+    shmrpc_queue_close(q);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(modes),
+        T(bad_args),
+        T(permissions),
+        T(timeouts_full_and_empty),
+        T(forever_waits_end),
+        T(full_by_bytes),
+        T(size_limit),
+        T(attach_before_create),
+        T(zero_copy_and_batches),
+        T(two_by_two),
+        T(four_by_four),
+        T(kill_at_random),
+        T(dead_producer_is_skipped),
+        T(dead_consumer_gives_room_back),
+        T(claim_of_dead_producer_reset),
+        T(corrupt_segments_refused),
+        T(idle_waiters_sleep),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
