@@ -5,6 +5,7 @@
  * by alarm() and reaped, every queue unlinked, even when a test fails. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,6 +32,7 @@
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
 #define MAX_KIDS 64
 #define MAX_NAMES 8
+#define NOBODY 65534
 
 /* --- children and names: what teardown cleans up -------------------------------------- */
 
@@ -289,6 +291,55 @@ static void permissions(void **state)
     umask(old);
     assert_int_equal(stat(file, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    shmrpc_queue_close(q);
+}
+
+/* Opens the queue as 'nobody' with perms; the status must be one of the two wanted. */
+struct stranger {
+    const char *name;
+    mode_t perms;
+    int want1, want2;
+};
+
+static int stranger_child(void *arg)
+{
+    struct stranger *s = arg;
+    if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0) return 30;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.perms = s->perms;
+    shmrpc_queue *q = NULL;
+    int rc = shmrpc_queue_open(&q, s->name, &o);
+    fprintf(stderr, "# as nobody (perms 0%o): %s: %s\n", (unsigned)s->perms, shmrpc_strerror(rc),
+            shmrpc_queue_errmsg());
+    if (rc != s->want1 && rc != s->want2) return 31;
+    if (rc != 0) return strstr(shmrpc_queue_errmsg(), "uid 0") ? 0 : 32;
+    rc = shmrpc_queue_push(q, "n", 1, 0);
+    shmrpc_queue_close(q);
+    return rc == 0 ? 0 : 33;
+}
+
+static void nobody_refused(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("# SKIPPED nobody_refused: needs root to become 'nobody'\n");
+        skip();
+    }
+    const char *name = new_name("stranger");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    struct stranger s = {name, 0600, SHMRPC_EPERM, SHMRPC_ESYS(EACCES)};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    shmrpc_queue_close(q);
+    /* One the kernel would let nobody open (0666) is refused by the owner check, unless the
+     * opener asks to share it. */
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 4, 0, 64);
+    o.perms = 0666;
+    q = open_q(name, &o);
+    s = (struct stranger){name, 0600, SHMRPC_EPERM, SHMRPC_EPERM};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    s = (struct stranger){name, 0666, 0, 0};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(depth_of(q), 1);
     shmrpc_queue_close(q);
 }
 
@@ -1151,6 +1202,7 @@ int main(void)
         T(modes),
         T(bad_args),
         T(permissions),
+        T(nobody_refused),
         T(timeouts_full_and_empty),
         T(forever_waits_end),
         T(full_by_bytes),
