@@ -50,9 +50,13 @@
 #define OPEN_ATTEMPTS 100
 #define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_queue_unlink replaces it"
 
-/* The wait's futex words count events in steps of 2; bit 0 says a waiter may sleep. */
-#define FLAG 1u
-#define STEP 2u
+/* The wait's futex words: bit 0 says a waiter spins or sleeps on it (so a change must move
+ * the word), bit 1 that one may sleep (so a change must also wake); the rest counts the
+ * changes that found bit 0 set, in steps of STEP. With no waiter, a change costs a load. */
+#define WAITING 1u
+#define SLEEPING 2u
+#define FLAGS 3u
+#define STEP 4u
 /* A check's status that ends a wait because there is something to look at again. */
 #define READY 2
 
@@ -129,8 +133,8 @@ struct q_hdr {
     uint32_t reserved;
     uint64_t creator_start;
     uint8_t pad0[8];
-    /* Producers: tail {next message, next byte}; nonempty: consumers sleep on it, each
-     * commit adds STEP and wakes when FLAG was set; pushed, counted at commit. */
+    /* Producers: tail {next message, next byte}; nonempty: consumers wait on it, and a
+     * commit moves it when one does (WAITING, SLEEPING); pushed, counted at commit. */
     _Atomic uint64_t tail;
     shmrpc__futex nonempty;
     _Atomic uint64_t pushed;
@@ -141,7 +145,7 @@ struct q_hdr {
     _Atomic uint64_t popped;
     uint8_t pad2[48];
     /* The release frontier {first message not given back, first byte not given back},
-     * advanced by consumers; nonfull: producers sleep on it, each advance adds STEP. */
+     * advanced by consumers; nonfull: producers wait on it, moved as nonempty is. */
     _Atomic uint64_t freed;
     shmrpc__futex nonfull;
     uint8_t pad3[48];
@@ -306,6 +310,29 @@ static int64_t deadline_in(int64_t timeout_ms)
     return shmrpc__now_ns() + timeout_ms * 1000000;
 }
 
+/* A call's deadline, read from the clock only when the call first has to wait: a push or
+ * pop that does not wait reads no clock. at: 0 until known; INT64_MIN for a try. */
+typedef struct due {
+    int64_t ms, at;
+} due;
+
+static inline due due_in(int64_t timeout_ms)
+{
+    return (due){timeout_ms, timeout_ms == 0 ? INT64_MIN : timeout_ms < 0 ? INT64_MAX : 0};
+}
+
+static int64_t due_at(due *d)
+{
+    if (d->at == 0) d->at = deadline_in(d->ms);
+    return d->at;
+}
+
+static bool due_passed(due *d)
+{
+    int64_t at = due_at(d);
+    return at == INT64_MIN || (at != INT64_MAX && shmrpc__now_ns() >= at);
+}
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -315,15 +342,26 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Something changed that waiters on f wait for: the word moves by STEP, so that a spinning
- * waiter sees it, and the futex syscall is made only when a sleeper flagged it. */
+/* Something changed that waiters on f wait for (the caller's change is sequentially
+ * consistent, and so is this load, so a waiter that set WAITING before its last look is
+ * seen). Only then does the word move, and only for a sleeper is there a syscall. */
 static void signal_waiters(shmrpc__futex *f)
 {
-    uint32_t w = atomic_fetch_add(&f->word, STEP);
-    if (w & FLAG) {
-        atomic_fetch_and(&f->word, ~FLAG);
-        shmrpc__futex_wake(f, INT32_MAX);
-    }
+    uint32_t w = atomic_load(&f->word);
+    while (w & FLAGS)
+        if (atomic_compare_exchange_weak(&f->word, &w, (w + STEP) & ~FLAGS)) {
+            if (w & SLEEPING) shmrpc__futex_wake(f, INT32_MAX);
+            return;
+        }
+}
+
+/* Announces a waiter on f before its last look: the word with WAITING, or 0 when the word
+ * changed meanwhile (look again). */
+static uint32_t announce(shmrpc__futex *f)
+{
+    uint32_t w = atomic_load(&f->word);
+    if (w & WAITING) return w;
+    return atomic_compare_exchange_strong(&f->word, &w, w | WAITING) ? w | WAITING : 0;
 }
 
 /* --- the frontier and repairs --------------------------------------------------------- */
@@ -335,30 +373,29 @@ static void advance_frontier(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
     bool moved = false;
+    uint64_t f = atomic_load(&h->freed);
     for (uint32_t i = 0; i <= q->n + 64; i++) {
-        uint64_t f = atomic_load(&h->freed);
         uint32_t m = msg_of(f);
         struct q_desc *d = desc_at(q, m);
         uint64_t s = atomic_load(&d->state);
         unsigned st = st_of(s);
-        if (lap_of(s) == m && (st == S_RELEASED || st == S_ABANDONED)) {
-            /* end before the desc is freed: once FREE, a producer may reuse it, but not
-             * before the frontier passes it (it needs m + N - freed < N). */
-            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-            if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0)))
-                continue;
-            if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
-            if (atomic_compare_exchange_strong(&h->freed, &f, mkpos(m + 1, end))) moved = true;
+        bool mine = lap_of(s) == m && (st == S_RELEASED || st == S_ABANDONED);
+        /* FREE of the next lap: freed by another that has not moved the frontier yet (or
+         * died before it); finish its advance. */
+        if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
+        /* end before the desc is freed: once FREE, a producer may reuse it, but not before
+         * the frontier passes it (it needs m + N - freed < N). */
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (mine && !atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0))) {
+            f = atomic_load(&h->freed);
             continue;
         }
-        if (lap_of(s) == m + q->n && st == S_FREE) {
-            /* Freed by another that has not moved the frontier yet (or died before it). */
-            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-            if (end - byte_of(f) > q->b) end = byte_of(f);
-            if (atomic_compare_exchange_strong(&h->freed, &f, mkpos(m + 1, end))) moved = true;
-            continue;
+        if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
+        uint64_t next = mkpos(m + 1, end);
+        if (atomic_compare_exchange_strong(&h->freed, &f, next)) { /* else f is the new one */
+            moved = true;
+            f = next;
         }
-        break;
     }
     if (moved) signal_waiters(&h->nonfull);
 }
@@ -466,7 +503,7 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
         .opts = &q->wait,
         .check = on_check,
         .check_arg = w,
-        .flag = FLAG,
+        .flag = SLEEPING,
         .slept = &slept,
     };
     int rc = shmrpc__wait_while(f, old, deadline, &waiter);
@@ -495,8 +532,9 @@ static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_
 /* A producer lost the claim of slot p (tail t) to another: wait for that one to move the
  * tail, briefly spinning, then yielding, then napping; take the slot back if it died, or
  * if the slot is in a state no step leads to while the tail stays. */
-static int wait_claimer(shmrpc_queue *q, uint64_t t, int64_t deadline)
+static int wait_claimer(shmrpc_queue *q, uint64_t t, due *dl)
 {
+    int64_t deadline = due_at(dl);
     struct q_hdr *h = q->hdr;
     uint32_t p = msg_of(t);
     struct q_desc *d = desc_at(q, p);
@@ -549,8 +587,8 @@ static void flush_signal(shmrpc_queue *q, struct producing *pr)
 
 /* Claims the next slot and its bytes for a message of len (<= max_msg), moving the tail
  * past it: 0 with the position and the payload's byte position. */
-static int claim(shmrpc_queue *q, uint32_t len, int64_t deadline, struct producing *pr,
-                 uint32_t *pos, uint32_t *start_out)
+static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, uint32_t *pos,
+                 uint32_t *start_out)
 {
     struct q_hdr *h = q->hdr;
     uint32_t me = self();
@@ -563,12 +601,12 @@ static int claim(shmrpc_queue *q, uint32_t len, int64_t deadline, struct produci
             f = atomic_load(&h->freed);
             atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
             if (!fits(q, p, end, f)) {
-                if (deadline <= shmrpc__now_ns()) return SHMRPC_ETIMEDOUT;
+                if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
                 flush_signal(q, pr); /* consumers must see what we queued to make room */
-                uint32_t old = atomic_load(&h->nonfull.word) & ~FLAG;
-                if (fits(q, p, end, atomic_load(&h->freed))) continue;
+                uint32_t old = announce(&h->nonfull);
+                if (old == 0 || fits(q, p, end, atomic_load(&h->freed))) continue;
                 struct waiting w = {q, FOR_ROOM, p, shmrpc__now_ns() + PROBE_NS};
-                int rc = wait_on(q, &h->nonfull, old, deadline, &w);
+                int rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
                 if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
                 if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
                     msg_of(atomic_load(&h->tail)) == p)
@@ -595,7 +633,7 @@ static int claim(shmrpc_queue *q, uint32_t len, int64_t deadline, struct produci
             atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_FREE, 0));
             continue;
         }
-        int rc = wait_claimer(q, t, deadline);
+        int rc = wait_claimer(q, t, dl);
         if (rc != 0) return rc;
     }
 }
@@ -637,11 +675,10 @@ static int timed_out(shmrpc_queue *q, int64_t timeout_ms, const char *what)
                 timeout_ms);
 }
 
-static int push_one(shmrpc_queue *q, const void *data, size_t len, int64_t deadline,
-                    struct producing *pr)
+static int push_one(shmrpc_queue *q, const void *data, size_t len, due *dl, struct producing *pr)
 {
     uint32_t pos, start;
-    int rc = claim(q, (uint32_t)len, deadline, pr, &pos, &start);
+    int rc = claim(q, (uint32_t)len, dl, pr, &pos, &start);
     if (rc != 0) return rc;
     if (len) memcpy(q->arena + (start & q->bmask), data, len);
     return publish(q, pos, pr);
@@ -654,7 +691,8 @@ int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t tim
     if (rc == 0) rc = check_timeout(timeout_ms);
     if (rc != 0) return rc;
     struct producing pr = {0};
-    rc = push_one(q, data, len, deadline_in(timeout_ms), &pr);
+    due dl = due_in(timeout_ms);
+    rc = push_one(q, data, len, &dl, &pr);
     flush_signal(q, &pr);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     return rc;
@@ -667,7 +705,7 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
     if (!q || (!msgs && n)) return fail(SHMRPC_EINVAL, "queue or msgs is NULL");
     int rc = check_timeout(timeout_ms);
     if (rc != 0) return rc;
-    int64_t deadline = deadline_in(timeout_ms);
+    due dl = due_in(timeout_ms);
     struct producing pr = {0};
     size_t i = 0;
     for (; i < n; i++) {
@@ -676,7 +714,7 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
             break;
         }
         if ((rc = check_len(q, msgs[i].len)) != 0) break;
-        if ((rc = push_one(q, msgs[i].data, msgs[i].len, deadline, &pr)) != 0) break;
+        if ((rc = push_one(q, msgs[i].data, msgs[i].len, &dl, &pr)) != 0) break;
     }
     flush_signal(q, &pr);
     if (done) *done = i;
@@ -693,7 +731,8 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     if (rc != 0) return rc;
     struct producing pr = {0};
     uint32_t pos, start;
-    rc = claim(q, (uint32_t)len, deadline_in(timeout_ms), &pr, &pos, &start);
+    due dl = due_in(timeout_ms);
+    rc = claim(q, (uint32_t)len, &dl, &pr, &pos, &start);
     flush_signal(q, &pr);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     if (rc != 0) return rc;
@@ -780,8 +819,7 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
 }
 
 /* Takes a message, waiting until the deadline: 0, or a status. */
-static int take(shmrpc_queue *q, size_t cap, int64_t deadline, uint32_t *pos, uint32_t *start,
-                uint32_t *len)
+static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *start, uint32_t *len)
 {
     struct q_hdr *h = q->hdr;
     for (unsigned again = 0;;) {
@@ -790,16 +828,17 @@ static int take(shmrpc_queue *q, size_t cap, int64_t deadline, uint32_t *pos, ui
         if (rc == TAKE_AGAIN) {
             /* Each time, another consumer moved on; bounded by the deadline anyway, so
              * that a head a bad write sent far behind does not keep a try busy. */
-            if (++again % 64 == 0 && shmrpc__now_ns() >= deadline) return SHMRPC_ETIMEDOUT;
+            if (++again % 64 == 0 && due_passed(dl)) return SHMRPC_ETIMEDOUT;
             continue;
         }
-        if (shmrpc__now_ns() >= deadline) return SHMRPC_ETIMEDOUT;
-        uint32_t old = atomic_load(&h->nonempty.word) & ~FLAG;
+        if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+        uint32_t old = announce(&h->nonempty);
+        if (old == 0) continue;
         rc = try_take(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) continue;
         struct waiting w = {q, FOR_MESSAGE, atomic_load(&h->head), shmrpc__now_ns() + PROBE_NS};
-        rc = wait_on(q, &h->nonempty, old, deadline, &w);
+        rc = wait_on(q, &h->nonempty, old, due_at(dl), &w);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
         if (rc == SHMRPC_ETIMEDOUT) {
             rc = try_take(q, cap, pos, start, len); /* a last look */
@@ -825,10 +864,10 @@ static int give_back(shmrpc_queue *q, uint32_t pos)
     return 0;
 }
 
-static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t deadline)
+static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, due *dl)
 {
     uint32_t pos, start, l = 0;
-    int rc = take(q, cap, deadline, &pos, &start, &l);
+    int rc = take(q, cap, dl, &pos, &start, &l);
     if (rc == SHMRPC_ETOOBIG) *len = l;
     if (rc != 0) return rc;
     if (l) memcpy(buf, q->arena + (start & q->bmask), l);
@@ -842,7 +881,8 @@ int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_
     *len = 0;
     int rc = check_timeout(timeout_ms);
     if (rc != 0) return rc;
-    rc = pop_one(q, buf, cap, len, deadline_in(timeout_ms));
+    due dl = due_in(timeout_ms);
+    rc = pop_one(q, buf, cap, len, &dl);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
     return rc;
 }
@@ -862,8 +902,8 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
             break;
         }
         /* The first waits; the rest are taken only if queued already. */
-        rc = pop_one(q, msgs[i].data, msgs[i].cap, &msgs[i].len,
-                     i == 0 ? deadline_in(timeout_ms) : 0);
+        due dl = due_in(i == 0 ? timeout_ms : 0);
+        rc = pop_one(q, msgs[i].data, msgs[i].cap, &msgs[i].len, &dl);
         if (rc != 0) break;
     }
     if (done) *done = i;
@@ -879,7 +919,8 @@ int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms)
     int rc = check_timeout(timeout_ms);
     if (rc != 0) return rc;
     uint32_t pos, start, len;
-    rc = take(q, SIZE_MAX, deadline_in(timeout_ms), &pos, &start, &len);
+    due dl = due_in(timeout_ms);
+    rc = take(q, SIZE_MAX, &dl, &pos, &start, &len);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
     if (rc != 0) return rc;
     s->data = q->arena + (start & q->bmask);
