@@ -193,8 +193,9 @@ struct shmrpc_queue {
     bool mapped; /* unmapped at close (not for shmrpc__queue_wrap) */
     uint32_t n, mask, b, bmask, max_msg;
     shmrpc_wait_opts wait;
-    _Atomic uint64_t freed_seen; /* the last frontier seen: producers read the shared one
-                                    only when this one says full */
+    shmrpc_wait_opts wait_after_spin; /* ADAPTIVE becomes SLEEP: the spin was ours */
+    _Atomic uint64_t freed_seen;      /* the last frontier seen: producers read the shared one
+                                         only when this one says full */
     char name[SHMRPC_QUEUE_NAME_MAX + 1];
 };
 
@@ -500,7 +501,7 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
 {
     bool slept = false;
     const shmrpc__waiter waiter = {
-        .opts = &q->wait,
+        .opts = &q->wait_after_spin,
         .check = on_check,
         .check_arg = w,
         .flag = SLEEPING,
@@ -509,6 +510,30 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
     int rc = shmrpc__wait_while(f, old, deadline, &waiter);
     if (slept) bump(&q->hdr->sleeps, 1);
     return rc == READY ? 0 : rc;
+}
+
+/* The first part of a wait: spin (pause) for the spin budget, watching the head's slot or
+ * the frontier itself, without announcing the waiter, so that the other side pays nothing
+ * for it (no CAS on the waiters' word, no syscall). Then the caller announces itself and
+ * waits through wait_on, whose own spin this one replaces (wait_after_spin). */
+static int64_t spin_until(const shmrpc_queue *q, due *dl)
+{
+    if (q->wait.mode == SHMRPC_WAIT_SLEEP) return 0;
+    int64_t end = shmrpc__now_ns() + q->wait.spin_ns, at = due_at(dl);
+    return end < at ? end : at;
+}
+
+static void spin_for_message(shmrpc_queue *q, due *dl)
+{
+    int64_t until = spin_until(q, dl);
+    for (unsigned i = 1; until; i++) {
+        uint32_t hd = atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+        uint64_t s = atomic_load_explicit(&desc_at(q, hd)->state, memory_order_acquire);
+        int32_t ahead = (int32_t)(lap_of(s) - hd);
+        if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED)) return;
+        cpu_relax();
+        if (i % 64 == 0 && shmrpc__now_ns() >= until) return;
+    }
 }
 
 /* --- producing ------------------------------------------------------------------------ */
@@ -527,6 +552,23 @@ static inline void place(const shmrpc_queue *q, uint32_t b, uint32_t len, uint32
 static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_t f)
 {
     return p - msg_of(f) < q->n && end - byte_of(f) <= q->b;
+}
+
+/* A producer that found the queue full spins until a quarter of it is free (or its
+ * message fits when the spin budget ends): it then pushes that quarter without reading
+ * the frontier, which consumers write, once per message. */
+static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl)
+{
+    int64_t until = spin_until(q, dl);
+    uint32_t slack_msgs = q->n / 4, slack_bytes = round_msg(len) <= q->b / 4 ? q->b / 4 : 0;
+    for (unsigned i = 1; until; i++) {
+        uint64_t f = atomic_load_explicit(&q->hdr->freed, memory_order_acquire);
+        if (fits(q, p + slack_msgs, end + slack_bytes, f) ||
+            msg_of(atomic_load_explicit(&q->hdr->tail, memory_order_relaxed)) != p)
+            return;
+        cpu_relax();
+        if (i % 64 == 0 && shmrpc__now_ns() >= until) return;
+    }
 }
 
 /* A producer lost the claim of slot p (tail t) to another: wait for that one to move the
@@ -592,6 +634,7 @@ static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, u
 {
     struct q_hdr *h = q->hdr;
     uint32_t me = self();
+    bool spun = false;
     for (;;) {
         uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
         uint32_t p = msg_of(t), start, end;
@@ -603,6 +646,11 @@ static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, u
             if (!fits(q, p, end, f)) {
                 if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
                 flush_signal(q, pr); /* consumers must see what we queued to make room */
+                if (!spun) {
+                    spun = true;
+                    spin_for_room(q, p, len, end, dl);
+                    continue;
+                }
                 uint32_t old = announce(&h->nonfull);
                 if (old == 0 || fits(q, p, end, atomic_load(&h->freed))) continue;
                 struct waiting w = {q, FOR_ROOM, p, shmrpc__now_ns() + PROBE_NS};
@@ -822,6 +870,7 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
 static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *start, uint32_t *len)
 {
     struct q_hdr *h = q->hdr;
+    bool spun = false;
     for (unsigned again = 0;;) {
         int rc = try_take(q, cap, pos, start, len);
         if (rc <= 0) return rc;
@@ -832,6 +881,11 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
             continue;
         }
         if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+        if (!spun) {
+            spun = true;
+            spin_for_message(q, dl);
+            continue;
+        }
         uint32_t old = announce(&h->nonempty);
         if (old == 0) continue;
         rc = try_take(q, cap, pos, start, len);
@@ -1102,6 +1156,7 @@ int shmrpc__queue_wrap(void *seg, size_t size, shmrpc_queue **out)
     if (!q) return SHMRPC_ENOMEM;
     shmrpc_wait_opts_init(&q->wait);
     q->wait.mode = SHMRPC_WAIT_SPIN; /* nobody else touches it: nothing to sleep for */
+    q->wait_after_spin = q->wait;
     snprintf(q->name, sizeof q->name, "(memory)");
     fill_handle(q, seg, &g);
     *out = q;
@@ -1419,6 +1474,8 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         return fail(SHMRPC_ENOMEM, "out of memory");
     }
     q->wait = o->wait;
+    q->wait_after_spin = o->wait;
+    if (o->wait.mode == SHMRPC_WAIT_ADAPTIVE) q->wait_after_spin.mode = SHMRPC_WAIT_SLEEP;
     q->mapped = true;
     snprintf(q->name, sizeof q->name, "%s", name);
     fill_handle(q, seg, &g);
