@@ -390,10 +390,38 @@ static void timeouts_full_and_empty(void **state)
     assert_non_null(strstr(shmrpc_queue_errmsg(), "full"));
     assert_int_equal(depth_of(q), 4);
 
-    /* Forever waits are ended by the other side: a child pops one after 100 ms. */
+    /* The zero-copy and batch calls time out the same way. */
+    shmrpc_queue_span s;
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_reserve(q, 8, &s, 60), SHMRPC_ETIMEDOUT);
+    ms = now_ms() - t0;
+    assert_true(ms >= 60 && ms < 2000);
+    shmrpc_queue_msg m[2] = {{"ab", 0, 2}, {"cd", 0, 2}};
+    size_t done = 9;
+    t0 = now_ms();
+    assert_int_equal(shmrpc_queue_push_batch(q, m, 2, &done, 60), SHMRPC_ETIMEDOUT);
+    ms = now_ms() - t0;
+    assert_true(ms >= 60 && ms < 2000);
+    assert_int_equal(done, 0);
+    char out[4][16];
+    shmrpc_queue_msg pm[4];
+    for (int i = 0; i < 4; i++)
+        pm[i] = (shmrpc_queue_msg){out[i], sizeof out[i], 0};
+    assert_int_equal(shmrpc_queue_pop_batch(q, pm, 4, &done, 0), 0);
+    assert_int_equal(done, 4);
+    t0 = now_ms();
+    assert_int_equal(shmrpc_queue_pop_batch(q, pm, 4, &done, 60), SHMRPC_ETIMEDOUT);
+    ms = now_ms() - t0;
+    assert_true(ms >= 60 && ms < 2000);
+    assert_int_equal(done, 0);
+    t0 = now_ms();
+    assert_int_equal(shmrpc_queue_peek(q, &s, 60), SHMRPC_ETIMEDOUT);
+    ms = now_ms() - t0;
+    assert_true(ms >= 60 && ms < 2000);
+
     shmrpc_queue_stats st;
     assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
-    assert_int_equal(st.timeouts, 2); /* tries are not counted */
+    assert_int_equal(st.timeouts, 6); /* tries are not counted */
     shmrpc_queue_close(q);
 }
 
