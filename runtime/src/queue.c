@@ -155,8 +155,28 @@ struct q_hdr {
     _Atomic uint64_t sleeps;
     _Atomic uint64_t repairs;
     uint8_t pad4[32];
-    uint8_t pad5[192];
+    /* Written once by the creator: SHMRPC_QUEUE_WORK or _BROADCAST, and the slow policy. */
+    uint32_t kind;
+    uint32_t slow;
+    /* Broadcast: a bit per subscriber slot in use. Set by a subscriber after it claimed
+     * its slot and before its cursor counts; cleared when it leaves or is found dead. */
+    _Atomic uint64_t subs;
+    uint8_t pad5[176];
 };
+
+/* A broadcast subscriber. owner: pid | low half of its start time << 32, 0 when free (CAS
+ * by subscribers and by whoever finds its owner dead); cursor: the next message it reads,
+ * written by it (CAS) and, with the drop policy, by producers that drop a message for it;
+ * missed: what was dropped for it. */
+struct q_sub {
+    _Atomic uint64_t owner;
+    _Atomic uint32_t cursor;
+    uint32_t reserved;
+    _Atomic uint64_t missed;
+    uint8_t pad[40];
+};
+#define SUBS SHMRPC_QUEUE_SUBSCRIBERS_MAX
+#define SUB_SIZE 64u
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
                "atomics shared between processes must be lock-free");
@@ -177,11 +197,14 @@ _Static_assert(offsetof(struct q_hdr, popped) == 136, "layout");
 _Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
 _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
+_Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
+_Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(sizeof(struct q_hdr) == DESC_OFF, "layout");
+_Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
 /* The geometry, from the header once it is checked; never read from the segment again. */
 struct geom {
-    uint32_t n, b, max_msg, arena_off;
+    uint32_t n, b, max_msg, arena_off, kind, slow;
     uint64_t total;
 };
 
@@ -192,6 +215,9 @@ struct shmrpc_queue {
     size_t map_size;
     bool mapped; /* unmapped at close (not for shmrpc__queue_wrap) */
     uint32_t n, mask, b, bmask, max_msg;
+    bool bcast, drop; /* broadcast, and its drop policy */
+    struct q_sub *subs;
+    int sub; /* this handle's subscriber slot, or -1 */
     shmrpc_wait_opts wait;
     shmrpc_wait_opts wait_after_spin; /* ADAPTIVE becomes SLEEP: the spin was ours */
     _Atomic uint64_t freed_seen;      /* the last frontier seen: producers read the shared one
@@ -278,14 +304,19 @@ static inline uint64_t self_tag(uint32_t lap)
  * /proc, a zombie, or a later process with its pid (the tag is of this lap and names
  * another start time). When /proc cannot say, it lives. Our own pid lives (another thread
  * of ours may hold the slot). */
-static bool holder_dead(uint32_t pid, uint64_t tag, uint32_t lap)
+static bool proc_dead(uint32_t pid, bool know_start, uint32_t start)
 {
     if (pid == self()) return false;
     if (pid == 0) return true; /* no process holds a slot as pid 0: a bad write */
     shmrpc__proc_stat ps;
     if (shmrpc__read_proc_stat(pid, &ps) != 0) return errno == ENOENT || errno == ESRCH;
     if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return true;
-    return lap_of(tag) == lap && (uint32_t)tag != (uint32_t)ps.start;
+    return know_start && start != (uint32_t)ps.start;
+}
+
+static bool holder_dead(uint32_t pid, uint64_t tag, uint32_t lap)
+{
+    return proc_dead(pid, lap_of(tag) == lap, (uint32_t)tag);
 }
 
 /* --- small things ------------------------------------------------------------------- */
@@ -367,8 +398,21 @@ static uint32_t announce(shmrpc__futex *f)
 
 /* --- the frontier and repairs --------------------------------------------------------- */
 
-/* Gives back, in order, the space of messages released or abandoned, and wakes producers
- * waiting for room if any was. Whoever releases runs it, so the last of a run of releases
+/* Broadcast: whether every subscriber has read message m (its cursor is past it). */
+static bool all_past(const shmrpc_queue *q, uint32_t m)
+{
+    uint64_t mask = atomic_load(&q->hdr->subs);
+    while (mask) {
+        int i = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        if ((int32_t)(atomic_load(&q->subs[i].cursor) - m) <= 0) return false;
+    }
+    return true;
+}
+
+/* Gives back, in order, the space of messages released or abandoned (broadcast: committed
+ * or abandoned, and read by every subscriber), and wakes producers waiting for room if any
+ * was. Whoever releases (or moves a cursor) runs it, so the last of a run of releases
  * carries the frontier past all of them. */
 static void advance_frontier(shmrpc_queue *q)
 {
@@ -380,7 +424,9 @@ static void advance_frontier(shmrpc_queue *q)
         struct q_desc *d = desc_at(q, m);
         uint64_t s = atomic_load(&d->state);
         unsigned st = st_of(s);
-        bool mine = lap_of(s) == m && (st == S_RELEASED || st == S_ABANDONED);
+        bool mine =
+            lap_of(s) == m && (q->bcast ? (st == S_COMMITTED || st == S_ABANDONED) && all_past(q, m)
+                                        : st == S_RELEASED || st == S_ABANDONED);
         /* FREE of the next lap: freed by another that has not moved the frontier yet (or
          * died before it); finish its advance. */
         if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
@@ -453,7 +499,7 @@ static bool repair_frontier(shmrpc_queue *q)
     if (repair_at(q, m)) return true;
     struct q_desc *d = desc_at(q, m);
     uint64_t s = atomic_load(&d->state);
-    if (lap_of(s) == m && st_of(s) == S_COMMITTED && (int32_t)(hd - m) > 0 &&
+    if (!q->bcast && lap_of(s) == m && st_of(s) == S_COMMITTED && (int32_t)(hd - m) > 0 &&
         atomic_compare_exchange_strong(&d->state, &s, mkstate(m, S_RELEASED, 0))) {
         bump(&h->drops, 1);
         bump(&h->repairs, 1);
@@ -461,6 +507,109 @@ static bool repair_frontier(shmrpc_queue *q)
         return true;
     }
     return false;
+}
+
+/* --- broadcast subscribers ------------------------------------------------------------- */
+
+static uint64_t owner_word(void)
+{
+    uint32_t pid = self();
+    return (uint64_t)atomic_load_explicit(&self_start, memory_order_relaxed) << 32 | pid;
+}
+
+static bool owner_dead(uint64_t owner)
+{
+    return owner == 0 || proc_dead((uint32_t)owner, true, (uint32_t)(owner >> 32));
+}
+
+/* Frees subscriber slot i, whose owner was seen as `owner`: its bit first, so that the
+ * slot is not taken again while the bit still counts its old cursor. */
+static void free_sub(shmrpc_queue *q, int i, uint64_t owner)
+{
+    atomic_fetch_and(&q->hdr->subs, ~(UINT64_C(1) << i));
+    atomic_compare_exchange_strong(&q->subs[i].owner, &owner, 0);
+}
+
+/* Unsubscribes dead subscribers that hold the frontier back. Whether any was. */
+static bool reap_subscribers(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t m = msg_of(atomic_load(&h->freed));
+    uint64_t mask = atomic_load(&h->subs);
+    bool reaped = false;
+    while (mask) {
+        int i = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        struct q_sub *sb = &q->subs[i];
+        if ((int32_t)(atomic_load(&sb->cursor) - m) > 0) continue;
+        uint64_t owner = atomic_load(&sb->owner);
+        if (!owner_dead(owner)) continue;
+        free_sub(q, i, owner);
+        bump(&h->repairs, 1);
+        reaped = true;
+    }
+    if (reaped) advance_frontier(q);
+    return reaped;
+}
+
+/* The drop policy: drops the oldest message for the subscribers that have not read it, so
+ * that the frontier passes it. Whether there was one to drop (not one being written). */
+static bool drop_oldest(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t m = msg_of(atomic_load(&h->freed));
+    uint64_t s = atomic_load(&desc_at(q, m)->state);
+    if (lap_of(s) != m || (st_of(s) != S_COMMITTED && st_of(s) != S_ABANDONED)) return false;
+    uint64_t mask = atomic_load(&h->subs);
+    while (mask) {
+        int i = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        struct q_sub *sb = &q->subs[i];
+        uint32_t c = atomic_load(&sb->cursor);
+        while ((int32_t)(c - m) <= 0)
+            if (atomic_compare_exchange_weak(&sb->cursor, &c, m + 1)) {
+                bump(&sb->missed, m + 1 - c);
+                bump(&h->drops, 1);
+                break;
+            }
+    }
+    advance_frontier(q);
+    return true;
+}
+
+/* Takes a subscriber slot; its cursor starts at the frontier (which its bit then holds)
+ * and moves to the tail: it sees what is committed from now on. */
+static int subscribe(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint64_t me = owner_word();
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < SUBS; i++) {
+            struct q_sub *sb = &q->subs[i];
+            uint64_t cur = atomic_load(&sb->owner);
+            if (cur != 0) {
+                /* A second pass takes the slots of dead subscribers. */
+                if (pass == 0 || !owner_dead(cur)) continue;
+                free_sub(q, i, cur);
+                cur = 0;
+            }
+            if (!atomic_compare_exchange_strong(&sb->owner, &cur, me)) continue;
+            atomic_store(&sb->missed, 0);
+            atomic_store(&sb->cursor, msg_of(atomic_load(&h->freed)));
+            atomic_fetch_or(&h->subs, UINT64_C(1) << i);
+            atomic_store(&sb->cursor, msg_of(atomic_load(&h->tail)));
+            q->sub = i;
+            return 0;
+        }
+    return fail(SHMRPC_EBUSY, "queue '%s' has %d subscribers already", q->name, SUBS);
+}
+
+static void unsubscribe(shmrpc_queue *q)
+{
+    if (q->sub < 0) return;
+    free_sub(q, q->sub, atomic_load(&q->subs[q->sub].owner));
+    q->sub = -1;
+    advance_frontier(q);
 }
 
 /* --- waiting ---------------------------------------------------------------------------- */
@@ -485,10 +634,12 @@ static int on_check(void *arg)
     shmrpc_queue *q = w->q;
     bool fixed = false;
     if (w->what == FOR_MESSAGE) {
-        fixed = repair_at(q, atomic_load(&q->hdr->head));
+        fixed = repair_at(q, q->bcast ? atomic_load(&q->subs[q->sub].cursor)
+                                      : atomic_load(&q->hdr->head));
         fixed |= repair_frontier(q);
     } else {
         fixed = repair_frontier(q);
+        if (q->bcast) fixed |= reap_subscribers(q);
         advance_frontier(q);
     }
     return fixed ? READY : 0;
@@ -527,7 +678,8 @@ static void spin_for_message(shmrpc_queue *q, due *dl)
 {
     int64_t until = spin_until(q, dl);
     for (unsigned i = 1; until; i++) {
-        uint32_t hd = atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+        uint32_t hd = q->bcast ? atomic_load(&q->subs[q->sub].cursor)
+                               : atomic_load_explicit(&q->hdr->head, memory_order_acquire);
         uint64_t s = atomic_load_explicit(&desc_at(q, hd)->state, memory_order_acquire);
         int32_t ahead = (int32_t)(lap_of(s) - hd);
         if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED)) return;
@@ -642,8 +794,14 @@ static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, u
         uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
         if (!fits(q, p, end, f)) {
             f = atomic_load(&h->freed);
+            if (!fits(q, p, end, f) && q->bcast) {
+                /* Subscribers that moved on, or none: the frontier may pass more. */
+                advance_frontier(q);
+                f = atomic_load(&h->freed);
+            }
             atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
             if (!fits(q, p, end, f)) {
+                if (q->bcast && q->drop && drop_oldest(q)) continue;
                 if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
                 flush_signal(q, pr); /* consumers must see what we queued to make room */
                 if (!spun) {
@@ -866,13 +1024,79 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
     return 0;
 }
 
+/* Broadcast: one look at the subscriber's next message, as try_take: 0 (its position, not
+ * yet passed: finish_read does), TAKE_AGAIN, TAKE_EMPTY, SHMRPC_ETOOBIG, SHMRPC_EPROTO. */
+static int try_read(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start, uint32_t *len)
+{
+    struct q_sub *me = &q->subs[q->sub];
+    uint32_t c = atomic_load(&me->cursor);
+    struct q_desc *d = desc_at(q, c);
+    uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+    int32_t ahead = (int32_t)(lap_of(s) - c);
+    if (ahead < 0) return TAKE_EMPTY; /* the slot's last message is not given back yet */
+    if (ahead > 0) {
+        /* The slot was reused: the frontier passed this cursor (only a bad write lets it);
+         * catch up with the frontier, counting what was missed. */
+        uint32_t was = c, fm = msg_of(atomic_load(&q->hdr->freed));
+        if ((int32_t)(fm - c) > 0 && atomic_compare_exchange_strong(&me->cursor, &c, fm))
+            bump(&me->missed, fm - was);
+        return TAKE_AGAIN;
+    }
+    if (st_of(s) == S_ABANDONED) {
+        atomic_compare_exchange_strong(&me->cursor, &c, c + 1);
+        advance_frontier(q);
+        return TAKE_AGAIN;
+    }
+    if (st_of(s) != S_COMMITTED) return TAKE_EMPTY;
+    uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+    uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    /* Still this message after the reads (with the drop policy, the slot can be reused
+     * as soon as a producer has moved this cursor). */
+    if (atomic_load(&d->state) != s || atomic_load(&me->cursor) != c) return TAKE_AGAIN;
+    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l)) {
+        if (atomic_compare_exchange_strong(&me->cursor, &c, c + 1)) bump(&q->hdr->drops, 1);
+        advance_frontier(q);
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " has a broken descriptor (start %" PRIu32
+                    ", length %" PRIu32 ", end %" PRIu32 "); skipped",
+                    q->name, c, st, l, end);
+    }
+    if (l > cap) {
+        *len = l;
+        return fail(SHMRPC_ETOOBIG,
+                    "queue '%s': the next message has %" PRIu32 " bytes, the buffer %zu", q->name,
+                    l, cap);
+    }
+    *pos = c;
+    *start = st;
+    *len = l;
+    return 0;
+}
+
+/* Broadcast: the subscriber is done with message pos: 0, or TAKE_AGAIN when a producer
+ * dropped it meanwhile (what was read of it may be torn: the caller reads again). */
+static int finish_read(shmrpc_queue *q, uint32_t pos)
+{
+    uint32_t c = pos;
+    if (!atomic_compare_exchange_strong(&q->subs[q->sub].cursor, &c, pos + 1)) return TAKE_AGAIN;
+    bump(&q->hdr->popped, 1);
+    advance_frontier(q);
+    return 0;
+}
+
+static int try_next(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start, uint32_t *len)
+{
+    return q->bcast ? try_read(q, cap, pos, start, len) : try_take(q, cap, pos, start, len);
+}
+
 /* Takes a message, waiting until the deadline: 0, or a status. */
 static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *start, uint32_t *len)
 {
     struct q_hdr *h = q->hdr;
     bool spun = false;
     for (unsigned again = 0;;) {
-        int rc = try_take(q, cap, pos, start, len);
+        int rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) {
             /* Each time, another consumer moved on; bounded by the deadline anyway, so
@@ -888,14 +1112,14 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
         }
         uint32_t old = announce(&h->nonempty);
         if (old == 0) continue;
-        rc = try_take(q, cap, pos, start, len);
+        rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) continue;
         struct waiting w = {q, FOR_MESSAGE, atomic_load(&h->head), shmrpc__now_ns() + PROBE_NS};
         rc = wait_on(q, &h->nonempty, old, due_at(dl), &w);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
         if (rc == SHMRPC_ETIMEDOUT) {
-            rc = try_take(q, cap, pos, start, len); /* a last look */
+            rc = try_next(q, cap, pos, start, len); /* a last look */
             if (rc <= 0) return rc;
             return SHMRPC_ETIMEDOUT;
         }
@@ -920,13 +1144,25 @@ static int give_back(shmrpc_queue *q, uint32_t pos)
 
 static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, due *dl)
 {
-    uint32_t pos, start, l = 0;
-    int rc = take(q, cap, dl, &pos, &start, &l);
-    if (rc == SHMRPC_ETOOBIG) *len = l;
-    if (rc != 0) return rc;
-    if (l) memcpy(buf, q->arena + (start & q->bmask), l);
-    *len = l;
-    return give_back(q, pos);
+    for (;;) {
+        uint32_t pos, start, l = 0;
+        int rc = take(q, cap, dl, &pos, &start, &l);
+        if (rc == SHMRPC_ETOOBIG) *len = l;
+        if (rc != 0) return rc;
+        if (l) memcpy(buf, q->arena + (start & q->bmask), l);
+        *len = l;
+        if (!q->bcast) return give_back(q, pos);
+        if (finish_read(q, pos) == 0) return 0;
+        /* Dropped while we copied it: the next one. */
+    }
+}
+
+static int may_pop(shmrpc_queue *q)
+{
+    if (q->bcast && q->sub < 0)
+        return fail(SHMRPC_EINVAL, "queue '%s' is a broadcast queue: only a subscribed handle pops",
+                    q->name);
+    return 0;
 }
 
 int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ms)
@@ -934,6 +1170,7 @@ int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_
     if (!q || !len || (!buf && cap)) return fail(SHMRPC_EINVAL, "queue, buf or len is NULL");
     *len = 0;
     int rc = check_timeout(timeout_ms);
+    if (rc == 0) rc = may_pop(q);
     if (rc != 0) return rc;
     due dl = due_in(timeout_ms);
     rc = pop_one(q, buf, cap, len, &dl);
@@ -947,6 +1184,7 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
     if (done) *done = 0;
     if (!q || !msgs || n == 0) return fail(SHMRPC_EINVAL, "queue or msgs is NULL, or n is 0");
     int rc = check_timeout(timeout_ms);
+    if (rc == 0) rc = may_pop(q);
     if (rc != 0) return rc;
     size_t i = 0;
     for (; i < n; i++) {
@@ -971,6 +1209,10 @@ int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms)
     if (!q || !s) return fail(SHMRPC_EINVAL, "queue or span is NULL");
     memset(s, 0, sizeof *s);
     int rc = check_timeout(timeout_ms);
+    if (rc == 0) rc = may_pop(q);
+    if (rc == 0 && q->bcast && q->drop)
+        rc = fail(SHMRPC_EINVAL,
+                  "queue '%s' drops for slow subscribers: peek needs the block policy", q->name);
     if (rc != 0) return rc;
     uint32_t pos, start, len;
     due dl = due_in(timeout_ms);
@@ -989,6 +1231,7 @@ int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s)
     if (!q || !s || s->state != S_READING) return fail(SHMRPC_EINVAL, "not a peeked span");
     s->state = 0;
     s->data = NULL;
+    if (q->bcast) return q->sub < 0 || finish_read(q, s->pos) != 0 ? SHMRPC_EPROTO : 0;
     return give_back(q, s->pos);
 }
 
@@ -1001,6 +1244,8 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
     out->arena_bytes = q->b;
     out->max_msg = q->max_msg;
     out->creator = (pid_t)atomic_load_explicit(&q->hdr->creator_pid, memory_order_relaxed);
+    out->kind = q->bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    out->slow = q->drop ? SHMRPC_QUEUE_SLOW_DROP : SHMRPC_QUEUE_SLOW_BLOCK;
     return 0;
 }
 
@@ -1009,6 +1254,11 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
     if (!q || !out) return SHMRPC_EINVAL;
     const struct q_hdr *h = q->hdr;
     uint32_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
+    if (q->bcast)
+        hd = q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].cursor, memory_order_relaxed)
+                         : msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed));
+    out->missed =
+        q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
     uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
     int32_t depth = (int32_t)(tl - hd);
     out->depth = depth > 0 ? (uint64_t)depth : 0;
@@ -1036,9 +1286,11 @@ static uint64_t pow2_at_least(uint64_t v)
     return p;
 }
 
+/* The descriptors, then the subscriber table, then the arena on a page of its own. */
 static uint64_t arena_off_for(uint64_t n)
 {
-    return (DESC_OFF + n * DESC_SIZE + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
+    return (DESC_OFF + n * DESC_SIZE + SUBS * SUB_SIZE + ARENA_ALIGN - 1) &
+           ~(uint64_t)(ARENA_ALIGN - 1);
 }
 
 /* The geometry a creator asks for, from the options. */
@@ -1074,6 +1326,8 @@ static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
     g->max_msg = (uint32_t)max;
     g->arena_off = (uint32_t)arena_off_for(g->n);
     g->total = g->arena_off + arena;
+    g->kind = (uint32_t)o->kind;
+    g->slow = (uint32_t)o->slow;
     return 0;
 }
 
@@ -1081,7 +1335,7 @@ static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
 static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, char *why, size_t cap)
 {
     uint32_t version = s->version, hsz = s->hdr_size, dsz = s->desc_size, n = s->capacity,
-             b = s->arena, max = s->max_msg, aoff = s->arena_off;
+             b = s->arena, max = s->max_msg, aoff = s->arena_off, kind = s->kind, slow = s->slow;
     uint64_t total = s->total_size;
     uint32_t magic = atomic_load_explicit(&s->magic, memory_order_acquire);
     if (magic != Q_MAGIC) {
@@ -1105,6 +1359,8 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
         bad = "arena offset";
     else if (total != (uint64_t)aoff + b || total != size)
         bad = "total size";
+    else if (kind > SHMRPC_QUEUE_BROADCAST || slow > SHMRPC_QUEUE_SLOW_DROP)
+        bad = "kind or slow policy";
     if (bad) {
         snprintf(why, cap,
                  "its header does not add up (%s: capacity %" PRIu32 ", arena %" PRIu32
@@ -1117,6 +1373,8 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
     g->max_msg = max;
     g->arena_off = aoff;
     g->total = total;
+    g->kind = kind;
+    g->slow = slow;
     return 0;
 }
 
@@ -1141,6 +1399,10 @@ static void fill_handle(shmrpc_queue *q, void *seg, const struct geom *g)
     q->b = g->b;
     q->bmask = g->b - 1;
     q->max_msg = g->max_msg;
+    q->bcast = g->kind == SHMRPC_QUEUE_BROADCAST;
+    q->drop = g->slow == SHMRPC_QUEUE_SLOW_DROP;
+    q->subs = (struct q_sub *)((unsigned char *)seg + DESC_OFF + (size_t)g->n * DESC_SIZE);
+    q->sub = -1;
     atomic_store_explicit(&q->freed_seen, atomic_load(&q->hdr->freed), memory_order_relaxed);
 }
 
@@ -1161,6 +1423,12 @@ int shmrpc__queue_wrap(void *seg, size_t size, shmrpc_queue **out)
     fill_handle(q, seg, &g);
     *out = q;
     return 0;
+}
+
+int shmrpc__queue_subscribe(shmrpc_queue *q)
+{
+    if (!q->bcast || q->sub >= 0) return SHMRPC_EINVAL;
+    return subscribe(q);
 }
 
 /* --- opening ------------------------------------------------------------------------- */
@@ -1197,6 +1465,9 @@ static int check_opts(const shmrpc_queue_opts *o)
     if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
         return fail(SHMRPC_EINVAL, "queue perms 0%o: want 0600 plus group/other bits",
                     (unsigned)o->perms);
+    if ((unsigned)o->kind > SHMRPC_QUEUE_BROADCAST || (unsigned)o->slow > SHMRPC_QUEUE_SLOW_DROP)
+        return fail(SHMRPC_EINVAL, "unknown queue kind %d or slow policy %d", (int)o->kind,
+                    (int)o->slow);
     if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
     return 0;
@@ -1243,6 +1514,8 @@ static void init_segment(void *seg, const struct geom *g)
     h->max_msg = g->max_msg;
     h->arena_off = g->arena_off;
     h->total_size = g->total;
+    h->kind = g->kind;
+    h->slow = g->slow;
     atomic_store_explicit(&h->magic, Q_MAGIC, memory_order_release);
 }
 
@@ -1479,6 +1752,15 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     q->mapped = true;
     snprintf(q->name, sizeof q->name, "%s", name);
     fill_handle(q, seg, &g);
+    if (o->subscribe) {
+        rc = q->bcast
+                 ? subscribe(q)
+                 : fail(SHMRPC_EINVAL, "queue '%s' is a work queue: nobody subscribes to it", name);
+        if (rc != 0) {
+            shmrpc_queue_close(q);
+            return rc;
+        }
+    }
     *out = q;
     return 0;
 }
@@ -1486,6 +1768,7 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
 void shmrpc_queue_close(shmrpc_queue *q)
 {
     if (!q) return;
+    unsubscribe(q);
     if (q->mapped) munmap(q->hdr, q->map_size);
     free(q);
 }

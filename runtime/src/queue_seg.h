@@ -15,4 +15,7 @@ int shmrpc__queue_validate(const void *seg, size_t size, char *why, size_t cap);
  * and frees after shmrpc_queue_close (which then does not unmap it). */
 int shmrpc__queue_wrap(void *seg, size_t size, shmrpc_queue **out);
 
+/* Subscribes a wrapped handle of a broadcast segment, as opts.subscribe does at open. */
+int shmrpc__queue_subscribe(shmrpc_queue *q);
+
 #endif

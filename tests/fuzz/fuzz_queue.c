@@ -1,8 +1,9 @@
 /* libFuzzer target: the queue segment's validation (runtime/src/queue.c) on arbitrary
  * bytes as a segment, and on a segment it accepts, the operations that do not wait (tries
  * of pop, peek, push and reserve, and the frontier they move) over descriptors and
- * positions the input chose. A refusal without a reason, a crash, an access outside the
- * segment, a pop longer than its buffer or a hang is a finding. */
+ * positions the input chose (broadcast segments with a subscribed handle). A refusal without a
+ * reason, a crash, an access outside the segment, a pop longer than its buffer or a hang is a
+ * finding. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0) {
         shmrpc_queue *q;
         if (shmrpc__queue_wrap(seg, seg_size, &q) != 0) abort();
+        shmrpc_queue_info info;
+        if (shmrpc_queue_get_info(q, &info) == 0 && info.kind == SHMRPC_QUEUE_BROADCAST)
+            shmrpc__queue_subscribe(q); /* may find every slot taken: pops then say EINVAL */
         exercise(q);
         shmrpc_queue_close(q);
     }

@@ -1222,6 +1222,247 @@ static void idle_waiters_sleep(void **state)
     shmrpc_queue_close(q);
 }
 
+/* --- 9. broadcast ------------------------------------------------------------------------ */
+
+static shmrpc_queue *subscriber(const char *name)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = true;
+    return open_q(name, &o);
+}
+
+static shmrpc_queue *create_bcast(const char *name, uint32_t capacity, shmrpc_queue_slow slow)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, capacity, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.slow = slow;
+    return open_q(name, &o);
+}
+
+static void push_int(shmrpc_queue *q, int v, int64_t timeout, int want)
+{
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, timeout), want);
+}
+
+static int pop_int(shmrpc_queue *q, int64_t timeout)
+{
+    int v = -1;
+    size_t len = 0;
+    int rc = shmrpc_queue_pop(q, &v, sizeof v, &len, timeout);
+    if (rc != 0) return rc < 0 ? -1000 + rc : -1000;
+    assert_int_equal(len, sizeof v);
+    return v;
+}
+
+static void broadcast_block(void **state)
+{
+    (void)state;
+    const char *name = new_name("bblock");
+    shmrpc_queue *p = create_bcast(name, 4, SHMRPC_QUEUE_SLOW_BLOCK);
+    shmrpc_queue *a = subscriber(name), *b = subscriber(name);
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(a, &info), 0);
+    assert_int_equal(info.kind, SHMRPC_QUEUE_BROADCAST);
+    for (int i = 0; i < 4; i++)
+        push_int(p, i, 0, 0);
+    push_int(p, 4, 0, SHMRPC_ETIMEDOUT);
+    /* Every subscriber sees every message; the slowest holds the room. */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pop_int(a, 0), i);
+    assert_int_equal(pop_int(a, 0), -1000 + SHMRPC_ETIMEDOUT);
+    push_int(p, 4, 50, SHMRPC_ETIMEDOUT);
+    assert_int_equal(pop_int(b, 0), 0);
+    push_int(p, 4, 0, 0);
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(pop_int(b, 0), i);
+    /* Only subscribers pop. */
+    assert_int_equal(pop_int(p, 0), -1000 + SHMRPC_EINVAL);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    /* A late subscriber sees what is pushed after it came, in place too. */
+    shmrpc_queue *c = subscriber(name);
+    push_int(p, 5, 0, 0);
+    assert_int_equal(pop_int(c, 0), 5);
+    assert_int_equal(pop_int(c, 0), -1000 + SHMRPC_ETIMEDOUT);
+    shmrpc_queue_span sp;
+    assert_int_equal(shmrpc_queue_peek(a, &sp, 0), 0);
+    assert_int_equal(sp.len, sizeof(int));
+    assert_int_equal(((int *)sp.data)[0], 4);
+    assert_int_equal(shmrpc_queue_release(a, &sp), 0);
+    assert_int_equal(pop_int(a, 0), 5);
+    assert_int_equal(pop_int(b, 0), 5);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(a, &st), 0);
+    assert_int_equal(st.missed, 0);
+    assert_int_equal(st.depth, 0);
+    /* A subscriber that leaves no longer holds the room. */
+    for (int i = 0; i < 4; i++)
+        push_int(p, 10 + i, 0, 0);
+    assert_int_equal(pop_int(a, 0), 10);
+    assert_int_equal(pop_int(c, 0), 10);
+    push_int(p, 14, 0, SHMRPC_ETIMEDOUT); /* b has not read 10 */
+    shmrpc_queue_close(b);
+    push_int(p, 14, 0, 0);
+    shmrpc_queue_close(c);
+    shmrpc_queue_close(a);
+    shmrpc_queue_close(p);
+}
+
+static void broadcast_drop(void **state)
+{
+    (void)state;
+    const char *name = new_name("bdrop");
+    shmrpc_queue *p = create_bcast(name, 8, SHMRPC_QUEUE_SLOW_DROP);
+    shmrpc_queue *a = subscriber(name), *b = subscriber(name);
+    /* Producers never wait; a keeps up, b does not read. */
+    for (int i = 0; i < 100; i++) {
+        push_int(p, i, 0, 0);
+        assert_int_equal(pop_int(a, 0), i);
+    }
+    int got = 0, last = -1;
+    for (int v; (v = pop_int(b, 0)) >= 0; got++) {
+        assert_true(v > last);
+        last = v;
+    }
+    assert_int_equal(last, 99);
+    assert_true(got >= 1 && got <= 8);
+    shmrpc_queue_stats sa, sb;
+    assert_int_equal(shmrpc_queue_get_stats(a, &sa), 0);
+    assert_int_equal(shmrpc_queue_get_stats(b, &sb), 0);
+    print_message("# drop policy: the slow subscriber got the last %d of 100, missed %" PRIu64 "\n",
+                  got, sb.missed);
+    assert_int_equal(sa.missed, 0);
+    assert_int_equal(sb.missed, 100 - (uint64_t)got);
+    assert_int_equal(sb.drops, sb.missed);
+    shmrpc_queue_span sp;
+    assert_int_equal(shmrpc_queue_peek(a, &sp, 0), SHMRPC_EINVAL);
+    shmrpc_queue_close(b);
+    shmrpc_queue_close(a);
+    shmrpc_queue_close(p);
+}
+
+static void broadcast_limits(void **state)
+{
+    (void)state;
+    const char *name = new_name("blimits");
+    shmrpc_queue *p = create_bcast(name, 4, SHMRPC_QUEUE_SLOW_BLOCK);
+    shmrpc_queue *subs[SHMRPC_QUEUE_SUBSCRIBERS_MAX];
+    for (int i = 0; i < SHMRPC_QUEUE_SUBSCRIBERS_MAX; i++)
+        subs[i] = subscriber(name);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = true;
+    shmrpc_queue *extra = NULL;
+    assert_int_equal(shmrpc_queue_open(&extra, name, &o), SHMRPC_EBUSY);
+    print_message("# %s\n", shmrpc_queue_errmsg());
+    shmrpc_queue_close(subs[7]);
+    subs[7] = subscriber(name);
+    push_int(p, 1, 0, 0);
+    for (int i = 0; i < SHMRPC_QUEUE_SUBSCRIBERS_MAX; i++) {
+        assert_int_equal(pop_int(subs[i], 0), 1);
+        shmrpc_queue_close(subs[i]);
+    }
+    shmrpc_queue_close(p);
+    /* A work queue has no subscribers. */
+    const char *work = new_name("bwork");
+    shmrpc_queue *w = create_q(work, 4, 0, 64);
+    assert_int_equal(shmrpc_queue_open(&extra, work, &o), SHMRPC_EINVAL);
+    shmrpc_queue_close(w);
+}
+
+struct bsub {
+    const char *name;
+    struct board *b;
+    uint32_t want; /* messages from producers 0 and 1 */
+    int sleep_ms;  /* > 0: subscribe, say so, and sleep instead of reading */
+};
+
+static int bcast_subscriber(void *arg)
+{
+    struct bsub *bs = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = true;
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, bs->name, &o) != 0) return 10;
+    atomic_fetch_add(&bs->b->total, 1); /* subscribed */
+    if (bs->sleep_ms) {
+        nap_ms(bs->sleep_ms);
+        return 0;
+    }
+    uint32_t next[2] = {0, 0};
+    unsigned char buf[400];
+    for (uint32_t got = 0; got < bs->want;) {
+        size_t len;
+        int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 10000);
+        if (rc != 0) return 11;
+        struct msg_head h;
+        if (!msg_ok(buf, len, &h) || h.id > 1) return 12;
+        if (h.seq != next[h.id]) return 13; /* each subscriber sees all, in order */
+        next[h.id]++;
+        got++;
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+static void broadcast_processes(void **state)
+{
+    (void)state;
+    const char *name = new_name("bprocs");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 32, 16384, 1024);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    shmrpc_queue *q = open_q(name, &o);
+    struct board *b = new_board();
+    const uint32_t count = 5000;
+    struct bsub bs = {name, b, 2 * count, 0};
+    pid_t subs[3];
+    for (int i = 0; i < 3; i++)
+        subs[i] = spawn(bcast_subscriber, &bs);
+    int64_t end = now_ms() + 10000;
+    while (atomic_load(&b->total) < 3 && now_ms() < end)
+        nap_ms(1);
+    assert_int_equal(atomic_load(&b->total), 3);
+    struct worker w[2];
+    pid_t prod[2];
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 2; i++) {
+        w[i] = (struct worker){name, b, (uint32_t)i, count, false};
+        prod[i] = spawn(producer, &w[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(reap(prod[i], 60000), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(reap(subs[i], 60000), 0);
+    print_message("# broadcast: 2 producers x %u messages, each seen by 3 subscribers, in %" PRId64
+                  " ms\n",
+                  count, now_ms() - t0);
+    shmrpc_queue_close(q);
+    munmap(b, sizeof *b);
+}
+
+static void dead_subscriber_unblocks(void **state)
+{
+    (void)state;
+    const char *name = new_name("bdead");
+    shmrpc_queue *p = create_bcast(name, 4, SHMRPC_QUEUE_SLOW_BLOCK);
+    struct board *b = new_board();
+    struct bsub bs = {name, b, 0, CHILD_ALARM_S * 1000};
+    pid_t pid = spawn(bcast_subscriber, &bs);
+    int64_t end = now_ms() + 10000;
+    while (atomic_load(&b->total) < 1 && now_ms() < end)
+        nap_ms(1);
+    for (int i = 0; i < 4; i++)
+        push_int(p, i, 0, 0);
+    push_int(p, 4, 50, SHMRPC_ETIMEDOUT);
+    kill(pid, SIGKILL);
+    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    int64_t t0 = now_ms();
+    push_int(p, 4, 5000, 0);
+    int64_t ms = now_ms() - t0;
+    print_message("# a dead subscriber let go of the room after %" PRId64 " ms\n", ms);
+    assert_true(ms < 1000);
+    shmrpc_queue_close(p);
+    munmap(b, sizeof *b);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1245,6 +1486,11 @@ int main(void)
         T(claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
         T(idle_waiters_sleep),
+        T(broadcast_block),
+        T(broadcast_drop),
+        T(broadcast_limits),
+        T(broadcast_processes),
+        T(dead_subscriber_unblocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

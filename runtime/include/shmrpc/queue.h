@@ -34,6 +34,23 @@ typedef enum shmrpc_queue_mode {
 /* Timeouts: milliseconds; 0 tries once; this waits for as long as it takes. */
 #define SHMRPC_QUEUE_WAIT_FOREVER ((int64_t)-1)
 
+/* What a queue delivers: each message to one consumer (a work queue), or each message to
+ * every subscriber, each at its own pace (broadcast). */
+typedef enum shmrpc_queue_kind {
+    SHMRPC_QUEUE_WORK = 0,
+    SHMRPC_QUEUE_BROADCAST = 1,
+} shmrpc_queue_kind;
+
+/* Broadcast: what happens when the queue is full because a subscriber has not read. */
+typedef enum shmrpc_queue_slow {
+    SHMRPC_QUEUE_SLOW_BLOCK = 0, /* producers wait (up to their timeout) for the slowest */
+    SHMRPC_QUEUE_SLOW_DROP = 1,  /* the oldest message is dropped for the subscribers that
+                                    have not read it, and counted; producers never wait */
+} shmrpc_queue_slow;
+
+/* Subscribers a broadcast queue can have at once. */
+#define SHMRPC_QUEUE_SUBSCRIBERS_MAX 64
+
 /* Bounds of the geometry a queue may be created with. */
 #define SHMRPC_QUEUE_CAPACITY_MAX (UINT32_C(1) << 24) /* messages */
 #define SHMRPC_QUEUE_ARENA_MIN (UINT32_C(4096))       /* bytes */
@@ -53,6 +70,14 @@ typedef struct shmrpc_queue_opts {
     /* CONNECT_TO_EXISTING only: how long to wait for the queue to appear (0: do not wait,
      * the default; SHMRPC_QUEUE_WAIT_FOREVER). */
     int64_t attach_timeout_ms;
+    /* Of a queue this open creates: work queue (default) or broadcast, and for broadcast
+     * the policy for a slow subscriber (default block). */
+    shmrpc_queue_kind kind;
+    shmrpc_queue_slow slow;
+    /* Broadcast: this handle subscribes, and sees every message committed from its open
+     * on, at its own pace, until it is closed (a process that dies unsubscribes). Only a
+     * subscribing handle may pop; SHMRPC_EBUSY when SHMRPC_QUEUE_SUBSCRIBERS_MAX are. */
+    bool subscribe;
     mode_t perms;          /* of a created segment, regardless of the umask; default 0600.
                               An existing one is refused as the lock refuses one */
     shmrpc_wait_opts wait; /* how push and pop wait */
@@ -126,7 +151,9 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
 int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s);
 
 /* Takes the oldest message (waiting like pop) and lends it in place: s->data, s->len,
- * valid until shmrpc_queue_release. No other consumer sees it. */
+ * valid until shmrpc_queue_release. No other consumer sees it. Broadcast: the
+ * subscriber's next message, with the block policy only (a dropped message's bytes are
+ * reused at once). */
 int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms);
 
 /* Gives a peeked message's space back. */
@@ -138,6 +165,8 @@ typedef struct shmrpc_queue_info {
     uint32_t arena_bytes; /* payload bytes */
     uint32_t max_msg;     /* the largest message */
     pid_t creator;        /* the process that created it */
+    shmrpc_queue_kind kind;
+    shmrpc_queue_slow slow;
 } shmrpc_queue_info;
 
 int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
@@ -145,7 +174,8 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
 /* Counters kept in the segment, shared by every user of the queue since its creation;
  * relaxed, so a snapshot while in use. */
 typedef struct shmrpc_queue_stats {
-    uint64_t depth;    /* messages pushed (or being pushed) and not yet taken */
+    uint64_t depth;    /* messages pushed (or being pushed) and not yet taken (broadcast:
+                          not yet read by this subscriber, or by the slowest) */
     uint64_t pushed;   /* messages committed */
     uint64_t popped;   /* messages taken by pop, pop_batch or peek */
     uint64_t timeouts; /* pushes and pops with a timeout other than 0 that timed out */
@@ -154,6 +184,8 @@ typedef struct shmrpc_queue_stats {
                           a broken process wrote over */
     uint64_t sleeps;   /* futex sleeps of waiters */
     uint64_t repairs;  /* slots taken back from dead processes */
+    uint64_t missed;   /* broadcast, this handle's subscription: messages dropped before it
+                          read them (the drop policy) */
 } shmrpc_queue_stats;
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
