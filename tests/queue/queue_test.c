@@ -1463,6 +1463,130 @@ static void dead_subscriber_unblocks(void **state)
     munmap(b, sizeof *b);
 }
 
+/* A subscriber that reads until stop (and then until the queue stays empty 300 ms),
+ * checking each message; a survivor records what it saw on the board. */
+struct breader {
+    const char *name;
+    struct board *b;
+    bool survivor;
+};
+
+static int bcast_reader(void *arg)
+{
+    struct breader *r = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = true;
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, r->name, &o) != 0) return 10;
+    if (r->survivor) atomic_fetch_add(&r->b->total, 1);
+    int64_t last[MAX_IDS];
+    for (int i = 0; i < MAX_IDS; i++)
+        last[i] = -1;
+    unsigned char buf[400];
+    for (;;) {
+        size_t len;
+        bool stop = atomic_load(&r->b->stop);
+        int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, stop ? 300 : 50);
+        if (rc == SHMRPC_ETIMEDOUT) {
+            if (stop) break;
+            continue;
+        }
+        if (rc != 0) {
+            atomic_fetch_add(&r->b->errors, 1);
+            continue;
+        }
+        struct msg_head h;
+        if (!msg_ok(buf, len, &h)) {
+            atomic_fetch_add(&r->b->corrupt, 1);
+            continue;
+        }
+        if ((int64_t)h.seq <= last[h.id]) atomic_fetch_add(&r->b->disorder, 1);
+        last[h.id] = h.seq;
+        if (r->survivor) atomic_fetch_add(&r->b->seen[h.id][h.seq], 1);
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* Broadcast under kill -9: 3 producers and 2 subscribers are killed and replaced at random
+ * while 2 subscribers live throughout; those must see every acknowledged message exactly
+ * once each (the block policy drops nothing for a live subscriber), in order, intact. */
+static void broadcast_kill_at_random(void **state)
+{
+    (void)state;
+    const char *name = new_name("bchaos");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 32, 8192, 1024);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    shmrpc_queue *q = open_q(name, &o);
+    struct board *b = new_board();
+    struct breader survivor = {name, b, true}, victim = {name, b, false};
+    pid_t keep[2], prod[3], subs[2];
+    for (int i = 0; i < 2; i++)
+        keep[i] = spawn(bcast_reader, &survivor);
+    int64_t end = now_ms() + 10000;
+    while (atomic_load(&b->total) < 2 && now_ms() < end)
+        nap_ms(1);
+    assert_int_equal(atomic_load(&b->total), 2);
+    static struct worker w[MAX_IDS];
+    uint32_t next_id = 0;
+    for (int i = 0; i < 3; i++) {
+        w[next_id] = (struct worker){name, b, next_id, 0, true};
+        prod[i] = spawn(producer, &w[next_id]);
+        next_id++;
+    }
+    for (int i = 0; i < 2; i++)
+        subs[i] = spawn(bcast_reader, &victim);
+    srand((unsigned)getpid() * 7);
+    int killed_p = 0, killed_s = 0;
+    end = now_ms() + 2500;
+    while (now_ms() < end && next_id < MAX_IDS) {
+        nap_ms(10 + rand() % 60);
+        int v = rand() % 5;
+        pid_t *slot = v < 3 ? &prod[v] : &subs[v - 3];
+        kill(*slot, SIGKILL);
+        assert_int_equal(reap(*slot, 5000), 128 + SIGKILL);
+        if (v < 3) {
+            killed_p++;
+            w[next_id] = (struct worker){name, b, next_id, 0, true};
+            *slot = spawn(producer, &w[next_id]);
+            next_id++;
+        } else {
+            killed_s++;
+            *slot = spawn(bcast_reader, &victim);
+        }
+    }
+    atomic_store(&b->stop, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(reap(prod[i], 10000), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(reap(subs[i], 10000), 0);
+        assert_int_equal(reap(keep[i], 10000), 0);
+    }
+    assert_int_equal(atomic_load(&b->corrupt), 0);
+    assert_int_equal(atomic_load(&b->disorder), 0);
+    assert_int_equal(atomic_load(&b->errors), 0);
+    uint64_t seen = 0;
+    for (uint32_t id = 0; id < next_id; id++) {
+        uint32_t acked = atomic_load(&b->acked[id]);
+        for (uint32_t sq = 0; sq < MAX_SEQ; sq++) {
+            uint8_t n = atomic_load(&b->seen[id][sq]);
+            if (sq < acked && n != 2) print_error("producer %u seq %u seen %u times\n", id, sq, n);
+            if (sq < acked) assert_int_equal(n, 2);
+            if (sq == acked) assert_true(n == 0 || n == 2);
+            if (sq > acked) assert_int_equal(n, 0);
+            seen += n;
+        }
+    }
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    print_message(
+        "# broadcast: killed %d producers and %d subscribers; the 2 survivors saw %" PRIu64
+        " messages each, every acknowledged one; drops %" PRIu64 ", repairs %" PRIu64 "\n",
+        killed_p, killed_s, seen / 2, st.drops, st.repairs);
+    shmrpc_queue_close(q);
+    munmap(b, sizeof *b);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1491,6 +1615,7 @@ int main(void)
         T(broadcast_limits),
         T(broadcast_processes),
         T(dead_subscriber_unblocks),
+        T(broadcast_kill_at_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
