@@ -494,7 +494,9 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
 static bool repair_frontier(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
-    uint32_t hd = atomic_load(&h->head); /* before the state: see docs/queue.md */
+    /* The head before the state: a consumer takes a message (READING) before it moves the
+     * head, so a state read after the head went past m is COMMITTED only by a bad write. */
+    uint32_t hd = atomic_load(&h->head);
     uint32_t m = msg_of(atomic_load(&h->freed));
     if (repair_at(q, m)) return true;
     struct q_desc *d = desc_at(q, m);
@@ -619,7 +621,6 @@ enum wait_for { FOR_MESSAGE, FOR_ROOM };
 struct waiting {
     shmrpc_queue *q;
     enum wait_for what;
-    uint32_t pos; /* the message position the waiter is stuck at */
     int64_t next_probe_ns;
 };
 
@@ -811,7 +812,7 @@ static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, u
                 }
                 uint32_t old = announce(&h->nonfull);
                 if (old == 0 || fits(q, p, end, atomic_load(&h->freed))) continue;
-                struct waiting w = {q, FOR_ROOM, p, shmrpc__now_ns() + PROBE_NS};
+                struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
                 int rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
                 if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
                 if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
@@ -1115,7 +1116,7 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
         rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) continue;
-        struct waiting w = {q, FOR_MESSAGE, atomic_load(&h->head), shmrpc__now_ns() + PROBE_NS};
+        struct waiting w = {q, FOR_MESSAGE, shmrpc__now_ns() + PROBE_NS};
         rc = wait_on(q, &h->nonempty, old, due_at(dl), &w);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
         if (rc == SHMRPC_ETIMEDOUT) {
