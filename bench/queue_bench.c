@@ -256,7 +256,7 @@ static int run_row(const struct row *r, double seconds, struct result *out)
         o.arena_bytes = 4u << 20;
         shmrpc_queue *q;
         if (shmrpc_queue_open(&q, qname, &o) != 0) {
-            fprintf(stderr, "queue: %s\n", shmrpc_queue_errmsg());
+            fprintf(stderr, "queue: %s\n", shmrpc_errmsg());
             return -1;
         }
         shmrpc_queue_close(q);

@@ -21,6 +21,7 @@
 
 #include <shmrpc/status.h>
 
+#include "internal.h"
 #include "proc.h"
 #include "queue_seg.h"
 #include "wait.h"
@@ -227,18 +228,12 @@ struct shmrpc_queue {
 
 /* --- messages ---------------------------------------------------------------------- */
 
-static _Thread_local char errmsg[512];
-
-const char *shmrpc_queue_errmsg(void)
-{
-    return errmsg;
-}
-
+/* A failure says why in the calling thread's shmrpc_errmsg() (the rule is in status.h). */
 __attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    shmrpc__err_vset(rc, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -1240,7 +1235,7 @@ int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s)
 
 int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
 {
-    if (!q || !out) return SHMRPC_EINVAL;
+    if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
     out->capacity = q->n;
     out->arena_bytes = q->b;
     out->max_msg = q->max_msg;
@@ -1252,7 +1247,7 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
 {
-    if (!q || !out) return SHMRPC_EINVAL;
+    if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
     const struct q_hdr *h = q->hdr;
     uint32_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
     if (q->bcast)
@@ -1416,7 +1411,7 @@ int shmrpc__queue_wrap(void *seg, size_t size, shmrpc_queue **out)
     int rc = check_geometry(seg, size, &g, why, sizeof why);
     if (rc != 0) return fail(rc, "%s", why);
     shmrpc_queue *q = calloc(1, sizeof *q);
-    if (!q) return SHMRPC_ENOMEM;
+    if (!q) return shmrpc__err_code(SHMRPC_ENOMEM);
     shmrpc_wait_opts_init(&q->wait);
     q->wait.mode = SHMRPC_WAIT_SPIN; /* nobody else touches it: nothing to sleep for */
     q->wait_after_spin = q->wait;
@@ -1707,7 +1702,7 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
 
 int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_opts *o)
 {
-    errmsg[0] = '\0';
+    (void)shmrpc__err_begin();
     if (!out) return fail(SHMRPC_EINVAL, "out is NULL");
     *out = NULL;
     shmrpc_queue_opts defaults;

@@ -154,7 +154,7 @@ static shmrpc_queue *open_q(const char *name, const shmrpc_queue_opts *o)
 {
     shmrpc_queue *q = NULL;
     int rc = shmrpc_queue_open(&q, name, o);
-    if (rc != 0) print_error("open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_queue_errmsg());
+    if (rc != 0) print_error("open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(rc, 0);
     return q;
 }
@@ -189,9 +189,9 @@ static void modes(void **state)
     shmrpc_queue *b = NULL;
     assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_EBUSY);
     assert_null(b);
-    print_message("# %s\n", shmrpc_queue_errmsg());
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "already exists"));
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "mode 0600"));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "already exists"));
+    assert_non_null(strstr(shmrpc_errmsg(), "mode 0600"));
 
     /* An opener that attaches gets the segment's geometry, not its own. */
     o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 64, 0, 1000);
@@ -220,7 +220,7 @@ static void modes(void **state)
     assert_int_equal(shmrpc_queue_unlink(name), SHMRPC_ENOENT);
     o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_ENOENT);
-    print_message("# %s\n", shmrpc_queue_errmsg());
+    print_message("# %s\n", shmrpc_errmsg());
 }
 
 static void bad_args(void **state)
@@ -241,7 +241,7 @@ static void bad_args(void **state)
     assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
     o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 0, 4096, 4000); /* two do not fit */
     assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
-    print_message("# %s\n", shmrpc_queue_errmsg());
+    print_message("# %s\n", shmrpc_errmsg());
     o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     o.attach_timeout_ms = -5;
     assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
@@ -280,8 +280,8 @@ static void permissions(void **state)
     o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     shmrpc_queue *b = NULL;
     assert_int_equal(shmrpc_queue_open(&b, name, &o), SHMRPC_EPERM);
-    print_message("# %s\n", shmrpc_queue_errmsg());
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "more open"));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "more open"));
     shmrpc_queue_close(q);
     /* Created 0600 whatever the umask. */
     assert_int_equal(shmrpc_queue_unlink(name), 0);
@@ -310,9 +310,9 @@ static int stranger_child(void *arg)
     shmrpc_queue *q = NULL;
     int rc = shmrpc_queue_open(&q, s->name, &o);
     fprintf(stderr, "# as nobody (perms 0%o): %s: %s\n", (unsigned)s->perms, shmrpc_strerror(rc),
-            shmrpc_queue_errmsg());
+            shmrpc_errmsg());
     if (rc != s->want1 && rc != s->want2) return 31;
-    if (rc != 0) return strstr(shmrpc_queue_errmsg(), "uid 0") ? 0 : 32;
+    if (rc != 0) return strstr(shmrpc_errmsg(), "uid 0") ? 0 : 32;
     rc = shmrpc_queue_push(q, "n", 1, 0);
     shmrpc_queue_close(q);
     return rc == 0 ? 0 : 33;
@@ -376,8 +376,8 @@ static void timeouts_full_and_empty(void **state)
     assert_int_equal(timed_pop(q, 100, &ms), SHMRPC_ETIMEDOUT);
     print_message("# pop on empty, 100 ms timeout: %" PRId64 " ms\n", ms);
     assert_true(ms >= 100 && ms < 2000);
-    print_message("# %s\n", shmrpc_queue_errmsg());
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "empty"));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "empty"));
 
     /* Full by count: 4 messages. */
     for (int i = 0; i < 4; i++)
@@ -387,7 +387,7 @@ static void timeouts_full_and_empty(void **state)
     assert_int_equal(timed_push(q, 8, 100, &ms), SHMRPC_ETIMEDOUT);
     print_message("# push on full, 100 ms timeout: %" PRId64 " ms\n", ms);
     assert_true(ms >= 100 && ms < 2000);
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "full"));
+    assert_non_null(strstr(shmrpc_errmsg(), "full"));
     assert_int_equal(depth_of(q), 4);
 
     /* The zero-copy and batch calls time out the same way. */
@@ -508,8 +508,8 @@ static void size_limit(void **state)
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (char)(i * 7);
     assert_int_equal(shmrpc_queue_push(q, big, 1001, 0), SHMRPC_ETOOBIG);
-    print_message("# %s\n", shmrpc_queue_errmsg());
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "maximum is 1000"));
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "maximum is 1000"));
     assert_int_equal(depth_of(q), 0);
     shmrpc_queue_span s;
     assert_int_equal(shmrpc_queue_reserve(q, 1001, &s, 0), SHMRPC_ETOOBIG);
@@ -567,10 +567,10 @@ static void attach_before_create(void **state)
     int64_t t0 = now_ms();
     assert_int_equal(shmrpc_queue_open(&none, missing, &o), SHMRPC_ENOENT);
     int64_t ms = now_ms() - t0;
-    print_message("# attach timeout 150 ms: %" PRId64 " ms: %s\n", ms, shmrpc_queue_errmsg());
+    print_message("# attach timeout 150 ms: %" PRId64 " ms: %s\n", ms, shmrpc_errmsg());
     assert_true(ms >= 150 && ms < 3000);
     assert_null(none);
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "appeared within 150 ms"));
+    assert_non_null(strstr(shmrpc_errmsg(), "appeared within 150 ms"));
 }
 
 /* --- 4. zero copy, batches, wrapping -------------------------------------------------- */
@@ -1100,7 +1100,7 @@ static int reopen_rc(const char *name)
     shmrpc_queue *q = NULL;
     int rc = shmrpc_queue_open(&q, name, &o);
     if (rc == 0) shmrpc_queue_close(q);
-    print_message("# %s\n", shmrpc_queue_errmsg());
+    print_message("# %s\n", shmrpc_errmsg());
     return rc;
 }
 
@@ -1138,18 +1138,18 @@ static void corrupt_segments_refused(void **state)
         shmrpc_queue_close(q);
         poke32(name, cases[i].off, cases[i].v);
         assert_int_equal(reopen_rc(name), cases[i].rc);
-        assert_non_null(strstr(shmrpc_queue_errmsg(), cases[i].says));
+        assert_non_null(strstr(shmrpc_errmsg(), cases[i].says));
     }
     /* A file of the wrong size, and one never initialised. */
     char file[300];
     shm_file(file, sizeof file, name);
     assert_int_equal(truncate(file, 100), 0);
     assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "not a queue segment"));
+    assert_non_null(strstr(shmrpc_errmsg(), "not a queue segment"));
     assert_int_equal(truncate(file, 0), 0);
     assert_int_equal(truncate(file, 8192), 0);
     assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
-    assert_non_null(strstr(shmrpc_queue_errmsg(), "never initialised"));
+    assert_non_null(strstr(shmrpc_errmsg(), "never initialised"));
     /* CONNECT_OR_CREATE replaces a half-made segment whose creator is gone. */
     shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 8, 0, 64);
     shmrpc_queue *q = open_q(name, &o);
@@ -1277,7 +1277,7 @@ static void broadcast_block(void **state)
         assert_int_equal(pop_int(b, 0), i);
     /* Only subscribers pop. */
     assert_int_equal(pop_int(p, 0), -1000 + SHMRPC_EINVAL);
-    print_message("# %s\n", shmrpc_queue_errmsg());
+    print_message("# %s\n", shmrpc_errmsg());
     /* A late subscriber sees what is pushed after it came, in place too. */
     shmrpc_queue *c = subscriber(name);
     push_int(p, 5, 0, 0);
@@ -1352,7 +1352,7 @@ static void broadcast_limits(void **state)
     o.subscribe = true;
     shmrpc_queue *extra = NULL;
     assert_int_equal(shmrpc_queue_open(&extra, name, &o), SHMRPC_EBUSY);
-    print_message("# %s\n", shmrpc_queue_errmsg());
+    print_message("# %s\n", shmrpc_errmsg());
     shmrpc_queue_close(subs[7]);
     subs[7] = subscriber(name);
     push_int(p, 1, 0, 0);

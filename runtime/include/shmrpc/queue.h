@@ -90,7 +90,7 @@ void shmrpc_queue_opts_init(shmrpc_queue_opts *o);
  * (bad name or opts), SHMRPC_ENOENT (CONNECT_TO_EXISTING, missing after the attach
  * timeout), SHMRPC_EBUSY (CREATE_NEW_EXCLUSIVE, exists), SHMRPC_EPERM (owner or mode
  * refused), SHMRPC_EPROTO (not a queue segment, or a header that does not add up),
- * SHMRPC_EVERSION, SHMRPC_ENOMEM, SHMRPC_ESYS(errno). shmrpc_queue_errmsg() says why. */
+ * SHMRPC_EVERSION, SHMRPC_ENOMEM, SHMRPC_ESYS(errno). shmrpc_errmsg() says why. */
 int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_opts *o);
 
 /* Unmaps the queue. A reserved span not committed, or a peeked one not released, is left
@@ -189,9 +189,6 @@ typedef struct shmrpc_queue_stats {
 } shmrpc_queue_stats;
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
-
-/* Why the calling thread's last failed queue call failed, or "". */
-const char *shmrpc_queue_errmsg(void);
 
 #ifdef __cplusplus
 }
