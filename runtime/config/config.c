@@ -16,20 +16,20 @@
 #include "config_internal.h"
 
 struct config_box {
-    shmrpc__config c; /* first: shmrpc__config_free gets this pointer */
+    cfg_file c; /* first: cfg_free gets this pointer */
     shmrpc_arena *arena;
 };
 
 /* --- the result ---------------------------------------------------------------------- */
 
-static void settings_out(const scope *sc, shmrpc__config_settings *o)
+static void settings_out(const scope *sc, cfg_settings *o)
 {
     for (int k = 0; k < K_COUNT; k++) {
-        if (!shmrpc__config_is_field(k)) continue;
+        if (!cfg_is_field(k)) continue;
         const value *v = &sc->v[k];
         char *at = (char *)o + key(k)->field;
         /* Written as the member's own type is (F), so that even a table whose type and
-         * field disagree (shmrpc__config_check_keys says so) writes no byte past it. */
+         * field disagree (cfg_check_keys says so) writes no byte past it. */
         switch (key(k)->ctype) {
         case C_STR:
             *(char **)at = v->s;
@@ -58,7 +58,7 @@ static int online_cpus(void)
     return n < 1 ? 1 : n > MAX_PROCS ? MAX_PROCS : (int)n;
 }
 
-void shmrpc__config_opts_init(shmrpc__config_opts *o)
+void cfg_opts_init(cfg_opts *o)
 {
     o->online_cpus = 0;
 }
@@ -86,51 +86,51 @@ static char *folder_of(shmrpc_arena *a, const char *path)
 /* Everything but writing the result; errors go to L->ini. */
 static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_out)
 {
-    int rc = shmrpc__ini_load(&L->ini, path);
+    int rc = ini_load(&L->ini, path);
     if (rc) return rc;
     if (L->ini.n_errors && !L->ini.src) return 0; /* could not be read */
     L->dir = folder_of(L->a, path);
     if (!L->dir) {
         if (errno == ENOMEM) return SHMRPC_ENOMEM;
-        shmrpc__ini_error(&L->ini, 0, 0, "cannot find its folder: %s", strerror(errno));
+        ini_error(&L->ini, 0, 0, "cannot find its folder: %s", strerror(errno));
         return 0;
     }
 
     size_t n_sections = 0;
-    for (const shmrpc__ini_section *s = L->ini.sections; s; s = s->next)
+    for (const ini_section *s = L->ini.sections; s; s = s->next)
         n_sections++;
     scope *svcs = calloc(n_sections ? n_sections : 1, sizeof *svcs);
     if (!svcs) return SHMRPC_ENOMEM;
     *svcs_out = svcs;
     size_t n = 0, refused = 0;
 
-    for (const shmrpc__ini_section *s = L->ini.sections; s; s = s->next) {
+    for (const ini_section *s = L->ini.sections; s; s = s->next) {
         if (s->duplicate) continue;
         if (strcmp(s->name, "defaults") == 0) {
             L->defaults.sec = s;
         } else if (strcmp(s->name, "web monitor") == 0) {
             L->web.sec = s;
         } else {
-            const char *near = shmrpc__config_close_reserved(s->name);
+            const char *near = cfg_close_reserved(s->name);
             if (near) {
-                shmrpc__ini_error(&L->ini, s->line, s->col,
-                                  "unknown section [%s]; did you mean [%s]?", Q(L, s->name), near);
+                ini_error(&L->ini, s->line, s->col, "unknown section [%s]; did you mean [%s]?",
+                          Q(L, s->name), near);
                 refused++;
                 continue;
             }
-            if (!shmrpc__config_is_name(s->name) || s->name[0] == '.' || s->name[0] == '-') {
-                shmrpc__ini_error(&L->ini, s->line, s->col,
-                                  "[%s] is not a service name: 1 to %d letters, digits, '_', "
-                                  "'-' or '.', not starting with '.' or '-'",
-                                  Q(L, s->name), NAME_MAX_LEN);
+            if (!cfg_is_name(s->name) || s->name[0] == '.' || s->name[0] == '-') {
+                ini_error(&L->ini, s->line, s->col,
+                          "[%s] is not a service name: 1 to %d letters, digits, '_', "
+                          "'-' or '.', not starting with '.' or '-'",
+                          Q(L, s->name), NAME_MAX_LEN);
                 refused++;
                 continue;
             }
             if (strcmp(s->name, RESERVED_NAME) == 0) {
-                shmrpc__ini_error(&L->ini, s->line, s->col,
-                                  "[%s] is reserved: %s.log in log_dir is the supervisor's own "
-                                  "log; name the service otherwise",
-                                  RESERVED_NAME, RESERVED_NAME);
+                ini_error(&L->ini, s->line, s->col,
+                          "[%s] is reserved: %s.log in log_dir is the supervisor's own "
+                          "log; name the service otherwise",
+                          RESERVED_NAME, RESERVED_NAME);
                 refused++;
                 continue;
             }
@@ -141,40 +141,39 @@ static int check_file(loader *L, const char *path, scope **svcs_out, size_t *n_o
     }
     *n_out = n;
 
-    if (L->defaults.sec) shmrpc__config_read_section(L, &L->defaults, IN_DEFAULTS);
-    shmrpc__config_fill_defaults(L, &L->defaults, IN_DEFAULTS);
-    shmrpc__config_check_settings(L, &L->defaults);
+    if (L->defaults.sec) cfg_read_section(L, &L->defaults, IN_DEFAULTS);
+    cfg_fill_defaults(L, &L->defaults, IN_DEFAULTS);
+    cfg_check_settings(L, &L->defaults);
     if (!L->defaults.v[K_LOG_DIR].set) {
         if (L->defaults.sec)
-            shmrpc__ini_error(&L->ini, L->defaults.sec->line, L->defaults.sec->col,
-                              "[defaults] has no log_dir: the folder for the services' logs");
+            ini_error(&L->ini, L->defaults.sec->line, L->defaults.sec->col,
+                      "[defaults] has no log_dir: the folder for the services' logs");
         else
-            shmrpc__ini_error(&L->ini, 0, 0,
-                              "no [defaults] with log_dir: the folder for the services' logs");
+            ini_error(&L->ini, 0, 0,
+                      "no [defaults] with log_dir: the folder for the services' logs");
     }
 
-    if (L->web.sec) shmrpc__config_read_section(L, &L->web, IN_WEB);
-    shmrpc__config_fill_defaults(L, &L->web, IN_WEB);
-    shmrpc__config_check_web(L);
+    if (L->web.sec) cfg_read_section(L, &L->web, IN_WEB);
+    cfg_fill_defaults(L, &L->web, IN_WEB);
+    cfg_check_web(L);
 
     for (size_t i = 0; i < n; i++) {
-        shmrpc__config_read_section(L, &svcs[i], IN_SERVICE);
-        shmrpc__config_fill_defaults(L, &svcs[i], IN_SERVICE);
-        shmrpc__config_check_settings(L, &svcs[i]);
-        shmrpc__config_check_service(L, &svcs[i]);
+        cfg_read_section(L, &svcs[i], IN_SERVICE);
+        cfg_fill_defaults(L, &svcs[i], IN_SERVICE);
+        cfg_check_settings(L, &svcs[i]);
+        cfg_check_service(L, &svcs[i]);
     }
-    shmrpc__config_check_addresses(L, svcs, n);
+    cfg_check_addresses(L, svcs, n);
     if (n == 0 && refused == 0 && L->ini.bad_headers == 0)
-        shmrpc__ini_error(&L->ini, 0, 0,
-                          "no services: add a section [NAME] with module= or exec= for each");
+        ini_error(&L->ini, 0, 0,
+                  "no services: add a section [NAME] with module= or exec= for each");
     return L->ini.oom ? SHMRPC_ENOMEM : 0;
 }
 
-int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrpc__config **out,
-                        shmrpc_buf *err)
+int cfg_load(const char *path, const cfg_opts *opts, cfg_file **out, shmrpc_buf *err)
 {
     char table[256];
-    if (shmrpc__config_check_keys(table, sizeof table) != 0) { /* a bug of this program */
+    if (cfg_check_keys(table, sizeof table) != 0) { /* a bug of this program */
         fprintf(stderr, "%s\n", table);
         abort();
     }
@@ -189,34 +188,33 @@ int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrp
     rc = check_file(&L, path, &svcs, &n);
     if (rc) goto fail;
     if (L.ini.n_errors) {
-        if (err) shmrpc__ini_write_errors(&L.ini, err);
+        if (err) ini_write_errors(&L.ini, err);
         rc = SHMRPC_EINVAL;
         goto fail;
     }
 
-    shmrpc__config *c = &box->c;
-    c->path = shmrpc__config_dup_str(&L, path);
+    cfg_file *c = &box->c;
+    c->path = cfg_dup_str(&L, path);
     c->dir = (char *)L.dir;
     settings_out(&L.defaults, &c->defaults);
     c->web_host = L.web.v[K_WEB_HOST].s;
     c->web_port = (int)L.web.v[K_WEB_PORT].i;
     c->web_secret_file = L.web.v[K_WEB_SECRET].s;
-    c->services =
-        shmrpc_arena_calloc(L.a, n ? n : 1, sizeof *c->services, _Alignof(shmrpc__config_service));
+    c->services = shmrpc_arena_calloc(L.a, n ? n : 1, sizeof *c->services, _Alignof(cfg_service));
     if (!c->services || L.ini.oom) goto fail;
     c->n_services = n;
     for (size_t i = 0; i < n; i++) {
         const value *v = svcs[i].v;
-        shmrpc__config_service *s = &c->services[i];
-        s->name = shmrpc__config_dup_str(&L, svcs[i].sec->name);
+        cfg_service *s = &c->services[i];
+        s->name = cfg_dup_str(&L, svcs[i].sec->name);
         s->line = svcs[i].sec->line;
         if (v[K_MODULE].set) {
-            s->kind = SHMRPC__CONFIG_MODULE;
+            s->kind = CFG_MODULE;
             s->module = v[K_MODULE].s;
             s->module_args = v[K_MODULE_ARGS].argv;
             s->module_argc = v[K_MODULE_ARGS].argc;
         } else {
-            s->kind = SHMRPC__CONFIG_EXEC;
+            s->kind = CFG_EXEC;
             s->argv = v[K_EXEC].argv;
             s->argc = v[K_EXEC].argc;
             s->program = v[K_EXEC].s;
@@ -227,20 +225,20 @@ int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrp
     }
     if (L.ini.oom) goto fail;
     free(svcs);
-    shmrpc__ini_destroy(&L.ini);
+    ini_destroy(&L.ini);
     *out = c;
     return 0;
 
 fail:
     if (rc == 0) rc = SHMRPC_ENOMEM;
     free(svcs);
-    shmrpc__ini_destroy(&L.ini);
+    ini_destroy(&L.ini);
     if (box) shmrpc_arena_free(box->arena);
     free(box);
     return rc;
 }
 
-void shmrpc__config_free(shmrpc__config *c)
+void cfg_free(cfg_file *c)
 {
     if (!c) return;
     struct config_box *box = (struct config_box *)c;
@@ -248,19 +246,19 @@ void shmrpc__config_free(shmrpc__config *c)
     free(box);
 }
 
-char *shmrpc__config_strdup(shmrpc__config *c, const char *text)
+char *cfg_strdup(cfg_file *c, const char *text)
 {
     return shmrpc_arena_strndup(((struct config_box *)c)->arena, text, strlen(text));
 }
 
-const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name)
+const cfg_service *cfg_find(const cfg_file *c, const char *name)
 {
     for (size_t i = 0; i < c->n_services; i++)
         if (strcmp(c->services[i].name, name) == 0) return &c->services[i];
     return NULL;
 }
 
-int shmrpc__config_control_address(const char *path, char *out, size_t cap)
+int cfg_control_address(const char *path, char *out, size_t cap)
 {
     char real[PATH_MAX];
     if (!realpath(path, real)) return SHMRPC_ESYS(errno);

@@ -15,7 +15,7 @@ extern "C" {
 
 /* The keys of [defaults], which each service may override. Paths are absolute: relative
  * ones in the file are taken from the file's folder. Durations are milliseconds. */
-typedef struct shmrpc__config_settings {
+typedef struct cfg_settings {
     char *log_dir;                  /* where the service's log files go */
     char *tcp_bind;                 /* host its TCP server binds (numeric, or "localhost");
                                      * NULL: no TCP server ("none") */
@@ -37,17 +37,17 @@ typedef struct shmrpc__config_settings {
     int64_t stop_timeout_ms;        /* on stop, calls in flight get this long */
     int64_t startup_timeout_ms;     /* wait_until_completed waits this long for an answer */
     int64_t series_interval_ms;     /* NAME.series is sampled this often */
-} shmrpc__config_settings;
+} cfg_settings;
 
-typedef enum shmrpc__config_kind {
-    SHMRPC__CONFIG_MODULE = 1, /* module=: a shared module loaded by a manager that forks */
-    SHMRPC__CONFIG_EXEC = 2,   /* exec=: a standalone server program */
-} shmrpc__config_kind;
+typedef enum cfg_kind {
+    CFG_MODULE = 1, /* module=: a shared module loaded by a manager that forks */
+    CFG_EXEC = 2,   /* exec=: a standalone server program */
+} cfg_kind;
 
-typedef struct shmrpc__config_service {
+typedef struct cfg_service {
     char *name; /* its [NAME]: 1 to 64 letters, digits, '_', '-' or '.' */
     int line;   /* where [NAME] is, for messages */
-    shmrpc__config_kind kind;
+    cfg_kind kind;
     char *module;       /* MODULE: the path of the shared module */
     char **module_args; /* MODULE: module_args split into words, NULL-terminated; init gets
                          * them after argv[0] (NULL when not written: module_argc 0) */
@@ -57,60 +57,59 @@ typedef struct shmrpc__config_service {
     char *program;  /* EXEC: the path argv[0] was found at (through PATH if it has no '/') */
     char *shm_name; /* shm://NAME it serves; NULL: the .svc's `name` (MODULE), unknown (EXEC) */
     int tcp_port;   /* its TCP port; 0: the .svc's `port` (MODULE), unknown (EXEC) */
-    shmrpc__config_settings s;
-} shmrpc__config_service;
+    cfg_settings s;
+} cfg_service;
 
-typedef struct shmrpc__config {
-    char *path;                       /* of the file, as given */
-    char *dir;                        /* the absolute folder of the file */
-    shmrpc__config_settings defaults; /* [defaults] with the built-in defaults applied */
-    char *web_host;                   /* [web monitor] host */
-    int web_port;                     /*               port */
-    char *web_secret_file;            /*               secret_file, else [defaults]'; the
-                                       * page requires its secret; NULL: none (the host is
-                                       * then a loopback address) */
+typedef struct cfg_file {
+    char *path;            /* of the file, as given */
+    char *dir;             /* the absolute folder of the file */
+    cfg_settings defaults; /* [defaults] with the built-in defaults applied */
+    char *web_host;        /* [web monitor] host */
+    int web_port;          /*               port */
+    char *web_secret_file; /*               secret_file, else [defaults]'; the
+                            * page requires its secret; NULL: none (the host is
+                            * then a loopback address) */
     size_t n_services;
-    shmrpc__config_service *services; /* in file order: the order they start in */
-} shmrpc__config;
+    cfg_service *services; /* in file order: the order they start in */
+} cfg_file;
 
-typedef struct shmrpc__config_opts {
+typedef struct cfg_opts {
     int online_cpus; /* max_proc_num's default; 0: the CPUs online now */
-} shmrpc__config_opts;
+} cfg_opts;
 
-void shmrpc__config_opts_init(shmrpc__config_opts *o);
+void cfg_opts_init(cfg_opts *o);
 
-/* Checks the key table: every setting's field in shmrpc__config_settings has the C type its
+/* Checks the key table: every setting's field in cfg_settings has the C type its
  * value calls for (char *, int, int64_t for durations in ms, uint64_t for sizes, bool).
- * 0, or -1 with the key and both types in msg. shmrpc__config_load aborts when it fails. */
-int shmrpc__config_check_keys(char *msg, size_t cap);
+ * 0, or -1 with the key and both types in msg. cfg_load aborts when it fails. */
+int cfg_check_keys(char *msg, size_t cap);
 
-/* Reads and checks path. On success *out is the configuration (shmrpc__config_free it).
+/* Reads and checks path. On success *out is the configuration (cfg_free it).
  * Otherwise *out is NULL and err receives every error of the file, each as
  * "path:line:col: error: message" with the source line and a caret, sorted by position;
  * the status is SHMRPC_EINVAL for errors in the file (or one that cannot be read), or
  * SHMRPC_ENOMEM. opts may be NULL for the defaults, err NULL to count on the status alone. */
-int shmrpc__config_load(const char *path, const shmrpc__config_opts *opts, shmrpc__config **out,
-                        shmrpc_buf *err);
+int cfg_load(const char *path, const cfg_opts *opts, cfg_file **out, shmrpc_buf *err);
 
-void shmrpc__config_free(shmrpc__config *c);
+void cfg_free(cfg_file *c);
 
 /* The configuration as service.ini text with every key written out, in a stable order,
  * which reads back to the same configuration: what `shmrpc-ini-check FILE` prints. What
  * is not a value (the program exec= found, addresses left to the .svc) is a comment. */
-void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out);
+void cfg_write(const cfg_file *c, shmrpc_buf *out);
 
-/* A copy of text that lives as long as c (shmrpc__config_free frees it); NULL: no memory.
+/* A copy of text that lives as long as c (cfg_free frees it); NULL: no memory.
  * For values the supervisor fills in, such as a module's shm_name from its .svc. */
-char *shmrpc__config_strdup(shmrpc__config *c, const char *text);
+char *cfg_strdup(cfg_file *c, const char *text);
 
 /* The service called name, or NULL. */
-const shmrpc__config_service *shmrpc__config_find(const shmrpc__config *c, const char *name);
+const cfg_service *cfg_find(const cfg_file *c, const char *name);
 
 /* The address of the control service of the supervisor that runs the service.ini at
  * path: shm://shmrpc-control-HASH, HASH 16 hex digits of the FNV-1a hash of the file's
  * real path, so that shmrpcctl finds it from the same file and two supervisors of two
  * files do not meet. 0, or SHMRPC_ESYS(errno) when the path cannot be resolved. */
-int shmrpc__config_control_address(const char *path, char *out, size_t cap);
+int cfg_control_address(const char *path, char *out, size_t cap);
 
 #ifdef __cplusplus
 }

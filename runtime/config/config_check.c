@@ -40,12 +40,12 @@ static void check_order(loader *L, const scope *sc, enum key a, enum key b, cons
     const value *va = &sc->v[a], *vb = &sc->v[b];
     if (!at || !va->set || !vb->set || va->i <= vb->i) return;
     int64_t ua = key(a)->unit_ms ? key(a)->unit_ms : 1, ub = key(b)->unit_ms ? key(b)->unit_ms : 1;
-    shmrpc__config_error_at(L, at->at, true, "%s (%lld%s) is above %s (%lld%s)%s", key(a)->name,
-                            (long long)(va->i / ua), origin(L, va, ", "), key(b)->name,
-                            (long long)(vb->i / ub), origin(L, vb, ", "), why);
+    cfg_error_at(L, at->at, true, "%s (%lld%s) is above %s (%lld%s)%s", key(a)->name,
+                 (long long)(va->i / ua), origin(L, va, ", "), key(b)->name,
+                 (long long)(vb->i / ub), origin(L, vb, ", "), why);
 }
 
-void shmrpc__config_check_settings(loader *L, scope *sc)
+void cfg_check_settings(loader *L, scope *sc)
 {
     value *mx = &sc->v[K_MAX_PROC], *mn = &sc->v[K_MIN_PROC];
     if (!mx->set) { /* no one wrote it: the CPUs, or min_proc_num if that is more */
@@ -61,17 +61,16 @@ void shmrpc__config_check_settings(loader *L, scope *sc)
     const value *bind = &sc->v[K_TCP_BIND], *secret = &sc->v[K_SECRET_FILE];
     const value *at = ours(sc, K_TCP_BIND, K_SECRET_FILE);
     if (!exec && at && bind->s && !bind->i && !secret->s)
-        shmrpc__config_error_at(
-            L, at->at, true,
-            "tcp_bind %s%s%s is not a loopback address: clients on other hosts must prove "
-            "a shared secret, so set secret_file (a file of %d to %d bytes, mode 0600)",
-            bind->s, origin(L, bind, " ("), bind->own ? "" : ")", SHMRPC_SECRET_MIN,
-            SHMRPC_SECRET_MAX);
+        cfg_error_at(L, at->at, true,
+                     "tcp_bind %s%s%s is not a loopback address: clients on other hosts must prove "
+                     "a shared secret, so set secret_file (a file of %d to %d bytes, mode 0600)",
+                     bind->s, origin(L, bind, " ("), bind->own ? "" : ")", SHMRPC_SECRET_MIN,
+                     SHMRPC_SECRET_MAX);
 }
 
 /* [web monitor]: its secret_file is its own or [defaults]', and a page that listens on
  * other hosts than this one requires it (docs/web.md). */
-void shmrpc__config_check_web(loader *L)
+void cfg_check_web(loader *L)
 {
     value *secret = &L->web.v[K_WEB_SECRET];
     if (!secret->set) {
@@ -80,13 +79,12 @@ void shmrpc__config_check_web(loader *L)
     }
     const value *host = &L->web.v[K_WEB_HOST];
     if (host->bad || host->i || secret->bad || secret->s) return;
-    shmrpc__config_error_at(
-        L, host->at, true,
-        "the web monitor's host '%s' is not a loopback address: the page can stop and "
-        "start services, so from other hosts it requires the shared secret; set "
-        "secret_file in [web monitor] or [defaults] (a file of %d to %d bytes, mode "
-        "0600), or listen on 127.0.0.1, ::1 or localhost",
-        host->s, SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
+    cfg_error_at(L, host->at, true,
+                 "the web monitor's host '%s' is not a loopback address: the page can stop and "
+                 "start services, so from other hosts it requires the shared secret; set "
+                 "secret_file in [web monitor] or [defaults] (a file of %d to %d bytes, mode "
+                 "0600), or listen on 127.0.0.1, ::1 or localhost",
+                 host->s, SHMRPC_SECRET_MIN, SHMRPC_SECRET_MAX);
 }
 
 /* --- sections ------------------------------------------------------------------------ */
@@ -98,77 +96,71 @@ static void check_exec_keys(loader *L, const scope *sc)
         const value *v = &sc->v[k];
         if (!v->own || !v->at || key(k)->exec_too || k == K_MODULE) continue;
         if (k == K_MODULE_ARGS)
-            shmrpc__config_error_at(
-                L, v->at, false,
-                "module_args does not apply to an exec= service: write the program's "
-                "arguments in exec=");
+            cfg_error_at(L, v->at, false,
+                         "module_args does not apply to an exec= service: write the program's "
+                         "arguments in exec=");
         else
-            shmrpc__config_error_at(
-                L, v->at, false,
-                "%s does not apply to an exec= service: the program runs its own workers "
-                "and TCP server",
-                key(k)->name);
+            cfg_error_at(L, v->at, false,
+                         "%s does not apply to an exec= service: the program runs its own workers "
+                         "and TCP server",
+                         key(k)->name);
     }
 }
 
-void shmrpc__config_check_service(loader *L, scope *sc)
+void cfg_check_service(loader *L, scope *sc)
 {
-    const shmrpc__ini_section *s = sc->sec;
+    const ini_section *s = sc->sec;
     value *mod = &sc->v[K_MODULE], *ex = &sc->v[K_EXEC];
     if (mod->set && ex->set) {
         const value *second = mod->at->line > ex->at->line ? mod : ex;
         const value *first = second == mod ? ex : mod;
-        shmrpc__config_error_at(
-            L, second->at, false, "service [%s] has both module= and exec= (%s at %d:%d): keep one",
-            s->name, second == mod ? "exec" : "module", first->at->line, first->at->col);
+        cfg_error_at(L, second->at, false,
+                     "service [%s] has both module= and exec= (%s at %d:%d): keep one", s->name,
+                     second == mod ? "exec" : "module", first->at->line, first->at->col);
         return;
     }
     if (!mod->set && !ex->set) {
-        shmrpc__ini_error(&L->ini, s->line, s->col,
-                          "service [%s] has neither module= (a shared module) nor exec= (a "
-                          "server program)",
-                          s->name);
+        ini_error(&L->ini, s->line, s->col,
+                  "service [%s] has neither module= (a shared module) nor exec= (a "
+                  "server program)",
+                  s->name);
         return;
     }
     if (ex->set) {
         check_exec_keys(L, sc);
         if (!ex->bad && sc->v[K_WAIT].i && !sc->v[K_SHM_NAME].set && !sc->v[K_TCP_PORT].set)
-            shmrpc__config_error_at(
-                L, ex->at, false,
-                "wait_until_completed%s%s needs to know where [%s] answers: set shm_name "
-                "or tcp_port to where the program serves, or wait_until_completed = false",
-                origin(L, &sc->v[K_WAIT], " ("), sc->v[K_WAIT].own ? "" : ")", s->name);
+            cfg_error_at(L, ex->at, false,
+                         "wait_until_completed%s%s needs to know where [%s] answers: set shm_name "
+                         "or tcp_port to where the program serves, or wait_until_completed = false",
+                         origin(L, &sc->v[K_WAIT], " ("), sc->v[K_WAIT].own ? "" : ")", s->name);
     }
 }
 
 /* Services must not share an address they name; the web monitor's port is taken too. */
-void shmrpc__config_check_addresses(loader *L, scope *svcs, size_t n)
+void cfg_check_addresses(loader *L, scope *svcs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const value *name = &svcs[i].v[K_SHM_NAME], *port = &svcs[i].v[K_TCP_PORT];
         for (size_t j = 0; j < i; j++) {
             const value *n2 = &svcs[j].v[K_SHM_NAME], *p2 = &svcs[j].v[K_TCP_PORT];
             if (name->s && n2->s && strcmp(name->s, n2->s) == 0)
-                shmrpc__config_error_at(L, name->at, true,
-                                        "shm_name '%s' is also service [%s]'s (at %d:%d)", name->s,
-                                        svcs[j].sec->name, n2->at->line, n2->at->vcol);
+                cfg_error_at(L, name->at, true, "shm_name '%s' is also service [%s]'s (at %d:%d)",
+                             name->s, svcs[j].sec->name, n2->at->line, n2->at->vcol);
             if (port->set && !port->bad && p2->set && !p2->bad && port->i == p2->i)
-                shmrpc__config_error_at(
-                    L, port->at, true, "tcp_port %lld is also service [%s]'s (at %d:%d)",
-                    (long long)port->i, svcs[j].sec->name, p2->at->line, p2->at->vcol);
+                cfg_error_at(L, port->at, true, "tcp_port %lld is also service [%s]'s (at %d:%d)",
+                             (long long)port->i, svcs[j].sec->name, p2->at->line, p2->at->vcol);
         }
         const value *web = &L->web.v[K_WEB_PORT];
         if (port->set && !port->bad && !web->bad && port->i == web->i) {
             if (web->at)
-                shmrpc__config_error_at(L, port->at, true,
-                                        "tcp_port %lld is the web monitor's port too (at %d:%d)",
-                                        (long long)port->i, web->at->line, web->at->vcol);
+                cfg_error_at(L, port->at, true,
+                             "tcp_port %lld is the web monitor's port too (at %d:%d)",
+                             (long long)port->i, web->at->line, web->at->vcol);
             else
-                shmrpc__config_error_at(
-                    L, port->at, true,
-                    "tcp_port %lld is the web monitor's default port: choose another, or "
-                    "move the web monitor with [web monitor] port",
-                    (long long)port->i);
+                cfg_error_at(L, port->at, true,
+                             "tcp_port %lld is the web monitor's default port: choose another, or "
+                             "move the web monitor with [web monitor] port",
+                             (long long)port->i);
         }
     }
 }

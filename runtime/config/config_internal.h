@@ -82,7 +82,7 @@ typedef enum vtype {
 /* Where a key may be written. */
 enum { IN_DEFAULTS = 1, IN_SERVICE = 2, IN_WEB = 4, SETTING = IN_DEFAULTS | IN_SERVICE };
 
-/* The C type of a field of shmrpc__config_settings, as the compiler sees the member (F). */
+/* The C type of a field of cfg_settings, as the compiler sees the member (F). */
 typedef enum ctype { C_NONE, C_STR, C_INT, C_I64, C_U64, C_BOOL } ctype;
 
 typedef struct key_def {
@@ -94,71 +94,71 @@ typedef struct key_def {
     int64_t unit_ms;  /* T_INT durations: milliseconds per unit written; 0 if no duration */
     const char *dflt; /* the built-in default, as a file would write it; NULL: none */
     size_t field;     /* a setting (IN_DEFAULTS, not T_PICKLE): where it goes in
-                       * shmrpc__config_settings, */
+                       * cfg_settings, */
     ctype ctype;      /* and its C type, which must be what type calls for (field_ctype):
-                       * checked by shmrpc__config_check_keys */
+                       * checked by cfg_check_keys */
 } key_def;
 
 /* Every key of service.ini, one row each (config_keys.c): what the parser, the checks and
  * the writer know of a key, written once. */
-extern const key_def shmrpc__config_keys[K_COUNT];
+extern const key_def cfg_keys[K_COUNT];
 
 static inline const key_def *key(int k)
 {
-    return &shmrpc__config_keys[k];
+    return &cfg_keys[k];
 }
 
-/* Whether key k is a field of shmrpc__config_settings (key(k)->field). */
-bool shmrpc__config_is_field(int k);
+/* Whether key k is a field of cfg_settings (key(k)->field). */
+bool cfg_is_field(int k);
 
 /* One key's value in a scope: [defaults], [web monitor] or a service. */
 typedef struct value {
-    const shmrpc__ini_entry *at; /* where it was written; NULL: built in */
-    bool own;                    /* written in this scope's own section */
-    bool set;                    /* has a value (written or built in) */
-    bool bad;                    /* written but wrong (reported): checks on it are skipped */
-    int64_t i;                   /* numbers, sizes (0: none), booleans, "is loopback" */
-    char *s;                     /* text: paths, addresses, names (NULL: none) */
-    char **argv;                 /* T_EXEC (with s the program's path), T_ARGS */
+    const ini_entry *at; /* where it was written; NULL: built in */
+    bool own;            /* written in this scope's own section */
+    bool set;            /* has a value (written or built in) */
+    bool bad;            /* written but wrong (reported): checks on it are skipped */
+    int64_t i;           /* numbers, sizes (0: none), booleans, "is loopback" */
+    char *s;             /* text: paths, addresses, names (NULL: none) */
+    char **argv;         /* T_EXEC (with s the program's path), T_ARGS */
     int argc;
 } value;
 
 typedef struct scope {
-    const shmrpc__ini_section *sec; /* NULL: no such section in the file */
+    const ini_section *sec; /* NULL: no such section in the file */
     bool is_service;
     value v[K_COUNT];
 } scope;
 
 typedef struct loader {
-    shmrpc__ini ini;
+    ini_file ini;
     shmrpc_arena *a; /* the configuration's: what ends up in it is allocated here */
     const char *dir; /* the file's absolute folder */
     int cpus;
     scope defaults, web;
 } loader;
 
-#define Q(L, s) shmrpc__ini_quote(&(L)->ini, (s), QUOTED)
-#define QP(L, s) shmrpc__ini_quote(&(L)->ini, (s), SIZE_MAX)
+#define Q(L, s) ini_quote(&(L)->ini, (s), QUOTED)
+#define QP(L, s) ini_quote(&(L)->ini, (s), SIZE_MAX)
 
 /* An error at a key (at_value false) or at its value; at NULL: of the file. */
-void shmrpc__config_error_at(loader *L, const shmrpc__ini_entry *at, bool at_value, const char *fmt,
-                             ...) SHMRPC__INI_FMT(4, 5);
+void cfg_error_at(loader *L, const ini_entry *at, bool at_value, const char *fmt, ...)
+    INI_FMT(4, 5);
 /* A copy of s in the configuration's arena; NULL (and L->ini.oom) when out of memory. */
-char *shmrpc__config_dup_str(loader *L, const char *s);
+char *cfg_dup_str(loader *L, const char *s);
 
 /* config_parse.c: the keys of a section, each value parsed and checked on its own. */
-bool shmrpc__config_is_name(const char *s);
+bool cfg_is_name(const char *s);
 /* The reserved section ([defaults], [web monitor]) a section's name is a typo of, or NULL. */
-const char *shmrpc__config_close_reserved(const char *name);
+const char *cfg_close_reserved(const char *name);
 /* Reads the keys written in sc's section. */
-void shmrpc__config_read_section(loader *L, scope *sc, unsigned in);
+void cfg_read_section(loader *L, scope *sc, unsigned in);
 /* Fills what sc's section did not write: from [defaults] for a service, else built in. */
-void shmrpc__config_fill_defaults(loader *L, scope *sc, unsigned in);
+void cfg_fill_defaults(loader *L, scope *sc, unsigned in);
 
 /* config_check.c: the checks across keys of a scope, and across services. */
-void shmrpc__config_check_settings(loader *L, scope *sc);
-void shmrpc__config_check_web(loader *L);
-void shmrpc__config_check_service(loader *L, scope *sc);
-void shmrpc__config_check_addresses(loader *L, scope *svcs, size_t n);
+void cfg_check_settings(loader *L, scope *sc);
+void cfg_check_web(loader *L);
+void cfg_check_service(loader *L, scope *sc);
+void cfg_check_addresses(loader *L, scope *svcs, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /* service.ini's keys, one row each: type, where it may be written, range, unit, built-in
- * default and field of shmrpc__config_settings, for the parser, the checks and the writer
+ * default and field of cfg_settings, for the parser, the checks and the writer
  * alike. docs/service-ini.md says what each key means; keep the two together. */
 #include <stdio.h>
 
@@ -10,14 +10,14 @@
  * _Generic's "char *:".) */
 // clang-format off
 #define F(member)                                                                           \
-    offsetof(shmrpc__config_settings, member),                                              \
-        _Generic(((shmrpc__config_settings *)0)->member, char *: C_STR, int: C_INT,         \
+    offsetof(cfg_settings, member),                                              \
+        _Generic(((cfg_settings *)0)->member, char *: C_STR, int: C_INT,         \
                  int64_t: C_I64, uint64_t: C_U64, bool: C_BOOL)
 // clang-format on
-/* A key that is no field of shmrpc__config_settings. */
+/* A key that is no field of cfg_settings. */
 #define NO_FIELD 0, C_NONE
 
-const key_def shmrpc__config_keys[K_COUNT] = {
+const key_def cfg_keys[K_COUNT] = {
     [K_LOG_DIR] = {"log_dir", T_DIR, SETTING, true, 0, 0, 0, NULL, F(log_dir)},
     [K_TCP_BIND] = {"tcp_bind", T_BIND, SETTING, false, 0, 0, 0, "127.0.0.1", F(tcp_bind)},
     [K_SECRET_FILE] = {"secret_file", T_SECRET, SETTING, false, 0, 0, 0, "none", F(secret_file)},
@@ -67,8 +67,8 @@ const key_def shmrpc__config_keys[K_COUNT] = {
     [K_WEB_SECRET] = {"secret_file", T_SECRET, IN_WEB, false, 0, 0, 0, NULL, NO_FIELD},
 };
 
-/* Whether key k is a field of shmrpc__config_settings (key(k)->field). */
-bool shmrpc__config_is_field(int k)
+/* Whether key k is a field of cfg_settings (key(k)->field). */
+bool cfg_is_field(int k)
 {
     return (key(k)->in & IN_DEFAULTS) && key(k)->type != T_PICKLE;
 }
@@ -94,14 +94,14 @@ static ctype field_ctype(int k)
     }
 }
 
-int shmrpc__config_check_keys(char *msg, size_t cap)
+int cfg_check_keys(char *msg, size_t cap)
 {
     static const char *const names[] = {"none", "char *", "int", "int64_t", "uint64_t", "bool"};
     for (int k = 0; k < K_COUNT; k++) {
-        ctype want = shmrpc__config_is_field(k) ? field_ctype(k) : C_NONE;
+        ctype want = cfg_is_field(k) ? field_ctype(k) : C_NONE;
         if (key(k)->ctype == want && (want != C_NONE || key(k)->field == 0)) continue;
         snprintf(msg, cap,
-                 "config_keys.c: key %s: its field in shmrpc__config_settings is %s, its type "
+                 "config_keys.c: key %s: its field in cfg_settings is %s, its type "
                  "calls for %s",
                  key(k)->name, names[key(k)->ctype], names[want]);
         return -1;

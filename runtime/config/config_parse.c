@@ -32,17 +32,15 @@ static const struct {
                         "(docs/wire.md): there is nothing to set"},
 };
 
-void shmrpc__config_error_at(loader *L, const shmrpc__ini_entry *at, bool at_value, const char *fmt,
-                             ...)
+void cfg_error_at(loader *L, const ini_entry *at, bool at_value, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    shmrpc__ini_verror(&L->ini, at ? at->line : 0, at ? (at_value ? at->vcol : at->col) : 0, fmt,
-                       ap);
+    ini_verror(&L->ini, at ? at->line : 0, at ? (at_value ? at->vcol : at->col) : 0, fmt, ap);
     va_end(ap);
 }
 
-char *shmrpc__config_dup_str(loader *L, const char *s)
+char *cfg_dup_str(loader *L, const char *s)
 {
     char *d = shmrpc_arena_strndup(L->a, s, strlen(s));
     if (!d) L->ini.oom = true;
@@ -51,7 +49,7 @@ char *shmrpc__config_dup_str(loader *L, const char *s)
 
 static char *resolve_joined(loader *L, const char *p)
 {
-    if (p[0] == '/') return shmrpc__config_dup_str(L, p);
+    if (p[0] == '/') return cfg_dup_str(L, p);
     while (p[0] == '.' && p[1] == '/') {
         p += 2;
         while (*p == '/')
@@ -165,7 +163,7 @@ static bool is_name_char(char c)
            c == '-' || c == '.';
 }
 
-bool shmrpc__config_is_name(const char *s)
+bool cfg_is_name(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > NAME_MAX_LEN) return false;
@@ -191,7 +189,7 @@ static char *search_path(loader *L, const char *prog)
             memcpy(cand + dn + 1, prog, pn + 1);
             struct stat st;
             if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
-                return shmrpc__config_dup_str(L, cand);
+                return cfg_dup_str(L, cand);
         }
         d += dn;
         if (*d == ':') d++;
@@ -265,7 +263,7 @@ static size_t split_words(loader *L, enum key k, const char *s, value *v, const 
     }
     const char *w = (const char *)words.data;
     for (int i = 0; i < argc; i++) {
-        v->argv[i] = shmrpc__config_dup_str(L, w);
+        v->argv[i] = cfg_dup_str(L, w);
         w += strlen(w) + 1;
     }
     v->argc = argc;
@@ -275,22 +273,21 @@ out:
 }
 
 /* Words of exec= or module_args into v->argv; false when they are wrong (reported). */
-static bool parse_words(loader *L, enum key k, const shmrpc__ini_entry *at, const char *text,
-                        value *v)
+static bool parse_words(loader *L, enum key k, const ini_entry *at, const char *text, value *v)
 {
     const char *why = NULL;
     size_t bad = split_words(L, k, text, v, &why);
     if (bad) {
         /* A column past the key's line cannot be shown: point at the value's start. */
         int col = at->multiline ? at->vcol : at->vcol + (int)bad - 1;
-        shmrpc__ini_error(&L->ini, at->line, col, "%s: %s", key(k)->name, why);
+        ini_error(&L->ini, at->line, col, "%s: %s", key(k)->name, why);
         v->bad = true;
         return false;
     }
     return v->argv != NULL; /* NULL: out of memory */
 }
 
-static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)
+static void parse_exec(loader *L, const ini_entry *at, const char *text, value *v)
 {
     if (!parse_words(L, K_EXEC, at, text, v)) return;
     const char *prog = v->argv[0];
@@ -299,19 +296,17 @@ static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text,
         struct stat st;
         if (!path) return;
         if (stat(path, &st) != 0) {
-            shmrpc__config_error_at(L, at, true, "program '%s' not found: %s", QP(L, path),
-                                    strerror(errno));
+            cfg_error_at(L, at, true, "program '%s' not found: %s", QP(L, path), strerror(errno));
             v->bad = true;
         } else if (!S_ISREG(st.st_mode) || access(path, X_OK) != 0) {
-            shmrpc__config_error_at(L, at, true, "program '%s' is not an executable file",
-                                    QP(L, path));
+            cfg_error_at(L, at, true, "program '%s' is not an executable file", QP(L, path));
             v->bad = true;
         }
         v->s = path;
     } else {
         v->s = search_path(L, prog);
         if (!v->s) {
-            shmrpc__config_error_at(L, at, true, "program '%s' not found in PATH", Q(L, prog));
+            cfg_error_at(L, at, true, "program '%s' not found in PATH", Q(L, prog));
             v->bad = true;
         }
     }
@@ -319,7 +314,7 @@ static void parse_exec(loader *L, const shmrpc__ini_entry *at, const char *text,
 
 /* The TCP transport's own reader (shmrpc_secret_load) checks the file, so that a bad one
  * stops the supervisor before it starts anything, by the very rules the server applies. */
-static void parse_secret(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)
+static void parse_secret(loader *L, const ini_entry *at, const char *text, value *v)
 {
     if (strcmp(text, "none") == 0) return;
     char *path = resolve_path(L, text);
@@ -330,59 +325,56 @@ static void parse_secret(loader *L, const shmrpc__ini_entry *at, const char *tex
     int rc = shmrpc_secret_load(path, secret, sizeof secret, &len);
     explicit_bzero(secret, sizeof secret);
     if (rc) {
-        shmrpc__config_error_at(L, at, true, "secret_file: %s", shmrpc_errmsg());
+        cfg_error_at(L, at, true, "secret_file: %s", shmrpc_errmsg());
         v->bad = true;
     }
 }
 
-static void parse_module(loader *L, const shmrpc__ini_entry *at, const char *text, value *v)
+static void parse_module(loader *L, const ini_entry *at, const char *text, value *v)
 {
     char *path = resolve_path(L, text);
     if (!path) return;
     v->s = path;
     struct stat st;
     if (stat(path, &st) != 0) {
-        shmrpc__config_error_at(L, at, true, "module '%s': %s", QP(L, path), strerror(errno));
+        cfg_error_at(L, at, true, "module '%s': %s", QP(L, path), strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        shmrpc__config_error_at(L, at, true, "module '%s' is not a regular file", QP(L, path));
+        cfg_error_at(L, at, true, "module '%s' is not a regular file", QP(L, path));
     } else if (access(path, R_OK) != 0) {
-        shmrpc__config_error_at(L, at, true, "module '%s' cannot be read: %s", QP(L, path),
-                                strerror(errno));
+        cfg_error_at(L, at, true, "module '%s' cannot be read: %s", QP(L, path), strerror(errno));
     } else {
         return;
     }
     v->bad = true;
 }
 
-static void range_error(loader *L, const shmrpc__ini_entry *at, const key_def *kd, const char *text)
+static void range_error(loader *L, const ini_entry *at, const key_def *kd, const char *text)
 {
-    shmrpc__config_error_at(L, at, true, "%s must be from %lld to %lld, got %s", kd->name,
-                            (long long)kd->min, (long long)kd->max, Q(L, text));
+    cfg_error_at(L, at, true, "%s must be from %lld to %lld, got %s", kd->name, (long long)kd->min,
+                 (long long)kd->max, Q(L, text));
 }
 
-static void size_error(loader *L, const shmrpc__ini_entry *at, const key_def *kd, const char *text)
+static void size_error(loader *L, const ini_entry *at, const key_def *kd, const char *text)
 {
-    shmrpc__config_error_at(
-        L, at, true,
-        "%s: expected a size in bytes, with an optional K, M, G or T (1024-based), or "
-        "none; got '%s'",
-        kd->name, Q(L, text));
+    cfg_error_at(L, at, true,
+                 "%s: expected a size in bytes, with an optional K, M, G or T (1024-based), or "
+                 "none; got '%s'",
+                 kd->name, Q(L, text));
 }
 
 /* Parses text as key k into v. Built-in defaults (at NULL) are valid by construction. */
-static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, const char *text,
-                        value *v)
+static void parse_value(loader *L, enum key k, const ini_entry *at, const char *text, value *v)
 {
     const key_def *kd = key(k);
     *v = (value){.at = at, .set = true};
     if (at && !*text) {
-        shmrpc__config_error_at(L, at, true, "%s has no value", kd->name);
+        cfg_error_at(L, at, true, "%s has no value", kd->name);
         v->bad = true;
         return;
     }
     if (at && at->multiline && kd->type != T_EXEC && kd->type != T_ARGS) {
-        shmrpc__config_error_at(L, at, true, "%s takes one line, but its value goes on to line %d",
-                                kd->name, at->line + 1);
+        cfg_error_at(L, at, true, "%s takes one line, but its value goes on to line %d", kd->name,
+                     at->line + 1);
         v->bad = true;
         return;
     }
@@ -393,14 +385,13 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         v->s = resolve_path(L, text);
         struct stat st;
         if (v->s && strlen(v->s) > LOG_DIR_MAX) {
-            shmrpc__config_error_at(
-                L, at, true,
-                "%s is %zu bytes long once taken from the file's folder; at most %d, so "
-                "that the paths of the files made in it fit in PATH_MAX",
-                kd->name, strlen(v->s), LOG_DIR_MAX);
+            cfg_error_at(L, at, true,
+                         "%s is %zu bytes long once taken from the file's folder; at most %d, so "
+                         "that the paths of the files made in it fit in PATH_MAX",
+                         kd->name, strlen(v->s), LOG_DIR_MAX);
             v->bad = true;
         } else if (v->s && stat(v->s, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            shmrpc__config_error_at(L, at, true, "%s '%s' is not a folder", kd->name, QP(L, v->s));
+            cfg_error_at(L, at, true, "%s '%s' is not a folder", kd->name, QP(L, v->s));
             v->bad = true;
         }
         return;
@@ -409,28 +400,26 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         if (strcmp(text, "none") == 0) return;
         n = parse_host(text, host, sizeof host);
         if (n < 0) {
-            shmrpc__config_error_at(
-                L, at, true,
-                "tcp_bind: expected a numeric IPv4 or IPv6 address, localhost or none; "
-                "got '%s'",
-                Q(L, text));
+            cfg_error_at(L, at, true,
+                         "tcp_bind: expected a numeric IPv4 or IPv6 address, localhost or none; "
+                         "got '%s'",
+                         Q(L, text));
             v->bad = true;
             return;
         }
-        v->s = shmrpc__config_dup_str(L, host);
+        v->s = cfg_dup_str(L, host);
         v->i = n; /* loopback */
         return;
     case T_WEB_HOST:
         n = parse_host(text, host, sizeof host);
         if (n < 0) {
-            shmrpc__config_error_at(
-                L, at, true, "host: expected a numeric IPv4 or IPv6 address or localhost; got '%s'",
-                Q(L, text));
+            cfg_error_at(L, at, true,
+                         "host: expected a numeric IPv4 or IPv6 address or localhost; got '%s'",
+                         Q(L, text));
             v->bad = true;
         } else {
-            v->s = shmrpc__config_dup_str(
-                L, host); /* parse_host fills host only when it is an address */
-            v->i = n;     /* loopback: check_web wants a secret otherwise */
+            v->s = cfg_dup_str(L, host); /* parse_host fills host only when it is an address */
+            v->i = n;                    /* loopback: check_web wants a secret otherwise */
         }
         return;
     case T_SECRET:
@@ -440,9 +429,8 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
     case T_PORT:
         switch (parse_i64(text, &n)) {
         case -1:
-            shmrpc__config_error_at(L, at, true,
-                                    "%s: expected a whole number from %lld to %lld, got '%s'",
-                                    kd->name, (long long)kd->min, (long long)kd->max, Q(L, text));
+            cfg_error_at(L, at, true, "%s: expected a whole number from %lld to %lld, got '%s'",
+                         kd->name, (long long)kd->min, (long long)kd->max, Q(L, text));
             v->bad = true;
             return;
         case -2:
@@ -465,17 +453,17 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
             v->bad = true;
             return;
         case -2:
-            shmrpc__config_error_at(L, at, true, "%s: %s is too large", kd->name, Q(L, text));
+            cfg_error_at(L, at, true, "%s: %s is too large", kd->name, Q(L, text));
             v->bad = true;
             return;
         }
         if (n < kd->min) {
             bool mib = kd->min % (1 << 20) == 0;
-            shmrpc__config_error_at(
-                L, at, true,
-                "%s of %s is less than %lld%s: a suffix (K, M, G) missing? none means no "
-                "limit",
-                kd->name, Q(L, text), (long long)kd->min >> (mib ? 20 : 10), mib ? "M" : "K");
+            cfg_error_at(L, at, true,
+                         "%s of %s is less than %lld%s: a suffix (K, M, G) missing? none means no "
+                         "limit",
+                         kd->name, Q(L, text), (long long)kd->min >> (mib ? 20 : 10),
+                         mib ? "M" : "K");
             v->bad = true;
             return;
         }
@@ -485,19 +473,18 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
     case T_PICKLE:
         n = parse_bool(text);
         if (n < 0) {
-            shmrpc__config_error_at(L, at, true,
-                                    "%s: expected true or false (or yes/no, on/off, 1/0), got '%s'",
-                                    kd->name, Q(L, text));
+            cfg_error_at(L, at, true,
+                         "%s: expected true or false (or yes/no, on/off, 1/0), got '%s'", kd->name,
+                         Q(L, text));
             v->bad = true;
             return;
         }
         if (kd->type == T_PICKLE && n) {
-            shmrpc__config_error_at(
-                L, at, true,
-                "%s has no C meaning: it let speedysvc take pickle and marshal over TCP, "
-                "and shmrpc's encodings (msgpack, json, raw) are all safe to decode; "
-                "remove it",
-                kd->name);
+            cfg_error_at(L, at, true,
+                         "%s has no C meaning: it let speedysvc take pickle and marshal over TCP, "
+                         "and shmrpc's encodings (msgpack, json, raw) are all safe to decode; "
+                         "remove it",
+                         kd->name);
             v->bad = true;
             return;
         }
@@ -513,14 +500,14 @@ static void parse_value(loader *L, enum key k, const shmrpc__ini_entry *at, cons
         parse_words(L, k, at, text, v);
         return;
     case T_SHM_NAME:
-        if (!shmrpc__config_is_name(text)) {
-            shmrpc__config_error_at(
-                L, at, true, "shm_name '%s': expected 1 to %d letters, digits, '_', '-' or '.'",
-                Q(L, text), NAME_MAX_LEN);
+        if (!cfg_is_name(text)) {
+            cfg_error_at(L, at, true,
+                         "shm_name '%s': expected 1 to %d letters, digits, '_', '-' or '.'",
+                         Q(L, text), NAME_MAX_LEN);
             v->bad = true;
             return;
         }
-        v->s = shmrpc__config_dup_str(L, text);
+        v->s = cfg_dup_str(L, text);
         return;
     }
 }
@@ -574,12 +561,12 @@ static const char *section_label(loader *L, const scope *sc)
     return s ? s : "a service";
 }
 
-static void unknown_key(loader *L, const scope *sc, unsigned in, const shmrpc__ini_entry *en)
+static void unknown_key(loader *L, const scope *sc, unsigned in, const ini_entry *en)
 {
     for (size_t i = 0; i < sizeof speedysvc_keys / sizeof *speedysvc_keys; i++) {
         if (strcmp(en->key, speedysvc_keys[i].name) == 0) {
-            shmrpc__config_error_at(L, en, false, "unknown key '%s' in %s: %s", en->key,
-                                    section_label(L, sc), speedysvc_keys[i].hint);
+            cfg_error_at(L, en, false, "unknown key '%s' in %s: %s", en->key, section_label(L, sc),
+                         speedysvc_keys[i].hint);
             return;
         }
     }
@@ -588,8 +575,8 @@ static void unknown_key(loader *L, const scope *sc, unsigned in, const shmrpc__i
             const char *where = key(k)->in & IN_WEB        ? "[web monitor]"
                                 : key(k)->in & IN_DEFAULTS ? "[defaults] or a service's section"
                                                            : "a service's section";
-            shmrpc__config_error_at(L, en, false, "%s is not a key of %s: it belongs in %s",
-                                    en->key, section_label(L, sc), where);
+            cfg_error_at(L, en, false, "%s is not a key of %s: it belongs in %s", en->key,
+                         section_label(L, sc), where);
             return;
         }
     }
@@ -603,16 +590,16 @@ static void unknown_key(loader *L, const scope *sc, unsigned in, const shmrpc__i
     }
     const char *q = Q(L, en->key);
     if (best)
-        shmrpc__config_error_at(L, en, false, "unknown key '%s' in %s; did you mean '%s'?", q,
-                                section_label(L, sc), best);
+        cfg_error_at(L, en, false, "unknown key '%s' in %s; did you mean '%s'?", q,
+                     section_label(L, sc), best);
     else
-        shmrpc__config_error_at(L, en, false, "unknown key '%s' in %s", q, section_label(L, sc));
+        cfg_error_at(L, en, false, "unknown key '%s' in %s", q, section_label(L, sc));
 }
 
 /* Reads the keys written in sc's section. */
-void shmrpc__config_read_section(loader *L, scope *sc, unsigned in)
+void cfg_read_section(loader *L, scope *sc, unsigned in)
 {
-    for (const shmrpc__ini_entry *en = sc->sec->entries; en; en = en->next) {
+    for (const ini_entry *en = sc->sec->entries; en; en = en->next) {
         int k = 0;
         while (k < K_COUNT && !(strcmp(en->key, key(k)->name) == 0 && (key(k)->in & in)))
             k++;
@@ -626,7 +613,7 @@ void shmrpc__config_read_section(loader *L, scope *sc, unsigned in)
 }
 
 /* Fills what sc's section did not write: from [defaults] for a service, else built in. */
-void shmrpc__config_fill_defaults(loader *L, scope *sc, unsigned in)
+void cfg_fill_defaults(loader *L, scope *sc, unsigned in)
 {
     for (int k = 0; k < K_COUNT; k++) {
         value *v = &sc->v[k];
@@ -642,7 +629,7 @@ void shmrpc__config_fill_defaults(loader *L, scope *sc, unsigned in)
     }
 }
 
-const char *shmrpc__config_close_reserved(const char *name)
+const char *cfg_close_reserved(const char *name)
 {
     if (close_to(name, "defaults")) return "defaults";
     if (close_to(name, "web monitor")) return "web monitor";

@@ -1,4 +1,4 @@
-/* The resolved configuration as service.ini text (shmrpc__config_write): every key of the
+/* The resolved configuration as service.ini text (cfg_write): every key of the
  * table (config_keys.c) written out, which reads back to the same configuration. */
 #include <stdbool.h>
 #include <string.h>
@@ -14,7 +14,7 @@ static void out_size(shmrpc_buf *out, const char *name, uint64_t v)
 }
 
 /* A number, size or boolean field of key k, read as the member's own type is. */
-static int64_t field_number(const shmrpc__config_settings *s, int k)
+static int64_t field_number(const cfg_settings *s, int k)
 {
     const char *at = (const char *)s + key(k)->field;
     switch (key(k)->ctype) {
@@ -32,7 +32,7 @@ static int64_t field_number(const shmrpc__config_settings *s, int k)
 }
 
 /* One key of the settings, as a file would write it. */
-static void out_setting(shmrpc_buf *out, int k, const shmrpc__config_settings *s)
+static void out_setting(shmrpc_buf *out, int k, const cfg_settings *s)
 {
     const char *name = key(k)->name;
     int64_t v = field_number(s, k);
@@ -81,17 +81,17 @@ static void out_word(shmrpc_buf *out, const char *w)
     shmrpc_buf_append(out, "\"", 1);
 }
 
-void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
+void cfg_write(const cfg_file *c, shmrpc_buf *out)
 {
     shmrpc_buf_appendf(out, "[defaults]\n");
     for (int k = 0; k < K_COUNT; k++)
-        if (shmrpc__config_is_field(k)) out_setting(out, k, &c->defaults);
+        if (cfg_is_field(k)) out_setting(out, k, &c->defaults);
     shmrpc_buf_appendf(out, "\n[web monitor]\n%s = %s\n%s = %d\n%s = %s\n", key(K_WEB_HOST)->name,
                        c->web_host, key(K_WEB_PORT)->name, c->web_port, key(K_WEB_SECRET)->name,
                        c->web_secret_file ? c->web_secret_file : "none");
     for (size_t i = 0; i < c->n_services; i++) {
-        const shmrpc__config_service *s = &c->services[i];
-        bool exec = s->kind == SHMRPC__CONFIG_EXEC;
+        const cfg_service *s = &c->services[i];
+        bool exec = s->kind == CFG_EXEC;
         shmrpc_buf_appendf(out, "\n[%s]\n", s->name);
         if (exec) {
             shmrpc_buf_appendf(out, "%s =", key(K_EXEC)->name);
@@ -122,7 +122,6 @@ void shmrpc__config_write(const shmrpc__config *c, shmrpc_buf *out)
         else
             shmrpc_buf_appendf(out, "; %s: %s\n", key(K_TCP_PORT)->name, unknown);
         for (int k = 0; k < K_COUNT; k++)
-            if (shmrpc__config_is_field(k) && (!exec || key(k)->exec_too))
-                out_setting(out, k, &s->s);
+            if (cfg_is_field(k) && (!exec || key(k)->exec_too)) out_setting(out, k, &s->s);
     }
 }

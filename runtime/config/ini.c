@@ -36,32 +36,32 @@
 #define MAX_SECTIONS 1000
 #define MAX_KEYS 200
 
-struct shmrpc__ini_diag {
+struct ini_diag {
     int line, col;
     size_t seq; /* the order of report, for a stable sort */
     const char *msg;
 };
 
-static void init(shmrpc__ini *ini, const char *path)
+static void init(ini_file *ini, const char *path)
 {
     memset(ini, 0, sizeof *ini);
     ini->path = path ? path : "<input>";
 }
 
-void shmrpc__ini_destroy(shmrpc__ini *ini)
+void ini_destroy(ini_file *ini)
 {
     shmrpc_arena_free(ini->arena);
     free(ini->errors);
     memset(ini, 0, sizeof *ini);
 }
 
-void shmrpc__ini_verror(shmrpc__ini *ini, int line, int col, const char *fmt, va_list ap)
+void ini_verror(ini_file *ini, int line, int col, const char *fmt, va_list ap)
 {
     size_t seq = ini->n_errors++;
     if (ini->n_kept >= MAX_ERRORS) return;
     if (ini->n_kept == ini->cap_errors) {
         size_t cap = ini->cap_errors ? ini->cap_errors * 2 : 16;
-        shmrpc__ini_diag *e = realloc(ini->errors, cap * sizeof *e);
+        ini_diag *e = realloc(ini->errors, cap * sizeof *e);
         if (!e) {
             ini->oom = true;
             return;
@@ -81,18 +81,18 @@ void shmrpc__ini_verror(shmrpc__ini *ini, int line, int col, const char *fmt, va
         ini->oom = true;
         msg = "out of memory";
     }
-    ini->errors[ini->n_kept++] = (shmrpc__ini_diag){line, col, seq, msg};
+    ini->errors[ini->n_kept++] = (ini_diag){line, col, seq, msg};
 }
 
-void shmrpc__ini_error(shmrpc__ini *ini, int line, int col, const char *fmt, ...)
+void ini_error(ini_file *ini, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    shmrpc__ini_verror(ini, line, col, fmt, ap);
+    ini_verror(ini, line, col, fmt, ap);
     va_end(ap);
 }
 
-const char *shmrpc__ini_quote(shmrpc__ini *ini, const char *s, size_t max)
+const char *ini_quote(ini_file *ini, const char *s, size_t max)
 {
     size_t n = strlen(s), shown = n > max ? max : n;
     /* Do not cut a UTF-8 character in two. */
@@ -128,10 +128,10 @@ const char *shmrpc__ini_quote(shmrpc__ini *ini, const char *s, size_t max)
 /* --- parsing ------------------------------------------------------------------------ */
 
 typedef struct parser {
-    shmrpc__ini *ini;
-    shmrpc__ini_section *section; /* NULL before the first header or after a bad one */
-    bool bad_header;              /* keys under a header that was refused are dropped */
-    shmrpc__ini_entry *entry;     /* the entry whose value may continue, or NULL */
+    ini_file *ini;
+    ini_section *section; /* NULL before the first header or after a bad one */
+    bool bad_header;      /* keys under a header that was refused are dropped */
+    ini_entry *entry;     /* the entry whose value may continue, or NULL */
     int entry_indent;
     shmrpc_buf value; /* the value of entry, growing with its continuation lines */
 } parser;
@@ -157,7 +157,7 @@ static int col_of(const char *line, const char *at)
 /* Moves the value gathered so far into the arena: the entry is complete. */
 static void finish_entry(parser *ps)
 {
-    shmrpc__ini_entry *en = ps->entry;
+    ini_entry *en = ps->entry;
     if (!en) return;
     ps->entry = NULL;
     if (ps->value.err) {
@@ -174,36 +174,35 @@ static void finish_entry(parser *ps)
 
 static void header(parser *ps, int lineno, const char *line, const char *p, const char *e)
 {
-    shmrpc__ini *ini = ps->ini;
+    ini_file *ini = ps->ini;
     ps->section = NULL;
     ps->bad_header = true;
     ini->bad_headers++; /* until it proves good */
     const char *close = memchr(p, ']', (size_t)(e - p));
     if (!close) {
-        shmrpc__ini_error(ini, lineno, col_of(line, e), "expected ']' to end the section name");
+        ini_error(ini, lineno, col_of(line, e), "expected ']' to end the section name");
         return;
     }
     const char *rest = close + 1;
     while (rest < e && is_blank(*rest))
         rest++;
     if (rest < e && *rest != '#' && *rest != ';') {
-        shmrpc__ini_error(ini, lineno, col_of(line, rest), "unexpected text after ']'");
+        ini_error(ini, lineno, col_of(line, rest), "unexpected text after ']'");
         return;
     }
     const char *n = p + 1, *ne = close;
     trim(&n, &ne);
     if (n == ne) {
-        shmrpc__ini_error(ini, lineno, col_of(line, p), "empty section name");
+        ini_error(ini, lineno, col_of(line, p), "empty section name");
         return;
     }
     if (++ini->n_sections > MAX_SECTIONS) {
-        shmrpc__ini_error(ini, lineno, col_of(line, p),
-                          "more than %d sections: the rest of the file is not read", MAX_SECTIONS);
+        ini_error(ini, lineno, col_of(line, p),
+                  "more than %d sections: the rest of the file is not read", MAX_SECTIONS);
         ini->gave_up = true;
         return;
     }
-    shmrpc__ini_section *s =
-        shmrpc_arena_calloc(ini->arena, 1, sizeof *s, _Alignof(shmrpc__ini_section));
+    ini_section *s = shmrpc_arena_calloc(ini->arena, 1, sizeof *s, _Alignof(ini_section));
     char *name = shmrpc_arena_strndup(ini->arena, n, (size_t)(ne - n));
     if (!s || !name) {
         ini->oom = true;
@@ -212,10 +211,10 @@ static void header(parser *ps, int lineno, const char *line, const char *p, cons
     s->name = name;
     s->line = lineno;
     s->col = col_of(line, n);
-    for (const shmrpc__ini_section *o = ini->sections; o; o = o->next) {
+    for (const ini_section *o = ini->sections; o; o = o->next) {
         if (strcmp(o->name, name) == 0 && !o->duplicate) {
-            shmrpc__ini_error(ini, lineno, s->col, "duplicate section [%s] (first at %d:%d)",
-                              shmrpc__ini_quote(ini, name, 64), o->line, o->col);
+            ini_error(ini, lineno, s->col, "duplicate section [%s] (first at %d:%d)",
+                      ini_quote(ini, name, 64), o->line, o->col);
             s->duplicate = true;
             break;
         }
@@ -233,26 +232,24 @@ static void header(parser *ps, int lineno, const char *line, const char *p, cons
 static void key_value(parser *ps, int lineno, const char *line, const char *p, const char *e,
                       int indent)
 {
-    shmrpc__ini *ini = ps->ini;
+    ini_file *ini = ps->ini;
     const char *delim = p;
     while (delim < e && *delim != '=' && *delim != ':')
         delim++;
     if (delim == e) {
-        shmrpc__ini_error(ini, lineno, col_of(line, p),
-                          "expected 'key = value', a [section] or a comment");
+        ini_error(ini, lineno, col_of(line, p), "expected 'key = value', a [section] or a comment");
         return;
     }
     const char *k = p, *ke = delim;
     trim(&k, &ke);
     if (k == ke) {
-        shmrpc__ini_error(ini, lineno, col_of(line, delim), "expected a key before '%c'", *delim);
+        ini_error(ini, lineno, col_of(line, delim), "expected a key before '%c'", *delim);
         return;
     }
     const char *v = delim + 1, *ve = e;
     trim(&v, &ve);
 
-    shmrpc__ini_entry *en =
-        shmrpc_arena_calloc(ini->arena, 1, sizeof *en, _Alignof(shmrpc__ini_entry));
+    ini_entry *en = shmrpc_arena_calloc(ini->arena, 1, sizeof *en, _Alignof(ini_entry));
     char *key = shmrpc_arena_strndup(ini->arena, k, (size_t)(ke - k));
     if (!en || !key) {
         ini->oom = true;
@@ -273,27 +270,26 @@ static void key_value(parser *ps, int lineno, const char *line, const char *p, c
     shmrpc_buf_clear(&ps->value);
     shmrpc_buf_append(&ps->value, v, (size_t)(ve - v));
 
-    shmrpc__ini_section *s = ps->section;
+    ini_section *s = ps->section;
     if (!s) {
         if (!ps->bad_header)
-            shmrpc__ini_error(ini, lineno, en->col,
-                              "'%s' is outside any section: keys go under [defaults], "
-                              "[web monitor] or a service's [NAME]",
-                              shmrpc__ini_quote(ini, key, 64));
+            ini_error(ini, lineno, en->col,
+                      "'%s' is outside any section: keys go under [defaults], "
+                      "[web monitor] or a service's [NAME]",
+                      ini_quote(ini, key, 64));
         return;
     }
     if (s->n_entries == MAX_KEYS) {
-        shmrpc__ini_error(ini, lineno, en->col, "more than %d keys in [%s]: the rest are not read",
-                          MAX_KEYS, shmrpc__ini_quote(ini, s->name, 64));
+        ini_error(ini, lineno, en->col, "more than %d keys in [%s]: the rest are not read",
+                  MAX_KEYS, ini_quote(ini, s->name, 64));
         s->n_entries++;
         return;
     }
     if (s->n_entries > MAX_KEYS) return;
-    for (const shmrpc__ini_entry *o = s->entries; o; o = o->next) {
+    for (const ini_entry *o = s->entries; o; o = o->next) {
         if (strcmp(o->key, key) == 0) {
-            shmrpc__ini_error(ini, lineno, en->col, "duplicate key '%s' in [%s] (first at %d:%d)",
-                              shmrpc__ini_quote(ini, key, 64), shmrpc__ini_quote(ini, s->name, 64),
-                              o->line, o->col);
+            ini_error(ini, lineno, en->col, "duplicate key '%s' in [%s] (first at %d:%d)",
+                      ini_quote(ini, key, 64), ini_quote(ini, s->name, 64), o->line, o->col);
             return;
         }
     }
@@ -311,7 +307,7 @@ static void parse_line(parser *ps, int lineno, const char *line, size_t n)
     const char *nul = memchr(line, '\0', n);
     if (nul) {
         finish_entry(ps);
-        shmrpc__ini_error(ps->ini, lineno, col_of(line, nul), "NUL byte in the file");
+        ini_error(ps->ini, lineno, col_of(line, nul), "NUL byte in the file");
         return;
     }
     /* docs/service-ini.md says the file is UTF-8: a value that is not would reach paths,
@@ -319,9 +315,8 @@ static void parse_line(parser *ps, int lineno, const char *line, size_t n)
      * the rest of its errors are found too. */
     size_t bad = shmrpc__utf8_invalid_at(line, n);
     if (bad < n)
-        shmrpc__ini_error(ps->ini, lineno, (int)bad + 1,
-                          "invalid UTF-8 (byte 0x%02x): the file must be UTF-8",
-                          (unsigned char)line[bad]);
+        ini_error(ps->ini, lineno, (int)bad + 1,
+                  "invalid UTF-8 (byte 0x%02x): the file must be UTF-8", (unsigned char)line[bad]);
     const char *p = line;
     while (p < e && is_blank(*p))
         p++;
@@ -346,14 +341,13 @@ static void parse_line(parser *ps, int lineno, const char *line, size_t n)
         key_value(ps, lineno, line, p, e, indent);
 }
 
-int shmrpc__ini_parse(shmrpc__ini *ini, const char *path, const char *src, size_t len)
+int ini_parse(ini_file *ini, const char *path, const char *src, size_t len)
 {
     init(ini, path);
     ini->arena = shmrpc_arena_new(len + 4096);
     if (!ini->arena) return SHMRPC_ENOMEM;
-    if (len > SHMRPC__INI_MAX_BYTES) {
-        shmrpc__ini_error(ini, 0, 0, "larger than %zu KiB: not a service.ini",
-                          SHMRPC__INI_MAX_BYTES >> 10);
+    if (len > INI_MAX_BYTES) {
+        ini_error(ini, 0, 0, "larger than %zu KiB: not a service.ini", INI_MAX_BYTES >> 10);
         return 0;
     }
     if (len >= 3 && memcmp(src, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark */
@@ -380,7 +374,7 @@ int shmrpc__ini_parse(shmrpc__ini *ini, const char *path, const char *src, size_
     return ini->oom ? SHMRPC_ENOMEM : 0;
 }
 
-int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
+int ini_load(ini_file *ini, const char *path)
 {
     /* Not open(): a FIFO would keep it waiting for a writer, forever if none comes. */
     const char *kind = NULL;
@@ -396,7 +390,7 @@ int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
         e = errno;
     } else if (fstat(fd, &st) != 0)
         e = errno;
-    else if ((uint64_t)st.st_size > SHMRPC__INI_MAX_BYTES)
+    else if ((uint64_t)st.st_size > INI_MAX_BYTES)
         why = "larger than 1024 KiB: not a service.ini";
     char *buf = NULL;
     size_t len = 0;
@@ -411,7 +405,7 @@ int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
         size_t cap = (size_t)st.st_size + 1;
         for (;;) {
             if (len == cap) {
-                if (cap > SHMRPC__INI_MAX_BYTES) {
+                if (cap > INI_MAX_BYTES) {
                     why = "larger than 1024 KiB: not a service.ini";
                     break;
                 }
@@ -435,14 +429,14 @@ int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
     if (fd >= 0) close(fd);
     int rc;
     if (e || why) {
-        rc = shmrpc__ini_parse(ini, path, "", 0);
+        rc = ini_parse(ini, path, "", 0);
         ini->src = NULL; /* there is no text to show */
         if (e)
-            shmrpc__ini_error(ini, 0, 0, "cannot read: %s", strerror(e));
+            ini_error(ini, 0, 0, "cannot read: %s", strerror(e));
         else
-            shmrpc__ini_error(ini, 0, 0, "%s", why);
+            ini_error(ini, 0, 0, "%s", why);
     } else {
-        rc = shmrpc__ini_parse(ini, path, buf, len);
+        rc = ini_parse(ini, path, buf, len);
     }
     free(buf);
     return rc;
@@ -452,7 +446,7 @@ int shmrpc__ini_load(shmrpc__ini *ini, const char *path)
 
 static int by_position(const void *a, const void *b)
 {
-    const shmrpc__ini_diag *x = a, *y = b;
+    const ini_diag *x = a, *y = b;
     /* Errors of the whole file come after those with a place. */
     int xl = x->line ? x->line : 0x7fffffff, yl = y->line ? y->line : 0x7fffffff;
     if (xl != yl) return xl < yl ? -1 : 1;
@@ -466,7 +460,7 @@ static void put_bytes(void *out, const char *s, size_t n)
     shmrpc_buf_append(out, s, n);
 }
 
-void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
+void ini_write_errors(const ini_file *ini, shmrpc_buf *out)
 {
     size_t kept = ini->n_kept;
     qsort(ini->errors, kept, sizeof *ini->errors, by_position);
@@ -474,7 +468,7 @@ void shmrpc__ini_write_errors(const shmrpc__ini *ini, shmrpc_buf *out)
     const char *p = ini->src, *end = ini->src ? ini->src + ini->len : NULL;
     int at_line = 1;
     for (size_t i = 0; i < kept; i++) {
-        const shmrpc__ini_diag *er = &ini->errors[i];
+        const ini_diag *er = &ini->errors[i];
         if (er->line <= 0) {
             shmrpc_buf_appendf(out, "%s: error: %s\n", ini->path, er->msg);
             continue;

@@ -17,8 +17,8 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    shmrpc__config_opts opts;
-    shmrpc__config_opts_init(&opts);
+    cfg_opts opts;
+    cfg_opts_init(&opts);
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--cpus") == 0 && i + 1 < argc) {
@@ -36,11 +36,11 @@ int main(int argc, char **argv)
 
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    shmrpc__config *c;
-    int rc = shmrpc__config_load(path, &opts, &c, &out);
+    cfg_file *c;
+    int rc = cfg_load(path, &opts, &c, &out);
     if (rc == 0) {
-        shmrpc__config_write(c, &out);
-        shmrpc__config_free(c);
+        cfg_write(c, &out);
+        cfg_free(c);
         if (out.err) rc = out.err;
     }
     if (rc == SHMRPC_EINVAL || rc == 0) {

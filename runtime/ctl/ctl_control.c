@@ -113,7 +113,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
         return NULL;
     }
     if (!addr) {
-        int rc = shmrpc__config_control_address(ini, derived, sizeof derived);
+        int rc = cfg_control_address(ini, derived, sizeof derived);
         if (rc) {
             fprintf(stderr, "shmrpcctl: %s: %s\n", ini, shmrpc_strerror(rc));
             return NULL;

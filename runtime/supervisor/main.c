@@ -40,6 +40,13 @@
 
 static sup_log own_log; /* LOG_DIR/shmrpc-service.log, without --foreground */
 static sup_ctx ctx = {.changed = true};
+
+/* The page's lines (web.h: its one tie to the supervisor) go to the supervisor's own. */
+static void page_line(void *arg, const char *fmt, va_list ap)
+{
+    sup_vlogf(arg, fmt, ap);
+}
+static const web_logger page_log = {page_line, &ctx};
 static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
 
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
@@ -183,8 +190,8 @@ static bool settled(const sup_service *s)
 
 /* Lets go of what main holds before its loop, on a failure there (a second supervisor of
  * one file stops here): services [0, ready) were set up. Returns main's status, 1. */
-static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct pollfd *pfds,
-                      int sfd, web_proc *web)
+static int stop_early(cfg_file *c, sup_service *svcs, size_t ready, struct pollfd *pfds, int sfd,
+                      web_proc *web)
 {
     web_proc_stop(web, sfd);
     for (size_t i = 0; i < ready; i++)
@@ -198,23 +205,23 @@ static int stop_early(shmrpc__config *c, sup_service *svcs, size_t ready, struct
         ctx.own_log = NULL;
         sup_log_close(&own_log);
     }
-    shmrpc__config_free(c);
+    cfg_free(c);
     return 1;
 }
 
 /* The TCP port a service serves, 0: none. A module= service serves its tcp_port, or its
  * .svc's (sup_module_resolve), unless tcp_bind is none. */
-static int tcp_port_of(const shmrpc__config_service *s)
+static int tcp_port_of(const cfg_service *s)
 {
-    return s->kind == SHMRPC__CONFIG_MODULE && !s->s.tcp_bind ? 0 : s->tcp_port;
+    return s->kind == CFG_MODULE && !s->s.tcp_bind ? 0 : s->tcp_port;
 }
 
 /* Ports written twice are errors of the file (config_check.c); a module's port taken from its
  * .svc can clash only now. Says so and returns false. */
-static bool ports_free(const shmrpc__config *c)
+static bool ports_free(const cfg_file *c)
 {
     for (size_t i = 0; i < c->n_services; i++) {
-        const shmrpc__config_service *s = &c->services[i];
+        const cfg_service *s = &c->services[i];
         int port = tcp_port_of(s);
         const char *other = NULL;
         for (size_t j = 0; port && j < i && !other; j++)
@@ -257,10 +264,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    shmrpc__config *c = NULL;
+    cfg_file *c = NULL;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    int rc = shmrpc__config_load(path, NULL, &c, &err);
+    int rc = cfg_load(path, NULL, &c, &err);
     if (rc) {
         if (err.len)
             fwrite(err.data, 1, err.len, stderr);
@@ -271,21 +278,21 @@ int main(int argc, char **argv)
     }
     shmrpc_buf_destroy(&err);
     char control_addr[96];
-    int e = shmrpc__config_control_address(path, control_addr, sizeof control_addr);
+    int e = cfg_control_address(path, control_addr, sizeof control_addr);
     if (e) {
         fprintf(stderr, "shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
-        shmrpc__config_free(c);
+        cfg_free(c);
         return 1;
     }
     /* The management page's keeper (web_proc.c), while this process is surely one
      * thread: before any module is loaded (one may start threads), and before the control
      * service. It starts the page in a process of its own once every service has started. */
-    web_proc *web = web_proc_fork(c, control_addr, &ctx);
+    web_proc *web = web_proc_fork(c, control_addr, &page_log);
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
         static char why[SUP_MODULE_ERR_CAP];
-        if (c->services[i].kind == SHMRPC__CONFIG_MODULE &&
+        if (c->services[i].kind == CFG_MODULE &&
             sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
             fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
                     c->services[i].name, why);
@@ -493,6 +500,6 @@ int main(int argc, char **argv)
         ctx.own_log = NULL;
         sup_log_close(&own_log);
     }
-    shmrpc__config_free(c);
+    cfg_free(c);
     return rc;
 }

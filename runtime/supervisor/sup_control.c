@@ -23,7 +23,7 @@
 #include <shmrpc/status.h>
 
 #include "control_svc/control.h"
-#include "sup_proc_group.h"
+#include "obs_proc.h"
 #include "sup_scaler.h"
 #include "sup_series.h"
 #include "input.h"
@@ -55,7 +55,7 @@ struct sup_control {
     bool thread_started;
     int serve_rc; /* what shmrpc_server_serve returned; read once the thread is joined */
     int efd;      /* eventfd: a request waits */
-    const shmrpc__config *cfg;
+    const cfg_file *cfg;
     sup_service *svcs; /* the main thread's: name and log path, which never change, are
                         * read here; the rest only through snaps */
     size_t n;
@@ -237,7 +237,7 @@ static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_S
     if (rc) return rc;
     /* A module= service's workers are the supervisor's (scaler.c); workers above the
      * runtime's most are refused there, with the others out of range. */
-    if (k->cfg->services[i].kind == SHMRPC__CONFIG_MODULE)
+    if (k->cfg->services[i].kind == CFG_MODULE)
         return one(ctx, OP_SCALE, name, workers > 100000 ? 100000 : (int)workers, out);
     return shmrpc_ctx_error(ctx, SHMRPC_EINVAL,
                             "service '%s' is an exec= service: its program runs its own workers, "
@@ -307,11 +307,11 @@ static void *serve(void *arg)
 static void snapshot(sup_control *k)
 {
     pid_t *leaders = calloc(k->n ? k->n : 1, sizeof *leaders);
-    sup_proc *procs = NULL;
+    obs_proc *procs = NULL;
     size_t n_procs = 0;
     for (size_t i = 0; leaders && i < k->n; i++)
         leaders[i] = k->svcs[i].pid;
-    bool scanned = leaders && sup_groups_scan(leaders, k->n, &procs, &n_procs) == 0;
+    bool scanned = leaders && obs_groups_scan(leaders, k->n, &procs, &n_procs) == 0;
     free(leaders);
     for (size_t i = 0; i < k->n; i++) {
         const sup_service *s = &k->svcs[i];
@@ -325,8 +325,7 @@ static void snapshot(sup_control *k)
         const pid_t *pids;
         pid_t now[SUP_SERIES_MAX_PIDS];
         if (scanned) { /* else (no memory) the series' last sample */
-            sn->workers = sup_group_workers(procs, n_procs, s->pid,
-                                            s->cfg->kind != SHMRPC__CONFIG_MODULE, now,
+            sn->workers = obs_group_workers(procs, n_procs, s->pid, s->cfg->kind != CFG_MODULE, now,
                                             SUP_SERIES_MAX_PIDS);
             sn->n_pids = sn->workers < SUP_SERIES_MAX_PIDS ? sn->workers : SUP_SERIES_MAX_PIDS;
             pids = now;
@@ -339,8 +338,8 @@ static void snapshot(sup_control *k)
     free(procs);
 }
 
-int sup_control_start(sup_control **out, const char *addr, const shmrpc__config *c,
-                      sup_service *svcs, size_t n, char *err, size_t cap)
+int sup_control_start(sup_control **out, const char *addr, const cfg_file *c, sup_service *svcs,
+                      size_t n, char *err, size_t cap)
 {
     *out = NULL;
     err[0] = '\0';

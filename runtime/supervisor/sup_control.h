@@ -16,8 +16,8 @@ typedef struct sup_control sup_control;
 /* Listens at addr and starts the serving thread (call it with the signals the main loop
  * reads blocked, so that the thread keeps them blocked too). svcs (n of them, parallel to
  * c->services) must outlive it. 0, or a status with a message in err. */
-int sup_control_start(sup_control **out, const char *addr, const shmrpc__config *c,
-                      sup_service *svcs, size_t n, char *err, size_t cap);
+int sup_control_start(sup_control **out, const char *addr, const cfg_file *c, sup_service *svcs,
+                      size_t n, char *err, size_t cap);
 
 /* Main thread: where status() takes the workers from (sup_series_workers, as status.json
  * does), from the next answer on; until then, and with NULL, every service has none.

@@ -16,8 +16,8 @@
  * after init that serves it with workers of its own, in the same process group. The two
  * live and die together: the TCP manager dies with the first (PR_SET_PDEATHSIG), and the
  * first stops and exits 1 when the TCP manager ends unasked (SIGCHLD), so that the
- * supervisor restarts the whole service. The TCP manager names itself SUP_TCP_MANAGER_NAME
- * (sup_proc_group.h), which is how the supervisor tells it from a worker.
+ * supervisor restarts the whole service. The TCP manager names itself OBS_TCP_MANAGER_NAME
+ * (obs_proc.h), which is how the supervisor tells it from a worker.
  *
  * Signals the manager takes: SIGTERM or SIGINT stop it (shmrpc_server_stop: calls in
  * flight finish, the workers stop, the segments are removed); SIGRTMIN queued by its
@@ -44,7 +44,7 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
-#include "sup_proc_group.h"
+#include "obs_proc.h"
 #include "sup_scaler.h"
 
 /* The manager's command line, built once per service; the count it starts with is
@@ -88,7 +88,7 @@ static const shmrpc_module *exported(void *h, const char *path, char *err, size_
     return m;
 }
 
-int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err, size_t cap)
+int sup_module_resolve(cfg_file *c, cfg_service *cfg, char *err, size_t cap)
 {
     err[0] = '\0';
     /* RTLD_NOW: a symbol the module needs and the supervisor does not export is an error
@@ -117,7 +117,7 @@ int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err
                 snprintf(err, cap,
                          "module %s: service %s has no `name` to serve at: write shm_name",
                          cfg->module, m->service->info->name ? m->service->info->name : "?");
-            else if (!(cfg->shm_name = shmrpc__config_strdup(c, name)))
+            else if (!(cfg->shm_name = cfg_strdup(c, name)))
                 snprintf(err, cap, "out of memory");
             else
                 rc = 0;
@@ -134,7 +134,7 @@ int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err
 
 /* The service's TCP address when its manager serves TCP too: a tcp_port (written, or the
  * .svc's) and a tcp_bind that is not none. */
-static void tcp_address(const shmrpc__config_service *cfg, char *out, size_t cap)
+static void tcp_address(const cfg_service *cfg, char *out, size_t cap)
 {
     const char *host = cfg->s.tcp_bind;
     if (!host || !cfg->tcp_port)
@@ -147,7 +147,7 @@ static void tcp_address(const shmrpc__config_service *cfg, char *out, size_t cap
 
 int sup_module_init(sup_service *s)
 {
-    const shmrpc__config_service *cfg = s->cfg;
+    const cfg_service *cfg = s->cfg;
     struct sup_module *m = calloc(1, sizeof *m);
     if (!m) return SHMRPC_ENOMEM;
     s->module = m;
@@ -436,8 +436,8 @@ int sup_module_host_main(int argc, char **argv)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (getppid() != leader) _exit(1);
             self = getpid(); /* before the handlers can run: signals are blocked */
-            /* Its name (comm) marks it as a manager, not a worker (sup_proc_group.h). */
-            prctl(PR_SET_NAME, SUP_TCP_MANAGER_NAME);
+            /* Its name (comm) marks it as a manager, not a worker (obs_proc.h). */
+            prctl(PR_SET_NAME, OBS_TCP_MANAGER_NAME);
             signal(SIGCHLD, SIG_DFL);
             block(SIG_UNBLOCK, true);
             char also[96];

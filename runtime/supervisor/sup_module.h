@@ -22,7 +22,7 @@
 /* Supervisor, at start: loads cfg's module to check it and, when the service.ini names no
  * shm_name or tcp_port, sets cfg->shm_name to the .svc's `name` and cfg->tcp_port to its
  * `port` (0: none), then unloads it. 0, or nonzero with the reason in err. */
-int sup_module_resolve(shmrpc__config *c, shmrpc__config_service *cfg, char *err, size_t cap);
+int sup_module_resolve(cfg_file *c, cfg_service *cfg, char *err, size_t cap);
 
 /* Supervisor: the manager's command line and the scaler of a module service. 0, or
  * SHMRPC_ENOMEM. */

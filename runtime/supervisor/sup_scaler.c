@@ -1,6 +1,6 @@
 /* Scaling a module= service's workers by their CPU use, and replacing one over its memory
  * limit. Once a second the supervisor lists the processes of the service's group and
- * picks its workers (sup_proc_group.h: the children of the manager and of its TCP manager), with
+ * picks its workers (obs_proc.h: the children of the manager and of its TCP manager), with
  * each one's utime + stime (/proc/W/stat) and, with max_proc_mem_bytes, its PSS
  * (/proc/W/smaps_rollup). The rule is speedysvc's:
  *
@@ -28,7 +28,7 @@
 #include <shmrpc/server.h>
 #include <shmrpc/status.h>
 
-#include "sup_proc_group.h"
+#include "obs_proc.h"
 
 /* Workers of a manager looked at: at most SHMRPC_MAX_WORKERS per address (shm://, and
  * tcp:// served by a second manager), plus those leaving. */
@@ -115,32 +115,17 @@ int64_t sup_scaler_next_deadline(const sup_service *s)
     return s->pid ? s->scaler->next_at : INT64_MAX;
 }
 
-/* The processes of one group, collected by sup_procs_scan. */
+/* The processes of one group, collected by obs_procs_scan. */
 typedef struct group {
     pid_t pgrp;
-    sup_proc v[MAX_GROUP];
+    obs_proc v[MAX_GROUP];
     size_t n;
 } group;
 
-static void collect(const sup_proc *p, void *arg)
+static void collect(const obs_proc *p, void *arg)
 {
     group *g = arg;
     if (p->pgrp == g->pgrp && g->n < MAX_GROUP) g->v[g->n++] = *p;
-}
-
-/* The proportional set size of pid in bytes (/proc/PID/smaps_rollup); 0 when unknown. */
-static uint64_t pss_bytes(pid_t pid)
-{
-    char p[64], buf[4096];
-    snprintf(p, sizeof p, "/proc/%d/smaps_rollup", (int)pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t got = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (got <= 0) return 0;
-    buf[got] = '\0';
-    const char *q = strstr(buf, "\nPss:");
-    return q ? strtoull(q + 5, NULL, 10) * 1024 : 0;
 }
 
 static void tell(sup_service *s, int n, const char *why)
@@ -173,7 +158,7 @@ static bool window(const struct sup_scaler *k, int want, int64_t *elapsed, int64
 static void decide(sup_service *s)
 {
     struct sup_scaler *k = s->scaler;
-    const shmrpc__config_settings *cs = &s->cfg->s;
+    const cfg_settings *cs = &s->cfg->s;
     if (k->fixed || s->state != SUP_RUNNING || s->ctx->draining) return;
     int lo = clamp_workers(cs->min_proc_num), hi = clamp_workers(cs->max_proc_num);
     int64_t el, cpu, wms;
@@ -215,12 +200,12 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     static group g; /* the supervisor's one thread runs this */
     g.pgrp = s->pid;
     g.n = 0;
-    sup_procs_scan(collect, &g);
+    obs_procs_scan(collect, &g);
     pid_t kids[MAX_CHILDREN];
     uint64_t ticks[MAX_CHILDREN];
     int n = 0;
     for (size_t i = 0; i < g.n && n < MAX_CHILDREN; i++) {
-        if (!sup_proc_is_worker(g.v, g.n, i, false)) continue;
+        if (!obs_proc_is_worker(g.v, g.n, i, false)) continue;
         kids[n] = g.v[i].pid;
         ticks[n++] = g.v[i].utime + g.v[i].stime;
     }
@@ -238,7 +223,8 @@ void sup_scaler_tick(sup_service *s, int64_t now)
         delta += t - before;
         now_seen[n_now++] = (seen){kids[i], t};
         if (limit) {
-            uint64_t pss = pss_bytes(kids[i]);
+            obs_mem m; /* PSS unknown: 0, never over the limit */
+            uint64_t pss = obs_proc_memory(kids[i], &m) && m.pss_known ? m.pss : 0;
             if (pss > limit) {
                 sup_logf(s->ctx,
                          "%s: worker pid %d uses %llu KiB (PSS), over max_proc_mem_bytes %llu "

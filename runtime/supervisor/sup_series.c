@@ -20,13 +20,13 @@
 #include <shmrpc/status.h>
 
 #include "sup_log.h"
-#include "sup_proc_group.h"
-#include "sup_stats.h"
+#include "obs_proc.h"
+#include "obs_stats.h"
 #include "input.h"
 
 typedef struct proc_sample {
-    sup_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
-                      * tell a worker (sup_proc_group.h) */
+    obs_proc p;      /* its /proc/PID/stat: pid and start time name it; parent and name
+                      * tell a worker (obs_proc.h) */
     uint64_t ticks;  /* utime + stime, its threads included */
     uint64_t rd, wr; /* /proc/PID/io read_bytes, write_bytes */
     bool io;         /* rd and wr could be read */
@@ -46,8 +46,8 @@ typedef struct svc_series {
     proc_list cur;            /* this sample's */
     uint64_t rss, pss;        /* this sample's totals */
     bool pss_ok, io_ok;       /* every process's PSS, I/O could be read */
-    sup_stats stats;          /* the baseline's call statistics, per address */
-    char said[SUP_STATS_WHY]; /* the last reason logged for leaving an address's figures out */
+    obs_stats stats;          /* the baseline's call statistics, per address */
+    char said[OBS_STATS_WHY]; /* the last reason logged for leaving an address's figures out */
     int64_t next_at;          /* monotonic ms of its next sample; 0: due at once */
     bool due;                 /* sampled in this tick */
     int workers;              /* the workers of the last sample (see count_workers); 0: none */
@@ -90,7 +90,7 @@ void sup_series_free(sup_series *ss)
         if (x->fd >= 0) close(x->fd);
         free(x->prev.v);
         free(x->cur.v);
-        sup_stats_clear(&x->stats);
+        obs_stats_clear(&x->stats);
     }
     free(ss->v);
     free(ss);
@@ -140,37 +140,6 @@ uint64_t sup_series_percentile(const uint64_t cur[SHMRPC_STATS_BUCKETS],
 
 /* --- /proc --------------------------------------------------------------------------- */
 
-/* A small /proc file into buf, NUL-terminated; false when it cannot be read. */
-static bool read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    size_t n = 0;
-    while (n < cap - 1) {
-        ssize_t k = read(fd, buf + n, cap - 1 - n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        n += (size_t)k;
-    }
-    close(fd);
-    buf[n] = '\0';
-    return n > 0;
-}
-
-/* The number after "\nKEY" (KEY ends with ':'); false when there is none. */
-static bool field(const char *text, const char *key, uint64_t *out)
-{
-    const char *p = strstr(text, key);
-    if (!p) return false;
-    p += strlen(key);
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(p, &end, 10);
-    if (end == p || errno) return false;
-    *out = v;
-    return true;
-}
-
 static uint64_t boot_ticks(long hz)
 {
     struct timespec ts;
@@ -192,36 +161,23 @@ static bool push(proc_list *l, const proc_sample *p)
 }
 
 /* One process of x's group: its CPU time, memory and I/O. */
-static void sample_proc(svc_series *x, const sup_proc *sp)
+static void sample_proc(svc_series *x, const obs_proc *sp)
 {
-    char path[64], buf[4096];
-    pid_t pid = sp->pid;
     proc_sample p = {.p = *sp, .ticks = sp->utime + sp->stime};
-    uint64_t kb;
-    /* smaps_rollup has both: RSS, and PSS, which counts a page shared by n processes
-     * (copy-on-write after fork) as 1/n in each, so the sum counts it once. */
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    if (read_small(path, buf, sizeof buf) && field(buf, "\nRss:", &kb)) {
-        x->rss += kb * 1024;
-        if (field(buf, "\nPss:", &kb))
-            x->pss += kb * 1024;
-        else
-            x->pss_ok = false;
-    } else {
-        x->pss_ok = false;
-        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-        if (read_small(path, buf, sizeof buf) && field(buf, "\nVmRSS:", &kb)) x->rss += kb * 1024;
+    /* PSS counts a page shared by n processes as 1/n in each, so the sum counts it once. */
+    obs_mem m;
+    if (obs_proc_memory(sp->pid, &m)) {
+        x->rss += m.rss;
+        x->pss += m.pss;
     }
-    /* Readable only by who may ptrace it: another user's process (a setuid program) is not. */
-    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
-    p.io = read_small(path, buf, sizeof buf) && field(buf, "\nread_bytes:", &p.rd) &&
-           field(buf, "\nwrite_bytes:", &p.wr);
+    if (!m.pss_known) x->pss_ok = false;
+    p.io = obs_proc_io(sp->pid, &p.rd, &p.wr);
     if (!p.io) x->io_ok = false;
     push(&x->cur, &p);
 }
 
 /* Every process whose group is a service's due for a sample goes to that service's cur. */
-static void take(const sup_proc *p, void *arg)
+static void take(const obs_proc *p, void *arg)
 {
     sup_series *ss = arg;
     if (p->pgrp <= 0) return;
@@ -233,7 +189,7 @@ static void take(const sup_proc *p, void *arg)
 
 static void scan_proc(sup_series *ss)
 {
-    sup_procs_scan(take, ss);
+    obs_procs_scan(take, ss);
 }
 
 /* What p did since the baseline: its counter's delta when the baseline had it, all of
@@ -340,7 +296,7 @@ static void put_us(FILE *f, uint64_t ns, bool any)
 }
 
 /* LOG_DIR/NAME.methods.json, whole: a temporary file renamed over it. */
-static void write_methods(svc_series *x, int64_t unix_ms, const sup_stats *all)
+static void write_methods(svc_series *x, int64_t unix_ms, const obs_stats *all)
 {
     const shmrpc_stats *st = all->all;
     char tmp[PATH_MAX], path[PATH_MAX];
@@ -359,7 +315,7 @@ static void write_methods(svc_series *x, int64_t unix_ms, const sup_stats *all)
     put_json_string(f, st->service);
     fputs(", \"addresses\": [", f);
     const char *sep = "";
-    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+    for (int a = 0; a < OBS_STATS_ADDRS; a++) {
         if (!all->part[a] || all->left_out[a]) continue;
         fputs(sep, f);
         put_json_string(f, all->addr[a]);
@@ -413,12 +369,12 @@ static void sum_calls(const shmrpc_stats *st, call_totals *t)
  * and now's totals into total. A part of another server than the baseline's there (a
  * restart, or a stale segment the baseline read) counts from zero, so one address's
  * server restarting leaves the other's delta alone. */
-static void calls_since(const sup_stats *now, const sup_stats *then, call_totals *d,
+static void calls_since(const obs_stats *now, const obs_stats *then, call_totals *d,
                         call_totals *total)
 {
     memset(d, 0, sizeof *d);
     memset(total, 0, sizeof *total);
-    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+    for (int a = 0; a < OBS_STATS_ADDRS; a++) {
         const shmrpc_stats *n = now->left_out[a] ? NULL : now->part[a], *b = then->part[a];
         if (!n) continue;
         call_totals nc, bc;
@@ -449,7 +405,7 @@ static void put(char *line, size_t cap, size_t *len, const char *key, bool ok, c
 
 /* One line of NAME.series: what happened between the baseline and now. */
 static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t unix_ms,
-                         const sup_stats *stats)
+                         const obs_stats *stats)
 {
     int64_t dt = now - x->at;
     if (dt <= 0) return;
@@ -499,11 +455,11 @@ static void write_sample(sup_series *ss, svc_series *x, int64_t now, int64_t uni
     append_line(x, line, len);
 }
 
-/* The service's call statistics at every address it serves (sup_stats.h); an
+/* The service's call statistics at every address it serves (obs_stats.h); an
  * address's figures left out are said once per reason. */
-static void read_stats(svc_series *x, sup_stats *st)
+static void read_stats(svc_series *x, obs_stats *st)
 {
-    sup_stats_read(x->svc->cfg, x->leader, st); /* its leader leads its group */
+    obs_stats_read(x->svc->cfg, x->leader, st); /* its leader leads its group */
     if (st->why[0] && strcmp(st->why, x->said) != 0)
         sup_logf(x->svc->ctx, "%s: %s", x->svc->cfg->name, st->why);
     snprintf(x->said, sizeof x->said, "%s", st->why);
@@ -515,19 +471,19 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The workers of x's group, by the rule of sup_proc_group.h. Tells the loop when the set changed,
+/* The workers of x's group, by the rule of obs_proc.h. Tells the loop when the set changed,
  * for status.json. */
 static void count_workers(svc_series *x)
 {
     pid_t found[SUP_SERIES_MAX_PIDS];
     int n = 0;
-    sup_proc *procs = malloc((x->cur.n ? x->cur.n : 1) * sizeof *procs);
+    obs_proc *procs = malloc((x->cur.n ? x->cur.n : 1) * sizeof *procs);
     if (!procs) return; /* the last count stands */
     for (size_t i = 0; i < x->cur.n; i++)
         procs[i] = x->cur.v[i].p;
-    bool leader_serves = x->svc->cfg->kind != SHMRPC__CONFIG_MODULE;
+    bool leader_serves = x->svc->cfg->kind != CFG_MODULE;
     for (size_t i = 0; i < x->cur.n; i++) {
-        if (!sup_proc_is_worker(procs, x->cur.n, i, leader_serves)) continue;
+        if (!obs_proc_is_worker(procs, x->cur.n, i, leader_serves)) continue;
         if (n < SUP_SERIES_MAX_PIDS) found[n] = procs[i].pid;
         n++;
     }
@@ -553,7 +509,7 @@ void sup_series_tick(sup_series *ss, int64_t now)
             x->leader = x->svc->pid;
             x->at = 0;
             x->prev.n = 0;
-            sup_stats_clear(&x->stats);
+            obs_stats_clear(&x->stats);
             if (x->workers) x->svc->ctx->changed = true;
             x->workers = 0;
         }
@@ -573,7 +529,7 @@ void sup_series_tick(sup_series *ss, int64_t now)
         svc_series *x = &ss->v[i];
         if (!x->due) continue;
         count_workers(x);
-        sup_stats st;
+        obs_stats st;
         read_stats(x, &st);
         if (x->at) write_sample(ss, x, now, unix_ms, &st);
         if (st.all) write_methods(x, unix_ms, &st);
@@ -582,7 +538,7 @@ void sup_series_tick(sup_series *ss, int64_t now)
         x->cur = t;
         x->at = now;
         x->at_ticks = now_ticks;
-        sup_stats_clear(&x->stats);
+        obs_stats_clear(&x->stats);
         x->stats = st;
     }
 }

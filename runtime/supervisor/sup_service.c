@@ -30,27 +30,28 @@
  * unprivileged process can make a pipe hold (/proc/sys/fs/pipe-max-size). */
 #define DRAIN_REST_CALLS 4
 
-void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
+void sup_vlogf(const sup_ctx *ctx, const char *fmt, va_list ap)
 {
     /* On the stack when it fits; a longer line (it names paths, as long as the file
      * system lets them be) on the heap, whole: a cut path hides what the user must read. */
     char small[1024], *line = small;
-    va_list ap;
-    va_start(ap, fmt);
+    va_list again;
+    va_copy(again, ap);
     int n = vsnprintf(small, sizeof small - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
+    if (n < 0) {
+        va_end(again);
+        return;
+    }
     if ((size_t)n > sizeof small - 2) {
         char *big = malloc((size_t)n + 2);
         if (big) {
-            va_start(ap, fmt);
-            vsnprintf(big, (size_t)n + 1, fmt, ap);
-            va_end(ap);
+            vsnprintf(big, (size_t)n + 1, fmt, again);
             line = big;
         } else {
             n = (int)sizeof small - 2; /* no memory: the start of it, rather than nothing */
         }
     }
+    va_end(again);
     line[n++] = '\n';
     if (ctx->own_log) {
         sup_log_write(ctx->own_log, line, (size_t)n);
@@ -59,6 +60,14 @@ void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
         fprintf(stderr, "shmrpc-service: %.*s", n, line);
     }
     if (line != small) free(line);
+}
+
+void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sup_vlogf(ctx, fmt, ap);
+    va_end(ap);
 }
 
 const char *sup_state_name(sup_state st)
@@ -87,8 +96,7 @@ static void set_state(sup_service *s, sup_state st)
     s->ctx->changed = true;
 }
 
-int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service *cfg,
-                     const char *cwd)
+int sup_service_init(sup_service *s, sup_ctx *ctx, const cfg_service *cfg, const char *cwd)
 {
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
@@ -110,7 +118,7 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service 
     snprintf(name, sizeof name, "%s.log", cfg->name);
     int rc =
         sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
-    if (rc == 0 && cfg->kind == SHMRPC__CONFIG_MODULE) rc = sup_module_init(s);
+    if (rc == 0 && cfg->kind == CFG_MODULE) rc = sup_module_init(s);
     return rc;
 }
 
@@ -260,7 +268,7 @@ static void describe(int status, char *out, size_t cap)
  * it has been restarted crash_loop_restarts times within crash_loop_window_s. */
 static void crashed(sup_service *s, int64_t now, const char *what)
 {
-    const shmrpc__config_settings *cs = &s->cfg->s;
+    const cfg_settings *cs = &s->cfg->s;
     snprintf(s->last_exit, sizeof s->last_exit, "%s", what);
     if (s->ctx->draining) {
         sup_logf(s->ctx, "%s: %s while stopping everything: not restarted", s->cfg->name, what);

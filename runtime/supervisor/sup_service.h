@@ -4,6 +4,7 @@
 #ifndef SHMRPC_SUPERVISOR_SERVICE_H
 #define SHMRPC_SUPERVISOR_SERVICE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -30,7 +31,7 @@ typedef struct sup_ctx {
 
 typedef struct sup_service {
     sup_ctx *ctx;
-    const shmrpc__config_service *cfg;
+    const cfg_service *cfg;
     const char *cwd; /* where its program runs: the service.ini's folder */
     sup_state state;
     sup_state after_stop;   /* SUP_STOPPED, or SUP_FAILED for one stopped for not answering */
@@ -57,10 +58,11 @@ typedef struct sup_service {
 
 /* One of the supervisor's own lines, to ctx->own_log or stderr. */
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sup_vlogf(const sup_ctx *ctx, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* Opens its pipe and log. 0, or SHMRPC_ENOMEM or SHMRPC_ESYS(errno). */
-int sup_service_init(sup_service *s, sup_ctx *ctx, const shmrpc__config_service *cfg,
-                     const char *cwd);
+int sup_service_init(sup_service *s, sup_ctx *ctx, const cfg_service *cfg, const char *cwd);
 void sup_service_destroy(sup_service *s);
 
 /* Starts its process. A failed fork counts as a crash. */

@@ -830,7 +830,24 @@ static bool is_loopback(const char *host)
     return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
 }
 
-web_server *web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
+void web_logf(const web_logger *log, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (log) {
+        log->vlogf(log->arg, fmt, ap);
+    } else {
+        /* One write: the keeper's and the page's lines share one pipe. */
+        char *line = NULL;
+        if (vasprintf(&line, fmt, ap) < 0) line = NULL;
+        fprintf(stderr, "shmrpc-service: %s\n", line ? line : "web monitor: out of memory");
+        free(line);
+    }
+    va_end(ap);
+}
+
+web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervisor,
+                      const web_logger *log)
 {
     const char *host = c->web_host ? c->web_host : "127.0.0.1";
     int port = c->web_port ? c->web_port : 5155;
@@ -847,15 +864,15 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
         snprintf(ports, sizeof ports, "%s:%d", host, port);
     web_server *s = calloc(1, sizeof *s);
     if (!s) {
-        sup_logf(ctx, "web monitor: out of memory");
+        web_logf(log, "web monitor: out of memory");
         return NULL;
     }
     s->w.cfg = c;
-    s->w.supervisor = ctx->pid;
+    s->w.supervisor = supervisor;
     web_pool_init(&s->w.control, control_addr);
     s->w.svc = calloc(c->n_services ? c->n_services : 1, sizeof *s->w.svc);
     if (!s->w.svc) {
-        sup_logf(ctx, "web monitor: out of memory");
+        web_logf(log, "web monitor: out of memory");
         free_web(s);
         return NULL;
     }
@@ -867,7 +884,7 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
     /* config_check.c refuses this already; the page does not rely on it. */
     s->any_ip_host = !is_loopback(bare);
     if (s->any_ip_host && !c->web_secret_file) {
-        sup_logf(ctx,
+        web_logf(log,
                  "web monitor: %s is not a loopback address and there is no secret_file; "
                  "running without the page",
                  host);
@@ -880,7 +897,7 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
         int rc =
             s->auth ? web_auth_init(s->auth, c->web_secret_file, msg, sizeof msg) : SHMRPC_ENOMEM;
         if (rc)
-            sup_logf(ctx, "web monitor: cannot read its secret: %s; running without the page", msg);
+            web_logf(log, "web monitor: cannot read its secret: %s; running without the page", msg);
         if (rc) {
             free_web(s);
             return NULL;
@@ -889,18 +906,18 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
     }
     int token_rc = web_random_hex(s->w.token, (sizeof s->w.token - 1) / 2);
     if (token_rc != 0) {
-        sup_logf(ctx, "web monitor: no random bytes for its token: %s", shmrpc_strerror(token_rc));
+        web_logf(log, "web monitor: no random bytes for its token: %s", shmrpc_strerror(token_rc));
         free_web(s);
         return NULL;
     }
     if (v6 && !mg_check_feature(8)) {
-        sup_logf(ctx, "web monitor: cannot listen on %s: this civetweb has no IPv6", ports);
+        web_logf(log, "web monitor: cannot listen on %s: this civetweb has no IPv6", ports);
         free_web(s);
         return NULL;
     }
     json_object_seed(0); /* jansson's hash seed, before its first use on several threads */
     s->guard = web_guard_start(port);
-    if (!s->guard) sup_logf(ctx, "web monitor: no thread for its deadlines; running without them");
+    if (!s->guard) web_logf(log, "web monitor: no thread for its deadlines; running without them");
     mg_init_library(0);
     struct mg_callbacks cb = {.log_message = quiet, .connection_close = on_close};
     /* docs/web.md, "Limits". No linger_timeout_ms: a close never waits for a peer. */
@@ -926,7 +943,7 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
     struct mg_error_data err = {.code = &code, .text = why, .text_buffer_size = sizeof why};
     s->mg = mg_start2(&init, &err);
     if (!s->mg) {
-        sup_logf(ctx, "web monitor: cannot listen on %s: %s; running without the page", ports,
+        web_logf(log, "web monitor: cannot listen on %s: %s; running without the page", ports,
                  *why ? why : "civetweb did not start");
         mg_exit_library();
         free_web(s);
@@ -949,10 +966,10 @@ web_server *web_start(const shmrpc__config *c, const char *control_addr, const s
         s->listen_len = sizeof *a;
     }
     if (s->auth)
-        sup_logf(ctx, "web monitor at http://%s/ (the secret of %s required)", ports,
+        web_logf(log, "web monitor at http://%s/ (the secret of %s required)", ports,
                  c->web_secret_file);
     else
-        sup_logf(ctx, "web monitor at http://%s/", ports);
+        web_logf(log, "web monitor at http://%s/", ports);
     return s;
 }
 

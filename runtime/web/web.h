@@ -6,19 +6,35 @@
 #ifndef SHMRPC_SUPERVISOR_WEB_H
 #define SHMRPC_SUPERVISOR_WEB_H
 
+#include <stdarg.h>
+#include <sys/types.h>
+
 #include "config.h"
-#include "sup_service.h"
 
 typedef struct web_server web_server;
+
+/* Where the page's code writes its lines (each without its newline): what it serves, and
+ * why it cannot. This is all the page needs of the supervisor's: shmrpc-service hands
+ * one that writes to its own log (sup_logf's); NULL writes each line to stderr as
+ * "shmrpc-service: LINE\n" in one write, as the supervisor does without a log file: so do
+ * the page's and its keeper's processes, whose stderr is the pipe web_proc_drain copies
+ * into the supervisor's log. */
+typedef struct web_logger {
+    void (*vlogf)(void *arg, const char *fmt, va_list ap);
+    void *arg;
+} web_logger;
+
+void web_logf(const web_logger *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Main thread, with the signals the main loop reads blocked (civetweb's threads inherit
  * the mask). Listens on c's [web monitor] and serves; control_addr is the supervisor's
  * control service. With c->web_secret_file, reads the secret once (shmrpc_secret_load)
  * and requires a session from POST /login for everything but the login page. Logs where
  * it listens, or why it cannot (a port it cannot bind, a secret it cannot read), through
- * ctx; NULL when it cannot (the page's process then exits; the supervisor runs on). c
- * must outlive it. */
-web_server *web_start(const shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
+ * log; NULL when it cannot (the page's process then exits; the supervisor runs on). The
+ * page shows supervisor as the supervisor's pid. c must outlive it. */
+web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervisor,
+                      const web_logger *log);
 
 /* Refuses new requests, waits for those being served (each bounded by its call's
  * timeout and its body's and answer's deadlines), closes the port and frees it all, the

@@ -198,7 +198,7 @@ static int series_file(const char *path, const struct stat *skip, struct stat *s
     return rc;
 }
 
-int web_series(const shmrpc__config_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e)
+int web_series(const cfg_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e)
 {
     size_t cap = max < 1 ? 1 : (size_t)max, n = 0;
     json_t **got = calloc(cap, sizeof *got);
@@ -339,7 +339,7 @@ static int log_follow(int fd, off_t after, off_t size, size_t max_bytes, json_t 
     return rc;
 }
 
-int web_log(const shmrpc__config_service *s, const web_log_req *q, shmrpc_buf *out, web_err *e)
+int web_log(const cfg_service *s, const web_log_req *q, shmrpc_buf *out, web_err *e)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s.log", s->s.log_dir, s->name);

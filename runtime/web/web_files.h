@@ -26,8 +26,7 @@
 /* GET /api/services/NAME/series: the samples of s's NAME.series (then NAME.series.1)
  * whose t is above since, the last max of them (1..WEB_SERIES_MAX), oldest first, as one
  * JSON array per field. A missing file is no samples. */
-int web_series(const shmrpc__config_service *s, int64_t since, int max, shmrpc_buf *out,
-               web_err *e);
+int web_series(const cfg_service *s, int64_t since, int max, shmrpc_buf *out, web_err *e);
 
 /* What GET /api/services/NAME/log asked for. */
 typedef struct web_log_req {
@@ -39,6 +38,6 @@ typedef struct web_log_req {
 
 /* GET /api/services/NAME/log: {"offset", "inode", "lines", "reset"} of s's NAME.log,
  * "inode" as a string of decimal digits. */
-int web_log(const shmrpc__config_service *s, const web_log_req *q, shmrpc_buf *out, web_err *e);
+int web_log(const cfg_service *s, const web_log_req *q, shmrpc_buf *out, web_err *e);
 
 #endif

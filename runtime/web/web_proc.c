@@ -26,10 +26,17 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "sup_log.h"
 #include "web.h"
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* The page's first restart comes after RESTART_MIN_MS, each quick death doubles it up to
  * RESTART_MAX_MS; a page that served for STABLE_MS starts again from the minimum. */
@@ -71,17 +78,17 @@ struct resolved {
 #define SHM_NAME_MAX 64
 
 struct web_proc {
-    const sup_ctx *ctx;
+    const web_logger *log;
     pid_t keeper;    /* 0: reaped */
     int cmd_w;       /* the keeper's stdin; -1 once closed */
     int log_r;       /* the keeper's and the page's stdout and stderr, non-blocking */
     size_t n;        /* bytes of a line not yet ended, in line */
-    char line[1100]; /* a sup_logf line (1024 bytes) and its "shmrpc-service: " */
+    char line[1100]; /* a line (1024 bytes) and its "shmrpc-service: " */
 };
 
 /* --- the page's process ---------------------------------------------------------------- */
 
-static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervisor, pid_t keeper)
+static void page_main(cfg_file *c, const char *control_addr, pid_t supervisor, pid_t keeper)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != keeper) _exit(0); /* the keeper died before the line above */
@@ -96,10 +103,9 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
-    const sup_ctx ctx = {.pid = supervisor}; /* its lines to stderr: the log pipe */
-    web_server *web = web_start(c, control_addr, &ctx);
+    web_server *web = web_start(c, control_addr, supervisor, NULL); /* lines: the log pipe */
     if (!web) {
-        shmrpc__config_free(c);
+        cfg_free(c);
         exit(PAGE_CANNOT_START);
     }
     for (;;) {
@@ -107,7 +113,7 @@ static void page_main(shmrpc__config *c, const char *control_addr, pid_t supervi
         if (sigwaitinfo(&term, &si) == SIGTERM && si.si_pid == keeper) break;
     }
     web_stop(web);
-    shmrpc__config_free(c);
+    cfg_free(c);
     exit(0);
 }
 
@@ -123,10 +129,9 @@ static const char *death(int status, char *buf, size_t cap)
 }
 
 typedef struct keeper {
-    shmrpc__config *c;
+    cfg_file *c;
     const char *control_addr;
     pid_t supervisor, self, page; /* page: 0 when none runs */
-    sup_ctx ctx;
     bool serve, quit, started_once;
     int64_t started, restart_at, backoff; /* restart_at: 0, none due */
     /* The probe: a connection to the page, the next one's time, the current one's end. */
@@ -177,7 +182,7 @@ static void probe_close(keeper *k, int64_t now, bool answered)
     if (answered) {
         k->misses = 0;
     } else if (++k->misses >= PROBE_MISSES && k->page) {
-        sup_logf(&k->ctx,
+        web_logf(NULL,
                  "web monitor: the page's process (pid %d) did not answer %d probes of %d s: "
                  "SIGKILL",
                  (int)k->page, k->misses, PROBE_TIMEOUT_MS / 1000);
@@ -234,8 +239,8 @@ static void page_start(keeper *k, int64_t now)
     if (k->page == 0) page_main(k->c, k->control_addr, k->supervisor, k->self);
     if (k->page < 0) {
         k->page = 0;
-        sup_logf(&k->ctx, "web monitor: cannot fork the page: %s; again in %lld ms",
-                 strerror(errno), (long long)k->backoff);
+        web_logf(NULL, "web monitor: cannot fork the page: %s; again in %lld ms", strerror(errno),
+                 (long long)k->backoff);
         schedule_restart(k, now);
         return;
     }
@@ -253,7 +258,7 @@ static void page_reaped(keeper *k, int status, int64_t now)
     if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START && first) return;
     if (now - k->started >= STABLE_MS) k->backoff = RESTART_MIN_MS;
     char why[96];
-    sup_logf(&k->ctx, "web monitor: the page's process %s; starting it again in %lld ms",
+    web_logf(NULL, "web monitor: the page's process %s; starting it again in %lld ms",
              death(status, why, sizeof why), (long long)k->backoff);
     schedule_restart(k, now);
 }
@@ -277,7 +282,7 @@ static bool command_read(keeper *k)
     if (!read_all(&cmd, 1)) return false;
     if (cmd == CMD_SERVE && !k->serve) {
         k->serve = true;
-        k->restart_at = sup_mono_ms();
+        k->restart_at = mono_ms();
     } else if (cmd == CMD_QUIT) {
         k->quit = true;
     } else if (cmd == CMD_RESOLVED) {
@@ -287,15 +292,15 @@ static bool command_read(keeper *k)
             return false;
         name[r.name_len] = '\0';
         if (r.index < k->c->n_services) {
-            shmrpc__config_service *s = &k->c->services[r.index];
+            cfg_service *s = &k->c->services[r.index];
             s->tcp_port = r.tcp_port;
-            if (r.name_len) s->shm_name = shmrpc__config_strdup(k->c, name);
+            if (r.name_len) s->shm_name = cfg_strdup(k->c, name);
         }
     }
     return true;
 }
 
-static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t supervisor)
+static void keeper_main(cfg_file *c, const char *control_addr, pid_t supervisor)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != supervisor) _exit(0); /* the supervisor died before the line above */
@@ -319,12 +324,12 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
     sigdelset(&sigs, SIGTERM);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
-        sup_logf(&k.ctx, "web monitor: no signalfd: %s; running without the page", strerror(errno));
+        web_logf(NULL, "web monitor: no signalfd: %s; running without the page", strerror(errno));
         exit(1);
     }
     probe_address(&k);
     while (!k.quit) {
-        int64_t now = sup_mono_ms();
+        int64_t now = mono_ms();
         if (k.serve && !k.page && k.restart_at && now >= k.restart_at) page_start(&k, now);
         if (k.page && k.probe < 0 && k.addr_len && now >= k.probe_at) probe_start(&k, now);
         int64_t next = k.restart_at               ? k.restart_at
@@ -336,7 +341,7 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
                                 {.fd = sfd, .events = POLLIN},
                                 {.fd = k.probe, .events = k.probe_sent ? POLLIN : POLLOUT}};
         if (poll(pfd, 3, timeout) < 0 && errno != EINTR) break;
-        now = sup_mono_ms();
+        now = mono_ms();
         if (pfd[0].revents && !command_read(&k)) {
             /* The supervisor is gone: nothing is left to finish requests for. */
             if (k.page) kill(k.page, SIGKILL);
@@ -352,10 +357,10 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
     if (k.probe >= 0) close(k.probe);
     if (k.page) {
         kill(k.page, SIGTERM);
-        int64_t end = sup_mono_ms() + PAGE_STOP_MS;
+        int64_t end = mono_ms() + PAGE_STOP_MS;
         while (waitpid(k.page, NULL, WNOHANG) == 0) {
-            if (sup_mono_ms() >= end) {
-                sup_logf(&k.ctx, "web monitor: the page did not stop in %d ms: SIGKILL",
+            if (mono_ms() >= end) {
+                web_logf(NULL, "web monitor: the page did not stop in %d ms: SIGKILL",
                          PAGE_STOP_MS);
                 kill(k.page, SIGKILL);
                 while (waitpid(k.page, NULL, 0) < 0 && errno == EINTR)
@@ -366,18 +371,18 @@ static void keeper_main(shmrpc__config *c, const char *control_addr, pid_t super
         }
     }
     close(sfd);
-    shmrpc__config_free(c);
+    cfg_free(c);
     exit(0);
 }
 
 /* --- the supervisor's side ------------------------------------------------------------- */
 
-web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx)
+web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log)
 {
     web_proc *p = calloc(1, sizeof *p);
     int cmd[2] = {-1, -1}, out[2] = {-1, -1};
     if (!p || pipe2(cmd, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0) {
-        sup_logf(ctx, "web monitor: cannot make its pipes: %s; running without the page",
+        web_logf(log, "web monitor: cannot make its pipes: %s; running without the page",
                  strerror(p ? errno : ENOMEM));
         goto fail;
     }
@@ -385,7 +390,7 @@ web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_c
     snprintf(addr, sizeof addr, "%s", control_addr);
     pid_t supervisor = getpid(), pid = fork();
     if (pid < 0) {
-        sup_logf(ctx, "web monitor: cannot fork: %s; running without the page", strerror(errno));
+        web_logf(log, "web monitor: cannot fork: %s; running without the page", strerror(errno));
         goto fail;
     }
     if (pid == 0) {
@@ -401,7 +406,7 @@ web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_c
     setpgid(pid, pid); /* as the keeper does itself: whichever runs first */
     close(cmd[0]);
     close(out[1]);
-    p->ctx = ctx;
+    p->log = log;
     p->keeper = pid;
     p->cmd_w = cmd[1];
     p->log_r = out[0];
@@ -419,15 +424,15 @@ fail:
 static void command(web_proc *p, const void *msg, size_t n)
 {
     if (p->cmd_w >= 0 && write(p->cmd_w, msg, n) != (ssize_t)n)
-        sup_logf(p->ctx, "web monitor: cannot tell its keeper '%c': %s", *(const char *)msg,
+        web_logf(p->log, "web monitor: cannot tell its keeper '%c': %s", *(const char *)msg,
                  strerror(errno));
 }
 
-void web_proc_resolved(web_proc *p, const shmrpc__config *c)
+void web_proc_resolved(web_proc *p, const cfg_file *c)
 {
     for (size_t i = 0; p && i < c->n_services; i++) {
-        const shmrpc__config_service *s = &c->services[i];
-        if (s->kind != SHMRPC__CONFIG_MODULE) continue;
+        const cfg_service *s = &c->services[i];
+        if (s->kind != CFG_MODULE) continue;
         char msg[1 + sizeof(struct resolved) + SHM_NAME_MAX];
         struct resolved r = {.index = (uint32_t)i, .tcp_port = s->tcp_port};
         size_t len = s->shm_name ? strlen(s->shm_name) : 0;
@@ -449,7 +454,7 @@ int web_proc_fd(const web_proc *p)
     return p ? p->log_r : -1;
 }
 
-/* One line of the keeper's or the page's: sup_logf's own "shmrpc-service: " comes off. */
+/* One line of the keeper's or the page's: web_logf's own "shmrpc-service: " comes off. */
 static void relay(web_proc *p, const char *s, size_t n)
 {
     static const char own[] = "shmrpc-service: ";
@@ -457,7 +462,7 @@ static void relay(web_proc *p, const char *s, size_t n)
         s += sizeof own - 1;
         n -= sizeof own - 1;
     }
-    sup_logf(p->ctx, "%.*s", (int)n, s);
+    web_logf(p->log, "%.*s", (int)n, s);
 }
 
 void web_proc_drain(web_proc *p)
@@ -495,7 +500,7 @@ bool web_proc_reaped(web_proc *p, pid_t pid, int status)
     close(p->cmd_w); /* nobody to tell anything any more */
     p->cmd_w = -1;
     char why[96];
-    sup_logf(p->ctx, "web monitor: its keeper (pid %d) %s; the page is gone until a restart",
+    web_logf(p->log, "web monitor: its keeper (pid %d) %s; the page is gone until a restart",
              (int)pid, death(status, why, sizeof why));
     return true;
 }
@@ -506,7 +511,7 @@ void web_proc_stop(web_proc *p, int sig_fd)
     command(p, &(char){CMD_QUIT}, 1);
     if (p->cmd_w >= 0) close(p->cmd_w);
     p->cmd_w = -1;
-    int64_t end = sup_mono_ms() + KEEPER_STOP_MS;
+    int64_t end = mono_ms() + KEEPER_STOP_MS;
     while (p->keeper && waitpid(p->keeper, NULL, WNOHANG) == 0) {
         struct pollfd pfd[2] = {{.fd = p->log_r, .events = POLLIN},
                                 {.fd = sig_fd, .events = POLLIN}};
@@ -514,11 +519,11 @@ void web_proc_stop(web_proc *p, int sig_fd)
         bool again = false; /* a SIGTERM or SIGINT while it stops: no more waiting */
         while (sig_fd >= 0 && read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
             again |= si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT;
-        if (again || sup_mono_ms() >= end) {
+        if (again || mono_ms() >= end) {
             if (again)
-                sup_logf(p->ctx, "web monitor: stopping again: SIGKILL to its keeper");
+                web_logf(p->log, "web monitor: stopping again: SIGKILL to its keeper");
             else
-                sup_logf(p->ctx, "web monitor: its keeper did not stop in %d ms: SIGKILL",
+                web_logf(p->log, "web monitor: its keeper did not stop in %d ms: SIGKILL",
                          KEEPER_STOP_MS);
             kill(p->keeper, SIGKILL); /* and the page, by its PR_SET_PDEATHSIG */
             while (waitpid(p->keeper, NULL, 0) < 0 && errno == EINTR)

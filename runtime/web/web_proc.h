@@ -11,20 +11,21 @@
 #include <sys/types.h>
 
 #include "config.h"
-#include "sup_service.h"
+#include "web.h"
 
 typedef struct web_proc web_proc;
 
 /* Forks the keeper; call it while the process has one thread (before the control
  * service starts), with the signals the main loop reads blocked. The keeper keeps its
  * own copy of c and control_addr (the control service need not run yet) and writes its
- * lines, and the page's, to a pipe that web_proc_drain copies into ctx's log. NULL,
- * said through ctx, when it cannot fork: the supervisor runs on without its page. */
-web_proc *web_proc_fork(shmrpc__config *c, const char *control_addr, const sup_ctx *ctx);
+ * lines, and the page's, to a pipe that web_proc_drain copies into log (web.h: the
+ * supervisor's; it must outlive p). NULL, said through log, when it cannot fork: the
+ * supervisor runs on without its page. */
+web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log);
 
 /* Tells the keeper the shm name and TCP port each module= service was found to serve at
  * (sup_module_resolve, which runs after the fork: loading a module may start threads). */
-void web_proc_resolved(web_proc *p, const shmrpc__config *c);
+void web_proc_resolved(web_proc *p, const cfg_file *c);
 
 /* Tells the keeper to start the page (once every service has started). */
 void web_proc_serve(web_proc *p);

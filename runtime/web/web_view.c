@@ -19,8 +19,8 @@
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
 
-#include "sup_proc_group.h"
-#include "sup_stats.h"
+#include "obs_proc.h"
+#include "obs_stats.h"
 #include "input.h"
 
 /* Pids listed per service; the count goes on past it. */
@@ -34,12 +34,12 @@
 typedef struct gathered {
     json_t *status;     /* its object from the control service's status(), borrowed */
     long pid;           /* its process, the leader of its group; 0: none */
-    bool leader_serves; /* an exec= service: its leader may serve in place (sup_proc_group.h) */
+    bool leader_serves; /* an exec= service: its leader may serve in place (obs_proc.h) */
     int n_procs;        /* processes of its group */
-    sup_proc procs[MAX_PIDS];
+    obs_proc procs[MAX_PIDS];
     double cpu_s;     /* utime + stime of the group, and the leader's reaped children */
     uint64_t rss;     /* resident bytes, summed */
-    sup_stats stats;  /* its call statistics at each of its addresses */
+    obs_stats stats;  /* its call statistics at each of its addresses */
     shmrpc_stats *st; /* stats.all: summed over them; NULL: none to read */
     json_t *sample;   /* its last series sample, when of the current pid; NULL: none */
 } gathered;
@@ -50,7 +50,7 @@ typedef struct view {
     gathered *g;
 } view;
 
-void web_service_address(const shmrpc__config_service *s, char *out, size_t cap)
+void web_service_address(const cfg_service *s, char *out, size_t cap)
 {
     if (s->shm_name)
         snprintf(out, cap, "shm://%s", s->shm_name);
@@ -85,20 +85,20 @@ static json_t *jstr(const char *s)
 /* --- /proc ---------------------------------------------------------------------------- */
 
 /* Whether the k-th process of g is a worker, by the rule the series and the scaler
- * follow (sup_proc_group.h). */
+ * follow (obs_proc.h). */
 static bool is_worker(const gathered *g, int k)
 {
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
-    return sup_proc_is_worker(g->procs, (size_t)shown, (size_t)k, g->leader_serves);
+    return obs_proc_is_worker(g->procs, (size_t)shown, (size_t)k, g->leader_serves);
 }
 
 /* How many processes of g manage workers: its leader, and a module= service's TCP
- * manager (sup_proc_group.h); 0 with no process. A scale count is per manager. */
+ * manager (obs_proc.h); 0 with no process. A scale count is per manager. */
 static int manager_count(const gathered *g)
 {
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS, n = g->pid > 0;
     for (int k = 0; k < shown; k++) {
-        const sup_proc *p = &g->procs[k];
+        const obs_proc *p = &g->procs[k];
         n += p->tcp_named && p->ppid == p->pgrp && p->pid != p->pgrp;
     }
     return n;
@@ -126,7 +126,7 @@ static uint64_t page_bytes(void)
 }
 
 /* One process of /proc: to the service whose group it is in, if any. */
-static void take(const sup_proc *p, void *arg)
+static void take(const obs_proc *p, void *arg)
 {
     view *v = arg;
     for (size_t i = 0; i < v->n; i++) {
@@ -144,13 +144,13 @@ static void take(const sup_proc *p, void *arg)
 /* One pass over /proc for the processes whose group is one of the services'. */
 static void scan_proc(view *v)
 {
-    sup_procs_scan(take, v);
+    obs_procs_scan(take, v);
 }
 
 /* --- the series ----------------------------------------------------------------------- */
 
 /* The last whole line of LOG_DIR/NAME.series, parsed, when its pid is the service's. */
-static json_t *last_sample(const shmrpc__config_service *s, long pid)
+static json_t *last_sample(const cfg_service *s, long pid)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s.series", s->s.log_dir, s->name);
@@ -188,7 +188,7 @@ static json_t *last_sample(const shmrpc__config_service *s, long pid)
 static void view_free(view *v)
 {
     for (size_t i = 0; v->g && i < v->n; i++) {
-        sup_stats_clear(&v->g[i].stats);
+        obs_stats_clear(&v->g[i].stats);
         json_decref(v->g[i].sample);
     }
     free(v->g);
@@ -227,11 +227,11 @@ static int view_load(web_ctx *w, view *v, web_err *e)
             const char *name = json_string_value(json_object_get(o, "name"));
             if (name && strcmp(name, w->cfg->services[i].name) == 0) g->status = o;
         }
-        g->leader_serves = w->cfg->services[i].kind != SHMRPC__CONFIG_MODULE;
+        g->leader_serves = w->cfg->services[i].kind != CFG_MODULE;
         json_t *pid = json_object_get(g->status, "pid");
         g->pid = json_is_integer(pid) ? (long)json_integer_value(pid) : 0;
         if (g->pid <= 0) continue;
-        sup_stats_read(&w->cfg->services[i], (pid_t)g->pid, &g->stats); /* its group */
+        obs_stats_read(&w->cfg->services[i], (pid_t)g->pid, &g->stats); /* its group */
         g->st = g->stats.all;
         g->sample = last_sample(&w->cfg->services[i], g->pid);
     }
@@ -268,12 +268,11 @@ static json_t *method_json(const shmrpc_method_stats *m)
 
 static json_t *service_json(web_ctx *w, const view *v, size_t i, int64_t now)
 {
-    const shmrpc__config_service *cs = &w->cfg->services[i];
+    const cfg_service *cs = &w->cfg->services[i];
     const gathered *g = &v->g[i];
     json_t *o = json_object();
     json_object_set_new(o, "name", json_string(cs->name));
-    json_object_set_new(o, "kind",
-                        json_string(cs->kind == SHMRPC__CONFIG_MODULE ? "module" : "exec"));
+    json_object_set_new(o, "kind", json_string(cs->kind == CFG_MODULE ? "module" : "exec"));
     json_object_set_new(o, "address", json_string(w->svc[i].addr));
     static const char *const copied[] = {
         "state", "pid", "restarts", "started_at_ms", "last_exit", "log_path", "log_dropped_bytes"};
@@ -392,7 +391,7 @@ static json_t *worker_procs(const gathered *g)
     int shown = g->n_procs < MAX_PIDS ? g->n_procs : MAX_PIDS;
     for (int k = 0; k < shown; k++) {
         if (!is_worker(g, k)) continue;
-        const sup_proc *p = &g->procs[k];
+        const obs_proc *p = &g->procs[k];
         char st[2] = {p->state, '\0'};
         double cpu_s = (double)(p->utime + p->stime) / (double)clock_tick();
         json_array_append_new(list, json_pack("{s:I,s:s,s:f,s:I}", "pid", (json_int_t)p->pid,
@@ -417,7 +416,7 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
     json_object_set_new(o, "methods", methods);
     json_object_set_new(o, "service", g->st ? jstr(g->st->service) : json_null());
     json_t *read_at = json_array();
-    for (int a = 0; a < SUP_STATS_ADDRS; a++)
+    for (int a = 0; a < OBS_STATS_ADDRS; a++)
         if (g->stats.part[a] && !g->stats.left_out[a])
             json_array_append_new(read_at, json_string(g->stats.addr[a]));
     json_object_set_new(o, "stats_addresses", read_at);
@@ -504,7 +503,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
     }
     static const char *const states[] = {"stopped", "starting", "running",
                                          "backoff", "stopping", "failed"};
-    const shmrpc__config *c = w->cfg;
+    const cfg_file *c = w->cfg;
     family(out, "shmrpc_service_up", "gauge",
            "Whether the service is running and answering calls (1) or not (0).");
     for (size_t i = 0; i < v.n; i++) {

@@ -16,7 +16,7 @@
 /* The page's own state, shared by its threads; fixed once the server runs but for the
  * pools, which lock themselves. */
 typedef struct web_ctx {
-    const shmrpc__config *cfg;
+    const cfg_file *cfg;
     web_pool control; /* the supervisor's control service */
     web_pool *svc;    /* one per service, in file order: its shm:// or tcp:// address */
     char token[33];   /* what a POST must carry in X-Shmrpc-Token */
@@ -28,7 +28,7 @@ typedef struct web_ctx {
 
 /* The address the supervisor knows service i answers at (shm://SHM_NAME, else
  * tcp://127.0.0.1:TCP_PORT), or "" when neither is known. */
-void web_service_address(const shmrpc__config_service *s, char *out, size_t cap);
+void web_service_address(const cfg_service *s, char *out, size_t cap);
 
 /* GET /api/services: every service and the methods that took the most time. */
 int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e);

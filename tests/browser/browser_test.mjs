@@ -132,7 +132,7 @@ function freePort() {
   });
 }
 
-// The control service's address as shmrpc__config_control_address makes it: FNV-1a 64 of
+// The control service's address as cfg_control_address makes it: FNV-1a 64 of
 // the ini's real path.
 function controlName(ini) {
   let h = 14695981039346656037n;

@@ -251,7 +251,7 @@ static pid_t parent_of(pid_t pid)
 }
 
 /* The workers of manager into out; their count. With tcp_mgr, manager is the first one,
- * and its child named shmrpc-tcp (sup_proc_group.h) is the TCP manager, not a worker: it goes
+ * and its child named shmrpc-tcp (obs_proc.h) is the TCP manager, not a worker: it goes
  * in *tcp_mgr. (The TCP manager's workers bear its name too.) */
 static int workers_of(pid_t manager, pid_t *out, int cap, pid_t *tcp_mgr)
 {
@@ -484,7 +484,7 @@ static void chaos(void **state)
     f->sup = sup_start_in(f->dir, ini, true, (unsigned)run_seconds + 90, NULL);
     char ini_path[128];
     snprintf(ini_path, sizeof ini_path, "%s/service.ini", f->dir);
-    assert_int_equal(shmrpc__config_control_address(ini_path, f->control, sizeof f->control), 0);
+    assert_int_equal(cfg_control_address(ini_path, f->control, sizeof f->control), 0);
     pid_t mgr = wait_running(f, 0, 10000);
     assert_true(mgr > 0);
     pid_t tcp_mgr = 0, w[8];

@@ -34,31 +34,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static mem_file in, again;
     mem_file_put(&in, data, size);
-    shmrpc__config *c = NULL;
+    cfg_file *c = NULL;
     shmrpc_buf err, out, out2;
     shmrpc_buf_init(&err);
     shmrpc_buf_init(&out);
     shmrpc_buf_init(&out2);
-    if (shmrpc__config_load(in.path, NULL, &c, &err) == 0) {
-        shmrpc__config_write(c, &out);
-        shmrpc__config_free(c);
+    if (cfg_load(in.path, NULL, &c, &err) == 0) {
+        cfg_write(c, &out);
+        cfg_free(c);
         c = NULL;
         mem_file_put(&again, out.data, out.len);
         shmrpc_buf_destroy(&err);
         shmrpc_buf_init(&err);
-        if (shmrpc__config_load(again.path, NULL, &c, &err) != 0) {
+        if (cfg_load(again.path, NULL, &c, &err) != 0) {
             fprintf(stderr, "written out, it does not load again:\n%.*s\n%.*s", (int)out.len,
                     (const char *)out.data, (int)err.len, (const char *)err.data);
             abort();
         }
-        shmrpc__config_write(c, &out2);
+        cfg_write(c, &out2);
         if (out2.len != out.len || memcmp(out.data, out2.data, out.len) != 0) {
             fprintf(stderr, "written out twice, it differs:\n%.*s\n---\n%.*s", (int)out.len,
                     (const char *)out.data, (int)out2.len, (const char *)out2.data);
             abort();
         }
     }
-    shmrpc__config_free(c);
+    cfg_free(c);
     shmrpc_buf_destroy(&err);
     shmrpc_buf_destroy(&out);
     shmrpc_buf_destroy(&out2);

@@ -70,16 +70,16 @@ static const char *put(fixture *f, const char *name, const char *text)
 
 /* Loads path with 3 CPUs; on failure returns NULL with the messages in *msgs (a static
  * NUL-terminated copy). */
-static shmrpc__config *load(const char *path, int want_rc, const char **msgs)
+static cfg_file *load(const char *path, int want_rc, const char **msgs)
 {
     static char text[16384];
-    shmrpc__config_opts o;
-    shmrpc__config_opts_init(&o);
+    cfg_opts o;
+    cfg_opts_init(&o);
     o.online_cpus = 3;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    shmrpc__config *c = (shmrpc__config *)1;
-    int rc = shmrpc__config_load(path, &o, &c, &err);
+    cfg_file *c = (cfg_file *)1;
+    int rc = cfg_load(path, &o, &c, &err);
     size_t n = err.len < sizeof text - 1 ? err.len : sizeof text - 1;
     if (n) memcpy(text, err.data, n);
     text[n] = '\0';
@@ -108,7 +108,7 @@ static void resolves_defaults_and_overrides(void **state)
                           "  --more\n"
                           "tcp_port = 7001\n"
                           "log_keep = 9\n");
-    shmrpc__config *c = load(ini, 0, NULL);
+    cfg_file *c = load(ini, 0, NULL);
     char want[128];
 
     assert_string_equal(c->dir, f->dir);
@@ -135,10 +135,10 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(c->web_port, 5155);
 
     assert_int_equal(c->n_services, 2);
-    const shmrpc__config_service *a = &c->services[0], *b = &c->services[1];
+    const cfg_service *a = &c->services[0], *b = &c->services[1];
     assert_string_equal(a->name, "a");
     assert_int_equal(a->line, 5);
-    assert_int_equal(a->kind, SHMRPC__CONFIG_MODULE);
+    assert_int_equal(a->kind, CFG_MODULE);
     snprintf(want, sizeof want, "%s/m.so", f->dir);
     assert_string_equal(a->module, want);
     assert_null(a->shm_name);
@@ -149,7 +149,7 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(a->s.stop_timeout_ms, 3000);
 
     assert_string_equal(b->name, "b");
-    assert_int_equal(b->kind, SHMRPC__CONFIG_EXEC);
+    assert_int_equal(b->kind, CFG_EXEC);
     assert_int_equal(b->argc, 4);
     assert_string_equal(b->argv[0], "/bin/sh");
     assert_string_equal(b->argv[1], "-c");
@@ -160,9 +160,9 @@ static void resolves_defaults_and_overrides(void **state)
     assert_int_equal(b->tcp_port, 7001);
     assert_int_equal(b->s.log_keep, 9);
 
-    assert_ptr_equal(shmrpc__config_find(c, "b"), b);
-    assert_null(shmrpc__config_find(c, "c"));
-    shmrpc__config_free(c);
+    assert_ptr_equal(cfg_find(c, "b"), b);
+    assert_null(cfg_find(c, "c"));
+    cfg_free(c);
 }
 
 /* A relative program is taken from the file's folder, not from the current one. */
@@ -175,13 +175,13 @@ static void relative_program_from_the_files_folder(void **state)
     char cwd[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
     assert_int_equal(chdir("/"), 0);
-    shmrpc__config *c = load(ini, 0, NULL);
+    cfg_file *c = load(ini, 0, NULL);
     assert_int_equal(chdir(cwd), 0);
     char want[128];
     snprintf(want, sizeof want, "%s/server", f->dir);
     assert_string_equal(c->services[0].program, want);
     assert_string_equal(c->services[0].argv[0], "./server");
-    shmrpc__config_free(c);
+    cfg_free(c);
 }
 
 static void secret_file_checks(void **state)
@@ -194,12 +194,12 @@ static void secret_file_checks(void **state)
     const char *ok = put(f, "ok.ini",
                          "[defaults]\nlog_dir = /tmp\ntcp_bind = 0.0.0.0\n"
                          "secret_file = good.secret\n[a]\nmodule = m.so\n");
-    shmrpc__config *c = load(ok, 0, NULL);
+    cfg_file *c = load(ok, 0, NULL);
     char want[128];
     snprintf(want, sizeof want, "%s/good.secret", f->dir);
     assert_string_equal(c->services[0].s.secret_file, want);
     assert_string_equal(c->services[0].s.tcp_bind, "0.0.0.0");
-    shmrpc__config_free(c);
+    cfg_free(c);
 
     const char *bad = put(f, "bad.ini",
                           "[defaults]\nlog_dir = /tmp\ntcp_bind = 0.0.0.0\n"
@@ -231,20 +231,20 @@ static void web_monitor_secret(void **state)
                           "[defaults]\nlog_dir = /tmp\n[a]\nexec = /bin/true\n"
                           "wait_until_completed = false\n"
                           "[web monitor]\nhost = 0.0.0.0\nsecret_file = web.secret\n");
-    shmrpc__config *c = load(own, 0, NULL);
+    cfg_file *c = load(own, 0, NULL);
     snprintf(want, sizeof want, "%s/web.secret", f->dir);
     assert_string_equal(c->web_host, "0.0.0.0");
     assert_string_equal(c->web_secret_file, want);
     assert_null(c->defaults.secret_file);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    shmrpc__config_write(c, &out);
+    cfg_write(c, &out);
     shmrpc_buf_append(&out, "", 1);
     snprintf(line, sizeof line, "[web monitor]\nhost = 0.0.0.0\nport = 5155\nsecret_file = %s\n",
              want);
     assert_non_null(strstr((const char *)out.data, line));
     shmrpc_buf_destroy(&out);
-    shmrpc__config_free(c);
+    cfg_free(c);
 
     const char *inherited = put(f, "inherited.ini",
                                 "[defaults]\nlog_dir = /tmp\nsecret_file = other.secret\n"
@@ -254,7 +254,7 @@ static void web_monitor_secret(void **state)
     snprintf(want, sizeof want, "%s/other.secret", f->dir);
     assert_string_equal(c->web_host, "::");
     assert_string_equal(c->web_secret_file, want);
-    shmrpc__config_free(c);
+    cfg_free(c);
 
     /* A loopback page needs none; [web monitor] secret_file = none turns [defaults]' off,
      * and then a public host is refused. */
@@ -467,15 +467,15 @@ static void long_paths_are_not_cut(void **state)
     assert_non_null(w);
     fputs(good, w);
     fclose(w);
-    shmrpc__config *c = load(ini, 0, NULL);
+    cfg_file *c = load(ini, 0, NULL);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    shmrpc__config_write(c, &out);
+    cfg_write(c, &out);
     shmrpc_buf_append(&out, "", 1);
     snprintf(want, sizeof want, "module = %s\n", so);
     assert_non_null(strstr((const char *)out.data, want));
     shmrpc_buf_destroy(&out);
-    shmrpc__config_free(c);
+    cfg_free(c);
 }
 
 /* The written form reads back to the same configuration. */
@@ -488,34 +488,34 @@ static void written_form_reads_back(void **state)
                           "[web monitor]\nport = 6100\n"
                           "[a]\nmodule = m.so\nshm_name = a1\n"
                           "[b]\nexec = /bin/sh -c \"echo \\\"hi\\\"\" 'a b'\nshm_name = b1\n");
-    shmrpc__config *c = load(ini, 0, NULL);
+    cfg_file *c = load(ini, 0, NULL);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    shmrpc__config_write(c, &out);
-    shmrpc__config_free(c);
+    cfg_write(c, &out);
+    cfg_free(c);
     const char *again = put_bytes(f, "two.ini", out.data, out.len, 0644);
     c = load(again, 0, NULL);
     shmrpc_buf out2;
     shmrpc_buf_init(&out2);
-    shmrpc__config_write(c, &out2);
+    cfg_write(c, &out2);
     assert_int_equal(c->defaults.max_proc_mem_bytes, (uint64_t)2 << 30);
     assert_int_equal(c->services[1].argc, 4);
     assert_string_equal(c->services[1].argv[2], "echo \"hi\"");
     assert_string_equal(c->services[1].argv[3], "a b");
     assert_int_equal(out.len, out2.len);
     assert_memory_equal(out.data, out2.data, out.len);
-    shmrpc__config_free(c);
+    cfg_free(c);
     shmrpc_buf_destroy(&out);
     shmrpc_buf_destroy(&out2);
 }
 
-/* Every setting's field in shmrpc__config_settings has the C type its key's value calls
+/* Every setting's field in cfg_settings has the C type its key's value calls
  * for: a mismatch would write a value of one size into a member of another. */
 static void key_table_types(void **state)
 {
     (void)state;
     char msg[256] = "";
-    int rc = shmrpc__config_check_keys(msg, sizeof msg);
+    int rc = cfg_check_keys(msg, sizeof msg);
     if (rc) fail_msg("%s", msg);
 }
 

@@ -79,7 +79,7 @@ static pid_t run_supervisor(fixture *f, const char *err_name)
 static void start(fixture *f, const char *ini)
 {
     assert_int_equal(sup_write_file(f->ini, ini), 0);
-    assert_int_equal(shmrpc__config_control_address(f->ini, f->control, sizeof f->control), 0);
+    assert_int_equal(cfg_control_address(f->ini, f->control, sizeof f->control), 0);
     f->sup = run_supervisor(f, "supervisor.err");
     assert_int_equal(shmrpc_client_new(&f->c, &Control_service_info, NULL), 0);
     for (int64_t end = sup_now_ms() + 5000; shmrpc_client_connect(f->c, f->control) != 0;

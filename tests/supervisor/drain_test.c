@@ -187,7 +187,7 @@ static void under_load(fixture *f, bool tcp)
              STOP_TIMEOUT_S, tcp ? "" : "tcp_bind = none\n", DRAIN_MODULE, f->shm, tcp_line);
     const char *env[] = {"SUP_DRAIN_MARKS", f->marks_path, NULL};
     f->sup = sup_start_in(f->dir, ini, true, 60, env);
-    assert_int_equal(shmrpc__config_control_address(f->ini, f->control, sizeof f->control), 0);
+    assert_int_equal(cfg_control_address(f->ini, f->control, sizeof f->control), 0);
     pid_t mgr = wait_running(f, "drain", 10000);
     assert_true(mgr > 0);
     /* 2 workers for shm://, and with TCP the TCP manager with its own 2. */

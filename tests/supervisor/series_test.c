@@ -32,9 +32,9 @@
 
 #include "config.h"
 #include "echo.h"
-#include "sup_proc_group.h"
+#include "obs_proc.h"
 #include "sup_series.h"
-#include "sup_stats.h"
+#include "obs_stats.h"
 #include "sup_helpers.h"
 
 /* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone. */
@@ -83,7 +83,7 @@ static int teardown(void **state)
     /* The control segment of a supervisor a failed test SIGKILLed (this one's only). */
     char ini[96], control[96];
     snprintf(ini, sizeof ini, "%s/service.ini", f->dir);
-    if (shmrpc__config_control_address(ini, control, sizeof control) == 0)
+    if (cfg_control_address(ini, control, sizeof control) == 0)
         sup_remove_segments(control + strlen("shm://"));
     sup_rm_tree(f->dir);
     free(f);
@@ -381,7 +381,7 @@ static void series_rotates_at_log_max_bytes(void **state)
     char logs[128];
     snprintf(logs, sizeof logs, "%s/logs", f->dir);
     mkdir(logs, 0700);
-    shmrpc__config_service cfg = {.name = "self", .kind = SHMRPC__CONFIG_EXEC};
+    cfg_service cfg = {.name = "self", .kind = CFG_EXEC};
     cfg.s.log_dir = logs;
     cfg.s.log_max_bytes = 4096;
     cfg.s.series_interval_ms = 1000;
@@ -441,8 +441,7 @@ static void series_interval_per_service(void **state)
     char logs[128];
     snprintf(logs, sizeof logs, "%s/logs", f->dir);
     mkdir(logs, 0700);
-    shmrpc__config_service cfg[2] = {{.name = "one", .kind = SHMRPC__CONFIG_EXEC},
-                                     {.name = "three", .kind = SHMRPC__CONFIG_EXEC}};
+    cfg_service cfg[2] = {{.name = "one", .kind = CFG_EXEC}, {.name = "three", .kind = CFG_EXEC}};
     sup_ctx ctx = {0};
     sup_service svc[2];
     pid_t worker = 0, leader = fake_server(f, &worker);
@@ -509,7 +508,7 @@ static void percentile_of_the_difference(void **state)
     assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
 }
 
-/* sup_stats_merge on made-up snapshots: the same table in another order is summed by
+/* obs_stats_merge on made-up snapshots: the same table in another order is summed by
  * method name (counts, times and buckets); another service's is left out, and said. */
 static void merge_by_method_name(void **state)
 {
@@ -521,8 +520,8 @@ static void merge_by_method_name(void **state)
     a[0].buckets[0] = 5, a[1].buckets[2] = 2, b[0].buckets[2] = 1, b[1].buckets[31] = 3;
     shmrpc_stats shm = {.service = "Echo", .pid = 10, .n_methods = 2, .methods = a};
     shmrpc_stats tcp = {.service = "Echo", .pid = 11, .n_methods = 2, .methods = b};
-    sup_stats st = {.part = {&shm, &tcp}};
-    assert_int_equal(sup_stats_merge(&st), 0);
+    obs_stats st = {.part = {&shm, &tcp}};
+    assert_int_equal(obs_stats_merge(&st), 0);
     assert_non_null(st.all);
     assert_string_equal(st.why, "");
     assert_int_equal(st.all->pid, 10);
@@ -541,46 +540,46 @@ static void merge_by_method_name(void **state)
     assert_int_equal(shmrpc_stats_percentile(add, 0.99), (uint64_t)1 << 41);
 
     tcp.service = "Other";
-    snprintf(st.addr[SUP_STATS_TCP], sizeof st.addr[0], "tcp://127.0.0.1:1");
-    assert_int_equal(sup_stats_merge(&st), 0);
-    assert_true(st.left_out[SUP_STATS_TCP]);
-    assert_false(st.left_out[SUP_STATS_SHM]);
+    snprintf(st.addr[OBS_STATS_TCP], sizeof st.addr[0], "tcp://127.0.0.1:1");
+    assert_int_equal(obs_stats_merge(&st), 0);
+    assert_true(st.left_out[OBS_STATS_TCP]);
+    assert_false(st.left_out[OBS_STATS_SHM]);
     assert_non_null(strstr(st.why, "tcp://127.0.0.1:1 (service Other"));
     assert_int_equal(st.all->methods[0].calls, 5);
     /* Only the shm:// part: the first one present. */
-    st.part[SUP_STATS_SHM] = NULL;
+    st.part[OBS_STATS_SHM] = NULL;
     tcp.service = "Echo";
-    assert_int_equal(sup_stats_merge(&st), 0);
+    assert_int_equal(obs_stats_merge(&st), 0);
     assert_int_equal(st.all->pid, 11);
     assert_string_equal(st.all->methods[0].name, "echo");
-    st.part[SUP_STATS_TCP] = NULL; /* the test's own: not to be freed */
-    sup_stats_clear(&st);
+    st.part[OBS_STATS_TCP] = NULL; /* the test's own: not to be freed */
+    obs_stats_clear(&st);
 }
 
-/* Whose statistics segment sup_stats_read takes: one of a live server in the service's
+/* Whose statistics segment obs_stats_read takes: one of a live server in the service's
  * group (fake_server's leader and its worker); not one of this test's process (another
  * group), of no pid, or of a server killed and reaped (a stale segment of a killed run). */
 static void stats_owner_live(void **state)
 {
     fixture *f = *state;
     pid_t worker = 0, leader = fake_server(f, &worker);
-    assert_true(sup_stats_owner_live(leader, leader));
-    assert_true(sup_stats_owner_live(worker, leader));
-    assert_false(sup_stats_owner_live(getpid(), leader)); /* alive, but not the service's */
-    assert_true(sup_stats_owner_live(getpid(), 0));       /* no group known: alive is enough */
-    assert_false(sup_stats_owner_live(0, 0));
-    assert_false(sup_stats_owner_live(-1, leader));
+    assert_true(obs_proc_alive(leader, leader));
+    assert_true(obs_proc_alive(worker, leader));
+    assert_false(obs_proc_alive(getpid(), leader)); /* alive, but not the service's */
+    assert_true(obs_proc_alive(getpid(), 0));       /* no group known: alive is enough */
+    assert_false(obs_proc_alive(0, 0));
+    assert_false(obs_proc_alive(-1, leader));
     end_fake_server(f, leader);
-    assert_false(sup_stats_owner_live(leader, leader));
-    assert_false(sup_stats_owner_live(leader, 0)); /* ESRCH */
+    assert_false(obs_proc_alive(leader, leader));
+    assert_false(obs_proc_alive(leader, 0)); /* ESRCH */
 }
 
-/* The rule of sup_proc_group.h on made-up process groups: which processes are workers. */
-static int workers_of(const sup_proc *v, size_t n, bool leader_serves, pid_t *out)
+/* The rule of obs_proc.h on made-up process groups: which processes are workers. */
+static int workers_of(const obs_proc *v, size_t n, bool leader_serves, pid_t *out)
 {
     int k = 0;
     for (size_t i = 0; i < n; i++)
-        if (sup_proc_is_worker(v, n, i, leader_serves)) out[k++] = v[i].pid;
+        if (obs_proc_is_worker(v, n, i, leader_serves)) out[k++] = v[i].pid;
     return k;
 }
 
@@ -591,7 +590,7 @@ static void worker_rule(void **state)
     /* A module service serving TCP too: leader 10, shm:// workers 11 and 12 (11 runs
      * system(): sh 20, and its sleep 21), TCP manager 13 with workers 14 and 15 (named as
      * it is; 14 forked a child 22 without exec, named so too). */
-    const sup_proc tcp[] = {
+    const obs_proc tcp[] = {
         {.pid = 10, .ppid = 1, .pgrp = 10},
         {.pid = 11, .ppid = 10, .pgrp = 10},
         {.pid = 12, .ppid = 10, .pgrp = 10},
@@ -613,7 +612,7 @@ static void worker_rule(void **state)
     assert_int_equal(workers_of(tcp, 1, false, w), 0);
     /* A child of the leader's TCP manager's worker named shmrpc-tcp is no manager: only the
      * leader's child of that name is. */
-    const sup_proc odd[] = {
+    const obs_proc odd[] = {
         {.pid = 10, .ppid = 1, .pgrp = 10},
         {.pid = 11, .ppid = 10, .pgrp = 10},
         {.pid = 12, .ppid = 11, .pgrp = 10, .tcp_named = true},
@@ -625,7 +624,7 @@ static void worker_rule(void **state)
      * their helpers are not. */
     assert_int_equal(workers_of(tcp, 1, true, w), 1);
     assert_int_equal(w[0], 10);
-    const sup_proc exec[] = {
+    const obs_proc exec[] = {
         {.pid = 30, .ppid = 1, .pgrp = 30},
         {.pid = 31, .ppid = 30, .pgrp = 30},
         {.pid = 32, .ppid = 30, .pgrp = 30},
@@ -642,8 +641,8 @@ static void stat_parse(void **state)
     (void)state;
     const char *text = "4242 (shmrpc-tcp) S 4241 4240 4240 0 -1 4194624 1 0 0 0 7 3 2 1 20 0 1 "
                        "0 123456 1000000 250 18446744073709551615";
-    sup_proc p;
-    assert_true(sup_proc_parse(4242, text, &p));
+    obs_proc p;
+    assert_true(obs_proc_parse(4242, text, &p));
     assert_int_equal(p.pid, 4242);
     assert_int_equal(p.ppid, 4241);
     assert_int_equal(p.pgrp, 4240);
@@ -656,12 +655,12 @@ static void stat_parse(void **state)
     assert_int_equal(p.start, 123456);
     assert_int_equal(p.rss_pages, 250);
     const char *odd = "7 (a) (shmrpc-tcp) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5";
-    assert_true(sup_proc_parse(7, odd, &p));
+    assert_true(obs_proc_parse(7, odd, &p));
     assert_false(p.tcp_named);
     assert_int_equal(p.ppid, 1);
     assert_int_equal(p.start, 9);
-    assert_false(sup_proc_parse(7, "7 (cut", &p));
-    assert_false(sup_proc_parse(7, "7 (x) R 1", &p));
+    assert_false(obs_proc_parse(7, "7 (cut", &p));
+    assert_false(obs_proc_parse(7, "7 (x) R 1", &p));
 }
 
 int main(void)

@@ -233,7 +233,7 @@ static int sup_begin(sup *s, const char *defaults, const char *web, const char *
                      "[defaults]\nlog_dir = logs\n%s\n[web monitor]\nport = %d\n%s\n%s", defaults,
                      s->port, web, services);
     if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(s->ini, ini) != 0) return -1;
-    if (shmrpc__config_control_address(s->ini, s->control, sizeof s->control) != 0) return -1;
+    if (cfg_control_address(s->ini, s->control, sizeof s->control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", s->dir);
     s->pid = sup_spawn(s->ini, errp, true, 60, NULL);
     return s->pid < 0 ? -1 : 0;

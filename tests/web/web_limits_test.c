@@ -161,7 +161,7 @@ static int group_setup(void **state)
                      "[echo]\nexec = %s --workers 1 %s\nshm_name = %s\n",
                      T.port, ECHO_SERVER, T.addr, T.shm);
     if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
-    if (shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
+    if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
     T.sup = sup_spawn(T.ini, errp, true, 120, NULL);
     if (T.sup < 0) return -1;

@@ -109,7 +109,7 @@ static int start_with(const char *service)
              "wait_until_completed = false\n",
              T.port, service ? service : SLEEPER);
     if (T.port <= 0 || sup_write_file(T.ini, ini) != 0 ||
-        shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0)
+        cfg_control_address(T.ini, T.control, sizeof T.control) != 0)
         return -1;
     snprintf(err, sizeof err, "%s/supervisor.err", T.dir);
     T.sup = fork();

@@ -146,7 +146,7 @@ static int group_setup(void **state)
     snprintf(T.talk, sizeof T.talk, "%s/talk.in", T.dir);
     snprintf(T.logs, sizeof T.logs, "%s/logs", T.dir);
     if (sup_write_file(T.talk, "") != 0) return -1;
-    if (shmrpc__config_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
+    if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
     T.sup = sup_spawn(T.ini, errp, true, 60, NULL);
     if (T.sup < 0) return -1;

@@ -1,5 +1,5 @@
-/* A service's call statistics over every address it serves at (sup_stats.h). */
-#include "sup_stats.h"
+/* A service's call statistics over every address it serves at (obs_stats.h). */
+#include "obs_stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include <shmrpc/status.h>
 
-#include "sup_proc_group.h"
+#include "obs_proc.h"
 
 /* tcp://HOST:PORT as a server bound there spells it: an IPv6 host in brackets. */
 static void tcp_at(char *out, size_t cap, const char *host, int port)
@@ -20,30 +20,12 @@ static void tcp_at(char *out, size_t cap, const char *host, int port)
     snprintf(out, cap, "tcp://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
-bool sup_stats_owner_live(pid_t pid, pid_t group)
-{
-    if (pid <= 0) return false; /* no server wrote it: kill(0) would ask about us */
-    if (group <= 0) return kill(pid, 0) == 0 || errno != ESRCH;
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false; /* gone (or no /proc: then no group to check either) */
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
-        ;
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    sup_proc p;
-    return sup_proc_parse(pid, buf, &p) && p.state != 'Z' && p.state != 'X' && p.pgrp == group;
-}
-
 /* The snapshot at addr, if a live server of group wrote it; NULL otherwise. */
 static shmrpc_stats *read_at(const char *addr, pid_t group)
 {
     shmrpc_stats *st = NULL;
     if (shmrpc_stats_read(addr, &st) != 0) st = NULL;
-    if (st && !sup_stats_owner_live(st->pid, group)) { /* a stale segment of a killed run */
+    if (st && !obs_proc_alive(st->pid, group)) { /* a stale segment of a killed run */
         shmrpc_stats_free(st);
         st = NULL;
     }
@@ -51,37 +33,37 @@ static shmrpc_stats *read_at(const char *addr, pid_t group)
 }
 
 /* Where slot's statistics may be, best first, into out; their count (0: none known). */
-static int candidates(const shmrpc__config_service *s, int slot, char out[][96])
+static int candidates(const cfg_service *s, int slot, char out[][96])
 {
-    if (slot == SUP_STATS_SHM) {
+    if (slot == OBS_STATS_SHM) {
         if (!s->shm_name) return 0;
         snprintf(out[0], sizeof out[0], "shm://%s", s->shm_name);
         return 1;
     }
     if (!s->tcp_port) return 0;
-    if (s->kind == SHMRPC__CONFIG_MODULE) { /* its manager binds tcp_bind; none: no TCP */
+    if (s->kind == CFG_MODULE) { /* its manager binds tcp_bind; none: no TCP */
         if (!s->s.tcp_bind) return 0;
         tcp_at(out[0], sizeof out[0], s->s.tcp_bind, s->tcp_port);
         return 1;
     }
-    static const char *const hosts[SUP_STATS_TCP_GUESSES] = {"127.0.0.1", "0.0.0.0", "::1", "::"};
-    for (int i = 0; i < SUP_STATS_TCP_GUESSES; i++)
+    static const char *const hosts[OBS_STATS_TCP_GUESSES] = {"127.0.0.1", "0.0.0.0", "::1", "::"};
+    for (int i = 0; i < OBS_STATS_TCP_GUESSES; i++)
         tcp_at(out[i], sizeof out[i], hosts[i], s->tcp_port);
-    return SUP_STATS_TCP_GUESSES;
+    return OBS_STATS_TCP_GUESSES;
 }
 
-void sup_stats_read(const shmrpc__config_service *s, pid_t group, sup_stats *st)
+void obs_stats_read(const cfg_service *s, pid_t group, obs_stats *st)
 {
     memset(st, 0, sizeof *st);
-    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
-        char at[SUP_STATS_TCP_GUESSES][96];
+    for (int a = 0; a < OBS_STATS_ADDRS; a++) {
+        char at[OBS_STATS_TCP_GUESSES][96];
         int n = candidates(s, a, at);
         int i = 0;
         while (i < n && !(st->part[a] = read_at(at[i], group)))
             i++;
         if (n) memcpy(st->addr[a], at[i < n ? i : 0], sizeof st->addr[a]); /* none: the first */
     }
-    sup_stats_merge(st);
+    obs_stats_merge(st);
 }
 
 /* The index of the method called name in st, or -1; hint first (tables in the same order). */
@@ -110,13 +92,13 @@ static void add_method(shmrpc_method_stats *to, const shmrpc_method_stats *m)
         to->buckets[b] += m->buckets[b];
 }
 
-int sup_stats_merge(sup_stats *st)
+int obs_stats_merge(obs_stats *st)
 {
     free(st->all);
     st->all = NULL;
     st->why[0] = '\0';
     const shmrpc_stats *first = NULL;
-    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+    for (int a = 0; a < OBS_STATS_ADDRS; a++) {
         st->left_out[a] = false;
         if (!st->part[a]) continue;
         if (!first) {
@@ -140,7 +122,7 @@ int sup_stats_merge(sup_stats *st)
     all->n_methods = first->n_methods;
     for (uint32_t i = 0; i < first->n_methods; i++)
         all->methods[i].name = first->methods[i].name;
-    for (int a = 0; a < SUP_STATS_ADDRS; a++) {
+    for (int a = 0; a < OBS_STATS_ADDRS; a++) {
         const shmrpc_stats *p = st->part[a];
         for (uint32_t i = 0; p && !st->left_out[a] && i < p->n_methods; i++) {
             long k = find_method(all, p->methods[i].name, i);
@@ -151,10 +133,10 @@ int sup_stats_merge(sup_stats *st)
     return 0;
 }
 
-void sup_stats_clear(sup_stats *st)
+void obs_stats_clear(obs_stats *st)
 {
     free(st->all);
-    for (int a = 0; a < SUP_STATS_ADDRS; a++)
+    for (int a = 0; a < OBS_STATS_ADDRS; a++)
         shmrpc_stats_free(st->part[a]);
     memset(st, 0, sizeof *st);
 }
