@@ -44,7 +44,7 @@ typedef struct snap {
     int64_t started_at_ms;
     char last_exit[sizeof((sup_service *)0)->last_exit];
     uint64_t dropped;
-    int workers; /* as /proc shows them at the answer (proc_group.h's rule) */
+    int workers; /* as /proc shows them at the answer (obs_proc.h's rule) */
     int n_pids;  /* the first of them, ascending */
     int32_t worker_pids[SUP_SERIES_MAX_PIDS];
 } snap;
@@ -235,7 +235,7 @@ static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_S
     size_t i;
     int rc = find(ctx, k, name, &i);
     if (rc) return rc;
-    /* A module= service's workers are the supervisor's (scaler.c); workers above the
+    /* A module= service's workers are the supervisor's (sup_scaler.c); workers above the
      * runtime's most are refused there, with the others out of range. */
     if (k->cfg->services[i].kind == CFG_MODULE)
         return one(ctx, OP_SCALE, name, workers > 100000 ? 100000 : (int)workers, out);

@@ -494,6 +494,19 @@ static void put_seconds(shmrpc_buf *b, uint64_t ns)
     shmrpc_buf_appendf(b, "%llu%s%s", (unsigned long long)(ns / 1000000000u), n ? "." : "", frac);
 }
 
+/* A counter family of one value per service, its status's integer key (0 when absent). */
+static void status_counter(shmrpc_buf *out, const view *v, const cfg_file *c, const char *name,
+                           const char *key, const char *help)
+{
+    family(out, name, "counter", help);
+    for (size_t i = 0; i < v->n; i++) {
+        json_t *x = json_object_get(v->g[i].status, key);
+        svc_label(out, name, c->services[i].name);
+        shmrpc_buf_appendf(out, "} %lld\n",
+                           json_is_integer(x) ? (long long)json_integer_value(x) : 0LL);
+    }
+}
+
 int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
 {
     view v;
@@ -521,14 +534,8 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
                                st && strcmp(st, states[k]) == 0);
         }
     }
-    family(out, "shmrpc_service_restarts_total", "counter",
-           "Restarts of the service after a crash since the supervisor started.");
-    for (size_t i = 0; i < v.n; i++) {
-        json_t *r = json_object_get(v.g[i].status, "restarts");
-        svc_label(out, "shmrpc_service_restarts_total", c->services[i].name);
-        shmrpc_buf_appendf(out, "} %lld\n",
-                           json_is_integer(r) ? (long long)json_integer_value(r) : 0LL);
-    }
+    status_counter(out, &v, c, "shmrpc_service_restarts_total", "restarts",
+                   "Restarts of the service after a crash since the supervisor started.");
     family(out, "shmrpc_service_workers", "gauge",
            "Worker processes of the service: the processes of its group that are no other's "
            "parent (a leader serving alone is 1); 0 when not running.");
@@ -549,14 +556,8 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
         svc_label(out, "shmrpc_service_resident_memory_bytes", c->services[i].name);
         shmrpc_buf_appendf(out, "} %llu\n", (unsigned long long)v.g[i].rss);
     }
-    family(out, "shmrpc_service_log_dropped_bytes_total", "counter",
-           "Bytes of the service's output that could not be written to its log.");
-    for (size_t i = 0; i < v.n; i++) {
-        json_t *d = json_object_get(v.g[i].status, "log_dropped_bytes");
-        svc_label(out, "shmrpc_service_log_dropped_bytes_total", c->services[i].name);
-        shmrpc_buf_appendf(out, "} %lld\n",
-                           json_is_integer(d) ? (long long)json_integer_value(d) : 0LL);
-    }
+    status_counter(out, &v, c, "shmrpc_service_log_dropped_bytes_total", "log_dropped_bytes",
+                   "Bytes of the service's output that could not be written to its log.");
     /* Per method, from the statistics segments; a service without one has no series. */
     static const struct {
         const char *name, *help;
