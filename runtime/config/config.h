@@ -1,5 +1,17 @@
 /* service.ini, read and checked: what the supervisor (shmrpc-service) runs and how, with
- * defaults applied and each service's overrides merged. The keys are in docs/service-ini.md. */
+ * defaults applied and each service's overrides merged. The keys are in docs/service-ini.md.
+ *
+ * Every program includes this header, so the programs' one error rule is written here
+ * (docs/errors.md, "Inside the programs"): a function that fails says why into its
+ * caller's (char *err, size_t cap), or the page's web_err where an HTTP status goes with
+ * the message, or, for the errors of a file, the shmrpc_buf that cfg_load fills with
+ * file:line:col lines, and returns its status; it prints nothing and logs nothing about
+ * that failure. Only main(), a subcommand's entry point (ctl_status(), ...) or a static
+ * helper that returns the entry point's exit status for it (ctl_control.c's failed())
+ * prints, once. The supervisor's loop and the page's keeper are entry points too: what
+ * they cannot do and go on without, they log (sup_logf, web_logf) where they decide to go
+ * on, as they log the events that are no failure (a start, a restart). The library's
+ * own functions follow theirs: a status, and why in shmrpc_errmsg(). */
 #ifndef SHMRPC_SUPERVISOR_CONFIG_H
 #define SHMRPC_SUPERVISOR_CONFIG_H
 

@@ -217,8 +217,8 @@ static int tcp_port_of(const cfg_service *s)
 }
 
 /* Ports written twice are errors of the file (config_check.c); a module's port taken from its
- * .svc can clash only now. Says so and returns false. */
-static bool ports_free(const cfg_file *c)
+ * .svc can clash only now. False, with the error as the file's errors are written in err. */
+static bool ports_free(const cfg_file *c, char *err, size_t cap)
 {
     for (size_t i = 0; i < c->n_services; i++) {
         const cfg_service *s = &c->services[i];
@@ -227,11 +227,11 @@ static bool ports_free(const cfg_file *c)
         for (size_t j = 0; port && j < i && !other; j++)
             if (tcp_port_of(&c->services[j]) == port) other = c->services[j].name;
         if (!port || (!other && port != c->web_port)) continue;
-        fprintf(stderr,
-                "%s:%d: error: service [%s]: TCP port %d is also %s%s%s (a module= service "
-                "without tcp_port serves its .svc's port): write tcp_port, or tcp_bind = none\n",
-                c->path, s->line, s->name, port, other ? "service [" : "the web monitor's port",
-                other ? other : "", other ? "]'s" : "");
+        snprintf(err, cap,
+                 "%s:%d: error: service [%s]: TCP port %d is also %s%s%s (a module= service "
+                 "without tcp_port serves its .svc's port): write tcp_port, or tcp_bind = none",
+                 c->path, s->line, s->name, port, other ? "service [" : "the web monitor's port",
+                 other ? other : "", other ? "]'s" : "");
         return false;
     }
     return true;
@@ -287,7 +287,9 @@ int main(int argc, char **argv)
     /* The management page's keeper (web_proc.c), while this process is surely one
      * thread: before any module is loaded (one may start threads), and before the control
      * service. It starts the page in a process of its own once every service has started. */
-    web_proc *web = web_proc_fork(c, control_addr, &page_log);
+    char page_why[256] = "";
+    web_proc *web = web_proc_fork(c, control_addr, &page_log, page_why, sizeof page_why);
+    if (!web) sup_logf(&ctx, "web monitor: %s; running without the page", page_why);
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
@@ -300,7 +302,11 @@ int main(int argc, char **argv)
         }
     }
     web_proc_resolved(web, c);
-    if (!ports_free(c)) return stop_early(c, NULL, 0, NULL, -1, web);
+    char clash[PATH_MAX + 256]; /* the file's path, whole */
+    if (!ports_free(c, clash, sizeof clash)) {
+        fprintf(stderr, "%s\n", clash);
+        return stop_early(c, NULL, 0, NULL, -1, web);
+    }
     const char *log_dir = c->defaults.log_dir;
     e = make_dirs(log_dir);
     for (size_t i = 0; e == 0 && i < c->n_services; i++)

@@ -847,7 +847,7 @@ void web_logf(const web_logger *log, const char *fmt, ...)
 }
 
 web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervisor,
-                      const web_logger *log)
+                      const web_logger *log, char *err, size_t cap)
 {
     const char *host = c->web_host ? c->web_host : "127.0.0.1";
     int port = c->web_port ? c->web_port : 5155;
@@ -864,7 +864,7 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
         snprintf(ports, sizeof ports, "%s:%d", host, port);
     web_server *s = calloc(1, sizeof *s);
     if (!s) {
-        web_logf(log, "web monitor: out of memory");
+        snprintf(err, cap, "out of memory");
         return NULL;
     }
     s->w.cfg = c;
@@ -872,7 +872,7 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
     web_pool_init(&s->w.control, control_addr);
     s->w.svc = calloc(c->n_services ? c->n_services : 1, sizeof *s->w.svc);
     if (!s->w.svc) {
-        web_logf(log, "web monitor: out of memory");
+        snprintf(err, cap, "out of memory");
         free_web(s);
         return NULL;
     }
@@ -884,10 +884,7 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
     /* config_check.c refuses this already; the page does not rely on it. */
     s->any_ip_host = !is_loopback(bare);
     if (s->any_ip_host && !c->web_secret_file) {
-        web_logf(log,
-                 "web monitor: %s is not a loopback address and there is no secret_file; "
-                 "running without the page",
-                 host);
+        snprintf(err, cap, "%s is not a loopback address and there is no secret_file", host);
         free_web(s);
         return NULL;
     }
@@ -896,9 +893,8 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
         s->auth = malloc(sizeof *s->auth);
         int rc =
             s->auth ? web_auth_init(s->auth, c->web_secret_file, msg, sizeof msg) : SHMRPC_ENOMEM;
-        if (rc)
-            web_logf(log, "web monitor: cannot read its secret: %s; running without the page", msg);
         if (rc) {
+            snprintf(err, cap, "cannot read its secret: %s", msg);
             free_web(s);
             return NULL;
         }
@@ -906,12 +902,12 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
     }
     int token_rc = web_random_hex(s->w.token, (sizeof s->w.token - 1) / 2);
     if (token_rc != 0) {
-        web_logf(log, "web monitor: no random bytes for its token: %s", shmrpc_strerror(token_rc));
+        snprintf(err, cap, "no random bytes for its token: %s", shmrpc_strerror(token_rc));
         free_web(s);
         return NULL;
     }
     if (v6 && !mg_check_feature(8)) {
-        web_logf(log, "web monitor: cannot listen on %s: this civetweb has no IPv6", ports);
+        snprintf(err, cap, "cannot listen on %s: this civetweb has no IPv6", ports);
         free_web(s);
         return NULL;
     }
@@ -940,11 +936,10 @@ web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervi
     char why[256] = "";
     unsigned code = 0;
     struct mg_init_data init = {.callbacks = &cb, .user_data = s, .configuration_options = options};
-    struct mg_error_data err = {.code = &code, .text = why, .text_buffer_size = sizeof why};
-    s->mg = mg_start2(&init, &err);
+    struct mg_error_data mg_err = {.code = &code, .text = why, .text_buffer_size = sizeof why};
+    s->mg = mg_start2(&init, &mg_err);
     if (!s->mg) {
-        web_logf(log, "web monitor: cannot listen on %s: %s; running without the page", ports,
-                 *why ? why : "civetweb did not start");
+        snprintf(err, cap, "cannot listen on %s: %s", ports, *why ? why : "civetweb did not start");
         mg_exit_library();
         free_web(s);
         return NULL;

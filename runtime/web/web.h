@@ -29,12 +29,14 @@ void web_logf(const web_logger *log, const char *fmt, ...) __attribute__((format
 /* Main thread, with the signals the main loop reads blocked (civetweb's threads inherit
  * the mask). Listens on c's [web monitor] and serves; control_addr is the supervisor's
  * control service. With c->web_secret_file, reads the secret once (shmrpc_secret_load)
- * and requires a session from POST /login for everything but the login page. Logs where
- * it listens, or why it cannot (a port it cannot bind, a secret it cannot read), through
- * log; NULL when it cannot (the page's process then exits; the supervisor runs on). The
- * page shows supervisor as the supervisor's pid. c must outlive it. */
+ * and requires a session from POST /login for everything but the login page. Says where
+ * it listens through log (and that it runs without its deadlines' thread, should that
+ * not start). NULL, with why in err (cap bytes), when it cannot serve (a port it cannot
+ * bind, a secret it cannot read): the page's process then says so and exits, and the
+ * supervisor runs on. The page shows supervisor as the supervisor's pid. c must outlive
+ * it. */
 web_server *web_start(const cfg_file *c, const char *control_addr, pid_t supervisor,
-                      const web_logger *log);
+                      const web_logger *log, char *err, size_t cap);
 
 /* Refuses new requests, waits for those being served (each bounded by its call's
  * timeout and its body's and answer's deadlines), closes the port and frees it all, the

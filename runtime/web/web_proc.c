@@ -103,8 +103,10 @@ static void page_main(cfg_file *c, const char *control_addr, pid_t supervisor, p
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
-    web_server *web = web_start(c, control_addr, supervisor, NULL); /* lines: the log pipe */
-    if (!web) {
+    char err[768]; /* a secret's path, as long as the file system lets it be, fits */
+    web_server *web = web_start(c, control_addr, supervisor, NULL, err, sizeof err);
+    if (!web) { /* its lines to stderr: the log pipe */
+        web_logf(NULL, "web monitor: %s; running without the page", err);
         cfg_free(c);
         exit(PAGE_CANNOT_START);
     }
@@ -377,20 +379,20 @@ static void keeper_main(cfg_file *c, const char *control_addr, pid_t supervisor)
 
 /* --- the supervisor's side ------------------------------------------------------------- */
 
-web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log)
+web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log, char *err,
+                        size_t cap)
 {
     web_proc *p = calloc(1, sizeof *p);
     int cmd[2] = {-1, -1}, out[2] = {-1, -1};
     if (!p || pipe2(cmd, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0) {
-        web_logf(log, "web monitor: cannot make its pipes: %s; running without the page",
-                 strerror(p ? errno : ENOMEM));
+        snprintf(err, cap, "cannot make its pipes: %s", strerror(p ? errno : ENOMEM));
         goto fail;
     }
     char addr[256];
     snprintf(addr, sizeof addr, "%s", control_addr);
     pid_t supervisor = getpid(), pid = fork();
     if (pid < 0) {
-        web_logf(log, "web monitor: cannot fork: %s; running without the page", strerror(errno));
+        snprintf(err, cap, "cannot fork: %s", strerror(errno));
         goto fail;
     }
     if (pid == 0) {

@@ -19,9 +19,10 @@ typedef struct web_proc web_proc;
  * service starts), with the signals the main loop reads blocked. The keeper keeps its
  * own copy of c and control_addr (the control service need not run yet) and writes its
  * lines, and the page's, to a pipe that web_proc_drain copies into log (web.h: the
- * supervisor's; it must outlive p). NULL, said through log, when it cannot fork: the
- * supervisor runs on without its page. */
-web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log);
+ * supervisor's; it must outlive p). NULL, with why in err (cap bytes), when it cannot
+ * fork: the supervisor runs on without its page. */
+web_proc *web_proc_fork(cfg_file *c, const char *control_addr, const web_logger *log, char *err,
+                        size_t cap);
 
 /* Tells the keeper the shm name and TCP port each module= service was found to serve at
  * (sup_module_resolve, which runs after the fork: loading a module may start threads). */
