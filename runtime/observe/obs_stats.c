@@ -1,13 +1,9 @@
 /* A service's call statistics over every address it serves at (obs_stats.h). */
 #include "obs_stats.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <shmrpc/status.h>
 

@@ -17,7 +17,6 @@
 #include "sup_scaler.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -34,7 +34,6 @@
 #include "echo.h"
 #include "obs_proc.h"
 #include "sup_series.h"
-#include "obs_stats.h"
 #include "sup_helpers.h"
 
 /* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone. */
@@ -508,54 +507,6 @@ static void percentile_of_the_difference(void **state)
     assert_int_equal(sup_series_percentile(fresh, cur, 0.99), 2048);
 }
 
-/* obs_stats_merge on made-up snapshots: the same table in another order is summed by
- * method name (counts, times and buckets); another service's is left out, and said. */
-static void merge_by_method_name(void **state)
-{
-    (void)state;
-    shmrpc_method_stats a[2] = {{.name = "add", .calls = 5, .errors = 1, .total_ns = 50},
-                                {.name = "echo", .calls = 2, .total_ns = 20}};
-    shmrpc_method_stats b[2] = {{.name = "echo", .calls = 1, .total_ns = 7},
-                                {.name = "add", .calls = 3, .total_ns = 30}};
-    a[0].buckets[0] = 5, a[1].buckets[2] = 2, b[0].buckets[2] = 1, b[1].buckets[31] = 3;
-    shmrpc_stats shm = {.service = "Echo", .pid = 10, .n_methods = 2, .methods = a};
-    shmrpc_stats tcp = {.service = "Echo", .pid = 11, .n_methods = 2, .methods = b};
-    obs_stats st = {.part = {&shm, &tcp}};
-    assert_int_equal(obs_stats_merge(&st), 0);
-    assert_non_null(st.all);
-    assert_string_equal(st.why, "");
-    assert_int_equal(st.all->pid, 10);
-    assert_int_equal(st.all->n_methods, 2);
-    const shmrpc_method_stats *add = &st.all->methods[0], *echo = &st.all->methods[1];
-    assert_string_equal(add->name, "add");
-    assert_int_equal(add->calls, 8);
-    assert_int_equal(add->errors, 1);
-    assert_int_equal(add->total_ns, 80);
-    assert_int_equal(add->buckets[0], 5);
-    assert_int_equal(add->buckets[31], 3);
-    assert_int_equal(echo->calls, 3);
-    assert_int_equal(echo->buckets[2], 3);
-    /* The percentile of the merged histogram: half of add's calls are in the last bucket. */
-    assert_int_equal(shmrpc_stats_percentile(add, 0.5), 1024);
-    assert_int_equal(shmrpc_stats_percentile(add, 0.99), (uint64_t)1 << 41);
-
-    tcp.service = "Other";
-    snprintf(st.addr[OBS_STATS_TCP], sizeof st.addr[0], "tcp://127.0.0.1:1");
-    assert_int_equal(obs_stats_merge(&st), 0);
-    assert_true(st.left_out[OBS_STATS_TCP]);
-    assert_false(st.left_out[OBS_STATS_SHM]);
-    assert_non_null(strstr(st.why, "tcp://127.0.0.1:1 (service Other"));
-    assert_int_equal(st.all->methods[0].calls, 5);
-    /* Only the shm:// part: the first one present. */
-    st.part[OBS_STATS_SHM] = NULL;
-    tcp.service = "Echo";
-    assert_int_equal(obs_stats_merge(&st), 0);
-    assert_int_equal(st.all->pid, 11);
-    assert_string_equal(st.all->methods[0].name, "echo");
-    st.part[OBS_STATS_TCP] = NULL; /* the test's own: not to be freed */
-    obs_stats_clear(&st);
-}
-
 /* Whose statistics segment obs_stats_read takes: one of a live server in the service's
  * group (fake_server's leader and its worker); not one of this test's process (another
  * group), of no pid, or of a server killed and reaped (a stale segment of a killed run). */
@@ -574,102 +525,10 @@ static void stats_owner_live(void **state)
     assert_false(obs_proc_alive(leader, 0)); /* ESRCH */
 }
 
-/* The rule of obs_proc.h on made-up process groups: which processes are workers. */
-static int workers_of(const obs_proc *v, size_t n, bool leader_serves, pid_t *out)
-{
-    int k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (obs_proc_is_worker(v, n, i, leader_serves)) out[k++] = v[i].pid;
-    return k;
-}
-
-static void worker_rule(void **state)
-{
-    (void)state;
-    pid_t w[16];
-    /* A module service serving TCP too: leader 10, shm:// workers 11 and 12 (11 runs
-     * system(): sh 20, and its sleep 21), TCP manager 13 with workers 14 and 15 (named as
-     * it is; 14 forked a child 22 without exec, named so too). */
-    const obs_proc tcp[] = {
-        {.pid = 10, .ppid = 1, .pgrp = 10},
-        {.pid = 11, .ppid = 10, .pgrp = 10},
-        {.pid = 12, .ppid = 10, .pgrp = 10},
-        {.pid = 13, .ppid = 10, .pgrp = 10, .tcp_named = true},
-        {.pid = 14, .ppid = 13, .pgrp = 10, .tcp_named = true},
-        {.pid = 15, .ppid = 13, .pgrp = 10, .tcp_named = true},
-        {.pid = 20, .ppid = 11, .pgrp = 10},
-        {.pid = 21, .ppid = 20, .pgrp = 10},
-        {.pid = 22, .ppid = 14, .pgrp = 10, .tcp_named = true},
-    };
-    assert_int_equal(workers_of(tcp, 9, false, w), 4);
-    assert_int_equal(w[0], 11);
-    assert_int_equal(w[1], 12);
-    assert_int_equal(w[2], 14);
-    assert_int_equal(w[3], 15);
-    /* Its TCP manager before its workers: no worker; nor is a leader alone. */
-    assert_int_equal(workers_of(tcp, 4, false, w), 2);
-    assert_int_equal(w[1], 12);
-    assert_int_equal(workers_of(tcp, 1, false, w), 0);
-    /* A child of the leader's TCP manager's worker named shmrpc-tcp is no manager: only the
-     * leader's child of that name is. */
-    const obs_proc odd[] = {
-        {.pid = 10, .ppid = 1, .pgrp = 10},
-        {.pid = 11, .ppid = 10, .pgrp = 10},
-        {.pid = 12, .ppid = 11, .pgrp = 10, .tcp_named = true},
-        {.pid = 13, .ppid = 12, .pgrp = 10},
-    };
-    assert_int_equal(workers_of(odd, 4, false, w), 1);
-    assert_int_equal(w[0], 11);
-    /* An exec= server: alone, it serves in place; with children, they are its workers and
-     * their helpers are not. */
-    assert_int_equal(workers_of(tcp, 1, true, w), 1);
-    assert_int_equal(w[0], 10);
-    const obs_proc exec[] = {
-        {.pid = 30, .ppid = 1, .pgrp = 30},
-        {.pid = 31, .ppid = 30, .pgrp = 30},
-        {.pid = 32, .ppid = 30, .pgrp = 30},
-        {.pid = 33, .ppid = 32, .pgrp = 30},
-    };
-    assert_int_equal(workers_of(exec, 4, true, w), 2);
-    assert_int_equal(w[0], 31);
-    assert_int_equal(w[1], 32);
-}
-
-/* /proc/PID/stat as the kernel writes it, a name with ') (' in it included. */
-static void stat_parse(void **state)
-{
-    (void)state;
-    const char *text = "4242 (shmrpc-tcp) S 4241 4240 4240 0 -1 4194624 1 0 0 0 7 3 2 1 20 0 1 "
-                       "0 123456 1000000 250 18446744073709551615";
-    obs_proc p;
-    assert_true(obs_proc_parse(4242, text, &p));
-    assert_int_equal(p.pid, 4242);
-    assert_int_equal(p.ppid, 4241);
-    assert_int_equal(p.pgrp, 4240);
-    assert_int_equal(p.state, 'S');
-    assert_true(p.tcp_named);
-    assert_int_equal(p.utime, 7);
-    assert_int_equal(p.stime, 3);
-    assert_int_equal(p.cutime, 2);
-    assert_int_equal(p.cstime, 1);
-    assert_int_equal(p.start, 123456);
-    assert_int_equal(p.rss_pages, 250);
-    const char *odd = "7 (a) (shmrpc-tcp) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5";
-    assert_true(obs_proc_parse(7, odd, &p));
-    assert_false(p.tcp_named);
-    assert_int_equal(p.ppid, 1);
-    assert_int_equal(p.start, 9);
-    assert_false(obs_proc_parse(7, "7 (cut", &p));
-    assert_false(obs_proc_parse(7, "7 (x) R 1", &p));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(percentile_of_the_difference),
-        cmocka_unit_test(merge_by_method_name),
-        cmocka_unit_test(worker_rule),
-        cmocka_unit_test(stat_parse),
         cmocka_unit_test_setup_teardown(stats_owner_live, setup, teardown),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
