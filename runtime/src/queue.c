@@ -162,7 +162,10 @@ struct q_hdr {
     /* Broadcast: a bit per subscriber slot in use. Set by a subscriber after it claimed
      * its slot and before its cursor counts; cleared when it leaves or is found dead. */
     _Atomic uint64_t subs;
-    uint8_t pad5[176];
+    /* Written once by the creator: the length of the queue's type signature, stored right
+     * after the subscriber table (0: untyped); read by openers and shmrpc_queue_get_info. */
+    uint32_t type_len;
+    uint8_t pad5[172];
 };
 
 /* A broadcast subscriber. owner: pid | low half of its start time << 32, 0 when free (CAS
@@ -200,12 +203,13 @@ _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
+_Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
 _Static_assert(sizeof(struct q_hdr) == DESC_OFF, "layout");
 _Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
 /* The geometry, from the header once it is checked; never read from the segment again. */
 struct geom {
-    uint32_t n, b, max_msg, arena_off, kind, slow;
+    uint32_t n, b, max_msg, arena_off, kind, slow, type_len;
     uint64_t total;
 };
 
@@ -223,6 +227,7 @@ struct shmrpc_queue {
     shmrpc_wait_opts wait_after_spin; /* ADAPTIVE becomes SLEEP: the spin was ours */
     _Atomic uint64_t freed_seen;      /* the last frontier seen: producers read the shared one
                                          only when this one says full */
+    char *type;                       /* the type signature, copied at open ("" when untyped) */
     char name[SHMRPC_QUEUE_NAME_MAX + 1];
 };
 
@@ -1242,6 +1247,7 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
     out->creator = (pid_t)atomic_load_explicit(&q->hdr->creator_pid, memory_order_relaxed);
     out->kind = q->bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
     out->slow = q->drop ? SHMRPC_QUEUE_SLOW_DROP : SHMRPC_QUEUE_SLOW_BLOCK;
+    out->type = q->type ? q->type : "";
     return 0;
 }
 
@@ -1282,11 +1288,16 @@ static uint64_t pow2_at_least(uint64_t v)
     return p;
 }
 
-/* The descriptors, then the subscriber table, then the arena on a page of its own. */
-static uint64_t arena_off_for(uint64_t n)
+/* The descriptors, then the subscriber table, then the type signature, then the arena on
+ * a page of its own. */
+static uint64_t type_off_for(uint64_t n)
 {
-    return (DESC_OFF + n * DESC_SIZE + SUBS * SUB_SIZE + ARENA_ALIGN - 1) &
-           ~(uint64_t)(ARENA_ALIGN - 1);
+    return DESC_OFF + n * DESC_SIZE + SUBS * SUB_SIZE;
+}
+
+static uint64_t arena_off_for(uint64_t n, uint64_t type_len)
+{
+    return (type_off_for(n) + type_len + ARENA_ALIGN - 1) & ~(uint64_t)(ARENA_ALIGN - 1);
 }
 
 /* The geometry a creator asks for, from the options. */
@@ -1320,7 +1331,12 @@ static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
     g->n = (uint32_t)pow2_at_least(cap);
     g->b = (uint32_t)arena;
     g->max_msg = (uint32_t)max;
-    g->arena_off = (uint32_t)arena_off_for(g->n);
+    size_t tlen = o->type ? strlen(o->type) : 0;
+    if (tlen > SHMRPC_QUEUE_TYPE_MAX)
+        return fail(SHMRPC_EINVAL, "queue type signature of %zu bytes is above %u", tlen,
+                    SHMRPC_QUEUE_TYPE_MAX);
+    g->type_len = (uint32_t)tlen;
+    g->arena_off = (uint32_t)arena_off_for(g->n, tlen);
     g->total = g->arena_off + arena;
     g->kind = (uint32_t)o->kind;
     g->slow = (uint32_t)o->slow;
@@ -1331,7 +1347,8 @@ static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
 static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, char *why, size_t cap)
 {
     uint32_t version = s->version, hsz = s->hdr_size, dsz = s->desc_size, n = s->capacity,
-             b = s->arena, max = s->max_msg, aoff = s->arena_off, kind = s->kind, slow = s->slow;
+             b = s->arena, max = s->max_msg, aoff = s->arena_off, kind = s->kind, slow = s->slow,
+             tlen = s->type_len;
     uint64_t total = s->total_size;
     uint32_t magic = atomic_load_explicit(&s->magic, memory_order_acquire);
     if (magic != Q_MAGIC) {
@@ -1351,7 +1368,9 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
         bad = "arena size";
     else if (max > b / 2 || 2 * (uint64_t)round_msg(max) > b)
         bad = "max_msg";
-    else if (aoff != arena_off_for(n))
+    else if (tlen > SHMRPC_QUEUE_TYPE_MAX)
+        bad = "type signature length";
+    else if (aoff != arena_off_for(n, tlen))
         bad = "arena offset";
     else if (total != (uint64_t)aoff + b || total != size)
         bad = "total size";
@@ -1371,6 +1390,7 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
     g->total = total;
     g->kind = kind;
     g->slow = slow;
+    g->type_len = tlen;
     return 0;
 }
 
@@ -1492,7 +1512,7 @@ static int map_fd(int fd, size_t size, void **out, const char *name)
 
 /* The creator's part: its pid first (so a half-made segment of a dead creator is known),
  * then the descriptors and header, then the magic with a release store. */
-static void init_segment(void *seg, const struct geom *g)
+static void init_segment(void *seg, const struct geom *g, const char *type)
 {
     struct q_hdr *h = seg;
     uint32_t me = self();
@@ -1512,6 +1532,8 @@ static void init_segment(void *seg, const struct geom *g)
     h->total_size = g->total;
     h->kind = g->kind;
     h->slow = g->slow;
+    h->type_len = g->type_len;
+    if (g->type_len) memcpy((unsigned char *)seg + type_off_for(g->n), type, g->type_len);
     atomic_store_explicit(&h->magic, Q_MAGIC, memory_order_release);
 }
 
@@ -1539,7 +1561,7 @@ static int create(const char *path, const char *name, const shmrpc_queue_opts *o
         shm_unlink(path);
         return rc;
     }
-    init_segment(*seg, g);
+    init_segment(*seg, g, o->type);
     return 0;
 }
 
@@ -1601,7 +1623,8 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
     }
     size_t size = (size_t)st.st_size;
     if (st.st_size < (off_t)DESC_OFF ||
-        (uint64_t)st.st_size > arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX) + SHMRPC_QUEUE_ARENA_MAX) {
+        (uint64_t)st.st_size > arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX, SHMRPC_QUEUE_TYPE_MAX) +
+                                   SHMRPC_QUEUE_ARENA_MAX) {
         close(fd);
         return fail(SHMRPC_EPROTO, "'%s' is not a queue segment (size %lld)", name,
                     (long long)st.st_size);
@@ -1700,6 +1723,21 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
     }
 }
 
+/* Copies the segment's type signature into the handle, refusing a queue of another type
+ * than the one this open names (o->type). */
+static int copy_type(shmrpc_queue *q, const void *seg, const struct geom *g,
+                     const shmrpc_queue_opts *o)
+{
+    q->type = malloc((size_t)g->type_len + 1);
+    if (!q->type) return fail(SHMRPC_ENOMEM, "out of memory");
+    memcpy(q->type, (const unsigned char *)seg + type_off_for(g->n), g->type_len);
+    q->type[g->type_len] = '\0';
+    if (o->type && *o->type && strcmp(o->type, q->type) != 0)
+        return fail(SHMRPC_EPROTO, "queue '%s' carries %s%s, not %s", q->name,
+                    g->type_len ? "" : "untyped messages", q->type, o->type);
+    return 0;
+}
+
 int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_opts *o)
 {
     (void)shmrpc__err_begin();
@@ -1748,6 +1786,10 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     q->mapped = true;
     snprintf(q->name, sizeof q->name, "%s", name);
     fill_handle(q, seg, &g);
+    if ((rc = copy_type(q, seg, &g, o)) != 0) {
+        shmrpc_queue_close(q);
+        return rc;
+    }
     if (o->subscribe) {
         rc = q->bcast
                  ? subscribe(q)
@@ -1766,6 +1808,7 @@ void shmrpc_queue_close(shmrpc_queue *q)
     if (!q) return;
     unsubscribe(q);
     if (q->mapped) munmap(q->hdr, q->map_size);
+    free(q->type);
     free(q);
 }
 

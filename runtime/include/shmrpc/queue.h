@@ -81,7 +81,14 @@ typedef struct shmrpc_queue_opts {
     mode_t perms;          /* of a created segment, regardless of the umask; default 0600.
                               An existing one is refused as the lock refuses one */
     shmrpc_wait_opts wait; /* how push and pop wait */
+    /* The type of the messages, as a canonical signature (docs/queue.md, "Typed queues"):
+     * stored in a queue this open creates; an existing queue of another type is refused
+     * (SHMRPC_EPROTO). NULL (the default) or "": untyped, and any queue is accepted. */
+    const char *type;
 } shmrpc_queue_opts;
+
+/* The longest type signature a queue stores. */
+#define SHMRPC_QUEUE_TYPE_MAX 65535u
 
 /* The defaults; the wait options honour SHMRPC_WAIT and SHMRPC_SPIN_NS. */
 void shmrpc_queue_opts_init(shmrpc_queue_opts *o);
@@ -167,6 +174,7 @@ typedef struct shmrpc_queue_info {
     pid_t creator;        /* the process that created it */
     shmrpc_queue_kind kind;
     shmrpc_queue_slow slow;
+    const char *type; /* its type signature, "" when untyped; valid until close */
 } shmrpc_queue_info;
 
 int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
