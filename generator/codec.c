@@ -54,6 +54,8 @@ void gen_mark_needs(gen *g)
         if (m->n_params) mark(g, gen_args_type(g, m), rw);
         if (m->result->kind != SVC_T_VOID) mark(g, gen_type(g, m->result), rw);
     }
+    for (const svc_method *q = g->svc->queues; q; q = q->next)
+        mark(g, gen_type(g, q->result), NEED_MP_READ | NEED_MP_WRITE);
     /* The client writes arguments one by one, so only the server reads them whole. */
     for (gtype *t = g->types; t; t = t->next)
         if (t->is_args) t->need &= ~(unsigned)(NEED_MP_WRITE | NEED_JSON_WRITE);

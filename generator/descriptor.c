@@ -107,4 +107,5 @@ void gen_descriptor(gen *g, emitter *e)
     em(e, ".methods = %s,", g->n_methods ? S("%s_methods", g->own) : "NULL");
     em_close(e, "};");
     gen_codec_functions(g, e, false);
+    gen_queue_functions(g, e);
 }

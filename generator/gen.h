@@ -127,6 +127,10 @@ void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *
 uint64_t gen_service_fingerprint(gen *g);
 void gen_descriptor(gen *g, emitter *e);
 
+/* queue.c: the typed queues' declarations (NAME.h) and functions (NAME.c) */
+void gen_queue_decls(gen *g, emitter *e);
+void gen_queue_functions(gen *g, emitter *e);
+
 /* client.c, server.c: NAME_client.c and NAME_server.c */
 void gen_client(gen *g, emitter *e);
 void gen_server(gen *g, emitter *e);

@@ -102,6 +102,8 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
             gen_type(g, p->type);
         if (m->result->kind != SVC_T_VOID) gen_type(g, m->result);
     }
+    for (const svc_method *q = g->svc->queues; q; q = q->next)
+        gen_type(g, q->result);
 }
 
 /* --- the registry --- */

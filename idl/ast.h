@@ -42,6 +42,7 @@ typedef struct svc_type {
     struct svc_type *elem; /* LIST, OPTIONAL: element; MAP: value */
     struct svc_type *key;  /* MAP: key */
     svc_decl *decl;        /* NAMED, after svc_check: the struct or enum */
+    bool queue;            /* LIST written as queue<T>: only a queue declaration may be */
 } svc_type;
 
 /* A struct field or a method parameter. */
@@ -54,9 +55,9 @@ typedef struct svc_field {
 
 typedef struct svc_enumval {
     svc_tok name;
-    int64_t value;      /* explicit, or the previous value + 1 (first: 0) */
+    int64_t value; /* explicit, or the previous value + 1 (first: 0) */
     bool explicit_value;
-    svc_tok value_tok;  /* the number, when explicit */
+    svc_tok value_tok; /* the number, when explicit */
     const char *doc;
     struct svc_enumval *next;
 } svc_enumval;
@@ -67,7 +68,7 @@ struct svc_decl {
     svc_decl_kind kind;
     svc_tok name;
     const char *doc;
-    svc_field *fields;   /* STRUCT, in declaration order */
+    svc_field *fields; /* STRUCT, in declaration order */
     int n_fields;
     svc_enumval *values; /* ENUM, in declaration order */
     int n_values;
@@ -111,9 +112,14 @@ typedef struct svc_service {
     const char *svc_name; /* its contents, unescaped, NUL-terminated */
     svc_decl *decls;      /* structs and enums in declaration order */
     int n_decls;
-    svc_method *methods;  /* in declaration order */
+    svc_method *methods; /* in declaration order */
     int n_methods;
-    svc_option *options;  /* every option in source order (added for svc_check) */
+    svc_option *options; /* every option in source order (added for svc_check) */
+    /* Queues, "queue<T> name;", in declaration order: each a method without parameters
+     * whose result is the element type T, so that names, annotations and the signature
+     * are checked and written as a method's are. */
+    svc_method *queues;
+    int n_queues;
 } svc_service;
 
 typedef struct svc_file {

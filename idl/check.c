@@ -310,6 +310,10 @@ static void check_map_key(check *c, const svc_type *k)
 static void check_type(check *c, svc_type *t, bool void_ok)
 {
     if (!t) return;
+    if (t->queue)
+        err(c, t->tok,
+            "'queue<T>' is no type: it declares a queue, 'queue<T> name;', among the "
+            "service's members");
     switch (t->kind) {
     case SVC_T_VOID:
         if (!void_ok) err(c, t->tok, "'void' is only valid as a method's result type");
@@ -473,6 +477,32 @@ static void check_methods(check *c)
     }
 }
 
+/* A queue shares the methods' names (a name is a method or a queue), carries one value of
+ * its type per message, and is found as "SERVICE-NAME.QUEUE", a queue name of at most
+ * 200 characters (docs/queue.md). */
+static void check_queues(check *c)
+{
+    svc_ntab seen = {0};
+    for (const svc_method *m = c->s->methods; m; m = m->next)
+        ntab_put(c, &seen, text(c, m->name), m);
+    size_t prefix = c->s->svc_name ? strlen(c->s->svc_name) + 1 : 0;
+    for (svc_method *q = c->s->queues; q; q = q->next) {
+        check_name(c, q->name, false, false);
+        const svc_method *first = ntab_put(c, &seen, text(c, q->name), q);
+        if (first)
+            err(c, q->name, "duplicate name '%.*s' (a method or queue at %d:%d)", q->name.n,
+                q->name.p, first->name.line, first->name.col);
+        check_annots(c, q);
+        if (q->enc != SVC_ENC_MSGPACK)
+            err(c, q->name, "queue '%.*s' is @msgpack only (@json and @raw are for methods)",
+                q->name.n, q->name.p);
+        check_type(c, q->result, false);
+        if (prefix + (size_t)q->name.n > 200)
+            err(c, q->name, "queue name '%s.%.*s' is longer than 200 characters", c->s->svc_name,
+                q->name.n, q->name.p);
+    }
+}
+
 /* ---- structs that contain themselves ---- */
 
 typedef struct frame {
@@ -617,6 +647,14 @@ static void claim_method(check *c, svc_ntab *names, svc_ntab *seen, const svc_me
  * one the message points back to. */
 static void check_cnames(check *c)
 {
+    /* A queue's functions are the generator's (Echo_<snake(q)>_push), apart from every name
+     * of the user's; only two queues can clash, getX and get_x. */
+    svc_ntab qnames = {0}, queues = {0};
+    const char *own = cap(c, c->s->name);
+    for (const svc_method *q = c->s->queues; q; q = q->next)
+        if (!name_problem(q->name, false, false) && !ntab_put(c, &queues, text(c, q->name), q))
+            claim(c, &qnames, svc_arena_printf(c->a, "%s_%s_push", own, snake(c, q->name)),
+                  q->name);
     svc_ntab names = {0}, methods = {0};
     const svc_decl *d = c->s->decls;
     const svc_method *m = c->s->methods;
@@ -663,6 +701,18 @@ static void check_wire(check *c)
         hello += HELLO_PER_METHOD + (size_t)m->name.n + len;
         if (hello > SVC_MAX_HELLO) break; /* said below; the rest would cost, not tell */
     }
+    for (const svc_method *q = c->s->queues; q; q = q->next) {
+        size_t len = 0;
+        if (!svc_signature(c->a, q, SVC_MAX_SIGNATURE, &len) && len == 0) {
+            c->oom = true;
+            return;
+        }
+        if (len > SVC_MAX_SIGNATURE)
+            err(c, q->name,
+                "the type of queue '%.*s' is longer than %d bytes, the most a queue "
+                "stores",
+                q->name.n, q->name.p, SVC_MAX_SIGNATURE);
+    }
     if (hello > SVC_MAX_HELLO)
         err(c, c->s->name,
             "the method table of '%.*s' needs up to %zu bytes of the tcp:// handshake, whose "
@@ -695,6 +745,9 @@ static bool check_limits(check *c)
             if (++k == SVC_MAX_MEMBERS + 1) limit(c, v->name, "values", &d->name, SVC_MAX_MEMBERS);
     }
     n = 0;
+    for (const svc_method *m = c->s->queues; m; m = m->next)
+        if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "queues", NULL, SVC_MAX_METHODS);
+    n = 0;
     for (const svc_method *m = c->s->methods; m; m = m->next) {
         if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "methods", NULL, SVC_MAX_METHODS);
         int k = 0;
@@ -723,6 +776,7 @@ bool svc_check(svc_arena *a, svc_diag *d, svc_file *f)
     declare_types(&c);
     check_decls(&c);
     check_methods(&c);
+    check_queues(&c);
     check_cycles(&c);
     check_cnames(&c);
     if (c.nerrs == 0 && !c.oom) check_wire(&c);

@@ -308,6 +308,37 @@ void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, sv
     s->n_methods++;
 }
 
+/* "queue<T> name;": any other "type name;" among the members is a method without its
+ * parentheses, or a field outside a struct. */
+void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name)
+{
+    svc_service *s = ps->svc;
+    ps->meth = NULL;
+    ps->field_tail = NULL;
+    if (!type.t) return;
+    if (!type.t->queue && type.t->kind == SVC_T_NAMED &&
+        (tok_is(type.t->tok, "port") || tok_is(type.t->tok, "name"))) {
+        svc_p_error(ps, name.t, "option '%.*s' takes a number or a string, not '%.*s'",
+                    type.t->tok.n, type.t->tok.p, name.t.n, name.t.p);
+        return;
+    }
+    if (!type.t->queue) {
+        svc_p_error(ps, name.t,
+                    "'%.*s' is neither a method (its parameters in '(...)') nor a queue "
+                    "('queue<T> %.*s;')",
+                    name.t.n, name.t.p, name.t.n, name.t.p);
+        return;
+    }
+    svc_method *q = alloc(ps, sizeof *q);
+    if (!s || !q) return;
+    q->name = name.t;
+    q->doc = annots ? annots->doc : type.doc;
+    q->annots = annots ? annots->head : NULL;
+    q->result = type.t->elem;
+    APPEND(s->queues, ps->queue_tail, q);
+    s->n_queues++;
+}
+
 void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name)
 {
     if (ps->meth) append_field(ps, &ps->meth->params, &ps->meth->n_params, type, name);
@@ -353,9 +384,12 @@ svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_ltype *b)
 {
     svc_ltype r = {NULL, name.doc};
-    if (tok_is(name.t, "list") && !b) {
+    if ((tok_is(name.t, "list") || tok_is(name.t, "queue")) && !b) {
         r.t = new_type(ps, SVC_T_LIST, name.t);
-        if (r.t) r.t->elem = a.t;
+        if (r.t) {
+            r.t->elem = a.t;
+            r.t->queue = tok_is(name.t, "queue");
+        }
     } else if (tok_is(name.t, "map") && b) {
         r.t = new_type(ps, SVC_T_MAP, name.t);
         if (r.t) {
@@ -367,7 +401,15 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             svc_p_error(ps, name.t, "'list' takes one type argument: list<T>");
         else if (tok_is(name.t, "map"))
             svc_p_error(ps, name.t, "'map' takes two type arguments: map<K, V>");
-        else
+        else if (tok_is(name.t, "queue")) {
+            svc_p_error(ps, name.t, "'queue' takes one type argument: queue<T> name;");
+            r.t = new_type(ps, SVC_T_LIST, name.t); /* still a queue: one message, not two */
+            if (r.t) {
+                r.t->elem = a.t;
+                r.t->queue = true;
+            }
+            return r;
+        } else
             svc_p_error(ps, name.t, "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
                         name.t.n, name.t.p);
         r.t = a.t;

@@ -57,6 +57,7 @@ typedef struct svc_pstate {
     int lex_error_line;  /* the line of its latest complaint, 0 if none */
     svc_decl *decl_tail;
     svc_method *meth_tail;
+    svc_method *queue_tail;
     svc_option *opt_tail;
     svc_field *field_tail;
     svc_enumval *val_tail;
@@ -75,6 +76,7 @@ void svc_p_enum(svc_pstate *ps, svc_ltok kw, svc_ltok name);
 void svc_p_field(svc_pstate *ps, svc_ltype type, svc_ltok name);
 void svc_p_enumval(svc_pstate *ps, svc_ltok name, const svc_ltok *value);
 void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, svc_ltok name);
+void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name);
 void svc_p_param(svc_pstate *ps, svc_ltype type, svc_ltok name);
 svc_annots svc_p_annot(svc_pstate *ps, svc_annots list, svc_ltok at);
 svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name);
