@@ -4,16 +4,6 @@
 
 #include "pipeline.h"
 
-static const shmrpc_method_info Pipeline_methods[] = {
-    {
-        .name = "received",
-        .id = PIPELINE_METHOD_RECEIVED,
-        .encoding = SHMRPC_ENC_MSGPACK,
-        .fingerprint = UINT64_C(0xd2c5694dfa1dad49),
-        .signature = "received()->u64 @msgpack",
-    },
-};
-
 const shmrpc_service_info Pipeline_service_info = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
@@ -22,7 +12,7 @@ const shmrpc_service_info Pipeline_service_info = {
     .port = PIPELINE_PORT,
     .fingerprint = PIPELINE_FINGERPRINT,
     .n_methods = PIPELINE_METHODS,
-    .methods = Pipeline_methods,
+    .methods = NULL,
 };
 
 void Pipeline_Msg_mp_write(msgpack_packer *pk, const pipeline_Msg *v)

@@ -24,7 +24,7 @@ extern "C" {
  */
 #define PIPELINE_PORT 5610
 #define PIPELINE_NAME "pipeline"
-#define PIPELINE_FINGERPRINT UINT64_C(0x431f3280006d68d9)
+#define PIPELINE_FINGERPRINT UINT64_C(0xcbf29ce484222325)
 
 typedef struct pipeline_Msg pipeline_Msg;
 
@@ -39,8 +39,7 @@ struct pipeline_Msg {
 
 /* Method ids: indexes into the method table, which is sorted by name. */
 enum {
-    PIPELINE_METHOD_RECEIVED = 0,
-    PIPELINE_METHODS = 1 /* how many */
+    PIPELINE_METHODS = 0 /* how many */
 };
 
 /* The method table that client and server compare when they connect. */
@@ -50,16 +49,12 @@ extern const shmrpc_service_info Pipeline_service_info;
  * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional
  * structs) stays valid until the client's next call. */
 
-/* Messages the sink has checked, for a supervisor or a shell to ask. */
-int pipeline_received(shmrpc_client *client_, uint64_t *out_);
-
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Pipeline_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live
  * until the call is answered: take it from shmrpc_ctx_arena(ctx). */
 typedef struct Pipeline_handlers {
-    /* Messages the sink has checked, for a supervisor or a shell to ask. */
-    int (*received)(shmrpc_ctx *ctx_, uint64_t *out_);
+    char unused; /* C has no empty structs */
 } Pipeline_handlers;
 
 extern const shmrpc_service Pipeline_service;

@@ -5,44 +5,11 @@
 
 #include "pipeline.h"
 
-static int Pipeline_received_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
-                                    shmrpc_buf *resp)
-{
-    const Pipeline_handlers *h = handlers;
-    shmrpc_mp_reader r;
-    shmrpc_mp_reader_init(&r, req.ptr, req.len);
-    uint32_t n;
-    int rc = shmrpc_mp_read_array(&r, &n);
-    if (rc == 0 && n != 0) {
-        r.why = "expected no arguments";
-        rc = SHMRPC_EINVAL;
-    }
-    if (rc == 0) rc = shmrpc_mp_finish(&r);
-    if (rc != 0)
-        return shmrpc_ctx_decode_error(ctx, "Pipeline.received", "arguments", r.field, r.why);
-    uint64_t out;
-    memset(&out, 0, sizeof out);
-    rc = h->received(ctx, &out);
-    if (rc != 0) return rc;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    msgpack_pack_uint64(&pk, out);
-    return resp->err;
-}
-
-static const shmrpc_invoke_fn Pipeline_invoke[] = {
-    [PIPELINE_METHOD_RECEIVED] = Pipeline_received_invoke,
-};
-
-static const size_t Pipeline_handler_offset[] = {
-    [PIPELINE_METHOD_RECEIVED] = offsetof(Pipeline_handlers, received),
-};
-
 const shmrpc_service Pipeline_service = {
     .magic = SHMRPC_SERVICE_MAGIC,
     .version = SHMRPC_DESCRIPTOR_VERSION,
     .info = &Pipeline_service_info,
-    .invoke = Pipeline_invoke,
-    .handler_offset = Pipeline_handler_offset,
+    .invoke = NULL,
+    .handler_offset = NULL,
     .handlers_size = sizeof(Pipeline_handlers),
 };
