@@ -7,6 +7,7 @@
 
 #include "ctl_call.h"
 #include "ctl_control.h"
+#include "ctl_queue.h"
 #include "ctl_segments.h"
 
 typedef struct command {
@@ -21,6 +22,8 @@ static const command commands[] = {
      "call a method of a running service; print its result as JSON", ctl_call_main},
     {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main},
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main},
+    {"queue", "stat|peek|push|pop NAME [VALUE|-]",
+     "a shared-memory queue: its counters, or one message (JSON when typed)", ctl_queue_main},
     /* These talk to shmrpc-service's control service (ctl_control.c), found by
      * -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI. */
     {"status", "[--json]", "the supervisor's services", ctl_status},

@@ -959,6 +959,30 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
     return rc == 0 ? 0 : -1;
 }
 
+/* The result's encoding of a JSON value: what a server answers, and a typed queue's
+ * message (docs/queue.md). */
+static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out,
+                         char *err, size_t cap)
+{
+    cx c = {.err = err, .cap = cap, .wire = true};
+    json_t *v = parse_json(json, n, "value", err, cap);
+    if (v == NULL) return -1;
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "value");
+    int rc;
+    if (s->encoding == SHMRPC_ENC_RAW) {
+        rc = raw_arg(&c, v, out);
+    } else if (s->encoding == SHMRPC_ENC_JSON) {
+        rc = to_json(&c, s->result, v, out);
+    } else {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
+        rc = to_mp(&c, s->result, v, &pk);
+    }
+    if (rc == 0 && out->err != 0) rc = fail(&c, "cannot encode: %s", shmrpc_strerror(out->err));
+    json_decref(v);
+    return rc == 0 ? 0 : -1;
+}
+
 /* The messages name a place and a value cut short, so this is room enough. */
 #define ERR_CAP 768
 
@@ -966,6 +990,14 @@ int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, 
 {
     char err[ERR_CAP];
     if (encode_args(s, json, n, req, err, sizeof err) != 0)
+        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
+    return 0;
+}
+
+int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
+{
+    char err[ERR_CAP];
+    if (encode_result(s, json, n, out, err, sizeof err) != 0)
         return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
     return 0;
 }

@@ -1179,6 +1179,42 @@ int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_
     return rc;
 }
 
+int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
+{
+    if (!q || !len || (!buf && cap)) return fail(SHMRPC_EINVAL, "queue, buf or len is NULL");
+    *len = 0;
+    if (q->bcast) return fail(SHMRPC_EINVAL, "queue '%s' is a broadcast queue", q->name);
+    /* A seqlock read: the bytes are ours to trust only if the message was still COMMITTED,
+     * so neither taken nor its room given back, after they were copied. */
+    for (int tries = 0; tries < 1000; tries++) {
+        uint32_t hd = atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+        struct q_desc *d = desc_at(q, hd);
+        uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+        if (lap_of(s) != hd || st_of(s) != S_COMMITTED) {
+            if ((int32_t)(lap_of(s) - hd) <= 0 && (st_of(s) == S_FREE || st_of(s) == S_CLAIMED))
+                return fail(SHMRPC_ETIMEDOUT, "queue '%s' is empty", q->name);
+            sched_yield(); /* taken: the head is about to move */
+            continue;
+        }
+        uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+        bool sane = l <= q->max_msg && (st & q->bmask) + (uint64_t)l <= q->b;
+        if (sane && l <= cap && l) memcpy(buf, q->arena + (st & q->bmask), l);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&d->state, memory_order_relaxed) != s) continue;
+        if (!sane)
+            return fail(SHMRPC_EPROTO, "queue '%s': message %" PRIu32 " has a broken descriptor",
+                        q->name, hd);
+        *len = l;
+        if (l > cap)
+            return fail(SHMRPC_ETOOBIG,
+                        "queue '%s': the next message has %" PRIu32 " bytes, the buffer %zu",
+                        q->name, l, cap);
+        return 0;
+    }
+    return fail(SHMRPC_EBUSY, "queue '%s': the head kept moving", q->name);
+}
+
 int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *done,
                            int64_t timeout_ms)
 {

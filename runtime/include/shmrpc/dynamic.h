@@ -123,6 +123,12 @@ int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, 
  * message naming the place ("result.x: ...") when the body does not match the signature. */
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out);
 
+/* The reverse: n bytes of JSON, one value of the result type, to the body a server would
+ * answer with, appended to out; a typed queue's message is this (docs/queue.md). The JSON
+ * is as decode_result prints it. SHMRPC_EINVAL with a message naming the place ("value.x:
+ * ..."). */
+int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out);
+
 /* A deep copy of a service's table into a (for instance of
  * shmrpc_client_server_info(), which the next connect or call may change), so that a
  * client can be built from it. NULL when a runs out of memory. */

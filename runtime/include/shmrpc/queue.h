@@ -119,6 +119,12 @@ int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t tim
  * and counted); SHMRPC_EINVAL. Once taken, no other consumer sees the message. */
 int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_t timeout_ms);
 
+/* Copies the oldest message of a work queue without taking it: a look, for tools such as
+ * shmrpcctl queue peek, which may be outdated as soon as it returns. Never waits. 0;
+ * SHMRPC_ETIMEDOUT (empty); SHMRPC_ETOOBIG (longer than cap: *len says how long);
+ * SHMRPC_EBUSY (consumers kept taking the head from under it); SHMRPC_EINVAL (broadcast). */
+int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len);
+
 /* One message of a batch: for push, data and len; for pop, data and cap in, len out. */
 typedef struct shmrpc_queue_msg {
     void *data;

@@ -1,0 +1,267 @@
+/* shmrpcctl queue: stat prints a queue's geometry, type and counters; push, pop and peek
+ * move one message, as JSON for a typed queue (converted by the library's dynamic codec
+ * from the type signature the queue stores) or as bytes (stdin, stdout, or base64). */
+#include "ctl_queue.h"
+
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <shmrpc/buf.h>
+#include <shmrpc/dynamic.h>
+#include <shmrpc/queue.h>
+#include <shmrpc/status.h>
+
+#define USAGE                                                                                      \
+    "usage: shmrpcctl queue stat [--json] NAME\n"                                                  \
+    "       shmrpcctl queue push [--bytes|--base64] [--timeout MS] NAME [VALUE|-]\n"               \
+    "       shmrpcctl queue pop  [--bytes|--base64] [--timeout MS] NAME\n"                         \
+    "       shmrpcctl queue peek [--bytes|--base64] NAME\n"
+
+typedef enum form { FORM_AUTO, FORM_BYTES, FORM_BASE64 } form;
+
+static int failed(const char *what, const char *name, int rc)
+{
+    fprintf(stderr, "shmrpcctl: queue %s %s: %s: %s\n", what, name, shmrpc_strerror(rc),
+            shmrpc_errmsg());
+    return 1;
+}
+
+static int bad_usage(const char *why)
+{
+    if (why) fprintf(stderr, "shmrpcctl: queue: %s\n", why);
+    fputs(USAGE, stderr);
+    return 2;
+}
+
+/* Reads all of stdin into b. */
+static int read_stdin(shmrpc_buf *b)
+{
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+        if (shmrpc_buf_append(b, chunk, got) != 0) return b->err;
+    return ferror(stdin) ? SHMRPC_ESYS(5) : 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void put_base64(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        char out[4] = {b64[v >> 18], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
+                       i + 2 < n ? b64[v & 63] : '='};
+        fwrite(out, 1, 4, stdout);
+    }
+    putchar('\n');
+}
+
+/* Decodes padded base64 text (whitespace around it ignored) into out; false if it is not. */
+static bool from_base64(const char *s, size_t n, shmrpc_buf *out)
+{
+    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+        n--;
+    if (n % 4) return false;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = s[i + k];
+            const char *at = c ? strchr(b64, c) : NULL;
+            if (c == '=' && i + 4 == n && k >= 2) {
+                pad++;
+                v <<= 6;
+                continue;
+            }
+            if (!at || pad) return false;
+            v = v << 6 | (uint32_t)(at - b64);
+        }
+        uint8_t bytes[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+        shmrpc_buf_append(out, bytes, (size_t)(3 - pad));
+    }
+    return out->err == 0;
+}
+
+/* The queue's type, parsed; NULL for an untyped queue or when it does not parse (said). */
+static const shmrpc_dyn_sig *queue_type(shmrpc_queue *q, shmrpc_dyn **d, const char *name)
+{
+    shmrpc_queue_info info;
+    shmrpc_queue_get_info(q, &info);
+    if (!*info.type) return NULL;
+    const shmrpc_dyn_sig *sig = NULL;
+    int rc = shmrpc_dyn_new(d, NULL);
+    if (rc == 0) rc = shmrpc_dyn_sig_parse(*d, info.type, &sig);
+    if (rc != 0) failed("type of", name, rc);
+    return sig;
+}
+
+static int stat_queue(shmrpc_queue *q, const char *name, bool json)
+{
+    shmrpc_queue_info i;
+    shmrpc_queue_stats s;
+    int rc = shmrpc_queue_get_info(q, &i);
+    if (rc == 0) rc = shmrpc_queue_get_stats(q, &s);
+    if (rc != 0) return failed("stat", name, rc);
+    const char *kind = i.kind == SHMRPC_QUEUE_BROADCAST
+                           ? (i.slow == SHMRPC_QUEUE_SLOW_DROP ? "broadcast-drop" : "broadcast")
+                           : "work";
+    if (json) {
+        shmrpc_buf t;
+        shmrpc_buf_init(&t);
+        for (const char *p = i.type; *p; p++) { /* signatures hold no control characters */
+            if (*p == '"' || *p == '\\') shmrpc_buf_append(&t, "\\", 1);
+            shmrpc_buf_append(&t, p, 1);
+        }
+        printf("{\"name\":\"%s\",\"kind\":\"%s\",\"capacity\":%" PRIu32 ",\"arena_bytes\":%" PRIu32
+               ",\"max_msg\":%" PRIu32 ",\"creator\":%d,\"type\":\"%.*s\",\"depth\":%" PRIu64
+               ",\"pushed\":%" PRIu64 ",\"popped\":%" PRIu64 ",\"timeouts\":%" PRIu64
+               ",\"drops\":%" PRIu64 ",\"sleeps\":%" PRIu64 ",\"repairs\":%" PRIu64 "}\n",
+               name, kind, i.capacity, i.arena_bytes, i.max_msg, (int)i.creator, (int)t.len,
+               t.data ? (const char *)t.data : "", s.depth, s.pushed, s.popped, s.timeouts, s.drops,
+               s.sleeps, s.repairs);
+        shmrpc_buf_destroy(&t);
+        return 0;
+    }
+    printf("queue     %s (/dev/shm/shmrpc.queue.%s)\n", name, name);
+    printf("kind      %s\n", kind);
+    printf("capacity  %" PRIu32 " messages, %" PRIu32 " bytes, messages up to %" PRIu32 " bytes\n",
+           i.capacity, i.arena_bytes, i.max_msg);
+    printf("creator   pid %d\n", (int)i.creator);
+    printf("type      %s\n", *i.type ? i.type : "(untyped)");
+    printf("depth     %" PRIu64 "\n", s.depth);
+    printf("pushed    %" PRIu64 "\npopped    %" PRIu64 "\ntimeouts  %" PRIu64 "\ndrops     %" PRIu64
+           "\nsleeps    %" PRIu64 "\nrepairs   %" PRIu64 "\n",
+           s.pushed, s.popped, s.timeouts, s.drops, s.sleeps, s.repairs);
+    return 0;
+}
+
+static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const char *value)
+{
+    shmrpc_buf in, msg;
+    shmrpc_buf_init(&in);
+    shmrpc_buf_init(&msg);
+    shmrpc_dyn *d = NULL;
+    int rc = 0, status = 0;
+    if (value && strcmp(value, "-") != 0)
+        rc = shmrpc_buf_append(&in, value, strlen(value));
+    else
+        rc = read_stdin(&in);
+    const shmrpc_dyn_sig *sig = f == FORM_AUTO ? queue_type(q, &d, name) : NULL;
+    if (rc != 0) {
+        status = failed("push: reading", name, rc);
+    } else if (f == FORM_AUTO && d && !sig) {
+        status = 1; /* a type that does not parse, said */
+    } else if (sig) {
+        rc = shmrpc_dyn_encode_result(sig, (const char *)in.data, in.len, &msg);
+        if (rc != 0) {
+            fprintf(stderr, "shmrpcctl: queue push %s: %s\n", name, shmrpc_errmsg());
+            status = 2;
+        }
+    } else if (f == FORM_BASE64) {
+        if (!from_base64((const char *)in.data, in.len, &msg)) {
+            fprintf(stderr, "shmrpcctl: queue push %s: not base64\n", name);
+            status = 2;
+        }
+    } else {
+        shmrpc_buf_append(&msg, in.data, in.len);
+    }
+    if (status == 0 && (rc = shmrpc_queue_push(q, msg.data, msg.len, ms)) != 0)
+        status = failed("push", name, rc);
+    shmrpc_dyn_free(d);
+    shmrpc_buf_destroy(&in);
+    shmrpc_buf_destroy(&msg);
+    return status;
+}
+
+/* pop (take) or peek (look): prints the message as JSON, bytes or base64. */
+static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look)
+{
+    shmrpc_queue_info info;
+    shmrpc_queue_get_info(q, &info);
+    size_t cap = info.max_msg, len = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    if (!buf) return failed(look ? "peek" : "pop", name, SHMRPC_ENOMEM);
+    int rc = look ? shmrpc_queue_look(q, buf, cap, &len) : shmrpc_queue_pop(q, buf, cap, &len, ms);
+    int status = 0;
+    shmrpc_dyn *d = NULL;
+    if (rc != 0) {
+        status = failed(look ? "peek" : "pop", name, rc);
+    } else if (f == FORM_BASE64) {
+        put_base64(buf, len);
+    } else if (f == FORM_BYTES) {
+        fwrite(buf, 1, len, stdout);
+    } else {
+        const shmrpc_dyn_sig *sig = queue_type(q, &d, name);
+        if (sig) {
+            shmrpc_buf out;
+            shmrpc_buf_init(&out);
+            if (shmrpc_dyn_decode_result(sig, buf, len, &out) == 0) {
+                printf("%.*s\n", (int)out.len, (const char *)out.data);
+            } else {
+                fprintf(stderr, "shmrpcctl: queue %s %s: %s\n", look ? "peek" : "pop", name,
+                        shmrpc_errmsg());
+                status = 1;
+            }
+            shmrpc_buf_destroy(&out);
+        } else if (d) {
+            status = 1; /* said */
+        } else {
+            fwrite(buf, 1, len, stdout);
+        }
+    }
+    shmrpc_dyn_free(d);
+    free(buf);
+    return fflush(stdout) == 0 ? status : 1;
+}
+
+int ctl_queue_main(int argc, char **argv)
+{
+    if (argc < 2) return bad_usage(NULL);
+    const char *sub = argv[1];
+    bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
+         is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0;
+    if (!is_stat && !is_push && !is_pop && !is_peek) return bad_usage("no such subcommand");
+    form f = FORM_AUTO;
+    bool json = false;
+    int64_t ms = 0;
+    int i = 2;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+        if (is_stat && strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (!is_stat && strcmp(argv[i], "--bytes") == 0) {
+            f = FORM_BYTES;
+        } else if (!is_stat && strcmp(argv[i], "--base64") == 0) {
+            f = FORM_BASE64;
+        } else if ((is_push || is_pop) && strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+            char *end;
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end != '\0' || end == argv[i] || v < -1)
+                return bad_usage("--timeout takes milliseconds (0: try once, -1: forever)");
+            ms = v;
+        } else {
+            return bad_usage(NULL);
+        }
+    }
+    int rest = argc - i;
+    if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
+    const char *name = argv[i];
+    shmrpc_queue_opts o;
+    shmrpc_queue_opts_init(&o);
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    shmrpc_queue *q;
+    int rc = shmrpc_queue_open(&q, name, &o);
+    if (rc != 0) return failed("open", name, rc);
+    int status;
+    if (is_stat)
+        status = stat_queue(q, name, json);
+    else if (is_push)
+        status = push(q, name, f, ms, rest == 2 ? argv[i + 1] : NULL);
+    else
+        status = take(q, name, f, ms, is_peek);
+    shmrpc_queue_close(q);
+    return status;
+}
