@@ -253,6 +253,32 @@ int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers 
     return 0;
 }
 
+void Names_Queue_mp_write(msgpack_packer *pk, const names_Queue *v)
+{
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int64(pk, v->queue);
+}
+
+int Names_Queue_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Queue *v)
+{
+    uint32_t n;
+    int rc = shmrpc_mp_read_array(r, &n);
+    if (rc != 0) return rc;
+    if (n != 1) {
+        r->why = "expected 1 field";
+        return SHMRPC_EINVAL;
+    }
+    if (++r->depth > SHMRPC_MAX_DEPTH) {
+        r->why = "nested too deeply";
+        return SHMRPC_EINVAL;
+    }
+    if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->queue)) != 0)
+        return shmrpc_mp_fail_at(r, rc, "queue.queue");
+    (void)a;
+    r->depth--;
+    return 0;
+}
+
 void Names_list_I64_mp_write(msgpack_packer *pk, const names_list_I64 *v)
 {
     msgpack_pack_array(pk, v->len);
@@ -377,5 +403,229 @@ int Names_opt_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_opt_I64 *v
     v->has = true;
     (void)a;
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->value)) != 0) return rc;
+    return 0;
+}
+
+const char Names_service_info_type[] = "Service_info()->struct Item{string name;i64 n;} @msgpack";
+
+int Names_service_info_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
+{
+    shmrpc_queue_opts o_;
+    if (opts_ != NULL)
+        o_ = *opts_;
+    else
+        shmrpc_queue_opts_init(&o_);
+    o_.type = Names_service_info_type;
+    return shmrpc_queue_open(q_, NAMES_QUEUE_SERVICE_INFO, &o_);
+}
+
+int Names_service_info_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item *value_,
+                            int64_t timeout_ms_)
+{
+    shmrpc_buf_clear(buf_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+    Names_Item_mp_write(&pk_, value_);
+    int rc_ = buf_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.Service_info: cannot encode the value");
+    return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                           names_Item *out_, int64_t timeout_ms_)
+{
+    shmrpc_queue_span s_;
+    int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);
+    if (rc_ != 0) return rc_;
+    shmrpc_buf_clear(buf_);
+    rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
+    shmrpc_queue_release(q_, &s_);
+    if (rc_ != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.Service_info: no room for a message");
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
+    if ((rc_ = Names_Item_mp_read(&r_, arena_, out_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.Service_info", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.Service_info", r_.field, r_.why);
+    return 0;
+}
+
+const char Names_methods_type[] = "methods()->struct Stats{i64 calls;} @msgpack";
+
+int Names_methods_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
+{
+    shmrpc_queue_opts o_;
+    if (opts_ != NULL)
+        o_ = *opts_;
+    else
+        shmrpc_queue_opts_init(&o_);
+    o_.type = Names_methods_type;
+    return shmrpc_queue_open(q_, NAMES_QUEUE_METHODS, &o_);
+}
+
+int Names_methods_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *value_,
+                       int64_t timeout_ms_)
+{
+    shmrpc_buf_clear(buf_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+    Names_Stats_mp_write(&pk_, value_);
+    int rc_ = buf_->err;
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.methods: cannot encode the value");
+    return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Stats *out_,
+                      int64_t timeout_ms_)
+{
+    shmrpc_queue_span s_;
+    int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);
+    if (rc_ != 0) return rc_;
+    shmrpc_buf_clear(buf_);
+    rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
+    shmrpc_queue_release(q_, &s_);
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.methods: no room for a message");
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
+    if ((rc_ = Names_Stats_mp_read(&r_, arena_, out_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.methods", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.methods", r_.field, r_.why);
+    return 0;
+}
+
+const char Names_add_args_type[] = "add_args()->i64 @msgpack";
+
+int Names_add_args_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
+{
+    shmrpc_queue_opts o_;
+    if (opts_ != NULL)
+        o_ = *opts_;
+    else
+        shmrpc_queue_opts_init(&o_);
+    o_.type = Names_add_args_type;
+    return shmrpc_queue_open(q_, NAMES_QUEUE_ADD_ARGS, &o_);
+}
+
+int Names_add_args_push(shmrpc_queue *q_, shmrpc_buf *buf_, int64_t value_, int64_t timeout_ms_)
+{
+    shmrpc_buf_clear(buf_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+    msgpack_pack_int64(&pk_, value_);
+    int rc_ = buf_->err;
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.add_args: cannot encode the value");
+    return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, int64_t *out_,
+                       int64_t timeout_ms_)
+{
+    shmrpc_queue_span s_;
+    int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);
+    if (rc_ != 0) return rc_;
+    shmrpc_buf_clear(buf_);
+    rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
+    shmrpc_queue_release(q_, &s_);
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.add_args: no room for a message");
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
+    (void)arena_; /* nothing to allocate */
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.add_args", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.add_args", r_.field, r_.why);
+    return 0;
+}
+
+const char Names_handlers_queue_type[] = "handlers_queue()->struct Handlers{bool on;} @msgpack";
+
+int Names_handlers_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
+{
+    shmrpc_queue_opts o_;
+    if (opts_ != NULL)
+        o_ = *opts_;
+    else
+        shmrpc_queue_opts_init(&o_);
+    o_.type = Names_handlers_queue_type;
+    return shmrpc_queue_open(q_, NAMES_QUEUE_HANDLERS_QUEUE, &o_);
+}
+
+int Names_handlers_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Handlers *value_,
+                              int64_t timeout_ms_)
+{
+    shmrpc_buf_clear(buf_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+    Names_Handlers_mp_write(&pk_, value_);
+    int rc_ = buf_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.handlers_queue: cannot encode the value");
+    return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                             names_Handlers *out_, int64_t timeout_ms_)
+{
+    shmrpc_queue_span s_;
+    int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);
+    if (rc_ != 0) return rc_;
+    shmrpc_buf_clear(buf_);
+    rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
+    shmrpc_queue_release(q_, &s_);
+    if (rc_ != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.handlers_queue: no room for a message");
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
+    if ((rc_ = Names_Handlers_mp_read(&r_, arena_, out_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.handlers_queue", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.handlers_queue", r_.field, r_.why);
+    return 0;
+}
+
+const char Names_queue_type[] = "queue()->struct queue{i64 queue;} @msgpack";
+
+int Names_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
+{
+    shmrpc_queue_opts o_;
+    if (opts_ != NULL)
+        o_ = *opts_;
+    else
+        shmrpc_queue_opts_init(&o_);
+    o_.type = Names_queue_type;
+    return shmrpc_queue_open(q_, NAMES_QUEUE_QUEUE, &o_);
+}
+
+int Names_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *value_,
+                     int64_t timeout_ms_)
+{
+    shmrpc_buf_clear(buf_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+    Names_Queue_mp_write(&pk_, value_);
+    int rc_ = buf_->err;
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.queue: cannot encode the value");
+    return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Queue *out_,
+                    int64_t timeout_ms_)
+{
+    shmrpc_queue_span s_;
+    int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);
+    if (rc_ != 0) return rc_;
+    shmrpc_buf_clear(buf_);
+    rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
+    shmrpc_queue_release(q_, &s_);
+    if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.queue: no room for a message");
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
+    if ((rc_ = Names_Queue_mp_read(&r_, arena_, out_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.queue", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(NULL, "Names.queue", r_.field, r_.why);
     return 0;
 }

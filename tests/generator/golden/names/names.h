@@ -35,6 +35,7 @@ typedef struct names_Item names_Item;
 typedef struct names_Stats names_Stats;
 typedef struct names_Total names_Total;
 typedef struct names_Handlers names_Handlers;
+typedef struct names_Queue names_Queue;
 typedef struct names_map_String_Item_entry names_map_String_Item_entry;
 typedef struct names_opt_I64 names_opt_I64;
 
@@ -75,6 +76,10 @@ struct names_Total {
 
 struct names_Handlers {
     bool on;
+};
+
+struct names_Queue {
+    int64_t queue;
 };
 
 struct names_map_String_Item_entry {
@@ -176,6 +181,56 @@ typedef struct Names_handlers {
 
 extern const shmrpc_service Names_service;
 
+/* Queues: each a shared-memory queue (shmrpc/queue.h) named after the service, whose
+ * messages are values of its type, encoded as msgpack. open opens or creates it (opts_
+ * may be NULL) and refuses a queue of another type; push encodes into buf_ and waits
+ * up to timeout_ms_ for room; pop takes a message into buf_ and decodes it, what it
+ * points to living in buf_ and arena_ until they are reused. */
+
+/*
+ * Queues named like what the generated code declares (the descriptor, the method
+ * table, an argument struct, the handlers) and like the word 'queue', which stays
+ * free, also for a struct whose queue it is.
+ */
+#define NAMES_QUEUE_SERVICE_INFO "names_test.Service_info"
+extern const char Names_service_info_type[];
+int Names_service_info_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
+int Names_service_info_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item *value_,
+                            int64_t timeout_ms_);
+int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                           names_Item *out_, int64_t timeout_ms_);
+
+#define NAMES_QUEUE_METHODS "names_test.methods"
+extern const char Names_methods_type[];
+int Names_methods_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
+int Names_methods_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *value_,
+                       int64_t timeout_ms_);
+int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Stats *out_,
+                      int64_t timeout_ms_);
+
+#define NAMES_QUEUE_ADD_ARGS "names_test.add_args"
+extern const char Names_add_args_type[];
+int Names_add_args_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
+int Names_add_args_push(shmrpc_queue *q_, shmrpc_buf *buf_, int64_t value_, int64_t timeout_ms_);
+int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, int64_t *out_,
+                       int64_t timeout_ms_);
+
+#define NAMES_QUEUE_HANDLERS_QUEUE "names_test.handlers_queue"
+extern const char Names_handlers_queue_type[];
+int Names_handlers_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
+int Names_handlers_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Handlers *value_,
+                              int64_t timeout_ms_);
+int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                             names_Handlers *out_, int64_t timeout_ms_);
+
+#define NAMES_QUEUE_QUEUE "names_test.queue"
+extern const char Names_queue_type[];
+int Names_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
+int Names_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *value_,
+                     int64_t timeout_ms_);
+int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Queue *out_,
+                    int64_t timeout_ms_);
+
 /* The codec glue that the stubs and the server share (in names.c): not for direct use. */
 void Names_Item_mp_write(msgpack_packer *pk, const names_Item *v);
 int Names_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Item *v);
@@ -187,6 +242,8 @@ void Names_Method_mp_write(msgpack_packer *pk, const names_Method *v);
 int Names_Method_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Method *v);
 void Names_Handlers_mp_write(msgpack_packer *pk, const names_Handlers *v);
 int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers *v);
+void Names_Queue_mp_write(msgpack_packer *pk, const names_Queue *v);
+int Names_Queue_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Queue *v);
 void Names_list_I64_mp_write(msgpack_packer *pk, const names_list_I64 *v);
 int Names_list_I64_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_list_I64 *v);
 void Names_list_Item_mp_write(msgpack_packer *pk, const names_list_Item *v);
