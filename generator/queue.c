@@ -40,6 +40,10 @@ static const char *protos(gen *g, const svc_method *q, int which)
     case 1:
         return S("int %s(shmrpc_queue *q_, shmrpc_buf *buf_, %s, int64_t timeout_ms_)",
                  fn(g, q, "push"), value_decl(g, t));
+    case 3:
+        return S("int %s(shmrpc_queue *q_, shmrpc_buf *buf_, %s, size_t n_, size_t *done_, "
+                 "int64_t timeout_ms_)",
+                 fn(g, q, "push_batch"), gen_ptr_decl(g, t->ctype, "values_", true));
     default:
         return S("int %s(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, %s, "
                  "int64_t timeout_ms_)",
@@ -56,14 +60,16 @@ void gen_queue_decls(gen *g, emitter *e)
        " * messages are values of its type, encoded as msgpack. open opens or creates it (opts_");
     em(e, " * may be NULL) and refuses a queue of another type; push encodes into buf_ and waits");
     em(e, " * up to timeout_ms_ for room; pop takes a message into buf_ and decodes it, what it");
-    em(e, " * points to living in buf_ and arena_ until they are reused. */");
+    em(e, " * points to living in buf_ and arena_ until they are reused. push_batch pushes n_");
+    em(e, " * values in runs of up to 64, waking consumers once a run, each run waiting up to");
+    em(e, " * timeout_ms_; *done_ (may be NULL) says how many were queued. */");
     for (const svc_method *q = g->svc->queues; q; q = q->next) {
         em_blank(e);
         gen_doc(g, e, q->doc);
         em(e, "#define %s %s", name_macro(g, q),
            gen_cstr(g, S("%s.%.*s", g->svc->svc_name, q->name.n, q->name.p)));
         em(e, "extern const char %s[];", fn(g, q, "type"));
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             em(e, "%s;", protos(g, q, i));
     }
 }
@@ -130,6 +136,38 @@ void gen_queue_functions(gen *g, emitter *e)
         em_last(e, "return shmrpc_client_error(NULL, rc_, \"%s: cannot encode the value\");",
                 label);
         em(e, "return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);");
+        em_close(e, "}");
+
+        em_blank(e);
+        em(e, "%s", protos(g, q, 3));
+        em_open(e, "{");
+        em(e, "shmrpc_queue_msg msgs_[64];");
+        em(e, "size_t ends_[64], sent_ = 0;");
+        em(e, "int rc_ = 0;");
+        em_open(e, "while (rc_ == 0 && sent_ < n_) {");
+        em(e, "size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;");
+        em(e, "shmrpc_buf_clear(buf_);");
+        em(e, "msgpack_packer pk_;");
+        em(e, "msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);");
+        em_open(e, "for (size_t i_ = 0; i_ < run_; i_++) {");
+        gen_mp_write(g, e, &c, t, "values_[sent_ + i_]");
+        em(e, "ends_[i_] = buf_->len;");
+        em_close(e, "}");
+        em_open(e, "if ((rc_ = buf_->err) != 0) {");
+        em(e, "rc_ = shmrpc_client_error(NULL, rc_, \"%s: cannot encode the values\");", label);
+        em(e, "break;");
+        em_close(e, "}");
+        em_open(e, "for (size_t i_ = 0; i_ < run_; i_++) {");
+        em(e, "size_t start_ = i_ ? ends_[i_ - 1] : 0;");
+        em(e, "msgs_[i_].data = buf_->data + start_;");
+        em(e, "msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;");
+        em_close(e, "}");
+        em(e, "rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);");
+        em(e, "sent_ += pushed_;");
+        em_close(e, "}");
+        em_open(e, "if (done_ != NULL)");
+        em_last(e, "*done_ = sent_;");
+        em(e, "return rc_;");
         em_close(e, "}");
 
         em_blank(e);

@@ -121,10 +121,19 @@ static int run_source(uint32_t id, uint64_t count)
     shmrpc_buf_init(&buf);
     int rc = 0;
     double t0 = now_s();
-    uint64_t seq = 0;
-    for (; seq < count && rc == 0; seq++) {
-        pipeline_Msg m = {.source = id, .seq = seq, .hops = 0, .note = shmrpc_str_c("hello")};
-        rc = push(&queues[0], out, &buf, &m);
+    /* In batches: a consumer is woken once for each run of 64, not for every message. */
+    static pipeline_Msg batch[256];
+    for (uint64_t seq = 0; seq < count && rc == 0;) {
+        size_t n = count - seq < 256 ? (size_t)(count - seq) : 256, done = 0;
+        for (size_t i = 0; i < n; i++)
+            batch[i] = (pipeline_Msg){
+                .source = id, .seq = seq + i, .hops = 0, .note = shmrpc_str_c("hello")};
+        rc = Pipeline_raw_push_batch(out, &buf, batch, n, &done, STEP_MS);
+        seq += done;
+        if (rc == SHMRPC_ETIMEDOUT)
+            rc = stopping ? 1 : 0;
+        else if (rc != 0)
+            rc = failed("cannot push to", queues[0].shm, rc);
     }
     if (rc == 0)
         printf("source %u: pushed %llu messages in %.3f s\n", id, (unsigned long long)count,

@@ -1,8 +1,8 @@
 /* Typed queues and shmrpcctl queue with real processes: a child pushes the typed values of
- * examples/pipeline/pipeline.svc through the generated functions and this process pops
- * them; shmrpcctl pushes JSON that generated code pops, prints as JSON what generated code
- * pushed, peeks without taking, moves bytes and base64 through an untyped queue, and
- * refuses bad input with a message and exit status 2. An open naming another type is
+ * examples/pipeline/pipeline.svc through the generated functions (one by one and in a
+ * batch) and this process pops them; shmrpcctl pushes JSON that generated code pops, prints as JSON
+ * what generated code pushed, peeks without taking, moves bytes and base64 through an untyped
+ * queue, and refuses bad input with a message and exit status 2. An open naming another type is
  * refused. Every child is bounded; every queue is removed in teardown. */
 #define _GNU_SOURCE /* pipe2 */
 #include <setjmp.h>
@@ -120,13 +120,20 @@ static int typed_producer(void)
     if (Pipeline_raw_open(&q, &o) != 0) return 1;
     shmrpc_buf buf;
     shmrpc_buf_init(&buf);
-    char note[32];
+    /* The first half one by one, the rest in a batch of runs of 64. */
+    static char notes[N_TYPED][32];
+    static pipeline_Msg ms[N_TYPED];
     for (uint64_t i = 0; i < N_TYPED; i++) {
-        snprintf(note, sizeof note, "note %llu", (unsigned long long)i);
-        pipeline_Msg m = {
-            .source = 3, .seq = i, .hops = (uint32_t)(i % 7), .note = shmrpc_str_c(note)};
-        if (Pipeline_raw_push(q, &buf, &m, 10000) != 0) return 2;
+        snprintf(notes[i], sizeof notes[i], "note %llu", (unsigned long long)i);
+        ms[i] = (pipeline_Msg){
+            .source = 3, .seq = i, .hops = (uint32_t)(i % 7), .note = shmrpc_str_c(notes[i])};
     }
+    for (uint64_t i = 0; i < N_TYPED / 2; i++)
+        if (Pipeline_raw_push(q, &buf, &ms[i], 10000) != 0) return 2;
+    size_t done = 0;
+    int rc =
+        Pipeline_raw_push_batch(q, &buf, ms + N_TYPED / 2, N_TYPED - N_TYPED / 2, &done, 10000);
+    if (rc != 0 || done != N_TYPED - N_TYPED / 2) return 3;
     shmrpc_buf_destroy(&buf);
     shmrpc_queue_close(q);
     return 0;

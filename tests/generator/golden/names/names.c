@@ -432,6 +432,37 @@ int Names_service_info_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
 }
 
+int Names_service_info_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item *values_,
+                                  size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Names_Item_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Names.Service_info: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
+}
+
 int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
                            names_Item *out_, int64_t timeout_ms_)
 {
@@ -477,6 +508,37 @@ int Names_methods_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *va
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
 }
 
+int Names_methods_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *values_,
+                             size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Names_Stats_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Names.methods: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
+}
+
 int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Stats *out_,
                       int64_t timeout_ms_)
 {
@@ -518,6 +580,37 @@ int Names_add_args_push(shmrpc_queue *q_, shmrpc_buf *buf_, int64_t value_, int6
     int rc_ = buf_->err;
     if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.add_args: cannot encode the value");
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_add_args_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const int64_t *values_, size_t n_,
+                              size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            msgpack_pack_int64(&pk_, values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Names.add_args: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
 }
 
 int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, int64_t *out_,
@@ -566,6 +659,38 @@ int Names_handlers_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Ha
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
 }
 
+int Names_handlers_queue_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_,
+                                    const names_Handlers *values_, size_t n_, size_t *done_,
+                                    int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Names_Handlers_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Names.handlers_queue: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
+}
+
 int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
                              names_Handlers *out_, int64_t timeout_ms_)
 {
@@ -609,6 +734,37 @@ int Names_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *valu
     int rc_ = buf_->err;
     if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.queue: cannot encode the value");
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Names_queue_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *values_,
+                           size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Names_Queue_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Names.queue: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
 }
 
 int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Queue *out_,

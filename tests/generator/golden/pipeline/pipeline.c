@@ -83,6 +83,37 @@ int Pipeline_raw_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *va
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
 }
 
+int Pipeline_raw_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                            size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Pipeline_Msg_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Pipeline.raw: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
+}
+
 int Pipeline_raw_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
                      int64_t timeout_ms_)
 {
@@ -128,6 +159,37 @@ int Pipeline_middle_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg 
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
 }
 
+int Pipeline_middle_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                               size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Pipeline_Msg_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Pipeline.middle: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
+}
+
 int Pipeline_middle_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
                         pipeline_Msg *out_, int64_t timeout_ms_)
 {
@@ -171,6 +233,37 @@ int Pipeline_done_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *v
     int rc_ = buf_->err;
     if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Pipeline.done: cannot encode the value");
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
+}
+
+int Pipeline_done_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                             size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    size_t ends_[64], sent_ = 0;
+    int rc_ = 0;
+    while (rc_ == 0 && sent_ < n_) {
+        size_t run_ = n_ - sent_ < 64 ? n_ - sent_ : 64, pushed_ = 0;
+        shmrpc_buf_clear(buf_);
+        msgpack_packer pk_;
+        msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            Pipeline_Msg_mp_write(&pk_, &values_[sent_ + i_]);
+            ends_[i_] = buf_->len;
+        }
+        if ((rc_ = buf_->err) != 0) {
+            rc_ = shmrpc_client_error(NULL, rc_, "Pipeline.done: cannot encode the values");
+            break;
+        }
+        for (size_t i_ = 0; i_ < run_; i_++) {
+            size_t start_ = i_ ? ends_[i_ - 1] : 0;
+            msgs_[i_].data = buf_->data + start_;
+            msgs_[i_].cap = msgs_[i_].len = ends_[i_] - start_;
+        }
+        rc_ = shmrpc_queue_push_batch(q_, msgs_, run_, &pushed_, timeout_ms_);
+        sent_ += pushed_;
+    }
+    if (done_ != NULL) *done_ = sent_;
+    return rc_;
 }
 
 int Pipeline_done_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,

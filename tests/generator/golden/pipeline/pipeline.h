@@ -63,7 +63,9 @@ extern const shmrpc_service Pipeline_service;
  * messages are values of its type, encoded as msgpack. open opens or creates it (opts_
  * may be NULL) and refuses a queue of another type; push encodes into buf_ and waits
  * up to timeout_ms_ for room; pop takes a message into buf_ and decodes it, what it
- * points to living in buf_ and arena_ until they are reused. */
+ * points to living in buf_ and arena_ until they are reused. push_batch pushes n_
+ * values in runs of up to 64, waking consumers once a run, each run waiting up to
+ * timeout_ms_; *done_ (may be NULL) says how many were queued. */
 
 /* From the source to the first transformer. */
 #define PIPELINE_QUEUE_RAW "pipeline.raw"
@@ -73,6 +75,8 @@ int Pipeline_raw_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *va
                       int64_t timeout_ms_);
 int Pipeline_raw_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
                      int64_t timeout_ms_);
+int Pipeline_raw_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                            size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* From the first transformer to the second. */
 #define PIPELINE_QUEUE_MIDDLE "pipeline.middle"
@@ -82,6 +86,8 @@ int Pipeline_middle_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg 
                          int64_t timeout_ms_);
 int Pipeline_middle_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
                         pipeline_Msg *out_, int64_t timeout_ms_);
+int Pipeline_middle_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                               size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* From the second transformer to the sink. */
 #define PIPELINE_QUEUE_DONE "pipeline.done"
@@ -91,6 +97,8 @@ int Pipeline_done_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *v
                        int64_t timeout_ms_);
 int Pipeline_done_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
                       int64_t timeout_ms_);
+int Pipeline_done_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
+                             size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* The codec glue that the stubs and the server share (in pipeline.c): not for direct use. */
 void Pipeline_Msg_mp_write(msgpack_packer *pk, const pipeline_Msg *v);
