@@ -15,6 +15,7 @@
 #include <shmrpc/stats.h>
 #include <shmrpc/lock.h>
 #include <shmrpc/queue.h>
+#include <shmrpc/map.h>
 #include <shmrpc/module.h>
 #include <shmrpc/dynamic.h>
 

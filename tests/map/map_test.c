@@ -1,0 +1,907 @@
+/* Shared maps with real processes: every operation and option, growth to many keys while
+ * two readers check values, writers killed with SIGKILL at random points of puts, removes
+ * and growths followed by a full consistency check, a dead lock holder, 'nobody' refused,
+ * corrupt segments refused. Every child is bounded by alarm() and reaped, every map
+ * unlinked, even when a test fails. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <shmrpc.h>
+
+#define CHILD_ALARM_S 100 /* no child outlives a stuck test by more than this */
+#define MAX_KIDS 16
+#define MAX_NAMES 8
+#define NOBODY 65534
+
+/* --- children and names: what teardown cleans up -------------------------------------- */
+
+static pid_t kids[MAX_KIDS];
+static int nkids;
+static char names[MAX_NAMES][SHMRPC_MAP_NAME_MAX + 1];
+static int nnames;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static const char *new_name(const char *what)
+{
+    assert_true(nnames < MAX_NAMES);
+    char *n = names[nnames++];
+    snprintf(n, sizeof names[0], "map_test.%d.%s", (int)getpid(), what);
+    return n;
+}
+
+static bool shm_exists(const char *kind, const char *name, const char *suffix)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.%s.%s%s", kind, name, suffix);
+    return access(path, F_OK) == 0;
+}
+
+static pid_t spawn(int (*fn)(void *), void *arg)
+{
+    assert_true(nkids < MAX_KIDS);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(CHILD_ALARM_S);
+        _exit(fn(arg));
+    }
+    kids[nkids++] = pid;
+    return pid;
+}
+
+static void forget_kid(pid_t pid)
+{
+    for (int i = 0; i < nkids; i++)
+        if (kids[i] == pid) kids[i] = kids[--nkids];
+}
+
+/* The child's exit code, 128 + signal if killed, or -1 when it did not end within ms. */
+static int reap(pid_t pid, int ms)
+{
+    int64_t end = now_ms() + ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget_kid(pid);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        if (r < 0 && errno != EINTR) {
+            forget_kid(pid);
+            return -2;
+        }
+        if (now_ms() >= end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            forget_kid(pid);
+            return -1;
+        }
+        nap_ms(1);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    nkids = 0;
+    nnames = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    while (nkids > 0) {
+        pid_t pid = kids[0];
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        forget_kid(pid);
+    }
+    for (int i = 0; i < nnames; i++)
+        shmrpc_map_unlink_quiet(names[i]);
+    nnames = 0;
+    return 0;
+}
+
+static void *shared(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(p != MAP_FAILED);
+    return p;
+}
+
+static shmrpc_map *open_map(const char *name, const shmrpc_map_opts *o)
+{
+    shmrpc_map *m = NULL;
+    int rc = shmrpc_map_open(&m, name, o);
+    if (rc != 0) fprintf(stderr, "# open %s: %s: %s\n", name, shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, 0);
+    return m;
+}
+
+static shmrpc_map_opts small_opts(shmrpc_map_mode mode)
+{
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = mode;
+    o.initial_slots = 8;
+    o.initial_bytes = 4096;
+    return o;
+}
+
+static int put_s(shmrpc_map *m, const char *k, const char *v)
+{
+    return shmrpc_map_put(m, k, strlen(k), v, strlen(v));
+}
+
+/* The value of k as a string, or NULL when absent. */
+static const char *get_s(shmrpc_map *m, const char *k)
+{
+    static char buf[4096];
+    size_t len;
+    int rc = shmrpc_map_get(m, k, strlen(k), buf, sizeof buf - 1, &len);
+    if (rc == SHMRPC_ENOENT) return NULL;
+    assert_int_equal(rc, 0);
+    buf[len] = 0;
+    return buf;
+}
+
+/* --- every operation ----------------------------------------------------------------- */
+
+struct tally {
+    int n;
+    size_t bytes;
+};
+
+static int count_entry(void *arg, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    (void)k;
+    (void)v;
+    struct tally *t = arg;
+    t->n++;
+    t->bytes += klen + vlen;
+    return 0;
+}
+
+static int stop_at_two(void *arg, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    (void)k, (void)klen, (void)v, (void)vlen;
+    return ++*(int *)arg == 2 ? 42 : 0;
+}
+
+static void operations(void **state)
+{
+    (void)state;
+    const char *name = new_name("ops");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    uint64_t n, c0, c1;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(get_s(m, "a"));
+    assert_string_equal(shmrpc_errmsg(), "no such key");
+    assert_int_equal(shmrpc_map_changes(m, &c0), 0);
+    assert_int_equal(put_s(m, "a", "one"), 0);
+    assert_string_equal(get_s(m, "a"), "one");
+    assert_int_equal(shmrpc_map_changes(m, &c1), 0);
+    assert_int_equal(c1, c0 + 1);
+    assert_int_equal(put_s(m, "a", "uno"), 0);
+    assert_string_equal(get_s(m, "a"), "uno");
+    /* A buffer too small: the length is told, nothing copied past cap. */
+    char small[2] = {'x', 'x'};
+    size_t len = 0;
+    assert_int_equal(shmrpc_map_get(m, "a", 1, small, 2, &len), SHMRPC_ETOOBIG);
+    assert_int_equal(len, 3);
+    assert_memory_equal(small, "xx", 2);
+    /* The view, and whether it is current. */
+    shmrpc_map_view v;
+    assert_int_equal(shmrpc_map_get_view(m, "a", 1, &v), 0);
+    assert_int_equal(v.len, 3);
+    assert_memory_equal(v.data, "uno", 3);
+    assert_true(shmrpc_map_view_current(m, &v));
+    assert_int_equal(put_s(m, "a", "eins"), 0);
+    assert_false(shmrpc_map_view_current(m, &v));
+    assert_memory_equal(v.data, "uno", 3); /* an old entry is never written over */
+    /* put_if_absent and compare-and-swap. */
+    assert_int_equal(shmrpc_map_put_if_absent(m, "a", 1, "x", 1), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_map_put_if_absent(m, "b", 1, "two", 3), 0);
+    assert_int_equal(shmrpc_map_cas(m, "b", 1, "zwei", 4, "deux", 4), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_map_cas(m, "c", 1, "", 0, "x", 1), SHMRPC_ENOENT);
+    assert_int_equal(shmrpc_map_cas(m, "b", 1, "two", 3, "deux", 4), 0);
+    assert_string_equal(get_s(m, "b"), "deux");
+    /* Empty keys and values are keys and values. */
+    assert_int_equal(shmrpc_map_put(m, "", 0, "", 0), 0);
+    assert_int_equal(shmrpc_map_get(m, "", 0, small, 0, &len), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 3);
+    /* remove */
+    assert_int_equal(shmrpc_map_remove(m, "b", 1), 0);
+    assert_int_equal(shmrpc_map_remove(m, "b", 1), SHMRPC_ENOENT);
+    assert_null(get_s(m, "b"));
+    /* Iteration over a snapshot, stopping early with fn's status. */
+    struct tally t = {0};
+    assert_int_equal(shmrpc_map_iterate(m, count_entry, &t), 0);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.bytes, 1 + 4);
+    for (int i = 0; i < 100; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(put_s(m, k, k), 0);
+    }
+    int seen = 0;
+    assert_int_equal(shmrpc_map_iterate(m, stop_at_two, &seen), 42);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.count, 102);
+    assert_true(info.growths >= 3); /* 8 slots to 256 at least */
+    assert_int_equal(info.creator, getpid());
+    assert_int_equal(shmrpc_map_check(m), 0);
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    assert_int_equal(shmrpc_map_print_status(m, f), 0);
+    fclose(f);
+    assert_non_null(strstr(text, "keys: 102\n"));
+    free(text);
+    /* clear: a new, empty generation of the initial geometry. */
+    assert_int_equal(shmrpc_map_clear(m), 0);
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(get_s(m, "a"));
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.slots, 8);
+    assert_int_equal(put_s(m, "after", "clear"), 0);
+    assert_string_equal(get_s(m, "after"), "clear");
+    /* Only the current generation's file is left. */
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, ".%" PRIu64, info.generation);
+    assert_true(shm_exists("mapgen", name, suffix));
+    snprintf(suffix, sizeof suffix, ".%" PRIu64, info.generation - 1);
+    assert_false(shm_exists("mapgen", name, suffix));
+    shmrpc_map_close(m);
+    assert_int_equal(shmrpc_map_unlink(name), 0);
+    assert_false(shm_exists("map", name, ""));
+    assert_false(shm_exists("lock.map", name, ""));
+    assert_int_equal(shmrpc_map_unlink(name), SHMRPC_ENOENT);
+    shmrpc_map_unlink_quiet(name);
+}
+
+static void bad_args(void **state)
+{
+    (void)state;
+    shmrpc_map *m = NULL;
+    assert_int_equal(shmrpc_map_open(&m, "bad/name", NULL), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "[A-Za-z0-9_.-]"));
+    assert_int_equal(shmrpc_map_open(&m, "", NULL), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_open(NULL, "x", NULL), SHMRPC_EINVAL);
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.initial_slots = 2;
+    assert_int_equal(shmrpc_map_open(&m, "x", &o), SHMRPC_EINVAL);
+    shmrpc_map_opts_init(&o);
+    o.perms = 0400;
+    assert_int_equal(shmrpc_map_open(&m, "x", &o), SHMRPC_EINVAL);
+    const char *name = new_name("bad");
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.max_bytes = 8192;
+    m = open_map(name, &o);
+    static char big[SHMRPC_MAP_KEY_MAX + 1];
+    assert_int_equal(shmrpc_map_put(m, big, sizeof big, "v", 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_put(m, NULL, 1, "v", 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_put(m, "k", 1, NULL, 1), SHMRPC_EINVAL);
+    /* Past max_bytes: a clear status, and nothing lost. */
+    assert_int_equal(put_s(m, "keep", "me"), 0);
+    assert_int_equal(shmrpc_map_put(m, "k", 1, big, 9000), SHMRPC_ETOOBIG);
+    assert_non_null(strstr(shmrpc_errmsg(), "max_bytes"));
+    assert_string_equal(get_s(m, "keep"), "me");
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_int_equal(shmrpc_map_wait(m, 0, NULL, -5), SHMRPC_EINVAL);
+    shmrpc_map_close(m);
+    shmrpc_map_close(NULL);
+}
+
+static void modes(void **state)
+{
+    (void)state;
+    const char *name = new_name("modes");
+    shmrpc_map *m = NULL;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    assert_int_equal(shmrpc_map_open(&m, name, &o), SHMRPC_ENOENT);
+    o.mode = SHMRPC_MAP_CONNECT_OR_CREATE;
+    shmrpc_map *a = open_map(name, &o);
+    assert_int_equal(put_s(a, "k", "v"), 0);
+    shmrpc_map *b = open_map(name, &o); /* connects */
+    assert_string_equal(get_s(b, "k"), "v");
+    o.mode = SHMRPC_MAP_CREATE_NEW_EXCLUSIVE;
+    assert_int_equal(shmrpc_map_open(&m, name, &o), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "already exists"));
+    o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
+    shmrpc_map *c = open_map(name, &o);
+    assert_null(get_s(c, "k"));
+    /* The old handles keep what they mapped; a new one sees the new map. */
+    assert_string_equal(get_s(a, "k"), "v");
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *d = open_map(name, &o);
+    assert_null(get_s(d, "k"));
+    shmrpc_map_close(a);
+    shmrpc_map_close(b);
+    shmrpc_map_close(c);
+    shmrpc_map_close(d);
+}
+
+/* --- between processes --------------------------------------------------------------- */
+
+static int waiter_child(void *arg)
+{
+    const char *name = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, name, &o) != 0) return 10;
+    uint64_t c, now;
+    shmrpc_map_changes(m, &c);
+    if (shmrpc_map_wait(m, c, &now, 0) != SHMRPC_ETIMEDOUT) return 11;
+    if (put_s(m, "ready", "1") != 0) return 12;
+    c++;
+    /* The parent puts "go" once it saw "ready"; sleep until then. */
+    int64_t end = now_ms() + 20000;
+    for (;;) {
+        if (shmrpc_map_wait(m, c, &now, 1000) == 0) {
+            c = now;
+            size_t len;
+            char buf[8];
+            if (shmrpc_map_get(m, "go", 2, buf, sizeof buf, &len) == 0) break;
+        }
+        if (now_ms() > end) return 13;
+    }
+    shmrpc_map_close(m);
+    return 0;
+}
+
+static void wait_between_processes(void **state)
+{
+    (void)state;
+    const char *name = new_name("wait");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    shmrpc_map *m = open_map(name, &o);
+    pid_t kid = spawn(waiter_child, (void *)name);
+    int64_t end = now_ms() + 20000;
+    while (!get_s(m, "ready") && now_ms() < end)
+        nap_ms(1);
+    assert_non_null(get_s(m, "ready"));
+    nap_ms(50); /* the child is asleep on the futex by now, most likely */
+    assert_int_equal(put_s(m, "go", "1"), 0);
+    assert_int_equal(reap(kid, 20000), 0);
+    shmrpc_map_close(m);
+}
+
+/* Exits 0 at once: a creator with auto_unlink removes the map at exit, one without not,
+ * and a child forked from the creator does not remove it when it exits. */
+struct creator {
+    const char *name;
+    bool auto_unlink;
+};
+
+static int forked_child(void *arg)
+{
+    (void)arg;
+    return 0; /* exit() runs the inherited atexit handler: it must spare the map */
+}
+
+static int creator_child(void *arg)
+{
+    struct creator *c = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.auto_unlink = c->auto_unlink;
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
+    if (put_s(m, "k", "v") != 0) return 11;
+    pid_t p = fork();
+    if (p == 0) exit(forked_child(NULL));
+    int st;
+    waitpid(p, &st, 0);
+    if (!shm_exists("map", c->name, "")) return 12;
+    exit(0); /* without closing: atexit decides */
+}
+
+static void auto_unlink(void **state)
+{
+    (void)state;
+    const char *name = new_name("auto");
+    struct creator c = {name, true};
+    assert_int_equal(reap(spawn(creator_child, &c), 20000), 0);
+    assert_false(shm_exists("map", name, ""));
+    assert_false(shm_exists("mapgen", name, ".1"));
+    assert_false(shm_exists("lock.map", name, ""));
+    c.auto_unlink = false;
+    assert_int_equal(reap(spawn(creator_child, &c), 20000), 0);
+    assert_true(shm_exists("map", name, ""));
+    /* A connecting process never removes it, even with auto_unlink. */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    o.auto_unlink = true;
+    shmrpc_map *m = open_map(name, &o);
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_close(m);
+    assert_true(shm_exists("map", name, ""));
+    /* The creator's close removes it. */
+    o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
+    m = open_map(name, &o);
+    shmrpc_map_close(m);
+    assert_false(shm_exists("map", name, ""));
+}
+
+/* --- the lock -------------------------------------------------------------------------- */
+
+static int holder_child(void *arg)
+{
+    const char *name = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, name, &o) != 0) return 10;
+    if (shmrpc_lock_acquire(shmrpc_map_lock(m), 5000) != 0) return 11;
+    if (put_s(m, "held", "1") != 0) return 12; /* re-entrant: the holder writes */
+    for (;;)
+        pause(); /* killed holding the lock */
+}
+
+static void batch_and_dead_holder(void **state)
+{
+    (void)state;
+    const char *name = new_name("lock");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.lock_timeout_ms = 50;
+    shmrpc_map *m = open_map(name, &o);
+    /* The lock makes a batch: puts inside it take it re-entrantly. */
+    assert_int_equal(shmrpc_lock_acquire(shmrpc_map_lock(m), 1000), 0);
+    assert_int_equal(put_s(m, "a", "1"), 0);
+    assert_int_equal(put_s(m, "b", "2"), 0);
+    assert_true(shmrpc_lock_is_mine(shmrpc_map_lock(m)));
+    assert_int_equal(shmrpc_lock_release(shmrpc_map_lock(m)), 0);
+    pid_t kid = spawn(holder_child, (void *)name);
+    int64_t end = now_ms() + 20000;
+    while (!get_s(m, "held") && now_ms() < end)
+        nap_ms(1);
+    assert_non_null(get_s(m, "held"));
+    /* A live holder: writers time out, readers go on. */
+    assert_int_equal(put_s(m, "c", "3"), SHMRPC_ETIMEDOUT);
+    assert_non_null(strstr(shmrpc_errmsg(), "held by thread"));
+    assert_string_equal(get_s(m, "a"), "1");
+    kill(kid, SIGKILL);
+    assert_int_equal(reap(kid, 5000), 128 + SIGKILL);
+    /* A dead one: the next writer takes over, repairs and writes. */
+    end = now_ms() + 20000;
+    int rc;
+    while ((rc = put_s(m, "c", "3")) == SHMRPC_ETIMEDOUT && now_ms() < end) {
+    }
+    assert_int_equal(rc, 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.repairs, 1);
+    assert_int_equal(info.count, 4);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
+/* --- growth while readers read --------------------------------------------------------- */
+
+#define GROW_KEYS 1000000
+
+struct growth {
+    const char *name;
+    _Atomic uint64_t written; /* keys 0..written-1 are in the map */
+    _Atomic uint64_t checks[2];
+    _Atomic int done;
+};
+
+static void key_of(uint64_t i, char *k, size_t *klen)
+{
+    *klen = (size_t)snprintf(k, 24, "key%" PRIu64, i);
+}
+
+static void value_of(uint64_t i, uint64_t version, unsigned char v[16])
+{
+    uint64_t a = i * 0x9e3779b97f4a7c15u ^ version, b = ~i + version * 31;
+    memcpy(v, &a, 8);
+    memcpy(v + 8, &b, 8);
+}
+
+static int grow_reader(void *arg)
+{
+    struct growth *g = arg;
+    int me = g->checks[0] ? 1 : 0;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, g->name, &o) != 0) return 10;
+    atomic_fetch_add(&g->checks[me], 1);
+    uint64_t r = (uint64_t)getpid();
+    while (!atomic_load(&g->done)) {
+        uint64_t w = atomic_load(&g->written);
+        if (w == 0) continue;
+        r = r * 6364136223846793005u + 1442695040888963407u;
+        uint64_t i = (r >> 20) % w;
+        char k[24];
+        size_t klen, len;
+        unsigned char v[16], want[16];
+        key_of(i, k, &klen);
+        value_of(i, 0, want);
+        int rc = shmrpc_map_get(m, k, klen, v, sizeof v, &len);
+        if (rc != 0 || len != 16 || memcmp(v, want, 16) != 0) {
+            fprintf(stderr, "# reader: key %" PRIu64 " of %" PRIu64 ": %s %s\n", i, w,
+                    shmrpc_strerror(rc), shmrpc_errmsg());
+            return 11;
+        }
+        atomic_fetch_add_explicit(&g->checks[me], 1, memory_order_relaxed);
+    }
+    shmrpc_map_close(m);
+    return 0;
+}
+
+static void growth_with_readers(void **state)
+{
+    (void)state;
+    struct growth *g = shared(sizeof *g);
+    g->name = new_name("grow");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(g->name, &o);
+    pid_t r0 = spawn(grow_reader, g);
+    while (!atomic_load(&g->checks[0]))
+        nap_ms(1);
+    pid_t r1 = spawn(grow_reader, g);
+    int64_t t0 = now_ms();
+    for (uint64_t i = 0; i < GROW_KEYS; i++) {
+        char k[24];
+        size_t klen;
+        unsigned char v[16];
+        key_of(i, k, &klen);
+        value_of(i, 0, v);
+        int rc = shmrpc_map_put(m, k, klen, v, 16);
+        if (rc != 0) fprintf(stderr, "# put %" PRIu64 ": %s\n", i, shmrpc_errmsg());
+        assert_int_equal(rc, 0);
+        atomic_store(&g->written, i + 1);
+    }
+    int64_t t1 = now_ms();
+    atomic_store(&g->done, 1);
+    assert_int_equal(reap(r0, 20000), 0);
+    assert_int_equal(reap(r1, 20000), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.count, GROW_KEYS);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    print_message("# %d keys in %" PRId64 " ms (%" PRIu64 " growths, %" PRIu64
+                  " slots) while readers checked %" PRIu64 " and %" PRIu64 " values\n",
+                  GROW_KEYS, t1 - t0, info.growths, info.slots, g->checks[0], g->checks[1]);
+    shmrpc_map_close(m);
+    munmap(g, sizeof *g);
+}
+
+/* --- writers killed at random points --------------------------------------------------- */
+
+#define KILL_KEYS 600
+#define KILL_ROUNDS 40
+
+/* A key's state: 0 absent, else the version of its value. */
+struct ledger {
+    const char *name;
+    _Atomic int64_t ack[KILL_KEYS]; /* what the map holds, once the op returned */
+    _Atomic int64_t inflight_key;   /* -1, or the key of the op under way */
+    _Atomic int64_t inflight_state; /* what that op makes it */
+    _Atomic uint64_t ops;
+    _Atomic uint64_t version;
+};
+
+/* A value that says which key and version it is, of a length that varies (so that entries
+ * are replaced by larger ones, the entry space fills and generations turn over). */
+static size_t make_value(int64_t key, int64_t version, unsigned char *buf)
+{
+    size_t len = 16 + (size_t)((key * 7 + version * 13) % 300);
+    memcpy(buf, &key, 8);
+    memcpy(buf + 8, &version, 8);
+    for (size_t i = 16; i < len; i++)
+        buf[i] = (unsigned char)(key ^ version ^ (int64_t)i);
+    return len;
+}
+
+static void kkey(int64_t i, char *k, size_t *klen)
+{
+    *klen = (size_t)snprintf(k, 24, "kill%" PRId64, i);
+}
+
+static int killed_writer(void *arg)
+{
+    struct ledger *l = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, l->name, &o) != 0) return 10;
+    uint64_t r = (uint64_t)getpid() * 2654435761u;
+    unsigned char v[400];
+    for (;;) {
+        r = r * 6364136223846793005u + 1442695040888963407u;
+        int64_t k = (int64_t)((r >> 24) % KILL_KEYS);
+        bool del = ((r >> 50) % 4) == 0;
+        char key[24];
+        size_t klen;
+        kkey(k, key, &klen);
+        int64_t ver = (int64_t)atomic_fetch_add(&l->version, 1) + 1;
+        int64_t next = del ? 0 : ver;
+        atomic_store(&l->inflight_state, next);
+        atomic_store(&l->inflight_key, k);
+        int rc;
+        if (del) {
+            rc = shmrpc_map_remove(m, key, klen);
+            if (rc == SHMRPC_ENOENT) rc = 0;
+        } else {
+            rc = shmrpc_map_put(m, key, klen, v, make_value(k, ver, v));
+        }
+        if (rc != 0) {
+            fprintf(stderr, "# writer: %s\n", shmrpc_errmsg());
+            return 11;
+        }
+        atomic_store(&l->ack[k], next);
+        atomic_store(&l->inflight_key, -1);
+        atomic_fetch_add(&l->ops, 1);
+    }
+}
+
+/* Every key holds what the ledger allows, with an intact value; returns the state of the
+ * in-flight key as found. */
+static int64_t check_ledger(shmrpc_map *m, struct ledger *l)
+{
+    int64_t fk = atomic_load(&l->inflight_key), found_inflight = 0;
+    unsigned char v[400], want[400];
+    for (int64_t k = 0; k < KILL_KEYS; k++) {
+        char key[24];
+        size_t klen, len;
+        kkey(k, key, &klen);
+        int rc = shmrpc_map_get(m, key, klen, v, sizeof v, &len);
+        int64_t state = 0;
+        if (rc == 0) {
+            int64_t kk, ver;
+            assert_true(len >= 16);
+            memcpy(&kk, v, 8);
+            memcpy(&ver, v + 8, 8);
+            assert_int_equal(kk, k);
+            assert_int_equal(len, make_value(k, ver, want));
+            assert_memory_equal(v, want, len); /* never torn */
+            state = ver;
+        } else {
+            assert_int_equal(rc, SHMRPC_ENOENT);
+        }
+        if (k == fk) {
+            if (state != atomic_load(&l->ack[k]) && state != atomic_load(&l->inflight_state))
+                fail_msg("in-flight key %" PRId64 ": %" PRId64 ", neither %" PRId64 " nor %" PRId64,
+                         k, state, atomic_load(&l->ack[k]), atomic_load(&l->inflight_state));
+            found_inflight = state;
+        } else if (state != atomic_load(&l->ack[k])) {
+            fail_msg("key %" PRId64 ": %" PRId64 ", acknowledged %" PRId64, k, state,
+                     atomic_load(&l->ack[k]));
+        }
+    }
+    return found_inflight;
+}
+
+static void kill_at_random(void **state)
+{
+    (void)state;
+    struct ledger *l = shared(sizeof *l);
+    l->name = new_name("kill");
+    atomic_store(&l->inflight_key, -1);
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(l->name, &o);
+    srand((unsigned)getpid());
+    int repaired = 0;
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        pid_t w = spawn(killed_writer, l);
+        uint64_t ops0 = atomic_load(&l->ops);
+        int64_t end = now_ms() + 10000;
+        while (atomic_load(&l->ops) < ops0 + 50 && now_ms() < end)
+            nap_ms(1);
+        /* Now anywhere in a put, a remove or a growth. */
+        struct timespec ts = {0, (long)(rand() % 3000) * 1000};
+        nanosleep(&ts, NULL);
+        kill(w, SIGKILL);
+        assert_int_equal(reap(w, 5000), 128 + SIGKILL);
+        /* Readers read consistently before anyone repairs. */
+        int64_t found = check_ledger(m, l);
+        /* The next writer repairs; then the whole generation must check. */
+        shmrpc_map_info before, after;
+        assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+        assert_int_equal(put_s(m, "probe", "x"), 0);
+        assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+        repaired += (int)(after.repairs - before.repairs);
+        int rc = shmrpc_map_check(m);
+        if (rc != 0) fail_msg("round %d: %s", round, shmrpc_errmsg());
+        check_ledger(m, l);
+        int64_t fk = atomic_load(&l->inflight_key);
+        if (fk >= 0) atomic_store(&l->ack[fk], found);
+        atomic_store(&l->inflight_key, -1);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    print_message("# %d kills, %" PRIu64 " ops, %d repairs, %" PRIu64 " growths, %" PRIu64
+                  " keys\n",
+                  KILL_ROUNDS, atomic_load(&l->ops), repaired, info.growths, info.count);
+    assert_true(repaired > 0); /* most kills leave the lock held; some none */
+    shmrpc_map_close(m);
+    munmap(l, sizeof *l);
+}
+
+/* --- who may open it, and what is refused ---------------------------------------------- */
+
+struct stranger {
+    const char *name;
+    mode_t perms;
+    int want1, want2;
+};
+
+static int stranger_child(void *arg)
+{
+    struct stranger *s = arg;
+    if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0) return 30;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    o.perms = s->perms;
+    shmrpc_map *m = NULL;
+    int rc = shmrpc_map_open(&m, s->name, &o);
+    fprintf(stderr, "# as nobody (perms 0%o): %s: %s\n", (unsigned)s->perms, shmrpc_strerror(rc),
+            shmrpc_errmsg());
+    if (rc != s->want1 && rc != s->want2) return 31;
+    if (rc != 0) return strlen(shmrpc_errmsg()) > 0 ? 0 : 32;
+    rc = put_s(m, "n", "1");
+    shmrpc_map_close(m);
+    return rc == 0 ? 0 : 33;
+}
+
+static void nobody_refused(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("# SKIPPED nobody_refused: needs root to become 'nobody'\n");
+        skip();
+    }
+    const char *name = new_name("stranger");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    struct stranger s = {name, 0600, SHMRPC_EPERM, SHMRPC_ESYS(EACCES)};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    shmrpc_map_close(m);
+    /* One the kernel would let nobody open (0666) is refused by the owner check, unless the
+     * opener asks to share it. */
+    o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
+    o.perms = 0666;
+    m = open_map(name, &o);
+    s = (struct stranger){name, 0600, SHMRPC_EPERM, SHMRPC_EPERM};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    s = (struct stranger){name, 0666, 0, 0};
+    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_string_equal(get_s(m, "n"), "1");
+    shmrpc_map_close(m);
+}
+
+/* Writes len bytes at off of /dev/shm/shmrpc.KIND.NAME. */
+static void scribble(const char *kind, const char *name, off_t off, const void *p, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.%s.%s", kind, name);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, p, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static void expect_refused(const char *name, int want, const char *says)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    int rc = shmrpc_map_open(&m, name, &o);
+    print_message("# %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, want);
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+}
+
+static void corrupt_segments_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("corrupt");
+    char gen1[SHMRPC_MAP_NAME_MAX + 8];
+    snprintf(gen1, sizeof gen1, "%s.1", name);
+    uint32_t bad = 0xdeadbeef;
+    uint64_t huge = UINT64_C(1) << 40;
+    struct {
+        const char *kind, *file;
+        off_t off;
+        const void *p;
+        size_t len;
+        int want;
+        const char *says;
+    } cases[] = {
+        {"map", name, 0, &bad, 4, SHMRPC_EPROTO, "not a map"},
+        {"map", name, 4, &bad, 4, SHMRPC_EVERSION, "layout version"},
+        {"map", name, 32, &huge, 8, SHMRPC_EPROTO, "corrupt header"},
+        {"mapgen", gen1, 0, &bad, 4, SHMRPC_EPROTO, "not a map generation"},
+        {"mapgen", gen1, 24, &huge, 8, SHMRPC_EPROTO, "slot count"},
+        {"mapgen", gen1, 16, &huge, 8, SHMRPC_EPROTO, "header says"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+        shmrpc_map *m = open_map(name, &o);
+        assert_int_equal(put_s(m, "k", "v"), 0);
+        shmrpc_map_close(m);
+        scribble(cases[i].kind, cases[i].file, cases[i].off, cases[i].p, cases[i].len);
+        expect_refused(name, cases[i].want, cases[i].says);
+    }
+    /* A header of the wrong size is not a map. */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    shmrpc_map_close(open_map(name, &o));
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", name);
+    assert_int_equal(truncate(path, 100), 0);
+    expect_refused(name, SHMRPC_EPROTO, "not a map");
+    /* An entry that points outside the segment: reads fail with a status, check names it. */
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    uint64_t wild = ((uint64_t)1 << 39) | 0xffffffu; /* a slot word past the end */
+    for (int s = 0; s < 8; s++)
+        scribble("mapgen", gen1, 128 + s * 8, &wild, 8);
+    const char *v = NULL;
+    size_t len;
+    char buf[8];
+    assert_int_equal(shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len), SHMRPC_EPROTO);
+    (void)v;
+    assert_int_equal(shmrpc_map_check(m), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "outside the segment"));
+    shmrpc_map_close(m);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(operations),
+        T(bad_args),
+        T(modes),
+        T(wait_between_processes),
+        T(auto_unlink),
+        T(batch_and_dead_holder),
+        T(growth_with_readers),
+        T(kill_at_random),
+        T(nobody_refused),
+        T(corrupt_segments_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
