@@ -57,8 +57,10 @@
  * to it costs one useless wake or one sleep, never every later one. */
 #define WAITERS 0x80000000u
 
-/* Not a status (those are 0 or negative): the word changed under a CAS, look again. */
+/* Not statuses (those are 0 or negative): the word changed under a CAS, look again; the
+ * holder acquired a re-entrant lock once more. */
 #define WORD_CHANGED 1
+#define REENTERED 2
 
 static inline uint32_t owner_of(uint32_t word)
 {
@@ -94,7 +96,8 @@ struct lock_seg {
     /* Second cache line: counters touched only on the slow paths. */
     _Atomic uint64_t sleeps;
     _Atomic uint64_t owner_deaths;
-    uint8_t pad1[48];
+    _Atomic uint64_t steals; /* written by the thread that stole it; 0 in older segments */
+    uint8_t pad1[40];
 };
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
@@ -110,6 +113,7 @@ _Static_assert(offsetof(struct lock_seg, acquisitions) == 40, "layout");
 _Static_assert(offsetof(struct lock_seg, contended) == 48, "layout");
 _Static_assert(offsetof(struct lock_seg, sleeps) == 64, "layout");
 _Static_assert(offsetof(struct lock_seg, owner_deaths) == 72, "layout");
+_Static_assert(offsetof(struct lock_seg, steals) == 80, "layout");
 _Static_assert(sizeof(struct lock_seg) == 128, "layout");
 
 #define SEG_SIZE sizeof(struct lock_seg)
@@ -133,6 +137,9 @@ struct shmrpc_lock {
      * the moment it counts as no owner). */
     _Atomic int64_t untagged_since_ns;
     _Atomic uint32_t untagged_tid;
+    bool reentrant;
+    uint32_t depth;         /* re-entrant acquires beyond the first; only the holder writes it */
+    int64_t steal_after_ns; /* 0: never */
     char name[SHMRPC_LOCK_NAME_MAX + 1];
 };
 
@@ -317,8 +324,11 @@ static int already_mine(const shmrpc_lock *l)
 static int named_me(shmrpc_lock *l, uint32_t *cur, uint32_t me, uint32_t mine)
 {
     struct lock_seg *s = l->seg;
-    if (atomic_load_explicit(&s->owner_tag, memory_order_relaxed) == self_tag)
-        return already_mine(l);
+    if (atomic_load_explicit(&s->owner_tag, memory_order_relaxed) == self_tag) {
+        if (!l->reentrant) return already_mine(l);
+        l->depth++;
+        return REENTERED;
+    }
     if (take_from(s, cur, me, mine)) return won(s, SHMRPC_EOWNERDEAD);
     return WORD_CHANGED;
 }
@@ -384,8 +394,19 @@ static int timed_out(shmrpc_lock *l, const struct waiting *w, uint32_t me, uint3
     return fail(SHMRPC_ETIMEDOUT, "lock '%s' is held by thread %" PRIu32, l->name, owner);
 }
 
-/* The slow path: the word was cur (not 0) when the fast path tried. */
-static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
+/* Takes the word from the live owner it names (as take_from), and says so. */
+static int stole(shmrpc_lock *l, uint32_t victim)
+{
+    struct lock_seg *s = l->seg;
+    won(s, SHMRPC_ESTOLEN);
+    bump_held(&s->steals);
+    return fail(SHMRPC_ESTOLEN, "lock '%s' was taken from thread %" PRIu32 ", which held it",
+                l->name, victim);
+}
+
+/* The slow path: the word was cur (not 0) when the fast path tried. An acquire that may
+ * steal does so once steal_at passes (INT64_MAX: never). */
+static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline, int64_t steal_at)
 {
     struct lock_seg *s = l->seg;
     atomic_fetch_add_explicit(&s->contended, 1, memory_order_relaxed);
@@ -402,6 +423,7 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
         .check_arg = &w,
         .flag = WAITERS,
         .slept = &slept,
+        .check_ns = l->wait.sleep_ns,
     };
     int rc;
     for (;;) {
@@ -418,9 +440,16 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
             if (rc == WORD_CHANGED) continue;
             break;
         }
+        if (steal_at < deadline && shmrpc__now_ns() >= steal_at) {
+            if (take_from(s, &cur, owner, mine)) {
+                rc = stole(l, owner);
+                break;
+            }
+            continue; /* cur names someone else now */
+        }
         w.owner = owner;
         w.call_ns = shmrpc__now_ns();
-        rc = shmrpc__wait_while(&s->futex, cur, deadline, &waiter);
+        rc = shmrpc__wait_while(&s->futex, cur, steal_at < deadline ? steal_at : deadline, &waiter);
         mine = slept ? me | WAITERS : me;
         cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
         if (rc == SHMRPC_EOWNERDEAD) {
@@ -429,13 +458,14 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline)
                 break;
             }
         } else if (rc == SHMRPC_ETIMEDOUT) {
+            if (steal_at < deadline && shmrpc__now_ns() < deadline) continue; /* steals */
             rc = timed_out(l, &w, me, mine);
             break;
         } else if (rc != 0) {
             break;
         }
     }
-    if (slept && rc != 0 && rc != SHMRPC_EOWNERDEAD) pass_on(s);
+    if (slept && rc != 0 && rc != SHMRPC_EOWNERDEAD && rc != SHMRPC_ESTOLEN) pass_on(s);
     if (w.sleeps) atomic_fetch_add_explicit(&s->sleeps, w.sleeps, memory_order_relaxed);
     return rc;
 }
@@ -446,17 +476,36 @@ static int64_t deadline_in(int64_t ns)
     return ns >= INT64_MAX - now ? INT64_MAX : now + ns;
 }
 
+/* What a public acquire returns: a re-entrant acquire is a success; a fresh one starts
+ * the count of re-entries again (a stale count of a thread stolen from included). */
+static int settle(shmrpc_lock *l, int rc)
+{
+    if (rc == REENTERED) return 0;
+    if (rc == 0 || rc == SHMRPC_EOWNERDEAD || rc == SHMRPC_ESTOLEN) l->depth = 0;
+    return rc;
+}
+
+static int acquire_ns(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t ns)
+{
+    int64_t deadline = deadline_in(ns);
+    int64_t steal_at = l->steal_after_ns > 0 ? deadline_in(l->steal_after_ns) : INT64_MAX;
+    shmrpc__err_begin();
+    return shmrpc__err_end(settle(l, contend(l, me, cur, deadline, steal_at)));
+}
+
 int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms)
 {
     if (!l) return fail(SHMRPC_EINVAL, "no lock");
     if (timeout_ms < 0 && timeout_ms != SHMRPC_LOCK_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
     uint32_t me = self_tid(), cur = 0;
-    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    if (take(l->seg, &cur, me)) {
+        l->depth = 0;
+        return won(l->seg, 0);
+    }
     int64_t ns =
         timeout_ms < 0 || timeout_ms > INT64_MAX / 1000000 ? INT64_MAX : timeout_ms * 1000000;
-    shmrpc__err_begin();
-    return shmrpc__err_end(contend(l, me, cur, deadline_in(ns)));
+    return acquire_ns(l, me, cur, ns);
 }
 
 int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds)
@@ -466,11 +515,12 @@ int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds)
     if (!forever && !(seconds >= 0)) /* NaN too */
         return fail(SHMRPC_EINVAL, "bad timeout %g s", seconds);
     uint32_t me = self_tid(), cur = 0;
-    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    if (take(l->seg, &cur, me)) {
+        l->depth = 0;
+        return won(l->seg, 0);
+    }
     double ns = seconds * 1e9;
-    shmrpc__err_begin();
-    return shmrpc__err_end(
-        contend(l, me, cur, deadline_in(forever || ns >= 9.2e18 ? INT64_MAX : (int64_t)ns)));
+    return acquire_ns(l, me, cur, forever || ns >= 9.2e18 ? INT64_MAX : (int64_t)ns);
 }
 
 static int try_contended(shmrpc_lock *l, uint32_t me, uint32_t cur);
@@ -479,9 +529,41 @@ int shmrpc_lock_try(shmrpc_lock *l)
 {
     if (!l) return fail(SHMRPC_EINVAL, "no lock");
     uint32_t me = self_tid(), cur = 0;
-    if (take(l->seg, &cur, me)) return won(l->seg, 0);
+    if (take(l->seg, &cur, me)) {
+        l->depth = 0;
+        return won(l->seg, 0);
+    }
     shmrpc__err_begin();
-    return shmrpc__err_end(try_contended(l, me, cur));
+    return shmrpc__err_end(settle(l, try_contended(l, me, cur)));
+}
+
+int shmrpc_lock_steal(shmrpc_lock *l)
+{
+    if (!l) return fail(SHMRPC_EINVAL, "no lock");
+    struct lock_seg *s = l->seg;
+    uint32_t me = self_tid();
+    shmrpc__err_begin();
+    uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+    int rc;
+    for (;;) {
+        uint32_t owner = owner_of(cur);
+        if (owner == 0) {
+            if (take_from(s, &cur, 0, me)) {
+                rc = won(s, 0);
+                break;
+            }
+        } else if (owner == me) {
+            rc = named_me(l, &cur, me, me);
+            if (rc != WORD_CHANGED) break;
+        } else {
+            bool dead = owner_dead(l, owner);
+            if (take_from(s, &cur, owner, me)) {
+                rc = dead ? won(s, SHMRPC_EOWNERDEAD) : stole(l, owner);
+                break;
+            }
+        }
+    }
+    return shmrpc__err_end(settle(l, rc));
 }
 
 /* The slow path of try: the word was cur (not 0) when the fast path tried. */
@@ -513,6 +595,10 @@ int shmrpc_lock_release(shmrpc_lock *l)
     uint32_t me = self_tid();
     uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
     if (owner_of(cur) != me) goto not_mine;
+    if (l->depth > 0) { /* a re-entrant acquire's release: the lock stays held */
+        l->depth--;
+        return 0;
+    }
     atomic_store_explicit(&s->owner_tag, 0, memory_order_relaxed);
     /* A waiter adds WAITERS by a CAS and sleeps only while the word has it, so the word
      * swapped here says whether anyone may sleep. */
@@ -548,6 +634,30 @@ int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out)
     out->contended = atomic_load_explicit(&s->contended, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
     out->owner_deaths = atomic_load_explicit(&s->owner_deaths, memory_order_relaxed);
+    out->steals = atomic_load_explicit(&s->steals, memory_order_relaxed);
+    return 0;
+}
+
+int shmrpc_lock_blocking_pid(const shmrpc_lock *l, pid_t *pid)
+{
+    if (!l || !pid) return fail(SHMRPC_EINVAL, l ? "no place for the pid" : "no lock");
+    uint32_t tid = owner_of(atomic_load_explicit(&l->seg->futex.word, memory_order_relaxed));
+    *pid = (pid_t)tid;
+    if (tid == 0) return 0;
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%" PRIu32 "/status", tid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return fail(SHMRPC_ENOENT, "lock '%s': its owner, thread %" PRIu32 ", is gone", l->name,
+                    tid);
+    while (fgets(line, sizeof line, f)) {
+        long tgid;
+        if (sscanf(line, "Tgid: %ld", &tgid) == 1) {
+            *pid = (pid_t)tgid;
+            break;
+        }
+    }
+    fclose(f);
     return 0;
 }
 
@@ -586,6 +696,10 @@ static int check_opts(const shmrpc_lock_opts *o)
     if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
         return fail(SHMRPC_EINVAL, "lock perms 0%o: want 0600 plus group/other bits",
                     (unsigned)o->perms);
+    if (o->steal_after_ms < 0)
+        return fail(SHMRPC_EINVAL, "negative steal_after_ms %" PRId64, o->steal_after_ms);
+    if (o->wait.sleep_ns < 0)
+        return fail(SHMRPC_EINVAL, "negative wait.sleep_ns %" PRId64, o->wait.sleep_ns);
     return 0;
 }
 
@@ -826,6 +940,9 @@ static int open_lock(shmrpc_lock **out, const char *name, const shmrpc_lock_opts
     shmrpc_lock *l = calloc(1, sizeof *l);
     if (!l) return fail(SHMRPC_ENOMEM, "out of memory");
     l->wait = o->wait;
+    l->reentrant = o->reentrant;
+    l->steal_after_ns =
+        o->steal_after_ms > INT64_MAX / 1000000 ? INT64_MAX : o->steal_after_ms * 1000000;
     snprintf(l->name, sizeof l->name, "%s", name);
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);

@@ -1395,7 +1395,7 @@ static void unlink_gens(const char *name)
     DIR *d = opendir(SHM_DIR);
     if (!d) return;
     char prefix[PATH_CAP];
-    int n = snprintf(prefix, sizeof prefix, "%s%s.", GEN_PREFIX + 1, name);
+    int n = snprintf(prefix, sizeof prefix, "%s%s.", &GEN_PREFIX[1], name);
     struct dirent *de;
     while ((de = readdir(d))) {
         if (strncmp(de->d_name, prefix, (size_t)n) != 0) continue;

@@ -27,6 +27,7 @@ static const struct {
     [-SHMRPC_EBUSY] = {"SHMRPC_EBUSY", "already in use"},
     [-SHMRPC_EPERM] = {"SHMRPC_EPERM", "not allowed"},
     [-SHMRPC_EOWNERDEAD] = {"SHMRPC_EOWNERDEAD", "the previous owner died holding it"},
+    [-SHMRPC_ESTOLEN] = {"SHMRPC_ESTOLEN", "taken from a live holder"},
 };
 
 #define N_STATUSES ((int)(sizeof statuses / sizeof statuses[0]))

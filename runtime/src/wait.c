@@ -22,6 +22,7 @@ void shmrpc_wait_opts_init(shmrpc_wait_opts *o)
 {
     o->mode = SHMRPC_WAIT_ADAPTIVE;
     o->spin_ns = SHMRPC_DEFAULT_SPIN_NS;
+    o->sleep_ns = 0;
     const char *mode = getenv("SHMRPC_WAIT");
     if (mode && strcmp(mode, "adaptive") == 0) o->mode = SHMRPC_WAIT_ADAPTIVE;
     if (mode && strcmp(mode, "spin") == 0) o->mode = SHMRPC_WAIT_SPIN;

@@ -1325,6 +1325,169 @@ static void sweep_stale_locks(void)
     closedir(d);
 }
 
+/* --- steal, steal_after_timeout, re-entry, sleep_time, the blocking pid ---------------- */
+
+static void steal_from_live_dead_and_free(void **state)
+{
+    (void)state;
+    const char *name = new_name("steal");
+    shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    struct chan ready = new_chan(), go = new_chan();
+    /* A live holder: stolen from; its release then fails (it exits 11). */
+    struct holder h = {.l = l, .go_r = go.r, .release = true};
+    pid_t kid = start_holder(&h, &ready);
+    pid_t pid = 0;
+    assert_int_equal(shmrpc_lock_blocking_pid(l, &pid), 0);
+    assert_int_equal(pid, kid);
+    assert_int_equal(shmrpc_lock_steal(l), SHMRPC_ESTOLEN);
+    char want[64];
+    snprintf(want, sizeof want, "taken from thread %d", (int)kid);
+    assert_non_null(strstr(shmrpc_errmsg(), want));
+    assert_true(shmrpc_lock_is_mine(l));
+    notify(go.w);
+    assert_int_equal(reap(kid, 5000), 11);
+    assert_true(shmrpc_lock_is_mine(l));
+    shmrpc_lock_stats st;
+    assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
+    assert_int_equal(st.steals, 1);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    /* A dead holder: taken as from a dead owner. */
+    h.release = false;
+    kill_and_reap(start_holder(&h, &ready));
+    assert_int_equal(shmrpc_lock_blocking_pid(l, &pid), SHMRPC_ENOENT);
+    assert_int_equal(shmrpc_lock_steal(l), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    /* Free: taken. */
+    assert_int_equal(shmrpc_lock_blocking_pid(l, &pid), 0);
+    assert_int_equal(pid, 0);
+    assert_int_equal(shmrpc_lock_steal(l), 0);
+    assert_int_equal(shmrpc_lock_steal(l), SHMRPC_EBUSY); /* mine: as an acquire */
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
+    assert_int_equal(st.steals, 1);
+    close_chan(&ready);
+    close_chan(&go);
+    shmrpc_lock_close(l);
+}
+
+static void steal_after_timeout(void **state)
+{
+    (void)state;
+    const char *name = new_name("stealafter");
+    shmrpc_lock *holder_l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
+    o.steal_after_ms = 150;
+    shmrpc_lock *l = NULL;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
+    struct chan ready = new_chan(), go = new_chan();
+    struct holder h = {.l = holder_l, .go_r = go.r, .release = true};
+    pid_t kid = start_holder(&h, &ready);
+    /* A timeout shorter than the steal: no steal. */
+    assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_lock_acquire(l, 10000), SHMRPC_ESTOLEN);
+    int64_t ms = now_ms() - t0;
+    print_message("# stolen from a live holder after %" PRId64 " ms (steal_after_ms 150)\n", ms);
+    assert_true(ms >= 140 && ms < 5000);
+    notify(go.w);
+    assert_int_equal(reap(kid, 5000), 11); /* its release: not its lock any more */
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    /* A dead holder is taken over as dead, before the steal's time. */
+    h.release = false;
+    kill_and_reap(start_holder(&h, &ready));
+    assert_int_equal(shmrpc_lock_acquire(l, 10000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    o.steal_after_ms = -1;
+    shmrpc_lock *bad = NULL;
+    assert_int_equal(shmrpc_lock_open(&bad, name, &o), SHMRPC_EINVAL);
+    close_chan(&ready);
+    close_chan(&go);
+    shmrpc_lock_close(l);
+    shmrpc_lock_close(holder_l);
+}
+
+static int try_child(void *arg)
+{
+    int rc = shmrpc_lock_try((shmrpc_lock *)arg);
+    if (rc == 0 && shmrpc_lock_release((shmrpc_lock *)arg) != 0) return 99;
+    return -rc;
+}
+
+static void reentrant(void **state)
+{
+    (void)state;
+    const char *name = new_name("reentrant");
+    shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_OR_CREATE);
+    o.reentrant = true;
+    shmrpc_lock *l = NULL;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
+    assert_int_equal(shmrpc_lock_try(l), 0);
+    assert_int_equal(reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_true(shmrpc_lock_is_mine(l)); /* one acquire still unmatched */
+    assert_int_equal(reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_false(shmrpc_lock_is_mine(l));
+    assert_int_equal(shmrpc_lock_release(l), SHMRPC_EPERM);
+    assert_int_equal(reap(spawn(try_child, l), 5000), 0);
+    /* A holder that died: the next one takes over, with a count of one. */
+    struct chan ready = new_chan(), go = new_chan();
+    struct holder h = {.l = l, .go_r = go.r};
+    kill_and_reap(start_holder(&h, &ready));
+    assert_int_equal(shmrpc_lock_acquire(l, 5000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_false(shmrpc_lock_is_mine(l));
+    /* Without the mode, a second acquire is refused. */
+    shmrpc_lock *plain = open_lock(name, SHMRPC_LOCK_CONNECT_TO_EXISTING);
+    assert_int_equal(shmrpc_lock_acquire(plain, 1000), 0);
+    assert_int_equal(shmrpc_lock_acquire(plain, 1000), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_lock_release(plain), 0);
+    assert_int_equal(shmrpc_lock_release(plain), SHMRPC_EPERM);
+    close_chan(&ready);
+    close_chan(&go);
+    shmrpc_lock_close(plain);
+    shmrpc_lock_close(l);
+}
+
+/* How many times a sleeping waiter looks again while a holder keeps the lock 300 ms. */
+static uint64_t sleeps_while_held(const char *name, int64_t sleep_ns)
+{
+    shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_OR_CREATE);
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    o.wait.sleep_ns = sleep_ns;
+    shmrpc_lock *l = NULL;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
+    struct chan ready = new_chan();
+    struct holder h = {.l = l, .go_r = -1, .hold_ms = 300, .release = true};
+    pid_t kid = start_holder(&h, &ready);
+    shmrpc_lock_stats a, b;
+    assert_int_equal(shmrpc_lock_get_stats(l, &a), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 10000), 0);
+    assert_int_equal(shmrpc_lock_get_stats(l, &b), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    assert_int_equal(reap(kid, 5000), 0);
+    close_chan(&ready);
+    shmrpc_lock_close(l);
+    return b.sleeps - a.sleeps;
+}
+
+static void sleep_time(void **state)
+{
+    (void)state;
+    const char *name = new_name("sleeptime");
+    uint64_t fine = sleeps_while_held(name, 2 * 1000 * 1000);
+    uint64_t coarse = sleeps_while_held(name, 0);
+    print_message("# sleeps while held 300 ms: %" PRIu64 " with sleep_ns 2 ms, %" PRIu64
+                  " with the default 20 ms\n",
+                  fine, coarse);
+    assert_true(fine >= 30);
+    assert_true(coarse <= 40);
+    assert_true(fine > coarse);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1358,6 +1521,10 @@ int main(void)
         T(later_start_in_tag_is_no_death),
         T(word_naming_a_stranger_is_taken_over),
         T(word_naming_the_caller_is_not_busy_for_good),
+        T(steal_from_live_dead_and_free),
+        T(steal_after_timeout),
+        T(reentrant),
+        T(sleep_time),
     };
     sweep_stale_locks();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,7 +42,16 @@ typedef struct shmrpc_lock_opts {
                               An existing one is refused when its mode grants group or
                               other bits that perms does not, or when another user owns
                               it and perms grants no group or other access */
-    shmrpc_wait_opts wait; /* how a contended acquire waits */
+    shmrpc_wait_opts wait; /* how a contended acquire waits (wait.sleep_ns: UltraDict's
+                              sleep_time, how often a sleeping waiter looks again) */
+    /* Re-entrant: the holding thread may acquire again (each acquire then counts, and the
+     * lock is freed by the release that matches the first); otherwise such an acquire is
+     * SHMRPC_EBUSY. Per handle. Default false. */
+    bool reentrant;
+    /* UltraDict's steal_after_timeout: an acquire that has waited this long for a live
+     * holder takes the lock from it (SHMRPC_ESTOLEN) instead of waiting on, if its own
+     * timeout has not passed first. 0 (the default): never. */
+    int64_t steal_after_ms;
 } shmrpc_lock_opts;
 
 /* The defaults; the wait options honour SHMRPC_WAIT and SHMRPC_SPIN_NS. */
@@ -77,6 +86,14 @@ int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds);
  * SHMRPC_EBUSY at once. */
 int shmrpc_lock_try(shmrpc_lock *l);
 
+/* Takes the lock now, whoever holds it: 0 when it was free, SHMRPC_EOWNERDEAD from a dead
+ * owner, SHMRPC_ESTOLEN from a live one (shmrpc_errmsg() names it). The caller then holds
+ * the lock; the thread it was taken from learns it only when its release fails with
+ * SHMRPC_EPERM, so whatever the lock protects may be half changed: steal only what can
+ * bear it. (Acquires that may steal: shmrpc_lock_opts.steal_after_ms.) Held by the
+ * caller already: as an acquire. */
+int shmrpc_lock_steal(shmrpc_lock *l);
+
 /* Frees the lock and wakes one sleeping waiter, if any. SHMRPC_EPERM when the calling
  * thread does not hold it. */
 int shmrpc_lock_release(shmrpc_lock *l);
@@ -87,12 +104,18 @@ bool shmrpc_lock_is_mine(const shmrpc_lock *l);
 /* The thread id of the owner, 0 when free: a snapshot, for monitoring and tests. */
 int shmrpc_lock_owner(const shmrpc_lock *l, pid_t *owner);
 
+/* The process that holds the lock (the thread group of the owner thread), 0 when free:
+ * UltraDict's blocking pid, a snapshot. SHMRPC_ENOENT when the owner is gone from /proc
+ * (it died holding the lock); *pid is then the owner's thread id. */
+int shmrpc_lock_blocking_pid(const shmrpc_lock *l, pid_t *pid);
+
 /* Counters kept in the segment, shared by every user of the lock since its creation. */
 typedef struct shmrpc_lock_stats {
     uint64_t acquisitions; /* successful acquires, including those from dead owners */
     uint64_t contended;    /* acquires and tries that found the lock held */
     uint64_t sleeps;       /* futex sleeps of waiters (each wake-up or signal counts) */
     uint64_t owner_deaths; /* locks taken from owners that died holding them */
+    uint64_t steals;       /* locks taken from live holders */
 } shmrpc_lock_stats;
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);

@@ -44,6 +44,7 @@ enum {
     SHMRPC_EBUSY = -13,      /* already in use, e.g. a second server for one address */
     SHMRPC_EPERM = -14,      /* not allowed */
     SHMRPC_EOWNERDEAD = -15, /* acquired, but its previous owner died holding it */
+    SHMRPC_ESTOLEN = -16,    /* acquired by taking it from a live holder (a lock's steal) */
     /* An OS error keeps its errno: SHMRPC_ESYS(errno), errno = SHMRPC_ESYSERR - rc. */
     SHMRPC_ESYSERR = -0x10000,
 };

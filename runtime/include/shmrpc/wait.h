@@ -25,6 +25,11 @@ typedef enum shmrpc_wait_mode {
 typedef struct shmrpc_wait_opts {
     shmrpc_wait_mode mode;
     int64_t spin_ns; /* how long ADAPTIVE spins and yields before it sleeps */
+    /* The longest one sleep lasts before the waiter looks again on its own (UltraDict's
+     * sleep_time), in ns; 0: the default, 20 ms. A waiter is woken by the change it waits
+     * for anyway; this bounds how late it notices what nobody wakes it for (a dead
+     * owner, a steal's time). Used by the lock and the map's wait. */
+    int64_t sleep_ns;
 } shmrpc_wait_opts;
 
 /* The defaults, overridden by the environment: SHMRPC_WAIT=adaptive|spin|sleep and
