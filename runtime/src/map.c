@@ -618,7 +618,10 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     if (want > nslots)
         return fail(SHMRPC_ETOOBIG, "map '%s' cannot hold %" PRIu64 " keys", m->name,
                     count + extra_keys);
-    uint64_t bytes = empty ? h->init_bytes : (live + need) * 2;
+    /* Four times what is live: a generation then takes three times the live bytes of
+     * replaced entries before the next copy, so a put copies a third of its bytes again
+     * on average instead of all of them with twice. */
+    uint64_t bytes = empty ? h->init_bytes : (live + need) * 4;
     if (bytes < h->init_bytes) bytes = h->init_bytes;
     if (bytes > h->max_bytes) bytes = h->max_bytes;
     if (live + need > bytes)
@@ -1042,7 +1045,8 @@ int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeou
     int64_t deadline = timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000
                            ? INT64_MAX
                            : shmrpc__now_ns() + timeout_ms * 1000000;
-    const shmrpc__waiter waiter = {.opts = &m->opts.wait, .flag = CHANGE_WAITERS};
+    const shmrpc__waiter waiter = {
+        .opts = &m->opts.wait, .flag = CHANGE_WAITERS, .check_ns = m->opts.wait.sleep_ns};
     for (;;) {
         uint32_t word = atomic_load_explicit(&h->change.word, memory_order_acquire);
         uint64_t c = atomic_load_explicit(&h->changes, memory_order_acquire);

@@ -74,8 +74,10 @@ int shmrpc_lock_unlink(const char *name);
 /* Takes the lock, waiting at most timeout_ms (0: do not wait; SHMRPC_LOCK_WAIT_FOREVER).
  * Returns 0; SHMRPC_EOWNERDEAD when taken from an owner that died holding it, or from a
  * word that a broken process left naming no real owner (the caller holds the lock and
- * must repair what it protects; docs/lock.md lists the cases); SHMRPC_ETIMEDOUT; SHMRPC_EBUSY
- * when the calling thread holds it already; SHMRPC_EINVAL for a negative timeout other
+ * must repair what it protects; docs/lock.md lists the cases); SHMRPC_ESTOLEN when
+ * steal_after_ms passed and it was taken from a live holder (the caller holds it);
+ * SHMRPC_ETIMEDOUT; SHMRPC_EBUSY when the calling thread holds it already (and the lock is
+ * not re-entrant); SHMRPC_EINVAL for a negative timeout other
  * than SHMRPC_LOCK_WAIT_FOREVER. Signals do not cut the wait short. */
 int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms);
 
