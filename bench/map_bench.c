@@ -52,7 +52,7 @@ static void make_keys(void)
 
 /* What the forked workers of a row report. */
 struct shared {
-    _Atomic int go, stop;
+    _Atomic int go, stop, ready;
     _Atomic uint64_t ops[4];
     _Atomic int failed;
 };
@@ -63,6 +63,7 @@ typedef int (*op_fn)(void *ctx, int i); /* 0 ok */
 /* Runs op in a loop until told to stop; the count goes to slot. */
 static void worker(op_fn op, void *ctx, int slot)
 {
+    atomic_fetch_add(&sh->ready, 1);
     while (!atomic_load(&sh->go)) {
     }
     uint64_t n = 0;
@@ -127,7 +128,9 @@ static void run_row(pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int reader
         kids[n] = spawn(get, n);
     for (int i = 0; i < writers; i++, n++)
         kids[n] = spawn(put, n);
-    usleep(100000);
+    /* Every process connected and waiting (bounded: one that failed never comes). */
+    for (int i = 0; i < 1000 && atomic_load(&sh->ready) < n; i++)
+        usleep(10000);
     int64_t t0 = now_ns();
     atomic_store(&sh->go, 1);
     usleep((useconds_t)(secs * 1e6));
