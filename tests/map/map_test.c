@@ -860,6 +860,55 @@ static void dead_writer_mid_apply_rolled_forward(void **state)
     }
 }
 
+/* A growth killed before its publish leaves a partial next generation; one killed after it,
+ * the old generation's file. The next growth replaces the first, the next repair removes
+ * the second. */
+static int die_holding(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    if (shmrpc_lock_acquire(shmrpc_map_lock(m), 5000) != 0) return 11;
+    kill(getpid(), SIGKILL);
+    return 12;
+}
+
+static void growth_leftovers_replaced(void **state)
+{
+    (void)state;
+    const char *name = new_name("leftover");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "a", "1"), 0);
+    /* A partial generation 2: garbage of the wrong size. */
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.2", name);
+    int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "partial", 7), 7);
+    close(fd);
+    for (int i = 0; i < 50; i++) { /* grows past 8 slots: generation 2, and on */
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(put_s(m, k, k), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_true(info.generation >= 3);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_string_equal(get_s(m, "k7"), "k7");
+    /* The previous generation's file left behind by a writer that died after publishing. */
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation - 1);
+    fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(reap(spawn(die_holding, (void *)name), 10000), 128 + SIGKILL);
+    assert_int_equal(put_s(m, "b", "2"), 0); /* repairs */
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
 /* --- who may open it, and what is refused ---------------------------------------------- */
 
 struct stranger {
@@ -1000,6 +1049,7 @@ int main(void)
         T(growth_with_readers),
         T(kill_at_random),
         T(dead_writer_mid_apply_rolled_forward),
+        T(growth_leftovers_replaced),
         T(nobody_refused),
         T(corrupt_segments_refused),
     };
