@@ -909,6 +909,83 @@ static void growth_leftovers_replaced(void **state)
     shmrpc_map_close(m);
 }
 
+/* --- snapshots while a writer writes ------------------------------------------------------ */
+
+#define SNAP_KEYS 100
+
+/* Writes rounds: key i gets the round number, keys in order, until stopped. */
+static int round_writer(void *arg)
+{
+    const char *name = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, name, &o) != 0) return 10;
+    for (uint64_t round = 1;; round++)
+        for (int i = 0; i < SNAP_KEYS; i++) {
+            char k[16];
+            snprintf(k, sizeof k, "s%d", i);
+            if (shmrpc_map_put(m, k, strlen(k), &round, sizeof round) != 0) return 11;
+        }
+}
+
+struct rounds {
+    uint64_t of[SNAP_KEYS];
+    int n;
+};
+
+static int note_round(void *arg, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    struct rounds *r = arg;
+    char key[16] = {0};
+    if (klen >= sizeof key || vlen != 8) return 1;
+    memcpy(key, k, klen);
+    int i = atoi(key + 1);
+    if (i < 0 || i >= SNAP_KEYS) return 2;
+    memcpy(&r->of[i], v, 8);
+    r->n++;
+    return 0;
+}
+
+static void snapshots_while_writing(void **state)
+{
+    (void)state;
+    const char *name = new_name("snap");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    uint64_t zero = 0;
+    for (int i = 0; i < SNAP_KEYS; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "s%d", i);
+        assert_int_equal(shmrpc_map_put(m, k, strlen(k), &zero, 8), 0);
+    }
+    pid_t w = spawn(round_writer, (void *)name);
+    int64_t end = now_ms() + 1500;
+    int snaps = 0;
+    uint64_t last = 0;
+    while (now_ms() < end) {
+        struct rounds r = {.n = 0};
+        assert_int_equal(shmrpc_map_iterate(m, note_round, &r), 0);
+        assert_int_equal(r.n, SNAP_KEYS);
+        /* One moment between two puts: keys 0..j-1 of round R+1, j.. of round R. */
+        uint64_t hi = r.of[0];
+        int j = 0;
+        while (j < SNAP_KEYS && r.of[j] == hi)
+            j++;
+        for (int i = j; i < SNAP_KEYS; i++)
+            if (r.of[i] + 1 != hi)
+                fail_msg("snapshot %d: key %d of round %" PRIu64 ", key 0 of round %" PRIu64, snaps,
+                         i, r.of[i], hi);
+        assert_true(hi >= last);
+        last = hi;
+        snaps++;
+    }
+    kill(w, SIGKILL);
+    assert_int_equal(reap(w, 5000), 128 + SIGKILL);
+    print_message("# %d consistent snapshots while a writer wrote %" PRIu64 " rounds\n", snaps,
+                  last);
+    shmrpc_map_close(m);
+}
+
 /* --- who may open it, and what is refused ---------------------------------------------- */
 
 struct stranger {
@@ -1050,6 +1127,7 @@ int main(void)
         T(kill_at_random),
         T(dead_writer_mid_apply_rolled_forward),
         T(growth_leftovers_replaced),
+        T(snapshots_while_writing),
         T(nobody_refused),
         T(corrupt_segments_refused),
     };
