@@ -707,7 +707,11 @@ static int begin_write(shmrpc_map *m, bool *took)
             shmrpc_lock_release(m->lock);
             return frc;
         }
-        if (rc == SHMRPC_EOWNERDEAD) repair(m);
+        /* An active record without a death: the lock was stolen from a writer, or its file
+         * replaced under it; roll it forward all the same. */
+        if (rc == SHMRPC_EOWNERDEAD ||
+            atomic_load_explicit(&m->hdr->rec_state, memory_order_acquire) != REC_IDLE)
+            repair(m);
         return 0;
     }
     int rc = follow(m);
