@@ -1,12 +1,18 @@
-/* shmrpc-bench-queue: shared-memory queues against POSIX message queues (mq_send and
- * mq_receive), measured in the same run in real processes, with ratios. Each row: messages
- * per second that the consumers took in the window, one-way latency p50/p99 (the producer
- * stamps each message), and fairness among consumers (fewest / most taken). Usage:
+/* shmrpc-bench-queue: shared-memory queues against baselines measured in the same run, in
+ * real processes, with ratios: POSIX message queues (mq_timedsend/mq_timedreceive), a
+ * pipe(2), boost::interprocess::message_queue (bench/boost_mq.cpp) and ring-limit, a bare
+ * single-producer single-consumer ring of 64-byte slots in shared memory with both sides
+ * busy-polling (as fast as one-at-a-time messages go). Each row: messages per second that
+ * the consumers took in the window, one-way latency p50/p99 (the producer stamps each
+ * message), and fairness among consumers (fewest / most taken). Usage:
  * shmrpc-bench-queue [seconds per row, default 1]. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <mqueue.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -21,15 +27,23 @@
 #include <shmrpc/queue.h>
 #include <shmrpc/status.h>
 
+#include "boost_mq.h"
+
 #define MAX_SIDE 4
 #define SAMPLES (1u << 16) /* latency samples kept per consumer (a ring) */
 #define BATCH 32
 #define MAX_PAYLOAD 65536
+#define DEPTH 1024      /* messages a queue, boost-mq and ring-limit hold... */
+#define ROOM (4u << 20) /* ...or as many as fit in 4 MiB */
+#define MQ_DEPTH 10     /* Linux's default limit for POSIX mq (msg_max) */
+#define RING_SLOT 64
 
-enum kind { QUEUE, QUEUE_BATCH, QUEUE_ZERO_COPY, POSIX_MQ };
+enum kind { QUEUE, QUEUE_BATCH, QUEUE_ZERO_COPY, POSIX_MQ, PIPE, BOOST_MQ, RING, KINDS };
+
+static const char *const kind_name[KINDS] = {"queue", "queue-batch", "queue-zc",  "posix-mq",
+                                             "pipe",  "boost-mq",    "ring-limit"};
 
 struct row {
-    const char *transport;
     enum kind kind;
     size_t payload;
     int producers, consumers;
@@ -46,6 +60,14 @@ struct shared {
     int64_t lat[MAX_SIDE][SAMPLES];
 };
 
+/* ring-limit: Lamport's ring, each side caching the other's counter; a message takes its
+ * size rounded up to 64-byte slots, and the counters are byte positions. */
+struct ring {
+    _Alignas(64) _Atomic uint64_t head; /* written by the consumer */
+    _Alignas(64) _Atomic uint64_t tail; /* written by the producer */
+    _Alignas(64) unsigned char data[ROOM];
+};
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
@@ -53,32 +75,75 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static char qname[64], mqname[64];
+static char qname[64], mqname[64], bname[64];
+static int pipe_fd[2] = {-1, -1};
+static struct ring *ring;
 
-/* --- the two transports behind one interface ----------------------------------------- */
+static size_t depth_for(size_t payload)
+{
+    size_t slot = (payload + RING_SLOT - 1) / RING_SLOT * RING_SLOT;
+    return slot * DEPTH <= ROOM ? DEPTH : ROOM / slot;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void poll_pause(unsigned i)
+{
+    if (i < 256)
+        cpu_relax();
+    else
+        sched_yield();
+}
+
+/* --- the transports behind one interface ---------------------------------------------- */
 
 struct end {
+    const struct row *r;
     shmrpc_queue *q;
     mqd_t mq;
+    boost_mq *bq;
+    uint64_t head, tail; /* ring-limit: this side's counter and its copy of the other's */
+    size_t ring_bytes;
 };
 
 static int open_end(const struct row *r, struct end *e)
 {
-    if (r->kind == POSIX_MQ) {
+    memset(e, 0, sizeof *e);
+    e->r = r;
+    switch (r->kind) {
+    case POSIX_MQ:
         e->mq = mq_open(mqname, O_RDWR);
         return e->mq == (mqd_t)-1 ? -1 : 0;
+    case PIPE:
+        return 0;
+    case BOOST_MQ:
+        e->bq = boost_mq_open(bname);
+        return e->bq ? 0 : -1;
+    case RING:
+        e->ring_bytes =
+            depth_for(r->payload) * ((r->payload + RING_SLOT - 1) / RING_SLOT * RING_SLOT);
+        return 0;
+    default: {
+        shmrpc_queue_opts o;
+        shmrpc_queue_opts_init(&o);
+        o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+        return shmrpc_queue_open(&e->q, qname, &o);
     }
-    shmrpc_queue_opts o;
-    shmrpc_queue_opts_init(&o);
-    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
-    return shmrpc_queue_open(&e->q, qname, &o);
+    }
 }
 
-static void close_end(const struct row *r, struct end *e)
+static void close_end(struct end *e)
 {
-    if (r->kind == POSIX_MQ)
+    if (e->r->kind == POSIX_MQ)
         mq_close(e->mq);
-    else
+    else if (e->r->kind == BOOST_MQ)
+        boost_mq_close(e->bq);
+    else if (e->q)
         shmrpc_queue_close(e->q);
 }
 
@@ -90,6 +155,79 @@ static struct timespec abs_in_ms(int ms)
     ts.tv_sec += ts.tv_nsec / 1000000000;
     ts.tv_nsec %= 1000000000;
     return ts;
+}
+
+/* pipe: one message is payload bytes; writes of up to PIPE_BUF are atomic, so with several
+ * producers or consumers only such sizes are measured. 0, SHMRPC_ETIMEDOUT or -1. */
+static int pipe_send(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    while (len) {
+        ssize_t n = write(pipe_fd[1], p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int pipe_receive(void *buf, size_t len, int ms)
+{
+    unsigned char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(pipe_fd[0], p + got, len - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
+        struct pollfd pf = {pipe_fd[0], POLLIN, 0};
+        int rc = poll(&pf, 1, got ? 1000 : ms);
+        if (rc == 0 && got == 0) return SHMRPC_ETIMEDOUT;
+        if (rc == 0) return -1; /* half a message for a second */
+    }
+    return 0;
+}
+
+/* ring-limit: 0, or SHMRPC_ETIMEDOUT after a few thousand polls (the caller looks at the
+ * clock and comes back). Both sides poll with pause, and yield the CPU after 256 polls in a
+ * row: on a machine with more runnable processes than CPUs, a pure spin would hold the CPU
+ * that the other side waits for until the scheduler's tick (milliseconds). */
+static int ring_send(struct end *e, const void *data, size_t len)
+{
+    size_t need = (len + RING_SLOT - 1) / RING_SLOT * RING_SLOT;
+    uint64_t t = e->tail;
+    for (unsigned i = 1; t + need - e->head > e->ring_bytes; i++) {
+        if (i % 4096 == 0) return SHMRPC_ETIMEDOUT;
+        poll_pause(i);
+        e->head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    }
+    memcpy(ring->data + t % e->ring_bytes, data, len);
+    e->tail = t + need;
+    atomic_store_explicit(&ring->tail, e->tail, memory_order_release);
+    return 0;
+}
+
+static int ring_receive(struct end *e, void *buf, size_t len, int ms)
+{
+    size_t need = (len + RING_SLOT - 1) / RING_SLOT * RING_SLOT;
+    uint64_t h = e->head;
+    int64_t until = 0;
+    for (unsigned i = 1; e->tail - h < need; i++) {
+        if (i % 256 == 0) {
+            int64_t now = now_ns();
+            if (!until) until = now + (int64_t)ms * 1000000;
+            if (now >= until) return SHMRPC_ETIMEDOUT;
+        }
+        poll_pause(i);
+        e->tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    }
+    memcpy(buf, ring->data + h % e->ring_bytes, len);
+    e->head = h + need;
+    atomic_store_explicit(&ring->head, e->head, memory_order_release);
+    return 0;
 }
 
 static bool stopped(struct shared *sh)
@@ -118,7 +256,7 @@ static int producer(const struct row *r, struct shared *sh)
     while (!stopped(sh)) {
         if (r->one_deep) /* the consumer took the last one (spinning: a handoff, not a sleep) */
             while (atomic_load_explicit(&sh->consumed, memory_order_acquire) < sent && !stopped(sh))
-                __builtin_ia32_pause();
+                cpu_relax();
         int64_t t = now_ns();
         int rc = 0;
         switch (r->kind) {
@@ -135,8 +273,9 @@ static int producer(const struct row *r, struct shared *sh)
             shmrpc_queue_span s;
             rc = shmrpc_queue_reserve(e.q, r->payload, &s, 100);
             if (rc == 0) {
-                memcpy(s.data, msgs[0], r->payload); /* the one copy: the producer's data */
-                memcpy(s.data, &t, sizeof t);
+                /* The one copy, the producer's data, with the stamp in its first bytes. */
+                memcpy(msgs[0], &t, sizeof t);
+                memcpy(s.data, msgs[0], r->payload);
                 rc = shmrpc_queue_commit(e.q, &s);
             }
             break;
@@ -148,11 +287,26 @@ static int producer(const struct row *r, struct shared *sh)
             if (rc == -ETIMEDOUT) rc = SHMRPC_ETIMEDOUT;
             break;
         }
+        case PIPE:
+            memcpy(msgs[0], &t, sizeof t);
+            rc = pipe_send(msgs[0], r->payload);
+            break;
+        case BOOST_MQ:
+            memcpy(msgs[0], &t, sizeof t);
+            rc = boost_mq_send(e.bq, msgs[0], r->payload, 100);
+            if (rc == 1) rc = SHMRPC_ETIMEDOUT;
+            break;
+        case RING:
+            memcpy(msgs[0], &t, sizeof t);
+            rc = ring_send(&e, msgs[0], r->payload);
+            break;
+        case KINDS:
+            break;
         }
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 11;
         if (rc == 0) sent += r->kind == QUEUE_BATCH ? BATCH : 1;
     }
-    close_end(r, &e);
+    close_end(&e);
     return 0;
 }
 
@@ -199,6 +353,21 @@ static int consumer(const struct row *r, struct shared *sh, int me)
             n = got >= 0;
             break;
         }
+        case PIPE:
+            rc = pipe_receive(bufs[0], r->payload, 20);
+            n = rc == 0;
+            break;
+        case BOOST_MQ:
+            rc = boost_mq_receive(e.bq, bufs[0], MAX_PAYLOAD, &len, 20);
+            if (rc == 1) rc = SHMRPC_ETIMEDOUT;
+            n = rc == 0;
+            break;
+        case RING:
+            rc = ring_receive(&e, bufs[0], r->payload, 20);
+            n = rc == 0;
+            break;
+        case KINDS:
+            break;
         }
         int64_t t = now_ns();
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 21;
@@ -217,7 +386,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
         }
     }
     sh->taken[me] = taken;
-    close_end(r, &e);
+    close_end(&e);
     return 0;
 }
 
@@ -234,36 +403,91 @@ struct result {
     int64_t p50, p99;
 };
 
-static int run_row(const struct row *r, double seconds, struct result *out)
+/* Makes the row's transport: 0, 1 when it cannot be had here (a row "n/a"), -1. */
+static int make_transport(const struct row *r)
 {
-    snprintf(qname, sizeof qname, "bench.%d", (int)getpid());
-    snprintf(mqname, sizeof mqname, "/shmrpc-bench.%d", (int)getpid());
-    if (r->kind == POSIX_MQ) {
-        struct mq_attr a = {.mq_maxmsg = 10, .mq_msgsize = (long)r->payload};
+    size_t depth = depth_for(r->payload);
+    switch (r->kind) {
+    case POSIX_MQ: {
+        struct mq_attr a = {.mq_maxmsg = MQ_DEPTH, .mq_msgsize = (long)r->payload};
         mq_unlink(mqname);
         mqd_t mq = mq_open(mqname, O_CREAT | O_EXCL | O_RDWR, 0600, &a);
         if (mq == (mqd_t)-1) {
-            fprintf(stderr, "mq_open: %s\n", strerror(errno));
-            return -1;
+            fprintf(stderr, "mq_open (%zu-byte messages): %s\n", r->payload, strerror(errno));
+            return 1; /* msgsize_max (8 KiB) binds an unprivileged user */
         }
         mq_close(mq);
-    } else {
+        return 0;
+    }
+    case PIPE:
+        if (r->payload > PIPE_BUF && (r->producers > 1 || r->consumers > 1))
+            return 1; /* longer writes interleave: no framing without a lock */
+        if (pipe2(pipe_fd, O_CLOEXEC) != 0) return -1;
+        fcntl(pipe_fd[1], F_SETPIPE_SZ, 1 << 20); /* as deep as allowed (pipe-max-size) */
+        fcntl(pipe_fd[0], F_SETFL, O_NONBLOCK);
+        return 0;
+    case BOOST_MQ:
+        return boost_mq_create(bname, depth, r->payload) == 0 ? 0 : -1;
+    case RING:
+        if (r->producers > 1 || r->consumers > 1) return 1;
+        ring = mmap(NULL, sizeof *ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        return ring == MAP_FAILED ? (ring = NULL, -1) : 0;
+    default: {
         shmrpc_queue_opts o;
         shmrpc_queue_opts_init(&o);
         o.mode = SHMRPC_QUEUE_CREATE_NEW_OVERWRITE;
-        o.capacity = 1024;
+        o.capacity = DEPTH;
         o.max_msg = MAX_PAYLOAD;
-        o.arena_bytes = 4u << 20;
+        o.arena_bytes = ROOM;
         shmrpc_queue *q;
         if (shmrpc_queue_open(&q, qname, &o) != 0) {
             fprintf(stderr, "queue: %s\n", shmrpc_errmsg());
             return -1;
         }
         shmrpc_queue_close(q);
+        return 0;
     }
+    }
+}
+
+static void drop_transport(const struct row *r)
+{
+    switch (r->kind) {
+    case POSIX_MQ:
+        mq_unlink(mqname);
+        break;
+    case PIPE:
+        close(pipe_fd[0]);
+        close(pipe_fd[1]);
+        pipe_fd[0] = pipe_fd[1] = -1;
+        break;
+    case BOOST_MQ:
+        boost_mq_remove(bname);
+        break;
+    case RING:
+        munmap(ring, sizeof *ring);
+        ring = NULL;
+        break;
+    default:
+        shmrpc_queue_unlink(qname);
+        break;
+    }
+}
+
+/* 0 with the row's figures, 1 when the transport cannot be had here, -1 when it failed. */
+static int run_row(const struct row *r, double seconds, struct result *out)
+{
+    snprintf(qname, sizeof qname, "bench.%d", (int)getpid());
+    snprintf(mqname, sizeof mqname, "/shmrpc-bench.%d", (int)getpid());
+    snprintf(bname, sizeof bname, "shmrpc-bench-boost.%d", (int)getpid());
+    int made = make_transport(r);
+    if (made != 0) return made;
     struct shared *sh =
         mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED) return -1;
+    if (sh == MAP_FAILED) {
+        drop_transport(r);
+        return -1;
+    }
     pid_t pids[2 * MAX_SIDE];
     int n = 0;
     for (int i = 0; i < r->consumers + r->producers; i++) {
@@ -272,7 +496,7 @@ static int run_row(const struct row *r, double seconds, struct result *out)
             alarm(60);
             _exit(i < r->consumers ? consumer(r, sh, i) : producer(r, sh));
         }
-        pids[n++] = pid;
+        if (pid > 0) pids[n++] = pid;
     }
     int64_t give_up = now_ns() + (int64_t)10e9;
     while (atomic_load(&sh->ready) < n && now_ns() < give_up)
@@ -280,15 +504,12 @@ static int run_row(const struct row *r, double seconds, struct result *out)
     int64_t start = now_ns() + 20000000; /* 20 ms of warm-up after the start */
     atomic_store(&sh->stop_ns, start + (int64_t)(seconds * 1e9));
     atomic_store(&sh->start_ns, start);
-    int bad = 0;
+    int bad = n != r->consumers + r->producers;
     for (int i = 0; i < n; i++) {
         int st;
         if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0) bad = 1;
     }
-    if (r->kind == POSIX_MQ)
-        mq_unlink(mqname);
-    else
-        shmrpc_queue_unlink(qname);
+    drop_transport(r);
     uint64_t total = 0, lo = UINT64_MAX, hi = 0;
     size_t nsamples = 0;
     static int64_t all[MAX_SIDE * SAMPLES];
@@ -328,6 +549,35 @@ static double memcpy_rate(size_t size, double seconds)
     return (double)n * (double)size / ((double)(now_ns() - t0) / 1e9);
 }
 
+static bool is_baseline(enum kind k)
+{
+    return k == POSIX_MQ || k == PIPE || k == BOOST_MQ || k == RING;
+}
+
+/* The rows, in groups of one case (payload, sides, one_deep): the baselines first, so that
+ * the queue's rows can give their ratios to each. */
+static size_t make_rows(struct row *rows)
+{
+    static const enum kind baselines[] = {POSIX_MQ, PIPE, BOOST_MQ, RING};
+    size_t n = 0;
+    for (size_t b = 0; b < 4; b++)
+        rows[n++] = (struct row){baselines[b], 16, 1, 1, true};
+    rows[n++] = (struct row){QUEUE, 16, 1, 1, true};
+    static const size_t sizes[] = {16, 4096, MAX_PAYLOAD};
+    for (int si = 0; si < 3; si++)
+        for (int sides = 1; sides <= MAX_SIDE; sides *= 2) {
+            size_t sz = sizes[si];
+            for (size_t b = 0; b < 4; b++)
+                if (baselines[b] != RING || sides == 1)
+                    rows[n++] = (struct row){baselines[b], sz, sides, sides, false};
+            rows[n++] = (struct row){QUEUE, sz, sides, sides, false};
+            if (sz == 16) rows[n++] = (struct row){QUEUE_BATCH, sz, sides, sides, false};
+            if (sz == MAX_PAYLOAD)
+                rows[n++] = (struct row){QUEUE_ZERO_COPY, sz, sides, sides, false};
+        }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     double seconds = argc > 1 ? atof(argv[1]) : 1.0;
@@ -335,58 +585,51 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [seconds per row, 0 < s <= 60]\n", argv[0]);
         return 2;
     }
-    static const struct row rows[] = {
-        {"posix-mq", POSIX_MQ, 16, 1, 1, true},
-        {"queue", QUEUE, 16, 1, 1, true},
-        {"posix-mq", POSIX_MQ, 16, 1, 1, false},
-        {"queue", QUEUE, 16, 1, 1, false},
-        {"queue-batch", QUEUE_BATCH, 16, 1, 1, false},
-        {"posix-mq", POSIX_MQ, 4096, 1, 1, false},
-        {"queue", QUEUE, 4096, 1, 1, false},
-        {"queue-zc", QUEUE_ZERO_COPY, 65536, 1, 1, false},
-        {"posix-mq", POSIX_MQ, 16, 2, 2, false},
-        {"queue", QUEUE, 16, 2, 2, false},
-        {"posix-mq", POSIX_MQ, 16, 4, 4, false},
-        {"queue", QUEUE, 16, 4, 4, false},
-    };
-    struct result res[sizeof rows / sizeof rows[0]];
-    double mq_rate[3] = {0}; /* 16 B 1x1, 4 KiB 1x1, 16 B by producers */
-    int64_t mq_p50_one_deep = 0;
+    static struct row rows[64];
+    size_t nrows = make_rows(rows);
+    struct result base[KINDS]; /* this case's baselines */
+    bool have[KINDS] = {false};
     int status = 0;
     printf("%-12s %7s %5s %14s %10s %10s %9s  %s\n", "transport", "bytes", "PxC", "msgs/s",
-           "p50 ns", "p99 ns", "fairness", "ratio");
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+           "p50 ns", "p99 ns", "fairness", "ratio (msgs/s; one deep: p50)");
+    for (size_t i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
-        if (run_row(r, seconds, &res[i]) != 0) {
-            printf("%-12s %7zu %2dx%-2d  failed\n", r->transport, r->payload, r->producers,
-                   r->consumers);
-            status = 1;
+        if (i == 0 || r->payload != rows[i - 1].payload || r->producers != rows[i - 1].producers ||
+            r->one_deep != rows[i - 1].one_deep)
+            memset(have, 0, sizeof have);
+        struct result res;
+        int rc = run_row(r, seconds, &res);
+        if (rc != 0) {
+            printf("%-12s %7zu %2dx%-2d  %s\n", kind_name[r->kind], r->payload, r->producers,
+                   r->consumers, rc > 0 ? "n/a" : "failed");
+            if (rc < 0) status = 1;
             continue;
         }
-        char ratio[96] = "";
-        if (r->one_deep) {
-            if (r->kind == POSIX_MQ)
-                mq_p50_one_deep = res[i].p50;
-            else if (mq_p50_one_deep > 0)
-                snprintf(ratio, sizeof ratio, "p50 %.2fx posix-mq's (one deep)",
-                         (double)res[i].p50 / (double)mq_p50_one_deep);
-        } else if (r->kind == POSIX_MQ) {
-            if (r->payload == 16 && r->producers == 1) mq_rate[0] = res[i].rate;
-            if (r->payload == 4096) mq_rate[1] = res[i].rate;
-            if (r->payload == 16) mq_rate[2] = res[i].rate;
-        } else if (r->kind == QUEUE_ZERO_COPY) {
-            double bw = memcpy_rate(r->payload, seconds / 2);
-            snprintf(ratio, sizeof ratio, "%.2fx memcpy of %zu B (%.1f GB/s)",
-                     res[i].rate * (double)r->payload / bw, r->payload, bw / 1e9);
+        char ratio[256] = "";
+        size_t at = 0;
+        if (is_baseline(r->kind)) {
+            base[r->kind] = res;
+            have[r->kind] = true;
         } else {
-            double base = r->payload == 4096  ? mq_rate[1]
-                          : r->producers == 1 ? mq_rate[0]
-                                              : mq_rate[2];
-            if (base > 0) snprintf(ratio, sizeof ratio, "%.1fx posix-mq", res[i].rate / base);
+            for (int k = 0; k < KINDS; k++) {
+                if (!have[k] || at >= sizeof ratio) continue;
+                double x =
+                    r->one_deep ? (double)res.p50 / (double)base[k].p50 : res.rate / base[k].rate;
+                at += (size_t)snprintf(ratio + at, sizeof ratio - at, "%s%.*fx %s", at ? ", " : "",
+                                       x < 0.1  ? 3
+                                       : x < 10 ? 2
+                                                : 1,
+                                       x, kind_name[k]);
+            }
+            if (r->kind == QUEUE_ZERO_COPY && at < sizeof ratio) {
+                double bw = memcpy_rate(r->payload, seconds / 2);
+                snprintf(ratio + at, sizeof ratio - at, "%s%.2fx memcpy (%.1f GB/s)",
+                         at ? ", " : "", res.rate * (double)r->payload / bw, bw / 1e9);
+            }
         }
-        printf("%-12s %7zu %2dx%-2d%s%13.0f %10" PRId64 " %10" PRId64 " %9.2f  %s\n", r->transport,
-               r->payload, r->producers, r->consumers, r->one_deep ? " 1deep" : "      ",
-               res[i].rate, res[i].p50, res[i].p99, res[i].fairness, ratio);
+        printf("%-12s %7zu %2dx%-2d%s%13.0f %10" PRId64 " %10" PRId64 " %9.2f  %s\n",
+               kind_name[r->kind], r->payload, r->producers, r->consumers,
+               r->one_deep ? " 1deep" : "      ", res.rate, res.p50, res.p99, res.fairness, ratio);
         fflush(stdout);
     }
     return status;

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
 # chromium, nodejs and npm run the browser test (tests/browser); redis-server is a baseline of
-# shmrpc-bench-map (which skips its rows when it is missing).
+# shmrpc-bench-map (which skips its rows when it is missing); g++ and libboost-dev build the
+# boost-mq baseline of shmrpc-bench-queue (bench/boost_mq.cpp).
 set -eu
-pkgs="cmake ninja-build pkg-config gcc clang libclang-rt-14-dev re2c lemon libmsgpack-dev
+pkgs="cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
       libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev
-      chromium nodejs npm redis-server"
+      libboost-dev chromium nodejs npm redis-server"
 missing=""
 for p in $pkgs; do
     # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with
