@@ -5,7 +5,7 @@
  * busy-polling (as fast as one-at-a-time messages go). Each row: messages per second that
  * the consumers took in the window, one-way latency p50/p99 (the producer stamps each
  * message), and fairness among consumers (fewest / most taken). Usage:
- * shmrpc-bench-queue [seconds per row, default 1]. */
+ * shmrpc-bench-queue [seconds per row, default 1] [only rows named so, e.g. queue/16/1x1]. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -507,7 +507,11 @@ static int run_row(const struct row *r, double seconds, struct result *out)
     int bad = n != r->consumers + r->producers;
     for (int i = 0; i < n; i++) {
         int st;
-        if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0) bad = 1;
+        if (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "%s: a %s exited with status %#x\n", kind_name[r->kind],
+                    i < r->consumers ? "consumer" : "producer", (unsigned)st);
+            bad = 1;
+        }
     }
     drop_transport(r);
     uint64_t total = 0, lo = UINT64_MAX, hi = 0;
@@ -523,6 +527,8 @@ static int run_row(const struct row *r, double seconds, struct result *out)
         nsamples += k;
     }
     munmap(sh, sizeof *sh);
+    if (!bad && nsamples == 0)
+        fprintf(stderr, "%s: no message in the window\n", kind_name[r->kind]);
     if (bad || nsamples == 0) return -1;
     qsort(all, nsamples, sizeof all[0], cmp64);
     out->rate = (double)total / seconds;
@@ -594,6 +600,10 @@ int main(int argc, char **argv)
            "p50 ns", "p99 ns", "fairness", "ratio (msgs/s; one deep: p50)");
     for (size_t i = 0; i < nrows; i++) {
         const struct row *r = &rows[i];
+        char name[64];
+        snprintf(name, sizeof name, "%s/%zu/%dx%d%s", kind_name[r->kind], r->payload, r->producers,
+                 r->consumers, r->one_deep ? "/1deep" : "");
+        if (argc > 2 && strcmp(name, argv[2]) != 0) continue;
         if (i == 0 || r->payload != rows[i - 1].payload || r->producers != rows[i - 1].producers ||
             r->one_deep != rows[i - 1].one_deep)
             memset(have, 0, sizeof have);

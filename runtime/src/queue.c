@@ -5,6 +5,7 @@
 #include <shmrpc/queue.h>
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,15 +376,21 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Something changed that waiters on f wait for (the caller's change is sequentially
+/* n things changed that waiters on f wait for (the caller's change is sequentially
  * consistent, and so is this load, so a waiter that set WAITING before its last look is
- * seen). Only then does the word move, and only for a sleeper is there a syscall. */
-static void signal_waiters(shmrpc__futex *f)
+ * seen). Only then does the word move, and only for a sleeper is there a syscall, which
+ * wakes n sleepers, not all: they would race for n messages (or n messages' room). When it
+ * woke n, more may sleep, and SLEEPING is set again so that the next change wakes the
+ * next; a bit set for nobody costs the next change one useless FUTEX_WAKE. */
+static void signal_waiters(shmrpc__futex *f, uint32_t n)
 {
     uint32_t w = atomic_load(&f->word);
     while (w & FLAGS)
         if (atomic_compare_exchange_weak(&f->word, &w, (w + STEP) & ~FLAGS)) {
-            if (w & SLEEPING) shmrpc__futex_wake(f, INT32_MAX);
+            if (!(w & SLEEPING)) return;
+            int want = n == 0 || n > INT32_MAX ? INT32_MAX : (int)n;
+            long woken = syscall(SYS_futex, &f->word, FUTEX_WAKE, want, NULL, NULL, 0);
+            if (woken >= want && want != INT32_MAX) atomic_fetch_or(&f->word, SLEEPING);
             return;
         }
 }
@@ -412,39 +420,50 @@ static bool all_past(const shmrpc_queue *q, uint32_t m)
 
 /* Gives back, in order, the space of messages released or abandoned (broadcast: committed
  * or abandoned, and read by every subscriber), and wakes producers waiting for room if any
- * was. Whoever releases (or moves a cursor) runs it, so the last of a run of releases
- * carries the frontier past all of them. */
-static void advance_frontier(shmrpc_queue *q)
+ * was (already: messages the caller gave back itself). Whoever releases (or moves a cursor)
+ * runs it, so the last of a run of releases carries the frontier past all of it. A run of
+ * such messages is freed one CAS of state each, then one CAS of the frontier past them all;
+ * the state after the run is read again after that CAS. */
+static void advance_frontier_by(shmrpc_queue *q, uint32_t already)
 {
     struct q_hdr *h = q->hdr;
-    bool moved = false;
+    uint32_t moved = already;
     uint64_t f = atomic_load(&h->freed);
     for (uint32_t i = 0; i <= q->n + 64; i++) {
-        uint32_t m = msg_of(f);
-        struct q_desc *d = desc_at(q, m);
-        uint64_t s = atomic_load(&d->state);
-        unsigned st = st_of(s);
-        bool mine =
-            lap_of(s) == m && (q->bcast ? (st == S_COMMITTED || st == S_ABANDONED) && all_past(q, m)
-                                        : st == S_RELEASED || st == S_ABANDONED);
-        /* FREE of the next lap: freed by another that has not moved the frontier yet (or
-         * died before it); finish its advance. */
-        if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
-        /* end before the desc is freed: once FREE, a producer may reuse it, but not before
-         * the frontier passes it (it needs m + N - freed < N). */
-        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (mine && !atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0))) {
-            f = atomic_load(&h->freed);
-            continue;
+        uint32_t m0 = msg_of(f), m = m0, b = byte_of(f);
+        for (unsigned tries = 0; m - m0 < 64 && tries < 64; tries++) {
+            struct q_desc *d = desc_at(q, m);
+            uint64_t s = atomic_load(&d->state);
+            unsigned st = st_of(s);
+            bool mine = lap_of(s) == m &&
+                        (q->bcast ? (st == S_COMMITTED || st == S_ABANDONED) && all_past(q, m)
+                                  : st == S_RELEASED || st == S_ABANDONED);
+            /* FREE of the next lap: freed by another that has not moved the frontier yet
+             * (or died before it); finish its advance. */
+            if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
+            /* end before the desc is freed: once FREE, a producer may reuse it, but not
+             * before the frontier passes it (it needs m + N - freed < N). */
+            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+            if (mine &&
+                !atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0)))
+                continue;                /* changed meanwhile: look at it again */
+            if (end - b > q->b) end = b; /* a bad write: free no bytes */
+            b = end;
+            m++;
         }
-        if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
-        uint64_t next = mkpos(m + 1, end);
+        if (m == m0) break;
+        uint64_t next = mkpos(m, b);
         if (atomic_compare_exchange_strong(&h->freed, &f, next)) { /* else f is the new one */
-            moved = true;
+            moved += m - m0;
             f = next;
         }
     }
-    if (moved) signal_waiters(&h->nonfull);
+    if (moved) signal_waiters(&h->nonfull, moved);
+}
+
+static void advance_frontier(shmrpc_queue *q)
+{
+    advance_frontier_by(q, 0);
 }
 
 static void help_head(shmrpc_queue *q, uint32_t hd)
@@ -469,7 +488,8 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
     if (st == S_CLAIMED || st > S_ABANDONED) {
         if (st == S_CLAIMED && !holder_dead(pid_of(s), atomic_load(&d->prod_tag), pos))
             return false;
-        bool tail_moved = msg_of(atomic_load(&h->tail)) != pos;
+        /* A batch claims a run of slots before it moves the tail past them all. */
+        bool tail_moved = (int32_t)(msg_of(atomic_load(&h->tail)) - pos) > 0;
         to = tail_moved ? mkstate(pos, S_ABANDONED, 0) : mkstate(pos, S_FREE, 0);
         lost = tail_moved;
     } else if (st == S_READING) {
@@ -774,10 +794,11 @@ struct producing {
 
 static void flush_signal(shmrpc_queue *q, struct producing *pr)
 {
-    if (pr->unsignalled == 0) return;
-    bump(&q->hdr->pushed, pr->unsignalled);
+    uint32_t n = pr->unsignalled;
+    if (n == 0) return;
+    bump(&q->hdr->pushed, n);
     pr->unsignalled = 0;
-    signal_waiters(&q->hdr->nonempty);
+    signal_waiters(&q->hdr->nonempty, n);
 }
 
 /* Claims the next slot and its bytes for a message of len (<= max_msg), moving the tail
@@ -1127,13 +1148,29 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
     }
 }
 
-/* Gives message pos back: READING by us -> RELEASED, then the frontier. */
+/* Gives message pos back: READING by us -> RELEASED, then the frontier; or, when the
+ * frontier is at pos (a consumer that keeps up), READING -> FREE of the next lap and the
+ * frontier moved past it at once, one CAS fewer. Nobody else moves the frontier past a
+ * message we read, so the frontier loaded stays at pos until we move it. */
 static int give_back(shmrpc_queue *q, uint32_t pos)
 {
+    struct q_hdr *h = q->hdr;
     struct q_desc *d = desc_at(q, pos);
     uint64_t s = mkstate(pos, S_READING, self());
+    uint64_t f = atomic_load(&h->freed);
+    if (msg_of(f) == pos) {
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + q->n, S_FREE, 0))) {
+            if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
+            /* A failed CAS: another advancer finished our step (FREE, frontier at pos). */
+            bool moved = atomic_compare_exchange_strong(&h->freed, &f, mkpos(pos + 1, end));
+            advance_frontier_by(q, moved);
+            return 0;
+        }
+    }
     /* Sequentially consistent: the frontier's advancer reads this state after its CAS of
      * the frontier, and we read the frontier after this (docs/queue.md). */
+    s = mkstate(pos, S_READING, self());
     if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(pos, S_RELEASED, 0)))
         return fail(SHMRPC_EPROTO,
                     "queue '%s': message %" PRIu32 " was taken back from this process before "
