@@ -787,6 +787,9 @@ static int wait_claimer(shmrpc_queue *q, uint64_t t, due *dl)
     }
 }
 
+/* The most messages a batch claims with one move of the tail. */
+#define RUN 32u
+
 /* One push's wake-ups, deferred over a batch. */
 struct producing {
     uint32_t unsignalled; /* commits not yet signalled to consumers */
@@ -801,11 +804,17 @@ static void flush_signal(shmrpc_queue *q, struct producing *pr)
     signal_waiters(&q->hdr->nonempty, n);
 }
 
-/* Claims the next slot and its bytes for a message of len (<= max_msg), moving the tail
- * past it: 0 with the position and the payload's byte position. */
-static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, uint32_t *pos,
-                 uint32_t *start_out)
+/* Claims the next slots and their bytes for k >= 1 messages of lens[] (<= max_msg each),
+ * moving the tail past them with one CAS: 0 with the first position, each payload's byte
+ * position and how many were claimed (at least 1: those that fit at once, after the first,
+ * which may wait). The slots after the first are claimed while the tail is still at the
+ * first, so nobody else can (the tail must be at a slot to claim it); one left CLAIMED by a
+ * producer that died before it moved the tail is freed by the one that next finds the tail
+ * at it (repair_at: the tail is not past it). */
+static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, struct producing *pr,
+                 uint32_t *pos, uint32_t *starts, uint32_t *claimed)
 {
+    uint32_t len = lens[0];
     struct q_hdr *h = q->hdr;
     uint32_t me = self();
     bool spun = false;
@@ -845,20 +854,37 @@ static int claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, u
         struct q_desc *d = desc_at(q, p);
         uint64_t s = mkstate(p, S_FREE, 0);
         if (atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_CLAIMED, me))) {
-            atomic_store_explicit(&d->prod_tag, self_tag(p), memory_order_relaxed);
-            atomic_store_explicit(&d->start, start, memory_order_relaxed);
-            atomic_store_explicit(&d->len, len, memory_order_relaxed);
-            atomic_store_explicit(&d->end, end, memory_order_relaxed);
+            uint32_t c = 0, run_end;
+            for (;;) {
+                atomic_store_explicit(&d->prod_tag, self_tag(p + c), memory_order_relaxed);
+                atomic_store_explicit(&d->start, start, memory_order_relaxed);
+                atomic_store_explicit(&d->len, lens[c], memory_order_relaxed);
+                atomic_store_explicit(&d->end, end, memory_order_relaxed);
+                starts[c++] = start;
+                run_end = end;
+                if (c == k) break;
+                /* The next of the run, if it fits at once (against the frontier known). */
+                uint32_t b = end;
+                place(q, b, lens[c], &start, &end);
+                if (!fits(q, p + c, end, f)) break;
+                d = desc_at(q, p + c);
+                s = mkstate(p + c, S_FREE, 0);
+                if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(p + c, S_CLAIMED, me)))
+                    break; /* a dead batch's claim, or a bad write: its repair is the next's */
+            }
             uint64_t seen = t;
-            if (atomic_compare_exchange_strong(&h->tail, &seen, mkpos(p + 1, end))) {
+            if (atomic_compare_exchange_strong(&h->tail, &seen, mkpos(p + c, run_end))) {
                 *pos = p;
-                *start_out = start;
+                *claimed = c;
                 return 0;
             }
-            /* Only the claimer moves the tail from p: a bad write did. Give the slot back
+            /* Only the claimer moves the tail from p: a bad write did. Give the slots back
              * and start over from the tail as it is. */
-            s = mkstate(p, S_CLAIMED, me);
-            atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_FREE, 0));
+            for (uint32_t j = c; j-- > 0;) {
+                s = mkstate(p + j, S_CLAIMED, me);
+                atomic_compare_exchange_strong(&desc_at(q, p + j)->state, &s,
+                                               mkstate(p + j, S_FREE, 0));
+            }
             continue;
         }
         int rc = wait_claimer(q, t, dl);
@@ -905,8 +931,8 @@ static int timed_out(shmrpc_queue *q, int64_t timeout_ms, const char *what)
 
 static int push_one(shmrpc_queue *q, const void *data, size_t len, due *dl, struct producing *pr)
 {
-    uint32_t pos, start;
-    int rc = claim(q, (uint32_t)len, dl, pr, &pos, &start);
+    uint32_t pos, start, one = (uint32_t)len, c;
+    int rc = claim(q, &one, 1, dl, pr, &pos, &start, &c);
     if (rc != 0) return rc;
     if (len) memcpy(q->arena + (start & q->bmask), data, len);
     return publish(q, pos, pr);
@@ -936,13 +962,34 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
     due dl = due_in(timeout_ms);
     struct producing pr = {0};
     size_t i = 0;
-    for (; i < n; i++) {
-        if (!msgs[i].data && msgs[i].len) {
-            rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no data", i);
-            break;
+    while (i < n) {
+        /* A run of valid messages, claimed with one move of the tail. */
+        uint32_t lens[RUN], starts[RUN], k = 0, c = 0, pos;
+        for (; k < RUN && i + k < n; k++) {
+            const shmrpc_queue_msg *m = &msgs[i + k];
+            if (!m->data && m->len) {
+                rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no data", i + k);
+                break;
+            }
+            if ((rc = check_len(q, m->len)) != 0) break;
+            lens[k] = (uint32_t)m->len;
         }
-        if ((rc = check_len(q, msgs[i].len)) != 0) break;
-        if ((rc = push_one(q, msgs[i].data, msgs[i].len, &dl, &pr)) != 0) break;
+        if (k == 0) break;
+        rc = 0; /* a bad message after the run is reported once the run is pushed */
+        if ((rc = claim(q, lens, k, &dl, &pr, &pos, starts, &c)) != 0) break;
+        /* Every claimed slot is committed, even after one that failed (it was taken from
+         * us: a repairer judged us dead), so none stays claimed. */
+        uint32_t ok = c;
+        for (uint32_t j = 0; j < c; j++) {
+            if (lens[j]) memcpy(q->arena + (starts[j] & q->bmask), msgs[i + j].data, lens[j]);
+            int prc = publish(q, pos + j, &pr);
+            if (prc != 0 && rc == 0) {
+                rc = prc;
+                ok = j;
+            }
+        }
+        i += ok;
+        if (rc != 0) break;
     }
     flush_signal(q, &pr);
     if (done) *done = i;
@@ -960,7 +1007,8 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     struct producing pr = {0};
     uint32_t pos, start;
     due dl = due_in(timeout_ms);
-    rc = claim(q, (uint32_t)len, &dl, &pr, &pos, &start);
+    uint32_t one = (uint32_t)len, c;
+    rc = claim(q, &one, 1, &dl, &pr, &pos, &start, &c);
     flush_signal(q, &pr);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     if (rc != 0) return rc;

@@ -1589,6 +1589,65 @@ static void broadcast_kill_at_random(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* A batch claims a run of slots before it moves the tail past them all: a producer that
+ * dies there leaves slots CLAIMED ahead of the tail (written by hand: 0, 1 and 2 of a dead
+ * pid, the tail at 0). Each is taken back when the tail reaches it; a batch then goes
+ * through whole and in order. */
+static void batch_claim_of_dead_producer_reset(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadrun");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    /* desc[i].state at 512 + 64 i: lap i, CLAIMED (1), the dead pid. */
+    for (uint64_t i = 0; i < 3; i++)
+        atomic_store((_Atomic uint64_t *)((char *)p + 512 + 64 * i),
+                     i << 32 | (uint64_t)1 << 24 | (uint64_t)pid);
+    char data[8][4];
+    shmrpc_queue_msg msgs[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(data[i], sizeof data[i], "m%d", i);
+        msgs[i] = (shmrpc_queue_msg){data[i], 0, 3};
+    }
+    size_t done = 0;
+    int64_t t0 = now_ms();
+    assert_int_equal(shmrpc_queue_push_batch(q, msgs, 8, &done, 5000), 0);
+    int64_t ms = now_ms() - t0;
+    print_message("# a dead batch's three claims taken back after %" PRId64 " ms\n", ms);
+    assert_int_equal(done, 8);
+    assert_true(ms < 3000);
+    for (int i = 0; i < 8; i++) {
+        char buf[8];
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 3);
+        assert_string_equal(buf, data[i]);
+    }
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_true(st.repairs >= 3);
+    assert_int_equal(st.depth, 0);
+    /* A bad message in the middle of a batch: those before it are queued, it is refused. */
+    char big[100] = {0};
+    msgs[2] = (shmrpc_queue_msg){big, 0, sizeof big};
+    assert_int_equal(shmrpc_queue_push_batch(q, msgs, 8, &done, 0), SHMRPC_ETOOBIG);
+    assert_int_equal(done, 2);
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.depth, 2);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1608,6 +1667,7 @@ int main(void)
         T(dead_producer_is_skipped),
         T(dead_consumer_gives_room_back),
         T(claim_of_dead_producer_reset),
+        T(batch_claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
         T(idle_waiters_sleep),
         T(broadcast_block),
