@@ -1228,6 +1228,83 @@ static int give_back(shmrpc_queue *q, uint32_t pos)
     return 0;
 }
 
+/* A work queue's pop_batch, after its first message (READING by us at pos, head moved):
+ * takes the messages right behind it that are committed and fit their buffers, up to n
+ * more, each by a CAS of its state, and moves the head past them all with one CAS (or
+ * leaves it to the helpers, which move it past a message taken). Returns how many. */
+static uint32_t take_run(shmrpc_queue *q, uint32_t pos, shmrpc_queue_msg *msgs, uint32_t n,
+                         uint32_t *starts)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t c = 0, me = self();
+    while (c < n) {
+        uint32_t at = pos + 1 + c;
+        struct q_desc *d = desc_at(q, at);
+        uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+        if (s != mkstate(at, S_COMMITTED, 0)) break;
+        uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+        if (l > msgs[c].cap) break; /* left queued: the next call says ETOOBIG */
+        if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(at, S_READING, me))) break;
+        atomic_store_explicit(&d->cons_tag, self_tag(at), memory_order_relaxed);
+        uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+        l = atomic_load_explicit(&d->len, memory_order_relaxed);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l) ||
+            l > msgs[c].cap) {
+            /* A broken descriptor: dropped and counted, as a pop drops it (the run ends
+             * before it; the head's helpers and the frontier pass it). */
+            s = mkstate(at, S_READING, me);
+            if (atomic_compare_exchange_strong(&d->state, &s, mkstate(at, S_RELEASED, 0)))
+                bump(&h->drops, 1);
+            break;
+        }
+        starts[c] = st;
+        msgs[c].len = l;
+        c++;
+    }
+    if (c == 0) return 0;
+    bump(&h->popped, c);
+    uint32_t hd = atomic_load(&h->head);
+    while ((int32_t)(hd - (pos + 1)) >= 0 && (int32_t)(pos + 1 + c - hd) > 0 &&
+           !atomic_compare_exchange_weak(&h->head, &hd, pos + 1 + c)) {
+    }
+    return c;
+}
+
+/* Gives back messages pos..pos+c-1, all READING by us: at the frontier, each freed
+ * directly and the frontier moved past them all with one CAS; else each RELEASED, then
+ * the frontier. */
+static void give_back_run(shmrpc_queue *q, uint32_t pos, uint32_t c)
+{
+    struct q_hdr *h = q->hdr;
+    uint64_t f = atomic_load(&h->freed);
+    uint32_t j = 0, b = byte_of(f), me = self();
+    if (msg_of(f) == pos) {
+        for (; j < c; j++) {
+            struct q_desc *d = desc_at(q, pos + j);
+            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+            uint64_t s = mkstate(pos + j, S_READING, me);
+            if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + j + q->n, S_FREE, 0)))
+                break;
+            if (end - b > q->b) end = b; /* a bad write: free no bytes */
+            b = end;
+        }
+        if (j > 0) {
+            bool moved = atomic_compare_exchange_strong(&h->freed, &f, mkpos(pos + j, b));
+            if (j == c) {
+                advance_frontier_by(q, moved ? j : 0);
+                return;
+            }
+        }
+    }
+    for (; j < c; j++) {
+        uint64_t s = mkstate(pos + j, S_READING, me);
+        atomic_compare_exchange_strong(&desc_at(q, pos + j)->state, &s,
+                                       mkstate(pos + j, S_RELEASED, 0));
+    }
+    advance_frontier(q);
+}
+
 static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, due *dl)
 {
     for (;;) {
@@ -1300,6 +1377,35 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
     return fail(SHMRPC_EBUSY, "queue '%s': the head kept moving", q->name);
 }
 
+/* A work queue's pop_batch: the first message as a pop (it may wait), then runs of those
+ * queued right behind it, each taken with one move of the head and given back with one
+ * move of the frontier. 0 or the status that ended it; *done: how many were taken. */
+static int pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *done,
+                   int64_t timeout_ms)
+{
+    size_t i = 0;
+    int rc = 0;
+    while (i < n) {
+        uint32_t pos, start, l = 0, starts[RUN];
+        due dl = due_in(i == 0 ? timeout_ms : 0);
+        rc = take(q, msgs[i].cap, &dl, &pos, &start, &l);
+        if (rc == SHMRPC_ETOOBIG) msgs[i].len = l;
+        if (rc != 0) break;
+        msgs[i].len = l;
+        size_t more = n - i - 1;
+        uint32_t c = 1 + take_run(q, pos, msgs + i + 1, more < RUN - 1 ? (uint32_t)more : RUN - 1,
+                                  starts + 1);
+        starts[0] = start;
+        for (uint32_t j = 0; j < c; j++)
+            if (msgs[i + j].len)
+                memcpy(msgs[i + j].data, q->arena + (starts[j] & q->bmask), msgs[i + j].len);
+        give_back_run(q, pos, c);
+        i += c;
+    }
+    *done = i;
+    return rc;
+}
+
 int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *done,
                            int64_t timeout_ms)
 {
@@ -1308,17 +1414,22 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
     int rc = check_timeout(timeout_ms);
     if (rc == 0) rc = may_pop(q);
     if (rc != 0) return rc;
-    size_t i = 0;
-    for (; i < n; i++) {
-        msgs[i].len = 0;
-        if (!msgs[i].data && msgs[i].cap) {
-            rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no buffer", i);
-            break;
+    size_t valid = 0, i = 0;
+    for (; valid < n && (msgs[valid].data || !msgs[valid].cap); valid++)
+        msgs[valid].len = 0;
+    if (!q->bcast) {
+        rc = pop_run(q, msgs, valid, &i, timeout_ms);
+    } else {
+        for (; i < valid; i++) {
+            /* The first waits; the rest are taken only if queued already. */
+            due dl = due_in(i == 0 ? timeout_ms : 0);
+            rc = pop_one(q, msgs[i].data, msgs[i].cap, &msgs[i].len, &dl);
+            if (rc != 0) break;
         }
-        /* The first waits; the rest are taken only if queued already. */
-        due dl = due_in(i == 0 ? timeout_ms : 0);
-        rc = pop_one(q, msgs[i].data, msgs[i].cap, &msgs[i].len, &dl);
-        if (rc != 0) break;
+    }
+    if (rc == 0 && i == valid && valid < n) {
+        msgs[valid].len = 0;
+        rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no buffer", valid);
     }
     if (done) *done = i;
     if (i > 0 && (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ETOOBIG)) return 0;
