@@ -4,6 +4,7 @@
 #include <shmrpc/tcp.h>
 
 #include "baselines.h"
+#include "queue_cases.h"
 #include "shm_cases.h"
 
 static const bench_handoff_opts spin = {.wait = BENCH_WAIT_SPIN};
@@ -90,6 +91,16 @@ static const bench_case table[] = {
     {ROW("raw-pinned", "spin", 16, 1, 1), .pinned = true, .run = bench_handoff, .arg = &spin,
      .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "pure spin on CPU 0: each handoff waits for the scheduler to preempt"},
+
+    /* Shared-memory queues (docs/queue.md): an echo over a request queue and a reply
+     * queue per client; its p50 is two one-way handoffs. */
+    {ROW("echo", "queue", 16, 1, 1), .run = bench_queue_echo,
+     .vs = {{"ratio_to_spin", SPIN_16, BENCH_P50}},
+     .note = "push to a request queue, pop from a reply queue: goal p50 within 2x spin's"},
+    {ROW("echo", "queue", 4096, 1, 1), .run = bench_queue_echo,
+     .vs = {{"ratio_to_spin", SPIN_4K, BENCH_P50}}},
+    {ROW("echo", "queue", 16, 2, 2), .run = bench_queue_echo,
+     .vs = {{"ratio_to_unix", UNIX_16_C2, BENCH_CALLS}}},
 
     /* shm://: the generated bench service, a server with forked workers, real clients. */
     {ROW("raw", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo,
