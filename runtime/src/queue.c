@@ -379,9 +379,9 @@ static inline void cpu_relax(void)
 /* n things changed that waiters on f wait for (the caller's change is sequentially
  * consistent, and so is this load, so a waiter that set WAITING before its last look is
  * seen). Only then does the word move, and only for a sleeper is there a syscall, which
- * wakes n sleepers, not all: they would race for n messages (or n messages' room). When it
- * woke n, more may sleep, and SLEEPING is set again so that the next change wakes the
- * next; a bit set for nobody costs the next change one useless FUTEX_WAKE. */
+ * wakes n sleepers (0: all) rather than all of them racing for n messages (or n messages'
+ * room). When it woke n, more may sleep, and SLEEPING is set again so that the next change
+ * wakes the next; a bit set for nobody costs the next change one useless FUTEX_WAKE. */
 static void signal_waiters(shmrpc__futex *f, uint32_t n)
 {
     uint32_t w = atomic_load(&f->word);
@@ -801,7 +801,8 @@ static void flush_signal(shmrpc_queue *q, struct producing *pr)
     if (n == 0) return;
     bump(&q->hdr->pushed, n);
     pr->unsignalled = 0;
-    signal_waiters(&q->hdr->nonempty, n);
+    /* Broadcast: every subscriber wants every message, so every sleeper is woken. */
+    signal_waiters(&q->hdr->nonempty, q->bcast ? 0 : n);
 }
 
 /* Claims the next slots and their bytes for k >= 1 messages of lens[] (<= max_msg each),
