@@ -474,7 +474,8 @@ static void drop_transport(const struct row *r)
     }
 }
 
-/* 0 with the row's figures, 1 when the transport cannot be had here, -1 when it failed. */
+/* 0 with the row's figures, 1 when the transport cannot be had here, 2 when no message
+ * stamped in the window was taken in it, -1 when it failed. */
 static int run_row(const struct row *r, double seconds, struct result *out)
 {
     snprintf(qname, sizeof qname, "bench.%d", (int)getpid());
@@ -527,9 +528,10 @@ static int run_row(const struct row *r, double seconds, struct result *out)
         nsamples += k;
     }
     munmap(sh, sizeof *sh);
-    if (!bad && nsamples == 0)
-        fprintf(stderr, "%s: no message in the window\n", kind_name[r->kind]);
-    if (bad || nsamples == 0) return -1;
+    if (bad) return -1;
+    /* Not an error: on a busy machine a short window can pass before anything stamped in
+     * it gets through (a pipe holds 1 MiB of messages from the warm-up). */
+    if (nsamples == 0) return 2;
     qsort(all, nsamples, sizeof all[0], cmp64);
     out->rate = (double)total / seconds;
     out->fairness = hi ? (double)lo / (double)hi : 0;
@@ -611,7 +613,10 @@ int main(int argc, char **argv)
         int rc = run_row(r, seconds, &res);
         if (rc != 0) {
             printf("%-12s %7zu %2dx%-2d  %s\n", kind_name[r->kind], r->payload, r->producers,
-                   r->consumers, rc > 0 ? "n/a" : "failed");
+                   r->consumers,
+                   rc == 1   ? "n/a"
+                   : rc == 2 ? "none stamped in the window got through in it"
+                             : "failed");
             if (rc < 0) status = 1;
             continue;
         }
