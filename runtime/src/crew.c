@@ -59,20 +59,24 @@ static bool reap(shmrpc__crew *c, int i)
 }
 
 /* Waits up to ms for a worker to die, a stop or a new count, or the watched descriptor
- * (which it then serves); fds of workers gone are -1 (ignored). */
+ * (which it then serves). Only live descriptors go to poll(): one whose count exceeds
+ * RLIMIT_NOFILE fails at once with EINVAL, even for entries of -1, and the manager would
+ * spin. */
 static void await_event(shmrpc__crew *c, int ms)
 {
     struct pollfd p[SHMRPC__CREW_MAX + 2];
+    nfds_t n = 0;
     for (int i = 0; i < SHMRPC__CREW_MAX; i++)
-        p[i] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
-    p[SHMRPC__CREW_MAX] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
+        if (c->fd[i] >= 0) p[n++] = (struct pollfd){.fd = c->fd[i], .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = c->stop_fd, .events = POLLIN};
     bool watch = c->watch && !atomic_load(c->stop);
-    p[SHMRPC__CREW_MAX + 1] = (struct pollfd){.fd = watch ? c->watch_fd : -1, .events = POLLIN};
-    poll(p, SHMRPC__CREW_MAX + 2, ms); /* a signal (EINTR) only ends the wait early */
+    nfds_t w = n;
+    if (watch) p[n++] = (struct pollfd){.fd = c->watch_fd, .events = POLLIN};
+    poll(p, n, ms); /* a signal (EINTR) only ends the wait early */
     char drain[16];
     while (read(c->stop_fd, drain, sizeof drain) > 0) {
     }
-    if (watch && (p[SHMRPC__CREW_MAX + 1].revents & POLLIN)) c->watch(c->arg);
+    if (watch && (p[w].revents & POLLIN)) c->watch(c->arg);
 }
 
 int shmrpc__crew_wanted(const shmrpc__crew *c)

@@ -523,6 +523,42 @@ static void long_waits_sleep(void **state)
     stop_server(server);
 }
 
+/* In the server's child: fewer descriptors than the crew's poll() table once held (66). */
+static void prepare_few_fds(void)
+{
+    prepare_server();
+    struct rlimit rl = {32, 32};
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(8);
+}
+
+/* Under RLIMIT_NOFILE 32 the manager still sleeps: it once gave poll() every slot of its
+ * table, poll() failed at once with EINVAL, and the manager spun at 100% of a core. */
+static void few_fds_manager_sleeps(void **state)
+{
+    (void)state;
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, prepare_few_fds, NULL};
+    pid_t server = test_start_server(&ts);
+    assert_true(server > 0);
+    /* Measured before any client: the old manager never served the rendezvous either. */
+    for (int i = 0; i < 500 && leftovers() == 0; i++)
+        usleep(10 * 1000);
+    usleep(1000 * 1000);
+    int64_t before = cpu_ms_of_tree(server);
+    usleep(1000 * 1000);
+    int64_t idle = cpu_ms_of_tree(server) - before;
+    print_message("    a server under RLIMIT_NOFILE 32 used %lld ms of CPU in 1 s\n",
+                  (long long)idle);
+    if (idle >= 100) { /* spinning cost 150 to 1000; sleeping costs 0 */
+        test_stop_server(server);
+        fail_msg("the manager spins");
+    }
+    shmrpc_client *c = connect_client();
+    int32_t pid;
+    assert_int_equal(calls_nap(c, 1, &pid), 0);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* SIGTERM with a call in flight: the call completes; calls not taken yet fail. */
 static void stop_lets_calls_finish(void **state)
 {
@@ -629,8 +665,7 @@ static void undumpable_client_connects(void **state)
         bool ok = rc == 0;
         for (int i = 0; ok && i < 100; i++) /* any worker, as calls come */
             ok = calls_add(c, i, 3, &sum) == 0 && sum == i + 3;
-        if (!ok)
-            fprintf(stderr, "undumpable: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (!ok) fprintf(stderr, "undumpable: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         shmrpc_client_free(c);
         _exit(ok ? 0 : 1);
     }
@@ -658,6 +693,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(another_user_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(signal_storms, setup, teardown),
         cmocka_unit_test_setup_teardown(long_waits_sleep, setup, teardown),
+        cmocka_unit_test_setup_teardown(few_fds_manager_sleeps, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_lets_calls_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(fork_keeps_connections_apart, setup, teardown),
