@@ -1,5 +1,5 @@
-/* Reading /proc/ID: its stat, owner and maps, for the liveness checks of locks and of the
- * shm transport. */
+/* Reading /proc/ID: its stat, owner, maps and descriptors, for the liveness checks of
+ * locks, queues and the shm transport, and the admin API's owners. */
 #include "proc.h"
 
 #include <errno.h>
@@ -84,4 +84,34 @@ int shmrpc__proc_owner(uint32_t id, uid_t *uid)
     if (stat(path, &st) != 0) return -1;
     *uid = st.st_uid;
     return 0;
+}
+
+uint64_t shmrpc__proc_start(int32_t pid)
+{
+    shmrpc__proc_stat ps;
+    return pid > 0 && shmrpc__read_proc_stat((uint32_t)pid, &ps) == 0 ? ps.start : 0;
+}
+
+bool shmrpc__proc_alive(int32_t pid, uint64_t start)
+{
+    shmrpc__proc_stat ps;
+    if (pid <= 0) return false;
+    if (shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0) return errno != ENOENT && errno != ESRCH;
+    if (shmrpc__proc_ended(&ps)) return false;
+    return start == 0 || start == ps.start;
+}
+
+bool shmrpc__proc_running(int32_t pid, uint64_t start)
+{
+    shmrpc__proc_stat ps;
+    if (!shmrpc__proc_alive(pid, start)) return false;
+    return shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0 || !(ps.flags & 4u /* PF_EXITING */);
+}
+
+void shmrpc__proc_fd_path(char *out, size_t cap, int32_t pid, int fd)
+{
+    if (pid <= 0)
+        snprintf(out, cap, "/proc/self/fd/%d", fd);
+    else
+        snprintf(out, cap, "/proc/%" PRId32 "/fd/%d", pid, fd);
 }

@@ -4,6 +4,7 @@
 #define SHMRPC_SRC_PROC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -29,5 +30,23 @@ int shmrpc__proc_maps(uint32_t id, dev_t dev, ino_t ino);
 
 /* The user that owns ID (/proc/ID): 0, or -1 with errno. */
 int shmrpc__proc_owner(uint32_t id, uid_t *uid);
+
+/* The start time of pid in clock ticks since boot (/proc/PID/stat), or 0 when it cannot be
+ * read (gone, or pid <= 0). */
+uint64_t shmrpc__proc_start(int32_t pid);
+
+/* Whether pid still runs and started at start (0: any start). Gone, a zombie, or a later
+ * process with the same pid: dead. When /proc cannot say, alive: a wrong "dead" would
+ * reset a channel under a running worker. */
+bool shmrpc__proc_alive(int32_t pid, uint64_t start);
+
+/* Alive, and not dying: once a process has begun to exit (PF_EXITING) it runs no more of
+ * its own code. For a worker that let go of a channel's lock without answering: the kernel
+ * does that early in its exit, before /proc shows it a zombie. */
+bool shmrpc__proc_running(int32_t pid, uint64_t start);
+
+/* The path of descriptor fd of process pid (/proc/PID/fd/FD), or of this process's own
+ * (/proc/self/fd/FD) when pid <= 0. */
+void shmrpc__proc_fd_path(char *out, size_t cap, int32_t pid, int fd);
 
 #endif

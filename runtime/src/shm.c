@@ -34,33 +34,6 @@
 
 /* --- processes ----------------------------------------------------------------------- */
 
-uint64_t shmrpc__proc_start(int32_t pid)
-{
-    shmrpc__proc_stat ps;
-    return pid > 0 && shmrpc__read_proc_stat((uint32_t)pid, &ps) == 0 ? ps.start : 0;
-}
-
-/* Gone, a zombie, or a later process with the same pid: dead. When /proc cannot say,
- * alive: a wrong "dead" would reset a channel under a running worker. */
-bool shmrpc__proc_alive(int32_t pid, uint64_t start)
-{
-    shmrpc__proc_stat ps;
-    if (pid <= 0) return false;
-    if (shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0) return errno != ENOENT && errno != ESRCH;
-    if (ps.state == 'Z' || ps.state == 'X' || ps.state == 'x') return false;
-    return start == 0 || start == ps.start;
-}
-
-/* Alive, and not dying: once a process has begun to exit (PF_EXITING) it runs no more
- * of its own code. For a worker that let go of a channel's lock without answering: the
- * kernel does that early in its exit, before /proc shows it a zombie. */
-static bool proc_running(int32_t pid, uint64_t start)
-{
-    shmrpc__proc_stat ps;
-    if (!shmrpc__proc_alive(pid, start)) return false;
-    return shmrpc__read_proc_stat((uint32_t)pid, &ps) != 0 || !(ps.flags & 4u /* PF_EXITING */);
-}
-
 static void proc_set(shmrpc__proc *p, int32_t pid, uint64_t start)
 {
     atomic_store_explicit(&p->start, start, memory_order_release);
@@ -194,7 +167,7 @@ static int check_channel(int fd, const char *name, uint64_t min_size, int *fd_ou
 {
     char path[64], link[256], want[200];
     /* What we hold, not what a path led to a moment before. */
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    shmrpc__proc_fd_path(path, sizeof path, 0, fd);
     ssize_t n = readlink(path, link, sizeof link - 1);
     link[n > 0 ? n : 0] = '\0';
     snprintf(want, sizeof want, "/memfd:%s (deleted)", name);
@@ -223,7 +196,7 @@ static int open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t
         shmrpc__msg_set(err, "the slot of %s names no channel", name);
         return SHMRPC_EPROTO;
     }
-    snprintf(path, sizeof path, "/proc/%" PRId32 "/fd/%" PRId32, pid, chan_fd);
+    shmrpc__proc_fd_path(path, sizeof path, pid, chan_fd);
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) return sys_error(err, "cannot open", path);
     return check_channel(fd, name, min_size, fd_out, size, err);
@@ -577,7 +550,7 @@ static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
     uint32_t state = atomic_load(&s->state);
     uint64_t start = atomic_load(&s->client.start);
     if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
-        atomic_load(&s->client.pid) == pid && !proc_running(pid, start)) {
+        atomic_load(&s->client.pid) == pid && !shmrpc__proc_running(pid, start)) {
         bool in_call = ours && in_call_state(chan_state_of(l->held_fd[slot])) &&
                        !atomic_load(&s->presence.asleep);
         free_slot(l->ctl, slot, state, in_call);
@@ -1322,8 +1295,7 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
     }
     table t;
     rc = parse_table(c->ctl, &t, err);
-    if (rc == 0) rc = shmrpc__method_map(info, &t.info, map_ids, err);
-    if (rc == 0) rc = shmrpc__table_keep(c->table, &t.info);
+    if (rc == 0) rc = shmrpc__table_accept(info, &t.info, map_ids, c->table, err);
     table_free(&t);
     return rc;
 }
@@ -1547,7 +1519,7 @@ static bool chan_held(shm_conn *c)
 static bool taker_alive(shmrpc__shm_chan *h)
 {
     int32_t pid = atomic_load(&h->taker.pid);
-    return pid == 0 || proc_running(pid, atomic_load(&h->taker.start));
+    return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
 }
 
 /* Whether the connection's slot still names it: open, of its gen, with its pid and its

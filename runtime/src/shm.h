@@ -153,9 +153,4 @@ static_assert(offsetof(shmrpc__shm_chan, lock) == 12, "the lock on the state's l
 
 extern const shmrpc__transport shmrpc__shm_transport;
 
-/* Whether pid still runs and started at start (0: any start); zombies count as dead. */
-bool shmrpc__proc_alive(int32_t pid, uint64_t start);
-/* This process's start time, in clock ticks since boot (/proc/self/stat). */
-uint64_t shmrpc__proc_start(int32_t pid);
-
 #endif

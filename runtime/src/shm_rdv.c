@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
 #include "shm.h"
 
 #define RDV_MAGIC 0x53525631u /* "SRV1" */

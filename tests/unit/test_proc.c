@@ -59,11 +59,41 @@ static void owner_and_maps(void **state)
     assert_int_equal(shmrpc__proc_maps((uint32_t)getpid(), st.st_dev, st.st_ino), 0);
 }
 
+/* The liveness checks the shm transport and the admin API use: a start time tells a
+ * reused pid; a reaped child is dead; descriptor paths name the process. */
+static void alive_start_and_fd_paths(void **state)
+{
+    (void)state;
+    uint64_t me = shmrpc__proc_start(getpid());
+    assert_true(me > 0);
+    assert_true(shmrpc__proc_alive(getpid(), 0));
+    assert_true(shmrpc__proc_alive(getpid(), me));
+    assert_false(shmrpc__proc_alive(getpid(), me + 1)); /* a later process of this pid */
+    assert_true(shmrpc__proc_running(getpid(), me));
+    assert_false(shmrpc__proc_alive(0, 0));
+    assert_int_equal(shmrpc__proc_start(-1), 0);
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(0);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_false(shmrpc__proc_alive(child, 0));
+    assert_false(shmrpc__proc_running(child, 0));
+
+    char path[64];
+    shmrpc__proc_fd_path(path, sizeof path, 0, 7);
+    assert_string_equal(path, "/proc/self/fd/7");
+    shmrpc__proc_fd_path(path, sizeof path, 1234, 5);
+    assert_string_equal(path, "/proc/1234/fd/5");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stat_of_self_and_of_a_zombie),
         cmocka_unit_test(owner_and_maps),
+        cmocka_unit_test(alive_start_and_fd_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
