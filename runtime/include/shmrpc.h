@@ -18,5 +18,6 @@
 #include <shmrpc/map.h>
 #include <shmrpc/module.h>
 #include <shmrpc/dynamic.h>
+#include <shmrpc/admin.h>
 
 #endif

@@ -26,9 +26,11 @@
 #include <unistd.h>
 #include <pthread.h>
 
+#include <shmrpc/admin.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
 #include <shmrpc/lock.h>
+#include <shmrpc/queue.h>
 
 #include "procs.h"
 #include "sup_helpers.h"
@@ -458,6 +460,66 @@ static void clean_removes_only_the_dead(void **state)
     assert_int_equal(shmrpc_lock_unlink(lock_name), 0);
 }
 
+/* A queue in ls, from the admin API and from shmrpcctl: its creator and shape. A queue
+ * outlives its creator (docs/queue.md), so clean leaves it even when the creator is dead. */
+static void ls_shows_queues(void **state)
+{
+    (void)state;
+    char name[128];
+    snprintf(name, sizeof name, "%squeue", prefix);
+    pid_t kid = fork(); /* the creator, which exits at once */
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        shmrpc_queue_opts o;
+        shmrpc_queue_opts_init(&o);
+        o.mode = SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE;
+        o.capacity = 16;
+        o.arena_bytes = 8192;
+        o.max_msg = 1024;
+        shmrpc_queue *q;
+        if (shmrpc_queue_open(&q, name, &o) != 0) _exit(1);
+        shmrpc_queue_close(q);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].kind, SHMRPC_SEG_QUEUE);
+    assert_string_equal(v[0].key, name);
+    assert_int_equal(v[0].owner_pid, kid);
+    assert_int_equal(v[0].owner, SHMRPC_LIFE_DEAD);
+    assert_true(v[0].valid && !v[0].stale);
+    assert_int_equal(shmrpc_segment_remove(&v[0]), SHMRPC_EINVAL);
+    shmrpc_segments_free(v);
+    names[0] = shm_live; /* a queue is named alone, never as shm://NAME */
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(v[i].kind, SHMRPC_SEG_QUEUE);
+    shmrpc_segments_free(v);
+
+    run r;
+    ctl(&r, NULL, "ls", name, NULL);
+    assert_int_equal(r.status, 0);
+    char want[400], owner[32];
+    snprintf(owner, sizeof owner, "pid %d", (int)kid);
+    snprintf(want, sizeof want,
+             "%-11s dead    work queue, 16 messages, arena 8192 bytes, max message 1024 bytes\n",
+             owner);
+    if (strncmp(r.out, "KIND", 4) != 0 || strstr(r.out, "\nqueue    shmrpc.queue.") == NULL ||
+        strstr(r.out, want) == NULL)
+        fail_msg("ls: %s", r.out);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -660,6 +722,7 @@ int main(void)
         cmocka_unit_test(call_bad_input),
         cmocka_unit_test(ls_shows_the_live_server),
         cmocka_unit_test(clean_removes_only_the_dead),
+        cmocka_unit_test(ls_shows_queues),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,95 @@
+/* The shmrpc segments in /dev/shm with their owners, and the removal of those whose owners
+ * are dead: what `shmrpcctl ls` and `clean` show and do, for any program (docs/admin.md). */
+#ifndef SHMRPC_ADMIN_H
+#define SHMRPC_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum shmrpc_seg_kind {
+    SHMRPC_SEG_CONTROL, /* shmrpc:NAME, a shm:// server's control segment */
+    SHMRPC_SEG_CHANNEL, /* shmrpc:NAME:PID:cSLOT:GEN, a connection's channel */
+    SHMRPC_SEG_LOCK,    /* shmrpc.lock.NAME (shmrpc/lock.h) */
+    SHMRPC_SEG_STATS,   /* shmrpc.stats.SCHEME.WHERE, a server's call statistics */
+    SHMRPC_SEG_QUEUE,   /* shmrpc.queue.NAME (shmrpc/queue.h) */
+    SHMRPC_SEG_OTHER    /* shmrpc:... in no form the library makes */
+} shmrpc_seg_kind;
+
+/* What is known of a process that owns (or uses) a segment. */
+typedef enum shmrpc_seg_life {
+    SHMRPC_LIFE_NONE,   /* nobody: a lock that is free */
+    SHMRPC_LIFE_ALIVE,  /* runs (or /proc could not say) */
+    SHMRPC_LIFE_DEAD,   /* gone, a zombie, or its pid now belongs to a later process */
+    SHMRPC_LIFE_UNKNOWN /* the segment does not say */
+} shmrpc_seg_life;
+
+/* One segment, as read once from its head (read-only) and checked in /proc. */
+typedef struct shmrpc_segment {
+    char name[256]; /* as in /dev/shm, without the leading '/' */
+    shmrpc_seg_kind kind;
+    char key[256]; /* control, channel, stats: the shm:// name (or tcp://HOST:PORT);
+                    * lock, queue: its name */
+    bool readable; /* the segment could be opened: size, uid, ino, mtime are set */
+    long long size;
+    unsigned uid;
+    uint64_t ino;
+    int64_t mtime; /* seconds since the epoch */
+    /* The owner: control: the manager; channel: the server (its name); lock: the thread
+     * that holds it; stats: the process that listened; queue: its creator. 0: none. */
+    int32_t owner_pid;
+    uint64_t owner_start; /* its start time (clock ticks since boot), 0 when unknown */
+    shmrpc_seg_life owner;
+    bool valid;       /* control, stats, queue: the magic and version are the library's */
+    char service[64]; /* control, stats: the service's name */
+    int workers;      /* control: workers running */
+    int connections;  /* control: slots in use */
+    unsigned methods; /* stats: methods counted */
+    bool stopping;    /* control: the server is stopping */
+    /* channel: the server its name gives, its slot in the control segment and the
+     * slot's generation, its state word, and the worker that took its call (0: none). */
+    int32_t chan_server;
+    unsigned chan_slot;
+    uint32_t chan_gen;
+    uint32_t chan_state;
+    int32_t taker;
+    int32_t client_pid; /* channel: its client, 0 when unknown */
+    shmrpc_seg_life client;
+    char detail[200]; /* one line for people: "service calc, 2 workers, 1 connection" */
+    bool stale;       /* shmrpc_segment_remove would remove it (docs/admin.md) */
+    char reason[160]; /* why it is stale: "its manager, pid 123, is dead" */
+} shmrpc_segment;
+
+/* Every shmrpc segment in /dev/shm, sorted by name, into *out (free it with
+ * shmrpc_segments_free) and *n. With n_names > 0, only those of the names given: a
+ * service (NAME or shm://NAME: its control, channel and stats segments), a lock or a
+ * queue (by its name). 0, SHMRPC_ENOMEM, or SHMRPC_ESYS(errno) when /dev/shm cannot be
+ * read; the message in shmrpc_errmsg(). */
+int shmrpc_segments_list(shmrpc_segment **out, size_t *n, const char *const *names, size_t n_names);
+
+void shmrpc_segments_free(shmrpc_segment *v);
+
+/* Removes a segment that shmrpc_segments_list judged stale, if it still is: the same
+ * inode, and for a control or stats segment the same owner, still dead. 0 when it is gone
+ * (also when someone removed it first); SHMRPC_EINVAL for one not judged stale;
+ * SHMRPC_EBUSY when it changed since (a new server took the name, its owner came back);
+ * SHMRPC_ESYS(errno) when it cannot be removed (EACCES: another user's). The message in
+ * shmrpc_errmsg(). Remove channels before their control segment, so that a failure leaves
+ * none orphaned. */
+int shmrpc_segment_remove(const shmrpc_segment *s);
+
+/* "control", "channel", "lock", "stats", "queue", "other". */
+const char *shmrpc_seg_kind_name(shmrpc_seg_kind k);
+
+/* "free", "alive", "dead", "unknown". */
+const char *shmrpc_seg_life_name(shmrpc_seg_life l);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,538 @@
+/* The admin API (shmrpc/admin.h): every shmrpc segment in /dev/shm (control, channel,
+ * lock, statistics and queue segments) is classified by its name, its owner read from its
+ * head (read-only, each field once) and checked in /proc with its start time, as the
+ * runtime does, so that a reused pid counts as dead. The layouts are the library's own:
+ * shm.h, stats.h, and lock.c's and queue.c's (pinned there by static asserts, documented
+ * in docs/lock.md and docs/queue.md). */
+#include <shmrpc/admin.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "proc.h"
+#include "shm.h"
+#include "stats.h"
+
+#define SHM_DIR "/dev/shm"
+#define CTL_PREFIX "shmrpc:"
+#define LOCK_PREFIX "shmrpc.lock."
+#define STATS_PREFIX "shmrpc.stats." /* SCHEME.WHERE: stats.c */
+#define QUEUE_PREFIX "shmrpc.queue."
+/* The lock segment's head (docs/lock.md, pinned by static asserts in lock.c). */
+#define LOCK_MAGIC 0x4b434c53u
+#define LOCK_SIZE 128
+#define LOCK_OFF_WORD 16
+#define LOCK_OFF_TAG 24
+#define LOCK_TID_BITS 22
+#define LOCK_WAITERS 0x80000000u /* in the word: a waiter may sleep on it (version 2) */
+/* The queue segment's header (docs/queue.md, pinned by static asserts in queue.c). */
+#define QUEUE_MAGIC 0x55455153u
+#define QUEUE_VERSION 1u
+#define QUEUE_HEAD 512
+#define QUEUE_OFF_CAPACITY 16
+#define QUEUE_OFF_ARENA 20
+#define QUEUE_OFF_MAX_MSG 24
+#define QUEUE_OFF_CREATOR 40
+#define QUEUE_OFF_CREATOR_START 48
+#define QUEUE_OFF_KIND 320
+/* A control segment without its magic is being created, or its creator died doing so:
+ * only one older than this is taken for the latter. */
+#define INCOMPLETE_GRACE_S 10
+
+static const char *const kind_names[] = {"control", "channel", "lock", "stats", "queue", "other"};
+static const char *const life_names[] = {"free", "alive", "dead", "unknown"};
+
+const char *shmrpc_seg_kind_name(shmrpc_seg_kind k)
+{
+    return (unsigned)k < sizeof kind_names / sizeof *kind_names ? kind_names[k] : "?";
+}
+
+const char *shmrpc_seg_life_name(shmrpc_seg_life l)
+{
+    return (unsigned)l < sizeof life_names / sizeof *life_names ? life_names[l] : "?";
+}
+
+typedef struct seg_list {
+    shmrpc_segment *v;
+    size_t n, cap;
+} seg_list;
+
+static shmrpc_seg_life life_of(int32_t pid, uint64_t start)
+{
+    return shmrpc__proc_alive(pid, start) ? SHMRPC_LIFE_ALIVE : SHMRPC_LIFE_DEAD;
+}
+
+/* NAME:PID:cSLOT:GEN after "shmrpc:", strictly as shm.c writes it. */
+static bool parse_channel(const char *rest, shmrpc_segment *s)
+{
+    const char *colon = strchr(rest, ':');
+    if (colon == NULL || colon == rest || (size_t)(colon - rest) >= sizeof s->key) return false;
+    char *end;
+    errno = 0;
+    long pid = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || pid <= 0 || pid > INT32_MAX || strncmp(end, ":c", 2) != 0)
+        return false;
+    const char *sp = end + 2;
+    unsigned long slot = strtoul(sp, &end, 10);
+    if (end == sp || *end != ':' || slot >= SHMRPC__MAX_CONNS) return false;
+    const char *gp = end + 1;
+    unsigned long gen = strtoul(gp, &end, 10);
+    if (end == gp || *end != '\0' || gen > UINT32_MAX) return false;
+    snprintf(s->key, sizeof s->key, "%.*s", (int)(colon - rest), rest);
+    s->chan_server = (int32_t)pid;
+    s->chan_slot = (unsigned)slot;
+    s->chan_gen = (uint32_t)gen;
+    return true;
+}
+
+/* Maps the first n bytes of a segment read-only; NULL when it is smaller or cannot be. */
+static void *map_head(const char *name, size_t n, shmrpc_segment *s)
+{
+    char path[260];
+    snprintf(path, sizeof path, "/%s", name);
+    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(s->detail, sizeof s->detail, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    void *p = NULL;
+    if (fstat(fd, &st) == 0) {
+        s->readable = true;
+        s->size = (long long)st.st_size;
+        s->uid = (unsigned)st.st_uid;
+        s->ino = (uint64_t)st.st_ino;
+        s->mtime = (int64_t)st.st_mtime;
+        if ((uint64_t)st.st_size >= n) {
+            p = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
+            if (p == MAP_FAILED) p = NULL;
+        }
+    }
+    close(fd);
+    return p;
+}
+
+/* Only the size, owner and inode of a segment. */
+static void stat_seg(const char *name, shmrpc_segment *s)
+{
+    map_head(name, SIZE_MAX, s); /* no segment is that large: never mapped */
+}
+
+static void read_control(shmrpc_segment *s)
+{
+    shmrpc__shm_ctl *ctl = map_head(s->name, sizeof *ctl, s);
+    if (ctl == NULL) {
+        if (!s->readable) return;
+        snprintf(s->detail, sizeof s->detail, "too small for a control segment (%lld bytes)",
+                 s->size);
+        return;
+    }
+    uint32_t magic = atomic_load(&ctl->magic);
+    uint32_t version = ctl->version;
+    if (magic == 0) {
+        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
+    } else if (magic != SHMRPC__SHM_MAGIC || version != SHMRPC__SHM_VERSION) {
+        snprintf(s->detail, sizeof s->detail,
+                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
+    } else {
+        s->valid = true;
+        s->owner_pid = atomic_load(&ctl->owner.pid);
+        s->owner_start = atomic_load(&ctl->owner.start);
+        s->owner = life_of(s->owner_pid, s->owner_start);
+        s->stopping = atomic_load(&ctl->state) == SHM_STOPPING;
+        memcpy(s->service, ctl->service, sizeof s->service - 1);
+        s->service[sizeof s->service - 1] = '\0';
+        for (size_t i = 0; s->service[i] != '\0'; i++)
+            if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+        for (int i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+            const shmrpc__shm_worker *w = &ctl->workers[i];
+            if (atomic_load(&w->state) == SHM_WORKER_RUNNING &&
+                shmrpc__proc_alive(atomic_load(&w->proc.pid), atomic_load(&w->proc.start)))
+                s->workers++;
+        }
+        for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+            if (atomic_load(&ctl->slots[i].state) != SHM_SLOT_FREE) s->connections++;
+        snprintf(s->detail, sizeof s->detail, "service %s, %d worker%s, %d connection%s%s",
+                 s->service, s->workers, s->workers == 1 ? "" : "s", s->connections,
+                 s->connections == 1 ? "" : "s", s->stopping ? ", stopping" : "");
+    }
+    munmap(ctl, sizeof *ctl);
+}
+
+/* A channel's client, from its service's control segment when that is the same server's. */
+static void channel_client(shmrpc_segment *s, const seg_list *all)
+{
+    for (size_t i = 0; i < all->n; i++) {
+        const shmrpc_segment *c = &all->v[i];
+        if (c->kind != SHMRPC_SEG_CONTROL || !c->valid || strcmp(c->key, s->key) != 0 ||
+            c->owner_pid != s->chan_server)
+            continue;
+        s->owner_start = c->owner_start; /* so that a reused pid is not taken for it */
+        shmrpc__shm_ctl *ctl = map_head(c->name, sizeof *ctl, &(shmrpc_segment){0});
+        if (ctl == NULL) return;
+        const shmrpc__shm_slot *slot = &ctl->slots[s->chan_slot];
+        uint32_t state = atomic_load(&slot->state), gen = atomic_load(&slot->gen);
+        int32_t pid = atomic_load(&slot->client.pid);
+        uint64_t start = atomic_load(&slot->client.start);
+        if (state != SHM_SLOT_FREE && gen == s->chan_gen && pid > 0) {
+            s->client_pid = pid;
+            s->client = life_of(pid, start);
+        }
+        munmap(ctl, sizeof *ctl);
+        return;
+    }
+}
+
+static void read_channel(shmrpc_segment *s, const seg_list *all)
+{
+    s->owner_pid = s->chan_server;
+    s->client = SHMRPC_LIFE_UNKNOWN;
+    channel_client(s, all);
+    s->owner = life_of(s->owner_pid, s->owner_start);
+    shmrpc__shm_chan *h = map_head(s->name, sizeof *h, s);
+    if (h == NULL) return;
+    static const char *const states[] = {"idle", "request", "busy", "response", "abandoned"};
+    s->chan_state = atomic_load(&h->state.word);
+    s->taker = atomic_load(&h->taker.pid);
+    munmap(h, sizeof *h);
+    char client[48] = "client unknown";
+    if (s->client_pid > 0)
+        snprintf(client, sizeof client, "client pid %" PRId32 " %s", s->client_pid,
+                 life_names[s->client]);
+    snprintf(s->detail, sizeof s->detail, "%s, %s", client,
+             s->chan_state < 5 ? states[s->chan_state] : "bad state");
+}
+
+static void read_lock(shmrpc_segment *s)
+{
+    uint8_t *p = map_head(s->name, LOCK_SIZE, s);
+    if (p == NULL) {
+        if (s->readable) snprintf(s->detail, sizeof s->detail, "too small for a lock");
+        return;
+    }
+    uint32_t magic, tid;
+    uint64_t tag;
+    memcpy(&magic, p, sizeof magic);
+    tid = atomic_load((_Atomic uint32_t *)(void *)(p + LOCK_OFF_WORD)) & ~LOCK_WAITERS;
+    tag = atomic_load((_Atomic uint64_t *)(void *)(p + LOCK_OFF_TAG));
+    munmap(p, LOCK_SIZE);
+    if (magic != LOCK_MAGIC) {
+        snprintf(s->detail, sizeof s->detail, "incomplete or unknown layout");
+        return;
+    }
+    s->owner_pid = (int32_t)tid;
+    if (tid == 0) {
+        s->owner = SHMRPC_LIFE_NONE;
+        return;
+    }
+    /* As lock.c's owner_dead: a tag of this tid with an earlier start time (cut to the tag's
+     * bits) is a reused id. Without its look at /proc/TID/maps: a thread whose tag is not
+     * its own shows as alive. */
+    shmrpc__proc_stat ps;
+    if (shmrpc__read_proc_stat(tid, &ps) != 0) {
+        s->owner = errno == ENOENT || errno == ESRCH ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_UNKNOWN;
+    } else {
+        uint64_t start = tag >> LOCK_TID_BITS;
+        uint64_t mask = (UINT64_C(1) << (64 - LOCK_TID_BITS)) - 1;
+        bool dead = ps.state == 'Z' || ps.state == 'X' ||
+                    ((tag & ((UINT64_C(1) << LOCK_TID_BITS) - 1)) == tid && start != 0 &&
+                     start < (ps.start & mask));
+        s->owner = dead ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_ALIVE;
+    }
+    snprintf(s->detail, sizeof s->detail, "held by thread %" PRIu32 "%s", tid,
+             s->owner == SHMRPC_LIFE_DEAD ? ", which is dead: the next locker takes it over" : "");
+}
+
+/* A statistics segment's head: the server that listened (a pid without a start time), its
+ * service and how many methods it counts. */
+static void read_stats(shmrpc_segment *s)
+{
+    shmrpc__stats_head *h = map_head(s->name, sizeof *h, s);
+    if (h == NULL) {
+        if (s->readable)
+            snprintf(s->detail, sizeof s->detail, "too small for a statistics segment (%lld bytes)",
+                     s->size);
+        return;
+    }
+    uint32_t magic = atomic_load(&h->magic);
+    uint32_t version = h->version;
+    if (magic == 0) {
+        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
+    } else if (magic != SHMRPC__STATS_MAGIC || version != SHMRPC__STATS_VERSION) {
+        snprintf(s->detail, sizeof s->detail,
+                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
+    } else {
+        s->valid = true;
+        s->owner_pid = h->pid;
+        s->methods = h->n_methods;
+        memcpy(s->service, h->service, sizeof s->service - 1);
+        s->service[sizeof s->service - 1] = '\0';
+        for (size_t i = 0; s->service[i] != '\0'; i++)
+            if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+        snprintf(s->detail, sizeof s->detail, "statistics of service %s, %u method%s", s->service,
+                 s->methods, s->methods == 1 ? "" : "s");
+    }
+    munmap(h, sizeof *h);
+}
+
+/* A queue's header: its creator and shape. A queue outlives its creator by design (a
+ * durable pipe that others may still use), so it is never stale here. */
+static void read_queue(shmrpc_segment *s)
+{
+    uint8_t *p = map_head(s->name, QUEUE_HEAD, s);
+    if (p == NULL) {
+        if (s->readable)
+            snprintf(s->detail, sizeof s->detail, "too small for a queue (%lld bytes)", s->size);
+        return;
+    }
+    uint32_t magic = atomic_load((_Atomic uint32_t *)(void *)p), version, cap, arena, max, kind;
+    memcpy(&version, p + 4, sizeof version);
+    memcpy(&cap, p + QUEUE_OFF_CAPACITY, sizeof cap);
+    memcpy(&arena, p + QUEUE_OFF_ARENA, sizeof arena);
+    memcpy(&max, p + QUEUE_OFF_MAX_MSG, sizeof max);
+    memcpy(&kind, p + QUEUE_OFF_KIND, sizeof kind);
+    uint32_t creator = atomic_load((_Atomic uint32_t *)(void *)(p + QUEUE_OFF_CREATOR));
+    uint64_t start;
+    memcpy(&start, p + QUEUE_OFF_CREATOR_START, sizeof start);
+    munmap(p, QUEUE_HEAD);
+    if (creator > 0 && creator <= INT32_MAX) {
+        s->owner_pid = (int32_t)creator;
+        s->owner_start = start;
+        s->owner = life_of(s->owner_pid, start);
+    }
+    if (magic == 0) {
+        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
+    } else if (magic != QUEUE_MAGIC || version != QUEUE_VERSION) {
+        snprintf(s->detail, sizeof s->detail,
+                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
+    } else {
+        s->valid = true;
+        snprintf(s->detail, sizeof s->detail,
+                 "%s queue, %" PRIu32 " messages, arena %" PRIu32 " bytes, max message %" PRIu32
+                 " bytes",
+                 kind == 1 ? "broadcast" : "work", cap, arena, max);
+    }
+}
+
+/* A statistics segment's owner is alive: with the start time of the control segment of the
+ * same shm:// name when that is the same server's, else any process of its pid. */
+static void stats_owner(shmrpc_segment *s, const seg_list *all)
+{
+    if (!s->valid) return;
+    for (size_t i = 0; i < all->n; i++) {
+        const shmrpc_segment *c = &all->v[i];
+        if (c->kind == SHMRPC_SEG_CONTROL && c->valid && strcmp(c->key, s->key) == 0 &&
+            c->owner_pid == s->owner_pid)
+            s->owner_start = c->owner_start;
+    }
+    s->owner = life_of(s->owner_pid, s->owner_start);
+}
+
+/* The rules of clean (docs/shmrpcctl.md). */
+static void judge(shmrpc_segment *s)
+{
+    switch (s->kind) {
+    case SHMRPC_SEG_CONTROL:
+        if (s->valid && s->owner == SHMRPC_LIFE_DEAD) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its manager, pid %" PRId32 ", is dead",
+                     s->owner_pid);
+        } else if (!s->valid && s->readable && strncmp(s->detail, "unknown", 7) != 0 &&
+                   time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
+        }
+        return;
+    case SHMRPC_SEG_STATS:
+        if (s->valid && s->owner == SHMRPC_LIFE_DEAD) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its server, pid %" PRId32 ", is dead",
+                     s->owner_pid);
+        } else if (!s->valid && s->readable && strncmp(s->detail, "unknown", 7) != 0 &&
+                   time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
+        }
+        return;
+    case SHMRPC_SEG_CHANNEL:
+        if (s->owner == SHMRPC_LIFE_DEAD) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its server, pid %" PRId32 ", is dead",
+                     s->owner_pid);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* A lock or a queue by its own name; the rest by their service's, with or without shm://. */
+static bool wanted(const char *key, shmrpc_seg_kind kind, const char *const *names, size_t n)
+{
+    if (n == 0) return true;
+    for (size_t i = 0; i < n; i++) {
+        const char *want = names[i];
+        bool own = kind == SHMRPC_SEG_LOCK || kind == SHMRPC_SEG_QUEUE;
+        if (strncmp(want, "shm://", 6) == 0) want += 6;
+        if (strcmp(want, key) == 0 && (!own || want == names[i])) return true;
+    }
+    return false;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const shmrpc_segment *)a)->name, ((const shmrpc_segment *)b)->name);
+}
+
+/* Every shmrpc segment (of the services, locks or queues named, when any are), sorted by
+ * name. */
+static int scan(seg_list *out, const char *const *names, size_t n_names)
+{
+    DIR *d = opendir(SHM_DIR);
+    if (d == NULL) {
+        int e = errno;
+        return shmrpc__err_set(SHMRPC_ESYS(e), "cannot read %s: %s", SHM_DIR, strerror(e));
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        shmrpc_segment s = {0};
+        const char *name = e->d_name;
+        if (strlen(name) >= sizeof s.name) continue;
+        if (strncmp(name, STATS_PREFIX, strlen(STATS_PREFIX)) == 0) {
+            /* shm.NAME is NAME's, as its control segment; tcp.HOST:PORT is tcp://HOST:PORT. */
+            const char *rest = name + strlen(STATS_PREFIX);
+            s.kind = SHMRPC_SEG_STATS;
+            if (strncmp(rest, "shm.", 4) == 0)
+                snprintf(s.key, sizeof s.key, "%s", rest + 4);
+            else if (strncmp(rest, "tcp.", 4) == 0)
+                snprintf(s.key, sizeof s.key, "tcp://%s", rest + 4);
+            else
+                snprintf(s.key, sizeof s.key, "%s", rest);
+        } else if (strncmp(name, LOCK_PREFIX, strlen(LOCK_PREFIX)) == 0) {
+            s.kind = SHMRPC_SEG_LOCK;
+            snprintf(s.key, sizeof s.key, "%s", name + strlen(LOCK_PREFIX));
+        } else if (strncmp(name, QUEUE_PREFIX, strlen(QUEUE_PREFIX)) == 0) {
+            s.kind = SHMRPC_SEG_QUEUE;
+            snprintf(s.key, sizeof s.key, "%s", name + strlen(QUEUE_PREFIX));
+        } else if (strncmp(name, CTL_PREFIX, strlen(CTL_PREFIX)) == 0) {
+            const char *rest = name + strlen(CTL_PREFIX);
+            if (strchr(rest, ':') == NULL) {
+                s.kind = SHMRPC_SEG_CONTROL;
+                snprintf(s.key, sizeof s.key, "%s", rest);
+            } else if (parse_channel(rest, &s)) {
+                s.kind = SHMRPC_SEG_CHANNEL;
+            } else {
+                s.kind = SHMRPC_SEG_OTHER;
+                snprintf(s.key, sizeof s.key, "%.*s", (int)strcspn(rest, ":"), rest);
+            }
+        } else {
+            continue;
+        }
+        if (!wanted(s.key, s.kind, names, n_names)) continue;
+        snprintf(s.name, sizeof s.name, "%s", name);
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 32;
+            shmrpc_segment *v = realloc(out->v, cap * sizeof *v);
+            if (v == NULL) {
+                closedir(d);
+                return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+            }
+            out->v = v;
+            out->cap = cap;
+        }
+        out->v[out->n++] = s;
+    }
+    closedir(d);
+    if (out->n) qsort(out->v, out->n, sizeof *out->v, by_name);
+    /* Control segments first: a channel's owner and client are read from its service's. */
+    for (size_t i = 0; i < out->n; i++) {
+        shmrpc_segment *s = &out->v[i];
+        s->owner = SHMRPC_LIFE_UNKNOWN;
+        if (s->kind == SHMRPC_SEG_CONTROL) read_control(s);
+        if (s->kind == SHMRPC_SEG_LOCK) read_lock(s);
+        if (s->kind == SHMRPC_SEG_STATS) read_stats(s);
+        if (s->kind == SHMRPC_SEG_QUEUE) read_queue(s);
+        if (s->kind == SHMRPC_SEG_OTHER) {
+            stat_seg(s->name, s);
+            snprintf(s->detail, sizeof s->detail, "not a name shmrpc makes");
+        }
+    }
+    for (size_t i = 0; i < out->n; i++)
+        if (out->v[i].kind == SHMRPC_SEG_CHANNEL) read_channel(&out->v[i], out);
+    for (size_t i = 0; i < out->n; i++)
+        if (out->v[i].kind == SHMRPC_SEG_STATS) stats_owner(&out->v[i], out);
+    for (size_t i = 0; i < out->n; i++)
+        judge(&out->v[i]);
+    return 0;
+}
+
+/* Whether a segment judged stale is still the same and still stale just before it goes:
+ * the same inode, and for a control segment the same dead owner. */
+static bool still_stale(const shmrpc_segment *s)
+{
+    shmrpc_segment now = {0};
+    snprintf(now.name, sizeof now.name, "%s", s->name);
+    if (s->kind == SHMRPC_SEG_CONTROL) {
+        read_control(&now);
+        if (!now.readable || now.ino != s->ino) return false;
+        if (s->valid)
+            return now.valid && now.owner_pid == s->owner_pid &&
+                   now.owner_start == s->owner_start &&
+                   !shmrpc__proc_alive(now.owner_pid, now.owner_start);
+        return !now.valid && strncmp(now.detail, "unknown", 7) != 0;
+    }
+    if (s->kind == SHMRPC_SEG_STATS) {
+        read_stats(&now);
+        if (!now.readable || now.ino != s->ino) return false;
+        if (s->valid)
+            return now.valid && now.owner_pid == s->owner_pid &&
+                   !shmrpc__proc_alive(now.owner_pid, s->owner_start);
+        return !now.valid && strncmp(now.detail, "unknown", 7) != 0;
+    }
+    stat_seg(s->name, &now);
+    return now.readable && now.ino == s->ino && !shmrpc__proc_alive(s->owner_pid, s->owner_start);
+}
+
+int shmrpc_segments_list(shmrpc_segment **out, size_t *n, const char *const *names, size_t n_names)
+{
+    *out = NULL;
+    *n = 0;
+    seg_list l = {0};
+    int rc = scan(&l, names, n_names);
+    if (rc != 0) {
+        free(l.v);
+        return rc;
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
+}
+
+void shmrpc_segments_free(shmrpc_segment *v)
+{
+    free(v);
+}
+
+int shmrpc_segment_remove(const shmrpc_segment *s)
+{
+    if (!s->stale) return shmrpc__err_set(SHMRPC_EINVAL, "%s is not stale", s->name);
+    if (!still_stale(s))
+        return shmrpc__err_set(SHMRPC_EBUSY, "%s changed since it was listed", s->name);
+    char path[260];
+    snprintf(path, sizeof path, "/%s", s->name);
+    if (shm_unlink(path) != 0 && errno != ENOENT) {
+        int e = errno;
+        return shmrpc__err_set(SHMRPC_ESYS(e), "cannot remove %s: %s", s->name, strerror(e));
+    }
+    return 0;
+}
