@@ -16,7 +16,8 @@ defined=$(echo $defined | tr ' ' '\n')
 status=0
 for o in "$@"; do
     case "$o" in
-    */tcp.c.o | */tcp_server.c.o | */tcp_client.c.o | */inproc.c.o | */shm.c.o | */dispatch.c.o \
+    */tcp.c.o | */tcp_server.c.o | */tcp_client.c.o | */inproc.c.o | */shm.c.o | */shm_server.c.o \
+        | */shm_client.c.o | */shm_rdv.c.o | */dispatch.c.o \
         | */transport.c.o | */crew.c.o | */stats.c.o | */verify.c.o | */frame.c.o | */auth.c.o) ;;
     *) continue ;;
     esac

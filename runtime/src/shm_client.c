@@ -1,0 +1,580 @@
+/* The shm:// transport's client side: connect (the control segment, its method table, a
+ * slot, a channel handed over at the rendezvous), the call, and its wait for the answer
+ * while watching the worker and the server. */
+#include "shm_int.h"
+
+#include "shm_rdv.h"
+#include "proc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
+
+/* The server's method table, read from a private copy of the control segment's text. */
+typedef struct table {
+    char service[256];
+    char *text;
+    shmrpc_method_info *methods;
+    shmrpc_service_info info;
+} table;
+
+static void table_free(table *t)
+{
+    free(t->text);
+    free(t->methods);
+}
+
+static int parse_table(const shmrpc__shm_ctl *ctl, table *t, shmrpc_buf *err)
+{
+    uint32_t len = ctl->table_len; /* read once */
+    memset(t, 0, sizeof *t);
+    memcpy(t->service, ctl->service, sizeof t->service - 1); /* NUL-terminated here */
+    if (len > sizeof ctl->table) goto bad;
+    t->text = malloc((size_t)len + 1);
+    uint32_t lines = 0;
+    if (t->text == NULL) return SHMRPC_ENOMEM;
+    memcpy(t->text, ctl->table, len);
+    t->text[len] = '\0';
+    for (uint32_t i = 0; i < len; i++)
+        lines += t->text[i] == '\n';
+    t->methods = calloc(lines ? lines : 1, sizeof *t->methods);
+    if (t->methods == NULL) return SHMRPC_ENOMEM;
+    char *p = t->text;
+    for (uint32_t i = 0; i < lines; i++) {
+        char *name = p, *enc = strchr(p, '\t'), *fp = enc ? strchr(enc + 1, '\t') : NULL;
+        char *sig = fp ? strchr(fp + 1, '\t') : NULL, *end = strchr(p, '\n');
+        if (!sig || sig > end) goto bad;
+        *enc++ = *fp++ = *sig++ = *end = '\0';
+        t->methods[i] = (shmrpc_method_info){.name = name,
+                                             .id = i,
+                                             .encoding = (shmrpc_encoding)atoi(enc),
+                                             .fingerprint = strtoull(fp, NULL, 16),
+                                             .signature = sig};
+        p = end + 1;
+    }
+    t->info = (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
+                                    .version = SHMRPC_DESCRIPTOR_VERSION,
+                                    .name = t->service,
+                                    .svc_name = t->service,
+                                    .fingerprint = ctl->fingerprint,
+                                    .n_methods = lines,
+                                    .methods = t->methods};
+    if (shmrpc__info_check(&t->info, err) == 0) return 0;
+bad:
+    shmrpc__msg_set(err, "the server's method table is malformed");
+    return SHMRPC_EPROTO;
+}
+
+typedef struct shm_conn {
+    shmrpc__conn base;
+    char key[SHMRPC__KEY_MAX + 1];
+    int ctl_fd;
+    shmrpc__shm_ctl *ctl;
+    /* The connection to the server's rendezvous, kept open as long as the slot: the
+     * manager holds the channel handed over on it, and its hang-up tells the manager that
+     * this process died. -1 with a server of a version before it. */
+    int rdv_fd;
+    int32_t rdv_pid; /* who listens there (SO_PEERCRED): must be the segment's owner */
+    int32_t owner;
+    uint64_t owner_start;
+    unsigned slot;
+    uint32_t gen;
+    shmrpc__chan_map chan;
+    ino_t chan_ino;   /* the channel's inode: is chan.fd still the channel? */
+    int32_t pid;      /* the process that connected: only it may call or close the slot */
+    uint64_t max_msg; /* the server's maximum, read once and capped */
+    bool broken;      /* the server went away: the next call connects again */
+    bool lost;        /* the slot or the channel's fd stopped leading to this connection (a bad
+                         write, a sweep, or the program closed the fd) */
+    int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
+    const shmrpc_service_info *info; /* for reconnects, which check the table again */
+    uint32_t *map;
+    shmrpc__table *table; /* the server's, kept at every (re)connect */
+    uint32_t last_worker; /* served the last call: likely the next one's */
+    shmrpc_wait_opts wait;
+} shm_conn;
+
+static void shm_conn_close(shmrpc__conn *base);
+static bool chan_held(shm_conn *c);
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err);
+
+static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call, .close = shm_conn_close};
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
+
+static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
+                    shmrpc_buf *err)
+{
+    char name[128];
+    shmrpc__shm_ctl_name(name, sizeof name, c->key);
+    uint64_t size;
+    int rc = shmrpc__shm_open_segment(name, sizeof(shmrpc__shm_ctl), &c->ctl_fd, &size, err);
+    if (rc == SHMRPC_ESYS(ENOENT)) {
+        shmrpc__msg_set(err, "no server at shm://%s", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (rc == SHMRPC_EPROTO) { /* created but not sized yet: as good as not there yet */
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (rc != 0) return rc;
+    c->ctl = shmrpc__shm_map(c->ctl_fd, sizeof *c->ctl);
+    if (c->ctl == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+    uint32_t magic = atomic_load_explicit(&c->ctl->magic, memory_order_acquire);
+    if (magic == 0) {
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (magic != SHMRPC__SHM_MAGIC || c->ctl->version != SHMRPC__SHM_VERSION) {
+        shmrpc__msg_set(err, "shm://%s is not a shmrpc service of version %u", c->key,
+                        SHMRPC__SHM_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    c->owner = atomic_load(&c->ctl->owner.pid);
+    c->owner_start = atomic_load(&c->ctl->owner.start);
+    c->max_msg = c->ctl->max_msg; /* read once, never trusted beyond the cap */
+    if (c->max_msg > SHMRPC__MAX_MSG_CAP) c->max_msg = SHMRPC__MAX_MSG_CAP;
+    if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start)) {
+        shmrpc__msg_set(err, "the server of shm://%s is gone", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    table t;
+    rc = parse_table(c->ctl, &t, err);
+    if (rc == 0) rc = shmrpc__table_accept(info, &t.info, map_ids, c->table, err);
+    table_free(&t);
+    return rc;
+}
+
+static int claim_slot(shm_conn *c, shmrpc_buf *err)
+{
+    int32_t pid = getpid();
+    uint64_t start = shmrpc__proc_start(pid);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &c->ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        /* The gen first: a sweep's note of this slot without a pid, made before, no longer
+         * matches (see pidless_for_long). */
+        c->gen = atomic_fetch_add(&s->gen, 1) + 1;
+        shmrpc__shm_proc_set(&s->client, pid, start);
+        c->slot = i;
+        return 0;
+    }
+    shmrpc__msg_set(err, "all %d connections of shm://%s are in use", SHMRPC__MAX_CONNS, c->key);
+    return SHMRPC_EBUSY;
+}
+
+/* Rings the doorbell: a server that serves in its listening process (no manager) looks at
+ * its rendezvous when a worker wakes. */
+static void ring(void *arg)
+{
+    shm_conn *c = arg;
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+}
+
+/* Hands the channel over at the rendezvous, connecting again if the manager dropped the
+ * connection before answering (it drops the oldest handshake when too many arrive at
+ * once), within the deadline. */
+static int hand_over(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    uint32_t flags = prctl(PR_GET_DUMPABLE) == 1 ? SHMRPC__RDV_DUMPABLE : 0;
+    for (int attempt = 0;; attempt++) {
+        int rc = shmrpc__rdv_hello(c->rdv_fd, c->slot, c->gen, flags, c->chan.fd, deadline, ring, c,
+                                   err);
+        if ((rc != SHMRPC_EUNAVAIL && rc != SHMRPC_EBUSY) || attempt >= 8 ||
+            shmrpc__now_ns() >= deadline)
+            return rc;
+        close(c->rdv_fd);
+        c->rdv_fd = -1;
+        int32_t pid;
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &pid, err);
+        if (rc == 0 && pid != c->rdv_pid) {
+            shmrpc__msg_set(err, "the rendezvous of shm://%s changed hands during the connect",
+                            c->key);
+            return SHMRPC_EUNAVAIL;
+        }
+        if (rc != 0) return rc == SHMRPC_ESYS(ECONNREFUSED) ? SHMRPC_EUNAVAIL : rc;
+    }
+}
+
+static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    /* Without a rendezvous (a server of an older version), workers open the channel
+     * through /proc/PID/fd, which the kernel refuses for a process that is not dumpable:
+     * say so now, rather than let every call time out. */
+    if (c->rdv_fd < 0 && prctl(PR_GET_DUMPABLE) != 1) {
+        shmrpc__msg_set(err,
+                        "shm://%s has no rendezvous (a server of an older version), so its "
+                        "workers open this process's channel through /proc/%d/fd, which needs "
+                        "a dumpable process; this one is not (PR_SET_DUMPABLE, setuid or "
+                        "capabilities)",
+                        c->key, (int)getpid());
+        return SHMRPC_EPERM;
+    }
+    char name[160];
+    shmrpc__shm_chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
+    int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
+    if (rc != 0) return rc;
+    struct stat st;
+    if (fstat(c->chan.fd, &st) != 0) return shmrpc__shm_sys_error(err, "cannot stat", name);
+    c->chan_ino = st.st_ino;
+    c->chan.head = shmrpc__shm_map(c->chan.fd, PAGE);
+    if (c->chan.head == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+    c->chan.mapped = PAGE;
+    c->chan.max_size = shmrpc__chan_max_size(c->max_msg);
+    atomic_store(&c->chan.head->size, PAGE);
+    atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
+    atomic_store(&c->ctl->slots[c->slot].chan_fd, c->chan.fd);
+    if (c->rdv_fd >= 0 && (rc = hand_over(c, deadline, err)) != 0) return rc;
+    uint32_t claimed = SHM_SLOT_CLAIMED;
+    if (!atomic_compare_exchange_strong(&c->ctl->slots[c->slot].state, &claimed, SHM_SLOT_OPEN)) {
+        shmrpc__msg_set(err, "the slot of shm://%s was taken back during the connect", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    return 0;
+}
+
+int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
+                        const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
+                        shmrpc__conn **out, shmrpc_buf *err)
+{
+    int rc = shmrpc__shm_check_key(where, err);
+    if (rc != 0) return rc;
+    shm_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) return SHMRPC_ENOMEM;
+    c->base.ops = &shm_conn_ops;
+    c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
+    c->slot = UINT_MAX;
+    c->last_worker = UINT32_MAX;
+    c->pid = getpid();
+    c->info = info;
+    c->map = map_ids;
+    c->table = table;
+    snprintf(c->key, sizeof c->key, "%s", where);
+    c->wait = cfg->wait;
+    rc = attach(c, shmrpc__now_ns() + RDV_WAIT_NS, err);
+    if (rc != 0) {
+        shm_conn_close(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+/* Lets go of the server: the channel and the slot too, in the process that made them
+ * (a forked child only unmaps what it inherited). A slot that names another process by
+ * now (a sweep freed it after a bad write, and another client took it) is not ours. */
+static void detach(shm_conn *c)
+{
+    bool mine = getpid() == c->pid;
+    /* The program may have closed the channel's fd, and reused its number: not ours then. */
+    if (c->chan.fd >= 0 && !chan_held(c)) c->chan.fd = -1;
+    shmrpc__chan_unmap(&c->chan);
+    if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS) {
+        shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+        uint32_t state = atomic_load(&s->state);
+        if (atomic_load(&s->client.pid) == c->pid && state != SHM_SLOT_FREE &&
+            state != SHM_SLOT_FREEING) {
+            shmrpc__shm_proc_set(&s->client, 0, 0); /* a free slot has no pid (see the sweep) */
+            atomic_store(&s->state, SHM_SLOT_FREE);
+        }
+    }
+    /* After the slot: the manager then finds it free at the hang-up. */
+    if (c->rdv_fd >= 0) close(c->rdv_fd);
+    c->rdv_fd = -1;
+    if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
+    if (c->ctl_fd >= 0) close(c->ctl_fd);
+    c->ctl = NULL;
+    c->ctl_fd = -1;
+    c->slot = UINT_MAX;
+}
+
+/* Connects: the rendezvous first, so that a service of another uid is refused by what
+ * the kernel says of it; then the control segment, a slot, and the channel, handed over
+ * at the rendezvous. No rendezvous there: a server of an older version (or one still
+ * starting, which binds it before it publishes the segment: so it is tried once more
+ * once the segment is found ready). */
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int64_t left = deadline - shmrpc__now_ns();
+    int rc = shmrpc__rdv_connect(c->key, left, &c->rdv_fd, &c->rdv_pid, err);
+    bool refused = rc == SHMRPC_ESYS(ECONNREFUSED);
+    if (rc != 0 && !refused) return rc;
+    rc = open_ctl(c, c->info, c->map, err);
+    if (rc == 0 && refused) {
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &c->rdv_pid, err);
+        if (rc == SHMRPC_ESYS(ECONNREFUSED)) rc = 0;
+    }
+    if (rc == 0 && c->rdv_fd >= 0 && c->rdv_pid != c->owner) {
+        shmrpc__msg_set(err,
+                        "the rendezvous of shm://%s is held by pid %" PRId32
+                        ", not by the service's owner (pid %" PRId32 ")",
+                        c->key, c->rdv_pid, c->owner);
+        rc = SHMRPC_EUNAVAIL;
+    }
+    if (rc == 0) rc = claim_slot(c, err);
+    if (rc == 0) rc = create_chan(c, deadline, err);
+    return rc;
+}
+
+/* After the server went away, a later call connects again (never the failed call: it
+ * is not sent twice), no more often than a backoff that doubles up to a second, with
+ * jitter so that a crowd of clients does not come back at once. */
+static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    if (now < c->retry_ns) {
+        shmrpc__msg_set(err, "the server of shm://%s went away; trying again shortly", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    detach(c);
+    /* The rendezvous is waited for within the call's deadline: a call waits nowhere else. */
+    int rc = attach(c, deadline < now + RDV_WAIT_NS ? deadline : now + RDV_WAIT_NS, err);
+    if (rc == 0) {
+        c->broken = c->lost = false;
+        c->backoff_ns = 0;
+        return 0;
+    }
+    detach(c);
+    c->backoff_ns = c->backoff_ns ? c->backoff_ns * 2 : 10 * 1000 * 1000;
+    if (c->backoff_ns > 1000 * 1000 * 1000) c->backoff_ns = 1000 * 1000 * 1000;
+    c->retry_ns = now + c->backoff_ns / 2 + (int64_t)((uint64_t)now % (uint64_t)c->backoff_ns);
+    return rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ESYS(ENOENT) ? SHMRPC_EUNAVAIL : rc;
+}
+
+static void shm_conn_close(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    detach(c);
+    free(c);
+}
+
+/* Whether the channel's fd still leads to the channel this client maps: workers open it
+ * through that fd, so once the program closed it (or put another file in its place) a
+ * worker that had not opened it yet can never serve it. */
+static bool chan_held(shm_conn *c)
+{
+    struct stat st;
+    return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
+}
+
+/* Whether the process that took the channel's call still runs (and is not exiting: it
+ * lets go of the channel's lock early in its exit, and will never answer). */
+static bool taker_alive(shmrpc__shm_chan *h)
+{
+    int32_t pid = atomic_load(&h->taker.pid);
+    return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
+}
+
+/* Whether the connection's slot still names it: open, of its gen, with its pid and its
+ * channel's fd. Workers serve the channel that the slot names, so a slot that names
+ * another (rewritten by a broken process, or freed by a sweep that took this client for
+ * dead) is never served. */
+static bool slot_ours(shm_conn *c)
+{
+    shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+    return atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen &&
+           atomic_load(&s->client.pid) == c->pid && atomic_load(&s->chan_fd) == c->chan.fd;
+}
+
+/* While a call waits: the server, and the worker serving it, must still be there. The
+ * server is looked at first, so that a server killed with its workers reads as gone
+ * (unavailable) rather than as one worker dead, unless the kill reached the worker
+ * noticeably before the manager. */
+static int client_check(void *arg)
+{
+    shm_conn *c = arg;
+    shmrpc__shm_chan *h = c->chan.head;
+    uint32_t st = atomic_load(&h->state.word);
+    bool busy = st == SHM_CHAN_BUSY;
+    if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
+    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
+    /* A stopping server finishes the calls its workers took; the others will not run. */
+    if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
+    /* A call that a worker took is answered in the channel whatever the slot says; one
+     * not taken yet never will be if the slot no longer names the channel. */
+    if (!busy && (!slot_ours(c) || (st == SHM_CHAN_REQUEST && !chan_held(c)))) {
+        c->lost = true;
+        return SHMRPC_EUNAVAIL;
+    }
+    /* A bad write may have cleared the request's pending bit: ring again (a worker that
+     * finds the channel taken already just moves on). */
+    uint64_t bit = (uint64_t)1 << (c->slot % 64);
+    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit)) {
+        atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
+        atomic_fetch_add(&c->ctl->doorbell.word, 1);
+        shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    }
+    return 0;
+}
+
+/* Waits until the call leaves REQUEST and BUSY. */
+static int await_answer(shm_conn *c, int64_t deadline)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    shmrpc__waiter w = {.opts = &c->wait,
+                        .self = &c->ctl->slots[c->slot].presence,
+                        .check = client_check,
+                        .check_arg = c,
+                        .awake = &c->ctl->awake};
+    for (;;) {
+        uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
+        if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
+        /* Before a worker takes the call, the one that took the last is the best guess. */
+        uint32_t wi = st == SHM_CHAN_BUSY ? atomic_load(&h->worker) : c->last_worker;
+        w.peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL;
+        if (st == SHM_CHAN_BUSY) c->last_worker = wi;
+        /* Once taken, the call's worker holds the channel's lock: sleeping on it, the
+         * client is woken by the kernel at the worker's death as well as by its answer. */
+        w.owner_lock = st == SHM_CHAN_BUSY ? &h->lock : NULL;
+        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        if (rc != 0) return rc;
+    }
+}
+
+/* After a failed wait: withdraws a request no worker took, or leaves a call being
+ * served to finish on its own (or resets the channel if its worker died). */
+static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    uint32_t st = SHM_CHAN_REQUEST;
+    if (atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_IDLE)) {
+        atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err,
+                            "the deadline passed before a worker took the call; it did not run");
+    } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
+        atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
+        shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
+                        atomic_load(&h->taker.pid));
+    } else if (st == SHM_CHAN_BUSY &&
+               atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_ABANDONED)) {
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err, "the deadline passed while the call ran; it may still complete");
+    } else if (st == SHM_CHAN_RESPONSE) {
+        return 0; /* the answer came after all */
+    }
+    if (rc == SHMRPC_EUNAVAIL && c->lost) {
+        c->broken = true;
+        shmrpc__msg_set(err,
+                        "this connection's slot or channel at shm://%s no longer leads to it (a "
+                        "broken client wrote over the slot, or this program closed the "
+                        "channel's fd?); the call %s; the next call connects again",
+                        c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
+    } else if (rc == SHMRPC_EUNAVAIL) {
+        c->broken = true;
+        shmrpc__msg_set(err, "the server of shm://%s went away during the call", c->key);
+    }
+    return rc;
+}
+
+/* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
+static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    for (;;) {
+        uint32_t st = atomic_load(&h->state.word);
+        if (st == SHM_CHAN_IDLE) return 0;
+        /* A leftover answer, a state no side writes, or a call whose worker is gone: the
+         * channel is ours again. A worker still serving one is waited for, never raced. */
+        bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
+        if (!served || !taker_alive(h)) {
+            atomic_store(&h->state.word, SHM_CHAN_IDLE);
+            return 0;
+        }
+        shmrpc__waiter w = {
+            .opts = &c->wait, .check = client_check, .check_arg = c, .owner_lock = &h->lock};
+        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        if (rc == SHMRPC_ETIMEDOUT) {
+            shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
+            return rc;
+        }
+        if (rc != 0 && rc != SHMRPC_EPEERDIED) return rc;
+    }
+}
+
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    int64_t now = shmrpc__now_ns();
+    int64_t deadline =
+        timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
+            ? INT64_MAX
+            : now + timeout_ms * 1000000;
+    if (getpid() != c->pid) {
+        shmrpc__msg_set(err,
+                        "a shm:// connection belongs to the process that opened it "
+                        "(pid %" PRId32 "): connect again in this one",
+                        c->pid);
+        return SHMRPC_EINVAL;
+    }
+    /* A slot taken from this connection while it was idle: nothing was sent yet, so
+     * connecting again now cannot run anything twice. */
+    if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
+    int rc = c->broken ? reconnect(c, deadline, err) : 0;
+    if (rc != 0) return rc;
+    if (req.len > c->max_msg) {
+        shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
+                        req.len, c->max_msg);
+        return SHMRPC_ETOOBIG;
+    }
+    rc = channel_ready(c, deadline, err);
+    if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
+        c->broken = true;
+        shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
+                        c->lost ? "this connection lost its slot or channel at"
+                                : "the server went away from",
+                        c->key);
+    }
+    if (rc == 0) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
+    if (rc != 0) return rc;
+    shmrpc__shm_chan *h = c->chan.head;
+    if (req.len) memcpy(shmrpc__chan_data(&c->chan), req.ptr, req.len);
+    h->method = sid;
+    h->req_len = (uint32_t)req.len;
+    shmrpc__shm_proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    /* No worker serves the channel now: a lock left by a dead worker (or a bad write)
+     * would keep the next worker from taking it. A worker that let an abandoned call go
+     * and has yet to let go of the lock finds it no longer its own, and leaves it be. */
+    if (atomic_load_explicit(&h->lock, memory_order_relaxed) != 0) atomic_store(&h->lock, 0);
+    /* Only this client sleeps on its channel, and not now: whatever a bad write left in
+     * the count is undone here, so a lost wake-up cannot repeat on every call. */
+    atomic_store(&h->state.sleepers, 0);
+    atomic_fetch_add(&c->ctl->awake, 1);
+    atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
+    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+
+    /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
+     * sweep takes a dead client's share back by that. */
+    rc = await_answer(c, deadline);
+    if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
+        atomic_fetch_sub(&c->ctl->awake, 1);
+        return rc;
+    }
+    int32_t status = h->status;
+    uint32_t len = h->resp_len; /* read once */
+    rc = len > c->max_msg ? SHMRPC_EPROTO : shmrpc__chan_follow(&c->chan, len, err);
+    if (rc == 0 && shmrpc_buf_append(resp, shmrpc__chan_data(&c->chan), len) != 0) rc = resp->err;
+    atomic_store(&h->state.word, SHM_CHAN_IDLE);
+    atomic_fetch_sub(&c->ctl->awake, 1);
+    if (rc != 0) return rc;
+    if (status == 0) return 0;
+    if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))
+        status = SHMRPC_EPROTO;
+    shmrpc__msg_set(err, "%.*s", (int)resp->len, (const char *)resp->data);
+    shmrpc_buf_clear(resp);
+    return status;
+}

@@ -1,0 +1,89 @@
+/* The shm:// transport's insides, shared by its three files: shm.c (names, segments,
+ * channel mappings and the transport's table), shm_server.c (the manager, its workers,
+ * their sweeps and the rendezvous's server side) and shm_client.c (connect, call, wait).
+ * The layouts they share are in shm.h. */
+#ifndef SHMRPC_SRC_SHM_INT_H
+#define SHMRPC_SRC_SHM_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "shm.h"
+
+#define PAGE ((uint64_t)4096)
+
+/* The seals of a channel: it may grow, never shrink (a peer that truncated it would make
+ * the others fault on what they mapped), and no seal may be added (F_SEAL_GROW or
+ * F_SEAL_WRITE would keep the other side from answering). */
+#define CHAN_SEALS (F_SEAL_SHRINK | F_SEAL_SEAL)
+
+typedef struct shmrpc__chan_map {
+    int fd;
+    shmrpc__shm_chan *head;
+    uint64_t mapped;
+    uint64_t max_size; /* the largest size this side accepts */
+} shmrpc__chan_map;
+
+void shmrpc__shm_proc_set(shmrpc__proc *p, int32_t pid, uint64_t start);
+
+/* NAME in shm://NAME: a service name or a port. */
+int shmrpc__shm_check_key(const char *key, shmrpc_buf *err);
+
+/* Names are "shmrpc:KEY" and "shmrpc:KEY:OWNERPID:cSLOT:GEN": keys cannot hold ':', so
+ * no service's name can be another's channel, nor a lock's ("shmrpc.lock.NAME"). */
+void shmrpc__shm_ctl_name(char *out, size_t cap, const char *key);
+
+void shmrpc__shm_chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
+                           uint32_t gen);
+
+int shmrpc__shm_sys_error(shmrpc_buf *err, const char *what, const char *name);
+
+/* Opens an existing segment and refuses one that is not ours alone, or is too small. */
+int shmrpc__shm_open_segment(const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+                             shmrpc_buf *err);
+
+/* Creates a segment that must not exist, 0600 whatever the umask, of size bytes. */
+int shmrpc__shm_create_segment(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err);
+
+/* Creates a channel: a memfd, 0600 whatever the umask, of size bytes, sealed. It has no
+ * name in /dev/shm: it goes when its last holder lets go, so no channel outlives its
+ * processes. */
+int shmrpc__shm_create_channel(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err);
+
+/* Keeps fd in *fd_out if it is the memfd named name, ours alone, at least min_size bytes
+ * and sealed as channels are; else closes it. Whatever reached us (a descriptor a client
+ * handed over, or one opened through /proc), a broken client that gave another file, or
+ * an unsealed one, costs its own connection only. */
+int shmrpc__shm_check_channel(int fd, const char *name, uint64_t min_size, int *fd_out,
+                              uint64_t *size, shmrpc_buf *err);
+
+/* Opens the channel that client pid holds as fd through /proc: for a client that did not
+ * hand it over at the rendezvous (a client of a version before it). */
+int shmrpc__shm_open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t min_size,
+                             int *fd_out, uint64_t *size, shmrpc_buf *err);
+
+uint8_t *shmrpc__chan_data(shmrpc__chan_map *m);
+
+void shmrpc__chan_unmap(shmrpc__chan_map *m);
+
+/* Maps all of the channel that the other side may have grown. Its claimed size is only
+ * a hint: what is mapped is what the file really holds, within this side's maximum. */
+int shmrpc__chan_follow(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
+
+/* Grows the channel so that need bytes of data fit. */
+int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
+
+uint64_t shmrpc__chan_max_size(uint64_t max_msg);
+
+void *shmrpc__shm_map(int fd, uint64_t size);
+
+/* The listen and connect entries of the transport's table. */
+int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out,
+                       shmrpc_buf *err);
+int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
+                        const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
+                        shmrpc__conn **out, shmrpc_buf *err);
+
+#endif
