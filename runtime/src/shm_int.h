@@ -26,6 +26,8 @@ typedef struct shmrpc__chan_map {
     uint64_t max_size; /* the largest size this side accepts */
 } shmrpc__chan_map;
 
+/* Publishes who holds p: the start time first, then the pid (both release), so that a
+ * reader that sees the pid sees its start time. */
 void shmrpc__shm_proc_set(shmrpc__proc *p, int32_t pid, uint64_t start);
 
 /* NAME in shm://NAME: a service name or a port. */
@@ -35,9 +37,11 @@ int shmrpc__shm_check_key(const char *key, shmrpc_buf *err);
  * no service's name can be another's channel, nor a lock's ("shmrpc.lock.NAME"). */
 void shmrpc__shm_ctl_name(char *out, size_t cap, const char *key);
 
+/* A channel's name: "/shmrpc:KEY:OWNERPID:cSLOT:GEN". */
 void shmrpc__shm_chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
                            uint32_t gen);
 
+/* "WHAT NAME: strerror(errno)" into err; SHMRPC_ESYS(errno). */
 int shmrpc__shm_sys_error(shmrpc_buf *err, const char *what, const char *name);
 
 /* Opens an existing segment and refuses one that is not ours alone, or is too small. */
@@ -64,8 +68,10 @@ int shmrpc__shm_check_channel(int fd, const char *name, uint64_t min_size, int *
 int shmrpc__shm_open_channel(int32_t pid, int32_t chan_fd, const char *name, uint64_t min_size,
                              int *fd_out, uint64_t *size, shmrpc_buf *err);
 
+/* Where a channel's message begins, after its head. */
 uint8_t *shmrpc__chan_data(shmrpc__chan_map *m);
 
+/* Unmaps and closes a channel (either may be missing). */
 void shmrpc__chan_unmap(shmrpc__chan_map *m);
 
 /* Maps all of the channel that the other side may have grown. Its claimed size is only
@@ -75,8 +81,11 @@ int shmrpc__chan_follow(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 /* Grows the channel so that need bytes of data fit. */
 int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 
+/* The largest channel this side accepts for messages of max_msg bytes (a power of two of
+ * pages that holds the head and one such message). */
 uint64_t shmrpc__chan_max_size(uint64_t max_msg);
 
+/* Maps size bytes of fd shared, read-write; NULL on failure. */
 void *shmrpc__shm_map(int fd, uint64_t size);
 
 /* The listen and connect entries of the transport's table. */
