@@ -460,6 +460,43 @@ static void clean_removes_only_the_dead(void **state)
     assert_int_equal(shmrpc_lock_unlink(lock_name), 0);
 }
 
+/* The admin API's removal: only what was listed as stale, and only while it is the same
+ * segment (a channel of a dead server, replaced between the list and the removal, stays). */
+static void admin_removes_only_what_it_listed(void **state)
+{
+    (void)state;
+    pid_t kid = fork(); /* a server pid that is dead */
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    char key[96], chan[160];
+    snprintf(key, sizeof key, "%sgone", prefix);
+    snprintf(chan, sizeof chan, "shmrpc:%s:%d:c1:1", key, (int)kid);
+    fake_channel(chan);
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {key};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0].kind, SHMRPC_SEG_CHANNEL);
+    assert_int_equal(v[0].owner, SHMRPC_LIFE_DEAD);
+    assert_true(v[0].stale);
+    char path[200];
+    snprintf(path, sizeof path, "/%s", chan);
+    assert_int_equal(shm_unlink(path), 0);
+    fake_channel(chan); /* another inode under the same name */
+    assert_int_equal(shmrpc_segment_remove(&v[0]), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "changed since it was listed"));
+    assert_true(shm_exists(chan));
+    shmrpc_segments_free(v);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(shmrpc_segment_remove(&v[0]), 0);
+    assert_false(shm_exists(chan));
+    assert_int_equal(shmrpc_segment_remove(&v[0]), SHMRPC_EBUSY); /* gone: not the same */
+    shmrpc_segments_free(v);
+}
+
 /* A queue in ls, from the admin API and from shmrpcctl: its creator and shape. A queue
  * outlives its creator (docs/queue.md), so clean leaves it even when the creator is dead. */
 static void ls_shows_queues(void **state)
@@ -723,6 +760,7 @@ int main(void)
         cmocka_unit_test(ls_shows_the_live_server),
         cmocka_unit_test(clean_removes_only_the_dead),
         cmocka_unit_test(ls_shows_queues),
+        cmocka_unit_test(admin_removes_only_what_it_listed),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -74,12 +74,11 @@ int shmrpc_segments_list(shmrpc_segment **out, size_t *n, const char *const *nam
 void shmrpc_segments_free(shmrpc_segment *v);
 
 /* Removes a segment that shmrpc_segments_list judged stale, if it still is: the same
- * inode, and for a control or stats segment the same owner, still dead. 0 when it is gone
- * (also when someone removed it first); SHMRPC_EINVAL for one not judged stale;
- * SHMRPC_EBUSY when it changed since (a new server took the name, its owner came back);
- * SHMRPC_ESYS(errno) when it cannot be removed (EACCES: another user's). The message in
- * shmrpc_errmsg(). Remove channels before their control segment, so that a failure leaves
- * none orphaned. */
+ * inode, and for a control or stats segment the same owner, still dead. 0 when it was
+ * removed; SHMRPC_EINVAL for one not judged stale; SHMRPC_EBUSY when it changed since it
+ * was listed (gone already, another inode under its name, its owner alive); SHMRPC_ESYS(errno)
+ * when it cannot be removed (EACCES: another user's). The message in shmrpc_errmsg().
+ * Remove channels before their control segment, so that a failure leaves none orphaned. */
 int shmrpc_segment_remove(const shmrpc_segment *s);
 
 /* "control", "channel", "lock", "stats", "queue", "other". */
