@@ -2,8 +2,8 @@
  * lock, statistics and queue segments) is classified by its name, its owner read from its
  * head (read-only, each field once) and checked in /proc with its start time, as the
  * runtime does, so that a reused pid counts as dead. The layouts are the library's own:
- * shm.h, stats.h, and lock.c's and queue.c's (pinned there by static asserts, documented
- * in docs/lock.md and docs/queue.md). */
+ * shm.h, stats.h, lock_seg.h, and queue.c's header (pinned there by static asserts,
+ * documented in docs/queue.md: read here by its offsets). */
 #include <shmrpc/admin.h>
 
 #include <dirent.h>
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "lock_seg.h"
 #include "proc.h"
 #include "shm.h"
 #include "stats.h"
@@ -29,13 +30,6 @@
 #define LOCK_PREFIX "shmrpc.lock."
 #define STATS_PREFIX "shmrpc.stats." /* SCHEME.WHERE: stats.c */
 #define QUEUE_PREFIX "shmrpc.queue."
-/* The lock segment's head (docs/lock.md, pinned by static asserts in lock.c). */
-#define LOCK_MAGIC 0x4b434c53u
-#define LOCK_SIZE 128
-#define LOCK_OFF_WORD 16
-#define LOCK_OFF_TAG 24
-#define LOCK_TID_BITS 22
-#define LOCK_WAITERS 0x80000000u /* in the word: a waiter may sleep on it (version 2) */
 /* The queue segment's header (docs/queue.md, pinned by static asserts in queue.c). */
 #define QUEUE_MAGIC 0x55455153u
 #define QUEUE_VERSION 1u
@@ -216,17 +210,15 @@ static void read_channel(shmrpc_segment *s, const seg_list *all)
 
 static void read_lock(shmrpc_segment *s)
 {
-    uint8_t *p = map_head(s->name, LOCK_SIZE, s);
+    struct lock_seg *p = map_head(s->name, sizeof *p, s);
     if (p == NULL) {
         if (s->readable) snprintf(s->detail, sizeof s->detail, "too small for a lock");
         return;
     }
-    uint32_t magic, tid;
-    uint64_t tag;
-    memcpy(&magic, p, sizeof magic);
-    tid = atomic_load((_Atomic uint32_t *)(void *)(p + LOCK_OFF_WORD)) & ~LOCK_WAITERS;
-    tag = atomic_load((_Atomic uint64_t *)(void *)(p + LOCK_OFF_TAG));
-    munmap(p, LOCK_SIZE);
+    uint32_t magic = atomic_load(&p->magic);
+    uint32_t tid = atomic_load(&p->futex.word) & ~WAITERS;
+    uint64_t tag = atomic_load(&p->owner_tag);
+    munmap(p, sizeof *p);
     if (magic != LOCK_MAGIC) {
         snprintf(s->detail, sizeof s->detail, "incomplete or unknown layout");
         return;
@@ -243,11 +235,10 @@ static void read_lock(shmrpc_segment *s)
     if (shmrpc__read_proc_stat(tid, &ps) != 0) {
         s->owner = errno == ENOENT || errno == ESRCH ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_UNKNOWN;
     } else {
-        uint64_t start = tag >> LOCK_TID_BITS;
-        uint64_t mask = (UINT64_C(1) << (64 - LOCK_TID_BITS)) - 1;
-        bool dead = ps.state == 'Z' || ps.state == 'X' ||
-                    ((tag & ((UINT64_C(1) << LOCK_TID_BITS) - 1)) == tid && start != 0 &&
-                     start < (ps.start & mask));
+        uint64_t start = tag >> TAG_TID_BITS;
+        bool dead =
+            ps.state == 'Z' || ps.state == 'X' ||
+            ((tag & TAG_TID_MASK) == tid && start != 0 && start < (ps.start & TAG_START_MASK));
         s->owner = dead ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_ALIVE;
     }
     snprintf(s->detail, sizeof s->detail, "held by thread %" PRIu32 "%s", tid,
