@@ -16,6 +16,16 @@
 
 typedef shmrpc_segment seg;
 
+/* The segments of the names from argv[first] on (all when there are none); 0, or -1 after
+ * saying why. */
+static int list(int argc, char **argv, int first, seg **v, size_t *n)
+{
+    if (shmrpc_segments_list(v, n, (const char *const *)argv + first, (size_t)(argc - first)) == 0)
+        return 0;
+    fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
+    return -1;
+}
+
 static json_t *seg_json(const seg *s)
 {
     json_t *o = json_object();
@@ -77,11 +87,7 @@ int ctl_ls_main(int argc, char **argv)
     if (parse_opts(argc, argv, "--json", &as_json, &first, LS_USAGE) != 0) return 2;
     seg *v;
     size_t n;
-    if (shmrpc_segments_list(&v, &n, (const char *const *)argv + first, (size_t)(argc - first)) !=
-        0) {
-        fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
-        return 1;
-    }
+    if (list(argc, argv, first, &v, &n) != 0) return 1;
     if (as_json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
@@ -121,11 +127,7 @@ int ctl_clean_main(int argc, char **argv)
     if (parse_opts(argc, argv, "--dry-run", &dry, &first, CLEAN_USAGE) != 0) return 2;
     seg *v;
     size_t n;
-    if (shmrpc_segments_list(&v, &n, (const char *const *)argv + first, (size_t)(argc - first)) !=
-        0) {
-        fprintf(stderr, "shmrpcctl: %s\n", shmrpc_errmsg());
-        return 1;
-    }
+    if (list(argc, argv, first, &v, &n) != 0) return 1;
     int status = 0;
     size_t removed = 0;
     /* Channels before their control segment, so that a failure leaves nothing orphaned. */
