@@ -40,29 +40,12 @@ static const char *const enc_consts[] = {[SVC_ENC_MSGPACK] = "SHMRPC_ENC_MSGPACK
                                          [SVC_ENC_JSON] = "SHMRPC_ENC_JSON",
                                          [SVC_ENC_RAW] = "SHMRPC_ENC_RAW"};
 
-/* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
-enum { MAX_LITERAL = 4095 };
-
 /* A signature too long for a string literal, as a char array; its name. */
 static const char *signature_array(gen *g, emitter *e, int i, const char *sig)
 {
     const char *name = S("%s_signature_%d", g->own, i);
     em_blank(e);
-    em(e, "/* Too long for a string literal in ISO C. */");
-    em_open(e, "static const char %s[] = {", name);
-    sbuf b;
-    sb_init(&b);
-    size_t n = strlen(sig);
-    for (size_t k = 0; k <= n; k++) {
-        sb_printf(&b, "0x%02x,", (unsigned char)sig[k]);
-        if (k % 12 == 11 || k == n) {
-            em(e, "%s", sb_str(&b));
-            sb_free(&b);
-        } else {
-            sb_puts(&b, " ");
-        }
-    }
-    em_close(e, "};");
+    gen_string_def(g, e, S("static const char %s[]", name), sig);
     return name;
 }
 
@@ -78,7 +61,7 @@ void gen_descriptor(gen *g, emitter *e)
     for (int i = 0; i < g->n_methods; i++) {
         const char *sig = signature(g, g->sorted[i]);
         const char *lit = gen_cstr(g, sig);
-        sigs[i] = strlen(lit) - 2 > MAX_LITERAL ? signature_array(g, e, i, sig) : lit;
+        sigs[i] = strlen(lit) - 2 > GEN_MAX_LITERAL ? signature_array(g, e, i, sig) : lit;
     }
     if (g->n_methods) {
         em_blank(e);

@@ -91,6 +91,11 @@ const char *gen_tokstr(gen *g, svc_tok t);
 void gen_doc(gen *g, emitter *e, const char *doc);
 /* A C string literal with the quotes. */
 const char *gen_cstr(gen *g, const char *s);
+/* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
+enum { GEN_MAX_LITERAL = 4095 };
+/* Defines decl ("static const char name[]") as text: a string literal when one may hold it,
+ * else a char array of its bytes and the NUL. */
+void gen_string_def(gen *g, emitter *e, const char *decl, const char *text);
 /* The C constant of an enum value: echo_Color_red. */
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v);
 /* A method's parameters in a prototype: ", int64_t a, const echo_Point *p". */

@@ -6,9 +6,6 @@
 
 #include "gen.h"
 
-/* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
-enum { MAX_LITERAL = 4095 };
-
 static const char *qname(gen *g, const svc_method *q)
 {
     return gen_method_cname(g, q); /* snake case, as a method's */
@@ -77,28 +74,7 @@ void gen_queue_decls(gen *g, emitter *e)
 static void type_def(gen *g, emitter *e, const svc_method *q)
 {
     const char *sig = gen_must(svc_signature(g->a, q, SVC_MAX_SIGNATURE, NULL));
-    const char *lit = gen_cstr(g, sig);
-    if (strlen(lit) - 2 <= MAX_LITERAL) {
-        em(e, "const char %s[] = %s;", fn(g, q, "type"), lit);
-        return;
-    }
-    em(e, "/* Too long for a string literal in ISO C. */");
-    em_open(e, "const char %s[] = {", fn(g, q, "type"));
-    sbuf b;
-    sb_init(&b);
-    size_t n = strlen(sig);
-    for (size_t k = 0; k <= n; k++) {
-        sb_printf(&b, "0x%02x,", (unsigned char)sig[k]);
-        if (k % 12 == 11 || k == n) {
-            em(e, "%s", sb_str(&b));
-            sb_free(&b);
-            sb_init(&b);
-        } else {
-            sb_puts(&b, " ");
-        }
-    }
-    sb_free(&b);
-    em_close(e, "};");
+    gen_string_def(g, e, S("const char %s[]", fn(g, q, "type")), sig);
 }
 
 void gen_queue_functions(gen *g, emitter *e)

@@ -337,6 +337,30 @@ const char *gen_cstr(gen *g, const char *s)
     return r;
 }
 
+void gen_string_def(gen *g, emitter *e, const char *decl, const char *text)
+{
+    const char *lit = gen_cstr(g, text);
+    if (strlen(lit) - 2 <= GEN_MAX_LITERAL) {
+        em(e, "%s = %s;", decl, lit);
+        return;
+    }
+    em(e, "/* Too long for a string literal in ISO C. */");
+    em_open(e, "%s = {", decl);
+    sbuf b;
+    sb_init(&b);
+    size_t n = strlen(text);
+    for (size_t k = 0; k <= n; k++) {
+        sb_printf(&b, "0x%02x,", (unsigned char)text[k]);
+        if (k % 12 == 11 || k == n) {
+            em(e, "%s", sb_str(&b));
+            sb_free(&b);
+        } else {
+            sb_puts(&b, " ");
+        }
+    }
+    em_close(e, "};");
+}
+
 const char *gen_enum_const(gen *g, const gtype *t, const svc_enumval *v)
 {
     return S("%s_%.*s", t->ctype, v->name.n, v->name.p);
