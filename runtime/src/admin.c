@@ -123,6 +123,20 @@ static void stat_seg(const char *name, shmrpc_segment *s)
     map_head(name, SIZE_MAX, s); /* no segment is that large: never mapped */
 }
 
+/* Whether a segment's head has the layout this reads; else says why in its detail. */
+static bool known_layout(shmrpc_segment *s, uint32_t magic, uint32_t version, uint32_t want_magic,
+                         uint32_t want_version)
+{
+    if (magic == 0)
+        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
+    else if (magic != want_magic || version != want_version)
+        snprintf(s->detail, sizeof s->detail,
+                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
+    else
+        return true;
+    return false;
+}
+
 static void read_control(shmrpc_segment *s)
 {
     shmrpc__shm_ctl *ctl = map_head(s->name, sizeof *ctl, s);
@@ -134,12 +148,7 @@ static void read_control(shmrpc_segment *s)
     }
     uint32_t magic = atomic_load(&ctl->magic);
     uint32_t version = ctl->version;
-    if (magic == 0) {
-        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
-    } else if (magic != SHMRPC__SHM_MAGIC || version != SHMRPC__SHM_VERSION) {
-        snprintf(s->detail, sizeof s->detail,
-                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
-    } else {
+    if (known_layout(s, magic, version, SHMRPC__SHM_MAGIC, SHMRPC__SHM_VERSION)) {
         s->valid = true;
         s->owner_pid = atomic_load(&ctl->owner.pid);
         s->owner_start = atomic_load(&ctl->owner.start);
@@ -258,12 +267,7 @@ static void read_stats(shmrpc_segment *s)
     }
     uint32_t magic = atomic_load(&h->magic);
     uint32_t version = h->version;
-    if (magic == 0) {
-        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
-    } else if (magic != SHMRPC__STATS_MAGIC || version != SHMRPC__STATS_VERSION) {
-        snprintf(s->detail, sizeof s->detail,
-                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
-    } else {
+    if (known_layout(s, magic, version, SHMRPC__STATS_MAGIC, SHMRPC__STATS_VERSION)) {
         s->valid = true;
         s->owner_pid = h->pid;
         s->methods = h->n_methods;
@@ -302,12 +306,7 @@ static void read_queue(shmrpc_segment *s)
         s->owner_start = start;
         s->owner = life_of(s->owner_pid, start);
     }
-    if (magic == 0) {
-        snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
-    } else if (magic != QUEUE_MAGIC || version != QUEUE_VERSION) {
-        snprintf(s->detail, sizeof s->detail,
-                 "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
-    } else {
+    if (known_layout(s, magic, version, QUEUE_MAGIC, QUEUE_VERSION)) {
         s->valid = true;
         snprintf(s->detail, sizeof s->detail,
                  "%s queue, %" PRIu32 " messages, arena %" PRIu32 " bytes, max message %" PRIu32
