@@ -25,11 +25,11 @@
 #include "internal.h"
 #include "proc.h"
 #include "lock_seg.h"
+#include "segment.h"
 #include "wait.h"
 
 #define PATH_PREFIX "/shmrpc.lock."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_LOCK_NAME_MAX)
-#define SHM_DIR "/dev/shm"
 
 /* How long an opener waits for a creator to size and initialise the segment. */
 #define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
@@ -87,33 +87,8 @@ struct shmrpc_lock {
 /* Failures go to the calling thread (status.h). A public function fails through fail(),
  * or its slow path begins the thread's message and ends it with the status; the fast
  * paths that succeed leave the thread's message alone. */
-__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__err_vset(rc, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* strerror is not thread-safe; shmrpc_strerror is. */
-static const char *syserr(int e)
-{
-    return shmrpc_strerror(SHMRPC_ESYS(e));
-}
-
-/* "/dev/shm/shmrpc.lock.NAME: uid U, mode 0MMM" for messages about a segment. */
-static void describe_file(const char *path, char *out, size_t cap)
-{
-    char file[sizeof SHM_DIR + PATH_CAP];
-    snprintf(file, sizeof file, "%s%s", SHM_DIR, path);
-    struct stat st;
-    if (stat(file, &st) == 0)
-        snprintf(out, cap, "%s: uid %u, mode 0%03o", file, (unsigned)st.st_uid,
-                 (unsigned)(st.st_mode & 0777));
-    else
-        snprintf(out, cap, "%s", file);
-}
+#define fail shmrpc__err_set
+#define syserr shmrpc__seg_syserr
 
 /* --- who we are -------------------------------------------------------------------- */
 
@@ -613,28 +588,14 @@ void shmrpc_lock_opts_init(shmrpc_lock_opts *o)
 
 static int check_name(const char *name)
 {
-    if (!name) return fail(SHMRPC_EINVAL, "lock name is NULL");
-    size_t n = 0;
-    for (const char *p = name; *p && n <= SHMRPC_LOCK_NAME_MAX; p++, n++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-        if (!ok)
-            return fail(SHMRPC_EINVAL, "lock name '%.64s' has a character outside [A-Za-z0-9_.-]",
-                        name);
-    }
-    if (n == 0 || n > SHMRPC_LOCK_NAME_MAX)
-        return fail(SHMRPC_EINVAL, "lock name must be 1 to %d characters", SHMRPC_LOCK_NAME_MAX);
-    return 0;
+    return shmrpc__seg_check_name("lock", name, SHMRPC_LOCK_NAME_MAX);
 }
 
 static int check_opts(const shmrpc_lock_opts *o)
 {
-    if ((unsigned)o->mode > SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE)
-        return fail(SHMRPC_EINVAL, "unknown lock mode %d", (int)o->mode);
-    if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
-        return fail(SHMRPC_EINVAL, "lock perms 0%o: want 0600 plus group/other bits",
-                    (unsigned)o->perms);
+    int rc =
+        shmrpc__seg_check_mode("lock", (int)o->mode, SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE, o->perms);
+    if (rc != 0) return rc;
     if (o->steal_after_ms < 0)
         return fail(SHMRPC_EINVAL, "negative steal_after_ms %" PRId64, o->steal_after_ms);
     if (o->wait.sleep_ns < 0)
@@ -662,12 +623,6 @@ static int map_segment(int fd, struct mapped *out)
     return 0;
 }
 
-static void nap(void)
-{
-    struct timespec ts = {0, 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
 /* The creator's part: everything but the magic, then the magic with a release store, so
  * an opener that sees the magic sees the rest. */
 static void init_segment(struct lock_seg *s, bool locked)
@@ -684,14 +639,9 @@ static void init_segment(struct lock_seg *s, bool locked)
 /* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
 static int create(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perms);
-    if (fd < 0) {
-        int err = errno;
-        if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
-        return fail(SHMRPC_ESYS(err), "cannot create lock '%s' (%s%s): %s", name, SHM_DIR, path,
-                    syserr(err));
-    }
-    int rc = 0;
+    int fd;
+    int rc = shmrpc__seg_create("lock", path, name, o->perms, &fd);
+    if (rc != 0) return rc;
     /* fchmod: shm_open's mode passes through the umask, which must neither widen nor
      * narrow what was asked. */
     if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)SEG_SIZE) != 0) {
@@ -708,21 +658,6 @@ static int create(const char *path, const char *name, const shmrpc_lock_opts *o,
     return 0;
 }
 
-/* Owner and mode of an existing segment, before it is mapped. */
-static int check_owner(const struct stat *st, const char *name, const shmrpc_lock_opts *o)
-{
-    unsigned mode = (unsigned)(st->st_mode & 0777);
-    bool shared = (o->perms & 077) != 0;
-    if (st->st_uid != geteuid() && !shared)
-        return fail(SHMRPC_EPERM, "lock '%s' belongs to uid %u (mode 0%03o), not to uid %u", name,
-                    (unsigned)st->st_uid, mode, (unsigned)geteuid());
-    if (mode & 077 & ~(unsigned)o->perms)
-        return fail(SHMRPC_EPERM,
-                    "lock '%s' (uid %u) has mode 0%03o, more open than the 0%03o asked for", name,
-                    (unsigned)st->st_uid, mode, (unsigned)o->perms);
-    return 0;
-}
-
 /* Waits, bounded, for a creator to size the segment; checks owner and mode each time. */
 static int check_file(int fd, const char *name, const shmrpc_lock_opts *o)
 {
@@ -733,7 +668,7 @@ static int check_file(int fd, const char *name, const shmrpc_lock_opts *o)
             int err = errno;
             return fail(SHMRPC_ESYS(err), "fstat of lock '%s': %s", name, syserr(err));
         }
-        int rc = check_owner(&st, name, o);
+        int rc = shmrpc__seg_check_owner(&st, "lock", name, o->perms);
         if (rc != 0) return rc;
         if (st.st_size == (off_t)SEG_SIZE) return 0;
         if (st.st_size != 0)
@@ -742,7 +677,7 @@ static int check_file(int fd, const char *name, const shmrpc_lock_opts *o)
         if (shmrpc__now_ns() >= give_up)
             return fail(SHMRPC_EPROTO, "lock '%s' was never sized (its creator died?); %s", name,
                         REPLACE_HINT);
-        nap();
+        shmrpc__seg_nap();
     }
 }
 
@@ -755,7 +690,7 @@ static int check_header(const struct lock_seg *s, const char *name)
         if (shmrpc__now_ns() >= give_up)
             return fail(SHMRPC_EPROTO, "lock '%s' was never initialised (its creator died?); %s",
                         name, REPLACE_HINT);
-        nap();
+        shmrpc__seg_nap();
     }
     uint32_t version = s->version, size = s->size;
     if (magic != LOCK_MAGIC || size != SEG_SIZE)
@@ -770,15 +705,10 @@ static int check_header(const struct lock_seg *s, const char *name)
 /* Opens an existing segment; SHMRPC_ENOENT when there is none. */
 static int attach(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
 {
-    int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-        int err = errno;
-        if (err == ENOENT) return fail(SHMRPC_ENOENT, "no lock '%s' (%s%s)", name, SHM_DIR, path);
-        char who[PATH_CAP + 64];
-        describe_file(path, who, sizeof who);
-        return fail(SHMRPC_ESYS(err), "cannot open lock '%s' (%s): %s", name, who, syserr(err));
-    }
-    int rc = check_file(fd, name, o);
+    int fd;
+    int rc = shmrpc__seg_open("lock", path, name, &fd);
+    if (rc != 0) return rc;
+    rc = check_file(fd, name, o);
     if (rc == 0) rc = map_segment(fd, out);
     close(fd);
     if (rc == 0 && (rc = check_header(out->seg, name)) != 0) munmap(out->seg, SEG_SIZE);
@@ -811,7 +741,7 @@ static const char *holder(const char *path, char *buf, size_t cap)
 static int exists(const char *path, const char *name)
 {
     char who[PATH_CAP + 64], held[64];
-    describe_file(path, who, sizeof who);
+    shmrpc__seg_describe(path, who, sizeof who);
     return fail(SHMRPC_EBUSY, "lock '%s' already exists (%s%s)", name, who,
                 holder(path, held, sizeof held));
 }
@@ -820,14 +750,9 @@ static int overwrite(const char *path, const char *name, const shmrpc_lock_opts 
                      struct mapped *out)
 {
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
-        if (shm_unlink(path) != 0 && errno != ENOENT) {
-            int err = errno;
-            char who[PATH_CAP + 64];
-            describe_file(path, who, sizeof who);
-            return fail(SHMRPC_ESYS(err), "cannot remove lock '%s' (%s): %s", name, who,
-                        syserr(err));
-        }
-        int rc = create(path, name, o, out);
+        int rc = shmrpc__seg_remove("lock", path, name);
+        if (rc != 0) return rc;
+        rc = create(path, name, o, out);
         if (rc != SHMRPC_ESYS(EEXIST)) return rc;
     }
     return fail(SHMRPC_EBUSY, "lock '%s' keeps being recreated by others", name);

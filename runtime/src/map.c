@@ -24,6 +24,7 @@
 
 #include "internal.h"
 #include "map_seg.h"
+#include "segment.h"
 #include "wait.h"
 
 #define HDR_MAGIC 0x50414d53u /* "SMAP" */
@@ -31,7 +32,7 @@
 #define MAP_VERSION 1u
 #define HDR_PREFIX "/shmrpc.map."
 #define GEN_PREFIX "/shmrpc.mapgen."
-#define SHM_DIR "/dev/shm"
+#define SHM_DIR SHMRPC__SHM_DIR
 #define PATH_CAP (sizeof GEN_PREFIX + SHMRPC_MAP_NAME_MAX + 24)
 
 #define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
@@ -179,14 +180,8 @@ struct shmrpc_map {
 
 /* --- messages ---------------------------------------------------------------------- */
 
-__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__err_vset(rc, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+#define fail shmrpc__err_set
+#define syserr shmrpc__seg_syserr
 
 __attribute__((format(printf, 4, 5))) static int why_fail(int rc, char *why, size_t cap,
                                                           const char *fmt, ...)
@@ -196,11 +191,6 @@ __attribute__((format(printf, 4, 5))) static int why_fail(int rc, char *why, siz
     if (cap) vsnprintf(why, cap, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-static const char *syserr(int e)
-{
-    return shmrpc_strerror(SHMRPC_ESYS(e));
 }
 
 /* --- hashing ----------------------------------------------------------------------- */
@@ -381,19 +371,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
 
 static int check_name(const char *name)
 {
-    if (!name) return fail(SHMRPC_EINVAL, "map name is NULL");
-    size_t n = 0;
-    for (const char *p = name; *p && n <= SHMRPC_MAP_NAME_MAX; p++, n++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-        if (!ok)
-            return fail(SHMRPC_EINVAL, "map name '%.64s' has a character outside [A-Za-z0-9_.-]",
-                        name);
-    }
-    if (n == 0 || n > SHMRPC_MAP_NAME_MAX)
-        return fail(SHMRPC_EINVAL, "map name must be 1 to %d characters", SHMRPC_MAP_NAME_MAX);
-    return 0;
+    return shmrpc__seg_check_name("map", name, SHMRPC_MAP_NAME_MAX);
 }
 
 static void hdr_path(char *out, const char *name)
@@ -419,14 +397,8 @@ static int check_owner(int fd, const char *name, mode_t perms, off_t *size)
         int err = errno;
         return fail(SHMRPC_ESYS(err), "fstat of map '%s': %s", name, syserr(err));
     }
-    unsigned mode = (unsigned)(st.st_mode & 0777);
-    if (st.st_uid != geteuid() && (perms & 077) == 0)
-        return fail(SHMRPC_EPERM, "map '%s' belongs to uid %u (mode 0%03o), not to uid %u", name,
-                    (unsigned)st.st_uid, mode, (unsigned)geteuid());
-    if (mode & 077 & ~(unsigned)perms)
-        return fail(SHMRPC_EPERM,
-                    "map '%s' (uid %u) has mode 0%03o, more open than the 0%03o asked for", name,
-                    (unsigned)st.st_uid, mode, (unsigned)perms);
+    int rc = shmrpc__seg_check_owner(&st, "map", name, perms);
+    if (rc != 0) return rc;
     *size = st.st_size;
     return 0;
 }
@@ -434,14 +406,9 @@ static int check_owner(int fd, const char *name, mode_t perms, off_t *size)
 /* Creates a segment of size bytes, 0 on success, SHMRPC_ESYS(EEXIST) silently. */
 static int create_file(const char *path, const char *name, mode_t perms, uint64_t size, void **out)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, perms);
-    if (fd < 0) {
-        int err = errno;
-        if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
-        return fail(SHMRPC_ESYS(err), "cannot create map '%s' (%s%s): %s", name, SHM_DIR, path,
-                    syserr(err));
-    }
-    int rc = 0;
+    int fd;
+    int rc = shmrpc__seg_create("map", path, name, perms, &fd);
+    if (rc != 0) return rc;
     if (fchmod(fd, perms) != 0 || ftruncate(fd, (off_t)size) != 0) {
         int err = errno;
         rc = fail(SHMRPC_ESYS(err), "cannot size map '%s' (%s%s, %" PRIu64 " bytes): %s", name,
@@ -1186,11 +1153,8 @@ void shmrpc_map_opts_init(shmrpc_map_opts *o)
 
 static int check_opts(const shmrpc_map_opts *o)
 {
-    if ((unsigned)o->mode > SHMRPC_MAP_CREATE_NEW_EXCLUSIVE)
-        return fail(SHMRPC_EINVAL, "unknown map mode %d", (int)o->mode);
-    if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
-        return fail(SHMRPC_EINVAL, "map perms 0%o: want 0600 plus group/other bits",
-                    (unsigned)o->perms);
+    int rc = shmrpc__seg_check_mode("map", (int)o->mode, SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, o->perms);
+    if (rc != 0) return rc;
     if (o->initial_slots < 8 || o->initial_slots > MAX_SLOTS / 2)
         return fail(SHMRPC_EINVAL, "initial_slots %u outside [8, 2^30]", o->initial_slots);
     if (o->initial_bytes < 4096 || o->max_bytes < o->initial_bytes ||

@@ -24,13 +24,13 @@
 #include "internal.h"
 #include "proc.h"
 #include "queue_seg.h"
+#include "segment.h"
 #include "wait.h"
 
 #define Q_MAGIC 0x55455153u /* "SQEU" */
 #define Q_VERSION 1u
 #define PATH_PREFIX "/shmrpc.queue."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_QUEUE_NAME_MAX)
-#define SHM_DIR "/dev/shm"
 
 #define DESC_OFF 512u /* the descriptors follow the header */
 #define DESC_SIZE                                                                                  \
@@ -236,31 +236,8 @@ struct shmrpc_queue {
 /* --- messages ---------------------------------------------------------------------- */
 
 /* A failure says why in the calling thread's shmrpc_errmsg() (the rule is in status.h). */
-__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    shmrpc__err_vset(rc, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static const char *syserr(int e)
-{
-    return shmrpc_strerror(SHMRPC_ESYS(e));
-}
-
-static void describe_file(const char *path, char *out, size_t cap)
-{
-    char file[sizeof SHM_DIR + PATH_CAP];
-    snprintf(file, sizeof file, "%s%s", SHM_DIR, path);
-    struct stat st;
-    if (stat(file, &st) == 0)
-        snprintf(out, cap, "%s: uid %u, mode 0%03o", file, (unsigned)st.st_uid,
-                 (unsigned)(st.st_mode & 0777));
-    else
-        snprintf(out, cap, "%s", file);
-}
+#define fail shmrpc__err_set
+#define syserr shmrpc__seg_syserr
 
 /* --- who we are -------------------------------------------------------------------- */
 
@@ -1706,40 +1683,20 @@ void shmrpc_queue_opts_init(shmrpc_queue_opts *o)
 
 static int check_name(const char *name)
 {
-    if (!name) return fail(SHMRPC_EINVAL, "queue name is NULL");
-    size_t n = 0;
-    for (const char *p = name; *p && n <= SHMRPC_QUEUE_NAME_MAX; p++, n++) {
-        char c = *p;
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-        if (!ok)
-            return fail(SHMRPC_EINVAL, "queue name '%.64s' has a character outside [A-Za-z0-9_.-]",
-                        name);
-    }
-    if (n == 0 || n > SHMRPC_QUEUE_NAME_MAX)
-        return fail(SHMRPC_EINVAL, "queue name must be 1 to %d characters", SHMRPC_QUEUE_NAME_MAX);
-    return 0;
+    return shmrpc__seg_check_name("queue", name, SHMRPC_QUEUE_NAME_MAX);
 }
 
 static int check_opts(const shmrpc_queue_opts *o)
 {
-    if ((unsigned)o->mode > SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE)
-        return fail(SHMRPC_EINVAL, "unknown queue mode %d", (int)o->mode);
-    if ((o->perms & ~(mode_t)0777) || (o->perms & 0600) != 0600)
-        return fail(SHMRPC_EINVAL, "queue perms 0%o: want 0600 plus group/other bits",
-                    (unsigned)o->perms);
+    int rc =
+        shmrpc__seg_check_mode("queue", (int)o->mode, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, o->perms);
+    if (rc != 0) return rc;
     if ((unsigned)o->kind > SHMRPC_QUEUE_BROADCAST || (unsigned)o->slow > SHMRPC_QUEUE_SLOW_DROP)
         return fail(SHMRPC_EINVAL, "unknown queue kind %d or slow policy %d", (int)o->kind,
                     (int)o->slow);
     if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
     return 0;
-}
-
-static void nap(void)
-{
-    struct timespec ts = {0, 1000 * 1000};
-    nanosleep(&ts, NULL);
 }
 
 /* Not a status: the segment is half-made and its creator is gone. */
@@ -1788,14 +1745,9 @@ static void init_segment(void *seg, const struct geom *g, const char *type)
 static int create(const char *path, const char *name, const shmrpc_queue_opts *o,
                   const struct geom *g, void **seg)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, o->perms);
-    if (fd < 0) {
-        int err = errno;
-        if (err == EEXIST) return SHMRPC_ESYS(EEXIST);
-        return fail(SHMRPC_ESYS(err), "cannot create queue '%s' (%s%s): %s", name, SHM_DIR, path,
-                    syserr(err));
-    }
-    int rc = 0;
+    int fd;
+    int rc = shmrpc__seg_create("queue", path, name, o->perms, &fd);
+    if (rc != 0) return rc;
     /* fchmod: the umask must neither widen nor narrow what was asked. */
     if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)g->total) != 0) {
         int err = errno;
@@ -1812,20 +1764,6 @@ static int create(const char *path, const char *name, const shmrpc_queue_opts *o
     return 0;
 }
 
-static int check_owner(const struct stat *st, const char *name, const shmrpc_queue_opts *o)
-{
-    unsigned mode = (unsigned)(st->st_mode & 0777);
-    bool shared = (o->perms & 077) != 0;
-    if (st->st_uid != geteuid() && !shared)
-        return fail(SHMRPC_EPERM, "queue '%s' belongs to uid %u (mode 0%03o), not to uid %u", name,
-                    (unsigned)st->st_uid, mode, (unsigned)geteuid());
-    if (mode & 077 & ~(unsigned)o->perms)
-        return fail(SHMRPC_EPERM,
-                    "queue '%s' (uid %u) has mode 0%03o, more open than the 0%03o asked for", name,
-                    (unsigned)st->st_uid, mode, (unsigned)o->perms);
-    return 0;
-}
-
 /* Whether a half-made segment's creator is gone (or never wrote its pid). */
 static bool creator_gone(const struct q_hdr *h)
 {
@@ -1838,24 +1776,18 @@ static bool creator_gone(const struct q_hdr *h)
 static int attach(const char *path, const char *name, const shmrpc_queue_opts *o, void **seg,
                   struct geom *g)
 {
-    int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-        int err = errno;
-        if (err == ENOENT) return fail(SHMRPC_ENOENT, "no queue '%s' (%s%s)", name, SHM_DIR, path);
-        char who[PATH_CAP + 64];
-        describe_file(path, who, sizeof who);
-        return fail(SHMRPC_ESYS(err), "cannot open queue '%s' (%s): %s", name, who, syserr(err));
-    }
+    int fd;
+    int rc = shmrpc__seg_open("queue", path, name, &fd);
+    if (rc != 0) return rc;
     int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
     struct stat st;
-    int rc;
     for (;;) { /* the creator sizes it right after creating it */
         if (fstat(fd, &st) != 0) {
             int err = errno;
             close(fd);
             return fail(SHMRPC_ESYS(err), "fstat of queue '%s': %s", name, syserr(err));
         }
-        if ((rc = check_owner(&st, name, o)) != 0) {
+        if ((rc = shmrpc__seg_check_owner(&st, "queue", name, o->perms)) != 0) {
             close(fd);
             return rc;
         }
@@ -1866,7 +1798,7 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
                  REPLACE_HINT);
             return STALE;
         }
-        nap();
+        shmrpc__seg_nap();
     }
     size_t size = (size_t)st.st_size;
     if (st.st_size < (off_t)DESC_OFF ||
@@ -1888,14 +1820,14 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
                  REPLACE_HINT);
             return gone ? STALE : SHMRPC_EPROTO;
         }
-        nap();
+        shmrpc__seg_nap();
     }
     char why[256];
     rc = check_geometry(h, size, g, why, sizeof why);
     if (rc != 0) {
         munmap(*seg, size);
         char who[PATH_CAP + 64];
-        describe_file(path, who, sizeof who);
+        shmrpc__seg_describe(path, who, sizeof who);
         return fail(rc, "queue '%s' refused (%s): %s", name, who, why);
     }
     return 0;
@@ -1904,7 +1836,7 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
 static int exists(const char *path, const char *name)
 {
     char who[PATH_CAP + 64];
-    describe_file(path, who, sizeof who);
+    shmrpc__seg_describe(path, who, sizeof who);
     return fail(SHMRPC_EBUSY, "queue '%s' already exists (%s)", name, who);
 }
 
@@ -1912,14 +1844,9 @@ static int overwrite(const char *path, const char *name, const shmrpc_queue_opts
                      const struct geom *g, void **seg)
 {
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
-        if (shm_unlink(path) != 0 && errno != ENOENT) {
-            int err = errno;
-            char who[PATH_CAP + 64];
-            describe_file(path, who, sizeof who);
-            return fail(SHMRPC_ESYS(err), "cannot remove queue '%s' (%s): %s", name, who,
-                        syserr(err));
-        }
-        int rc = create(path, name, o, g, seg);
+        int rc = shmrpc__seg_remove("queue", path, name);
+        if (rc != 0) return rc;
+        rc = create(path, name, o, g, seg);
         if (rc != SHMRPC_ESYS(EEXIST)) return rc;
     }
     return fail(SHMRPC_EBUSY, "queue '%s' keeps being recreated by others", name);
@@ -1960,7 +1887,7 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
         if (now >= deadline) {
             if (o->attach_timeout_ms > 0)
                 return fail(SHMRPC_ENOENT, "no queue '%s' (%s%s) appeared within %" PRId64 " ms",
-                            name, SHM_DIR, path, o->attach_timeout_ms);
+                            name, SHMRPC__SHM_DIR, path, o->attach_timeout_ms);
             return rc;
         }
         /* 2 ms: a consumer that waits costs nothing, and starts within 2 ms of its queue. */

@@ -1,0 +1,45 @@
+/* The named-segment plumbing that the lock, the queue and the map share: checking a
+ * name, describing a /dev/shm file, checking the mode and perms asked for and the owner
+ * and mode of an existing segment, creating, opening and removing. Each structure keeps its own
+ * header checks (magic, version, geometry). kind ("lock", "queue", "map") names the structure in
+ * the messages. */
+#ifndef SHMRPC_SEGMENT_H
+#define SHMRPC_SEGMENT_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#define SHMRPC__SHM_DIR "/dev/shm"
+
+/* errno's text (strerror is not thread-safe; shmrpc_strerror is). */
+const char *shmrpc__seg_syserr(int e);
+
+/* "/dev/shm/PATH: uid U, mode 0MMM" (or only the file when it cannot be stat'ed). */
+void shmrpc__seg_describe(const char *path, char *out, size_t cap);
+
+/* 1 to max characters of [A-Za-z0-9_.-]. */
+int shmrpc__seg_check_name(const char *kind, const char *name, int max);
+
+/* An open mode up to max_mode, and perms of 0600 plus group/other bits. */
+int shmrpc__seg_check_mode(const char *kind, int mode, int max_mode, mode_t perms);
+
+/* The owner and mode of an existing segment against the perms asked for: another uid's
+ * segment only when perms share it, and never more open than perms. */
+int shmrpc__seg_check_owner(const struct stat *st, const char *kind, const char *name,
+                            mode_t perms);
+
+/* shm_open with O_EXCL and perms: the fd in *fd, or SHMRPC_ESYS(EEXIST) without a message
+ * when the name exists. The caller then fchmods it to perms (shm_open's mode passes
+ * through the umask, which must neither widen nor narrow what was asked) and sizes it. */
+int shmrpc__seg_create(const char *kind, const char *path, const char *name, mode_t perms, int *fd);
+
+/* shm_open of an existing segment, read-write: SHMRPC_ENOENT when there is none. */
+int shmrpc__seg_open(const char *kind, const char *path, const char *name, int *fd);
+
+/* shm_unlink, when the name exists, before it is made again. */
+int shmrpc__seg_remove(const char *kind, const char *path, const char *name);
+
+/* A millisecond's sleep between looks at a segment another process is making. */
+void shmrpc__seg_nap(void);
+
+#endif
