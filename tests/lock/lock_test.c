@@ -29,13 +29,13 @@
 
 #include <shmrpc.h>
 
+#include "kids.h"
+
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
 #define NOBODY 65534
 
 /* --- children, names, pipes: what teardown cleans up ---------------------------------- */
 
-static pid_t kids[16];
-static int nkids;
 static char names[8][SHMRPC_LOCK_NAME_MAX + 1];
 static int nnames;
 
@@ -69,61 +69,18 @@ static void shm_file(char *out, size_t cap, const char *name)
 
 static pid_t spawn(int (*fn)(void *), void *arg)
 {
-    assert_true(nkids < 16);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(CHILD_ALARM_S);
-        _exit(fn(arg));
-    }
-    kids[nkids++] = pid;
-    return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-    for (int i = 0; i < nkids; i++)
-        if (kids[i] == pid) kids[i] = kids[--nkids];
-}
-
-/* The child's exit code, 128 + signal if killed, or -1 when it did not end within ms
- * (it is then killed). */
-static int reap(pid_t pid, int ms)
-{
-    int64_t end = now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget_kid(pid);
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (r < 0 && errno != EINTR) {
-            forget_kid(pid);
-            return -2;
-        }
-        if (now_ms() >= end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget_kid(pid);
-            return -1;
-        }
-        nap_ms(1);
-    }
+    return test_kid_spawn(fn, arg, CHILD_ALARM_S);
 }
 
 static void kill_and_reap(pid_t pid)
 {
     kill(pid, SIGKILL);
-    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(pid, 5000), 128 + SIGKILL);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    nkids = 0;
     nnames = 0;
     return 0;
 }
@@ -131,12 +88,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    while (nkids > 0) {
-        pid_t pid = kids[0];
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        forget_kid(pid);
-    }
+    test_kids_kill_all();
     for (int i = 0; i < nnames; i++)
         shmrpc_lock_unlink(names[i]);
     nnames = 0;
@@ -299,7 +251,7 @@ static int64_t run_counters(struct counter *c, int n)
     close(start.w);
     start.w = -1;
     for (int i = 0; i < n; i++)
-        assert_int_equal(reap(pids[i], 90000), 0);
+        assert_int_equal(test_kid_reap(pids[i], 90000), 0);
     close_chan(&start);
     return now_ms() - t0;
 }
@@ -546,7 +498,7 @@ static void another_user_refused(void **state)
     const char *name = new_name("stranger");
     shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE);
     struct stranger s = {name, 0600, SHMRPC_EPERM, SHMRPC_ESYS(EACCES)};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     shmrpc_lock_close(l);
 
     /* A segment the kernel would let nobody open (0666) is still refused by the owner
@@ -556,9 +508,9 @@ static void another_user_refused(void **state)
     assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
     assert_int_equal(mode_of(name), 0666);
     s = (struct stranger){name, 0600, SHMRPC_EPERM, SHMRPC_EPERM};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     s = (struct stranger){name, 0666, 0, 0};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     shmrpc_lock_close(l);
 }
 
@@ -595,7 +547,7 @@ static void timeouts_while_held(void **state)
     /* Released while we wait forever: we get it. */
     notify(go.w);
     assert_int_equal(shmrpc_lock_acquire_secs(l, -1.0), 0);
-    assert_int_equal(reap(kid, 5000), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
     assert_int_equal(shmrpc_lock_release(l), 0);
     close_chan(&ready);
     close_chan(&go);
@@ -635,7 +587,7 @@ static void owner_killed_zombie(void **state)
     print_message("# owner death (zombie) noticed after %" PRId64 " ms\n", ms);
     assert_int_equal(rc, SHMRPC_EOWNERDEAD);
     assert_true(ms < 1000);
-    assert_int_equal(reap(kid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
     expect_owner_death(l, 1);
     close_chan(&ready);
     close_chan(&go);
@@ -679,7 +631,7 @@ static void owner_dies_while_waited_for(void **state)
     int64_t ms = now_ms() - t0;
     print_message("# owner exited after ~200 ms; the waiter took over after %" PRId64 " ms\n", ms);
     assert_true(ms < 1200);
-    assert_int_equal(reap(kid, 5000), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
     expect_owner_death(l, 1);
     close_chan(&ready);
     shmrpc_lock_close(l);
@@ -725,7 +677,7 @@ static void timeouts_and_death_under_load(void **state)
     assert_true(ms < 1000);
     for (int i = 0; i < 3; i++)
         kill_and_reap(hogs[i]);
-    assert_int_equal(reap(kid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
     expect_owner_death(l, 1);
     close_chan(&ready);
     close_chan(&go);
@@ -786,7 +738,7 @@ static void reused_pid_is_not_the_owner(void **state)
     assert_int_equal(shmrpc_lock_acquire(l, 5000), SHMRPC_EOWNERDEAD);
     /* The child, still alive, finds it lost the lock. */
     notify(go.w);
-    assert_int_equal(reap(kid, 5000), 11);
+    assert_int_equal(test_kid_reap(kid, 5000), 11);
     expect_owner_death(l, 1);
     munmap(seg, 128);
     close_chan(&ready);
@@ -917,7 +869,7 @@ static void non_owner_release_and_busy_try(void **state)
     assert_int_equal(shmrpc_lock_acquire(l, 0), 0);
     /* The child was forked by the owner, and still is not the owner. */
     struct stranger_ops s = {l};
-    assert_int_equal(reap(spawn(non_owner_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(non_owner_child, &s), 10000), 0);
     /* Held by this thread: neither try nor acquire deadlocks. */
     assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
     assert_int_equal(shmrpc_lock_acquire(l, 1000), SHMRPC_EBUSY);
@@ -940,7 +892,7 @@ static void initially_locked(void **state)
     assert_int_equal(shmrpc_lock_owner(l, &owner), 0);
     assert_int_equal(owner, getpid());
     struct stranger_ops s = {l};
-    assert_int_equal(reap(spawn(non_owner_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(non_owner_child, &s), 10000), 0);
     /* Connecting does not take it. */
     o.mode = SHMRPC_LOCK_CONNECT_OR_CREATE;
     shmrpc_lock *m = NULL;
@@ -1008,7 +960,7 @@ static void eintr_storm(void **state)
     assert_int_equal(rc2, 0);
     assert_true(ms2 >= 150);
     assert_int_equal(shmrpc_lock_release(l), 0);
-    assert_int_equal(reap(kid, 5000), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
     close_chan(&ready);
     close_chan(&go);
     shmrpc_lock_close(l);
@@ -1074,7 +1026,7 @@ static int bad_write_child(void *arg)
 /* Runs the broken process to its end. */
 static void bad_write(struct bad_write b)
 {
-    assert_int_equal(reap(spawn(bad_write_child, &b), 5000), 0);
+    assert_int_equal(test_kid_reap(spawn(bad_write_child, &b), 5000), 0);
 }
 
 /* Whether pid sleeps in a futex wait (its wchan), waiting at most ms for it. */
@@ -1168,7 +1120,7 @@ static void zeroed_sleepers_cost_one_sleep(void **state)
         print_message(" %.2f", ms[r]);
     print_message("\n# %d of the %d after the first took %d ms or more\n", slow, ROUNDS - 1,
                   SLOW_MS);
-    assert_int_equal(reap(kid, 5000), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
     assert_true(slow <= (ROUNDS - 1) / 2);
     munmap((void *)c.got_ns, 4096);
     close_chan(&go);
@@ -1237,7 +1189,7 @@ static void later_start_in_tag_is_no_death(void **state)
         assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
     }
     notify(go.w);
-    assert_int_equal(reap(kid, 5000), 0); /* it still held the lock, and released it */
+    assert_int_equal(test_kid_reap(kid, 5000), 0); /* it still held the lock, and released it */
     shmrpc_lock_stats st;
     assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
     assert_int_equal(st.owner_deaths, 0);
@@ -1345,7 +1297,7 @@ static void steal_from_live_dead_and_free(void **state)
     assert_non_null(strstr(shmrpc_errmsg(), want));
     assert_true(shmrpc_lock_is_mine(l));
     notify(go.w);
-    assert_int_equal(reap(kid, 5000), 11);
+    assert_int_equal(test_kid_reap(kid, 5000), 11);
     assert_true(shmrpc_lock_is_mine(l));
     shmrpc_lock_stats st;
     assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
@@ -1390,7 +1342,7 @@ static void steal_after_timeout(void **state)
     print_message("# stolen from a live holder after %" PRId64 " ms (steal_after_ms 150)\n", ms);
     assert_true(ms >= 140 && ms < 5000);
     notify(go.w);
-    assert_int_equal(reap(kid, 5000), 11); /* its release: not its lock any more */
+    assert_int_equal(test_kid_reap(kid, 5000), 11); /* its release: not its lock any more */
     assert_int_equal(shmrpc_lock_release(l), 0);
     /* A dead holder is taken over as dead, before the steal's time. */
     h.release = false;
@@ -1424,15 +1376,15 @@ static void reentrant(void **state)
     assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
     assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
     assert_int_equal(shmrpc_lock_try(l), 0);
-    assert_int_equal(reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
+    assert_int_equal(test_kid_reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
     assert_int_equal(shmrpc_lock_release(l), 0);
     assert_int_equal(shmrpc_lock_release(l), 0);
     assert_true(shmrpc_lock_is_mine(l)); /* one acquire still unmatched */
-    assert_int_equal(reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
+    assert_int_equal(test_kid_reap(spawn(try_child, l), 5000), -SHMRPC_EBUSY);
     assert_int_equal(shmrpc_lock_release(l), 0);
     assert_false(shmrpc_lock_is_mine(l));
     assert_int_equal(shmrpc_lock_release(l), SHMRPC_EPERM);
-    assert_int_equal(reap(spawn(try_child, l), 5000), 0);
+    assert_int_equal(test_kid_reap(spawn(try_child, l), 5000), 0);
     /* A holder that died: the next one takes over, with a count of one. */
     struct chan ready = new_chan(), go = new_chan();
     struct holder h = {.l = l, .go_r = go.r};
@@ -1468,7 +1420,7 @@ static uint64_t sleeps_while_held(const char *name, int64_t sleep_ns)
     assert_int_equal(shmrpc_lock_acquire(l, 10000), 0);
     assert_int_equal(shmrpc_lock_get_stats(l, &b), 0);
     assert_int_equal(shmrpc_lock_release(l), 0);
-    assert_int_equal(reap(kid, 5000), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
     close_chan(&ready);
     shmrpc_lock_close(l);
     return b.sleeps - a.sleeps;

@@ -28,15 +28,14 @@
 
 #include <shmrpc.h>
 
+#include "kids.h"
+
 #define CHILD_ALARM_S 100 /* no child outlives a stuck test by more than this */
-#define MAX_KIDS 16
 #define MAX_NAMES 8
 #define NOBODY 65534
 
 /* --- children and names: what teardown cleans up -------------------------------------- */
 
-static pid_t kids[MAX_KIDS];
-static int nkids;
 static char names[MAX_NAMES][SHMRPC_MAP_NAME_MAX + 1];
 static int nnames;
 
@@ -71,54 +70,12 @@ static bool shm_exists(const char *kind, const char *name, const char *suffix)
 
 static pid_t spawn(int (*fn)(void *), void *arg)
 {
-    assert_true(nkids < MAX_KIDS);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(CHILD_ALARM_S);
-        _exit(fn(arg));
-    }
-    kids[nkids++] = pid;
-    return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-    for (int i = 0; i < nkids; i++)
-        if (kids[i] == pid) kids[i] = kids[--nkids];
-}
-
-/* The child's exit code, 128 + signal if killed, or -1 when it did not end within ms. */
-static int reap(pid_t pid, int ms)
-{
-    int64_t end = now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget_kid(pid);
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (r < 0 && errno != EINTR) {
-            forget_kid(pid);
-            return -2;
-        }
-        if (now_ms() >= end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget_kid(pid);
-            return -1;
-        }
-        nap_ms(1);
-    }
+    return test_kid_spawn(fn, arg, CHILD_ALARM_S);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    nkids = 0;
     nnames = 0;
     return 0;
 }
@@ -126,12 +83,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    while (nkids > 0) {
-        pid_t pid = kids[0];
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        forget_kid(pid);
-    }
+    test_kids_kill_all();
     for (int i = 0; i < nnames; i++)
         shmrpc_map_unlink_quiet(names[i]);
     nnames = 0;
@@ -407,7 +359,7 @@ static void wait_between_processes(void **state)
     assert_non_null(get_s(m, "ready"));
     nap_ms(50); /* the child is asleep on the futex by now, most likely */
     assert_int_equal(put_s(m, "go", "1"), 0);
-    assert_int_equal(reap(kid, 20000), 0);
+    assert_int_equal(test_kid_reap(kid, 20000), 0);
     shmrpc_map_close(m);
 }
 
@@ -445,12 +397,12 @@ static void auto_unlink(void **state)
     (void)state;
     const char *name = new_name("auto");
     struct creator c = {name, true};
-    assert_int_equal(reap(spawn(creator_child, &c), 20000), 0);
+    assert_int_equal(test_kid_reap(spawn(creator_child, &c), 20000), 0);
     assert_false(shm_exists("map", name, ""));
     assert_false(shm_exists("mapgen", name, ".1"));
     assert_false(shm_exists("lock.map", name, ""));
     c.auto_unlink = false;
-    assert_int_equal(reap(spawn(creator_child, &c), 20000), 0);
+    assert_int_equal(test_kid_reap(spawn(creator_child, &c), 20000), 0);
     assert_true(shm_exists("map", name, ""));
     /* A connecting process never removes it, even with auto_unlink. */
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
@@ -503,7 +455,7 @@ static void batch_and_dead_holder(void **state)
     assert_non_null(strstr(shmrpc_errmsg(), "held by thread"));
     assert_string_equal(get_s(m, "a"), "1");
     kill(kid, SIGKILL);
-    assert_int_equal(reap(kid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
     /* A dead one: the next writer takes over, repairs and writes. */
     end = now_ms() + 20000;
     int rc;
@@ -597,8 +549,8 @@ static void growth_with_readers(void **state)
     }
     int64_t t1 = now_ms();
     atomic_store(&g->done, 1);
-    assert_int_equal(reap(r0, 20000), 0);
-    assert_int_equal(reap(r1, 20000), 0);
+    assert_int_equal(test_kid_reap(r0, 20000), 0);
+    assert_int_equal(test_kid_reap(r1, 20000), 0);
     shmrpc_map_info info;
     assert_int_equal(shmrpc_map_get_info(m, &info), 0);
     assert_int_equal(info.count, GROW_KEYS);
@@ -735,7 +687,7 @@ static void kill_at_random(void **state)
         struct timespec ts = {0, (long)(rand() % 3000) * 1000};
         nanosleep(&ts, NULL);
         kill(w, SIGKILL);
-        assert_int_equal(reap(w, 5000), 128 + SIGKILL);
+        assert_int_equal(test_kid_reap(w, 5000), 128 + SIGKILL);
         /* Readers read consistently before anyone repairs. */
         int64_t found = check_ledger(m, l);
         /* The next writer repairs; then the whole generation must check. */
@@ -837,7 +789,7 @@ static void dead_writer_mid_apply_rolled_forward(void **state)
         assert_int_equal(put_s(m, "keep", "k"), 0);
         assert_int_equal(put_s(m, "victim", "v"), 0);
         struct midway w = {name, stored == 1};
-        assert_int_equal(reap(spawn(midway_child, &w), 10000), 128 + SIGKILL);
+        assert_int_equal(test_kid_reap(spawn(midway_child, &w), 10000), 128 + SIGKILL);
         /* Before the repair: the victim is there or not, whole either way. */
         const char *v = get_s(m, "victim");
         if (stored)
@@ -902,7 +854,7 @@ static void growth_leftovers_replaced(void **state)
     fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(reap(spawn(die_holding, (void *)name), 10000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(spawn(die_holding, (void *)name), 10000), 128 + SIGKILL);
     assert_int_equal(put_s(m, "b", "2"), 0); /* repairs */
     assert_int_equal(access(path, F_OK), -1);
     assert_int_equal(shmrpc_map_check(m), 0);
@@ -980,7 +932,7 @@ static void snapshots_while_writing(void **state)
         snaps++;
     }
     kill(w, SIGKILL);
-    assert_int_equal(reap(w, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(w, 5000), 128 + SIGKILL);
     print_message("# %d consistent snapshots while a writer wrote %" PRIu64 " rounds\n", snaps,
                   last);
     shmrpc_map_close(m);
@@ -1022,7 +974,7 @@ static void nobody_refused(void **state)
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
     shmrpc_map *m = open_map(name, &o);
     struct stranger s = {name, 0600, SHMRPC_EPERM, SHMRPC_ESYS(EACCES)};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     shmrpc_map_close(m);
     /* One the kernel would let nobody open (0666) is refused by the owner check, unless the
      * opener asks to share it. */
@@ -1030,9 +982,9 @@ static void nobody_refused(void **state)
     o.perms = 0666;
     m = open_map(name, &o);
     s = (struct stranger){name, 0600, SHMRPC_EPERM, SHMRPC_EPERM};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     s = (struct stranger){name, 0666, 0, 0};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     assert_string_equal(get_s(m, "n"), "1");
     shmrpc_map_close(m);
 }

@@ -29,15 +29,14 @@
 
 #include <shmrpc.h>
 
+#include "kids.h"
+
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
-#define MAX_KIDS 64
 #define MAX_NAMES 8
 #define NOBODY 65534
 
 /* --- children and names: what teardown cleans up -------------------------------------- */
 
-static pid_t kids[MAX_KIDS];
-static int nkids;
 static char names[MAX_NAMES][SHMRPC_QUEUE_NAME_MAX + 1];
 static int nnames;
 
@@ -70,55 +69,12 @@ static void shm_file(char *out, size_t cap, const char *name)
 
 static pid_t spawn(int (*fn)(void *), void *arg)
 {
-    assert_true(nkids < MAX_KIDS);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        alarm(CHILD_ALARM_S);
-        _exit(fn(arg));
-    }
-    kids[nkids++] = pid;
-    return pid;
-}
-
-static void forget_kid(pid_t pid)
-{
-    for (int i = 0; i < nkids; i++)
-        if (kids[i] == pid) kids[i] = kids[--nkids];
-}
-
-/* The child's exit code, 128 + signal if killed, or -1 when it did not end within ms
- * (it is then killed). */
-static int reap(pid_t pid, int ms)
-{
-    int64_t end = now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            forget_kid(pid);
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (r < 0 && errno != EINTR) {
-            forget_kid(pid);
-            return -2;
-        }
-        if (now_ms() >= end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            forget_kid(pid);
-            return -1;
-        }
-        nap_ms(1);
-    }
+    return test_kid_spawn(fn, arg, CHILD_ALARM_S);
 }
 
 static int setup(void **state)
 {
     (void)state;
-    nkids = 0;
     nnames = 0;
     return 0;
 }
@@ -126,12 +82,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    while (nkids > 0) {
-        pid_t pid = kids[0];
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        forget_kid(pid);
-    }
+    test_kids_kill_all();
     for (int i = 0; i < nnames; i++)
         shmrpc_queue_unlink(names[i]);
     nnames = 0;
@@ -328,7 +279,7 @@ static void nobody_refused(void **state)
     const char *name = new_name("stranger");
     shmrpc_queue *q = create_q(name, 4, 0, 64);
     struct stranger s = {name, 0600, SHMRPC_EPERM, SHMRPC_ESYS(EACCES)};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     shmrpc_queue_close(q);
     /* One the kernel would let nobody open (0666) is refused by the owner check, unless the
      * opener asks to share it. */
@@ -336,9 +287,9 @@ static void nobody_refused(void **state)
     o.perms = 0666;
     q = open_q(name, &o);
     s = (struct stranger){name, 0600, SHMRPC_EPERM, SHMRPC_EPERM};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     s = (struct stranger){name, 0666, 0, 0};
-    assert_int_equal(reap(spawn(stranger_child, &s), 10000), 0);
+    assert_int_equal(test_kid_reap(spawn(stranger_child, &s), 10000), 0);
     assert_int_equal(depth_of(q), 1);
     shmrpc_queue_close(q);
 }
@@ -464,13 +415,13 @@ static void forever_waits_end(void **state)
     assert_int_equal(len, 4);
     assert_memory_equal(buf, "late", 4);
     assert_true(now_ms() - t0 >= 90);
-    assert_int_equal(reap(pid, 5000), 0);
+    assert_int_equal(test_kid_reap(pid, 5000), 0);
 
     assert_int_equal(shmrpc_queue_push(q, "a", 1, 0), 0);
     assert_int_equal(shmrpc_queue_push(q, "b", 1, 0), 0);
     pid = spawn(pop_later_child, (void *)name);
     assert_int_equal(shmrpc_queue_push(q, "c", 1, SHMRPC_QUEUE_WAIT_FOREVER), 0);
-    assert_int_equal(reap(pid, 5000), 0);
+    assert_int_equal(test_kid_reap(pid, 5000), 0);
     for (const char *want = "bc"; *want; want++) {
         assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
         assert_int_equal(buf[0], *want);
@@ -556,7 +507,7 @@ static void attach_before_create(void **state)
     nap_ms(150);
     shmrpc_queue *q = create_q(name, 4, 0, 64);
     assert_int_equal(shmrpc_queue_push(q, "hello", 5, 1000), 0);
-    assert_int_equal(reap(pid, 10000), 0);
+    assert_int_equal(test_kid_reap(pid, 10000), 0);
     shmrpc_queue_close(q);
 
     /* Nobody creates it: a clean ENOENT after the timeout. */
@@ -874,14 +825,14 @@ static void many_to_many(int producers, int consumers, uint32_t count)
         prod[i] = spawn(producer, &w[i]);
     }
     for (int i = 0; i < producers; i++)
-        assert_int_equal(reap(prod[i], 60000), 0);
+        assert_int_equal(test_kid_reap(prod[i], 60000), 0);
     uint64_t want = (uint64_t)producers * count;
     int64_t end = now_ms() + 30000;
     while (atomic_load(&b->total) < want && now_ms() < end)
         nap_ms(5);
     atomic_store(&b->stop, 1);
     for (int i = 0; i < consumers; i++)
-        assert_int_equal(reap(cons[i], 10000), 0);
+        assert_int_equal(test_kid_reap(cons[i], 10000), 0);
     int64_t ms = now_ms() - t0;
     assert_int_equal(atomic_load(&b->total), want);
     assert_int_equal(check_board(b, (uint32_t)producers), 0);
@@ -971,7 +922,7 @@ static void kill_at_random(void **state)
         int victim = rand() % 8;
         pid_t *slot = victim < 4 ? &prod[victim] : &cons[victim - 4];
         kill(*slot, SIGKILL);
-        assert_int_equal(reap(*slot, 5000), 128 + SIGKILL);
+        assert_int_equal(test_kid_reap(*slot, 5000), 128 + SIGKILL);
         if (victim < 4) {
             killed_producers++;
             w[nw] = (struct worker){name, b, next_id++, 0, true, true};
@@ -993,8 +944,8 @@ static void kill_at_random(void **state)
     }
     atomic_store(&b->stop, 1);
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(reap(prod[i], 10000), 0);
-        assert_int_equal(reap(cons[i], 10000), 0);
+        assert_int_equal(test_kid_reap(prod[i], 10000), 0);
+        assert_int_equal(test_kid_reap(cons[i], 10000), 0);
     }
     uint64_t missing = check_board(b, next_id);
     shmrpc_queue_stats st;
@@ -1056,7 +1007,7 @@ static void dead_producer_is_skipped(void **state)
     /* The half-written one blocks the head while its producer lives. */
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 50), SHMRPC_ETIMEDOUT);
     kill(pid, SIGKILL);
-    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(pid, 5000), 128 + SIGKILL);
     int64_t t0 = now_ms();
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 5000), 0);
     int64_t ms = now_ms() - t0;
@@ -1087,7 +1038,7 @@ static void dead_consumer_gives_room_back(void **state)
     /* The slot is held while its consumer lives. */
     assert_int_equal(shmrpc_queue_push(q, "n", 1, 50), SHMRPC_ETIMEDOUT);
     kill(pid, SIGKILL);
-    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(pid, 5000), 128 + SIGKILL);
     int64_t t0 = now_ms();
     assert_int_equal(shmrpc_queue_push(q, "n", 1, 5000), 0);
     int64_t ms = now_ms() - t0;
@@ -1243,7 +1194,7 @@ static void idle_waiters_sleep(void **state)
     shmrpc_queue *q = create_q(name, 2, 0, 64);
     struct idler pop = {name, false, -1};
     pid_t a = spawn(idle_child, &pop), b = spawn(idle_child, &pop);
-    int ra = reap(a, 10000), rb = reap(b, 10000);
+    int ra = test_kid_reap(a, 10000), rb = test_kid_reap(b, 10000);
     print_message("# two consumers waiting 1 s on an empty queue used %d and %d ms of CPU\n", ra,
                   rb);
     assert_true(ra >= 0 && ra < 100);
@@ -1253,8 +1204,8 @@ static void idle_waiters_sleep(void **state)
     struct idler push = {name, true, -1};
     a = spawn(idle_child, &push);
     b = spawn(idle_child, &push);
-    ra = reap(a, 10000);
-    rb = reap(b, 10000);
+    ra = test_kid_reap(a, 10000);
+    rb = test_kid_reap(b, 10000);
     print_message("# two producers waiting 1 s on a full queue used %d and %d ms of CPU\n", ra, rb);
     assert_true(ra >= 0 && ra < 100);
     assert_true(rb >= 0 && rb < 100);
@@ -1470,9 +1421,9 @@ static void broadcast_processes(void **state)
         prod[i] = spawn(producer, &w[i]);
     }
     for (int i = 0; i < 2; i++)
-        assert_int_equal(reap(prod[i], 60000), 0);
+        assert_int_equal(test_kid_reap(prod[i], 60000), 0);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(reap(subs[i], 60000), 0);
+        assert_int_equal(test_kid_reap(subs[i], 60000), 0);
     print_message("# broadcast: 2 producers x %u messages, each seen by 3 subscribers, in %" PRId64
                   " ms\n",
                   count, now_ms() - t0);
@@ -1495,7 +1446,7 @@ static void dead_subscriber_unblocks(void **state)
         push_int(p, i, 0, 0);
     push_int(p, 4, 50, SHMRPC_ETIMEDOUT);
     kill(pid, SIGKILL);
-    assert_int_equal(reap(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(test_kid_reap(pid, 5000), 128 + SIGKILL);
     int64_t t0 = now_ms();
     push_int(p, 4, 5000, 0);
     int64_t ms = now_ms() - t0;
@@ -1586,7 +1537,7 @@ static void broadcast_kill_at_random(void **state)
         int v = rand() % 5;
         pid_t *slot = v < 3 ? &prod[v] : &subs[v - 3];
         kill(*slot, SIGKILL);
-        assert_int_equal(reap(*slot, 5000), 128 + SIGKILL);
+        assert_int_equal(test_kid_reap(*slot, 5000), 128 + SIGKILL);
         if (v < 3) {
             killed_p++;
             w[next_id] = (struct worker){name, b, next_id, 0, true, false};
@@ -1599,10 +1550,10 @@ static void broadcast_kill_at_random(void **state)
     }
     atomic_store(&b->stop, 1);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(reap(prod[i], 10000), 0);
+        assert_int_equal(test_kid_reap(prod[i], 10000), 0);
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(reap(subs[i], 10000), 0);
-        assert_int_equal(reap(keep[i], 10000), 0);
+        assert_int_equal(test_kid_reap(subs[i], 10000), 0);
+        assert_int_equal(test_kid_reap(keep[i], 10000), 0);
     }
     assert_int_equal(atomic_load(&b->corrupt), 0);
     assert_int_equal(atomic_load(&b->disorder), 0);
