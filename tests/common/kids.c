@@ -20,14 +20,14 @@
 static pid_t kids[MAX_KIDS];
 static int nkids;
 
-static int64_t now_ms(void)
+int64_t test_kid_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void nap_ms(int ms)
+void test_kid_nap_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -57,7 +57,7 @@ static void forget_kid(pid_t pid)
 
 int test_kid_reap(pid_t pid, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = test_kid_now_ms() + ms;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -69,13 +69,13 @@ int test_kid_reap(pid_t pid, int ms)
             forget_kid(pid);
             return -2;
         }
-        if (now_ms() >= end) {
+        if (test_kid_now_ms() >= end) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             forget_kid(pid);
             return -1;
         }
-        nap_ms(1);
+        test_kid_nap_ms(1);
     }
 }
 

@@ -4,7 +4,12 @@
 #ifndef SHMRPC_TEST_KIDS_H
 #define SHMRPC_TEST_KIDS_H
 
+#include <stdint.h>
 #include <sys/types.h>
+
+/* CLOCK_MONOTONIC in milliseconds, and a sleep of ms that signals do not cut short. */
+int64_t test_kid_now_ms(void);
+void test_kid_nap_ms(int ms);
 
 /* Forks a child that runs fn(arg) and exits with its result; alarm_s seconds is its
  * watchdog. At most 64 children at once. */

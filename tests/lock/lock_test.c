@@ -39,20 +39,6 @@
 static char names[8][SHMRPC_LOCK_NAME_MAX + 1];
 static int nnames;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* A lock name unique to this run, unlinked by teardown. */
 static const char *new_name(const char *what)
 {
@@ -123,10 +109,10 @@ static void notify(int fd)
 /* Whether a byte (true) or EOF (true) arrived within ms. */
 static bool await(int fd, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = test_kid_now_ms() + ms;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
-        int left = (int)(end - now_ms());
+        int left = (int)(end - test_kid_now_ms());
         if (left < 0) return false;
         int n = poll(&p, 1, left);
         if (n < 0 && errno == EINTR) continue;
@@ -174,10 +160,10 @@ static int hold_child(void *arg)
     if (shmrpc_lock_acquire(h->l, 5000) != 0) return 10;
     notify(h->ready_w);
     if (h->hold_ms)
-        nap_ms(h->hold_ms);
+        test_kid_nap_ms(h->hold_ms);
     else
         await(h->go_r, CHILD_ALARM_S * 1000);
-    if (h->linger_ms) nap_ms(h->linger_ms);
+    if (h->linger_ms) test_kid_nap_ms(h->linger_ms);
     if (h->release && shmrpc_lock_release(h->l) != 0) return 11;
     return 0;
 }
@@ -247,13 +233,13 @@ static int64_t run_counters(struct counter *c, int n)
     pid_t pids[8];
     for (int i = 0; i < n; i++)
         pids[i] = spawn(count_child, c);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     close(start.w);
     start.w = -1;
     for (int i = 0; i < n; i++)
         assert_int_equal(test_kid_reap(pids[i], 90000), 0);
     close_chan(&start);
-    return now_ms() - t0;
+    return test_kid_now_ms() - t0;
 }
 
 /* --- 1. modes ------------------------------------------------------------------------- */
@@ -405,9 +391,9 @@ static void foreign_segments_refused(void **state)
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EVERSION);
     /* A creator that died before initialising: refused after a bounded wait. */
     write_segment(name, 128, 0, 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(test_kid_now_ms() - t0 < 5000);
     assert_non_null(strstr(shmrpc_errmsg(), "never initialised"));
     assert_null(l);
     /* OVERWRITE replaces it. */
@@ -525,22 +511,22 @@ static void timeouts_while_held(void **state)
     struct holder h = {.l = l, .go_r = go.r, .release = true};
     pid_t kid = start_holder(&h, &ready);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     print_message("# acquire(50 ms) timed out after %" PRId64 " ms\n", ms);
     assert_true(ms >= 50 && ms < 2000);
 
-    t0 = now_ms();
+    t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire_secs(l, 0.05), SHMRPC_ETIMEDOUT);
-    ms = now_ms() - t0;
+    ms = test_kid_now_ms() - t0;
     print_message("# acquire_secs(0.05) timed out after %" PRId64 " ms\n", ms);
     assert_true(ms >= 50 && ms < 2000);
 
-    t0 = now_ms();
+    t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 0), SHMRPC_ETIMEDOUT);
     assert_int_equal(shmrpc_lock_acquire_secs(l, 0.0), SHMRPC_ETIMEDOUT);
-    assert_true(now_ms() - t0 < 1000);
+    assert_true(test_kid_now_ms() - t0 < 1000);
     assert_int_equal(shmrpc_lock_acquire(l, -5), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_lock_acquire_secs(l, -0.5), SHMRPC_EINVAL);
 
@@ -581,9 +567,9 @@ static void owner_killed_zombie(void **state)
     struct holder h = {.l = l, .go_r = go.r};
     pid_t kid = start_holder(&h, &ready);
     kill(kid, SIGKILL);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     int rc = shmrpc_lock_acquire(l, 5000);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     print_message("# owner death (zombie) noticed after %" PRId64 " ms\n", ms);
     assert_int_equal(rc, SHMRPC_EOWNERDEAD);
     assert_true(ms < 1000);
@@ -603,10 +589,10 @@ static void owner_killed_reaped(void **state)
     struct chan ready = new_chan(), go = new_chan();
     struct holder h = {.l = l, .go_r = go.r};
     kill_and_reap(start_holder(&h, &ready));
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 5000), SHMRPC_EOWNERDEAD);
-    print_message("# owner death (reaped) noticed after %" PRId64 " ms\n", now_ms() - t0);
-    assert_true(now_ms() - t0 < 1000);
+    print_message("# owner death (reaped) noticed after %" PRId64 " ms\n", test_kid_now_ms() - t0);
+    assert_true(test_kid_now_ms() - t0 < 1000);
     expect_owner_death(l, 1);
     /* try recovers too. */
     kill_and_reap(start_holder(&h, &ready));
@@ -626,9 +612,9 @@ static void owner_dies_while_waited_for(void **state)
     struct chan ready = new_chan();
     struct holder h = {.l = l, .go_r = -1, .hold_ms = 200}; /* exits holding it */
     pid_t kid = start_holder(&h, &ready);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 5000), SHMRPC_EOWNERDEAD);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     print_message("# owner exited after ~200 ms; the waiter took over after %" PRId64 " ms\n", ms);
     assert_true(ms < 1200);
     assert_int_equal(test_kid_reap(kid, 5000), 0);
@@ -661,16 +647,16 @@ static void timeouts_and_death_under_load(void **state)
         hogs[i] = spawn(hog_child, NULL);
     int64_t worst = 0;
     for (int i = 0; i < 5; i++) {
-        int64_t t0 = now_ms();
+        int64_t t0 = test_kid_now_ms();
         assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
-        int64_t ms = now_ms() - t0;
+        int64_t ms = test_kid_now_ms() - t0;
         assert_true(ms >= 50 && ms < 2000);
         if (ms > worst) worst = ms;
     }
     kill(kid, SIGKILL);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 5000), SHMRPC_EOWNERDEAD);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     print_message("# under load: acquire(50 ms) took at most %" PRId64
                   " ms; owner death noticed after %" PRId64 " ms\n",
                   worst, ms);
@@ -941,15 +927,15 @@ static void eintr_storm(void **state)
 
     ticks = 0;
     storm(true);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     int rc = shmrpc_lock_acquire(l, 300);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     sig_atomic_t during_timeout = ticks;
     /* The holder lets go 200 ms after we start waiting again. */
     notify(go.w);
-    t0 = now_ms();
+    t0 = test_kid_now_ms();
     int rc2 = shmrpc_lock_acquire(l, 10000);
-    int64_t ms2 = now_ms() - t0;
+    int64_t ms2 = test_kid_now_ms() - t0;
     storm(false);
     print_message("# storm: timed out after %" PRId64 " ms with %d signals; acquired after %" PRId64
                   " ms, %d signals in all\n",
@@ -1032,7 +1018,7 @@ static void bad_write(struct bad_write b)
 /* Whether pid sleeps in a futex wait (its wchan), waiting at most ms for it. */
 static bool in_futex_wait(pid_t pid, int ms)
 {
-    int64_t end = now_ms() + ms;
+    int64_t end = test_kid_now_ms() + ms;
     do {
         char path[64], buf[128] = "";
         snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
@@ -1043,8 +1029,8 @@ static bool in_futex_wait(pid_t pid, int ms)
             fclose(f);
         }
         if (strstr(buf, "futex")) return true;
-        nap_ms(1);
-    } while (now_ms() < end);
+        test_kid_nap_ms(1);
+    } while (test_kid_now_ms() < end);
     return false;
 }
 
@@ -1104,7 +1090,7 @@ static void zeroed_sleepers_cost_one_sleep(void **state)
         assert_int_equal(shmrpc_lock_acquire(l, 5000), 0);
         notify(go.w);
         in_futex_wait(kid, 2000);
-        nap_ms(2);
+        test_kid_nap_ms(2);
         if (r == 0) { /* both the old count and the new bit */
             bad_write((struct bad_write){.name = name, .off = OFF_SLEEPERS, .size = 4, .value = 0});
             bad_write((struct bad_write){.name = name, .off = OFF_WORD, .clear = WAITERS});
@@ -1144,7 +1130,7 @@ static void killed_sleeper_leaves_nothing(void **state)
     assert_int_equal(shmrpc_lock_acquire(l, 5000), 0);
     pid_t kid = spawn(sleeper_child, &c);
     notify(go.w);
-    if (!in_futex_wait(kid, 5000)) nap_ms(100); /* no wchan here: give it time to sleep */
+    if (!in_futex_wait(kid, 5000)) test_kid_nap_ms(100); /* no wchan here: give it time to sleep */
     kill_and_reap(kid);
     assert_int_equal(shmrpc_lock_release(l), 0);
     assert_int_equal(shmrpc_lock_acquire(l, 0), 0);
@@ -1185,7 +1171,7 @@ static void later_start_in_tag_is_no_death(void **state)
         bad_write((struct bad_write){
             .name = name, .off = OFF_TAG, .size = 8, .value = later[i] << 22 | (uint64_t)kid});
         assert_int_equal(shmrpc_lock_acquire(l, 100), SHMRPC_ETIMEDOUT);
-        nap_ms(10); /* past the try's rate limit of owner checks */
+        test_kid_nap_ms(10); /* past the try's rate limit of owner checks */
         assert_int_equal(shmrpc_lock_try(l), SHMRPC_EBUSY);
     }
     notify(go.w);
@@ -1216,14 +1202,14 @@ static void word_naming_a_stranger_is_taken_over(void **state)
     const char *name = new_name("stranger");
     pid_t stranger = spawn(stranger_sleep_child, NULL); /* before the lock is mapped */
     shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
-    nap_ms(20); /* let it exec */
+    test_kid_nap_ms(20); /* let it exec */
     const uint32_t words[] = {(uint32_t)stranger, 1};
     for (int i = 0; i < 2; i++) {
         bad_write((struct bad_write){.name = name, .off = OFF_WORD, .size = 4, .value = words[i]});
-        int64_t t0 = now_ms();
+        int64_t t0 = test_kid_now_ms();
         int rc = shmrpc_lock_acquire(l, 3000);
         print_message("# word set to live pid %u: acquire returned %s after %" PRId64 " ms\n",
-                      words[i], shmrpc_strerror(rc), now_ms() - t0);
+                      words[i], shmrpc_strerror(rc), test_kid_now_ms() - t0);
         assert_int_equal(rc, SHMRPC_EOWNERDEAD);
         expect_owner_death(l, (uint64_t)i + 1);
     }
@@ -1336,9 +1322,9 @@ static void steal_after_timeout(void **state)
     pid_t kid = start_holder(&h, &ready);
     /* A timeout shorter than the steal: no steal. */
     assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 10000), SHMRPC_ESTOLEN);
-    int64_t ms = now_ms() - t0;
+    int64_t ms = test_kid_now_ms() - t0;
     print_message("# stolen from a live holder after %" PRId64 " ms (steal_after_ms 150)\n", ms);
     assert_true(ms >= 140 && ms < 5000);
     notify(go.w);

@@ -39,20 +39,6 @@
 static char names[MAX_NAMES][SHMRPC_MAP_NAME_MAX + 1];
 static int nnames;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 static const char *new_name(const char *what)
 {
     assert_true(nnames < MAX_NAMES);
@@ -331,7 +317,7 @@ static int waiter_child(void *arg)
     if (put_s(m, "ready", "1") != 0) return 12;
     c++;
     /* The parent puts "go" once it saw "ready"; sleep until then. */
-    int64_t end = now_ms() + 20000;
+    int64_t end = test_kid_now_ms() + 20000;
     for (;;) {
         if (shmrpc_map_wait(m, c, &now, 1000) == 0) {
             c = now;
@@ -339,7 +325,7 @@ static int waiter_child(void *arg)
             char buf[8];
             if (shmrpc_map_get(m, "go", 2, buf, sizeof buf, &len) == 0) break;
         }
-        if (now_ms() > end) return 13;
+        if (test_kid_now_ms() > end) return 13;
     }
     shmrpc_map_close(m);
     return 0;
@@ -353,11 +339,11 @@ static void wait_between_processes(void **state)
     o.wait.mode = SHMRPC_WAIT_SLEEP;
     shmrpc_map *m = open_map(name, &o);
     pid_t kid = spawn(waiter_child, (void *)name);
-    int64_t end = now_ms() + 20000;
-    while (!get_s(m, "ready") && now_ms() < end)
-        nap_ms(1);
+    int64_t end = test_kid_now_ms() + 20000;
+    while (!get_s(m, "ready") && test_kid_now_ms() < end)
+        test_kid_nap_ms(1);
     assert_non_null(get_s(m, "ready"));
-    nap_ms(50); /* the child is asleep on the futex by now, most likely */
+    test_kid_nap_ms(50); /* the child is asleep on the futex by now, most likely */
     assert_int_equal(put_s(m, "go", "1"), 0);
     assert_int_equal(test_kid_reap(kid, 20000), 0);
     shmrpc_map_close(m);
@@ -446,9 +432,9 @@ static void batch_and_dead_holder(void **state)
     assert_true(shmrpc_lock_is_mine(shmrpc_map_lock(m)));
     assert_int_equal(shmrpc_lock_release(shmrpc_map_lock(m)), 0);
     pid_t kid = spawn(holder_child, (void *)name);
-    int64_t end = now_ms() + 20000;
-    while (!get_s(m, "held") && now_ms() < end)
-        nap_ms(1);
+    int64_t end = test_kid_now_ms() + 20000;
+    while (!get_s(m, "held") && test_kid_now_ms() < end)
+        test_kid_nap_ms(1);
     assert_non_null(get_s(m, "held"));
     /* A live holder: writers time out, readers go on. */
     assert_int_equal(put_s(m, "c", "3"), SHMRPC_ETIMEDOUT);
@@ -457,9 +443,9 @@ static void batch_and_dead_holder(void **state)
     kill(kid, SIGKILL);
     assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
     /* A dead one: the next writer takes over, repairs and writes. */
-    end = now_ms() + 20000;
+    end = test_kid_now_ms() + 20000;
     int rc;
-    while ((rc = put_s(m, "c", "3")) == SHMRPC_ETIMEDOUT && now_ms() < end) {
+    while ((rc = put_s(m, "c", "3")) == SHMRPC_ETIMEDOUT && test_kid_now_ms() < end) {
     }
     assert_int_equal(rc, 0);
     shmrpc_map_info info;
@@ -533,9 +519,9 @@ static void growth_with_readers(void **state)
     shmrpc_map *m = open_map(g->name, &o);
     pid_t r0 = spawn(grow_reader, g);
     while (!atomic_load(&g->checks[0]))
-        nap_ms(1);
+        test_kid_nap_ms(1);
     pid_t r1 = spawn(grow_reader, g);
-    int64_t t0 = now_ms();
+    int64_t t0 = test_kid_now_ms();
     for (uint64_t i = 0; i < GROW_KEYS; i++) {
         char k[24];
         size_t klen;
@@ -547,7 +533,7 @@ static void growth_with_readers(void **state)
         assert_int_equal(rc, 0);
         atomic_store(&g->written, i + 1);
     }
-    int64_t t1 = now_ms();
+    int64_t t1 = test_kid_now_ms();
     atomic_store(&g->done, 1);
     assert_int_equal(test_kid_reap(r0, 20000), 0);
     assert_int_equal(test_kid_reap(r1, 20000), 0);
@@ -680,9 +666,9 @@ static void kill_at_random(void **state)
     for (int round = 0; round < KILL_ROUNDS; round++) {
         pid_t w = spawn(killed_writer, l);
         uint64_t ops0 = atomic_load(&l->ops);
-        int64_t end = now_ms() + 10000;
-        while (atomic_load(&l->ops) < ops0 + 50 && now_ms() < end)
-            nap_ms(1);
+        int64_t end = test_kid_now_ms() + 10000;
+        while (atomic_load(&l->ops) < ops0 + 50 && test_kid_now_ms() < end)
+            test_kid_nap_ms(1);
         /* Now anywhere in a put, a remove or a growth. */
         struct timespec ts = {0, (long)(rand() % 3000) * 1000};
         nanosleep(&ts, NULL);
@@ -911,10 +897,10 @@ static void snapshots_while_writing(void **state)
         assert_int_equal(shmrpc_map_put(m, k, strlen(k), &zero, 8), 0);
     }
     pid_t w = spawn(round_writer, (void *)name);
-    int64_t end = now_ms() + 1500;
+    int64_t end = test_kid_now_ms() + 1500;
     int snaps = 0;
     uint64_t last = 0;
-    while (now_ms() < end) {
+    while (test_kid_now_ms() < end) {
         struct rounds r = {.n = 0};
         assert_int_equal(shmrpc_map_iterate(m, note_round, &r), 0);
         assert_int_equal(r.n, SNAP_KEYS);
