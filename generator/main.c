@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "gen.h"
@@ -13,7 +14,7 @@ static void usage(FILE *f)
     fputs("usage: shmrpcgen [-o DIR] [--depfile FILE] FILE.svc\n"
           "       shmrpcgen --version\n"
           "Writes NAME.h, NAME.c (the method table), NAME_client.c and NAME_server.c\n"
-          "for FILE.svc into DIR (default: the current directory).\n",
+          "for FILE.svc into DIR (default: the current directory), made if missing.\n",
           f);
 }
 
@@ -78,6 +79,31 @@ static int write_outputs(output *out, int n)
             return -1;
         }
     return 0;
+}
+
+/* Makes dir and the folders above it that are missing, as mkdir -p does (the umask applies):
+ * a build system names an output folder before anything is in it. */
+static int make_dirs(const char *dir)
+{
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (p == NULL) return -1;
+    memcpy(p, dir, n + 1);
+    int rc = 0;
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && (errno != EEXIST || stat(p, &st) != 0 || !S_ISDIR(st.st_mode))) {
+            if (errno == EEXIST) errno = ENOTDIR;
+            fprintf(stderr, "shmrpcgen: cannot make the folder %s: %s\n", p, strerror(errno));
+            rc = -1;
+        }
+        p[i] = c;
+    }
+    free(p);
+    return rc;
 }
 
 static void put_make_path(FILE *f, const char *p)
@@ -169,6 +195,7 @@ int main(int argc, char **argv)
         em_flush(&e);
         squeeze_blank_lines(&out[i].text);
     }
+    if (rc == 0 && make_dirs(dir) != 0) rc = 2;
     if (rc == 0 && write_outputs(out, n) != 0) rc = 2;
     if (rc == 0 && depfile && write_depfile(depfile, out, n, input) != 0) rc = 2;
     for (int i = 0; i < n; i++)
