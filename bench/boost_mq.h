@@ -12,7 +12,8 @@ extern "C" {
 typedef struct boost_mq boost_mq;
 
 /* Removes any queue of that name and creates one of depth messages of up to size bytes:
- * 0, or -1 with a message on stderr. */
+ * 0; 1 when the benchmark was built without boost (boost_mq_none.c); or -1 with a message
+ * on stderr. */
 int boost_mq_create(const char *name, size_t depth, size_t size);
 /* Opens an existing queue: the handle, or NULL with a message on stderr. */
 boost_mq *boost_mq_open(const char *name);

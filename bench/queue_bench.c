@@ -426,8 +426,10 @@ static int make_transport(const struct row *r)
         fcntl(pipe_fd[1], F_SETPIPE_SZ, 1 << 20); /* as deep as allowed (pipe-max-size) */
         fcntl(pipe_fd[0], F_SETFL, O_NONBLOCK);
         return 0;
-    case BOOST_MQ:
-        return boost_mq_create(bname, depth, r->payload) == 0 ? 0 : -1;
+    case BOOST_MQ: {
+        int rc = boost_mq_create(bname, depth, r->payload);
+        return rc == 0 || rc == 1 ? rc : -1;
+    }
     case RING:
         if (r->producers > 1 || r->consumers > 1) return 1;
         ring = mmap(NULL, sizeof *ring, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
