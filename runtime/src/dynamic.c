@@ -70,9 +70,9 @@ int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, con
 {
     if (*failed) return -1;
     *failed = true;
-    char why[512];
-    vsnprintf(why, sizeof why, fmt, ap);
-    snprintf(err, cap, "%s: %s", where, why);
+    /* Written in place, cut at cap. */
+    int n = snprintf(err, cap, "%s: ", where);
+    if (n >= 0 && (size_t)n < cap) vsnprintf(err + n, cap - (size_t)n, fmt, ap);
     return -1;
 }
 

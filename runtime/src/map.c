@@ -488,7 +488,7 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
         return fail(SHMRPC_ESYS(err), "cannot open map '%s' generation %" PRIu64 ": %s", m->name,
                     gen, syserr(err));
     }
-    off_t size;
+    off_t size = 0; /* set by check_owner when it succeeds (gcc -O3 cannot tell) */
     int rc = check_owner(fd, m->name, m->opts.perms, &size);
     void *p = MAP_FAILED;
     if (rc == 0 && (size < (off_t)HEAD_SIZE))
@@ -884,7 +884,7 @@ int shmrpc_map_get(shmrpc_map *m, const void *key, size_t klen, void *buf, size_
 {
     uint64_t at, w;
     const struct entry *e;
-    uint32_t k, v;
+    uint32_t k = 0, v = 0; /* set by lookup when it succeeds (gcc -O3 cannot tell) */
     int rc = lookup(m, key, klen, &at, &w, &e, &k, &v);
     if (rc != 0) return rc;
     if (len) *len = v;
@@ -898,7 +898,7 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
     if (!view) return fail(SHMRPC_EINVAL, "no view");
     uint64_t at, w;
     const struct entry *e;
-    uint32_t k, v;
+    uint32_t k = 0, v = 0;
     int rc = lookup(m, key, klen, &at, &w, &e, &k, &v);
     if (rc != 0) return rc;
     view->data = (const uint8_t *)(e + 1) + k;
