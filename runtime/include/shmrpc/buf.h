@@ -10,6 +10,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A string that need not be NUL-terminated: decoded strings point into the message. */
 typedef struct shmrpc_str {
@@ -85,6 +87,7 @@ static inline int shmrpc_buf_msgpack_write(void *buf, const char *p, size_t n)
     return shmrpc_buf_append((shmrpc_buf *)buf, p, n) == 0 ? 0 : -1;
 }
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

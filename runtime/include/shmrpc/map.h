@@ -16,6 +16,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A handle belongs to one thread at a time: a call may map a new generation and unmap the
  * old one, which another thread of the handle could be reading. Open one per thread. */
@@ -168,6 +170,7 @@ int shmrpc_map_check(shmrpc_map *m);
 /* UltraDict's print_status: the info, one "key: value" a line. */
 int shmrpc_map_print_status(shmrpc_map *m, FILE *f);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A handle may be shared by the threads of its process. */
 typedef struct shmrpc_queue shmrpc_queue;
@@ -204,6 +206,7 @@ typedef struct shmrpc_queue_stats {
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif
