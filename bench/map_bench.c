@@ -50,11 +50,16 @@ static void make_keys(void)
         klens[i] = key_of(i, keys[i]);
 }
 
-/* What the forked workers of a row report. */
+/* What the forked workers of a row report. Each count is stored as each op completes, on
+ * a line of its own: a process that fails or dies keeps what it did (it once showed 0, as
+ * the count was stored only at the end, so that a crashing client read as a starved one). */
 struct shared {
     _Atomic int go, stop, ready;
-    _Atomic uint64_t ops[4];
     _Atomic int failed;
+    struct {
+        _Atomic uint64_t ops;
+        char pad[56];
+    } per[4];
 };
 static struct shared *sh;
 
@@ -76,10 +81,9 @@ static void worker(op_fn op, void *ctx, int slot)
                 atomic_store(&sh->failed, 1);
                 return;
             }
+            atomic_store_explicit(&sh->per[slot].ops, ++n, memory_order_relaxed);
         }
-        n += 64;
     }
-    atomic_store(&sh->ops[slot], n);
 }
 
 /* --- the map ---------------------------------------------------------------------------- */
@@ -117,9 +121,9 @@ static pid_t map_proc(op_fn op, int slot)
 }
 
 /* Runs readers processes of get and writers of put for secs; per-process ops/s of each
- * kind in rd and wr. */
-static void run_row(pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int readers, int writers,
-                    double *rd, double *wr)
+ * kind in rd and wr. what names the row's kind in a message about a process that failed. */
+static void run_row(const char *what, pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int readers,
+                    int writers, double *rd, double *wr)
 {
     memset(sh, 0, sizeof *sh);
     pid_t kids[4];
@@ -136,14 +140,27 @@ static void run_row(pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int reader
     usleep((useconds_t)(secs * 1e6));
     atomic_store(&sh->stop, 1);
     double dt = (double)(now_ns() - t0) / 1e9;
-    for (int i = 0; i < n; i++)
-        waitpid(kids[i], NULL, 0);
+    for (int i = 0; i < n; i++) {
+        int status = 0;
+        waitpid(kids[i], &status, 0);
+        if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)) {
+            fprintf(stderr,
+                    "# %s with %d reader(s) and %d writer(s): %s %d %s %d after %" PRIu64
+                    " ops; the row counts those\n",
+                    what, readers, writers, i < readers ? "reader" : "writer",
+                    i < readers ? i : i - readers,
+                    WIFSIGNALED(status) ? "died of signal" : "exited with status",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                    atomic_load(&sh->per[i].ops));
+        }
+    }
     *rd = *wr = 0;
     for (int i = 0; i < readers; i++)
-        *rd += (double)sh->ops[i] / dt / readers;
+        *rd += (double)atomic_load(&sh->per[i].ops) / dt / readers;
     for (int i = readers; i < n; i++)
-        *wr += (double)sh->ops[i] / dt / writers;
-    if (sh->failed) fprintf(stderr, "# a worker of the next row failed: its figures are short\n");
+        *wr += (double)atomic_load(&sh->per[i].ops) / dt / writers;
+    if (sh->failed)
+        fprintf(stderr, "# an op of a %s row failed (above): its figures are short\n", what);
 }
 
 static void fill_map(void)
@@ -413,13 +430,15 @@ int main(int argc, char **argv)
         /* the rows: 1 reader; 2 readers + 1 writer; 1 writer; 2 writers */
         int rd[4] = {1, 2, 0, 0}, wr[4] = {0, 1, 1, 2};
         for (int c = 0; c < 4; c++) {
-            run_row(map_proc, map_get, map_put, rd[c], wr[c], &m[c][0], &m[c][1]);
-            run_row(kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
+            run_row("map", map_proc, map_get, map_put, rd[c], wr[c], &m[c][0], &m[c][1]);
+            run_row("rpc-shm", kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
             if (redis > 0) {
                 depth = 1;
-                run_row(redis_proc, redis_get, redis_set, rd[c], wr[c], &r1[c][0], &r1[c][1]);
+                run_row("redis", redis_proc, redis_get, redis_set, rd[c], wr[c], &r1[c][0],
+                        &r1[c][1]);
                 depth = 16;
-                run_row(redis_proc, redis_get, redis_set, rd[c], wr[c], &r16[c][0], &r16[c][1]);
+                run_row("redis-p16", redis_proc, redis_get, redis_set, rd[c], wr[c], &r16[c][0],
+                        &r16[c][1]);
                 for (int x = 0; x < 2; x++)
                     r16[c][x] *= 16; /* each op was 16 commands */
             }
