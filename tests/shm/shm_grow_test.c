@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -190,17 +191,31 @@ typedef struct share {
     _Atomic int go, stop, ready;
     struct {
         _Atomic uint64_t calls; /* completed, counted as each one completes */
-        char pad[56];           /* a line each: callers do not slow each other */
+        _Atomic uint64_t slow;  /* of which took more than SLOW_MS */
+        _Atomic int64_t worst;  /* the longest, in microseconds */
+        char pad[40];           /* a line each: callers do not slow each other */
     } per[3];
 } share;
 
+enum { SLOW_MS = 15 };
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* The "2 readers + 1 writer" row of shmrpc-bench-map over shm://: one worker, two callers
  * asking for 4 KiB answers with 4-byte requests and one sending 4 KiB requests for 16-byte
- * answers, each in a loop as fast as it can for a second. Each must come through alive
- * with a fair share of the worker: at least a tenth of the mean, a bound that a caller
- * starved by a lost wake-up (20 ms per call: 50 calls against tens of thousands) fails,
- * and that a 2-core machine under stress-ng --cpu 2 passes by far. Before the fix the
- * readers died at their first 4 KiB answer, which the benchmark counted as 0 calls. */
+ * answers, each in a loop as fast as it can for a second. Each must come through alive,
+ * and get its share of the worker: the median of its calls under 15 ms, which a caller
+ * whose wake-ups were lost (20 ms sleeps) or whose requests the worker passed over fails.
+ * The share of calls itself is printed, not asserted: under stress-ng --cpu 2 a waiter
+ * that yields its CPU to a hog loses a tick per call (200 calls a second), and callers on
+ * the worker's CPU then made up to 80 times as many as the others (docs/shm-transport.md).
+ * Before the fix the readers died at their first 4 KiB answer, which the benchmark
+ * counted as 0 calls. */
 static void one_worker_many_callers(void **state)
 {
     (void)state;
@@ -221,8 +236,13 @@ static void one_worker_many_callers(void **state)
         for (int t = 0; !why && !atomic_load(&s->go) && t < 20000; t++)
             usleep(1000);
         while (!why && !atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+            int64_t t0 = now_us();
             why = sized_call(c, writer ? 16 : 4096, writer ? 4096 : 4);
-            if (!why) atomic_fetch_add_explicit(&s->per[i].calls, 1, memory_order_relaxed);
+            int64_t took = now_us() - t0;
+            if (why) break;
+            if (took > SLOW_MS * 1000) atomic_fetch_add(&s->per[i].slow, 1);
+            if (took > atomic_load(&s->per[i].worst)) atomic_store(&s->per[i].worst, took);
+            atomic_fetch_add_explicit(&s->per[i].calls, 1, memory_order_relaxed);
         }
         if (why) fprintf(stderr, "caller %d: %s\n", i, why);
         shmrpc_client_free(c);
@@ -238,12 +258,17 @@ static void one_worker_many_callers(void **state)
     for (int i = 0; i < CALLERS; i++)
         status[i] = test_reap(kids[i], 10000);
     bool stopped = test_stop_server(server);
-    uint64_t n[CALLERS], total = 0;
-    for (int i = 0; i < CALLERS; i++)
-        total += n[i] = atomic_load(&s->per[i].calls);
+    uint64_t n[CALLERS], slow[CALLERS];
+    int64_t worst[CALLERS];
+    for (int i = 0; i < CALLERS; i++) {
+        n[i] = atomic_load(&s->per[i].calls);
+        slow[i] = atomic_load(&s->per[i].slow);
+        worst[i] = atomic_load(&s->per[i].worst);
+        print_message("    %s %d: %llu calls in 1 s, %llu over %d ms, the longest %.1f ms\n",
+                      i == CALLERS - 1 ? "writer" : "reader", i, (unsigned long long)n[i],
+                      (unsigned long long)slow[i], SLOW_MS, (double)worst[i] / 1000);
+    }
     munmap(s, sizeof *s);
-    print_message("    calls in 1 s: reader %llu, reader %llu, writer %llu\n",
-                  (unsigned long long)n[0], (unsigned long long)n[1], (unsigned long long)n[2]);
     char why[128];
     for (int i = 0; i < CALLERS; i++)
         if (!WIFEXITED(status[i]) || WEXITSTATUS(status[i]) != 0)
@@ -251,9 +276,9 @@ static void one_worker_many_callers(void **state)
                      ended(status[i], why, sizeof why));
     assert_true(stopped);
     for (int i = 0; i < CALLERS; i++)
-        if (n[i] * 10 * CALLERS < total)
-            fail_msg("caller %d made %llu calls, under a tenth of the mean (%llu)", i,
-                     (unsigned long long)n[i], (unsigned long long)(total / CALLERS));
+        if (n[i] == 0 || slow[i] * 2 >= n[i])
+            fail_msg("caller %d: %llu of its %llu calls took over %d ms", i,
+                     (unsigned long long)slow[i], (unsigned long long)n[i], SLOW_MS);
 }
 
 int main(void)
