@@ -212,8 +212,9 @@ static int64_t now_us(void)
  * and get its share of the worker: the median of its calls under 15 ms, which a caller
  * whose wake-ups were lost (20 ms sleeps) or whose requests the worker passed over fails.
  * The share of calls itself is printed, not asserted: under stress-ng --cpu 2 a waiter
- * that yields its CPU to a hog loses a tick per call (200 calls a second), and callers on
- * the worker's CPU then made up to 80 times as many as the others (docs/shm-transport.md).
+ * that yields its CPU to a hog loses a tick per call (200 calls a second), and a caller on
+ * the worker's CPU made 80 and 290 times as many as the others in 2 runs of 30
+ * (docs/shm-transport.md, Not yet).
  * Before the fix the readers died at their first 4 KiB answer, which the benchmark
  * counted as 0 calls. */
 static void one_worker_many_callers(void **state)
