@@ -62,6 +62,7 @@ struct shared {
     } per[4];
 };
 static struct shared *sh;
+static int troubles; /* processes of any row that died or failed: the exit status says so */
 
 typedef int (*op_fn)(void *ctx, int i); /* 0 ok */
 
@@ -152,6 +153,7 @@ static void run_row(const char *what, pid_t (*spawn)(op_fn, int), op_fn get, op_
                     WIFSIGNALED(status) ? "died of signal" : "exited with status",
                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
                     atomic_load(&sh->per[i].ops));
+            troubles++;
         }
     }
     *rd = *wr = 0;
@@ -159,8 +161,10 @@ static void run_row(const char *what, pid_t (*spawn)(op_fn, int), op_fn get, op_
         *rd += (double)atomic_load(&sh->per[i].ops) / dt / readers;
     for (int i = readers; i < n; i++)
         *wr += (double)atomic_load(&sh->per[i].ops) / dt / writers;
-    if (sh->failed)
+    if (sh->failed) {
         fprintf(stderr, "# an op of a %s row failed (above): its figures are short\n", what);
+        troubles++;
+    }
 }
 
 static void fill_map(void)
@@ -470,5 +474,6 @@ int main(int argc, char **argv)
     shmrpc_map_unlink_quiet(name);
     unlink(redis_sock);
     rmdir(dir);
-    return 0;
+    if (troubles) fprintf(stderr, "# %d processes of the rows above failed or died\n", troubles);
+    return troubles ? 1 : 0;
 }
