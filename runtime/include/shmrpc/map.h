@@ -155,6 +155,8 @@ typedef struct shmrpc_map_info {
     uint64_t growths;    /* generations made by growth (clears not counted) */
     uint64_t repairs;    /* writes of a dead writer rolled forward by the next */
     uint64_t lock_waits; /* writes that found the lock held */
+    uint64_t reads;      /* gets and views of every handle, open or closed (each counts its
+                            own in its reader slot: no shared line per get) */
     pid_t creator;       /* the process that created the map */
 } shmrpc_map_info;
 
