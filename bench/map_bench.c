@@ -438,6 +438,7 @@ int main(int argc, char **argv)
         const char *names[4] = {"1 reader", "2 readers + 1 writer", "1 writer", "2 writers"};
         char label[64];
         bool run[4];
+        char notes[4][96] = {"", "", "", ""}; /* what the map did during each row */
         for (int c = 0; c < 4; c++) {
             char get[64], put[64];
             snprintf(get, sizeof get, "get %zu B, %s", vlen, names[c]);
@@ -448,9 +449,19 @@ int main(int argc, char **argv)
         memset(mc, 0, sizeof mc);
         for (int c = 0; c < 4; c++) {
             if (!run[c]) continue;
+            shmrpc_map *watch = NULL;
+            shmrpc_map_info i0, i1;
+            if (shmrpc_map_open(&watch, map_name, NULL) != 0 ||
+                shmrpc_map_get_info(watch, &i0) != 0)
+                memset(&i0, 0, sizeof i0);
             run_row(map_proc, map_get, map_put, rd[c], wr[c], &m[c][0], &m[c][1]);
             mc[c][0] = rd_cpu;
             mc[c][1] = wr_cpu;
+            if (watch && shmrpc_map_get_info(watch, &i1) == 0)
+                snprintf(notes[c], sizeof notes[c],
+                         "%" PRIu64 " growths, %" PRIu64 " MiB of entry space",
+                         i1.growths - i0.growths, i1.bytes >> 20);
+            shmrpc_map_close(watch);
             run_row(kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
             if (redis > 0) {
                 depth = 1;
@@ -472,6 +483,7 @@ int main(int argc, char **argv)
                          rd[c] ? " (writer)" : "");
                 row(label, m[c][1], k[c][1], r1[c][1], r16[c][1], mc[c][1]);
             }
+            if (wr[c]) printf("#   the map during it: %s\n", notes[c]);
         }
         if (run[0] && run[1])
             printf("# readers beside a writer at %zu B: %.2fx slower than alone (%.2fx per "

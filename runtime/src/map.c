@@ -5,10 +5,12 @@
 #include <shmrpc/map.h>
 
 #include <dirent.h>
+#include <linux/membarrier.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,7 +78,10 @@
 #define RING 2048
 /* Retired entries between two tries to advance the epoch (each try reads every reader
  * slot): a few misses per batch instead of per put. */
-#define BATCH 64
+#define BATCH 256
+/* How long a writer short of space waits for readers to let go of retired entries before
+ * it grows the map or leaks them. */
+#define HARD_WAIT_NS ((int64_t)2 * 1000 * 1000)
 
 /* The redo record's states. */
 #define REC_IDLE 0u
@@ -139,7 +145,12 @@ struct map_hdr {
     _Atomic uint64_t growths;
     _Atomic uint64_t repairs;
     _Atomic uint64_t reads_gone;
-    uint8_t pad3[32];
+    /* Set (for good) by the first reader whose process registered for membarrier's global
+     * expedited barrier and whose reads then use no fence of their own, before its first
+     * such read (a read-modify-write: a full fence); read by writers, which must then make
+     * that barrier before they read the readers' epochs. */
+    _Atomic uint32_t no_fence;
+    uint8_t pad3[28];
     /* The reader table: a slot per reading handle, each on its own line (see
      * struct map_reader), so that writers know when no reader can still be reading a
      * replaced entry and may reuse its space. */
@@ -154,6 +165,7 @@ _Static_assert(offsetof(struct map_hdr, rec_state) == 128, "layout");
 _Static_assert(offsetof(struct map_hdr, rec_live) == 184, "layout");
 _Static_assert(offsetof(struct map_hdr, writes) == 192, "layout");
 _Static_assert(offsetof(struct map_hdr, reads_gone) == 216, "layout");
+_Static_assert(offsetof(struct map_hdr, no_fence) == 224, "layout");
 _Static_assert(offsetof(struct map_hdr, readers) == 256, "layout");
 _Static_assert(sizeof(struct map_hdr) == 256 + 64 * MAP_READERS, "layout");
 #define HDR_SIZE sizeof(struct map_hdr)
@@ -203,10 +215,11 @@ struct gen_space {
     _Atomic uint64_t unprot;
     uint8_t pad0[56];
     /* The ring of replaced entries: [tail, mark) retired before the current epoch,
-     * [mark, head) during it; counters, the index is modulo RING. since: retired since
-     * the last try to advance. */
-    uint64_t head, tail, mark, since;
-    uint8_t pad1[32];
+     * [mark, head) during it; counters, the index is modulo RING. since, since_bytes:
+     * retired since the last try to advance; patience: entries to leak before waiting
+     * for readers again. */
+    uint64_t head, tail, mark, since, since_bytes, patience;
+    uint8_t pad1[16];
     /* Free lists, one per size class: the offset of the first free block (0: none); a
      * free block's first 8 bytes hold the next one's. */
     uint64_t free_head[NCLASSES];
@@ -281,6 +294,7 @@ struct shmrpc_map {
     unsigned rd_fork;
     uint32_t rd_retry;     /* reads without a slot until the next try to claim one */
     uint8_t pin;           /* PIN_*: what the read in progress (or the view held) holds */
+    bool no_fence;         /* the slot's no_fence: reads rely on writers' membarrier */
     uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
 };
@@ -758,6 +772,12 @@ static struct map_reader *claim_slot(shmrpc_map *m)
             o = 0;
             if (!atomic_compare_exchange_strong(&r->owner, &o, me)) continue;
             r->start = shmrpc__proc_start((int32_t)me);
+            /* With the barrier a writer makes on every CPU running this process, a read
+             * needs no fence of its own (each costs a fifth of a get); without it (an old
+             * kernel, a seccomp filter), every read fences. */
+            m->no_fence =
+                syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+            if (m->no_fence) atomic_fetch_or(&h->no_fence, 1);
             atomic_store_explicit(&r->reads, 0, memory_order_relaxed);
             atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
             m->rd_fork = atomic_load_explicit(&fork_count, memory_order_relaxed);
@@ -850,8 +870,12 @@ static inline int enter_read(shmrpc_map *m)
     atomic_store_explicit(&r->epoch, atomic_load_explicit(&g->epoch, memory_order_acquire),
                           memory_order_relaxed);
     /* The epoch is visible before this read looks at a slot (a writer's scan is the other
-     * half: it stores a slot word, fences, then reads the epochs). */
-    atomic_thread_fence(memory_order_seq_cst);
+     * half: it stores a slot word, fences, then reads the epochs). With no_fence, the
+     * writer's membarrier is this fence, made on this CPU only when a writer needs it. */
+    if (m->no_fence)
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
     m->pin = PIN_SLOT;
     return 0;
 }
@@ -865,7 +889,7 @@ static void forget_space(shmrpc_map *m)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
     memset(sp->free_head, 0, sizeof sp->free_head);
-    sp->head = sp->tail = sp->mark = sp->since = 0;
+    sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = sp->patience = 0;
 }
 
 /* Tries to advance the epoch: when every reader of this generation has published the
@@ -877,10 +901,15 @@ static bool advance(shmrpc_map *m, bool check_dead)
     struct gen_hdr *g = (struct gen_hdr *)m->base;
     struct gen_space *sp = space_of(m->base, &m->geo);
     struct map_hdr *h = m->hdr;
-    sp->since = 0;
+    sp->since = sp->since_bytes = 0;
     /* The slot words this writer stored are visible before it reads the readers' epochs:
-     * a reader either published its epoch in time to be seen here, or sees the new words. */
+     * a reader either published its epoch in time to be seen here, or sees the new words.
+     * Readers without a fence of their own get it from membarrier, on every CPU that
+     * runs one (the asymmetric fence of liburcu's memb flavour); if it fails, no reuse. */
     atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&h->no_fence, memory_order_relaxed) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+        return false;
     if (atomic_load_explicit(&sp->unprot, memory_order_relaxed) != 0) return false;
     uint64_t epoch = atomic_load_explicit(&g->epoch, memory_order_relaxed), e0 = g->epoch0;
     for (int i = 0; i < MAP_READERS; i++) {
@@ -913,6 +942,23 @@ static bool advance(shmrpc_map *m, bool check_dead)
     return true;
 }
 
+/* Frees everything retired so far (two advances) when readers let go of it within
+ * HARD_WAIT_NS, yielding the CPU meanwhile: a reader that holds an old epoch is most often
+ * one preempted in the middle of a get, which a yield lets finish, and the growth or leak
+ * that not waiting means costs more. Dead readers are looked for once. */
+static bool advance_hard(shmrpc_map *m)
+{
+    int64_t until = 0;
+    for (int done = 0, i = 0;; i++) {
+        if (advance(m, i == 0) && ++done == 2) return true;
+        if (!until)
+            until = shmrpc__now_ns() + HARD_WAIT_NS;
+        else if (shmrpc__now_ns() >= until)
+            return false;
+        sched_yield();
+    }
+}
+
 /* Puts the entry a slot no longer names (word) on the ring, to be freed once no reader can
  * read it; leaks it (until the next growth) when the ring is full of entries readers hold
  * back. */
@@ -921,16 +967,56 @@ static void retire(shmrpc_map *m, uint64_t word)
     struct gen_space *sp = space_of(m->base, &m->geo);
     uint32_t k, v;
     if (!entry_at(m->base, &m->geo, word, &k, &v)) return;
+    uint64_t bs = block_size(k, v);
+    /* A full ring: wait for the readers, or after failing to, leak BATCH entries before
+     * waiting again (a reader that holds a view for long would make every put wait). */
+    if (sp->head - sp->tail >= RING && (sp->patience == 0 || --sp->patience == 0) &&
+        !advance_hard(m))
+        sp->patience = BATCH;
     if (sp->head - sp->tail < RING) {
-        uint64_t c = size_class(block_size(k, v));
-        sp->ring[sp->head % RING] = (c << OFF_BITS) | (word & OFF_MASK);
+        sp->ring[sp->head % RING] = ((uint64_t)size_class(bs) << OFF_BITS) | (word & OFF_MASK);
         sp->head++;
     }
-    if (++sp->since >= BATCH) advance(m, sp->head - sp->tail >= RING / 2);
+    /* Every BATCH entries, or sooner when they are large: an eighth of the space waiting
+     * for readers would otherwise be taken fresh. */
+    sp->since_bytes += bs;
+    if (++sp->since >= BATCH || sp->since_bytes >= (m->geo.total - m->geo.arena_off) / 8)
+        advance(m, sp->head - sp->tail >= RING / 2);
 }
 
-/* A free block of class c, or 0. */
+static uint64_t take_class(shmrpc_map *m, unsigned c);
+
+/* Puts the block at off of bs bytes on the free lists, cut into class sizes (the largest
+ * that fits first; a last 8 bytes, smaller than any entry, is left out). */
+static void free_pieces(shmrpc_map *m, uint64_t off, uint64_t bs)
+{
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    while (bs >= 16) {
+        unsigned c = bs <= 256 ? (unsigned)(bs / 8) - 1 : size_class(bs);
+        while (class_size(c) > bs)
+            c--;
+        memcpy(m->base + off, &sp->free_head[c], 8);
+        sp->free_head[c] = off;
+        off += class_size(c);
+        bs -= class_size(c);
+    }
+}
+
+/* A free block of class c: of the class itself, else cut from the smallest larger one
+ * (the rest freed as pieces), so that space freed by entries of other sizes serves too;
+ * 0 when there is none. */
 static uint64_t take_free(shmrpc_map *m, unsigned c)
+{
+    uint64_t off = take_class(m, c);
+    for (unsigned b = c + 1; !off && b < NCLASSES; b++) {
+        if (!space_of(m->base, &m->geo)->free_head[b]) continue;
+        off = take_class(m, b);
+        if (off) free_pieces(m, off + class_size(c), class_size(b) - class_size(c));
+    }
+    return off;
+}
+
+static uint64_t take_class(shmrpc_map *m, unsigned c)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
     uint64_t off = sp->free_head[c], bs = class_size(c);
@@ -1173,7 +1259,7 @@ static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, c
          * growing. */
         uint64_t off = full ? 0 : take_free(m, cls);
         if (!full && !off && (used + need > m->geo.total || used < m->geo.arena_off) &&
-            advance(m, true) && advance(m, false))
+            advance_hard(m))
             off = take_free(m, cls);
         if (full || (!off && (used + need > m->geo.total || used < m->geo.arena_off))) {
             rc = grow(m, 1, need, false);
