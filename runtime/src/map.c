@@ -75,13 +75,15 @@
 /* Space reuse (docs/map.md, "Reusing space"): free lists by size class, and a ring of
  * replaced entries waiting for the readers that may still read them. */
 #define NCLASSES 128
-#define RING 2048
+#define RING_MIN 2048
+#define RING_MAX (UINT64_C(1) << 24)
 /* Retired entries between two tries to advance the epoch (each try reads every reader
  * slot): a few misses per batch instead of per put. */
 #define BATCH 256
 /* How long a writer short of space waits for readers to let go of retired entries before
  * it grows the map or leaks them. */
 #define HARD_WAIT_NS ((int64_t)2 * 1000 * 1000)
+#define HARD_TRIES 8
 
 /* The redo record's states. */
 #define REC_IDLE 0u
@@ -186,7 +188,9 @@ struct gen_hdr {
      * so a reader slot with an older epoch reads an older generation. */
     _Atomic uint64_t epoch;
     uint64_t epoch0;
-    uint8_t pad0[8];
+    /* Entries the ring of retired ones holds (a power of two; about one per 256 bytes of
+     * entry space, so that it rarely fills before the space runs out). By the builder. */
+    uint64_t ring_cap;
     /* Second line: written by the writer under the lock, read by snapshots and info.
      * seq is odd while a write applies (a seqlock for snapshots; single gets need none,
      * a slot being one word and an entry never written once published). used: the end
@@ -201,6 +205,7 @@ struct gen_hdr {
 };
 
 _Static_assert(offsetof(struct gen_hdr, epoch) == 40, "layout");
+_Static_assert(offsetof(struct gen_hdr, ring_cap) == 56, "layout");
 _Static_assert(offsetof(struct gen_hdr, seq) == 64, "layout");
 _Static_assert(sizeof(struct gen_hdr) == 128, "layout");
 #define HEAD_SIZE sizeof(struct gen_hdr)
@@ -215,20 +220,20 @@ struct gen_space {
     _Atomic uint64_t unprot;
     uint8_t pad0[56];
     /* The ring of replaced entries: [tail, mark) retired before the current epoch,
-     * [mark, head) during it; counters, the index is modulo RING. since, since_bytes:
-     * retired since the last try to advance; patience: entries to leak before waiting
-     * for readers again. */
-    uint64_t head, tail, mark, since, since_bytes, patience;
-    uint8_t pad1[16];
+     * [mark, head) during it; counters, the index is modulo ring_cap. since, since_bytes:
+     * retired since the last try to advance. */
+    uint64_t head, tail, mark, since, since_bytes;
+    uint8_t pad1[24];
     /* Free lists, one per size class: the offset of the first free block (0: none); a
      * free block's first 8 bytes hold the next one's. */
     uint64_t free_head[NCLASSES];
-    /* Retired entries: offset / 8 in the low OFF_BITS, the size class above. */
-    uint64_t ring[RING];
+    /* Then the ring of retired entries, ring_cap words: offset / 8 in the low OFF_BITS,
+     * the size class above. */
+    uint64_t ring[];
 };
 _Static_assert(offsetof(struct gen_space, head) == 64, "layout");
 _Static_assert(offsetof(struct gen_space, free_head) == 128, "layout");
-_Static_assert(sizeof(struct gen_space) == 128 + 8 * NCLASSES + 8 * RING, "layout");
+_Static_assert(sizeof(struct gen_space) == 128 + 8 * NCLASSES, "layout");
 #define SPACE_SIZE sizeof(struct gen_space)
 
 /* An entry: written once, before a slot points to it; never written again. */
@@ -365,7 +370,12 @@ int shmrpc__map_validate(const void *seg, uint64_t size, shmrpc__map_geo *geo, c
     if (nslots < 8 || nslots > MAX_SLOTS || (nslots & (nslots - 1)))
         return why_fail(SHMRPC_EPROTO, why, cap,
                         "slot count %" PRIu64 " is not a power of two in [8, 2^31]", nslots);
-    if (arena != HEAD_SIZE + nslots * 8 + SPACE_SIZE || arena > total || (total >> 3) > OFF_MASK)
+    uint64_t ring = g->ring_cap;
+    if (ring < RING_MIN || ring > RING_MAX || (ring & (ring - 1)))
+        return why_fail(SHMRPC_EPROTO, why, cap,
+                        "ring of %" PRIu64 " is not a power of two in [2^11, 2^24]", ring);
+    if (arena != HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8 || arena > total ||
+        (total >> 3) > OFF_MASK)
         return why_fail(SHMRPC_EPROTO, why, cap,
                         "entries at %" PRIu64 " do not follow %" PRIu64 " slots in %" PRIu64
                         " bytes",
@@ -374,6 +384,7 @@ int shmrpc__map_validate(const void *seg, uint64_t size, shmrpc__map_geo *geo, c
     geo->total = total;
     geo->nslots = nslots;
     geo->arena_off = arena;
+    geo->ring_cap = ring;
     return 0;
 }
 
@@ -477,14 +488,14 @@ static int check_space(const void *seg, const shmrpc__map_geo *geo, uint64_t use
 {
     const struct gen_space *sp = space_of(seg, geo);
     uint64_t head = sp->head, tail = sp->tail, mark = sp->mark;
-    if (tail > mark || mark > head || head - tail > RING)
+    if (tail > mark || mark > head || head - tail > geo->ring_cap)
         return why_fail(SHMRPC_EPROTO, why, cap,
                         "retired ring out of order (tail %" PRIu64 ", mark %" PRIu64
                         ", head %" PRIu64 ")",
                         tail, mark, head);
     /* Every block is at least 16 bytes: a list longer than the space can hold loops. */
     uint64_t most = (used - geo->arena_off) / 16 + 1, n = 0;
-    struct span *v = malloc((size_t)(2 * most + RING) * sizeof *v);
+    struct span *v = malloc((size_t)(2 * most + geo->ring_cap) * sizeof *v);
     if (!v) return 0; /* nothing to check with: not a finding */
     _Atomic uint64_t *slots = slots_of(seg);
     for (uint64_t i = 0; i < geo->nslots && n < most; i++) {
@@ -507,7 +518,7 @@ static int check_space(const void *seg, const shmrpc__map_geo *geo, uint64_t use
         }
     }
     for (uint64_t i = tail; i != head && rc == 0; i++) {
-        uint64_t x = sp->ring[i % RING], off = (x & OFF_MASK) << 3;
+        uint64_t x = sp->ring[i % geo->ring_cap], off = (x & OFF_MASK) << 3;
         unsigned c = (unsigned)(x >> OFF_BITS);
         if (c >= NCLASSES || !block_ok(geo, used, off, class_size(c)))
             rc = why_fail(SHMRPC_EPROTO, why, cap, "retired block at %" PRIu64 " out of bounds",
@@ -650,7 +661,10 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslot
 {
     char path[PATH_CAP];
     gen_path(path, m->name, gen);
-    uint64_t arena = HEAD_SIZE + nslots * 8 + SPACE_SIZE;
+    uint64_t ring = RING_MIN;
+    while (ring < bytes / 256 && ring < RING_MAX)
+        ring <<= 1;
+    uint64_t arena = HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8;
     uint64_t total = (arena + bytes + 4095) & ~UINT64_C(4095);
     void *p = NULL;
     int rc = SHMRPC_ESYS(EEXIST);
@@ -670,12 +684,14 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslot
     g->nslots = nslots;
     g->arena_off = arena;
     g->epoch0 = epoch;
+    g->ring_cap = ring;
     atomic_store(&g->epoch, epoch);
     atomic_store(&g->used, arena);
     geo->gen = gen;
     geo->total = total;
     geo->nslots = nslots;
     geo->arena_off = arena;
+    geo->ring_cap = ring;
     *out = p;
     return 0;
 }
@@ -889,7 +905,7 @@ static void forget_space(shmrpc_map *m)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
     memset(sp->free_head, 0, sizeof sp->free_head);
-    sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = sp->patience = 0;
+    sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = 0;
 }
 
 /* Tries to advance the epoch: when every reader of this generation has published the
@@ -925,11 +941,12 @@ static bool advance(shmrpc_map *m, bool check_dead)
     /* What those readers read was done before they stored 0 or the new epoch (release). */
     atomic_thread_fence(memory_order_acquire);
     uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
-    if (sp->tail > sp->mark || sp->mark > sp->head || sp->head - sp->tail > RING) {
+    uint64_t cap = m->geo.ring_cap;
+    if (sp->tail > sp->mark || sp->mark > sp->head || sp->head - sp->tail > cap) {
         forget_space(m); /* a bad write */
     } else {
         for (uint64_t i = sp->tail; i != sp->mark; i++) {
-            uint64_t x = sp->ring[i % RING], off = (x & OFF_MASK) << 3;
+            uint64_t x = sp->ring[i % cap], off = (x & OFF_MASK) << 3;
             unsigned c = (unsigned)(x >> OFF_BITS);
             if (c >= NCLASSES || !block_ok(&m->geo, used, off, class_size(c))) continue;
             memcpy(m->base + off, &sp->free_head[c], 8);
@@ -943,45 +960,39 @@ static bool advance(shmrpc_map *m, bool check_dead)
 }
 
 /* Frees everything retired so far (two advances) when readers let go of it within
- * HARD_WAIT_NS, yielding the CPU meanwhile: a reader that holds an old epoch is most often
- * one preempted in the middle of a get, which a yield lets finish, and the growth or leak
+ * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch is most
+ * often one preempted in the middle of a get, which a yield lets finish, and the growth or leak
  * that not waiting means costs more. Dead readers are looked for once. */
 static bool advance_hard(shmrpc_map *m)
 {
-    int64_t until = 0;
+    int64_t until = shmrpc__now_ns() + HARD_WAIT_NS;
     for (int done = 0, i = 0;; i++) {
         if (advance(m, i == 0) && ++done == 2) return true;
-        if (!until)
-            until = shmrpc__now_ns() + HARD_WAIT_NS;
-        else if (shmrpc__now_ns() >= until)
-            return false;
+        /* At least HARD_TRIES yields: on a busy machine one may take longer than the wait. */
+        if (i >= HARD_TRIES && shmrpc__now_ns() >= until) return false;
         sched_yield();
     }
 }
 
 /* Puts the entry a slot no longer names (word) on the ring, to be freed once no reader can
  * read it; leaks it (until the next growth) when the ring is full of entries readers hold
- * back. */
+ * back: waiting for them here would make every put wait while a reader is preempted. */
 static void retire(shmrpc_map *m, uint64_t word)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
     uint32_t k, v;
     if (!entry_at(m->base, &m->geo, word, &k, &v)) return;
     uint64_t bs = block_size(k, v);
-    /* A full ring: wait for the readers, or after failing to, leak BATCH entries before
-     * waiting again (a reader that holds a view for long would make every put wait). */
-    if (sp->head - sp->tail >= RING && (sp->patience == 0 || --sp->patience == 0) &&
-        !advance_hard(m))
-        sp->patience = BATCH;
-    if (sp->head - sp->tail < RING) {
-        sp->ring[sp->head % RING] = ((uint64_t)size_class(bs) << OFF_BITS) | (word & OFF_MASK);
+    uint64_t cap = m->geo.ring_cap;
+    if (sp->head - sp->tail < cap) {
+        sp->ring[sp->head % cap] = ((uint64_t)size_class(bs) << OFF_BITS) | (word & OFF_MASK);
         sp->head++;
     }
     /* Every BATCH entries, or sooner when they are large: an eighth of the space waiting
      * for readers would otherwise be taken fresh. */
     sp->since_bytes += bs;
     if (++sp->since >= BATCH || sp->since_bytes >= (m->geo.total - m->geo.arena_off) / 8)
-        advance(m, sp->head - sp->tail >= RING / 2);
+        advance(m, sp->head - sp->tail >= cap / 2);
 }
 
 static uint64_t take_class(shmrpc_map *m, unsigned c);
@@ -1061,9 +1072,8 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     if (want > nslots)
         return fail(SHMRPC_ETOOBIG, "map '%s' cannot hold %" PRIu64 " keys", m->name,
                     count + extra_keys);
-    /* Four times what is live: a generation then takes three times the live bytes of
-     * replaced entries before the next copy, so a put copies a third of its bytes again
-     * on average instead of all of them with twice. */
+    /* Four times what is live: room for the replaced entries that wait for readers before
+     * their space is reused, and for those leaked while readers held it back. */
     uint64_t bytes = empty ? h->init_bytes : (live + need) * 4;
     if (bytes < h->init_bytes) bytes = h->init_bytes;
     if (bytes > h->max_bytes) bytes = h->max_bytes;

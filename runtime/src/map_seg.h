@@ -14,6 +14,7 @@ typedef struct shmrpc__map_geo {
     uint64_t total;     /* bytes of the segment */
     uint64_t nslots;    /* a power of two */
     uint64_t arena_off; /* where entries begin */
+    uint64_t ring_cap;  /* entries of the ring of retired ones */
 } shmrpc__map_geo;
 
 /* Checks the header of a generation segment of size bytes: 0, or SHMRPC_EPROTO /
