@@ -84,6 +84,7 @@
  * it grows the map or leaks them. */
 #define HARD_WAIT_NS ((int64_t)2 * 1000 * 1000)
 #define HARD_TRIES 8
+#define HARD_LIVE (UINT64_C(1) << 20)
 
 /* The redo record's states. */
 #define REC_IDLE 0u
@@ -965,11 +966,13 @@ static bool advance(shmrpc_map *m, bool check_dead)
  * that not waiting means costs more. Dead readers are looked for once. */
 static bool advance_hard(shmrpc_map *m)
 {
+    /* Below HARD_LIVE live bytes, a growth copies less than a wait costs: no yield. */
+    bool wait = atomic_load(&((struct gen_hdr *)m->base)->live) >= HARD_LIVE;
     int64_t until = shmrpc__now_ns() + HARD_WAIT_NS;
     for (int done = 0, i = 0;; i++) {
         if (advance(m, i == 0) && ++done == 2) return true;
         /* At least HARD_TRIES yields: on a busy machine one may take longer than the wait. */
-        if (i >= HARD_TRIES && shmrpc__now_ns() >= until) return false;
+        if (!wait || (i >= HARD_TRIES && shmrpc__now_ns() >= until)) return false;
         sched_yield();
     }
 }
