@@ -970,7 +970,10 @@ static bool advance_hard(shmrpc_map *m)
     bool wait = atomic_load(&((struct gen_hdr *)m->base)->live) >= HARD_LIVE;
     int64_t until = shmrpc__now_ns() + HARD_WAIT_NS;
     for (int done = 0, i = 0;; i++) {
-        if (advance(m, i == 0) && ++done == 2) return true;
+        if (advance(m, i == 0)) {
+            if (++done == 2) return true;
+            continue;
+        }
         /* At least HARD_TRIES yields: on a busy machine one may take longer than the wait. */
         if (!wait || (i >= HARD_TRIES && shmrpc__now_ns() >= until)) return false;
         sched_yield();
