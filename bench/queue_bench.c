@@ -38,10 +38,39 @@
 #define MQ_DEPTH 10     /* Linux's default limit for POSIX mq (msg_max) */
 #define RING_SLOT 64
 
-enum kind { QUEUE, QUEUE_BATCH, QUEUE_ZERO_COPY, POSIX_MQ, PIPE, BOOST_MQ, RING, KINDS };
+/* The queue's rows: created for many producers and consumers, and, 1/1 only, with a single
+ * producer and a single consumer (-spsc: no locked instruction on the fast path). */
+enum kind {
+    QUEUE,
+    QUEUE_BATCH,
+    QUEUE_ZERO_COPY,
+    QUEUE_SPSC,
+    QUEUE_SPSC_BATCH,
+    QUEUE_SPSC_ZERO_COPY,
+    POSIX_MQ,
+    PIPE,
+    BOOST_MQ,
+    RING,
+    KINDS
+};
 
-static const char *const kind_name[KINDS] = {"queue", "queue-batch", "queue-zc",  "posix-mq",
-                                             "pipe",  "boost-mq",    "ring-limit"};
+static const char *const kind_name[KINDS] = {
+    "queue",         "queue-batch", "queue-zc", "queue-spsc", "queue-spsc-batch",
+    "queue-spsc-zc", "posix-mq",    "pipe",     "boost-mq",   "ring-limit"};
+
+/* What a row does with the queue, whatever its roles. */
+static enum kind way(enum kind k)
+{
+    return k == QUEUE_SPSC             ? QUEUE
+           : k == QUEUE_SPSC_BATCH     ? QUEUE_BATCH
+           : k == QUEUE_SPSC_ZERO_COPY ? QUEUE_ZERO_COPY
+                                       : k;
+}
+
+static bool spsc(enum kind k)
+{
+    return k == QUEUE_SPSC || k == QUEUE_SPSC_BATCH || k == QUEUE_SPSC_ZERO_COPY;
+}
 
 struct row {
     enum kind kind;
@@ -259,7 +288,7 @@ static int producer(const struct row *r, struct shared *sh)
                 cpu_relax();
         int64_t t = now_ns();
         int rc = 0;
-        switch (r->kind) {
+        switch (way(r->kind)) {
         case QUEUE:
             memcpy(msgs[0], &t, sizeof t);
             rc = shmrpc_queue_push(e.q, msgs[0], r->payload, 100);
@@ -300,11 +329,11 @@ static int producer(const struct row *r, struct shared *sh)
             memcpy(msgs[0], &t, sizeof t);
             rc = ring_send(&e, msgs[0], r->payload);
             break;
-        case KINDS:
+        default:
             break;
         }
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 11;
-        if (rc == 0) sent += r->kind == QUEUE_BATCH ? BATCH : 1;
+        if (rc == 0) sent += way(r->kind) == QUEUE_BATCH ? BATCH : 1;
     }
     close_end(&e);
     return 0;
@@ -324,7 +353,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
     for (;;) {
         size_t n = 0, len;
         int rc = 0;
-        switch (r->kind) {
+        switch (way(r->kind)) {
         case QUEUE:
             rc = shmrpc_queue_pop(e.q, bufs[0], MAX_PAYLOAD, &len, 20);
             n = rc == 0;
@@ -366,7 +395,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
             rc = ring_receive(&e, bufs[0], r->payload, 20);
             n = rc == 0;
             break;
-        case KINDS:
+        default:
             break;
         }
         int64_t t = now_ns();
@@ -441,6 +470,7 @@ static int make_transport(const struct row *r)
         o.capacity = DEPTH;
         o.max_msg = MAX_PAYLOAD;
         o.arena_bytes = ROOM;
+        o.single_producer = o.single_consumer = spsc(r->kind);
         shmrpc_queue *q;
         if (shmrpc_queue_open(&q, qname, &o) != 0) {
             fprintf(stderr, "queue: %s\n", shmrpc_errmsg());
@@ -573,6 +603,7 @@ static size_t make_rows(struct row *rows)
     for (size_t b = 0; b < 4; b++)
         rows[n++] = (struct row){baselines[b], 16, 1, 1, true};
     rows[n++] = (struct row){QUEUE, 16, 1, 1, true};
+    rows[n++] = (struct row){QUEUE_SPSC, 16, 1, 1, true};
     static const size_t sizes[] = {16, 4096, MAX_PAYLOAD};
     for (int si = 0; si < 3; si++)
         for (int sides = 1; sides <= MAX_SIDE; sides *= 2) {
@@ -584,6 +615,10 @@ static size_t make_rows(struct row *rows)
             if (sz == 16) rows[n++] = (struct row){QUEUE_BATCH, sz, sides, sides, false};
             if (sz == MAX_PAYLOAD)
                 rows[n++] = (struct row){QUEUE_ZERO_COPY, sz, sides, sides, false};
+            if (sides > 1) continue;
+            rows[n++] = (struct row){QUEUE_SPSC, sz, 1, 1, false};
+            if (sz == 16) rows[n++] = (struct row){QUEUE_SPSC_BATCH, sz, 1, 1, false};
+            if (sz == MAX_PAYLOAD) rows[n++] = (struct row){QUEUE_SPSC_ZERO_COPY, sz, 1, 1, false};
         }
     return n;
 }
@@ -595,7 +630,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [seconds per row, 0 < s <= 60]\n", argv[0]);
         return 2;
     }
-    static struct row rows[64];
+    static struct row rows[80];
     size_t nrows = make_rows(rows);
     struct result base[KINDS]; /* this case's baselines */
     bool have[KINDS] = {false};
@@ -638,7 +673,7 @@ int main(int argc, char **argv)
                                                 : 1,
                                        x, kind_name[k]);
             }
-            if (r->kind == QUEUE_ZERO_COPY && at < sizeof ratio) {
+            if (way(r->kind) == QUEUE_ZERO_COPY && at < sizeof ratio) {
                 double bw = memcpy_rate(r->payload, seconds / 2);
                 snprintf(ratio + at, sizeof ratio - at, "%s%.2fx memcpy (%.1f GB/s)",
                          at ? ", " : "", res.rate * (double)r->payload / bw, bw / 1e9);

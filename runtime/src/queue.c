@@ -1113,8 +1113,7 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
     int rc = hold(q, ROLE_PRODUCER);
     if (rc != 0) return rc;
     if (q->sp_reserved)
-        return fail(SHMRPC_EBUSY, "queue '%s': this single producer holds a reservation",
-                    q->name);
+        return fail(SHMRPC_EBUSY, "queue '%s': this single producer holds a reservation", q->name);
     struct q_hdr *h = q->hdr;
     uint32_t p = msg_of(q->sp_tail), end;
     place(q, byte_of(q->sp_tail), len, start, &end);
@@ -1193,7 +1192,7 @@ static void sc_free(shmrpc_queue *q, uint32_t already)
         if (!done && !(lap_of(s) == m + q->n && st_of(s) == S_FREE)) break;
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
         if (end - b > q->b) end = b; /* a bad write: free no bytes */
-        if (done)
+        if (done && !q->sp)
             atomic_store_explicit(&d->state, mkstate(m + q->n, S_FREE, 0), memory_order_release);
         b = end;
         m++;
@@ -1273,8 +1272,8 @@ static int sc_give_back(shmrpc_queue *q, uint32_t pos)
     if (q->cons_pid != self() || (int32_t)(cons_head(q->sc_cons) - pos) <= 0 ||
         atomic_load_explicit(&d->state, memory_order_relaxed) != mkstate(pos, S_COMMITTED, 0))
         return fail(SHMRPC_EPROTO,
-                    "queue '%s': message %" PRIu32 " is not one this single consumer took",
-                    q->name, pos);
+                    "queue '%s': message %" PRIu32 " is not one this single consumer took", q->name,
+                    pos);
     if (msg_of(q->sc_freed) != pos) {
         atomic_store_explicit(&d->state, mkstate(pos, S_RELEASED, 0), memory_order_release);
         sc_free(q, 0);
@@ -1283,7 +1282,11 @@ static int sc_give_back(shmrpc_queue *q, uint32_t pos)
     uint32_t b = byte_of(q->sc_freed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
     if (end - b > q->b) end = b; /* a bad write: free no bytes */
-    atomic_store_explicit(&d->state, mkstate(pos + q->n, S_FREE, 0), memory_order_release);
+    /* Only other producers need to see FREE (they claim by a CAS from it); a single
+     * producer goes by the frontier alone, so the slot's line stays the producer's to
+     * write, and a message behind the frontier is old whatever its state says. */
+    if (!q->sp)
+        atomic_store_explicit(&d->state, mkstate(pos + q->n, S_FREE, 0), memory_order_release);
     q->sc_freed = mkpos(pos + 1, end);
     sc_free(q, 1);
     return 0;
@@ -1358,7 +1361,7 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
             lens[k] = (uint32_t)m->len;
         }
         if (k == 0) break;
-        rc = 0; /* a bad message after the run is reported once the run is pushed */
+        rc = 0;      /* a bad message after the run is reported once the run is pushed */
         if (q->sp) { /* one at a time: no locked instruction to save */
             uint32_t j = 0;
             for (; j < k && rc == 0; j++)
@@ -1757,7 +1760,10 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
         struct q_desc *d = desc_at(q, hd);
         uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
         if (lap_of(s) != hd || st_of(s) != S_COMMITTED) {
-            if ((int32_t)(lap_of(s) - hd) <= 0 && (st_of(s) == S_FREE || st_of(s) == S_CLAIMED))
+            /* An earlier lap's state, whatever it is (a single consumer leaves COMMITTED
+             * behind its frontier), or FREE or CLAIMED of this one: nothing at the head. */
+            int32_t ahead = (int32_t)(lap_of(s) - hd);
+            if (ahead < 0 || (ahead == 0 && (st_of(s) == S_FREE || st_of(s) == S_CLAIMED)))
                 return fail(SHMRPC_ETIMEDOUT, "queue '%s' is empty", q->name);
             sched_yield(); /* taken: the head is about to move */
             continue;
@@ -1914,7 +1920,8 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
      * tail by one that died before moving it); a single consumer's pops are in cons. */
     if (q->sp) out->pushed = extend(out->pushed, tl) + published(q, tl);
     if (q->sc)
-        out->popped = extend(out->popped, cons_popped(atomic_load_explicit(&h->cons, memory_order_acquire)));
+        out->popped =
+            extend(out->popped, cons_popped(atomic_load_explicit(&h->cons, memory_order_acquire)));
     out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
