@@ -161,7 +161,10 @@ struct q_hdr {
     _Atomic uint64_t drops;
     _Atomic uint64_t sleeps;
     _Atomic uint64_t repairs;
-    uint8_t pad4[32];
+    /* Messages whose producer died after moving the tail past them (ABANDONED): pushed and
+     * popped are the tail and the head, extended, less these. */
+    _Atomic uint64_t abandoned;
+    uint8_t pad4[24];
     /* Written once by the creator: SHMRPC_QUEUE_WORK or _BROADCAST, and the slow policy. */
     uint32_t kind;
     uint32_t slow;
@@ -216,6 +219,7 @@ _Static_assert(offsetof(struct q_hdr, cons) == 144, "layout");
 _Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
 _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
+_Static_assert(offsetof(struct q_hdr, abandoned) == 288, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
@@ -443,10 +447,30 @@ static void barrier_for_waiter(void)
 
 /* --- single producer, single consumer: positions and counts ------------------------------ */
 
-/* The 64-bit count whose low half is lo, from a base that lags it by less than 2^32. */
+/* The 64-bit count whose low half is lo, from a base within 2^31 of it (either side). */
 static inline uint64_t extend(uint64_t base, uint32_t lo)
 {
-    return base + (uint32_t)(lo - (uint32_t)base);
+    return base + (uint64_t)(int64_t)(int32_t)(lo - (uint32_t)base);
+}
+
+/* Moves a count's base up to position lo (never back): run by whoever moves the tail or
+ * the head across a multiple of 2^16, so that the base lags the position by little. */
+static void raise_base(_Atomic uint64_t *base, uint32_t lo)
+{
+    uint64_t b = atomic_load_explicit(base, memory_order_relaxed);
+    for (;;) {
+        int32_t ahead = (int32_t)(lo - (uint32_t)b);
+        if (ahead <= 0 ||
+            atomic_compare_exchange_weak_explicit(base, &b, b + (uint64_t)ahead,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return;
+    }
+}
+
+/* Whether moving a position from a to b crossed a multiple of 2^16. */
+static inline bool crossed(uint32_t a, uint32_t b)
+{
+    return (a >> 16) != (b >> 16);
 }
 
 /* A single consumer's cons word: {next message to take, low half of popped}. */
@@ -546,7 +570,9 @@ static void advance_frontier(shmrpc_queue *q)
 
 static void help_head(shmrpc_queue *q, uint32_t hd)
 {
-    atomic_compare_exchange_strong(&q->hdr->head, &hd, hd + 1);
+    uint32_t seen = hd;
+    if (atomic_compare_exchange_strong(&q->hdr->head, &seen, hd + 1) && crossed(hd, hd + 1))
+        raise_base(&q->hdr->popped, hd + 1);
 }
 
 /* Takes back the slot of message pos from a process that died holding it: a claim whose
@@ -580,6 +606,7 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
     if (!atomic_compare_exchange_strong(&d->state, &s, to)) return true; /* changed anyway */
     bump(&h->repairs, 1);
     if (lost) bump(&h->drops, 1);
+    if (st_of(to) == S_ABANDONED) bump(&h->abandoned, 1);
     /* A single consumer skips an abandoned message itself. */
     if (st_of(to) != S_FREE && !q->sc) {
         help_head(q, pos);
@@ -892,10 +919,7 @@ static void flush_signal(shmrpc_queue *q, struct producing *pr)
     uint32_t n = pr->unsignalled;
     if (n == 0) return;
     pr->unsignalled = 0;
-    if (q->sp)
-        fence_for_waiters(); /* pushed: the tail's extension (get_stats) */
-    else
-        bump(&q->hdr->pushed, n);
+    if (q->sp) fence_for_waiters();
     /* Broadcast: every subscriber wants every message, so every sleeper is woken. */
     signal_waiters(&q->hdr->nonempty, q->bcast ? 0 : n);
 }
@@ -971,6 +995,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             }
             uint64_t seen = t;
             if (atomic_compare_exchange_strong(&h->tail, &seen, mkpos(p + c, run_end))) {
+                if (crossed(p, p + c)) raise_base(&h->pushed, p + c);
                 *pos = p;
                 *claimed = c;
                 return 0;
@@ -1490,7 +1515,6 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
         return TAKE_AGAIN;
     atomic_store_explicit(&d->cons_tag, self_tag(hd), memory_order_relaxed);
     help_head(q, hd);
-    bump(&h->popped, 1);
     uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
     l = atomic_load_explicit(&d->len, memory_order_relaxed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
@@ -1683,10 +1707,12 @@ static uint32_t take_run(shmrpc_queue *q, uint32_t pos, shmrpc_queue_msg *msgs, 
         c++;
     }
     if (c == 0) return 0;
-    bump(&h->popped, c);
     uint32_t hd = atomic_load(&h->head);
-    while ((int32_t)(hd - (pos + 1)) >= 0 && (int32_t)(pos + 1 + c - hd) > 0 &&
-           !atomic_compare_exchange_weak(&h->head, &hd, pos + 1 + c)) {
+    while ((int32_t)(hd - (pos + 1)) >= 0 && (int32_t)(pos + 1 + c - hd) > 0) {
+        if (atomic_compare_exchange_weak(&h->head, &hd, pos + 1 + c)) {
+            if (crossed(hd, pos + 1 + c)) raise_base(&h->popped, pos + 1 + c);
+            break;
+        }
     }
     return c;
 }
@@ -1929,12 +1955,23 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
     out->depth = depth > 0 ? (uint64_t)depth : 0;
     out->pushed = atomic_load_explicit(&h->pushed, memory_order_relaxed);
     out->popped = atomic_load_explicit(&h->popped, memory_order_relaxed);
-    /* A single producer's pushes are its tail's positions (and a message committed at the
-     * tail by one that died before moving it); a single consumer's pops are in cons. */
-    if (q->sp) out->pushed = extend(out->pushed, tl) + published(q, tl);
-    if (q->sc)
+    /* pushed: the tail's position extended, less the messages abandoned behind it (the
+     * tail counts claims; a single producer's counts commits, plus one committed at the tail
+     * by a producer that died before moving it). popped: the head's, less those abandoned
+     * (the head passes them; one abandoned just ahead of it is subtracted a moment early),
+     * or a single consumer's own count; broadcast counts reads. No push or pop adds to a
+     * shared counter. */
+    uint64_t abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+    out->pushed = extend(out->pushed, tl) - abandoned;
+    if (q->sp) out->pushed += published(q, tl);
+    if (q->sc) {
         out->popped =
             extend(out->popped, cons_popped(atomic_load_explicit(&h->cons, memory_order_acquire)));
+    } else if (!q->bcast) {
+        uint64_t p = extend(out->popped, atomic_load_explicit(&h->head, memory_order_relaxed));
+        out->popped = p > abandoned ? p - abandoned : 0;
+        if (out->popped > out->pushed) out->popped = out->pushed;
+    }
     out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
