@@ -201,8 +201,8 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
 typedef struct shmrpc_queue_stats {
     uint64_t depth;    /* messages pushed (or being pushed) and not yet taken (broadcast:
                           not yet read by this subscriber, or by the slowest) */
-    uint64_t pushed;   /* messages committed */
-    uint64_t popped;   /* messages taken by pop, pop_batch or peek */
+    uint64_t pushed;   /* messages queued (committed, or being written in a claimed slot) */
+    uint64_t popped;   /* messages taken by pop, pop_batch or peek (broadcast: reads) */
     uint64_t timeouts; /* pushes and pops with a timeout other than 0 that timed out */
     uint64_t drops;    /* messages lost: half-written by a producer that died, taken by a
                           consumer that died before releasing, or with a descriptor that
