@@ -1146,21 +1146,8 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
     uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
     while (!fits(q, p, end, f)) {
         f = atomic_load_explicit(&h->freed, memory_order_acquire);
-        if (fits(q, p, end, f)) {
-            /* Full by the copy, and room for a few by the frontier: the consumer is the
-             * slower side. Rather than read its frontier's line again for every message
-             * (taking it from the consumer, which writes it for each), give it a moment to
-             * free a sixteenth of the queue; a try does not wait. */
-            uint32_t sm = q->n / 16, sb = round_msg(len) <= q->b / 16 ? q->b / 16 : 0;
-            for (unsigned i = 0; dl->ms != 0 && i < 32 && !fits(q, p + sm, end + sb, f); i++) {
-                for (int k = 0; k < 8; k++)
-                    cpu_relax();
-                f = atomic_load_explicit(&h->freed, memory_order_acquire);
-            }
-            atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
-            break;
-        }
         atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
+        if (fits(q, p, end, f)) break;
         if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
         flush_signal(q, pr); /* consumers must see what we queued to make room */
         if (!spun) {
