@@ -1813,6 +1813,50 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
     return fail(SHMRPC_EBUSY, "queue '%s': the head kept moving", q->name);
 }
 
+/* A single consumer's pop_batch after its first message (taken at pos): takes those
+ * already queued right behind it, up to RUN in all, copies them out, and gives them back
+ * as a run, with one move of the frontier and one look at the producers' waiters' word.
+ * Returns how many. */
+static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint32_t pos,
+                         uint32_t start)
+{
+    uint32_t starts[RUN], c = 1;
+    starts[0] = start;
+    while (c < RUN && c < n) {
+        struct q_desc *d = desc_at(q, pos + c);
+        /* Only a committed message that fits its buffer (so that nothing fails here). */
+        if (atomic_load_explicit(&d->state, memory_order_acquire) !=
+                mkstate(pos + c, S_COMMITTED, 0) ||
+            atomic_load_explicit(&d->len, memory_order_relaxed) > msgs[c].cap)
+            break;
+        uint32_t at, st, l;
+        if (sc_try_take(q, msgs[c].cap, &at, &st, &l) != 0) break;
+        starts[c] = st;
+        msgs[c].len = l;
+        c++;
+    }
+    for (uint32_t j = 0; j < c; j++)
+        if (msgs[j].len) memcpy(msgs[j].data, q->arena + (starts[j] & q->bmask), msgs[j].len);
+    if (msg_of(q->sc_freed) != pos) { /* a peek held before them: the frontier waits for it */
+        for (uint32_t j = 0; j < c; j++)
+            sc_give_back(q, pos + j);
+        return c;
+    }
+    uint32_t b = byte_of(q->sc_freed);
+    for (uint32_t j = 0; j < c; j++) {
+        struct q_desc *d = desc_at(q, pos + j);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (end - b > q->b) end = b; /* a bad write: free no bytes */
+        if (!q->sp)
+            atomic_store_explicit(&d->state, mkstate(pos + j + q->n, S_FREE, 0),
+                                  memory_order_release);
+        b = end;
+    }
+    q->sc_freed = mkpos(pos + c, b);
+    sc_free(q, c);
+    return c;
+}
+
 /* A work queue's pop_batch: the first message as a pop (it may wait), then runs of those
  * queued right behind it, each taken with one move of the head and given back with one
  * move of the frontier. 0 or the status that ended it; *done: how many were taken. */
@@ -1828,10 +1872,8 @@ static int pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *do
         if (rc == SHMRPC_ETOOBIG) msgs[i].len = l;
         if (rc != 0) break;
         msgs[i].len = l;
-        if (q->sc) { /* one at a time: no locked instruction to save */
-            if (l) memcpy(msgs[i].data, q->arena + (start & q->bmask), l);
-            sc_give_back(q, pos);
-            i++;
+        if (q->sc) {
+            i += sc_pop_run(q, msgs + i, n - i, pos, start);
             continue;
         }
         size_t more = n - i - 1;

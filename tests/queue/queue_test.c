@@ -1781,10 +1781,10 @@ static void spsc_kill_at_random(void **state)
                   killed_producers, killed_consumers, atomic_load(&b->total), missing, st.drops,
                   st.repairs, worst_stall);
     /* A consumer killed in a pop or peek loses the one it took (dropped and counted), one
-     * killed between a pop and its record (or in a batch of 4) what it had; a killed single
-     * producer never drops anything. */
+     * killed in a batch of 4 its run, one killed between a pop and its record what it had;
+     * a killed single producer never drops anything. */
     assert_true(missing <= 4 * (uint64_t)killed_consumers);
-    assert_true(st.drops <= (uint64_t)killed_consumers);
+    assert_true(st.drops <= 4 * (uint64_t)killed_consumers);
     assert_int_equal(st.depth, 0);
     assert_int_equal(st.pushed, st.popped);
     assert_true(st.popped >= atomic_load(&b->total));
