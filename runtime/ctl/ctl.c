@@ -7,6 +7,7 @@
 
 #include "ctl_call.h"
 #include "ctl_control.h"
+#include "ctl_map.h"
 #include "ctl_queue.h"
 #include "ctl_segments.h"
 
@@ -24,6 +25,8 @@ static const command commands[] = {
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main},
     {"queue", "stat|peek|push|pop NAME [VALUE|-]",
      "a shared-memory queue: its counters, or one message (JSON when typed)", ctl_queue_main},
+    {"map", "stat|get|put|del|keys NAME [KEY [VALUE|-]]",
+     "a shared map: its counters, or entries (JSON when typed)", ctl_map_main},
     /* These talk to shmrpc-service's control service (ctl_control.c), found by
      * -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI. */
     {"status", "[--json]", "the supervisor's services", ctl_status},

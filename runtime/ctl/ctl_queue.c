@@ -3,6 +3,8 @@
  * from the type signature the queue stores) or as bytes (stdin, stdout, or base64). */
 #include "ctl_queue.h"
 
+#include "ctl_bytes.h"
+
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,56 +36,6 @@ static int bad_usage(const char *why)
     if (why) fprintf(stderr, "shmrpcctl: queue: %s\n", why);
     fputs(USAGE, stderr);
     return 2;
-}
-
-/* Reads all of stdin into b. */
-static int read_stdin(shmrpc_buf *b)
-{
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-        if (shmrpc_buf_append(b, chunk, got) != 0) return b->err;
-    return ferror(stdin) ? SHMRPC_ESYS(5) : 0;
-}
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void put_base64(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char out[4] = {b64[v >> 18], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
-                       i + 2 < n ? b64[v & 63] : '='};
-        fwrite(out, 1, 4, stdout);
-    }
-    putchar('\n');
-}
-
-/* Decodes padded base64 text (whitespace around it ignored) into out; false if it is not. */
-static bool from_base64(const char *s, size_t n, shmrpc_buf *out)
-{
-    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
-        n--;
-    if (n % 4) return false;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = s[i + k];
-            const char *at = c ? strchr(b64, c) : NULL;
-            if (c == '=' && i + 4 == n && k >= 2) {
-                pad++;
-                v <<= 6;
-                continue;
-            }
-            if (!at || pad) return false;
-            v = v << 6 | (uint32_t)(at - b64);
-        }
-        uint8_t bytes[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-        shmrpc_buf_append(out, bytes, (size_t)(3 - pad));
-    }
-    return out->err == 0;
 }
 
 /* The queue's type, parsed; NULL for an untyped queue or when it does not parse (said). */
@@ -149,7 +101,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
     if (value && strcmp(value, "-") != 0)
         rc = shmrpc_buf_append(&in, value, strlen(value));
     else
-        rc = read_stdin(&in);
+        rc = ctl_read_stdin(&in);
     const shmrpc_dyn_sig *sig = f == FORM_AUTO ? queue_type(q, &d, name) : NULL;
     if (rc != 0) {
         status = failed("push: reading", name, rc);
@@ -162,7 +114,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
             status = 2;
         }
     } else if (f == FORM_BASE64) {
-        if (!from_base64((const char *)in.data, in.len, &msg)) {
+        if (!ctl_from_base64((const char *)in.data, in.len, &msg)) {
             fprintf(stderr, "shmrpcctl: queue push %s: not base64\n", name);
             status = 2;
         }
@@ -191,7 +143,7 @@ static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look
     if (rc != 0) {
         status = failed(look ? "peek" : "pop", name, rc);
     } else if (f == FORM_BASE64) {
-        put_base64(buf, len);
+        ctl_put_base64(buf, len);
     } else if (f == FORM_BYTES) {
         fwrite(buf, 1, len, stdout);
     } else {
