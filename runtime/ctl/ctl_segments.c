@@ -47,6 +47,26 @@ static json_t *seg_json(const seg *s)
         json_object_set_new(o, "service", json_string(s->service));
         json_object_set_new(o, "methods", json_integer(s->methods));
     }
+    if (s->kind == SHMRPC_SEG_QUEUE && s->valid) {
+        const shmrpc_queue_stats *q = &s->queue;
+        json_object_set_new(o, "depth", json_integer((json_int_t)q->depth));
+        json_object_set_new(o, "pushed", json_integer((json_int_t)q->pushed));
+        json_object_set_new(o, "popped", json_integer((json_int_t)q->popped));
+        json_object_set_new(o, "timeouts", json_integer((json_int_t)q->timeouts));
+        json_object_set_new(o, "drops", json_integer((json_int_t)q->drops));
+    }
+    if ((s->kind == SHMRPC_SEG_MAP || s->kind == SHMRPC_SEG_MAPGEN) && s->valid) {
+        const shmrpc_map_info *m = &s->map;
+        json_object_set_new(o, "generation", json_integer((json_int_t)m->generation));
+        json_object_set_new(o, "entries", json_integer((json_int_t)m->count));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)m->bytes));
+        json_object_set_new(o, "used", json_integer((json_int_t)m->used));
+        if (s->kind == SHMRPC_SEG_MAP) {
+            json_object_set_new(o, "writes", json_integer((json_int_t)m->writes));
+            json_object_set_new(o, "growths", json_integer((json_int_t)m->growths));
+            json_object_set_new(o, "lock_waits", json_integer((json_int_t)m->lock_waits));
+        }
+    }
     if (s->kind == SHMRPC_SEG_CHANNEL) {
         json_object_set_new(o, "client_pid",
                             s->client_pid > 0 ? json_integer(s->client_pid) : json_null());
@@ -58,7 +78,7 @@ static json_t *seg_json(const seg *s)
     return o;
 }
 
-/* Names given after the options: services (NAME or shm://NAME) and locks. */
+/* Names given after the options: services (NAME or shm://NAME), locks, queues and maps. */
 static int parse_opts(int argc, char **argv, const char *flag, bool *set, int *first,
                       const char *usage)
 {

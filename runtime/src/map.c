@@ -1456,3 +1456,42 @@ void shmrpc_map_unlink_quiet(const char *name)
     shmrpc_map_unlink(name);
     shmrpc__err_end(0);
 }
+
+/* --- for the admin API (map_seg.h) ----------------------------------------------------- */
+
+_Static_assert(HDR_SIZE == SHMRPC__MAP_HDR_SIZE && HEAD_SIZE == SHMRPC__MAP_GEN_HEAD, "layout");
+
+void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out)
+{
+    const struct map_hdr *h = hdr;
+    memset(out, 0, sizeof *out);
+    out->magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    out->version = h->version;
+    out->ours = out->magic == HDR_MAGIC && out->version == MAP_VERSION && h->size == HDR_SIZE;
+    uint32_t pid = h->creator;
+    out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
+    if (!out->ours) return;
+    out->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    out->changes = atomic_load_explicit(&h->changes, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&h->writes, memory_order_relaxed);
+    out->growths = atomic_load_explicit(&h->growths, memory_order_relaxed);
+    out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+}
+
+int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info, char *why,
+                         size_t cap)
+{
+    shmrpc__map_geo geo;
+    int rc = shmrpc__map_validate(head, size, &geo, why, cap); /* reads the head alone */
+    if (rc != 0) return rc;
+    const struct gen_hdr *g = head;
+    uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
+    info->generation = geo.gen;
+    info->count = atomic_load_explicit(&g->count, memory_order_relaxed);
+    info->slots = geo.nslots;
+    info->tombstones = atomic_load_explicit(&g->tombs, memory_order_relaxed);
+    info->bytes = geo.total - geo.arena_off;
+    info->used = used > geo.arena_off && used <= geo.total ? used - geo.arena_off : 0;
+    info->live = atomic_load_explicit(&g->live, memory_order_relaxed);
+    return 0;
+}

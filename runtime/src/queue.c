@@ -205,7 +205,7 @@ _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
-_Static_assert(sizeof(struct q_hdr) == DESC_OFF, "layout");
+_Static_assert(sizeof(struct q_hdr) == DESC_OFF && DESC_OFF == SHMRPC__QUEUE_HEAD, "layout");
 _Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
 /* The geometry, from the header once it is checked; never read from the segment again. */
@@ -1474,6 +1474,20 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
     return 0;
 }
 
+/* The shared counters, and the depth from the head hd (or a subscriber's cursor). */
+static void counters(const struct q_hdr *h, uint32_t hd, shmrpc_queue_stats *out)
+{
+    uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
+    int32_t depth = (int32_t)(tl - hd);
+    out->depth = depth > 0 ? (uint64_t)depth : 0;
+    out->pushed = atomic_load_explicit(&h->pushed, memory_order_relaxed);
+    out->popped = atomic_load_explicit(&h->popped, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
+    out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
+    out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
+    out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+}
+
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
 {
     if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
@@ -1484,16 +1498,32 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
                          : msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed));
     out->missed =
         q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
-    uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
-    int32_t depth = (int32_t)(tl - hd);
-    out->depth = depth > 0 ? (uint64_t)depth : 0;
-    out->pushed = atomic_load_explicit(&h->pushed, memory_order_relaxed);
-    out->popped = atomic_load_explicit(&h->popped, memory_order_relaxed);
-    out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
-    out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
-    out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
-    out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    counters(h, hd, out);
     return 0;
+}
+
+void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
+{
+    const struct q_hdr *h = head;
+    memset(out, 0, sizeof *out);
+    out->magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    out->version = h->version;
+    out->ours = out->magic == Q_MAGIC && out->version == Q_VERSION;
+    uint32_t pid = atomic_load_explicit(&h->creator_pid, memory_order_relaxed);
+    out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
+    out->creator_start = h->creator_start;
+    if (!out->ours) return;
+    out->capacity = h->capacity;
+    out->arena = h->arena;
+    out->max_msg = h->max_msg;
+    uint32_t kind = h->kind;
+    out->kind = kind == SHMRPC_QUEUE_BROADCAST ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    /* A broadcast queue's consumers have no shared head: the release frontier is what the
+     * slowest subscriber has not read, as for a handle that does not subscribe. */
+    uint32_t hd = out->kind == SHMRPC_QUEUE_BROADCAST
+                      ? msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed))
+                      : atomic_load_explicit(&h->head, memory_order_relaxed);
+    counters(h, hd, &out->stats);
 }
 
 /* --- the segment's geometry and header ----------------------------------------------- */
