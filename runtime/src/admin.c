@@ -781,10 +781,13 @@ static shmrpc_lock *take_map_lock(const char *key)
     shmrpc_lock_opts_init(&o);
     o.mode = SHMRPC_LOCK_CONNECT_TO_EXISTING;
     shmrpc_lock *l = NULL;
+    /* Only a free lock: one taken from a dead writer would keep its owner-dead status from
+     * the map's next writer, which repairs on it. (A writer that takes it and dies in the
+     * instant between this look and the try still hands it here; the next writer then
+     * repairs from the redo record alone, which says whether a write is to roll forward.) */
+    if (!map_lock_free(key)) return NULL;
     shmrpc__err_begin();
     int rc = shmrpc_lock_open(&l, name, &o);
-    /* From a dead holder too: the map's repair does not depend on who takes it next (its
-     * redo record says whether a write is to be rolled forward). */
     if (rc == 0) rc = shmrpc_lock_try(l);
     if (rc != 0 && rc != SHMRPC_EOWNERDEAD) {
         shmrpc_lock_close(l);
