@@ -687,6 +687,10 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
         s->owner = SHMRPC_LIFE_UNKNOWN;
         if (s->kind == SHMRPC_SEG_CONTROL) read_control(s);
         if (s->kind == SHMRPC_SEG_LOCK) read_lock(s);
+        if (s->kind == SHMRPC_SEG_LOCK && s->detail[0] == '\0' &&
+            strncmp(s->key, MAP_LOCK_PREFIX, strlen(MAP_LOCK_PREFIX)) == 0)
+            snprintf(s->detail, sizeof s->detail, "the lock of map %.180s",
+                     s->key + strlen(MAP_LOCK_PREFIX));
         if (s->kind == SHMRPC_SEG_STATS) read_stats(s);
         if (s->kind == SHMRPC_SEG_QUEUE) read_queue(s);
         if (s->kind == SHMRPC_SEG_MAP) read_map(s);
