@@ -585,16 +585,22 @@ static void shm_path(char *out, size_t cap, const char *fmt, const char *name, u
     snprintf(out, cap, "/dev/shm/%s", seg);
 }
 
-/* Sets a segment's times to a minute ago: older than clean's 10 s of grace. */
-static void age(const char *fmt, const char *name, unsigned long long g)
+/* Sets a segment's times to secs ago: 60 is older than clean's 10 s of grace, 0 within it
+ * however slow the run has been so far. */
+static void age_by(const char *fmt, const char *name, unsigned long long g, int secs)
 {
     char path[320];
     shm_path(path, sizeof path, fmt, name, g);
     struct timespec t[2];
     clock_gettime(CLOCK_REALTIME, &t[0]);
-    t[0].tv_sec -= 60;
+    t[0].tv_sec -= secs;
     t[1] = t[0];
     if (utimensat(AT_FDCWD, path, t, 0) != 0) fail_msg("utimensat %s: %s", path, strerror(errno));
+}
+
+static void age(const char *fmt, const char *name, unsigned long long g)
+{
+    age_by(fmt, name, g, 60);
 }
 
 static bool seg_there(const char *fmt, const char *name, unsigned long long g)
@@ -811,6 +817,8 @@ static void ls_and_clean_maps(void **state)
     char hdr[320];
     shm_path(hdr, sizeof hdr, HDR, name, 0);
     assert_int_equal(shm_unlink(hdr + strlen("/dev/shm")), 0);
+    age_by(GEN, name, 2, 0);
+    age_by(MLOCK, name, 0, 0);
     ctl(&r, NULL, "clean", name, NULL);
     assert_string_equal(r.out, "nothing to remove\n");
     age(GEN, name, 2);
