@@ -5,6 +5,7 @@
 
 #include "ctl_bytes.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -174,30 +175,50 @@ int ctl_queue_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
     const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
     bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
          is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0;
     if (!is_stat && !is_push && !is_pop && !is_peek) return bad_usage("no such subcommand");
     form f = FORM_AUTO;
     bool json = false;
     int64_t ms = 0;
-    int i = 2;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
-        if (is_stat && strcmp(argv[i], "--json") == 0) {
+    enum { OPT_JSON = 256, OPT_BYTES, OPT_BASE64, OPT_TIMEOUT };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"bytes", no_argument, NULL, OPT_BYTES},
+        {"base64", no_argument, NULL, OPT_BASE64},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* After the subcommand (argv + 1 is its own list; optind 0 starts getopt afresh); '+': the
+     * options end at NAME, so that a VALUE such as -1 is no option. */
+    optind = 0;
+    for (int opt; (opt = getopt_long(argc - 1, argv + 1, "+h", longopts, NULL)) != -1;) {
+        char *end;
+        long long v;
+        if (opt == OPT_JSON && is_stat) {
             json = true;
-        } else if (!is_stat && strcmp(argv[i], "--bytes") == 0) {
+        } else if (opt == OPT_BYTES && !is_stat) {
             f = FORM_BYTES;
-        } else if (!is_stat && strcmp(argv[i], "--base64") == 0) {
+        } else if (opt == OPT_BASE64 && !is_stat) {
             f = FORM_BASE64;
-        } else if ((is_push || is_pop) && strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            long long v = strtoll(argv[++i], &end, 10);
-            if (*end != '\0' || end == argv[i] || v < -1)
+        } else if (opt == OPT_TIMEOUT && (is_push || is_pop)) {
+            v = strtoll(optarg, &end, 10);
+            if (*end != '\0' || end == optarg || v < -1)
                 return bad_usage("--timeout takes milliseconds (0: try once, -1: forever)");
             ms = v;
+        } else if (opt == 'h') {
+            fputs(USAGE, stdout);
+            return 0;
         } else {
             return bad_usage(NULL);
         }
     }
+    int i = optind + 1;
     int rest = argc - i;
     if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
     const char *name = argv[i];

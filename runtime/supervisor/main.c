@@ -9,6 +9,7 @@
  * here, not left to a PID 1 that may not. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,8 +26,10 @@
 #include <unistd.h>
 
 #include <shmrpc/status.h>
+#include <shmrpc/version.h>
 
 #include "config.h"
+#include "registry.h"
 #include "sup_control.h"
 #include "input.h"
 #include "sup_log.h"
@@ -143,7 +146,8 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: shmrpc-service [--foreground] service.ini\n"
+            "usage: shmrpc-service [--foreground] [--] service.ini\n"
+            "       shmrpc-service --help | --version\n"
             "  --foreground  log to stderr (for systemd) instead of LOG_DIR/shmrpc-service.log\n");
 }
 
@@ -237,6 +241,32 @@ static bool ports_free(const cfg_file *c, char *err, size_t cap)
     return true;
 }
 
+/* Writes this supervisor's file in the registry (registry.h): its ini, control address
+ * and page. */
+static void register_self(const cfg_file *c, const char *path, const char *control_addr, bool page,
+                          char *reg_path, size_t cap)
+{
+    static cfg_sup me; /* 4 KiB of path: not on the stack */
+    me.pid = getpid();
+    if (!realpath(path, me.ini)) snprintf(me.ini, sizeof me.ini, "%s", path);
+    snprintf(me.control, sizeof me.control, "%s", control_addr);
+    me.page[0] = '\0';
+    if (page) {
+        const char *host = c->web_host ? c->web_host : "127.0.0.1";
+        bool v6 = strchr(host, ':') && host[0] != '[';
+        snprintf(me.page, sizeof me.page, "http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
+                 c->web_port ? c->web_port : 5155);
+    }
+    int e = cfg_registry_add(&me, reg_path, cap);
+    if (e) {
+        reg_path[0] = '\0';
+        sup_logf(&ctx,
+                 "cannot register in the registry of supervisors: %s; shmrpcctl needs "
+                 "--ini or -a to find this one",
+                 shmrpc_strerror(e));
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* A module= service's manager is this program run again (sup_module.c). */
@@ -246,23 +276,35 @@ int main(int argc, char **argv)
     ctx.pid = getpid();
     bool foreground = false;
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--foreground") == 0) {
+    enum { OPT_FOREGROUND = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"foreground", no_argument, NULL, OPT_FOREGROUND},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+        switch (opt) {
+        case OPT_FOREGROUND:
             foreground = true;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            break;
+        case 'h':
             usage(stdout);
             return 0;
-        } else if (argv[i][0] == '-' || path) {
+        case OPT_VERSION:
+            printf("shmrpc-service %s\n", SHMRPC_VERSION_STRING);
+            return 0;
+        default:
             usage(stderr);
             return 2;
-        } else {
-            path = argv[i];
         }
     }
-    if (!path) {
+    if (optind + 1 != argc) {
+        if (optind < argc) fprintf(stderr, "shmrpc-service: one service.ini at a time\n");
         usage(stderr);
         return 2;
     }
+    path = argv[optind];
 
     cfg_file *c = NULL;
     shmrpc_buf err;
@@ -380,6 +422,10 @@ int main(int argc, char **argv)
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
+    /* shmrpcctl finds this supervisor in the registry (registry.h) without being told the
+     * file; a supervisor that cannot write it runs on, reached by --ini or -a. */
+    char reg_path[PATH_MAX] = "";
+    register_self(c, path, control_addr, web != NULL, reg_path, sizeof reg_path);
     /* The time series (sup_series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
     sup_control_set_series(control, series); /* status() shows the workers status.json does */
@@ -481,6 +527,7 @@ int main(int argc, char **argv)
     /* Status was served until every service stopped; now the segment goes. */
     web_proc_stop(web, sfd); /* before the control service, which the page calls */
     sup_control_stop(control);
+    cfg_registry_remove(reg_path); /* with the control service: nothing left to find */
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes
      * are this subreaper's children now. Reap them (and, after a failed poll, the
