@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static void notify(const char *msg)
     if (fd < 0) return;
     if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        sup_logf(&ctx, "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
+        sup_logf(&ctx, SUP_WARNING "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
     close(fd);
 }
 
@@ -105,7 +106,7 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
     if (!f) {
         int e = errno;
         if (fd >= 0) close(fd);
-        sup_logf(&ctx, "cannot write %s: %s%s", tmp, kind ? kind : strerror(e),
+        sup_logf(&ctx, SUP_ERR "cannot write %s: %s%s", tmp, kind ? kind : strerror(e),
                  kind ? ", not a regular file" : "");
         return;
     }
@@ -138,9 +139,29 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
     int bad = ferror(f);
     bad |= fclose(f);
     if (bad || rename(tmp, path) != 0) {
-        sup_logf(&ctx, "cannot write %s: %s", path, errno ? strerror(errno) : "write error");
+        sup_logf(&ctx, SUP_ERR "cannot write %s: %s", path,
+                 errno ? strerror(errno) : "write error");
         unlink(tmp);
     }
+}
+
+/* What stops the supervisor before its log is open, on stderr: under the journal each line
+ * gets the error priority, as sup_logf's SUP_ERR lines do. */
+static void error_lines(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void error_lines(const char *fmt, ...)
+{
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        fprintf(stderr, "%s%.*s\n", ctx.journal ? SUP_ERR : "", (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+    free(text);
 }
 
 static void usage(FILE *to)
@@ -261,8 +282,8 @@ static void register_self(const cfg_file *c, const char *path, const char *contr
     if (e) {
         reg_path[0] = '\0';
         sup_logf(&ctx,
-                 "cannot register in the registry of supervisors: %s; shmrpcctl needs "
-                 "--ini or -a to find this one",
+                 SUP_WARNING "cannot register in the registry of supervisors: %s; shmrpcctl needs "
+                             "--ini or -a to find this one",
                  shmrpc_strerror(e));
     }
 }
@@ -305,6 +326,7 @@ int main(int argc, char **argv)
         return 2;
     }
     path = argv[optind];
+    ctx.journal = sup_log_is_journal(STDERR_FILENO);
 
     cfg_file *c = NULL;
     shmrpc_buf err;
@@ -312,9 +334,9 @@ int main(int argc, char **argv)
     int rc = cfg_load(path, NULL, &c, &err);
     if (rc) {
         if (err.len)
-            fwrite(err.data, 1, err.len, stderr);
+            error_lines("%.*s", (int)err.len, (const char *)err.data);
         else
-            fprintf(stderr, "shmrpc-service: %s: %s\n", path, shmrpc_strerror(rc));
+            error_lines("shmrpc-service: %s: %s\n", path, shmrpc_strerror(rc));
         shmrpc_buf_destroy(&err);
         return 1;
     }
@@ -322,7 +344,7 @@ int main(int argc, char **argv)
     char control_addr[96];
     int e = cfg_control_address(path, control_addr, sizeof control_addr);
     if (e) {
-        fprintf(stderr, "shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
+        error_lines("shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
         cfg_free(c);
         return 1;
     }
@@ -331,22 +353,22 @@ int main(int argc, char **argv)
      * service. It starts the page in a process of its own once every service has started. */
     char page_why[256] = "";
     web_proc *web = web_proc_fork(c, control_addr, &page_log, page_why, sizeof page_why);
-    if (!web) sup_logf(&ctx, "web monitor: %s; running without the page", page_why);
+    if (!web) sup_logf(&ctx, SUP_WARNING "web monitor: %s; running without the page", page_why);
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
         static char why[SUP_MODULE_ERR_CAP];
         if (c->services[i].kind == CFG_MODULE &&
             sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
-            fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
-                    c->services[i].name, why);
+            error_lines("%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
+                        c->services[i].name, why);
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
     }
     web_proc_resolved(web, c);
     char clash[PATH_MAX + 256]; /* the file's path, whole */
     if (!ports_free(c, clash, sizeof clash)) {
-        fprintf(stderr, "%s\n", clash);
+        error_lines("%s\n", clash);
         return stop_early(c, NULL, 0, NULL, -1, web);
     }
     const char *log_dir = c->defaults.log_dir;
@@ -354,17 +376,17 @@ int main(int argc, char **argv)
     for (size_t i = 0; e == 0 && i < c->n_services; i++)
         e = make_dirs(c->services[i].s.log_dir);
     if (e) {
-        fprintf(stderr, "shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
-                shmrpc_strerror(e));
+        error_lines("shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
+                    shmrpc_strerror(e));
         return stop_early(c, NULL, 0, NULL, -1, web);
     }
     if (!foreground) {
         e = sup_log_open(&own_log, log_dir, "shmrpc-service.log", c->defaults.log_max_bytes,
                          c->defaults.log_keep, true);
         if (e) {
-            fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s%s\n", log_dir,
-                    own_log.kind ? own_log.kind : shmrpc_strerror(e),
-                    own_log.kind ? ", not a regular file" : "");
+            error_lines("shmrpc-service: cannot open %s/shmrpc-service.log: %s%s\n", log_dir,
+                        own_log.kind ? own_log.kind : shmrpc_strerror(e),
+                        own_log.kind ? ", not a regular file" : "");
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
         ctx.own_log = &own_log;
@@ -389,17 +411,17 @@ int main(int argc, char **argv)
     struct pollfd *pfds = calloc(3 + n, sizeof *pfds);
     char why[256] = "";
     if (sfd < 0 || !svcs || !pfds) {
-        sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
+        sup_logf(&ctx, SUP_ERR "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
         return stop_early(c, svcs, 0, pfds, sfd, web);
     }
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
             if (svcs[i].log.kind)
-                sup_logf(&ctx, "%s: cannot open its log %s: %s, not a regular file",
+                sup_logf(&ctx, SUP_ERR "%s: cannot open its log %s: %s, not a regular file",
                          c->services[i].name, svcs[i].log.path, svcs[i].log.kind);
             else
-                sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
+                sup_logf(&ctx, SUP_ERR "%s: cannot open its pipe or log: %s", c->services[i].name,
                          shmrpc_strerror(e));
             sup_service_destroy(&svcs[i]); /* what it had opened before it failed */
             return stop_early(c, svcs, i, pfds, sfd, web);
@@ -411,13 +433,12 @@ int main(int argc, char **argv)
     sup_control *control = NULL;
     e = sup_control_start(&control, control_addr, c, svcs, n, why, sizeof why);
     if (e) {
-        sup_logf(&ctx, "cannot serve the control service at %s: %s%s%s", control_addr,
+        sup_logf(&ctx, SUP_ERR "cannot serve the control service at %s: %s%s%s", control_addr,
                  shmrpc_strerror(e), *why ? ": " : "", why);
         if (ctx.own_log)
-            fprintf(stderr,
-                    "shmrpc-service: cannot serve the control service at "
-                    "%s: %s%s%s\n",
-                    control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
+            error_lines("shmrpc-service: cannot serve the control service at "
+                        "%s: %s%s%s\n",
+                        control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
         return stop_early(c, svcs, n, pfds, sfd, web);
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
@@ -486,7 +507,7 @@ int main(int argc, char **argv)
         pfds[np++] = (struct pollfd){.fd = sup_control_fd(control), .events = POLLIN};
         pfds[np++] = (struct pollfd){.fd = web_proc_fd(web), .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
-            sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
+            sup_logf(&ctx, SUP_ERR "poll: %s: SIGKILL to every service", strerror(errno));
             ctx.draining = true;
             for (size_t i = 0; i < n; i++)
                 sup_service_stop(&svcs[i], sup_mono_ms(), true, SUP_STOPPED);
@@ -508,7 +529,7 @@ int main(int argc, char **argv)
                         if (svcs[i].state == SUP_BACKOFF)
                             sup_service_stop(&svcs[i], now, false, SUP_STOPPED);
                 } else {
-                    sup_logf(&ctx, "%s again: SIGKILL to every service",
+                    sup_logf(&ctx, SUP_WARNING "%s again: SIGKILL to every service",
                              strsignal((int)si.ssi_signo));
                     for (size_t i = 0; i < n; i++)
                         if (svcs[i].pid) sup_service_stop(&svcs[i], now, true, SUP_STOPPED);
@@ -537,7 +558,7 @@ int main(int argc, char **argv)
     bool left;
     while ((left = reap_children(svcs, n, NULL, sup_mono_ms())) && sup_mono_ms() < give_up)
         poll(NULL, 0, 10);
-    if (left) sup_logf(&ctx, "processes left behind by the services are still running");
+    if (left) sup_logf(&ctx, SUP_WARNING "processes left behind by the services are still running");
     for (size_t i = 0; i < n; i++)
         sup_service_drain_rest(&svcs[i]);
     sup_logf(&ctx, "stopped");

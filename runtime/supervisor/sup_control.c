@@ -442,7 +442,7 @@ void sup_control_stop(sup_control *k)
         shmrpc_server_stop(k->srv);
         pthread_join(k->thread, NULL);
         if (k->serve_rc)
-            sup_logf(k->svcs[0].ctx, "control service: %s", shmrpc_strerror(k->serve_rc));
+            sup_logf(k->svcs[0].ctx, SUP_ERR "control service: %s", shmrpc_strerror(k->serve_rc));
     }
     shmrpc_server_free(k->srv); /* removes the control segment and its channels */
     if (k->efd >= 0) close(k->efd);

@@ -133,8 +133,8 @@ static void tell(sup_service *s, int n, const char *why)
     k->told = n;
     union sigval v = {.sival_int = n};
     if (sigqueue(s->pid, SIGRTMIN, v) != 0)
-        sup_logf(s->ctx, "%s: cannot tell its manager (pid %d) the worker count: %s", s->cfg->name,
-                 (int)s->pid, strerror(errno));
+        sup_logf(s->ctx, SUP_ERR "%s: cannot tell its manager (pid %d) the worker count: %s",
+                 s->cfg->name, (int)s->pid, strerror(errno));
     sup_logf(s->ctx, "%s: %s: %d worker%s", s->cfg->name, why, n, n == 1 ? "" : "s");
 }
 
@@ -226,6 +226,7 @@ void sup_scaler_tick(sup_service *s, int64_t now)
             uint64_t pss = obs_proc_memory(kids[i], &m) && m.pss_known ? m.pss : 0;
             if (pss > limit) {
                 sup_logf(s->ctx,
+                         SUP_WARNING
                          "%s: worker pid %d uses %llu KiB (PSS), over max_proc_mem_bytes %llu "
                          "KiB: SIGKILL (its manager starts another)",
                          s->cfg->name, (int)kids[i], (unsigned long long)(pss >> 10),
