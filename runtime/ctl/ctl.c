@@ -41,7 +41,7 @@ static const command commands[] = {
     {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop, true},
     {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart, true},
     {"logs", "SERVICE [-n LINES]", "the tail of a service's log", ctl_logs, true},
-    {"scale", "SERVICE WORKERS", "set a module= service's workers", ctl_scale, true},
+    {"scale", "SERVICE WORKERS", "set a service's workers", ctl_scale, true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)

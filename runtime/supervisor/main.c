@@ -394,6 +394,11 @@ int main(int argc, char **argv)
     const char *ns = getenv("NOTIFY_SOCKET");
     if (ns && *ns) notify_socket = strdup(ns);
     unsetenv("NOTIFY_SOCKET"); /* the services are not the unit systemd watches */
+    /* An exec= server built on libshmrpc that this process starts follows its worker count
+     * (sup_scaler.c; the library's server.c reads this). */
+    char me[24];
+    snprintf(me, sizeof me, "%d", (int)getpid());
+    setenv("SHMRPC_SUPERVISOR_PID", me, 1);
 
     /* SIGTERM and SIGINT arrive on a signalfd; the children unblock them before exec. */
     sigset_t sigs;

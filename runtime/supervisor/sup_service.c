@@ -125,7 +125,10 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const cfg_service *cfg, const
     snprintf(name, sizeof name, "%s.log", cfg->name);
     int rc =
         sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
-    if (rc == 0 && cfg->kind == CFG_MODULE) rc = sup_module_init(s);
+    if (rc == 0 && cfg->kind == CFG_MODULE)
+        rc = sup_module_init(s);
+    else if (rc == 0)
+        rc = sup_scaler_new(s); /* scaled when its program follows a count */
     return rc;
 }
 
@@ -134,7 +137,10 @@ void sup_service_destroy(sup_service *s)
     if (s->out_r >= 0) close(s->out_r);
     if (s->out_w >= 0) close(s->out_w);
     sup_log_close(&s->log);
-    if (s->module) sup_module_destroy(s);
+    if (s->module)
+        sup_module_destroy(s);
+    else
+        sup_scaler_free(s);
     free(s->restart_times);
     s->out_r = s->out_w = -1;
     s->restart_times = NULL;
@@ -188,7 +194,10 @@ static void crashed(sup_service *s, int64_t now, const char *what);
 void sup_service_start(sup_service *s, int64_t now)
 {
     /* A module's manager starts with min_proc_num workers (or an operator's count). */
-    if (s->module) sup_module_set_start_workers(s, sup_scaler_starting(s, now));
+    if (s->module)
+        sup_module_set_start_workers(s, sup_scaler_starting(s, now));
+    else if (s->scaler)
+        sup_scaler_starting(s, now);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) child(s, parent);
