@@ -28,12 +28,14 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 fail=0
 
+port=$((20000 + $$ % 20000))
 for d in one two; do
+    port=$((port + 1)) # two pages, two ports
     cat >"$tmp/$d/service.ini" <<INI
 [defaults]
 log_dir = logs
 [web monitor]
-port = $((20000 + $$ % 20000 + ${#d}))
+port = $port
 [sleeper]
 exec = /bin/sleep 120
 wait_until_completed = false
