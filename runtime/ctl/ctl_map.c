@@ -3,6 +3,7 @@
  * codec from the type signature the map stores) or as bytes (as given, or base64). */
 #include "ctl_map.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -256,6 +257,10 @@ static int keys(const ctx *c)
 int ctl_map_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
     static const char *const subs[] = {"stat", "get", "put", "del", "keys"};
     static const int n_args[] = {0, 1, 2, 1, 0}; /* after NAME, at most */
     int which = -1;
@@ -264,17 +269,32 @@ int ctl_map_main(int argc, char **argv)
     if (which < 0) return bad_usage("no such subcommand");
     ctx c = {.sub = subs[which], .f = FORM_AUTO};
     bool json = false;
-    int i = 2;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
-        if (which == 0 && strcmp(argv[i], "--json") == 0)
+    enum { OPT_JSON = 256, OPT_BYTES, OPT_BASE64 };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"bytes", no_argument, NULL, OPT_BYTES},
+        {"base64", no_argument, NULL, OPT_BASE64},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* As shmrpcctl queue: after the subcommand, and '+' ends the options at NAME, so that a
+     * KEY or VALUE such as -1 is no option. */
+    optind = 0;
+    for (int opt; (opt = getopt_long(argc - 1, argv + 1, "+h", longopts, NULL)) != -1;) {
+        if (opt == OPT_JSON && which == 0) {
             json = true;
-        else if (which != 0 && strcmp(argv[i], "--bytes") == 0)
+        } else if (opt == OPT_BYTES && which != 0) {
             c.f = FORM_BYTES;
-        else if (which != 0 && strcmp(argv[i], "--base64") == 0)
+        } else if (opt == OPT_BASE64 && which != 0) {
             c.f = FORM_BASE64;
-        else
+        } else if (opt == 'h') {
+            fputs(USAGE, stdout);
+            return 0;
+        } else {
             return bad_usage(NULL);
+        }
     }
+    int i = optind + 1;
     int rest = argc - i, least = which == 1 || which == 2 || which == 3 ? 2 : 1;
     if (rest < least || rest > 1 + n_args[which]) return bad_usage(NULL);
     c.name = argv[i];
