@@ -120,6 +120,10 @@ typedef struct svc_service {
      * are checked and written as a method's are. */
     svc_method *queues;
     int n_queues;
+    /* Maps, "map<K, V> name;", in declaration order: each a method of one parameter, 'key'
+     * of type K, whose result is the value type V, for the same reasons. */
+    svc_method *maps;
+    int n_maps;
 } svc_service;
 
 typedef struct svc_file {

@@ -308,8 +308,29 @@ void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, sv
     s->n_methods++;
 }
 
-/* "queue<T> name;": any other "type name;" among the members is a method without its
- * parentheses, or a field outside a struct. */
+/* "map<K, V> name;": a method of one parameter, 'key', that returns V. */
+static void add_map(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name)
+{
+    svc_service *s = ps->svc;
+    svc_method *m = alloc(ps, sizeof *m);
+    svc_field *k = alloc(ps, sizeof *k);
+    if (!s || !m || !k) return;
+    m->name = name.t;
+    m->doc = annots ? annots->doc : type.doc;
+    m->annots = annots ? annots->head : NULL;
+    m->result = type.t->elem;
+    k->name = type.t->tok; /* where the map was written, for messages */
+    k->name.p = "key";
+    k->name.n = 3;
+    k->type = type.t->key;
+    m->params = k;
+    m->n_params = 1;
+    APPEND(s->maps, ps->map_tail, m);
+    s->n_maps++;
+}
+
+/* "queue<T> name;" or "map<K, V> name;": any other "type name;" among the members is a
+ * method without its parentheses, or a field outside a struct. */
 void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name)
 {
     svc_service *s = ps->svc;
@@ -322,11 +343,15 @@ void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_l
                     type.t->tok.n, type.t->tok.p, name.t.n, name.t.p);
         return;
     }
+    if (type.t->kind == SVC_T_MAP) {
+        add_map(ps, annots, type, name);
+        return;
+    }
     if (!type.t->queue) {
         svc_p_error(ps, name.t,
-                    "'%.*s' is neither a method (its parameters in '(...)') nor a queue "
-                    "('queue<T> %.*s;')",
-                    name.t.n, name.t.p, name.t.n, name.t.p);
+                    "'%.*s' is neither a method (its parameters in '(...)'), a queue "
+                    "('queue<T> %.*s;') nor a map ('map<K, V> %.*s;')",
+                    name.t.n, name.t.p, name.t.n, name.t.p, name.t.n, name.t.p);
         return;
     }
     svc_method *q = alloc(ps, sizeof *q);

@@ -226,7 +226,7 @@ _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
 _Static_assert(offsetof(struct q_hdr, roles) == 340, "layout");
 _Static_assert(offsetof(struct q_hdr, prod_owner) == 344, "layout");
 _Static_assert(offsetof(struct q_hdr, cons_owner) == 352, "layout");
-_Static_assert(sizeof(struct q_hdr) == DESC_OFF, "layout");
+_Static_assert(sizeof(struct q_hdr) == DESC_OFF && DESC_OFF == SHMRPC__QUEUE_HEAD, "layout");
 _Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
 /* The geometry, from the header once it is checked; never read from the segment again. */
@@ -1969,16 +1969,15 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
     return 0;
 }
 
-int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
+/* The counters, and the depth from the head hd (or a subscriber's cursor). q: the handle,
+ * or NULL when only the header is mapped (shmrpc__queue_read_head); then a single
+ * producer's message committed at the tail by one that died before moving it is not
+ * counted until the next producer moves the tail. */
+static void counters(const struct q_hdr *h, uint32_t hd, const shmrpc_queue *q,
+                     shmrpc_queue_stats *out)
 {
-    if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
-    const struct q_hdr *h = q->hdr;
-    uint32_t hd = head_now(q);
-    if (q->bcast)
-        hd = q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].cursor, memory_order_relaxed)
-                         : msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed));
-    out->missed =
-        q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
+    bool sp = h->roles & ROLE_PRODUCER, sc = h->roles & ROLE_CONSUMER;
+    bool bcast = h->kind == SHMRPC_QUEUE_BROADCAST;
     uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
     int32_t depth = (int32_t)(tl - hd);
     out->depth = depth > 0 ? (uint64_t)depth : 0;
@@ -1992,11 +1991,11 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
      * shared counter. */
     uint64_t abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
     out->pushed = extend(out->pushed, tl) - abandoned;
-    if (q->sp) out->pushed += published(q, tl);
-    if (q->sc) {
+    if (sp && q) out->pushed += published(q, tl);
+    if (sc) {
         out->popped =
             extend(out->popped, cons_popped(atomic_load_explicit(&h->cons, memory_order_acquire)));
-    } else if (!q->bcast) {
+    } else if (!bcast) {
         uint64_t p = extend(out->popped, atomic_load_explicit(&h->head, memory_order_relaxed));
         out->popped = p > abandoned ? p - abandoned : 0;
         if (out->popped > out->pushed) out->popped = out->pushed;
@@ -2005,7 +2004,46 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
     out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+}
+
+int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
+{
+    if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
+    const struct q_hdr *h = q->hdr;
+    uint32_t hd = head_now(q);
+    if (q->bcast)
+        hd = q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].cursor, memory_order_relaxed)
+                         : msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed));
+    out->missed =
+        q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
+    counters(h, hd, q, out);
     return 0;
+}
+
+void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
+{
+    const struct q_hdr *h = head;
+    memset(out, 0, sizeof *out);
+    out->magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    out->version = h->version;
+    out->ours = out->magic == Q_MAGIC && out->version == Q_VERSION;
+    uint32_t pid = atomic_load_explicit(&h->creator_pid, memory_order_relaxed);
+    out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
+    out->creator_start = h->creator_start;
+    if (!out->ours) return;
+    out->capacity = h->capacity;
+    out->arena = h->arena;
+    out->max_msg = h->max_msg;
+    uint32_t kind = h->kind;
+    out->kind = kind == SHMRPC_QUEUE_BROADCAST ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    /* A broadcast queue's consumers have no shared head: the release frontier is what the
+     * slowest subscriber has not read, as for a handle that does not subscribe. */
+    uint32_t hd = out->kind == SHMRPC_QUEUE_BROADCAST
+                      ? msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed))
+                  : h->roles & ROLE_CONSUMER
+                      ? cons_head(atomic_load_explicit(&h->cons, memory_order_acquire))
+                      : atomic_load_explicit(&h->head, memory_order_relaxed);
+    counters(h, hd, NULL, &out->stats);
 }
 
 /* --- the segment's geometry and header ----------------------------------------------- */
