@@ -281,7 +281,8 @@ static void page_reaped(keeper *k, int status, int64_t now)
     if (k->probe >= 0) close(k->probe);
     k->probe = -1;
     if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START && first) {
-        if (!k->told) tell(k, SAY_NO_PAGE);
+        /* Even when told it answers: what answered at its port was another program's. */
+        tell(k, SAY_NO_PAGE);
         return;
     }
     if (now - k->started >= STABLE_MS) k->backoff = RESTART_MIN_MS;
@@ -502,6 +503,7 @@ static void relay(web_proc *p, const char *s, size_t n)
         return;
     }
     if (n == sizeof SAY_NO_PAGE - 1 && memcmp(s, SAY_NO_PAGE, n) == 0) {
+        p->answered = false;
         p->settled = true;
         return;
     }

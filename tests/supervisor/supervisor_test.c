@@ -498,6 +498,37 @@ static void notify_ready_after_page(void **state)
     assert_false(sup_segment_left(f->shm));
 }
 
+/* A page that cannot listen (the test holds its port, and never answers there): READY=1
+ * all the same, without waiting for the page's 10 s, and STATUS= names no page. */
+static void notify_ready_without_page(void **state)
+{
+    fixture *f = *state;
+    int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(held >= 0);
+    assert_int_equal(bind(held, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(held, 8), 0);
+    assert_int_equal(getsockname(held, (struct sockaddr *)&a, &len), 0);
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\n\n[web monitor]\nport = %d\n\n"
+             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n",
+             ntohs(a.sin_port), ECHO_SERVER, f->shm, f->shm);
+    int64_t t0 = sup_now_ms();
+    start(f, ini, true);
+    assert_string_equal(datagram(f->notify_fd, 15000), "READY=1");
+    int64_t took = sup_now_ms() - t0;
+    print_message("READY=1 without the page after %lld ms\n", (long long)took);
+    assert_true(took < 8000); /* not the 10 s the supervisor gives a page that is slow */
+    assert_string_equal(datagram(f->notify_fd, 5000), "STATUS=1 of 1 service running");
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), "web monitor: "));
+    int st = sup_stop(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(held);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -510,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_after_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_ready_without_page, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
