@@ -4,6 +4,7 @@
  * - the keeper (shmrpc-pagekeep), forked while the supervisor is one thread, so that it
  *   may fork again safely, runs no page code: it starts the page, asks it every few
  *   seconds whether it answers, and starts it again after a backoff when it died or hung;
+ *   it tells the supervisor, on the log pipe, when the first page answers (SAY_*);
  * - the page (shmrpc-page) runs civetweb (web.c) until the keeper's SIGTERM.
  * The keeper leads a process group of its own, so that a signal to the supervisor's group
  * (^C, kill -- -PGID, timeout(1)) reaches the supervisor only, which stops the page in its
