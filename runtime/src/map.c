@@ -122,7 +122,10 @@ struct map_hdr {
     uint64_t init_slots;
     uint64_t init_bytes;
     uint64_t max_bytes;
-    uint8_t pad0[16];
+    /* Written once by the creator: the length of the map's type signature, stored right
+     * after this header in the same segment (0: untyped); read by openers and get_info. */
+    uint32_t type_len;
+    uint8_t pad0[12];
     /* Second line: the change counter, raised by writers under the lock; read by pollers;
      * the futex mirrors its low bits for waiters (who add CHANGE_WAITERS). */
     _Atomic uint64_t changes;
@@ -162,6 +165,7 @@ struct map_hdr {
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free");
 _Static_assert(offsetof(struct map_hdr, gen) == 16, "layout");
+_Static_assert(offsetof(struct map_hdr, type_len) == 48, "layout");
 _Static_assert(offsetof(struct map_hdr, changes) == 64, "layout");
 _Static_assert(offsetof(struct map_hdr, change) == 72, "layout");
 _Static_assert(offsetof(struct map_hdr, rec_state) == 128, "layout");
@@ -286,6 +290,9 @@ static inline uint64_t class_size(unsigned c)
 
 struct shmrpc_map {
     struct map_hdr *hdr;
+    size_t hdr_len; /* mapped bytes of the header segment: the header and the type */
+    char *type;     /* the map's type signature as stored ("" when untyped) */
+    char *want;     /* the type this open asked for (opts.type points here), "" for any */
     shmrpc_lock *lock;
     /* The generation this handle maps. */
     uint8_t *base;
@@ -1582,6 +1589,7 @@ int shmrpc_map_get_info(shmrpc_map *m, shmrpc_map_info *out)
     for (int i = 0; i < MAP_READERS; i++)
         if (atomic_load_explicit(&h->readers[i].owner, memory_order_relaxed))
             out->reads += atomic_load_explicit(&h->readers[i].reads, memory_order_relaxed);
+    out->type = m->type;
     return 0;
 }
 
@@ -1687,6 +1695,10 @@ static int check_opts(const shmrpc_map_opts *o)
                     o->initial_bytes, o->max_bytes);
     if (o->lock_timeout_ms < 0 && o->lock_timeout_ms != SHMRPC_MAP_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative lock timeout");
+    size_t tlen = o->type ? strlen(o->type) : 0;
+    if (tlen > SHMRPC_MAP_TYPE_MAX)
+        return fail(SHMRPC_EINVAL, "map type signature of %zu bytes is above %u", tlen,
+                    SHMRPC_MAP_TYPE_MAX);
     return 0;
 }
 
@@ -1707,12 +1719,16 @@ static int create_map(shmrpc_map *m)
     char path[PATH_CAP];
     hdr_path(path, m->name);
     void *p;
-    int rc = create_file(path, m->name, m->opts.perms, HDR_SIZE, &p);
+    size_t tlen = strlen(m->want);
+    int rc = create_file(path, m->name, m->opts.perms, HDR_SIZE + tlen, &p);
     if (rc != 0) return rc;
     m->hdr = p;
+    m->hdr_len = HDR_SIZE + tlen;
     struct map_hdr *h = p;
     h->version = MAP_VERSION;
     h->size = (uint32_t)HDR_SIZE;
+    h->type_len = (uint32_t)tlen;
+    memcpy((char *)p + HDR_SIZE, m->want, tlen);
     h->creator = (uint32_t)getpid();
     h->init_slots = pow2_at_least(m->opts.initial_slots);
     h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
@@ -1726,7 +1742,7 @@ static int create_map(shmrpc_map *m)
     if (rc == 0) rc = build_gen(m, 1, 1, h->init_slots, h->init_bytes, &base, &geo);
     if (rc != 0) {
         shm_unlink(path);
-        munmap(p, HDR_SIZE);
+        munmap(p, m->hdr_len);
         m->hdr = NULL;
         return rc;
     }
@@ -1734,6 +1750,25 @@ static int create_map(shmrpc_map *m)
     atomic_store(&h->gen, 1);
     atomic_store_explicit(&h->magic, HDR_MAGIC, memory_order_release);
     m->created = true;
+    return 0;
+}
+
+/* Takes the type stored in an existing map, refusing a map of another type than the one
+ * this open names. */
+static int copy_type(shmrpc_map *m, const char *stored, uint32_t tlen, char **out)
+{
+    char *t = malloc((size_t)tlen + 1);
+    if (!t) return fail(SHMRPC_ENOMEM, "out of memory");
+    memcpy(t, stored, tlen);
+    t[tlen] = '\0';
+    const char *want = m->want;
+    if (*want && (strlen(t) != tlen || strcmp(want, t) != 0)) {
+        int rc = fail(SHMRPC_EPROTO, "map '%s' holds %s%s, not %s", m->name,
+                      tlen ? "" : "untyped entries", t, want);
+        free(t);
+        return rc;
+    }
+    *out = t;
     return 0;
 }
 
@@ -1757,12 +1792,13 @@ static int attach_map(shmrpc_map *m)
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    if (rc == 0 && size != (off_t)HDR_SIZE)
+    if (rc == 0 && (size < (off_t)HDR_SIZE || size > (off_t)(HDR_SIZE + SHMRPC_MAP_TYPE_MAX)))
         rc = fail(SHMRPC_EPROTO, "'%s' is not a map (%s%s has %lld bytes, a header %zu)", m->name,
                   SHM_DIR, path, (long long)size, HDR_SIZE);
     void *p = MAP_FAILED;
+    size_t plen = (size_t)size;
     if (rc == 0) {
-        p = mmap(NULL, HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        p = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
             int err = errno;
             rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", m->name, syserr(err));
@@ -1777,7 +1813,7 @@ static int attach_map(shmrpc_map *m)
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    uint32_t version = h->version, hsize = h->size;
+    uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
     uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes;
     if (magic == 0)
         rc = fail(SHMRPC_EPROTO,
@@ -1796,18 +1832,29 @@ static int attach_map(shmrpc_map *m)
                   "map '%s' has a corrupt header (geometry %" PRIu64 " slots, %" PRIu64 "..%" PRIu64
                   " bytes)",
                   m->name, is, ib, mb);
+    else if ((size_t)HDR_SIZE + tlen != plen)
+        rc = fail(SHMRPC_EPROTO,
+                  "map '%s' has a corrupt header (a type of %u bytes in a segment of %zu)", m->name,
+                  tlen, plen);
+    char *type = NULL;
+    if (rc == 0) rc = copy_type(m, (const char *)p + HDR_SIZE, tlen, &type);
     if (rc != 0) {
-        munmap(p, HDR_SIZE);
+        munmap(p, plen);
         return rc;
     }
     m->hdr = h;
+    m->hdr_len = plen;
     rc = open_lock_of(m);
     if (rc == 0) rc = follow(m);
     if (rc != 0) {
-        munmap(p, HDR_SIZE);
+        munmap(p, plen);
         m->hdr = NULL;
+        free(type);
+        return rc;
     }
-    return rc;
+    free(m->type);
+    m->type = type;
+    return 0;
 }
 
 static int open_map(shmrpc_map *m)
@@ -1856,12 +1903,18 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
     shmrpc_map *m = calloc(1, sizeof *m);
     if (!m) return fail(SHMRPC_ENOMEM, "out of memory");
     m->opts = *o;
+    /* The caller's string need not outlive the open. */
+    m->want = strdup(o->type ? o->type : "");
+    m->type = strdup(m->want ? m->want : "");
+    m->opts.type = m->want;
     snprintf(m->name, sizeof m->name, "%s", name);
     shmrpc__err_begin();
-    rc = open_map(m);
+    rc = m->want && m->type ? open_map(m) : fail(SHMRPC_ENOMEM, "out of memory");
     if (rc != 0) {
         shmrpc_lock_close(m->lock);
         if (m->base) munmap(m->base, m->geo.total);
+        free(m->type);
+        free(m->want);
         free(m);
         return shmrpc__err_end(rc);
     }
@@ -1882,8 +1935,10 @@ void shmrpc_map_close(shmrpc_map *m)
     if (m->unprot_reads)
         atomic_fetch_add_explicit(&m->hdr->reads_gone, m->unprot_reads, memory_order_relaxed);
     if (m->base) munmap(m->base, m->geo.total);
-    munmap(m->hdr, HDR_SIZE);
+    munmap(m->hdr, m->hdr_len);
     shmrpc_lock_close(m->lock);
+    free(m->type);
+    free(m->want);
     free(m);
 }
 
@@ -1926,4 +1981,47 @@ void shmrpc_map_unlink_quiet(const char *name)
     shmrpc__err_begin();
     shmrpc_map_unlink(name);
     shmrpc__err_end(0);
+}
+
+/* --- for the admin API (map_seg.h) ----------------------------------------------------- */
+
+_Static_assert(HDR_SIZE == SHMRPC__MAP_HDR_SIZE && HEAD_SIZE == SHMRPC__MAP_GEN_HEAD, "layout");
+
+void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out)
+{
+    const struct map_hdr *h = hdr;
+    memset(out, 0, sizeof *out);
+    out->magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+    out->version = h->version;
+    out->ours = out->magic == HDR_MAGIC && out->version == MAP_VERSION && h->size == HDR_SIZE;
+    uint32_t pid = h->creator;
+    out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
+    if (!out->ours) return;
+    out->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    out->changes = atomic_load_explicit(&h->changes, memory_order_relaxed);
+    out->writes = atomic_load_explicit(&h->writes, memory_order_relaxed);
+    out->growths = atomic_load_explicit(&h->growths, memory_order_relaxed);
+    out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    out->reads = atomic_load_explicit(&h->reads_gone, memory_order_relaxed);
+    for (int i = 0; i < MAP_READERS; i++)
+        if (atomic_load_explicit(&h->readers[i].owner, memory_order_relaxed))
+            out->reads += atomic_load_explicit(&h->readers[i].reads, memory_order_relaxed);
+}
+
+int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info, char *why,
+                         size_t cap)
+{
+    shmrpc__map_geo geo;
+    int rc = shmrpc__map_validate(head, size, &geo, why, cap); /* reads the head alone */
+    if (rc != 0) return rc;
+    const struct gen_hdr *g = head;
+    uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
+    info->generation = geo.gen;
+    info->count = atomic_load_explicit(&g->count, memory_order_relaxed);
+    info->slots = geo.nslots;
+    info->tombstones = atomic_load_explicit(&g->tombs, memory_order_relaxed);
+    info->bytes = geo.total - geo.arena_off;
+    info->used = used > geo.arena_off && used <= geo.total ? used - geo.arena_off : 0;
+    info->live = atomic_load_explicit(&g->live, memory_order_relaxed);
+    return 0;
 }

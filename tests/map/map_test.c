@@ -1301,6 +1301,94 @@ static void reuse_under_readers_and_kills(void **state)
     assert_true(info.reads >= atomic_load(&c->reads));
     shmrpc_map_close(m);
     munmap(c, sizeof *c);
+
+/* --- typed maps ------------------------------------------------------------------------ */
+
+#define TYPE_A "cache(string key)->i64 @msgpack"
+#define TYPE_B "cache(string key)->string @msgpack"
+
+/* Opens the map named arg as TYPE_B in another process: 0 when refused as another type. */
+static int open_as_b(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_OR_CREATE);
+    o.type = TYPE_B;
+    shmrpc_map *m = NULL;
+    int rc = shmrpc_map_open(&m, arg, &o);
+    shmrpc_map_close(m);
+    return rc == SHMRPC_EPROTO && strstr(shmrpc_errmsg(), ", not " TYPE_B) ? 0 : 1;
+}
+
+/* The creator stores the type; an open of another type is refused in any process, an
+ * untyped open accepts the map and sees its type, and a typed open refuses an untyped map. */
+static void types_stored_and_checked(void **state)
+{
+    (void)state;
+    const char *name = new_name("typed");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    char type[] = TYPE_A;
+    o.type = type;
+    shmrpc_map *m = open_map(name, &o);
+    memset(type, 'x', sizeof type - 1); /* the map keeps its own copy */
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_string_equal(info.type, TYPE_A);
+
+    o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *any = open_map(name, &o);
+    assert_int_equal(shmrpc_map_get_info(any, &info), 0);
+    assert_string_equal(info.type, TYPE_A);
+    assert_string_equal(get_s(any, "k"), "v");
+    shmrpc_map_close(any);
+    o.type = TYPE_A;
+    shmrpc_map_close(open_map(name, &o));
+    o.type = TYPE_B;
+    shmrpc_map *other = NULL;
+    assert_int_equal(shmrpc_map_open(&other, name, &o), SHMRPC_EPROTO);
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), "holds " TYPE_A ", not " TYPE_B));
+    assert_null(other);
+    assert_int_equal(test_kid_reap(spawn(open_as_b, (void *)name), 10000), 0);
+    shmrpc_map_close(m);
+
+    /* A growth keeps the type (it lives in the header, not in a generation). */
+    o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    o.type = TYPE_A;
+    m = open_map(name, &o);
+    char k[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_true(info.growths > 0);
+    shmrpc_map_close(m);
+    assert_int_equal(test_kid_reap(spawn(open_as_b, (void *)name), 10000), 0);
+
+    /* An untyped map is refused to a typed open, and untyped opens see "". */
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    m = open_map(name, &o);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_string_equal(info.type, "");
+    assert_int_equal(test_kid_reap(spawn(open_as_b, (void *)name), 10000), 0);
+    shmrpc_map_close(m);
+
+    /* A type length that disagrees with the segment's size is a corrupt header. */
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.type = TYPE_A;
+    shmrpc_map_close(open_map(name, &o));
+    uint32_t tlen = 3;
+    scribble("map", name, 48, &tlen, 4);
+    expect_refused(name, SHMRPC_EPROTO, "corrupt header");
+    /* And one too long for any map is refused at open. */
+    size_t n = SHMRPC_MAP_TYPE_MAX + 1;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'a', n);
+    big[n] = 0;
+    o.type = big;
+    assert_int_equal(shmrpc_map_open(&other, name, &o), SHMRPC_EINVAL);
+    free(big);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1324,6 +1412,8 @@ int main(void)
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(reuse_under_readers_and_kills),
+
+        T(types_stored_and_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
