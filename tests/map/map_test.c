@@ -1301,6 +1301,7 @@ static void reuse_under_readers_and_kills(void **state)
     assert_true(info.reads >= atomic_load(&c->reads));
     shmrpc_map_close(m);
     munmap(c, sizeof *c);
+}
 
 /* --- typed maps ------------------------------------------------------------------------ */
 
@@ -1412,7 +1413,6 @@ int main(void)
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(reuse_under_readers_and_kills),
-
         T(types_stored_and_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
