@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sched.h>
@@ -17,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <shmrpc/version.h>
 
 #define NS_PER_S ((int64_t)1000000000)
 /* How long the last client may take to start, and the slack past the window before the
@@ -520,6 +523,7 @@ static void usage(FILE *f)
 {
     fputs("usage: shmrpc-bench [--json] [--quick] [--duration SECONDS] [--case NAME]... "
           "[--list]\n"
+          "       shmrpc-bench --help | --version\n"
           "  --json      one JSON object per row\n"
           "  --quick     short windows (a smoke test, not a measurement)\n"
           "  --case NAME only the rows whose case, transport, transport/case or id is NAME\n"
@@ -572,28 +576,56 @@ int bench_main(int argc, char **argv, const bench_case *table, size_t n)
     double duration_s = 0;
     const char *want[32];
     int nwant = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
+    enum { OPT_JSON = 256, OPT_QUICK, OPT_LIST, OPT_CASE, OPT_DURATION, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"quick", no_argument, NULL, OPT_QUICK},
+        {"list", no_argument, NULL, OPT_LIST},
+        {"case", required_argument, NULL, OPT_CASE},
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+        switch (opt) {
+        case OPT_JSON:
             json = true;
-        } else if (strcmp(argv[i], "--quick") == 0) {
+            break;
+        case OPT_QUICK:
             quick = true;
-        } else if (strcmp(argv[i], "--list") == 0) {
+            break;
+        case OPT_LIST:
             list = true;
-        } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc && nwant < 32) {
-            want[nwant++] = argv[++i];
-        } else if (strcmp(argv[i], "--duration") == 0 && i + 1 < argc) {
-            duration_s = atof(argv[++i]);
+            break;
+        case OPT_CASE:
+            if (nwant == 32) {
+                fputs("shmrpc-bench: at most 32 --case\n", stderr);
+                return 2;
+            }
+            want[nwant++] = optarg;
+            break;
+        case OPT_DURATION:
+            duration_s = atof(optarg);
             if (duration_s <= 0 || duration_s > 60) {
                 fputs("shmrpc-bench: --duration takes 0 to 60 seconds\n", stderr);
                 return 2;
             }
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            break;
+        case 'h':
             usage(stdout);
             return 0;
-        } else {
+        case OPT_VERSION:
+            printf("shmrpc-bench %s\n", SHMRPC_VERSION_STRING);
+            return 0;
+        default:
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
     }
     if (check_table(table, n) != 0) return 2;
     if (list) {

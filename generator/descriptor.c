@@ -91,4 +91,5 @@ void gen_descriptor(gen *g, emitter *e)
     em_close(e, "};");
     gen_codec_functions(g, e, false);
     gen_queue_functions(g, e);
+    gen_map_functions(g, e);
 }

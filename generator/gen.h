@@ -136,6 +136,10 @@ void gen_descriptor(gen *g, emitter *e);
 void gen_queue_decls(gen *g, emitter *e);
 void gen_queue_functions(gen *g, emitter *e);
 
+/* map.c: the typed maps' declarations (NAME.h) and functions (NAME.c) */
+void gen_map_decls(gen *g, emitter *e);
+void gen_map_functions(gen *g, emitter *e);
+
 /* client.c, server.c: NAME_client.c and NAME_server.c */
 void gen_client(gen *g, emitter *e);
 void gen_server(gen *g, emitter *e);

@@ -188,6 +188,7 @@ void gen_header(gen *g, emitter *e)
     type_defs(g, e);
     methods(g, e);
     gen_queue_decls(g, e);
+    gen_map_decls(g, e);
     em_blank(e);
     em(e, "/* The codec glue that the stubs and the server share (in %s.c): not for direct use. */",
        g->stem);

@@ -1,6 +1,7 @@
 /* shmrpcgen: reads a .svc file and writes the C code for its clients and servers.
  * Nothing is written unless the whole file checks out. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,10 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: shmrpcgen [-o DIR] [--depfile FILE] FILE.svc\n"
-          "       shmrpcgen --version\n"
+    fputs("usage: shmrpcgen [-o DIR] [--depfile FILE] [--] FILE.svc\n"
+          "       shmrpcgen --help | --version\n"
+          "  -o, --out-dir=DIR  where the files go\n"
+          "  --depfile=FILE     also write a Makefile rule: the outputs depend on FILE.svc\n"
           "Writes NAME.h, NAME.c (the method table), NAME_client.c and NAME_server.c\n"
           "for FILE.svc into DIR (default: the current directory), made if missing.\n",
           f);
@@ -138,24 +141,40 @@ static int write_depfile(const char *depfile, output *out, int n, const char *in
 int main(int argc, char **argv)
 {
     const char *dir = ".", *depfile = NULL, *input = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--version") == 0) {
-            printf("shmrpcgen %s\n", SHMRPCGEN_VERSION);
-            return 0;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    enum { OPT_DEPFILE = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"out-dir", required_argument, NULL, 'o'},
+        {"depfile", required_argument, NULL, OPT_DEPFILE},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    /* getopt_long: options before or after the file, -oDIR, --depfile=F, and -- before a
+     * file whose name begins with '-'. Its own messages name the bad option. */
+    for (int opt; (opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1;) {
+        switch (opt) {
+        case 'o':
+            dir = optarg;
+            break;
+        case OPT_DEPFILE:
+            depfile = optarg;
+            break;
+        case 'h':
             usage(stdout);
             return 0;
-        } else if ((strcmp(a, "-o") == 0 || strcmp(a, "--depfile") == 0) && i + 1 < argc) {
-            *(a[1] == 'o' ? &dir : &depfile) = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "shmrpcgen: unknown or incomplete option '%s'\n", a);
+        case OPT_VERSION:
+            printf("shmrpcgen %s\n", SHMRPCGEN_VERSION);
+            return 0;
+        default:
             usage(stderr);
             return 2;
-        } else if (input == NULL) {
-            input = a;
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (input == NULL) {
+            input = argv[i];
         } else {
-            fprintf(stderr, "shmrpcgen: one .svc file at a time ('%s' and '%s')\n", input, a);
+            fprintf(stderr, "shmrpcgen: one .svc file at a time ('%s' and '%s')\n", input, argv[i]);
             return 2;
         }
     }

@@ -104,6 +104,10 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     }
     for (const svc_method *q = g->svc->queues; q; q = q->next)
         gen_type(g, q->result);
+    for (const svc_method *m = g->svc->maps; m; m = m->next) {
+        gen_type(g, m->params->type);
+        gen_type(g, m->result);
+    }
 }
 
 /* --- the registry --- */

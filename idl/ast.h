@@ -43,6 +43,8 @@ typedef struct svc_type {
     struct svc_type *key;  /* MAP: key */
     svc_decl *decl;        /* NAMED, after svc_check: the struct or enum */
     bool queue;            /* LIST written as queue<T>: only a queue declaration may be */
+    bool bad_args;         /* list or map with the wrong number of type arguments: said
+                              already, so a member written with it needs no second error */
 } svc_type;
 
 /* A struct field or a method parameter. */
@@ -120,6 +122,10 @@ typedef struct svc_service {
      * are checked and written as a method's are. */
     svc_method *queues;
     int n_queues;
+    /* Maps, "map<K, V> name;", in declaration order: each a method of one parameter, 'key'
+     * of type K, whose result is the value type V, for the same reasons. */
+    svc_method *maps;
+    int n_maps;
 } svc_service;
 
 typedef struct svc_file {

@@ -477,9 +477,49 @@ static void check_methods(check *c)
     }
 }
 
-/* A queue shares the methods' names (a name is a method or a queue), carries one value of
- * its type per message, and is found as "SERVICE-NAME.QUEUE", a queue name of at most
- * 200 characters (docs/queue.md). */
+/* A map's key: what the shared map hashes, the msgpack of one value whose encoding has a
+ * single form (so no floats, structs or containers). */
+static void check_map_decl_key(check *c, const svc_method *m, const svc_type *k)
+{
+    if (!k || k->kind == SVC_T_VOID || (k->kind == SVC_T_NAMED && !k->decl))
+        return; /* reported already */
+    if (k->kind == SVC_T_STRING || k->kind == SVC_T_BYTES || is_integer(k->kind) ||
+        (k->kind == SVC_T_NAMED && k->decl->kind == SVC_DECL_ENUM))
+        return;
+    const char *s = svc_type_str(c->a, k);
+    err(c, k->tok,
+        "invalid key type '%s' of map '%.*s': keys must be string, bytes, an integer type or "
+        "an enum",
+        s ? s : "?", m->name.n, m->name.p);
+}
+
+/* Maps as queues, below, with a key; found as "SERVICE-NAME.MAP", a map name of at most
+ * 180 characters (SHMRPC_MAP_NAME_MAX, docs/map.md). */
+static void check_maps(check *c, svc_ntab *seen, size_t prefix)
+{
+    for (svc_method *m = c->s->maps; m; m = m->next) {
+        check_name(c, m->name, false, false);
+        const svc_method *first = ntab_put(c, seen, text(c, m->name), m);
+        if (first)
+            err(c, m->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", m->name.n,
+                m->name.p, first->name.line, first->name.col);
+        check_annots(c, m);
+        if (m->enc != SVC_ENC_MSGPACK)
+            err(c, m->name, "map '%.*s' is @msgpack only (@json and @raw are for methods)",
+                m->name.n, m->name.p);
+        svc_type *k = m->params ? m->params->type : NULL;
+        check_type(c, k, false);
+        check_map_decl_key(c, m, k);
+        check_type(c, m->result, false);
+        if (prefix + (size_t)m->name.n > 180)
+            err(c, m->name, "map name '%s.%.*s' is longer than 180 characters", c->s->svc_name,
+                m->name.n, m->name.p);
+    }
+}
+
+/* A queue shares the methods' names (a name is a method, a queue or a map), carries one
+ * value of its type per message in its encoding (@raw: bytes only), and is found as
+ * "SERVICE-NAME.QUEUE", a queue name of at most 200 characters (docs/queue.md). */
 static void check_queues(check *c)
 {
     svc_ntab seen = {0};
@@ -490,17 +530,21 @@ static void check_queues(check *c)
         check_name(c, q->name, false, false);
         const svc_method *first = ntab_put(c, &seen, text(c, q->name), q);
         if (first)
-            err(c, q->name, "duplicate name '%.*s' (a method or queue at %d:%d)", q->name.n,
+            err(c, q->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", q->name.n,
                 q->name.p, first->name.line, first->name.col);
         check_annots(c, q);
-        if (q->enc != SVC_ENC_MSGPACK)
-            err(c, q->name, "queue '%.*s' is @msgpack only (@json and @raw are for methods)",
-                q->name.n, q->name.p);
         check_type(c, q->result, false);
+        /* As a @raw method's result, a @raw queue's message is its bytes as they are. */
+        if (q->enc == SVC_ENC_RAW && q->result && q->result->kind != SVC_T_BYTES)
+            err(c, q->name,
+                "@raw queue '%.*s' must carry bytes ('@raw queue<bytes> %.*s;'); @msgpack and "
+                "@json carry any type",
+                q->name.n, q->name.p, q->name.n, q->name.p);
         if (prefix + (size_t)q->name.n > 200)
             err(c, q->name, "queue name '%s.%.*s' is longer than 200 characters", c->s->svc_name,
                 q->name.n, q->name.p);
     }
+    check_maps(c, &seen, prefix);
 }
 
 /* ---- structs that contain themselves ---- */
@@ -655,6 +699,23 @@ static void check_cnames(check *c)
         if (!name_problem(q->name, false, false) && !ntab_put(c, &queues, text(c, q->name), q))
             claim(c, &qnames, svc_arena_printf(c->a, "%s_%s_push", own, snake(c, q->name)),
                   q->name);
+    /* A map's (Echo_<snake(m)>_get and the rest) clash with another map's the same way, or
+     * with a queue's through the open function both have. */
+    svc_ntab maps = {0};
+    for (const svc_method *m = c->s->maps; m; m = m->next) {
+        if (name_problem(m->name, false, false) || ntab_put(c, &maps, text(c, m->name), m) ||
+            ntab_get(&queues, text(c, m->name)))
+            continue; /* an unfit or duplicate name, reported already */
+        const char *sn = snake(c, m->name);
+        const svc_method *q = NULL;
+        for (q = c->s->queues; q; q = q->next)
+            if (!name_problem(q->name, false, false) && strcmp(snake(c, q->name), sn) == 0) break;
+        if (q)
+            err(c, m->name, "'%.*s' would be named '%s_%s_open' in C, like '%.*s' at %d:%d",
+                m->name.n, m->name.p, own, sn, q->name.n, q->name.p, q->name.line, q->name.col);
+        else
+            claim(c, &qnames, svc_arena_printf(c->a, "%s_%s_get", own, sn), m->name);
+    }
     svc_ntab names = {0}, methods = {0};
     const svc_decl *d = c->s->decls;
     const svc_method *m = c->s->methods;
@@ -713,6 +774,17 @@ static void check_wire(check *c)
                 "stores",
                 q->name.n, q->name.p, SVC_MAX_SIGNATURE);
     }
+    for (const svc_method *m = c->s->maps; m; m = m->next) {
+        size_t len = 0;
+        if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
+            c->oom = true;
+            return;
+        }
+        if (len > SVC_MAX_SIGNATURE)
+            err(c, m->name,
+                "the types of map '%.*s' are longer than %d bytes, the most a map stores",
+                m->name.n, m->name.p, SVC_MAX_SIGNATURE);
+    }
     if (hello > SVC_MAX_HELLO)
         err(c, c->s->name,
             "the method table of '%.*s' needs up to %zu bytes of the tcp:// handshake, whose "
@@ -747,6 +819,9 @@ static bool check_limits(check *c)
     n = 0;
     for (const svc_method *m = c->s->queues; m; m = m->next)
         if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "queues", NULL, SVC_MAX_METHODS);
+    n = 0;
+    for (const svc_method *m = c->s->maps; m; m = m->next)
+        if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "maps", NULL, SVC_MAX_METHODS);
     n = 0;
     for (const svc_method *m = c->s->methods; m; m = m->next) {
         if (++n == SVC_MAX_METHODS + 1) limit(c, m->name, "methods", NULL, SVC_MAX_METHODS);

@@ -308,8 +308,29 @@ void svc_p_method(svc_pstate *ps, const svc_annots *annots, svc_ltype result, sv
     s->n_methods++;
 }
 
-/* "queue<T> name;": any other "type name;" among the members is a method without its
- * parentheses, or a field outside a struct. */
+/* "map<K, V> name;": a method of one parameter, 'key', that returns V. */
+static void add_map(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name)
+{
+    svc_service *s = ps->svc;
+    svc_method *m = alloc(ps, sizeof *m);
+    svc_field *k = alloc(ps, sizeof *k);
+    if (!s || !m || !k) return;
+    m->name = name.t;
+    m->doc = annots ? annots->doc : type.doc;
+    m->annots = annots ? annots->head : NULL;
+    m->result = type.t->elem;
+    k->name = type.t->tok; /* where the map was written, for messages */
+    k->name.p = "key";
+    k->name.n = 3;
+    k->type = type.t->key;
+    m->params = k;
+    m->n_params = 1;
+    APPEND(s->maps, ps->map_tail, m);
+    s->n_maps++;
+}
+
+/* "queue<T> name;" or "map<K, V> name;": any other "type name;" among the members is a
+ * method without its parentheses, or a field outside a struct. */
 void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_ltok name)
 {
     svc_service *s = ps->svc;
@@ -322,11 +343,16 @@ void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_l
                     type.t->tok.n, type.t->tok.p, name.t.n, name.t.p);
         return;
     }
+    if (type.t->kind == SVC_T_MAP) {
+        add_map(ps, annots, type, name);
+        return;
+    }
+    if (type.t->bad_args) return; /* "map<string> x;": its one error is the arguments' */
     if (!type.t->queue) {
         svc_p_error(ps, name.t,
-                    "'%.*s' is neither a method (its parameters in '(...)') nor a queue "
-                    "('queue<T> %.*s;')",
-                    name.t.n, name.t.p, name.t.n, name.t.p);
+                    "'%.*s' is neither a method (its parameters in '(...)'), a queue "
+                    "('queue<T> %.*s;') nor a map ('map<K, V> %.*s;')",
+                    name.t.n, name.t.p, name.t.n, name.t.p, name.t.n, name.t.p);
         return;
     }
     svc_method *q = alloc(ps, sizeof *q);
@@ -372,13 +398,16 @@ svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 {
     const svc_builtin *b = svc_builtin_by_name(name.t.p, name.t.n);
     svc_type_kind kind = b ? b->kind : SVC_T_NAMED;
-    if (kind == SVC_T_LIST || kind == SVC_T_MAP) {
+    bool bad_args = kind == SVC_T_LIST || kind == SVC_T_MAP;
+    if (bad_args) {
         svc_p_error(ps, name.t,
                     kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
                                        : "'map' takes two type arguments: map<K, V>");
         kind = SVC_T_NAMED;
     }
-    return (svc_ltype){new_type(ps, kind, name.t), name.doc};
+    svc_type *t = new_type(ps, kind, name.t);
+    if (t) t->bad_args = bad_args;
+    return (svc_ltype){t, name.doc};
 }
 
 svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_ltype *b)
@@ -413,6 +442,7 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             svc_p_error(ps, name.t, "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
                         name.t.n, name.t.p);
         r.t = a.t;
+        if (r.t) r.t->bad_args = true;
     }
     return r;
 }
@@ -428,7 +458,10 @@ svc_ltype svc_p_type_opt(svc_pstate *ps, svc_ltype elem, svc_ltok q)
     svc_tok span = elem.t->tok;
     if (span.line == q.t.line && q.t.p > span.p) span.n = (int)(q.t.p + 1 - span.p);
     svc_ltype r = {new_type(ps, SVC_T_OPTIONAL, span), elem.doc};
-    if (r.t) r.t->elem = elem.t;
+    if (r.t) {
+        r.t->elem = elem.t;
+        r.t->bad_args = elem.t->bad_args;
+    }
     return r;
 }
 

@@ -58,6 +58,7 @@ typedef struct svc_pstate {
     svc_decl *decl_tail;
     svc_method *meth_tail;
     svc_method *queue_tail;
+    svc_method *map_tail;
     svc_option *opt_tail;
     svc_field *field_tail;
     svc_enumval *val_tail;

@@ -32,6 +32,15 @@ static const struct {
                         "(docs/wire.md): there is nothing to set"},
 };
 
+/* Other spellings of a key, read as the key: speedysvc's README writes bind_tcp for the
+ * tcp_bind its code reads. */
+static const struct {
+    const char *name;
+    enum key k;
+} key_aliases[] = {
+    {"bind_tcp", K_TCP_BIND},
+};
+
 void cfg_error_at(loader *L, const ini_entry *at, bool at_value, const char *fmt, ...)
 {
     va_list ap;
@@ -603,8 +612,16 @@ void cfg_read_section(loader *L, scope *sc, unsigned in)
         int k = 0;
         while (k < K_COUNT && !(strcmp(en->key, key(k)->name) == 0 && (key(k)->in & in)))
             k++;
+        for (size_t i = 0; k == K_COUNT && i < sizeof key_aliases / sizeof *key_aliases; i++)
+            if (strcmp(en->key, key_aliases[i].name) == 0 && (key(key_aliases[i].k)->in & in))
+                k = key_aliases[i].k;
         if (k == K_COUNT) {
             unknown_key(L, sc, in, en);
+            continue;
+        }
+        if (sc->v[k].own) { /* the ini reader refuses a key twice; its other spelling here */
+            cfg_error_at(L, en, false, "%s is %s, which %d:%d sets already", en->key,
+                         sc->v[k].at->key, sc->v[k].at->line, sc->v[k].at->col);
             continue;
         }
         parse_value(L, (enum key)k, en, en->value, &sc->v[k]);

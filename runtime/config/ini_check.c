@@ -1,38 +1,62 @@
 /* shmrpc-ini-check [--cpus N] FILE: reads and checks a service.ini. Prints the resolved
  * configuration (every key, defaults applied) and exits 0, or prints every error on
  * stderr and exits 1. --cpus sets the CPU count max_proc_num defaults to, for tests. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <shmrpc/status.h>
+#include <shmrpc/version.h>
 
 #include "config.h"
 
-static int usage(void)
+static void usage(FILE *to)
 {
-    fprintf(stderr, "usage: shmrpc-ini-check [--cpus N] FILE\n");
-    return 2;
+    fprintf(to, "usage: shmrpc-ini-check [--cpus N] [--] FILE\n"
+                "       shmrpc-ini-check --help | --version\n"
+                "  --cpus N  the CPU count max_proc_num defaults to (for tests)\n");
 }
 
 int main(int argc, char **argv)
 {
     cfg_opts opts;
     cfg_opts_init(&opts);
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--cpus") == 0 && i + 1 < argc) {
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1 || n > 1024) return usage();
+    enum { OPT_CPUS = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+        char *end;
+        long n;
+        switch (opt) {
+        case OPT_CPUS:
+            n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || n < 1 || n > 1024) {
+                fprintf(stderr, "shmrpc-ini-check: --cpus takes 1 to 1024, not '%s'\n", optarg);
+                return 2;
+            }
             opts.online_cpus = (int)n;
-        } else if (argv[i][0] == '-' || path) {
-            return usage();
-        } else {
-            path = argv[i];
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("shmrpc-ini-check %s\n", SHMRPC_VERSION_STRING);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
-    if (!path) return usage();
+    if (optind + 1 != argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *path = argv[optind];
 
     shmrpc_buf out;
     shmrpc_buf_init(&out);

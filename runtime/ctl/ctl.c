@@ -1,5 +1,7 @@
 /* shmrpcctl: the operator's tool. One table of subcommands; status, start, stop, restart,
  * logs and scale talk to the supervisor's control service (ctl_control.c). */
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,6 +9,7 @@
 
 #include "ctl_call.h"
 #include "ctl_control.h"
+#include "ctl_map.h"
 #include "ctl_queue.h"
 #include "ctl_segments.h"
 
@@ -15,30 +18,38 @@ typedef struct command {
     const char *args;
     const char *help;
     int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
+    bool supervisor;                   /* talks to shmrpc-service: takes -a and --ini */
 } command;
 
 static const command commands[] = {
     {"call", "ADDRESS METHOD [ARGS-AS-JSON|-]",
-     "call a method of a running service; print its result as JSON", ctl_call_main},
-    {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main},
-    {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main},
+     "call a method of a running service; print its result as JSON", ctl_call_main, false},
+    {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main,
+     false},
+    {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main,
+     false},
     {"queue", "stat|peek|push|pop NAME [VALUE|-]",
-     "a shared-memory queue: its counters, or one message (JSON when typed)", ctl_queue_main},
-    /* These talk to shmrpc-service's control service (ctl_control.c), found by
-     * -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI. */
-    {"status", "[--json]", "the supervisor's services", ctl_status},
-    {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start},
-    {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop},
-    {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart},
-    {"logs", "SERVICE [-n LINES]", "the tail of a service's log", ctl_logs},
-    {"scale", "SERVICE WORKERS", "set a module= service's workers", ctl_scale},
+     "a shared-memory queue: its counters, or one message (JSON when typed)", ctl_queue_main,
+     false},
+    {"map", "stat|get|put|del|keys NAME [KEY [VALUE|-]]",
+     "a shared map: its counters, or entries (JSON when typed)", ctl_map_main, false},
+    /* These talk to shmrpc-service's control service (ctl_control.c), found by -a ADDRESS,
+     * --ini FILE (before or after the command), $SHMRPC_CONTROL or $SHMRPC_INI, else the
+     * registry of the supervisors that run (registry.h). */
+    {"status", "[--json]", "the supervisor's services", ctl_status, true},
+    {"start", "SERVICE [--no-wait]", "start a service of the supervisor", ctl_start, true},
+    {"stop", "SERVICE [--no-wait]", "stop a service of the supervisor", ctl_stop, true},
+    {"restart", "SERVICE [--no-wait]", "restart a service of the supervisor", ctl_restart, true},
+    {"logs", "SERVICE [-n LINES]", "the tail of a service's log", ctl_logs, true},
+    {"scale", "SERVICE WORKERS", "set a service's workers", ctl_scale, true},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: shmrpcctl COMMAND [ARGS]\n\n");
+    fprintf(f, "usage: shmrpcctl [-a ADDRESS | --ini FILE] COMMAND [ARGS]\n"
+               "       shmrpcctl --help | --version\n\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command *c = &commands[i];
         char head[64];
@@ -46,29 +57,64 @@ static void usage(FILE *f)
         fprintf(f, "  %-44s %s\n", head, c->help);
     }
     fprintf(f,
-            "\nstatus to scale reach the supervisor named by -a ADDRESS or --ini FILE after the\n"
-            "command, or $SHMRPC_CONTROL or $SHMRPC_INI.\n"
+            "\nstatus to scale reach the supervisor named by -a ADDRESS or --ini FILE (before or\n"
+            "after the command), or $SHMRPC_CONTROL or $SHMRPC_INI, else the one of this user\n"
+            "that runs (the registry of supervisors: docs/shmrpcctl.md).\n"
             "exit status: 0 done, 1 failed, 2 bad usage or input. See docs/shmrpcctl.md.\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
+    const char *addr = NULL, *ini = NULL;
+    enum { OPT_INI = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"address", required_argument, NULL, 'a'},
+        {"ini", required_argument, NULL, OPT_INI},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    /* shmrpcctl's own options end at the command ('+'); the command reads the rest. */
+    for (int opt; (opt = getopt_long(argc, argv, "+a:h", longopts, NULL)) != -1;) {
+        switch (opt) {
+        case 'a':
+            addr = optarg;
+            break;
+        case OPT_INI:
+            ini = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("shmrpcctl %s\n", SHMRPC_VERSION_STRING);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind >= argc) {
         usage(stderr);
         return 2;
     }
-    const char *name = argv[1];
-    if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "help") == 0) {
+    const char *name = argv[optind];
+    if (strcmp(name, "help") == 0) {
         usage(stdout);
-        return 0;
-    }
-    if (strcmp(name, "--version") == 0) {
-        printf("shmrpcctl %s\n", SHMRPC_VERSION_STRING);
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command *c = &commands[i];
-        if (strcmp(c->name, name) == 0) return c->run(argc - 1, argv + 1);
+        if (strcmp(c->name, name) != 0) continue;
+        if ((addr || ini) && !c->supervisor) {
+            fprintf(stderr,
+                    "shmrpcctl: -a and --ini before the command name a supervisor, for status, "
+                    "start, stop, restart, logs and scale; %s takes its address after it\n",
+                    name);
+            return 2;
+        }
+        ctl_control_target(addr, ini);
+        return c->run(argc - optind, argv + optind);
     }
     fprintf(stderr, "shmrpcctl: unknown command '%s'\n", name);
     usage(stderr);

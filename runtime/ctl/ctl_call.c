@@ -2,6 +2,7 @@
  * codec (shmrpc/dynamic.h) connects, learns the method table and converts. */
 #include "ctl_call.h"
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,31 +46,45 @@ int ctl_call_main(int argc, char **argv)
     shmrpc_client_opts opts;
     shmrpc_client_opts_init(&opts);
     static uint8_t secret[SHMRPC_SECRET_MAX];
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
-        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            long long ms = strtoll(argv[++i], &end, 10);
-            if (*end != '\0' || end == argv[i] || ms < 1 || ms > INT32_MAX) {
+    enum { OPT_TIMEOUT = 256, OPT_SECRET_FILE };
+    static const struct option longopts[] = {
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* '+': the options end at ADDRESS, so that arguments such as -1 are never options. */
+    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
+    for (int opt; (opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
+        char *end;
+        long long ms;
+        int rc;
+        switch (opt) {
+        case OPT_TIMEOUT:
+            ms = strtoll(optarg, &end, 10);
+            if (*end != '\0' || end == optarg || ms < 1 || ms > INT32_MAX) {
                 fprintf(stderr, "shmrpcctl: call: --timeout takes milliseconds, 1 or more\n");
                 return 2;
             }
             opts.timeout_ms = ms;
-        } else if (strcmp(argv[i], "--secret-file") == 0 && i + 1 < argc) {
-            int rc = shmrpc_secret_load(argv[++i], secret, sizeof secret, &opts.tcp.secret_len);
+            break;
+        case OPT_SECRET_FILE:
+            rc = shmrpc_secret_load(optarg, secret, sizeof secret, &opts.tcp.secret_len);
             if (rc != 0) {
                 fprintf(stderr, "shmrpcctl: call: %s\n", shmrpc_errmsg());
                 return 2;
             }
             opts.tcp.secret = secret;
-        } else if (strcmp(argv[i], "--") == 0) {
-            i++;
             break;
-        } else {
-            fprintf(stderr, "%s", USAGE);
+        case 'h':
+            fputs(USAGE, stdout);
+            return 0;
+        default:
+            fputs(USAGE, stderr);
             return 2;
         }
     }
+    int i = optind;
     if (argc - i < 2 || argc - i > 3) {
         fprintf(stderr, "%s", USAGE);
         return 2;

@@ -1,11 +1,13 @@
 /* shmrpcctl status|start|stop|restart|logs|scale: calls to the supervisor's control
  * service. The supervisor is found by -a ADDRESS, else --ini FILE (the address is derived
  * from the file's real path, as shmrpc-service derives it), else $SHMRPC_CONTROL (an
- * address), else $SHMRPC_INI (a file). start, stop and restart return once the
+ * address), else $SHMRPC_INI (a file), else the one supervisor of this user that the
+ * registry (registry.h) lists. start, stop and restart return once the
  * supervisor acted; shmrpcctl then asks for the status until the service settles. */
 #include "ctl_control.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <shmrpc/status.h>
 
 #include "config.h"
+#include "registry.h"
 #include "control_svc/control.h"
 
 #define CALL_TIMEOUT_MS 10000 /* the supervisor's handlers wait at most 5 s for its loop */
@@ -36,12 +39,18 @@ typedef struct opts {
     int n_pos;
 } opts;
 
+static void help(FILE *to, const char *cmd, const char *args)
+{
+    fprintf(to,
+            "usage: shmrpcctl [-a ADDRESS | --ini FILE] %s %s[-a ADDRESS | --ini FILE]\n"
+            "  the supervisor: -a ADDRESS, --ini FILE, $SHMRPC_CONTROL, $SHMRPC_INI, else the\n"
+            "  one of this user that runs\n",
+            cmd, args);
+}
+
 static int usage(const char *cmd, const char *args)
 {
-    fprintf(stderr,
-            "usage: shmrpcctl %s %s[-a shm://NAME | --ini service.ini]\n"
-            "  the supervisor: -a ADDRESS, --ini FILE, $SHMRPC_CONTROL or $SHMRPC_INI\n",
-            cmd, args);
+    help(stderr, cmd, args);
     return 2;
 }
 
@@ -55,43 +64,101 @@ static bool number(const char *s, long lo, long hi, long *out)
     return true;
 }
 
-/* Options anywhere among the arguments; flags says which the command takes: 'j' --json,
- * 'w' --no-wait and --wait S, 'n' -n LINES. -1: parsed; else the exit status. */
+/* The supervisor named before the command (shmrpcctl --ini FILE status). */
+static const char *global_addr, *global_ini;
+
+void ctl_control_target(const char *addr, const char *ini)
+{
+    global_addr = addr;
+    global_ini = ini;
+}
+
+/* getopt_long: options anywhere among the arguments, --opt=value, --; flags says which the
+ * command takes: 'j' --json, 'w' --no-wait and --wait S, 'n' -n LINES. -1: parsed; else
+ * the exit status. */
 static int parse(int argc, char **argv, const char *flags, int n_pos, const char *args, opts *o)
 {
     memset(o, 0, sizeof *o);
     o->cmd = argv[0];
+    o->addr = global_addr;
+    o->ini = global_ini;
     o->wait_s = DEFAULT_WAIT_S;
     o->lines = DEFAULT_LINES;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool more = i + 1 < argc;
-        if ((strcmp(a, "-a") == 0 || strcmp(a, "--address") == 0) && more) {
-            o->addr = argv[++i];
-        } else if (strcmp(a, "--ini") == 0 && more) {
-            o->ini = argv[++i];
-        } else if (strchr(flags, 'j') && strcmp(a, "--json") == 0) {
+    enum { OPT_INI = 256, OPT_JSON, OPT_NO_WAIT, OPT_WAIT };
+    static const struct option longopts[] = {
+        {"address", required_argument, NULL, 'a'},
+        {"ini", required_argument, NULL, OPT_INI},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+        {"wait", required_argument, NULL, OPT_WAIT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
+    for (int opt; (opt = getopt_long(argc, argv, "a:n:h", longopts, NULL)) != -1;) {
+        if (opt == 'a') {
+            o->addr = optarg;
+        } else if (opt == OPT_INI) {
+            o->ini = optarg;
+        } else if (opt == OPT_JSON && strchr(flags, 'j')) {
             o->json = true;
-        } else if (strchr(flags, 'w') && strcmp(a, "--no-wait") == 0) {
+        } else if (opt == OPT_NO_WAIT && strchr(flags, 'w')) {
             o->no_wait = true;
-        } else if (strchr(flags, 'w') && strcmp(a, "--wait") == 0 && more) {
-            if (!number(argv[++i], 1, 3600, &o->wait_s)) return usage(o->cmd, args);
-        } else if (strchr(flags, 'n') && strcmp(a, "-n") == 0 && more) {
-            if (!number(argv[++i], 1, 1000, &o->lines)) {
+        } else if (opt == OPT_WAIT && strchr(flags, 'w')) {
+            if (!number(optarg, 1, 3600, &o->wait_s)) return usage(o->cmd, args);
+        } else if (opt == 'n' && strchr(flags, 'n')) {
+            if (!number(optarg, 1, 1000, &o->lines)) {
                 fprintf(stderr, "shmrpcctl: logs: -n takes 1 to 1000 lines\n");
                 return 2;
             }
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(o->cmd, args);
+        } else if (opt == 'h') {
+            help(stdout, o->cmd, args);
             return 0;
-        } else if (a[0] == '-' || o->n_pos == n_pos) {
-            return usage(o->cmd, args);
         } else {
-            o->pos[o->n_pos++] = a;
+            return usage(o->cmd, args);
         }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (o->n_pos == n_pos) return usage(o->cmd, args);
+        o->pos[o->n_pos++] = argv[i];
     }
     if (o->n_pos != n_pos) return usage(o->cmd, args);
     return -1;
+}
+
+/* With nothing naming the supervisor: the one of this user that runs (registry.h). NULL
+ * after a message, with *st 2, when none or several run. */
+static const char *find_one(const opts *o, char *addr, size_t cap, int *st)
+{
+    *st = 2;
+    cfg_sup *v;
+    size_t n;
+    int rc = cfg_registry_list(&v, &n);
+    char dir[4096] = "?";
+    cfg_registry_dir(dir, sizeof dir, 0);
+    if (rc) {
+        fprintf(stderr, "shmrpcctl: %s: cannot read the registry of supervisors %s: %s\n", o->cmd,
+                dir, shmrpc_strerror(rc));
+    } else if (n == 0) {
+        fprintf(stderr,
+                "shmrpcctl: %s: which supervisor? None of yours is registered in %s: give "
+                "--ini service.ini or -a shm://shmrpc-control-..., or set SHMRPC_CONTROL or "
+                "SHMRPC_INI\n",
+                o->cmd, dir);
+    } else if (n > 1) {
+        fprintf(stderr,
+                "shmrpcctl: %s: which supervisor? %zu of yours run; choose one with --ini:\n",
+                o->cmd, n);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "  --ini %s  (pid %d, page %s, -a %s)\n", v[i].ini, (int)v[i].pid,
+                    v[i].page, v[i].control);
+    } else {
+        snprintf(addr, cap, "%s", v[0].control);
+        free(v);
+        return addr;
+    }
+    free(v);
+    return NULL;
 }
 
 /* Connects to the supervisor the options name; NULL after a message, with *st the exit
@@ -99,19 +166,13 @@ static int parse(int argc, char **argv, const char *flags, int n_pos, const char
 static shmrpc_client *connect_to(const opts *o, int *st)
 {
     *st = 1;
-    char derived[96];
+    char derived[96], found[128];
     const char *addr = o->addr, *ini = o->ini;
     if (!addr && !ini) addr = getenv("SHMRPC_CONTROL");
     if (addr && !*addr) addr = NULL;
     if (!addr && !ini) ini = getenv("SHMRPC_INI");
-    if (!addr && (!ini || !*ini)) {
-        fprintf(stderr,
-                "shmrpcctl: %s: which supervisor? Give --ini service.ini or -a "
-                "shm://shmrpc-control-..., or set SHMRPC_CONTROL or SHMRPC_INI\n",
-                o->cmd);
-        *st = 2;
-        return NULL;
-    }
+    if (ini && !*ini) ini = NULL;
+    if (!addr && !ini && !(addr = find_one(o, found, sizeof found, st))) return NULL;
     if (!addr) {
         int rc = cfg_control_address(ini, derived, sizeof derived);
         if (rc) {

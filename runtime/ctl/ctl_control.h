@@ -4,6 +4,10 @@
 #ifndef SHMRPC_SUPERVISOR_CTL_CONTROL_H
 #define SHMRPC_SUPERVISOR_CTL_CONTROL_H
 
+/* The supervisor named before the command (-a ADDRESS or --ini FILE, NULL: none); the
+ * command's own -a or --ini win. */
+void ctl_control_target(const char *addr, const char *ini);
+
 int ctl_status(int argc, char **argv);
 int ctl_start(int argc, char **argv);
 int ctl_stop(int argc, char **argv);

@@ -3,6 +3,9 @@
  * from the type signature the queue stores) or as bytes (stdin, stdout, or base64). */
 #include "ctl_queue.h"
 
+#include "ctl_bytes.h"
+
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,56 +37,6 @@ static int bad_usage(const char *why)
     if (why) fprintf(stderr, "shmrpcctl: queue: %s\n", why);
     fputs(USAGE, stderr);
     return 2;
-}
-
-/* Reads all of stdin into b. */
-static int read_stdin(shmrpc_buf *b)
-{
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-        if (shmrpc_buf_append(b, chunk, got) != 0) return b->err;
-    return ferror(stdin) ? SHMRPC_ESYS(5) : 0;
-}
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void put_base64(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char out[4] = {b64[v >> 18], b64[(v >> 12) & 63], i + 1 < n ? b64[(v >> 6) & 63] : '=',
-                       i + 2 < n ? b64[v & 63] : '='};
-        fwrite(out, 1, 4, stdout);
-    }
-    putchar('\n');
-}
-
-/* Decodes padded base64 text (whitespace around it ignored) into out; false if it is not. */
-static bool from_base64(const char *s, size_t n, shmrpc_buf *out)
-{
-    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
-        n--;
-    if (n % 4) return false;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = s[i + k];
-            const char *at = c ? strchr(b64, c) : NULL;
-            if (c == '=' && i + 4 == n && k >= 2) {
-                pad++;
-                v <<= 6;
-                continue;
-            }
-            if (!at || pad) return false;
-            v = v << 6 | (uint32_t)(at - b64);
-        }
-        uint8_t bytes[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-        shmrpc_buf_append(out, bytes, (size_t)(3 - pad));
-    }
-    return out->err == 0;
 }
 
 /* The queue's type, parsed; NULL for an untyped queue or when it does not parse (said). */
@@ -149,7 +102,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
     if (value && strcmp(value, "-") != 0)
         rc = shmrpc_buf_append(&in, value, strlen(value));
     else
-        rc = read_stdin(&in);
+        rc = ctl_read_stdin(&in);
     const shmrpc_dyn_sig *sig = f == FORM_AUTO ? queue_type(q, &d, name) : NULL;
     if (rc != 0) {
         status = failed("push: reading", name, rc);
@@ -162,7 +115,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
             status = 2;
         }
     } else if (f == FORM_BASE64) {
-        if (!from_base64((const char *)in.data, in.len, &msg)) {
+        if (!ctl_from_base64((const char *)in.data, in.len, &msg)) {
             fprintf(stderr, "shmrpcctl: queue push %s: not base64\n", name);
             status = 2;
         }
@@ -191,7 +144,7 @@ static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look
     if (rc != 0) {
         status = failed(look ? "peek" : "pop", name, rc);
     } else if (f == FORM_BASE64) {
-        put_base64(buf, len);
+        ctl_put_base64(buf, len);
     } else if (f == FORM_BYTES) {
         fwrite(buf, 1, len, stdout);
     } else {
@@ -222,30 +175,50 @@ int ctl_queue_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
     const char *sub = argv[1];
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
     bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
          is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0;
     if (!is_stat && !is_push && !is_pop && !is_peek) return bad_usage("no such subcommand");
     form f = FORM_AUTO;
     bool json = false;
     int64_t ms = 0;
-    int i = 2;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
-        if (is_stat && strcmp(argv[i], "--json") == 0) {
+    enum { OPT_JSON = 256, OPT_BYTES, OPT_BASE64, OPT_TIMEOUT };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"bytes", no_argument, NULL, OPT_BYTES},
+        {"base64", no_argument, NULL, OPT_BASE64},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    /* After the subcommand (argv + 1 is its own list; optind 0 starts getopt afresh); '+': the
+     * options end at NAME, so that a VALUE such as -1 is no option. */
+    optind = 0;
+    for (int opt; (opt = getopt_long(argc - 1, argv + 1, "+h", longopts, NULL)) != -1;) {
+        char *end;
+        long long v;
+        if (opt == OPT_JSON && is_stat) {
             json = true;
-        } else if (!is_stat && strcmp(argv[i], "--bytes") == 0) {
+        } else if (opt == OPT_BYTES && !is_stat) {
             f = FORM_BYTES;
-        } else if (!is_stat && strcmp(argv[i], "--base64") == 0) {
+        } else if (opt == OPT_BASE64 && !is_stat) {
             f = FORM_BASE64;
-        } else if ((is_push || is_pop) && strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            long long v = strtoll(argv[++i], &end, 10);
-            if (*end != '\0' || end == argv[i] || v < -1)
+        } else if (opt == OPT_TIMEOUT && (is_push || is_pop)) {
+            v = strtoll(optarg, &end, 10);
+            if (*end != '\0' || end == optarg || v < -1)
                 return bad_usage("--timeout takes milliseconds (0: try once, -1: forever)");
             ms = v;
+        } else if (opt == 'h') {
+            fputs(USAGE, stdout);
+            return 0;
         } else {
             return bad_usage(NULL);
         }
     }
+    int i = optind + 1;
     int rest = argc - i;
     if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
     const char *name = argv[i];

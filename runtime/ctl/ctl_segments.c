@@ -2,6 +2,7 @@
  * (shmrpc/admin.h) lists with their owners, and the removal of the stale ones through it. */
 #include "ctl_segments.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,6 +48,26 @@ static json_t *seg_json(const seg *s)
         json_object_set_new(o, "service", json_string(s->service));
         json_object_set_new(o, "methods", json_integer(s->methods));
     }
+    if (s->kind == SHMRPC_SEG_QUEUE && s->valid) {
+        const shmrpc_queue_stats *q = &s->queue;
+        json_object_set_new(o, "depth", json_integer((json_int_t)q->depth));
+        json_object_set_new(o, "pushed", json_integer((json_int_t)q->pushed));
+        json_object_set_new(o, "popped", json_integer((json_int_t)q->popped));
+        json_object_set_new(o, "timeouts", json_integer((json_int_t)q->timeouts));
+        json_object_set_new(o, "drops", json_integer((json_int_t)q->drops));
+    }
+    if ((s->kind == SHMRPC_SEG_MAP || s->kind == SHMRPC_SEG_MAPGEN) && s->valid) {
+        const shmrpc_map_info *m = &s->map;
+        json_object_set_new(o, "generation", json_integer((json_int_t)m->generation));
+        json_object_set_new(o, "entries", json_integer((json_int_t)m->count));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)m->bytes));
+        json_object_set_new(o, "used", json_integer((json_int_t)m->used));
+        if (s->kind == SHMRPC_SEG_MAP) {
+            json_object_set_new(o, "writes", json_integer((json_int_t)m->writes));
+            json_object_set_new(o, "growths", json_integer((json_int_t)m->growths));
+            json_object_set_new(o, "lock_waits", json_integer((json_int_t)m->lock_waits));
+        }
+    }
     if (s->kind == SHMRPC_SEG_CHANNEL) {
         json_object_set_new(o, "client_pid",
                             s->client_pid > 0 ? json_integer(s->client_pid) : json_null());
@@ -58,24 +79,31 @@ static json_t *seg_json(const seg *s)
     return o;
 }
 
-/* Names given after the options: services (NAME or shm://NAME) and locks. */
+/* The one flag ("--json", "--dry-run") and the names (services, NAME or shm://NAME, locks,
+ * queues and maps), in any order; -- ends the options. Sets *first to the first name: getopt_long
+ * moves them to the end of argv. -1: parsed; else the exit status. */
 static int parse_opts(int argc, char **argv, const char *flag, bool *set, int *first,
                       const char *usage)
 {
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], flag) == 0) {
+    const struct option longopts[] = {
+        {flag + 2, no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
+    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+        if (opt == 'f') {
             *set = true;
-        } else if (strcmp(argv[i], "--") == 0) {
-            i++;
-            break;
+        } else if (opt == 'h') {
+            fputs(usage, stdout);
+            return 0;
         } else {
-            fprintf(stderr, "%s", usage);
+            fputs(usage, stderr);
             return 2;
         }
     }
-    *first = i;
-    return 0;
+    *first = optind;
+    return -1;
 }
 
 #define LS_USAGE "usage: shmrpcctl ls [--json] [NAME...]\n"
@@ -84,7 +112,8 @@ int ctl_ls_main(int argc, char **argv)
 {
     bool as_json = false;
     int first;
-    if (parse_opts(argc, argv, "--json", &as_json, &first, LS_USAGE) != 0) return 2;
+    int st = parse_opts(argc, argv, "--json", &as_json, &first, LS_USAGE);
+    if (st >= 0) return st;
     seg *v;
     size_t n;
     if (list(argc, argv, first, &v, &n) != 0) return 1;
@@ -124,7 +153,8 @@ int ctl_clean_main(int argc, char **argv)
 {
     bool dry = false;
     int first;
-    if (parse_opts(argc, argv, "--dry-run", &dry, &first, CLEAN_USAGE) != 0) return 2;
+    int st = parse_opts(argc, argv, "--dry-run", &dry, &first, CLEAN_USAGE);
+    if (st >= 0) return st;
     seg *v;
     size_t n;
     if (list(argc, argv, first, &v, &n) != 0) return 1;

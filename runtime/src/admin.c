@@ -1,9 +1,9 @@
 /* The admin API (shmrpc/admin.h): every shmrpc segment in /dev/shm (control, channel,
- * lock, statistics and queue segments) is classified by its name, its owner read from its
- * head (read-only, each field once) and checked in /proc with its start time, as the
+ * lock, statistics, queue and map segments) is classified by its name, its owner read from
+ * its head (read-only, each field once) and checked in /proc with its start time, as the
  * runtime does, so that a reused pid counts as dead. The layouts are the library's own:
- * shm.h, stats.h, lock_seg.h, and queue.c's header (pinned there by static asserts,
- * documented in docs/queue.md: read here by its offsets). */
+ * shm.h, stats.h and lock_seg.h are read here; a queue's and a map's heads are read by
+ * functions of queue.c and map.c (queue_seg.h, map_seg.h), which own those layouts. */
 #include <shmrpc/admin.h>
 
 #include <dirent.h>
@@ -19,9 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/lock.h>
+
 #include "internal.h"
 #include "lock_seg.h"
+#include "map_seg.h"
 #include "proc.h"
+#include "queue_seg.h"
 #include "shm.h"
 #include "stats.h"
 
@@ -30,21 +34,15 @@
 #define LOCK_PREFIX "shmrpc.lock."
 #define STATS_PREFIX "shmrpc.stats." /* SCHEME.WHERE: stats.c */
 #define QUEUE_PREFIX "shmrpc.queue."
-/* The queue segment's header (docs/queue.md, pinned by static asserts in queue.c). */
-#define QUEUE_MAGIC 0x55455153u
-#define QUEUE_VERSION 1u
-#define QUEUE_HEAD 512
-#define QUEUE_OFF_CAPACITY 16
-#define QUEUE_OFF_ARENA 20
-#define QUEUE_OFF_MAX_MSG 24
-#define QUEUE_OFF_CREATOR 40
-#define QUEUE_OFF_CREATOR_START 48
-#define QUEUE_OFF_KIND 320
+#define MAP_PREFIX "shmrpc.map."       /* NAME: a map's header */
+#define MAPGEN_PREFIX "shmrpc.mapgen." /* NAME.G: its generation G */
+#define MAP_LOCK_PREFIX "map."         /* a map's lock is the lock map.NAME */
 /* A control segment without its magic is being created, or its creator died doing so:
  * only one older than this is taken for the latter. */
 #define INCOMPLETE_GRACE_S 10
 
-static const char *const kind_names[] = {"control", "channel", "lock", "stats", "queue", "other"};
+static const char *const kind_names[] = {"control", "channel", "lock",   "stats",
+                                         "queue",   "map",     "mapgen", "other"};
 static const char *const life_names[] = {"free", "alive", "dead", "unknown"};
 
 const char *shmrpc_seg_kind_name(shmrpc_seg_kind k)
@@ -90,6 +88,20 @@ static bool parse_channel(const char *rest, shmrpc_segment *s)
     return true;
 }
 
+/* NAME.G after "shmrpc.mapgen.", as map.c writes it; else not a name of the library's. */
+static bool parse_mapgen(const char *rest, shmrpc_segment *s)
+{
+    const char *dot = strrchr(rest, '.');
+    if (dot == NULL || dot == rest || dot[1] == '\0' ||
+        strspn(dot + 1, "0123456789") != strlen(dot + 1) || strlen(dot + 1) > 19 ||
+        (size_t)(dot - rest) >= sizeof s->key)
+        return false;
+    s->kind = SHMRPC_SEG_MAPGEN;
+    snprintf(s->key, sizeof s->key, "%.*s", (int)(dot - rest), rest);
+    s->map.generation = strtoull(dot + 1, NULL, 10);
+    return true;
+}
+
 /* Maps the first n bytes of a segment read-only; NULL when it is smaller or cannot be. */
 static void *map_head(const char *name, size_t n, shmrpc_segment *s)
 {
@@ -123,13 +135,12 @@ static void stat_seg(const char *name, shmrpc_segment *s)
     map_head(name, SIZE_MAX, s); /* no segment is that large: never mapped */
 }
 
-/* Whether a segment's head has the layout this reads; else says why in its detail. */
-static bool known_layout(shmrpc_segment *s, uint32_t magic, uint32_t version, uint32_t want_magic,
-                         uint32_t want_version)
+/* Whether a segment's head has the layout this reads (ours); else says why in its detail. */
+static bool known_layout(shmrpc_segment *s, uint32_t magic, uint32_t version, bool ours)
 {
     if (magic == 0)
         snprintf(s->detail, sizeof s->detail, "incomplete (no magic yet)");
-    else if (magic != want_magic || version != want_version)
+    else if (!ours)
         snprintf(s->detail, sizeof s->detail,
                  "unknown layout (magic 0x%08" PRIx32 ", version %" PRIu32 ")", magic, version);
     else
@@ -148,7 +159,8 @@ static void read_control(shmrpc_segment *s)
     }
     uint32_t magic = atomic_load(&ctl->magic);
     uint32_t version = ctl->version;
-    if (known_layout(s, magic, version, SHMRPC__SHM_MAGIC, SHMRPC__SHM_VERSION)) {
+    if (known_layout(s, magic, version,
+                     magic == SHMRPC__SHM_MAGIC && version == SHMRPC__SHM_VERSION)) {
         s->valid = true;
         s->owner_pid = atomic_load(&ctl->owner.pid);
         s->owner_start = atomic_load(&ctl->owner.start);
@@ -267,7 +279,8 @@ static void read_stats(shmrpc_segment *s)
     }
     uint32_t magic = atomic_load(&h->magic);
     uint32_t version = h->version;
-    if (known_layout(s, magic, version, SHMRPC__STATS_MAGIC, SHMRPC__STATS_VERSION)) {
+    if (known_layout(s, magic, version,
+                     magic == SHMRPC__STATS_MAGIC && version == SHMRPC__STATS_VERSION)) {
         s->valid = true;
         s->owner_pid = h->pid;
         s->methods = h->n_methods;
@@ -281,38 +294,127 @@ static void read_stats(shmrpc_segment *s)
     munmap(h, sizeof *h);
 }
 
-/* A queue's header: its creator and shape. A queue outlives its creator by design (a
- * durable pipe that others may still use), so it is never stale here. */
+/* A queue's header, read by queue.c: its creator, shape and counters. A queue outlives
+ * its creator by design (a durable pipe that others may still use), so it is never stale
+ * here. */
 static void read_queue(shmrpc_segment *s)
 {
-    uint8_t *p = map_head(s->name, QUEUE_HEAD, s);
+    void *p = map_head(s->name, SHMRPC__QUEUE_HEAD, s);
     if (p == NULL) {
         if (s->readable)
             snprintf(s->detail, sizeof s->detail, "too small for a queue (%lld bytes)", s->size);
         return;
     }
-    uint32_t magic = atomic_load((_Atomic uint32_t *)(void *)p), version, cap, arena, max, kind;
-    memcpy(&version, p + 4, sizeof version);
-    memcpy(&cap, p + QUEUE_OFF_CAPACITY, sizeof cap);
-    memcpy(&arena, p + QUEUE_OFF_ARENA, sizeof arena);
-    memcpy(&max, p + QUEUE_OFF_MAX_MSG, sizeof max);
-    memcpy(&kind, p + QUEUE_OFF_KIND, sizeof kind);
-    uint32_t creator = atomic_load((_Atomic uint32_t *)(void *)(p + QUEUE_OFF_CREATOR));
-    uint64_t start;
-    memcpy(&start, p + QUEUE_OFF_CREATOR_START, sizeof start);
-    munmap(p, QUEUE_HEAD);
-    if (creator > 0 && creator <= INT32_MAX) {
-        s->owner_pid = (int32_t)creator;
-        s->owner_start = start;
-        s->owner = life_of(s->owner_pid, start);
+    shmrpc__queue_head h;
+    shmrpc__queue_read_head(p, &h);
+    munmap(p, SHMRPC__QUEUE_HEAD);
+    if (h.creator > 0) {
+        s->owner_pid = h.creator;
+        s->owner_start = h.creator_start;
+        s->owner = life_of(s->owner_pid, h.creator_start);
     }
-    if (known_layout(s, magic, version, QUEUE_MAGIC, QUEUE_VERSION)) {
+    if (known_layout(s, h.magic, h.version, h.ours)) {
         s->valid = true;
+        s->queue = h.stats;
         snprintf(s->detail, sizeof s->detail,
                  "%s queue, %" PRIu32 " messages, arena %" PRIu32 " bytes, max message %" PRIu32
                  " bytes",
-                 kind == 1 ? "broadcast" : "work", cap, arena, max);
+                 h.kind == SHMRPC_QUEUE_BROADCAST ? "broadcast" : "work", h.capacity, h.arena,
+                 h.max_msg);
     }
+}
+
+/* A map's header, read by map.c, and what it names: the current generation's head (its
+ * figures) and the lock's counters (lock waits). *head gets the header as read. */
+static void read_map_head(shmrpc_segment *s, shmrpc__map_head *head)
+{
+    memset(head, 0, sizeof *head);
+    void *p = map_head(s->name, SHMRPC__MAP_HDR_SIZE, s);
+    if (p == NULL) {
+        if (s->readable)
+            snprintf(s->detail, sizeof s->detail, "too small for a map (%lld bytes)", s->size);
+        return;
+    }
+    shmrpc__map_read_head(p, head);
+    munmap(p, SHMRPC__MAP_HDR_SIZE);
+}
+
+static void read_map(shmrpc_segment *s)
+{
+    shmrpc__map_head h;
+    read_map_head(s, &h);
+    if (h.creator > 0) {
+        s->owner_pid = h.creator;
+        s->owner = life_of(h.creator, 0);
+    }
+    if (!s->readable || !known_layout(s, h.magic, h.version, h.ours)) return;
+    s->valid = true;
+    shmrpc_map_info *m = &s->map;
+    m->creator = (pid_t)h.creator;
+    m->changes = h.changes;
+    m->writes = h.writes;
+    m->growths = h.growths;
+    m->repairs = h.repairs;
+    m->reads = h.reads;
+    char name[sizeof s->name + 24], why[200] = "";
+    snprintf(name, sizeof name, "%s%s.%" PRIu64, MAPGEN_PREFIX, s->key, h.gen);
+    shmrpc_segment g = {0};
+    void *p = map_head(name, SHMRPC__MAP_GEN_HEAD, &g);
+    if (p != NULL) {
+        if (shmrpc__map_read_gen(p, (uint64_t)g.size, m, why, sizeof why) == 0 &&
+            m->generation != h.gen)
+            snprintf(why, sizeof why, "it says it is generation %" PRIu64, m->generation);
+        munmap(p, SHMRPC__MAP_GEN_HEAD);
+    } else {
+        snprintf(why, sizeof why, "%s", g.readable ? "too small" : g.detail);
+    }
+    if (why[0] != '\0') { /* no figures of a generation that does not read */
+        memset(m, 0, sizeof *m);
+        m->creator = (pid_t)h.creator;
+        m->changes = h.changes;
+        m->writes = h.writes;
+        m->growths = h.growths;
+        m->repairs = h.repairs;
+        m->reads = h.reads;
+    }
+    m->generation = h.gen;
+    snprintf(name, sizeof name, "%s%s%s", LOCK_PREFIX, MAP_LOCK_PREFIX, s->key);
+    struct lock_seg *l = map_head(name, sizeof *l, &(shmrpc_segment){0});
+    if (l != NULL) {
+        if (atomic_load(&l->magic) == LOCK_MAGIC) m->lock_waits = atomic_load(&l->contended);
+        munmap(l, sizeof *l);
+    }
+    if (why[0] != '\0')
+        snprintf(s->detail, sizeof s->detail,
+                 "map at generation %" PRIu64 ", which cannot be read: %s", h.gen, why);
+    else
+        snprintf(s->detail, sizeof s->detail,
+                 "map, %" PRIu64 " entr%s, generation %" PRIu64 ", %" PRIu64
+                 " bytes of entries (%" PRIu64 " used), %" PRIu64 " writes, %" PRIu64 " growths",
+                 m->count, m->count == 1 ? "y" : "ies", m->generation, m->bytes, m->used, m->writes,
+                 m->growths);
+}
+
+/* A generation segment's own head, read by map.c; its number is in its name. */
+static void read_mapgen(shmrpc_segment *s)
+{
+    uint64_t g = s->map.generation;
+    void *p = map_head(s->name, SHMRPC__MAP_GEN_HEAD, s);
+    char why[200] = "";
+    if (p != NULL) {
+        if (shmrpc__map_read_gen(p, (uint64_t)s->size, &s->map, why, sizeof why) == 0) {
+            s->valid = s->map.generation == g;
+            if (!s->valid)
+                snprintf(why, sizeof why, "it says it is generation %" PRIu64, s->map.generation);
+        }
+        munmap(p, SHMRPC__MAP_GEN_HEAD);
+    } else if (s->readable) {
+        snprintf(why, sizeof why, "too small (%lld bytes)", s->size);
+    }
+    if (!s->valid) memset(&s->map, 0, sizeof s->map);
+    s->map.generation = g;
+    snprintf(s->detail, sizeof s->detail, "generation %" PRIu64 " of map %.80s%s%.70s", g, s->key,
+             why[0] ? ": " : "", why);
 }
 
 /* A statistics segment's owner is alive: with the start time of the control segment of the
@@ -327,6 +429,117 @@ static void stats_owner(shmrpc_segment *s, const seg_list *all)
             s->owner_start = c->owner_start;
     }
     s->owner = life_of(s->owner_pid, s->owner_start);
+}
+
+/* What a map's header is now, for its generations and its lock, read afresh (not from
+ * the listing, which names may have filtered): gone, being made or left half made, ours
+ * (with its current generation) or of a layout this library does not know. */
+typedef enum map_state {
+    MAP_GONE,
+    MAP_HALF_MADE,
+    MAP_DEAD_HALF_MADE,
+    MAP_OURS,
+    MAP_UNKNOWN
+} map_state;
+
+static map_state map_now(const char *key, uint64_t *gen)
+{
+    shmrpc_segment h = {0};
+    snprintf(h.name, sizeof h.name, "%s%.200s", MAP_PREFIX, key); /* names: 180 at most */
+    char path[sizeof h.name + 16];
+    snprintf(path, sizeof path, "%s/%s", SHM_DIR, h.name);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) return MAP_GONE;
+    shmrpc__map_head head;
+    read_map_head(&h, &head);
+    *gen = head.gen;
+    if (head.ours) return MAP_OURS;
+    if (!h.readable || head.magic != 0) return MAP_UNKNOWN;
+    /* No magic: its creator is making it, or died doing so (the header's rule, below). */
+    bool alive = head.creator > 0 && shmrpc__proc_alive(head.creator, 0);
+    return !alive && time(NULL) - h.mtime > INCOMPLETE_GRACE_S ? MAP_DEAD_HALF_MADE : MAP_HALF_MADE;
+}
+
+/* Whether the lock map.KEY is free now. */
+static bool map_lock_free(const char *key)
+{
+    shmrpc_segment l = {0};
+    snprintf(l.name, sizeof l.name, "%s%s%.200s", LOCK_PREFIX, MAP_LOCK_PREFIX, key);
+    l.owner = SHMRPC_LIFE_UNKNOWN;
+    read_lock(&l);
+    if (!l.readable || strncmp(l.detail, "incomplete", 10) == 0) return false;
+    return l.owner == SHMRPC_LIFE_NONE;
+}
+
+/* A map's generation G (docs/admin.md): the current one is the map's data and is kept;
+ * an older one was replaced, and a writer that died before removing it left it (whoever
+ * mapped it keeps its pages: a removal takes only the name); a newer one is a growth that
+ * died before publishing it, garbage only while nobody can be building it: the map's lock
+ * free at the listing, and held by the remover at the removal (locked). */
+static void judge_mapgen(shmrpc_segment *s, bool locked)
+{
+    uint64_t g = s->map.generation, cur = 0;
+    const char *note = "";
+    char buf[120];
+    switch (map_now(s->key, &cur)) {
+    case MAP_GONE:
+        note = ": its map is gone";
+        if (time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its map is gone (no header)");
+        }
+        break;
+    case MAP_DEAD_HALF_MADE:
+        s->stale = true;
+        snprintf(s->reason, sizeof s->reason, "its map's creator died while creating it");
+        break;
+    case MAP_HALF_MADE:
+        note = ": its map is being created";
+        break;
+    case MAP_UNKNOWN:
+        break;
+    case MAP_OURS:
+        if (g == cur) {
+            note = ": current";
+        } else if (g < cur) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason,
+                     "generation %" PRIu64 " replaced it; its writer died before removing it", cur);
+        } else if (locked || map_lock_free(s->key)) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason,
+                     "a growth died before publishing it (the map is at generation %" PRIu64
+                     ", its lock is free)",
+                     cur);
+        } else {
+            snprintf(buf, sizeof buf,
+                     ": not published, the map is at generation %" PRIu64
+                     " and its lock is held (a growth may be under way)",
+                     cur);
+            note = buf;
+        }
+        break;
+    }
+    size_t n = strlen(s->detail);
+    snprintf(s->detail + n, sizeof s->detail - n, "%s", note);
+}
+
+/* A map's lock is removed only with its map gone (or never made): while a header names it,
+ * processes may have it open, and a lock removed then splits in two. */
+static void judge_map_lock(shmrpc_segment *s)
+{
+    const char *key = s->key + strlen(MAP_LOCK_PREFIX);
+    uint64_t cur;
+    map_state st = map_now(key, &cur);
+    if (s->owner != SHMRPC_LIFE_NONE && s->owner != SHMRPC_LIFE_DEAD) return;
+    if (!s->readable || strncmp(s->detail, "incomplete", 10) == 0) return;
+    if (st == MAP_GONE && time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+        s->stale = true;
+        snprintf(s->reason, sizeof s->reason, "its map is gone (no header)");
+    } else if (st == MAP_DEAD_HALF_MADE) {
+        s->stale = true;
+        snprintf(s->reason, sizeof s->reason, "its map's creator died while creating it");
+    }
 }
 
 /* The rules of clean (docs/shmrpcctl.md). */
@@ -362,20 +575,41 @@ static void judge(shmrpc_segment *s)
                      s->owner_pid);
         }
         return;
+    case SHMRPC_SEG_MAP: {
+        /* A map's data has no owner process: a map is never stale once made. */
+        uint64_t cur;
+        if (!s->valid && map_now(s->key, &cur) == MAP_DEAD_HALF_MADE) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
+        }
+        return;
+    }
+    case SHMRPC_SEG_MAPGEN:
+        judge_mapgen(s, false);
+        return;
+    case SHMRPC_SEG_LOCK:
+        if (strncmp(s->key, MAP_LOCK_PREFIX, strlen(MAP_LOCK_PREFIX)) == 0) judge_map_lock(s);
+        return;
     default:
         return;
     }
 }
 
-/* A lock or a queue by its own name; the rest by their service's, with or without shm://. */
+/* A lock, a queue or a map by its own name (a map's name gives its lock too); the rest by
+ * their service's, with or without shm://. */
 static bool wanted(const char *key, shmrpc_seg_kind kind, const char *const *names, size_t n)
 {
     if (n == 0) return true;
+    bool own = kind == SHMRPC_SEG_LOCK || kind == SHMRPC_SEG_QUEUE || kind == SHMRPC_SEG_MAP ||
+               kind == SHMRPC_SEG_MAPGEN;
+    size_t ml = strlen(MAP_LOCK_PREFIX);
     for (size_t i = 0; i < n; i++) {
         const char *want = names[i];
-        bool own = kind == SHMRPC_SEG_LOCK || kind == SHMRPC_SEG_QUEUE;
         if (strncmp(want, "shm://", 6) == 0) want += 6;
         if (strcmp(want, key) == 0 && (!own || want == names[i])) return true;
+        if (kind == SHMRPC_SEG_LOCK && want == names[i] && strncmp(key, MAP_LOCK_PREFIX, ml) == 0 &&
+            strcmp(key + ml, want) == 0)
+            return true;
     }
     return false;
 }
@@ -414,6 +648,11 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
         } else if (strncmp(name, QUEUE_PREFIX, strlen(QUEUE_PREFIX)) == 0) {
             s.kind = SHMRPC_SEG_QUEUE;
             snprintf(s.key, sizeof s.key, "%s", name + strlen(QUEUE_PREFIX));
+        } else if (strncmp(name, MAP_PREFIX, strlen(MAP_PREFIX)) == 0) {
+            s.kind = SHMRPC_SEG_MAP;
+            snprintf(s.key, sizeof s.key, "%s", name + strlen(MAP_PREFIX));
+        } else if (strncmp(name, MAPGEN_PREFIX, strlen(MAPGEN_PREFIX)) == 0) {
+            if (!parse_mapgen(name + strlen(MAPGEN_PREFIX), &s)) continue;
         } else if (strncmp(name, CTL_PREFIX, strlen(CTL_PREFIX)) == 0) {
             const char *rest = name + strlen(CTL_PREFIX);
             if (strchr(rest, ':') == NULL) {
@@ -450,8 +689,14 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
         s->owner = SHMRPC_LIFE_UNKNOWN;
         if (s->kind == SHMRPC_SEG_CONTROL) read_control(s);
         if (s->kind == SHMRPC_SEG_LOCK) read_lock(s);
+        if (s->kind == SHMRPC_SEG_LOCK && s->detail[0] == '\0' &&
+            strncmp(s->key, MAP_LOCK_PREFIX, strlen(MAP_LOCK_PREFIX)) == 0)
+            snprintf(s->detail, sizeof s->detail, "the lock of map %.180s",
+                     s->key + strlen(MAP_LOCK_PREFIX));
         if (s->kind == SHMRPC_SEG_STATS) read_stats(s);
         if (s->kind == SHMRPC_SEG_QUEUE) read_queue(s);
+        if (s->kind == SHMRPC_SEG_MAP) read_map(s);
+        if (s->kind == SHMRPC_SEG_MAPGEN) read_mapgen(s);
         if (s->kind == SHMRPC_SEG_OTHER) {
             stat_seg(s->name, s);
             snprintf(s->detail, sizeof s->detail, "not a name shmrpc makes");
@@ -467,11 +712,29 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
 }
 
 /* Whether a segment judged stale is still the same and still stale just before it goes:
- * the same inode, and for a control segment the same dead owner. */
-static bool still_stale(const shmrpc_segment *s)
+ * the same inode, and for a control segment the same dead owner; a map's parts judged
+ * again from what their header says now (locked: the remover holds the map's lock). */
+static bool still_stale(const shmrpc_segment *s, bool locked)
 {
     shmrpc_segment now = {0};
     snprintf(now.name, sizeof now.name, "%s", s->name);
+    if (s->kind == SHMRPC_SEG_MAP || s->kind == SHMRPC_SEG_MAPGEN ||
+        (s->kind == SHMRPC_SEG_LOCK &&
+         strncmp(s->key, MAP_LOCK_PREFIX, strlen(MAP_LOCK_PREFIX)) == 0)) {
+        now.kind = s->kind;
+        snprintf(now.key, sizeof now.key, "%s", s->key);
+        now.map.generation = s->map.generation;
+        now.owner = SHMRPC_LIFE_UNKNOWN;
+        if (s->kind == SHMRPC_SEG_MAP) read_map(&now);
+        if (s->kind == SHMRPC_SEG_LOCK) read_lock(&now);
+        if (s->kind == SHMRPC_SEG_MAPGEN) {
+            read_mapgen(&now);
+            judge_mapgen(&now, locked);
+        } else {
+            judge(&now);
+        }
+        return now.readable && now.ino == s->ino && now.stale;
+    }
     if (s->kind == SHMRPC_SEG_CONTROL) {
         read_control(&now);
         if (!now.readable || now.ino != s->ino) return false;
@@ -513,16 +776,51 @@ void shmrpc_segments_free(shmrpc_segment *v)
     free(v);
 }
 
+/* The lock of map key, taken without waiting, so that no writer builds a generation
+ * while one is removed; NULL when it is held, missing or cannot be opened (never created
+ * here). */
+static shmrpc_lock *take_map_lock(const char *key)
+{
+    char name[SHMRPC_LOCK_NAME_MAX + 1];
+    if (snprintf(name, sizeof name, "%s%s", MAP_LOCK_PREFIX, key) >= (int)sizeof name) return NULL;
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    o.mode = SHMRPC_LOCK_CONNECT_TO_EXISTING;
+    shmrpc_lock *l = NULL;
+    /* Only a free lock: one taken from a dead writer would keep its owner-dead status from
+     * the map's next writer, which repairs on it. (A writer that takes it and dies in the
+     * instant between this look and the try still hands it here; the next writer then
+     * repairs from the redo record alone, which says whether a write is to roll forward.) */
+    if (!map_lock_free(key)) return NULL;
+    shmrpc__err_begin();
+    int rc = shmrpc_lock_open(&l, name, &o);
+    if (rc == 0) rc = shmrpc_lock_try(l);
+    if (rc != 0 && rc != SHMRPC_EOWNERDEAD) {
+        shmrpc_lock_close(l);
+        l = NULL;
+    }
+    shmrpc__err_end(0);
+    return l;
+}
+
 int shmrpc_segment_remove(const shmrpc_segment *s)
 {
     if (!s->stale) return shmrpc__err_set(SHMRPC_EINVAL, "%s is not stale", s->name);
-    if (!still_stale(s))
-        return shmrpc__err_set(SHMRPC_EBUSY, "%s changed since it was listed", s->name);
-    char path[260];
-    snprintf(path, sizeof path, "/%s", s->name);
-    if (shm_unlink(path) != 0 && errno != ENOENT) {
-        int e = errno;
-        return shmrpc__err_set(SHMRPC_ESYS(e), "cannot remove %s: %s", s->name, strerror(e));
+    shmrpc_lock *l = s->kind == SHMRPC_SEG_MAPGEN ? take_map_lock(s->key) : NULL;
+    int rc = 0;
+    if (!still_stale(s, l != NULL)) {
+        rc = shmrpc__err_set(SHMRPC_EBUSY, "%s changed since it was listed", s->name);
+    } else {
+        char path[260];
+        snprintf(path, sizeof path, "/%s", s->name);
+        if (shm_unlink(path) != 0 && errno != ENOENT) {
+            int e = errno;
+            rc = shmrpc__err_set(SHMRPC_ESYS(e), "cannot remove %s: %s", s->name, strerror(e));
+        }
     }
-    return 0;
+    if (l != NULL) {
+        shmrpc_lock_release(l);
+        shmrpc_lock_close(l);
+    }
+    return rc;
 }

@@ -445,8 +445,10 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
     else
         return perr(ps, "unknown encoding");
     if (*ps->p != '\0') return perr(ps, "trailing text");
+    /* No parameter at all is a @raw queue's type, "q()->bytes @raw" (docs/queue.md). */
     if (out->encoding == SHMRPC_ENC_RAW &&
-        (out->n_params != 1 || out->params[0].type->kind != SHMRPC_DYN_BYTES ||
+        (out->n_params > 1 ||
+         (out->n_params == 1 && out->params[0].type->kind != SHMRPC_DYN_BYTES) ||
          out->result->kind != SHMRPC_DYN_BYTES))
         return perr(ps, "a @raw method takes bytes and returns bytes");
     return 0;

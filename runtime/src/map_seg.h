@@ -1,8 +1,10 @@
 /* The map's generation segment as map.c lays it out, for the fuzz target: validation of
- * an untrusted segment and the reads that follow it. */
+ * an untrusted segment and the reads that follow it; and what the admin API (admin.c)
+ * reads of a map's segments, so that their layout is read in map.c alone. */
 #ifndef SHMRPC_SRC_MAP_SEG_H
 #define SHMRPC_SRC_MAP_SEG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +16,7 @@ typedef struct shmrpc__map_geo {
     uint64_t total;     /* bytes of the segment */
     uint64_t nslots;    /* a power of two */
     uint64_t arena_off; /* where entries begin */
+    uint64_t ring_cap;  /* entries of the ring of retired ones */
 } shmrpc__map_geo;
 
 /* Checks the header of a generation segment of size bytes: 0, or SHMRPC_EPROTO /
@@ -28,5 +31,31 @@ int shmrpc__map_lookup(const void *seg, const shmrpc__map_geo *geo, const void *
 
 /* Checks every slot and entry and the header's counts: 0 or SHMRPC_EPROTO with why. */
 int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why, size_t cap);
+
+/* The header segment (/dev/shm/shmrpc.map.NAME) and the head of a generation segment
+ * (shmrpc.mapgen.NAME.G) are these many bytes. */
+#define SHMRPC__MAP_HDR_SIZE 4096u
+#define SHMRPC__MAP_GEN_HEAD 128u
+
+/* A map's header as the admin API shows it, read once field by field from its
+ * SHMRPC__MAP_HDR_SIZE bytes (mapped read-only by the caller). The rest is meaningful only
+ * when ours (magic, version and size are this library's). */
+typedef struct shmrpc__map_head {
+    uint32_t magic, version;
+    bool ours;
+    int32_t creator; /* its pid (the header keeps no start time), 0 when not written yet */
+    uint64_t gen;    /* the current generation */
+    uint64_t changes, writes, growths, repairs;
+    uint64_t reads; /* gets and views, summed over the reader table as shmrpc_map_get_info */
+} shmrpc__map_head;
+
+void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out);
+
+/* The figures of a generation from its head (SHMRPC__MAP_GEN_HEAD bytes of a segment of
+ * size bytes, mapped read-only by the caller), into the generation, count, slots,
+ * tombstones, bytes, used and live of *info: 0, or SHMRPC_EPROTO / SHMRPC_EVERSION with
+ * the reason in why when it is not a generation this library made. */
+int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info, char *why,
+                         size_t cap);
 
 #endif

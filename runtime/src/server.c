@@ -1,11 +1,15 @@
 /* The server: registering a service and its handlers, then listening, serving and
  * stopping through the transport table. The transports see the server through
  * dispatch.c, so the calls run one way: server -> transport -> dispatch. */
+#include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "server_int.h"
@@ -150,6 +154,45 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr)
     return shmrpc__err_end(shmrpc__transport_listen(s, addr, &s->listener, err));
 }
 
+/* A server that shmrpc-service started as an exec= service follows the supervisor's worker
+ * count, as a module= service's manager does (docs/service-ini.md, "exec= services"): the
+ * supervisor puts its pid in SHMRPC_SUPERVISOR_PID, and queues a new count as
+ * sigqueue(pid, SIGRTMIN, count) once it sees that the process catches SIGRTMIN. Only the
+ * supervisor's own child follows (its parent is that pid: not a worker, nor a second
+ * manager the program forks), only while it serves with workers, and only when the program
+ * left SIGRTMIN alone (a module's manager has its own handler). */
+static _Atomic(shmrpc_server *) followed;
+static pid_t follow_pid;
+
+static void on_count(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    int saved = errno;
+    shmrpc_server *s = atomic_load(&followed);
+    /* getpid: a worker forked with this handler is not the one that follows */
+    if (s && si->si_code == SI_QUEUE && getpid() == follow_pid)
+        shmrpc_server_set_workers(s, si->si_value.sival_int);
+    errno = saved;
+}
+
+static bool follow_supervisor(shmrpc_server *s, int workers, struct sigaction *old)
+{
+    const char *v = getenv("SHMRPC_SUPERVISOR_PID");
+    char *end;
+    long sup = v ? strtol(v, &end, 10) : 0;
+    if (workers < 1 || sup <= 1 || *end || (pid_t)sup != getppid()) return false;
+    struct sigaction cur;
+    if (sigaction(SIGRTMIN, NULL, &cur) != 0 || (cur.sa_flags & SA_SIGINFO) ||
+        cur.sa_handler != SIG_DFL)
+        return false;
+    follow_pid = getpid();
+    atomic_store(&followed, s);
+    struct sigaction sa = {.sa_sigaction = on_count, .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGRTMIN, &sa, old) == 0;
+}
+
 int shmrpc_server_serve(shmrpc_server *s, int workers)
 {
     if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
@@ -158,7 +201,14 @@ int shmrpc_server_serve(shmrpc_server *s, int workers)
     if (!s->listener) return shmrpc__err_set(SHMRPC_EINVAL, "listen before serving");
     if (s->listener->ops->serve) {
         shmrpc__err_begin();
-        return shmrpc__err_end(s->listener->ops->serve(s->listener, workers));
+        struct sigaction old;
+        bool follows = follow_supervisor(s, workers, &old);
+        int rc = s->listener->ops->serve(s->listener, workers);
+        if (follows) {
+            sigaction(SIGRTMIN, &old, NULL);
+            atomic_store(&followed, NULL);
+        }
+        return shmrpc__err_end(rc);
     }
     /* Calls run on their callers' threads: only wait to be stopped. */
     while (!atomic_load(&s->stop)) {

@@ -1,6 +1,8 @@
 /* Addresses: "SCHEME://WHERE", and the transport that serves each scheme, whose required
  * entries are checked before anything is called through them. */
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -104,13 +106,64 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
     return SHMRPC_EINVAL;
 }
 
+/* Whether a tcp:// WHERE names its port: HOST:PORT, [V6]:PORT, or PORT alone (on
+ * 127.0.0.1). */
+static bool tcp_has_port(const char *where)
+{
+    if (where[0] == '[') return strstr(where, "]:") != NULL;
+    if (strchr(where, ':')) return true;
+    return where[0] && strspn(where, "0123456789") == strlen(where);
+}
+
+/* A client's address may leave out what the service's .svc says, as speedysvc's
+ * connect(Server, 'shm://') does: shm:// alone is shm://NAME with the .svc's `name`, and
+ * tcp://HOST without a port (tcp:// alone: 127.0.0.1) takes the .svc's `port`. *where is
+ * then the whole WHERE, in buf. 0, or SHMRPC_EINVAL when the .svc does not say either. */
+static int fill_in(const shmrpc__transport *t, const shmrpc_service_info *info, const char **where,
+                   char *buf, size_t cap, shmrpc_buf *err)
+{
+    const char *w = *where;
+    int n = 0;
+    if (strcmp(t->scheme, "shm") == 0 && w[0] == '\0') {
+        if (!info || !info->svc_name || !info->svc_name[0]) {
+            shmrpc__msg_set(err,
+                            "shm:// names no service, and %s%s has no `name` to use: "
+                            "write shm://NAME",
+                            info && info->name ? "the .svc of " : "this client's service",
+                            info && info->name ? info->name : "");
+            return SHMRPC_EINVAL;
+        }
+        n = snprintf(buf, cap, "%s", info->svc_name);
+    } else if (strcmp(t->scheme, "tcp") == 0 && !tcp_has_port(w)) {
+        if (!info || info->port == 0) {
+            shmrpc__msg_set(err,
+                            "tcp://%s names no port, and %s%s has no `port` to use: write "
+                            "tcp://HOST:PORT",
+                            w, info && info->name ? "the .svc of " : "this client's service",
+                            info && info->name ? info->name : "");
+            return SHMRPC_EINVAL;
+        }
+        n = snprintf(buf, cap, "%s:%u", w[0] ? w : "127.0.0.1", (unsigned)info->port);
+    } else {
+        return 0;
+    }
+    if (n < 0 || (size_t)n >= cap) {
+        shmrpc__msg_set(err, "the address %s://%s is too long", t->scheme, w);
+        return SHMRPC_EINVAL;
+    }
+    *where = buf;
+    return 0;
+}
+
 int shmrpc__transport_connect(const char *addr, const shmrpc_service_info *info,
                               const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
                               shmrpc__conn **out, shmrpc_buf *err)
 {
     const shmrpc__transport *t;
     const char *where;
+    char full[512];
     int rc = shmrpc__transport_for(addr, &t, &where, err);
+    if (rc == 0) rc = fill_in(t, info, &where, full, sizeof full, err);
     if (rc == 0) rc = t->connect(where, info, cfg, map, table, out, err);
     if (rc) return rc;
     rc = shmrpc__conn_ops_check(t->scheme, (*out)->ops, err);

@@ -9,9 +9,11 @@
  * here, not left to a PID 1 that may not. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +27,10 @@
 #include <unistd.h>
 
 #include <shmrpc/status.h>
+#include <shmrpc/version.h>
 
 #include "config.h"
+#include "registry.h"
 #include "sup_control.h"
 #include "input.h"
 #include "sup_log.h"
@@ -34,6 +38,10 @@
 #include "sup_series.h"
 #include "sup_service.h"
 #include "web_proc.h"
+
+/* How long READY=1 waits, once every service has started, for the page to answer (the
+ * keeper gives a page that does not answer 6 s before its first miss). */
+#define PAGE_READY_WAIT_MS 10000
 
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
 #define REAP_AT_EXIT_MS 1000
@@ -48,6 +56,7 @@ static void page_line(void *arg, const char *fmt, va_list ap)
 }
 static const web_logger page_log = {page_line, &ctx};
 static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
+static char page_url[128];  /* the page's http://HOST:PORT/ for STATUS=; "": none */
 
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
  * or, with a leading '@', an abstract name. */
@@ -63,8 +72,30 @@ static void notify(const char *msg)
     if (fd < 0) return;
     if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        sup_logf(&ctx, "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
+        sup_logf(&ctx, SUP_WARNING "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
     close(fd);
+}
+
+/* STATUS= for systemctl status: how many services run, which failed, and the page.
+ * Sent when it changes, once READY=1 has been (before, it is "starting"). */
+static void notify_status(const sup_service *svcs, size_t n, const char *page)
+{
+    static char last[512];
+    char msg[512];
+    size_t running = 0;
+    for (size_t i = 0; i < n; i++)
+        running += svcs[i].state == SUP_RUNNING;
+    int len = snprintf(msg, sizeof msg, "STATUS=%zu of %zu service%s running", running, n,
+                       n == 1 ? "" : "s");
+    for (size_t i = 0, k = 0; i < n && len > 0 && (size_t)len < sizeof msg; i++)
+        if (svcs[i].state == SUP_FAILED)
+            len += snprintf(msg + len, sizeof msg - (size_t)len, "%s%s",
+                            k++ ? ", " : "; failed: ", svcs[i].cfg->name);
+    if (page && *page && len > 0 && (size_t)len < sizeof msg)
+        snprintf(msg + len, sizeof msg - (size_t)len, "; page %s", page);
+    if (strcmp(msg, last) == 0) return;
+    snprintf(last, sizeof last, "%s", msg);
+    notify(msg);
 }
 
 /* mkdir -p, 0750 for what it creates. */
@@ -102,7 +133,7 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
     if (!f) {
         int e = errno;
         if (fd >= 0) close(fd);
-        sup_logf(&ctx, "cannot write %s: %s%s", tmp, kind ? kind : strerror(e),
+        sup_logf(&ctx, SUP_ERR "cannot write %s: %s%s", tmp, kind ? kind : strerror(e),
                  kind ? ", not a regular file" : "");
         return;
     }
@@ -135,15 +166,36 @@ static void write_status(const char *dir, const sup_service *svcs, size_t n,
     int bad = ferror(f);
     bad |= fclose(f);
     if (bad || rename(tmp, path) != 0) {
-        sup_logf(&ctx, "cannot write %s: %s", path, errno ? strerror(errno) : "write error");
+        sup_logf(&ctx, SUP_ERR "cannot write %s: %s", path,
+                 errno ? strerror(errno) : "write error");
         unlink(tmp);
     }
+}
+
+/* What stops the supervisor before its log is open, on stderr: under the journal each line
+ * gets the error priority, as sup_logf's SUP_ERR lines do. */
+static void error_lines(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void error_lines(const char *fmt, ...)
+{
+    char *text = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&text, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, "\n");
+        fprintf(stderr, "%s%.*s\n", ctx.journal ? SUP_ERR : "", (int)len, p);
+        p += len + (p[len] == '\n');
+    }
+    free(text);
 }
 
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: shmrpc-service [--foreground] service.ini\n"
+            "usage: shmrpc-service [--foreground] [--] service.ini\n"
+            "       shmrpc-service --help | --version\n"
             "  --foreground  log to stderr (for systemd) instead of LOG_DIR/shmrpc-service.log\n");
 }
 
@@ -237,6 +289,33 @@ static bool ports_free(const cfg_file *c, char *err, size_t cap)
     return true;
 }
 
+/* Writes this supervisor's file in the registry (registry.h): its ini, control address
+ * and page. */
+static void register_self(const cfg_file *c, const char *path, const char *control_addr, bool page,
+                          char *reg_path, size_t cap)
+{
+    static cfg_sup me; /* 4 KiB of path: not on the stack */
+    me.pid = getpid();
+    if (!realpath(path, me.ini)) snprintf(me.ini, sizeof me.ini, "%s", path);
+    snprintf(me.control, sizeof me.control, "%s", control_addr);
+    me.page[0] = '\0';
+    if (page) {
+        const char *host = c->web_host ? c->web_host : "127.0.0.1";
+        bool v6 = strchr(host, ':') && host[0] != '[';
+        snprintf(me.page, sizeof me.page, "http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
+                 c->web_port ? c->web_port : 5155);
+    }
+    snprintf(page_url, sizeof page_url, "%s", me.page);
+    int e = cfg_registry_add(&me, reg_path, cap);
+    if (e) {
+        reg_path[0] = '\0';
+        sup_logf(&ctx,
+                 SUP_WARNING "cannot register in the registry of supervisors: %s; shmrpcctl needs "
+                             "--ini or -a to find this one",
+                 shmrpc_strerror(e));
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* A module= service's manager is this program run again (sup_module.c). */
@@ -246,23 +325,36 @@ int main(int argc, char **argv)
     ctx.pid = getpid();
     bool foreground = false;
     const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--foreground") == 0) {
+    enum { OPT_FOREGROUND = 256, OPT_VERSION };
+    static const struct option longopts[] = {
+        {"foreground", no_argument, NULL, OPT_FOREGROUND},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
+        switch (opt) {
+        case OPT_FOREGROUND:
             foreground = true;
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            break;
+        case 'h':
             usage(stdout);
             return 0;
-        } else if (argv[i][0] == '-' || path) {
+        case OPT_VERSION:
+            printf("shmrpc-service %s\n", SHMRPC_VERSION_STRING);
+            return 0;
+        default:
             usage(stderr);
             return 2;
-        } else {
-            path = argv[i];
         }
     }
-    if (!path) {
+    if (optind + 1 != argc) {
+        if (optind < argc) fprintf(stderr, "shmrpc-service: one service.ini at a time\n");
         usage(stderr);
         return 2;
     }
+    path = argv[optind];
+    ctx.journal = sup_log_is_journal(STDERR_FILENO);
 
     cfg_file *c = NULL;
     shmrpc_buf err;
@@ -270,9 +362,9 @@ int main(int argc, char **argv)
     int rc = cfg_load(path, NULL, &c, &err);
     if (rc) {
         if (err.len)
-            fwrite(err.data, 1, err.len, stderr);
+            error_lines("%.*s", (int)err.len, (const char *)err.data);
         else
-            fprintf(stderr, "shmrpc-service: %s: %s\n", path, shmrpc_strerror(rc));
+            error_lines("shmrpc-service: %s: %s\n", path, shmrpc_strerror(rc));
         shmrpc_buf_destroy(&err);
         return 1;
     }
@@ -280,7 +372,7 @@ int main(int argc, char **argv)
     char control_addr[96];
     int e = cfg_control_address(path, control_addr, sizeof control_addr);
     if (e) {
-        fprintf(stderr, "shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
+        error_lines("shmrpc-service: %s: no control address: %s\n", path, shmrpc_strerror(e));
         cfg_free(c);
         return 1;
     }
@@ -289,22 +381,22 @@ int main(int argc, char **argv)
      * service. It starts the page in a process of its own once every service has started. */
     char page_why[256] = "";
     web_proc *web = web_proc_fork(c, control_addr, &page_log, page_why, sizeof page_why);
-    if (!web) sup_logf(&ctx, "web monitor: %s; running without the page", page_why);
+    if (!web) sup_logf(&ctx, SUP_WARNING "web monitor: %s; running without the page", page_why);
     /* Each module is loaded once here, before any service starts, to check it and to
      * learn the shm name it serves at when the file does not say. */
     for (size_t i = 0; i < c->n_services; i++) {
         static char why[SUP_MODULE_ERR_CAP];
         if (c->services[i].kind == CFG_MODULE &&
             sup_module_resolve(c, &c->services[i], why, sizeof why) != 0) {
-            fprintf(stderr, "%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
-                    c->services[i].name, why);
+            error_lines("%s:%d: error: service [%s]: %s\n", c->path, c->services[i].line,
+                        c->services[i].name, why);
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
     }
     web_proc_resolved(web, c);
     char clash[PATH_MAX + 256]; /* the file's path, whole */
     if (!ports_free(c, clash, sizeof clash)) {
-        fprintf(stderr, "%s\n", clash);
+        error_lines("%s\n", clash);
         return stop_early(c, NULL, 0, NULL, -1, web);
     }
     const char *log_dir = c->defaults.log_dir;
@@ -312,17 +404,17 @@ int main(int argc, char **argv)
     for (size_t i = 0; e == 0 && i < c->n_services; i++)
         e = make_dirs(c->services[i].s.log_dir);
     if (e) {
-        fprintf(stderr, "shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
-                shmrpc_strerror(e));
+        error_lines("shmrpc-service: cannot create the log folders under %s: %s\n", log_dir,
+                    shmrpc_strerror(e));
         return stop_early(c, NULL, 0, NULL, -1, web);
     }
     if (!foreground) {
         e = sup_log_open(&own_log, log_dir, "shmrpc-service.log", c->defaults.log_max_bytes,
                          c->defaults.log_keep, true);
         if (e) {
-            fprintf(stderr, "shmrpc-service: cannot open %s/shmrpc-service.log: %s%s\n", log_dir,
-                    own_log.kind ? own_log.kind : shmrpc_strerror(e),
-                    own_log.kind ? ", not a regular file" : "");
+            error_lines("shmrpc-service: cannot open %s/shmrpc-service.log: %s%s\n", log_dir,
+                        own_log.kind ? own_log.kind : shmrpc_strerror(e),
+                        own_log.kind ? ", not a regular file" : "");
             return stop_early(c, NULL, 0, NULL, -1, web);
         }
         ctx.own_log = &own_log;
@@ -330,6 +422,11 @@ int main(int argc, char **argv)
     const char *ns = getenv("NOTIFY_SOCKET");
     if (ns && *ns) notify_socket = strdup(ns);
     unsetenv("NOTIFY_SOCKET"); /* the services are not the unit systemd watches */
+    /* An exec= server built on libshmrpc that this process starts follows its worker count
+     * (sup_scaler.c; the library's server.c reads this). */
+    char me[24];
+    snprintf(me, sizeof me, "%d", (int)getpid());
+    setenv("SHMRPC_SUPERVISOR_PID", me, 1);
 
     /* SIGTERM and SIGINT arrive on a signalfd; the children unblock them before exec. */
     sigset_t sigs;
@@ -347,17 +444,17 @@ int main(int argc, char **argv)
     struct pollfd *pfds = calloc(3 + n, sizeof *pfds);
     char why[256] = "";
     if (sfd < 0 || !svcs || !pfds) {
-        sup_logf(&ctx, "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
+        sup_logf(&ctx, SUP_ERR "cannot start: %s", strerror(sfd < 0 ? errno : ENOMEM));
         return stop_early(c, svcs, 0, pfds, sfd, web);
     }
     for (size_t i = 0; i < n; i++) {
         e = sup_service_init(&svcs[i], &ctx, &c->services[i], c->dir);
         if (e) {
             if (svcs[i].log.kind)
-                sup_logf(&ctx, "%s: cannot open its log %s: %s, not a regular file",
+                sup_logf(&ctx, SUP_ERR "%s: cannot open its log %s: %s, not a regular file",
                          c->services[i].name, svcs[i].log.path, svcs[i].log.kind);
             else
-                sup_logf(&ctx, "%s: cannot open its pipe or log: %s", c->services[i].name,
+                sup_logf(&ctx, SUP_ERR "%s: cannot open its pipe or log: %s", c->services[i].name,
                          shmrpc_strerror(e));
             sup_service_destroy(&svcs[i]); /* what it had opened before it failed */
             return stop_early(c, svcs, i, pfds, sfd, web);
@@ -369,17 +466,20 @@ int main(int argc, char **argv)
     sup_control *control = NULL;
     e = sup_control_start(&control, control_addr, c, svcs, n, why, sizeof why);
     if (e) {
-        sup_logf(&ctx, "cannot serve the control service at %s: %s%s%s", control_addr,
+        sup_logf(&ctx, SUP_ERR "cannot serve the control service at %s: %s%s%s", control_addr,
                  shmrpc_strerror(e), *why ? ": " : "", why);
         if (ctx.own_log)
-            fprintf(stderr,
-                    "shmrpc-service: cannot serve the control service at "
-                    "%s: %s%s%s\n",
-                    control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
+            error_lines("shmrpc-service: cannot serve the control service at "
+                        "%s: %s%s%s\n",
+                        control_addr, shmrpc_strerror(e), *why ? ": " : "", why);
         return stop_early(c, svcs, n, pfds, sfd, web);
     }
     sup_logf(&ctx, "pid %d: %zu service%s from %s; control service at %s", (int)getpid(), n,
              n == 1 ? "" : "s", c->path, control_addr);
+    /* shmrpcctl finds this supervisor in the registry (registry.h) without being told the
+     * file; a supervisor that cannot write it runs on, reached by --ini or -a. */
+    char reg_path[PATH_MAX] = "";
+    register_self(c, path, control_addr, web != NULL, reg_path, sizeof reg_path);
     /* The time series (sup_series.c): sampled on this loop's timer; NULL runs without. */
     sup_series *series = sup_series_new(svcs, n);
     sup_control_set_series(control, series); /* status() shows the workers status.json does */
@@ -387,6 +487,7 @@ int main(int argc, char **argv)
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
     bool ready_sent = false;
+    int64_t serve_at = 0; /* when the page was told to start; 0: not yet */
     rc = 0;
     for (;;) {
         int64_t now = sup_mono_ms();
@@ -396,11 +497,23 @@ int main(int argc, char **argv)
                 /* Not one an operator stopped, or started already, before its turn. */
                 if (!s->held && s->pid == 0 && s->state == SUP_STOPPED) sup_service_start(s, now);
             }
-            if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
+            if (!serve_at && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
                 web_proc_serve(web);
+                serve_at = now;
+            }
+            /* READY=1 once the page answers too (or will not come, or after a bound), so
+             * that what systemd starts after this unit finds both. */
+            if (serve_at && !ready_sent &&
+                (web_proc_settled(web) || now - serve_at >= PAGE_READY_WAIT_MS)) {
+                if (!web_proc_settled(web))
+                    sup_logf(&ctx,
+                             SUP_WARNING "web monitor: the page did not answer within %d ms of "
+                                         "the services' start; ready without it",
+                             PAGE_READY_WAIT_MS);
                 notify("READY=1");
                 ready_sent = true;
+                ctx.changed = true;
             }
         } else {
             while (to_stop > 0) {
@@ -419,6 +532,8 @@ int main(int argc, char **argv)
                          ctx.draining ? (to_stop ? "draining" : "stopped")
                          : ready_sent ? "running"
                                       : "starting");
+            if (ready_sent && !ctx.draining)
+                notify_status(svcs, n, web_proc_answered(web) ? page_url : NULL);
             ctx.changed = false;
         }
         if (ctx.draining && to_stop == 0) break;
@@ -429,6 +544,8 @@ int main(int argc, char **argv)
             if (d < next) next = d;
         }
         if (sup_series_next_deadline(series) < next) next = sup_series_next_deadline(series);
+        if (serve_at && !ready_sent && serve_at + PAGE_READY_WAIT_MS < next)
+            next = serve_at + PAGE_READY_WAIT_MS;
         int timeout = next == INT64_MAX      ? -1
                       : next <= now          ? 0
                       : next - now > INT_MAX ? INT_MAX
@@ -440,7 +557,7 @@ int main(int argc, char **argv)
         pfds[np++] = (struct pollfd){.fd = sup_control_fd(control), .events = POLLIN};
         pfds[np++] = (struct pollfd){.fd = web_proc_fd(web), .events = POLLIN};
         if (poll(pfds, np, timeout) < 0 && errno != EINTR) {
-            sup_logf(&ctx, "poll: %s: SIGKILL to every service", strerror(errno));
+            sup_logf(&ctx, SUP_ERR "poll: %s: SIGKILL to every service", strerror(errno));
             ctx.draining = true;
             for (size_t i = 0; i < n; i++)
                 sup_service_stop(&svcs[i], sup_mono_ms(), true, SUP_STOPPED);
@@ -455,14 +572,14 @@ int main(int argc, char **argv)
                 if (!ctx.draining) {
                     sup_logf(&ctx, "%s: stopping the services, last first",
                              strsignal((int)si.ssi_signo));
-                    notify("STOPPING=1");
+                    notify("STOPPING=1\nSTATUS=stopping the services, last first");
                     ctx.draining = true;
                     ctx.changed = true;
                     for (size_t i = 0; i < n; i++) /* no restarts from now on */
                         if (svcs[i].state == SUP_BACKOFF)
                             sup_service_stop(&svcs[i], now, false, SUP_STOPPED);
                 } else {
-                    sup_logf(&ctx, "%s again: SIGKILL to every service",
+                    sup_logf(&ctx, SUP_WARNING "%s again: SIGKILL to every service",
                              strsignal((int)si.ssi_signo));
                     for (size_t i = 0; i < n; i++)
                         if (svcs[i].pid) sup_service_stop(&svcs[i], now, true, SUP_STOPPED);
@@ -481,6 +598,7 @@ int main(int argc, char **argv)
     /* Status was served until every service stopped; now the segment goes. */
     web_proc_stop(web, sfd); /* before the control service, which the page calls */
     sup_control_stop(control);
+    cfg_registry_remove(reg_path); /* with the control service: nothing left to find */
 
     /* What the services' groups held was SIGKILLed when each was reaped; those processes
      * are this subreaper's children now. Reap them (and, after a failed poll, the
@@ -490,7 +608,7 @@ int main(int argc, char **argv)
     bool left;
     while ((left = reap_children(svcs, n, NULL, sup_mono_ms())) && sup_mono_ms() < give_up)
         poll(NULL, 0, 10);
-    if (left) sup_logf(&ctx, "processes left behind by the services are still running");
+    if (left) sup_logf(&ctx, SUP_WARNING "processes left behind by the services are still running");
     for (size_t i = 0; i < n; i++)
         sup_service_drain_rest(&svcs[i]);
     sup_logf(&ctx, "stopped");

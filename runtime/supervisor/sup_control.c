@@ -235,14 +235,10 @@ static int h_scale(shmrpc_ctx *ctx, shmrpc_str name, uint32_t workers, control_S
     size_t i;
     int rc = find(ctx, k, name, &i);
     if (rc) return rc;
-    /* A module= service's workers are the supervisor's (sup_scaler.c); workers above the
-     * runtime's most are refused there, with the others out of range. */
-    if (k->cfg->services[i].kind == CFG_MODULE)
-        return one(ctx, OP_SCALE, name, workers > 100000 ? 100000 : (int)workers, out);
-    return shmrpc_ctx_error(ctx, SHMRPC_EINVAL,
-                            "service '%s' is an exec= service: its program runs its own workers, "
-                            "so scaling does not apply (it is for module= services)",
-                            k->cfg->services[i].name);
+    /* A service's workers are the supervisor's (sup_scaler.c), an exec= service's when its
+     * program follows a count; workers above the runtime's most are refused there, with
+     * the others out of range. */
+    return one(ctx, OP_SCALE, name, workers > 100000 ? 100000 : (int)workers, out);
 }
 
 static int h_logs(shmrpc_ctx *ctx, shmrpc_str name, uint32_t lines, control_list_String *out)
@@ -442,7 +438,7 @@ void sup_control_stop(sup_control *k)
         shmrpc_server_stop(k->srv);
         pthread_join(k->thread, NULL);
         if (k->serve_rc)
-            sup_logf(k->svcs[0].ctx, "control service: %s", shmrpc_strerror(k->serve_rc));
+            sup_logf(k->svcs[0].ctx, SUP_ERR "control service: %s", shmrpc_strerror(k->serve_rc));
     }
     shmrpc_server_free(k->srv); /* removes the control segment and its channels */
     if (k->efd >= 0) close(k->efd);

@@ -33,6 +33,10 @@ void sup_log_close(sup_log *l);
 /* "2025-01-31T12:34:56.789Z", UTC; out holds at least 25 bytes. */
 void sup_log_time(char *out, size_t cap, int64_t unix_ms);
 
+/* Whether fd is systemd's journal: $JOURNAL_STREAM ("DEVICE:INODE", systemd.exec(5)) names
+ * the file fd is. Then a line may begin with <N>, its syslog priority. */
+bool sup_log_is_journal(int fd);
+
 int64_t sup_unix_ms(void); /* CLOCK_REALTIME in milliseconds */
 int64_t sup_mono_ms(void); /* CLOCK_MONOTONIC in milliseconds */
 

@@ -13,7 +13,13 @@
  * for a full window of the new count: that is the hysteresis. The manager hears the new
  * count as sigqueue(manager, SIGRTMIN, count) (sup_module.c), and passes it on to the
  * manager of its TCP address, if any: the count is that of each address's workers, while
- * CPU per worker is averaged over all of them. */
+ * CPU per worker is averaged over all of them.
+ *
+ * An exec= service is scaled the same way while its process catches SIGRTMIN: a server
+ * built on libshmrpc does while it serves with workers (server.c, SHMRPC_SUPERVISOR_PID),
+ * and takes the count as a module's manager does. It starts with the count its program
+ * chose, which the first sample learns; a program that does not catch SIGRTMIN is left to
+ * run its own workers. */
 #include "sup_scaler.h"
 
 #include <errno.h>
@@ -48,7 +54,11 @@ typedef struct seen {
 } seen;
 
 struct sup_scaler {
-    int told;        /* the count the manager started with or was last told */
+    bool exec;       /* an exec= service: scaled only while its program follows (below) */
+    bool follows;    /* exec: its process catches SIGRTMIN (a server on libshmrpc), at the
+                      * last sample */
+    int told;        /* the count the manager started with or was last told; exec: 0 until
+                      * the first sample it follows at, which takes the count it runs */
     int fixed;       /* an operator's count; 0: automatic */
     int64_t next_at; /* the next sample; INT64_MAX: no manager runs */
     int64_t last_at; /* the last sample */
@@ -71,6 +81,7 @@ int sup_scaler_new(sup_service *s)
     k->cap = (int)((up > down ? up : down) / SUP_SCALER_EVERY_MS) + 1;
     k->ring = calloc((size_t)k->cap, sizeof *k->ring);
     k->next_at = INT64_MAX;
+    k->exec = s->cfg->kind != CFG_MODULE;
     s->scaler = k;
     return k->ring ? 0 : SHMRPC_ENOMEM;
 }
@@ -93,6 +104,8 @@ int sup_scaler_starting(sup_service *s, int64_t now)
 {
     struct sup_scaler *k = s->scaler;
     k->told = k->fixed ? k->fixed : clamp_workers(s->cfg->s.min_proc_num);
+    if (k->exec) k->told = 0; /* its program picks its count; the first sample learns it */
+    k->follows = false;
     k->n_seen = 0;
     afresh(k, now);
     k->next_at = now + SUP_SCALER_EVERY_MS;
@@ -127,14 +140,34 @@ static void collect(const obs_proc *p, void *arg)
     if (p->pgrp == g->pgrp && g->n < MAX_GROUP) g->v[g->n++] = *p;
 }
 
+/* Whether pid catches SIGRTMIN (SigCgt in /proc/PID/status): an exec= server built on
+ * libshmrpc does while it serves (server.c), and then takes a count queued with it; to
+ * another program SIGRTMIN would be death. */
+static bool catches_rtmin(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return false;
+    bool yes = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "SigCgt:", 7) != 0) continue;
+        unsigned long long mask = strtoull(line + 7, NULL, 16);
+        yes = (mask >> (SIGRTMIN - 1)) & 1;
+        break;
+    }
+    fclose(f);
+    return yes;
+}
+
 static void tell(sup_service *s, int n, const char *why)
 {
     struct sup_scaler *k = s->scaler;
     k->told = n;
     union sigval v = {.sival_int = n};
     if (sigqueue(s->pid, SIGRTMIN, v) != 0)
-        sup_logf(s->ctx, "%s: cannot tell its manager (pid %d) the worker count: %s", s->cfg->name,
-                 (int)s->pid, strerror(errno));
+        sup_logf(s->ctx, SUP_ERR "%s: cannot tell its manager (pid %d) the worker count: %s",
+                 s->cfg->name, (int)s->pid, strerror(errno));
     sup_logf(s->ctx, "%s: %s: %d worker%s", s->cfg->name, why, n, n == 1 ? "" : "s");
 }
 
@@ -196,6 +229,16 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     k->next_at = now + SUP_SCALER_EVERY_MS;
     if (s->state != SUP_RUNNING && s->state != SUP_STARTING) return;
 
+    /* An exec= program that does not follow a count is not scaled (nor its workers'
+     * memory watched): it runs its own. */
+    bool follows = !k->exec || catches_rtmin(s->pid);
+    if (k->exec && follows != k->follows)
+        sup_logf(s->ctx, "%s: %s the supervisor's worker count (pid %d %s SIGRTMIN)", s->cfg->name,
+                 follows ? "follows" : "no longer follows", (int)s->pid,
+                 follows ? "catches" : "does not catch");
+    k->follows = follows;
+    if (!follows) return;
+
     static group g; /* the supervisor's one thread runs this */
     g.pgrp = s->pid;
     g.n = 0;
@@ -204,7 +247,7 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     uint64_t ticks[MAX_CHILDREN];
     int n = 0;
     for (size_t i = 0; i < g.n && n < MAX_CHILDREN; i++) {
-        if (!obs_proc_is_worker(g.v, g.n, i, false)) continue;
+        if (!obs_proc_is_worker(g.v, g.n, i, k->exec)) continue;
         kids[n] = g.v[i].pid;
         ticks[n++] = g.v[i].utime + g.v[i].stime;
     }
@@ -226,6 +269,7 @@ void sup_scaler_tick(sup_service *s, int64_t now)
             uint64_t pss = obs_proc_memory(kids[i], &m) && m.pss_known ? m.pss : 0;
             if (pss > limit) {
                 sup_logf(s->ctx,
+                         SUP_WARNING
                          "%s: worker pid %d uses %llu KiB (PSS), over max_proc_mem_bytes %llu "
                          "KiB: SIGKILL (its manager starts another)",
                          s->cfg->name, (int)kids[i], (unsigned long long)(pss >> 10),
@@ -243,6 +287,13 @@ void sup_scaler_tick(sup_service *s, int64_t now)
     k->pos = (k->pos + 1) % k->cap;
     if (k->len < k->cap) k->len++;
     k->last_at = now;
+    if (k->exec && k->told == 0) { /* the count it runs, learnt; an operator's, told */
+        if (n_now == 0) return;
+        k->told = n_now;
+        if (k->fixed && k->fixed != n_now) tell(s, k->fixed, "the count an operator set");
+        afresh(k, now);
+        return;
+    }
     decide(s);
 }
 
@@ -256,6 +307,13 @@ int sup_scaler_operator_set(sup_service *s, int workers, char *msg, size_t cap)
     if (!s->pid || (s->state != SUP_RUNNING && s->state != SUP_STARTING)) {
         snprintf(msg, cap, "service '%s' is %s: start it, then scale it", s->cfg->name,
                  sup_state_name(s->state));
+        return SHMRPC_EINVAL;
+    }
+    if (s->scaler->exec && !catches_rtmin(s->pid)) {
+        snprintf(msg, cap,
+                 "service '%s' runs a program that does not follow a worker count (its process "
+                 "does not catch SIGRTMIN: it does not serve through libshmrpc, or not yet)",
+                 s->cfg->name);
         return SHMRPC_EINVAL;
     }
     s->scaler->fixed = workers;

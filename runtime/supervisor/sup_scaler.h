@@ -1,4 +1,5 @@
-/* A module= service's workers, watched once a second by the supervisor: their CPU use
+/* A module= service's workers (and an exec= service's, when its program follows a count),
+ * watched once a second by the supervisor: their CPU use
  * scales their count between min_proc_num and max_proc_num (speedysvc's rule, with the
  * service.ini's thresholds), a worker over max_proc_mem_bytes is SIGKILLed, and an
  * operator may set a fixed count (the control service's scale). */
@@ -13,7 +14,8 @@
 /* How often the workers are looked at. */
 #define SUP_SCALER_EVERY_MS 1000
 
-/* s->scaler for a module service; 0 or SHMRPC_ENOMEM. */
+/* s->scaler for a module= or exec= service; 0 or SHMRPC_ENOMEM. An exec= service is scaled
+ * only while its process catches SIGRTMIN (a server built on libshmrpc). */
 int sup_scaler_new(sup_service *s);
 void sup_scaler_free(sup_service *s);
 

@@ -214,8 +214,8 @@ static void complain(svc_series *x, const char *what, const char *path, int err)
 {
     if (x->complained) return;
     x->complained = true;
-    sup_logf(x->svc->ctx, "%s: cannot %s %s: %s (said once)", x->svc->cfg->name, what, path,
-             strerror(err));
+    sup_logf(x->svc->ctx, SUP_WARNING "%s: cannot %s %s: %s (said once)", x->svc->cfg->name, what,
+             path, strerror(err));
 }
 
 static void series_path(const svc_series *x, char *out, size_t cap, const char *suffix)
@@ -461,7 +461,7 @@ static void read_stats(svc_series *x, obs_stats *st)
 {
     obs_stats_read(x->svc->cfg, x->leader, st); /* its leader leads its group */
     if (st->why[0] && strcmp(st->why, x->said) != 0)
-        sup_logf(x->svc->ctx, "%s: %s", x->svc->cfg->name, st->why);
+        sup_logf(x->svc->ctx, SUP_WARNING "%s: %s", x->svc->cfg->name, st->why);
     snprintf(x->said, sizeof x->said, "%s", st->why);
 }
 

@@ -53,11 +53,18 @@ void sup_vlogf(const sup_ctx *ctx, const char *fmt, va_list ap)
     }
     va_end(again);
     line[n++] = '\n';
+    int prio = 6, skip = 0; /* SUP_INFO unless the format began with a priority */
+    if (n >= 3 && line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>') {
+        prio = line[1] - '0';
+        skip = 3;
+    }
     if (ctx->own_log) {
-        sup_log_write(ctx->own_log, line, (size_t)n);
+        sup_log_write(ctx->own_log, line + skip, (size_t)(n - skip));
+    } else if (ctx->journal) {
+        /* The journal stamps the lines itself, and reads <N> as the line's priority. */
+        fprintf(stderr, "<%d>shmrpc-service: %.*s", prio, n - skip, line + skip);
     } else {
-        /* stderr, as systemd's journal takes it: it stamps the lines itself. */
-        fprintf(stderr, "shmrpc-service: %.*s", n, line);
+        fprintf(stderr, "shmrpc-service: %.*s", n - skip, line + skip);
     }
     if (line != small) free(line);
 }
@@ -118,7 +125,10 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const cfg_service *cfg, const
     snprintf(name, sizeof name, "%s.log", cfg->name);
     int rc =
         sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
-    if (rc == 0 && cfg->kind == CFG_MODULE) rc = sup_module_init(s);
+    if (rc == 0 && cfg->kind == CFG_MODULE)
+        rc = sup_module_init(s);
+    else if (rc == 0)
+        rc = sup_scaler_new(s); /* scaled when its program follows a count */
     return rc;
 }
 
@@ -127,7 +137,10 @@ void sup_service_destroy(sup_service *s)
     if (s->out_r >= 0) close(s->out_r);
     if (s->out_w >= 0) close(s->out_w);
     sup_log_close(&s->log);
-    if (s->module) sup_module_destroy(s);
+    if (s->module)
+        sup_module_destroy(s);
+    else
+        sup_scaler_free(s);
     free(s->restart_times);
     s->out_r = s->out_w = -1;
     s->restart_times = NULL;
@@ -181,7 +194,10 @@ static void crashed(sup_service *s, int64_t now, const char *what);
 void sup_service_start(sup_service *s, int64_t now)
 {
     /* A module's manager starts with min_proc_num workers (or an operator's count). */
-    if (s->module) sup_module_set_start_workers(s, sup_scaler_starting(s, now));
+    if (s->module)
+        sup_module_set_start_workers(s, sup_scaler_starting(s, now));
+    else if (s->scaler)
+        sup_scaler_starting(s, now);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) child(s, parent);
@@ -271,7 +287,8 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     const cfg_settings *cs = &s->cfg->s;
     snprintf(s->last_exit, sizeof s->last_exit, "%s", what);
     if (s->ctx->draining) {
-        sup_logf(s->ctx, "%s: %s while stopping everything: not restarted", s->cfg->name, what);
+        sup_logf(s->ctx, SUP_WARNING "%s: %s while stopping everything: not restarted",
+                 s->cfg->name, what);
         set_state(s, SUP_STOPPED);
         return;
     }
@@ -279,7 +296,8 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     for (int i = 0; i < cs->crash_loop_restarts; i++)
         if (s->restart_times[i] && now - s->restart_times[i] < cs->crash_loop_window_ms) recent++;
     if (recent >= cs->crash_loop_restarts) {
-        sup_logf(s->ctx, "%s: %s; restarted %d times within %llds: marked failed, not restarted",
+        sup_logf(s->ctx,
+                 SUP_ERR "%s: %s; restarted %d times within %llds: marked failed, not restarted",
                  s->cfg->name, what, recent, (long long)(cs->crash_loop_window_ms / 1000));
         snprintf(s->last_exit, sizeof s->last_exit, "%s; restarted %d times within %llds: failed",
                  what, recent, (long long)(cs->crash_loop_window_ms / 1000));
@@ -294,7 +312,8 @@ static void crashed(sup_service *s, int64_t now, const char *what)
     if (delay > cs->restart_backoff_max_ms) delay = cs->restart_backoff_max_ms;
     s->in_a_row++;
     s->restart_at = now + delay;
-    sup_logf(s->ctx, "%s: %s; restarting in %lld ms", s->cfg->name, what, (long long)delay);
+    sup_logf(s->ctx, SUP_WARNING "%s: %s; restarting in %lld ms", s->cfg->name, what,
+             (long long)delay);
     set_state(s, SUP_BACKOFF);
 }
 
@@ -380,6 +399,7 @@ void sup_service_tick(sup_service *s, int64_t now)
             set_state(s, SUP_RUNNING);
         } else if (sup_mono_ms() >= s->ready_by) {
             sup_logf(s->ctx,
+                     SUP_ERR
                      "%s: not answering after %llds (startup_timeout_s): stopped, marked failed",
                      s->cfg->name, (long long)(s->cfg->s.startup_timeout_ms / 1000));
             snprintf(s->last_exit, sizeof s->last_exit,
@@ -392,7 +412,8 @@ void sup_service_tick(sup_service *s, int64_t now)
         break;
     case SUP_STOPPING:
         if (now >= s->kill_at && s->pid) {
-            sup_logf(s->ctx, "%s: still running after stop_timeout_s: SIGKILL", s->cfg->name);
+            sup_logf(s->ctx, SUP_WARNING "%s: still running after stop_timeout_s: SIGKILL",
+                     s->cfg->name);
             kill(-s->pid, SIGKILL);
             s->kill_at = INT64_MAX; /* once; SIGCHLD says when it is gone */
         }

@@ -27,6 +27,7 @@ typedef struct sup_ctx {
     bool changed;     /* something status.json shows changed since it was written */
     bool draining;    /* SIGTERM came: nothing is restarted any more */
     pid_t pid;        /* the supervisor's process, as the page (a process of its own) shows it */
+    bool journal;     /* stderr is systemd's journal: lines on stderr get <N> priorities */
 } sup_ctx;
 
 typedef struct sup_service {
@@ -57,6 +58,13 @@ typedef struct sup_service {
 } sup_service;
 
 /* One of the supervisor's own lines, to ctx->own_log or stderr. */
+/* A line's priority, as sd-daemon(3) spells it: a format may begin with one of these
+ * (sup_logf(ctx, SUP_ERR "cannot ..."); none is SUP_INFO). The journal gets it as the
+ * line's priority (sup_ctx.journal); a log file and plain stderr get the line without it. */
+#define SUP_ERR "<3>"
+#define SUP_WARNING "<4>"
+#define SUP_INFO "<6>"
+
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sup_vlogf(const sup_ctx *ctx, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -1,13 +1,16 @@
 /* What the management page shows (web_view.h). Every figure is gathered afresh per
  * request, on the civetweb thread that serves it: the services' states through the
  * control service (whose handler hands the request to the main loop), the rest from
- * shared memory, /proc and the series files, none of which the main loop owns. */
+ * shared memory (call statistics, and the user's queues and maps through the admin API),
+ * /proc and the series files, none of which the main loop owns. */
 #include "web_view.h"
 
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/admin.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
@@ -48,6 +52,12 @@ typedef struct view {
     json_t *status; /* the array status() returned */
     size_t n;
     gathered *g;
+    /* The queues and maps of the page's user (its effective uid: the supervisor's, who
+     * started it) in /dev/shm, valid ones only, sorted by name; NULL, 0 when /dev/shm
+     * cannot be read. Read by the admin API, read-only: no handle is opened, nothing is
+     * created, nothing waited for. */
+    shmrpc_segment *shared;
+    size_t n_shared;
 } view;
 
 void web_service_address(const cfg_service *s, char *out, size_t cap)
@@ -193,6 +203,24 @@ static void view_free(view *v)
     }
     free(v->g);
     json_decref(v->status);
+    shmrpc_segments_free(v->shared);
+}
+
+/* The user's queues and maps (view.shared). */
+static void shared_load(view *v)
+{
+    shmrpc_segment *all = NULL;
+    size_t n = 0, k = 0;
+    if (shmrpc_segments_list(&all, &n, NULL, 0) != 0) return;
+    uid_t me = geteuid();
+    for (size_t i = 0; i < n; i++) {
+        const shmrpc_segment *s = &all[i];
+        if ((s->kind == SHMRPC_SEG_QUEUE || s->kind == SHMRPC_SEG_MAP) && s->valid && s->readable &&
+            s->uid == (unsigned)me)
+            all[k++] = *s;
+    }
+    v->shared = all;
+    v->n_shared = k;
 }
 
 static int view_load(web_ctx *w, view *v, web_err *e)
@@ -350,6 +378,7 @@ int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
         view_free(&v);
         return -1;
     }
+    shared_load(&v);
     int64_t now = unix_ms();
     json_t *root = json_object(), *list = json_array();
     json_t *sup = json_object();
@@ -380,6 +409,31 @@ int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
         free(tops);
     }
     json_object_set_new(root, "top_methods", tl);
+    json_t *queues = json_array(), *maps = json_array();
+    for (size_t i = 0; i < v.n_shared; i++) {
+        const shmrpc_segment *s = &v.shared[i];
+        if (s->kind == SHMRPC_SEG_QUEUE) {
+            const shmrpc_queue_stats *q = &s->queue;
+            json_array_append_new(
+                queues,
+                json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", jstr(s->key), "size",
+                          (json_int_t)s->size, "depth", (json_int_t)q->depth, "pushed",
+                          (json_int_t)q->pushed, "popped", (json_int_t)q->popped, "timeouts",
+                          (json_int_t)q->timeouts, "drops", (json_int_t)q->drops, "sleeps",
+                          (json_int_t)q->sleeps, "repairs", (json_int_t)q->repairs));
+        } else {
+            const shmrpc_map_info *m = &s->map;
+            json_array_append_new(
+                maps,
+                json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", jstr(s->key), "entries",
+                          (json_int_t)m->count, "bytes", (json_int_t)m->bytes, "used_bytes",
+                          (json_int_t)m->used, "generation", (json_int_t)m->generation, "writes",
+                          (json_int_t)m->writes, "reads", (json_int_t)m->reads, "growths",
+                          (json_int_t)m->growths, "lock_waits", (json_int_t)m->lock_waits));
+        }
+    }
+    json_object_set_new(root, "queues", queues);
+    json_object_set_new(root, "maps", maps);
     view_free(&v);
     return web_dump(root, out, e);
 }
@@ -507,6 +561,90 @@ static void status_counter(shmrpc_buf *out, const view *v, const cfg_file *c, co
     }
 }
 
+/* The user's queues and maps (view.shared): a family per figure, a sample per queue or
+ * map, labelled by its name. */
+static void shared_metrics(shmrpc_buf *out, const view *v)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } qf[] = {
+        {"shmrpc_queue_depth", "gauge",
+         "Messages in the queue not yet taken (broadcast: not yet read by its slowest "
+         "subscriber).",
+         offsetof(shmrpc_queue_stats, depth)},
+        {"shmrpc_queue_pushed_total", "counter",
+         "Messages committed to the queue since it was made.",
+         offsetof(shmrpc_queue_stats, pushed)},
+        {"shmrpc_queue_popped_total", "counter",
+         "Messages taken from the queue (pop, batch or peek) since it was made.",
+         offsetof(shmrpc_queue_stats, popped)},
+        {"shmrpc_queue_timeouts_total", "counter",
+         "Pushes and pops of the queue that waited and timed out.",
+         offsetof(shmrpc_queue_stats, timeouts)},
+        {"shmrpc_queue_drops_total", "counter",
+         "Messages of the queue lost: half written by a producer that died, taken by a consumer "
+         "that died before releasing, or with a corrupt descriptor.",
+         offsetof(shmrpc_queue_stats, drops)},
+        {"shmrpc_queue_sleeps_total", "counter", "Futex sleeps of the queue's waiters.",
+         offsetof(shmrpc_queue_stats, sleeps)},
+        {"shmrpc_queue_repairs_total", "counter",
+         "Slots of the queue taken back from dead processes.",
+         offsetof(shmrpc_queue_stats, repairs)},
+    };
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } mf[] = {
+        {"shmrpc_map_entries", "gauge", "Keys in the map.", offsetof(shmrpc_map_info, count)},
+        {"shmrpc_map_capacity_bytes", "gauge",
+         "Bytes of entry space of the map's current generation.", offsetof(shmrpc_map_info, bytes)},
+        {"shmrpc_map_used_bytes", "gauge",
+         "Bytes of the current generation's entry space written (live and replaced entries).",
+         offsetof(shmrpc_map_info, used)},
+        {"shmrpc_map_generation", "gauge",
+         "The map's current generation: how many times its table was replaced (growth or clear).",
+         offsetof(shmrpc_map_info, generation)},
+        {"shmrpc_map_writes_total", "counter",
+         "Puts, removes and clears that changed the map since it was made.",
+         offsetof(shmrpc_map_info, writes)},
+        {"shmrpc_map_reads_total", "counter",
+         "Gets and read views of the map, by handles open now and closed ones.",
+         offsetof(shmrpc_map_info, reads)},
+        {"shmrpc_map_growths_total", "counter", "Generations of the map made by growth.",
+         offsetof(shmrpc_map_info, growths)},
+        {"shmrpc_map_lock_waits_total", "counter",
+         "Acquires of the map's lock that found it held (writes that waited).",
+         offsetof(shmrpc_map_info, lock_waits)},
+    };
+    for (size_t f = 0; f < sizeof qf / sizeof qf[0]; f++) {
+        family(out, qf[f].name, qf[f].type, qf[f].help);
+        for (size_t i = 0; i < v->n_shared; i++) {
+            const shmrpc_segment *s = &v->shared[i];
+            if (s->kind != SHMRPC_SEG_QUEUE) continue;
+            uint64_t x;
+            memcpy(&x, (const char *)&s->queue + qf[f].off, sizeof x);
+            put(out, qf[f].name);
+            put(out, "{queue=\"");
+            put_label(out, s->key);
+            shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)x);
+        }
+    }
+    for (size_t f = 0; f < sizeof mf / sizeof mf[0]; f++) {
+        family(out, mf[f].name, mf[f].type, mf[f].help);
+        for (size_t i = 0; i < v->n_shared; i++) {
+            const shmrpc_segment *s = &v->shared[i];
+            if (s->kind != SHMRPC_SEG_MAP) continue;
+            uint64_t x;
+            memcpy(&x, (const char *)&s->map + mf[f].off, sizeof x);
+            put(out, mf[f].name);
+            put(out, "{map=\"");
+            put_label(out, s->key);
+            shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)x);
+        }
+    }
+}
+
 int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
 {
     view v;
@@ -516,6 +654,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
     }
     static const char *const states[] = {"stopped", "starting", "running",
                                          "backoff", "stopping", "failed"};
+    shared_load(&v);
     const cfg_file *c = w->cfg;
     family(out, "shmrpc_service_up", "gauge",
            "Whether the service is running and answering calls (1) or not (0).");
@@ -615,6 +754,7 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
             shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)cum);
         }
     }
+    shared_metrics(out, &v);
     view_free(&v);
     if (out->err) {
         e->http = 500, e->rc = out->err;

@@ -1,16 +1,19 @@
 // The management page in a real browser: shmrpc-service runs the echo module with two
 // workers, its page behind a secret_file; Debian's chromium, driven by playwright-core,
-// logs in on the login page, opens the overview, follows the echo service's link, sees
+// logs in on the login page, opens the overview, sees a queue and a map made here (shm_maker)
+// in its "Queues and maps" table with their figures, and the figures change at the next
+// refresh when the queue and map do; follows the echo service's link, sees
 // its charts drawn and its log, presses restart and sees new worker PIDs; then its session
 // ends (a logout) and the page goes to the login page by itself, which brings it back.
 // With --screenshots DIR it makes the README's pictures instead (no secret).
 //
 //   node browser_test.mjs --service PATH/shmrpc-service --module PATH/echo-module.so
+//                         --maker PATH/browser_shm_maker
 //                         [--echo-server PATH/echo-server] [--screenshots DIR]
 //
 // Every wait is bounded, the whole run too; the supervisor, its services, their shared
 // memory, the temporary folder and the browser are removed however the run ends.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
@@ -29,6 +32,9 @@ const run = {
   shm: opts.screenshots ? "echo_page" :
     `browser_test_${process.pid}_${randomBytes(3).toString("hex")}`,
   control: "", // the control service's segment name, from the ini's real path
+  // The queue and the map shm_maker makes (removed by killEverything however the run ends).
+  queue: `bq_${process.pid}_${randomBytes(3).toString("hex")}`,
+  map: `bm_${process.pid}_${randomBytes(3).toString("hex")}`,
   sup: null, // the ChildProcess: coreutils timeout, leading the group the supervisor runs in
   supExited: false,
   supStatus: "", // how it ended: "exit 0", "exit 1", "signal SIGKILL"
@@ -42,23 +48,26 @@ const run = {
 };
 
 function parseArgs(argv) {
-  const o = { service: "", module: "", echoServer: "", screenshots: "" };
+  const o = { service: "", module: "", maker: "", echoServer: "", screenshots: "" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = argv[i + 1];
     // Absolute: the ini that names them is read in a folder of its own.
     if (a === "--service" && v) o.service = path.resolve(argv[++i]);
     else if (a === "--module" && v) o.module = path.resolve(argv[++i]);
+    else if (a === "--maker" && v) o.maker = path.resolve(argv[++i]);
     else if (a === "--echo-server" && v) o.echoServer = path.resolve(argv[++i]);
     else if (a === "--screenshots" && v) o.screenshots = path.resolve(argv[++i]);
     else usage(`unknown argument ${a}`);
   }
   if (!o.service || !o.module) usage("--service and --module are required");
+  if (!o.maker && !o.screenshots) usage("--maker is required (but with --screenshots)");
   return o;
 }
 
 function usage(why) {
   console.error(`browser_test: ${why}\nusage: node browser_test.mjs --service SHMRPC_SERVICE ` +
-    "--module ECHO_MODULE_SO [--echo-server ECHO_SERVER] [--screenshots DIR]");
+    "--module ECHO_MODULE_SO --maker BROWSER_SHM_MAKER [--echo-server ECHO_SERVER] " +
+    "[--screenshots DIR]");
   process.exit(2);
 }
 
@@ -309,6 +318,47 @@ function segmentsLeft() {
   }
 }
 
+// The queue's and the map's segments: shmrpc.queue.Q; shmrpc.map.M, shmrpc.mapgen.M.G and
+// the lock shmrpc.lock.map.M (docs/map.md).
+function sharedSegments() {
+  try {
+    return fs.readdirSync("/dev/shm").filter((f) => f === `shmrpc.queue.${run.queue}` ||
+      f === `shmrpc.map.${run.map}` || f.startsWith(`shmrpc.mapgen.${run.map}.`) ||
+      f === `shmrpc.lock.map.${run.map}`);
+  } catch {
+    return [];
+  }
+}
+
+// shm_maker make|more: the queue and the map, or one more message and key in them.
+function maker(how) {
+  const r = spawnSync(opts.maker, [how, run.queue, run.map], { encoding: "utf8", timeout: 20_000 });
+  if (r.status !== 0)
+    throw new Error(`shm_maker ${how} ended with ${r.status ?? r.signal ?? r.error}: ${r.stderr}`);
+}
+
+// The overview's "Queues and maps" rows: {kind, name, figure: text shown} each.
+async function sharedRows(page) {
+  return bounded(10_000, "reading #shared", page.evaluate(() =>
+    [...document.querySelectorAll("#shared tbody tr")].map((tr) => {
+      const o = { kind: tr.dataset.kind, name: tr.dataset.name };
+      for (const td of tr.querySelectorAll("td[data-figure]")) o[td.dataset.figure] = td.textContent;
+      return o;
+    })));
+}
+
+// Waits for the queue's and the map's rows to show want: {queue: {...}, map: {...}}.
+async function sharedShows(page, want, what) {
+  return until(what, 30_000, async (d) => {
+    const rows = await sharedRows(page);
+    const q = rows.find((r) => r.kind === "queue" && r.name === run.queue);
+    const m = rows.find((r) => r.kind === "map" && r.name === run.map);
+    d.last = JSON.stringify([q, m]);
+    const same = (row, w) => row && Object.entries(w).every(([k, v]) => row[k] === v);
+    return same(q, want.queue) && same(m, want.map) && [q, m];
+  });
+}
+
 // Synchronous, so that process 'exit' can run it too.
 function killEverything() {
   if (run.sup) {
@@ -320,6 +370,7 @@ function killEverything() {
     run.groups.clear();
   }
   for (const f of segmentsLeft()) fs.rmSync(`/dev/shm/${f}`, { force: true });
+  for (const f of sharedSegments()) fs.rmSync(`/dev/shm/${f}`, { force: true });
   if (run.dir) fs.rmSync(run.dir, { recursive: true, force: true });
   run.dir = "";
 }
@@ -472,6 +523,21 @@ async function test(chromium) {
     await logIn(page, "/");
     const row = await openOverview(page);
     log(`overview: ${(await row.innerText()).replace(/\s+/g, " ").trim()}`);
+    // A queue and a map of this user, made now: the next refresh shows them, and the one
+    // after shows what changed in them, without a reload.
+    maker("make");
+    const made = await sharedShows(page, {
+      queue: { depth: "2", pushed: "3", popped: "1", timeouts: "0", drops: "0", entries: "–" },
+      map: { depth: "–", entries: "5", generation: "1", writes: "5", growths: "0", lock_waits: "0" },
+    }, "the queue and the map in #shared");
+    if (!/^\d+(\.\d)? (KiB|MiB)$/.test(made[1].bytes)) throw new Error(`the map's bytes: ${made[1].bytes}`);
+    log(`queues and maps: ${JSON.stringify(made)}`);
+    maker("more");
+    await sharedShows(page, {
+      queue: { depth: "3", pushed: "4", popped: "1" },
+      map: { entries: "6", writes: "6" },
+    }, "the queue's and the map's new figures in #shared");
+    log("queues and maps: refreshed");
     const link = row.locator("a.service-link");
     const href = await link.getAttribute("href", { timeout: 10_000 });
     if (href !== `/services/${NAME}`) throw new Error(`a.service-link goes to ${href}, not /services/${NAME}`);

@@ -30,6 +30,7 @@
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
 #include <shmrpc/lock.h>
+#include <shmrpc/map.h>
 #include <shmrpc/queue.h>
 
 #include "procs.h"
@@ -184,8 +185,10 @@ static int sweep_ours(void)
     snprintf(lock, sizeof lock, "shmrpc.lock.%s", lock_name);
     snprintf(stats, sizeof stats, "shmrpc.stats.shm.%s", prefix);
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        /* Queues and maps of a run: shmrpc.queue.PREFIX..., shmrpc.map(gen).PREFIX..., and
+         * their locks. */
         if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0 &&
-            strncmp(e->d_name, stats, strlen(stats)) != 0)
+            strncmp(e->d_name, stats, strlen(stats)) != 0 && strstr(e->d_name, prefix) == NULL)
             continue;
         char path[300];
         snprintf(path, sizeof path, "/%s", e->d_name);
@@ -309,7 +312,16 @@ static void call_bad_input(void **state)
     assert_int_equal(r.status, 2);
     ctl(&r, NULL, "call", "bogus://x", "add", "[1,2]", NULL);
     assert_int_equal(r.status, 2);
-    ctl(&r, NULL, "status", NULL); /* no supervisor named (control_test.c tests status) */
+    /* No supervisor named, and none in the registry (an empty one: the other tests' are
+     * not this one's); control_test.c tests status. */
+    char *xdg = getenv("XDG_RUNTIME_DIR") ? strdup(getenv("XDG_RUNTIME_DIR")) : NULL;
+    setenv("XDG_RUNTIME_DIR", "/nonexistent-shmrpc-ctl-test", 1);
+    ctl(&r, NULL, "status", NULL);
+    if (xdg)
+        setenv("XDG_RUNTIME_DIR", xdg, 1);
+    else
+        unsetenv("XDG_RUNTIME_DIR");
+    free(xdg);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "which supervisor?"));
     ctl(&r, NULL, "frobnicate", NULL);
@@ -515,8 +527,13 @@ static void ls_shows_queues(void **state)
         o.max_msg = 1024;
         shmrpc_queue *q;
         if (shmrpc_queue_open(&q, name, &o) != 0) _exit(1);
+        char m[8];
+        size_t len;
+        int bad = shmrpc_queue_push(q, "one", 3, 0) | shmrpc_queue_push(q, "two", 3, 0) |
+                  shmrpc_queue_pop(q, m, sizeof m, &len, 0);
+        bad |= shmrpc_queue_pop(q, m, 1, &len, 20) != SHMRPC_ETOOBIG; /* "two" stays */
         shmrpc_queue_close(q);
-        _exit(0);
+        _exit(bad ? 2 : 0);
     }
     int status;
     assert_int_equal(waitpid(kid, &status, 0), kid);
@@ -532,8 +549,19 @@ static void ls_shows_queues(void **state)
     assert_int_equal(v[0].owner_pid, kid);
     assert_int_equal(v[0].owner, SHMRPC_LIFE_DEAD);
     assert_true(v[0].valid && !v[0].stale);
+    /* Its counters, read by queue.c from the header (shmrpc_queue_get_stats' figures). */
+    assert_int_equal(v[0].queue.depth, 1);
+    assert_int_equal(v[0].queue.pushed, 2);
+    assert_int_equal(v[0].queue.popped, 1);
+    assert_int_equal(v[0].queue.timeouts, 0);
+    assert_int_equal(v[0].queue.drops, 0);
     assert_int_equal(shmrpc_segment_remove(&v[0]), SHMRPC_EINVAL);
     shmrpc_segments_free(v);
+    run rj;
+    ctl(&rj, NULL, "ls", "--json", name, NULL);
+    assert_int_equal(rj.status, 0);
+    if (strstr(rj.out, "\"depth\":1,\"pushed\":2,\"popped\":1,\"timeouts\":0,\"drops\":0") == NULL)
+        fail_msg("ls --json: %s", rj.out);
     names[0] = shm_live; /* a queue is named alone, never as shm://NAME */
     assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
     for (size_t i = 0; i < n; i++)
@@ -555,6 +583,299 @@ static void ls_shows_queues(void **state)
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "nothing to remove\n");
     assert_int_equal(shmrpc_queue_unlink(name), 0);
+}
+
+/* --- maps ------------------------------------------------------------------------------ */
+
+static void shm_path(char *out, size_t cap, const char *fmt, const char *name, unsigned long long g)
+{
+    char seg[256];
+    snprintf(seg, sizeof seg, fmt, name, g);
+    snprintf(out, cap, "/dev/shm/%s", seg);
+}
+
+/* Sets a segment's times to secs ago: 60 is older than clean's 10 s of grace, 0 within it
+ * however slow the run has been so far. */
+static void age_by(const char *fmt, const char *name, unsigned long long g, int secs)
+{
+    char path[320];
+    shm_path(path, sizeof path, fmt, name, g);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= secs;
+    t[1] = t[0];
+    if (utimensat(AT_FDCWD, path, t, 0) != 0) fail_msg("utimensat %s: %s", path, strerror(errno));
+}
+
+static void age(const char *fmt, const char *name, unsigned long long g)
+{
+    age_by(fmt, name, g, 60);
+}
+
+static bool seg_there(const char *fmt, const char *name, unsigned long long g)
+{
+    char path[320];
+    shm_path(path, sizeof path, fmt, name, g);
+    return access(path, F_OK) == 0;
+}
+
+/* The segment of the list whose name is fmt of name and g; fails when absent. */
+static const shmrpc_segment *seg_named(const shmrpc_segment *v, size_t n, const char *fmt,
+                                       const char *name, unsigned long long g)
+{
+    char want[256];
+    snprintf(want, sizeof want, fmt, name, g);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, want) == 0) return &v[i];
+    fail_msg("%s not listed", want);
+    return NULL;
+}
+
+#define HDR "shmrpc.map.%s%.0llu"
+#define GEN "shmrpc.mapgen.%s.%llu"
+#define MLOCK "shmrpc.lock.map.%s%.0llu"
+
+/* A map of 8 slots made in a child that exits (its creator is dead), grown to generation
+ * 2 with 6 keys, and the file of generation 1 put back as a writer killed between the
+ * publish and the unlink leaves it. */
+static void make_grown_map(const char *name)
+{
+    char g1[320], keep[320];
+    shm_path(g1, sizeof g1, GEN, name, 1);
+    snprintf(keep, sizeof keep, "/dev/shm/shmrpc.%skeep", prefix);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        shmrpc_map_opts o;
+        shmrpc_map_opts_init(&o);
+        o.mode = SHMRPC_MAP_CREATE_NEW_EXCLUSIVE;
+        o.initial_slots = 8;
+        o.initial_bytes = 4096;
+        shmrpc_map *m;
+        if (shmrpc_map_open(&m, name, &o) != 0) _exit(1);
+        int bad = 0;
+        for (int i = 0; i < 3; i++)
+            bad |= shmrpc_map_put(m, &i, sizeof i, "value", 5);
+        if (link(g1, keep) != 0) _exit(3);
+        for (int i = 3; i < 6; i++) /* past 7/10 of 8 slots: generation 2 */
+            bad |= shmrpc_map_put(m, &i, sizeof i, "value", 5);
+        shmrpc_map_info info;
+        bad |= shmrpc_map_get_info(m, &info) != 0 || info.generation != 2;
+        shmrpc_map_close(m);
+        _exit(bad ? 2 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("the map's creator: %#x", status);
+    assert_false(access(g1, F_OK) == 0);
+    assert_int_equal(rename(keep, g1), 0);
+}
+
+/* A child that holds lock map.NAME until the test writes to *release; its pid. */
+static pid_t hold_map_lock(const char *name, int *release)
+{
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        close(go[1]);
+        close(ready[0]);
+        char ln[200];
+        snprintf(ln, sizeof ln, "map.%s", name);
+        shmrpc_lock_opts o;
+        shmrpc_lock_opts_init(&o);
+        o.mode = SHMRPC_LOCK_CONNECT_TO_EXISTING;
+        shmrpc_lock *l;
+        if (shmrpc_lock_open(&l, ln, &o) != 0 || shmrpc_lock_acquire(l, 5000) != 0) _exit(1);
+        char c = 1;
+        if (write(ready[1], &c, 1) != 1) _exit(1);
+        if (read(go[0], &c, 1) < 0) _exit(1); /* 0 too: the test ended */
+        shmrpc_lock_release(l);
+        shmrpc_lock_close(l);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(go[0]);
+    struct pollfd p = {.fd = ready[0], .events = POLLIN};
+    char c;
+    assert_int_equal(poll(&p, 1, 10000), 1);
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    *release = go[1];
+    return kid;
+}
+
+static void let_go(pid_t kid, int release)
+{
+    close(release);
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A map in ls: its header with its figures, its current generation and its lock, all kept
+ * although its creator is dead (a map's data has no owner); a generation a dead writer
+ * left behind after publishing the next, removed; one a dead growth left unpublished,
+ * removed only while the map's lock is free, and only under that lock. */
+static void ls_and_clean_maps(void **state)
+{
+    (void)state;
+    char name[128];
+    snprintf(name, sizeof name, "%smap", prefix);
+    make_grown_map(name);
+    /* A growth that died before publishing generation 3: its file, sized, no head yet. */
+    char g3[320];
+    shm_path(g3, sizeof g3, GEN, name, 3);
+    int fd = shm_open(g3 + strlen("/dev/shm"), O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 8192), 0);
+    close(fd);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 5); /* lock, header, generations 1, 2, 3 */
+    const shmrpc_segment *h = seg_named(v, n, HDR, name, 0);
+    assert_int_equal(h->kind, SHMRPC_SEG_MAP);
+    assert_string_equal(h->key, name);
+    assert_true(h->valid && !h->stale);
+    assert_int_equal(h->owner, SHMRPC_LIFE_DEAD);
+    assert_int_equal(h->map.generation, 2);
+    assert_int_equal(h->map.count, 6);
+    assert_int_equal(h->map.writes, 6);
+    assert_int_equal(h->map.growths, 1);
+    assert_true(h->map.bytes >= 4096 && h->map.used == 6 * 32 && h->map.live == 6 * 32);
+    if (strncmp(h->detail, "map, 6 entries, generation 2, ", 30) != 0)
+        fail_msg("detail: %s", h->detail);
+    const shmrpc_segment *cur = seg_named(v, n, GEN, name, 2);
+    assert_int_equal(cur->kind, SHMRPC_SEG_MAPGEN);
+    assert_true(cur->valid && !cur->stale);
+    assert_int_equal(cur->map.count, 6);
+    assert_non_null(strstr(cur->detail, ": current"));
+    const shmrpc_segment *old = seg_named(v, n, GEN, name, 1);
+    assert_true(old->valid && old->stale);
+    assert_non_null(strstr(old->reason, "generation 2 replaced it"));
+    const shmrpc_segment *next = seg_named(v, n, GEN, name, 3);
+    assert_true(!next->valid && next->stale);
+    assert_non_null(strstr(next->reason, "a growth died before publishing it"));
+    const shmrpc_segment *lk = seg_named(v, n, MLOCK, name, 0);
+    assert_int_equal(lk->kind, SHMRPC_SEG_LOCK);
+    assert_true(!lk->stale && lk->owner == SHMRPC_LIFE_NONE);
+
+    /* A writer takes the lock between the listing and the removal: generation 3 may be
+     * its growth's now, and stays; generation 1 goes all the same. */
+    int release;
+    pid_t holder = hold_map_lock(name, &release);
+    assert_int_equal(shmrpc_segment_remove(next), SHMRPC_EBUSY);
+    assert_true(seg_there(GEN, name, 3));
+    shmrpc_segments_free(v);
+    run r;
+    ctl(&r, NULL, "ls", name, NULL);
+    assert_int_equal(r.status, 0);
+    if (strstr(r.out, "generation 3 of map ") == NULL ||
+        strstr(r.out, "its lock is held (a growth may be under way)") == NULL)
+        fail_msg("ls: %s", r.out);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    char want[600];
+    snprintf(want, sizeof want,
+             "removed mapgen shmrpc.mapgen.%s.1: generation 2 replaced it; its writer died "
+             "before removing it\n",
+             name);
+    assert_string_equal(r.out, want);
+    let_go(holder, release);
+
+    ctl(&r, NULL, "ls", "--json", name, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want, "\"generation\":2,\"entries\":6,");
+    if (strstr(r.out, "\"kind\":\"map\"") == NULL || strstr(r.out, want) == NULL ||
+        strstr(r.out, "\"writes\":6,\"growths\":1,\"lock_waits\":") == NULL)
+        fail_msg("ls --json: %s", r.out);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want,
+             "removed mapgen shmrpc.mapgen.%s.3: a growth died before publishing it (the map is "
+             "at generation 2, its lock is free)\n",
+             name);
+    assert_string_equal(r.out, want);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_true(seg_there(HDR, name, 0) && seg_there(GEN, name, 2) && seg_there(MLOCK, name, 0));
+
+    /* The map reads whole after the clean, and a put goes on at generation 2. */
+    shmrpc_map *m;
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    assert_int_equal(shmrpc_map_open(&m, name, &o), 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    int k = 9;
+    assert_int_equal(shmrpc_map_put(m, &k, sizeof k, "x", 1), 0);
+    uint64_t count;
+    assert_int_equal(shmrpc_map_size(m, &count), 0);
+    assert_int_equal(count, 7);
+    shmrpc_map_close(m);
+
+    /* An unlink that died after the header: the generation and the lock are garbage, once
+     * older than the grace given to a map being made. */
+    char hdr[320];
+    shm_path(hdr, sizeof hdr, HDR, name, 0);
+    assert_int_equal(shm_unlink(hdr + strlen("/dev/shm")), 0);
+    age_by(GEN, name, 2, 0);
+    age_by(MLOCK, name, 0, 0);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_string_equal(r.out, "nothing to remove\n");
+    age(GEN, name, 2);
+    age(MLOCK, name, 0);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want,
+             "removed lock shmrpc.lock.map.%s: its map is gone (no header)\n"
+             "removed mapgen shmrpc.mapgen.%s.2: its map is gone (no header)\n",
+             name, name);
+    assert_string_equal(r.out, want);
+    assert_false(seg_there(GEN, name, 2) || seg_there(MLOCK, name, 0));
+}
+
+/* A map whose creator died before its magic: the header and what it made go, after the
+ * grace; one whose creator lives stays. */
+static void clean_half_made_map(void **state)
+{
+    (void)state;
+    char name[128];
+    snprintf(name, sizeof name, "%shalf", prefix);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    char hdr[320];
+    shm_path(hdr, sizeof hdr, HDR, name, 0);
+    int fd = shm_open(hdr + strlen("/dev/shm"), O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 256), 0);
+    uint32_t head[4] = {0, 1, 256, (uint32_t)kid}; /* magic not yet written */
+    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    close(fd);
+    run r;
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_string_equal(r.out, "nothing to remove\n"); /* within the grace */
+    age(HDR, name, 0);
+    ctl(&r, NULL, "ls", name, NULL);
+    if (strstr(r.out, "incomplete (no magic yet); stale: its creator died while creating it") ==
+        NULL)
+        fail_msg("ls: %s", r.out);
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    char want[400];
+    snprintf(want, sizeof want, "removed map shmrpc.map.%s: its creator died while creating it\n",
+             name);
+    assert_string_equal(r.out, want);
+    assert_false(seg_there(HDR, name, 0));
 }
 
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
@@ -761,6 +1082,8 @@ int main(void)
         cmocka_unit_test(clean_removes_only_the_dead),
         cmocka_unit_test(ls_shows_queues),
         cmocka_unit_test(admin_removes_only_what_it_listed),
+        cmocka_unit_test(ls_and_clean_maps),
+        cmocka_unit_test(clean_half_made_map),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -31,6 +31,8 @@
 #include <unistd.h>
 
 #include <shmrpc/buf.h>
+#include <shmrpc/map.h>
+#include <shmrpc/queue.h>
 
 #include "config.h"
 #include "procs.h"
@@ -50,6 +52,7 @@ static struct {
     long add_calls, add_errors; /* add calls made, to compare with /metrics */
     char talk[96];              /* what talker prints, appended to by the test */
     char logs[96];              /* its LOG_DIR */
+    char queue[64], map[64];    /* made by test_queues_and_maps */
 } T;
 
 static void http(const char *method, const char *path, const char *extra, const char *body, resp *r)
@@ -186,6 +189,8 @@ static int group_teardown(void **state)
     sup_kill_reap(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.shm);
+    if (T.queue[0]) shmrpc_queue_unlink(T.queue);
+    if (T.map[0]) shmrpc_map_unlink_quiet(T.map);
     /* This supervisor's control segment only: every "shmrpc-control-" one would include
      * those of other tests' supervisors running beside this one (ctest -j). */
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
@@ -418,6 +423,129 @@ static void test_metrics(void **state)
         want += len + (want[len] == ' ');
     }
     resp_free(&r);
+}
+
+static json_t *get_json(const char *path, int status);
+
+/* The value of the /metrics sample line that begins with head ("name{labels}"); -1 when
+ * there is none. */
+static long long metric(const char *text, const char *head)
+{
+    size_t n = strlen(head);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, head, n) == 0 && p[n] == ' ') return strtoll(p + n + 1, NULL, 10);
+    return -1;
+}
+
+static json_int_t member(json_t *list, const char *name, const char *key)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(list, i, o)
+    {
+        if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0)
+            return json_is_integer(json_object_get(o, key))
+                       ? json_integer_value(json_object_get(o, key))
+                       : -2;
+    }
+    return -1;
+}
+
+/* A queue and a map of the supervisor's user, made here with known figures, in /metrics
+ * and in /api/services (the overview's "Queues and maps"); gone from both once removed. */
+static void test_queues_and_maps(void **state)
+{
+    (void)state;
+    snprintf(T.queue, sizeof T.queue, "webq_%d", (int)getpid());
+    snprintf(T.map, sizeof T.map, "webm_%d", (int)getpid());
+    shmrpc_queue_opts qo;
+    shmrpc_queue_opts_init(&qo);
+    qo.mode = SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE;
+    qo.capacity = 2;
+    shmrpc_queue *q;
+    assert_int_equal(shmrpc_queue_open(&q, T.queue, &qo), 0);
+    assert_int_equal(shmrpc_queue_push(q, "a", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "b", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "c", 1, 1), SHMRPC_ETIMEDOUT); /* full */
+    char buf[8];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    shmrpc_queue_close(q);
+    shmrpc_map_opts mo;
+    shmrpc_map_opts_init(&mo);
+    mo.mode = SHMRPC_MAP_CREATE_NEW_EXCLUSIVE;
+    mo.initial_slots = 8;
+    mo.initial_bytes = 4096;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, T.map, &mo), 0);
+    for (int i = 0; i < 6; i++) /* past 7/10 of 8 slots: one growth */
+        assert_int_equal(shmrpc_map_put(m, &i, sizeof i, "value", 5), 0);
+    int k = 0;
+    assert_int_equal(shmrpc_map_remove(m, &k, sizeof k), 0);
+    shmrpc_map_info mi;
+    assert_int_equal(shmrpc_map_get_info(m, &mi), 0);
+    assert_int_equal(mi.generation, 2);
+    shmrpc_map_close(m);
+
+    resp r;
+    get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
+    char head[160];
+#define Q(fam, want)                                                                               \
+    snprintf(head, sizeof head, "%s{queue=\"%s\"}", fam, T.queue);                                 \
+    if (metric(r.body, head) != (want))                                                            \
+    fail_msg("%s: %lld, not %d", head, metric(r.body, head), want)
+#define M(fam, want)                                                                               \
+    snprintf(head, sizeof head, "%s{map=\"%s\"}", fam, T.map);                                     \
+    if (metric(r.body, head) != (long long)(want))                                                 \
+    fail_msg("%s: %lld, not %lld", head, metric(r.body, head), (long long)(want))
+    Q("shmrpc_queue_depth", 1);
+    Q("shmrpc_queue_pushed_total", 2);
+    Q("shmrpc_queue_popped_total", 1);
+    Q("shmrpc_queue_timeouts_total", 1);
+    Q("shmrpc_queue_drops_total", 0);
+    Q("shmrpc_queue_repairs_total", 0);
+    M("shmrpc_map_entries", 5);
+    M("shmrpc_map_capacity_bytes", mi.bytes);
+    M("shmrpc_map_used_bytes", mi.used);
+    M("shmrpc_map_generation", 2);
+    M("shmrpc_map_writes_total", 7);
+    M("shmrpc_map_growths_total", 1);
+    M("shmrpc_map_lock_waits_total", 0);
+    for (const char *fam = "# TYPE shmrpc_queue_depth gauge\n# TYPE shmrpc_queue_pushed_total "
+                           "counter\n# TYPE shmrpc_map_entries gauge\n# TYPE "
+                           "shmrpc_map_lock_waits_total counter\n";
+         *fam; fam = strchr(fam, '\n') + 1) {
+        snprintf(head, sizeof head, "%.*s", (int)(strchr(fam, '\n') - fam + 1), fam);
+        if (!strstr(r.body, head)) fail_msg("no %s", head);
+    }
+    resp_free(&r);
+
+    json_t *v = get_json("/api/services", 200);
+    json_t *qs = json_object_get(v, "queues"), *ms = json_object_get(v, "maps");
+    assert_int_equal(member(qs, T.queue, "depth"), 1);
+    assert_int_equal(member(qs, T.queue, "pushed"), 2);
+    assert_int_equal(member(qs, T.queue, "popped"), 1);
+    assert_int_equal(member(qs, T.queue, "timeouts"), 1);
+    assert_int_equal(member(qs, T.queue, "drops"), 0);
+    assert_int_equal(member(ms, T.map, "entries"), 5);
+    assert_int_equal(member(ms, T.map, "bytes"), (json_int_t)mi.bytes);
+    assert_int_equal(member(ms, T.map, "writes"), 7);
+    assert_int_equal(member(ms, T.map, "growths"), 1);
+    assert_int_equal(member(ms, T.map, "lock_waits"), 0);
+    json_decref(v);
+
+    assert_int_equal(shmrpc_queue_unlink(T.queue), 0);
+    assert_int_equal(shmrpc_map_unlink(T.map), 0);
+    v = get_json("/api/services", 200);
+    assert_int_equal(member(json_object_get(v, "queues"), T.queue, "depth"), -1);
+    assert_int_equal(member(json_object_get(v, "maps"), T.map, "entries"), -1);
+    json_decref(v);
+    get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
+    assert_null(strstr(r.body, T.queue));
+    assert_null(strstr(r.body, T.map));
+    resp_free(&r);
+#undef Q
+#undef M
 }
 
 static void test_service_page(void **state)
@@ -1050,12 +1178,13 @@ static void test_sigterm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages),         cmocka_unit_test(test_services),
-        cmocka_unit_test(test_gateway),       cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_service_page),  cmocka_unit_test(test_assets),
-        cmocka_unit_test(test_service_html),  cmocka_unit_test(test_series),
-        cmocka_unit_test(test_log_follow),    cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_pages),           cmocka_unit_test(test_services),
+        cmocka_unit_test(test_gateway),         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_queues_and_maps), cmocka_unit_test(test_service_page),
+        cmocka_unit_test(test_assets),          cmocka_unit_test(test_service_html),
+        cmocka_unit_test(test_series),          cmocka_unit_test(test_log_follow),
+        cmocka_unit_test(test_actions),         cmocka_unit_test(test_crafted_files),
+        cmocka_unit_test(test_sigterm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -7,6 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <shmrpc/map.h>
+#include <shmrpc/queue.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -19,6 +22,9 @@ typedef enum shmrpc_seg_kind {
     SHMRPC_SEG_LOCK,    /* shmrpc.lock.NAME (shmrpc/lock.h) */
     SHMRPC_SEG_STATS,   /* shmrpc.stats.SCHEME.WHERE, a server's call statistics */
     SHMRPC_SEG_QUEUE,   /* shmrpc.queue.NAME (shmrpc/queue.h) */
+    SHMRPC_SEG_MAP,     /* shmrpc.map.NAME, a map's header (shmrpc/map.h); its lock is a
+                         * lock, shmrpc.lock.map.NAME */
+    SHMRPC_SEG_MAPGEN,  /* shmrpc.mapgen.NAME.G, generation G of a map's table */
     SHMRPC_SEG_OTHER    /* shmrpc:... in no form the library makes */
 } shmrpc_seg_kind;
 
@@ -35,18 +41,20 @@ typedef struct shmrpc_segment {
     char name[256]; /* as in /dev/shm, without the leading '/' */
     shmrpc_seg_kind kind;
     char key[256]; /* control, channel, stats: the shm:// name (or tcp://HOST:PORT);
-                    * lock, queue: its name */
+                    * lock, queue, map, mapgen: its name (a map's lock: map.NAME) */
     bool readable; /* the segment could be opened: size, uid, ino, mtime are set */
     long long size;
     unsigned uid;
     uint64_t ino;
     int64_t mtime; /* seconds since the epoch */
     /* The owner: control: the manager; channel: the server (its name); lock: the thread
-     * that holds it; stats: the process that listened; queue: its creator. 0: none. */
+     * that holds it; stats: the process that listened; queue, map: its creator (a map's
+     * by its pid alone); mapgen: none. 0: none. */
     int32_t owner_pid;
     uint64_t owner_start; /* its start time (clock ticks since boot), 0 when unknown */
     shmrpc_seg_life owner;
-    bool valid;       /* control, stats, queue: the magic and version are the library's */
+    bool valid;       /* control, stats, queue, map, mapgen: the magic and version are the
+                       * library's */
     char service[64]; /* control, stats: the service's name */
     int workers;      /* control: workers running */
     int connections;  /* control: slots in use */
@@ -61,6 +69,14 @@ typedef struct shmrpc_segment {
     int32_t taker;
     int32_t client_pid; /* channel: its client, 0 when unknown */
     shmrpc_seg_life client;
+    /* queue (valid): its counters, as shmrpc_queue_get_stats gives them to a handle that
+     * does not subscribe (missed is 0). */
+    shmrpc_queue_stats queue;
+    /* map (valid): its figures, as shmrpc_map_get_info gives them, read from the header,
+     * the current generation's head and the lock (lock_waits); generation 0 when the
+     * current generation could not be read. mapgen: its number in map.generation, and
+     * when valid its own figures (count, slots, bytes, used, live). */
+    shmrpc_map_info map;
     char detail[200]; /* one line for people: "service calc, 2 workers, 1 connection" */
     bool stale;       /* shmrpc_segment_remove would remove it (docs/admin.md) */
     char reason[160]; /* why it is stale: "its manager, pid 123, is dead" */
@@ -69,21 +85,22 @@ typedef struct shmrpc_segment {
 /* Every shmrpc segment in /dev/shm, sorted by name, into *out (free it with
  * shmrpc_segments_free) and *n. With n_names > 0, only those of the names given: a
  * service (NAME or shm://NAME: its control, channel and stats segments), a lock or a
- * queue (by its name). 0, SHMRPC_ENOMEM, or SHMRPC_ESYS(errno) when /dev/shm cannot be
- * read; the message in shmrpc_errmsg(). */
+ * queue (by its name), a map (by its name: its header, generations and lock). 0, SHMRPC_ENOMEM, or
+ * SHMRPC_ESYS(errno) when /dev/shm cannot be read; the message in shmrpc_errmsg(). */
 int shmrpc_segments_list(shmrpc_segment **out, size_t *n, const char *const *names, size_t n_names);
 
 void shmrpc_segments_free(shmrpc_segment *v);
 
 /* Removes a segment that shmrpc_segments_list judged stale, if it still is: the same
- * inode, and for a control or stats segment the same owner, still dead. 0 when it was
+ * inode, and for a control or stats segment the same owner, still dead; a map's leftover
+ * generation is removed under the map's lock (docs/admin.md). 0 when it was
  * removed; SHMRPC_EINVAL for one not judged stale; SHMRPC_EBUSY when it changed since it
  * was listed (gone already, another inode under its name, its owner alive); SHMRPC_ESYS(errno)
  * when it cannot be removed (EACCES: another user's). The message in shmrpc_errmsg().
  * Remove channels before their control segment, so that a failure leaves none orphaned. */
 int shmrpc_segment_remove(const shmrpc_segment *s);
 
-/* "control", "channel", "lock", "stats", "queue", "other". */
+/* "control", "channel", "lock", "stats", "queue", "map", "mapgen", "other". */
 const char *shmrpc_seg_kind_name(shmrpc_seg_kind k);
 
 /* "free", "alive", "dead", "unknown". */

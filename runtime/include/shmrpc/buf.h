@@ -73,6 +73,14 @@ static inline int shmrpc_buf_append(shmrpc_buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* Makes room for n more bytes after len without appending them (a caller then writes
+ * there and moves len): 0, or b->err (SHMRPC_ENOMEM, SHMRPC_ETOOBIG past max). */
+static inline int shmrpc_buf_reserve(shmrpc_buf *b, size_t n)
+{
+    if (b->err) return b->err;
+    return n > b->cap - b->len ? shmrpc__buf_grow(b, n) : 0;
+}
+
 /* Appends printf's text for fmt, whole however long it is; a NUL follows it in data when
  * it fits (not counted in len). 0, or b->err: SHMRPC_ENOMEM, SHMRPC_ETOOBIG past max,
  * SHMRPC_EINVAL for a format printf refuses. */

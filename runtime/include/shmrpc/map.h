@@ -60,7 +60,14 @@ typedef struct shmrpc_map_opts {
     int64_t lock_timeout_ms;
     mode_t perms;          /* of created segments, as shmrpc_lock_opts.perms; default 0600 */
     shmrpc_wait_opts wait; /* how the lock and shmrpc_map_wait wait */
+    /* The type of the keys and values, as a canonical signature (docs/map.md, "Typed
+     * maps"): stored in a map this open creates; an existing map of another type is
+     * refused (SHMRPC_EPROTO). NULL (the default) or "": untyped, and any map is accepted. */
+    const char *type;
 } shmrpc_map_opts;
+
+/* The longest type signature a map stores. */
+#define SHMRPC_MAP_TYPE_MAX 65535u
 
 void shmrpc_map_opts_init(shmrpc_map_opts *o);
 
@@ -157,7 +164,10 @@ typedef struct shmrpc_map_info {
     uint64_t growths;    /* generations made by growth (clears not counted) */
     uint64_t repairs;    /* writes of a dead writer rolled forward by the next */
     uint64_t lock_waits; /* writes that found the lock held */
+    uint64_t reads;      /* gets and views of every handle, open or closed (each counts its
+                            own in its reader slot: no shared line per get) */
     pid_t creator;       /* the process that created the map */
+    const char *type;    /* its type signature, "" when untyped; valid until close */
 } shmrpc_map_info;
 
 int shmrpc_map_get_info(shmrpc_map *m, shmrpc_map_info *out);

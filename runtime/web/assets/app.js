@@ -1,4 +1,5 @@
-// The overview: GET /api/services every 2 s into the tables; the buttons POST the
+// The overview: GET /api/services every 2 s into the tables (services, the methods that
+// took the most time, the user's queues and maps); the buttons POST the
 // actions with the page's token (X-Shmrpc-Token). A service's name leads to its page
 // (/services/NAME, service.js), with charts and its log. Formats, and the way to the
 // login page when the session has ended (a 401), are format.js's.
@@ -73,6 +74,24 @@ function render(data) {
     cell(row, micros(m.total_ns / 1000));
     cell(row, micros(m.p50_us));
     cell(row, micros(m.p99_us));
+  }
+  // A queue's figures, then a map's: "–" in the columns of the other kind.
+  const shared = document.querySelector("#shared tbody");
+  shared.replaceChildren();
+  const rows = data.queues.map((q) => ["queue", q]).concat(data.maps.map((m) => ["map", m]));
+  for (const [kind, x] of rows) {
+    const row = shared.insertRow();
+    row.dataset.kind = kind;
+    row.dataset.name = x.name;
+    cell(row, kind);
+    cell(row, x.name);
+    for (const k of ["depth", "pushed", "popped", "timeouts", "drops", "entries"])
+      cell(row, text(x[k])).dataset.figure = k;
+    const b = cell(row, bytes(x.bytes));
+    b.dataset.figure = "bytes";
+    if (kind === "map") b.title = bytes(x.used_bytes) + " used";
+    for (const k of ["generation", "writes", "growths", "lock_waits"])
+      cell(row, text(x[k])).dataset.figure = k;
   }
 }
 

@@ -1,0 +1,21 @@
+/* Bytes from and to the shell, shared by shmrpcctl queue and map: all of stdin, and padded
+ * base64 both ways. */
+#ifndef SHMRPC_CTL_BYTES_H
+#define SHMRPC_CTL_BYTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmrpc/buf.h>
+
+/* Reads all of stdin into b: 0, or the buffer's or an I/O status. */
+int ctl_read_stdin(shmrpc_buf *b);
+
+/* Prints p[0..n) as padded base64 and a newline on stdout. */
+void ctl_put_base64(const uint8_t *p, size_t n);
+
+/* Decodes padded base64 text (whitespace after it ignored) into out; false if it is not. */
+bool ctl_from_base64(const char *s, size_t n, shmrpc_buf *out);
+
+#endif

@@ -1,0 +1,306 @@
+/* shmrpcctl map with real processes: a child fills the typed maps of examples/cache/cache.svc
+ * through the generated functions and shmrpcctl prints them as JSON; shmrpcctl puts JSON that
+ * generated code reads, lists keys, removes, and prints counters; bytes and base64 go through
+ * an untyped map; a missing map, a bad key and JSON of the wrong type are refused with a
+ * message and their exit status. Every child is bounded; every map is removed in teardown. */
+#define _GNU_SOURCE /* pipe2 */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "sup_helpers.h"
+
+#define RAW_MAP "cache.ctl_map_test_raw"
+
+typedef struct run {
+    int status; /* exit status, or -1 when killed */
+    char out[8192];
+    char err[8192];
+} run;
+
+/* Runs shmrpcctl with the arguments (NULL-terminated) and stdin, 10 s at most. */
+static void ctl(run *r, const char *in, ...)
+{
+    const char *argv[16] = {SHMRPCCTL};
+    va_list ap;
+    va_start(ap, in);
+    for (int i = 1; i < 15 && (argv[i] = va_arg(ap, const char *)) != NULL; i++)
+        ;
+    va_end(ap);
+    argv[15] = NULL;
+    int po[2], pe[2], pi[2];
+    assert_int_equal(pipe2(po, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pi[0], 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        alarm(10);
+        execv(SHMRPCCTL, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]), close(pe[1]), close(pi[0]);
+    if (in) {
+        ssize_t w = write(pi[1], in, strlen(in));
+        (void)w;
+    }
+    close(pi[1]);
+    size_t no = 0, ne = 0;
+    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+    int64_t deadline = sup_now_ms() + 10000;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && sup_now_ms() < deadline) {
+        if (poll(fds, 2, 100) <= 0) continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents) continue;
+            char *buf = i ? r->err : r->out;
+            size_t *n = i ? &ne : &no;
+            size_t cap = i ? sizeof r->err : sizeof r->out;
+            ssize_t got = read(fds[i].fd, buf + *n, cap - 1 - *n);
+            if (got <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+            } else {
+                *n += (size_t)got;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0) close(fds[i].fd);
+    r->out[no] = r->err[ne] = '\0';
+    int st;
+    kill(pid, SIGKILL); /* harmless once it exited; bounded when it did not */
+    waitpid(pid, &st, 0);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void remove_maps(void)
+{
+    shmrpc_map_unlink_quiet(CACHE_MAP_ENTRIES);
+    shmrpc_map_unlink_quiet(CACHE_MAP_COMPUTED);
+    shmrpc_map_unlink_quiet(RAW_MAP);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    remove_maps();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    remove_maps();
+    return 0;
+}
+
+#define N_WORDS 100
+
+/* The child: puts N_WORDS entries and a count through the generated functions; 0 when all
+ * went. */
+static int filler(void)
+{
+    alarm(20);
+    shmrpc_map *entries, *computed;
+    if (Cache_entries_open(&entries, NULL) != 0 || Cache_computed_open(&computed, NULL) != 0)
+        return 1;
+    shmrpc_buf buf;
+    shmrpc_buf_init(&buf);
+    for (int i = 0; i < N_WORDS; i++) {
+        char word[32], upper[32];
+        snprintf(word, sizeof word, "word%d", i);
+        snprintf(upper, sizeof upper, "WORD%d", i);
+        cache_Entry e = {shmrpc_str_c(upper), (uint32_t)strlen(word), (int32_t)getpid()};
+        if (Cache_entries_put(entries, &buf, shmrpc_str_c(word), &e) != 0) return 2;
+    }
+    if (Cache_computed_put(computed, &buf, 42, N_WORDS) != 0) return 3;
+    shmrpc_buf_destroy(&buf);
+    shmrpc_map_close(entries);
+    shmrpc_map_close(computed);
+    return 0;
+}
+
+static void ctl_json_on_typed_maps(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(filler());
+    pid_t filler_pid = child; /* sup_wait_exit clears child */
+    int st = sup_wait_exit(&child, 20000);
+    if (st < 0) sup_kill_reap(&child);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    run r;
+    ctl(&r, NULL, "map", "get", CACHE_MAP_ENTRIES, "word7", NULL);
+    assert_int_equal(r.status, 0);
+    char want[128];
+    snprintf(want, sizeof want, "{\"upper\":\"WORD7\",\"length\":5,\"pid\":%d}\n", (int)filler_pid);
+    assert_string_equal(r.out, want);
+    /* A string key in its JSON quotes is the same key. */
+    ctl(&r, NULL, "map", "get", CACHE_MAP_ENTRIES, "\"word7\"", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, want);
+    ctl(&r, NULL, "map", "get", CACHE_MAP_COMPUTED, "42", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "100\n");
+
+    /* JSON in, typed value out. */
+    ctl(&r, NULL, "map", "put", CACHE_MAP_ENTRIES, "new word",
+        "{\"upper\":\"NEW WORD\",\"length\":8,\"pid\":-1}", NULL);
+    assert_int_equal(r.status, 0);
+    ctl(&r, "{\"upper\":\"STDIN\",\"length\":5,\"pid\":0}", "map", "put", CACHE_MAP_ENTRIES,
+        "stdin", "-", NULL);
+    assert_int_equal(r.status, 0);
+    shmrpc_map *entries;
+    assert_int_equal(Cache_entries_open(&entries, NULL), 0);
+    shmrpc_buf buf;
+    shmrpc_buf_init(&buf);
+    shmrpc_arena *a = shmrpc_arena_new(1024);
+    cache_Entry e;
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c("new word"), &e), 0);
+    assert_int_equal(e.length, 8);
+    assert_int_equal(e.pid, -1);
+    assert_memory_equal(e.upper.ptr, "NEW WORD", 8);
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c("stdin"), &e), 0);
+    assert_int_equal(e.length, 5);
+
+    /* keys: one JSON key a line, every one. */
+    ctl(&r, NULL, "map", "keys", CACHE_MAP_ENTRIES, NULL);
+    assert_int_equal(r.status, 0);
+    int lines = 0;
+    for (const char *p = r.out; (p = strchr(p, '\n')); p++)
+        lines++;
+    assert_int_equal(lines, N_WORDS + 2);
+    assert_non_null(strstr(r.out, "\"word99\"\n"));
+    assert_non_null(strstr(r.out, "\"new word\"\n"));
+    ctl(&r, NULL, "map", "keys", CACHE_MAP_COMPUTED, NULL);
+    assert_string_equal(r.out, "42\n");
+
+    /* del, then the key is gone for both. */
+    ctl(&r, NULL, "map", "del", CACHE_MAP_ENTRIES, "word7", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c("word7"), &e), SHMRPC_ENOENT);
+    ctl(&r, NULL, "map", "get", CACHE_MAP_ENTRIES, "word7", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no such key"));
+    ctl(&r, NULL, "map", "del", CACHE_MAP_ENTRIES, "word7", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no such key"));
+
+    /* stat: the type and the counts. */
+    ctl(&r, NULL, "map", "stat", CACHE_MAP_ENTRIES, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, Cache_entries_type));
+    assert_non_null(strstr(r.out, "keys        101\n"));
+    ctl(&r, NULL, "map", "stat", "--json", CACHE_MAP_COMPUTED, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"type\":\"computed(i32 key)->u64 @msgpack\""));
+    assert_non_null(strstr(r.out, "\"count\":1,"));
+
+    /* Bad input: status 2, a message that names the place, nothing written. */
+    ctl(&r, NULL, "map", "put", CACHE_MAP_ENTRIES, "w", "{\"upper\":1}", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value: value.upper: expected a string"));
+    ctl(&r, NULL, "map", "put", CACHE_MAP_ENTRIES, "w", "[1,", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value"));
+    ctl(&r, NULL, "map", "get", CACHE_MAP_COMPUTED, "forty-two", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad key: key"));
+    ctl(&r, NULL, "map", "put", CACHE_MAP_COMPUTED, "1", "-3", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "bad value"));
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c("w"), &e), SHMRPC_ENOENT);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(entries, &info), 0);
+    assert_int_equal(info.count, N_WORDS + 1);
+
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&buf);
+    shmrpc_map_close(entries);
+}
+
+static void ctl_bytes_on_an_untyped_map(void **state)
+{
+    (void)state;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, RAW_MAP, NULL), 0);
+    assert_int_equal(shmrpc_map_put(m, "k\0ey", 4, "v\0\xff", 3), 0);
+    run r;
+    ctl(&r, NULL, "map", "get", "--base64", RAW_MAP, "awBleQ==", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "dgD/\n");
+    ctl(&r, NULL, "map", "put", RAW_MAP, "text", "plain bytes", NULL);
+    assert_int_equal(r.status, 0);
+    ctl(&r, NULL, "map", "get", RAW_MAP, "text", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "plain bytes");
+    ctl(&r, NULL, "map", "put", "--base64", RAW_MAP, "YjY0", "AAE=", NULL);
+    assert_int_equal(r.status, 0);
+    char v[8];
+    size_t len;
+    assert_int_equal(shmrpc_map_get(m, "b64", 3, v, sizeof v, &len), 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(v, "\0\1", 2);
+    ctl(&r, NULL, "map", "keys", "--base64", RAW_MAP, NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "awBleQ==\n"));
+    assert_non_null(strstr(r.out, "dGV4dA==\n"));
+    assert_non_null(strstr(r.out, "YjY0\n"));
+    ctl(&r, NULL, "map", "stat", RAW_MAP, NULL);
+    assert_non_null(strstr(r.out, "(untyped)"));
+    ctl(&r, NULL, "map", "put", "--base64", RAW_MAP, "k", "not base64!", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "not base64"));
+    shmrpc_map_close(m);
+}
+
+static void ctl_refuses_what_is_not_there(void **state)
+{
+    (void)state;
+    run r;
+    ctl(&r, NULL, "map", "get", "cache.no_such_map", "k", NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no map 'cache.no_such_map'"));
+    ctl(&r, NULL, "map", "keys", "bad/name", NULL);
+    assert_int_equal(r.status, 1);
+    ctl(&r, NULL, "map", "get", "cache.no_such_map", NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "usage"));
+    ctl(&r, NULL, "map", "frob", "x", NULL);
+    assert_int_equal(r.status, 2);
+    /* Nothing was created by asking. */
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *m = NULL;
+    assert_int_equal(shmrpc_map_open(&m, "cache.no_such_map", &o), SHMRPC_ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(ctl_json_on_typed_maps, setup, teardown),
+        cmocka_unit_test_setup_teardown(ctl_bytes_on_an_untyped_map, setup, teardown),
+        cmocka_unit_test_setup_teardown(ctl_refuses_what_is_not_there, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
