@@ -33,7 +33,11 @@ fi
 version=$(cd "$tmp/shmrpc" && dpkg-parsechangelog -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-echo "built: $(cd "$tmp" && ls ./*.deb | grep -v dbgsym | tr '\n' ' ')"
+built=""
+for deb in "$tmp"/*.deb; do
+    case $deb in *-dbgsym_*) ;; *) built="$built $(basename "$deb")" ;; esac
+done
+echo "built:$built"
 
 if command -v lintian >/dev/null; then
     lintian --fail-on error "$tmp/shmrpc_${version}_$arch.changes" >"$tmp/lintian.log" 2>&1 ||
@@ -76,6 +80,8 @@ for deb in "$tmp"/*.deb; do
     dpkg-deb -x "$deb" "$root"
 done
 echo "unpacked into a throwaway root"
+grep -qx "ExecStart=/usr/bin/shmrpc-service --foreground /etc/shmrpc/%i.ini" \
+    "$root/lib/systemd/system/shmrpc-service@.service" || fail "the unit does not start /usr/bin/shmrpc-service"
 
 SHMRPC_INSTALLED_PREFIX=$root/usr sh "$src/tests/package/run_consumer.sh" \
     "$(echo "$tmp"/shmrpc/obj-*)" "$src" "${CC:-cc}" "$(dpkg-buildflags --get CFLAGS)"
