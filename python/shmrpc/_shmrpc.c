@@ -27,35 +27,51 @@ static PyObject *json_loads, *a2b_base64, *struct_factory; /* struct_factory: se
 
 /* --- errors -------------------------------------------------------------------------- */
 
-/* Raises the exception for a failed library call: rc's class, with the status, its name
- * and the thread's message (read at once: the next shmrpc call may replace it). */
-static PyObject *raise_as(PyObject *as, int rc, const char *what, const char *msg)
+/* Raises the exception for a failed library call: rc's class (or cls), with the status,
+ * its name and the thread's message (read at once: the next shmrpc call may replace it).
+ * sent: the request had left, so that a timeout, a death or a lost server may have come
+ * after the handler ran (docs/shm-transport.md), unless the library says it did not. */
+static PyObject *raise_as(PyObject *cls, int rc, const char *what, const char *msg, bool sent)
 {
-    PyObject *cls = Error;
-    int may_have_run = 0;
+    bool may_have_run = false;
     switch (rc) {
     case SHMRPC_ETIMEDOUT:
-        cls = Timeout, may_have_run = 1;
-        break;
     case SHMRPC_EUNAVAIL:
-    case SHMRPC_ENOENT:
-    case SHMRPC_ECLOSED:
-        cls = Unavailable;
-        break;
-    case SHMRPC_EMISMATCH:
-    case SHMRPC_EVERSION:
-        cls = Mismatch;
-        break;
     case SHMRPC_EPEERDIED:
-        cls = PeerDied, may_have_run = 1;
+        may_have_run = sent && strstr(msg, "did not run") == NULL;
         break;
     case SHMRPC_EHANDLER:
-        cls = HandlerError, may_have_run = 1;
+        may_have_run = true;
         break;
     default:
+        may_have_run = cls == HandlerError;
         break;
     }
-    if (as != NULL) cls = as, may_have_run = 1;
+    if (cls == NULL) {
+        switch (rc) {
+        case SHMRPC_ETIMEDOUT:
+            cls = Timeout;
+            break;
+        case SHMRPC_EUNAVAIL:
+        case SHMRPC_ENOENT:
+        case SHMRPC_ECLOSED:
+            cls = Unavailable;
+            break;
+        case SHMRPC_EMISMATCH:
+        case SHMRPC_EVERSION:
+            cls = Mismatch;
+            break;
+        case SHMRPC_EPEERDIED:
+            cls = PeerDied;
+            break;
+        case SHMRPC_EHANDLER:
+            cls = HandlerError;
+            break;
+        default:
+            cls = Error;
+            break;
+        }
+    }
     PyObject *text =
         PyUnicode_FromFormat("%s: %s%s%s", what, shmrpc_strerror(rc), *msg ? ": " : "", msg);
     if (text == NULL) return NULL;
@@ -65,20 +81,19 @@ static PyObject *raise_as(PyObject *as, int rc, const char *what, const char *ms
     PyObject *m = PyUnicode_DecodeUTF8(msg, (Py_ssize_t)strlen(msg), "replace");
     PyObject *st = PyLong_FromLong(rc);
     PyObject *nm = PyUnicode_FromString(shmrpc_status_name(rc));
-    PyObject *mh = PyBool_FromLong(may_have_run);
-    if (m && st && nm && mh && PyObject_SetAttrString(exc, "message", m) == 0 &&
+    if (m && st && nm && PyObject_SetAttrString(exc, "message", m) == 0 &&
         PyObject_SetAttrString(exc, "status", st) == 0 &&
         PyObject_SetAttrString(exc, "status_name", nm) == 0 &&
-        PyObject_SetAttrString(exc, "may_have_run", mh) == 0)
+        PyObject_SetAttrString(exc, "may_have_run", may_have_run ? Py_True : Py_False) == 0)
         PyErr_SetObject(cls, exc);
-    Py_XDECREF(m), Py_XDECREF(st), Py_XDECREF(nm), Py_XDECREF(mh);
+    Py_XDECREF(m), Py_XDECREF(st), Py_XDECREF(nm);
     Py_DECREF(exc);
     return NULL;
 }
 
 static PyObject *raise_status(int rc, const char *what, const char *msg)
 {
-    return raise_as(NULL, rc, what, msg);
+    return raise_as(NULL, rc, what, msg, false);
 }
 
 /* --- the place inside an argument, for messages ---------------------------------------- */
@@ -190,7 +205,8 @@ static int put_base64(shmrpc_buf *b, const unsigned char *p, size_t n)
     return put(b, "\"", 1);
 }
 
-/* An integer of t's kind in its range, as decimal text into out (at least 24 bytes). */
+/* An integer of t's kind in its range, as decimal text into out (at least 24 bytes): 0, or
+ * 1 for a u64 above INT64_MAX, which JSON must quote; -1 raised. */
 static int int_text(const shmrpc_dyn_type *t, PyObject *v, const place *p, char *out)
 {
     if (!PyLong_Check(v) || PyBool_Check(v))
@@ -217,7 +233,7 @@ static int int_text(const shmrpc_dyn_type *t, PyObject *v, const place *p, char 
         unsigned long long u = PyLong_AsUnsignedLongLong(v);
         if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
             snprintf(out, 24, "%llu", u);
-            return 0;
+            return 1; /* the codec reads a u64 above INT64_MAX as a string of digits */
         }
         PyErr_Clear();
     }
@@ -253,7 +269,7 @@ static int encode_key(shmrpc_buf *b, const shmrpc_dyn_type *kt, PyObject *k, con
     case SHMRPC_DYN_ENUM:
         return encode(b, kt, k, p, 0);
     default:
-        if (int_text(kt, k, p, num) != 0) return -1;
+        if (int_text(kt, k, p, num) < 0) return -1;
         return put(b, "\"", 1) || put(b, num, strlen(num)) || put(b, "\"", 1) ? -1 : 0;
     }
 }
@@ -343,9 +359,11 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
     case SHMRPC_DYN_U8:
     case SHMRPC_DYN_U16:
     case SHMRPC_DYN_U32:
-    case SHMRPC_DYN_U64:
-        if (int_text(t, v, p, num) != 0) return -1;
-        return put(b, num, strlen(num));
+    case SHMRPC_DYN_U64: {
+        int big = int_text(t, v, p, num);
+        if (big < 0) return -1;
+        return big ? put_json_string(b, num, strlen(num)) : put(b, num, strlen(num));
+    }
     case SHMRPC_DYN_F32:
     case SHMRPC_DYN_F64: {
         if (PyBool_Check(v) || (!PyFloat_Check(v) && !PyLong_Check(v)))
@@ -731,7 +749,7 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
         /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
          * (a handler's error status with its message). */
         bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
-        raise_as(answered ? HandlerError : NULL, rc, name, msg);
+        raise_as(answered ? HandlerError : NULL, rc, name, msg, true);
         goto done;
     }
     if (raw) {
