@@ -22,7 +22,7 @@ class Server:
     def __init__(self, program, address, *args):
         self.address = address
         self.proc = subprocess.Popen([program, *args, address], stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -37,11 +37,15 @@ class Server:
 
     def stop(self):
         if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)  # a test may have stopped it
+            except ProcessLookupError:
+                pass
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too
                 self.proc.wait(10)
         self.proc.stderr.close()
         name = self.address[len("shm://"):] if self.address.startswith("shm://") else None
