@@ -12,11 +12,11 @@ connects again on its first call.
 """
 import inspect as _inspect
 
-from ._shmrpc import (Connection as _Connection, Error, HandlerError, Mismatch, PeerDied,
-                      Timeout, Unavailable, _param_names, _set_struct_factory)
+from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Mismatch, PeerDied,
+                      Queue, Timeout, Unavailable, _param_names, _set_struct_factory)
 
-__all__ = ["connect", "Client", "Struct", "Error", "Timeout", "Unavailable", "Mismatch",
-           "HandlerError", "PeerDied"]
+__all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
+           "Mismatch", "HandlerError", "PeerDied"]
 
 
 class Struct(dict):

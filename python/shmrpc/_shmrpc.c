@@ -4,8 +4,7 @@
  * signature and written as its JSON arguments, the result comes back through the codec's
  * JSON and is turned into Python values by the same signature (docs/python.md). @raw
  * methods skip the codec: their bytes go to the wire as they are. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "pyshmrpc.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -22,7 +21,8 @@
  * values, and values that hold themselves, fail with the place rather than recursing on. */
 #define MAX_DEPTH 128
 
-static PyObject *Error, *Timeout, *Unavailable, *Mismatch, *HandlerError, *PeerDied;
+PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch, *pyshm_HandlerError,
+    *pyshm_PeerDied;
 static PyObject *json_loads, *a2b_base64, *struct_factory; /* struct_factory: set by __init__ */
 
 /* --- errors -------------------------------------------------------------------------- */
@@ -31,7 +31,7 @@ static PyObject *json_loads, *a2b_base64, *struct_factory; /* struct_factory: se
  * its name and the thread's message (read at once: the next shmrpc call may replace it).
  * sent: the request had left, so that a timeout, a death or a lost server may have come
  * after the handler ran (docs/shm-transport.md), unless the library says it did not. */
-static PyObject *raise_as(PyObject *cls, int rc, const char *what, const char *msg, bool sent)
+PyObject *pyshm_raise_as(PyObject *cls, int rc, const char *what, const char *msg, bool sent)
 {
     bool may_have_run = false;
     switch (rc) {
@@ -44,31 +44,31 @@ static PyObject *raise_as(PyObject *cls, int rc, const char *what, const char *m
         may_have_run = true;
         break;
     default:
-        may_have_run = cls == HandlerError;
+        may_have_run = cls == pyshm_HandlerError;
         break;
     }
     if (cls == NULL) {
         switch (rc) {
         case SHMRPC_ETIMEDOUT:
-            cls = Timeout;
+            cls = pyshm_Timeout;
             break;
         case SHMRPC_EUNAVAIL:
         case SHMRPC_ENOENT:
         case SHMRPC_ECLOSED:
-            cls = Unavailable;
+            cls = pyshm_Unavailable;
             break;
         case SHMRPC_EMISMATCH:
         case SHMRPC_EVERSION:
-            cls = Mismatch;
+            cls = pyshm_Mismatch;
             break;
         case SHMRPC_EPEERDIED:
-            cls = PeerDied;
+            cls = pyshm_PeerDied;
             break;
         case SHMRPC_EHANDLER:
-            cls = HandlerError;
+            cls = pyshm_HandlerError;
             break;
         default:
-            cls = Error;
+            cls = pyshm_Error;
             break;
         }
     }
@@ -91,19 +91,12 @@ static PyObject *raise_as(PyObject *cls, int rc, const char *what, const char *m
     return NULL;
 }
 
-static PyObject *raise_status(int rc, const char *what, const char *msg)
+PyObject *pyshm_raise_status(int rc, const char *what, const char *msg)
 {
-    return raise_as(NULL, rc, what, msg, false);
+    return pyshm_raise_as(NULL, rc, what, msg, false);
 }
 
 /* --- the place inside an argument, for messages ---------------------------------------- */
-
-typedef struct place {
-    const struct place *up;
-    const char *field; /* a struct's field or a parameter (up == NULL) */
-    Py_ssize_t index;  /* a list's element, when field == NULL and key == NULL */
-    PyObject *key;     /* a map's key */
-} place;
 
 static void place_render(const place *p, PyObject *parts)
 {
@@ -111,7 +104,8 @@ static void place_render(const place *p, PyObject *parts)
     place_render(p->up, parts);
     PyObject *s;
     if (p->up == NULL)
-        s = PyUnicode_FromFormat("argument '%s'", p->field);
+        s = p->bare ? PyUnicode_FromString(p->field)
+                    : PyUnicode_FromFormat("argument '%s'", p->field);
     else if (p->field != NULL)
         s = PyUnicode_FromFormat(".%s", p->field);
     else if (p->key != NULL)
@@ -159,7 +153,7 @@ static const char *kind_name(const shmrpc_dyn_type *t)
 
 /* --- Python values to the JSON the dynamic codec reads ---------------------------------- */
 
-static int put(shmrpc_buf *b, const char *s, size_t n)
+int pyshm_put(shmrpc_buf *b, const char *s, size_t n)
 {
     if (shmrpc_buf_append(b, s, n) != 0) {
         PyErr_NoMemory();
@@ -171,38 +165,38 @@ static int put(shmrpc_buf *b, const char *s, size_t n)
 static int put_json_string(shmrpc_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (put(b, "\"", 1) != 0) return -1;
+    if (pyshm_put(b, "\"", 1) != 0) return -1;
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-        if (put(b, s + run, i - run) != 0) return -1;
+        if (pyshm_put(b, s + run, i - run) != 0) return -1;
         char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
         if (ch == '"' || ch == '\\') {
             esc[1] = (char)ch;
-            if (put(b, esc, 2) != 0) return -1;
-        } else if (put(b, esc, 6) != 0) {
+            if (pyshm_put(b, esc, 2) != 0) return -1;
+        } else if (pyshm_put(b, esc, 6) != 0) {
             return -1;
         }
         run = i + 1;
     }
-    if (put(b, s + run, n - run) != 0) return -1;
-    return put(b, "\"", 1);
+    if (pyshm_put(b, s + run, n - run) != 0) return -1;
+    return pyshm_put(b, "\"", 1);
 }
 
 static int put_base64(shmrpc_buf *b, const unsigned char *p, size_t n)
 {
     static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (put(b, "\"", 1) != 0) return -1;
+    if (pyshm_put(b, "\"", 1) != 0) return -1;
     for (size_t i = 0; i < n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
         if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
         if (i + 2 < n) v |= p[i + 2];
         char q[4] = {al[v >> 18], al[(v >> 12) & 63], i + 1 < n ? al[(v >> 6) & 63] : '=',
                      i + 2 < n ? al[v & 63] : '='};
-        if (put(b, q, 4) != 0) return -1;
+        if (pyshm_put(b, q, 4) != 0) return -1;
     }
-    return put(b, "\"", 1);
+    return pyshm_put(b, "\"", 1);
 }
 
 /* An integer of t's kind in its range, as decimal text into out (at least 24 bytes): 0, or
@@ -240,7 +234,7 @@ static int int_text(const shmrpc_dyn_type *t, PyObject *v, const place *p, char 
     return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
 }
 
-static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth);
+int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth);
 
 static int encode_list(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p,
                        int depth)
@@ -249,16 +243,17 @@ static int encode_list(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, con
         return fail_at(PyExc_TypeError, p, "expected a list, got %s", Py_TYPE(v)->tp_name);
     PyObject *seq = PySequence_Fast(v, "a list");
     if (seq == NULL) return -1;
-    int rc = put(b, "[", 1);
+    int rc = pyshm_put(b, "[", 1);
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         place here = {.up = p, .index = i};
-        if (i > 0) rc = put(b, ",", 1);
+        if (i > 0) rc = pyshm_put(b, ",", 1);
         if (rc == 0 && i >= PySequence_Fast_GET_SIZE(seq)) break; /* shrunk meanwhile */
-        if (rc == 0) rc = encode(b, t->elem, PySequence_Fast_GET_ITEM(seq, i), &here, depth + 1);
+        if (rc == 0)
+            rc = pyshm_encode(b, t->elem, PySequence_Fast_GET_ITEM(seq, i), &here, depth + 1);
     }
     Py_DECREF(seq);
-    return rc == 0 ? put(b, "]", 1) : -1;
+    return rc == 0 ? pyshm_put(b, "]", 1) : -1;
 }
 
 static int encode_key(shmrpc_buf *b, const shmrpc_dyn_type *kt, PyObject *k, const place *p)
@@ -267,10 +262,11 @@ static int encode_key(shmrpc_buf *b, const shmrpc_dyn_type *kt, PyObject *k, con
     switch (kt->kind) {
     case SHMRPC_DYN_STRING:
     case SHMRPC_DYN_ENUM:
-        return encode(b, kt, k, p, 0);
+        return pyshm_encode(b, kt, k, p, 0);
     default:
         if (int_text(kt, k, p, num) < 0) return -1;
-        return put(b, "\"", 1) || put(b, num, strlen(num)) || put(b, "\"", 1) ? -1 : 0;
+        return pyshm_put(b, "\"", 1) || pyshm_put(b, num, strlen(num)) || pyshm_put(b, "\"", 1) ? -1
+                                                                                                : 0;
     }
 }
 
@@ -282,18 +278,18 @@ static int encode_map(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, cons
     /* A snapshot: the dict cannot change under the walk, whatever its keys' __repr__ do. */
     PyObject *items = PyDict_Items(v);
     if (items == NULL) return -1;
-    int rc = put(b, "{", 1);
+    int rc = pyshm_put(b, "{", 1);
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
         PyObject *kv = PyList_GET_ITEM(items, i);
         PyObject *k = PyTuple_GET_ITEM(kv, 0);
         place here = {.up = p, .key = k};
-        if (i > 0) rc = put(b, ",", 1);
+        if (i > 0) rc = pyshm_put(b, ",", 1);
         if (rc == 0) rc = encode_key(b, t->key, k, &here);
-        if (rc == 0) rc = put(b, ":", 1);
-        if (rc == 0) rc = encode(b, t->elem, PyTuple_GET_ITEM(kv, 1), &here, depth + 1);
+        if (rc == 0) rc = pyshm_put(b, ":", 1);
+        if (rc == 0) rc = pyshm_encode(b, t->elem, PyTuple_GET_ITEM(kv, 1), &here, depth + 1);
     }
     Py_DECREF(items);
-    return rc == 0 ? put(b, "}", 1) : -1;
+    return rc == 0 ? pyshm_put(b, "}", 1) : -1;
 }
 
 static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p,
@@ -316,7 +312,7 @@ static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, c
         if (ks == NULL || f == t->n)
             rc = fail_at(PyExc_TypeError, p, "struct %s has no field %R", t->name, k);
     }
-    if (rc == 0) rc = put(b, "{", 1);
+    if (rc == 0) rc = pyshm_put(b, "{", 1);
     bool first = true;
     for (size_t f = 0; rc == 0 && f < t->n; f++) {
         const shmrpc_dyn_field *fd = &t->fields[f];
@@ -332,17 +328,17 @@ static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, c
                 rc = fail_at(PyExc_TypeError, &here, "missing (struct %s)", t->name);
             continue;
         }
-        if (!first) rc = put(b, ",", 1);
+        if (!first) rc = pyshm_put(b, ",", 1);
         first = false;
         if (rc == 0) rc = put_json_string(b, fd->name, strlen(fd->name));
-        if (rc == 0) rc = put(b, ":", 1);
-        if (rc == 0) rc = encode(b, fd->type, fv, &here, depth + 1);
+        if (rc == 0) rc = pyshm_put(b, ":", 1);
+        if (rc == 0) rc = pyshm_encode(b, fd->type, fv, &here, depth + 1);
     }
     Py_DECREF(items);
-    return rc == 0 ? put(b, "}", 1) : -1;
+    return rc == 0 ? pyshm_put(b, "}", 1) : -1;
 }
 
-static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth)
+int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth)
 {
     if (depth > MAX_DEPTH)
         return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
@@ -351,7 +347,7 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
     case SHMRPC_DYN_BOOL:
         if (!PyBool_Check(v))
             return fail_at(PyExc_TypeError, p, "expected a bool, got %s", Py_TYPE(v)->tp_name);
-        return v == Py_True ? put(b, "true", 4) : put(b, "false", 5);
+        return v == Py_True ? pyshm_put(b, "true", 4) : pyshm_put(b, "false", 5);
     case SHMRPC_DYN_I8:
     case SHMRPC_DYN_I16:
     case SHMRPC_DYN_I32:
@@ -362,7 +358,7 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
     case SHMRPC_DYN_U64: {
         int big = int_text(t, v, p, num);
         if (big < 0) return -1;
-        return big ? put_json_string(b, num, strlen(num)) : put(b, num, strlen(num));
+        return big ? put_json_string(b, num, strlen(num)) : pyshm_put(b, num, strlen(num));
     }
     case SHMRPC_DYN_F32:
     case SHMRPC_DYN_F64: {
@@ -380,7 +376,7 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
         if (t->kind == SHMRPC_DYN_F32 && fabs(d) > 3.4028234663852886e38)
             return fail_at(PyExc_OverflowError, p, "%R is out of the range of f32", v);
         snprintf(num, sizeof num, "%.17g", d);
-        return put(b, num, strlen(num));
+        return pyshm_put(b, num, strlen(num));
     }
     case SHMRPC_DYN_STRING: {
         if (!PyUnicode_Check(v))
@@ -404,7 +400,7 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
         return rc;
     }
     case SHMRPC_DYN_OPT:
-        return v == Py_None ? put(b, "null", 4) : encode(b, t->elem, v, p, depth);
+        return v == Py_None ? pyshm_put(b, "null", 4) : pyshm_encode(b, t->elem, v, p, depth);
     case SHMRPC_DYN_LIST:
         return encode_list(b, t, v, p, depth);
     case SHMRPC_DYN_MAP:
@@ -430,12 +426,12 @@ static int encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pl
 
 /* --- the codec's JSON result to Python values ------------------------------------------- */
 
-static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth);
+PyObject *pyshm_fix(const shmrpc_dyn_type *t, PyObject *v, int depth);
 
-/* Replaces *slot with fix(t, *slot). */
+/* Replaces *slot with pyshm_fix(t, *slot). */
 static int fix_slot(const shmrpc_dyn_type *t, PyObject **slot, int depth)
 {
-    PyObject *nv = fix(t, *slot, depth);
+    PyObject *nv = pyshm_fix(t, *slot, depth);
     if (nv == NULL) return -1;
     Py_SETREF(*slot, nv);
     return 0;
@@ -443,9 +439,9 @@ static int fix_slot(const shmrpc_dyn_type *t, PyObject **slot, int depth)
 
 /* Returns a new reference: v (as json.loads made it) as t's Python value. The codec has
  * checked the result against the signature, so the shapes are right here. */
-static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
+PyObject *pyshm_fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
 {
-    if (depth > MAX_DEPTH + 8) return PyErr_Format(Error, "result nested too deep");
+    if (depth > MAX_DEPTH + 8) return PyErr_Format(pyshm_Error, "result nested too deep");
     switch (t->kind) {
     case SHMRPC_DYN_BYTES:
         return PyObject_CallOneArg(a2b_base64, v);
@@ -454,7 +450,7 @@ static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
         return PyNumber_Float(v);
     case SHMRPC_DYN_OPT:
         if (v == Py_None) return Py_NewRef(v);
-        return fix(t->elem, v, depth);
+        return pyshm_fix(t->elem, v, depth);
     case SHMRPC_DYN_LIST:
         if (!PyList_Check(v)) break;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++)
@@ -468,7 +464,7 @@ static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
         while (out != NULL && PyDict_Next(v, &pos, &k, &val)) {
             bool int_key = t->key->kind != SHMRPC_DYN_STRING && t->key->kind != SHMRPC_DYN_ENUM;
             PyObject *nk = int_key ? PyLong_FromUnicodeObject(k, 10) : Py_NewRef(k);
-            PyObject *nv = nk ? fix(t->elem, val, depth + 1) : NULL;
+            PyObject *nv = nk ? pyshm_fix(t->elem, val, depth + 1) : NULL;
             if (nv == NULL || PyDict_SetItem(out, nk, nv) != 0) Py_CLEAR(out);
             Py_XDECREF(nk), Py_XDECREF(nv);
         }
@@ -479,7 +475,7 @@ static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
         for (size_t f = 0; f < t->n; f++) {
             PyObject *fv = PyDict_GetItemString(v, t->fields[f].name);
             if (fv == NULL) continue;
-            PyObject *nv = fix(t->fields[f].type, fv, depth + 1);
+            PyObject *nv = pyshm_fix(t->fields[f].type, fv, depth + 1);
             if (nv == NULL || PyDict_SetItemString(v, t->fields[f].name, nv) != 0) {
                 Py_XDECREF(nv);
                 return NULL;
@@ -492,7 +488,36 @@ static PyObject *fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
     default:
         return Py_NewRef(v);
     }
-    return PyErr_Format(Error, "the result does not match its signature");
+    return PyErr_Format(pyshm_Error, "the result does not match its signature");
+}
+
+PyObject *pyshm_decode(const shmrpc_dyn_sig *sig, const void *body, size_t n, shmrpc_buf *json,
+                       const char *what)
+{
+    shmrpc_buf_clear(json);
+    if (shmrpc_dyn_decode_result(sig, body, n, json) != 0)
+        return PyErr_Format(pyshm_Error, "%s: %s", what, shmrpc_errmsg());
+    if (sig->result->kind == SHMRPC_DYN_VOID) Py_RETURN_NONE;
+    PyObject *loaded =
+        PyObject_CallFunction(json_loads, "s#", (const char *)json->data, (Py_ssize_t)json->len);
+    if (loaded == NULL) return NULL;
+    PyObject *r = pyshm_fix(sig->result, loaded, 0);
+    Py_DECREF(loaded);
+    return r;
+}
+
+int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, shmrpc_buf *json,
+                      shmrpc_buf *out)
+{
+    place top = {.field = what, .bare = true};
+    shmrpc_buf_clear(json);
+    shmrpc_buf_clear(out);
+    if (pyshm_encode(json, sig->result, v, &top, 0) != 0) return -1;
+    if (shmrpc_dyn_encode_result(sig, (const char *)json->data, json->len, out) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %s", what, shmrpc_errmsg());
+        return -1;
+    }
+    return 0;
 }
 
 /* --- the client ------------------------------------------------------------------------ */
@@ -519,7 +544,7 @@ static int client_open(ClientObject *self)
     Py_END_ALLOW_THREADS if (rc != 0)
     {
         shmrpc_dyn_free(d);
-        raise_status(rc, self->addr, msg);
+        pyshm_raise_status(rc, self->addr, msg);
         return -1;
     }
     self->d = d;
@@ -564,7 +589,7 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
                                     &self->opts.tcp.secret_len);
         Py_DECREF(path);
         if (rc != 0) {
-            raise_status(rc, "secret_file", shmrpc_errmsg());
+            pyshm_raise_status(rc, "secret_file", shmrpc_errmsg());
             return -1;
         }
         self->opts.tcp.secret = self->secret;
@@ -599,7 +624,7 @@ static PyObject *Client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 static int client_enter(ClientObject *self)
 {
     if (self->lock == NULL) {
-        PyErr_SetString(Unavailable, "the client is not initialised");
+        PyErr_SetString(pyshm_Unavailable, "the client is not initialised");
         return -1;
     }
     if (self->pid != getpid()) {
@@ -623,7 +648,7 @@ static int client_enter(ClientObject *self)
     }
     if (self->d == NULL) {
         PyThread_release_lock(self->lock);
-        PyErr_SetString(Unavailable, "the client is closed");
+        PyErr_SetString(pyshm_Unavailable, "the client is closed");
         return -1;
     }
     return 0;
@@ -673,18 +698,19 @@ static int bind_args(const shmrpc_dyn_sig *sig, PyObject *args, PyObject *kw, Py
 static int encode_args(const shmrpc_dyn_sig *sig, PyObject **argv, shmrpc_buf *json)
 {
     shmrpc_buf_clear(json);
-    if (put(json, "{", 1) != 0) return -1;
+    if (pyshm_put(json, "{", 1) != 0) return -1;
     bool first = true;
     for (size_t i = 0; i < sig->n_params; i++) {
         if (argv[i] == NULL) continue;
         const char *name = sig->params[i].name;
         place here = {.field = name};
-        if ((!first && put(json, ",", 1) != 0) || put_json_string(json, name, strlen(name)) != 0 ||
-            put(json, ":", 1) != 0 || encode(json, sig->params[i].type, argv[i], &here, 0) != 0)
+        if ((!first && pyshm_put(json, ",", 1) != 0) ||
+            put_json_string(json, name, strlen(name)) != 0 || pyshm_put(json, ":", 1) != 0 ||
+            pyshm_encode(json, sig->params[i].type, argv[i], &here, 0) != 0)
             return -1;
         first = false;
     }
-    return put(json, "}", 1);
+    return pyshm_put(json, "}", 1);
 }
 
 /* _call(name, args, kwargs): one call of the method called name. */
@@ -705,7 +731,7 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
         if (rc == SHMRPC_ENOENT)
             PyErr_Format(PyExc_AttributeError, "%s", shmrpc_errmsg());
         else
-            raise_status(rc, name, shmrpc_errmsg());
+            pyshm_raise_status(rc, name, shmrpc_errmsg());
         goto done;
     }
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
@@ -728,7 +754,7 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
         rc = shmrpc_buf_append(req, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         if (rc != 0) {
-            raise_status(rc, name, "the request does not fit");
+            pyshm_raise_status(rc, name, "the request does not fit");
             goto done;
         }
     } else {
@@ -749,28 +775,14 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
         /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
          * (a handler's error status with its message). */
         bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
-        raise_as(answered ? HandlerError : NULL, rc, name, msg, true);
+        pyshm_raise_as(answered ? pyshm_HandlerError : NULL, rc, name, msg, true);
         goto done;
     }
     if (raw) {
         result = PyBytes_FromStringAndSize((const char *)resp.ptr, (Py_ssize_t)resp.len);
         goto done;
     }
-    shmrpc_buf_clear(&self->out);
-    if (shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &self->out) != 0) {
-        PyErr_Format(Error, "%s: %s", name, shmrpc_errmsg());
-        goto done;
-    }
-    if (sig->result->kind == SHMRPC_DYN_VOID) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    PyObject *loaded = PyObject_CallFunction(json_loads, "s#", (const char *)self->out.data,
-                                             (Py_ssize_t)self->out.len);
-    if (loaded != NULL) {
-        result = fix(sig->result, loaded, 0);
-        Py_DECREF(loaded);
-    }
+    result = pyshm_decode(sig, resp.ptr, resp.len, &self->out, name);
 done:
     if (argv != argv_small) PyMem_Free(argv);
     PyThread_release_lock(self->lock);
@@ -925,24 +937,25 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
     if (PyType_Ready(&ClientType) != 0 ||
         PyModule_AddObjectRef(m, "Connection", (PyObject *)&ClientType) != 0)
         goto fail;
-    if (!(Error =
+    if (!(pyshm_Error =
               new_exc(m, "Error", NULL,
                       "A failed shmrpc call: .status, .status_name, .message, .may_have_run.")) ||
-        !(Timeout = new_exc(m, "Timeout", Error, "The call's deadline passed; it may have run.")) ||
-        !(Unavailable = new_exc(m, "Unavailable", Error,
-                                "Nobody serves the address, or the client is closed.")) ||
-        !(Mismatch = new_exc(m, "Mismatch", Error,
-                             "Client and server disagree on the service or its version.")) ||
-        !(HandlerError = new_exc(m, "HandlerError", Error,
-                                 "The server refused the call: .message is the server's.")) ||
-        !(PeerDied = new_exc(m, "PeerDied", Error,
-                             "The server died during the call: .may_have_run is True.")))
+        !(pyshm_Timeout =
+              new_exc(m, "Timeout", pyshm_Error, "The call's deadline passed; it may have run.")) ||
+        !(pyshm_Unavailable = new_exc(m, "Unavailable", pyshm_Error,
+                                      "Nobody serves the address, or the client is closed.")) ||
+        !(pyshm_Mismatch = new_exc(m, "Mismatch", pyshm_Error,
+                                   "Client and server disagree on the service or its version.")) ||
+        !(pyshm_HandlerError = new_exc(m, "HandlerError", pyshm_Error,
+                                       "The server refused the call: .message is the server's.")) ||
+        !(pyshm_PeerDied = new_exc(m, "PeerDied", pyshm_Error,
+                                   "The server died during the call: .may_have_run is True.")))
         goto fail;
     PyObject *json = PyImport_ImportModule("json"), *binascii = PyImport_ImportModule("binascii");
     if (json) json_loads = PyObject_GetAttrString(json, "loads");
     if (binascii) a2b_base64 = PyObject_GetAttrString(binascii, "a2b_base64");
     Py_XDECREF(json), Py_XDECREF(binascii);
-    if (json_loads == NULL || a2b_base64 == NULL) goto fail;
+    if (json_loads == NULL || a2b_base64 == NULL || pyshm_store_init(m) != 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);
