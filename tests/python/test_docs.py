@@ -1,5 +1,6 @@
 """The examples of docs/python.md, run against echo-server: the page's shm://echo_serv and
-tcp://127.0.0.1:5555 become this run's own servers."""
+tcp://127.0.0.1:5555 become this run's own servers, its doc_example_ queues and maps this
+run's own names."""
 import os
 import re
 
@@ -26,6 +27,7 @@ def test_example(n, shm_echo):
     try:
         code = examples()[n].replace("shm://echo_serv", shm_echo.address)
         code = code.replace("tcp://127.0.0.1:5555", tcp.address)
+        code = code.replace('"doc_example_', f'"doc_example_{os.getpid()}_')
         exec(compile(code, f"{DOC} example {n + 1}", "exec"), {"__name__": "doc_example"})
     finally:
         tcp.stop()
