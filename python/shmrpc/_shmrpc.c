@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <msgpack.h>
+
 #include <shmrpc/client.h>
+#include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
@@ -151,7 +154,12 @@ static const char *kind_name(const shmrpc_dyn_type *t)
     return t->kind <= SHMRPC_DYN_ENUM ? names[t->kind] : "?";
 }
 
-/* --- Python values to the JSON the dynamic codec reads ---------------------------------- */
+/* --- Python values to the dynamic codec's JSON, or to msgpack ---------------------------
+ * One walk checks a value against its type and writes it: as JSON text into b for the
+ * codec to encode (pk NULL: @json methods, queues, maps), or, for a @msgpack call, as the
+ * msgpack the codec would write for that JSON straight into the request through pk (the
+ * same bytes: struct as an array of its fields in order, enum as its value, integers in
+ * their smallest form, as runtime/src/dynamic_json.c's to_mp), skipping the JSON. */
 
 int pyshm_put(shmrpc_buf *b, const char *s, size_t n)
 {
@@ -199,9 +207,10 @@ static int put_base64(shmrpc_buf *b, const unsigned char *p, size_t n)
     return pyshm_put(b, "\"", 1);
 }
 
-/* An integer of t's kind in its range, as decimal text into out (at least 24 bytes): 0, or
- * 1 for a u64 above INT64_MAX, which JSON must quote; -1 raised. */
-static int int_text(const shmrpc_dyn_type *t, PyObject *v, const place *p, char *out)
+/* An integer of t's kind in its range, in *sv, or in *uv for a u64 above INT64_MAX (which
+ * JSON must quote, as digits): 0, or 1 for such a u64; -1 raised. */
+static int int_value(const shmrpc_dyn_type *t, PyObject *v, const place *p, long long *sv,
+                     unsigned long long *uv)
 {
     if (!PyLong_Check(v) || PyBool_Check(v))
         return fail_at(PyExc_TypeError, p, "expected an int (%s), got %s", kind_name(t),
@@ -220,80 +229,97 @@ static int int_text(const shmrpc_dyn_type *t, PyObject *v, const place *p, char 
     if (s == -1 && PyErr_Occurred()) return -1;
     if (overflow == 0 && s >= range[t->kind].lo &&
         (s < 0 || (unsigned long long)s <= range[t->kind].hi)) {
-        snprintf(out, 24, "%lld", s);
+        *sv = s;
         return 0;
     }
     if (overflow > 0 && t->kind == SHMRPC_DYN_U64) {
         unsigned long long u = PyLong_AsUnsignedLongLong(v);
         if (!(u == (unsigned long long)-1 && PyErr_Occurred())) {
-            snprintf(out, 24, "%llu", u);
-            return 1; /* the codec reads a u64 above INT64_MAX as a string of digits */
+            *uv = u;
+            return 1;
         }
         PyErr_Clear();
     }
     return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
 }
 
-int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth);
+/* An integer as JSON text (quoted when big), or packed. */
+static int put_int(shmrpc_buf *b, msgpack_packer *pk, int big, long long sv, unsigned long long uv,
+                   bool quote)
+{
+    char num[24];
+    if (pk != NULL) return big ? msgpack_pack_uint64(pk, uv) : msgpack_pack_int64(pk, sv), 0;
+    if (big)
+        snprintf(num, sizeof num, "%llu", uv);
+    else
+        snprintf(num, sizeof num, "%lld", sv);
+    if (quote || big) return put_json_string(b, num, strlen(num));
+    return pyshm_put(b, num, strlen(num));
+}
 
-static int encode_list(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p,
-                       int depth)
+static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
+               const place *p, int depth);
+
+static int encode_list(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
+                       const place *p, int depth)
 {
     if (!PyList_Check(v) && !PyTuple_Check(v))
         return fail_at(PyExc_TypeError, p, "expected a list, got %s", Py_TYPE(v)->tp_name);
     PyObject *seq = PySequence_Fast(v, "a list");
     if (seq == NULL) return -1;
-    int rc = pyshm_put(b, "[", 1);
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int rc = 0;
+    if (pk != NULL && n > UINT32_MAX) rc = fail_at(PyExc_ValueError, p, "too many elements");
+    if (rc == 0) rc = pk ? msgpack_pack_array(pk, (size_t)n), 0 : pyshm_put(b, "[", 1);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         place here = {.up = p, .index = i};
-        if (i > 0) rc = pyshm_put(b, ",", 1);
-        if (rc == 0 && i >= PySequence_Fast_GET_SIZE(seq)) break; /* shrunk meanwhile */
-        if (rc == 0)
-            rc = pyshm_encode(b, t->elem, PySequence_Fast_GET_ITEM(seq, i), &here, depth + 1);
+        if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
+        if (rc == 0) rc = enc(b, pk, t->elem, PySequence_Fast_GET_ITEM(seq, i), &here, depth + 1);
     }
     Py_DECREF(seq);
-    return rc == 0 ? pyshm_put(b, "]", 1) : -1;
+    return rc == 0 ? (pk ? 0 : pyshm_put(b, "]", 1)) : -1;
 }
 
-static int encode_key(shmrpc_buf *b, const shmrpc_dyn_type *kt, PyObject *k, const place *p)
+static int encode_key(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *kt, PyObject *k,
+                      const place *p)
 {
-    char num[24];
+    long long sv = 0;
+    unsigned long long uv = 0;
     switch (kt->kind) {
     case SHMRPC_DYN_STRING:
     case SHMRPC_DYN_ENUM:
-        return pyshm_encode(b, kt, k, p, 0);
-    default:
-        if (int_text(kt, k, p, num) < 0) return -1;
-        return pyshm_put(b, "\"", 1) || pyshm_put(b, num, strlen(num)) || pyshm_put(b, "\"", 1) ? -1
-                                                                                                : 0;
+        return enc(b, pk, kt, k, p, 0);
+    default: {
+        int big = int_value(kt, k, p, &sv, &uv);
+        return big < 0 ? -1 : put_int(b, pk, big, sv, uv, true);
+    }
     }
 }
 
-static int encode_map(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p,
-                      int depth)
+static int encode_map(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
+                      const place *p, int depth)
 {
     if (!PyDict_Check(v))
         return fail_at(PyExc_TypeError, p, "expected a dict (map), got %s", Py_TYPE(v)->tp_name);
     /* A snapshot: the dict cannot change under the walk, whatever its keys' __repr__ do. */
     PyObject *items = PyDict_Items(v);
     if (items == NULL) return -1;
-    int rc = pyshm_put(b, "{", 1);
+    int rc = pk ? msgpack_pack_map(pk, (size_t)PyList_GET_SIZE(items)), 0 : pyshm_put(b, "{", 1);
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(items); i++) {
         PyObject *kv = PyList_GET_ITEM(items, i);
         PyObject *k = PyTuple_GET_ITEM(kv, 0);
         place here = {.up = p, .key = k};
-        if (i > 0) rc = pyshm_put(b, ",", 1);
-        if (rc == 0) rc = encode_key(b, t->key, k, &here);
-        if (rc == 0) rc = pyshm_put(b, ":", 1);
-        if (rc == 0) rc = pyshm_encode(b, t->elem, PyTuple_GET_ITEM(kv, 1), &here, depth + 1);
+        if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
+        if (rc == 0) rc = encode_key(b, pk, t->key, k, &here);
+        if (rc == 0 && !pk) rc = pyshm_put(b, ":", 1);
+        if (rc == 0) rc = enc(b, pk, t->elem, PyTuple_GET_ITEM(kv, 1), &here, depth + 1);
     }
     Py_DECREF(items);
-    return rc == 0 ? pyshm_put(b, "}", 1) : -1;
+    return rc == 0 ? (pk ? 0 : pyshm_put(b, "}", 1)) : -1;
 }
 
-static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p,
-                         int depth)
+static int encode_struct(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
+                         const place *p, int depth)
 {
     if (!PyDict_Check(v))
         return fail_at(PyExc_TypeError, p, "expected a dict or shmrpc.Struct (struct %s), got %s",
@@ -312,7 +338,7 @@ static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, c
         if (ks == NULL || f == t->n)
             rc = fail_at(PyExc_TypeError, p, "struct %s has no field %R", t->name, k);
     }
-    if (rc == 0) rc = pyshm_put(b, "{", 1);
+    if (rc == 0) rc = pk ? msgpack_pack_array(pk, t->n), 0 : pyshm_put(b, "{", 1);
     bool first = true;
     for (size_t f = 0; rc == 0 && f < t->n; f++) {
         const shmrpc_dyn_field *fd = &t->fields[f];
@@ -326,19 +352,31 @@ static int encode_struct(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, c
         if (fv == NULL) {
             if (fd->type->kind != SHMRPC_DYN_OPT)
                 rc = fail_at(PyExc_TypeError, &here, "missing (struct %s)", t->name);
+            else if (pk)
+                msgpack_pack_nil(pk);
+            continue;
+        }
+        if (pk) {
+            rc = enc(b, pk, fd->type, fv, &here, depth + 1);
             continue;
         }
         if (!first) rc = pyshm_put(b, ",", 1);
         first = false;
         if (rc == 0) rc = put_json_string(b, fd->name, strlen(fd->name));
         if (rc == 0) rc = pyshm_put(b, ":", 1);
-        if (rc == 0) rc = pyshm_encode(b, fd->type, fv, &here, depth + 1);
+        if (rc == 0) rc = enc(b, pk, fd->type, fv, &here, depth + 1);
     }
     Py_DECREF(items);
-    return rc == 0 ? pyshm_put(b, "}", 1) : -1;
+    return rc == 0 ? (pk ? 0 : pyshm_put(b, "}", 1)) : -1;
 }
 
 int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth)
+{
+    return enc(b, NULL, t, v, p, depth);
+}
+
+static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
+               const place *p, int depth)
 {
     if (depth > MAX_DEPTH)
         return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
@@ -347,6 +385,7 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
     case SHMRPC_DYN_BOOL:
         if (!PyBool_Check(v))
             return fail_at(PyExc_TypeError, p, "expected a bool, got %s", Py_TYPE(v)->tp_name);
+        if (pk) return (v == Py_True ? msgpack_pack_true(pk) : msgpack_pack_false(pk)), 0;
         return v == Py_True ? pyshm_put(b, "true", 4) : pyshm_put(b, "false", 5);
     case SHMRPC_DYN_I8:
     case SHMRPC_DYN_I16:
@@ -356,9 +395,11 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
     case SHMRPC_DYN_U16:
     case SHMRPC_DYN_U32:
     case SHMRPC_DYN_U64: {
-        int big = int_text(t, v, p, num);
+        long long sv = 0;
+        unsigned long long uv = 0;
+        int big = int_value(t, v, p, &sv, &uv);
         if (big < 0) return -1;
-        return big ? put_json_string(b, num, strlen(num)) : pyshm_put(b, num, strlen(num));
+        return put_int(b, pk, big, sv, uv, false);
     }
     case SHMRPC_DYN_F32:
     case SHMRPC_DYN_F64: {
@@ -375,6 +416,10 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
                            v);
         if (t->kind == SHMRPC_DYN_F32 && fabs(d) > 3.4028234663852886e38)
             return fail_at(PyExc_OverflowError, p, "%R is out of the range of f32", v);
+        if (pk)
+            return (t->kind == SHMRPC_DYN_F32 ? msgpack_pack_float(pk, (float)d)
+                                              : msgpack_pack_double(pk, d)),
+                   0;
         snprintf(num, sizeof num, "%.17g", d);
         return pyshm_put(b, num, strlen(num));
     }
@@ -387,6 +432,7 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
             PyErr_Clear();
             return fail_at(PyExc_ValueError, p, "the str is not valid Unicode (a lone surrogate)");
         }
+        if (pk) return msgpack_pack_str_with_body(pk, s, (size_t)n), 0;
         return put_json_string(b, s, (size_t)n);
     }
     case SHMRPC_DYN_BYTES: {
@@ -395,18 +441,23 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
             PyErr_Clear();
             return fail_at(PyExc_TypeError, p, "expected bytes, got %s", Py_TYPE(v)->tp_name);
         }
-        int rc = put_base64(b, view.buf, (size_t)view.len);
+        int rc = 0;
+        if (pk)
+            msgpack_pack_bin_with_body(pk, view.buf, (size_t)view.len);
+        else
+            rc = put_base64(b, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
         return rc;
     }
     case SHMRPC_DYN_OPT:
-        return v == Py_None ? pyshm_put(b, "null", 4) : pyshm_encode(b, t->elem, v, p, depth);
+        if (v == Py_None) return pk ? msgpack_pack_nil(pk), 0 : pyshm_put(b, "null", 4);
+        return enc(b, pk, t->elem, v, p, depth);
     case SHMRPC_DYN_LIST:
-        return encode_list(b, t, v, p, depth);
+        return encode_list(b, pk, t, v, p, depth);
     case SHMRPC_DYN_MAP:
-        return encode_map(b, t, v, p, depth);
+        return encode_map(b, pk, t, v, p, depth);
     case SHMRPC_DYN_STRUCT:
-        return encode_struct(b, t, v, p, depth);
+        return encode_struct(b, pk, t, v, p, depth);
     case SHMRPC_DYN_ENUM: {
         const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
         if (s == NULL) {
@@ -416,7 +467,9 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
                            Py_TYPE(v)->tp_name);
         }
         for (size_t i = 0; i < t->n; i++)
-            if (strcmp(t->values[i].name, s) == 0) return put_json_string(b, s, strlen(s));
+            if (strcmp(t->values[i].name, s) == 0)
+                return pk ? msgpack_pack_int64(pk, t->values[i].value),
+                       0  : put_json_string(b, s, strlen(s));
         return fail_at(PyExc_ValueError, p, "enum %s has no value %R", t->name, v);
     }
     default:
@@ -520,6 +573,175 @@ int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, 
     return 0;
 }
 
+/* --- a @msgpack result straight to Python values ------------------------------------------
+ * The checks of the codec's from_mp (runtime/src/dynamic_json.c), read with the runtime's
+ * bounds-checked reader; values as the JSON path would give them (an f32 as the shortest
+ * decimal that reads back as the same f32). Raises shmrpc.Error naming what failed. */
+
+static PyObject *mp_fail(const shmrpc_mp_reader *r)
+{
+    return PyErr_Format(pyshm_Error, "result: %s", r->why ? r->why : "invalid");
+}
+
+static PyObject *f32_value(float f)
+{
+    char num[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(num, sizeof num, "%.*g", prec, (double)f);
+        if (strtof(num, NULL) == f) break;
+    }
+    return PyFloat_FromDouble(strtod(num, NULL));
+}
+
+static const shmrpc_dyn_enumval *enum_by_value(const shmrpc_dyn_type *t, int64_t v)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->values[i].value == v) return &t->values[i];
+    return NULL;
+}
+
+static bool is_signed(shmrpc_dyn_kind k)
+{
+    return k == SHMRPC_DYN_I8 || k == SHMRPC_DYN_I16 || k == SHMRPC_DYN_I32 || k == SHMRPC_DYN_I64;
+}
+
+static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int depth);
+
+/* An integer, enum or string (a map's key too). */
+static PyObject *scalar_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)
+{
+    static const int64_t smin[] = {[SHMRPC_DYN_I8] = INT8_MIN,
+                                   [SHMRPC_DYN_I16] = INT16_MIN,
+                                   [SHMRPC_DYN_I32] = INT32_MIN,
+                                   [SHMRPC_DYN_I64] = INT64_MIN};
+    static const uint64_t max[] = {
+        [SHMRPC_DYN_I8] = INT8_MAX,    [SHMRPC_DYN_I16] = INT16_MAX, [SHMRPC_DYN_I32] = INT32_MAX,
+        [SHMRPC_DYN_I64] = INT64_MAX,  [SHMRPC_DYN_U8] = UINT8_MAX,  [SHMRPC_DYN_U16] = UINT16_MAX,
+        [SHMRPC_DYN_U32] = UINT32_MAX, [SHMRPC_DYN_U64] = UINT64_MAX};
+    switch (t->kind) {
+    case SHMRPC_DYN_STRING: {
+        shmrpc_str v;
+        if (shmrpc_mp_read_str(r, &v) != 0) return mp_fail(r);
+        PyObject *o = PyUnicode_DecodeUTF8(v.ptr, (Py_ssize_t)v.len, NULL);
+        if (o == NULL) {
+            PyErr_Clear();
+            return PyErr_Format(pyshm_Error, "result: string is not UTF-8");
+        }
+        return o;
+    }
+    case SHMRPC_DYN_ENUM: {
+        int64_t v;
+        if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) return mp_fail(r);
+        const shmrpc_dyn_enumval *e = enum_by_value(t, v);
+        if (e == NULL)
+            return PyErr_Format(pyshm_Error, "result: %lld is not a value of enum %s", (long long)v,
+                                t->name);
+        return PyUnicode_FromString(e->name);
+    }
+    case SHMRPC_DYN_I8:
+    case SHMRPC_DYN_I16:
+    case SHMRPC_DYN_I32:
+    case SHMRPC_DYN_I64:
+    case SHMRPC_DYN_U8:
+    case SHMRPC_DYN_U16:
+    case SHMRPC_DYN_U32:
+    case SHMRPC_DYN_U64:
+        if (is_signed(t->kind)) {
+            int64_t v;
+            if (shmrpc_mp_read_int(r, smin[t->kind], (int64_t)max[t->kind], &v) != 0)
+                return mp_fail(r);
+            return PyLong_FromLongLong(v);
+        } else {
+            uint64_t v;
+            if (shmrpc_mp_read_uint(r, max[t->kind], &v) != 0) return mp_fail(r);
+            return PyLong_FromUnsignedLongLong(v);
+        }
+    default:
+        return PyErr_Format(pyshm_Error, "result: a %s cannot be read", kind_name(t));
+    }
+}
+
+static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return PyErr_Format(pyshm_Error, "result: nested more than %d deep", MAX_DEPTH);
+    switch (t->kind) {
+    case SHMRPC_DYN_VOID:
+        if (shmrpc_mp_read_nil(r) != 0) return mp_fail(r);
+        Py_RETURN_NONE;
+    case SHMRPC_DYN_BOOL: {
+        bool v;
+        if (shmrpc_mp_read_bool(r, &v) != 0) return mp_fail(r);
+        return PyBool_FromLong(v);
+    }
+    case SHMRPC_DYN_F32: {
+        float f;
+        if (shmrpc_mp_read_f32(r, &f) != 0) return mp_fail(r);
+        return f32_value(f);
+    }
+    case SHMRPC_DYN_F64: {
+        double d;
+        if (shmrpc_mp_read_f64(r, &d) != 0) return mp_fail(r);
+        return PyFloat_FromDouble(d);
+    }
+    case SHMRPC_DYN_BYTES: {
+        shmrpc_bytes v;
+        if (shmrpc_mp_read_bin(r, &v) != 0) return mp_fail(r);
+        return PyBytes_FromStringAndSize((const char *)v.ptr, (Py_ssize_t)v.len);
+    }
+    case SHMRPC_DYN_OPT: {
+        int nil = shmrpc_mp_try_nil(r);
+        if (nil < 0) return mp_fail(r);
+        if (nil) Py_RETURN_NONE;
+        return from_mp(t->elem, r, depth);
+    }
+    case SHMRPC_DYN_LIST: {
+        uint32_t n;
+        if (shmrpc_mp_read_array_of(r, 1, &n) != 0) return mp_fail(r);
+        PyObject *list = PyList_New(n);
+        for (uint32_t i = 0; list != NULL && i < n; i++) {
+            PyObject *e = from_mp(t->elem, r, depth + 1);
+            if (e == NULL)
+                Py_CLEAR(list);
+            else
+                PyList_SET_ITEM(list, i, e);
+        }
+        return list;
+    }
+    case SHMRPC_DYN_MAP: {
+        uint32_t n;
+        if (shmrpc_mp_read_map_of(r, 2, &n) != 0) return mp_fail(r);
+        PyObject *d = PyDict_New();
+        for (uint32_t i = 0; d != NULL && i < n; i++) {
+            PyObject *k = scalar_from_mp(t->key, r);
+            PyObject *v = k ? from_mp(t->elem, r, depth + 1) : NULL;
+            if (v == NULL || PyDict_SetItem(d, k, v) != 0) Py_CLEAR(d);
+            Py_XDECREF(k), Py_XDECREF(v);
+        }
+        return d;
+    }
+    case SHMRPC_DYN_STRUCT: {
+        uint32_t n;
+        if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(r);
+        if (n != t->n)
+            return PyErr_Format(pyshm_Error, "result: struct %s: expected %zu fields, got %u",
+                                t->name, t->n, (unsigned)n);
+        PyObject *d = PyDict_New();
+        for (size_t i = 0; d != NULL && i < t->n; i++) {
+            PyObject *v = from_mp(t->fields[i].type, r, depth + 1);
+            if (v == NULL || PyDict_SetItemString(d, t->fields[i].name, v) != 0) Py_CLEAR(d);
+            Py_XDECREF(v);
+        }
+        if (d == NULL || struct_factory == NULL) return d;
+        PyObject *o = PyObject_CallFunction(struct_factory, "sO", t->name, d);
+        Py_DECREF(d);
+        return o;
+    }
+    default:
+        return scalar_from_mp(t, r);
+    }
+}
+
 /* --- the client ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -538,11 +760,12 @@ static int client_open(ClientObject *self)
     shmrpc_dyn *d = NULL;
     int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS rc = shmrpc_dyn_new(&d, &self->opts);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_dyn_new(&d, &self->opts);
     if (rc == 0) rc = shmrpc_dyn_connect(d, self->addr);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
         shmrpc_dyn_free(d);
         pyshm_raise_status(rc, self->addr, msg);
         return -1;
@@ -643,8 +866,9 @@ static int client_enter(ClientObject *self)
         self->pid = getpid();
     }
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
+        Py_BEGIN_ALLOW_THREADS;
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS;
     }
     if (self->d == NULL) {
         PyThread_release_lock(self->lock);
@@ -713,36 +937,33 @@ static int encode_args(const shmrpc_dyn_sig *sig, PyObject **argv, shmrpc_buf *j
     return pyshm_put(json, "}", 1);
 }
 
-/* _call(name, args, kwargs): one call of the method called name. */
-static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+/* The request of the method called name for these arguments into req: checked against
+ * its signature and encoded (for @msgpack straight to msgpack, unless via_codec asks for
+ * the codec's JSON path, which tests compare it with). -1 raised. */
+static int build_request(ClientObject *self, const char *name, PyObject *args, PyObject *kw,
+                         bool via_codec, const shmrpc_method_info **mp, const shmrpc_dyn_sig **sp,
+                         shmrpc_buf *req)
 {
-    if (na != 3 || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
-        (a[2] != Py_None && !PyDict_Check(a[2]))) {
-        PyErr_SetString(PyExc_TypeError, "_call(name, args: tuple, kwargs: dict)");
-        return NULL;
-    }
-    const char *name = PyUnicode_AsUTF8(a[0]);
-    if (name == NULL || client_enter(self) != 0) return NULL;
-    PyObject *result = NULL, *argv_small[16], **argv = argv_small;
+    PyObject *argv_small[16], **argv = argv_small;
     const shmrpc_method_info *m;
     const shmrpc_dyn_sig *sig;
+    int status = -1;
     int rc = shmrpc_dyn_method(self->d, name, &m, &sig);
     if (rc != 0) {
         if (rc == SHMRPC_ENOENT)
             PyErr_Format(PyExc_AttributeError, "%s", shmrpc_errmsg());
         else
             pyshm_raise_status(rc, name, shmrpc_errmsg());
-        goto done;
+        return -1;
     }
+    *mp = m;
+    *sp = sig;
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    if (bind_args(sig, a[1], a[2] == Py_None ? NULL : a[2], argv) != 0) goto done;
-    shmrpc_client *c = shmrpc_dyn_client(self->d);
-    shmrpc_buf *req = shmrpc_client_request(c);
-    bool raw = sig->encoding == SHMRPC_ENC_RAW;
-    if (raw) {
+    if (bind_args(sig, args, kw, argv) != 0) goto done;
+    if (sig->encoding == SHMRPC_ENC_RAW) {
         /* @raw: the bytes as they are, no codec (its one parameter is bytes). */
         Py_buffer view;
         place here = {.field = sig->params[0].name};
@@ -757,6 +978,20 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
             pyshm_raise_status(rc, name, "the request does not fit");
             goto done;
         }
+    } else if (sig->encoding == SHMRPC_ENC_MSGPACK && !via_codec) {
+        /* Straight to msgpack, as the codec would write it, without the JSON between. */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, req, shmrpc_buf_msgpack_write);
+        msgpack_pack_array(&pk, sig->n_params);
+        for (size_t i = 0; i < sig->n_params; i++) {
+            place here = {.field = sig->params[i].name};
+            if (enc(NULL, &pk, sig->params[i].type, argv[i] ? argv[i] : Py_None, &here, 0) != 0)
+                goto done;
+        }
+        if (req->err != 0) {
+            pyshm_raise_status(req->err, name, "the request does not fit");
+            goto done;
+        }
     } else {
         if (encode_args(sig, argv, &self->out) != 0) goto done;
         if (shmrpc_dyn_encode_args(sig, (const char *)self->out.data, self->out.len, req) != 0) {
@@ -766,27 +1001,91 @@ static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t 
             goto done;
         }
     }
+    status = 0;
+done:
+    if (argv != argv_small) PyMem_Free(argv);
+    return status;
+}
+
+/* _call(name, args, kwargs): one call of the method called name. */
+static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 3 || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
+        (a[2] != Py_None && !PyDict_Check(a[2]))) {
+        PyErr_SetString(PyExc_TypeError, "_call(name, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(a[0]);
+    if (name == NULL || client_enter(self) != 0) return NULL;
+    PyObject *result = NULL;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    shmrpc_client *c = shmrpc_dyn_client(self->d);
+    int rc;
+    if (build_request(self, name, a[1], a[2] == Py_None ? NULL : a[2], false, &m, &sig,
+                      shmrpc_client_request(c)) != 0)
+        goto done;
     shmrpc_bytes resp;
     char msg[1024] = "";
-    Py_BEGIN_ALLOW_THREADS rc = shmrpc_client_call(c, m->id, &resp);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_client_call(c, m->id, &resp);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
         /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
          * (a handler's error status with its message). */
         bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
         pyshm_raise_as(answered ? pyshm_HandlerError : NULL, rc, name, msg, true);
         goto done;
     }
-    if (raw) {
+    if (sig->encoding == SHMRPC_ENC_RAW) {
         result = PyBytes_FromStringAndSize((const char *)resp.ptr, (Py_ssize_t)resp.len);
+        goto done;
+    }
+    if (sig->encoding == SHMRPC_ENC_MSGPACK) {
+        shmrpc_mp_reader r;
+        shmrpc_mp_reader_init(&r, resp.ptr, resp.len);
+        result = from_mp(sig->result, &r, 0);
+        if (result != NULL && shmrpc_mp_finish(&r) != 0) {
+            Py_CLEAR(result);
+            mp_fail(&r);
+        }
+        if (result == NULL && PyErr_ExceptionMatches(pyshm_Error)) {
+            /* "add: result: ...", as the JSON path words it */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_Format(pyshm_Error, "%s: %S", name, value);
+            Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+        }
         goto done;
     }
     result = pyshm_decode(sig, resp.ptr, resp.len, &self->out, name);
 done:
-    if (argv != argv_small) PyMem_Free(argv);
     PyThread_release_lock(self->lock);
     return result;
+}
+
+/* _request(name, args, kwargs, via_codec): the request body a call would send, not sent. */
+static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 4 || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
+        (a[2] != Py_None && !PyDict_Check(a[2]))) {
+        PyErr_SetString(PyExc_TypeError, "_request(name, args: tuple, kwargs: dict, via_codec)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(a[0]);
+    if (name == NULL || client_enter(self) != 0) return NULL;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    shmrpc_buf req;
+    shmrpc_buf_init(&req);
+    PyObject *r = NULL;
+    if (build_request(self, name, a[1], a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1,
+                      &m, &sig, &req) == 0)
+        r = PyBytes_FromStringAndSize((const char *)req.data, (Py_ssize_t)req.len);
+    shmrpc_buf_destroy(&req);
+    PyThread_release_lock(self->lock);
+    return r;
 }
 
 /* The table: a list of (name, signature) in the server's order. */
@@ -832,8 +1131,10 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
     (void)unused;
     if (self->lock == NULL || self->d == NULL) Py_RETURN_NONE;
     if (self->pid == getpid()) {
-        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS shmrpc_dyn_free(self->d);
+        Py_BEGIN_ALLOW_THREADS;
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS;
+        shmrpc_dyn_free(self->d);
         self->d = NULL;
         PyThread_release_lock(self->lock);
     } else {
@@ -846,6 +1147,8 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
 static PyMethodDef Client_methods_def[] = {
     {"_call", (PyCFunction)(void (*)(void))Client_call, METH_FASTCALL,
      "_call(name, args, kwargs): calls the method called name."},
+    {"_request", (PyCFunction)(void (*)(void))Client_request, METH_FASTCALL,
+     "_request(name, args, kwargs, via_codec): the request body, not sent (for tests)."},
     {"close", (PyCFunction)Client_close, METH_NOARGS, "Closes the connection."},
     {NULL, NULL, 0, NULL},
 };

@@ -106,10 +106,11 @@ static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
     }
     int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS rc = shmrpc_queue_open(&self->q, name, &o);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_queue_open(&self->q, name, &o);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
         self->q = NULL;
         pyshm_raise_as(rc == SHMRPC_ENOENT ? pyshm_Unavailable : NULL, rc, name, msg, false);
         return -1;
@@ -153,10 +154,11 @@ static PyObject *Queue_push(QueueObject *self, PyObject *args, PyObject *kw)
     if (to_body(self->sig, v, "value", &json, &body) == 0) {
         int rc;
         char msg[512] = "";
-        Py_BEGIN_ALLOW_THREADS rc = shmrpc_queue_push(self->q, body.data, body.len, ms);
+        Py_BEGIN_ALLOW_THREADS;
+        rc = shmrpc_queue_push(self->q, body.data, body.len, ms);
         if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-        Py_END_ALLOW_THREADS r =
-            rc == 0 ? Py_NewRef(Py_None) : pyshm_raise_status(rc, self->name, msg);
+        Py_END_ALLOW_THREADS;
+        r = rc == 0 ? Py_NewRef(Py_None) : pyshm_raise_status(rc, self->name, msg);
     }
     shmrpc_buf_destroy(&json);
     shmrpc_buf_destroy(&body);
@@ -176,9 +178,11 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
     size_t len = 0;
     int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS rc = shmrpc_queue_pop(self->q, buf, self->max_msg, &len, ms);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_queue_pop(self->q, buf, self->max_msg, &len, ms);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS PyObject *r = NULL;
+    Py_END_ALLOW_THREADS;
+    PyObject *r = NULL;
     if (rc != 0) {
         pyshm_raise_status(rc, self->name, msg);
     } else {
@@ -304,10 +308,11 @@ static int Map_init(MapObject *self, PyObject *args, PyObject *kw)
     }
     int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS rc = shmrpc_map_open(&self->m, name, &o);
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_map_open(&self->m, name, &o);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS if (rc != 0)
-    {
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
         self->m = NULL;
         pyshm_raise_as(rc == SHMRPC_ENOENT ? pyshm_Unavailable : NULL, rc, name, msg, false);
         return -1;
@@ -346,8 +351,9 @@ static int map_enter(MapObject *self)
         return -1;
     }
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
+        Py_BEGIN_ALLOW_THREADS;
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS;
     }
     if (self->m == NULL) {
         PyThread_release_lock(self->lock);
@@ -429,14 +435,17 @@ static int Map_ass_subscript(MapObject *self, PyObject *k, PyObject *v)
         (v == NULL || to_body(self->sig, v, "value", &json, &vb) == 0)) {
         int rc;
         char msg[512] = "";
-        Py_BEGIN_ALLOW_THREADS rc = v == NULL
-                                        ? shmrpc_map_remove(self->m, kb.data, kb.len)
-                                        : shmrpc_map_put(self->m, kb.data, kb.len, vb.data, vb.len);
+        Py_BEGIN_ALLOW_THREADS;
+        rc = v == NULL ? shmrpc_map_remove(self->m, kb.data, kb.len)
+                       : shmrpc_map_put(self->m, kb.data, kb.len, vb.data, vb.len);
         if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-        Py_END_ALLOW_THREADS if (rc == SHMRPC_ENOENT && v == NULL)
+        Py_END_ALLOW_THREADS;
+        if (rc == SHMRPC_ENOENT && v == NULL)
             PyErr_SetObject(PyExc_KeyError, k);
-        else if (rc != 0) pyshm_raise_status(rc, self->name, msg);
-        else r = 0;
+        else if (rc != 0)
+            pyshm_raise_status(rc, self->name, msg);
+        else
+            r = 0;
     }
     shmrpc_buf_destroy(&json);
     shmrpc_buf_destroy(&kb);
