@@ -117,7 +117,7 @@ def main():
             vs = ""
             if who == "Python":
                 cp50, crate = rows[("C", case)]
-                vs = f"C: p50 +{p50 - cp50:.3f} us ({p50 / cp50:.2f}x)"
+                vs = f"C: p50 {p50 - cp50:+.3f} us ({p50 / cp50:.2f}x)"
                 up50, urate = rows[("Python unix", "raw")]
                 vs += f", Python unix: {rate / urate:.2f}x calls/s"
             name = {"add": "add(i64,i64)", "raw": "@raw 16 B"}[case]

@@ -11,6 +11,10 @@ import pytest
 
 import shmrpc
 
+# The sanitizer build preloads the ASan runtime into python3 for the extension; the
+# servers and shmrpcctl carry their own, and must not get it twice.
+os.environ.pop("LD_PRELOAD", None)
+
 
 def free_port():
     with socket.socket() as s:
