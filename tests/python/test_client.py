@@ -264,3 +264,28 @@ def test_bad_use_never_crashes(echo):
         raw.methods
     raw.close()
     assert c.add(1, 2) == 3
+
+
+def test_mismatch_when_another_service_comes_back(shm_echo):
+    """The server at the address is replaced by one of another service: the client's
+    reconnect checks the method table again, and the call fails with Mismatch."""
+    c = shmrpc.connect(shm_echo.address, timeout=2)
+    assert c.add(1, 2) == 3
+    shm_echo.stop()
+    from conftest import Server
+    other = Server(os.environ["EVERY_SERVER"], shm_echo.address)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c.add(1, 2)
+                pytest.fail("a call to another service went through")
+            except shmrpc.Unavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            except shmrpc.Mismatch as e:
+                assert e.status_name == "SHMRPC_EMISMATCH" and not e.may_have_run
+                break
+        assert shmrpc.connect(shm_echo.address).service == "Every"  # a new client fits it
+    finally:
+        other.stop()
