@@ -273,8 +273,17 @@ static int encode_list(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type 
     if (rc == 0) rc = pk ? msgpack_pack_array(pk, (size_t)n), 0 : pyshm_put(b, "[", 1);
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         place here = {.up = p, .index = i};
+        /* Python code may run within (an int subclass's __float__): it may change the
+         * list, so the element is held, and a list whose length changed is refused (its
+         * msgpack count is written already). */
+        if (PySequence_Fast_GET_SIZE(seq) != n) {
+            rc = fail_at(PyExc_RuntimeError, p, "the list changed while it was being sent");
+            break;
+        }
+        PyObject *e = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
         if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
-        if (rc == 0) rc = enc(b, pk, t->elem, PySequence_Fast_GET_ITEM(seq, i), &here, depth + 1);
+        if (rc == 0) rc = enc(b, pk, t->elem, e, &here, depth + 1);
+        Py_DECREF(e);
     }
     Py_DECREF(seq);
     return rc == 0 ? (pk ? 0 : pyshm_put(b, "]", 1)) : -1;
@@ -894,9 +903,10 @@ static int bind_args(const shmrpc_dyn_sig *sig, PyObject *args, PyObject *kw, Py
         Py_ssize_t pos = 0;
         while (PyDict_Next(kw, &pos, &k, &v)) {
             size_t i = 0;
-            while (i < sig->n_params &&
+            while (PyUnicode_Check(k) && i < sig->n_params &&
                    PyUnicode_CompareWithASCIIString(k, sig->params[i].name) != 0)
                 i++;
+            if (!PyUnicode_Check(k)) i = sig->n_params;
             if (i == sig->n_params) {
                 PyErr_Format(PyExc_TypeError, "%s() has no parameter %R", sig->method, k);
                 return -1;

@@ -1,6 +1,7 @@
 """Servers for the Python client's tests: real echo-server and every-server processes over
 shm:// (a name of this run's own) and tcp:// on loopback, each waited for with a bound and
 stopped (and its segments removed) however the test ends."""
+import ctypes
 import os
 import signal
 import socket
@@ -16,6 +17,12 @@ import shmrpc
 os.environ.pop("LD_PRELOAD", None)
 
 
+def die_with_parent():
+    """In the server, before exec: SIGTERM when the test process dies, so that a test
+    process killed by a crash leaves no server behind (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -26,7 +33,8 @@ class Server:
     def __init__(self, program, address, *args):
         self.address = address
         self.proc = subprocess.Popen([program, *args, address], stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=die_with_parent)
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -237,3 +237,26 @@ def test_f32_comes_back_as_its_shortest_decimal(c):
     assert c.fourth_json(0, 0, "red", 0.1, True) == 0.1
     r = c.pass_scalars(dict(SCALARS, f32v=0.1))
     assert r.f32v == 0.1
+
+
+def test_values_that_change_under_the_walk(c):
+    """Python code that runs while a value is written (an int subclass's __float__) and
+    empties the list being written: refused, never a read of freed memory."""
+    floats = []
+
+    class Sly(int):
+        def __float__(self):
+            floats.clear()
+            return 1.0
+
+    floats.extend([Sly(1), Sly(2), Sly(3)])
+    for method in ("pass_keys", "pass_keys_json"):
+        floats[:] = [Sly(1), Sly(2), Sly(3)]
+        with pytest.raises(RuntimeError, match=r"argument 'v'\.u64k\[1\]: the list changed"):
+            getattr(c, method)(dict(HOLDER["k"], u64k={1: floats}))
+    assert c.pass_keys(dict(HOLDER["k"], u64k={1: [Sly(1)]})).u64k == {1: [1.0]}
+
+
+def test_non_str_keyword_names(c):
+    with pytest.raises(TypeError, match="has no parameter 5"):
+        c._conn._call("first", (), {5: 1})
