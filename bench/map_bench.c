@@ -2,7 +2,9 @@
  * over shm:// (every read a call) and Redis (Debian's redis-server on a Unix socket in a
  * temporary directory, GET/SET unpipelined and pipelined 16 deep), with 16 B and 4 KiB
  * values, 1 reader, 2 readers beside a writer, 1 writer and 2 writers. Prints ops/s per
- * process and the ratios. Usage: shmrpc-bench-map [seconds per row, default 1]. */
+ * process and the ratios. Usage: shmrpc-bench-map [seconds per row, default 1] [only]:
+ * with only, just the rows whose case contains it (e.g. "get 16 B, 1 reader"), so that
+ * rows can be measured one at a time on a busy machine. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -27,6 +29,7 @@
 #define KEYS 1000
 
 static double secs = 1.0;
+static const char *only; /* run only the rows whose case contains this */
 
 static int64_t now_ns(void)
 {
@@ -50,13 +53,20 @@ static void make_keys(void)
         klens[i] = key_of(i, keys[i]);
 }
 
-/* What the forked workers of a row report. */
+/* What the forked workers of a row report. Each count is stored as each op completes, on
+ * a line of its own: a process that fails or dies keeps what it did (it once showed 0, as
+ * the count was stored only at the end, so that a crashing client read as a starved one). */
 struct shared {
     _Atomic int go, stop, ready;
-    _Atomic uint64_t ops[4];
+    _Atomic uint64_t cpu_ns[4]; /* CPU time each worker got while it ran */
     _Atomic int failed;
+    struct {
+        _Atomic uint64_t ops;
+        char pad[56];
+    } per[4];
 };
 static struct shared *sh;
+static int troubles; /* processes of any row that died or failed: the exit status says so */
 
 typedef int (*op_fn)(void *ctx, int i); /* 0 ok */
 
@@ -68,6 +78,8 @@ static void worker(op_fn op, void *ctx, int slot)
     }
     uint64_t n = 0;
     unsigned r = (unsigned)getpid();
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
         for (int j = 0; j < 64; j++) {
             r = r * 1103515245u + 12345u;
@@ -76,10 +88,12 @@ static void worker(op_fn op, void *ctx, int slot)
                 atomic_store(&sh->failed, 1);
                 return;
             }
+            atomic_store_explicit(&sh->per[slot].ops, ++n, memory_order_relaxed);
         }
-        n += 64;
     }
-    atomic_store(&sh->ops[slot], n);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    atomic_store(&sh->cpu_ns[slot],
+                 (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec)));
 }
 
 /* --- the map ---------------------------------------------------------------------------- */
@@ -116,10 +130,14 @@ static pid_t map_proc(op_fn op, int slot)
     return p;
 }
 
+/* Of the last row: ops per CPU-second of the readers and of the writers (what the code
+ * does with the CPU it got, less noisy than ops/s when other work shares the machine). */
+static double rd_cpu, wr_cpu;
+
 /* Runs readers processes of get and writers of put for secs; per-process ops/s of each
- * kind in rd and wr. */
-static void run_row(pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int readers, int writers,
-                    double *rd, double *wr)
+ * kind in rd and wr. what names the row's kind in a message about a process that failed. */
+static void run_row(const char *what, pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int readers,
+                    int writers, double *rd, double *wr)
 {
     memset(sh, 0, sizeof *sh);
     pid_t kids[4];
@@ -136,14 +154,37 @@ static void run_row(pid_t (*spawn)(op_fn, int), op_fn get, op_fn put, int reader
     usleep((useconds_t)(secs * 1e6));
     atomic_store(&sh->stop, 1);
     double dt = (double)(now_ns() - t0) / 1e9;
-    for (int i = 0; i < n; i++)
-        waitpid(kids[i], NULL, 0);
+    for (int i = 0; i < n; i++) {
+        int status = 0;
+        waitpid(kids[i], &status, 0);
+        if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)) {
+            fprintf(stderr,
+                    "# %s with %d reader(s) and %d writer(s): %s %d %s %d after %" PRIu64
+                    " ops; the row counts those\n",
+                    what, readers, writers, i < readers ? "reader" : "writer",
+                    i < readers ? i : i - readers,
+                    WIFSIGNALED(status) ? "died of signal" : "exited with status",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                    atomic_load(&sh->per[i].ops));
+            troubles++;
+        }
+    }
     *rd = *wr = 0;
+    uint64_t ops[2] = {0, 0}, cpu[2] = {0, 0};
+    for (int i = 0; i < n; i++) {
+        ops[i >= readers] += atomic_load(&sh->per[i].ops);
+        cpu[i >= readers] += sh->cpu_ns[i];
+    }
     for (int i = 0; i < readers; i++)
-        *rd += (double)sh->ops[i] / dt / readers;
+        *rd += (double)atomic_load(&sh->per[i].ops) / dt / readers;
     for (int i = readers; i < n; i++)
-        *wr += (double)sh->ops[i] / dt / writers;
-    if (sh->failed) fprintf(stderr, "# a worker of the next row failed: its figures are short\n");
+        *wr += (double)atomic_load(&sh->per[i].ops) / dt / writers;
+    rd_cpu = cpu[0] ? (double)ops[0] / ((double)cpu[0] / 1e9) : 0;
+    wr_cpu = cpu[1] ? (double)ops[1] / ((double)cpu[1] / 1e9) : 0;
+    if (sh->failed) {
+        fprintf(stderr, "# an op of a %s row failed (above): its figures are short\n", what);
+        troubles++;
+    }
 }
 
 static void fill_map(void)
@@ -375,10 +416,10 @@ static pid_t start_redis(char *dir)
 
 /* --- the table ----------------------------------------------------------------------------- */
 
-static void row(const char *what, double map, double kv, double r1, double r16)
+static void row(const char *what, double map, double kv, double r1, double r16, double cpu)
 {
-    printf("%-28s %12.0f %12.0f %12.0f %12.0f   %8.1fx %8.1fx", what, map, kv, r1, r16,
-           kv > 0 ? map / kv : 0, r16 > 0 ? map / r16 : 0);
+    printf("%-28s %12.0f %12.0f %12.0f %12.0f   %8.1fx %8.1fx %12.0f", what, map, kv, r1, r16,
+           kv > 0 ? map / kv : 0, r16 > 0 ? map / r16 : 0, cpu);
     printf("\n");
     fflush(stdout);
 }
@@ -387,6 +428,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1) secs = atof(argv[1]);
     if (!(secs > 0)) secs = 1.0;
+    if (argc > 2) only = argv[2];
     make_keys();
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     static char name[64];
@@ -397,48 +439,80 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir)) return 1;
     pid_t redis = start_redis(dir);
     pid_t kv = kv_server();
-    printf("# ops/s per process, %g s per row, %d keys; map/rpc and map/redis16 ratios\n", secs,
-           KEYS);
-    printf("%-28s %12s %12s %12s %12s   %9s %9s\n", "case", "map", "rpc-shm", "redis", "redis-p16",
-           "map/rpc", "map/r16");
+    printf(
+        "# ops/s per process, %g s per row, %d keys; map/rpc and map/redis16 ratios; map/cpu-s:\n"
+        "# the map's ops per CPU-second its processes got (less noisy on a shared machine)\n",
+        secs, KEYS);
+    printf("%-28s %12s %12s %12s %12s   %9s %9s %12s\n", "case", "map", "rpc-shm", "redis",
+           "redis-p16", "map/rpc", "map/r16", "map/cpu-s");
     size_t sizes[2] = {16, 4096};
     for (int s = 0; s < 2; s++) {
         vlen = sizes[s];
         memset(value, 'v', vlen);
         fill_map();
-        double m[4][2], k[4][2], r1[4][2], r16[4][2];
+        double m[4][2], k[4][2], r1[4][2], r16[4][2], mc[4][2];
         memset(k, 0, sizeof k);
         memset(r1, 0, sizeof r1);
         memset(r16, 0, sizeof r16);
         /* the rows: 1 reader; 2 readers + 1 writer; 1 writer; 2 writers */
         int rd[4] = {1, 2, 0, 0}, wr[4] = {0, 1, 1, 2};
+        const char *names[4] = {"1 reader", "2 readers + 1 writer", "1 writer", "2 writers"};
+        char label[64];
+        bool run[4];
+        char notes[4][96] = {"", "", "", ""}; /* what the map did during each row */
         for (int c = 0; c < 4; c++) {
-            run_row(map_proc, map_get, map_put, rd[c], wr[c], &m[c][0], &m[c][1]);
-            run_row(kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
+            char get[64], put[64];
+            snprintf(get, sizeof get, "get %zu B, %s", vlen, names[c]);
+            snprintf(put, sizeof put, "put %zu B, %s", vlen, names[c]);
+            run[c] = !only || (rd[c] && strstr(get, only)) || (wr[c] && strstr(put, only));
+        }
+        memset(m, 0, sizeof m);
+        memset(mc, 0, sizeof mc);
+        for (int c = 0; c < 4; c++) {
+            if (!run[c]) continue;
+            shmrpc_map *watch = NULL;
+            shmrpc_map_info i0, i1;
+            if (shmrpc_map_open(&watch, map_name, NULL) != 0 ||
+                shmrpc_map_get_info(watch, &i0) != 0)
+                memset(&i0, 0, sizeof i0);
+            run_row("map", map_proc, map_get, map_put, rd[c], wr[c], &m[c][0], &m[c][1]);
+            mc[c][0] = rd_cpu;
+            mc[c][1] = wr_cpu;
+            if (watch && shmrpc_map_get_info(watch, &i1) == 0)
+                snprintf(notes[c], sizeof notes[c],
+                         "%" PRIu64 " growths, %" PRIu64 " MiB of entry space",
+                         i1.growths - i0.growths, i1.bytes >> 20);
+            shmrpc_map_close(watch);
+            run_row("rpc-shm", kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
             if (redis > 0) {
                 depth = 1;
-                run_row(redis_proc, redis_get, redis_set, rd[c], wr[c], &r1[c][0], &r1[c][1]);
+                run_row("redis", redis_proc, redis_get, redis_set, rd[c], wr[c], &r1[c][0],
+                        &r1[c][1]);
                 depth = 16;
-                run_row(redis_proc, redis_get, redis_set, rd[c], wr[c], &r16[c][0], &r16[c][1]);
+                run_row("redis-p16", redis_proc, redis_get, redis_set, rd[c], wr[c], &r16[c][0],
+                        &r16[c][1]);
                 for (int x = 0; x < 2; x++)
                     r16[c][x] *= 16; /* each op was 16 commands */
             }
         }
-        char label[64];
-        const char *names[4] = {"1 reader", "2 readers + 1 writer", "1 writer", "2 writers"};
         for (int c = 0; c < 4; c++) {
+            if (!run[c]) continue;
             if (rd[c]) {
                 snprintf(label, sizeof label, "get %zu B, %s", vlen, names[c]);
-                row(label, m[c][0], k[c][0], r1[c][0], r16[c][0]);
+                row(label, m[c][0], k[c][0], r1[c][0], r16[c][0], mc[c][0]);
             }
             if (wr[c]) {
                 snprintf(label, sizeof label, "put %zu B, %s%s", vlen, names[c],
                          rd[c] ? " (writer)" : "");
-                row(label, m[c][1], k[c][1], r1[c][1], r16[c][1]);
+                row(label, m[c][1], k[c][1], r1[c][1], r16[c][1], mc[c][1]);
             }
+            if (wr[c]) printf("#   the map during it: %s\n", notes[c]);
         }
-        printf("# readers beside a writer at %zu B: %.2fx slower than alone\n", vlen,
-               m[1][0] > 0 ? m[0][0] / m[1][0] : 0);
+        if (run[0] && run[1])
+            printf("# readers beside a writer at %zu B: %.2fx slower than alone (%.2fx per "
+                   "CPU-second)\n",
+                   vlen, m[1][0] > 0 ? m[0][0] / m[1][0] : 0,
+                   mc[1][0] > 0 ? mc[0][0] / mc[1][0] : 0);
     }
     if (redis > 0) {
         kill(redis, SIGTERM);
@@ -451,5 +525,6 @@ int main(int argc, char **argv)
     shmrpc_map_unlink_quiet(name);
     unlink(redis_sock);
     rmdir(dir);
-    return 0;
+    if (troubles) fprintf(stderr, "# %d processes of the rows above failed or died\n", troubles);
+    return troubles ? 1 : 0;
 }

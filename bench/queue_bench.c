@@ -38,10 +38,39 @@
 #define MQ_DEPTH 10     /* Linux's default limit for POSIX mq (msg_max) */
 #define RING_SLOT 64
 
-enum kind { QUEUE, QUEUE_BATCH, QUEUE_ZERO_COPY, POSIX_MQ, PIPE, BOOST_MQ, RING, KINDS };
+/* The queue's rows: created for many producers and consumers, and, 1/1 only, with a single
+ * producer and a single consumer (-spsc: no locked instruction on the fast path). */
+enum kind {
+    QUEUE,
+    QUEUE_BATCH,
+    QUEUE_ZERO_COPY,
+    QUEUE_SPSC,
+    QUEUE_SPSC_BATCH,
+    QUEUE_SPSC_ZERO_COPY,
+    POSIX_MQ,
+    PIPE,
+    BOOST_MQ,
+    RING,
+    KINDS
+};
 
-static const char *const kind_name[KINDS] = {"queue", "queue-batch", "queue-zc",  "posix-mq",
-                                             "pipe",  "boost-mq",    "ring-limit"};
+static const char *const kind_name[KINDS] = {
+    "queue",         "queue-batch", "queue-zc", "queue-spsc", "queue-spsc-batch",
+    "queue-spsc-zc", "posix-mq",    "pipe",     "boost-mq",   "ring-limit"};
+
+/* What a row does with the queue, whatever its roles. */
+static enum kind way(enum kind k)
+{
+    return k == QUEUE_SPSC             ? QUEUE
+           : k == QUEUE_SPSC_BATCH     ? QUEUE_BATCH
+           : k == QUEUE_SPSC_ZERO_COPY ? QUEUE_ZERO_COPY
+                                       : k;
+}
+
+static bool spsc(enum kind k)
+{
+    return k == QUEUE_SPSC || k == QUEUE_SPSC_BATCH || k == QUEUE_SPSC_ZERO_COPY;
+}
 
 struct row {
     enum kind kind;
@@ -259,7 +288,7 @@ static int producer(const struct row *r, struct shared *sh)
                 cpu_relax();
         int64_t t = now_ns();
         int rc = 0;
-        switch (r->kind) {
+        switch (way(r->kind)) {
         case QUEUE:
             memcpy(msgs[0], &t, sizeof t);
             rc = shmrpc_queue_push(e.q, msgs[0], r->payload, 100);
@@ -300,11 +329,11 @@ static int producer(const struct row *r, struct shared *sh)
             memcpy(msgs[0], &t, sizeof t);
             rc = ring_send(&e, msgs[0], r->payload);
             break;
-        case KINDS:
+        default:
             break;
         }
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return 11;
-        if (rc == 0) sent += r->kind == QUEUE_BATCH ? BATCH : 1;
+        if (rc == 0) sent += way(r->kind) == QUEUE_BATCH ? BATCH : 1;
     }
     close_end(&e);
     return 0;
@@ -324,7 +353,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
     for (;;) {
         size_t n = 0, len;
         int rc = 0;
-        switch (r->kind) {
+        switch (way(r->kind)) {
         case QUEUE:
             rc = shmrpc_queue_pop(e.q, bufs[0], MAX_PAYLOAD, &len, 20);
             n = rc == 0;
@@ -366,7 +395,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
             rc = ring_receive(&e, bufs[0], r->payload, 20);
             n = rc == 0;
             break;
-        case KINDS:
+        default:
             break;
         }
         int64_t t = now_ns();
@@ -441,6 +470,7 @@ static int make_transport(const struct row *r)
         o.capacity = DEPTH;
         o.max_msg = MAX_PAYLOAD;
         o.arena_bytes = ROOM;
+        o.single_producer = o.single_consumer = spsc(r->kind);
         shmrpc_queue *q;
         if (shmrpc_queue_open(&q, qname, &o) != 0) {
             fprintf(stderr, "queue: %s\n", shmrpc_errmsg());
@@ -559,6 +589,71 @@ static double memcpy_rate(size_t size, double seconds)
     return (double)n * (double)size / ((double)(now_ns() - t0) / 1e9);
 }
 
+/* Bytes per second of the honest floor of a zero-copy transfer between two processes: the
+ * producer copies size bytes from its own buffer into one of ROOM / size shared slots, the
+ * consumer reads every cache line of it in place (the queue-zc row's work without the
+ * queue), each side caching the other's counter as ring-limit does. Unlike memcpy_rate,
+ * every line crosses from one core's cache to the other's. */
+static double one_copy_rate(size_t size, double seconds)
+{
+    struct xfer {
+        _Alignas(64) _Atomic uint64_t head;
+        _Alignas(64) _Atomic uint64_t tail;
+        _Alignas(64) _Atomic int64_t start_ns, stop_ns;
+        _Atomic uint64_t taken;
+        _Alignas(64) unsigned char data[ROOM];
+    };
+    static unsigned char src[MAX_PAYLOAD];
+    memset(src, 1, sizeof src);
+    struct xfer *x =
+        mmap(NULL, sizeof *x, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (x == MAP_FAILED) return 0;
+    uint64_t slots = ROOM / size;
+    pid_t pid = fork();
+    if (pid == 0) { /* the producer */
+        alarm(60);
+        uint64_t tail = 0, head = 0;
+        while (atomic_load(&x->start_ns) == 0)
+            usleep(100);
+        while (atomic_load_explicit(&x->stop_ns, memory_order_relaxed) == 0) {
+            for (unsigned i = 0; tail - head >= slots; i++) {
+                head = atomic_load_explicit(&x->head, memory_order_acquire);
+                if (atomic_load_explicit(&x->stop_ns, memory_order_relaxed)) _exit(0);
+                poll_pause(i);
+            }
+            memcpy(x->data + (tail % slots) * size, src, size);
+            atomic_store_explicit(&x->tail, ++tail, memory_order_release);
+        }
+        _exit(0);
+    }
+    if (pid < 0) {
+        munmap(x, sizeof *x);
+        return 0;
+    }
+    int64_t start = now_ns() + 20000000, end = start + (int64_t)(seconds * 1e9);
+    atomic_store(&x->start_ns, start);
+    uint64_t head = 0, tail = 0, counted = 0;
+    volatile unsigned char sink = 0;
+    for (;;) {
+        for (unsigned i = 0; head == tail; i++) {
+            tail = atomic_load_explicit(&x->tail, memory_order_acquire);
+            poll_pause(i);
+        }
+        const unsigned char *m = x->data + (head % slots) * size;
+        for (size_t i = 0; i < size; i += 64)
+            sink ^= m[i];
+        atomic_store_explicit(&x->head, ++head, memory_order_release);
+        int64_t t = now_ns();
+        if (t >= end) break;
+        if (t >= start) counted++;
+    }
+    (void)sink;
+    atomic_store(&x->stop_ns, end);
+    waitpid(pid, NULL, 0);
+    munmap(x, sizeof *x);
+    return (double)counted * (double)size / seconds;
+}
+
 static bool is_baseline(enum kind k)
 {
     return k == POSIX_MQ || k == PIPE || k == BOOST_MQ || k == RING;
@@ -573,6 +668,7 @@ static size_t make_rows(struct row *rows)
     for (size_t b = 0; b < 4; b++)
         rows[n++] = (struct row){baselines[b], 16, 1, 1, true};
     rows[n++] = (struct row){QUEUE, 16, 1, 1, true};
+    rows[n++] = (struct row){QUEUE_SPSC, 16, 1, 1, true};
     static const size_t sizes[] = {16, 4096, MAX_PAYLOAD};
     for (int si = 0; si < 3; si++)
         for (int sides = 1; sides <= MAX_SIDE; sides *= 2) {
@@ -584,6 +680,10 @@ static size_t make_rows(struct row *rows)
             if (sz == 16) rows[n++] = (struct row){QUEUE_BATCH, sz, sides, sides, false};
             if (sz == MAX_PAYLOAD)
                 rows[n++] = (struct row){QUEUE_ZERO_COPY, sz, sides, sides, false};
+            if (sides > 1) continue;
+            rows[n++] = (struct row){QUEUE_SPSC, sz, 1, 1, false};
+            if (sz == 16) rows[n++] = (struct row){QUEUE_SPSC_BATCH, sz, 1, 1, false};
+            if (sz == MAX_PAYLOAD) rows[n++] = (struct row){QUEUE_SPSC_ZERO_COPY, sz, 1, 1, false};
         }
     return n;
 }
@@ -595,7 +695,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [seconds per row, 0 < s <= 60]\n", argv[0]);
         return 2;
     }
-    static struct row rows[64];
+    static struct row rows[80];
     size_t nrows = make_rows(rows);
     struct result base[KINDS]; /* this case's baselines */
     bool have[KINDS] = {false};
@@ -638,10 +738,17 @@ int main(int argc, char **argv)
                                                 : 1,
                                        x, kind_name[k]);
             }
-            if (r->kind == QUEUE_ZERO_COPY && at < sizeof ratio) {
+            if (way(r->kind) == QUEUE_ZERO_COPY && at < sizeof ratio) {
+                /* The issue's baseline, an in-cache memcpy in one process, and the floor
+                 * of any transfer between two, measured just after (docs/queue.md). */
                 double bw = memcpy_rate(r->payload, seconds / 2);
-                snprintf(ratio + at, sizeof ratio - at, "%s%.2fx memcpy (%.1f GB/s)",
-                         at ? ", " : "", res.rate * (double)r->payload / bw, bw / 1e9);
+                at +=
+                    (size_t)snprintf(ratio + at, sizeof ratio - at, "%s%.2fx memcpy (%.1f GB/s)",
+                                     at ? ", " : "", res.rate * (double)r->payload / bw, bw / 1e9);
+                double xc = r->producers == 1 ? one_copy_rate(r->payload, seconds / 2) : 0;
+                if (xc > 0 && at < sizeof ratio)
+                    snprintf(ratio + at, sizeof ratio - at, ", %.2fx one-copy (%.1f GB/s)",
+                             res.rate * (double)r->payload / xc, xc / 1e9);
             }
         }
         printf("%-12s %7zu %2dx%-2d%s%13.0f %10" PRId64 " %10" PRId64 " %9.2f  %s\n",

@@ -11,6 +11,14 @@ else()
 endif()
 
 find_package(PkgConfig REQUIRED)
+# Where msgpack's headers are, for shmrpc.pc's Cflags (generated code includes <msgpack.h>).
+pkg_check_modules(MSGPACK_PC QUIET msgpack)
+set(SHMRPC_PC_MSGPACK_CFLAGS "")
+foreach(flag IN LISTS MSGPACK_PC_CFLAGS)
+  if(NOT flag STREQUAL "-I/usr/include")
+    string(APPEND SHMRPC_PC_MSGPACK_CFLAGS " ${flag}")
+  endif()
+endforeach()
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 # Per-frame compression of the TCP transport: snappy (its C binding, snappy-c.h) and zlib.
 pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)

@@ -6,7 +6,8 @@
 # so a rebuilt generator regenerates. OUT_DIR defaults to a folder of the target's own
 # in the current binary directory, which is added to t's include path.
 #
-# Shipped in-tree and in the installed package (find_package(shmrpc CONFIG)).
+# Shipped in-tree and in the installed package (find_package(shmrpc CONFIG)), which enables
+# C in a project that did not (the generated code is C; a C++ program calls it).
 function(shmrpc_generate)
   cmake_parse_arguments(PARSE_ARGV 0 G "CLIENT;SERVER" "TARGET;OUT_DIR" "IDL")
   if(G_UNPARSED_ARGUMENTS)
@@ -17,6 +18,13 @@ function(shmrpc_generate)
   endif()
   if(NOT G_IDL)
     message(FATAL_ERROR "shmrpc_generate: IDL needs at least one .svc file")
+  endif()
+  # Without C the generated .c files would be left out silently, and the link would fail
+  # on an undefined NAME_service_info.
+  if(NOT CMAKE_C_COMPILER_LOADED)
+    message(FATAL_ERROR "shmrpc_generate: the generated code is C, and C is not enabled in "
+                        "this directory: add C to project(... LANGUAGES ...) or call "
+                        "enable_language(C) at the top level")
   endif()
   if(NOT G_CLIENT AND NOT G_SERVER)
     set(G_CLIENT ON)

@@ -55,7 +55,10 @@ void gen_mark_needs(gen *g)
         if (m->result->kind != SVC_T_VOID) mark(g, gen_type(g, m->result), rw);
     }
     for (const svc_method *q = g->svc->queues; q; q = q->next)
-        mark(g, gen_type(g, q->result), NEED_MP_READ | NEED_MP_WRITE);
+        if (q->enc != SVC_ENC_RAW)
+            mark(g, gen_type(g, q->result),
+                 q->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
+                                        : NEED_MP_READ | NEED_MP_WRITE);
     for (const svc_method *m = g->svc->maps; m; m = m->next) {
         mark(g, gen_type(g, m->params->type), NEED_MP_READ | NEED_MP_WRITE);
         mark(g, gen_type(g, m->result), NEED_MP_READ | NEED_MP_WRITE);

@@ -43,6 +43,8 @@ typedef struct svc_type {
     struct svc_type *key;  /* MAP: key */
     svc_decl *decl;        /* NAMED, after svc_check: the struct or enum */
     bool queue;            /* LIST written as queue<T>: only a queue declaration may be */
+    bool bad_args;         /* list or map with the wrong number of type arguments: said
+                              already, so a member written with it needs no second error */
 } svc_type;
 
 /* A struct field or a method parameter. */

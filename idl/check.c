@@ -518,8 +518,8 @@ static void check_maps(check *c, svc_ntab *seen, size_t prefix)
 }
 
 /* A queue shares the methods' names (a name is a method, a queue or a map), carries one
- * value of its type per message, and is found as "SERVICE-NAME.QUEUE", a queue name of at
- * most 200 characters (docs/queue.md). */
+ * value of its type per message in its encoding (@raw: bytes only), and is found as
+ * "SERVICE-NAME.QUEUE", a queue name of at most 200 characters (docs/queue.md). */
 static void check_queues(check *c)
 {
     svc_ntab seen = {0};
@@ -533,10 +533,13 @@ static void check_queues(check *c)
             err(c, q->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", q->name.n,
                 q->name.p, first->name.line, first->name.col);
         check_annots(c, q);
-        if (q->enc != SVC_ENC_MSGPACK)
-            err(c, q->name, "queue '%.*s' is @msgpack only (@json and @raw are for methods)",
-                q->name.n, q->name.p);
         check_type(c, q->result, false);
+        /* As a @raw method's result, a @raw queue's message is its bytes as they are. */
+        if (q->enc == SVC_ENC_RAW && q->result && q->result->kind != SVC_T_BYTES)
+            err(c, q->name,
+                "@raw queue '%.*s' must carry bytes ('@raw queue<bytes> %.*s;'); @msgpack and "
+                "@json carry any type",
+                q->name.n, q->name.p, q->name.n, q->name.p);
         if (prefix + (size_t)q->name.n > 200)
             err(c, q->name, "queue name '%s.%.*s' is longer than 200 characters", c->s->svc_name,
                 q->name.n, q->name.p);

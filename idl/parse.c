@@ -347,6 +347,7 @@ void svc_p_queue(svc_pstate *ps, const svc_annots *annots, svc_ltype type, svc_l
         add_map(ps, annots, type, name);
         return;
     }
+    if (type.t->bad_args) return; /* "map<string> x;": its one error is the arguments' */
     if (!type.t->queue) {
         svc_p_error(ps, name.t,
                     "'%.*s' is neither a method (its parameters in '(...)'), a queue "
@@ -397,13 +398,16 @@ svc_ltype svc_p_type_name(svc_pstate *ps, svc_ltok name)
 {
     const svc_builtin *b = svc_builtin_by_name(name.t.p, name.t.n);
     svc_type_kind kind = b ? b->kind : SVC_T_NAMED;
-    if (kind == SVC_T_LIST || kind == SVC_T_MAP) {
+    bool bad_args = kind == SVC_T_LIST || kind == SVC_T_MAP;
+    if (bad_args) {
         svc_p_error(ps, name.t,
                     kind == SVC_T_LIST ? "'list' takes one type argument: list<T>"
                                        : "'map' takes two type arguments: map<K, V>");
         kind = SVC_T_NAMED;
     }
-    return (svc_ltype){new_type(ps, kind, name.t), name.doc};
+    svc_type *t = new_type(ps, kind, name.t);
+    if (t) t->bad_args = bad_args;
+    return (svc_ltype){t, name.doc};
 }
 
 svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_ltype *b)
@@ -438,6 +442,7 @@ svc_ltype svc_p_type_args(svc_pstate *ps, svc_ltok name, svc_ltype a, const svc_
             svc_p_error(ps, name.t, "'%.*s' takes no type arguments; only list<T> and map<K, V> do",
                         name.t.n, name.t.p);
         r.t = a.t;
+        if (r.t) r.t->bad_args = true;
     }
     return r;
 }
@@ -453,7 +458,10 @@ svc_ltype svc_p_type_opt(svc_pstate *ps, svc_ltype elem, svc_ltok q)
     svc_tok span = elem.t->tok;
     if (span.line == q.t.line && q.t.p > span.p) span.n = (int)(q.t.p + 1 - span.p);
     svc_ltype r = {new_type(ps, SVC_T_OPTIONAL, span), elem.doc};
-    if (r.t) r.t->elem = elem.t;
+    if (r.t) {
+        r.t->elem = elem.t;
+        r.t->bad_args = elem.t->bad_args;
+    }
     return r;
 }
 

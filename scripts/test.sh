@@ -1,6 +1,6 @@
 #!/bin/sh
-# Builds everything and runs every test twice: a gcc build with -Werror, and a clang build
-# with AddressSanitizer and UndefinedBehaviorSanitizer that also runs the fuzz targets
+# Builds everything and runs every test twice: a gcc build, and a clang build with
+# AddressSanitizer and UndefinedBehaviorSanitizer that also runs the fuzz targets
 # briefly. Then prints the benchmarks' figures (they are not pass/fail).
 set -eu
 cd "$(dirname "$0")/.."
@@ -15,13 +15,13 @@ fi
 jobs=$(nproc)
 
 echo "== gcc, -Wall -Wextra -Werror"
-CC=gcc cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+CC=gcc cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMRPC_WERROR=ON >/dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== clang, ASan + UBSan, fuzz targets"
 CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHMRPC_SANITIZE=ON \
-    -DSHMRPC_FUZZ=ON -DSHMRPC_BENCH=OFF >/dev/null
+    -DSHMRPC_FUZZ=ON -DSHMRPC_BENCH=OFF -DSHMRPC_WERROR=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"

@@ -355,6 +355,7 @@ static void read_map(shmrpc_segment *s)
     m->writes = h.writes;
     m->growths = h.growths;
     m->repairs = h.repairs;
+    m->reads = h.reads;
     char name[sizeof s->name + 24], why[200] = "";
     snprintf(name, sizeof name, "%s%s.%" PRIu64, MAPGEN_PREFIX, s->key, h.gen);
     shmrpc_segment g = {0};
@@ -374,6 +375,7 @@ static void read_map(shmrpc_segment *s)
         m->writes = h.writes;
         m->growths = h.growths;
         m->repairs = h.repairs;
+        m->reads = h.reads;
     }
     m->generation = h.gen;
     snprintf(name, sizeof name, "%s%s%s", LOCK_PREFIX, MAP_LOCK_PREFIX, s->key);

@@ -70,9 +70,9 @@ int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, con
 {
     if (*failed) return -1;
     *failed = true;
-    char why[512];
-    vsnprintf(why, sizeof why, fmt, ap);
-    snprintf(err, cap, "%s: %s", where, why);
+    /* Written in place, cut at cap. */
+    int n = snprintf(err, cap, "%s: ", where);
+    if (n >= 0 && (size_t)n < cap) vsnprintf(err + n, cap - (size_t)n, fmt, ap);
     return -1;
 }
 
@@ -445,8 +445,10 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
     else
         return perr(ps, "unknown encoding");
     if (*ps->p != '\0') return perr(ps, "trailing text");
+    /* No parameter at all is a @raw queue's type, "q()->bytes @raw" (docs/queue.md). */
     if (out->encoding == SHMRPC_ENC_RAW &&
-        (out->n_params != 1 || out->params[0].type->kind != SHMRPC_DYN_BYTES ||
+        (out->n_params > 1 ||
+         (out->n_params == 1 && out->params[0].type->kind != SHMRPC_DYN_BYTES) ||
          out->result->kind != SHMRPC_DYN_BYTES))
         return perr(ps, "a @raw method takes bytes and returns bytes");
     return 0;

@@ -5,10 +5,12 @@
 #include <shmrpc/map.h>
 
 #include <dirent.h>
+#include <linux/membarrier.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,12 +27,13 @@
 
 #include "internal.h"
 #include "map_seg.h"
+#include "proc.h"
 #include "segment.h"
 #include "wait.h"
 
 #define HDR_MAGIC 0x50414d53u /* "SMAP" */
 #define GEN_MAGIC 0x4e454753u /* "SGEN" */
-#define MAP_VERSION 1u
+#define MAP_VERSION 2u
 #define HDR_PREFIX "/shmrpc.map."
 #define GEN_PREFIX "/shmrpc.mapgen."
 #define SHM_DIR SHMRPC__SHM_DIR
@@ -64,9 +68,45 @@
 /* How many lock-free tries a snapshot makes before it takes the lock. */
 #define SNAPSHOT_TRIES 4
 
+/* Reader slots in the header: handles reading at once with the protection that lets
+ * writers reuse space; more read without it and pause reuse while they do. */
+#define MAP_READERS 60
+
+/* Space reuse (docs/map.md, "Reusing space"): free lists by size class, and a ring of
+ * replaced entries waiting for the readers that may still read them. */
+#define NCLASSES 128
+#define RING_MIN 2048
+#define RING_MAX (UINT64_C(1) << 24)
+/* Retired entries between two tries to advance the epoch (each try reads every reader
+ * slot): a few misses per batch instead of per put. */
+#define BATCH 256
+/* How long a writer short of space waits for readers to let go of retired entries before
+ * it grows the map or leaks them. */
+#define HARD_WAIT_NS ((int64_t)2 * 1000 * 1000)
+#define HARD_TRIES 8
+#define HARD_LIVE (UINT64_C(1) << 20)
+
 /* The redo record's states. */
 #define REC_IDLE 0u
 #define REC_ACTIVE 1u
+
+/* A reader slot: claimed by a handle at its first read, released at its close or by a
+ * process that finds the owner dead. */
+struct map_reader {
+    /* The owner's pid, 0 when free: set by the claimer (compare-and-swap from 0), cleared
+     * by the owner's close or by whoever found it dead (compare-and-swap from the pid). */
+    _Atomic uint64_t owner;
+    uint64_t start; /* the owner's start time (/proc), written by the claimer */
+    /* 0 between reads; during a read (and while a view is held), the epoch of the
+     * generation read, stored before the read's first look at a slot (a full fence
+     * after it). Written by the owner; read by writers deciding what they may reuse. */
+    _Atomic uint64_t epoch;
+    /* Gets and views of the owner: written by the owner only (no shared line per get),
+     * summed by get_info. */
+    _Atomic uint64_t reads;
+    uint8_t pad[32];
+};
+_Static_assert(sizeof(struct map_reader) == 64, "layout");
 
 /* The header segment: one per map, never replaced while the map exists. */
 struct map_hdr {
@@ -104,11 +144,23 @@ struct map_hdr {
     uint64_t rec_count;
     uint64_t rec_tombs;
     uint64_t rec_live;
-    /* Fourth line: statistics, written under the lock, read by get_info. */
+    /* Fourth line: statistics, written under the lock, read by get_info; reads_gone: the
+     * reads of reader slots released (at close, or by whoever found the owner dead), added
+     * by the releaser. */
     _Atomic uint64_t writes;
     _Atomic uint64_t growths;
     _Atomic uint64_t repairs;
-    uint8_t pad3[40];
+    _Atomic uint64_t reads_gone;
+    /* Set (for good) by the first reader whose process registered for membarrier's global
+     * expedited barrier and whose reads then use no fence of their own, before its first
+     * such read (a read-modify-write: a full fence); read by writers, which must then make
+     * that barrier before they read the readers' epochs. */
+    _Atomic uint32_t no_fence;
+    uint8_t pad3[28];
+    /* The reader table: a slot per reading handle, each on its own line (see
+     * struct map_reader), so that writers know when no reader can still be reading a
+     * replaced entry and may reuse its space. */
+    struct map_reader readers[MAP_READERS];
 };
 
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free");
@@ -119,7 +171,10 @@ _Static_assert(offsetof(struct map_hdr, change) == 72, "layout");
 _Static_assert(offsetof(struct map_hdr, rec_state) == 128, "layout");
 _Static_assert(offsetof(struct map_hdr, rec_live) == 184, "layout");
 _Static_assert(offsetof(struct map_hdr, writes) == 192, "layout");
-_Static_assert(sizeof(struct map_hdr) == 256, "layout");
+_Static_assert(offsetof(struct map_hdr, reads_gone) == 216, "layout");
+_Static_assert(offsetof(struct map_hdr, no_fence) == 224, "layout");
+_Static_assert(offsetof(struct map_hdr, readers) == 256, "layout");
+_Static_assert(sizeof(struct map_hdr) == 256 + 64 * MAP_READERS, "layout");
 #define HDR_SIZE sizeof(struct map_hdr)
 
 /* The head of a generation segment; the slots follow it, then the entries. */
@@ -131,8 +186,16 @@ struct gen_hdr {
     uint64_t gen;
     uint64_t total;     /* bytes of the segment */
     uint64_t nslots;    /* a power of two */
-    uint64_t arena_off; /* HEAD_SIZE + nslots * 8 */
-    uint8_t pad0[24];
+    uint64_t arena_off; /* HEAD_SIZE + nslots * 8 + SPACE_SIZE */
+    /* The epoch: written by a writer under the lock when it advances it (release), read
+     * by every read, which publishes it in its reader slot. It continues across
+     * generations: epoch0, written once by the builder, is the first of this generation,
+     * so a reader slot with an older epoch reads an older generation. */
+    _Atomic uint64_t epoch;
+    uint64_t epoch0;
+    /* Entries the ring of retired ones holds (a power of two; about one per 256 bytes of
+     * entry space, so that it rarely fills before the space runs out). By the builder. */
+    uint64_t ring_cap;
     /* Second line: written by the writer under the lock, read by snapshots and info.
      * seq is odd while a write applies (a seqlock for snapshots; single gets need none,
      * a slot being one word and an entry never written once published). used: the end
@@ -146,9 +209,37 @@ struct gen_hdr {
     uint8_t pad1[24];
 };
 
+_Static_assert(offsetof(struct gen_hdr, epoch) == 40, "layout");
+_Static_assert(offsetof(struct gen_hdr, ring_cap) == 56, "layout");
 _Static_assert(offsetof(struct gen_hdr, seq) == 64, "layout");
 _Static_assert(sizeof(struct gen_hdr) == 128, "layout");
 #define HEAD_SIZE sizeof(struct gen_hdr)
+
+/* A generation's free space, between its slots and its entries. Only writers under the
+ * lock read or write it, except unprot; a writer that died in it leaves it for the next
+ * to forget (repair empties it: the space leaks until the next growth, never is handed
+ * out twice). */
+struct gen_space {
+    /* Reads by handles without a reader slot, in progress: raised and lowered by them (a
+     * read-modify-write, a full fence); writers reuse nothing while it is not 0. */
+    _Atomic uint64_t unprot;
+    uint8_t pad0[56];
+    /* The ring of replaced entries: [tail, mark) retired before the current epoch,
+     * [mark, head) during it; counters, the index is modulo ring_cap. since, since_bytes:
+     * retired since the last try to advance. */
+    uint64_t head, tail, mark, since, since_bytes;
+    uint8_t pad1[24];
+    /* Free lists, one per size class: the offset of the first free block (0: none); a
+     * free block's first 8 bytes hold the next one's. */
+    uint64_t free_head[NCLASSES];
+    /* Then the ring of retired entries, ring_cap words: offset / 8 in the low OFF_BITS,
+     * the size class above. */
+    uint64_t ring[];
+};
+_Static_assert(offsetof(struct gen_space, head) == 64, "layout");
+_Static_assert(offsetof(struct gen_space, free_head) == 128, "layout");
+_Static_assert(sizeof(struct gen_space) == 128 + 8 * NCLASSES, "layout");
+#define SPACE_SIZE sizeof(struct gen_space)
 
 /* An entry: written once, before a slot points to it; never written again. */
 struct entry {
@@ -169,6 +260,34 @@ static inline uint64_t entry_size(uint64_t klen, uint64_t vlen)
     return align8(ENTRY_HEAD + klen + vlen);
 }
 
+/* The space an entry occupies: its size up to 256 bytes, above that rounded up to a
+ * quarter of its power of two (at most 25% more), so that any free block of a size class
+ * fits any entry of it. */
+static inline uint64_t block_size(uint64_t klen, uint64_t vlen)
+{
+    uint64_t s = entry_size(klen, vlen);
+    if (s <= 256) return s;
+    unsigned k = 63u - (unsigned)__builtin_clzll(s - 1); /* 2^k < s <= 2^(k+1) */
+    uint64_t step = UINT64_C(1) << (k - 2);
+    return (s + step - 1) & ~(step - 1);
+}
+
+/* The size class of a block size: 0..31 for 8..256 bytes, then four a power of two. */
+static inline unsigned size_class(uint64_t bs)
+{
+    if (bs <= 256) return (unsigned)(bs / 8) - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzll(bs - 1);
+    uint64_t step = UINT64_C(1) << (k - 2);
+    return 32 + (k - 8) * 4 + (unsigned)((bs - (UINT64_C(1) << k)) / step) - 1;
+}
+
+static inline uint64_t class_size(unsigned c)
+{
+    if (c < 32) return (uint64_t)(c + 1) * 8;
+    unsigned k = 8 + (c - 32) / 4;
+    return (UINT64_C(1) << k) + (uint64_t)((c - 32) % 4 + 1) * (UINT64_C(1) << (k - 2));
+}
+
 struct shmrpc_map {
     struct map_hdr *hdr;
     size_t hdr_len; /* mapped bytes of the header segment: the header and the type */
@@ -182,8 +301,19 @@ struct shmrpc_map {
     shmrpc_map_opts opts;
     bool created; /* this open created the map */
     bool holding; /* inside a write that took the lock (not re-entrantly) */
+    /* The handle's reader slot (NULL: none yet, or the table was full), and the fork
+     * count when it was claimed: a forked child claims its own. */
+    struct map_reader *rd;
+    unsigned rd_fork;
+    uint32_t rd_retry;     /* reads without a slot until the next try to claim one */
+    uint8_t pin;           /* PIN_*: what the read in progress (or the view held) holds */
+    bool no_fence;         /* the slot's no_fence: reads rely on writers' membarrier */
+    uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
 };
+
+/* What a handle's read holds until it ends (a get) or the next call (a view). */
+enum { PIN_NONE, PIN_SLOT, PIN_UNPROT };
 
 /* --- messages ---------------------------------------------------------------------- */
 
@@ -248,7 +378,12 @@ int shmrpc__map_validate(const void *seg, uint64_t size, shmrpc__map_geo *geo, c
     if (nslots < 8 || nslots > MAX_SLOTS || (nslots & (nslots - 1)))
         return why_fail(SHMRPC_EPROTO, why, cap,
                         "slot count %" PRIu64 " is not a power of two in [8, 2^31]", nslots);
-    if (arena != HEAD_SIZE + nslots * 8 || arena > total || (total >> 3) > OFF_MASK)
+    uint64_t ring = g->ring_cap;
+    if (ring < RING_MIN || ring > RING_MAX || (ring & (ring - 1)))
+        return why_fail(SHMRPC_EPROTO, why, cap,
+                        "ring of %" PRIu64 " is not a power of two in [2^11, 2^24]", ring);
+    if (arena != HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8 || arena > total ||
+        (total >> 3) > OFF_MASK)
         return why_fail(SHMRPC_EPROTO, why, cap,
                         "entries at %" PRIu64 " do not follow %" PRIu64 " slots in %" PRIu64
                         " bytes",
@@ -257,12 +392,18 @@ int shmrpc__map_validate(const void *seg, uint64_t size, shmrpc__map_geo *geo, c
     geo->total = total;
     geo->nslots = nslots;
     geo->arena_off = arena;
+    geo->ring_cap = ring;
     return 0;
 }
 
 static inline _Atomic uint64_t *slots_of(const void *seg)
 {
     return (_Atomic uint64_t *)((uint8_t *)seg + HEAD_SIZE);
+}
+
+static inline struct gen_space *space_of(const void *seg, const shmrpc__map_geo *geo)
+{
+    return (struct gen_space *)((uint8_t *)seg + HEAD_SIZE + geo->nslots * 8);
 }
 
 /* The entry a slot word points to, checked: its offset, klen and vlen (read once) lie
@@ -330,6 +471,79 @@ int shmrpc__map_lookup(const void *seg, const shmrpc__map_geo *geo, const void *
     return 0;
 }
 
+/* A block of the entry space, for the overlap check. */
+struct span {
+    uint64_t off, len;
+};
+
+static int by_off(const void *a, const void *b)
+{
+    uint64_t x = ((const struct span *)a)->off, y = ((const struct span *)b)->off;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether the block at off of a class lies in the written entry space. */
+static inline bool block_ok(const shmrpc__map_geo *geo, uint64_t used, uint64_t off, uint64_t bs)
+{
+    return !(off & 7) && off >= geo->arena_off && off <= used && bs <= used - off;
+}
+
+/* The free lists and the ring of retired entries against the live entries: every block in
+ * them lies in the written space, and no two blocks overlap (a block handed out twice, or
+ * freed while a slot points to it, would). */
+static int check_space(const void *seg, const shmrpc__map_geo *geo, uint64_t used, char *why,
+                       size_t cap)
+{
+    const struct gen_space *sp = space_of(seg, geo);
+    uint64_t head = sp->head, tail = sp->tail, mark = sp->mark;
+    if (tail > mark || mark > head || head - tail > geo->ring_cap)
+        return why_fail(SHMRPC_EPROTO, why, cap,
+                        "retired ring out of order (tail %" PRIu64 ", mark %" PRIu64
+                        ", head %" PRIu64 ")",
+                        tail, mark, head);
+    /* Every block is at least 16 bytes: a list longer than the space can hold loops. */
+    uint64_t most = (used - geo->arena_off) / 16 + 1, n = 0;
+    struct span *v = malloc((size_t)(2 * most + geo->ring_cap) * sizeof *v);
+    if (!v) return 0; /* nothing to check with: not a finding */
+    _Atomic uint64_t *slots = slots_of(seg);
+    for (uint64_t i = 0; i < geo->nslots && n < most; i++) {
+        uint64_t w = atomic_load_explicit(&slots[i], memory_order_acquire);
+        uint32_t k, vl;
+        if (w == EMPTY || w == TOMB || !entry_at(seg, geo, w, &k, &vl)) continue;
+        v[n++] = (struct span){(w & OFF_MASK) << 3, block_size(k, vl)};
+    }
+    int rc = 0;
+    for (unsigned c = 0; c < NCLASSES && rc == 0; c++) {
+        uint64_t bs = class_size(c), steps = 0;
+        for (uint64_t off = sp->free_head[c]; off && rc == 0; steps++) {
+            if (!block_ok(geo, used, off, bs) || steps >= most || n >= 2 * most)
+                rc = why_fail(SHMRPC_EPROTO, why, cap,
+                              "free list %u: block at %" PRIu64 " out of bounds or a loop", c, off);
+            else {
+                v[n++] = (struct span){off, bs};
+                memcpy(&off, (const uint8_t *)seg + off, 8);
+            }
+        }
+    }
+    for (uint64_t i = tail; i != head && rc == 0; i++) {
+        uint64_t x = sp->ring[i % geo->ring_cap], off = (x & OFF_MASK) << 3;
+        unsigned c = (unsigned)(x >> OFF_BITS);
+        if (c >= NCLASSES || !block_ok(geo, used, off, class_size(c)))
+            rc = why_fail(SHMRPC_EPROTO, why, cap, "retired block at %" PRIu64 " out of bounds",
+                          off);
+        else
+            v[n++] = (struct span){off, class_size(c)};
+    }
+    if (rc == 0) qsort(v, (size_t)n, sizeof *v, by_off);
+    for (uint64_t i = 1; i < n && rc == 0; i++)
+        if (v[i - 1].off + v[i - 1].len > v[i].off)
+            rc = why_fail(SHMRPC_EPROTO, why, cap,
+                          "blocks at %" PRIu64 " and %" PRIu64 " overlap (space handed out twice)",
+                          v[i - 1].off, v[i].off);
+    free(v);
+    return rc;
+}
+
 int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why, size_t cap)
 {
     const struct gen_hdr *g = seg;
@@ -350,7 +564,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
             return why_fail(SHMRPC_EPROTO, why, cap, "slot %" PRIu64 " points outside the segment",
                             i);
         uint64_t off = (uint64_t)((const uint8_t *)e - (const uint8_t *)seg);
-        if (off + entry_size(k, v) > used)
+        if (off + block_size(k, v) > used)
             return why_fail(SHMRPC_EPROTO, why, cap,
                             "slot %" PRIu64 " points past the used end %" PRIu64, i, used);
         uint64_t h = hash_key(e + 1, k);
@@ -361,7 +575,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
             return why_fail(SHMRPC_EPROTO, why, cap,
                             "slot %" PRIu64 ": key unreachable or present twice", i);
         count++;
-        live += entry_size(k, v);
+        live += block_size(k, v);
     }
     uint64_t hc = atomic_load(&g->count), ht = atomic_load(&g->tombs), hl = atomic_load(&g->live);
     if (hc != count || ht != tombs || hl != live)
@@ -371,7 +585,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
                         hc, ht, hl, count, tombs, live);
     if (atomic_load(&g->seq) & 1)
         return why_fail(SHMRPC_EPROTO, why, cap, "a write is half applied (odd sequence)");
-    return 0;
+    return check_space(seg, geo, used, why, cap);
 }
 
 /* --- names and files --------------------------------------------------------------- */
@@ -450,12 +664,15 @@ static uint64_t pow2_at_least(uint64_t n)
 
 /* Creates generation gen of nslots and bytes of entries, empty, replacing any file a
  * writer that died while building it left. Not yet published. */
-static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t nslots, uint64_t bytes, uint8_t **out,
-                     shmrpc__map_geo *geo)
+static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslots, uint64_t bytes,
+                     uint8_t **out, shmrpc__map_geo *geo)
 {
     char path[PATH_CAP];
     gen_path(path, m->name, gen);
-    uint64_t arena = HEAD_SIZE + nslots * 8;
+    uint64_t ring = RING_MIN;
+    while (ring < bytes / 256 && ring < RING_MAX)
+        ring <<= 1;
+    uint64_t arena = HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8;
     uint64_t total = (arena + bytes + 4095) & ~UINT64_C(4095);
     void *p = NULL;
     int rc = SHMRPC_ESYS(EEXIST);
@@ -474,11 +691,15 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t nslots, uint64_t byte
     g->total = total;
     g->nslots = nslots;
     g->arena_off = arena;
+    g->epoch0 = epoch;
+    g->ring_cap = ring;
+    atomic_store(&g->epoch, epoch);
     atomic_store(&g->used, arena);
     geo->gen = gen;
     geo->total = total;
     geo->nslots = nslots;
     geo->arena_off = arena;
+    geo->ring_cap = ring;
     *out = p;
     return 0;
 }
@@ -495,7 +716,7 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
         return fail(SHMRPC_ESYS(err), "cannot open map '%s' generation %" PRIu64 ": %s", m->name,
                     gen, syserr(err));
     }
-    off_t size;
+    off_t size = 0; /* set by check_owner when it succeeds (gcc -O3 cannot tell) */
     int rc = check_owner(fd, m->name, m->opts.perms, &size);
     void *p = MAP_FAILED;
     if (rc == 0 && (size < (off_t)HEAD_SIZE))
@@ -531,9 +752,97 @@ static void set_gen(shmrpc_map *m, uint8_t *base, const shmrpc__map_geo *geo)
     m->geo = *geo;
 }
 
+/* --- readers ------------------------------------------------------------------------ */
+
+/* Raised in every forked child, so that a handle the child inherited claims a reader slot
+ * of its own instead of sharing its parent's. */
+static _Atomic unsigned fork_count;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_count, 1, memory_order_relaxed);
+}
+
+static void hook_fork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* Frees the slot of an owner that died without closing (its reads kept); false when
+ * someone else freed or took it first. */
+static bool free_dead_slot(struct map_hdr *h, struct map_reader *r, uint64_t owner)
+{
+    uint64_t reads = atomic_load_explicit(&r->reads, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong(&r->owner, &owner, 0)) return false;
+    atomic_fetch_add_explicit(&h->reads_gone, reads, memory_order_relaxed);
+    return true;
+}
+
+/* Claims a free reader slot, or the slot of an owner that died (checked only when none is
+ * free); NULL when every slot has a live owner. */
+static struct map_reader *claim_slot(shmrpc_map *m)
+{
+    pthread_once(&fork_once, hook_fork);
+    struct map_hdr *h = m->hdr;
+    uint64_t me = (uint64_t)getpid();
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < MAP_READERS; i++) {
+            struct map_reader *r = &h->readers[i];
+            uint64_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
+            if (o != 0 &&
+                (pass == 0 || shmrpc__proc_alive((int32_t)o, r->start) || !free_dead_slot(h, r, o)))
+                continue;
+            o = 0;
+            if (!atomic_compare_exchange_strong(&r->owner, &o, me)) continue;
+            r->start = shmrpc__proc_start((int32_t)me);
+            /* With the barrier a writer makes on every CPU running this process, a read
+             * needs no fence of its own (each costs a fifth of a get); without it (an old
+             * kernel, a seccomp filter), every read fences. */
+            m->no_fence =
+                syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+            if (m->no_fence) atomic_fetch_or(&h->no_fence, 1);
+            atomic_store_explicit(&r->reads, 0, memory_order_relaxed);
+            atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
+            m->rd_fork = atomic_load_explicit(&fork_count, memory_order_relaxed);
+            return r;
+        }
+    return NULL;
+}
+
+/* Gives back the handle's slot (not one inherited from a parent). */
+static void release_slot(shmrpc_map *m)
+{
+    struct map_reader *r = m->rd;
+    m->rd = NULL;
+    if (!r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed)) return;
+    uint64_t me = (uint64_t)getpid(), reads = atomic_load(&r->reads);
+    atomic_store_explicit(&r->epoch, 0, memory_order_release);
+    if (atomic_compare_exchange_strong(&r->owner, &me, 0))
+        atomic_fetch_add_explicit(&m->hdr->reads_gone, reads, memory_order_relaxed);
+}
+
+/* Ends the read in progress or the view held: from here on, writers may reuse what it
+ * read. */
+static inline void unpin(shmrpc_map *m)
+{
+    if (m->pin == PIN_SLOT) {
+        struct map_reader *r = m->rd;
+        atomic_store_explicit(&r->reads, atomic_load_explicit(&r->reads, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        /* Release: the copy of the value is done before a writer may see the slot idle. */
+        atomic_store_explicit(&r->epoch, 0, memory_order_release);
+    } else if (m->pin == PIN_UNPROT) {
+        atomic_fetch_sub_explicit(&space_of(m->base, &m->geo)->unprot, 1, memory_order_release);
+        m->unprot_reads++;
+    }
+    m->pin = PIN_NONE;
+}
+
 /* Follows the header to the current generation. */
 static int follow(shmrpc_map *m)
 {
+    unpin(m);
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
         uint64_t gen = atomic_load_explicit(&m->hdr->gen, memory_order_acquire);
         if (m->base && gen == m->geo.gen) return 0;
@@ -557,10 +866,194 @@ static int follow(shmrpc_map *m)
 
 static inline int sync_gen(shmrpc_map *m)
 {
+    if (m->pin) unpin(m);
     if (__builtin_expect(
             atomic_load_explicit(&m->hdr->gen, memory_order_acquire) == m->geo.gen && m->base, 1))
         return 0;
     return follow(m);
+}
+
+/* Begins a lock-free read of the current generation: publishes the generation's epoch in
+ * the handle's reader slot, so that no writer reuses an entry this read may still find
+ * (or, without a slot, counts the read in the generation's unprot). unpin ends it. */
+static inline int enter_read(shmrpc_map *m)
+{
+    int rc = sync_gen(m);
+    if (rc != 0) return rc;
+    struct map_reader *r = m->rd;
+    if (__builtin_expect(
+            !r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed), 0)) {
+        if (r || m->rd_retry++ % 1024 == 0) r = m->rd = claim_slot(m);
+        if (!r) {
+            atomic_fetch_add(&space_of(m->base, &m->geo)->unprot, 1);
+            m->pin = PIN_UNPROT;
+            return 0;
+        }
+    }
+    const struct gen_hdr *g = (const struct gen_hdr *)m->base;
+    atomic_store_explicit(&r->epoch, atomic_load_explicit(&g->epoch, memory_order_acquire),
+                          memory_order_relaxed);
+    /* The epoch is visible before this read looks at a slot (a writer's scan is the other
+     * half: it stores a slot word, fences, then reads the epochs). With no_fence, the
+     * writer's membarrier is this fence, made on this CPU only when a writer needs it. */
+    if (m->no_fence)
+        atomic_signal_fence(memory_order_seq_cst);
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+    m->pin = PIN_SLOT;
+    return 0;
+}
+
+/* --- reusing space (writers, under the lock) ------------------------------------------ */
+
+/* Forgets every free and retired block of the mapped generation: after a writer died in
+ * the middle of moving them, or when a bad write made them senseless. The blocks stay
+ * unused until the next growth copies the live entries; none is handed out twice. */
+static void forget_space(shmrpc_map *m)
+{
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    memset(sp->free_head, 0, sizeof sp->free_head);
+    sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = 0;
+}
+
+/* Tries to advance the epoch: when every reader of this generation has published the
+ * current epoch or is idle, nobody can still read an entry retired before it ([tail,
+ * mark) of the ring), which go to the free lists. check_dead: also free the slots of
+ * readers found dead that hold it back (a /proc read each). */
+static bool advance(shmrpc_map *m, bool check_dead)
+{
+    struct gen_hdr *g = (struct gen_hdr *)m->base;
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    struct map_hdr *h = m->hdr;
+    sp->since = sp->since_bytes = 0;
+    /* The slot words this writer stored are visible before it reads the readers' epochs:
+     * a reader either published its epoch in time to be seen here, or sees the new words.
+     * Readers without a fence of their own get it from membarrier, on every CPU that
+     * runs one (the asymmetric fence of liburcu's memb flavour); if it fails, no reuse. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&h->no_fence, memory_order_relaxed) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+        return false;
+    if (atomic_load_explicit(&sp->unprot, memory_order_relaxed) != 0) return false;
+    uint64_t epoch = atomic_load_explicit(&g->epoch, memory_order_relaxed), e0 = g->epoch0;
+    for (int i = 0; i < MAP_READERS; i++) {
+        struct map_reader *r = &h->readers[i];
+        uint64_t e = atomic_load_explicit(&r->epoch, memory_order_relaxed);
+        if (e == 0 || e >= epoch || e < e0) continue;
+        uint64_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
+        if (o == 0) continue;
+        if (check_dead && !shmrpc__proc_alive((int32_t)o, r->start) && free_dead_slot(h, r, o))
+            continue;
+        return false;
+    }
+    /* What those readers read was done before they stored 0 or the new epoch (release). */
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
+    uint64_t cap = m->geo.ring_cap;
+    if (sp->tail > sp->mark || sp->mark > sp->head || sp->head - sp->tail > cap) {
+        forget_space(m); /* a bad write */
+    } else {
+        for (uint64_t i = sp->tail; i != sp->mark; i++) {
+            uint64_t x = sp->ring[i % cap], off = (x & OFF_MASK) << 3;
+            unsigned c = (unsigned)(x >> OFF_BITS);
+            if (c >= NCLASSES || !block_ok(&m->geo, used, off, class_size(c))) continue;
+            memcpy(m->base + off, &sp->free_head[c], 8);
+            sp->free_head[c] = off;
+        }
+        sp->tail = sp->mark;
+        sp->mark = sp->head;
+    }
+    atomic_store_explicit(&g->epoch, epoch + 1, memory_order_release);
+    return true;
+}
+
+/* Frees everything retired so far (two advances) when readers let go of it within
+ * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch is most
+ * often one preempted in the middle of a get, which a yield lets finish, and the growth or leak
+ * that not waiting means costs more. Dead readers are looked for once. */
+static bool advance_hard(shmrpc_map *m)
+{
+    /* Below HARD_LIVE live bytes, a growth copies less than a wait costs: no yield. */
+    bool wait = atomic_load(&((struct gen_hdr *)m->base)->live) >= HARD_LIVE;
+    int64_t until = shmrpc__now_ns() + HARD_WAIT_NS;
+    for (int done = 0, i = 0;; i++) {
+        if (advance(m, i == 0)) {
+            if (++done == 2) return true;
+            continue;
+        }
+        /* At least HARD_TRIES yields: on a busy machine one may take longer than the wait. */
+        if (!wait || (i >= HARD_TRIES && shmrpc__now_ns() >= until)) return false;
+        sched_yield();
+    }
+}
+
+/* Puts the entry a slot no longer names (word) on the ring, to be freed once no reader can
+ * read it; leaks it (until the next growth) when the ring is full of entries readers hold
+ * back: waiting for them here would make every put wait while a reader is preempted. */
+static void retire(shmrpc_map *m, uint64_t word)
+{
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    uint32_t k, v;
+    if (!entry_at(m->base, &m->geo, word, &k, &v)) return;
+    uint64_t bs = block_size(k, v);
+    uint64_t cap = m->geo.ring_cap;
+    if (sp->head - sp->tail < cap) {
+        sp->ring[sp->head % cap] = ((uint64_t)size_class(bs) << OFF_BITS) | (word & OFF_MASK);
+        sp->head++;
+    }
+    /* Every BATCH entries, or sooner when they are large: an eighth of the space waiting
+     * for readers would otherwise be taken fresh. */
+    sp->since_bytes += bs;
+    if (++sp->since >= BATCH || sp->since_bytes >= (m->geo.total - m->geo.arena_off) / 8)
+        advance(m, sp->head - sp->tail >= cap / 2);
+}
+
+static uint64_t take_class(shmrpc_map *m, unsigned c);
+
+/* Puts the block at off of bs bytes on the free lists, cut into class sizes (the largest
+ * that fits first; a last 8 bytes, smaller than any entry, is left out). */
+static void free_pieces(shmrpc_map *m, uint64_t off, uint64_t bs)
+{
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    while (bs >= 16) {
+        unsigned c = bs <= 256 ? (unsigned)(bs / 8) - 1 : size_class(bs);
+        while (class_size(c) > bs)
+            c--;
+        memcpy(m->base + off, &sp->free_head[c], 8);
+        sp->free_head[c] = off;
+        off += class_size(c);
+        bs -= class_size(c);
+    }
+}
+
+/* A free block of class c: of the class itself, else cut from the smallest larger one
+ * (the rest freed as pieces), so that space freed by entries of other sizes serves too;
+ * 0 when there is none. */
+static uint64_t take_free(shmrpc_map *m, unsigned c)
+{
+    uint64_t off = take_class(m, c);
+    for (unsigned b = c + 1; !off && b < NCLASSES; b++) {
+        if (!space_of(m->base, &m->geo)->free_head[b]) continue;
+        off = take_class(m, b);
+        if (off) free_pieces(m, off + class_size(c), class_size(b) - class_size(c));
+    }
+    return off;
+}
+
+static uint64_t take_class(shmrpc_map *m, unsigned c)
+{
+    struct gen_space *sp = space_of(m->base, &m->geo);
+    uint64_t off = sp->free_head[c], bs = class_size(c);
+    if (!off) return 0;
+    uint64_t used = atomic_load_explicit(&((struct gen_hdr *)m->base)->used, memory_order_relaxed);
+    uint64_t next = 0;
+    if (block_ok(&m->geo, used, off, bs))
+        memcpy(&next, m->base + off, 8);
+    else
+        off = 0; /* a bad write: forget the list */
+    if (next && !block_ok(&m->geo, used, next, bs)) next = 0;
+    sp->free_head[c] = next;
+    return off;
 }
 
 static void bump_changes(struct map_hdr *h)
@@ -592,9 +1085,8 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     if (want > nslots)
         return fail(SHMRPC_ETOOBIG, "map '%s' cannot hold %" PRIu64 " keys", m->name,
                     count + extra_keys);
-    /* Four times what is live: a generation then takes three times the live bytes of
-     * replaced entries before the next copy, so a put copies a third of its bytes again
-     * on average instead of all of them with twice. */
+    /* Four times what is live: room for the replaced entries that wait for readers before
+     * their space is reused, and for those leaked while readers held it back. */
     uint64_t bytes = empty ? h->init_bytes : (live + need) * 4;
     if (bytes < h->init_bytes) bytes = h->init_bytes;
     if (bytes > h->max_bytes) bytes = h->max_bytes;
@@ -605,7 +1097,10 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     uint64_t gen = m->geo.gen + 1;
     uint8_t *nb;
     shmrpc__map_geo ng;
-    int rc = build_gen(m, gen, nslots, bytes, &nb, &ng);
+    /* The epoch goes on: readers still publishing the old generation's epochs are below
+     * the new one's first and hold back nothing in it. */
+    uint64_t epoch = atomic_load(&old->epoch) + 1;
+    int rc = build_gen(m, gen, epoch, nslots, bytes, &nb, &ng);
     if (rc != 0) return rc;
     struct gen_hdr *g = (struct gen_hdr *)nb;
     _Atomic uint64_t *os = slots_of(m->base), *ns = slots_of(nb);
@@ -616,7 +1111,7 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
         uint32_t k, v;
         const struct entry *e = entry_at(m->base, &m->geo, w, &k, &v);
         if (!e) continue; /* a bad write's: not copied */
-        uint64_t sz = entry_size(k, v);
+        uint64_t sz = block_size(k, v);
         if (used + sz > ng.total) break;
         memcpy(nb + used, e, ENTRY_HEAD + (size_t)k + v);
         uint64_t hh = e->hash, mask = nslots - 1, j = hh & mask;
@@ -660,6 +1155,7 @@ static void repair(shmrpc_map *m)
         }
     }
     atomic_store_explicit(&h->rec_state, REC_IDLE, memory_order_release);
+    forget_space(m);
     uint64_t seq = atomic_load(&g->seq);
     if (seq & 1) atomic_store(&g->seq, seq + 1);
     if (m->geo.gen > 1) unlink_gen(m->name, m->geo.gen - 1);
@@ -745,7 +1241,8 @@ static int check_kv(const void *key, size_t klen, const void *value, size_t vlen
 static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, const void *value,
                       size_t vlen, enum put_how how, const void *expected, size_t elen)
 {
-    uint64_t need = entry_size(klen, vlen);
+    uint64_t need = block_size(klen, vlen);
+    unsigned cls = size_class(need);
     for (int attempt = 0; attempt < 3; attempt++) {
         struct gen_hdr *g = (struct gen_hdr *)m->base;
         uint64_t at, w = 0, free_at = UINT64_MAX;
@@ -765,7 +1262,7 @@ static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, c
             const struct entry *e = entry_at(m->base, &m->geo, w, &k, &v);
             if (!e)
                 return fail(SHMRPC_EPROTO, "map '%s': the key's entry is out of bounds", m->name);
-            old_size = entry_size(k, v);
+            old_size = block_size(k, v);
             if (how == PUT_IF_ABSENT) return fail(SHMRPC_EBUSY, "the key is present");
             if (how == PUT_IF_EQUAL &&
                 (v != elen || memcmp((const uint8_t *)(e + 1) + k, expected, elen) != 0))
@@ -779,20 +1276,30 @@ static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, c
         bool reuse_tomb = insert && atomic_load_explicit(&slots_of(m->base)[free_at],
                                                          memory_order_relaxed) == TOMB;
         uint64_t filled = count + tombs + (insert && !reuse_tomb);
-        if (used + need > m->geo.total || used < m->geo.arena_off ||
-            filled * LOAD_DEN > m->geo.nslots * LOAD_NUM) {
+        bool full = filled * LOAD_DEN > m->geo.nslots * LOAD_NUM;
+        /* A freed block of the class if there is one; else fresh space; else free what
+         * readers let go of (twice: what was retired in the current epoch too) before
+         * growing. */
+        uint64_t off = full ? 0 : take_free(m, cls);
+        if (!full && !off && (used + need > m->geo.total || used < m->geo.arena_off) &&
+            advance_hard(m))
+            off = take_free(m, cls);
+        if (full || (!off && (used + need > m->geo.total || used < m->geo.arena_off))) {
             rc = grow(m, 1, need, false);
             if (rc != 0) return rc;
             continue;
         }
-        uint8_t *dst = m->base + used;
+        uint64_t new_used = off ? used : used + need;
+        if (!off) off = used;
+        uint8_t *dst = m->base + off;
         struct entry eh = {(uint32_t)klen, (uint32_t)vlen, h};
         memcpy(dst, &eh, ENTRY_HEAD);
         memcpy(dst + ENTRY_HEAD, key, klen);
         if (vlen) memcpy(dst + ENTRY_HEAD + klen, value, vlen);
-        uint64_t word = (TAG_OF(h) << OFF_BITS) | (used >> 3);
-        apply(m, insert ? free_at : at, word, used + need, count + insert, tombs - reuse_tomb,
+        uint64_t word = (TAG_OF(h) << OFF_BITS) | (off >> 3);
+        apply(m, insert ? free_at : at, word, new_used, count + insert, tombs - reuse_tomb,
               live - old_size + need);
+        if (!insert) retire(m, w);
         return 0;
     }
     return fail(SHMRPC_EPROTO, "map '%s': no room after growing", m->name);
@@ -840,7 +1347,8 @@ static int remove_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h
     if (!entry_at(m->base, &m->geo, w, &k, &v))
         return fail(SHMRPC_EPROTO, "map '%s': the key's entry is out of bounds", m->name);
     apply(m, at, TOMB, atomic_load(&g->used), atomic_load(&g->count) - 1,
-          atomic_load(&g->tombs) + 1, atomic_load(&g->live) - entry_size(k, v));
+          atomic_load(&g->tombs) + 1, atomic_load(&g->live) - block_size(k, v));
+    retire(m, w);
     return 0;
 }
 
@@ -877,26 +1385,30 @@ static int lookup(shmrpc_map *m, const void *key, size_t klen, uint64_t *at, uin
 {
     if (!m) return fail(SHMRPC_EINVAL, "no map");
     if ((!key && klen) || klen > SHMRPC_MAP_KEY_MAX) return check_kv(key, klen, NULL, 0);
-    int rc = sync_gen(m);
+    int rc = enter_read(m);
     if (rc != 0) return rc;
     rc = find(m->base, &m->geo, key, klen, hash_key(key, klen), at, w, NULL);
+    if (rc == 0) {
+        *e = entry_at(m->base, &m->geo, *w, k, v);
+        if (*e) return 0;
+        rc = SHMRPC_EPROTO;
+    }
+    unpin(m);
     if (rc == SHMRPC_ENOENT) return fail(SHMRPC_ENOENT, "no such key");
-    if (rc != 0) return fail(rc, "map '%s': an entry on the key's way is out of bounds", m->name);
-    *e = entry_at(m->base, &m->geo, *w, k, v);
-    if (!*e) return fail(SHMRPC_EPROTO, "map '%s': the key's entry is out of bounds", m->name);
-    return 0;
+    return fail(rc, "map '%s': an entry on the key's way is out of bounds", m->name);
 }
 
 int shmrpc_map_get(shmrpc_map *m, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
 {
     uint64_t at, w;
     const struct entry *e;
-    uint32_t k, v;
+    uint32_t k = 0, v = 0; /* set by lookup when it succeeds (gcc -O3 cannot tell) */
     int rc = lookup(m, key, klen, &at, &w, &e, &k, &v);
     if (rc != 0) return rc;
     if (len) *len = v;
+    if (v <= cap && v) memcpy(buf, (const uint8_t *)(e + 1) + k, v);
+    unpin(m);
     if (v > cap) return fail(SHMRPC_ETOOBIG, "the value has %u bytes, the buffer %zu", v, cap);
-    if (v) memcpy(buf, (const uint8_t *)(e + 1) + k, v);
     return 0;
 }
 
@@ -905,7 +1417,7 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
     if (!view) return fail(SHMRPC_EINVAL, "no view");
     uint64_t at, w;
     const struct entry *e;
-    uint32_t k, v;
+    uint32_t k = 0, v = 0;
     int rc = lookup(m, key, klen, &at, &w, &e, &k, &v);
     if (rc != 0) return rc;
     view->data = (const uint8_t *)(e + 1) + k;
@@ -913,7 +1425,7 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
     view->gen = m->geo.gen;
     view->slot = at;
     view->word = w;
-    return 0;
+    return 0; /* the handle holds the read until its next call */
 }
 
 bool shmrpc_map_view_current(shmrpc_map *m, const shmrpc_map_view *v)
@@ -971,15 +1483,20 @@ static int snap_copy(shmrpc_map *m, struct snap *s)
 static int take_snapshot(shmrpc_map *m, struct snap *s)
 {
     for (int t = 0; t < SNAPSHOT_TRIES; t++) {
-        int rc = sync_gen(m);
+        int rc = enter_read(m);
         if (rc != 0) return rc;
         struct gen_hdr *g = (struct gen_hdr *)m->base;
         uint64_t s1 = atomic_load_explicit(&g->seq, memory_order_acquire);
-        if (s1 & 1) continue;
+        if (s1 & 1) {
+            unpin(m);
+            continue;
+        }
         rc = snap_copy(m, s);
-        if (rc == SHMRPC_ENOMEM) return rc;
         atomic_thread_fence(memory_order_acquire);
-        if (rc == 0 && atomic_load_explicit(&g->seq, memory_order_relaxed) == s1) return 0;
+        bool same = atomic_load_explicit(&g->seq, memory_order_relaxed) == s1;
+        unpin(m);
+        if (rc == SHMRPC_ENOMEM) return rc;
+        if (rc == 0 && same) return 0;
     }
     /* Writers kept changing it: copy under the lock. */
     bool took;
@@ -1019,6 +1536,7 @@ int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeou
     if (!m) return fail(SHMRPC_EINVAL, "no map");
     if (timeout_ms < 0 && timeout_ms != SHMRPC_MAP_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
+    unpin(m); /* a view held would keep writers from reusing space while this sleeps */
     struct map_hdr *h = m->hdr;
     int64_t deadline = timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000
                            ? INT64_MAX
@@ -1067,6 +1585,10 @@ int shmrpc_map_get_info(shmrpc_map *m, shmrpc_map_info *out)
     shmrpc_lock_stats ls;
     if (shmrpc_lock_get_stats(m->lock, &ls) == 0) out->lock_waits = ls.contended;
     out->creator = (pid_t)h->creator;
+    out->reads = atomic_load_explicit(&h->reads_gone, memory_order_relaxed) + m->unprot_reads;
+    for (int i = 0; i < MAP_READERS; i++)
+        if (atomic_load_explicit(&h->readers[i].owner, memory_order_relaxed))
+            out->reads += atomic_load_explicit(&h->readers[i].reads, memory_order_relaxed);
     out->type = m->type;
     return 0;
 }
@@ -1081,9 +1603,9 @@ int shmrpc_map_print_status(shmrpc_map *m, FILE *f)
             "map: %s\ngeneration: %" PRIu64 "\nkeys: %" PRIu64 "\nslots: %" PRIu64
             "\ntombstones: %" PRIu64 "\nbytes: %" PRIu64 "\nused: %" PRIu64 "\nlive: %" PRIu64
             "\nchanges: %" PRIu64 "\nwrites: %" PRIu64 "\ngrowths: %" PRIu64 "\nrepairs: %" PRIu64
-            "\nlock_waits: %" PRIu64 "\ncreator: %d\n",
+            "\nlock_waits: %" PRIu64 "\nreads: %" PRIu64 "\ncreator: %d\n",
             m->name, i.generation, i.count, i.slots, i.tombstones, i.bytes, i.used, i.live,
-            i.changes, i.writes, i.growths, i.repairs, i.lock_waits, (int)i.creator);
+            i.changes, i.writes, i.growths, i.repairs, i.lock_waits, i.reads, (int)i.creator);
     return 0;
 }
 
@@ -1217,7 +1739,7 @@ static int create_map(shmrpc_map *m)
     rc = open_lock_of(m);
     uint8_t *base = NULL;
     shmrpc__map_geo geo;
-    if (rc == 0) rc = build_gen(m, 1, h->init_slots, h->init_bytes, &base, &geo);
+    if (rc == 0) rc = build_gen(m, 1, 1, h->init_slots, h->init_bytes, &base, &geo);
     if (rc != 0) {
         shm_unlink(path);
         munmap(p, m->hdr_len);
@@ -1408,6 +1930,10 @@ void shmrpc_map_close(shmrpc_map *m)
         spare(m->name);
         shmrpc_map_unlink_quiet(m->name);
     }
+    if (m->base) unpin(m);
+    release_slot(m);
+    if (m->unprot_reads)
+        atomic_fetch_add_explicit(&m->hdr->reads_gone, m->unprot_reads, memory_order_relaxed);
     if (m->base) munmap(m->base, m->geo.total);
     munmap(m->hdr, m->hdr_len);
     shmrpc_lock_close(m->lock);
@@ -1476,6 +2002,10 @@ void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out)
     out->writes = atomic_load_explicit(&h->writes, memory_order_relaxed);
     out->growths = atomic_load_explicit(&h->growths, memory_order_relaxed);
     out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    out->reads = atomic_load_explicit(&h->reads_gone, memory_order_relaxed);
+    for (int i = 0; i < MAP_READERS; i++)
+        if (atomic_load_explicit(&h->readers[i].owner, memory_order_relaxed))
+            out->reads += atomic_load_explicit(&h->readers[i].reads, memory_order_relaxed);
 }
 
 int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info, char *why,

@@ -16,6 +16,7 @@ typedef struct shmrpc__map_geo {
     uint64_t total;     /* bytes of the segment */
     uint64_t nslots;    /* a power of two */
     uint64_t arena_off; /* where entries begin */
+    uint64_t ring_cap;  /* entries of the ring of retired ones */
 } shmrpc__map_geo;
 
 /* Checks the header of a generation segment of size bytes: 0, or SHMRPC_EPROTO /
@@ -33,7 +34,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
 
 /* The header segment (/dev/shm/shmrpc.map.NAME) and the head of a generation segment
  * (shmrpc.mapgen.NAME.G) are these many bytes. */
-#define SHMRPC__MAP_HDR_SIZE 256u
+#define SHMRPC__MAP_HDR_SIZE 4096u
 #define SHMRPC__MAP_GEN_HEAD 128u
 
 /* A map's header as the admin API shows it, read once field by field from its
@@ -45,6 +46,7 @@ typedef struct shmrpc__map_head {
     int32_t creator; /* its pid (the header keeps no start time), 0 when not written yet */
     uint64_t gen;    /* the current generation */
     uint64_t changes, writes, growths, repairs;
+    uint64_t reads; /* gets and views, summed over the reader table as shmrpc_map_get_info */
 } shmrpc__map_head;
 
 void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out);

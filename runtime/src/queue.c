@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +29,7 @@
 #include "wait.h"
 
 #define Q_MAGIC 0x55455153u /* "SQEU" */
-#define Q_VERSION 1u
+#define Q_VERSION 2u
 #define PATH_PREFIX "/shmrpc.queue."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_QUEUE_NAME_MAX)
 
@@ -141,11 +143,14 @@ struct q_hdr {
     shmrpc__futex nonempty;
     _Atomic uint64_t pushed;
     uint8_t pad1[40];
-    /* Consumers: head, the next message to take; popped. */
+    /* Consumers: head, the next message to take; popped. A single consumer (ROLE_CONSUMER)
+     * leaves head and uses cons {next message, low half of popped}, written with one store,
+     * and popped only as a base that cons's low half extends (written now and then). */
     _Atomic uint32_t head;
     uint32_t reserved2;
     _Atomic uint64_t popped;
-    uint8_t pad2[48];
+    _Atomic uint64_t cons;
+    uint8_t pad2[40];
     /* The release frontier {first message not given back, first byte not given back},
      * advanced by consumers; nonfull: producers wait on it, moved as nonempty is. */
     _Atomic uint64_t freed;
@@ -156,7 +161,10 @@ struct q_hdr {
     _Atomic uint64_t drops;
     _Atomic uint64_t sleeps;
     _Atomic uint64_t repairs;
-    uint8_t pad4[32];
+    /* Messages whose producer died after moving the tail past them (ABANDONED): pushed and
+     * popped are the tail and the head, extended, less these. */
+    _Atomic uint64_t abandoned;
+    uint8_t pad4[24];
     /* Written once by the creator: SHMRPC_QUEUE_WORK or _BROADCAST, and the slow policy. */
     uint32_t kind;
     uint32_t slow;
@@ -166,8 +174,16 @@ struct q_hdr {
     /* Written once by the creator: the length of the queue's type signature, stored right
      * after the subscriber table (0: untyped); read by openers and shmrpc_queue_get_info. */
     uint32_t type_len;
-    uint8_t pad5[172];
+    /* Written once by the creator: ROLE_PRODUCER, ROLE_CONSUMER (a single one of each). */
+    uint32_t roles;
+    /* The leases of those roles: pid | low half of its start time << 32, 0 when free; CAS
+     * by the handle that takes it (from 0, or from a dead holder) and by it at close. */
+    _Atomic uint64_t prod_owner;
+    _Atomic uint64_t cons_owner;
+    uint8_t pad5[152];
 };
+#define ROLE_PRODUCER 1u
+#define ROLE_CONSUMER 2u
 
 /* A broadcast subscriber. owner: pid | low half of its start time << 32, 0 when free (CAS
  * by subscribers and by whoever finds its owner dead); cursor: the next message it reads,
@@ -199,18 +215,23 @@ _Static_assert(offsetof(struct q_hdr, nonempty) == 72, "layout");
 _Static_assert(offsetof(struct q_hdr, pushed) == 80, "layout");
 _Static_assert(offsetof(struct q_hdr, head) == 128, "layout");
 _Static_assert(offsetof(struct q_hdr, popped) == 136, "layout");
+_Static_assert(offsetof(struct q_hdr, cons) == 144, "layout");
 _Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
 _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
+_Static_assert(offsetof(struct q_hdr, abandoned) == 288, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
+_Static_assert(offsetof(struct q_hdr, roles) == 340, "layout");
+_Static_assert(offsetof(struct q_hdr, prod_owner) == 344, "layout");
+_Static_assert(offsetof(struct q_hdr, cons_owner) == 352, "layout");
 _Static_assert(sizeof(struct q_hdr) == DESC_OFF && DESC_OFF == SHMRPC__QUEUE_HEAD, "layout");
 _Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
 /* The geometry, from the header once it is checked; never read from the segment again. */
 struct geom {
-    uint32_t n, b, max_msg, arena_off, kind, slow, type_len;
+    uint32_t n, b, max_msg, arena_off, kind, slow, type_len, roles;
     uint64_t total;
 };
 
@@ -229,6 +250,15 @@ struct shmrpc_queue {
     _Atomic uint64_t freed_seen;      /* the last frontier seen: producers read the shared one
                                          only when this one says full */
     char *type;                       /* the type signature, copied at open ("" when untyped) */
+    /* Single producer (sp) and single consumer (sc) queues: the pid for which this handle
+     * holds the role's lease (0: not held; another pid: a forked child's copy, which does
+     * not), and what only the holder writes, cached: the tail and the count of messages it
+     * pushed; cons {head, low half of popped}, the frontier and the count popped. */
+    bool sp, sc;
+    bool sp_reserved; /* a reserve not yet committed: a single producer holds one at a time */
+    uint32_t prod_pid, cons_pid;
+    uint64_t sp_tail, sp_count;
+    uint64_t sc_cons, sc_freed, sc_count;
     char name[SHMRPC_QUEUE_NAME_MAX + 1];
 };
 
@@ -246,9 +276,14 @@ static _Atomic uint32_t self_pid;
 static _Atomic uint32_t self_start;
 static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
 
+/* membarrier(2) registration of this process (single producer and consumer queues): 0 not
+ * tried, 1 registered, -1 not available. */
+static _Atomic int barrier_state;
+
 static void forget_self(void)
 {
     atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&barrier_state, 0, memory_order_relaxed);
 }
 
 static void watch_forks(void)
@@ -380,6 +415,95 @@ static uint32_t announce(shmrpc__futex *f)
     return atomic_compare_exchange_strong(&f->word, &w, w | WAITING) ? w | WAITING : 0;
 }
 
+/* A single producer commits, and a single consumer gives room back, with plain stores,
+ * then loads the waiters' word: a store and a later load that the CPU may reorder, so a
+ * waiter that announced itself (a CAS) and then looked might miss the change while the
+ * changer misses its announcement. Rather than a fence on every message, the holders of
+ * those roles register for membarrier(2), and a waiter, between its announcement and its
+ * last look, has every such process run a full barrier (MEMBARRIER_CMD_GLOBAL_EXPEDITED):
+ * the changer's store is then visible to the look, or its load comes after the barrier and
+ * sees WAITING. Where membarrier is not available, the changer fences itself. */
+static void register_barrier(void)
+{
+    if (atomic_load_explicit(&barrier_state, memory_order_relaxed) != 0) return;
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
+    atomic_store_explicit(&barrier_state, r == 0 ? 1 : -1, memory_order_relaxed);
+}
+
+/* The changer's side: between its store and its load of the waiters' word. */
+static inline void fence_for_waiters(void)
+{
+    if (atomic_load_explicit(&barrier_state, memory_order_relaxed) == 1)
+        atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order */
+    else
+        atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* The waiter's side, when the other side has a single holder (plain stores). */
+static void barrier_for_waiter(void)
+{
+    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+}
+
+/* --- single producer, single consumer: positions and counts ------------------------------ */
+
+/* The 64-bit count whose low half is lo, from a base within 2^31 of it (either side). */
+static inline uint64_t extend(uint64_t base, uint32_t lo)
+{
+    return base + (uint64_t)(int64_t)(int32_t)(lo - (uint32_t)base);
+}
+
+/* Moves a count's base up to position lo (never back): run by whoever moves the tail or
+ * the head across a multiple of 2^16, so that the base lags the position by little. */
+static void raise_base(_Atomic uint64_t *base, uint32_t lo)
+{
+    uint64_t b = atomic_load_explicit(base, memory_order_relaxed);
+    for (;;) {
+        int32_t ahead = (int32_t)(lo - (uint32_t)b);
+        if (ahead <= 0 ||
+            atomic_compare_exchange_weak_explicit(base, &b, b + (uint64_t)ahead,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return;
+    }
+}
+
+/* Whether moving a position from a to b crossed a multiple of 2^16. */
+static inline bool crossed(uint32_t a, uint32_t b)
+{
+    return (a >> 16) != (b >> 16);
+}
+
+/* A single consumer's cons word: {next message to take, low half of popped}. */
+static inline uint64_t mkcons(uint32_t head, uint32_t popped)
+{
+    return (uint64_t)popped << 32 | head;
+}
+static inline uint32_t cons_head(uint64_t c)
+{
+    return (uint32_t)c;
+}
+static inline uint32_t cons_popped(uint64_t c)
+{
+    return (uint32_t)(c >> 32);
+}
+
+/* The next message to take: a single consumer's is in cons, the others' in head. */
+static inline uint32_t head_now(const shmrpc_queue *q)
+{
+    return q->sc ? cons_head(atomic_load_explicit(&q->hdr->cons, memory_order_acquire))
+                 : atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+}
+
+/* A single producer's queue: whether message p, at the tail, was committed already (its
+ * producer died between the commit and the move of the tail; it may be taken, even given
+ * back, since). */
+static bool published(const shmrpc_queue *q, uint32_t p)
+{
+    uint64_t s = atomic_load(&desc_at(q, p)->state);
+    int32_t ahead = (int32_t)(lap_of(s) - p);
+    return ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED);
+}
+
 /* --- the frontier and repairs --------------------------------------------------------- */
 
 /* Broadcast: whether every subscriber has read message m (its cursor is past it). */
@@ -402,6 +526,8 @@ static bool all_past(const shmrpc_queue *q, uint32_t m)
  * the state after the run is read again after that CAS. */
 static void advance_frontier_by(shmrpc_queue *q, uint32_t already)
 {
+    /* A single consumer's frontier is its own (sc_free): nobody else moves it. */
+    if (q->sc) return;
     struct q_hdr *h = q->hdr;
     uint32_t moved = already;
     uint64_t f = atomic_load(&h->freed);
@@ -444,7 +570,9 @@ static void advance_frontier(shmrpc_queue *q)
 
 static void help_head(shmrpc_queue *q, uint32_t hd)
 {
-    atomic_compare_exchange_strong(&q->hdr->head, &hd, hd + 1);
+    uint32_t seen = hd;
+    if (atomic_compare_exchange_strong(&q->hdr->head, &seen, hd + 1) && crossed(hd, hd + 1))
+        raise_base(&q->hdr->popped, hd + 1);
 }
 
 /* Takes back the slot of message pos from a process that died holding it: a claim whose
@@ -478,7 +606,9 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
     if (!atomic_compare_exchange_strong(&d->state, &s, to)) return true; /* changed anyway */
     bump(&h->repairs, 1);
     if (lost) bump(&h->drops, 1);
-    if (st_of(to) != S_FREE) {
+    if (st_of(to) == S_ABANDONED) bump(&h->abandoned, 1);
+    /* A single consumer skips an abandoned message itself. */
+    if (st_of(to) != S_FREE && !q->sc) {
         help_head(q, pos);
         advance_frontier(q);
     }
@@ -495,6 +625,7 @@ static bool repair_frontier(shmrpc_queue *q)
     uint32_t hd = atomic_load(&h->head);
     uint32_t m = msg_of(atomic_load(&h->freed));
     if (repair_at(q, m)) return true;
+    if (q->sc) return false; /* a single consumer's taken messages stay COMMITTED */
     struct q_desc *d = desc_at(q, m);
     uint64_t s = atomic_load(&d->state);
     if (!q->bcast && lap_of(s) == m && st_of(s) == S_COMMITTED && (int32_t)(hd - m) > 0 &&
@@ -631,8 +762,7 @@ static int on_check(void *arg)
     shmrpc_queue *q = w->q;
     bool fixed = false;
     if (w->what == FOR_MESSAGE) {
-        fixed = repair_at(q, q->bcast ? atomic_load(&q->subs[q->sub].cursor)
-                                      : atomic_load(&q->hdr->head));
+        fixed = repair_at(q, q->bcast ? atomic_load(&q->subs[q->sub].cursor) : head_now(q));
         fixed |= repair_frontier(q);
     } else {
         fixed = repair_frontier(q);
@@ -691,8 +821,7 @@ static void spin_for_message(shmrpc_queue *q, due *dl)
 {
     int64_t yield_after, until = spin_until(q, dl, &yield_after);
     for (unsigned i = 1; until; i++) {
-        uint32_t hd = q->bcast ? atomic_load(&q->subs[q->sub].cursor)
-                               : atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+        uint32_t hd = q->bcast ? atomic_load(&q->subs[q->sub].cursor) : head_now(q);
         uint64_t s = atomic_load_explicit(&desc_at(q, hd)->state, memory_order_acquire);
         int32_t ahead = (int32_t)(lap_of(s) - hd);
         if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED)) return;
@@ -789,8 +918,8 @@ static void flush_signal(shmrpc_queue *q, struct producing *pr)
 {
     uint32_t n = pr->unsignalled;
     if (n == 0) return;
-    bump(&q->hdr->pushed, n);
     pr->unsignalled = 0;
+    if (q->sp) fence_for_waiters();
     /* Broadcast: every subscriber wants every message, so every sleeper is woken. */
     signal_waiters(&q->hdr->nonempty, q->bcast ? 0 : n);
 }
@@ -832,6 +961,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
                     continue;
                 }
                 uint32_t old = announce(&h->nonfull);
+                if (old != 0 && q->sc) barrier_for_waiter();
                 if (old == 0 || fits(q, p, end, atomic_load(&h->freed))) continue;
                 struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
                 int rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
@@ -865,6 +995,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             }
             uint64_t seen = t;
             if (atomic_compare_exchange_strong(&h->tail, &seen, mkpos(p + c, run_end))) {
+                if (crossed(p, p + c)) raise_base(&h->pushed, p + c);
                 *pos = p;
                 *claimed = c;
                 return 0;
@@ -898,6 +1029,294 @@ static int publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
     return 0;
 }
 
+/* --- single producer, single consumer: the roles ----------------------------------------- */
+
+enum { TAKE_AGAIN = 1, TAKE_EMPTY = 2 };
+
+static void sc_free(shmrpc_queue *q, uint32_t already);
+
+/* What a new holder of the producer's role finds: the tail, moved past a message that a
+ * dead holder committed but did not move it past, and the count of pushes. */
+static void take_over_producing(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint64_t t = atomic_load(&h->tail);
+    uint32_t p = msg_of(t);
+    if (published(q, p)) {
+        uint32_t end = atomic_load(&desc_at(q, p)->end);
+        if (end - byte_of(t) > q->b) end = byte_of(t); /* a bad write: take no bytes */
+        t = mkpos(p + 1, end);
+        atomic_store(&h->tail, t);
+        bump(&h->repairs, 1);
+    }
+    q->sp_tail = t;
+    q->sp_count = extend(atomic_load(&h->pushed), msg_of(t));
+    atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
+}
+
+/* What a new holder of the consumer's role finds: what the last holder took and did not
+ * give back (it died, or closed while it held a peek) is lost, counted and given back;
+ * and the count of pops. */
+static void take_over_consuming(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    q->sc_cons = atomic_load(&h->cons);
+    q->sc_freed = atomic_load(&h->freed);
+    q->sc_count = extend(atomic_load(&h->popped), cons_popped(q->sc_cons));
+    atomic_store_explicit(&h->popped, q->sc_count, memory_order_relaxed);
+    uint32_t hd = cons_head(q->sc_cons), m = msg_of(q->sc_freed);
+    for (uint32_t i = 0; i < q->n && m + i != hd; i++) {
+        struct q_desc *d = desc_at(q, m + i);
+        uint64_t s = mkstate(m + i, S_COMMITTED, 0);
+        if (atomic_compare_exchange_strong(&d->state, &s, mkstate(m + i, S_RELEASED, 0))) {
+            bump(&h->drops, 1);
+            bump(&h->repairs, 1);
+        }
+    }
+    sc_free(q, 0);
+}
+
+/* Takes the lease of a single producer's (or consumer's) role for this handle: from nobody,
+ * or from a dead holder (then repaired as above); SHMRPC_EBUSY, naming the holder, while a
+ * live one holds it. */
+static int take_role(shmrpc_queue *q, unsigned role)
+{
+    bool prod = role == ROLE_PRODUCER;
+    struct q_hdr *h = q->hdr;
+    _Atomic uint64_t *w = prod ? &h->prod_owner : &h->cons_owner;
+    uint64_t me = owner_word(), cur = atomic_load(w);
+    for (;;) {
+        if (cur != 0 && !owner_dead(cur))
+            return fail(SHMRPC_EBUSY,
+                        "queue '%s' has a single %s, and process %" PRIu32 "%s holds the role",
+                        q->name, prod ? "producer" : "consumer", (uint32_t)cur,
+                        (uint32_t)cur == self() ? " (this one, through another handle)" : "");
+        if (atomic_compare_exchange_strong(w, &cur, me)) break;
+    }
+    if (cur != 0) bump(&h->repairs, 1); /* taken from a dead holder */
+    register_barrier();
+    if (prod) {
+        take_over_producing(q);
+        q->prod_pid = self();
+    } else {
+        take_over_consuming(q);
+        q->cons_pid = self();
+    }
+    return 0;
+}
+
+static inline int hold(shmrpc_queue *q, unsigned role)
+{
+    uint32_t held = role == ROLE_PRODUCER ? q->prod_pid : q->cons_pid;
+    return held == self() ? 0 : take_role(q, role);
+}
+
+/* Gives the roles this handle holds back (at close). */
+static void let_go(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint32_t pid = self();
+    uint64_t me = owner_word();
+    if (q->prod_pid == pid) {
+        atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
+        atomic_compare_exchange_strong(&h->prod_owner, &me, 0);
+        me = owner_word();
+    }
+    if (q->cons_pid == pid) {
+        atomic_store_explicit(&h->popped, q->sc_count, memory_order_relaxed);
+        atomic_compare_exchange_strong(&h->cons_owner, &me, 0);
+    }
+    q->prod_pid = q->cons_pid = 0;
+}
+
+/* A single producer's claim of the slot at its tail, waiting for room as claim() does.
+ * Nothing in the segment changes until the message is whole (sp_publish): a producer
+ * killed before that leaves the slot FREE and the tail where it was. */
+static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr, uint32_t *pos,
+                    uint32_t *start)
+{
+    int rc = hold(q, ROLE_PRODUCER);
+    if (rc != 0) return rc;
+    if (q->sp_reserved)
+        return fail(SHMRPC_EBUSY, "queue '%s': this single producer holds a reservation", q->name);
+    struct q_hdr *h = q->hdr;
+    uint32_t p = msg_of(q->sp_tail), end;
+    place(q, byte_of(q->sp_tail), len, start, &end);
+    bool spun = false;
+    uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
+    while (!fits(q, p, end, f)) {
+        f = atomic_load_explicit(&h->freed, memory_order_acquire);
+        atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
+        if (fits(q, p, end, f)) break;
+        if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+        flush_signal(q, pr); /* consumers must see what we queued to make room */
+        if (!spun) {
+            spun = true;
+            spin_for_room(q, p, len, end, dl);
+            continue;
+        }
+        uint32_t old = announce(&h->nonfull);
+        if (old == 0) continue;
+        if (q->sc) barrier_for_waiter();
+        if (fits(q, p, end, atomic_load(&h->freed))) continue;
+        struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
+        rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
+        if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
+        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed))) return rc;
+    }
+    /* The frontier passed message p - N, so the slot is FREE{p}: nobody reads these
+     * until the state says COMMITTED{p}. */
+    struct q_desc *d = desc_at(q, p);
+    atomic_store_explicit(&d->start, *start, memory_order_relaxed);
+    atomic_store_explicit(&d->len, len, memory_order_relaxed);
+    atomic_store_explicit(&d->end, end, memory_order_relaxed);
+    *pos = p;
+    return 0;
+}
+
+/* Publishes a single producer's message pos (written): COMMITTED{pos}, a release store,
+ * then the tail (which only the producer and get_stats read) and, every 2^16 messages, the
+ * base of the pushed count. A producer killed between the two stores left a committed
+ * message behind the tail: its successor moves the tail past it (take_over_producing). */
+static void sp_publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
+{
+    struct q_hdr *h = q->hdr;
+    struct q_desc *d = desc_at(q, pos);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    if (end - byte_of(q->sp_tail) > q->b) end = byte_of(q->sp_tail); /* a bad write */
+    atomic_store_explicit(&d->state, mkstate(pos, S_COMMITTED, 0), memory_order_release);
+    q->sp_tail = mkpos(pos + 1, end);
+    atomic_store_explicit(&h->tail, q->sp_tail, memory_order_release);
+    if ((++q->sp_count & 0xffff) == 0)
+        atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
+    pr->unsignalled++;
+}
+
+static int sp_push(shmrpc_queue *q, const void *data, size_t len, due *dl, struct producing *pr)
+{
+    uint32_t pos, start;
+    int rc = sp_claim(q, (uint32_t)len, dl, pr, &pos, &start);
+    if (rc != 0) return rc;
+    if (len) memcpy(q->arena + (start & q->bmask), data, len);
+    sp_publish(q, pos, pr);
+    return 0;
+}
+
+/* A single consumer's frontier: gives back, in order from it, the messages released (or
+ * abandoned by a dead producer) behind its head, with plain stores (nobody else moves it),
+ * then wakes producers waiting for room if any was (already: given back by the caller). */
+static void sc_free(shmrpc_queue *q, uint32_t already)
+{
+    uint64_t f = q->sc_freed;
+    uint32_t m = msg_of(f), b = byte_of(f), hd = cons_head(q->sc_cons), moved = already;
+    while (m != hd && moved < q->n) {
+        struct q_desc *d = desc_at(q, m);
+        uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+        bool done = lap_of(s) == m && (st_of(s) == S_RELEASED || st_of(s) == S_ABANDONED);
+        /* FREE of the next lap: freed by a holder that died before moving the frontier. */
+        if (!done && !(lap_of(s) == m + q->n && st_of(s) == S_FREE)) break;
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (end - b > q->b) end = b; /* a bad write: free no bytes */
+        if (done && !q->sp)
+            atomic_store_explicit(&d->state, mkstate(m + q->n, S_FREE, 0), memory_order_release);
+        b = end;
+        m++;
+        moved++;
+    }
+    if (moved == 0) return;
+    q->sc_freed = mkpos(m, b);
+    atomic_store_explicit(&q->hdr->freed, q->sc_freed, memory_order_release);
+    fence_for_waiters();
+    signal_waiters(&q->hdr->nonfull, moved);
+}
+
+/* A single consumer moves its head (and counts a pop) with one store. */
+static inline void sc_advance(shmrpc_queue *q, uint32_t hd, uint32_t popped)
+{
+    q->sc_cons = mkcons(hd, popped);
+    atomic_store_explicit(&q->hdr->cons, q->sc_cons, memory_order_release);
+}
+
+/* A single consumer's look at its head, as try_take: 0 (taken: the head moved past it,
+ * which stays COMMITTED until given back), TAKE_AGAIN, TAKE_EMPTY, SHMRPC_ETOOBIG,
+ * SHMRPC_EPROTO. A consumer killed after the move of the head loses that message. */
+static int sc_try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start, uint32_t *len)
+{
+    int rc = hold(q, ROLE_CONSUMER);
+    if (rc != 0) return rc;
+    uint32_t hd = cons_head(q->sc_cons), popped = cons_popped(q->sc_cons);
+    struct q_desc *d = desc_at(q, hd);
+    uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
+    if (s != mkstate(hd, S_COMMITTED, 0)) {
+        int32_t ahead = (int32_t)(lap_of(s) - hd);
+        unsigned st = st_of(s);
+        if (ahead < 0 || (ahead == 0 && (st == S_FREE || st == S_CLAIMED || st > S_ABANDONED)))
+            return TAKE_EMPTY; /* not yet; an unknown state waits for a repair (on_check) */
+        /* ABANDONED: a producer died before its commit; skip it. READING, RELEASED or a
+         * later lap: only a bad write leaves them here; skip them too. */
+        if (ahead == 0 && st == S_READING)
+            atomic_store_explicit(&d->state, mkstate(hd, S_RELEASED, 0), memory_order_relaxed);
+        sc_advance(q, hd + 1, popped);
+        sc_free(q, 0);
+        return TAKE_AGAIN;
+    }
+    uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+    if (l > cap) {
+        *len = l;
+        return fail(SHMRPC_ETOOBIG,
+                    "queue '%s': the next message has %" PRIu32 " bytes, the buffer %zu", q->name,
+                    l, cap);
+    }
+    uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l)) {
+        atomic_store_explicit(&d->state, mkstate(hd, S_RELEASED, 0), memory_order_relaxed);
+        bump(&q->hdr->drops, 1);
+        sc_advance(q, hd + 1, popped);
+        sc_free(q, 0);
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " has a broken descriptor (start %" PRIu32
+                    ", length %" PRIu32 ", end %" PRIu32 "); dropped",
+                    q->name, hd, st, l, end);
+    }
+    sc_advance(q, hd + 1, popped + 1);
+    if ((++q->sc_count & 0xffff) == 0)
+        atomic_store_explicit(&q->hdr->popped, q->sc_count, memory_order_relaxed);
+    *pos = hd;
+    *start = st;
+    *len = l;
+    return 0;
+}
+
+/* A single consumer gives message pos back: at its frontier, FREE of the next lap and the
+ * frontier moved (plain stores, release); else RELEASED, freed when the frontier gets
+ * there (peeks released out of order). */
+static int sc_give_back(shmrpc_queue *q, uint32_t pos)
+{
+    struct q_desc *d = desc_at(q, pos);
+    if (q->cons_pid != self() || (int32_t)(cons_head(q->sc_cons) - pos) <= 0 ||
+        atomic_load_explicit(&d->state, memory_order_relaxed) != mkstate(pos, S_COMMITTED, 0))
+        return fail(SHMRPC_EPROTO,
+                    "queue '%s': message %" PRIu32 " is not one this single consumer took", q->name,
+                    pos);
+    if (msg_of(q->sc_freed) != pos) {
+        atomic_store_explicit(&d->state, mkstate(pos, S_RELEASED, 0), memory_order_release);
+        sc_free(q, 0);
+        return 0;
+    }
+    uint32_t b = byte_of(q->sc_freed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    if (end - b > q->b) end = b; /* a bad write: free no bytes */
+    /* Only other producers need to see FREE (they claim by a CAS from it); a single
+     * producer goes by the frontier alone, so the slot's line stays the producer's to
+     * write, and a message behind the frontier is old whatever its state says. */
+    if (!q->sp)
+        atomic_store_explicit(&d->state, mkstate(pos + q->n, S_FREE, 0), memory_order_release);
+    q->sc_freed = mkpos(pos + 1, end);
+    sc_free(q, 1);
+    return 0;
+}
+
 static int check_len(const shmrpc_queue *q, size_t len)
 {
     if (len > q->max_msg)
@@ -922,6 +1341,7 @@ static int timed_out(shmrpc_queue *q, int64_t timeout_ms, const char *what)
 
 static int push_one(shmrpc_queue *q, const void *data, size_t len, due *dl, struct producing *pr)
 {
+    if (q->sp) return sp_push(q, data, len, dl, pr);
     uint32_t pos, start, one = (uint32_t)len, c;
     int rc = claim(q, &one, 1, dl, pr, &pos, &start, &c);
     if (rc != 0) return rc;
@@ -966,7 +1386,15 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
             lens[k] = (uint32_t)m->len;
         }
         if (k == 0) break;
-        rc = 0; /* a bad message after the run is reported once the run is pushed */
+        rc = 0;      /* a bad message after the run is reported once the run is pushed */
+        if (q->sp) { /* one at a time: no locked instruction to save */
+            uint32_t j = 0;
+            for (; j < k && rc == 0; j++)
+                rc = sp_push(q, msgs[i + j].data, lens[j], &dl, &pr);
+            i += rc == 0 ? j : j - 1;
+            if (rc != 0) break;
+            continue;
+        }
         if ((rc = claim(q, lens, k, &dl, &pr, &pos, starts, &c)) != 0) break;
         /* Every claimed slot is committed, even after one that failed (it was taken from
          * us: a repairer judged us dead), so none stays claimed. */
@@ -999,7 +1427,10 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     uint32_t pos, start;
     due dl = due_in(timeout_ms);
     uint32_t one = (uint32_t)len, c;
-    rc = claim(q, &one, 1, &dl, &pr, &pos, &start, &c);
+    if (q->sp)
+        rc = sp_claim(q, one, &dl, &pr, &pos, &start);
+    else
+        rc = claim(q, &one, 1, &dl, &pr, &pos, &start, &c);
     flush_signal(q, &pr);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     if (rc != 0) return rc;
@@ -1007,6 +1438,7 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     s->len = len;
     s->pos = pos;
     s->state = S_CLAIMED;
+    if (q->sp) q->sp_reserved = true;
     return 0;
 }
 
@@ -1014,7 +1446,15 @@ int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s)
 {
     if (!q || !s || s->state != S_CLAIMED) return fail(SHMRPC_EINVAL, "not a reserved span");
     struct producing pr = {0};
-    int rc = publish(q, s->pos, &pr);
+    int rc = 0;
+    if (!q->sp) {
+        rc = publish(q, s->pos, &pr);
+    } else if (q->sp_reserved && q->prod_pid == self() && s->pos == msg_of(q->sp_tail)) {
+        q->sp_reserved = false;
+        sp_publish(q, s->pos, &pr);
+    } else {
+        rc = fail(SHMRPC_EINVAL, "queue '%s': not this single producer's reservation", q->name);
+    }
     flush_signal(q, &pr);
     s->state = 0;
     s->data = NULL;
@@ -1022,8 +1462,6 @@ int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s)
 }
 
 /* --- consuming ------------------------------------------------------------------------ */
-
-enum { TAKE_AGAIN = 1, TAKE_EMPTY = 2 };
 
 /* One look at the head: 0 (taken: READING by us, head moved past it), TAKE_AGAIN (the
  * head moved, or we helped it past a message others hold), TAKE_EMPTY, SHMRPC_ETOOBIG
@@ -1064,7 +1502,6 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
         return TAKE_AGAIN;
     atomic_store_explicit(&d->cons_tag, self_tag(hd), memory_order_relaxed);
     help_head(q, hd);
-    bump(&h->popped, 1);
     uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
     l = atomic_load_explicit(&d->len, memory_order_relaxed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
@@ -1148,6 +1585,7 @@ static int finish_read(shmrpc_queue *q, uint32_t pos)
 
 static int try_next(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start, uint32_t *len)
 {
+    if (q->sc) return sc_try_take(q, cap, pos, start, len);
     return q->bcast ? try_read(q, cap, pos, start, len) : try_take(q, cap, pos, start, len);
 }
 
@@ -1173,6 +1611,7 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
         }
         uint32_t old = announce(&h->nonempty);
         if (old == 0) continue;
+        if (q->sp) barrier_for_waiter();
         rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) continue;
@@ -1193,6 +1632,7 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
  * message we read, so the frontier loaded stays at pos until we move it. */
 static int give_back(shmrpc_queue *q, uint32_t pos)
 {
+    if (q->sc) return sc_give_back(q, pos);
     struct q_hdr *h = q->hdr;
     struct q_desc *d = desc_at(q, pos);
     uint64_t s = mkstate(pos, S_READING, self());
@@ -1254,10 +1694,12 @@ static uint32_t take_run(shmrpc_queue *q, uint32_t pos, shmrpc_queue_msg *msgs, 
         c++;
     }
     if (c == 0) return 0;
-    bump(&h->popped, c);
     uint32_t hd = atomic_load(&h->head);
-    while ((int32_t)(hd - (pos + 1)) >= 0 && (int32_t)(pos + 1 + c - hd) > 0 &&
-           !atomic_compare_exchange_weak(&h->head, &hd, pos + 1 + c)) {
+    while ((int32_t)(hd - (pos + 1)) >= 0 && (int32_t)(pos + 1 + c - hd) > 0) {
+        if (atomic_compare_exchange_weak(&h->head, &hd, pos + 1 + c)) {
+            if (crossed(hd, pos + 1 + c)) raise_base(&h->popped, pos + 1 + c);
+            break;
+        }
     }
     return c;
 }
@@ -1340,11 +1782,14 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
     /* A seqlock read: the bytes are ours to trust only if the message was still COMMITTED,
      * so neither taken nor its room given back, after they were copied. */
     for (int tries = 0; tries < 1000; tries++) {
-        uint32_t hd = atomic_load_explicit(&q->hdr->head, memory_order_acquire);
+        uint32_t hd = head_now(q);
         struct q_desc *d = desc_at(q, hd);
         uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
         if (lap_of(s) != hd || st_of(s) != S_COMMITTED) {
-            if ((int32_t)(lap_of(s) - hd) <= 0 && (st_of(s) == S_FREE || st_of(s) == S_CLAIMED))
+            /* An earlier lap's state, whatever it is (a single consumer leaves COMMITTED
+             * behind its frontier), or FREE or CLAIMED of this one: nothing at the head. */
+            int32_t ahead = (int32_t)(lap_of(s) - hd);
+            if (ahead < 0 || (ahead == 0 && (st_of(s) == S_FREE || st_of(s) == S_CLAIMED)))
                 return fail(SHMRPC_ETIMEDOUT, "queue '%s' is empty", q->name);
             sched_yield(); /* taken: the head is about to move */
             continue;
@@ -1368,6 +1813,50 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
     return fail(SHMRPC_EBUSY, "queue '%s': the head kept moving", q->name);
 }
 
+/* A single consumer's pop_batch after its first message (taken at pos): takes those
+ * already queued right behind it, up to RUN in all, copies them out, and gives them back
+ * as a run, with one move of the frontier and one look at the producers' waiters' word.
+ * Returns how many. */
+static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint32_t pos,
+                         uint32_t start)
+{
+    uint32_t starts[RUN], c = 1;
+    starts[0] = start;
+    while (c < RUN && c < n) {
+        struct q_desc *d = desc_at(q, pos + c);
+        /* Only a committed message that fits its buffer (so that nothing fails here). */
+        if (atomic_load_explicit(&d->state, memory_order_acquire) !=
+                mkstate(pos + c, S_COMMITTED, 0) ||
+            atomic_load_explicit(&d->len, memory_order_relaxed) > msgs[c].cap)
+            break;
+        uint32_t at, st, l;
+        if (sc_try_take(q, msgs[c].cap, &at, &st, &l) != 0) break;
+        starts[c] = st;
+        msgs[c].len = l;
+        c++;
+    }
+    for (uint32_t j = 0; j < c; j++)
+        if (msgs[j].len) memcpy(msgs[j].data, q->arena + (starts[j] & q->bmask), msgs[j].len);
+    if (msg_of(q->sc_freed) != pos) { /* a peek held before them: the frontier waits for it */
+        for (uint32_t j = 0; j < c; j++)
+            sc_give_back(q, pos + j);
+        return c;
+    }
+    uint32_t b = byte_of(q->sc_freed);
+    for (uint32_t j = 0; j < c; j++) {
+        struct q_desc *d = desc_at(q, pos + j);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (end - b > q->b) end = b; /* a bad write: free no bytes */
+        if (!q->sp)
+            atomic_store_explicit(&d->state, mkstate(pos + j + q->n, S_FREE, 0),
+                                  memory_order_release);
+        b = end;
+    }
+    q->sc_freed = mkpos(pos + c, b);
+    sc_free(q, c);
+    return c;
+}
+
 /* A work queue's pop_batch: the first message as a pop (it may wait), then runs of those
  * queued right behind it, each taken with one move of the head and given back with one
  * move of the frontier. 0 or the status that ended it; *done: how many were taken. */
@@ -1383,6 +1872,10 @@ static int pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *do
         if (rc == SHMRPC_ETOOBIG) msgs[i].len = l;
         if (rc != 0) break;
         msgs[i].len = l;
+        if (q->sc) {
+            i += sc_pop_run(q, msgs + i, n - i, pos, start);
+            continue;
+        }
         size_t more = n - i - 1;
         uint32_t c = 1 + take_run(q, pos, msgs + i + 1, more < RUN - 1 ? (uint32_t)more : RUN - 1,
                                   starts + 1);
@@ -1471,17 +1964,42 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
     out->kind = q->bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
     out->slow = q->drop ? SHMRPC_QUEUE_SLOW_DROP : SHMRPC_QUEUE_SLOW_BLOCK;
     out->type = q->type ? q->type : "";
+    out->single_producer = q->sp;
+    out->single_consumer = q->sc;
     return 0;
 }
 
-/* The shared counters, and the depth from the head hd (or a subscriber's cursor). */
-static void counters(const struct q_hdr *h, uint32_t hd, shmrpc_queue_stats *out)
+/* The counters, and the depth from the head hd (or a subscriber's cursor). q: the handle,
+ * or NULL when only the header is mapped (shmrpc__queue_read_head); then a single
+ * producer's message committed at the tail by one that died before moving it is not
+ * counted until the next producer moves the tail. */
+static void counters(const struct q_hdr *h, uint32_t hd, const shmrpc_queue *q,
+                     shmrpc_queue_stats *out)
 {
+    bool sp = h->roles & ROLE_PRODUCER, sc = h->roles & ROLE_CONSUMER;
+    bool bcast = h->kind == SHMRPC_QUEUE_BROADCAST;
     uint32_t tl = msg_of(atomic_load_explicit(&h->tail, memory_order_relaxed));
     int32_t depth = (int32_t)(tl - hd);
     out->depth = depth > 0 ? (uint64_t)depth : 0;
     out->pushed = atomic_load_explicit(&h->pushed, memory_order_relaxed);
     out->popped = atomic_load_explicit(&h->popped, memory_order_relaxed);
+    /* pushed: the tail's position extended, less the messages abandoned behind it (the
+     * tail counts claims; a single producer's counts commits, plus one committed at the tail
+     * by a producer that died before moving it). popped: the head's, less those abandoned
+     * (the head passes them; one abandoned just ahead of it is subtracted a moment early),
+     * or a single consumer's own count; broadcast counts reads. No push or pop adds to a
+     * shared counter. */
+    uint64_t abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+    out->pushed = extend(out->pushed, tl) - abandoned;
+    if (sp && q) out->pushed += published(q, tl);
+    if (sc) {
+        out->popped =
+            extend(out->popped, cons_popped(atomic_load_explicit(&h->cons, memory_order_acquire)));
+    } else if (!bcast) {
+        uint64_t p = extend(out->popped, atomic_load_explicit(&h->head, memory_order_relaxed));
+        out->popped = p > abandoned ? p - abandoned : 0;
+        if (out->popped > out->pushed) out->popped = out->pushed;
+    }
     out->timeouts = atomic_load_explicit(&h->timeouts, memory_order_relaxed);
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
@@ -1492,13 +2010,13 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
 {
     if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
     const struct q_hdr *h = q->hdr;
-    uint32_t hd = atomic_load_explicit(&h->head, memory_order_relaxed);
+    uint32_t hd = head_now(q);
     if (q->bcast)
         hd = q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].cursor, memory_order_relaxed)
                          : msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed));
     out->missed =
         q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
-    counters(h, hd, out);
+    counters(h, hd, q, out);
     return 0;
 }
 
@@ -1522,8 +2040,10 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
      * slowest subscriber has not read, as for a handle that does not subscribe. */
     uint32_t hd = out->kind == SHMRPC_QUEUE_BROADCAST
                       ? msg_of(atomic_load_explicit(&h->freed, memory_order_relaxed))
+                  : h->roles & ROLE_CONSUMER
+                      ? cons_head(atomic_load_explicit(&h->cons, memory_order_acquire))
                       : atomic_load_explicit(&h->head, memory_order_relaxed);
-    counters(h, hd, &out->stats);
+    counters(h, hd, NULL, &out->stats);
 }
 
 /* --- the segment's geometry and header ----------------------------------------------- */
@@ -1593,6 +2113,7 @@ static int geometry_of(const shmrpc_queue_opts *o, struct geom *g)
     g->total = g->arena_off + arena;
     g->kind = (uint32_t)o->kind;
     g->slow = (uint32_t)o->slow;
+    g->roles = (o->single_producer ? ROLE_PRODUCER : 0) | (o->single_consumer ? ROLE_CONSUMER : 0);
     return 0;
 }
 
@@ -1601,7 +2122,7 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
 {
     uint32_t version = s->version, hsz = s->hdr_size, dsz = s->desc_size, n = s->capacity,
              b = s->arena, max = s->max_msg, aoff = s->arena_off, kind = s->kind, slow = s->slow,
-             tlen = s->type_len;
+             tlen = s->type_len, roles = s->roles;
     uint64_t total = s->total_size;
     uint32_t magic = atomic_load_explicit(&s->magic, memory_order_acquire);
     if (magic != Q_MAGIC) {
@@ -1629,6 +2150,8 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
         bad = "total size";
     else if (kind > SHMRPC_QUEUE_BROADCAST || slow > SHMRPC_QUEUE_SLOW_DROP)
         bad = "kind or slow policy";
+    else if (roles > (ROLE_PRODUCER | ROLE_CONSUMER) || (roles && kind != SHMRPC_QUEUE_WORK))
+        bad = "roles";
     if (bad) {
         snprintf(why, cap,
                  "its header does not add up (%s: capacity %" PRIu32 ", arena %" PRIu32
@@ -1644,6 +2167,7 @@ static int check_geometry(const struct q_hdr *s, size_t size, struct geom *g, ch
     g->kind = kind;
     g->slow = slow;
     g->type_len = tlen;
+    g->roles = roles;
     return 0;
 }
 
@@ -1672,6 +2196,8 @@ static void fill_handle(shmrpc_queue *q, void *seg, const struct geom *g)
     q->drop = g->slow == SHMRPC_QUEUE_SLOW_DROP;
     q->subs = (struct q_sub *)((unsigned char *)seg + DESC_OFF + (size_t)g->n * DESC_SIZE);
     q->sub = -1;
+    q->sp = g->roles & ROLE_PRODUCER;
+    q->sc = g->roles & ROLE_CONSUMER;
     atomic_store_explicit(&q->freed_seen, atomic_load(&q->hdr->freed), memory_order_relaxed);
 }
 
@@ -1725,6 +2251,8 @@ static int check_opts(const shmrpc_queue_opts *o)
                     (int)o->slow);
     if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
+    if ((o->single_producer || o->single_consumer) && o->kind != SHMRPC_QUEUE_WORK)
+        return fail(SHMRPC_EINVAL, "a single producer or consumer is for work queues only");
     return 0;
 }
 
@@ -1766,6 +2294,7 @@ static void init_segment(void *seg, const struct geom *g, const char *type)
     h->kind = g->kind;
     h->slow = g->slow;
     h->type_len = g->type_len;
+    h->roles = g->roles;
     if (g->type_len) memcpy((unsigned char *)seg + type_off_for(g->n), type, g->type_len);
     atomic_store_explicit(&h->magic, Q_MAGIC, memory_order_release);
 }
@@ -1993,6 +2522,11 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         shmrpc_queue_close(q);
         return rc;
     }
+    if ((o->single_producer && !q->sp) || (o->single_consumer && !q->sc)) {
+        shmrpc_queue_close(q);
+        return fail(SHMRPC_EPROTO, "queue '%s' was created without a single %s", name,
+                    o->single_producer && !q->sp ? "producer" : "consumer");
+    }
     if (o->subscribe) {
         rc = q->bcast
                  ? subscribe(q)
@@ -2010,6 +2544,7 @@ void shmrpc_queue_close(shmrpc_queue *q)
 {
     if (!q) return;
     unsubscribe(q);
+    let_go(q);
     if (q->mapped) munmap(q->hdr, q->map_size);
     free(q->type);
     free(q);

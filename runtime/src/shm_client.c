@@ -567,6 +567,9 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     int32_t status = h->status;
     uint32_t len = h->resp_len; /* read once */
     rc = len > c->max_msg ? SHMRPC_EPROTO : shmrpc__chan_follow(&c->chan, len, err);
+    /* Following an answer that grew the channel may have moved the mapping (mremap): h
+     * pointed into the old one, unmapped now or reused by the next mmap. */
+    h = c->chan.head;
     if (rc == 0 && shmrpc_buf_append(resp, shmrpc__chan_data(&c->chan), len) != 0) rc = resp->err;
     atomic_store(&h->state.word, SHM_CHAN_IDLE);
     atomic_fetch_sub(&c->ctl->awake, 1);

@@ -75,10 +75,11 @@ uint8_t *shmrpc__chan_data(shmrpc__chan_map *m);
 void shmrpc__chan_unmap(shmrpc__chan_map *m);
 
 /* Maps all of the channel that the other side may have grown. Its claimed size is only
- * a hint: what is mapped is what the file really holds, within this side's maximum. */
+ * a hint: what is mapped is what the file really holds, within this side's maximum. Like
+ * shmrpc__chan_reserve, it may move the mapping: m->head is to be read again after it. */
 int shmrpc__chan_follow(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 
-/* Grows the channel so that need bytes of data fit. */
+/* Grows the channel so that need bytes of data fit (which may move m->head). */
 int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 
 /* The largest channel this side accepts for messages of max_msg bytes (a power of two of

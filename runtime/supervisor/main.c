@@ -39,6 +39,10 @@
 #include "sup_service.h"
 #include "web_proc.h"
 
+/* How long READY=1 waits, once every service has started, for the page to answer (the
+ * keeper gives a page that does not answer 6 s before its first miss). */
+#define PAGE_READY_WAIT_MS 10000
+
 /* How long the supervisor waits, on its way out, for what it killed to be reaped. */
 #define REAP_AT_EXIT_MS 1000
 
@@ -52,6 +56,7 @@ static void page_line(void *arg, const char *fmt, va_list ap)
 }
 static const web_logger page_log = {page_line, &ctx};
 static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
+static char page_url[128];  /* the page's http://HOST:PORT/ for STATUS=; "": none */
 
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
  * or, with a leading '@', an abstract name. */
@@ -69,6 +74,28 @@ static void notify(const char *msg)
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
         sup_logf(&ctx, SUP_WARNING "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
     close(fd);
+}
+
+/* STATUS= for systemctl status: how many services run, which failed, and the page.
+ * Sent when it changes, once READY=1 has been (before, it is "starting"). */
+static void notify_status(const sup_service *svcs, size_t n, const char *page)
+{
+    static char last[512];
+    char msg[512];
+    size_t running = 0;
+    for (size_t i = 0; i < n; i++)
+        running += svcs[i].state == SUP_RUNNING;
+    int len = snprintf(msg, sizeof msg, "STATUS=%zu of %zu service%s running", running, n,
+                       n == 1 ? "" : "s");
+    for (size_t i = 0, k = 0; i < n && len > 0 && (size_t)len < sizeof msg; i++)
+        if (svcs[i].state == SUP_FAILED)
+            len += snprintf(msg + len, sizeof msg - (size_t)len, "%s%s",
+                            k++ ? ", " : "; failed: ", svcs[i].cfg->name);
+    if (page && *page && len > 0 && (size_t)len < sizeof msg)
+        snprintf(msg + len, sizeof msg - (size_t)len, "; page %s", page);
+    if (strcmp(msg, last) == 0) return;
+    snprintf(last, sizeof last, "%s", msg);
+    notify(msg);
 }
 
 /* mkdir -p, 0750 for what it creates. */
@@ -278,6 +305,7 @@ static void register_self(const cfg_file *c, const char *path, const char *contr
         snprintf(me.page, sizeof me.page, "http://%s%s%s:%d/", v6 ? "[" : "", host, v6 ? "]" : "",
                  c->web_port ? c->web_port : 5155);
     }
+    snprintf(page_url, sizeof page_url, "%s", me.page);
     int e = cfg_registry_add(&me, reg_path, cap);
     if (e) {
         reg_path[0] = '\0';
@@ -459,6 +487,7 @@ int main(int argc, char **argv)
     size_t cursor = 0;  /* the next service to start, in file order */
     size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
     bool ready_sent = false;
+    int64_t serve_at = 0; /* when the page was told to start; 0: not yet */
     rc = 0;
     for (;;) {
         int64_t now = sup_mono_ms();
@@ -468,11 +497,23 @@ int main(int argc, char **argv)
                 /* Not one an operator stopped, or started already, before its turn. */
                 if (!s->held && s->pid == 0 && s->state == SUP_STOPPED) sup_service_start(s, now);
             }
-            if (!ready_sent && cursor == n && settled(&svcs[n - 1])) {
+            if (!serve_at && cursor == n && settled(&svcs[n - 1])) {
                 sup_logf(&ctx, "all services started");
                 web_proc_serve(web);
+                serve_at = now;
+            }
+            /* READY=1 once the page answers too (or will not come, or after a bound), so
+             * that what systemd starts after this unit finds both. */
+            if (serve_at && !ready_sent &&
+                (web_proc_settled(web) || now - serve_at >= PAGE_READY_WAIT_MS)) {
+                if (!web_proc_settled(web))
+                    sup_logf(&ctx,
+                             SUP_WARNING "web monitor: the page did not answer within %d ms of "
+                                         "the services' start; ready without it",
+                             PAGE_READY_WAIT_MS);
                 notify("READY=1");
                 ready_sent = true;
+                ctx.changed = true;
             }
         } else {
             while (to_stop > 0) {
@@ -491,6 +532,8 @@ int main(int argc, char **argv)
                          ctx.draining ? (to_stop ? "draining" : "stopped")
                          : ready_sent ? "running"
                                       : "starting");
+            if (ready_sent && !ctx.draining)
+                notify_status(svcs, n, web_proc_answered(web) ? page_url : NULL);
             ctx.changed = false;
         }
         if (ctx.draining && to_stop == 0) break;
@@ -501,6 +544,8 @@ int main(int argc, char **argv)
             if (d < next) next = d;
         }
         if (sup_series_next_deadline(series) < next) next = sup_series_next_deadline(series);
+        if (serve_at && !ready_sent && serve_at + PAGE_READY_WAIT_MS < next)
+            next = serve_at + PAGE_READY_WAIT_MS;
         int timeout = next == INT64_MAX      ? -1
                       : next <= now          ? 0
                       : next - now > INT_MAX ? INT_MAX
@@ -527,7 +572,7 @@ int main(int argc, char **argv)
                 if (!ctx.draining) {
                     sup_logf(&ctx, "%s: stopping the services, last first",
                              strsignal((int)si.ssi_signo));
-                    notify("STOPPING=1");
+                    notify("STOPPING=1\nSTATUS=stopping the services, last first");
                     ctx.draining = true;
                     ctx.changed = true;
                     for (size_t i = 0; i < n; i++) /* no restarts from now on */

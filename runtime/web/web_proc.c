@@ -4,6 +4,7 @@
  * - the keeper (shmrpc-pagekeep), forked while the supervisor is one thread, so that it
  *   may fork again safely, runs no page code: it starts the page, asks it every few
  *   seconds whether it answers, and starts it again after a backoff when it died or hung;
+ *   it tells the supervisor, on the log pipe, when the first page answers (SAY_*);
  * - the page (shmrpc-page) runs civetweb (web.c) until the keeper's SIGTERM.
  * The keeper leads a process group of its own, so that a signal to the supervisor's group
  * (^C, kill -- -PGID, timeout(1)) reaches the supervisor only, which stops the page in its
@@ -48,6 +49,10 @@ static int64_t mono_ms(void)
  * than its threads, delay it up to its 5 s header timeout); PROBE_MISSES misses in a row
  * and the page is taken for hung: SIGKILL, and a new one. */
 #define PROBE_EVERY_MS 2000
+/* Until the page first answers (the supervisor's READY=1 waits for it), the keeper probes
+ * every PROBE_FIRST_MS, and a probe that fails within PROBE_TIMEOUT_MS of the page's start
+ * (refused: it has not bound its port yet) is no miss. */
+#define PROBE_FIRST_MS 20
 #define PROBE_TIMEOUT_MS 6000
 #define PROBE_MISSES 2
 /* How long the keeper lets a stopping page finish its requests (each bounded by its
@@ -60,6 +65,11 @@ static int64_t mono_ms(void)
  * file asks for what cannot be); retried with backoff later (another process may hold
  * the port a moment). */
 #define PAGE_CANNOT_START 3
+/* What the keeper tells the supervisor on the log pipe, as a line of its own that
+ * web_proc_drain takes out: the page answered for the first time, or will not come (its
+ * first process could not start, or the keeper cannot probe its address). */
+#define SAY_ANSWERS "\001page answers"
+#define SAY_NO_PAGE "\001no page"
 
 /* The commands on the keeper's stdin. A message is written whole in one write of less
  * than PIPE_BUF bytes, so the keeper never reads half of one. */
@@ -80,6 +90,8 @@ struct resolved {
 struct web_proc {
     const web_logger *log;
     pid_t keeper;    /* 0: reaped */
+    bool answered;   /* the keeper said SAY_ANSWERS */
+    bool settled;    /* ... or SAY_NO_PAGE, or is gone */
     int cmd_w;       /* the keeper's stdin; -1 once closed */
     int log_r;       /* the keeper's and the page's stdout and stderr, non-blocking */
     size_t n;        /* bytes of a line not yet ended, in line */
@@ -135,6 +147,7 @@ typedef struct keeper {
     const char *control_addr;
     pid_t supervisor, self, page; /* page: 0 when none runs */
     bool serve, quit, started_once;
+    bool told;                            /* the supervisor was told SAY_ANSWERS or SAY_NO_PAGE */
     int64_t started, restart_at, backoff; /* restart_at: 0, none due */
     /* The probe: a connection to the page, the next one's time, the current one's end. */
     struct sockaddr_storage addr;
@@ -146,6 +159,14 @@ typedef struct keeper {
     int64_t probe_at, probe_end;
     int misses;
 } keeper;
+
+/* Tells the supervisor, once, whether it may take the page as up (SAY_*). */
+static void tell(keeper *k, const char *what)
+{
+    k->told = true;
+    printf("%s\n", what);
+    fflush(stdout);
+}
 
 static void schedule_restart(keeper *k, int64_t now)
 {
@@ -180,9 +201,12 @@ static void probe_close(keeper *k, int64_t now, bool answered)
 {
     if (k->probe >= 0) close(k->probe);
     k->probe = -1;
-    k->probe_at = now + PROBE_EVERY_MS;
+    k->probe_at = now + (k->told ? PROBE_EVERY_MS : PROBE_FIRST_MS);
     if (answered) {
         k->misses = 0;
+        if (!k->told) tell(k, SAY_ANSWERS);
+    } else if (!k->told && now - k->started < PROBE_TIMEOUT_MS) {
+        /* not bound yet: no miss */
     } else if (++k->misses >= PROBE_MISSES && k->page) {
         web_logf(NULL,
                  "web monitor: the page's process (pid %d) did not answer %d probes of %d s: "
@@ -247,7 +271,7 @@ static void page_start(keeper *k, int64_t now)
         return;
     }
     k->misses = 0;
-    k->probe_at = now + PROBE_EVERY_MS;
+    k->probe_at = now + (k->told ? PROBE_EVERY_MS : PROBE_FIRST_MS);
 }
 
 static void page_reaped(keeper *k, int status, int64_t now)
@@ -257,7 +281,11 @@ static void page_reaped(keeper *k, int status, int64_t now)
     k->started_once = true;
     if (k->probe >= 0) close(k->probe);
     k->probe = -1;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START && first) return;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == PAGE_CANNOT_START && first) {
+        /* Even when told it answers: what answered at its port was another program's. */
+        tell(k, SAY_NO_PAGE);
+        return;
+    }
     if (now - k->started >= STABLE_MS) k->backoff = RESTART_MIN_MS;
     char why[96];
     web_logf(NULL, "web monitor: the page's process %s; starting it again in %lld ms",
@@ -285,6 +313,7 @@ static bool command_read(keeper *k)
     if (cmd == CMD_SERVE && !k->serve) {
         k->serve = true;
         k->restart_at = mono_ms();
+        if (!k->addr_len) tell(k, SAY_NO_PAGE); /* nothing to probe: do not wait for it */
     } else if (cmd == CMD_QUIT) {
         k->quit = true;
     } else if (cmd == CMD_RESOLVED) {
@@ -451,6 +480,16 @@ void web_proc_serve(web_proc *p)
     if (p) command(p, &(char){CMD_SERVE}, 1);
 }
 
+bool web_proc_settled(const web_proc *p)
+{
+    return !p || p->settled;
+}
+
+bool web_proc_answered(const web_proc *p)
+{
+    return p && p->answered;
+}
+
 int web_proc_fd(const web_proc *p)
 {
     return p ? p->log_r : -1;
@@ -460,6 +499,15 @@ int web_proc_fd(const web_proc *p)
 static void relay(web_proc *p, const char *s, size_t n)
 {
     static const char own[] = "shmrpc-service: ";
+    if (n == sizeof SAY_ANSWERS - 1 && memcmp(s, SAY_ANSWERS, n) == 0) {
+        p->answered = p->settled = true;
+        return;
+    }
+    if (n == sizeof SAY_NO_PAGE - 1 && memcmp(s, SAY_NO_PAGE, n) == 0) {
+        p->answered = false;
+        p->settled = true;
+        return;
+    }
     if (n >= sizeof own - 1 && memcmp(s, own, sizeof own - 1) == 0) {
         s += sizeof own - 1;
         n -= sizeof own - 1;
@@ -499,6 +547,7 @@ bool web_proc_reaped(web_proc *p, pid_t pid, int status)
 {
     if (!p || !p->keeper || pid != p->keeper) return false;
     p->keeper = 0;
+    p->settled = true;
     close(p->cmd_w); /* nobody to tell anything any more */
     p->cmd_w = -1;
     char why[96];

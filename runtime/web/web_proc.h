@@ -31,6 +31,14 @@ void web_proc_resolved(web_proc *p, const cfg_file *c);
 /* Tells the keeper to start the page (once every service has started). */
 void web_proc_serve(web_proc *p);
 
+/* Whether the page has answered the keeper's probe (HEAD /favicon.svg) since
+ * web_proc_serve (web_proc_drain learns it), so that READY=1 can say the page is up. */
+bool web_proc_answered(const web_proc *p);
+
+/* Whether to wait no longer for the page: it answered, or will not come (its first
+ * process could not start, its address cannot be probed, its keeper is gone, p is NULL). */
+bool web_proc_settled(const web_proc *p);
+
 /* The pipe of the keeper's and the page's lines, to poll for POLLIN; -1 for NULL. */
 int web_proc_fd(const web_proc *p);
 

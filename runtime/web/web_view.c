@@ -425,11 +425,11 @@ int web_view_services(web_ctx *w, shmrpc_buf *out, web_err *e)
             const shmrpc_map_info *m = &s->map;
             json_array_append_new(
                 maps,
-                json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", jstr(s->key), "entries",
+                json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "name", jstr(s->key), "entries",
                           (json_int_t)m->count, "bytes", (json_int_t)m->bytes, "used_bytes",
                           (json_int_t)m->used, "generation", (json_int_t)m->generation, "writes",
-                          (json_int_t)m->writes, "growths", (json_int_t)m->growths, "lock_waits",
-                          (json_int_t)m->lock_waits));
+                          (json_int_t)m->writes, "reads", (json_int_t)m->reads, "growths",
+                          (json_int_t)m->growths, "lock_waits", (json_int_t)m->lock_waits));
         }
     }
     json_object_set_new(root, "queues", queues);
@@ -608,6 +608,9 @@ static void shared_metrics(shmrpc_buf *out, const view *v)
         {"shmrpc_map_writes_total", "counter",
          "Puts, removes and clears that changed the map since it was made.",
          offsetof(shmrpc_map_info, writes)},
+        {"shmrpc_map_reads_total", "counter",
+         "Gets and read views of the map, by handles open now and closed ones.",
+         offsetof(shmrpc_map_info, reads)},
         {"shmrpc_map_growths_total", "counter", "Generations of the map made by growth.",
          offsetof(shmrpc_map_info, growths)},
         {"shmrpc_map_lock_waits_total", "counter",

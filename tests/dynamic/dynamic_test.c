@@ -472,10 +472,17 @@ static void unknown_method_and_bad_signature(void **state)
                          "x(map<f64,i8> a)->void @json",
                          "x(struct P a)->void @msgpack",
                          "x(bytes a)->string @raw",
+                         "x(i64 a)->bytes @raw",
+                         "x(bytes a,bytes b)->bytes @raw",
+                         "x()->string @raw",
                          "x(i64 a)->i64 @msgpack trailing"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         if (shmrpc_dyn_sig_parse(f->d, bad[i], &sig) != SHMRPC_EINVAL)
             fail_msg("accepted %s", bad[i]);
+    /* A @raw queue's type (docs/queue.md): bytes out, no parameter. */
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "blobs()->bytes @raw", &sig), 0);
+    assert_int_equal(sig->n_params, 0);
+    assert_int_equal(sig->encoding, SHMRPC_ENC_RAW);
 
     shmrpc_dyn *lone;
     assert_int_equal(shmrpc_dyn_new(&lone, NULL), 0);

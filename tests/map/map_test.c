@@ -1053,6 +1053,256 @@ static void corrupt_segments_refused(void **state)
     shmrpc_map_close(m);
 }
 
+/* --- space reuse: readers' epochs ------------------------------------------------------- */
+
+static shmrpc_map_opts reuse_opts(shmrpc_map_mode mode, uint64_t bytes)
+{
+    shmrpc_map_opts o = small_opts(mode);
+    o.initial_slots = 64;
+    o.initial_bytes = bytes;
+    return o;
+}
+
+/* Puts of 4 KiB values over 16 keys, 5000 of them, from a process that also reads: with
+ * no reader left in a read, every replaced entry's space is reused, so 256 KiB of entry
+ * space never grows (appending, it took a growth every ~40 puts). Reads are counted. */
+static void reuse_without_growth(void **state)
+{
+    (void)state;
+    const char *name = new_name("reuse");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 256 << 10);
+    shmrpc_map *m = open_map(name, &o);
+    static unsigned char v[4096], got[4096];
+    for (int i = 0; i < 5000; i++) {
+        char k[8];
+        int n = snprintf(k, sizeof k, "k%d", i % 16);
+        memset(v, 'a' + i % 26, sizeof v);
+        assert_int_equal(shmrpc_map_put(m, k, (size_t)n, v, sizeof v), 0);
+        size_t len;
+        assert_int_equal(shmrpc_map_get(m, k, (size_t)n, got, sizeof got, &len), 0);
+        assert_int_equal(len, sizeof v);
+        assert_memory_equal(got, v, sizeof v);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    print_message("# 5000 puts of 4 KiB: %" PRIu64 " growths, %" PRIu64 " of %" PRIu64
+                  " bytes used, %" PRIu64 " reads\n",
+                  info.growths, info.used, info.bytes, info.reads);
+    assert_int_equal(info.growths, 0);
+    assert_int_equal(info.reads, 5000);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* Another handle's reads add up, and stay counted after it closes. */
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *m2 = open_map(name, &o);
+    size_t len;
+    assert_int_equal(shmrpc_map_get(m2, "k0", 2, got, sizeof got, &len), 0);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(m2, "k1", 2, &view), 0);
+    shmrpc_map_close(m2);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.reads, 5002);
+    shmrpc_map_close(m);
+}
+
+struct holder {
+    const char *name;
+    _Atomic int held;   /* the child holds its view */
+    _Atomic int check;  /* the parent asks it to compare the view with what it copied */
+    _Atomic int intact; /* 1 when it was, 2 when not */
+};
+
+/* Holds a view of "a" (and a copy of its bytes) until told to compare, then sleeps with
+ * the view held until killed. */
+static int view_holder(void *arg)
+{
+    struct holder *h = arg;
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CONNECT_TO_EXISTING, 4 << 20);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, h->name, &o) != 0) return 10;
+    shmrpc_map_view v;
+    if (shmrpc_map_get_view(m, "a", 1, &v) != 0 || v.len != 4096) return 11;
+    static unsigned char copy[4096];
+    memcpy(copy, v.data, v.len);
+    atomic_store(&h->held, 1);
+    while (!atomic_load(&h->check))
+        test_kid_nap_ms(1);
+    atomic_store(&h->intact, memcmp(copy, v.data, v.len) == 0 ? 1 : 2);
+    for (;;)
+        test_kid_nap_ms(100);
+}
+
+/* A reader process holding a view keeps writers from reusing what it may read: its bytes
+ * stay whole through 300 puts that replace it and others. Killed with SIGKILL while it
+ * holds its epoch, it holds back reuse only until a writer finds it dead: 3000 more puts
+ * then reuse space and never grow (appending, they would need 15 MiB of the 4). */
+static void view_holds_space_until_reader_dies(void **state)
+{
+    (void)state;
+    struct holder *h = shared(sizeof *h);
+    h->name = new_name("holder");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 4 << 20);
+    shmrpc_map *m = open_map(h->name, &o);
+    static unsigned char v[4096];
+    memset(v, 'x', sizeof v);
+    assert_int_equal(shmrpc_map_put(m, "a", 1, v, sizeof v), 0);
+    pid_t kid = spawn(view_holder, h);
+    for (int i = 0; i < 10000 && !atomic_load(&h->held); i++)
+        test_kid_nap_ms(1);
+    assert_true(atomic_load(&h->held));
+    for (int i = 0; i < 300; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        memset(v, '0' + i % 10, sizeof v);
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    atomic_store(&h->check, 1);
+    for (int i = 0; i < 10000 && !atomic_load(&h->intact); i++)
+        test_kid_nap_ms(1);
+    assert_int_equal(atomic_load(&h->intact), 1);
+    shmrpc_map_info before, after;
+    assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+    kill(kid, SIGKILL);
+    assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
+    for (int i = 0; i < 3000; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    print_message("# held: %" PRIu64 " bytes used after 300 puts; dead: %" PRIu64
+                  " after 3000 more, %" PRIu64 " growths\n",
+                  before.used, after.used, after.growths);
+    assert_int_equal(before.growths, 0);
+    assert_int_equal(after.growths, 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+    munmap(h, sizeof *h);
+}
+
+#define CHURN_KEYS 50
+#define CHURN_ROUNDS 16
+
+struct churn {
+    const char *name;
+    _Atomic int stop;
+    _Atomic uint64_t reads, bad, puts;
+};
+
+/* A value that names its key and version in its first 12 bytes and fills the rest from
+ * them, 12..6000 bytes long: sizes vary, so a block freed by one key is reused by another. */
+static size_t churn_value(uint32_t key, uint32_t version, unsigned char *buf)
+{
+    uint32_t len = 12 + (key * 131 + version * 977) % 5989;
+    memcpy(buf, &key, 4);
+    memcpy(buf + 4, &version, 4);
+    memcpy(buf + 8, &len, 4);
+    for (uint32_t i = 12; i < len; i++)
+        buf[i] = (unsigned char)(key * 31 + version + i);
+    return len;
+}
+
+static int churn_writer(void *arg)
+{
+    struct churn *c = arg;
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CONNECT_TO_EXISTING, 1 << 20);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
+    static unsigned char buf[6000];
+    uint32_t r = (uint32_t)getpid();
+    for (uint32_t version = 1;; version++) {
+        r = r * 1103515245u + 12345u;
+        uint32_t key = (r >> 8) % CHURN_KEYS;
+        char k[8];
+        int n = snprintf(k, sizeof k, "c%u", key);
+        size_t len = churn_value(key, version, buf);
+        int rc = (r >> 4) % 16 == 0 ? shmrpc_map_remove(m, k, (size_t)n)
+                                    : shmrpc_map_put(m, k, (size_t)n, buf, len);
+        if (rc != 0 && rc != SHMRPC_ENOENT) return 11;
+        atomic_fetch_add_explicit(&c->puts, 1, memory_order_relaxed);
+    }
+}
+
+/* Reads random keys until told to stop, checking every value is whole and its key's. */
+static int churn_reader(void *arg)
+{
+    struct churn *c = arg;
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CONNECT_TO_EXISTING, 1 << 20);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
+    static unsigned char buf[6000], want[6000];
+    uint32_t r = (uint32_t)getpid();
+    while (!atomic_load_explicit(&c->stop, memory_order_relaxed)) {
+        r = r * 1103515245u + 12345u;
+        uint32_t key = (r >> 8) % CHURN_KEYS, k2, version, l2;
+        char k[8];
+        int n = snprintf(k, sizeof k, "c%u", key);
+        size_t len;
+        int rc = shmrpc_map_get(m, k, (size_t)n, buf, sizeof buf, &len);
+        if (rc == SHMRPC_ENOENT) continue;
+        bool ok = rc == 0 && len >= 12;
+        if (ok) {
+            memcpy(&k2, buf, 4);
+            memcpy(&version, buf + 4, 4);
+            memcpy(&l2, buf + 8, 4);
+            ok = k2 == key && l2 == len && churn_value(key, version, want) == len &&
+                 memcmp(buf, want, len) == 0;
+        }
+        if (!ok) {
+            fprintf(stderr, "# reader: key %u: rc %d, %zu bytes, not its value\n", key, rc, len);
+            atomic_fetch_add(&c->bad, 1);
+        }
+        atomic_fetch_add_explicit(&c->reads, 1, memory_order_relaxed);
+    }
+    shmrpc_map_close(m);
+    return 0;
+}
+
+/* Space reused under two reader processes that check every value (whole, and of the key
+ * asked for), while writers putting and removing values of 12..6000 bytes are SIGKILLed at
+ * random moments, and every fourth round a reader too (in the middle of reads, holding
+ * its epoch); after all of it, the map checks (slots, counts, and no block both live and
+ * free, or free twice). */
+static void reuse_under_readers_and_kills(void **state)
+{
+    (void)state;
+    struct churn *c = shared(sizeof *c);
+    c->name = new_name("churn");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 1 << 20);
+    shmrpc_map *m = open_map(c->name, &o);
+    pid_t readers[2] = {spawn(churn_reader, c), spawn(churn_reader, c)};
+    unsigned seed = (unsigned)getpid();
+    for (int round = 0; round < CHURN_ROUNDS; round++) {
+        pid_t w = spawn(churn_writer, c);
+        test_kid_nap_ms(20 + (int)(rand_r(&seed) % 60));
+        kill(w, SIGKILL);
+        assert_int_equal(test_kid_reap(w, 5000), 128 + SIGKILL);
+        if (round % 4 == 3) {
+            int i = rand_r(&seed) % 2;
+            kill(readers[i], SIGKILL);
+            assert_int_equal(test_kid_reap(readers[i], 5000), 128 + SIGKILL);
+            readers[i] = spawn(churn_reader, c);
+        }
+    }
+    atomic_store(&c->stop, 1);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(test_kid_reap(readers[i], 20000), 0);
+    static unsigned char buf[6000];
+    size_t len = churn_value(0, 0, buf);
+    assert_int_equal(shmrpc_map_put(m, "c0", 2, buf, len), 0); /* repairs a dead writer's */
+    int rc = shmrpc_map_check(m);
+    if (rc != 0) fprintf(stderr, "# check: %s\n", shmrpc_errmsg());
+    assert_int_equal(rc, 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    print_message("# %" PRIu64 " writes in %d rounds, %" PRIu64 " reads checked, %" PRIu64
+                  " growths, %" PRIu64 " repairs, %" PRIu64 " of %" PRIu64 " bytes used\n",
+                  atomic_load(&c->puts), CHURN_ROUNDS, atomic_load(&c->reads), info.growths,
+                  info.repairs, info.used, info.bytes);
+    assert_int_equal(atomic_load(&c->bad), 0);
+    assert_true(atomic_load(&c->reads) > 0);
+    assert_true(info.reads >= atomic_load(&c->reads));
+    shmrpc_map_close(m);
+    munmap(c, sizeof *c);
+}
+
 /* --- typed maps ------------------------------------------------------------------------ */
 
 #define TYPE_A "cache(string key)->i64 @msgpack"
@@ -1160,6 +1410,9 @@ int main(void)
         T(snapshots_while_writing),
         T(nobody_refused),
         T(corrupt_segments_refused),
+        T(reuse_without_growth),
+        T(view_holds_space_until_reader_dies),
+        T(reuse_under_readers_and_kills),
         T(types_stored_and_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,8 @@
 /* shmrpc-service with real processes: file order and wait_until_completed, logs and their
  * rotation, output faster than the supervisor reads it, a kill -9 restarted, a crash loop
  * marked failed, a service that never answers, SIGKILL after stop_timeout_s, SIGTERM
- * during a backoff, sd_notify, and SIGTERM stopping everything. Every wait is bounded;
+ * during a backoff, sd_notify (READY=1 once the page answers, STATUS=, STOPPING=1), and
+ * SIGTERM stopping everything. Every wait is bounded;
  * whatever a failed test leaves (the supervisor, its services' process groups, segments,
  * the temporary folder) is removed in teardown. */
 #define _GNU_SOURCE /* mkdtemp */
@@ -23,6 +24,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,16 +79,27 @@ static void start(fixture *f, const char *ini, bool fg)
     f->sup = sup_start_in(f->dir, ini, fg, 60, env);
 }
 
-/* The next sd_notify datagram within ms, or "" (static). */
-static const char *notified(fixture *f, int ms)
+/* The next sd_notify datagram on fd within ms, STATUS= ones included, or "" (static). */
+static const char *datagram(int fd, int ms)
 {
-    static char msg[256];
-    struct pollfd p = {.fd = f->notify_fd, .events = POLLIN};
+    static char msg[512];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
     msg[0] = '\0';
     if (poll(&p, 1, ms) == 1) {
-        ssize_t n = recv(f->notify_fd, msg, sizeof msg - 1, 0);
+        ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
         msg[n > 0 ? n : 0] = '\0';
     }
+    return msg;
+}
+
+/* The next sd_notify datagram within ms that is not STATUS= alone, or "" (static). */
+static const char *notified(fixture *f, int ms)
+{
+    const char *msg;
+    int64_t end = sup_now_ms() + ms;
+    do
+        msg = datagram(f->notify_fd, (int)(end > sup_now_ms() ? end - sup_now_ms() : 0));
+    while (strncmp(msg, "STATUS=", 7) == 0);
     return msg;
 }
 
@@ -239,7 +253,7 @@ static void lifecycle(void **state)
     print_message("SIGTERM to exit: %lld ms\n", (long long)(sup_now_ms() - t2));
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    assert_string_equal(notified(f, 0), "STOPPING=1");
+    assert_string_equal(notified(f, 0), "STOPPING=1\nSTATUS=stopping the services, last first");
     assert_true(sup_group_gone((pid_t)again.pid));
     assert_true(sup_group_gone((pid_t)chat.pid));
     all_groups_gone(f);
@@ -409,6 +423,112 @@ static void fifo_status_file(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                       getsockname(fd, (struct sockaddr *)&a, &len) == 0
+                   ? ntohs(a.sin_port)
+                   : -1;
+    if (fd >= 0) close(fd);
+    return port;
+}
+
+/* Whether 127.0.0.1:port answers an HTTP request now (one try, bounded by 5 s). */
+static bool page_answers(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static const char req[] = "HEAD /favicon.svg HTTP/1.0\r\n\r\n";
+    char head[8] = "";
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)sizeof req - 1;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ok = ok && poll(&p, 1, 5000) == 1 && recv(fd, head, 7, MSG_WAITALL) == 7;
+    if (fd >= 0) close(fd);
+    return ok && memcmp(head, "HTTP/1.", 7) == 0;
+}
+
+/* Type=notify as systemd runs it, with an abstract NOTIFY_SOCKET (a leading '@'): READY=1
+ * comes once the management page answers, so that a unit ordered after this one finds it;
+ * then STATUS= with the services and the page; STOPPING=1 on SIGTERM. */
+static void notify_ready_after_page(void **state)
+{
+    fixture *f = *state;
+    char name[64], ini[1024];
+    snprintf(name, sizeof name, "@shmrpc-notify-test-%d", (int)getpid());
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1); /* sun_path[0] = '\0': abstract */
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa,
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name))),
+                     0);
+    int port = free_port();
+    assert_true(port > 0);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\n\n[web monitor]\nport = %d\n\n"
+             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n",
+             port, ECHO_SERVER, f->shm, f->shm);
+    const char *env[] = {"NOTIFY_SOCKET", name, NULL};
+    int64_t t0 = sup_now_ms();
+    f->sup = sup_start_in(f->dir, ini, true, 60, env);
+
+    const char *msg = datagram(fd, 15000);
+    print_message("READY=1 after %lld ms\n", (long long)(sup_now_ms() - t0));
+    assert_string_equal(msg, "READY=1");
+    bool up = page_answers(port);
+    if (!up) print_message("supervisor:\n%s", sup_slurp(f->dir, "supervisor.err"));
+    assert_true(up);
+    char want[160];
+    snprintf(want, sizeof want, "STATUS=1 of 1 service running; page http://127.0.0.1:%d/", port);
+    assert_string_equal(datagram(fd, 5000), want);
+
+    int st = sup_stop(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(datagram(fd, 0), "STOPPING=1\nSTATUS=stopping the services, last first");
+    assert_string_equal(datagram(fd, 0), ""); /* and nothing else */
+    close(fd);
+    assert_false(sup_segment_left(f->shm));
+}
+
+/* A page that cannot listen (the test holds its port, and never answers there): READY=1
+ * all the same, without waiting for the page's 10 s, and STATUS= names no page. */
+static void notify_ready_without_page(void **state)
+{
+    fixture *f = *state;
+    int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(held >= 0);
+    assert_int_equal(bind(held, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(held, 8), 0);
+    assert_int_equal(getsockname(held, (struct sockaddr *)&a, &len), 0);
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\n\n[web monitor]\nport = %d\n\n"
+             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n",
+             ntohs(a.sin_port), ECHO_SERVER, f->shm, f->shm);
+    int64_t t0 = sup_now_ms();
+    start(f, ini, true);
+    assert_string_equal(datagram(f->notify_fd, 15000), "READY=1");
+    int64_t took = sup_now_ms() - t0;
+    print_message("READY=1 without the page after %lld ms\n", (long long)took);
+    assert_true(took < 8000); /* not the 10 s the supervisor gives a page that is slow */
+    assert_string_equal(datagram(f->notify_fd, 5000), "STATUS=1 of 1 service running");
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), "web monitor: "));
+    int st = sup_stop(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(held);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -420,6 +540,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_ready_after_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_ready_without_page, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 typedef enum shmrpc_seg_kind {
     SHMRPC_SEG_CONTROL, /* shmrpc:NAME, a shm:// server's control segment */
@@ -104,6 +106,7 @@ const char *shmrpc_seg_kind_name(shmrpc_seg_kind k);
 /* "free", "alive", "dead", "unknown". */
 const char *shmrpc_seg_life_name(shmrpc_seg_life l);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

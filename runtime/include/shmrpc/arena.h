@@ -10,6 +10,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 typedef struct shmrpc_arena shmrpc_arena;
 
@@ -40,6 +42,7 @@ size_t shmrpc_arena_used(const shmrpc_arena *a);
  * blocks are sized so that the memory held stays close to it. */
 void shmrpc_arena_set_limit(shmrpc_arena *a, size_t max_bytes);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

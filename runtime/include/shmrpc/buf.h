@@ -10,6 +10,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A string that need not be NUL-terminated: decoded strings point into the message. */
 typedef struct shmrpc_str {
@@ -71,6 +73,14 @@ static inline int shmrpc_buf_append(shmrpc_buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* Makes room for n more bytes after len without appending them (a caller then writes
+ * there and moves len): 0, or b->err (SHMRPC_ENOMEM, SHMRPC_ETOOBIG past max). */
+static inline int shmrpc_buf_reserve(shmrpc_buf *b, size_t n)
+{
+    if (b->err) return b->err;
+    return n > b->cap - b->len ? shmrpc__buf_grow(b, n) : 0;
+}
+
 /* Appends printf's text for fmt, whole however long it is; a NUL follows it in data when
  * it fits (not counted in len). 0, or b->err: SHMRPC_ENOMEM, SHMRPC_ETOOBIG past max,
  * SHMRPC_EINVAL for a format printf refuses. */
@@ -85,6 +95,7 @@ static inline int shmrpc_buf_msgpack_write(void *buf, const char *p, size_t n)
     return shmrpc_buf_append((shmrpc_buf *)buf, p, n) == 0 ? 0 : -1;
 }
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

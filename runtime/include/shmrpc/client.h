@@ -15,6 +15,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 typedef struct shmrpc_client shmrpc_client;
 
@@ -87,6 +89,7 @@ int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
 int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
                                const char *why);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* Room for n items of size bytes each for a decoder that writes every item before
  * anything reads it, so not zeroed (shmrpc_arena_calloc would touch every byte that a
@@ -221,6 +223,7 @@ int shmrpc_json_key_uint(shmrpc_json_reader *r, shmrpc_str key, uint64_t max, ui
 shmrpc_str shmrpc_json_int_key(int64_t v, char buf[24]);
 shmrpc_str shmrpc_json_uint_key(uint64_t v, char buf[24]);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

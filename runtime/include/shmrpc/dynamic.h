@@ -16,6 +16,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* --- a signature as a tree of types ---------------------------------------------------
  * Parsed from the text the generator writes into the method table; read-only, and alive
@@ -134,6 +136,7 @@ int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n
  * client can be built from it. NULL when a runs out of memory. */
 const shmrpc_service_info *shmrpc_dyn_info_copy(shmrpc_arena *a, const shmrpc_service_info *in);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

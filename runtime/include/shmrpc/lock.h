@@ -13,6 +13,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* The lock is owned by a thread (its kernel thread id, which is the process id for a
  * single-threaded process), so it excludes threads of one process from each other as
@@ -122,6 +124,7 @@ typedef struct shmrpc_lock_stats {
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

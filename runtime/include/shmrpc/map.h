@@ -16,6 +16,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A handle belongs to one thread at a time: a call may map a new generation and unmap the
  * old one, which another thread of the handle could be reading. Open one per thread. */
@@ -162,6 +164,8 @@ typedef struct shmrpc_map_info {
     uint64_t growths;    /* generations made by growth (clears not counted) */
     uint64_t repairs;    /* writes of a dead writer rolled forward by the next */
     uint64_t lock_waits; /* writes that found the lock held */
+    uint64_t reads;      /* gets and views of every handle, open or closed (each counts its
+                            own in its reader slot: no shared line per get) */
     pid_t creator;       /* the process that created the map */
     const char *type;    /* its type signature, "" when untyped; valid until close */
 } shmrpc_map_info;
@@ -176,6 +180,7 @@ int shmrpc_map_check(shmrpc_map *m);
 /* UltraDict's print_status: the info, one "key: value" a line. */
 int shmrpc_map_print_status(shmrpc_map *m, FILE *f);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

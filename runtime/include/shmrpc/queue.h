@@ -14,6 +14,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* A handle may be shared by the threads of its process. */
 typedef struct shmrpc_queue shmrpc_queue;
@@ -85,6 +87,16 @@ typedef struct shmrpc_queue_opts {
      * stored in a queue this open creates; an existing queue of another type is refused
      * (SHMRPC_EPROTO). NULL (the default) or "": untyped, and any queue is accepted. */
     const char *type;
+    /* Of a queue this open creates (work queues only): one producer at a time, and/or one
+     * consumer at a time (docs/queue.md, "Single producer, single consumer"). The role is a
+     * lease in the segment taken by a handle's first push (or pop) and kept until close: a
+     * second live process (or handle) gets SHMRPC_EBUSY naming the holder, a dead holder's
+     * lease is taken over. With the role held, push (pop) uses no locked instruction; the
+     * handle's pushes (pops) must then not run in two threads at once. An open that asks for
+     * a role refuses a queue created without it (SHMRPC_EPROTO); one that does not ask takes
+     * any queue. */
+    bool single_producer;
+    bool single_consumer;
 } shmrpc_queue_opts;
 
 /* The longest type signature a queue stores. */
@@ -181,6 +193,7 @@ typedef struct shmrpc_queue_info {
     shmrpc_queue_kind kind;
     shmrpc_queue_slow slow;
     const char *type; /* its type signature, "" when untyped; valid until close */
+    bool single_producer, single_consumer; /* the roles it was created with */
 } shmrpc_queue_info;
 
 int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
@@ -190,8 +203,8 @@ int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out);
 typedef struct shmrpc_queue_stats {
     uint64_t depth;    /* messages pushed (or being pushed) and not yet taken (broadcast:
                           not yet read by this subscriber, or by the slowest) */
-    uint64_t pushed;   /* messages committed */
-    uint64_t popped;   /* messages taken by pop, pop_batch or peek */
+    uint64_t pushed;   /* messages queued (committed, or being written in a claimed slot) */
+    uint64_t popped;   /* messages taken by pop, pop_batch or peek (broadcast: reads) */
     uint64_t timeouts; /* pushes and pops with a timeout other than 0 that timed out */
     uint64_t drops;    /* messages lost: half-written by a producer that died, taken by a
                           consumer that died before releasing, or with a descriptor that
@@ -204,6 +217,7 @@ typedef struct shmrpc_queue_stats {
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 typedef struct shmrpc_server shmrpc_server;
 
@@ -68,6 +70,7 @@ int shmrpc_server_set_workers(shmrpc_server *s, int workers);
 /* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */
 void shmrpc_server_stop(shmrpc_server *s);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 typedef enum shmrpc_encoding {
     SHMRPC_ENC_MSGPACK = 0,
@@ -21,10 +23,10 @@ typedef enum shmrpc_encoding {
 /* One method as both sides see it. */
 typedef struct shmrpc_method_info {
     const char *name;
-    uint32_t id;               /* its index in the service's table */
+    uint32_t id; /* its index in the service's table */
     shmrpc_encoding encoding;
-    uint64_t fingerprint;      /* FNV-1a 64 of signature (docs/svc-language.md) */
-    const char *signature;     /* the canonical signature text */
+    uint64_t fingerprint;  /* FNV-1a 64 of signature (docs/svc-language.md) */
+    const char *signature; /* the canonical signature text */
 } shmrpc_method_info;
 
 #define SHMRPC_SERVICE_MAGIC 0x53525043u /* "SRPC" */
@@ -32,11 +34,11 @@ typedef struct shmrpc_method_info {
 
 /* What client and server share about a service: names, port, the method table. */
 typedef struct shmrpc_service_info {
-    uint32_t magic;      /* SHMRPC_SERVICE_MAGIC */
-    uint32_t version;    /* SHMRPC_DESCRIPTOR_VERSION */
-    const char *name;    /* the service's name in the .svc, e.g. "Echo" */
+    uint32_t magic;       /* SHMRPC_SERVICE_MAGIC */
+    uint32_t version;     /* SHMRPC_DESCRIPTOR_VERSION */
+    const char *name;     /* the service's name in the .svc, e.g. "Echo" */
     const char *svc_name; /* its `name` option: the default shared-memory name */
-    uint16_t port;       /* its `port` option */
+    uint16_t port;        /* its `port` option */
     uint64_t fingerprint; /* over all methods' signatures */
     uint32_t n_methods;
     const shmrpc_method_info *methods; /* sorted by name (strcmp); methods[i].id == i */
@@ -74,11 +76,12 @@ typedef struct shmrpc_service {
     uint32_t magic;   /* SHMRPC_SERVICE_MAGIC */
     uint32_t version; /* SHMRPC_DESCRIPTOR_VERSION */
     const shmrpc_service_info *info;
-    const shmrpc_invoke_fn *invoke;   /* parallel to info->methods */
-    const size_t *handler_offset;     /* where each method's handler pointer sits in the table */
-    size_t handlers_size;             /* sizeof the generated handler table */
+    const shmrpc_invoke_fn *invoke; /* parallel to info->methods */
+    const size_t *handler_offset;   /* where each method's handler pointer sits in the table */
+    size_t handlers_size;           /* sizeof the generated handler table */
 } shmrpc_service;
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

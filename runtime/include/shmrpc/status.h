@@ -26,6 +26,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 enum {
     SHMRPC_OK = 0,
@@ -66,6 +68,7 @@ const char *shmrpc_errmsg(void);
  * error, "SHMRPC_EUNKNOWN" for a code it does not know. Static, like shmrpc_strerror's. */
 const char *shmrpc_status_name(int rc);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

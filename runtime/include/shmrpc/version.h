@@ -16,10 +16,13 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library's API, exported from libshmrpc.so, which hides everything else. */
+#pragma GCC visibility push(default)
 
 /* The version of the library actually linked, e.g. "0.1.0". */
 const char *shmrpc_version(void);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -483,6 +483,44 @@ int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *are
     return 0;
 }
 
+int Names_service_info_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                                 names_Item *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Names.Service_info: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_,
+                                   "Names.Service_info: no room for %zu bytes of messages", need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Names_Item_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Names.Service_info", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
+}
+
 const char Names_methods_type[] = "methods()->struct Stats{i64 calls;} @msgpack";
 
 int Names_methods_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
@@ -558,6 +596,44 @@ int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, 
     return 0;
 }
 
+int Names_methods_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                            names_Stats *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Names.methods: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.methods: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Names_Stats_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Names.methods", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
+}
+
 const char Names_add_args_type[] = "add_args()->i64 @msgpack";
 
 int Names_add_args_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
@@ -623,14 +699,53 @@ int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
     rc_ = shmrpc_buf_append(buf_, s_.data, s_.len);
     shmrpc_queue_release(q_, &s_);
     if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Names.add_args: no room for a message");
+    (void)arena_; /* nothing to allocate */
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, buf_->data, buf_->len);
-    (void)arena_; /* nothing to allocate */
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
         return shmrpc_client_decode_error(NULL, "Names.add_args", r_.field, r_.why);
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
         return shmrpc_client_decode_error(NULL, "Names.add_args", r_.field, r_.why);
     return 0;
+}
+
+int Names_add_args_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                             int64_t *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Names.add_args: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.add_args: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    (void)arena_; /* nothing to allocate */
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Names.add_args", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
 }
 
 const char Names_handlers_queue_type[] = "handlers_queue()->struct Handlers{bool on;} @msgpack";
@@ -711,6 +826,46 @@ int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *a
     return 0;
 }
 
+int Names_handlers_queue_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                                   names_Handlers *outs_, size_t n_, size_t *done_,
+                                   int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Names.handlers_queue: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_,
+                                   "Names.handlers_queue: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Names_Handlers_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Names.handlers_queue", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
+}
+
 const char Names_queue_type[] = "queue()->struct queue{i64 queue;} @msgpack";
 
 int Names_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_)
@@ -784,4 +939,42 @@ int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, na
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
         return shmrpc_client_decode_error(NULL, "Names.queue", r_.field, r_.why);
     return 0;
+}
+
+int Names_queue_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                          names_Queue *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Names.queue: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Names.queue: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Names_Queue_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Names.queue", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
 }

@@ -182,12 +182,16 @@ typedef struct Names_handlers {
 extern const shmrpc_service Names_service;
 
 /* Queues: each a shared-memory queue (shmrpc/queue.h) named after the service, whose
- * messages are values of its type, encoded as msgpack. open opens or creates it (opts_
- * may be NULL) and refuses a queue of another type; push encodes into buf_ and waits
- * up to timeout_ms_ for room; pop takes a message into buf_ and decodes it, what it
- * points to living in buf_ and arena_ until they are reused. push_batch pushes n_
- * values in runs of up to 64, waking consumers once a run, each run waiting up to
- * timeout_ms_; *done_ (may be NULL) says how many were queued. */
+ * messages are values of its type in its encoding (msgpack, JSON text, or for @raw the
+ * bytes as they are). open opens or creates it (opts_ may be NULL) and refuses a queue
+ * of another type or encoding; push encodes into buf_ and waits up to timeout_ms_ for
+ * room; pop takes a message into buf_ and decodes it, what it points to living in buf_
+ * and arena_ until they are reused. push_batch pushes n_ values in runs of up to 64,
+ * waking consumers once a run, each run waiting up to timeout_ms_; *done_ (may be NULL)
+ * says how many were queued. pop_batch waits up to timeout_ms_ for a first message and
+ * takes up to n_ (at most 64) of those queued in one go into buf_; *done_ says how many
+ * decoded into outs_. A message that does not decode is dropped and its status
+ * returned, the others still delivered. */
 
 /*
  * Queues named like what the generated code declares (the descriptor, the method
@@ -199,50 +203,61 @@ extern const char Names_service_info_type[];
 int Names_service_info_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Names_service_info_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item *value_,
                             int64_t timeout_ms_);
-int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
-                           names_Item *out_, int64_t timeout_ms_);
 int Names_service_info_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Item *values_,
                                   size_t n_, size_t *done_, int64_t timeout_ms_);
+int Names_service_info_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                           names_Item *out_, int64_t timeout_ms_);
+int Names_service_info_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                                 names_Item *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 #define NAMES_QUEUE_METHODS "names_test.methods"
 extern const char Names_methods_type[];
 int Names_methods_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Names_methods_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *value_,
                        int64_t timeout_ms_);
-int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Stats *out_,
-                      int64_t timeout_ms_);
 int Names_methods_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Stats *values_,
                              size_t n_, size_t *done_, int64_t timeout_ms_);
+int Names_methods_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Stats *out_,
+                      int64_t timeout_ms_);
+int Names_methods_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                            names_Stats *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 #define NAMES_QUEUE_ADD_ARGS "names_test.add_args"
 extern const char Names_add_args_type[];
 int Names_add_args_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Names_add_args_push(shmrpc_queue *q_, shmrpc_buf *buf_, int64_t value_, int64_t timeout_ms_);
-int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, int64_t *out_,
-                       int64_t timeout_ms_);
 int Names_add_args_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const int64_t *values_, size_t n_,
                               size_t *done_, int64_t timeout_ms_);
+int Names_add_args_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, int64_t *out_,
+                       int64_t timeout_ms_);
+int Names_add_args_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                             int64_t *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 #define NAMES_QUEUE_HANDLERS_QUEUE "names_test.handlers_queue"
 extern const char Names_handlers_queue_type[];
 int Names_handlers_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Names_handlers_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Handlers *value_,
                               int64_t timeout_ms_);
-int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
-                             names_Handlers *out_, int64_t timeout_ms_);
 int Names_handlers_queue_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_,
                                     const names_Handlers *values_, size_t n_, size_t *done_,
                                     int64_t timeout_ms_);
+int Names_handlers_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                             names_Handlers *out_, int64_t timeout_ms_);
+int Names_handlers_queue_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                                   names_Handlers *outs_, size_t n_, size_t *done_,
+                                   int64_t timeout_ms_);
 
 #define NAMES_QUEUE_QUEUE "names_test.queue"
 extern const char Names_queue_type[];
 int Names_queue_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Names_queue_push(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *value_,
                      int64_t timeout_ms_);
-int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Queue *out_,
-                    int64_t timeout_ms_);
 int Names_queue_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const names_Queue *values_,
                            size_t n_, size_t *done_, int64_t timeout_ms_);
+int Names_queue_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, names_Queue *out_,
+                    int64_t timeout_ms_);
+int Names_queue_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                          names_Queue *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* The codec glue that the stubs and the server share (in names.c): not for direct use. */
 void Names_Item_mp_write(msgpack_packer *pk, const names_Item *v);

@@ -133,6 +133,44 @@ int Pipeline_raw_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, p
     return 0;
 }
 
+int Pipeline_raw_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                           pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Pipeline.raw: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Pipeline.raw: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Pipeline_Msg_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Pipeline.raw", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
+}
+
 const char Pipeline_middle_type[] =
     "middle()->struct Msg{u32 source;u64 seq;u32 hops;string note;} @msgpack";
 
@@ -209,6 +247,44 @@ int Pipeline_middle_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_
     return 0;
 }
 
+int Pipeline_middle_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                              pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Pipeline.middle: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Pipeline.middle: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Pipeline_Msg_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Pipeline.middle", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
+}
+
 const char Pipeline_done_type[] =
     "done()->struct Msg{u32 source;u64 seq;u32 hops;string note;} @msgpack";
 
@@ -283,4 +359,42 @@ int Pipeline_done_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, 
     if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
         return shmrpc_client_decode_error(NULL, "Pipeline.done", r_.field, r_.why);
     return 0;
+}
+
+int Pipeline_done_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                            pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_)
+{
+    shmrpc_queue_msg msgs_[64];
+    shmrpc_queue_info info_;
+    size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;
+    if (done_ != NULL) *done_ = 0;
+    if (n_ == 0) return shmrpc_client_error(NULL, SHMRPC_EINVAL, "Pipeline.done: n_ is 0");
+    int rc_ = shmrpc_queue_get_info(q_, &info_);
+    if (rc_ != 0) return rc_;
+    size_t small_ = info_.max_msg < 16384 ? info_.max_msg : 16384;
+    size_t need_ = info_.max_msg + (run_ - 1) * small_;
+    shmrpc_buf_clear(buf_);
+    if ((rc_ = shmrpc_buf_reserve(buf_, need_)) != 0)
+        return shmrpc_client_error(NULL, rc_, "Pipeline.done: no room for %zu bytes of messages",
+                                   need_);
+    for (size_t i_ = 0; i_ < run_; i_++) {
+        msgs_[i_].data = buf_->data + (i_ ? info_.max_msg + (i_ - 1) * small_ : 0);
+        msgs_[i_].cap = i_ ? small_ : info_.max_msg;
+    }
+    buf_->len = need_;
+    if ((rc_ = shmrpc_queue_pop_batch(q_, msgs_, run_, &got_, timeout_ms_)) != 0) return rc_;
+    size_t ok_ = 0;
+    int status_ = 0;
+    for (size_t i_ = 0; i_ < got_; i_++) {
+        shmrpc_mp_reader r_;
+        shmrpc_mp_reader_init(&r_, msgs_[i_].data, msgs_[i_].len);
+        if ((rc_ = Pipeline_Msg_mp_read(&r_, arena_, &outs_[ok_])) != 0) goto bad_;
+        if ((rc_ = shmrpc_mp_finish(&r_)) != 0) goto bad_;
+        ok_++;
+        continue;
+    bad_:
+        status_ = shmrpc_client_decode_error(NULL, "Pipeline.done", r_.field, r_.why);
+    }
+    if (done_ != NULL) *done_ = ok_;
+    return status_;
 }

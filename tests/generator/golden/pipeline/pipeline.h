@@ -60,12 +60,16 @@ typedef struct Pipeline_handlers {
 extern const shmrpc_service Pipeline_service;
 
 /* Queues: each a shared-memory queue (shmrpc/queue.h) named after the service, whose
- * messages are values of its type, encoded as msgpack. open opens or creates it (opts_
- * may be NULL) and refuses a queue of another type; push encodes into buf_ and waits
- * up to timeout_ms_ for room; pop takes a message into buf_ and decodes it, what it
- * points to living in buf_ and arena_ until they are reused. push_batch pushes n_
- * values in runs of up to 64, waking consumers once a run, each run waiting up to
- * timeout_ms_; *done_ (may be NULL) says how many were queued. */
+ * messages are values of its type in its encoding (msgpack, JSON text, or for @raw the
+ * bytes as they are). open opens or creates it (opts_ may be NULL) and refuses a queue
+ * of another type or encoding; push encodes into buf_ and waits up to timeout_ms_ for
+ * room; pop takes a message into buf_ and decodes it, what it points to living in buf_
+ * and arena_ until they are reused. push_batch pushes n_ values in runs of up to 64,
+ * waking consumers once a run, each run waiting up to timeout_ms_; *done_ (may be NULL)
+ * says how many were queued. pop_batch waits up to timeout_ms_ for a first message and
+ * takes up to n_ (at most 64) of those queued in one go into buf_; *done_ says how many
+ * decoded into outs_. A message that does not decode is dropped and its status
+ * returned, the others still delivered. */
 
 /* From the source to the first transformer. */
 #define PIPELINE_QUEUE_RAW "pipeline.raw"
@@ -73,10 +77,12 @@ extern const char Pipeline_raw_type[];
 int Pipeline_raw_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Pipeline_raw_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *value_,
                       int64_t timeout_ms_);
-int Pipeline_raw_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
-                     int64_t timeout_ms_);
 int Pipeline_raw_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
                             size_t n_, size_t *done_, int64_t timeout_ms_);
+int Pipeline_raw_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
+                     int64_t timeout_ms_);
+int Pipeline_raw_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                           pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* From the first transformer to the second. */
 #define PIPELINE_QUEUE_MIDDLE "pipeline.middle"
@@ -84,10 +90,12 @@ extern const char Pipeline_middle_type[];
 int Pipeline_middle_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Pipeline_middle_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *value_,
                          int64_t timeout_ms_);
-int Pipeline_middle_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
-                        pipeline_Msg *out_, int64_t timeout_ms_);
 int Pipeline_middle_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
                                size_t n_, size_t *done_, int64_t timeout_ms_);
+int Pipeline_middle_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                        pipeline_Msg *out_, int64_t timeout_ms_);
+int Pipeline_middle_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                              pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* From the second transformer to the sink. */
 #define PIPELINE_QUEUE_DONE "pipeline.done"
@@ -95,10 +103,12 @@ extern const char Pipeline_done_type[];
 int Pipeline_done_open(shmrpc_queue **q_, const shmrpc_queue_opts *opts_);
 int Pipeline_done_push(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *value_,
                        int64_t timeout_ms_);
-int Pipeline_done_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
-                      int64_t timeout_ms_);
 int Pipeline_done_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const pipeline_Msg *values_,
                              size_t n_, size_t *done_, int64_t timeout_ms_);
+int Pipeline_done_pop(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_, pipeline_Msg *out_,
+                      int64_t timeout_ms_);
+int Pipeline_done_pop_batch(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_arena *arena_,
+                            pipeline_Msg *outs_, size_t n_, size_t *done_, int64_t timeout_ms_);
 
 /* The codec glue that the stubs and the server share (in pipeline.c): not for direct use. */
 void Pipeline_Msg_mp_write(msgpack_packer *pk, const pipeline_Msg *v);
