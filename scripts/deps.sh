@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
 # chromium, nodejs and npm run the browser test (tests/browser); redis-server is a baseline of
 # shmrpc-bench-map (which skips its rows when it is missing); g++ and libboost-dev build the

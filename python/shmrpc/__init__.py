@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """shmrpc: call any shmrpc service from Python (docs/python.md).
 
     import shmrpc

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # deb_test.sh [SOURCE_DIR]: builds the Debian packages (debian/, docs/debian.md) from a copy
 # of the source tree with `dpkg-buildpackage -us -uc -b`, checks them with lintian (no
 # errors), unpacks them with `dpkg-deb -x` into a throwaway root, checks what each holds, and

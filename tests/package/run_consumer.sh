@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_consumer.sh BUILD_DIR SOURCE_DIR CC [CFLAGS]: installs shmrpc from BUILD_DIR into a
 # scratch prefix, checks what it installed, and builds three projects of a user's against
 # it, each once with libshmrpc.so and once with libshmrpc.a, with the compiler and flags the
