@@ -6,7 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <stdbool.h>
 
+#include <shmrpc/admin.h>
 #include <shmrpc/client.h>
 #include <shmrpc/dynamic.h>
 #include <shmrpc/status.h>
@@ -15,6 +18,25 @@
 #define USAGE                                                                                      \
     "usage: shmrpcctl health [--timeout MS] [--secret-file PATH] ADDRESS\n"                        \
     "prints serving, not_serving, draining or unreachable; exits 0 only when serving\n"
+
+/* Whether addr is a shm:// service whose manager runs and marked its control segment
+ * stopping: it takes no new connection then, so asking it is not possible, but the field
+ * it wrote says it drains (docs/health.md). */
+static bool shm_draining(const char *addr)
+{
+    if (strncmp(addr, "shm://", 6) != 0) return false;
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    const char *names[] = {addr};
+    bool draining = false;
+    if (shmrpc_segments_list(&v, &n, names, 1) != 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].kind == SHMRPC_SEG_CONTROL && v[i].valid && v[i].stopping &&
+            v[i].owner == SHMRPC_LIFE_ALIVE)
+            draining = true;
+    shmrpc_segments_free(v);
+    return draining;
+}
 
 int ctl_health_main(int argc, char **argv)
 {
@@ -79,6 +101,10 @@ int ctl_health_main(int argc, char **argv)
         return 2;
     }
     if (rc == 0) rc = shmrpc_client_health(shmrpc_dyn_client(d), &state);
+    if (rc != 0 && shm_draining(addr)) {
+        rc = 0;
+        state = SHMRPC_HEALTH_DRAINING;
+    }
     if (rc != 0) {
         /* Unreachable is not a state the server says, but a probe's answer all the same:
          * stdout for scripts, the reason on stderr. */

@@ -83,6 +83,15 @@ static void draining_while_a_call_finishes(void **state)
     for (end = test_now_ms() + 1000; !drained && test_now_ms() < end; usleep(2000))
         drained = shmrpc_client_health(probe, &h) == 0 && h == SHMRPC_HEALTH_DRAINING;
     assert_true(drained);
+    /* shmrpcctl cannot connect to a stopping server, but reads the same field. */
+    char cmd[256], out[64] = "";
+    snprintf(cmd, sizeof cmd, "timeout 10 %s health --timeout 500 %s; echo $?", SHMRPCCTL, addr);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    out[got] = '\0';
+    pclose(f);
+    assert_string_equal(out, "draining\n1\n");
 
     /* What it took, it finishes. */
     pthread_join(napping_thread, NULL);
