@@ -1,7 +1,8 @@
 /* /healthz and /readyz through a real supervisor whose page needs a login: both answer
  * without a session; /readyz is 200 once echo-server runs and answers its built-in health
  * method, and 503 naming it (and nothing else) once it was stopped, while /healthz stays
- * 200. Every wait is bounded; the teardown removes what a failure left. */
+ * 200; a service that runs but answers no health method is named too. Every wait is bounded; the
+ * teardown removes what a failure left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +29,9 @@ static struct {
     pid_t pid;
 } T;
 
+/* The services of the next setup besides echo: "" or a [section]. */
+static const char *extra_services = "";
+
 static int setup(void **state)
 {
     (void)state;
@@ -43,8 +47,8 @@ static int setup(void **state)
         return -1;
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\nsecret_file = web.secret\n\n"
-             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n",
-             T.port, ECHO_SERVER, T.shm, T.shm);
+             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n\n%s",
+             T.port, ECHO_SERVER, T.shm, T.shm, extra_services);
     if (sup_write_file(T.ini, ini) != 0) return -1;
     if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
@@ -59,6 +63,7 @@ static int teardown(void **state)
     sup_remove_segments(T.control + strlen("shm://"));
     sup_remove_segments(T.shm);
     sup_rm_tree(T.dir);
+    memset(&T, 0, sizeof T);
     return 0;
 }
 
@@ -107,8 +112,31 @@ static void probes(void **state)
     resp_free(&r);
 }
 
+/* A service that runs but does not answer its health method (a process that serves
+ * nothing at the shm_name the supervisor knows) is not ready, while echo is. */
+static int setup_mute(void **state)
+{
+    extra_services = "[mute]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+                     "shm_name = mute_nobody_serves\nwait_until_completed = false\n";
+    return setup(state);
+}
+
+static void mute_is_not_ready(void **state)
+{
+    (void)state;
+    resp r;
+    if (http_wait_ok(T.port, "/healthz", 10000, &T.pid, &r) != 0)
+        fail_msg("no page: %s", sup_slurp(T.dir, "supervisor.err"));
+    resp_free(&r);
+    wait_body("/readyz", 503, "{\"ready\":false,\"not_ready\":[\"mute\"]}", &r);
+    resp_free(&r);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(probes)};
-    return cmocka_run_group_tests_name("web_probe", tests, setup, teardown);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(probes, setup, teardown),
+        cmocka_unit_test_setup_teardown(mute_is_not_ready, setup_mute, teardown),
+    };
+    return cmocka_run_group_tests_name("web_probe", tests, NULL, NULL);
 }
