@@ -78,6 +78,11 @@ void *shmrpc_ctx_user(shmrpc_ctx *ctx)
     return ctx ? ctx->user : NULL;
 }
 
+uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->method : 0;
+}
+
 int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
 {
     if (!ctx) return rc;
@@ -136,6 +141,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
     int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
+    ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n)

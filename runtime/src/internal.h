@@ -87,6 +87,7 @@ struct shmrpc_ctx {
     void *user;                      /* the server's user pointer */
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
+    uint32_t method;                 /* the id of the call being dispatched */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
