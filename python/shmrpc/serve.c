@@ -290,6 +290,7 @@ static PyObject *request_args(pysvc *s, uint32_t id, shmrpc_bytes req)
 static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
 {
     const shmrpc_dyn_sig *g = s->sigs[id];
+    int rc;
     if (g->encoding == SHMRPC_ENC_RAW) {
         Py_buffer view;
         if (PyUnicode_Check(r) || PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) != 0) {
@@ -297,39 +298,40 @@ static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
             PyErr_Format(PyExc_TypeError, "result: expected bytes, got %s", Py_TYPE(r)->tp_name);
             return -1;
         }
-        int rc = shmrpc_buf_append(resp, view.buf, (size_t)view.len);
+        rc = shmrpc_buf_append(resp, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
-        if (rc != 0) PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_strerror(rc));
-        return rc ? -1 : 0;
-    }
-    if (g->encoding == SHMRPC_ENC_MSGPACK && g->result->kind != SHMRPC_DYN_VOID) {
+    } else if (g->result->kind == SHMRPC_DYN_VOID) {
+        if (r != Py_None) {
+            PyErr_Format(PyExc_TypeError, "result: %s returns nothing, the handler returned %s",
+                         g->method, Py_TYPE(r)->tp_name);
+            return -1;
+        }
+        /* What a generated server answers: msgpack's nil, or JSON's null. */
+        rc = g->encoding == SHMRPC_ENC_JSON ? shmrpc_buf_append(resp, "null", 4)
+                                            : shmrpc_buf_append(resp, "\xc0", 1);
+    } else if (g->encoding == SHMRPC_ENC_MSGPACK) {
+        /* Straight to msgpack, as the client writes its requests. */
         msgpack_packer pk;
         place top = {.field = "result", .bare = true};
         msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
         if (pyshm_encode_mp(&pk, g->result, r, &top) != 0) return -1;
-        if (resp->err != 0) {
-            PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_strerror(resp->err));
+        rc = resp->err;
+    } else {
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        rc = pyshm_encode_body(g, r, "result", &s->json, &out);
+        if (rc != 0) {
+            shmrpc_buf_destroy(&out);
             return -1;
         }
-        return 0;
+        rc = shmrpc_buf_append(resp, out.data, out.len);
+        shmrpc_buf_destroy(&out);
     }
-    if (g->result->kind == SHMRPC_DYN_VOID && r != Py_None) {
-        PyErr_Format(PyExc_TypeError, "result: %s returns nothing, the handler returned %s",
-                     g->method, Py_TYPE(r)->tp_name);
-        return -1;
-    }
-    size_t max = resp->max;
-    shmrpc_buf out;
-    shmrpc_buf_init(&out);
-    int rc = g->result->kind == SHMRPC_DYN_VOID ? shmrpc_dyn_encode_result(g, "null", 4, &out)
-                                                : pyshm_encode_body(g, r, "result", &s->json, &out);
-    if (rc != 0 && !PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_errmsg());
-    if (rc == 0 && shmrpc_buf_append(resp, out.data, out.len) != 0) {
+    if (rc == SHMRPC_ETOOBIG)
         PyErr_Format(PyExc_ValueError, "result: larger than the server's maximum of %zu bytes",
-                     max);
-        rc = -1;
-    }
-    shmrpc_buf_destroy(&out);
+                     resp->max);
+    else if (rc != 0)
+        PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_strerror(rc));
     return rc ? -1 : 0;
 }
 
