@@ -121,11 +121,11 @@ def test_sigterm_finishes_the_call_in_flight():
 
 
 def supervised_status(ini):
+    """The service's entry in shmrpcctl status, or {} while the supervisor is not up."""
     import json
     out = subprocess.run([os.environ["SHMRPCCTL"], "--ini", ini, "status", "--json"],
                          capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)[0]
+    return json.loads(out.stdout)[0] if out.returncode == 0 else {}
 
 
 def wait_for(what, check, bound=20):
@@ -161,14 +161,15 @@ def test_python_service_under_shmrpc_service(tmp_path):
                            start_new_session=True, env=python_env())
     try:
         st = wait_for("py running with 2 workers", lambda: (
-            lambda s: s if s["state"] == "running" and len(s["worker_pids"]) == 2 else None)(
+            lambda s: s if s.get("state") == "running" and len(s["worker_pids"]) == 2 else None)(
                 supervised_status(str(ini))))
         assert wait_for("a call", lambda: add_works(f"shm://{name}"))
         pid, victim = st["pid"], st["worker_pids"][0]
 
         os.kill(victim, signal.SIGKILL)
         st = wait_for("the killed worker replaced", lambda: (
-            lambda s: s if len(s["worker_pids"]) == 2 and victim not in s["worker_pids"] else None)(
+            lambda s: s if len(s.get("worker_pids", [])) == 2 and victim not in s["worker_pids"]
+            else None)(
                 supervised_status(str(ini))))
         assert st["pid"] == pid and st["restarts"] == 0
         assert wait_for("a call after the worker died", lambda: add_works(f"shm://{name}"))
@@ -176,11 +177,11 @@ def test_python_service_under_shmrpc_service(tmp_path):
         out = subprocess.run([os.environ["SHMRPCCTL"], "--ini", str(ini), "scale", "py", "3"],
                              capture_output=True, text=True, timeout=20)
         assert out.returncode == 0, out.stderr
-        wait_for("3 workers", lambda: len(supervised_status(str(ini))["worker_pids"]) == 3)
+        wait_for("3 workers", lambda: len(supervised_status(str(ini)).get("worker_pids", [])) == 3)
 
         os.kill(pid, signal.SIGKILL)
         st = wait_for("the service restarted", lambda: (
-            lambda s: s if s["state"] == "running" and s["pid"] not in (0, pid) else None)(
+            lambda s: s if s.get("state") == "running" and s["pid"] not in (0, pid) else None)(
                 supervised_status(str(ini))))
         assert st["restarts"] >= 1
         assert wait_for("a call after the restart", lambda: add_works(f"shm://{name}"))
@@ -198,3 +199,29 @@ def test_python_service_under_shmrpc_service(tmp_path):
                 os.unlink(os.path.join("/dev/shm", f))
     assert sup.returncode == 0, err
     assert "py: stopped (it exited with status 0)" in err
+
+
+def test_docs_serving_example(tmp_path):
+    """docs/python.md's my_service.py, run as it is written (its echo.svc and address this
+    run's own), called by the Python client and echo-client."""
+    from test_docs import examples
+    from conftest import Server
+    (code,) = examples(serving=True)
+    addr = shm_name("docserve")
+    script = tmp_path / "my_service.py"
+    script.write_text(code.replace('"echo.svc"', repr(ECHO_SVC))
+                      .replace("shm://echo_serv", addr))
+    s = Server(sys.executable, addr, str(script), env=python_env())  # (the address unread)
+    try:
+        with shmrpc.connect(addr) as c:
+            assert c.add(40, 2) == 42 and c.echo_json("hello") == "world"
+            with pytest.raises(shmrpc.HandlerError) as e:
+                c.centroid([])
+            assert e.value.status_name == "SHMRPC_EHANDLER"
+            assert e.value.message == "ZeroDivisionError: division by zero"
+        out = subprocess.run([os.environ["ECHO_CLIENT"], addr], timeout=30, capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
