@@ -7,6 +7,7 @@
  * turns the result back, or an exception into the call's error status with its message. */
 #include "pyshmrpc.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +362,40 @@ static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, sh
 
 static shmrpc_server *volatile serving;
 
+/* The workers are forked by the library on the thread that serves, while it has let go
+ * of the GIL. Around those forks the interpreter is prepared as os.fork() prepares it
+ * (the GIL taken, Python's at-fork callbacks run, its locks and threads reset in the
+ * child), so that a worker starts with a sound interpreter of its own even when other
+ * Python threads ran at the fork. Only for forks of that thread while it serves. */
+static PyThreadState *serve_tstate;
+static pthread_t serve_thread;
+
+static bool serving_fork(void)
+{
+    return serving != NULL && serve_tstate != NULL && pthread_equal(pthread_self(), serve_thread);
+}
+
+static void before_fork(void)
+{
+    if (!serving_fork()) return;
+    PyEval_RestoreThread(serve_tstate);
+    PyOS_BeforeFork();
+}
+
+static void after_fork_parent(void)
+{
+    if (!serving_fork()) return;
+    PyOS_AfterFork_Parent();
+    serve_tstate = PyEval_SaveThread();
+}
+
+static void after_fork_child(void)
+{
+    if (!serving_fork()) return;
+    PyOS_AfterFork_Child();
+    serve_tstate = PyEval_SaveThread();
+}
+
 static void on_stop(int sig)
 {
     (void)sig;
@@ -435,10 +470,15 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGINT, &sa, &old_int);
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS;
+    static bool atfork;
+    if (!atfork && pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0)
+        atfork = true;
+    serve_thread = pthread_self();
+    serve_tstate = PyEval_SaveThread();
     rc = shmrpc_server_serve(srv, workers);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS;
+    PyEval_RestoreThread(serve_tstate);
+    serve_tstate = NULL;
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     serving = NULL;

@@ -225,3 +225,33 @@ def test_docs_serving_example(tmp_path):
     finally:
         s.stop()
     assert s.proc.returncode == 0
+
+
+FORKED = """
+import os, sys, threading, shmrpc
+seen = []
+os.register_at_fork(after_in_child=lambda: seen.append(os.getpid()))
+def spin():  # a Python thread busy with the GIL while the workers are forked
+    while True:
+        sum(range(1000))
+threading.Thread(target=spin, daemon=True).start()
+shmrpc.serve(sys.argv[1], {"echo_raw": lambda data: data,
+                           "echo_json": lambda text: repr(seen == [os.getpid()]),
+                           "add": lambda a, b: threading.active_count(),
+                           "centroid": lambda points: points[0]}, sys.argv[2], workers=2)
+"""
+
+
+def test_workers_are_forked_as_os_fork_forks():
+    """Python's at-fork callbacks run in each worker, and a Python thread running at the
+    fork does not leave a worker without the GIL (its handler still answers)."""
+    from conftest import Server
+    s = Server(sys.executable, shm_name("forked"), "-c", FORKED, ECHO_SVC, env=python_env())
+    try:
+        for _ in range(4):
+            with shmrpc.connect(s.address, timeout=10) as c:
+                assert c.echo_json("x") == "True"
+                assert c.add(0, 0) == 1  # the spinning thread stayed in the parent
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
