@@ -156,9 +156,10 @@ def test_python_service_under_shmrpc_service(tmp_path):
     ini.write_text("[defaults]\nlog_dir = logs\nstop_timeout_s = 5\nrestart_backoff_ms = 100\n\n"
                    f"[py]\nexec = {preload}{sys.executable} {HERE}/py_server.py echo {ECHO_SVC} 2 "
                    f"shm://{name}\nshm_name = {name}\n")
+    # (the supervisor carries its own ASan runtime, if any: the preload is for python3 only)
     sup = subprocess.Popen([os.environ["SHMRPC_SERVICE"], "--foreground", str(ini)],
                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           start_new_session=True, env=python_env())
+                           start_new_session=True)
     try:
         st = wait_for("py running with 2 workers", lambda: (
             lambda s: s if s.get("state") == "running" and len(s["worker_pids"]) == 2 else None)(
@@ -194,6 +195,9 @@ def test_python_service_under_shmrpc_service(tmp_path):
             sup.wait(10)
         err = sup.stderr.read().decode(errors="replace")
         sup.stderr.close()
+        log = tmp_path / "logs" / "py.log"
+        err += log.read_text(errors="replace") if log.exists() else ""
+        print(err)  # shown when the test fails
         for f in os.listdir("/dev/shm"):
             if name in f:
                 os.unlink(os.path.join("/dev/shm", f))
