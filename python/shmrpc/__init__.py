@@ -1,4 +1,4 @@
-"""shmrpc: call any shmrpc service from Python (docs/python.md).
+"""shmrpc: call any shmrpc service from Python, and serve one (docs/python.md).
 
     import shmrpc
     with shmrpc.connect("shm://echo_serv") as c:
@@ -8,7 +8,8 @@
 The server's own method table drives the conversions (the library's dynamic codec): no
 code is generated for Python. A client may be shared between threads (one call at a time
 goes through it: a lock per client, taken without holding the GIL), and a forked child
-connects again on its first call.
+connects again on its first call. shmrpc.serve(svc, handlers, address) serves the methods
+of a .svc file from Python handlers in forked worker processes.
 """
 import inspect as _inspect
 
