@@ -747,6 +747,11 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
                 if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
                 if (!utf8_valid((const uint8_t *)s.ptr, s.len))
                     return fail(c, "a key is not UTF-8");
+                /* Valid JSON, but jansson keeps keys as C strings: encode_args and
+                 * encode_result, a @json peer and shmrpcctl could not read it back. */
+                if (memchr(s.ptr, 0, s.len) != NULL)
+                    return fail(c, "a key holds a NUL byte, which jansson refuses in an "
+                                   "object key");
                 out_json_str(b, s.ptr, s.len);
                 snprintf(key, sizeof key, "\"%.*s\"", s.len > 40 ? 40 : (int)s.len, s.ptr);
             } else if (k->kind == SHMRPC_DYN_ENUM) {

@@ -494,6 +494,58 @@ static void unknown_method_and_bad_signature(void **state)
     shmrpc_dyn_free(lone);
 }
 
+/* A msgpack result whose map<string, V> has a key with a NUL byte in it: "\u0000" is valid
+ * JSON, but jansson (which encode_result, shmrpcctl and @json peers read JSON with) refuses
+ * it in a key, so the codec refuses the result and names the map rather than printing JSON
+ * its own reverse cannot read. A NUL in a string value reads back, and prints. */
+static void nul_in_a_key(void **state)
+{
+    fixture *f = *state;
+    every_Keys k = {.s = LIST(every_Keys, s, {STR("a"), 1}, {STR("b\0c"), -2})};
+    every_Keys back;
+    int rc = every_pass_keys(f->gen, &k, &back);
+    if (rc != 0) fail_msg("pass_keys (generated): %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_keys", &m, &sig), 0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(),
+                        "result.s: a key holds a NUL byte, which jansson refuses in an object key");
+
+    /* The same map through the dynamic client's own call fails the same way. */
+    shmrpc_client *c = shmrpc_dyn_client(f->d);
+    shmrpc_buf *req = shmrpc_client_request(c);
+    shmrpc_buf_append(req, tapped_req.data, tapped_req.len);
+    shmrpc_bytes resp;
+    assert_int_equal(shmrpc_client_call(c, m->id, &resp), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out), SHMRPC_EINVAL);
+
+    /* In a value, NUL is a string's byte like any other: it prints, and reads back. */
+    every_Scalars sc = scalars_mp;
+    sc.s = (shmrpc_str)STR("x\0y");
+    sc.u64v = 7; /* not above INT64_MAX, which jansson reads only as a string */
+    every_Scalars sback;
+    assert_int_equal(every_pass_scalars(f->gen, &sc, &sback), 0);
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_scalars", &m, &sig), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out), 0);
+    char *text = strndup((const char *)out.data, out.len);
+    assert_non_null(strstr(text, "\"s\":\"x\\u0000y\""));
+    free(text);
+    shmrpc_buf body;
+    shmrpc_buf_init(&body);
+    rc = shmrpc_dyn_encode_result(sig, (const char *)out.data, out.len, &body);
+    if (rc != 0) fail_msg("encode_result: %s", shmrpc_errmsg());
+    assert_int_equal(body.len, tapped_resp.len);
+    assert_memory_equal(body.data, tapped_resp.data, body.len);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+}
+
 /* A server whose table holds a signature that does not parse: the method is refused with
  * the parser's message each time it is asked for (parsed once), the others still work. */
 static void broken_signature(void **state)
@@ -534,6 +586,7 @@ int main(void)
         cmocka_unit_test(learns_the_table),
         cmocka_unit_test(same_bytes_as_generated),
         cmocka_unit_test(unknown_method_and_bad_signature),
+        cmocka_unit_test(nul_in_a_key),
         cmocka_unit_test(broken_signature),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
