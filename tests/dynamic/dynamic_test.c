@@ -527,7 +527,7 @@ static void nul_in_a_key(void **state)
     /* In a value, NUL is a string's byte like any other: it prints, and reads back. */
     every_Scalars sc = scalars_mp;
     sc.s = (shmrpc_str)STR("x\0y");
-    sc.u64v = 7; /* not above INT64_MAX, which jansson reads only as a string */
+    sc.u64v = 7; /* beside a \u0000, above INT64_MAX reads only as a string (mark_bigs) */
     every_Scalars sback;
     assert_int_equal(every_pass_scalars(f->gen, &sc, &sback), 0);
     assert_int_equal(shmrpc_dyn_method(f->d, "pass_scalars", &m, &sig), 0);
@@ -542,6 +542,67 @@ static void nul_in_a_key(void **state)
     if (rc != 0) fail_msg("encode_result: %s", shmrpc_errmsg());
     assert_int_equal(body.len, tapped_resp.len);
     assert_memory_equal(body.data, tapped_resp.data, body.len);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+}
+
+/* A u64 above INT64_MAX prints as a bare number, and what decode_result prints
+ * encode_result and encode_args read back (jansson alone refuses such an integer), as a
+ * u64 or a real and as nothing else. */
+static void big_u64_reads_back(void **state)
+{
+    fixture *f = *state;
+    every_Scalars back;
+    assert_int_equal(every_pass_scalars(f->gen, &scalars_mp, &back), 0);
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_scalars", &m, &sig), 0);
+    shmrpc_buf out, body;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&body);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out), 0);
+    assert_text("pass_scalars", "the result", SCALARS_MP_RESULT, &out);
+    int rc = shmrpc_dyn_encode_result(sig, (const char *)out.data, out.len, &body);
+    if (rc != 0) fail_msg("encode_result: %s", shmrpc_errmsg());
+    assert_same_bytes("pass_scalars", "bodies", &tapped_resp, &body);
+    /* As an argument too, bare or in an array. */
+    shmrpc_buf_clear(&body);
+    const char *args = "[" SCALARS_MP_RESULT "]";
+    assert_int_equal(shmrpc_dyn_encode_args(sig, args, strlen(args), &body), 0);
+    assert_same_bytes("pass_scalars", "requests", &tapped_req, &body);
+
+    /* Elsewhere it is the number it is. */
+    struct {
+        const char *method, *args, *err;
+    } refused[] = {
+        {"first", "[9223372036854775808,1,\"red\",1.0,true]",
+         "argument 'a': 9223372036854775808 is out of range for i8"},
+        {"first", "[1,1,\"red\",1.0,true,18446744073709551616]",
+         "argument 'f': expected a string (string), got 18446744073709551616"},
+        {"first", "[1,1,\"red\",1.0,true,\"\\u0000\",1,9223372036854775808]",
+         "arguments: bad JSON at line 1, column 50: too big integer near '9223372036854775808'"},
+        {"first", "{\"a\":1,\"b\":1,\"c\":\"red\",\"d\":1.0,\"e\":true,99999999999999999999:1}",
+         "arguments: bad JSON at line 1, column 60: too big integer near "
+         "'99999999999999999999'"},
+        {"pass_map", "[{\"1\":[18446744073709551615]}]",
+         "argument 'm'[\"1\"][0]: expected a string (string), got 18446744073709551615"},
+        {"raw", "[18446744073709551615]",
+         "argument 'data': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got "
+         "18446744073709551615"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        assert_int_equal(shmrpc_dyn_method(f->d, refused[i].method, &m, &sig), 0);
+        shmrpc_buf_clear(&body);
+        rc = shmrpc_dyn_encode_args(sig, refused[i].args, strlen(refused[i].args), &body);
+        if (rc != SHMRPC_EINVAL) fail_msg("accepted %s", refused[i].args);
+        if (strcmp(shmrpc_errmsg(), refused[i].err) != 0)
+            fail_msg("%s:\n  want %s\n  got  %s", refused[i].args, refused[i].err, shmrpc_errmsg());
+    }
+    /* A real takes it (an f32 as the float nearest). */
+    assert_int_equal(shmrpc_dyn_method(f->d, "first", &m, &sig), 0);
+    shmrpc_buf_clear(&body);
+    const char *real = "[1,1,\"red\",18446744073709551616,true]";
+    assert_int_equal(shmrpc_dyn_encode_args(sig, real, strlen(real), &body), 0);
     shmrpc_buf_destroy(&body);
     shmrpc_buf_destroy(&out);
 }
@@ -587,6 +648,7 @@ int main(void)
         cmocka_unit_test(same_bytes_as_generated),
         cmocka_unit_test(unknown_method_and_bad_signature),
         cmocka_unit_test(nul_in_a_key),
+        cmocka_unit_test(big_u64_reads_back),
         cmocka_unit_test(broken_signature),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
