@@ -149,7 +149,7 @@ static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
 /* An integer above INT64_MAX in JSON that jansson refuses ("too big integer") although
  * decode_result prints a u64 so: arguments and values are read with each such bare
  * integer turned into a string that starts with BIG (mark_bigs), which no string of the
- * text holds, since its text has no "\u0000" then (a raw NUL is not JSON). Only an
+ * text starts with then (none starts with a NUL). Only an
  * integer type (the range check) and a real take it. */
 #define BIG "\0u64:"
 #define BIG_LEN 5
@@ -491,8 +491,9 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
-    case SHMRPC_DYN_VOID:
-        return fail(c, "void has no value");
+    case SHMRPC_DYN_VOID: /* a result only: what a void method answers, as in to_json */
+        if (!json_is_null(v)) return mismatch(c, t, v);
+        return msgpack_pack_nil(pk);
     case SHMRPC_DYN_BOOL:
         if (!json_is_boolean(v)) return mismatch(c, t, v);
         return json_is_true(v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
@@ -886,8 +887,8 @@ static bool in_token(char c)
 }
 
 /* The n bytes of JSON p with each bare integer above INT64_MAX in a value's place made a
- * string starting with BIG (see there), or NULL when there is none, or the text has a
- * "\u0000" (then BIG would not be unambiguous), or it nests too deep to follow (it was
+ * string starting with BIG (see there), or NULL when there is none, or a string of the
+ * text starts with a NUL (then BIG would not be unambiguous), or it nests too deep to follow (it was
  * checked against MAX_DEPTH already), or on running out of memory: the text is then read
  * as it is. A token in a key's place is left for jansson to refuse. */
 static char *mark_bigs(const char *p, size_t n, size_t *out_n)
@@ -902,7 +903,6 @@ static char *mark_bigs(const char *p, size_t n, size_t *out_n)
         char ch = p[i];
         if (in_str) {
             if (ch == '\\') {
-                if (i + 5 < n && memcmp(p + i + 1, "u0000", 5) == 0) goto none;
                 shmrpc_buf_append(&b, p + i, i + 1 < n ? 2 : 1);
                 i++;
                 continue;
@@ -928,7 +928,12 @@ static char *mark_bigs(const char *p, size_t n, size_t *out_n)
             i = j - 1;
             continue;
         }
-        if (ch == '"') in_str = true;
+        if (ch == '"') {
+            /* Only a string written starting "\u0000" starts with a NUL (a raw one is not
+             * JSON), so only such a string could be taken for BIG. */
+            if (i + 6 < n && memcmp(p + i + 1, "\\u0000", 6) == 0) goto none;
+            in_str = true;
+        }
         if (ch == '{' || ch == '[') {
             if (depth == MAX_DEPTH + 2) goto none;
             in_object[depth++] = ch == '{';
