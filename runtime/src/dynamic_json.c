@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dynamic codec's conversions (shmrpc/dynamic.h): JSON arguments checked against a
  * parsed signature and written as msgpack, as JSON text or as raw bytes, and results read
  * back to JSON text, with messages that name the place of a failure. */

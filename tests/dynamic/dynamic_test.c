@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dynamic codec (shmrpc/dynamic.h) against the generated one, on every.svc, which uses
  * every type of the language: for each method the generated stub sends C values and the
  * dynamic codec encodes the same values from JSON, and the request bodies must be the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the dynamic codec (shmrpc/dynamic.h) on any bytes, against the
  * generated codec of tests/dynamic/every.svc over inproc://. The first byte picks a method,
  * the second what the rest is:
