@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds everything and runs every test twice: a gcc build, and a clang build with
 # AddressSanitizer and UndefinedBehaviorSanitizer that also runs the fuzz targets
 # briefly. Then prints the benchmarks' figures (they are not pass/fail).
@@ -29,3 +30,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== benchmarks (figures, not tests; a short run: see the README for a full one)"
 build/bin/shmrpc-bench-codec
 build/bin/shmrpc-bench --quick || echo "shmrpc-bench: a row failed (the bench_smoke test judges that)"
+if [ -f build/python/shmrpc/__init__.py ]; then
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py --duration 0.5 \
+        --echo-server build/bin/echo-server --c-client build/bin/shmrpc-bench-echo ||
+        echo "python_bench.py: failed (the bench_python test judges that)"
+fi

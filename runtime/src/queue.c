@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Named message queues in shared memory: a ring of descriptors whose state words carry
  * the message's position, and a byte arena given back in order. Every step is one CAS, so
  * a process killed between two steps leaves a state that the others recognise and repair.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared-memory queues with real processes: modes and permissions, every timeout, full and
  * empty (by count and by bytes), the size limit, attach before create, the zero-copy and
  * batch paths, many producers and consumers checked message by message, processes killed

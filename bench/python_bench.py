@@ -1,0 +1,139 @@
+# SPDX-License-Identifier: MIT
+"""The Python client's benchmark (issue 16): add(i64, i64) and @raw echo_raw of 16 bytes
+over shm:// to the C echo-server, by the Python client and by the C client
+(shmrpc-bench-echo) in the same run, and a Python Unix-socket echo (the socket module,
+length-prefixed) as the baseline a Python user would otherwise write. Prints each row's
+median call and calls/s, and the ratios; figures, not a test.
+
+    cmake --build build --target bench-python
+    PYTHONPATH=build/python python3 bench/python_bench.py --echo-server build/bin/echo-server \\
+        --c-client build/bin/shmrpc-bench-echo [--duration 2]
+"""
+import argparse
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def timed(fn, seconds):
+    """(median call in us, calls/s) of fn over a window, after a warm-up."""
+    for _ in range(2000):
+        fn()
+    lat = []
+    clock = time.perf_counter_ns
+    start = t = clock()
+    end = start + int(seconds * 1e9)
+    while t < end:
+        fn()
+        now = clock()
+        lat.append(now - t)
+        t = now
+    lat.sort()
+    return lat[len(lat) // 2] / 1e3, len(lat) / ((t - start) / 1e9)
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def unix_server(path):
+    """The baseline's server: echoes length-prefixed messages, one connection."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    conn, _ = srv.accept()
+    try:
+        while True:
+            (n,) = struct.unpack("<I", recv_exact(conn, 4))
+            conn.sendall(struct.pack("<I", n) + recv_exact(conn, n))
+    except (EOFError, ConnectionError):
+        pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--echo-server", required=True)
+    ap.add_argument("--c-client", required=True)
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per row")
+    ap.add_argument("--unix-server", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.unix_server:
+        unix_server(a.unix_server)
+        return 0
+    import shmrpc
+
+    addr = f"shm://pybench_{os.getpid()}"
+    srv = subprocess.Popen([a.echo_server, addr], stderr=subprocess.DEVNULL, start_new_session=True)
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "echo.sock")
+    usrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
+                             "--unix-server", path])
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                c = shmrpc.connect(addr)
+                break
+            except shmrpc.Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Unix-socket echo did not start")
+            time.sleep(0.02)
+        rows = {}
+        for case in ("add", "raw"):
+            out = subprocess.run([a.c_client, addr, case, str(a.duration)], capture_output=True,
+                                 text=True, timeout=60 + a.duration, check=True).stdout.split()
+            rows[("C", case)] = (float(out[0]), float(out[1]))
+        add, raw, payload = c.add, c.echo_raw, b"0123456789abcdef"
+        rows[("Python", "add")] = timed(lambda: add(1, 2), a.duration)
+        rows[("Python", "raw")] = timed(lambda: raw(payload), a.duration)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        msg = struct.pack("<I", 16) + payload
+
+        def unix_echo():
+            s.sendall(msg)
+            recv_exact(s, 20)
+
+        rows[("Python unix", "raw")] = timed(unix_echo, a.duration)
+        s.close()
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+              f"{a.duration:g} s per row, p50 of each call timed alone")
+        print(f"{'case':<14}{'client':<13}{'p50 us':>9}{'calls/s':>11}  vs")
+        for (who, case), (p50, rate) in rows.items():
+            vs = ""
+            if who == "Python":
+                cp50, crate = rows[("C", case)]
+                vs = f"C: p50 {p50 - cp50:+.3f} us ({p50 / cp50:.2f}x)"
+                up50, urate = rows[("Python unix", "raw")]
+                vs += f", Python unix: {rate / urate:.2f}x calls/s"
+            name = {"add": "add(i64,i64)", "raw": "@raw 16 B"}[case]
+            print(f"{name:<14}{who:<13}{p50:>9.3f}{rate:>11.0f}  {vs}")
+        c.close()
+    finally:
+        for p in (srv, usrv):
+            if p.poll() is None:
+                (os.killpg(p.pid, signal.SIGTERM) if p is srv else p.kill())
+                p.wait(10)
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

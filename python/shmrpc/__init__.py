@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: MIT
+"""shmrpc: call any shmrpc service from Python (docs/python.md).
+
+    import shmrpc
+    with shmrpc.connect("shm://echo_serv") as c:
+        c.add(40, 2)          # 42
+        c.add(a=40, b=2)      # by parameter name
+
+The server's own method table drives the conversions (the library's dynamic codec): no
+code is generated for Python. A client may be shared between threads (one call at a time
+goes through it: a lock per client, taken without holding the GIL), and a forked child
+connects again on its first call.
+"""
+import inspect as _inspect
+
+from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Mismatch, PeerDied,
+                      Queue, Timeout, Unavailable, _param_names, _set_struct_factory)
+
+__all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
+           "Mismatch", "HandlerError", "PeerDied"]
+
+
+class Struct(dict):
+    """A struct that came back from a call: its fields as attributes (p.x) and as a dict
+    (p["x"], dict(p)); it may be passed back as an argument as it is."""
+    __slots__ = ()
+    _struct_name = "Struct"
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"struct {self._struct_name} has no field {name!r}") from None
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.items())
+        return f"{self._struct_name}({fields})"
+
+
+_struct_classes = {}
+
+
+def _make_struct(name, fields):
+    cls = _struct_classes.get(name)
+    if cls is None:
+        cls = type(name, (Struct,), {"__slots__": (), "_struct_name": name})
+        _struct_classes[name] = cls
+    return cls(fields)
+
+
+_set_struct_factory(_make_struct)
+
+
+def _method(conn, name, signature):
+    call = conn._call
+
+    def method(*args, **kwargs):
+        return call(name, args, kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = signature
+    params = [_inspect.Parameter(p, _inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=None if optional else _inspect.Parameter.empty)
+              for p, optional in _param_names(signature)]
+    # A required parameter after an optional one keeps no default in Python's terms.
+    seen_default = False
+    for i in reversed(range(len(params))):
+        if params[i].default is _inspect.Parameter.empty:
+            seen_default = True
+        elif seen_default:
+            params[i] = params[i].replace(default=_inspect.Parameter.empty)
+    method.__signature__ = _inspect.Signature(params)
+    return method
+
+
+class Client:
+    """A connection to one service; its methods are attributes (c.add(40, 2)).
+
+    Made by shmrpc.connect(). Safe to share between threads: calls through one client
+    take turns (open one client per thread for calls in parallel). close() or a with
+    block ends the connection."""
+
+    def __init__(self, address, *, timeout=5.0, max_message_size=0, secret_file=None):
+        self._conn = _Connection(address, timeout=timeout, max_message_size=max_message_size,
+                                 secret_file=secret_file)
+        self._cache = {}
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            raise AttributeError(name)
+        m = cache.get(name)
+        if m is None:
+            for n, sig in self._conn.methods:
+                if n == name:
+                    m = cache[name] = _method(self._conn, n, sig)
+                    break
+            else:
+                have = ", ".join(n for n, _ in self._conn.methods)
+                raise AttributeError(f"{self._conn.service} has no method {name!r} "
+                                     f"(it has: {have})")
+        return m
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | {n for n, _ in self._conn.methods})
+
+    @property
+    def methods(self):
+        """The server's method table: {name: canonical signature}."""
+        return dict(self._conn.methods)
+
+    @property
+    def service(self):
+        """The service's name in its .svc file."""
+        return self._conn.service
+
+    @property
+    def address(self):
+        return self._conn.address
+
+    @property
+    def closed(self):
+        return self._conn.closed
+
+    def call(self, method, *args, **kwargs):
+        """Calls a method by its name (for names that are not Python identifiers)."""
+        return self._conn._call(method, args, kwargs)
+
+    def close(self):
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return f"<shmrpc.Client {self.address} ({state})>"
+
+
+def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None):
+    """Connects to the service at address ("shm://NAME" or "tcp://HOST:PORT").
+
+    timeout: each call's deadline in seconds (None: no limit); max_message_size: the
+    largest request or response in bytes (0: the library's default, 64 MiB);
+    secret_file: a file holding the tcp:// shared secret. Raises Unavailable when nobody
+    serves address, Mismatch for a server of another version."""
+    return Client(address, timeout=timeout, max_message_size=max_message_size,
+                  secret_file=secret_file)

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* What the parts of the shmrpc extension share: its exceptions, and the conversions
+ * between Python values and the dynamic codec's JSON (_shmrpc.c), which the client and
+ * the queues and maps (store.c) go through alike. */
+#ifndef PYSHMRPC_H
+#define PYSHMRPC_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdbool.h>
+
+#include <shmrpc/buf.h>
+#include <shmrpc/dynamic.h>
+
+extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch,
+    *pyshm_HandlerError, *pyshm_PeerDied;
+
+/* Raises the exception of a failed library call (cls, or rc's own class when NULL), with
+ * .status, .status_name, .message (msg) and .may_have_run; sent: the request had left. */
+PyObject *pyshm_raise_as(PyObject *cls, int rc, const char *what, const char *msg, bool sent);
+PyObject *pyshm_raise_status(int rc, const char *what, const char *msg);
+
+/* The place inside a value, for messages: "argument 'points'[1].x", or "value.x" for a
+ * top-level place marked bare. */
+typedef struct place {
+    const struct place *up;
+    const char *field; /* a struct's field, or the top (up == NULL) */
+    Py_ssize_t index;  /* a list's element, when field == NULL and key == NULL */
+    PyObject *key;     /* a map's key */
+    bool bare;         /* the top: its name alone, not "argument 'NAME'" */
+} place;
+
+/* Appends v as t's JSON to b, checked against t; raises (TypeError, ValueError,
+ * OverflowError naming the place) and returns -1 when it does not fit. */
+int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth);
+
+/* The n bytes of a body of sig's result type (a response, a typed queue's message, a typed
+ * map's value) as a Python value; json is scratch space. Raises shmrpc.Error for a body
+ * that does not decode. */
+PyObject *pyshm_decode(const shmrpc_dyn_sig *sig, const void *body, size_t n, shmrpc_buf *json,
+                       const char *what);
+
+/* v as a body of sig's result type into out (cleared first); json is scratch space. what
+ * names the value in messages ("value", "key"). Raises and returns -1 on a bad value. */
+int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, shmrpc_buf *json,
+                      shmrpc_buf *out);
+
+/* The queue and map types (store.c), added to the module by pyshm_store_init. */
+int pyshm_store_init(PyObject *module);
+
+#endif

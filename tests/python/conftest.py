@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: MIT
+"""Servers for the Python client's tests: real echo-server and every-server processes over
+shm:// (a name of this run's own) and tcp:// on loopback, each waited for with a bound and
+stopped (and its segments removed) however the test ends."""
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import shmrpc
+
+# The sanitizer build preloads the ASan runtime into python3 for the extension; the
+# servers and shmrpcctl carry their own, and must not get it twice.
+os.environ.pop("LD_PRELOAD", None)
+
+
+def die_with_parent():
+    """In the server, before exec: SIGTERM when the test process dies, so that a test
+    process killed by a crash leaves no server behind (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, program, address, *args):
+        self.address = address
+        self.proc = subprocess.Popen([program, *args, address], stdin=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=die_with_parent)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                shmrpc.connect(address, timeout=2).close()
+                return
+            except shmrpc.Error:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{program} did not serve {address}: "
+                                       f"{self.proc.stderr.read().decode(errors='replace')}")
+                time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)  # a test may have stopped it
+            except ProcessLookupError:
+                pass
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too
+                self.proc.wait(10)
+        self.proc.stderr.close()
+        name = self.address[len("shm://"):] if self.address.startswith("shm://") else None
+        if name:
+            for f in os.listdir("/dev/shm"):
+                if name in f:
+                    try:
+                        os.unlink(os.path.join("/dev/shm", f))
+                    except OSError:
+                        pass
+
+
+def shm_name(tag):
+    return f"shm://pyt_{tag}_{os.getpid()}"
+
+
+@pytest.fixture(params=["shm", "tcp"])
+def echo(request):
+    addr = shm_name("echo") if request.param == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = Server(os.environ["ECHO_SERVER"], addr)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def every():
+    s = Server(os.environ["EVERY_SERVER"], shm_name("every"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def shm_echo():
+    s = Server(os.environ["ECHO_SERVER"], shm_name("echo1"))
+    yield s
+    s.stop()

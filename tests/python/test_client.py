@@ -1,0 +1,292 @@
+# SPDX-License-Identifier: MIT
+"""The Python client against the C echo server over shm:// and tcp:// on loopback: calls,
+the client options, every error as its exception, threads sharing a client (the GIL let
+go while a call waits), a forked child, and closing."""
+import os
+import signal
+import stat
+import sys
+import threading
+import time
+
+import pytest
+
+import shmrpc
+
+
+def test_calls(echo):
+    with shmrpc.connect(echo.address) as c:
+        assert c.add(40, 2) == 42 and c.add(a=-40, b=2) == -38 and c.add(1, b=2) == 3
+        assert c.echo_raw(b"x" * 16) == b"x" * 16
+        assert c.echo_raw(bytes(1 << 20)) == bytes(1 << 20)
+        assert c.echo_json("snow ☃ \"q\"") == "snow ☃ \"q\""
+        p = c.centroid([{"x": 0, "y": 0}, {"x": 2.0, "y": 4.0, "label": None}])
+        assert (p.x, p.y, p.label) == (1.0, 2.0, "centroid") and p == {"x": 1.0, "y": 2.0, "label": "centroid"}
+        assert set(c.methods) == {"add", "centroid", "echo_json", "echo_raw"}
+        assert c.methods["add"] == "add(i64 a,i64 b)->i64 @msgpack"
+        assert c.service == "Echo" and c.address == echo.address and not c.closed
+        assert "add" in dir(c)
+    assert c.closed
+    with pytest.raises(shmrpc.Unavailable, match="closed"):
+        c.add(1, 2)
+    c.close()  # twice is fine
+
+
+def test_wrong_type_is_refused_before_sending(shm_echo):
+    c = shmrpc.connect(shm_echo.address, timeout=0.3)
+    os.killpg(shm_echo.proc.pid, signal.SIGSTOP)  # nothing can answer now
+    try:
+        # A call that went out would end in Timeout: these end before, at the argument.
+        with pytest.raises(TypeError, match="argument 'b': expected an int"):
+            c.add(1, "2")
+        with pytest.raises(TypeError, match=r"argument 'points'\[1\]\.y: expected a float"):
+            c.centroid([{"x": 1, "y": 2}, {"x": 1, "y": None}])
+        with pytest.raises(shmrpc.Timeout) as e:
+            c.add(1, 2)
+        assert e.value.status_name == "SHMRPC_ETIMEDOUT" and isinstance(e.value.may_have_run, bool)
+    finally:
+        os.killpg(shm_echo.proc.pid, signal.SIGCONT)
+    assert c.add(1, 2) == 3
+
+
+def test_handler_error(echo):
+    c = shmrpc.connect(echo.address)
+    with pytest.raises(shmrpc.HandlerError) as e:
+        c.add(2**62, 2**62)
+    assert e.value.message == "add: 4611686018427387904 + 4611686018427387904 overflows i64"
+    assert e.value.status_name == "SHMRPC_EINVAL" and e.value.may_have_run
+    with pytest.raises(shmrpc.HandlerError, match="centroid of no points"):
+        c.centroid([])
+    assert isinstance(e.value, shmrpc.Error)
+    assert c.add(1, 1) == 2
+
+
+def test_nobody_serves():
+    with pytest.raises(shmrpc.Unavailable) as e:
+        shmrpc.connect(f"shm://pyt_nobody_{os.getpid()}")
+    assert not e.value.may_have_run
+    with pytest.raises(shmrpc.Unavailable):
+        shmrpc.connect("tcp://127.0.0.1:1")
+    with pytest.raises(shmrpc.Error) as e:
+        shmrpc.connect("bogus://x")
+    assert e.value.status_name == "SHMRPC_EINVAL"
+    with pytest.raises(TypeError):
+        shmrpc.connect(5)
+    with pytest.raises(ValueError):
+        shmrpc.connect("shm://x", timeout=-1)
+    with pytest.raises(ValueError):
+        shmrpc.connect("shm://x", max_message_size=-1)
+    with pytest.raises(ValueError):
+        shmrpc.connect("shm://x\0y")
+
+
+def test_server_gone_and_back(echo):
+    c = shmrpc.connect(echo.address, timeout=2)
+    assert c.add(1, 2) == 3
+    echo.stop()
+    with pytest.raises(shmrpc.Unavailable):
+        c.add(1, 2)
+    from conftest import Server
+    again = Server(os.environ["ECHO_SERVER"], echo.address)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the client connects again by itself, within its backoff
+            try:
+                assert c.add(2, 3) == 5
+                break
+            except shmrpc.Unavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        again.stop()
+
+
+def test_worker_killed_during_calls(shm_echo):
+    """Killing the worker under a stream of calls: each failure is PeerDied or Unavailable
+    and says whether it may have run; the manager's new worker then answers."""
+    c = shmrpc.connect(shm_echo.address, timeout=5)
+    with open(f"/proc/{shm_echo.proc.pid}/task/{shm_echo.proc.pid}/children") as f:
+        worker = int(f.read().split()[0])
+    failures = []
+    stop = threading.Event()
+
+    def calls():
+        while not stop.is_set():
+            try:
+                c.echo_raw(bytes(1 << 16))
+            except (shmrpc.PeerDied, shmrpc.Unavailable) as e:
+                failures.append(e)
+
+    t = threading.Thread(target=calls)
+    t.start()
+    time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    time.sleep(0.3)
+    stop.set()
+    t.join(20)
+    assert not t.is_alive()
+    for e in failures:
+        assert isinstance(e.may_have_run, bool) and e.status_name in ("SHMRPC_EPEERDIED", "SHMRPC_EUNAVAIL")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert c.add(3, 4) == 7
+            break
+        except shmrpc.Error:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_options(echo, tmp_path):
+    c = shmrpc.connect(echo.address, timeout=None, max_message_size=4096)
+    assert c.add(1, 2) == 3
+    with pytest.raises(shmrpc.Error) as e:
+        c.echo_raw(bytes(8192))
+    assert e.value.status_name == "SHMRPC_ETOOBIG" and not e.value.may_have_run
+    assert c.echo_raw(bytes(100)) == bytes(100)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s" * 32)
+    secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    if echo.address.startswith("tcp://"):
+        # A client with a secret connects only to a server that proves it holds it too.
+        with pytest.raises(shmrpc.Error):
+            shmrpc.connect(echo.address, secret_file=str(secret), timeout=2)
+    with pytest.raises(shmrpc.Error, match="secret_file"):
+        shmrpc.connect(echo.address, secret_file=str(tmp_path / "missing"))
+
+
+def test_threads_share_a_client(echo):
+    c = shmrpc.connect(echo.address)
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(300):
+                assert c.add(k, i) == k + i
+                assert c.echo_raw(bytes([k]) * (i + 1)) == bytes([k]) * (i + 1)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in ts)
+
+
+def test_gil_released_while_a_call_waits(shm_echo):
+    c = shmrpc.connect(shm_echo.address, timeout=1.0)
+    os.killpg(shm_echo.proc.pid, signal.SIGSTOP)
+    ticks = 0
+    done = threading.Event()
+
+    def waiter():
+        try:
+            c.add(1, 2)
+        except shmrpc.Timeout:
+            pass
+        done.set()
+
+    try:
+        t = threading.Thread(target=waiter)
+        t.start()
+        while not done.is_set():
+            ticks += 1  # runs only if the waiting call let go of the GIL
+            if ticks % 1000 == 0:
+                time.sleep(0)
+        t.join(10)
+    finally:
+        os.killpg(shm_echo.proc.pid, signal.SIGCONT)
+    assert ticks > 1000, ticks
+    assert c.add(1, 2) == 3
+
+
+def test_forked_child_connects_again(echo):
+    """A child forked while a thread of the parent is mid-call on the shared client (the
+    server stopped meanwhile): the child neither waits on the lock that thread holds nor
+    uses the parent's connection."""
+    c = shmrpc.connect(echo.address)
+    assert c.add(1, 2) == 3
+    os.killpg(echo.proc.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=lambda: c.add(5, 5))
+        t.start()
+        time.sleep(0.2)  # the thread now holds the client's lock, waiting for an answer
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ok = all(c.add(i, 1) == i + 1 for i in range(100)) and c.echo_raw(b"kid") == b"kid"
+                code = 0 if ok else 3
+            except BaseException as e:  # noqa: BLE001
+                print("child:", repr(e), file=sys.stderr)
+                code = 2
+            os._exit(code)
+    finally:
+        os.killpg(echo.proc.pid, signal.SIGCONT)
+    t.join(10)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert c.add(2, 2) == 4  # the parent's connection is untouched
+
+
+def test_bad_use_never_crashes(echo):
+    c = shmrpc.connect(echo.address)
+    for bad in [(), (1,), (1, 2, 3), (None, None)]:
+        with pytest.raises(TypeError):
+            c._conn._call(*bad)
+    with pytest.raises(TypeError):
+        c._conn._call("add", [1, 2], None)
+    with pytest.raises(TypeError):
+        c._conn._call("add", (1, 2), [])
+    with pytest.raises(ValueError):  # UnicodeEncodeError
+        c._conn._call("\ud800", (), None)
+    with pytest.raises(TypeError, match="has no parameter 5"):
+        c._conn._call("add", (), {5: 1})
+    with pytest.raises(AttributeError):
+        c.__nope__
+    with pytest.raises(RuntimeError):
+        c._conn.__init__(echo.address)
+    raw = shmrpc._shmrpc.Connection.__new__(shmrpc._shmrpc.Connection)
+    with pytest.raises(shmrpc.Unavailable):
+        raw._call("add", (1, 2), None)
+    assert raw.closed and raw.address is None
+    with pytest.raises(shmrpc.Unavailable):
+        raw.methods
+    raw.close()
+    assert c.add(1, 2) == 3
+
+
+def test_mismatch_when_another_service_comes_back(shm_echo):
+    """The server at the address is replaced by one of another service: the client's
+    reconnect checks the method table again, and the call fails with Mismatch."""
+    c = shmrpc.connect(shm_echo.address, timeout=2)
+    assert c.add(1, 2) == 3
+    shm_echo.stop()
+    from conftest import Server
+    other = Server(os.environ["EVERY_SERVER"], shm_echo.address)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c.add(1, 2)
+                pytest.fail("a call to another service went through")
+            except shmrpc.Unavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            except shmrpc.Mismatch as e:
+                assert e.status_name == "SHMRPC_EMISMATCH" and not e.may_have_run
+                break
+        assert shmrpc.connect(shm_echo.address).service == "Every"  # a new client fits it
+    finally:
+        other.stop()

@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: MIT
+"""shmrpc.Queue and shmrpc.Map from Python: typed by the signature stored in the segment,
+read and written alike by shmrpcctl queue and map (C), untyped as bytes; timeouts and
+errors as the client's. Every segment is this run's own and removed at the end."""
+import json
+import os
+import subprocess
+import threading
+
+import pytest
+
+import shmrpc
+
+MSG = "raw()->struct Msg{u32 source;u64 seq;u32 hops;string note;} @msgpack"
+ENTRY = "cache(string key)->struct Entry{i64 n;list<string> tags;bytes? blob;} @msgpack"
+INTKEY = "idx(i32 key)->enum Color{red=0,green=5} @msgpack"
+
+
+def ctl(*args, input=None):
+    r = subprocess.run([os.environ["SHMRPCCTL"], *args], capture_output=True, text=True,
+                       input=input, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def name(request):
+    n = f"pyt_{request.node.name.replace('[', '_').replace(']', '')}_{os.getpid()}"
+    yield n
+    for unlink in (shmrpc.Queue.unlink, shmrpc.Map.unlink):
+        try:
+            unlink(n)
+        except shmrpc.Error:
+            pass
+
+
+def test_typed_queue_both_ways_with_shmrpcctl(name):
+    with shmrpc.Queue(name, create=True, type=MSG, capacity=8) as q:
+        assert q.type == MSG and q.name == name
+        q.push({"source": 1, "seq": 2**64 - 1, "hops": 0, "note": "ü"})
+        out = json.loads(ctl("queue", "pop", "--timeout", "1000", name))
+        assert out == {"source": 1, "seq": 2**64 - 1, "hops": 0, "note": "ü"}
+        ctl("queue", "push", name, '{"source":7,"seq":8,"hops":9,"note":"from C"}')
+        m = q.pop(timeout=1)
+        assert type(m).__name__ == "Msg" and m.note == "from C" and m.seq == 8
+        with pytest.raises(shmrpc.Timeout):
+            q.pop(timeout=0)
+        with pytest.raises(TypeError, match=r"value\.hops: expected an int \(u32\), got str"):
+            q.push({"source": 1, "seq": 2, "hops": "x", "note": ""})
+        with pytest.raises(OverflowError, match="value.source"):
+            q.push({"source": -1, "seq": 2, "hops": 0, "note": ""})
+        for i in range(8):
+            q.push({"source": i, "seq": i, "hops": i, "note": ""}, timeout=0)
+        with pytest.raises(shmrpc.Timeout):
+            q.push({"source": 9, "seq": 9, "hops": 9, "note": ""}, timeout=0.05)
+        assert [q.pop(timeout=1).seq for _ in range(8)] == list(range(8))
+    with pytest.raises(shmrpc.Unavailable, match="closed"):
+        q.pop(timeout=0)
+
+
+def test_queue_of_another_type_refused(name):
+    shmrpc.Queue(name, create=True, type=MSG).close()
+    with pytest.raises(shmrpc.Error) as e:
+        shmrpc.Queue(name, type="raw()->i64 @msgpack")
+    assert e.value.status_name == "SHMRPC_EPROTO"
+    assert shmrpc.Queue(name).type == MSG  # an open without a type takes it as it is
+
+
+def test_untyped_queue_and_threads(name):
+    q = shmrpc.Queue(name, create=True)
+    assert q.type is None
+    with pytest.raises(TypeError, match="expected bytes"):
+        q.push("text")
+    got = []
+    t = threading.Thread(target=lambda: got.extend(q.pop(timeout=10) for _ in range(100)))
+    t.start()  # pop waits without the GIL while this thread pushes
+    for i in range(100):
+        q.push(i.to_bytes(2, "little"))
+    t.join(20)
+    assert got == [i.to_bytes(2, "little") for i in range(100)]
+
+
+def test_missing_queue_and_bad_names():
+    with pytest.raises(shmrpc.Unavailable):
+        shmrpc.Queue(f"pyt_missing_{os.getpid()}")
+    with pytest.raises(shmrpc.Error):
+        shmrpc.Queue("bad/name", create=True)
+    with pytest.raises(ValueError):
+        shmrpc.Queue("x", create=True, attach_timeout=-1)
+
+
+def test_typed_map_both_ways_with_shmrpcctl(name):
+    with shmrpc.Map(name, create=True, type=ENTRY) as m:
+        assert m.type == ENTRY and len(m) == 0
+        m["a"] = {"n": 1, "tags": ["x", "y"]}
+        assert json.loads(ctl("map", "get", name, '"a"')) == {"n": 1, "tags": ["x", "y"], "blob": None}
+        ctl("map", "put", name, '"b"', '{"n":-2,"tags":[],"blob":"AAE="}')
+        b = m["b"]
+        assert type(b).__name__ == "Entry" and b.n == -2 and b.blob == b"\x00\x01"
+        assert len(m) == 2 and sorted(k for k, _ in m.items()) == ["a", "b"]
+        assert m.get("zz") is None and m.get("zz", 5) == 5
+        with pytest.raises(KeyError):
+            m["zz"]
+        del m["a"]
+        with pytest.raises(KeyError):
+            del m["a"]
+        with pytest.raises(TypeError, match="key: expected a str, got int"):
+            m[1] = {"n": 1, "tags": []}
+        with pytest.raises(TypeError, match=r"value\.tags\[0\]: expected a str, got int"):
+            m["c"] = {"n": 1, "tags": [1]}
+        big = {"n": 3, "tags": ["t" * 1000] * 50, "blob": os.urandom(100000)}
+        m["big"] = big
+        assert m["big"] == big
+    with pytest.raises(shmrpc.Unavailable):
+        len(m)
+
+
+def test_int_keyed_map_and_untyped_map(name):
+    m = shmrpc.Map(name, create=True, type=INTKEY)
+    m[-5] = "green"
+    assert m[-5] == "green" and m.items() == [(-5, "green")]
+    with pytest.raises(ValueError, match="value: enum Color has no value 'blue'"):
+        m[1] = "blue"
+    with pytest.raises(OverflowError, match="key"):
+        m[2**40] = "red"
+    m.close()
+    u = shmrpc.Map(name + "_u", create=True)
+    try:
+        u[b"k"] = b"v"
+        assert u[b"k"] == b"v" and u.items() == [(b"k", b"v")] and u.type is None
+        with pytest.raises(TypeError):
+            u["k"] = b"v"
+    finally:
+        u.close()
+        shmrpc.Map.unlink(name + "_u")
+    with pytest.raises(shmrpc.Unavailable):
+        shmrpc.Map(f"pyt_missing_{os.getpid()}")
