@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A manual reproduction for free_sub_race.sh (not a unit test): create a broadcast queue,
  * subscribe and sleep (printing whether the subscriber bits include ours), or push. */
 #include <fcntl.h>

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # A manual reproduction (not run by ctest; needs gdb): a producer reaping a dead broadcast
 # subscriber is held by gdb inside free_sub, with the dead owner already read, while
 # another producer frees the slot and a new subscriber takes it; the held producer then
