@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Python client's benchmark (issue 16): add(i64, i64) and @raw echo_raw of 16 bytes
 over shm:// to the C echo-server, by the Python client and by the C client
 (shmrpc-bench-echo) in the same run, and a Python Unix-socket echo (the socket module,

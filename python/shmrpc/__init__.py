@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """shmrpc: call any shmrpc service from Python, and serve one (docs/python.md).
 
     import shmrpc

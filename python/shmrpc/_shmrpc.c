@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc._shmrpc: the CPython extension under `import shmrpc`, a client of any shmrpc
  * service. The server's own method table drives the conversions through the library's
  * dynamic codec (shmrpc/dynamic.h): Python values are checked against the method's parsed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the parts of the shmrpc extension share: its exceptions, and the conversions
  * between Python values and the dynamic codec's JSON (_shmrpc.c), which the client and
  * the queues and maps (store.c) go through alike. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Serving from Python (shmrpc.serve, docs/python.md "Serving"): the .svc file is read at
  * run time by the project's front end (idl/), and its method table is built as shmrpcgen
  * writes it (the same canonical signatures and fingerprints), so that C clients connect as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What a transport sees of a server: its service, limits and opts, the call context of a
  * connection, and the dispatch that every transport runs a call through. Nothing here
  * calls server.c or a transport, so the calls run one way: server -> transport ->

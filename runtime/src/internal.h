@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The runtime's internal interfaces (shmrpc__*): messages, descriptor checks, the
  * server-side call context and dispatch, and the transport plug-in points. */
 #ifndef SHMRPC_INTERNAL_H

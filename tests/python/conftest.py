@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Servers for the Python client's tests: real echo-server and every-server processes over
 shm:// (a name of this run's own) and tcp:// on loopback, each waited for with a bound and
 stopped (and its segments removed) however the test ends."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A Python server for the tests: serves examples/echo/echo.svc or tests/dynamic/every.svc
 with shmrpc.serve() (docs/python.md, "Serving").
     python3 py_server.py echo|every SVC_FILE WORKERS ADDRESS

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The examples of docs/python.md, run against echo-server: the page's shm://echo_serv and
 tcp://127.0.0.1:5555 become this run's own servers, its doc_example_ queues and maps this
 run's own names."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Serving from Python (shmrpc.serve, docs/python.md "Serving"): a Python server of
 examples/echo/echo.svc (py_server.py) called by the C echo client and by the Python client,
 a handler's exception as the call's error status with its message, handlers that do not

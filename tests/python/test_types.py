@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every type of the .svc language both ways through the Python client, against
 every-server (tests/dynamic/every.svc, handlers that hand back what they are given), and
 each kind of wrong value refused with the place, before anything is sent."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The server: registering descriptors (and refusing broken ones with a message that
  * names the problem), listening, the call context, and dispatch. */
 #include <string.h>
