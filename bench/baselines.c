@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The baselines that the shm transport is measured against in the same run: a handoff
  * through shared memory that spins, yields or sleeps on a futex, and an echo over a Unix
  * (or TCP loopback) stream socket, served by one process or by epoll in N workers. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The baseline cases of shmrpc-bench: what a transport on this machine is compared with. */
 #ifndef SHMRPC_BENCH_BASELINES_H
 #define SHMRPC_BENCH_BASELINES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The boost-mq baseline of shmrpc-bench-queue: boost::interprocess::message_queue (a
  * process-shared mutex and two condition variables over a ring of fixed-size slots in a
  * shared-memory segment), wrapped for the C benchmark. */

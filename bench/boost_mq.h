@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* boost::interprocess::message_queue behind a C interface, for shmrpc-bench-queue's
  * boost-mq baseline (bench/boost_mq.cpp; Debian's libboost-dev, header-only). */
 #ifndef SHMRPC_BENCH_BOOST_MQ_H

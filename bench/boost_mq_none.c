@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The boost-mq baseline where the benchmark was built without a C++ compiler or Debian's
  * libboost-dev (bench/CMakeLists.txt): its rows say n/a. */
 #include "boost_mq.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The clock and the median that the benchmark programs time with. */
 #include "clock.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The clock and the median that the benchmark programs time with. */
 #ifndef SHMRPC_BENCH_CLOCK_H
 #define SHMRPC_BENCH_CLOCK_H

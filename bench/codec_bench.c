@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-codec: encodes and decodes a ten-field struct through the generated
  * msgpack glue and through hand-written msgpack-c calls, in the same run, and prints
  * both and their ratio. The hand-written side uses msgpack-c the fast way (a reused

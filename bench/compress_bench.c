@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-compress: what per-frame compression costs and saves on the TCP transport's
  * path (runtime/src/frame.c's shmrpc__body_compress and shmrpc__body_decompress), on the
  * 64 KiB of text that shmrpc-bench's tcp/text rows send. The baseline, measured in the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shmrpc-bench harness: runs each selected row of the case table in fresh processes,
  * bounds every wait (alarm() in the children, a deadline and SIGKILL in the parent),
  * reaps every child, and turns the samples into the row's figures. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shmrpc-bench harness: a table of cases, each measured in real processes with a
  * bounded lifetime, and the statistics and output that all cases share. */
 #ifndef SHMRPC_BENCH_HARNESS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-map: the shared map against, in the same run, our own RPC key-value service
  * over shm:// (every read a call) and Redis (Debian's redis-server on a Unix socket in a
  * temporary directory, GET/SET unpipelined and pipelined 16 deep), with 16 B and 4 KiB

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-echo: the C client's side of the Python benchmark (bench/python_bench.py):
  * calls an echo server's add(i64, i64) or @raw echo_raw with 16 bytes for a window and
  * prints the median call and the calls per second, as the Python client is timed.

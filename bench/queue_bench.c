@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-queue: shared-memory queues against baselines measured in the same run, in
  * real processes, with ratios: POSIX message queues (mq_timedsend/mq_timedreceive), a
  * pipe(2), boost::interprocess::message_queue (bench/boost_mq.cpp) and ring-limit, a bare

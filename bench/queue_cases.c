@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench's queue rows: an echo over shared-memory queues (docs/queue.md), so that a
  * queue's round trip sits in the same table as the spin handoff and the calls. The clients
  * push their requests to one queue that every worker pops; each client pops its reply from

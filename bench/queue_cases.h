@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench's queue rows (bench/queue_cases.c). */
 #ifndef SHMRPC_BENCH_QUEUE_CASES_H
 #define SHMRPC_BENCH_QUEUE_CASES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// rows: a real server (the generated bench service, forked workers) and real
  * client processes, each calling through the generated stubs. */
 #include "shm_cases.h"

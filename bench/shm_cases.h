@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// and tcp:// rows of shmrpc-bench: the generated bench service over the real
  * transport. */
 #ifndef SHMRPC_BENCH_SHM_CASES_H

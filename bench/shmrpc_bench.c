@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-bench: every transport against the baselines, measured in the same run in real
  * processes. Each row of the table below is one measurement; harness.h says how to write
  * one, baselines.c has examples. */

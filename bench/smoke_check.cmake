@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Runs `shmrpc-bench --quick --json` (cmake -DBENCH=path -P smoke_check.cmake) and checks
 # that it exits 0 and that every line is a JSON row with the expected keys. No timing.
 cmake_minimum_required(VERSION 3.25)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The benchmarks' compressible payload (see text.h). */
 #include "text.h"
 

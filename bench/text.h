@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The benchmarks' compressible payload: English-like text. */
 #ifndef SHMRPC_BENCH_TEXT_H
 #define SHMRPC_BENCH_TEXT_H

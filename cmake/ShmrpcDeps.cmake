@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # The libraries shmrpc builds on, all from Debian's packages.
 
 # msgpack-c: Debian 12's 4.0 installs its package as `msgpack` (target msgpackc);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Files built into a program as NUL-terminated byte arrays, in a table of
 # {name, text} (common/embedded.h): the management page's assets.
 #

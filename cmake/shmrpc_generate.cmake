@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shmrpc_generate(TARGET t IDL a.svc [b.svc ...] [CLIENT] [SERVER] [OUT_DIR dir])
 #
 # Generates C code from each .svc file with shmrpcgen and adds it to target t: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source line and its caret (caret.h). */
 #include "caret.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The source line under a compiler-style error, and a caret under the column: one rule for
  * the .svc front end (idl/diag.c) and the service.ini reader (runtime/config/ini.c),
  * so that both point the same way. Depends on nothing but the C library. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Files built into a program by cmake/embed.cmake (shmrpc_embed): the generator's
  * templates, the management page's assets. A table ends with a row whose name is NULL. */
 #ifndef SHMRPC_COMMON_EMBEDDED_H

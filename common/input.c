@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Opening a file a user names, and checking UTF-8 (input.h). */
 #include "input.h"
 

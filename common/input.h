@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reading what a user names: a file that may turn out to be a FIFO or a device, and text
  * that must be UTF-8. One rule for the .svc front end (idl/) and the supervisor's programs
  * (runtime/config/, supervisor/, web/). Depends on nothing but the C library. */

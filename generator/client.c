@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* NAME_client.c: the client stubs, which encode the arguments, call through the client
  * handle and decode the result. The parameters are the user's names; every name a stub
  * declares itself ends in '_', which no .svc name may, so none can shadow another. */

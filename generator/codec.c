@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Codec glue: for each type the methods need, functions that write and read it as
  * msgpack or JSON, and the snippets that stubs and invokers inline for scalars. */
 #include <stdio.h>

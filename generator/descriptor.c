@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* NAME.c: the method table (canonical signatures, their fingerprints) and the service
  * info that client and server compare when they connect (docs/svc-language.md), and the
  * codec glue that the client and server files share. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The emitter of generated lines (see emit.h). */
 #include "emit.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The generated code's text has one home: the generator's C, written a line at a time
  * through this emitter. There are no templates. Nearly every generated line depends on a
  * type (its scalar kind, container, nesting, encoding), so a logic-less template would

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The generator's model of a checked .svc file: every distinct type with its C names, and
  * the pieces that render the four files: the header (header.c), the method table
  * (descriptor.c), the codec glue (codec.c), the client stubs and the server glue. */

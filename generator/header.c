@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* NAME.h: the service's types, the method ids, the client stubs' prototypes, the
  * handlers a server fills, and the prototypes of the codec glue that NAME.c defines. */
 #include <stdio.h>

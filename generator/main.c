@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcgen: reads a .svc file and writes the C code for its clients and servers.
  * Nothing is written unless the whole file checks out. */
 #include <errno.h>

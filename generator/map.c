@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed maps ("map<string, Entry> cache;"): in NAME.h the map's name and type and its
  * functions, in NAME.c their bodies, which encode the key and the value with the same codec
  * glue as the calls (msgpack) around a shmrpc_map (docs/map.md, "Typed maps"). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed queues ("queue<Frame> frames;"): in NAME.h the queue's name and type and its
  * functions, in NAME.c their bodies, which encode and decode a value in the queue's
  * encoding with the same codec glue as the calls (msgpack or JSON; @raw: the bytes as they

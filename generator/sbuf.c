@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A growable text buffer for building generated code. */
 #include "sbuf.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A growable text buffer for building generated code. Running out of memory is fatal
  * in the generator: it prints a message and exits, so callers need not check. */
 #ifndef SHMRPCGEN_SBUF_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* NAME_server.c: per method, an invoker that decodes the arguments, calls the user's
  * handler and encodes its result; then the dispatch table and the service. No user's
  * name is in scope in an invoker (the arguments are members of args), so its locals

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The type model: a registry of every distinct type in the service with its C names and
  * spelling, and the helpers that spell declarations. */
 #include <stdio.h>

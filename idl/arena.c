@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The arena that holds a parse: chunks handed out by bumping a pointer, all freed at once.
  * Memory comes from calloc, and is never reused, so every allocation is already zeroed. */
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .svc syntax tree. Nodes live in one svc_arena and tokens point into the
  * source text, so the whole tree is freed at once and nothing is copied. */
 #ifndef SVC_AST_H

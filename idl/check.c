@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The semantic checks of a parsed .svc file. Errors are gathered, then printed sorted by
  * position, so a file's problems read top to bottom whichever pass found them. */
 #include <inttypes.h>

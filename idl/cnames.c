@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* How .svc names become C names; the checks and the generator must agree on them. */
 #include <string.h>
 

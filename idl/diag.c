@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Compiler-style error messages: "path:line:col: error: msg", the source line, a caret. */
 #include <string.h>
 

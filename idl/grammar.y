@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .svc grammar (lemon). Actions are one call each into parse.c, which builds the tree:
  * members are appended to the service, struct, enum or method being read. */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .svc lexer (re2c): turns source text into lemon's token codes, reports bad input
  * and carries /// doc lines along to the token they document. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A string-keyed hash table in an arena, shared by the checks and the generator. */
 #include <string.h>
 

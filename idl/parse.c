@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The parse driver: feeds tokens to the lemon parser, builds the tree in its actions, and
  * reads files for svc_load. */
 #include <errno.h>

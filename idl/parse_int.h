@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the lexer, the lemon grammar and the parse driver share; not part of the API. */
 #ifndef SVC_PARSE_INT_H
 #define SVC_PARSE_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A method's canonical signature (docs/svc-language.md, "Signatures and fingerprints"):
  * one home for the text that the generator hashes and puts in the method table, and whose
  * length the checks hold to what the tcp:// handshake carries (docs/wire.md). */

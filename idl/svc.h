@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .svc front end: an arena for the tree, compiler-style diagnostics, the parser,
  * the semantic checks, and the C naming rules that the checks and the generator share. */
 #ifndef SVC_H

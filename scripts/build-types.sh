@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds everything (tests and benchmarks too) with gcc and clang in each build type
 # (Release, MinSizeRel, RelWithDebInfo, Debug, and None as Debian's debhelper configures),
 # with Debian's hardening flags from dpkg-buildflags and warnings as errors, in

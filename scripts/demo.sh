@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The main job: generate the echo service from examples/echo/echo.svc and build it; start
 # it under the supervisor (examples/echo/service.ini: over shared memory with two worker
 # processes, and over TCP on loopback); call it with the echo client over both transports

@@ -1,14 +1,17 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages shmrpc builds, tests and fuzzes with, when any is missing.
 # chromium, nodejs and npm run the browser test (tests/browser); redis-server is a baseline of
 # shmrpc-bench-map (which skips its rows when it is missing); g++ and libboost-dev build the
 # boost-mq baseline of shmrpc-bench-queue (bench/boost_mq.cpp); scdoc builds the man pages
 # (docs/man; without it they are left out); python3-dev and python3-pytest build and test the
-# Python module (python/, tests/python).
+# Python module (python/, tests/python); debhelper and lintian build and check the Debian
+# packages (tests/package/deb_test.sh, which is skipped without them).
 set -eu
 pkgs="cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
       libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev
-      libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest"
+      libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest debhelper
+      lintian"
 missing=""
 for p in $pkgs; do
     # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Regenerates docs/img/overview.png and docs/img/service.png, the README's pictures of the
 # management page: the browser test's --screenshots mode runs the echo module and
 # echo-server under shmrpc-service, calls echo for 15 s, then photographs both pages.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Builds everything and runs every test twice: a gcc build, and a clang build with
 # AddressSanitizer and UndefinedBehaviorSanitizer that also runs the fuzz targets
 # briefly. Then prints the benchmarks' figures (they are not pass/fail).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cache-reader: reads the cache service's shared map without calling the service: the
  * entries of the words given, or every entry and how many each worker computed.
  *   cache-reader [--wait MS] [WORD...] */

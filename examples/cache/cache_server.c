@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cache-server: the cache service of cache.svc. Its worker processes share the map
  * cache.entries: lookup answers from it when the word is there, else computes the entry
  * (slowly: --cost MS) and puts it there for every worker, counting in cache.computed how

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The echo example's client side: one call of each method, with the results printed. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo-client: calls every method of an echo server and prints what came back.
  *   echo-client [ADDRESS]     (default: shm://echo_serv) */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The echo service's handlers: what a server of echo.svc does with each call. */
 #include "echo_handlers.h"
 

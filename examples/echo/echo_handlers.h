@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The echo service's handlers and the calls its example client makes. */
 #ifndef ECHO_HANDLERS_H
 #define ECHO_HANDLERS_H

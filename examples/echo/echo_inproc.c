@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo-inproc: serves the echo service and calls it in one process, through the same
  * encode, dispatch and decode path that the other transports use. */
 #include <stdio.h>

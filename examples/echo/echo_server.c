@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo-server: serves the echo service until SIGTERM or SIGINT.
  *   echo-server [--workers N] [ADDRESS]     (default: shm://echo_serv, 1 worker) */
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pipeline-node: one stage of the pipeline example, joined to the next by the typed queues
  * of pipeline.svc (source -> raw -> transform -> middle -> transform -> done -> sink).
  *   pipeline-node source [--id K] [--count N]   pushes N messages (default 1000000) to raw

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc.Queue and shmrpc.Map: the shared-memory queues and maps (shmrpc/queue.h,
  * shmrpc/map.h) from Python, opened by name. A typed one (its type signature stored in
  * the segment, as .svc declarations make them) takes and gives Python values converted by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini, read and checked: the file's sections in order ([defaults], [web monitor],
  * then each service), and the configuration the supervisor gets. The reader of values is
  * config_parse.c, the checks across keys config_check.c, the writer config_write.c. */

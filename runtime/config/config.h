@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini, read and checked: what the supervisor (shmrpc-service) runs and how, with
  * defaults applied and each service's overrides merged. The keys are in docs/service-ini.md.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini's checks across keys: of one scope ([defaults], [web monitor], a service),
  * reported once where the problem was written, and across services. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the files of service.ini's reader share (config.c loads, config_keys.c holds the
  * key table, config_parse.c reads values and sections, config_check.c checks across keys,
  * config_write.c writes the result): the key table, and the loader's state. Not for the

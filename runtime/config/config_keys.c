@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini's keys, one row each: type, where it may be written, range, unit, built-in
  * default and field of cfg_settings, for the parser, the checks and the writer
  * alike. docs/service-ini.md says what each key means; keep the two together. */

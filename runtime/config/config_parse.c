@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini's values and sections: each value parsed and checked on its own as its key's
  * type says (config_keys.c), unknown keys named with what was meant, defaults filled in. */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The resolved configuration as service.ini text (cfg_write): every key of the
  * table (config_keys.c) written out, which reads back to the same configuration. */
 #include <stdbool.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .ini reader under service.ini, written by hand.
  *
  * Why not Debian's libinih: its handler is told no line number (Debian builds it without

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The .ini reader under service.ini: sections, keys and values with their positions, and
  * the errors of the file, written like a compiler's. Not part of any public API. */
 #ifndef SHMRPC_SUPERVISOR_INI_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-ini-check [--cpus N] FILE: reads and checks a service.ini. Prints the resolved
  * configuration (every key, defaults applied) and exits 0, or prints every error on
  * stderr and exits 1. --cpus sets the CPU count max_proc_num defaults to, for tests. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The registry of running supervisors (registry.h): one small file per supervisor, checked
  * against /proc when read, so that one killed with SIGKILL is never taken for a live one. */
 #include "registry.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisors of this user that are running: each shmrpc-service writes one file in
  * the registry folder while it serves its control service, so that shmrpcctl finds it
  * without being told the service.ini (docs/shmrpcctl.md, "Which supervisor").

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl: the operator's tool. One table of subcommands; status, start, stop, restart,
  * logs and scale talk to the supervisor's control service (ctl_control.c). */
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bytes from and to the shell, shared by shmrpcctl queue and map. */
 #include "ctl_bytes.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bytes from and to the shell, shared by shmrpcctl queue and map: all of stdin, and padded
  * base64 both ways. */
 #ifndef SHMRPC_CTL_BYTES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl call: the arguments and the output of the subcommand; the library's dynamic
  * codec (shmrpc/dynamic.h) connects, learns the method table and converts. */
 #include "ctl_call.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl call: any method of a running service called from the shell, through the
  * library's dynamic codec (shmrpc/dynamic.h), not generated code. */
 #ifndef SHMRPC_CTL_CALL_H

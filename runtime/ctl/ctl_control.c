@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl status|start|stop|restart|logs|scale: calls to the supervisor's control
  * service. The supervisor is found by -a ADDRESS, else --ini FILE (the address is derived
  * from the file's real path, as shmrpc-service derives it), else $SHMRPC_CONTROL (an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl's commands that talk to the supervisor's control service (control.svc):
  * status, start, stop, restart, logs and scale. Each takes argv[0] as its own name and
  * returns the exit status: 0 done, 1 failed, 2 bad usage. */

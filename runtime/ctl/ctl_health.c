@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl health: connects with an empty method table (any service accepts it) and asks
  * the built-in health method (shmrpc_client_health), which no user handler answers. */
 #include "ctl_health.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl health: the built-in health method of a running service, for scripts and
  * orchestrators' exec probes. */
 #ifndef SHMRPC_CTL_HEALTH_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl map: stat prints a shared map's geometry, type and counters; get, put, del and
  * keys read and write entries, as JSON for a typed map (converted by the library's dynamic
  * codec from the type signature the map stores) or as bytes (as given, or base64). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl map stat|get|put|del|keys: a shared map from the shell (docs/shmrpcctl.md). */
 #ifndef SHMRPC_CTL_MAP_H
 #define SHMRPC_CTL_MAP_H

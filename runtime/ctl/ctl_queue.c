@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl queue: stat prints a queue's geometry, type and counters; push, pop and peek
  * move one message, as JSON for a typed queue (converted by the library's dynamic codec
  * from the type signature the queue stores) or as bytes (stdin, stdout, or base64). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl queue stat|peek|push|pop: a shared-memory queue from the shell
  * (docs/shmrpcctl.md). */
 #ifndef SHMRPC_CTL_QUEUE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl ls and clean: the table and JSON of the segments that the library's admin API
  * (shmrpc/admin.h) lists with their owners, and the removal of the stale ones through it. */
 #include "ctl_segments.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl ls and clean: the shmrpc segments in /dev/shm with their owners, and the
  * removal of those whose owners are dead (docs/shmrpcctl.md gives the rules). */
 #ifndef SHMRPC_CTL_SEGMENTS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The umbrella header: everything a shmrpc program uses. */
 #ifndef SHMRPC_H
 #define SHMRPC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A service's processes and its workers (obs_proc.h). */
 #include "obs_proc.h"
 

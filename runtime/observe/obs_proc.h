@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The programs' one /proc reader: a process's stat line, whether it lives, its memory and
  * I/O, every process and a service's groups of them, and which of a group are its
  * workers: one reader and one rule for the time series (sup_series.c), the scaler

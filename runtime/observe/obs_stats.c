@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A service's call statistics over every address it serves at (obs_stats.h). */
 #include "obs_stats.h"
 

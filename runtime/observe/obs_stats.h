@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A service's call statistics as the programs read them from outside (docs/stats.md): one
  * snapshot per address it is known to serve at, summed per method into one, for the
  * supervisor's series (sup_series.c) and the page (web_view.c) alike. */

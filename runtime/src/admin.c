@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The admin API (shmrpc/admin.h): every shmrpc segment in /dev/shm (control, channel,
  * lock, statistics, queue and map segments) is classified by its name, its owner read from
  * its head (read-only, each field once) and checked in /proc with its start time, as the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The bump allocator behind decoded messages: blocks that only grow, freed together
  * by a reset that folds them into one, so steady traffic stops calling malloc. */
 #include <stdint.h>

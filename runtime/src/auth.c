@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared secret of the tcp:// transport: reading it from a file, and the HMAC proofs
  * of docs/wire.md ("Authentication"). The cryptography is libsodium's: HMAC-SHA-256,
  * a constant-time comparison, and the system's random numbers. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared-secret proofs of the tcp:// handshake (docs/wire.md, "Authentication"). */
 #ifndef SHMRPC_SRC_AUTH_H
 #define SHMRPC_SRC_AUTH_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Growth of shmrpc_buf: the slow path behind the inline append in buf.h, and formatted
  * appends. */
 #include <stdarg.h>

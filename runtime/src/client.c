@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The client handle behind generated stubs: buffers and an arena reused call after
  * call, the method-id map from connect, and the transport connection. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker processes of a server (see crew.h). */
 #include "crew.h"
 

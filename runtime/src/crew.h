@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker processes of a server: forked from the manager that listened, replaced when
  * they die, and stopped on request. Shared by the shm:// and tcp:// transports. */
 #ifndef SHMRPC_SRC_CREW_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What a transport sees of a server: its service, limits and opts, the call context of a
  * connection, and the dispatch that every transport runs a call through. Nothing here
  * calls server.c or a transport, so the calls run one way: server -> transport ->
@@ -79,6 +80,11 @@ void *shmrpc_ctx_user(shmrpc_ctx *ctx)
     return ctx ? ctx->user : NULL;
 }
 
+uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->method : 0;
+}
+
 int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
 {
     if (!ctx) return rc;
@@ -148,6 +154,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
     int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
+    ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n)

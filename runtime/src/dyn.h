@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the two halves of the dynamic codec share (dynamic.c: the handle and the signature
  * parser; dynamic_json.c: the conversions): the names and ranges of the scalar kinds, and
  * the handle's message. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dynamic codec's handle (shmrpc/dynamic.h): connecting to a service whose table the
  * caller does not know, the copy of a table, and the parser of canonical signatures (the
  * text idl/signature.c writes; docs/dynamic.md). The conversions are in dynamic_json.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc_dyn_info_copy (shmrpc/dynamic.h): a deep copy of a service's method table. Apart
  * from the rest of the dynamic codec because the client's table check keeps its copy of
  * the server's table with it, and a program that links it must not pull the codec in. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP wire format (docs/wire.md): frame headers, compressed bodies, handshake and
  * error bodies. Every byte comes from a peer we do not trust: each length is checked
  * against a bound before it is used, and nothing is allocated from an unchecked one. */

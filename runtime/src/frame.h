@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP wire format (docs/wire.md) as a pure codec: frame headers, compressed bodies,
  * handshake and error bodies. No sockets: the transport reads bytes and hands them here. */
 #ifndef SHMRPC_FRAME_H

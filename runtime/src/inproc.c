@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The inproc:// transport: clients and servers in one process. A call runs the server's
  * dispatch on the caller's thread, through the same checks as a remote call, so it is
  * both a test bed for the runtime and a way to link a service in directly. */

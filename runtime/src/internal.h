@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The runtime's internal interfaces (shmrpc__*): messages, descriptor checks, the
  * server-side call context and dispatch, and the transport plug-in points. */
 #ifndef SHMRPC_INTERNAL_H
@@ -88,6 +89,7 @@ struct shmrpc_ctx {
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
     bool draining;                   /* the transport's worker was told to stop (health) */
+    uint32_t method;                 /* the id of the call being dispatched */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };

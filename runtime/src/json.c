@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shmrpc_json API for @json methods: jansson behind opaque values, plus base64 for
  * bytes (libsodium's) and decimal map keys. jansson validates UTF-8 and rejects duplicate keys when
  * asked; its cap on nesting (2048) is too deep for a small thread stack, so the depth is

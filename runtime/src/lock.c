@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public hybrid lock: a futex word holding the owner's thread id in a POSIX shared
  * memory segment, taken with shmrpc__wait_while and recovered from owners that die
  * holding it. The layout and the reasoning are in docs/lock.md. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The lock segment's layout (docs/lock.md): what lock.c writes and waits on, and what the
  * admin API (admin.c) reads to name a lock's holder. */
 #ifndef SHMRPC_SRC_LOCK_SEG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Named maps in shared memory: an open-addressing hash table of immutable entries in a
  * segment per generation, read without a lock, written under the lock "map.NAME" with a
  * redo record in the header, grown by building the next generation. docs/map.md has the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The map's generation segment as map.c lays it out, for the fuzz target: validation of
  * an untrusted segment and the reads that follow it; and what the admin API (admin.c)
  * reads of a map's segments, so that their layout is read in map.c alone. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The msgpack cursor that generated decoders read requests and responses with.
  *
  * Written by hand on purpose: msgpack-c's unpacker allocates from an array's or map's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error messages kept in growable buffers, and the texts of decode errors. */
 #include <stdio.h>
 

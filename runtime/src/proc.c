@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Reading /proc/ID: its stat, owner, maps and descriptors, for the liveness checks of
  * locks, queues and the shm transport, and the admin API's owners. */
 #include "proc.h"

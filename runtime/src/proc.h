@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What /proc says about a process or thread: whether it still runs, since when, who owns
  * it and what it maps. The one reader of /proc in the library. */
 #ifndef SHMRPC_SRC_PROC_H

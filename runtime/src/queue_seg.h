@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The queue segment's header check and a handle over memory the caller owns: what the
  * fuzz target for segment validation (tests/fuzz/fuzz_queue.c) drives; and the header's
  * figures for the admin API, so that the layout is read in queue.c alone. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The named-segment plumbing shared by lock.c, queue.c and map.c (segment.h). */
 #include "segment.h"
 

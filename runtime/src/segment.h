@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The named-segment plumbing that the lock, the queue and the map share: checking a
  * name, describing a /dev/shm file, checking the mode and perms asked for and the owner
  * and mode of an existing segment, creating, opening and removing. Each structure keeps its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The server: registering a service and its handlers, then listening, serving and
  * stopping through the transport table. The transports see the server through
  * dispatch.c, so the calls run one way: server -> transport -> dispatch. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The server's insides, shared by server.c (which fills them: register, listen, stop)
  * and dispatch.c (which the transports read them through). */
 #ifndef SHMRPC_SRC_SERVER_INT_H

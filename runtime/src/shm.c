@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared-memory transport, shm://NAME: a control segment per service, a channel per
  * connection, worker processes that take any connection's call from a doorbell, and
  * the hybrid wait on both sides (docs/shm-transport.md). This file holds what both sides

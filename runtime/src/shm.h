@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared-memory transport's segments: one control segment per service and one
  * channel per connection (docs/shm-transport.md). No pointer is ever stored in them;
  * every length or index read from them is read once and checked before use. */

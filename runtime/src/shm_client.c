@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// transport's client side: connect (the control segment, its method table, a
  * slot, a channel handed over at the rendezvous), the call, and its wait for the answer
  * while watching the worker and the server. */

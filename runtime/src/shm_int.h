@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// transport's insides, shared by its three files: shm.c (names, segments,
  * channel mappings and the transport's table), shm_server.c (the manager, its workers,
  * their sweeps and the rendezvous's server side) and shm_client.c (connect, call, wait).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// rendezvous: the manager's Unix socket where clients hand over their channels,
  * and the client's side of it (shm_rdv.h, docs/shm-transport.md). Everything on the
  * server side is nonblocking and bounded: a peer that connects and says nothing, says

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The rendezvous of the shm:// transport: a Unix socket per service, in the abstract
  * namespace ("\0shmrpc:NAME"), where a client hands its channel (a memfd) to the server's
  * manager and keeps the connection open for the life of its connection. The kernel then

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// transport's server side: the control segment and its method table, the
  * rendezvous where clients hand over their channels, the manager and its workers, which
  * take calls from any connection, and their sweeps of dead clients and broken state. */

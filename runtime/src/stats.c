@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The statistics segment of a server (stats.h, docs/stats.md), and its reader. */
 #include "stats.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The statistics segment of a server (docs/stats.md): written by its workers, one row per
  * worker and method so that no two processes write one cache line, read by anyone of the
  * same user through shmrpc_stats_read (shmrpc/stats.h). */

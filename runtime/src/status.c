@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc_strerror and shmrpc_status_name: the text and the name of every status,
  * including OS errors carried as SHMRPC_ESYS(errno); and shmrpc_errmsg: the calling
  * thread's message of its last failure (the rule is in status.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP transport, tcp://HOST:PORT, the part both sides share: its settings, addresses,
  * and the frames that carry a message or an error (the codec itself is frame.c). The
  * server side is tcp_server.c, the client side tcp_client.c (docs/wire.md). */

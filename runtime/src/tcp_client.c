@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP transport's client side: blocking-style calls over a non-blocking socket, every
  * wait bounded by one deadline; a broken connection is made again before a later call,
  * never to resend the one that failed. */

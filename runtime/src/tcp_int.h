@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP transport's insides, shared by its three files: tcp.c (settings, addresses and
  * the frames both sides send), tcp_server.c and tcp_client.c. */
 #ifndef SHMRPC_SRC_TCP_INT_H

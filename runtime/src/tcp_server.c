@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP transport's server side: a manager accepts connections and hands each to its
  * least loaded worker, which serves it in an epoll loop, within the limits of
  * docs/wire.md (connections, memory, timeouts). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses: "SCHEME://WHERE", and the transport that serves each scheme, whose required
  * entries are checked before anything is called through them. */
 #include <pthread.h>

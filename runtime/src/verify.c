@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Checks of service descriptors, and the method-table comparison that every transport
  * runs when a client connects. */
 #include <string.h>

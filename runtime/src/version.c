@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The version of the library actually linked, for programs that check it at run time. */
 #include <shmrpc/version.h>
 

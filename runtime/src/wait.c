@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hybrid wait. Across cores a spinning handoff costs a cache line transfer (about
  * 0.1 us here) while a futex sleep costs tens of microseconds to wake an idle CPU, so
  * waiting spins first; but a spin on the CPU the peer needs only delays the peer, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The hybrid wait: spin, yield or sleep on a futex word in shared memory until it
  * changes, and wake sleepers without a syscall when there are none. */
 #ifndef SHMRPC_SRC_WAIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-service [--foreground] service.ini: runs the services of a service.ini in file
  * order, restarts them when they crash, writes their output to their logs and their state
  * to LOG_DIR/status.json, and stops them in reverse order on SIGTERM or SIGINT. One thread

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor's control service. Its server runs on a thread of its own; a handler
  * that needs the services puts its request in a one-request slot under a mutex, rings an
  * eventfd the main loop polls, and waits (bounded) on a condition variable for the main

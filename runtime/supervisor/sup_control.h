@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor's control service (control.svc): served over shm:// by a thread of its
  * own, whose handlers hand each request to the main loop and wait for its answer, so that
  * the services' state is touched by the main thread only. */

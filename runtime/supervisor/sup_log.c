@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rotating log files for the services' output and the supervisor's own lines. */
 #include "sup_log.h"
 

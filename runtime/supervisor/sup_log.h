@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A log file that rotates by size: NAME.log, then NAME.log.1 (the newest) .. NAME.log.KEEP.
  * Lines may be stamped with the time; a write that fails (a full disk) drops the bytes and
  * counts them rather than stopping anyone. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* module= services. The supervisor forks a module service's process as it forks an exec=
  * one (sup_service.c: own process group, output on the service's log pipe, restarts), but the
  * child runs shmrpc-service itself again (/proc/self/exe) as the service's manager:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* module= services: the supervisor's side (finding where a module serves, the manager's
  * command line) and the manager itself, which is shmrpc-service run again as
  * `shmrpc-service --module-host ...`: it loads the module, runs its init once, listens

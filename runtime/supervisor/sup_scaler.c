@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scaling a module= service's workers by their CPU use, and replacing one over its memory
  * limit. Once a second the supervisor lists the processes of the service's group and
  * picks its workers (obs_proc.h: the children of the manager and of its TCP manager), with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A module= service's workers (and an exec= service's, when its program follows a count),
  * watched once a second by the supervisor: their CPU use
  * scales their count between min_proc_num and max_proc_num (speedysvc's rule, with the

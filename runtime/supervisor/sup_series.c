@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The time series per service (sup_series.h, docs/series.md). A service's processes are those
  * of its process group (every service leads its own): one scan of /proc/stat per sample
  * finds them for all services at once, which also catches workers that were re-parented

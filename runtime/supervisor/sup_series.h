@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The time series per service (docs/series.md): every series_interval_s the
  * supervisor's loop samples each running service's processes (/proc) and call statistics
  * (shmrpc/stats.h) and appends one JSON line to LOG_DIR/NAME.series, and rewrites

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One service's process (an exec= program, or a module= service's manager:
  * sup_module.c): started in its own process group with its output on a pipe the
  * supervisor drains into its log, checked until it answers, restarted with backoff when

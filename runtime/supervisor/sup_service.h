@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One service's life under the supervisor (an exec= program, or a module= service's
  * manager, sup_module.c): its process (group), its output drained
  * into its log, the check that it answers, restarts with backoff, and stopping. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's HTTP side (web.h, docs/web.md): civetweb serves on threads
  * of its own (128), and one catch-all handler routes every request. Handlers never touch the
  * supervisor's state (the main loop's): what they need of it they ask the supervisor's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page (docs/web.md): an HTTP server (civetweb) in a process of the
  * supervisor's own (web_proc.c) on [web monitor] host:port, serving the overview, its
  * JSON API, /metrics and the JSON gateway, behind a login when there is a secret_file. Its handlers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's secret, sessions and login throttle (web_auth.h). The
  * cryptography is libsodium's, as for the TCP transport's secret (runtime/src/auth.c). */
 #include "web_auth.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's shared secret (docs/web.md, "The secret"): a page with a
  * secret_file admits whoever proved the secret at POST /login, by a session cookie. This
  * keeps a hash of the secret, the sessions and the login throttle, reads the secret out

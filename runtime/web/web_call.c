@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's calls into services (web_call.h): connect as shmrpcctl call does
  * (shmrpc_dyn_connect: learn the server's table, call through a client built from a copy
  * of it), keep the connected handles in a pool per address, and turn statuses into HTTP. */

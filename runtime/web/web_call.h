@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's calls into services: any method of any service, with JSON
  * arguments and a JSON result, through the normal client path and the library's dynamic
  * codec (shmrpc/dynamic.h, which shmrpcctl call uses too), over a small pool of connected

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The series and the log of a service, read from their ends for the service page
  * (web_files.h, docs/web.md). Both files are appended to by the supervisor's main loop
  * while they are read here, on a civetweb thread: a last line without its '\n' is being

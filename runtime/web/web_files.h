@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The files the supervisor writes for a service, read for the service page from their
  * ends (they grow for hours between rotations, so never whole): LOG_DIR/NAME.series as
  * columns for the charts, and LOG_DIR/NAME.log as a tail that follows new lines. */

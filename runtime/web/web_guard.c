@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Deadlines on a request's body and answer (web_guard.h). civetweb gives a handler no
  * socket, so a deadline names its connection by the peer's address and port and the
  * port it came in on; when one passes, the guard finds that socket among the process's

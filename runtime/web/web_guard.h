@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Deadlines on the page's slow parts of a request, its body and its answer (docs/web.md,
  * "Limits"). civetweb bounds each wait for a byte by request_timeout_ms but not the whole:
  * a peer that sends (or reads) one byte a few seconds would hold a worker thread for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page in a process of its own (web_proc.h). Three processes:
  * - the supervisor holds the write end of the keeper's command pipe (the keeper's stdin)
  *   and the read end of the log pipe (the keeper's and the page's stdout and stderr);

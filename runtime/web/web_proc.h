@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page in a process of its own (docs/web.md): whatever a request does to
  * the page (a crash, a stack overflow, a hang), the supervisor and its services go on.
  * The supervisor forks a keeper while it is still one thread; the keeper forks the page's

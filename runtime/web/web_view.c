@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the management page shows (web_view.h). Every figure is gathered afresh per
  * request, on the civetweb thread that serves it: the services' states through the
  * control service (whose handler hands the request to the main loop), the rest from

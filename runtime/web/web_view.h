@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the management page shows, gathered on a civetweb thread without touching the
  * supervisor's state: the control service's status (a call, answered by the main loop),
  * each service's call statistics (shmrpc_stats_read), its processes (/proc) and its last

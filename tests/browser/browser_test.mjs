@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The management page in a real browser: shmrpc-service runs the echo module with two
 // workers, its page behind a secret_file; Debian's chromium, driven by playwright-core,
 // logs in on the login page, opens the overview, sees a queue and a map made here (shm_maker)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The browser test's queue and map (browser_test.mjs): `make QUEUE MAP` creates a work
  * queue of 8 messages holding 2 (3 pushed, 1 popped) and a map of 5 keys (5 writes);
  * `more QUEUE MAP` pushes one more message and puts one more key, so that the page's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A call runs at most once, and never past its deadline, while the service crashes
  * (docs/shm-transport.md, "The state machine of a call"). A module= service under shmrpc-service
  * (counter_module.c, 2 workers per address) appends each call's id to a log before it

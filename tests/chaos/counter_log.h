@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What counter_module.c appends and chaos_test.c reads: one fixed-size record per call
  * that ran, written by one write(2) to a file opened O_APPEND, so records from workers
  * writing at once never interleave and a record never straddles a page. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The module of chaos_test.c: init opens the log named by its one argument (module_args)
  * before the workers fork; count(id, sleep_ms) sleeps, appends id's record to it, then
  * answers id. */

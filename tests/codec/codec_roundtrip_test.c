@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Round trips of every .svc type through the generated msgpack and JSON codecs, and
  * malformed bodies refused with the failing field named, all over inproc://. */
 #include <float.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Generated msgpack and raw paths do not allocate once warm: the echo example's stubs,
  * invokers and handlers, called 10,000 times over inproc://, call no malloc. (@json
  * methods allocate inside the JSON library; they are the convenient path, not the fast.) */

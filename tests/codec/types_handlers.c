@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handlers of tests/codec/types.svc that hand back what they are given. */
 #include "types_handlers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handlers of tests/codec/types.svc that hand back what they are given, for the round
  * trip test and the decoder fuzz target. */
 #ifndef TYPES_HANDLERS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Counts allocations by wrapping malloc, calloc and realloc at link time (-Wl,--wrap),
  * which also covers the statically linked runtime. */
 #include <stddef.h>

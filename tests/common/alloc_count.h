@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Counts malloc, calloc and realloc calls of the whole program, for tests that prove a
  * path does not allocate. Link with shmrpc_count_allocations(target). */
 #ifndef SHMRPC_TEST_ALLOC_COUNT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The handlers of tests/common/calls.svc: echo, add, and a nap that publishes its pid. */
 #include "calls_handlers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The handlers of tests/common/calls.svc, and what they share with the test process. */
 #ifndef SHMRPC_TEST_CALLS_HANDLERS_H
 #define SHMRPC_TEST_CALLS_HANDLERS_H

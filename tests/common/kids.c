@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The children a unit test forks (kids.h). */
 #include "kids.h"
 

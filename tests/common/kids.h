@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The children a unit test forks (lock, queue and map tests): each with a watchdog alarm,
  * reaped with a bound, and all killed by the test's teardown, so that a failing test
  * leaves no process behind. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A free TCP port on loopback (see port.h). */
 #include "port.h"
 

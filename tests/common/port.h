@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A free TCP port on loopback, for the tests and the benchmarks that start servers on
  * tcp://127.0.0.1. Depends on nothing but the C library. */
 #ifndef SHMRPC_TEST_PORT_H

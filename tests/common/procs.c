@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Processes for the transport tests (see procs.h). */
 #include "procs.h"
 

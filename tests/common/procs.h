@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Processes for the transport tests: a server forked from the test, and bounded reaping,
  * so that no test waits forever or leaves a child behind. */
 #ifndef SHMRPC_TEST_PROCS_H

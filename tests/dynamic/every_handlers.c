@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handlers of tests/dynamic/every.svc that hand back what they are given (first() its
  * first argument, fourth_json() its fourth), for dynamic_test and fuzz-dynamic. */
 #include "every_handlers.h"

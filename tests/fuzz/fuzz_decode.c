@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: request bodies for every method of tests/codec/types.svc, decoded by
  * the generated glue on the inproc dispatch path. The first byte picks the method. A bad
  * body may cost its call a status; anything else (a crash, a leak, a hang, another

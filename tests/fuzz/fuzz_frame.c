@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the TCP wire codec (runtime/src/frame.c) on arbitrary bytes. The first
  * byte picks what the rest is: a whole frame (header, then its body by kind), a snappy or
  * zlib body, a HELLO or HELLO_ACK body, or an ERROR body. A bad input may cost a status;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the TCP transport's connection state machine (runtime/src/tcp*.c) as
  * a whole, over real loopback sockets, both ways. The fuzzer talks to a real server that
  * serves tests/common/calls.svc on a thread of this process, or plays the server for a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for service.ini: any bytes through the reader and the checks give
  * errors, never a crash, a leak or undefined behaviour; and a file that loads is written
  * out (shmrpc-ini-check's text) as a file that loads again and is written out the same. */

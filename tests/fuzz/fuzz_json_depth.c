@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: shmrpc_json_check_depth against jansson. For every text jansson
  * accepts, the scanner's count is exactly the parsed value's depth, so the bound it
  * checks before parsing is the depth jansson would recurse to; a finding is a text where

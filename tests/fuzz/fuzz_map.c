@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the map generation segment's validation (runtime/src/map.c) on
  * arbitrary bytes as a segment, and on a segment it accepts, lookups of a few keys and the
  * full consistency check over whatever slots and entries the input holds. A refusal

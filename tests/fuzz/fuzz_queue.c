@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the queue segment's validation (runtime/src/queue.c) on arbitrary
  * bytes as a segment, and on a segment it accepts, the operations that do not wait (tries
  * of pop, peek, push and reserve, and the frontier they move) over descriptors and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for the .svc front end: any bytes through the lexer, the grammar and the
  * checks must give diagnostics, never a crash, a leak or undefined behaviour. */
 #include <stdint.h>

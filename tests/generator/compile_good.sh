@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # compile_good.sh SHMRPCGEN RUNTIME_INCLUDE SVC...: the code generated for every valid
 # file compiles warning-free with gcc and clang at -Wall -Wextra -Werror -pedantic, in
 # ISO C11 and in GNU C11 (the compilers' default, which predefines unix and linux), and

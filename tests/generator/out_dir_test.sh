@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # out_dir_test.sh SHMRPCGEN SVC: -o makes the folders it names, as a build system expects
 # (mkdir -p), and a path through a file fails with a message and writes nothing.
 set -u

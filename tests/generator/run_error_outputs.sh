@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_error_outputs.sh SHMRPCGEN ERRORS_DIR: shmrpcgen must print exactly the checker's
 # golden messages for every broken file, exit 1, and write no file at all.
 set -u

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_goldens.sh SHMRPCGEN GOLDEN_DIR SVC...: generates each SVC into a fresh folder and
 # requires the output to equal GOLDEN_DIR/STEM/ byte for byte, to be the same when
 # generated twice, to fit 100 columns, and to declare no name holding "__" (reserved in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the .svc front end: the tree that DESIGN.md's example and its extended
  * form produce, enum numbering, docs, and the C naming helpers. */
 #include <setjmp.h>

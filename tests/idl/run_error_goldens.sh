@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_error_goldens.sh DIR CMD [ARG...]: for every DIR/NAME.svc, runs "CMD ARG... NAME.svc"
 # in DIR and requires exit status 1, nothing on stdout, and stderr equal to DIR/NAME.err.
 # With UPDATE=1 in the environment, writes the .err files instead of comparing.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_good_files.sh DIR CMD [ARG...]: every DIR/NAME.svc must pass "CMD ARG... NAME.svc"
 # (run in DIR) with exit status 0 and no output at all.
 set -u

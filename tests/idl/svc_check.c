@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* svc-check FILE.svc: parses and checks one .svc file, for the golden tests. Prints the
  * errors on stderr and exits 1 if there are any; silent with status 0 otherwise. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public hybrid lock with real processes: modes, permissions, timeouts, owner death,
  * mutual exclusion under contention, EINTR storms. Every child is bounded by alarm() and
  * reaped, every lock unlinked, even when a test fails. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # man_options.sh SRC_DIR SHMRPCGEN SHMRPC-SERVICE SHMRPCCTL SHMRPC-INI-CHECK: each program's
 # man page (SRC_DIR/PROG.1.scd) defines in its OPTIONS section exactly the options that the
 # program's --help lists (for shmrpcctl, with those of each command's --help), so that

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # man_render.sh DIR PAGE...: each built man page renders without a warning, both as man(1)
 # renders it for a reader (80 columns) and under groff's strictest warnings.
 set -eu

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared maps with real processes: every operation and option, growth to many keys while
  * two readers check values, writers killed with SIGKILL at random points of puts, removes
  * and growths followed by a full consistency check, a dead lock holder, 'nobody' refused,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed maps from a .svc file (typed.svc) between real processes: a child fills the maps
  * through the generated functions and the parent reads them back, every kind of key and
  * value; a map of other types is refused by the generated open, a value that does not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A client of Calc built from another .svc than mismatch_test's server: calc_v1.svc (with
  * CALC_V1) or calc_changed.svc. Two builds of one service give the same C names, so they
  * cannot link into one program; each is a program of its own, as it would be in use.

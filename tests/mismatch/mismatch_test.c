@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Method-table mismatches over shm://, tcp:// and inproc://, with real .svc files: a
  * server of calc_v2.svc; clients of an older build of Calc (calc_v1.svc: connects and
  * calls), of a changed one (calc_changed.svc), and of other services (kv.svc, adder.svc).

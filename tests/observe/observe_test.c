@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runtime/observe/: the programs' /proc reader (obs_proc.h) on real processes (this
  * test's own, a child that stays a zombie until reaped, and a process group of a leader,
  * a worker and the worker's helper, as a service's would be), the worker rule and the

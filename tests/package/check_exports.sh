@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # check_exports.sh LIBSHMRPC_SO INCLUDE_DIR: the shared library's soname is libshmrpc.so.N,
 # and it exports the public API only: every defined dynamic symbol is a shmrpc_ name that
 # a public header declares (the version node SHMRPC_N aside), and the API is there.

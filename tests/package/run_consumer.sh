@@ -1,10 +1,14 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_consumer.sh BUILD_DIR SOURCE_DIR CC [CFLAGS]: installs shmrpc from BUILD_DIR into a
 # scratch prefix, checks what it installed, and builds three projects of a user's against
 # it, each once with libshmrpc.so and once with libshmrpc.a, with the compiler and flags the
 # library was built with: consumer/ (C, CMake: find_package(shmrpc), shmrpc_generate()),
 # consumer_cxx/ (a CMake project declared LANGUAGES CXX) and consumer_make/ (a Makefile
 # with pkg-config). Each one's echo server and client talk over shm:// and tcp://.
+# With SHMRPC_INSTALLED_PREFIX set (deb_test.sh: the Debian packages unpacked, PREFIX/usr), it
+# checks and uses that installation instead, where the docs are compressed (.gz) and the
+# license is debian/copyright; BUILD_DIR is then only where echo-server is found.
 set -eu
 build=$1 src=$2 cc=$3 cflags=${4:-}
 here=$src/tests/package
@@ -26,14 +30,18 @@ fail() {
     exit 1
 }
 
-prefix=$tmp/prefix
-cmake --install "$build" --prefix "$prefix" >/dev/null
+if [ -n "${SHMRPC_INSTALLED_PREFIX:-}" ]; then
+    prefix=$SHMRPC_INSTALLED_PREFIX gz=.gz license=copyright mit="^License: MIT"
+else
+    prefix=$tmp/prefix gz="" license=LICENSE mit="MIT License"
+    cmake --install "$build" --prefix "$prefix" >/dev/null
+fi
 for f in bin/shmrpcgen bin/shmrpc-service bin/shmrpcctl bin/shmrpc-ini-check include/shmrpc.h \
-    include/shmrpc/client.h share/doc/shmrpc/LICENSE share/doc/shmrpc/README.md \
-    share/doc/shmrpc/install.md; do
+    include/shmrpc/client.h share/doc/shmrpc/$license share/doc/shmrpc/README.md$gz \
+    share/doc/shmrpc/install.md$gz; do
     [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
-grep -q "MIT License" "$prefix/share/doc/shmrpc/LICENSE" || fail "LICENSE is not the MIT license"
+grep -q "$mit" "$prefix/share/doc/shmrpc/$license" || fail "$license: not the MIT license"
 libdir=$(dirname "$(find "$prefix" -name libshmrpc.a)")
 [ -f "$libdir/libshmrpc.a" ] || fail "libshmrpc.a not installed"
 [ -f "$libdir/cmake/shmrpc/shmrpcConfig.cmake" ] || fail "the CMake package is not installed"

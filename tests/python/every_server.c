@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* every-server: serves tests/dynamic/every.svc with handlers that hand back what they are
  * given, until SIGTERM, for the Python tests of every type both ways.
  *   every-server ADDRESS */

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Python client against the C echo server over shm:// and tcp:// on loopback: calls,
 the client options, every error as its exception, threads sharing a client (the GIL let
 go while a call waits), a forked child, and closing."""

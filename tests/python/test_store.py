@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """shmrpc.Queue and shmrpc.Map from Python: typed by the signature stored in the segment,
 read and written alike by shmrpcctl queue and map (C), untyped as bytes; timeouts and
 errors as the client's. Every segment is this run's own and removed at the end."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// transport against broken clients: a process that maps the control segment and
  * leaves it in a state no correct client leaves (slots claimed with no pid, a zeroed
  * doorbell, a channel's sleepers put off, a channel's lock written over, a channel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Answers larger than their requests over shm://, with real processes: the worker grows
  * the channel for the answer and the client follows it (mremap, which may move the
  * mapping); and several callers of one worker, some reading 4 KiB answers and one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The health method of a shm:// server process while it drains: a worker is inside a long
  * call when the server gets SIGTERM; a client connected before asks its health and is
  * told draining (the control segment's STOPPING, which the manager wrote), and the call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// rendezvous with real processes: a client that is SIGKILLed has its slot freed
  * by the manager at the hang-up (measured, against the sweep a second apart before), and
  * peers that connect to the rendezvous and say nothing, say nonsense, hand over the wrong

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shm:// transport with real processes: many clients and workers, growth, deadlines,
  * workers and clients killed mid-call, stale segments, a second server, another user,
  * and signal storms. Every wait is bounded (alarm() in each child, deadlines in the

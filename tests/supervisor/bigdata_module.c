@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The module of module_test.c: init records its arguments (module_args) in the file
  * SUP_TEST_ARGV_FILE names, and fills SUP_TEST_DATA_MIB MiB (environment; default none)
  * with the 64-bit words 0, 1, 2, ... and makes it read-only, before the workers fork; sum

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* examples/cache end to end under shmrpc-service: its service.ini runs cache-server with
  * two workers that share the typed map cache.entries. Two client processes look the same
  * words up at once: every word's entry is computed once, by whichever worker came first,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A stand-in service for the supervisor's tests: prints LINES lines of BYTES bytes each
  * (then "chatter: done") on stdout and waits for a signal.   chatter LINES BYTES */
 #include <stdio.h>

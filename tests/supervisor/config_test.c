@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* service.ini through the API: resolved values, paths taken from the file's folder, the
  * shared-secret file's checks (modes a git checkout cannot carry), and the reader's edges
  * (CRLF, a byte order mark, NUL bytes, an error flood) that golden files handle badly. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor's control service with real processes: status (with the workers), stop,
  * start, restart, logs, scale and unknown names through the generated client; shmrpcctl's
  * status (table and --json), stop, start, restart and logs; a second supervisor of the

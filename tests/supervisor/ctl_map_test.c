@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl map with real processes: a child fills the typed maps of examples/cache/cache.svc
  * through the generated functions and shmrpcctl prints them as JSON; shmrpcctl puts JSON that
  * generated code reads, lists keys, removes, and prints counters; bytes and base64 go through

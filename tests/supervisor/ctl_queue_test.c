@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed queues and shmrpcctl queue with real processes: a child pushes the typed values of
  * examples/pipeline/pipeline.svc through the generated functions (one by one and in a
  * batch) and this process pops them; shmrpcctl pushes JSON that generated code pops, prints as JSON

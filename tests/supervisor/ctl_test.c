@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpcctl with real processes: call against every echo method over shm:// and tcp://,
  * bad input with its messages and exit codes, ls of a live server, clean of a SIGKILLed
  * one's leftovers next to a live one's; and the dynamic codec alone on types echo lacks.

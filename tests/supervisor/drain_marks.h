@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What drain_module.c writes and drain_test.c reads: one mark per call id, in a file the
  * module maps shared at init (its path in SUP_DRAIN_MARKS) and the test maps too. */
 #ifndef SHMRPC_TEST_DRAIN_MARKS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The module of drain_test.c: init maps the marks file (SUP_DRAIN_MARKS, environment)
  * shared before the workers fork; work(id) marks id started, sleeps, marks it finished. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SIGTERM to shmrpc-service under load loses no call that was accepted before it: a
  * module= service (drain_module.c, 2 workers per address) marks each call started and
  * finished in a file this test maps, while 3 client processes call it with unique ids,

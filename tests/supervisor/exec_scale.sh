@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # exec_scale.sh SERVICE CTL ECHO_SERVER: exec= services scale like module= services when
 # their program is a server built on libshmrpc (issue 15). echo-server starts with 3
 # workers, idle: the supervisor's CPU rule takes it down to min_proc_num (2) within a few

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # fifo_inputs.sh SERVICE INI_CHECK SHMRPCGEN ECHO_SERVER: every file the programs read or
 # write because a user named it, given as a FIFO. open() of a FIFO waits for its other end,
 # forever if none comes (issue 11): each program must refuse it at once, naming the path,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # find_supervisor.sh SERVICE CTL: shmrpcctl finds the supervisor without being told
 # (issue 15): --ini before the command, then no option at all with one supervisor running,
 # a list of both and status 2 with two, and the one left after the other was SIGKILLed

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # journal_test.sh SERVICE: shmrpc-service --foreground under systemd's journal (issue 15).
 # When JOURNAL_STREAM names the file its stderr is (DEVICE:INODE), every line begins with its
 # syslog priority: <6> information, <4> a warning (a crash, a restart), <3> an error (a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* module= services under shmrpc-service with real processes: echo-module answers through
  * its generated client and shmrpcctl and leaves nothing behind on SIGTERM; 200 MiB loaded
  * at init is shared by 4 workers (PSS from /proc); the workers scale up under a CPU-bound

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # options_test.sh SHMRPCGEN SERVICE INI_CHECK CTL SVC: every program reads its options with
 # getopt_long (issue 15): options before and after the arguments, --opt=value, -oDIR, --
 # before an argument that begins with '-', --help (usage on stdout) and --version with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* examples/pipeline end to end under shmrpc-service: its service.ini (with fewer messages)
  * runs a source, two transformers and a sink joined by the typed queues of pipeline.svc;
  * the sink must report every sequence number once and in order, and a SIGTERM must stop

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run_ini_goldens.sh good|errors DIR BINDIR CMD [ARG...]: runs "CMD ARG... NAME.ini" in DIR
 # for every DIR/NAME.ini, with BINDIR first in PATH (where exec= finds echo-server).
 #   good:   exit status 0, nothing on stderr, stdout equal to DIR/NAME.out

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor's time series (docs/series.md). With real processes: shmrpc-service runs
  * echo-server with 2 workers, the test calls it through the generated client, and
  * LOG_DIR/echo.series and echo.methods.json must show the calls exactly, the workers, and

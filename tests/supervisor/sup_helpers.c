@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the supervisor and web tests share (see sup_helpers.h). */
 #define _GNU_SOURCE /* nftw */
 #include "sup_helpers.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the supervisor and web tests share: the clock, files in the test's folder,
  * shmrpc-service as a child process, its services' process groups, and /dev/shm. */
 #ifndef SHMRPC_TEST_SUP_HELPERS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc-service with real processes: file order and wait_until_completed, logs and their
  * rotation, output faster than the supervisor reads it, a kill -9 restarted, a crash loop
  * marked failed, a service that never answers, SIGKILL after stop_timeout_s, SIGTERM

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # unit_check.sh UNIT.in BINDIR: shmrpc-service@.service passes systemd-analyze verify
 # without a word, and systemd-analyze security --offline=yes rates its exposure "OK" or
 # better (at most 3.9 of 10; docs/systemd.md gives the score). Skipped (77) without

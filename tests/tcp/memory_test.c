@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What TCP peers can make a server hold (issue 11): the memory budget shared by all of a
  * server's workers, with many connections that send large requests and never read the
  * answers; a refused zlib bomb whose memory is given back; connections per peer address

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A server killed with SIGKILL under load and restarted on the same address, over tcp://
  * and shm://: the calls in flight fail with "unavailable" (or "peer died", see
  * outage_status), every client gets through again after the restart, no call runs twice

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A server's worker count changed while it serves (shmrpc_server_set_workers), over shm://
  * and tcp://: the manager starts the missing workers, and asks those above the count to
  * leave; clients keep calling throughout, those of a worker that left connecting again by

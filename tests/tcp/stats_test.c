@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The statistics segment of a server (shmrpc/stats.h) over shm:// and tcp://: calls,
  * errors and latencies counted by the workers, read by another process, gone with the
  * server. Real processes, every wait bounded, every child reaped. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tcp:// transport with real processes on 127.0.0.1: every method end to end (with
  * and without compression), a method-table mismatch, a second server on one port, a
  * table of raw bad clients, and a server restart. Every wait is bounded (alarm() in each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Calc test service: descriptor, invoke functions and client stubs written by hand
  * the way shmrpcgen writes them. */
 #include <string.h>

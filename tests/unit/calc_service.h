@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A hand-written service descriptor, as shmrpcgen would generate it, for the runtime's
  * tests: "Calc" with add, big, echo, fail and positive, plus client-side stubs. */
 #ifndef CALC_SERVICE_H

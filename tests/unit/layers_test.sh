@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The runtime's calls run one way: server.c and client.c call the transports (through the
 # table in transport.c), and no transport calls them back; a transport sees its server
 # through dispatch.c. Fails naming each transport object file that uses a symbol that

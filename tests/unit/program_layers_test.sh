@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # The programs' folders depend one way (runtime/observe/CMakeLists.txt has the picture):
 #   supervisor/ -> web/ -> observe/ -> config/ -> the library, and ctl/ -> config/.
 # Fails naming each file that includes a header of a folder it must not depend on: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses that leave out what the .svc says (issue 15, speedysvc's connect(S, 'shm://')):
  * shm:// alone connects to the .svc's `name`, tcp://HOST and tcp:// alone to its `port`,
  * with a real server on both transports on a thread of this process; a descriptor without

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc_arena: alignment, growth, reset that keeps memory, limits, overflow. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc_buf: growth, reuse after clear, the sticky error, the maximum; and the message
  * buffers built on it. */
 #include <string.h>

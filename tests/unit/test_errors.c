@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one error rule of the public API (shmrpc/status.h, docs/errors.md): a failed call
  * returns a negative status and leaves why on the calling thread, in shmrpc_errmsg(),
  * for each kind of function: a call on a handle, a call that fails before its handle

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The TCP wire codec (runtime/src/frame.c, docs/wire.md): a table of malformed headers
  * each with its status and message, round trips of every frame kind, compressed bodies
  * that lie, and the handshake with its mismatch messages. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The built-in health method with real servers: serving over inproc://, shm:// and tcp://
  * (a server process forked from the test), draining once an inproc:// server is told to
  * stop while its client is still connected, unreachable once a server process stopped;

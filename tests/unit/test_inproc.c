@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Clients and servers end to end over inproc://: calls, handler errors, method-table
  * checks, servers that go away, address clashes, and calls from several threads. */
 #include <pthread.h>

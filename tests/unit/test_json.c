@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shmrpc_json API: round trips, UTF-8 and escapes, base64, ranges, duplicate keys,
  * NaN, integer map keys, member walks, and the bound on nesting checked before parsing. */
 #include <math.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The msgpack reader: values written by msgpack-c's packer read back, and a table of
  * malformed inputs each fail with the expected why and consume nothing. */
 #include <float.h>

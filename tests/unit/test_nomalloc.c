@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fast path does not allocate: once a client and its connection have warmed up,
  * calls reuse their buffers and arenas. */
 #include <stdlib.h>

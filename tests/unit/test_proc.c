@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The library's one reader of /proc (runtime/src/proc.c): a process's stat, whether it
  * has ended, who owns it and which files it maps, on this process and on a child. */
 #include <errno.h>

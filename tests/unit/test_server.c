@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The server: registering descriptors (and refusing broken ones with a message that
  * names the problem), listening, the call context, and dispatch. */
 #include <string.h>
@@ -257,6 +258,8 @@ static void dispatch_failures(void **state)
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_FAIL, req_bytes(f), &f->resp),
                      SHMRPC_EHANDLER);
     assert_string_equal(shmrpc__ctx_msg(&f->ctx), "boom 7");
+    /* The context names the method it ran (one invoke function may serve several). */
+    assert_int_equal(shmrpc_ctx_method(&f->ctx), CALC_FAIL);
 
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_POSITIVE, req_bytes(f), &f->resp),
                      SHMRPC_EHANDLER);
@@ -391,6 +394,7 @@ static void decode_error_format(void **state)
     assert_int_equal(shmrpc_ctx_error(NULL, SHMRPC_EPERM, "x"), SHMRPC_EPERM);
     assert_null(shmrpc_ctx_arena(NULL));
     assert_null(shmrpc_ctx_user(NULL));
+    assert_int_equal(shmrpc_ctx_method(NULL), 0);
 }
 
 int main(void)

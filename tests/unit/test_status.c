@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shmrpc_strerror, shmrpc_status_name and shmrpc_version. */
 #include <errno.h>
 #include <string.h>

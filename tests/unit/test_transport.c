@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The transport table's required entries: every transport of the library has them, and
  * a transport, connection or listener missing one is refused with a message naming it,
  * before anything is called through it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What every runtime unit test includes: cmocka (with the headers it needs first) and
  * the runtime, public and internal. */
 #ifndef UNIT_H

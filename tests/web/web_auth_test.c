@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page's shared secret (docs/web.md, "The secret"). First web_auth.c on
  * its own, with a clock the test sets: the throttle, sessions' lifetime and eviction,
  * logout, secret files it refuses, the secret read out of a JSON login. Then real

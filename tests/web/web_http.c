@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The web tests' HTTP client and the checks of its answers (web_http.h). */
 #include <setjmp.h>
 #include <stdarg.h>

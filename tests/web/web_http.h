@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What the web tests share: a small HTTP/1.1 client to the page on loopback (one request
  * a connection, the whole answer read), a header's value, a JSON body, and the checks of
  * a status and of the page's JSON error body. Failures are cmocka assertions. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page against hostile and broken peers (issue 11, docs/web.md "Limits"):
  * JSON nested deeper than a parser may go, to the gateway, an action and shmrpcctl call;
  * 64 idle and 16 slowloris connections while GET /api/token must answer, then 200 idle

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* /healthz and /readyz through a real supervisor whose page needs a login: both answer
  * without a session; /readyz is 200 once echo-server runs and answers its built-in health
  * method, and 503 naming it (and nothing else) once it was stopped, while /healthz stays

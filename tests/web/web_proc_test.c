@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page in a process of its own (web_proc.c, docs/web.md): a page that
  * crashes (SIGSEGV, as a stack overflow in a request would) takes neither the supervisor
  * nor its services with it and is started again; a SIGTERM to the supervisor stops the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The management page with real processes and real HTTP over loopback: shmrpc-service
  * runs echo-server, and "talker" (tail -f of a file the test appends to, so that the test
  * decides what its log holds and when); a small HTTP client here checks every endpoint's

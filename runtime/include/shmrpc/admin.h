@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shmrpc segments in /dev/shm with their owners, and the removal of those whose owners
  * are dead: what `shmrpcctl ls` and `clean` show and do, for any program (docs/admin.md). */
 #ifndef SHMRPC_ADMIN_H

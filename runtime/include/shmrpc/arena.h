@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A bump allocator for the variable-size parts of decoded messages (lists, maps,
  * copied strings). Everything is freed at once by a reset, which keeps the memory:
  * a reset arena is one block as large as all it held, so steady traffic stops calling

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Byte views and the growable buffer that requests and responses are written into. */
 #ifndef SHMRPC_BUF_H
 #define SHMRPC_BUF_H

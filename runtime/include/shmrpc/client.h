@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The client handle that generated stubs call through. A handle is used by one thread
  * at a time; open one per thread for concurrent calls. */
 #ifndef SHMRPC_CLIENT_H

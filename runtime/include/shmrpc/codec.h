@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Codec helpers for generated code: a bounds-checked msgpack reader, and a small JSON
  * API (backed by jansson) for @json methods. Encoding msgpack uses msgpack-c's packer
  * directly over a shmrpc_buf (see buf.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dynamic codec: a method's canonical signature read at run time, and JSON converted
  * to the method's wire encoding and back, for programs that call a service without its
  * generated code (shmrpcctl call, the management page's gateway, other languages).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A named lock shared by processes: a futex word in a POSIX shared-memory segment, taken
  * with the hybrid spin, yield, sleep wait, and handed to the next locker with
  * SHMRPC_EOWNERDEAD when its owner dies holding it. See docs/lock.md. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Named maps in shared memory (UltraDict's shared dict, without a manager): a hash table
  * that lives in a segment every process of the user maps, read without a lock, written
  * under a shared shmrpc_lock, grown by a new segment generation, and safe against a writer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A service module: a shared library that the supervisor (shmrpc-service) loads for a
  * `module = PATH` service of a service.ini (docs/service-ini.md, "module= services").
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Named message queues in shared memory: many producers and many consumers, bounded in
  * messages and in bytes, waiting with the hybrid spin, yield, sleep wait, and safe against
  * a process killed at any instruction. See docs/queue.md. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Serving a service: register its descriptor and handlers, then listen on an address.
  * Errors follow status.h: a function here that fails returns a negative status and
  * shmrpc_errmsg() says why (set_workers and stop, async-signal-safe, set no message).

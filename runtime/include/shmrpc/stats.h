@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-method call statistics of a running server: the workers count their calls in a
  * shared-memory segment that any process of the same user can read without asking the
  * server (a supervisor, shmrpcctl, a web page). docs/stats.md has the layout. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Status codes, and the one rule by which the public API reports its errors.
  *
  * Every public function that can fail returns an int: 0 (or a count, where its header

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Settings of the tcp:// transport (docs/wire.md, "Limits" and "Authentication"). Clients
  * and servers share one struct; each side reads the fields that concern it. */
 #ifndef SHMRPC_TCP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The runtime's version, and the version of the contract between it and generated code. */
 #ifndef SHMRPC_VERSION_H
 #define SHMRPC_VERSION_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* How a process waits for another: the knobs of the hybrid spin, yield, sleep strategy
  * that the locks and the shared-memory transport share. */
 #ifndef SHMRPC_WAIT_H

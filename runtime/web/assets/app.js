@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The overview: GET /api/services every 2 s into the tables (services, the methods that
 // took the most time, the user's queues and maps); the buttons POST the
 // actions with the page's token (X-Shmrpc-Token). A service's name leads to its page

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // What both pages share (the overview's app.js and a service's service.js, loaded after
 // this file): number formats, "–" for a figure that is not there; and the way to the
 // login page when the session has ended.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The login page: POSTs the secret as the form would (secret=..., which the page also
 // takes without this script), shows a refusal in place, and then goes to the page that
 // sent the browser here (?next=, a path of this page only).

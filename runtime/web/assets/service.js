@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // The page of one service (/services/NAME): its status, workers and methods from
 // /api/services/NAME every 2 s; five uPlot charts from .../series every 2 s, asking only
 // for the samples after the last one plotted; its log from .../log every second,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Generated decoders: a list or map count is checked against the least size of its
  * elements before anything is allocated (a body cannot make the server allocate many
  * times its size), JSON maps of maps decode in linear time, and errors name the field

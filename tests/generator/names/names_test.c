@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The names of names.svc, which a user may write beside the generated code's own, compile
  * and work end to end over inproc://: parameters named out, rc, ctx, c, req, ...; methods
  * named like the containers beside them; a struct and a method that differ only in case. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 // echo-cxx: the echo service from C++.
 //   echo-cxx serve ADDRESS   serves it until SIGTERM
 //   echo-cxx call ADDRESS    calls add(40, 2) and prints "add(40, 2) = 42"
