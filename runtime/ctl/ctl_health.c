@@ -3,7 +3,9 @@
  * the built-in health method (shmrpc_client_health), which no user handler answers. */
 #include "ctl_health.h"
 
-#include <getopt.h>
+#include "ctl_call.h"
+
+#include <getopt.h> /* optind */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,43 +48,9 @@ int ctl_health_main(int argc, char **argv)
     /* A probe answers quickly or not at all: a shorter default than a call's. */
     opts.timeout_ms = 1000;
     opts.tcp.connect_timeout_ms = 1000;
-    static uint8_t secret[SHMRPC_SECRET_MAX];
-    enum { OPT_TIMEOUT = 256, OPT_SECRET_FILE };
-    static const struct option longopts[] = {
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
-    for (int opt; (opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
-        char *end;
-        long long ms;
-        switch (opt) {
-        case OPT_TIMEOUT:
-            ms = strtoll(optarg, &end, 10);
-            if (*end != '\0' || end == optarg || ms < 1 || ms > INT32_MAX) {
-                fprintf(stderr, "shmrpcctl: health: --timeout takes milliseconds, 1 or more\n");
-                return 2;
-            }
-            opts.timeout_ms = ms;
-            opts.tcp.connect_timeout_ms = ms;
-            break;
-        case OPT_SECRET_FILE:
-            if (shmrpc_secret_load(optarg, secret, sizeof secret, &opts.tcp.secret_len) != 0) {
-                fprintf(stderr, "shmrpcctl: health: %s\n", shmrpc_errmsg());
-                return 2;
-            }
-            opts.tcp.secret = secret;
-            break;
-        case 'h':
-            fputs(USAGE, stdout);
-            return 0;
-        default:
-            fputs(USAGE, stderr);
-            return 2;
-        }
-    }
+    int status = ctl_client_options(argc, argv, "health", USAGE, &opts);
+    if (status >= 0) return status;
+    opts.tcp.connect_timeout_ms = opts.timeout_ms;
     if (argc - optind != 1) {
         fputs(USAGE, stderr);
         return 2;
