@@ -25,6 +25,7 @@
 
 #include <shmrpc.h>
 
+#include "args.h"
 #include "map_kv.h"
 
 #define KEYS 1000
@@ -427,9 +428,17 @@ static void row(const char *what, double map, double kv, double r1, double r16, 
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) secs = atof(argv[1]);
-    if (!(secs > 0)) secs = 1.0;
-    if (argc > 2) only = argv[2];
+    static const char usage[] = "usage: shmrpc-bench-map [SECONDS-PER-ROW [ONLY]]\n"
+                                "  ONLY: run just the rows whose case contains it\n";
+    int rc = bench_args(argc, argv, usage, NULL);
+    if (rc >= 0) return rc;
+    char *end = NULL;
+    if (optind < argc) secs = strtod(argv[optind], &end);
+    if (argc - optind > 2 || (end && (*end != '\0' || !(secs > 0 && secs <= 60)))) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (argc - optind == 2) only = argv[optind + 1];
     make_keys();
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     static char name[64];
