@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -252,6 +253,7 @@ static pid_t kv_server(void)
         alarm(300);
         struct sigaction sa = {.sa_handler = on_term};
         sigaction(SIGTERM, &sa, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* stops (and unlinks) with a killed benchmark */
         int rc = shmrpc_server_new(&server, NULL);
         if (rc == 0) rc = shmrpc_server_register(server, &Kv_service, &kv_handlers, NULL);
         if (rc == 0) rc = shmrpc_server_listen(server, kv_addr);
@@ -407,6 +409,8 @@ static pid_t start_redis(char *dir)
     snprintf(redis_sock, sizeof redis_sock, "%s/redis.sock", dir);
     pid_t p = fork();
     if (p == 0) {
+        /* A benchmark killed before its end must not leave Redis running. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int null = open("/dev/null", 1);
         dup2(null, 1);
         execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket", redis_sock,
