@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "bench.h"
 #include "clock.h"
 
@@ -137,7 +138,13 @@ typedef struct side {
 
 int main(int argc, char **argv)
 {
-    bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    bool json = false;
+    int rc = bench_args(argc, argv, "usage: shmrpc-bench-codec [--json]\n", &json);
+    if (rc >= 0) return rc;
+    if (optind < argc) {
+        fputs("usage: shmrpc-bench-codec [--json]\n", stderr);
+        return 2;
+    }
     long iters = 200000;
     enum { ROUNDS = 9 };
 

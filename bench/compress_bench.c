@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "clock.h"
 #include "frame.h"
 #include "text.h"
@@ -86,7 +87,13 @@ static int measure(uint16_t flag, const char *name, result *out)
 
 int main(int argc, char **argv)
 {
-    bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    bool json = false;
+    int rc = bench_args(argc, argv, "usage: shmrpc-bench-compress [--json]\n", &json);
+    if (rc >= 0) return rc;
+    if (optind < argc) {
+        fputs("usage: shmrpc-bench-compress [--json]\n", stderr);
+        return 2;
+    }
     bench_fill_text(text, SIZE);
     double base = memcpy_us();
     result res[2];

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +26,7 @@
 
 #include <shmrpc.h>
 
+#include "args.h"
 #include "map_kv.h"
 
 #define KEYS 1000
@@ -251,6 +253,7 @@ static pid_t kv_server(void)
         alarm(300);
         struct sigaction sa = {.sa_handler = on_term};
         sigaction(SIGTERM, &sa, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* stops (and unlinks) with a killed benchmark */
         int rc = shmrpc_server_new(&server, NULL);
         if (rc == 0) rc = shmrpc_server_register(server, &Kv_service, &kv_handlers, NULL);
         if (rc == 0) rc = shmrpc_server_listen(server, kv_addr);
@@ -406,6 +409,8 @@ static pid_t start_redis(char *dir)
     snprintf(redis_sock, sizeof redis_sock, "%s/redis.sock", dir);
     pid_t p = fork();
     if (p == 0) {
+        /* A benchmark killed before its end must not leave Redis running. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         int null = open("/dev/null", 1);
         dup2(null, 1);
         execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket", redis_sock,
@@ -427,9 +432,17 @@ static void row(const char *what, double map, double kv, double r1, double r16, 
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) secs = atof(argv[1]);
-    if (!(secs > 0)) secs = 1.0;
-    if (argc > 2) only = argv[2];
+    static const char usage[] = "usage: shmrpc-bench-map [SECONDS-PER-ROW [ONLY]]\n"
+                                "  ONLY: run just the rows whose case contains it\n";
+    int rc = bench_args(argc, argv, usage, NULL);
+    if (rc >= 0) return rc;
+    char *end = NULL;
+    if (optind < argc) secs = strtod(argv[optind], &end);
+    if (argc - optind > 2 || (end && (*end != '\0' || !(secs > 0 && secs <= 60)))) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (argc - optind == 2) only = argv[optind + 1];
     make_keys();
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     static char name[64];

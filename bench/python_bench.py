@@ -2,7 +2,9 @@
 """The Python client's benchmark (issue 16): add(i64, i64) and @raw echo_raw of 16 bytes
 over shm:// to the C echo-server, by the Python client and by the C client
 (shmrpc-bench-echo) in the same run, and a Python Unix-socket echo (the socket module,
-length-prefixed) as the baseline a Python user would otherwise write. Prints each row's
+length-prefixed) as the baseline a Python user would otherwise write; and a Python server
+(shmrpc.serve of echo.svc, one worker) answering the C client's add, against the Python
+handler's own cost plus the C round trip (the goal: within 2x of that). Prints each row's
 median call and calls/s, and the ratios; figures, not a test.
 
     cmake --build build --target bench-python
@@ -61,15 +63,34 @@ def unix_server(path):
         pass
 
 
+def py_add(a, b):
+    """The Python server's add handler, also timed alone."""
+    return a + b
+
+
+def py_server(svc, addr):
+    """The Python server's process: echo.svc from Python, one worker."""
+    import shmrpc
+    handlers = {"echo_raw": lambda data: data, "echo_json": lambda text: text, "add": py_add,
+                "centroid": lambda points: points[0]}
+    shmrpc.serve(svc, handlers, addr, workers=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--echo-server", required=True)
     ap.add_argument("--c-client", required=True)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per row")
+    ap.add_argument("--svc", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "../examples/echo/echo.svc"))
     ap.add_argument("--unix-server", help=argparse.SUPPRESS)
+    ap.add_argument("--py-server", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.unix_server:
         unix_server(a.unix_server)
+        return 0
+    if a.py_server:
+        py_server(a.svc, a.py_server)
         return 0
     import shmrpc
 
@@ -79,11 +100,22 @@ def main():
     path = os.path.join(tmp, "echo.sock")
     usrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
                              "--unix-server", path])
+    pyaddr = f"shm://pybench_py_{os.getpid()}"
+    pysrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
+                              "--svc", a.svc, "--py-server", pyaddr], start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while True:
             try:
                 c = shmrpc.connect(addr)
+                break
+            except shmrpc.Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        while True:
+            try:
+                shmrpc.connect(pyaddr).close()
                 break
             except shmrpc.Unavailable:
                 if time.monotonic() > deadline:
@@ -98,6 +130,10 @@ def main():
             out = subprocess.run([a.c_client, addr, case, str(a.duration)], capture_output=True,
                                  text=True, timeout=60 + a.duration, check=True).stdout.split()
             rows[("C", case)] = (float(out[0]), float(out[1]))
+        out = subprocess.run([a.c_client, pyaddr, "add", str(a.duration)], capture_output=True,
+                             text=True, timeout=60 + a.duration, check=True).stdout.split()
+        rows[("C->Py server", "add")] = (float(out[0]), float(out[1]))
+        handler_p50, _ = timed(lambda: py_add(1, 2), a.duration)
         add, raw, payload = c.add, c.echo_raw, b"0123456789abcdef"
         rows[("Python", "add")] = timed(lambda: add(1, 2), a.duration)
         rows[("Python", "raw")] = timed(lambda: raw(payload), a.duration)
@@ -113,7 +149,8 @@ def main():
         s.close()
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
               f"{a.duration:g} s per row, p50 of each call timed alone")
-        print(f"{'case':<14}{'client':<13}{'p50 us':>9}{'calls/s':>11}  vs")
+        print(f"{'case':<14}{'client':<14}{'p50 us':>9}{'calls/s':>11}  vs")
+        rows[("C->Py server", "add")] = rows.pop(("C->Py server", "add"))  # printed last
         for (who, case), (p50, rate) in rows.items():
             vs = ""
             if who == "Python":
@@ -121,13 +158,18 @@ def main():
                 vs = f"C: p50 {p50 - cp50:+.3f} us ({p50 / cp50:.2f}x)"
                 up50, urate = rows[("Python unix", "raw")]
                 vs += f", Python unix: {rate / urate:.2f}x calls/s"
+            if who == "C->Py server":
+                cp50 = rows[("C", case)][0]
+                goal = handler_p50 + cp50
+                vs = (f"handler alone {handler_p50:.3f} us + C round trip {cp50:.3f} us: "
+                      f"{p50 / goal:.2f}x of that (goal <= 2x)")
             name = {"add": "add(i64,i64)", "raw": "@raw 16 B"}[case]
-            print(f"{name:<14}{who:<13}{p50:>9.3f}{rate:>11.0f}  {vs}")
+            print(f"{name:<14}{who:<14}{p50:>9.3f}{rate:>11.0f}  {vs}")
         c.close()
     finally:
-        for p in (srv, usrv):
+        for p in (srv, usrv, pysrv):
             if p.poll() is None:
-                (os.killpg(p.pid, signal.SIGTERM) if p is srv else p.kill())
+                (p.kill() if p is usrv else os.killpg(p.pid, signal.SIGTERM))
                 p.wait(10)
         if os.path.exists(path):
             os.unlink(path)

@@ -28,6 +28,7 @@
 #include <shmrpc/queue.h>
 #include <shmrpc/status.h>
 
+#include "args.h"
 #include "boost_mq.h"
 
 #define MAX_SIDE 4
@@ -691,9 +692,14 @@ static size_t make_rows(struct row *rows)
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 1.0;
-    if (!(seconds > 0 && seconds <= 60)) {
-        fprintf(stderr, "usage: %s [seconds per row, 0 < s <= 60]\n", argv[0]);
+    static const char usage[] = "usage: shmrpc-bench-queue [SECONDS-PER-ROW [ROW]]\n"
+                                "  SECONDS-PER-ROW: 0 < s <= 60, default 1; ROW: only that row\n";
+    int rc = bench_args(argc, argv, usage, NULL);
+    if (rc >= 0) return rc;
+    char *end = NULL;
+    double seconds = optind < argc ? strtod(argv[optind], &end) : 1.0;
+    if (argc - optind > 2 || (end && *end != '\0') || !(seconds > 0 && seconds <= 60)) {
+        fputs(usage, stderr);
         return 2;
     }
     static struct row rows[80];
@@ -708,7 +714,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%s/%zu/%dx%d%s", kind_name[r->kind], r->payload, r->producers,
                  r->consumers, r->one_deep ? "/1deep" : "");
-        if (argc > 2 && strcmp(name, argv[2]) != 0) continue;
+        if (argc - optind == 2 && strcmp(name, argv[optind + 1]) != 0) continue;
         if (i == 0 || r->payload != rows[i - 1].payload || r->producers != rows[i - 1].producers ||
             r->one_deep != rows[i - 1].one_deep)
             memset(have, 0, sizeof have);

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""shmrpc: call any shmrpc service from Python (docs/python.md).
+"""shmrpc: call any shmrpc service from Python, and serve one (docs/python.md).
 
     import shmrpc
     with shmrpc.connect("shm://echo_serv") as c:
@@ -9,15 +9,17 @@
 The server's own method table drives the conversions (the library's dynamic codec): no
 code is generated for Python. A client may be shared between threads (one call at a time
 goes through it: a lock per client, taken without holding the GIL), and a forked child
-connects again on its first call.
+connects again on its first call. shmrpc.serve(svc, handlers, address) serves the methods
+of a .svc file from Python handlers in forked worker processes.
 """
 import inspect as _inspect
 
 from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Mismatch, PeerDied,
-                      Queue, Timeout, Unavailable, _param_names, _set_struct_factory)
+                      Queue, Timeout, Unavailable, _param_names, _serve, _set_struct_factory,
+                      _svc_methods)
 
 __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
-           "Mismatch", "HandlerError", "PeerDied"]
+           "Mismatch", "HandlerError", "PeerDied", "serve"]
 
 
 class Struct(dict):
@@ -151,3 +153,57 @@ def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None):
     serves address, Mismatch for a server of another version."""
     return Client(address, timeout=timeout, max_message_size=max_message_size,
                   secret_file=secret_file)
+
+
+def _handler_problems(svc, table, handlers):
+    """What keeps handlers from serving the methods of table: [] when nothing does."""
+    by_dict = isinstance(handlers, dict)
+    problems, found = [], {}
+    for name, params, _signature in table:
+        h = handlers.get(name) if by_dict else getattr(handlers, name, None)
+        if h is None:
+            problems.append(f"no handler for {name}({', '.join(params)})")
+            continue
+        if not callable(h):
+            problems.append(f"the handler of {name} is not callable ({type(h).__name__})")
+            continue
+        try:
+            sig = _inspect.signature(h)
+        except (TypeError, ValueError):
+            found[name] = h  # a builtin without a signature: taken as it is
+            continue
+        kinds = [p.kind for p in sig.parameters.values()]
+        if _inspect.Parameter.VAR_POSITIONAL not in kinds:
+            names = [p.name for p in sig.parameters.values()
+                     if p.kind in (_inspect.Parameter.POSITIONAL_ONLY,
+                                   _inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+            if names != list(params):
+                problems.append(f"the handler of {name} takes ({', '.join(names)}); "
+                                f"{name} has ({', '.join(params)})")
+                continue
+        found[name] = h
+    if by_dict:
+        known = {name for name, _, _ in table}
+        for extra in sorted(set(handlers) - known, key=str):
+            problems.append(f"{extra!r} is no method of {svc}")
+    return problems, found
+
+
+def serve(svc, handlers, address, *, workers=1, max_message_size=0):
+    """Serves the methods of the .svc file svc with Python handlers at address
+    ("shm://NAME" or "tcp://HOST:PORT") until SIGTERM or SIGINT (docs/python.md,
+    "Serving").
+
+    handlers: a dict {method name: callable} or an object with a method per .svc method;
+    each takes the method's parameters by their names, in order. Checked before anything
+    is served: a missing, extra or mismatched handler raises TypeError listing them all.
+    workers: processes forked to run the handlers (data loaded before serve() is shared
+    copy on write; each has its own GIL); 0 serves in this process. An exception in a
+    handler fails the call with its message ("ValueError: ..."): a ValueError as an
+    invalid argument (status EINVAL), another as SHMRPC_EHANDLER, or the status its
+    .status attribute names."""
+    service, table = _svc_methods(str(svc))
+    problems, found = _handler_problems(service, table, handlers)
+    if problems:
+        raise TypeError(f"handlers for {service} ({svc}) do not match: " + "; ".join(problems))
+    _serve(str(svc), found, address, workers, max_message_size)

@@ -385,6 +385,11 @@ int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const pla
     return enc(b, NULL, t, v, p, depth);
 }
 
+int pyshm_encode_mp(msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v, const place *p)
+{
+    return enc(NULL, pk, t, v, p, 0);
+}
+
 static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v,
                const place *p, int depth)
 {
@@ -750,6 +755,11 @@ static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int dept
     default:
         return scalar_from_mp(t, r);
     }
+}
+
+PyObject *pyshm_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)
+{
+    return from_mp(t, r, 0);
 }
 
 /* --- the client ------------------------------------------------------------------------ */
@@ -1269,7 +1279,9 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
     if (json) json_loads = PyObject_GetAttrString(json, "loads");
     if (binascii) a2b_base64 = PyObject_GetAttrString(binascii, "a2b_base64");
     Py_XDECREF(json), Py_XDECREF(binascii);
-    if (json_loads == NULL || a2b_base64 == NULL || pyshm_store_init(m) != 0) goto fail;
+    if (json_loads == NULL || a2b_base64 == NULL || pyshm_store_init(m) != 0 ||
+        pyshm_serve_init(m) != 0)
+        goto fail;
     return m;
 fail:
     Py_DECREF(m);

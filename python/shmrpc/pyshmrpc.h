@@ -10,7 +10,10 @@
 
 #include <stdbool.h>
 
+#include <msgpack.h>
+
 #include <shmrpc/buf.h>
+#include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
 
 extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch,
@@ -45,6 +48,16 @@ PyObject *pyshm_decode(const shmrpc_dyn_sig *sig, const void *body, size_t n, sh
  * names the value in messages ("value", "key"). Raises and returns -1 on a bad value. */
 int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, shmrpc_buf *json,
                       shmrpc_buf *out);
+
+/* v as t's msgpack, straight (no JSON between), checked as pyshm_encode checks; p names
+ * the top. Raises and returns -1 when it does not fit. */
+int pyshm_encode_mp(msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v, const place *p);
+
+/* One msgpack value of type t read from r as a Python value; raises shmrpc.Error. */
+PyObject *pyshm_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r);
+
+/* serve() and the .svc reader (serve.c), added to the module by pyshm_serve_init. */
+int pyshm_serve_init(PyObject *module);
 
 /* The queue and map types (store.c), added to the module by pyshm_store_init. */
 int pyshm_store_init(PyObject *module);

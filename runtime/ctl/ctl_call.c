@@ -42,10 +42,9 @@ static int connect_failed(const char *addr, int rc, const char *msg)
     return 1;
 }
 
-int ctl_call_main(int argc, char **argv)
+int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage,
+                       shmrpc_client_opts *opts)
 {
-    shmrpc_client_opts opts;
-    shmrpc_client_opts_init(&opts);
     static uint8_t secret[SHMRPC_SECRET_MAX];
     enum { OPT_TIMEOUT = 256, OPT_SECRET_FILE };
     static const struct option longopts[] = {
@@ -59,32 +58,39 @@ int ctl_call_main(int argc, char **argv)
     for (int opt; (opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
         char *end;
         long long ms;
-        int rc;
         switch (opt) {
         case OPT_TIMEOUT:
             ms = strtoll(optarg, &end, 10);
             if (*end != '\0' || end == optarg || ms < 1 || ms > INT32_MAX) {
-                fprintf(stderr, "shmrpcctl: call: --timeout takes milliseconds, 1 or more\n");
+                fprintf(stderr, "shmrpcctl: %s: --timeout takes milliseconds, 1 or more\n", cmd);
                 return 2;
             }
-            opts.timeout_ms = ms;
+            opts->timeout_ms = ms;
             break;
         case OPT_SECRET_FILE:
-            rc = shmrpc_secret_load(optarg, secret, sizeof secret, &opts.tcp.secret_len);
-            if (rc != 0) {
-                fprintf(stderr, "shmrpcctl: call: %s\n", shmrpc_errmsg());
+            if (shmrpc_secret_load(optarg, secret, sizeof secret, &opts->tcp.secret_len) != 0) {
+                fprintf(stderr, "shmrpcctl: %s: %s\n", cmd, shmrpc_errmsg());
                 return 2;
             }
-            opts.tcp.secret = secret;
+            opts->tcp.secret = secret;
             break;
         case 'h':
-            fputs(USAGE, stdout);
+            fputs(usage, stdout);
             return 0;
         default:
-            fputs(USAGE, stderr);
+            fputs(usage, stderr);
             return 2;
         }
     }
+    return -1;
+}
+
+int ctl_call_main(int argc, char **argv)
+{
+    shmrpc_client_opts opts;
+    shmrpc_client_opts_init(&opts);
+    int parsed = ctl_client_options(argc, argv, "call", USAGE, &opts);
+    if (parsed >= 0) return parsed;
     int i = optind;
     if (argc - i < 2 || argc - i > 3) {
         fprintf(stderr, "%s", USAGE);

@@ -104,8 +104,7 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     shmrpc_buf *err = shmrpc__err_begin();
     /* Reconnecting (after the server went away, say) starts from a clean slate. */
     disconnect(c);
-    int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn,
-                                       err);
+    int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
     return shmrpc__err_end(rc);
 }
 
@@ -191,5 +190,40 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     /* An inproc:// handler runs on this thread: what its own failed calls left is not
      * this call's. */
+    return shmrpc__err_end(0);
+}
+
+const char *shmrpc_health_name(int state)
+{
+    switch (state) {
+    case SHMRPC_HEALTH_SERVING:
+        return "serving";
+    case SHMRPC_HEALTH_NOT_SERVING:
+        return "not_serving";
+    case SHMRPC_HEALTH_DRAINING:
+        return "draining";
+    default:
+        return "unknown";
+    }
+}
+
+int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
+{
+    if (state) *state = 0;
+    if (!c || !state) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the state");
+    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    c->has_next = false;
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    /* The reserved id goes out as it is: it is no index of either table, so not mapped. */
+    int rc = c->conn->ops->call(c->conn, SHMRPC_HEALTH_METHOD_ID, shmrpc_bytes_of(empty, 0),
+                                &c->resp, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (c->resp.len != 1 || c->resp.data[0] < SHMRPC_HEALTH_SERVING ||
+        c->resp.data[0] > SHMRPC_HEALTH_DRAINING)
+        return shmrpc_client_error(c, SHMRPC_EPROTO, "the health answer is not a state (%zu bytes)",
+                                   c->resp.len);
+    *state = (shmrpc_health)c->resp.data[0];
     return shmrpc__err_end(0);
 }

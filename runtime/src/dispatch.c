@@ -53,6 +53,7 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->user = s->user;
     ctx->stats = NULL;
     ctx->stats_n = 0;
+    ctx->draining = false;
     ctx->has_msg = false;
     ctx->msg[0] = '\0';
     return 0;
@@ -77,6 +78,11 @@ shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx)
 void *shmrpc_ctx_user(shmrpc_ctx *ctx)
 {
     return ctx ? ctx->user : NULL;
+}
+
+uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->method : 0;
 }
 
 int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
@@ -127,6 +133,17 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->has_msg = false;
     shmrpc_buf_clear(resp);
     const shmrpc_service *svc = s->svc;
+    if (id == SHMRPC_HEALTH_METHOD_ID) {
+        /* Answered here, before any handler or table: a probe must not depend on the
+         * user's code, and it counts in no method's statistics. */
+        uint8_t state = !svc                                     ? SHMRPC_HEALTH_NOT_SERVING
+                        : atomic_load(&s->stop) || ctx->draining ? SHMRPC_HEALTH_DRAINING
+                                                                 : SHMRPC_HEALTH_SERVING;
+        resp->max = s->max_msg;
+        return shmrpc_buf_append(resp, &state, 1)
+                   ? shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory")
+                   : 0;
+    }
     if (!svc) return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no service registered");
     if (id >= svc->info->n_methods)
         return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no method with id %u", id);
@@ -137,6 +154,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
     int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
+    ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n)

@@ -38,6 +38,8 @@ typedef struct cx {
      * is the generated stub's to the byte. Results are printed for people instead: the
      * shortest text that reads back as the same real. */
     bool wire;
+    /* The text was read with its integers above INT64_MAX marked (mark_bigs). */
+    bool big;
 } cx;
 
 static size_t path_push(cx *c, const char *fmt, ...) SHMRPC__FMT(2, 3);
@@ -145,9 +147,30 @@ static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
     return out;
 }
 
-/* A JSON value for a message, cut to a readable length. */
-static const char *shown(const json_t *v, char *out, size_t cap)
+/* An integer above INT64_MAX in JSON that jansson refuses ("too big integer") although
+ * decode_result prints a u64 so: arguments and values are read with each such bare
+ * integer turned into a string that starts with BIG (mark_bigs), which no string of the
+ * text starts with then (none starts with a NUL). Only an
+ * integer type (the range check) and a real take it. */
+#define BIG "\0u64:"
+#define BIG_LEN 5
+
+/* The digits of v when it is such an integer, else NULL. */
+static const char *big_digits(const cx *c, const json_t *v)
 {
+    if (!c->big || !json_is_string(v) || json_string_length(v) <= BIG_LEN) return NULL;
+    const char *s = json_string_value(v);
+    return memcmp(s, BIG, BIG_LEN) == 0 ? s + BIG_LEN : NULL;
+}
+
+/* A JSON value for a message, cut to a readable length. */
+static const char *shown(const cx *c, const json_t *v, char *out, size_t cap)
+{
+    const char *digits = big_digits(c, v);
+    if (digits != NULL) {
+        snprintf(out, cap, "%.40s", digits);
+        return out;
+    }
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (s == NULL) {
         snprintf(out, cap, "?");
@@ -164,7 +187,7 @@ static const char *shown(const json_t *v, char *out, size_t cap)
 static int mismatch(cx *c, const shmrpc_dyn_type *t, const json_t *v)
 {
     char w[200], g[64];
-    return fail(c, "expected %s, got %s", wanted(t, w, sizeof w), shown(v, g, sizeof g));
+    return fail(c, "expected %s, got %s", wanted(t, w, sizeof w), shown(c, v, g, sizeof g));
 }
 
 /* --- JSON text out ------------------------------------------------------------------------ */
@@ -354,6 +377,16 @@ static int int_in_range(cx *c, const shmrpc_dyn_type *t, int64_t x, int64_t *sv,
  * integers as int64) in the type's range. */
 static int json_int(cx *c, const shmrpc_dyn_type *t, const json_t *v, int64_t *sv, uint64_t *uv)
 {
+    const char *digits = big_digits(c, v);
+    if (digits != NULL) {
+        errno = 0;
+        unsigned long long u = strtoull(digits, NULL, 10);
+        if (t->kind != SHMRPC_DYN_U64 || errno != 0)
+            return fail(c, "%.40s is out of range for %s", digits,
+                        shmrpc__dyn_scalar_names[t->kind]);
+        *uv = u;
+        return 0;
+    }
     if (t->kind == SHMRPC_DYN_U64 && json_is_string(v)) {
         const char *s = json_string_value(v);
         char *end;
@@ -392,7 +425,7 @@ static int json_enum(cx *c, const shmrpc_dyn_type *t, const json_t *v,
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
                  t->values[i].name);
     char g[64];
-    return fail(c, "%s is not a value of enum %s (%s)", shown(v, g, sizeof g), t->name, names);
+    return fail(c, "%s is not a value of enum %s (%s)", shown(c, v, g, sizeof g), t->name, names);
 }
 
 /* A map key from a JSON object's key: the integer in canonical decimal (the rule of
@@ -424,6 +457,27 @@ static int json_key(cx *c, const shmrpc_dyn_type *k, const char *key, int64_t *s
     return fail(c, "key \"%.40s\" is not an integer", key);
 }
 
+/* A JSON number as a real (an integer above INT64_MAX included); -1 when v is not one. */
+static int number_value(const cx *c, const json_t *v, double *d)
+{
+    const char *digits = big_digits(c, v);
+    if (digits != NULL) {
+        *d = strtod(digits, NULL);
+        return 0;
+    }
+    if (!json_is_number(v)) return -1;
+    *d = json_number_value(v);
+    return 0;
+}
+
+/* Whether a marked big integer may stand for a value of type t (any other type refuses
+ * it as the number it is, not as the string it was read as). */
+static bool takes_big(const shmrpc_dyn_type *t)
+{
+    return shmrpc__dyn_is_int(t->kind) || t->kind == SHMRPC_DYN_F32 || t->kind == SHMRPC_DYN_F64 ||
+           t->kind == SHMRPC_DYN_OPT;
+}
+
 /* --- JSON -> msgpack ------------------------------------------------------------------------ */
 
 static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk);
@@ -434,18 +488,20 @@ static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_p
 static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk)
 {
     if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (!takes_big(t) && big_digits(c, v) != NULL) return mismatch(c, t, v);
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
-    case SHMRPC_DYN_VOID:
-        return fail(c, "void has no value");
+    case SHMRPC_DYN_VOID: /* a result only: what a void method answers, as in to_json */
+        if (!json_is_null(v)) return mismatch(c, t, v);
+        return msgpack_pack_nil(pk);
     case SHMRPC_DYN_BOOL:
         if (!json_is_boolean(v)) return mismatch(c, t, v);
         return json_is_true(v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
     case SHMRPC_DYN_F32:
     case SHMRPC_DYN_F64: {
-        if (!json_is_number(v)) return mismatch(c, t, v);
-        double d = json_number_value(v);
+        double d;
+        if (number_value(c, v, &d) != 0) return mismatch(c, t, v);
         if (t->kind == SHMRPC_DYN_F64) return msgpack_pack_double(pk, d);
         if (d > FLT_MAX || d < -FLT_MAX) return fail(c, "%g is out of range for f32", d);
         return msgpack_pack_float(pk, (float)d);
@@ -520,6 +576,7 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
 static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf *b)
 {
     if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (!takes_big(t) && big_digits(c, v) != NULL) return mismatch(c, t, v);
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
@@ -532,16 +589,15 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
         out_str(b, json_is_true(v) ? "true" : "false");
         return 0;
     case SHMRPC_DYN_F32:
-    case SHMRPC_DYN_F64:
-        if (!json_is_number(v)) return mismatch(c, t, v);
-        if (t->kind == SHMRPC_DYN_F32 && fabs(json_number_value(v)) > FLT_MAX)
-            return fail(c, "%g is out of range for f32", json_number_value(v));
-        if (c->wire) {
-            double d = json_number_value(v);
-            /* Generated code writes an f32 as the double it widens to. */
-            return out_jansson(c, b, json_real(t->kind == SHMRPC_DYN_F32 ? (float)d : d));
-        }
-        return out_real(c, b, json_number_value(v), t->kind == SHMRPC_DYN_F32);
+    case SHMRPC_DYN_F64: {
+        double d;
+        if (number_value(c, v, &d) != 0) return mismatch(c, t, v);
+        if (t->kind == SHMRPC_DYN_F32 && fabs(d) > FLT_MAX)
+            return fail(c, "%g is out of range for f32", d);
+        /* Generated code writes an f32 as the double it widens to. */
+        if (c->wire) return out_jansson(c, b, json_real(t->kind == SHMRPC_DYN_F32 ? (float)d : d));
+        return out_real(c, b, d, t->kind == SHMRPC_DYN_F32);
+    }
     case SHMRPC_DYN_STRING:
         if (!json_is_string(v)) return mismatch(c, t, v);
         return out_string(c, b, json_string_value(v), json_string_length(v));
@@ -748,6 +804,11 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
                 if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
                 if (!utf8_valid((const uint8_t *)s.ptr, s.len))
                     return fail(c, "a key is not UTF-8");
+                /* Valid JSON, but jansson keeps keys as C strings: encode_args and
+                 * encode_result, a @json peer and shmrpcctl could not read it back. */
+                if (memchr(s.ptr, 0, s.len) != NULL)
+                    return fail(c, "a key holds a NUL byte, which jansson refuses in an "
+                                   "object key");
                 out_json_str(b, s.ptr, s.len);
                 snprintf(key, sizeof key, "\"%.*s\"", s.len > 40 ? 40 : (int)s.len, s.ptr);
             } else if (k->kind == SHMRPC_DYN_ENUM) {
@@ -819,16 +880,95 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
 
 /* --- arguments and results ------------------------------------------------------------------ */
 
+/* Whether c may end a number or a word (so that a digit after it does not start one). */
+static bool in_token(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+           c == '-' || c == '+';
+}
+
+/* The n bytes of JSON p with each bare integer above INT64_MAX in a value's place made a
+ * string starting with BIG (see there), or NULL when there is none, or a string of the
+ * text starts with a NUL (then BIG would not be unambiguous), or it nests too deep to follow (it was
+ * checked against MAX_DEPTH already), or on running out of memory: the text is then read
+ * as it is. A token in a key's place is left for jansson to refuse. */
+static char *mark_bigs(const char *p, size_t n, size_t *out_n)
+{
+    bool in_object[MAX_DEPTH + 2];
+    unsigned depth = 0;
+    bool in_str = false, marked = false;
+    char prev = '\0'; /* the last character outside strings and white space */
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (in_str) {
+            if (ch == '\\') {
+                shmrpc_buf_append(&b, p + i, i + 1 < n ? 2 : 1);
+                i++;
+                continue;
+            }
+            if (ch == '"') in_str = false;
+            shmrpc_buf_append(&b, &ch, 1);
+            continue;
+        }
+        bool value_place = prev == '\0' || prev == ':' || prev == '[' ||
+                           (prev == ',' && depth > 0 && !in_object[depth - 1]);
+        if (ch >= '1' && ch <= '9' && value_place && (i == 0 || !in_token(p[i - 1]))) {
+            size_t j = i;
+            while (j < n && p[j] >= '0' && p[j] <= '9')
+                j++;
+            size_t len = j - i;
+            bool big = (len > 19 || (len == 19 && memcmp(p + i, "9223372036854775807", 19) > 0)) &&
+                       (j == n || !in_token(p[j]));
+            if (big) shmrpc_buf_append(&b, "\"\\u0000u64:", 11);
+            shmrpc_buf_append(&b, p + i, len);
+            if (big) shmrpc_buf_append(&b, "\"", 1);
+            marked |= big;
+            prev = p[j - 1];
+            i = j - 1;
+            continue;
+        }
+        if (ch == '"') {
+            /* Only a string written starting "\u0000" starts with a NUL (a raw one is not
+             * JSON), so only such a string could be taken for BIG. */
+            if (i + 6 < n && memcmp(p + i + 1, "\\u0000", 6) == 0) goto none;
+            in_str = true;
+        }
+        if (ch == '{' || ch == '[') {
+            if (depth == MAX_DEPTH + 2) goto none;
+            in_object[depth++] = ch == '{';
+        } else if ((ch == '}' || ch == ']') && depth > 0) {
+            depth--;
+        }
+        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') prev = ch;
+        shmrpc_buf_append(&b, &ch, 1);
+    }
+    if (!marked || b.err != 0) goto none;
+    *out_n = b.len;
+    return (char *)b.data;
+none:
+    shmrpc_buf_destroy(&b);
+    return NULL;
+}
+
 /* Parses n bytes of JSON; NULL with a message naming the line and column, or the depth
- * (checked first: jansson recurses once a level). */
-static json_t *parse_json(const char *p, size_t n, const char *what, char *err, size_t cap)
+ * (checked first: jansson recurses once a level). With big, integers above INT64_MAX are
+ * marked (mark_bigs) and *big says whether any was. */
+static json_t *parse_json(const char *p, size_t n, const char *what, char *err, size_t cap,
+                          bool *big)
 {
     if (shmrpc_json_check_depth(p, n, MAX_DEPTH) != 0) {
         snprintf(err, cap, "%s: JSON nested more than %u deep", what, MAX_DEPTH);
         return NULL;
     }
+    size_t mn = 0;
+    char *marked = big ? mark_bigs(p, n, &mn) : NULL;
+    if (big) *big = marked != NULL;
     json_error_t je;
-    json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    json_t *v = json_loadb(marked ? marked : p, marked ? mn : n,
+                           JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    free(marked);
     if (v == NULL)
         snprintf(err, cap, "%s: bad JSON at line %d, column %d: %s", what, je.line, je.column,
                  je.text);
@@ -865,7 +1005,7 @@ static int order_args(const shmrpc_dyn_sig *s, const json_t *in, const json_t **
         char g[64];
         return fail(c,
                     "expected a JSON array of the arguments in order or an object by name, got %s",
-                    shown(in, g, sizeof g));
+                    shown(c, in, g, sizeof g));
     }
     for (size_t i = 0; i < s->n_params; i++)
         if (args[i] == NULL && s->params[i].type->kind != SHMRPC_DYN_OPT)
@@ -876,7 +1016,7 @@ static int order_args(const shmrpc_dyn_sig *s, const json_t *in, const json_t **
 
 static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
 {
-    if (json_is_string(v))
+    if (json_is_string(v) && big_digits(c, v) == NULL)
         return shmrpc_buf_append(req, json_string_value(v), json_string_length(v));
     const json_t *b64v = json_object_get(v, "base64");
     if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(b64v)) {
@@ -890,14 +1030,14 @@ static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
     }
     char g[64];
     return fail(c, "expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got %s",
-                shown(v, g, sizeof g));
+                shown(c, v, g, sizeof g));
 }
 
 static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req,
                        char *err, size_t cap)
 {
     cx c = {.err = err, .cap = cap, .wire = true};
-    json_t *in = parse_json(json, n, "arguments", err, cap);
+    json_t *in = parse_json(json, n, "arguments", err, cap, &c.big);
     if (in == NULL) return -1;
     const json_t **args = calloc(s->n_params + 1, sizeof *args);
     json_t *null = json_null();
@@ -946,7 +1086,7 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
             out_str(out, "}");
         }
     } else if (s->encoding == SHMRPC_ENC_JSON) {
-        json_t *v = parse_json(body, n, "result", err, cap);
+        json_t *v = parse_json(body, n, "result", err, cap, NULL);
         if (v == NULL) return -1;
         rc = to_json(&c, s->result, v, out);
         json_decref(v);
@@ -966,7 +1106,7 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
                          char *err, size_t cap)
 {
     cx c = {.err = err, .cap = cap, .wire = true};
-    json_t *v = parse_json(json, n, "value", err, cap);
+    json_t *v = parse_json(json, n, "value", err, cap, &c.big);
     if (v == NULL) return -1;
     c.plen = (size_t)snprintf(c.path, sizeof c.path, "value");
     int rc;

@@ -88,6 +88,8 @@ struct shmrpc_ctx {
     void *user;                      /* the server's user pointer */
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
+    bool draining;                   /* the transport's worker was told to stop (health) */
+    uint32_t method;                 /* the id of the call being dispatched */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
@@ -99,8 +101,10 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 
-/* Runs one call of the server's method id (the server's index) with the request bytes
- * req, encoding the result into resp (cleared first, capped at the server's maximum).
+/* Runs one call of the server's method id (the server's index), or answers the built-in
+ * health method (SHMRPC_HEALTH_METHOD_ID: one byte, a shmrpc_health) without a handler,
+ * draining once the server or ctx->draining says it was told to stop. Runs one call with the
+ * request bytes req, encoding the result into resp (cleared first, capped at the server's maximum).
  * Returns the handler's status; on failure shmrpc__ctx_msg(ctx) says why (the handler's
  * message, or shmrpc_strerror(rc) when it set none). Resets ctx's arena afterwards.
  * Safe to run on several threads at once with different ctx and resp: it reads the

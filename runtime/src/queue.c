@@ -652,12 +652,19 @@ static bool owner_dead(uint64_t owner)
     return owner == 0 || proc_dead((uint32_t)owner, true, (uint32_t)(owner >> 32));
 }
 
-/* Frees subscriber slot i, whose owner was seen as `owner`: its bit first, so that the
- * slot is not taken again while the bit still counts its old cursor. */
+/* Frees subscriber slot i, whose owner was seen as `owner`. The slot is first made ours
+ * (one CAS from exactly that owner to our own owner word), so that only one freer clears
+ * its bit and nobody takes the slot before the bit is clear; then the bit, then the owner.
+ * Clearing the bit first, as before, let a freer that had read the dead owner before
+ * another freed the slot and a new subscriber took it clear the new subscriber's bit: its
+ * cursor then held nothing back and it could lose messages. A freer that dies holding the
+ * slot leaves it to a dead owner, freed the same way. */
 static void free_sub(shmrpc_queue *q, int i, uint64_t owner)
 {
+    uint64_t mine = owner_word();
+    if (!atomic_compare_exchange_strong(&q->subs[i].owner, &owner, mine)) return;
     atomic_fetch_and(&q->hdr->subs, ~(UINT64_C(1) << i));
-    atomic_compare_exchange_strong(&q->subs[i].owner, &owner, 0);
+    atomic_compare_exchange_strong(&q->subs[i].owner, &mine, 0);
 }
 
 /* Unsubscribes dead subscribers that hold the frontier back. Whether any was. */

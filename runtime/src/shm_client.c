@@ -520,6 +520,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                         c->pid);
         return SHMRPC_EINVAL;
     }
+    /* Health while the manager drains: it marked the control segment STOPPING, its workers
+     * finish what they took and take nothing new, so no worker would answer; the field it
+     * wrote is its answer (docs/health.md). */
+    if (sid == SHMRPC_HEALTH_METHOD_ID && c->ctl && atomic_load(&c->ctl->state) == SHM_STOPPING &&
+        shmrpc__proc_alive(c->owner, c->owner_start)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
     /* A slot taken from this connection while it was idle: nothing was sent yet, so
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;

@@ -454,6 +454,8 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
 
 static void run_call(worker *w, worker_chan *c);
 
+static bool stopping(const worker *w);
+
 static void serve_one(worker *w, unsigned slot)
 {
     shmrpc_buf err;
@@ -507,6 +509,7 @@ static void run_call(worker *w, worker_chan *c)
         answer(c, SHMRPC_ENOMEM, "out of memory", 13);
         return;
     }
+    w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len),
                           &w->resp);
     if (rc != 0) {
@@ -568,8 +571,6 @@ static void repair_counters(shmrpc__shm_ctl *ctl)
     while (awake > bound && !atomic_compare_exchange_weak(&ctl->awake, &awake, bound)) {
     }
 }
-
-static bool stopping(const worker *w);
 
 /* Restores what the server wrote into the header at listen, where a broken process wrote
  * over it: clients would refuse the service (magic, version, table), take it for dead

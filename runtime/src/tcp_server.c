@@ -392,6 +392,7 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
     }
     _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
     if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
+    w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
     if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
     if (rc == 0 && w->resp.len > p->peer_max) {

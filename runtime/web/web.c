@@ -782,6 +782,16 @@ static int handle(struct mg_connection *conn, void *data)
     if (strlen(uri) >= sizeof path) return reply_error(conn, 404, SHMRPC_ENOENT, "no such page");
     strcpy(path, uri);
     int n = split(path, seg, 6);
+    /* The probes are anyone's, as an orchestrator's probe carries no session: they say
+     * live or ready and which services are not, nothing more (docs/web.md). */
+    if (get && n == 1 && (strcmp(seg[0], "healthz") == 0 || strcmp(seg[0], "readyz") == 0)) {
+        shmrpc_buf b;
+        shmrpc_buf_init(&b);
+        int ok = seg[0][0] == 'h' ? web_view_live(&s->w, &b) : web_view_ready(&s->w, &b);
+        int r = reply_json(conn, ok ? 200 : 503, &b);
+        shmrpc_buf_destroy(&b);
+        return r;
+    }
     if (s->auth) {
         int answered = gate(conn, s, uri, seg, n, get, post);
         if (answered) return answered;

@@ -20,7 +20,9 @@
 #include <unistd.h>
 
 #include <shmrpc/admin.h>
+#include <shmrpc/client.h>
 #include <shmrpc/codec.h>
+#include <shmrpc/dynamic.h>
 #include <shmrpc/stats.h>
 #include <shmrpc/status.h>
 
@@ -763,4 +765,73 @@ int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e)
         return -1;
     }
     return 0;
+}
+
+/* --- probes ---------------------------------------------------------------------------- */
+
+/* How long a probe waits for one service's health answer: well inside the 1 s that
+ * orchestrators give a probe by default, for a few services at a time. */
+#define PROBE_TIMEOUT_MS 500
+
+int web_view_live(web_ctx *w, shmrpc_buf *out)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    web_err e;
+    bool live = web_call(&w->control, "status", "[]", 2, WEB_CONTROL_TIMEOUT_MS, &b, &e) == 0;
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_appendf(out, "{\"live\":%s}\n", live ? "true" : "false");
+    return live;
+}
+
+/* Whether the server at addr answers its health method with serving, asked on a fresh
+ * connection with an empty method table, as shmrpcctl health does. */
+static bool serving(const char *addr)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.timeout_ms = PROBE_TIMEOUT_MS;
+    o.tcp.connect_timeout_ms = PROBE_TIMEOUT_MS;
+    shmrpc_dyn *d = NULL;
+    shmrpc_health h = 0;
+    bool ok = shmrpc_dyn_new(&d, &o) == 0 && shmrpc_dyn_connect(d, addr) == 0 &&
+              shmrpc_client_health(shmrpc_dyn_client(d), &h) == 0 && h == SHMRPC_HEALTH_SERVING;
+    shmrpc_dyn_free(d);
+    return ok;
+}
+
+int web_view_ready(web_ctx *w, shmrpc_buf *out)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    web_err e;
+    json_t *status = NULL;
+    if (web_call(&w->control, "status", "[]", 2, WEB_CONTROL_TIMEOUT_MS, &b, &e) == 0 &&
+        shmrpc_json_check_depth(b.data, b.len, SHMRPC_JSON_MAX_DEPTH) == 0)
+        status = json_loadb((const char *)b.data, b.len, 0, NULL);
+    shmrpc_buf_destroy(&b);
+    json_t *names = json_array();
+    for (size_t i = 0; i < w->cfg->n_services; i++) {
+        const char *name = w->cfg->services[i].name;
+        const char *state = NULL;
+        size_t j;
+        json_t *o;
+        json_array_foreach(status, j, o)
+        {
+            const char *n = json_string_value(json_object_get(o, "name"));
+            if (n && strcmp(n, name) == 0) state = json_string_value(json_object_get(o, "state"));
+        }
+        /* A service without a known address is judged by its state alone. */
+        bool ok = state && strcmp(state, "running") == 0 &&
+                  (w->svc[i].addr[0] == '\0' || serving(w->svc[i].addr));
+        if (!ok) json_array_append_new(names, json_string(name));
+    }
+    bool ready = status && json_array_size(names) == 0;
+    json_decref(status);
+    json_t *root = json_object();
+    json_object_set_new(root, "ready", json_boolean(ready));
+    json_object_set_new(root, "not_ready", names);
+    web_err de;
+    if (web_dump(root, out, &de) != 0) shmrpc_buf_appendf(out, "{\"ready\":false}\n");
+    return ready;
 }

@@ -42,6 +42,15 @@ int web_view_service(web_ctx *w, size_t index, int log_lines, shmrpc_buf *out, w
  * filled when out of memory. */
 int web_dump(json_t *root, shmrpc_buf *out, web_err *e);
 
+/* GET /healthz: whether the supervisor answers the page (its control service's status).
+ * 1 when it does, else 0; out gets {"live":true|false}. */
+int web_view_live(web_ctx *w, shmrpc_buf *out);
+
+/* GET /readyz: whether every service of the configuration is running and answers its
+ * built-in health method with serving. 1 when all are, else 0; out gets {"ready":...,
+ * "not_ready":[names]} and nothing more, since anyone may ask (docs/web.md). */
+int web_view_ready(web_ctx *w, shmrpc_buf *out);
+
 /* GET /metrics: the Prometheus text exposition format, version 0.0.4. */
 int web_view_metrics(web_ctx *w, shmrpc_buf *out, web_err *e);
 

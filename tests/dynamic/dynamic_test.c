@@ -495,6 +495,145 @@ static void unknown_method_and_bad_signature(void **state)
     shmrpc_dyn_free(lone);
 }
 
+/* A msgpack result whose map<string, V> has a key with a NUL byte in it: "\u0000" is valid
+ * JSON, but jansson (which encode_result, shmrpcctl and @json peers read JSON with) refuses
+ * it in a key, so the codec refuses the result and names the map rather than printing JSON
+ * its own reverse cannot read. A NUL in a string value reads back, and prints. */
+static void nul_in_a_key(void **state)
+{
+    fixture *f = *state;
+    every_Keys k = {.s = LIST(every_Keys, s, {STR("a"), 1}, {STR("b\0c"), -2})};
+    every_Keys back;
+    int rc = every_pass_keys(f->gen, &k, &back);
+    if (rc != 0) fail_msg("pass_keys (generated): %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_keys", &m, &sig), 0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(),
+                        "result.s: a key holds a NUL byte, which jansson refuses in an object key");
+
+    /* The same map through the dynamic client's own call fails the same way. */
+    shmrpc_client *c = shmrpc_dyn_client(f->d);
+    shmrpc_buf *req = shmrpc_client_request(c);
+    shmrpc_buf_append(req, tapped_req.data, tapped_req.len);
+    shmrpc_bytes resp;
+    assert_int_equal(shmrpc_client_call(c, m->id, &resp), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, resp.ptr, resp.len, &out), SHMRPC_EINVAL);
+
+    /* In a value, NUL is a string's byte like any other: it prints, and reads back. */
+    every_Scalars sc = scalars_mp;
+    sc.s = (shmrpc_str)STR("x\0y");
+    every_Scalars sback;
+    assert_int_equal(every_pass_scalars(f->gen, &sc, &sback), 0);
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_scalars", &m, &sig), 0);
+    shmrpc_buf_clear(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out), 0);
+    char *text = strndup((const char *)out.data, out.len);
+    assert_non_null(strstr(text, "\"s\":\"x\\u0000y\""));
+    free(text);
+    shmrpc_buf body;
+    shmrpc_buf_init(&body);
+    rc = shmrpc_dyn_encode_result(sig, (const char *)out.data, out.len, &body);
+    if (rc != 0) fail_msg("encode_result: %s", shmrpc_errmsg());
+    assert_int_equal(body.len, tapped_resp.len);
+    assert_memory_equal(body.data, tapped_resp.data, body.len);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+}
+
+/* A u64 above INT64_MAX prints as a bare number, and what decode_result prints
+ * encode_result and encode_args read back (jansson alone refuses such an integer), as a
+ * u64 or a real and as nothing else. */
+static void big_u64_reads_back(void **state)
+{
+    fixture *f = *state;
+    every_Scalars back;
+    assert_int_equal(every_pass_scalars(f->gen, &scalars_mp, &back), 0);
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(f->d, "pass_scalars", &m, &sig), 0);
+    shmrpc_buf out, body;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&body);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out), 0);
+    assert_text("pass_scalars", "the result", SCALARS_MP_RESULT, &out);
+    int rc = shmrpc_dyn_encode_result(sig, (const char *)out.data, out.len, &body);
+    if (rc != 0) fail_msg("encode_result: %s", shmrpc_errmsg());
+    assert_same_bytes("pass_scalars", "bodies", &tapped_resp, &body);
+    /* As an argument too, bare or in an array. */
+    shmrpc_buf_clear(&body);
+    const char *args = "[" SCALARS_MP_RESULT "]";
+    assert_int_equal(shmrpc_dyn_encode_args(sig, args, strlen(args), &body), 0);
+    assert_same_bytes("pass_scalars", "requests", &tapped_req, &body);
+
+    /* Elsewhere it is the number it is. */
+    struct {
+        const char *method, *args, *err;
+    } refused[] = {
+        {"first", "[9223372036854775808,1,\"red\",1.0,true]",
+         "argument 'a': 9223372036854775808 is out of range for i8"},
+        {"first", "[1,1,\"red\",1.0,true,18446744073709551616]",
+         "argument 'f': expected a string (string), got 18446744073709551616"},
+        {"first", "[1,1,\"red\",1.0,true,\"\\u0000\",1,9223372036854775808]",
+         "arguments: bad JSON at line 1, column 50: too big integer near '9223372036854775808'"},
+        {"first", "{\"a\":1,\"b\":1,\"c\":\"red\",\"d\":1.0,\"e\":true,99999999999999999999:1}",
+         "arguments: bad JSON at line 1, column 60: too big integer near "
+         "'99999999999999999999'"},
+        {"pass_map", "[{\"1\":[18446744073709551615]}]",
+         "argument 'm'[\"1\"][0]: expected a string (string), got 18446744073709551615"},
+        {"raw", "[18446744073709551615]",
+         "argument 'data': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got "
+         "18446744073709551615"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        assert_int_equal(shmrpc_dyn_method(f->d, refused[i].method, &m, &sig), 0);
+        shmrpc_buf_clear(&body);
+        rc = shmrpc_dyn_encode_args(sig, refused[i].args, strlen(refused[i].args), &body);
+        if (rc != SHMRPC_EINVAL) fail_msg("accepted %s", refused[i].args);
+        if (strcmp(shmrpc_errmsg(), refused[i].err) != 0)
+            fail_msg("%s:\n  want %s\n  got  %s", refused[i].args, refused[i].err, shmrpc_errmsg());
+    }
+    /* A real takes it (an f32 as the float nearest). */
+    assert_int_equal(shmrpc_dyn_method(f->d, "first", &m, &sig), 0);
+    shmrpc_buf_clear(&body);
+    const char *real = "[1,1,\"red\",18446744073709551616,true]";
+    assert_int_equal(shmrpc_dyn_encode_args(sig, real, strlen(real), &body), 0);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+}
+
+/* What a void method answers, encode_result writes from the null decode_result prints
+ * (it refused: "void has no value"), in each encoding. */
+static void void_reads_back(void **state)
+{
+    fixture *f = *state;
+    const char *methods[] = {"nothing", "nothing_json"};
+    shmrpc_buf out, body;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&body);
+    for (size_t i = 0; i < 2; i++) {
+        const shmrpc_method_info *m;
+        const shmrpc_dyn_sig *sig;
+        assert_int_equal(shmrpc_dyn_method(f->d, methods[i], &m, &sig), 0);
+        assert_int_equal(i ? g_nothing_json(f->gen) : g_nothing(f->gen), 0);
+        shmrpc_buf_clear(&out);
+        shmrpc_buf_clear(&body);
+        assert_int_equal(shmrpc_dyn_decode_result(sig, tapped_resp.data, tapped_resp.len, &out), 0);
+        assert_text(methods[i], "the result", "null", &out);
+        int rc = shmrpc_dyn_encode_result(sig, (const char *)out.data, out.len, &body);
+        if (rc != 0) fail_msg("%s: encode_result: %s", methods[i], shmrpc_errmsg());
+        assert_same_bytes(methods[i], "bodies", &tapped_resp, &body);
+        assert_int_equal(shmrpc_dyn_encode_result(sig, "1", 1, &body), SHMRPC_EINVAL);
+    }
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&out);
+}
+
 /* A server whose table holds a signature that does not parse: the method is refused with
  * the parser's message each time it is asked for (parsed once), the others still work. */
 static void broken_signature(void **state)
@@ -535,6 +674,9 @@ int main(void)
         cmocka_unit_test(learns_the_table),
         cmocka_unit_test(same_bytes_as_generated),
         cmocka_unit_test(unknown_method_and_bad_signature),
+        cmocka_unit_test(nul_in_a_key),
+        cmocka_unit_test(big_u64_reads_back),
+        cmocka_unit_test(void_reads_back),
         cmocka_unit_test(broken_signature),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

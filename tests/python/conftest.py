@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -14,8 +15,26 @@ import pytest
 import shmrpc
 
 # The sanitizer build preloads the ASan runtime into python3 for the extension; the
-# servers and shmrpcctl carry their own, and must not get it twice.
-os.environ.pop("LD_PRELOAD", None)
+# servers and shmrpcctl carry their own, and must not get it twice; a Python server
+# (py_server.py) needs it again.
+PRELOAD = os.environ.pop("LD_PRELOAD", None)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
+EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
+
+
+def python_env():
+    """The environment of a python3 that imports this build's shmrpc."""
+    env = dict(os.environ)
+    if PRELOAD:
+        env["LD_PRELOAD"] = PRELOAD
+    return env
+
+
+def py_server(kind, address, workers=2):
+    """A Python server (py_server.py) of echo.svc or every.svc at address, waited for."""
+    return Server(sys.executable, address, os.path.join(HERE, "py_server.py"), kind,
+                  ECHO_SVC if kind == "echo" else EVERY_SVC, str(workers), env=python_env())
 
 
 def die_with_parent():
@@ -31,11 +50,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, program, address, *args):
+    def __init__(self, program, address, *args, env=None):
         self.address = address
         self.proc = subprocess.Popen([program, *args, address], stdin=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=die_with_parent)
+                                     preexec_fn=die_with_parent, env=env)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -43,12 +62,13 @@ class Server:
                 return
             except shmrpc.Error:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"{program} did not serve {address}: "
-                                       f"{self.proc.stderr.read().decode(errors='replace')}")
+                    self.stop(keep_stderr=True)
+                    err = self.proc.stderr.read().decode(errors='replace')
+                    self.proc.stderr.close()
+                    raise RuntimeError(f"{program} did not serve {address}: {err}")
                 time.sleep(0.02)
 
-    def stop(self):
+    def stop(self, keep_stderr=False):
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGCONT)  # a test may have stopped it
@@ -60,7 +80,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too
                 self.proc.wait(10)
-        self.proc.stderr.close()
+        if not keep_stderr:
+            self.proc.stderr.close()
         name = self.address[len("shm://"):] if self.address.startswith("shm://") else None
         if name:
             for f in os.listdir("/dev/shm"):
@@ -86,6 +107,14 @@ def echo(request):
 @pytest.fixture(scope="module")
 def every():
     s = Server(os.environ["EVERY_SERVER"], shm_name("every"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def py_every():
+    """every.svc served from Python (py_server.py)."""
+    s = py_server("every", shm_name("pyevery"))
     yield s
     s.stop()
 

@@ -13,9 +13,12 @@ DOC = os.path.join(os.environ.get("SHMRPC_DOCS", os.path.join(os.path.dirname(__
                    "python.md")
 
 
-def examples():
+def examples(serving=False):
+    """The page's examples; those that serve (shmrpc.serve) run as servers in
+    test_serve.py, the others here."""
     with open(DOC) as f:
-        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
+        found = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    return [e for e in found if ("shmrpc.serve(" in e) == serving]
 
 
 def test_page_has_examples():

@@ -30,9 +30,11 @@ HOLDER = dict(maybe=SCALARS, oi=None, os="x", ob=b"\x01\x02", oc="blue", osg=Non
                      ck={"red": node(1)}, sk={"zero": None, "plus": "p"}))
 
 
-@pytest.fixture(scope="module")
-def c(every):
-    with shmrpc.connect(every.address) as client:
+@pytest.fixture(scope="module", params=["every", "py_every"])
+def c(request):
+    """A client of every.svc served by every-server (C) and by a Python server."""
+    server = request.getfixturevalue(request.param)
+    with shmrpc.connect(server.address) as client:
         yield client
 
 

@@ -247,12 +247,19 @@ static void dispatch_failures(void **state)
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_N, req_bytes(f), &f->resp),
                      SHMRPC_ENOENT);
     assert_string_equal(shmrpc__ctx_msg(&f->ctx), "no method with id 5");
-    assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, UINT32_MAX, req_bytes(f), &f->resp),
+    assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, UINT32_MAX - 1, req_bytes(f), &f->resp),
                      SHMRPC_ENOENT);
+    /* The top id is the built-in health method, answered without a handler. */
+    assert_int_equal(
+        shmrpc__dispatch(f->s, &f->ctx, SHMRPC_HEALTH_METHOD_ID, req_bytes(f), &f->resp), 0);
+    assert_int_equal(f->resp.len, 1);
+    assert_int_equal(f->resp.data[0], SHMRPC_HEALTH_SERVING);
 
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_FAIL, req_bytes(f), &f->resp),
                      SHMRPC_EHANDLER);
     assert_string_equal(shmrpc__ctx_msg(&f->ctx), "boom 7");
+    /* The context names the method it ran (one invoke function may serve several). */
+    assert_int_equal(shmrpc_ctx_method(&f->ctx), CALC_FAIL);
 
     assert_int_equal(shmrpc__dispatch(f->s, &f->ctx, CALC_POSITIVE, req_bytes(f), &f->resp),
                      SHMRPC_EHANDLER);
@@ -387,6 +394,7 @@ static void decode_error_format(void **state)
     assert_int_equal(shmrpc_ctx_error(NULL, SHMRPC_EPERM, "x"), SHMRPC_EPERM);
     assert_null(shmrpc_ctx_arena(NULL));
     assert_null(shmrpc_ctx_user(NULL));
+    assert_int_equal(shmrpc_ctx_method(NULL), 0);
 }
 
 int main(void)

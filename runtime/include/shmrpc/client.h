@@ -73,6 +73,28 @@ const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms);
 void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
 
+/* --- health, for orchestrators ---
+ * Every server answers a built-in health method without a user handler, over every
+ * transport. Its id, SHMRPC_HEALTH_METHOD_ID, lies above any id a method table can hold
+ * (tables are indexes 0..n-1 and n is at most 65535 on the wire), so it never collides
+ * with a user's method and the connect-time table check does not see it. docs/health.md. */
+#define SHMRPC_HEALTH_METHOD_ID UINT32_C(0xFFFFFFFF)
+
+typedef enum shmrpc_health {
+    SHMRPC_HEALTH_SERVING = 1,     /* serving calls */
+    SHMRPC_HEALTH_NOT_SERVING = 2, /* up, but no service registered */
+    SHMRPC_HEALTH_DRAINING = 3,    /* told to stop: finishes the calls it took, takes no more */
+} shmrpc_health;
+
+/* "serving", "not_serving", "draining", or "unknown". */
+const char *shmrpc_health_name(int state);
+
+/* Asks the connected server's health (with this client's timeout for the next call);
+ * a client with an empty method table can ask any service. The status of the call
+ * (SHMRPC_ECLOSED when not connected, SHMRPC_EUNAVAIL, SHMRPC_ETIMEOUT, ...), or
+ * SHMRPC_EPROTO for an answer that is not a state; 0 with *state set. */
+int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
+
 /* --- for generated stubs ---
  * A call: shmrpc_client_request() clears the request buffer, the arena and the previous
  * response; the stub encodes into the buffer, calls shmrpc_client_call(), and decodes

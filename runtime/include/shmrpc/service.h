@@ -53,6 +53,9 @@ typedef struct shmrpc_ctx shmrpc_ctx;
 shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx);
 /* The user pointer given to shmrpc_server_register(). */
 void *shmrpc_ctx_user(shmrpc_ctx *ctx);
+/* The id of the method being called (its index in the service's table): lets one invoke
+ * function serve every method of a service built at run time (the Python server). */
+uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx);
 /* Records a message for the client and returns rc, so a handler can
  * `return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "no such key '%s'", k);`. The message is
  * cut at 255 bytes. A handler that fails without a message sends shmrpc_strerror(rc); one

@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/* Serving from Python (shmrpc.serve, docs/python.md "Serving"): the .svc file is read at
+ * run time by the project's front end (idl/), and its method table is built as shmrpcgen
+ * writes it (the same canonical signatures and fingerprints), so that C clients connect as
+ * to a generated server. One invoke function serves every method: it asks the context
+ * which method is called (shmrpc_ctx_method), turns the request into Python values by the
+ * parsed signature, calls the handler with the GIL of the worker process it runs in, and
+ * turns the result back, or an exception into the call's error status with its message. */
+#include "pyshmrpc.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <shmrpc/server.h>
+#include <shmrpc/status.h>
+
+#include "svc.h"
+
+/* A service read from a .svc file, and what serving it needs. */
+typedef struct pysvc {
+    svc_arena *a;
+    shmrpc_dyn *d; /* holds the parsed signatures */
+    shmrpc_service_info info;
+    shmrpc_method_info *methods; /* sorted by name, as the generator sorts them */
+    const svc_method **decl;     /* the parsed method of each */
+    const shmrpc_dyn_sig **sigs; /* each method's signature, parsed */
+    shmrpc_dyn_type *args;       /* each method's parameters as one struct (JSON requests) */
+    shmrpc_dyn_sig *args_sig;    /* ... as the result of a signature, for the codec */
+    PyObject **handlers;         /* by method id (serving only) */
+    shmrpc_invoke_fn *invoke;    /* every entry is py_invoke */
+    size_t *offsets;             /* every method's handler is the one pointer below */
+    shmrpc_buf json;             /* scratch space of the conversions */
+} pysvc;
+
+static void pysvc_free(pysvc *s)
+{
+    if (s->handlers)
+        for (uint32_t i = 0; i < s->info.n_methods; i++)
+            Py_XDECREF(s->handlers[i]);
+    free(s->handlers);
+    shmrpc_buf_destroy(&s->json);
+    if (s->d) shmrpc_dyn_free(s->d);
+    if (s->a) svc_arena_free(s->a);
+    memset(s, 0, sizeof *s);
+}
+
+static uint64_t fnv1a64(const char *p)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+        h ^= *c;
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    const svc_method *a = *(const svc_method *const *)x, *b = *(const svc_method *const *)y;
+    int n = a->name.n < b->name.n ? a->name.n : b->name.n;
+    int c = memcmp(a->name.p, b->name.p, (size_t)n);
+    return c ? c : (a->name.n > b->name.n) - (a->name.n < b->name.n);
+}
+
+/* Reads path into s, or raises (ValueError with the front end's messages). */
+static int pysvc_load(pysvc *s, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    shmrpc_buf_init(&s->json);
+    if ((s->a = svc_arena_new()) == NULL || shmrpc_dyn_new(&s->d, NULL) != 0) goto oom;
+    char *errs = NULL;
+    size_t errlen = 0;
+    FILE *errout = open_memstream(&errs, &errlen);
+    if (errout == NULL) goto oom;
+    svc_file *f = svc_load(s->a, errout, path, NULL);
+    fclose(errout);
+    if (f == NULL || f->service == NULL) {
+        size_t n = strlen(errs);
+        while (n && errs[n - 1] == '\n')
+            errs[--n] = 0;
+        PyErr_Format(PyExc_ValueError, "%s", n ? errs : "no service in the file");
+        free(errs);
+        return -1;
+    }
+    free(errs);
+    const svc_service *svc = f->service;
+    uint32_t n = (uint32_t)svc->n_methods;
+    s->methods = svc_arena_alloc(s->a, sizeof *s->methods * (n + 1));
+    s->decl = svc_arena_alloc(s->a, sizeof *s->decl * (n + 1));
+    s->sigs = svc_arena_alloc(s->a, sizeof *s->sigs * (n + 1));
+    s->args = svc_arena_alloc(s->a, sizeof *s->args * (n + 1));
+    s->args_sig = svc_arena_alloc(s->a, sizeof *s->args_sig * (n + 1));
+    s->invoke = svc_arena_alloc(s->a, sizeof *s->invoke * (n + 1));
+    s->offsets = svc_arena_alloc(s->a, sizeof *s->offsets * (n + 1));
+    if (!s->methods || !s->decl || !s->sigs || !s->args || !s->args_sig || !s->invoke ||
+        !s->offsets)
+        goto oom;
+    uint32_t i = 0;
+    for (const svc_method *m = svc->methods; m && i < n; m = m->next)
+        s->decl[i++] = m;
+    qsort(s->decl, n, sizeof *s->decl, by_name);
+    /* The service's fingerprint: every signature in name order, each with a newline. */
+    shmrpc_buf all;
+    shmrpc_buf_init(&all);
+    for (i = 0; i < n; i++) {
+        const svc_method *m = s->decl[i];
+        const char *sig = svc_signature(s->a, m, SVC_MAX_SIGNATURE, NULL);
+        const char *name = svc_arena_strndup(s->a, m->name.p, (size_t)m->name.n);
+        if (sig == NULL || name == NULL) {
+            shmrpc_buf_destroy(&all);
+            goto oom;
+        }
+        shmrpc_buf_append(&all, sig, strlen(sig));
+        shmrpc_buf_append(&all, "\n", 1);
+        s->methods[i] = (shmrpc_method_info){
+            .name = name,
+            .id = i,
+            .encoding = m->enc == SVC_ENC_JSON  ? SHMRPC_ENC_JSON
+                        : m->enc == SVC_ENC_RAW ? SHMRPC_ENC_RAW
+                                                : SHMRPC_ENC_MSGPACK,
+            .fingerprint = fnv1a64(sig),
+            .signature = sig,
+        };
+        if (shmrpc_dyn_sig_parse(s->d, sig, &s->sigs[i]) != 0) {
+            shmrpc_buf_destroy(&all);
+            PyErr_Format(PyExc_ValueError, "%s: method %s: %s", path, name, shmrpc_errmsg());
+            return -1;
+        }
+        const shmrpc_dyn_sig *g = s->sigs[i];
+        s->args[i] = (shmrpc_dyn_type){
+            .kind = SHMRPC_DYN_STRUCT, .name = name, .n = g->n_params, .fields = g->params};
+        s->args_sig[i] =
+            (shmrpc_dyn_sig){.method = name, .result = &s->args[i], .encoding = g->encoding};
+    }
+    shmrpc_buf_append(&all, "", 1);
+    if (all.err != 0) {
+        shmrpc_buf_destroy(&all);
+        goto oom;
+    }
+    uint64_t fp = fnv1a64((const char *)all.data);
+    shmrpc_buf_destroy(&all);
+    const char *sname = svc_arena_strndup(s->a, svc->name.p, (size_t)svc->name.n);
+    if (sname == NULL) goto oom;
+    s->info = (shmrpc_service_info){
+        .magic = SHMRPC_SERVICE_MAGIC,
+        .version = SHMRPC_DESCRIPTOR_VERSION,
+        .name = sname,
+        .svc_name = svc->svc_name ? svc->svc_name : "",
+        .port = (uint16_t)svc->port,
+        .fingerprint = fp,
+        .n_methods = n,
+        .methods = n ? s->methods : NULL,
+    };
+    return 0;
+oom:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* _svc_methods(path): (service name, [(method, [parameter names], signature)]) of a .svc
+ * file, in name order, for serve()'s checks of the handlers. */
+static PyObject *svc_methods(PyObject *mod, PyObject *path)
+{
+    (void)mod;
+    const char *p = PyUnicode_AsUTF8(path);
+    if (p == NULL) return NULL;
+    pysvc s;
+    PyObject *list = NULL, *r = NULL;
+    if (pysvc_load(&s, p) != 0 || (list = PyList_New(0)) == NULL) goto done;
+    for (uint32_t i = 0; i < s.info.n_methods; i++) {
+        const shmrpc_dyn_sig *g = s.sigs[i];
+        PyObject *names = PyList_New(0), *t = NULL;
+        for (size_t k = 0; names && k < g->n_params; k++) {
+            PyObject *nm = PyUnicode_FromString(g->params[k].name);
+            if (nm == NULL || PyList_Append(names, nm) != 0) Py_CLEAR(names);
+            Py_XDECREF(nm);
+        }
+        if (names) t = Py_BuildValue("(sOs)", s.methods[i].name, names, s.methods[i].signature);
+        Py_XDECREF(names);
+        if (t == NULL || PyList_Append(list, t) != 0) {
+            Py_XDECREF(t);
+            goto done;
+        }
+        Py_DECREF(t);
+    }
+    r = Py_BuildValue("(sO)", s.info.name, list);
+done:
+    Py_XDECREF(list);
+    pysvc_free(&s);
+    return r;
+}
+
+/* --- a call ------------------------------------------------------------------------------ */
+
+/* The status an exception stands for: its .status when that is one a handler may answer
+ * with (EINVAL, ENOENT, EPERM, EBUSY, EHANDLER; not a transport's, which the client would
+ * take for its own connection's), SHMRPC_EINVAL for a ValueError (a bad argument, as C
+ * handlers report one), else rc. */
+static int status_of(PyObject *type, PyObject *value, int rc)
+{
+    PyObject *st = value ? PyObject_GetAttrString(value, "status") : NULL;
+    if (st == NULL) PyErr_Clear();
+    if (st != NULL && PyLong_Check(st)) {
+        long v = PyLong_AsLong(st);
+        if (v == SHMRPC_EINVAL || v == SHMRPC_ENOENT || v == SHMRPC_EPERM || v == SHMRPC_EBUSY ||
+            v == SHMRPC_EHANDLER)
+            rc = (int)v;
+        PyErr_Clear();
+    } else if (type && PyErr_GivenExceptionMatches(type, PyExc_ValueError)) {
+        rc = SHMRPC_EINVAL;
+    }
+    Py_XDECREF(st);
+    return rc;
+}
+
+/* The pending Python exception as the call's error: "TypeName: message", also printed with
+ * its traceback to stderr (a service's log). */
+static int handler_failed(shmrpc_ctx *ctx, const char *method, int rc)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    rc = status_of(type, value, rc);
+    const char *tname = type ? ((PyTypeObject *)type)->tp_name : "error";
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (msg == NULL) PyErr_Clear();
+    if (msg && *msg)
+        shmrpc_ctx_error(ctx, rc, "%s: %s", tname, msg);
+    else
+        shmrpc_ctx_error(ctx, rc, "%s", tname);
+    Py_XDECREF(text);
+    fprintf(stderr, "shmrpc: handler of %s failed:\n", method);
+    fflush(stderr);
+    if (type) PyErr_Display(type, value, tb);
+    Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+    return rc;
+}
+
+/* The request's arguments as a tuple in parameter order, or NULL raised. */
+static PyObject *request_args(pysvc *s, uint32_t id, shmrpc_bytes req)
+{
+    const shmrpc_dyn_sig *g = s->sigs[id];
+    if (g->encoding == SHMRPC_ENC_RAW)
+        return Py_BuildValue("(y#)", (const char *)req.ptr, (Py_ssize_t)req.len);
+    PyObject *args = PyTuple_New((Py_ssize_t)g->n_params);
+    if (args == NULL) return NULL;
+    if (g->encoding == SHMRPC_ENC_MSGPACK) {
+        shmrpc_mp_reader r;
+        uint32_t n;
+        shmrpc_mp_reader_init(&r, req.ptr, req.len);
+        if (shmrpc_mp_read_array(&r, &n) != 0 || n != g->n_params) {
+            Py_DECREF(args);
+            return PyErr_Format(PyExc_ValueError, "expected an array of %zu arguments",
+                                g->n_params);
+        }
+        for (size_t i = 0; i < g->n_params; i++) {
+            PyObject *v = pyshm_from_mp(g->params[i].type, &r);
+            if (v == NULL) {
+                Py_DECREF(args);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(args, (Py_ssize_t)i, v);
+        }
+        if (shmrpc_mp_finish(&r) != 0) {
+            Py_DECREF(args);
+            return PyErr_Format(PyExc_ValueError, "bytes after the arguments");
+        }
+        return args;
+    }
+    /* @json: the arguments are an object by name, read as a struct of the parameters. */
+    PyObject *all = pyshm_decode(&s->args_sig[id], req.ptr, req.len, &s->json, "arguments");
+    for (size_t i = 0; all && i < g->n_params; i++) {
+        const char *name = g->params[i].name;
+        PyObject *v = PyDict_Check(all) ? Py_XNewRef(PyDict_GetItemString(all, name))
+                                        : PyObject_GetAttrString(all, name);
+        if (v == NULL) {
+            Py_CLEAR(all);
+            break;
+        }
+        PyTuple_SET_ITEM(args, (Py_ssize_t)i, v);
+    }
+    if (all == NULL) Py_CLEAR(args);
+    Py_XDECREF(all);
+    return args;
+}
+
+/* The handler's result r into resp, or -1 raised. */
+static int put_result(pysvc *s, uint32_t id, PyObject *r, shmrpc_buf *resp)
+{
+    const shmrpc_dyn_sig *g = s->sigs[id];
+    int rc;
+    if (g->encoding == SHMRPC_ENC_RAW) {
+        Py_buffer view;
+        if (PyUnicode_Check(r) || PyObject_GetBuffer(r, &view, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "result: expected bytes, got %s", Py_TYPE(r)->tp_name);
+            return -1;
+        }
+        rc = shmrpc_buf_append(resp, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    } else if (g->result->kind == SHMRPC_DYN_VOID) {
+        if (r != Py_None) {
+            PyErr_Format(PyExc_TypeError, "result: %s returns nothing, the handler returned %s",
+                         g->method, Py_TYPE(r)->tp_name);
+            return -1;
+        }
+        /* What a generated server answers: msgpack's nil, or JSON's null. */
+        rc = g->encoding == SHMRPC_ENC_JSON ? shmrpc_buf_append(resp, "null", 4)
+                                            : shmrpc_buf_append(resp, "\xc0", 1);
+    } else if (g->encoding == SHMRPC_ENC_MSGPACK) {
+        /* Straight to msgpack, as the client writes its requests. */
+        msgpack_packer pk;
+        place top = {.field = "result", .bare = true};
+        msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
+        if (pyshm_encode_mp(&pk, g->result, r, &top) != 0) return -1;
+        rc = resp->err;
+    } else {
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        rc = pyshm_encode_body(g, r, "result", &s->json, &out);
+        if (rc != 0) {
+            shmrpc_buf_destroy(&out);
+            return -1;
+        }
+        rc = shmrpc_buf_append(resp, out.data, out.len);
+        shmrpc_buf_destroy(&out);
+    }
+    if (rc == SHMRPC_ETOOBIG)
+        PyErr_Format(PyExc_ValueError, "result: larger than the server's maximum of %zu bytes",
+                     resp->max);
+    else if (rc != 0)
+        PyErr_Format(PyExc_ValueError, "result: %s", shmrpc_strerror(rc));
+    return rc ? -1 : 0;
+}
+
+static int py_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req, shmrpc_buf *resp)
+{
+    (void)handlers;
+    pysvc *s = shmrpc_ctx_user(ctx);
+    uint32_t id = shmrpc_ctx_method(ctx);
+    const char *name = s->methods[id].name;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = 0;
+    PyObject *args = request_args(s, id, req);
+    if (args == NULL) {
+        rc = handler_failed(ctx, name, SHMRPC_EINVAL);
+    } else {
+        PyObject *r = PyObject_Call(s->handlers[id], args, NULL);
+        Py_DECREF(args);
+        if (r == NULL || put_result(s, id, r, resp) != 0)
+            rc = handler_failed(ctx, name, SHMRPC_EHANDLER);
+        Py_XDECREF(r);
+    }
+    PyGILState_Release(gil);
+    return rc;
+}
+
+/* --- serve ------------------------------------------------------------------------------ */
+
+static shmrpc_server *volatile serving;
+
+/* The workers are forked by the library on the thread that serves, while it has let go
+ * of the GIL. Around those forks the interpreter is prepared as os.fork() prepares it
+ * (the GIL taken, Python's at-fork callbacks run, its locks and threads reset in the
+ * child), so that a worker starts with a sound interpreter of its own even when other
+ * Python threads ran at the fork. Only for forks of that thread while it serves. */
+static PyThreadState *serve_tstate;
+static pthread_t serve_thread;
+
+static bool serving_fork(void)
+{
+    return serving != NULL && serve_tstate != NULL && pthread_equal(pthread_self(), serve_thread);
+}
+
+static void before_fork(void)
+{
+    if (!serving_fork()) return;
+    PyEval_RestoreThread(serve_tstate);
+    PyOS_BeforeFork();
+}
+
+static void after_fork_parent(void)
+{
+    if (!serving_fork()) return;
+    PyOS_AfterFork_Parent();
+    serve_tstate = PyEval_SaveThread();
+}
+
+static void after_fork_child(void)
+{
+    if (!serving_fork()) return;
+    PyOS_AfterFork_Child();
+    serve_tstate = PyEval_SaveThread();
+}
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    shmrpc_server *s = serving;
+    if (s) shmrpc_server_stop(s);
+}
+
+/* Any non-NULL function: the library checks that each method has a handler, and this
+ * service's handlers are the Python callables behind py_invoke. */
+static void present(void) {}
+
+/* _serve(path, handlers, address, workers, max_msg_bytes): serves until SIGTERM or SIGINT.
+ * handlers: a dict method -> callable with every method (serve() checks them first). */
+static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
+{
+    (void)mod;
+    static char *names[] = {"path", "handlers", "address", "workers", "max_msg_bytes", NULL};
+    const char *path, *addr;
+    PyObject *handlers;
+    int workers = 1;
+    Py_ssize_t max_msg = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|in", names, &path, &PyDict_Type, &handlers,
+                                     &addr, &workers, &max_msg))
+        return NULL;
+    if (workers < 0 || workers > SHMRPC_MAX_WORKERS)
+        return PyErr_Format(PyExc_ValueError, "workers: 0 to %d, not %d", SHMRPC_MAX_WORKERS,
+                            workers);
+    if (max_msg < 0) return PyErr_Format(PyExc_ValueError, "max_msg_bytes: negative");
+    if (serving != NULL) return PyErr_Format(PyExc_RuntimeError, "this process serves already");
+    pysvc *s = calloc(1, sizeof *s);
+    if (s == NULL) return PyErr_NoMemory();
+    shmrpc_server *srv = NULL;
+    PyObject *result = NULL;
+    if (pysvc_load(s, path) != 0) goto done;
+    uint32_t n = s->info.n_methods;
+    if ((s->handlers = calloc(n + 1, sizeof *s->handlers)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        PyObject *h = PyDict_GetItemString(handlers, s->methods[i].name);
+        if (h == NULL || !PyCallable_Check(h)) {
+            PyErr_Format(PyExc_TypeError, "no handler for method '%s'", s->methods[i].name);
+            goto done;
+        }
+        s->handlers[i] = Py_NewRef(h);
+        s->invoke[i] = py_invoke;
+        s->offsets[i] = 0;
+    }
+    void (*table)(void) = present;
+    shmrpc_service svc = {.magic = SHMRPC_SERVICE_MAGIC,
+                          .version = SHMRPC_DESCRIPTOR_VERSION,
+                          .info = &s->info,
+                          .invoke = s->invoke,
+                          .handler_offset = s->offsets,
+                          .handlers_size = sizeof table};
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    o.max_msg_bytes = (size_t)max_msg;
+    int rc = shmrpc_server_new(&srv, &o);
+    if (rc == 0) rc = shmrpc_server_register(srv, &svc, &table, s);
+    if (rc == 0) rc = shmrpc_server_listen(srv, addr);
+    if (rc != 0) {
+        pyshm_raise_status(rc, "serve", shmrpc_errmsg());
+        goto done;
+    }
+    /* SIGTERM (a supervisor's stop) and SIGINT (^C) stop serving: the GIL is released
+     * while it serves, so Python's own handlers would not run until it returned. */
+    struct sigaction sa = {.sa_handler = on_stop}, old_term, old_int;
+    sigemptyset(&sa.sa_mask);
+    serving = srv;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    char msg[512] = "";
+    static bool atfork;
+    if (!atfork && pthread_atfork(before_fork, after_fork_parent, after_fork_child) == 0)
+        atfork = true;
+    serve_thread = pthread_self();
+    serve_tstate = PyEval_SaveThread();
+    rc = shmrpc_server_serve(srv, workers);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    PyEval_RestoreThread(serve_tstate);
+    serve_tstate = NULL;
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    serving = NULL;
+    if (rc != 0) {
+        pyshm_raise_status(rc, "serve", msg);
+        goto done;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    if (srv) shmrpc_server_free(srv);
+    pysvc_free(s);
+    free(s);
+    return result;
+}
+
+static PyMethodDef serve_methods[] = {
+    {"_svc_methods", svc_methods, METH_O,
+     "_svc_methods(path): (service, [(method, [parameter names], signature)]) of a .svc file."},
+    {"_serve", (PyCFunction)(void (*)(void))py_serve, METH_VARARGS | METH_KEYWORDS,
+     "_serve(path, handlers, address, workers=1, max_msg_bytes=0): serve until SIGTERM."},
+    {NULL, NULL, 0, NULL},
+};
+
+int pyshm_serve_init(PyObject *module)
+{
+    return PyModule_AddFunctions(module, serve_methods);
+}

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: MIT
+"""A Python server for the tests: serves examples/echo/echo.svc or tests/dynamic/every.svc
+with shmrpc.serve() (docs/python.md, "Serving").
+    python3 py_server.py echo|every SVC_FILE WORKERS ADDRESS
+echo's echo_json("boom") raises RuntimeError, echo_json("slow") answers after 1 s (a call
+in flight when SIGTERM comes); every's handlers hand back what they are given."""
+import sys
+import time
+
+import shmrpc
+
+
+class Echo:
+    def echo_raw(self, data):
+        return data
+
+    def echo_json(self, text):
+        if text == "boom":
+            raise RuntimeError("boom, as asked")
+        if text == "slow":
+            time.sleep(1)
+        return text
+
+    def add(self, a, b):
+        s = a + b
+        if not -2**63 <= s < 2**63:
+            raise ValueError(f"add: {a} + {b} overflows i64")
+        return s
+
+    def centroid(self, points):
+        if not points:
+            raise ValueError("centroid of no points")
+        n = len(points)
+        return {"x": sum(p["x"] for p in points) / n, "y": sum(p["y"] for p in points) / n,
+                "label": "centroid"}
+
+
+def same(v):
+    return v
+
+
+EVERY = {name: same for name in ("pass_scalars", "pass_scalars_json", "pass_holder",
+                                 "pass_holder_json", "pass_keys", "pass_keys_json", "pass_node",
+                                 "pass_node_json")}
+EVERY.update(pass_sign=lambda s: s, pass_map=lambda m: m,
+             first=lambda a, b, c, d, e, f, g: a, fourth_json=lambda a, b, c, d, e, f, g: d,
+             nothing=lambda: None, nothing_json=lambda: None, raw=lambda data: data)
+
+if __name__ == "__main__":
+    kind, svc, workers, address = sys.argv[1:5]
+    shmrpc.serve(svc, Echo() if kind == "echo" else EVERY, address, workers=int(workers))

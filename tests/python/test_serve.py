@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: MIT
+"""Serving from Python (shmrpc.serve, docs/python.md "Serving"): a Python server of
+examples/echo/echo.svc (py_server.py) called by the C echo client and by the Python client,
+a handler's exception as the call's error status with its message, handlers that do not
+match refused before anything is served, SIGTERM finishing the call in flight, and a
+Python service under shmrpc-service that loses a worker, and then itself, to SIGKILL."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import shmrpc
+from conftest import ECHO_SVC, EVERY_SVC, HERE, free_port, py_server, python_env, shm_name
+
+@pytest.fixture(params=["shm", "tcp"])
+def py_echo(request):
+    addr = shm_name("pyecho") if request.param == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = py_server("echo", addr)
+    yield s
+    s.stop()
+
+
+def test_c_echo_client_calls_python_server(py_echo):
+    out = subprocess.run([os.environ["ECHO_CLIENT"], py_echo.address], timeout=30,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "add(40, 2) = 42" in out.stdout
+    assert 'centroid((0,0), (4,0), (2,3)) = (2, 1) "centroid"' in out.stdout
+    assert 'echo_raw("hello, shmrpc") = "hello, shmrpc"' in out.stdout
+    # the handler's ValueError: the status C handlers give a bad argument, and its message
+    assert ("add(INT64_MAX, 1) -> invalid argument: ValueError: add: 9223372036854775807 + 1 "
+            "overflows i64") in out.stdout
+
+
+def test_python_client_calls_python_server(py_echo):
+    with shmrpc.connect(py_echo.address) as c:
+        assert c.service == "Echo"
+        assert c.add(40, 2) == 42 and c.add(b=2, a=-44) == -42
+        assert c.echo_raw(b"\x00\xff") == b"\x00\xff" and c.echo_json("grüß") == "grüß"
+        p = c.centroid([{"x": 1.0, "y": 2.0}, {"x": 3.0, "y": 4.0, "label": "q"}])
+        assert (p.x, p.y, p.label) == (2.0, 3.0, "centroid")
+        with pytest.raises(shmrpc.HandlerError) as e:
+            c.centroid([])
+        assert e.value.status_name == "SHMRPC_EINVAL"
+        assert e.value.message == "ValueError: centroid of no points"
+        with pytest.raises(shmrpc.HandlerError) as e:
+            c.echo_json("boom")
+        assert e.value.status_name == "SHMRPC_EHANDLER"
+        assert e.value.message == "RuntimeError: boom, as asked"
+        assert c.add(1, 1) == 2  # the worker lives on
+
+
+def test_method_table_is_the_generated_one(py_echo):
+    """The C client checks the table at connect; compare it with echo-server's too."""
+    c_server_addr = shm_name("cecho")
+    from conftest import Server
+    c_server = Server(os.environ["ECHO_SERVER"], c_server_addr)
+    try:
+        with shmrpc.connect(py_echo.address) as a, shmrpc.connect(c_server_addr) as b:
+            assert a.methods == b.methods
+    finally:
+        c_server.stop()
+
+
+class Wrong:
+    def echo_raw(self, data):
+        return data
+
+    def echo_json(self, txt):
+        return txt
+
+    def centroid(self, points, extra):
+        return points[0]
+
+    centroid_too = None
+
+
+def test_handlers_that_do_not_match_are_refused_before_serving():
+    addr = shm_name("never")
+    with pytest.raises(TypeError) as e:
+        shmrpc.serve(ECHO_SVC, Wrong(), addr)
+    msg = str(e.value)
+    assert msg.startswith("handlers for Echo (")
+    assert "no handler for add(a, b)" in msg
+    assert "the handler of echo_json takes (txt); echo_json has (text)" in msg
+    assert "the handler of centroid takes (points, extra); centroid has (points)" in msg
+    with pytest.raises(TypeError, match=r"'adds' is no method of Echo; 'x' is no method"):
+        shmrpc.serve(ECHO_SVC, {"echo_raw": bytes, "echo_json": str, "add": lambda a, b: a,
+                                "centroid": lambda points: 0, "adds": len, "x": len}, addr)
+    with pytest.raises(TypeError, match="the handler of add is not callable"):
+        shmrpc.serve(ECHO_SVC, {"echo_raw": bytes, "echo_json": str, "add": 3,
+                                "centroid": lambda points: 0}, addr)
+    with pytest.raises(ValueError, match="nope.svc"):
+        shmrpc.serve(os.path.join(HERE, "nope.svc"), {}, addr)
+    assert not [f for f in os.listdir("/dev/shm") if addr[len("shm://"):] in f]
+
+
+def test_sigterm_finishes_the_call_in_flight():
+    s = py_server("echo", shm_name("term"))
+    try:
+        got = {}
+
+        def slow():
+            with shmrpc.connect(s.address, timeout=20) as c:
+                got["r"] = c.echo_json("slow")
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)  # the call is in its handler (which sleeps 1 s)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(15) == 0
+        t.join(15)
+        assert got.get("r") == "slow"
+        name = s.address[len("shm://"):]
+        assert not [f for f in os.listdir("/dev/shm") if name in f]
+    finally:
+        s.stop()
+
+
+def supervised_status(ini):
+    """The service's entry in shmrpcctl status, or {} while the supervisor is not up."""
+    import json
+    out = subprocess.run([os.environ["SHMRPCCTL"], "--ini", ini, "status", "--json"],
+                         capture_output=True, text=True, timeout=20)
+    return json.loads(out.stdout)[0] if out.returncode == 0 else {}
+
+
+def wait_for(what, check, bound=20):
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        r = check()
+        if r:
+            return r
+        time.sleep(0.05)
+    raise AssertionError(f"not within {bound} s: {what}")
+
+
+def add_works(address):
+    try:
+        with shmrpc.connect(address, timeout=5) as c:
+            return c.add(40, 2) == 42
+    except shmrpc.Error:
+        return False
+
+
+def test_python_service_under_shmrpc_service(tmp_path):
+    """exec = python3 ...: the supervisor sees its workers, scales them (SIGRTMIN, followed
+    by the library inside the Python process), and a worker or the service killed with
+    SIGKILL is replaced."""
+    name = f"pyt_sup_{os.getpid()}"
+    preload = f"env LD_PRELOAD={python_env()['LD_PRELOAD']} " if "LD_PRELOAD" in python_env() else ""
+    ini = tmp_path / "service.ini"
+    ini.write_text("[defaults]\nlog_dir = logs\nstop_timeout_s = 5\nrestart_backoff_ms = 100\n\n"
+                   f"[py]\nexec = {preload}{sys.executable} {HERE}/py_server.py echo {ECHO_SVC} 2 "
+                   f"shm://{name}\nshm_name = {name}\n")
+    # (the supervisor carries its own ASan runtime, if any: the preload is for python3 only)
+    sup = subprocess.Popen([os.environ["SHMRPC_SERVICE"], "--foreground", str(ini)],
+                           stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    try:
+        st = wait_for("py running with 2 workers", lambda: (
+            lambda s: s if s.get("state") == "running" and len(s["worker_pids"]) == 2 else None)(
+                supervised_status(str(ini))))
+        assert wait_for("a call", lambda: add_works(f"shm://{name}"))
+        pid, victim = st["pid"], st["worker_pids"][0]
+
+        os.kill(victim, signal.SIGKILL)
+        st = wait_for("the killed worker replaced", lambda: (
+            lambda s: s if len(s.get("worker_pids", [])) == 2 and victim not in s["worker_pids"]
+            else None)(
+                supervised_status(str(ini))))
+        assert st["pid"] == pid and st["restarts"] == 0
+        assert wait_for("a call after the worker died", lambda: add_works(f"shm://{name}"))
+
+        out = subprocess.run([os.environ["SHMRPCCTL"], "--ini", str(ini), "scale", "py", "3"],
+                             capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0, out.stderr
+        wait_for("3 workers", lambda: len(supervised_status(str(ini)).get("worker_pids", [])) == 3)
+
+        os.kill(pid, signal.SIGKILL)
+        st = wait_for("the service restarted", lambda: (
+            lambda s: s if s.get("state") == "running" and s["pid"] not in (0, pid) else None)(
+                supervised_status(str(ini))))
+        assert st["restarts"] >= 1
+        assert wait_for("a call after the restart", lambda: add_works(f"shm://{name}"))
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(sup.pid, signal.SIGKILL)
+            sup.wait(10)
+        err = sup.stderr.read().decode(errors="replace")
+        sup.stderr.close()
+        log = tmp_path / "logs" / "py.log"
+        err += log.read_text(errors="replace") if log.exists() else ""
+        print(err)  # shown when the test fails
+        for f in os.listdir("/dev/shm"):
+            if name in f:
+                os.unlink(os.path.join("/dev/shm", f))
+    assert sup.returncode == 0, err
+    assert "py: stopped (it exited with status 0)" in err
+
+
+def test_docs_serving_example(tmp_path):
+    """docs/python.md's my_service.py, run as it is written (its echo.svc and address this
+    run's own), called by the Python client and echo-client."""
+    from test_docs import examples
+    from conftest import Server
+    (code,) = examples(serving=True)
+    addr = shm_name("docserve")
+    script = tmp_path / "my_service.py"
+    script.write_text(code.replace('"echo.svc"', repr(ECHO_SVC))
+                      .replace("shm://echo_serv", addr))
+    s = Server(sys.executable, addr, str(script), env=python_env())  # (the address unread)
+    try:
+        with shmrpc.connect(addr) as c:
+            assert c.add(40, 2) == 42 and c.echo_json("hello") == "world"
+            with pytest.raises(shmrpc.HandlerError) as e:
+                c.centroid([])
+            assert e.value.status_name == "SHMRPC_EHANDLER"
+            assert e.value.message == "ZeroDivisionError: division by zero"
+        out = subprocess.run([os.environ["ECHO_CLIENT"], addr], timeout=30, capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
+
+
+FORKED = """
+import os, sys, threading, shmrpc
+seen = []
+os.register_at_fork(after_in_child=lambda: seen.append(os.getpid()))
+def spin():  # a Python thread busy with the GIL while the workers are forked
+    while True:
+        sum(range(1000))
+threading.Thread(target=spin, daemon=True).start()
+shmrpc.serve(sys.argv[1], {"echo_raw": lambda data: data,
+                           "echo_json": lambda text: repr(seen == [os.getpid()]),
+                           "add": lambda a, b: threading.active_count(),
+                           "centroid": lambda points: points[0]}, sys.argv[2], workers=2)
+"""
+
+
+def test_workers_are_forked_as_os_fork_forks():
+    """Python's at-fork callbacks run in each worker, and a Python thread running at the
+    fork does not leave a worker without the GIL (its handler still answers)."""
+    from conftest import Server
+    s = Server(sys.executable, shm_name("forked"), "-c", FORKED, ECHO_SVC, env=python_env())
+    try:
+        for _ in range(4):
+            with shmrpc.connect(s.address, timeout=10) as c:
+                assert c.echo_json("x") == "True"
+                assert c.add(0, 0) == 1  # the spinning thread stayed in the parent
+    finally:
+        s.stop()
+    assert s.proc.returncode == 0
