@@ -15,16 +15,6 @@ static const char *signature(gen *g, const svc_method *m)
     return gen_must(svc_signature(g->a, m, SVC_MAX_SIGNATURE, NULL));
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
-
 /* Over every method's signature in name order, each followed by a newline. */
 uint64_t gen_service_fingerprint(gen *g)
 {
@@ -32,7 +22,7 @@ uint64_t gen_service_fingerprint(gen *g)
     sb_init(&o);
     for (int i = 0; i < g->n_methods; i++)
         sb_printf(&o, "%s\n", signature(g, g->sorted[i]));
-    uint64_t h = fnv1a64(sb_str(&o));
+    uint64_t h = svc_fingerprint(sb_str(&o));
     sb_free(&o);
     return h;
 }
@@ -73,7 +63,7 @@ void gen_descriptor(gen *g, emitter *e)
             em(e, ".name = \"%.*s\",", m->name.n, m->name.p);
             em(e, ".id = %s,", gen_method_id(g, m));
             em(e, ".encoding = %s,", enc_consts[m->enc]);
-            em(e, ".fingerprint = UINT64_C(0x%016" PRIx64 "),", fnv1a64(signature(g, m)));
+            em(e, ".fingerprint = UINT64_C(0x%016" PRIx64 "),", svc_fingerprint(signature(g, m)));
             em(e, ".signature = %s,", sigs[i]);
             em_close(e, "},");
         }

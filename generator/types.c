@@ -77,19 +77,7 @@ void gen_init(gen *g, svc_arena *a, const svc_file *f)
     g->own = gen_must(svc_cap(a, g->name, -1));
 
     g->n_methods = g->svc->n_methods;
-    g->sorted = gen_must(svc_arena_alloc(a, sizeof *g->sorted * (size_t)(g->n_methods + 1)));
-    int i = 0;
-    for (const svc_method *m = g->svc->methods; m; m = m->next)
-        g->sorted[i++] = m;
-    for (int j = 1; j < g->n_methods; j++) /* insertion sort: tables are small */
-        for (int k = j; k > 0; k--) {
-            const svc_method *x = g->sorted[k - 1], *y = g->sorted[k];
-            int c = memcmp(x->name.p, y->name.p,
-                           (size_t)(x->name.n < y->name.n ? x->name.n : y->name.n));
-            if (c < 0 || (c == 0 && x->name.n <= y->name.n)) break;
-            g->sorted[k - 1] = y;
-            g->sorted[k] = x;
-        }
+    g->sorted = gen_must(svc_methods_by_name(a, g->svc));
 
     /* Register every type in declaration order so the header lists them all. */
     for (const svc_decl *d = g->svc->decls; d; d = d->next) {

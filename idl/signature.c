@@ -169,3 +169,33 @@ const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t 
     free(s.p);
     return r;
 }
+
+const svc_method **svc_methods_by_name(svc_arena *a, const svc_service *s)
+{
+    const svc_method **v = svc_arena_alloc(a, sizeof *v * (size_t)(s->n_methods + 1));
+    if (v == NULL) return NULL;
+    int n = 0;
+    for (const svc_method *m = s->methods; m && n < s->n_methods; m = m->next)
+        v[n++] = m;
+    v[n] = NULL;
+    for (int j = 1; j < n; j++) /* insertion sort: tables are small */
+        for (int k = j; k > 0; k--) {
+            const svc_method *x = v[k - 1], *y = v[k];
+            int c = memcmp(x->name.p, y->name.p,
+                           (size_t)(x->name.n < y->name.n ? x->name.n : y->name.n));
+            if (c < 0 || (c == 0 && x->name.n <= y->name.n)) break;
+            v[k - 1] = y;
+            v[k] = x;
+        }
+    return v;
+}
+
+uint64_t svc_fingerprint(const char *text)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h ^= *p;
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}

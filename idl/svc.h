@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "ast.h"
@@ -122,6 +123,14 @@ enum {
  * longer than max bytes (*len = max + 1: the walk stops there, so that a huge one costs
  * no more than max) or memory ran out (*len = 0). */
 const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len);
+
+/* The service's methods in name order, the method table's order (index = method id):
+ * n_methods pointers and a NULL, in a; NULL when memory ran out. */
+const svc_method **svc_methods_by_name(svc_arena *a, const svc_service *s);
+
+/* FNV-1a (64 bits) of a text: a method's fingerprint over its signature, a service's over
+ * every signature in name order, each followed by a newline (docs/wire.md). */
+uint64_t svc_fingerprint(const char *text);
 
 /* The text of a type as it would be written: "map<string, list<i64>>", "Point?". */
 const char *svc_type_str(svc_arena *a, const svc_type *t);

@@ -47,24 +47,6 @@ static void pysvc_free(pysvc *s)
     memset(s, 0, sizeof *s);
 }
 
-static uint64_t fnv1a64(const char *p)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
-        h ^= *c;
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h;
-}
-
-static int by_name(const void *x, const void *y)
-{
-    const svc_method *a = *(const svc_method *const *)x, *b = *(const svc_method *const *)y;
-    int n = a->name.n < b->name.n ? a->name.n : b->name.n;
-    int c = memcmp(a->name.p, b->name.p, (size_t)n);
-    return c ? c : (a->name.n > b->name.n) - (a->name.n < b->name.n);
-}
-
 /* Reads path into s, or raises (ValueError with the front end's messages). */
 static int pysvc_load(pysvc *s, const char *path)
 {
@@ -89,7 +71,7 @@ static int pysvc_load(pysvc *s, const char *path)
     const svc_service *svc = f->service;
     uint32_t n = (uint32_t)svc->n_methods;
     s->methods = svc_arena_alloc(s->a, sizeof *s->methods * (n + 1));
-    s->decl = svc_arena_alloc(s->a, sizeof *s->decl * (n + 1));
+    s->decl = svc_methods_by_name(s->a, svc); /* the method table's order, as shmrpcgen's */
     s->sigs = svc_arena_alloc(s->a, sizeof *s->sigs * (n + 1));
     s->args = svc_arena_alloc(s->a, sizeof *s->args * (n + 1));
     s->args_sig = svc_arena_alloc(s->a, sizeof *s->args_sig * (n + 1));
@@ -98,10 +80,7 @@ static int pysvc_load(pysvc *s, const char *path)
     if (!s->methods || !s->decl || !s->sigs || !s->args || !s->args_sig || !s->invoke ||
         !s->offsets)
         goto oom;
-    uint32_t i = 0;
-    for (const svc_method *m = svc->methods; m && i < n; m = m->next)
-        s->decl[i++] = m;
-    qsort(s->decl, n, sizeof *s->decl, by_name);
+    uint32_t i;
     /* The service's fingerprint: every signature in name order, each with a newline. */
     shmrpc_buf all;
     shmrpc_buf_init(&all);
@@ -121,7 +100,7 @@ static int pysvc_load(pysvc *s, const char *path)
             .encoding = m->enc == SVC_ENC_JSON  ? SHMRPC_ENC_JSON
                         : m->enc == SVC_ENC_RAW ? SHMRPC_ENC_RAW
                                                 : SHMRPC_ENC_MSGPACK,
-            .fingerprint = fnv1a64(sig),
+            .fingerprint = svc_fingerprint(sig),
             .signature = sig,
         };
         if (shmrpc_dyn_sig_parse(s->d, sig, &s->sigs[i]) != 0) {
@@ -140,7 +119,7 @@ static int pysvc_load(pysvc *s, const char *path)
         shmrpc_buf_destroy(&all);
         goto oom;
     }
-    uint64_t fp = fnv1a64((const char *)all.data);
+    uint64_t fp = svc_fingerprint((const char *)all.data);
     shmrpc_buf_destroy(&all);
     const char *sname = svc_arena_strndup(s->a, svc->name.p, (size_t)svc->name.n);
     if (sname == NULL) goto oom;
