@@ -6,9 +6,11 @@
 # boost-mq baseline of shmrpc-bench-queue (bench/boost_mq.cpp); scdoc builds the man pages
 # (docs/man; without it they are left out); python3-dev and python3-pytest build and test the
 # Python module (python/, tests/python); debhelper and lintian build and check the Debian
-# packages (tests/package/deb_test.sh, which is skipped without them).
+# packages (tests/package/deb_test.sh, which is skipped without them), and build-essential,
+# which dpkg-buildpackage requires of every build and which brings make for the pkg-config
+# Makefile consumer (tests/package/consumer_make).
 set -eu
-pkgs="cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
+pkgs="build-essential cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
       libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libcivetweb-dev
       libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest debhelper
       lintian"
