@@ -54,12 +54,9 @@ _set_struct_factory(_make_struct)
 
 
 def _method(conn, name, signature):
-    call = conn._call
-
-    def method(*args, **kwargs):
-        return call(name, args, kwargs)
-
-    method.__name__ = method.__qualname__ = name
+    # A C callable (vectorcall): no Python frame, tuple or dict per call (docs/python.md,
+    # "Speed"); help() reads the __doc__ and __signature__ set here.
+    method = conn._method(name)
     method.__doc__ = signature
     params = [_inspect.Parameter(p, _inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                  default=None if optional else _inspect.Parameter.empty)

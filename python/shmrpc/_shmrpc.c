@@ -7,7 +7,12 @@
  * methods skip the codec: their bytes go to the wire as they are. */
 #include "pyshmrpc.h"
 
+#include <structmember.h>
+
 #include <math.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -769,10 +774,26 @@ typedef struct {
     char *addr;
     shmrpc_client_opts opts;
     uint8_t secret[SHMRPC_SECRET_MAX];
-    pid_t pid;               /* the process that connected d */
+    unsigned forks;          /* fork_count when d was connected: in the process that did */
+    uint64_t gen;            /* counts the d's this object had: the key of Methods' caches */
     PyThread_type_lock lock; /* one call at a time on d (dynamic.h) */
     shmrpc_buf out;          /* the result's JSON */
 } ClientObject;
+
+/* The forks this process is removed from its first (bumped in each child, at fork): the
+ * test of "am I the process that connected", as getpid() is a syscall in glibc and costs
+ * more than the rest of a call's checks together. */
+static _Atomic unsigned fork_count;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add_explicit(&fork_count, 1, memory_order_relaxed);
+}
+
+static inline unsigned forks_now(void)
+{
+    return atomic_load_explicit(&fork_count, memory_order_relaxed);
+}
 
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
 static int client_open(ClientObject *self)
@@ -791,7 +812,8 @@ static int client_open(ClientObject *self)
         return -1;
     }
     self->d = d;
-    self->pid = getpid();
+    self->forks = forks_now();
+    self->gen++;
     return 0;
 }
 
@@ -870,7 +892,7 @@ static int client_enter(ClientObject *self)
         PyErr_SetString(pyshm_Unavailable, "the client is not initialised");
         return -1;
     }
-    if (self->pid != getpid()) {
+    if (self->forks != forks_now()) {
         PyThread_type_lock fresh = PyThread_allocate_lock();
         if (fresh == NULL) {
             PyErr_NoMemory();
@@ -880,10 +902,10 @@ static int client_enter(ClientObject *self)
         if (self->d != NULL) {
             shmrpc_dyn_free(self->d);
             self->d = NULL;
-            self->pid = getpid();
+            self->forks = forks_now();
             if (client_open(self) != 0) return -1;
         }
-        self->pid = getpid();
+        self->forks = forks_now();
     }
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
         Py_BEGIN_ALLOW_THREADS;
@@ -898,37 +920,44 @@ static int client_enter(ClientObject *self)
     return 0;
 }
 
-/* Arguments in parameter order (positional, then by name); NULL for one left out. */
-static int bind_args(const shmrpc_dyn_sig *sig, PyObject *args, PyObject *kw, PyObject **out)
+/* The arguments of a call in parameter order, into out (NULL for one left out): the
+ * positional ones (pos, npos), then those by name, either as a vectorcall passes them
+ * (kwnames, their values after the positional ones in pos) or in a dict (kwdict). */
+static int bind_args(const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                     PyObject *kwnames, PyObject *kwdict, PyObject **out)
 {
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    if ((size_t)n > sig->n_params) {
+    if ((size_t)npos > sig->n_params) {
         PyErr_Format(PyExc_TypeError, "%s() takes %zu arguments, %zd given", sig->method,
-                     sig->n_params, n);
+                     sig->n_params, npos);
         return -1;
     }
     for (size_t i = 0; i < sig->n_params; i++)
-        out[i] = (Py_ssize_t)i < n ? PyTuple_GET_ITEM(args, i) : NULL;
-    if (kw != NULL && PyDict_Size(kw) > 0) {
+        out[i] = (Py_ssize_t)i < npos ? pos[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, pos_in_dict = 0;
+    for (Py_ssize_t j = 0;; j++) {
         PyObject *k, *v;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(kw, &pos, &k, &v)) {
-            size_t i = 0;
-            while (PyUnicode_Check(k) && i < sig->n_params &&
-                   PyUnicode_CompareWithASCIIString(k, sig->params[i].name) != 0)
-                i++;
-            if (!PyUnicode_Check(k)) i = sig->n_params;
-            if (i == sig->n_params) {
-                PyErr_Format(PyExc_TypeError, "%s() has no parameter %R", sig->method, k);
-                return -1;
-            }
-            if (out[i] != NULL) {
-                PyErr_Format(PyExc_TypeError, "%s() got argument '%s' twice", sig->method,
-                             sig->params[i].name);
-                return -1;
-            }
-            out[i] = v;
+        if (kwnames != NULL) {
+            if (j == nkw) break;
+            k = PyTuple_GET_ITEM(kwnames, j);
+            v = pos[npos + j];
+        } else if (kwdict == NULL || !PyDict_Next(kwdict, &pos_in_dict, &k, &v)) {
+            break;
         }
+        size_t i = 0;
+        while (PyUnicode_Check(k) && i < sig->n_params &&
+               PyUnicode_CompareWithASCIIString(k, sig->params[i].name) != 0)
+            i++;
+        if (!PyUnicode_Check(k)) i = sig->n_params;
+        if (i == sig->n_params) {
+            PyErr_Format(PyExc_TypeError, "%s() has no parameter %R", sig->method, k);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got argument '%s' twice", sig->method,
+                         sig->params[i].name);
+            return -1;
+        }
+        out[i] = v;
     }
     for (size_t i = 0; i < sig->n_params; i++)
         if (out[i] == NULL && sig->params[i].type->kind != SHMRPC_DYN_OPT) {
@@ -958,43 +987,50 @@ static int encode_args(const shmrpc_dyn_sig *sig, PyObject **argv, shmrpc_buf *j
     return pyshm_put(json, "}", 1);
 }
 
-/* The request of the method called name for these arguments into req: checked against
- * its signature and encoded (for @msgpack straight to msgpack, unless via_codec asks for
- * the codec's JSON path, which tests compare it with). -1 raised. */
-static int build_request(ClientObject *self, const char *name, PyObject *args, PyObject *kw,
-                         bool via_codec, const shmrpc_method_info **mp, const shmrpc_dyn_sig **sp,
+/* The method called name of self's connection; raises AttributeError when there is none. */
+static int find_method(ClientObject *self, const char *name, const shmrpc_method_info **m,
+                       const shmrpc_dyn_sig **sig)
+{
+    int rc = shmrpc_dyn_method(self->d, name, m, sig);
+    if (rc == 0) return 0;
+    if (rc == SHMRPC_ENOENT)
+        PyErr_Format(PyExc_AttributeError, "%s", shmrpc_errmsg());
+    else
+        pyshm_raise_status(rc, name, shmrpc_errmsg());
+    return -1;
+}
+
+/* A call's arguments as a request of sig, checked against it and encoded into req (for
+ * @msgpack straight to msgpack, unless via_codec asks for the codec's JSON path, which
+ * tests compare it with). The arguments as bind_args takes them. -1 raised. */
+static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject *const *pos,
+                         Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict, bool via_codec,
                          shmrpc_buf *req)
 {
     PyObject *argv_small[16], **argv = argv_small;
-    const shmrpc_method_info *m;
-    const shmrpc_dyn_sig *sig;
-    int status = -1;
-    int rc = shmrpc_dyn_method(self->d, name, &m, &sig);
-    if (rc != 0) {
-        if (rc == SHMRPC_ENOENT)
-            PyErr_Format(PyExc_AttributeError, "%s", shmrpc_errmsg());
-        else
-            pyshm_raise_status(rc, name, shmrpc_errmsg());
-        return -1;
-    }
-    *mp = m;
-    *sp = sig;
+    const char *name = sig->method;
+    int status = -1, rc;
     if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    if (bind_args(sig, args, kw, argv) != 0) goto done;
+    if (bind_args(sig, pos, npos, kwnames, kwdict, argv) != 0) goto done;
     if (sig->encoding == SHMRPC_ENC_RAW) {
         /* @raw: the bytes as they are, no codec (its one parameter is bytes). */
         Py_buffer view;
         place here = {.field = sig->params[0].name};
-        if (PyUnicode_Check(argv[0]) || PyObject_GetBuffer(argv[0], &view, PyBUF_SIMPLE) != 0) {
+        if (PyBytes_CheckExact(argv[0])) { /* the common case, without a buffer view */
+            rc = shmrpc_buf_append(req, PyBytes_AS_STRING(argv[0]),
+                                   (size_t)PyBytes_GET_SIZE(argv[0]));
+        } else if (PyUnicode_Check(argv[0]) ||
+                   PyObject_GetBuffer(argv[0], &view, PyBUF_SIMPLE) != 0) {
             PyErr_Clear();
             fail_at(PyExc_TypeError, &here, "expected bytes, got %s", Py_TYPE(argv[0])->tp_name);
             goto done;
+        } else {
+            rc = shmrpc_buf_append(req, view.buf, (size_t)view.len);
+            PyBuffer_Release(&view);
         }
-        rc = shmrpc_buf_append(req, view.buf, (size_t)view.len);
-        PyBuffer_Release(&view);
         if (rc != 0) {
             pyshm_raise_status(rc, name, "the request does not fit");
             goto done;
@@ -1028,26 +1064,21 @@ done:
     return status;
 }
 
-/* _call(name, args, kwargs): one call of the method called name. */
-static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+/* One call of m (sig its parsed signature) with these arguments, self's lock held (and
+ * let go of here): the request built, sent and waited for without the GIL, and its
+ * answer as a Python value. */
+static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
+                             const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                             PyObject *kwnames, PyObject *kwdict)
 {
-    if (na != 3 || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
-        (a[2] != Py_None && !PyDict_Check(a[2]))) {
-        PyErr_SetString(PyExc_TypeError, "_call(name, args: tuple, kwargs: dict)");
-        return NULL;
-    }
-    const char *name = PyUnicode_AsUTF8(a[0]);
-    if (name == NULL || client_enter(self) != 0) return NULL;
     PyObject *result = NULL;
-    const shmrpc_method_info *m;
-    const shmrpc_dyn_sig *sig;
+    const char *name = sig->method;
     shmrpc_client *c = shmrpc_dyn_client(self->d);
     int rc;
-    if (build_request(self, name, a[1], a[2] == Py_None ? NULL : a[2], false, &m, &sig,
-                      shmrpc_client_request(c)) != 0)
+    if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c)) != 0)
         goto done;
     shmrpc_bytes resp;
-    char msg[1024] = "";
+    char msg[1024];
     Py_BEGIN_ALLOW_THREADS;
     rc = shmrpc_client_call(c, m->id, &resp);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
@@ -1086,6 +1117,26 @@ done:
     return result;
 }
 
+/* _call(name, args, kwargs): one call of the method called name. */
+static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    if (na != 3 || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
+        (a[2] != Py_None && !PyDict_Check(a[2]))) {
+        PyErr_SetString(PyExc_TypeError, "_call(name, args: tuple, kwargs: dict)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(a[0]);
+    if (name == NULL || client_enter(self) != 0) return NULL;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    if (find_method(self, name, &m, &sig) != 0) {
+        PyThread_release_lock(self->lock);
+        return NULL;
+    }
+    return call_locked(self, m, sig, &PyTuple_GET_ITEM(a[1], 0), PyTuple_GET_SIZE(a[1]), NULL,
+                       a[2] == Py_None ? NULL : a[2]);
+}
+
 /* _request(name, args, kwargs, via_codec): the request body a call would send, not sent. */
 static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize_t na)
 {
@@ -1101,8 +1152,9 @@ static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize
     shmrpc_buf req;
     shmrpc_buf_init(&req);
     PyObject *r = NULL;
-    if (build_request(self, name, a[1], a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1,
-                      &m, &sig, &req) == 0)
+    if (find_method(self, name, &m, &sig) == 0 &&
+        build_request(self, sig, &PyTuple_GET_ITEM(a[1], 0), PyTuple_GET_SIZE(a[1]), NULL,
+                      a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1, &req) == 0)
         r = PyBytes_FromStringAndSize((const char *)req.data, (Py_ssize_t)req.len);
     shmrpc_buf_destroy(&req);
     PyThread_release_lock(self->lock);
@@ -1151,7 +1203,7 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
     (void)unused;
     if (self->lock == NULL || self->d == NULL) Py_RETURN_NONE;
-    if (self->pid == getpid()) {
+    if (self->forks == forks_now()) {
         Py_BEGIN_ALLOW_THREADS;
         PyThread_acquire_lock(self->lock, WAIT_LOCK);
         Py_END_ALLOW_THREADS;
@@ -1165,9 +1217,139 @@ static PyObject *Client_close(ClientObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* --- a method of a connection: what c.add is ------------------------------------------
+ * A callable with the vectorcall protocol, so that c.add(40, 2) reaches the call with its
+ * arguments as they are on the interpreter's stack: no tuple, dict or Python frame per
+ * call. It keeps the method's table entry and parsed signature for the connection it was
+ * looked up on (its gen), looking them up again only when the connection was made anew
+ * (after a fork). Attributes (__signature__, __doc__) live in its __dict__: shmrpc/
+ * __init__.py sets them for help(). */
+
+typedef struct {
+    PyObject_HEAD ClientObject *conn;
+    PyObject *name;              /* str */
+    const shmrpc_method_info *m; /* of conn->d when gen == conn->gen */
+    const shmrpc_dyn_sig *sig;
+    uint64_t gen; /* 0: nothing looked up yet */
+    PyObject *dict;
+    vectorcallfunc vectorcall;
+} MethodObject;
+
+static PyObject *Method_vectorcall(MethodObject *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    ClientObject *conn = self->conn;
+    if (client_enter(conn) != 0) return NULL;
+    if (self->gen != conn->gen) {
+        const char *name = PyUnicode_AsUTF8(self->name);
+        if (name == NULL || find_method(conn, name, &self->m, &self->sig) != 0) {
+            self->gen = 0;
+            PyThread_release_lock(conn->lock);
+            return NULL;
+        }
+        self->gen = conn->gen;
+    }
+    return call_locked(conn, self->m, self->sig, args, PyVectorcall_NARGS(nargsf), kwnames, NULL);
+}
+
+static int Method_traverse(MethodObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->conn);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int Method_clear(MethodObject *self)
+{
+    Py_CLEAR(self->conn);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void Method_dealloc(MethodObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Method_clear(self);
+    Py_CLEAR(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Bound to nothing: a method of a connection is taken from the client as it is. Having
+ * __get__ makes it a routine to inspect and pydoc, which then show its __signature__. */
+static PyObject *Method_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)obj, (void)type;
+    return Py_NewRef(self);
+}
+
+static PyObject *Method_repr(MethodObject *self)
+{
+    return PyUnicode_FromFormat("<shmrpc method %U>", self->name);
+}
+
+static PyMemberDef Method_members[] = {
+    {"__name__", T_OBJECT, offsetof(MethodObject, name), READONLY, "The method's name."},
+    {"__qualname__", T_OBJECT, offsetof(MethodObject, name), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(MethodObject, dict), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(MethodObject, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Method_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Method",
+    .tp_basicsize = sizeof(MethodObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A method of a connection (c.add): calling it calls the server.",
+    .tp_dealloc = (destructor)Method_dealloc,
+    .tp_traverse = (traverseproc)Method_traverse,
+    .tp_clear = (inquiry)Method_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(MethodObject, vectorcall),
+    .tp_dictoffset = offsetof(MethodObject, dict),
+    .tp_descr_get = Method_get,
+    .tp_repr = (reprfunc)Method_repr,
+    .tp_members = Method_members,
+    .tp_getset = Method_getset,
+};
+
+/* _method(name): the method called name, as a callable (raises AttributeError when the
+ * server has none). */
+static PyObject *Client_method(ClientObject *self, PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "_method(name: str)");
+        return NULL;
+    }
+    const char *s = PyUnicode_AsUTF8(name);
+    if (s == NULL || client_enter(self) != 0) return NULL;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    int rc = find_method(self, s, &m, &sig);
+    PyThread_release_lock(self->lock);
+    if (rc != 0) return NULL;
+    MethodObject *o = PyObject_GC_New(MethodObject, &MethodType);
+    if (o == NULL) return NULL;
+    o->conn = (ClientObject *)Py_NewRef(self);
+    o->name = Py_NewRef(name);
+    o->m = m;
+    o->sig = sig;
+    o->gen = self->gen;
+    o->dict = NULL;
+    o->vectorcall = (vectorcallfunc)Method_vectorcall;
+    PyObject_GC_Track(o);
+    return (PyObject *)o;
+}
+
 static PyMethodDef Client_methods_def[] = {
     {"_call", (PyCFunction)(void (*)(void))Client_call, METH_FASTCALL,
      "_call(name, args, kwargs): calls the method called name."},
+    {"_method", (PyCFunction)Client_method, METH_O,
+     "_method(name): the method called name, a callable (c.add is one)."},
     {"_request", (PyCFunction)(void (*)(void))Client_request, METH_FASTCALL,
      "_request(name, args, kwargs, via_codec): the request body, not sent (for tests)."},
     {"close", (PyCFunction)Client_close, METH_NOARGS, "Closes the connection."},
@@ -1258,8 +1440,10 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
 {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyType_Ready(&ClientType) != 0 ||
-        PyModule_AddObjectRef(m, "Connection", (PyObject *)&ClientType) != 0)
+    pthread_atfork(NULL, NULL, on_fork_child);
+    if (PyType_Ready(&ClientType) != 0 || PyType_Ready(&MethodType) != 0 ||
+        PyModule_AddObjectRef(m, "Connection", (PyObject *)&ClientType) != 0 ||
+        PyModule_AddObjectRef(m, "Method", (PyObject *)&MethodType) != 0)
         goto fail;
     if (!(pyshm_Error =
               new_exc(m, "Error", NULL,

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +87,25 @@ int shmrpc__proc_owner(uint32_t id, uid_t *uid)
     if (stat(path, &st) != 0) return -1;
     *uid = st.st_uid;
     return 0;
+}
+
+static _Atomic unsigned fork_count;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void count_fork(void)
+{
+    atomic_fetch_add_explicit(&fork_count, 1, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, count_fork);
+}
+
+unsigned shmrpc__forks(void)
+{
+    pthread_once(&fork_watch, watch_forks);
+    return atomic_load_explicit(&fork_count, memory_order_relaxed);
 }
 
 uint64_t shmrpc__proc_start(int32_t pid)

@@ -46,6 +46,11 @@ bool shmrpc__proc_alive(int32_t pid, uint64_t start);
  * does that early in its exit, before /proc shows it a zombie. */
 bool shmrpc__proc_running(int32_t pid, uint64_t start);
 
+/* How many forks this process is from the one that first asked (each child counts one
+ * more, at the fork): a test of "still the process that did X" without getpid(), which is
+ * a syscall in glibc and too dear for every call. Ask once before the fork that matters. */
+unsigned shmrpc__forks(void);
+
 /* The path of descriptor fd of process pid (/proc/PID/fd/FD), or of this process's own
  * (/proc/self/fd/FD) when pid <= 0. */
 void shmrpc__proc_fd_path(char *out, size_t cap, int32_t pid, int fd);

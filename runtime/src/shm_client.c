@@ -92,6 +92,7 @@ typedef struct shm_conn {
     shmrpc__chan_map chan;
     ino_t chan_ino;   /* the channel's inode: is chan.fd still the channel? */
     int32_t pid;      /* the process that connected: only it may call or close the slot */
+    unsigned forks;   /* shmrpc__forks() when it connected: a fork since makes another process */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
     bool lost;        /* the slot or the channel's fd stopped leading to this connection (a bad
@@ -258,6 +259,7 @@ int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
     c->pid = getpid();
+    c->forks = shmrpc__forks();
     c->info = info;
     c->map = map_ids;
     c->table = table;
@@ -513,7 +515,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
             ? INT64_MAX
             : now + timeout_ms * 1000000;
-    if (getpid() != c->pid) {
+    if (shmrpc__forks() != c->forks) {
         shmrpc__msg_set(err,
                         "a shm:// connection belongs to the process that opened it "
                         "(pid %" PRId32 "): connect again in this one",

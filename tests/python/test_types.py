@@ -7,6 +7,7 @@ import math
 import pytest
 
 import shmrpc
+import shmrpc._shmrpc
 
 SCALARS = dict(b=True, i8v=-128, i16v=32767, i32v=-2**31, i64v=2**63 - 1, u8v=255, u16v=65535,
                u32v=2**32 - 1, u64v=2**64 - 1, f32v=1.5, f64v=-2.25e300, s="héllo \"\\\n\x00 ☃",
@@ -118,6 +119,11 @@ def test_signatures_and_help(c):
     assert list(s.parameters) == list("abcdefg")
     assert s.parameters["g"].default is None and s.parameters["a"].default is s.empty
     assert c.first.__doc__ == c.methods["first"]
+    # A method is a C callable made once per client (vectorcall: no Python frame, tuple or
+    # dict per call), and still a routine to inspect, with its name.
+    assert c.first is c.first and type(c.first) is shmrpc._shmrpc.Method
+    assert inspect.isroutine(c.first) and c.first.__name__ == "first"
+    assert c.first(a=1, b=0, c="red", d=0.5, e=True) == 1
     import pydoc
     text = pydoc.render_doc(c.pass_sign, renderer=pydoc.plaintext)
     assert "pass_sign(s=None)" in text and "->enum Sign?" in text.replace("{minus=-1,zero=0,plus=1}", "")
