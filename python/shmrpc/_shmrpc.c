@@ -795,6 +795,11 @@ static inline unsigned forks_now(void)
     return atomic_load_explicit(&fork_count, memory_order_relaxed);
 }
 
+unsigned pyshm_forks(void)
+{
+    return forks_now();
+}
+
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
 static int client_open(ClientObject *self)
 {

@@ -56,6 +56,10 @@ int pyshm_encode_mp(msgpack_packer *pk, const shmrpc_dyn_type *t, PyObject *v, c
 /* One msgpack value of type t read from r as a Python value; raises shmrpc.Error. */
 PyObject *pyshm_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r);
 
+/* How many forks this process is from the one that imported the module (each child
+ * counts one more, at the fork): "am I still the process that opened it", without getpid(). */
+unsigned pyshm_forks(void);
+
 /* serve() and the .svc reader (serve.c), added to the module by pyshm_serve_init. */
 int pyshm_serve_init(PyObject *module);
 

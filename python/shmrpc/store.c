@@ -282,11 +282,28 @@ static PyTypeObject QueueType = {
 typedef struct {
     PyObject_HEAD shmrpc_map *m; /* NULL when closed */
     PyThread_type_lock lock;     /* a map handle is one thread's at a time (map.h) */
+    unsigned forks;              /* pyshm_forks() of the process that owns lock and m */
     shmrpc_dyn *d;
     const shmrpc_dyn_sig *sig; /* the values' type, NULL: bytes */
     shmrpc_dyn_sig key_sig;    /* the same with the key's type as its result */
     char *name;
+    char *type; /* the stored type, for opening again in a forked child (NULL: untyped) */
 } MapObject;
+
+/* Opens name (as Map() with o) into *m, the GIL let go of meanwhile; raises. */
+static int map_open(shmrpc_map **m, const char *name, const shmrpc_map_opts *o)
+{
+    int rc;
+    char msg[512] = "";
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_map_open(m, name, o);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc == 0) return 0;
+    *m = NULL;
+    pyshm_raise_as(rc == SHMRPC_ENOENT ? pyshm_Unavailable : NULL, rc, name, msg, false);
+    return -1;
+}
 
 static int Map_init(MapObject *self, PyObject *args, PyObject *kw)
 {
@@ -307,20 +324,16 @@ static int Map_init(MapObject *self, PyObject *args, PyObject *kw)
         PyErr_NoMemory();
         return -1;
     }
-    int rc;
-    char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS;
-    rc = shmrpc_map_open(&self->m, name, &o);
-    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS;
-    if (rc != 0) {
-        self->m = NULL;
-        pyshm_raise_as(rc == SHMRPC_ENOENT ? pyshm_Unavailable : NULL, rc, name, msg, false);
-        return -1;
-    }
+    self->forks = pyshm_forks();
+    if (map_open(&self->m, name, &o) != 0) return -1;
     shmrpc_map_info info;
+    int rc;
     if ((rc = shmrpc_map_get_info(self->m, &info)) != 0) {
         pyshm_raise_status(rc, name, shmrpc_errmsg());
+        return -1;
+    }
+    if (*info.type && (self->type = strdup(info.type)) == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
     if (parse_type(info.type, &self->d, &self->sig) != 0) return -1;
@@ -340,8 +353,36 @@ static void Map_dealloc(MapObject *self)
     shmrpc_map_close(self->m);
     shmrpc_dyn_free(self->d);
     free(self->name);
-    if (self->lock) PyThread_free_lock(self->lock);
+    free(self->type);
+    /* A lock inherited over fork that a thread of the parent held is left as it is. */
+    if (self->lock && self->forks == pyshm_forks()) PyThread_free_lock(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* In a forked child, on its first use of a handle of the parent: a lock of its own, as a
+ * thread of the parent may have held the inherited one at the fork (and will never let go
+ * of it here). The inherited map handle serves the child too (the library claims a reader
+ * slot of the child's own, map.h), unless that thread was inside a call on it (it held
+ * the lock): the handle may be half-way through a change then, and the child opens the map
+ * again by its name. -1 raised. */
+static int map_after_fork(MapObject *self)
+{
+    PyThread_type_lock fresh = PyThread_allocate_lock();
+    if (fresh == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    bool was_free = PyThread_acquire_lock(self->lock, NOWAIT_LOCK);
+    if (was_free) PyThread_free_lock(self->lock);
+    self->lock = fresh;
+    self->forks = pyshm_forks();
+    if (was_free || self->m == NULL) return 0;
+    self->m = NULL; /* left as it is: unmapping what it was changing helps nobody */
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    o.type = self->type;
+    return map_open(&self->m, self->name, &o);
 }
 
 /* Takes the handle's lock without the GIL; -1 raised when closed. */
@@ -351,6 +392,7 @@ static int map_enter(MapObject *self)
         PyErr_SetString(pyshm_Unavailable, "the map is not open");
         return -1;
     }
+    if (self->forks != pyshm_forks() && map_after_fork(self) != 0) return -1;
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
         Py_BEGIN_ALLOW_THREADS;
         PyThread_acquire_lock(self->lock, WAIT_LOCK);

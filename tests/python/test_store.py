@@ -135,3 +135,91 @@ def test_int_keyed_map_and_untyped_map(name):
         shmrpc.Map.unlink(name + "_u")
     with pytest.raises(shmrpc.Unavailable):
         shmrpc.Map(f"pyt_missing_{os.getpid()}")
+
+
+def wait_child(pid, seconds=30):
+    """The exit code of child pid, killed (and failed) when it does not end in time."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish")
+        time.sleep(0.01)
+
+
+def in_child(fn):
+    """Runs fn() in a forked child: its exit code, 0 when fn returned True."""
+    import sys
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if fn() else 3
+        except BaseException as e:  # noqa: BLE001
+            print("child:", repr(e), file=sys.stderr)
+            code = 2
+        os._exit(code)
+    return wait_child(pid)
+
+
+def test_forked_child_uses_the_parents_map(name):
+    """A child forked while a thread of the parent is inside a call on the shared Map (it
+    holds the handle's lock) neither waits for that lock nor uses the handle the call was
+    changing: it gets a handle of its own, on the same map."""
+    with shmrpc.Map(name, create=True, type=ENTRY) as m:
+        m["k"] = {"n": 1, "tags": [], "blob": None}
+        assert in_child(lambda: m["k"].n == 1) == 0
+        inside, leave = threading.Event(), threading.Event()
+
+        def slow_struct(name_, fields):  # runs inside m.items(), the handle's lock held
+            inside.set()
+            leave.wait(30)
+            return shmrpc._make_struct(name_, fields)
+
+        shmrpc._shmrpc._set_struct_factory(slow_struct)
+        try:
+            t = threading.Thread(target=m.items)
+            t.start()
+            assert inside.wait(10)
+
+            def child():
+                shmrpc._shmrpc._set_struct_factory(shmrpc._make_struct)
+                m["c"] = {"n": 2, "tags": ["kid"], "blob": b"x"}
+                return m["k"].n == 1 and len(m) == 2
+
+            code = in_child(child)
+        finally:
+            shmrpc._shmrpc._set_struct_factory(shmrpc._make_struct)
+            leave.set()
+        t.join(10)
+        assert code == 0
+        assert m["c"].tags == ["kid"] and len(m) == 2  # the child wrote into the same map
+    m.close()
+
+
+def test_forked_child_uses_the_parents_queue(name):
+    """A child pushes and pops through a Queue opened before the fork, while a thread of
+    the parent waits in pop on the same handle: the parent's thread gets what the child
+    pushed, and the child its own pops."""
+    with shmrpc.Queue(name, create=True, type=MSG, capacity=16) as q:
+        got = []
+        t = threading.Thread(target=lambda: got.append(q.pop(timeout=30)))
+        t.start()
+
+        def child():
+            for i in range(3):
+                q.push({"source": 1, "seq": i, "hops": 0, "note": "kid"}, timeout=5)
+            return True
+
+        assert in_child(child) == 0
+        t.join(30)
+        assert len(got) == 1 and got[0].note == "kid"
+        q.push({"source": 2, "seq": 9, "hops": 0, "note": "parent"}, timeout=1)
+        assert in_child(lambda: [q.pop(timeout=5).note for _ in range(3)] == ["kid", "kid", "parent"]) == 0
+        with pytest.raises(shmrpc.Timeout):
+            q.pop(timeout=0)
