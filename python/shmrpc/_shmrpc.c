@@ -1295,8 +1295,6 @@ static PyObject *Method_repr(MethodObject *self)
 static PyMemberDef Method_members[] = {
     {"__name__", T_OBJECT, offsetof(MethodObject, name), READONLY, "The method's name."},
     {"__qualname__", T_OBJECT, offsetof(MethodObject, name), READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(MethodObject, dict), READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(MethodObject, vectorcall), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # deb_test.sh [SOURCE_DIR]: builds the Debian packages (debian/, docs/debian.md) from a copy
 # of the source tree with `dpkg-buildpackage -us -uc -b`, checks them with lintian (no
-# errors), unpacks them with `dpkg-deb -x` into a throwaway root, checks what each holds, and
-# builds and runs run_consumer.sh's projects (C and C++-only CMake, a pkg-config Makefile,
+# errors), unpacks them with `dpkg-deb -x` into a throwaway root, checks what each holds,
+# imports the Python module from that root, and builds and runs run_consumer.sh's projects (C and C++-only CMake, a pkg-config Makefile,
 # against libshmrpc.so and libshmrpc.a, over shm:// and tcp://) against that root.
 # Exits 77 (skipped) when debhelper is not installed.
 set -eu
@@ -68,6 +68,13 @@ contains shmrpcgen /usr/bin/shmrpcgen /usr/share/man/man1/shmrpcgen.1.gz \
 contains shmrpc /usr/bin/shmrpc-service /usr/bin/shmrpcctl /usr/bin/shmrpc-ini-check \
     /usr/share/man/man1/shmrpc-service.1.gz /usr/share/man/man5/shmrpc-service.ini.5.gz \
     /lib/systemd/system/shmrpc-service@.service /usr/lib/sysusers.d/shmrpc.conf
+# The Python module where Debian's python3 finds modules, its extension named for the ABI
+# of the python3 it was built for, and a dependency on that python3.
+py=/usr/lib/python3/dist-packages/shmrpc
+soabi=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+contains python3-shmrpc "$py/__init__.py" "$py/_shmrpc$soabi"
+dpkg-deb -f "$tmp/python3-shmrpc_${version}_$arch.deb" Depends | grep -q "python3 (>= " ||
+    fail "python3-shmrpc does not depend on python3"
 dpkg-deb -f "$tmp/libshmrpc0_${version}_$arch.deb" Multi-Arch | grep -qx same ||
     fail "libshmrpc0 is not Multi-Arch: same"
 # The user of the unit comes from sysusers.d in postinst; no instance of the template is
@@ -83,6 +90,29 @@ done
 echo "unpacked into a throwaway root"
 grep -qx "ExecStart=/usr/bin/shmrpc-service --foreground /etc/shmrpc/%i.ini" \
     "$root/lib/systemd/system/shmrpc-service@.service" || fail "the unit does not start /usr/bin/shmrpc-service"
+
+# The module imports from the unpacked tree (not from a build tree or /usr/local), and its
+# C part works: a typed queue both ways, a call to nobody raising shmrpc.Unavailable.
+PYTHONPATH=$root${py%/shmrpc} PYTHONNOUSERSITE=1 /usr/bin/python3 - "$root" <<'EOF' ||
+import os, sys
+import shmrpc
+assert shmrpc.__file__.startswith(sys.argv[1] + "/usr/lib/python3/dist-packages/"), shmrpc.__file__
+name = f"deb_test_{os.getpid()}"
+try:
+    with shmrpc.Queue(name, create=True, type="q()->struct M{u32 n;string s;} @msgpack") as q:
+        q.push({"n": 7, "s": "deb"})
+        m = q.pop(timeout=5)
+        assert m.n == 7 and m.s == "deb", m
+finally:
+    shmrpc.Queue.unlink(name)
+try:
+    shmrpc.connect(f"shm://deb_test_nobody_{os.getpid()}", timeout=1)
+    raise SystemExit("connected to nobody")
+except shmrpc.Unavailable:
+    pass
+print("python3-shmrpc: imports from", os.path.dirname(shmrpc.__file__))
+EOF
+    fail "the installed Python module does not import or work"
 
 SHMRPC_INSTALLED_PREFIX=$root/usr sh "$src/tests/package/run_consumer.sh" \
     "$(echo "$tmp"/shmrpc/obj-*)" "$src" "${CC:-cc}" "$(dpkg-buildflags --get CFLAGS)"
