@@ -5,16 +5,18 @@ over shm:// to the C echo-server, by the Python client and by the C client
 length-prefixed) as the baseline a Python user would otherwise write; and a Python server
 (shmrpc.serve of echo.svc, one worker) answering the C client's add, against the Python
 handler's own cost plus the C round trip (the goal: within 2x of that). Prints each row's
-median call and calls/s, and the ratios; figures, not a test.
+median call and calls/s, and the ratios; figures, not a test. The rows take turns in
+rounds (--rounds), and each figure is the median of its rounds.
 
     cmake --build build --target bench-python
     PYTHONPATH=build/python python3 bench/python_bench.py --echo-server build/bin/echo-server \\
-        --c-client build/bin/shmrpc-bench-echo [--duration 2]
+        --c-client build/bin/shmrpc-bench-echo [--duration 2] [--rounds 4]
 """
 import argparse
 import os
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -43,13 +45,18 @@ def batch(f, x, n):
 
 
 def timed(f, args, x, seconds):
-    """(median call in us, calls/s) of f({args}) over two windows after a warm-up: the
+    """(median call in us, calls/s) of f({args}) over two windows after a warm-up (a
+    tenth of a window, as shmrpc-bench-echo's; the waits of client and server settle): the
     median of each call timed alone, then the calls/s of calls not timed one by one
     (batches of 1000, the clock read between batches), as shmrpc-bench-echo does it."""
     ns = {}
     exec(LOOPS.format(args=args), ns)
     timed_loop, batch = ns["timed_loop"], ns["batch"]
-    batch(f, x, 2000)
+    warm_end = time.perf_counter_ns() + int(seconds * 1e8)  # a tenth of the window
+    while True:
+        batch(f, x, 1000)
+        if time.perf_counter_ns() >= warm_end:
+            break
     lat = []
     clock = time.perf_counter_ns
     start = clock()
@@ -108,7 +115,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--echo-server", required=True)
     ap.add_argument("--c-client", required=True)
-    ap.add_argument("--duration", type=float, default=2.0, help="seconds per row")
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per row and figure")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds the rows take turns in")
     ap.add_argument("--svc", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "../examples/echo/echo.svc"))
     ap.add_argument("--unix-server", help=argparse.SUPPRESS)
@@ -153,18 +161,7 @@ def main():
             if time.monotonic() > deadline:
                 raise RuntimeError("the Unix-socket echo did not start")
             time.sleep(0.02)
-        rows = {}
-        for case in ("add", "raw"):
-            out = subprocess.run([a.c_client, addr, case, str(a.duration)], capture_output=True,
-                                 text=True, timeout=60 + a.duration, check=True).stdout.split()
-            rows[("C", case)] = (float(out[0]), float(out[1]))
-        out = subprocess.run([a.c_client, pyaddr, "add", str(a.duration)], capture_output=True,
-                             text=True, timeout=60 + a.duration, check=True).stdout.split()
-        rows[("C->Py server", "add")] = (float(out[0]), float(out[1]))
-        handler_p50, _ = timed(py_add, "1, 2", None, a.duration)
         payload = b"0123456789abcdef"
-        rows[("Python", "add")] = timed(c.add, "1, 2", None, a.duration)
-        rows[("Python", "raw")] = timed(c.echo_raw, "x", payload, a.duration)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
         msg = struct.pack("<I", 16) + payload
@@ -173,13 +170,36 @@ def main():
             s.sendall(msg)
             recv_exact(s, 20)
 
-        rows[("Python unix", "raw")] = timed(unix_echo, "", None, a.duration)
+        def c_client(address, case, seconds):
+            out = subprocess.run([a.c_client, address, case, str(seconds)], capture_output=True,
+                                 text=True, timeout=60 + seconds, check=True).stdout.split()
+            return float(out[0]), float(out[1])
+
+        # The rows take turns, round after round, so that C and Python rows see the same
+        # load (on a shared machine it changes from second to second); each row's figures
+        # are the medians of its rounds.
+        rows_of = {
+            ("C", "add"): lambda w: c_client(addr, "add", w),
+            ("C", "raw"): lambda w: c_client(addr, "raw", w),
+            ("Python", "add"): lambda w: timed(c.add, "1, 2", None, w),
+            ("Python", "raw"): lambda w: timed(c.echo_raw, "x", payload, w),
+            ("Python unix", "raw"): lambda w: timed(unix_echo, "", None, w),
+            ("C->Py server", "add"): lambda w: c_client(pyaddr, "add", w),
+            ("handler", "add"): lambda w: timed(py_add, "1, 2", None, w),
+        }
+        runs = {row: [] for row in rows_of}
+        window = a.duration / a.rounds
+        for _ in range(a.rounds):
+            for row, run in rows_of.items():
+                runs[row].append(run(window))
         s.close()
+        rows = {row: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+                for row, rs in runs.items()}
+        handler_p50 = rows.pop(("handler", "add"))[0]
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-              f"{a.duration:g} s per row and figure: p50 of each call timed alone, "
-              "calls/s of calls not timed one by one")
+              f"{a.duration:g} s per row and figure in {a.rounds} rounds (medians): p50 of each "
+              "call timed alone, calls/s of calls not timed one by one")
         print(f"{'case':<14}{'client':<14}{'p50 us':>9}{'calls/s':>11}  vs")
-        rows[("C->Py server", "add")] = rows.pop(("C->Py server", "add"))  # printed last
         for (who, case), (p50, rate) in rows.items():
             vs = ""
             if who == "Python":
