@@ -119,6 +119,7 @@ typedef struct shmrpc__tcp_cfg {
     bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
+    int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */

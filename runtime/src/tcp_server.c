@@ -37,6 +37,12 @@
  * frame is done. Above the 64 KiB calls of the benchmark, whose buffers are 128 KiB. */
 #define KEEP_BYTES ((size_t)256 << 10)
 #define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
+/* A draining worker (docs/wire.md, "Drain") closes a connection once its client closed it,
+ * or once nothing came from it for DRAIN_QUIET_MS after the DRAIN (a request that crossed
+ * the DRAIN on the wire comes within a round trip), and stops after DRAIN_MAX_MS whatever
+ * is left: well inside the 2 s its manager gives it before SIGKILL (crew.c). */
+#define DRAIN_QUIET_MS 100
+#define DRAIN_MAX_MS 1000
 
 /* How loaded each worker is, in memory the manager shares with its workers: the manager
  * hands a new connection to the worker with the least. A worker writes its own fields;
@@ -87,6 +93,8 @@ typedef struct peer {
     bool have_hdr; /* hdr holds the frame being read */
     uint16_t comp; /* agreed in the handshake */
     uint32_t threshold, peer_max;
+    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN) */
+    int64_t drain_ns; /* draining: when the DRAIN went into out, or the last frame after it */
     shmrpc__frame_hdr hdr;
     shmrpc_buf in;                      /* the frame being read: header, then body */
     shmrpc_buf out;                     /* frames to send */
@@ -119,6 +127,8 @@ typedef struct worker {
     size_t req_charged;        /* bytes of the budget held for req (a decompressed body) */
     int64_t log_ns;            /* when the last limit line was logged */
     unsigned log_dropped;      /* lines not logged since (at most one a second) */
+    bool draining;             /* told to stop: takes no new call (drain_begin) */
+    int64_t drain_end;         /* when it stops draining whatever is left */
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -322,6 +332,7 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
         p->comp = ack.compression;
         p->threshold = ack.threshold;
         p->peer_max = hello.max_msg;
+        p->proto = ack.proto;
         if (cfg->secret_len) {
             size_t hdr = at + SHMRPC__FRAME_HDR_SIZE;
             shmrpc__auth_proofs(cfg, body, shmrpc_bytes_of(p->out.data + hdr, p->out.len - hdr),
@@ -363,6 +374,16 @@ static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t b
 static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     const tcp_listener *l = w->l;
+    /* A request read after the DRAIN is not run: its client reads the DRAIN first and
+     * sends the call elsewhere; this answer is for a client that does not. */
+    if (w->draining) {
+        char msg[ADDR_MAX + 64];
+        snprintf(msg, sizeof msg, "tcp://%s is draining (its server stops): the call was not run",
+                 l->where);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EUNAVAIL, msg);
+        p->drain_ns = shmrpc__now_ns();
+        return;
+    }
     /* No call runs while answers of earlier ones fill the budget (their clients do not
      * read them): its answer, of a size known only once it ran, would add to them. */
     if (budget_used(l) > l->cfg.budget) {
@@ -980,7 +1001,7 @@ static int worker_init(worker *w, tcp_listener *l, int index)
  * two (on loopback, a fifth of a call's system calls). NULL otherwise. */
 static peer *hot_peer(const worker *w)
 {
-    if (w->n_peers != 1) return NULL;
+    if (w->n_peers != 1 || w->draining) return NULL;
     peer *p = w->peers[0];
     if (p->state != P_READY || p->closing || p->in.len || out_left(p) || p->have_hdr) return NULL;
     return p;
@@ -1006,6 +1027,51 @@ static bool hot_wait(worker *w, peer *p)
     return true;
 }
 
+/* Told to stop (docs/wire.md, "Drain"): the worker takes no new connection, and tells
+ * each client of revision 2, after the answer of the call it ran (if still unsent), that
+ * it takes no new call; a request that crossed the DRAIN is answered "not run". A
+ * connection still in its handshake is refused, and one of revision 1 closes once its
+ * answer is sent, as before. drain_step then closes each connection as it quiets. */
+static void drain_begin(worker *w)
+{
+    int64_t now = shmrpc__now_ns();
+    w->draining = true;
+    w->drain_end = now + DRAIN_MAX_MS * NS_PER_MS;
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, w->source, NULL);
+    if (w->index < 0 && w->l->fd >= 0) { /* serving in place: a connect is refused from now */
+        close(w->l->fd);
+        w->l->fd = -1;
+    }
+    for (int i = w->n_peers; i-- > 0;) {
+        peer *p = w->peers[i];
+        if (p->closing) continue;
+        if (p->state == P_READY && p->proto >= 2) {
+            size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_DRAIN, 0, 0, 0);
+            shmrpc__frame_end(&p->out, at);
+            p->drain_ns = now;
+        } else if (p->state != P_READY) {
+            peer_refuse(p, SHMRPC_EUNAVAIL, "the server is stopping");
+        } else {
+            p->closing = true;
+        }
+        peer_settle(w, p);
+    }
+}
+
+/* Closes the draining connections that have quieted: their client closed them (the read
+ * saw it), or sent nothing for DRAIN_QUIET_MS since the DRAIN. One in the middle of a
+ * frame is left to its progress deadline (sweep). */
+static void drain_step(worker *w, int64_t now)
+{
+    for (int i = w->n_peers; i-- > 0;) {
+        peer *p = w->peers[i];
+        if (out_left(p) || p->in.len || p->have_hdr || p->refused) continue;
+        if (now - p->drain_ns < DRAIN_QUIET_MS * NS_PER_MS) continue;
+        shutdown(p->fd, SHUT_WR);
+        peer_free(w, p);
+    }
+}
+
 /* Serves connections until stopped: worker index of the crew, or in place (-1). A forked
  * worker keeps SIGTERM blocked except inside epoll_pwait, so a call in progress is
  * finished and its answer sent before it stops. */
@@ -1022,10 +1088,16 @@ static int worker_run(tcp_listener *l, int index)
     sigprocmask(SIG_BLOCK, forked ? &block : NULL, &open);
     sigdelset(&open, SIGTERM);
     int64_t next_sweep = 0, next_look = 0, next_term = 0;
-    while (rc == 0 && !stopping(w)) {
+    while (rc == 0) {
+        if (!w->draining && stopping(w)) drain_begin(w);
+        if (w->draining) {
+            int64_t now = shmrpc__now_ns();
+            drain_step(w, now);
+            if (w->n_peers == 0 || now >= w->drain_end) break;
+        }
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
-        int timeout = SWEEP_MS;
+        int timeout = w->draining ? 10 : SWEEP_MS;
         peer *hot = hot_peer(w);
         if (hot) {
             int64_t now = shmrpc__now_ns();
@@ -1166,6 +1238,15 @@ static void hand_out(void *arg)
     }
 }
 
+/* The manager, told to stop, closes its listening socket first: a client's connect is
+ * refused at once (and tried elsewhere) rather than left in the backlog until the end. */
+static void crew_stopping(void *arg)
+{
+    tcp_listener *l = arg;
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+}
+
 /* Before worker i first starts: its socket pair, which then lives as long as the manager. */
 static int crew_prepare(void *arg, int i)
 {
@@ -1189,7 +1270,8 @@ static int manage(tcp_listener *l, int n)
                              .arg = l,
                              .run = crew_run,
                              .prepare = crew_prepare,
-                             .reaped = crew_reaped};
+                             .reaped = crew_reaped,
+                             .stopping = crew_stopping};
     int rc = shmrpc__crew_manage(&l->crew);
     for (int i = 0; i < MAX_WORKERS; i++) {
         for (int j = 0; j < 2; j++) {

@@ -18,6 +18,10 @@ extern "C" {
 #define SHMRPC_COMPRESS_ZLIB 0x2u
 #define SHMRPC_COMPRESS_NONE 0x8000u /* no compression at all */
 
+/* The most endpoints a client's address may list (tcp://H1:P,H2:P,...), and the most
+ * addresses it keeps from resolving them (docs/wire.md, "Endpoint lists"). */
+#define SHMRPC_TCP_MAX_ENDPOINTS 64
+
 /* A shared secret is 16 to 256 bytes. */
 #define SHMRPC_SECRET_MIN 16
 #define SHMRPC_SECRET_MAX 256
@@ -28,6 +32,13 @@ typedef struct shmrpc_tcp_opts {
                                    * that a client offers none to a loopback address */
     uint32_t compress_threshold;  /* smallest message compressed; 0: 4096 bytes */
     int64_t connect_timeout_ms;   /* client: connect and handshake; 0: 5 s */
+    int64_t probe_interval_ms;    /* client: an endpoint that failed is left out of the
+                                   * choice for about this long (with jitter), doubled
+                                   * after each failure in a row up to 16 times it, then
+                                   * tried again by a call; 0: 100 ms */
+    int64_t resolve_interval_ms;  /* client: how often the DNS names of its address are
+                                   * resolved again (and after an endpoint failed, at most
+                                   * once a second); 0: 30 s */
     int64_t handshake_timeout_ms; /* server: from accept to the handshake's end; 0: 5 s */
     int64_t idle_timeout_ms;      /* server: a connection without a frame; 0: 300 s */
     int64_t progress_timeout_ms;  /* server: a begun frame must end within this plus
