@@ -413,7 +413,8 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
         if (h.kind == SHMRPC__KIND_DRAIN) {
             c->drained = true;
             conn_break(c);
-            shmrpc__msg_set(err, "tcp://%s is draining (its server stops)", c->where);
+            shmrpc__msg_set(err, "tcp://%s is draining (its server stops): the call did not run",
+                            c->where);
             return SHMRPC_EUNAVAIL;
         }
         if (h.kind == SHMRPC__KIND_ERROR && h.request_id == 0) { /* the server leaves */
@@ -762,15 +763,13 @@ enum { FATE_DONE, FATE_NOT_RUN };
 /* One try of a call on c: connects first when c has no connection (bounded by limit as
  * well as the deadline). FATE_NOT_RUN when the call cannot have run there (no connection,
  * a request not written whole, a DRAIN or a closing ERROR read before its answer): then
- * *fresh says whether this try made the connection, and another try may follow. Else
+ * a try of another endpoint may follow. Else
  * FATE_DONE with the call's status: a connection that broke after the whole request was
  * written fails it with SHMRPC_EPEERDIED, since it may have run. */
 static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_bytes req,
-                   shmrpc_buf *resp, int64_t deadline, int64_t limit, bool *fresh, int *fate,
-                   shmrpc_buf *err)
+                   shmrpc_buf *resp, int64_t deadline, int64_t limit, int *fate, shmrpc_buf *err)
 {
     int64_t now = shmrpc__now_ns();
-    *fresh = false;
     *fate = FATE_NOT_RUN;
     c->drained = c->left = false;
     bool health = sid == SHMRPC_HEALTH_METHOD_ID;
@@ -796,7 +795,6 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
             eject(p, c, now, err);
             return rc;
         }
-        *fresh = true;
         c->drained = false;
         /* The client's table is that of the server it connected to last. */
         memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
@@ -885,15 +883,15 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
             int64_t half = now + (deadline - now) / 2;
             if (half < limit) limit = half;
         }
-        bool fresh;
         int fate;
         c->outstanding++;
-        int rc = attempt(p, c, j, sid, req, resp, deadline, limit, &fresh, &fate, err);
+        int rc = attempt(p, c, j, sid, req, resp, deadline, limit, &fate, err);
         c->outstanding--;
         if (fate == FATE_DONE) return rc;
-        /* A connection made by this try is not tried twice; one that went stale (closed
-         * or drained while idle) is made again, and a failed connect leaves it out. */
-        if (fresh) tried |= (uint64_t)1 << i;
+        /* An endpoint is tried once per call: a connection found closed or drained before
+         * the request was sent is made again within the try (attempt), as it always was,
+         * but a call is never sent over a second new connection to the same endpoint. */
+        tried |= (uint64_t)1 << i;
         if (status == 0 || status == SHMRPC_EUNAVAIL) status = rc;
         shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
                            shmrpc__msg_get(err));

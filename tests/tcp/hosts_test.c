@@ -280,6 +280,7 @@ static void stop_servers(void)
 typedef struct tally {
     int64_t calls, ok, failed, runs, peer_died, unavail, other;
     int64_t twice;    /* calls that ran more than once: must be 0 */
+    int64_t longest;  /* ms, of any call */
     int64_t ok_wrong; /* successes that did not run exactly once */
     int64_t lost;     /* failures with a status that says "did not run" that ran */
     char other_msg[300];
@@ -297,6 +298,7 @@ static tally count_calls(void)
             t.calls++;
             t.runs += runs;
             t.twice += runs > 1;
+            if (r->t1 - r->t0 > t.longest) t.longest = r->t1 - r->t0;
             if (r->status == 0) {
                 t.ok++;
                 t.ok_wrong += runs != 1;
@@ -326,10 +328,10 @@ static tally count_calls(void)
 static void print_tally(const char *what, const tally *t)
 {
     print_message("    %s: %lld calls, %lld ok, %lld failed (%lld EPEERDIED, %lld EUNAVAIL, %lld "
-                  "other), %lld ran twice; per server %u %u %u\n",
+                  "other), %lld ran twice, longest call %lld ms; per server %u %u %u\n",
                   what, (long long)t->calls, (long long)t->ok, (long long)t->failed,
                   (long long)t->peer_died, (long long)t->unavail, (long long)t->other,
-                  (long long)t->twice, atomic_load(&shared->served[0]),
+                  (long long)t->twice, (long long)t->longest, atomic_load(&shared->served[0]),
                   atomic_load(&shared->served[1]), atomic_load(&shared->served[2]));
 }
 
@@ -578,7 +580,8 @@ static void drain_one_of_three(void **state)
 
 /* A client with one endpoint whose server is told to stop: the call in hand finishes, and
  * later calls fail with EUNAVAIL saying it drains, never with a broken connection's
- * EPEERDIED. */
+ * EPEERDIED. A client that idled meanwhile is told "draining" by its health call, and
+ * EUNAVAIL "draining" by its next call. */
 static void single_endpoint_drain(void **state)
 {
     (void)state;
@@ -605,6 +608,9 @@ static void single_endpoint_drain(void **state)
         shmrpc_client_free(c);
         _exit(rc == SHMRPC_EUNAVAIL && draining && ok > 0 ? 0 : 1);
     }
+    int rc;
+    shmrpc_client *idle = test_connect(&Calls_service_info, NULL, addr, &rc);
+    assert_int_equal(rc, 0);
     int64_t until = test_now_ms() + 5000;
     while (atomic_load(&shared->served[0]) < 20 && test_now_ms() < until)
         usleep(1000);
@@ -615,6 +621,13 @@ static void single_endpoint_drain(void **state)
     int status = test_reap(caller, 10000);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    shmrpc_health h = 0;
+    assert_int_equal(shmrpc_client_health(idle, &h), 0);
+    assert_int_equal(h, SHMRPC_HEALTH_DRAINING);
+    int32_t pid;
+    assert_int_equal(calls_nap(idle, 0, &pid), SHMRPC_EUNAVAIL);
+    print_message("    an idle client's next call: %s\n", shmrpc_errmsg());
+    shmrpc_client_free(idle);
 }
 
 int main(void)
