@@ -463,6 +463,44 @@ static void dead_port_in_list(void **state)
     stop_servers();
 }
 
+/* A dead endpoint is left out, then tried again after its backoff: once a server listens
+ * there, calls reach it within a few probe intervals (the backoff doubles per failure up to
+ * 16 times; bounded here by 16 intervals and the load of the machine). */
+static void dead_endpoint_rejoins(void **state)
+{
+    (void)state;
+    start_server(1);
+    await_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.probe_interval_ms = 50;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), 0);
+    char two[96];
+    snprintf(two, sizeof two, "tcp://127.0.0.1:%d,127.0.0.1:%d", ports[0], ports[1]);
+    int rc = shmrpc_client_connect(c, two);
+    if (rc) fail_msg("connect %s: %s: %s", two, shmrpc_strerror(rc), shmrpc_errmsg());
+    int32_t pid = 0;
+    for (int i = 0; i < 50; i++) { /* the dead one fails again and again: its backoff grows */
+        assert_int_equal(calls_nap(c, 1, &pid), 0);
+        assert_int_equal(pid, servers[1]);
+    }
+    int64_t t0 = test_now_ms();
+    start_server(0);
+    await_server(0);
+    int64_t up = test_now_ms(), until = up + 50 * 16 * 3 + 5000;
+    while (pid != servers[0] && test_now_ms() < until) {
+        rc = calls_nap(c, 1, &pid);
+        if (rc) fail_msg("%s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    assert_int_equal(pid, servers[0]);
+    print_message("    the endpoint took calls again %lld ms after its server answered (%lld ms "
+                  "after it was started; probe interval 50 ms)\n",
+                  (long long)(test_now_ms() - up), (long long)(test_now_ms() - t0));
+    shmrpc_client_free(c);
+    stop_servers();
+}
+
 /* A DNS name: localhost is resolved (through the resolver, not as a number), and a call
  * goes to what it names; a name that does not resolve is refused with the resolver's
  * message. */
@@ -639,6 +677,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(bad_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_port_in_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_endpoint_rejoins, setup, teardown),
         cmocka_unit_test_setup_teardown(dns_name, setup, teardown),
         cmocka_unit_test_setup_teardown(sigkill_mid_run, setup, teardown),
         cmocka_unit_test_setup_teardown(drain_one_of_three, setup, teardown),
