@@ -909,11 +909,11 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
         return status;
     }
-    if (tries && p->n_eps == 1) {
-        shmrpc__msg_set(err, "%s; the call did not run", shmrpc__msg_get(&p->why));
-        return status;
-    }
     left_out(p, now, &p->why);
+    if (tries == 0 && p->n_eps == 1) {
+        shmrpc__msg_set(err, "%s: the call was not sent", shmrpc__msg_get(&p->why));
+        return SHMRPC_EUNAVAIL;
+    }
     shmrpc__msg_set(err, "no endpoint of tcp://%s took the call, which did not run: %s", p->list,
                     shmrpc__msg_get(&p->why));
     return status ? status : SHMRPC_EUNAVAIL;
