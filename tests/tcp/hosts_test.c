@@ -408,6 +408,16 @@ static void bad_lists(void **state)
     noport.port = 0;
     expect_refused(&noport, "tcp://127.0.0.1:5000,127.0.0.1",
                    "entry 2 ('127.0.0.1') names no port, and the service's .svc has no `port`");
+    /* The settings of lists are checked when the client is made. */
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.probe_interval_ms = -1;
+    shmrpc_client *bad = NULL;
+    assert_int_equal(shmrpc_client_new(&bad, info, &o), SHMRPC_EINVAL);
+    shmrpc_client_opts_init(&o);
+    o.tcp.resolve_interval_ms = -5;
+    assert_int_equal(shmrpc_client_new(&bad, info, &o), SHMRPC_EINVAL);
+    assert_null(bad);
     /* With one, an entry without a port takes it: then there is just nobody there. */
     shmrpc_client *c;
     assert_int_equal(shmrpc_client_new(&c, info, NULL), 0);
