@@ -472,9 +472,10 @@ typedef struct tcp_pool {
     char *list;           /* WHERE as given, for messages */
     tcp_entry entries[SHMRPC_TCP_MAX_ENDPOINTS];
     int n_entries;
-    bool names;          /* some entry is a DNS name */
-    bool resolve_due;    /* an endpoint failed: resolve again soon */
-    int64_t resolved_ns; /* when the names were last resolved */
+    bool names;                /* some entry is a DNS name */
+    bool resolve_due;          /* an endpoint failed: resolve again soon */
+    int64_t resolved_ns;       /* when the names were last resolved */
+    struct tcp_lookup *lookup; /* a round of resolving them, under way */
     tcp_conn *eps[SHMRPC_TCP_MAX_ENDPOINTS];
     int n_eps;
     unsigned cursor; /* where the next choice starts among equals (round robin) */
@@ -539,46 +540,136 @@ static bool same_addr(const tcp_conn *c, const struct sockaddr *sa, socklen_t le
     return c->addr_len == len && memcmp(&c->addr, sa, len) == 0;
 }
 
-/* Resolves every entry (a numeric one without asking DNS) and keeps one endpoint per
- * address found, up to SHMRPC_TCP_MAX_ENDPOINTS: those it had keep their connections,
- * those no longer found are dropped, and an entry that fails to resolve keeps what it had.
- * 0 when at least one endpoint is left; else SHMRPC_ENOENT (no such name) or
- * SHMRPC_EUNAVAIL, with the resolver's message. */
-static int resolve(tcp_pool *p, shmrpc_buf *err)
+/* One round of resolving the DNS names of a list, asked of glibc's resolver without
+ * waiting (getaddrinfo_a): a call never waits for DNS (it applies a round once done), and
+ * a connect waits for one at most its connect timeout. It holds copies of what it asks, so
+ * that a request that cannot be cancelled may outlive the client (see lookup_free). */
+typedef struct tcp_lookup {
+    int n;
+    int entry[SHMRPC_TCP_MAX_ENDPOINTS];
+    char host[SHMRPC_TCP_MAX_ENDPOINTS][256];
+    char port[SHMRPC_TCP_MAX_ENDPOINTS][6];
+    struct addrinfo hints;
+    struct gaicb cb[SHMRPC_TCP_MAX_ENDPOINTS];
+    struct gaicb *list[SHMRPC_TCP_MAX_ENDPOINTS];
+} tcp_lookup;
+
+static tcp_lookup *lookup_start(const tcp_pool *p)
+{
+    tcp_lookup *lk = calloc(1, sizeof *lk);
+    if (!lk) return NULL;
+    lk->hints = (struct addrinfo){
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    for (int e = 0; e < p->n_entries; e++) {
+        if (p->entries[e].numeric) continue;
+        int k = lk->n++;
+        lk->entry[k] = e;
+        memcpy(lk->host[k], p->entries[e].host, sizeof lk->host[k]);
+        memcpy(lk->port[k], p->entries[e].port, sizeof lk->port[k]);
+        lk->cb[k] = (struct gaicb){
+            .ar_name = lk->host[k], .ar_service = lk->port[k], .ar_request = &lk->hints};
+        lk->list[k] = &lk->cb[k];
+    }
+    /* A request it could not queue reads as done with no result (its gaicb is zeroed). */
+    if (getaddrinfo_a(GAI_NOWAIT, lk->list, lk->n, NULL) != 0) {
+        /* the requests' own statuses say which ones run */
+    }
+    return lk;
+}
+
+static bool lookup_done(tcp_lookup *lk)
+{
+    for (int k = 0; k < lk->n; k++)
+        if (gai_error(&lk->cb[k]) == EAI_INPROGRESS) return false;
+    return true;
+}
+
+/* Waits until the round is done or deadline passes. */
+static void lookup_wait(tcp_lookup *lk, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - shmrpc__now_ns();
+        if (lookup_done(lk) || left <= 0) return;
+        struct timespec ts = {(time_t)(left / NS_PER_S), (long)(left % NS_PER_S)};
+        gai_suspend((const struct gaicb *const *)lk->list, lk->n, &ts);
+    }
+}
+
+/* Frees a round and its results. A request still running is cancelled; one that cannot be
+ * (a resolver thread has it) is left to finish on its own, and its round is not freed: a
+ * leak of one round, for as long as the resolver's own timeouts, is the price of never
+ * waiting for it. */
+static void lookup_free(tcp_lookup *lk)
+{
+    bool running = false;
+    for (int k = 0; k < lk->n; k++)
+        if (gai_error(&lk->cb[k]) == EAI_INPROGRESS && gai_cancel(&lk->cb[k]) == EAI_NOTCANCELED)
+            running = true;
+    if (running) return;
+    for (int k = 0; k < lk->n; k++)
+        if (lk->cb[k].ar_result) freeaddrinfo(lk->cb[k].ar_result);
+    free(lk);
+}
+
+/* Adds an endpoint for each address of entry e in ai that it has not, and marks those it
+ * has as seen. */
+static void add_addrs(tcp_pool *p, int e, const struct addrinfo *ai)
+{
+    for (const struct addrinfo *a = ai; a; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+        tcp_conn *found = NULL;
+        for (int i = 0; i < p->n_eps && !found; i++)
+            if (same_addr(p->eps[i], a->ai_addr, a->ai_addrlen)) found = p->eps[i];
+        if (found) {
+            found->seen = true;
+        } else if (p->n_eps < SHMRPC_TCP_MAX_ENDPOINTS) {
+            tcp_conn *c = ep_new(p, e, a->ai_addr, a->ai_addrlen);
+            if (c) p->eps[p->n_eps++] = c;
+        }
+    }
+}
+
+/* Keeps one endpoint per address of every entry, up to SHMRPC_TCP_MAX_ENDPOINTS: numeric
+ * entries are resolved here (never asking DNS), names from the round lk (NULL: none).
+ * Endpoints found again keep their connections, those no longer found are dropped, and an
+ * entry that failed to resolve keeps what it had. 0 when at least one endpoint is left;
+ * else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with the resolver's message. */
+static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
 {
     int rc = SHMRPC_EUNAVAIL;
     shmrpc__msg_clear(err);
     for (int i = 0; i < p->n_eps; i++)
         p->eps[i]->seen = false;
-    for (int e = 0; e < p->n_entries; e++) {
+    for (int e = 0, k = 0; e < p->n_entries; e++) {
         const tcp_entry *en = &p->entries[e];
-        struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                                 .ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_NUMERICSERV | (en->numeric ? AI_NUMERICHOST : 0)};
         struct addrinfo *ai = NULL;
-        int g = getaddrinfo(en->host, en->port, &hints, &ai);
-        if (g != 0 || !ai) {
+        int g;
+        if (en->numeric) {
+            struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                     .ai_socktype = SOCK_STREAM,
+                                     .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+            g = getaddrinfo(en->host, en->port, &hints, &ai);
+        } else {
+            g = lk && k < lk->n ? gai_error(&lk->cb[k]) : EAI_AGAIN;
+            ai = lk && k < lk->n && g == 0 ? lk->cb[k].ar_result : NULL;
+            k++;
+        }
+        if (g == 0 && ai) {
+            add_addrs(p, e, ai);
+        } else {
             for (int i = 0; i < p->n_eps; i++)
                 if (p->eps[i]->entry == e) p->eps[i]->seen = true;
-            shmrpc__msg_set(err, "cannot resolve '%s': %s", en->host,
-                            g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+            if (g == EAI_INPROGRESS)
+                shmrpc__msg_set(err, "cannot resolve '%s': no answer within the connect timeout",
+                                en->host);
+            else
+                shmrpc__msg_set(err, "cannot resolve '%s': %s", en->host,
+                                g == EAI_SYSTEM ? strerror(errno)
+                                : g             ? gai_strerror(g)
+                                                : "no address");
             if (g == EAI_NONAME) rc = SHMRPC_ENOENT;
-            if (ai) freeaddrinfo(ai);
-            continue;
         }
-        for (struct addrinfo *a = ai; a; a = a->ai_next) {
-            if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
-            tcp_conn *found = NULL;
-            for (int i = 0; i < p->n_eps && !found; i++)
-                if (same_addr(p->eps[i], a->ai_addr, a->ai_addrlen)) found = p->eps[i];
-            if (found) {
-                found->seen = true;
-            } else if (p->n_eps < SHMRPC_TCP_MAX_ENDPOINTS) {
-                tcp_conn *c = ep_new(p, e, a->ai_addr, a->ai_addrlen);
-                if (c) p->eps[p->n_eps++] = c;
-            }
-        }
-        freeaddrinfo(ai);
+        if (en->numeric && ai) freeaddrinfo(ai);
     }
     for (int i = p->n_eps; i-- > 0;) {
         if (p->eps[i]->seen) continue;
@@ -587,20 +678,41 @@ static int resolve(tcp_pool *p, shmrpc_buf *err)
         p->n_eps--;
     }
     p->resolved_ns = shmrpc__now_ns();
-    p->resolve_due = false;
     if (p->n_eps > 0) return 0;
     if (!shmrpc__msg_get(err)[0]) shmrpc__msg_set(err, "tcp://%s has no address", p->list);
     return rc;
 }
 
+/* The first resolution, at connect: DNS names within the connect timeout. */
+static int resolve(tcp_pool *p, shmrpc_buf *err)
+{
+    tcp_lookup *lk = p->names ? lookup_start(p) : NULL;
+    if (p->names && !lk) return SHMRPC_ENOMEM;
+    if (lk) lookup_wait(lk, shmrpc__now_ns() + p->cfg->tcp.connect_ns);
+    int rc = apply(p, lk, err);
+    if (lk) lookup_free(lk);
+    return rc;
+}
+
 /* Names are resolved again every resolve_interval_ms, and after an endpoint failed at most
- * once a second (a failed resolution keeps the endpoints it had). */
+ * once a second, in the background: a round is started by one call and applied by the
+ * first call that finds it done (a failed resolution keeps the endpoints it had). */
 static void maybe_resolve(tcp_pool *p, int64_t now, shmrpc_buf *scratch)
 {
     if (!p->names) return;
+    if (p->lookup) {
+        if (!lookup_done(p->lookup)) return;
+        apply(p, p->lookup, scratch);
+        lookup_free(p->lookup);
+        p->lookup = NULL;
+        return;
+    }
     int64_t next = p->resolved_ns + p->cfg->tcp.resolve_ns;
     if (p->resolve_due && p->resolved_ns + NS_PER_S < next) next = p->resolved_ns + NS_PER_S;
-    if (now >= next) resolve(p, scratch);
+    if (now < next) return;
+    p->resolve_due = false;
+    p->lookup = lookup_start(p);
+    p->resolved_ns = now; /* a round that cannot start is tried again an interval later */
 }
 
 /* --- the address: tcp://ENTRY[,ENTRY...] ---------------------------------------------------- */
@@ -924,6 +1036,7 @@ static void tcp_conn_close(shmrpc__conn *base)
     tcp_pool *p = (tcp_pool *)base;
     for (int i = 0; i < p->n_eps; i++)
         ep_free(p->eps[i]);
+    if (p->lookup) lookup_free(p->lookup);
     shmrpc_buf_destroy(&p->why);
     free(p->list);
     free(p);
