@@ -511,6 +511,55 @@ static void dead_endpoint_rejoins(void **state)
     stop_servers();
 }
 
+/* A rolling upgrade: one endpoint serves Calls as built now, the other a newer build with
+ * one more method that sorts first (hosts_plus.svc), so every id differs. Each call is
+ * mapped to the ids of the server it goes to: every answer is right, from both. */
+static void rolling_upgrade(void **state)
+{
+    (void)state;
+    start_server(0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[1]);
+    pid_t plus = fork();
+    assert_true(plus >= 0);
+    if (plus == 0) {
+        setpgid(0, 0);
+        execl(HOSTS_PLUS_SERVER, HOSTS_PLUS_SERVER, addr, (char *)NULL);
+        _exit(127);
+    }
+    setpgid(plus, plus);
+    servers[1] = plus;
+    await_server(0);
+    await_server(1);
+    char two[96];
+    snprintf(two, sizeof two, "tcp://127.0.0.1:%d,127.0.0.1:%d", ports[0], ports[1]);
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, two);
+    if (rc) fail_msg("connect %s: %s: %s", two, shmrpc_strerror(rc), shmrpc_errmsg());
+    int on[2] = {0, 0};
+    for (int i = 0; i < 100; i++) {
+        int64_t sum = 0;
+        rc = calls_add(c, i, 1000, &sum);
+        if (rc || sum != i + 1000)
+            fail_msg("add %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        slow_req r = {CLIENTS, (uint32_t)i, 0}; /* no client's: not counted */
+        shmrpc_bytes out;
+        rc = calls_echo(c, shmrpc_bytes_of(&r, sizeof r), &out);
+        if (rc || out.len != sizeof r || memcmp(out.ptr, &r, sizeof r) != 0)
+            fail_msg("echo %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        int32_t pid = 0;
+        rc = calls_nap(c, 0, &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        if (pid != servers[0] && pid != servers[1]) fail_msg("nap %d answered by %d", i, (int)pid);
+        on[pid == servers[1]]++;
+    }
+    print_message("    100 naps: %d on the current build, %d on the newer one\n", on[0], on[1]);
+    assert_true(on[0] >= 20 && on[1] >= 20);
+    shmrpc_client_free(c);
+    stop_servers();
+}
+
 /* A DNS name: localhost is resolved (through the resolver, not as a number), and a call
  * goes to what it names; a name that does not resolve is refused with the resolver's
  * message. */
@@ -688,6 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_lists, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_port_in_list, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_endpoint_rejoins, setup, teardown),
+        cmocka_unit_test_setup_teardown(rolling_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(dns_name, setup, teardown),
         cmocka_unit_test_setup_teardown(sigkill_mid_run, setup, teardown),
         cmocka_unit_test_setup_teardown(drain_one_of_three, setup, teardown),
