@@ -678,8 +678,7 @@ static void peer_event(worker *w, peer *p, uint32_t events)
         if (out_left(p) == 0) p->last_ns = shmrpc__now_ns();
     }
     bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-    if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io)))
-        peer_read(w, p);
+    if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
     peer_settle(w, p);
 }
 

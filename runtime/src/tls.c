@@ -29,8 +29,8 @@
 struct shmrpc__tls {
     SSL_CTX *ctx;
     bool server;
-    bool verify;                     /* a client that checks its server's certificate */
-    bool name_is_ip;                 /* name is an address (checked as one, no SNI) */
+    bool verify;                    /* a client that checks its server's certificate */
+    bool name_is_ip;                /* name is an address (checked as one, no SNI) */
     char name[SHMRPC_TLS_PATH_MAX]; /* a client's: the name its server must carry */
 };
 
@@ -95,10 +95,16 @@ static int use_cert(SSL_CTX *ctx, const char *cert, const char *key, shmrpc_buf 
     int rc = readable("certificate", cert, err);
     if (rc == 0) rc = readable("key", key, err);
     if (rc) return rc;
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) return bad_file("certificate", cert, err);
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        return bad_file("key", key, err);
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        return bad_file("certificate", cert, err);
+    bool mismatch = false;
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        mismatch =
+            ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
+        if (!mismatch) return bad_file("key", key, err);
+    }
+    if (mismatch || SSL_CTX_check_private_key(ctx) != 1) {
         shmrpc__msg_set(err, "the TLS key in %s is not the key of the certificate in %s: %s", key,
                         cert, ssl_reason("they differ"));
         return SHMRPC_EINVAL;
@@ -200,8 +206,7 @@ int shmrpc__tls_client_new(const shmrpc__tcp_cfg *cfg, const char *where, bool l
     else
         host_of(where, t->name, sizeof t->name);
     unsigned char ip[16];
-    t->name_is_ip =
-        inet_pton(AF_INET, t->name, ip) == 1 || inet_pton(AF_INET6, t->name, ip) == 1;
+    t->name_is_ip = inet_pton(AF_INET, t->name, ip) == 1 || inet_pton(AF_INET6, t->name, ip) == 1;
     int rc = 0;
     if (cfg->tls_cert[0]) rc = use_cert(t->ctx, cfg->tls_cert, cfg->tls_key, err);
     if (rc == 0 && t->verify) {
@@ -416,8 +421,9 @@ int shmrpc__io_handshake(shmrpc__io *io)
     if (ssl_fail(io, r) >= 0 || errno != EPROTO) { /* the stream ended, or the socket failed */
         io->failed = true;
         io->status = SHMRPC_EPROTO;
-        snprintf(io->why, sizeof io->why, "the server closed the connection during the handshake%s%s",
-                 errno ? ": " : "", errno ? strerror(errno) : "");
+        snprintf(io->why, sizeof io->why,
+                 "the server closed the connection during the handshake%s%s", errno ? ": " : "",
+                 errno ? strerror(errno) : "");
     }
     return io->status;
 }

@@ -27,11 +27,13 @@ extern "C" {
 #define SHMRPC_TLS_ON 1  /* TLS 1.3 */
 
 /* shmrpc_tcp_opts.tls_verify, how a TLS client checks the server's certificate. */
-#define SHMRPC_TLS_VERIFY_AUTO 0 /* checked unless the address is loopback and no tls_ca
-                                  * is given */
-#define SHMRPC_TLS_VERIFY_ON 1   /* always checked: it chains to tls_ca (or the system's
-                                  * store) and names the host (or tls_server_name) */
-#define SHMRPC_TLS_VERIFY_OFF 2  /* never: the link is encrypted, but to anyone */
+#define SHMRPC_TLS_VERIFY_AUTO                                                                     \
+    0 /* checked unless the address is loopback and no tls_ca                                      \
+       * is given */
+#define SHMRPC_TLS_VERIFY_ON                                                                       \
+    1                           /* always checked: it chains to tls_ca (or the system's            \
+                                 * store) and names the host (or tls_server_name) */
+#define SHMRPC_TLS_VERIFY_OFF 2 /* never: the link is encrypted, but to anyone */
 
 /* A path or server name given for TLS is at most this many bytes. */
 #define SHMRPC_TLS_PATH_MAX 1024
