@@ -364,6 +364,35 @@ static void secret_on_top(void **state)
     stop_server(server);
 }
 
+/* shmrpcctl call and health take the TLS options: with the CA they call; without --tls
+ * they are refused by the TLS server (exit 1, the reason on stderr). */
+static void shmrpcctl_over_tls(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client_free(connect_ok(&o)); /* it is up */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout 30 %s call --tls-ca %s %s add '[40, 2]' 2>&1", SHMRPCCTL,
+             file("ca.pem"), addr);
+    FILE *p = popen(cmd, "r");
+    char out[512] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    if (st != 0 || !strstr(out, "42")) fail_msg("%s: %d: %s", cmd, st, out);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s health --tls-ca %s %s >/dev/null 2>&1", SHMRPCCTL,
+             file("ca.pem"), addr);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s call %s add '[40, 2]' 2>&1", SHMRPCCTL, addr);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    if (st == 0 || !strstr(out, "speaks TLS only")) fail_msg("%s: %d: %s", cmd, st, out);
+    stop_server(server);
+}
+
 /* A file that is missing or not PEM is named, with the reason, when the client connects
  * or the server listens; settings out of range are refused when the handle is made. */
 static void bad_files_and_settings(void **state)
@@ -458,6 +487,7 @@ int main(void)
         cmocka_unit_test_setup(plain_and_tls_disagree, setup),
         cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
         cmocka_unit_test_setup(secret_on_top, setup),
+        cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
         cmocka_unit_test_setup(bad_files_and_settings, setup),
         cmocka_unit_test_setup(mutual_tls_authenticates, setup),
     };
