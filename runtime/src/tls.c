@@ -450,6 +450,7 @@ ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n)
         return -1;
     }
     if (n == 0) return 0;
+    io->flags = MSG_DONTWAIT; /* a write that reads (the rest of a handshake) never waits */
     ERR_clear_error();
     errno = 0;
     int r = SSL_write(io->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
