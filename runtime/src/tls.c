@@ -145,6 +145,12 @@ static shmrpc__tls *tls_new(bool server, shmrpc_buf *err)
      * may have moved. */
     SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+    /* AES-128-GCM first (OpenSSL's own order starts with AES-256-GCM): as strong as TLS 1.3
+     * asks, and faster on a large message (openssl speed, 16 KiB blocks, on the benchmark's
+     * machine: 6.0 GB/s against 5.1). The server's order is the one used. */
+    SSL_CTX_set_ciphersuites(t->ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                     "TLS_CHACHA20_POLY1305_SHA256");
+    if (server) SSL_CTX_set_options(t->ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     return t;
 }
 
