@@ -344,6 +344,32 @@ static void garbage_to_a_tls_port(void **state)
     stop_server(server);
 }
 
+/* A TLS client connects again by itself: after the server closed it for idleness (its
+ * ERROR frame and TLS's close, seen between calls), and after a restart. */
+static void reconnects_over_tls(void **state)
+{
+    (void)state;
+    server_tcp.idle_timeout_ms = 200;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    usleep(700 * 1000); /* the sweep (every 200 ms) closes it after 200 ms idle */
+    check_add(c);       /* a new connection, made before the request is sent */
+    stop_server(server);
+    int64_t sum;
+    int rc = calls_add(c, 1, 2, &sum);
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    server = start_server(1);
+    int64_t until = test_now_ms() + 10000;
+    while ((rc = calls_add(c, 40, 2, &sum)) != 0 && test_now_ms() < until)
+        usleep(20 * 1000);
+    if (rc) fail_msg("after the restart: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* The shared secret works inside TLS as without it. */
 static void secret_on_top(void **state)
 {
@@ -486,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup(mutual_tls, setup),
         cmocka_unit_test_setup(plain_and_tls_disagree, setup),
         cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
+        cmocka_unit_test_setup(reconnects_over_tls, setup),
         cmocka_unit_test_setup(secret_on_top, setup),
         cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
         cmocka_unit_test_setup(bad_files_and_settings, setup),
