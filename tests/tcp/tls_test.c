@@ -23,8 +23,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
 
 #include "calls_handlers.h"
+#include "frame.h"
 #include "procs.h"
 
 static char dir[] = "/tmp/shmrpc-tls-XXXXXX"; /* the certificates */
@@ -370,6 +373,87 @@ static void reconnects_over_tls(void **state)
     stop_server(server);
 }
 
+/* Reads one frame from ssl into b (header, then body); its header. */
+static shmrpc__frame_hdr ssl_frame(SSL *ssl, shmrpc_buf *b)
+{
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, SHMRPC__FRAME_HDR_SIZE), 0);
+    size_t need = SHMRPC__FRAME_HDR_SIZE;
+    shmrpc__frame_hdr h = {0};
+    while (b->len < need) {
+        int n = SSL_read(ssl, b->data + b->len, (int)(need - b->len));
+        if (n <= 0) fail_msg("SSL_read: %d", SSL_get_error(ssl, n));
+        b->len += (size_t)n;
+        if (b->len == SHMRPC__FRAME_HDR_SIZE && need == SHMRPC__FRAME_HDR_SIZE) {
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            assert_int_equal(shmrpc__frame_hdr_decode(b->data, b->len, 1 << 20, 0, &h, &err), 0);
+            shmrpc_buf_destroy(&err);
+            need += h.body_len;
+            assert_int_equal(shmrpc__buf_grow(b, h.body_len), 0);
+        }
+    }
+    return h;
+}
+
+/* Frames that come together in one TCP segment, each in a TLS record of its own, are all
+ * served: the server reads one frame at a time, and what TLS read past it (where epoll
+ * does not see it) is served without waiting for more to come. */
+static void records_read_ahead_are_served(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    /* A second connection keeps the worker in epoll (a lone one it waits for in recv). */
+    shmrpc_client *other = connect_ok(&o);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 5}; /* every read bounded */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+
+    shmrpc__hello hello = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+    assert_int_equal(ssl_frame(ssl, &b).kind, SHMRPC__KIND_HELLO_ACK);
+
+    /* Three add(1, 2) requests, a record each, held back by TCP_CORK into one segment. */
+    int one = 1, zero = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    for (uint64_t rid = 1; rid <= 3; rid++) {
+        static const uint8_t body[] = {0x92, 0x01, 0x02}; /* msgpack [1, 2] */
+        shmrpc_buf_clear(&b);
+        at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, rid);
+        shmrpc_buf_append(&b, body, sizeof body);
+        assert_int_equal(shmrpc__frame_end(&b, at), 0);
+        assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    for (uint64_t rid = 1; rid <= 3; rid++) {
+        shmrpc__frame_hdr h = ssl_frame(ssl, &b);
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(h.request_id, rid);
+    }
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    shmrpc_client_free(other);
+    stop_server(server);
+}
+
 /* The shared secret works inside TLS as without it. */
 static void secret_on_top(void **state)
 {
@@ -513,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup(plain_and_tls_disagree, setup),
         cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
         cmocka_unit_test_setup(reconnects_over_tls, setup),
+        cmocka_unit_test_setup(records_read_ahead_are_served, setup),
         cmocka_unit_test_setup(secret_on_top, setup),
         cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
         cmocka_unit_test_setup(bad_files_and_settings, setup),
