@@ -335,7 +335,7 @@ static void make_bio_method(void)
 
 void shmrpc__io_init(shmrpc__io *io, int fd)
 {
-    memset(io, 0, offsetof(shmrpc__io, head));
+    memset(io, 0, sizeof *io); /* a reconnect starts with no reason from the last one */
     io->fd = fd;
 }
 
