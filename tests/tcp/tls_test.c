@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -31,7 +32,7 @@
 #include "procs.h"
 
 static char dir[] = "/tmp/shmrpc-tls-XXXXXX"; /* the certificates */
-static char addr[64];
+static char addr[96];
 static int port;
 static shmrpc_tcp_opts server_tcp; /* the next server's tcp settings */
 
@@ -231,6 +232,56 @@ static void verification_refuses(void **state)
     shmrpc_client_free(c);
     o.tcp.tls_server_name = "service.example";
     connect_fails(&o, SHMRPC_EPERM, "hostname mismatch");
+    stop_server(server);
+}
+
+/* A non-loopback IPv4 address of this host into out (its traffic stays in the host), or
+ * false when it has none. */
+static bool own_address(char *out, size_t n)
+{
+    struct ifaddrs *all = NULL, *i;
+    bool found = false;
+    if (getifaddrs(&all) != 0) return false;
+    for (i = all; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        const struct sockaddr_in *a = (const struct sockaddr_in *)i->ifa_addr;
+        if ((ntohl(a->sin_addr.s_addr) >> 24) == 127) continue;
+        found = inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)n) != NULL;
+    }
+    freeifaddrs(all);
+    return found;
+}
+
+/* To an address that is not loopback, a client checks the certificate without being
+ * asked (SHMRPC_TLS_VERIFY_AUTO): one of a CA it does not trust is refused, and one
+ * issued for 127.0.0.1 is refused at this address. Over one of this host's own addresses,
+ * whose traffic never leaves it. */
+static void verification_on_by_default_off_loopback(void **state)
+{
+    (void)state;
+    char host[INET_ADDRSTRLEN];
+    if (!own_address(host, sizeof host)) {
+        print_message("no address but loopback on this host: nothing to check here\n");
+        return;
+    }
+    server_tcp.tls_ca = file("ca.pem"); /* mutual TLS: it may bind every address */
+    snprintf(addr, sizeof addr, "tcp://0.0.0.0:%d", port);
+    pid_t server = start_server(1);
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    shmrpc_client_opts o = tls_client();
+    o.tcp.tls_cert = file("client.pem");
+    o.tcp.tls_key = file("client.key");
+    shmrpc_client_free(connect_ok(&o)); /* it is up */
+    snprintf(addr, sizeof addr, "tcp://%s:%d", host, port);
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_AUTO;
+    o.tcp.tls_ca = NULL; /* the system's CAs, which did not sign it */
+    connect_fails(&o, SHMRPC_EPERM, "certificate verify failed");
+    o.tcp.tls_ca = file("ca.pem"); /* its CA, but the certificate names 127.0.0.1 only */
+    connect_fails(&o, SHMRPC_EPERM, "IP address mismatch");
+    o.tcp.tls_server_name = "127.0.0.1"; /* the name it carries */
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
     stop_server(server);
 }
 
@@ -594,6 +645,7 @@ int main(void)
         cmocka_unit_test_setup(call_over_tls, setup),
         cmocka_unit_test_setup(verification_refuses, setup),
         cmocka_unit_test_setup(mutual_tls, setup),
+        cmocka_unit_test_setup(verification_on_by_default_off_loopback, setup),
         cmocka_unit_test_setup(plain_and_tls_disagree, setup),
         cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
         cmocka_unit_test_setup(reconnects_over_tls, setup),
