@@ -505,6 +505,22 @@ static void records_read_ahead_are_served(void **state)
     stop_server(server);
 }
 
+/* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
+ * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
+static void refused_at_the_cap(void **state)
+{
+    (void)state;
+    server_tcp.max_conns_per_addr = 1;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *first = connect_ok(&o);
+    check_add(first);
+    connect_fails(&o, SHMRPC_EBUSY, "refused the connection before TLS: too many connections");
+    check_add(first);
+    shmrpc_client_free(first);
+    stop_server(server);
+}
+
 /* The shared secret works inside TLS as without it. */
 static void secret_on_top(void **state)
 {
@@ -649,6 +665,7 @@ int main(void)
         cmocka_unit_test_setup(plain_and_tls_disagree, setup),
         cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
         cmocka_unit_test_setup(reconnects_over_tls, setup),
+        cmocka_unit_test_setup(refused_at_the_cap, setup),
         cmocka_unit_test_setup(records_read_ahead_are_served, setup),
         cmocka_unit_test_setup(secret_on_top, setup),
         cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
