@@ -5,7 +5,8 @@
  * single-producer single-consumer ring of 64-byte slots in shared memory with both sides
  * busy-polling (as fast as one-at-a-time messages go). Each row: messages per second that
  * the consumers took in the window, one-way latency p50/p99 (the producer stamps each
- * message), and fairness among consumers (fewest / most taken). Usage:
+ * message), and fairness among consumers (fewest / most taken; beside it, "cpu": the same
+ * for the CPU time each consumer had, which the messages each took follow). Usage:
  * shmrpc-bench-queue [seconds per row, default 1] [only rows named so, e.g. queue/16/1x1]. */
 #include <errno.h>
 #include <fcntl.h>
@@ -95,6 +96,7 @@ struct shared {
      * two sides trade that line at every message, which cost more than the queue did. */
     _Alignas(64) _Atomic uint64_t consumed;
     _Alignas(64) uint64_t taken[MAX_SIDE];
+    int64_t cpu_ns[MAX_SIDE];   /* CPU time each consumer had, from its start to its end */
     uint64_t samples[MAX_SIDE]; /* latencies stored in lat (a ring) */
     int64_t lat[MAX_SIDE][SAMPLES];
 };
@@ -111,6 +113,14 @@ static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* This process's CPU time. */
+static int64_t cpu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -365,6 +375,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
         batch[i] = (shmrpc_queue_msg){bufs[i], MAX_PAYLOAD, 0};
     uint64_t taken = 0, samples = 0, turns = 0;
     wait_start(sh);
+    int64_t cpu0 = cpu_now_ns();
     int64_t start = atomic_load(&sh->start_ns);
     for (;;) {
         size_t n = 0, len;
@@ -434,6 +445,7 @@ static int consumer(const struct row *r, struct shared *sh, int me)
         }
     }
     sh->taken[me] = taken;
+    sh->cpu_ns[me] = cpu_now_ns() - cpu0;
     sh->samples[me] = samples;
     close_end(&e);
     return 0;
@@ -449,6 +461,7 @@ static int cmp64(const void *a, const void *b)
 
 struct result {
     double rate, fairness;
+    double cpu_fairness; /* fewest / most CPU time a consumer had */
     int64_t p50, p99;
 };
 
@@ -568,6 +581,7 @@ static int run_row(const struct row *r, double seconds, struct result *out)
     }
     drop_transport(r);
     uint64_t total = 0, lo = UINT64_MAX, hi = 0;
+    int64_t cpu_lo = INT64_MAX, cpu_hi = 0;
     size_t nsamples = 0;
     static int64_t all[MAX_SIDE * SAMPLES];
     for (int c = 0; c < r->consumers; c++) {
@@ -575,6 +589,8 @@ static int run_row(const struct row *r, double seconds, struct result *out)
         total += t;
         if (t < lo) lo = t;
         if (t > hi) hi = t;
+        if (sh->cpu_ns[c] < cpu_lo) cpu_lo = sh->cpu_ns[c];
+        if (sh->cpu_ns[c] > cpu_hi) cpu_hi = sh->cpu_ns[c];
         size_t k = sh->samples[c] < SAMPLES ? (size_t)sh->samples[c] : SAMPLES;
         memcpy(all + nsamples, sh->lat[c], k * sizeof all[0]);
         nsamples += k;
@@ -587,6 +603,7 @@ static int run_row(const struct row *r, double seconds, struct result *out)
     qsort(all, nsamples, sizeof all[0], cmp64);
     out->rate = (double)total / seconds;
     out->fairness = hi ? (double)lo / (double)hi : 0;
+    out->cpu_fairness = cpu_hi ? (double)cpu_lo / (double)cpu_hi : 0;
     out->p50 = all[nsamples / 2];
     out->p99 = all[nsamples * 99 / 100];
     return 0;
@@ -749,6 +766,10 @@ int main(int argc, char **argv)
         }
         char ratio[256] = "";
         size_t at = 0;
+        /* Who took how many follows the CPU time each consumer got from the scheduler:
+         * its fairness beside the row's. */
+        if (r->consumers > 1)
+            at += (size_t)snprintf(ratio, sizeof ratio, "cpu %.2f", res.cpu_fairness);
         if (is_baseline(r->kind)) {
             base[r->kind] = res;
             have[r->kind] = true;
