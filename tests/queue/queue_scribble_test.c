@@ -8,15 +8,12 @@
  * scribbler runs (it can rewrite them, and any position), only that every side stays up
  * and answers. Every child is bounded by alarm() and reaped, every queue unlinked, even
  * when the test fails. */
-#include <fcntl.h>
-#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -29,6 +26,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "scribble.h"
 
 #define CHILD_ALARM_S 30
 #define RUN_MS 1200     /* how long the users and the scribbler run together */
@@ -83,36 +81,9 @@ static shmrpc_queue_opts opts_of(const struct scene *sc, shmrpc_queue_mode mode,
     return o;
 }
 
-/* Whether rc is 0 or a status the API has (status.h), not a stray value. */
-static bool known_status(int rc)
-{
-    return rc == 0 || (rc < 0 && strcmp(shmrpc_status_name(rc), "SHMRPC_EUNKNOWN") != 0);
-}
-
-/* What a child's operations returned: 0, SHMRPC_ETIMEDOUT, SHMRPC_EPROTO, anything else. */
-static unsigned long tally[4];
-
-static void print_tally(const char *who)
-{
-    fprintf(stderr, "%s %d: %lu ok, %lu timed out, %lu broken (EPROTO), %lu other\n", who,
-            (int)getpid(), tally[0], tally[1], tally[2], tally[3]);
-}
-
-/* Checks one operation's status and time: 0, or a line on stderr and 1. */
 static int judge(const char *what, int rc, int64_t t0)
 {
-    int64_t took = test_kid_now_ms() - t0;
-    tally[rc == 0 ? 0 : rc == SHMRPC_ETIMEDOUT ? 1 : rc == SHMRPC_EPROTO ? 2 : 3]++;
-    if (!known_status(rc)) {
-        fprintf(stderr, "pid %d: %s returned %d, not a status\n", (int)getpid(), what, rc);
-        return 1;
-    }
-    if (took > OP_HANG_MS) {
-        fprintf(stderr, "pid %d: %s took %" PRId64 " ms (timeout %d ms): %s\n", (int)getpid(), what,
-                took, OP_TIMEOUT_MS, shmrpc_errmsg());
-        return 1;
-    }
-    return 0;
+    return test_scribble_judge(what, rc, t0, OP_HANG_MS);
 }
 
 /* A producer: every way of pushing, lengths from 0 to past the limit. */
@@ -157,7 +128,7 @@ static int produce(void *arg)
     shmrpc_queue_stats st;
     if (!bad) bad = judge("get_stats", shmrpc_queue_get_stats(q, &st), test_kid_now_ms());
     shmrpc_queue_close(q);
-    print_tally("producer");
+    test_scribble_tally("producer");
     return bad;
 }
 
@@ -211,7 +182,7 @@ static int consume(void *arg)
     shmrpc_queue_stats st;
     if (!bad) bad = judge("get_stats", shmrpc_queue_get_stats(q, &st), test_kid_now_ms());
     shmrpc_queue_close(q);
-    print_tally("consumer");
+    test_scribble_tally("consumer");
     return bad;
 }
 
@@ -221,44 +192,19 @@ static int consume(void *arg)
 static int scribble(void *arg)
 {
     int users = *(const int *)arg;
-    for (int64_t until = test_kid_now_ms() + 10000; atomic_load(opened) < users;)
-        if (test_kid_now_ms() > until)
-            return 4;
-        else
-            usleep(1000);
-    char path[sizeof qname + 32];
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", qname);
-    int fd = open(path, O_RDWR);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) return 2;
-    size_t size = (size_t)sb.st_size;
-    unsigned char *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return 3;
-    uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
-    int64_t end = test_kid_now_ms() + RUN_MS;
-    while (test_kid_now_ms() < end) {
-        for (int i = 0; i < 4; i++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            size_t span = (x & 3) == 0 ? HOT_BYTES : size;
-            size_t off = (size_t)(x >> 24) % (span - 8) & ~(size_t)7;
-            uint64_t v = x * 0x2545f4914f6cdd1du;
-            switch ((x >> 2) & 3) {
-            case 0:
-                m[off] = (unsigned char)v;
-                break;
-            case 1:
-                v = v & 0xff ? v : ~(uint64_t)0; /* all ones: the edge of every field */
-                                                 /* fall through */
-            case 2:
-                memcpy(m + off, &v, 8);
-                break;
-            default:
-                memcpy(m + off + ((x >> 5) & 4), &v, 4);
-            }
-        }
+    int64_t until = test_kid_now_ms() + 10000;
+    while (atomic_load(opened) < users) {
+        if (test_kid_now_ms() > until) return 4;
         usleep(1000);
     }
+    char path[sizeof qname + 32];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", qname);
+    size_t size;
+    unsigned char *m = test_scribble_map(path, &size);
+    if (!m) return 3;
+    uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
+    for (int64_t end = test_kid_now_ms() + RUN_MS; test_kid_now_ms() < end; usleep(1000))
+        test_scribble(m, size, HOT_BYTES, 4, &x);
     munmap(m, size);
     return 0;
 }
