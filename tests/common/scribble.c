@@ -3,6 +3,7 @@
 #include "scribble.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +15,45 @@
 #include <shmrpc/status.h>
 
 #include "kids.h"
+
+static struct roll {
+    _Atomic int ready, done;
+} * roll;
+
+int test_scribble_setup(void)
+{
+    roll = mmap(NULL, sizeof *roll, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (roll == MAP_FAILED) return roll = NULL, -1;
+    return 0;
+}
+
+void test_scribble_teardown(void)
+{
+    if (roll) munmap(roll, sizeof *roll);
+    roll = NULL;
+}
+
+void test_scribble_user_ready(void)
+{
+    atomic_fetch_add(&roll->ready, 1);
+}
+
+int test_scribble_wait_users(int users)
+{
+    for (int64_t until = test_kid_now_ms() + 10000; atomic_load(&roll->ready) < users; usleep(1000))
+        if (test_kid_now_ms() > until) return -1;
+    return 0;
+}
+
+void test_scribble_done(void)
+{
+    atomic_store(&roll->done, 1);
+}
+
+int test_scribble_is_done(void)
+{
+    return atomic_load(&roll->done);
+}
 
 void test_scribble(unsigned char *m, size_t size, size_t hot, int writes, uint64_t *x)
 {

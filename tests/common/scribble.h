@@ -7,6 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The users' roll call, shared with the children (test_scribble_setup maps it before they
+ * are forked): each user calls test_scribble_user_ready once it has opened the segment,
+ * and the scribbler waits for them all, as an open rightly refuses a segment that does not
+ * add up. test_scribble_done tells the users the writes have stopped. */
+int test_scribble_setup(void); /* 0, or -1 when mmap failed */
+void test_scribble_teardown(void);
+void test_scribble_user_ready(void);
+int test_scribble_wait_users(int users); /* 0, or -1 when they were not all there in 10 s */
+void test_scribble_done(void);
+int test_scribble_is_done(void);
+
 /* Writes `writes` random 1, 4 or 8-byte values (all ones now and then: the edge of every
  * field) at random places of the mapping m of size bytes, a quarter of them in its first
  * hot bytes. x is the caller's random state (non-zero). */

@@ -8,7 +8,6 @@
  * the scribbler runs. Every child is bounded by alarm() and reaped, the map unlinked, even
  * when the test fails. */
 #include <dirent.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,16 +36,12 @@
 #define HOT_BYTES 4096 /* the start of each segment: scribbled more often than the rest */
 
 static char mname[SHMRPC_MAP_NAME_MAX + 1];
-/* Shared with the children: how many users have opened the map (the scribbler starts
- * after them all, as an open refuses a header that does not add up, rightly). */
-static _Atomic int *opened;
 
 static int setup(void **state)
 {
     (void)state;
     snprintf(mname, sizeof mname, "map_scribble.%d", (int)getpid());
-    opened = mmap(NULL, sizeof *opened, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    return opened == MAP_FAILED ? -1 : 0;
+    return test_scribble_setup();
 }
 
 static int teardown(void **state)
@@ -54,7 +49,7 @@ static int teardown(void **state)
     (void)state;
     test_kids_kill_all();
     shmrpc_map_unlink_quiet(mname);
-    munmap((void *)opened, sizeof *opened);
+    test_scribble_teardown();
     return 0;
 }
 
@@ -95,7 +90,7 @@ static int write_map(void *arg)
     (void)arg;
     shmrpc_map *m = open_map(SHMRPC_MAP_CONNECT_TO_EXISTING);
     if (!m) return 2;
-    atomic_fetch_add(opened, 1);
+    test_scribble_user_ready();
     unsigned char val[300];
     memset(val, 0x5a, sizeof val);
     unsigned r = (unsigned)getpid();
@@ -137,7 +132,7 @@ static int read_map(void *arg)
     (void)arg;
     shmrpc_map *m = open_map(SHMRPC_MAP_CONNECT_TO_EXISTING);
     if (!m) return 2;
-    atomic_fetch_add(opened, 1);
+    test_scribble_user_ready();
     unsigned char buf[300];
     unsigned r = (unsigned)getpid();
     int bad = 0;
@@ -219,11 +214,7 @@ static unsigned char *map_newest_generation(size_t *size, unsigned long *gen)
 static int scribble(void *arg)
 {
     int users = *(const int *)arg;
-    int64_t until = test_kid_now_ms() + 10000;
-    while (atomic_load(opened) < users) {
-        if (test_kid_now_ms() > until) return 4;
-        usleep(1000);
-    }
+    if (test_scribble_wait_users(users) != 0) return 4;
     char path[sizeof mname + 48];
     snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", mname);
     size_t hsize, gsize = 0, lsize;

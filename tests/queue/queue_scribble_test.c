@@ -8,7 +8,6 @@
  * scribbler runs (it can rewrite them, and any position), only that every side stays up
  * and answers. Every child is bounded by alarm() and reaped, every queue unlinked, even
  * when the test fails. */
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,16 +36,12 @@
 #define HOT_BYTES 4096 /* the header: scribbled more often than the rest */
 
 static char qname[SHMRPC_QUEUE_NAME_MAX + 1];
-/* Shared with the children: how many users have opened the queue (the scribbler starts
- * after them all, as an open refuses a header that does not add up, rightly). */
-static _Atomic int *opened;
 
 static int setup(void **state)
 {
     (void)state;
     snprintf(qname, sizeof qname, "queue_scribble.%d", (int)getpid());
-    opened = mmap(NULL, sizeof *opened, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    return opened == MAP_FAILED ? -1 : 0;
+    return test_scribble_setup();
 }
 
 static int teardown(void **state)
@@ -54,7 +49,7 @@ static int teardown(void **state)
     (void)state;
     test_kids_kill_all();
     shmrpc_queue_unlink(qname);
-    munmap((void *)opened, sizeof *opened);
+    test_scribble_teardown();
     return 0;
 }
 
@@ -93,7 +88,7 @@ static int produce(void *arg)
     shmrpc_queue_opts o = opts_of(sc, SHMRPC_QUEUE_CONNECT_TO_EXISTING, false);
     shmrpc_queue *q = NULL;
     if (shmrpc_queue_open(&q, qname, &o) != 0) return 2;
-    atomic_fetch_add(opened, 1);
+    test_scribble_user_ready();
     unsigned char msg[MAX_MSG + 8];
     memset(msg, 0x5a, sizeof msg);
     unsigned r = (unsigned)getpid();
@@ -140,7 +135,7 @@ static int consume(void *arg)
         opts_of(sc, SHMRPC_QUEUE_CONNECT_TO_EXISTING, sc->kind == SHMRPC_QUEUE_BROADCAST);
     shmrpc_queue *q = NULL;
     if (shmrpc_queue_open(&q, qname, &o) != 0) return 2;
-    atomic_fetch_add(opened, 1);
+    test_scribble_user_ready();
     unsigned char buf[MAX_MSG];
     unsigned r = (unsigned)getpid();
     int64_t end = test_kid_now_ms() + RUN_MS;
@@ -192,11 +187,7 @@ static int consume(void *arg)
 static int scribble(void *arg)
 {
     int users = *(const int *)arg;
-    int64_t until = test_kid_now_ms() + 10000;
-    while (atomic_load(opened) < users) {
-        if (test_kid_now_ms() > until) return 4;
-        usleep(1000);
-    }
+    if (test_scribble_wait_users(users) != 0) return 4;
     char path[sizeof qname + 32];
     snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", qname);
     size_t size;

@@ -10,7 +10,6 @@
  * Every wait is bounded, every child reaped, every segment checked gone. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,41 +38,25 @@
 #define CLIENTS 3
 
 static char addr[64];
-/* Shared with the children: how many clients are connected (the scribbler waits for
- * them), and whether the scribbler has stopped. */
-static struct shared {
-    _Atomic int connected;
-    _Atomic int scribbled;
-} * shared;
 
 static int setup(void **state)
 {
     (void)state;
     snprintf(addr, sizeof addr, "shm://shmscribble-%d", (int)getpid());
-    shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shared == MAP_FAILED || calls_shared_map() != 0) return -1;
+    if (test_scribble_setup() != 0 || calls_shared_map() != 0) return -1;
     return 0;
 }
 
 static int leftovers(void)
 {
-    char prefix[80];
-    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + strlen("shm://"));
-    DIR *d = opendir("/dev/shm");
-    int count = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
-            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
-            count++;
-    if (d) closedir(d);
-    return count;
+    return test_shm_segments(addr);
 }
 
 static int teardown(void **state)
 {
     (void)state;
     test_kids_kill_all();
-    munmap(shared, sizeof *shared);
+    test_scribble_teardown();
     if (leftovers() != 0) {
         fprintf(stderr, "segments of %s left behind\n", addr);
         return -1;
@@ -112,10 +95,10 @@ static int client(void *arg)
     (void)arg;
     shmrpc_client *c = connect_for(5000);
     if (!c) return 2;
-    atomic_fetch_add(&shared->connected, 1);
+    test_scribble_user_ready();
     int bad = 0;
     bool ok;
-    for (int64_t a = 0; !bad && !atomic_load(&shared->scribbled); a++)
+    for (int64_t a = 0; !bad && !test_scribble_is_done(); a++)
         bad = call_once(c, a, &ok);
     int64_t until = test_kid_now_ms() + HEAL_MS;
     int answered = 0;
@@ -138,11 +121,7 @@ static int client(void *arg)
 static int scribble(void *arg)
 {
     (void)arg;
-    int64_t until = test_kid_now_ms() + 10000;
-    while (atomic_load(&shared->connected) < CLIENTS) {
-        if (test_kid_now_ms() > until) return 4;
-        usleep(1000);
-    }
+    if (test_scribble_wait_users(CLIENTS) != 0) return 4;
     char path[128];
     snprintf(path, sizeof path, "/dev/shm/shmrpc:%s", addr + strlen("shm://"));
     size_t size;
@@ -166,7 +145,7 @@ static int scribble(void *arg)
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
             test_scribble(m + parts[i].off, parts[i].len, parts[i].len, 1, &x);
     munmap(m, size);
-    atomic_store(&shared->scribbled, 1);
+    test_scribble_done();
     return 0;
 }
 
