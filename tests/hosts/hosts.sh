@@ -3,7 +3,7 @@
 # The harness of the three-hosts test (docs/hosts-test.md): network namespaces as hosts.
 #
 #   hosts.sh run DRIVER LINKEMU   clean up after dead runs, make the namespaces, run DRIVER
-#                                 in them (hosts_test), tear everything down; DRIVER's status
+#                                 in them (three_hosts_test), tear everything down; its status
 #   hosts.sh up PREFIX            make PREFIX-r (the router), PREFIX-h1..h3 and PREFIX-c
 #   hosts.sh down PREFIX          kill every process in them, delete them (and their links)
 #   hosts.sh clean                `down` every shmrpch-PID namespace whose hosts.sh is gone
@@ -109,6 +109,7 @@ clean() {
 		if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q hosts.sh; then
 			echo "hosts.sh: removing the namespaces of dead run $pid" >&2
 			down "$PREFIX_ALL-$pid"
+			rm -rf "/tmp/$PREFIX_ALL-$pid".*
 		fi
 	done
 }
@@ -118,18 +119,22 @@ run() {
 	driver=$1 emu=$2
 	shift 2
 	p="$PREFIX_ALL-$$"
-	# Torn down however this ends: the driver failing, a signal (ctest's timeout sends
-	# SIGTERM first where it can), or an error here. SIGKILL leaves them to the next run's
-	# clean.
-	trap 'down "$p"' EXIT
-	trap 'exit 130' INT TERM HUP
+	child=
+	dir=
+	# Torn down however this ends: the driver failing, a signal (ctest's timeout, ^C), or
+	# an error here. SIGKILL leaves them to the next run's clean.
+	trap 'down "$p"; [ -n "$dir" ] && rm -rf "$dir"' EXIT
+	trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; exit 130' INT TERM HUP
 	clean
 	(up "$p") || exit 1
+	dir=$(mktemp -d "/tmp/$p.XXXXXX") || fail "mktemp failed"
 	# The driver's own watchdog ends it well before ctest's TIMEOUT; timeout(1) is the
-	# bound on top of that.
-	timeout -k 5 200 "$driver" --prefix "$p" --linkemu "$emu" "$@"
+	# bound on top of that. In the background, so that a signal to this script is handled
+	# at once (sh runs a trap only once the foreground command has ended).
+	timeout -k 5 200 "$driver" --prefix "$p" --dir "$dir" --linkemu "$emu" "$@" &
+	child=$!
+	wait "$child"
 }
-
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in

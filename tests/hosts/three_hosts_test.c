@@ -27,7 +27,7 @@
  * die with this process (PR_SET_PDEATHSIG), and hosts.sh kills whatever is left in the
  * namespaces and deletes them.
  *
- *   hosts_test --prefix PREFIX --linkemu PATH   (hosts.sh run passes both) */
+ *   three_hosts_test --prefix PREFIX --dir DIR --linkemu PATH   (hosts.sh run passes them) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +81,7 @@ typedef struct call_rec {
 typedef struct client_log {
     _Atomic int32_t n;       /* rec[0..n-1] are complete */
     _Atomic int64_t last_ok; /* t1 of its latest success */
+    _Atomic int64_t calling; /* seq << 32 | low bits of t0 of the call in progress */
     char odd[200];           /* shmrpc_errmsg() of its first failure */
     call_rec rec[MAX_CALLS];
 } client_log;
@@ -105,7 +106,7 @@ static void enter_ns(const char *suffix)
     snprintf(path, sizeof path, "/run/netns/%s-%s", prefix, suffix);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        fprintf(stderr, "hosts_test: entering %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "three_hosts_test: entering %s: %s\n", path, strerror(errno));
         _exit(3);
     }
     close(fd);
@@ -225,6 +226,7 @@ static int client_process(int k)
         call_rec *r = &me->rec[seq];
         uint64_t id = (uint64_t)k << 40 | seq, count = 0;
         r->t0 = test_now_ms();
+        atomic_store(&me->calling, (int64_t)seq << 32 | (r->t0 & 0xffffffff));
         r->status =
             host_counter_count(c, id, seq % SLOW_EVERY == SLOW_EVERY - 1 ? SLOW_MS : 0, &count);
         r->t1 = test_now_ms();
@@ -272,27 +274,15 @@ static void teardown(void)
     }
 }
 
-static void remove_dir(void)
-{
-    const char *names[] = {"h1.log", "h2.log", "h3.log", "emu.ctl", "emu.err"};
-    char path[128];
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
-
 static void fatal(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "hosts_test: FAIL: ");
+    fprintf(stderr, "three_hosts_test: FAIL: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
     teardown();
-    remove_dir();
     exit(1);
 }
 
@@ -314,6 +304,22 @@ static void start_emu(void)
         fprintf(stderr, "exec %s: %s\n", linkemu, strerror(errno));
         _exit(127);
     }
+}
+
+/* Waits (up to 2 s) until client k is 5 ms into a slow call, so that the fault the test
+ * makes next finds a call running on the host: the request took 1 ms to get there and the
+ * handler naps SLOW_MS. The seq of that call, or -1 (the fault then comes anyway). */
+static int32_t wait_slow_call(int k)
+{
+    int64_t until = test_now_ms() + 2000;
+    while (test_now_ms() < until) {
+        int64_t c = atomic_load(&shared->clients[k].calling);
+        int32_t seq = (int32_t)(c >> 32);
+        int64_t age = (test_now_ms() & 0xffffffff) - (c & 0xffffffff);
+        if (seq % SLOW_EVERY == SLOW_EVERY - 1 && age >= 5 && age < SLOW_MS / 2) return seq;
+        usleep(500);
+    }
+    return -1;
 }
 
 /* Waits up to ms until client k succeeds with a call that started after since; the time
@@ -374,16 +380,17 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--prefix") == 0) prefix = argv[i + 1];
         if (strcmp(argv[i], "--linkemu") == 0) linkemu = argv[i + 1];
+        if (strcmp(argv[i], "--dir") == 0) snprintf(dir, sizeof dir, "%s", argv[i + 1]);
     }
-    if (prefix == NULL || linkemu == NULL) {
-        fprintf(stderr, "usage: hosts_test --prefix PREFIX --linkemu PATH (hosts.sh runs it)\n");
+    if (prefix == NULL || linkemu == NULL || dir[0] == '\0') {
+        fprintf(stderr,
+                "usage: three_hosts_test --prefix PREFIX --dir DIR --linkemu PATH (hosts.sh "
+                "runs it)\n");
         return 2;
     }
     alarm(WATCHDOG_S); /* its default action ends us; hosts.sh then tears the hosts down */
     prctl(PR_SET_CHILD_SUBREAPER, 1); /* a killed manager's workers come back to us */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    snprintf(dir, sizeof dir, "/tmp/shmrpc-hosts-XXXXXX");
-    if (mkdtemp(dir) == NULL) fatal("mkdtemp: %s", strerror(errno));
     shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shared == MAP_FAILED) fatal("mmap: %s", strerror(errno));
     for (int i = 0; i < HOSTS; i++)
@@ -405,7 +412,8 @@ int main(int argc, char **argv)
                   host_addr[k]);
     sleep_ms(LOAD_MS);
 
-    /* Host 1 dies, host 2 is cut off. */
+    /* Host 1 dies (during a call), host 2 is cut off. */
+    int32_t killed_call = wait_slow_call(0);
     faults[0].start = test_now_ms();
     kill(-servers[0], SIGKILL);
     if (!reap_group(servers[0], 5000)) fatal("host 1's server outlived SIGKILL");
@@ -421,7 +429,8 @@ int main(int argc, char **argv)
         faults[k].back = wait_back(k, faults[k].repaired, faults[k].recover_ms + 5000);
     sleep_ms(LOAD_MS);
 
-    /* Host 3 drains. */
+    /* Host 3 drains (during a call, which must be answered). */
+    int32_t drained_call = wait_slow_call(2);
     faults[2].start = test_now_ms();
     if (!test_stop_server(servers[2])) fatal("host 3's server did not exit cleanly on SIGTERM");
     if (!reap_group(servers[2], 5000)) fatal("host 3's workers outlived their manager");
@@ -470,12 +479,18 @@ int main(int argc, char **argv)
         fclose(f);
     }
 
-    int64_t issued = 0, ok = 0, failed = 0, ran_twice = 0, ran_failed = 0, min_ok_ms = INT64_MAX;
-    status_count by_status[8] = {{0, 0}};
+    /* Per client (that is, per host today): calls, ok, failed by status, ran twice, and
+     * failed calls that had run (cut off in flight by the kill, or answered into the cut). */
+    typedef struct tally {
+        int64_t issued, ok, failed, ran_twice, ran_failed;
+        status_count by_status[8];
+    } tally;
+    tally t[HOSTS + 1] = {{0}}; /* [HOSTS]: all */
+    int64_t min_ok_ms = INT64_MAX;
     int problems = 0;
 #define PROBLEM(...)                                                                               \
     do {                                                                                           \
-        if (problems++ < 20) fprintf(stderr, "hosts_test: " __VA_ARGS__);                          \
+        if (problems++ < 20) fprintf(stderr, "three_hosts_test: " __VA_ARGS__);                    \
     } while (0)
     for (int k = 0; k < HOSTS; k++) {
         const client_log *cl = &shared->clients[k];
@@ -483,27 +498,28 @@ int main(int argc, char **argv)
         int32_t n = atomic_load(&cl->n);
         for (int32_t i = 0; i < n; i++) {
             const call_rec *r = &cl->rec[i];
-            issued++;
+            tally *tk = &t[k];
+            tk->issued++;
             if (runs[k][i] > 1) {
-                ran_twice++;
+                tk->ran_twice++;
                 PROBLEM("client %d call %d ran %u times\n", k, i, runs[k][i]);
             }
             if (r->t1 - r->t0 > DEADLINE_MS + SLACK_MS)
                 PROBLEM("client %d call %d took %lld ms\n", k, i, (long long)(r->t1 - r->t0));
             if (r->status == 0) {
-                ok++;
+                tk->ok++;
                 if (r->t1 - r->t0 < min_ok_ms) min_ok_ms = r->t1 - r->t0;
                 if (runs[k][i] != 1 || !r->answer_ok)
                     PROBLEM("client %d call %d succeeded but ran %u times\n", k, i, runs[k][i]);
                 continue;
             }
-            failed++;
+            tk->failed++;
             size_t s = 0;
-            while (s < 7 && by_status[s].n && by_status[s].status != r->status)
+            while (s < 7 && tk->by_status[s].n && tk->by_status[s].status != r->status)
                 s++;
-            by_status[s].status = r->status;
-            by_status[s].n++;
-            ran_failed += runs[k][i] != 0;
+            tk->by_status[s].status = r->status;
+            tk->by_status[s].n++;
+            tk->ran_failed += runs[k][i] != 0;
             /* Its host's fault window: from the fault to the first success after it. */
             int64_t end = f->repaired + (f->back >= 0 ? f->back : f->recover_ms);
             if (r->t1 < f->start || r->t0 > end)
@@ -516,19 +532,39 @@ int main(int argc, char **argv)
                 PROBLEM("client 2 call %d ran on the draining host but failed: %s\n", i,
                         shmrpc_strerror(r->status));
         }
+        t[HOSTS].issued += t[k].issued;
+        t[HOSTS].ok += t[k].ok;
+        t[HOSTS].failed += t[k].failed;
+        t[HOSTS].ran_twice += t[k].ran_twice;
+        t[HOSTS].ran_failed += t[k].ran_failed;
     }
 
-    printf("three hosts: %lld calls issued, %lld ok, %lld failed, %lld ran twice, %lld ran but "
-           "failed (cut off in flight)\n",
-           (long long)issued, (long long)ok, (long long)failed, (long long)ran_twice,
-           (long long)ran_failed);
-    for (size_t s = 0; s < 8 && by_status[s].n; s++)
-        printf("  failed with %s: %lld\n", shmrpc_strerror(by_status[s].status),
-               (long long)by_status[s].n);
-    for (int i = 0; i < HOSTS; i++)
-        printf("  host %d ran %lld calls; %s: back %lld ms after the repair (bound %d ms)\n", i + 1,
-               (long long)host_runs[i], faults[i].what, (long long)faults[i].back,
-               faults[i].recover_ms);
+    for (int k = 0; k <= HOSTS; k++) {
+        const tally *tk = &t[k];
+        if (k < HOSTS)
+            printf("  host %d (%s): ", k + 1, faults[k].what);
+        else
+            printf("three hosts, all: ");
+        printf("%lld calls issued, %lld ok, %lld failed", (long long)tk->issued, (long long)tk->ok,
+               (long long)tk->failed);
+        for (size_t s = 0; s < 8 && tk->by_status[s].n; s++)
+            printf(" (%lld %s)", (long long)tk->by_status[s].n,
+                   shmrpc_strerror(tk->by_status[s].status));
+        printf(", %lld ran twice, %lld ran but failed", (long long)tk->ran_twice,
+               (long long)tk->ran_failed);
+        if (k < HOSTS)
+            printf("; the host ran %lld calls; calls succeed again %lld ms after the repair "
+                   "(bound %d ms)",
+                   (long long)host_runs[k], (long long)faults[k].back, faults[k].recover_ms);
+        printf("\n");
+    }
+    /* The calls the kill and the drain found running (when wait_slow_call found one). */
+    if (killed_call >= 0)
+        printf("  the call running on host 1 at the kill: ran %u times, %s\n", runs[0][killed_call],
+               shmrpc_strerror(shared->clients[0].rec[killed_call].status));
+    if (drained_call >= 0)
+        printf("  the call running on host 3 at SIGTERM: ran %u times, %s\n", runs[2][drained_call],
+               shmrpc_strerror(shared->clients[2].rec[drained_call].status));
     printf("  the drain took %lld ms; quickest call %lld ms (linkemu's round trip is 2 ms)\n",
            (long long)drained_ms, (long long)min_ok_ms);
     char path[128];
@@ -552,11 +588,10 @@ int main(int argc, char **argv)
         PROBLEM("a call took %lld ms: quicker than linkemu's delay\n", (long long)min_ok_ms);
     if (emu_cut <= 0) PROBLEM("linkemu dropped no packet of the cut link (%ld)\n", emu_cut);
     if (emu_lost < 0) PROBLEM("linkemu's counts are missing\n");
-    remove_dir();
     if (problems) {
-        fprintf(stderr, "hosts_test: FAIL: %d problems\n", problems);
+        fprintf(stderr, "three_hosts_test: FAIL: %d problems\n", problems);
         return 1;
     }
-    printf("hosts_test: PASS\n");
+    printf("three_hosts_test: PASS\n");
     return 0;
 }
