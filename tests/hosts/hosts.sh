@@ -43,6 +43,12 @@ must() {
 	out=$("$@" 2>&1) || fail "'$*' failed: $out"
 }
 
+# sysw NS KEY VALUE: sets net.KEY (a/b/c) in namespace NS; /proc/sys/net is the namespace
+# of whoever opens it, and procps' sysctl may be missing from a minimal system.
+sysw() {
+	must ip netns exec "$1" sh -c "echo $3 >/proc/sys/net/$2"
+}
+
 up() {
 	p=$1
 	command -v ip >/dev/null || fail "no 'ip' command (iproute2)"
@@ -57,16 +63,16 @@ up() {
 	for ns in "$r" "$p-h1" "$p-h2" "$p-h3" "$p-c"; do
 		# No IPv6: no router solicitations or neighbour discovery to pass through the
 		# emulator; only the test's IPv4 traffic exists in these namespaces.
-		must ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-		must ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+		sysw "$ns" ipv6/conf/all/disable_ipv6 1
+		sysw "$ns" ipv6/conf/default/disable_ipv6 1
 		must ip -n "$ns" link set lo up
 	done
 	# The router forwards, and the packets that emu0 hands back arrive there from the
 	# "wrong" interface, which strict reverse-path filtering would drop.
-	must ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1
-	must ip netns exec "$r" sysctl -qw net.ipv4.conf.all.rp_filter=0
-	must ip netns exec "$r" sysctl -qw net.ipv4.conf.default.rp_filter=0
-	must ip netns exec "$r" sysctl -qw net.ipv4.conf.all.send_redirects=0
+	sysw "$r" ipv4/ip_forward 1
+	sysw "$r" ipv4/conf/all/rp_filter 0
+	sysw "$r" ipv4/conf/default/rp_filter 0
+	sysw "$r" ipv4/conf/all/send_redirects 0
 	must ip -n "$r" tuntap add dev emu0 mode tun
 	must ip -n "$r" link set emu0 up
 	must ip -n "$r" route add default dev emu0 table 77
@@ -92,6 +98,7 @@ down() {
 		while [ $i -lt 50 ]; do
 			pids=$(ip netns pids "$ns" 2>/dev/null)
 			[ -z "$pids" ] && break
+			# shellcheck disable=SC2086 # one pid a word
 			kill -9 $pids 2>/dev/null
 			sleep 0.1
 			i=$((i + 1))
@@ -109,8 +116,13 @@ clean() {
 		if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q hosts.sh; then
 			echo "hosts.sh: removing the namespaces of dead run $pid" >&2
 			down "$PREFIX_ALL-$pid"
-			rm -rf "/tmp/$PREFIX_ALL-$pid".*
 		fi
+	done
+	# The directories of dead runs (the driver's logs), bounded like the namespaces.
+	for d in $(find /tmp -maxdepth 1 -name "$PREFIX_ALL-*.*" -type d 2>/dev/null | head -n 50); do
+		pid=$(basename "$d" | sed -n "s/^$PREFIX_ALL-\([0-9][0-9]*\)\..*/\1/p")
+		[ -n "$pid" ] || continue
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q hosts.sh || rm -rf "$d"
 	done
 }
 

@@ -92,7 +92,6 @@ typedef struct call_rec {
 
 typedef struct client_log {
     _Atomic int32_t n;       /* rec[0..n-1] are complete */
-    _Atomic int64_t last_ok; /* t1 of its latest success */
     _Atomic int64_t calling; /* seq << 32 | low bits of t0 of the call in progress */
     char odd[200];           /* shmrpc_errmsg() of its first failure */
     call_rec rec[MAX_CALLS];
@@ -105,7 +104,8 @@ typedef struct shared_state {
 
 static shared_state *shared;
 static const char *prefix, *linkemu;
-static char dir[64]; /* this run's files: the hosts' logs, linkemu's */
+static char dir[100]; /* this run's files (hosts.sh makes it, and removes it): the hosts'
+                       * logs, linkemu's control FIFO and its output */
 static pid_t emu, servers[HOSTS], clients[HOSTS];
 
 /* --- the namespaces --- */
@@ -243,7 +243,6 @@ static int client_process(int k)
             host_counter_count(c, id, seq % SLOW_EVERY == SLOW_EVERY - 1 ? SLOW_MS : 0, &count);
         r->t1 = test_now_ms();
         r->answer_ok = count >= 1;
-        if (r->status == 0) atomic_store(&me->last_ok, r->t1);
         if (r->status != 0 && me->odd[0] == '\0')
             snprintf(me->odd, sizeof me->odd, "call %u: %s", seq, shmrpc_errmsg());
         atomic_store(&me->n, (int32_t)seq + 1);
@@ -392,7 +391,9 @@ int main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--prefix") == 0) prefix = argv[i + 1];
         if (strcmp(argv[i], "--linkemu") == 0) linkemu = argv[i + 1];
-        if (strcmp(argv[i], "--dir") == 0) snprintf(dir, sizeof dir, "%s", argv[i + 1]);
+        if (strcmp(argv[i], "--dir") == 0 &&
+            snprintf(dir, sizeof dir, "%s", argv[i + 1]) >= (int)sizeof dir)
+            dir[0] = '\0'; /* too long: the usage below */
     }
     if (prefix == NULL || linkemu == NULL || dir[0] == '\0') {
         fprintf(stderr,
