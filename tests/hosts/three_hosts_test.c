@@ -562,7 +562,7 @@ int main(int argc, char **argv)
                (long long)tk->failed);
         for (size_t s = 0; s < 8 && tk->by_status[s].n; s++)
             printf(" (%lld %s)", (long long)tk->by_status[s].n,
-                   shmrpc_strerror(tk->by_status[s].status));
+                   shmrpc_status_name(tk->by_status[s].status));
         printf(", %lld ran twice, %lld ran but failed", (long long)tk->ran_twice,
                (long long)tk->ran_failed);
         if (k < HOSTS)
