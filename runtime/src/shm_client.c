@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -19,6 +20,32 @@
 #include <unistd.h>
 
 #define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
+
+/* This process's pid, learnt on first use; a forked child forgets it. getpid is a system
+ * call in glibc, 0.2-0.25 us here: more than a whole handoff of a cache line, too dear
+ * for every call (issue 18). */
+static _Atomic int32_t self_pid;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+static int32_t self(void)
+{
+    int32_t pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (pid != 0) return pid;
+    pthread_once(&fork_watch, watch_forks);
+    pid = (int32_t)getpid();
+    atomic_store_explicit(&self_pid, pid, memory_order_relaxed);
+    return pid;
+}
 
 /* The server's method table, read from a private copy of the control segment's text. */
 typedef struct table {
@@ -257,7 +284,7 @@ int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
     c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
-    c->pid = getpid();
+    c->pid = self();
     c->info = info;
     c->map = map_ids;
     c->table = table;
@@ -513,7 +540,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
             ? INT64_MAX
             : now + timeout_ms * 1000000;
-    if (getpid() != c->pid) {
+    if (self() != c->pid) {
         shmrpc__msg_set(err,
                         "a shm:// connection belongs to the process that opened it "
                         "(pid %" PRId32 "): connect again in this one",
