@@ -674,6 +674,35 @@ static int worker_check(void *arg)
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
 }
 
+/* Starts to watch the channel of the connection served last for its next request, so
+ * that its client need not ring the doorbell: the channel, or NULL when it is closed
+ * (or a request is there already: the caller's loop then serves it as usual). */
+static worker_chan *watch(worker *w, unsigned slot)
+{
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    worker_chan *c = worker_chan_get(w, slot, &err);
+    shmrpc_buf_destroy(&err);
+    if (c == NULL) return NULL;
+    atomic_store(&c->map.head->watched, 1);
+    return c;
+}
+
+/* Stops watching: true when the client wrote a request meanwhile, which this worker
+ * must then take, since the client may have rung nobody (see watched in shm.h). A
+ * worker told to stop rings the doorbell for it instead, so another worker takes it. */
+static bool unwatch(worker *w, worker_chan *c, unsigned slot)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    atomic_store(&h->watched, 0);
+    if (atomic_load(&h->state.word) != SHM_CHAN_REQUEST) return false;
+    if (!stopping(w)) return true;
+    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
+    atomic_fetch_add(&w->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
+    return false;
+}
+
 static int worker_run(shm_listener *l, unsigned index)
 {
     worker *w = calloc(1, sizeof *w);
@@ -748,7 +777,24 @@ static int worker_run(shm_listener *l, unsigned index)
          * once, waking only to sweep: an idle service costs next to nothing. */
         int64_t now = shmrpc__now_ns();
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
-        waiter.opts = now - w->last_call_ns < l->wait.spin_ns ? &l->wait : &idle;
+        bool spins = now - w->last_call_ns < l->wait.spin_ns && l->wait.mode != SHMRPC_WAIT_SLEEP;
+        waiter.opts = spins ? &l->wait : &idle;
+        worker_chan *watched = spins && w->last_slot >= 0 ? watch(w, (unsigned)w->last_slot) : NULL;
+        if (watched) {
+            /* Only while it spins, as it would have on the doorbell (for the budget, or a
+             * sweep's time in SHMRPC_WAIT_SPIN): a worker asleep must be rung. */
+            int64_t until = l->wait.mode == SHMRPC_WAIT_SPIN ? now + SWEEP_EVERY_NS
+                                                             : w->last_call_ns + l->wait.spin_ns;
+            waiter.watch = &watched->map.head->state.word;
+            waiter.watch_for = SHM_CHAN_REQUEST;
+            shmrpc__wait_while(&w->ctl->doorbell, bell, until, &waiter);
+            waiter.watch = NULL;
+            if (unwatch(w, watched, (unsigned)w->last_slot)) {
+                serve_one(w, (unsigned)w->last_slot);
+                w->last_call_ns = shmrpc__now_ns();
+            }
+            continue;
+        }
         shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
     }
     atomic_fetch_sub(&w->ctl->awake, 1);
