@@ -589,7 +589,8 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     if (atomic_load_explicit(&h->lock, memory_order_relaxed) != 0) atomic_store(&h->lock, 0);
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
-    atomic_store(&h->state.sleepers, 0);
+    if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
+        atomic_store(&h->state.sleepers, 0); /* only then: a store costs the watcher's copy */
     atomic_fetch_add(&c->ctl->awake, 1);
     /* Sequentially consistent, before the load of watched: either the watching worker
      * sees REQUEST once it stops watching, or we see it gone and ring. A worker that

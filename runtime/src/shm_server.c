@@ -344,6 +344,8 @@ typedef struct worker {
     uint32_t tid;           /* the thread that serves: it holds the channels' locks */
     unsigned next;          /* where the next doorbell scan starts, for fairness */
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
+    int watching;           /* the connection whose channel this worker flagged watched, or -1 */
+    uint32_t watching_gen;  /* and its gen */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
@@ -674,33 +676,45 @@ static int worker_check(void *arg)
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
 }
 
-/* Starts to watch the channel of the connection served last for its next request, so
- * that its client need not ring the doorbell: the channel, or NULL when it is closed
- * (or a request is there already: the caller's loop then serves it as usual). */
+/* Stops watching the channel this worker watched (see watched in shm.h), before it
+ * serves another connection, sleeps or leaves: a request that came meanwhile may have
+ * rung nobody, so it rings for it, and whichever worker is free takes it. */
+static void stop_watching(worker *w)
+{
+    if (w->watching < 0) return;
+    unsigned slot = (unsigned)w->watching;
+    worker_chan *c = &w->chans[slot];
+    w->watching = -1;
+    if (!c->open || c->gen != w->watching_gen) return; /* closed: nobody calls on it */
+    shmrpc__shm_chan *h = c->map.head;
+    atomic_store(&h->watched, 0);
+    if (atomic_load(&h->state.word) != SHM_CHAN_REQUEST) return;
+    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
+    atomic_fetch_add(&w->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
+}
+
+/* Watches the channel of the connection served last for its next request, so that its
+ * client need not ring the doorbell: the channel, or NULL when it is closed. The flag
+ * stays set from call to call while this worker serves that connection and spins, so
+ * the state's line carries no write of it per call. */
 static worker_chan *watch(worker *w, unsigned slot)
 {
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     worker_chan *c = worker_chan_get(w, slot, &err);
     shmrpc_buf_destroy(&err);
-    if (c == NULL) return NULL;
-    atomic_store(&c->map.head->watched, 1);
+    if (c == NULL) {
+        stop_watching(w);
+        return NULL;
+    }
+    if (w->watching != (int)slot || w->watching_gen != c->gen) {
+        stop_watching(w);
+        atomic_store(&c->map.head->watched, 1);
+        w->watching = (int)slot;
+        w->watching_gen = c->gen;
+    }
     return c;
-}
-
-/* Stops watching: true when the client wrote a request meanwhile, which this worker
- * must then take, since the client may have rung nobody (see watched in shm.h). A
- * worker told to stop rings the doorbell for it instead, so another worker takes it. */
-static bool unwatch(worker *w, worker_chan *c, unsigned slot)
-{
-    shmrpc__shm_chan *h = c->map.head;
-    atomic_store(&h->watched, 0);
-    if (atomic_load(&h->state.word) != SHM_CHAN_REQUEST) return false;
-    if (!stopping(w)) return true;
-    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
-    atomic_fetch_add(&w->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
-    return false;
 }
 
 static int worker_run(shm_listener *l, unsigned index)
@@ -712,6 +726,7 @@ static int worker_run(shm_listener *l, unsigned index)
     w->index = index;
     w->next = index * 17 % SHMRPC__MAX_CONNS;
     w->last_slot = -1;
+    w->watching = -1;
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
@@ -749,6 +764,7 @@ static int worker_run(shm_listener *l, unsigned index)
     while (!stopping(w)) {
         int slot = take_pending(w);
         if (slot >= 0) {
+            if (slot != w->watching) stop_watching(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -767,6 +783,7 @@ static int worker_run(shm_listener *l, unsigned index)
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
+            if (slot != w->watching) stop_watching(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -789,14 +806,16 @@ static int worker_run(shm_listener *l, unsigned index)
             waiter.watch_for = SHM_CHAN_REQUEST;
             shmrpc__wait_while(&w->ctl->doorbell, bell, until, &waiter);
             waiter.watch = NULL;
-            if (unwatch(w, watched, (unsigned)w->last_slot)) {
+            if (atomic_load(&watched->map.head->state.word) == SHM_CHAN_REQUEST && !stopping(w)) {
                 serve_one(w, (unsigned)w->last_slot);
                 w->last_call_ns = shmrpc__now_ns();
             }
-            continue;
+            continue; /* past the budget, the next turn stops watching before it sleeps */
         }
+        stop_watching(w);
         shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
     }
+    stop_watching(w); /* a request on the watched channel rings for another worker */
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
