@@ -133,14 +133,7 @@ typedef struct shmrpc__shm_chan {
      * on another line would wait for that line to come over from the client. */
     _Atomic uint32_t lock;
     _Atomic uint64_t size; /* the segment's size: whoever grew it last */
-    /* 1 while a worker that served this channel last spins watching its state for the
-     * next request: the client then rings no doorbell (issue 18). Written by that worker
-     * (1 as it starts to watch, 0 when it stops, then it looks at the state once more);
-     * read by the client after it writes REQUEST, and cleared by it when a request was
-     * left untaken (a watcher that died). Both sides order the store before the load
-     * (sequentially consistent), so either the client rings or the worker sees REQUEST. */
-    _Atomic uint32_t watched;
-    char pad0[64 - 28];
+    char pad0[64 - 24];
     /* Written by the client before REQUEST; read by the worker. */
     alignas(64) uint32_t method; /* the server's method id */
     uint32_t req_len;
@@ -156,7 +149,6 @@ typedef struct shmrpc__shm_chan {
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 static_assert(offsetof(shmrpc__shm_chan, lock) == 12, "the lock on the state's line");
-static_assert(offsetof(shmrpc__shm_chan, watched) == 24, "watched on the state's line");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 

@@ -435,13 +435,10 @@ static int client_check(void *arg)
         c->lost = true;
         return SHMRPC_EUNAVAIL;
     }
-    /* A bad write may have cleared the request's pending bit, or the worker that watched
-     * the channel (so that no bit was set) died or left: ring again (a worker that finds
-     * the channel taken already just moves on), and stop trusting the watch, so that a
-     * dead watcher costs one call this wait, not every call. */
+    /* A bad write may have cleared the request's pending bit: ring again (a worker that
+     * finds the channel taken already just moves on). */
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
     if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit)) {
-        atomic_store(&h->watched, 0);
         atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
         atomic_fetch_add(&c->ctl->doorbell.word, 1);
         shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
@@ -590,17 +587,12 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
     if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
-        atomic_store(&h->state.sleepers, 0); /* only then: a store costs the watcher's copy */
+        atomic_store(&h->state.sleepers, 0); /* only then: a locked store waits for the line */
     atomic_fetch_add(&c->ctl->awake, 1);
-    /* Sequentially consistent, before the load of watched: either the watching worker
-     * sees REQUEST once it stops watching, or we see it gone and ring. A worker that
-     * watches takes the call without the doorbell, whose line it would otherwise cost. */
-    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
-    if (!atomic_load(&h->watched)) {
-        atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
-        atomic_fetch_add(&c->ctl->doorbell.word, 1);
-        shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
-    }
+    atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
+    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
 
     /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
      * sweep takes a dead client's share back by that. */

@@ -345,8 +345,6 @@ typedef struct worker {
     uint32_t tid;           /* the thread that serves: it holds the channels' locks */
     unsigned next;          /* where the next doorbell scan starts, for fairness */
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
-    int watching;           /* the connection whose channel this worker flagged watched, or -1 */
-    uint32_t watching_gen;  /* and its gen */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
@@ -678,47 +676,6 @@ static int worker_check(void *arg)
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
 }
 
-/* Stops watching the channel this worker watched (see watched in shm.h), before it
- * serves another connection, sleeps or leaves: a request that came meanwhile may have
- * rung nobody, so it rings for it, and whichever worker is free takes it. */
-static void stop_watching(worker *w)
-{
-    if (w->watching < 0) return;
-    unsigned slot = (unsigned)w->watching;
-    worker_chan *c = &w->chans[slot];
-    w->watching = -1;
-    if (!c->open || c->gen != w->watching_gen) return; /* closed: nobody calls on it */
-    shmrpc__shm_chan *h = c->map.head;
-    atomic_store(&h->watched, 0);
-    if (atomic_load(&h->state.word) != SHM_CHAN_REQUEST) return;
-    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
-    atomic_fetch_add(&w->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
-}
-
-/* Watches the channel of the connection served last for its next request, so that its
- * client need not ring the doorbell: the channel, or NULL when it is closed. The flag
- * stays set from call to call while this worker serves that connection and spins, so
- * the state's line carries no write of it per call. */
-static worker_chan *watch(worker *w, unsigned slot)
-{
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    worker_chan *c = worker_chan_get(w, slot, &err);
-    shmrpc_buf_destroy(&err);
-    if (c == NULL) {
-        stop_watching(w);
-        return NULL;
-    }
-    if (w->watching != (int)slot || w->watching_gen != c->gen) {
-        stop_watching(w);
-        atomic_store(&c->map.head->watched, 1);
-        w->watching = (int)slot;
-        w->watching_gen = c->gen;
-    }
-    return c;
-}
-
 static int worker_run(shm_listener *l, unsigned index)
 {
     worker *w = calloc(1, sizeof *w);
@@ -728,7 +685,6 @@ static int worker_run(shm_listener *l, unsigned index)
     w->index = index;
     w->next = index * 17 % SHMRPC__MAX_CONNS;
     w->last_slot = -1;
-    w->watching = -1;
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
@@ -766,7 +722,6 @@ static int worker_run(shm_listener *l, unsigned index)
     while (!stopping(w)) {
         int slot = take_pending(w);
         if (slot >= 0) {
-            if (slot != w->watching) stop_watching(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -792,7 +747,6 @@ static int worker_run(shm_listener *l, unsigned index)
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
-            if (slot != w->watching) stop_watching(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -803,28 +757,9 @@ static int worker_run(shm_listener *l, unsigned index)
          * once, waking only to sweep: an idle service costs next to nothing. */
         int64_t now = shmrpc__now_ns();
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
-        bool spins = now - w->last_call_ns < l->wait.spin_ns && l->wait.mode != SHMRPC_WAIT_SLEEP;
-        waiter.opts = spins ? &l->wait : &idle;
-        worker_chan *watched = spins && w->last_slot >= 0 ? watch(w, (unsigned)w->last_slot) : NULL;
-        if (watched) {
-            /* Only while it spins, as it would have on the doorbell (for the budget, or a
-             * sweep's time in SHMRPC_WAIT_SPIN): a worker asleep must be rung. */
-            int64_t until = l->wait.mode == SHMRPC_WAIT_SPIN ? now + SWEEP_EVERY_NS
-                                                             : w->last_call_ns + l->wait.spin_ns;
-            waiter.watch = &watched->map.head->state.word;
-            waiter.watch_for = SHM_CHAN_REQUEST;
-            shmrpc__wait_while(&w->ctl->doorbell, bell, until, &waiter);
-            waiter.watch = NULL;
-            if (atomic_load(&watched->map.head->state.word) == SHM_CHAN_REQUEST && !stopping(w)) {
-                serve_one(w, (unsigned)w->last_slot);
-                w->last_call_ns = shmrpc__now_ns();
-            }
-            continue; /* past the budget, the next turn stops watching before it sleeps */
-        }
-        stop_watching(w);
+        waiter.opts = now - w->last_call_ns < l->wait.spin_ns ? &l->wait : &idle;
         shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
     }
-    stop_watching(w); /* a request on the watched channel rings for another worker */
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)

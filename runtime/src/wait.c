@@ -188,8 +188,6 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
     bool yield = false;
     for (unsigned i = 1;; i++) {
         if (changed(f, old, w)) return 0;
-        if (w->watch && atomic_load_explicit(w->watch, memory_order_acquire) == w->watch_for)
-            return 0;
         /* Yield rather than spin while the peer shares our CPU (spinning only keeps it
          * away), and while more of the group are awake than there are CPUs (spinning
          * takes a CPU that a worker needs; yielding hands it over and lets the

@@ -75,11 +75,6 @@ typedef struct shmrpc__waiter {
      * of with the word unchanged, the check runs at once; if it finds nothing wrong (the
      * lock was not held, or a bad write let it go), the wait sleeps on the word again. */
     _Atomic uint32_t *owner_lock;
-    /* Another word to spin on, or NULL: the wait also ends (returning 0) once *watch holds
-     * watch_for. Looked at only while spinning, so a waiter that sets it waits in
-     * SHMRPC_WAIT_SPIN mode or with a deadline within its spin budget. */
-    _Atomic uint32_t *watch;
-    uint32_t watch_for;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
