@@ -447,14 +447,15 @@ static int client_check(void *arg)
 }
 
 /* Waits until the call leaves REQUEST and BUSY. */
-static int await_answer(shm_conn *c, int64_t deadline)
+static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 {
     shmrpc__shm_chan *h = c->chan.head;
     shmrpc__waiter w = {.opts = &c->wait,
                         .self = &c->ctl->slots[c->slot].presence,
                         .check = client_check,
                         .check_arg = c,
-                        .awake = &c->ctl->awake};
+                        .awake = &c->ctl->awake,
+                        .lazy = dl};
     for (;;) {
         uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
         if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
@@ -465,7 +466,7 @@ static int await_answer(shm_conn *c, int64_t deadline)
         /* Once taken, the call's worker holds the channel's lock: sleeping on it, the
          * client is woken by the kernel at the worker's death as well as by its answer. */
         w.owner_lock = st == SHM_CHAN_BUSY ? &h->lock : NULL;
-        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        int rc = shmrpc__wait_while(&h->state, st, 0, &w); /* the deadline: dl */
         if (rc != 0) return rc;
     }
 }
@@ -507,7 +508,7 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
 }
 
 /* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
-static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
 {
     shmrpc__shm_chan *h = c->chan.head;
     for (;;) {
@@ -522,7 +523,7 @@ static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
         }
         shmrpc__waiter w = {
             .opts = &c->wait, .check = client_check, .check_arg = c, .owner_lock = &h->lock};
-        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        int rc = shmrpc__wait_while(&h->state, st, shmrpc__deadline_at(dl, shmrpc__now_ns()), &w);
         if (rc == SHMRPC_ETIMEDOUT) {
             shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
             return rc;
@@ -535,11 +536,9 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
-    int64_t now = shmrpc__now_ns();
-    int64_t deadline =
-        timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
-            ? INT64_MAX
-            : now + timeout_ms * 1000000;
+    /* The deadline is computed when something first waits: a call answered within the
+     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
     if (self() != c->pid) {
         shmrpc__msg_set(err,
                         "a shm:// connection belongs to the process that opened it "
@@ -558,14 +557,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     /* A slot taken from this connection while it was idle: nothing was sent yet, so
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
-    int rc = c->broken ? reconnect(c, deadline, err) : 0;
+    int rc = c->broken ? reconnect(c, shmrpc__deadline_at(&dl, shmrpc__now_ns()), err) : 0;
     if (rc != 0) return rc;
     if (req.len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
                         req.len, c->max_msg);
         return SHMRPC_ETOOBIG;
     }
-    rc = channel_ready(c, deadline, err);
+    rc = channel_ready(c, &dl, err);
     if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
         c->broken = true;
         shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
@@ -596,7 +595,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
 
     /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
      * sweep takes a dead client's share back by that. */
-    rc = await_answer(c, deadline);
+    rc = await_answer(c, &dl);
     if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
         atomic_fetch_sub(&c->ctl->awake, 1);
         return rc;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/client.h> /* SHMRPC_TIMEOUT_INFINITE */
 #include <shmrpc/status.h>
 
 void shmrpc_wait_opts_init(shmrpc_wait_opts *o)
@@ -42,6 +43,16 @@ int64_t shmrpc__now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t shmrpc__deadline_at(shmrpc__deadline *d, int64_t now)
+{
+    if (d->at == 0)
+        d->at =
+            d->timeout_ms == SHMRPC_TIMEOUT_INFINITE || d->timeout_ms > (INT64_MAX - now) / 1000000
+                ? INT64_MAX
+                : now + d->timeout_ms * 1000000;
+    return d->at;
 }
 
 void shmrpc__presence_update(shmrpc__presence *self)
@@ -209,6 +220,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
         if (yielded || i % 64 == 0) {
             int64_t now = shmrpc__now_ns();
             if (until == 0) {
+                if (w->lazy) deadline = shmrpc__deadline_at(w->lazy, now);
                 /* Compared, not added: a huge SHMRPC_SPIN_NS must not overflow. */
                 until = budget < 0 || budget >= deadline - now ? deadline : now + budget;
                 next_check = now + SHMRPC__CHECK_NS / 4;
@@ -234,6 +246,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
                       mode == SHMRPC_WAIT_ADAPTIVE);
         if (rc != 1) return rc;
     }
+    if (w->lazy) deadline_ns = shmrpc__deadline_at(w->lazy, shmrpc__now_ns());
     bool lock = w->owner_lock != NULL;
     for (;;) {
         if (changed(f, old, w)) return 0;
