@@ -346,21 +346,41 @@ static inline uint64_t mix(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-/* A wyhash-style hash: 8 bytes a step, one 128-bit multiply each. */
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint64_t load32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* A wyhash-style hash: 8 bytes a step, one 128-bit multiply each. The last 1..8 bytes are
+ * read as wyhash does, with loads that may overlap bytes already hashed (the length is
+ * hashed too): copying them byte by byte into a word and loading that word stalled the
+ * load on the bytes' stores, a fifth of a 16 B get in perf. */
 static uint64_t hash_key(const void *key, size_t n)
 {
     const uint8_t *p = key;
     uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = mix(h ^ w, UINT64_C(0xa0761d6478bd642f));
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = mix(h ^ w ^ ((uint64_t)n << 56), UINT64_C(0xe7037ed1a0b428db));
+    size_t left = n;
+    for (; left > 8; p += 8, left -= 8)
+        h = mix(h ^ load64(p), UINT64_C(0xa0761d6478bd642f));
+    uint64_t w;
+    if (n >= 8)
+        w = load64(p + left - 8);
+    else if (left >= 4)
+        w = load32(p) << 32 | load32(p + left - 4);
+    else if (left > 0)
+        w = (uint64_t)p[0] << 16 | (uint64_t)p[left >> 1] << 8 | p[left - 1];
+    else
+        w = 0;
+    h = mix(h ^ w ^ ((uint64_t)left << 56), UINT64_C(0xe7037ed1a0b428db));
     return mix(h, UINT64_C(0x8ebc6af09c88c6e3));
 }
 
