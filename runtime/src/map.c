@@ -313,6 +313,7 @@ struct shmrpc_map {
     unsigned rd_fork;
     uint32_t rd_retry;     /* reads without a slot until the next try to claim one */
     uint8_t pin;           /* PIN_*: what the read in progress (or the view held) holds */
+    unsigned pin_fork;     /* the fork count when it was taken: a child's is its parent's */
     bool no_fence;         /* the slot's no_fence: reads rely on writers' membarrier */
     uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
@@ -888,19 +889,24 @@ static void release_slot(shmrpc_map *m)
  * read. */
 static inline void unpin(shmrpc_map *m)
 {
-    if (m->pin == PIN_HAZARD) {
+    uint8_t pin = m->pin;
+    m->pin = PIN_NONE;
+    /* A read inherited through fork (a view held at the fork) is the parent's, which ends
+     * it: clearing its hazard or epoch here let writers reuse what the parent still read. */
+    if (pin == PIN_NONE || m->pin_fork != atomic_load_explicit(&fork_count, memory_order_relaxed))
+        return;
+    if (pin == PIN_HAZARD) {
         struct map_reader *r = m->rd;
         atomic_store_explicit(&r->reads, atomic_load_explicit(&r->reads, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         /* Release: the copy of the value is done before a writer may see the slot idle. */
         atomic_store_explicit(&r->hazard, 0, memory_order_release);
-    } else if (m->pin == PIN_EPOCH) {
+    } else if (pin == PIN_EPOCH) {
         atomic_store_explicit(&m->rd->epoch, 0, memory_order_release);
-    } else if (m->pin == PIN_UNPROT) {
+    } else if (pin == PIN_UNPROT) {
         atomic_fetch_sub_explicit(&space_of(m->base, &m->geo)->unprot, 1, memory_order_release);
         m->unprot_reads++;
     }
-    m->pin = PIN_NONE;
 }
 
 /* Follows the header to the current generation. */
@@ -947,8 +953,9 @@ static inline int enter_read(shmrpc_map *m, bool whole)
     int rc = sync_gen(m);
     if (rc != 0) return rc;
     struct map_reader *r = m->rd;
-    if (__builtin_expect(
-            !r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed), 0)) {
+    unsigned forks = atomic_load_explicit(&fork_count, memory_order_relaxed);
+    m->pin_fork = forks;
+    if (__builtin_expect(!r || m->rd_fork != forks, 0)) {
         if (r || m->rd_retry++ % 1024 == 0) r = m->rd = claim_slot(m);
         if (!r) {
             atomic_fetch_add(&space_of(m->base, &m->geo)->unprot, 1);

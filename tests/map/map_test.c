@@ -1178,6 +1178,53 @@ static void view_holds_space_until_reader_dies(void **state)
     munmap(h, sizeof *h);
 }
 
+static shmrpc_map *inherited; /* a handle the forked child of the next test reads with */
+
+/* Reads with the handle it inherited, whose parent holds a view, and with a new handle. */
+static int fork_reader(void *arg)
+{
+    (void)arg;
+    static unsigned char buf[4096];
+    size_t len;
+    if (shmrpc_map_get(inherited, "b", 1, buf, sizeof buf, &len) != 0) return 10;
+    shmrpc_map_close(inherited);
+    return 0;
+}
+
+/* A view held through a fork stays the parent's: the child's first call on the handle it
+ * inherited ends the parent's read in the child only. It once cleared the parent's hazard
+ * (an epoch before that) in the shared reader slot, and puts through another handle then
+ * reused the view's block under it. */
+static void view_survives_a_forked_childs_reads(void **state)
+{
+    (void)state;
+    const char *name = new_name("forkview");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 1 << 20);
+    shmrpc_map *writer = open_map(name, &o);
+    static unsigned char v[4096], copy[4096];
+    memset(v, 'x', sizeof v);
+    assert_int_equal(shmrpc_map_put(writer, "a", 1, v, sizeof v), 0);
+    assert_int_equal(shmrpc_map_put(writer, "b", 1, v, sizeof v), 0);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    inherited = open_map(name, &o);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(inherited, "a", 1, &view), 0);
+    assert_int_equal(view.len, sizeof v);
+    memcpy(copy, view.data, view.len);
+    assert_int_equal(test_kid_reap(spawn(fork_reader, NULL), 10000), 0);
+    for (int i = 0; i < 300; i++) {
+        memset(v, '0' + i % 10, sizeof v);
+        assert_int_equal(shmrpc_map_put(writer, "a", 1, v, sizeof v), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(writer, &info), 0);
+    assert_int_equal(info.growths, 0); /* the puts reused space: the view's block was kept */
+    assert_memory_equal(view.data, copy, sizeof copy);
+    shmrpc_map_close(inherited);
+    assert_int_equal(shmrpc_map_check(writer), 0);
+    shmrpc_map_close(writer);
+}
+
 #define CHURN_KEYS 50
 #define CHURN_ROUNDS 16
 
@@ -1520,6 +1567,7 @@ int main(void)
         T(corrupt_segments_refused),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
+        T(view_survives_a_forked_childs_reads),
         T(reuse_under_readers_and_kills),
         T(small_puts_beside_readers_reuse_space),
         T(types_stored_and_checked),
