@@ -160,7 +160,7 @@ struct map_hdr {
     /* Set (for good) by the first reader whose process registered for membarrier's global
      * expedited barrier and whose reads then use no fence of their own, before its first
      * such read (a read-modify-write: a full fence); read by writers, which must then make
-     * that barrier before they read the readers' epochs. */
+     * that barrier before they read the readers' epochs and hazards. */
     _Atomic uint32_t no_fence;
     uint8_t pad3[28];
     /* The reader table: a slot per reading handle, each on its own line (see
@@ -194,7 +194,7 @@ struct gen_hdr {
     uint64_t nslots;    /* a power of two */
     uint64_t arena_off; /* HEAD_SIZE + nslots * 8 + SPACE_SIZE */
     /* The epoch: written by a writer under the lock when it advances it (release), read
-     * by every read, which publishes it in its reader slot. It continues across
+     * by every snapshot, which publishes it in its reader slot. It continues across
      * generations: epoch0, written once by the builder, is the first of this generation,
      * so a reader slot with an older epoch reads an older generation. */
     _Atomic uint64_t epoch;
@@ -1084,9 +1084,9 @@ static bool advance(shmrpc_map *m, bool check_dead)
 }
 
 /* Frees everything retired so far (two advances) when readers let go of it within
- * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch is most
- * often one preempted in the middle of a get, which a yield lets finish, and the growth or leak
- * that not waiting means costs more. Dead readers are looked for once. */
+ * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch
+ * is a snapshot, most often one preempted, which a yield lets finish, and the growth or
+ * leak that not waiting means costs more. Dead readers are looked for once. */
 static bool advance_hard(shmrpc_map *m)
 {
     /* Below HARD_LIVE live bytes, a growth copies less than a wait costs: no yield. */
@@ -1104,8 +1104,8 @@ static bool advance_hard(shmrpc_map *m)
 }
 
 /* Puts the entry a slot no longer names (word) on the ring, to be freed once no reader can
- * read it; leaks it (until the next growth) when the ring is full of entries readers hold
- * back: waiting for them here would make every put wait while a reader is preempted. */
+ * read it; leaks it (until the next growth) when the ring is full of entries a snapshot
+ * holds back: waiting for it here would make every put wait while it is preempted. */
 static void retire(shmrpc_map *m, uint64_t word)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
