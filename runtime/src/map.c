@@ -303,6 +303,9 @@ struct shmrpc_map {
     /* The generation this handle maps. */
     uint8_t *base;
     shmrpc__map_geo geo;
+    /* The geometry of new generations, from the header as checked at open: never read
+     * from the segment again, which any process of the user can write over. */
+    uint64_t init_slots, init_bytes, max_bytes;
     uid_t uid;
     shmrpc_map_opts opts;
     bool created; /* this open created the map */
@@ -1196,20 +1199,20 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     uint64_t count = empty ? 0 : atomic_load(&old->count);
     uint64_t live = empty ? 0 : atomic_load(&old->live);
     uint64_t want = (count + extra_keys) * LOAD_DEN / LOAD_NUM + 1;
-    uint64_t nslots = pow2_at_least(empty ? h->init_slots : want * 2);
-    if (nslots < h->init_slots) nslots = h->init_slots;
+    uint64_t nslots = pow2_at_least(empty ? m->init_slots : want * 2);
+    if (nslots < m->init_slots) nslots = m->init_slots;
     if (want > nslots)
         return fail(SHMRPC_ETOOBIG, "map '%s' cannot hold %" PRIu64 " keys", m->name,
                     count + extra_keys);
     /* Four times what is live: room for the replaced entries that wait for readers before
      * their space is reused, and for those leaked while readers held it back. */
-    uint64_t bytes = empty ? h->init_bytes : (live + need) * 4;
-    if (bytes < h->init_bytes) bytes = h->init_bytes;
-    if (bytes > h->max_bytes) bytes = h->max_bytes;
+    uint64_t bytes = empty ? m->init_bytes : (live + need) * 4;
+    if (bytes < m->init_bytes) bytes = m->init_bytes;
+    if (bytes > m->max_bytes) bytes = m->max_bytes;
     if (live + need > bytes)
         return fail(SHMRPC_ETOOBIG,
                     "map '%s' would need %" PRIu64 " bytes of entries, max_bytes is %" PRIu64,
-                    m->name, live + need, h->max_bytes);
+                    m->name, live + need, m->max_bytes);
     uint64_t gen = m->geo.gen + 1;
     uint8_t *nb;
     shmrpc__map_geo ng;
@@ -1848,16 +1851,17 @@ static int create_map(shmrpc_map *m)
     h->type_len = (uint32_t)tlen;
     memcpy((char *)p + HDR_SIZE, m->want, tlen);
     h->creator = (uint32_t)getpid();
-    h->init_slots = pow2_at_least(m->opts.initial_slots);
-    h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
-    h->max_bytes = m->opts.max_bytes < h->init_bytes ? h->init_bytes : m->opts.max_bytes;
+    m->init_slots = h->init_slots = pow2_at_least(m->opts.initial_slots);
+    m->init_bytes = h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
+    m->max_bytes = h->max_bytes =
+        m->opts.max_bytes < m->init_bytes ? m->init_bytes : m->opts.max_bytes;
     char ln[SHMRPC_LOCK_NAME_MAX + 1];
     lock_name(ln, m->name);
     shmrpc_lock_unlink(ln); /* a lock left by an earlier map of this name */
     rc = open_lock_of(m);
     uint8_t *base = NULL;
     shmrpc__map_geo geo;
-    if (rc == 0) rc = build_gen(m, 1, 1, h->init_slots, h->init_bytes, &base, &geo);
+    if (rc == 0) rc = build_gen(m, 1, 1, m->init_slots, m->init_bytes, &base, &geo);
     if (rc != 0) {
         shm_unlink(path);
         munmap(p, m->hdr_len);
@@ -1962,6 +1966,9 @@ static int attach_map(shmrpc_map *m)
     }
     m->hdr = h;
     m->hdr_len = plen;
+    m->init_slots = is;
+    m->init_bytes = ib;
+    m->max_bytes = mb;
     rc = open_lock_of(m);
     if (rc == 0) rc = follow(m);
     if (rc != 0) {
