@@ -20,6 +20,8 @@ static const bench_shm_opts shm_echo_spin = {.wait = "spin", .method = "echo"};
 static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
 static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
 static const bench_shm_opts tcp_echo = {.wait = "adaptive", .method = "echo", .tcp = true};
+static const bench_shm_opts tcp_echo_tls = {
+    .wait = "adaptive", .method = "echo", .tcp = true, .tls = true};
 static const bench_shm_opts tcp_add = {.wait = "adaptive", .method = "add", .tcp = true};
 static const bench_shm_opts tcp_text_none = {.wait = "adaptive",
                                              .method = "echo",
@@ -149,10 +151,15 @@ static const bench_case table[] = {
     /* tcp://: the same service over loopback TCP, against the raw TCP echo. */
     {ROW("raw", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "goal: p50 within 1.15x"},
+    /* The same over TLS 1.3 (AES-GCM, the certificate checked), against plain tcp://. */
+    {ROW("raw-tls", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_echo_tls,
+     .vs = {{"ratio_to_tcp", "tcp/raw/16/1x1", BENCH_P50}}, .note = "goal: p50 within 1.3x"},
     {ROW("add", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_add,
      .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "typed msgpack add(i64, i64)"},
     {ROW("raw", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}}},
+    {ROW("raw-tls", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo_tls,
+     .vs = {{"ratio_to_tcp", "tcp/raw/65536/1x1", BENCH_P50}}},
     {ROW("text-none", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_text_none,
      .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}},
      .note = "64 KiB of compressible text, compression off"},

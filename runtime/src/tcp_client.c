@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "tcp_int.h"
+#include "tls.h"
 #include "wait.h"
 
 typedef struct tcp_conn {
@@ -28,6 +29,8 @@ typedef struct tcp_conn {
     shmrpc__table *table; /* the server's, likewise */
     pid_t pid;            /* the process that opened it */
     int fd;               /* -1 while broken */
+    shmrpc__io io;        /* fd's bytes, plain or TLS */
+    shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
     uint16_t comp;
     uint32_t threshold, peer_max;
     uint64_t next_id;    /* the last request's id */
@@ -62,7 +65,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 /* Lets go of a broken connection, and of what was read from it. */
 static void conn_break(tcp_conn *c)
 {
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0) shmrpc__io_close(&c->io, true);
     c->fd = -1;
     shmrpc_buf_clear(&c->in);
     c->used = 0;
@@ -71,6 +74,11 @@ static void conn_break(tcp_conn *c)
 static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 {
     int e = errno;
+    if (c->io.failed) { /* TLS failed: OpenSSL says why (a certificate refused, say) */
+        int rc = shmrpc__io_error(&c->io, c->where, err);
+        conn_break(c);
+        return rc;
+    }
     conn_break(c);
     shmrpc__msg_set(err, "the connection to tcp://%s broke %s", c->where, what);
     if (e) shmrpc__msg_append(err, ": %s", strerror(e));
@@ -80,7 +88,7 @@ static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, shmrpc_buf *err)
 {
     while (n) {
-        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = shmrpc__io_send(&c->io, p, n);
         if (k > 0) {
             p += k, n -= (size_t)k;
             continue;
@@ -146,12 +154,15 @@ static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
             shmrpc__msg_set(err, "the deadline passed waiting for tcp://%s", c->where);
             return SHMRPC_ETIMEDOUT;
         }
+        int flags = 0;
         if (exact || !recv_timeout(c, deadline)) {
-            int rc = wait_fd(c->fd, POLLIN, deadline); /* then recv finds what came */
-            if (rc == SHMRPC_ETIMEDOUT) continue;      /* said above */
+            flags = MSG_DONTWAIT; /* TLS may read more than poll saw */
+            /* TLS may hold what came already, where poll does not see it. */
+            int rc = shmrpc__io_pending(&c->io) ? 0 : wait_fd(c->fd, POLLIN, deadline);
+            if (rc == SHMRPC_ETIMEDOUT) continue; /* said above */
             if (rc) return broken(c, err, "while receiving");
         }
-        ssize_t k = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, flags);
         if (k > 0) {
             c->in.len += (size_t)k;
             continue;
@@ -227,6 +238,7 @@ static int connect_socket(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", c->where);
     c->fd = fd;
+    shmrpc__io_init(&c->io, fd);
     c->rcvtimeo_ms = -1;
     shmrpc__tcp_set_nodelay(fd);
     if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0) goto connected;
@@ -248,6 +260,26 @@ failed:
 connected: /* from now on receives block (see fill) and sends do not (MSG_DONTWAIT) */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return 0;
+}
+
+/* TLS's handshake over the connected socket, within deadline. The server's certificate
+ * is checked here; whether it accepts ours, a TLS 1.3 client learns at its first read
+ * (broken() then says why). */
+static int tls_handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int rc = shmrpc__io_tls(&c->io, c->tls);
+    while (rc == 0) {
+        int step = shmrpc__io_handshake(&c->io);
+        if (step == 0) return 0;
+        if (step < 0) return shmrpc__io_error(&c->io, c->where, err);
+        rc = wait_fd(c->fd, step == 1 ? POLLIN : POLLOUT, deadline);
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err, "the TLS handshake with tcp://%s did not end in time", c->where);
+        else if (rc)
+            shmrpc__msg_set(err, "the TLS handshake with tcp://%s broke: %s", c->where,
+                            shmrpc_strerror(rc));
+    }
+    return rc;
 }
 
 /* With a shared secret: sends the client's proof and checks the server's. hello and ack
@@ -349,6 +381,7 @@ static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     if (deadline > limit) deadline = limit;
     c->comp = 0;
     int rc = connect_socket(c, deadline, err);
+    if (rc == 0 && c->tls) rc = tls_handshake(c, deadline, err);
     if (rc == 0) rc = handshake(c, deadline, err);
     if (rc) conn_break(c);
     return rc;
@@ -458,6 +491,7 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
 static bool server_left(const tcp_conn *c, int64_t now)
 {
     if (now - c->answered_ns < SERVER_LEFT_AFTER_NS) return false;
+    if (shmrpc__io_pending(&c->io)) return true;
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
     return poll(&p, 1, 0) != 0;
 }
@@ -491,8 +525,9 @@ static void tcp_conn_close(shmrpc__conn *base)
     tcp_conn *c = (tcp_conn *)base;
     if (c->pid == getpid())
         conn_break(c);
-    else if (c->fd >= 0)
-        close(c->fd); /* the parent's socket stays open in the parent */
+    else if (c->fd >= 0) /* the parent's socket stays open (and its TLS unclosed) there */
+        shmrpc__io_close(&c->io, false);
+    shmrpc__tls_free(c->tls);
     shmrpc_buf_destroy(&c->out);
     shmrpc_buf_destroy(&c->in);
     shmrpc_arena_free(c->arena);
@@ -520,6 +555,11 @@ int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,
     int rc = c->arena ? shmrpc__tcp_parse_addr(where, &c->addr, &c->addr_len, err) : SHMRPC_ENOMEM;
     if (rc == 0) {
         snprintf(c->where, sizeof c->where, "%s", where);
+        if (cfg->tcp.tls)
+            rc = shmrpc__tls_client_new(&cfg->tcp, where, shmrpc__tcp_is_loopback(&c->addr),
+                                        &c->tls, err);
+    }
+    if (rc == 0) {
         shmrpc_arena_set_limit(c->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
         rc = attach(c, INT64_MAX, err);
     }

@@ -26,6 +26,7 @@
 #include "crew.h"
 #include "stats.h"
 #include "tcp_int.h"
+#include "tls.h"
 #include "wait.h"
 
 #define SWEEP_MS 200
@@ -59,6 +60,7 @@ typedef struct tcp_listener {
     shmrpc__listener base;
     shmrpc_server *server;
     shmrpc__tcp_cfg cfg; /* resolved from the server's opts */
+    shmrpc__tls *tls;    /* its certificate: it serves TLS only; NULL: plain */
     char where[ADDR_MAX];
     int fd;           /* the listening socket, non-blocking */
     int lock;         /* the instance lock: an abstract unix socket named after the port */
@@ -82,6 +84,7 @@ enum { P_HELLO, P_AUTH, P_READY };
  * connection holds is one frame in and one out. */
 typedef struct peer {
     int fd;
+    shmrpc__io io; /* fd's bytes, plain or TLS */
     uint8_t state; /* P_HELLO, P_AUTH (the client's proof is due), P_READY: requests may come */
     bool closing;  /* close once out is flushed */
     bool have_hdr; /* hdr holds the frame being read */
@@ -240,7 +243,7 @@ static void peer_free(worker *w, peer *p)
     atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
     budget_charge(w, p->charged, 0);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
-    close(p->fd);
+    shmrpc__io_close(&p->io, true);
     shmrpc_buf_destroy(&p->in);
     shmrpc_buf_destroy(&p->out);
     for (int i = 0; i < w->n_peers; i++) {
@@ -262,7 +265,7 @@ static size_t out_left(const peer *p)
 static bool peer_flush(worker *w, peer *p)
 {
     while (out_left(p)) {
-        ssize_t n = send(p->fd, p->out.data + p->out_off, out_left(p), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = shmrpc__io_send(&p->io, p->out.data + p->out_off, out_left(p));
         if (n > 0) {
             p->out_off += (size_t)n;
             continue;
@@ -559,7 +562,7 @@ static int read_frame(worker *w, peer *p)
         if (p->refused) { /* skipping a refused body, into the room in hand */
             if (p->skip == 0) return 1;
             size_t room = p->in.cap - p->in.len < p->skip ? p->in.cap - p->in.len : p->skip;
-            ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+            ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
             if (n == 0) return -1; /* gone in the middle of the frame: nothing to answer */
@@ -585,7 +588,7 @@ static int read_frame(worker *w, peer *p)
         if (p->have_hdr && p->in.len >= need) return 1;
         size_t room = need - p->in.len + READ_AHEAD;
         if (shmrpc__buf_grow(&p->in, room)) return -1;
-        ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+        ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
         if (n == 0) return peer_eof(w, p);
@@ -624,6 +627,7 @@ static void peer_read(worker *w, peer *p)
     while (!p->closing && out_left(p) == 0) {
         int rc = read_frame(w, p);
         if (rc < 0) {
+            if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
             peer_drop(p);
             return;
         }
@@ -639,7 +643,8 @@ static void peer_read(worker *w, peer *p)
             return;
         }
         if (out_left(p)) p->frame_ns = shmrpc__now_ns();
-        if (p->in.len == 0) return; /* level-triggered epoll says when more comes */
+        /* Level-triggered epoll says when more comes, but not of what TLS holds. */
+        if (p->in.len == 0 && !shmrpc__io_pending(&p->io)) return;
     }
 }
 
@@ -673,7 +678,7 @@ static void peer_event(worker *w, peer *p, uint32_t events)
         if (out_left(p) == 0) p->last_ns = shmrpc__now_ns();
     }
     bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-    if (out_left(p) == 0 && (readable || p->in.len)) peer_read(w, p);
+    if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
     peer_settle(w, p);
 }
 
@@ -794,6 +799,13 @@ static void add_peer(worker *w, int fd)
         return;
     }
     p->fd = fd;
+    shmrpc__io_init(&p->io, fd);
+    if (w->l->tls && shmrpc__io_tls(&p->io, w->l->tls) != 0) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        close(fd);
+        free(p);
+        return;
+    }
     p->bucket = bucket;
     memcpy(p->from, from, sizeof p->from);
     shmrpc_buf_init(&p->in);
@@ -804,7 +816,7 @@ static void add_peer(worker *w, int fd)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
-        close(fd);
+        shmrpc__io_close(&p->io, false);
         free(p);
         return;
     }
@@ -996,7 +1008,7 @@ static bool hot_wait(worker *w, peer *p)
         p->hot = true;
     }
     if (shmrpc__buf_grow(&p->in, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD)) return false;
-    ssize_t n = recv(p->fd, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
+    ssize_t n = shmrpc__io_recv(&p->io, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
     if (n < 0) return false; /* the timeout, or a signal */
     if (n > 0) {
         p->in.len = (size_t)n;
@@ -1246,6 +1258,7 @@ static void tcp_listener_close(shmrpc__listener *base)
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
     if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
     shmrpc__auth_wipe(&l->cfg, sizeof l->cfg);
+    shmrpc__tls_free(l->tls);
     free(l);
 }
 
@@ -1332,13 +1345,17 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
         l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
     /* The server's opts passed this at shmrpc_server_new (shmrpc__tcp_transport.check_opts). */
     rc = shmrpc__tcp_cfg_init(&l->cfg, &shmrpc__server_opts(s)->tcp);
-    if (rc == 0 && !shmrpc__tcp_is_loopback(&ss) && !l->cfg.secret_len) {
+    /* Clients are authenticated by the shared secret, or by their certificates (mutual
+     * TLS). */
+    bool mutual = l->cfg.tls_cert[0] && l->cfg.tls_ca[0];
+    if (rc == 0 && !shmrpc__tcp_is_loopback(&ss) && !l->cfg.secret_len && !mutual) {
         shmrpc__msg_set(err,
                         "binding tcp://%s, which is not a loopback address, needs a shared "
-                        "secret (shmrpc_tcp_opts.secret)",
+                        "secret (shmrpc_tcp_opts.secret) or mutual TLS (tls_cert and tls_ca)",
                         where);
         rc = SHMRPC_EPERM;
     }
+    if (rc == 0 && l->cfg.tls_cert[0]) rc = shmrpc__tls_server_new(&l->cfg, &l->tls, err);
     if (rc == 0) rc = lock_port(l, &ss, err);
     if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)

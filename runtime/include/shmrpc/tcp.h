@@ -22,6 +22,22 @@ extern "C" {
 #define SHMRPC_SECRET_MIN 16
 #define SHMRPC_SECRET_MAX 256
 
+/* shmrpc_tcp_opts.tls, a client's choice (a server uses TLS when it has tls_cert). */
+#define SHMRPC_TLS_OFF 0 /* plain TCP */
+#define SHMRPC_TLS_ON 1  /* TLS 1.3 */
+
+/* shmrpc_tcp_opts.tls_verify, how a TLS client checks the server's certificate. */
+#define SHMRPC_TLS_VERIFY_AUTO                                                                     \
+    0 /* checked unless the address is loopback and no tls_ca                                      \
+       * is given */
+#define SHMRPC_TLS_VERIFY_ON                                                                       \
+    1                           /* always checked: it chains to tls_ca (or the system's            \
+                                 * store) and names the host (or tls_server_name) */
+#define SHMRPC_TLS_VERIFY_OFF 2 /* never: the link is encrypted, but to anyone */
+
+/* A path or server name given for TLS is at most this many bytes. */
+#define SHMRPC_TLS_PATH_MAX 1024
+
 /* Zero in any field means its default. */
 typedef struct shmrpc_tcp_opts {
     unsigned compression;         /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib, except
@@ -47,6 +63,19 @@ typedef struct shmrpc_tcp_opts {
      * a server that proves it holds it too. */
     const void *secret;
     size_t secret_len;
+    /* TLS 1.3 (docs/wire.md, "TLS"); the files are PEM, read (and their errors reported)
+     * when a client connects or a server listens; the strings are copied. A secret, when
+     * set, is proven inside the TLS connection as without it. */
+    int tls;                     /* client: SHMRPC_TLS_OFF or SHMRPC_TLS_ON */
+    int tls_verify;              /* client: SHMRPC_TLS_VERIFY_* */
+    const char *tls_cert;        /* server: its certificate (chain), which makes it serve
+                                  * TLS only; client: its certificate for mutual TLS */
+    const char *tls_key;         /* the private key of tls_cert; NULL: in tls_cert's file */
+    const char *tls_ca;          /* server: clients must present a certificate that chains
+                                  * to these CAs (mutual TLS); client: the CAs the server's
+                                  * certificate must chain to; NULL: the system's store */
+    const char *tls_server_name; /* client: the name (DNS or IP) the server's certificate
+                                  * must carry; NULL: the host of the address */
 } shmrpc_tcp_opts;
 
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong
