@@ -168,6 +168,87 @@ int bench_handoff(bench_run *run)
     return rc;
 }
 
+/* --- one line, the limit --- */
+
+/* The line: the turn (odd: the client's request is there; even: the server's answer) and
+ * the payload, both written by whoever has the turn. */
+typedef struct line_shm {
+    alignas(64) _Atomic uint64_t turn;
+    uint8_t data[56];
+} line_shm;
+_Static_assert(sizeof(line_shm) == 64, "one cache line");
+
+typedef struct line {
+    bench_run *run;
+    line_shm *shm;
+    size_t n;
+    uint8_t *src, *dst; /* the client's private copies */
+} line;
+
+static int line_call(void *arg, uint64_t seq)
+{
+    line *l = arg;
+    uint64_t t = 2 * seq + 1;
+    memcpy(l->src, &seq, sizeof seq);
+    memcpy(l->shm->data, l->src, l->n);
+    atomic_store_explicit(&l->shm->turn, t, memory_order_release);
+    while (atomic_load_explicit(&l->shm->turn, memory_order_acquire) == t)
+        shmrpc__cpu_relax();
+    memcpy(l->dst, l->shm->data, l->n);
+    return echo_ok(l->dst, l->src, l->n, seq) ? 0 : -1;
+}
+
+static int line_client(bench_run *run, int idx, void *arg)
+{
+    line *l = arg;
+    l->src = make_payload(l->n);
+    l->dst = malloc(l->n);
+    if (!l->src || !l->dst) return 1;
+    return bench_client_loop(run, idx, line_call, l);
+}
+
+static int line_server(bench_run *run, int idx, void *arg)
+{
+    (void)idx;
+    line *l = arg;
+    uint8_t buf[sizeof l->shm->data];
+    uint64_t last = 0;
+    for (unsigned i = 1;; i++) {
+        uint64_t t = atomic_load_explicit(&l->shm->turn, memory_order_acquire);
+        if (t != last && (t & 1)) {
+            memcpy(buf, l->shm->data, l->n);
+            memcpy(l->shm->data, buf, l->n);
+            last = t + 1;
+            atomic_store_explicit(&l->shm->turn, last, memory_order_release);
+            continue;
+        }
+        shmrpc__cpu_relax();
+        /* quit has a line of its own that nobody writes during the run: reading it now
+         * and then costs no transfer. */
+        if (i % 256 == 0 && bench_quit(run)) return 0;
+    }
+}
+
+int bench_line(bench_run *run)
+{
+    const bench_case *c = run->c;
+    line l = {.run = run, .n = c->payload};
+    if (c->clients != 1 || c->workers != 1 || l.n < 8 || l.n > sizeof l.shm->data) {
+        snprintf(run->err, sizeof run->err, "the line is 1x1, 8 to 56 B");
+        return -1;
+    }
+    l.shm = bench_shared_alloc(PAGE);
+    if (!l.shm) {
+        snprintf(run->err, sizeof run->err, "mmap: %s", strerror(errno));
+        return -1;
+    }
+    if (bench_spawn_server(run, line_server, 0, &l) == 0)
+        bench_spawn_client(run, line_client, 0, &l);
+    int rc = bench_reap(run, NULL, NULL);
+    bench_shared_free(l.shm, PAGE);
+    return rc;
+}
+
 /* --- stream sockets --- */
 
 /* A connection's buffered reader: length-prefixed messages (4 bytes, host order). */

@@ -22,6 +22,14 @@ typedef struct bench_handoff_opts {
  * reply out. arg: a bench_handoff_opts. */
 int bench_handoff(bench_run *run);
 
+/* The limit of a cross-process call on this machine: one 64-byte line handed back and
+ * forth. The client writes its call number and payload (up to 56 B) into the line and
+ * an odd turn; the server spins until it sees it, writes the payload back and the next
+ * (even) turn; the client spins until it sees that. No clock read, no other line. Read
+ * its batch figure: the per-call figures add a clock read and a stored sample to a loop
+ * that has nothing else in it. 1x1 only. */
+int bench_line(bench_run *run);
+
 typedef struct bench_stream_opts {
     bool tcp; /* TCP loopback with TCP_NODELAY instead of a Unix stream socket */
 } bench_stream_opts;

@@ -30,6 +30,7 @@
 #define SERVER_EXIT_NS (3 * NS_PER_S)
 #define BUSY_PCT 10                     /* others' CPU use that makes a row suspect */
 #define SAMPLE_BUDGET ((size_t)1 << 20) /* latency samples kept per row, over all clients */
+#define BATCH_BUDGET ((size_t)1 << 16)  /* batches kept per row, over all clients */
 
 void *bench_shared_alloc(size_t n)
 {
@@ -180,11 +181,23 @@ int bench_reap(bench_run *run, void (*stop)(void *arg), void *stop_arg)
 
 /* --- the client loop --- */
 
+/* Calls from the first of the window that the interval [t0, t1] overlaps, of n calls
+ * spread over it evenly. */
+static double in_window(int64_t t0, int64_t t1, int64_t start, int64_t stop, uint64_t n)
+{
+    int64_t a = t0 > start ? t0 : start, b = t1 < stop ? t1 : stop;
+    if (b <= a || t1 <= t0) return t0 >= start && t1 <= stop ? (double)n : 0;
+    return (double)n * (double)(b - a) / (double)(t1 - t0);
+}
+
+#define BATCH_MAX 4096 /* calls in a batch, at most */
+
 int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
 {
     bench_shared *sh = run->sh;
     int64_t *lat = run->lat + (size_t)client * run->cap;
-    const uint64_t mask = run->cap - 1;
+    double *bat = run->batch + (size_t)client * run->bcap;
+    const uint64_t mask = run->cap - 1, bmask = run->bcap - 1;
     if (atomic_fetch_add(&sh->ready, 1) + 1 == run->c->clients) {
         int64_t start = bench_now_ns() + run->warmup_ns;
         atomic_store(&sh->stop_ns, start + run->duration_ns);
@@ -192,36 +205,63 @@ int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
     }
     int64_t give_up = bench_now_ns() + START_NS;
     int64_t start = 0, stop = INT64_MAX;
-    uint64_t seq = 0, calls = 0;
+    uint64_t seq = 0, timed = 0, batches = 0;
+    double calls = 0;
+    /* Until the window is set (the other clients are starting), calls are timed one by
+     * one and the start is looked for after each. */
     int64_t t0 = bench_now_ns();
-    for (;;) {
+    while (start == 0) {
         int rc = call(arg, seq++);
-        if (rc != 0) {
-            fprintf(stderr, "shmrpc-bench: %s/%s client %d: call %" PRIu64 " failed\n",
-                    run->c->transport, run->c->name, client, seq - 1);
-            return rc;
-        }
+        if (rc != 0) goto failed;
         int64_t t1 = bench_now_ns();
-        if (start == 0) {
-            start = atomic_load(&sh->start_ns);
-            if (start == 0) {
-                if (t1 > give_up) {
-                    fprintf(stderr, "shmrpc-bench: the other clients did not start\n");
-                    return -1;
-                }
-                t0 = t1;
-                continue;
-            }
-            stop = atomic_load(&sh->stop_ns);
-        }
-        if (t1 >= start) {
-            if (t1 >= stop) break;
-            lat[calls++ & mask] = t1 - t0;
+        start = atomic_load(&sh->start_ns);
+        if (start == 0 && t1 > give_up) {
+            fprintf(stderr, "shmrpc-bench: the other clients did not start\n");
+            return -1;
         }
         t0 = t1;
     }
-    sh->calls[client] = calls;
+    stop = atomic_load(&sh->stop_ns);
+    /* Then runs of n calls timed one by one, and batches of n calls timed as one, in turn;
+     * n follows the mean of the run before. Nothing shared is read in either loop. */
+    uint64_t n = 1;
+    for (;;) {
+        int64_t r0 = t0;
+        for (uint64_t k = 0; k < n; k++) {
+            int rc = call(arg, seq++);
+            if (rc != 0) goto failed;
+            int64_t t1 = bench_now_ns();
+            if (t1 >= stop) goto done;
+            if (t1 >= start) {
+                lat[timed++ & mask] = t1 - t0;
+                calls++;
+            }
+            t0 = t1;
+        }
+        int64_t mean = (t0 - r0) / (int64_t)n;
+        n = mean > 0 ? (uint64_t)(BENCH_BATCH_NS / mean) : BATCH_MAX;
+        if (n < 1) n = 1;
+        if (n > BATCH_MAX) n = BATCH_MAX;
+        int64_t b0 = t0;
+        for (uint64_t k = 0; k < n; k++) {
+            int rc = call(arg, seq++);
+            if (rc != 0) goto failed;
+        }
+        int64_t b1 = bench_now_ns();
+        calls += in_window(b0, b1, start, stop, n);
+        if (b0 >= start && b1 <= stop) bat[batches++ & bmask] = (double)(b1 - b0) / (double)n;
+        if (b1 >= stop) break;
+        t0 = b1;
+    }
+done:
+    sh->calls[client] = (uint64_t)(calls + 0.5);
+    sh->timed[client] = timed;
+    sh->batches[client] = batches;
     return 0;
+failed:
+    fprintf(stderr, "shmrpc-bench: %s/%s client %d: call %" PRIu64 " failed\n", run->c->transport,
+            run->c->name, client, seq - 1);
+    return 1;
 }
 
 /* --- the machine --- */
@@ -322,6 +362,8 @@ typedef struct row_result {
     char err[160];
     int64_t p50, p99, p999;
     double mean;
+    double batch_ns; /* the median over batches of the time per call in a batch */
+    uint64_t batches;
     uint64_t samples, calls, calls_min, calls_max;
     double calls_per_s, fairness, others_pct, steal_pct;
 } row_result;
@@ -330,6 +372,36 @@ static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of the batches of every client. */
+static void batch_figure(const bench_run *run, row_result *r)
+{
+    size_t n = 0;
+    for (int c = 0; c < run->c->clients; c++) {
+        uint64_t k = run->sh->batches[c];
+        n += k < run->bcap ? k : run->bcap;
+    }
+    r->batches = n;
+    r->batch_ns = 0;
+    double *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return;
+    size_t k = 0;
+    for (int c = 0; c < run->c->clients; c++) {
+        uint64_t b = run->sh->batches[c];
+        size_t m = b < run->bcap ? b : run->bcap;
+        memcpy(v + k, run->batch + (size_t)c * run->bcap, m * sizeof *v);
+        k += m;
+    }
+    qsort(v, k, sizeof *v, cmp_double);
+    r->batch_ns = k ? v[k / 2] : 0;
+    free(v);
 }
 
 static int64_t pct(const int64_t *v, size_t n, double q)
@@ -350,14 +422,15 @@ static void figures(const bench_run *run, row_result *r)
         r->calls += k;
         if (k < r->calls_min) r->calls_min = k;
         if (k > r->calls_max) r->calls_max = k;
-        n += k < run->cap ? k : run->cap;
+        uint64_t t = run->sh->timed[c];
+        n += t < run->cap ? t : run->cap;
     }
     int64_t *v = malloc((n ? n : 1) * sizeof *v);
     size_t k = 0;
     double sum = 0;
     for (int c = 0; c < clients && v; c++) {
-        uint64_t calls = run->sh->calls[c];
-        size_t m = calls < run->cap ? calls : run->cap;
+        uint64_t timed = run->sh->timed[c];
+        size_t m = timed < run->cap ? timed : run->cap;
         memcpy(v + k, run->lat + (size_t)c * run->cap, m * sizeof *v);
         k += m;
     }
@@ -374,6 +447,7 @@ static void figures(const bench_run *run, row_result *r)
     free(v);
     r->calls_per_s = (double)r->calls * (double)NS_PER_S / (double)run->duration_ns;
     r->fairness = r->calls_max ? (double)r->calls_min / (double)r->calls_max : 0;
+    batch_figure(run, r);
 }
 
 static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, row_result *r)
@@ -393,10 +467,13 @@ static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, 
         clients_pow2 *= 2;
     run->cap = SAMPLE_BUDGET / clients_pow2;
     size_t lat_bytes = (size_t)c->clients * run->cap * sizeof(int64_t);
+    run->bcap = BATCH_BUDGET / clients_pow2;
+    size_t batch_bytes = (size_t)c->clients * run->bcap * sizeof(double);
     run->sh = bench_shared_alloc(sizeof *run->sh);
     run->lat = bench_shared_alloc(lat_bytes);
+    run->batch = bench_shared_alloc(batch_bytes);
     int rc = -1;
-    if (!run->sh || !run->lat) {
+    if (!run->sh || !run->lat || !run->batch) {
         snprintf(r->err, sizeof r->err, "mmap: %s", strerror(errno));
     } else {
         cpu_times t0, t1;
@@ -414,6 +491,7 @@ static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, 
     }
     r->ok = rc == 0;
     bench_shared_free(run->lat, lat_bytes);
+    bench_shared_free(run->batch, batch_bytes);
     bench_shared_free(run->sh, sizeof *run->sh);
     free(run);
     return rc;
@@ -450,6 +528,8 @@ static double ratio(const bench_vs *vs, const row_result *me, const row_result *
 {
     if (!ref->ok || !me->ok) return -1;
     if (vs->metric == BENCH_P50) return ref->p50 > 0 ? (double)me->p50 / (double)ref->p50 : -1;
+    if (vs->metric == BENCH_BATCH)
+        return ref->batch_ns > 0 && me->batch_ns > 0 ? me->batch_ns / ref->batch_ns : -1;
     return ref->calls_per_s > 0 ? me->calls_per_s / ref->calls_per_s : -1;
 }
 
@@ -468,10 +548,11 @@ static void print_json(const bench_case *table, size_t n, size_t i, const row_re
         json_str("error", r->err);
     } else {
         printf(",\"p50_ns\":%" PRId64 ",\"p99_ns\":%" PRId64 ",\"p999_ns\":%" PRId64
-               ",\"mean_ns\":%.1f,\"calls_per_s\":%.1f,\"fairness\":%.3f,\"calls\":%" PRIu64
+               ",\"mean_ns\":%.1f,\"batch_ns\":%.1f,\"batches\":%" PRIu64
+               ",\"calls_per_s\":%.1f,\"fairness\":%.3f,\"calls\":%" PRIu64
                ",\"calls_min\":%" PRIu64 ",\"calls_max\":%" PRIu64 ",\"samples\":%" PRIu64,
-               r->p50, r->p99, r->p999, r->mean, r->calls_per_s, r->fairness, r->calls,
-               r->calls_min, r->calls_max, r->samples);
+               r->p50, r->p99, r->p999, r->mean, r->batch_ns, r->batches, r->calls_per_s,
+               r->fairness, r->calls, r->calls_min, r->calls_max, r->samples);
         for (int k = 0; k < BENCH_MAX_VS && c->vs[k].key; k++) {
             int j = find_row(table, n, c->vs[k].ref);
             double x = j >= 0 ? ratio(&c->vs[k], r, &res[j]) : -1;
@@ -488,12 +569,14 @@ static void print_json(const bench_case *table, size_t n, size_t i, const row_re
 static void print_header(const machine *m, int64_t warmup_ns, int64_t duration_ns)
 {
     printf("machine: %ld CPUs, %s, %s; load average %s\n", m->nproc, m->cpu, m->kernel, m->load);
-    printf("each row: fresh processes, %.2f s warm-up, then a %.2f s window; latency per call "
-           "includes one clock read (%.0f ns)\n",
-           (double)warmup_ns / 1e9, (double)duration_ns / 1e9, m->clock_ns);
-    printf("%-17s %-9s %6s %3s %3s %3s %9s %9s %11s %5s %6s %6s  %s\n", "case", "transport",
-           "bytes", "cl", "wk", "pin", "p50 us", "p99 us", "calls/s", "fair", "other%", "steal%",
-           "vs (p50 ratio, or calls/s ratio)");
+    printf("each row: fresh processes, %.2f s warm-up, then a %.2f s window; p50 and p99: each "
+           "call timed alone, with one clock read (%.0f ns); batch: calls timed %.0f us at a "
+           "time between two clock reads (median of the batches' time per call)\n",
+           (double)warmup_ns / 1e9, (double)duration_ns / 1e9, m->clock_ns,
+           (double)BENCH_BATCH_NS / 1e3);
+    printf("%-17s %-9s %6s %3s %3s %3s %9s %9s %9s %11s %5s %6s %6s  %s\n", "case", "transport",
+           "bytes", "cl", "wk", "pin", "p50 us", "p99 us", "batch us", "calls/s", "fair", "other%",
+           "steal%", "vs (p50 ratio, calls/s ratio, or batch ratio: limit)");
 }
 
 static void print_row(const bench_case *table, size_t n, size_t i, const row_result *res)
@@ -506,8 +589,9 @@ static void print_row(const bench_case *table, size_t n, size_t i, const row_res
         printf("  FAILED: %s\n", r->err);
         return;
     }
-    printf(" %9.3f %9.3f %11.0f %5.2f %6.1f %6.1f ", (double)r->p50 / 1e3, (double)r->p99 / 1e3,
-           r->calls_per_s, r->fairness, r->others_pct, r->steal_pct);
+    printf(" %9.3f %9.3f %9.3f %11.0f %5.2f %6.1f %6.1f ", (double)r->p50 / 1e3,
+           (double)r->p99 / 1e3, r->batch_ns / 1e3, r->calls_per_s, r->fairness, r->others_pct,
+           r->steal_pct);
     for (int k = 0; k < BENCH_MAX_VS && c->vs[k].key; k++) {
         int j = find_row(table, n, c->vs[k].ref);
         double x = j >= 0 ? ratio(&c->vs[k], r, &res[j]) : -1;

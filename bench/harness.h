@@ -29,6 +29,8 @@ typedef int (*bench_case_fn)(bench_run *run);
 typedef enum bench_metric {
     BENCH_P50 = 0, /* our p50 divided by the reference's p50: lower is better */
     BENCH_CALLS,   /* our calls/s divided by the reference's calls/s: higher is better */
+    BENCH_BATCH,   /* our batch-timed time per call divided by the reference's: lower is
+                      better; no clock read or stored sample inside either */
 } bench_metric;
 
 /* A comparison printed with the row, as the JSON field `key`. */
@@ -59,8 +61,11 @@ typedef struct bench_shared {
     _Atomic int64_t stop_ns;              /* the last client to become ready; 0 before */
     alignas(64) _Atomic uint32_t quit;    /* set by bench_reap once every client is done */
     /* Calls completed in the window, per client, written once by it at its end; its
-     * latency samples are the last min(calls, cap) in its ring of run->lat. */
+     * latency samples are the last min(timed[client], cap) in its ring of run->lat, and
+     * its batches the last min(batches[client], bcap) in its ring of run->batch. */
     alignas(64) uint64_t calls[BENCH_MAX_CLIENTS];
+    alignas(64) uint64_t timed[BENCH_MAX_CLIENTS];
+    alignas(64) uint64_t batches[BENCH_MAX_CLIENTS];
 } bench_shared;
 
 typedef enum bench_role { BENCH_SERVER, BENCH_CLIENT } bench_role;
@@ -72,6 +77,8 @@ struct bench_run {
     bench_shared *sh;
     int64_t *lat;   /* clients * cap latency samples (shared), a ring per client */
     size_t cap;     /* samples per client, a power of two */
+    double *batch;  /* clients * bcap batch-timed ns per call (shared), a ring per client */
+    size_t bcap;    /* batches per client, a power of two */
     int64_t due_ns; /* the parent's deadline: stragglers get SIGKILL */
     int nproc;
     pid_t pid[BENCH_MAX_PROCS];
@@ -91,9 +98,15 @@ int bench_spawn_client(bench_run *run, bench_child_fn fn, int idx, void *arg);
 /* One round trip of client `client`'s call number seq; 0 when the reply was right. */
 typedef int (*bench_call_fn)(void *arg, uint64_t seq);
 
-/* The client side of every case: calls until the window has passed, timing each call
- * with one clock read, and records the samples and counts of the window into run->sh.
- * Warm-up calls run while the other clients start. Returns 0 or the first error. */
+/* The client side of every case: calls until the window has passed, and records the
+ * samples and counts of the window into run->sh. It measures both ways in turn, in runs
+ * of the same number of calls: timing each call with one clock read (the p50 and p99:
+ * each sample includes that read and the store of the sample), then timing a batch of
+ * calls between two clock reads (the batch figure: the time per call with nothing else
+ * in the loop). A batch lasts about BENCH_BATCH_NS, from the mean of the calls timed
+ * just before it. Warm-up calls run while the other clients start. Returns 0 or the
+ * first error. */
+#define BENCH_BATCH_NS ((int64_t)100000)
 int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg);
 
 /* For servers: true once every client is done. */

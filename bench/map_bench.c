@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,18 +57,24 @@ static void make_keys(void)
         klens[i] = key_of(i, keys[i]);
 }
 
-/* What the forked workers of a row report. Each count is stored as each op completes, on
- * a line of its own: a process that fails or dies keeps what it did (it once showed 0, as
- * the count was stored only at the end, so that a crashing client read as a starved one). */
-struct shared {
-    _Atomic int go, stop, ready;
-    _Atomic uint64_t cpu_ns[4]; /* CPU time each worker got while it ran */
-    _Atomic int failed;
-    struct {
-        _Atomic uint64_t ops;
-        char pad[56];
-    } per[4];
+/* What the forked workers of a row report. Each count is stored as each op completes: a
+ * process that fails or dies keeps what it did (it once showed 0, as the count was stored
+ * only at the end, so that a crashing client read as a starved one). The flags every
+ * worker polls have the first line; each worker's count and CPU time have a line of their
+ * own (the mapping is page-aligned): the count once shared the flags' line, so that every
+ * reader's poll of stop took that line from the process that stored its count (the same
+ * false sharing that cost shmrpc-bench-queue more than its queue, commit a731aa4). */
+struct per_proc {
+    _Alignas(64) _Atomic uint64_t ops;
+    _Atomic uint64_t cpu_ns; /* CPU time the worker got while it ran */
 };
+_Static_assert(sizeof(struct per_proc) == 64, "a line per worker");
+struct shared {
+    _Atomic int go, stop, ready; /* written by the parent (ready: by each worker, once) */
+    _Atomic int failed;
+    struct per_proc per[4];
+};
+_Static_assert(offsetof(struct shared, per) == 64, "the counts off the flags' line");
 static struct shared *sh;
 static int troubles; /* processes of any row that died or failed: the exit status says so */
 
@@ -95,7 +102,7 @@ static void worker(op_fn op, void *ctx, int slot)
         }
     }
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-    atomic_store(&sh->cpu_ns[slot],
+    atomic_store(&sh->per[slot].cpu_ns,
                  (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL + (c1.tv_nsec - c0.tv_nsec)));
 }
 
@@ -176,7 +183,7 @@ static void run_row(const char *what, pid_t (*spawn)(op_fn, int), op_fn get, op_
     uint64_t ops[2] = {0, 0}, cpu[2] = {0, 0};
     for (int i = 0; i < n; i++) {
         ops[i >= readers] += atomic_load(&sh->per[i].ops);
-        cpu[i >= readers] += sh->cpu_ns[i];
+        cpu[i >= readers] += atomic_load(&sh->per[i].cpu_ns);
     }
     for (int i = 0; i < readers; i++)
         *rd += (double)atomic_load(&sh->per[i].ops) / dt / readers;

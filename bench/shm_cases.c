@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -50,6 +51,8 @@ static const Bench_handlers handlers = {
 typedef struct shm_row {
     const bench_shm_opts *o;
     char addr[64];
+    char dir[64]; /* the TLS row's certificate and key, cert.pem and key.pem */
+    char cert[128], key[128];
 } shm_row;
 
 static shmrpc_server *server;
@@ -67,7 +70,13 @@ static int serve(bench_run *run, int idx, void *arg)
     setenv("SHMRPC_WAIT", row->o->wait, 1);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
-    int rc = shmrpc_server_new(&server, NULL);
+    shmrpc_server_opts so;
+    shmrpc_server_opts_init(&so);
+    if (row->o->tls) {
+        so.tcp.tls_cert = row->cert;
+        so.tcp.tls_key = row->key;
+    }
+    int rc = shmrpc_server_new(&server, &so);
     if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, row->addr);
     if (rc == 0) rc = shmrpc_server_serve(server, run->c->workers);
@@ -109,6 +118,11 @@ static int client(bench_run *run, int idx, void *arg)
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.compression = row->o->compression;
+    if (row->o->tls) {
+        o.tcp.tls = SHMRPC_TLS_ON;
+        o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON; /* as across hosts: its own CA */
+        o.tcp.tls_ca = row->cert;
+    }
     int rc = shmrpc_client_new(&k.c, &Bench_service_info, &o);
     if (rc == 0) rc = shmrpc_client_connect(k.c, row->addr);
     /* The server may still be starting: try for up to five seconds. */
@@ -130,10 +144,40 @@ static void stop_server(void *arg)
     kill(*(pid_t *)arg, SIGTERM);
 }
 
+/* A self-signed certificate for 127.0.0.1 (ECDSA P-256) and its key in a new temporary
+ * folder; false when the openssl program could not make them. */
+static bool make_certificate(shm_row *row)
+{
+    snprintf(row->dir, sizeof row->dir, "/tmp/shmrpc-bench-tls-XXXXXX");
+    if (!mkdtemp(row->dir)) return false;
+    snprintf(row->cert, sizeof row->cert, "%s/cert.pem", row->dir);
+    snprintf(row->key, sizeof row->key, "%s/key.pem", row->dir);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout %s -out %s -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+             ">/dev/null 2>&1",
+             row->key, row->cert);
+    int st = system(cmd);
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void remove_certificate(shm_row *row)
+{
+    unlink(row->cert);
+    unlink(row->key);
+    rmdir(row->dir);
+}
+
 int bench_shm(bench_run *run)
 {
     static int rows;
     shm_row row = {.o = run->c->arg};
+    if (row.o->tls && !make_certificate(&row)) {
+        fprintf(stderr, "bench: the openssl program could not make a TLS certificate\n");
+        remove_certificate(&row);
+        return 1;
+    }
     if (row.o->tcp)
         snprintf(row.addr, sizeof row.addr, "tcp://127.0.0.1:%d", test_free_port());
     else
@@ -142,5 +186,7 @@ int bench_shm(bench_run *run)
     pid_t server_pid = run->nproc > 0 ? run->pid[run->nproc - 1] : 0;
     for (int i = 0; rc == 0 && i < run->c->clients; i++)
         rc = bench_spawn_client(run, client, i, &row);
-    return bench_reap(run, stop_server, &server_pid);
+    rc = bench_reap(run, stop_server, &server_pid);
+    if (row.o->tls) remove_certificate(&row);
+    return rc;
 }

@@ -14,6 +14,9 @@ typedef struct bench_shm_opts {
     bool tcp;             /* tcp://127.0.0.1:PORT (a free port) instead of shm:// */
     bool text;            /* the payload is English-like text (compressible), not zeros */
     unsigned compression; /* what the client offers (SHMRPC_COMPRESS_*); 0: the default */
+    bool tls;             /* tcp:// over TLS 1.3: a certificate made for the row by the openssl
+                           * program (in a temporary folder, removed after it), checked by
+                           * the clients */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

@@ -26,6 +26,15 @@ pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 # The shared secret of the TCP transport: HMAC-SHA-256 and random numbers.
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+# TLS 1.3 of the TCP transport (runtime/src/tls.c): OpenSSL's libssl, 1.1.1 or newer (the
+# first with TLS 1.3). It is not optional: every build can serve and call over TLS, so
+# one library's options mean the same everywhere (docs/install.md).
+pkg_check_modules(OPENSSL QUIET IMPORTED_TARGET libssl>=1.1.1 libcrypto>=1.1.1)
+if(NOT OPENSSL_FOUND)
+  message(FATAL_ERROR "OpenSSL 1.1.1 or newer was not found (pkg-config libssl libcrypto): "
+                      "shmrpc needs it for TLS over tcp://. On Debian: apt-get install libssl-dev "
+                      "(or run scripts/deps.sh).")
+endif()
 
 find_program(RE2C re2c REQUIRED)
 find_program(LEMON lemon REQUIRED)

@@ -79,9 +79,10 @@ class Client:
     take turns (open one client per thread for calls in parallel). close() or a with
     block ends the connection."""
 
-    def __init__(self, address, *, timeout=5.0, max_message_size=0, secret_file=None):
+    def __init__(self, address, *, timeout=5.0, max_message_size=0, secret_file=None,
+                 **tls):
         self._conn = _Connection(address, timeout=timeout, max_message_size=max_message_size,
-                                 secret_file=secret_file)
+                                 secret_file=secret_file, **tls)
         self._cache = {}
 
     def __getattr__(self, name):
@@ -141,15 +142,22 @@ class Client:
         return f"<shmrpc.Client {self.address} ({state})>"
 
 
-def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None):
+def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None, tls=False,
+            tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, tls_verify=None):
     """Connects to the service at address ("shm://NAME" or "tcp://HOST:PORT").
 
     timeout: each call's deadline in seconds (None: no limit); max_message_size: the
     largest request or response in bytes (0: the library's default, 64 MiB);
-    secret_file: a file holding the tcp:// shared secret. Raises Unavailable when nobody
-    serves address, Mismatch for a server of another version."""
+    secret_file: a file holding the tcp:// shared secret. tls: TLS 1.3 over tcp://, which
+    any of the others implies: tls_ca the CAs the server's certificate must chain to (else
+    the system's), tls_cert and tls_key a client certificate (mutual TLS),
+    tls_server_name the name the certificate must carry (else the address's host),
+    tls_verify True or False to check the certificate or not (None: checked unless the
+    address is loopback and no tls_ca is given). Raises Unavailable when nobody serves
+    address, Mismatch for a server of another version."""
     return Client(address, timeout=timeout, max_message_size=max_message_size,
-                  secret_file=secret_file)
+                  secret_file=secret_file, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert,
+                  tls_key=tls_key, tls_server_name=tls_server_name, tls_verify=tls_verify)
 
 
 def _handler_problems(svc, table, handlers):

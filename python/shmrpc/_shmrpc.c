@@ -776,6 +776,7 @@ typedef struct {
     uint8_t secret[SHMRPC_SECRET_MAX];
     unsigned forks;          /* fork_count when d was connected: in the process that did */
     uint64_t gen;            /* counts the d's this object had: the key of Methods' caches */
+    char *tls[4];            /* tls_ca, tls_cert, tls_key, tls_server_name (opts points here) */
     PyThread_type_lock lock; /* one call at a time on d (dynamic.h) */
     shmrpc_buf out;          /* the result's JSON */
 } ClientObject;
@@ -824,12 +825,17 @@ static int client_open(ClientObject *self)
 
 static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"address", "timeout", "max_message_size", "secret_file", NULL};
+    static char *kwlist[] = {
+        "address",  "timeout", "max_message_size", "secret_file", "tls", "tls_ca",
+        "tls_cert", "tls_key", "tls_server_name",  "tls_verify",  NULL};
     const char *addr;
-    PyObject *timeout = NULL, *secret_file = Py_None;
+    PyObject *timeout = NULL, *secret_file = Py_None, *tls_verify = Py_None;
+    PyObject *tls_text[4] = {Py_None, Py_None, Py_None, Py_None};
     Py_ssize_t max_msg = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$OnO:connect", kwlist, &addr, &timeout, &max_msg,
-                                     &secret_file))
+    int tls = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$OnOpOOOOO:connect", kwlist, &addr, &timeout,
+                                     &max_msg, &secret_file, &tls, &tls_text[0], &tls_text[1],
+                                     &tls_text[2], &tls_text[3], &tls_verify))
         return -1;
     if (self->d != NULL || self->addr != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a client is initialised once");
@@ -864,6 +870,30 @@ static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
         }
         self->opts.tcp.secret = self->secret;
     }
+    /* TLS (docs/wire.md): the files' names are kept, as the library reads the files at
+     * every connect; any of them implies tls. */
+    const char **tls_opt[4] = {&self->opts.tcp.tls_ca, &self->opts.tcp.tls_cert,
+                               &self->opts.tcp.tls_key, &self->opts.tcp.tls_server_name};
+    for (int i = 0; i < 4; i++) {
+        if (tls_text[i] == Py_None) continue;
+        PyObject *bytes = NULL;
+        if (!PyUnicode_FSConverter(tls_text[i], &bytes)) return -1;
+        self->tls[i] = strdup(PyBytes_AS_STRING(bytes));
+        Py_DECREF(bytes);
+        if (!self->tls[i]) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *tls_opt[i] = self->tls[i];
+        tls = 1;
+    }
+    if (tls_verify != Py_None) {
+        int v = PyObject_IsTrue(tls_verify);
+        if (v < 0) return -1;
+        self->opts.tcp.tls_verify = v ? SHMRPC_TLS_VERIFY_ON : SHMRPC_TLS_VERIFY_OFF;
+        tls = 1;
+    }
+    if (tls) self->opts.tcp.tls = SHMRPC_TLS_ON;
     if ((self->addr = strdup(addr)) == NULL || (self->lock = PyThread_allocate_lock()) == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -876,6 +906,8 @@ static void Client_dealloc(ClientObject *self)
     /* A connection inherited over fork is only unmapped by free (client.h): safe here. */
     shmrpc_dyn_free(self->d);
     free(self->addr);
+    for (int i = 0; i < 4; i++)
+        free(self->tls[i]);
     if (self->lock) PyThread_free_lock(self->lock);
     shmrpc_buf_destroy(&self->out);
     Py_TYPE(self)->tp_free((PyObject *)self);

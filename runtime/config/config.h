@@ -33,6 +33,10 @@ typedef struct cfg_settings {
     char *tcp_bind;                 /* host its TCP server binds (numeric, or "localhost");
                                      * NULL: no TCP server ("none") */
     char *secret_file;              /* the shared secret for TCP clients; NULL: none */
+    char *tls_cert_file;            /* TLS: the TCP server's certificate; NULL: plain TCP */
+    char *tls_key_file;             /* its key; NULL: in tls_cert_file */
+    char *tls_ca_file;              /* clients must have a certificate of these CAs; NULL:
+                                     * any client (mutual TLS off) */
     int min_proc_num;               /* workers never fewer than this */
     int max_proc_num;               /* nor more than this */
     uint64_t max_proc_mem_bytes;    /* a worker above it is replaced; 0: no limit ("none") */

@@ -61,12 +61,20 @@ void cfg_check_settings(loader *L, scope *sc)
 
     const value *bind = &sc->v[K_TCP_BIND], *secret = &sc->v[K_SECRET_FILE];
     const value *at = ours(sc, K_TCP_BIND, K_SECRET_FILE);
-    if (!exec && at && bind->s && !bind->i && !secret->s)
+    /* Mutual TLS authenticates clients as the secret does. */
+    bool mutual = sc->v[K_TLS_CERT].s && sc->v[K_TLS_CA].s;
+    if (!exec && at && bind->s && !bind->i && !secret->s && !mutual)
         cfg_error_at(L, at->at, true,
                      "tcp_bind %s%s%s is not a loopback address: clients on other hosts must prove "
-                     "a shared secret, so set secret_file (a file of %d to %d bytes, mode 0600)",
+                     "a shared secret, so set secret_file (a file of %d to %d bytes, mode 0600), "
+                     "or tls_cert_file and tls_ca_file (mutual TLS)",
                      bind->s, origin(L, bind, " ("), bind->own ? "" : ")", SHMRPC_SECRET_MIN,
                      SHMRPC_SECRET_MAX);
+    const value *tls_at = ours(sc, K_TLS_KEY, K_TLS_CA);
+    if (tls_at && !sc->v[K_TLS_CERT].s && (sc->v[K_TLS_KEY].s || sc->v[K_TLS_CA].s))
+        cfg_error_at(L, tls_at->at, true,
+                     "%s without tls_cert_file: a TLS server needs its certificate",
+                     sc->v[K_TLS_KEY].s ? "tls_key_file" : "tls_ca_file");
 }
 
 /* [web monitor]: its secret_file is its own or [defaults]', and a page that listens on

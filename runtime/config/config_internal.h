@@ -34,6 +34,9 @@ enum key {
     K_LOG_DIR,
     K_TCP_BIND,
     K_SECRET_FILE,
+    K_TLS_CERT,
+    K_TLS_KEY,
+    K_TLS_CA,
     K_MIN_PROC,
     K_MAX_PROC,
     K_MAX_MEM,
@@ -68,6 +71,7 @@ typedef enum vtype {
     T_DIR,      /* a folder, created by the supervisor */
     T_BIND,     /* an address to bind, or none */
     T_SECRET,   /* a file holding a shared secret, or none */
+    T_FILE,     /* a file the service reads (TLS's PEM files), or none */
     T_INT,      /* a whole number in [min, max], times unit_ms for durations */
     T_SIZE,     /* bytes with an optional K, M, G or T, in [min, max], or none */
     T_BOOL,     /* true or false, as configparser spells them */

@@ -22,6 +22,9 @@ const key_def cfg_keys[K_COUNT] = {
     [K_LOG_DIR] = {"log_dir", T_DIR, SETTING, true, 0, 0, 0, NULL, F(log_dir)},
     [K_TCP_BIND] = {"tcp_bind", T_BIND, SETTING, false, 0, 0, 0, "127.0.0.1", F(tcp_bind)},
     [K_SECRET_FILE] = {"secret_file", T_SECRET, SETTING, false, 0, 0, 0, "none", F(secret_file)},
+    [K_TLS_CERT] = {"tls_cert_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_cert_file)},
+    [K_TLS_KEY] = {"tls_key_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_key_file)},
+    [K_TLS_CA] = {"tls_ca_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_ca_file)},
     [K_MIN_PROC] = {"min_proc_num", T_INT, SETTING, true, 1, MAX_PROCS, 0, "1", F(min_proc_num)},
     [K_MAX_PROC] = {"max_proc_num", T_INT, SETTING, true, 1, MAX_PROCS, 0, NULL, F(max_proc_num)},
     [K_MAX_MEM] = {"max_proc_mem_bytes", T_SIZE, SETTING, true, 1 << 20, INT64_MAX, 0, "none",
@@ -74,7 +77,7 @@ bool cfg_is_field(int k)
     return (key(k)->in & IN_DEFAULTS) && key(k)->type != T_PICKLE;
 }
 
-/* The C type key k's value calls for: char * for T_DIR, T_BIND and T_SECRET; int64_t for
+/* The C type key k's value calls for: char * for T_DIR, T_BIND, T_SECRET and T_FILE; int64_t for
  * a T_INT duration (in ms, so it may pass INT_MAX), int for another T_INT; uint64_t for
  * T_SIZE; bool for T_BOOL. */
 static ctype field_ctype(int k)
@@ -83,6 +86,7 @@ static ctype field_ctype(int k)
     case T_DIR:
     case T_BIND:
     case T_SECRET:
+    case T_FILE:
         return C_STR;
     case T_INT:
         return key(k)->unit_ms ? C_I64 : C_INT;

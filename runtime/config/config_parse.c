@@ -340,6 +340,26 @@ static void parse_secret(loader *L, const ini_entry *at, const char *text, value
     }
 }
 
+/* A file the service reads (TLS's certificate, key or CAs): it must exist and be readable
+ * by this user now, so that a missing one stops the supervisor before it starts anything;
+ * whether OpenSSL takes it, the server says when it listens (in the service's log). */
+static void parse_file(loader *L, const key_def *kd, const ini_entry *at, const char *text,
+                       value *v)
+{
+    if (strcmp(text, "none") == 0) return;
+    char *path = resolve_path(L, text);
+    if (!path) return;
+    v->s = path;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        cfg_error_at(L, at, true, "%s '%s' cannot be read: %s", kd->name, QP(L, path),
+                     strerror(errno));
+        v->bad = true;
+        return;
+    }
+    close(fd);
+}
+
 static void parse_module(loader *L, const ini_entry *at, const char *text, value *v)
 {
     char *path = resolve_path(L, text);
@@ -434,6 +454,9 @@ static void parse_value(loader *L, enum key k, const ini_entry *at, const char *
         return;
     case T_SECRET:
         parse_secret(L, at, text, v);
+        return;
+    case T_FILE:
+        parse_file(L, kd, at, text, v);
         return;
     case T_INT:
     case T_PORT:

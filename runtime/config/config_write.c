@@ -40,7 +40,8 @@ static void out_setting(shmrpc_buf *out, int k, const cfg_settings *s)
     switch (key(k)->type) {
     case T_DIR:
     case T_BIND:
-    case T_SECRET: {
+    case T_SECRET:
+    case T_FILE: {
         const char *text =
             key(k)->ctype == C_STR ? *(char *const *)((const char *)s + key(k)->field) : NULL;
         shmrpc_buf_appendf(out, "%s = %s\n", name,

@@ -15,7 +15,8 @@
 #include <shmrpc/tcp.h>
 
 #define USAGE                                                                                      \
-    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] ADDRESS METHOD [ARGS-AS-JSON|-]\n"
+    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS METHOD\n"     \
+    "                      [ARGS-AS-JSON|-]\n" CTL_TLS_USAGE
 
 /* Reads all of stdin for ARGS "-". */
 static char *read_stdin(size_t *n)
@@ -46,10 +47,25 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
                        shmrpc_client_opts *opts)
 {
     static uint8_t secret[SHMRPC_SECRET_MAX];
-    enum { OPT_TIMEOUT = 256, OPT_SECRET_FILE };
+    enum {
+        OPT_TIMEOUT = 256,
+        OPT_SECRET_FILE,
+        OPT_TLS,
+        OPT_TLS_CA,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_NAME,
+        OPT_TLS_NO_VERIFY
+    };
     static const struct option longopts[] = {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
+        {"tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -73,6 +89,30 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
                 return 2;
             }
             opts->tcp.secret = secret;
+            break;
+        /* Every TLS option implies --tls; the files are read when the client connects. */
+        case OPT_TLS:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            break;
+        case OPT_TLS_CA:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            opts->tcp.tls_ca = optarg;
+            break;
+        case OPT_TLS_CERT:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            opts->tcp.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            opts->tcp.tls_key = optarg;
+            break;
+        case OPT_TLS_NAME:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            opts->tcp.tls_server_name = optarg;
+            break;
+        case OPT_TLS_NO_VERIFY:
+            opts->tcp.tls = SHMRPC_TLS_ON;
+            opts->tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
             break;
         case 'h':
             fputs(usage, stdout);

@@ -6,6 +6,12 @@
 
 #include <shmrpc/client.h>
 
+/* The TLS options of call and health, for their usage texts. */
+#define CTL_TLS_USAGE                                                                              \
+    "TLS options (tcp://): --tls, --tls-ca PATH (CAs to check the server with; default: the\n"     \
+    "system's), --tls-cert PATH and --tls-key PATH (a client certificate for mutual TLS),\n"       \
+    "--tls-server-name NAME (the name its certificate must carry), --tls-no-verify\n"
+
 /* The subcommand: shmrpcctl call [--timeout MS] [--secret-file PATH] ADDRESS METHOD [ARGS].
  * Its exit status: 0 done, 1 the call failed, 2 bad usage or input. */
 int ctl_call_main(int argc, char **argv);

@@ -19,8 +19,9 @@
 #include <shmrpc/tcp.h>
 
 #define USAGE                                                                                      \
-    "usage: shmrpcctl health [--timeout MS] [--secret-file PATH] ADDRESS\n"                        \
-    "prints serving, not_serving, draining or unreachable; exits 0 only when serving\n"
+    "usage: shmrpcctl health [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS\n"          \
+    "prints serving, not_serving, draining or unreachable; exits 0 only when "                     \
+    "serving\n" CTL_TLS_USAGE
 
 /* Whether addr is a shm:// service whose manager runs and marked its control segment
  * stopping: it takes no new connection then, so asking it is not possible, but the field

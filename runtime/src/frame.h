@@ -23,7 +23,8 @@ enum shmrpc__frame_kind {
     SHMRPC__KIND_ERROR = 5,
     SHMRPC__KIND_PING = 6,
     SHMRPC__KIND_PONG = 7,
-    SHMRPC__KIND_AUTH = 8, /* a proof of the shared secret, both ways (docs/wire.md) */
+    SHMRPC__KIND_AUTH = 8,  /* a proof of the shared secret, both ways (docs/wire.md) */
+    SHMRPC__KIND_DRAIN = 9, /* server, revision 2: no new calls here (docs/wire.md, "Drain") */
 };
 
 #define SHMRPC__AUTH_LEN 32u /* an AUTH body, a HELLO's nonce and a HELLO_ACK's challenge */
@@ -85,7 +86,7 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
 /* --- the handshake -------------------------------------------------------------------- */
 
-#define SHMRPC__WIRE_PROTO 1u                /* the handshake's protocol revision */
+#define SHMRPC__WIRE_PROTO 2u                /* the handshake's protocol revision (2: DRAIN) */
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
 #define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
 #define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */

@@ -119,15 +119,23 @@ typedef struct shmrpc__tcp_cfg {
     bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
+    int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */
     uint8_t secret[SHMRPC_SECRET_MAX];
+    /* TLS (tls.c): a client's choice and checking; the files ("" when not given). A
+     * server serves TLS when it has tls_cert. */
+    int tls, tls_verify;
+    char tls_cert[SHMRPC_TLS_PATH_MAX], tls_key[SHMRPC_TLS_PATH_MAX];
+    char tls_ca[SHMRPC_TLS_PATH_MAX], tls_server_name[SHMRPC_TLS_PATH_MAX];
 } shmrpc__tcp_cfg;
 
-/* The defaults filled in for o's zeros (o may be NULL) and the secret copied; SHMRPC_EINVAL
- * for a negative timeout or count, unknown compression bits, or a secret of a length
- * outside SHMRPC_SECRET_MIN..SHMRPC_SECRET_MAX. */
+/* The defaults filled in for o's zeros (o may be NULL), the secret and the TLS strings
+ * copied; SHMRPC_EINVAL for a negative timeout or count, unknown compression bits, a
+ * secret of a length outside SHMRPC_SECRET_MIN..SHMRPC_SECRET_MAX, an unknown tls or
+ * tls_verify, a TLS string of SHMRPC_TLS_PATH_MAX bytes or more, or a tls_key without a
+ * tls_cert. */
 int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
 
 /* The server's method table as a client last received it (client.c holds it; a transport

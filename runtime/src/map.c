@@ -34,7 +34,7 @@
 
 #define HDR_MAGIC 0x50414d53u /* "SMAP" */
 #define GEN_MAGIC 0x4e454753u /* "SGEN" */
-#define MAP_VERSION 2u
+#define MAP_VERSION 3u
 #define HDR_PREFIX "/shmrpc.map."
 #define GEN_PREFIX "/shmrpc.mapgen."
 #define SHM_DIR SHMRPC__SHM_DIR
@@ -98,14 +98,19 @@ struct map_reader {
      * by the owner's close or by whoever found it dead (compare-and-swap from the pid). */
     _Atomic uint64_t owner;
     uint64_t start; /* the owner's start time (/proc), written by the claimer */
-    /* 0 between reads; during a read (and while a view is held), the epoch of the
-     * generation read, stored before the read's first look at a slot (a full fence
-     * after it). Written by the owner; read by writers deciding what they may reuse. */
+    /* 0 between snapshots; during one, the epoch of the generation read, stored before
+     * the snapshot's first look at a slot (a full fence after it). Written by the owner;
+     * read by writers deciding what they may reuse. */
     _Atomic uint64_t epoch;
     /* Gets and views of the owner: written by the owner only (no shared line per get),
      * summed by get_info. */
     _Atomic uint64_t reads;
-    uint8_t pad[32];
+    /* 0 between gets; during a get (and while a view is held), the slot word of the entry
+     * it reads, stored before it reads the entry and checked against the slot after a full
+     * fence (a hazard pointer). Written by the owner (release: what it read of the entry
+     * it looked at before is done); read by writers, which keep that one entry. */
+    _Atomic uint64_t hazard;
+    uint8_t pad[24];
 };
 _Static_assert(sizeof(struct map_reader) == 64, "layout");
 
@@ -155,7 +160,7 @@ struct map_hdr {
     /* Set (for good) by the first reader whose process registered for membarrier's global
      * expedited barrier and whose reads then use no fence of their own, before its first
      * such read (a read-modify-write: a full fence); read by writers, which must then make
-     * that barrier before they read the readers' epochs. */
+     * that barrier before they read the readers' epochs and hazards. */
     _Atomic uint32_t no_fence;
     uint8_t pad3[28];
     /* The reader table: a slot per reading handle, each on its own line (see
@@ -189,7 +194,7 @@ struct gen_hdr {
     uint64_t nslots;    /* a power of two */
     uint64_t arena_off; /* HEAD_SIZE + nslots * 8 + SPACE_SIZE */
     /* The epoch: written by a writer under the lock when it advances it (release), read
-     * by every read, which publishes it in its reader slot. It continues across
+     * by every snapshot, which publishes it in its reader slot. It continues across
      * generations: epoch0, written once by the builder, is the first of this generation,
      * so a reader slot with an older epoch reads an older generation. */
     _Atomic uint64_t epoch;
@@ -298,6 +303,9 @@ struct shmrpc_map {
     /* The generation this handle maps. */
     uint8_t *base;
     shmrpc__map_geo geo;
+    /* The geometry of new generations, from the header as checked at open: never read
+     * from the segment again, which any process of the user can write over. */
+    uint64_t init_slots, init_bytes, max_bytes;
     uid_t uid;
     shmrpc_map_opts opts;
     bool created; /* this open created the map */
@@ -308,13 +316,16 @@ struct shmrpc_map {
     unsigned rd_fork;
     uint32_t rd_retry;     /* reads without a slot until the next try to claim one */
     uint8_t pin;           /* PIN_*: what the read in progress (or the view held) holds */
+    unsigned pin_fork;     /* the fork count when it was taken: a child's is its parent's */
     bool no_fence;         /* the slot's no_fence: reads rely on writers' membarrier */
     uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
 };
 
-/* What a handle's read holds until it ends (a get) or the next call (a view). */
-enum { PIN_NONE, PIN_SLOT, PIN_UNPROT };
+/* What a handle's read holds until it ends (a get or a snapshot) or the next call (a
+ * view): the epoch of its reader slot (a snapshot), the hazard of its reader slot (a get
+ * or a view), or a count in the generation's unprot (no reader slot). */
+enum { PIN_NONE, PIN_EPOCH, PIN_HAZARD, PIN_UNPROT };
 
 /* --- messages ---------------------------------------------------------------------- */
 
@@ -339,21 +350,41 @@ static inline uint64_t mix(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-/* A wyhash-style hash: 8 bytes a step, one 128-bit multiply each. */
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint64_t load32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* A wyhash-style hash: 8 bytes a step, one 128-bit multiply each. The last 1..8 bytes are
+ * read as wyhash does, with loads that may overlap bytes already hashed (the length is
+ * hashed too): copying them byte by byte into a word and loading that word stalled the
+ * load on the bytes' stores, a fifth of a 16 B get in perf. */
 static uint64_t hash_key(const void *key, size_t n)
 {
     const uint8_t *p = key;
     uint64_t h = UINT64_C(0x9e3779b97f4a7c15) ^ n;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = mix(h ^ w, UINT64_C(0xa0761d6478bd642f));
-        p += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, p, n);
-    h = mix(h ^ w ^ ((uint64_t)n << 56), UINT64_C(0xe7037ed1a0b428db));
+    size_t left = n;
+    for (; left > 8; p += 8, left -= 8)
+        h = mix(h ^ load64(p), UINT64_C(0xa0761d6478bd642f));
+    uint64_t w;
+    if (n >= 8)
+        w = load64(p + left - 8);
+    else if (left >= 4)
+        w = load32(p) << 32 | load32(p + left - 4);
+    else if (left > 0)
+        w = (uint64_t)p[0] << 16 | (uint64_t)p[left >> 1] << 8 | p[left - 1];
+    else
+        w = 0;
+    h = mix(h ^ w ^ ((uint64_t)left << 56), UINT64_C(0xe7037ed1a0b428db));
     return mix(h, UINT64_C(0x8ebc6af09c88c6e3));
 }
 
@@ -423,11 +454,39 @@ static const struct entry *entry_at(const void *seg, const shmrpc__map_geo *geo,
     return e;
 }
 
+/* A lock-free reader's protection of the entry a slot word names (a hazard pointer):
+ * publishes the word in the reader slot's hazard, fences, and loads the slot again until
+ * it holds what was published. A writer that replaced the entry before the fence sees the
+ * new word here; one that replaced it after sees the hazard when it looks for what it may
+ * reuse (advance: its store of the slot, a fence or membarrier, then its reads of the
+ * hazards), and keeps that entry. With fence false the writers' membarrier is the fence. */
+struct protect {
+    _Atomic uint64_t *hazard;
+    bool fence;
+};
+
+static inline uint64_t protect_word(const struct protect *pr, _Atomic uint64_t *slot, uint64_t w)
+{
+    for (;;) {
+        /* Release: the reads of the entry looked at before (another key's) are done. */
+        atomic_store_explicit(pr->hazard, w, memory_order_release);
+        if (pr->fence)
+            atomic_thread_fence(memory_order_seq_cst);
+        else
+            atomic_signal_fence(memory_order_seq_cst);
+        uint64_t again = atomic_load_explicit(slot, memory_order_acquire);
+        if (again == w) return w;
+        w = again;
+    }
+}
+
 /* Finds key: its slot in *at (or SIZE_MAX), the first reusable slot in *free_at. 0 found,
  * SHMRPC_ENOENT, SHMRPC_EPROTO for an entry out of bounds or a table without an empty
- * slot. */
-static int find(const void *seg, const shmrpc__map_geo *geo, const void *key, size_t klen,
-                uint64_t h, uint64_t *at, uint64_t *word_out, uint64_t *free_at)
+ * slot. pr: a lock-free reader's, which protects each entry before it reads it (NULL for
+ * writers under the lock and for segments nobody writes). */
+static inline int find(const void *seg, const shmrpc__map_geo *geo, const void *key, size_t klen,
+                       uint64_t h, uint64_t *at, uint64_t *word_out, uint64_t *free_at,
+                       const struct protect *pr)
 {
     _Atomic uint64_t *slots = slots_of(seg);
     uint64_t mask = geo->nslots - 1, tag = TAG_OF(h), reuse = UINT64_MAX;
@@ -444,6 +503,10 @@ static int find(const void *seg, const shmrpc__map_geo *geo, const void *key, si
             continue;
         }
         if ((w >> OFF_BITS) != tag) continue;
+        /* Replaced meanwhile by a removal (a slot is emptied only by a new generation) or
+         * by another key's entry: on to the next slot, as if it had been so at the load. */
+        if (pr && ((w = protect_word(pr, &slots[i], w)) <= TOMB || (w >> OFF_BITS) != tag))
+            continue;
         uint32_t k, v;
         const struct entry *e = entry_at(seg, geo, w, &k, &v);
         if (!e) return SHMRPC_EPROTO;
@@ -462,7 +525,7 @@ int shmrpc__map_lookup(const void *seg, const shmrpc__map_geo *geo, const void *
                        const void **value, size_t *vlen)
 {
     uint64_t at, w;
-    int rc = find(seg, geo, key, klen, hash_key(key, klen), &at, &w, NULL);
+    int rc = find(seg, geo, key, klen, hash_key(key, klen), &at, &w, NULL, NULL);
     if (rc != 0) return rc;
     uint32_t k, v;
     const struct entry *e = entry_at(seg, geo, w, &k, &v);
@@ -572,7 +635,7 @@ int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why
         if (h != e->hash || TAG_OF(h) != (w >> OFF_BITS))
             return why_fail(SHMRPC_EPROTO, why, cap, "slot %" PRIu64 ": entry's hash is wrong", i);
         uint64_t at, w2;
-        if (find(seg, geo, e + 1, k, h, &at, &w2, NULL) != 0 || at != i)
+        if (find(seg, geo, e + 1, k, h, &at, &w2, NULL, NULL) != 0 || at != i)
             return why_fail(SHMRPC_EPROTO, why, cap,
                             "slot %" PRIu64 ": key unreachable or present twice", i);
         count++;
@@ -805,6 +868,7 @@ static struct map_reader *claim_slot(shmrpc_map *m)
             if (m->no_fence) atomic_fetch_or(&h->no_fence, 1);
             atomic_store_explicit(&r->reads, 0, memory_order_relaxed);
             atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
+            atomic_store_explicit(&r->hazard, 0, memory_order_relaxed);
             m->rd_fork = atomic_load_explicit(&fork_count, memory_order_relaxed);
             return r;
         }
@@ -819,6 +883,7 @@ static void release_slot(shmrpc_map *m)
     if (!r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed)) return;
     uint64_t me = (uint64_t)getpid(), reads = atomic_load(&r->reads);
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
+    atomic_store_explicit(&r->hazard, 0, memory_order_release);
     if (atomic_compare_exchange_strong(&r->owner, &me, 0))
         atomic_fetch_add_explicit(&m->hdr->reads_gone, reads, memory_order_relaxed);
 }
@@ -827,17 +892,24 @@ static void release_slot(shmrpc_map *m)
  * read. */
 static inline void unpin(shmrpc_map *m)
 {
-    if (m->pin == PIN_SLOT) {
+    uint8_t pin = m->pin;
+    m->pin = PIN_NONE;
+    /* A read inherited through fork (a view held at the fork) is the parent's, which ends
+     * it: clearing its hazard or epoch here let writers reuse what the parent still read. */
+    if (pin == PIN_NONE || m->pin_fork != atomic_load_explicit(&fork_count, memory_order_relaxed))
+        return;
+    if (pin == PIN_HAZARD) {
         struct map_reader *r = m->rd;
         atomic_store_explicit(&r->reads, atomic_load_explicit(&r->reads, memory_order_relaxed) + 1,
                               memory_order_relaxed);
         /* Release: the copy of the value is done before a writer may see the slot idle. */
-        atomic_store_explicit(&r->epoch, 0, memory_order_release);
-    } else if (m->pin == PIN_UNPROT) {
+        atomic_store_explicit(&r->hazard, 0, memory_order_release);
+    } else if (pin == PIN_EPOCH) {
+        atomic_store_explicit(&m->rd->epoch, 0, memory_order_release);
+    } else if (pin == PIN_UNPROT) {
         atomic_fetch_sub_explicit(&space_of(m->base, &m->geo)->unprot, 1, memory_order_release);
         m->unprot_reads++;
     }
-    m->pin = PIN_NONE;
 }
 
 /* Follows the header to the current generation. */
@@ -874,22 +946,29 @@ static inline int sync_gen(shmrpc_map *m)
     return follow(m);
 }
 
-/* Begins a lock-free read of the current generation: publishes the generation's epoch in
- * the handle's reader slot, so that no writer reuses an entry this read may still find
- * (or, without a slot, counts the read in the generation's unprot). unpin ends it. */
-static inline int enter_read(shmrpc_map *m)
+/* Begins a lock-free read of the current generation. A get (whole false) protects each
+ * entry it reads with the hazard of the handle's reader slot (find with read_protect); a
+ * snapshot (whole true), which reads every entry, publishes the generation's epoch in the
+ * slot, so that no writer reuses an entry this read may still find. Without a slot, the
+ * read is counted in the generation's unprot. unpin ends it. */
+static inline int enter_read(shmrpc_map *m, bool whole)
 {
     int rc = sync_gen(m);
     if (rc != 0) return rc;
     struct map_reader *r = m->rd;
-    if (__builtin_expect(
-            !r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed), 0)) {
+    unsigned forks = atomic_load_explicit(&fork_count, memory_order_relaxed);
+    m->pin_fork = forks;
+    if (__builtin_expect(!r || m->rd_fork != forks, 0)) {
         if (r || m->rd_retry++ % 1024 == 0) r = m->rd = claim_slot(m);
         if (!r) {
             atomic_fetch_add(&space_of(m->base, &m->geo)->unprot, 1);
             m->pin = PIN_UNPROT;
             return 0;
         }
+    }
+    if (!whole) {
+        m->pin = PIN_HAZARD;
+        return 0;
     }
     const struct gen_hdr *g = (const struct gen_hdr *)m->base;
     atomic_store_explicit(&r->epoch, atomic_load_explicit(&g->epoch, memory_order_acquire),
@@ -901,8 +980,16 @@ static inline int enter_read(shmrpc_map *m)
         atomic_signal_fence(memory_order_seq_cst);
     else
         atomic_thread_fence(memory_order_seq_cst);
-    m->pin = PIN_SLOT;
+    m->pin = PIN_EPOCH;
     return 0;
+}
+
+/* What find needs to protect the entries a get of m reads: none without a reader slot
+ * (unprot holds back all reuse). */
+static inline struct protect read_protect(shmrpc_map *m)
+{
+    if (m->pin != PIN_HAZARD) return (struct protect){NULL, false};
+    return (struct protect){&m->rd->hazard, !m->no_fence};
 }
 
 /* --- reusing space (writers, under the lock) ------------------------------------------ */
@@ -917,51 +1004,82 @@ static void forget_space(shmrpc_map *m)
     sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = 0;
 }
 
-/* Tries to advance the epoch: when every reader of this generation has published the
- * current epoch or is idle, nobody can still read an entry retired before it ([tail,
- * mark) of the ring), which go to the free lists. check_dead: also free the slots of
- * readers found dead that hold it back (a /proc read each). */
+/* Whether the block at off (the low OFF_BITS of a slot word or ring entry) is one of the
+ * n hazards. */
+static inline bool hazarded(const uint64_t *hz, int n, uint64_t off)
+{
+    for (int i = 0; i < n; i++)
+        if (hz[i] == off) return true;
+    return false;
+}
+
+/* Frees what no reader can still read, and advances the epoch. Gets protect the one entry
+ * they read with a hazard, which keeps that entry on the ring; snapshots publish an epoch:
+ * when one of them holds an older epoch of this generation, nothing is freed; when one
+ * holds the current epoch, what was retired before it ([tail, mark) of the ring) is;
+ * when none is in progress, everything retired is. check_dead: also free the slots of
+ * readers found dead that hold an old epoch (a /proc read each). */
 static bool advance(shmrpc_map *m, bool check_dead)
 {
     struct gen_hdr *g = (struct gen_hdr *)m->base;
     struct gen_space *sp = space_of(m->base, &m->geo);
     struct map_hdr *h = m->hdr;
     sp->since = sp->since_bytes = 0;
-    /* The slot words this writer stored are visible before it reads the readers' epochs:
-     * a reader either published its epoch in time to be seen here, or sees the new words.
-     * Readers without a fence of their own get it from membarrier, on every CPU that
-     * runs one (the asymmetric fence of liburcu's memb flavour); if it fails, no reuse. */
+    /* The slot words this writer stored are visible before it reads the readers' epochs
+     * and hazards: a reader either published its epoch or hazard in time to be seen here,
+     * or sees the new words. Readers without a fence of their own get it from membarrier,
+     * on every CPU that runs one (the asymmetric fence of liburcu's memb flavour); if it
+     * fails, no reuse. */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&h->no_fence, memory_order_relaxed) &&
         syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
         return false;
     if (atomic_load_explicit(&sp->unprot, memory_order_relaxed) != 0) return false;
     uint64_t epoch = atomic_load_explicit(&g->epoch, memory_order_relaxed), e0 = g->epoch0;
+    uint64_t hz[MAP_READERS];
+    int nhz = 0;
+    bool current = false; /* a snapshot at the current epoch */
     for (int i = 0; i < MAP_READERS; i++) {
         struct map_reader *r = &h->readers[i];
-        uint64_t e = atomic_load_explicit(&r->epoch, memory_order_relaxed);
-        if (e == 0 || e >= epoch || e < e0) continue;
+        /* A free slot's epoch and hazard may be a dead owner's: its claimer clears them
+         * before it reads. */
         uint64_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
         if (o == 0) continue;
+        uint64_t e = atomic_load_explicit(&r->epoch, memory_order_relaxed);
+        uint64_t x = atomic_load_explicit(&r->hazard, memory_order_relaxed);
+        if (x > TOMB) hz[nhz++] = x & OFF_MASK;
+        if (e == 0 || e < e0) continue;
+        if (e >= epoch) {
+            current = true;
+            continue;
+        }
         if (check_dead && !shmrpc__proc_alive((int32_t)o, r->start) && free_dead_slot(h, r, o))
             continue;
         return false;
     }
-    /* What those readers read was done before they stored 0 or the new epoch (release). */
+    /* What those readers read was done before they stored 0 or the new epoch or hazard
+     * (release). */
     atomic_thread_fence(memory_order_acquire);
     uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
     uint64_t cap = m->geo.ring_cap;
     if (sp->tail > sp->mark || sp->mark > sp->head || sp->head - sp->tail > cap) {
         forget_space(m); /* a bad write */
     } else {
-        for (uint64_t i = sp->tail; i != sp->mark; i++) {
+        /* Frees [tail, end) but the hazards' entries, which move to its end (read from the
+         * end down, each written at or above where it was read), and stay retired. */
+        uint64_t end = current ? sp->mark : sp->head, keep = end;
+        for (uint64_t i = end; i-- != sp->tail;) {
             uint64_t x = sp->ring[i % cap], off = (x & OFF_MASK) << 3;
             unsigned c = (unsigned)(x >> OFF_BITS);
             if (c >= NCLASSES || !block_ok(&m->geo, used, off, class_size(c))) continue;
+            if (nhz && hazarded(hz, nhz, x & OFF_MASK)) {
+                sp->ring[--keep % cap] = x;
+                continue;
+            }
             memcpy(m->base + off, &sp->free_head[c], 8);
             sp->free_head[c] = off;
         }
-        sp->tail = sp->mark;
+        sp->tail = keep;
         sp->mark = sp->head;
     }
     atomic_store_explicit(&g->epoch, epoch + 1, memory_order_release);
@@ -969,9 +1087,9 @@ static bool advance(shmrpc_map *m, bool check_dead)
 }
 
 /* Frees everything retired so far (two advances) when readers let go of it within
- * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch is most
- * often one preempted in the middle of a get, which a yield lets finish, and the growth or leak
- * that not waiting means costs more. Dead readers are looked for once. */
+ * HARD_WAIT_NS and HARD_TRIES, yielding the CPU meanwhile: a reader that holds an old epoch
+ * is a snapshot, most often one preempted, which a yield lets finish, and the growth or
+ * leak that not waiting means costs more. Dead readers are looked for once. */
 static bool advance_hard(shmrpc_map *m)
 {
     /* Below HARD_LIVE live bytes, a growth copies less than a wait costs: no yield. */
@@ -989,8 +1107,8 @@ static bool advance_hard(shmrpc_map *m)
 }
 
 /* Puts the entry a slot no longer names (word) on the ring, to be freed once no reader can
- * read it; leaks it (until the next growth) when the ring is full of entries readers hold
- * back: waiting for them here would make every put wait while a reader is preempted. */
+ * read it; leaks it (until the next growth) when the ring is full of entries a snapshot
+ * holds back: waiting for it here would make every put wait while it is preempted. */
 static void retire(shmrpc_map *m, uint64_t word)
 {
     struct gen_space *sp = space_of(m->base, &m->geo);
@@ -1081,20 +1199,20 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     uint64_t count = empty ? 0 : atomic_load(&old->count);
     uint64_t live = empty ? 0 : atomic_load(&old->live);
     uint64_t want = (count + extra_keys) * LOAD_DEN / LOAD_NUM + 1;
-    uint64_t nslots = pow2_at_least(empty ? h->init_slots : want * 2);
-    if (nslots < h->init_slots) nslots = h->init_slots;
+    uint64_t nslots = pow2_at_least(empty ? m->init_slots : want * 2);
+    if (nslots < m->init_slots) nslots = m->init_slots;
     if (want > nslots)
         return fail(SHMRPC_ETOOBIG, "map '%s' cannot hold %" PRIu64 " keys", m->name,
                     count + extra_keys);
     /* Four times what is live: room for the replaced entries that wait for readers before
      * their space is reused, and for those leaked while readers held it back. */
-    uint64_t bytes = empty ? h->init_bytes : (live + need) * 4;
-    if (bytes < h->init_bytes) bytes = h->init_bytes;
-    if (bytes > h->max_bytes) bytes = h->max_bytes;
+    uint64_t bytes = empty ? m->init_bytes : (live + need) * 4;
+    if (bytes < m->init_bytes) bytes = m->init_bytes;
+    if (bytes > m->max_bytes) bytes = m->max_bytes;
     if (live + need > bytes)
         return fail(SHMRPC_ETOOBIG,
                     "map '%s' would need %" PRIu64 " bytes of entries, max_bytes is %" PRIu64,
-                    m->name, live + need, h->max_bytes);
+                    m->name, live + need, m->max_bytes);
     uint64_t gen = m->geo.gen + 1;
     uint8_t *nb;
     shmrpc__map_geo ng;
@@ -1247,7 +1365,7 @@ static int put_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h, c
     for (int attempt = 0; attempt < 3; attempt++) {
         struct gen_hdr *g = (struct gen_hdr *)m->base;
         uint64_t at, w = 0, free_at = UINT64_MAX;
-        int rc = find(m->base, &m->geo, key, klen, h, &at, &w, &free_at);
+        int rc = find(m->base, &m->geo, key, klen, h, &at, &w, &free_at, NULL);
         if (rc == SHMRPC_EPROTO && free_at == UINT64_MAX && at == UINT64_MAX) {
             /* A full table (only a bad write makes one) or a bad entry: rebuild. */
             rc = grow(m, 1, need, false);
@@ -1341,7 +1459,7 @@ static int remove_locked(shmrpc_map *m, const void *key, size_t klen, uint64_t h
 {
     struct gen_hdr *g = (struct gen_hdr *)m->base;
     uint64_t at, w;
-    int rc = find(m->base, &m->geo, key, klen, h, &at, &w, NULL);
+    int rc = find(m->base, &m->geo, key, klen, h, &at, &w, NULL, NULL);
     if (rc == SHMRPC_ENOENT) return fail(SHMRPC_ENOENT, "no such key");
     if (rc != 0) return fail(rc, "map '%s': an entry on the key's way is out of bounds", m->name);
     uint32_t k, v;
@@ -1386,9 +1504,11 @@ static int lookup(shmrpc_map *m, const void *key, size_t klen, uint64_t *at, uin
 {
     if (!m) return fail(SHMRPC_EINVAL, "no map");
     if ((!key && klen) || klen > SHMRPC_MAP_KEY_MAX) return check_kv(key, klen, NULL, 0);
-    int rc = enter_read(m);
+    int rc = enter_read(m, false);
     if (rc != 0) return rc;
-    rc = find(m->base, &m->geo, key, klen, hash_key(key, klen), at, w, NULL);
+    struct protect pr = read_protect(m);
+    rc =
+        find(m->base, &m->geo, key, klen, hash_key(key, klen), at, w, NULL, pr.hazard ? &pr : NULL);
     if (rc == 0) {
         *e = entry_at(m->base, &m->geo, *w, k, v);
         if (*e) return 0;
@@ -1484,7 +1604,7 @@ static int snap_copy(shmrpc_map *m, struct snap *s)
 static int take_snapshot(shmrpc_map *m, struct snap *s)
 {
     for (int t = 0; t < SNAPSHOT_TRIES; t++) {
-        int rc = enter_read(m);
+        int rc = enter_read(m, true);
         if (rc != 0) return rc;
         struct gen_hdr *g = (struct gen_hdr *)m->base;
         uint64_t s1 = atomic_load_explicit(&g->seq, memory_order_acquire);
@@ -1731,16 +1851,17 @@ static int create_map(shmrpc_map *m)
     h->type_len = (uint32_t)tlen;
     memcpy((char *)p + HDR_SIZE, m->want, tlen);
     h->creator = (uint32_t)getpid();
-    h->init_slots = pow2_at_least(m->opts.initial_slots);
-    h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
-    h->max_bytes = m->opts.max_bytes < h->init_bytes ? h->init_bytes : m->opts.max_bytes;
+    m->init_slots = h->init_slots = pow2_at_least(m->opts.initial_slots);
+    m->init_bytes = h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
+    m->max_bytes = h->max_bytes =
+        m->opts.max_bytes < m->init_bytes ? m->init_bytes : m->opts.max_bytes;
     char ln[SHMRPC_LOCK_NAME_MAX + 1];
     lock_name(ln, m->name);
     shmrpc_lock_unlink(ln); /* a lock left by an earlier map of this name */
     rc = open_lock_of(m);
     uint8_t *base = NULL;
     shmrpc__map_geo geo;
-    if (rc == 0) rc = build_gen(m, 1, 1, h->init_slots, h->init_bytes, &base, &geo);
+    if (rc == 0) rc = build_gen(m, 1, 1, m->init_slots, m->init_bytes, &base, &geo);
     if (rc != 0) {
         shm_unlink(path);
         munmap(p, m->hdr_len);
@@ -1845,6 +1966,9 @@ static int attach_map(shmrpc_map *m)
     }
     m->hdr = h;
     m->hdr_len = plen;
+    m->init_slots = is;
+    m->init_bytes = ib;
+    m->max_bytes = mb;
     rc = open_lock_of(m);
     if (rc == 0) rc = follow(m);
     if (rc != 0) {

@@ -1043,15 +1043,16 @@ enum { TAKE_AGAIN = 1, TAKE_EMPTY = 2 };
 
 static void sc_free(shmrpc_queue *q, uint32_t already);
 
-/* What a new holder of the producer's role finds: the tail, moved past a message that a
+/* What a new holder of the producer's role finds: the tail, moved past the messages that a
  * dead holder committed but did not move it past, and the count of pushes. */
 static void take_over_producing(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
     uint64_t t = atomic_load(&h->tail);
-    uint32_t p = msg_of(t);
-    if (published(q, p)) {
-        uint32_t end = atomic_load(&desc_at(q, p)->end);
+    /* A batch publishes its run before it moves the tail once: a holder killed between
+     * the two left up to a run of committed messages there, in order. */
+    for (uint32_t i = 0; i < q->n && published(q, msg_of(t)); i++) {
+        uint32_t p = msg_of(t), end = atomic_load(&desc_at(q, p)->end);
         if (end - byte_of(t) > q->b) end = byte_of(t); /* a bad write: take no bytes */
         t = mkpos(p + 1, end);
         atomic_store(&h->tail, t);
@@ -1198,6 +1199,48 @@ static void sp_publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
     if ((++q->sp_count & 0xffff) == 0)
         atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
     pr->unsignalled++;
+}
+
+/* A single producer's batch: the first of lens[0..k) waits for room as a push does, the
+ * others follow while they fit against the frontier known; all are written, then
+ * published in order (COMMITTED, release stores) and the tail moved past them once. A
+ * consumer that keeps up then finds the whole run at once and takes it as one (its batch
+ * would otherwise take what one push had published, a message or two, per call). Killed
+ * before the tail moved, the holder left a prefix of the run committed at the tail: its
+ * successor moves the tail past it (take_over_producing). 0 with *pushed >= 1, or the
+ * status of the first. */
+static int sp_push_run(shmrpc_queue *q, const shmrpc_queue_msg *msgs, const uint32_t *lens,
+                       uint32_t k, due *dl, struct producing *pr, uint32_t *pushed)
+{
+    uint32_t pos, start;
+    int rc = sp_claim(q, lens[0], dl, pr, &pos, &start);
+    if (rc != 0) return rc;
+    uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
+    uint32_t c = 0, end = atomic_load_explicit(&desc_at(q, pos)->end, memory_order_relaxed);
+    for (;;) {
+        if (lens[c]) memcpy(q->arena + (start & q->bmask), msgs[c].data, lens[c]);
+        if (++c == k) break;
+        uint32_t next;
+        place(q, end, lens[c], &start, &next);
+        if (!fits(q, pos + c, next, f)) break;
+        struct q_desc *d = desc_at(q, pos + c);
+        atomic_store_explicit(&d->start, start, memory_order_relaxed);
+        atomic_store_explicit(&d->len, lens[c], memory_order_relaxed);
+        atomic_store_explicit(&d->end, next, memory_order_relaxed);
+        end = next;
+    }
+    for (uint32_t j = 0; j < c; j++)
+        atomic_store_explicit(&desc_at(q, pos + j)->state, mkstate(pos + j, S_COMMITTED, 0),
+                              memory_order_release);
+    q->sp_tail = mkpos(pos + c, end);
+    atomic_store_explicit(&q->hdr->tail, q->sp_tail, memory_order_release);
+    uint64_t was = q->sp_count;
+    q->sp_count += c;
+    if (crossed((uint32_t)was, (uint32_t)q->sp_count))
+        atomic_store_explicit(&q->hdr->pushed, q->sp_count, memory_order_relaxed);
+    pr->unsignalled += c;
+    *pushed = c;
+    return 0;
 }
 
 static int sp_push(shmrpc_queue *q, const void *data, size_t len, due *dl, struct producing *pr)
@@ -1394,13 +1437,10 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
             lens[k] = (uint32_t)m->len;
         }
         if (k == 0) break;
-        rc = 0;      /* a bad message after the run is reported once the run is pushed */
-        if (q->sp) { /* one at a time: no locked instruction to save */
-            uint32_t j = 0;
-            for (; j < k && rc == 0; j++)
-                rc = sp_push(q, msgs[i + j].data, lens[j], &dl, &pr);
-            i += rc == 0 ? j : j - 1;
-            if (rc != 0) break;
+        rc = 0; /* a bad message after the run is reported once the run is pushed */
+        if (q->sp) {
+            if ((rc = sp_push_run(q, msgs + i, lens, k, &dl, &pr, &c)) != 0) break;
+            i += c;
             continue;
         }
         if ((rc = claim(q, lens, k, &dl, &pr, &pos, starts, &c)) != 0) break;
@@ -1830,18 +1870,30 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
 {
     uint32_t starts[RUN], c = 1;
     starts[0] = start;
+    /* Only committed messages with a sound descriptor that fit their buffers, so that
+     * nothing fails here (the next take reports the one that ends the run); taken with one
+     * move of the head (cons) for the run. */
     while (c < RUN && c < n) {
         struct q_desc *d = desc_at(q, pos + c);
-        /* Only a committed message that fits its buffer (so that nothing fails here). */
         if (atomic_load_explicit(&d->state, memory_order_acquire) !=
-                mkstate(pos + c, S_COMMITTED, 0) ||
-            atomic_load_explicit(&d->len, memory_order_relaxed) > msgs[c].cap)
+            mkstate(pos + c, S_COMMITTED, 0))
             break;
-        uint32_t at, st, l;
-        if (sc_try_take(q, msgs[c].cap, &at, &st, &l) != 0) break;
+        uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
+        uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        if (l > msgs[c].cap || l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b ||
+            end - st != round_msg(l))
+            break;
         starts[c] = st;
         msgs[c].len = l;
         c++;
+    }
+    if (c > 1) {
+        sc_advance(q, pos + c, cons_popped(q->sc_cons) + (c - 1));
+        uint64_t was = q->sc_count;
+        q->sc_count += c - 1;
+        if (crossed((uint32_t)was, (uint32_t)q->sc_count))
+            atomic_store_explicit(&q->hdr->popped, q->sc_count, memory_order_relaxed);
     }
     for (uint32_t j = 0; j < c; j++)
         if (msgs[j].len) memcpy(msgs[j].data, q->arena + (starts[j] & q->bmask), msgs[j].len);

@@ -46,6 +46,17 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
         memcpy(s->secret, o.tcp.secret, o.tcp.secret_len);
         s->opts.tcp.secret = s->secret;
     }
+    const char **tls[4] = {&s->opts.tcp.tls_cert, &s->opts.tcp.tls_key, &s->opts.tcp.tls_ca,
+                           &s->opts.tcp.tls_server_name};
+    for (int i = 0; i < 4; i++) {
+        if (!*tls[i]) continue;
+        s->tls[i] = strdup(*tls[i]);
+        if (!s->tls[i]) {
+            shmrpc_server_free(s);
+            return shmrpc__err_code(SHMRPC_ENOMEM);
+        }
+        *tls[i] = s->tls[i];
+    }
     *out = s;
     return 0;
 }
@@ -55,6 +66,8 @@ void shmrpc_server_free(shmrpc_server *s)
     if (!s) return;
     /* Waits for calls still running in this server's handlers on other threads. */
     if (s->listener) s->listener->ops->close(s->listener);
+    for (int i = 0; i < 4; i++)
+        free(s->tls[i]);
     free(s->handlers);
     free(s);
 }

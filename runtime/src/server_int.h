@@ -12,9 +12,11 @@ struct shmrpc_server {
     size_t max_msg;
     shmrpc_wait_opts wait;
     /* The opts it was made with, for its transports to read their part of: checked by
-     * each transport (shmrpc__transport_check_opts), the secret copied to secret. */
+     * each transport (shmrpc__transport_check_opts), the secret copied to secret and the
+     * TLS files' names to tls (cert, key, ca, server_name; heap copies or NULL). */
     shmrpc_server_opts opts;
     uint8_t secret[SHMRPC_SECRET_MAX];
+    char *tls[4];
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -19,6 +20,32 @@
 #include <unistd.h>
 
 #define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
+
+/* This process's pid, learnt on first use; a forked child forgets it. getpid is a system
+ * call in glibc, 0.2-0.25 us here: more than a whole handoff of a cache line, too dear
+ * for every call (issue 18). */
+static _Atomic int32_t self_pid;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void forget_self(void)
+{
+    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_self);
+}
+
+static int32_t self(void)
+{
+    int32_t pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
+    if (pid != 0) return pid;
+    pthread_once(&fork_watch, watch_forks);
+    pid = (int32_t)getpid();
+    atomic_store_explicit(&self_pid, pid, memory_order_relaxed);
+    return pid;
+}
 
 /* The server's method table, read from a private copy of the control segment's text. */
 typedef struct table {
@@ -92,7 +119,6 @@ typedef struct shm_conn {
     shmrpc__chan_map chan;
     ino_t chan_ino;   /* the channel's inode: is chan.fd still the channel? */
     int32_t pid;      /* the process that connected: only it may call or close the slot */
-    unsigned forks;   /* shmrpc__forks() when it connected: a fork since makes another process */
     uint64_t max_msg; /* the server's maximum, read once and capped */
     bool broken;      /* the server went away: the next call connects again */
     bool lost;        /* the slot or the channel's fd stopped leading to this connection (a bad
@@ -258,8 +284,7 @@ int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
     c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
     c->slot = UINT_MAX;
     c->last_worker = UINT32_MAX;
-    c->pid = getpid();
-    c->forks = shmrpc__forks();
+    c->pid = self();
     c->info = info;
     c->map = map_ids;
     c->table = table;
@@ -422,14 +447,15 @@ static int client_check(void *arg)
 }
 
 /* Waits until the call leaves REQUEST and BUSY. */
-static int await_answer(shm_conn *c, int64_t deadline)
+static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 {
     shmrpc__shm_chan *h = c->chan.head;
     shmrpc__waiter w = {.opts = &c->wait,
                         .self = &c->ctl->slots[c->slot].presence,
                         .check = client_check,
                         .check_arg = c,
-                        .awake = &c->ctl->awake};
+                        .awake = &c->ctl->awake,
+                        .lazy = dl};
     for (;;) {
         uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
         if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
@@ -440,7 +466,7 @@ static int await_answer(shm_conn *c, int64_t deadline)
         /* Once taken, the call's worker holds the channel's lock: sleeping on it, the
          * client is woken by the kernel at the worker's death as well as by its answer. */
         w.owner_lock = st == SHM_CHAN_BUSY ? &h->lock : NULL;
-        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        int rc = shmrpc__wait_while(&h->state, st, 0, &w); /* the deadline: dl */
         if (rc != 0) return rc;
     }
 }
@@ -482,7 +508,7 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
 }
 
 /* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
-static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
 {
     shmrpc__shm_chan *h = c->chan.head;
     for (;;) {
@@ -497,7 +523,7 @@ static int channel_ready(shm_conn *c, int64_t deadline, shmrpc_buf *err)
         }
         shmrpc__waiter w = {
             .opts = &c->wait, .check = client_check, .check_arg = c, .owner_lock = &h->lock};
-        int rc = shmrpc__wait_while(&h->state, st, deadline, &w);
+        int rc = shmrpc__wait_while(&h->state, st, shmrpc__deadline_at(dl, shmrpc__now_ns()), &w);
         if (rc == SHMRPC_ETIMEDOUT) {
             shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
             return rc;
@@ -510,12 +536,10 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err)
 {
     shm_conn *c = (shm_conn *)base;
-    int64_t now = shmrpc__now_ns();
-    int64_t deadline =
-        timeout_ms == SHMRPC_TIMEOUT_INFINITE || timeout_ms > (INT64_MAX - now) / 1000000
-            ? INT64_MAX
-            : now + timeout_ms * 1000000;
-    if (shmrpc__forks() != c->forks) {
+    /* The deadline is computed when something first waits: a call answered within the
+     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    if (self() != c->pid) {
         shmrpc__msg_set(err,
                         "a shm:// connection belongs to the process that opened it "
                         "(pid %" PRId32 "): connect again in this one",
@@ -533,14 +557,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     /* A slot taken from this connection while it was idle: nothing was sent yet, so
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
-    int rc = c->broken ? reconnect(c, deadline, err) : 0;
+    int rc = c->broken ? reconnect(c, shmrpc__deadline_at(&dl, shmrpc__now_ns()), err) : 0;
     if (rc != 0) return rc;
     if (req.len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
                         req.len, c->max_msg);
         return SHMRPC_ETOOBIG;
     }
-    rc = channel_ready(c, deadline, err);
+    rc = channel_ready(c, &dl, err);
     if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
         c->broken = true;
         shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
@@ -561,7 +585,8 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     if (atomic_load_explicit(&h->lock, memory_order_relaxed) != 0) atomic_store(&h->lock, 0);
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
-    atomic_store(&h->state.sleepers, 0);
+    if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
+        atomic_store(&h->state.sleepers, 0); /* only then: a locked store waits for the line */
     atomic_fetch_add(&c->ctl->awake, 1);
     atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
     atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
@@ -570,7 +595,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
 
     /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
      * sweep takes a dead client's share back by that. */
-    rc = await_answer(c, deadline);
+    rc = await_answer(c, &dl);
     if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
         atomic_fetch_sub(&c->ctl->awake, 1);
         return rc;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define SWEEP_EVERY_NS ((int64_t)1000 * 1000 * 1000)
+#define SWEEP_LOOK_NS ((int64_t)1000 * 1000) /* how often a busy worker looks at the due time */
 
 /* --- the method table in the control segment ------------------------------------------ */
 
@@ -346,6 +347,7 @@ typedef struct worker {
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
+    int64_t next_look_ns;   /* when to look whether a sweep is due next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
     shmrpc_ctx ctx;
@@ -730,10 +732,17 @@ static int worker_run(shm_listener *l, unsigned index)
             continue;
         }
         if (pumps) shmrpc__rdv_pump(l->rdv);
-        sweep(w);
-        if (shmrpc__now_ns() >= w->next_forget_ns) {
+        /* Whether a sweep is due is looked at once a millisecond at most: the due time
+         * shares a line with awake, which every call's client writes, and reading it after
+         * every call pulls that line away from the next one (issue 18). */
+        int64_t idle_ns = shmrpc__now_ns();
+        if (idle_ns >= w->next_look_ns) {
+            sweep(w);
+            w->next_look_ns = idle_ns + SWEEP_LOOK_NS;
+        }
+        if (idle_ns >= w->next_forget_ns) {
             forget_closed(w);
-            w->next_forget_ns = shmrpc__now_ns() + SWEEP_EVERY_NS;
+            w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
         }
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */

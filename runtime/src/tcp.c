@@ -26,6 +26,15 @@ static bool ms_to_ns(int64_t ms, int64_t dflt_ms, int64_t *ns)
     return true;
 }
 
+/* A TLS setting into its field of SHMRPC_TLS_PATH_MAX bytes; false when it does not fit. */
+static bool copy_text(char *to, const char *from)
+{
+    size_t n = from ? strlen(from) : 0;
+    if (n >= SHMRPC_TLS_PATH_MAX) return false;
+    memcpy(to, from ? from : "", n + 1);
+    return true;
+}
+
 int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
 {
     static const shmrpc_tcp_opts defaults;
@@ -43,7 +52,9 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
     if (!ms_to_ns(o->connect_timeout_ms, 5000, &cfg->connect_ns) ||
         !ms_to_ns(o->handshake_timeout_ms, 5000, &cfg->handshake_ns) ||
         !ms_to_ns(o->idle_timeout_ms, 300 * 1000, &cfg->idle_ns) ||
-        !ms_to_ns(o->progress_timeout_ms, 10 * 1000, &cfg->progress_ns))
+        !ms_to_ns(o->progress_timeout_ms, 10 * 1000, &cfg->progress_ns) ||
+        !ms_to_ns(o->probe_interval_ms, 100, &cfg->probe_ns) ||
+        !ms_to_ns(o->resolve_interval_ms, 30 * 1000, &cfg->resolve_ns))
         return SHMRPC_EINVAL;
     if (o->max_conns < 0 || o->max_conns > MAX_CONNS_LIMIT) return SHMRPC_EINVAL;
     cfg->max_conns = o->max_conns ? o->max_conns : 1024;
@@ -55,6 +66,15 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
         return SHMRPC_EINVAL;
     if (o->secret) memcpy(cfg->secret, o->secret, o->secret_len);
     cfg->secret_len = o->secret_len;
+    if (o->tls != SHMRPC_TLS_OFF && o->tls != SHMRPC_TLS_ON) return SHMRPC_EINVAL;
+    if (o->tls_verify < SHMRPC_TLS_VERIFY_AUTO || o->tls_verify > SHMRPC_TLS_VERIFY_OFF)
+        return SHMRPC_EINVAL;
+    if (o->tls_key && !o->tls_cert) return SHMRPC_EINVAL;
+    cfg->tls = o->tls;
+    cfg->tls_verify = o->tls_verify;
+    if (!copy_text(cfg->tls_cert, o->tls_cert) || !copy_text(cfg->tls_key, o->tls_key) ||
+        !copy_text(cfg->tls_ca, o->tls_ca) || !copy_text(cfg->tls_server_name, o->tls_server_name))
+        return SHMRPC_EINVAL;
     return 0;
 }
 

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport's client side: blocking-style calls over a non-blocking socket, every
- * wait bounded by one deadline; a broken connection is made again before a later call,
- * never to resend the one that failed. */
+ * wait bounded by one deadline. An address may list endpoints (and DNS names with several
+ * addresses): a call goes to the least loaded one that is not left out, and to another
+ * only when it never started where it went; a call that may have run is never resent. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,29 +18,42 @@
 
 #include "auth.h"
 #include "tcp_int.h"
+#include "tls.h"
 #include "wait.h"
 
+/* One endpoint of a client's address, and its connection (opened when a call first goes
+ * there). */
 typedef struct tcp_conn {
-    shmrpc__conn base;
     char where[ADDR_MAX];
     struct sockaddr_storage addr;
     socklen_t addr_len;
     const shmrpc_service_info *info;
     const shmrpc__client_cfg *cfg;
-    uint32_t *map;        /* the client's, refilled on every reconnect */
-    shmrpc__table *table; /* the server's, likewise */
+    uint32_t *map;        /* this endpoint's: client method id -> its server's id */
+    shmrpc__table *table; /* its server's table (own_table), refilled on every reconnect */
     pid_t pid;            /* the process that opened it */
     int fd;               /* -1 while broken */
+    shmrpc__io io;        /* fd's bytes, plain or TLS */
+    shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
     uint16_t comp;
     uint32_t threshold, peer_max;
     uint64_t next_id;    /* the last request's id */
     uint64_t answered;   /* the last request whose answer was read (or that failed) */
     int64_t answered_ns; /* when */
     int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
-    int64_t retry_ns, backoff_ns;
-    shmrpc_buf out, in; /* in: frames read, the one in hand first */
-    size_t used;        /* bytes of the frame in hand at the front of in, or 0 */
+    shmrpc_buf out, in;  /* in: frames read, the one in hand first */
+    size_t used;         /* bytes of the frame in hand at the front of in, or 0 */
     shmrpc_arena *arena;
+    /* Its place among the client's endpoints (tcp_pool): */
+    shmrpc__table own_table;
+    int entry;           /* the list entry it was resolved from */
+    bool seen;           /* found again by the latest resolution */
+    int outstanding;     /* calls in flight on it */
+    int fails;           /* failures in a row: its backoff */
+    int64_t eject_until; /* left out of the choice until then */
+    bool drained;        /* the last call read a DRAIN: its server takes no new call */
+    bool left;           /* the last call read an ERROR that closes the connection */
+    char why[200];       /* why it was last left out */
 } tcp_conn;
 
 /* Waits for events on fd until deadline (INT64_MAX: none); EINTR resumes with the time
@@ -62,7 +78,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 /* Lets go of a broken connection, and of what was read from it. */
 static void conn_break(tcp_conn *c)
 {
-    if (c->fd >= 0) close(c->fd);
+    if (c->fd >= 0) shmrpc__io_close(&c->io, true);
     c->fd = -1;
     shmrpc_buf_clear(&c->in);
     c->used = 0;
@@ -71,6 +87,11 @@ static void conn_break(tcp_conn *c)
 static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 {
     int e = errno;
+    if (c->io.failed) { /* TLS failed: OpenSSL says why (a certificate refused, say) */
+        int rc = shmrpc__io_error(&c->io, c->where, err);
+        conn_break(c);
+        return rc;
+    }
     conn_break(c);
     shmrpc__msg_set(err, "the connection to tcp://%s broke %s", c->where, what);
     if (e) shmrpc__msg_append(err, ": %s", strerror(e));
@@ -80,7 +101,7 @@ static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
 static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, shmrpc_buf *err)
 {
     while (n) {
-        ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = shmrpc__io_send(&c->io, p, n);
         if (k > 0) {
             p += k, n -= (size_t)k;
             continue;
@@ -146,12 +167,15 @@ static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
             shmrpc__msg_set(err, "the deadline passed waiting for tcp://%s", c->where);
             return SHMRPC_ETIMEDOUT;
         }
+        int flags = 0;
         if (exact || !recv_timeout(c, deadline)) {
-            int rc = wait_fd(c->fd, POLLIN, deadline); /* then recv finds what came */
-            if (rc == SHMRPC_ETIMEDOUT) continue;      /* said above */
+            flags = MSG_DONTWAIT; /* TLS may read more than poll saw */
+            /* TLS may hold what came already, where poll does not see it. */
+            int rc = shmrpc__io_pending(&c->io) ? 0 : wait_fd(c->fd, POLLIN, deadline);
+            if (rc == SHMRPC_ETIMEDOUT) continue; /* said above */
             if (rc) return broken(c, err, "while receiving");
         }
-        ssize_t k = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, flags);
         if (k > 0) {
             c->in.len += (size_t)k;
             continue;
@@ -227,6 +251,7 @@ static int connect_socket(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", c->where);
     c->fd = fd;
+    shmrpc__io_init(&c->io, fd);
     c->rcvtimeo_ms = -1;
     shmrpc__tcp_set_nodelay(fd);
     if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0) goto connected;
@@ -248,6 +273,26 @@ failed:
 connected: /* from now on receives block (see fill) and sends do not (MSG_DONTWAIT) */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return 0;
+}
+
+/* TLS's handshake over the connected socket, within deadline. The server's certificate
+ * is checked here; whether it accepts ours, a TLS 1.3 client learns at its first read
+ * (broken() then says why). */
+static int tls_handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int rc = shmrpc__io_tls(&c->io, c->tls);
+    while (rc == 0) {
+        int step = shmrpc__io_handshake(&c->io);
+        if (step == 0) return 0;
+        if (step < 0) return shmrpc__io_error(&c->io, c->where, err);
+        rc = wait_fd(c->fd, step == 1 ? POLLIN : POLLOUT, deadline);
+        if (rc == SHMRPC_ETIMEDOUT)
+            shmrpc__msg_set(err, "the TLS handshake with tcp://%s did not end in time", c->where);
+        else if (rc)
+            shmrpc__msg_set(err, "the TLS handshake with tcp://%s broke: %s", c->where,
+                            shmrpc_strerror(rc));
+    }
+    return rc;
 }
 
 /* With a shared secret: sends the client's proof and checks the server's. hello and ack
@@ -349,28 +394,9 @@ static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     if (deadline > limit) deadline = limit;
     c->comp = 0;
     int rc = connect_socket(c, deadline, err);
+    if (rc == 0 && c->tls) rc = tls_handshake(c, deadline, err);
     if (rc == 0) rc = handshake(c, deadline, err);
     if (rc) conn_break(c);
-    return rc;
-}
-
-/* After the connection broke, a later call connects again (never the failed call: it is
- * not sent twice), no more often than a jittered backoff that doubles up to a second. */
-static int reconnect(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
-{
-    int64_t now = shmrpc__now_ns();
-    if (now < c->retry_ns) {
-        shmrpc__msg_set(err, "the connection to tcp://%s broke; trying again shortly", c->where);
-        return SHMRPC_EUNAVAIL;
-    }
-    int rc = attach(c, deadline, err);
-    if (rc == 0) {
-        c->backoff_ns = 0;
-        return 0;
-    }
-    c->backoff_ns = c->backoff_ns ? c->backoff_ns * 2 : 10 * NS_PER_MS;
-    if (c->backoff_ns > NS_PER_S) c->backoff_ns = NS_PER_S;
-    c->retry_ns = now + c->backoff_ns / 2 + (int64_t)((uint64_t)now % (uint64_t)c->backoff_ns);
     return rc;
 }
 
@@ -415,8 +441,18 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
             continue;
         }
         if (h.kind == SHMRPC__KIND_PONG) continue;
+        /* The server ran no request it read after the DRAIN, and answered the ones it ran
+         * before it: this call did not run there. */
+        if (h.kind == SHMRPC__KIND_DRAIN) {
+            c->drained = true;
+            conn_break(c);
+            shmrpc__msg_set(err, "tcp://%s is draining (its server stops): the call did not run",
+                            c->where);
+            return SHMRPC_EUNAVAIL;
+        }
         if (h.kind == SHMRPC__KIND_ERROR && h.request_id == 0) { /* the server leaves */
             rc = error_frame(c, err);
+            c->left = true; /* answers to what it ran come before this: ours did not */
             conn_break(c);
             if (rc == SHMRPC_ETIMEDOUT) { /* its timeout, not the call's deadline */
                 char why[160];
@@ -448,85 +484,684 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
     }
 }
 
-/* Between calls with no answer outstanding the server has nothing to say: anything
- * readable is its close (an idle timeout, a restart), so a new connection is made before
- * the request is sent rather than failing a call the server never saw. Calls that follow
- * an answer within a millisecond skip the look (a system call): a server that closed in
- * that millisecond fails the call with SHMRPC_EUNAVAIL, which is never resent. */
+/* --- endpoints ------------------------------------------------------------------------ */
+
+/* An entry of the address's list, as written: a host (a numeric address or a DNS name)
+ * and a port. */
+typedef struct tcp_entry {
+    char host[256];
+    char port[6];
+    bool numeric;
+} tcp_entry;
+
+/* The connection a client holds: its endpoints, each with a connection of its own. */
+typedef struct tcp_pool {
+    shmrpc__conn base;
+    const shmrpc_service_info *info;
+    const shmrpc__client_cfg *cfg;
+    uint32_t *map;        /* the client's: that of the endpoint connected last */
+    shmrpc__table *table; /* likewise */
+    pid_t pid;            /* the process that opened it */
+    char *list;           /* WHERE as given, for messages */
+    tcp_entry entries[SHMRPC_TCP_MAX_ENDPOINTS];
+    int n_entries;
+    bool names;                /* some entry is a DNS name */
+    bool resolve_due;          /* an endpoint failed: resolve again soon */
+    int64_t resolved_ns;       /* when the names were last resolved */
+    struct tcp_lookup *lookup; /* a round of resolving them, under way */
+    tcp_conn *eps[SHMRPC_TCP_MAX_ENDPOINTS];
+    int n_eps;
+    unsigned cursor; /* where the next choice starts among equals (round robin) */
+    shmrpc_buf why;  /* the reasons of a call's failed tries */
+    /* The first failure to make an endpoint's TLS context (a file that cannot be read, a
+     * CA store that cannot be loaded): connect fails with it; a later round of resolving
+     * leaves such an endpoint out. */
+    int tls_rc;
+    shmrpc_buf tls_why;
+} tcp_pool;
+
+static void ep_free(tcp_conn *c)
+{
+    if (c->pid == getpid())
+        conn_break(c);
+    else if (c->fd >= 0) /* the parent's socket stays open (and its TLS unclosed) there */
+        shmrpc__io_close(&c->io, false);
+    shmrpc__tls_free(c->tls);
+    shmrpc_buf_destroy(&c->out);
+    shmrpc_buf_destroy(&c->in);
+    shmrpc_arena_free(c->arena);
+    shmrpc_arena_free(c->own_table.arena);
+    free(c->map);
+    free(c);
+}
+
+static tcp_conn *ep_new(tcp_pool *p, int entry, const struct sockaddr *sa, socklen_t len)
+{
+    tcp_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->fd = -1;
+    c->pid = p->pid;
+    c->info = p->info;
+    c->cfg = p->cfg;
+    c->entry = entry;
+    c->seen = true;
+    shmrpc_buf_init(&c->out);
+    shmrpc_buf_init(&c->in);
+    c->map = calloc(p->info->n_methods ? p->info->n_methods : 1, sizeof *c->map);
+    c->table = &c->own_table;
+    c->own_table.arena = shmrpc_arena_new(0);
+    c->arena = shmrpc_arena_new(0);
+    if (!c->map || !c->own_table.arena || !c->arena) {
+        ep_free(c);
+        return NULL;
+    }
+    shmrpc_arena_set_limit(c->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
+    memcpy(&c->addr, sa, len);
+    c->addr_len = len;
+    /* Named as written; an address found through a DNS name also by what it resolved to. */
+    const tcp_entry *e = &p->entries[entry];
+    bool v6 = strchr(e->host, ':') != NULL;
+    if (e->numeric) {
+        snprintf(c->where, sizeof c->where, v6 ? "[%s]:%s" : "%s:%s", e->host, e->port);
+    } else {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        const void *in = sa->sa_family == AF_INET
+                             ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                             : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+        inet_ntop(sa->sa_family, in, ip, sizeof ip);
+        snprintf(c->where, sizeof c->where, "%s:%s (%s)", e->host, e->port, ip);
+    }
+    /* TLS per endpoint: its certificate must name the entry as written (unless the options
+     * name the server), and whether it is checked depends on its address (loopback). */
+    if (p->cfg->tcp.tls) {
+        char name[ADDR_MAX];
+        snprintf(name, sizeof name, v6 ? "[%s]:%s" : "%s:%s", e->host, e->port);
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        int rc = shmrpc__tls_client_new(&p->cfg->tcp, name, shmrpc__tcp_is_loopback(&c->addr),
+                                        &c->tls, &err);
+        if (rc != 0 && p->tls_rc == 0) {
+            p->tls_rc = rc;
+            shmrpc__msg_set(&p->tls_why, "%s", shmrpc__msg_get(&err));
+        }
+        shmrpc_buf_destroy(&err);
+        if (rc != 0) {
+            ep_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static bool same_addr(const tcp_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+    return c->addr_len == len && memcmp(&c->addr, sa, len) == 0;
+}
+
+/* One round of resolving the DNS names of a list, asked of glibc's resolver without
+ * waiting (getaddrinfo_a): a call never waits for DNS (it applies a round once done), and
+ * a connect waits for one at most its connect timeout. It holds copies of what it asks, so
+ * that a request that cannot be cancelled may outlive the client (see lookup_free). */
+typedef struct tcp_lookup {
+    int n;
+    int entry[SHMRPC_TCP_MAX_ENDPOINTS];
+    char host[SHMRPC_TCP_MAX_ENDPOINTS][256];
+    char port[SHMRPC_TCP_MAX_ENDPOINTS][6];
+    struct addrinfo hints;
+    struct gaicb cb[SHMRPC_TCP_MAX_ENDPOINTS];
+    struct gaicb *list[SHMRPC_TCP_MAX_ENDPOINTS];
+} tcp_lookup;
+
+static tcp_lookup *lookup_start(const tcp_pool *p)
+{
+    tcp_lookup *lk = calloc(1, sizeof *lk);
+    if (!lk) return NULL;
+    lk->hints = (struct addrinfo){
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    for (int e = 0; e < p->n_entries; e++) {
+        if (p->entries[e].numeric) continue;
+        int k = lk->n++;
+        lk->entry[k] = e;
+        memcpy(lk->host[k], p->entries[e].host, sizeof lk->host[k]);
+        memcpy(lk->port[k], p->entries[e].port, sizeof lk->port[k]);
+        lk->cb[k] = (struct gaicb){
+            .ar_name = lk->host[k], .ar_service = lk->port[k], .ar_request = &lk->hints};
+        lk->list[k] = &lk->cb[k];
+    }
+    /* A request it could not queue reads as done with no result (its gaicb is zeroed). */
+    if (getaddrinfo_a(GAI_NOWAIT, lk->list, lk->n, NULL) != 0) {
+        /* the requests' own statuses say which ones run */
+    }
+    return lk;
+}
+
+static bool lookup_done(tcp_lookup *lk)
+{
+    for (int k = 0; k < lk->n; k++)
+        if (gai_error(&lk->cb[k]) == EAI_INPROGRESS) return false;
+    return true;
+}
+
+/* Waits until the round is done or deadline passes. */
+static void lookup_wait(tcp_lookup *lk, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - shmrpc__now_ns();
+        if (lookup_done(lk) || left <= 0) return;
+        struct timespec ts = {(time_t)(left / NS_PER_S), (long)(left % NS_PER_S)};
+        gai_suspend((const struct gaicb *const *)lk->list, lk->n, &ts);
+    }
+}
+
+/* Frees a round and its results. A request still running is cancelled; one that cannot be
+ * (a resolver thread has it) is left to finish on its own, and its round is not freed: a
+ * leak of one round, for as long as the resolver's own timeouts, is the price of never
+ * waiting for it. */
+static void lookup_free(tcp_lookup *lk)
+{
+    bool running = false;
+    for (int k = 0; k < lk->n; k++)
+        if (gai_error(&lk->cb[k]) == EAI_INPROGRESS && gai_cancel(&lk->cb[k]) == EAI_NOTCANCELED)
+            running = true;
+    if (running) return;
+    for (int k = 0; k < lk->n; k++)
+        if (lk->cb[k].ar_result) freeaddrinfo(lk->cb[k].ar_result);
+    free(lk);
+}
+
+/* Adds an endpoint for each address of entry e in ai that it has not, and marks those it
+ * has as seen. */
+static void add_addrs(tcp_pool *p, int e, const struct addrinfo *ai)
+{
+    for (const struct addrinfo *a = ai; a; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
+        tcp_conn *found = NULL;
+        for (int i = 0; i < p->n_eps && !found; i++)
+            if (same_addr(p->eps[i], a->ai_addr, a->ai_addrlen)) found = p->eps[i];
+        if (found) {
+            found->seen = true;
+        } else if (p->n_eps < SHMRPC_TCP_MAX_ENDPOINTS) {
+            tcp_conn *c = ep_new(p, e, a->ai_addr, a->ai_addrlen);
+            if (c) p->eps[p->n_eps++] = c;
+        }
+    }
+}
+
+/* Keeps one endpoint per address of every entry, up to SHMRPC_TCP_MAX_ENDPOINTS: numeric
+ * entries are resolved here (never asking DNS), names from the round lk (NULL: none).
+ * Endpoints found again keep their connections, those no longer found are dropped, and an
+ * entry that failed to resolve keeps what it had. 0 when at least one endpoint is left;
+ * else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with the resolver's message. */
+static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
+{
+    int rc = SHMRPC_EUNAVAIL;
+    shmrpc__msg_clear(err);
+    for (int i = 0; i < p->n_eps; i++)
+        p->eps[i]->seen = false;
+    for (int e = 0, k = 0; e < p->n_entries; e++) {
+        const tcp_entry *en = &p->entries[e];
+        struct addrinfo *ai = NULL;
+        int g;
+        if (en->numeric) {
+            struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                     .ai_socktype = SOCK_STREAM,
+                                     .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+            g = getaddrinfo(en->host, en->port, &hints, &ai);
+        } else {
+            g = lk && k < lk->n ? gai_error(&lk->cb[k]) : EAI_AGAIN;
+            ai = lk && k < lk->n && g == 0 ? lk->cb[k].ar_result : NULL;
+            k++;
+        }
+        if (g == 0 && ai) {
+            add_addrs(p, e, ai);
+        } else {
+            for (int i = 0; i < p->n_eps; i++)
+                if (p->eps[i]->entry == e) p->eps[i]->seen = true;
+            if (g == EAI_INPROGRESS)
+                shmrpc__msg_set(err, "cannot resolve '%s': no answer within the connect timeout",
+                                en->host);
+            else
+                shmrpc__msg_set(err, "cannot resolve '%s': %s", en->host,
+                                g == EAI_SYSTEM ? strerror(errno)
+                                : g             ? gai_strerror(g)
+                                                : "no address");
+            if (g == EAI_NONAME) rc = SHMRPC_ENOENT;
+        }
+        if (en->numeric && ai) freeaddrinfo(ai);
+    }
+    for (int i = p->n_eps; i-- > 0;) {
+        if (p->eps[i]->seen) continue;
+        ep_free(p->eps[i]);
+        memmove(&p->eps[i], &p->eps[i + 1], (size_t)(p->n_eps - i - 1) * sizeof p->eps[0]);
+        p->n_eps--;
+    }
+    p->resolved_ns = shmrpc__now_ns();
+    if (p->n_eps > 0) return 0;
+    if (!shmrpc__msg_get(err)[0]) shmrpc__msg_set(err, "tcp://%s has no address", p->list);
+    return rc;
+}
+
+/* The first resolution, at connect: DNS names within the connect timeout. */
+static int resolve(tcp_pool *p, shmrpc_buf *err)
+{
+    tcp_lookup *lk = p->names ? lookup_start(p) : NULL;
+    if (p->names && !lk) return SHMRPC_ENOMEM;
+    if (lk) lookup_wait(lk, shmrpc__now_ns() + p->cfg->tcp.connect_ns);
+    int rc = apply(p, lk, err);
+    if (lk) lookup_free(lk);
+    return rc;
+}
+
+/* Names are resolved again every resolve_interval_ms, and after an endpoint failed at most
+ * once a second, in the background: a round is started by one call and applied by the
+ * first call that finds it done (a failed resolution keeps the endpoints it had). */
+static void maybe_resolve(tcp_pool *p, int64_t now, shmrpc_buf *scratch)
+{
+    if (!p->names) return;
+    if (p->lookup) {
+        if (!lookup_done(p->lookup)) return;
+        apply(p, p->lookup, scratch);
+        lookup_free(p->lookup);
+        p->lookup = NULL;
+        return;
+    }
+    int64_t next = p->resolved_ns + p->cfg->tcp.resolve_ns;
+    if (p->resolve_due && p->resolved_ns + NS_PER_S < next) next = p->resolved_ns + NS_PER_S;
+    if (now < next) return;
+    p->resolve_due = false;
+    p->lookup = lookup_start(p);
+    p->resolved_ns = now; /* a round that cannot start is tried again an interval later */
+}
+
+/* --- the address: tcp://ENTRY[,ENTRY...] ---------------------------------------------------- */
+
+static int entry_error(shmrpc_buf *err, const char *list, int i, size_t n, const char *e,
+                       const char *why)
+{
+    shmrpc__msg_set(err, "malformed address 'tcp://%s': entry %d ('%.*s') %s", list, i, (int)n, e,
+                    why);
+    return SHMRPC_EINVAL;
+}
+
+/* One entry, n bytes at e: HOST:PORT, [V6]:PORT, PORT alone (127.0.0.1), or HOST alone
+ * when the .svc has a port. */
+static int parse_entry(const char *list, int i, const char *e, size_t n,
+                       const shmrpc_service_info *info, tcp_entry *out, shmrpc_buf *err)
+{
+    const char *host = e, *port = NULL;
+    size_t hn = n, pn = 0;
+    if (n == 0) {
+        shmrpc__msg_set(err, "malformed address 'tcp://%s': entry %d is empty", list, i);
+        return SHMRPC_EINVAL;
+    }
+    const char *colon = memchr(e, ':', n);
+    if (e[0] == '[') {
+        const char *close = memchr(e, ']', n);
+        if (!close) return entry_error(err, list, i, n, e, "has no ']' after its IPv6 address");
+        host = e + 1;
+        hn = (size_t)(close - e - 1);
+        size_t rest = n - (size_t)(close - e) - 1;
+        if (rest && close[1] != ':')
+            return entry_error(err, list, i, n, e, "has something other than :PORT after ']'");
+        if (rest) port = close + 2, pn = rest - 1;
+    } else if (colon) {
+        if (memchr(colon + 1, ':', n - (size_t)(colon - e) - 1))
+            return entry_error(err, list, i, n, e,
+                               "is an IPv6 address without brackets: write [ADDRESS]:PORT");
+        hn = (size_t)(colon - e);
+        port = colon + 1;
+        pn = n - hn - 1;
+    } else if (strspn(e, "0123456789") >= n) { /* a port alone */
+        hn = 0;
+        port = e;
+        pn = n;
+    }
+    char num[16];
+    if (!port || pn == 0) {
+        if (!info || info->port == 0)
+            return entry_error(err, list, i, n, e,
+                               "names no port, and the service's .svc has no `port`: write "
+                               "HOST:PORT");
+        snprintf(num, sizeof num, "%u", (unsigned)info->port);
+        port = num;
+        pn = strlen(num);
+    }
+    unsigned long v = 0;
+    bool digits = pn <= 5;
+    for (size_t k = 0; k < pn && digits; k++) {
+        digits = port[k] >= '0' && port[k] <= '9';
+        v = v * 10 + (unsigned long)(port[k] - '0');
+    }
+    if (!digits || v == 0 || v > 65535)
+        return entry_error(err, list, i, n, e, "has a port that is not a number from 1 to 65535");
+    if (hn >= sizeof out->host)
+        return entry_error(err, list, i, n, e, "has a host name longer than 255 bytes");
+    if (hn == 0) host = "127.0.0.1", hn = strlen(host);
+    memcpy(out->host, host, hn);
+    out->host[hn] = '\0';
+    snprintf(out->port, sizeof out->port, "%lu", v);
+    unsigned char buf[sizeof(struct in6_addr)];
+    out->numeric =
+        inet_pton(AF_INET, out->host, buf) == 1 || inet_pton(AF_INET6, out->host, buf) == 1;
+    if (!out->numeric && e[0] == '[')
+        return entry_error(err, list, i, n, e, "has brackets around something not an IPv6 address");
+    return 0;
+}
+
+static int parse_list(tcp_pool *p, const char *where, shmrpc_buf *err)
+{
+    int n = 1;
+    for (const char *s = where; *s; s++)
+        n += *s == ',';
+    if (n > SHMRPC_TCP_MAX_ENDPOINTS) {
+        shmrpc__msg_set(err,
+                        "malformed address 'tcp://%s': %d entries, and a list may have at most %d",
+                        where, n, SHMRPC_TCP_MAX_ENDPOINTS);
+        return SHMRPC_EINVAL;
+    }
+    const char *e = where;
+    for (int i = 0; i < n; i++) {
+        const char *end = strchr(e, ',');
+        size_t len = end ? (size_t)(end - e) : strlen(e);
+        int rc = parse_entry(where, i + 1, e, len, p->info, &p->entries[i], err);
+        if (rc) return rc;
+        p->names |= !p->entries[i].numeric;
+        e += len + 1;
+    }
+    p->n_entries = n;
+    return 0;
+}
+
+/* --- choosing an endpoint ----------------------------------------------------------------- */
+
+/* The endpoint for the next try: of those neither left out nor tried by this call (bits of
+ * tried), the one with the fewest calls in flight, the first from the cursor among equals,
+ * so that a client with one call at a time goes round them. NULL when none is left. */
+static tcp_conn *pick(tcp_pool *p, int64_t now, uint64_t tried, int *index)
+{
+    tcp_conn *best = NULL;
+    for (int k = 0; k < p->n_eps; k++) {
+        int i = (int)((p->cursor + (unsigned)k) % (unsigned)p->n_eps);
+        tcp_conn *c = p->eps[i];
+        if ((tried >> i & 1) || now < c->eject_until) continue;
+        if (!best || c->outstanding < best->outstanding) best = c, *index = i;
+    }
+    if (best) p->cursor = (unsigned)*index + 1;
+    return best;
+}
+
+/* Leaves c out of the choice for the probe interval, doubled per failure in a row up to 16
+ * times, with jitter (half to one and a half of it); after that a call tries it again. */
+static void eject(tcp_pool *p, tcp_conn *c, int64_t now, const shmrpc_buf *err)
+{
+    int64_t base = p->cfg->tcp.probe_ns, b = base << (c->fails < 4 ? c->fails : 4);
+    c->fails++;
+    c->eject_until = now + b / 2 + (int64_t)((uint64_t)now % (uint64_t)b);
+    snprintf(c->why, sizeof c->why, "%s", shmrpc__msg_get(err));
+    p->resolve_due = true;
+}
+
+/* Between calls with no answer outstanding the server has nothing to say but a DRAIN:
+ * anything else readable is its close (an idle timeout, a restart), so a new connection is
+ * made before the request is sent rather than failing a call the server never saw. Calls
+ * that follow an answer within a millisecond skip the look (a system call): a server that
+ * closed in that millisecond fails the call with SHMRPC_EPEERDIED, which is never resent;
+ * one that drains answers the request with its DRAIN, and the call goes elsewhere. */
 #define SERVER_LEFT_AFTER_NS NS_PER_MS
 
 static bool server_left(const tcp_conn *c, int64_t now)
 {
     if (now - c->answered_ns < SERVER_LEFT_AFTER_NS) return false;
+    if (shmrpc__io_pending(&c->io)) return true;
     struct pollfd p = {.fd = c->fd, .events = POLLIN};
     return poll(&p, 1, 0) != 0;
 }
 
-static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
-                    int64_t timeout_ms, shmrpc_buf *err)
+/* The server sent something while no call was outstanding: a DRAIN (read within a bounded
+ * wait, as the rest of a frame may still come), or its close. The connection is let go. */
+static void look_at_close(tcp_conn *c, shmrpc_buf *scratch)
 {
-    tcp_conn *c = (tcp_conn *)base;
-    if (getpid() != c->pid) {
-        shmrpc__msg_set(err, "this connection belongs to process %d", (int)c->pid);
-        return SHMRPC_EINVAL;
-    }
+    shmrpc__frame_hdr h;
+    int64_t deadline = shmrpc__now_ns() + 10 * NS_PER_MS;
+    if (read_frame(c, SHMRPC__WIRE_MAX_ERRMSG + 64, &h, deadline, scratch) == 0 &&
+        h.kind == SHMRPC__KIND_DRAIN)
+        c->drained = true;
+    conn_break(c);
+}
+
+enum { FATE_DONE, FATE_NOT_RUN };
+
+/* One try of a call on c: connects first when c has no connection (bounded by limit as
+ * well as the deadline). FATE_NOT_RUN when the call cannot have run there (no connection,
+ * a request not written whole, a DRAIN or a closing ERROR read before its answer): then
+ * a try of another endpoint may follow. Else
+ * FATE_DONE with the call's status: a connection that broke after the whole request was
+ * written fails it with SHMRPC_EPEERDIED, since it may have run. */
+static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_bytes req,
+                   shmrpc_buf *resp, int64_t deadline, int64_t limit, int *fate, shmrpc_buf *err)
+{
     int64_t now = shmrpc__now_ns();
-    bool forever = timeout_ms < 0 || timeout_ms > (INT64_MAX - now) / NS_PER_MS;
-    int64_t deadline = forever ? INT64_MAX : now + timeout_ms * NS_PER_MS;
-    if (c->fd >= 0 && c->answered == c->next_id && server_left(c, now)) conn_break(c);
-    int rc = c->fd < 0 ? reconnect(c, deadline, err) : 0;
+    *fate = FATE_NOT_RUN;
+    c->drained = c->left = false;
+    bool health = sid == SHMRPC_HEALTH_METHOD_ID;
+    if (c->fd >= 0 && c->answered == c->next_id && server_left(c, now)) look_at_close(c, err);
+    if (c->drained && health) { /* the server this client was connected to stops */
+        *fate = FATE_DONE;
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
+    if (c->fd < 0) {
+        bool drained = c->drained;
+        int rc = attach(c, deadline < limit ? deadline : limit, err);
+        if (rc == SHMRPC_EUNAVAIL && drained) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+            shmrpc__msg_set(err,
+                            "tcp://%s is draining (its server stops), and connecting again "
+                            "failed: %s",
+                            c->where, why);
+        }
+        if (rc == SHMRPC_ETIMEDOUT && shmrpc__now_ns() >= deadline) *fate = FATE_DONE;
+        if (rc) {
+            eject(p, c, now, err);
+            return rc;
+        }
+        c->drained = false;
+        /* The client's table is that of the server it connected to last. */
+        memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
+        rc = shmrpc__table_keep(p->table, &c->table->info);
+        if (rc) {
+            *fate = FATE_DONE;
+            return rc;
+        }
+    }
+    uint32_t esid = j >= 0 ? c->map[j] : sid;
     uint64_t id = ++c->next_id;
-    if (rc == 0) rc = send_request(c, sid, id, req, deadline, err);
-    if (rc == 0) rc = await_answer(c, sid, id, resp, deadline, err);
+    int rc = send_request(c, esid, id, req, deadline, err);
+    bool sent = rc == 0;
+    if (sent) rc = await_answer(c, esid, id, resp, deadline, err);
     if (rc != SHMRPC_ETIMEDOUT) {
         c->answered = id;
         c->answered_ns = shmrpc__now_ns();
     }
     consume(c);
+    if (rc == 0) {
+        c->fails = 0;
+        *fate = FATE_DONE;
+        return 0;
+    }
+    if (c->drained && health) {
+        *fate = FATE_DONE;
+        shmrpc_buf_clear(resp);
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
+    if (c->drained || c->left || (!sent && rc == SHMRPC_EUNAVAIL && c->fd < 0)) return rc;
+    *fate = FATE_DONE;
+    if (sent && rc == SHMRPC_EUNAVAIL && c->fd < 0) {
+        /* Not left out: the next call connects again, and only a failed connect (the
+         * server is gone, not just one of its workers) leaves it out. */
+        shmrpc__msg_append(err, "; the request had been sent, so the call may have run (it is "
+                                "not sent again)");
+        p->resolve_due = true;
+        return SHMRPC_EPEERDIED;
+    }
     return rc;
+}
+
+/* Why a call found no endpoint to try: each endpoint left out, and for how long. */
+static void left_out(tcp_pool *p, int64_t now, shmrpc_buf *why)
+{
+    for (int i = 0; i < p->n_eps; i++) {
+        const tcp_conn *c = p->eps[i];
+        if (now >= c->eject_until) continue;
+        shmrpc__msg_append(why, "%stcp://%s is left out for %" PRId64 " ms more (%s)",
+                           shmrpc__msg_get(why)[0] ? "; " : "", c->where,
+                           (c->eject_until - now + NS_PER_MS - 1) / NS_PER_MS, c->why);
+    }
+}
+
+static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    if (getpid() != p->pid) {
+        shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
+        return SHMRPC_EINVAL;
+    }
+    int64_t now = shmrpc__now_ns();
+    bool forever = timeout_ms < 0 || timeout_ms > (INT64_MAX - now) / NS_PER_MS;
+    int64_t deadline = forever ? INT64_MAX : now + timeout_ms * NS_PER_MS;
+    /* The client's method id: each endpoint maps it to its own server's id. */
+    int64_t j = -1;
+    for (uint32_t i = 0; sid != SHMRPC_HEALTH_METHOD_ID && i < p->info->n_methods; i++)
+        if (p->map[i] == sid) {
+            j = i;
+            break;
+        }
+    maybe_resolve(p, now, err);
+    uint64_t tried = 0;
+    int status = 0, tries = 0;
+    shmrpc_buf_clear(&p->why);
+    for (; tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS; tries++) {
+        int i = 0;
+        tcp_conn *c = pick(p, now, tried, &i);
+        if (!c) break;
+        /* A try of an endpoint that failed before gets half of the time left, when others
+         * could take the call. */
+        int64_t limit = now + c->cfg->tcp.connect_ns;
+        if (c->fails && p->n_eps > 1 && deadline != INT64_MAX) {
+            int64_t half = now + (deadline - now) / 2;
+            if (half < limit) limit = half;
+        }
+        int fate;
+        c->outstanding++;
+        int rc = attempt(p, c, j, sid, req, resp, deadline, limit, &fate, err);
+        c->outstanding--;
+        if (fate == FATE_DONE) return rc;
+        /* An endpoint is tried once per call: a connection found closed or drained before
+         * the request was sent is made again within the try (attempt), as it always was,
+         * but a call is never sent over a second new connection to the same endpoint. */
+        tried |= (uint64_t)1 << i;
+        if (status == 0 || status == SHMRPC_EUNAVAIL) status = rc;
+        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                           shmrpc__msg_get(err));
+        shmrpc_buf_clear(resp);
+        now = shmrpc__now_ns();
+        if (now >= deadline) {
+            shmrpc__msg_set(err,
+                            "the deadline passed before an endpoint took the call, which did "
+                            "not run: %s",
+                            shmrpc__msg_get(&p->why));
+            return SHMRPC_ETIMEDOUT;
+        }
+    }
+    if (tries == 1 && p->n_eps == 1) { /* as a single address always said it */
+        shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
+        return status;
+    }
+    left_out(p, now, &p->why);
+    if (tries == 0 && p->n_eps == 1) {
+        shmrpc__msg_set(err, "%s: the call was not sent", shmrpc__msg_get(&p->why));
+        return SHMRPC_EUNAVAIL;
+    }
+    shmrpc__msg_set(err, "no endpoint of tcp://%s took the call, which did not run: %s", p->list,
+                    shmrpc__msg_get(&p->why));
+    return status ? status : SHMRPC_EUNAVAIL;
 }
 
 static void tcp_conn_close(shmrpc__conn *base)
 {
-    tcp_conn *c = (tcp_conn *)base;
-    if (c->pid == getpid())
-        conn_break(c);
-    else if (c->fd >= 0)
-        close(c->fd); /* the parent's socket stays open in the parent */
-    shmrpc_buf_destroy(&c->out);
-    shmrpc_buf_destroy(&c->in);
-    shmrpc_arena_free(c->arena);
-    free(c);
+    tcp_pool *p = (tcp_pool *)base;
+    for (int i = 0; i < p->n_eps; i++)
+        ep_free(p->eps[i]);
+    if (p->lookup) lookup_free(p->lookup);
+    shmrpc_buf_destroy(&p->why);
+    shmrpc_buf_destroy(&p->tls_why);
+    free(p->list);
+    free(p);
 }
 
 static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call, .close = tcp_conn_close};
 
+/* Parses and resolves the list, then connects to endpoints in the order calls would choose
+ * them until one takes the connection: its table is the client's. The others connect when
+ * a call first goes to them. */
 int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,
                         const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
                         shmrpc__conn **out, shmrpc_buf *err)
 {
-    tcp_conn *c = calloc(1, sizeof *c);
-    if (!c) return SHMRPC_ENOMEM;
-    c->base.ops = &tcp_conn_ops;
-    c->fd = -1;
-    c->pid = getpid();
-    c->info = info;
-    c->cfg = cfg;
-    c->map = map;
-    c->table = table;
-    shmrpc_buf_init(&c->out);
-    shmrpc_buf_init(&c->in);
-    c->arena = shmrpc_arena_new(0);
-    int rc = c->arena ? shmrpc__tcp_parse_addr(where, &c->addr, &c->addr_len, err) : SHMRPC_ENOMEM;
-    if (rc == 0) {
-        snprintf(c->where, sizeof c->where, "%s", where);
-        shmrpc_arena_set_limit(c->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
-        rc = attach(c, INT64_MAX, err);
+    tcp_pool *p = calloc(1, sizeof *p);
+    if (!p) return SHMRPC_ENOMEM;
+    p->base.ops = &tcp_conn_ops;
+    p->pid = getpid();
+    p->info = info;
+    p->cfg = cfg;
+    p->map = map;
+    p->table = table;
+    shmrpc_buf_init(&p->why);
+    shmrpc_buf_init(&p->tls_why);
+    p->list = strdup(where);
+    int rc = p->list ? parse_list(p, where, err) : SHMRPC_ENOMEM;
+    if (rc == 0) rc = resolve(p, err);
+    if (p->tls_rc != 0) {
+        rc = p->tls_rc;
+        shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->tls_why));
+    }
+    int tries = 0, status = 0;
+    uint64_t tried = 0;
+    while (rc == 0) {
+        int i = 0;
+        int64_t now = shmrpc__now_ns();
+        tcp_conn *c = pick(p, now, tried, &i);
+        if (!c) {
+            rc = status;
+            if (tries > 1) {
+                shmrpc__msg_set(err, "no endpoint of tcp://%s could be connected: %s", p->list,
+                                shmrpc__msg_get(&p->why));
+            } else {
+                shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
+            }
+            break;
+        }
+        tries++;
+        tried |= (uint64_t)1 << i;
+        int arc = attach(c, INT64_MAX, err);
+        if (arc == 0) {
+            memcpy(map, c->map, (info->n_methods ? info->n_methods : 1) * sizeof *map);
+            rc = shmrpc__table_keep(table, &c->table->info);
+            p->cursor = (unsigned)i; /* the first call goes where the table came from */
+            break;
+        }
+        eject(p, c, now, err);
+        if (status == 0 || status == SHMRPC_EUNAVAIL) status = arc;
+        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                           shmrpc__msg_get(err));
     }
     if (rc) {
-        tcp_conn_close(&c->base);
+        tcp_conn_close(&p->base);
         return rc;
     }
-    *out = &c->base;
+    *out = &p->base;
     return 0;
 }

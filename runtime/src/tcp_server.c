@@ -26,6 +26,7 @@
 #include "crew.h"
 #include "stats.h"
 #include "tcp_int.h"
+#include "tls.h"
 #include "wait.h"
 
 #define SWEEP_MS 200
@@ -37,6 +38,12 @@
  * frame is done. Above the 64 KiB calls of the benchmark, whose buffers are 128 KiB. */
 #define KEEP_BYTES ((size_t)256 << 10)
 #define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
+/* A draining worker (docs/wire.md, "Drain") closes a connection once its client closed it,
+ * or once nothing came from it for DRAIN_QUIET_MS after the DRAIN (a request that crossed
+ * the DRAIN on the wire comes within a round trip), and stops after DRAIN_MAX_MS whatever
+ * is left: well inside the 2 s its manager gives it before SIGKILL (crew.c). */
+#define DRAIN_QUIET_MS 100
+#define DRAIN_MAX_MS 1000
 
 /* How loaded each worker is, in memory the manager shares with its workers: the manager
  * hands a new connection to the worker with the least. A worker writes its own fields;
@@ -59,6 +66,7 @@ typedef struct tcp_listener {
     shmrpc__listener base;
     shmrpc_server *server;
     shmrpc__tcp_cfg cfg; /* resolved from the server's opts */
+    shmrpc__tls *tls;    /* its certificate: it serves TLS only; NULL: plain */
     char where[ADDR_MAX];
     int fd;           /* the listening socket, non-blocking */
     int lock;         /* the instance lock: an abstract unix socket named after the port */
@@ -82,11 +90,14 @@ enum { P_HELLO, P_AUTH, P_READY };
  * connection holds is one frame in and one out. */
 typedef struct peer {
     int fd;
+    shmrpc__io io; /* fd's bytes, plain or TLS */
     uint8_t state; /* P_HELLO, P_AUTH (the client's proof is due), P_READY: requests may come */
     bool closing;  /* close once out is flushed */
     bool have_hdr; /* hdr holds the frame being read */
     uint16_t comp; /* agreed in the handshake */
     uint32_t threshold, peer_max;
+    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN) */
+    int64_t drain_ns; /* draining: when the DRAIN went into out, or the last frame after it */
     shmrpc__frame_hdr hdr;
     shmrpc_buf in;                      /* the frame being read: header, then body */
     shmrpc_buf out;                     /* frames to send */
@@ -119,6 +130,8 @@ typedef struct worker {
     size_t req_charged;        /* bytes of the budget held for req (a decompressed body) */
     int64_t log_ns;            /* when the last limit line was logged */
     unsigned log_dropped;      /* lines not logged since (at most one a second) */
+    bool draining;             /* told to stop: takes no new call (drain_begin) */
+    int64_t drain_end;         /* when it stops draining whatever is left */
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -240,7 +253,7 @@ static void peer_free(worker *w, peer *p)
     atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
     budget_charge(w, p->charged, 0);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
-    close(p->fd);
+    shmrpc__io_close(&p->io, true);
     shmrpc_buf_destroy(&p->in);
     shmrpc_buf_destroy(&p->out);
     for (int i = 0; i < w->n_peers; i++) {
@@ -262,7 +275,7 @@ static size_t out_left(const peer *p)
 static bool peer_flush(worker *w, peer *p)
 {
     while (out_left(p)) {
-        ssize_t n = send(p->fd, p->out.data + p->out_off, out_left(p), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = shmrpc__io_send(&p->io, p->out.data + p->out_off, out_left(p));
         if (n > 0) {
             p->out_off += (size_t)n;
             continue;
@@ -322,6 +335,7 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
         p->comp = ack.compression;
         p->threshold = ack.threshold;
         p->peer_max = hello.max_msg;
+        p->proto = ack.proto;
         if (cfg->secret_len) {
             size_t hdr = at + SHMRPC__FRAME_HDR_SIZE;
             shmrpc__auth_proofs(cfg, body, shmrpc_bytes_of(p->out.data + hdr, p->out.len - hdr),
@@ -363,6 +377,16 @@ static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t b
 static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     const tcp_listener *l = w->l;
+    /* A request read after the DRAIN is not run: its client reads the DRAIN first and
+     * sends the call elsewhere; this answer is for a client that does not. */
+    if (w->draining) {
+        char msg[ADDR_MAX + 64];
+        snprintf(msg, sizeof msg, "tcp://%s is draining (its server stops): the call was not run",
+                 l->where);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EUNAVAIL, msg);
+        p->drain_ns = shmrpc__now_ns();
+        return;
+    }
     /* No call runs while answers of earlier ones fill the budget (their clients do not
      * read them): its answer, of a size known only once it ran, would add to them. */
     if (budget_used(l) > l->cfg.budget) {
@@ -559,7 +583,7 @@ static int read_frame(worker *w, peer *p)
         if (p->refused) { /* skipping a refused body, into the room in hand */
             if (p->skip == 0) return 1;
             size_t room = p->in.cap - p->in.len < p->skip ? p->in.cap - p->in.len : p->skip;
-            ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+            ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
             if (n < 0 && errno == EINTR) continue;
             if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
             if (n == 0) return -1; /* gone in the middle of the frame: nothing to answer */
@@ -585,7 +609,7 @@ static int read_frame(worker *w, peer *p)
         if (p->have_hdr && p->in.len >= need) return 1;
         size_t room = need - p->in.len + READ_AHEAD;
         if (shmrpc__buf_grow(&p->in, room)) return -1;
-        ssize_t n = recv(p->fd, p->in.data + p->in.len, room, MSG_DONTWAIT);
+        ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
         if (n == 0) return peer_eof(w, p);
@@ -624,6 +648,7 @@ static void peer_read(worker *w, peer *p)
     while (!p->closing && out_left(p) == 0) {
         int rc = read_frame(w, p);
         if (rc < 0) {
+            if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
             peer_drop(p);
             return;
         }
@@ -639,7 +664,8 @@ static void peer_read(worker *w, peer *p)
             return;
         }
         if (out_left(p)) p->frame_ns = shmrpc__now_ns();
-        if (p->in.len == 0) return; /* level-triggered epoll says when more comes */
+        /* Level-triggered epoll says when more comes, but not of what TLS holds. */
+        if (p->in.len == 0 && !shmrpc__io_pending(&p->io)) return;
     }
 }
 
@@ -673,7 +699,7 @@ static void peer_event(worker *w, peer *p, uint32_t events)
         if (out_left(p) == 0) p->last_ns = shmrpc__now_ns();
     }
     bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-    if (out_left(p) == 0 && (readable || p->in.len)) peer_read(w, p);
+    if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
     peer_settle(w, p);
 }
 
@@ -794,6 +820,13 @@ static void add_peer(worker *w, int fd)
         return;
     }
     p->fd = fd;
+    shmrpc__io_init(&p->io, fd);
+    if (w->l->tls && shmrpc__io_tls(&p->io, w->l->tls) != 0) {
+        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        close(fd);
+        free(p);
+        return;
+    }
     p->bucket = bucket;
     memcpy(p->from, from, sizeof p->from);
     shmrpc_buf_init(&p->in);
@@ -804,7 +837,7 @@ static void add_peer(worker *w, int fd)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
         atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
-        close(fd);
+        shmrpc__io_close(&p->io, false);
         free(p);
         return;
     }
@@ -980,7 +1013,7 @@ static int worker_init(worker *w, tcp_listener *l, int index)
  * two (on loopback, a fifth of a call's system calls). NULL otherwise. */
 static peer *hot_peer(const worker *w)
 {
-    if (w->n_peers != 1) return NULL;
+    if (w->n_peers != 1 || w->draining) return NULL;
     peer *p = w->peers[0];
     if (p->state != P_READY || p->closing || p->in.len || out_left(p) || p->have_hdr) return NULL;
     return p;
@@ -996,7 +1029,7 @@ static bool hot_wait(worker *w, peer *p)
         p->hot = true;
     }
     if (shmrpc__buf_grow(&p->in, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD)) return false;
-    ssize_t n = recv(p->fd, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
+    ssize_t n = shmrpc__io_recv(&p->io, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
     if (n < 0) return false; /* the timeout, or a signal */
     if (n > 0) {
         p->in.len = (size_t)n;
@@ -1004,6 +1037,51 @@ static bool hot_wait(worker *w, peer *p)
     }
     peer_event(w, p, EPOLLIN); /* n == 0: it reads the end of the stream again */
     return true;
+}
+
+/* Told to stop (docs/wire.md, "Drain"): the worker takes no new connection, and tells
+ * each client of revision 2, after the answer of the call it ran (if still unsent), that
+ * it takes no new call; a request that crossed the DRAIN is answered "not run". A
+ * connection still in its handshake is refused, and one of revision 1 closes once its
+ * answer is sent, as before. drain_step then closes each connection as it quiets. */
+static void drain_begin(worker *w)
+{
+    int64_t now = shmrpc__now_ns();
+    w->draining = true;
+    w->drain_end = now + DRAIN_MAX_MS * NS_PER_MS;
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, w->source, NULL);
+    if (w->index < 0 && w->l->fd >= 0) { /* serving in place: a connect is refused from now */
+        close(w->l->fd);
+        w->l->fd = -1;
+    }
+    for (int i = w->n_peers; i-- > 0;) {
+        peer *p = w->peers[i];
+        if (p->closing) continue;
+        if (p->state == P_READY && p->proto >= 2) {
+            size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_DRAIN, 0, 0, 0);
+            shmrpc__frame_end(&p->out, at);
+            p->drain_ns = now;
+        } else if (p->state != P_READY) {
+            peer_refuse(p, SHMRPC_EUNAVAIL, "the server is stopping");
+        } else {
+            p->closing = true;
+        }
+        peer_settle(w, p);
+    }
+}
+
+/* Closes the draining connections that have quieted: their client closed them (the read
+ * saw it), or sent nothing for DRAIN_QUIET_MS since the DRAIN. One in the middle of a
+ * frame is left to its progress deadline (sweep). */
+static void drain_step(worker *w, int64_t now)
+{
+    for (int i = w->n_peers; i-- > 0;) {
+        peer *p = w->peers[i];
+        if (out_left(p) || p->in.len || p->have_hdr || p->refused) continue;
+        if (now - p->drain_ns < DRAIN_QUIET_MS * NS_PER_MS) continue;
+        shutdown(p->fd, SHUT_WR);
+        peer_free(w, p);
+    }
 }
 
 /* Serves connections until stopped: worker index of the crew, or in place (-1). A forked
@@ -1022,10 +1100,16 @@ static int worker_run(tcp_listener *l, int index)
     sigprocmask(SIG_BLOCK, forked ? &block : NULL, &open);
     sigdelset(&open, SIGTERM);
     int64_t next_sweep = 0, next_look = 0, next_term = 0;
-    while (rc == 0 && !stopping(w)) {
+    while (rc == 0) {
+        if (!w->draining && stopping(w)) drain_begin(w);
+        if (w->draining) {
+            int64_t now = shmrpc__now_ns();
+            drain_step(w, now);
+            if (w->n_peers == 0 || now >= w->drain_end) break;
+        }
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
-        int timeout = SWEEP_MS;
+        int timeout = w->draining ? 10 : SWEEP_MS;
         peer *hot = hot_peer(w);
         if (hot) {
             int64_t now = shmrpc__now_ns();
@@ -1166,6 +1250,15 @@ static void hand_out(void *arg)
     }
 }
 
+/* The manager, told to stop, closes its listening socket first: a client's connect is
+ * refused at once (and tried elsewhere) rather than left in the backlog until the end. */
+static void crew_stopping(void *arg)
+{
+    tcp_listener *l = arg;
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+}
+
 /* Before worker i first starts: its socket pair, which then lives as long as the manager. */
 static int crew_prepare(void *arg, int i)
 {
@@ -1189,7 +1282,8 @@ static int manage(tcp_listener *l, int n)
                              .arg = l,
                              .run = crew_run,
                              .prepare = crew_prepare,
-                             .reaped = crew_reaped};
+                             .reaped = crew_reaped,
+                             .stopping = crew_stopping};
     int rc = shmrpc__crew_manage(&l->crew);
     for (int i = 0; i < MAX_WORKERS; i++) {
         for (int j = 0; j < 2; j++) {
@@ -1246,6 +1340,7 @@ static void tcp_listener_close(shmrpc__listener *base)
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
     if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
     shmrpc__auth_wipe(&l->cfg, sizeof l->cfg);
+    shmrpc__tls_free(l->tls);
     free(l);
 }
 
@@ -1332,13 +1427,17 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
         l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
     /* The server's opts passed this at shmrpc_server_new (shmrpc__tcp_transport.check_opts). */
     rc = shmrpc__tcp_cfg_init(&l->cfg, &shmrpc__server_opts(s)->tcp);
-    if (rc == 0 && !shmrpc__tcp_is_loopback(&ss) && !l->cfg.secret_len) {
+    /* Clients are authenticated by the shared secret, or by their certificates (mutual
+     * TLS). */
+    bool mutual = l->cfg.tls_cert[0] && l->cfg.tls_ca[0];
+    if (rc == 0 && !shmrpc__tcp_is_loopback(&ss) && !l->cfg.secret_len && !mutual) {
         shmrpc__msg_set(err,
                         "binding tcp://%s, which is not a loopback address, needs a shared "
-                        "secret (shmrpc_tcp_opts.secret)",
+                        "secret (shmrpc_tcp_opts.secret) or mutual TLS (tls_cert and tls_ca)",
                         where);
         rc = SHMRPC_EPERM;
     }
+    if (rc == 0 && l->cfg.tls_cert[0]) rc = shmrpc__tls_server_new(&l->cfg, &l->tls, err);
     if (rc == 0) rc = lock_port(l, &ss, err);
     if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)

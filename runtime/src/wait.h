@@ -41,6 +41,18 @@ typedef struct shmrpc__presence {
 typedef int (*shmrpc__wait_check)(void *arg);
 #define SHMRPC__CHECK_NS ((int64_t)20 * 1000 * 1000)
 
+/* A call's deadline, computed at the first clock read of its wait rather than before it,
+ * so that a call answered within the first turns of its spin reads no clock for it (a
+ * read costs 20-50 ns here, a third of a one-line handoff; issue 18): at, or 0 until
+ * then; and the timeout that it then adds (ms; SHMRPC_TIMEOUT_INFINITE (-1): none). */
+typedef struct shmrpc__deadline {
+    int64_t at;
+    int64_t timeout_ms;
+} shmrpc__deadline;
+
+/* d->at, computed from now and d->timeout_ms first if it is not yet. */
+int64_t shmrpc__deadline_at(shmrpc__deadline *d, int64_t now);
+
 typedef struct shmrpc__waiter {
     const shmrpc_wait_opts *opts;
     const shmrpc__presence *peer; /* the process that will change the word, or NULL */
@@ -75,6 +87,9 @@ typedef struct shmrpc__waiter {
      * of with the word unchanged, the check runs at once; if it finds nothing wrong (the
      * lock was not held, or a bad write let it go), the wait sleeps on the word again. */
     _Atomic uint32_t *owner_lock;
+    /* The wait's deadline, computed at its first clock read, or NULL: then the deadline
+     * given to shmrpc__wait_while is ignored. */
+    shmrpc__deadline *lazy;
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */

@@ -51,7 +51,8 @@
 /* The manager's command line, built once per service; the count it starts with is
  * rewritten before each start. */
 struct sup_module {
-    char **argv; /* shmrpc-service --module-host NAME MODULE WORKERS SHM TCP SECRET ARG... */
+    char **argv; /* shmrpc-service --module-host NAME MODULE WORKERS SHM TCP SECRET TLS_CERT
+                  * TLS_KEY TLS_CA ARG... */
     char shm[96];
     char tcp[96]; /* tcp://HOST:PORT, or "" without TCP */
     char workers[16];
@@ -152,7 +153,7 @@ int sup_module_init(sup_service *s)
     struct sup_module *m = calloc(1, sizeof *m);
     if (!m) return SHMRPC_ENOMEM;
     s->module = m;
-    m->argv = calloc(9 + (size_t)cfg->module_argc, sizeof *m->argv);
+    m->argv = calloc(12 + (size_t)cfg->module_argc, sizeof *m->argv);
     if (!m->argv) return SHMRPC_ENOMEM;
     snprintf(m->shm, sizeof m->shm, "shm://%s", cfg->shm_name ? cfg->shm_name : "");
     tcp_address(cfg, m->tcp, sizeof m->tcp);
@@ -165,6 +166,9 @@ int sup_module_init(sup_service *s)
     m->argv[a++] = m->shm;
     m->argv[a++] = m->tcp[0] ? m->tcp : NONE_ARG;
     m->argv[a++] = m->tcp[0] && cfg->s.secret_file ? cfg->s.secret_file : NONE_ARG;
+    char *tls[3] = {cfg->s.tls_cert_file, cfg->s.tls_key_file, cfg->s.tls_ca_file};
+    for (int i = 0; i < 3; i++)
+        m->argv[a++] = m->tcp[0] && tls[i] ? tls[i] : NONE_ARG;
     for (int i = 0; i < cfg->module_argc; i++)
         m->argv[a++] = cfg->module_args[i];
     m->argv[a] = NULL;
@@ -282,12 +286,16 @@ static void block(int how, bool with_child)
 }
 
 /* Listens at addr and serves with workers until stopped; 0, or 1 after saying why. With a
- * secret_file (not "-"), TCP clients must prove its secret. */
+ * secret_file (not "-"), TCP clients must prove its secret; tls (NULL for shm://) holds
+ * the TLS certificate, key and CA files, each "-" when not set. */
 static int serve(const char *name, const shmrpc_module *m, void *user, const char *addr,
-                 const char *secret_file, long workers, const char *how)
+                 const char *secret_file, char *const *tls, long workers, const char *how)
 {
     shmrpc_server_opts o;
     shmrpc_server_opts_init(&o);
+    const char **tls_opt[3] = {&o.tcp.tls_cert, &o.tcp.tls_key, &o.tcp.tls_ca};
+    for (int i = 0; tls && i < 3; i++)
+        *tls_opt[i] = strcmp(tls[i], NONE_ARG) != 0 ? tls[i] : NULL;
     unsigned char secret[SHMRPC_SECRET_MAX];
     int rc = 0;
     if (strcmp(secret_file, NONE_ARG) != 0) {
@@ -359,14 +367,15 @@ static int wait_peer(void)
 
 int sup_module_host_main(int argc, char **argv)
 {
-    if (argc < 8) {
+    if (argc < 11) {
         fprintf(stderr, "usage: shmrpc-service " SUP_MODULE_HOST_ARG
-                        " NAME MODULE WORKERS SHM_ADDRESS TCP_ADDRESS|- SECRET_FILE|- [ARG...] "
-                        "(run by shmrpc-service itself)\n");
+                        " NAME MODULE WORKERS SHM_ADDRESS TCP_ADDRESS|- SECRET_FILE|- "
+                        "TLS_CERT|- TLS_KEY|- TLS_CA|- [ARG...] (run by shmrpc-service itself)\n");
         return 2;
     }
     const char *name = argv[2], *path = argv[3], *shm = argv[5], *tcp = argv[6];
     const char *secret_file = argv[7];
+    char *const *tls = argv + 8;
     char *end;
     long workers = strtol(argv[4], &end, 10);
     if (*end || workers < 1) workers = 1;
@@ -401,15 +410,15 @@ int sup_module_host_main(int argc, char **argv)
     void *user = NULL;
     if (m->init) {
         /* argv[0] is the service's name, then module_args; NULL-terminated as main's. */
-        int init_argc = 1 + (argc - 8);
+        int init_argc = 1 + (argc - 11);
         char **init_argv = calloc((size_t)init_argc + 1, sizeof *init_argv);
         if (!init_argv) {
             fprintf(stderr, "%s: out of memory\n", name);
             return 1;
         }
         init_argv[0] = (char *)name;
-        for (int i = 8; i < argc; i++)
-            init_argv[i - 7] = argv[i];
+        for (int i = 11; i < argc; i++)
+            init_argv[i - 10] = argv[i];
         int r = m->init(&user, init_argc, init_argv);
         free(init_argv);
         if (r != 0) {
@@ -443,7 +452,7 @@ int sup_module_host_main(int argc, char **argv)
             block(SIG_UNBLOCK, true);
             char also[96];
             snprintf(also, sizeof also, "forked by pid %d after its init", (int)leader);
-            int rc = serve(name, m, user, tcp, secret_file, workers, also);
+            int rc = serve(name, m, user, tcp, secret_file, tls, workers, also);
             /* init's data and fini belong to the first manager: nothing more runs here. */
             _exit(rc);
         }
@@ -452,7 +461,7 @@ int sup_module_host_main(int argc, char **argv)
         sigaction(SIGCHLD, &child, NULL);
         block(SIG_UNBLOCK, true);
     }
-    int rc = serve(name, m, user, shm, NONE_ARG, workers, how);
+    int rc = serve(name, m, user, shm, NONE_ARG, NULL, workers, how);
     if (two) {
         block(SIG_BLOCK, true);
         bool crashed = peer_ended && !stop_asked; /* the TCP manager ended first */

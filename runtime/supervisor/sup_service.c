@@ -233,8 +233,11 @@ static void address(const sup_service *s, char *out, size_t cap)
 
 /* Does addr answer? A client with an empty method table connects to anything that
  * serves the address, so this checks that the server is there and takes connections
- * without knowing its .svc. TCP clients prove the secret of secret_file (NULL: none). */
-static bool answers_at(const char *addr, const char *secret_file)
+ * without knowing its .svc. TCP clients prove the secret of secret_file (NULL: none), and
+ * speak TLS to a service with a certificate (set, the settings of the service; NULL for
+ * shm://): the probe does not check the certificate of its own child, and with mutual
+ * TLS shows the service's own certificate as its client's (docs/service-ini.md). */
+static bool answers_at(const char *addr, const char *secret_file, const cfg_settings *set)
 {
     static const shmrpc_service_info probe = {
         .magic = SHMRPC_SERVICE_MAGIC,
@@ -244,6 +247,14 @@ static bool answers_at(const char *addr, const char *secret_file)
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.connect_timeout_ms = PROBE_TIMEOUT_MS;
+    if (set && set->tls_cert_file) {
+        o.tcp.tls = SHMRPC_TLS_ON;
+        o.tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+        if (set->tls_ca_file) {
+            o.tcp.tls_cert = set->tls_cert_file;
+            o.tcp.tls_key = set->tls_key_file;
+        }
+    }
     unsigned char secret[SHMRPC_SECRET_MAX];
     if (secret_file) {
         /* Why it fails, the manager says in the service's log. */
@@ -265,9 +276,9 @@ static bool answers(const sup_service *s)
 {
     char addr[96];
     address(s, addr, sizeof addr);
-    if (!answers_at(addr, NULL)) return false;
+    if (!answers_at(addr, NULL, NULL)) return false;
     const char *tcp = sup_module_tcp(s);
-    return !tcp || answers_at(tcp, s->cfg->s.secret_file);
+    return !tcp || answers_at(tcp, s->cfg->s.secret_file, &s->cfg->s);
 }
 
 static void describe(int status, char *out, size_t cap)

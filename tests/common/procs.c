@@ -2,8 +2,10 @@
 /* Processes for the transport tests (see procs.h). */
 #include "procs.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,4 +94,19 @@ bool test_stop_server(pid_t pid)
     kill(pid, SIGTERM);
     int status = test_reap(pid, 5000);
     return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+int test_shm_segments(const char *addr)
+{
+    if (strncmp(addr, "shm://", 6) != 0) return 0;
+    char prefix[128];
+    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + 6);
+    DIR *d = opendir("/dev/shm");
+    int count = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
+            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
+            count++;
+    if (d) closedir(d);
+    return count;
 }

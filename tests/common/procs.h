@@ -45,4 +45,8 @@ int test_scale_server(pid_t pid, int workers);
 /* SIGTERM, then up to five seconds: true when it exited with status 0. */
 bool test_stop_server(pid_t pid);
 
+/* How many segments of the shm:// service at addr are in /dev/shm (its control segment,
+ * and anything else named shmrpc:NAME:...); 0 for another transport's address. Tests
+ * check it is 0 after a server stopped: nothing left behind. */
+int test_shm_segments(const char *addr);
 #endif

@@ -289,17 +289,7 @@ static int setup_inproc(void **state)
 /* Segments of the current shm:// address left in /dev/shm. */
 static int leftovers(void)
 {
-    if (strncmp(addr, "shm://", 6) != 0) return 0;
-    char prefix[80];
-    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + 6);
-    DIR *d = opendir("/dev/shm");
-    int count = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
-            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
-            count++;
-    if (d) closedir(d);
-    return count;
+    return test_shm_segments(addr);
 }
 
 /* Also after a failed test: the clients freed and the server stopped before the check. */

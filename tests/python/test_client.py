@@ -153,6 +153,14 @@ def test_options(echo, tmp_path):
             shmrpc.connect(echo.address, secret_file=str(secret), timeout=2)
     with pytest.raises(shmrpc.Error, match="secret_file"):
         shmrpc.connect(echo.address, secret_file=str(tmp_path / "missing"))
+    if echo.address.startswith("tcp://"):
+        # TLS to a plain server fails at once, saying so; a CA file that is not there is
+        # named (docs/wire.md, "TLS").
+        with pytest.raises(shmrpc.Error, match="does not speak TLS") as e:
+            shmrpc.connect(echo.address, tls=True, timeout=2)
+        assert e.value.status_name == "SHMRPC_EPROTO"
+        with pytest.raises(shmrpc.Error, match="cannot read the TLS CA file"):
+            shmrpc.connect(echo.address, tls_ca=str(tmp_path / "missing.pem"), timeout=2)
 
 
 def test_threads_share_a_client(echo):

@@ -1743,6 +1743,63 @@ static void roles_taken_from_the_dead(void **state)
     shmrpc_queue_close(q);
 }
 
+/* Pushes a, b, c and d as one batch on a single producer's queue and exits holding the
+ * role (no close). */
+static int push_run_and_die(void *arg)
+{
+    const char *name = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
+    shmrpc_queue_msg m[4] = {{"a", 0, 1}, {"b", 0, 1}, {"c", 0, 1}, {"d", 0, 1}};
+    size_t done = 0;
+    if (shmrpc_queue_push_batch(q, m, 4, &done, 1000) != 0 || done != 4) return 11;
+    _exit(0);
+}
+
+/* A single producer publishes a batch's run (COMMITTED, in order) before it moves the tail
+ * once: one killed between the two leaves several committed messages at the tail (written
+ * by hand: the tail of a dead holder's four set back to 2, so that c and d are committed
+ * ahead of it). Its successor moves the tail past all of them before it pushes: nothing
+ * committed is written over, and everything comes out once and in order. */
+static void dead_producer_run_kept(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadsprun");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, true, true);
+    assert_int_equal(test_kid_reap(spawn(push_run_and_die, (void *)name), 10000), 0);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    /* tail at 64: {message 2, byte 128} (each message takes 64 bytes of the arena). */
+    _Atomic uint64_t *tail = (_Atomic uint64_t *)((char *)p + 64);
+    assert_int_equal(atomic_load(tail), (uint64_t)256 << 32 | 4);
+    atomic_store(tail, (uint64_t)128 << 32 | 2);
+    assert_int_equal(shmrpc_queue_push(q, "e", 1, 0), 0);
+    const char *want = "abcde";
+    for (int i = 0; i < 5; i++) {
+        char buf[8];
+        size_t len = 0;
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 1);
+        assert_int_equal(buf[0], want[i]);
+    }
+    char buf[8];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.pushed, 5);
+    assert_int_equal(st.popped, 5);
+    assert_int_equal(st.depth, 0);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
 /* One producer and one consumer at a time on a queue with both roles, SIGKILLed at random
  * and replaced (the replacement takes the role over). */
 static void spsc_kill_at_random(void **state)
@@ -2018,6 +2075,7 @@ int main(void)
         T(broadcast_kill_at_random),
         T(roles_are_leases),
         T(roles_taken_from_the_dead),
+        T(dead_producer_run_kept),
         T(spsc_kill_at_random),
         T(spsc_idle_waiters_sleep),
         T(spsc_sleepers_woken),

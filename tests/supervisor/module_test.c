@@ -646,6 +646,64 @@ static void module_tcp(void **state)
     assert_false(sup_segment_named(stats));
 }
 
+/* service.ini's TLS keys reach the module's TCP manager: with tls_cert_file and
+ * tls_ca_file (mutual TLS, made in the test's folder by the openssl program), the
+ * supervisor's own probe gets in (the service runs), a TLS client with a certificate of
+ * the CA calls, a plain client and a TLS client without a certificate are refused. */
+static void module_tls(void **state)
+{
+    fixture *f = *state;
+    int port = test_free_port();
+    assert_true(port > 0);
+    f->tcp_port = port;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && timeout 60 sh -c 'K=\"-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes\";"
+             " openssl req -x509 $K -keyout ca.key -out ca.pem -days 1 -subj /CN=ca &&"
+             " printf \"subjectAltName=IP:127.0.0.1\\n\" > san.ext &&"
+             " openssl req $K -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 &&"
+             " openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+             " -out srv.pem -days 1 -extfile san.ext' >/dev/null 2>&1",
+             f->dir);
+    assert_int_equal(system(cmd), 0);
+    char ini[1024], tcp[64];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nmin_proc_num = 1\nmax_proc_num = 1\n\n"
+             "[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\ntls_cert_file = srv.pem\n"
+             "tls_key_file = srv.key\ntls_ca_file = ca.pem\n",
+             ECHO_MODULE, f->shm, port);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    if (wait_running(f, "echo", 10000) <= 0)
+        fail_msg("echo did not run; echo.log:\n%s", sup_slurp(f->dir, "logs/echo.log"));
+    char ca[128], cert[128], key[128];
+    snprintf(ca, sizeof ca, "%s/ca.pem", f->dir);
+    snprintf(cert, sizeof cert, "%s/srv.pem", f->dir); /* signed by the CA: good as a client's */
+    snprintf(key, sizeof key, "%s/srv.key", f->dir);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.tls = SHMRPC_TLS_ON;
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON;
+    o.tcp.tls_ca = ca;
+    o.tcp.tls_cert = cert;
+    o.tcp.tls_key = key;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Echo_service_info, &o, tcp, &rc);
+    if (rc) fail_msg("connect %s over TLS: %s: %s", tcp, shmrpc_strerror(rc), shmrpc_errmsg());
+    int64_t sum = 0;
+    assert_int_equal(echo_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    o.tcp.tls_cert = o.tcp.tls_key = NULL;
+    c = test_connect(&Echo_service_info, &o, tcp, &rc);
+    assert_int_equal(rc, SHMRPC_EPERM);
+    shmrpc_client_free(c);
+    c = test_connect(&Echo_service_info, NULL, tcp, &rc);
+    assert_int_equal(rc, SHMRPC_EPROTO);
+    shmrpc_client_free(c);
+    stops_clean(f);
+}
+
 /* GET path from the page at 127.0.0.1:port: the body, or "" (a static buffer); every read
  * bounded by 5 s. */
 static const char *http_get(int port, const char *path)
@@ -791,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_svc_port, setup, teardown),
         cmocka_unit_test_setup_teardown(module_args_reach_init, setup, teardown),
         cmocka_unit_test_setup_teardown(module_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(module_two_addresses_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(helper_not_a_worker, setup, teardown),
     };

@@ -39,7 +39,7 @@ static void raw_hdr(uint8_t out[24], uint32_t magic, uint8_t version, uint8_t ki
 
 #define M SHMRPC__FRAME_MAGIC
 #define V SHMRPC__FRAME_VERSION
-enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH };
+enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN };
 
 typedef struct hdr_case {
     const char *name;
@@ -66,7 +66,7 @@ static const hdr_case hdr_cases[] = {
     {"version 0", 24, M, 0, REQ, 0, 1, 1, 10, 0, SHMRPC_EVERSION,
      "frame version 0; this side speaks version 1"},
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
-    {"kind 9", 24, M, V, 9, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 9"},
+    {"kind 10", 24, M, V, 10, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 10"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
     {"unknown flag", 24, M, V, REQ, 0x0004, 1, 1, 10, 3, SHMRPC_EPROTO,
      "unknown flag bits 0x0004 in a REQUEST frame"},
@@ -104,6 +104,12 @@ static const hdr_case hdr_cases[] = {
      "AUTH frame has a method or request id"},
     {"auth compressed", 24, M, V, AUTH, 1, 0, 0, 32, 1, SHMRPC_EPROTO,
      "AUTH frame has a compression flag"},
+    {"drain with body", 24, M, V, DRAIN, 0, 0, 0, 1, 0, SHMRPC_EPROTO,
+     "DRAIN frame has a body of 1 bytes (it has none)"},
+    {"drain with request id", 24, M, V, DRAIN, 0, 0, 7, 0, 0, SHMRPC_EPROTO,
+     "DRAIN frame has a method or request id"},
+    {"drain compressed", 24, M, V, DRAIN, 1, 0, 0, 0, 1, SHMRPC_EPROTO,
+     "DRAIN frame has a compression flag"},
     {"length 2^32-1", 24, M, V, REQ, 0, 1, 1, UINT32_MAX, 0, SHMRPC_ETOOBIG,
      "REQUEST frame body of 4294967295 bytes is above the maximum of 1000"},
     {"just above the maximum", 24, M, V, RESP, 0, 1, 1, MAX_BODY + 1, 0, SHMRPC_ETOOBIG,
@@ -517,7 +523,7 @@ static void handshake_round_trip(void **state)
                                          a, &got, &err),
                      0);
     assert_same_info(&got.info, &hello.info);
-    assert_int_equal(got.proto, 1);
+    assert_int_equal(got.proto, SHMRPC__WIRE_PROTO);
     assert_int_equal(got.compression, 3);
     assert_int_equal(got.threshold, 100);
     assert_int_equal(got.max_msg, 1 << 20);
@@ -561,10 +567,10 @@ static void handshake_round_trip(void **state)
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose snappy compression, which the client did not offer");
     got_ack.compression = 0;
-    got_ack.proto = 2;
+    got_ack.proto = 3;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 2; the client offered 1 to 1");
+                        "the server chose protocol revision 3; the client offered 1 to 2");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

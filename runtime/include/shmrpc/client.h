@@ -53,7 +53,11 @@ void shmrpc_client_free(shmrpc_client *c);
  * have methods the client lacks. A connected client drops its connection first. Over
  * shm:// and tcp://, a call after the server went away connects again by itself (with a
  * jittered backoff, checking the table again); the call that failed is never resent.
- * A connection belongs to the process that opened it. Failures:
+ * A tcp:// address may list endpoints and DNS names ("tcp://h1:5555,h2:5555", at most
+ * SHMRPC_TCP_MAX_ENDPOINTS): connect succeeds when one of them answers, each call goes to
+ * the least loaded endpoint, and a call that never started moves to another within its
+ * deadline, while one that may have run fails with SHMRPC_EPEERDIED (docs/wire.md,
+ * "Endpoint lists"). A connection belongs to the process that opened it. Failures:
  * SHMRPC_EINVAL (malformed address, unknown or not yet available transport),
  * SHMRPC_EUNAVAIL (nobody serves addr), SHMRPC_EMISMATCH. */
 int shmrpc_client_connect(shmrpc_client *c, const char *addr);

@@ -42,7 +42,7 @@ enum {
     SHMRPC_EMISMATCH = -8,   /* client and server were built from different .svc files */
     SHMRPC_ECLOSED = -9,     /* the handle or connection is closed */
     SHMRPC_EUNAVAIL = -10,   /* the server is not there, or went away */
-    SHMRPC_EPEERDIED = -11,  /* the peer died during the call */
+    SHMRPC_EPEERDIED = -11,  /* the peer died during the call: it may have run */
     SHMRPC_EVERSION = -12,   /* a descriptor or peer of another version */
     SHMRPC_EBUSY = -13,      /* already in use, e.g. a second server for one address */
     SHMRPC_EPERM = -14,      /* not allowed */

@@ -18,9 +18,29 @@ extern "C" {
 #define SHMRPC_COMPRESS_ZLIB 0x2u
 #define SHMRPC_COMPRESS_NONE 0x8000u /* no compression at all */
 
+/* The most endpoints a client's address may list (tcp://H1:P,H2:P,...), and the most
+ * addresses it keeps from resolving them (docs/wire.md, "Endpoint lists"). */
+#define SHMRPC_TCP_MAX_ENDPOINTS 64
+
 /* A shared secret is 16 to 256 bytes. */
 #define SHMRPC_SECRET_MIN 16
 #define SHMRPC_SECRET_MAX 256
+
+/* shmrpc_tcp_opts.tls, a client's choice (a server uses TLS when it has tls_cert). */
+#define SHMRPC_TLS_OFF 0 /* plain TCP */
+#define SHMRPC_TLS_ON 1  /* TLS 1.3 */
+
+/* shmrpc_tcp_opts.tls_verify, how a TLS client checks the server's certificate. */
+#define SHMRPC_TLS_VERIFY_AUTO                                                                     \
+    0 /* checked unless the address is loopback and no tls_ca                                      \
+       * is given */
+#define SHMRPC_TLS_VERIFY_ON                                                                       \
+    1                           /* always checked: it chains to tls_ca (or the system's            \
+                                 * store) and names the host (or tls_server_name) */
+#define SHMRPC_TLS_VERIFY_OFF 2 /* never: the link is encrypted, but to anyone */
+
+/* A path or server name given for TLS is at most this many bytes. */
+#define SHMRPC_TLS_PATH_MAX 1024
 
 /* Zero in any field means its default. */
 typedef struct shmrpc_tcp_opts {
@@ -28,6 +48,13 @@ typedef struct shmrpc_tcp_opts {
                                    * that a client offers none to a loopback address */
     uint32_t compress_threshold;  /* smallest message compressed; 0: 4096 bytes */
     int64_t connect_timeout_ms;   /* client: connect and handshake; 0: 5 s */
+    int64_t probe_interval_ms;    /* client: an endpoint that failed is left out of the
+                                   * choice for about this long (with jitter), doubled
+                                   * after each failure in a row up to 16 times it, then
+                                   * tried again by a call; 0: 100 ms */
+    int64_t resolve_interval_ms;  /* client: how often the DNS names of its address are
+                                   * resolved again (and after an endpoint failed, at most
+                                   * once a second); 0: 30 s */
     int64_t handshake_timeout_ms; /* server: from accept to the handshake's end; 0: 5 s */
     int64_t idle_timeout_ms;      /* server: a connection without a frame; 0: 300 s */
     int64_t progress_timeout_ms;  /* server: a begun frame must end within this plus
@@ -47,6 +74,19 @@ typedef struct shmrpc_tcp_opts {
      * a server that proves it holds it too. */
     const void *secret;
     size_t secret_len;
+    /* TLS 1.3 (docs/wire.md, "TLS"); the files are PEM, read (and their errors reported)
+     * when a client connects or a server listens; the strings are copied. A secret, when
+     * set, is proven inside the TLS connection as without it. */
+    int tls;                     /* client: SHMRPC_TLS_OFF or SHMRPC_TLS_ON */
+    int tls_verify;              /* client: SHMRPC_TLS_VERIFY_* */
+    const char *tls_cert;        /* server: its certificate (chain), which makes it serve
+                                  * TLS only; client: its certificate for mutual TLS */
+    const char *tls_key;         /* the private key of tls_cert; NULL: in tls_cert's file */
+    const char *tls_ca;          /* server: clients must present a certificate that chains
+                                  * to these CAs (mutual TLS); client: the CAs the server's
+                                  * certificate must chain to; NULL: the system's store */
+    const char *tls_server_name; /* client: the name (DNS or IP) the server's certificate
+                                  * must carry; NULL: the host of the address */
 } shmrpc_tcp_opts;
 
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong

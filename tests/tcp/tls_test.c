@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: MIT */
+/* TLS over tcp:// with real processes on 127.0.0.1 (docs/wire.md, "TLS"): calls over TLS,
+ * a server certificate refused by a client that checks it, mutual TLS, a plain peer on
+ * either side, garbage sent to a TLS port, a shared secret on top, and files that cannot
+ * be read. The certificates are made at test time with the openssl program in a temporary
+ * folder, removed at the end; every wait is bounded and every server reaped. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <netinet/tcp.h>
+#include <openssl/ssl.h>
+
+#include "calls_handlers.h"
+#include "frame.h"
+#include "procs.h"
+
+static char dir[] = "/tmp/shmrpc-tls-XXXXXX"; /* the certificates */
+static char addr[96];
+static int port;
+static shmrpc_tcp_opts server_tcp; /* the next server's tcp settings */
+
+/* dir/name */
+static const char *file(const char *name)
+{
+    static char paths[8][256];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, sizeof paths[0], "%s/%s", dir, name);
+    return p;
+}
+
+/* Runs a shell command in dir, bounded by timeout(1); true when it succeeded. */
+static bool sh_in_dir(const char *cmd)
+{
+    char line[2048];
+    snprintf(line, sizeof line, "cd '%s' && timeout 60 sh -c '%s' >/dev/null 2>&1", dir, cmd);
+    int st = system(line);
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* A CA, a server certificate it signed for IP 127.0.0.1, a client certificate it
+ * signed, and a self-signed server certificate for 127.0.0.1; ECDSA P-256, two days. */
+static int make_certificates(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir)) return -1;
+    const char *key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 -subj /CN=shmrpc-test-ca"
+             " && printf \"subjectAltName=IP:127.0.0.1\\n\" > san.ext"
+             " && openssl req %s -keyout server.key -out server.csr -subj /CN=127.0.0.1"
+             " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+             " -out server.pem -days 2 -extfile san.ext"
+             " && openssl req %s -keyout client.key -out client.csr -subj /CN=shmrpc-test-client"
+             " && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial"
+             " -out client.pem -days 2"
+             " && openssl req -x509 %s -keyout self.key -out self.pem -days 2 -subj /CN=127.0.0.1"
+             " -addext subjectAltName=IP:127.0.0.1"
+             " && printf \"not a certificate\\n\" > junk.pem",
+             key, key, key, key);
+    if (!sh_in_dir(cmd)) {
+        fprintf(stderr, "tls_test: the openssl program could not make the certificates\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int remove_certificates(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    server_tcp = (shmrpc_tcp_opts){.tls_cert = file("server.pem"), .tls_key = file("server.key")};
+    sh->calls = 0;
+    return 0;
+}
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, &server_tcp};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void stop_server(pid_t pid)
+{
+    assert_true(test_stop_server(pid));
+}
+
+static shmrpc_client_opts tls_client(void)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.timeout_ms = 5000;
+    o.tcp.tls = SHMRPC_TLS_ON;
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON;
+    o.tcp.tls_ca = file("ca.pem");
+    return o;
+}
+
+/* A client with o, connected once the server answers (retrying while it starts). */
+static shmrpc_client *connect_ok(const shmrpc_client_opts *o)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, o, addr, &rc);
+    if (rc) fail_msg("connect %s: %s: %s", addr, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+/* One connect that is expected to fail with status: its message must hold words, and it
+ * must end well inside the connect timeout (no hang). */
+static void connect_fails(const shmrpc_client_opts *o, int status, const char *words)
+{
+    shmrpc_client *c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, o), 0);
+    int64_t t0 = test_now_ms();
+    int rc = shmrpc_client_connect(c, addr);
+    int64_t took = test_now_ms() - t0;
+    const char *msg = shmrpc_errmsg();
+    printf("    %s (%lld ms): %s\n", shmrpc_status_name(rc), (long long)took, msg);
+    if (rc != status || !strstr(msg, words))
+        fail_msg("expected %s with '%s', got %s: %s", shmrpc_status_name(status), words,
+                 shmrpc_status_name(rc), msg);
+    if (took > 4000) fail_msg("the refusal took %lld ms", (long long)took);
+    shmrpc_client_free(c);
+}
+
+static void check_add(shmrpc_client *c)
+{
+    int64_t sum = 0;
+    int rc = calls_add(c, 40, 2, &sum);
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(sum, 42);
+}
+
+/* Echoes of sizes around TLS's 16 KiB record and far past it, so that records are split
+ * over reads and a send stops short. */
+static void check_echo(shmrpc_client *c)
+{
+    static const size_t sizes[] = {0, 1, 16, 16383, 16384, 16385, 70000, 1 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        uint8_t *in = malloc(n + 1);
+        assert_non_null(in);
+        for (size_t j = 0; j < n; j++)
+            in[j] = (uint8_t)(j * 31 + i);
+        shmrpc_bytes out;
+        int rc = calls_echo(c, shmrpc_bytes_of(in, n), &out);
+        if (rc) fail_msg("echo %zu: %s: %s", n, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(out.len, n);
+        assert_true(n == 0 || memcmp(out.ptr, in, n) == 0);
+        free(in);
+    }
+}
+
+/* --- tests --- */
+
+/* Calls over TLS with the server's certificate checked against the test's CA, to a
+ * server with forked workers and to one serving in place. */
+static void call_over_tls(void **state)
+{
+    (void)state;
+    for (int workers = 1; workers >= 0; workers--) {
+        pid_t server = start_server(workers);
+        shmrpc_client_opts o = tls_client();
+        shmrpc_client *c = connect_ok(&o);
+        check_add(c);
+        check_echo(c);
+        for (int i = 0; i < 200; i++)
+            check_add(c);
+        shmrpc_client_free(c);
+        stop_server(server);
+        port = test_free_port();
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    }
+}
+
+/* A client that checks the certificate refuses one that does not chain to what it
+ * trusts (the system's store, or another CA), and one for another name; over loopback a
+ * client that does not ask for checking takes the self-signed one. */
+static void verification_refuses(void **state)
+{
+    (void)state;
+    server_tcp.tls_cert = file("self.pem");
+    server_tcp.tls_key = file("self.key");
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    o.tcp.tls_ca = NULL;
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_AUTO; /* loopback, no CA: not checked */
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON; /* the system's store */
+    connect_fails(&o, SHMRPC_EPERM, "self-signed certificate");
+    o = tls_client(); /* the test's CA, which did not sign it */
+    connect_fails(&o, SHMRPC_EPERM, "certificate verify failed");
+    stop_server(server);
+    assert_int_equal(sh->calls, 1);
+
+    setup(state); /* the CA's certificate, for 127.0.0.1 only */
+    server = start_server(1);
+    o = tls_client();
+    c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
+    o.tcp.tls_server_name = "service.example";
+    connect_fails(&o, SHMRPC_EPERM, "hostname mismatch");
+    stop_server(server);
+}
+
+/* A non-loopback IPv4 address of this host into out (its traffic stays in the host), or
+ * false when it has none. */
+static bool own_address(char *out, size_t n)
+{
+    struct ifaddrs *all = NULL, *i;
+    bool found = false;
+    if (getifaddrs(&all) != 0) return false;
+    for (i = all; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        const struct sockaddr_in *a = (const struct sockaddr_in *)i->ifa_addr;
+        if ((ntohl(a->sin_addr.s_addr) >> 24) == 127) continue;
+        found = inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)n) != NULL;
+    }
+    freeifaddrs(all);
+    return found;
+}
+
+/* To an address that is not loopback, a client checks the certificate without being
+ * asked (SHMRPC_TLS_VERIFY_AUTO): one of a CA it does not trust is refused, and one
+ * issued for 127.0.0.1 is refused at this address. Over one of this host's own addresses,
+ * whose traffic never leaves it. */
+static void verification_on_by_default_off_loopback(void **state)
+{
+    (void)state;
+    char host[INET_ADDRSTRLEN];
+    if (!own_address(host, sizeof host)) {
+        print_message("no address but loopback on this host: nothing to check here\n");
+        return;
+    }
+    server_tcp.tls_ca = file("ca.pem"); /* mutual TLS: it may bind every address */
+    snprintf(addr, sizeof addr, "tcp://0.0.0.0:%d", port);
+    pid_t server = start_server(1);
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    shmrpc_client_opts o = tls_client();
+    o.tcp.tls_cert = file("client.pem");
+    o.tcp.tls_key = file("client.key");
+    shmrpc_client_free(connect_ok(&o)); /* it is up */
+    snprintf(addr, sizeof addr, "tcp://%s:%d", host, port);
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_AUTO;
+    o.tcp.tls_ca = NULL; /* the system's CAs, which did not sign it */
+    connect_fails(&o, SHMRPC_EPERM, "certificate verify failed");
+    o.tcp.tls_ca = file("ca.pem"); /* its CA, but the certificate names 127.0.0.1 only */
+    connect_fails(&o, SHMRPC_EPERM, "IP address mismatch");
+    o.tcp.tls_server_name = "127.0.0.1"; /* the name it carries */
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* Mutual TLS: a server with tls_ca refuses a client without a certificate, and one whose
+ * certificate another CA signed; a client with one of its CA gets in. */
+static void mutual_tls(void **state)
+{
+    (void)state;
+    server_tcp.tls_ca = file("ca.pem");
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    o.tcp.tls_cert = file("client.pem");
+    o.tcp.tls_key = file("client.key");
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
+    o.tcp.tls_cert = o.tcp.tls_key = NULL;
+    connect_fails(&o, SHMRPC_EPERM, "certificate required");
+    o.tcp.tls_cert = file("self.pem");
+    o.tcp.tls_key = file("self.key");
+    connect_fails(&o, SHMRPC_EPERM, "unknown ca");
+    stop_server(server);
+    assert_int_equal(sh->calls, 1);
+}
+
+/* A plain client to a TLS server, and a TLS client to a plain server, each fail at once
+ * with SHMRPC_EPROTO and a message that says which side lacks TLS. */
+static void plain_and_tls_disagree(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client_free(connect_ok(&o)); /* it is up */
+    shmrpc_client_opts plain;
+    shmrpc_client_opts_init(&plain);
+    connect_fails(&plain, SHMRPC_EPROTO, "speaks TLS only");
+    stop_server(server);
+
+    server_tcp = (shmrpc_tcp_opts){0};
+    server = start_server(1);
+    shmrpc_client_free(connect_ok(&plain));
+    connect_fails(&o, SHMRPC_EPROTO, "does not speak TLS");
+    stop_server(server);
+    assert_int_equal(sh->calls, 0);
+}
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* The server closes fd within a bound (it may answer first); false when it did not. */
+static bool closed_by_server(int fd, int ms)
+{
+    int64_t until = test_now_ms() + ms;
+    uint8_t buf[4096];
+    while (test_now_ms() < until) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0) continue;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return true;
+    }
+    return false;
+}
+
+/* Garbage to a TLS port costs its sender the connection and nobody else anything: a
+ * client in the middle of its calls goes on, and new ones get in. */
+static void garbage_to_a_tls_port(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t n;
+    } cases[] = {
+        {"text", "GET / HTTP/1.1\r\n\r\n", 18},
+        {"a TLS record header that claims 16 MB", "\x16\x03\x01\xff\xff", 5},
+        {"an alert record", "\x15\x03\x03\x00\x02\x02\x28", 7},
+        {"a handshake record of junk", "\x16\x03\x01\x00\x08\x01\x00\x00\x04garb", 13},
+        {"zeros", "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 28},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = raw_connect();
+        assert_int_equal(send(fd, cases[i].bytes, cases[i].n, MSG_NOSIGNAL), (ssize_t)cases[i].n);
+        shutdown(fd, SHUT_WR);
+        if (!closed_by_server(fd, 3000))
+            fail_msg("the server kept a connection that sent %s", cases[i].what);
+        close(fd);
+        check_add(c);
+    }
+    uint8_t noise[65536];
+    for (size_t j = 0; j < sizeof noise; j++)
+        noise[j] = (uint8_t)(j * 2654435761u >> 13);
+    int fd = raw_connect();
+    send(fd, noise, sizeof noise, MSG_NOSIGNAL | MSG_DONTWAIT);
+    assert_true(closed_by_server(fd, 3000));
+    close(fd);
+    int idle = raw_connect(); /* says nothing: the handshake timeout ends it, not us */
+    check_add(c);
+    shmrpc_client *d = connect_ok(&o);
+    check_add(d);
+    shmrpc_client_free(d);
+    shmrpc_client_free(c);
+    close(idle);
+    stop_server(server);
+}
+
+/* A TLS client connects again by itself: after the server closed it for idleness (its
+ * ERROR frame and TLS's close, seen between calls), and after a restart. */
+static void reconnects_over_tls(void **state)
+{
+    (void)state;
+    server_tcp.idle_timeout_ms = 200;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    usleep(700 * 1000); /* the sweep (every 200 ms) closes it after 200 ms idle */
+    check_add(c);       /* a new connection, made before the request is sent */
+    stop_server(server);
+    int64_t sum;
+    int rc = calls_add(c, 1, 2, &sum);
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    server = start_server(1);
+    int64_t until = test_now_ms() + 10000;
+    while ((rc = calls_add(c, 40, 2, &sum)) != 0 && test_now_ms() < until)
+        usleep(20 * 1000);
+    if (rc) fail_msg("after the restart: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* Reads one frame from ssl into b (header, then body); its header. */
+static shmrpc__frame_hdr ssl_frame(SSL *ssl, shmrpc_buf *b)
+{
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, SHMRPC__FRAME_HDR_SIZE), 0);
+    size_t need = SHMRPC__FRAME_HDR_SIZE;
+    shmrpc__frame_hdr h = {0};
+    while (b->len < need) {
+        int n = SSL_read(ssl, b->data + b->len, (int)(need - b->len));
+        if (n <= 0) fail_msg("SSL_read: %d", SSL_get_error(ssl, n));
+        b->len += (size_t)n;
+        if (b->len == SHMRPC__FRAME_HDR_SIZE && need == SHMRPC__FRAME_HDR_SIZE) {
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            assert_int_equal(shmrpc__frame_hdr_decode(b->data, b->len, 1 << 20, 0, &h, &err), 0);
+            shmrpc_buf_destroy(&err);
+            need += h.body_len;
+            assert_int_equal(shmrpc__buf_grow(b, h.body_len), 0);
+        }
+    }
+    return h;
+}
+
+/* Frames that come together in one TCP segment, each in a TLS record of its own, are all
+ * served: the server reads one frame at a time, and what TLS read past it (where epoll
+ * does not see it) is served without waiting for more to come. */
+static void records_read_ahead_are_served(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    /* A second connection keeps the worker in epoll (a lone one it waits for in recv). */
+    shmrpc_client *other = connect_ok(&o);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 5}; /* every read bounded */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    assert_int_equal(SSL_connect(ssl), 1);
+
+    shmrpc__hello hello = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+    assert_int_equal(ssl_frame(ssl, &b).kind, SHMRPC__KIND_HELLO_ACK);
+
+    /* Three add(1, 2) requests, a record each, held back by TCP_CORK into one segment. */
+    int one = 1, zero = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    for (uint64_t rid = 1; rid <= 3; rid++) {
+        static const uint8_t body[] = {0x92, 0x01, 0x02}; /* msgpack [1, 2] */
+        shmrpc_buf_clear(&b);
+        at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, rid);
+        shmrpc_buf_append(&b, body, sizeof body);
+        assert_int_equal(shmrpc__frame_end(&b, at), 0);
+        assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    for (uint64_t rid = 1; rid <= 3; rid++) {
+        shmrpc__frame_hdr h = ssl_frame(ssl, &b);
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(h.request_id, rid);
+    }
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    shmrpc_client_free(other);
+    stop_server(server);
+}
+
+/* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
+ * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
+static void refused_at_the_cap(void **state)
+{
+    (void)state;
+    server_tcp.max_conns_per_addr = 1;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *first = connect_ok(&o);
+    check_add(first);
+    connect_fails(&o, SHMRPC_EBUSY, "refused the connection before TLS: too many connections");
+    check_add(first);
+    shmrpc_client_free(first);
+    stop_server(server);
+}
+
+/* The shared secret works inside TLS as without it. */
+static void secret_on_top(void **state)
+{
+    (void)state;
+    static const char secret[] = "correct horse battery staple";
+    server_tcp.secret = secret;
+    server_tcp.secret_len = strlen(secret);
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    o.tcp.secret = secret;
+    o.tcp.secret_len = strlen(secret);
+    shmrpc_client *c = connect_ok(&o);
+    check_add(c);
+    shmrpc_client_free(c);
+    o.tcp.secret = NULL;
+    o.tcp.secret_len = 0;
+    connect_fails(&o, SHMRPC_EPERM, "admits only clients that hold its shared secret");
+    stop_server(server);
+}
+
+/* shmrpcctl call and health take the TLS options: with the CA they call; without --tls
+ * they are refused by the TLS server (exit 1, the reason on stderr). */
+static void shmrpcctl_over_tls(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client_free(connect_ok(&o)); /* it is up */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "timeout 30 %s call --tls-ca %s %s add '[40, 2]' 2>&1", SHMRPCCTL,
+             file("ca.pem"), addr);
+    FILE *p = popen(cmd, "r");
+    char out[512] = "";
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    if (st != 0 || !strstr(out, "42")) fail_msg("%s: %d: %s", cmd, st, out);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s health --tls-ca %s %s >/dev/null 2>&1", SHMRPCCTL,
+             file("ca.pem"), addr);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "timeout 30 %s call %s add '[40, 2]' 2>&1", SHMRPCCTL, addr);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    st = pclose(p);
+    if (st == 0 || !strstr(out, "speaks TLS only")) fail_msg("%s: %d: %s", cmd, st, out);
+    stop_server(server);
+}
+
+/* A file that is missing or not PEM is named, with the reason, when the client connects
+ * or the server listens; settings out of range are refused when the handle is made. */
+static void bad_files_and_settings(void **state)
+{
+    (void)state;
+    shmrpc_client_opts o = tls_client();
+    o.tcp.tls_ca = file("missing.pem");
+    connect_fails(&o, SHMRPC_ESYS(ENOENT), "cannot read the TLS CA file");
+    o.tcp.tls_ca = file("junk.pem");
+    connect_fails(&o, SHMRPC_EINVAL, "junk.pem was refused");
+    o = tls_client();
+    o.tcp.tls_cert = file("client.pem");
+    o.tcp.tls_key = file("server.key");
+    connect_fails(&o, SHMRPC_EINVAL, "is not the key of the certificate");
+
+    const struct {
+        const char *cert, *key, *ca;
+        int status;
+        const char *words;
+    } cases[] = {
+        {"missing.pem", "server.key", NULL, SHMRPC_ESYS(ENOENT), "cannot read the TLS certificate"},
+        {"server.pem", "missing.key", NULL, SHMRPC_ESYS(ENOENT), "cannot read the TLS key"},
+        {"junk.pem", "server.key", NULL, SHMRPC_EINVAL, "junk.pem was refused"},
+        {"server.pem", "server.key", "junk.pem", SHMRPC_EINVAL, "junk.pem was refused"},
+        {"server.pem", "client.key", NULL, SHMRPC_EINVAL, "is not the key of the certificate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shmrpc_server_opts so;
+        shmrpc_server_opts_init(&so);
+        so.tcp.tls_cert = file(cases[i].cert);
+        so.tcp.tls_key = file(cases[i].key);
+        so.tcp.tls_ca = cases[i].ca ? file(cases[i].ca) : NULL;
+        shmrpc_server *s;
+        assert_int_equal(shmrpc_server_new(&s, &so), 0);
+        assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+        int rc = shmrpc_server_listen(s, addr);
+        printf("    %s: %s\n", shmrpc_status_name(rc), shmrpc_errmsg());
+        assert_int_equal(rc, cases[i].status);
+        assert_non_null(strstr(shmrpc_errmsg(), cases[i].words));
+        shmrpc_server_free(s);
+    }
+
+    shmrpc_client *c;
+    o = tls_client();
+    o.tcp.tls = 7;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), SHMRPC_EINVAL);
+    o = tls_client();
+    o.tcp.tls_verify = 3;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), SHMRPC_EINVAL);
+    o = tls_client();
+    o.tcp.tls_key = "a.key"; /* without its certificate */
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), SHMRPC_EINVAL);
+    static char longer[SHMRPC_TLS_PATH_MAX + 1];
+    memset(longer, 'a', SHMRPC_TLS_PATH_MAX);
+    o = tls_client();
+    o.tcp.tls_ca = longer;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), SHMRPC_EINVAL);
+}
+
+/* A server that binds a non-loopback address needs a secret or mutual TLS; with mutual
+ * TLS it listens (0.0.0.0 binds every address, this one included). */
+static void mutual_tls_authenticates(void **state)
+{
+    (void)state;
+    char any[64];
+    snprintf(any, sizeof any, "tcp://0.0.0.0:%d", port);
+    shmrpc_server_opts so;
+    shmrpc_server_opts_init(&so);
+    so.tcp.tls_cert = file("server.pem");
+    so.tcp.tls_key = file("server.key");
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, &so), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, any), SHMRPC_EPERM);
+    assert_non_null(strstr(shmrpc_errmsg(), "or mutual TLS"));
+    shmrpc_server_free(s);
+    so.tcp.tls_ca = file("ca.pem");
+    assert_int_equal(shmrpc_server_new(&s, &so), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, any), 0);
+    shmrpc_server_free(s);
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(call_over_tls, setup),
+        cmocka_unit_test_setup(verification_refuses, setup),
+        cmocka_unit_test_setup(mutual_tls, setup),
+        cmocka_unit_test_setup(verification_on_by_default_off_loopback, setup),
+        cmocka_unit_test_setup(plain_and_tls_disagree, setup),
+        cmocka_unit_test_setup(garbage_to_a_tls_port, setup),
+        cmocka_unit_test_setup(reconnects_over_tls, setup),
+        cmocka_unit_test_setup(refused_at_the_cap, setup),
+        cmocka_unit_test_setup(records_read_ahead_are_served, setup),
+        cmocka_unit_test_setup(secret_on_top, setup),
+        cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
+        cmocka_unit_test_setup(bad_files_and_settings, setup),
+        cmocka_unit_test_setup(mutual_tls_authenticates, setup),
+    };
+    return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
+}
