@@ -34,6 +34,7 @@ typedef struct shmrpc__io {
     struct ssl_st *ssl; /* NULL: plain */
     int flags;          /* recv's flags for the read in progress (MSG_DONTWAIT or 0) */
     bool failed;        /* TLS failed: nothing more is sent, not even its close */
+    bool again;         /* the BIO's last recv or send would have waited (EAGAIN) */
     uint8_t *raw;       /* bytes read from fd that TLS has not taken yet */
     uint32_t raw_off, raw_len;
     uint16_t head_len; /* the first bytes the peer sent, to tell a plain shmrpc peer */

@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "calls_handlers.h"
@@ -447,6 +448,25 @@ static shmrpc__frame_hdr ssl_frame(SSL *ssl, shmrpc_buf *b)
     return h;
 }
 
+/* An OpenSSL error that the application left on its thread's queue does not fail the
+ * client's TLS calls: the transport tells a receive that would wait without the error
+ * queue (tls.c, ssl_fail), which it no longer empties before each read and write. */
+static void stale_openssl_error_left_on_the_thread(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *c = connect_ok(&o);
+    for (int i = 0; i < 20; i++) {
+        ERR_raise(ERR_LIB_USER, ERR_R_INTERNAL_ERROR);
+        check_add(c);
+    }
+    check_echo(c);
+    ERR_clear_error();
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* Frames that come together in one TCP segment, each in a TLS record of its own, are all
  * served: the server reads one frame at a time, and what TLS read past it (where epoll
  * does not see it) is served without waiting for more to come. */
@@ -667,6 +687,7 @@ int main(void)
         cmocka_unit_test_setup(reconnects_over_tls, setup),
         cmocka_unit_test_setup(refused_at_the_cap, setup),
         cmocka_unit_test_setup(records_read_ahead_are_served, setup),
+        cmocka_unit_test_setup(stale_openssl_error_left_on_the_thread, setup),
         cmocka_unit_test_setup(secret_on_top, setup),
         cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
         cmocka_unit_test_setup(bad_files_and_settings, setup),
