@@ -678,7 +678,7 @@ int main(int argc, char **argv)
                         "(%s, its first failure: %s)\n",
                         k, i, shmrpc_strerror(r->status), (long long)(r->t1 - r->t0),
                         (long long)(r->t1 - faults[0].start),
-                        r->not_run ? "did not run" : "may have run", cl->odd);
+                        r->not_run ? "did not run" : "not said to be unrun", cl->odd);
         }
         t[CLIENTS].issued += t[k].issued;
         t[CLIENTS].ok += t[k].ok;
