@@ -593,6 +593,8 @@ int main(int argc, char **argv)
 
     /* --- what happened --- */
     static uint8_t runs[CLIENTS][MAX_CALLS];
+    static int8_t ran_on[CLIENTS][MAX_CALLS]; /* the host of its last run */
+    static int64_t ran_at[CLIENTS][MAX_CALLS];
     int64_t host_runs[HOSTS] = {0}, bad_records = 0;
     static run_rec recs[HOSTS][4 * MAX_CALLS];
     size_t n_recs[HOSTS] = {0};
@@ -609,6 +611,8 @@ int main(int argc, char **argv)
             }
             host_runs[i]++;
             if (runs[k][seq] < 255) runs[k][seq]++;
+            ran_on[k][seq] = (int8_t)(i + 1);
+            ran_at[k][seq] = recs[i][r].at;
         }
     }
     /* A host is back at its first run, after its repair, of a call that succeeded (not of
@@ -675,10 +679,12 @@ int main(int argc, char **argv)
                 faults[f].failed++;
             else
                 PROBLEM("client %d call %d failed with %s after %lld ms, %+lld ms from the kill "
-                        "(%s, its first failure: %s)\n",
+                        "(%s; ran on host %d %+lld ms after it started; its client's first "
+                        "failure: %s)\n",
                         k, i, shmrpc_strerror(r->status), (long long)(r->t1 - r->t0),
                         (long long)(r->t1 - faults[0].start),
-                        r->not_run ? "did not run" : "not said to be unrun", cl->odd);
+                        r->not_run ? "did not run" : "not said to be unrun", ran_on[k][i],
+                        (long long)(runs[k][i] ? ran_at[k][i] - r->t0 : 0), cl->odd);
         }
         t[CLIENTS].issued += t[k].issued;
         t[CLIENTS].ok += t[k].ok;
@@ -748,6 +754,13 @@ int main(int argc, char **argv)
         if (shared->clients[k].rec[seq].status != 0)
             PROBLEM("the call running on host 3 at SIGTERM failed\n");
     }
+    printf("  from the kill: the cut %+lld ms, the repairs %+lld and %+lld ms, the drain %+lld ms, "
+           "its restart %+lld ms\n",
+           (long long)(faults[1].start - faults[0].start),
+           (long long)(faults[0].repaired - faults[0].start),
+           (long long)(faults[1].repaired - faults[0].start),
+           (long long)(faults[2].start - faults[0].start),
+           (long long)(faults[2].repaired - faults[0].start));
     printf("  the drain took %lld ms; quickest call %lld ms (linkemu's round trip is 2 ms)\n",
            (long long)drained_ms, (long long)min_ok_ms);
     FILE *ef = fopen(file("emu.err"), "r");
