@@ -128,6 +128,7 @@ typedef struct shm_conn {
     uint32_t *map;
     shmrpc__table *table; /* the server's, kept at every (re)connect */
     uint32_t last_worker; /* served the last call: likely the next one's */
+    uint32_t call;        /* the number of the last call sent (never 0), as in the channel */
     shmrpc_wait_opts wait;
 } shm_conn;
 
@@ -396,10 +397,14 @@ static bool chan_held(shm_conn *c)
     return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
 }
 
-/* Whether the process that took the channel's call still runs (and is not exiting: it
- * lets go of the channel's lock early in its exit, and will never answer). */
-static bool taker_alive(shmrpc__shm_chan *h)
+/* Whether the process that took the channel's last call still runs (and is not exiting:
+ * it lets go of the channel's lock early in its exit, and will never answer). A taker
+ * written for another call is not this call's: unknown yet, hence alive. The worker writes
+ * the call's number after its pid and start, so the number read first vouches for them. */
+static bool taker_alive(shm_conn *c)
 {
+    shmrpc__shm_chan *h = c->chan.head;
+    if (atomic_load(&h->taker_call) != c->call) return true;
     int32_t pid = atomic_load(&h->taker.pid);
     return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
 }
@@ -426,7 +431,7 @@ static int client_check(void *arg)
     uint32_t st = atomic_load(&h->state.word);
     bool busy = st == SHM_CHAN_BUSY;
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
-    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
+    if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */
     if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
     /* A call that a worker took is answered in the channel whatever the slot says; one
@@ -517,7 +522,7 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
         /* A leftover answer, a state no side writes, or a call whose worker is gone: the
          * channel is ours again. A worker still serving one is waited for, never raced. */
         bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
-        if (!served || !taker_alive(h)) {
+        if (!served || !taker_alive(c)) {
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
@@ -572,13 +577,17 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                                 : "the server went away from",
                         c->key);
     }
-    if (rc == 0) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
+    /* A small request rides in the state's line, which REQUEST moves anyway. */
+    if (rc == 0 && req.len > SHMRPC__CHAN_SMALL) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
     if (rc != 0) return rc;
     shmrpc__shm_chan *h = c->chan.head;
-    if (req.len) memcpy(shmrpc__chan_data(&c->chan), req.ptr, req.len);
+    if (req.len)
+        memcpy(req.len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan), req.ptr,
+               req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
-    shmrpc__shm_proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    if (++c->call == 0) c->call = 1; /* 0 is no call's: a new channel's taker_call */
+    h->call = c->call;
     /* No worker serves the channel now: a lock left by a dead worker (or a bad write)
      * would keep the next worker from taking it. A worker that let an abandoned call go
      * and has yet to let go of the lock finds it no longer its own, and leaves it be. */
@@ -602,11 +611,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     }
     int32_t status = h->status;
     uint32_t len = h->resp_len; /* read once */
-    rc = len > c->max_msg ? SHMRPC_EPROTO : shmrpc__chan_follow(&c->chan, len, err);
+    rc = len > c->max_msg            ? SHMRPC_EPROTO
+         : len <= SHMRPC__CHAN_SMALL ? 0
+                                     : shmrpc__chan_follow(&c->chan, len, err);
     /* Following an answer that grew the channel may have moved the mapping (mremap): h
      * pointed into the old one, unmapped now or reused by the next mmap. */
     h = c->chan.head;
-    if (rc == 0 && shmrpc_buf_append(resp, shmrpc__chan_data(&c->chan), len) != 0) rc = resp->err;
+    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
+    if (rc == 0 && shmrpc_buf_append(resp, data, len) != 0) rc = resp->err;
     atomic_store(&h->state.word, SHM_CHAN_IDLE);
     atomic_fetch_sub(&c->ctl->awake, 1);
     if (rc != 0) return rc;

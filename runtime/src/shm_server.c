@@ -424,14 +424,15 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
 {
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    if (shmrpc__chan_reserve(&c->map, n, &err) != 0) {
+    if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) {
         status = SHMRPC_ETOOBIG;
         data = shmrpc__msg_get(&err);
         n = strlen(data);
-        if (shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
+        if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
     }
     shmrpc__shm_chan *h = c->map.head;
-    if (n) memcpy(shmrpc__chan_data(&c->map), data, n);
+    /* A small answer rides in the state's line, which RESPONSE moves anyway. */
+    if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
     /* The lock is let go of just before the answer, on the same line: no waiter, no
@@ -478,9 +479,14 @@ static void serve_one(worker *w, unsigned slot)
      * that the spinning client keeps reading. */
     if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
     atomic_store(&h->worker, w->index);
-    /* The client cleared taker before REQUEST, so it never watches the process of an
-     * earlier call; until this lands it treats the taker as unknown, hence alive. */
-    shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
+    /* The client watches the taker only once taker_call is its call's number, written
+     * last; until then it treats the taker as unknown, hence alive. Written only when it
+     * changes, so that a worker serving the connection again keeps the line to itself. */
+    uint32_t call = h->call; /* read once */
+    if (atomic_load_explicit(&h->taker.pid, memory_order_relaxed) != w->pid ||
+        atomic_load_explicit(&h->taker.start, memory_order_relaxed) != w->start)
+        shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
+    atomic_store_explicit(&h->taker_call, call, memory_order_release);
     /* A client that slept before the call was taken sleeps on the state: wake it, so it
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
@@ -497,7 +503,9 @@ static void run_call(worker *w, worker_chan *c)
     shmrpc_buf err;
     uint32_t method = h->method, len = h->req_len; /* read once */
     shmrpc_buf_init(&err);
-    int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : shmrpc__chan_follow(&c->map, len, &err);
+    int rc = len > w->l->max_msg         ? SHMRPC_ETOOBIG
+             : len <= SHMRPC__CHAN_SMALL ? 0
+                                         : shmrpc__chan_follow(&c->map, len, &err);
     if (rc != 0) {
         shmrpc_buf_destroy(&err);
         const char *why = "the request's length does not fit its channel";
@@ -507,7 +515,8 @@ static void run_call(worker *w, worker_chan *c)
     shmrpc_buf_destroy(&err);
     /* The client could rewrite the request while it runs: run a private copy. */
     shmrpc_buf_clear(&w->req);
-    if (shmrpc_buf_append(&w->req, shmrpc__chan_data(&c->map), len) != 0) {
+    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+    if (shmrpc_buf_append(&w->req, data, len) != 0) {
         answer(c, SHMRPC_ENOMEM, "out of memory", 13);
         return;
     }
