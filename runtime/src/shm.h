@@ -17,7 +17,8 @@
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
 /* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock, and
  * channels are sealed memfds named by their client's fd; 5: a channel's method, lengths,
- * status and small messages on its state's line, and the taker's call number */
+ * status and small messages on its state's line, and the taker's call number; a slot's
+ * counted (clients count in awake only once a call's wait lasts) */
 #define SHMRPC__SHM_VERSION 5u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
@@ -65,7 +66,11 @@ typedef struct shmrpc__shm_slot {
      * /proc/CLIENT/fd/N. Written by the client before OPEN; read by workers. */
     _Atomic int32_t chan_fd;
     _Atomic int64_t pidless_ns;
-    char pad[64 - 48];
+    /* 1 while the client counts in awake for a call (it does only once the call's wait
+     * lasts; shmrpc__waiter's counted): written by the client, cleared by whoever frees the
+     * slot; read by whoever frees the slot of a dead client, to take back its share. */
+    _Atomic uint32_t counted;
+    char pad[64 - 52];
 } shmrpc__shm_slot;
 static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
 

@@ -157,20 +157,11 @@ static void held_set(shm_listener *l, unsigned slot, uint32_t gen, int fd)
     l->held_fd[slot] = fd;
 }
 
-/* The state of the call on a channel: mapped for the moment, as a sweep does through its
- * own mapping (a channel that was taken is at least a page, and cannot shrink). */
-static uint32_t chan_state_of(int fd)
+/* Whether the client of a slot counts in awake: it marks so while a call of its lasts,
+ * and lowers awake itself (clearing the mark) while it sleeps. */
+static bool counts_awake(shmrpc__shm_slot *s)
 {
-    shmrpc__shm_chan *h = fd >= 0 ? shmrpc__shm_map(fd, PAGE) : NULL;
-    if (h == NULL) return SHM_CHAN_IDLE;
-    uint32_t st = atomic_load(&h->state.word);
-    munmap(h, PAGE);
-    return st;
-}
-
-static bool in_call_state(uint32_t st)
-{
-    return st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE;
+    return atomic_load(&s->counted) && !atomic_load(&s->presence.asleep);
 }
 
 static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call);
@@ -230,9 +221,7 @@ static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
     uint64_t start = atomic_load(&s->client.start);
     if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
         atomic_load(&s->client.pid) == pid && !shmrpc__proc_running(pid, start)) {
-        bool in_call = ours && in_call_state(chan_state_of(l->held_fd[slot])) &&
-                       !atomic_load(&s->presence.asleep);
-        free_slot(l->ctl, slot, state, in_call);
+        free_slot(l->ctl, slot, state, counts_awake(s));
     }
     if (ours) held_set(l, slot, 0, -1);
 }
@@ -554,6 +543,7 @@ static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_
     if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
     shmrpc__shm_proc_set(&s->client, 0, 0);
     atomic_store(&s->pidless_ns, 0);
+    atomic_store(&s->counted, 0);
     atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
     if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
     atomic_store(&s->state, SHM_SLOT_FREE);
@@ -639,13 +629,7 @@ static void sweep(worker *w)
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
-        shmrpc_buf_destroy(&err);
-        bool in_call = wc && in_call_state(atomic_load(&wc->map.head->state.word)) &&
-                       !atomic_load(&s->presence.asleep);
-        free_slot(ctl, i, state, in_call);
+        free_slot(ctl, i, state, counts_awake(s));
     }
     repair_header(w, now);
     repair_counters(ctl);
