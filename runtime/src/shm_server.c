@@ -424,22 +424,19 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
-    /* The lock is let go of just before the answer, on the same line: no waiter, no
-     * syscall. A client asleep on it (the kernel marked it so) is handed it after the
-     * answer is there; one that comes to it in between finds it free and sleeps on the
-     * state instead. */
-    bool waiter = false;
-    if (c->lock_tid) {
-        uint32_t v = c->lock_tid;
-        waiter =
-            !atomic_compare_exchange_strong(&h->lock, &v, 0) && (v & FUTEX_TID_MASK) == c->lock_tid;
-    }
+    /* The answer first, then the lock, on the same line: the client, spinning on the
+     * state, reads the line as soon as the worker writes it, so a write before the answer
+     * would have to take the line back before the answer could land (issue 18). With no
+     * waiter, letting go of the lock is a compare-and-swap and no syscall; a client asleep
+     * on it (the kernel marked it so) is handed it then, and finds the answer there. A
+     * client that has started its next call meanwhile may have cleared the lock already:
+     * a word that no longer names this worker is left alone. */
     uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
     if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
         atomic_compare_exchange_strong(&h->state.word, &abandoned,
                                        SHM_CHAN_IDLE); /* nobody waits */
     shmrpc__wake(&h->state, 1);
-    if (waiter) shmrpc__lock_release(&h->lock, c->lock_tid);
+    if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
     c->lock_tid = 0;
     shmrpc_buf_destroy(&err);
 }
