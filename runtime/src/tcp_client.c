@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport's client side: blocking-style calls over a non-blocking socket, every
- * wait bounded by one deadline. An address may list endpoints (and DNS names with several
+ * wait bounded by one deadline, and asynchronous calls (start, progress), many in flight
+ * on one connection and matched to their answers by request id. An address may list endpoints (and DNS names with several
  * addresses): a call goes to the least loaded one that is not left out, and to another
  * only when it never started where it went; a call that may have run is never resent. */
 #include <arpa/inet.h>
