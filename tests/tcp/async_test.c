@@ -102,6 +102,31 @@ static void in_flight_64(void **state)
     assert_true(test_stop_server(srv));
 }
 
+/* A health check, which goes through the transport's blocking call, while calls are in
+ * flight: it joins them, and their answers still reach them (read alone, it skipped
+ * them and they ran into their deadlines). */
+static void health_among_calls(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(calls_nap_start(c, 20, &calls[i]), 0);
+    shmrpc_health state_;
+    assert_int_equal(shmrpc_client_health(c, &state_), 0);
+    assert_int_equal(state_, SHMRPC_HEALTH_SERVING);
+    for (int i = 0; i < 8; i++) {
+        shmrpc_client_next_timeout(c, 2000);
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_true(pid > 0);
+    }
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
 /* --- a proxy that rewrites what the server sends --- */
 
 enum { PX_REVERSE, PX_DUPLICATE, PX_UNKNOWN_ID, PX_HUGE };
@@ -411,6 +436,7 @@ int main(void)
     alarm(280);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(in_flight_64, setup),
+        cmocka_unit_test_setup(health_among_calls, setup),
         cmocka_unit_test_setup(out_of_order, setup),
         cmocka_unit_test_setup(duplicate_answers, setup),
         cmocka_unit_test_setup(hostile_answers, setup),
