@@ -380,6 +380,43 @@ static void sigkill_in_flight(void **state)
     shmrpc_client_free(c);
 }
 
+/* One of two servers told to stop (SIGTERM) with calls in flight on it: it answers the
+ * call it runs, then sends its DRAIN; the calls it had not run move to the other server,
+ * so every call succeeds and each ran once. */
+static void drain_moves_calls(void **state)
+{
+    (void)state;
+    char a[64], b[64], list[128];
+    snprintf(a, sizeof a, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(b, sizeof b, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(list, sizeof list, "%s,%s", a, b + strlen("tcp://"));
+    pid_t sa = start_server(a, 1), sb = start_server(b, 1);
+    shmrpc_client_free(connect_to(b)); /* both are up */
+    shmrpc_client *c = connect_to(list);
+    sh->calls = 0;
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++) {
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_nap_start(c, 150, &calls[i]), 0);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->calls < 2 && test_now_ms() < until)
+        usleep(1000);
+    kill(sa, SIGTERM);
+    size_t order[8];
+    wait_all(c, calls, 8, order);
+    for (int i = 0; i < 8; i++) {
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    printf("drain: 8 calls ok, %lld handler calls\n", (long long)sh->calls);
+    assert_int_equal(sh->calls, 8); /* none ran twice */
+    shmrpc_client_free(c);
+    test_reap(sa, 5000);
+    assert_true(test_stop_server(sb));
+}
+
 /* A client freed with calls in flight: they end with SHMRPC_ECLOSED, and are freed after
  * it (the sanitizer build checks nothing leaks). */
 static void free_with_calls(void **state)
@@ -442,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup(hostile_answers, setup),
         cmocka_unit_test_setup(deadlines, setup),
         cmocka_unit_test_setup(sigkill_in_flight, setup),
+        cmocka_unit_test_setup(drain_moves_calls, setup),
         cmocka_unit_test_setup(free_with_calls, setup),
         cmocka_unit_test_setup(other_transports, setup),
     };
