@@ -19,7 +19,7 @@ struct shmrpc_client {
     uint32_t *map;       /* client method id -> server method id; n_methods entries */
     shmrpc__table table; /* the server's, from the last connect */
     shmrpc__conn *conn;  /* NULL when not connected */
-    shmrpc_call *calls;  /* asynchronous calls not done, in the transport's hands */
+    shmrpc_call *calls;  /* asynchronous calls started and not yet returned by a wait */
 };
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
@@ -396,7 +396,9 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
     if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no call");
     size_t which;
     shmrpc_call *one[1] = {call};
-    int rc = call->client == c ? shmrpc_client_wait(c, one, 1, SHMRPC_TIMEOUT_INFINITE, &which) : 0;
+    int rc = call->client == c
+                 ? shmrpc_client_wait(c, one, 1, SHMRPC_TIMEOUT_INFINITE, &which)
+                 : shmrpc__err_set(SHMRPC_EINVAL, "the call is not one of this client's");
     shmrpc_buf_clear(&c->resp);
     if (rc == 0) {
         shmrpc_bytes b;
