@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -21,30 +20,10 @@
 
 #define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
 
-/* This process's pid, learnt on first use; a forked child forgets it. getpid is a system
- * call in glibc, 0.2-0.25 us here: more than a whole handoff of a cache line, too dear
- * for every call (issue 18). */
-static _Atomic int32_t self_pid;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-
-static void forget_self(void)
+/* This process's pid (proc.h: learnt once, again after a fork). */
+static inline int32_t self(void)
 {
-    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
-}
-
-static void watch_forks(void)
-{
-    pthread_atfork(NULL, NULL, forget_self);
-}
-
-static int32_t self(void)
-{
-    int32_t pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
-    if (pid != 0) return pid;
-    pthread_once(&fork_watch, watch_forks);
-    pid = (int32_t)getpid();
-    atomic_store_explicit(&self_pid, pid, memory_order_relaxed);
-    return pid;
+    return shmrpc__self_pid();
 }
 
 /* The server's method table, read from a private copy of the control segment's text. */
