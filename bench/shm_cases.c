@@ -90,11 +90,37 @@ typedef struct caller {
     const char *method;
     uint8_t payload[65536];
     size_t len;
+    int in_flight;         /* calls kept in flight (bench_shm_opts), or 0 */
+    shmrpc_call *ring[64]; /* those calls, oldest at head */
+    uint64_t seq[64];      /* each one's sequence number, in its first payload byte */
+    int head, n;
 } caller;
+
+/* Keeps k->in_flight echoes in flight: waits for the oldest (checking its answer) and
+ * starts one more, so the loop's rate is the connection's rate with that many in flight. */
+static int call_in_flight(caller *k, uint64_t seq)
+{
+    while (k->n < k->in_flight) {
+        int i = (k->head + k->n) % k->in_flight;
+        k->payload[0] = (uint8_t)(seq + (uint64_t)k->n);
+        k->seq[i] = seq + (uint64_t)k->n;
+        if (bench_echo_start(k->c, shmrpc_bytes_of(k->payload, k->len), &k->ring[i]) != 0) return 1;
+        k->n++;
+    }
+    int i = k->head;
+    shmrpc_bytes out;
+    uint64_t want = k->seq[i];
+    int rc = bench_echo_finish(k->c, k->ring[i], &out);
+    k->ring[i] = NULL;
+    k->head = (k->head + 1) % k->in_flight;
+    k->n--;
+    return rc != 0 || out.len != k->len || (k->len && out.ptr[0] != (uint8_t)want);
+}
 
 static int call(void *arg, uint64_t seq)
 {
     caller *k = arg;
+    if (k->in_flight) return call_in_flight(k, seq);
     if (k->method[0] == 'a') {
         int64_t sum;
         int rc = bench_add(k->c, (int64_t)seq, 1, &sum);
@@ -114,6 +140,7 @@ static int client(bench_run *run, int idx, void *arg)
     static caller k;
     k.method = row->o->method;
     k.len = run->c->payload;
+    k.in_flight = row->o->in_flight;
     if (row->o->text) bench_fill_text(k.payload, k.len);
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
@@ -135,7 +162,9 @@ static int client(bench_run *run, int idx, void *arg)
         return 1;
     }
     rc = bench_client_loop(run, idx, call, &k);
-    shmrpc_client_free(k.c);
+    shmrpc_client_free(k.c); /* calls still in flight end with it, and are freed after */
+    for (int i = 0; i < k.n; i++)
+        shmrpc_call_free(k.ring[(k.head + i) % k.in_flight]);
     return rc;
 }
 

@@ -17,6 +17,10 @@ typedef struct bench_shm_opts {
     bool tls;             /* tcp:// over TLS 1.3: a certificate made for the row by the openssl
                            * program (in a temporary folder, removed after it), checked by
                            * the clients */
+    int in_flight;        /* tcp:// echo: calls kept in flight on the one connection with
+                           * shmrpc_client_start (each sample waits for the oldest and starts
+                           * another, so its time is between answers, not a call's latency);
+                           * 0: one call at a time through the blocking stub */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

@@ -22,6 +22,12 @@ static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
 static const bench_shm_opts tcp_echo = {.wait = "adaptive", .method = "echo", .tcp = true};
 static const bench_shm_opts tcp_echo_tls = {
     .wait = "adaptive", .method = "echo", .tcp = true, .tls = true};
+static const bench_shm_opts tcp_if1 = {
+    .wait = "adaptive", .method = "echo", .tcp = true, .in_flight = 1};
+static const bench_shm_opts tcp_if16 = {
+    .wait = "adaptive", .method = "echo", .tcp = true, .in_flight = 16};
+static const bench_shm_opts tcp_if64 = {
+    .wait = "adaptive", .method = "echo", .tcp = true, .in_flight = 64};
 static const bench_shm_opts tcp_add = {.wait = "adaptive", .method = "add", .tcp = true};
 static const bench_shm_opts tcp_text_none = {.wait = "adaptive",
                                              .method = "echo",
@@ -168,6 +174,18 @@ static const bench_case table[] = {
      .note = "the same text with snappy: goal faster than without (ratio below 1)"},
     {ROW("raw", "tcp", 16, 2, 2), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_16_C2, BENCH_CALLS}}, .note = "goal: calls/s at least 0.9x"},
+    /* Many calls in flight on one connection (shmrpc_client_start): calls/s against one in
+     * flight. Over loopback the round trip is short, so the gain is in syscalls saved; the
+     * issue's goal (64 in flight >= 40x) is for a 1 ms link (tests/hosts). */
+    {ROW("raw-if1", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_if1,
+     .vs = {{"ratio_to_tcp", "tcp/raw/16/1x1", BENCH_CALLS}},
+     .note = "one call in flight through start/finish"},
+    {ROW("raw-if16", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_if16,
+     .vs = {{"ratio_to_if1", "tcp/raw-if1/16/1x1", BENCH_CALLS}},
+     .note = "16 in flight on one connection; p50 is between answers"},
+    {ROW("raw-if64", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_if64,
+     .vs = {{"ratio_to_if1", "tcp/raw-if1/16/1x1", BENCH_CALLS}},
+     .note = "64 in flight on one connection; p50 is between answers"},
     {ROW("work20", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_work,
      .vs = {VS_LIMIT, {"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "a 20 us handler: goal calls/s near 1/(20 us + spin p50)"},

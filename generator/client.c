@@ -2,6 +2,7 @@
 /* NAME_client.c: the client stubs, which encode the arguments, call through the client
  * handle and decode the result. The parameters are the user's names; every name a stub
  * declares itself ends in '_', which no .svc name may, so none can shadow another. */
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "gen.h"
@@ -12,12 +13,27 @@ static const char *pvalue(gen *g, const svc_field *p)
     return S("%s%.*s", gen_type(g, p->type)->kind == GK_STRUCT ? "*" : "", p->name.n, p->name.p);
 }
 
-/* The call, once the request is written; resp_ holds the response. */
-static void call(emitter *e, const char *id)
+/* Which part of a call a stub does: all of it (NAME), encode and start (NAME_start), or
+ * wait and decode (NAME_finish). */
+enum { PART_ALL, PART_START, PART_FINISH };
+
+/* The call, once the request is written; resp_ holds the response. false when the stub
+ * ends here (NAME_start). */
+static bool call(emitter *e, const char *id, int part)
 {
+    if (part == PART_START) {
+        em(e, "return shmrpc_client_start(client_, %s, SHMRPC_TIMEOUT_DEFAULT, call_);", id);
+        return false;
+    }
     em(e, "shmrpc_bytes resp_;");
-    em_open(e, "if ((rc_ = shmrpc_client_call(client_, %s, &resp_)) != 0)", id);
+    if (part == PART_FINISH) {
+        em(e, "int rc_;");
+        em_open(e, "if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0)");
+    } else {
+        em_open(e, "if ((rc_ = shmrpc_client_call(client_, %s, &resp_)) != 0)", id);
+    }
     em_last(e, "return rc_;");
+    return true;
 }
 
 static void encode_failed(emitter *e, const char *label)
@@ -27,9 +43,10 @@ static void encode_failed(emitter *e, const char *label)
             label);
 }
 
-static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
+static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *label, int part)
 {
     const cx c = {"&pk_", "&r_", "shmrpc_client_arena(client_)", "rc_"};
+    if (part == PART_FINISH) goto finish;
     em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "msgpack_packer pk_;");
     em(e, "msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);");
@@ -38,7 +55,8 @@ static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *la
         gen_mp_write(g, e, &c, gen_type(g, p->type), pvalue(g, p));
     em(e, "int rc_ = req_->err;");
     encode_failed(e, label);
-    call(e, gen_method_id(g, m));
+finish:
+    if (!call(e, gen_method_id(g, m), part)) return;
     em(e, "shmrpc_mp_reader r_;");
     em(e, "shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);");
     const char *fail =
@@ -54,9 +72,10 @@ static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *la
     em(e, "return 0;");
 }
 
-static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label)
+static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label, int part)
 {
     const cx c = {"", "&r_", "", "rc_"};
+    if (part == PART_FINISH) goto finish;
     em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "shmrpc_json *args_ = shmrpc_json_object();");
     em_open(e, "if (args_ == NULL)");
@@ -73,7 +92,8 @@ static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label
     }
     em(e, "int rc_ = shmrpc_json_dump(args_, req_);");
     encode_failed(e, label);
-    call(e, gen_method_id(g, m));
+finish:
+    if (!call(e, gen_method_id(g, m), part)) return;
     em(e, "shmrpc_json_reader r_;");
     em_open(e, "if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, "
                "resp_.len)) != 0)");
@@ -98,13 +118,21 @@ static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label
     em(e, "return shmrpc_client_decode_error(client_, \"%s\", r_.field, r_.why);", label);
 }
 
-static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label)
+static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label, int part)
 {
+    if (part == PART_FINISH) {
+        em(e, "return shmrpc_client_finish(client_, call_, out_);");
+        return;
+    }
     const char *data = gen_tokstr(g, m->params->name);
     em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
     encode_failed(e, label);
-    em(e, "return shmrpc_client_call(client_, %s, out_);", gen_method_id(g, m));
+    if (part == PART_START)
+        em(e, "return shmrpc_client_start(client_, %s, SHMRPC_TIMEOUT_DEFAULT, call_);",
+           gen_method_id(g, m));
+    else
+        em(e, "return shmrpc_client_call(client_, %s, out_);", gen_method_id(g, m));
 }
 
 void gen_client(gen *g, emitter *e)
@@ -114,16 +142,25 @@ void gen_client(gen *g, emitter *e)
     em(e, "#include \"%s.h\"", g->stem);
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
         const char *label = S("%s.%.*s", g->name, m->name.n, m->name.p);
-        em_blank(e);
-        em(e, "int %s_%s(shmrpc_client *client_%s%s)", g->p, gen_method_cname(g, m),
-           gen_params_decl(g, m), gen_out_decl(g, m));
-        em_open(e, "{");
-        if (m->enc == SVC_ENC_RAW)
-            stub_raw(g, e, m, label);
-        else if (m->enc == SVC_ENC_JSON)
-            stub_json(g, e, m, label);
-        else
-            stub_msgpack(g, e, m, label);
-        em_close(e, "}");
+        for (int part = PART_ALL; part <= PART_FINISH; part++) {
+            em_blank(e);
+            if (part == PART_ALL)
+                em(e, "int %s_%s(shmrpc_client *client_%s%s)", g->p, gen_method_cname(g, m),
+                   gen_params_decl(g, m), gen_out_decl(g, m));
+            else if (part == PART_START)
+                em(e, "int %s_%s_start(shmrpc_client *client_%s, shmrpc_call **call_)", g->p,
+                   gen_method_cname(g, m), gen_params_decl(g, m));
+            else
+                em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s)", g->p,
+                   gen_method_cname(g, m), gen_out_decl(g, m));
+            em_open(e, "{");
+            if (m->enc == SVC_ENC_RAW)
+                stub_raw(g, e, m, label, part);
+            else if (m->enc == SVC_ENC_JSON)
+                stub_json(g, e, m, label, part);
+            else
+                stub_msgpack(g, e, m, label, part);
+            em_close(e, "}");
+        }
     }
 }

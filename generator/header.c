@@ -139,6 +139,17 @@ static void methods(gen *g, emitter *e)
            gen_params_decl(g, m), gen_out_decl(g, m));
     }
     em_blank(e);
+    em(e, "/* Asynchronous stubs (shmrpc/client.h, \"many calls in flight\"): NAME_start sends");
+    em(e, " * the call with the client's timeout as its deadline and sets *call_ (see");
+    em(e, " * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,");
+    em(e, " * which stays valid until the client's next call or start. */");
+    for (const svc_method *m = g->svc->methods; m; m = m->next) {
+        em(e, "int %s_%s_start(shmrpc_client *client_%s, shmrpc_call **call_);", g->p,
+           gen_method_cname(g, m), gen_params_decl(g, m));
+        em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s);", g->p,
+           gen_method_cname(g, m), gen_out_decl(g, m));
+    }
+    em_blank(e);
     em(e, "/* Server: one handler per method, registered with shmrpc_server_register() together");
     em(e, " * with %s_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a", g->own);
     em(e,

@@ -75,6 +75,11 @@ typedef struct {
     const shmrpc_dyn_sig *sig; /* the messages' type, NULL: bytes */
     char *name;
     size_t max_msg;
+    /* Threads inside a push or pop, which run without the GIL on q (the GIL guards the
+     * count): a close while there are any only marks the queue closing, and the last of
+     * them closes it, so that close never unmaps what another thread is using. */
+    int users;
+    bool closing;
 } QueueObject;
 
 static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
@@ -133,21 +138,38 @@ static void Queue_dealloc(QueueObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* 0, or -1 raised when the queue is closed (or closing). */
 static int queue_open(QueueObject *self)
 {
-    if (self->q != NULL) return 0;
+    if (self->q != NULL && !self->closing) return 0;
     PyErr_SetString(pyshm_Unavailable, "the queue is closed");
     return -1;
+}
+
+/* Enters a push or pop: 0 (a user of q until queue_leave), or -1 raised when closed. */
+static int queue_enter(QueueObject *self)
+{
+    if (queue_open(self) != 0) return -1;
+    self->users++;
+    return 0;
+}
+
+static void queue_leave(QueueObject *self)
+{
+    if (--self->users == 0 && self->closing) {
+        shmrpc_queue_close(self->q);
+        self->q = NULL;
+        self->closing = false;
+    }
 }
 
 static PyObject *Queue_push(QueueObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"value", "timeout", NULL};
     PyObject *v, *t = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:push", kwlist, &v, &t) || queue_open(self))
-        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:push", kwlist, &v, &t)) return NULL;
     int64_t ms = timeout_ms(t, SHMRPC_QUEUE_WAIT_FOREVER);
-    if (ms == -2) return NULL;
+    if (ms == -2 || queue_enter(self)) return NULL;
     shmrpc_buf json, body;
     shmrpc_buf_init(&json);
     shmrpc_buf_init(&body);
@@ -161,6 +183,7 @@ static PyObject *Queue_push(QueueObject *self, PyObject *args, PyObject *kw)
         Py_END_ALLOW_THREADS;
         r = rc == 0 ? Py_NewRef(Py_None) : pyshm_raise_status(rc, self->name, msg);
     }
+    queue_leave(self);
     shmrpc_buf_destroy(&json);
     shmrpc_buf_destroy(&body);
     return r;
@@ -170,12 +193,15 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"timeout", NULL};
     PyObject *t = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:pop", kwlist, &t) || queue_open(self))
-        return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:pop", kwlist, &t)) return NULL;
     int64_t ms = timeout_ms(t, SHMRPC_QUEUE_WAIT_FOREVER);
     if (ms == -2) return NULL;
     void *buf = malloc(self->max_msg ? self->max_msg : 1);
     if (buf == NULL) return PyErr_NoMemory();
+    if (queue_enter(self)) {
+        free(buf);
+        return NULL;
+    }
     size_t len = 0;
     int rc;
     char msg[512] = "";
@@ -183,6 +209,7 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
     rc = shmrpc_queue_pop(self->q, buf, self->max_msg, &len, ms);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
     Py_END_ALLOW_THREADS;
+    queue_leave(self);
     PyObject *r = NULL;
     if (rc != 0) {
         pyshm_raise_status(rc, self->name, msg);
@@ -199,8 +226,12 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
 static PyObject *Queue_close(QueueObject *self, PyObject *unused)
 {
     (void)unused;
-    shmrpc_queue_close(self->q);
-    self->q = NULL;
+    if (self->users > 0) {
+        self->closing = true; /* the last push or pop under way closes it */
+    } else {
+        shmrpc_queue_close(self->q);
+        self->q = NULL;
+    }
     Py_RETURN_NONE;
 }
 

@@ -220,7 +220,10 @@ static void read_channel(shmrpc_segment *s, const seg_list *all)
     if (h == NULL) return;
     static const char *const states[] = {"idle", "request", "busy", "response", "abandoned"};
     s->chan_state = atomic_load(&h->state.word);
-    s->taker = atomic_load(&h->taker.pid);
+    /* The taker stays written after its call (shm.h): it is this call's only while one is
+     * being served. */
+    bool served = s->chan_state == SHM_CHAN_BUSY || s->chan_state == SHM_CHAN_ABANDONED;
+    s->taker = served ? atomic_load(&h->taker.pid) : 0;
     munmap(h, sizeof *h);
     char client[48] = "client unknown";
     if (s->client_pid > 0)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "wait.h"
 
 struct shmrpc_client {
     const shmrpc_service_info *info;
@@ -18,6 +19,15 @@ struct shmrpc_client {
     uint32_t *map;       /* client method id -> server method id; n_methods entries */
     shmrpc__table table; /* the server's, from the last connect */
     shmrpc__conn *conn;  /* NULL when not connected */
+    shmrpc_call *calls;  /* asynchronous calls started and not yet returned by a wait */
+};
+
+/* An asynchronous call: the caller's until shmrpc_call_free. */
+struct shmrpc_call {
+    shmrpc_client *client;    /* NULL once the client is gone */
+    shmrpc_call *next, *prev; /* the client's calls, while the transport holds it */
+    bool linked;
+    shmrpc__pending p;
 };
 
 /* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
@@ -79,8 +89,27 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     return 0;
 }
 
+/* Finishes c's calls not done with SHMRPC_ECLOSED and takes them from the transport, which
+ * drops their answers: the client is freed or connects again. */
+static void close_calls(shmrpc_client *c, bool freed, const char *why)
+{
+    while (c->calls) {
+        shmrpc_call *k = c->calls;
+        c->calls = k->next;
+        k->linked = false;
+        if (c->conn) c->conn->ops->abandon(c->conn, &k->p);
+        if (!k->p.done) {
+            k->p.done = true;
+            k->p.status = SHMRPC_ECLOSED;
+            shmrpc__msg_set(&k->p.msg, "%s", why);
+        }
+        if (freed) k->client = NULL;
+    }
+}
+
 static void disconnect(shmrpc_client *c)
 {
+    close_calls(c, false, "the client connected again while the call was in flight");
     if (!c->conn) return;
     c->conn->ops->close(c->conn);
     c->conn = NULL;
@@ -89,6 +118,7 @@ static void disconnect(shmrpc_client *c)
 void shmrpc_client_free(shmrpc_client *c)
 {
     if (!c) return;
+    close_calls(c, true, "the client was freed while the call was in flight");
     disconnect(c);
     shmrpc_buf_destroy(&c->req);
     shmrpc_buf_destroy(&c->resp);
@@ -185,6 +215,14 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     if (c->req.err) return request_error(c);
 
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    if (c->calls) { /* calls in flight: this one joins them and is waited for */
+        shmrpc_call *k;
+        int rc = shmrpc_client_start(c, method_id, timeout, &k);
+        if (rc) return rc;
+        rc = shmrpc_client_finish(c, k, resp);
+        if (rc) return rc;
+        return shmrpc__err_end(0);
+    }
     int rc = c->conn->ops->call(c->conn, c->map[method_id], req, &c->resp, timeout, err);
     if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
@@ -226,4 +264,149 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
                                    c->resp.len);
     *state = (shmrpc_health)c->resp.data[0];
     return shmrpc__err_end(0);
+}
+
+/* --- many calls in flight ------------------------------------------------------------- */
+
+static void call_unlink(shmrpc_call *k)
+{
+    shmrpc_client *c = k->client;
+    if (!k->linked) return;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->calls = k->next;
+    if (k->next) k->next->prev = k->prev;
+    k->next = k->prev = NULL;
+    k->linked = false;
+}
+
+int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms,
+                        shmrpc_call **call)
+{
+    if (call) *call = NULL;
+    if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the call");
+    int64_t timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
+    c->has_next = false;
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (method_id >= c->info->n_methods)
+        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
+                                   method_id, c->info->name, c->info->n_methods);
+    if (c->req.err) return request_error(c);
+    shmrpc_call *k = calloc(1, sizeof *k);
+    if (!k) return shmrpc__err_code(SHMRPC_ENOMEM);
+    k->client = c;
+    shmrpc_buf_init(&k->p.req);
+    shmrpc_buf_init(&k->p.resp);
+    shmrpc_buf_init(&k->p.msg);
+    k->p.resp.max = c->cfg.max_msg;
+    k->p.sid = c->map[method_id];
+    k->p.j = method_id;
+    int64_t now = shmrpc__now_ns();
+    bool forever = timeout < 0 || timeout > (INT64_MAX - now) / 1000000;
+    k->p.deadline = forever ? INT64_MAX : now + timeout * 1000000;
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    int rc = 0;
+    if (c->conn->ops->start) {
+        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
+            shmrpc_call_free(k);
+            return shmrpc__err_code(SHMRPC_ENOMEM);
+        }
+        rc = c->conn->ops->start(c->conn, &k->p, err);
+        if (!k->p.done) { /* in the transport's hands */
+            k->linked = true;
+            k->next = c->calls;
+            if (c->calls) c->calls->prev = k;
+            c->calls = k;
+        }
+    } else { /* one call at a time: it runs here, and wait returns it */
+        rc = c->conn->ops->call(c->conn, k->p.sid, req, &k->p.resp, timeout, err);
+        k->p.done = true;
+        k->p.status = rc;
+        if (rc)
+            shmrpc__msg_set(&k->p.msg, "%s",
+                            shmrpc__msg_get(err)[0] ? shmrpc__msg_get(err) : shmrpc_strerror(rc));
+    }
+    (void)rc; /* a call that failed at once is done: its status says so */
+    *call = k;
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, int64_t timeout_ms,
+                       size_t *which)
+{
+    if (which) *which = 0;
+    if (!c || !calls || n == 0 || !which)
+        return shmrpc__err_set(SHMRPC_EINVAL, "no client, no calls or no place for which");
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i] || calls[i]->client != c)
+            return shmrpc__err_set(SHMRPC_EINVAL, "call %zu is not one of this client's", i);
+    int64_t now = shmrpc__now_ns();
+    int64_t timeout = resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE);
+    bool forever = timeout < 0 || timeout > (INT64_MAX - now) / 1000000;
+    int64_t deadline = forever ? INT64_MAX : now + timeout * 1000000;
+    for (;;) {
+        for (size_t i = 0; i < n; i++) {
+            if (!calls[i]->p.done) continue;
+            call_unlink(calls[i]);
+            *which = i;
+            return shmrpc__err_end(0);
+        }
+        if (!c->conn || shmrpc__now_ns() >= deadline)
+            return shmrpc__err_set(SHMRPC_ETIMEDOUT, "none of the %zu calls was done in time", n);
+        c->conn->ops->progress(c->conn, deadline);
+    }
+}
+
+int shmrpc_call_status(const shmrpc_call *call)
+{
+    if (!call) return SHMRPC_EINVAL;
+    return call->p.done ? call->p.status : SHMRPC_CALL_PENDING;
+}
+
+int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!call) return shmrpc__err_set(SHMRPC_EINVAL, "no call");
+    if (!call->p.done) return shmrpc__err_set(SHMRPC_CALL_PENDING, "the call is not done");
+    if (call->p.status) return shmrpc__err_set(call->p.status, "%s", shmrpc__msg_get(&call->p.msg));
+    if (resp)
+        *resp = shmrpc_bytes_of(call->p.resp.len ? call->p.resp.data : empty, call->p.resp.len);
+    return shmrpc__err_end(0);
+}
+
+void shmrpc_call_free(shmrpc_call *call)
+{
+    if (!call) return;
+    if (call->client) {
+        call_unlink(call);
+        if (call->client->conn && call->client->conn->ops->abandon)
+            call->client->conn->ops->abandon(call->client->conn, &call->p);
+    }
+    shmrpc_buf_destroy(&call->p.req);
+    shmrpc_buf_destroy(&call->p.resp);
+    shmrpc_buf_destroy(&call->p.msg);
+    free(call);
+}
+
+int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no call");
+    size_t which;
+    shmrpc_call *one[1] = {call};
+    int rc = call->client == c
+                 ? shmrpc_client_wait(c, one, 1, SHMRPC_TIMEOUT_INFINITE, &which)
+                 : shmrpc__err_set(SHMRPC_EINVAL, "the call is not one of this client's");
+    shmrpc_buf_clear(&c->resp);
+    if (rc == 0) {
+        shmrpc_bytes b;
+        rc = shmrpc_call_result(call, &b);
+        if (rc == 0 && shmrpc_buf_append(&c->resp, b.ptr, b.len)) rc = SHMRPC_ENOMEM;
+        if (rc == 0 && resp)
+            *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    }
+    shmrpc_call_free(call);
+    return rc;
 }

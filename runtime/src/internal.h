@@ -121,6 +121,7 @@ typedef struct shmrpc__tcp_cfg {
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
     int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
+    int max_in_flight; /* a client's asynchronous calls per connection */
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */
     uint8_t secret[SHMRPC_SECRET_MAX];
@@ -170,14 +171,43 @@ typedef struct shmrpc__client_cfg {
 typedef struct shmrpc__conn shmrpc__conn;
 typedef struct shmrpc__listener shmrpc__listener;
 
+/* An asynchronous call as a transport sees it (client.c embeds it in a shmrpc_call). A
+ * transport that takes it (start) links it where it waits, and finishes it (done, status,
+ * the answer in resp or the reason in msg) once its answer came, its connection broke or
+ * its deadline passed. */
+typedef struct shmrpc__pending {
+    struct shmrpc__pending *next, *prev; /* the transport's list, while it waits */
+    void *where;                         /* the transport's: its connection, or NULL */
+    uint64_t rid;                        /* its request id there */
+    uint32_t sid;                        /* the server's method id */
+    int64_t j;                           /* the client's method id, or -1 (health) */
+    int64_t deadline;                    /* CLOCK_MONOTONIC ns; INT64_MAX: none */
+    uint64_t tried;                      /* endpoints it went to and did not run on */
+    bool done;
+    int status;
+    shmrpc_buf req;  /* its request, kept while it may still move to another endpoint */
+    shmrpc_buf resp; /* its answer, capped at the client's maximum */
+    shmrpc_buf msg;  /* why it failed */
+} shmrpc__pending;
+
 typedef struct shmrpc__conn_ops {
     /* One call of the server's method sid: req out, the response appended to resp
      * (cleared by the caller, capped at the client's maximum). timeout_ms is resolved:
      * milliseconds, or SHMRPC_TIMEOUT_INFINITE. On failure the message goes to err. */
     int (*call)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                 int64_t timeout_ms, shmrpc_buf *err);
-    /* Ends the connection and frees it. */
+    /* Ends the connection and frees it. A transport with start has no call waiting then
+     * (client.c abandons them first). */
     void (*close)(shmrpc__conn *c);
+    /* Optional, for many calls in flight (client.c runs a transport without them one call
+     * at a time, through call): start sends p's request (p->req) of method p->sid and
+     * keeps p until it is done; a call that fails at once is done on return (0 either
+     * way). progress waits until some call of c is done or deadline (ns) passes, finishing
+     * calls whose own deadlines passed. abandon forgets p, done or not: an answer that
+     * comes for it later is dropped. */
+    int (*start)(shmrpc__conn *c, shmrpc__pending *p, shmrpc_buf *err);
+    void (*progress)(shmrpc__conn *c, int64_t deadline);
+    void (*abandon)(shmrpc__conn *c, shmrpc__pending *p);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

@@ -89,23 +89,35 @@ int shmrpc__proc_owner(uint32_t id, uid_t *uid)
     return 0;
 }
 
-static _Atomic unsigned fork_count;
+_Atomic int32_t shmrpc__self_pid_seen;
+static _Atomic uint64_t self_start;
 static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
 
-static void count_fork(void)
+static void forget_self(void)
 {
-    atomic_fetch_add_explicit(&fork_count, 1, memory_order_relaxed);
+    atomic_store_explicit(&shmrpc__self_pid_seen, 0, memory_order_relaxed);
 }
 
 static void watch_forks(void)
 {
-    pthread_atfork(NULL, NULL, count_fork);
+    pthread_atfork(NULL, NULL, forget_self);
 }
 
-unsigned shmrpc__forks(void)
+int32_t shmrpc__learn_self(void)
 {
     pthread_once(&fork_watch, watch_forks);
-    return atomic_load_explicit(&fork_count, memory_order_relaxed);
+    int32_t pid = (int32_t)getpid();
+    shmrpc__proc_stat ps;
+    uint64_t start = shmrpc__read_proc_stat((uint32_t)pid, &ps) == 0 ? ps.start : 0;
+    atomic_store_explicit(&self_start, start, memory_order_relaxed);
+    atomic_store_explicit(&shmrpc__self_pid_seen, pid, memory_order_release);
+    return pid;
+}
+
+uint64_t shmrpc__self_start(void)
+{
+    (void)shmrpc__self_pid(); /* learnt with the pid, and again after a fork */
+    return atomic_load_explicit(&self_start, memory_order_relaxed);
 }
 
 uint64_t shmrpc__proc_start(int32_t pid)

@@ -4,6 +4,7 @@
 #ifndef SHMRPC_SRC_PROC_H
 #define SHMRPC_SRC_PROC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,18 @@ bool shmrpc__proc_alive(int32_t pid, uint64_t start);
  * does that early in its exit, before /proc shows it a zombie. */
 bool shmrpc__proc_running(int32_t pid, uint64_t start);
 
-/* How many forks this process is from the one that first asked (each child counts one
- * more, at the fork): a test of "still the process that did X" without getpid(), which is
- * a syscall in glibc and too dear for every call. Ask once before the fork that matters. */
-unsigned shmrpc__forks(void);
+/* This process's pid and the start time /proc gives it (clock ticks since boot; 0 when
+ * /proc could not say), learnt on first use and learnt again by a forked child (a
+ * pthread_atfork handler forgets them): getpid() is a syscall in glibc, 0.2-0.25 us in this
+ * VM, more than a whole shm:// handoff, too dear for every call or push. */
+extern _Atomic int32_t shmrpc__self_pid_seen;
+int32_t shmrpc__learn_self(void);
+static inline int32_t shmrpc__self_pid(void)
+{
+    int32_t pid = atomic_load_explicit(&shmrpc__self_pid_seen, memory_order_acquire);
+    return pid ? pid : shmrpc__learn_self();
+}
+uint64_t shmrpc__self_start(void);
 
 /* The path of descriptor fd of process pid (/proc/PID/fd/FD), or of this process's own
  * (/proc/self/fd/FD) when pid <= 0. */

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -271,47 +270,21 @@ struct shmrpc_queue {
 
 /* --- who we are -------------------------------------------------------------------- */
 
-/* The process's pid and the low half of its start time, learnt on first use; a forked
- * child forgets them (getpid is a syscall in glibc, too dear for every push). */
-static _Atomic uint32_t self_pid;
-static _Atomic uint32_t self_start;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-
-/* membarrier(2) registration of this process (single producer and consumer queues): 0 not
- * tried, 1 registered, -1 not available. */
-static _Atomic int barrier_state;
-
-static void forget_self(void)
-{
-    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
-    atomic_store_explicit(&barrier_state, 0, memory_order_relaxed);
-}
-
-static void watch_forks(void)
-{
-    pthread_atfork(NULL, NULL, forget_self);
-}
-
-static uint32_t learn_self(void)
-{
-    pthread_once(&fork_watch, watch_forks);
-    uint32_t pid = (uint32_t)getpid();
-    shmrpc__proc_stat ps;
-    uint32_t start = shmrpc__read_proc_stat(pid, &ps) == 0 ? (uint32_t)ps.start : 0;
-    atomic_store_explicit(&self_start, start, memory_order_relaxed);
-    atomic_store_explicit(&self_pid, pid, memory_order_release);
-    return pid;
-}
-
+/* The process's pid (proc.h: learnt once, and again in a forked child). */
 static inline uint32_t self(void)
 {
-    uint32_t p = atomic_load_explicit(&self_pid, memory_order_acquire);
-    return p ? p : learn_self();
+    return (uint32_t)shmrpc__self_pid();
 }
+
+/* membarrier(2) registration (single producer and consumer queues): the process that
+ * registered (a forked child is not registered: the kernel's state is per address space),
+ * and whether it could: 1 registered, -1 not available. */
+static _Atomic uint32_t barrier_pid;
+static _Atomic int barrier_state;
 
 static inline uint64_t self_tag(uint32_t lap)
 {
-    return (uint64_t)lap << 32 | atomic_load_explicit(&self_start, memory_order_relaxed);
+    return (uint64_t)lap << 32 | (uint32_t)shmrpc__self_start();
 }
 
 /* Whether the process pid, which holds a slot of lap with this tag, is dead: gone from
@@ -426,15 +399,17 @@ static uint32_t announce(shmrpc__futex *f)
  * sees WAITING. Where membarrier is not available, the changer fences itself. */
 static void register_barrier(void)
 {
-    if (atomic_load_explicit(&barrier_state, memory_order_relaxed) != 0) return;
+    if (atomic_load_explicit(&barrier_pid, memory_order_relaxed) == self()) return;
     long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
     atomic_store_explicit(&barrier_state, r == 0 ? 1 : -1, memory_order_relaxed);
+    atomic_store_explicit(&barrier_pid, self(), memory_order_relaxed);
 }
 
 /* The changer's side: between its store and its load of the waiters' word. */
 static inline void fence_for_waiters(void)
 {
-    if (atomic_load_explicit(&barrier_state, memory_order_relaxed) == 1)
+    if (atomic_load_explicit(&barrier_state, memory_order_relaxed) == 1 &&
+        atomic_load_explicit(&barrier_pid, memory_order_relaxed) == self())
         atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order */
     else
         atomic_thread_fence(memory_order_seq_cst);
@@ -644,7 +619,7 @@ static bool repair_frontier(shmrpc_queue *q)
 static uint64_t owner_word(void)
 {
     uint32_t pid = self();
-    return (uint64_t)atomic_load_explicit(&self_start, memory_order_relaxed) << 32 | pid;
+    return (uint64_t)(uint32_t)shmrpc__self_start() << 32 | pid;
 }
 
 static bool owner_dead(uint64_t owner)

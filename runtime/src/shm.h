@@ -16,8 +16,10 @@
 
 #define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
 /* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock, and
- * channels are sealed memfds named by their client's fd */
-#define SHMRPC__SHM_VERSION 4u
+ * channels are sealed memfds named by their client's fd; 5: a channel's method, lengths,
+ * status and small messages on its state's line, and the taker's call number; a slot's
+ * counted (clients count in awake only once a call's wait lasts) */
+#define SHMRPC__SHM_VERSION 5u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -64,7 +66,11 @@ typedef struct shmrpc__shm_slot {
      * /proc/CLIENT/fd/N. Written by the client before OPEN; read by workers. */
     _Atomic int32_t chan_fd;
     _Atomic int64_t pidless_ns;
-    char pad[64 - 48];
+    /* 1 while the client counts in awake for a call (it does only once the call's wait
+     * lasts; shmrpc__waiter's counted): written by the client, cleared by whoever frees the
+     * slot; read by whoever frees the slot of a dead client, to take back its share. */
+    _Atomic uint32_t counted;
+    char pad[64 - 52];
 } shmrpc__shm_slot;
 static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
 
@@ -118,10 +124,16 @@ enum {
                                ABANDONED; the worker then sets IDLE instead of answering */
 };
 
+/* A message of at most this many bytes rides in the state's line (shmrpc__shm_chan.small)
+ * instead of the data area: a small call then moves that one line each way (issue 18). */
+#define SHMRPC__CHAN_SMALL 24u
+
 /* The head of a channel segment; the data area follows it. The request and then the
- * response use the same data area: a worker copies the request out before it runs it. */
+ * response use the same data area (or, when small, the state's line): a worker copies
+ * the request out before it runs it. */
 typedef struct shmrpc__shm_chan {
-    /* The call's state: the word both sides wait on. */
+    /* The call's state: the word both sides wait on. Everything a call needs from both
+     * sides shares its line, which the handoff moves anyway: a small call moves no other. */
     shmrpc__futex state;
     _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
     /* A PI futex (owner's thread id, or 0): the worker takes it just after REQUEST -> BUSY
@@ -132,23 +144,36 @@ typedef struct shmrpc__shm_chan {
      * call. On the state's line, which the worker holds then anyway: a locked instruction
      * on another line would wait for that line to come over from the client. */
     _Atomic uint32_t lock;
-    _Atomic uint64_t size; /* the segment's size: whoever grew it last */
-    char pad0[64 - 24];
     /* Written by the client before REQUEST; read by the worker. */
-    alignas(64) uint32_t method; /* the server's method id */
+    uint32_t method; /* the server's method id */
     uint32_t req_len;
     /* Written by the worker before RESPONSE; read by the client. */
     int32_t status; /* 0, or the call's status with its message as the data */
     uint32_t resp_len;
-    /* The process serving the call: cleared by the client before REQUEST, written by the
-     * worker after REQUEST -> BUSY. The client watches it, not the worker slot, which a
-     * replacement may hold already. Off the state's line: the client reads it only in
-     * its slow checks, so writing it costs the spinning client nothing. */
+    /* The call's number, written by the client before REQUEST; the worker that takes the
+     * call copies it into taker_call with taker, so the client never mistakes the taker
+     * of an earlier call for its own and need not clear taker (on another line) per call. */
+    uint32_t call;
+    uint32_t unused;
+    /* The request, then the answer, when it is at most SHMRPC__CHAN_SMALL bytes. */
+    uint8_t small[SHMRPC__CHAN_SMALL];
+    /* The segment's size: whoever grew it last. Off the state's line: only a message
+     * above SHMRPC__CHAN_SMALL bytes that grows the channel writes it. */
+    alignas(64) _Atomic uint64_t size;
+    /* The process serving the call and the call's number, written by the worker after
+     * REQUEST -> BUSY. The client watches it, not the worker slot, which a replacement may
+     * hold already, and only while taker_call is its call's number (until then it takes
+     * the taker for unknown, hence alive). Off the state's line: the client reads it only
+     * in its slow checks and never writes it, so it stays with the workers. */
     shmrpc__proc taker;
-    char pad1[64 - 32];
+    _Atomic uint32_t taker_call;
+    char pad1[64 - 28];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 static_assert(offsetof(shmrpc__shm_chan, lock) == 12, "the lock on the state's line");
+static_assert(offsetof(shmrpc__shm_chan, small) + SHMRPC__CHAN_SMALL == 64,
+              "a small message on the state's line");
+static_assert(offsetof(shmrpc__shm_chan, size) == 64, "the size and taker on the second line");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -21,30 +20,10 @@
 
 #define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
 
-/* This process's pid, learnt on first use; a forked child forgets it. getpid is a system
- * call in glibc, 0.2-0.25 us here: more than a whole handoff of a cache line, too dear
- * for every call (issue 18). */
-static _Atomic int32_t self_pid;
-static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
-
-static void forget_self(void)
+/* This process's pid (proc.h: learnt once, again after a fork). */
+static inline int32_t self(void)
 {
-    atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
-}
-
-static void watch_forks(void)
-{
-    pthread_atfork(NULL, NULL, forget_self);
-}
-
-static int32_t self(void)
-{
-    int32_t pid = atomic_load_explicit(&self_pid, memory_order_relaxed);
-    if (pid != 0) return pid;
-    pthread_once(&fork_watch, watch_forks);
-    pid = (int32_t)getpid();
-    atomic_store_explicit(&self_pid, pid, memory_order_relaxed);
-    return pid;
+    return shmrpc__self_pid();
 }
 
 /* The server's method table, read from a private copy of the control segment's text. */
@@ -128,6 +107,8 @@ typedef struct shm_conn {
     uint32_t *map;
     shmrpc__table *table; /* the server's, kept at every (re)connect */
     uint32_t last_worker; /* served the last call: likely the next one's */
+    uint32_t call;        /* the number of the last call sent (never 0), as in the channel */
+    bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
     shmrpc_wait_opts wait;
 } shm_conn;
 
@@ -194,6 +175,7 @@ static int claim_slot(shm_conn *c, shmrpc_buf *err)
          * matches (see pidless_for_long). */
         c->gen = atomic_fetch_add(&s->gen, 1) + 1;
         shmrpc__shm_proc_set(&s->client, pid, start);
+        atomic_store(&s->counted, 0); /* whatever a bad write left */
         c->slot = i;
         return 0;
     }
@@ -396,10 +378,14 @@ static bool chan_held(shm_conn *c)
     return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
 }
 
-/* Whether the process that took the channel's call still runs (and is not exiting: it
- * lets go of the channel's lock early in its exit, and will never answer). */
-static bool taker_alive(shmrpc__shm_chan *h)
+/* Whether the process that took the channel's last call still runs (and is not exiting:
+ * it lets go of the channel's lock early in its exit, and will never answer). A taker
+ * written for another call is not this call's: unknown yet, hence alive. The worker writes
+ * the call's number after its pid and start, so the number read first vouches for them. */
+static bool taker_alive(shm_conn *c)
 {
+    shmrpc__shm_chan *h = c->chan.head;
+    if (atomic_load(&h->taker_call) != c->call) return true;
     int32_t pid = atomic_load(&h->taker.pid);
     return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
 }
@@ -426,7 +412,7 @@ static int client_check(void *arg)
     uint32_t st = atomic_load(&h->state.word);
     bool busy = st == SHM_CHAN_BUSY;
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
-    if (busy && !taker_alive(h)) return SHMRPC_EPEERDIED;
+    if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */
     if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
     /* A call that a worker took is answered in the channel whatever the slot says; one
@@ -446,6 +432,16 @@ static int client_check(void *arg)
     return 0;
 }
 
+/* A call that counted in awake no longer does: the mark first, so that a death between
+ * the two leaves the count too high (repaired by sweeps), never too low. */
+static void count_out(shm_conn *c)
+{
+    if (!c->counted) return;
+    atomic_store(&c->ctl->slots[c->slot].counted, 0);
+    atomic_fetch_sub(&c->ctl->awake, 1);
+    c->counted = false;
+}
+
 /* Waits until the call leaves REQUEST and BUSY. */
 static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 {
@@ -455,6 +451,8 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
                         .check = client_check,
                         .check_arg = c,
                         .awake = &c->ctl->awake,
+                        .counted = &c->counted,
+                        .counted_mark = &c->ctl->slots[c->slot].counted,
                         .lazy = dl};
     for (;;) {
         uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
@@ -517,7 +515,7 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
         /* A leftover answer, a state no side writes, or a call whose worker is gone: the
          * channel is ours again. A worker still serving one is waited for, never raced. */
         bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
-        if (!served || !taker_alive(h)) {
+        if (!served || !taker_alive(c)) {
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
@@ -572,13 +570,17 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                                 : "the server went away from",
                         c->key);
     }
-    if (rc == 0) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
+    /* A small request rides in the state's line, which REQUEST moves anyway. */
+    if (rc == 0 && req.len > SHMRPC__CHAN_SMALL) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
     if (rc != 0) return rc;
     shmrpc__shm_chan *h = c->chan.head;
-    if (req.len) memcpy(shmrpc__chan_data(&c->chan), req.ptr, req.len);
+    if (req.len)
+        memcpy(req.len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan), req.ptr,
+               req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
-    shmrpc__shm_proc_set(&h->taker, 0, 0); /* unknown until a worker takes the call */
+    if (++c->call == 0) c->call = 1; /* 0 is no call's: a new channel's taker_call */
+    h->call = c->call;
     /* No worker serves the channel now: a lock left by a dead worker (or a bad write)
      * would keep the next worker from taking it. A worker that let an abandoned call go
      * and has yet to let go of the lock finds it no longer its own, and leaves it be. */
@@ -587,28 +589,43 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
     if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
         atomic_store(&h->state.sleepers, 0); /* only then: a locked store waits for the line */
-    atomic_fetch_add(&c->ctl->awake, 1);
+    /* Where this call would make the service crowded, it counts at once, as every call did
+     * before: waiters that outnumber the CPUs must see so from the first turn of their
+     * spins, or the ones whose calls come back quickly keep the workers from the others
+     * (4 clients on 2 workers: fairness 0.46 rather than 0.9). Elsewhere (one client of one
+     * worker) it counts only once its wait lasts; the read alone does not move the line
+     * where nobody writes it. */
+    c->counted = false;
+    if ((int)atomic_load_explicit(&c->ctl->awake, memory_order_relaxed) >= shmrpc__ncpus()) {
+        atomic_fetch_add(&c->ctl->awake, 1);
+        c->counted = true;
+        atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
+    }
     atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
     atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
     atomic_fetch_add(&c->ctl->doorbell.word, 1);
     shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
 
-    /* The client counts in awake while its channel is in REQUEST, BUSY or RESPONSE: the
-     * sweep takes a dead client's share back by that. */
+    /* A call not counted yet counts once its wait lasts (its first clock read): one
+     * answered sooner writes nothing on awake's line, which the workers read as they spin.
+     * Its slot's counted says so, for whoever takes back a dead client's share. */
     rc = await_answer(c, &dl);
     if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
-        atomic_fetch_sub(&c->ctl->awake, 1);
+        count_out(c);
         return rc;
     }
     int32_t status = h->status;
     uint32_t len = h->resp_len; /* read once */
-    rc = len > c->max_msg ? SHMRPC_EPROTO : shmrpc__chan_follow(&c->chan, len, err);
+    rc = len > c->max_msg            ? SHMRPC_EPROTO
+         : len <= SHMRPC__CHAN_SMALL ? 0
+                                     : shmrpc__chan_follow(&c->chan, len, err);
     /* Following an answer that grew the channel may have moved the mapping (mremap): h
      * pointed into the old one, unmapped now or reused by the next mmap. */
     h = c->chan.head;
-    if (rc == 0 && shmrpc_buf_append(resp, shmrpc__chan_data(&c->chan), len) != 0) rc = resp->err;
+    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
+    if (rc == 0 && shmrpc_buf_append(resp, data, len) != 0) rc = resp->err;
     atomic_store(&h->state.word, SHM_CHAN_IDLE);
-    atomic_fetch_sub(&c->ctl->awake, 1);
+    count_out(c);
     if (rc != 0) return rc;
     if (status == 0) return 0;
     if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))

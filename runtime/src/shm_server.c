@@ -157,20 +157,11 @@ static void held_set(shm_listener *l, unsigned slot, uint32_t gen, int fd)
     l->held_fd[slot] = fd;
 }
 
-/* The state of the call on a channel: mapped for the moment, as a sweep does through its
- * own mapping (a channel that was taken is at least a page, and cannot shrink). */
-static uint32_t chan_state_of(int fd)
+/* Whether the client of a slot counts in awake: it marks so while a call of its lasts,
+ * and lowers awake itself (clearing the mark) while it sleeps. */
+static bool counts_awake(shmrpc__shm_slot *s)
 {
-    shmrpc__shm_chan *h = fd >= 0 ? shmrpc__shm_map(fd, PAGE) : NULL;
-    if (h == NULL) return SHM_CHAN_IDLE;
-    uint32_t st = atomic_load(&h->state.word);
-    munmap(h, PAGE);
-    return st;
-}
-
-static bool in_call_state(uint32_t st)
-{
-    return st == SHM_CHAN_REQUEST || st == SHM_CHAN_BUSY || st == SHM_CHAN_RESPONSE;
+    return atomic_load(&s->counted) && !atomic_load(&s->presence.asleep);
 }
 
 static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call);
@@ -230,9 +221,7 @@ static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
     uint64_t start = atomic_load(&s->client.start);
     if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
         atomic_load(&s->client.pid) == pid && !shmrpc__proc_running(pid, start)) {
-        bool in_call = ours && in_call_state(chan_state_of(l->held_fd[slot])) &&
-                       !atomic_load(&s->presence.asleep);
-        free_slot(l->ctl, slot, state, in_call);
+        free_slot(l->ctl, slot, state, counts_awake(s));
     }
     if (ours) held_set(l, slot, 0, -1);
 }
@@ -424,32 +413,30 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
 {
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    if (shmrpc__chan_reserve(&c->map, n, &err) != 0) {
+    if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) {
         status = SHMRPC_ETOOBIG;
         data = shmrpc__msg_get(&err);
         n = strlen(data);
-        if (shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
+        if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
     }
     shmrpc__shm_chan *h = c->map.head;
-    if (n) memcpy(shmrpc__chan_data(&c->map), data, n);
+    /* A small answer rides in the state's line, which RESPONSE moves anyway. */
+    if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
-    /* The lock is let go of just before the answer, on the same line: no waiter, no
-     * syscall. A client asleep on it (the kernel marked it so) is handed it after the
-     * answer is there; one that comes to it in between finds it free and sleeps on the
-     * state instead. */
-    bool waiter = false;
-    if (c->lock_tid) {
-        uint32_t v = c->lock_tid;
-        waiter =
-            !atomic_compare_exchange_strong(&h->lock, &v, 0) && (v & FUTEX_TID_MASK) == c->lock_tid;
-    }
+    /* The answer first, then the lock, on the same line: the client, spinning on the
+     * state, reads the line as soon as the worker writes it, so a write before the answer
+     * would have to take the line back before the answer could land (issue 18). With no
+     * waiter, letting go of the lock is a compare-and-swap and no syscall; a client asleep
+     * on it (the kernel marked it so) is handed it then, and finds the answer there. A
+     * client that has started its next call meanwhile may have cleared the lock already:
+     * a word that no longer names this worker is left alone. */
     uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
     if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
         atomic_compare_exchange_strong(&h->state.word, &abandoned,
                                        SHM_CHAN_IDLE); /* nobody waits */
     shmrpc__wake(&h->state, 1);
-    if (waiter) shmrpc__lock_release(&h->lock, c->lock_tid);
+    if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
     c->lock_tid = 0;
     shmrpc_buf_destroy(&err);
 }
@@ -478,9 +465,14 @@ static void serve_one(worker *w, unsigned slot)
      * that the spinning client keeps reading. */
     if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
     atomic_store(&h->worker, w->index);
-    /* The client cleared taker before REQUEST, so it never watches the process of an
-     * earlier call; until this lands it treats the taker as unknown, hence alive. */
-    shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
+    /* The client watches the taker only once taker_call is its call's number, written
+     * last; until then it treats the taker as unknown, hence alive. Written only when it
+     * changes, so that a worker serving the connection again keeps the line to itself. */
+    uint32_t call = h->call; /* read once */
+    if (atomic_load_explicit(&h->taker.pid, memory_order_relaxed) != w->pid ||
+        atomic_load_explicit(&h->taker.start, memory_order_relaxed) != w->start)
+        shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
+    atomic_store_explicit(&h->taker_call, call, memory_order_release);
     /* A client that slept before the call was taken sleeps on the state: wake it, so it
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
@@ -497,7 +489,9 @@ static void run_call(worker *w, worker_chan *c)
     shmrpc_buf err;
     uint32_t method = h->method, len = h->req_len; /* read once */
     shmrpc_buf_init(&err);
-    int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : shmrpc__chan_follow(&c->map, len, &err);
+    int rc = len > w->l->max_msg         ? SHMRPC_ETOOBIG
+             : len <= SHMRPC__CHAN_SMALL ? 0
+                                         : shmrpc__chan_follow(&c->map, len, &err);
     if (rc != 0) {
         shmrpc_buf_destroy(&err);
         const char *why = "the request's length does not fit its channel";
@@ -507,7 +501,8 @@ static void run_call(worker *w, worker_chan *c)
     shmrpc_buf_destroy(&err);
     /* The client could rewrite the request while it runs: run a private copy. */
     shmrpc_buf_clear(&w->req);
-    if (shmrpc_buf_append(&w->req, shmrpc__chan_data(&c->map), len) != 0) {
+    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+    if (shmrpc_buf_append(&w->req, data, len) != 0) {
         answer(c, SHMRPC_ENOMEM, "out of memory", 13);
         return;
     }
@@ -545,6 +540,7 @@ static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_
     if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
     shmrpc__shm_proc_set(&s->client, 0, 0);
     atomic_store(&s->pidless_ns, 0);
+    atomic_store(&s->counted, 0);
     atomic_fetch_and(&ctl->pending[i / 64], ~((uint64_t)1 << (i % 64)));
     if (in_call) shmrpc__count_down(&ctl->awake); /* it died counted as awake */
     atomic_store(&s->state, SHM_SLOT_FREE);
@@ -630,13 +626,7 @@ static void sweep(worker *w)
         if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
             atomic_load(&s->client.start) != start)
             continue;
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        worker_chan *wc = state == SHM_SLOT_OPEN ? worker_chan_get(w, i, &err) : NULL;
-        shmrpc_buf_destroy(&err);
-        bool in_call = wc && in_call_state(atomic_load(&wc->map.head->state.word)) &&
-                       !atomic_load(&s->presence.asleep);
-        free_slot(ctl, i, state, in_call);
+        free_slot(ctl, i, state, counts_awake(s));
     }
     repair_header(w, now);
     repair_counters(ctl);

@@ -61,6 +61,8 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
     if (o->max_conns_per_addr < 0 || o->max_conns_per_addr > MAX_CONNS_LIMIT) return SHMRPC_EINVAL;
     cfg->max_per_addr = o->max_conns_per_addr ? o->max_conns_per_addr : 256;
     cfg->budget = o->buffer_budget ? o->buffer_budget : DEFAULT_BUDGET;
+    if (o->max_in_flight < 0 || o->max_in_flight > 4096) return SHMRPC_EINVAL;
+    cfg->max_in_flight = o->max_in_flight ? o->max_in_flight : 64;
     if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
     if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
         return SHMRPC_EINVAL;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport's client side: blocking-style calls over a non-blocking socket, every
- * wait bounded by one deadline. An address may list endpoints (and DNS names with several
- * addresses): a call goes to the least loaded one that is not left out, and to another
- * only when it never started where it went; a call that may have run is never resent. */
+ * wait bounded by one deadline, and asynchronous calls (start, progress), many in flight
+ * on one connection and matched to their answers by request id. An address may list endpoints (and
+ * DNS names with several addresses): a call goes to the least loaded one that is not left out, and
+ * to another only when it never started where it went; a call that may have run is never resent. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +55,9 @@ typedef struct tcp_conn {
     bool drained;        /* the last call read a DRAIN: its server takes no new call */
     bool left;           /* the last call read an ERROR that closes the connection */
     char why[200];       /* why it was last left out */
+    /* Asynchronous calls whose requests went out whole on this connection (newest first). */
+    shmrpc__pending *inflight;
+    int n_inflight;
 } tcp_conn;
 
 /* Waits for events on fd until deadline (INT64_MAX: none); EINTR resumes with the time
@@ -98,6 +102,23 @@ static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
     return SHMRPC_EUNAVAIL;
 }
 
+/* Waits until c can be written to, reading what comes meanwhile into c->in. */
+static int read_while_sending(tcp_conn *c, int64_t deadline)
+{
+    int rc = wait_fd(c->fd, POLLOUT | POLLIN, deadline);
+    if (rc) return rc;
+    if (shmrpc__buf_grow(&c->in, READ_AHEAD)) return c->in.err;
+    ssize_t k =
+        shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+    if (k > 0) c->in.len += (size_t)k;
+    if (k == 0) {
+        errno = 0;
+        return SHMRPC_EUNAVAIL;
+    }
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return SHMRPC_EUNAVAIL;
+    return 0;
+}
+
 static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, shmrpc_buf *err)
 {
     while (n) {
@@ -107,6 +128,19 @@ static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, s
             continue;
         }
         if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->n_inflight) {
+            /* Calls in flight: their answers are read (kept in c->in) while the request
+             * waits for room, or a server that stops reading until its answers are read
+             * and this client would wait for each other. */
+            int rc = read_while_sending(c, deadline);
+            if (rc == SHMRPC_ETIMEDOUT) {
+                conn_break(c);
+                shmrpc__msg_set(err, "the deadline passed while sending to tcp://%s", c->where);
+                return rc;
+            }
+            if (rc) return broken(c, err, "while sending");
+            continue;
+        }
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             int rc = wait_fd(c->fd, POLLOUT, deadline);
             if (rc == SHMRPC_ETIMEDOUT) { /* half a frame sent: the stream is unusable */
@@ -520,8 +554,49 @@ typedef struct tcp_pool {
     shmrpc_buf tls_why;
 } tcp_pool;
 
+/* Takes p off the connection it waits on. */
+static void pend_unlink(tcp_conn *c, shmrpc__pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        c->inflight = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+    p->where = NULL;
+    c->n_inflight--;
+    c->outstanding--;
+    if (c->n_inflight == 0) { /* what is in flight now is answered or abandoned */
+        c->answered = c->next_id;
+        c->answered_ns = shmrpc__now_ns();
+    }
+}
+
+static void pend_done(shmrpc__pending *p, int status)
+{
+    p->done = true;
+    p->status = status;
+    if (status == 0) shmrpc_buf_clear(&p->msg);
+}
+
+/* Fails every call in flight on c, whose requests were written whole: they may have run. */
+static void fail_inflight(tcp_conn *c, int status, const char *why)
+{
+    while (c->inflight) {
+        shmrpc__pending *p = c->inflight;
+        pend_unlink(c, p);
+        shmrpc__msg_set(&p->msg, "%s", why);
+        if (status == SHMRPC_EPEERDIED)
+            shmrpc__msg_append(&p->msg, "; the request had been sent, so the call may have run "
+                                        "(it is not sent again)");
+        pend_done(p, status);
+    }
+}
+
 static void ep_free(tcp_conn *c)
 {
+    fail_inflight(c, SHMRPC_EPEERDIED,
+                  "the endpoint was dropped (its name no longer resolves to it)");
     if (c->pid == getpid())
         conn_break(c);
     else if (c->fd >= 0) /* the parent's socket stays open (and its TLS unclosed) there */
@@ -1021,6 +1096,41 @@ static void left_out(tcp_pool *p, int64_t now, shmrpc_buf *why)
     }
 }
 
+static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err);
+static void tcp_progress(shmrpc__conn *base, int64_t deadline);
+
+/* A blocking call made while asynchronous calls are in flight (the health method, say):
+ * it joins them, since reading its answer alone would skip theirs. */
+static int call_among(tcp_pool *p, uint32_t sid, int64_t j, shmrpc_bytes req, shmrpc_buf *resp,
+                      int64_t deadline, shmrpc_buf *err)
+{
+    shmrpc__pending k = {.sid = sid, .j = j, .deadline = deadline};
+    shmrpc_buf_init(&k.req);
+    shmrpc_buf_init(&k.resp);
+    shmrpc_buf_init(&k.msg);
+    k.resp.max = resp->max;
+    int rc = shmrpc_buf_append(&k.req, req.ptr, req.len) ? SHMRPC_ENOMEM : 0;
+    if (rc == 0) {
+        place(p, &k, err);
+        while (!k.done)
+            tcp_progress(&p->base, k.deadline);
+        rc = k.status;
+        if (rc == 0 && shmrpc_buf_append(resp, k.resp.data, k.resp.len)) rc = SHMRPC_ENOMEM;
+        if (rc && k.msg.len) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&k.msg));
+    }
+    shmrpc_buf_destroy(&k.req);
+    shmrpc_buf_destroy(&k.resp);
+    shmrpc_buf_destroy(&k.msg);
+    return rc;
+}
+
+static bool any_inflight(const tcp_pool *p)
+{
+    for (int i = 0; i < p->n_eps; i++)
+        if (p->eps[i]->n_inflight) return true;
+    return false;
+}
+
 static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                     int64_t timeout_ms, shmrpc_buf *err)
 {
@@ -1040,6 +1150,7 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
             break;
         }
     maybe_resolve(p, now, err);
+    if (any_inflight(p)) return call_among(p, sid, j, req, resp, deadline, err);
     uint64_t tried = 0;
     int status = 0, tries = 0;
     shmrpc_buf_clear(&p->why);
@@ -1090,6 +1201,322 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     return status ? status : SHMRPC_EUNAVAIL;
 }
 
+/* --- many calls in flight (docs/wire.md, "Calls in flight") ------------------------------ */
+
+/* Like pick, among the endpoints with room for one more call in flight. *full is set when
+ * some endpoint that could take the call has none now. */
+static tcp_conn *pick_room(tcp_pool *p, int64_t now, uint64_t tried, int *index, bool *full)
+{
+    tcp_conn *best = NULL;
+    *full = false;
+    for (int k = 0; k < p->n_eps; k++) {
+        int i = (int)((p->cursor + (unsigned)k) % (unsigned)p->n_eps);
+        tcp_conn *c = p->eps[i];
+        if ((tried >> i & 1) || now < c->eject_until) continue;
+        if (c->n_inflight >= p->cfg->tcp.max_in_flight) {
+            *full = true;
+            continue;
+        }
+        if (!best || c->outstanding < best->outstanding) best = c, *index = i;
+    }
+    if (best) p->cursor = (unsigned)*index + 1;
+    return best;
+}
+
+/* Sends k's request on c: FATE_DONE once it went out whole (k waits on c) or failed in a
+ * way that ends it (k->done); FATE_NOT_RUN when it cannot have run there. */
+static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    *fate = FATE_NOT_RUN;
+    c->drained = c->left = false;
+    if (c->fd >= 0 && c->n_inflight == 0 && c->answered == c->next_id && server_left(c, now))
+        look_at_close(c, err);
+    if (c->fd < 0) {
+        int64_t limit = now + c->cfg->tcp.connect_ns;
+        if (c->fails && p->n_eps > 1 && k->deadline != INT64_MAX) {
+            int64_t half = now + (k->deadline - now) / 2;
+            if (half < limit) limit = half;
+        }
+        int rc = attach(c, k->deadline < limit ? k->deadline : limit, err);
+        if (rc) {
+            eject(p, c, now, err);
+            return rc;
+        }
+        memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
+        rc = shmrpc__table_keep(p->table, &c->table->info);
+        if (rc) {
+            *fate = FATE_DONE;
+            pend_done(k, rc);
+            return rc;
+        }
+    }
+    uint32_t esid = k->j >= 0 ? c->map[k->j] : k->sid;
+    uint64_t id = ++c->next_id;
+    int rc = send_request(c, esid, id, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
+    if (c->fd < 0 && c->inflight) /* broke while sending: the calls before it may have run */
+        fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
+    if (rc == SHMRPC_EUNAVAIL && c->fd < 0) return rc; /* not written whole: it did not run */
+    *fate = FATE_DONE;
+    if (rc) {
+        shmrpc__msg_set(&k->msg, "%s", shmrpc__msg_get(err));
+        pend_done(k, rc);
+        return rc;
+    }
+    k->rid = id;
+    k->sid = esid;
+    k->where = c;
+    k->prev = NULL;
+    k->next = c->inflight;
+    if (c->inflight) c->inflight->prev = k;
+    c->inflight = k;
+    c->n_inflight++;
+    c->outstanding++;
+    return 0;
+}
+
+/* Sends k to an endpoint it has not been tried on (k->tried), waiting for room (answers)
+ * while every endpoint that could take it is full. Ends with k in flight or done. */
+static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err)
+{
+    int status = 0;
+    shmrpc_buf_clear(&p->why);
+    for (int tries = 0; tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS;) {
+        int64_t now = shmrpc__now_ns();
+        if (now >= k->deadline) {
+            shmrpc__msg_set(&k->msg, "the deadline passed before an endpoint took the call, "
+                                     "which did not run");
+            if (shmrpc__msg_get(&p->why)[0])
+                shmrpc__msg_append(&k->msg, ": %s", shmrpc__msg_get(&p->why));
+            pend_done(k, SHMRPC_ETIMEDOUT);
+            return;
+        }
+        int i = 0;
+        bool full;
+        tcp_conn *c = pick_room(p, now, k->tried, &i, &full);
+        if (!c && full) { /* room comes with answers */
+            tcp_progress(&p->base, k->deadline);
+            continue;
+        }
+        if (!c) break;
+        tries++;
+        int fate;
+        int rc = send_async(p, c, k, &fate, err);
+        if (fate == FATE_DONE) return;
+        k->tried |= (uint64_t)1 << i;
+        if (status == 0 || status == SHMRPC_EUNAVAIL) status = rc;
+        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                           shmrpc__msg_get(err));
+    }
+    left_out(p, shmrpc__now_ns(), &p->why);
+    shmrpc__msg_set(&k->msg, "no endpoint of tcp://%s took the call, which did not run: %s",
+                    p->list, shmrpc__msg_get(&p->why));
+    pend_done(k, status ? status : SHMRPC_EUNAVAIL);
+}
+
+static int tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    if (getpid() != p->pid) {
+        shmrpc__msg_set(&k->msg, "this connection belongs to process %d", (int)p->pid);
+        pend_done(k, SHMRPC_EINVAL);
+        return 0;
+    }
+    maybe_resolve(p, shmrpc__now_ns(), err);
+    place(p, k, err);
+    return 0;
+}
+
+/* The server of c takes no more calls (a DRAIN, or an ERROR that closes): it answered
+ * every call it ran before saying so, so those still in flight did not run there and go
+ * elsewhere within their deadlines. */
+static void move_inflight(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
+{
+    shmrpc__pending *moving = NULL;
+    while (c->inflight) {
+        shmrpc__pending *k = c->inflight;
+        pend_unlink(c, k);
+        k->tried |= (uint64_t)1 << index;
+        k->next = moving;
+        moving = k;
+    }
+    while (moving) {
+        shmrpc__pending *k = moving;
+        moving = k->next;
+        k->next = NULL;
+        place(p, k, err);
+    }
+}
+
+/* One frame read from c, where calls are in flight. */
+static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hdr *h,
+                     shmrpc_buf *err)
+{
+    if (h->kind == SHMRPC__KIND_PING) {
+        uint8_t pong[SHMRPC__FRAME_HDR_SIZE];
+        shmrpc__frame_hdr q = {.kind = SHMRPC__KIND_PONG, .request_id = h->request_id};
+        shmrpc__frame_hdr_encode(&q, pong);
+        if (send_all(c, pong, sizeof pong, shmrpc__now_ns() + c->cfg->tcp.connect_ns, err))
+            fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
+        return;
+    }
+    if (h->kind == SHMRPC__KIND_PONG) return;
+    if (h->kind == SHMRPC__KIND_DRAIN || (h->kind == SHMRPC__KIND_ERROR && h->request_id == 0)) {
+        if (h->kind == SHMRPC__KIND_DRAIN) {
+            c->drained = true;
+            shmrpc__msg_set(err, "tcp://%s is draining (its server stops): the call did not run",
+                            c->where);
+        } else {
+            c->left = true;
+            error_frame(c, err);
+        }
+        conn_break(c);
+        move_inflight(p, c, index, err);
+        return;
+    }
+    shmrpc__pending *k = NULL;
+    bool answer = h->kind == SHMRPC__KIND_RESPONSE || h->kind == SHMRPC__KIND_ERROR;
+    for (shmrpc__pending *q = c->inflight; answer && q && !k; q = q->next)
+        if (q->rid == h->request_id) k = q;
+    if (answer && !k && h->request_id != 0 && h->request_id <= c->next_id)
+        return; /* a call that timed out or was abandoned, or an answer given twice */
+    if (!k || h->method != k->sid) {
+        char why[ADDR_MAX + 200];
+        snprintf(why, sizeof why,
+                 "tcp://%s sent a %s frame for request %" PRIu64 " of method %" PRIu32
+                 ", which no call in flight waits for; the calls in flight may have run",
+                 c->where, shmrpc__frame_kind_name(h->kind), h->request_id, h->method);
+        conn_break(c);
+        fail_inflight(c, SHMRPC_EPROTO, why);
+        return;
+    }
+    pend_unlink(c, k);
+    if (h->kind == SHMRPC__KIND_ERROR) {
+        int rc = error_frame(c, &k->msg);
+        pend_done(k, rc ? rc : SHMRPC_EPROTO);
+        return;
+    }
+    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    int rc;
+    if (comp) {
+        uint32_t max = shmrpc__tcp_cap32(k->resp.max ? k->resp.max : SHMRPC_DEFAULT_MAX_MSG);
+        rc = shmrpc__body_decompress(comp, frame_body(c), max, &k->resp, &k->msg);
+    } else {
+        shmrpc_bytes body = frame_body(c);
+        rc = shmrpc_buf_append(&k->resp, body.ptr, body.len);
+    }
+    c->fails = 0;
+    pend_done(k, rc);
+}
+
+/* Whether c->in holds a whole frame beyond the one in hand. */
+static bool frame_buffered(const tcp_conn *c)
+{
+    size_t left = c->in.len - c->used;
+    if (left < SHMRPC__FRAME_HDR_SIZE) return false;
+    const uint8_t *q = c->in.data + c->used;
+    uint32_t body = (uint32_t)q[20] << 24 | (uint32_t)q[21] << 16 | (uint32_t)q[22] << 8 | q[23];
+    return left - SHMRPC__FRAME_HDR_SIZE >= body;
+}
+
+/* Reads one frame from c and acts on it; a connection that breaks fails what is in flight
+ * on it with SHMRPC_EPEERDIED (a frame it should not have sent: SHMRPC_EPROTO). */
+static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
+{
+    int64_t until = INT64_MIN; /* the rest of a begun frame: until the last call's deadline */
+    for (shmrpc__pending *k = c->inflight; k; k = k->next)
+        if (k->deadline > until) until = k->deadline;
+    if (until == INT64_MIN) until = INT64_MAX;
+    uint32_t max = shmrpc__tcp_cap32(c->cfg->max_msg);
+    shmrpc__frame_hdr h;
+    int rc = read_frame(c, max, &h, until, err);
+    if (rc) {
+        int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
+                         ? SHMRPC_EPROTO
+                         : SHMRPC_EPEERDIED;
+        char why[400];
+        snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+        conn_break(c);
+        fail_inflight(c, status, why);
+        p->resolve_due = true;
+        return;
+    }
+    on_frame(p, c, index, &h, err);
+}
+
+/* Finishes the calls whose deadlines passed; true when any did. */
+static bool expire(tcp_pool *p, int64_t now)
+{
+    bool any = false;
+    for (int i = 0; i < p->n_eps; i++) {
+        tcp_conn *c = p->eps[i];
+        for (shmrpc__pending *k = c->inflight, *next; k; k = next) {
+            next = k->next;
+            if (now < k->deadline) continue;
+            pend_unlink(c, k);
+            shmrpc__msg_set(&k->msg,
+                            "the deadline passed waiting for tcp://%s (the call may have run; "
+                            "its answer will be dropped)",
+                            c->where);
+            pend_done(k, SHMRPC_ETIMEDOUT);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* One round: frames already read are acted on; else poll waits for the connections with
+ * calls in flight until one is readable, a call's deadline, or deadline. */
+static void tcp_progress(shmrpc__conn *base, int64_t deadline)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    shmrpc_buf *err = &p->why;
+    int64_t now = shmrpc__now_ns();
+    if (expire(p, now)) return;
+    bool acted = false;
+    for (int i = 0; i < p->n_eps; i++) {
+        tcp_conn *c = p->eps[i];
+        while (c->inflight && c->fd >= 0 && (frame_buffered(c) || shmrpc__io_pending(&c->io))) {
+            read_one(p, c, i, err);
+            acted = true;
+        }
+    }
+    if (acted) return;
+    struct pollfd fds[SHMRPC_TCP_MAX_ENDPOINTS];
+    int at[SHMRPC_TCP_MAX_ENDPOINTS], n = 0;
+    int64_t wake = deadline;
+    for (int i = 0; i < p->n_eps; i++) {
+        tcp_conn *c = p->eps[i];
+        if (!c->inflight || c->fd < 0) continue;
+        for (shmrpc__pending *k = c->inflight; k; k = k->next)
+            if (k->deadline < wake) wake = k->deadline;
+        fds[n] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+        at[n++] = i;
+    }
+    if (n == 0) return;
+    int ms = -1;
+    if (wake != INT64_MAX) {
+        int64_t left = wake - now;
+        ms = left <= 0 ? 0 : (int)((left + NS_PER_MS - 1) / NS_PER_MS);
+        if (left > (int64_t)INT32_MAX * NS_PER_MS) ms = INT32_MAX;
+    }
+    int r = poll(fds, (nfds_t)n, ms);
+    if (r <= 0) {
+        expire(p, shmrpc__now_ns());
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        tcp_conn *c = p->eps[at[k]];
+        if (fds[k].revents && c->inflight && c->fd == fds[k].fd) read_one(p, c, at[k], err);
+    }
+}
+
+static void tcp_abandon(shmrpc__conn *base, shmrpc__pending *k)
+{
+    (void)base;
+    if (k->where) pend_unlink(k->where, k);
+}
+
 static void tcp_conn_close(shmrpc__conn *base)
 {
     tcp_pool *p = (tcp_pool *)base;
@@ -1102,7 +1529,11 @@ static void tcp_conn_close(shmrpc__conn *base)
     free(p);
 }
 
-static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call, .close = tcp_conn_close};
+static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call,
+                                              .close = tcp_conn_close,
+                                              .start = tcp_start,
+                                              .progress = tcp_progress,
+                                              .abandon = tcp_abandon};
 
 /* Parses and resolves the list, then connects to endpoints in the order calls would choose
  * them until one takes the connection: its table is the client's. The others connect when

@@ -37,6 +37,8 @@
  * connection caps); a larger one is charged to the server's budget and freed once its
  * frame is done. Above the 64 KiB calls of the benchmark, whose buffers are 128 KiB. */
 #define KEEP_BYTES ((size_t)256 << 10)
+/* Answers to pipelined requests are sent together up to this many bytes (peer_read). */
+#define OUT_BATCH ((size_t)64 << 10)
 #define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
 /* A draining worker (docs/wire.md, "Drain") closes a connection once its client closed it,
  * or once nothing came from it for DRAIN_QUIET_MS after the DRAIN (a request that crossed
@@ -86,8 +88,8 @@ typedef struct tcp_listener {
 
 enum { P_HELLO, P_AUTH, P_READY };
 
-/* One connection of a worker. Reads stop while a response is unsent: the memory a
- * connection holds is one frame in and one out. */
+/* One connection of a worker. Reads stop while answers are unsent: the memory a
+ * connection holds is one frame in and OUT_BATCH plus one answer out (peer_read). */
 typedef struct peer {
     int fd;
     shmrpc__io io; /* fd's bytes, plain or TLS */
@@ -641,31 +643,48 @@ static void peer_drop(peer *p)
     p->out_off = 0;
 }
 
-/* Serves the frames that have come, one at a time: the next is read only once the
- * answer to the last has gone out. */
+/* Serves the frames that have come, in order (a client may send many requests before it
+ * reads an answer: docs/wire.md, "Calls in flight"). Answers collect in p->out while more
+ * requests are already read, and go out together (one send for many small answers) once
+ * nothing more is buffered or OUT_BATCH bytes are waiting; the next frame is read only once
+ * they are sent, so a connection holds at most one frame in and OUT_BATCH plus one answer
+ * out, and a client that does not read its answers stops the server reading its requests. */
 static void peer_read(worker *w, peer *p)
 {
-    while (!p->closing && out_left(p) == 0) {
-        int rc = read_frame(w, p);
-        if (rc < 0) {
-            if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
-            peer_drop(p);
-            return;
-        }
-        if (rc == 0) return;
-        if (p->refused) {
-            answer_refused(w, p);
-        } else {
-            serve_frame(w, p);
-            consume_frame(w, p);
+    for (;;) {
+        bool starved = false;
+        while (!p->closing && out_left(p) < OUT_BATCH) {
+            int rc = read_frame(w, p);
+            if (rc < 0) {
+                if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
+                peer_drop(p);
+                return;
+            }
+            if (rc == 0) {
+                starved = true;
+                break;
+            }
+            if (p->refused) {
+                answer_refused(w, p);
+            } else {
+                serve_frame(w, p);
+                consume_frame(w, p);
+            }
+            /* Level-triggered epoll says when more comes, but not of what TLS holds. */
+            if (p->in.len == 0 && !shmrpc__io_pending(&p->io)) {
+                starved = true;
+                break;
+            }
         }
         if (out_left(p) && !peer_flush(w, p)) {
             peer_drop(p);
             return;
         }
-        if (out_left(p)) p->frame_ns = shmrpc__now_ns();
-        /* Level-triggered epoll says when more comes, but not of what TLS holds. */
-        if (p->in.len == 0 && !shmrpc__io_pending(&p->io)) return;
+        if (out_left(p)) {
+            p->frame_ns = shmrpc__now_ns();
+            return;
+        }
+        if (starved || p->closing) return;
     }
 }
 

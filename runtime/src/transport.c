@@ -36,6 +36,8 @@ int shmrpc__conn_ops_check(const char *scheme, const shmrpc__conn_ops *ops, shmr
     if (!ops) return missing(err, scheme, "a connection", "ops");
     if (!ops->call) return missing(err, scheme, "a connection", "call");
     if (!ops->close) return missing(err, scheme, "a connection", "close");
+    if (ops->start && (!ops->progress || !ops->abandon))
+        return missing(err, scheme, "a connection that starts calls", "progress or abandon");
     return 0;
 }
 

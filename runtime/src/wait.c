@@ -182,6 +182,15 @@ static bool crowded(const shmrpc__waiter *w)
     return w->awake && (int)atomic_load_explicit(w->awake, memory_order_relaxed) > shmrpc__ncpus();
 }
 
+/* A waiter that counts itself in awake once its wait lasts: it does now (shmrpc__waiter). */
+static void count_in(const shmrpc__waiter *w)
+{
+    if (w->counted == NULL || *w->counted) return;
+    atomic_fetch_add(w->awake, 1);
+    *w->counted = true;
+    if (w->counted_mark) atomic_store_explicit(w->counted_mark, 1, memory_order_relaxed);
+}
+
 static int check(const shmrpc__waiter *w)
 {
     return w->check ? w->check(w->check_arg) : 0;
@@ -220,6 +229,7 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
         if (yielded || i % 64 == 0) {
             int64_t now = shmrpc__now_ns();
             if (until == 0) {
+                count_in(w);
                 if (w->lazy) deadline = shmrpc__deadline_at(w->lazy, now);
                 /* Compared, not added: a huge SHMRPC_SPIN_NS must not overflow. */
                 until = budget < 0 || budget >= deadline - now ? deadline : now + budget;
@@ -246,6 +256,7 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
                       mode == SHMRPC_WAIT_ADAPTIVE);
         if (rc != 1) return rc;
     }
+    count_in(w); /* it sleeps lowering awake: it must be counted first */
     if (w->lazy) deadline_ns = shmrpc__deadline_at(w->lazy, shmrpc__now_ns());
     bool lock = w->owner_lock != NULL;
     for (;;) {

@@ -64,6 +64,16 @@ typedef struct shmrpc__waiter {
      * CPU count, so waiters that outnumber CPUs sleep instead of starving the workers;
      * the wait lowers it while it sleeps and raises it again after. */
     _Atomic uint32_t *awake;
+    /* Where a waiter that counts itself in awake only once its wait lasts records that it
+     * does, or NULL (it counts from the start). Set at the wait's first clock read (after
+     * 64 turns of its spin, or its first yield) or before it sleeps: a handoff that comes
+     * sooner writes nothing on awake's line, which every process of the group reads. The
+     * awake is raised first and then *counted set, and the caller, done, clears *counted
+     * before it lowers awake (and *counted_mark, a copy in shared memory for whoever takes
+     * back a dead waiter's share, with it): a death between the two leaves the count
+     * above the truth, where it is repaired. */
+    bool *counted;
+    _Atomic uint32_t *counted_mark;
     /* How often the check runs while asleep; 0: SHMRPC__CHECK_NS. A waiter that is woken
      * for everything it must notice can sleep longer and cost less when idle. */
     int64_t check_ns;

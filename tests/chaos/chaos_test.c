@@ -450,10 +450,11 @@ static uint64_t check_client(int k, const results *res, figures *g, int64_t marg
             char when[32] = "?"; /* a call that succeeded in time left no record */
             if (r != &ok) snprintf(when, sizeof when, "%.3f", (double)r->start_ms / 1000.0);
             print_message(
-                "client %d call %llu at %s s: %s: status %d (%s), ran %d, took %s%.1f ms\n", k,
+                "client %d call %llu at %s s: %s: status %d (%s), ran %d, took %s%.1f ms%s\n", k,
                 (unsigned long long)seq, when, why, (int)r->status, shmrpc_strerror(r->status), ran,
                 r == &ok ? "< " : "",
-                (double)(r == &ok ? DEADLINE_MS * 1000 : r->elapsed_us) / 1000.0);
+                (double)(r == &ok ? DEADLINE_MS * 1000 : r->elapsed_us) / 1000.0,
+                r->sleep_ms ? " (a slow call: its handler sleeps past the deadline)" : "");
         }
     }
     return broken;

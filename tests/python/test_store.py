@@ -223,3 +223,32 @@ def test_forked_child_uses_the_parents_queue(name):
         assert in_child(lambda: [q.pop(timeout=5).note for _ in range(3)] == ["kid", "kid", "parent"]) == 0
         with pytest.raises(shmrpc.Timeout):
             q.pop(timeout=0)
+
+
+def test_close_while_another_thread_pops(name):
+    """close() while a thread waits in pop on the same handle: the pop goes on with the
+    queue mapped until it returns (here at its timeout), the handle is closed for every
+    later use, and nothing is unmapped under the waiting thread (it was: a use-after-free
+    that ASan saw)."""
+    q = shmrpc.Queue(name, create=True, type=MSG, capacity=4)
+    errors = []
+
+    def wait():
+        try:
+            q.pop(timeout=2)
+        except Exception as e:  # the timeout is what it should get
+            errors.append(e)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    threading.Event().wait(0.2)  # the pop is waiting by then (it waits 2 s)
+    assert t.is_alive()
+    q.close()
+    with pytest.raises(shmrpc.Unavailable):
+        q.push({"source": 1, "seq": 1, "hops": 0, "note": "late"}, timeout=0)
+    t.join(10)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], shmrpc.Timeout), errors
+    with pytest.raises(shmrpc.Unavailable):
+        q.pop(timeout=0)
+    q.close()  # again: nothing happens

@@ -178,6 +178,74 @@ static void answers_outgrow_requests(void **state)
         fail_msg("the client %s", ended(status, why, sizeof why));
 }
 
+/* The start of this process's mapping of its channel (a memfd named shmrpc:...), or NULL. */
+static const uint8_t *own_channel(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) return NULL;
+    char line[512];
+    const uint8_t *at = NULL;
+    while (at == NULL && fgets(line, sizeof line, f))
+        if (strstr(line, "/memfd:shmrpc:"))
+            at = (const uint8_t *)(uintptr_t)strtoull(line, NULL, 16);
+    fclose(f);
+    return at;
+}
+
+/* Messages of up to 24 bytes ride in the channel's first line, beside its state (bytes
+ * 40-63, runtime/src/shm.h), and leave the data area (from byte 128) alone; larger ones use
+ * the data area; and the two alternate on one connection with every answer right, across
+ * the boundary both ways. Before, every message went to the data area: a 16 B call moved
+ * the data line and the line of its lengths besides the state's (issue 18). */
+static void small_messages_ride_the_state_line(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_client *c = child_connect();
+        if (c == NULL) _exit(9);
+        const char *why = sized_call(c, 16, 16); /* a 16 B request, a 16 B answer */
+        if (why) {
+            fprintf(stderr, "a 16 B call: %s\n", why);
+            _exit(1);
+        }
+        const uint8_t *chan = own_channel();
+        if (chan == NULL) _exit(3);
+        for (size_t i = 0; i < 16; i++)
+            if (chan[40 + i] != pattern(i, 16)) {
+                fprintf(stderr, "the 16 B answer is not in the state's line\n");
+                _exit(4);
+            }
+        for (size_t i = 0; i < 64; i++)
+            if (chan[128 + i] != 0) {
+                fprintf(stderr, "a 16 B call wrote into the data area\n");
+                _exit(5);
+            }
+        const size_t lens[] = {4, 23, 24, 25, 64, 4096, 24, 4, 25, 23};
+        const uint32_t answers[] = {0, 1, 23, 24, 25, 64, 4096, 24, 0};
+        for (int round = 0; round < 2; round++)
+            for (size_t r = 0; r < sizeof lens / sizeof lens[0]; r++)
+                for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
+                    why = sized_call(c, answers[a], lens[r]);
+                    if (why) {
+                        fprintf(stderr, "a request of %zu bytes, an answer of %u: %s\n", lens[r],
+                                answers[a], why);
+                        _exit(6);
+                    }
+                }
+        int64_t sum = 0;
+        if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) _exit(2);
+        shmrpc_client_free(c);
+        _exit(0);
+    }
+    int status = test_reap(child, 30000);
+    assert_true(test_stop_server(server));
+    char why[128];
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the client %s", ended(status, why, sizeof why));
+}
+
 /* What the callers of one_worker_many_callers share with the test. */
 typedef struct share {
     _Atomic int go, stop, ready;
@@ -279,6 +347,7 @@ int main(void)
     if (calls_shared_map() != 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(answers_outgrow_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(small_messages_ride_the_state_line, setup, teardown),
         cmocka_unit_test_setup_teardown(one_worker_many_callers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -283,6 +283,61 @@ static void dead_client_freed_at_once(void **state)
     assert_true(sorted[KILLS / 2] < 500 * 1000);
 }
 
+/* A client that spins through a long call counts in awake (from its first clock read: a
+ * call answered sooner does not write awake at all, issue 18) and marks its slot so; killed
+ * there, its share is taken back at once, by the mark, as the manager frees its slot, not
+ * a sweep later. */
+static void dead_spinning_client_gives_back_its_share(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *probe = connect_for(5000); /* the server is up */
+    assert_non_null(probe);
+    shmrpc_client_free(probe);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    pid_t client = fork();
+    if (client == 0) {
+        alarm(20);
+        setenv("SHMRPC_WAIT", "spin", 1); /* never asleep: counted all through the call */
+        shmrpc_client *c = connect_for(5000);
+        int32_t pid;
+        if (c) calls_nap(c, 10000, &pid);
+        _exit(1);
+    }
+    assert_true(client > 0);
+    /* The worker naps (awake: it runs a handler) and the client spins, counted. The client
+     * may count before the worker, asleep on the doorbell when the call came, is awake. */
+    int64_t until = test_now_ms() + 5000;
+    int slot = -1;
+    while (test_now_ms() < until &&
+           ((slot = slot_of(ctl, client)) < 0 || !atomic_load(&ctl->slots[slot].counted) ||
+            atomic_load(&ctl->awake) < 2))
+        usleep(200);
+    bool marked = slot >= 0 && atomic_load(&ctl->slots[slot].counted);
+    uint32_t before = atomic_load(&ctl->awake);
+    /* Just after a sweep, so that one is a whole second away. */
+    int64_t due = atomic_load(&ctl->next_sweep_ns);
+    until = test_now_ms() + 3000;
+    while (marked && atomic_load(&ctl->next_sweep_ns) == due && test_now_ms() < until)
+        usleep(200);
+    kill(client, SIGKILL);
+    int64_t t0 = now_us();
+    while (slot >= 0 && atomic_load(&ctl->slots[slot].client.pid) == client &&
+           now_us() - t0 < 3000000)
+        usleep(100);
+    int64_t freed = now_us() - t0;
+    uint32_t after = atomic_load(&ctl->awake);
+    test_reap(client, 5000);
+    print_message("    awake %u before the kill, %u after its slot was freed (%.1f ms)\n", before,
+                  after, (double)freed / 1000.0);
+    munmap(ctl, sizeof *ctl);
+    assert_true(stop_server(server));
+    assert_true(marked);
+    assert_int_equal(before, 2); /* the napping worker and the spinning client */
+    if (freed < 500 * 1000) assert_int_equal(after, 1); /* freed by the manager, not a sweep */
+}
+
 /* --- hostile peers at the rendezvous ------------------------------------------------- */
 
 /* A process that holds n connections to the rendezvous open and says nothing on them, for
@@ -701,6 +756,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(dead_client_freed_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_spinning_client_gives_back_its_share, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
         cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(manager_out_of_descriptors, setup, teardown),

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -557,6 +558,64 @@ static void per_address_and_idle_reclaim(void **state)
     stop_server();
 }
 
+/* A peer pipelines 64 KiB echoes and never reads an answer (issue 17, calls in flight): the
+ * server reads requests only while their answers go out, so once the socket buffers are
+ * full it stops reading (and running) them, its worker does not grow with what the peer
+ * sends, and other clients are still served. */
+static void pipelined_unread_is_bounded(void **state)
+{
+    (void)state;
+    enum { MSG = 65536 };
+    start_server(1);
+    int fd = raw_connect_from("127.0.0.1");
+    raw_handshake(fd, 0);
+    long before = workers_rss_kib(server, 1);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static uint8_t frame[SHMRPC__FRAME_HDR_SIZE + MSG];
+    uint32_t echo = method_id("echo");
+    size_t sent = 0, requests = 0;
+    int64_t stalled = 0, until = test_now_ms() + 20000;
+    /* Sends until the server has taken nothing for 500 ms (bounded by 20 s, 16 GiB). */
+    while (test_now_ms() < until && requests < 262144) {
+        size_t off = sent % sizeof frame;
+        if (off == 0) {
+            shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, echo, requests + 1, MSG};
+            shmrpc__frame_hdr_encode(&h, frame);
+        }
+        ssize_t k = send(fd, frame + off, sizeof frame - off, MSG_NOSIGNAL);
+        if (k > 0) {
+            sent += (size_t)k;
+            if ((sent % sizeof frame) == 0) requests++;
+            stalled = 0;
+            continue;
+        }
+        assert_true(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        if (stalled == 0) stalled = test_now_ms();
+        if (test_now_ms() - stalled >= 500) break;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        poll(&pf, 1, 50);
+    }
+    int64_t ran = sh->calls;
+    usleep(300000);
+    long after = workers_rss_kib(server, 1);
+    printf("pipelined, unread: %zu requests sent (%zu MiB), %lld ran; worker RSS %ld -> %ld KiB\n",
+           requests, sent >> 20, (long long)(ran - 1), before, after);
+    assert_true(stalled != 0);        /* the server stopped taking requests */
+    assert_int_equal(sh->calls, ran); /* and running them */
+    /* The kernel's buffers hold the rest; the worker holds one frame in and 64 KiB plus one
+     * answer out. */
+    if (RSS_TRUSTED && after - before > 16 * 1024)
+        fail_msg("the worker grew by %ld KiB", after - before);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    int64_t sum;
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
+    assert_int_equal(sum, 5);
+    shmrpc_client_free(c);
+    close(fd);
+    stop_server();
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -568,6 +627,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(killed_worker_gives_its_budget_back, setup, teardown),
         cmocka_unit_test_setup_teardown(zlib_bomb_memory_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(per_address_and_idle_reclaim, setup, teardown),
+        cmocka_unit_test_setup_teardown(pipelined_unread_is_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

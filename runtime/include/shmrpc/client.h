@@ -99,6 +99,55 @@ const char *shmrpc_health_name(int state);
  * SHMRPC_EPROTO for an answer that is not a state; 0 with *state set. */
 int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
 
+/* --- many calls in flight (docs/wire.md, "Calls in flight") ---
+ * shmrpc_client_start sends the request a stub encoded (as shmrpc_client_call does) and
+ * returns at once with a call; shmrpc_client_wait waits until one of several calls is
+ * done. Each call has its own deadline (timeout_ms as for shmrpc_client_next_timeout;
+ * SHMRPC_TIMEOUT_DEFAULT: the client's timeout): once it passes the call is done with
+ * SHMRPC_ETIMEDOUT and an answer that comes later is dropped.
+ *
+ * Ownership: a call is the caller's until shmrpc_call_free, whatever becomes of it. A
+ * call freed before it is done is abandoned (its answer is dropped when it comes). A
+ * client freed or connected again with calls not done finishes them with SHMRPC_ECLOSED;
+ * they are still to be freed, and shmrpc_call_free works after the client is gone.
+ *
+ * At most once, as for shmrpc_client_call: a call whose request was written whole to a
+ * connection that then broke fails with SHMRPC_EPEERDIED (it may have run) and is never
+ * sent again; one that never started (no connection, the request not written whole, the
+ * server draining or leaving before it read it) may go to another endpoint within its
+ * deadline, or fails with SHMRPC_EUNAVAIL. Over tcp:// up to shmrpc_tcp_opts.max_in_flight
+ * calls are in flight on each connection, and answers may come in any order; over shm://
+ * and inproc:// start runs the call to its end (one in flight) and wait returns it. A
+ * client handle is still used by one thread at a time; shmrpc_client_call works while
+ * calls are in flight. */
+typedef struct shmrpc_call shmrpc_call;
+
+/* shmrpc_call_status of a call not done yet. */
+#define SHMRPC_CALL_PENDING 1
+
+/* Starts a call of method_id with the request in shmrpc_client_request's buffer. *call is
+ * set whenever 0 is returned, even for a call that already failed (its status says so);
+ * the function fails only with SHMRPC_EINVAL, SHMRPC_ENOMEM, SHMRPC_ECLOSED (not
+ * connected), SHMRPC_ENOENT (no such method) or the request buffer's error, and then
+ * sets *call to NULL. */
+int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms,
+                        shmrpc_call **call);
+/* Waits up to timeout_ms (SHMRPC_TIMEOUT_INFINITE: until one is done, which each call's
+ * own deadline bounds) until one of the n calls is done: 0 and its index in *which (the
+ * first done, when several are). SHMRPC_ETIMEDOUT when none was done in time (the calls
+ * go on), SHMRPC_EINVAL for a call of another client or n == 0. */
+int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, int64_t timeout_ms,
+                       size_t *which);
+/* SHMRPC_CALL_PENDING, or the status of the call that is done. */
+int shmrpc_call_status(const shmrpc_call *call);
+/* The status of a call that is done (SHMRPC_CALL_PENDING if it is not), its answer in
+ * *resp (valid until shmrpc_call_free), and its message in shmrpc_errmsg(). */
+int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp);
+void shmrpc_call_free(shmrpc_call *call);
+/* For generated NAME_finish stubs: waits for call (until its deadline), frees it, and
+ * leaves its answer where shmrpc_client_call leaves one (valid until the next call). */
+int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp);
+
 /* --- for generated stubs ---
  * A call: shmrpc_client_request() clears the request buffer, the arena and the previous
  * response; the stub encodes into the buffer, calls shmrpc_client_call(), and decodes

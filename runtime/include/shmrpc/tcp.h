@@ -87,6 +87,9 @@ typedef struct shmrpc_tcp_opts {
                                   * certificate must chain to; NULL: the system's store */
     const char *tls_server_name; /* client: the name (DNS or IP) the server's certificate
                                   * must carry; NULL: the host of the address */
+    int max_in_flight;           /* client: asynchronous calls in flight on one connection
+                                  * (shmrpc_client_start); a start finds room by waiting
+                                  * for answers; 0: 64, at most 4096 */
 } shmrpc_tcp_opts;
 
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong

@@ -53,6 +53,13 @@ extern const shmrpc_service_info Cache_service_info;
 /* The entry of word, computed unless another worker has already done so. */
 int cache_lookup(shmrpc_client *client_, shmrpc_str word, cache_Entry *out_);
 
+/* Asynchronous stubs (shmrpc/client.h, "many calls in flight"): NAME_start sends
+ * the call with the client's timeout as its deadline and sets *call_ (see
+ * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,
+ * which stays valid until the client's next call or start. */
+int cache_lookup_start(shmrpc_client *client_, shmrpc_str word, shmrpc_call **call_);
+int cache_lookup_finish(shmrpc_client *client_, shmrpc_call *call_, cache_Entry *out_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Cache_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live

@@ -22,3 +22,30 @@ int cache_lookup(shmrpc_client *client_, shmrpc_str word, cache_Entry *out_)
         return shmrpc_client_decode_error(client_, "Cache.lookup", r_.field, r_.why);
     return 0;
 }
+
+int cache_lookup_start(shmrpc_client *client_, shmrpc_str word, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    msgpack_pack_str_with_body(&pk_, word.ptr, word.len);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Cache.lookup: cannot encode the arguments");
+    return shmrpc_client_start(client_, CACHE_METHOD_LOOKUP, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int cache_lookup_finish(shmrpc_client *client_, shmrpc_call *call_, cache_Entry *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Cache_Entry_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Cache.lookup", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Cache.lookup", r_.field, r_.why);
+    return 0;
+}

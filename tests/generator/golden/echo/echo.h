@@ -70,6 +70,19 @@ int echo_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_);
 /* Returns the mean of the points, labelled "centroid". */
 int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *out_);
 
+/* Asynchronous stubs (shmrpc/client.h, "many calls in flight"): NAME_start sends
+ * the call with the client's timeout as its deadline and sets *call_ (see
+ * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,
+ * which stays valid until the client's next call or start. */
+int echo_echo_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_);
+int echo_echo_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_);
+int echo_echo_json_start(shmrpc_client *client_, shmrpc_str text, shmrpc_call **call_);
+int echo_echo_json_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_str *out_);
+int echo_add_start(shmrpc_client *client_, int64_t a, int64_t b, shmrpc_call **call_);
+int echo_add_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+int echo_centroid_start(shmrpc_client *client_, echo_list_Point points, shmrpc_call **call_);
+int echo_centroid_finish(shmrpc_client *client_, shmrpc_call *call_, echo_Point *out_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Echo_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live

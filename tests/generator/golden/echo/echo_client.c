@@ -11,6 +11,20 @@ int echo_echo_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
     return shmrpc_client_call(client_, ECHO_METHOD_ECHO_RAW, out_);
 }
 
+int echo_echo_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Echo.echo_raw: cannot encode the arguments");
+    return shmrpc_client_start(client_, ECHO_METHOD_ECHO_RAW, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int echo_echo_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_)
+{
+    return shmrpc_client_finish(client_, call_, out_);
+}
+
 int echo_echo_json(shmrpc_client *client_, shmrpc_str text, shmrpc_str *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -27,6 +41,40 @@ int echo_echo_json(shmrpc_client *client_, shmrpc_str text, shmrpc_str *out_)
         return shmrpc_client_error(client_, rc_, "Echo.echo_json: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_ECHO_JSON, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Echo.echo_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = shmrpc_json_read_str(&r_, r_.root, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Echo.echo_json", r_.field, r_.why);
+}
+
+int echo_echo_json_start(shmrpc_client *client_, shmrpc_str text, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Echo.echo_json: out of memory");
+    if (shmrpc_json_set(args_, "text", shmrpc_json_string(text)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Echo.echo_json: argument 'text' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Echo.echo_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, ECHO_METHOD_ECHO_JSON, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int echo_echo_json_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_str *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Echo.echo_json: result: malformed JSON: %s",
@@ -60,6 +108,33 @@ int echo_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
     return 0;
 }
 
+int echo_add_start(shmrpc_client *client_, int64_t a, int64_t b, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 2);
+    msgpack_pack_int64(&pk_, a);
+    msgpack_pack_int64(&pk_, b);
+    int rc_ = req_->err;
+    if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Echo.add: cannot encode the arguments");
+    return shmrpc_client_start(client_, ECHO_METHOD_ADD, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int echo_add_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.add", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.add", r_.field, r_.why);
+    return 0;
+}
+
 int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -72,6 +147,33 @@ int echo_centroid(shmrpc_client *client_, echo_list_Point points, echo_Point *ou
         return shmrpc_client_error(client_, rc_, "Echo.centroid: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, ECHO_METHOD_CENTROID, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Echo_Point_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.centroid", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Echo.centroid", r_.field, r_.why);
+    return 0;
+}
+
+int echo_centroid_start(shmrpc_client *client_, echo_list_Point points, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Echo_list_Point_mp_write(&pk_, &points);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Echo.centroid: cannot encode the arguments");
+    return shmrpc_client_start(client_, ECHO_METHOD_CENTROID, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int echo_centroid_finish(shmrpc_client *client_, shmrpc_call *call_, echo_Point *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Echo_Point_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)

@@ -64,6 +64,11 @@ extern const shmrpc_service_info Encodings_service_info;
  * shmrpc_errmsg(). What a result points to (strings, bytes, lists, maps, optional
  * structs) stays valid until the client's next call. */
 
+/* Asynchronous stubs (shmrpc/client.h, "many calls in flight"): NAME_start sends
+ * the call with the client's timeout as its deadline and sets *call_ (see
+ * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,
+ * which stays valid until the client's next call or start. */
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Encodings_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live

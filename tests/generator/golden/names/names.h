@@ -150,6 +150,46 @@ int names_service_info(shmrpc_client *client_, int64_t *out_);
 
 int names_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_);
 
+/* Asynchronous stubs (shmrpc/client.h, "many calls in flight"): NAME_start sends
+ * the call with the client's timeout as its deadline and sets *call_ (see
+ * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,
+ * which stays valid until the client's next call or start. */
+int names_stats_start(shmrpc_client *client_, shmrpc_call **call_);
+int names_stats_finish(shmrpc_client *client_, shmrpc_call *call_, names_Stats *out_);
+int names_total_start(shmrpc_client *client_, names_list_I64 xs, shmrpc_call **call_);
+int names_total_finish(shmrpc_client *client_, shmrpc_call *call_, names_Total *out_);
+int names_sum_start(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int64_t c,
+                    int64_t req, int64_t resp, int64_t buf, int64_t len, int64_t data, int64_t self,
+                    int64_t arena, int64_t call, shmrpc_call **call_);
+int names_sum_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+int names_sum_json_start(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int64_t c,
+                         int64_t req, int64_t resp, int64_t buf, int64_t len, int64_t data,
+                         int64_t self, int64_t arena, int64_t call, int64_t client, int64_t r,
+                         int64_t pk, shmrpc_call **call_);
+int names_sum_json_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+int names_echo_raw_start(shmrpc_client *client_, shmrpc_bytes out, shmrpc_call **call_);
+int names_echo_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_);
+int names_list_item_start(shmrpc_client *client_, names_list_Item items, shmrpc_call **call_);
+int names_list_item_finish(shmrpc_client *client_, shmrpc_call *call_, names_list_Item *out_);
+int names_map_string_item_start(shmrpc_client *client_, names_map_String_Item m,
+                                shmrpc_call **call_);
+int names_map_string_item_finish(shmrpc_client *client_, shmrpc_call *call_,
+                                 names_map_String_Item *out_);
+int names_opt_item_start(shmrpc_client *client_, const names_Item *i, shmrpc_call **call_);
+int names_opt_item_finish(shmrpc_client *client_, shmrpc_call *call_, const names_Item **out_);
+int names_list_i64_start(shmrpc_client *client_, names_list_I64 v, shmrpc_call **call_);
+int names_list_i64_finish(shmrpc_client *client_, shmrpc_call *call_, names_list_I64 *out_);
+int names_opt_i64_start(shmrpc_client *client_, names_opt_I64 v, shmrpc_call **call_);
+int names_opt_i64_finish(shmrpc_client *client_, shmrpc_call *call_, names_opt_I64 *out_);
+int names_handlers_start(shmrpc_client *client_, names_Method add, shmrpc_call **call_);
+int names_handlers_finish(shmrpc_client *client_, shmrpc_call *call_, names_Handlers *out_);
+int names_service_start(shmrpc_client *client_, shmrpc_call **call_);
+int names_service_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+int names_service_info_start(shmrpc_client *client_, shmrpc_call **call_);
+int names_service_info_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+int names_add_start(shmrpc_client *client_, int64_t a, int64_t b, shmrpc_call **call_);
+int names_add_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Names_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live

@@ -22,6 +22,32 @@ int names_stats(shmrpc_client *client_, names_Stats *out_)
     return 0;
 }
 
+int names_stats_start(shmrpc_client *client_, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 0);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.stats: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_STATS, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_stats_finish(shmrpc_client *client_, shmrpc_call *call_, names_Stats *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_Stats_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.stats", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.stats", r_.field, r_.why);
+    return 0;
+}
+
 int names_total(shmrpc_client *client_, names_list_I64 xs, names_Total *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -34,6 +60,33 @@ int names_total(shmrpc_client *client_, names_list_I64 xs, names_Total *out_)
         return shmrpc_client_error(client_, rc_, "Names.Total: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_TOTAL, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_Total_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.Total", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.Total", r_.field, r_.why);
+    return 0;
+}
+
+int names_total_start(shmrpc_client *client_, names_list_I64 xs, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_list_I64_mp_write(&pk_, &xs);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.Total: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_TOTAL, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_total_finish(shmrpc_client *client_, shmrpc_call *call_, names_Total *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_Total_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -68,6 +121,46 @@ int names_sum(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int6
         return shmrpc_client_error(client_, rc_, "Names.sum: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SUM, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.sum", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.sum", r_.field, r_.why);
+    return 0;
+}
+
+int names_sum_start(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int64_t c,
+                    int64_t req, int64_t resp, int64_t buf, int64_t len, int64_t data, int64_t self,
+                    int64_t arena, int64_t call, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 12);
+    msgpack_pack_int64(&pk_, out);
+    msgpack_pack_int64(&pk_, rc);
+    msgpack_pack_int64(&pk_, ctx);
+    msgpack_pack_int64(&pk_, c);
+    msgpack_pack_int64(&pk_, req);
+    msgpack_pack_int64(&pk_, resp);
+    msgpack_pack_int64(&pk_, buf);
+    msgpack_pack_int64(&pk_, len);
+    msgpack_pack_int64(&pk_, data);
+    msgpack_pack_int64(&pk_, self);
+    msgpack_pack_int64(&pk_, arena);
+    msgpack_pack_int64(&pk_, call);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.sum: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_SUM, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_sum_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -178,6 +271,113 @@ fail:
     return shmrpc_client_decode_error(client_, "Names.sum_json", r_.field, r_.why);
 }
 
+int names_sum_json_start(shmrpc_client *client_, int64_t out, int64_t rc, int64_t ctx, int64_t c,
+                         int64_t req, int64_t resp, int64_t buf, int64_t len, int64_t data,
+                         int64_t self, int64_t arena, int64_t call, int64_t client, int64_t r,
+                         int64_t pk, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Names.sum_json: out of memory");
+    if (shmrpc_json_set(args_, "out", shmrpc_json_int(out)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'out' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "rc", shmrpc_json_int(rc)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'rc' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "ctx", shmrpc_json_int(ctx)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'ctx' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "c", shmrpc_json_int(c)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'c' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "req", shmrpc_json_int(req)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'req' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "resp", shmrpc_json_int(resp)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'resp' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "buf", shmrpc_json_int(buf)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'buf' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "len", shmrpc_json_int(len)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'len' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "data", shmrpc_json_int(data)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'data' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "self", shmrpc_json_int(self)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'self' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "arena", shmrpc_json_int(arena)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'arena' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "call", shmrpc_json_int(call)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'call' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "client", shmrpc_json_int(client)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'client' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "r", shmrpc_json_int(r)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'r' has no JSON form");
+    }
+    if (shmrpc_json_set(args_, "pk", shmrpc_json_int(pk)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Names.sum_json: argument 'pk' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.sum_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_SUM_JSON, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_sum_json_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Names.sum_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = shmrpc_json_read_int(&r_, r_.root, INT64_MIN, INT64_MAX, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Names.sum_json", r_.field, r_.why);
+}
+
 int names_echo_raw(shmrpc_client *client_, shmrpc_bytes out, shmrpc_bytes *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -185,6 +385,20 @@ int names_echo_raw(shmrpc_client *client_, shmrpc_bytes out, shmrpc_bytes *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Names.echo_raw: cannot encode the arguments");
     return shmrpc_client_call(client_, NAMES_METHOD_ECHO_RAW, out_);
+}
+
+int names_echo_raw_start(shmrpc_client *client_, shmrpc_bytes out, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    int rc_ = shmrpc_buf_append(req_, out.ptr, out.len);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.echo_raw: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_ECHO_RAW, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_echo_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_)
+{
+    return shmrpc_client_finish(client_, call_, out_);
 }
 
 int names_list_item(shmrpc_client *client_, names_list_Item items, names_list_Item *out_)
@@ -199,6 +413,33 @@ int names_list_item(shmrpc_client *client_, names_list_Item items, names_list_It
         return shmrpc_client_error(client_, rc_, "Names.list_item: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_LIST_ITEM, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_list_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.list_item", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.list_item", r_.field, r_.why);
+    return 0;
+}
+
+int names_list_item_start(shmrpc_client *client_, names_list_Item items, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_list_Item_mp_write(&pk_, &items);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.list_item: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_LIST_ITEM, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_list_item_finish(shmrpc_client *client_, shmrpc_call *call_, names_list_Item *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_list_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -231,6 +472,37 @@ int names_map_string_item(shmrpc_client *client_, names_map_String_Item m,
     return 0;
 }
 
+int names_map_string_item_start(shmrpc_client *client_, names_map_String_Item m,
+                                shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_map_String_Item_mp_write(&pk_, &m);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Names.map_string_item: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_MAP_STRING_ITEM, SHMRPC_TIMEOUT_DEFAULT,
+                               call_);
+}
+
+int names_map_string_item_finish(shmrpc_client *client_, shmrpc_call *call_,
+                                 names_map_String_Item *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_map_String_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.map_string_item", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.map_string_item", r_.field, r_.why);
+    return 0;
+}
+
 int names_opt_item(shmrpc_client *client_, const names_Item *i, const names_Item **out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -243,6 +515,33 @@ int names_opt_item(shmrpc_client *client_, const names_Item *i, const names_Item
         return shmrpc_client_error(client_, rc_, "Names.opt_item: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_ITEM, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_opt_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.opt_item", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.opt_item", r_.field, r_.why);
+    return 0;
+}
+
+int names_opt_item_start(shmrpc_client *client_, const names_Item *i, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_opt_Item_mp_write(&pk_, &i);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.opt_item: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_OPT_ITEM, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_opt_item_finish(shmrpc_client *client_, shmrpc_call *call_, const names_Item **out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_opt_Item_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -273,6 +572,33 @@ int names_list_i64(shmrpc_client *client_, names_list_I64 v, names_list_I64 *out
     return 0;
 }
 
+int names_list_i64_start(shmrpc_client *client_, names_list_I64 v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_list_I64_mp_write(&pk_, &v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.list_i64: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_LIST_I64, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_list_i64_finish(shmrpc_client *client_, shmrpc_call *call_, names_list_I64 *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_list_I64_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.list_i64", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.list_i64", r_.field, r_.why);
+    return 0;
+}
+
 int names_opt_i64(shmrpc_client *client_, names_opt_I64 v, names_opt_I64 *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -285,6 +611,33 @@ int names_opt_i64(shmrpc_client *client_, names_opt_I64 v, names_opt_I64 *out_)
         return shmrpc_client_error(client_, rc_, "Names.opt_i64: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_OPT_I64, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_opt_I64_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.opt_i64", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.opt_i64", r_.field, r_.why);
+    return 0;
+}
+
+int names_opt_i64_start(shmrpc_client *client_, names_opt_I64 v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_opt_I64_mp_write(&pk_, &v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.opt_i64: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_OPT_I64, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_opt_i64_finish(shmrpc_client *client_, shmrpc_call *call_, names_opt_I64 *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Names_opt_I64_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -315,6 +668,33 @@ int names_handlers(shmrpc_client *client_, names_Method add, names_Handlers *out
     return 0;
 }
 
+int names_handlers_start(shmrpc_client *client_, names_Method add, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Names_Method_mp_write(&pk_, &add);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.handlers: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_HANDLERS, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_handlers_finish(shmrpc_client *client_, shmrpc_call *call_, names_Handlers *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Names_Handlers_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.handlers", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.handlers", r_.field, r_.why);
+    return 0;
+}
+
 int names_service(shmrpc_client *client_, int64_t *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -326,6 +706,32 @@ int names_service(shmrpc_client *client_, int64_t *out_)
         return shmrpc_client_error(client_, rc_, "Names.Service: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_SERVICE, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.Service", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.Service", r_.field, r_.why);
+    return 0;
+}
+
+int names_service_start(shmrpc_client *client_, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 0);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.Service: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_SERVICE, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_service_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
@@ -355,6 +761,32 @@ int names_service_info(shmrpc_client *client_, int64_t *out_)
     return 0;
 }
 
+int names_service_info_start(shmrpc_client *client_, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 0);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.service_info: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_SERVICE_INFO, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_service_info_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.service_info", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.service_info", r_.field, r_.why);
+    return 0;
+}
+
 int names_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -368,6 +800,34 @@ int names_add(shmrpc_client *client_, int64_t a, int64_t b, int64_t *out_)
         return shmrpc_client_error(client_, rc_, "Names.add: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, NAMES_METHOD_ADD, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.add", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Names.add", r_.field, r_.why);
+    return 0;
+}
+
+int names_add_start(shmrpc_client *client_, int64_t a, int64_t b, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 2);
+    msgpack_pack_int64(&pk_, a);
+    msgpack_pack_int64(&pk_, b);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Names.add: cannot encode the arguments");
+    return shmrpc_client_start(client_, NAMES_METHOD_ADD, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int names_add_finish(shmrpc_client *client_, shmrpc_call *call_, int64_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = shmrpc_mp_read_int(&r_, INT64_MIN, INT64_MAX, out_)) != 0)

@@ -281,6 +281,40 @@ int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *o
 
 int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_);
 
+/* Asynchronous stubs (shmrpc/client.h, "many calls in flight"): NAME_start sends
+ * the call with the client's timeout as its deadline and sets *call_ (see
+ * shmrpc_client_start); NAME_finish waits for it, frees it and decodes its result,
+ * which stays valid until the client's next call or start. */
+int types_pass_scalars_start(shmrpc_client *client_, const types_Scalars *v, shmrpc_call **call_);
+int types_pass_scalars_finish(shmrpc_client *client_, shmrpc_call *call_, types_Scalars *out_);
+int types_pass_scalars_json_start(shmrpc_client *client_, const types_Scalars *v,
+                                  shmrpc_call **call_);
+int types_pass_scalars_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Scalars *out_);
+int types_pass_holder_start(shmrpc_client *client_, const types_Holder *v, shmrpc_call **call_);
+int types_pass_holder_finish(shmrpc_client *client_, shmrpc_call *call_, types_Holder *out_);
+int types_pass_holder_json_start(shmrpc_client *client_, const types_Holder *v,
+                                 shmrpc_call **call_);
+int types_pass_holder_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Holder *out_);
+int types_pass_node_start(shmrpc_client *client_, const types_Node *v, shmrpc_call **call_);
+int types_pass_node_finish(shmrpc_client *client_, shmrpc_call *call_, types_Node *out_);
+int types_pass_node_json_start(shmrpc_client *client_, const types_Node *v, shmrpc_call **call_);
+int types_pass_node_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Node *out_);
+int types_many_start(shmrpc_client *client_, types_list_U8 v, shmrpc_call **call_);
+int types_many_finish(shmrpc_client *client_, shmrpc_call *call_, types_list_U8 *out_);
+int types_many_json_start(shmrpc_client *client_, types_list_String v, shmrpc_call **call_);
+int types_many_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_list_String *out_);
+int types_nothing_start(shmrpc_client *client_, shmrpc_call **call_);
+int types_nothing_finish(shmrpc_client *client_, shmrpc_call *call_);
+int types_nothing_json_start(shmrpc_client *client_, shmrpc_call **call_);
+int types_nothing_json_finish(shmrpc_client *client_, shmrpc_call *call_);
+int types_narrow_start(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, float d, bool e,
+                       shmrpc_call **call_);
+int types_narrow_finish(shmrpc_client *client_, shmrpc_call *call_, int8_t *out_);
+int types_maybe_sign_start(shmrpc_client *client_, types_opt_Sign s, shmrpc_call **call_);
+int types_maybe_sign_finish(shmrpc_client *client_, shmrpc_call *call_, types_opt_Sign *out_);
+int types_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_);
+int types_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_);
+
 /* Server: one handler per method, registered with shmrpc_server_register() together
  * with Types_service. A handler returns 0 or a status (shmrpc_ctx_error() adds a
  * message). Its arguments live until it returns; memory its result points to must live

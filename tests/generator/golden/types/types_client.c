@@ -23,6 +23,33 @@ int types_pass_scalars(shmrpc_client *client_, const types_Scalars *v, types_Sca
     return 0;
 }
 
+int types_pass_scalars_start(shmrpc_client *client_, const types_Scalars *v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Types_Scalars_mp_write(&pk_, v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.pass_scalars: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_SCALARS, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_pass_scalars_finish(shmrpc_client *client_, shmrpc_call *call_, types_Scalars *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Types_Scalars_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_scalars", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_scalars", r_.field, r_.why);
+    return 0;
+}
+
 int types_pass_scalars_json(shmrpc_client *client_, const types_Scalars *v, types_Scalars *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -55,6 +82,45 @@ fail:
     return shmrpc_client_decode_error(client_, "Types.pass_scalars_json", r_.field, r_.why);
 }
 
+int types_pass_scalars_json_start(shmrpc_client *client_, const types_Scalars *v,
+                                  shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM,
+                                   "Types.pass_scalars_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Scalars_json_write(v)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Types.pass_scalars_json: argument 'v' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_scalars_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_SCALARS_JSON, SHMRPC_TIMEOUT_DEFAULT,
+                               call_);
+}
+
+int types_pass_scalars_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Scalars *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_scalars_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_Scalars_json_read(&r_, r_.root, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Types.pass_scalars_json", r_.field, r_.why);
+}
+
 int types_pass_holder(shmrpc_client *client_, const types_Holder *v, types_Holder *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -67,6 +133,33 @@ int types_pass_holder(shmrpc_client *client_, const types_Holder *v, types_Holde
         return shmrpc_client_error(client_, rc_, "Types.pass_holder: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_HOLDER, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Types_Holder_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_holder", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_holder", r_.field, r_.why);
+    return 0;
+}
+
+int types_pass_holder_start(shmrpc_client *client_, const types_Holder *v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Types_Holder_mp_write(&pk_, v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.pass_holder: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_HOLDER, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_pass_holder_finish(shmrpc_client *client_, shmrpc_call *call_, types_Holder *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_Holder_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -105,6 +198,42 @@ fail:
     return shmrpc_client_decode_error(client_, "Types.pass_holder_json", r_.field, r_.why);
 }
 
+int types_pass_holder_json_start(shmrpc_client *client_, const types_Holder *v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.pass_holder_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Holder_json_write(v)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Types.pass_holder_json: argument 'v' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_holder_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_HOLDER_JSON, SHMRPC_TIMEOUT_DEFAULT,
+                               call_);
+}
+
+int types_pass_holder_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Holder *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_holder_json: result: malformed JSON: %s", r_.detail);
+    if ((rc_ = Types_Holder_json_read(&r_, r_.root, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Types.pass_holder_json", r_.field, r_.why);
+}
+
 int types_pass_node(shmrpc_client *client_, const types_Node *v, types_Node *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -117,6 +246,33 @@ int types_pass_node(shmrpc_client *client_, const types_Node *v, types_Node *out
         return shmrpc_client_error(client_, rc_, "Types.pass_node: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_PASS_NODE, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Types_Node_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_node", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.pass_node", r_.field, r_.why);
+    return 0;
+}
+
+int types_pass_node_start(shmrpc_client *client_, const types_Node *v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Types_Node_mp_write(&pk_, v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.pass_node: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_NODE, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_pass_node_finish(shmrpc_client *client_, shmrpc_call *call_, types_Node *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_Node_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -155,6 +311,41 @@ fail:
     return shmrpc_client_decode_error(client_, "Types.pass_node_json", r_.field, r_.why);
 }
 
+int types_pass_node_json_start(shmrpc_client *client_, const types_Node *v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.pass_node_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_Node_json_write(v)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Types.pass_node_json: argument 'v' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_,
+                                   "Types.pass_node_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_PASS_NODE_JSON, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_pass_node_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_Node *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.pass_node_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_Node_json_read(&r_, r_.root, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Types.pass_node_json", r_.field, r_.why);
+}
+
 int types_many(shmrpc_client *client_, types_list_U8 v, types_list_U8 *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -167,6 +358,33 @@ int types_many(shmrpc_client *client_, types_list_U8 v, types_list_U8 *out_)
         return shmrpc_client_error(client_, rc_, "Types.many: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_MANY, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Types_list_U8_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.many", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.many", r_.field, r_.why);
+    return 0;
+}
+
+int types_many_start(shmrpc_client *client_, types_list_U8 v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Types_list_U8_mp_write(&pk_, &v);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.many: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_MANY, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_many_finish(shmrpc_client *client_, shmrpc_call *call_, types_list_U8 *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_mp_reader r_;
     shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
     if ((rc_ = Types_list_U8_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
@@ -204,6 +422,40 @@ fail:
     return shmrpc_client_decode_error(client_, "Types.many_json", r_.field, r_.why);
 }
 
+int types_many_json_start(shmrpc_client *client_, types_list_String v, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.many_json: out of memory");
+    if (shmrpc_json_set(args_, "v", Types_list_String_json_write(&v)) != 0) {
+        shmrpc_json_free(args_);
+        return shmrpc_client_error(client_, SHMRPC_EINVAL,
+                                   "Types.many_json: argument 'v' has no JSON form");
+    }
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.many_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_MANY_JSON, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_many_json_finish(shmrpc_client *client_, shmrpc_call *call_, types_list_String *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.many_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if ((rc_ = Types_list_String_json_read(&r_, r_.root, out_)) != 0) goto fail;
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Types.many_json", r_.field, r_.why);
+}
+
 int types_nothing(shmrpc_client *client_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -224,6 +476,32 @@ int types_nothing(shmrpc_client *client_)
     return 0;
 }
 
+int types_nothing_start(shmrpc_client *client_, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 0);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.nothing: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_NOTHING, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_nothing_finish(shmrpc_client *client_, shmrpc_call *call_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = shmrpc_mp_read_nil(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.nothing", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.nothing", r_.field, r_.why);
+    return 0;
+}
+
 int types_nothing_json(shmrpc_client *client_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -235,6 +513,38 @@ int types_nothing_json(shmrpc_client *client_)
         return shmrpc_client_error(client_, rc_, "Types.nothing_json: cannot encode the arguments");
     shmrpc_bytes resp_;
     if ((rc_ = shmrpc_client_call(client_, TYPES_METHOD_NOTHING_JSON, &resp_)) != 0) return rc_;
+    shmrpc_json_reader r_;
+    if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
+        return shmrpc_client_error(client_, rc_, "Types.nothing_json: result: malformed JSON: %s",
+                                   r_.detail);
+    if (!shmrpc_json_is_null(r_.root)) {
+        r_.why = "expected null";
+        goto fail;
+    }
+    shmrpc_json_release(&r_);
+    return 0;
+fail:
+    shmrpc_json_release(&r_);
+    return shmrpc_client_decode_error(client_, "Types.nothing_json", r_.field, r_.why);
+}
+
+int types_nothing_json_start(shmrpc_client *client_, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    shmrpc_json *args_ = shmrpc_json_object();
+    if (args_ == NULL)
+        return shmrpc_client_error(client_, SHMRPC_ENOMEM, "Types.nothing_json: out of memory");
+    int rc_ = shmrpc_json_dump(args_, req_);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.nothing_json: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_NOTHING_JSON, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_nothing_json_finish(shmrpc_client *client_, shmrpc_call *call_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
     shmrpc_json_reader r_;
     if ((rc_ = shmrpc_json_parse(&r_, shmrpc_client_arena(client_), resp_.ptr, resp_.len)) != 0)
         return shmrpc_client_error(client_, rc_, "Types.nothing_json: result: malformed JSON: %s",
@@ -283,6 +593,45 @@ int types_narrow(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, fl
     return 0;
 }
 
+int types_narrow_start(shmrpc_client *client_, int8_t a, uint16_t b, types_Color c, float d, bool e,
+                       shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 5);
+    msgpack_pack_int64(&pk_, a);
+    msgpack_pack_uint64(&pk_, b);
+    Types_Color_mp_write(&pk_, &c);
+    msgpack_pack_float(&pk_, d);
+    if (e)
+        msgpack_pack_true(&pk_);
+    else
+        msgpack_pack_false(&pk_);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.narrow: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_NARROW, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_narrow_finish(shmrpc_client *client_, shmrpc_call *call_, int8_t *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    {
+        int64_t tmp;
+        if ((rc_ = shmrpc_mp_read_int(&r_, INT8_MIN, INT8_MAX, &tmp)) != 0)
+            return shmrpc_client_decode_error(client_, "Types.narrow", r_.field, r_.why);
+        *out_ = (int8_t)tmp;
+    }
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.narrow", r_.field, r_.why);
+    return 0;
+}
+
 int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -304,6 +653,33 @@ int types_maybe_sign(shmrpc_client *client_, types_opt_Sign s, types_opt_Sign *o
     return 0;
 }
 
+int types_maybe_sign_start(shmrpc_client *client_, types_opt_Sign s, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    msgpack_packer pk_;
+    msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk_, 1);
+    Types_opt_Sign_mp_write(&pk_, &s);
+    int rc_ = req_->err;
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.maybe_sign: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_MAYBE_SIGN, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_maybe_sign_finish(shmrpc_client *client_, shmrpc_call *call_, types_opt_Sign *out_)
+{
+    shmrpc_bytes resp_;
+    int rc_;
+    if ((rc_ = shmrpc_client_finish(client_, call_, &resp_)) != 0) return rc_;
+    shmrpc_mp_reader r_;
+    shmrpc_mp_reader_init(&r_, resp_.ptr, resp_.len);
+    if ((rc_ = Types_opt_Sign_mp_read(&r_, shmrpc_client_arena(client_), out_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.maybe_sign", r_.field, r_.why);
+    if ((rc_ = shmrpc_mp_finish(&r_)) != 0)
+        return shmrpc_client_decode_error(client_, "Types.maybe_sign", r_.field, r_.why);
+    return 0;
+}
+
 int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
 {
     shmrpc_buf *req_ = shmrpc_client_request(client_);
@@ -311,4 +687,18 @@ int types_raw(shmrpc_client *client_, shmrpc_bytes data, shmrpc_bytes *out_)
     if (rc_ != 0)
         return shmrpc_client_error(client_, rc_, "Types.raw: cannot encode the arguments");
     return shmrpc_client_call(client_, TYPES_METHOD_RAW, out_);
+}
+
+int types_raw_start(shmrpc_client *client_, shmrpc_bytes data, shmrpc_call **call_)
+{
+    shmrpc_buf *req_ = shmrpc_client_request(client_);
+    int rc_ = shmrpc_buf_append(req_, data.ptr, data.len);
+    if (rc_ != 0)
+        return shmrpc_client_error(client_, rc_, "Types.raw: cannot encode the arguments");
+    return shmrpc_client_start(client_, TYPES_METHOD_RAW, SHMRPC_TIMEOUT_DEFAULT, call_);
+}
+
+int types_raw_finish(shmrpc_client *client_, shmrpc_call *call_, shmrpc_bytes *out_)
+{
+    return shmrpc_client_finish(client_, call_, out_);
 }

@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/* Many calls in flight on one connection (issue 17): shmrpc_client_start and _wait over
+ * tcp:// against real server processes on 127.0.0.1, answers out of order and hostile
+ * answers through a proxy thread that rewrites the server's frames, per-call deadlines, a
+ * server SIGKILLed with calls in flight (none runs twice), a client freed with calls in
+ * flight, and the same API over shm:// and inproc://. Every wait is bounded. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "procs.h"
+
+static char addr[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
+    sh->calls = 0;
+    return 0;
+}
+
+static pid_t start_server(const char *at, int workers)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static shmrpc_client *connect_to(const char *at)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, at, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+/* Waits for all n calls (bounded by their deadlines): each one's index in order[] as it
+ * came. */
+static void wait_all(shmrpc_client *c, shmrpc_call **calls, size_t n, size_t *order)
+{
+    shmrpc_call **left = calloc(n, sizeof *left);
+    size_t *idx = calloc(n, sizeof *idx);
+    for (size_t i = 0; i < n; i++)
+        left[i] = calls[i], idx[i] = i;
+    for (size_t got = 0, m = n; got < n; got++) {
+        size_t which;
+        int rc = shmrpc_client_wait(c, left, m, 20000, &which);
+        if (rc) fail_msg("wait: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (order) order[got] = idx[which];
+        left[which] = left[m - 1], idx[which] = idx[m - 1];
+        m--;
+    }
+    free(left);
+    free(idx);
+}
+
+/* 64 adds in flight on one connection, each answered with its own sum; the server ran
+ * each once. */
+static void in_flight_64(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[64];
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(calls_add_start(c, i, 1000, &calls[i]), 0);
+    for (int i = 0; i < 64; i++) {
+        int64_t sum = -1;
+        int rc = calls_add_finish(c, calls[i], &sum);
+        if (rc) fail_msg("add %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(sum, 1000 + i);
+    }
+    assert_int_equal(sh->calls, 64);
+    /* A synchronous call after them, and one among calls in flight. */
+    shmrpc_call *k;
+    assert_int_equal(calls_add_start(c, 1, 2, &k), 0);
+    int64_t sum = 0;
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    assert_int_equal(calls_add_finish(c, k, &sum), 0);
+    assert_int_equal(sum, 3);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
+/* A health check, which goes through the transport's blocking call, while calls are in
+ * flight: it joins them, and their answers still reach them (read alone, it skipped
+ * them and they ran into their deadlines). */
+static void health_among_calls(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(calls_nap_start(c, 20, &calls[i]), 0);
+    shmrpc_health state_;
+    assert_int_equal(shmrpc_client_health(c, &state_), 0);
+    assert_int_equal(state_, SHMRPC_HEALTH_SERVING);
+    for (int i = 0; i < 8; i++) {
+        shmrpc_client_next_timeout(c, 2000);
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_true(pid > 0);
+    }
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
+/* --- a proxy that rewrites what the server sends --- */
+
+enum { PX_REVERSE, PX_DUPLICATE, PX_UNKNOWN_ID, PX_HUGE };
+
+typedef struct proxy {
+    int lfd, port, mode, hold;
+    char target[64];
+    pthread_t t;
+} proxy;
+
+static bool send_exact(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+static uint64_t be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* Forwards the client's bytes as they are, and the server's frame by frame: the first
+ * (HELLO_ACK) as it is, RESPONSEs as the mode says. Bounded: 20 s of silence ends it. */
+static void *proxy_run(void *arg)
+{
+    proxy *px = arg;
+    int cfd = accept(px->lfd, NULL, NULL);
+    if (cfd < 0) return NULL;
+    int sfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(px->target))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(sfd, (struct sockaddr *)&sa, sizeof sa) != 0) goto out;
+    size_t cap = 1 << 20, len = 0, frames = 0;
+    uint8_t *in = malloc(cap), buf[65536];
+    uint8_t *held = malloc(cap);
+    size_t held_len = 0, n_held = 0, held_at[256];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = cfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        if (poll(p, 2, 20000) <= 0) break;
+        if (p[0].revents) {
+            ssize_t k = recv(cfd, buf, sizeof buf, 0);
+            if (k <= 0 || !send_exact(sfd, buf, (size_t)k)) break;
+        }
+        if (p[1].revents) {
+            ssize_t k = recv(sfd, in + len, cap - len, 0);
+            if (k <= 0) break;
+            len += (size_t)k;
+            while (len >= 24 && len >= 24 + be(in + 20, 4)) {
+                size_t n = 24 + (size_t)be(in + 20, 4);
+                bool first = frames++ == 0, resp = !first && in[5] == 4;
+                if (!resp) {
+                    send_exact(cfd, in, n);
+                } else if (px->mode == PX_REVERSE) {
+                    held_at[n_held++] = held_len;
+                    memcpy(held + held_len, in, n);
+                    held_len += n;
+                    if ((int)n_held == px->hold) {
+                        for (size_t i = n_held; i-- > 0;) {
+                            size_t end = i + 1 < n_held ? held_at[i + 1] : held_len;
+                            send_exact(cfd, held + held_at[i], end - held_at[i]);
+                        }
+                        n_held = held_len = 0;
+                    }
+                } else if (px->mode == PX_DUPLICATE) {
+                    send_exact(cfd, in, n);
+                    send_exact(cfd, in, n);
+                } else if (px->mode == PX_UNKNOWN_ID) {
+                    put_be(in + 12, be(in + 12, 8) + 1000, 8);
+                    send_exact(cfd, in, n);
+                } else { /* a header that announces 3.9 GiB */
+                    put_be(in + 20, 0xF0000000u, 4);
+                    send_exact(cfd, in, 24);
+                }
+                memmove(in, in + n, len - n);
+                len -= n;
+            }
+        }
+    }
+    free(in);
+    free(held);
+out:
+    close(sfd);
+    close(cfd);
+    return NULL;
+}
+
+static void proxy_start(proxy *px, int mode, int hold)
+{
+    px->mode = mode;
+    px->hold = hold;
+    snprintf(px->target, sizeof px->target, "%s", strrchr(addr, ':') + 1);
+    px->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(px->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(px->lfd, (struct sockaddr *)&sa, &sl);
+    px->port = ntohs(sa.sin_port);
+    assert_int_equal(listen(px->lfd, 4), 0);
+    assert_int_equal(pthread_create(&px->t, NULL, proxy_run, px), 0);
+}
+
+static void proxy_stop(proxy *px)
+{
+    shutdown(px->lfd, SHUT_RDWR);
+    pthread_join(px->t, NULL);
+    close(px->lfd);
+}
+
+/* Runs n adds through a proxy in mode; their statuses in rcs, sums checked when 0. */
+static void through_proxy(int mode, int n, int *rcs, size_t *order)
+{
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *probe = connect_to(addr); /* the server is up */
+    shmrpc_client_free(probe);
+    proxy px;
+    proxy_start(&px, mode, n);
+    char at[64];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", px.port);
+    shmrpc_client *c = connect_to(at);
+    shmrpc_call *calls[64];
+    for (int i = 0; i < n; i++)
+        assert_int_equal(calls_add_start(c, i, 7, &calls[i]), 0);
+    wait_all(c, calls, (size_t)n, order);
+    for (int i = 0; i < n; i++) {
+        int64_t sum = -1;
+        rcs[i] = calls_add_finish(c, calls[i], &sum);
+        if (rcs[i] == 0 && sum != i + 7) fail_msg("call %d got the sum %lld", i, (long long)sum);
+    }
+    shmrpc_client_free(c);
+    proxy_stop(&px);
+    assert_true(test_stop_server(srv));
+}
+
+/* Answers that come in reverse order (the proxy holds all 16, then sends the last
+ * first) reach their own calls: each sum is its call's. */
+static void out_of_order(void **state)
+{
+    (void)state;
+    int rcs[16];
+    through_proxy(PX_REVERSE, 16, rcs, NULL);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(rcs[i], 0);
+}
+
+/* Each answer sent twice: the second is dropped, every call gets its own sum. */
+static void duplicate_answers(void **state)
+{
+    (void)state;
+    int rcs[8];
+    through_proxy(PX_DUPLICATE, 8, rcs, NULL);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(rcs[i], 0);
+}
+
+/* An answer to a request never sent, or a frame larger than the client takes: the
+ * connection is dropped and the calls on it fail with SHMRPC_EPROTO, none hangs. */
+static void hostile_answers(void **state)
+{
+    (void)state;
+    int modes[] = {PX_UNKNOWN_ID, PX_HUGE};
+    for (int m = 0; m < 2; m++) {
+        int rcs[8];
+        through_proxy(modes[m], 8, rcs, NULL);
+        for (int i = 0; i < 8; i++)
+            if (rcs[i] != SHMRPC_EPROTO)
+                fail_msg("mode %d call %d: %s", m, i, shmrpc_strerror(rcs[i]));
+    }
+}
+
+/* Per-call deadlines: naps of 1.5 s with a 200 ms deadline time out, the adds behind them
+ * (5 s) complete; the naps' late answers are dropped and the connection goes on. */
+static void deadlines(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[4];
+    shmrpc_client_next_timeout(c, 200);
+    assert_int_equal(calls_nap_start(c, 1500, &calls[0]), 0);
+    assert_int_equal(calls_add_start(c, 1, 1, &calls[1]), 0);
+    shmrpc_client_next_timeout(c, 200);
+    assert_int_equal(calls_nap_start(c, 1500, &calls[2]), 0);
+    assert_int_equal(calls_add_start(c, 2, 2, &calls[3]), 0);
+    int64_t t0 = test_now_ms();
+    size_t order[4];
+    wait_all(c, calls, 4, order);
+    int64_t took = test_now_ms() - t0;
+    printf("deadlines: all four done in %lld ms\n", (long long)took);
+    assert_int_equal(shmrpc_call_status(calls[0]), SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_call_status(calls[2]), SHMRPC_ETIMEDOUT);
+    assert_int_equal(order[0] == 0 || order[0] == 2, true); /* the naps ended first */
+    int64_t sum;
+    assert_int_equal(calls_add_finish(c, calls[1], &sum), 0);
+    assert_int_equal(sum, 2);
+    assert_int_equal(calls_add_finish(c, calls[3], &sum), 0);
+    assert_int_equal(sum, 4);
+    shmrpc_call_free(calls[0]);
+    shmrpc_call_free(calls[2]);
+    assert_int_equal(calls_add(c, 5, 5, &sum), 0);
+    assert_int_equal(sum, 10);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
+/* The server SIGKILLed with 8 naps in flight: each fails with SHMRPC_EPEERDIED (written,
+ * may have run) or SHMRPC_EUNAVAIL (did not run), and no handler ran more often than the
+ * calls that were sent. */
+static void sigkill_in_flight(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(calls_nap_start(c, 300, &calls[i]), 0);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->calls == 0 && test_now_ms() < until)
+        usleep(1000);
+    kill(srv, SIGKILL);
+    test_reap(srv, 5000);
+    size_t order[8];
+    wait_all(c, calls, 8, order);
+    int ok = 0, died = 0;
+    for (int i = 0; i < 8; i++) {
+        int rc = shmrpc_call_status(calls[i]);
+        if (rc == 0)
+            ok++;
+        else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
+            died++;
+        else
+            fail_msg("call %d: %s", i, shmrpc_strerror(rc));
+        shmrpc_call_free(calls[i]);
+    }
+    printf("sigkill: %d ok, %d failed, %lld handler calls\n", ok, died, (long long)sh->calls);
+    assert_true(died > 0);
+    assert_true(sh->calls <= 8);
+    shmrpc_client_free(c);
+}
+
+/* One of two servers told to stop (SIGTERM) with calls in flight on it: it answers the
+ * call it runs, then sends its DRAIN; the calls it had not run move to the other server,
+ * so every call succeeds and each ran once. */
+static void drain_moves_calls(void **state)
+{
+    (void)state;
+    char a[64], b[64], list[128];
+    snprintf(a, sizeof a, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(b, sizeof b, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(list, sizeof list, "%s,%s", a, b + strlen("tcp://"));
+    pid_t sa = start_server(a, 1), sb = start_server(b, 1);
+    shmrpc_client_free(connect_to(b)); /* both are up */
+    shmrpc_client *c = connect_to(list);
+    sh->calls = 0;
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++) {
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_nap_start(c, 150, &calls[i]), 0);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->calls < 2 && test_now_ms() < until)
+        usleep(1000);
+    kill(sa, SIGTERM);
+    size_t order[8];
+    wait_all(c, calls, 8, order);
+    for (int i = 0; i < 8; i++) {
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    printf("drain: 8 calls ok, %lld handler calls\n", (long long)sh->calls);
+    assert_int_equal(sh->calls, 8); /* none ran twice */
+    shmrpc_client_free(c);
+    test_reap(sa, 5000);
+    assert_true(test_stop_server(sb));
+}
+
+/* A client freed with calls in flight: they end with SHMRPC_ECLOSED, and are freed after
+ * it (the sanitizer build checks nothing leaks). */
+static void free_with_calls(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[16];
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(calls_nap_start(c, 20, &calls[i]), 0);
+    shmrpc_client_free(c);
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(shmrpc_call_status(calls[i]), SHMRPC_ECLOSED);
+        shmrpc_call_free(calls[i]);
+    }
+    assert_true(test_stop_server(srv));
+}
+
+/* shm:// and inproc://: start runs the call, wait returns it. */
+static void other_transports(void **state)
+{
+    (void)state;
+    char at[2][64];
+    snprintf(at[0], sizeof at[0], "shm://async_test_%d", (int)getpid());
+    snprintf(at[1], sizeof at[1], "inproc://async_test_%d", (int)getpid());
+    pid_t srv = start_server(at[0], 1);
+    for (int t = 0; t < 2; t++) {
+        shmrpc_server *s = NULL;
+        if (t == 1) {
+            assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+            assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL),
+                             0);
+            assert_int_equal(shmrpc_server_listen(s, at[1]), 0);
+        }
+        shmrpc_client *c = connect_to(at[t]);
+        shmrpc_call *calls[4];
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(calls_add_start(c, i, 10, &calls[i]), 0);
+        for (int i = 3; i >= 0; i--) {
+            int64_t sum;
+            assert_int_equal(calls_add_finish(c, calls[i], &sum), 0);
+            assert_int_equal(sum, 10 + i);
+        }
+        shmrpc_client_free(c);
+        shmrpc_server_free(s);
+    }
+    assert_true(test_stop_server(srv));
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    alarm(280);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(in_flight_64, setup),
+        cmocka_unit_test_setup(health_among_calls, setup),
+        cmocka_unit_test_setup(out_of_order, setup),
+        cmocka_unit_test_setup(duplicate_answers, setup),
+        cmocka_unit_test_setup(hostile_answers, setup),
+        cmocka_unit_test_setup(deadlines, setup),
+        cmocka_unit_test_setup(sigkill_in_flight, setup),
+        cmocka_unit_test_setup(drain_moves_calls, setup),
+        cmocka_unit_test_setup(free_with_calls, setup),
+        cmocka_unit_test_setup(other_transports, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
