@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,4 +110,12 @@ int test_shm_segments(const char *addr)
             count++;
     if (d) closedir(d);
     return count;
+}
+
+void test_tcp_stats_forget(const char *addr)
+{
+    if (strncmp(addr, "tcp://", 6) != 0) return;
+    char name[160];
+    snprintf(name, sizeof name, "/shmrpc.stats.tcp.%s", addr + 6);
+    shm_unlink(name);
 }

@@ -49,4 +49,8 @@ bool test_stop_server(pid_t pid);
  * and anything else named shmrpc:NAME:...); 0 for another transport's address. Tests
  * check it is 0 after a server stopped: nothing left behind. */
 int test_shm_segments(const char *addr);
+
+/* Removes the statistics segment of the tcp:// server at addr (tcp://HOST:PORT), which a
+ * server SIGKILLed by a test leaves behind (one stopped cleanly removes its own). */
+void test_tcp_stats_forget(const char *addr);
 #endif

@@ -362,12 +362,17 @@ static int teardown(void **state)
             test_reap(clients[k], 5000);
             clients[k] = 0;
         }
-    for (int i = 0; i < SERVERS; i++)
+    for (int i = 0; i < SERVERS; i++) {
         if (servers[i] > 0) {
             kill(-servers[i], SIGKILL);
             if (!reap_group(servers[i], 5000)) fprintf(stderr, "group %d lives on\n", servers[i]);
             servers[i] = 0;
         }
+        /* What a SIGKILLed server left (this test's kill, or the kills above). */
+        char addr[64];
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[i]);
+        if (ports[i] > 0) test_tcp_stats_forget(addr);
+    }
     return 0;
 }
 
