@@ -303,9 +303,7 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
     k->p.resp.max = c->cfg.max_msg;
     k->p.sid = c->map[method_id];
     k->p.j = method_id;
-    int64_t now = shmrpc__now_ns();
-    bool forever = timeout < 0 || timeout > (INT64_MAX - now) / 1000000;
-    k->p.deadline = forever ? INT64_MAX : now + timeout * 1000000;
+    k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     int rc = 0;
     if (c->conn->ops->start) {
@@ -342,10 +340,8 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
     for (size_t i = 0; i < n; i++)
         if (!calls[i] || calls[i]->client != c)
             return shmrpc__err_set(SHMRPC_EINVAL, "call %zu is not one of this client's", i);
-    int64_t now = shmrpc__now_ns();
     int64_t timeout = resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE);
-    bool forever = timeout < 0 || timeout > (INT64_MAX - now) / 1000000;
-    int64_t deadline = forever ? INT64_MAX : now + timeout * 1000000;
+    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
     for (;;) {
         for (size_t i = 0; i < n; i++) {
             if (!calls[i]->p.done) continue;

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "tcp_int.h"
 #include "tls.h"
+#include "proc.h"
 #include "wait.h"
 
 /* One endpoint of a client's address, and its connection (opened when a call first goes
@@ -1135,13 +1136,12 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                     int64_t timeout_ms, shmrpc_buf *err)
 {
     tcp_pool *p = (tcp_pool *)base;
-    if (getpid() != p->pid) {
+    if (shmrpc__self_pid() != p->pid) {
         shmrpc__msg_set(err, "this connection belongs to process %d", (int)p->pid);
         return SHMRPC_EINVAL;
     }
     int64_t now = shmrpc__now_ns();
-    bool forever = timeout_ms < 0 || timeout_ms > (INT64_MAX - now) / NS_PER_MS;
-    int64_t deadline = forever ? INT64_MAX : now + timeout_ms * NS_PER_MS;
+    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout_ms}, now);
     /* The client's method id: each endpoint maps it to its own server's id. */
     int64_t j = -1;
     for (uint32_t i = 0; sid != SHMRPC_HEALTH_METHOD_ID && i < p->info->n_methods; i++)
@@ -1317,7 +1317,7 @@ static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err)
 static int tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err)
 {
     tcp_pool *p = (tcp_pool *)base;
-    if (getpid() != p->pid) {
+    if (shmrpc__self_pid() != p->pid) {
         shmrpc__msg_set(&k->msg, "this connection belongs to process %d", (int)p->pid);
         pend_done(k, SHMRPC_EINVAL);
         return 0;
