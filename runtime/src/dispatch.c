@@ -54,6 +54,8 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->stats = NULL;
     ctx->stats_n = 0;
     ctx->draining = false;
+    ctx->timed = false;
+    ctx->ran_ns = -1;
     ctx->has_msg = false;
     ctx->msg[0] = '\0';
     return 0;
@@ -131,6 +133,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                      shmrpc_buf *resp)
 {
     ctx->has_msg = false;
+    ctx->ran_ns = -1;
     shmrpc_buf_clear(resp);
     const shmrpc_service *svc = s->svc;
     if (id == SHMRPC_HEALTH_METHOD_ID) {
@@ -153,12 +156,14 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 "%zu bytes",
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
-    int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
+    bool timed = ctx->stats || ctx->timed;
+    int64_t t0 = timed ? shmrpc__now_ns() : 0;
     ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
+    if (timed) ctx->ran_ns = shmrpc__now_ns() - t0;
     if (ctx->stats && id < ctx->stats_n)
-        shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)(shmrpc__now_ns() - t0));
+        shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)ctx->ran_ns);
     shmrpc_arena_reset(ctx->arena);
     return rc;
 }

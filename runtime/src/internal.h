@@ -89,7 +89,10 @@ struct shmrpc_ctx {
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
     bool draining;                   /* the transport's worker was told to stop (health) */
-    uint32_t method;                 /* the id of the call being dispatched */
+    bool timed;      /* set by a transport that counts the call itself: dispatch times it */
+    int64_t ran_ns;  /* with timed or stats: how long the last call's handler took, or -1
+                      * when dispatch counted none (the health method, a bad id or size) */
+    uint32_t method; /* the id of the call being dispatched */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
@@ -122,6 +125,7 @@ typedef struct shmrpc__tcp_cfg {
     int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
     int max_in_flight; /* a client's asynchronous calls per connection */
+    int max_running;   /* a server's calls of one connection running at once */
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */
     uint8_t secret[SHMRPC_SECRET_MAX];

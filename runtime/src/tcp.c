@@ -63,6 +63,8 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
     cfg->budget = o->buffer_budget ? o->buffer_budget : DEFAULT_BUDGET;
     if (o->max_in_flight < 0 || o->max_in_flight > 4096) return SHMRPC_EINVAL;
     cfg->max_in_flight = o->max_in_flight ? o->max_in_flight : 64;
+    if (o->max_running < 0 || o->max_running > 256) return SHMRPC_EINVAL;
+    cfg->max_running = o->max_running ? o->max_running : 16;
     if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
     if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
         return SHMRPC_EINVAL;
