@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,6 +98,7 @@ static int child_index, ready[2], go[2];
 
 static void server_ns(void)
 {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a killed test leaves no server behind */
     if (unshare(CLONE_NEWNET) != 0) {
         fprintf(stderr, "dns_test: server %d: unshare(CLONE_NEWNET): %s\n", child_index,
                 strerror(errno));
