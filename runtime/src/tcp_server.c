@@ -49,6 +49,9 @@
  * is left: well inside the 2 s its manager gives it before SIGKILL (crew.c). */
 #define DRAIN_QUIET_MS 100
 #define DRAIN_MAX_MS 1000
+/* Calls still running then get this much more to end and send their answers (the calls of
+ * a client that is gone included), still inside those 2 s. */
+#define DRAIN_RUNNING_MS 800
 
 /* How loaded each worker is, in memory the manager shares with its workers: the manager
  * hands a new connection to the worker with the least. A worker writes its own fields;
@@ -1541,7 +1544,8 @@ static int worker_run(tcp_listener *l, int index)
         if (w->draining) {
             int64_t now = shmrpc__now_ns();
             drain_step(w, now);
-            if (w->n_peers == 0 || now >= w->drain_end) break;
+            int64_t end = w->drain_end + (w->running ? DRAIN_RUNNING_MS * NS_PER_MS : 0);
+            if ((w->n_peers == 0 && !w->running) || now >= end) break;
         }
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
