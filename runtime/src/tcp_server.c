@@ -524,8 +524,9 @@ static void job_put(worker *w, job *j)
 static void run_job(worker *w, shmrpc_ctx *ctx, job *j)
 {
     ctx->draining = j->draining;
-    j->rc = shmrpc__dispatch(w->l->server, ctx, j->method,
-                             shmrpc_bytes_of(j->req.data + j->off, j->req.len - j->off), &j->resp);
+    const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
+    j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
+                             &j->resp);
     j->ns = ctx->ran_ns;
     if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", shmrpc__ctx_msg(ctx));
 }
