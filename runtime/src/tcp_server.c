@@ -142,11 +142,12 @@ typedef struct job {
     peer *p; /* its connection: read only by the worker's own thread */
     uint32_t method;
     uint64_t rid;
-    bool draining;  /* the worker had been told to stop (the health method says so) */
-    int rc;         /* the call's status */
-    int64_t ns;     /* how long its handler took, for the statistics; -1: none ran */
-    size_t charged; /* bytes of the budget held for req */
-    size_t off;     /* where the request starts in req (a frame taken whole: its header) */
+    bool draining;     /* the worker had been told to stop (the health method says so) */
+    int rc;            /* the call's status */
+    int64_t ns;        /* how long its handler took, for the statistics; -1: none ran */
+    size_t charged;    /* bytes of the budget held for req */
+    size_t off;        /* where the request starts in req (a frame taken whole: its header) */
+    int64_t queued_ns; /* when it was handed to the pool */
     shmrpc_buf req, resp;
     char msg[SHMRPC__CTX_MSG_CAP]; /* why it failed */
 } job;
@@ -176,7 +177,9 @@ typedef struct worker {
     pthread_cond_t cv;     /* a job or quit for the idle threads */
     job *todo, **todo_end; /* jobs not yet taken, in order */
     job *done;             /* jobs run, not yet taken back */
-    int n_todo, idle, n_threads;
+    _Atomic int n_todo;    /* read without mu by the worker's own thread (pool_nudge) */
+    int idle, n_threads;
+    int wakes; /* idle threads signalled that have not woken yet */
     bool quit;
     pthread_t *threads;
     int done_fd;     /* an eventfd written when done turns non-empty */
@@ -545,6 +548,7 @@ static void *pool_main(void *arg)
             w->idle++;
             pthread_cond_wait(&w->cv, &w->mu);
             w->idle--;
+            if (w->wakes) w->wakes--;
         }
         if (!w->todo) break;
         job *j = w->todo;
@@ -574,18 +578,32 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
-/* Hands j to the pool, waking an idle thread or starting one; false when no thread runs
- * and none can be started (the caller runs it in place). */
+/* One more thread for the jobs waiting, with mu held: an idle one woken, else a new one
+ * while there are fewer than pool_max; true when one must be started (after mu). */
+static bool pool_more(worker *w)
+{
+    if (w->idle > w->wakes) {
+        w->wakes++;
+        pthread_cond_signal(&w->cv);
+        return false;
+    }
+    return w->n_threads < w->pool_max;
+}
+
+/* Hands j to the pool; false when no thread runs and none can be started (the caller runs
+ * it in place). A thread is woken (or started) only when none is awake: an awake one takes
+ * the jobs one after another, so quick calls cost one handoff, not a thread each. When the
+ * oldest job waits longer than POOL_WAIT_NS (the awake threads are in slow calls),
+ * pool_nudge adds another, up to pool_max. */
 static bool pool_give(worker *w, job *j)
 {
+    j->queued_ns = shmrpc__now_ns();
     pthread_mutex_lock(&w->mu);
     *w->todo_end = j;
     w->todo_end = &j->next;
     w->n_todo++;
-    bool wake = w->idle >= w->n_todo;
-    bool start = !wake && w->n_threads < w->pool_max;
+    bool start = w->n_threads - w->idle + w->wakes == 0 && pool_more(w);
     pthread_mutex_unlock(&w->mu);
-    if (wake) pthread_cond_signal(&w->cv);
     if (!start) return true;
     if (pthread_create(&w->threads[w->n_threads], NULL, pool_main, w) == 0) {
         w->n_threads++;
@@ -598,6 +616,23 @@ static bool pool_give(worker *w, job *j)
     w->n_todo = 0;
     pthread_mutex_unlock(&w->mu);
     return false;
+}
+
+#define POOL_WAIT_NS (200 * 1000) /* a job waiting this long gets another thread */
+
+static void pool_start(worker *w)
+{
+    if (pthread_create(&w->threads[w->n_threads], NULL, pool_main, w) == 0) w->n_threads++;
+}
+
+/* Called by the worker's own thread while jobs wait: another thread when the oldest has
+ * waited POOL_WAIT_NS. */
+static void pool_nudge(worker *w, int64_t now)
+{
+    pthread_mutex_lock(&w->mu);
+    bool start = w->todo && now - w->todo->queued_ns >= POOL_WAIT_NS && pool_more(w);
+    pthread_mutex_unlock(&w->mu);
+    if (start) pool_start(w);
 }
 
 static void count_busy(worker *w)
@@ -1551,6 +1586,10 @@ static int worker_run(tcp_listener *l, int index)
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
         int timeout = w->draining ? 10 : SWEEP_MS;
+        if (w->pool_max && atomic_load_explicit(&w->n_todo, memory_order_relaxed)) {
+            pool_nudge(w, shmrpc__now_ns());
+            timeout = 0 < timeout ? 1 : timeout; /* a millisecond, to look again */
+        }
         peer *hot = hot_peer(w);
         if (hot) {
             int64_t now = shmrpc__now_ns();
