@@ -153,10 +153,10 @@ void shmrpc__tcp_set_nodelay(int fd)
 
 /* --- frames with bodies (both sides) ---------------------------------------------------- */
 
-int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, uint64_t rid,
-                              shmrpc_bytes msg, uint16_t comp, uint32_t threshold)
+int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
+                              uint64_t rid, shmrpc_bytes msg, uint16_t comp, uint32_t threshold)
 {
-    size_t at = shmrpc__frame_begin(out, kind, 0, method, rid);
+    size_t at = shmrpc__frame_begin(out, kind, flags, method, rid);
     uint16_t used = 0;
     if (comp && msg.len > 0 && msg.len >= threshold) {
         int rc = shmrpc__body_compress(comp, msg, out, &used);
@@ -166,6 +166,7 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, ui
         }
     }
     if (used) {
+        used |= flags;
         out->data[at + 6] = (uint8_t)(used >> 8);
         out->data[at + 7] = (uint8_t)used;
     } else {
@@ -174,6 +175,15 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, ui
     int rc = shmrpc__frame_end(out, at);
     if (rc && !out->err) out->len = at;
     return rc;
+}
+
+uint32_t shmrpc__tcp_wire_proto(void)
+{
+    const char *v = getenv("SHMRPC_TEST_WIRE_PROTO");
+    char *end;
+    unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
+    if (n == 0 || *end || n > SHMRPC__WIRE_PROTO) return SHMRPC__WIRE_PROTO;
+    return (uint32_t)n;
 }
 
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,

@@ -105,7 +105,8 @@ typedef struct peer {
     bool have_hdr; /* hdr holds the frame being read */
     uint16_t comp; /* agreed in the handshake */
     uint32_t threshold, peer_max;
-    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN) */
+    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN;
+                       * 3: it may send the lone flag) */
     int64_t drain_ns; /* draining: when the DRAIN went into out, or the last frame after it */
     shmrpc__frame_hdr hdr;
     shmrpc_buf in;                      /* the frame being read: header, then body */
@@ -384,6 +385,8 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc == 0)
         rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
                                   cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
+    uint32_t newest = shmrpc__tcp_wire_proto();
+    if (rc == 0 && ack.proto > newest) ack.proto = newest;
     if (rc == 0 && cfg->secret_len) {
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
@@ -458,7 +461,7 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
         if (want > KEEP_BYTES && buf_resize(&p->out, want)) {
             /* out of memory: the append below fails and says so */
         }
-        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, method, rid,
+        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid,
                                        shmrpc_bytes_of(resp->data, resp->len), p->comp,
                                        p->threshold);
         if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
@@ -774,7 +777,13 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         refuse_call(w, p, h, body.len);
         return;
     }
-    if (w->pool_max) {
+    /* A call its client says is alone on the connection (the lone flag, revision 3: a
+     * blocking call) runs here on the worker's own thread when none of the connection's
+     * runs, as with max_running 1: handing it to the pool would cost it two thread
+     * handoffs and gain the connection nothing. The flag is only a hint: with a call of
+     * the connection running it goes to the pool as any other. */
+    bool lone = (h->flags & SHMRPC__FLAG_LONE) && p->running == 0;
+    if (w->pool_max && !lone) {
         submit(w, p, h, body);
         return;
     }
@@ -800,10 +809,11 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         req = shmrpc_bytes_of(w->req.data, w->req.len);
     }
     _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
-    if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
+    /* busy counts the calls the pool runs too (count_busy). */
+    if (busy) atomic_store_explicit(busy, w->running + 1, memory_order_relaxed);
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
-    if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
+    if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
     put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));
 done:
     /* Every way out gives a large call's memory back, a refused body's included. */
@@ -951,7 +961,8 @@ static int read_frame(worker *w, peer *p)
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
             uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
-            int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, p->comp,
+            uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0);
+            int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {
                 peer_refuse(p, rc, shmrpc__msg_get(&w->err));
