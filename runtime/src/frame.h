@@ -51,9 +51,10 @@ void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FR
 
 /* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts;
  * compression: the SHMRPC__FLAG_* bits agreed for this connection (0 before the
- * handshake; SHMRPC__FLAG_LONE once revision 3 was agreed). SHMRPC_EPROTO (truncated, bad magic, unknown kind or flag bits, a field
- * not allowed for the kind), SHMRPC_EVERSION (another frame version), SHMRPC_ETOOBIG
- * (body above max_body), each with a message in err. h is written only on success. */
+ * handshake; SHMRPC__FLAG_LONE once revision 3 was agreed). SHMRPC_EPROTO (truncated, bad magic,
+ * unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame
+ * version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
+ * success. */
 int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
                              shmrpc__frame_hdr *h, shmrpc_buf *err);
 

@@ -447,8 +447,8 @@ static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags, 
         return SHMRPC_ETOOBIG;
     }
     shmrpc_buf_clear(&c->out);
-    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, req,
-                                       c->comp, c->threshold);
+    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, req, c->comp,
+                                       c->threshold);
     if (rc) {
         shmrpc__msg_set(err, "cannot frame the request: %s", shmrpc_strerror(rc));
         return rc;
@@ -1059,9 +1059,8 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
      * read: one that timed out may still come): the server may run it on the thread that
      * reads the connection, without a handoff (docs/wire.md, "Calls in flight"). Only a
      * server of revision 3 knows the flag; older ones refuse it. */
-    uint16_t flags = c->proto >= 3 && c->n_inflight == 0 && c->answered == c->next_id
-                         ? SHMRPC__FLAG_LONE
-                         : 0;
+    uint16_t flags =
+        c->proto >= 3 && c->n_inflight == 0 && c->answered == c->next_id ? SHMRPC__FLAG_LONE : 0;
     uint64_t id = ++c->next_id;
     int rc = send_request(c, esid, id, flags, req, deadline, err);
     bool sent = rc == 0;
@@ -1263,8 +1262,8 @@ static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, s
     }
     uint32_t esid = k->j >= 0 ? c->map[k->j] : k->sid;
     uint64_t id = ++c->next_id;
-    int rc = send_request(c, esid, id, 0, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline,
-                          err);
+    int rc =
+        send_request(c, esid, id, 0, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
     if (c->fd < 0 && c->inflight) /* broke while sending: the calls before it may have run */
         fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
     if (rc == SHMRPC_EUNAVAIL && c->fd < 0) return rc; /* not written whole: it did not run */

@@ -126,13 +126,14 @@ typedef struct peer {
     /* Its calls on the worker's threads (submit, collect). What a client reads after an
      * ERROR with request id 0 or a DRAIN counts as not run and may go elsewhere, so those
      * two wait until no call of the connection runs (tail_status, drain_due). */
-    uint32_t running;     /* calls handed to the threads, not yet taken back */
-    bool gone;            /* closed while calls ran: freed when the last comes back */
-    bool drain_due;       /* draining: the DRAIN goes out once none runs; nothing is read */
-    bool taken;           /* the frame in hand went to a job with in's buffer (submit) */
-    int tail_status;      /* an ERROR (request id 0) to send once none runs; 0: none */
-    char tail_msg[200];   /* its message */
-    struct peer *touched; /* collect's list of connections that got answers */
+    uint32_t running;       /* calls handed to the threads, not yet taken back */
+    bool gone;              /* closed while calls ran: freed when the last comes back */
+    bool drain_due;         /* draining: the DRAIN goes out once none runs; nothing is read */
+    bool taken;             /* the frame in hand went to a job with in's buffer (submit) */
+    int tail_status;        /* an ERROR (request id 0) to send once none runs; 0: none */
+    char tail_msg[200];     /* its message */
+    struct peer *touched;   /* collect's list of connections that got answers */
+    struct peer *next_dead; /* in worker.dead */
 } peer;
 
 /* A call handed to the worker's threads: its request copied out of the connection's
@@ -188,6 +189,10 @@ typedef struct worker {
     job *spare_jobs; /* the worker thread's own, kept for the next calls */
     int n_spare;
     uint32_t running; /* jobs handed out, not taken back (over all its connections) */
+    /* Connections closed, to free once no event of the batch in hand can name them: one
+     * closed by collect, or made room for by take_connections, may have an event later
+     * in the same batch (bury, unbury). */
+    peer *dead;
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -301,6 +306,23 @@ static void log_limit(worker *w, const char *fmt, ...)
     w->log_dropped = 0;
 }
 
+/* A gone connection with no call running is freed by unbury, between two batches of
+ * events: an event for it later in the batch in hand finds it gone (peer_event). */
+static void bury(worker *w, peer *p)
+{
+    p->next_dead = w->dead;
+    w->dead = p;
+}
+
+static void unbury(worker *w)
+{
+    while (w->dead) {
+        peer *p = w->dead;
+        w->dead = p->next_dead;
+        free(p);
+    }
+}
+
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
 static void peer_free(worker *w, peer *p)
@@ -321,11 +343,8 @@ static void peer_free(worker *w, peer *p)
     }
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
     /* Its calls still running hold it: their answers are dropped, and the last frees it. */
-    if (p->running) {
-        p->gone = true;
-        return;
-    }
-    free(p);
+    p->gone = true;
+    if (!p->running) bury(w, p);
 }
 
 static size_t out_left(const peer *p)
@@ -741,7 +760,7 @@ static void finish_job(worker *w, job *j)
     if (!p->gone) put_answer(p, j->method, j->rid, j->rc, &j->resp, j->msg);
     job_put(w, j);
     if (p->gone) {
-        if (p->running == 0) free(p);
+        if (p->running == 0) bury(w, p);
         return;
     }
     if (p->running == 0 && p->tail_status) {
@@ -1081,6 +1100,7 @@ static void peer_settle(worker *w, peer *p)
 
 static void peer_event(worker *w, peer *p, uint32_t events)
 {
+    if (p->gone) return; /* closed earlier in this batch of events */
     /* A reset or a socket shut both ways, while nothing is read from it: its calls'
      * answers have nowhere to go (epoll reports these even with no interest set). */
     if ((events & (EPOLLERR | EPOLLHUP)) && !(p->events & EPOLLIN)) {
@@ -1116,7 +1136,7 @@ static void collect(worker *w)
         job *next = j->next;
         peer *p = j->p;
         bool gone = p->gone;
-        finish_job(w, j); /* may free a gone p */
+        finish_job(w, j); /* may bury a gone p */
         if (!gone && !p->touched && p != touched) {
             p->touched = touched ? touched : p; /* p itself ends the list */
             touched = p;
@@ -1428,6 +1448,7 @@ static void worker_destroy(worker *w)
 {
     while (w->n_peers)
         peer_free(w, w->peers[0]);
+    unbury(w);
     if (!pool_end(w)) return;
     if (w->ep >= 0) close(w->ep);
     if (w->spare >= 0) close(w->spare);
@@ -1601,6 +1622,7 @@ static int worker_run(tcp_listener *l, int index)
             pool_nudge(w, shmrpc__now_ns());
             timeout = 0 < timeout ? 1 : timeout; /* a millisecond, to look again */
         }
+        unbury(w); /* no event of the last batch is left to name them */
         peer *hot = hot_peer(w);
         if (hot) {
             int64_t now = shmrpc__now_ns();

@@ -1342,7 +1342,8 @@ static void flag_server(int lfd, uint32_t proto)
         shmrpc_buf_clear(&out);
         at = shmrpc__frame_begin(&out, SHMRPC__KIND_ERROR, 0, h.method, h.request_id);
         shmrpc__error_write(&out, SHMRPC_EINVAL, shmrpc_str_c("seen"));
-        ok = ok && shmrpc__frame_end(&out, at) == 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+        ok = ok && shmrpc__frame_end(&out, at) == 0 &&
+             send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
     }
     while (ok && recv(fd, body, sizeof body, 0) > 0) {
     }
