@@ -324,8 +324,10 @@ static int serve(const char *name, const shmrpc_module *m, void *user, const cha
     }
     atomic_store(&the_server, srv);
     if (wanted) workers = wanted;
-    fprintf(stderr, "%s: pid %d serving %s with %ld worker%s (%s)\n", name, (int)getpid(), addr,
-            workers, workers == 1 ? "" : "s", how);
+    char running[64] = ""; /* tcp_max_running, for the TCP manager */
+    if (tls) snprintf(running, sizeof running, ", %d calls of a connection at once", max_running);
+    fprintf(stderr, "%s: pid %d serving %s with %ld worker%s%s (%s)\n", name, (int)getpid(), addr,
+            workers, workers == 1 ? "" : "s", running, how);
     if (!stop_asked && !peer_ended) rc = shmrpc_server_serve(srv, (int)workers);
     /* No handler may touch the server once it is freed. */
     block(SIG_BLOCK, false);
@@ -385,7 +387,7 @@ int sup_module_host_main(int argc, char **argv)
     char *const *tls = argv + 8;
     char *end;
     long max_running = strtol(argv[11], &end, 10); /* checked by the configuration's reader */
-    if (*end || max_running < 1 || max_running > 256) max_running = 0; /* the default */
+    if (*end || max_running < 1 || max_running > 256) max_running = 16; /* the default */
     long workers = strtol(argv[4], &end, 10);
     if (*end || workers < 1) workers = 1;
     if (workers > SHMRPC_MAX_WORKERS) workers = SHMRPC_MAX_WORKERS;
