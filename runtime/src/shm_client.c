@@ -109,11 +109,13 @@ typedef struct shm_conn {
     uint32_t last_worker; /* served the last call: likely the next one's */
     uint32_t call;        /* the number of the last call sent (never 0), as in the channel */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
+    bool rung;            /* this call's request rang the doorbell */
     shmrpc_wait_opts wait;
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
 static bool chan_held(shm_conn *c);
+static void ring_request(shm_conn *c);
 static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                     int64_t timeout_ms, shmrpc_buf *err);
 
@@ -424,12 +426,29 @@ static int client_check(void *arg)
     /* A bad write may have cleared the request's pending bit: ring again (a worker that
      * finds the channel taken already just moves on). */
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
-    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit)) {
-        atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
-        atomic_fetch_add(&c->ctl->doorbell.word, 1);
-        shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
-    }
+    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit))
+        ring_request(c);
     return 0;
+}
+
+/* Rings the doorbell for this connection's request: its bit, then the bell, and a wake-up
+ * for a sleeping worker. */
+static void ring_request(shm_conn *c)
+{
+    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    c->rung = true;
+}
+
+/* The wait lasts (its first clock read, a few microseconds in): a request that a watching
+ * worker left untaken that long rings after all, so a watcher that was preempted, is
+ * stuck or died (or a watcher that a bad write made up) costs the call that much, and any
+ * worker may take it. */
+static void ring_late(void *arg)
+{
+    shm_conn *c = arg;
+    if (!c->rung && atomic_load(&c->chan.head->state.word) == SHM_CHAN_REQUEST) ring_request(c);
 }
 
 /* A call that counted in awake no longer does: the mark first, so that a death between
@@ -453,7 +472,8 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
                         .awake = &c->ctl->awake,
                         .counted = &c->counted,
                         .counted_mark = &c->ctl->slots[c->slot].counted,
-                        .lazy = dl};
+                        .lazy = dl,
+                        .lasts = ring_late};
     for (;;) {
         uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
         if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
@@ -511,7 +531,9 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
     shmrpc__shm_chan *h = c->chan.head;
     for (;;) {
         uint32_t st = atomic_load(&h->state.word);
-        if (st == SHM_CHAN_IDLE) return 0;
+        /* The last call's answer stays until the next request: writing IDLE after it
+         * would take the line back from a worker watching it, only to write it again. */
+        if (st == SHM_CHAN_IDLE || st == SHM_CHAN_RESPONSE) return 0;
         /* A leftover answer, a state no side writes, or a call whose worker is gone: the
          * channel is ours again. A worker still serving one is waited for, never raced. */
         bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
@@ -601,10 +623,14 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         c->counted = true;
         atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
     }
-    atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
-    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
-    atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    /* Sequentially consistent, as the watcher's read after it and a worker's exchange of
+     * the watcher before its look at the state: either the client sees that nobody
+     * watches, and rings, or the worker that stops watching sees the request. A worker
+     * that watches the channel takes the request from its state: no doorbell, whose line
+     * would move twice more per call. */
+    c->rung = false;
+    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+    if (atomic_load(&h->watcher) == 0) ring_request(c);
 
     /* A call not counted yet counts once its wait lasts (its first clock read): one
      * answered sooner writes nothing on awake's line, which the workers read as they spin.
@@ -624,8 +650,7 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     h = c->chan.head;
     const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
     if (rc == 0 && shmrpc_buf_append(resp, data, len) != 0) rc = resp->err;
-    atomic_store(&h->state.word, SHM_CHAN_IDLE);
-    count_out(c);
+    count_out(c); /* the answer stays in the channel until the next request (channel_ready) */
     if (rc != 0) return rc;
     if (status == 0) return 0;
     if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))

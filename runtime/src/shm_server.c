@@ -322,6 +322,7 @@ typedef struct worker_chan {
     uint32_t gen;
     bool open;
     uint32_t lock_tid; /* this worker's thread id while it holds the channel's lock, or 0 */
+    uint32_t watch_as; /* what the answer writes into the channel's watcher */
     shmrpc__chan_map map;
 } worker_chan;
 
@@ -334,6 +335,7 @@ typedef struct worker {
     uint32_t tid;           /* the thread that serves: it holds the channels' locks */
     unsigned next;          /* where the next doorbell scan starts, for fairness */
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
+    int watch;              /* the connection whose channel this worker watches, or -1 */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
@@ -424,6 +426,9 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
+    /* Before RESPONSE: the client's next request reads it after the answer. */
+    if (atomic_load_explicit(&h->watcher, memory_order_relaxed) != c->watch_as)
+        atomic_store_explicit(&h->watcher, c->watch_as, memory_order_relaxed);
     /* The answer first, then the lock, on the same line: the client, spinning on the
      * state, reads the line as soon as the worker writes it, so a write before the answer
      * would have to take the line back before the answer could land (issue 18). With no
@@ -444,6 +449,40 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
 static void run_call(worker *w, worker_chan *c);
 
 static bool stopping(const worker *w);
+
+/* Whether this worker may watch the channel it answers: when no other connection waits
+ * (several clients keep the doorbell, which serves them in turn), while it spins between
+ * calls. */
+static bool may_watch(worker *w)
+{
+    if (w->l->wait.mode == SHMRPC_WAIT_SLEEP || stopping(w)) return false;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
+        if (atomic_load_explicit(&w->ctl->pending[i], memory_order_relaxed) != 0) return false;
+    return true;
+}
+
+/* Rings the doorbell for slot's request, as its client would have. */
+static void ring_for(worker *w, unsigned slot)
+{
+    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
+    atomic_fetch_add(&w->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
+}
+
+/* Stops watching a channel: the watcher cleared (only if it still names this worker),
+ * then the state looked at. A request that its client wrote while the watcher named this
+ * worker did not ring: it rings now, so that whichever worker looks at the doorbell next
+ * takes it. */
+static void unwatch(worker *w)
+{
+    int slot = w->watch;
+    w->watch = -1;
+    if (slot < 0 || !w->chans[slot].open) return;
+    shmrpc__shm_chan *h = w->chans[slot].map.head;
+    uint32_t me = w->index + 1;
+    if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) ring_for(w, (unsigned)slot);
+}
 
 static void serve_one(worker *w, unsigned slot)
 {
@@ -477,6 +516,9 @@ static void serve_one(worker *w, unsigned slot)
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
     c->lock_tid = locked ? w->tid : 0;
+    /* Watching the channel after the answer: its client's next request needs no doorbell. */
+    c->watch_as = may_watch(w) ? w->index + 1 : 0;
+    w->watch = c->watch_as ? (int)slot : -1;
     run_call(w, c); /* its answer lets go of the lock */
     if (c->lock_tid) shmrpc__lock_release(&c->map.head->lock, w->tid);
     c->lock_tid = 0;
@@ -661,6 +703,18 @@ static bool stopping(const worker *w)
     return told_to_stop || atomic_load(&w->l->stop);
 }
 
+/* The state of the channel this worker watches, or UINT32_MAX when it no longer may: its
+ * mapping went, or its watcher names another (a worker that took a call this one left,
+ * or a bad write). */
+static uint32_t watched(worker *w)
+{
+    worker_chan *c = &w->chans[w->watch];
+    if (!c->open ||
+        atomic_load_explicit(&c->map.head->watcher, memory_order_relaxed) != w->index + 1)
+        return UINT32_MAX;
+    return atomic_load_explicit(&c->map.head->state.word, memory_order_acquire);
+}
+
 static int worker_check(void *arg)
 {
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
@@ -675,6 +729,7 @@ static int worker_run(shm_listener *l, unsigned index)
     w->index = index;
     w->next = index * 17 % SHMRPC__MAX_CONNS;
     w->last_slot = -1;
+    w->watch = -1;
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
@@ -710,8 +765,10 @@ static int worker_run(shm_listener *l, unsigned index)
      * once), and every millisecond while calls keep it busy. */
     bool pumps = l->rdv && w->pid == l->pid;
     while (!stopping(w)) {
-        int slot = take_pending(w);
+        /* The channel this worker watches: its request came without the doorbell. */
+        int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : take_pending(w);
         if (slot >= 0) {
+            if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -737,6 +794,7 @@ static int worker_run(shm_listener *l, unsigned index)
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
+            if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
             w->last_call_ns = shmrpc__now_ns();
@@ -746,10 +804,22 @@ static int worker_run(shm_listener *l, unsigned index)
          * once the spin budget has passed since the last call, an idle worker sleeps at
          * once, waking only to sweep: an idle service costs next to nothing. */
         int64_t now = shmrpc__now_ns();
+        bool spins = now - w->last_call_ns < l->wait.spin_ns;
+        /* Watching a channel, the worker spins on its state as well as on the doorbell,
+         * and never sleeps so: once its spin is over it stops watching, and sleeps on the
+         * doorbell alone. */
+        uint32_t seen = 0;
+        if (w->watch >= 0 && (!spins || (seen = watched(w)) == UINT32_MAX)) unwatch(w);
+        if (w->watch >= 0 && seen == SHM_CHAN_REQUEST) continue;
+        waiter.also = w->watch >= 0 ? &w->chans[w->watch].map.head->state.word : NULL;
+        waiter.also_old = seen;
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
-        waiter.opts = now - w->last_call_ns < l->wait.spin_ns ? &l->wait : &idle;
-        shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
+        waiter.opts = spins ? &l->wait : &idle;
+        shmrpc__wait_while(&w->ctl->doorbell, bell,
+                           waiter.also ? w->last_call_ns + l->wait.spin_ns : now + SWEEP_EVERY_NS,
+                           &waiter);
     }
+    unwatch(w);
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)

@@ -66,7 +66,8 @@ void shmrpc__presence_update(shmrpc__presence *self)
 /* Whether the word differs from old in more than the waiter's flag. */
 static bool changed(shmrpc__futex *f, uint32_t old, const shmrpc__waiter *w)
 {
-    return ((atomic_load_explicit(&f->word, memory_order_acquire) ^ old) & ~w->flag) != 0;
+    return ((atomic_load_explicit(&f->word, memory_order_acquire) ^ old) & ~w->flag) != 0 ||
+           (w->also && atomic_load_explicit(w->also, memory_order_acquire) != w->also_old);
 }
 
 /* Sleeps while the word is old, for at most ns. The sleeper count (or the waiter's bit)
@@ -182,9 +183,11 @@ static bool crowded(const shmrpc__waiter *w)
     return w->awake && (int)atomic_load_explicit(w->awake, memory_order_relaxed) > shmrpc__ncpus();
 }
 
-/* A waiter that counts itself in awake once its wait lasts: it does now (shmrpc__waiter). */
+/* The wait lasts: its hook runs (it may run twice), and a waiter that counts itself in
+ * awake once its wait lasts does now (shmrpc__waiter). */
 static void count_in(const shmrpc__waiter *w)
 {
+    if (w->lasts) w->lasts(w->check_arg);
     if (w->counted == NULL || *w->counted) return;
     atomic_fetch_add(w->awake, 1);
     *w->counted = true;

@@ -100,6 +100,15 @@ typedef struct shmrpc__waiter {
     /* The wait's deadline, computed at its first clock read, or NULL: then the deadline
      * given to shmrpc__wait_while is ignored. */
     shmrpc__deadline *lazy;
+    /* A second word whose change ends the wait as well (while it differs from also_old),
+     * or NULL. Looked at only as the word is, never slept on: a waiter that sets it gives
+     * a deadline within its spin (a worker watching a channel as well as its doorbell). */
+    const _Atomic uint32_t *also;
+    uint32_t also_old;
+    /* Called once the wait lasts (at its first clock read, or before it first sleeps), with
+     * check_arg, or NULL: a client whose request a watching worker should have taken by
+     * then rings the doorbell after all. */
+    void (*lasts)(void *arg);
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
