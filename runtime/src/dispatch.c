@@ -54,6 +54,7 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->stats = NULL;
     ctx->stats_n = 0;
     ctx->draining = false;
+    ctx->count_later = ctx->count_due = false;
     ctx->has_msg = false;
     ctx->msg[0] = '\0';
     return 0;
@@ -127,6 +128,15 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
     return rc;
 }
 
+void shmrpc__ctx_count(shmrpc_ctx *ctx)
+{
+    if (!ctx->count_due) return;
+    ctx->count_due = false;
+    if (ctx->stats && ctx->count_id < ctx->stats_n)
+        shmrpc__stats_count(&ctx->stats[ctx->count_id], ctx->count_rc,
+                            (uint64_t)(shmrpc__now_ns() - ctx->count_t0));
+}
+
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                      shmrpc_buf *resp)
 {
@@ -157,8 +167,14 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
-    if (ctx->stats && id < ctx->stats_n)
+    if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
+        ctx->count_due = true;
+        ctx->count_rc = rc;
+        ctx->count_id = id;
+        ctx->count_t0 = t0;
+    } else if (ctx->stats && id < ctx->stats_n) {
         shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)(shmrpc__now_ns() - t0));
+    }
     shmrpc_arena_reset(ctx->arena);
     return rc;
 }

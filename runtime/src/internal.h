@@ -88,8 +88,16 @@ struct shmrpc_ctx {
     void *user;                      /* the server's user pointer */
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
-    bool draining;                   /* the transport's worker was told to stop (health) */
-    uint32_t method;                 /* the id of the call being dispatched */
+    /* Set by a transport that counts a call after its answer (shmrpc__ctx_count), so that
+     * the clock read that ends its time is not one more the caller waits for: then the
+     * call dispatch ran last, its start and status, until counted. */
+    bool count_later;
+    bool count_due;
+    int count_rc;
+    uint32_t count_id;
+    int64_t count_t0;
+    bool draining;   /* the transport's worker was told to stop (health) */
+    uint32_t method; /* the id of the call being dispatched */
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
@@ -97,6 +105,8 @@ struct shmrpc_ctx {
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
 /* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
 void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
+/* Counts the call that dispatch ran last in its method's row, when ctx->count_later. */
+void shmrpc__ctx_count(shmrpc_ctx *ctx);
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);

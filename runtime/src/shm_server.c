@@ -503,7 +503,10 @@ static void serve_one(worker *w, unsigned slot)
      * client cleared it before REQUEST), and a locked instruction would wait for the line
      * that the spinning client keeps reading. */
     if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
-    atomic_store(&h->worker, w->index);
+    /* Only when it changes: each write after BUSY that the spinning client's read comes
+     * before takes the line back once more. */
+    if (atomic_load_explicit(&h->worker, memory_order_relaxed) != w->index)
+        atomic_store_explicit(&h->worker, w->index, memory_order_relaxed);
     /* The client watches the taker only once taker_call is its call's number, written
      * last; until then it treats the taker as unknown, hence alive. Written only when it
      * changes, so that a worker serving the connection again keeps the line to itself. */
@@ -557,6 +560,7 @@ static void run_call(worker *w, worker_chan *c)
     } else {
         answer(c, 0, w->resp.data, w->resp.len);
     }
+    shmrpc__ctx_count(&w->ctx); /* after the answer: the client waits for no clock read */
 }
 
 /* Whether a taken slot without a pid has been so long enough to be a dead claim: the
@@ -742,6 +746,7 @@ static int worker_run(shm_listener *l, unsigned index)
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
+    w->ctx.count_later = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -764,6 +769,10 @@ static int worker_run(shm_listener *l, unsigned index)
      * has nothing to do (a client rings the doorbell when its hello is not answered at
      * once), and every millisecond while calls keep it busy. */
     bool pumps = l->rdv && w->pid == l->pid;
+    /* The clock read just after the last call, while nothing else took time since: one
+     * read per call serves the pump, the sweep's and the spin's times (each read costs
+     * 20-50 ns here, while the client waits for the worker to watch again; issue 18). */
+    int64_t fresh = 0;
     while (!stopping(w)) {
         /* The channel this worker watches: its request came without the doorbell. */
         int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : take_pending(w);
@@ -771,7 +780,7 @@ static int worker_run(shm_listener *l, unsigned index)
             if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
-            w->last_call_ns = shmrpc__now_ns();
+            w->last_call_ns = fresh = shmrpc__now_ns();
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
                 shmrpc__rdv_pump(l->rdv);
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
@@ -782,14 +791,18 @@ static int worker_run(shm_listener *l, unsigned index)
         /* Whether a sweep is due is looked at once a millisecond at most: the due time
          * shares a line with awake, which every call's client writes, and reading it after
          * every call pulls that line away from the next one (issue 18). */
-        int64_t idle_ns = shmrpc__now_ns();
+        int64_t idle_ns = fresh && !pumps ? fresh : shmrpc__now_ns();
+        bool looked = false; /* whether the sweep or the forgetting took time */
+        fresh = 0;
         if (idle_ns >= w->next_look_ns) {
             sweep(w);
             w->next_look_ns = idle_ns + SWEEP_LOOK_NS;
+            looked = true;
         }
         if (idle_ns >= w->next_forget_ns) {
             forget_closed(w);
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
+            looked = true;
         }
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
@@ -797,13 +810,13 @@ static int worker_run(shm_listener *l, unsigned index)
             if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
-            w->last_call_ns = shmrpc__now_ns();
+            w->last_call_ns = fresh = shmrpc__now_ns();
             continue;
         }
         /* Spinning on the CPU of the client that will call next only keeps it away; and
          * once the spin budget has passed since the last call, an idle worker sleeps at
          * once, waking only to sweep: an idle service costs next to nothing. */
-        int64_t now = shmrpc__now_ns();
+        int64_t now = looked ? shmrpc__now_ns() : idle_ns;
         bool spins = now - w->last_call_ns < l->wait.spin_ns;
         /* Watching a channel, the worker spins on its state as well as on the doorbell,
          * and never sleeps so: once its spin is over it stops watching, and sleeps on the
