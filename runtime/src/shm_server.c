@@ -450,12 +450,15 @@ static void run_call(worker *w, worker_chan *c);
 
 static bool stopping(const worker *w);
 
-/* Whether this worker may watch the channel it answers: when no other connection waits
- * (several clients keep the doorbell, which serves them in turn), while it spins between
- * calls. */
-static bool may_watch(worker *w)
+/* Whether this worker may watch the channel of slot, which it answers: when it served
+ * that connection last as well and no other connection waits, while it spins between
+ * calls. Several clients keep the doorbell, which serves them in turn: a watched channel
+ * would be served before the others' bits, once more each time the doorbell happened to
+ * be empty. */
+static bool may_watch(worker *w, unsigned slot)
 {
-    if (w->l->wait.mode == SHMRPC_WAIT_SLEEP || stopping(w)) return false;
+    if (w->l->wait.mode == SHMRPC_WAIT_SLEEP || w->last_slot != (int)slot || stopping(w))
+        return false;
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
         if (atomic_load_explicit(&w->ctl->pending[i], memory_order_relaxed) != 0) return false;
     return true;
@@ -520,7 +523,7 @@ static void serve_one(worker *w, unsigned slot)
     shmrpc__wake(&h->state, 1);
     c->lock_tid = locked ? w->tid : 0;
     /* Watching the channel after the answer: its client's next request needs no doorbell. */
-    c->watch_as = may_watch(w) ? w->index + 1 : 0;
+    c->watch_as = may_watch(w, slot) ? w->index + 1 : 0;
     w->watch = c->watch_as ? (int)slot : -1;
     run_call(w, c); /* its answer lets go of the lock */
     if (c->lock_tid) shmrpc__lock_release(&c->map.head->lock, w->tid);
