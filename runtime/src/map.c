@@ -324,11 +324,14 @@ struct shmrpc_map {
      * count when it was claimed: a forked child claims its own. */
     struct map_reader *rd;
     unsigned rd_fork;
-    uint32_t rd_retry;     /* reads without a slot until the next try to claim one */
-    uint8_t pin;           /* PIN_*: what the read in progress (or the view held) holds */
-    unsigned pin_fork;     /* the fork count when it was taken: a child's is its parent's */
-    bool no_fence;         /* the slot's no_fence: reads rely on writers' membarrier */
-    bool demote;           /* a writer's: other processes read the map (seen by advance) */
+    uint32_t rd_retry; /* reads without a slot until the next try to claim one */
+    uint8_t pin;       /* PIN_*: what the read in progress (or the view held) holds */
+    unsigned pin_fork; /* the fork count when it was taken: a child's is its parent's */
+    bool no_fence;     /* the slot's no_fence: reads rely on writers' membarrier */
+    /* A writer's: whether to demote what it writes (another process read the map since its
+     * last advance), and the reads of each reader slot then. */
+    bool demote;
+    uint64_t seen_reads[MAP_READERS];
     uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
 };
@@ -1051,14 +1054,16 @@ static bool advance(shmrpc_map *m, bool check_dead)
     int nhz = 0;
     bool current = false; /* a snapshot at the current epoch */
     uint64_t me = (uint64_t)shmrpc__self_pid();
-    m->demote = false; /* until a reader slot of another process is seen */
+    m->demote = false; /* until a reader of another process is seen reading */
     for (int i = 0; i < MAP_READERS; i++) {
         struct map_reader *r = &h->readers[i];
         /* A free slot's epoch and hazard may be a dead owner's: its claimer clears them
          * before it reads. */
         uint64_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
         if (o == 0) continue;
-        if (o != me) m->demote = true;
+        uint64_t n = atomic_load_explicit(&r->reads, memory_order_relaxed);
+        if (o != me && n != m->seen_reads[i]) m->demote = true;
+        m->seen_reads[i] = n;
         uint64_t e = atomic_load_explicit(&r->epoch, memory_order_relaxed);
         uint64_t x = atomic_load_explicit(&r->hazard, memory_order_relaxed);
         if (x > TOMB) hz[nhz++] = x & OFF_MASK;
@@ -1276,10 +1281,11 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
  * on another CPU finds it sooner than in this CPU's cache. A get after a put of its key
  * misses twice, on the slot's line and on the new entry's: demoting both took a fifth off
  * what a put costs a reader running beside the writer here (134 to 108 ns). It costs the
- * writer about 100 ns a line (15.5 M puts per CPU-second to 5.0 M when its readers are
- * not running at the same time), so a writer demotes only while a process other than its
- * own holds a reader slot (m->demote, seen by advance), and only entries of up to 256
- * bytes. Spelled as bytes, cldemote (%rax), for assemblers that do not know the name. */
+ * writer about 100 ns a line when no reader takes the line meanwhile (15.5 M puts per
+ * CPU-second to 5.0 M with its reader on its own CPU), so a writer demotes only after a
+ * reader of another process made progress during its last batch (m->demote, set by
+ * advance from the readers' counts), and only entries of up to 256 bytes. Spelled as
+ * bytes, cldemote (%rax), for assemblers that do not know the name. */
 static inline void demote(const void *p)
 {
 #if defined(__x86_64__)
