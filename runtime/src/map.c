@@ -80,7 +80,7 @@
 #define RING_MAX (UINT64_C(1) << 24)
 /* Retired entries between two tries to advance the epoch, at most (a quarter of the ring
  * in small maps). Each try reads every reader slot and, with readers that make no fence,
- * makes membarrier interrupt every CPU that runs one: about 11 us of a reader's time
+ * makes membarrier interrupt every CPU that runs one: 10 to 15 us of a reader's time
  * here (a VM), which at 256 was a fifth of what a put cost a reader beside it. */
 #define BATCH 1024
 /* A cache line: entries of up to 256 bytes take whole lines (docs/map.md, "Allocating"). */
