@@ -365,25 +365,17 @@ static inline void cpu_relax(void)
  * consistent, and so is this load, so a waiter that set WAITING before its last look is
  * seen). Only then does the word move, and only for a sleeper is there a syscall, which
  * wakes n sleepers (0: all) rather than all of them racing for n messages (or n messages'
- * room). The word's move clears the flags; when the wake woke n and more waiters are in
- * wait_on than that (f->sleepers, a count they keep), the flags are set again, so that the
- * next change wakes the next sleeper. Without that, the sleepers left behind slept on to
- * the end of their 20 ms slice while the consumers that were awake took every message
- * (4/4 fairness 0.19-0.68 on a quiet machine): the flag was only set again by a waiter
- * that went to sleep after the wake. Setting it again whenever n were woken, without the
- * count, was measured: with one sleeper it made every other release a useless FUTEX_WAKE
- * and halved 64 KiB zero-copy throughput. The count is a hint: one that a waiter killed
- * in wait_on left too high costs a FUTEX_WAKE that finds nobody now and then, no more. */
+ * room). The others sleep on: the word moved, so each looks again at the end of its
+ * 20 ms slice at the latest, or sooner when a later change finds SLEEPING set again (by
+ * a waiter that went back to sleep). Setting SLEEPING again here when n were woken, so
+ * that the next change wakes the next, was measured: it made every other release a
+ * useless FUTEX_WAKE and halved 64 KiB zero-copy throughput. */
 static void signal_waiters(shmrpc__futex *f, uint32_t n)
 {
     uint32_t w = atomic_load(&f->word);
     while (w & FLAGS)
         if (atomic_compare_exchange_weak(&f->word, &w, (w + STEP) & ~FLAGS)) {
-            if (!(w & SLEEPING)) return;
-            int want = n == 0 || n > INT32_MAX ? INT32_MAX : (int)n;
-            if (shmrpc__futex_wake(f, want) == want && want != INT32_MAX &&
-                atomic_load_explicit(&f->sleepers, memory_order_relaxed) > (uint32_t)want)
-                atomic_fetch_or(&f->word, WAITING | SLEEPING);
+            if (w & SLEEPING) shmrpc__futex_wake(f, n == 0 || n > INT32_MAX ? INT32_MAX : (int)n);
             return;
         }
 }
@@ -776,9 +768,7 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
         .flag = SLEEPING,
         .slept = &slept,
     };
-    atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_relaxed);
     int rc = shmrpc__wait_while(f, old, deadline, &waiter);
-    atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_relaxed);
     if (slept) bump(&q->hdr->sleeps, 1);
     return rc == READY ? 0 : rc;
 }

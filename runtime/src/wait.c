@@ -146,10 +146,9 @@ void shmrpc__wake(shmrpc__futex *f, int n)
     if (atomic_load(&f->sleepers) > 0) syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-int shmrpc__futex_wake(shmrpc__futex *f, int n)
+void shmrpc__futex_wake(shmrpc__futex *f, int n)
 {
-    long r = syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
-    return r > 0 ? (int)r : 0;
+    syscall(SYS_futex, &f->word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n)

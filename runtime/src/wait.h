@@ -119,8 +119,8 @@ void shmrpc__wake(shmrpc__futex *f, int n);
 void shmrpc__wake_mask(shmrpc__futex *f, _Atomic uint64_t *sleeping, int n);
 
 /* Wakes up to n sleepers on f with the syscall, for words that say themselves whether
- * anyone sleeps (shmrpc__waiter's flag): how many it woke (0 when the syscall failed). */
-int shmrpc__futex_wake(shmrpc__futex *f, int n);
+ * anyone sleeps (shmrpc__waiter's flag). */
+void shmrpc__futex_wake(shmrpc__futex *f, int n);
 /* Lets go of a PI futex word that tid holds (see owner_lock): no syscall unless someone
  * waits on it. A word that names another thread is left alone. */
 void shmrpc__lock_release(_Atomic uint32_t *lock, uint32_t tid);

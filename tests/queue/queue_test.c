@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1219,79 +1218,6 @@ static void idle_waiters_sleep(void **state)
     shmrpc_queue_close(q);
 }
 
-/* Takes one message, waiting without a spin (so that it is asleep in the kernel soon);
- * exits 0 when it got one. */
-static int sleepy_child(void *arg)
-{
-    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
-    o.wait.mode = SHMRPC_WAIT_SLEEP;
-    shmrpc_queue *q;
-    if (shmrpc_queue_open(&q, arg, &o) != 0) return 251;
-    char buf[8];
-    size_t len = 0;
-    int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 20000);
-    shmrpc_queue_close(q);
-    return rc == 0 && len == 1 ? 0 : 252;
-}
-
-/* Whether process pid is blocked in futex(2) (/proc/PID/syscall names the call). */
-static bool in_futex(pid_t pid)
-{
-    char path[64], buf[64] = "";
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    bool got = fgets(buf, sizeof buf, f) != NULL;
-    fclose(f);
-    return got && atol(buf) == SYS_futex;
-}
-
-/* Three consumers asleep on an empty queue and three messages pushed one at a time: each
- * push wakes a sleeper. A push wakes one, and used to clear the word's SLEEPING bit with
- * it, so the next pushes woke nobody and the other two slept on to the end of their 20 ms
- * slice while awake consumers took every message (4/4 fairness 0.19-0.68). The bit must
- * still be set after the first push (the nonempty word, offset 72 in docs/queue.md). */
-static void each_push_wakes_a_sleeper(void **state)
-{
-    (void)state;
-    const char *name = new_name("sleepers");
-    shmrpc_queue *q = create_q(name, 8, 0, 64);
-    char path[128];
-    shm_file(path, sizeof path, name);
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    void *seg = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(seg != MAP_FAILED);
-    const _Atomic uint32_t *word = (const _Atomic uint32_t *)((const char *)seg + 72);
-    pid_t kids[3];
-    for (int i = 0; i < 3; i++)
-        kids[i] = spawn(sleepy_child, (void *)name);
-    int asleep = 0;
-    for (int64_t until = test_kid_now_ms() + 10000; asleep < 3 && test_kid_now_ms() < until;) {
-        asleep = 0;
-        for (int i = 0; i < 3; i++)
-            asleep += in_futex(kids[i]);
-        if (asleep < 3) test_kid_nap_ms(1);
-    }
-    assert_int_equal(asleep, 3);
-    assert_true((atomic_load(word) & 2u) != 0); /* they said they sleep */
-    int64_t t0 = test_kid_now_ms();
-    assert_int_equal(shmrpc_queue_push(q, "1", 1, 0), 0);
-    uint32_t after = atomic_load(word);
-    assert_int_equal(shmrpc_queue_push(q, "2", 1, 0), 0);
-    assert_int_equal(shmrpc_queue_push(q, "3", 1, 0), 0);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(test_kid_reap(kids[i], 10000), 0);
-    print_message("# three sleeping consumers took three messages pushed one at a time in %d ms; "
-                  "the word after the first push: %#x\n",
-                  (int)(test_kid_now_ms() - t0), (unsigned)after);
-    assert_true((after & 2u) != 0);
-    assert_int_equal(depth_of(q), 0);
-    munmap(seg, 4096);
-    shmrpc_queue_close(q);
-}
-
 /* --- 9. broadcast ------------------------------------------------------------------------ */
 
 static shmrpc_queue *subscriber(const char *name)
@@ -2141,7 +2067,6 @@ int main(void)
         T(batch_claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
         T(idle_waiters_sleep),
-        T(each_push_wakes_a_sleeper),
         T(broadcast_block),
         T(broadcast_drop),
         T(broadcast_limits),
