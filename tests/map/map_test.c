@@ -1185,7 +1185,7 @@ static int put_until_stopped(void *p)
  * it guards, to each other on a large part of them: a waiter that looked at the lock's
  * word after every pause caught nearly every moment it was free, and 25-40% of puts found
  * the lock held (2 M puts per CPU-second per writer, against 18 M for one writer alone);
- * backing off, under 3%. The share is asserted only when both writers had a CPU the whole
+ * backing off, under 3%. The share is asserted only when both writers had a CPU for 80% of the
  * time (on a busy machine they take turns and hardly meet); it is printed always. */
 static void two_writers_keep_the_lock(void **state)
 {
@@ -1214,9 +1214,9 @@ static void two_writers_keep_the_lock(void **state)
     uint64_t puts = run->w[0].puts + run->w[1].puts;
     double held =
         (double)(s1.contended - s0.contended) / (double)(s1.acquisitions - s0.acquisitions);
-    bool alone = true; /* each writer had a CPU of its own */
+    bool alone = true; /* each writer had a CPU of its own most of the time */
     for (int i = 0; i < 2; i++)
-        if (run->w[i].cpu_ns < run->w[i].wall_ns * 9 / 10) alone = false;
+        if (run->w[i].cpu_ns < run->w[i].wall_ns * 8 / 10) alone = false;
     printf("# two writers: %.2f and %.2f M puts/s, %.1f%% of puts found the lock held, %" PRIu64
            " sleeps "
            "(CPU time %.0f%% and %.0f%% of wall time%s)\n",
