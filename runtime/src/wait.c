@@ -218,12 +218,14 @@ static int64_t relax_ps(void)
     return v;
 }
 
-/* The most pauses between two looks at the word of a waiter that backs off (1: none). */
+/* The most pauses between two looks at the word of a waiter that backs off (1: none). At
+ * most 1024: a clock too coarse to time 128 pauses must not make it thousands of times the
+ * backoff (with 1024, at most 40 us where a pause takes 40 ns). */
 static unsigned backoff_pauses(const shmrpc__waiter *w)
 {
     if (w->backoff_ns <= 0) return 1;
     int64_t n = w->backoff_ns * 1000 / relax_ps();
-    return n < 1 ? 1 : n > 65536 ? 65536 : (unsigned)n;
+    return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
 }
 
 /* Spins, or yields while the peer shares our CPU, until the word changes, the deadline
