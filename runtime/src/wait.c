@@ -277,7 +277,15 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
                 until = budget < 0 || budget >= deadline - now ? deadline : now + budget;
                 next_check = now + SHMRPC__CHECK_NS / 4;
             }
-            if (now >= until) return 1;
+            if (now >= until) {
+                /* A waiter that backed off looks after every pause for one last backoff
+                 * before it sleeps: a holder that keeps taking the lock again leaves it
+                 * free for moments that sparse looks miss, and a sleep costs the holder a
+                 * wake-up call and the waiter its CPU. */
+                if (most <= 1 || until >= deadline) return 1;
+                most = pauses = 1;
+                until = deadline - now > w->backoff_ns ? now + w->backoff_ns : deadline;
+            }
             if (now >= next_check) {
                 int rc = check(w);
                 if (rc != 0) return rc;
