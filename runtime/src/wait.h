@@ -96,7 +96,8 @@ typedef struct shmrpc__waiter {
      * takes the word's line from the holder, whose next write to it then waits for the
      * line to come back, and a waiter that looks every few nanoseconds also catches each
      * moment the lock is free and takes it, so that two lockers hand it (and all it
-     * guards) back and forth on almost every acquire. */
+     * guards) back and forth on almost every acquire. Past the spin budget, it looks
+     * after every pause for one last backoff_ns before it sleeps. */
     int64_t backoff_ns;
     /* A PI futex word (a thread id, or 0) that the process which will change the word
      * holds until it has, or NULL. Past its spin, the waiter sleeps locking it instead of
