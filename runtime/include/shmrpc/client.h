@@ -161,7 +161,8 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
  * later loan or call, or shmrpc_client_free), and another call or loan in between gives it
  * up. The loan waits, within the next call's timeout, for an earlier call that timed out
  * and still holds the channel. Failures: SHMRPC_ETOOBIG for a size above the client's
- * maximum or the server's (nothing is sent), SHMRPC_ECLOSED, SHMRPC_ENOENT, SHMRPC_EINVAL
+ * maximum, or over shm:// the server's, which it knows then (nothing is sent; over tcp://
+ * the call says so), SHMRPC_ECLOSED, SHMRPC_ENOENT, SHMRPC_EINVAL
  * (NULL arguments; a call without a loan, or with len above its size), SHMRPC_EUNAVAIL
  * when the connection broke between the loan and the call (the call did not run; loan
  * again), and otherwise the call's status as for shmrpc_client_call. */
