@@ -543,7 +543,7 @@ static void run_call(worker *w, worker_chan *c)
             answer(c, SHMRPC_ENOMEM, "out of memory", 13);
             return;
         }
-        data = w->req.data;
+        if (len) data = w->req.data; /* else a valid pointer still: the state line's */
     }
     w->serving = c;
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
