@@ -168,6 +168,13 @@ int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_plac
     if (method_id >= info->n_methods)
         return shmrpc__err_set(SHMRPC_EINVAL, "no method with id %u (service '%s' has %u)",
                                method_id, info->name, info->n_methods);
+    /* A decoder reading bytes that the client can change under it could be made to read
+     * a length twice and believe two answers; raw bytes go to the handler as they are. */
+    if (info->methods[method_id].encoding != SHMRPC_ENC_RAW)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "method '%s' is not @raw: only a @raw handler reads its request "
+                               "in place",
+                               info->methods[method_id].name);
     if (!s->in_place && !(s->in_place = calloc(info->n_methods, sizeof *s->in_place)))
         return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
     s->in_place[method_id] = in_place != 0;

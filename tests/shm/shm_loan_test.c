@@ -570,7 +570,8 @@ static void loans_over_tcp_and_inproc(void **state)
         if (shmrpc_server_register(s, &Calls_service, &handlers, NULL) != 0 ||
             shmrpc_server_set_in_place(s, CALLS_METHOD_ECHO, 1) != 0 ||
             shmrpc_server_set_in_place(s, 99, 1) != SHMRPC_EINVAL ||
-            shmrpc_server_listen(s, where) != 0)
+            shmrpc_server_set_in_place(s, CALLS_METHOD_ADD, 1) != SHMRPC_EINVAL ||
+            !strstr(shmrpc_errmsg(), "@raw") || shmrpc_server_listen(s, where) != 0)
             _exit(4);
         c = child_connect(where);
         if (c == NULL) _exit(5);
