@@ -751,13 +751,9 @@ static int midway_child(void *arg)
         memcpy(&klen, g + off, 4);
         memcpy(&vlen, g + off + 4, 4);
         if (klen != 6 || memcmp(g + off + 16, "victim", 6) != 0) continue;
-        uint64_t rec[7] = {info.generation,
-                           i,
-                           1,
-                           used,
-                           count - 1,
-                           tombs + 1,
-                           live - ((16 + klen + vlen + 7) & ~UINT64_C(7))};
+        uint64_t rec[7] = {info.generation, i, 1, used, count - 1, tombs + 1,
+                           /* an entry of up to 256 bytes takes whole lines */
+                           live - ((16 + klen + vlen + 63) & ~UINT64_C(63))};
         memcpy(hdr + 136, rec, sizeof rec);
         uint32_t active = 1;
         memcpy(hdr + 128, &active, 4);
@@ -1062,6 +1058,73 @@ static shmrpc_map_opts reuse_opts(shmrpc_map_mode mode, uint64_t bytes)
     o.initial_slots = 64;
     o.initial_bytes = bytes;
     return o;
+}
+
+/* Entries of up to 256 bytes take whole cache lines: a writer's new entry, or a freed
+ * block it links into a free list, once shared a line with a live entry of another key, so
+ * that every reader of that key missed on it while a writer put other keys beside it (the
+ * benchmark's 16 B values: 48-byte entries, four on three lines). Reads the generation
+ * segment itself: after puts, replacements (free blocks reused) and removes of values of
+ * 0..200 bytes, every live entry begins on a line and no line holds two. */
+static void small_entries_take_whole_lines(void **state)
+{
+    (void)state;
+    const char *name = new_name("lines");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_bytes = 256 * 1024;
+    shmrpc_map *m = open_map(name, &o);
+    char k[16], v[256];
+    memset(v, 'v', sizeof v);
+    for (int round = 0; round < 20; round++)
+        for (int i = 0; i < 200; i++) {
+            snprintf(k, sizeof k, "key%06d", i);
+            size_t vl = (size_t)((i * 7 + round * 13) % 201);
+            if ((i + round) % 11 == 0)
+                shmrpc_map_remove(m, k, strlen(k));
+            else
+                assert_int_equal(shmrpc_map_put(m, k, strlen(k), v, vl), 0);
+        }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    const uint8_t *g = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(g != MAP_FAILED);
+    uint64_t nslots;
+    memcpy(&nslots, g + 24, 8);
+    uint64_t *lines = calloc((size_t)st.st_size / 64 + 1, sizeof *lines); /* slot + 1 */
+    assert_non_null(lines);
+    int live = 0;
+    for (uint64_t i = 0; i < nslots; i++) {
+        uint64_t word;
+        memcpy(&word, g + 128 + i * 8, 8);
+        if (word <= 1) continue;
+        uint64_t off = (word & ((UINT64_C(1) << 40) - 1)) * 8;
+        uint32_t klen, vlen;
+        memcpy(&klen, g + off, 4);
+        memcpy(&vlen, g + off + 4, 4);
+        if (off % 64) fail_msg("slot %" PRIu64 ": entry at %" PRIu64 ", not on a line", i, off);
+        for (uint64_t l = off / 64; l <= (off + 16 + klen + vlen - 1) / 64; l++) {
+            if (lines[l])
+                fail_msg("slots %" PRIu64 " and %" PRIu64 " share line %" PRIu64, lines[l] - 1, i,
+                         l);
+            lines[l] = i + 1;
+        }
+        live++;
+    }
+    printf("# %d live entries of 0..200 B values, each on lines of its own\n", live);
+    assert_true(live > 100);
+    free(lines);
+    munmap((void *)g, (size_t)st.st_size);
+    int rc = shmrpc_map_check(m);
+    if (rc != 0) fail_msg("%s", shmrpc_errmsg());
+    shmrpc_map_close(m);
+    shmrpc_map_unlink(name);
 }
 
 /* Puts of 4 KiB values over 16 keys, 5000 of them, from a process that also reads: with
@@ -1571,6 +1634,7 @@ int main(void)
         T(reuse_under_readers_and_kills),
         T(small_puts_beside_readers_reuse_space),
         T(types_stored_and_checked),
+        T(small_entries_take_whole_lines),
     };
     if (getenv("MAP_TEST_ONLY")) cmocka_set_test_filter(getenv("MAP_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
