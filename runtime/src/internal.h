@@ -98,6 +98,17 @@ struct shmrpc_ctx {
     int64_t count_t0;
     bool draining;   /* the transport's worker was told to stop (health) */
     uint32_t method; /* the id of the call being dispatched */
+    /* The answer's room in the transport (shmrpc_ctx_loan): a transport that has one (shm://)
+     * sets loan and loan_arg; NULL gives memory of the arena. resp is the answer buffer of
+     * the dispatch running; while loaned, it points into the transport and its own storage
+     * waits in saved_data and saved_cap, until shmrpc__ctx_unloan. */
+    int (*loan)(void *arg, size_t size, void **ptr);
+    void *loan_arg;
+    shmrpc_buf *resp;
+    size_t max_msg; /* the server's, for loans */
+    bool loaned;
+    uint8_t *saved_data;
+    size_t saved_cap;
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
@@ -108,6 +119,12 @@ void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint
 /* Counts the call that dispatch ran last in its method's row, when ctx->count_later. */
 void shmrpc__ctx_count(shmrpc_ctx *ctx);
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
+/* Gives the answer buffer of ctx's last dispatch its own storage back after a handler
+ * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.
+ * Nothing when there was no loan. */
+void shmrpc__ctx_unloan(shmrpc_ctx *ctx);
+/* Whether the handler of method id reads its request in place (shmrpc_server_set_in_place). */
+bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 
@@ -218,6 +235,18 @@ typedef struct shmrpc__conn_ops {
     int (*start)(shmrpc__conn *c, shmrpc__pending *p, shmrpc_buf *err);
     void (*progress)(shmrpc__conn *c, int64_t deadline);
     void (*abandon)(shmrpc__conn *c, shmrpc__pending *p);
+    /* Optional, for loaned buffers (client.c gives a transport without them a loan in the
+     * client's request buffer, sent through call): loan makes room for a request of up to
+     * size bytes of method sid where the transport will send it from (the channel, over
+     * shm://) and points *ptr at it, waiting within timeout_ms for an earlier call that
+     * still holds that room; call_loaned sends the first len bytes of the last loan
+     * (len <= its size) and points *resp at the answer where it arrived, valid until the
+     * next loan or call on c. A loan that c can no longer send (its connection broke since)
+     * fails the call with SHMRPC_EUNAVAIL: it did not run. */
+    int (*loan)(shmrpc__conn *c, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                shmrpc_buf *err);
+    int (*call_loaned)(shmrpc__conn *c, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                       int64_t timeout_ms, shmrpc_buf *err);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

@@ -343,6 +343,9 @@ typedef struct worker {
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
+    worker_chan *serving;  /* the channel of the call being run, for its loans */
+    bool in_place;         /* that call's handler reads its request in the channel */
+    shmrpc__chan_map kept; /* the mapping it reads it through, when a loan grew the channel */
     worker_chan chans[SHMRPC__MAX_CONNS];
 } worker;
 
@@ -422,8 +425,10 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
         if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
     }
     shmrpc__shm_chan *h = c->map.head;
-    /* A small answer rides in the state's line, which RESPONSE moves anyway. */
-    if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
+    /* A small answer rides in the state's line, which RESPONSE moves anyway. One that the
+     * handler wrote in its loan (shmrpc_ctx_loan) is in place already. */
+    uint8_t *dst = n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+    if (n && dst != data) memcpy(dst, data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
     /* Before RESPONSE: the client's next request reads it after the answer. */
@@ -530,6 +535,34 @@ static void serve_one(worker *w, unsigned slot)
     c->lock_tid = 0;
 }
 
+/* Room for the answer in the channel of the call being run (shmrpc_ctx_loan). When the
+ * channel must grow while the handler reads its request there, it grows into a new mapping
+ * and the old one stays until the answer is sent, so the request's view stays valid. */
+static int worker_loan(void *arg, size_t size, void **ptr)
+{
+    worker *w = arg;
+    worker_chan *c = w->serving;
+    if (c == NULL) return SHMRPC_EINVAL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = w->in_place && w->kept.head == NULL
+                 ? shmrpc__chan_reserve_keep(&c->map, size, &w->kept, &err)
+                 : shmrpc__chan_reserve(&c->map, size, &err);
+    shmrpc_buf_destroy(&err);
+    if (rc == 0) *ptr = shmrpc__chan_data(&c->map);
+    return rc;
+}
+
+/* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
+static void loan_end(worker *w)
+{
+    shmrpc__ctx_unloan(&w->ctx);
+    if (w->kept.head) munmap(w->kept.head, (size_t)w->kept.mapped);
+    w->kept.head = NULL;
+    w->serving = NULL;
+    w->in_place = false;
+}
+
 /* Runs the call that this worker took on channel c, and answers it. */
 static void run_call(worker *w, worker_chan *c)
 {
@@ -547,16 +580,22 @@ static void run_call(worker *w, worker_chan *c)
         return;
     }
     shmrpc_buf_destroy(&err);
-    /* The client could rewrite the request while it runs: run a private copy. */
-    shmrpc_buf_clear(&w->req);
+    /* The client could rewrite the request while it runs: run a private copy, unless the
+     * handler said it reads in place (shmrpc_server_set_in_place; docs/shm-transport.md,
+     * "Loaned buffers"). A small request is copied anyway: it sits in the state's line. */
     const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
-    if (shmrpc_buf_append(&w->req, data, len) != 0) {
-        answer(c, SHMRPC_ENOMEM, "out of memory", 13);
-        return;
+    w->in_place = len > SHMRPC__CHAN_SMALL && shmrpc__server_in_place(w->l->server, method);
+    if (!w->in_place) {
+        shmrpc_buf_clear(&w->req);
+        if (shmrpc_buf_append(&w->req, data, len) != 0) {
+            answer(c, SHMRPC_ENOMEM, "out of memory", 13);
+            return;
+        }
+        if (len) data = w->req.data; /* else a valid pointer still: the state line's */
     }
+    w->serving = c;
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
-    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len),
-                          &w->resp);
+    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
     if (rc != 0) {
         const char *msg = shmrpc__ctx_msg(&w->ctx);
         answer(c, rc, msg, strlen(msg));
@@ -564,6 +603,7 @@ static void run_call(worker *w, worker_chan *c)
         answer(c, 0, w->resp.data, w->resp.len);
     }
     shmrpc__ctx_count(&w->ctx); /* after the answer: the client waits for no clock read */
+    loan_end(w);
 }
 
 /* Whether a taken slot without a pid has been so long enough to be a dead claim: the
@@ -746,6 +786,8 @@ static int worker_run(shm_listener *l, unsigned index)
         free(w);
         return rc;
     }
+    w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
+    w->ctx.loan_arg = w;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);

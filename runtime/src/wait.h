@@ -90,6 +90,15 @@ typedef struct shmrpc__waiter {
      * costs one useless wake, and one that a bad write cleared costs one sleep. */
     uint32_t flag;
     bool *slept; /* set when the wait sleeps on the futex, or NULL */
+    /* While it spins, the longest the waiter goes without looking at the word, or 0: it
+     * looks after every pause. A waiter with a backoff looks after 1, 2, 4... pauses up to
+     * this. For a lock that its holder takes again at once (the map's writers): every look
+     * takes the word's line from the holder, whose next write to it then waits for the
+     * line to come back, and a waiter that looks every few nanoseconds also catches each
+     * moment the lock is free and takes it, so that two lockers hand it (and all it
+     * guards) back and forth on almost every acquire. Past the spin budget, it looks
+     * after every pause for one last backoff_ns before it sleeps. */
+    int64_t backoff_ns;
     /* A PI futex word (a thread id, or 0) that the process which will change the word
      * holds until it has, or NULL. Past its spin, the waiter sleeps locking it instead of
      * on the word: the kernel wakes it when the holder lets go, and also when the holder
