@@ -63,7 +63,7 @@ int shmrpc_server_serve(shmrpc_server *s, int workers);
 
 /* Changes the count of worker processes of a server serving with workers (shm://,
  * tcp://): the manager starts the missing ones, or asks those above the count to finish
- * the call in hand and leave (their other connections close; their clients connect
+ * the calls in hand and leave (their other connections close; their clients connect
  * again by themselves). 1 to SHMRPC_MAX_WORKERS, else SHMRPC_EINVAL. Async-signal-safe:
  * a supervisor may call it from a signal handler. No effect when serving in place. */
 int shmrpc_server_set_workers(shmrpc_server *s, int workers);

@@ -63,11 +63,14 @@ typedef struct shmrpc_tcp_opts {
                                    * the cap, the connection idle longest makes room */
     int max_conns_per_addr;       /* server: connections from one peer address (an IPv6
                                    * peer: its /64) over all workers; 0: 256 */
-    size_t buffer_budget;         /* server: bytes of frames that all its connections
-                                   * together may hold (being read, or waiting to be
-                                   * sent), one budget shared by all its workers;
-                                   * beyond it a large REQUEST is refused with
-                                   * SHMRPC_EBUSY (docs/wire.md, "Limits"); 0: 256 MiB */
+    size_t buffer_budget;         /* server: bytes of large frames (above 256 KiB) that
+                                   * all its connections together hold (being read, run,
+                                   * or waiting to be sent), one budget shared by all its
+                                   * workers; beyond it a large REQUEST is refused, and
+                                   * while it is spent every call is, with SHMRPC_EBUSY;
+                                   * calls already handed out still run and keep their
+                                   * answers, up to max_running per connection above it
+                                   * (docs/wire.md, "Limits"); 0: 256 MiB */
     /* The shared secret (SHMRPC_SECRET_MIN to SHMRPC_SECRET_MAX bytes, copied), or NULL.
      * A server with a secret admits only clients that prove they hold it, and one that
      * binds a non-loopback address must have one. A client with a secret connects only to
