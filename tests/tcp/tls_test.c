@@ -525,6 +525,168 @@ static void records_read_ahead_are_served(void **state)
     stop_server(server);
 }
 
+/* The records after the handshake are sealed and opened by shmrpc's own code where the
+ * suite is AES-128-GCM (tls.c, go_fast): they interoperate with OpenSSL's records either
+ * way (SHMRPC_TLS_RECORDS=openssl leaves the records of one side to OpenSSL), with sizes
+ * that split records over reads and sends that stop short, and with mutual TLS. */
+static void records_interoperate_with_openssls(void **state)
+{
+    (void)state;
+    server_tcp.tls_ca = file("ca.pem");
+    for (int openssl_side = 0; openssl_side < 2; openssl_side++) {
+        if (openssl_side == 0) setenv("SHMRPC_TLS_RECORDS", "openssl", 1);
+        pid_t server = start_server(1);
+        unsetenv("SHMRPC_TLS_RECORDS");
+        shmrpc_client_opts o = tls_client();
+        o.tcp.tls_cert = file("client.pem");
+        o.tcp.tls_key = file("client.key");
+        if (openssl_side == 1) setenv("SHMRPC_TLS_RECORDS", "openssl", 1);
+        shmrpc_client *c = connect_ok(&o);
+        unsetenv("SHMRPC_TLS_RECORDS");
+        check_add(c);
+        check_echo(c);
+        for (int i = 0; i < 200; i++)
+            check_add(c);
+        shmrpc_client_free(c);
+        stop_server(server);
+        port = test_free_port();
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    }
+}
+
+/* A client's TLS over fd whose records go through memory BIOs, so that a test sends
+ * them as it likes: what OpenSSL wrote is appended to out (when given) and sent. */
+static void mem_flush(SSL *ssl, int fd, shmrpc_buf *out)
+{
+    uint8_t buf[4096];
+    int n;
+    while ((n = BIO_read(SSL_get_wbio(ssl), buf, sizeof buf)) > 0) {
+        if (out) shmrpc_buf_append(out, buf, (size_t)n);
+        assert_int_equal(send(fd, buf, (size_t)n, MSG_NOSIGNAL), n);
+    }
+}
+
+/* Receives what fd holds into ssl's read BIO: false at the end of the stream or after
+ * the 5 s SO_RCVTIMEO of fd. */
+static bool mem_fill(SSL *ssl, int fd)
+{
+    uint8_t buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) BIO_write(SSL_get_rbio(ssl), buf, (int)n);
+    return n > 0;
+}
+
+/* One frame from ssl (over memory BIOs) into b; false when the stream ended first. */
+static bool mem_frame(SSL *ssl, int fd, shmrpc_buf *b, shmrpc__frame_hdr *h)
+{
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, 1 << 16), 0);
+    for (int i = 0; i < 1000; i++) {
+        if (b->len >= SHMRPC__FRAME_HDR_SIZE) {
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            assert_int_equal(shmrpc__frame_hdr_decode(b->data, b->len, 1 << 16, 0, h, &err), 0);
+            shmrpc_buf_destroy(&err);
+            if (b->len >= SHMRPC__FRAME_HDR_SIZE + h->body_len) return true;
+        }
+        int n = SSL_read(ssl, b->data + b->len, (int)(b->cap - b->len));
+        if (n > 0) {
+            b->len += (size_t)n;
+            continue;
+        }
+        if (SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ || !mem_fill(ssl, fd)) return false;
+    }
+    return false;
+}
+
+/* Connects a client over memory BIOs and says HELLO (ctx a client context). */
+static SSL *mem_connect(SSL_CTX *ctx, int *fdp)
+{
+    int fd = raw_connect();
+    struct timeval tv = {.tv_sec = 5}; /* every read bounded */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_bio(ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(ssl);
+    int r = 0;
+    for (int i = 0; i < 100 && r != 1; i++) {
+        r = SSL_do_handshake(ssl);
+        mem_flush(ssl, fd, NULL);
+        if (r != 1 && (SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ || !mem_fill(ssl, fd)))
+            fail_msg("the handshake failed");
+    }
+    assert_int_equal(r, 1);
+    shmrpc__hello hello = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
+    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+    mem_flush(ssl, fd, NULL);
+    shmrpc__frame_hdr h;
+    assert_true(mem_frame(ssl, fd, &b, &h));
+    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    *fdp = fd;
+    return ssl;
+}
+
+/* A record replayed, or changed on the way, is never served: the server's records carry
+ * their sequence number in their nonce and are authenticated (AES-GCM), and a record
+ * that does not open ends the connection, no answer sent. */
+static void replayed_or_changed_records_are_refused(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *other = connect_ok(&o); /* goes on through it all */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    for (int changed = 0; changed < 2; changed++) {
+        int fd;
+        SSL *ssl = mem_connect(ctx, &fd);
+        static const uint8_t body[] = {0x92, 0x01, 0x02}; /* msgpack [1, 2]: add(1, 2) */
+        shmrpc_buf b, rec;
+        shmrpc_buf_init(&b);
+        shmrpc_buf_init(&rec);
+        size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, 1);
+        shmrpc_buf_append(&b, body, sizeof body);
+        assert_int_equal(shmrpc__frame_end(&b, at), 0);
+        assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+        if (changed) { /* a bit of the ciphertext flipped, the request never served */
+            BIO_read(SSL_get_wbio(ssl), b.data, (int)b.cap);
+            shmrpc_buf_clear(&rec);
+            shmrpc_buf_append(&rec, b.data, SHMRPC__FRAME_HDR_SIZE + sizeof body + 22);
+            rec.data[8] ^= 0x10;
+            assert_int_equal(send(fd, rec.data, rec.len, MSG_NOSIGNAL), (ssize_t)rec.len);
+        } else { /* served once, then its copy is refused */
+            mem_flush(ssl, fd, &rec);
+            shmrpc__frame_hdr h;
+            assert_true(mem_frame(ssl, fd, &b, &h));
+            assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+            assert_int_equal(send(fd, rec.data, rec.len, MSG_NOSIGNAL), (ssize_t)rec.len);
+        }
+        /* Whatever comes back (an alert at most) holds no answer, and the server closes. */
+        int64_t until = test_now_ms() + 5000;
+        while (mem_fill(ssl, fd) && test_now_ms() < until) {
+        }
+        assert_true(test_now_ms() < until);
+        shmrpc__frame_hdr h;
+        if (mem_frame(ssl, fd, &b, &h)) fail_msg("a frame came back (kind %d)", h.kind);
+        check_add(other);
+        shmrpc_buf_destroy(&b);
+        shmrpc_buf_destroy(&rec);
+        SSL_free(ssl);
+        close(fd);
+    }
+    SSL_CTX_free(ctx);
+    shmrpc_client_free(other);
+    stop_server(server);
+}
+
 /* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
  * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
 static void refused_at_the_cap(void **state)
@@ -692,6 +854,8 @@ int main(void)
         cmocka_unit_test_setup(shmrpcctl_over_tls, setup),
         cmocka_unit_test_setup(bad_files_and_settings, setup),
         cmocka_unit_test_setup(mutual_tls_authenticates, setup),
+        cmocka_unit_test_setup(records_interoperate_with_openssls, setup),
+        cmocka_unit_test_setup(replayed_or_changed_records_are_refused, setup),
     };
     return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
 }
