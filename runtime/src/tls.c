@@ -382,11 +382,14 @@ static void make_bio_method(void)
 #define WBUF_CAP (REC_HDR + REC_MAX + 1 + REC_TAG)
 #define SECRET_LEN 32 /* SHA-256's: TLS_AES_128_GCM_SHA256's traffic secrets */
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
+    OPENSSL_VERSION_NUMBER >= 0x30000000L
 #include <immintrin.h>
 #include <openssl/modes.h>
-#define HAVE_AESNI 1
+#define FAST_RECORDS 1
 #endif
+
+#ifdef FAST_RECORDS
 
 /* One direction's protection: its traffic key and IV, and its sequence number. */
 typedef struct rec_dir {
@@ -394,9 +397,7 @@ typedef struct rec_dir {
     uint8_t iv[12];
     uint64_t seq;
     EVP_CIPHER_CTX *evp; /* large records */
-#ifdef HAVE_AESNI
     GCM128_CONTEXT *gcm; /* small records, over rk */
-#endif
 } rec_dir;
 
 struct shmrpc__rec {
@@ -411,7 +412,6 @@ struct shmrpc__rec {
     uint32_t w_off, w_len, w_plen; /* sent of it, its size, its plaintext's */
 };
 
-#ifdef HAVE_AESNI
 __attribute__((target("aes,sse2"))) static __m128i key_step(__m128i k, __m128i g)
 {
     g = _mm_shuffle_epi32(g, 0xff);
@@ -475,26 +475,19 @@ static void check_aesni(void)
     aesni_ok = memcmp(out, want, sizeof out) == 0;
     OPENSSL_cleanse(rk, sizeof rk);
 }
-#endif
 
 static bool fast_records_possible(void)
 {
-#ifdef HAVE_AESNI
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, check_aesni);
     const char *e = getenv("SHMRPC_TLS_RECORDS");
     return aesni_ok && !(e && strcmp(e, "openssl") == 0);
-#else
-    return false;
-#endif
 }
 
 static void rec_dir_free(rec_dir *d)
 {
     EVP_CIPHER_CTX_free(d->evp);
-#ifdef HAVE_AESNI
     CRYPTO_gcm128_release(d->gcm);
-#endif
     OPENSSL_cleanse(d, sizeof *d);
 }
 
@@ -565,13 +558,11 @@ static bool rec_dir_init(rec_dir *d, const uint8_t *secret, bool enc)
               expand_label(secret, "iv", d->iv, sizeof d->iv);
     d->evp = ok ? EVP_CIPHER_CTX_new() : NULL;
     ok = d->evp && EVP_CipherInit_ex(d->evp, EVP_aes_128_gcm(), NULL, key, NULL, enc) == 1;
-#ifdef HAVE_AESNI
     if (ok) {
         aes_key(d->rk, key);
         d->gcm = CRYPTO_gcm128_new(d->rk, aes_block);
         ok = d->gcm != NULL;
     }
-#endif
     OPENSSL_cleanse(key, sizeof key);
     return ok;
 }
@@ -616,7 +607,6 @@ static bool seal(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
     nonce_of(d, nonce);
     d->seq++;
     int l;
-#ifdef HAVE_AESNI
     if (n <= REC_SMALL) {
         CRYPTO_gcm128_setiv(d->gcm, nonce, sizeof nonce);
         if (CRYPTO_gcm128_aad(d->gcm, hdr, REC_HDR) || CRYPTO_gcm128_encrypt(d->gcm, p, p, n))
@@ -624,7 +614,6 @@ static bool seal(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
         CRYPTO_gcm128_tag(d->gcm, p + n, REC_TAG);
         return true;
     }
-#endif
     return EVP_EncryptInit_ex(d->evp, NULL, NULL, NULL, nonce) == 1 &&
            EVP_EncryptUpdate(d->evp, NULL, &l, hdr, REC_HDR) == 1 &&
            EVP_EncryptUpdate(d->evp, p, &l, p, (int)n) == 1 &&
@@ -640,14 +629,12 @@ static bool open_rec(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
     nonce_of(d, nonce);
     d->seq++;
     int l;
-#ifdef HAVE_AESNI
     if (n <= REC_SMALL) {
         CRYPTO_gcm128_setiv(d->gcm, nonce, sizeof nonce);
         return CRYPTO_gcm128_aad(d->gcm, hdr, REC_HDR) == 0 &&
                CRYPTO_gcm128_decrypt(d->gcm, p, p, n) == 0 &&
                CRYPTO_gcm128_finish(d->gcm, p + n, REC_TAG) == 0;
     }
-#endif
     return EVP_DecryptInit_ex(d->evp, NULL, NULL, NULL, nonce) == 1 &&
            EVP_DecryptUpdate(d->evp, NULL, &l, hdr, REC_HDR) == 1 &&
            EVP_DecryptUpdate(d->evp, p, &l, p, (int)n) == 1 &&
@@ -809,6 +796,54 @@ static void fast_close_notify(shmrpc__io *io)
     struct shmrpc__rec *r = io->rec;
     if (r->w_off == r->w_len && put_record(io, SSL3_RT_ALERT, close_notify, 2)) flush_record(io);
 }
+
+#else /* OpenSSL's records only */
+
+struct shmrpc__rec {
+    bool on, eof;
+    uint32_t pt_len;
+};
+
+static bool fast_records_possible(void)
+{
+    return false;
+}
+
+static void rec_free(struct shmrpc__rec *r)
+{
+    free(r);
+}
+
+static void keylog(const SSL *ssl, const char *line)
+{
+    (void)ssl, (void)line;
+}
+
+static void go_fast(shmrpc__io *io)
+{
+    free(io->rec);
+    io->rec = NULL;
+}
+
+static ssize_t fast_recv(shmrpc__io *io, uint8_t *buf, size_t n)
+{
+    (void)io, (void)buf, (void)n;
+    errno = EPROTO;
+    return -1;
+}
+
+static ssize_t fast_send(shmrpc__io *io, const void *buf, size_t n)
+{
+    (void)io, (void)buf, (void)n;
+    errno = EPIPE;
+    return -1;
+}
+
+static void fast_close_notify(shmrpc__io *io)
+{
+    (void)io;
+}
+#endif
 
 /* --- connections ------------------------------------------------------------------------ */
 
