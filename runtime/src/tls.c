@@ -375,11 +375,12 @@ static void make_bio_method(void)
  * large one with OpenSSL's EVP AES-GCM, which is faster in bulk. Any other suite, a
  * machine without AES-NI, or SHMRPC_TLS_RECORDS=openssl leave the records to OpenSSL. */
 
-#define REC_MAX 16384 /* a record's plaintext at most */
-#define REC_HDR 5     /* type, version, length */
-#define REC_TAG 16    /* AES-GCM's tag */
-#define REC_SMALL 512 /* records up to this go through CRYPTO_gcm128 */
-#define WBUF_CAP (REC_HDR + REC_MAX + 1 + REC_TAG)
+#define REC_MAX 16384                              /* a record's plaintext at most */
+#define REC_HDR 5                                  /* type, version, length */
+#define REC_TAG 16                                 /* AES-GCM's tag */
+#define REC_SMALL 512                              /* records up to this go through CRYPTO_gcm128 */
+#define WBUF_CAP (REC_HDR + REC_MAX + 1 + REC_TAG) /* a record's, sealed */
+#define WBUF_RECORDS 4                             /* sent with one send at most */
 #define SECRET_LEN 32 /* SHA-256's: TLS_AES_128_GCM_SHA256's traffic secrets */
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
@@ -408,8 +409,9 @@ struct shmrpc__rec {
     rec_dir in, out;
     uint8_t *pt; /* plaintext of the record read, not returned */
     uint32_t pt_len;
-    uint8_t *wbuf;                 /* the record being sent */
-    uint32_t w_off, w_len, w_plen; /* sent of it, its size, its plaintext's */
+    uint8_t *wbuf;                 /* the records being sent */
+    uint32_t w_cap;                /* wbuf's size: one record's, or WBUF_RECORDS' */
+    uint32_t w_off, w_len, w_plen; /* sent of them, their size, their plaintext's */
 };
 
 __attribute__((target("aes,sse2"))) static __m128i key_step(__m128i k, __m128i g)
@@ -578,7 +580,7 @@ static void go_fast(shmrpc__io *io)
     const SSL_CIPHER *c = SSL_get_current_cipher(io->ssl);
     bool server = SSL_is_server(io->ssl);
     bool ok = r->have[0] && r->have[1] && c && SSL_CIPHER_get_id(c) == 0x03001301 &&
-              !SSL_has_pending(io->ssl) && (r->wbuf = malloc(WBUF_CAP)) != NULL &&
+              !SSL_has_pending(io->ssl) && (r->wbuf = malloc(r->w_cap = WBUF_CAP)) != NULL &&
               rec_dir_init(&r->in, r->secret[server ? 0 : 1], false) &&
               rec_dir_init(&r->out, r->secret[server ? 1 : 0], true);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
@@ -600,30 +602,35 @@ static void nonce_of(const rec_dir *d, uint8_t nonce[12])
         nonce[11 - i] ^= (uint8_t)(d->seq >> (8 * i));
 }
 
-/* Encrypts p (n bytes, in place) under the header hdr into a record, its tag after it. */
-static bool seal(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
+/* Encrypts in (n bytes) and the content type after them into out, the tag after that:
+ * a record's body, under its header hdr. */
+static bool seal(rec_dir *d, const uint8_t *hdr, const uint8_t *in, size_t n, uint8_t type,
+                 uint8_t *out)
 {
     uint8_t nonce[12];
     nonce_of(d, nonce);
     d->seq++;
     int l;
-    if (n <= REC_SMALL) {
+    if (n < REC_SMALL) {
         CRYPTO_gcm128_setiv(d->gcm, nonce, sizeof nonce);
-        if (CRYPTO_gcm128_aad(d->gcm, hdr, REC_HDR) || CRYPTO_gcm128_encrypt(d->gcm, p, p, n))
+        if (CRYPTO_gcm128_aad(d->gcm, hdr, REC_HDR) || CRYPTO_gcm128_encrypt(d->gcm, in, out, n) ||
+            CRYPTO_gcm128_encrypt(d->gcm, &type, out + n, 1))
             return false;
-        CRYPTO_gcm128_tag(d->gcm, p + n, REC_TAG);
+        CRYPTO_gcm128_tag(d->gcm, out + n + 1, REC_TAG);
         return true;
     }
     return EVP_EncryptInit_ex(d->evp, NULL, NULL, NULL, nonce) == 1 &&
            EVP_EncryptUpdate(d->evp, NULL, &l, hdr, REC_HDR) == 1 &&
-           EVP_EncryptUpdate(d->evp, p, &l, p, (int)n) == 1 &&
-           EVP_EncryptFinal_ex(d->evp, p + l, &l) == 1 &&
-           EVP_CIPHER_CTX_ctrl(d->evp, EVP_CTRL_AEAD_GET_TAG, REC_TAG, p + n) == 1;
+           EVP_EncryptUpdate(d->evp, out, &l, in, (int)n) == 1 &&
+           EVP_EncryptUpdate(d->evp, out + n, &l, &type, 1) == 1 &&
+           EVP_EncryptFinal_ex(d->evp, out + n + 1, &l) == 1 &&
+           EVP_CIPHER_CTX_ctrl(d->evp, EVP_CTRL_AEAD_GET_TAG, REC_TAG, out + n + 1) == 1;
 }
 
-/* Decrypts a record's p (n bytes and the tag after them, in place): false for a record
- * that was not sealed with this direction's key and sequence number. */
-static bool open_rec(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
+/* Decrypts a record's body in (n bytes and the tag after them) into out: false for a
+ * record that was not sealed with this direction's key and sequence number (then out
+ * holds nothing to use). */
+static bool open_rec(rec_dir *d, const uint8_t *hdr, const uint8_t *in, size_t n, uint8_t *out)
 {
     uint8_t nonce[12];
     nonce_of(d, nonce);
@@ -632,14 +639,14 @@ static bool open_rec(rec_dir *d, const uint8_t *hdr, uint8_t *p, size_t n)
     if (n <= REC_SMALL) {
         CRYPTO_gcm128_setiv(d->gcm, nonce, sizeof nonce);
         return CRYPTO_gcm128_aad(d->gcm, hdr, REC_HDR) == 0 &&
-               CRYPTO_gcm128_decrypt(d->gcm, p, p, n) == 0 &&
-               CRYPTO_gcm128_finish(d->gcm, p + n, REC_TAG) == 0;
+               CRYPTO_gcm128_decrypt(d->gcm, in, out, n) == 0 &&
+               CRYPTO_gcm128_finish(d->gcm, in + n, REC_TAG) == 0;
     }
     return EVP_DecryptInit_ex(d->evp, NULL, NULL, NULL, nonce) == 1 &&
            EVP_DecryptUpdate(d->evp, NULL, &l, hdr, REC_HDR) == 1 &&
-           EVP_DecryptUpdate(d->evp, p, &l, p, (int)n) == 1 &&
-           EVP_CIPHER_CTX_ctrl(d->evp, EVP_CTRL_AEAD_SET_TAG, REC_TAG, p + n) == 1 &&
-           EVP_DecryptFinal_ex(d->evp, p + l, &l) == 1;
+           EVP_DecryptUpdate(d->evp, out, &l, in, (int)n) == 1 &&
+           EVP_CIPHER_CTX_ctrl(d->evp, EVP_CTRL_AEAD_SET_TAG, REC_TAG, (void *)(in + n)) == 1 &&
+           EVP_DecryptFinal_ex(d->evp, out + l, &l) == 1;
 }
 
 /* TLS failed on our records: why, and EPROTO. Nothing more is sent (not even an alert). */
@@ -653,21 +660,26 @@ static ssize_t rec_failed(shmrpc__io *io, const char *why)
     return -1;
 }
 
-/* Opens the record at the front of io->raw (whole, its header checked): application data
- * becomes r->pt; a close_notify the end of the stream. 0, or -1 with errno. */
-static ssize_t take_record(shmrpc__io *io, uint32_t len)
+/* Opens the record at the front of io->raw (whole, its header checked): its application
+ * data straight into buf when all of the record's body fits in its cap bytes (the count
+ * returned), else in place, as r->pt; a close_notify ends the stream. The count, 0 for
+ * nothing in buf, or -1 with errno. */
+static ssize_t take_record(shmrpc__io *io, uint32_t len, uint8_t *buf, size_t cap)
 {
     struct shmrpc__rec *r = io->rec;
-    uint8_t *h = io->raw + io->raw_off, *p = h + REC_HDR;
+    uint8_t *h = io->raw + io->raw_off;
     io->raw_off += REC_HDR + len;
     size_t n = len - REC_TAG;
-    if (!open_rec(&r->in, h, p, n)) return rec_failed(io, "decryption failed or bad record mac");
+    uint8_t *p = cap >= n ? buf : h + REC_HDR;
+    if (!open_rec(&r->in, h, h + REC_HDR, n, p))
+        return rec_failed(io, "decryption failed or bad record mac");
     while (n > 0 && p[n - 1] == 0)
         n--; /* the padding */
     if (n == 0) return rec_failed(io, "a record without a content type");
     uint8_t type = p[--n];
     if (type == SSL3_RT_APPLICATION_DATA) {
         if (n > REC_MAX) return rec_failed(io, "record overflow");
+        if (p == buf) return (ssize_t)n;
         r->pt = p;
         r->pt_len = (uint32_t)n;
         return 0;
@@ -721,7 +733,8 @@ static ssize_t fast_recv(shmrpc__io *io, uint8_t *buf, size_t n)
                 len > REC_MAX + 256)
                 return rec_failed(io, "a record that is not TLS 1.3's");
             if (have >= REC_HDR + len) {
-                if (take_record(io, len) < 0) return -1;
+                ssize_t k = take_record(io, len, buf, n);
+                if (k != 0) return k;
                 continue;
             }
         }
@@ -752,32 +765,45 @@ static bool flush_record(shmrpc__io *io)
     return true;
 }
 
-/* Seals type's n bytes at buf into one record in r->wbuf. */
+/* Seals type's n bytes at buf into one record at the end of r->wbuf. */
 static bool put_record(shmrpc__io *io, uint8_t type, const void *buf, size_t n)
 {
     struct shmrpc__rec *r = io->rec;
-    uint8_t *h = r->wbuf, *p = h + REC_HDR;
+    uint8_t *h = r->wbuf + r->w_len;
     uint32_t len = (uint32_t)n + 1 + REC_TAG;
     h[0] = SSL3_RT_APPLICATION_DATA;
     h[1] = h[2] = 3;
     h[3] = (uint8_t)(len >> 8);
     h[4] = (uint8_t)len;
-    memcpy(p, buf, n);
-    p[n] = type;
-    r->w_off = 0;
-    r->w_len = REC_HDR + len;
-    r->w_plen = (uint32_t)n;
-    return seal(&r->out, h, p, n + 1);
+    r->w_len += REC_HDR + len;
+    r->w_plen += (uint32_t)n;
+    return seal(&r->out, h, buf, n, type, h + REC_HDR);
 }
 
-/* shmrpc__io_send on our records: a record of up to 16 KiB at a time. A record that went
- * in part is finished by the next send, which returns its count (the caller sends the
- * same bytes again, as with OpenSSL). */
+/* shmrpc__io_send on our records: up to WBUF_RECORDS records of 16 KiB at a time, sent
+ * with one send (the buffer for more than one is made when a large message first comes).
+ * Records that went in part are finished by the next send, which returns their count (the
+ * caller sends the same bytes again, as with OpenSSL). */
 static ssize_t fast_send(shmrpc__io *io, const void *buf, size_t n)
 {
     struct shmrpc__rec *r = io->rec;
     if (r->w_off == r->w_len) {
-        if (!put_record(io, SSL3_RT_APPLICATION_DATA, buf, n < REC_MAX ? n : REC_MAX)) {
+        r->w_off = r->w_len = r->w_plen = 0;
+        if (n > REC_MAX && r->w_cap < WBUF_RECORDS * WBUF_CAP) {
+            uint8_t *w = realloc(r->wbuf, WBUF_RECORDS * WBUF_CAP);
+            if (w) {
+                r->wbuf = w;
+                r->w_cap = WBUF_RECORDS * WBUF_CAP;
+            }
+        }
+        const uint8_t *in = buf;
+        bool ok = true;
+        for (size_t left = n; ok && left && r->w_len + WBUF_CAP <= r->w_cap;) {
+            size_t m = left < REC_MAX ? left : REC_MAX;
+            ok = put_record(io, SSL3_RT_APPLICATION_DATA, in, m);
+            in += m, left -= m;
+        }
+        if (!ok) {
             r->w_off = r->w_len = 0;
             rec_failed(io, "encryption failed");
             errno = EPIPE;
@@ -794,7 +820,9 @@ static void fast_close_notify(shmrpc__io *io)
 {
     static const uint8_t close_notify[2] = {SSL3_AL_WARNING, SSL_AD_CLOSE_NOTIFY};
     struct shmrpc__rec *r = io->rec;
-    if (r->w_off == r->w_len && put_record(io, SSL3_RT_ALERT, close_notify, 2)) flush_record(io);
+    if (r->w_off != r->w_len) return;
+    r->w_off = r->w_len = r->w_plen = 0;
+    if (put_record(io, SSL3_RT_ALERT, close_notify, 2)) flush_record(io);
 }
 
 #else /* OpenSSL's records only */
