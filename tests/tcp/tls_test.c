@@ -554,6 +554,47 @@ static void records_interoperate_with_openssls(void **state)
     }
 }
 
+/* Many calls in flight on one TLS connection, small and large ones mixed: answers come
+ * back to back, several records in one segment and records split over reads, and each is
+ * served once, to the right call. */
+static void calls_in_flight_over_tls(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *c = connect_ok(&o);
+    enum { N = 64, BIG = 70000 };
+    uint8_t *big = malloc(BIG);
+    assert_non_null(big);
+    for (size_t j = 0; j < BIG; j++)
+        big[j] = (uint8_t)(j * 7);
+    shmrpc_call *calls[N];
+    for (int i = 0; i < N; i++) {
+        int rc = i % 8 == 7 ? calls_echo_start(c, shmrpc_bytes_of(big, BIG), &calls[i])
+                            : calls_add_start(c, i, 1000, &calls[i]);
+        if (rc) fail_msg("start %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    for (int i = 0; i < N; i++) {
+        if (i % 8 == 7) {
+            shmrpc_bytes out;
+            int rc = calls_echo_finish(c, calls[i], &out);
+            if (rc) fail_msg("echo %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+            assert_int_equal(out.len, BIG);
+            assert_memory_equal(out.ptr, big, BIG);
+        } else {
+            int64_t sum = -1;
+            int rc = calls_add_finish(c, calls[i], &sum);
+            if (rc) fail_msg("add %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+            assert_int_equal(sum, 1000 + i);
+        }
+    }
+    assert_int_equal(sh->calls, N);
+    check_add(c);
+    free(big);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 /* A client's TLS over fd whose records go through memory BIOs, so that a test sends
  * them as it likes: what OpenSSL wrote is appended to out (when given) and sent. */
 static void mem_flush(SSL *ssl, int fd, shmrpc_buf *out)
@@ -856,6 +897,7 @@ int main(void)
         cmocka_unit_test_setup(mutual_tls_authenticates, setup),
         cmocka_unit_test_setup(records_interoperate_with_openssls, setup),
         cmocka_unit_test_setup(replayed_or_changed_records_are_refused, setup),
+        cmocka_unit_test_setup(calls_in_flight_over_tls, setup),
     };
     return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
 }
