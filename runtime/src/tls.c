@@ -373,7 +373,8 @@ static void make_bio_method(void)
  * opened here, as the kernel's TLS does with the same secrets: a small record with
  * OpenSSL's GCM (CRYPTO_gcm128, its GHASH by PCLMULQDQ) over an AES-NI block cipher, a
  * large one with OpenSSL's EVP AES-GCM, which is faster in bulk. Any other suite, a
- * machine without AES-NI, or SHMRPC_TLS_RECORDS=openssl leave the records to OpenSSL. */
+ * machine without AES-NI, an OpenSSL before 3.0 (its HKDF), or SHMRPC_TLS_RECORDS=openssl
+ * leave the records to OpenSSL (docs/wire.md, "What TLS costs"). */
 
 #define REC_MAX 16384                              /* a record's plaintext at most */
 #define REC_HDR 5                                  /* type, version, length */
@@ -579,8 +580,9 @@ static void go_fast(shmrpc__io *io)
     if (!r) return;
     const SSL_CIPHER *c = SSL_get_current_cipher(io->ssl);
     bool server = SSL_is_server(io->ssl);
-    bool ok = r->have[0] && r->have[1] && c && SSL_CIPHER_get_id(c) == 0x03001301 &&
-              !SSL_has_pending(io->ssl) && (r->wbuf = malloc(r->w_cap = WBUF_CAP)) != NULL &&
+    bool ok = r->have[0] && r->have[1] && c &&
+              SSL_CIPHER_get_id(c) == TLS1_3_CK_AES_128_GCM_SHA256 && !SSL_has_pending(io->ssl) &&
+              (r->wbuf = malloc(r->w_cap = WBUF_CAP)) != NULL &&
               rec_dir_init(&r->in, r->secret[server ? 0 : 1], false) &&
               rec_dir_init(&r->out, r->secret[server ? 1 : 0], true);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
