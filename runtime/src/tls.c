@@ -35,6 +35,7 @@ struct shmrpc__tls {
     bool server;
     bool verify;                    /* a client that checks its server's certificate */
     bool name_is_ip;                /* name is an address (checked as one, no SNI) */
+    bool fast;                      /* shmrpc's records after the handshake (go_fast) */
     char name[SHMRPC_TLS_PATH_MAX]; /* a client's: the name its server must carry */
 };
 
@@ -125,6 +126,7 @@ static int use_ca(SSL_CTX *ctx, const char *ca, shmrpc_buf *err)
 }
 
 static void keylog(const SSL *ssl, const char *line);
+static bool fast_records_possible(void);
 
 /* --- contexts --------------------------------------------------------------------------- */
 
@@ -133,6 +135,7 @@ static shmrpc__tls *tls_new(bool server, shmrpc_buf *err)
     shmrpc__tls *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->server = server;
+    t->fast = fast_records_possible();
     t->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!t->ctx) {
         shmrpc__msg_set(err, "cannot make a TLS context: %s", ssl_reason("out of memory"));
@@ -298,6 +301,8 @@ static ssize_t raw_recv(shmrpc__io *io, uint8_t *p, size_t cap)
     return k;
 }
 
+static void openssl_records(shmrpc__io *io);
+
 /* OpenSSL reads ahead (SSL_CTX_set_read_ahead): it asks for as much as its buffer holds,
  * and that read goes straight into its buffer, one recv for every record that has come.
  * A smaller ask (none is expected) is served from io->raw, read a record's worth at a
@@ -307,6 +312,7 @@ static int bio_read(BIO *b, char *out, int n)
     shmrpc__io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     if (n <= 0) return 0;
+    if (io->rec) openssl_records(io);
     if (io->raw_off == io->raw_len) {
         io->raw_off = io->raw_len = 0;
         bool direct = (uint32_t)n >= RAW_CAP;
@@ -330,6 +336,7 @@ static int bio_write(BIO *b, const char *in, int n)
 {
     shmrpc__io *io = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (io->rec) openssl_records(io);
     ssize_t k;
     do
         k = send(io->fd, in, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -383,6 +390,13 @@ static void make_bio_method(void)
 #define WBUF_CAP (REC_HDR + REC_MAX + 1 + REC_TAG) /* a record's, sealed */
 #define WBUF_RECORDS 4                             /* sent with one send at most */
 #define SECRET_LEN 32 /* SHA-256's: TLS_AES_128_GCM_SHA256's traffic secrets */
+/* A peer may make a receiver open records that yield nothing: empty ones, warning alerts
+ * (user_canceled), session tickets. OpenSSL ends a connection after 32 empty records or 5
+ * warning alerts in a row, and so do we (a flood of them kept a one-worker server from
+ * its other clients); so one receive opens at most REC_EMPTY_MAX + REC_WARN_MAX + 1
+ * records before it has data, fails, or waits. */
+#define REC_EMPTY_MAX 32
+#define REC_WARN_MAX 5
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) &&                            \
     OPENSSL_VERSION_NUMBER >= 0x30000000L
@@ -405,6 +419,8 @@ typedef struct rec_dir {
 struct shmrpc__rec {
     bool on;                       /* the records are ours (after the handshake) */
     bool eof;                      /* the peer's close_notify came */
+    bool openssl_app;              /* OpenSSL moved records after the handshake: not ours */
+    uint8_t empty_run, warn_run;   /* records without data in a row (REC_EMPTY_MAX, ...) */
     bool have[2];                  /* the secrets below came (keylog) */
     uint8_t secret[2][SECRET_LEN]; /* client's, server's application secrets */
     rec_dir in, out;
@@ -479,12 +495,15 @@ static void check_aesni(void)
     OPENSSL_cleanse(rk, sizeof rk);
 }
 
+/* Read when a context is made (not at each connect). With FIPS mode on, only the FIPS
+ * provider's ciphers may be used: OpenSSL's records then. */
 static bool fast_records_possible(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, check_aesni);
     const char *e = getenv("SHMRPC_TLS_RECORDS");
-    return aesni_ok && !(e && strcmp(e, "openssl") == 0);
+    return aesni_ok && !(e && strcmp(e, "openssl") == 0) &&
+           !EVP_default_properties_is_fips_enabled(NULL);
 }
 
 static void rec_dir_free(rec_dir *d)
@@ -580,7 +599,7 @@ static void go_fast(shmrpc__io *io)
     if (!r) return;
     const SSL_CIPHER *c = SSL_get_current_cipher(io->ssl);
     bool server = SSL_is_server(io->ssl);
-    bool ok = r->have[0] && r->have[1] && c &&
+    bool ok = r->have[0] && r->have[1] && c && !r->openssl_app &&
               SSL_CIPHER_get_id(c) == TLS1_3_CK_AES_128_GCM_SHA256 && !SSL_has_pending(io->ssl) &&
               (r->wbuf = malloc(r->w_cap = WBUF_CAP)) != NULL &&
               rec_dir_init(&r->in, r->secret[server ? 0 : 1], false) &&
@@ -651,15 +670,31 @@ static bool open_rec(rec_dir *d, const uint8_t *hdr, const uint8_t *in, size_t n
            EVP_DecryptFinal_ex(d->evp, out + l, &l) == 1;
 }
 
-/* TLS failed on our records: why, and EPROTO. Nothing more is sent (not even an alert). */
-static ssize_t rec_failed(shmrpc__io *io, const char *why)
+static bool put_record(shmrpc__io *io, uint8_t type, const void *buf, size_t n);
+static bool flush_record(shmrpc__io *io);
+
+/* TLS failed on our records: why, and EPROTO. A fatal alert (RFC 8446, 6.2) tells the
+ * peer why, best effort and only if no record is half sent; nothing more is sent after. */
+static ssize_t rec_failed_alert(shmrpc__io *io, const char *why, uint8_t alert)
 {
+    struct shmrpc__rec *r = io->rec;
+    if (alert && !io->failed && r->w_off == r->w_len) {
+        const uint8_t a[2] = {SSL3_AL_FATAL, alert};
+        r->w_off = r->w_len = r->w_plen = 0;
+        if (r->out.seq != UINT64_MAX && put_record(io, SSL3_RT_ALERT, a, 2)) flush_record(io);
+        r->w_off = r->w_len = r->w_plen = 0;
+    }
     io->failed = true;
     io->status = SHMRPC_EPROTO;
     snprintf(io->why, sizeof io->why, "%s", why);
     ERR_clear_error();
     errno = EPROTO;
     return -1;
+}
+
+static ssize_t rec_failed(shmrpc__io *io, const char *why)
+{
+    return rec_failed_alert(io, why, 0);
 }
 
 /* Opens the record at the front of io->raw (whole, its header checked): its application
@@ -672,25 +707,40 @@ static ssize_t take_record(shmrpc__io *io, uint32_t len, uint8_t *buf, size_t ca
     uint8_t *h = io->raw + io->raw_off;
     io->raw_off += REC_HDR + len;
     size_t n = len - REC_TAG;
+    /* TLSInnerPlaintext (content, type, padding) is 2^14 + 1 bytes at most (5.4). */
+    if (n > REC_MAX + 1) return rec_failed_alert(io, "record overflow", SSL_AD_RECORD_OVERFLOW);
+    if (r->in.seq == UINT64_MAX) /* the sequence would wrap (5.3): a nonce used again */
+        return rec_failed(io, "the records' sequence number ran out");
     uint8_t *p = cap >= n ? buf : h + REC_HDR;
     if (!open_rec(&r->in, h, h + REC_HDR, n, p))
-        return rec_failed(io, "decryption failed or bad record mac");
+        return rec_failed_alert(io, "decryption failed or bad record mac", SSL_AD_BAD_RECORD_MAC);
     while (n > 0 && p[n - 1] == 0)
         n--; /* the padding */
-    if (n == 0) return rec_failed(io, "a record without a content type");
+    if (n == 0)
+        return rec_failed_alert(io, "a record without a content type", SSL_AD_UNEXPECTED_MESSAGE);
     uint8_t type = p[--n];
-    if (type == SSL3_RT_APPLICATION_DATA) {
-        if (n > REC_MAX) return rec_failed(io, "record overflow");
+    if (type == SSL3_RT_APPLICATION_DATA && n > 0) {
+        r->empty_run = r->warn_run = 0;
         if (p == buf) return (ssize_t)n;
         r->pt = p;
         r->pt_len = (uint32_t)n;
+        return 0;
+    }
+    if (type == SSL3_RT_APPLICATION_DATA) {
+        if (++r->empty_run > REC_EMPTY_MAX)
+            return rec_failed_alert(io, "too many empty records", SSL_AD_UNEXPECTED_MESSAGE);
         return 0;
     }
     if (type == SSL3_RT_ALERT && n == 2 && p[1] == SSL_AD_CLOSE_NOTIFY) {
         r->eof = true;
         return 0;
     }
-    if (type == SSL3_RT_ALERT && n == 2 && p[1] == SSL_AD_USER_CANCELLED) return 0;
+    if (type == SSL3_RT_ALERT && n == 2 && p[0] == SSL3_AL_WARNING &&
+        p[1] == SSL_AD_USER_CANCELLED) {
+        if (++r->warn_run >= REC_WARN_MAX)
+            return rec_failed_alert(io, "too many warning alerts", SSL_AD_UNEXPECTED_MESSAGE);
+        return 0;
+    }
     if (type == SSL3_RT_ALERT && n == 2) {
         /* Said as OpenSSL says it ("tlsv13 alert certificate required"): a certificate
          * that the server refused after the client's handshake ended comes this way. */
@@ -703,15 +753,22 @@ static ssize_t take_record(shmrpc__io *io, uint32_t len, uint8_t *buf, size_t ca
         return -1;
     }
     /* Handshake messages after the handshake: session tickets (shmrpc servers issue none)
-     * are let by; a KeyUpdate (which neither side of shmrpc sends) is refused. */
-    for (size_t at = 0; type == SSL3_RT_HANDSHAKE && at + 4 <= n;) {
+     * are let by at a client, whole and within the count of empty records; one sent to a
+     * server, one split over records, and a KeyUpdate (which neither side of shmrpc
+     * sends) are refused. */
+    bool server = SSL_is_server(io->ssl);
+    for (size_t at = 0; type == SSL3_RT_HANDSHAKE && !server && at + 4 <= n;) {
         size_t mlen = (size_t)p[at + 1] << 16 | (size_t)p[at + 2] << 8 | p[at + 3];
         if (p[at] != SSL3_MT_NEWSESSION_TICKET || at + 4 + mlen > n) break;
         at += 4 + mlen;
+        if (at == n && ++r->empty_run > REC_EMPTY_MAX)
+            return rec_failed_alert(io, "too many session tickets", SSL_AD_UNEXPECTED_MESSAGE);
         if (at == n) return 0;
     }
-    return rec_failed(io, type == SSL3_RT_HANDSHAKE ? "a handshake message after the handshake"
-                                                    : "unexpected message");
+    return rec_failed_alert(io,
+                            type == SSL3_RT_HANDSHAKE ? "a handshake message after the handshake"
+                                                      : "unexpected message",
+                            SSL_AD_UNEXPECTED_MESSAGE);
 }
 
 /* shmrpc__io_recv on our records. */
@@ -733,7 +790,11 @@ static ssize_t fast_recv(shmrpc__io *io, uint8_t *buf, size_t n)
             uint32_t len = (uint32_t)h[3] << 8 | h[4];
             if (h[0] != SSL3_RT_APPLICATION_DATA || h[1] != 3 || h[2] != 3 || len <= REC_TAG ||
                 len > REC_MAX + 256)
-                return rec_failed(io, "a record that is not TLS 1.3's");
+                return rec_failed_alert(io, "a record that is not TLS 1.3's",
+                                        len > REC_MAX + 256 ? SSL_AD_RECORD_OVERFLOW
+                                        : h[0] != SSL3_RT_APPLICATION_DATA
+                                            ? SSL_AD_UNEXPECTED_MESSAGE
+                                            : SSL_AD_DECODE_ERROR);
             if (have >= REC_HDR + len) {
                 ssize_t k = take_record(io, len, buf, n);
                 if (k != 0) return k;
@@ -801,8 +862,9 @@ static ssize_t fast_send(shmrpc__io *io, const void *buf, size_t n)
         const uint8_t *in = buf;
         bool ok = true;
         for (size_t left = n; ok && left && r->w_len + WBUF_CAP <= r->w_cap;) {
+            ok = r->out.seq != UINT64_MAX; /* the sequence would wrap: a nonce used again */
             size_t m = left < REC_MAX ? left : REC_MAX;
-            ok = put_record(io, SSL3_RT_APPLICATION_DATA, in, m);
+            ok = ok && put_record(io, SSL3_RT_APPLICATION_DATA, in, m);
             in += m, left -= m;
         }
         if (!ok) {
@@ -822,7 +884,7 @@ static void fast_close_notify(shmrpc__io *io)
 {
     static const uint8_t close_notify[2] = {SSL3_AL_WARNING, SSL_AD_CLOSE_NOTIFY};
     struct shmrpc__rec *r = io->rec;
-    if (r->w_off != r->w_len) return;
+    if (r->w_off != r->w_len || r->out.seq == UINT64_MAX) return;
     r->w_off = r->w_len = r->w_plen = 0;
     if (put_record(io, SSL3_RT_ALERT, close_notify, 2)) flush_record(io);
 }
@@ -830,7 +892,7 @@ static void fast_close_notify(shmrpc__io *io)
 #else /* OpenSSL's records only */
 
 struct shmrpc__rec {
-    bool on, eof;
+    bool on, eof, openssl_app;
     uint32_t pt_len;
 };
 
@@ -877,6 +939,14 @@ static void fast_close_notify(shmrpc__io *io)
 
 /* --- connections ------------------------------------------------------------------------ */
 
+/* OpenSSL's BIO is used while our records are made ready: once the handshake is done,
+ * what it sends or reads are records whose sequence numbers ours would use again (the
+ * same key and nonce), so go_fast leaves the records to OpenSSL for good. */
+static void openssl_records(shmrpc__io *io)
+{
+    if (!io->rec->on && SSL_is_init_finished(io->ssl)) io->rec->openssl_app = true;
+}
+
 void shmrpc__io_init(shmrpc__io *io, int fd)
 {
     memset(io, 0, sizeof *io); /* a reconnect starts with no reason from the last one */
@@ -901,7 +971,7 @@ int shmrpc__io_tls(shmrpc__io *io, const shmrpc__tls *t)
     BIO_set_data(b, io);
     SSL_set_bio(io->ssl, b, b);
     SSL_set_app_data(io->ssl, io);
-    if (fast_records_possible() && (io->rec = calloc(1, sizeof *io->rec)) != NULL)
+    if (t->fast && (io->rec = calloc(1, sizeof *io->rec)) != NULL)
         SSL_set_read_ahead(io->ssl, 0); /* nothing past the handshake is read by OpenSSL */
     if (t->server) {
         SSL_set_accept_state(io->ssl);
@@ -1039,8 +1109,17 @@ ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n)
     if (n == 0) return 0;
     io->flags = MSG_DONTWAIT; /* a write that reads (the rest of a handshake) never waits */
     io->again = false;
-    if (io->rec && io->rec->on) return fast_send(io, buf, n);
-    errno = 0; /* the error queue: as in shmrpc__io_recv */
+    errno = 0;                     /* the error queue: as in shmrpc__io_recv */
+    if (io->rec && !io->rec->on) { /* a server's handshake first, as in shmrpc__io_recv */
+        err_empty();
+        int r = SSL_do_handshake(io->ssl);
+        if (r != 1) {
+            if (ssl_fail(io, r) == 0) errno = EPIPE;
+            return -1;
+        }
+        go_fast(io);
+    }
+    if (io->rec) return fast_send(io, buf, n);
     int r = SSL_write(io->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
     if (r > 0) return r;
     ssize_t k = ssl_fail(io, r);
@@ -1105,6 +1184,9 @@ void shmrpc__io_close(shmrpc__io *io, bool notify)
         }
         SSL_free(io->ssl);
         ERR_clear_error();
+        /* Our records are opened in place in io->raw when they do not fit the caller's
+         * buffer: their plaintext goes with the connection. */
+        if (io->rec && io->raw) OPENSSL_cleanse(io->raw, RAW_CAP);
         rec_free(io->rec);
         io->rec = NULL;
         free(io->raw);

@@ -25,7 +25,10 @@
 
 #include <cmocka.h>
 #include <netinet/tcp.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
 #include "calls_handlers.h"
@@ -728,6 +731,356 @@ static void replayed_or_changed_records_are_refused(void **state)
     stop_server(server);
 }
 
+/* --- records made by hand, as a hostile peer would --------------------------------------- */
+
+/* The client's application traffic secret, from the key log of a test's client context:
+ * records sealed with it (AES-128-GCM, RFC 8446 5.2) reach the server as a client's. */
+static uint8_t client_secret[32];
+static bool have_client_secret;
+
+static void test_keylog(const SSL *ssl, const char *line)
+{
+    (void)ssl;
+    static const char label[] = "CLIENT_TRAFFIC_SECRET_0 ";
+    if (strncmp(line, label, sizeof label - 1) != 0) return;
+    const char *hex = strchr(line + sizeof label - 1, ' ');
+    if (!hex || strlen(hex + 1) != 64) return;
+    for (int i = 0; i < 32; i++)
+        sscanf(hex + 1 + 2 * i, "%2hhx", &client_secret[i]);
+    have_client_secret = true;
+}
+
+/* HKDF-Expand-Label(secret, label, "", n), SHA-256 (RFC 8446, 7.1). */
+static void expand_label(const char *label, uint8_t *out, size_t n)
+{
+    uint8_t info[32];
+    size_t ll = strlen(label);
+    info[0] = 0;
+    info[1] = (uint8_t)n;
+    info[2] = (uint8_t)(6 + ll);
+    memcpy(info + 3, "tls13 ", 6);
+    memcpy(info + 9, label, ll);
+    info[9 + ll] = 0;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    OSSL_PARAM ps[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+                       OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+                       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, client_secret, 32),
+                       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
+                       OSSL_PARAM_construct_end()};
+    assert_int_equal(EVP_KDF_derive(kc, out, n, ps), 1);
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+}
+
+typedef struct hand_records {
+    uint8_t key[16], iv[12];
+    uint64_t seq; /* the client's next record's */
+} hand_records;
+
+/* Appends to out a record of inner plaintext pt (n bytes: content, type, padding) sealed
+ * with the client's key at its next sequence number; hdr_len, when not 0, is the length
+ * its header claims. */
+static void hand_seal(hand_records *k, const uint8_t *pt, size_t n, shmrpc_buf *out, int hdr_len)
+{
+    size_t len = n + 16;
+    size_t at = out->len;
+    assert_int_equal(shmrpc__buf_grow(out, 5 + len), 0);
+    uint8_t *h = out->data + at;
+    size_t claimed = hdr_len ? (size_t)hdr_len : len;
+    h[0] = 23, h[1] = 3, h[2] = 3, h[3] = (uint8_t)(claimed >> 8), h[4] = (uint8_t)claimed;
+    uint8_t nonce[12];
+    memcpy(nonce, k->iv, 12);
+    for (int i = 0; i < 8; i++)
+        nonce[11 - i] ^= (uint8_t)(k->seq >> (8 * i));
+    k->seq++;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int l;
+    assert_int_equal(EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, k->key, nonce), 1);
+    EVP_EncryptUpdate(c, NULL, &l, h, 5);
+    EVP_EncryptUpdate(c, h + 5, &l, pt, (int)n);
+    EVP_EncryptFinal_ex(c, h + 5 + n, &l);
+    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, h + 5 + n);
+    EVP_CIPHER_CTX_free(c);
+    out->len = at + 5 + len;
+}
+
+/* A client over memory BIOs (mem_connect) that has said HELLO, and the keys of its next
+ * records (OpenSSL sealed one record, the HELLO, at sequence 0). */
+static SSL *hand_connect(SSL_CTX *ctx, int *fd, hand_records *k)
+{
+    have_client_secret = false;
+    SSL *ssl = mem_connect(ctx, fd);
+    assert_true(have_client_secret);
+    expand_label("key", k->key, sizeof k->key);
+    expand_label("iv", k->iv, sizeof k->iv);
+    k->seq = 1;
+    return ssl;
+}
+
+/* Reads what the server sends until it closes (true) or ms pass (false); the alert it
+ * sent, if one came, in *alert (OpenSSL's reason, SSL_AD_REASON_OFFSET + description). */
+static bool server_closes(SSL *ssl, int fd, int ms, int *alert)
+{
+    *alert = 0;
+    int64_t until = test_now_ms() + ms;
+    bool closed = false;
+    while (!closed && test_now_ms() < until) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) continue;
+        closed = !mem_fill(ssl, fd);
+    }
+    uint8_t buf[256];
+    ERR_clear_error();
+    if (SSL_read(ssl, buf, sizeof buf) <= 0 && SSL_get_error(ssl, -1) == SSL_ERROR_SSL)
+        *alert = ERR_GET_REASON(ERR_peek_last_error());
+    ERR_clear_error();
+    return closed;
+}
+
+/* The records a hostile client can send after the handshake, each ending its connection
+ * at once with the fatal alert that says why (RFC 8446, 6.2), while another client of the
+ * same one-worker server goes on: empty records and warning alerts past OpenSSL's limits
+ * (32, 5: a flood of them kept the worker from its other clients), a session ticket sent
+ * to a server (split over two records or whole), a KeyUpdate, a ChangeCipherSpec, a record
+ * too long or padded past 2^14 + 1 bytes, a header of length 0, and a record changed on
+ * the way. */
+static void hostile_records_end_the_connection(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *other = connect_ok(&o); /* goes on through it all */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256");
+    SSL_CTX_set_keylog_callback(ctx, test_keylog);
+    static const struct {
+        const char *name;
+        int alert;
+    } cases[] = {
+        {"100 empty records", SSL_AD_UNEXPECTED_MESSAGE},
+        {"5 user_canceled alerts", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a NewSessionTicket", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a NewSessionTicket split over two records", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a KeyUpdate", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a ChangeCipherSpec", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a record of 2^14 + 257 bytes", SSL_AD_RECORD_OVERFLOW},
+        {"2^14 bytes padded by 200", SSL_AD_RECORD_OVERFLOW},
+        {"a record of length 0", SSL_AD_DECODE_ERROR},
+        {"a changed tag", SSL_AD_BAD_RECORD_MAC},
+    };
+    static uint8_t pt[16384 + 512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd;
+        hand_records k;
+        SSL *ssl = hand_connect(ctx, &fd, &k);
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        memset(pt, 0, sizeof pt);
+        switch (i) {
+        case 0:
+            pt[0] = 23;
+            for (int r = 0; r < 100; r++)
+                hand_seal(&k, pt, 1, &out, 0);
+            break;
+        case 1:
+            memcpy(pt, "\x01\x5a\x15", 3); /* warning, user_canceled; alert */
+            for (int r = 0; r < 5; r++)
+                hand_seal(&k, pt, 3, &out, 0);
+            break;
+        case 2:
+            memcpy(pt, "\x04\x00\x00\x00\x16", 5);
+            hand_seal(&k, pt, 5, &out, 0);
+            break;
+        case 3:
+            memcpy(pt, "\x04\x00\x00\x04\x16", 5);
+            hand_seal(&k, pt, 5, &out, 0);
+            memcpy(pt, "\x00\x00\x00\x00\x16", 5);
+            hand_seal(&k, pt, 5, &out, 0);
+            break;
+        case 4:
+            memcpy(pt, "\x18\x00\x00\x01\x00\x16", 6);
+            hand_seal(&k, pt, 6, &out, 0);
+            break;
+        case 5:
+            shmrpc_buf_append(&out, "\x14\x03\x03\x00\x01\x01", 6);
+            break;
+        case 6:
+            hand_seal(&k, pt, 16385 + 257 - 16, &out, 0);
+            break;
+        case 7:
+            memset(pt, 'x', 16384);
+            pt[16384] = 23;
+            hand_seal(&k, pt, 16384 + 1 + 200, &out, 0);
+            break;
+        case 8:
+            shmrpc_buf_append(&out, "\x17\x03\x03\x00\x00", 5);
+            break;
+        case 9: {
+            static const uint8_t req[] = {0x92, 0x01, 0x02}; /* add(1, 2) */
+            shmrpc_buf b;
+            shmrpc_buf_init(&b);
+            size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, 1);
+            shmrpc_buf_append(&b, req, sizeof req);
+            assert_int_equal(shmrpc__frame_end(&b, at), 0);
+            memcpy(pt, b.data, b.len);
+            pt[b.len] = 23;
+            hand_seal(&k, pt, b.len + 1, &out, 0);
+            out.data[out.len - 1] ^= 1;
+            shmrpc_buf_destroy(&b);
+            break;
+        }
+        }
+        assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+        int alert;
+        bool closed = server_closes(ssl, fd, 5000, &alert);
+        printf("    %s: %s, alert %d\n", cases[i].name, closed ? "closed" : "still open",
+               alert ? alert - SSL_AD_REASON_OFFSET : -1);
+        if (!closed) fail_msg("%s: the server kept the connection", cases[i].name);
+        if (alert != SSL_AD_REASON_OFFSET + cases[i].alert)
+            fail_msg("%s: alert %d, not %d", cases[i].name, alert - SSL_AD_REASON_OFFSET,
+                     cases[i].alert);
+        int64_t t0 = test_now_ms();
+        check_add(other);
+        if (test_now_ms() - t0 > 2000) fail_msg("the other client waited");
+        shmrpc_buf_destroy(&out);
+        SSL_free(ssl);
+        close(fd);
+    }
+    SSL_CTX_free(ctx);
+    shmrpc_client_free(other);
+    stop_server(server);
+}
+
+/* A flood of records that yield nothing does not hold a one-worker server from its other
+ * client: the flooding connection ends after 32 empty records, and the other's call is
+ * served promptly (the review's flood of 20 M empty records held it 5.9 s). */
+static void flood_of_empty_records(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client *other = connect_ok(&o);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256");
+    SSL_CTX_set_keylog_callback(ctx, test_keylog);
+    int fd;
+    hand_records k;
+    SSL *ssl = hand_connect(ctx, &fd, &k);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    const uint8_t empty = 23;
+    for (int r = 0; r < 100000; r++)
+        hand_seal(&k, &empty, 1, &out, 0);
+    int flags = MSG_NOSIGNAL | MSG_DONTWAIT;
+    size_t sent = 0;
+    int64_t until = test_now_ms() + 5000;
+    while (sent < out.len && test_now_ms() < until) { /* until the server shuts it */
+        ssize_t n = send(fd, out.data + sent, out.len - sent, flags);
+        if (n > 0) sent += (size_t)n;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
+        if (n < 0) break; /* what is in flight is the flood */
+    }
+    int64_t t0 = test_now_ms();
+    check_add(other);
+    int64_t took = test_now_ms() - t0;
+    int alert;
+    bool closed = server_closes(ssl, fd, 5000, &alert);
+    printf("    %zu bytes of empty records sent; the other call took %lld ms; flooder %s\n", sent,
+           (long long)took, closed ? "closed" : "open");
+    assert_true(closed);
+    if (took > 2000) fail_msg("the other client waited %lld ms", (long long)took);
+    shmrpc_buf_destroy(&out);
+    SSL_free(ssl);
+    close(fd);
+    SSL_CTX_free(ctx);
+    shmrpc_client_free(other);
+    stop_server(server);
+}
+
+/* A lone connection is served from hot_wait (a blocking recv, tcp_server.c): one whose
+ * TLS fails there is closed at once, not kept open until the client goes (it was, more
+ * than 30 s, with either record layer). */
+static void lone_failed_connection_closes(void **state)
+{
+    (void)state;
+    for (int openssl = 0; openssl < 2; openssl++) {
+        if (openssl) setenv("SHMRPC_TLS_RECORDS", "openssl", 1);
+        pid_t server = start_server(1);
+        unsetenv("SHMRPC_TLS_RECORDS");
+        shmrpc_client_opts o = tls_client();
+        shmrpc_client_free(connect_ok(&o)); /* the server is up */
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256");
+        SSL_CTX_set_keylog_callback(ctx, test_keylog);
+        int fd;
+        hand_records k;
+        SSL *ssl = hand_connect(ctx, &fd, &k);
+        usleep(50 * 1000); /* the worker is in hot_wait */
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        uint8_t pt[8] = {'h', 'i', 23};
+        hand_seal(&k, pt, 3, &out, 0);
+        out.data[out.len - 1] ^= 1; /* its tag changed */
+        assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+        int alert;
+        int64_t t0 = test_now_ms();
+        bool closed = server_closes(ssl, fd, 3000, &alert);
+        printf("    %s records: %s after %lld ms, alert %d\n", openssl ? "OpenSSL's" : "shmrpc's",
+               closed ? "closed" : "open", (long long)(test_now_ms() - t0),
+               alert ? alert - SSL_AD_REASON_OFFSET : -1);
+        if (!closed) fail_msg("a failed lone connection was kept open");
+        assert_int_equal(alert, SSL_AD_REASON_OFFSET + SSL_AD_BAD_RECORD_MAC);
+        shmrpc_buf_destroy(&out);
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+        stop_server(server);
+        port = test_free_port();
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    }
+}
+
+/* A client that offers only AES-256-GCM or ChaCha20-Poly1305 gets it, and the server
+ * leaves that suite's records to OpenSSL (its own are AES-128-GCM's): calls are served. */
+static void other_suites_use_openssls_records(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o = tls_client();
+    shmrpc_client_free(connect_ok(&o)); /* the server is up */
+    static const char *const suites[] = {"TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"};
+    for (int i = 0; i < 2; i++) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        assert_int_equal(SSL_CTX_set_ciphersuites(ctx, suites[i]), 1);
+        int fd;
+        SSL *ssl = mem_connect(ctx, &fd);
+        assert_string_equal(SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)), suites[i]);
+        shmrpc_buf b;
+        shmrpc_buf_init(&b);
+        for (uint64_t rid = 1; rid <= 3; rid++) {
+            static const uint8_t req[] = {0x92, 0x01, 0x02}; /* add(1, 2) */
+            shmrpc_buf_clear(&b);
+            size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, rid);
+            shmrpc_buf_append(&b, req, sizeof req);
+            assert_int_equal(shmrpc__frame_end(&b, at), 0);
+            assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
+            mem_flush(ssl, fd, NULL);
+            shmrpc__frame_hdr h;
+            assert_true(mem_frame(ssl, fd, &b, &h));
+            assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+            assert_int_equal(h.request_id, rid);
+        }
+        printf("    %s: 3 calls served\n", suites[i]);
+        shmrpc_buf_destroy(&b);
+        SSL_free(ssl);
+        close(fd);
+        SSL_CTX_free(ctx);
+    }
+    stop_server(server);
+}
+
 /* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
  * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
 static void refused_at_the_cap(void **state)
@@ -898,6 +1251,10 @@ int main(void)
         cmocka_unit_test_setup(records_interoperate_with_openssls, setup),
         cmocka_unit_test_setup(replayed_or_changed_records_are_refused, setup),
         cmocka_unit_test_setup(calls_in_flight_over_tls, setup),
+        cmocka_unit_test_setup(hostile_records_end_the_connection, setup),
+        cmocka_unit_test_setup(flood_of_empty_records, setup),
+        cmocka_unit_test_setup(lone_failed_connection_closes, setup),
+        cmocka_unit_test_setup(other_suites_use_openssls_records, setup),
     };
     return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
 }
