@@ -1017,13 +1017,25 @@ static void lone_failed_connection_closes(void **state)
         int fd;
         hand_records k;
         SSL *ssl = hand_connect(ctx, &fd, &k);
-        usleep(50 * 1000); /* the worker is in hot_wait */
-        shmrpc_buf out;
+        /* A call, and right after its answer (while the worker waits 1 ms in hot_wait for
+         * the next) a record whose tag was changed. */
+        shmrpc_buf out, bad, b;
         shmrpc_buf_init(&out);
-        uint8_t pt[8] = {'h', 'i', 23};
-        hand_seal(&k, pt, 3, &out, 0);
-        out.data[out.len - 1] ^= 1; /* its tag changed */
+        shmrpc_buf_init(&bad);
+        shmrpc_buf_init(&b);
+        static const uint8_t req[] = {0x92, 0x01, 0x02}; /* add(1, 2) */
+        size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, 1);
+        shmrpc_buf_append(&b, req, sizeof req);
+        assert_int_equal(shmrpc__frame_end(&b, at), 0);
+        shmrpc_buf_append(&b, "\x17", 1);
+        hand_seal(&k, b.data, b.len, &out, 0);
+        hand_seal(&k, b.data, b.len, &bad, 0);
+        bad.data[bad.len - 1] ^= 1;
         assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+        shmrpc__frame_hdr h;
+        assert_true(mem_frame(ssl, fd, &b, &h));
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(send(fd, bad.data, bad.len, MSG_NOSIGNAL), (ssize_t)bad.len);
         int alert;
         int64_t t0 = test_now_ms();
         bool closed = server_closes(ssl, fd, 3000, &alert);
@@ -1033,6 +1045,8 @@ static void lone_failed_connection_closes(void **state)
         if (!closed) fail_msg("a failed lone connection was kept open");
         assert_int_equal(alert, SSL_AD_REASON_OFFSET + SSL_AD_BAD_RECORD_MAC);
         shmrpc_buf_destroy(&out);
+        shmrpc_buf_destroy(&bad);
+        shmrpc_buf_destroy(&b);
         SSL_free(ssl);
         close(fd);
         SSL_CTX_free(ctx);
