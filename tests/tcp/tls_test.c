@@ -34,6 +34,7 @@
 #include "calls_handlers.h"
 #include "frame.h"
 #include "procs.h"
+#include "tls.h"
 
 static char dir[] = "/tmp/shmrpc-tls-XXXXXX"; /* the certificates */
 static char addr[96];
@@ -733,25 +734,28 @@ static void replayed_or_changed_records_are_refused(void **state)
 
 /* --- records made by hand, as a hostile peer would --------------------------------------- */
 
-/* The client's application traffic secret, from the key log of a test's client context:
- * records sealed with it (AES-128-GCM, RFC 8446 5.2) reach the server as a client's. */
-static uint8_t client_secret[32];
-static bool have_client_secret;
+/* The application traffic secrets (client's, server's), from the key log of a test's
+ * context: records sealed with them (AES-128-GCM, RFC 8446 5.2) are a client's or a
+ * server's. */
+static uint8_t traffic_secret[2][32];
+static bool have_secret[2];
 
 static void test_keylog(const SSL *ssl, const char *line)
 {
     (void)ssl;
-    static const char label[] = "CLIENT_TRAFFIC_SECRET_0 ";
-    if (strncmp(line, label, sizeof label - 1) != 0) return;
-    const char *hex = strchr(line + sizeof label - 1, ' ');
-    if (!hex || strlen(hex + 1) != 64) return;
-    for (int i = 0; i < 32; i++)
-        sscanf(hex + 1 + 2 * i, "%2hhx", &client_secret[i]);
-    have_client_secret = true;
+    static const char *const labels[2] = {"CLIENT_TRAFFIC_SECRET_0 ", "SERVER_TRAFFIC_SECRET_0 "};
+    for (int s = 0; s < 2; s++) {
+        if (strncmp(line, labels[s], strlen(labels[s])) != 0) continue;
+        const char *hex = strchr(line + strlen(labels[s]), ' ');
+        if (!hex || strlen(hex + 1) != 64) return;
+        for (int i = 0; i < 32; i++)
+            sscanf(hex + 1 + 2 * i, "%2hhx", &traffic_secret[s][i]);
+        have_secret[s] = true;
+    }
 }
 
 /* HKDF-Expand-Label(secret, label, "", n), SHA-256 (RFC 8446, 7.1). */
-static void expand_label(const char *label, uint8_t *out, size_t n)
+static void expand_label(const uint8_t *secret, const char *label, uint8_t *out, size_t n)
 {
     uint8_t info[32];
     size_t ll = strlen(label);
@@ -766,7 +770,7 @@ static void expand_label(const char *label, uint8_t *out, size_t n)
     int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
     OSSL_PARAM ps[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
                        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
-                       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, client_secret, 32),
+                       OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
                        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll),
                        OSSL_PARAM_construct_end()};
     assert_int_equal(EVP_KDF_derive(kc, out, n, ps), 1);
@@ -776,7 +780,7 @@ static void expand_label(const char *label, uint8_t *out, size_t n)
 
 typedef struct hand_records {
     uint8_t key[16], iv[12];
-    uint64_t seq; /* the client's next record's */
+    uint64_t seq; /* the next record's */
 } hand_records;
 
 /* Appends to out a record of inner plaintext pt (n bytes: content, type, padding) sealed
@@ -810,11 +814,11 @@ static void hand_seal(hand_records *k, const uint8_t *pt, size_t n, shmrpc_buf *
  * records (OpenSSL sealed one record, the HELLO, at sequence 0). */
 static SSL *hand_connect(SSL_CTX *ctx, int *fd, hand_records *k)
 {
-    have_client_secret = false;
+    have_secret[0] = false;
     SSL *ssl = mem_connect(ctx, fd);
-    assert_true(have_client_secret);
-    expand_label("key", k->key, sizeof k->key);
-    expand_label("iv", k->iv, sizeof k->iv);
+    assert_true(have_secret[0]);
+    expand_label(traffic_secret[0], "key", k->key, sizeof k->key);
+    expand_label(traffic_secret[0], "iv", k->iv, sizeof k->iv);
     k->seq = 1;
     return ssl;
 }
@@ -1095,6 +1099,124 @@ static void other_suites_use_openssls_records(void **state)
     stop_server(server);
 }
 
+/* Moves what fd holds (without waiting) into ssl's read BIO. */
+static void mem_take(SSL *ssl, int fd)
+{
+    uint8_t buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+        BIO_write(SSL_get_rbio(ssl), buf, (int)n);
+}
+
+/* Session tickets that a server sends after the handshake reach a shmrpc client's own
+ * records (tls.c): whole ones are let by, but one split over two records, or 33 in a row,
+ * fail the connection with SHMRPC_EPROTO and an unexpected_message alert to the server.
+ * The server is OpenSSL over memory BIOs whose records after the handshake the test seals
+ * itself with the server's key; the client is shmrpc's TLS connection (tls.h). */
+static void tickets_at_a_client(void **state)
+{
+    (void)state;
+    SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(sctx, file("server.pem")), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, file("server.key"), SSL_FILETYPE_PEM), 1);
+    SSL_CTX_set_num_tickets(sctx, 0);
+    SSL_CTX_set_ciphersuites(sctx, "TLS_AES_128_GCM_SHA256");
+    SSL_CTX_set_keylog_callback(sctx, test_keylog);
+    shmrpc__tcp_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc__tls *t;
+    assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, &err), 0);
+    for (int split = 0; split < 2; split++) {
+        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(listen(lfd, 1), 0);
+        assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+        int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(cfd, (struct sockaddr *)&sa, sizeof sa), 0);
+        int sfd = accept(lfd, NULL, NULL);
+        assert_true(sfd >= 0);
+        close(lfd);
+        struct timeval tv = {.tv_sec = 5}; /* every read bounded */
+        setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(sfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        shmrpc__io io;
+        shmrpc__io_init(&io, cfd);
+        assert_int_equal(shmrpc__io_tls(&io, t), 0);
+        SSL *s = SSL_new(sctx);
+        SSL_set_bio(s, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+        SSL_set_accept_state(s);
+        have_secret[1] = false;
+        int hc = 1, hs = 0;
+        for (int i = 0; i < 500 && (hc != 0 || hs != 1); i++) {
+            if (hc != 0) hc = shmrpc__io_handshake(&io);
+            assert_true(hc >= 0);
+            mem_take(s, sfd);
+            if (hs != 1) hs = SSL_do_handshake(s);
+            mem_flush(s, sfd, NULL);
+            poll(NULL, 0, 2);
+        }
+        assert_int_equal(hc, 0);
+        assert_int_equal(hs, 1);
+        assert_true(have_secret[1]);
+        hand_records k = {.seq = 0};
+        expand_label(traffic_secret[1], "key", k.key, sizeof k.key);
+        expand_label(traffic_secret[1], "iv", k.iv, sizeof k.iv);
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        static const uint8_t ticket[] = {4, 0, 0, 4, 0, 0, 0, 0, 22}; /* NewSessionTicket */
+        static const uint8_t data[] = {'h', 'i', 23};
+        uint8_t buf[64];
+        if (!split) { /* three let by, then data; then 33 in a row */
+            for (int i = 0; i < 3; i++)
+                hand_seal(&k, ticket, sizeof ticket, &out, 0);
+            hand_seal(&k, data, sizeof data, &out, 0);
+            assert_int_equal(send(sfd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+            assert_int_equal(shmrpc__io_recv(&io, buf, sizeof buf, 0), 2);
+            assert_memory_equal(buf, "hi", 2);
+            shmrpc_buf_clear(&out);
+            for (int i = 0; i < 33; i++)
+                hand_seal(&k, ticket, sizeof ticket, &out, 0);
+        } else {
+            hand_seal(&k, (const uint8_t *)"\x04\x00\x00\x04\x16", 5, &out, 0);
+            hand_seal(&k, (const uint8_t *)"\x00\x00\x00\x00\x16", 5, &out, 0);
+        }
+        assert_int_equal(send(sfd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+        errno = 0;
+        assert_int_equal(shmrpc__io_recv(&io, buf, sizeof buf, 0), -1);
+        assert_int_equal(errno, EPROTO);
+        assert_int_equal(shmrpc__io_error(&io, "127.0.0.1:1", &err), SHMRPC_EPROTO);
+        printf("    %s: %s\n", split ? "a ticket split over two records" : "33 tickets in a row",
+               shmrpc__msg_get(&err));
+        assert_non_null(
+            strstr(shmrpc__msg_get(&err),
+                   split ? "a handshake message after the handshake" : "too many session tickets"));
+        /* The alert that went to the server says why. */
+        int alert = 0;
+        for (int i = 0; i < 100 && !alert; i++) {
+            mem_take(s, sfd);
+            ERR_clear_error();
+            if (SSL_read(s, buf, sizeof buf) <= 0 && SSL_get_error(s, -1) == SSL_ERROR_SSL)
+                alert = ERR_GET_REASON(ERR_peek_last_error());
+            poll(NULL, 0, 10);
+        }
+        ERR_clear_error();
+        assert_int_equal(alert, SSL_AD_REASON_OFFSET + SSL_AD_UNEXPECTED_MESSAGE);
+        shmrpc_buf_destroy(&out);
+        shmrpc__io_close(&io, false);
+        SSL_free(s);
+        close(sfd);
+    }
+    shmrpc__tls_free(t);
+    shmrpc_buf_destroy(&err);
+    SSL_CTX_free(sctx);
+}
+
 /* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
  * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
 static void refused_at_the_cap(void **state)
@@ -1269,6 +1391,7 @@ int main(void)
         cmocka_unit_test_setup(flood_of_empty_records, setup),
         cmocka_unit_test_setup(lone_failed_connection_closes, setup),
         cmocka_unit_test_setup(other_suites_use_openssls_records, setup),
+        cmocka_unit_test_setup(tickets_at_a_client, setup),
     };
     return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
 }
