@@ -848,8 +848,8 @@ static bool server_closes(SSL *ssl, int fd, int ms, int *alert)
  * same one-worker server goes on: empty records and warning alerts past OpenSSL's limits
  * (32, 5: a flood of them kept the worker from its other clients), a session ticket sent
  * to a server (split over two records or whole), a KeyUpdate, a ChangeCipherSpec, a record
- * too long or padded past 2^14 + 1 bytes, a header of length 0, and a record changed on
- * the way. */
+ * too long or padded past 2^14 + 1 bytes, a header of length 0 or of another version, a
+ * record of zeros only, and a record changed on the way. */
 static void hostile_records_end_the_connection(void **state)
 {
     (void)state;
@@ -873,6 +873,8 @@ static void hostile_records_end_the_connection(void **state)
         {"2^14 bytes padded by 200", SSL_AD_RECORD_OVERFLOW},
         {"a record of length 0", SSL_AD_DECODE_ERROR},
         {"a changed tag", SSL_AD_BAD_RECORD_MAC},
+        {"100 zero bytes (no content type)", SSL_AD_UNEXPECTED_MESSAGE},
+        {"a header of version 3.1", SSL_AD_DECODE_ERROR},
     };
     static uint8_t pt[16384 + 512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -935,6 +937,14 @@ static void hostile_records_end_the_connection(void **state)
             shmrpc_buf_destroy(&b);
             break;
         }
+        case 10:
+            hand_seal(&k, pt, 100, &out, 0);
+            break;
+        case 11:
+            pt[0] = 'x', pt[1] = 23;
+            hand_seal(&k, pt, 2, &out, 0);
+            out.data[2] = 1;
+            break;
         }
         assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
         int alert;
