@@ -1227,6 +1227,95 @@ static void tickets_at_a_client(void **state)
     SSL_CTX_free(sctx);
 }
 
+/* A connected pair of TCP sockets on loopback, every read bounded (5 s). */
+static void tcp_pair(int *a, int *b)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    *a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
+    *b = accept(lfd, NULL, NULL);
+    assert_true(*b >= 0);
+    close(lfd);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(*a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(*b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/* One byte from ssl (over memory BIOs on fd), or -1 when TLS failed or nothing came. */
+static int mem_byte(SSL *ssl, int fd)
+{
+    uint8_t c;
+    for (int i = 0; i < 500; i++) {
+        mem_take(ssl, fd);
+        ERR_clear_error();
+        int n = SSL_read(ssl, &c, 1);
+        if (n == 1) return c;
+        if (SSL_get_error(ssl, n) != SSL_ERROR_WANT_READ) break;
+        poll(NULL, 0, 10);
+    }
+    ERR_clear_error();
+    return -1;
+}
+
+/* A server whose first move after the handshake is a send (shmrpc servers read a HELLO
+ * first, so this is latent): the send finishes the handshake and goes in shmrpc's own
+ * records, whose sequence numbers then go on. It went in OpenSSL's, at sequence 0, and
+ * the next records were shmrpc's from sequence 0 again: the same key and nonce twice,
+ * which the client refused as a bad record. */
+static void a_servers_first_send(void **state)
+{
+    (void)state;
+    shmrpc__tcp_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.tls_cert, sizeof cfg.tls_cert, "%s", file("server.pem"));
+    snprintf(cfg.tls_key, sizeof cfg.tls_key, "%s", file("server.key"));
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc__tls *t;
+    assert_int_equal(shmrpc__tls_server_new(&cfg, &t, &err), 0);
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    int cfd, sfd;
+    tcp_pair(&cfd, &sfd);
+    shmrpc__io io;
+    shmrpc__io_init(&io, sfd);
+    assert_int_equal(shmrpc__io_tls(&io, t), 0);
+    SSL *c = SSL_new(cctx);
+    SSL_set_bio(c, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(c);
+    ssize_t sent = -1;
+    int hc = 0;
+    for (int i = 0; i < 500 && sent != 1; i++) {
+        if (hc != 1) hc = SSL_do_handshake(c);
+        mem_flush(c, cfd, NULL);
+        mem_take(c, cfd);
+        sent = shmrpc__io_send(&io, "a", 1);
+        if (sent < 0 && errno != EAGAIN) fail_msg("send: %s (%s)", strerror(errno), io.why);
+        poll(NULL, 0, 2);
+    }
+    assert_int_equal(sent, 1);
+    assert_int_equal(mem_byte(c, cfd), 'a');
+    assert_int_equal(SSL_write(c, "b", 1), 1);
+    mem_flush(c, cfd, NULL);
+    uint8_t b = 0;
+    assert_int_equal(shmrpc__io_recv(&io, &b, 1, 0), 1);
+    assert_int_equal(b, 'b');
+    assert_int_equal(shmrpc__io_send(&io, "c", 1), 1);
+    int got = mem_byte(c, cfd);
+    if (got != 'c') fail_msg("the second record was refused (%d): its nonce was used", got);
+    shmrpc__io_close(&io, false);
+    SSL_free(c);
+    close(cfd);
+    SSL_CTX_free(cctx);
+    shmrpc__tls_free(t);
+    shmrpc_buf_destroy(&err);
+}
+
 /* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
  * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
 static void refused_at_the_cap(void **state)
@@ -1402,6 +1491,7 @@ int main(void)
         cmocka_unit_test_setup(lone_failed_connection_closes, setup),
         cmocka_unit_test_setup(other_suites_use_openssls_records, setup),
         cmocka_unit_test_setup(tickets_at_a_client, setup),
+        cmocka_unit_test_setup(a_servers_first_send, setup),
     };
     return cmocka_run_group_tests(tests, make_certificates, remove_certificates);
 }
