@@ -3,9 +3,9 @@
  * a server certificate refused by a client that checks it, mutual TLS, a plain peer on
  * either side, garbage sent to a TLS port, a shared secret on top, and files that cannot
  * be read; and shmrpc's own records after the handshake against records made by hand
- * (hostile ones, floods, tickets, other suites, a server that sends first). The certificates are
- * made at test time with the openssl program in a temporary folder, removed at the end; every wait
- * is bounded and every server reaped. */
+ * (hostile ones, floods, tickets, other suites, a server that sends first). The
+ * certificates are made at test time with the openssl program in a temporary folder,
+ * removed at the end; every wait is bounded and every server reaped. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
