@@ -28,6 +28,18 @@ static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
     return 0;
 }
 
+/* The echo of the loaned rows: the request read in place, the answer in its loan, which
+ * over shm:// is the same bytes of the channel, so nothing is copied. */
+static int h_echo_in_place(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
+{
+    void *p;
+    int rc = shmrpc_ctx_loan(ctx, data.len, &p);
+    if (rc != 0) return rc;
+    if (p != data.ptr) memmove(p, data.ptr, data.len); /* a small request, or tcp:// */
+    *out = shmrpc_bytes_of(p, data.len);
+    return 0;
+}
+
 static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
 {
     (void)ctx;
@@ -47,6 +59,8 @@ static int h_work(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 
 static const Bench_handlers handlers = {
     .pass = h_pass, .echo = h_echo, .add = h_add, .work = h_work};
+static const Bench_handlers loan_handlers = {
+    .pass = h_pass, .echo = h_echo_in_place, .add = h_add, .work = h_work};
 
 typedef struct shm_row {
     const bench_shm_opts *o;
@@ -77,7 +91,10 @@ static int serve(bench_run *run, int idx, void *arg)
         so.tcp.tls_key = row->key;
     }
     int rc = shmrpc_server_new(&server, &so);
-    if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
+    if (rc == 0)
+        rc = shmrpc_server_register(server, &Bench_service,
+                                    row->o->loan ? &loan_handlers : &handlers, NULL);
+    if (rc == 0 && row->o->loan) rc = shmrpc_server_set_in_place(server, BENCH_METHOD_ECHO, 1);
     if (rc == 0) rc = shmrpc_server_listen(server, row->addr);
     if (rc == 0) rc = shmrpc_server_serve(server, run->c->workers);
     if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_errmsg());
@@ -91,6 +108,7 @@ typedef struct caller {
     uint8_t payload[65536];
     size_t len;
     int in_flight;         /* calls kept in flight (bench_shm_opts), or 0 */
+    bool loan;             /* echo through loaned buffers (bench_shm_opts) */
     shmrpc_call *ring[64]; /* those calls, oldest at head */
     uint64_t seq[64];      /* each one's sequence number, in its first payload byte */
     int head, n;
@@ -117,10 +135,24 @@ static int call_in_flight(caller *k, uint64_t seq)
     return rc != 0 || out.len != k->len || (k->len && out.ptr[0] != (uint8_t)want);
 }
 
+/* An echo with loaned buffers: the request written into the room the loan gives (over
+ * shm://, the channel), the answer checked where it came (the channel). */
+static int call_loaned(caller *k, uint64_t seq)
+{
+    void *room;
+    k->payload[0] = (uint8_t)seq;
+    if (shmrpc_client_loan(k->c, BENCH_METHOD_ECHO, k->len, &room) != 0) return 1;
+    memcpy(room, k->payload, k->len);
+    shmrpc_bytes out;
+    int rc = shmrpc_client_call_loaned(k->c, k->len, &out);
+    return rc != 0 || out.len != k->len || (k->len && out.ptr[0] != (uint8_t)seq);
+}
+
 static int call(void *arg, uint64_t seq)
 {
     caller *k = arg;
     if (k->in_flight) return call_in_flight(k, seq);
+    if (k->loan) return call_loaned(k, seq);
     if (k->method[0] == 'a') {
         int64_t sum;
         int rc = bench_add(k->c, (int64_t)seq, 1, &sum);
@@ -141,6 +173,7 @@ static int client(bench_run *run, int idx, void *arg)
     k.method = row->o->method;
     k.len = run->c->payload;
     k.in_flight = row->o->in_flight;
+    k.loan = row->o->loan;
     if (row->o->text) bench_fill_text(k.payload, k.len);
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);

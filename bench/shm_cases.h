@@ -21,6 +21,9 @@ typedef struct bench_shm_opts {
                            * shmrpc_client_start (each sample waits for the oldest and starts
                            * another, so its time is between answers, not a call's latency);
                            * 0: one call at a time through the blocking stub */
+    bool loan;            /* echo with loaned buffers: the client writes its request into
+                           * shmrpc_client_loan's room and reads the answer where it came;
+                           * the handler reads the request in place and answers in its loan */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

@@ -15,6 +15,7 @@ static const bench_handoff_opts futex = {.wait = BENCH_WAIT_FUTEX};
 static const bench_stream_opts unix_socket = {.tcp = false};
 static const bench_stream_opts tcp = {.tcp = true};
 static const bench_shm_opts shm_echo = {.wait = "adaptive", .method = "echo"};
+static const bench_shm_opts shm_loan = {.wait = "adaptive", .method = "echo", .loan = true};
 static const bench_shm_opts shm_echo_sleep = {.wait = "sleep", .method = "echo"};
 static const bench_shm_opts shm_echo_spin = {.wait = "spin", .method = "echo"};
 static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
@@ -132,6 +133,19 @@ static const bench_case table[] = {
      .vs = {VS_LIMIT, {"ratio_to_spin_batch", SPIN_4K, BENCH_BATCH}}},
     {ROW("raw", "shm", 65536, 1, 1), .run = bench_shm, .arg = &shm_echo,
      .vs = {VS_LIMIT, {"ratio_to_spin_batch", SPIN_64K, BENCH_BATCH}}},
+    /* Loaned buffers: the client writes its request into the channel, the handler reads it
+     * there and answers in place, the client reads the answer there: one copy (the client's
+     * writing of its request) against the handoff's three. */
+    {ROW("raw-loan", "shm", 4096, 1, 1), .run = bench_shm, .arg = &shm_loan,
+     .vs = {{"ratio_to_spin_batch", SPIN_4K, BENCH_BATCH},
+            {"ratio_to_shm_batch", "shm/raw/4096/1x1", BENCH_BATCH},
+            VS_LIMIT},
+     .note = "loaned buffers, answered in place"},
+    {ROW("raw-loan", "shm", 65536, 1, 1), .run = bench_shm, .arg = &shm_loan,
+     .vs = {{"ratio_to_spin_batch", SPIN_64K, BENCH_BATCH},
+            {"ratio_to_shm_batch", "shm/raw/65536/1x1", BENCH_BATCH},
+            VS_LIMIT},
+     .note = "goal (issue 18): batch within 0.6x the 3-copy spin handoff's"},
     {ROW("raw-sleep", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo_sleep,
      .vs = {{"ratio_to_futex", FUTEX_16, BENCH_P50}}, .note = "SHMRPC_WAIT=sleep"},
     {ROW("raw-spin", "shm", 16, 1, 1), .run = bench_shm, .arg = &shm_echo_spin,

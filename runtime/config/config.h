@@ -37,6 +37,8 @@ typedef struct cfg_settings {
     char *tls_key_file;             /* its key; NULL: in tls_cert_file */
     char *tls_ca_file;              /* clients must have a certificate of these CAs; NULL:
                                      * any client (mutual TLS off) */
+    int tcp_max_running;            /* calls of one TCP connection that run at once in a
+                                     * worker (shmrpc_tcp_opts.max_running); module= only */
     int min_proc_num;               /* workers never fewer than this */
     int max_proc_num;               /* nor more than this */
     uint64_t max_proc_mem_bytes;    /* a worker above it is replaced; 0: no limit ("none") */

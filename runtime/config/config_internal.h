@@ -37,6 +37,7 @@ enum key {
     K_TLS_CERT,
     K_TLS_KEY,
     K_TLS_CA,
+    K_TCP_MAX_RUNNING,
     K_MIN_PROC,
     K_MAX_PROC,
     K_MAX_MEM,

@@ -25,6 +25,9 @@ const key_def cfg_keys[K_COUNT] = {
     [K_TLS_CERT] = {"tls_cert_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_cert_file)},
     [K_TLS_KEY] = {"tls_key_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_key_file)},
     [K_TLS_CA] = {"tls_ca_file", T_FILE, SETTING, false, 0, 0, 0, "none", F(tls_ca_file)},
+    /* shmrpc_tcp_opts.max_running: 1 to its bound of 256, default its 16. */
+    [K_TCP_MAX_RUNNING] = {"tcp_max_running", T_INT, SETTING, false, 1, 256, 0, "16",
+                           F(tcp_max_running)},
     [K_MIN_PROC] = {"min_proc_num", T_INT, SETTING, true, 1, MAX_PROCS, 0, "1", F(min_proc_num)},
     [K_MAX_PROC] = {"max_proc_num", T_INT, SETTING, true, 1, MAX_PROCS, 0, NULL, F(max_proc_num)},
     [K_MAX_MEM] = {"max_proc_mem_bytes", T_SIZE, SETTING, true, 1 << 20, INT64_MAX, 0, "none",

@@ -218,7 +218,8 @@ static void read_channel(shmrpc_segment *s, const seg_list *all)
     s->owner = life_of(s->owner_pid, s->owner_start);
     shmrpc__shm_chan *h = map_head(s->name, sizeof *h, s);
     if (h == NULL) return;
-    static const char *const states[] = {"idle", "request", "busy", "response", "abandoned"};
+    /* A client leaves its last answer in place until its next request: "idle" as well. */
+    static const char *const states[] = {"idle", "request", "busy", "idle", "abandoned"};
     s->chan_state = atomic_load(&h->state.word);
     /* The taker stays written after its call (shm.h): it is this call's only while one is
      * being served. */

@@ -20,6 +20,10 @@ struct shmrpc_client {
     shmrpc__table table; /* the server's, from the last connect */
     shmrpc__conn *conn;  /* NULL when not connected */
     shmrpc_call *calls;  /* asynchronous calls started and not yet returned by a wait */
+    bool loaned;         /* a loan waits for its call (shmrpc_client_loan) */
+    bool loan_in_conn;   /* in the transport (conn->ops->loan), not in req */
+    uint32_t loan_method;
+    size_t loan_size;
 };
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
@@ -110,6 +114,7 @@ static void close_calls(shmrpc_client *c, bool freed, const char *why)
 static void disconnect(shmrpc_client *c)
 {
     close_calls(c, false, "the client connected again while the call was in flight");
+    c->loaned = false;
     if (!c->conn) return;
     c->conn->ops->close(c->conn);
     c->conn = NULL;
@@ -158,6 +163,7 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
 {
     if (!c) return NULL;
+    c->loaned = false; /* another call gives up the loan */
     shmrpc_buf_clear(&c->req);
     shmrpc_buf_clear(&c->resp);
     shmrpc_arena_reset(c->arena);
@@ -204,6 +210,7 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
 {
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    c->loaned = false; /* another call gives up the loan */
     int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
     c->has_next = false;
     shmrpc_buf_clear(&c->resp);
@@ -231,6 +238,68 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     return shmrpc__err_end(0);
 }
 
+int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr)
+{
+    if (ptr) *ptr = NULL;
+    if (!c || !ptr) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the loan");
+    c->loaned = false;
+    shmrpc_buf_clear(&c->req);
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena);
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (method_id >= c->info->n_methods)
+        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
+                                   method_id, c->info->name, c->info->n_methods);
+    if (size > c->cfg.max_msg)
+        return shmrpc_client_error(
+            c, SHMRPC_ETOOBIG,
+            "a loan of %zu bytes is larger than the client's maximum of %zu bytes", size,
+            c->cfg.max_msg);
+    shmrpc_buf *err = shmrpc__err_begin();
+    int rc = 0;
+    /* With calls in flight a call goes through start, which sends from the request buffer. */
+    c->loan_in_conn = c->conn->ops->loan && !c->calls;
+    if (c->loan_in_conn) {
+        int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+        rc = c->conn->ops->loan(c->conn, c->map[method_id], size, ptr, timeout, err);
+    } else if ((rc = shmrpc_buf_reserve(&c->req, size ? size : 1)) == 0) {
+        *ptr = c->req.data;
+    }
+    if (rc) return shmrpc__err_end(rc);
+    c->loaned = true;
+    c->loan_method = method_id;
+    c->loan_size = size;
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    if (!c->loaned)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "no loan to send (shmrpc_client_loan first; a loan is used by "
+                                   "one call, and another call or loan gives it up)");
+    if (len > c->loan_size)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "a request of %zu bytes is larger than its loan of %zu", len,
+                                   c->loan_size);
+    c->loaned = false;
+    if (!c->loan_in_conn) { /* the request buffer is the loan: the ordinary call sends it */
+        c->req.len = len;
+        return shmrpc_client_call(c, c->loan_method, resp);
+    }
+    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    c->has_next = false;
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    shmrpc_bytes out;
+    int rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
+    return shmrpc__err_end(0);
+}
+
 const char *shmrpc_health_name(int state)
 {
     switch (state) {
@@ -249,6 +318,7 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
 {
     if (state) *state = 0;
     if (!c || !state) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the state");
+    c->loaned = false; /* another call gives up the loan */
     int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
     c->has_next = false;
     shmrpc_buf_clear(&c->resp);
@@ -286,6 +356,7 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
 {
     if (call) *call = NULL;
     if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the call");
+    c->loaned = false; /* another call gives up the loan */
     int64_t timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
     c->has_next = false;
     shmrpc_buf *err = shmrpc__err_begin();

@@ -54,6 +54,13 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->stats = NULL;
     ctx->stats_n = 0;
     ctx->draining = false;
+    ctx->timed = false;
+    ctx->ran_ns = -1;
+    ctx->count_later = ctx->count_due = false;
+    ctx->loan = NULL;
+    ctx->loan_arg = NULL;
+    ctx->resp = NULL;
+    ctx->loaned = false;
     ctx->has_msg = false;
     ctx->msg[0] = '\0';
     return 0;
@@ -63,6 +70,55 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
 {
     shmrpc_arena_free(ctx->arena);
     ctx->arena = NULL;
+}
+
+bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id)
+{
+    return s->in_place && s->svc && id < s->svc->info->n_methods && s->in_place[id];
+}
+
+int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr)
+{
+    if (ptr) *ptr = NULL;
+    if (!ctx || !ptr) return SHMRPC_EINVAL;
+    shmrpc_buf *resp = ctx->resp;
+    if (!resp) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "no call is being served");
+    if (size > ctx->max_msg)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "a loan of %zu bytes is larger than the server's maximum of %zu "
+                                "bytes",
+                                size, ctx->max_msg);
+    if (!ctx->loan) { /* no room in the transport: the arena's, copied as any result */
+        *ptr = shmrpc_arena_alloc(ctx->arena, size ? size : 1, 16);
+        return *ptr ? 0 : shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory");
+    }
+    void *p;
+    int rc = ctx->loan(ctx->loan_arg, size, &p);
+    if (rc) return shmrpc_ctx_error(ctx, rc, "no room for an answer of %zu bytes", size);
+    if (!ctx->loaned) {
+        ctx->saved_data = resp->data;
+        ctx->saved_cap = resp->cap;
+        ctx->loaned = true;
+    }
+    /* The answer buffer is now the loan, never grown (max == cap): an answer the handler
+     * returns from the loan's start is appended onto itself, which copies nothing. */
+    resp->data = p;
+    resp->len = 0;
+    resp->cap = resp->max = size;
+    resp->err = 0;
+    *ptr = p;
+    return 0;
+}
+
+void shmrpc__ctx_unloan(shmrpc_ctx *ctx)
+{
+    if (!ctx->loaned) return;
+    shmrpc_buf *resp = ctx->resp;
+    resp->data = ctx->saved_data;
+    resp->cap = ctx->saved_cap;
+    resp->len = 0;
+    resp->err = 0;
+    ctx->loaned = false;
 }
 
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx)
@@ -115,6 +171,10 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
     if (rc > 0 || (rc < 0 && !shmrpc__status_known(rc)))
         return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
                                 "the handler of '%s' returned %d, which is not a status", name, rc);
+    if (rc == 0 && ctx->loaned && resp->err == SHMRPC_ETOOBIG)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "the result of '%s' is larger than its loan of %zu bytes", name,
+                                resp->cap);
     if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))
         return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
                                 "the result of '%s' is larger than the server's maximum of %zu "
@@ -127,10 +187,20 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
     return rc;
 }
 
+void shmrpc__ctx_count(shmrpc_ctx *ctx)
+{
+    if (!ctx->count_due) return;
+    ctx->count_due = false;
+    if (ctx->stats && ctx->count_id < ctx->stats_n)
+        shmrpc__stats_count(&ctx->stats[ctx->count_id], ctx->count_rc,
+                            (uint64_t)(shmrpc__now_ns() - ctx->count_t0));
+}
+
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                      shmrpc_buf *resp)
 {
     ctx->has_msg = false;
+    ctx->ran_ns = -1;
     shmrpc_buf_clear(resp);
     const shmrpc_service *svc = s->svc;
     if (id == SHMRPC_HEALTH_METHOD_ID) {
@@ -153,12 +223,24 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                 "%zu bytes",
                                 req.len, s->max_msg);
     resp->max = s->max_msg;
-    int64_t t0 = ctx->stats ? shmrpc__now_ns() : 0;
+    ctx->resp = resp;
+    ctx->max_msg = s->max_msg;
+    bool timed = ctx->stats || ctx->timed;
+    int64_t t0 = timed ? shmrpc__now_ns() : 0;
     ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
-    if (ctx->stats && id < ctx->stats_n)
-        shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)(shmrpc__now_ns() - t0));
+    if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
+        /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */
+        ctx->count_due = true;
+        ctx->count_rc = rc;
+        ctx->count_id = id;
+        ctx->count_t0 = t0;
+    } else if (timed) {
+        ctx->ran_ns = shmrpc__now_ns() - t0;
+        if (ctx->stats && id < ctx->stats_n)
+            shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)ctx->ran_ns);
+    }
     shmrpc_arena_reset(ctx->arena);
     return rc;
 }

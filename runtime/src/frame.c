@@ -86,6 +86,11 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
                                comp_name(comp));
         if (comp && h->body_len == 0)
             return proto_error(err, "%s frame is compressed but has an empty body", name);
+        if ((h->flags & SHMRPC__FLAG_LONE) && !(agreed & SHMRPC__FLAG_LONE))
+            return proto_error(err,
+                               "%s frame has the lone flag, which needs protocol revision 3 "
+                               "(not agreed)",
+                               name);
         return 0;
     case SHMRPC__KIND_PING:
     case SHMRPC__KIND_PONG:
@@ -144,9 +149,12 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
     };
     if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_DRAIN)
         return proto_error(err, "unknown frame kind %u", h.kind);
-    if (h.flags & ~SHMRPC__FLAG_COMPRESSION)
-        return proto_error(err, "unknown flag bits 0x%04x in a %s frame",
-                           h.flags & ~SHMRPC__FLAG_COMPRESSION, shmrpc__frame_kind_name(h.kind));
+    /* The lone flag is a REQUEST's only; whether it was agreed is check_kind's. */
+    uint16_t known =
+        SHMRPC__FLAG_COMPRESSION | (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE : 0);
+    if (h.flags & ~known)
+        return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
+                           shmrpc__frame_kind_name(h.kind));
     int rc = check_kind(&h, compression, err);
     if (rc) return rc;
     if (h.body_len > max_body) {

@@ -33,6 +33,10 @@ enum shmrpc__frame_kind {
 #define SHMRPC__FLAG_SNAPPY 0x0001u
 #define SHMRPC__FLAG_ZLIB 0x0002u
 #define SHMRPC__FLAG_COMPRESSION (SHMRPC__FLAG_SNAPPY | SHMRPC__FLAG_ZLIB)
+/* REQUEST only, revision 3: the client has no other call in flight on the connection and
+ * sends none before this one's answer, so the server may run it on its reading thread
+ * (docs/wire.md, "Calls in flight"). Allowed only when passed to the decoder as agreed. */
+#define SHMRPC__FLAG_LONE 0x0004u
 
 typedef struct shmrpc__frame_hdr {
     uint8_t kind;        /* enum shmrpc__frame_kind */
@@ -47,9 +51,10 @@ void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FR
 
 /* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts;
  * compression: the SHMRPC__FLAG_* bits agreed for this connection (0 before the
- * handshake). SHMRPC_EPROTO (truncated, bad magic, unknown kind or flag bits, a field
- * not allowed for the kind), SHMRPC_EVERSION (another frame version), SHMRPC_ETOOBIG
- * (body above max_body), each with a message in err. h is written only on success. */
+ * handshake; SHMRPC__FLAG_LONE once revision 3 was agreed). SHMRPC_EPROTO (truncated, bad magic,
+ * unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame
+ * version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
+ * success. */
 int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
                              shmrpc__frame_hdr *h, shmrpc_buf *err);
 
@@ -86,7 +91,7 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
 /* --- the handshake -------------------------------------------------------------------- */
 
-#define SHMRPC__WIRE_PROTO 2u                /* the handshake's protocol revision (2: DRAIN) */
+#define SHMRPC__WIRE_PROTO 3u /* the handshake's protocol revision (2: DRAIN; 3: the lone flag) */
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
 #define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
 #define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */

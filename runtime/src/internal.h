@@ -88,8 +88,30 @@ struct shmrpc_ctx {
     void *user;                      /* the server's user pointer */
     struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
     uint32_t stats_n;                /* how many */
-    bool draining;                   /* the transport's worker was told to stop (health) */
-    uint32_t method;                 /* the id of the call being dispatched */
+    /* Set by a transport that counts a call after its answer (shmrpc__ctx_count), so that
+     * the clock read that ends its time is not one more the caller waits for: then the
+     * call dispatch ran last, its start and status, until counted. */
+    bool count_later;
+    bool count_due;
+    int count_rc;
+    uint32_t count_id;
+    int64_t count_t0;
+    bool draining;   /* the transport's worker was told to stop (health) */
+    bool timed;      /* set by a transport that counts the call itself: dispatch times it */
+    int64_t ran_ns;  /* with timed or stats: how long the last call's handler took, or -1
+                      * when dispatch counted none (the health method, a bad id or size) */
+    uint32_t method; /* the id of the call being dispatched */
+    /* The answer's room in the transport (shmrpc_ctx_loan): a transport that has one (shm://)
+     * sets loan and loan_arg; NULL gives memory of the arena. resp is the answer buffer of
+     * the dispatch running; while loaned, it points into the transport and its own storage
+     * waits in saved_data and saved_cap, until shmrpc__ctx_unloan. */
+    int (*loan)(void *arg, size_t size, void **ptr);
+    void *loan_arg;
+    shmrpc_buf *resp;
+    size_t max_msg; /* the server's, for loans */
+    bool loaned;
+    uint8_t *saved_data;
+    size_t saved_cap;
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
 };
@@ -97,7 +119,15 @@ struct shmrpc_ctx {
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
 /* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
 void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
+/* Counts the call that dispatch ran last in its method's row, when ctx->count_later. */
+void shmrpc__ctx_count(shmrpc_ctx *ctx);
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
+/* Gives the answer buffer of ctx's last dispatch its own storage back after a handler
+ * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.
+ * Nothing when there was no loan. */
+void shmrpc__ctx_unloan(shmrpc_ctx *ctx);
+/* Whether the handler of method id reads its request in place (shmrpc_server_set_in_place). */
+bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 
@@ -122,6 +152,7 @@ typedef struct shmrpc__tcp_cfg {
     int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
     int max_in_flight; /* a client's asynchronous calls per connection */
+    int max_running;   /* a server's calls of one connection running at once */
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */
     uint8_t secret[SHMRPC_SECRET_MAX];
@@ -208,6 +239,18 @@ typedef struct shmrpc__conn_ops {
     int (*start)(shmrpc__conn *c, shmrpc__pending *p, shmrpc_buf *err);
     void (*progress)(shmrpc__conn *c, int64_t deadline);
     void (*abandon)(shmrpc__conn *c, shmrpc__pending *p);
+    /* Optional, for loaned buffers (client.c gives a transport without them a loan in the
+     * client's request buffer, sent through call): loan makes room for a request of up to
+     * size bytes of method sid where the transport will send it from (the channel, over
+     * shm://) and points *ptr at it, waiting within timeout_ms for an earlier call that
+     * still holds that room; call_loaned sends the first len bytes of the last loan
+     * (len <= its size) and points *resp at the answer where it arrived, valid until the
+     * next loan or call on c. A loan that c can no longer send (its connection broke since)
+     * fails the call with SHMRPC_EUNAVAIL: it did not run. */
+    int (*loan)(shmrpc__conn *c, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                shmrpc_buf *err);
+    int (*call_loaned)(shmrpc__conn *c, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                       int64_t timeout_ms, shmrpc_buf *err);
 } shmrpc__conn_ops;
 
 struct shmrpc__conn {

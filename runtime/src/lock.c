@@ -41,6 +41,14 @@
  * no owner, when /proc/TID/maps cannot be read to tell. An owner writes its tag right
  * after it takes the word; a second without it means a bad write. */
 #define UNTAGGED_GRACE_NS ((int64_t)1000 * 1000 * 1000)
+/* The longest a spinning waiter goes without looking at the word (doubling up to it from
+ * one pause): each look takes the word's line from a holder that keeps taking the lock
+ * again, and one every pause caught it free between two of its acquires often enough that
+ * two processes putting into a map handed it (and every line of the map) to each other on
+ * 25-40% of their puts, at 2 M puts per CPU-second each against 18 M alone (issue 14;
+ * docs/lock.md). A release is noticed at most this late, or as late as the wait so far
+ * when shorter; a futex wake-up takes 5-50 us. */
+#define BACKOFF_NS ((int64_t)4000)
 /* How often opening retries when others create or remove the name at the same time. */
 #define OPEN_ATTEMPTS 100
 #define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_lock_unlink replaces it"
@@ -338,6 +346,7 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline, 
         .flag = WAITERS,
         .slept = &slept,
         .check_ns = l->wait.sleep_ns,
+        .backoff_ns = BACKOFF_NS,
     };
     int rc;
     for (;;) {

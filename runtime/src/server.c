@@ -69,6 +69,7 @@ void shmrpc_server_free(shmrpc_server *s)
     for (int i = 0; i < 4; i++)
         free(s->tls[i]);
     free(s->handlers);
+    free(s->in_place);
     free(s);
 }
 
@@ -156,6 +157,27 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
     s->handlers = copy;
     s->svc = svc;
     s->user = user;
+    return 0;
+}
+
+int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_place)
+{
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
+    if (!s->svc) return shmrpc__err_set(SHMRPC_EINVAL, "register a service first");
+    const shmrpc_service_info *info = s->svc->info;
+    if (method_id >= info->n_methods)
+        return shmrpc__err_set(SHMRPC_EINVAL, "no method with id %u (service '%s' has %u)",
+                               method_id, info->name, info->n_methods);
+    /* A decoder reading bytes that the client can change under it could be made to read
+     * a length twice and believe two answers; raw bytes go to the handler as they are. */
+    if (info->methods[method_id].encoding != SHMRPC_ENC_RAW)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "method '%s' is not @raw: only a @raw handler reads its request "
+                               "in place",
+                               info->methods[method_id].name);
+    if (!s->in_place && !(s->in_place = calloc(info->n_methods, sizeof *s->in_place)))
+        return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
+    s->in_place[method_id] = in_place != 0;
     return 0;
 }
 

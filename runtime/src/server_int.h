@@ -20,6 +20,7 @@ struct shmrpc_server {
     const shmrpc_service *svc; /* NULL until registered; then read-only */
     void *handlers;            /* our copy of the handler table */
     void *user;
+    bool *in_place;             /* per method: its handler reads the request in place */
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
     _Atomic int want;           /* workers wanted: serve(n), then set_workers() */

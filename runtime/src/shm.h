@@ -154,7 +154,14 @@ typedef struct shmrpc__shm_chan {
      * call copies it into taker_call with taker, so the client never mistakes the taker
      * of an earlier call for its own and need not clear taker (on another line) per call. */
     uint32_t call;
-    uint32_t unused;
+    /* The worker watching this channel's state as it spins (its index + 1), or 0: written
+     * by a worker before its answer's RESPONSE when no other connection waits, and cleared
+     * by it (exchange, then a look at the state) before it stops watching; read by the
+     * client after its REQUEST (sequentially consistent: one of the two sees the other),
+     * which rings the doorbell only when nobody watches, or once its wait lasts. A value
+     * that a dead worker or a bad write left costs each call that short wait, until the
+     * next answer rewrites it. */
+    _Atomic uint32_t watcher;
     /* The request, then the answer, when it is at most SHMRPC__CHAN_SMALL bytes. */
     uint8_t small[SHMRPC__CHAN_SMALL];
     /* The segment's size: whoever grew it last. Off the state's line: only a message

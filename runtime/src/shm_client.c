@@ -109,15 +109,24 @@ typedef struct shm_conn {
     uint32_t last_worker; /* served the last call: likely the next one's */
     uint32_t call;        /* the number of the last call sent (never 0), as in the channel */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
+    bool rung;            /* this call's request rang the doorbell */
+    uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
     shmrpc_wait_opts wait;
 } shm_conn;
 
 static void shm_conn_close(shmrpc__conn *base);
 static bool chan_held(shm_conn *c);
+static void ring_request(shm_conn *c);
 static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                     int64_t timeout_ms, shmrpc_buf *err);
 
-static const shmrpc__conn_ops shm_conn_ops = {.call = shm_call, .close = shm_conn_close};
+static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                    shmrpc_buf *err);
+static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                           int64_t timeout_ms, shmrpc_buf *err);
+
+static const shmrpc__conn_ops shm_conn_ops = {
+    .call = shm_call, .close = shm_conn_close, .loan = shm_loan, .call_loaned = shm_call_loaned};
 static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
@@ -290,6 +299,7 @@ static void detach(shm_conn *c)
     /* The program may have closed the channel's fd, and reused its number: not ours then. */
     if (c->chan.fd >= 0 && !chan_held(c)) c->chan.fd = -1;
     shmrpc__chan_unmap(&c->chan);
+    c->loan = NULL;
     if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS) {
         shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
         uint32_t state = atomic_load(&s->state);
@@ -424,12 +434,29 @@ static int client_check(void *arg)
     /* A bad write may have cleared the request's pending bit: ring again (a worker that
      * finds the channel taken already just moves on). */
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
-    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit)) {
-        atomic_fetch_or(&c->ctl->pending[c->slot / 64], bit);
-        atomic_fetch_add(&c->ctl->doorbell.word, 1);
-        shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
-    }
+    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit))
+        ring_request(c);
     return 0;
+}
+
+/* Rings the doorbell for this connection's request: its bit, then the bell, and a wake-up
+ * for a sleeping worker. */
+static void ring_request(shm_conn *c)
+{
+    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    c->rung = true;
+}
+
+/* The wait lasts (its first clock read, a few microseconds in): a request that a watching
+ * worker left untaken that long rings after all, so a watcher that was preempted, is
+ * stuck or died (or a watcher that a bad write made up) costs the call that much, and any
+ * worker may take it. */
+static void ring_late(void *arg)
+{
+    shm_conn *c = arg;
+    if (!c->rung && atomic_load(&c->chan.head->state.word) == SHM_CHAN_REQUEST) ring_request(c);
 }
 
 /* A call that counted in awake no longer does: the mark first, so that a death between
@@ -453,7 +480,8 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
                         .awake = &c->ctl->awake,
                         .counted = &c->counted,
                         .counted_mark = &c->ctl->slots[c->slot].counted,
-                        .lazy = dl};
+                        .lazy = dl,
+                        .lasts = ring_late};
     for (;;) {
         uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
         if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
@@ -511,7 +539,9 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
     shmrpc__shm_chan *h = c->chan.head;
     for (;;) {
         uint32_t st = atomic_load(&h->state.word);
-        if (st == SHM_CHAN_IDLE) return 0;
+        /* The last call's answer stays until the next request: writing IDLE after it
+         * would take the line back from a worker watching it, only to write it again. */
+        if (st == SHM_CHAN_IDLE || st == SHM_CHAN_RESPONSE) return 0;
         /* A leftover answer, a state no side writes, or a call whose worker is gone: the
          * channel is ours again. A worker still serving one is waited for, never raced. */
         bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
@@ -530,39 +560,32 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
     }
 }
 
-static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
-                    int64_t timeout_ms, shmrpc_buf *err)
+/* A connection is used only by the process that opened it. */
+static int not_ours(shm_conn *c, shmrpc_buf *err)
 {
-    shm_conn *c = (shm_conn *)base;
-    /* The deadline is computed when something first waits: a call answered within the
-     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
-    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
-    if (self() != c->pid) {
-        shmrpc__msg_set(err,
-                        "a shm:// connection belongs to the process that opened it "
-                        "(pid %" PRId32 "): connect again in this one",
-                        c->pid);
-        return SHMRPC_EINVAL;
-    }
-    /* Health while the manager drains: it marked the control segment STOPPING, its workers
-     * finish what they took and take nothing new, so no worker would answer; the field it
-     * wrote is its answer (docs/health.md). */
-    if (sid == SHMRPC_HEALTH_METHOD_ID && c->ctl && atomic_load(&c->ctl->state) == SHM_STOPPING &&
-        shmrpc__proc_alive(c->owner, c->owner_start)) {
-        uint8_t state = SHMRPC_HEALTH_DRAINING;
-        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
-    }
+    shmrpc__msg_set(err,
+                    "a shm:// connection belongs to the process that opened it "
+                    "(pid %" PRId32 "): connect again in this one",
+                    c->pid);
+    return SHMRPC_EINVAL;
+}
+
+/* Before a request of len bytes is written: the connection's slot (connecting again if
+ * it was lost), the server's maximum, an earlier call still holding the channel, and room
+ * in the channel. */
+static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf *err)
+{
     /* A slot taken from this connection while it was idle: nothing was sent yet, so
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
-    int rc = c->broken ? reconnect(c, shmrpc__deadline_at(&dl, shmrpc__now_ns()), err) : 0;
+    int rc = c->broken ? reconnect(c, shmrpc__deadline_at(dl, shmrpc__now_ns()), err) : 0;
     if (rc != 0) return rc;
-    if (req.len > c->max_msg) {
+    if (len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
-                        req.len, c->max_msg);
+                        len, c->max_msg);
         return SHMRPC_ETOOBIG;
     }
-    rc = channel_ready(c, &dl, err);
+    rc = channel_ready(c, dl, err);
     if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
         c->broken = true;
         shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
@@ -571,12 +594,19 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
                         c->key);
     }
     /* A small request rides in the state's line, which REQUEST moves anyway. */
-    if (rc == 0 && req.len > SHMRPC__CHAN_SMALL) rc = shmrpc__chan_reserve(&c->chan, req.len, err);
-    if (rc != 0) return rc;
+    if (rc == 0 && len > SHMRPC__CHAN_SMALL) rc = shmrpc__chan_reserve(&c->chan, len, err);
+    return rc;
+}
+
+/* Sends the request of method sid and waits for its answer: 0 once it is there. A request
+ * already in the channel's data (a loan) is not copied. */
+static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
+                     shmrpc_buf *err)
+{
+    int rc;
     shmrpc__shm_chan *h = c->chan.head;
-    if (req.len)
-        memcpy(req.len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan), req.ptr,
-               req.len);
+    uint8_t *dst = req.len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
+    if (req.len && dst != req.ptr) memcpy(dst, req.ptr, req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
     if (++c->call == 0) c->call = 1; /* 0 is no call's: a new channel's taker_call */
@@ -601,36 +631,137 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
         c->counted = true;
         atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
     }
-    atomic_store_explicit(&h->state.word, SHM_CHAN_REQUEST, memory_order_release);
-    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
-    atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    /* Sequentially consistent, as the watcher's read after it and a worker's exchange of
+     * the watcher before its look at the state: either the client sees that nobody
+     * watches, and rings, or the worker that stops watching sees the request. A worker
+     * that watches the channel takes the request from its state: no doorbell, whose line
+     * would move twice more per call. */
+    c->rung = false;
+    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+    if (atomic_load(&h->watcher) == 0) ring_request(c);
 
     /* A call not counted yet counts once its wait lasts (its first clock read): one
      * answered sooner writes nothing on awake's line, which the workers read as they spin.
      * Its slot's counted says so, for whoever takes back a dead client's share. */
-    rc = await_answer(c, &dl);
+    rc = await_answer(c, dl);
     if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
         count_out(c);
         return rc;
     }
-    int32_t status = h->status;
+    return 0;
+}
+
+/* The answer that came: its status, and its bytes where they are in the channel (which
+ * it follows when the worker grew it). The caller then ends the call (call_end). */
+static int call_answer(shm_conn *c, int32_t *status, shmrpc_bytes *data, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    *status = h->status;
     uint32_t len = h->resp_len; /* read once */
-    rc = len > c->max_msg            ? SHMRPC_EPROTO
-         : len <= SHMRPC__CHAN_SMALL ? 0
-                                     : shmrpc__chan_follow(&c->chan, len, err);
+    int rc = len > c->max_msg            ? SHMRPC_EPROTO
+             : len <= SHMRPC__CHAN_SMALL ? 0
+                                         : shmrpc__chan_follow(&c->chan, len, err);
     /* Following an answer that grew the channel may have moved the mapping (mremap): h
      * pointed into the old one, unmapped now or reused by the next mmap. */
     h = c->chan.head;
-    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
-    if (rc == 0 && shmrpc_buf_append(resp, data, len) != 0) rc = resp->err;
-    atomic_store(&h->state.word, SHM_CHAN_IDLE);
+    *data = shmrpc_bytes_of(len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan),
+                            rc == 0 ? len : 0);
+    return rc;
+}
+
+/* The call no longer counts as awake. The answer stays in the channel until the next
+ * request (channel_ready takes RESPONSE as the client's): writing IDLE after it would take
+ * the line back from a worker watching it, only to write it again. */
+static void call_end(shm_conn *c)
+{
     count_out(c);
-    if (rc != 0) return rc;
-    if (status == 0) return 0;
+}
+
+/* A call that failed on the server: its status, its message from the answer's bytes. */
+static int call_failed(int32_t status, shmrpc_bytes data, shmrpc_buf *err)
+{
     if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))
         status = SHMRPC_EPROTO;
-    shmrpc__msg_set(err, "%.*s", (int)resp->len, (const char *)resp->data);
-    shmrpc_buf_clear(resp);
+    shmrpc__msg_set(err, "%.*s", (int)data.len, (const char *)data.ptr);
     return status;
+}
+
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    /* The deadline is computed when something first waits: a call answered within the
+     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL; /* another call gives up the loan */
+    if (self() != c->pid) return not_ours(c, err);
+    /* Health while the manager drains: it marked the control segment STOPPING, its workers
+     * finish what they took and take nothing new, so no worker would answer; the field it
+     * wrote is its answer (docs/health.md). */
+    if (sid == SHMRPC_HEALTH_METHOD_ID && c->ctl && atomic_load(&c->ctl->state) == SHM_STOPPING &&
+        shmrpc__proc_alive(c->owner, c->owner_start)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
+    int rc = call_begin(c, req.len, &dl, err);
+    if (rc == 0) rc = call_send(c, sid, req, &dl, err);
+    if (rc != 0) return rc;
+    int32_t status;
+    shmrpc_bytes data;
+    rc = call_answer(c, &status, &data, err);
+    if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) rc = resp->err;
+    call_end(c);
+    if (rc != 0 || status == 0) return rc;
+    return call_failed(status, data, err);
+}
+
+/* Room for a request of size bytes in the channel's data, where the worker reads it
+ * (shmrpc_client_loan): everything a call does before it writes its request. */
+static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                    shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    (void)sid;
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL;
+    if (self() != c->pid) return not_ours(c, err);
+    int rc = call_begin(c, size, &dl, err);
+    if (rc != 0) return rc;
+    c->loan = shmrpc__chan_data(&c->chan);
+    *ptr = c->loan;
+    return 0;
+}
+
+/* Sends the loan's first len bytes where the program wrote them, and points *resp at the
+ * answer in the channel: no copy either way (one of at most 24 bytes rides in the state's
+ * line, as any). */
+static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                           int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    uint8_t *loan = c->loan;
+    c->loan = NULL;
+    if (self() != c->pid) return not_ours(c, err);
+    /* The program wrote into the channel mapped at the loan: one that this connection no
+     * longer serves (its slot was taken since, or it connected again) cannot send it. */
+    if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
+    if (loan == NULL || c->broken || loan != shmrpc__chan_data(&c->chan)) {
+        shmrpc__msg_set(err,
+                        "this connection to shm://%s lost its slot or its server after the loan; "
+                        "the call did not run (loan again)",
+                        c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    int rc = call_send(c, sid, shmrpc_bytes_of(loan, len), &dl, err);
+    if (rc != 0) return rc;
+    int32_t status;
+    shmrpc_bytes data;
+    rc = call_answer(c, &status, &data, err);
+    /* The answer stays where it is: only this client's next request writes the channel. */
+    call_end(c);
+    if (rc != 0) return rc;
+    if (status != 0) return call_failed(status, data, err);
+    *resp = data;
+    return 0;
 }

@@ -83,6 +83,12 @@ int shmrpc__chan_follow(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 /* Grows the channel so that need bytes of data fit (which may move m->head). */
 int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err);
 
+/* As shmrpc__chan_reserve, but into a new mapping, the old one left in *kept (fd -1) for
+ * the caller to unmap once nothing points into it: a worker that grows the channel for an
+ * answer while its handler reads the request in place (shmrpc_ctx_loan). */
+int shmrpc__chan_reserve_keep(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_map *kept,
+                              shmrpc_buf *err);
+
 /* The largest channel this side accepts for messages of max_msg bytes (a power of two of
  * pages that holds the head and one such message). */
 uint64_t shmrpc__chan_max_size(uint64_t max_msg);

@@ -322,6 +322,7 @@ typedef struct worker_chan {
     uint32_t gen;
     bool open;
     uint32_t lock_tid; /* this worker's thread id while it holds the channel's lock, or 0 */
+    uint32_t watch_as; /* what the answer writes into the channel's watcher */
     shmrpc__chan_map map;
 } worker_chan;
 
@@ -334,6 +335,7 @@ typedef struct worker {
     uint32_t tid;           /* the thread that serves: it holds the channels' locks */
     unsigned next;          /* where the next doorbell scan starts, for fairness */
     int last_slot;          /* the connection served last: likely the next caller, or -1 */
+    int watch;              /* the connection whose channel this worker watches, or -1 */
     int64_t last_call_ns;   /* when it was served */
     int64_t next_forget_ns; /* when to let go of closed connections' mappings next */
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
@@ -341,6 +343,9 @@ typedef struct worker {
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
+    worker_chan *serving;  /* the channel of the call being run, for its loans */
+    bool in_place;         /* that call's handler reads its request in the channel */
+    shmrpc__chan_map kept; /* the mapping it reads it through, when a loan grew the channel */
     worker_chan chans[SHMRPC__MAX_CONNS];
 } worker;
 
@@ -420,10 +425,15 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
         if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
     }
     shmrpc__shm_chan *h = c->map.head;
-    /* A small answer rides in the state's line, which RESPONSE moves anyway. */
-    if (n) memcpy(n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map), data, n);
+    /* A small answer rides in the state's line, which RESPONSE moves anyway. One that the
+     * handler wrote in its loan (shmrpc_ctx_loan) is in place already. */
+    uint8_t *dst = n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+    if (n && dst != data) memcpy(dst, data, n);
     h->status = status;
     h->resp_len = (uint32_t)n;
+    /* Before RESPONSE: the client's next request reads it after the answer. */
+    if (atomic_load_explicit(&h->watcher, memory_order_relaxed) != c->watch_as)
+        atomic_store_explicit(&h->watcher, c->watch_as, memory_order_relaxed);
     /* The answer first, then the lock, on the same line: the client, spinning on the
      * state, reads the line as soon as the worker writes it, so a write before the answer
      * would have to take the line back before the answer could land (issue 18). With no
@@ -445,6 +455,43 @@ static void run_call(worker *w, worker_chan *c);
 
 static bool stopping(const worker *w);
 
+/* Whether this worker may watch the channel of slot, which it answers: when it served
+ * that connection last as well and no other connection waits, while it spins between
+ * calls. Several clients keep the doorbell, which serves them in turn: a watched channel
+ * would be served before the others' bits, once more each time the doorbell happened to
+ * be empty. */
+static bool may_watch(worker *w, unsigned slot)
+{
+    if (w->l->wait.mode == SHMRPC_WAIT_SLEEP || w->last_slot != (int)slot || stopping(w))
+        return false;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
+        if (atomic_load_explicit(&w->ctl->pending[i], memory_order_relaxed) != 0) return false;
+    return true;
+}
+
+/* Rings the doorbell for slot's request, as its client would have. */
+static void ring_for(worker *w, unsigned slot)
+{
+    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
+    atomic_fetch_add(&w->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
+}
+
+/* Stops watching a channel: the watcher cleared (only if it still names this worker),
+ * then the state looked at. A request that its client wrote while the watcher named this
+ * worker did not ring: it rings now, so that whichever worker looks at the doorbell next
+ * takes it. */
+static void unwatch(worker *w)
+{
+    int slot = w->watch;
+    w->watch = -1;
+    if (slot < 0 || !w->chans[slot].open) return;
+    shmrpc__shm_chan *h = w->chans[slot].map.head;
+    uint32_t me = w->index + 1;
+    if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) ring_for(w, (unsigned)slot);
+}
+
 static void serve_one(worker *w, unsigned slot)
 {
     shmrpc_buf err;
@@ -464,7 +511,10 @@ static void serve_one(worker *w, unsigned slot)
      * client cleared it before REQUEST), and a locked instruction would wait for the line
      * that the spinning client keeps reading. */
     if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
-    atomic_store(&h->worker, w->index);
+    /* Only when it changes: each write after BUSY that the spinning client's read comes
+     * before takes the line back once more. */
+    if (atomic_load_explicit(&h->worker, memory_order_relaxed) != w->index)
+        atomic_store_explicit(&h->worker, w->index, memory_order_relaxed);
     /* The client watches the taker only once taker_call is its call's number, written
      * last; until then it treats the taker as unknown, hence alive. Written only when it
      * changes, so that a worker serving the connection again keeps the line to itself. */
@@ -477,9 +527,40 @@ static void serve_one(worker *w, unsigned slot)
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
     c->lock_tid = locked ? w->tid : 0;
+    /* Watching the channel after the answer: its client's next request needs no doorbell. */
+    c->watch_as = may_watch(w, slot) ? w->index + 1 : 0;
+    w->watch = c->watch_as ? (int)slot : -1;
     run_call(w, c); /* its answer lets go of the lock */
     if (c->lock_tid) shmrpc__lock_release(&c->map.head->lock, w->tid);
     c->lock_tid = 0;
+}
+
+/* Room for the answer in the channel of the call being run (shmrpc_ctx_loan). When the
+ * channel must grow while the handler reads its request there, it grows into a new mapping
+ * and the old one stays until the answer is sent, so the request's view stays valid. */
+static int worker_loan(void *arg, size_t size, void **ptr)
+{
+    worker *w = arg;
+    worker_chan *c = w->serving;
+    if (c == NULL) return SHMRPC_EINVAL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = w->in_place && w->kept.head == NULL
+                 ? shmrpc__chan_reserve_keep(&c->map, size, &w->kept, &err)
+                 : shmrpc__chan_reserve(&c->map, size, &err);
+    shmrpc_buf_destroy(&err);
+    if (rc == 0) *ptr = shmrpc__chan_data(&c->map);
+    return rc;
+}
+
+/* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
+static void loan_end(worker *w)
+{
+    shmrpc__ctx_unloan(&w->ctx);
+    if (w->kept.head) munmap(w->kept.head, (size_t)w->kept.mapped);
+    w->kept.head = NULL;
+    w->serving = NULL;
+    w->in_place = false;
 }
 
 /* Runs the call that this worker took on channel c, and answers it. */
@@ -499,22 +580,30 @@ static void run_call(worker *w, worker_chan *c)
         return;
     }
     shmrpc_buf_destroy(&err);
-    /* The client could rewrite the request while it runs: run a private copy. */
-    shmrpc_buf_clear(&w->req);
+    /* The client could rewrite the request while it runs: run a private copy, unless the
+     * handler said it reads in place (shmrpc_server_set_in_place; docs/shm-transport.md,
+     * "Loaned buffers"). A small request is copied anyway: it sits in the state's line. */
     const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
-    if (shmrpc_buf_append(&w->req, data, len) != 0) {
-        answer(c, SHMRPC_ENOMEM, "out of memory", 13);
-        return;
+    w->in_place = len > SHMRPC__CHAN_SMALL && shmrpc__server_in_place(w->l->server, method);
+    if (!w->in_place) {
+        shmrpc_buf_clear(&w->req);
+        if (shmrpc_buf_append(&w->req, data, len) != 0) {
+            answer(c, SHMRPC_ENOMEM, "out of memory", 13);
+            return;
+        }
+        if (len) data = w->req.data; /* else a valid pointer still: the state line's */
     }
+    w->serving = c;
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
-    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(w->req.data, len),
-                          &w->resp);
+    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
     if (rc != 0) {
         const char *msg = shmrpc__ctx_msg(&w->ctx);
         answer(c, rc, msg, strlen(msg));
     } else {
         answer(c, 0, w->resp.data, w->resp.len);
     }
+    shmrpc__ctx_count(&w->ctx); /* after the answer: the client waits for no clock read */
+    loan_end(w);
 }
 
 /* Whether a taken slot without a pid has been so long enough to be a dead claim: the
@@ -661,6 +750,18 @@ static bool stopping(const worker *w)
     return told_to_stop || atomic_load(&w->l->stop);
 }
 
+/* The state of the channel this worker watches, or UINT32_MAX when it no longer may: its
+ * mapping went, or its watcher names another (a worker that took a call this one left,
+ * or a bad write). */
+static uint32_t watched(worker *w)
+{
+    worker_chan *c = &w->chans[w->watch];
+    if (!c->open ||
+        atomic_load_explicit(&c->map.head->watcher, memory_order_relaxed) != w->index + 1)
+        return UINT32_MAX;
+    return atomic_load_explicit(&c->map.head->state.word, memory_order_acquire);
+}
+
 static int worker_check(void *arg)
 {
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
@@ -675,6 +776,7 @@ static int worker_run(shm_listener *l, unsigned index)
     w->index = index;
     w->next = index * 17 % SHMRPC__MAX_CONNS;
     w->last_slot = -1;
+    w->watch = -1;
     shmrpc_buf_init(&w->req);
     shmrpc_buf_init(&w->resp);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
@@ -684,9 +786,12 @@ static int worker_run(shm_listener *l, unsigned index)
         free(w);
         return rc;
     }
+    w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
+    w->ctx.loan_arg = w;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
+    w->ctx.count_later = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -709,12 +814,18 @@ static int worker_run(shm_listener *l, unsigned index)
      * has nothing to do (a client rings the doorbell when its hello is not answered at
      * once), and every millisecond while calls keep it busy. */
     bool pumps = l->rdv && w->pid == l->pid;
+    /* The clock read just after the last call, while nothing else took time since: one
+     * read per call serves the pump, the sweep's and the spin's times (each read costs
+     * 20-50 ns here, while the client waits for the worker to watch again; issue 18). */
+    int64_t fresh = 0;
     while (!stopping(w)) {
-        int slot = take_pending(w);
+        /* The channel this worker watches: its request came without the doorbell. */
+        int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : take_pending(w);
         if (slot >= 0) {
+            if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
-            w->last_call_ns = shmrpc__now_ns();
+            w->last_call_ns = fresh = shmrpc__now_ns();
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
                 shmrpc__rdv_pump(l->rdv);
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
@@ -725,31 +836,48 @@ static int worker_run(shm_listener *l, unsigned index)
         /* Whether a sweep is due is looked at once a millisecond at most: the due time
          * shares a line with awake, which every call's client writes, and reading it after
          * every call pulls that line away from the next one (issue 18). */
-        int64_t idle_ns = shmrpc__now_ns();
+        int64_t idle_ns = fresh && !pumps ? fresh : shmrpc__now_ns();
+        bool looked = false; /* whether the sweep or the forgetting took time */
+        fresh = 0;
         if (idle_ns >= w->next_look_ns) {
             sweep(w);
             w->next_look_ns = idle_ns + SWEEP_LOOK_NS;
+            looked = true;
         }
         if (idle_ns >= w->next_forget_ns) {
             forget_closed(w);
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
+            looked = true;
         }
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
+            if (slot != w->watch) unwatch(w);
             serve_one(w, (unsigned)slot);
             w->last_slot = slot;
-            w->last_call_ns = shmrpc__now_ns();
+            w->last_call_ns = fresh = shmrpc__now_ns();
             continue;
         }
         /* Spinning on the CPU of the client that will call next only keeps it away; and
          * once the spin budget has passed since the last call, an idle worker sleeps at
          * once, waking only to sweep: an idle service costs next to nothing. */
-        int64_t now = shmrpc__now_ns();
+        int64_t now = looked ? shmrpc__now_ns() : idle_ns;
+        bool spins = now - w->last_call_ns < l->wait.spin_ns;
+        /* Watching a channel, the worker spins on its state as well as on the doorbell,
+         * and never sleeps so: once its spin is over it stops watching, and sleeps on the
+         * doorbell alone. */
+        uint32_t seen = 0;
+        if (w->watch >= 0 && (!spins || (seen = watched(w)) == UINT32_MAX)) unwatch(w);
+        if (w->watch >= 0 && seen == SHM_CHAN_REQUEST) continue;
+        waiter.also = w->watch >= 0 ? &w->chans[w->watch].map.head->state.word : NULL;
+        waiter.also_old = seen;
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
-        waiter.opts = now - w->last_call_ns < l->wait.spin_ns ? &l->wait : &idle;
-        shmrpc__wait_while(&w->ctl->doorbell, bell, now + SWEEP_EVERY_NS, &waiter);
+        waiter.opts = spins ? &l->wait : &idle;
+        shmrpc__wait_while(&w->ctl->doorbell, bell,
+                           waiter.also ? w->last_call_ns + l->wait.spin_ns : now + SWEEP_EVERY_NS,
+                           &waiter);
     }
+    unwatch(w);
     atomic_fetch_sub(&w->ctl->awake, 1);
     atomic_store(&me->state, SHM_WORKER_FREE);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)

@@ -63,6 +63,8 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
     cfg->budget = o->buffer_budget ? o->buffer_budget : DEFAULT_BUDGET;
     if (o->max_in_flight < 0 || o->max_in_flight > 4096) return SHMRPC_EINVAL;
     cfg->max_in_flight = o->max_in_flight ? o->max_in_flight : 64;
+    if (o->max_running < 0 || o->max_running > 256) return SHMRPC_EINVAL;
+    cfg->max_running = o->max_running ? o->max_running : 16;
     if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
     if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
         return SHMRPC_EINVAL;
@@ -151,10 +153,10 @@ void shmrpc__tcp_set_nodelay(int fd)
 
 /* --- frames with bodies (both sides) ---------------------------------------------------- */
 
-int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, uint64_t rid,
-                              shmrpc_bytes msg, uint16_t comp, uint32_t threshold)
+int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
+                              uint64_t rid, shmrpc_bytes msg, uint16_t comp, uint32_t threshold)
 {
-    size_t at = shmrpc__frame_begin(out, kind, 0, method, rid);
+    size_t at = shmrpc__frame_begin(out, kind, flags, method, rid);
     uint16_t used = 0;
     if (comp && msg.len > 0 && msg.len >= threshold) {
         int rc = shmrpc__body_compress(comp, msg, out, &used);
@@ -164,6 +166,7 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, ui
         }
     }
     if (used) {
+        used |= flags;
         out->data[at + 6] = (uint8_t)(used >> 8);
         out->data[at + 7] = (uint8_t)used;
     } else {
@@ -172,6 +175,15 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, ui
     int rc = shmrpc__frame_end(out, at);
     if (rc && !out->err) out->len = at;
     return rc;
+}
+
+uint32_t shmrpc__tcp_wire_proto(void)
+{
+    const char *v = getenv("SHMRPC_TEST_WIRE_PROTO");
+    char *end;
+    unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
+    if (n == 0 || *end || n > SHMRPC__WIRE_PROTO) return SHMRPC__WIRE_PROTO;
+    return (uint32_t)n;
 }
 
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,

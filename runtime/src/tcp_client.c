@@ -39,6 +39,7 @@ typedef struct tcp_conn {
     shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
     uint16_t comp;
     uint32_t threshold, peer_max;
+    uint32_t proto;      /* the revision agreed (3: a blocking call says it is alone) */
     uint64_t next_id;    /* the last request's id */
     uint64_t answered;   /* the last request whose answer was read (or that failed) */
     int64_t answered_ns; /* when */
@@ -367,7 +368,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     /* Over loopback, copying is faster than any compressor (bench: tcp/text-snappy): by
      * default a client offers compression to other hosts only. */
     bool local = cfg->compression_auto && shmrpc__tcp_is_loopback(&c->addr);
-    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+    shmrpc__hello hello = {.proto = shmrpc__tcp_wire_proto(),
                            .info = *c->info,
                            .compression = local ? 0 : cfg->compression,
                            .threshold = cfg->threshold,
@@ -418,6 +419,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
         c->comp = ack.compression;
         c->threshold = ack.threshold;
         c->peer_max = ack.max_msg;
+        c->proto = ack.proto;
     }
     shmrpc_arena_reset(c->arena);
     return rc;
@@ -428,6 +430,7 @@ static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     int64_t limit = shmrpc__now_ns() + c->cfg->tcp.connect_ns;
     if (deadline > limit) deadline = limit;
     c->comp = 0;
+    c->proto = 0;
     int rc = connect_socket(c, deadline, err);
     if (rc == 0 && c->tls) rc = tls_handshake(c, deadline, err);
     if (rc == 0) rc = handshake(c, deadline, err);
@@ -435,8 +438,8 @@ static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     return rc;
 }
 
-static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_bytes req, int64_t deadline,
-                        shmrpc_buf *err)
+static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags, shmrpc_bytes req,
+                        int64_t deadline, shmrpc_buf *err)
 {
     if (req.len > c->peer_max) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu32,
@@ -444,7 +447,7 @@ static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_bytes req
         return SHMRPC_ETOOBIG;
     }
     shmrpc_buf_clear(&c->out);
-    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, sid, id, req, c->comp,
+    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, req, c->comp,
                                        c->threshold);
     if (rc) {
         shmrpc__msg_set(err, "cannot frame the request: %s", shmrpc_strerror(rc));
@@ -1052,8 +1055,14 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
         }
     }
     uint32_t esid = j >= 0 ? c->map[j] : sid;
+    /* Alone on the connection (no asynchronous call, and the answer of every earlier call
+     * read: one that timed out may still come): the server may run it on the thread that
+     * reads the connection, without a handoff (docs/wire.md, "Calls in flight"). Only a
+     * server of revision 3 knows the flag; older ones refuse it. */
+    uint16_t flags =
+        c->proto >= 3 && c->n_inflight == 0 && c->answered == c->next_id ? SHMRPC__FLAG_LONE : 0;
     uint64_t id = ++c->next_id;
-    int rc = send_request(c, esid, id, req, deadline, err);
+    int rc = send_request(c, esid, id, flags, req, deadline, err);
     bool sent = rc == 0;
     if (sent) rc = await_answer(c, esid, id, resp, deadline, err);
     if (rc != SHMRPC_ETIMEDOUT) {
@@ -1253,7 +1262,8 @@ static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, s
     }
     uint32_t esid = k->j >= 0 ? c->map[k->j] : k->sid;
     uint64_t id = ++c->next_id;
-    int rc = send_request(c, esid, id, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
+    int rc =
+        send_request(c, esid, id, 0, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
     if (c->fd < 0 && c->inflight) /* broke while sending: the calls before it may have run */
         fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
     if (rc == SHMRPC_EUNAVAIL && c->fd < 0) return rc; /* not written whole: it did not run */

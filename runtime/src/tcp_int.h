@@ -33,10 +33,16 @@ int shmrpc__tcp_parse_addr(const char *where, struct sockaddr_storage *ss, sockl
 bool shmrpc__tcp_is_loopback(const struct sockaddr_storage *ss);
 void shmrpc__tcp_set_nodelay(int fd);
 
-/* Appends a REQUEST or RESPONSE frame, its body compressed with comp when it is at least
- * threshold bytes and compressing makes it smaller. */
-int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint32_t method, uint64_t rid,
-                              shmrpc_bytes msg, uint16_t comp, uint32_t threshold);
+/* Appends a REQUEST or RESPONSE frame with flags, its body compressed with comp when it is
+ * at least threshold bytes and compressing makes it smaller. */
+int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
+                              uint64_t rid, shmrpc_bytes msg, uint16_t comp, uint32_t threshold);
+
+/* The newest protocol revision this process speaks in a handshake: SHMRPC__WIRE_PROTO, or
+ * lower when the environment variable SHMRPC_TEST_WIRE_PROTO (1 or more) says so. For tests
+ * only: it makes a client or a server of an older revision out of this one (docs/wire.md,
+ * "The handshake"). */
+uint32_t shmrpc__tcp_wire_proto(void);
 /* Appends an ERROR frame; a status that is not negative is sent as SHMRPC_EPROTO. */
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,
                                  const char *msg);

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport's server side: a manager accepts connections and hands each to its
- * least loaded worker, which serves it in an epoll loop, within the limits of
- * docs/wire.md (connections, memory, timeouts). */
+ * least loaded worker, which serves it in an epoll loop and runs its calls on a few
+ * threads of its own, within the limits of docs/wire.md (connections, calls running,
+ * memory, timeouts). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -46,6 +49,9 @@
  * is left: well inside the 2 s its manager gives it before SIGKILL (crew.c). */
 #define DRAIN_QUIET_MS 100
 #define DRAIN_MAX_MS 1000
+/* Calls still running then get this much more to end and send their answers (the calls of
+ * a client that is gone included), still inside those 2 s. */
+#define DRAIN_RUNNING_MS 800
 
 /* How loaded each worker is, in memory the manager shares with its workers: the manager
  * hands a new connection to the worker with the least. A worker writes its own fields;
@@ -54,7 +60,7 @@
 typedef struct tcp_load {
     _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
     _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
-    _Atomic uint32_t busy[MAX_WORKERS];  /* 1 while it runs a call */
+    _Atomic uint32_t busy[MAX_WORKERS];  /* the calls it runs */
     uint32_t handed[MAX_WORKERS];        /* sockets the manager sent it, ever */
     /* The server's memory budget and its per-address counts, one row per worker (row 0
      * when serving in place): each worker writes only its own row, and everyone sums the
@@ -88,8 +94,9 @@ typedef struct tcp_listener {
 
 enum { P_HELLO, P_AUTH, P_READY };
 
-/* One connection of a worker. Reads stop while answers are unsent: the memory a
- * connection holds is one frame in and OUT_BATCH plus one answer out (peer_read). */
+/* One connection of a worker. Reads stop while answers are unsent, and while
+ * cfg.max_running of its calls run: the memory a connection holds is one frame in, its
+ * running calls' requests and answers, and OUT_BATCH plus one answer out (peer_read). */
 typedef struct peer {
     int fd;
     shmrpc__io io; /* fd's bytes, plain or TLS */
@@ -98,7 +105,8 @@ typedef struct peer {
     bool have_hdr; /* hdr holds the frame being read */
     uint16_t comp; /* agreed in the handshake */
     uint32_t threshold, peer_max;
-    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN) */
+    uint32_t proto;   /* the revision agreed in the handshake (2: the client reads DRAIN;
+                       * 3: it may send the lone flag) */
     int64_t drain_ns; /* draining: when the DRAIN went into out, or the last frame after it */
     shmrpc__frame_hdr hdr;
     shmrpc_buf in;                      /* the frame being read: header, then body */
@@ -115,7 +123,36 @@ typedef struct peer {
     uint32_t bucket;                    /* its peer address's bucket in tcp_load.by_addr */
     char from[64];                      /* the peer's address, for log lines */
     uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
+    /* Its calls on the worker's threads (submit, collect). What a client reads after an
+     * ERROR with request id 0 or a DRAIN counts as not run and may go elsewhere, so those
+     * two wait until no call of the connection runs (tail_status, drain_due). */
+    uint32_t running;       /* calls handed to the threads, not yet taken back */
+    bool gone;              /* closed while calls ran: freed when the last comes back */
+    bool drain_due;         /* draining: the DRAIN goes out once none runs; nothing is read */
+    bool taken;             /* the frame in hand went to a job with in's buffer (submit) */
+    int tail_status;        /* an ERROR (request id 0) to send once none runs; 0: none */
+    char tail_msg[200];     /* its message */
+    struct peer *touched;   /* collect's list of connections that got answers */
+    struct peer *next_dead; /* in worker.dead */
 } peer;
+
+/* A call handed to the worker's threads: its request copied out of the connection's
+ * buffer (decompressed), its answer, and its status. The worker's own thread fills it and
+ * takes it back; a thread of the pool only runs it. */
+typedef struct job {
+    struct job *next;
+    peer *p; /* its connection: read only by the worker's own thread */
+    uint32_t method;
+    uint64_t rid;
+    bool draining;     /* the worker had been told to stop (the health method says so) */
+    int rc;            /* the call's status */
+    int64_t ns;        /* how long its handler took, for the statistics; -1: none ran */
+    size_t charged;    /* bytes of the budget held for req */
+    size_t off;        /* where the request starts in req (a frame taken whole: its header) */
+    int64_t queued_ns; /* when it was handed to the pool */
+    shmrpc_buf req, resp;
+    char msg[SHMRPC__CTX_MSG_CAP]; /* why it failed */
+} job;
 
 typedef struct worker {
     tcp_listener *l;
@@ -134,6 +171,28 @@ typedef struct worker {
     unsigned log_dropped;      /* lines not logged since (at most one a second) */
     bool draining;             /* told to stop: takes no new call (drain_begin) */
     int64_t drain_end;         /* when it stops draining whatever is left */
+    /* The threads that run calls (docs/wire.md, "Calls in flight"): the worker's own
+     * thread reads and writes the sockets, hands each request to them (submit) and takes
+     * the answers back (collect). pool_max 0: calls run on the worker's own thread. */
+    int pool_max;          /* threads at most (cfg.max_running), started as calls need */
+    pthread_mutex_t mu;    /* guards todo, n_todo, done, idle and quit */
+    pthread_cond_t cv;     /* a job or quit for the idle threads */
+    job *todo, **todo_end; /* jobs not yet taken, in order */
+    job *done;             /* jobs run, not yet taken back */
+    _Atomic int n_todo;    /* read without mu by the worker's own thread (pool_nudge) */
+    int idle, n_threads;
+    int wakes; /* idle threads signalled that have not woken yet */
+    bool quit;
+    pthread_t *threads;
+    int done_fd;     /* an eventfd written when done turns non-empty */
+    char tag_done;   /* its epoll data */
+    job *spare_jobs; /* the worker thread's own, kept for the next calls */
+    int n_spare;
+    uint32_t running; /* jobs handed out, not taken back (over all its connections) */
+    /* Connections closed, to free once no event of the batch in hand can name them: one
+     * closed by collect, or made room for by take_connections, may have an event later
+     * in the same batch (bury, unbury). */
+    peer *dead;
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -247,10 +306,28 @@ static void log_limit(worker *w, const char *fmt, ...)
     w->log_dropped = 0;
 }
 
+/* A gone connection with no call running is freed by unbury, between two batches of
+ * events: an event for it later in the batch in hand finds it gone (peer_event). */
+static void bury(worker *w, peer *p)
+{
+    p->next_dead = w->dead;
+    w->dead = p;
+}
+
+static void unbury(worker *w)
+{
+    while (w->dead) {
+        peer *p = w->dead;
+        w->dead = p->next_dead;
+        free(p);
+    }
+}
+
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
 static void peer_free(worker *w, peer *p)
 {
+    if (p->gone) return;
     count_open(w, -1);
     atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
     budget_charge(w, p->charged, 0);
@@ -265,7 +342,9 @@ static void peer_free(worker *w, peer *p)
         }
     }
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
-    free(p);
+    /* Its calls still running hold it: their answers are dropped, and the last frees it. */
+    p->gone = true;
+    if (!p->running) bury(w, p);
 }
 
 static size_t out_left(const peer *p)
@@ -294,10 +373,16 @@ static bool peer_flush(worker *w, peer *p)
     return true;
 }
 
-/* Queues an ERROR frame with request id 0 and closes after it. */
+/* Queues an ERROR frame with request id 0 and closes after it; while calls of p run, once
+ * their answers are queued (a client moves the calls in flight at that ERROR elsewhere). */
 static void peer_refuse(peer *p, int status, const char *msg)
 {
-    shmrpc__tcp_put_error_frame(&p->out, 0, 0, status, msg);
+    if (p->running) {
+        p->tail_status = status ? status : SHMRPC_EPROTO;
+        snprintf(p->tail_msg, sizeof p->tail_msg, "%s", msg);
+    } else {
+        shmrpc__tcp_put_error_frame(&p->out, 0, 0, status, msg);
+    }
     p->closing = true;
 }
 
@@ -319,6 +404,8 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc == 0)
         rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
                                   cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
+    uint32_t newest = shmrpc__tcp_wire_proto();
+    if (rc == 0 && ack.proto > newest) ack.proto = newest;
     if (rc == 0 && cfg->secret_len) {
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
@@ -376,6 +463,320 @@ static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t b
     log_limit(w, "refused a call from %s: %s", p->from, msg);
 }
 
+/* Queues the answer of a call that ran (status rc, its result in resp, or msg) on p. */
+static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shmrpc_buf *resp,
+                       const char *msg)
+{
+    if (rc == 0 && resp->len > p->peer_max) {
+        char big[128];
+        snprintf(big, sizeof big, "a result of %zu bytes is above the client's maximum of %u",
+                 resp->len, p->peer_max);
+        shmrpc__tcp_put_error_frame(&p->out, method, rid, SHMRPC_ETOOBIG, big);
+    } else if (rc == 0) {
+        /* The answer of a call that ran is kept whatever the budget says (the next call
+         * waits instead); sized exactly, with room for a compressor's worst case, so a
+         * 64 MiB answer does not cost 128. */
+        size_t n = resp->len, want = p->out.len + SHMRPC__FRAME_HDR_SIZE + n + n / 6 + 64;
+        if (want > KEEP_BYTES && buf_resize(&p->out, want)) {
+            /* out of memory: the append below fails and says so */
+        }
+        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid,
+                                       shmrpc_bytes_of(resp->data, resp->len), p->comp,
+                                       p->threshold);
+        if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
+    } else {
+        shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, msg);
+    }
+}
+
+/* A call larger than this keeps its buffers only for itself. */
+#define CALL_KEEP ((size_t)1 << 20)
+
+static void buf_shed(shmrpc_buf *b)
+{
+    if (b->cap > CALL_KEEP) {
+        shmrpc_buf_destroy(b);
+        shmrpc_buf_init(b);
+    }
+}
+
+/* --- the threads that run calls ----------------------------------------------------------
+ * The worker's own thread stays the only one that touches connections, the budget and the
+ * statistics; a pool thread sees only the jobs it takes from todo and gives back in done. */
+
+static job *job_get(worker *w)
+{
+    job *j = w->spare_jobs;
+    if (j) {
+        w->spare_jobs = j->next;
+        w->n_spare--;
+    } else {
+        j = calloc(1, sizeof *j);
+        if (!j) return NULL;
+        shmrpc_buf_init(&j->req);
+        shmrpc_buf_init(&j->resp);
+    }
+    j->next = NULL;
+    j->charged = 0;
+    j->ns = -1;
+    return j;
+}
+
+static void job_free(job *j)
+{
+    shmrpc_buf_destroy(&j->req);
+    shmrpc_buf_destroy(&j->resp);
+    free(j);
+}
+
+/* Gives j's budget back and keeps it for another call (as many as the threads, at most). */
+static void job_put(worker *w, job *j)
+{
+    budget_charge(w, j->charged, 0);
+    j->charged = 0;
+    j->p = NULL;
+    if (w->n_spare >= w->pool_max) {
+        job_free(j);
+        return;
+    }
+    buf_shed(&j->req);
+    buf_shed(&j->resp);
+    j->next = w->spare_jobs;
+    w->spare_jobs = j;
+    w->n_spare++;
+}
+
+static void run_job(worker *w, shmrpc_ctx *ctx, job *j)
+{
+    ctx->draining = j->draining;
+    const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
+    j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
+                             &j->resp);
+    j->ns = ctx->ran_ns;
+    if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", shmrpc__ctx_msg(ctx));
+}
+
+/* A pool thread: takes jobs in order and runs each on its own ctx until quit. It inherits
+ * the worker's blocked SIGTERM, which only the worker's own thread opens. */
+static void *pool_main(void *arg)
+{
+    worker *w = arg;
+    shmrpc_ctx ctx;
+    bool have_ctx = shmrpc__ctx_init(&ctx, w->l->server) == 0;
+    ctx.timed = true; /* the worker's own thread counts the call in the statistics */
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->todo && !w->quit) {
+            w->idle++;
+            pthread_cond_wait(&w->cv, &w->mu);
+            w->idle--;
+            if (w->wakes) w->wakes--;
+        }
+        if (!w->todo) break;
+        job *j = w->todo;
+        w->todo = j->next;
+        if (!w->todo) w->todo_end = &w->todo;
+        w->n_todo--;
+        pthread_mutex_unlock(&w->mu);
+        if (have_ctx) {
+            run_job(w, &ctx, j);
+        } else {
+            j->rc = SHMRPC_ENOMEM;
+            snprintf(j->msg, sizeof j->msg, "out of memory for the call's context");
+        }
+        pthread_mutex_lock(&w->mu);
+        bool first = !w->done;
+        j->next = w->done;
+        w->done = j;
+        if (first) {
+            uint64_t one = 1;
+            if (write(w->done_fd, &one, sizeof one) < 0) {
+                /* the counter is far from full: never */
+            }
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (have_ctx) shmrpc__ctx_destroy(&ctx);
+    return NULL;
+}
+
+/* One more thread for the jobs waiting, with mu held: an idle one woken, else a new one
+ * while there are fewer than pool_max; true when one must be started (after mu). */
+static bool pool_more(worker *w)
+{
+    if (w->idle > w->wakes) {
+        w->wakes++;
+        pthread_cond_signal(&w->cv);
+        return false;
+    }
+    return w->n_threads < w->pool_max;
+}
+
+/* Hands j to the pool; false when no thread runs and none can be started (the caller runs
+ * it in place). A thread is woken (or started) only when none is awake: an awake one takes
+ * the jobs one after another, so quick calls cost one handoff, not a thread each. When the
+ * oldest job waits longer than POOL_WAIT_NS (the awake threads are in slow calls),
+ * pool_nudge adds another, up to pool_max. */
+static bool pool_give(worker *w, job *j)
+{
+    j->queued_ns = shmrpc__now_ns();
+    pthread_mutex_lock(&w->mu);
+    *w->todo_end = j;
+    w->todo_end = &j->next;
+    w->n_todo++;
+    bool start = w->n_threads - w->idle + w->wakes == 0 && pool_more(w);
+    pthread_mutex_unlock(&w->mu);
+    if (!start) return true;
+    if (pthread_create(&w->threads[w->n_threads], NULL, pool_main, w) == 0) {
+        w->n_threads++;
+        return true;
+    }
+    if (w->n_threads) return true; /* those that run will take it */
+    pthread_mutex_lock(&w->mu);    /* nobody took it: it was the only one */
+    w->todo = NULL;
+    w->todo_end = &w->todo;
+    w->n_todo = 0;
+    pthread_mutex_unlock(&w->mu);
+    return false;
+}
+
+#define POOL_WAIT_NS (200 * 1000) /* a job waiting this long gets another thread */
+
+static void pool_start(worker *w)
+{
+    if (pthread_create(&w->threads[w->n_threads], NULL, pool_main, w) == 0) w->n_threads++;
+}
+
+/* Called by the worker's own thread while jobs wait: another thread when the oldest has
+ * waited POOL_WAIT_NS. */
+static void pool_nudge(worker *w, int64_t now)
+{
+    pthread_mutex_lock(&w->mu);
+    bool start = w->todo && now - w->todo->queued_ns >= POOL_WAIT_NS && pool_more(w);
+    pthread_mutex_unlock(&w->mu);
+    if (start) pool_start(w);
+}
+
+static void count_busy(worker *w)
+{
+    if (w->index >= 0)
+        atomic_store_explicit(&w->l->load->busy[w->index], w->running, memory_order_relaxed);
+}
+
+static void finish_job(worker *w, job *j);
+
+/* Copies (or decompresses) the request into a job and hands it to the pool. */
+static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    const tcp_listener *l = w->l;
+    job *j = job_get(w);
+    if (!j) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                    "out of memory: the call was not run");
+        return;
+    }
+    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    uint64_t need = body.len;
+    if (comp && shmrpc__body_declared(comp, body, &need) != 0) need = 0;
+    j->off = 0;
+    if (!comp && need > KEEP_BYTES) {
+        /* A large frame is not copied: the job takes the connection's buffer, whose charge
+         * goes with it, and the connection keeps what was read past the frame. */
+        size_t used = SHMRPC__FRAME_HDR_SIZE + body.len, left = p->in.len - used;
+        shmrpc_buf_clear(&j->req);
+        if (shmrpc__buf_grow(&j->req, left + READ_AHEAD)) {
+            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                        "out of memory: the call was not run");
+            job_put(w, j);
+            return;
+        }
+        if (left) memcpy(j->req.data, p->in.data + used, left);
+        j->req.len = left;
+        shmrpc_buf frame = p->in;
+        p->in = j->req;
+        j->req = frame;
+        j->req.len = used;
+        j->off = SHMRPC__FRAME_HDR_SIZE;
+        p->taken = true;
+        j->charged = buf_cost(&j->req);
+        budget_charge(w, 0, j->charged);
+        peer_recharge(w, p);
+    } else if (need > KEEP_BYTES && need <= l->max_msg) {
+        if (!budget_take(w, (size_t)need)) {
+            refuse_call(w, p, h, (size_t)need);
+            job_put(w, j);
+            return;
+        }
+        j->charged = (size_t)need;
+    }
+    int rc;
+    if (comp) {
+        shmrpc__msg_clear(&w->err);
+        rc = shmrpc__body_decompress(comp, body, l->max_msg, &j->req, &w->err);
+        if (rc) {
+            peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+            job_put(w, j);
+            return;
+        }
+    } else if (!j->off) {
+        shmrpc_buf_clear(&j->req);
+        rc = shmrpc_buf_append(&j->req, body.ptr, body.len);
+        if (rc) {
+            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc,
+                                        "out of memory: the call was not run");
+            job_put(w, j);
+            return;
+        }
+    }
+    j->p = p;
+    j->method = h->method;
+    j->rid = h->request_id;
+    j->draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    p->running++;
+    w->running++;
+    count_busy(w);
+    if (!pool_give(w, j)) {
+        run_job(w, &w->ctx, j);
+        j->ns = -1; /* counted by dispatch on w->ctx already */
+        finish_job(w, j);
+    }
+}
+
+static bool can_read(const worker *w, const peer *p)
+{
+    return !p->closing && !p->drain_due && p->running < (uint32_t)w->l->cfg.max_running;
+}
+
+/* Takes back a job the pool ran: its answer goes to its connection, unless that closed. */
+static void finish_job(worker *w, job *j)
+{
+    peer *p = j->p;
+    p->running--;
+    w->running--;
+    count_busy(w);
+    shmrpc__stats_row *rows = w->ctx.stats;
+    if (j->ns >= 0 && rows && j->method < w->ctx.stats_n)
+        shmrpc__stats_count(&rows[j->method], j->rc, (uint64_t)j->ns);
+    if (!p->gone) put_answer(p, j->method, j->rid, j->rc, &j->resp, j->msg);
+    job_put(w, j);
+    if (p->gone) {
+        if (p->running == 0) bury(w, p);
+        return;
+    }
+    if (p->running == 0 && p->tail_status) {
+        shmrpc__tcp_put_error_frame(&p->out, 0, 0, p->tail_status, p->tail_msg);
+        p->tail_status = 0;
+    }
+    if (p->running == 0 && p->drain_due) {
+        size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_DRAIN, 0, 0, 0);
+        shmrpc__frame_end(&p->out, at);
+        p->drain_due = false;
+        p->drain_ns = shmrpc__now_ns();
+    }
+    p->last_ns = shmrpc__now_ns();
+    peer_recharge(w, p);
+}
+
 static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     const tcp_listener *l = w->l;
@@ -393,6 +794,16 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
      * read them): its answer, of a size known only once it ran, would add to them. */
     if (budget_used(l) > l->cfg.budget) {
         refuse_call(w, p, h, body.len);
+        return;
+    }
+    /* A call its client says is alone on the connection (the lone flag, revision 3: a
+     * blocking call) runs here on the worker's own thread when none of the connection's
+     * runs, as with max_running 1: handing it to the pool would cost it two thread
+     * handoffs and gain the connection nothing. The flag is only a hint: with a call of
+     * the connection running it goes to the pool as any other. */
+    bool lone = (h->flags & SHMRPC__FLAG_LONE) && p->running == 0;
+    if (w->pool_max && !lone) {
+        submit(w, p, h, body);
         return;
     }
     shmrpc_bytes req = body;
@@ -417,42 +828,16 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         req = shmrpc_bytes_of(w->req.data, w->req.len);
     }
     _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
-    if (busy) atomic_store_explicit(busy, 1, memory_order_relaxed);
+    /* busy counts the calls the pool runs too (count_busy). */
+    if (busy) atomic_store_explicit(busy, w->running + 1, memory_order_relaxed);
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
-    if (busy) atomic_store_explicit(busy, 0, memory_order_relaxed);
-    if (rc == 0 && w->resp.len > p->peer_max) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "a result of %zu bytes is above the client's maximum of %u",
-                 w->resp.len, p->peer_max);
-        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ETOOBIG, msg);
-    } else if (rc == 0) {
-        /* The answer of a call that ran is kept whatever the budget says (the next call
-         * waits instead); sized exactly, with room for a compressor's worst case, so a
-         * 64 MiB answer does not cost 128. */
-        size_t n = w->resp.len, want = p->out.len + SHMRPC__FRAME_HDR_SIZE + n + n / 6 + 64;
-        if (want > KEEP_BYTES && buf_resize(&p->out, want)) {
-            /* out of memory: the append below fails and says so */
-        }
-        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, h->method, h->request_id,
-                                       shmrpc_bytes_of(w->resp.data, w->resp.len), p->comp,
-                                       p->threshold);
-        if (rc)
-            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc, shmrpc_strerror(rc));
-    } else {
-        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc,
-                                    shmrpc__ctx_msg(&w->ctx));
-    }
+    if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
+    put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));
 done:
     /* Every way out gives a large call's memory back, a refused body's included. */
-    if (w->req.cap > ((size_t)1 << 20)) {
-        shmrpc_buf_destroy(&w->req);
-        shmrpc_buf_init(&w->req);
-    }
-    if (w->resp.cap > ((size_t)1 << 20)) {
-        shmrpc_buf_destroy(&w->resp);
-        shmrpc_buf_init(&w->resp);
-    }
+    buf_shed(&w->req);
+    buf_shed(&w->resp);
     budget_charge(w, w->req_charged, 0);
     w->req_charged = 0;
     peer_recharge(w, p);
@@ -595,7 +980,8 @@ static int read_frame(worker *w, peer *p)
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
             uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
-            int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, p->comp,
+            uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0);
+            int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {
                 peer_refuse(p, rc, shmrpc__msg_get(&w->err));
@@ -623,7 +1009,8 @@ static int read_frame(worker *w, peer *p)
 /* Drops the frame just served from the front of p->in, keeping what was read past it. */
 static void consume_frame(worker *w, peer *p)
 {
-    size_t used = SHMRPC__FRAME_HDR_SIZE + p->hdr.body_len;
+    size_t used = p->taken ? 0 : SHMRPC__FRAME_HDR_SIZE + p->hdr.body_len;
+    p->taken = false;
     size_t left = p->in.len - used;
     if (left) memmove(p->in.data, p->in.data + used, left);
     p->in.len = left;
@@ -644,16 +1031,18 @@ static void peer_drop(peer *p)
 }
 
 /* Serves the frames that have come, in order (a client may send many requests before it
- * reads an answer: docs/wire.md, "Calls in flight"). Answers collect in p->out while more
- * requests are already read, and go out together (one send for many small answers) once
- * nothing more is buffered or OUT_BATCH bytes are waiting; the next frame is read only once
- * they are sent, so a connection holds at most one frame in and OUT_BATCH plus one answer
- * out, and a client that does not read its answers stops the server reading its requests. */
+ * reads an answer: docs/wire.md, "Calls in flight"), handing the calls to the worker's
+ * threads, up to cfg.max_running of the connection's at once. Answers collect in p->out
+ * while more requests are already read, and go out together (one send for many small
+ * answers) once nothing more is buffered or OUT_BATCH bytes are waiting; the next frame is
+ * read only once they are sent and fewer than cfg.max_running calls run, so a connection
+ * holds at most one frame in, its running calls, and OUT_BATCH plus one answer out, and a
+ * client that does not read its answers stops the server reading its requests. */
 static void peer_read(worker *w, peer *p)
 {
     for (;;) {
         bool starved = false;
-        while (!p->closing && out_left(p) < OUT_BATCH) {
+        while (can_read(w, p) && out_left(p) < OUT_BATCH) {
             int rc = read_frame(w, p);
             if (rc < 0) {
                 if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
@@ -684,7 +1073,7 @@ static void peer_read(worker *w, peer *p)
             p->frame_ns = shmrpc__now_ns();
             return;
         }
-        if (starved || p->closing) return;
+        if (starved || !can_read(w, p)) return;
     }
 }
 
@@ -696,12 +1085,13 @@ static void peer_settle(worker *w, peer *p)
         peer_free(w, p);
         return;
     }
-    if (p->closing && out_left(p) == 0) {
+    if (p->closing && out_left(p) == 0 && p->running == 0) {
         shutdown(p->fd, SHUT_WR);
         peer_free(w, p);
         return;
     }
-    uint32_t want = out_left(p) ? EPOLLOUT : EPOLLIN;
+    /* Neither while its calls are at the bound (collect looks again as each ends). */
+    uint32_t want = out_left(p) ? EPOLLOUT : can_read(w, p) ? EPOLLIN : 0;
     if (want == p->events) return;
     struct epoll_event ev = {.events = want, .data.ptr = p};
     epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);
@@ -710,6 +1100,13 @@ static void peer_settle(worker *w, peer *p)
 
 static void peer_event(worker *w, peer *p, uint32_t events)
 {
+    if (p->gone) return; /* closed earlier in this batch of events */
+    /* A reset or a socket shut both ways, while nothing is read from it: its calls'
+     * answers have nowhere to go (epoll reports these even with no interest set). */
+    if ((events & (EPOLLERR | EPOLLHUP)) && !(p->events & EPOLLIN)) {
+        peer_free(w, p);
+        return;
+    }
     if (events & EPOLLOUT) {
         if (!peer_flush(w, p)) {
             peer_free(w, p);
@@ -720,6 +1117,39 @@ static void peer_event(worker *w, peer *p, uint32_t events)
     bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
     if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
     peer_settle(w, p);
+}
+
+/* Takes back the jobs the pool ran, and serves their connections again: their answers go
+ * out, and what waited for the bound or for their end (a DRAIN, an ERROR) follows. */
+static void collect(worker *w)
+{
+    uint64_t n;
+    if (read(w->done_fd, &n, sizeof n) < 0) {
+        /* EAGAIN: taken with an earlier one */
+    }
+    pthread_mutex_lock(&w->mu);
+    job *j = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->mu);
+    peer *touched = NULL;
+    while (j) {
+        job *next = j->next;
+        peer *p = j->p;
+        bool gone = p->gone;
+        finish_job(w, j); /* may bury a gone p */
+        if (!gone && !p->touched && p != touched) {
+            p->touched = touched ? touched : p; /* p itself ends the list */
+            touched = p;
+        }
+        j = next;
+    }
+    while (touched) {
+        peer *p = touched;
+        touched = p->touched == p ? NULL : p->touched;
+        p->touched = NULL;
+        if (can_read(w, p) && (p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
+        peer_settle(w, p);
+    }
 }
 
 /* Refuses a connection with an ERROR frame, best effort, and closes it. */
@@ -793,7 +1223,9 @@ static peer *longest_idle(const worker *w)
     peer *best = NULL;
     for (int i = 0; i < w->n_peers; i++) {
         peer *p = w->peers[i];
-        if (p->state != P_READY || p->closing || p->in.len || p->have_hdr || out_left(p)) continue;
+        if (p->state != P_READY || p->closing || p->in.len || p->have_hdr || out_left(p) ||
+            p->running)
+            continue;
         if (!best || p->last_ns < best->last_ns) best = p;
     }
     return best;
@@ -935,6 +1367,7 @@ static int64_t peer_deadline(const worker *w, const peer *p)
         if (out > body) body = out;
         return p->frame_ns + cfg->progress_ns + (int64_t)(body >> 20) * NS_PER_S;
     }
+    if (p->running) return INT64_MAX; /* not idle: the client waits for its calls */
     return p->last_ns + cfg->idle_ns;
 }
 
@@ -943,7 +1376,9 @@ static void sweep(worker *w, int64_t now)
     for (int i = w->n_peers; i-- > 0;) {
         peer *p = w->peers[i];
         if (now < peer_deadline(w, p)) continue;
-        if (!p->closing && out_left(p) == 0) { /* say why, best effort */
+        /* Not while calls of p run: a client takes an ERROR with request id 0 to mean that
+         * its calls in flight did not run. Without it they may have (SHMRPC_EPEERDIED). */
+        if (!p->closing && out_left(p) == 0 && !p->running) { /* say why, best effort */
             shmrpc__tcp_put_error_frame(&p->out, 0, 0, SHMRPC_ETIMEDOUT,
                                         p->state != P_READY ? "handshake timeout"
                                         : p->in.len || p->refused
@@ -985,10 +1420,36 @@ static void send_what_ran(worker *w)
     free(fds); /* without it (no memory), what is left is dropped as before */
 }
 
+/* Ends the pool: true when its threads are gone. Threads still in a handler (the drain
+ * ran out of time) are left to the process's exit, with what they use. */
+static bool pool_end(worker *w)
+{
+    if (!w->threads) return true;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_broadcast(&w->cv);
+    if (w->running) return false;
+    for (int i = 0; i < w->n_threads; i++)
+        pthread_join(w->threads[i], NULL);
+    while (w->spare_jobs) {
+        job *j = w->spare_jobs;
+        w->spare_jobs = j->next;
+        job_free(j);
+    }
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->threads);
+    if (w->done_fd >= 0) close(w->done_fd);
+    return true;
+}
+
 static void worker_destroy(worker *w)
 {
     while (w->n_peers)
         peer_free(w, w->peers[0]);
+    unbury(w);
+    if (!pool_end(w)) return;
     if (w->ep >= 0) close(w->ep);
     if (w->spare >= 0) close(w->spare);
     shmrpc__ctx_destroy(&w->ctx);
@@ -998,6 +1459,26 @@ static void worker_destroy(worker *w)
     shmrpc_buf_destroy(&w->err);
     free(w->peers);
     free(w);
+}
+
+static int pool_init(worker *w, int n)
+{
+    w->threads = calloc((size_t)n, sizeof *w->threads);
+    w->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!w->threads || w->done_fd < 0) {
+        free(w->threads);
+        w->threads = NULL;
+        if (w->done_fd >= 0) close(w->done_fd);
+        w->done_fd = -1;
+        return 0; /* the calls run in place, one after another */
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->todo_end = &w->todo;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->tag_done};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->done_fd, &ev) != 0) return SHMRPC_ESYS(errno);
+    w->pool_max = n;
+    return 0;
 }
 
 static int worker_init(worker *w, tcp_listener *l, int index)
@@ -1024,6 +1505,9 @@ static int worker_init(worker *w, tcp_listener *l, int index)
         ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &w->tag_stop};
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, l->stop_pipe[0], &ev) != 0) return SHMRPC_ESYS(errno);
     }
+    /* A forked worker runs a connection's calls on threads; one serving in place (a
+     * program's own thread, e.g. the supervisor's control service) one after another. */
+    if (index >= 0 && l->cfg.max_running > 1) return pool_init(w, l->cfg.max_running);
     return 0;
 }
 
@@ -1032,7 +1516,7 @@ static int worker_init(worker *w, tcp_listener *l, int index)
  * two (on loopback, a fifth of a call's system calls). NULL otherwise. */
 static peer *hot_peer(const worker *w)
 {
-    if (w->n_peers != 1 || w->draining) return NULL;
+    if (w->n_peers != 1 || w->draining || w->running) return NULL;
     peer *p = w->peers[0];
     if (p->state != P_READY || p->closing || p->in.len || out_left(p) || p->have_hdr) return NULL;
     return p;
@@ -1083,7 +1567,10 @@ static void drain_begin(worker *w)
     for (int i = w->n_peers; i-- > 0;) {
         peer *p = w->peers[i];
         if (p->closing) continue;
-        if (p->state == P_READY && p->proto >= 2) {
+        if (p->state == P_READY && p->proto >= 2 && p->running) {
+            p->drain_due = true; /* after the answers of the calls that run (finish_job) */
+            p->drain_ns = now;
+        } else if (p->state == P_READY && p->proto >= 2) {
             size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_DRAIN, 0, 0, 0);
             shmrpc__frame_end(&p->out, at);
             p->drain_ns = now;
@@ -1103,7 +1590,8 @@ static void drain_step(worker *w, int64_t now)
 {
     for (int i = w->n_peers; i-- > 0;) {
         peer *p = w->peers[i];
-        if (out_left(p) || p->in.len || p->have_hdr || p->refused) continue;
+        if (out_left(p) || p->in.len || p->have_hdr || p->refused || p->running || p->drain_due)
+            continue;
         if (now - p->drain_ns < DRAIN_QUIET_MS * NS_PER_MS) continue;
         shutdown(p->fd, SHUT_WR);
         peer_free(w, p);
@@ -1118,7 +1606,7 @@ static int worker_run(tcp_listener *l, int index)
     bool forked = index >= 0;
     worker *w = calloc(1, sizeof *w);
     if (!w) return SHMRPC_ENOMEM;
-    w->ep = w->spare = -1;
+    w->ep = w->spare = w->done_fd = -1;
     int rc = worker_init(w, l, index);
     sigset_t block, open;
     sigemptyset(&block);
@@ -1131,11 +1619,17 @@ static int worker_run(tcp_listener *l, int index)
         if (w->draining) {
             int64_t now = shmrpc__now_ns();
             drain_step(w, now);
-            if (w->n_peers == 0 || now >= w->drain_end) break;
+            int64_t end = w->drain_end + (w->running ? DRAIN_RUNNING_MS * NS_PER_MS : 0);
+            if ((w->n_peers == 0 && !w->running) || now >= end) break;
         }
         /* A lone busy connection is served from hot_wait, with a look at epoll (new
          * connections, SIGTERM, the sweep) every HOT_LOOK_NS. */
         int timeout = w->draining ? 10 : SWEEP_MS;
+        if (w->pool_max && atomic_load_explicit(&w->n_todo, memory_order_relaxed)) {
+            pool_nudge(w, shmrpc__now_ns());
+            timeout = 0 < timeout ? 1 : timeout; /* a millisecond, to look again */
+        }
+        unbury(w); /* no event of the last batch is left to name them */
         peer *hot = hot_peer(w);
         if (hot) {
             int64_t now = shmrpc__now_ns();
@@ -1152,6 +1646,8 @@ static int worker_run(tcp_listener *l, int index)
             void *tag = evs[i].data.ptr;
             if (tag == &w->tag_source)
                 take_connections(w);
+            else if (tag == &w->tag_done)
+                collect(w);
             else if (tag != &w->tag_stop)
                 peer_event(w, tag, evs[i].events);
         }

@@ -66,7 +66,8 @@ void shmrpc__presence_update(shmrpc__presence *self)
 /* Whether the word differs from old in more than the waiter's flag. */
 static bool changed(shmrpc__futex *f, uint32_t old, const shmrpc__waiter *w)
 {
-    return ((atomic_load_explicit(&f->word, memory_order_acquire) ^ old) & ~w->flag) != 0;
+    return ((atomic_load_explicit(&f->word, memory_order_acquire) ^ old) & ~w->flag) != 0 ||
+           (w->also && atomic_load_explicit(w->also, memory_order_acquire) != w->also_old);
 }
 
 /* Sleeps while the word is old, for at most ns. The sleeper count (or the waiter's bit)
@@ -182,9 +183,11 @@ static bool crowded(const shmrpc__waiter *w)
     return w->awake && (int)atomic_load_explicit(w->awake, memory_order_relaxed) > shmrpc__ncpus();
 }
 
-/* A waiter that counts itself in awake once its wait lasts: it does now (shmrpc__waiter). */
+/* The wait lasts: its hook runs (it may run twice), and a waiter that counts itself in
+ * awake once its wait lasts does now (shmrpc__waiter). */
 static void count_in(const shmrpc__waiter *w)
 {
+    if (w->lasts) w->lasts(w->check_arg);
     if (w->counted == NULL || *w->counted) return;
     atomic_fetch_add(w->awake, 1);
     *w->counted = true;
@@ -196,16 +199,50 @@ static int check(const shmrpc__waiter *w)
     return w->check ? w->check(w->check_arg) : 0;
 }
 
+/* Picoseconds one shmrpc__cpu_relax takes, measured once per process: it differs tenfold
+ * between CPUs (11 ns on this machine's Xeon; about 40 ns on Skylake, a few on older
+ * cores), and the backoff is meant in time. The shortest of three tries, so that a
+ * preemption during one makes it no longer. */
+static int64_t relax_ps(void)
+{
+    static _Atomic int64_t ps;
+    int64_t v = atomic_load_explicit(&ps, memory_order_relaxed);
+    if (v == 0) {
+        for (int t = 0; t < 3; t++) {
+            int64_t t0 = shmrpc__now_ns();
+            for (int i = 0; i < 128; i++)
+                shmrpc__cpu_relax();
+            int64_t d = (shmrpc__now_ns() - t0) * 1000 / 128;
+            if (v == 0 || d < v) v = d;
+        }
+        if (v < 1) v = 1;
+        atomic_store_explicit(&ps, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+/* The most pauses between two looks at the word of a waiter that backs off (1: none). At
+ * most 1024: a clock too coarse to time 128 pauses must not make it thousands of times the
+ * backoff (with 1024, at most 40 us where a pause takes 40 ns). */
+static unsigned backoff_pauses(const shmrpc__waiter *w)
+{
+    if (w->backoff_ns <= 0) return 1;
+    int64_t n = w->backoff_ns * 1000 / relax_ps();
+    return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
 /* Spins, or yields while the peer shares our CPU, until the word changes, the deadline
  * or the budget passes (budget < 0: spin until the deadline). Returns 0 (changed), 1 (time
- * is up) or a check's status. The clock is first read after 64 turns or a yield, and the
+ * is up) or a check's status. The clock is first read after 64 pauses or a yield, and the
  * budget counts from there: a handoff that comes sooner costs no clock read (20-50 ns
- * each here, a third of the one-line limit; issue 18). */
+ * each here, a third of the one-line limit; issue 18). A waiter with a backoff doubles
+ * the pauses between its looks up to w->backoff_ns (shmrpc__waiter). */
 static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget,
                 const shmrpc__waiter *w, bool may_yield)
 {
     int64_t until = 0, next_check = 0; /* 0: the clock was not read yet */
     bool yield = false;
+    unsigned pauses = 1, most = 0, spent = 0; /* most: 0 until the backoff is wanted */
     for (unsigned i = 1;; i++) {
         if (changed(f, old, w)) return 0;
         /* Yield rather than spin while the peer shares our CPU (spinning only keeps it
@@ -219,14 +256,22 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
                      atomic_load_explicit(&w->peer->cpu, memory_order_relaxed) == sched_getcpu()) ||
                     crowded(w);
         bool yielded = yield;
-        if (yielded)
+        if (yielded) {
             sched_yield();
-        else
-            shmrpc__cpu_relax();
+        } else {
+            for (unsigned k = 0; k < pauses; k++)
+                shmrpc__cpu_relax();
+            spent += pauses;
+            if (w->backoff_ns > 0) {
+                if (most == 0) most = backoff_pauses(w);
+                pauses = pauses >= most / 2 ? most : pauses * 2;
+            }
+        }
         /* A yield can give the CPU away for a whole timeslice when other work is runnable:
-         * look at the clock after every one, not every 64 (that overran a 100 us budget and
-         * 50 ms deadlines by about 90 ms under load). */
-        if (yielded || i % 64 == 0) {
+         * look at the clock after every one, not every 64 pauses (that overran a 100 us
+         * budget and 50 ms deadlines by about 90 ms under load). */
+        if (yielded || spent >= 64) {
+            spent = 0;
             int64_t now = shmrpc__now_ns();
             if (until == 0) {
                 count_in(w);
@@ -235,7 +280,15 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
                 until = budget < 0 || budget >= deadline - now ? deadline : now + budget;
                 next_check = now + SHMRPC__CHECK_NS / 4;
             }
-            if (now >= until) return 1;
+            if (now >= until) {
+                /* A waiter that backed off looks after every pause for one last backoff
+                 * before it sleeps: a holder that keeps taking the lock again leaves it
+                 * free for moments that sparse looks miss, and a sleep costs the holder a
+                 * wake-up call and the waiter its CPU. */
+                if (most <= 1 || until >= deadline) return 1;
+                most = pauses = 1;
+                until = deadline - now > w->backoff_ns ? now + w->backoff_ns : deadline;
+            }
             if (now >= next_check) {
                 int rc = check(w);
                 if (rc != 0) return rc;

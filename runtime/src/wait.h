@@ -90,6 +90,15 @@ typedef struct shmrpc__waiter {
      * costs one useless wake, and one that a bad write cleared costs one sleep. */
     uint32_t flag;
     bool *slept; /* set when the wait sleeps on the futex, or NULL */
+    /* While it spins, the longest the waiter goes without looking at the word, or 0: it
+     * looks after every pause. A waiter with a backoff looks after 1, 2, 4... pauses up to
+     * this. For a lock that its holder takes again at once (the map's writers): every look
+     * takes the word's line from the holder, whose next write to it then waits for the
+     * line to come back, and a waiter that looks every few nanoseconds also catches each
+     * moment the lock is free and takes it, so that two lockers hand it (and all it
+     * guards) back and forth on almost every acquire. Past the spin budget, it looks
+     * after every pause for one last backoff_ns before it sleeps. */
+    int64_t backoff_ns;
     /* A PI futex word (a thread id, or 0) that the process which will change the word
      * holds until it has, or NULL. Past its spin, the waiter sleeps locking it instead of
      * on the word: the kernel wakes it when the holder lets go, and also when the holder
@@ -100,6 +109,15 @@ typedef struct shmrpc__waiter {
     /* The wait's deadline, computed at its first clock read, or NULL: then the deadline
      * given to shmrpc__wait_while is ignored. */
     shmrpc__deadline *lazy;
+    /* A second word whose change ends the wait as well (while it differs from also_old),
+     * or NULL. Looked at only as the word is, never slept on: a waiter that sets it gives
+     * a deadline within its spin (a worker watching a channel as well as its doorbell). */
+    const _Atomic uint32_t *also;
+    uint32_t also_old;
+    /* Called once the wait lasts (at its first clock read, or before it first sleeps), with
+     * check_arg, or NULL: a client whose request a watching worker should have taken by
+     * then rings the doorbell after all. */
+    void (*lasts)(void *arg);
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */

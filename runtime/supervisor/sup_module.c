@@ -52,10 +52,11 @@
  * rewritten before each start. */
 struct sup_module {
     char **argv; /* shmrpc-service --module-host NAME MODULE WORKERS SHM TCP SECRET TLS_CERT
-                  * TLS_KEY TLS_CA ARG... */
+                  * TLS_KEY TLS_CA TCP_MAX_RUNNING ARG... */
     char shm[96];
     char tcp[96]; /* tcp://HOST:PORT, or "" without TCP */
     char workers[16];
+    char max_running[16];
 };
 
 /* What stands for "none" among the manager's arguments. */
@@ -153,7 +154,7 @@ int sup_module_init(sup_service *s)
     struct sup_module *m = calloc(1, sizeof *m);
     if (!m) return SHMRPC_ENOMEM;
     s->module = m;
-    m->argv = calloc(12 + (size_t)cfg->module_argc, sizeof *m->argv);
+    m->argv = calloc(13 + (size_t)cfg->module_argc, sizeof *m->argv);
     if (!m->argv) return SHMRPC_ENOMEM;
     snprintf(m->shm, sizeof m->shm, "shm://%s", cfg->shm_name ? cfg->shm_name : "");
     tcp_address(cfg, m->tcp, sizeof m->tcp);
@@ -169,6 +170,8 @@ int sup_module_init(sup_service *s)
     char *tls[3] = {cfg->s.tls_cert_file, cfg->s.tls_key_file, cfg->s.tls_ca_file};
     for (int i = 0; i < 3; i++)
         m->argv[a++] = m->tcp[0] && tls[i] ? tls[i] : NONE_ARG;
+    snprintf(m->max_running, sizeof m->max_running, "%d", cfg->s.tcp_max_running);
+    m->argv[a++] = m->max_running;
     for (int i = 0; i < cfg->module_argc; i++)
         m->argv[a++] = cfg->module_args[i];
     m->argv[a] = NULL;
@@ -287,12 +290,15 @@ static void block(int how, bool with_child)
 
 /* Listens at addr and serves with workers until stopped; 0, or 1 after saying why. With a
  * secret_file (not "-"), TCP clients must prove its secret; tls (NULL for shm://) holds
- * the TLS certificate, key and CA files, each "-" when not set. */
+ * the TLS certificate, key and CA files, each "-" when not set; max_running is
+ * tcp_max_running (0: the default). */
 static int serve(const char *name, const shmrpc_module *m, void *user, const char *addr,
-                 const char *secret_file, char *const *tls, long workers, const char *how)
+                 const char *secret_file, char *const *tls, int max_running, long workers,
+                 const char *how)
 {
     shmrpc_server_opts o;
     shmrpc_server_opts_init(&o);
+    o.tcp.max_running = max_running;
     const char **tls_opt[3] = {&o.tcp.tls_cert, &o.tcp.tls_key, &o.tcp.tls_ca};
     for (int i = 0; tls && i < 3; i++)
         *tls_opt[i] = strcmp(tls[i], NONE_ARG) != 0 ? tls[i] : NULL;
@@ -318,8 +324,10 @@ static int serve(const char *name, const shmrpc_module *m, void *user, const cha
     }
     atomic_store(&the_server, srv);
     if (wanted) workers = wanted;
-    fprintf(stderr, "%s: pid %d serving %s with %ld worker%s (%s)\n", name, (int)getpid(), addr,
-            workers, workers == 1 ? "" : "s", how);
+    char running[64] = ""; /* tcp_max_running, for the TCP manager */
+    if (tls) snprintf(running, sizeof running, ", %d calls of a connection at once", max_running);
+    fprintf(stderr, "%s: pid %d serving %s with %ld worker%s%s (%s)\n", name, (int)getpid(), addr,
+            workers, workers == 1 ? "" : "s", running, how);
     if (!stop_asked && !peer_ended) rc = shmrpc_server_serve(srv, (int)workers);
     /* No handler may touch the server once it is freed. */
     block(SIG_BLOCK, false);
@@ -367,16 +375,19 @@ static int wait_peer(void)
 
 int sup_module_host_main(int argc, char **argv)
 {
-    if (argc < 11) {
+    if (argc < 12) {
         fprintf(stderr, "usage: shmrpc-service " SUP_MODULE_HOST_ARG
                         " NAME MODULE WORKERS SHM_ADDRESS TCP_ADDRESS|- SECRET_FILE|- "
-                        "TLS_CERT|- TLS_KEY|- TLS_CA|- [ARG...] (run by shmrpc-service itself)\n");
+                        "TLS_CERT|- TLS_KEY|- TLS_CA|- TCP_MAX_RUNNING [ARG...] (run by "
+                        "shmrpc-service itself)\n");
         return 2;
     }
     const char *name = argv[2], *path = argv[3], *shm = argv[5], *tcp = argv[6];
     const char *secret_file = argv[7];
     char *const *tls = argv + 8;
     char *end;
+    long max_running = strtol(argv[11], &end, 10); /* checked by the configuration's reader */
+    if (*end || max_running < 1 || max_running > 256) max_running = 16; /* the default */
     long workers = strtol(argv[4], &end, 10);
     if (*end || workers < 1) workers = 1;
     if (workers > SHMRPC_MAX_WORKERS) workers = SHMRPC_MAX_WORKERS;
@@ -410,15 +421,15 @@ int sup_module_host_main(int argc, char **argv)
     void *user = NULL;
     if (m->init) {
         /* argv[0] is the service's name, then module_args; NULL-terminated as main's. */
-        int init_argc = 1 + (argc - 11);
+        int init_argc = 1 + (argc - 12);
         char **init_argv = calloc((size_t)init_argc + 1, sizeof *init_argv);
         if (!init_argv) {
             fprintf(stderr, "%s: out of memory\n", name);
             return 1;
         }
         init_argv[0] = (char *)name;
-        for (int i = 11; i < argc; i++)
-            init_argv[i - 10] = argv[i];
+        for (int i = 12; i < argc; i++)
+            init_argv[i - 11] = argv[i];
         int r = m->init(&user, init_argc, init_argv);
         free(init_argv);
         if (r != 0) {
@@ -452,7 +463,7 @@ int sup_module_host_main(int argc, char **argv)
             block(SIG_UNBLOCK, true);
             char also[96];
             snprintf(also, sizeof also, "forked by pid %d after its init", (int)leader);
-            int rc = serve(name, m, user, tcp, secret_file, tls, workers, also);
+            int rc = serve(name, m, user, tcp, secret_file, tls, (int)max_running, workers, also);
             /* init's data and fini belong to the first manager: nothing more runs here. */
             _exit(rc);
         }
@@ -461,7 +472,7 @@ int sup_module_host_main(int argc, char **argv)
         sigaction(SIGCHLD, &child, NULL);
         block(SIG_UNBLOCK, true);
     }
-    int rc = serve(name, m, user, shm, NONE_ARG, NULL, workers, how);
+    int rc = serve(name, m, user, shm, NONE_ARG, NULL, 0, workers, how);
     if (two) {
         block(SIG_BLOCK, true);
         bool crashed = peer_ended && !stop_asked; /* the TCP manager ended first */

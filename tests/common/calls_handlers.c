@@ -3,6 +3,7 @@
 #include "calls_handlers.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,9 +37,13 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     (void)ctx;
     sh->calls++;
     sh->napping = getpid();
+    int32_t now = ++sh->running, most = sh->most;
+    while (now > most && !atomic_compare_exchange_weak(&sh->most, &most, now)) {
+    }
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+    sh->running--;
     sh->napping = 0;
     *out = getpid();
     return 0;

@@ -12,6 +12,8 @@
 typedef struct calls_shared {
     _Atomic int32_t napping; /* the pid of a worker inside nap(), or 0 */
     _Atomic int64_t calls;   /* handler calls, all workers */
+    _Atomic int32_t running; /* naps running now, all workers and threads */
+    _Atomic int32_t most;    /* the most naps that ran at once (the test resets it) */
 } calls_shared;
 
 extern calls_shared *sh;

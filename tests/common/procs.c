@@ -3,6 +3,9 @@
 #include "procs.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -118,4 +121,49 @@ void test_tcp_stats_forget(const char *addr)
     char name[160];
     snprintf(name, sizeof name, "/shmrpc.stats.tcp.%s", addr + 6);
     shm_unlink(name);
+}
+
+struct test_stall_probe {
+    pthread_t thread;
+    atomic_bool stop;
+    _Atomic int64_t worst_us;
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void *stall_probe(void *arg)
+{
+    test_stall_probe *p = arg;
+    while (!atomic_load(&p->stop)) {
+        int64_t t0 = now_us();
+        usleep(1000);
+        int64_t over = now_us() - t0 - 1000;
+        if (over > atomic_load(&p->worst_us)) atomic_store(&p->worst_us, over);
+    }
+    return NULL;
+}
+
+test_stall_probe *test_stall_probe_start(void)
+{
+    test_stall_probe *p = calloc(1, sizeof *p);
+    if (p && pthread_create(&p->thread, NULL, stall_probe, p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+int64_t test_stall_probe_stop(test_stall_probe *p)
+{
+    if (!p) return 0;
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    int64_t worst = atomic_load(&p->worst_us);
+    free(p);
+    return worst;
 }

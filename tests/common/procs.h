@@ -53,4 +53,12 @@ int test_shm_segments(const char *addr);
 /* Removes the statistics segment of the tcp:// server at addr (tcp://HOST:PORT), which a
  * server SIGKILLed by a test leaves behind (one stopped cleanly removes its own). */
 void test_tcp_stats_forget(const char *addr);
+
+/* How long the machine keeps a ready thread from running: a thread that sleeps 1 ms at a
+ * time records its worst oversleep from start to stop. A call that returns late by up to
+ * that much is the scheduler's doing, not the runtime's (hundreds of ms were seen on a
+ * busy 2-core machine), so tests that bound lateness add it to their margin and print it. */
+typedef struct test_stall_probe test_stall_probe;
+test_stall_probe *test_stall_probe_start(void);     /* NULL when no thread could be made */
+int64_t test_stall_probe_stop(test_stall_probe *p); /* the worst oversleep in us; frees p */
 #endif

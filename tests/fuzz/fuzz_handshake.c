@@ -718,7 +718,10 @@ static void fuzz_client(enum mode mode, uint8_t param, shmrpc_bytes rest)
         ok = acceptable(&hello, &fake.out, &ack, map);
         if (mode == CLIENT_AFTER_ACK && !ok) fail("our HELLO_ACK: %s", shmrpc__msg_get(&err));
         /* The client closes when it gave up, or could not send the call. */
-        if (recv_frame(fd, &fake.in, &h, ok ? ack.compression : 0, deadline)) {
+        /* A blocking call sets the lone flag once revision 3 was agreed, never before (the
+         * decoder refuses it then). */
+        uint16_t agreed = ok ? ack.compression | (ack.proto >= 3 ? SHMRPC__FLAG_LONE : 0) : 0;
+        if (recv_frame(fd, &fake.in, &h, agreed, deadline)) {
             if (!ok) fail("the client called after a HELLO_ACK that it should refuse");
             body = shmrpc_bytes_of(fake.in.data + SHMRPC__FRAME_HDR_SIZE, h.body_len);
             check_request(&h, body, job.method, &ack, map);

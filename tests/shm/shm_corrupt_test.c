@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -335,6 +336,93 @@ static void garbage_lock_costs_nothing_else(void **state)
     for (int i = 0; i < CALLS; i++)
         assert_int_equal(rcs[i], 0);
     assert_true(same && pid == first);
+    assert_true(took[CALLS - 1] < 1000 * 1000); /* no hang */
+}
+
+/* --- a worker watching a channel --- */
+
+/* Pins this process to the nth CPU it may run on (n < 0: back to all of them, saved in
+ * *all); false when it has fewer than two. */
+static bool pin_to(int n, cpu_set_t *all)
+{
+    if (n < 0) return sched_setaffinity(0, sizeof *all, all) == 0;
+    if (CPU_COUNT(all) < 2) return false;
+    for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, all) || seen++ != n) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        return sched_setaffinity(0, sizeof one, &one) == 0;
+    }
+    return false;
+}
+
+/* One client calling one worker in a loop: the worker watches the channel it answered, so
+ * the client's requests ring no doorbell (whose line would move twice more per call). Its
+ * worker and the client run on CPUs of their own, or a client whose worker does not run
+ * rings, as it should, once its wait lasts. The old code rang once per call. */
+static void watched_channel_rings_no_doorbell(void **state)
+{
+    (void)state;
+    cpu_set_t all;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    bool pinned = pin_to(1, &all); /* the server, and the worker it forks */
+    pid_t server = start_server(1);
+    pinned = pinned && pin_to(0, &all);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    enum { CALLS = 20000 };
+    int failed = 0;
+    uint32_t before = atomic_load(&ctl->doorbell.word);
+    for (int i = 0; i < CALLS; i++)
+        failed += calls_add(c, i, 1, &sum) != 0 || sum != i + 1;
+    uint32_t rings = atomic_load(&ctl->doorbell.word) - before;
+    print_message("    %d calls of one client to one worker%s rang the doorbell %u times\n", CALLS,
+                  pinned ? " (on CPUs of their own)" : "", (unsigned)rings);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+    pin_to(-1, &all);
+    assert_int_equal(failed, 0);
+    if (pinned) assert_true(rings < CALLS / 2);
+}
+
+/* Writes into the watcher of the channel of the client pid *arg the index of a worker
+ * that does not run: its calls then ring no doorbell at first. */
+static void fake_watcher(shmrpc__shm_ctl *ctl, void *arg)
+{
+    atomic_store(&map_client_chan(ctl, *(int32_t *)arg)->watcher, SHMRPC__MAX_WORKERS);
+}
+
+/* A watcher that a bad write made up (or a dead worker left) costs a call a short wait:
+ * the client rings once its wait lasts, and the next answer writes the watcher again. */
+static void made_up_watcher_costs_one_short_wait(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    int32_t me = (int32_t)getpid();
+    int64_t sum;
+    enum { CALLS = 50 };
+    int64_t took[CALLS];
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    for (int i = 0; i < CALLS; i++) {
+        /* Between calls, so that the answer of the call before does not write over it. */
+        usleep(200);
+        corrupt(fake_watcher, &me);
+        int64_t t0 = now_us();
+        assert_int_equal(calls_add(c, i, 1, &sum), 0);
+        took[i] = now_us() - t0;
+        assert_int_equal(sum, i + 1);
+    }
+    qsort(took, CALLS, sizeof took[0], cmp_i64);
+    print_message("    a made-up watcher: calls took %.3f ms in the median, %.3f at most\n",
+                  (double)took[CALLS / 2] / 1000, (double)took[CALLS - 1] / 1000);
+    shmrpc_client_free(c);
+    stop_server(server);
     assert_true(took[CALLS - 1] < 1000 * 1000); /* no hang */
 }
 
@@ -875,6 +963,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(zeroed_doorbell_costs_one_sleep, setup, teardown),
         cmocka_unit_test_setup_teardown(skewed_channel_sleepers_last_one_call, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_lock_costs_nothing_else, setup, teardown),
+        cmocka_unit_test_setup_teardown(watched_channel_rings_no_doorbell, setup, teardown),
+        cmocka_unit_test_setup_teardown(made_up_watcher_costs_one_short_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(truncated_channel_costs_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(unsealed_channel_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),

@@ -591,7 +591,8 @@ static void module_tcp(void **state)
     char ini[1024], shm[64], tcp[64];
     snprintf(ini, sizeof ini,
              "[defaults]\nlog_dir = logs\nmin_proc_num = 2\nmax_proc_num = 2\n"
-             "restart_backoff_ms = 100\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n",
+             "restart_backoff_ms = 100\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n"
+             "tcp_max_running = 3\n",
              ECHO_MODULE, f->shm, port);
     snprintf(shm, sizeof shm, "shm://%s", f->shm);
     snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
@@ -614,6 +615,7 @@ static void module_tcp(void **state)
     const char *log = sup_slurp(f->dir, "logs/echo.log");
     assert_non_null(strstr(log, "serving shm://"));
     assert_non_null(strstr(log, "serving tcp://127.0.0.1:"));
+    assert_non_null(strstr(log, ", 3 calls of a connection at once (")); /* tcp_max_running */
 
     /* shmrpcctl scale: each address gets 3 workers. */
     char cmd[512];

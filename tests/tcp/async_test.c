@@ -6,6 +6,7 @@
  * flight, and the same API over shm:// and inproc://. Every wait is bounded. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -34,6 +35,7 @@ static int setup(void **state)
     (void)state;
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     sh->calls = 0;
+    sh->running = 0; /* a nap of a server stopped in the middle of it never counted down */
     return 0;
 }
 
@@ -123,6 +125,164 @@ static void health_among_calls(void **state)
         if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
         assert_true(pid > 0);
     }
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
+/* --- a connection's calls run at once on the server (issue 17) --- */
+
+static pid_t start_server_opts(const char *at, int workers, const shmrpc_tcp_opts *tcp)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, tcp};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* A nap of 300 ms and 16 adds behind it on one connection of a one-worker server: every
+ * add's answer comes before the nap's, each correct, and the server's statistics count
+ * each call once. On a server that runs a connection's calls one after another the adds
+ * wait for the nap. */
+static void slow_call_does_not_hold_up(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    shmrpc_call *calls[17];
+    shmrpc_client_next_timeout(c, 10000);
+    assert_int_equal(calls_nap_start(c, 300, &calls[0]), 0);
+    for (int i = 1; i < 17; i++)
+        assert_int_equal(calls_add_start(c, i, 100, &calls[i]), 0);
+    int64_t t0 = test_now_ms();
+    size_t order[17];
+    wait_all(c, calls, 17, order);
+    size_t nap_at = 0;
+    for (size_t k = 0; k < 17; k++)
+        if (order[k] == 0) nap_at = k + 1;
+    printf("slow first: all done in %lld ms, the nap's answer came %zu of 17\n",
+           (long long)(test_now_ms() - t0), nap_at);
+    assert_int_equal(order[16], 0); /* the nap's answer last */
+    int32_t pid = 0;
+    assert_int_equal(calls_nap_finish(c, calls[0], &pid), 0);
+    assert_true(pid > 0);
+    for (int i = 1; i < 17; i++) {
+        int64_t sum = -1;
+        assert_int_equal(calls_add_finish(c, calls[i], &sum), 0);
+        assert_int_equal(sum, 100 + i);
+    }
+    assert_int_equal(sh->calls, 17);
+    shmrpc_stats *st = NULL;
+    assert_int_equal(shmrpc_stats_read(addr, &st), 0);
+    for (uint32_t i = 0; i < st->n_methods; i++) {
+        const shmrpc_method_stats *m = &st->methods[i];
+        uint64_t want = strcmp(m->name, "add") == 0 ? 16 : strcmp(m->name, "nap") == 0 ? 1 : 0;
+        if (m->calls != want || m->errors != 0)
+            fail_msg("statistics of %s: %llu calls, %llu errors (want %llu, 0)", m->name,
+                     (unsigned long long)m->calls, (unsigned long long)m->errors,
+                     (unsigned long long)want);
+    }
+    shmrpc_stats_free(st);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
+/* 12 naps in flight on one connection run at most max_running at once: 4 of them with
+ * max_running 4 (the server stops reading the connection at the bound and reads on as
+ * each ends), 1 with max_running 1 (one after another, as before). */
+static void running_is_bounded(void **state)
+{
+    (void)state;
+    int bounds[] = {4, 1};
+    for (int b = 0; b < 2; b++) {
+        shmrpc_tcp_opts tcp = {.max_running = bounds[b]};
+        pid_t srv = start_server_opts(addr, 1, &tcp);
+        shmrpc_client *c = connect_to(addr);
+        sh->most = 0;
+        sh->calls = 0;
+        sh->running = 0;
+        shmrpc_call *calls[12];
+        for (int i = 0; i < 12; i++) {
+            shmrpc_client_next_timeout(c, 20000);
+            assert_int_equal(calls_nap_start(c, 50, &calls[i]), 0);
+        }
+        wait_all(c, calls, 12, NULL);
+        for (int i = 0; i < 12; i++) {
+            int32_t pid = 0;
+            int rc = calls_nap_finish(c, calls[i], &pid);
+            if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        }
+        printf("bound %d: at most %d naps ran at once\n", bounds[b], (int)sh->most);
+        assert_int_equal(sh->most, bounds[b]);
+        assert_int_equal(sh->calls, 12);
+        shmrpc_client_free(c);
+        assert_true(test_stop_server(srv));
+    }
+}
+
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A client SIGKILLed while 8 of its calls (naps of 1 s) run: the worker goes on serving others at
+ * once (its thread is not in a handler), the 8 run once each and their answers are dropped, and the
+ * worker closes the connection and holds no more descriptors than before. */
+static void client_killed_mid_call(void **state)
+{
+    (void)state;
+    pid_t srv = start_server(addr, 1);
+    shmrpc_client *c = connect_to(addr);
+    int32_t worker = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    int before = count_fds(worker);
+    assert_true(before > 0);
+    sh->calls = 0;
+    sh->running = 0;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        shmrpc_client *k = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+        if (!k) _exit(1);
+        shmrpc_call *calls[8];
+        for (int i = 0; i < 8; i++) {
+            shmrpc_client_next_timeout(k, 20000);
+            if (calls_nap_start(k, 1000, &calls[i])) _exit(2);
+        }
+        pause();
+        _exit(0);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->running < 8 && test_now_ms() < until)
+        usleep(2000);
+    int running = sh->running, status;
+    kill(child, SIGKILL); /* before any check: a failed one must not leave it behind */
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(running, 8);
+    int64_t t0 = test_now_ms(), sum = 0;
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
+    assert_int_equal(sum, 5);
+    printf("killed client: an add on another connection took %lld ms with 8 naps running\n",
+           (long long)(test_now_ms() - t0));
+    assert_true(sh->running > 0); /* it did not wait for them */
+    until = test_now_ms() + 5000;
+    int now = -1;
+    while ((sh->running > 0 || (now = count_fds(worker)) != before) && test_now_ms() < until)
+        usleep(10000);
+    printf("killed client: worker descriptors %d before, %d after\n", before, now);
+    assert_int_equal(sh->running, 0);
+    assert_int_equal(now, before);
+    assert_int_equal(sh->calls, 9); /* the 8 naps once each, and the add */
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
     shmrpc_client_free(c);
     assert_true(test_stop_server(srv));
 }
@@ -311,7 +471,8 @@ static void hostile_answers(void **state)
 }
 
 /* Per-call deadlines: naps of 1.5 s with a 200 ms deadline time out, the adds behind them
- * (5 s) complete; the naps' late answers are dropped and the connection goes on. */
+ * (5 s) complete, first (the server runs a connection's calls at once); the naps' late
+ * answers are dropped and the connection goes on. */
 static void deadlines(void **state)
 {
     (void)state;
@@ -331,7 +492,7 @@ static void deadlines(void **state)
     printf("deadlines: all four done in %lld ms\n", (long long)took);
     assert_int_equal(shmrpc_call_status(calls[0]), SHMRPC_ETIMEDOUT);
     assert_int_equal(shmrpc_call_status(calls[2]), SHMRPC_ETIMEDOUT);
-    assert_int_equal(order[0] == 0 || order[0] == 2, true); /* the naps ended first */
+    assert_int_equal(order[0] == 1 || order[0] == 3, true); /* the adds did not wait */
     int64_t sum;
     assert_int_equal(calls_add_finish(c, calls[1], &sum), 0);
     assert_int_equal(sum, 2);
@@ -479,6 +640,9 @@ int main(void)
         cmocka_unit_test_setup(duplicate_answers, setup),
         cmocka_unit_test_setup(hostile_answers, setup),
         cmocka_unit_test_setup(deadlines, setup),
+        cmocka_unit_test_setup(slow_call_does_not_hold_up, setup),
+        cmocka_unit_test_setup(running_is_bounded, setup),
+        cmocka_unit_test_setup(client_killed_mid_call, setup),
         cmocka_unit_test_setup(sigkill_in_flight, setup),
         cmocka_unit_test_setup(drain_moves_calls, setup),
         cmocka_unit_test_setup(free_with_calls, setup),

@@ -50,7 +50,7 @@ typedef struct hdr_case {
     uint32_t method;
     uint64_t rid;
     uint32_t len;
-    uint16_t agreed; /* compression agreed */
+    uint16_t agreed; /* compression agreed, and the lone flag (revision 3) */
     int rc;
     const char *msg;
 } hdr_case;
@@ -68,8 +68,12 @@ static const hdr_case hdr_cases[] = {
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
     {"kind 10", 24, M, V, 10, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 10"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
-    {"unknown flag", 24, M, V, REQ, 0x0004, 1, 1, 10, 3, SHMRPC_EPROTO,
-     "unknown flag bits 0x0004 in a REQUEST frame"},
+    {"unknown flag", 24, M, V, REQ, 0x0008, 1, 1, 10, 7, SHMRPC_EPROTO,
+     "unknown flag bits 0x0008 in a REQUEST frame"},
+    {"lone not agreed", 24, M, V, REQ, 0x0004, 1, 1, 10, 3, SHMRPC_EPROTO,
+     "REQUEST frame has the lone flag, which needs protocol revision 3 (not agreed)"},
+    {"lone on a response", 24, M, V, RESP, 0x0004, 1, 1, 10, 7, SHMRPC_EPROTO,
+     "unknown flag bits 0x0004 in a RESPONSE frame"},
     {"high flag", 24, M, V, RESP, 0x8001, 1, 1, 10, 3, SHMRPC_EPROTO,
      "unknown flag bits 0x8000 in a RESPONSE frame"},
     {"both compressions", 24, M, V, REQ, 3, 1, 1, 10, 3, SHMRPC_EPROTO,
@@ -121,6 +125,8 @@ static const hdr_case hdr_cases[] = {
     {"empty request", 24, M, V, REQ, 0, 1, 1, 0, 0, 0, ""},
     {"snappy agreed", 24, M, V, RESP, 1, 1, 1, 10, 1, 0, ""},
     {"zlib agreed", 24, M, V, REQ, 2, 1, 1, 10, 2, 0, ""},
+    {"lone agreed", 24, M, V, REQ, 0x0004, 1, 1, 10, 4, 0, ""},
+    {"lone and zlib agreed", 24, M, V, REQ, 0x0006, 1, 1, 10, 6, 0, ""},
     {"auth", 24, M, V, AUTH, 0, 0, 0, 32, 0, 0, ""},
     {"connection error", 24, M, V, ERR, 0, 0, 0, 10, 0, 0, ""},
     {"ping", 24, M, V, PING, 0, 0, 77, 0, 0, 0, ""},
@@ -567,10 +573,10 @@ static void handshake_round_trip(void **state)
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose snappy compression, which the client did not offer");
     got_ack.compression = 0;
-    got_ack.proto = 3;
+    got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 3; the client offered 1 to 2");
+                        "the server chose protocol revision 4; the client offered 1 to 3");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

@@ -148,6 +148,27 @@ void shmrpc_call_free(shmrpc_call *call);
  * leaves its answer where shmrpc_client_call leaves one (valid until the next call). */
 int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp);
 
+/* --- loaned buffers: large messages without copies (docs/shm-transport.md) ---
+ * shmrpc_client_loan gives room for a request of up to size bytes of method_id where the
+ * transport sends it from: over shm:// the connection's channel itself, where the worker
+ * reads it. The program writes the request there (for a @raw method, its bytes; for any
+ * other, its encoding) and sends its first len bytes with shmrpc_client_call_loaned, which
+ * copies nothing and points *resp at the answer where it arrived (over shm://, in the
+ * channel): valid, as shmrpc_client_call's, until the next call or loan on this client.
+ * Over tcp:// and inproc:// the room is the client's request buffer and the answer its
+ * response buffer, so portable code can use the same calls anywhere. A loan is used by
+ * one call: the room is not to be touched after shmrpc_client_call_loaned (nor after a
+ * later loan or call, or shmrpc_client_free), and another call or loan in between gives it
+ * up. The loan waits, within the next call's timeout, for an earlier call that timed out
+ * and still holds the channel. Failures: SHMRPC_ETOOBIG for a size above the client's
+ * maximum, or over shm:// the server's, which it knows then (nothing is sent; over tcp://
+ * the call says so), SHMRPC_ECLOSED, SHMRPC_ENOENT, SHMRPC_EINVAL
+ * (NULL arguments; a call without a loan, or with len above its size), SHMRPC_EUNAVAIL
+ * when the connection broke between the loan and the call (the call did not run; loan
+ * again), and otherwise the call's status as for shmrpc_client_call. */
+int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr);
+int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
+
 /* --- for generated stubs ---
  * A call: shmrpc_client_request() clears the request buffer, the arena and the previous
  * response; the stub encodes into the buffer, calls shmrpc_client_call(), and decodes

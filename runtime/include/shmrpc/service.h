@@ -71,6 +71,21 @@ int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
 int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
                             const char *field, const char *why);
 
+/* Room for the answer of the call being served: *ptr to size bytes, and 0. Over shm:// the
+ * room is in the channel, where the client reads the answer, so a @raw handler that writes
+ * its answer there and returns it from the room's start (*out = shmrpc_bytes_of(*ptr, n),
+ * n <= size) answers without a copy; an answer returned from elsewhere is copied into the
+ * room once (never from inside the room but at its start: the two would overlap). Over
+ * tcp:// and inproc:// the room is memory of the call's arena, and the answer is sent as
+ * any other. The channel holds one message: the room is where the request was, so writing
+ * it overwrites a request the handler reads in place (shmrpc_server_set_in_place), which
+ * suits a handler that transforms its request in place; one that still needs its request
+ * reads or copies it first. The room lasts until the handler returns; a second loan
+ * replaces the first (whose pointer is then not to be used). SHMRPC_ETOOBIG above the
+ * server's maximum message, or when the channel cannot grow; SHMRPC_EINVAL outside a
+ * handler. docs/shm-transport.md, "Loaned buffers". */
+int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr);
+
 /* Decodes a request, calls the handler and encodes its result into resp. */
 typedef int (*shmrpc_invoke_fn)(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes req,
                                 shmrpc_buf *resp);

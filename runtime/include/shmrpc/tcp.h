@@ -90,6 +90,15 @@ typedef struct shmrpc_tcp_opts {
     int max_in_flight;           /* client: asynchronous calls in flight on one connection
                                   * (shmrpc_client_start); a start finds room by waiting
                                   * for answers; 0: 64, at most 4096 */
+    int max_running;             /* server: calls of one connection that run at once, on
+                                  * threads of the worker that holds it (handlers must then
+                                  * be thread-safe); at the bound it stops reading the
+                                  * connection until one ends; 1: one after another on the
+                                  * worker's own thread; 0: 16, at most 256. A blocking
+                                  * call alone on its connection (the lone flag, wire
+                                  * revision 3) runs on the worker's own thread whatever
+                                  * this is, without a handoff (docs/wire.md, "Calls in
+                                  * flight"); service.ini: tcp_max_running */
 } shmrpc_tcp_opts;
 
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong
