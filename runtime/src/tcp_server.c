@@ -1533,7 +1533,14 @@ static bool hot_wait(worker *w, peer *p)
     }
     if (shmrpc__buf_grow(&p->in, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD)) return false;
     ssize_t n = shmrpc__io_recv(&p->io, p->in.data, SHMRPC__FRAME_HDR_SIZE + READ_AHEAD, 0);
-    if (n < 0) return false; /* the timeout, or a signal */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return false; /* the timeout, or a signal */
+    if (n < 0) {      /* TLS failed, or the socket: epoll would not say so again */
+        if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
+        peer_drop(p);
+        peer_settle(w, p);
+        return true;
+    }
     if (n > 0) {
         p->in.len = (size_t)n;
         p->frame_ns = shmrpc__now_ns();
