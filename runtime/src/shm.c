@@ -243,8 +243,10 @@ int shmrpc__chan_follow(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err)
     return remap(m, real, err);
 }
 
-/* Grows the channel so that need bytes of data fit. */
-int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err)
+/* Grows the channel so that need bytes of data fit: the file, then its mapping, moved
+ * (mremap) or, with kept, made anew while the old one stays mapped in *kept for the caller
+ * to unmap (both map the same pages, so a view into the old one stays valid). */
+static int grow(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_map *kept, shmrpc_buf *err)
 {
     if (SHMRPC__CHAN_DATA + need <= m->mapped) return 0;
     uint64_t size = chan_size_for(need);
@@ -255,36 +257,33 @@ int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err)
     }
     if (ftruncate(m->fd, (off_t)size) != 0)
         return shmrpc__shm_sys_error(err, "cannot grow", "a channel");
-    int rc = remap(m, size, err);
-    if (rc == 0) atomic_store(&m->head->size, size);
-    return rc;
+    if (kept) {
+        shmrpc__shm_chan *p = shmrpc__shm_map(m->fd, size);
+        if (p == NULL) {
+            shmrpc__msg_set(err, "cannot map a channel of %" PRIu64 " bytes: %s", size,
+                            strerror(errno));
+            return SHMRPC_ENOMEM;
+        }
+        *kept = (shmrpc__chan_map){.fd = -1, .head = m->head, .mapped = m->mapped};
+        m->head = p;
+        m->mapped = size;
+    } else {
+        int rc = remap(m, size, err);
+        if (rc != 0) return rc;
+    }
+    atomic_store(&m->head->size, size);
+    return 0;
 }
 
-/* Grows the channel into a new mapping and leaves the old one mapped in *kept, for the
- * caller to unmap: both map the same pages, so a view into the old one stays valid. */
+int shmrpc__chan_reserve(shmrpc__chan_map *m, uint64_t need, shmrpc_buf *err)
+{
+    return grow(m, need, NULL, err);
+}
+
 int shmrpc__chan_reserve_keep(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_map *kept,
                               shmrpc_buf *err)
 {
-    if (SHMRPC__CHAN_DATA + need <= m->mapped) return 0;
-    uint64_t size = chan_size_for(need);
-    if (size > m->max_size) {
-        shmrpc__msg_set(err, "a message of %" PRIu64 " bytes does not fit the channel's maximum",
-                        need);
-        return SHMRPC_ETOOBIG;
-    }
-    if (ftruncate(m->fd, (off_t)size) != 0)
-        return shmrpc__shm_sys_error(err, "cannot grow", "a channel");
-    shmrpc__shm_chan *p = shmrpc__shm_map(m->fd, size);
-    if (p == NULL) {
-        shmrpc__msg_set(err, "cannot map a channel of %" PRIu64 " bytes: %s", size,
-                        strerror(errno));
-        return SHMRPC_ENOMEM;
-    }
-    *kept = (shmrpc__chan_map){.fd = -1, .head = m->head, .mapped = m->mapped};
-    m->head = p;
-    m->mapped = size;
-    atomic_store(&m->head->size, size);
-    return 0;
+    return grow(m, need, kept, err);
 }
 
 uint64_t shmrpc__chan_max_size(uint64_t max_msg)
