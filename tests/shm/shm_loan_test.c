@@ -152,6 +152,16 @@ static Calls_handlers handlers;
 
 static shmrpc_server *child_server;
 
+/* Serves echo with h_loan on s, reading its requests in place. */
+static int serve_loans(shmrpc_server *s)
+{
+    handlers = calls_test_handlers;
+    handlers.echo = h_loan;
+    int rc = shmrpc_server_register(s, &Calls_service, &handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_set_in_place(s, CALLS_METHOD_ECHO, 1);
+    return rc;
+}
+
 static void on_term(int sig)
 {
     (void)sig;
@@ -162,8 +172,6 @@ static void on_term(int sig)
  * (alarm(120) as a watchdog); exits 0 when it started and stopped cleanly. */
 static pid_t start_server(const char *where, int workers)
 {
-    handlers = calls_test_handlers;
-    handlers.echo = h_loan;
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid != 0) return pid;
@@ -174,8 +182,7 @@ static pid_t start_server(const char *where, int workers)
     shmrpc_server_opts_init(&o);
     o.max_msg_bytes = SERVER_MAX;
     int rc = shmrpc_server_new(&child_server, &o);
-    if (rc == 0) rc = shmrpc_server_register(child_server, &Calls_service, &handlers, NULL);
-    if (rc == 0) rc = shmrpc_server_set_in_place(child_server, CALLS_METHOD_ECHO, 1);
+    if (rc == 0) rc = serve_loans(child_server);
     if (rc == 0) rc = shmrpc_server_listen(child_server, where);
     if (rc == 0) rc = shmrpc_server_serve(child_server, workers);
     if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_errmsg());
@@ -202,8 +209,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* A client in a child process (cmocka's asserts belong to the parent), or NULL; the child
- * dies of a fault as a process would. */
+/* A client in a child process (cmocka's asserts belong to the parent); the child exits 9
+ * when it cannot connect, and dies of a fault as a process would. */
 static shmrpc_client *child_connect(const char *where)
 {
     alarm(30);
@@ -215,7 +222,7 @@ static shmrpc_client *child_connect(const char *where)
     if (rc == 0) return c;
     fprintf(stderr, "connect %s: %s: %s\n", where, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
-    return NULL;
+    _exit(9);
 }
 
 static const char *ended(int status, char *buf, size_t n)
@@ -262,6 +269,29 @@ static const char *loaned_echo(shmrpc_client *c, size_t n, bool answered_in_plac
     return NULL;
 }
 
+/* Loans a request of 64 KiB that makes its worker nap for ms ('N') and sends it: the
+ * call's status. */
+static int call_napping(shmrpc_client *c, uint32_t ms)
+{
+    void *room;
+    int rc = shmrpc_client_loan(c, CALLS_METHOD_ECHO, 65536, &room);
+    if (rc != 0) return rc;
+    uint8_t *p = room;
+    p[0] = 'N';
+    put_u32(p + 1, ms);
+    shmrpc_bytes out;
+    return shmrpc_client_call_loaned(c, 65536, &out);
+}
+
+/* The pid of the worker napping in a 'N' call, once one does (within 10 s), or 0. */
+static int32_t napping_worker(void)
+{
+    int32_t pid = 0;
+    for (int64_t until = now_ms() + 10000; !pid && now_ms() < until; usleep(1000))
+        pid = ls->napping;
+    return pid;
+}
+
 /* --- tests --- */
 
 /* Loaned echoes of 0 B to 1 MiB over shm://: the client writes into its channel, the
@@ -275,7 +305,6 @@ static void loaned_calls_answer_in_place(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         const size_t sizes[] = {0, 1, 24, 25, 4096, 65536, 16, SERVER_MAX, 100, 65536};
         for (int round = 0; round < 3; round++)
             for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
@@ -317,7 +346,6 @@ static void answers_that_grow_the_channel(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         const uint32_t answers[] = {4096, 65536, 300000, SERVER_MAX - 1, 100, SERVER_MAX - 1};
         for (size_t k = 0; k < sizeof answers / sizeof answers[0]; k++) {
             uint32_t n = answers[k];
@@ -354,7 +382,6 @@ static void too_big_loans_are_refused(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         void *room = &room;
         int rc = shmrpc_client_loan(c, CALLS_METHOD_ECHO, (size_t)SERVER_MAX + 1, &room);
         if (rc != SHMRPC_ETOOBIG || room != NULL || !strstr(shmrpc_errmsg(), "maximum")) {
@@ -404,15 +431,8 @@ static void worker_killed_mid_loaned_call(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         if (loaned_echo(c, 65536, true)) _exit(1);
-        void *room;
-        if (shmrpc_client_loan(c, CALLS_METHOD_ECHO, 65536, &room) != 0) _exit(2);
-        uint8_t *p = room;
-        p[0] = 'N';
-        put_u32(p + 1, 5000);
-        shmrpc_bytes out;
-        int rc = shmrpc_client_call_loaned(c, 65536, &out);
+        int rc = call_napping(c, 5000);
         if (rc != SHMRPC_EPEERDIED) {
             fprintf(stderr, "the worker's death: %s: %s\n", shmrpc_status_name(rc),
                     shmrpc_errmsg());
@@ -431,9 +451,7 @@ static void worker_killed_mid_loaned_call(void **state)
         shmrpc_client_free(c);
         _exit(0);
     }
-    int32_t victim = 0;
-    for (int64_t until = now_ms() + 10000; !victim && now_ms() < until; usleep(1000))
-        victim = ls->napping;
+    int32_t victim = napping_worker();
     if (victim) kill(victim, SIGKILL);
     finish(child, server);
     assert_true(victim > 0);
@@ -448,19 +466,10 @@ static void client_killed_mid_loaned_call(void **state)
     pid_t victim = fork();
     if (victim == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
-        void *room;
-        if (shmrpc_client_loan(c, CALLS_METHOD_ECHO, 65536, &room) != 0) _exit(2);
-        uint8_t *p = room;
-        p[0] = 'N';
-        put_u32(p + 1, 300);
-        shmrpc_bytes out;
-        shmrpc_client_call_loaned(c, 65536, &out);
+        call_napping(c, 300);
         _exit(3); /* killed before */
     }
-    int32_t worker = 0;
-    for (int64_t until = now_ms() + 10000; !worker && now_ms() < until; usleep(1000))
-        worker = ls->napping;
+    int32_t worker = napping_worker();
     kill(victim, SIGKILL);
     int status = test_reap(victim, 5000);
     assert_true(status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -468,7 +477,6 @@ static void client_killed_mid_loaned_call(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         for (int i = 0; i < 20; i++)
             if (loaned_echo(c, 65536, true)) _exit(1);
         shmrpc_client_free(c);
@@ -508,7 +516,6 @@ static void rewritten_request_does_not_crash_the_server(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(addr);
-        if (c == NULL) _exit(9);
         for (int round = 0; round < 3; round++) {
             void *room;
             size_t n = 65536;
@@ -549,7 +556,6 @@ static void loans_over_tcp_and_inproc(void **state)
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect(tcp);
-        if (c == NULL) _exit(9);
         const size_t sizes[] = {0, 16, 4096, 65536, SERVER_MAX / 2};
         for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
             if (loaned_echo(c, sizes[k], false)) _exit(1);
@@ -565,16 +571,11 @@ static void loans_over_tcp_and_inproc(void **state)
         snprintf(where, sizeof where, "inproc://shmloan-%d", (int)getpid());
         shmrpc_server *s;
         if (shmrpc_server_new(&s, NULL) != 0) _exit(3);
-        handlers = calls_test_handlers;
-        handlers.echo = h_loan;
-        if (shmrpc_server_register(s, &Calls_service, &handlers, NULL) != 0 ||
-            shmrpc_server_set_in_place(s, CALLS_METHOD_ECHO, 1) != 0 ||
-            shmrpc_server_set_in_place(s, 99, 1) != SHMRPC_EINVAL ||
+        if (serve_loans(s) != 0 || shmrpc_server_set_in_place(s, 99, 1) != SHMRPC_EINVAL ||
             shmrpc_server_set_in_place(s, CALLS_METHOD_ADD, 1) != SHMRPC_EINVAL ||
             !strstr(shmrpc_errmsg(), "@raw") || shmrpc_server_listen(s, where) != 0)
             _exit(4);
         c = child_connect(where);
-        if (c == NULL) _exit(5);
         for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
             if (loaned_echo(c, sizes[k], false)) _exit(6);
         shmrpc_client_free(c);

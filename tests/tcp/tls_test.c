@@ -98,11 +98,17 @@ static int remove_certificates(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A free port for the next server, and addr on it. */
+static void new_address(void)
+{
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+}
+
 static int setup(void **state)
 {
     (void)state;
-    port = test_free_port();
-    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    new_address();
     server_tcp = (shmrpc_tcp_opts){.tls_cert = file("server.pem"), .tls_key = file("server.key")};
     sh->calls = 0;
     return 0;
@@ -187,6 +193,15 @@ static void check_echo(shmrpc_client *c)
     }
 }
 
+/* An add, the echoes, and 200 adds more on one connection. */
+static void check_calls(shmrpc_client *c)
+{
+    check_add(c);
+    check_echo(c);
+    for (int i = 0; i < 200; i++)
+        check_add(c);
+}
+
 /* --- tests --- */
 
 /* Calls over TLS with the server's certificate checked against the test's CA, to a
@@ -198,14 +213,10 @@ static void call_over_tls(void **state)
         pid_t server = start_server(workers);
         shmrpc_client_opts o = tls_client();
         shmrpc_client *c = connect_ok(&o);
-        check_add(c);
-        check_echo(c);
-        for (int i = 0; i < 200; i++)
-            check_add(c);
+        check_calls(c);
         shmrpc_client_free(c);
         stop_server(server);
-        port = test_free_port();
-        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+        new_address();
     }
 }
 
@@ -552,14 +563,10 @@ static void records_interoperate_with_openssls(void **state)
         if (openssl_side == 1) setenv("SHMRPC_TLS_RECORDS", "openssl", 1);
         shmrpc_client *c = connect_ok(&o);
         unsetenv("SHMRPC_TLS_RECORDS");
-        check_add(c);
-        check_echo(c);
-        for (int i = 0; i < 200; i++)
-            check_add(c);
+        check_calls(c);
         shmrpc_client_free(c);
         stop_server(server);
-        port = test_free_port();
-        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+        new_address();
     }
 }
 
@@ -1070,8 +1077,7 @@ static void lone_failed_connection_closes(void **state)
         close(fd);
         SSL_CTX_free(ctx);
         stop_server(server);
-        port = test_free_port();
-        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+        new_address();
     }
 }
 
