@@ -958,6 +958,28 @@ static bool read_all(int fd, uint8_t *p, size_t n)
     return true;
 }
 
+/* For a stand-in server: accepts a client on lfd, reads its HELLO and answers with ack.
+ * The connection, or -1 when something went wrong. */
+static int accept_hello(int lfd, const shmrpc__hello *ack)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE], body[1 << 16];
+    shmrpc__frame_hdr h;
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    int fd = accept(lfd, NULL, NULL);
+    bool ok = fd >= 0 && read_all(fd, hdr, sizeof hdr) &&
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, sizeof body, 0, &h, &err) == 0 &&
+              h.kind == SHMRPC__KIND_HELLO && read_all(fd, body, h.body_len);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    ok = ok && shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, ack, &err) == 0 &&
+         shmrpc__frame_end(&out, at) == 0 &&
+         send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+    return ok ? fd : -1;
+}
+
 /* A stand-in server, in a child: it answers a HELLO with a HELLO_ACK that has a challenge
  * and another service's table, and the client's AUTH with a wrong proof. Exits 0 once the
  * client has closed. */
@@ -969,26 +991,16 @@ static void fake_server(int lfd)
                                               .name = "Other",
                                               .svc_name = "Other",
                                               .fingerprint = 1};
-    uint8_t challenge[SHMRPC__AUTH_LEN] = {1}, hdr[SHMRPC__FRAME_HDR_SIZE], body[1 << 16];
-    shmrpc__frame_hdr h;
-    shmrpc_buf out, err;
-    shmrpc_buf_init(&out);
-    shmrpc_buf_init(&err);
-    int fd = accept(lfd, NULL, NULL);
-    bool ok = fd >= 0 && read_all(fd, hdr, sizeof hdr) &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, sizeof body, 0, &h, &err) == 0 &&
-              h.kind == SHMRPC__KIND_HELLO && read_all(fd, body, h.body_len);
+    uint8_t challenge[SHMRPC__AUTH_LEN] = {1}, body[1 << 16];
     shmrpc__hello ack = {.proto = SHMRPC__WIRE_PROTO,
                          .info = other,
                          .max_msg = 1 << 20,
                          .auth = shmrpc_bytes_of(challenge, sizeof challenge)};
-    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    ok = ok && shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
-         shmrpc__frame_end(&out, at) == 0 &&
-         send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
-    ok = ok && read_all(fd, body, SHMRPC__FRAME_HDR_SIZE + SHMRPC__AUTH_LEN);
-    shmrpc_buf_clear(&out);
-    at = shmrpc__frame_begin(&out, SHMRPC__KIND_AUTH, 0, 0, 0);
+    int fd = accept_hello(lfd, &ack);
+    bool ok = fd >= 0 && read_all(fd, body, SHMRPC__FRAME_HDR_SIZE + SHMRPC__AUTH_LEN);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_AUTH, 0, 0, 0);
     uint8_t wrong_proof[SHMRPC__AUTH_LEN] = {0};
     shmrpc_buf_append(&out, wrong_proof, sizeof wrong_proof);
     ok = ok && shmrpc__frame_end(&out, at) == 0 &&
@@ -1330,15 +1342,9 @@ static void flag_server(int lfd, uint32_t proto)
     shmrpc_buf out, err;
     shmrpc_buf_init(&out);
     shmrpc_buf_init(&err);
-    int fd = accept(lfd, NULL, NULL);
-    bool ok = fd >= 0 && read_all(fd, hdr, sizeof hdr) &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, sizeof body, 0, &h, &err) == 0 &&
-              h.kind == SHMRPC__KIND_HELLO && read_all(fd, body, h.body_len);
     shmrpc__hello ack = {.proto = proto, .info = Calls_service_info, .max_msg = 1 << 20};
-    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    ok = ok && shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
-         shmrpc__frame_end(&out, at) == 0 &&
-         send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    int fd = accept_hello(lfd, &ack);
+    bool ok = fd >= 0;
     int flags = 0;
     for (int i = 0; ok && i < 2; i++) {
         ok = read_all(fd, hdr, sizeof hdr) &&
@@ -1347,7 +1353,7 @@ static void flag_server(int lfd, uint32_t proto)
              h.kind == SHMRPC__KIND_REQUEST && read_all(fd, body, h.body_len);
         if (ok && (h.flags & SHMRPC__FLAG_LONE)) flags |= 1 << i;
         shmrpc_buf_clear(&out);
-        at = shmrpc__frame_begin(&out, SHMRPC__KIND_ERROR, 0, h.method, h.request_id);
+        size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_ERROR, 0, h.method, h.request_id);
         shmrpc__error_write(&out, SHMRPC_EINVAL, shmrpc_str_c("seen"));
         ok = ok && shmrpc__frame_end(&out, at) == 0 &&
              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
