@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "frame.h"
+#include "hello.h"
 #include "calls_handlers.h"
 #include "procs.h"
 
@@ -365,9 +366,7 @@ static uint32_t raw_handshake_at(int fd, uint32_t proto)
     shmrpc_buf b, err;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
-    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
     raw_send(fd, b.data, b.len);
     shmrpc__frame_hdr h = raw_frame(fd, &b);
     assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
@@ -1072,19 +1071,15 @@ static void shared_secret(void **state)
                            .info = Calls_service_info,
                            .max_msg = 1 << 20,
                            .auth = shmrpc_bytes_of("0123456789abcdef0123456789abcdef", 32)};
-    shmrpc_buf b, err;
+    shmrpc_buf b;
     shmrpc_buf_init(&b);
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
-    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
     put_add(&b, 0, 1);
     raw_send(fd, b.data, b.len);
     assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
     expect_refusal(fd, SHMRPC_EPROTO, "a REQUEST frame before the handshake");
     close(fd);
     shmrpc_buf_destroy(&b);
-    shmrpc_buf_destroy(&err);
     assert_int_equal(sh->calls, 1); /* nothing unauthenticated ran */
 
     /* The same client after the server restarts without a secret: it refuses it. */
@@ -1174,9 +1169,7 @@ static void limits_are_settings(void **state)
     shmrpc_buf b, err;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
-    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
     raw_send(fd, b.data, b.len);
     assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
     shmrpc__hello ack;

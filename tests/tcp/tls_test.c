@@ -35,6 +35,7 @@
 
 #include "calls_handlers.h"
 #include "frame.h"
+#include "hello.h"
 #include "procs.h"
 #include "tls.h"
 
@@ -507,12 +508,9 @@ static void records_read_ahead_are_served(void **state)
 
     shmrpc__hello hello = {
         .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
-    shmrpc_buf b, err;
+    shmrpc_buf b;
     shmrpc_buf_init(&b);
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
-    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
     assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
     assert_int_equal(ssl_frame(ssl, &b).kind, SHMRPC__KIND_HELLO_ACK);
 
@@ -522,7 +520,7 @@ static void records_read_ahead_are_served(void **state)
     for (uint64_t rid = 1; rid <= 3; rid++) {
         static const uint8_t body[] = {0x92, 0x01, 0x02}; /* msgpack [1, 2] */
         shmrpc_buf_clear(&b);
-        at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, rid);
+        size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, rid);
         shmrpc_buf_append(&b, body, sizeof body);
         assert_int_equal(shmrpc__frame_end(&b, at), 0);
         assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
@@ -537,7 +535,6 @@ static void records_read_ahead_are_served(void **state)
     }
     assert_int_equal(seen, 0xe);
     shmrpc_buf_destroy(&b);
-    shmrpc_buf_destroy(&err);
     SSL_free(ssl);
     SSL_CTX_free(ctx);
     close(fd);
@@ -675,19 +672,15 @@ static SSL *mem_connect(SSL_CTX *ctx, int *fdp)
     assert_int_equal(r, 1);
     shmrpc__hello hello = {
         .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
-    shmrpc_buf b, err;
+    shmrpc_buf b;
     shmrpc_buf_init(&b);
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_HELLO, 0, 0, 0);
-    assert_int_equal(shmrpc__hello_write(&b, SHMRPC__KIND_HELLO, &hello, &err), 0);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
     assert_int_equal(SSL_write(ssl, b.data, (int)b.len), (int)b.len);
     mem_flush(ssl, fd, NULL);
     shmrpc__frame_hdr h;
     assert_true(mem_frame(ssl, fd, &b, &h));
     assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
     shmrpc_buf_destroy(&b);
-    shmrpc_buf_destroy(&err);
     *fdp = fd;
     return ssl;
 }
