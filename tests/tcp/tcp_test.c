@@ -957,6 +957,21 @@ static bool read_all(int fd, uint8_t *p, size_t n)
     return true;
 }
 
+/* A socket listening on 127.0.0.1 at port, for a stand-in server to accept on. */
+static int listen_at_port(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    return lfd;
+}
+
 /* For a stand-in server: accepts a client on lfd, reads its HELLO and answers with ack.
  * The connection, or -1 when something went wrong. */
 static int accept_hello(int lfd, const shmrpc__hello *ack)
@@ -1015,13 +1030,7 @@ static void fake_server(int lfd)
 static void table_only_from_a_proven_server(void **state)
 {
     (void)state;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(lfd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 4), 0);
+    int lfd = listen_at_port();
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) fake_server(lfd);
@@ -1360,15 +1369,7 @@ static void flag_server(int lfd, uint32_t proto)
  * revision proto: the lone flags flag_server saw. */
 static int lone_flags_sent(uint32_t proto)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(lfd >= 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 4), 0);
+    int lfd = listen_at_port();
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) flag_server(lfd, proto);
