@@ -15,7 +15,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 hosts="$here/../tests/hosts/hosts.sh"
 bin="$build/bin/shmrpc-bench-inflight"
 p=shmrpcb
-command -v openssl >/dev/null || { echo "inflight_link.sh: needs the openssl program" >&2; exit 1; }
+if ! command -v openssl >/dev/null; then
+    echo "inflight_link.sh: needs the openssl program" >&2
+    exit 1
+fi
 dir=$(mktemp -d) || exit 1
 trap 'sh "$hosts" down $p; rm -rf "$dir"' EXIT
 # A CA and a certificate it signed for the server's address; ECDSA P-256, valid two days.
