@@ -4,11 +4,15 @@
  * two hosts. bench/inflight_link.sh runs it across network namespaces through
  * tests/hosts' link emulator (1 ms each way); on loopback shmrpc-bench has the same rows.
  *
- *   shmrpc-bench-inflight server ADDR          serves Bench at ADDR with one worker
- *   shmrpc-bench-inflight client ADDR BYTES S  S seconds per row, BYTES per echo
+ *   shmrpc-bench-inflight server ADDR [tls CERT KEY]   serves Bench at ADDR with one worker
+ *                                                      (TLS only, with CERT and KEY: PEM)
+ *   shmrpc-bench-inflight client ADDR BYTES S [tls CA] S seconds per row, BYTES per echo
+ *                                                      (TLS, the server's certificate
+ *                                                      checked against CA and ADDR's host)
  * Both use a fixed shared secret (a server off loopback must have one): a benchmark's,
  * not a secret. */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,13 +62,15 @@ static void on_term(int sig)
     shmrpc_server_stop(server);
 }
 
-static int serve(const char *addr)
+static int serve(const char *addr, const char *cert, const char *key)
 {
     signal(SIGTERM, on_term);
     shmrpc_server_opts so;
     shmrpc_server_opts_init(&so);
     so.tcp.secret = secret;
     so.tcp.secret_len = strlen(secret);
+    so.tcp.tls_cert = cert; /* NULL: plain TCP */
+    so.tcp.tls_key = key;
     int rc = shmrpc_server_new(&server, &so);
     if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
     if (rc == 0) rc = shmrpc_server_listen(server, addr);
@@ -108,12 +114,17 @@ static double row(shmrpc_client *c, int n, size_t len, int secs, long *bad)
     return cps;
 }
 
-static int client(const char *addr, size_t len, int secs)
+static int client(const char *addr, size_t len, int secs, const char *ca)
 {
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.tcp.secret = secret;
     o.tcp.secret_len = strlen(secret);
+    if (ca) { /* verification stays on: the certificate must name ADDR's host */
+        o.tcp.tls = SHMRPC_TLS_ON;
+        o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON;
+        o.tcp.tls_ca = ca;
+    }
     shmrpc_client *c;
     int rc = shmrpc_client_new(&c, &Bench_service_info, &o);
     if (rc == 0) rc = shmrpc_client_connect(c, addr);
@@ -148,9 +159,14 @@ static int client(const char *addr, size_t len, int secs)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "server") == 0) return serve(argv[2]);
-    if (argc == 5 && strcmp(argv[1], "client") == 0)
-        return client(argv[2], (size_t)atoi(argv[3]) % (sizeof payload + 1), atoi(argv[4]));
-    fprintf(stderr, "usage: shmrpc-bench-inflight server ADDR | client ADDR BYTES SECONDS\n");
+    if (argc == 3 && strcmp(argv[1], "server") == 0) return serve(argv[2], NULL, NULL);
+    if (argc == 6 && strcmp(argv[1], "server") == 0 && strcmp(argv[3], "tls") == 0)
+        return serve(argv[2], argv[4], argv[5]);
+    bool tls = argc == 7 && strcmp(argv[5], "tls") == 0;
+    if ((argc == 5 || tls) && strcmp(argv[1], "client") == 0)
+        return client(argv[2], (size_t)atoi(argv[3]) % (sizeof payload + 1), atoi(argv[4]),
+                      tls ? argv[6] : NULL);
+    fprintf(stderr, "usage: shmrpc-bench-inflight server ADDR [tls CERT KEY] | client ADDR BYTES "
+                    "SECONDS [tls CA]\n");
     return 2;
 }
