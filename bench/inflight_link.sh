@@ -20,7 +20,9 @@ if ! command -v openssl >/dev/null; then
     exit 1
 fi
 dir=$(mktemp -d) || exit 1
-trap 'sh "$hosts" down $p; rm -rf "$dir"' EXIT
+# The servers die with their namespace's processes: their statistics segments (in the one
+# /dev/shm of the machine) go with the rest.
+trap 'sh "$hosts" down $p; rm -rf "$dir" /dev/shm/shmrpc.stats.tcp.10.77.1.2:700[01]' EXIT
 # A CA and a certificate it signed for the server's address; ECDSA P-256, valid two days.
 key="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
 (cd "$dir" && timeout 60 sh -c "
