@@ -1550,10 +1550,10 @@ static bool hot_wait(worker *w, peer *p)
 }
 
 /* Told to stop (docs/wire.md, "Drain"): the worker takes no new connection, and tells
- * each client of revision 2, after the answer of the call it ran (if still unsent), that
- * it takes no new call; a request that crossed the DRAIN is answered "not run". A
- * connection still in its handshake is refused, and one of revision 1 closes once its
- * answer is sent, as before. drain_step then closes each connection as it quiets. */
+ * each client of revision 2, after the answers of its connection's calls still running or
+ * unsent, that it takes no new call; a request that crossed the DRAIN is answered "not
+ * run". A connection still in its handshake is refused, and one of revision 1 closes once
+ * its answer is sent, as before. drain_step then closes each connection as it quiets. */
 static void drain_begin(worker *w)
 {
     int64_t now = shmrpc__now_ns();
