@@ -641,10 +641,12 @@ static void check_cycles(check *c)
 /* A name that the generated code will declare, and who asked for it. */
 typedef struct cname {
     svc_tok src;
+    bool async; /* the name of src's asynchronous stub (S_m_start, S_m_finish) */
 } cname;
 
-/* Claims the C name cn for src; reports and returns false if someone has it. */
-static bool claim(check *c, svc_ntab *names, const char *cn, svc_tok src)
+/* Claims the C name cn for src (its asynchronous stub's with async); reports and returns
+ * false if someone has it. */
+static bool claim_as(check *c, svc_ntab *names, const char *cn, svc_tok src, bool async)
 {
     cname *me = svc_arena_alloc(c->a, sizeof *me);
     if (!me || !cn) {
@@ -652,11 +654,19 @@ static bool claim(check *c, svc_ntab *names, const char *cn, svc_tok src)
         return false;
     }
     me->src = src;
+    me->async = async;
     const cname *other = ntab_put(c, names, cn, me);
     if (other)
-        err(c, src, "'%.*s' would be named '%s' in C, like '%.*s' at %d:%d", src.n, src.p, cn,
-            other->src.n, other->src.p, other->src.line, other->src.col);
+        err(c, src, "'%.*s' would %s '%s' in C, like %s'%.*s' at %d:%d", src.n, src.p,
+            async ? "have an asynchronous stub named" : "be named", cn,
+            other->async ? "the asynchronous stub of " : "", other->src.n, other->src.p,
+            other->src.line, other->src.col);
     return !other;
+}
+
+static bool claim(check *c, svc_ntab *names, const char *cn, svc_tok src)
+{
+    return claim_as(c, names, cn, src, false);
 }
 
 static const char *cap(check *c, svc_tok t)
@@ -682,10 +692,15 @@ static void claim_type(check *c, svc_ntab *names, const svc_decl *d)
     }
 }
 
+/* A method's stub, S_m, and its asynchronous pair, S_m_start and S_m_finish: so a method
+ * m_start clashes with m's (both would define S_m_start). */
 static void claim_method(check *c, svc_ntab *names, svc_ntab *seen, const svc_method *m)
 {
     if (name_problem(m->name, false, false) || ntab_put(c, seen, text(c, m->name), m)) return;
-    claim(c, names, svc_arena_printf(c->a, "%s_%s", c->S, snake(c, m->name)), m->name);
+    const char *stub = svc_arena_printf(c->a, "%s_%s", c->S, snake(c, m->name));
+    if (claim(c, names, stub, m->name) &&
+        claim_as(c, names, svc_arena_printf(c->a, "%s_start", stub ? stub : ""), m->name, true))
+        claim_as(c, names, svc_arena_printf(c->a, "%s_finish", stub ? stub : ""), m->name, true);
 }
 
 /* Visits types and methods in source order, so the earlier of two clashing names is the
