@@ -466,8 +466,8 @@ static void client_killed_mid_loaned_call(void **state)
     pid_t victim = fork();
     if (victim == 0) {
         shmrpc_client *c = child_connect(addr);
-        call_napping(c, 300);
-        _exit(3); /* killed before */
+        call_napping(c, 1500); /* longer than a loaded machine takes to find and kill it */
+        _exit(3);              /* killed before */
     }
     int32_t worker = napping_worker();
     kill(victim, SIGKILL);
