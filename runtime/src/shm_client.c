@@ -439,13 +439,10 @@ static int client_check(void *arg)
     return 0;
 }
 
-/* Rings the doorbell for this connection's request: its bit, then the bell, and a wake-up
- * for a sleeping worker. */
+/* Rings the doorbell for this connection's request (shmrpc__shm_ring). */
 static void ring_request(shm_conn *c)
 {
-    atomic_fetch_or(&c->ctl->pending[c->slot / 64], (uint64_t)1 << (c->slot % 64));
-    atomic_fetch_add(&c->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+    shmrpc__shm_ring(c->ctl, c->slot);
     c->rung = true;
 }
 

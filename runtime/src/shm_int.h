@@ -74,6 +74,9 @@ uint8_t *shmrpc__chan_data(shmrpc__chan_map *m);
 
 /* Unmaps and closes a channel (either may be missing). */
 void shmrpc__chan_unmap(shmrpc__chan_map *m);
+/* Rings the doorbell for the request in slot's channel: its pending bit, then the bell,
+ * and a wake-up for a sleeping worker (the client's, or a watcher's that stopped watching). */
+void shmrpc__shm_ring(shmrpc__shm_ctl *ctl, unsigned slot);
 
 /* Maps all of the channel that the other side may have grown. Its claimed size is only
  * a hint: what is mapped is what the file really holds, within this side's maximum. Like

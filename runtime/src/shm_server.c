@@ -469,14 +469,6 @@ static bool may_watch(worker *w, unsigned slot)
     return true;
 }
 
-/* Rings the doorbell for slot's request, as its client would have. */
-static void ring_for(worker *w, unsigned slot)
-{
-    atomic_fetch_or(&w->ctl->pending[slot / 64], (uint64_t)1 << (slot % 64));
-    atomic_fetch_add(&w->ctl->doorbell.word, 1);
-    shmrpc__wake_mask(&w->ctl->doorbell, &w->ctl->sleeping, 1);
-}
-
 /* Stops watching a channel: the watcher cleared (only if it still names this worker),
  * then the state looked at. A request that its client wrote while the watcher named this
  * worker did not ring: it rings now, so that whichever worker looks at the doorbell next
@@ -489,7 +481,8 @@ static void unwatch(worker *w)
     shmrpc__shm_chan *h = w->chans[slot].map.head;
     uint32_t me = w->index + 1;
     if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
-    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) ring_for(w, (unsigned)slot);
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST)
+        shmrpc__shm_ring(w->ctl, (unsigned)slot); /* as its client would have */
 }
 
 static void serve_one(worker *w, unsigned slot)
@@ -557,8 +550,7 @@ static int worker_loan(void *arg, size_t size, void **ptr)
 static void loan_end(worker *w)
 {
     shmrpc__ctx_unloan(&w->ctx);
-    if (w->kept.head) munmap(w->kept.head, (size_t)w->kept.mapped);
-    w->kept.head = NULL;
+    shmrpc__chan_unmap(&w->kept); /* fd -1: the mapping only */
     w->serving = NULL;
     w->in_place = false;
 }
