@@ -797,11 +797,12 @@ static void serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc
         return;
     }
     /* A call its client says is alone on the connection (the lone flag, revision 3: a
-     * blocking call) runs here on the worker's own thread when none of the connection's
-     * runs, as with max_running 1: handing it to the pool would cost it two thread
-     * handoffs and gain the connection nothing. The flag is only a hint: with a call of
-     * the connection running it goes to the pool as any other. */
-    bool lone = (h->flags & SHMRPC__FLAG_LONE) && p->running == 0;
+     * blocking call) runs here on the worker's own thread when no call of the worker runs
+     * in the pool, as with max_running 1: handing it to the pool would cost it two thread
+     * handoffs and gain the connection nothing. With calls in the pool it goes there too:
+     * run here, a slow one would hold their answers (only this thread sends them). The
+     * flag is only a hint. */
+    bool lone = (h->flags & SHMRPC__FLAG_LONE) && w->running == 0;
     if (w->pool_max && !lone) {
         submit(w, p, h, body);
         return;
