@@ -480,7 +480,7 @@ int main(int argc, char **argv)
         const char *names[4] = {"1 reader", "2 readers + 1 writer", "1 writer", "2 writers"};
         char label[64];
         bool run[4];
-        char notes[4][96] = {"", "", "", ""}; /* what the map did during each row */
+        char notes[4][128] = {"", "", "", ""}; /* what the map did during each row */
         for (int c = 0; c < 4; c++) {
             char get[64], put[64];
             snprintf(get, sizeof get, "get %zu B, %s", vlen, names[c]);
@@ -501,8 +501,12 @@ int main(int argc, char **argv)
             mc[c][1] = wr_cpu;
             if (watch && shmrpc_map_get_info(watch, &i1) == 0)
                 snprintf(notes[c], sizeof notes[c],
-                         "%" PRIu64 " growths, %" PRIu64 " MiB of entry space",
-                         i1.growths - i0.growths, i1.bytes >> 20);
+                         "%" PRIu64 " growths, %" PRIu64
+                         " MiB of entry space, %.1f%% of writes found the lock held",
+                         i1.growths - i0.growths, i1.bytes >> 20,
+                         i1.writes > i0.writes ? 100.0 * (double)(i1.lock_waits - i0.lock_waits) /
+                                                     (double)(i1.writes - i0.writes)
+                                               : 0.0);
             shmrpc_map_close(watch);
             run_row("rpc-shm", kv_proc, kv_get_op, kv_put_op, rd[c], wr[c], &k[c][0], &k[c][1]);
             if (redis > 0) {
