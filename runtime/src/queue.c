@@ -29,7 +29,7 @@
 #include "wait.h"
 
 #define Q_MAGIC 0x55455153u /* "SQEU" */
-#define Q_VERSION 2u
+#define Q_VERSION 3u        /* 2 kept every payload in the arena */
 #define PATH_PREFIX "/shmrpc.queue."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_QUEUE_NAME_MAX)
 
@@ -39,6 +39,10 @@
            do not share lines */
 #define ARENA_ALIGN 4096u
 #define MSG_ALIGN 64u /* each message starts on a cache line of its own */
+/* A message of at most this many bytes rides in its descriptor, in the line that its state
+ * word hands over anyway: it takes no room in the arena, and a consumer reads one line for
+ * it instead of two (docs/queue.md, "Segment layout"). */
+#define INLINE_MAX SHMRPC_QUEUE_INLINE_MAX
 #define DEFAULT_CAPACITY 1024u
 #define DEFAULT_ARENA (UINT32_C(1) << 20)
 #define DEFAULT_MAX_MSG (UINT32_C(64) << 10)
@@ -117,7 +121,9 @@ struct q_desc {
     _Atomic uint32_t start;
     _Atomic uint32_t len;
     _Atomic uint32_t end;
-    uint32_t pad[7];
+    /* The payload of a message of at most INLINE_MAX bytes (its start and end are then
+     * equal), written by the producer while it holds the slot, as it would write the arena. */
+    unsigned char inl[INLINE_MAX];
 };
 
 /* The header. Line 0 is written once by the creator (magic last, with a release store);
@@ -207,6 +213,7 @@ _Static_assert(offsetof(struct q_desc, cons_tag) == 16, "layout");
 _Static_assert(offsetof(struct q_desc, start) == 24, "layout");
 _Static_assert(offsetof(struct q_desc, len) == 28, "layout");
 _Static_assert(offsetof(struct q_desc, end) == 32, "layout");
+_Static_assert(offsetof(struct q_desc, inl) == 36, "layout");
 _Static_assert(offsetof(struct q_hdr, capacity) == 16, "layout");
 _Static_assert(offsetof(struct q_hdr, total_size) == 32, "layout");
 _Static_assert(offsetof(struct q_hdr, creator_pid) == 40, "layout");
@@ -316,6 +323,28 @@ static inline struct q_desc *desc_at(const shmrpc_queue *q, uint32_t pos)
 static inline uint32_t round_msg(uint32_t len)
 {
     return (len + MSG_ALIGN - 1) & ~(MSG_ALIGN - 1);
+}
+
+/* The arena bytes a message of len takes: none when it rides in its descriptor. */
+static inline uint32_t room_for(uint32_t len)
+{
+    return len <= INLINE_MAX ? 0 : round_msg(len);
+}
+
+/* Where message pos's payload lies: in its descriptor, or at byte position start. */
+static inline unsigned char *payload(const shmrpc_queue *q, uint32_t pos, uint32_t start,
+                                     uint32_t len)
+{
+    return len <= INLINE_MAX ? desc_at(q, pos)->inl : q->arena + (start & q->bmask);
+}
+
+/* Whether a descriptor's start, length and end, each read once, describe a message that a
+ * producer could have placed: not over max_msg, its room as place() gives it, and within
+ * the arena. Only these locals are used after. */
+static inline bool sound(const shmrpc_queue *q, uint32_t start, uint32_t len, uint32_t end)
+{
+    return len <= q->max_msg && end - start == room_for(len) &&
+           (len <= INLINE_MAX || (start & q->bmask) + (uint64_t)len <= q->b);
 }
 
 static inline void bump(_Atomic uint64_t *c, uint64_t by)
@@ -819,7 +848,7 @@ static void spin_for_message(shmrpc_queue *q, due *dl)
 static inline void place(const shmrpc_queue *q, uint32_t b, uint32_t len, uint32_t *start,
                          uint32_t *end)
 {
-    uint32_t need = round_msg(len), off = b & q->bmask, s = b;
+    uint32_t need = room_for(len), off = b & q->bmask, s = b;
     if (off + need > q->b) s = b + (q->b - off);
     *start = s;
     *end = s + need;
@@ -836,7 +865,8 @@ static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_
 static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl)
 {
     int64_t yield_after, until = spin_until(q, dl, &yield_after);
-    uint32_t slack_msgs = q->n / 4, slack_bytes = round_msg(len) <= q->b / 4 ? q->b / 4 : 0;
+    uint32_t need = room_for(len);
+    uint32_t slack_msgs = q->n / 4, slack_bytes = need && need <= q->b / 4 ? q->b / 4 : 0;
     for (unsigned i = 1; until; i++) {
         uint64_t f = atomic_load_explicit(&q->hdr->freed, memory_order_acquire);
         if (fits(q, p + slack_msgs, end + slack_bytes, f) ||
@@ -1193,7 +1223,7 @@ static int sp_push_run(shmrpc_queue *q, const shmrpc_queue_msg *msgs, const uint
     uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
     uint32_t c = 0, end = atomic_load_explicit(&desc_at(q, pos)->end, memory_order_relaxed);
     for (;;) {
-        if (lens[c]) memcpy(q->arena + (start & q->bmask), msgs[c].data, lens[c]);
+        if (lens[c]) memcpy(payload(q, pos + c, start, lens[c]), msgs[c].data, lens[c]);
         if (++c == k) break;
         uint32_t next;
         place(q, end, lens[c], &start, &next);
@@ -1223,7 +1253,7 @@ static int sp_push(shmrpc_queue *q, const void *data, size_t len, due *dl, struc
     uint32_t pos, start;
     int rc = sp_claim(q, (uint32_t)len, dl, pr, &pos, &start);
     if (rc != 0) return rc;
-    if (len) memcpy(q->arena + (start & q->bmask), data, len);
+    if (len) memcpy(payload(q, pos, start, (uint32_t)len), data, len);
     sp_publish(q, pos, pr);
     return 0;
 }
@@ -1295,7 +1325,7 @@ static int sc_try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *sta
     }
     uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l)) {
+    if (!sound(q, st, l, end)) {
         atomic_store_explicit(&d->state, mkstate(hd, S_RELEASED, 0), memory_order_relaxed);
         bump(&q->hdr->drops, 1);
         sc_advance(q, hd + 1, popped);
@@ -1371,7 +1401,7 @@ static int push_one(shmrpc_queue *q, const void *data, size_t len, due *dl, stru
     uint32_t pos, start, one = (uint32_t)len, c;
     int rc = claim(q, &one, 1, dl, pr, &pos, &start, &c);
     if (rc != 0) return rc;
-    if (len) memcpy(q->arena + (start & q->bmask), data, len);
+    if (len) memcpy(payload(q, pos, start, one), data, len);
     return publish(q, pos, pr);
 }
 
@@ -1423,7 +1453,7 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
          * us: a repairer judged us dead), so none stays claimed. */
         uint32_t ok = c;
         for (uint32_t j = 0; j < c; j++) {
-            if (lens[j]) memcpy(q->arena + (starts[j] & q->bmask), msgs[i + j].data, lens[j]);
+            if (lens[j]) memcpy(payload(q, pos + j, starts[j], lens[j]), msgs[i + j].data, lens[j]);
             int prc = publish(q, pos + j, &pr);
             if (prc != 0 && rc == 0) {
                 rc = prc;
@@ -1457,7 +1487,7 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     flush_signal(q, &pr);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     if (rc != 0) return rc;
-    s->data = q->arena + (start & q->bmask);
+    s->data = payload(q, pos, start, one);
     s->len = len;
     s->pos = pos;
     s->state = S_CLAIMED;
@@ -1528,8 +1558,7 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
     uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
     l = atomic_load_explicit(&d->len, memory_order_relaxed);
     uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l) ||
-        l > cap) {
+    if (!sound(q, st, l, end) || l > cap) {
         s = mkstate(hd, S_READING, self());
         atomic_compare_exchange_strong(&d->state, &s, mkstate(hd, S_RELEASED, 0));
         bump(&h->drops, 1);
@@ -1575,7 +1604,7 @@ static int try_read(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
     /* Still this message after the reads (with the drop policy, the slot can be reused
      * as soon as a producer has moved this cursor). */
     if (atomic_load(&d->state) != s || atomic_load(&me->cursor) != c) return TAKE_AGAIN;
-    if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l)) {
+    if (!sound(q, st, l, end)) {
         if (atomic_compare_exchange_strong(&me->cursor, &c, c + 1)) bump(&q->hdr->drops, 1);
         advance_frontier(q);
         return fail(SHMRPC_EPROTO,
@@ -1703,8 +1732,7 @@ static uint32_t take_run(shmrpc_queue *q, uint32_t pos, shmrpc_queue_msg *msgs, 
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b || end - st != round_msg(l) ||
-            l > msgs[c].cap) {
+        if (!sound(q, st, l, end) || l > msgs[c].cap) {
             /* A broken descriptor: dropped and counted, as a pop drops it (the run ends
              * before it; the head's helpers and the frontier pass it). */
             s = mkstate(at, S_READING, me);
@@ -1768,7 +1796,7 @@ static int pop_one(shmrpc_queue *q, void *buf, size_t cap, size_t *len, due *dl)
         int rc = take(q, cap, dl, &pos, &start, &l);
         if (rc == SHMRPC_ETOOBIG) *len = l;
         if (rc != 0) return rc;
-        if (l) memcpy(buf, q->arena + (start & q->bmask), l);
+        if (l) memcpy(buf, payload(q, pos, start, l), l);
         *len = l;
         if (!q->bcast) return give_back(q, pos);
         if (finish_read(q, pos) == 0) return 0;
@@ -1819,8 +1847,8 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
         }
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
-        bool sane = l <= q->max_msg && (st & q->bmask) + (uint64_t)l <= q->b;
-        if (sane && l <= cap && l) memcpy(buf, q->arena + (st & q->bmask), l);
+        bool sane = l <= q->max_msg && (l <= INLINE_MAX || (st & q->bmask) + (uint64_t)l <= q->b);
+        if (sane && l <= cap && l) memcpy(buf, payload(q, hd, st, l), l);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&d->state, memory_order_relaxed) != s) continue;
         if (!sane)
@@ -1856,9 +1884,7 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (l > msgs[c].cap || l > q->max_msg || (st & q->bmask) + (uint64_t)l > q->b ||
-            end - st != round_msg(l))
-            break;
+        if (l > msgs[c].cap || !sound(q, st, l, end)) break;
         starts[c] = st;
         msgs[c].len = l;
         c++;
@@ -1871,7 +1897,9 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
             atomic_store_explicit(&q->hdr->popped, q->sc_count, memory_order_relaxed);
     }
     for (uint32_t j = 0; j < c; j++)
-        if (msgs[j].len) memcpy(msgs[j].data, q->arena + (starts[j] & q->bmask), msgs[j].len);
+        if (msgs[j].len)
+            memcpy(msgs[j].data, payload(q, pos + j, starts[j], (uint32_t)msgs[j].len),
+                   msgs[j].len);
     if (msg_of(q->sc_freed) != pos) { /* a peek held before them: the frontier waits for it */
         for (uint32_t j = 0; j < c; j++)
             sc_give_back(q, pos + j);
@@ -1917,7 +1945,8 @@ static int pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, size_t *do
         starts[0] = start;
         for (uint32_t j = 0; j < c; j++)
             if (msgs[i + j].len)
-                memcpy(msgs[i + j].data, q->arena + (starts[j] & q->bmask), msgs[i + j].len);
+                memcpy(msgs[i + j].data, payload(q, pos + j, starts[j], (uint32_t)msgs[i + j].len),
+                       msgs[i + j].len);
         give_back_run(q, pos, c);
         i += c;
     }
@@ -1971,7 +2000,7 @@ int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms)
     rc = take(q, SIZE_MAX, &dl, &pos, &start, &len);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
     if (rc != 0) return rc;
-    s->data = q->arena + (start & q->bmask);
+    s->data = payload(q, pos, start, len);
     s->len = len;
     s->pos = pos;
     s->state = S_READING;

@@ -426,14 +426,17 @@ static void full_by_bytes(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(timed_push(q, 1000, 0, &ms), 0);
     assert_int_equal(timed_push(q, 1000, 0, &ms), SHMRPC_ETIMEDOUT);
-    assert_int_equal(timed_push(q, 1, 0, &ms), SHMRPC_ETIMEDOUT);
-    assert_int_equal(timed_push(q, 0, 0, &ms), 0); /* an empty message takes no bytes */
+    assert_int_equal(timed_push(q, 29, 0, &ms), SHMRPC_ETIMEDOUT);
+    /* Up to 28 bytes ride in the descriptor and take no bytes of the arena; nor does an
+     * empty message. */
+    assert_int_equal(timed_push(q, 28, 0, &ms), 0);
+    assert_int_equal(timed_push(q, 0, 0, &ms), 0);
     char buf[2048];
     size_t len;
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
     assert_int_equal(len, 1000);
     assert_int_equal(timed_push(q, 1000, 0, &ms), 0);
-    assert_int_equal(depth_of(q), 5);
+    assert_int_equal(depth_of(q), 6);
     shmrpc_queue_close(q);
 }
 
@@ -1743,15 +1746,24 @@ static void roles_taken_from_the_dead(void **state)
     shmrpc_queue_close(q);
 }
 
-/* Pushes a, b, c and d as one batch on a single producer's queue and exits holding the
- * role (no close). */
+/* The messages of dead_producer_run_kept's run: 32 bytes of one letter each, too long to ride
+ * in a descriptor, so that each takes 64 bytes of the arena. */
+#define RUN_MSG 32
+
+/* Pushes a, b, c and d (RUN_MSG bytes each) as one batch on a single producer's queue and
+ * exits holding the role (no close). */
 static int push_run_and_die(void *arg)
 {
     const char *name = arg;
     shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     shmrpc_queue *q;
     if (shmrpc_queue_open(&q, name, &o) != 0) return 10;
-    shmrpc_queue_msg m[4] = {{"a", 0, 1}, {"b", 0, 1}, {"c", 0, 1}, {"d", 0, 1}};
+    static char run[4][RUN_MSG];
+    shmrpc_queue_msg m[4];
+    for (int i = 0; i < 4; i++) {
+        memset(run[i], 'a' + i, RUN_MSG);
+        m[i] = (shmrpc_queue_msg){run[i], 0, RUN_MSG};
+    }
     size_t done = 0;
     if (shmrpc_queue_push_batch(q, m, 4, &done, 1000) != 0 || done != 4) return 11;
     _exit(0);
@@ -1775,20 +1787,22 @@ static void dead_producer_run_kept(void **state)
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     assert_true(p != MAP_FAILED);
-    /* tail at 64: {message 2, byte 128} (each message takes 64 bytes of the arena). */
+    /* tail at 64: {message 4, byte 256}, set back to {2, 128} (each message takes 64 bytes
+     * of the arena). */
     _Atomic uint64_t *tail = (_Atomic uint64_t *)((char *)p + 64);
     assert_int_equal(atomic_load(tail), (uint64_t)256 << 32 | 4);
     atomic_store(tail, (uint64_t)128 << 32 | 2);
-    assert_int_equal(shmrpc_queue_push(q, "e", 1, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "e", 1, 0), 0); /* one byte: in its descriptor */
     const char *want = "abcde";
     for (int i = 0; i < 5; i++) {
-        char buf[8];
+        char buf[RUN_MSG];
         size_t len = 0;
         assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
-        assert_int_equal(len, 1);
+        assert_int_equal(len, i < 4 ? RUN_MSG : 1);
         assert_int_equal(buf[0], want[i]);
+        assert_int_equal(buf[len - 1], want[i]);
     }
-    char buf[8];
+    char buf[RUN_MSG];
     size_t len;
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
     shmrpc_queue_stats st;
@@ -1984,6 +1998,98 @@ static void counts_from_positions(void **state)
     shmrpc_queue_close(q);
 }
 
+/* One message of n bytes in and out of q (consumed through c), by the way n picks: push,
+ * reserve and commit, or a batch of one; pop, peek and release, a batch pop, or a look
+ * before a pop (look: work queues only). */
+static void small_round_trip(shmrpc_queue *q, shmrpc_queue *c, size_t n, bool look)
+{
+    unsigned char in[64], out[64];
+    for (size_t i = 0; i < n; i++)
+        in[i] = (unsigned char)(n * 7 + i);
+    shmrpc_queue_span w, r;
+    size_t len = 99, done = 0;
+    switch (n % 3) {
+    case 0:
+        assert_int_equal(shmrpc_queue_push(q, in, n, 0), 0);
+        break;
+    case 1:
+        assert_int_equal(shmrpc_queue_reserve(q, n, &w, 0), 0);
+        assert_int_equal(w.len, n);
+        memcpy(w.data, in, n);
+        assert_int_equal(shmrpc_queue_commit(q, &w), 0);
+        break;
+    default: {
+        shmrpc_queue_msg m = {in, 0, n};
+        assert_int_equal(shmrpc_queue_push_batch(q, &m, 1, &done, 0), 0);
+        assert_int_equal(done, 1);
+    }
+    }
+    memset(out, 0xee, sizeof out);
+    switch (n % 4) {
+    case 0:
+        assert_int_equal(shmrpc_queue_pop(c, out, sizeof out, &len, 0), 0);
+        break;
+    case 1:
+        assert_int_equal(shmrpc_queue_peek(c, &r, 0), 0);
+        len = r.len;
+        memcpy(out, r.data, len);
+        assert_int_equal(shmrpc_queue_release(c, &r), 0);
+        break;
+    case 2: {
+        shmrpc_queue_msg m = {out, sizeof out, 0};
+        assert_int_equal(shmrpc_queue_pop_batch(c, &m, 1, &done, 0), 0);
+        assert_int_equal(done, 1);
+        len = m.len;
+        break;
+    }
+    default:
+        if (look) {
+            assert_int_equal(shmrpc_queue_look(c, out, sizeof out, &len), 0);
+            assert_int_equal(len, n);
+            assert_memory_equal(out, in, n);
+            memset(out, 0xee, sizeof out);
+        }
+        assert_int_equal(shmrpc_queue_pop(c, out, sizeof out, &len, 0), 0);
+    }
+    assert_int_equal(len, n);
+    assert_memory_equal(out, in, n);
+}
+
+/* Messages of up to SHMRPC_QUEUE_INLINE_MAX bytes ride in their slots: every way in and out
+ * carries each length around that bound whole, on a work queue, on one with a single
+ * producer and consumer and on a broadcast one; and a 4096-byte arena, which holds 64
+ * messages of 29 bytes (64 bytes each), takes 1000 of 28 bytes besides. */
+static void small_messages_in_their_slots(void **state)
+{
+    (void)state;
+    shmrpc_queue *work = create_q(new_name("inline"), 8, 0, 64);
+    shmrpc_queue *spsc = create_spsc(new_name("inlinespsc"), 8, 0, 64, true, true);
+    const char *bname = new_name("inlinebcast");
+    shmrpc_queue *bcast = create_bcast(bname, 8, SHMRPC_QUEUE_SLOW_BLOCK);
+    shmrpc_queue *sub = subscriber(bname);
+    for (int round = 0; round < 3; round++) /* 3 x 41 messages: each slot reused */
+        for (size_t n = 0; n <= 40; n++) {
+            small_round_trip(work, work, n, true);
+            small_round_trip(spsc, spsc, n, true);
+            small_round_trip(bcast, sub, n, false);
+        }
+    shmrpc_queue_close(sub);
+    shmrpc_queue_close(bcast);
+    shmrpc_queue_close(spsc);
+    shmrpc_queue_close(work);
+
+    shmrpc_queue *q = create_q(new_name("inlinebytes"), 2048, 4096, 64);
+    static char buf[64];
+    int n29 = 0;
+    while (shmrpc_queue_push(q, buf, 29, 0) == 0)
+        n29++;
+    assert_int_equal(n29, 64);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(shmrpc_queue_push(q, buf, SHMRPC_QUEUE_INLINE_MAX, 0), 0);
+    assert_int_equal(depth_of(q), 1064);
+    shmrpc_queue_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 /* A batch claims a run of slots before it moves the tail past them all: a producer that
@@ -2080,6 +2186,7 @@ int main(void)
         T(spsc_idle_waiters_sleep),
         T(spsc_sleepers_woken),
         T(counts_from_positions),
+        T(small_messages_in_their_slots),
     };
     /* QUEUE_TEST_ONLY=kill_at_random (a glob) runs only the matching tests, e.g. to repeat
      * one under load. */

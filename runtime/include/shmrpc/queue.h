@@ -59,14 +59,19 @@ typedef enum shmrpc_queue_slow {
 #define SHMRPC_QUEUE_ARENA_MIN (UINT32_C(4096))       /* bytes */
 #define SHMRPC_QUEUE_ARENA_MAX (UINT32_C(1) << 30)    /* bytes */
 
+/* The longest message that rides in its slot (the cache line that a push and a pop touch
+ * anyway) and takes no room in the arena. */
+#define SHMRPC_QUEUE_INLINE_MAX 28u
+
 typedef struct shmrpc_queue_opts {
     shmrpc_queue_mode mode; /* default SHMRPC_QUEUE_CONNECT_OR_CREATE */
     /* The geometry of a queue this open creates (an existing queue keeps its own;
      * shmrpc_queue_get_info tells it). capacity: messages, rounded up to a power of two
      * (default 1024, at least 2). arena_bytes: payload bytes, rounded up to a power of two
      * (default 1 MiB, or more to hold two messages of max_msg). max_msg: the largest
-     * message (default 64 KiB, at most arena_bytes / 2). Each message takes its length
-     * rounded up to 64 bytes of the arena. */
+     * message (default 64 KiB, at most arena_bytes / 2). A message of up to
+     * SHMRPC_QUEUE_INLINE_MAX bytes rides in its slot and takes none of the arena; a longer
+     * one takes its length rounded up to 64 bytes. */
     uint32_t capacity;
     uint32_t arena_bytes;
     uint32_t max_msg;
