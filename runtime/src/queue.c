@@ -55,6 +55,11 @@
 #define CLAIM_GRACE_NS ((int64_t)200 * 1000)
 /* A spinning waiter yields the CPU at each look at the clock once it has spun this long. */
 #define SPIN_YIELD_NS ((int64_t)5 * 1000)
+/* Spinners' seats in the header (at most this many: one per CPU), and how much longer than
+ * a spin's budget a seat may be held before it is taken for one a dead or stopped process
+ * left. */
+#define SEATS 8
+#define SEAT_GRACE_MS 20
 #define OPEN_ATTEMPTS 100
 #define REPLACE_HINT "CREATE_NEW_OVERWRITE or shmrpc_queue_unlink replaces it"
 
@@ -186,7 +191,13 @@ struct q_hdr {
      * by the handle that takes it (from 0, or from a dead holder) and by it at close. */
     _Atomic uint64_t prod_owner;
     _Atomic uint64_t cons_owner;
-    uint8_t pad5[152];
+    uint8_t pad5[24];
+    /* The spinners' seats: a waiter (of an ADAPTIVE handle) spins only in one, and there are
+     * as many as CPUs. pid | the time it sat down (ms, low 32 bits) << 32, 0 when free; CAS
+     * by the waiter as it begins and ends its spin, and by one that finds a seat held for
+     * longer than a spin lasts. */
+    _Atomic uint64_t seats[SEATS];
+    uint8_t pad6[64];
 };
 #define ROLE_PRODUCER 1u
 #define ROLE_CONSUMER 2u
@@ -233,6 +244,7 @@ _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
 _Static_assert(offsetof(struct q_hdr, roles) == 340, "layout");
 _Static_assert(offsetof(struct q_hdr, prod_owner) == 344, "layout");
 _Static_assert(offsetof(struct q_hdr, cons_owner) == 352, "layout");
+_Static_assert(offsetof(struct q_hdr, seats) == 384, "layout: a line of its own");
 _Static_assert(sizeof(struct q_hdr) == DESC_OFF && DESC_OFF == SHMRPC__QUEUE_HEAD, "layout");
 _Static_assert(sizeof(struct q_sub) == SUB_SIZE && SUBS == 64, "layout: one bit per slot");
 
@@ -265,6 +277,7 @@ struct shmrpc_queue {
     bool sp_reserved; /* a reserve not yet committed: a single producer holds one at a time */
     uint32_t prod_pid, cons_pid;
     uint64_t sp_tail, sp_count;
+    uint32_t sp_end; /* the byte position after the message the single producer claimed */
     uint64_t sc_cons, sc_freed, sc_count;
     char name[SHMRPC_QUEUE_NAME_MAX + 1];
 };
@@ -806,12 +819,51 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
  * the frontier itself, without announcing the waiter, so that the other side pays nothing
  * for it (no CAS on the waiters' word, no syscall). Then the caller announces itself and
  * waits through wait_on, whose own spin this one replaces (wait_after_spin). */
-static int64_t spin_until(const shmrpc_queue *q, due *dl, int64_t *yield_after)
+struct spin {
+    int64_t until, yield_after;
+    int seat;          /* the spinner's seat, or -1 */
+    uint64_t occupant; /* what this waiter wrote in it */
+};
+
+/* Takes a free seat for this waiter (one per CPU, the first SEATS at most): a spin beside
+ * as many spinners as CPUs only keeps the processes it waits for from running, so past
+ * them a waiter sleeps at once. Its index, or -1 when every seat is held. A seat held
+ * longer than a spin can last (a dead or stopped spinner's) is free. */
+static int take_seat(shmrpc_queue *q, int64_t now, uint64_t *occupant)
 {
-    if (q->wait.mode == SHMRPC_WAIT_SLEEP) return 0;
+    int n = shmrpc__ncpus() < SEATS ? shmrpc__ncpus() : SEATS;
+    int64_t budget_ms = q->wait.spin_ns / 1000000;
+    int32_t stale =
+        (int32_t)(budget_ms > INT32_MAX / 2 ? INT32_MAX / 2 : budget_ms) + SEAT_GRACE_MS;
+    uint32_t ms = (uint32_t)(now / 1000000);
+    *occupant = (uint64_t)ms << 32 | self();
+    for (int i = 0; i < n; i++) {
+        uint64_t s = atomic_load_explicit(&q->hdr->seats[i], memory_order_relaxed);
+        /* Held: for at most stale so far, or taken after our clock read. */
+        if (s != 0 && (int32_t)(ms - (uint32_t)(s >> 32)) <= stale) continue;
+        if (atomic_compare_exchange_strong(&q->hdr->seats[i], &s, *occupant)) return i;
+    }
+    return -1;
+}
+
+/* Whether the waiter spins, and for how long (in SPIN mode always, beside any number of
+ * spinners: the user asked for it; in ADAPTIVE mode only in a seat; in SLEEP mode never). */
+static bool spin_begin(shmrpc_queue *q, due *dl, struct spin *sp)
+{
+    sp->seat = -1;
+    if (q->wait.mode == SHMRPC_WAIT_SLEEP) return false;
     int64_t now = shmrpc__now_ns(), end = now + q->wait.spin_ns, at = due_at(dl);
-    *yield_after = now + SPIN_YIELD_NS;
-    return end < at ? end : at;
+    if (q->wait.mode == SHMRPC_WAIT_ADAPTIVE && (sp->seat = take_seat(q, now, &sp->occupant)) < 0)
+        return false;
+    sp->yield_after = now + SPIN_YIELD_NS;
+    sp->until = end < at ? end : at;
+    return true;
+}
+
+static void spin_end(shmrpc_queue *q, const struct spin *sp)
+{
+    uint64_t s = sp->occupant;
+    if (sp->seat >= 0) atomic_compare_exchange_strong(&q->hdr->seats[sp->seat], &s, 0);
 }
 
 /* A spin's pause; every 64th also a look at the clock: true once the budget is spent.
@@ -819,26 +871,28 @@ static int64_t spin_until(const shmrpc_queue *q, due *dl, int64_t *yield_after)
  * spinner waits for shares its CPU (a busy machine), a spin that never yields keeps it
  * from running for the whole budget (measured: a queue echo with both processes on one
  * CPU took 205 us per call, two budgets). */
-static bool spin_pause(unsigned i, int64_t until, int64_t yield_after)
+static bool spin_pause(unsigned i, const struct spin *sp)
 {
     cpu_relax();
     if (i % 64 != 0) return false;
     int64_t now = shmrpc__now_ns();
-    if (now >= until) return true;
-    if (now >= yield_after) sched_yield();
+    if (now >= sp->until) return true;
+    if (now >= sp->yield_after) sched_yield();
     return false;
 }
 
 static void spin_for_message(shmrpc_queue *q, due *dl)
 {
-    int64_t yield_after, until = spin_until(q, dl, &yield_after);
-    for (unsigned i = 1; until; i++) {
+    struct spin sp;
+    if (!spin_begin(q, dl, &sp)) return;
+    for (unsigned i = 1;; i++) {
         uint32_t hd = q->bcast ? atomic_load(&q->subs[q->sub].cursor) : head_now(q);
         uint64_t s = atomic_load_explicit(&desc_at(q, hd)->state, memory_order_acquire);
         int32_t ahead = (int32_t)(lap_of(s) - hd);
-        if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED)) return;
-        if (spin_pause(i, until, yield_after)) return;
+        if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE && st_of(s) != S_CLAIMED)) break;
+        if (spin_pause(i, &sp)) break;
     }
+    spin_end(q, &sp);
 }
 
 /* --- producing ------------------------------------------------------------------------ */
@@ -864,16 +918,18 @@ static inline bool fits(const shmrpc_queue *q, uint32_t p, uint32_t end, uint64_
  * the frontier, which consumers write, once per message. */
 static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl)
 {
-    int64_t yield_after, until = spin_until(q, dl, &yield_after);
+    struct spin sp;
+    if (!spin_begin(q, dl, &sp)) return;
     uint32_t need = room_for(len);
     uint32_t slack_msgs = q->n / 4, slack_bytes = need && need <= q->b / 4 ? q->b / 4 : 0;
-    for (unsigned i = 1; until; i++) {
+    for (unsigned i = 1;; i++) {
         uint64_t f = atomic_load_explicit(&q->hdr->freed, memory_order_acquire);
         if (fits(q, p + slack_msgs, end + slack_bytes, f) ||
             msg_of(atomic_load_explicit(&q->hdr->tail, memory_order_relaxed)) != p)
-            return;
-        if (spin_pause(i, until, yield_after)) return;
+            break;
+        if (spin_pause(i, &sp)) break;
     }
+    spin_end(q, &sp);
 }
 
 /* A producer lost the claim of slot p (tail t) to another: wait for that one to move the
@@ -1184,6 +1240,7 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
     atomic_store_explicit(&d->start, *start, memory_order_relaxed);
     atomic_store_explicit(&d->len, len, memory_order_relaxed);
     atomic_store_explicit(&d->end, end, memory_order_relaxed);
+    q->sp_end = end;
     *pos = p;
     return 0;
 }
@@ -1196,10 +1253,8 @@ static void sp_publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
 {
     struct q_hdr *h = q->hdr;
     struct q_desc *d = desc_at(q, pos);
-    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-    if (end - byte_of(q->sp_tail) > q->b) end = byte_of(q->sp_tail); /* a bad write */
     atomic_store_explicit(&d->state, mkstate(pos, S_COMMITTED, 0), memory_order_release);
-    q->sp_tail = mkpos(pos + 1, end);
+    q->sp_tail = mkpos(pos + 1, q->sp_end);
     atomic_store_explicit(&h->tail, q->sp_tail, memory_order_release);
     if ((++q->sp_count & 0xffff) == 0)
         atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);

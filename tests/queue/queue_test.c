@@ -1221,6 +1221,112 @@ static void idle_waiters_sleep(void **state)
     shmrpc_queue_close(q);
 }
 
+/* The header's spinners' seats (docs/queue.md, "Waiting"): eight words from offset 384,
+ * each pid | (ms of CLOCK_MONOTONIC, low 32 bits) << 32, 0 when free. */
+#define SEATS_OFF 384
+#define SEATS_N 8
+
+struct seat_waiter {
+    const char *name;
+    int waits;          /* pops on the empty queue */
+    int64_t timeout_ms; /* each */
+    int64_t spin_ns;    /* the handle's spin budget */
+};
+
+/* Pops w->waits times on an empty queue through an adaptive handle; exits with its CPU time
+ * in ms (capped at 250). */
+static int seat_child(void *arg)
+{
+    const struct seat_waiter *w = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.wait.mode = SHMRPC_WAIT_ADAPTIVE;
+    o.wait.spin_ns = w->spin_ns;
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, w->name, &o) != 0) return 251;
+    int64_t c0 = cpu_ms();
+    for (int i = 0; i < w->waits; i++) {
+        char buf[8];
+        size_t len;
+        if (shmrpc_queue_pop(q, buf, sizeof buf, &len, w->timeout_ms) != SHMRPC_ETIMEDOUT)
+            return 252;
+    }
+    int64_t used = cpu_ms() - c0;
+    shmrpc_queue_close(q);
+    return used > 250 ? 250 : (int)used;
+}
+
+/* The exit code of child pid if it has ended (it is reaped), else -1. */
+static int ended(pid_t pid)
+{
+    int st;
+    if (waitpid(pid, &st, WNOHANG) != pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static uint64_t seat_word(pid_t pid, int64_t ms_ago)
+{
+    int64_t ms = test_kid_now_ms() - ms_ago; /* CLOCK_MONOTONIC, as the queue's */
+    return (uint64_t)(uint32_t)ms << 32 | (uint32_t)pid;
+}
+
+/* A waiter spins only in a seat of the header (one per CPU): with every seat held by a live
+ * spinner, 200 waits of 2 ms with a spin budget of 1 ms each use next to no CPU (they would
+ * spin 200 ms); seats a dead process has held for longer than a spin lasts are taken again
+ * (the waiter's pid shows in one while it spins); and a spinner gives its seat back. */
+static void spinners_take_seats(void **state)
+{
+    (void)state;
+    const char *name = new_name("seats");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(p != MAP_FAILED);
+    _Atomic uint64_t *seats = (_Atomic uint64_t *)((char *)p + SEATS_OFF);
+
+    /* Every seat held by this (live) process, sitting down again as the waits go on. */
+    struct seat_waiter busy = {name, 200, 2, 1000000};
+    pid_t kid = spawn(seat_child, &busy);
+    int used = -1;
+    for (int64_t end = test_kid_now_ms() + 30000; used < 0 && test_kid_now_ms() < end;) {
+        for (int i = 0; i < SEATS_N; i++)
+            atomic_store(&seats[i], seat_word(getpid(), 0));
+        test_kid_nap_ms(1);
+        used = ended(kid);
+    }
+    if (used < 0) used = test_kid_reap(kid, 1000);
+    print_message("# 200 waits of 2 ms with every seat taken used %d ms of CPU\n", used);
+    assert_true(used >= 0 && used < 60);
+
+    /* Seats of a dead process, held for 10 s: free. */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    for (int i = 0; i < SEATS_N; i++)
+        atomic_store(&seats[i], seat_word(dead, 10000));
+    struct seat_waiter spinner = {name, 1, 300, 250000000};
+    kid = spawn(seat_child, &spinner);
+    bool seen = false;
+    used = -1;
+    for (int64_t end = test_kid_now_ms() + 30000; used < 0 && test_kid_now_ms() < end;) {
+        for (int i = 0; i < SEATS_N; i++)
+            seen |= (uint32_t)atomic_load(&seats[i]) == (uint32_t)kid;
+        test_kid_nap_ms(1);
+        used = ended(kid);
+    }
+    if (used < 0) used = test_kid_reap(kid, 1000);
+    assert_true(used >= 0);
+    assert_true(seen);
+    for (int i = 0; i < SEATS_N; i++)
+        assert_true((uint32_t)atomic_load(&seats[i]) != (uint32_t)kid);
+    munmap(p, 4096);
+    shmrpc_queue_close(q);
+}
+
 /* --- 9. broadcast ------------------------------------------------------------------------ */
 
 static shmrpc_queue *subscriber(const char *name)
@@ -2187,6 +2293,7 @@ int main(void)
         T(spsc_sleepers_woken),
         T(counts_from_positions),
         T(small_messages_in_their_slots),
+        T(spinners_take_seats),
     };
     /* QUEUE_TEST_ONLY=kill_at_random (a glob) runs only the matching tests, e.g. to repeat
      * one under load. */
