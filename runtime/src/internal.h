@@ -153,6 +153,11 @@ typedef struct shmrpc__tcp_cfg {
     int max_conns, max_per_addr;
     int max_in_flight; /* a client's asynchronous calls per connection */
     int max_running;   /* a server's calls of one connection running at once */
+    /* The newest protocol revision this side speaks in a handshake: SHMRPC__WIRE_PROTO, or
+     * lower when the environment variable SHMRPC_TEST_WIRE_PROTO (1 or more) said so when
+     * the client or server was made. For tests only: it makes a client or a server of an
+     * older revision out of this one (docs/wire.md, "The handshake"). */
+    uint32_t wire_proto;
     size_t budget;     /* bytes of buffered frames, over all workers */
     size_t secret_len; /* 0: no secret */
     uint8_t secret[SHMRPC_SECRET_MAX];

@@ -19,6 +19,17 @@
 
 /* --- settings (docs/wire.md, "Limits") ----------------------------------------------- */
 
+/* The newest revision a handshake of this client or server offers or chooses: read from the
+ * environment once, when it is made, so that no handshake calls getenv (cfg.wire_proto). */
+static uint32_t wire_proto(void)
+{
+    const char *v = getenv("SHMRPC_TEST_WIRE_PROTO");
+    char *end;
+    unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
+    if (n == 0 || *end || n > SHMRPC__WIRE_PROTO) return SHMRPC__WIRE_PROTO;
+    return (uint32_t)n;
+}
+
 static bool ms_to_ns(int64_t ms, int64_t dflt_ms, int64_t *ns)
 {
     if (ms < 0 || ms > INT64_MAX / NS_PER_MS / 2) return false;
@@ -65,6 +76,7 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
     cfg->max_in_flight = o->max_in_flight ? o->max_in_flight : 64;
     if (o->max_running < 0 || o->max_running > 256) return SHMRPC_EINVAL;
     cfg->max_running = o->max_running ? o->max_running : 16;
+    cfg->wire_proto = wire_proto();
     if (!o->secret != !o->secret_len) return SHMRPC_EINVAL;
     if (o->secret && (o->secret_len < SHMRPC_SECRET_MIN || o->secret_len > SHMRPC_SECRET_MAX))
         return SHMRPC_EINVAL;
@@ -175,15 +187,6 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uin
     int rc = shmrpc__frame_end(out, at);
     if (rc && !out->err) out->len = at;
     return rc;
-}
-
-uint32_t shmrpc__tcp_wire_proto(void)
-{
-    const char *v = getenv("SHMRPC_TEST_WIRE_PROTO");
-    char *end;
-    unsigned long n = v && *v ? strtoul(v, &end, 10) : 0;
-    if (n == 0 || *end || n > SHMRPC__WIRE_PROTO) return SHMRPC__WIRE_PROTO;
-    return (uint32_t)n;
 }
 
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,

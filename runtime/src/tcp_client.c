@@ -368,7 +368,7 @@ static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
     /* Over loopback, copying is faster than any compressor (bench: tcp/text-snappy): by
      * default a client offers compression to other hosts only. */
     bool local = cfg->compression_auto && shmrpc__tcp_is_loopback(&c->addr);
-    shmrpc__hello hello = {.proto = shmrpc__tcp_wire_proto(),
+    shmrpc__hello hello = {.proto = cfg->wire_proto,
                            .info = *c->info,
                            .compression = local ? 0 : cfg->compression,
                            .threshold = cfg->threshold,

@@ -38,11 +38,6 @@ void shmrpc__tcp_set_nodelay(int fd);
 int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
                               uint64_t rid, shmrpc_bytes msg, uint16_t comp, uint32_t threshold);
 
-/* The newest protocol revision this process speaks in a handshake: SHMRPC__WIRE_PROTO, or
- * lower when the environment variable SHMRPC_TEST_WIRE_PROTO (1 or more) says so. For tests
- * only: it makes a client or a server of an older revision out of this one (docs/wire.md,
- * "The handshake"). */
-uint32_t shmrpc__tcp_wire_proto(void);
 /* Appends an ERROR frame; a status that is not negative is sent as SHMRPC_EPROTO. */
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,
                                  const char *msg);

@@ -404,8 +404,7 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc == 0)
         rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
                                   cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
-    uint32_t newest = shmrpc__tcp_wire_proto();
-    if (rc == 0 && ack.proto > newest) ack.proto = newest;
+    if (rc == 0 && ack.proto > cfg->wire_proto) ack.proto = cfg->wire_proto;
     if (rc == 0 && cfg->secret_len) {
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);

@@ -1426,12 +1426,47 @@ static void mixed_revisions(void **state)
     pid_t server = start_server(1);
     calls_between_revisions();
     stop_server(server);
-    server_proto = NULL; /* a new server, an old client */
-    setenv("SHMRPC_TEST_WIRE_PROTO", "2", 1);
+    server_proto = NULL; /* a new server (forked before the variable is set), an old client */
     server = start_server(1);
+    setenv("SHMRPC_TEST_WIRE_PROTO", "2", 1);
     calls_between_revisions();
     unsetenv("SHMRPC_TEST_WIRE_PROTO");
     stop_server(server);
+}
+
+/* The revision a client offers is read from the environment once, when the client is made:
+ * its handshakes make no getenv. A client made before SHMRPC_TEST_WIRE_PROTO=2 is set and
+ * connected after it still offers revision 3, so a stand-in server that chooses 3 is
+ * accepted (a client that offered 2 refuses it) and the blocking call says it is alone. */
+static void revision_read_when_made(void **state)
+{
+    (void)state;
+    int lfd = listen_at_port();
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) flag_server(lfd, 3);
+    close(lfd);
+    shmrpc_client *c = NULL;
+    int rc = shmrpc_client_new(&c, &Calls_service_info, NULL);
+    if (rc == 0) {
+        setenv("SHMRPC_TEST_WIRE_PROTO", "2", 1);
+        rc = shmrpc_client_connect(c, addr);
+        unsetenv("SHMRPC_TEST_WIRE_PROTO");
+    }
+    char why[256];
+    snprintf(why, sizeof why, "%s", shmrpc_errmsg());
+    int64_t sum = 0;
+    shmrpc_call *k = NULL;
+    int sync = rc ? rc : calls_add(c, 1, 2, &sum);
+    int async = rc ? rc : calls_add_start(c, 1, 2, &k);
+    if (async == 0) async = calls_add_finish(c, k, &sum);
+    shmrpc_client_free(c);
+    int status = test_reap(child, 5000); /* before any check: a failed one leaves no child */
+    if (rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), why);
+    assert_int_equal(sync, SHMRPC_EINVAL);
+    assert_int_equal(async, SHMRPC_EINVAL);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1); /* the blocking call's lone flag only */
 }
 
 int main(void)
@@ -1463,6 +1498,7 @@ int main(void)
         cmocka_unit_test_setup(lone_flag_needs_revision_3, setup),
         cmocka_unit_test_setup(lone_flag_only_after_revision_3, setup),
         cmocka_unit_test_setup(mixed_revisions, setup),
+        cmocka_unit_test_setup(revision_read_when_made, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
