@@ -1419,14 +1419,24 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
     pend_done(k, rc);
 }
 
-/* Whether c->in holds a whole frame beyond the one in hand. */
-static bool frame_buffered(const tcp_conn *c)
+/* The largest frame body a connection with calls in flight reads: the client's maximum. */
+static uint32_t max_body(const tcp_conn *c)
+{
+    return shmrpc__tcp_cap32(c->cfg->max_msg);
+}
+
+/* Whether c->in holds, past the frame in hand, a whole frame or a header that fails to
+ * decode: read_one acts on either at once (a bad header that came with the frame before it
+ * would otherwise wait for bytes that may never come). */
+static bool frame_buffered(const tcp_conn *c, shmrpc_buf *scratch)
 {
     size_t left = c->in.len - c->used;
     if (left < SHMRPC__FRAME_HDR_SIZE) return false;
-    const uint8_t *q = c->in.data + c->used;
-    uint32_t body = (uint32_t)q[20] << 24 | (uint32_t)q[21] << 16 | (uint32_t)q[22] << 8 | q[23];
-    return left - SHMRPC__FRAME_HDR_SIZE >= body;
+    shmrpc__frame_hdr h;
+    if (shmrpc__frame_hdr_decode(c->in.data + c->used, SHMRPC__FRAME_HDR_SIZE, max_body(c), c->comp,
+                                 &h, scratch))
+        return true;
+    return left - SHMRPC__FRAME_HDR_SIZE >= h.body_len;
 }
 
 /* Reads one frame from c and acts on it; a connection that breaks fails what is in flight
@@ -1437,9 +1447,8 @@ static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
     for (shmrpc__pending *k = c->inflight; k; k = k->next)
         if (k->deadline > until) until = k->deadline;
     if (until == INT64_MIN) until = INT64_MAX;
-    uint32_t max = shmrpc__tcp_cap32(c->cfg->max_msg);
     shmrpc__frame_hdr h;
-    int rc = read_frame(c, max, &h, until, err);
+    int rc = read_frame(c, max_body(c), &h, until, err);
     if (rc) {
         int status = rc == SHMRPC_EPROTO || rc == SHMRPC_ETOOBIG || rc == SHMRPC_EVERSION
                          ? SHMRPC_EPROTO
@@ -1486,7 +1495,8 @@ static void tcp_progress(shmrpc__conn *base, int64_t deadline)
     bool acted = false;
     for (int i = 0; i < p->n_eps; i++) {
         tcp_conn *c = p->eps[i];
-        while (c->inflight && c->fd >= 0 && (frame_buffered(c) || shmrpc__io_pending(&c->io))) {
+        while (c->inflight && c->fd >= 0 &&
+               (frame_buffered(c, err) || shmrpc__io_pending(&c->io))) {
             read_one(p, c, i, err);
             acted = true;
         }

@@ -289,7 +289,7 @@ static void client_killed_mid_call(void **state)
 
 /* --- a proxy that rewrites what the server sends --- */
 
-enum { PX_REVERSE, PX_DUPLICATE, PX_UNKNOWN_ID, PX_HUGE };
+enum { PX_REVERSE, PX_DUPLICATE, PX_UNKNOWN_ID, PX_HUGE, PX_THEN_HUGE };
 
 typedef struct proxy {
     int lfd, port, mode, hold;
@@ -335,7 +335,7 @@ static void *proxy_run(void *arg)
     size_t cap = 1 << 20, len = 0, frames = 0;
     uint8_t *in = malloc(cap), buf[65536];
     uint8_t *held = malloc(cap);
-    size_t held_len = 0, n_held = 0, held_at[256];
+    size_t held_len = 0, n_held = 0, held_at[256], answers = 0;
     for (;;) {
         struct pollfd p[2] = {{.fd = cfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
         if (poll(p, 2, 20000) <= 0) break;
@@ -369,6 +369,15 @@ static void *proxy_run(void *arg)
                 } else if (px->mode == PX_UNKNOWN_ID) {
                     put_be(in + 12, be(in + 12, 8) + 1000, 8);
                     send_exact(cfd, in, n);
+                } else if (px->mode == PX_THEN_HUGE) {
+                    /* The first answer with a header announcing 3.9 GiB right behind it, in
+                     * one send; then nothing. */
+                    if (answers++ == 0) {
+                        memcpy(held, in, n);
+                        memcpy(held + n, in, 24);
+                        put_be(held + n + 20, 0xF0000000u, 4);
+                        send_exact(cfd, held, n + 24);
+                    }
                 } else { /* a header that announces 3.9 GiB */
                     put_be(in + 20, 0xF0000000u, 4);
                     send_exact(cfd, in, 24);
@@ -468,6 +477,24 @@ static void hostile_answers(void **state)
             if (rcs[i] != SHMRPC_EPROTO)
                 fail_msg("mode %d call %d: %s", m, i, shmrpc_strerror(rcs[i]));
     }
+}
+
+/* A header that cannot be read (it announces 3.9 GiB) that came in one piece with the
+ * answer before it, and nothing after: the calls still in flight fail with SHMRPC_EPROTO
+ * at once, rather than waiting for more bytes until their deadlines. */
+static void bad_header_behind_an_answer(void **state)
+{
+    (void)state;
+    int rcs[8], ok = 0;
+    through_proxy(PX_THEN_HUGE, 8, rcs, NULL);
+    for (int i = 0; i < 8; i++) {
+        if (rcs[i] == 0) {
+            ok++;
+            continue;
+        }
+        if (rcs[i] != SHMRPC_EPROTO) fail_msg("call %d: %s", i, shmrpc_strerror(rcs[i]));
+    }
+    assert_int_equal(ok, 1);
 }
 
 /* Per-call deadlines: naps of 1.5 s with a 200 ms deadline time out, the adds behind them
@@ -639,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup(out_of_order, setup),
         cmocka_unit_test_setup(duplicate_answers, setup),
         cmocka_unit_test_setup(hostile_answers, setup),
+        cmocka_unit_test_setup(bad_header_behind_an_answer, setup),
         cmocka_unit_test_setup(deadlines, setup),
         cmocka_unit_test_setup(slow_call_does_not_hold_up, setup),
         cmocka_unit_test_setup(running_is_bounded, setup),
