@@ -39,10 +39,14 @@ typedef struct tcp_conn {
     shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
     uint16_t comp;
     uint32_t threshold, peer_max;
-    uint32_t proto;      /* the revision agreed (3: a blocking call says it is alone) */
-    uint64_t next_id;    /* the last request's id */
-    uint64_t answered;   /* the last request whose answer was read (or that failed) */
-    int64_t answered_ns; /* when */
+    uint32_t proto;   /* the revision agreed (3: a blocking call says it is alone) */
+    uint64_t next_id; /* the last request's id */
+    /* Requests written whole on this connection whose answers have not been read: the calls
+     * in flight, and those that gave up on theirs (a deadline passed, an asynchronous call
+     * freed), which may still come, in any order. While one is owed, what the server sends
+     * may be it: no look for the server's close (server_left), and no lone flag. */
+    uint32_t owed;
+    int64_t answered_ns; /* when an answer was last read */
     int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
     shmrpc_buf out, in;  /* in: frames read, the one in hand first */
     size_t used;         /* bytes of the frame in hand at the front of in, or 0 */
@@ -81,13 +85,23 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-/* Lets go of a broken connection, and of what was read from it. */
+/* Lets go of a broken connection, and of what was read from it: the next owes nothing. */
 static void conn_break(tcp_conn *c)
 {
     if (c->fd >= 0) shmrpc__io_close(&c->io, true);
     c->fd = -1;
     shmrpc_buf_clear(&c->in);
     c->used = 0;
+    c->owed = 0;
+}
+
+/* The answer of one of c's requests was read (an answer sent twice, which a server should
+ * not, can only end what is owed early: then a late answer is taken for a close, and the
+ * connection made again). */
+static void answer_read(tcp_conn *c)
+{
+    if (c->owed) c->owed--;
+    c->answered_ns = shmrpc__now_ns();
 }
 
 static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
@@ -454,6 +468,7 @@ static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags, 
         return rc;
     }
     rc = send_all(c, c->out.data, c->out.len, deadline, err);
+    if (rc == 0) c->owed++;
     if (c->out.cap > ((size_t)1 << 20)) {
         shmrpc_buf_destroy(&c->out);
         shmrpc_buf_init(&c->out);
@@ -501,7 +516,10 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
             return rc;
         }
         bool answer = h.kind == SHMRPC__KIND_RESPONSE || h.kind == SHMRPC__KIND_ERROR;
-        if (answer && h.request_id < id) continue; /* a call that timed out earlier */
+        if (answer && h.request_id < id) { /* a call that gave up on it earlier */
+            answer_read(c);
+            continue;
+        }
         if (!answer || h.request_id != id || h.method != sid) {
             conn_break(c);
             shmrpc__msg_set(err,
@@ -510,6 +528,7 @@ static int await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp
                             c->where, shmrpc__frame_kind_name(h.kind), h.request_id, h.method);
             return SHMRPC_EPROTO;
         }
+        answer_read(c);
         if (h.kind == SHMRPC__KIND_ERROR) return error_frame(c, err);
         uint16_t comp = h.flags & SHMRPC__FLAG_COMPRESSION;
         if (comp) {
@@ -570,10 +589,6 @@ static void pend_unlink(tcp_conn *c, shmrpc__pending *p)
     p->where = NULL;
     c->n_inflight--;
     c->outstanding--;
-    if (c->n_inflight == 0) { /* what is in flight now is answered or abandoned */
-        c->answered = c->next_id;
-        c->answered_ns = shmrpc__now_ns();
-    }
 }
 
 static void pend_done(shmrpc__pending *p, int status)
@@ -1023,7 +1038,7 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
     *fate = FATE_NOT_RUN;
     c->drained = c->left = false;
     bool health = sid == SHMRPC_HEALTH_METHOD_ID;
-    if (c->fd >= 0 && c->answered == c->next_id && server_left(c, now)) look_at_close(c, err);
+    if (c->fd >= 0 && c->owed == 0 && server_left(c, now)) look_at_close(c, err);
     if (c->drained && health) { /* the server this client was connected to stops */
         *fate = FATE_DONE;
         uint8_t state = SHMRPC_HEALTH_DRAINING;
@@ -1055,20 +1070,15 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
         }
     }
     uint32_t esid = j >= 0 ? c->map[j] : sid;
-    /* Alone on the connection (no asynchronous call, and the answer of every earlier call
-     * read: one that timed out may still come): the server may run it on the thread that
-     * reads the connection, without a handoff (docs/wire.md, "Calls in flight"). Only a
-     * server of revision 3 knows the flag; older ones refuse it. */
-    uint16_t flags =
-        c->proto >= 3 && c->n_inflight == 0 && c->answered == c->next_id ? SHMRPC__FLAG_LONE : 0;
+    /* Alone on the connection (no answer owed: no asynchronous call, and none that gave up
+     * on its answer, which may still come): the server may run it on the thread that reads
+     * the connection, without a handoff (docs/wire.md, "Calls in flight"). Only a server of
+     * revision 3 knows the flag; older ones refuse it. */
+    uint16_t flags = c->proto >= 3 && c->owed == 0 ? SHMRPC__FLAG_LONE : 0;
     uint64_t id = ++c->next_id;
     int rc = send_request(c, esid, id, flags, req, deadline, err);
     bool sent = rc == 0;
     if (sent) rc = await_answer(c, esid, id, resp, deadline, err);
-    if (rc != SHMRPC_ETIMEDOUT) {
-        c->answered = id;
-        c->answered_ns = shmrpc__now_ns();
-    }
     consume(c);
     if (rc == 0) {
         c->fails = 0;
@@ -1239,8 +1249,7 @@ static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, s
     int64_t now = shmrpc__now_ns();
     *fate = FATE_NOT_RUN;
     c->drained = c->left = false;
-    if (c->fd >= 0 && c->n_inflight == 0 && c->answered == c->next_id && server_left(c, now))
-        look_at_close(c, err);
+    if (c->fd >= 0 && c->owed == 0 && server_left(c, now)) look_at_close(c, err);
     if (c->fd < 0) {
         int64_t limit = now + c->cfg->tcp.connect_ns;
         if (c->fails && p->n_eps > 1 && k->deadline != INT64_MAX) {
@@ -1388,8 +1397,10 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
     bool answer = h->kind == SHMRPC__KIND_RESPONSE || h->kind == SHMRPC__KIND_ERROR;
     for (shmrpc__pending *q = c->inflight; answer && q && !k; q = q->next)
         if (q->rid == h->request_id) k = q;
-    if (answer && !k && h->request_id != 0 && h->request_id <= c->next_id)
-        return; /* a call that timed out or was abandoned, or an answer given twice */
+    if (answer && !k && h->request_id != 0 && h->request_id <= c->next_id) {
+        answer_read(c); /* a call that timed out or was abandoned, or an answer given twice */
+        return;
+    }
     if (!k || h->method != k->sid) {
         char why[ADDR_MAX + 200];
         snprintf(why, sizeof why,
@@ -1401,6 +1412,7 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
         return;
     }
     pend_unlink(c, k);
+    answer_read(c);
     if (h->kind == SHMRPC__KIND_ERROR) {
         int rc = error_frame(c, &k->msg);
         pend_done(k, rc ? rc : SHMRPC_EPROTO);

@@ -1397,6 +1397,154 @@ static void lone_flag_only_after_revision_3(void **state)
     assert_int_equal(lone_flags_sent(2), 0);
 }
 
+/* --- answers that come after their calls gave up --- */
+
+/* For late_answer_server: reads the next REQUEST on fd into h. 1 when the client closed
+ * the connection instead (it connected again), 2 when the request's lone flag is not lone,
+ * 64 when something else went wrong; 0 otherwise. */
+static int stand_in_request(int fd, shmrpc__frame_hdr *h, bool lone)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE], body[1 << 16];
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    ssize_t k = recv(fd, hdr, 1, MSG_PEEK);
+    int rc = k == 0 ? 1 : k < 0 ? 64 : 0;
+    if (rc == 0 &&
+        !(read_all(fd, hdr, sizeof hdr) &&
+          shmrpc__frame_hdr_decode(hdr, sizeof hdr, sizeof body, SHMRPC__FLAG_LONE, h, &err) == 0 &&
+          h->kind == SHMRPC__KIND_REQUEST && read_all(fd, body, h->body_len)))
+        rc = 64;
+    if (rc == 0 && !(h->flags & SHMRPC__FLAG_LONE) != !lone) rc = 2;
+    shmrpc_buf_destroy(&err);
+    return rc;
+}
+
+/* For late_answer_server: answers request h with an ERROR (SHMRPC_EINVAL); false when the
+ * send failed. */
+static bool stand_in_answer(int fd, const shmrpc__frame_hdr *h)
+{
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_ERROR, 0, h->method, h->request_id);
+    shmrpc__error_write(&out, SHMRPC_EINVAL, shmrpc_str_c("seen"));
+    bool ok = shmrpc__frame_end(&out, at) == 0 &&
+              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    shmrpc_buf_destroy(&out);
+    return ok;
+}
+
+/* A stand-in server of revision 3, in a child, for the client's five calls of
+ * late_answers: it keeps the answer of the first until the test writes a byte to go (the
+ * call has timed out by then), sends it, and writes a byte to sent; answers the second at
+ * once; keeps the third's until go again, answers the fourth at once, sends the third's,
+ * writes to sent; answers the fifth. Every request must come on the one connection, and
+ * the lone flag only on the third: the first is asynchronous, and an answer was owed when
+ * each of the others was sent (the first's was read by the second call). Exits 0, or with
+ * what stand_in_request said. */
+static void late_answer_server(int lfd, int go, int sent)
+{
+    alarm(10);
+    shmrpc__hello ack = {.proto = 3, .info = Calls_service_info, .max_msg = 1 << 20};
+    int fd = accept_hello(lfd, &ack);
+    if (fd < 0) _exit(64);
+    shmrpc__frame_hdr h[5];
+    char byte;
+    int rc = stand_in_request(fd, &h[0], false);
+    if (rc == 0 && read(go, &byte, 1) == 1 && stand_in_answer(fd, &h[0]) && write(sent, "", 1) == 1)
+        rc = stand_in_request(fd, &h[1], false);
+    else if (rc == 0)
+        rc = 64;
+    if (rc == 0) rc = stand_in_answer(fd, &h[1]) ? stand_in_request(fd, &h[2], true) : 64;
+    if (rc == 0) rc = stand_in_request(fd, &h[3], false);
+    if (rc == 0 && stand_in_answer(fd, &h[3]) && read(go, &byte, 1) == 1 &&
+        stand_in_answer(fd, &h[2]) && write(sent, "", 1) == 1)
+        rc = stand_in_request(fd, &h[4], false);
+    else if (rc == 0)
+        rc = 64;
+    if (rc == 0 && !stand_in_answer(fd, &h[4])) rc = 64;
+    char rest[256];
+    while (rc == 0 && recv(fd, rest, sizeof rest, 0) > 0) {
+    }
+    _exit(rc);
+}
+
+/* The client's side of late_answer_server; NULL, or what went wrong. */
+static const char *late_answers(shmrpc_client *c, int go, int sent)
+{
+    static char what[256];
+    int64_t sum = 0;
+    shmrpc_call *k = NULL;
+    struct pollfd pf = {.fd = sent, .events = POLLIN};
+    char byte;
+    /* An asynchronous call whose deadline passes, its answer late. */
+    shmrpc_client_next_timeout(c, 100);
+    int rc = calls_add_start(c, 1, 2, &k);
+    size_t which;
+    if (rc == 0) rc = shmrpc_client_wait(c, &k, 1, 5000, &which);
+    if (rc == 0) rc = shmrpc_call_status(k);
+    shmrpc_call_free(k);
+    if (rc != SHMRPC_ETIMEDOUT) return "the first call did not time out";
+    if (write(go, "", 1) != 1 || poll(&pf, 1, 5000) != 1 || read(sent, &byte, 1) != 1)
+        return "the stand-in did not send the first answer";
+    usleep(2000); /* more than the millisecond after an answer in which no look is made */
+    rc = calls_add(c, 1, 2, &sum);
+    if (rc != SHMRPC_EINVAL) {
+        snprintf(what, sizeof what, "the second call: %s: %s", shmrpc_strerror(rc),
+                 shmrpc_errmsg());
+        return what;
+    }
+    /* A blocking call that times out, answered after the next one. */
+    shmrpc_client_next_timeout(c, 100);
+    if (calls_add(c, 1, 2, &sum) != SHMRPC_ETIMEDOUT) return "the third call did not time out";
+    if (calls_add(c, 1, 2, &sum) != SHMRPC_EINVAL) return "the fourth call was not answered";
+    if (write(go, "", 1) != 1 || poll(&pf, 1, 5000) != 1 || read(sent, &byte, 1) != 1)
+        return "the stand-in did not send the third answer";
+    usleep(2000);
+    rc = calls_add(c, 1, 2, &sum);
+    if (rc != SHMRPC_EINVAL) {
+        snprintf(what, sizeof what, "the fifth call: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+        return what;
+    }
+    return NULL;
+}
+
+/* An answer that comes after its call gave up (an asynchronous call whose deadline passed,
+ * or a blocking one answered after the call that followed it) is still owed: the client
+ * neither takes it for the server's close before its next call (which would make a new
+ * connection for nothing) nor says that call is alone on the connection; once it was read,
+ * a blocking call is alone again. */
+static void late_answer_keeps_the_connection(void **state)
+{
+    (void)state;
+    int lfd = listen_at_port(), go[2], sent[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(sent), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(go[1]);
+        close(sent[0]);
+        late_answer_server(lfd, go[0], sent[1]);
+    }
+    close(lfd);
+    close(go[0]);
+    close(sent[1]);
+    shmrpc_client *c = NULL;
+    int rc = 0;
+    const char *failed = "no connection";
+    c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    if (c && rc == 0) failed = late_answers(c, go[1], sent[0]);
+    shmrpc_client_free(c);
+    close(go[1]);
+    close(sent[0]);
+    int status = test_reap(child, 5000); /* before any check: a failed one leaves no child */
+    if (failed)
+        fail_msg("%s (the stand-in exited with %d)", failed,
+                 status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* Blocking and asynchronous calls, and a nap that times out followed by calls, between a
  * client and a server, either of which speaks only revision 2 (SHMRPC_TEST_WIRE_PROTO):
  * all go on as between two of revision 3. */
@@ -1499,6 +1647,7 @@ int main(void)
         cmocka_unit_test_setup(lone_flag_only_after_revision_3, setup),
         cmocka_unit_test_setup(mixed_revisions, setup),
         cmocka_unit_test_setup(revision_read_when_made, setup),
+        cmocka_unit_test_setup(late_answer_keeps_the_connection, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
