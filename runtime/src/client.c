@@ -206,6 +206,9 @@ static int request_error(shmrpc_client *c)
     return shmrpc_client_error(c, rc, "encoding the request: %s", shmrpc_strerror(rc));
 }
 
+static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
+                         int64_t timeout, shmrpc_buf *err);
+
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
 {
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
@@ -222,15 +225,7 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     if (c->req.err) return request_error(c);
 
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    if (c->calls) { /* calls in flight: this one joins them and is waited for */
-        shmrpc_call *k;
-        int rc = shmrpc_client_start(c, method_id, timeout, &k);
-        if (rc) return rc;
-        rc = shmrpc_client_finish(c, k, resp);
-        if (rc) return rc;
-        return shmrpc__err_end(0);
-    }
-    int rc = c->conn->ops->call(c->conn, c->map[method_id], req, &c->resp, timeout, err);
+    int rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
     if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     /* An inproc:// handler runs on this thread: what its own failed calls left is not
@@ -325,8 +320,7 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     /* The reserved id goes out as it is: it is no index of either table, so not mapped. */
-    int rc = c->conn->ops->call(c->conn, SHMRPC_HEALTH_METHOD_ID, shmrpc_bytes_of(empty, 0),
-                                &c->resp, timeout, err);
+    int rc = call_blocking(c, SHMRPC_HEALTH_METHOD_ID, -1, shmrpc_bytes_of(empty, 0), timeout, err);
     if (rc) return shmrpc__err_end(rc);
     if (c->resp.len != 1 || c->resp.data[0] < SHMRPC_HEALTH_SERVING ||
         c->resp.data[0] > SHMRPC_HEALTH_DRAINING)
@@ -351,6 +345,60 @@ static void call_unlink(shmrpc_call *k)
     k->linked = false;
 }
 
+/* Starts a call of the server's method sid (j: the client's method id, or -1 for the
+ * health method) with req: in the transport's hands, or done at once (a call that failed
+ * at once, or a transport without start, which runs it here). SHMRPC_ENOMEM, else 0. */
+static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, int64_t timeout,
+                 shmrpc_call **call, shmrpc_buf *err)
+{
+    shmrpc_call *k = calloc(1, sizeof *k);
+    if (!k) return SHMRPC_ENOMEM;
+    k->client = c;
+    shmrpc_buf_init(&k->p.req);
+    shmrpc_buf_init(&k->p.resp);
+    shmrpc_buf_init(&k->p.msg);
+    k->p.resp.max = c->cfg.max_msg;
+    k->p.sid = sid;
+    k->p.j = j;
+    k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    if (c->conn->ops->start) {
+        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
+            shmrpc_call_free(k);
+            return SHMRPC_ENOMEM;
+        }
+        /* A call that failed at once is done: its status says so. */
+        c->conn->ops->start(c->conn, &k->p, err);
+        if (!k->p.done) { /* in the transport's hands */
+            k->linked = true;
+            k->next = c->calls;
+            if (c->calls) c->calls->prev = k;
+            c->calls = k;
+        }
+    } else { /* one call at a time: it runs here, and wait returns it */
+        int rc = c->conn->ops->call(c->conn, sid, req, &k->p.resp, timeout, err);
+        k->p.done = true;
+        k->p.status = rc;
+        if (rc)
+            shmrpc__msg_set(&k->p.msg, "%s",
+                            shmrpc__msg_get(err)[0] ? shmrpc__msg_get(err) : shmrpc_strerror(rc));
+    }
+    *call = k;
+    return 0;
+}
+
+/* A blocking call of the server's method sid (j as for start), its answer into c->resp.
+ * With calls started and not yet returned by a wait it joins them (start, then wait for
+ * it): a transport with start reads the answers of all of a connection's calls, and one
+ * read on its own would skip theirs (the health method among calls in flight, say). */
+static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
+                         int64_t timeout, shmrpc_buf *err)
+{
+    if (!c->calls) return c->conn->ops->call(c->conn, sid, req, &c->resp, timeout, err);
+    shmrpc_call *k;
+    int rc = start(c, sid, j, req, timeout, &k, err);
+    return rc ? rc : shmrpc_client_finish(c, k, NULL);
+}
+
 int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms,
                         shmrpc_call **call)
 {
@@ -365,40 +413,9 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
     if (c->req.err) return request_error(c);
-    shmrpc_call *k = calloc(1, sizeof *k);
-    if (!k) return shmrpc__err_code(SHMRPC_ENOMEM);
-    k->client = c;
-    shmrpc_buf_init(&k->p.req);
-    shmrpc_buf_init(&k->p.resp);
-    shmrpc_buf_init(&k->p.msg);
-    k->p.resp.max = c->cfg.max_msg;
-    k->p.sid = c->map[method_id];
-    k->p.j = method_id;
-    k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    int rc = 0;
-    if (c->conn->ops->start) {
-        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
-            shmrpc_call_free(k);
-            return shmrpc__err_code(SHMRPC_ENOMEM);
-        }
-        rc = c->conn->ops->start(c->conn, &k->p, err);
-        if (!k->p.done) { /* in the transport's hands */
-            k->linked = true;
-            k->next = c->calls;
-            if (c->calls) c->calls->prev = k;
-            c->calls = k;
-        }
-    } else { /* one call at a time: it runs here, and wait returns it */
-        rc = c->conn->ops->call(c->conn, k->p.sid, req, &k->p.resp, timeout, err);
-        k->p.done = true;
-        k->p.status = rc;
-        if (rc)
-            shmrpc__msg_set(&k->p.msg, "%s",
-                            shmrpc__msg_get(err)[0] ? shmrpc__msg_get(err) : shmrpc_strerror(rc));
-    }
-    (void)rc; /* a call that failed at once is done: its status says so */
-    *call = k;
+    if (start(c, c->map[method_id], method_id, req, timeout, call, err))
+        return shmrpc__err_code(SHMRPC_ENOMEM);
     return shmrpc__err_end(0);
 }
 

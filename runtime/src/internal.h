@@ -229,7 +229,9 @@ typedef struct shmrpc__pending {
 typedef struct shmrpc__conn_ops {
     /* One call of the server's method sid: req out, the response appended to resp
      * (cleared by the caller, capped at the client's maximum). timeout_ms is resolved:
-     * milliseconds, or SHMRPC_TIMEOUT_INFINITE. On failure the message goes to err. */
+     * milliseconds, or SHMRPC_TIMEOUT_INFINITE. On failure the message goes to err. Never
+     * called while calls started on c are not yet returned by a wait: client.c makes such
+     * a call through start and progress, as one of them. */
     int (*call)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                 int64_t timeout_ms, shmrpc_buf *err);
     /* Ends the connection and frees it. A transport with start has no call waiting then

@@ -1116,40 +1116,7 @@ static void left_out(tcp_pool *p, int64_t now, shmrpc_buf *why)
     }
 }
 
-static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err);
 static void tcp_progress(shmrpc__conn *base, int64_t deadline);
-
-/* A blocking call made while asynchronous calls are in flight (the health method, say):
- * it joins them, since reading its answer alone would skip theirs. */
-static int call_among(tcp_pool *p, uint32_t sid, int64_t j, shmrpc_bytes req, shmrpc_buf *resp,
-                      int64_t deadline, shmrpc_buf *err)
-{
-    shmrpc__pending k = {.sid = sid, .j = j, .deadline = deadline};
-    shmrpc_buf_init(&k.req);
-    shmrpc_buf_init(&k.resp);
-    shmrpc_buf_init(&k.msg);
-    k.resp.max = resp->max;
-    int rc = shmrpc_buf_append(&k.req, req.ptr, req.len) ? SHMRPC_ENOMEM : 0;
-    if (rc == 0) {
-        place(p, &k, err);
-        while (!k.done)
-            tcp_progress(&p->base, k.deadline);
-        rc = k.status;
-        if (rc == 0 && shmrpc_buf_append(resp, k.resp.data, k.resp.len)) rc = SHMRPC_ENOMEM;
-        if (rc && k.msg.len) shmrpc__msg_set(err, "%s", shmrpc__msg_get(&k.msg));
-    }
-    shmrpc_buf_destroy(&k.req);
-    shmrpc_buf_destroy(&k.resp);
-    shmrpc_buf_destroy(&k.msg);
-    return rc;
-}
-
-static bool any_inflight(const tcp_pool *p)
-{
-    for (int i = 0; i < p->n_eps; i++)
-        if (p->eps[i]->n_inflight) return true;
-    return false;
-}
 
 static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                     int64_t timeout_ms, shmrpc_buf *err)
@@ -1169,7 +1136,6 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
             break;
         }
     maybe_resolve(p, now, err);
-    if (any_inflight(p)) return call_among(p, sid, j, req, resp, deadline, err);
     uint64_t tried = 0;
     int status = 0, tries = 0;
     shmrpc_buf_clear(&p->why);
