@@ -1023,13 +1023,6 @@ static void consume_frame(worker *w, peer *p)
     }
 }
 
-static void peer_drop(peer *p)
-{
-    p->closing = true;
-    shmrpc_buf_clear(&p->out);
-    p->out_off = 0;
-}
-
 /* Serves the frames that have come, in order (a client may send many requests before it
  * reads an answer: docs/wire.md, "Calls in flight"), handing the calls to the worker's
  * threads, up to cfg.max_running of the connection's at once. Answers collect in p->out
@@ -1046,7 +1039,7 @@ static void peer_read(worker *w, peer *p)
             int rc = read_frame(w, p);
             if (rc < 0) {
                 if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
-                peer_drop(p);
+                peer_free(w, p);
                 return;
             }
             if (rc == 0) {
@@ -1066,7 +1059,7 @@ static void peer_read(worker *w, peer *p)
             }
         }
         if (out_left(p) && !peer_flush(w, p)) {
-            peer_drop(p);
+            peer_free(w, p);
             return;
         }
         if (out_left(p)) {
@@ -1081,6 +1074,7 @@ static void peer_read(worker *w, peer *p)
  * reading otherwise. */
 static void peer_settle(worker *w, peer *p)
 {
+    if (p->gone) return; /* freed by peer_read (its connection broke) */
     if (out_left(p) && !peer_flush(w, p)) {
         peer_free(w, p);
         return;
@@ -1537,8 +1531,7 @@ static bool hot_wait(worker *w, peer *p)
         return false; /* the timeout, or a signal */
     if (n < 0) {      /* TLS failed, or the socket: epoll would not say so again */
         if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
-        peer_drop(p);
-        peer_settle(w, p);
+        peer_free(w, p);
         return true;
     }
     if (n > 0) {
