@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,10 +56,44 @@ shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client
     return c;
 }
 
+/* The servers started and not reaped yet: a test that fails between its start and its stop
+ * leaves its server to stop_left, at exit, which stops it as test_stop_server would (so a
+ * shm:// server removes its segments). A test process that dies takes them with it
+ * (PR_SET_PDEATHSIG). */
+enum { MAX_STARTED = 64 };
+static pid_t started[MAX_STARTED];
+static int n_started;
+static bool stop_left_due;
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < n_started; i++)
+        if (started[i] == pid) started[i] = started[--n_started];
+}
+
+static void stop_left(void)
+{
+    while (n_started) {
+        pid_t pid = started[--n_started];
+        /* Only a child not reaped yet: a pid a test reaped itself may name another process. */
+        if (waitpid(pid, NULL, WNOHANG) != 0) continue;
+        fprintf(stderr, "test: stopping server %d, which its test did not stop\n", (int)pid);
+        kill(pid, SIGTERM);
+        test_reap(pid, 5000);
+    }
+}
+
 pid_t test_start_server(const test_server *ts)
 {
+    pid_t parent = getpid();
     pid_t pid = fork();
+    if (pid > 0) {
+        if (!stop_left_due) stop_left_due = atexit(stop_left) == 0;
+        if (n_started < MAX_STARTED) started[n_started++] = pid;
+    }
     if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1); /* the test died before the line above */
     alarm(120);
     struct sigaction sa = {.sa_handler = on_term};
     sigaction(SIGTERM, &sa, NULL);
@@ -70,7 +105,8 @@ pid_t test_start_server(const test_server *ts)
     if (ts->max_msg) o.max_msg_bytes = ts->max_msg;
     if (ts->tcp) o.tcp = *ts->tcp;
     int rc = shmrpc_server_new(&child_server, &o);
-    if (rc == 0) rc = shmrpc_server_register(child_server, ts->svc, ts->handlers, NULL);
+    if (rc == 0 && ts->svc) rc = shmrpc_server_register(child_server, ts->svc, ts->handlers, NULL);
+    if (rc == 0 && ts->configure) rc = ts->configure(child_server);
     if (rc == 0) rc = shmrpc_server_listen(child_server, ts->addr);
     if (rc == 0) rc = shmrpc_server_serve(child_server, ts->workers);
     if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_errmsg());
@@ -80,6 +116,7 @@ pid_t test_start_server(const test_server *ts)
 
 int test_reap(pid_t pid, int ms)
 {
+    forget(pid);
     int status = 0;
     int64_t until = test_now_ms() + ms;
     while (waitpid(pid, &status, WNOHANG) == 0) {

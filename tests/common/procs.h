@@ -17,10 +17,12 @@ typedef struct test_server {
     const shmrpc_service *svc;
     const void *handlers;
     const char *addr;
-    int workers;                /* as for shmrpc_server_serve() */
-    size_t max_msg;             /* 0: the default */
-    void (*prepare)(void);      /* run in the child before the server starts, or NULL */
-    const shmrpc_tcp_opts *tcp; /* tcp:// settings, or NULL for the defaults */
+    int workers;                       /* as for shmrpc_server_serve() */
+    size_t max_msg;                    /* 0: the default */
+    void (*prepare)(void);             /* run in the child before the server starts, or NULL */
+    const shmrpc_tcp_opts *tcp;        /* tcp:// settings, or NULL for the defaults */
+    int (*configure)(shmrpc_server *); /* run before the listen (after registering svc, which
+                                        * may be NULL when this registers), or NULL */
 } test_server;
 
 int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
@@ -31,7 +33,9 @@ shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client
                             const char *addr, int *rc);
 
 /* Forks a process that serves ts until SIGTERM (with alarm(120) as a watchdog); its exit
- * status is 0 when the server started and stopped cleanly. -1 when fork failed. */
+ * status is 0 when the server started and stopped cleanly. -1 when fork failed. A server
+ * its test did not reap (the test failed first) is stopped when the test process exits,
+ * and dies with it when it is killed. */
 pid_t test_start_server(const test_server *ts);
 
 /* Waits up to ms for pid to exit, then SIGKILLs it. Its wait status, or -1 when it had

@@ -119,7 +119,7 @@ static void start(int i, const shmrpc_tcp_opts *tcp)
     snprintf(addr, sizeof addr, "tcp://10.78.%d.2:%d", i + 1, port);
     if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(go, O_CLOEXEC) != 0) fail("pipe");
     child_index = i;
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 0, 0, server_ns, tcp};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 0, 0, server_ns, tcp, NULL};
     servers[i] = test_start_server(&ts);
     if (servers[i] <= 0) fail("fork");
     struct pollfd p = {.fd = ready[0], .events = POLLIN};

@@ -273,7 +273,7 @@ static pid_t start_host(int i)
     tcp_settings(&tcp, i, -1);
     host_index = i + 1;
     test_server ts = {&HostCounter_service, &handlers, host_addr[i], WORKERS, 0,
-                      prepare_host,         &tcp};
+                      prepare_host,         &tcp,      NULL};
     pid_t pid = test_start_server(&ts);
     if (pid < 0) fatal("fork: %s", strerror(errno));
     setpgid(pid, pid); /* here too, so that the group exists when fork returns */

@@ -80,7 +80,7 @@ static void start_server(void)
         assert_int_equal(shmrpc_server_listen(in_server, addr), 0);
         return;
     }
-    test_server ts = {&Calc_service, &handlers, addr, 1, 0, NULL, NULL};
+    test_server ts = {&Calc_service, &handlers, addr, 1, 0, NULL, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
 }

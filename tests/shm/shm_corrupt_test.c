@@ -53,7 +53,7 @@ static int cmp_i64(const void *a, const void *b)
 
 static pid_t start_server(int workers)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;

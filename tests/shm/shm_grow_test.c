@@ -64,7 +64,7 @@ static pid_t start_server(int workers)
 {
     handlers = calls_test_handlers;
     handlers.echo = h_sized;
-    test_server ts = {&Calls_service, &handlers, addr, workers, 4 * MAX_ANSWER, NULL, NULL};
+    test_server ts = {&Calls_service, &handlers, addr, workers, 4 * MAX_ANSWER, NULL, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;

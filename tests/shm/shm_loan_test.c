@@ -150,8 +150,6 @@ static int h_loan(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 
 static Calls_handlers handlers;
 
-static shmrpc_server *child_server;
-
 /* Serves echo with h_loan on s, reading its requests in place. */
 static int serve_loans(shmrpc_server *s)
 {
@@ -162,32 +160,14 @@ static int serve_loans(shmrpc_server *s)
     return rc;
 }
 
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(child_server);
-}
-
-/* Forks a server of echo (in place) at where, as test_start_server does, until SIGTERM
- * (alarm(120) as a watchdog); exits 0 when it started and stopped cleanly. */
+/* A server of serve_loans at where (test_start_server). */
 static pid_t start_server(const char *where, int workers)
 {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid != 0) return pid;
-    alarm(120);
-    struct sigaction sa = {.sa_handler = on_term};
-    sigaction(SIGTERM, &sa, NULL);
-    shmrpc_server_opts o;
-    shmrpc_server_opts_init(&o);
-    o.max_msg_bytes = SERVER_MAX;
-    int rc = shmrpc_server_new(&child_server, &o);
-    if (rc == 0) rc = serve_loans(child_server);
-    if (rc == 0) rc = shmrpc_server_listen(child_server, where);
-    if (rc == 0) rc = shmrpc_server_serve(child_server, workers);
-    if (rc != 0) fprintf(stderr, "server: %s\n", shmrpc_errmsg());
-    shmrpc_server_free(child_server);
-    _exit(rc == 0 ? 0 : 1);
+    test_server ts = {
+        .addr = where, .workers = workers, .max_msg = SERVER_MAX, .configure = serve_loans};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
 }
 
 static int setup(void **state)

@@ -60,7 +60,7 @@ static pid_t running;
 
 static pid_t serve(void (*prepare)(void), int workers)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, prepare, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, prepare, NULL, NULL};
     running = test_start_server(&ts);
     assert_true(running > 0);
     return running;

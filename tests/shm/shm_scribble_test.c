@@ -152,7 +152,7 @@ static int scribble(void *arg)
 static void service_heals(void **state)
 {
     (void)state;
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL, NULL};
     pid_t server = test_start_server(&ts);
     assert_true(server > 0);
     pid_t kids[CLIENTS + 1];

@@ -55,7 +55,7 @@ static void prepare_server(void)
 static pid_t start_server(int workers, size_t max_msg)
 {
     test_server ts = {&Calls_service, &calls_test_handlers, addr, workers,
-                      max_msg,        prepare_server,       NULL};
+                      max_msg,        prepare_server,       NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -528,7 +528,8 @@ static void prepare_few_fds(void)
 static void few_fds_manager_sleeps(void **state)
 {
     (void)state;
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, prepare_few_fds, NULL};
+    test_server ts = {
+        &Calls_service, &calls_test_handlers, addr, 1, 0, prepare_few_fds, NULL, NULL};
     pid_t server = test_start_server(&ts);
     assert_true(server > 0);
     /* Measured before any client: the old manager never served the rendezvous either. */

@@ -41,7 +41,7 @@ static int setup(void **state)
 
 static pid_t start_server(const char *at, int workers)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -133,7 +133,7 @@ static void health_among_calls(void **state)
 
 static pid_t start_server_opts(const char *at, int workers, const shmrpc_tcp_opts *tcp)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, tcp};
+    test_server ts = {&Calls_service, &calls_test_handlers, at, workers, 0, NULL, tcp, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;

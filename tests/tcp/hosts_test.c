@@ -147,7 +147,7 @@ static pid_t start_server(int i)
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[i]);
     starting = i;
-    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL};
+    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     setpgid(pid, pid);

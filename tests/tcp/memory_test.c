@@ -74,7 +74,8 @@ static int teardown(void **state)
 /* Starts the server and waits until it answers (a call over a connection then let go). */
 static void start_server(int workers)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, &server_tcp};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0,
+                      NULL,           &server_tcp,          NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
     int rc = 0;

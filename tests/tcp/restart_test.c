@@ -152,7 +152,7 @@ static void prepare_server(void)
 
 static pid_t start_server(void)
 {
-    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL};
+    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     setpgid(pid, pid); /* also here, so that the group exists when fork returns */

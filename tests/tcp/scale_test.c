@@ -76,7 +76,7 @@ static shmrpc_client *connect_client(void)
 
 static void scale_up_and_down(void)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
     shmrpc_client *c[CLIENTS];

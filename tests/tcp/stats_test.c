@@ -48,7 +48,7 @@ static void check_buckets(const shmrpc_method_stats *m)
 
 static void counted(void)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 2, 0, NULL, NULL, NULL};
     server = test_start_server(&ts);
     assert_true(server > 0);
     shmrpc_client *c = connect_client();

@@ -54,9 +54,14 @@ static void prepare_server(void)
 /* Forks a server of addr with n workers. */
 static pid_t start_server(int workers)
 {
-    test_server ts = {
-        &Calls_service, &calls_test_handlers, listen_addr ? listen_addr : addr, workers, 0,
-        prepare_server, &server_tcp};
+    test_server ts = {&Calls_service,
+                      &calls_test_handlers,
+                      listen_addr ? listen_addr : addr,
+                      workers,
+                      0,
+                      prepare_server,
+                      &server_tcp,
+                      NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;

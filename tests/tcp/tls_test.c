@@ -117,7 +117,8 @@ static int setup(void **state)
 
 static pid_t start_server(int workers)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0, NULL, &server_tcp};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0,
+                      NULL,           &server_tcp,          NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
