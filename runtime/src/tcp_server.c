@@ -323,6 +323,8 @@ static void unbury(worker *w)
     }
 }
 
+static void drop_waiting(worker *w, peer *p);
+
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
 static void peer_free(worker *w, peer *p)
@@ -342,6 +344,7 @@ static void peer_free(worker *w, peer *p)
         }
     }
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
+    if (p->running) drop_waiting(w, p);
     /* Its calls still running hold it: their answers are dropped, and the last frees it. */
     p->gone = true;
     if (!p->running) bury(w, p);
@@ -660,6 +663,36 @@ static void count_busy(worker *w)
 {
     if (w->index >= 0)
         atomic_store_explicit(&w->l->load->busy[w->index], w->running, memory_order_relaxed);
+}
+
+/* The calls of p that wait for a thread of the pool are not run: their client is gone,
+ * and nobody would read their answers. Those a thread took run to their end. */
+static void drop_waiting(worker *w, peer *p)
+{
+    job *dropped = NULL;
+    pthread_mutex_lock(&w->mu);
+    job **at = &w->todo;
+    while (*at) {
+        job *j = *at;
+        if (j->p != p) {
+            at = &j->next;
+            continue;
+        }
+        *at = j->next;
+        w->n_todo--;
+        j->next = dropped;
+        dropped = j;
+    }
+    w->todo_end = at;
+    pthread_mutex_unlock(&w->mu);
+    while (dropped) {
+        job *j = dropped;
+        dropped = j->next;
+        p->running--;
+        w->running--;
+        job_put(w, j);
+    }
+    count_busy(w);
 }
 
 static void finish_job(worker *w, job *j);
@@ -1084,8 +1117,10 @@ static void peer_settle(worker *w, peer *p)
         peer_free(w, p);
         return;
     }
-    /* Neither while its calls are at the bound (collect looks again as each ends). */
-    uint32_t want = out_left(p) ? EPOLLOUT : can_read(w, p) ? EPOLLIN : 0;
+    /* Neither while its calls are at the bound (collect looks again as each ends). While
+     * it is not read, its end of stream is still watched for (EPOLLRDHUP): a client that
+     * died with calls waiting for the pool has them dropped at once (drop_waiting). */
+    uint32_t want = out_left(p) ? EPOLLOUT | EPOLLRDHUP : can_read(w, p) ? EPOLLIN : EPOLLRDHUP;
     if (want == p->events) return;
     struct epoll_event ev = {.events = want, .data.ptr = p};
     epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);
@@ -1095,9 +1130,11 @@ static void peer_settle(worker *w, peer *p)
 static void peer_event(worker *w, peer *p, uint32_t events)
 {
     if (p->gone) return; /* closed earlier in this batch of events */
-    /* A reset or a socket shut both ways, while nothing is read from it: its calls'
-     * answers have nowhere to go (epoll reports these even with no interest set). */
-    if ((events & (EPOLLERR | EPOLLHUP)) && !(p->events & EPOLLIN)) {
+    /* A reset, a socket shut both ways (epoll reports these even with no interest set) or
+     * the client's end of stream, while nothing is read from it: its calls' answers have
+     * nowhere to go. A client shuts its side only when it is gone, as when the end of
+     * stream is read (peer_read). */
+    if ((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) && !(p->events & EPOLLIN)) {
         peer_free(w, p);
         return;
     }

@@ -295,6 +295,76 @@ static void client_killed_mid_call(void **state)
     assert_true(test_stop_server(srv));
 }
 
+/* A client SIGKILLed while its calls wait for a thread of the pool (tcp.max_running 2, both
+ * threads in another client's naps): its 2 calls handed out and the 6 behind them never run,
+ * since nothing would read their answers; the naps are answered, and the worker serves the
+ * next call and lets the connection go. */
+static void client_killed_with_calls_queued(void **state)
+{
+    (void)state;
+    shmrpc_tcp_opts tcp = {.max_running = 2};
+    pid_t srv = start_server_opts(addr, 1, &tcp);
+    shmrpc_client *c = connect_to(addr);
+    int32_t worker = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    int before = count_fds(worker);
+    assert_true(before > 0);
+    sh->calls = 0;
+    sh->running = 0;
+    shmrpc_call *naps[2];
+    for (int i = 0; i < 2; i++) {
+        shmrpc_client_next_timeout(c, 20000);
+        assert_int_equal(calls_nap_start(c, 1500, &naps[i]), 0);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->running < 2 && test_now_ms() < until)
+        usleep(2000);
+    assert_int_equal(sh->running, 2);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(ready[0]);
+        shmrpc_client *k = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+        if (!k) _exit(1);
+        shmrpc_call *calls[8];
+        for (int i = 0; i < 8; i++) {
+            shmrpc_client_next_timeout(k, 20000);
+            if (calls_add_start(k, i, 1, &calls[i])) _exit(2);
+        }
+        if (write(ready[1], "", 1) != 1) _exit(3);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    struct pollfd pf = {.fd = ready[0], .events = POLLIN};
+    char byte = 0;
+    bool sent = poll(&pf, 1, 5000) == 1 && read(ready[0], &byte, 1) == 1;
+    int status;
+    kill(child, SIGKILL); /* before any check: a failed one must not leave it behind */
+    assert_int_equal(waitpid(child, &status, 0), child);
+    close(ready[0]);
+    assert_true(sent); /* its 8 requests were written whole */
+    for (int i = 0; i < 2; i++) {
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, naps[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    int64_t sum = 0;
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
+    assert_int_equal(sum, 5);
+    until = test_now_ms() + 5000;
+    while (count_fds(worker) != before && test_now_ms() < until)
+        usleep(10000);
+    assert_int_equal(count_fds(worker), before);
+    int64_t ran = sh->calls - 3; /* besides the 2 naps and the add */
+    printf("killed client with calls queued: %lld of its 8 calls ran\n", (long long)ran);
+    if (ran != 0) fail_msg("%lld of the dead client's 8 calls ran", (long long)ran);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
 /* --- a proxy that rewrites what the server sends --- */
 
 enum { PX_REVERSE, PX_DUPLICATE, PX_UNKNOWN_ID, PX_HUGE, PX_THEN_HUGE };
@@ -679,6 +749,7 @@ int main(void)
         cmocka_unit_test_setup(slow_call_does_not_hold_up, setup),
         cmocka_unit_test_setup(running_is_bounded, setup),
         cmocka_unit_test_setup(client_killed_mid_call, setup),
+        cmocka_unit_test_setup(client_killed_with_calls_queued, setup),
         cmocka_unit_test_setup(sigkill_in_flight, setup),
         cmocka_unit_test_setup(drain_moves_calls, setup),
         cmocka_unit_test_setup(free_with_calls, setup),
