@@ -110,7 +110,7 @@ static void scale_up_and_down(void)
 static int teardown(void **state)
 {
     (void)state;
-    if (server > 0) test_reap(server, 0);
+    if (server > 0) test_stop_server(server); /* a failed test's: SIGTERM, so that it cleans up */
     server = 0;
     return 0;
 }
