@@ -833,14 +833,18 @@ static int take_seat(shmrpc_queue *q, int64_t now, uint64_t *occupant)
 {
     int n = shmrpc__ncpus() < SEATS ? shmrpc__ncpus() : SEATS;
     int64_t budget_ms = q->wait.spin_ns / 1000000;
-    int32_t stale =
-        (int32_t)(budget_ms > INT32_MAX / 2 ? INT32_MAX / 2 : budget_ms) + SEAT_GRACE_MS;
+    if (budget_ms < 0) budget_ms = 0;
+    if (budget_ms > INT32_MAX / 2) budget_ms = INT32_MAX / 2;
+    int32_t stale = (int32_t)budget_ms + SEAT_GRACE_MS;
     uint32_t ms = (uint32_t)(now / 1000000);
     *occupant = (uint64_t)ms << 32 | self();
     for (int i = 0; i < n; i++) {
         uint64_t s = atomic_load_explicit(&q->hdr->seats[i], memory_order_relaxed);
-        /* Held: for at most stale so far, or taken after our clock read. */
-        if (s != 0 && (int32_t)(ms - (uint32_t)(s >> 32)) <= stale) continue;
+        /* Held: for at most stale so far, or taken after our clock read (as long ago as
+         * that at most: a stamp further ahead was written by no spinner of this clock, or
+         * wrapped around in the 49 days of a 32-bit millisecond count). */
+        int32_t age = (int32_t)(ms - (uint32_t)(s >> 32));
+        if (s != 0 && age <= stale && age >= -stale) continue;
         if (atomic_compare_exchange_strong(&q->hdr->seats[i], &s, *occupant)) return i;
     }
     return -1;
@@ -1885,8 +1889,11 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
     if (!q || !len || (!buf && cap)) return fail(SHMRPC_EINVAL, "queue, buf or len is NULL");
     *len = 0;
     if (q->bcast) return fail(SHMRPC_EINVAL, "queue '%s' is a broadcast queue", q->name);
-    /* A seqlock read: the bytes are ours to trust only if the message was still COMMITTED,
-     * so neither taken nor its room given back, after they were copied. */
+    /* A seqlock read: the bytes are ours to trust only if, after they were copied, the
+     * message was still COMMITTED and still at the head, so neither taken nor its room
+     * given back. Both: a single consumer and a single producer leave the state COMMITTED
+     * when they take the message and write the next into its slot, and only the head
+     * says it was taken. */
     for (int tries = 0; tries < 1000; tries++) {
         uint32_t hd = head_now(q);
         struct q_desc *d = desc_at(q, hd);
@@ -1905,7 +1912,8 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
         bool sane = l <= q->max_msg && (l <= INLINE_MAX || (st & q->bmask) + (uint64_t)l <= q->b);
         if (sane && l <= cap && l) memcpy(buf, payload(q, hd, st, l), l);
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&d->state, memory_order_relaxed) != s) continue;
+        if (atomic_load_explicit(&d->state, memory_order_relaxed) != s || head_now(q) != hd)
+            continue;
         if (!sane)
             return fail(SHMRPC_EPROTO, "queue '%s': message %" PRIu32 " has a broken descriptor",
                         q->name, hd);

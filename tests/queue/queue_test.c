@@ -1301,28 +1301,36 @@ static void spinners_take_seats(void **state)
     print_message("# 200 waits of 2 ms with every seat taken used %d ms of CPU\n", used);
     assert_true(used >= 0 && used < 60);
 
-    /* Seats of a dead process, held for 10 s: free. */
+    /* Seats of a dead process, held for 10 s, and seats stamped an hour ahead (a bad
+     * write, or a 32-bit millisecond count that wrapped): free. */
     pid_t dead = fork();
     assert_true(dead >= 0);
     if (dead == 0) _exit(0);
     assert_int_equal(waitpid(dead, NULL, 0), dead);
-    for (int i = 0; i < SEATS_N; i++)
-        atomic_store(&seats[i], seat_word(dead, 10000));
-    struct seat_waiter spinner = {name, 1, 300, 250000000};
-    kid = spawn(seat_child, &spinner);
-    bool seen = false;
-    used = -1;
-    for (int64_t end = test_kid_now_ms() + 30000; used < 0 && test_kid_now_ms() < end;) {
+    const struct {
+        pid_t pid;
+        int64_t ms_ago;
+    } stale[] = {{dead, 10000}, {getpid(), -3600 * 1000}};
+    for (size_t k = 0; k < sizeof stale / sizeof stale[0]; k++) {
         for (int i = 0; i < SEATS_N; i++)
-            seen |= (uint32_t)atomic_load(&seats[i]) == (uint32_t)kid;
-        test_kid_nap_ms(1);
-        used = ended(kid);
+            atomic_store(&seats[i], seat_word(stale[k].pid, stale[k].ms_ago));
+        struct seat_waiter spinner = {name, 1, 300, 250000000};
+        kid = spawn(seat_child, &spinner);
+        bool seen = false;
+        used = -1;
+        for (int64_t end = test_kid_now_ms() + 30000; used < 0 && test_kid_now_ms() < end;) {
+            for (int i = 0; i < SEATS_N; i++)
+                seen |= (uint32_t)atomic_load(&seats[i]) == (uint32_t)kid;
+            test_kid_nap_ms(1);
+            used = ended(kid);
+        }
+        if (used < 0) used = test_kid_reap(kid, 1000);
+        assert_true(used >= 0);
+        if (!seen)
+            fail_msg("no seat taken beside seats stamped %" PRId64 " ms ago", stale[k].ms_ago);
+        for (int i = 0; i < SEATS_N; i++)
+            assert_true((uint32_t)atomic_load(&seats[i]) != (uint32_t)kid);
     }
-    if (used < 0) used = test_kid_reap(kid, 1000);
-    assert_true(used >= 0);
-    assert_true(seen);
-    for (int i = 0; i < SEATS_N; i++)
-        assert_true((uint32_t)atomic_load(&seats[i]) != (uint32_t)kid);
     munmap(p, 4096);
     shmrpc_queue_close(q);
 }
@@ -1695,6 +1703,8 @@ static void broadcast_kill_at_random(void **state)
 
 /* --- 10. a single producer and a single consumer ------------------------------------------ */
 
+#define LOOK_MAX 2048 /* look_beside_single_roles: messages that fill half the arena */
+
 static shmrpc_queue *create_spsc(const char *name, uint32_t capacity, uint32_t arena,
                                  uint32_t max_msg, bool sp, bool sc)
 {
@@ -2010,6 +2020,69 @@ static void spsc_idle_waiters_sleep(void **state)
     shmrpc_queue_close(q);
 }
 
+/* Holds both roles of a two-slot queue and keeps one or two messages of id->ready_w bytes
+ * in it (each all one byte, the next another) for a second, so that the slot and the arena
+ * bytes under a look are taken and written anew as fast as can be. */
+static int churn_child(void *arg)
+{
+    struct idler *id = arg;
+    size_t size = (size_t)id->ready_w;
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, id->name, NULL) != 0) return 10;
+    char msg[LOOK_MAX], buf[LOOK_MAX];
+    size_t len;
+    memset(msg, 0, size);
+    if (shmrpc_queue_push(q, msg, size, 0) != 0) return 11;
+    int64_t end = test_kid_now_ms() + 1000;
+    for (unsigned i = 1; test_kid_now_ms() < end; i++) {
+        memset(msg, (int)(i & 0xff), size);
+        if (shmrpc_queue_push(q, msg, size, 0) != 0) return 12;
+        if (shmrpc_queue_pop(q, buf, sizeof buf, &len, 0) != 0 || len != size) return 13;
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* look beside a single producer and consumer, which leave a slot's state COMMITTED when
+ * they take the message and write the next into it: a look that copied while the slot or
+ * its bytes were rewritten must see so (the head moved) and look again, never return a
+ * mix of two messages. Messages in their slots and in the arena (two fill it). */
+static void look_beside_single_roles(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {SHMRPC_QUEUE_INLINE_MAX, LOOK_MAX};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const char *name = new_name(k ? "spsclook2k" : "spsclook");
+        shmrpc_queue *q = create_spsc(name, 2, 2 * LOOK_MAX, LOOK_MAX, true, true);
+        struct idler id = {name, true, (int)sizes[k]};
+        pid_t pid = spawn(churn_child, &id);
+        uint64_t looks = 0, torn = 0, busy = 0;
+        int64_t end = test_kid_now_ms() + 1000; /* as long as the churn */
+        while (test_kid_now_ms() < end) {
+            static char buf[LOOK_MAX];
+            size_t len;
+            int rc = shmrpc_queue_look(q, buf, sizeof buf, &len);
+            if (rc == SHMRPC_EBUSY) busy++;
+            if (rc != 0) continue;
+            looks++;
+            assert_int_equal(len, sizes[k]);
+            for (size_t i = 1; i < len; i++)
+                if (buf[i] != buf[0]) {
+                    torn++;
+                    break;
+                }
+        }
+        int rc = test_kid_reap(pid, 10000);
+        print_message("# %zu B: %" PRIu64 " looks beside the churn, %" PRIu64 " torn, %" PRIu64
+                      " gave up (the head kept moving)\n",
+                      sizes[k], looks, torn, busy);
+        assert_int_equal(rc, 0);
+        assert_true(looks > 0);
+        assert_int_equal(torn, 0);
+        shmrpc_queue_close(q);
+    }
+}
+
 /* A sleeping single consumer is woken by the single producer's plain-store commit (the
  * membarrier handshake), and a sleeping single producer by the consumer's release. */
 static int spsc_echo_child(void *arg)
@@ -2286,6 +2359,7 @@ int main(void)
         T(dead_subscriber_unblocks),
         T(broadcast_kill_at_random),
         T(roles_are_leases),
+        T(look_beside_single_roles),
         T(roles_taken_from_the_dead),
         T(dead_producer_run_kept),
         T(spsc_kill_at_random),

@@ -164,8 +164,11 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
                            int64_t timeout_ms);
 
 /* A message in place in the segment: the zero-copy path. Fill data[0..len) between
- * reserve and commit; read it between peek and release. Other producers and consumers go
- * on meanwhile, but space is given back in order, so hold a span briefly. */
+ * reserve and commit; read it between peek and release, and touch nothing past it. Other
+ * producers and consumers go on meanwhile, but space is given back in order, so hold a
+ * span briefly. A message of up to SHMRPC_QUEUE_INLINE_MAX bytes lies in its slot,
+ * aligned to 4 bytes, right before the next slot's state; a longer one in the arena,
+ * aligned to 64. */
 typedef struct shmrpc_queue_span {
     void *data;
     size_t len;
