@@ -1118,9 +1118,12 @@ static void peer_settle(worker *w, peer *p)
         return;
     }
     /* Neither while its calls are at the bound (collect looks again as each ends). While
-     * it is not read, its end of stream is still watched for (EPOLLRDHUP): a client that
-     * died with calls waiting for the pool has them dropped at once (drop_waiting). */
-    uint32_t want = out_left(p) ? EPOLLOUT | EPOLLRDHUP : can_read(w, p) ? EPOLLIN : EPOLLRDHUP;
+     * it is neither read nor written, its end of stream is still watched for (EPOLLRDHUP):
+     * a client that died with calls waiting for the pool has them dropped at once
+     * (drop_waiting). Not on a connection that is closing (an ERROR waits for its calls'
+     * answers, as for half a frame before the end of the stream), and not while answers
+     * go out, which a client that shut its writing side may still read whole. */
+    uint32_t want = out_left(p) ? EPOLLOUT : can_read(w, p) ? EPOLLIN : p->closing ? 0 : EPOLLRDHUP;
     if (want == p->events) return;
     struct epoll_event ev = {.events = want, .data.ptr = p};
     epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);

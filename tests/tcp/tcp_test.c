@@ -566,6 +566,46 @@ static void bad_clients(void **state)
     stop_server(server);
 }
 
+/* Half a header and the end of the stream behind a call that runs on the pool: the call's
+ * answer comes first, then the ERROR that says what was cut, then the close (the server
+ * does not take the end of the stream for a client that is gone while it owes an ERROR). */
+static void half_frame_behind_a_running_call(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    int fd = raw_connect_wait();
+    raw_handshake(fd);
+    shmrpc_buf b, body;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&body);
+    static const uint8_t nap[] = {0x91, 0xcd, 0x01, 0x2c}; /* msgpack [300]: 300 ms */
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_NAP, 4, sizeof nap);
+    shmrpc_buf_append(&b, nap, sizeof nap);
+    size_t whole = b.len;
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, CALLS_METHOD_ADD, 5, 3);
+    raw_send(fd, b.data, whole + 10); /* the nap, and 10 bytes of the next header */
+    shutdown(fd, SHUT_WR);
+    shmrpc__frame_hdr h = raw_frame(fd, &body);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 4);
+    h = raw_frame(fd, &body);
+    assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+    int status;
+    shmrpc_str msg;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    if (status != SHMRPC_EPROTO || !memmem(msg.ptr, msg.len, "truncated frame header", 22))
+        fail_msg("got %s '%.*s'", shmrpc_strerror(status), (int)msg.len, msg.ptr);
+    expect_eof(fd);
+    close(fd);
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&body);
+    stop_server(server);
+}
+
 /* A peer that trickles a byte every half second is cut at the handshake timeout (5 s)
  * with an ERROR frame, while a good client is served throughout. */
 static void slow_peer_is_cut(void **state)
@@ -1632,6 +1672,7 @@ int main(void)
         cmocka_unit_test_setup(table_mismatch, setup),
         cmocka_unit_test_setup(second_server_and_bad_addresses, setup),
         cmocka_unit_test_setup(bad_clients, setup),
+        cmocka_unit_test_setup(half_frame_behind_a_running_call, setup),
         cmocka_unit_test_setup(slow_peer_is_cut, setup),
         cmocka_unit_test_setup(connections_beyond_the_cap, setup),
         cmocka_unit_test_setup(emfile_does_not_spin, setup),
@@ -1654,5 +1695,6 @@ int main(void)
         cmocka_unit_test_setup(revision_read_when_made, setup),
         cmocka_unit_test_setup(late_answer_keeps_the_connection, setup),
     };
+    if (getenv("TCP_TEST_ONLY")) cmocka_set_test_filter(getenv("TCP_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
