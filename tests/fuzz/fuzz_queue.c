@@ -21,6 +21,7 @@ static void exercise(shmrpc_queue *q)
 {
     static unsigned char buf[1u << 16];
     size_t len;
+    if (shmrpc_queue_look(q, buf, sizeof buf, &len) == 0 && len > sizeof buf) abort();
     for (int i = 0; i < 4; i++) {
         int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 0);
         if (rc == 0 && len > sizeof buf) abort();
@@ -34,12 +35,16 @@ static void exercise(shmrpc_queue *q)
         shmrpc_queue_release(q, &s);
     }
     shmrpc_queue_push(q, "fuzz", 4, 0);
-    if (shmrpc_queue_reserve(q, 100, &s, 0) == 0) {
-        memset(s.data, 'r', s.len);
-        shmrpc_queue_commit(q, &s);
-    }
-    shmrpc_queue_msg m[3] = {{buf, sizeof buf, 0}, {buf, sizeof buf, 0}, {buf, sizeof buf, 0}};
+    const size_t sizes[] = {8, 100}; /* in its slot, and in the arena */
+    for (size_t k = 0; k < 2; k++)
+        if (shmrpc_queue_reserve(q, sizes[k], &s, 0) == 0) {
+            memset(s.data, 'r', s.len);
+            shmrpc_queue_commit(q, &s);
+        }
+    shmrpc_queue_msg in[2] = {{(void *)"batch", 0, 5}, {buf, 0, 200}};
     size_t done;
+    shmrpc_queue_push_batch(q, in, 2, &done, 0);
+    shmrpc_queue_msg m[3] = {{buf, sizeof buf, 0}, {buf, sizeof buf, 0}, {buf, sizeof buf, 0}};
     shmrpc_queue_pop_batch(q, m, 3, &done, 0);
     shmrpc_queue_stats st;
     shmrpc_queue_get_stats(q, &st);
