@@ -1280,7 +1280,7 @@ static int sp_push_run(shmrpc_queue *q, const shmrpc_queue_msg *msgs, const uint
     int rc = sp_claim(q, lens[0], dl, pr, &pos, &start);
     if (rc != 0) return rc;
     uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
-    uint32_t c = 0, end = atomic_load_explicit(&desc_at(q, pos)->end, memory_order_relaxed);
+    uint32_t c = 0, end = q->sp_end; /* not read back: another process may write there */
     for (;;) {
         if (lens[c]) memcpy(payload(q, pos + c, start, lens[c]), msgs[c].data, lens[c]);
         if (++c == k) break;
