@@ -209,23 +209,36 @@ static int request_error(shmrpc_client *c)
 static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
                          int64_t timeout, shmrpc_buf *err);
 
-int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
+/* What a call of method_id (blocking or started) does first: gives up the loan, takes its
+ * timeout (timeout_ms, else the next call's, else the client's) and begins the thread's
+ * message in *err; then checks the connection, the method id and the encoded request. 0,
+ * or the status to return. */
+static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, int64_t *timeout,
+                      shmrpc_buf **err)
 {
-    if (resp) *resp = shmrpc_bytes_of(empty, 0);
-    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
     c->loaned = false; /* another call gives up the loan */
-    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    *timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
     c->has_next = false;
-    shmrpc_buf_clear(&c->resp);
-    shmrpc_buf *err = shmrpc__err_begin();
+    *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
     if (c->req.err) return request_error(c);
+    return 0;
+}
 
+int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_buf_clear(&c->resp);
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
+    if (rc) return rc;
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    int rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
+    rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
     if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     /* An inproc:// handler runs on this thread: what its own failed calls left is not
@@ -404,15 +417,10 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
 {
     if (call) *call = NULL;
     if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the call");
-    c->loaned = false; /* another call gives up the loan */
-    int64_t timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
-    c->has_next = false;
-    shmrpc_buf *err = shmrpc__err_begin();
-    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
-    if (method_id >= c->info->n_methods)
-        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
-                                   method_id, c->info->name, c->info->n_methods);
-    if (c->req.err) return request_error(c);
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = call_begin(c, method_id, timeout_ms, &timeout, &err);
+    if (rc) return rc;
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     if (start(c, c->map[method_id], method_id, req, timeout, call, err))
         return shmrpc__err_code(SHMRPC_ENOMEM);
