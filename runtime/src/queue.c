@@ -1909,7 +1909,8 @@ int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
         }
         uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
         uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
-        bool sane = l <= q->max_msg && (l <= INLINE_MAX || (st & q->bmask) + (uint64_t)l <= q->b);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+        bool sane = sound(q, st, l, end);
         if (sane && l <= cap && l) memcpy(buf, payload(q, hd, st, l), l);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&d->state, memory_order_relaxed) != s || head_now(q) != hd)
