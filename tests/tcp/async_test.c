@@ -233,6 +233,39 @@ static int count_fds(pid_t pid)
     return n;
 }
 
+/* A client of the server at addr, whose one worker's pid goes in *worker and the number
+ * of descriptors it holds in *fds; the naps' counters start from 0. */
+static shmrpc_client *client_of_worker(int32_t *worker, int *fds)
+{
+    shmrpc_client *c = connect_to(addr);
+    assert_int_equal(calls_nap(c, 0, worker), 0);
+    *fds = count_fds(*worker);
+    assert_true(*fds > 0);
+    sh->calls = 0;
+    sh->running = 0;
+    return c;
+}
+
+/* Waits up to 5 s until n naps run; how many do. */
+static int naps_running(int n)
+{
+    int64_t until = test_now_ms() + 5000;
+    while (sh->running < n && test_now_ms() < until)
+        usleep(2000);
+    return sh->running;
+}
+
+/* Waits up to 5 s until worker holds fds descriptors again (it let a connection go); how
+ * many it holds. */
+static int fds_back_to(int32_t worker, int fds)
+{
+    int64_t until = test_now_ms() + 5000;
+    int now;
+    while ((now = count_fds(worker)) != fds && test_now_ms() < until)
+        usleep(2000);
+    return now;
+}
+
 /* A client SIGKILLed while 8 of its calls (naps of 2 s) run: the worker goes on serving others at
  * once (its thread is not in a handler) and lets the connection go at once, holding no more
  * descriptors than before while all 8 naps still run (it used to keep it until the first answer,
@@ -241,13 +274,9 @@ static void client_killed_mid_call(void **state)
 {
     (void)state;
     pid_t srv = start_server(addr, 1);
-    shmrpc_client *c = connect_to(addr);
     int32_t worker = 0;
-    assert_int_equal(calls_nap(c, 0, &worker), 0);
-    int before = count_fds(worker);
-    assert_true(before > 0);
-    sh->calls = 0;
-    sh->running = 0;
+    int before;
+    shmrpc_client *c = client_of_worker(&worker, &before);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
@@ -261,10 +290,7 @@ static void client_killed_mid_call(void **state)
         pause();
         _exit(0);
     }
-    int64_t until = test_now_ms() + 5000;
-    while (sh->running < 8 && test_now_ms() < until)
-        usleep(2000);
-    int running = sh->running, status;
+    int running = naps_running(8), status;
     kill(child, SIGKILL); /* before any check: a failed one must not leave it behind */
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_int_equal(running, 8);
@@ -274,14 +300,11 @@ static void client_killed_mid_call(void **state)
     printf("killed client: an add on another connection took %lld ms with 8 naps running\n",
            (long long)(test_now_ms() - t0));
     assert_true(sh->running > 0); /* it did not wait for them */
-    until = test_now_ms() + 5000;
-    int now = -1, naps = -1;
-    while ((now = count_fds(worker)) != before && test_now_ms() < until)
-        usleep(2000);
-    naps = sh->running; /* read after: running only goes down */
+    int now = fds_back_to(worker, before);
+    int naps = sh->running; /* read after: running only goes down */
     printf("killed client: worker descriptors %d before, %d once let go, with %d naps running\n",
            before, now, naps);
-    until = test_now_ms() + 5000;
+    int64_t until = test_now_ms() + 5000;
     while (sh->running > 0 && test_now_ms() < until)
         usleep(10000);
     assert_int_equal(sh->running, 0);
@@ -304,22 +327,15 @@ static void client_killed_with_calls_queued(void **state)
     (void)state;
     shmrpc_tcp_opts tcp = {.max_running = 2};
     pid_t srv = start_server_opts(addr, 1, &tcp);
-    shmrpc_client *c = connect_to(addr);
     int32_t worker = 0;
-    assert_int_equal(calls_nap(c, 0, &worker), 0);
-    int before = count_fds(worker);
-    assert_true(before > 0);
-    sh->calls = 0;
-    sh->running = 0;
+    int before;
+    shmrpc_client *c = client_of_worker(&worker, &before);
     shmrpc_call *naps[2];
     for (int i = 0; i < 2; i++) {
         shmrpc_client_next_timeout(c, 20000);
         assert_int_equal(calls_nap_start(c, 1500, &naps[i]), 0);
     }
-    int64_t until = test_now_ms() + 5000;
-    while (sh->running < 2 && test_now_ms() < until)
-        usleep(2000);
-    assert_int_equal(sh->running, 2);
+    assert_int_equal(naps_running(2), 2);
     int ready[2];
     assert_int_equal(pipe(ready), 0);
     pid_t child = fork();
@@ -354,10 +370,7 @@ static void client_killed_with_calls_queued(void **state)
     int64_t sum = 0;
     assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     assert_int_equal(sum, 5);
-    until = test_now_ms() + 5000;
-    while (count_fds(worker) != before && test_now_ms() < until)
-        usleep(10000);
-    assert_int_equal(count_fds(worker), before);
+    assert_int_equal(fds_back_to(worker, before), before);
     int64_t ran = sh->calls - 3; /* besides the 2 naps and the add */
     printf("killed client with calls queued: %lld of its 8 calls ran\n", (long long)ran);
     if (ran != 0) fail_msg("%lld of the dead client's 8 calls ran", (long long)ran);

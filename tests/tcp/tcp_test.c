@@ -399,6 +399,21 @@ static void put_add(shmrpc_buf *b, uint32_t method, uint64_t rid)
     shmrpc_buf_append(b, body, sizeof body);
 }
 
+/* An ERROR frame's body (from raw_frame) says status and a message with part in it. */
+static void expect_error(const shmrpc_buf *body, int want, const char *part)
+{
+    int status;
+    shmrpc_str msg;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(
+        shmrpc__error_parse(shmrpc_bytes_of(body->data, body->len), &status, &msg, &err), 0);
+    if (status != want || !memmem(msg.ptr, msg.len, part, strlen(part)))
+        fail_msg("got %s '%.*s', not %s '%s'", shmrpc_strerror(status), (int)msg.len, msg.ptr,
+                 shmrpc_strerror(want), part);
+    shmrpc_buf_destroy(&err);
+}
+
 typedef struct bad_case {
     const char *name;
     bool handshake;  /* a good handshake first */
@@ -464,14 +479,8 @@ static void run_bad(const bad_case *bc, size_t i)
     }
     assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
     assert_int_equal(h.request_id, bc->rid);
-    int status;
-    shmrpc_str msg;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
-                     0);
-    if (status != bc->status || !memmem(msg.ptr, msg.len, bc->msg, strlen(bc->msg)))
-        fail_msg("%s: got %s '%.*s'", bc->name, shmrpc_strerror(status), (int)msg.len, msg.ptr);
+    print_message("%s\n", bc->name);
+    expect_error(&body, bc->status, bc->msg);
     if (bc->stays_open) { /* the connection still serves */
         shmrpc_buf_clear(&b);
         put_add(&b, 0, 9);
@@ -483,7 +492,6 @@ static void run_bad(const bad_case *bc, size_t i)
         expect_eof(fd);
     }
     close(fd);
-    shmrpc_buf_destroy(&err);
     shmrpc_buf_destroy(&b);
     shmrpc_buf_destroy(&body);
 }
@@ -590,17 +598,9 @@ static void half_frame_behind_a_running_call(void **state)
     assert_int_equal(h.request_id, 4);
     h = raw_frame(fd, &body);
     assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
-    int status;
-    shmrpc_str msg;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
-                     0);
-    if (status != SHMRPC_EPROTO || !memmem(msg.ptr, msg.len, "truncated frame header", 22))
-        fail_msg("got %s '%.*s'", shmrpc_strerror(status), (int)msg.len, msg.ptr);
+    expect_error(&body, SHMRPC_EPROTO, "truncated frame header");
     expect_eof(fd);
     close(fd);
-    shmrpc_buf_destroy(&err);
     shmrpc_buf_destroy(&b);
     shmrpc_buf_destroy(&body);
     stop_server(server);
@@ -630,11 +630,7 @@ static void slow_peer_is_cut(void **state)
     shmrpc_buf_init(&body);
     h = raw_frame(fd, &body);
     assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
-    int status;
-    shmrpc_str msg;
-    assert_int_equal(
-        shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &body), 0);
-    assert_int_equal(status, SHMRPC_ETIMEDOUT);
+    expect_error(&body, SHMRPC_ETIMEDOUT, "");
     expect_eof(fd);
     close(fd);
     shmrpc_buf_destroy(&body);
@@ -665,11 +661,7 @@ static void connections_beyond_the_cap(void **state)
         if (i == CAP - 1) continue; /* it took good's place */
         shmrpc__frame_hdr h = raw_frame(fds[i], &body);
         assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
-        int status;
-        shmrpc_str msg;
-        assert_int_equal(
-            shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &body), 0);
-        assert_int_equal(status, SHMRPC_EBUSY);
+        expect_error(&body, SHMRPC_EBUSY, "");
         expect_eof(fds[i]);
     }
     for (int i = 0; i < CAP - 1 + EXTRA; i++)
@@ -907,12 +899,8 @@ static void expect_refusal(int fd, int status, const char *msg)
     assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
     assert_int_equal(shmrpc__buf_grow(&body, h.body_len), 0);
     assert_true(raw_recv(fd, body.data, h.body_len, test_now_ms() + 1000));
-    int got;
-    shmrpc_str text;
-    assert_int_equal(
-        shmrpc__error_parse(shmrpc_bytes_of(body.data, h.body_len), &got, &text, &body), 0);
-    if (got != status || !memmem(text.ptr, text.len, msg, strlen(msg)))
-        fail_msg("got %s: %.*s", shmrpc_strerror(got), (int)text.len, text.ptr);
+    body.len = h.body_len;
+    expect_error(&body, status, msg);
     expect_eof(fd);
     shmrpc_buf_destroy(&body);
 }
