@@ -22,12 +22,16 @@
 
 /* The payload a client sends: its call number in the first 8 bytes (payloads are at least
  * 8 bytes), a fixed pattern after; the reply must carry both back. */
+static void fill_payload(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 31 + 7);
+}
+
 static uint8_t *make_payload(size_t n)
 {
     uint8_t *p = malloc(n);
-    if (p)
-        for (size_t i = 0; i < n; i++)
-            p[i] = (uint8_t)(i * 31 + 7);
+    if (p) fill_payload(p, n);
     return p;
 }
 
@@ -182,7 +186,8 @@ typedef struct line {
     bench_run *run;
     line_shm *shm;
     size_t n;
-    uint8_t *src, *dst; /* the client's private copies */
+    uint8_t *src, *dst;     /* the client's private copies */
+    _Atomic uint32_t *park; /* a pair's (bench_line_pair): sleep while it is 1; or NULL */
 } line;
 
 static int line_call(void *arg, uint64_t seq)
@@ -223,9 +228,12 @@ static int line_server(bench_run *run, int idx, void *arg)
             continue;
         }
         shmrpc__cpu_relax();
-        /* quit has a line of its own that nobody writes during the run: reading it now
-         * and then costs no transfer. */
-        if (i % 256 == 0 && bench_quit(run)) return 0;
+        /* quit and park have lines of their own that nobody writes while the line is in
+         * use: reading them now and then costs no transfer. */
+        if (i % 256 != 0) continue;
+        while (l->park && atomic_load(l->park) && !bench_quit(run))
+            futex_wait(l->park, 1, 10000000);
+        if (bench_quit(run)) return 0;
     }
 }
 
@@ -247,6 +255,38 @@ int bench_line(bench_run *run)
     int rc = bench_reap(run, NULL, NULL);
     bench_shared_free(l.shm, PAGE);
     return rc;
+}
+
+/* The line as a pair (bench_case.pair): its server, started now, sleeps until the row's
+ * client wakes it for a turn; the client's copies are in the same page, lines of their
+ * own. */
+typedef struct line_pair {
+    bench_pair pair;
+    line l;
+    alignas(64) line_shm shm;
+    alignas(64) _Atomic uint32_t park;
+    alignas(64) uint8_t src[sizeof(line_shm)], dst[sizeof(line_shm)];
+} line_pair;
+_Static_assert(sizeof(line_pair) <= PAGE, "one page");
+
+bench_pair *bench_line_pair(bench_run *run)
+{
+    line_pair *p = bench_shared_alloc(PAGE);
+    if (!p) {
+        snprintf(run->err, sizeof run->err, "mmap: %s", strerror(errno));
+        return NULL;
+    }
+    p->l =
+        (line){.run = run, .shm = &p->shm, .n = 16, .src = p->src, .dst = p->dst, .park = &p->park};
+    fill_payload(p->src, p->l.n);
+    p->park = 1;
+    p->pair =
+        (bench_pair){.call = line_call, .arg = &p->l, .park = &p->park, .mem = p, .len = PAGE};
+    if (bench_spawn_server(run, line_server, 0, &p->l) != 0) {
+        bench_shared_free(p, PAGE);
+        return NULL;
+    }
+    return &p->pair;
 }
 
 /* --- stream sockets --- */

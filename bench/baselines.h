@@ -30,6 +30,9 @@ int bench_handoff(bench_run *run);
  * that has nothing else in it. 1x1 only. */
 int bench_line(bench_run *run);
 
+/* The same line as a pair (bench_case.pair): a row's client takes turns with it, 16 B. */
+bench_pair *bench_line_pair(bench_run *run);
+
 typedef struct bench_stream_opts {
     bool tcp; /* TCP loopback with TCP_NODELAY instead of a Unix stream socket */
 } bench_stream_opts;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sched.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -192,6 +194,42 @@ static double in_window(int64_t t0, int64_t t1, int64_t start, int64_t stop, uin
 
 #define BATCH_MAX 4096 /* calls in a batch, at most */
 
+/* A pair's turn (bench_client_loop): after every TURN_EVERY_NS of the row's calls, the
+ * pair's calls warm up for TURN_WARM_NS (longer than a worker spins before it sleeps, 100
+ * us by default, so that the row's server has gone to sleep before the pair is timed),
+ * then are timed for TURN_NS as one batch; the row's calls then warm up for TURN_WARM_NS
+ * (its server wakes) before they count again. */
+#define TURN_EVERY_NS ((int64_t)10000000)
+#define TURN_WARM_NS ((int64_t)500000)
+#define TURN_NS ((int64_t)2000000)
+
+/* Calls fn for ns (at least once); the calls made, or -1 when one failed. */
+static int64_t calls_for(bench_call_fn fn, void *arg, uint64_t *seq, int64_t ns, int64_t *took)
+{
+    int64_t t0 = bench_now_ns(), t = t0, n = 0;
+    do {
+        for (int i = 0; i < 64; i++, n++)
+            if (fn(arg, (*seq)++) != 0) return -1;
+        t = bench_now_ns();
+    } while (t - t0 < ns);
+    if (took) *took = t - t0;
+    return n;
+}
+
+/* The pair's turn: its server woken, its calls warmed up and timed, its server parked,
+ * the row's calls warmed up again. Returns the pair's time per call, or -1 on failure. */
+static double pair_turn(bench_pair *p, uint64_t *pseq, bench_call_fn call, void *arg, uint64_t *seq)
+{
+    int64_t took = 0;
+    atomic_store(p->park, 0);
+    syscall(SYS_futex, (uint32_t *)p->park, FUTEX_WAKE, 1, NULL, NULL, 0);
+    int64_t n = calls_for(p->call, p->arg, pseq, TURN_WARM_NS, NULL);
+    if (n >= 0) n = calls_for(p->call, p->arg, pseq, TURN_NS, &took);
+    atomic_store(p->park, 1);
+    if (n < 0 || calls_for(call, arg, seq, TURN_WARM_NS, NULL) < 0) return -1;
+    return (double)took / (double)n;
+}
+
 int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
 {
     bench_shared *sh = run->sh;
@@ -225,7 +263,26 @@ int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
     /* Then runs of n calls timed one by one, and batches of n calls timed as one, in turn;
      * n follows the mean of the run before. Nothing shared is read in either loop. */
     uint64_t n = 1;
+    bench_pair *pair = run->pair;
+    uint64_t pseq = 0;
+    int64_t turn_due = start + TURN_EVERY_NS, row_ns = 0;
+    double row_calls = 0;
     for (;;) {
+        if (pair && t0 >= turn_due && row_calls > 0) {
+            double per_call = pair_turn(pair, &pseq, call, arg, &seq);
+            if (per_call < 0) goto failed;
+            int64_t t1 = bench_now_ns();
+            if (t1 >= stop) goto done;
+            if (sh->turns < BENCH_MAX_TURNS) {
+                sh->turn_row[sh->turns] = (double)row_ns / row_calls;
+                sh->turn_pair[sh->turns++] = per_call;
+            }
+            sh->paired_ns += t1 - t0;
+            row_ns = 0;
+            row_calls = 0;
+            turn_due = t1 + TURN_EVERY_NS;
+            t0 = t1;
+        }
         int64_t r0 = t0;
         for (uint64_t k = 0; k < n; k++) {
             int rc = call(arg, seq++);
@@ -249,7 +306,11 @@ int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
         }
         int64_t b1 = bench_now_ns();
         calls += in_window(b0, b1, start, stop, n);
-        if (b0 >= start && b1 <= stop) bat[batches++ & bmask] = (double)(b1 - b0) / (double)n;
+        if (b0 >= start && b1 <= stop) {
+            bat[batches++ & bmask] = (double)(b1 - b0) / (double)n;
+            row_ns += b1 - b0;
+            row_calls += (double)n;
+        }
         if (b1 >= stop) break;
         t0 = b1;
     }
@@ -366,6 +427,9 @@ typedef struct row_result {
     uint64_t batches;
     uint64_t samples, calls, calls_min, calls_max;
     double calls_per_s, fairness, others_pct, steal_pct;
+    uint32_t turns;      /* with a pair: the turns taken */
+    double turn_ratio;   /* the median over them of the row's time per call over the pair's */
+    double turn_pair_ns; /* the median of the pair's time per call */
 } row_result;
 
 static int cmp_i64(const void *a, const void *b)
@@ -402,6 +466,22 @@ static void batch_figure(const bench_run *run, row_result *r)
     qsort(v, k, sizeof *v, cmp_double);
     r->batch_ns = k ? v[k / 2] : 0;
     free(v);
+}
+
+/* The medians of the turns of a row with a pair. */
+static void turn_figures(const bench_run *run, row_result *r)
+{
+    uint32_t n = run->sh->turns < BENCH_MAX_TURNS ? run->sh->turns : BENCH_MAX_TURNS;
+    double ratios[BENCH_MAX_TURNS], pair[BENCH_MAX_TURNS];
+    for (uint32_t i = 0; i < n; i++) {
+        ratios[i] = run->sh->turn_row[i] / run->sh->turn_pair[i];
+        pair[i] = run->sh->turn_pair[i];
+    }
+    qsort(ratios, n, sizeof *ratios, cmp_double);
+    qsort(pair, n, sizeof *pair, cmp_double);
+    r->turns = n;
+    r->turn_ratio = n ? ratios[n / 2] : 0;
+    r->turn_pair_ns = n ? pair[n / 2] : 0;
 }
 
 static int64_t pct(const int64_t *v, size_t n, double q)
@@ -445,9 +525,12 @@ static void figures(const bench_run *run, row_result *r)
     r->p999 = v ? pct(v, k, 0.999) : 0;
     r->mean = k ? sum / (double)k : 0;
     free(v);
-    r->calls_per_s = (double)r->calls * (double)NS_PER_S / (double)run->duration_ns;
+    /* The pair's turns are not the row's time. */
+    r->calls_per_s =
+        (double)r->calls * (double)NS_PER_S / (double)(run->duration_ns - run->sh->paired_ns);
     r->fairness = r->calls_max ? (double)r->calls_min / (double)r->calls_max : 0;
     batch_figure(run, r);
+    turn_figures(run, r);
 }
 
 static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, row_result *r)
@@ -479,7 +562,13 @@ static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, 
         cpu_times t0, t1;
         read_cpu_times(&t0);
         run->due_ns = bench_now_ns() + warmup_ns + duration_ns + GRACE_NS;
-        rc = c->run(run);
+        run->pair = c->pair ? c->pair(run) : NULL;
+        if (c->pair && !run->pair) {
+            bench_reap(run, NULL, NULL); /* whatever it started */
+            rc = -1;
+        } else {
+            rc = c->run(run);
+        }
         read_cpu_times(&t1);
         noise(&t0, &t1, &r->others_pct, &r->steal_pct);
         if (rc == 0) {
@@ -490,6 +579,7 @@ static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, 
         }
     }
     r->ok = rc == 0;
+    if (run->pair) bench_shared_free(run->pair->mem, run->pair->len);
     bench_shared_free(run->lat, lat_bytes);
     bench_shared_free(run->batch, batch_bytes);
     bench_shared_free(run->sh, sizeof *run->sh);
@@ -530,6 +620,7 @@ static double ratio(const bench_vs *vs, const row_result *me, const row_result *
     if (vs->metric == BENCH_P50) return ref->p50 > 0 ? (double)me->p50 / (double)ref->p50 : -1;
     if (vs->metric == BENCH_BATCH)
         return ref->batch_ns > 0 && me->batch_ns > 0 ? me->batch_ns / ref->batch_ns : -1;
+    if (vs->metric == BENCH_TURNS) return me->turns ? me->turn_ratio : -1;
     return ref->calls_per_s > 0 ? me->calls_per_s / ref->calls_per_s : -1;
 }
 
@@ -553,6 +644,8 @@ static void print_json(const bench_case *table, size_t n, size_t i, const row_re
                ",\"calls_min\":%" PRIu64 ",\"calls_max\":%" PRIu64 ",\"samples\":%" PRIu64,
                r->p50, r->p99, r->p999, r->mean, r->batch_ns, r->batches, r->calls_per_s,
                r->fairness, r->calls, r->calls_min, r->calls_max, r->samples);
+        if (r->turns)
+            printf(",\"turns\":%" PRIu32 ",\"turn_pair_ns\":%.1f", r->turns, r->turn_pair_ns);
         for (int k = 0; k < BENCH_MAX_VS && c->vs[k].key; k++) {
             int j = find_row(table, n, c->vs[k].ref);
             double x = j >= 0 ? ratio(&c->vs[k], r, &res[j]) : -1;
@@ -571,9 +664,11 @@ static void print_header(const machine *m, int64_t warmup_ns, int64_t duration_n
     printf("machine: %ld CPUs, %s, %s; load average %s\n", m->nproc, m->cpu, m->kernel, m->load);
     printf("each row: fresh processes, %.2f s warm-up, then a %.2f s window; p50 and p99: each "
            "call timed alone, with one clock read (%.0f ns); batch: calls timed %.0f us at a "
-           "time between two clock reads (median of the batches' time per call)\n",
+           "time between two clock reads (median of the batches' time per call); a ratio \"in "
+           "turns\": its reference timed in the row's own processes, in turns with the row's "
+           "calls every %.0f ms (the median of the turns' ratios)\n",
            (double)warmup_ns / 1e9, (double)duration_ns / 1e9, m->clock_ns,
-           (double)BENCH_BATCH_NS / 1e3);
+           (double)BENCH_BATCH_NS / 1e3, (double)TURN_EVERY_NS / 1e6);
     printf("%-17s %-9s %6s %3s %3s %3s %9s %9s %9s %11s %5s %6s %6s  %s\n", "case", "transport",
            "bytes", "cl", "wk", "pin", "p50 us", "p99 us", "batch us", "calls/s", "fair", "other%",
            "steal%", "vs (p50 ratio, calls/s ratio, or batch ratio: limit)");
@@ -598,6 +693,8 @@ static void print_row(const bench_case *table, size_t n, size_t i, const row_res
         const char *label = c->vs[k].key;
         if (strncmp(label, "ratio_to_", 9) == 0) label += 9;
         if (x >= 0) printf(" %s %.3gx", label, x);
+        if (x >= 0 && c->vs[k].metric == BENCH_TURNS)
+            printf(" (in turns: %.3f us)", r->turn_pair_ns / 1e3);
     }
     putchar('\n');
 }
@@ -644,6 +741,10 @@ static int check_table(const bench_case *table, size_t n)
             return -1;
         }
         for (int k = 0; k < BENCH_MAX_VS && c->vs[k].key; k++) {
+            if (c->vs[k].metric == BENCH_TURNS && (!c->pair || c->clients != 1)) {
+                fprintf(stderr, "shmrpc-bench: row %s takes turns without a pair or alone\n", id);
+                return -1;
+            }
             int j = find_row(table, n, c->vs[k].ref);
             if (j < 0 || j >= (int)i) {
                 fprintf(stderr, "shmrpc-bench: row %s compares with %s, not an earlier row\n", id,
