@@ -57,6 +57,14 @@
  * hands a new connection to the worker with the least. A worker writes its own fields;
  * the manager only reads them (and writes handed). Wrong numbers cost balance, never
  * a connection. */
+/* A peer address's two buckets in tcp_load.by_addr, one in each half, from the two halves
+ * of one keyed hash. A connection counts in both, and an address's count is the smaller:
+ * another address counts as it only where it shares both buckets (1 in ADDR_BUCKETS^2),
+ * not one (1 in ADDR_BUCKETS, which refused a client of an address with no connection). */
+typedef struct addr_key {
+    uint16_t bucket[2];
+} addr_key;
+
 typedef struct tcp_load {
     _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
     _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
@@ -67,7 +75,7 @@ typedef struct tcp_load {
      * rows. A worker's replacement zeroes its row, so what a dead worker held (it died
      * with its connections) is not counted for ever. */
     _Atomic uint64_t charged[MAX_WORKERS];               /* bytes of the budget it holds */
-    _Atomic uint32_t by_addr[MAX_WORKERS][ADDR_BUCKETS]; /* its connections per bucket */
+    _Atomic uint32_t by_addr[MAX_WORKERS][2][ADDR_BUCKETS]; /* its connections per bucket */
 } tcp_load;
 
 typedef struct tcp_listener {
@@ -120,7 +128,7 @@ typedef struct peer {
     bool refused;                       /* the frame in hdr is skipped, then refused */
     uint32_t skip;                      /* bytes of a refused frame's body still to come */
     size_t charged;                     /* bytes of in and out charged to the budget */
-    uint32_t bucket;                    /* its peer address's bucket in tcp_load.by_addr */
+    addr_key addr;                      /* its peer address's buckets in tcp_load.by_addr */
     char from[64];                      /* the peer's address, for log lines */
     uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
     /* Its calls on the worker's threads (submit, collect). What a client reads after an
@@ -324,6 +332,7 @@ static void unbury(worker *w)
 }
 
 static void drop_waiting(worker *w, peer *p);
+static void addr_count(worker *w, addr_key key, int delta);
 
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
@@ -331,7 +340,7 @@ static void peer_free(worker *w, peer *p)
 {
     if (p->gone) return;
     count_open(w, -1);
-    atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][p->bucket], 1);
+    addr_count(w, p->addr, -1);
     budget_charge(w, p->charged, 0);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
     shmrpc__io_close(&p->io, true);
@@ -1206,10 +1215,10 @@ static void refuse_busy(int fd, int max_conns)
     refuse_fd(fd, SHMRPC_EBUSY, msg);
 }
 
-/* The bucket of fd's peer address in tcp_load.by_addr, its text into from. An IPv4 peer
+/* The buckets of fd's peer address in tcp_load.by_addr, its text into from. An IPv4 peer
  * is its address; an IPv6 peer its /64, which one holder has 2^64 addresses of. The
  * buckets are keyed with a secret seed: a peer cannot choose addresses that share one. */
-static uint32_t addr_bucket(const tcp_listener *l, int fd, char *from, size_t n)
+static addr_key addr_buckets(const tcp_listener *l, int fd, char *from, size_t n)
 {
     struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t len = sizeof ss;
@@ -1234,19 +1243,32 @@ static uint32_t addr_bucket(const tcp_listener *l, int fd, char *from, size_t n)
     uint64_t z = key ^ l->addr_seed; /* splitmix64's finaliser */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return (uint32_t)((z ^ (z >> 31)) % ADDR_BUCKETS);
+    z ^= z >> 31;
+    return (addr_key){{(uint16_t)(z % ADDR_BUCKETS), (uint16_t)((z >> 32) % ADDR_BUCKETS)}};
 }
 
-/* Counts a new connection from bucket, unless its address has max_per_addr already. */
-static bool addr_admit(worker *w, uint32_t bucket)
+/* Counts a connection from the address of key in (delta 1) or out (delta -1). */
+static void addr_count(worker *w, addr_key key, int delta)
+{
+    for (int h = 0; h < 2; h++)
+        atomic_fetch_add(&w->l->load->by_addr[row_of(w)][h][key.bucket[h]], (uint32_t)delta);
+}
+
+/* Counts a new connection from the address of key, unless it has max_per_addr already:
+ * its count is the smaller of its two buckets' (addr_key). */
+static bool addr_admit(worker *w, addr_key key)
 {
     tcp_load *t = w->l->load;
-    atomic_fetch_add(&t->by_addr[row_of(w)][bucket], 1);
-    uint64_t sum = 0;
-    for (int i = 0; i < MAX_WORKERS; i++)
-        sum += atomic_load_explicit(&t->by_addr[i][bucket], memory_order_relaxed);
-    if (sum <= (uint64_t)w->l->cfg.max_per_addr) return true;
-    atomic_fetch_sub(&t->by_addr[row_of(w)][bucket], 1);
+    addr_count(w, key, 1);
+    uint64_t least = UINT64_MAX;
+    for (int h = 0; h < 2; h++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < MAX_WORKERS; i++)
+            sum += atomic_load_explicit(&t->by_addr[i][h][key.bucket[h]], memory_order_relaxed);
+        if (sum < least) least = sum;
+    }
+    if (least <= (uint64_t)w->l->cfg.max_per_addr) return true;
+    addr_count(w, key, -1);
     return false;
 }
 
@@ -1269,8 +1291,8 @@ static void add_peer(worker *w, int fd)
 {
     const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     char from[64];
-    uint32_t bucket = addr_bucket(w->l, fd, from, sizeof from);
-    if (!addr_admit(w, bucket)) {
+    addr_key key = addr_buckets(w->l, fd, from, sizeof from);
+    if (!addr_admit(w, key)) {
         char msg[160];
         snprintf(msg, sizeof msg,
                  "too many connections from %s (the server admits at most %d from one address)",
@@ -1284,7 +1306,7 @@ static void add_peer(worker *w, int fd)
          * not lock a new client out. Its client connects again before its next call. */
         peer *idle = longest_idle(w);
         if (!idle) {
-            atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+            addr_count(w, key, -1);
             log_limit(w, "refused a connection from %s: all %d are busy", from, cfg->max_conns);
             refuse_busy(fd, cfg->max_conns);
             return;
@@ -1300,19 +1322,19 @@ static void add_peer(worker *w, int fd)
     }
     peer *p = calloc(1, sizeof *p);
     if (!p) {
-        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        addr_count(w, key, -1);
         close(fd);
         return;
     }
     p->fd = fd;
     shmrpc__io_init(&p->io, fd);
     if (w->l->tls && shmrpc__io_tls(&p->io, w->l->tls) != 0) {
-        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        addr_count(w, key, -1);
         close(fd);
         free(p);
         return;
     }
-    p->bucket = bucket;
+    p->addr = key;
     memcpy(p->from, from, sizeof p->from);
     shmrpc_buf_init(&p->in);
     shmrpc_buf_init(&p->out);
@@ -1321,7 +1343,7 @@ static void add_peer(worker *w, int fd)
     shmrpc__tcp_set_nodelay(fd);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        atomic_fetch_sub(&w->l->load->by_addr[row_of(w)][bucket], 1);
+        addr_count(w, key, -1);
         shmrpc__io_close(&p->io, false);
         free(p);
         return;
@@ -1728,8 +1750,9 @@ static void crew_reaped(void *arg, int index)
 {
     tcp_listener *l = arg;
     atomic_store(&l->load->charged[index], 0);
-    for (int b = 0; b < ADDR_BUCKETS; b++)
-        atomic_store_explicit(&l->load->by_addr[index][b], 0, memory_order_relaxed);
+    for (int h = 0; h < 2; h++)
+        for (int b = 0; b < ADDR_BUCKETS; b++)
+            atomic_store_explicit(&l->load->by_addr[index][h][b], 0, memory_order_relaxed);
 }
 
 /* The worker to give a new connection: the running one with the fewest connections

@@ -80,7 +80,7 @@ static void start_server(int workers)
     assert_true(server > 0);
     int rc = 0;
     shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
-    if (!c || rc) fail_msg("connect: %s", shmrpc_strerror(rc));
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     int64_t sum;
     assert_int_equal(calls_add(c, 1, 2, &sum), 0);
     shmrpc_client_free(c);
@@ -535,7 +535,7 @@ static void per_address_and_idle_reclaim(void **state)
     /* Both workers are full of idle, authenticated connections: a good client gets in. */
     int rc = 0;
     shmrpc_client *good = test_connect(&Calls_service_info, NULL, addr, &rc);
-    if (!good || rc) fail_msg("connect: %s", shmrpc_strerror(rc));
+    if (!good || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     int64_t sum = 0;
     assert_int_equal(calls_add(good, 40, 2, &sum), 0);
     assert_int_equal(sum, 42);
