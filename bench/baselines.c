@@ -231,8 +231,11 @@ static int line_server(bench_run *run, int idx, void *arg)
         /* quit and park have lines of their own that nobody writes while the line is in
          * use: reading them now and then costs no transfer. */
         if (i % 256 != 0) continue;
+        /* Parked, it sleeps until its client wakes it for a turn, or bench_reap at the
+         * end: a sleep that woke to look would take a CPU from the row's processes. The
+         * timeout only bounds a lost wake-up. */
         while (l->park && atomic_load(l->park) && !bench_quit(run))
-            futex_wait(l->park, 1, 10000000);
+            futex_wait(l->park, 1, 1000000000);
         if (bench_quit(run)) return 0;
     }
 }

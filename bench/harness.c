@@ -161,6 +161,10 @@ int bench_reap(bench_run *run, void (*stop)(void *arg), void *stop_arg)
     while (!bad && !all_exited(run, true))
         if (!reap_some(run, run->due_ns, &bad)) break;
     atomic_store(&run->sh->quit, 1);
+    if (run->pair) { /* a pair's server asleep while the row's calls ran */
+        atomic_store(run->pair->park, 0);
+        syscall(SYS_futex, (uint32_t *)run->pair->park, FUTEX_WAKE, 1, NULL, NULL, 0);
+    }
     if (stop) stop(stop_arg);
     int64_t until = bench_now_ns() + SERVER_EXIT_NS;
     if (until > run->due_ns) until = run->due_ns;
@@ -203,12 +207,14 @@ static double in_window(int64_t t0, int64_t t1, int64_t start, int64_t stop, uin
 #define TURN_WARM_NS ((int64_t)500000)
 #define TURN_NS ((int64_t)2000000)
 
-/* Calls fn for ns (at least once); the calls made, or -1 when one failed. */
-static int64_t calls_for(bench_call_fn fn, void *arg, uint64_t *seq, int64_t ns, int64_t *took)
+/* Calls fn for ns, `every` calls between two looks at the clock (at least that many); the
+ * calls made, or -1 when one failed. */
+static int64_t calls_for(bench_call_fn fn, void *arg, uint64_t *seq, int64_t ns, unsigned every,
+                         int64_t *took)
 {
     int64_t t0 = bench_now_ns(), t = t0, n = 0;
     do {
-        for (int i = 0; i < 64; i++, n++)
+        for (unsigned i = 0; i < every; i++, n++)
             if (fn(arg, (*seq)++) != 0) return -1;
         t = bench_now_ns();
     } while (t - t0 < ns);
@@ -223,11 +229,27 @@ static double pair_turn(bench_pair *p, uint64_t *pseq, bench_call_fn call, void 
     int64_t took = 0;
     atomic_store(p->park, 0);
     syscall(SYS_futex, (uint32_t *)p->park, FUTEX_WAKE, 1, NULL, NULL, 0);
-    int64_t n = calls_for(p->call, p->arg, pseq, TURN_WARM_NS, NULL);
-    if (n >= 0) n = calls_for(p->call, p->arg, pseq, TURN_NS, &took);
+    /* Timed 64 calls to a clock read; the warm-ups look after every call, so that a
+     * loaded machine, where a call can wait for a timeslice, does not stretch them. */
+    int64_t n = calls_for(p->call, p->arg, pseq, TURN_WARM_NS, 1, NULL);
+    if (n >= 0) n = calls_for(p->call, p->arg, pseq, TURN_NS, 64, &took);
     atomic_store(p->park, 1);
-    if (n < 0 || calls_for(call, arg, seq, TURN_WARM_NS, NULL) < 0) return -1;
+    if (n < 0 || calls_for(call, arg, seq, TURN_WARM_NS, 1, NULL) < 0) return -1;
     return (double)took / (double)n;
+}
+
+/* The pair's turn, recorded beside the row's time per call in its batches since the last
+ * (row_ns over row_calls). 0, or -1 when a call failed. */
+static int record_turn(bench_shared *sh, bench_pair *p, uint64_t *pseq, bench_call_fn call,
+                       void *arg, uint64_t *seq, int64_t row_ns, double row_calls)
+{
+    double per_call = pair_turn(p, pseq, call, arg, seq);
+    if (per_call < 0) return -1;
+    if (sh->turns < BENCH_MAX_TURNS) {
+        sh->turn_row[sh->turns] = (double)row_ns / row_calls;
+        sh->turn_pair[sh->turns++] = per_call;
+    }
+    return 0;
 }
 
 int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
@@ -269,15 +291,11 @@ int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
     double row_calls = 0;
     for (;;) {
         if (pair && t0 >= turn_due && row_calls > 0) {
-            double per_call = pair_turn(pair, &pseq, call, arg, &seq);
-            if (per_call < 0) goto failed;
+            if (record_turn(sh, pair, &pseq, call, arg, &seq, row_ns, row_calls) != 0) goto failed;
             int64_t t1 = bench_now_ns();
+            /* The turn is not the row's time, up to the window's end. */
+            sh->paired_ns += (t1 < stop ? t1 : stop) - t0;
             if (t1 >= stop) goto done;
-            if (sh->turns < BENCH_MAX_TURNS) {
-                sh->turn_row[sh->turns] = (double)row_ns / row_calls;
-                sh->turn_pair[sh->turns++] = per_call;
-            }
-            sh->paired_ns += t1 - t0;
             row_ns = 0;
             row_calls = 0;
             turn_due = t1 + TURN_EVERY_NS;
@@ -315,6 +333,11 @@ int bench_client_loop(bench_run *run, int client, bench_call_fn call, void *arg)
         t0 = b1;
     }
 done:
+    /* A row too slow to reach a turn in its window (a loaded machine) takes one after it,
+     * so that its ratio to the pair is still one of the same moment. */
+    if (pair && sh->turns == 0 && row_calls > 0 &&
+        record_turn(sh, pair, &pseq, call, arg, &seq, row_ns, row_calls) != 0)
+        goto failed;
     sh->calls[client] = (uint64_t)(calls + 0.5);
     sh->timed[client] = timed;
     sh->batches[client] = batches;
@@ -568,6 +591,8 @@ static int run_row(const bench_case *c, int64_t warmup_ns, int64_t duration_ns, 
             rc = -1;
         } else {
             rc = c->run(run);
+            /* A case that failed before it reaped leaves the pair's server. */
+            if (!all_exited(run, false)) bench_reap(run, NULL, NULL);
         }
         read_cpu_times(&t1);
         noise(&t0, &t1, &r->others_pct, &r->steal_pct);
@@ -671,7 +696,8 @@ static void print_header(const machine *m, int64_t warmup_ns, int64_t duration_n
            (double)BENCH_BATCH_NS / 1e3, (double)TURN_EVERY_NS / 1e6);
     printf("%-17s %-9s %6s %3s %3s %3s %9s %9s %9s %11s %5s %6s %6s  %s\n", "case", "transport",
            "bytes", "cl", "wk", "pin", "p50 us", "p99 us", "batch us", "calls/s", "fair", "other%",
-           "steal%", "vs (p50 ratio, calls/s ratio, or batch ratio: limit)");
+           "steal%",
+           "vs (p50 ratio, calls/s ratio, or batch ratio: limit, in turns where it says so)");
 }
 
 static void print_row(const bench_case *table, size_t n, size_t i, const row_result *res)
@@ -735,14 +761,18 @@ static int check_table(const bench_case *table, size_t n)
             fprintf(stderr, "shmrpc-bench: two rows have the id %s\n", id);
             return -1;
         }
+        if (c->pair && c->clients != 1) {
+            fprintf(stderr, "shmrpc-bench: row %s has a pair and more than one client\n", id);
+            return -1;
+        }
         if (c->clients < 1 || c->clients > BENCH_MAX_CLIENTS || c->workers < 1 ||
             c->clients + c->workers > BENCH_MAX_PROCS || !c->run) {
             fprintf(stderr, "shmrpc-bench: row %s is malformed\n", id);
             return -1;
         }
         for (int k = 0; k < BENCH_MAX_VS && c->vs[k].key; k++) {
-            if (c->vs[k].metric == BENCH_TURNS && (!c->pair || c->clients != 1)) {
-                fprintf(stderr, "shmrpc-bench: row %s takes turns without a pair or alone\n", id);
+            if (c->vs[k].metric == BENCH_TURNS && !c->pair) {
+                fprintf(stderr, "shmrpc-bench: row %s takes turns without a pair\n", id);
                 return -1;
             }
             int j = find_row(table, n, c->vs[k].ref);

@@ -47,13 +47,13 @@ typedef struct bench_vs {
     bench_metric metric;
 } bench_vs;
 
-/* A row of the table. */
 typedef struct bench_pair bench_pair;
 
 /* Starts the server of a row's pair (bench_case.pair) with bench_spawn_server, before the
  * row's own processes, and returns the pair, or NULL with run->err set. */
 typedef bench_pair *(*bench_pair_fn)(bench_run *run);
 
+/* A row of the table. */
 typedef struct bench_case {
     const char *name;      /* plainly: "raw", "add", "raw-sleep", "raw-pinned" */
     const char *transport; /* "spin", "futex", "yield", "unix", "tcp-raw", "tcp", "shm" */
@@ -137,7 +137,7 @@ int bench_spawn_client(bench_run *run, bench_child_fn fn, int idx, void *arg);
  * calls between two clock reads (the batch figure: the time per call with nothing else
  * in the loop). A batch lasts about BENCH_BATCH_NS, from the mean of the calls timed
  * just before it. Warm-up calls run while the other clients start. With a pair
- * (run->pair), the pair takes a turn after every BENCH_TURN_NS of the window: its server
+ * (run->pair), the pair takes a turn after every 10 ms of the window: its server
  * woken, its calls warmed up and then timed as one batch, its server parked again, and the
  * row's calls warmed up again; none of that counts in the row's figures. Returns 0 or the
  * first error. */

@@ -33,7 +33,7 @@ foreach(line IN LISTS lines)
   if(t STREQUAL "shm" AND c EQUAL 1 AND NOT id MATCHES "pinned|sleep" AND jerr)
     message(FATAL_ERROR "no ratio_to_limit in: ${line}")
   endif()
-  # The 16 B call's takes turns with the limit in its own processes (bench_line_pair).
+  # The 16 B call takes turns with the limit in its own processes (bench_line_pair).
   string(JSON turns ERROR_VARIABLE jerr GET "${line}" turns)
   if(id STREQUAL "shm/raw/16/1x1" AND (jerr OR turns LESS 1))
     message(FATAL_ERROR "no turns with the limit in: ${line}")

@@ -53,18 +53,19 @@
  * a client that is gone included), still inside those 2 s. */
 #define DRAIN_RUNNING_MS 800
 
-/* How loaded each worker is, in memory the manager shares with its workers: the manager
- * hands a new connection to the worker with the least. A worker writes its own fields;
- * the manager only reads them (and writes handed). Wrong numbers cost balance, never
- * a connection. */
-/* A peer address's two buckets in tcp_load.by_addr, one in each half, from the two halves
- * of one keyed hash. A connection counts in both, and an address's count is the smaller:
- * another address counts as it only where it shares both buckets (1 in ADDR_BUCKETS^2),
- * not one (1 in ADDR_BUCKETS, which refused a client of an address with no connection). */
+/* A peer address's two buckets in tcp_load.by_addr, one in each table, from the two halves
+ * of one keyed hash. A connection counts in both, and an address's count is the smaller
+ * of its buckets' sums: other addresses count as it only where they fill both of its
+ * buckets (with k addresses at the limit, about (k / ADDR_BUCKETS)^2), not one (k in
+ * ADDR_BUCKETS, which refused a client of an address with no connection of its own). */
 typedef struct addr_key {
     uint16_t bucket[2];
 } addr_key;
 
+/* How loaded each worker is, in memory the manager shares with its workers: the manager
+ * hands a new connection to the worker with the least. A worker writes its own fields;
+ * the manager only reads them (and writes handed). Wrong numbers cost balance, never
+ * a connection. */
 typedef struct tcp_load {
     _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
     _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
@@ -74,7 +75,7 @@ typedef struct tcp_load {
      * when serving in place): each worker writes only its own row, and everyone sums the
      * rows. A worker's replacement zeroes its row, so what a dead worker held (it died
      * with its connections) is not counted for ever. */
-    _Atomic uint64_t charged[MAX_WORKERS];               /* bytes of the budget it holds */
+    _Atomic uint64_t charged[MAX_WORKERS];                  /* bytes of the budget it holds */
     _Atomic uint32_t by_addr[MAX_WORKERS][2][ADDR_BUCKETS]; /* its connections per bucket */
 } tcp_load;
 
