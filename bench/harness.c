@@ -641,11 +641,13 @@ static int find_row(const bench_case *table, size_t n, const char *id)
 /* The ratio of row i to its reference, or a negative number when there is none. */
 static double ratio(const bench_vs *vs, const row_result *me, const row_result *ref)
 {
-    if (!ref->ok || !me->ok) return -1;
+    if (!me->ok) return -1;
+    /* Measured in the row's own processes: the reference row only names the pair. */
+    if (vs->metric == BENCH_TURNS) return me->turns ? me->turn_ratio : -1;
+    if (!ref->ok) return -1;
     if (vs->metric == BENCH_P50) return ref->p50 > 0 ? (double)me->p50 / (double)ref->p50 : -1;
     if (vs->metric == BENCH_BATCH)
         return ref->batch_ns > 0 && me->batch_ns > 0 ? me->batch_ns / ref->batch_ns : -1;
-    if (vs->metric == BENCH_TURNS) return me->turns ? me->turn_ratio : -1;
     return ref->calls_per_s > 0 ? me->calls_per_s / ref->calls_per_s : -1;
 }
 
