@@ -1248,6 +1248,20 @@ static addr_key addr_buckets(const tcp_listener *l, int fd, char *from, size_t n
     return (addr_key){{(uint16_t)(z % ADDR_BUCKETS), (uint16_t)((z >> 32) % ADDR_BUCKETS)}};
 }
 
+/* The key of the per-address buckets: random, or SHMRPC_TEST_ADDR_SEED (a number) for a
+ * test that needs two addresses to share a bucket (docs/wire.md). */
+static uint64_t addr_seed(void)
+{
+    const char *v = getenv("SHMRPC_TEST_ADDR_SEED");
+    char *end;
+    errno = 0;
+    unsigned long long n = v && *v ? strtoull(v, &end, 0) : 0;
+    if (v && *v && errno == 0 && *end == '\0') return n;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == sizeof seed) return seed;
+    return (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
+}
+
 /* Counts a connection from the address of key in (delta 1) or out (delta -1). */
 static void addr_count(worker *w, addr_key key, int delta)
 {
@@ -2002,8 +2016,7 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     memset(l->hand, -1, sizeof l->hand);
     snprintf(l->where, sizeof l->where, "%s", where);
     l->max_msg = shmrpc__tcp_cap32(shmrpc__server_max_msg(s));
-    if (getrandom(&l->addr_seed, sizeof l->addr_seed, GRND_NONBLOCK) != sizeof l->addr_seed)
-        l->addr_seed = (uint64_t)shmrpc__now_ns() ^ (uint64_t)getpid() << 32;
+    l->addr_seed = addr_seed();
     /* The server's opts passed this at shmrpc_server_new (shmrpc__tcp_transport.check_opts). */
     rc = shmrpc__tcp_cfg_init(&l->cfg, &shmrpc__server_opts(s)->tcp);
     /* Clients are authenticated by the shared secret, or by their certificates (mutual

@@ -556,6 +556,62 @@ static void per_address_and_idle_reclaim(void **state)
     stop_server();
 }
 
+/* The buckets of 127.0.0.x in the server's two tables of per-address counts under seed: the
+ * server's own keyed hash (addr_buckets in tcp_server.c), written again here so that the
+ * test can choose addresses that collide. */
+static void loopback_buckets(uint64_t seed, unsigned x, unsigned b[2])
+{
+    uint64_t z = ((uint64_t)0xffffffff << 32 | (0x7f000000u | x)) ^ seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    z ^= z >> 31;
+    b[0] = (unsigned)(z % 1024);
+    b[1] = (unsigned)((z >> 32) % 1024);
+}
+
+/* Two addresses whose connections share a bucket of the first table of per-address counts,
+ * and not of the second: with one connection allowed per address, the second is admitted
+ * beside the first (with one table it was refused as "too many connections from" it),
+ * and a second connection from either is refused. */
+static void addresses_sharing_a_bucket(void **state)
+{
+    (void)state;
+    const uint64_t seed = 12345;
+    unsigned a = 0, b = 0, ba[2], bb[2];
+    for (unsigned x = 2; x < 250 && !b; x++)
+        for (unsigned y = 2; y < x && !b; y++) {
+            loopback_buckets(seed, x, ba);
+            loopback_buckets(seed, y, bb);
+            if (ba[0] == bb[0] && ba[1] != bb[1]) a = x, b = y;
+        }
+    if (!b)
+        fail_msg("no two addresses of 127.0.0.2-249 share a first bucket under seed %llu",
+                 (unsigned long long)seed);
+    char from_a[16], from_b[16];
+    snprintf(from_a, sizeof from_a, "127.0.0.%u", a);
+    snprintf(from_b, sizeof from_b, "127.0.0.%u", b);
+    server_tcp.max_conns_per_addr = 1;
+    setenv("SHMRPC_TEST_ADDR_SEED", "12345", 1);
+    start_server(1);
+    unsetenv("SHMRPC_TEST_ADDR_SEED");
+    usleep(50 * 1000); /* the worker has seen start_server's connection close */
+    int fa = raw_connect_from(from_a);
+    raw_handshake(fa, 0);
+    int fb = raw_connect_from(from_b);
+    raw_handshake(fb, 0);
+    for (int i = 0; i < 2; i++) {
+        int again = raw_connect_from(i ? from_b : from_a);
+        char msg[64];
+        snprintf(msg, sizeof msg, "too many connections from %s ", i ? from_b : from_a);
+        expect_error(again, SHMRPC_EBUSY, msg);
+        expect_eof(again);
+        close(again);
+    }
+    close(fa);
+    close(fb);
+    stop_server();
+}
+
 /* A peer pipelines 64 KiB echoes and never reads an answer (issue 17, calls in flight): the
  * server reads requests only while their answers go out, so once the socket buffers are
  * full it stops reading (and running) them, its worker does not grow with what the peer
@@ -625,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(killed_worker_gives_its_budget_back, setup, teardown),
         cmocka_unit_test_setup_teardown(zlib_bomb_memory_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(per_address_and_idle_reclaim, setup, teardown),
+        cmocka_unit_test_setup_teardown(addresses_sharing_a_bucket, setup, teardown),
         cmocka_unit_test_setup_teardown(pipelined_unread_is_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
