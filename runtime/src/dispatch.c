@@ -187,13 +187,13 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
     return rc;
 }
 
-void shmrpc__ctx_count(shmrpc_ctx *ctx)
+void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now)
 {
     if (!ctx->count_due) return;
     ctx->count_due = false;
     if (ctx->stats && ctx->count_id < ctx->stats_n)
         shmrpc__stats_count(&ctx->stats[ctx->count_id], ctx->count_rc,
-                            (uint64_t)(shmrpc__now_ns() - ctx->count_t0));
+                            (uint64_t)(now - ctx->count_t0));
 }
 
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,

@@ -119,8 +119,9 @@ struct shmrpc_ctx {
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
 /* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
 void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
-/* Counts the call that dispatch ran last in its method's row, when ctx->count_later. */
-void shmrpc__ctx_count(shmrpc_ctx *ctx);
+/* Counts the call that dispatch ran last in its method's row, when ctx->count_later, as
+ * ended at now (the caller's clock read after its answer). */
+void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now);
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 /* Gives the answer buffer of ctx's last dispatch its own storage back after a handler
  * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.

@@ -376,22 +376,23 @@ static void worker_chan_close(worker_chan *c)
     c->open = false;
 }
 
-static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
+/* Maps the channel of slot's connection of gen anew (worker_chan_get). */
+static worker_chan *worker_chan_open(worker *w, unsigned slot, uint32_t gen)
 {
     worker_chan *c = &w->chans[slot];
     shmrpc__shm_slot *s = &w->ctl->slots[slot];
-    if (atomic_load(&s->state) != SHM_SLOT_OPEN) return NULL;
-    uint32_t gen = atomic_load(&s->gen);
-    if (c->open && c->gen == gen) return c;
     worker_chan_close(c);
     char name[160];
     shmrpc__shm_chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
     int32_t pid = atomic_load(&s->client.pid), chan_fd = atomic_load(&s->chan_fd);
     uint64_t size;
     int fd = held_take(w->l, slot, gen);
+    shmrpc_buf err; /* why a channel cannot be opened: nobody to tell, the call goes unanswered */
+    shmrpc_buf_init(&err);
     int rc = fd >= 0
-                 ? shmrpc__shm_check_channel(fd, name + 1, PAGE, &c->map.fd, &size, err)
-                 : shmrpc__shm_open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, err);
+                 ? shmrpc__shm_check_channel(fd, name + 1, PAGE, &c->map.fd, &size, &err)
+                 : shmrpc__shm_open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, &err);
+    shmrpc_buf_destroy(&err);
     if (rc != 0) return NULL;
     c->map.max_size = shmrpc__chan_max_size(w->l->max_msg);
     /* Looked at again: the client may have let go and claimed it anew meanwhile. */
@@ -413,17 +414,21 @@ static worker_chan *worker_chan_get(worker *w, unsigned slot, shmrpc_buf *err)
     return c;
 }
 
-/* Puts the answer (or the error message) into the channel and hands it back. */
-static void answer(worker_chan *c, int status, const void *data, size_t n)
+/* The channel of slot's connection, mapped (once per connection), or NULL when the slot
+ * is not open or its channel cannot be had. */
+static worker_chan *worker_chan_get(worker *w, unsigned slot)
 {
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) {
-        status = SHMRPC_ETOOBIG;
-        data = shmrpc__msg_get(&err);
-        n = strlen(data);
-        if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
-    }
+    worker_chan *c = &w->chans[slot];
+    shmrpc__shm_slot *s = &w->ctl->slots[slot];
+    if (atomic_load(&s->state) != SHM_SLOT_OPEN) return NULL;
+    uint32_t gen = atomic_load(&s->gen);
+    return c->open && c->gen == gen ? c : worker_chan_open(w, slot, gen);
+}
+
+/* Writes an answer whose bytes fit the state's line or have their room in the channel
+ * already, and hands it back. */
+static void hand_back(worker_chan *c, int status, const void *data, size_t n)
+{
     shmrpc__shm_chan *h = c->map.head;
     /* A small answer rides in the state's line, which RESPONSE moves anyway. One that the
      * handler wrote in its loan (shmrpc_ctx_loan) is in place already. */
@@ -448,6 +453,24 @@ static void answer(worker_chan *c, int status, const void *data, size_t n)
     shmrpc__wake(&h->state, 1);
     if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
     c->lock_tid = 0;
+}
+
+/* Puts the answer (or the error message) into the channel and hands it back. */
+static void answer(worker_chan *c, int status, const void *data, size_t n)
+{
+    if (n <= SHMRPC__CHAN_SMALL) {
+        hand_back(c, status, data, n);
+        return;
+    }
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (shmrpc__chan_reserve(&c->map, n, &err) != 0) {
+        status = SHMRPC_ETOOBIG;
+        data = shmrpc__msg_get(&err);
+        n = strlen(data);
+        if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
+    }
+    hand_back(c, status, data, n); /* room made, or a short message */
     shmrpc_buf_destroy(&err);
 }
 
@@ -487,10 +510,7 @@ static void unwatch(worker *w)
 
 static void serve_one(worker *w, unsigned slot)
 {
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    worker_chan *c = worker_chan_get(w, slot, &err);
-    shmrpc_buf_destroy(&err);
+    worker_chan *c = worker_chan_get(w, slot);
     if (c == NULL) return; /* closed or broken: nothing to answer */
     shmrpc__shm_chan *h = c->map.head;
     uint32_t expect = SHM_CHAN_REQUEST;
@@ -559,31 +579,38 @@ static void loan_end(worker *w)
 static void run_call(worker *w, worker_chan *c)
 {
     shmrpc__shm_chan *h = c->map.head;
-    shmrpc_buf err;
     uint32_t method = h->method, len = h->req_len; /* read once */
-    shmrpc_buf_init(&err);
-    int rc = len > w->l->max_msg         ? SHMRPC_ETOOBIG
-             : len <= SHMRPC__CHAN_SMALL ? 0
-                                         : shmrpc__chan_follow(&c->map, len, &err);
-    if (rc != 0) {
+    int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
+    if (rc == 0 && len > SHMRPC__CHAN_SMALL) {
+        shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
+        shmrpc_buf_init(&err);
+        rc = shmrpc__chan_follow(&c->map, len, &err);
         shmrpc_buf_destroy(&err);
+    }
+    if (rc != 0) {
         const char *why = "the request's length does not fit its channel";
         answer(c, rc == SHMRPC_ETOOBIG ? rc : SHMRPC_EPROTO, why, strlen(why));
         return;
     }
-    shmrpc_buf_destroy(&err);
     /* The client could rewrite the request while it runs: run a private copy, unless the
      * handler said it reads in place (shmrpc_server_set_in_place; docs/shm-transport.md,
-     * "Loaned buffers"). A small request is copied anyway: it sits in the state's line. */
-    const uint8_t *data = len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+     * "Loaned buffers"). A small request is copied anyway, out of the state's line, onto
+     * the stack: the whole line's part, which the compiler copies without a loop. */
+    uint8_t small[SHMRPC__CHAN_SMALL];
+    const uint8_t *data = small;
     w->in_place = len > SHMRPC__CHAN_SMALL && shmrpc__server_in_place(w->l->server, method);
-    if (!w->in_place) {
-        shmrpc_buf_clear(&w->req);
-        if (shmrpc_buf_append(&w->req, data, len) != 0) {
-            answer(c, SHMRPC_ENOMEM, "out of memory", 13);
-            return;
+    if (len <= SHMRPC__CHAN_SMALL) {
+        memcpy(small, h->small, sizeof small);
+    } else {
+        data = shmrpc__chan_data(&c->map);
+        if (!w->in_place) {
+            shmrpc_buf_clear(&w->req);
+            if (shmrpc_buf_append(&w->req, data, len) != 0) {
+                answer(c, SHMRPC_ENOMEM, "out of memory", 13);
+                return;
+            }
+            data = w->req.data;
         }
-        if (len) data = w->req.data; /* else a valid pointer still: the state line's */
     }
     w->serving = c;
     w->ctx.draining = stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
@@ -594,7 +621,6 @@ static void run_call(worker *w, worker_chan *c)
     } else {
         answer(c, 0, w->resp.data, w->resp.len);
     }
-    shmrpc__ctx_count(&w->ctx); /* after the answer: the client waits for no clock read */
     loan_end(w);
 }
 
@@ -759,6 +785,18 @@ static int worker_check(void *arg)
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
 }
 
+/* Serves the call waiting in slot's channel; returns the time it ended. The call counts
+ * in its method's statistics then, after its answer: its client waits for no clock read. */
+static int64_t serve(worker *w, int slot)
+{
+    if (slot != w->watch) unwatch(w);
+    serve_one(w, (unsigned)slot);
+    w->last_slot = slot;
+    w->last_call_ns = shmrpc__now_ns();
+    shmrpc__ctx_count(&w->ctx, w->last_call_ns);
+    return w->last_call_ns;
+}
+
 static int worker_run(shm_listener *l, unsigned index)
 {
     worker *w = calloc(1, sizeof *w);
@@ -807,17 +845,15 @@ static int worker_run(shm_listener *l, unsigned index)
      * once), and every millisecond while calls keep it busy. */
     bool pumps = l->rdv && w->pid == l->pid;
     /* The clock read just after the last call, while nothing else took time since: one
-     * read per call serves the pump, the sweep's and the spin's times (each read costs
-     * 20-50 ns here, while the client waits for the worker to watch again; issue 18). */
+     * read per call serves the call's statistics, the pump, the sweep's and the spin's
+     * times (each read costs 20-50 ns here, while the client waits for the worker to watch
+     * again; issue 18). */
     int64_t fresh = 0;
     while (!stopping(w)) {
         /* The channel this worker watches: its request came without the doorbell. */
         int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : take_pending(w);
         if (slot >= 0) {
-            if (slot != w->watch) unwatch(w);
-            serve_one(w, (unsigned)slot);
-            w->last_slot = slot;
-            w->last_call_ns = fresh = shmrpc__now_ns();
+            fresh = serve(w, slot);
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
                 shmrpc__rdv_pump(l->rdv);
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
@@ -844,10 +880,7 @@ static int worker_run(shm_listener *l, unsigned index)
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {
-            if (slot != w->watch) unwatch(w);
-            serve_one(w, (unsigned)slot);
-            w->last_slot = slot;
-            w->last_call_ns = fresh = shmrpc__now_ns();
+            fresh = serve(w, slot);
             continue;
         }
         /* Spinning on the CPU of the client that will call next only keeps it away; and
