@@ -341,6 +341,7 @@ typedef struct worker {
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
+    bool waited; /* since the last call: a wait that lasted, a sweep or a pump (ctx.close) */
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan *serving;  /* the channel of the call being run, for its loans */
@@ -349,9 +350,21 @@ typedef struct worker {
     worker_chan chans[SHMRPC__MAX_CONNS];
 } worker;
 
-/* Takes one pending request off the doorbell: the slot's index, or -1. */
+/* Whether any connection's request waits on the doorbell (its bits read, not taken). */
+static bool any_pending(const shmrpc__shm_ctl *ctl)
+{
+    uint64_t any = 0;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
+        any |= atomic_load(&ctl->pending[i]);
+    return any != 0;
+}
+
+/* Takes one pending request off the doorbell: the slot's index, or -1. The bits are read
+ * once before the scan, which starts where the last one left off: a worker between calls
+ * looks at them twice, and they are almost always all clear. */
 static int take_pending(worker *w)
 {
+    if (!any_pending(w->ctl)) return -1;
     const unsigned words = SHMRPC__MAX_CONNS / 64;
     for (unsigned k = 0; k <= words; k++) {
         unsigned wi = (w->next / 64 + k) % words;
@@ -485,11 +498,8 @@ static bool stopping(const worker *w);
  * be empty. */
 static bool may_watch(worker *w, unsigned slot)
 {
-    if (w->l->wait.mode == SHMRPC_WAIT_SLEEP || w->last_slot != (int)slot || stopping(w))
-        return false;
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
-        if (atomic_load_explicit(&w->ctl->pending[i], memory_order_relaxed) != 0) return false;
-    return true;
+    return w->l->wait.mode != SHMRPC_WAIT_SLEEP && w->last_slot == (int)slot && !stopping(w) &&
+           !any_pending(w->ctl);
 }
 
 /* Stops watching a channel: the watcher cleared (only if it still names this worker),
@@ -570,7 +580,7 @@ static int worker_loan(void *arg, size_t size, void **ptr)
 static void loan_end(worker *w)
 {
     shmrpc__ctx_unloan(&w->ctx);
-    shmrpc__chan_unmap(&w->kept); /* fd -1: the mapping only */
+    if (w->kept.head) shmrpc__chan_unmap(&w->kept); /* fd -1: the mapping only */
     w->serving = NULL;
     w->in_place = false;
 }
@@ -790,11 +800,23 @@ static int worker_check(void *arg)
 static int64_t serve(worker *w, int slot)
 {
     if (slot != w->watch) unwatch(w);
+    /* Taken within the worker's quiet spin after its last call (no clock read since), or
+     * at once: the call's statistics may hold its method's last time (docs/stats.md). */
+    w->ctx.close = !w->waited;
     serve_one(w, (unsigned)slot);
     w->last_slot = slot;
     w->last_call_ns = shmrpc__now_ns();
+    w->waited = false;
     shmrpc__ctx_count(&w->ctx, w->last_call_ns);
     return w->last_call_ns;
+}
+
+/* The worker's wait lasted (its first clock read, or before it sleeps): the next call does
+ * not follow the last closely (the waiter's lasts hook). */
+static void worker_waited(void *arg)
+{
+    worker *w = arg;
+    w->waited = true;
 }
 
 static int worker_run(shm_listener *l, unsigned index)
@@ -818,10 +840,14 @@ static int worker_run(shm_listener *l, unsigned index)
     }
     w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
     w->ctx.loan_arg = w;
+    w->ctx.count_later = true;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
-    w->ctx.count_later = true;
+    /* How long after its last call a worker may take one that follows closely: its quiet
+     * spin, and a microsecond for the loop around it. */
+    w->ctx.close_ns = shmrpc__spin_quiet_ns() + 1000;
+    w->waited = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -836,6 +862,7 @@ static int worker_run(shm_listener *l, unsigned index)
     shmrpc__waiter waiter = {.self = &me->presence,
                              .check = worker_check,
                              .check_arg = w,
+                             .lasts = worker_waited,
                              .awake = &w->ctl->awake,
                              .check_ns = SWEEP_EVERY_NS,
                              .sleeping = &w->ctl->sleeping,
@@ -857,10 +884,14 @@ static int worker_run(shm_listener *l, unsigned index)
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
                 shmrpc__rdv_pump(l->rdv);
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
+                w->waited = true; /* a pump can take its time */
             }
             continue;
         }
-        if (pumps) shmrpc__rdv_pump(l->rdv);
+        if (pumps) {
+            shmrpc__rdv_pump(l->rdv);
+            w->waited = true;
+        }
         /* Whether a sweep is due is looked at once a millisecond at most: the due time
          * shares a line with awake, which every call's client writes, and reading it after
          * every call pulls that line away from the next one (issue 18). */
@@ -877,6 +908,7 @@ static int worker_run(shm_listener *l, unsigned index)
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
             looked = true;
         }
+        if (looked) w->waited = true;
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {

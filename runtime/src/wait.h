@@ -116,11 +116,16 @@ typedef struct shmrpc__waiter {
     uint32_t also_old;
     /* Called once the wait lasts (at its first clock read, or before it first sleeps), with
      * check_arg, or NULL: a client whose request a watching worker should have taken by
-     * then rings the doorbell after all. */
+     * then rings the doorbell after all; a worker notes that its next call does not follow
+     * its last one closely. */
     void (*lasts)(void *arg);
 } shmrpc__waiter;
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
+
+/* About how long a spin runs before its first clock read (64 pauses, whose length is
+ * timed once per process): a wait that ends sooner never calls its lasts hook. */
+int64_t shmrpc__spin_quiet_ns(void);
 
 /* Waits while f->word == old (ignoring w->flag). Returns 0 once it differs, SHMRPC_ETIMEDOUT when
  * deadline_ns (CLOCK_MONOTONIC; INT64_MAX: none) passes first, or the check's status.

@@ -112,6 +112,43 @@ static void over_tcp(void **state)
     counted();
 }
 
+/* Calls that follow each other closely over shm://, where a worker times one in
+ * SHMRPC__TIME_EVERY and counts the others with the method's last time (docs/stats.md):
+ * the slow ones among fast ones still count as slow, every one of them. */
+static void close_calls_keep_their_time(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://stats-close-%d", (int)getpid());
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL, NULL};
+    server = test_start_server(&ts);
+    assert_true(server > 0);
+    shmrpc_client *c = connect_client();
+    int32_t pid;
+    enum { CALLS = 120, EVERY = 12, SLOW_MS = 3 };
+    for (int i = 0; i < CALLS; i++)
+        assert_int_equal(calls_nap(c, i % EVERY == EVERY - 1 ? SLOW_MS : 0, &pid), 0);
+
+    shmrpc_stats *s;
+    int rc = shmrpc_stats_read(addr, &s);
+    if (rc) fail_msg("stats: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    const shmrpc_method_stats *nap = method(s, "nap");
+    assert_true(nap->calls == CALLS && nap->errors == 0);
+    check_buckets(nap);
+    /* Each slow call counts at least its nap, less the few microseconds a worker may wait
+     * before it takes a close call; a held time of a fast one would count far less. */
+    uint64_t slow = 0;
+    for (int b = 21 - 9; b < SHMRPC_STATS_BUCKETS; b++) /* from 2^21 ns, 2.1 ms */
+        slow += nap->buckets[b];
+    if (slow < CALLS / EVERY || nap->total_ns < (CALLS / EVERY) * (SLOW_MS * 1000000u - 100000u))
+        fail_msg("%llu calls counted from 2.1 ms, %llu ns in all; %d naps of %d ms were made",
+                 (unsigned long long)slow, (unsigned long long)nap->total_ns, CALLS / EVERY,
+                 SLOW_MS);
+    shmrpc_stats_free(s);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+    server = 0;
+}
+
 /* Nothing there, and a malformed address. */
 static void nothing_there(void **state)
 {
@@ -128,6 +165,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(over_shm, teardown),
         cmocka_unit_test_teardown(over_tcp, teardown),
+        cmocka_unit_test_teardown(close_calls_keep_their_time, teardown),
         cmocka_unit_test(nothing_there),
     };
     if (calls_shared_map() != 0) return 1;
