@@ -342,6 +342,10 @@ typedef struct worker {
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
     bool waited; /* since the last call: a wait that lasted, a sweep or a pump (ctx.close) */
+    /* Watching after its answer: the pauses it makes before it first looks at the channel
+     * (learnt, at most SHMRPC__SPIN_QUIET), and whether the next look is that first one. */
+    unsigned quiet;
+    bool first_look;
     shmrpc_ctx ctx;
     shmrpc_buf req, resp;
     worker_chan *serving;  /* the channel of the call being run, for its loans */
@@ -844,9 +848,9 @@ static int worker_run(shm_listener *l, unsigned index)
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
-    /* How long after its last call a worker may take one that follows closely: its quiet
-     * spin, and a microsecond for the loop around it. */
-    w->ctx.close_ns = shmrpc__spin_quiet_ns() + 1000;
+    /* How long after its last call a worker may take one that follows closely: its pause
+     * before the first look and its quiet spin, and a microsecond for the loop around them. */
+    w->ctx.close_ns = 2 * shmrpc__spin_quiet_ns() + 1000;
     w->waited = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
@@ -878,7 +882,13 @@ static int worker_run(shm_listener *l, unsigned index)
     int64_t fresh = 0;
     while (!stopping(w)) {
         /* The channel this worker watches: its request came without the doorbell. */
-        int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : take_pending(w);
+        int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : -1;
+        if (w->first_look) { /* the pause before it: one less if the request was there */
+            w->first_look = false;
+            if (slot < 0 && w->quiet < SHMRPC__SPIN_QUIET) w->quiet++;
+            if (slot >= 0 && w->quiet > 0) w->quiet--;
+        }
+        if (slot < 0) slot = take_pending(w);
         if (slot >= 0) {
             fresh = serve(w, slot);
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
@@ -886,6 +896,15 @@ static int worker_run(shm_listener *l, unsigned index)
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
                 w->waited = true; /* a pump can take its time */
             }
+            /* Its client reads the answer and then writes its next request on the line
+             * this worker watches: a look in between takes the line back, and the
+             * request's write must fetch it again, a transfer more per call (on cores
+             * far apart, about a sixth of a call). So a watching worker first pauses
+             * about as long as its client takes to call again: learnt at the look that
+             * follows, which finds the request there about half the time. */
+            w->first_look = w->watch >= 0;
+            for (unsigned i = 0; w->first_look && i < w->quiet; i++)
+                shmrpc__cpu_relax();
             continue;
         }
         if (pumps) {

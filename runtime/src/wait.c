@@ -221,12 +221,9 @@ static int64_t relax_ps(void)
     return v;
 }
 
-/* The pauses a spin makes before it first reads the clock. */
-#define SPIN_QUIET 64
-
 int64_t shmrpc__spin_quiet_ns(void)
 {
-    return SPIN_QUIET * relax_ps() / 1000;
+    return SHMRPC__SPIN_QUIET * relax_ps() / 1000;
 }
 
 /* The most pauses between two looks at the word of a waiter that backs off (1: none). At
@@ -241,9 +238,9 @@ static unsigned backoff_pauses(const shmrpc__waiter *w)
 
 /* Spins, or yields while the peer shares our CPU, until the word changes, the deadline
  * or the budget passes (budget < 0: spin until the deadline). Returns 0 (changed), 1 (time
- * is up) or a check's status. The clock is first read after SPIN_QUIET pauses or a yield,
- * and the budget counts from there: a handoff that comes sooner costs no clock read (20-50
- * ns each here, a third of the one-line limit; issue 18). A waiter with a backoff doubles
+ * is up) or a check's status. The clock is first read after SHMRPC__SPIN_QUIET pauses or
+ * a yield, and the budget counts from there: a handoff that comes sooner costs no clock
+ * read (20-50 ns each here, a third of the one-line limit; issue 18). A waiter with a backoff doubles
  * the pauses between its looks up to w->backoff_ns (shmrpc__waiter). */
 static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget,
                 const shmrpc__waiter *w, bool may_yield)
@@ -276,9 +273,9 @@ static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget
             }
         }
         /* A yield can give the CPU away for a whole timeslice when other work is runnable:
-         * look at the clock after every one, not every SPIN_QUIET pauses (that overran a 100 us
-         * budget and 50 ms deadlines by about 90 ms under load). */
-        if (yielded || spent >= SPIN_QUIET) {
+         * look at the clock after every one, not every SHMRPC__SPIN_QUIET pauses (that
+         * overran a 100 us budget and 50 ms deadlines by about 90 ms under load). */
+        if (yielded || spent >= SHMRPC__SPIN_QUIET) {
             spent = 0;
             int64_t now = shmrpc__now_ns();
             if (until == 0) {

@@ -123,8 +123,11 @@ typedef struct shmrpc__waiter {
 
 int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
 
-/* About how long a spin runs before its first clock read (64 pauses, whose length is
- * timed once per process): a wait that ends sooner never calls its lasts hook. */
+/* The pauses a spin makes before it first reads the clock. */
+#define SHMRPC__SPIN_QUIET 64u
+
+/* About how long SHMRPC__SPIN_QUIET pauses take (timed once per process): a wait that ends
+ * sooner never calls its lasts hook. */
 int64_t shmrpc__spin_quiet_ns(void);
 
 /* Waits while f->word == old (ignoring w->flag). Returns 0 once it differs, SHMRPC_ETIMEDOUT when
