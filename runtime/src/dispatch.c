@@ -44,11 +44,6 @@ void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint
 {
     ctx->stats = rows;
     ctx->stats_n = rows ? n : 0;
-    free(ctx->held_ns);
-    ctx->held_ns = ctx->stats_n && ctx->count_later ? malloc(ctx->stats_n * sizeof *ctx->held_ns)
-                                                    : NULL;
-    for (uint32_t i = 0; ctx->held_ns && i < ctx->stats_n; i++)
-        ctx->held_ns[i] = -1;
 }
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
@@ -62,10 +57,6 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->timed = false;
     ctx->ran_ns = -1;
     ctx->count_later = ctx->count_due = false;
-    ctx->close = ctx->count_held = false;
-    ctx->close_calls = 0;
-    ctx->close_ns = ctx->last_end_ns = 0;
-    ctx->held_ns = NULL;
     ctx->loan = NULL;
     ctx->loan_arg = NULL;
     ctx->resp = NULL;
@@ -79,8 +70,6 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
 {
     shmrpc_arena_free(ctx->arena);
     ctx->arena = NULL;
-    free(ctx->held_ns);
-    ctx->held_ns = NULL;
 }
 
 bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id)
@@ -200,21 +189,11 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
 
 void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now)
 {
-    int64_t since = now - ctx->last_end_ns;
-    ctx->last_end_ns = now;
     if (!ctx->count_due) return;
     ctx->count_due = false;
-    uint32_t id = ctx->count_id;
-    if (!ctx->stats || id >= ctx->stats_n) return;
-    int64_t ns = now - ctx->count_t0;
-    if (ctx->count_held) { /* the held time, within what the time since the last call allows */
-        ns = ctx->held_ns[id];
-        if (ns > since) ns = since;
-        if (ns < since - ctx->close_ns) ns = since - ctx->close_ns;
-    } else if (ctx->held_ns) {
-        ctx->held_ns[id] = ns;
-    }
-    shmrpc__stats_count(&ctx->stats[id], ctx->count_rc, (uint64_t)ns);
+    if (ctx->stats && ctx->count_id < ctx->stats_n)
+        shmrpc__stats_count(&ctx->stats[ctx->count_id], ctx->count_rc,
+                            (uint64_t)(now - ctx->count_t0));
 }
 
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
@@ -247,10 +226,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->resp = resp;
     ctx->max_msg = s->max_msg;
     bool timed = ctx->stats || ctx->timed;
-    /* Close behind another call, one in SHMRPC__TIME_EVERY is timed (ctx->close). */
-    bool held = ctx->close && ctx->count_later && id < ctx->stats_n && ctx->held_ns &&
-                ctx->held_ns[id] >= 0 && ++ctx->close_calls % SHMRPC__TIME_EVERY != 0;
-    int64_t t0 = timed && !held ? shmrpc__now_ns() : 0;
+    int64_t t0 = timed ? shmrpc__now_ns() : 0;
     ctx->method = id;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
     rc = call_status(s, ctx, id, rc, resp);
@@ -260,7 +236,6 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
         ctx->count_rc = rc;
         ctx->count_id = id;
         ctx->count_t0 = t0;
-        ctx->count_held = held;
     } else if (timed) {
         ctx->ran_ns = shmrpc__now_ns() - t0;
         if (ctx->stats && id < ctx->stats_n)

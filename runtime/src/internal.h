@@ -96,18 +96,6 @@ struct shmrpc_ctx {
     int count_rc;
     uint32_t count_id;
     int64_t count_t0;
-    /* Sampling, with count_later: a call that the transport took close behind the one
-     * before (close, set by it per call) may go without its first clock read, all but one
-     * in SHMRPC__TIME_EVERY of them. Such a call counts with its method's last timed
-     * time on this ctx (held_ns, per method, -1 until one is timed), kept within what
-     * the clock read after it allows: at most the time since the last call ended, at least
-     * that less close_ns (docs/stats.md, "Cost"). */
-    bool close;
-    bool count_held;
-    uint32_t close_calls;
-    int64_t close_ns;
-    int64_t last_end_ns;
-    int64_t *held_ns;
     bool draining;   /* the transport's worker was told to stop (health) */
     bool timed;      /* set by a transport that counts the call itself: dispatch times it */
     int64_t ran_ns;  /* with timed or stats: how long the last call's handler took, or -1
@@ -129,14 +117,11 @@ struct shmrpc_ctx {
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
-/* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none.
- * Set count_later first: its held times (without memory for them, every call is timed). */
+/* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
 void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
 /* Counts the call that dispatch ran last in its method's row, when ctx->count_later, as
  * ended at now (the caller's clock read after its answer). */
 void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now);
-/* Of the calls taken close behind another, one in this many is timed (ctx->close). */
-#define SHMRPC__TIME_EVERY 16u
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 /* Gives the answer buffer of ctx's last dispatch its own storage back after a handler
  * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.

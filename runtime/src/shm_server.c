@@ -341,7 +341,6 @@ typedef struct worker {
     int64_t next_look_ns;   /* when to look whether a sweep is due next */
     int64_t not_ready_ns;   /* when a sweep of this worker first saw the state not READY */
     int64_t next_pump_ns;   /* serving in the listening process: the rendezvous, next */
-    bool waited; /* since the last call: a wait that lasted, a sweep or a pump (ctx.close) */
     /* Watching after its answer: the pauses it makes before it first looks at the channel
      * (learnt, at most SHMRPC__SPIN_QUIET), and whether the next look is that first one. */
     unsigned quiet;
@@ -804,24 +803,13 @@ static int worker_check(void *arg)
 static int64_t serve(worker *w, int slot)
 {
     if (slot != w->watch) unwatch(w);
-    /* Taken within the worker's quiet spin after its last call (no clock read since), or
-     * at once: the call's statistics may hold its method's last time (docs/stats.md). */
-    w->ctx.close = !w->waited;
     serve_one(w, (unsigned)slot);
     w->last_slot = slot;
     w->last_call_ns = shmrpc__now_ns();
-    w->waited = false;
     shmrpc__ctx_count(&w->ctx, w->last_call_ns);
     return w->last_call_ns;
 }
 
-/* The worker's wait lasted (its first clock read, or before it sleeps): the next call does
- * not follow the last closely (the waiter's lasts hook). */
-static void worker_waited(void *arg)
-{
-    worker *w = arg;
-    w->waited = true;
-}
 
 static int worker_run(shm_listener *l, unsigned index)
 {
@@ -837,6 +825,7 @@ static int worker_run(shm_listener *l, unsigned index)
     shmrpc_buf_init(&w->resp);
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
         w->chans[i].map.fd = -1;
+    w->kept.fd = -1;
     int rc = shmrpc__ctx_init(&w->ctx, l->server);
     if (rc != 0) {
         free(w);
@@ -848,10 +837,6 @@ static int worker_run(shm_listener *l, unsigned index)
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
-    /* How long after its last call a worker may take one that follows closely: its pause
-     * before the first look and its quiet spin, and a microsecond for the loop around them. */
-    w->ctx.close_ns = 2 * shmrpc__spin_quiet_ns() + 1000;
-    w->waited = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -866,7 +851,6 @@ static int worker_run(shm_listener *l, unsigned index)
     shmrpc__waiter waiter = {.self = &me->presence,
                              .check = worker_check,
                              .check_arg = w,
-                             .lasts = worker_waited,
                              .awake = &w->ctl->awake,
                              .check_ns = SWEEP_EVERY_NS,
                              .sleeping = &w->ctl->sleeping,
@@ -894,7 +878,6 @@ static int worker_run(shm_listener *l, unsigned index)
             if (pumps && w->last_call_ns >= w->next_pump_ns) {
                 shmrpc__rdv_pump(l->rdv);
                 w->next_pump_ns = w->last_call_ns + 1000 * 1000;
-                w->waited = true; /* a pump can take its time */
             }
             /* Its client reads the answer and then writes its next request on the line
              * this worker watches: a look in between takes the line back, and the
@@ -907,10 +890,7 @@ static int worker_run(shm_listener *l, unsigned index)
                 shmrpc__cpu_relax();
             continue;
         }
-        if (pumps) {
-            shmrpc__rdv_pump(l->rdv);
-            w->waited = true;
-        }
+        if (pumps) shmrpc__rdv_pump(l->rdv);
         /* Whether a sweep is due is looked at once a millisecond at most: the due time
          * shares a line with awake, which every call's client writes, and reading it after
          * every call pulls that line away from the next one (issue 18). */
@@ -927,7 +907,6 @@ static int worker_run(shm_listener *l, unsigned index)
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
             looked = true;
         }
-        if (looked) w->waited = true;
         uint32_t bell = atomic_load(&w->ctl->doorbell.word);
         slot = take_pending(w); /* a request may have rung before we read the bell */
         if (slot >= 0) {

@@ -221,11 +221,6 @@ static int64_t relax_ps(void)
     return v;
 }
 
-int64_t shmrpc__spin_quiet_ns(void)
-{
-    return SHMRPC__SPIN_QUIET * relax_ps() / 1000;
-}
-
 /* The most pauses between two looks at the word of a waiter that backs off (1: none). At
  * most 1024: a clock too coarse to time 128 pauses must not make it thousands of times the
  * backoff (with 1024, at most 40 us where a pause takes 40 ns). */
@@ -240,8 +235,8 @@ static unsigned backoff_pauses(const shmrpc__waiter *w)
  * or the budget passes (budget < 0: spin until the deadline). Returns 0 (changed), 1 (time
  * is up) or a check's status. The clock is first read after SHMRPC__SPIN_QUIET pauses or
  * a yield, and the budget counts from there: a handoff that comes sooner costs no clock
- * read (20-50 ns each here, a third of the one-line limit; issue 18). A waiter with a backoff doubles
- * the pauses between its looks up to w->backoff_ns (shmrpc__waiter). */
+ * read (20-50 ns each here, a third of the one-line limit; issue 18). A waiter with a
+ * backoff doubles the pauses between its looks up to w->backoff_ns (shmrpc__waiter). */
 static int spin(shmrpc__futex *f, uint32_t old, int64_t deadline, int64_t budget,
                 const shmrpc__waiter *w, bool may_yield)
 {

@@ -116,8 +116,7 @@ typedef struct shmrpc__waiter {
     uint32_t also_old;
     /* Called once the wait lasts (at its first clock read, or before it first sleeps), with
      * check_arg, or NULL: a client whose request a watching worker should have taken by
-     * then rings the doorbell after all; a worker notes that its next call does not follow
-     * its last one closely. */
+     * then rings the doorbell after all. */
     void (*lasts)(void *arg);
 } shmrpc__waiter;
 
@@ -125,10 +124,6 @@ int64_t shmrpc__now_ns(void); /* CLOCK_MONOTONIC */
 
 /* The pauses a spin makes before it first reads the clock. */
 #define SHMRPC__SPIN_QUIET 64u
-
-/* About how long SHMRPC__SPIN_QUIET pauses take (timed once per process): a wait that ends
- * sooner never calls its lasts hook. */
-int64_t shmrpc__spin_quiet_ns(void);
 
 /* Waits while f->word == old (ignoring w->flag). Returns 0 once it differs, SHMRPC_ETIMEDOUT when
  * deadline_ns (CLOCK_MONOTONIC; INT64_MAX: none) passes first, or the check's status.
