@@ -810,7 +810,6 @@ static int64_t serve(worker *w, int slot)
     return w->last_call_ns;
 }
 
-
 static int worker_run(shm_listener *l, unsigned index)
 {
     worker *w = calloc(1, sizeof *w);
@@ -833,10 +832,10 @@ static int worker_run(shm_listener *l, unsigned index)
     }
     w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
     w->ctx.loan_arg = w;
-    w->ctx.count_later = true;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
+    w->ctx.count_later = true;
     shmrpc__shm_worker *me = &w->ctl->workers[index];
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
@@ -881,10 +880,10 @@ static int worker_run(shm_listener *l, unsigned index)
             }
             /* Its client reads the answer and then writes its next request on the line
              * this worker watches: a look in between takes the line back, and the
-             * request's write must fetch it again, a transfer more per call (on cores
-             * far apart, about a sixth of a call). So a watching worker first pauses
-             * about as long as its client takes to call again: learnt at the look that
-             * follows, which finds the request there about half the time. */
+             * request's write must fetch it again, a transfer more per call (on cores far
+             * apart, 5-8% of a call; docs/shm-transport.md). So a watching worker first
+             * pauses about as long as its client takes to call again: learnt at the look
+             * that follows, which finds the request there about half the time. */
             w->first_look = w->watch >= 0;
             for (unsigned i = 0; w->first_look && i < w->quiet; i++)
                 shmrpc__cpu_relax();
