@@ -116,7 +116,7 @@ static void over_tcp(void **state)
 
 /* Over shm://, calls naps of 0 ms (no syscall) and, where i % every == at, of 3 ms, back to
  * back, then checks that each slow one counts from 2.1 ms, and that all of them count no
- * more time than the calls took from the first to the last. A client that spins through a
+ * more time than passed from the first call until the last one's count is seen. A client that spins through a
  * slow call (spin_through) calls again at once after it, as after a fast one; by default it
  * sleeps through it, and calls again after a wake-up. */
 static void naps(int calls, int every, int at, bool spin_through)
@@ -171,7 +171,7 @@ static void naps(int calls, int every, int at, bool spin_through)
 
 /* Calls served back to back over shm://, whose worker counts each after its answer with
  * the clock read that also times its own loop: slow calls among fast ones count as slow,
- * and the fast ones after a slow one as fast. */
+ * and none counts time from before it began (all together fit the time they took). */
 static void back_to_back_calls_keep_their_time(void **state)
 {
     (void)state;
