@@ -101,7 +101,12 @@ struct map_reader {
     /* The owner's pid, 0 when free: set by the claimer (compare-and-swap from 0), cleared
      * by the owner's close or by whoever found it dead (compare-and-swap from the pid). */
     _Atomic uint64_t owner;
-    uint64_t start; /* the owner's start time (/proc), written by the claimer */
+    /* The owner's start time (/proc), written by the claimer after its owner; 0 while a
+     * claim is in progress, when the owner is judged by its pid alone. Cleared before the
+     * owner is (compare-and-swap from the value read), so that the next claimer's slot never
+     * shows the last owner's start: by it, a claimer would be taken for dead and its slot
+     * taken from it, and two handles would share one hazard. */
+    _Atomic uint64_t start;
     /* 0 between snapshots; during one, the epoch of the generation read, stored before
      * the snapshot's first look at a slot (a full fence after it). Written by the owner;
      * read by writers deciding what they may reuse. */
@@ -238,7 +243,12 @@ struct gen_space {
      * [mark, head) during it; counters, the index is modulo ring_cap. since, since_bytes:
      * retired since the last try to advance. */
     uint64_t head, tail, mark, since, since_bytes;
-    uint8_t pad1[24];
+    /* 1 while a writer moves retired entries to the free lists (advance), else 0: a writer
+     * killed in the middle leaves blocks both on the ring and on a free list, and the next
+     * writer that finds it so forgets the space, however it came by the lock (a batch's
+     * holder learns of the death from the lock, not the map). */
+    _Atomic uint64_t moving;
+    uint8_t pad1[16];
     /* Free lists, one per size class: the offset of the first free block (0: none); a
      * free block's first 8 bytes hold the next one's. */
     uint64_t free_head[NCLASSES];
@@ -847,12 +857,25 @@ static void hook_fork(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-/* Frees the slot of an owner that died without closing (its reads kept); false when
- * someone else freed or took it first. */
-static bool free_dead_slot(struct map_hdr *h, struct map_reader *r, uint64_t owner)
+/* Whether the owner o of slot r (o read first, then its start) is dead; *start: the start
+ * read. */
+static bool owner_dead(struct map_reader *r, uint64_t o, uint64_t *start)
 {
-    uint64_t reads = atomic_load_explicit(&r->reads, memory_order_relaxed);
-    if (!atomic_compare_exchange_strong(&r->owner, &owner, 0)) return false;
+    *start = atomic_load(&r->start);
+    return !shmrpc__proc_alive((int32_t)o, *start);
+}
+
+/* Frees the slot of an owner that died without closing (its reads kept), start the start
+ * its death was judged by; false when someone else freed or took it first. */
+static bool free_dead_slot(struct map_hdr *h, struct map_reader *r, uint64_t owner, uint64_t start)
+{
+    uint64_t reads = atomic_load_explicit(&r->reads, memory_order_relaxed), s = start;
+    if (!atomic_compare_exchange_strong(&r->start, &s, 0)) return false;
+    if (!atomic_compare_exchange_strong(&r->owner, &owner, 0)) {
+        s = 0; /* taken meanwhile: its start back, unless its claimer wrote its own */
+        atomic_compare_exchange_strong(&r->start, &s, start);
+        return false;
+    }
     atomic_fetch_add_explicit(&h->reads_gone, reads, memory_order_relaxed);
     return true;
 }
@@ -867,13 +890,12 @@ static struct map_reader *claim_slot(shmrpc_map *m)
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < MAP_READERS; i++) {
             struct map_reader *r = &h->readers[i];
-            uint64_t o = atomic_load_explicit(&r->owner, memory_order_relaxed);
-            if (o != 0 &&
-                (pass == 0 || shmrpc__proc_alive((int32_t)o, r->start) || !free_dead_slot(h, r, o)))
+            uint64_t o = atomic_load(&r->owner), start;
+            if (o != 0 && (pass == 0 || !owner_dead(r, o, &start) || !free_dead_slot(h, r, o, start)))
                 continue;
             o = 0;
             if (!atomic_compare_exchange_strong(&r->owner, &o, me)) continue;
-            r->start = shmrpc__proc_start((int32_t)me);
+            atomic_store(&r->start, shmrpc__proc_start((int32_t)me));
             /* With the barrier a writer makes on every CPU running this process, a read
              * needs no fence of its own (each costs a fifth of a get); without it (an old
              * kernel, a seccomp filter), every read fences. */
@@ -896,8 +918,11 @@ static void release_slot(shmrpc_map *m)
     m->rd = NULL;
     if (!r || m->rd_fork != atomic_load_explicit(&fork_count, memory_order_relaxed)) return;
     uint64_t me = (uint64_t)getpid(), reads = atomic_load(&r->reads);
+    uint64_t start = atomic_load(&r->start);
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
     atomic_store_explicit(&r->hazard, 0, memory_order_release);
+    /* The start first, and only while the slot is still this handle's. */
+    if (atomic_load(&r->owner) == me) atomic_compare_exchange_strong(&r->start, &start, 0);
     if (atomic_compare_exchange_strong(&r->owner, &me, 0))
         atomic_fetch_add_explicit(&m->hdr->reads_gone, reads, memory_order_relaxed);
 }
@@ -1016,6 +1041,7 @@ static void forget_space(shmrpc_map *m)
     struct gen_space *sp = space_of(m->base, &m->geo);
     memset(sp->free_head, 0, sizeof sp->free_head);
     sp->head = sp->tail = sp->mark = sp->since = sp->since_bytes = 0;
+    atomic_store_explicit(&sp->moving, 0, memory_order_release);
 }
 
 /* Whether the block at off (the low OFF_BITS of a slot word or ring entry) is one of the
@@ -1072,8 +1098,8 @@ static bool advance(shmrpc_map *m, bool check_dead)
             current = true;
             continue;
         }
-        if (check_dead && !shmrpc__proc_alive((int32_t)o, r->start) && free_dead_slot(h, r, o))
-            continue;
+        uint64_t start;
+        if (check_dead && owner_dead(r, o, &start) && free_dead_slot(h, r, o, start)) continue;
         return false;
     }
     /* What those readers read was done before they stored 0 or the new epoch or hazard
@@ -1086,6 +1112,8 @@ static bool advance(shmrpc_map *m, bool check_dead)
     } else {
         /* Frees [tail, end) but the hazards' entries, which move to its end (read from the
          * end down, each written at or above where it was read), and stay retired. */
+        atomic_store_explicit(&sp->moving, 1, memory_order_relaxed);
+        atomic_thread_fence(memory_order_release); /* before the first block moves */
         uint64_t end = current ? sp->mark : sp->head, keep = end;
         for (uint64_t i = end; i-- != sp->tail;) {
             uint64_t x = sp->ring[i % cap], off = (x & OFF_MASK) << 3;
@@ -1100,6 +1128,7 @@ static bool advance(shmrpc_map *m, bool check_dead)
         }
         sp->tail = keep;
         sp->mark = sp->head;
+        atomic_store_explicit(&sp->moving, 0, memory_order_release);
     }
     atomic_store_explicit(&g->epoch, epoch + 1, memory_order_release);
     return true;
@@ -1210,14 +1239,30 @@ static void unlink_gen(const char *name, uint64_t gen)
     shm_unlink(path);
 }
 
+/* The keys of the mapped generation and their bytes, counted from its slots: what a
+ * growth copies. Not the header's count and live, which a bad write may have made too
+ * low: a new table sized by them would drop keys, or fill, and its probe never end. */
+static void count_live(shmrpc_map *m, uint64_t *count, uint64_t *live)
+{
+    const _Atomic uint64_t *os = slots_of(m->base);
+    *count = *live = 0;
+    for (uint64_t i = 0; i < m->geo.nslots; i++) {
+        uint64_t w = atomic_load_explicit(&os[i], memory_order_relaxed);
+        uint32_t k, v;
+        if (w == EMPTY || w == TOMB || !entry_at(m->base, &m->geo, w, &k, &v)) continue;
+        ++*count;
+        *live += block_size(k, v);
+    }
+}
+
 /* Copies the live entries of the mapped generation into a new one large enough for
  * extra more keys of need more bytes, publishes it, and maps it. Under the lock. */
 static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
 {
     struct gen_hdr *old = (struct gen_hdr *)m->base;
     struct map_hdr *h = m->hdr;
-    uint64_t count = empty ? 0 : atomic_load(&old->count);
-    uint64_t live = empty ? 0 : atomic_load(&old->live);
+    uint64_t count = 0, live = 0;
+    if (!empty) count_live(m, &count, &live);
     uint64_t want = (count + extra_keys) * LOAD_DEN / LOAD_NUM + 1;
     uint64_t nslots = pow2_at_least(empty ? m->init_slots : want * 2);
     if (nslots < m->init_slots) nslots = m->init_slots;
@@ -1251,7 +1296,15 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
         const struct entry *e = entry_at(m->base, &m->geo, w, &k, &v);
         if (!e) continue; /* a bad write's: not copied */
         uint64_t sz = block_size(k, v);
-        if (used + sz > ng.total) break;
+        /* Counted above, under the lock: more now is a bad write during the copy. */
+        if (used + sz > ng.total || n == count) {
+            munmap(nb, ng.total);
+            unlink_gen(m->name, gen);
+            return fail(SHMRPC_EPROTO,
+                        "map '%s' changed while it grew, under its lock (a bad write?); it "
+                        "stays as it was",
+                        m->name);
+        }
         memcpy(nb + used, e, ENTRY_HEAD + (size_t)k + v);
         uint64_t hh = e->hash, mask = nslots - 1, j = hh & mask;
         while (atomic_load_explicit(&ns[j], memory_order_relaxed) != EMPTY)
@@ -1321,8 +1374,20 @@ static void repair(shmrpc_map *m)
     bump_changes(h);
 }
 
+/* Whether the mapped generation shows a write that its writer left unfinished: a record
+ * active, a sequence odd, or blocks being moved. Only a writer that died (or one that the
+ * lock was stolen from) leaves them so: the lock's holder finishes each before it returns. */
+static bool left_unfinished(shmrpc_map *m)
+{
+    return atomic_load_explicit(&m->hdr->rec_state, memory_order_acquire) != REC_IDLE ||
+           (atomic_load(&((struct gen_hdr *)m->base)->seq) & 1) ||
+           atomic_load_explicit(&space_of(m->base, &m->geo)->moving, memory_order_acquire);
+}
+
 /* Takes the lock for a write (unless this thread holds it already) and maps the current
- * generation; repairs after a dead writer. *took says whether to release. */
+ * generation; repairs after a dead writer. *took says whether to release. A holder of a
+ * batch (shmrpc_map_lock) that took the lock from a dead writer learnt so from the lock,
+ * not the map: what that writer left unfinished says it here. */
 static int begin_write(shmrpc_map *m, bool *took)
 {
     *took = false;
@@ -1335,16 +1400,13 @@ static int begin_write(shmrpc_map *m, bool *took)
             shmrpc_lock_release(m->lock);
             return frc;
         }
-        /* An active record without a death: the lock was stolen from a writer, or its file
+        /* Unfinished without a death: the lock was stolen from a writer, or its file
          * replaced under it; roll it forward all the same. */
-        if (rc == SHMRPC_EOWNERDEAD ||
-            atomic_load_explicit(&m->hdr->rec_state, memory_order_acquire) != REC_IDLE)
-            repair(m);
+        if (rc == SHMRPC_EOWNERDEAD || left_unfinished(m)) repair(m);
         return 0;
     }
     int rc = follow(m);
-    if (rc == 0 && (atomic_load(&m->hdr->rec_state) != REC_IDLE ||
-                    (atomic_load(&((struct gen_hdr *)m->base)->seq) & 1)))
+    if (rc == 0 && left_unfinished(m))
         repair(m); /* the lock was stolen from, or handed over by, a dead writer */
     return rc;
 }

@@ -798,6 +798,193 @@ static void dead_writer_mid_apply_rolled_forward(void **state)
     }
 }
 
+static void scribble(const char *kind, const char *name, off_t off, const void *p, size_t len);
+
+/* The mapped generation's segment of m, read-write, and its size in *len. */
+static uint8_t *map_gen_bytes(const char *name, shmrpc_map *m, size_t *len)
+{
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    uint8_t *g = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(g != MAP_FAILED);
+    *len = (size_t)st.st_size;
+    return g;
+}
+
+/* The space's moving word (docs/map.md's layout: after the head and the slots, at 104). */
+static uint64_t *moving_word(uint8_t *g)
+{
+    uint64_t nslots;
+    memcpy(&nslots, g + 24, 8);
+    return (uint64_t *)(g + 128 + nslots * 8 + 104);
+}
+
+/* A writer killed while it moved retired entries to the free lists: some are on both. */
+static int die_moving(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    if (shmrpc_lock_acquire(shmrpc_map_lock(m), 5000) != 0) return 11;
+    size_t len;
+    uint8_t *g = map_gen_bytes(arg, m, &len);
+    *moving_word(g) = 1;
+    kill(getpid(), SIGKILL);
+    return 12;
+}
+
+/* The holder of a batch that took the lock from a dead writer (SHMRPC_EOWNERDEAD from the
+ * lock, which the map never sees) still gets the space repaired: the moving word says a
+ * writer died mid-move. Before, only a record or an odd sequence did, and blocks were
+ * handed out twice. */
+static void dead_mover_repaired_for_a_batch(void **state)
+{
+    (void)state;
+    const char *name = new_name("mover");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "a", "1"), 0);
+    assert_int_equal(test_kid_reap(spawn(die_moving, (void *)name), 10000), 128 + SIGKILL);
+    assert_int_equal(shmrpc_lock_acquire(shmrpc_map_lock(m), 5000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(put_s(m, "b", "2"), 0);
+    assert_int_equal(shmrpc_lock_release(shmrpc_map_lock(m)), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.repairs, 1);
+    size_t len;
+    uint8_t *g = map_gen_bytes(name, m, &len);
+    assert_int_equal(*moving_word(g), 0);
+    munmap(g, len);
+    assert_string_equal(get_s(m, "a"), "1");
+    assert_string_equal(get_s(m, "b"), "2");
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
+/* --- reader slots ---------------------------------------------------------------------- */
+
+#define READERS 60 /* the header's reader table (docs/map.md) */
+
+static int read_once(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    char buf[8];
+    size_t len;
+    if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 11;
+    shmrpc_map_close(m);
+    return 0;
+}
+
+static int sleeper(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* A claim in progress: a claimer has written its pid as the slot's owner and not yet its
+ * start. A handle that finds every slot taken and looks for dead owners must judge it by
+ * its pid: the start still there was once the last owner's, by which the claimer looked
+ * dead, and its slot was taken from it (two handles on one hazard, torn values). */
+static void claim_in_progress_kept(void **state)
+{
+    (void)state;
+    const char *name = new_name("claim");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    /* The first reader takes slot 0 and gives it back. */
+    assert_int_equal(test_kid_reap(spawn(read_once, (void *)name), 10000), 0);
+    /* Start times count clock ticks (10 ms): the claimer's must differ from that reader's. */
+    test_kid_nap_ms(30);
+    pid_t claimer = spawn(sleeper, NULL);
+    uint64_t owner = (uint64_t)claimer;
+    scribble("map", name, 256, &owner, sizeof owner);
+    /* Every other slot taken by a live reader. */
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *held[READERS - 1];
+    for (int i = 0; i < READERS - 1; i++) {
+        held[i] = open_map(name, &o);
+        assert_string_equal(get_s(held[i], "k"), "v");
+    }
+    /* One more: no slot is free, so it looks for dead owners, and reads without a slot. */
+    shmrpc_map *late = open_map(name, &o);
+    assert_string_equal(get_s(late, "k"), "v");
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", name);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &owner, sizeof owner, 256), (ssize_t)sizeof owner);
+    close(fd);
+    assert_int_equal(owner, (uint64_t)claimer);
+    shmrpc_map_close(late);
+    for (int i = 0; i < READERS - 1; i++)
+        shmrpc_map_close(held[i]);
+    kill(claimer, SIGKILL);
+    assert_int_equal(test_kid_reap(claimer, 5000), 128 + SIGKILL);
+    shmrpc_map_close(m);
+}
+
+/* --- a bad write to the counts, then a growth ----------------------------------------- */
+
+static int grow_past(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    static char big[200000]; /* more than the space left: a growth */
+    return shmrpc_map_put(m, "big", 3, big, sizeof big) == 0 ? 0 : 11;
+}
+
+/* A growth sizes its table by the keys its slots hold, not by the header's count and live
+ * bytes, which any process of the user may write: with count 0 it built a table too small
+ * for the keys and probed it for ever under the lock, and with live 0 it dropped keys. */
+static void growth_counts_its_keys(void **state)
+{
+    (void)state;
+    for (int field = 0; field < 2; field++) {
+        const char *name = new_name(field ? "live0" : "count0");
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+        shmrpc_map *m = open_map(name, &o);
+        char k[16];
+        for (int i = 0; i < 200; i++) {
+            snprintf(k, sizeof k, "key%d", i);
+            assert_int_equal(put_s(m, k, "0123456789abcdef"), 0);
+        }
+        size_t len;
+        uint8_t *g = map_gen_bytes(name, m, &len);
+        uint64_t zero = 0, used;
+        memcpy(g + (field ? 96 : 80), &zero, 8); /* count, or live */
+        if (field) { /* and the space all used: the growth must copy by what it finds */
+            memcpy(&used, g + 16, 8); /* total */
+            memcpy(g + 72, &used, 8);
+        }
+        munmap(g, len);
+        /* In a child with a bound: a growth that never ends is a failure, not a hang. */
+        assert_int_equal(test_kid_reap(spawn(grow_past, (void *)name), 10000), 0);
+        for (int i = 0; i < 200; i++) {
+            snprintf(k, sizeof k, "key%d", i);
+            assert_string_equal(get_s(m, k), "0123456789abcdef");
+        }
+        uint64_t n;
+        assert_int_equal(shmrpc_map_size(m, &n), 0);
+        assert_int_equal(n, 201);
+        int rc = shmrpc_map_check(m);
+        if (rc != 0) fail_msg("%s", shmrpc_errmsg());
+        shmrpc_map_close(m);
+    }
+}
+
 /* A growth killed before its publish leaves a partial next generation; one killed after it,
  * the old generation's file. The next growth replaces the first, the next repair removes
  * the second. */
@@ -1729,6 +1916,9 @@ int main(void)
         T(growth_with_readers),
         T(kill_at_random),
         T(dead_writer_mid_apply_rolled_forward),
+        T(dead_mover_repaired_for_a_batch),
+        T(claim_in_progress_kept),
+        T(growth_counts_its_keys),
         T(growth_leftovers_replaced),
         T(snapshots_while_writing),
         T(nobody_refused),
