@@ -317,6 +317,9 @@ static inline uint64_t class_size(unsigned c)
 struct shmrpc_map {
     struct map_hdr *hdr;
     size_t hdr_len; /* mapped bytes of the header segment: the header and the type */
+    /* The header's file, to tell whether its name still leads to it (still_named). */
+    dev_t hdr_dev;
+    ino_t hdr_ino;
     char *type;     /* the map's type signature as stored ("" when untyped) */
     char *want;     /* the type this open asked for (opts.type points here), "" for any */
     shmrpc_lock *lock;
@@ -713,7 +716,8 @@ static int check_owner(int fd, const char *name, mode_t perms, off_t *size)
 }
 
 /* Creates a segment of size bytes, 0 on success, SHMRPC_ESYS(EEXIST) silently. */
-static int create_file(const char *path, const char *name, mode_t perms, uint64_t size, void **out)
+static int create_file(const char *path, const char *name, mode_t perms, uint64_t size, void **out,
+                       struct stat *st)
 {
     int fd;
     int rc = shmrpc__seg_create("map", path, name, perms, &fd);
@@ -731,6 +735,7 @@ static int create_file(const char *path, const char *name, mode_t perms, uint64_
             rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", name, syserr(err));
         }
     }
+    if (rc == 0 && st && fstat(fd, st) != 0) memset(st, 0, sizeof *st);
     close(fd);
     if (rc != 0) {
         shm_unlink(path);
@@ -766,7 +771,7 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslot
     int rc = SHMRPC_ESYS(EEXIST);
     for (int i = 0; i < OPEN_ATTEMPTS && rc == SHMRPC_ESYS(EEXIST); i++) {
         shm_unlink(path);
-        rc = create_file(path, m->name, m->opts.perms, total, &p);
+        rc = create_file(path, m->name, m->opts.perms, total, &p, NULL);
     }
     if (rc == SHMRPC_ESYS(EEXIST))
         return fail(SHMRPC_EBUSY, "map '%s': generation %" PRIu64 " keeps being recreated", m->name,
@@ -1239,6 +1244,20 @@ static void unlink_gen(const char *name, uint64_t gen)
     shm_unlink(path);
 }
 
+/* Whether the map's name still leads to the header this handle opened. Generations are
+ * found by the map's name and their number: a handle whose map was removed, or created
+ * anew (CREATE_NEW_OVERWRITE), that grew or repaired its own by name would make, replace
+ * or remove the new map's files. Looked at before a growth and a repair's unlink, which
+ * are rare; a put or a get of such a handle goes on with the map it has mapped. */
+static bool still_named(shmrpc_map *m)
+{
+    char path[PATH_CAP], full[PATH_CAP + sizeof SHM_DIR];
+    hdr_path(path, m->name);
+    snprintf(full, sizeof full, "%s%s", SHM_DIR, path);
+    struct stat st;
+    return stat(full, &st) == 0 && st.st_dev == m->hdr_dev && st.st_ino == m->hdr_ino;
+}
+
 /* The keys of the mapped generation and their bytes, counted from its slots: what a
  * growth copies. Not the header's count and live, which a bad write may have made too
  * low: a new table sized by them would drop keys, or fill, and its probe never end. */
@@ -1261,6 +1280,11 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
 {
     struct gen_hdr *old = (struct gen_hdr *)m->base;
     struct map_hdr *h = m->hdr;
+    if (!still_named(m))
+        return fail(SHMRPC_ECLOSED,
+                    "map '%s' was removed or created anew since this handle opened it, and its "
+                    "generations' names are the new map's: close the handle and open it again",
+                    m->name);
     uint64_t count = 0, live = 0;
     if (!empty) count_live(m, &count, &live);
     uint64_t want = (count + extra_keys) * LOAD_DEN / LOAD_NUM + 1;
@@ -1369,7 +1393,7 @@ static void repair(shmrpc_map *m)
     forget_space(m);
     uint64_t seq = atomic_load(&g->seq);
     if (seq & 1) atomic_store(&g->seq, seq + 1);
-    if (m->geo.gen > 1) unlink_gen(m->name, m->geo.gen - 1);
+    if (m->geo.gen > 1 && still_named(m)) unlink_gen(m->name, m->geo.gen - 1);
     atomic_fetch_add_explicit(&h->repairs, 1, memory_order_relaxed);
     bump_changes(h);
 }
@@ -1946,9 +1970,12 @@ static int create_map(shmrpc_map *m)
     hdr_path(path, m->name);
     void *p;
     size_t tlen = strlen(m->want);
-    int rc = create_file(path, m->name, m->opts.perms, HDR_SIZE + tlen, &p);
+    struct stat st;
+    int rc = create_file(path, m->name, m->opts.perms, HDR_SIZE + tlen, &p, &st);
     if (rc != 0) return rc;
     m->hdr = p;
+    m->hdr_dev = st.st_dev;
+    m->hdr_ino = st.st_ino;
     m->hdr_len = HDR_SIZE + tlen;
     struct map_hdr *h = p;
     h->version = MAP_VERSION;
@@ -2030,6 +2057,11 @@ static int attach_map(shmrpc_map *m)
             int err = errno;
             rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", m->name, syserr(err));
         }
+    }
+    struct stat st;
+    if (rc == 0 && fstat(fd, &st) == 0) {
+        m->hdr_dev = st.st_dev;
+        m->hdr_ino = st.st_ino;
     }
     close(fd);
     if (rc != 0) return rc;

@@ -935,6 +935,55 @@ static void claim_in_progress_kept(void **state)
     shmrpc_map_close(m);
 }
 
+/* --- a map created anew under an open handle --------------------------------------------- */
+
+static void put_keys(shmrpc_map *m, const char *prefix, int n)
+{
+    char k[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "%s%d", prefix, i);
+        assert_int_equal(put_s(m, k, prefix), 0);
+    }
+}
+
+/* Generations are named by the map's name and their number, which starts at 1 again in a
+ * map created anew. A handle of the old map that grew it made and removed files of those
+ * names: the new map's, so that an open by name found the old keys. Its growth now fails
+ * with SHMRPC_ECLOSED, and the new map is left alone. */
+static void overwritten_map_left_alone(void **state)
+{
+    (void)state;
+    const char *name = new_name("anew");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *old = open_map(name, &o);
+    put_keys(old, "A", 2);
+    o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
+    shmrpc_map *anew = open_map(name, &o);
+    put_keys(anew, "B", 10); /* 10 keys do not fit 8 slots: generation 2 */
+    /* The old handle's map needs a growth too. */
+    char k[16];
+    int rc = 0;
+    for (int i = 2; i < 10 && rc == 0; i++) {
+        snprintf(k, sizeof k, "A%d", i);
+        rc = put_s(old, k, "A");
+    }
+    assert_int_equal(rc, SHMRPC_ECLOSED);
+    assert_non_null(strstr(shmrpc_errmsg(), "created anew"));
+    assert_string_equal(get_s(old, "A0"), "A"); /* what it has mapped, it still reads */
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *later = open_map(name, &o);
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "B%d", i);
+        assert_string_equal(get_s(later, k), "B");
+        assert_string_equal(get_s(anew, k), "B");
+    }
+    assert_null(get_s(later, "A0"));
+    assert_int_equal(shmrpc_map_check(anew), 0);
+    shmrpc_map_close(later);
+    shmrpc_map_close(old);
+    shmrpc_map_close(anew);
+}
+
 /* --- a bad write to the counts, then a growth ----------------------------------------- */
 
 static int grow_past(void *arg)
@@ -1919,6 +1968,7 @@ int main(void)
         T(dead_mover_repaired_for_a_batch),
         T(claim_in_progress_kept),
         T(growth_counts_its_keys),
+        T(overwritten_map_left_alone),
         T(growth_leftovers_replaced),
         T(snapshots_while_writing),
         T(nobody_refused),

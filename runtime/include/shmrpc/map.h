@@ -111,8 +111,10 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
 bool shmrpc_map_view_current(shmrpc_map *m, const shmrpc_map_view *v);
 
 /* Sets key to value, inserting or replacing. SHMRPC_EINVAL for sizes out of bounds,
- * SHMRPC_ETOOBIG past max_bytes, SHMRPC_ETIMEDOUT when the lock did not come. A put that
- * took the lock from a dead writer repairs the map first and succeeds (0). */
+ * SHMRPC_ETOOBIG past max_bytes, SHMRPC_ETIMEDOUT when the lock did not come,
+ * SHMRPC_ECLOSED when the map needs a growth and was removed or created anew under its name
+ * since this handle opened it (open it again). A put that took the lock from a dead writer
+ * repairs the map first and succeeds (0). */
 int shmrpc_map_put(shmrpc_map *m, const void *key, size_t klen, const void *value, size_t vlen);
 
 /* Inserts only when the key is absent; SHMRPC_EBUSY when it is present. */
