@@ -326,6 +326,17 @@ static bool holder_dead(uint32_t pid, uint64_t tag, uint32_t lap)
     return proc_dead(pid, lap_of(tag) == lap, (uint32_t)tag);
 }
 
+/* Gives the claim of the slot of message pos, state s, back (FREE of the same lap): its
+ * producer's tag first goes to another lap. The next claimer writes its own tag only after
+ * its claim, and with the last one's still of this lap, a repairer in between judged it by
+ * that start, took it for dead, and freed its slot under it (the queue then stalled at a
+ * FREE slot behind the tail; a helper's review). */
+static bool unclaim(struct q_desc *d, uint32_t pos, uint64_t s)
+{
+    atomic_store(&d->prod_tag, (uint64_t)(pos - 1) << 32);
+    return atomic_compare_exchange_strong(&d->state, &s, mkstate(pos, S_FREE, 0));
+}
+
 /* --- small things ------------------------------------------------------------------- */
 
 static inline struct q_desc *desc_at(const shmrpc_queue *q, uint32_t pos)
@@ -621,7 +632,9 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
     } else {
         return false;
     }
-    if (!atomic_compare_exchange_strong(&d->state, &s, to)) return true; /* changed anyway */
+    bool done = st_of(to) == S_FREE ? unclaim(d, pos, s)
+                                    : atomic_compare_exchange_strong(&d->state, &s, to);
+    if (!done) return true; /* changed anyway */
     bump(&h->repairs, 1);
     if (lost) bump(&h->drops, 1);
     if (st_of(to) == S_ABANDONED) bump(&h->abandoned, 1);
@@ -630,6 +643,10 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
         help_head(q, pos);
         advance_frontier(q);
     }
+    /* Consumers asleep at this slot wait for it, and no commit may come to wake them: the
+     * producers may all be waiting for room that only they can make (a repair by one of
+     * those producers left them asleep with messages queued behind the slot). */
+    if (st_of(to) == S_ABANDONED) signal_waiters(&h->nonempty, q->bcast ? 0 : 1);
     return true;
 }
 
@@ -1075,11 +1092,8 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             }
             /* Only the claimer moves the tail from p: a bad write did. Give the slots back
              * and start over from the tail as it is. */
-            for (uint32_t j = c; j-- > 0;) {
-                s = mkstate(p + j, S_CLAIMED, me);
-                atomic_compare_exchange_strong(&desc_at(q, p + j)->state, &s,
-                                               mkstate(p + j, S_FREE, 0));
-            }
+            for (uint32_t j = c; j-- > 0;)
+                unclaim(desc_at(q, p + j), p + j, mkstate(p + j, S_CLAIMED, me));
             continue;
         }
         int rc = wait_claimer(q, t, dl);
@@ -2458,9 +2472,10 @@ static bool creator_gone(const struct q_hdr *h)
 }
 
 /* Opens an existing segment: owner, size, magic and header checked before use;
- * SHMRPC_ENOENT when there is none, STALE when it is half-made by a creator now gone. */
+ * SHMRPC_ENOENT when there is none, STALE when it is half-made by a creator now gone (its
+ * file then in *stale, when not NULL). */
 static int attach(const char *path, const char *name, const shmrpc_queue_opts *o, void **seg,
-                  struct geom *g)
+                  struct geom *g, struct stat *stale)
 {
     int fd;
     int rc = shmrpc__seg_open("queue", path, name, &fd);
@@ -2482,6 +2497,7 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
             close(fd);
             fail(SHMRPC_EPROTO, "queue '%s' was never sized (its creator died?); %s", name,
                  REPLACE_HINT);
+            if (stale) *stale = st;
             return STALE;
         }
         shmrpc__seg_nap();
@@ -2504,6 +2520,7 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
             munmap(*seg, size);
             fail(SHMRPC_EPROTO, "queue '%s' was never initialised (its creator died?); %s", name,
                  REPLACE_HINT);
+            if (stale) *stale = st;
             return gone ? STALE : SHMRPC_EPROTO;
         }
         shmrpc__seg_nap();
@@ -2549,9 +2566,17 @@ static int connect_or_create(const char *path, const char *name, const shmrpc_qu
             if (rc == 0) *g = *cg;
             return rc;
         }
-        rc = attach(path, name, o, seg, g);
+        struct stat stale;
+        rc = attach(path, name, o, seg, g, &stale);
         if (rc == STALE) {
-            shm_unlink(path);
+            /* Only the file found half-made: another opener that found it so too may have
+             * replaced it already with a queue now in use, and unlinking that by name split
+             * the queue in two (a helper's review). */
+            char full[PATH_CAP + sizeof SHMRPC__SHM_DIR];
+            snprintf(full, sizeof full, "%s%s", SHMRPC__SHM_DIR, path);
+            struct stat now;
+            if (stat(full, &now) == 0 && now.st_dev == stale.st_dev && now.st_ino == stale.st_ino)
+                shm_unlink(path);
             continue;
         }
         if (rc != SHMRPC_ENOENT) return rc;
@@ -2566,7 +2591,7 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
 {
     int64_t deadline = deadline_in(o->attach_timeout_ms);
     for (;;) {
-        int rc = attach(path, name, o, seg, g);
+        int rc = attach(path, name, o, seg, g, NULL);
         if (rc == STALE) return SHMRPC_EPROTO; /* the message says so */
         if (rc != SHMRPC_ENOENT) return rc;
         int64_t now = shmrpc__now_ns();
