@@ -85,7 +85,10 @@ struct shmrpc_lock {
     _Atomic int64_t untagged_since_ns;
     _Atomic uint32_t untagged_tid;
     bool reentrant;
-    uint32_t depth;         /* re-entrant acquires beyond the first; only the holder writes it */
+    /* The holder's thread id << 32 | its re-entrant acquires beyond the first: written by
+     * the holder, and by a thread of the same handle that takes the lock from it (a steal),
+     * so a compare-and-swap, and a count that names another thread is not the caller's. */
+    _Atomic uint64_t depth;
     int64_t steal_after_ns; /* 0: never */
     char name[SHMRPC_LOCK_NAME_MAX + 1];
 };
@@ -235,6 +238,17 @@ static inline int won(struct lock_seg *s, int rc)
     return rc;
 }
 
+static inline uint64_t depth_word(uint32_t tid, uint32_t n)
+{
+    return (uint64_t)tid << 32 | n;
+}
+
+/* A fresh acquire by tid: no re-entries yet. */
+static inline void fresh(shmrpc_lock *l, uint32_t tid)
+{
+    atomic_store_explicit(&l->depth, depth_word(tid, 0), memory_order_relaxed);
+}
+
 static int already_mine(const shmrpc_lock *l)
 {
     return fail(SHMRPC_EBUSY, "lock '%s' is already held by this thread", l->name);
@@ -248,8 +262,17 @@ static int named_me(shmrpc_lock *l, uint32_t *cur, uint32_t me, uint32_t mine)
     struct lock_seg *s = l->seg;
     if (atomic_load_explicit(&s->owner_tag, memory_order_relaxed) == self_tag) {
         if (!l->reentrant) return already_mine(l);
-        l->depth++;
-        return REENTERED;
+        uint64_t d = atomic_load(&l->depth);
+        for (;;) {
+            /* A count of another thread: one of this handle took the lock since (a steal),
+             * unless the word still names this one. */
+            if ((uint32_t)(d >> 32) != me) {
+                *cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
+                if (owner_of(*cur) != me) return WORD_CHANGED;
+            }
+            uint64_t n = (uint32_t)(d >> 32) == me ? d + 1 : depth_word(me, 1);
+            if (atomic_compare_exchange_weak(&l->depth, &d, n)) return REENTERED;
+        }
     }
     if (take_from(s, cur, me, mine)) return won(s, SHMRPC_EOWNERDEAD);
     return WORD_CHANGED;
@@ -364,8 +387,11 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline, 
             break;
         }
         if (steal_at < deadline && shmrpc__now_ns() >= steal_at) {
+            /* A dead owner is taken over as dead, whether or not a probe saw it yet: with a
+             * steal due before the first probe, one long gone was reported stolen from. */
+            bool dead = owner_dead(l, owner);
             if (take_from(s, &cur, owner, mine)) {
-                rc = stole(l, owner);
+                rc = dead ? won(s, SHMRPC_EOWNERDEAD) : stole(l, owner);
                 break;
             }
             continue; /* cur names someone else now */
@@ -401,10 +427,10 @@ static int64_t deadline_in(int64_t ns)
 
 /* What a public acquire returns: a re-entrant acquire is a success; a fresh one starts
  * the count of re-entries again (a stale count of a thread stolen from included). */
-static int settle(shmrpc_lock *l, int rc)
+static int settle(shmrpc_lock *l, uint32_t me, int rc)
 {
     if (rc == REENTERED) return 0;
-    if (rc == 0 || rc == SHMRPC_EOWNERDEAD || rc == SHMRPC_ESTOLEN) l->depth = 0;
+    if (rc == 0 || rc == SHMRPC_EOWNERDEAD || rc == SHMRPC_ESTOLEN) fresh(l, me);
     return rc;
 }
 
@@ -413,7 +439,7 @@ static int acquire_ns(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t ns)
     int64_t deadline = deadline_in(ns);
     int64_t steal_at = l->steal_after_ns > 0 ? deadline_in(l->steal_after_ns) : INT64_MAX;
     shmrpc__err_begin();
-    return shmrpc__err_end(settle(l, contend(l, me, cur, deadline, steal_at)));
+    return shmrpc__err_end(settle(l, me, contend(l, me, cur, deadline, steal_at)));
 }
 
 int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms)
@@ -423,7 +449,7 @@ int shmrpc_lock_acquire(shmrpc_lock *l, int64_t timeout_ms)
         return fail(SHMRPC_EINVAL, "negative timeout %" PRId64 " ms", timeout_ms);
     uint32_t me = self_tid(), cur = 0;
     if (take(l->seg, &cur, me)) {
-        l->depth = 0;
+        fresh(l, me);
         return won(l->seg, 0);
     }
     int64_t ns =
@@ -439,7 +465,7 @@ int shmrpc_lock_acquire_secs(shmrpc_lock *l, double seconds)
         return fail(SHMRPC_EINVAL, "bad timeout %g s", seconds);
     uint32_t me = self_tid(), cur = 0;
     if (take(l->seg, &cur, me)) {
-        l->depth = 0;
+        fresh(l, me);
         return won(l->seg, 0);
     }
     double ns = seconds * 1e9;
@@ -453,11 +479,11 @@ int shmrpc_lock_try(shmrpc_lock *l)
     if (!l) return fail(SHMRPC_EINVAL, "no lock");
     uint32_t me = self_tid(), cur = 0;
     if (take(l->seg, &cur, me)) {
-        l->depth = 0;
+        fresh(l, me);
         return won(l->seg, 0);
     }
     shmrpc__err_begin();
-    return shmrpc__err_end(settle(l, try_contended(l, me, cur)));
+    return shmrpc__err_end(settle(l, me, try_contended(l, me, cur)));
 }
 
 int shmrpc_lock_steal(shmrpc_lock *l)
@@ -486,7 +512,7 @@ int shmrpc_lock_steal(shmrpc_lock *l)
             }
         }
     }
-    return shmrpc__err_end(settle(l, rc));
+    return shmrpc__err_end(settle(l, me, rc));
 }
 
 /* The slow path of try: the word was cur (not 0) when the fast path tried. */
@@ -518,11 +544,15 @@ int shmrpc_lock_release(shmrpc_lock *l)
     uint32_t me = self_tid();
     uint32_t cur = atomic_load_explicit(&s->futex.word, memory_order_relaxed);
     if (owner_of(cur) != me) goto not_mine;
-    if (l->depth > 0) { /* a re-entrant acquire's release: the lock stays held */
-        l->depth--;
-        return 0;
-    }
-    atomic_store_explicit(&s->owner_tag, 0, memory_order_relaxed);
+    /* A re-entrant acquire's release: the lock stays held. */
+    uint64_t d = atomic_load(&l->depth);
+    while ((uint32_t)(d >> 32) == me && (uint32_t)d > 0)
+        if (atomic_compare_exchange_weak(&l->depth, &d, d - 1)) return 0;
+    /* The tag only while it is this thread's: a thief that took the word since wrote its
+     * own, which a plain store here erased (its re-entrant acquire then took its own lock
+     * for a dead owner's, and its next release freed it mid-section). */
+    uint64_t tag = self_tag;
+    atomic_compare_exchange_strong(&s->owner_tag, &tag, 0);
     /* A waiter adds WAITERS by a CAS and sleeps only while the word has it, so the word
      * swapped here says whether anyone may sleep. */
     while (!atomic_compare_exchange_strong(&s->futex.word, &cur, 0))

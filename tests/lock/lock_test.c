@@ -1336,6 +1336,21 @@ static void steal_after_timeout(void **state)
     kill_and_reap(start_holder(&h, &ready));
     assert_int_equal(shmrpc_lock_acquire(l, 10000), SHMRPC_EOWNERDEAD);
     assert_int_equal(shmrpc_lock_release(l), 0);
+    /* Also when the steal comes due before the first probe of the owner (5 ms in): it was
+     * reported as stolen from a live holder. */
+    shmrpc_lock_opts soon = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
+    soon.steal_after_ms = 1;
+    shmrpc_lock *quick = NULL;
+    assert_int_equal(shmrpc_lock_open(&quick, name, &soon), 0);
+    shmrpc_lock_stats before, after;
+    assert_int_equal(shmrpc_lock_get_stats(quick, &before), 0);
+    kill_and_reap(start_holder(&h, &ready));
+    assert_int_equal(shmrpc_lock_acquire(quick, 10000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_get_stats(quick, &after), 0);
+    assert_int_equal(after.steals, before.steals);
+    assert_int_equal(after.owner_deaths, before.owner_deaths + 1);
+    assert_int_equal(shmrpc_lock_release(quick), 0);
+    shmrpc_lock_close(quick);
     o.steal_after_ms = -1;
     shmrpc_lock *bad = NULL;
     assert_int_equal(shmrpc_lock_open(&bad, name, &o), SHMRPC_EINVAL);
