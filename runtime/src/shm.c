@@ -262,7 +262,14 @@ static int grow(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_map *kept, shmr
                         need);
         return SHMRPC_ETOOBIG;
     }
-    if (ftruncate(m->fd, (off_t)size) != 0)
+    /* The other side may have grown the file further already (an answer this side did not
+     * follow: its call timed out; or another worker's): sealed against shrinking, it is
+     * then mapped as it is, within this side's maximum, not truncated. */
+    struct stat st;
+    if (fstat(m->fd, &st) != 0) return shmrpc__shm_sys_error(err, "cannot stat", "a channel");
+    bool grew = (uint64_t)st.st_size < size;
+    if (!grew) size = (uint64_t)st.st_size < m->max_size ? (uint64_t)st.st_size : m->max_size;
+    if (grew && ftruncate(m->fd, (off_t)size) != 0)
         return shmrpc__shm_sys_error(err, "cannot grow", "a channel");
     if (kept) {
         shmrpc__shm_chan *p = shmrpc__shm_map(m->fd, size);
@@ -278,7 +285,7 @@ static int grow(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_map *kept, shmr
         int rc = remap(m, size, err);
         if (rc != 0) return rc;
     }
-    atomic_store(&m->head->size, size);
+    if (grew) atomic_store(&m->head->size, size);
     return 0;
 }
 

@@ -204,7 +204,9 @@ static void handshake(shmrpc__rdv *r, unsigned i)
     ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     int chan = -1, extra = 0;
-    for (struct cmsghdr *cmsg = n > 0 ? CMSG_FIRSTHDR(&m) : NULL; cmsg;
+    /* A message of 0 bytes may carry descriptors too: the kernel installed them in this
+     * process, and only a close frees them (200 such left 200 fds with the manager). */
+    for (struct cmsghdr *cmsg = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; cmsg;
          cmsg = CMSG_NXTHDR(&m, cmsg)) {
         if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
         size_t k = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);

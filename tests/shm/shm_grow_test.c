@@ -39,8 +39,14 @@ static uint8_t pattern(size_t i, uint32_t n)
     return (uint8_t)(i * 31 + n);
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* A request of 4 bytes or more asks for an answer of the size its first 4 say (little
- * endian, at most MAX_ANSWER); a shorter one is echoed. */
+ * endian, at most MAX_ANSWER); a shorter one is echoed. One of exactly 8 bytes also asks
+ * the handler to nap for the ms its bytes 4-7 say first. */
 static int h_sized(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 {
     (void)ctx;
@@ -49,8 +55,12 @@ static int h_sized(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
         *out = data;
         return 0;
     }
-    uint32_t n = (uint32_t)data.ptr[0] | (uint32_t)data.ptr[1] << 8 | (uint32_t)data.ptr[2] << 16 |
-                 (uint32_t)data.ptr[3] << 24;
+    uint32_t n = le32(data.ptr);
+    if (data.len == 8) {
+        uint32_t ms = le32(data.ptr + 4);
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
     if (n > MAX_ANSWER) n = MAX_ANSWER;
     for (size_t i = 0; i < n; i++)
         answer_buf[i] = pattern(i, n);
@@ -168,6 +178,48 @@ static void answers_outgrow_requests(void **state)
             }
         int64_t sum = 0; /* the connection goes on */
         if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) _exit(2);
+        shmrpc_client_free(c);
+        _exit(0);
+    }
+    int status = test_reap(child, 30000);
+    assert_true(test_stop_server(server));
+    char why[128];
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("the client %s", ended(status, why, sizeof why));
+}
+
+/* A call that timed out, whose worker then grew the channel for its large answer: the
+ * client's mapping stays as it was, and its next request, larger than that mapping and
+ * smaller than the file, grew the channel by truncating the file to less than its size,
+ * which the seal against shrinking refuses ("cannot grow a channel: Operation not
+ * permitted", a helper's review); it now maps the file as it is. */
+static void timed_out_answer_grew_the_channel(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_client *c = child_connect();
+        if (c == NULL) _exit(9);
+        uint8_t req[8];
+        uint32_t n = MAX_ANSWER, ms = 300;
+        for (int i = 0; i < 4; i++) {
+            req[i] = (uint8_t)(n >> (8 * i));
+            req[4 + i] = (uint8_t)(ms >> (8 * i));
+        }
+        shmrpc_client_set_timeout(c, 50);
+        shmrpc_bytes out;
+        if (calls_echo(c, shmrpc_bytes_of(req, sizeof req), &out) != SHMRPC_ETIMEDOUT) _exit(1);
+        shmrpc_client_set_timeout(c, 10000);
+        const char *why = sized_call(c, 16, 8192); /* waits for the worker to let go first */
+        if (why) {
+            fprintf(stderr, "a request of 8192 bytes after the grown answer: %s\n", why);
+            _exit(2);
+        }
+        if ((why = sized_call(c, MAX_ANSWER, 4))) {
+            fprintf(stderr, "an answer of %d bytes: %s\n", MAX_ANSWER, why);
+            _exit(3);
+        }
         shmrpc_client_free(c);
         _exit(0);
     }
@@ -347,6 +399,7 @@ int main(void)
     if (calls_shared_map() != 0) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(answers_outgrow_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(timed_out_answer_grew_the_channel, setup, teardown),
         cmocka_unit_test_setup_teardown(small_messages_ride_the_state_line, setup, teardown),
         cmocka_unit_test_setup_teardown(one_worker_many_callers, setup, teardown),
     };
