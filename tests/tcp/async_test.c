@@ -219,6 +219,33 @@ static void running_is_bounded(void **state)
     }
 }
 
+/* More naps in flight than max_running, each longer than the progress timeout: the calls
+ * past the bound wait in the connection's buffer for the server, which is no fault of the
+ * client. The connection was dropped at the progress timeout while the naps ran, with no
+ * answer for any of them (a helper's review); all now come back. */
+static void calls_past_the_bound_are_not_late(void **state)
+{
+    (void)state;
+    shmrpc_tcp_opts tcp = {.max_running = 2, .progress_timeout_ms = 300};
+    pid_t srv = start_server_opts(addr, 1, &tcp);
+    shmrpc_client *c = connect_to(addr);
+    sh->calls = 0;
+    shmrpc_call *calls[4];
+    for (int i = 0; i < 4; i++) {
+        shmrpc_client_next_timeout(c, 20000);
+        assert_int_equal(calls_nap_start(c, 500, &calls[i]), 0);
+    }
+    wait_all(c, calls, 4, NULL);
+    for (int i = 0; i < 4; i++) {
+        int32_t pid = 0;
+        int rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    assert_int_equal(sh->calls, 4);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv));
+}
+
 static int count_fds(pid_t pid)
 {
     char path[64];
@@ -761,6 +788,7 @@ int main(void)
         cmocka_unit_test_setup(deadlines, setup),
         cmocka_unit_test_setup(slow_call_does_not_hold_up, setup),
         cmocka_unit_test_setup(running_is_bounded, setup),
+        cmocka_unit_test_setup(calls_past_the_bound_are_not_late, setup),
         cmocka_unit_test_setup(client_killed_mid_call, setup),
         cmocka_unit_test_setup(client_killed_with_calls_queued, setup),
         cmocka_unit_test_setup(sigkill_in_flight, setup),
