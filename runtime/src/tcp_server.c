@@ -42,6 +42,9 @@
 #define KEEP_BYTES ((size_t)256 << 10)
 /* Answers to pipelined requests are sent together up to this many bytes (peer_read). */
 #define OUT_BATCH ((size_t)64 << 10)
+/* The most frames of one connection served in a row (peer_read): then the worker's other
+ * connections have their turn, and this one its next after them (worker.again). */
+#define FRAMES_PER_TURN 256
 #define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
 /* A draining worker (docs/wire.md, "Drain") closes a connection once its client closed it,
  * or once nothing came from it for DRAIN_QUIET_MS after the DRAIN (a request that crossed
@@ -143,6 +146,8 @@ typedef struct peer {
     char tail_msg[200];     /* its message */
     struct peer *touched;   /* collect's list of connections that got answers */
     struct peer *next_dead; /* in worker.dead */
+    bool again;             /* in worker.again: served FRAMES_PER_TURN, more may wait */
+    struct peer *next_again;
 } peer;
 
 /* A call handed to the worker's threads: its request copied out of the connection's
@@ -202,6 +207,9 @@ typedef struct worker {
      * closed by collect, or made room for by take_connections, may have an event later
      * in the same batch (bury, unbury). */
     peer *dead;
+    /* Connections that had their turn cut at FRAMES_PER_TURN frames, served again after
+     * the next epoll batch (which then does not wait). */
+    peer *again;
 } worker;
 
 static volatile sig_atomic_t told_to_stop; /* a forked worker's SIGTERM */
@@ -354,6 +362,11 @@ static void peer_free(worker *w, peer *p)
         }
     }
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
+    for (peer **at = &w->again; p->again && *at; at = &(*at)->next_again)
+        if (*at == p) {
+            *at = p->next_again;
+            p->again = false;
+        }
     if (p->running) drop_waiting(w, p);
     /* Its calls still running hold it: their answers are dropped, and the last frees it. */
     p->gone = true;
@@ -1080,9 +1093,10 @@ static void consume_frame(worker *w, peer *p)
  * client that does not read its answers stops the server reading its requests. */
 static void peer_read(worker *w, peer *p)
 {
+    unsigned served = 0;
     for (;;) {
         bool starved = false;
-        while (can_read(w, p) && out_left(p) < OUT_BATCH) {
+        while (can_read(w, p) && out_left(p) < OUT_BATCH && served < FRAMES_PER_TURN) {
             int rc = read_frame(w, p);
             if (rc < 0) {
                 if (p->io.failed) log_limit(w, "TLS with %s failed: %s", p->from, p->io.why);
@@ -1099,6 +1113,7 @@ static void peer_read(worker *w, peer *p)
                 serve_frame(w, p);
                 consume_frame(w, p);
             }
+            served++;
             /* Level-triggered epoll says when more comes, but not of what TLS holds. */
             if (p->in.len == 0 && !shmrpc__io_pending(&p->io)) {
                 starved = true;
@@ -1114,6 +1129,17 @@ static void peer_read(worker *w, peer *p)
             return;
         }
         if (starved || !can_read(w, p)) return;
+        /* Frames that start nothing (PONGs, refused requests) end none of the loops above:
+         * a client streaming them kept the worker from its other connections for seconds
+         * (a helper's review). Its next turn comes after theirs. */
+        if (served >= FRAMES_PER_TURN) {
+            if (!p->again) {
+                p->again = true;
+                p->next_again = w->again;
+                w->again = p;
+            }
+            return;
+        }
     }
 }
 
@@ -1142,6 +1168,22 @@ static void peer_settle(worker *w, peer *p)
     struct epoll_event ev = {.events = want, .data.ptr = p};
     epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);
     p->events = want;
+}
+
+/* Serves the connections whose turn was cut, again (from worker_run, after a batch). */
+static void serve_again(worker *w)
+{
+    peer *list = w->again;
+    w->again = NULL;
+    while (list) {
+        peer *p = list;
+        list = p->next_again;
+        p->again = false;
+        p->next_again = NULL;
+        if (p->gone) continue;
+        if (out_left(p) == 0) peer_read(w, p);
+        peer_settle(w, p);
+    }
 }
 
 static void peer_event(worker *w, peer *p, uint32_t events)
@@ -1717,6 +1759,7 @@ static int worker_run(tcp_listener *l, int index)
                 next_look = now + HOT_LOOK_NS;
             }
         }
+        if (w->again) timeout = 0;
         struct epoll_event evs[64];
         int n = epoll_pwait(w->ep, evs, 64, timeout, forked ? &open : NULL);
         if (n < 0 && errno != EINTR) rc = SHMRPC_ESYS(errno);
@@ -1729,6 +1772,7 @@ static int worker_run(tcp_listener *l, int index)
             else if (tag != &w->tag_stop)
                 peer_event(w, tag, evs[i].events);
         }
+        serve_again(w);
         int64_t now = shmrpc__now_ns();
         /* epoll_pwait opens SIGTERM only while it sleeps, and one that finds events ready
          * does not sleep: a worker kept busy would never see it. So it looks for it

@@ -617,6 +617,70 @@ static void addresses_sharing_a_bucket(void **state)
  * server reads requests only while their answers go out, so once the socket buffers are
  * full it stops reading (and running) them, its worker does not grow with what the peer
  * sends, and other clients are still served. */
+/* A client that streams frames which start no call (PONGs) beside one that calls: a
+ * worker served the stream until its socket ran dry, which on loopback it never did, and
+ * the caller's calls waited seconds (4.4 s in a helper's review). The worker now serves at
+ * most FRAMES_PER_TURN frames of a connection before the others' turn: every call comes
+ * back within its timeout. */
+static int stream_pongs(void *arg)
+{
+    int fd = *(int *)arg;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    for (int i = 0; i < 43690; i++) /* 1 MiB a send */
+        shmrpc__frame_end(&b, shmrpc__frame_begin(&b, SHMRPC__KIND_PONG, 0, 0, 0));
+    int big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    int64_t end = test_now_ms() + 2500;
+    while (test_now_ms() < end) {
+        size_t off = 0;
+        while (off < b.len) {
+            ssize_t k = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+            if (k <= 0) return errno == EINTR ? 0 : 1;
+            off += (size_t)k;
+        }
+    }
+    return 0;
+}
+
+static void pong_stream_leaves_the_worker_to_others(void **state)
+{
+    (void)state;
+    start_server(1);
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    int fd = raw_connect_from("127.0.0.1");
+    raw_handshake(fd, 0);
+    pid_t streamer = fork();
+    assert_true(streamer >= 0);
+    if (streamer == 0) {
+        alarm(20);
+        _exit(stream_pongs(&fd));
+    }
+    usleep(100 * 1000);
+    int calls = 0, late = 0;
+    int64_t end = test_now_ms() + 2000, slowest = 0;
+    while (test_now_ms() < end) {
+        int64_t t0 = test_now_ms();
+        shmrpc_client_next_timeout(c, 1000);
+        if (calls_add(c, calls, 1, &sum) != 0 || sum != calls + 1) late++;
+        if (test_now_ms() - t0 > slowest) slowest = test_now_ms() - t0;
+        calls++;
+        usleep(20 * 1000);
+    }
+    kill(streamer, SIGKILL);
+    test_reap(streamer, 5000);
+    close(fd);
+    print_message("    beside a stream of PONGs: %d calls, %d not back within 1 s, the slowest %lld ms\n",
+                  calls, late, (long long)slowest);
+    shmrpc_client_free(c);
+    stop_server();
+    assert_int_equal(late, 0);
+}
+
 static void pipelined_unread_is_bounded(void **state)
 {
     (void)state;
@@ -684,6 +748,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(per_address_and_idle_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(addresses_sharing_a_bucket, setup, teardown),
         cmocka_unit_test_setup_teardown(pipelined_unread_is_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(pong_stream_leaves_the_worker_to_others, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
