@@ -863,11 +863,11 @@ static void hook_fork(void)
 }
 
 /* Whether the owner o of slot r (o read first, then its start) is dead; *start: the start
- * read. */
+ * read. An owner that changed meanwhile is not: the start read may be the next one's. */
 static bool owner_dead(struct map_reader *r, uint64_t o, uint64_t *start)
 {
     *start = atomic_load(&r->start);
-    return !shmrpc__proc_alive((int32_t)o, *start);
+    return atomic_load(&r->owner) == o && !shmrpc__proc_alive((int32_t)o, *start);
 }
 
 /* Frees the slot of an owner that died without closing (its reads kept), start the start
@@ -876,11 +876,9 @@ static bool free_dead_slot(struct map_hdr *h, struct map_reader *r, uint64_t own
 {
     uint64_t reads = atomic_load_explicit(&r->reads, memory_order_relaxed), s = start;
     if (!atomic_compare_exchange_strong(&r->start, &s, 0)) return false;
-    if (!atomic_compare_exchange_strong(&r->owner, &owner, 0)) {
-        s = 0; /* taken meanwhile: its start back, unless its claimer wrote its own */
-        atomic_compare_exchange_strong(&r->start, &s, start);
-        return false;
-    }
+    /* Taken meanwhile: its start stays 0, which judges its owner by pid alone (putting it
+     * back could put it on a slot freed since, the very state this clearing avoids). */
+    if (!atomic_compare_exchange_strong(&r->owner, &owner, 0)) return false;
     atomic_fetch_add_explicit(&h->reads_gone, reads, memory_order_relaxed);
     return true;
 }
@@ -1347,7 +1345,7 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     if (!empty) atomic_fetch_add_explicit(&h->growths, 1, memory_order_relaxed);
     uint64_t prev = m->geo.gen;
     set_gen(m, nb, &ng);
-    unlink_gen(m->name, prev);
+    if (still_named(m)) unlink_gen(m->name, prev); /* created anew during the copy: not ours */
     return 0;
 }
 

@@ -205,7 +205,7 @@ static void handshake(shmrpc__rdv *r, unsigned i)
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     int chan = -1, extra = 0;
     /* A message of 0 bytes may carry descriptors too: the kernel installed them in this
-     * process, and only a close frees them (200 such left 200 fds with the manager). */
+     * process, and only a close frees them (50 such left 50 more fds with the manager). */
     for (struct cmsghdr *cmsg = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL; cmsg;
          cmsg = CMSG_NXTHDR(&m, cmsg)) {
         if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;

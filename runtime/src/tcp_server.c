@@ -1205,7 +1205,9 @@ static void peer_event(worker *w, peer *p, uint32_t events)
         if (out_left(p) == 0) p->last_ns = shmrpc__now_ns();
     }
     bool readable = events & (EPOLLIN | EPOLLHUP | EPOLLERR);
-    if (out_left(p) == 0 && (readable || p->in.len || shmrpc__io_pending(&p->io))) peer_read(w, p);
+    /* A connection whose turn was cut waits for serve_again, after the others. */
+    if (out_left(p) == 0 && !p->again && (readable || p->in.len || shmrpc__io_pending(&p->io)))
+        peer_read(w, p);
     peer_settle(w, p);
 }
 

@@ -595,7 +595,7 @@ static int fds_of(pid_t pid)
 
 /* A hello of 0 bytes that carries a descriptor: the kernel installs it in the manager as
  * it reads the message, and the manager must close it, whatever the message's length (it
- * looked at descriptors only in messages of some bytes: 200 such hellos left 200 fds, and
+ * looked at descriptors only in messages of some bytes: 50 such hellos left 50 more fds, and
  * a manager at its limit then refused every client; a helper's review). */
 static void empty_hellos_leave_no_descriptors(void **state)
 {

@@ -613,10 +613,6 @@ static void addresses_sharing_a_bucket(void **state)
     stop_server();
 }
 
-/* A peer pipelines 64 KiB echoes and never reads an answer (issue 17, calls in flight): the
- * server reads requests only while their answers go out, so once the socket buffers are
- * full it stops reading (and running) them, its worker does not grow with what the peer
- * sends, and other clients are still served. */
 /* A client that streams frames which start no call (PONGs) beside one that calls: a
  * worker served the stream until its socket ran dry, which on loopback it never did, and
  * the caller's calls waited seconds (4.4 s in a helper's review). The worker now serves at
@@ -681,6 +677,10 @@ static void pong_stream_leaves_the_worker_to_others(void **state)
     assert_int_equal(late, 0);
 }
 
+/* A peer pipelines 64 KiB echoes and never reads an answer (issue 17, calls in flight): the
+ * server reads requests only while their answers go out, so once the socket buffers are
+ * full it stops reading (and running) them, its worker does not grow with what the peer
+ * sends, and other clients are still served. */
 static void pipelined_unread_is_bounded(void **state)
 {
     (void)state;

@@ -129,7 +129,9 @@ int shmrpc_map_cas(shmrpc_map *m, const void *key, size_t klen, const void *expe
 /* Removes key; SHMRPC_ENOENT when absent. */
 int shmrpc_map_remove(shmrpc_map *m, const void *key, size_t klen);
 
-/* Removes every key (a new, empty generation of the initial geometry). */
+/* Removes every key (a new, empty generation of the initial geometry). SHMRPC_ECLOSED, as
+ * every write that needs a new generation (puts, put_if_absent, cas), when the map was
+ * removed or created anew under its name since this handle opened it. */
 int shmrpc_map_clear(shmrpc_map *m);
 
 /* The number of keys, a snapshot. */
