@@ -137,6 +137,19 @@ bool test_stop_server(pid_t pid)
     return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+int test_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 int test_shm_segments(const char *addr)
 {
     if (strncmp(addr, "shm://", 6) != 0) return 0;

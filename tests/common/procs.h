@@ -49,6 +49,9 @@ int test_scale_server(pid_t pid, int workers);
 /* SIGTERM, then up to five seconds: true when it exited with status 0. */
 bool test_stop_server(pid_t pid);
 
+/* The descriptors process pid holds (/proc/PID/fd), or -1 when it cannot be read. */
+int test_fd_count(pid_t pid);
+
 /* How many segments of the shm:// service at addr are in /dev/shm (its control segment,
  * and anything else named shmrpc:NAME:...); 0 for another transport's address. Tests
  * check it is 0 after a server stopped: nothing left behind. */

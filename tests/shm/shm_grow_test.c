@@ -151,35 +151,18 @@ static const char *ended(int status, char *buf, size_t n)
     return buf;
 }
 
-/* --- tests --- */
-
-/* Small requests whose answers grow the channel step by step, then shrink again: the
- * client follows each growth, which mremap may do by moving the mapping. The client used
- * the channel's old address after following it, and died (SIGSEGV) at the first answer
- * that grew the channel; echo, whose answer is its request, never showed it, since the
- * client had grown the channel for the request already. */
-static void answers_outgrow_requests(void **state)
+/* Runs client against a server of one worker, in a child process (cmocka's asserts belong
+ * to the parent): the test fails with why unless it returns 0 within 30 s. */
+static void with_one_client(int (*client)(shmrpc_client *c))
 {
-    (void)state;
     pid_t server = start_server(1);
     pid_t child = fork();
     if (child == 0) {
         shmrpc_client *c = child_connect();
         if (c == NULL) _exit(9);
-        const uint32_t sizes[] = {16,         4096, 5000, 16,         65536, 300000,
-                                  MAX_ANSWER, 16,   4096, MAX_ANSWER, 0};
-        for (int round = 0; round < 3; round++)
-            for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-                const char *why = sized_call(c, sizes[k], 4);
-                if (why) {
-                    fprintf(stderr, "an answer of %u bytes: %s\n", sizes[k], why);
-                    _exit(1);
-                }
-            }
-        int64_t sum = 0; /* the connection goes on */
-        if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) _exit(2);
+        int rc = client(c);
         shmrpc_client_free(c);
-        _exit(0);
+        _exit(rc);
     }
     int status = test_reap(child, 30000);
     assert_true(test_stop_server(server));
@@ -188,46 +171,69 @@ static void answers_outgrow_requests(void **state)
         fail_msg("the client %s", ended(status, why, sizeof why));
 }
 
+/* --- tests --- */
+
+/* Small requests whose answers grow the channel step by step, then shrink again: the
+ * client follows each growth, which mremap may do by moving the mapping. The client used
+ * the channel's old address after following it, and died (SIGSEGV) at the first answer
+ * that grew the channel; echo, whose answer is its request, never showed it, since the
+ * client had grown the channel for the request already. */
+static int answers_outgrow_requests_client(shmrpc_client *c)
+{
+    const uint32_t sizes[] = {16,         4096, 5000, 16,         65536, 300000,
+                              MAX_ANSWER, 16,   4096, MAX_ANSWER, 0};
+    for (int round = 0; round < 3; round++)
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            const char *why = sized_call(c, sizes[k], 4);
+            if (why) {
+                fprintf(stderr, "an answer of %u bytes: %s\n", sizes[k], why);
+                return 1;
+            }
+        }
+    int64_t sum = 0; /* the connection goes on */
+    if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) return 2;
+    return 0;
+}
+
+static void answers_outgrow_requests(void **state)
+{
+    (void)state;
+    with_one_client(answers_outgrow_requests_client);
+}
+
 /* A call that timed out, whose worker then grew the channel for its large answer: the
  * client's mapping stays as it was, and its next request, larger than that mapping and
  * smaller than the file, grew the channel by truncating the file to less than its size,
  * which the seal against shrinking refuses ("cannot grow a channel: Operation not
  * permitted", a helper's review); it now maps the file as it is. */
+static int timed_out_answer_grew_the_channel_client(shmrpc_client *c)
+{
+    uint8_t req[8];
+    uint32_t n = MAX_ANSWER, ms = 300;
+    for (int i = 0; i < 4; i++) {
+        req[i] = (uint8_t)(n >> (8 * i));
+        req[4 + i] = (uint8_t)(ms >> (8 * i));
+    }
+    shmrpc_client_set_timeout(c, 50);
+    shmrpc_bytes out;
+    if (calls_echo(c, shmrpc_bytes_of(req, sizeof req), &out) != SHMRPC_ETIMEDOUT) return 1;
+    shmrpc_client_set_timeout(c, 10000);
+    const char *why = sized_call(c, 16, 8192); /* waits for the worker to let go first */
+    if (why) {
+        fprintf(stderr, "a request of 8192 bytes after the grown answer: %s\n", why);
+        return 2;
+    }
+    if ((why = sized_call(c, MAX_ANSWER, 4))) {
+        fprintf(stderr, "an answer of %d bytes: %s\n", MAX_ANSWER, why);
+        return 3;
+    }
+    return 0;
+}
+
 static void timed_out_answer_grew_the_channel(void **state)
 {
     (void)state;
-    pid_t server = start_server(1);
-    pid_t child = fork();
-    if (child == 0) {
-        shmrpc_client *c = child_connect();
-        if (c == NULL) _exit(9);
-        uint8_t req[8];
-        uint32_t n = MAX_ANSWER, ms = 300;
-        for (int i = 0; i < 4; i++) {
-            req[i] = (uint8_t)(n >> (8 * i));
-            req[4 + i] = (uint8_t)(ms >> (8 * i));
-        }
-        shmrpc_client_set_timeout(c, 50);
-        shmrpc_bytes out;
-        if (calls_echo(c, shmrpc_bytes_of(req, sizeof req), &out) != SHMRPC_ETIMEDOUT) _exit(1);
-        shmrpc_client_set_timeout(c, 10000);
-        const char *why = sized_call(c, 16, 8192); /* waits for the worker to let go first */
-        if (why) {
-            fprintf(stderr, "a request of 8192 bytes after the grown answer: %s\n", why);
-            _exit(2);
-        }
-        if ((why = sized_call(c, MAX_ANSWER, 4))) {
-            fprintf(stderr, "an answer of %d bytes: %s\n", MAX_ANSWER, why);
-            _exit(3);
-        }
-        shmrpc_client_free(c);
-        _exit(0);
-    }
-    int status = test_reap(child, 30000);
-    assert_true(test_stop_server(server));
-    char why[128];
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("the client %s", ended(status, why, sizeof why));
+    with_one_client(timed_out_answer_grew_the_channel_client);
 }
 
 /* The start of this process's mapping of its channel (a memfd named shmrpc:...), or NULL. */
@@ -249,53 +255,46 @@ static const uint8_t *own_channel(void)
  * the data area; and the two alternate on one connection with every answer right, across
  * the boundary both ways. Before, every message went to the data area: a 16 B call moved
  * the data line and the line of its lengths besides the state's (issue 18). */
+static int small_messages_ride_the_state_line_client(shmrpc_client *c)
+{
+    const char *why = sized_call(c, 16, 16); /* a 16 B request, a 16 B answer */
+    if (why) {
+        fprintf(stderr, "a 16 B call: %s\n", why);
+        return 1;
+    }
+    const uint8_t *chan = own_channel();
+    if (chan == NULL) return 3;
+    for (size_t i = 0; i < 16; i++)
+        if (chan[40 + i] != pattern(i, 16)) {
+            fprintf(stderr, "the 16 B answer is not in the state's line\n");
+            return 4;
+        }
+    for (size_t i = 0; i < 64; i++)
+        if (chan[128 + i] != 0) {
+            fprintf(stderr, "a 16 B call wrote into the data area\n");
+            return 5;
+        }
+    const size_t lens[] = {4, 23, 24, 25, 64, 4096, 24, 4, 25, 23};
+    const uint32_t answers[] = {0, 1, 23, 24, 25, 64, 4096, 24, 0};
+    for (int round = 0; round < 2; round++)
+        for (size_t r = 0; r < sizeof lens / sizeof lens[0]; r++)
+            for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
+                why = sized_call(c, answers[a], lens[r]);
+                if (why) {
+                    fprintf(stderr, "a request of %zu bytes, an answer of %u: %s\n", lens[r],
+                            answers[a], why);
+                    return 6;
+                }
+            }
+    int64_t sum = 0;
+    if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) return 2;
+    return 0;
+}
+
 static void small_messages_ride_the_state_line(void **state)
 {
     (void)state;
-    pid_t server = start_server(1);
-    pid_t child = fork();
-    if (child == 0) {
-        shmrpc_client *c = child_connect();
-        if (c == NULL) _exit(9);
-        const char *why = sized_call(c, 16, 16); /* a 16 B request, a 16 B answer */
-        if (why) {
-            fprintf(stderr, "a 16 B call: %s\n", why);
-            _exit(1);
-        }
-        const uint8_t *chan = own_channel();
-        if (chan == NULL) _exit(3);
-        for (size_t i = 0; i < 16; i++)
-            if (chan[40 + i] != pattern(i, 16)) {
-                fprintf(stderr, "the 16 B answer is not in the state's line\n");
-                _exit(4);
-            }
-        for (size_t i = 0; i < 64; i++)
-            if (chan[128 + i] != 0) {
-                fprintf(stderr, "a 16 B call wrote into the data area\n");
-                _exit(5);
-            }
-        const size_t lens[] = {4, 23, 24, 25, 64, 4096, 24, 4, 25, 23};
-        const uint32_t answers[] = {0, 1, 23, 24, 25, 64, 4096, 24, 0};
-        for (int round = 0; round < 2; round++)
-            for (size_t r = 0; r < sizeof lens / sizeof lens[0]; r++)
-                for (size_t a = 0; a < sizeof answers / sizeof answers[0]; a++) {
-                    why = sized_call(c, answers[a], lens[r]);
-                    if (why) {
-                        fprintf(stderr, "a request of %zu bytes, an answer of %u: %s\n", lens[r],
-                                answers[a], why);
-                        _exit(6);
-                    }
-                }
-        int64_t sum = 0;
-        if (calls_add(c, 40, 2, &sum) != 0 || sum != 42) _exit(2);
-        shmrpc_client_free(c);
-        _exit(0);
-    }
-    int status = test_reap(child, 30000);
-    assert_true(test_stop_server(server));
-    char why[128];
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("the client %s", ended(status, why, sizeof why));
+    with_one_client(small_messages_ride_the_state_line_client);
 }
 
 /* What the callers of one_worker_many_callers share with the test. */

@@ -6,7 +6,6 @@
  * the manager: a normal client still connects and calls within a bounded time. Every wait
  * is bounded, every child is reaped, and each test checks that its segments are gone. */
 #define _GNU_SOURCE /* memfd_create */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -489,13 +488,7 @@ static void hostile_peers_do_not_stall_the_manager(void **state)
         if (took > worst) worst = took;
         if (c) shmrpc_client_free(c);
     }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)server);
-    int fds = 0;
-    DIR *d = opendir(path);
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        fds++;
-    if (d) closedir(d);
+    int fds = test_fd_count(server);
     print_message("    with 200 silent peers, a flood of 10000 connections and 8 kinds of nonsense "
                   "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
                   "held %d descriptors\n",
@@ -579,20 +572,6 @@ static void manager_out_of_descriptors(void **state)
     assert_true(cpu >= 0 && cpu < 150);
 }
 
-/* Descriptors process pid holds. */
-static int fds_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL) return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* A hello of 0 bytes that carries a descriptor: the kernel installs it in the manager as
  * it reads the message, and the manager must close it, whatever the message's length (it
  * looked at descriptors only in messages of some bytes: 50 such hellos left 50 more fds, and
@@ -603,7 +582,7 @@ static void empty_hellos_leave_no_descriptors(void **state)
     pid_t server = start_server(1);
     shmrpc_client *c = connect_for(5000); /* the manager is up and listening */
     assert_non_null(c);
-    int before = fds_of(server);
+    int before = test_fd_count(server);
     int pipefd[2];
     assert_int_equal(pipe(pipefd), 0);
     for (int i = 0; i < 50; i++) {
@@ -631,7 +610,7 @@ static void empty_hellos_leave_no_descriptors(void **state)
     }
     close(pipefd[0]);
     close(pipefd[1]);
-    int after = fds_of(server);
+    int after = test_fd_count(server);
     print_message("    the manager's descriptors: %d before 50 empty hellos with one each, %d after\n",
                   before, after);
     int64_t sum;

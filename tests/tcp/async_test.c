@@ -6,7 +6,6 @@
  * flight, and the same API over shm:// and inproc://. Every wait is bounded. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -246,27 +245,13 @@ static void calls_past_the_bound_are_not_late(void **state)
     assert_true(test_stop_server(srv));
 }
 
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* A client of the server at addr, whose one worker's pid goes in *worker and the number
  * of descriptors it holds in *fds; the naps' counters start from 0. */
 static shmrpc_client *client_of_worker(int32_t *worker, int *fds)
 {
     shmrpc_client *c = connect_to(addr);
     assert_int_equal(calls_nap(c, 0, worker), 0);
-    *fds = count_fds(*worker);
+    *fds = test_fd_count(*worker);
     assert_true(*fds > 0);
     sh->calls = 0;
     sh->running = 0;
@@ -288,7 +273,7 @@ static int fds_back_to(int32_t worker, int fds)
 {
     int64_t until = test_now_ms() + 5000;
     int now;
-    while ((now = count_fds(worker)) != fds && test_now_ms() < until)
+    while ((now = test_fd_count(worker)) != fds && test_now_ms() < until)
         usleep(2000);
     return now;
 }
@@ -337,7 +322,7 @@ static void client_killed_mid_call(void **state)
     assert_int_equal(sh->running, 0);
     assert_int_equal(now, before);
     if (naps != 8) fail_msg("the worker kept the connection until a call ended");
-    assert_int_equal(count_fds(worker), before);
+    assert_int_equal(test_fd_count(worker), before);
     assert_int_equal(sh->calls, 9); /* the 8 naps once each, and the add */
     assert_int_equal(calls_add(c, 40, 2, &sum), 0);
     assert_int_equal(sum, 42);
