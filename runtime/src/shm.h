@@ -18,8 +18,9 @@
 /* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock, and
  * channels are sealed memfds named by their client's fd; 5: a channel's method, lengths,
  * status and small messages on its state's line, and the taker's call number; a slot's
- * counted (clients count in awake only once a call's wait lasts) */
-#define SHMRPC__SHM_VERSION 5u
+ * counted (clients count in awake only once a call's wait lasts); 6: a worker notes on a line
+ * of its own the channel it is taking */
+#define SHMRPC__SHM_VERSION 6u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -42,8 +43,16 @@ typedef struct shmrpc__shm_worker {
     shmrpc__proc proc;         /* written by the worker at start; read by clients */
     shmrpc__presence presence; /* written by the worker; read by waiting clients */
     char pad[64 - 32];
+    /* The channel this worker is taking (its slot + 1), or 0: written before its REQUEST ->
+     * BUSY and cleared once the channel names it as the taker (or the exchange failed), so
+     * that a client whose call is BUSY with no taker named can tell a worker about to name
+     * itself from one killed first. Written by the worker (0 at its start); read by such a
+     * client. On a line of its own: written twice per call, while clients' spins read
+     * presence. */
+    alignas(64) _Atomic uint32_t taking;
+    char pad1[64 - 4];
 } shmrpc__shm_worker;
-static_assert(sizeof(shmrpc__shm_worker) == 64, "one cache line per worker");
+static_assert(sizeof(shmrpc__shm_worker) == 128, "two cache lines per worker");
 
 /* FREEING: a sweep is freeing the slot of a dead client (it clears the pid first). */
 enum { SHM_SLOT_FREE = 0, SHM_SLOT_CLAIMED = 1, SHM_SLOT_OPEN = 2, SHM_SLOT_FREEING = 3 };

@@ -388,14 +388,35 @@ static bool chan_held(shm_conn *c)
     return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
 }
 
-/* Whether the process that took the channel's last call still runs (and is not exiting:
- * it lets go of the channel's lock early in its exit, and will never answer). A taker
- * written for another call is not this call's: unknown yet, hence alive. The worker writes
- * the call's number after its pid and start, so the number read first vouches for them. */
+/* Whether a worker that notes it is taking this connection's channel still runs: one
+ * between its REQUEST -> BUSY and naming itself the taker. */
+static bool taking_alive(shm_conn *c)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+        shmrpc__shm_worker *w = &c->ctl->workers[i];
+        if (atomic_load_explicit(&w->taking, memory_order_acquire) != c->slot + 1 ||
+            atomic_load(&w->state) != SHM_WORKER_RUNNING)
+            continue;
+        if (shmrpc__proc_running(atomic_load(&w->proc.pid), atomic_load(&w->proc.start)))
+            return true;
+    }
+    return false;
+}
+
+/* Whether the process that took the channel's call, seen BUSY, still runs (and is not
+ * exiting: it lets go of the channel's lock early in its exit, and will never answer).
+ * The worker writes the call's number after its pid and start, so the number read first
+ * vouches for them. Until then the taker is a worker whose `taking` names the channel:
+ * one that notes it before its exchange and clears it only after naming itself, so a call
+ * neither named nor noted by a running worker was taken by one that died in between. */
 static bool taker_alive(shm_conn *c)
 {
     shmrpc__shm_chan *h = c->chan.head;
-    if (atomic_load(&h->taker_call) != c->call) return true;
+    if (atomic_load(&h->taker_call) != c->call) {
+        if (taking_alive(c)) return true;
+        /* A note found cleared was cleared after the naming: look again. */
+        if (atomic_load(&h->taker_call) != c->call) return false;
+    }
     int32_t pid = atomic_load(&h->taker.pid);
     return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
 }
@@ -507,8 +528,11 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                             "the deadline passed before a worker took the call; it did not run");
     } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
         atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
-        shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
-                        atomic_load(&h->taker.pid));
+        if (atomic_load(&h->taker_call) == c->call)
+            shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
+                            atomic_load(&h->taker.pid));
+        else
+            shmrpc__msg_set(err, "the worker that took the call died before it ran it");
     } else if (st == SHM_CHAN_BUSY &&
                atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_ABANDONED)) {
         if (rc == SHMRPC_ETIMEDOUT)

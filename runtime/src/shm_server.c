@@ -526,8 +526,15 @@ static void serve_one(worker *w, unsigned slot)
     worker_chan *c = worker_chan_get(w, slot);
     if (c == NULL) return; /* closed or broken: nothing to answer */
     shmrpc__shm_chan *h = c->map.head;
+    /* Noted before the exchange, which publishes it: a client that finds its call BUSY
+     * with no taker named judges this worker until it is named. */
+    _Atomic uint32_t *taking = &w->ctl->workers[w->index].taking;
+    atomic_store_explicit(taking, slot + 1, memory_order_relaxed);
     uint32_t expect = SHM_CHAN_REQUEST;
-    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) return;
+    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) {
+        atomic_store_explicit(taking, 0, memory_order_relaxed);
+        return;
+    }
     /* The lock right after, while this worker holds the line. A client that sees BUSY
      * before the lock is taken finds it free, and sleeps on the state for that sleep. A
      * worker that cannot take it (a bad write) serves without it, and the client
@@ -541,14 +548,16 @@ static void serve_one(worker *w, unsigned slot)
      * before takes the line back once more. */
     if (atomic_load_explicit(&h->worker, memory_order_relaxed) != w->index)
         atomic_store_explicit(&h->worker, w->index, memory_order_relaxed);
-    /* The client watches the taker only once taker_call is its call's number, written
-     * last; until then it treats the taker as unknown, hence alive. Written only when it
-     * changes, so that a worker serving the connection again keeps the line to itself. */
+    /* The client watches the taker once taker_call is its call's number, written last;
+     * until then it judges the workers whose `taking` names the channel, so that note is
+     * cleared only after. Written only when it changes, so that a worker serving the
+     * connection again keeps the line to itself. */
     uint32_t call = h->call; /* read once */
     if (atomic_load_explicit(&h->taker.pid, memory_order_relaxed) != w->pid ||
         atomic_load_explicit(&h->taker.start, memory_order_relaxed) != w->start)
         shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
     atomic_store_explicit(&h->taker_call, call, memory_order_release);
+    atomic_store_explicit(taking, 0, memory_order_release);
     /* A client that slept before the call was taken sleeps on the state: wake it, so it
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
@@ -840,6 +849,7 @@ static int worker_run(shm_listener *l, unsigned index)
     w->pid = getpid();
     w->start = shmrpc__proc_start(w->pid);
     w->tid = (uint32_t)gettid();
+    atomic_store(&me->taking, 0); /* what a dead worker of this slot was taking */
     shmrpc__shm_proc_set(&me->proc, w->pid, w->start);
     shmrpc__presence_update(&me->presence);
     atomic_store(&me->state, SHM_WORKER_RUNNING);

@@ -4,8 +4,8 @@
  * doorbell, a channel's sleepers put off, a channel's lock written over, a channel
  * truncated or not sealed, a bumped generation, a channel's fd closed, a header written
  * over, a sweep put off for ever) must not hurt the service for longer than a sweep.
- * Also: deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, and
- * how soon its caller learns of it. Every wait is bounded and every child is reaped. */
+ * Also: deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, how
+ * soon its caller learns of it, and of one killed between taking a call and naming itself. Every wait is bounded and every child is reaped. */
 #define _GNU_SOURCE /* memfd_create */
 #include <dirent.h>
 #include <errno.h>
@@ -32,8 +32,10 @@
 #include <cmocka.h>
 
 #include "calls_handlers.h"
+#include "proc.h"
 #include "procs.h"
 #include "shm.h"
+#include "shm_int.h"
 
 static char addr[64];
 static int addr_n;
@@ -850,6 +852,121 @@ static void deadlines_hold_while_the_manager_dies(void **state)
     munmap(f, sizeof *f);
 }
 
+/* --- a worker killed as it takes a call --- */
+
+/* Whether process pid is stopped (SIGSTOP), waiting up to 2 s for it. */
+static bool stopped_within(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (int64_t until = test_now_ms() + 2000; test_now_ms() < until; usleep(1000)) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL) return false;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *end = strrchr(buf, ')');
+        if (end && end[1] == ' ' && end[2] == 'T') return true;
+    }
+    return false;
+}
+
+/* What a worker does that is killed between its REQUEST -> BUSY and naming itself the
+ * taker: takes the next request of the client pid *arg and exits at once; or, with
+ * hold_ms > 0, first notes in the free worker slot 1 that it is taking the channel, as a
+ * worker does, and exits hold_ms after its exchange. */
+typedef struct {
+    int32_t client;
+    int hold_ms;
+} half_taker;
+
+static void take_and_die(shmrpc__shm_ctl *ctl, void *arg)
+{
+    const half_taker *t = arg;
+    shmrpc__shm_chan *h = map_client_chan(ctl, t->client);
+    unsigned slot = 0;
+    while (atomic_load(&ctl->slots[slot].client.pid) != t->client)
+        slot++; /* map_client_chan found it */
+    if (t->hold_ms > 0) {
+        shmrpc__shm_worker *me = &ctl->workers[1];
+        shmrpc__shm_proc_set(&me->proc, (int32_t)getpid(), shmrpc__proc_start(getpid()));
+        atomic_store(&me->state, SHM_WORKER_RUNNING);
+        atomic_store(&me->taking, slot + 1);
+    }
+    for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;) {
+        uint32_t req = SHM_CHAN_REQUEST;
+        if (atomic_compare_exchange_strong(&h->state.word, &req, SHM_CHAN_BUSY)) {
+            usleep((useconds_t)t->hold_ms * 1000);
+            return;
+        }
+    }
+    _exit(6); /* no request came */
+}
+
+/* A call taken by a worker that died before it named itself the taker: its client, which
+ * cannot tell that worker by the taker it reads, must not wait for its deadline (and then
+ * find the channel abandoned to a taker it takes for alive, for every later call). One
+ * that notes it takes the channel and lives on must not be taken for dead. */
+static void half_taken_call(half_taker t, int *rc, int64_t *took_ms, int *next_rc)
+{
+    shmrpc_client *c = connect_client();
+    int32_t worker;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    assert_int_equal(kill(worker, SIGSTOP), 0); /* so that the fake taker takes the call */
+    bool halted = stopped_within(worker);
+    if (!halted) kill(worker, SIGCONT);
+    assert_true(halted);
+    pid_t taker = fork();
+    if (taker == 0) {
+        alarm(10);
+        shmrpc__shm_ctl *ctl = map_ctl();
+        if (ctl == NULL) _exit(2);
+        take_and_die(ctl, &t);
+        _exit(0);
+    }
+    int32_t pid;
+    shmrpc_client_next_timeout(c, 3000);
+    int64_t t0 = test_now_ms();
+    *rc = calls_nap(c, 0, &pid);
+    *took_ms = test_now_ms() - t0;
+    if (*rc != 0) print_message("    %s\n", shmrpc_errmsg());
+    kill(worker, SIGCONT);
+    int status = test_reap(taker, 10000);
+    shmrpc_client_next_timeout(c, 3000);
+    *next_rc = calls_nap(c, 0, &pid);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    atomic_store(&ctl->workers[1].state, SHM_WORKER_FREE); /* the fake taker's note */
+    atomic_store(&ctl->workers[1].taking, 0);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void worker_dead_before_naming_itself(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    int dead_rc, dead_next, held_rc, held_next;
+    int64_t dead_ms, held_ms;
+    half_taken_call((half_taker){(int32_t)getpid(), 0}, &dead_rc, &dead_ms, &dead_next);
+    half_taken_call((half_taker){(int32_t)getpid(), 300}, &held_rc, &held_ms, &held_next);
+    print_message("    a call taken by a worker that died before naming itself failed after "
+                  "%lld ms (%s); one whose taker lived 300 ms after, in %lld ms (%s)\n",
+                  (long long)dead_ms, shmrpc_strerror(dead_rc), (long long)held_ms,
+                  shmrpc_strerror(held_rc));
+    stop_server(server);
+    /* Told within its checks (20 ms asleep), not at its deadline (3 s); the next call on
+     * the connection runs. */
+    assert_int_equal(dead_rc, SHMRPC_EPEERDIED);
+    assert_true(dead_ms < 1000);
+    assert_int_equal(dead_next, 0);
+    /* A taker that noted itself is judged by its own process: dead only once it is. */
+    assert_int_equal(held_rc, SHMRPC_EPEERDIED);
+    assert_true(held_ms >= 300 && held_ms < 1300);
+    assert_int_equal(held_next, 0);
+}
+
 /* --- how fast a dead worker is replaced --- */
 
 /* Kills worker 0 and returns how long (ms) the manager took to run a new one in its slot;
@@ -973,6 +1090,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_noticed, setup, teardown),
+        cmocka_unit_test_setup_teardown(worker_dead_before_naming_itself, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
