@@ -188,6 +188,16 @@ void shmrpc__rdv_close(shmrpc__rdv *r)
     free(r);
 }
 
+/* Makes a descriptor a peer sent safe to close here: close(2) of the last copy of a socket
+ * with SO_LINGER and data it cannot send waits for the linger time, which would stall the
+ * manager (and every hello behind it) that long. On what is not a socket it fails, and
+ * costs a syscall. */
+static void unlinger(int fd)
+{
+    struct linger off = {0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &off, sizeof off);
+}
+
 /* Reads a pending connection's hello, if it came: takes the channel it hands over, or
  * tells the client why not and drops it. */
 static void handshake(shmrpc__rdv *r, unsigned i)
@@ -213,6 +223,7 @@ static void handshake(shmrpc__rdv *r, unsigned i)
         for (size_t j = 0; j < k; j++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cmsg) + j * sizeof(int), sizeof fd);
+            unlinger(fd);
             if (chan < 0)
                 chan = fd;
             else

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* memfd_create */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -163,11 +164,9 @@ static int raw_connect(void)
     return raw_connect_for(0);
 }
 
-/* Sends bytes (and fd, unless -1) on a rendezvous connection; the answer's status and its
- * text in msg, read within ms: 1 when the server answered, 0 when it closed without one,
- * -1 when nothing came in time. */
-static int exchange(int fd, const void *bytes, size_t n, int pass, int ms, int32_t *status,
-                    char *msg, size_t cap)
+/* Sends bytes (and pass, unless -1) on a rendezvous connection: false when the server
+ * could not have read them. */
+static bool send_hello(int fd, const void *bytes, size_t n, int pass)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -186,7 +185,14 @@ static int exchange(int fd, const void *bytes, size_t n, int pass, int ms, int32
         memcpy(CMSG_DATA(c), &pass, sizeof pass);
     }
     /* A peer refused at once may find the socket closed, with the answer there to read. */
-    if (n && sendmsg(fd, &m, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET) return 0;
+    return !n || sendmsg(fd, &m, MSG_NOSIGNAL) >= 0 || errno == EPIPE || errno == ECONNRESET;
+}
+
+/* The server's answer on a rendezvous connection: its status and its text in msg, read
+ * within ms: 1 when the server answered, 0 when it closed without one, -1 when nothing
+ * came in time. */
+static int read_answer(int fd, int ms, int32_t *status, char *msg, size_t cap)
+{
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, ms) != 1) return -1;
     char buf[512];
@@ -197,6 +203,13 @@ static int exchange(int fd, const void *bytes, size_t n, int pass, int ms, int32
     memcpy(status, buf + 4, sizeof *status);
     snprintf(msg, cap, "%.*s", (int)(got - 8), buf + 8);
     return 1;
+}
+
+/* send_hello, then read_answer. */
+static int exchange(int fd, const void *bytes, size_t n, int pass, int ms, int32_t *status,
+                    char *msg, size_t cap)
+{
+    return send_hello(fd, bytes, n, pass) ? read_answer(fd, ms, status, msg, cap) : 0;
 }
 
 /* --- a dead client's slot ----------------------------------------------------------- */
@@ -393,6 +406,32 @@ static int claim(shmrpc__shm_ctl *ctl, uint32_t *gen)
     return -1;
 }
 
+/* A TCP socket on loopback with data it cannot send (its peer, never accepted, reads
+ * nothing) and SO_LINGER of 10 s: close(2) of its last copy waits that long. Its
+ * listener in *lfd (-1 when none was made); -1 when it cannot be made. */
+static int lingering_socket(int *lfd)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int small = 4096, s = -1;
+    *lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*lfd < 0 || setsockopt(*lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
+        bind(*lfd, (struct sockaddr *)&a, len) != 0 || listen(*lfd, 1) != 0 ||
+        getsockname(*lfd, (struct sockaddr *)&a, &len) != 0 ||
+        (s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(s, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) != 0 ||
+        connect(s, (struct sockaddr *)&a, len) != 0 || fcntl(s, F_SETFL, O_NONBLOCK) != 0) {
+        if (s >= 0) close(s);
+        return -1;
+    }
+    static char junk[65536];
+    for (int i = 0; i < 1000 && write(s, junk, sizeof junk) > 0; i++) {
+    }
+    struct linger ten = {.l_onoff = 1, .l_linger = 10};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, &ten, sizeof ten);
+    return s;
+}
+
 /* Every kind of nonsense a peer can send as its hello: it is answered (or dropped) and
  * never taken. The descriptors come with a hello for a slot the peer claimed, so that
  * they are what is refused. 0 when each was refused as expected. */
@@ -412,7 +451,7 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         const void *bytes;
         size_t n;
         int pass; /* 0: none, 1: /dev/null, 2: a pipe, 3: a memfd of another name, 4: the
-                     channel's name, not sealed */
+                     channel's name, not sealed, 5: a socket whose close lingers */
         const char *says;
     } cases[] = {
         {"garbage", "GET / HTTP/1.0\r\n\r\n", 18, 0, "malformed"},
@@ -423,10 +462,11 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         {"a hello with a pipe", hello, sizeof hello, 2, "is not shmrpc:"},
         {"a hello with another memfd", hello, sizeof hello, 3, "is not shmrpc:"},
         {"a hello with an unsealed channel", hello, sizeof hello, 4, "not sealed"},
+        {"a hello with a lingering socket", hello, sizeof hello, 5, "is not shmrpc:"},
     };
     for (size_t i = 0, tries = 0; i < sizeof cases / sizeof *cases; i++, tries = 0) {
     again:;
-        int fd = raw_connect_for(3000), pass = -1, pp[2] = {-1, -1};
+        int fd = raw_connect_for(3000), pass = -1, pp[2] = {-1, -1}, lfd = -1;
         if (fd < 0) {
             fprintf(stderr, "    %s: cannot connect: %s\n", cases[i].what, strerror(errno));
             bad++;
@@ -439,12 +479,17 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
             pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0) bad++;
         }
-        int r = exchange(fd, cases[i].bytes, cases[i].n, pass, 3000, &status, msg, sizeof msg);
+        if (cases[i].pass == 5 && (pass = lingering_socket(&lfd)) < 0) bad++;
+        bool sent = send_hello(fd, cases[i].bytes, cases[i].n, pass);
+        /* Only the server's copy is left: its close is the last (for the lingering socket,
+         * the one that would wait). */
+        if (pass >= 0) close(pass);
+        if (pp[1] >= 0) close(pp[1]);
+        int r = sent ? read_answer(fd, 3000, &status, msg, sizeof msg) : 0;
+        if (lfd >= 0) close(lfd);
         /* The flood may have pushed this handshake out before it was read, as the oldest: a
          * client then tries again. */
         if (r == 1 && status == SHMRPC_EBUSY && ++tries < 50) {
-            if (pass >= 0 && pass != pp[0]) close(pass);
-            if (pp[0] >= 0) close(pp[0]), close(pp[1]);
             close(fd);
             goto again;
         }
@@ -452,8 +497,6 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         fprintf(stderr, "    %s: %s (%d: %s)\n", cases[i].what, ok ? "refused" : "NOT REFUSED",
                 (int)(r == 1 ? status : 0), r == 1 ? msg : "no answer");
         bad += !ok;
-        if (pass >= 0 && pass != pp[0]) close(pass);
-        if (pp[0] >= 0) close(pp[0]), close(pp[1]);
         close(fd);
     }
     atomic_store(&ctl->slots[slot].client.pid, 0);
@@ -489,7 +532,7 @@ static void hostile_peers_do_not_stall_the_manager(void **state)
         if (c) shmrpc_client_free(c);
     }
     int fds = test_fd_count(server);
-    print_message("    with 200 silent peers, a flood of 10000 connections and 8 kinds of nonsense "
+    print_message("    with 200 silent peers, a flood of 10000 connections and 9 kinds of nonsense "
                   "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
                   "held %d descriptors\n",
                   (long long)worst, fds);
