@@ -164,7 +164,14 @@ static bool counts_awake(shmrpc__shm_slot *s)
     return atomic_load(&s->counted) && !atomic_load(&s->presence.asleep);
 }
 
-static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call);
+/* A process as a slot named it: pid and start time. */
+typedef struct {
+    int32_t pid;
+    uint64_t start;
+} proc_id;
+
+static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, uint32_t gen,
+                      proc_id client, bool in_call);
 
 /* A client hands over its channel: it must hold the slot it names (claimed by its pid,
  * which the kernel vouches for, with that gen), and the descriptor must be that slot's
@@ -221,7 +228,7 @@ static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
     uint64_t start = atomic_load(&s->client.start);
     if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
         atomic_load(&s->client.pid) == pid && !shmrpc__proc_running(pid, start)) {
-        free_slot(l->ctl, slot, state, counts_awake(s));
+        free_slot(l->ctl, slot, state, gen, (proc_id){pid, start}, counts_awake(s));
     }
     if (ours) held_set(l, slot, 0, -1);
 }
@@ -659,14 +666,26 @@ static bool pidless_for_long(shmrpc__shm_slot *s, uint32_t gen, int64_t now)
     return false;
 }
 
-/* Frees slot i, whose client is dead or never finished its claim: its pending bit, and
- * the client's share of awake (in_call: it died counted as awake). Its channel, a memfd, goes with
- * its last holder (workers let go of theirs in forget_closed). */
-static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, bool in_call)
+/* Frees slot i, seen in state with gen and client, whose client is dead or never finished
+ * its claim: its pending bit, and the client's share of awake (in_call: it died counted as
+ * awake). Its channel, a memfd, goes with its last holder (workers let go of theirs in
+ * forget_closed). */
+static void free_slot(shmrpc__shm_ctl *ctl, unsigned i, uint32_t state, uint32_t gen,
+                      proc_id client, bool in_call)
 {
     shmrpc__shm_slot *s = &ctl->slots[i];
     /* FREEING first: no client claims the slot while its pid is cleared. */
-    if (!atomic_compare_exchange_strong(&s->state, &state, SHM_SLOT_FREEING)) return;
+    uint32_t seen = state;
+    if (!atomic_compare_exchange_strong(&s->state, &seen, SHM_SLOT_FREEING)) return;
+    /* The state alone may have come back to what was seen: freed meanwhile, and claimed
+     * anew by a client now in that state. No claim moves while FREEING, so the gen and pid
+     * looked at now are the ones that hold: another client's slot is given back. */
+    if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != client.pid ||
+        atomic_load(&s->client.start) != client.start) {
+        seen = SHM_SLOT_FREEING;
+        atomic_compare_exchange_strong(&s->state, &seen, state);
+        return;
+    }
     shmrpc__shm_proc_set(&s->client, 0, 0);
     atomic_store(&s->pidless_ns, 0);
     atomic_store(&s->counted, 0);
@@ -751,11 +770,7 @@ static void sweep(worker *w)
         uint64_t start = atomic_load(&s->client.start); /* written before the pid */
         if (state == SHM_SLOT_FREE) continue;
         if (pid == 0 ? !pidless_for_long(s, gen, now) : shmrpc__proc_alive(pid, start)) continue;
-        /* Looked at again: a claim may have moved on meanwhile. */
-        if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
-            atomic_load(&s->client.start) != start)
-            continue;
-        free_slot(ctl, i, state, counts_awake(s));
+        free_slot(ctl, i, state, gen, (proc_id){pid, start}, counts_awake(s));
     }
     repair_header(w, now);
     repair_counters(ctl);
