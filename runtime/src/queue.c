@@ -2572,11 +2572,7 @@ static int connect_or_create(const char *path, const char *name, const shmrpc_qu
             /* Only the file found half-made: another opener that found it so too may have
              * replaced it already with a queue now in use, and unlinking that by name split
              * the queue in two (a helper's review). */
-            char full[PATH_CAP + sizeof SHMRPC__SHM_DIR];
-            snprintf(full, sizeof full, "%s%s", SHMRPC__SHM_DIR, path);
-            struct stat now;
-            if (stat(full, &now) == 0 && now.st_dev == stale.st_dev && now.st_ino == stale.st_ino)
-                shm_unlink(path);
+            shmrpc__seg_remove_stale(path, &stale);
             continue;
         }
         if (rc != SHMRPC_ENOENT) return rc;

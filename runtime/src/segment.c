@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,6 +108,27 @@ int shmrpc__seg_remove(const char *kind, const char *path, const char *name)
     shmrpc__seg_describe(path, who, sizeof who);
     return shmrpc__err_set(SHMRPC_ESYS(err), "cannot remove %s '%s' (%s): %s", kind, name, who,
                            shmrpc__seg_syserr(err));
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+void shmrpc__seg_remove_stale(const char *path, const struct stat *stale)
+{
+    int fd = shm_open(path, O_RDONLY, 0);
+    if (fd < 0) return;
+    struct stat st, now;
+    char full[sizeof SHMRPC__SHM_DIR + NAME_MAX + 1]; /* path: "/" and a file name */
+    snprintf(full, sizeof full, "%s%s", SHMRPC__SHM_DIR, path);
+    /* Under the stale file's own lock, so that of the openers that found it so only the
+     * first removes it; the others find it gone, or another file in its place. The lock
+     * goes with the descriptor, or with its holder's death. */
+    if (fstat(fd, &st) == 0 && same_file(&st, stale) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        stat(full, &now) == 0 && same_file(&now, stale))
+        shm_unlink(path);
+    close(fd);
 }
 
 void shmrpc__seg_nap(void)

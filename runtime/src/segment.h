@@ -40,6 +40,13 @@ int shmrpc__seg_open(const char *kind, const char *path, const char *name, int *
 /* shm_unlink, when the name exists, before it is made again. */
 int shmrpc__seg_remove(const char *kind, const char *path, const char *name);
 
+/* Removes the segment at path only while the name still leads to the file stale (one
+ * found half-made, its maker dead): another opener that found it so too may have made a
+ * new one there already, which an unlink by name would take from its users. Openers that
+ * find it so at the same moment take turns (an flock on it): one removes it, and the
+ * others leave alone what they find then. Best effort: the caller looks again. */
+void shmrpc__seg_remove_stale(const char *path, const struct stat *stale);
+
 /* A millisecond's sleep between looks at a segment another process is making. */
 void shmrpc__seg_nap(void);
 

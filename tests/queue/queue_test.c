@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1151,6 +1152,31 @@ static void half_made_replaced_once(void **state)
     pid_t b = spawn(open_and_pop, (void *)name);
     assert_int_equal(test_kid_reap(a, 15000), 0);
     assert_int_equal(test_kid_reap(b, 15000), 0);
+}
+
+/* Two openers that find the same half-made file stale at once: the one that holds its lock
+ * (here this process, between its look and its unlink) removes it and makes the queue;
+ * the other, finding it locked, leaves it be and opens that queue. Before the lock, the
+ * other removed the file by name too, and the queue the first made in its place went
+ * with the first's own unlink: two queues, and the message never came. */
+static void stale_file_removed_by_one(void **state)
+{
+    (void)state;
+    const char *name = new_name("stalelock");
+    char path[256];
+    shm_file(path, sizeof path, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600); /* never sized: its creator died */
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    pid_t b = spawn(open_and_pop, (void *)name);
+    test_kid_nap_ms(1500); /* b found it stale once (after 1 s) meanwhile */
+    assert_int_equal(unlink(path), 0);
+    close(fd);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 8, 0, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    assert_int_equal(shmrpc_queue_push(q, "from A", 6, 5000), 0);
+    assert_int_equal(test_kid_reap(b, 15000), 0);
+    shmrpc_queue_close(q);
 }
 
 static void dead_consumer_gives_room_back(void **state)
@@ -2472,6 +2498,7 @@ int main(void)
         T(dead_producer_is_skipped),
         T(repairs_wake_consumers),
         T(half_made_replaced_once),
+        T(stale_file_removed_by_one),
         T(dead_consumer_gives_room_back),
         T(claim_of_dead_producer_reset),
         T(batch_claim_of_dead_producer_reset),
