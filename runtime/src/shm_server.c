@@ -213,11 +213,28 @@ static int rdv_take(void *arg, uint32_t slot, uint32_t gen, int32_t pid, uint32_
     return rc;
 }
 
+/* Whether client pid still has the channel of slot and gen at the descriptor its slot
+ * names, which workers may open: not once it exec'd (the channel is close-on-exec) or
+ * closed it. True when that cannot be read (a client that is not dumpable). */
+static bool channel_kept(shm_listener *l, unsigned slot, uint32_t gen, int32_t pid)
+{
+    char path[64], link[256], name[160], want[200];
+    shmrpc__proc_fd_path(path, sizeof path, pid, atomic_load(&l->ctl->slots[slot].chan_fd));
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0) return errno != ENOENT;
+    link[n] = '\0';
+    shmrpc__shm_chan_name(name, sizeof name, l->key, l->pid, slot, gen);
+    snprintf(want, sizeof want, "/memfd:%s (deleted)", name + 1);
+    return strcmp(link, want) == 0;
+}
+
 /* The connection that handed over slot's channel for gen hung up. When its client died
  * (the kernel closes a process's sockets as it exits, after it can run any more of its
- * code), the slot is freed now, as a sweep would a second later; a client that only
- * closed the socket keeps its slot, and loses the channel held for it here (workers then
- * open it through /proc). */
+ * code), or exec'd (the socket and the channel are close-on-exec: the new program has
+ * its pid and start, but not the connection), the slot is freed now, as a sweep would a
+ * second later (a sweep would never, for the exec'd one); a client that only closed the
+ * socket keeps its slot, and loses the channel held for it here (workers then open it
+ * through /proc). */
 static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
 {
     shm_listener *l = arg;
@@ -227,7 +244,8 @@ static void rdv_hangup(void *arg, uint32_t slot, uint32_t gen, int32_t pid)
     uint32_t state = atomic_load(&s->state);
     uint64_t start = atomic_load(&s->client.start);
     if (state != SHM_SLOT_FREE && state != SHM_SLOT_FREEING && atomic_load(&s->gen) == gen &&
-        atomic_load(&s->client.pid) == pid && !shmrpc__proc_running(pid, start)) {
+        atomic_load(&s->client.pid) == pid &&
+        (!shmrpc__proc_running(pid, start) || !channel_kept(l, slot, gen, pid))) {
         free_slot(l->ctl, slot, state, gen, (proc_id){pid, start}, counts_awake(s));
     }
     if (ours) held_set(l, slot, 0, -1);

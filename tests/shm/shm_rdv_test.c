@@ -295,6 +295,62 @@ static void dead_client_freed_at_once(void **state)
     assert_true(sorted[KILLS / 2] < 500 * 1000);
 }
 
+/* A client that execs: its pid and start time live on in the new program, but its
+ * rendezvous connection and its channel close at the exec. Its slot is freed at the
+ * hang-up; before, it stayed taken until the new program exited (no sweep frees the slot
+ * of a running pid). */
+static void execed_client_freed(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *probe = connect_for(5000); /* the server is up */
+    assert_non_null(probe);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t client = fork();
+    if (client == 0) {
+        alarm(20);
+        close(p[0]);
+        shmrpc_client *c = connect_for(5000);
+        int64_t sum = 0;
+        char ok = c && calls_add(c, 1, 2, &sum) == 0 && sum == 3;
+        if (write(p[1], &ok, 1) != 1) _exit(1);
+        execlp("sleep", "sleep", "20", (char *)NULL);
+        _exit(2);
+    }
+    close(p[1]);
+    char ok = 0;
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    bool ready = poll(&pf, 1, 10000) == 1 && read(p[0], &ok, 1) == 1 && ok;
+    close(p[0]);
+    /* The slot is looked up only after the call: OPEN by then, and freed only by the exec. */
+    int slot = -1;
+    for (int64_t until = test_now_ms() + 3000; ready && slot < 0 && test_now_ms() < until;)
+        if ((slot = slot_of(ctl, client)) < 0) usleep(200);
+    int64_t t0 = now_us();
+    while (slot >= 0 && atomic_load(&ctl->slots[slot].client.pid) == client &&
+           now_us() - t0 < 3000000)
+        usleep(100);
+    int64_t took = now_us() - t0;
+    bool freed = slot >= 0 && atomic_load(&ctl->slots[slot].client.pid) != client;
+    char exe[64], link[64] = "";
+    snprintf(exe, sizeof exe, "/proc/%d/exe", (int)client);
+    ssize_t n = readlink(exe, link, sizeof link - 1);
+    link[n > 0 ? n : 0] = '\0';
+    kill(client, SIGKILL);
+    test_reap(client, 5000);
+    print_message("    a client that exec'd %s: its slot was %s after %.1f ms\n", link,
+                  freed ? "freed" : "still taken", (double)took / 1000.0);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(probe);
+    assert_true(stop_server(server));
+    assert_true(ready && slot >= 0);
+    assert_non_null(strstr(link, "sleep")); /* the exec took place */
+    assert_true(freed);
+}
+
 /* A client that spins through a long call counts in awake (from its first clock read: a
  * call answered sooner does not write awake at all, issue 18) and marks its slot so; killed
  * there, its share is taken back at once, by the mark, as the manager frees its slot, not
@@ -841,6 +897,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(dead_client_freed_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_spinning_client_gives_back_its_share, setup, teardown),
+        cmocka_unit_test_setup_teardown(execed_client_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
         cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(manager_out_of_descriptors, setup, teardown),
