@@ -1138,15 +1138,22 @@ static int open_and_pop(void *arg)
     return len == 6 && memcmp(buf, "from A", 6) == 0 ? 0 : 12;
 }
 
+/* The file of queue name as a creator that died before sizing it leaves it (its path in
+ * path): open, for the caller to close. */
+static int half_made(const char *name, char *path, size_t cap)
+{
+    shm_file(path, cap, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    return fd;
+}
+
 static void half_made_replaced_once(void **state)
 {
     (void)state;
     const char *name = new_name("halfmade");
     char path[256];
-    shm_file(path, sizeof path, name);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600); /* never sized: its creator died */
-    assert_true(fd >= 0);
-    close(fd);
+    close(half_made(name, path, sizeof path));
     pid_t a = spawn(open_and_push, (void *)name);
     test_kid_nap_ms(300);
     pid_t b = spawn(open_and_pop, (void *)name);
@@ -1164,9 +1171,7 @@ static void stale_file_removed_by_one(void **state)
     (void)state;
     const char *name = new_name("stalelock");
     char path[256];
-    shm_file(path, sizeof path, name);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600); /* never sized: its creator died */
-    assert_true(fd >= 0);
+    int fd = half_made(name, path, sizeof path);
     assert_int_equal(flock(fd, LOCK_EX), 0);
     pid_t b = spawn(open_and_pop, (void *)name);
     test_kid_nap_ms(1500); /* b found it stale once (after 1 s) meanwhile */
