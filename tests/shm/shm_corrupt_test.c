@@ -677,7 +677,11 @@ static void close_channel_fd(void)
 /* The manager holds the channel handed over at the rendezvous for as long as that
  * connection lasts; once the program closed both, workers look for the channel through its
  * client's fd, and a worker that had not opened it yet (here the replacement of a killed
- * one) can never serve it. */
+ * one) can never serve it. The manager frees the slot at the hang-up, since the fd no
+ * longer leads to the channel: the next call finds its slot gone before it sends anything,
+ * and connects again. One that comes before the manager saw the hang-up (a loaded
+ * machine) fails instead, saying that it did not run, and the one after it connects
+ * again. Either way nothing hangs and nothing runs twice. */
 static void closed_channel_fd_reconnects(void **state)
 {
     (void)state;
@@ -694,14 +698,16 @@ static void closed_channel_fd_reconnects(void **state)
     int64_t t0 = test_now_ms();
     int rc = calls_add(c, 1, 2, &sum);
     int64_t took = test_now_ms() - t0;
-    print_message("    channel's fd closed: the call failed after %lld ms with %s (%s)\n",
-                  (long long)took, shmrpc_strerror(rc), shmrpc_errmsg());
-    assert_int_equal(rc, SHMRPC_EUNAVAIL);
-    assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
+    print_message("    channel's fd closed: the call ended after %lld ms with %s (%s)\n",
+                  (long long)took, shmrpc_strerror(rc), rc ? shmrpc_errmsg() : "");
     assert_true(took < 2000);
-    assert_int_equal(sh->calls, calls);
-    int tries = add_until_ok(c);
-    print_message("    and the next call reconnected (try %d)\n", tries);
+    if (rc != 0) {
+        assert_int_equal(rc, SHMRPC_EUNAVAIL);
+        assert_non_null(strstr(shmrpc_errmsg(), "did not run"));
+        assert_int_equal(sh->calls, calls);
+        int tries = add_until_ok(c);
+        print_message("    and the next call reconnected (try %d)\n", tries);
+    }
     assert_int_equal(sh->calls, calls + 1);
     shmrpc_client_free(c);
     stop_server(server);
