@@ -178,8 +178,8 @@ typedef struct shmrpc__shm_chan {
     alignas(64) _Atomic uint64_t size;
     /* The process serving the call and the call's number, written by the worker after
      * REQUEST -> BUSY. The client watches it, not the worker slot, which a replacement may
-     * hold already, and only while taker_call is its call's number (until then it takes
-     * the taker for unknown, hence alive). Off the state's line: the client reads it only
+     * hold already, and only while taker_call is its call's number (until then it judges
+     * the workers whose `taking` names the channel). Off the state's line: the client reads it only
      * in its slow checks and never writes it, so it stays with the workers. */
     shmrpc__proc taker;
     _Atomic uint32_t taker_call;

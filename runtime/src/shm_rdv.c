@@ -188,10 +188,12 @@ void shmrpc__rdv_close(shmrpc__rdv *r)
     free(r);
 }
 
-/* Makes a descriptor a peer sent safe to close here: close(2) of the last copy of a socket
- * with SO_LINGER and data it cannot send waits for the linger time, which would stall the
- * manager (and every hello behind it) that long. On what is not a socket it fails, and
- * costs a syscall. */
+/* Makes a descriptor a peer sent safer to close here: close(2) of the last copy of a
+ * socket with SO_LINGER and data it cannot send waits for the linger time, which would
+ * stall the manager (and every hello behind it) that long. On what is not a socket it
+ * fails, and costs a syscall. Not proof against a peer that means it (a lingering socket
+ * queued inside a Unix socket it sends, or linger set again from its own copy before it
+ * closes that): docs/shm-transport.md. */
 static void unlinger(int fd)
 {
     struct linger off = {0};

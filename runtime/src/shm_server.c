@@ -554,10 +554,12 @@ static void serve_one(worker *w, unsigned slot)
     /* Noted before the exchange, which publishes it: a client that finds its call BUSY
      * with no taker named judges this worker until it is named. */
     _Atomic uint32_t *taking = &w->ctl->workers[w->index].taking;
-    atomic_store_explicit(taking, slot + 1, memory_order_relaxed);
+    /* Release, as each store of the note, so that whichever of them a client reads
+     * carries what this worker wrote before it (the naming, for a clear). */
+    atomic_store_explicit(taking, slot + 1, memory_order_release);
     uint32_t expect = SHM_CHAN_REQUEST;
     if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) {
-        atomic_store_explicit(taking, 0, memory_order_relaxed);
+        atomic_store_explicit(taking, 0, memory_order_release);
         return;
     }
     /* The lock right after, while this worker holds the line. A client that sees BUSY
@@ -788,6 +790,13 @@ static void sweep(worker *w)
         uint64_t start = atomic_load(&s->client.start); /* written before the pid */
         if (state == SHM_SLOT_FREE) continue;
         if (pid == 0 ? !pidless_for_long(s, gen, now) : shmrpc__proc_alive(pid, start)) continue;
+        /* Looked at again: a claim may have moved on during the look at /proc. Checked
+         * before the swap too, so that a live client's slot is seldom FREEING even for the
+         * moment free_slot takes to give it back (its hello, or its check of the slot,
+         * would fail meanwhile). */
+        if (atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid ||
+            atomic_load(&s->client.start) != start)
+            continue;
         free_slot(ctl, i, state, gen, (proc_id){pid, start}, counts_awake(s));
     }
     repair_header(w, now);
