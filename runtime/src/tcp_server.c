@@ -239,7 +239,8 @@ static int row_of(const worker *w)
 
 /* --- the memory budget (docs/wire.md, "Limits") ----------------------------------------
  * Bytes of frames held by all connections of the server, over all its workers: a large
- * frame is admitted only while the budget has room for it. */
+ * frame is read only while the budget has room for all of it, and charged as its bytes
+ * come (room_for_frame), not as its header announces them. */
 
 static uint64_t budget_used(const tcp_listener *l)
 {
@@ -960,25 +961,49 @@ static int peer_eof(worker *w, peer *p)
     return 0;
 }
 
-/* Makes room in p->in for the frame whose header came, and READ_AHEAD past it. A frame
- * above a connection's own KEEP_BYTES takes its room from the server's budget: 1 when
- * the budget has none (nothing was grown), -1 out of memory, else 0. */
+/* The room a frame wants in p->in: all of it, and READ_AHEAD past it. */
+static size_t frame_room(const peer *p)
+{
+    return SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len + READ_AHEAD;
+}
+
+/* Whether the frame whose header came is read at all: one above a connection's own
+ * KEEP_BYTES only while the budget has room for all of it now. Nothing is charged for it
+ * yet (room_for_frame charges its bytes as they come), so a peer that announces much and
+ * sends little does not hold the room it announced. */
+static bool frame_fits(const worker *w, const peer *p)
+{
+    size_t total = frame_room(p);
+    if (total <= KEEP_BYTES) return true;
+    return budget_used(w->l) + total - buf_cost(&p->in) <= w->l->cfg.budget;
+}
+
+/* Makes room in p->in for more of the frame in hand. Within KEEP_BYTES, all of it at once;
+ * above, the buffer grows only once it is full, doubling up to frame_room, and each step
+ * above KEEP_BYTES is taken from the server's budget: a connection holds at most about
+ * twice what its peer has sent of a frame. 1 when the budget has no room for the step
+ * (nothing was grown), -1 out of memory, else 0. */
 static int room_for_frame(worker *w, peer *p)
 {
-    size_t total = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len + READ_AHEAD;
+    size_t total = frame_room(p);
     if (total <= p->in.cap) return 0;
     if (total <= KEEP_BYTES) return shmrpc__buf_grow(&p->in, total - p->in.len) ? -1 : 0;
-    size_t more = total - buf_cost(&p->in);
+    if (p->in.cap < KEEP_BYTES) return buf_resize(&p->in, KEEP_BYTES) ? -1 : 0;
+    if (p->in.len < p->in.cap) return 0;
+    size_t cap = p->in.cap < total / 2 ? 2 * p->in.cap : total;
+    size_t more = cap - buf_cost(&p->in);
     if (!budget_take(w, more)) return 1;
-    int rc = buf_resize(&p->in, total);
+    int rc = buf_resize(&p->in, cap);
     budget_charge(w, more, 0);
     peer_recharge(w, p);
     return rc ? -1 : 0;
 }
 
-/* A frame the budget has no room for: a REQUEST's body is read and dropped, then the call
- * fails with SHMRPC_EBUSY (answer_refused) and the connection goes on; any other kind
- * closes the connection. 0 when the frame is to be skipped, 1 when it was refused. */
+/* A frame the budget has no room for, at its header (frame_fits) or at a step of its
+ * buffer midway through its body (room_for_frame), the same way: what came of it is let go
+ * at once, a REQUEST's body is read and dropped, then the call fails with SHMRPC_EBUSY
+ * (answer_refused) and the connection goes on; any other kind closes the connection. 0
+ * when the frame is to be skipped, 1 when it was refused. */
 static int refuse_frame(worker *w, peer *p)
 {
     const char *kind = shmrpc__frame_kind_name(p->hdr.kind);
@@ -1000,6 +1025,8 @@ static int refuse_frame(worker *w, peer *p)
     } else {
         p->skip = (uint32_t)(frame - p->in.len);
         p->in.len = 0;
+        buf_trim(&p->in); /* what a slow sender had sent goes back to the budget */
+        peer_recharge(w, p);
     }
     p->refused = true;
     return 0;
@@ -1029,6 +1056,7 @@ static int read_frame(worker *w, peer *p)
     for (;;) {
         if (p->refused) { /* skipping a refused body, into the room in hand */
             if (p->skip == 0) return 1;
+            if (shmrpc__buf_grow(&p->in, READ_AHEAD)) return -1;
             size_t room = p->in.cap - p->in.len < p->skip ? p->in.cap - p->in.len : p->skip;
             ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
             if (n < 0 && errno == EINTR) continue;
@@ -1048,15 +1076,21 @@ static int read_frame(worker *w, peer *p)
                 return 0;
             }
             p->have_hdr = true;
-            rc = room_for_frame(w, p);
-            if (rc < 0) return -1;
-            if (rc > 0 && refuse_frame(w, p)) return 0;
-            if (rc > 0) continue;
+            if (!frame_fits(w, p) && refuse_frame(w, p)) return 0;
+            if (p->refused) continue;
         }
         size_t need = SHMRPC__FRAME_HDR_SIZE + (p->have_hdr ? p->hdr.body_len : 0);
         if (p->have_hdr && p->in.len >= need) return 1;
+        if (p->have_hdr) {
+            int rc = room_for_frame(w, p);
+            if (rc < 0) return -1;
+            if (rc > 0 && refuse_frame(w, p)) return 0;
+            if (rc > 0) continue;
+        } else if (shmrpc__buf_grow(&p->in, need - p->in.len + READ_AHEAD)) {
+            return -1;
+        }
         size_t room = need - p->in.len + READ_AHEAD;
-        if (shmrpc__buf_grow(&p->in, room)) return -1;
+        if (room > p->in.cap - p->in.len) room = p->in.cap - p->in.len;
         ssize_t n = shmrpc__io_recv(&p->io, p->in.data + p->in.len, room, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* What TCP peers can make a server hold (issue 11): the memory budget shared by all of a
  * server's workers, with many connections that send large requests and never read the
- * answers; a refused zlib bomb whose memory is given back; connections per peer address
- * (several 127.x.y.z source addresses play different peers); and idle connections closed
- * to make room at the cap. Real processes on loopback, every wait bounded, every child
- * reaped. */
+ * answers, or announce large requests and send little of them; a refused zlib bomb whose
+ * memory is given back; connections per peer address (several 127.x.y.z source addresses
+ * play different peers); and idle connections closed to make room at the cap. Real
+ * processes on loopback, every wait bounded, every child reaped. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -735,6 +735,154 @@ static void pipelined_unread_is_bounded(void **state)
     stop_server();
 }
 
+/* --- what peers announce, and what they send --- */
+
+/* Sends the header of a REQUEST of echo announcing n bytes, and the first sent of them. */
+static void announce(int fd, uint64_t rid, size_t n, const uint8_t *body, size_t sent)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), rid, (uint32_t)n};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(fd, hdr, sizeof hdr);
+    raw_send(fd, body, sent);
+}
+
+/* Four peers announce requests of 63 MiB and send one byte of each: the budget (256 MiB,
+ * the default) was charged for what they announced, and every other client's request
+ * above 240 KiB failed with SHMRPC_EBUSY for as long as they held on (10 s and 1 s per
+ * MiB: 73 s). A connection is now charged for what it has received: beside them, a 4 MiB
+ * echo is served. */
+static void announced_bytes_are_not_charged(void **state)
+{
+    (void)state;
+    enum { PEERS = 4 };
+    const size_t announced = 63 * MIB, msg = 4 * MIB;
+    start_server(1);
+    int fds[PEERS];
+    uint8_t byte = 1;
+    for (int i = 0; i < PEERS; i++) {
+        fds[i] = raw_connect_from("127.0.0.1");
+        raw_handshake(fds[i], 0);
+        announce(fds[i], 1, announced, &byte, 1);
+    }
+    usleep(200 * 1000); /* the worker has read the headers */
+    uint8_t *body = malloc(msg);
+    assert_non_null(body);
+    for (size_t i = 0; i < msg; i++)
+        body[i] = (uint8_t)(i * 2654435761u >> 9);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    shmrpc_bytes out;
+    int rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out);
+    printf("%d peers announced %zu MiB requests and sent 1 byte: an echo of %zu MiB beside "
+           "them: %s%s%s\n",
+           PEERS, announced / MIB, msg / MIB, rc ? shmrpc_strerror(rc) : "answered", rc ? ": " : "",
+           rc ? shmrpc_errmsg() : "");
+    if (rc) fail_msg("echo: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(out.len, msg);
+    assert_memory_equal(out.ptr, body, msg);
+    for (int i = 0; i < PEERS; i++)
+        close(fds[i]);
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
+/* A connection from src whose receive buffer stays small, so that the server's answers to
+ * it, unread, stay in the server's write buffer rather than the kernel's. */
+static int raw_connect_small(const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 64 << 10;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* A slow sender whose request passes the budget midway: it was admitted (the budget had
+ * room for all of it), then an answer another peer does not read took most of the budget
+ * while its body came. At the step of its buffer that no longer fits, what it had sent is
+ * let go, the rest of its body is read and dropped, and the call fails with SHMRPC_EBUSY
+ * and its request id, as a request refused at its header; its connection serves the next
+ * call. (Before, the announced 20 MiB were charged at the header, so the other peer's
+ * 12 MiB request was refused instead.) */
+static void slow_sender_passes_the_budget(void **state)
+{
+    (void)state;
+    const size_t big = 20 * MIB, first = 3 * MIB, pinned = 12 * MIB, budget = 24 * MIB;
+    server_tcp.buffer_budget = budget;
+    start_server(1);
+    uint8_t *body = malloc(big);
+    assert_non_null(body);
+    for (size_t i = 0; i < big; i++)
+        body[i] = (uint8_t)(i * 2654435761u >> 7);
+    int slow = raw_connect_from("127.0.0.2");
+    raw_handshake(slow, 0);
+    announce(slow, 5, big, body, first); /* held: 4 MiB of the budget at most */
+    usleep(200 * 1000);
+    int pin = raw_connect_small("127.0.0.3");
+    raw_handshake(pin, 0);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, (uint32_t)pinned};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(pin, hdr, sizeof hdr);
+    raw_send(pin, body, pinned);
+    h = raw_hdr(pin, 10000);
+    if (h.kind != SHMRPC__KIND_RESPONSE) /* the server before: the announced 20 MiB held */
+        fail_msg("the %zu MiB echo beside a slow %zu MiB request got a %s frame", pinned / MIB,
+                 big / MIB, shmrpc__frame_kind_name(h.kind));
+    int64_t calls = sh->calls;
+    raw_send(slow, body + first, big - first); /* the rest: refused at a step, read, dropped */
+    h = raw_hdr(slow, 10000);
+    assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+    assert_int_equal(h.request_id, 5);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    raw_body(slow, &h, &b);
+    int status;
+    shmrpc_str text;
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &text, &b), 0);
+    printf("a %zu MiB request sent slowly while a %zu MiB answer went unread (budget %zu MiB): "
+           "%s: %.*s\n",
+           big / MIB, pinned / MIB, budget / MIB, shmrpc_strerror(status), (int)text.len, text.ptr);
+    if (status != SHMRPC_EBUSY || !memmem(text.ptr, text.len, "it was not run", 14))
+        fail_msg("got %s: %.*s", shmrpc_strerror(status), (int)text.len, text.ptr);
+    assert_int_equal(sh->calls, calls); /* it did not run */
+    /* Its connection goes on: a small echo is answered. */
+    announce(slow, 6, 100, body, 100);
+    h = raw_hdr(slow, 5000);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 6);
+    raw_body(slow, &h, &b);
+    assert_int_equal(b.len, 100);
+    assert_memory_equal(b.data, body, 100);
+    shmrpc_buf_destroy(&b);
+    /* Once the unread answer is gone, a request as large fits again. */
+    close(pin);
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    int64_t until = test_now_ms() + 5000;
+    shmrpc_bytes out;
+    int rc;
+    while ((rc = calls_echo(c, shmrpc_bytes_of(body, pinned), &out)) == SHMRPC_EBUSY &&
+           test_now_ms() < until)
+        usleep(20000);
+    if (rc) fail_msg("echo: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(out.len, pinned);
+    shmrpc_client_free(c);
+    close(slow);
+    free(body);
+    stop_server();
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -749,6 +897,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(addresses_sharing_a_bucket, setup, teardown),
         cmocka_unit_test_setup_teardown(pipelined_unread_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(pong_stream_leaves_the_worker_to_others, setup, teardown),
+        cmocka_unit_test_setup_teardown(announced_bytes_are_not_charged, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_sender_passes_the_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,9 +64,10 @@ typedef struct shmrpc_tcp_opts {
     int max_conns_per_addr;       /* server: connections from one peer address (an IPv6
                                    * peer: its /64) over all workers; 0: 256 */
     size_t buffer_budget;         /* server: bytes of large frames (above 256 KiB) that
-                                   * all its connections together hold (being read, run,
-                                   * or waiting to be sent), one budget shared by all its
-                                   * workers; beyond it a large REQUEST is refused, and
+                                   * all its connections together hold (being read: what
+                                   * has come of them, not what their headers announce;
+                                   * run, or waiting to be sent), one budget shared by all
+                                   * its workers; beyond it a large REQUEST is refused, and
                                    * while it is spent every call is, with SHMRPC_EBUSY;
                                    * calls already handed out still run and keep their
                                    * answers, up to max_running per connection above it
