@@ -118,14 +118,86 @@ static int broken(tcp_conn *c, shmrpc_buf *err, const char *what)
     return SHMRPC_EUNAVAIL;
 }
 
-/* Waits until c can be written to, reading what comes meanwhile into c->in. */
-static int read_while_sending(tcp_conn *c, int64_t deadline)
+/* The largest frame body a connection with calls in flight reads: the client's maximum. */
+static uint32_t max_body(const tcp_conn *c)
 {
-    int rc = wait_fd(c->fd, POLLOUT | POLLIN, deadline);
+    return shmrpc__tcp_cap32(c->cfg->max_msg);
+}
+
+/* Bytes of frames other than answers (PINGs, PONGs, a DRAIN, an ERROR that closes) that a
+ * server sends while a request goes out: a few, never this many. */
+#define SMALL_FRAMES ((size_t)64 << 10)
+
+/* What came from the server while a request goes out (send_all), checked frame by frame
+ * as it comes. A correct server sends then only the answers owed, the request going out
+ * included (a server may refuse a request before reading it whole), each at most the
+ * client's maximum and a header, and a few small frames: what is read meanwhile stays
+ * within that and READ_AHEAD, and the rest waits in the socket until the request is out
+ * (TCP's flow control then holds the server). */
+typedef struct meanwhile {
+    size_t at;        /* the next header in c->in (past the frame in hand) */
+    uint32_t answers; /* RESPONSE and ERROR frames for a request, among those checked */
+    size_t small;     /* bytes of the other frames checked */
+    bool full;        /* a correct server would have sent no more: none is read */
+} meanwhile;
+
+/* Checks the headers that have come whole. A frame no correct server sends then (a
+ * header that does not decode or is above the client's maximum, a kind a server does not
+ * send, an answer to a request never sent) fails the connection: SHMRPC_EPROTO, its
+ * message into err. More answers than are owed, or more small frames than SMALL_FRAMES,
+ * only stop the reading: an answer sent twice is dropped when it is read, not refused. */
+static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
+{
+    while (!m->full && c->in.len >= m->at + SHMRPC__FRAME_HDR_SIZE) {
+        shmrpc__frame_hdr h;
+        if (shmrpc__frame_hdr_decode(c->in.data + m->at, SHMRPC__FRAME_HDR_SIZE, max_body(c),
+                                     c->comp, &h, err)) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+            shmrpc__msg_set(err, "tcp://%s, while a request went out: %s", c->where, why);
+            return SHMRPC_EPROTO;
+        }
+        const char *kind = shmrpc__frame_kind_name(h.kind);
+        bool answer =
+            h.kind == SHMRPC__KIND_RESPONSE || (h.kind == SHMRPC__KIND_ERROR && h.request_id != 0);
+        if (answer && (h.request_id == 0 || h.request_id > c->next_id)) {
+            shmrpc__msg_set(err,
+                            "tcp://%s sent a %s frame for request %" PRIu64
+                            ", which was never sent, while a request went out",
+                            c->where, kind, h.request_id);
+            return SHMRPC_EPROTO;
+        }
+        if (!answer && h.kind != SHMRPC__KIND_ERROR && h.kind != SHMRPC__KIND_PING &&
+            h.kind != SHMRPC__KIND_PONG && h.kind != SHMRPC__KIND_DRAIN) {
+            shmrpc__msg_set(err, "tcp://%s sent a %s frame, which a server does not send", c->where,
+                            kind);
+            return SHMRPC_EPROTO;
+        }
+        size_t n = SHMRPC__FRAME_HDR_SIZE + (size_t)h.body_len;
+        if (answer) {
+            m->full = ++m->answers > c->owed + 1;
+        } else {
+            m->small += n;
+            m->full = m->small > SMALL_FRAMES;
+        }
+        m->at += n;
+    }
+    return 0;
+}
+
+/* Waits until c can be written to, reading what comes meanwhile into c->in, as far as a
+ * correct server sends (meanwhile_check): the rest of the frames checked and READ_AHEAD
+ * past them. Then only the send is waited for, within deadline as always. */
+static int read_while_sending(tcp_conn *c, meanwhile *m, int64_t deadline, shmrpc_buf *err)
+{
+    int rc = meanwhile_check(c, m, err);
     if (rc) return rc;
-    if (shmrpc__buf_grow(&c->in, READ_AHEAD)) return c->in.err;
-    ssize_t k =
-        shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+    size_t end = m->full ? c->in.len : m->at + READ_AHEAD;
+    if (end < c->in.len) end = c->in.len;
+    rc = wait_fd(c->fd, end > c->in.len ? POLLOUT | POLLIN : POLLOUT, deadline);
+    if (rc || end == c->in.len) return rc;
+    if (shmrpc__buf_grow(&c->in, end - c->in.len)) return c->in.err;
+    ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, end - c->in.len, MSG_DONTWAIT);
     if (k > 0) c->in.len += (size_t)k;
     if (k == 0) {
         errno = 0;
@@ -137,6 +209,7 @@ static int read_while_sending(tcp_conn *c, int64_t deadline)
 
 static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, shmrpc_buf *err)
 {
+    meanwhile m = {.at = c->used};
     while (n) {
         ssize_t k = shmrpc__io_send(&c->io, p, n);
         if (k > 0) {
@@ -148,10 +221,14 @@ static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, s
             /* Calls in flight: their answers are read (kept in c->in) while the request
              * waits for room, or a server that stops reading until its answers are read
              * and this client would wait for each other. */
-            int rc = read_while_sending(c, deadline);
+            int rc = read_while_sending(c, &m, deadline, err);
             if (rc == SHMRPC_ETIMEDOUT) {
                 conn_break(c);
                 shmrpc__msg_set(err, "the deadline passed while sending to tcp://%s", c->where);
+                return rc;
+            }
+            if (rc == SHMRPC_EPROTO) { /* the server broke the protocol: said in err */
+                conn_break(c);
                 return rc;
             }
             if (rc) return broken(c, err, "while sending");
@@ -253,7 +330,7 @@ static void consume(tcp_conn *c)
 
 /* Reads one frame to the front of c->in. A timeout before any of its bytes came leaves
  * the stream usable (a late answer is skipped when it comes); later, it does not. */
-static int read_frame(tcp_conn *c, uint32_t max_body, shmrpc__frame_hdr *h, int64_t deadline,
+static int read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int64_t deadline,
                       shmrpc_buf *err)
 {
     consume(c);
@@ -262,7 +339,7 @@ static int read_frame(tcp_conn *c, uint32_t max_body, shmrpc__frame_hdr *h, int6
         rc = fill(c, SHMRPC__FRAME_HDR_SIZE - c->in.len, deadline, err);
     if (rc == SHMRPC_ETIMEDOUT && c->in.len) conn_break(c);
     if (rc) return rc;
-    rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE, max_body, c->comp, h, err);
+    rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE, max, c->comp, h, err);
     if (rc) {
         conn_break(c);
         return rc;
@@ -610,6 +687,20 @@ static void fail_inflight(tcp_conn *c, int status, const char *why)
                                         "(it is not sent again)");
         pend_done(p, status);
     }
+}
+
+/* Fails the calls in flight on c, whose connection was let go while something was sent:
+ * they may have run. SHMRPC_EPROTO when the server broke the protocol meanwhile (send_all),
+ * as when a frame it should not have sent is read (read_one); else SHMRPC_EPEERDIED. */
+static void fail_sending(tcp_conn *c, int rc, const shmrpc_buf *err)
+{
+    if (rc != SHMRPC_EPROTO) {
+        fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
+        return;
+    }
+    char why[400];
+    snprintf(why, sizeof why, "%s; the calls in flight may have run", shmrpc__msg_get(err));
+    fail_inflight(c, SHMRPC_EPROTO, why);
 }
 
 static void ep_free(tcp_conn *c)
@@ -1239,9 +1330,10 @@ static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, s
     uint64_t id = ++c->next_id;
     int rc =
         send_request(c, esid, id, 0, shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
-    if (c->fd < 0 && c->inflight) /* broke while sending: the calls before it may have run */
-        fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
-    if (rc == SHMRPC_EUNAVAIL && c->fd < 0) return rc; /* not written whole: it did not run */
+    if (c->fd < 0 && c->inflight) fail_sending(c, rc, err);
+    /* Not written whole (it broke, or the server broke the protocol meanwhile): it did not
+     * run there. */
+    if ((rc == SHMRPC_EUNAVAIL || rc == SHMRPC_EPROTO) && c->fd < 0) return rc;
     *fate = FATE_DONE;
     if (rc) {
         shmrpc__msg_set(&k->msg, "%s", shmrpc__msg_get(err));
@@ -1341,8 +1433,8 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
         uint8_t pong[SHMRPC__FRAME_HDR_SIZE];
         shmrpc__frame_hdr q = {.kind = SHMRPC__KIND_PONG, .request_id = h->request_id};
         shmrpc__frame_hdr_encode(&q, pong);
-        if (send_all(c, pong, sizeof pong, shmrpc__now_ns() + c->cfg->tcp.connect_ns, err))
-            fail_inflight(c, SHMRPC_EPEERDIED, shmrpc__msg_get(err));
+        int rc = send_all(c, pong, sizeof pong, shmrpc__now_ns() + c->cfg->tcp.connect_ns, err);
+        if (rc) fail_sending(c, rc, err);
         return;
     }
     if (h->kind == SHMRPC__KIND_PONG) return;
@@ -1395,12 +1487,6 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
     }
     c->fails = 0;
     pend_done(k, rc);
-}
-
-/* The largest frame body a connection with calls in flight reads: the client's maximum. */
-static uint32_t max_body(const tcp_conn *c)
-{
-    return shmrpc__tcp_cap32(c->cfg->max_msg);
 }
 
 /* Whether c->in holds, past the frame in hand, a whole frame or a header that fails to

@@ -3,8 +3,10 @@
  * server's workers, with many connections that send large requests and never read the
  * answers, or announce large requests and send little of them; a refused zlib bomb whose
  * memory is given back; connections per peer address (several 127.x.y.z source addresses
- * play different peers); and idle connections closed to make room at the cap. Real
- * processes on loopback, every wait bounded, every child reaped. */
+ * play different peers); and idle connections closed to make room at the cap. And what a
+ * server can make a client hold while the client sends a large request (a stand-in server
+ * that streams at it). Real processes on loopback, every wait bounded, every child
+ * reaped. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -883,6 +885,222 @@ static void slow_sender_passes_the_budget(void **state)
     stop_server();
 }
 
+/* --- what a server can make a client hold --- */
+
+enum { STREAM_JUNK, STREAM_PINGS };
+
+#define STREAM_MAX (192 * MIB) /* what streaming_server sends at most */
+
+/* The peak resident size of this process since the last peak_reset, in KiB. */
+static long peak_kib(void)
+{
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+    fclose(f);
+    assert_true(kib > 0);
+    return kib;
+}
+
+static void peak_reset(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    assert_non_null(f);
+    fputs("5", f);
+    fclose(f);
+}
+
+/* For a stand-in server, in a child: a socket listening at port whose connections keep a
+ * small receive buffer, so that a client's large request soon waits for room. */
+static int listen_small(void)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    int one = 1, small = 64 << 10;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    return lfd;
+}
+
+/* Reads one frame of fd into body (at most cap bytes), blocking, bounded by the child's
+ * alarm; false on anything unexpected. */
+static bool child_frame(int fd, uint8_t kind, uint8_t *body, size_t cap)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    bool ok = recv(fd, hdr, sizeof hdr, MSG_WAITALL) == (ssize_t)sizeof hdr &&
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, (uint32_t)cap, SHMRPC__FLAG_LONE, &h,
+                                       &err) == 0 &&
+              h.kind == kind &&
+              (h.body_len == 0 || recv(fd, body, h.body_len, MSG_WAITALL) == (ssize_t)h.body_len);
+    shmrpc_buf_destroy(&err);
+    return ok;
+}
+
+/* A stand-in server, in a child: it answers a HELLO, takes the first REQUEST (a call then
+ * in flight, never answered) and reads nothing more, and streams junk or PING frames at
+ * the client, STREAM_MAX bytes at most, for at most 10 s; then it holds the connection
+ * until it is killed. */
+static void streaming_server(int lfd, int mode)
+{
+    alarm(20);
+    static uint8_t body[1 << 16], chunk[SHMRPC__FRAME_HDR_SIZE * 2730];
+    int fd = accept(lfd, NULL, NULL);
+    shmrpc__hello ack = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 256 << 20};
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    bool ok = fd >= 0 && child_frame(fd, SHMRPC__KIND_HELLO, body, sizeof body) &&
+              shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
+              shmrpc__frame_end(&out, at) == 0 &&
+              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len &&
+              child_frame(fd, SHMRPC__KIND_REQUEST, body, sizeof body);
+    if (!ok) _exit(1);
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t i = 0; mode == STREAM_PINGS && i < sizeof chunk; i += SHMRPC__FRAME_HDR_SIZE) {
+        shmrpc__frame_hdr ping = {.kind = SHMRPC__KIND_PING, .request_id = i};
+        shmrpc__frame_hdr_encode(&ping, chunk + i);
+    }
+    size_t sent = 0;
+    int64_t end = test_now_ms() + 10000;
+    while (sent < STREAM_MAX && test_now_ms() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        if (poll(&pf, 1, 100) != 1) continue;
+        size_t off = sent % sizeof chunk;
+        ssize_t k = send(fd, chunk + off, sizeof chunk - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) sent += (size_t)k;
+        if (k < 0 && errno != EAGAIN && errno != EINTR) break;
+    }
+    while (test_now_ms() < end)
+        usleep(10000);
+    _exit(0);
+}
+
+/* A client sends an 8 MiB request, with a call in flight, to a stand-in server that reads
+ * nothing and streams at it: the client read what came meanwhile without a bound (a
+ * helper's review: 270 MB -> 1.28 GB before the call's deadline). It now reads no more
+ * than a correct server sends then (the answers of the calls in flight and a few small
+ * frames): junk fails the connection at once with SHMRPC_EPROTO, and a stream of PINGs is
+ * read up to that bound and then left in the socket until the call's deadline. */
+static void stream_at_a_sender(int mode)
+{
+    const size_t msg = 8 * MIB;
+    const int64_t timeout = 2000;
+    int lfd = listen_small();
+    server = fork();
+    assert_true(server >= 0);
+    if (server == 0) streaming_server(lfd, mode);
+    close(lfd);
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    uint8_t *body = malloc(msg);
+    assert_non_null(body);
+    memset(body, 7, msg);
+    shmrpc_call *first = NULL, *large = NULL;
+    shmrpc_client_next_timeout(c, 5000);
+    assert_int_equal(calls_add_start(c, 1, 2, &first), 0);
+    long before = rss_kib(getpid());
+    peak_reset();
+    int64_t t0 = test_now_ms();
+    shmrpc_client_next_timeout(c, timeout);
+    assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(body, msg), &large), 0);
+    int64_t took = test_now_ms() - t0;
+    long peak = peak_kib();
+    shmrpc_bytes out;
+    int status = shmrpc_call_result(large, &out);
+    char why[300];
+    snprintf(why, sizeof why, "%s", shmrpc_errmsg());
+    size_t which;
+    assert_int_equal(shmrpc_client_wait(c, &first, 1, 10000, &which), 0);
+    int first_status = shmrpc_call_result(first, &out);
+    printf("%s streamed at a client sending %zu MiB: its peak RSS %ld -> %ld KiB (+%ld MiB) in "
+           "%lld ms; the request: %s (%s); the call in flight: %s\n",
+           mode == STREAM_JUNK ? "junk" : "PINGs", msg / MIB, before, peak, (peak - before) / 1024,
+           (long long)took, shmrpc_strerror(status), why, shmrpc_strerror(first_status));
+    shmrpc_call_free(large);
+    shmrpc_call_free(first);
+    shmrpc_client_free(c);
+    free(body);
+    kill(server, SIGKILL);
+    test_reap(server, 5000);
+    server = 0;
+    /* The request and its copies (the call's, the frame's) are three times msg; the
+     * stream was STREAM_MAX. */
+    if (RSS_TRUSTED && (size_t)(peak - before) * 1024 > 3 * msg + 8 * MIB)
+        fail_msg("the client grew by %ld MiB while sending", (peak - before) / 1024);
+    if (mode == STREAM_JUNK) {
+        /* Not sent whole, so it did not run; the call in flight may have. */
+        assert_int_equal(status, SHMRPC_EPROTO);
+        if (!strstr(why, "bad frame magic") || !strstr(why, "did not run")) fail_msg("%s", why);
+        assert_int_equal(first_status, SHMRPC_EPROTO);
+        assert_true(took < timeout / 2);
+    } else {
+        assert_int_equal(status, SHMRPC_ETIMEDOUT);
+        assert_int_equal(first_status, SHMRPC_EPEERDIED);
+        assert_true(took >= timeout - 50 && took < timeout + 1000);
+    }
+}
+
+static void junk_at_a_sender(void **state)
+{
+    (void)state;
+    stream_at_a_sender(STREAM_JUNK);
+}
+
+static void pings_at_a_sender(void **state)
+{
+    (void)state;
+    stream_at_a_sender(STREAM_PINGS);
+}
+
+/* What a correct server sends while a client sends is still all read: 8 echoes of the
+ * client's maximum message (4 MiB) started back to back on one connection, whose answers
+ * come while the later requests go out, are all answered. */
+static void answers_while_sending_are_read(void **state)
+{
+    (void)state;
+    enum { CALLS = 8 };
+    const size_t msg = 4 * MIB;
+    start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.max_msg_bytes = msg;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    uint8_t *body = malloc(msg);
+    assert_non_null(body);
+    shmrpc_call *calls[CALLS];
+    for (int i = 0; i < CALLS; i++) {
+        memset(body, i + 1, msg);
+        shmrpc_client_next_timeout(c, 20000);
+        assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(body, msg), &calls[i]), 0);
+    }
+    for (int i = 0; i < CALLS; i++) {
+        shmrpc_bytes out;
+        rc = calls_echo_finish(c, calls[i], &out);
+        if (rc) fail_msg("echo %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(out.len, msg);
+        assert_true(out.ptr[0] == i + 1 && out.ptr[msg - 1] == i + 1);
+    }
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -899,6 +1117,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(pong_stream_leaves_the_worker_to_others, setup, teardown),
         cmocka_unit_test_setup_teardown(announced_bytes_are_not_charged, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_sender_passes_the_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(junk_at_a_sender, setup, teardown),
+        cmocka_unit_test_setup_teardown(pings_at_a_sender, setup, teardown),
+        cmocka_unit_test_setup_teardown(answers_while_sending_are_read, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
