@@ -217,10 +217,11 @@ static int send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline, s
             continue;
         }
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->n_inflight) {
-            /* Calls in flight: their answers are read (kept in c->in) while the request
-             * waits for room, or a server that stops reading until its answers are read
-             * and this client would wait for each other. */
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->owed) {
+            /* Answers owed (calls in flight, or calls that gave up on theirs): they are read
+             * (kept in c->in) while the request waits for room, or a server that stops
+             * reading until its answers are sent and this client would wait for each other
+             * until the deadline (owed_answer_read_while_sending). */
             int rc = read_while_sending(c, &m, deadline, err);
             if (rc == SHMRPC_ETIMEDOUT) {
                 conn_break(c);

@@ -1101,10 +1101,49 @@ static void answers_while_sending_are_read(void **state)
     stop_server();
 }
 
+/* A blocking call sent while the answer of a call that gave up on it is still owed: the
+ * server stops reading the connection while that answer waits to be sent (more than 64
+ * KiB of answers), so the client must read it as it sends, or each waits for the other
+ * until the deadline. 32 MiB: more than the sockets' buffers take. */
+static void owed_answer_read_while_sending(void **state)
+{
+    (void)state;
+    const size_t msg = 32 * MIB;
+    start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.max_msg_bytes = msg;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    uint8_t *body = malloc(msg);
+    assert_non_null(body);
+    memset(body, 7, msg);
+    shmrpc_call *gone;
+    shmrpc_client_next_timeout(c, 20000);
+    assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(body, msg), &gone), 0);
+    shmrpc_call_free(gone); /* its answer is still owed */
+    shmrpc_bytes out = {0};
+    shmrpc_client_next_timeout(c, 5000);
+    int64_t t0 = test_now_ms();
+    rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out);
+    int64_t took = test_now_ms() - t0;
+    print_message("    a 32 MiB echo sent while a freed call's 32 MiB answer was owed: %s after "
+                  "%lld ms\n",
+                  shmrpc_strerror(rc), (long long)took);
+    if (rc) fail_msg("echo: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(out.len, msg);
+    assert_true(out.ptr[0] == 7 && out.ptr[msg - 1] == 7);
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("TCP_TEST_ONLY")) cmocka_set_test_filter(getenv("TCP_TEST_ONLY"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(budget_bounds_buffered_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_call_keeps_its_connection, setup, teardown),
@@ -1120,6 +1159,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(junk_at_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(pings_at_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_while_sending_are_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(owed_answer_read_while_sending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
