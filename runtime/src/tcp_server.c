@@ -994,8 +994,10 @@ static int room_for_frame(worker *w, peer *p)
     size_t more = cap - buf_cost(&p->in);
     if (!budget_take(w, more)) return 1;
     int rc = buf_resize(&p->in, cap);
-    budget_charge(w, more, 0);
+    /* The buffer's charge before the room taken is given back: between the two, the room
+     * counts twice, never not at all (another worker could take it then). */
     peer_recharge(w, p);
+    budget_charge(w, more, 0);
     return rc ? -1 : 0;
 }
 
