@@ -1066,6 +1066,18 @@ static void pings_at_a_sender(void **state)
     stream_at_a_sender(STREAM_PINGS);
 }
 
+/* A client of addr whose maximum message is msg bytes (the test fails if it cannot connect). */
+static shmrpc_client *connect_max(size_t msg)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.max_msg_bytes = msg;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
 /* What a correct server sends while a client sends is still all read: 8 echoes of the
  * client's maximum message (4 MiB) started back to back on one connection, whose answers
  * come while the later requests go out, are all answered. */
@@ -1075,12 +1087,8 @@ static void answers_while_sending_are_read(void **state)
     enum { CALLS = 8 };
     const size_t msg = 4 * MIB;
     start_server(1);
-    shmrpc_client_opts o;
-    shmrpc_client_opts_init(&o);
-    o.max_msg_bytes = msg;
-    int rc = 0;
-    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
-    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    shmrpc_client *c = connect_max(msg);
+    int rc;
     uint8_t *body = malloc(msg);
     assert_non_null(body);
     shmrpc_call *calls[CALLS];
@@ -1110,12 +1118,8 @@ static void owed_answer_read_while_sending(void **state)
     (void)state;
     const size_t msg = 32 * MIB;
     start_server(1);
-    shmrpc_client_opts o;
-    shmrpc_client_opts_init(&o);
-    o.max_msg_bytes = msg;
-    int rc = 0;
-    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
-    if (!c || rc) fail_msg("connect: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    shmrpc_client *c = connect_max(msg);
+    int rc;
     uint8_t *body = malloc(msg);
     assert_non_null(body);
     memset(body, 7, msg);
