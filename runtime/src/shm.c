@@ -142,18 +142,25 @@ int shmrpc__shm_create_channel(const char *name, uint64_t size, int *fd_out, shm
  * and sealed as channels are; else closes it. Whatever reached us (a descriptor a client
  * handed over, or one opened through /proc), a broken client that gave another file, or
  * an unsealed one, costs its own connection only. */
+int shmrpc__shm_fd_is_memfd(int32_t pid, int fd, const char *name)
+{
+    char path[64], link[256], want[200];
+    shmrpc__proc_fd_path(path, sizeof path, pid, fd);
+    ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0) return -1;
+    link[n] = '\0';
+    snprintf(want, sizeof want, "/memfd:%s (deleted)", name);
+    return strcmp(link, want) == 0;
+}
+
 int shmrpc__shm_check_channel(int fd, const char *name, uint64_t min_size, int *fd_out,
                               uint64_t *size, shmrpc_buf *err)
 {
-    char path[64], link[256], want[200];
     /* What we hold, not what a path led to a moment before. */
-    shmrpc__proc_fd_path(path, sizeof path, 0, fd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    link[n > 0 ? n : 0] = '\0';
-    snprintf(want, sizeof want, "/memfd:%s (deleted)", name);
+    int named = shmrpc__shm_fd_is_memfd(0, fd, name);
     int seals = fcntl(fd, F_GET_SEALS);
     int rc = 0;
-    if (strcmp(link, want) != 0)
+    if (named != 1)
         rc = SHMRPC_EPROTO, shmrpc__msg_set(err, "the descriptor given is not %s", name);
     else if (seals < 0 || (seals & CHAN_SEALS) != CHAN_SEALS ||
              (seals & (F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))

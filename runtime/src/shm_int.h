@@ -42,6 +42,10 @@ void shmrpc__shm_ctl_name(char *out, size_t cap, const char *key);
 void shmrpc__shm_chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
                            uint32_t gen);
 
+/* Whether descriptor fd of process pid (0: this one) is the memfd name (a channel's name
+ * without its "/"): 1 or 0, -1 when /proc does not say (errno: ENOENT, no such fd). */
+int shmrpc__shm_fd_is_memfd(int32_t pid, int fd, const char *name);
+
 /* "WHAT NAME: strerror(errno)" into err; SHMRPC_ESYS(errno). */
 int shmrpc__shm_sys_error(shmrpc_buf *err, const char *what, const char *name);
 

@@ -218,14 +218,10 @@ static int rdv_take(void *arg, uint32_t slot, uint32_t gen, int32_t pid, uint32_
  * closed it. True when that cannot be read (a client that is not dumpable). */
 static bool channel_kept(shm_listener *l, unsigned slot, uint32_t gen, int32_t pid)
 {
-    char path[64], link[256], name[160], want[200];
-    shmrpc__proc_fd_path(path, sizeof path, pid, atomic_load(&l->ctl->slots[slot].chan_fd));
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n < 0) return errno != ENOENT;
-    link[n] = '\0';
+    char name[160];
     shmrpc__shm_chan_name(name, sizeof name, l->key, l->pid, slot, gen);
-    snprintf(want, sizeof want, "/memfd:%s (deleted)", name + 1);
-    return strcmp(link, want) == 0;
+    int kept = shmrpc__shm_fd_is_memfd(pid, atomic_load(&l->ctl->slots[slot].chan_fd), name + 1);
+    return kept < 0 ? errno != ENOENT : kept == 1;
 }
 
 /* The connection that handed over slot's channel for gen hung up. When its client died
