@@ -307,28 +307,35 @@ static void execed_client_freed(void **state)
     assert_non_null(probe);
     shmrpc__shm_ctl *ctl = map_ctl();
     assert_non_null(ctl);
-    int p[2];
+    int p[2], go[2];
     assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(go), 0);
     pid_t client = fork();
     if (client == 0) {
         alarm(20);
         close(p[0]);
+        close(go[1]);
         shmrpc_client *c = connect_for(5000);
         int64_t sum = 0;
         char ok = c && calls_add(c, 1, 2, &sum) == 0 && sum == 3;
         if (write(p[1], &ok, 1) != 1) _exit(1);
+        /* The exec only once the test found the slot: it is freed within a millisecond. */
+        if (read(go[0], &ok, 1) != 1) _exit(1);
         execlp("sleep", "sleep", "20", (char *)NULL);
         _exit(2);
     }
     close(p[1]);
+    close(go[0]);
     char ok = 0;
     struct pollfd pf = {.fd = p[0], .events = POLLIN};
     bool ready = poll(&pf, 1, 10000) == 1 && read(p[0], &ok, 1) == 1 && ok;
     close(p[0]);
-    /* The slot is looked up only after the call: OPEN by then, and freed only by the exec. */
+    /* The slot is looked up after the call (OPEN by then) and before the exec. */
     int slot = -1;
     for (int64_t until = test_now_ms() + 3000; ready && slot < 0 && test_now_ms() < until;)
         if ((slot = slot_of(ctl, client)) < 0) usleep(200);
+    if (write(go[1], "x", 1) != 1) ready = false;
+    close(go[1]);
     int64_t t0 = now_us();
     while (slot >= 0 && atomic_load(&ctl->slots[slot].client.pid) == client &&
            now_us() - t0 < 3000000)
