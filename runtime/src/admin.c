@@ -89,7 +89,8 @@ static bool parse_channel(const char *rest, shmrpc_segment *s)
     return true;
 }
 
-/* NAME.G after "shmrpc.mapgen.", as map.c writes it; else not a name of the library's. */
+/* NAME.G after "shmrpc.mapgen.", as map.c writes it; else not a name of the library's. G is
+ * the file's number, not the generation a user is shown (read_mapgen). */
 static bool parse_mapgen(const char *rest, shmrpc_segment *s)
 {
     const char *dot = strrchr(rest, '.');
@@ -99,8 +100,13 @@ static bool parse_mapgen(const char *rest, shmrpc_segment *s)
         return false;
     s->kind = SHMRPC_SEG_MAPGEN;
     snprintf(s->key, sizeof s->key, "%.*s", (int)(dot - rest), rest);
-    s->map.generation = strtoull(dot + 1, NULL, 10);
     return true;
+}
+
+/* The number in a generation's file name (parse_mapgen took it for one). */
+static uint64_t mapgen_number(const shmrpc_segment *s)
+{
+    return strtoull(strrchr(s->name, '.') + 1, NULL, 10);
 }
 
 /* Maps the first n bytes of a segment read-only; NULL when it is smaller or cannot be. */
@@ -382,7 +388,7 @@ static void read_map(shmrpc_segment *s)
         m->repairs = h.repairs;
         m->reads = h.reads;
     }
-    m->generation = h.gen;
+    m->generation = shmrpc__map_shown_gen(h.gen, h.first);
     snprintf(name, sizeof name, "%s%s%s", LOCK_PREFIX, MAP_LOCK_PREFIX, s->key);
     struct lock_seg *l = map_head(name, sizeof *l, &(shmrpc_segment){0});
     if (l != NULL) {
@@ -391,35 +397,13 @@ static void read_map(shmrpc_segment *s)
     }
     if (why[0] != '\0')
         snprintf(s->detail, sizeof s->detail,
-                 "map at generation %" PRIu64 ", which cannot be read: %s", h.gen, why);
+                 "map at generation %" PRIu64 ", which cannot be read: %s", m->generation, why);
     else
         snprintf(s->detail, sizeof s->detail,
                  "map, %" PRIu64 " entr%s, generation %" PRIu64 ", %" PRIu64
                  " bytes of entries (%" PRIu64 " used), %" PRIu64 " writes, %" PRIu64 " growths",
                  m->count, m->count == 1 ? "y" : "ies", m->generation, m->bytes, m->used, m->writes,
                  m->growths);
-}
-
-/* A generation segment's own head, read by map.c; its number is in its name. */
-static void read_mapgen(shmrpc_segment *s)
-{
-    uint64_t g = s->map.generation;
-    void *p = map_head(s->name, SHMRPC__MAP_GEN_HEAD, s);
-    char why[200] = "";
-    if (p != NULL) {
-        if (shmrpc__map_read_gen(p, (uint64_t)s->size, &s->map, why, sizeof why) == 0) {
-            s->valid = s->map.generation == g;
-            if (!s->valid)
-                snprintf(why, sizeof why, "it says it is generation %" PRIu64, s->map.generation);
-        }
-        munmap(p, SHMRPC__MAP_GEN_HEAD);
-    } else if (s->readable) {
-        snprintf(why, sizeof why, "too small (%lld bytes)", s->size);
-    }
-    if (!s->valid) memset(&s->map, 0, sizeof s->map);
-    s->map.generation = g;
-    snprintf(s->detail, sizeof s->detail, "generation %" PRIu64 " of map %.80s%s%.70s", g, s->key,
-             why[0] ? ": " : "", why);
 }
 
 /* A statistics segment's owner is alive: with the start time of the control segment of the
@@ -447,22 +431,50 @@ typedef enum map_state {
     MAP_UNKNOWN
 } map_state;
 
-static map_state map_now(const char *key, uint64_t *gen)
+static map_state map_now(const char *key, shmrpc__map_head *head)
 {
+    memset(head, 0, sizeof *head);
     shmrpc_segment h = {0};
     snprintf(h.name, sizeof h.name, "%s%.200s", MAP_PREFIX, key); /* names: 180 at most */
     char path[sizeof h.name + 16];
     snprintf(path, sizeof path, "%s/%s", SHM_DIR, h.name);
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT) return MAP_GONE;
-    shmrpc__map_head head;
-    read_map_head(&h, &head);
-    *gen = head.gen;
-    if (head.ours) return MAP_OURS;
-    if (!h.readable || head.magic != 0) return MAP_UNKNOWN;
+    read_map_head(&h, head);
+    if (head->ours) return MAP_OURS;
+    if (!h.readable || head->magic != 0) return MAP_UNKNOWN;
     /* No magic: its creator is making it, or died doing so (the header's rule, below). */
-    bool alive = head.creator > 0 && shmrpc__proc_alive(head.creator, 0);
+    bool alive = head->creator > 0 && shmrpc__proc_alive(head->creator, 0);
     return !alive && time(NULL) - h.mtime > INCOMPLETE_GRACE_S ? MAP_DEAD_HALF_MADE : MAP_HALF_MADE;
+}
+
+/* A generation segment's own head, read by map.c, and its map's header, which says which
+ * generation its number is: map.generation 1, 2, ... of the map's, else 0. */
+static void read_mapgen(shmrpc_segment *s)
+{
+    uint64_t number = mapgen_number(s);
+    void *p = map_head(s->name, SHMRPC__MAP_GEN_HEAD, s);
+    char why[200] = "";
+    if (p != NULL) {
+        if (shmrpc__map_read_gen(p, (uint64_t)s->size, &s->map, why, sizeof why) == 0) {
+            s->valid = s->map.generation == number;
+            if (!s->valid)
+                snprintf(why, sizeof why, "it says it is number %" PRIu64, s->map.generation);
+        }
+        munmap(p, SHMRPC__MAP_GEN_HEAD);
+    } else if (s->readable) {
+        snprintf(why, sizeof why, "too small (%lld bytes)", s->size);
+    }
+    if (!s->valid) memset(&s->map, 0, sizeof s->map);
+    shmrpc__map_head h;
+    bool ours = map_now(s->key, &h) == MAP_OURS;
+    s->map.generation = ours ? shmrpc__map_shown_gen(number, h.first) : 0;
+    if (s->map.generation > 0)
+        snprintf(s->detail, sizeof s->detail, "generation %" PRIu64 " of map %.80s%s%.70s",
+                 s->map.generation, s->key, why[0] ? ": " : "", why);
+    else
+        snprintf(s->detail, sizeof s->detail, "generation file %" PRIu64 " of %smap %.80s%s%.70s",
+                 number, ours ? "an earlier " : "", s->key, why[0] ? ": " : "", why);
 }
 
 /* Whether the lock map.KEY is free now. */
@@ -478,15 +490,20 @@ static bool map_lock_free(const char *key)
 
 /* A map's generation G (docs/admin.md): the current one is the map's data and is kept;
  * an older one was replaced, and a writer that died before removing it left it (whoever
- * mapped it keeps its pages: a removal takes only the name); a newer one is a growth that
- * died before publishing it, garbage only while nobody can be building it: the map's lock
- * free at the listing, and held by the remover at the removal (locked). */
+ * mapped it keeps its pages: a removal takes only the name); one numbered below the map's
+ * first is of a map of that name before it, whose handles still open map what they use;
+ * a newer one is a growth that died before publishing it, garbage only while nobody can be
+ * building it: the map's lock free at the listing, and held by the remover at the removal
+ * (locked). Compared by their files' numbers; said as the generations a user is shown. */
 static void judge_mapgen(shmrpc_segment *s, bool locked)
 {
-    uint64_t g = s->map.generation, cur = 0;
+    uint64_t g = mapgen_number(s);
     const char *note = "";
     char buf[120];
-    switch (map_now(s->key, &cur)) {
+    shmrpc__map_head h;
+    map_state st = map_now(s->key, &h);
+    uint64_t cur = h.gen, shown = shmrpc__map_shown_gen(cur, h.first);
+    switch (st) {
     case MAP_GONE:
         note = ": its map is gone";
         if (time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
@@ -506,21 +523,28 @@ static void judge_mapgen(shmrpc_segment *s, bool locked)
     case MAP_OURS:
         if (g == cur) {
             note = ": current";
+        } else if (g < h.first) {
+            s->stale = true;
+            snprintf(s->reason, sizeof s->reason,
+                     "the map was created anew since (its generations are numbered from %" PRIu64
+                     ")",
+                     h.first);
         } else if (g < cur) {
             s->stale = true;
             snprintf(s->reason, sizeof s->reason,
-                     "generation %" PRIu64 " replaced it; its writer died before removing it", cur);
+                     "generation %" PRIu64 " replaced it; its writer died before removing it",
+                     shown);
         } else if (locked || map_lock_free(s->key)) {
             s->stale = true;
             snprintf(s->reason, sizeof s->reason,
                      "a growth died before publishing it (the map is at generation %" PRIu64
                      ", its lock is free)",
-                     cur);
+                     shown);
         } else {
             snprintf(buf, sizeof buf,
                      ": not published, the map is at generation %" PRIu64
                      " and its lock is held (a growth may be under way)",
-                     cur);
+                     shown);
             note = buf;
         }
         break;
@@ -534,8 +558,8 @@ static void judge_mapgen(shmrpc_segment *s, bool locked)
 static void judge_map_lock(shmrpc_segment *s)
 {
     const char *key = s->key + strlen(MAP_LOCK_PREFIX);
-    uint64_t cur;
-    map_state st = map_now(key, &cur);
+    shmrpc__map_head h;
+    map_state st = map_now(key, &h);
     if (s->owner != SHMRPC_LIFE_NONE && s->owner != SHMRPC_LIFE_DEAD) return;
     if (!s->readable || strncmp(s->detail, "incomplete", 10) == 0) return;
     if (st == MAP_GONE && time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
@@ -582,8 +606,8 @@ static void judge(shmrpc_segment *s)
         return;
     case SHMRPC_SEG_MAP: {
         /* A map's data has no owner process: a map is never stale once made. */
-        uint64_t cur;
-        if (!s->valid && map_now(s->key, &cur) == MAP_DEAD_HALF_MADE) {
+        shmrpc__map_head h;
+        if (!s->valid && map_now(s->key, &h) == MAP_DEAD_HALF_MADE) {
             s->stale = true;
             snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
         }
@@ -728,7 +752,6 @@ static bool still_stale(const shmrpc_segment *s, bool locked)
          strncmp(s->key, MAP_LOCK_PREFIX, strlen(MAP_LOCK_PREFIX)) == 0)) {
         now.kind = s->kind;
         snprintf(now.key, sizeof now.key, "%s", s->key);
-        now.map.generation = s->map.generation;
         now.owner = SHMRPC_LIFE_UNKNOWN;
         if (s->kind == SHMRPC_SEG_MAP) read_map(&now);
         if (s->kind == SHMRPC_SEG_LOCK) read_lock(&now);

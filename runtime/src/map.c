@@ -140,7 +140,14 @@ struct map_hdr {
     /* Written once by the creator: the length of the map's type signature, stored right
      * after this header in the same segment (0: untyped); read by openers and get_info. */
     uint32_t type_len;
-    uint8_t pad0[12];
+    uint32_t pad0;
+    /* Written once by the creator: the number of the map's first generation, whose file is
+     * shmrpc.mapgen.NAME.FIRST, and the next FIRST + 1, and so on. The creation's time in
+     * microseconds, so that a map created anew under the same name numbers its files above
+     * every file of the map before it (each generation takes far longer than a microsecond
+     * to make), and a handle still open on that one never makes, replaces or removes a
+     * file of the new map (see first_number). 0 in a map made before this field: 1. */
+    uint64_t first;
     /* Second line: the change counter, raised by writers under the lock; read by pollers;
      * the futex mirrors its low bits for waiters (who add CHANGE_WAITERS). */
     _Atomic uint64_t changes;
@@ -181,6 +188,7 @@ struct map_hdr {
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "shared atomics must be lock-free");
 _Static_assert(offsetof(struct map_hdr, gen) == 16, "layout");
 _Static_assert(offsetof(struct map_hdr, type_len) == 48, "layout");
+_Static_assert(offsetof(struct map_hdr, first) == 56, "layout");
 _Static_assert(offsetof(struct map_hdr, changes) == 64, "layout");
 _Static_assert(offsetof(struct map_hdr, change) == 72, "layout");
 _Static_assert(offsetof(struct map_hdr, rec_state) == 128, "layout");
@@ -320,12 +328,14 @@ struct shmrpc_map {
     /* The header's file, to tell whether its name still leads to it (still_named). */
     dev_t hdr_dev;
     ino_t hdr_ino;
-    char *type;     /* the map's type signature as stored ("" when untyped) */
-    char *want;     /* the type this open asked for (opts.type points here), "" for any */
+    char *type; /* the map's type signature as stored ("" when untyped) */
+    char *want; /* the type this open asked for (opts.type points here), "" for any */
     shmrpc_lock *lock;
-    /* The generation this handle maps. */
+    /* The generation this handle maps, and the number of the map's first (the header's
+     * first, read at open): geo.gen - first + 1 is the generation a user is shown. */
     uint8_t *base;
     shmrpc__map_geo geo;
+    uint64_t first;
     /* The geometry of new generations, from the header as checked at open: never read
      * from the segment again, which any process of the user can write over. */
     uint64_t init_slots, init_bytes, max_bytes;
@@ -894,7 +904,8 @@ static struct map_reader *claim_slot(shmrpc_map *m)
         for (int i = 0; i < MAP_READERS; i++) {
             struct map_reader *r = &h->readers[i];
             uint64_t o = atomic_load(&r->owner), start;
-            if (o != 0 && (pass == 0 || !owner_dead(r, o, &start) || !free_dead_slot(h, r, o, start)))
+            if (o != 0 &&
+                (pass == 0 || !owner_dead(r, o, &start) || !free_dead_slot(h, r, o, start)))
                 continue;
             o = 0;
             if (!atomic_compare_exchange_strong(&r->owner, &o, me)) continue;
@@ -1391,7 +1402,7 @@ static void repair(shmrpc_map *m)
     forget_space(m);
     uint64_t seq = atomic_load(&g->seq);
     if (seq & 1) atomic_store(&g->seq, seq + 1);
-    if (m->geo.gen > 1 && still_named(m)) unlink_gen(m->name, m->geo.gen - 1);
+    if (m->geo.gen > m->first && still_named(m)) unlink_gen(m->name, m->geo.gen - 1);
     atomic_fetch_add_explicit(&h->repairs, 1, memory_order_relaxed);
     bump_changes(h);
 }
@@ -1819,7 +1830,7 @@ int shmrpc_map_get_info(shmrpc_map *m, shmrpc_map_info *out)
     const struct gen_hdr *g = (const struct gen_hdr *)m->base;
     const struct map_hdr *h = m->hdr;
     memset(out, 0, sizeof *out);
-    out->generation = m->geo.gen;
+    out->generation = shmrpc__map_shown_gen(m->geo.gen, m->first);
     out->count = atomic_load(&g->count);
     out->slots = m->geo.nslots;
     out->tombstones = atomic_load(&g->tombs);
@@ -1864,7 +1875,9 @@ int shmrpc_map_check(shmrpc_map *m)
     if (rc != 0) return rc;
     char why[256];
     rc = shmrpc__map_check_seg(m->base, &m->geo, why, sizeof why);
-    if (rc != 0) return fail(rc, "map '%s' generation %" PRIu64 ": %s", m->name, m->geo.gen, why);
+    if (rc != 0)
+        return fail(rc, "map '%s' generation %" PRIu64 ": %s", m->name,
+                    shmrpc__map_shown_gen(m->geo.gen, m->first), why);
     return 0;
 }
 
@@ -1961,7 +1974,21 @@ static int open_lock_of(shmrpc_map *m)
     return shmrpc_lock_open(&m->lock, ln, &lo);
 }
 
-/* Creates the header, the lock and generation 1; SHMRPC_ESYS(EEXIST) silently. */
+/* The number of a new map's first generation: the time in microseconds (2^53 in the year
+ * 2255, so that JSON's readers read it whole). A handle on a map of this name created
+ * earlier numbered its first from its creation's time, T, and growth k, which began more
+ * than k microseconds after T (making a generation takes longer than one), T + k: below
+ * this, as long as the growth began before this creation, and a growth that begins after
+ * it finds the name no longer its map's (still_named). Unless the clock was set back
+ * between the two creations by more than the time between them. */
+static uint64_t first_number(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || ts.tv_sec <= 0) return 1;
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Creates the header, the lock and the first generation; SHMRPC_ESYS(EEXIST) silently. */
 static int create_map(shmrpc_map *m)
 {
     char path[PATH_CAP];
@@ -1985,13 +2012,14 @@ static int create_map(shmrpc_map *m)
     m->init_bytes = h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
     m->max_bytes = h->max_bytes =
         m->opts.max_bytes < m->init_bytes ? m->init_bytes : m->opts.max_bytes;
+    m->first = h->first = first_number();
     char ln[SHMRPC_LOCK_NAME_MAX + 1];
     lock_name(ln, m->name);
     shmrpc_lock_unlink(ln); /* a lock left by an earlier map of this name */
     rc = open_lock_of(m);
     uint8_t *base = NULL;
     shmrpc__map_geo geo;
-    if (rc == 0) rc = build_gen(m, 1, 1, m->init_slots, m->init_bytes, &base, &geo);
+    if (rc == 0) rc = build_gen(m, m->first, 1, m->init_slots, m->init_bytes, &base, &geo);
     if (rc != 0) {
         shm_unlink(path);
         munmap(p, m->hdr_len);
@@ -1999,7 +2027,7 @@ static int create_map(shmrpc_map *m)
         return rc;
     }
     set_gen(m, base, &geo);
-    atomic_store(&h->gen, 1);
+    atomic_store(&h->gen, m->first);
     atomic_store_explicit(&h->magic, HDR_MAGIC, memory_order_release);
     m->created = true;
     return 0;
@@ -2071,7 +2099,7 @@ static int attach_map(shmrpc_map *m)
         nanosleep(&ts, NULL);
     }
     uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
-    uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes;
+    uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes, first = h->first;
     if (magic == 0)
         rc = fail(SHMRPC_EPROTO,
                   "map '%s' was never initialised (its creator died?); CREATE_NEW_OVERWRITE or "
@@ -2104,6 +2132,7 @@ static int attach_map(shmrpc_map *m)
     m->init_slots = is;
     m->init_bytes = ib;
     m->max_bytes = mb;
+    m->first = first ? first : 1;
     rc = open_lock_of(m);
     if (rc == 0) rc = follow(m);
     if (rc != 0) {
@@ -2258,6 +2287,7 @@ void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out)
     out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
     if (!out->ours) return;
     out->gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    out->first = h->first ? h->first : 1;
     out->changes = atomic_load_explicit(&h->changes, memory_order_relaxed);
     out->writes = atomic_load_explicit(&h->writes, memory_order_relaxed);
     out->growths = atomic_load_explicit(&h->growths, memory_order_relaxed);

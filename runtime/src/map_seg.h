@@ -33,6 +33,14 @@ int shmrpc__map_lookup(const void *seg, const shmrpc__map_geo *geo, const void *
 /* Checks every slot and entry and the header's counts: 0 or SHMRPC_EPROTO with why. */
 int shmrpc__map_check_seg(const void *seg, const shmrpc__map_geo *geo, char *why, size_t cap);
 
+/* The generation a user is shown (1, 2, ...) of the generation numbered gen (its file's
+ * name, shmrpc.mapgen.NAME.GEN) in a map whose first is numbered first; 0 for a number below
+ * first, which is not this map's (a map of the same name created before it). */
+static inline uint64_t shmrpc__map_shown_gen(uint64_t gen, uint64_t first)
+{
+    return gen >= first ? gen - first + 1 : 0;
+}
+
 /* The header segment (/dev/shm/shmrpc.map.NAME) and the head of a generation segment
  * (shmrpc.mapgen.NAME.G) are these many bytes. */
 #define SHMRPC__MAP_HDR_SIZE 4096u
@@ -45,7 +53,8 @@ typedef struct shmrpc__map_head {
     uint32_t magic, version;
     bool ours;
     int32_t creator; /* its pid (the header keeps no start time), 0 when not written yet */
-    uint64_t gen;    /* the current generation */
+    uint64_t gen;    /* the current generation's number (its file's name) */
+    uint64_t first;  /* the number of the map's first generation (1 in a map older than it) */
     uint64_t changes, writes, growths, repairs;
     uint64_t reads; /* gets and views, summed over the reader table as shmrpc_map_get_info */
 } shmrpc__map_head;

@@ -606,7 +606,8 @@ static void shared_metrics(shmrpc_buf *out, const view *v)
          "Bytes of the current generation's entry space written (live and replaced entries).",
          offsetof(shmrpc_map_info, used)},
         {"shmrpc_map_generation", "gauge",
-         "The map's current generation: how many times its table was replaced (growth or clear).",
+         "The map's current generation: 1, plus how many times its table was replaced "
+         "(growth or clear).",
          offsetof(shmrpc_map_info, generation)},
         {"shmrpc_map_writes_total", "counter",
          "Puts, removes and clears that changed the map since it was made.",

@@ -4,6 +4,7 @@
  * and growths followed by a full consistency check, a dead lock holder, 'nobody' refused,
  * corrupt segments refused. Every child is bounded by alarm() and reaped, every map
  * unlinked, even when a test fails. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -53,6 +54,47 @@ static bool shm_exists(const char *kind, const char *name, const char *suffix)
     char path[512];
     snprintf(path, sizeof path, "/dev/shm/shmrpc.%s.%s%s", kind, name, suffix);
     return access(path, F_OK) == 0;
+}
+
+/* The number in the file name of generation shown (1, 2, ...) of the map name: its files
+ * are numbered from the header's first (at byte 56), the map's creation time in
+ * microseconds. 0 when the header cannot be read. */
+static uint64_t gen_number(const char *name, uint64_t shown)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", name);
+    int fd = open(path, O_RDONLY);
+    uint64_t first = 0;
+    if (fd >= 0 && pread(fd, &first, 8, 56) != 8) first = 0;
+    if (fd >= 0) close(fd);
+    return first ? first + shown - 1 : 0;
+}
+
+/* The path of the file of generation shown of the map name; "" when its header cannot be
+ * read. */
+static const char *gen_file(char *path, size_t cap, const char *name, uint64_t shown)
+{
+    uint64_t number = gen_number(name, shown);
+    if (number == 0)
+        path[0] = '\0';
+    else
+        snprintf(path, cap, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, number);
+    return path;
+}
+
+/* Whether any generation file of the map name is left, whatever its number. */
+static bool any_gen_left(const char *name)
+{
+    char prefix[512];
+    int n = snprintf(prefix, sizeof prefix, "shmrpc.mapgen.%s.", name);
+    DIR *d = opendir("/dev/shm");
+    assert_non_null(d);
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)))
+        found = strncmp(de->d_name, prefix, (size_t)n) == 0;
+    closedir(d);
+    return found;
 }
 
 static pid_t spawn(int (*fn)(void *), void *arg)
@@ -228,11 +270,9 @@ static void operations(void **state)
     assert_int_equal(put_s(m, "after", "clear"), 0);
     assert_string_equal(get_s(m, "after"), "clear");
     /* Only the current generation's file is left. */
-    char suffix[32];
-    snprintf(suffix, sizeof suffix, ".%" PRIu64, info.generation);
-    assert_true(shm_exists("mapgen", name, suffix));
-    snprintf(suffix, sizeof suffix, ".%" PRIu64, info.generation - 1);
-    assert_false(shm_exists("mapgen", name, suffix));
+    char path[512];
+    assert_int_equal(access(gen_file(path, sizeof path, name, info.generation), F_OK), 0);
+    assert_int_equal(access(gen_file(path, sizeof path, name, info.generation - 1), F_OK), -1);
     shmrpc_map_close(m);
     assert_int_equal(shmrpc_map_unlink(name), 0);
     assert_false(shm_exists("map", name, ""));
@@ -386,7 +426,7 @@ static void auto_unlink(void **state)
     struct creator c = {name, true};
     assert_int_equal(test_kid_reap(spawn(creator_child, &c), 20000), 0);
     assert_false(shm_exists("map", name, ""));
-    assert_false(shm_exists("mapgen", name, ".1"));
+    assert_false(any_gen_left(name));
     assert_false(shm_exists("lock.map", name, ""));
     c.auto_unlink = false;
     assert_int_equal(test_kid_reap(spawn(creator_child, &c), 20000), 0);
@@ -728,8 +768,7 @@ static int midway_child(void *arg)
     int fd = open(path, O_RDWR);
     uint8_t *hdr = mmap(NULL, 256, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, w->name, info.generation);
-    fd = open(path, O_RDWR);
+    fd = open(gen_file(path, sizeof path, w->name, info.generation), O_RDWR);
     struct stat st;
     fstat(fd, &st);
     uint8_t *g = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -751,7 +790,9 @@ static int midway_child(void *arg)
         memcpy(&klen, g + off, 4);
         memcpy(&vlen, g + off + 4, 4);
         if (klen != 6 || memcmp(g + off + 16, "victim", 6) != 0) continue;
-        uint64_t rec[7] = {info.generation, i, 1, used, count - 1, tombs + 1,
+        uint64_t first;
+        memcpy(&first, hdr + 56, 8);
+        uint64_t rec[7] = {first + info.generation - 1, i, 1, used, count - 1, tombs + 1,
                            /* an entry of up to 256 bytes takes whole lines */
                            live - ((16 + klen + vlen + 63) & ~UINT64_C(63))};
         memcpy(hdr + 136, rec, sizeof rec);
@@ -806,8 +847,7 @@ static uint8_t *map_gen_bytes(const char *name, shmrpc_map *m, size_t *len)
     shmrpc_map_info info;
     assert_int_equal(shmrpc_map_get_info(m, &info), 0);
     char path[512];
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation);
-    int fd = open(path, O_RDWR);
+    int fd = open(gen_file(path, sizeof path, name, info.generation), O_RDWR);
     assert_true(fd >= 0);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
@@ -984,6 +1024,43 @@ static void overwritten_map_left_alone(void **state)
     shmrpc_map_close(anew);
 }
 
+/* A map created anew numbers its generation files above every file of the map before it,
+ * so that a handle still open on that one, growing it or removing what it replaced, never
+ * makes, replaces or removes a file of the new map (docs/map.md, "Growth"). Before, both
+ * numbered from 1: an old handle's growth to 2 replaced the new map's second generation if
+ * the new map got there between the old handle's look at the name and its build. */
+static void recreated_map_numbered_above(void **state)
+{
+    (void)state;
+    const char *name = new_name("above");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *old = open_map(name, &o);
+    put_keys(old, "A", 40); /* 8 slots, then 32, then 128: generation 3 */
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(old, &info), 0);
+    assert_int_equal(info.generation, 3);
+    uint64_t old_first = gen_number(name, 1), old_last = gen_number(name, info.generation);
+    char path[512];
+    assert_int_equal(access(gen_file(path, sizeof path, name, 3), F_OK), 0);
+    o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
+    shmrpc_map *anew = open_map(name, &o);
+    assert_int_equal(shmrpc_map_get_info(anew, &info), 0);
+    assert_int_equal(info.generation, 1); /* a user is shown 1, 2, ... all the same */
+    uint64_t new_first = gen_number(name, 1);
+    print_message("    the first map's files %" PRIu64 "..%" PRIu64 ", the new one's from %" PRIu64
+                  "\n",
+                  old_first, old_last, new_first);
+    assert_true(new_first > old_last);
+    assert_int_equal(access(gen_file(path, sizeof path, name, 1), F_OK), 0);
+    put_keys(anew, "B", 40);
+    assert_int_equal(shmrpc_map_get_info(anew, &info), 0);
+    assert_int_equal(info.generation, 3);
+    assert_int_equal(gen_number(name, 3), new_first + 2);
+    assert_int_equal(shmrpc_map_check(anew), 0);
+    shmrpc_map_close(old);
+    shmrpc_map_close(anew);
+}
+
 /* --- a bad write to the counts, then a growth ----------------------------------------- */
 
 /* A put that needs a growth: of 200000 bytes, more than the space left (count 0), or of
@@ -1065,8 +1142,7 @@ static void growth_leftovers_replaced(void **state)
     assert_int_equal(put_s(m, "a", "1"), 0);
     /* A partial generation 2: garbage of the wrong size. */
     char path[512];
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.2", name);
-    int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    int fd = open(gen_file(path, sizeof path, name, 2), O_CREAT | O_EXCL | O_WRONLY, 0600);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "partial", 7), 7);
     close(fd);
@@ -1081,8 +1157,8 @@ static void growth_leftovers_replaced(void **state)
     assert_int_equal(shmrpc_map_check(m), 0);
     assert_string_equal(get_s(m, "k7"), "k7");
     /* The previous generation's file left behind by a writer that died after publishing. */
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation - 1);
-    fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    fd = open(gen_file(path, sizeof path, name, info.generation - 1), O_CREAT | O_EXCL | O_WRONLY,
+              0600);
     assert_true(fd >= 0);
     close(fd);
     assert_int_equal(test_kid_reap(spawn(die_holding, (void *)name), 10000), 128 + SIGKILL);
@@ -1245,8 +1321,8 @@ static void corrupt_segments_refused(void **state)
 {
     (void)state;
     const char *name = new_name("corrupt");
-    char gen1[SHMRPC_MAP_NAME_MAX + 8];
-    snprintf(gen1, sizeof gen1, "%s.1", name);
+    char path[512];
+    const char *gen1 = NULL; /* NAME.NUMBER of the first generation, for scribble */
     uint32_t bad = 0xdeadbeef;
     uint64_t huge = UINT64_C(1) << 40;
     struct {
@@ -1260,28 +1336,30 @@ static void corrupt_segments_refused(void **state)
         {"map", name, 0, &bad, 4, SHMRPC_EPROTO, "not a map"},
         {"map", name, 4, &bad, 4, SHMRPC_EVERSION, "layout version"},
         {"map", name, 32, &huge, 8, SHMRPC_EPROTO, "corrupt header"},
-        {"mapgen", gen1, 0, &bad, 4, SHMRPC_EPROTO, "not a map generation"},
-        {"mapgen", gen1, 24, &huge, 8, SHMRPC_EPROTO, "slot count"},
-        {"mapgen", gen1, 16, &huge, 8, SHMRPC_EPROTO, "header says"},
+        {"mapgen", NULL, 0, &bad, 4, SHMRPC_EPROTO, "not a map generation"},
+        {"mapgen", NULL, 24, &huge, 8, SHMRPC_EPROTO, "slot count"},
+        {"mapgen", NULL, 16, &huge, 8, SHMRPC_EPROTO, "header says"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
         shmrpc_map *m = open_map(name, &o);
         assert_int_equal(put_s(m, "k", "v"), 0);
         shmrpc_map_close(m);
-        scribble(cases[i].kind, cases[i].file, cases[i].off, cases[i].p, cases[i].len);
+        gen1 = gen_file(path, sizeof path, name, 1) + strlen("/dev/shm/shmrpc.mapgen.");
+        scribble(cases[i].kind, cases[i].file ? cases[i].file : gen1, cases[i].off, cases[i].p,
+                 cases[i].len);
         expect_refused(name, cases[i].want, cases[i].says);
     }
     /* A header of the wrong size is not a map. */
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
     shmrpc_map_close(open_map(name, &o));
-    char path[512];
     snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", name);
     assert_int_equal(truncate(path, 100), 0);
     expect_refused(name, SHMRPC_EPROTO, "not a map");
     /* An entry that points outside the segment: reads fail with a status, check names it. */
     shmrpc_map *m = open_map(name, &o);
     assert_int_equal(put_s(m, "k", "v"), 0);
+    gen1 = gen_file(path, sizeof path, name, 1) + strlen("/dev/shm/shmrpc.mapgen.");
     uint64_t wild = ((uint64_t)1 << 39) | 0xffffffu; /* a slot word past the end */
     for (int s = 0; s < 8; s++)
         scribble("mapgen", gen1, 128 + s * 8, &wild, 8);
@@ -1331,9 +1409,8 @@ static void small_entries_take_whole_lines(void **state)
         }
     shmrpc_map_info info;
     assert_int_equal(shmrpc_map_get_info(m, &info), 0);
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%" PRIu64, name, info.generation);
-    int fd = open(path, O_RDONLY);
+    char path[512];
+    int fd = open(gen_file(path, sizeof path, name, info.generation), O_RDONLY);
     assert_true(fd >= 0);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
@@ -1978,6 +2055,7 @@ int main(void)
         T(claim_in_progress_kept),
         T(growth_counts_its_keys),
         T(overwritten_map_left_alone),
+        T(recreated_map_numbered_above),
         T(growth_leftovers_replaced),
         T(snapshots_while_writing),
         T(nobody_refused),

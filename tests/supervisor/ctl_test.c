@@ -636,13 +636,32 @@ static const shmrpc_segment *seg_named(const shmrpc_segment *v, size_t n, const 
 #define GEN "shmrpc.mapgen.%s.%llu"
 #define MLOCK "shmrpc.lock.map.%s%.0llu"
 
+/* The number in the file name of generation g of the map made by make_grown_map: its files
+ * are numbered from the header's first (at byte 56), the creation's time in microseconds. */
+static unsigned long long map_first;
+
+static unsigned long long G(unsigned long long g)
+{
+    return map_first + g - 1;
+}
+
+static unsigned long long read_first(const char *name)
+{
+    char hdr[320];
+    shm_path(hdr, sizeof hdr, HDR, name, 0);
+    int fd = open(hdr, O_RDONLY);
+    unsigned long long first = 0;
+    if (fd >= 0 && pread(fd, &first, 8, 56) != 8) first = 0;
+    if (fd >= 0) close(fd);
+    return first;
+}
+
 /* A map of 8 slots made in a child that exits (its creator is dead), grown to generation
  * 2 with 6 keys, and the file of generation 1 put back as a writer killed between the
  * publish and the unlink leaves it. */
 static void make_grown_map(const char *name)
 {
     char g1[320], keep[320];
-    shm_path(g1, sizeof g1, GEN, name, 1);
     snprintf(keep, sizeof keep, "/dev/shm/shmrpc.%skeep", prefix);
     pid_t kid = fork();
     assert_true(kid >= 0);
@@ -655,6 +674,8 @@ static void make_grown_map(const char *name)
         o.initial_bytes = 4096;
         shmrpc_map *m;
         if (shmrpc_map_open(&m, name, &o) != 0) _exit(1);
+        map_first = read_first(name);
+        shm_path(g1, sizeof g1, GEN, name, G(1));
         int bad = 0;
         for (int i = 0; i < 3; i++)
             bad |= shmrpc_map_put(m, &i, sizeof i, "value", 5);
@@ -669,6 +690,9 @@ static void make_grown_map(const char *name)
     int status;
     assert_int_equal(waitpid(kid, &status, 0), kid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail_msg("the map's creator: %#x", status);
+    map_first = read_first(name);
+    assert_true(map_first > 1);
+    shm_path(g1, sizeof g1, GEN, name, G(1));
     assert_false(access(g1, F_OK) == 0);
     assert_int_equal(rename(keep, g1), 0);
 }
@@ -730,8 +754,17 @@ static void ls_and_clean_maps(void **state)
     make_grown_map(name);
     /* A growth that died before publishing generation 3: its file, sized, no head yet. */
     char g3[320];
-    shm_path(g3, sizeof g3, GEN, name, 3);
+    shm_path(g3, sizeof g3, GEN, name, G(3));
     int fd = shm_open(g3 + strlen("/dev/shm"), O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 8192), 0);
+    close(fd);
+    /* A generation of a map of the same name before this one (a handle on it that grew it
+     * after this one was made): numbered below this one's first. */
+    char early[320];
+    unsigned long long early_no = G(1) - 1000;
+    shm_path(early, sizeof early, GEN, name, early_no);
+    fd = shm_open(early + strlen("/dev/shm"), O_RDWR | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, 8192), 0);
     close(fd);
@@ -740,7 +773,7 @@ static void ls_and_clean_maps(void **state)
     size_t n;
     const char *names[] = {name};
     assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
-    assert_int_equal(n, 5); /* lock, header, generations 1, 2, 3 */
+    assert_int_equal(n, 6); /* lock, header, generations 1, 2, 3, the earlier map's */
     const shmrpc_segment *h = seg_named(v, n, HDR, name, 0);
     assert_int_equal(h->kind, SHMRPC_SEG_MAP);
     assert_string_equal(h->key, name);
@@ -754,17 +787,22 @@ static void ls_and_clean_maps(void **state)
     assert_true(h->map.bytes >= 4096 && h->map.used == 6 * 64 && h->map.live == 6 * 64);
     if (strncmp(h->detail, "map, 6 entries, generation 2, ", 30) != 0)
         fail_msg("detail: %s", h->detail);
-    const shmrpc_segment *cur = seg_named(v, n, GEN, name, 2);
+    const shmrpc_segment *cur = seg_named(v, n, GEN, name, G(2));
     assert_int_equal(cur->kind, SHMRPC_SEG_MAPGEN);
     assert_true(cur->valid && !cur->stale);
     assert_int_equal(cur->map.count, 6);
     assert_non_null(strstr(cur->detail, ": current"));
-    const shmrpc_segment *old = seg_named(v, n, GEN, name, 1);
+    const shmrpc_segment *old = seg_named(v, n, GEN, name, G(1));
     assert_true(old->valid && old->stale);
     assert_non_null(strstr(old->reason, "generation 2 replaced it"));
-    const shmrpc_segment *next = seg_named(v, n, GEN, name, 3);
+    const shmrpc_segment *next = seg_named(v, n, GEN, name, G(3));
     assert_true(!next->valid && next->stale);
     assert_non_null(strstr(next->reason, "a growth died before publishing it"));
+    const shmrpc_segment *before = seg_named(v, n, GEN, name, early_no);
+    assert_true(before->stale && before->map.generation == 0);
+    assert_non_null(strstr(before->detail, "generation file "));
+    assert_non_null(strstr(before->detail, " of an earlier map "));
+    assert_non_null(strstr(before->reason, "the map was created anew since"));
     const shmrpc_segment *lk = seg_named(v, n, MLOCK, name, 0);
     assert_int_equal(lk->kind, SHMRPC_SEG_LOCK);
     assert_true(!lk->stale && lk->owner == SHMRPC_LIFE_NONE);
@@ -774,7 +812,7 @@ static void ls_and_clean_maps(void **state)
     int release;
     pid_t holder = hold_map_lock(name, &release);
     assert_int_equal(shmrpc_segment_remove(next), SHMRPC_EBUSY);
-    assert_true(seg_there(GEN, name, 3));
+    assert_true(seg_there(GEN, name, G(3)));
     shmrpc_segments_free(v);
     run r;
     ctl(&r, NULL, "ls", name, NULL);
@@ -786,9 +824,11 @@ static void ls_and_clean_maps(void **state)
     assert_int_equal(r.status, 0);
     char want[600];
     snprintf(want, sizeof want,
-             "removed mapgen shmrpc.mapgen.%s.1: generation 2 replaced it; its writer died "
+             "removed mapgen shmrpc.mapgen.%s.%llu: the map was created anew since (its "
+             "generations are numbered from %llu)\n"
+             "removed mapgen shmrpc.mapgen.%s.%llu: generation 2 replaced it; its writer died "
              "before removing it\n",
-             name);
+             name, early_no, G(1), name, G(1));
     assert_string_equal(r.out, want);
     let_go(holder, release);
 
@@ -801,13 +841,13 @@ static void ls_and_clean_maps(void **state)
     ctl(&r, NULL, "clean", name, NULL);
     assert_int_equal(r.status, 0);
     snprintf(want, sizeof want,
-             "removed mapgen shmrpc.mapgen.%s.3: a growth died before publishing it (the map is "
+             "removed mapgen shmrpc.mapgen.%s.%llu: a growth died before publishing it (the map is "
              "at generation 2, its lock is free)\n",
-             name);
+             name, G(3));
     assert_string_equal(r.out, want);
     ctl(&r, NULL, "clean", name, NULL);
     assert_string_equal(r.out, "nothing to remove\n");
-    assert_true(seg_there(HDR, name, 0) && seg_there(GEN, name, 2) && seg_there(MLOCK, name, 0));
+    assert_true(seg_there(HDR, name, 0) && seg_there(GEN, name, G(2)) && seg_there(MLOCK, name, 0));
 
     /* The map reads whole after the clean, and a put goes on at generation 2. */
     shmrpc_map *m;
@@ -828,20 +868,20 @@ static void ls_and_clean_maps(void **state)
     char hdr[320];
     shm_path(hdr, sizeof hdr, HDR, name, 0);
     assert_int_equal(shm_unlink(hdr + strlen("/dev/shm")), 0);
-    age_by(GEN, name, 2, 0);
+    age_by(GEN, name, G(2), 0);
     age_by(MLOCK, name, 0, 0);
     ctl(&r, NULL, "clean", name, NULL);
     assert_string_equal(r.out, "nothing to remove\n");
-    age(GEN, name, 2);
+    age(GEN, name, G(2));
     age(MLOCK, name, 0);
     ctl(&r, NULL, "clean", name, NULL);
     assert_int_equal(r.status, 0);
     snprintf(want, sizeof want,
              "removed lock shmrpc.lock.map.%s: its map is gone (no header)\n"
-             "removed mapgen shmrpc.mapgen.%s.2: its map is gone (no header)\n",
-             name, name);
+             "removed mapgen shmrpc.mapgen.%s.%llu: its map is gone (no header)\n",
+             name, name, G(2));
     assert_string_equal(r.out, want);
-    assert_false(seg_there(GEN, name, 2) || seg_there(MLOCK, name, 0));
+    assert_false(seg_there(GEN, name, G(2)) || seg_there(MLOCK, name, 0));
 }
 
 /* A map whose creator died before its magic: the header and what it made go, after the

@@ -74,9 +74,11 @@ typedef struct shmrpc_segment {
      * does not subscribe (missed is 0). */
     shmrpc_queue_stats queue;
     /* map (valid): its figures, as shmrpc_map_get_info gives them, read from the header,
-     * the current generation's head and the lock (lock_waits); generation 0 when the
-     * current generation could not be read. mapgen: its number in map.generation, and
-     * when valid its own figures (count, slots, bytes, used, live). */
+     * the current generation's head and the lock (lock_waits); only the header's when the
+     * current generation could not be read. mapgen: in map.generation the generation a
+     * user is shown (1, 2, ...) when its map's header is there and the file's number is
+     * the map's, else 0 (the number is in its name), and when valid its own figures
+     * (count, slots, bytes, used, live). */
     shmrpc_map_info map;
     char detail[200]; /* one line for people: "service calc, 2 workers, 1 connection" */
     bool stale;       /* shmrpc_segment_remove would remove it (docs/admin.md) */

@@ -33,8 +33,9 @@ typedef enum shmrpc_map_mode {
 } shmrpc_map_mode;
 
 /* A name is 1..SHMRPC_MAP_NAME_MAX characters of [A-Za-z0-9_.-]. The map is three kinds of
- * segment: /dev/shm/shmrpc.map.NAME (the header), /dev/shm/shmrpc.mapgen.NAME.G (the
- * table of generation G) and the lock "map.NAME" (/dev/shm/shmrpc.lock.map.NAME). */
+ * segment: /dev/shm/shmrpc.map.NAME (the header), /dev/shm/shmrpc.mapgen.NAME.G (a table,
+ * G numbered from the map's creation time in microseconds, one more for each generation)
+ * and the lock "map.NAME" (/dev/shm/shmrpc.lock.map.NAME). */
 #define SHMRPC_MAP_NAME_MAX 180
 
 /* Bounds of one entry. */
@@ -157,7 +158,7 @@ int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeou
 shmrpc_lock *shmrpc_map_lock(shmrpc_map *m);
 
 typedef struct shmrpc_map_info {
-    uint64_t generation; /* how many times the table was replaced (growth or clear) */
+    uint64_t generation; /* 1, plus how many times the table was replaced (growth or clear) */
     uint64_t count;      /* keys */
     uint64_t slots;      /* of the hash table */
     uint64_t tombstones; /* slots of removed keys, reused by later inserts */
