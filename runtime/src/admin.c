@@ -523,7 +523,7 @@ static void judge_mapgen(shmrpc_segment *s, bool locked)
     case MAP_OURS:
         if (g == cur) {
             note = ": current";
-        } else if (g < h.first) {
+        } else if (g < cur && g < h.first) {
             s->stale = true;
             snprintf(s->reason, sizeof s->reason,
                      "the map was created anew since (its generations are numbered from %" PRIu64

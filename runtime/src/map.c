@@ -2100,6 +2100,7 @@ static int attach_map(shmrpc_map *m)
     }
     uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
     uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes, first = h->first;
+    uint64_t gen = atomic_load_explicit(&h->gen, memory_order_acquire);
     if (magic == 0)
         rc = fail(SHMRPC_EPROTO,
                   "map '%s' was never initialised (its creator died?); CREATE_NEW_OVERWRITE or "
@@ -2117,6 +2118,11 @@ static int attach_map(shmrpc_map *m)
                   "map '%s' has a corrupt header (geometry %" PRIu64 " slots, %" PRIu64 "..%" PRIu64
                   " bytes)",
                   m->name, is, ib, mb);
+    else if (first > gen)
+        rc = fail(SHMRPC_EPROTO,
+                  "map '%s' has a corrupt header (its first generation, %" PRIu64
+                  ", after its current, %" PRIu64 ")",
+                  m->name, first, gen);
     else if ((size_t)HDR_SIZE + tlen != plen)
         rc = fail(SHMRPC_EPROTO,
                   "map '%s' has a corrupt header (a type of %u bytes in a segment of %zu)", m->name,

@@ -1324,7 +1324,7 @@ static void corrupt_segments_refused(void **state)
     char path[512];
     const char *gen1 = NULL; /* NAME.NUMBER of the first generation, for scribble */
     uint32_t bad = 0xdeadbeef;
-    uint64_t huge = UINT64_C(1) << 40;
+    uint64_t huge = UINT64_C(1) << 40, all_ones = UINT64_MAX;
     struct {
         const char *kind, *file;
         off_t off;
@@ -1336,6 +1336,7 @@ static void corrupt_segments_refused(void **state)
         {"map", name, 0, &bad, 4, SHMRPC_EPROTO, "not a map"},
         {"map", name, 4, &bad, 4, SHMRPC_EVERSION, "layout version"},
         {"map", name, 32, &huge, 8, SHMRPC_EPROTO, "corrupt header"},
+        {"map", name, 56, &all_ones, 8, SHMRPC_EPROTO, "its first generation"},
         {"mapgen", NULL, 0, &bad, 4, SHMRPC_EPROTO, "not a map generation"},
         {"mapgen", NULL, 24, &huge, 8, SHMRPC_EPROTO, "slot count"},
         {"mapgen", NULL, 16, &huge, 8, SHMRPC_EPROTO, "header says"},

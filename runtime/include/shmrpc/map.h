@@ -101,7 +101,7 @@ int shmrpc_map_get(shmrpc_map *m, const void *key, size_t klen, void *buf, size_
 typedef struct shmrpc_map_view {
     const void *data;
     size_t len;
-    uint64_t gen;  /* the generation it was read from */
+    uint64_t gen;  /* the generation it was read from: its file's number, not the one shown */
     uint64_t slot; /* which slot, and the slot's word when read */
     uint64_t word;
 } shmrpc_map_view;
