@@ -46,6 +46,10 @@ typedef struct tcp_conn {
      * freed), which may still come, in any order. While one is owed, what the server sends
      * may be it: no look for the server's close (server_left), and no lone flag. */
     uint32_t owed;
+    /* Bytes still to come of the answer of a call no longer in flight, skipped while a
+     * request went out (meanwhile_check): read and let go before the next frame, and owed
+     * until then. The bytes in c->in all came before it. */
+    size_t skip;
     int64_t answered_ns; /* when an answer was last read */
     int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
     shmrpc_buf out, in;  /* in: frames read, the one in hand first */
@@ -93,6 +97,7 @@ static void conn_break(tcp_conn *c)
     shmrpc_buf_clear(&c->in);
     c->used = 0;
     c->owed = 0;
+    c->skip = 0;
 }
 
 /* The answer of one of c's requests was read (an answer sent twice, which a server should
@@ -129,26 +134,64 @@ static uint32_t max_body(const tcp_conn *c)
 #define SMALL_FRAMES ((size_t)64 << 10)
 
 /* What came from the server while a request goes out (send_all), checked frame by frame
- * as it comes. A correct server sends then only the answers owed, the request going out
+ * as it comes. A correct server sends then the answers owed, the request going out
  * included (a server may refuse a request before reading it whole), each at most the
- * client's maximum and a header, and a few small frames: what is read meanwhile stays
- * within that and READ_AHEAD, and the rest waits in the socket until the request is out
- * (TCP's flow control then holds the server). */
+ * client's maximum and a header, and a few small frames. Only the answers of calls still
+ * waiting for them are kept: those of the calls in flight and of the request going out
+ * (the blocking call's, the last request sent). The answers of calls that gave up on
+ * theirs are read past and let go as they come (c->skip), so what is kept meanwhile stays
+ * within the calls in flight, one more, the small frames and READ_AHEAD, and the rest
+ * waits in the socket until the request is out (TCP's flow control then holds the
+ * server). */
 typedef struct meanwhile {
-    size_t at;        /* the next header in c->in (past the frame in hand) */
-    uint32_t answers; /* RESPONSE and ERROR frames for a request, among those checked */
-    size_t small;     /* bytes of the other frames checked */
-    bool full;        /* a correct server would have sent no more: none is read */
+    size_t at;     /* the next header in c->in (past the frame in hand) */
+    uint32_t kept; /* RESPONSE and ERROR frames for a request kept, among those checked */
+    size_t small;  /* bytes of the other frames checked */
+    bool full;     /* a correct server would have sent no more: none is read */
 } meanwhile;
+
+/* Whether request id's caller still waits for its answer: a call in flight on c, or the
+ * last request sent (the one going out, or the blocking call whose answer is awaited). */
+static bool awaited(const tcp_conn *c, uint64_t id)
+{
+    if (id == c->next_id) return true;
+    for (const shmrpc__pending *k = c->inflight; k; k = k->next)
+        if (k->rid == id) return true;
+    return false;
+}
+
+/* Lets go of the answer whose header is at m->at in c->in: what came of it is dropped,
+ * and the rest of its body (c->skip) is read past as it comes. */
+static void skip_answer(tcp_conn *c, const meanwhile *m, uint32_t body_len)
+{
+    size_t here = c->in.len - m->at - SHMRPC__FRAME_HDR_SIZE;
+    size_t drop = SHMRPC__FRAME_HDR_SIZE + (here < body_len ? here : body_len);
+    memmove(c->in.data + m->at, c->in.data + m->at + drop, c->in.len - m->at - drop);
+    c->in.len -= drop;
+    c->skip = body_len - (drop - SHMRPC__FRAME_HDR_SIZE);
+    if (c->skip == 0) answer_read(c);
+}
+
+/* Reads and lets go of at most room bytes of the answer being skipped (c->skip), through
+ * the room past c->in's end: k as recv returns it. */
+static ssize_t skip_some(tcp_conn *c, size_t room, int flags)
+{
+    if (room > c->skip) room = c->skip;
+    ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, room, flags);
+    if (k > 0) c->skip -= (size_t)k;
+    if (k > 0 && c->skip == 0) answer_read(c);
+    return k;
+}
 
 /* Checks the headers that have come whole. A frame no correct server sends then (a
  * header that does not decode or is above the client's maximum, a kind a server does not
  * send, an answer to a request never sent) fails the connection: SHMRPC_EPROTO, its
- * message into err. More answers than are owed, or more small frames than SMALL_FRAMES,
- * only stop the reading: an answer sent twice is dropped when it is read, not refused. */
+ * message into err. The answer of a call that gave up on it is skipped while such answers
+ * are owed. More answers than that, or more small frames than SMALL_FRAMES, only stop the
+ * reading: an answer sent twice is dropped when it is read, not refused. */
 static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
 {
-    while (!m->full && c->in.len >= m->at + SHMRPC__FRAME_HDR_SIZE) {
+    while (!m->full && !c->skip && c->in.len >= m->at + SHMRPC__FRAME_HDR_SIZE) {
         shmrpc__frame_hdr h;
         if (shmrpc__frame_hdr_decode(c->in.data + m->at, SHMRPC__FRAME_HDR_SIZE, max_body(c),
                                      c->comp, &h, err)) {
@@ -174,8 +217,14 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
             return SHMRPC_EPROTO;
         }
         size_t n = SHMRPC__FRAME_HDR_SIZE + (size_t)h.body_len;
+        /* Owed to a call no longer in flight (the answers owed less the calls in flight
+         * count those): not kept. */
+        if (answer && !awaited(c, h.request_id) && c->owed > (uint32_t)c->n_inflight) {
+            skip_answer(c, m, h.body_len);
+            continue;
+        }
         if (answer) {
-            m->full = ++m->answers > c->owed + 1;
+            m->full = ++m->kept > (uint32_t)c->n_inflight + 1;
         } else {
             m->small += n;
             m->full = m->small > SMALL_FRAMES;
@@ -187,18 +236,22 @@ static int meanwhile_check(tcp_conn *c, meanwhile *m, shmrpc_buf *err)
 
 /* Waits until c can be written to, reading what comes meanwhile into c->in, as far as a
  * correct server sends (meanwhile_check): the rest of the frames checked and READ_AHEAD
- * past them. Then only the send is waited for, within deadline as always. */
+ * past them, and past an answer being skipped, READ_AHEAD at a time. Then only the send
+ * is waited for, within deadline as always. */
 static int read_while_sending(tcp_conn *c, meanwhile *m, int64_t deadline, shmrpc_buf *err)
 {
     int rc = meanwhile_check(c, m, err);
     if (rc) return rc;
-    size_t end = m->full ? c->in.len : m->at + READ_AHEAD;
+    size_t end = m->full ? c->in.len : c->skip ? c->in.len + READ_AHEAD : m->at + READ_AHEAD;
     if (end < c->in.len) end = c->in.len;
     rc = wait_fd(c->fd, end > c->in.len ? POLLOUT | POLLIN : POLLOUT, deadline);
     if (rc || end == c->in.len) return rc;
     if (shmrpc__buf_grow(&c->in, end - c->in.len)) return c->in.err;
-    ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, end - c->in.len, MSG_DONTWAIT);
-    if (k > 0) c->in.len += (size_t)k;
+    bool skipping = c->skip != 0;
+    ssize_t k =
+        skipping ? skip_some(c, end - c->in.len, MSG_DONTWAIT)
+                 : shmrpc__io_recv(&c->io, c->in.data + c->in.len, end - c->in.len, MSG_DONTWAIT);
+    if (k > 0 && !skipping) c->in.len += (size_t)k;
     if (k == 0) {
         errno = 0;
         return SHMRPC_EUNAVAIL;
@@ -281,7 +334,8 @@ static bool recv_timeout(tcp_conn *c, int64_t deadline)
 }
 
 /* Reads at least min more bytes into c->in (and what else has come, up to READ_AHEAD
- * more) with blocking recv calls, each bounded by what is left of the deadline: one
+ * more), after the rest of an answer being skipped (c->skip), with blocking recv calls,
+ * each bounded by what is left of the deadline: one
  * system call for an answer that fits, where poll and recv would be two. Once a recv's
  * timeout has ended (early, see recv_timeout), poll waits exactly for what is left. */
 static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
@@ -303,9 +357,12 @@ static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
             if (rc == SHMRPC_ETIMEDOUT) continue; /* said above */
             if (rc) return broken(c, err, "while receiving");
         }
-        ssize_t k = shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, flags);
+        bool skipping = c->skip != 0; /* an answer let go comes first */
+        ssize_t k = skipping ? skip_some(c, c->in.cap - c->in.len, flags)
+                             : shmrpc__io_recv(&c->io, c->in.data + c->in.len,
+                                               c->in.cap - c->in.len, flags);
         if (k > 0) {
-            c->in.len += (size_t)k;
+            if (!skipping) c->in.len += (size_t)k;
             continue;
         }
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) exact = true;

@@ -1143,6 +1143,118 @@ static void owed_answer_read_while_sending(void **state)
     stop_server();
 }
 
+/* A stand-in server, in a child: it answers a HELLO, reads `calls` REQUESTs and answers
+ * none (their calls time out), and once the next REQUEST's header has come, sends an
+ * answer of `answer` bytes to each of the calls that gave up, then reads that request and
+ * answers it with its own body (an echo). Then it holds the connection until it is
+ * killed. */
+static void late_answers_server(int lfd, int calls, size_t answer)
+{
+    alarm(30);
+    static uint8_t body[1 << 16], zeros[1 << 20];
+    int fd = accept(lfd, NULL, NULL);
+    shmrpc__hello ack = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 256 << 20};
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    bool ok = fd >= 0 && child_frame(fd, SHMRPC__KIND_HELLO, body, sizeof body) &&
+              shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
+              shmrpc__frame_end(&out, at) == 0 &&
+              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    shmrpc__frame_hdr gave_up[64], h;
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    for (int i = 0; ok && i <= calls && i < 64; i++) {
+        ok = recv(fd, hdr, sizeof hdr, MSG_WAITALL) == (ssize_t)sizeof hdr &&
+             shmrpc__frame_hdr_decode(hdr, sizeof hdr, 256 << 20, SHMRPC__FLAG_LONE, &h, &err) ==
+                 0 &&
+             h.kind == SHMRPC__KIND_REQUEST;
+        if (ok && i < calls) { /* a small call, read whole and never answered */
+            ok = h.body_len <= sizeof body &&
+                 recv(fd, body, h.body_len, MSG_WAITALL) == (ssize_t)h.body_len;
+            gave_up[i] = h;
+        }
+    }
+    /* h is the header of the request going out: its body waits in the socket. */
+    for (int i = 0; ok && i < calls; i++) {
+        shmrpc__frame_hdr a = {SHMRPC__KIND_RESPONSE, 0, gave_up[i].method, gave_up[i].request_id,
+                               (uint32_t)answer};
+        shmrpc__frame_hdr_encode(&a, hdr);
+        ok = send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr;
+        for (size_t sent = 0; ok && sent < answer; sent += sizeof zeros) {
+            size_t n = answer - sent < sizeof zeros ? answer - sent : sizeof zeros;
+            ok = send(fd, zeros, n, MSG_NOSIGNAL) == (ssize_t)n;
+        }
+    }
+    uint8_t *req = ok ? malloc(h.body_len) : NULL;
+    ok = req && recv(fd, req, h.body_len, MSG_WAITALL) == (ssize_t)h.body_len;
+    if (ok) {
+        h.kind = SHMRPC__KIND_RESPONSE;
+        h.flags = 0;
+        shmrpc__frame_hdr_encode(&h, hdr);
+        ok = send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr &&
+             send(fd, req, h.body_len, MSG_NOSIGNAL) == (ssize_t)h.body_len;
+    }
+    if (!ok) _exit(1);
+    pause();
+    _exit(0);
+}
+
+/* Calls that time out, whose answers (of the client's maximum, 16 MiB) all come while the
+ * client's next request (8 MiB) goes out: the client read them into memory until the
+ * request was out, the bound being the answers owed plus one (stop 29's review: 100 such
+ * calls and 101 answers of 64 MiB, 6.4 GiB). The answers of calls no longer in flight are
+ * now read past and let go as they come. */
+static void late_answers_while_sending(void **state)
+{
+    (void)state;
+    enum { CALLS = 8 };
+    const size_t msg = 8 * MIB, answer = 16 * MIB;
+    int lfd = listen_small();
+    server = fork();
+    assert_true(server >= 0);
+    if (server == 0) late_answers_server(lfd, CALLS, answer);
+    close(lfd);
+    shmrpc_client *c = connect_max(answer);
+    for (int i = 0; i < CALLS; i++) {
+        int64_t sum;
+        shmrpc_client_next_timeout(c, 100);
+        int rc = calls_add(c, i, 1, &sum);
+        if (rc != SHMRPC_ETIMEDOUT)
+            fail_msg("call %d: %s: %s (the stand-in answers none)", i, shmrpc_strerror(rc),
+                     shmrpc_errmsg());
+    }
+    uint8_t *body = malloc(msg);
+    assert_non_null(body);
+    memset(body, 9, msg);
+    long before = rss_kib(getpid());
+    peak_reset();
+    int64_t t0 = test_now_ms();
+    shmrpc_bytes out = {0};
+    shmrpc_client_next_timeout(c, 10000);
+    int rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out);
+    int64_t took = test_now_ms() - t0;
+    long peak = peak_kib();
+    char why[300];
+    snprintf(why, sizeof why, "%s", rc ? shmrpc_errmsg() : "");
+    bool same = rc == 0 && out.len == msg && out.ptr[0] == 9 && out.ptr[msg - 1] == 9;
+    printf("%d answers of %zu MiB to calls that timed out, sent while a %zu MiB request went "
+           "out: the client's peak RSS %ld -> %ld KiB (+%ld MiB) in %lld ms; the request: %s%s%s\n",
+           CALLS, answer / MIB, msg / MIB, before, peak, (peak - before) / 1024, (long long)took,
+           rc ? shmrpc_strerror(rc) : "answered", rc ? ": " : "", why);
+    shmrpc_client_free(c);
+    free(body);
+    kill(server, SIGKILL);
+    test_reap(server, 5000);
+    server = 0;
+    if (rc) fail_msg("echo: %s: %s", shmrpc_strerror(rc), why);
+    assert_true(same);
+    /* The request and its copies are three times msg; the answers let go were 128 MiB. */
+    if (RSS_TRUSTED && (size_t)(peak - before) * 1024 > 3 * msg + 8 * MIB)
+        fail_msg("the client grew by %ld MiB while sending", (peak - before) / 1024);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -1164,6 +1276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(pings_at_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_while_sending_are_read, setup, teardown),
         cmocka_unit_test_setup_teardown(owed_answer_read_while_sending, setup, teardown),
+        cmocka_unit_test_setup_teardown(late_answers_while_sending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
