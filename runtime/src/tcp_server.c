@@ -55,6 +55,9 @@
 /* Calls still running then get this much more to end and send their answers (the calls of
  * a client that is gone included), still inside those 2 s. */
 #define DRAIN_RUNNING_MS 800
+/* Bytes that wait to go out must keep moving at 2^FRAME_RATE_SHIFT bytes a second (1 MiB/s),
+ * and may fall behind that by the progress timeout at most (kept_up). */
+#define FRAME_RATE_SHIFT 20
 
 /* A peer address's two buckets in tcp_load.by_addr, one in each table, from the two halves
  * of one keyed hash. A connection counts in both, and an address's count is the smaller
@@ -126,6 +129,7 @@ typedef struct peer {
     size_t out_off;                     /* bytes of out already sent */
     int64_t accepted_ns;                /* handshake deadline base */
     int64_t frame_ns;                   /* when the partial frame (in or out) began */
+    int64_t out_due_ns;                 /* out waits for room: cut then (peer_flush); or 0 */
     int64_t last_ns;                    /* last complete frame */
     uint32_t events;                    /* the epoll interest set */
     bool hot;                           /* SO_RCVTIMEO is set for hot_wait */
@@ -379,18 +383,36 @@ static size_t out_left(const peer *p)
     return p->out.len - p->out_off;
 }
 
-/* Sends what it can; false when the connection is gone. */
+/* A progress deadline due moved on for n bytes that moved: 1 s later per MiB, and never
+ * more than the progress timeout ahead of now. */
+static int64_t kept_up(const worker *w, int64_t due, size_t n, int64_t now)
+{
+    int64_t most = now + w->l->cfg.progress_ns;
+    due += (int64_t)(((uint64_t)n * NS_PER_S) >> FRAME_RATE_SHIFT);
+    return due < most ? due : most;
+}
+
+/* Sends what it can; false when the connection is gone. Answers that wait for room in the
+ * socket must keep moving (docs/wire.md, "Limits"): their deadline is the progress timeout
+ * ahead when the socket is first full, and moves on with each byte sent (kept_up). */
 static bool peer_flush(worker *w, peer *p)
 {
+    size_t sent = 0;
     while (out_left(p)) {
         ssize_t n = shmrpc__io_send(&p->io, p->out.data + p->out_off, out_left(p));
         if (n > 0) {
             p->out_off += (size_t)n;
+            sent += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+        int64_t now = shmrpc__now_ns();
+        p->out_due_ns =
+            p->out_due_ns ? kept_up(w, p->out_due_ns, sent, now) : now + w->l->cfg.progress_ns;
+        return true;
     }
+    p->out_due_ns = 0;
     shmrpc_buf_clear(&p->out);
     p->out_off = 0;
     if (p->out.cap > KEEP_BYTES) {
@@ -1520,6 +1542,8 @@ static int64_t peer_deadline(const worker *w, const peer *p)
      * in p->in is not late (pipelined calls beyond max_running were cut by the progress
      * timeout while their handlers ran, their answers lost; a helper's review). */
     if (p->running >= (uint32_t)cfg->max_running && !out_left(p) && !p->refused) return INT64_MAX;
+    /* Answers waiting for room: the server reads nothing meanwhile (peer_settle). */
+    if (out_left(p) && p->out_due_ns) return p->out_due_ns;
     if (p->in.len || out_left(p) || p->refused) {
         uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
         size_t out = out_left(p);

@@ -809,6 +809,128 @@ static int raw_connect_small(const char *src)
     return fd;
 }
 
+/* Sends n bytes of body on fd at rate bytes a second, in steps of 128 KiB. */
+static void send_at(int fd, const uint8_t *body, size_t n, size_t rate)
+{
+    const size_t step = 128 << 10;
+    int64_t t0 = test_now_ms();
+    for (size_t at = 0; at < n; at += step) {
+        raw_send(fd, body + at, n - at < step ? n - at : step);
+        int64_t wait = t0 + (int64_t)((at + step) * 1000 / rate) - test_now_ms();
+        if (wait > 0) usleep((useconds_t)wait * 1000);
+    }
+}
+
+/* Reads n bytes of fd into b at rate bytes a second, in steps of 128 KiB, each within 5 s;
+ * the bytes read. */
+static size_t recv_at(int fd, uint8_t *b, size_t n, size_t rate)
+{
+    const size_t step = 128 << 10;
+    int64_t t0 = test_now_ms();
+    size_t at = 0;
+    while (at < n) {
+        size_t want = n - at < step ? n - at : step;
+        if (!raw_recv(fd, b + at, want, test_now_ms() + 5000)) break;
+        at += want;
+        int64_t wait = t0 + (int64_t)(at * 1000 / rate) - test_now_ms();
+        if (wait > 0) usleep((useconds_t)wait * 1000);
+    }
+    return at;
+}
+
+/* An honest peer slower than the progress timeout (1 s here) is served while it keeps up
+ * with 1 MiB/s: an 8 MiB echo sent at 2 MiB/s (4 s), its answer read at 4 MiB/s. The
+ * deadline of answers waiting to be sent counted from when the request began to come,
+ * less 1 s per MiB sent, so the answer was cut about a second into its reading. */
+static void slow_steady_peer_is_served(void **state)
+{
+    (void)state;
+    const size_t msg = 8 * MIB;
+    server_tcp.progress_timeout_ms = 1000;
+    start_server(1);
+    uint8_t *body = malloc(msg), *back = malloc(msg);
+    assert_non_null(body);
+    assert_non_null(back);
+    for (size_t i = 0; i < msg; i++)
+        body[i] = (uint8_t)(i * 2654435761u >> 13);
+    int fd = raw_connect_small("127.0.0.2");
+    raw_handshake(fd, 0);
+    announce(fd, 3, msg, body, 0);
+    int64_t t0 = test_now_ms();
+    send_at(fd, body, msg, 2 * MIB);
+    int64_t sent = test_now_ms() - t0;
+    shmrpc__frame_hdr h = raw_hdr(fd, 5000);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 3);
+    assert_int_equal(h.body_len, msg);
+    t0 = test_now_ms();
+    size_t got = recv_at(fd, back, msg, 4 * MIB);
+    printf("an %zu MiB echo sent at 2 MiB/s in %lld ms, its answer read at 4 MiB/s (progress "
+           "timeout 1000 ms): %zu bytes of it in %lld ms\n",
+           msg / MIB, (long long)sent, got, (long long)(test_now_ms() - t0));
+    assert_int_equal(got, msg);
+    assert_memory_equal(back, body, msg);
+    close(fd);
+    free(body);
+    free(back);
+    stop_server();
+}
+
+/* Whether the server's end of fd's connection is still held by a process (its socket in
+ * /proc/net/tcp has an inode; one closed while data waits to go out has none). */
+static bool server_holds(int fd)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[512];
+    bool held = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned la, lp, ra, rp;
+        unsigned long inode;
+        if (sscanf(line, " %*u: %X:%X %X:%X %*X %*X:%*X %*X:%*X %*X %*u %*u %lu", &la, &lp, &ra,
+                   &rp, &inode) != 5)
+            continue;
+        if (lp == (unsigned)port && ra == me.sin_addr.s_addr && rp == ntohs(me.sin_port))
+            held = inode != 0;
+    }
+    fclose(f);
+    return held;
+}
+
+/* A peer that does not read its answer is cut one progress timeout after the socket
+ * filled: 1.2 s here. Before, the timeout and 1 s per MiB still unsent past the time its
+ * request began to come (about 5 s for an 8 MiB echo, the socket taking the rest). */
+static void unread_answer_is_cut(void **state)
+{
+    (void)state;
+    const size_t msg = 8 * MIB;
+    const int64_t progress = 1000;
+    server_tcp.progress_timeout_ms = progress;
+    start_server(1);
+    uint8_t *body = calloc(1, msg);
+    assert_non_null(body);
+    int fd = raw_connect_small("127.0.0.3");
+    raw_handshake(fd, 0);
+    announce(fd, 4, msg, body, msg);
+    int64_t t0 = test_now_ms(), cut = 0;
+    assert_true(server_holds(fd));
+    while (!cut && test_now_ms() - t0 < 15000) {
+        usleep(20 * 1000);
+        if (!server_holds(fd)) cut = test_now_ms() - t0;
+    }
+    printf("an %zu MiB answer not read (progress timeout %lld ms): its connection closed "
+           "after %lld ms\n",
+           msg / MIB, (long long)progress, (long long)cut);
+    if (!cut) fail_msg("the connection still open after 15 s");
+    assert_true(cut < 3 * progress);
+    close(fd);
+    free(body);
+    stop_server();
+}
+
 /* A slow sender whose request passes the budget midway: it was admitted (the budget had
  * room for all of it), then an answer another peer does not read took most of the budget
  * while its body came. At the step of its buffer that no longer fits, what it had sent is
@@ -1272,6 +1394,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(pong_stream_leaves_the_worker_to_others, setup, teardown),
         cmocka_unit_test_setup_teardown(announced_bytes_are_not_charged, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_sender_passes_the_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_steady_peer_is_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(unread_answer_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(junk_at_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(pings_at_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_while_sending_are_read, setup, teardown),
