@@ -55,8 +55,9 @@
 /* Calls still running then get this much more to end and send their answers (the calls of
  * a client that is gone included), still inside those 2 s. */
 #define DRAIN_RUNNING_MS 800
-/* Bytes that wait to go out must keep moving at 2^FRAME_RATE_SHIFT bytes a second (1 MiB/s),
- * and may fall behind that by the progress timeout at most (kept_up). */
+/* A frame being read, and answers that wait to go out, must keep moving at 2^FRAME_RATE_SHIFT
+ * bytes a second (1 MiB/s), and may fall behind that by the progress timeout at most
+ * (kept_up). */
 #define FRAME_RATE_SHIFT 20
 
 /* A peer address's two buckets in tcp_load.by_addr, one in each table, from the two halves
@@ -130,6 +131,7 @@ typedef struct peer {
     int64_t accepted_ns;                /* handshake deadline base */
     int64_t frame_ns;                   /* when the partial frame (in or out) began */
     int64_t out_due_ns;                 /* out waits for room: cut then (peer_flush); or 0 */
+    int64_t in_due_ns;                  /* the frame being read is cut then (frame_came) */
     int64_t last_ns;                    /* last complete frame */
     uint32_t events;                    /* the epoll interest set */
     bool hot;                           /* SO_RCVTIMEO is set for hot_wait */
@@ -390,6 +392,23 @@ static int64_t kept_up(const worker *w, int64_t due, size_t n, int64_t now)
     int64_t most = now + w->l->cfg.progress_ns;
     due += (int64_t)(((uint64_t)n * NS_PER_S) >> FRAME_RATE_SHIFT);
     return due < most ? due : most;
+}
+
+/* The frame being read (docs/wire.md, "Progress") must keep moving too, whatever its header
+ * announces: its deadline is the progress timeout ahead when it begins, and again when the
+ * server reads on after a wait of its own (calls at the connection's bound, answers to send
+ * first), and each byte that comes moves it on (kept_up; bytes read past the frame count
+ * for it). So a peer that stops sending is cut one timeout after it stopped, however much
+ * it announced. */
+static void frame_begins(const worker *w, peer *p, int64_t now)
+{
+    p->frame_ns = now;
+    p->in_due_ns = now + w->l->cfg.progress_ns;
+}
+
+static void frame_came(const worker *w, peer *p, size_t n, int64_t now)
+{
+    p->in_due_ns = kept_up(w, p->in_due_ns, n, now);
 }
 
 /* Sends what it can; false when the connection is gone. Answers that wait for room in the
@@ -832,7 +851,7 @@ static void finish_job(worker *w, job *j)
     /* At its bound, the connection's next frame waited for the server, not for its
      * client: its time for progress starts again now that the server reads on. */
     if (p->running == (uint32_t)w->l->cfg.max_running && p->in.len)
-        p->frame_ns = shmrpc__now_ns();
+        frame_begins(w, p, shmrpc__now_ns());
     p->running--;
     w->running--;
     count_busy(w);
@@ -1068,7 +1087,7 @@ static void answer_refused(worker *w, peer *p)
     p->refused = false;
     p->have_hdr = false;
     p->last_ns = shmrpc__now_ns();
-    if (p->in.len) p->frame_ns = p->last_ns;
+    if (p->in.len) frame_begins(w, p, p->last_ns);
 }
 
 /* Makes p->in start with a whole frame, reading at most READ_AHEAD bytes past it (so a
@@ -1087,6 +1106,7 @@ static int read_frame(worker *w, peer *p)
             if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
             if (n == 0) return -1; /* gone in the middle of the frame: nothing to answer */
             p->skip -= (uint32_t)n;
+            frame_came(w, p, (size_t)n, shmrpc__now_ns());
             continue;
         }
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
@@ -1119,8 +1139,10 @@ static int read_frame(worker *w, peer *p)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
         if (n == 0) return peer_eof(w, p);
-        if (p->in.len == 0) p->frame_ns = shmrpc__now_ns();
+        int64_t now = shmrpc__now_ns();
+        if (p->in.len == 0) frame_begins(w, p, now);
         p->in.len += (size_t)n;
+        frame_came(w, p, (size_t)n, now);
     }
 }
 
@@ -1134,7 +1156,7 @@ static void consume_frame(worker *w, peer *p)
     p->in.len = left;
     p->have_hdr = false;
     p->last_ns = shmrpc__now_ns();
-    if (left) p->frame_ns = p->last_ns;
+    if (left) frame_begins(w, p, p->last_ns);
     if (!left && p->in.cap > KEEP_BYTES) { /* an idle connection holds little */
         buf_trim(&p->in);
         peer_recharge(w, p);
@@ -1223,6 +1245,8 @@ static void peer_settle(worker *w, peer *p)
      * go out, which a client that shut its writing side may still read whole. */
     uint32_t want = out_left(p) ? EPOLLOUT : can_read(w, p) ? EPOLLIN : p->closing ? 0 : EPOLLRDHUP;
     if (want == p->events) return;
+    /* Read again after a wait of the server's own: the frame in hand was not late. */
+    if (want == EPOLLIN && (p->in.len || p->refused)) frame_begins(w, p, shmrpc__now_ns());
     struct epoll_event ev = {.events = want, .data.ptr = p};
     epoll_ctl(w->ep, EPOLL_CTL_MOD, p->fd, &ev);
     p->events = want;
@@ -1542,14 +1566,13 @@ static int64_t peer_deadline(const worker *w, const peer *p)
      * in p->in is not late (pipelined calls beyond max_running were cut by the progress
      * timeout while their handlers ran, their answers lost; a helper's review). */
     if (p->running >= (uint32_t)cfg->max_running && !out_left(p) && !p->refused) return INT64_MAX;
-    /* Answers waiting for room: the server reads nothing meanwhile (peer_settle). */
+    /* Answers waiting for room: the server reads nothing meanwhile (peer_settle). Those
+     * not tried yet (the next flush starts their clock) have the timeout and 1 s per MiB. */
     if (out_left(p) && p->out_due_ns) return p->out_due_ns;
-    if (p->in.len || out_left(p) || p->refused) {
-        uint64_t body = p->have_hdr ? p->hdr.body_len : 0;
-        size_t out = out_left(p);
-        if (out > body) body = out;
-        return p->frame_ns + cfg->progress_ns + (int64_t)(body >> 20) * NS_PER_S;
-    }
+    if (out_left(p))
+        return p->frame_ns + cfg->progress_ns + (int64_t)(out_left(p) >> 20) * NS_PER_S;
+    /* A frame being read (frame_came). */
+    if (p->in.len || p->refused) return p->in_due_ns;
     if (p->running) return INT64_MAX; /* not idle: the client waits for its calls */
     return p->last_ns + cfg->idle_ns;
 }
@@ -1725,7 +1748,7 @@ static bool hot_wait(worker *w, peer *p)
     }
     if (n > 0) {
         p->in.len = (size_t)n;
-        p->frame_ns = shmrpc__now_ns();
+        frame_begins(w, p, shmrpc__now_ns());
     }
     peer_event(w, p, EPOLLIN); /* n == 0: it reads the end of the stream again */
     return true;

@@ -790,6 +790,98 @@ static void announced_bytes_are_not_charged(void **state)
     stop_server();
 }
 
+/* The server has closed fd within 2 s: what it sent first (an ERROR) is read past. */
+static void expect_closed(int fd)
+{
+    uint8_t b[4096];
+    int64_t until = test_now_ms() + 2000;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = until - test_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) != 1) fail_msg("not closed within 2 s");
+        ssize_t k = recv(fd, b, sizeof b, 0);
+        if (k == 0 || (k < 0 && errno == ECONNRESET)) return;
+        if (k < 0 && errno != EINTR) fail_msg("recv: %s", strerror(errno));
+    }
+}
+
+/* Four peers announce requests of 63 MiB and send 32 MiB of each, which the budget (256
+ * MiB) holds in full: three stop there, and one goes on at about 300 KiB/s. A frame's
+ * progress deadline grew with its announced size (progress timeout plus 1 s per MiB, here
+ * 2 s + 63 s), so they held the budget for a minute, and every other client's large request
+ * failed with SHMRPC_EBUSY meanwhile (stop 29's review). A frame must now keep up with
+ * 1 MiB/s, falling behind by the progress timeout at most, whatever it announced: the
+ * three are cut one timeout after they stopped, the slow one soon after, and a 4 MiB echo
+ * beside them is answered. */
+static void stalled_frames_are_cut(void **state)
+{
+    (void)state;
+    enum { PEERS = 4, SLOW = PEERS - 1 };
+    const size_t announced = 63 * MIB, sent = 32 * MIB, msg = 4 * MIB, trickle = 16 << 10;
+    const int64_t progress = 2000, bound = 20000;
+    server_tcp.progress_timeout_ms = progress;
+    start_server(1);
+    uint8_t *body = malloc(sent);
+    assert_non_null(body);
+    for (size_t i = 0; i < sent; i++)
+        body[i] = (uint8_t)(i * 2654435761u >> 11);
+    int fds[PEERS];
+    for (int i = 0; i < PEERS; i++) {
+        fds[i] = raw_connect_from("127.0.0.1");
+        raw_handshake(fds[i], 0);
+        announce(fds[i], 1, announced, body, 0);
+    }
+    for (size_t at = 0; at < sent; at += MIB) /* side by side, so that all stop at once */
+        for (int i = 0; i < PEERS; i++)
+            raw_send(fds[i], body + at, MIB);
+    int64_t t0 = test_now_ms();
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &(int){0});
+    assert_non_null(c);
+    shmrpc_bytes out;
+    int rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out), first = rc;
+    int64_t cut[PEERS] = {0}, answered = rc == SHMRPC_EBUSY ? 0 : test_now_ms() - t0;
+    while (test_now_ms() - t0 < bound && (!answered || !cut[SLOW])) {
+        (void)!send(fds[SLOW], body, trickle, MSG_DONTWAIT | MSG_NOSIGNAL);
+        for (int i = 0; i < PEERS; i++) {
+            struct pollfd pf = {.fd = fds[i], .events = POLLIN};
+            if (!cut[i] && poll(&pf, 1, 0) == 1) cut[i] = test_now_ms() - t0;
+        }
+        usleep(50 * 1000);
+        if (answered) continue;
+        rc = calls_echo(c, shmrpc_bytes_of(body, msg), &out);
+        if (rc != SHMRPC_EBUSY) answered = test_now_ms() - t0;
+    }
+    char cuts[PEERS][24];
+    for (int i = 0; i < PEERS; i++)
+        snprintf(cuts[i], sizeof cuts[i], cut[i] ? "%lld ms" : "not", (long long)cut[i]);
+    printf("%d peers announced %zu MiB and sent %zu (progress timeout %lld ms), one going on "
+           "at %zu KiB every 50 ms: cut after %s, %s, %s and %s; a %zu MiB echo beside them: "
+           "first %s, then %s after %lld ms\n",
+           PEERS, announced / MIB, sent / MIB, (long long)progress, trickle >> 10, cuts[0], cuts[1],
+           cuts[2], cuts[SLOW], msg / MIB, first ? shmrpc_strerror(first) : "answered",
+           rc ? shmrpc_strerror(rc) : "answered", (long long)(answered ? answered : bound));
+    if (first != SHMRPC_EBUSY) /* the premise: the four hold the budget */
+        fail_msg("the first echo: %s: %s", shmrpc_strerror(first), shmrpc_errmsg());
+    if (rc) fail_msg("echo: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(out.len, msg);
+    assert_memory_equal(out.ptr, body, msg);
+    /* Before: 2 s and 1 s per MiB announced, 65 s. Now one timeout after they stopped (the
+     * slow one: once 2 s behind 1 MiB/s), and a round of the worker's sweep. */
+    for (int i = 0; i < PEERS; i++)
+        if (cut[i] < progress / 2 || cut[i] > 3 * progress)
+            fail_msg("peer %d cut after %s", i, cuts[i]);
+    for (int i = 0; i < SLOW; i++) {
+        expect_error(fds[i], SHMRPC_ETIMEDOUT, "the frame made no progress in time");
+        expect_eof(fds[i]);
+    }
+    expect_closed(fds[SLOW]);
+    for (int i = 0; i < PEERS; i++)
+        close(fds[i]);
+    free(body);
+    shmrpc_client_free(c);
+    stop_server();
+}
+
 /* A connection from src whose receive buffer stays small, so that the server's answers to
  * it, unread, stay in the server's write buffer rather than the kernel's. */
 static int raw_connect_small(const char *src)
@@ -1394,6 +1486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(pong_stream_leaves_the_worker_to_others, setup, teardown),
         cmocka_unit_test_setup_teardown(announced_bytes_are_not_charged, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_sender_passes_the_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(stalled_frames_are_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_steady_peer_is_served, setup, teardown),
         cmocka_unit_test_setup_teardown(unread_answer_is_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(junk_at_a_sender, setup, teardown),

@@ -57,10 +57,10 @@ typedef struct shmrpc_tcp_opts {
                                    * once a second); 0: 30 s */
     int64_t handshake_timeout_ms; /* server: from accept to the handshake's end; 0: 5 s */
     int64_t idle_timeout_ms;      /* server: a connection without a frame; 0: 300 s */
-    int64_t progress_timeout_ms;  /* server: a begun frame must end within this plus
-                                   * 1 s per MiB of body, and answers waiting for room
-                                   * in the socket may fall this far behind 1 MiB/s;
-                                   * 0: 10 s */
+    int64_t progress_timeout_ms;  /* server: a frame being read, and answers waiting
+                                   * for room in the socket, must keep moving at 1 MiB/s
+                                   * and may fall this far behind (docs/wire.md,
+                                   * "Progress"); 0: 10 s */
     int max_conns;                /* server: connections per worker process; 0: 1024. At
                                    * the cap, the connection idle longest makes room */
     int max_conns_per_addr;       /* server: connections from one peer address (an IPv6
