@@ -766,9 +766,10 @@ static uint64_t pow2_at_least(uint64_t n)
 }
 
 /* Creates generation gen of nslots and bytes of entries, empty, replacing any file a
- * writer that died while building it left. Not yet published. */
+ * writer that died while building it left; a map's first (anew) replaces nothing, and a
+ * file of its number fails it with SHMRPC_ESYS(EEXIST). Not yet published. */
 static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslots, uint64_t bytes,
-                     uint8_t **out, shmrpc__map_geo *geo)
+                     bool anew, uint8_t **out, shmrpc__map_geo *geo)
 {
     char path[PATH_CAP];
     gen_path(path, m->name, gen);
@@ -780,10 +781,11 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslot
     void *p = NULL;
     int rc = SHMRPC_ESYS(EEXIST);
     for (int i = 0; i < OPEN_ATTEMPTS && rc == SHMRPC_ESYS(EEXIST); i++) {
-        shm_unlink(path);
+        if (!anew) shm_unlink(path);
         rc = create_file(path, m->name, m->opts.perms, total, &p, NULL);
+        if (anew) break;
     }
-    if (rc == SHMRPC_ESYS(EEXIST))
+    if (rc == SHMRPC_ESYS(EEXIST) && !anew)
         return fail(SHMRPC_EBUSY, "map '%s': generation %" PRIu64 " keeps being recreated", m->name,
                     gen);
     if (rc != 0) return rc;
@@ -1258,13 +1260,18 @@ static void unlink_gen(const char *name, uint64_t gen)
  * anew (CREATE_NEW_OVERWRITE), that grew or repaired its own by name would make, replace
  * or remove the new map's files. Looked at before a growth and a repair's unlink, which
  * are rare; a put or a get of such a handle goes on with the map it has mapped. */
-static bool still_named(shmrpc_map *m)
+static bool names_header(const char *name, dev_t dev, ino_t ino)
 {
     char path[PATH_CAP], full[PATH_CAP + sizeof SHM_DIR];
-    hdr_path(path, m->name);
+    hdr_path(path, name);
     snprintf(full, sizeof full, "%s%s", SHM_DIR, path);
     struct stat st;
-    return stat(full, &st) == 0 && st.st_dev == m->hdr_dev && st.st_ino == m->hdr_ino;
+    return stat(full, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+static bool still_named(shmrpc_map *m)
+{
+    return names_header(m->name, m->hdr_dev, m->hdr_ino);
 }
 
 /* The keys of the mapped generation and their bytes, counted from its slots: what a
@@ -1317,7 +1324,7 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     /* The epoch goes on: readers still publishing the old generation's epochs are below
      * the new one's first and hold back nothing in it. */
     uint64_t epoch = atomic_load(&old->epoch) + 1;
-    int rc = build_gen(m, gen, epoch, nslots, bytes, &nb, &ng);
+    int rc = build_gen(m, gen, epoch, nslots, bytes, false, &nb, &ng);
     if (rc != 0) return rc;
     struct gen_hdr *g = (struct gen_hdr *)nb;
     _Atomic uint64_t *os = slots_of(m->base), *ns = slots_of(nb);
@@ -1887,6 +1894,8 @@ int shmrpc_map_check(shmrpc_map *m)
 struct doomed {
     struct doomed *next;
     pid_t pid; /* a forked child inherits the list, not the duty */
+    dev_t dev; /* the header it created: a map that replaced it under the name is not its */
+    ino_t ino;
     char name[SHMRPC_MAP_NAME_MAX + 1];
 };
 static pthread_mutex_t doomed_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1897,15 +1906,18 @@ static void unlink_doomed(void)
 {
     pthread_mutex_lock(&doomed_mu);
     for (struct doomed *d = doomed_list; d; d = d->next)
-        if (d->pid == getpid()) shmrpc_map_unlink_quiet(d->name);
+        if (d->pid == getpid() && names_header(d->name, d->dev, d->ino))
+            shmrpc_map_unlink_quiet(d->name);
     pthread_mutex_unlock(&doomed_mu);
 }
 
-static void doom(const char *name)
+static void doom(const char *name, dev_t dev, ino_t ino)
 {
     struct doomed *d = calloc(1, sizeof *d);
     if (!d) return;
     d->pid = getpid();
+    d->dev = dev;
+    d->ino = ino;
     snprintf(d->name, sizeof d->name, "%s", name);
     pthread_mutex_lock(&doomed_mu);
     d->next = doomed_list;
@@ -1996,6 +2008,9 @@ static int create_map(shmrpc_map *m)
     void *p;
     size_t tlen = strlen(m->want);
     struct stat st;
+    /* The number before the header: a map that replaces this one (an overwrite unlinks
+     * this header first) takes its own after, so never a smaller one. */
+    uint64_t first = first_number();
     int rc = create_file(path, m->name, m->opts.perms, HDR_SIZE + tlen, &p, &st);
     if (rc != 0) return rc;
     m->hdr = p;
@@ -2012,18 +2027,22 @@ static int create_map(shmrpc_map *m)
     m->init_bytes = h->init_bytes = (m->opts.initial_bytes + 4095) & ~UINT64_C(4095);
     m->max_bytes = h->max_bytes =
         m->opts.max_bytes < m->init_bytes ? m->init_bytes : m->opts.max_bytes;
-    m->first = h->first = first_number();
-    char ln[SHMRPC_LOCK_NAME_MAX + 1];
-    lock_name(ln, m->name);
-    shmrpc_lock_unlink(ln); /* a lock left by an earlier map of this name */
+    m->first = h->first = first;
+    /* The lock of an earlier map of this name, if its unlink died before removing it, is
+     * taken over as it is (a dead holder's is repaired at the first write): removing it here,
+     * with the header visible, could remove that of a map that replaced this one meanwhile. */
     rc = open_lock_of(m);
     uint8_t *base = NULL;
     shmrpc__map_geo geo;
-    if (rc == 0) rc = build_gen(m, m->first, 1, m->init_slots, m->init_bytes, &base, &geo);
+    /* Its first generation replaces no file: one of its number is of another map of this
+     * name, made within the same microsecond (one that replaced this one meanwhile). */
+    if (rc == 0) rc = build_gen(m, m->first, 1, m->init_slots, m->init_bytes, true, &base, &geo);
     if (rc != 0) {
-        shm_unlink(path);
+        if (still_named(m)) shm_unlink(path);
         munmap(p, m->hdr_len);
         m->hdr = NULL;
+        shmrpc_lock_close(m->lock);
+        m->lock = NULL;
         return rc;
     }
     set_gen(m, base, &geo);
@@ -2213,7 +2232,7 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
         free(m);
         return shmrpc__err_end(rc);
     }
-    if (m->created && o->auto_unlink) doom(m->name);
+    if (m->created && o->auto_unlink) doom(m->name, m->hdr_dev, m->hdr_ino);
     *out = m;
     return shmrpc__err_end(0);
 }
@@ -2223,7 +2242,7 @@ void shmrpc_map_close(shmrpc_map *m)
     if (!m) return;
     if (m->created && m->opts.auto_unlink) {
         spare(m->name);
-        shmrpc_map_unlink_quiet(m->name);
+        if (still_named(m)) shmrpc_map_unlink_quiet(m->name);
     }
     if (m->base) unpin(m);
     release_slot(m);

@@ -1061,6 +1061,30 @@ static void recreated_map_numbered_above(void **state)
     shmrpc_map_close(anew);
 }
 
+/* auto_unlink removes the map its handle created, not one that replaced it under the name
+ * since: before, closing the creator removed the new map's header, and every later open
+ * failed with SHMRPC_ENOENT. */
+static void auto_unlink_spares_a_map_made_anew(void **state)
+{
+    (void)state;
+    const char *name = new_name("spared");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.auto_unlink = true;
+    shmrpc_map *doomed = open_map(name, &o);
+    put_keys(doomed, "A", 2);
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    shmrpc_map *anew = open_map(name, &o);
+    put_keys(anew, "B", 2);
+    shmrpc_map_close(doomed);
+    assert_true(shm_exists("map", name, ""));
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *later = open_map(name, &o);
+    assert_string_equal(get_s(later, "B1"), "B");
+    assert_null(get_s(later, "A1"));
+    shmrpc_map_close(later);
+    shmrpc_map_close(anew);
+}
+
 /* --- a bad write to the counts, then a growth ----------------------------------------- */
 
 /* A put that needs a growth: of 200000 bytes, more than the space left (count 0), or of
@@ -2057,6 +2081,7 @@ int main(void)
         T(growth_counts_its_keys),
         T(overwritten_map_left_alone),
         T(recreated_map_numbered_above),
+        T(auto_unlink_spares_a_map_made_anew),
         T(growth_leftovers_replaced),
         T(snapshots_while_writing),
         T(nobody_refused),
