@@ -1161,6 +1161,27 @@ static bool child_frame(int fd, uint8_t kind, uint8_t *body, size_t cap)
     return ok;
 }
 
+/* A stand-in server's accept, in a child: the connection, its HELLO read (into body) and
+ * answered with a HELLO_ACK of a 256 MiB maximum; -1 when any of it failed. */
+static int stand_in_accept(int lfd, uint8_t *body, size_t cap)
+{
+    int fd = accept(lfd, NULL, NULL);
+    shmrpc__hello ack = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 256 << 20};
+    shmrpc_buf out, err;
+    shmrpc_buf_init(&out);
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    bool ok = fd >= 0 && child_frame(fd, SHMRPC__KIND_HELLO, body, cap) &&
+              shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
+              shmrpc__frame_end(&out, at) == 0 &&
+              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&err);
+    if (!ok && fd >= 0) close(fd);
+    return ok ? fd : -1;
+}
+
 /* A stand-in server, in a child: it answers a HELLO, takes the first REQUEST (a call then
  * in flight, never answered) and reads nothing more, and streams junk or PING frames at
  * the client, STREAM_MAX bytes at most, for at most 10 s; then it holds the connection
@@ -1169,19 +1190,8 @@ static void streaming_server(int lfd, int mode)
 {
     alarm(20);
     static uint8_t body[1 << 16], chunk[SHMRPC__FRAME_HDR_SIZE * 2730];
-    int fd = accept(lfd, NULL, NULL);
-    shmrpc__hello ack = {
-        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 256 << 20};
-    shmrpc_buf out, err;
-    shmrpc_buf_init(&out);
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    bool ok = fd >= 0 && child_frame(fd, SHMRPC__KIND_HELLO, body, sizeof body) &&
-              shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
-              shmrpc__frame_end(&out, at) == 0 &&
-              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len &&
-              child_frame(fd, SHMRPC__KIND_REQUEST, body, sizeof body);
-    if (!ok) _exit(1);
+    int fd = stand_in_accept(lfd, body, sizeof body);
+    if (fd < 0 || !child_frame(fd, SHMRPC__KIND_REQUEST, body, sizeof body)) _exit(1);
     memset(chunk, 'x', sizeof chunk);
     for (size_t i = 0; mode == STREAM_PINGS && i < sizeof chunk; i += SHMRPC__FRAME_HDR_SIZE) {
         shmrpc__frame_hdr ping = {.kind = SHMRPC__KIND_PING, .request_id = i};
@@ -1366,17 +1376,10 @@ static void late_answers_server(int lfd, int calls, size_t answer)
 {
     alarm(30);
     static uint8_t body[1 << 16], zeros[1 << 20];
-    int fd = accept(lfd, NULL, NULL);
-    shmrpc__hello ack = {
-        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 256 << 20};
-    shmrpc_buf out, err;
-    shmrpc_buf_init(&out);
+    int fd = stand_in_accept(lfd, body, sizeof body);
+    shmrpc_buf err;
     shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    bool ok = fd >= 0 && child_frame(fd, SHMRPC__KIND_HELLO, body, sizeof body) &&
-              shmrpc__hello_write(&out, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0 &&
-              shmrpc__frame_end(&out, at) == 0 &&
-              send(fd, out.data, out.len, MSG_NOSIGNAL) == (ssize_t)out.len;
+    bool ok = fd >= 0;
     shmrpc__frame_hdr gave_up[64], h;
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     for (int i = 0; ok && i <= calls && i < 64; i++) {
