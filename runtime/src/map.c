@@ -786,8 +786,8 @@ static int build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t nslot
         if (anew) break;
     }
     if (rc == SHMRPC_ESYS(EEXIST) && !anew)
-        return fail(SHMRPC_EBUSY, "map '%s': generation %" PRIu64 " keeps being recreated", m->name,
-                    gen);
+        return fail(SHMRPC_EBUSY, "map '%s': generation file %" PRIu64 " keeps being recreated",
+                    m->name, gen);
     if (rc != 0) return rc;
     struct gen_hdr *g = p;
     g->magic = GEN_MAGIC;
@@ -818,14 +818,14 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
     if (fd < 0) {
         int err = errno;
         if (err == ENOENT) return SHMRPC_ENOENT;
-        return fail(SHMRPC_ESYS(err), "cannot open map '%s' generation %" PRIu64 ": %s", m->name,
-                    gen, syserr(err));
+        return fail(SHMRPC_ESYS(err), "cannot open map '%s' generation file %" PRIu64 ": %s",
+                    m->name, gen, syserr(err));
     }
     off_t size = 0; /* set by check_owner when it succeeds (gcc -O3 cannot tell) */
     int rc = check_owner(fd, m->name, m->opts.perms, &size);
     void *p = MAP_FAILED;
     if (rc == 0 && (size < (off_t)HEAD_SIZE))
-        rc = fail(SHMRPC_EPROTO, "map '%s' generation %" PRIu64 " is %lld bytes, too small",
+        rc = fail(SHMRPC_EPROTO, "map '%s' generation file %" PRIu64 " is %lld bytes, too small",
                   m->name, gen, (long long)size);
     if (rc == 0) {
         p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -839,12 +839,11 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
     char why[200];
     rc = shmrpc__map_validate(p, (uint64_t)size, geo, why, sizeof why);
     if (rc == 0 && geo->gen != gen)
-        rc =
-            why_fail(SHMRPC_EPROTO, why, sizeof why, "it says it is generation %" PRIu64, geo->gen);
+        rc = why_fail(SHMRPC_EPROTO, why, sizeof why, "it says it is number %" PRIu64, geo->gen);
     if (rc != 0) {
         munmap(p, (size_t)size);
-        return fail(rc, "map '%s' generation %" PRIu64 " (%s%s) refused: %s", m->name, gen, SHM_DIR,
-                    path, why);
+        return fail(rc, "map '%s' generation file %" PRIu64 " (%s%s) refused: %s", m->name, gen,
+                    SHM_DIR, path, why);
     }
     *out = p;
     return 0;
@@ -988,7 +987,7 @@ static int follow(shmrpc_map *m)
         nanosleep(&ts, NULL);
     }
     return fail(SHMRPC_EPROTO,
-                "map '%s': generation %" PRIu64 " named by the header does not exist", m->name,
+                "map '%s': generation file %" PRIu64 " named by the header does not exist", m->name,
                 atomic_load(&m->hdr->gen));
 }
 
