@@ -820,6 +820,23 @@ static void ls_and_clean_maps(void **state)
     if (strstr(r.out, "generation 3 of map ") == NULL ||
         strstr(r.out, "its lock is held (a growth may be under way)") == NULL)
         fail_msg("ls: %s", r.out);
+    /* A header whose first was written over (above both files): the growth's file is still
+     * judged by its number against the current one, and kept while the lock is held. */
+    char hdr_file[320];
+    shm_path(hdr_file, sizeof hdr_file, HDR, name, 0);
+    int hfd = open(hdr_file, O_RDWR);
+    assert_true(hfd >= 0);
+    unsigned long long wild = G(3) + 10, first = map_first;
+    assert_int_equal(pwrite(hfd, &wild, 8, 56), 8);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    const shmrpc_segment *growth = seg_named(v, n, GEN, name, G(3));
+    bool kept = !growth->stale && strstr(growth->detail, "its lock is held") != NULL;
+    char seen[sizeof growth->detail];
+    snprintf(seen, sizeof seen, "%s", growth->detail);
+    shmrpc_segments_free(v);
+    assert_int_equal(pwrite(hfd, &first, 8, 56), 8);
+    close(hfd);
+    if (!kept) fail_msg("with first written over, the growth's file: %s", seen);
     ctl(&r, NULL, "clean", name, NULL);
     assert_int_equal(r.status, 0);
     char want[600];
