@@ -227,6 +227,13 @@ static void read_channel(shmrpc_segment *s, const seg_list *all)
     /* A client leaves its last answer in place until its next request: "idle" as well. */
     static const char *const states[] = {"idle", "request", "busy", "idle", "abandoned"};
     s->chan_state = atomic_load(&h->state.word);
+    /* A request that a worker claimed is being served: "busy", or "abandoned" when its
+     * client gave up on it (the state stays REQUEST; shm.h). */
+    uint64_t claim = atomic_load(&h->claim), call = atomic_load(&h->call);
+    if (s->chan_state == SHM_CHAN_REQUEST && claim == shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))
+        s->chan_state = SHM_CHAN_BUSY;
+    if (s->chan_state == SHM_CHAN_REQUEST && claim == shmrpc__shm_claim(call, SHM_CLAIM_ABANDONED))
+        s->chan_state = SHM_CHAN_ABANDONED;
     /* The taker stays written after its call (shm.h): it is this call's only while one is
      * being served. */
     bool served = s->chan_state == SHM_CHAN_BUSY || s->chan_state == SHM_CHAN_ABANDONED;

@@ -19,8 +19,9 @@
  * channels are sealed memfds named by their client's fd; 5: a channel's method, lengths,
  * status and small messages on its state's line, and the taker's call number; a slot's
  * counted (clients count in awake only once a call's wait lasts); 6: a worker notes on a line
- * of its own the channel it is taking */
-#define SHMRPC__SHM_VERSION 6u
+ * of its own the channel it is taking; 7: a worker takes a call by a claim on the channel's
+ * second line, with the lock beside it, and the call's number is 64-bit */
+#define SHMRPC__SHM_VERSION 7u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -125,13 +126,24 @@ static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");
 static_assert(offsetof(shmrpc__shm_ctl, workers) == 192, "workers after the shared lines");
 
 enum {
-    SHM_CHAN_IDLE = 0,      /* no call: the client may write a request */
-    SHM_CHAN_REQUEST = 1,   /* a request is there: client IDLE -> REQUEST */
-    SHM_CHAN_BUSY = 2,      /* a worker took it: worker REQUEST -> BUSY */
-    SHM_CHAN_RESPONSE = 3,  /* the answer is there: worker BUSY -> RESPONSE */
-    SHM_CHAN_ABANDONED = 4, /* the client gave up on a call being served: client BUSY ->
-                               ABANDONED; the worker then sets IDLE instead of answering */
+    SHM_CHAN_IDLE = 0,     /* no call: the client may write a request */
+    SHM_CHAN_REQUEST = 1,  /* a request is there, waiting or being served (the claim says
+                              which): client IDLE or RESPONSE -> REQUEST */
+    SHM_CHAN_BUSY = 2,     /* layout 6 and before; now only shmrpc_segment.chan_state's
+                              name for a REQUEST that a worker claimed */
+    SHM_CHAN_RESPONSE = 3, /* the answer is there: worker REQUEST -> RESPONSE */
+    SHM_CHAN_ABANDONED = 4, /* likewise: a claimed REQUEST that its client gave up on */
 };
+
+/* Who has a call (shmrpc__shm_chan.claim): a worker that took it to run it, or its client,
+ * which withdrew it before any worker took it, or gave up on it while a worker ran it. */
+enum { SHM_CLAIM_TAKEN = 1, SHM_CLAIM_WITHDRAWN = 2, SHM_CLAIM_ABANDONED = 3 };
+
+/* A claim word: the call's number and who has it. */
+static inline uint64_t shmrpc__shm_claim(uint64_t call, unsigned who)
+{
+    return call << 2 | who;
+}
 
 /* A message of at most this many bytes rides in the state's line (shmrpc__shm_chan.small)
  * instead of the data area: a small call then moves that one line each way (issue 18). */
@@ -139,30 +151,15 @@ enum {
 
 /* The head of a channel segment; the data area follows it. The request and then the
  * response use the same data area (or, when small, the state's line): a worker copies
- * the request out before it runs it. */
+ * the request out before it runs it. The state's line is written only by the client's
+ * request and the worker's answer, as the one line of the limit is: a worker takes a call
+ * on the second line, which its client reads only in its slow checks (issue 18). */
 typedef struct shmrpc__shm_chan {
     /* The call's state: the word both sides wait on. Everything a call needs from both
      * sides shares its line, which the handoff moves anyway: a small call moves no other. */
     shmrpc__futex state;
-    _Atomic uint32_t worker; /* the index of the worker serving the call: worker */
-    /* A PI futex (owner's thread id, or 0): the worker takes it just after REQUEST -> BUSY
-     * and lets go of it with its answer, and the kernel lets go of it when the worker
-     * dies. A client whose call is served sleeps locking it, so the kernel wakes it either
-     * way: at the answer, or at the worker's death (docs/shm-transport.md). Cleared by
-     * the client before REQUEST, so what a dead worker or a bad write left lasts one
-     * call. On the state's line, which the worker holds then anyway: a locked instruction
-     * on another line would wait for that line to come over from the client. */
-    _Atomic uint32_t lock;
-    /* Written by the client before REQUEST; read by the worker. */
-    uint32_t method; /* the server's method id */
-    uint32_t req_len;
-    /* Written by the worker before RESPONSE; read by the client. */
-    int32_t status; /* 0, or the call's status with its message as the data */
-    uint32_t resp_len;
-    /* The call's number, written by the client before REQUEST; the worker that takes the
-     * call copies it into taker_call with taker, so the client never mistakes the taker
-     * of an earlier call for its own and need not clear taker (on another line) per call. */
-    uint32_t call;
+    _Atomic uint32_t worker; /* the index of the worker that took the last call: worker,
+                                only when it changes */
     /* The worker watching this channel's state as it spins (its index + 1), or 0: written
      * by a worker before its answer's RESPONSE when no other connection waits, and cleared
      * by it (exchange, then a look at the state) before it stops watching; read by the
@@ -171,25 +168,52 @@ typedef struct shmrpc__shm_chan {
      * that a dead worker or a bad write left costs each call that short wait, until the
      * next answer rewrites it. */
     _Atomic uint32_t watcher;
+    /* Written by the client before REQUEST; read by the worker. */
+    uint32_t method; /* the server's method id */
+    uint32_t req_len;
+    /* Written by the worker before RESPONSE; read by the client. */
+    int32_t status; /* 0, or the call's status with its message as the data */
+    uint32_t resp_len;
+    /* The call's number (from 1, one more per call of the connection), written by the
+     * client before REQUEST (release); a worker reads it before the state (acquire), so a
+     * number it read with a REQUEST is that request's, and claims it. */
+    _Atomic uint64_t call;
     /* The request, then the answer, when it is at most SHMRPC__CHAN_SMALL bytes. */
     uint8_t small[SHMRPC__CHAN_SMALL];
     /* The segment's size: whoever grew it last. Off the state's line: only a message
      * above SHMRPC__CHAN_SMALL bytes that grows the channel writes it. */
     alignas(64) _Atomic uint64_t size;
-    /* The process serving the call and the call's number, written by the worker after
-     * REQUEST -> BUSY. The client watches it, not the worker slot, which a replacement may
-     * hold already, and only while taker_call is its call's number (until then it judges
-     * the workers whose `taking` names the channel). Off the state's line: the client reads it only
-     * in its slow checks and never writes it, so it stays with the workers. */
+    /* The process serving the call and the call's number, written by the worker after it
+     * claimed the call. The client watches it, not the worker slot, which a replacement
+     * may hold already, and only while taker_call is its call's number (until then it
+     * judges the workers whose `taking` names the channel). Off the state's line: the
+     * client reads it only in its slow checks and never writes it, so it stays with the
+     * workers. */
     shmrpc__proc taker;
-    _Atomic uint32_t taker_call;
-    char pad1[64 - 28];
+    _Atomic uint64_t taker_call;
+    /* Who has the last call (shmrpc__shm_claim): a worker takes a REQUEST by a
+     * compare-and-swap from a number below the call's to (call, TAKEN); its client
+     * withdraws one by the same swap to (call, WITHDRAWN), so exactly one of them has it,
+     * and gives up on a taken one by (call, TAKEN) -> (call, ABANDONED). Numbers only go
+     * up: a number above the client's last call is a bad write, which the client's checks
+     * clear. */
+    _Atomic uint64_t claim;
+    /* A PI futex (owner's thread id, or 0): the worker takes it (a store) just after its
+     * claim and lets go of it after its answer, and the kernel lets go of it when the
+     * worker dies. A client whose call is served sleeps locking it, so the kernel wakes it
+     * either way: at the answer, or at the worker's death (docs/shm-transport.md). Only a
+     * worker that claimed a call writes it, so what a dead worker or a bad write left
+     * lasts until the next claim. */
+    _Atomic uint32_t lock;
+    char pad1[64 - 44];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
-static_assert(offsetof(shmrpc__shm_chan, lock) == 12, "the lock on the state's line");
+static_assert(offsetof(shmrpc__shm_chan, call) == 32, "the call's number aligned");
 static_assert(offsetof(shmrpc__shm_chan, small) + SHMRPC__CHAN_SMALL == 64,
               "a small message on the state's line");
 static_assert(offsetof(shmrpc__shm_chan, size) == 64, "the size and taker on the second line");
+static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_chan, lock) == 104,
+              "the claim and the lock on the second line, which only workers write per call");
 
 #define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
 

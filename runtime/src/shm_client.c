@@ -107,7 +107,7 @@ typedef struct shm_conn {
     uint32_t *map;
     shmrpc__table *table; /* the server's, kept at every (re)connect */
     uint32_t last_worker; /* served the last call: likely the next one's */
-    uint32_t call;        /* the number of the last call sent (never 0), as in the channel */
+    uint64_t call;        /* the number of the last call sent (from 1), as in the channel */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
     bool rung;            /* this call's request rang the doorbell */
     uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
@@ -389,7 +389,7 @@ static bool chan_held(shm_conn *c)
 }
 
 /* Whether a worker that notes it is taking this connection's channel still runs: one
- * between its REQUEST -> BUSY and naming itself the taker. */
+ * between its claim and naming itself the taker. */
 static bool taking_alive(shm_conn *c)
 {
     for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++) {
@@ -403,7 +403,14 @@ static bool taking_alive(shm_conn *c)
     return false;
 }
 
-/* Whether the process that took the channel's call, seen BUSY, still runs (and is not
+/* Whether a worker has this connection's last call: took it, and may run it still. */
+static bool worker_has(shm_conn *c, uint64_t claim)
+{
+    return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_TAKEN) ||
+           claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED);
+}
+
+/* Whether the process that took the channel's call, seen claimed, still runs (and is not
  * exiting: it lets go of the channel's lock early in its exit, and will never answer).
  * The worker writes the call's number after its pid and start, so the number read first
  * vouches for them. Until then the taker is a worker whose `taking` names the channel:
@@ -441,7 +448,12 @@ static int client_check(void *arg)
     shm_conn *c = arg;
     shmrpc__shm_chan *h = c->chan.head;
     uint32_t st = atomic_load(&h->state.word);
-    bool busy = st == SHM_CHAN_BUSY;
+    uint64_t claim = atomic_load(&h->claim);
+    bool busy = st == SHM_CHAN_REQUEST && worker_has(c, claim);
+    /* A claim above this client's calls is a bad write, past which no worker would take a
+     * call again: cleared, so that one takes this one. */
+    if (st == SHM_CHAN_REQUEST && claim >> 2 > c->call)
+        atomic_compare_exchange_strong(&h->claim, &claim, 0);
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
     if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */
@@ -487,58 +499,65 @@ static void count_out(shm_conn *c)
     c->counted = false;
 }
 
-/* Waits until the call leaves REQUEST and BUSY. */
+/* Waits until the call leaves REQUEST: its answer. */
 static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 {
     shmrpc__shm_chan *h = c->chan.head;
+    /* The worker that took the last call is the best guess at who takes this one. */
+    uint32_t wi = c->last_worker;
+    /* Once taken, the call's worker holds the channel's lock: sleeping on it, the client
+     * is woken by the kernel at the worker's death as well as by its answer. Until then
+     * the lock is free, and the client sleeps on the state, which the taker wakes. */
     shmrpc__waiter w = {.opts = &c->wait,
+                        .peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL,
                         .self = &c->ctl->slots[c->slot].presence,
                         .check = client_check,
                         .check_arg = c,
                         .awake = &c->ctl->awake,
                         .counted = &c->counted,
                         .counted_mark = &c->ctl->slots[c->slot].counted,
+                        .owner_lock = &h->lock,
                         .lazy = dl,
                         .lasts = ring_late};
-    for (;;) {
-        uint32_t st = atomic_load_explicit(&h->state.word, memory_order_acquire);
-        if (st != SHM_CHAN_REQUEST && st != SHM_CHAN_BUSY) return 0;
-        /* Before a worker takes the call, the one that took the last is the best guess. */
-        uint32_t wi = st == SHM_CHAN_BUSY ? atomic_load(&h->worker) : c->last_worker;
-        w.peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL;
-        if (st == SHM_CHAN_BUSY) c->last_worker = wi;
-        /* Once taken, the call's worker holds the channel's lock: sleeping on it, the
-         * client is woken by the kernel at the worker's death as well as by its answer. */
-        w.owner_lock = st == SHM_CHAN_BUSY ? &h->lock : NULL;
-        int rc = shmrpc__wait_while(&h->state, st, 0, &w); /* the deadline: dl */
-        if (rc != 0) return rc;
-    }
+    return shmrpc__wait_while(&h->state, SHM_CHAN_REQUEST, 0, &w); /* the deadline: dl */
 }
 
-/* After a failed wait: withdraws a request no worker took, or leaves a call being
- * served to finish on its own (or resets the channel if its worker died). */
+/* After a failed wait: withdraws a request no worker took (the claim's swap that a worker
+ * taking it makes too), or leaves a call being served to finish on its own (or resets the
+ * channel if its worker died). */
 static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
 {
     shmrpc__shm_chan *h = c->chan.head;
-    uint32_t st = SHM_CHAN_REQUEST;
-    if (atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_IDLE)) {
-        atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
-        if (rc == SHMRPC_ETIMEDOUT)
-            shmrpc__msg_set(err,
-                            "the deadline passed before a worker took the call; it did not run");
-    } else if (st == SHM_CHAN_BUSY && rc == SHMRPC_EPEERDIED) {
-        atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
-        if (atomic_load(&h->taker_call) == c->call)
-            shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
-                            atomic_load(&h->taker.pid));
-        else
-            shmrpc__msg_set(err, "the worker that took the call died before it ran it");
-    } else if (st == SHM_CHAN_BUSY &&
-               atomic_compare_exchange_strong(&h->state.word, &st, SHM_CHAN_ABANDONED)) {
-        if (rc == SHMRPC_ETIMEDOUT)
-            shmrpc__msg_set(err, "the deadline passed while the call ran; it may still complete");
-    } else if (st == SHM_CHAN_RESPONSE) {
-        return 0; /* the answer came after all */
+    uint32_t st;
+    for (;;) {
+        st = atomic_load(&h->state.word);
+        if (st == SHM_CHAN_RESPONSE) return 0; /* the answer came after all */
+        uint64_t claim = atomic_load(&h->claim);
+        bool taken = worker_has(c, claim);
+        if (st == SHM_CHAN_REQUEST && !taken) {
+            if (!atomic_compare_exchange_strong(&h->claim, &claim,
+                                                shmrpc__shm_claim(c->call, SHM_CLAIM_WITHDRAWN)))
+                continue; /* a worker took it meanwhile */
+            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* no worker will take it now */
+            atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
+            if (rc == SHMRPC_ETIMEDOUT)
+                shmrpc__msg_set(
+                    err, "the deadline passed before a worker took the call; it did not run");
+        } else if (st == SHM_CHAN_REQUEST && rc == SHMRPC_EPEERDIED) {
+            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
+            if (atomic_load(&h->taker_call) == c->call)
+                shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
+                                atomic_load(&h->taker.pid));
+            else
+                shmrpc__msg_set(err, "the worker that took the call died before it ran it");
+        } else if (st == SHM_CHAN_REQUEST &&
+                   atomic_compare_exchange_strong(
+                       &h->claim, &claim, shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED))) {
+            if (rc == SHMRPC_ETIMEDOUT)
+                shmrpc__msg_set(err,
+                                "the deadline passed while the call ran; it may still complete");
+        }
+        break;
     }
     if (rc == SHMRPC_EUNAVAIL && c->lost) {
         c->broken = true;
@@ -565,7 +584,7 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
         if (st == SHM_CHAN_IDLE || st == SHM_CHAN_RESPONSE) return 0;
         /* A leftover answer, a state no side writes, or a call whose worker is gone: the
          * channel is ours again. A worker still serving one is waited for, never raced. */
-        bool served = st == SHM_CHAN_BUSY || st == SHM_CHAN_ABANDONED;
+        bool served = st == SHM_CHAN_REQUEST && worker_has(c, atomic_load(&h->claim));
         if (!served || !taker_alive(c)) {
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
@@ -630,12 +649,8 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
     if (req.len && dst != req.ptr) memcpy(dst, req.ptr, req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
-    if (++c->call == 0) c->call = 1; /* 0 is no call's: a new channel's taker_call */
-    h->call = c->call;
-    /* No worker serves the channel now: a lock left by a dead worker (or a bad write)
-     * would keep the next worker from taking it. A worker that let an abandoned call go
-     * and has yet to let go of the lock finds it no longer its own, and leaves it be. */
-    if (atomic_load_explicit(&h->lock, memory_order_relaxed) != 0) atomic_store(&h->lock, 0);
+    /* Released: a worker that reads this number reads the request before it (shm.h). */
+    atomic_store_explicit(&h->call, ++c->call, memory_order_release);
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in
      * the count is undone here, so a lost wake-up cannot repeat on every call. */
     if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
@@ -679,6 +694,8 @@ static int call_answer(shm_conn *c, int32_t *status, shmrpc_bytes *data, shmrpc_
     shmrpc__shm_chan *h = c->chan.head;
     *status = h->status;
     uint32_t len = h->resp_len; /* read once */
+    /* Who took it, on the line the answer came on: the likely taker of the next call. */
+    c->last_worker = atomic_load_explicit(&h->worker, memory_order_relaxed);
     int rc = len > c->max_msg            ? SHMRPC_EPROTO
              : len <= SHMRPC__CHAN_SMALL ? 0
                                          : shmrpc__chan_follow(&c->chan, len, err);

@@ -344,6 +344,8 @@ typedef struct worker_chan {
     bool open;
     uint32_t lock_tid; /* this worker's thread id while it holds the channel's lock, or 0 */
     uint32_t watch_as; /* what the answer writes into the channel's watcher */
+    uint64_t call;     /* the number of the call this worker took last on the channel */
+    uint64_t passed;   /* a call found claimed already: not to be tried again (watching) */
     shmrpc__chan_map map;
 } worker_chan;
 
@@ -447,6 +449,7 @@ static worker_chan *worker_chan_open(worker *w, unsigned slot, uint32_t gen)
     }
     c->map.mapped = size;
     c->gen = gen;
+    c->call = c->passed = 0;
     c->open = true;
     return c;
 }
@@ -476,17 +479,18 @@ static void hand_back(worker_chan *c, int status, const void *data, size_t n)
     /* Before RESPONSE: the client's next request reads it after the answer. */
     if (atomic_load_explicit(&h->watcher, memory_order_relaxed) != c->watch_as)
         atomic_store_explicit(&h->watcher, c->watch_as, memory_order_relaxed);
-    /* The answer first, then the lock, on the same line: the client, spinning on the
-     * state, reads the line as soon as the worker writes it, so a write before the answer
-     * would have to take the line back before the answer could land (issue 18). With no
-     * waiter, letting go of the lock is a compare-and-swap and no syscall; a client asleep
-     * on it (the kernel marked it so) is handed it then, and finds the answer there. A
-     * client that has started its next call meanwhile may have cleared the lock already:
-     * a word that no longer names this worker is left alone. */
-    uint32_t busy = SHM_CHAN_BUSY, abandoned = SHM_CHAN_ABANDONED;
-    if (!atomic_compare_exchange_strong(&h->state.word, &busy, SHM_CHAN_RESPONSE))
-        atomic_compare_exchange_strong(&h->state.word, &abandoned,
-                                       SHM_CHAN_IDLE); /* nobody waits */
+    /* A store, not a compare-and-swap, which would wait for the line that the client keeps
+     * reading: while the call is this worker's, nobody else writes the state (a client
+     * that gave up on it marked the claim instead), and the client writes its next
+     * request only after this answer. Only a client that took this worker for dead (a bad
+     * write to the taker) may have moved on: then the channel holds another call's number,
+     * and the answer is not published. The lock is let go of after the answer: with no
+     * waiter that is a compare-and-swap and no syscall; a client asleep on it (the kernel
+     * marked it so) is handed it then, and finds the answer there. A worker that claimed
+     * the next call may have written the lock already: a word that no longer names this
+     * worker is left alone. */
+    if (atomic_load_explicit(&h->call, memory_order_relaxed) == c->call)
+        atomic_store_explicit(&h->state.word, SHM_CHAN_RESPONSE, memory_order_release);
     shmrpc__wake(&h->state, 1);
     if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
     c->lock_tid = 0;
@@ -542,49 +546,63 @@ static void unwatch(worker *w)
         shmrpc__shm_ring(w->ctl, (unsigned)slot); /* as its client would have */
 }
 
+/* Claims the call waiting in channel c for this worker. Its number is read before its
+ * state: one read after a REQUEST may be the client's next call's, written but not yet
+ * requested, and one read before is that REQUEST's or an older call's, which the claim
+ * already names. The claim is a compare-and-swap from a number below the call's, which a
+ * client withdrawing the call makes too, so one of them has it; nothing is written on the
+ * state's line, which the client reads as it spins. */
+static bool take(worker_chan *c)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    uint64_t call = atomic_load_explicit(&h->call, memory_order_acquire);
+    if (atomic_load_explicit(&h->state.word, memory_order_acquire) != SHM_CHAN_REQUEST)
+        return false;
+    uint64_t claim = atomic_load_explicit(&h->claim, memory_order_relaxed);
+    if (claim >> 2 >= call ||
+        !atomic_compare_exchange_strong(&h->claim, &claim,
+                                        shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
+        c->passed = call;
+        return false;
+    }
+    c->call = call;
+    return true;
+}
+
 static void serve_one(worker *w, unsigned slot)
 {
     worker_chan *c = worker_chan_get(w, slot);
     if (c == NULL) return; /* closed or broken: nothing to answer */
     shmrpc__shm_chan *h = c->map.head;
-    /* Noted before the exchange, which publishes it: a client that finds its call BUSY
+    /* Noted before the claim, which publishes it: a client that finds its call claimed
      * with no taker named judges this worker until it is named. */
     _Atomic uint32_t *taking = &w->ctl->workers[w->index].taking;
     /* Release, as each store of the note, so that whichever of them a client reads
      * carries what this worker wrote before it (the naming, for a clear). */
     atomic_store_explicit(taking, slot + 1, memory_order_release);
-    uint32_t expect = SHM_CHAN_REQUEST;
-    if (!atomic_compare_exchange_strong(&h->state.word, &expect, SHM_CHAN_BUSY)) {
+    if (!take(c)) {
         atomic_store_explicit(taking, 0, memory_order_release);
         return;
     }
-    /* The lock right after, while this worker holds the line. A client that sees BUSY
-     * before the lock is taken finds it free, and sleeps on the state for that sleep. A
-     * worker that cannot take it (a bad write) serves without it, and the client
-     * watches it by /proc as before. */
-    bool locked = atomic_load_explicit(&h->lock, memory_order_relaxed) == 0;
-    /* A store, not a compare-and-swap: after BUSY only this worker writes the word (the
-     * client cleared it before REQUEST), and a locked instruction would wait for the line
-     * that the spinning client keeps reading. */
-    if (locked) atomic_store_explicit(&h->lock, w->tid, memory_order_release);
-    /* Only when it changes: each write after BUSY that the spinning client's read comes
-     * before takes the line back once more. */
+    /* The lock right after the claim, on the claim's line. A store: the claim makes the
+     * channel this worker's, and whoever held the lock before finished or died (one that
+     * has yet to let go of it finds a word that no longer names it, and leaves it be). */
+    atomic_store_explicit(&h->lock, w->tid, memory_order_release);
+    /* Only when it changes: it is on the state's line, which the client reads as it spins. */
     if (atomic_load_explicit(&h->worker, memory_order_relaxed) != w->index)
         atomic_store_explicit(&h->worker, w->index, memory_order_relaxed);
     /* The client watches the taker once taker_call is its call's number, written last;
      * until then it judges the workers whose `taking` names the channel, so that note is
-     * cleared only after. Written only when it changes, so that a worker serving the
-     * connection again keeps the line to itself. */
-    uint32_t call = h->call; /* read once */
+     * cleared only after. */
     if (atomic_load_explicit(&h->taker.pid, memory_order_relaxed) != w->pid ||
         atomic_load_explicit(&h->taker.start, memory_order_relaxed) != w->start)
         shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
-    atomic_store_explicit(&h->taker_call, call, memory_order_release);
+    atomic_store_explicit(&h->taker_call, c->call, memory_order_release);
     atomic_store_explicit(taking, 0, memory_order_release);
     /* A client that slept before the call was taken sleeps on the state: wake it, so it
      * sleeps on the lock from now on (no syscall when it spins). */
     shmrpc__wake(&h->state, 1);
-    c->lock_tid = locked ? w->tid : 0;
+    c->lock_tid = w->tid;
     /* Watching the channel after the answer: its client's next request needs no doorbell. */
     c->watch_as = may_watch(w, slot) ? w->index + 1 : 0;
     w->watch = c->watch_as ? (int)slot : -1;
@@ -840,6 +858,15 @@ static uint32_t watched(worker *w)
     return atomic_load_explicit(&c->map.head->state.word, memory_order_acquire);
 }
 
+/* Whether the watched channel's state, seen, is a request for this worker to try: not
+ * one it found claimed already (another worker's call runs with its state at REQUEST). */
+static bool watched_request(worker *w, uint32_t seen)
+{
+    const worker_chan *c = &w->chans[w->watch];
+    return seen == SHM_CHAN_REQUEST &&
+           atomic_load_explicit(&c->map.head->call, memory_order_relaxed) != c->passed;
+}
+
 static int worker_check(void *arg)
 {
     return stopping(arg) ? SHMRPC_ECLOSED : 0;
@@ -913,7 +940,7 @@ static int worker_run(shm_listener *l, unsigned index)
     int64_t fresh = 0;
     while (!stopping(w)) {
         /* The channel this worker watches: its request came without the doorbell. */
-        int slot = w->watch >= 0 && watched(w) == SHM_CHAN_REQUEST ? w->watch : -1;
+        int slot = w->watch >= 0 && watched_request(w, watched(w)) ? w->watch : -1;
         if (w->first_look) { /* the pause before it: one less if the request was there */
             w->first_look = false;
             if (slot < 0 && w->quiet < SHMRPC__SPIN_QUIET) w->quiet++;
@@ -970,7 +997,7 @@ static int worker_run(shm_listener *l, unsigned index)
          * doorbell alone. */
         uint32_t seen = 0;
         if (w->watch >= 0 && (!spins || (seen = watched(w)) == UINT32_MAX)) unwatch(w);
-        if (w->watch >= 0 && seen == SHM_CHAN_REQUEST) continue;
+        if (w->watch >= 0 && watched_request(w, seen)) continue;
         waiter.also = w->watch >= 0 ? &w->chans[w->watch].map.head->state.word : NULL;
         waiter.also_old = seen;
         waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;

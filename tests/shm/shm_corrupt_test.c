@@ -515,6 +515,7 @@ static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
         atomic_store(&h->size, 4096);
         h->method = 0;
         h->req_len = 0;
+        atomic_store(&h->call, 1); /* a worker takes only a call numbered above the claim's */
         atomic_store(&h->state.word, SHM_CHAN_REQUEST);
         atomic_store(&s->chan_fd, fd);
         atomic_store(&s->state, SHM_SLOT_OPEN);
@@ -522,7 +523,7 @@ static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
         atomic_fetch_add(&ctl->doorbell.word, 1);
         syscall(SYS_futex, &ctl->doorbell.word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
         usleep(300 * 1000);
-        bool taken = atomic_load(&h->state.word) != SHM_CHAN_REQUEST;
+        bool taken = atomic_load(&h->state.word) != SHM_CHAN_REQUEST || atomic_load(&h->claim) != 0;
         if (ftruncate(fd, 0) != 0) _exit(5); /* what it could have done under a worker */
         _exit(taken ? 1 : 0);
     }
@@ -877,7 +878,7 @@ static bool stopped_within(pid_t pid)
     return false;
 }
 
-/* What a worker does that is killed between its REQUEST -> BUSY and naming itself the
+/* What a worker does that is killed between its claim of a call and naming itself the
  * taker: takes the next request of the client pid *arg and exits at once; or, with
  * hold_ms > 0, first notes in the free worker slot 1 that it is taking the channel, as a
  * worker does, and exits hold_ms after its exchange. */
@@ -900,8 +901,10 @@ static void take_and_die(shmrpc__shm_ctl *ctl, void *arg)
         atomic_store(&me->taking, slot + 1);
     }
     for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;) {
-        uint32_t req = SHM_CHAN_REQUEST;
-        if (atomic_compare_exchange_strong(&h->state.word, &req, SHM_CHAN_BUSY)) {
+        uint64_t call = atomic_load(&h->call), claim = atomic_load(&h->claim);
+        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && claim >> 2 < call &&
+            atomic_compare_exchange_strong(&h->claim, &claim,
+                                           shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
             usleep((useconds_t)t->hold_ms * 1000);
             return;
         }
