@@ -464,10 +464,10 @@ static int client_check(void *arg)
         c->lost = true;
         return SHMRPC_EUNAVAIL;
     }
-    /* A bad write may have cleared the request's pending bit: ring again (a worker that
-     * finds the channel taken already just moves on). */
+    /* A bad write may have cleared the pending bit of a request not taken yet: ring again
+     * (a worker that finds the call claimed meanwhile just moves on). */
     uint64_t bit = (uint64_t)1 << (c->slot % 64);
-    if (st == SHM_CHAN_REQUEST && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit))
+    if (st == SHM_CHAN_REQUEST && !busy && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit))
         ring_request(c);
     return 0;
 }
@@ -482,11 +482,15 @@ static void ring_request(shm_conn *c)
 /* The wait lasts (its first clock read, a few microseconds in): a request that a watching
  * worker left untaken that long rings after all, so a watcher that was preempted, is
  * stuck or died (or a watcher that a bad write made up) costs the call that much, and any
- * worker may take it. */
+ * worker may take it. One that a worker claimed runs: ringing would only wake a worker
+ * for nothing. The claim's line is read here, once per call that lasts, not per call. */
 static void ring_late(void *arg)
 {
     shm_conn *c = arg;
-    if (!c->rung && atomic_load(&c->chan.head->state.word) == SHM_CHAN_REQUEST) ring_request(c);
+    shmrpc__shm_chan *h = c->chan.head;
+    if (!c->rung && atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+        !worker_has(c, atomic_load(&h->claim)))
+        ring_request(c);
 }
 
 /* A call that counted in awake no longer does: the mark first, so that a death between

@@ -533,7 +533,7 @@ static bool may_watch(worker *w, unsigned slot)
 /* Stops watching a channel: the watcher cleared (only if it still names this worker),
  * then the state looked at. A request that its client wrote while the watcher named this
  * worker did not ring: it rings now, so that whichever worker looks at the doorbell next
- * takes it. */
+ * takes it (unless a worker claimed it already). */
 static void unwatch(worker *w)
 {
     int slot = w->watch;
@@ -542,7 +542,8 @@ static void unwatch(worker *w)
     shmrpc__shm_chan *h = w->chans[slot].map.head;
     uint32_t me = w->index + 1;
     if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
-    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST)
+    uint64_t call = atomic_load(&h->call); /* before the state, as take() reads them */
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && atomic_load(&h->claim) >> 2 < call)
         shmrpc__shm_ring(w->ctl, (unsigned)slot); /* as its client would have */
 }
 
