@@ -126,12 +126,12 @@ static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");
 static_assert(offsetof(shmrpc__shm_ctl, workers) == 192, "workers after the shared lines");
 
 enum {
-    SHM_CHAN_IDLE = 0,     /* no call: the client may write a request */
-    SHM_CHAN_REQUEST = 1,  /* a request is there, waiting or being served (the claim says
-                              which): client IDLE or RESPONSE -> REQUEST */
-    SHM_CHAN_BUSY = 2,     /* layout 6 and before; now only shmrpc_segment.chan_state's
-                              name for a REQUEST that a worker claimed */
-    SHM_CHAN_RESPONSE = 3, /* the answer is there: worker REQUEST -> RESPONSE */
+    SHM_CHAN_IDLE = 0,      /* no call: the client may write a request */
+    SHM_CHAN_REQUEST = 1,   /* a request is there, waiting or being served (the claim says
+                               which): client IDLE or RESPONSE -> REQUEST */
+    SHM_CHAN_BUSY = 2,      /* layout 6 and before; now only shmrpc_segment.chan_state's
+                               name for a REQUEST that a worker claimed */
+    SHM_CHAN_RESPONSE = 3,  /* the answer is there: worker REQUEST -> RESPONSE */
     SHM_CHAN_ABANDONED = 4, /* likewise: a claimed REQUEST that its client gave up on */
 };
 

@@ -451,8 +451,10 @@ static int client_check(void *arg)
     uint64_t claim = atomic_load(&h->claim);
     bool busy = st == SHM_CHAN_REQUEST && worker_has(c, claim);
     /* A claim above this client's calls is a bad write, past which no worker would take a
-     * call again: cleared, so that one takes this one. */
-    if (st == SHM_CHAN_REQUEST && claim >> 2 > c->call)
+     * call again: cleared, so that one takes this one. Not one that names the number in
+     * the channel's call, written over as well: a worker took the request under that
+     * number, and clearing its claim would let a second one run it. */
+    if (st == SHM_CHAN_REQUEST && claim >> 2 > c->call && claim >> 2 != atomic_load(&h->call))
         atomic_compare_exchange_strong(&h->claim, &claim, 0);
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
     if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
@@ -503,6 +505,17 @@ static void count_out(shm_conn *c)
     c->counted = false;
 }
 
+/* Whether the channel's lock is this call's taker's: the worker stores its id into the
+ * lock before it writes taker_call (release). Before that the word may still hold the
+ * last call's taker, which would let go of it without a syscall once this call's taker
+ * wrote over the waiter bit that the kernel set there: a sleeper on it would wait for its
+ * whole slice. */
+static bool lock_is_takers(void *arg)
+{
+    shm_conn *c = arg;
+    return atomic_load_explicit(&c->chan.head->taker_call, memory_order_acquire) == c->call;
+}
+
 /* Waits until the call leaves REQUEST: its answer. */
 static int await_answer(shm_conn *c, shmrpc__deadline *dl)
 {
@@ -510,8 +523,8 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
     /* The worker that took the last call is the best guess at who takes this one. */
     uint32_t wi = c->last_worker;
     /* Once taken, the call's worker holds the channel's lock: sleeping on it, the client
-     * is woken by the kernel at the worker's death as well as by its answer. Until then
-     * the lock is free, and the client sleeps on the state, which the taker wakes. */
+     * is woken by the kernel at the worker's death as well as by its answer. Until the
+     * taker named itself, the client sleeps on the state, which the taker then wakes. */
     shmrpc__waiter w = {.opts = &c->wait,
                         .peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL,
                         .self = &c->ctl->slots[c->slot].presence,
@@ -521,6 +534,7 @@ static int await_answer(shm_conn *c, shmrpc__deadline *dl)
                         .counted = &c->counted,
                         .counted_mark = &c->ctl->slots[c->slot].counted,
                         .owner_lock = &h->lock,
+                        .owner_ready = lock_is_takers,
                         .lazy = dl,
                         .lasts = ring_late};
     return shmrpc__wait_while(&h->state, SHM_CHAN_REQUEST, 0, &w); /* the deadline: dl */
@@ -541,14 +555,15 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
         if (st == SHM_CHAN_REQUEST && !taken) {
             if (!atomic_compare_exchange_strong(&h->claim, &claim,
                                                 shmrpc__shm_claim(c->call, SHM_CLAIM_WITHDRAWN)))
-                continue; /* a worker took it meanwhile */
+                continue;                                /* a worker took it meanwhile */
             atomic_store(&h->state.word, SHM_CHAN_IDLE); /* no worker will take it now */
             atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
             if (rc == SHMRPC_ETIMEDOUT)
                 shmrpc__msg_set(
                     err, "the deadline passed before a worker took the call; it did not run");
         } else if (st == SHM_CHAN_REQUEST && rc == SHMRPC_EPEERDIED) {
-            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
+            atomic_store(&h->state.word,
+                         SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
             if (atomic_load(&h->taker_call) == c->call)
                 shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
                                 atomic_load(&h->taker.pid));
@@ -593,8 +608,11 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
             return 0;
         }
-        shmrpc__waiter w = {
-            .opts = &c->wait, .check = client_check, .check_arg = c, .owner_lock = &h->lock};
+        shmrpc__waiter w = {.opts = &c->wait,
+                            .check = client_check,
+                            .check_arg = c,
+                            .owner_lock = &h->lock,
+                            .owner_ready = lock_is_takers};
         int rc = shmrpc__wait_while(&h->state, st, shmrpc__deadline_at(dl, shmrpc__now_ns()), &w);
         if (rc == SHMRPC_ETIMEDOUT) {
             shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");

@@ -560,9 +560,8 @@ static bool take(worker_chan *c)
     if (atomic_load_explicit(&h->state.word, memory_order_acquire) != SHM_CHAN_REQUEST)
         return false;
     uint64_t claim = atomic_load_explicit(&h->claim, memory_order_relaxed);
-    if (claim >> 2 >= call ||
-        !atomic_compare_exchange_strong(&h->claim, &claim,
-                                        shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
+    if (claim >> 2 >= call || !atomic_compare_exchange_strong(
+                                  &h->claim, &claim, shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
         c->passed = call;
         return false;
     }
@@ -573,7 +572,12 @@ static bool take(worker_chan *c)
 static void serve_one(worker *w, unsigned slot)
 {
     worker_chan *c = worker_chan_get(w, slot);
-    if (c == NULL) return; /* closed or broken: nothing to answer */
+    if (c == NULL) { /* closed or broken: nothing to answer */
+        /* Nor to watch: its state, left at REQUEST by a client that died, would bring this
+         * worker back here at once, for ever, and keep it from every other connection. */
+        if (w->watch == (int)slot) w->watch = -1;
+        return;
+    }
     shmrpc__shm_chan *h = c->map.head;
     /* Noted before the claim, which publishes it: a client that finds its call claimed
      * with no taker named judges this worker until it is named. */

@@ -324,7 +324,10 @@ int shmrpc__wait_while(shmrpc__futex *f, uint32_t old, int64_t deadline_ns, cons
         if (slice > every) slice = every;
         if (w->self) atomic_store_explicit(&w->self->asleep, 1, memory_order_relaxed);
         if (w->awake) atomic_fetch_sub_explicit(w->awake, 1, memory_order_relaxed);
-        int slept = lock ? lock_sleep(w->owner_lock, slice) : LOCK_UNUSABLE;
+        int slept = !lock ? LOCK_UNUSABLE
+                    : w->owner_ready && !w->owner_ready(w->check_arg)
+                        ? LOCK_FREE
+                        : lock_sleep(w->owner_lock, slice);
         if (slept == LOCK_UNUSABLE || slept == LOCK_FREE) futex_sleep(f, old, slice, w);
         if (w->awake) atomic_fetch_add_explicit(w->awake, 1, memory_order_relaxed);
         if (w->self) {

@@ -106,6 +106,9 @@ typedef struct shmrpc__waiter {
      * of with the word unchanged, the check runs at once; if it finds nothing wrong (the
      * lock was not held, or a bad write let it go), the wait sleeps on the word again. */
     _Atomic uint32_t *owner_lock;
+    /* Whether owner_lock is held for this wait yet (called with check_arg before each
+     * sleep on it), or NULL: always. Until it is, the waiter sleeps on the word. */
+    bool (*owner_ready)(void *arg);
     /* The wait's deadline, computed at its first clock read, or NULL: then the deadline
      * given to shmrpc__wait_while is ignored. */
     shmrpc__deadline *lazy;

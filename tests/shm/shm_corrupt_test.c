@@ -5,11 +5,13 @@
  * truncated or not sealed, a bumped generation, a channel's fd closed, a header written
  * over, a sweep put off for ever) must not hurt the service for longer than a sweep.
  * Also: deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, how
- * soon its caller learns of it, and of one killed between taking a call and naming itself. Every wait is bounded and every child is reaped. */
+ * soon its caller learns of it, and of one killed between taking a call and naming itself. Every
+ * wait is bounded and every child is reaped. */
 #define _GNU_SOURCE /* memfd_create */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -315,7 +317,8 @@ static void garbage_lock_costs_nothing_else(void **state)
     }
     /* Calls that sleep while their lock is written over: each is answered, late by at
      * most a sleep between checks (20 ms) when the lock named a live thread, and the
-     * worker, which only ever compares and swaps the word, lives on. */
+     * worker, which stores its id into the word at each claim and only compares and
+     * swaps it back, lives on. */
     enum { CALLS = 12 };
     int rcs[CALLS];
     int64_t took[CALLS];
@@ -1080,6 +1083,131 @@ static void dead_worker_noticed(void **state)
     assert_true(told[SAMPLES - 1] < 1000 * 1000); /* no hang */
 }
 
+/* --- a call that a worker claimed --- */
+
+/* A call being served stays REQUEST (the claim says a worker has it): neither the client's
+ * checks (every 5 ms spinning, 20 ms asleep) nor its late ring may ring the doorbell for
+ * it, which would wake an idle worker for nothing each time (a review found 51 rings in a
+ * call of 1 s, against 1). */
+static void claimed_call_rings_no_more(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int32_t pid;
+    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    uint32_t before = atomic_load(&ctl->doorbell.word);
+    assert_int_equal(calls_nap(c, 300, &pid), 0);
+    uint32_t rings = atomic_load(&ctl->doorbell.word) - before;
+    print_message("    a call of 300 ms rang the doorbell %u times\n", (unsigned)rings);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_true(rings <= 2); /* its request, and once more if its watcher was slow */
+}
+
+/* A worker watching a channel whose client died with a request in it (not taken, or taken
+ * by another worker) must stop watching once the slot is freed: it found no channel to
+ * serve, came straight back to the REQUEST it watched, and so on for ever, serving no
+ * other connection (a review's reproduction: another client's call timed out after 1 s). */
+static void dead_clients_request_not_watched(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *other = connect_client();
+    int32_t pid, worker = 0;
+    assert_int_equal(calls_nap(other, 0, &worker), 0);
+    int go[2], ready[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        alarm(20);
+        shmrpc_client *c = try_connect_for(5000, NULL);
+        if (c == NULL) _exit(2);
+        for (int i = 0; i < 50; i++) /* the worker watches this channel after these */
+            if (calls_nap(c, 0, &pid) != 0) _exit(3);
+        char x = 1;
+        if (write(ready[1], &x, 1) != 1 || read(go[0], &x, 1) != 1) _exit(4);
+        calls_nap(c, 10, &pid); /* killed while it waits */
+        _exit(5);
+    }
+    char x = 0;
+    bool warmed = read(ready[0], &x, 1) == 1;
+    assert_int_equal(kill(worker, SIGSTOP), 0);
+    bool halted = stopped_within(worker);
+    x = 1;
+    if (write(go[1], &x, 1) != 1) warmed = false;
+    usleep(100 * 1000); /* the request is in the channel, and rang once its wait lasted */
+    kill(kid, SIGKILL);
+    int status = test_reap(kid, 10000);
+    usleep(300 * 1000); /* the manager frees the slot at the hang-up */
+    kill(worker, SIGCONT);
+    usleep(100 * 1000);
+    shmrpc_client_next_timeout(other, 1000);
+    int64_t t0 = test_now_ms();
+    int rc = calls_nap(other, 0, &pid);
+    int64_t took = test_now_ms() - t0;
+    if (rc != 0) print_message("    %s\n", shmrpc_errmsg());
+    shmrpc_client_free(other);
+    stop_server(server);
+    close(go[0]), close(go[1]), close(ready[0]), close(ready[1]);
+    assert_true(warmed && halted);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(rc, 0);
+    assert_true(took < 500);
+}
+
+/* Writes a number far above the client's into the call of the channel of the client pid
+ * *arg as soon as its next request shows. */
+static void overwrite_call(shmrpc__shm_ctl *ctl, void *arg)
+{
+    shmrpc__shm_chan *h = map_client_chan(ctl, *(int32_t *)arg);
+    for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;)
+        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) {
+            atomic_store(&h->call, (uint64_t)1 << 40);
+            return;
+        }
+    _exit(6); /* no request came */
+}
+
+static void *call_nap(void *arg)
+{
+    int32_t pid;
+    shmrpc_client_next_timeout(arg, 2000);
+    int rc = calls_nap(arg, 300, &pid);
+    if (rc != 0) print_message("    %s\n", shmrpc_errmsg()); /* the thread's message */
+    return (void *)(intptr_t)rc;
+}
+
+/* A bad write over a waiting request's call number: a worker may take the request under
+ * that number, and the client's checks, which clear a claim above its own calls, must not
+ * clear that one, or a second worker runs the same request (a review: twice in 3 runs of
+ * 3). The call may time out (its answer is for another number), but it runs once. */
+static void overwritten_call_runs_once(void **state)
+{
+    (void)state;
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    int32_t pid, me = (int32_t)getpid();
+    assert_int_equal(calls_nap(c, 0, &pid), 0);
+    int64_t calls = sh->calls;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, call_nap, c), 0);
+    corrupt(overwrite_call, &me);
+    void *rc;
+    pthread_join(t, &rc);
+    usleep(500 * 1000); /* a second run, if any, has begun */
+    int64_t ran = sh->calls - calls;
+    print_message("    the call ended with %s; its handler ran %lld times\n",
+                  shmrpc_strerror((int)(intptr_t)rc), (long long)ran);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(ran, 1);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -1100,6 +1228,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(dead_worker_replaced, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_worker_noticed, setup, teardown),
         cmocka_unit_test_setup_teardown(worker_dead_before_naming_itself, setup, teardown),
+        cmocka_unit_test_setup_teardown(claimed_call_rings_no_more, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_clients_request_not_watched, setup, teardown),
+        cmocka_unit_test_setup_teardown(overwritten_call_runs_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
