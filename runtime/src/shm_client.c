@@ -562,8 +562,8 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                 shmrpc__msg_set(
                     err, "the deadline passed before a worker took the call; it did not run");
         } else if (st == SHM_CHAN_REQUEST && rc == SHMRPC_EPEERDIED) {
-            atomic_store(&h->state.word,
-                         SHM_CHAN_IDLE); /* its worker is dead: nobody else writes */
+            /* Its worker is dead: nobody else writes the state. */
+            atomic_store(&h->state.word, SHM_CHAN_IDLE);
             if (atomic_load(&h->taker_call) == c->call)
                 shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
                                 atomic_load(&h->taker.pid));
