@@ -44,9 +44,9 @@ typedef struct shmrpc__shm_worker {
     shmrpc__proc proc;         /* written by the worker at start; read by clients */
     shmrpc__presence presence; /* written by the worker; read by waiting clients */
     char pad[64 - 32];
-    /* The channel this worker is taking (its slot + 1), or 0: written before its REQUEST ->
-     * BUSY and cleared once the channel names it as the taker (or the exchange failed), so
-     * that a client whose call is BUSY with no taker named can tell a worker about to name
+    /* The channel this worker is taking (its slot + 1), or 0: written before its claim of a
+     * call and cleared once the channel names it as the taker (or the claim failed), so
+     * that a client whose call is claimed with no taker named can tell a worker about to name
      * itself from one killed first. Written by the worker (0 at its start); read by such a
      * client. On a line of its own: written twice per call, while clients' spins read
      * presence. */
@@ -196,7 +196,8 @@ typedef struct shmrpc__shm_chan {
      * withdraws one by the same swap to (call, WITHDRAWN), so exactly one of them has it,
      * and gives up on a taken one by (call, TAKEN) -> (call, ABANDONED). Numbers only go
      * up: a number above the client's last call is a bad write, which the client's checks
-     * clear. */
+     * clear, unless it is the channel's own `call` (written over too: a worker runs that
+     * request under it, and clearing the claim would let a second one run it). */
     _Atomic uint64_t claim;
     /* A PI futex (owner's thread id, or 0): the worker takes it (a store) just after its
      * claim and lets go of it after its answer, and the kernel lets go of it when the
