@@ -22,7 +22,7 @@ fi
 dir=$(mktemp -d) || exit 1
 # The servers die with their namespace's processes: their statistics segments (in the one
 # /dev/shm of the machine) go with the rest.
-trap 'sh "$hosts" down $p; rm -rf "$dir" /dev/shm/shmrpc.stats.tcp.10.77.1.2:700[01]' EXIT
+trap 'sh "$hosts" down $p; rm -rf "$dir" /dev/shm/shmrpc-"$(id -u)"/shmrpc.stats.tcp.10.77.1.2:700[01]' EXIT
 # A CA and a certificate it signed for the server's address; ECDSA P-256, valid two days.
 key="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
 (cd "$dir" && timeout 60 sh -c "

@@ -29,7 +29,7 @@ static const command commands[] = {
     {"health", "[--timeout MS] ADDRESS",
      "a service's health: serving (exit 0), not_serving, draining or unreachable (1)",
      ctl_health_main, false},
-    {"ls", "[--json] [NAME...]", "list shmrpc segments in /dev/shm with their owners", ctl_ls_main,
+    {"ls", "[--json] [NAME...]", "list shmrpc segments with their owners", ctl_ls_main,
      false},
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main,
      false},

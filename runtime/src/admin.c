@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 #include "internal.h"
 #include "lock_seg.h"
 #include "map_seg.h"
+#include "names.h"
 #include "proc.h"
 #include "queue_seg.h"
 #include "shm.h"
@@ -38,6 +40,9 @@
 #define MAP_PREFIX "shmrpc.map."       /* NAME: a map's header */
 #define MAPGEN_PREFIX "shmrpc.mapgen." /* NAME.G: its generation G */
 #define MAP_LOCK_PREFIX "map."         /* a map's lock is the lock map.NAME */
+#define RDV_SUFFIX ":rdv"              /* shmrpc:NAME:rdv, a service's rendezvous (shm_int.h) */
+#define LOCK_SUFFIX ":lock"            /* shmrpc:NAME:lock, its lock */
+#define NS_PREFIX "shmrpc-"            /* shmrpc-UID, a user's private directory (names.h) */
 /* A control segment without its magic is being created, or its creator died doing so:
  * only one older than this is taken for the latter. */
 #define INCOMPLETE_GRACE_S 10
@@ -109,12 +114,19 @@ static uint64_t mapgen_number(const shmrpc_segment *s)
     return strtoull(strrchr(s->name, '.') + 1, NULL, 10);
 }
 
+/* A listed segment's path: its name under /dev/shm, or its whole path when it is not there
+ * (a private directory elsewhere: names.h). */
+static void seg_path(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s", name[0] == '/' ? "" : SHM_DIR, name[0] == '/' ? "" : "/", name);
+}
+
 /* Maps the first n bytes of a segment read-only; NULL when it is smaller or cannot be. */
 static void *map_head(const char *name, size_t n, shmrpc_segment *s)
 {
-    char path[260];
-    snprintf(path, sizeof path, "/%s", name);
-    int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    char path[sizeof SHM_DIR + sizeof s->name];
+    seg_path(name, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         snprintf(s->detail, sizeof s->detail, "cannot open: %s", strerror(errno));
         return NULL;
@@ -655,19 +667,20 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const shmrpc_segment *)a)->name, ((const shmrpc_segment *)b)->name);
 }
 
-/* Every shmrpc segment (of the services, locks or queues named, when any are), sorted by
- * name. */
-static int scan(seg_list *out, const char *const *names, size_t n_names)
+/* Adds the shmrpc segments of directory dir (named in a segment's name by prefix: "" for
+ * /dev/shm itself) to out: those of the services, locks or queues named, when any are. */
+static int scan_dir(seg_list *out, const char *dir, const char *prefix, const char *const *names,
+                    size_t n_names)
 {
-    DIR *d = opendir(SHM_DIR);
+    DIR *d = opendir(dir);
     if (d == NULL) {
         int e = errno;
-        return shmrpc__err_set(SHMRPC_ESYS(e), "cannot read %s: %s", SHM_DIR, strerror(e));
+        return shmrpc__err_set(SHMRPC_ESYS(e), "cannot read %s: %s", dir, strerror(e));
     }
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         shmrpc_segment s = {0};
         const char *name = e->d_name;
-        if (strlen(name) >= sizeof s.name) continue;
+        if (strlen(prefix) + strlen(name) >= sizeof s.name) continue;
         if (strncmp(name, STATS_PREFIX, strlen(STATS_PREFIX)) == 0) {
             /* shm.NAME is NAME's, as its control segment; tcp.HOST:PORT is tcp://HOST:PORT. */
             const char *rest = name + strlen(STATS_PREFIX);
@@ -691,7 +704,10 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
             if (!parse_mapgen(name + strlen(MAPGEN_PREFIX), &s)) continue;
         } else if (strncmp(name, CTL_PREFIX, strlen(CTL_PREFIX)) == 0) {
             const char *rest = name + strlen(CTL_PREFIX);
-            if (strchr(rest, ':') == NULL) {
+            const char *colon = strchr(rest, ':');
+            if (colon && (strcmp(colon, RDV_SUFFIX) == 0 || strcmp(colon, LOCK_SUFFIX) == 0))
+                continue; /* its service's: they go with its control segment */
+            if (colon == NULL) {
                 s.kind = SHMRPC_SEG_CONTROL;
                 snprintf(s.key, sizeof s.key, "%s", rest);
             } else if (parse_channel(rest, &s)) {
@@ -704,7 +720,7 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
             continue;
         }
         if (!wanted(s.key, s.kind, names, n_names)) continue;
-        snprintf(s.name, sizeof s.name, "%s", name);
+        snprintf(s.name, sizeof s.name, "%s%s", prefix, name);
         if (out->n == out->cap) {
             size_t cap = out->cap ? out->cap * 2 : 32;
             shmrpc_segment *v = realloc(out->v, cap * sizeof *v);
@@ -718,6 +734,41 @@ static int scan(seg_list *out, const char *const *names, size_t n_names)
         out->v[out->n++] = s;
     }
     closedir(d);
+    return 0;
+}
+
+/* Every shmrpc segment (of the services, locks or queues named, when any are), sorted by
+ * name: in /dev/shm, in the users' private directories there that this process may read
+ * (its own; every user's for root), and in its own private directory when that is
+ * elsewhere (names.h). */
+static int scan(seg_list *out, const char *const *names, size_t n_names)
+{
+    int rc = scan_dir(out, SHM_DIR, "", names, n_names);
+    DIR *d = rc == 0 ? opendir(SHM_DIR) : NULL;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        const char *digits = e->d_name + strlen(NS_PREFIX);
+        if (strncmp(e->d_name, NS_PREFIX, strlen(NS_PREFIX)) != 0 || digits[0] == '\0' ||
+            strspn(digits, "0123456789") != strlen(digits) || e->d_type != DT_DIR)
+            continue;
+        char dir[sizeof SHM_DIR + sizeof e->d_name], prefix[sizeof e->d_name + 1];
+        snprintf(dir, sizeof dir, "%s/%s", SHM_DIR, e->d_name);
+        snprintf(prefix, sizeof prefix, "%s/", e->d_name);
+        shmrpc__err_begin();
+        int r = scan_dir(out, dir, prefix, names, n_names);
+        shmrpc__err_end(0); /* another user's, which only root may read */
+        if (r == SHMRPC_ENOMEM) rc = shmrpc__err_set(r, "out of memory");
+    }
+    if (d) closedir(d);
+    char own[SHMRPC__NS_MAX];
+    shmrpc_buf *err = shmrpc__err_begin();
+    int r = shmrpc__ns_dir(own, false, err);
+    shmrpc__err_end(0);
+    if (rc == 0 && r == 0 && strncmp(own, SHM_DIR "/", strlen(SHM_DIR) + 1) != 0) {
+        char prefix[SHMRPC__NS_MAX + 1];
+        snprintf(prefix, sizeof prefix, "%s/", own);
+        rc = scan_dir(out, own, prefix, names, n_names);
+    }
+    if (rc != 0) return rc;
     if (out->n) qsort(out->v, out->n, sizeof *out->v, by_name);
     /* Control segments first: a channel's owner and client are read from its service's. */
     for (size_t i = 0; i < out->n; i++) {
@@ -838,6 +889,23 @@ static shmrpc_lock *take_map_lock(const char *key)
     return l;
 }
 
+/* A dead service's rendezvous and lock, beside its control segment at ctl: removed under
+ * the lock, so that no server that starts meanwhile loses them (shm_rdv.c's take_lock). */
+static void remove_rendezvous(const char *ctl)
+{
+    char lock[sizeof SHM_DIR + 256 + 8], rdv[sizeof lock];
+    snprintf(lock, sizeof lock, "%s%s", ctl, LOCK_SUFFIX);
+    snprintf(rdv, sizeof rdv, "%s%s", ctl, RDV_SUFFIX);
+    int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    struct stat held, named;
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
+        stat(lock, &named) == 0 && held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+        unlink(rdv);
+        unlink(lock);
+    }
+    if (fd >= 0) close(fd);
+}
+
 int shmrpc_segment_remove(const shmrpc_segment *s)
 {
     if (!s->stale) return shmrpc__err_set(SHMRPC_EINVAL, "%s is not stale", s->name);
@@ -846,11 +914,13 @@ int shmrpc_segment_remove(const shmrpc_segment *s)
     if (!still_stale(s, l != NULL)) {
         rc = shmrpc__err_set(SHMRPC_EBUSY, "%s changed since it was listed", s->name);
     } else {
-        char path[260];
-        snprintf(path, sizeof path, "/%s", s->name);
-        if (shm_unlink(path) != 0 && errno != ENOENT) {
+        char path[sizeof SHM_DIR + sizeof s->name];
+        seg_path(s->name, path, sizeof path);
+        if (unlink(path) != 0 && errno != ENOENT) {
             int e = errno;
             rc = shmrpc__err_set(SHMRPC_ESYS(e), "cannot remove %s: %s", s->name, strerror(e));
+        } else if (s->kind == SHMRPC_SEG_CONTROL) {
+            remove_rendezvous(path);
         }
     }
     if (l != NULL) {

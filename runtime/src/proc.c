@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Reading /proc/ID: its stat, owner, maps and descriptors, for the liveness checks of
- * locks, queues and the shm transport, and the admin API's owners. */
+ * locks, queues and the shm transport, and the admin API's owners; and /proc/net, for who
+ * holds a TCP port. */
 #include "proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,4 +151,71 @@ void shmrpc__proc_fd_path(char *out, size_t cap, int32_t pid, int fd)
         snprintf(out, cap, "/proc/self/fd/%d", fd);
     else
         snprintf(out, cap, "/proc/%" PRId32 "/fd/%d", pid, fd);
+}
+
+/* The inode and owner of a socket listening on TCP port in /proc/net/FILE (tcp or tcp6):
+ * true when there is one. */
+static bool listener_in(const char *file, unsigned port, uint64_t *ino, uid_t *uid)
+{
+    char path[32], line[512];
+    snprintf(path, sizeof path, "/proc/net/%s", file);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) return false;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        /* "sl: LOCAL:PORT REMOTE:PORT ST TX:RX TR:WHEN RETR UID TIMEOUT INODE ..." */
+        char local[64];
+        unsigned lport, state;
+        unsigned long u;
+        unsigned long long i;
+        if (sscanf(line, " %*u: %63[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %lu %*u %llu", local, &lport,
+                   &state, &u, &i) == 5 &&
+            lport == port && state == 0x0A /* TCP_LISTEN */) {
+            *ino = i;
+            *uid = (uid_t)u;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* The process that holds socket inode ino, among those whose descriptors this one may
+ * read; 0 when none of them does. */
+static int32_t socket_holder(uint64_t ino)
+{
+    char want[48];
+    snprintf(want, sizeof want, "socket:[%" PRIu64 "]", ino);
+    DIR *procs = opendir("/proc");
+    if (procs == NULL) return 0;
+    int32_t found = 0;
+    for (struct dirent *p; !found && (p = readdir(procs)) != NULL;) {
+        char *end;
+        long pid = strtol(p->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        char dir[48];
+        snprintf(dir, sizeof dir, "/proc/%ld/fd", pid);
+        DIR *fds = opendir(dir);
+        if (fds == NULL) continue; /* gone, or another user's */
+        for (struct dirent *e; !found && (e = readdir(fds)) != NULL;) {
+            char link[sizeof dir + sizeof e->d_name], target[64];
+            snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
+            ssize_t n = readlink(link, target, sizeof target - 1);
+            if (n <= 0) continue;
+            target[n] = '\0';
+            if (strcmp(target, want) == 0) found = (int32_t)pid;
+        }
+        closedir(fds);
+    }
+    closedir(procs);
+    return found;
+}
+
+bool shmrpc__proc_tcp_listener(unsigned port, int32_t *pid, uid_t *uid)
+{
+    uint64_t ino = 0;
+    *pid = 0;
+    if (!listener_in("tcp", port, &ino, uid) && !listener_in("tcp6", port, &ino, uid)) return false;
+    *pid = socket_holder(ino);
+    return true;
 }

@@ -64,4 +64,10 @@ uint64_t shmrpc__self_start(void);
  * (/proc/self/fd/FD) when pid <= 0. */
 void shmrpc__proc_fd_path(char *out, size_t cap, int32_t pid, int fd);
 
+/* Who listens on TCP port (/proc/net/tcp and tcp6): its owner in *uid and, when this
+ * process may read that process's descriptors (its own user's, or as root), its pid in
+ * *pid (else 0). False when nobody listens there, or /proc does not say. For a message
+ * about a port that is taken; it reads every process's descriptors. */
+bool shmrpc__proc_tcp_listener(unsigned port, int32_t *pid, uid_t *uid);
+
 #endif

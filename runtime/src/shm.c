@@ -6,6 +6,7 @@
  * shm_server.c and shm_client.c. */
 #include "shm_int.h"
 
+#include "names.h"
 #include "proc.h"
 
 #include <errno.h>
@@ -45,11 +46,12 @@ int shmrpc__shm_check_key(const char *key, shmrpc_buf *err)
     return ok ? 0 : SHMRPC_EINVAL;
 }
 
-/* Names are "shmrpc:KEY" and "shmrpc:KEY:OWNERPID:cSLOT:GEN": keys cannot hold ':', so
- * no service's name can be another's channel, nor a lock's ("shmrpc.lock.NAME"). */
-void shmrpc__shm_ctl_name(char *out, size_t cap, const char *key)
+int shmrpc__shm_path(char *out, size_t cap, const char *key, const char *suffix, bool create,
+                     shmrpc_buf *err)
 {
-    snprintf(out, cap, "/shmrpc:%s", key);
+    char name[SHMRPC__KEY_MAX + 32];
+    snprintf(name, sizeof name, "shmrpc:%s%s", key, suffix);
+    return shmrpc__ns_path(out, cap, name, create, err);
 }
 
 void shmrpc__shm_chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
@@ -69,12 +71,12 @@ static int check_segment(int fd, const char *name, uint64_t min_size, int *fd_ou
                          shmrpc_buf *err);
 
 /* Opens an existing segment and refuses one that is not ours alone, or is too small. */
-int shmrpc__shm_open_segment(const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+int shmrpc__shm_open_segment(const char *path, uint64_t min_size, int *fd_out, uint64_t *size,
                              shmrpc_buf *err)
 {
-    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) return shmrpc__shm_sys_error(err, "cannot open", name);
-    return check_segment(fd, name, min_size, fd_out, size, err);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return shmrpc__shm_sys_error(err, "cannot open", path);
+    return check_segment(fd, path, min_size, fd_out, size, err);
 }
 
 /* Keeps fd in *fd_out if it is ours alone and at least min_size bytes; else closes it. */
@@ -107,14 +109,14 @@ static int check_segment(int fd, const char *name, uint64_t min_size, int *fd_ou
 }
 
 /* Creates a segment that must not exist, 0600 whatever the umask, of size bytes. */
-int shmrpc__shm_create_segment(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err)
+int shmrpc__shm_create_segment(const char *path, uint64_t size, int *fd_out, shmrpc_buf *err)
 {
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return shmrpc__shm_sys_error(err, "cannot create", name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return shmrpc__shm_sys_error(err, "cannot create", path);
     if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
-        int rc = shmrpc__shm_sys_error(err, "cannot size", name);
+        int rc = shmrpc__shm_sys_error(err, "cannot size", path);
         close(fd);
-        shm_unlink(name);
+        unlink(path);
         return rc;
     }
     *fd_out = fd;

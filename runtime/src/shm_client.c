@@ -132,10 +132,11 @@ static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
 static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
                     shmrpc_buf *err)
 {
-    char name[128];
-    shmrpc__shm_ctl_name(name, sizeof name, c->key);
+    char name[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16];
     uint64_t size;
-    int rc = shmrpc__shm_open_segment(name, sizeof(shmrpc__shm_ctl), &c->ctl_fd, &size, err);
+    int rc = shmrpc__shm_path(name, sizeof name, c->key, "", false, err);
+    if (rc != 0) return rc;
+    rc = shmrpc__shm_open_segment(name, sizeof(shmrpc__shm_ctl), &c->ctl_fd, &size, err);
     if (rc == SHMRPC_ESYS(ENOENT)) {
         shmrpc__msg_set(err, "no server at shm://%s", c->key);
         return SHMRPC_EUNAVAIL;

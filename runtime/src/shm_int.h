@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "names.h"
 #include "shm.h"
 
 #define PAGE ((uint64_t)4096)
@@ -34,9 +35,14 @@ void shmrpc__shm_proc_set(shmrpc__proc *p, int32_t pid, uint64_t start);
 /* NAME in shm://NAME: a service name or a port. */
 int shmrpc__shm_check_key(const char *key, shmrpc_buf *err);
 
-/* Names are "shmrpc:KEY" and "shmrpc:KEY:OWNERPID:cSLOT:GEN": keys cannot hold ':', so
- * no service's name can be another's channel, nor a lock's ("shmrpc.lock.NAME"). */
-void shmrpc__shm_ctl_name(char *out, size_t cap, const char *key);
+/* A service's files are in this user's private directory (names.h): its control segment
+ * "shmrpc:KEY", its rendezvous "shmrpc:KEY:rdv" and its lock "shmrpc:KEY:lock"; channels
+ * are memfds named "shmrpc:KEY:OWNERPID:cSLOT:GEN". Keys cannot hold ':', so no service's
+ * name can be another's channel, rendezvous or lock, nor a lock's ("shmrpc.lock.NAME"). The
+ * path of key's file of that suffix ("" for the control segment, ":rdv", ":lock") into
+ * out, the directory made if create (a server): 0, or a status with why in err. */
+int shmrpc__shm_path(char *out, size_t cap, const char *key, const char *suffix, bool create,
+                     shmrpc_buf *err);
 
 /* A channel's name: "/shmrpc:KEY:OWNERPID:cSLOT:GEN". */
 void shmrpc__shm_chan_name(char *out, size_t cap, const char *key, int32_t owner, unsigned slot,
@@ -49,12 +55,13 @@ int shmrpc__shm_fd_is_memfd(int32_t pid, int fd, const char *name);
 /* "WHAT NAME: strerror(errno)" into err; SHMRPC_ESYS(errno). */
 int shmrpc__shm_sys_error(shmrpc_buf *err, const char *what, const char *name);
 
-/* Opens an existing segment and refuses one that is not ours alone, or is too small. */
-int shmrpc__shm_open_segment(const char *name, uint64_t min_size, int *fd_out, uint64_t *size,
+/* Opens the existing segment at path and refuses one that is not ours alone, or is too
+ * small. */
+int shmrpc__shm_open_segment(const char *path, uint64_t min_size, int *fd_out, uint64_t *size,
                              shmrpc_buf *err);
 
-/* Creates a segment that must not exist, 0600 whatever the umask, of size bytes. */
-int shmrpc__shm_create_segment(const char *name, uint64_t size, int *fd_out, shmrpc_buf *err);
+/* Creates a segment at path that must not exist, 0600 whatever the umask, of size bytes. */
+int shmrpc__shm_create_segment(const char *path, uint64_t size, int *fd_out, shmrpc_buf *err);
 
 /* Creates a channel: a memfd, 0600 whatever the umask, of size bytes, sealed. It has no
  * name in /dev/shm: it goes when its last holder lets go, so no channel outlives its

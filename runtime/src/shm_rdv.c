@@ -7,20 +7,23 @@
 #include "shm_rdv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "proc.h"
-#include "shm.h"
+#include "shm_int.h"
 
 #define RDV_MAGIC 0x53525631u /* "SRV1" */
 #define RDV_PENDING_MAX 64    /* handshakes in progress; the oldest goes when one more comes */
@@ -60,19 +63,32 @@ typedef struct rdv_conn {
 
 struct shmrpc__rdv {
     int lfd, ep, tfd;
+    int lock;      /* the name's lock file, held (flock) while this server lives */
+    int32_t owner; /* the process that listened: only it removes the files */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char lock_path[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16];
     shmrpc__rdv_hooks hooks;
     uint64_t seq;
     int64_t paused_until; /* accepts paused after EMFILE/ENFILE until then, or 0 */
     rdv_conn conns[RDV_CONNS_MAX];
 };
 
-static socklen_t rdv_addr(struct sockaddr_un *a, const char *key)
+/* The rendezvous of key: a socket in this user's private directory (names.h), which a
+ * server (create) makes when missing. */
+static int rdv_addr(struct sockaddr_un *a, const char *key, bool create, shmrpc_buf *err)
 {
     memset(a, 0, sizeof *a);
     a->sun_family = AF_UNIX;
-    /* Abstract: a name with no file, which goes with the last socket bound to it. */
-    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "shmrpc:%s", key);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    char path[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16];
+    int rc = shmrpc__shm_path(path, sizeof path, key, ":rdv", create, err);
+    if (rc != 0) return rc;
+    if (strlen(path) >= sizeof a->sun_path) {
+        shmrpc__msg_set(err, "the rendezvous of shm://%s, %s, is longer than a socket's %zu bytes",
+                        key, path, sizeof a->sun_path - 1);
+        return SHMRPC_EINVAL;
+    }
+    memcpy(a->sun_path, path, strlen(path) + 1);
+    return 0;
 }
 
 static int rdv_error(shmrpc_buf *err, const char *what, const char *key)
@@ -100,17 +116,55 @@ static void answer(int fd, int status, const char *msg)
     }
 }
 
-/* Who holds the rendezvous of key: connects and asks the kernel. */
-static void holder(const char *key, struct ucred *cred)
+/* The pid written in a lock file by the server that holds it, or 0. */
+static int32_t lock_holder(int fd)
 {
-    struct sockaddr_un a;
-    socklen_t len = rdv_addr(&a, key), clen = sizeof *cred;
-    memset(cred, 0, sizeof *cred);
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return;
-    if (connect(fd, (struct sockaddr *)&a, len) == 0)
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &clen);
-    close(fd);
+    char buf[16] = "";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    return n > 0 ? (int32_t)strtol(buf, NULL, 10) : 0;
+}
+
+/* Takes the lock of key's name, the file at r->lock_path: one server per name. flock's
+ * lock goes with the last descriptor of the open file, in the server and the workers it
+ * forked (they let go of theirs when they start), so a dead server's is free once its
+ * workers are gone too, a moment later: that is waited for, up to a second. The server
+ * that held it removes the file as it stops, still holding it: a lock taken on a file that
+ * has lost its name by then is let go, and taken again on the new one. */
+static int take_lock(shmrpc__rdv *r, const char *key, shmrpc_buf *err)
+{
+    int64_t until = shmrpc__now_ns() + (int64_t)1000 * 1000 * 1000;
+    for (;;) {
+        int fd = open(r->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) return rdv_error(err, "cannot open the lock of", key);
+        struct stat held, named;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            if (fstat(fd, &held) == 0 && stat(r->lock_path, &named) == 0 &&
+                held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+                char pid[16];
+                int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+                if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+                    /* the pid is for messages only */
+                }
+                r->lock = fd;
+                return 0;
+            }
+            close(fd);
+            continue;
+        }
+        int e = errno;
+        int32_t pid = lock_holder(fd);
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            errno = e;
+            return rdv_error(err, "cannot lock", key);
+        }
+        if (shmrpc__now_ns() >= until) {
+            shmrpc__msg_set(err, "shm://%s is already served by pid %d", key, (int)pid);
+            return SHMRPC_EBUSY;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int shmrpc__rdv_listen(const char *key, const shmrpc__rdv_hooks *hooks, shmrpc__rdv **out,
@@ -119,39 +173,26 @@ int shmrpc__rdv_listen(const char *key, const shmrpc__rdv_hooks *hooks, shmrpc__
     shmrpc__rdv *r = calloc(1, sizeof *r);
     if (r == NULL) return SHMRPC_ENOMEM;
     r->hooks = *hooks;
-    r->ep = r->tfd = -1;
+    r->lfd = r->ep = r->tfd = r->lock = -1;
+    r->owner = getpid();
     for (unsigned i = 0; i < RDV_CONNS_MAX; i++)
         r->conns[i].fd = -1;
     struct sockaddr_un a;
-    socklen_t len = rdv_addr(&a, key);
-    int rc = 0, bind_errno = 0;
-    r->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    /* A name still held by a dead server's workers (they die with it, a moment later) is
-     * waited for; one held by a live process is refused at once, saying whose it is. */
-    int64_t until = shmrpc__now_ns() + (int64_t)1000 * 1000 * 1000;
-    struct ucred c = {0};
-    while (r->lfd >= 0 && bind(r->lfd, (struct sockaddr *)&a, len) != 0) {
-        bind_errno = errno;
-        if (bind_errno != EADDRINUSE) break;
-        holder(key, &c);
-        if (shmrpc__now_ns() >= until || (c.pid > 0 && shmrpc__proc_alive(c.pid, 0))) break;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-        bind_errno = 0;
-    }
-    if (r->lfd < 0) {
-        rc = rdv_error(err, "cannot create", key);
-    } else if (bind_errno == EADDRINUSE) {
-        shmrpc__msg_set(err,
-                        "the rendezvous of shm://%s (the abstract socket @shmrpc:%s) is held by "
-                        "pid %d (uid %u)",
-                        key, key, (int)c.pid, (unsigned)c.uid);
-        rc = SHMRPC_EBUSY;
-    } else if (bind_errno != 0) {
-        errno = bind_errno;
-        rc = rdv_error(err, "cannot bind", key);
-    } else if (listen(r->lfd, SOMAXCONN) != 0) {
-        rc = rdv_error(err, "cannot listen on", key);
+    int rc = rdv_addr(&a, key, true, err);
+    if (rc == 0) rc = shmrpc__shm_path(r->lock_path, sizeof r->lock_path, key, ":lock", true, err);
+    if (rc == 0) rc = take_lock(r, key, err);
+    /* Ours now: a socket left at the name is a dead server's. */
+    if (rc == 0 && unlink(a.sun_path) != 0 && errno != ENOENT)
+        rc = rdv_error(err, "cannot remove the old rendezvous of", key);
+    if (rc == 0) {
+        memcpy(r->path, a.sun_path, sizeof r->path);
+        r->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (r->lfd < 0)
+            rc = rdv_error(err, "cannot create", key);
+        else if (bind(r->lfd, (struct sockaddr *)&a, sizeof a) != 0)
+            rc = rdv_error(err, "cannot bind", key);
+        else if (listen(r->lfd, SOMAXCONN) != 0)
+            rc = rdv_error(err, "cannot listen on", key);
     }
     if (rc == 0) {
         r->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -163,8 +204,6 @@ int shmrpc__rdv_listen(const char *key, const shmrpc__rdv_hooks *hooks, shmrpc__
             rc = rdv_error(err, "cannot watch", key);
     }
     if (rc != 0) {
-        if (r->lfd >= 0) close(r->lfd);
-        r->lfd = -1;
         shmrpc__rdv_close(r);
         return rc;
     }
@@ -182,7 +221,14 @@ void shmrpc__rdv_close(shmrpc__rdv *r)
     if (r == NULL) return;
     for (unsigned i = 0; i < RDV_CONNS_MAX; i++)
         conn_close(r, i);
+    /* The server that listened removes its socket, then its lock's file, before it lets go
+     * of the lock (take_lock); a worker only closes its copies. */
+    if (r->lock >= 0 && getpid() == r->owner) {
+        if (r->lfd >= 0) unlink(r->path);
+        unlink(r->lock_path);
+    }
     if (r->lfd >= 0) close(r->lfd);
+    if (r->lock >= 0) close(r->lock);
     if (r->ep >= 0) close(r->ep);
     if (r->tfd >= 0) close(r->tfd);
     free(r);
@@ -393,12 +439,13 @@ int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd_out, int32_
                         shmrpc_buf *err)
 {
     struct sockaddr_un a;
-    socklen_t len = rdv_addr(&a, key);
+    int rc = rdv_addr(&a, key, false, err);
+    if (rc != 0) return rc;
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return rdv_error(err, "cannot create a socket for", key);
     int64_t deadline = shmrpc__now_ns() + timeout_ns;
     /* A full backlog says EAGAIN at once: try again, within the deadline. */
-    while (connect(fd, (struct sockaddr *)&a, len) != 0) {
+    while (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         int e = errno;
         if (e == EINTR || (e == EAGAIN && shmrpc__now_ns() < deadline)) {
             if (e == EAGAIN) {
@@ -408,7 +455,7 @@ int shmrpc__rdv_connect(const char *key, int64_t timeout_ns, int *fd_out, int32_
             continue;
         }
         close(fd);
-        if (e == ECONNREFUSED) {
+        if (e == ECONNREFUSED || e == ENOENT) { /* none, or a dead server's socket */
             shmrpc__msg_set(err, "no rendezvous at shm://%s", key);
             return SHMRPC_ESYS(ECONNREFUSED);
         }

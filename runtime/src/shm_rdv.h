@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The rendezvous of the shm:// transport: a Unix socket per service, in the abstract
- * namespace ("\0shmrpc:NAME"), where a client hands its channel (a memfd) to the server's
- * manager and keeps the connection open for the life of its connection. The kernel then
+/* The rendezvous of the shm:// transport: a Unix socket per service, "shmrpc:NAME:rdv" in
+ * this user's private directory (names.h), where a client hands its channel (a memfd) to
+ * the server's manager and keeps the connection open for the life of its connection. The kernel then
  * vouches for the client (SO_PEERCRED) and tells the manager when it dies (a hang-up).
  * This file knows the sockets and the messages; shm.c decides what a channel is worth. */
 #ifndef SHMRPC_SRC_SHM_RDV_H
@@ -29,8 +29,9 @@ typedef struct shmrpc__rdv_hooks {
     void (*hangup)(void *arg, uint32_t slot, uint32_t gen, int32_t pid);
 } shmrpc__rdv_hooks;
 
-/* Binds and listens on the rendezvous of key. A name held by another process is refused
- * with who holds it (SHMRPC_EBUSY). */
+/* Takes the lock of key's name ("shmrpc:NAME:lock", one server per name), then binds and
+ * listens on its rendezvous. A name whose lock a live server holds is refused with its
+ * pid (SHMRPC_EBUSY); a dead server's socket is removed. */
 int shmrpc__rdv_listen(const char *key, const shmrpc__rdv_hooks *hooks, shmrpc__rdv **out,
                        shmrpc_buf *err);
 /* A descriptor that becomes readable when shmrpc__rdv_pump() has something to do. */
@@ -38,7 +39,8 @@ int shmrpc__rdv_fd(const shmrpc__rdv *r);
 /* Accepts, reads handshakes, notices hang-ups and handshakes past their deadline; never
  * blocks, and does a bounded amount of work per call. */
 void shmrpc__rdv_pump(shmrpc__rdv *r);
-/* Closes the rendezvous and every connection to it. */
+/* Closes the rendezvous and every connection to it; in the process that listened, removes
+ * its socket and lets go of the lock. */
 void shmrpc__rdv_close(shmrpc__rdv *r);
 
 /* The client side. Connects to the rendezvous of key, within timeout_ns: 0 with the socket

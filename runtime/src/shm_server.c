@@ -5,6 +5,7 @@
 #include "shm_int.h"
 
 #include "crew.h"
+#include "names.h"
 #include "shm_rdv.h"
 #include "stats.h"
 #include "proc.h"
@@ -51,6 +52,7 @@ typedef struct shm_listener {
     shmrpc__listener base;
     shmrpc_server *server;
     char key[SHMRPC__KEY_MAX + 1];
+    char ctl_path[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16]; /* the control segment (names.h) */
     int fd;
     shmrpc__shm_ctl *ctl;
     int32_t pid;    /* the manager: only it removes the segments */
@@ -100,26 +102,26 @@ static void remove_channels(const char *key, int32_t owner)
 }
 
 /* Creates the control segment, or finds who holds it: a live server is refused with its
- * pid; a dead one's leftovers are removed and creation is tried once more. */
+ * pid; a dead one's leftovers are removed and creation is tried once more. (The caller
+ * holds the name's lock: a live holder here is a server that took no lock.) */
 static int create_ctl(shm_listener *l, shmrpc_buf *err)
 {
-    char name[128];
-    shmrpc__shm_ctl_name(name, sizeof name, l->key);
+    const char *path = l->ctl_path;
     for (int attempt = 0; attempt < 2; attempt++) {
-        int rc = shmrpc__shm_create_segment(name, sizeof(shmrpc__shm_ctl), &l->fd, err);
+        int rc = shmrpc__shm_create_segment(path, sizeof(shmrpc__shm_ctl), &l->fd, err);
         if (rc == 0) return 0;
         if (rc != SHMRPC_ESYS(EEXIST)) return rc;
         int fd;
         uint64_t size;
-        rc = shmrpc__shm_open_segment(name, sizeof(shmrpc__shm_ctl), &fd, &size, err);
+        rc = shmrpc__shm_open_segment(path, sizeof(shmrpc__shm_ctl), &fd, &size, err);
         if (rc == SHMRPC_EPROTO) { /* a crash during creation left it short */
-            shm_unlink(name);
+            unlink(path);
             continue;
         }
         if (rc != 0) return rc;
         shmrpc__shm_ctl *old = shmrpc__shm_map(fd, sizeof *old);
         close(fd);
-        if (old == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+        if (old == NULL) return shmrpc__shm_sys_error(err, "cannot map", path);
         int32_t pid = atomic_load(&old->owner.pid);
         uint64_t start = atomic_load(&old->owner.start);
         bool ours = atomic_load(&old->magic) == SHMRPC__SHM_MAGIC;
@@ -128,9 +130,9 @@ static int create_ctl(shm_listener *l, shmrpc_buf *err)
             shmrpc__msg_set(err, "shm://%s is already served by pid %" PRId32, l->key, pid);
             return SHMRPC_EBUSY;
         }
-        shm_unlink(name); /* a dead server's: its channels go below */
+        unlink(path); /* a dead server's: its channels go below */
     }
-    shmrpc__msg_set(err, "cannot create %s: it keeps coming back", name);
+    shmrpc__msg_set(err, "cannot create %s: it keeps coming back", path);
     return SHMRPC_EBUSY;
 }
 
@@ -295,8 +297,14 @@ int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     l->max_msg = shmrpc__server_max_msg(s);
     if (l->max_msg > SHMRPC__MAX_MSG_CAP) l->max_msg = SHMRPC__MAX_MSG_CAP;
     l->wait = *shmrpc__server_wait(s);
-    rc = create_ctl(l, err);
+    /* The rendezvous first: its lock makes this process the name's one server, before
+     * anything of a dead one's is removed (shm_rdv.h). */
+    rc = shmrpc__shm_path(l->ctl_path, sizeof l->ctl_path, l->key, "", true, err);
+    if (rc == 0) rc = rdv_listen(l, err);
+    if (rc == 0) rc = create_ctl(l, err);
     if (rc != 0) {
+        if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
+        shmrpc__rdv_close(l->rdv);
         free(l);
         return rc;
     }
@@ -305,15 +313,12 @@ int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     const shmrpc_service_info *info = shmrpc__server_info(s);
     if (l->ctl == NULL) rc = shmrpc__shm_sys_error(err, "cannot map", "the control segment");
     if (rc == 0) rc = write_table(l->ctl, info, err);
-    /* Before magic: a client that finds the service ready finds its rendezvous too. */
-    if (rc == 0) rc = rdv_listen(l, err);
     if (rc != 0) {
-        char name[128];
-        shmrpc__shm_ctl_name(name, sizeof name, l->key);
-        if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
+        munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
         if (l->ctl) munmap(l->ctl, sizeof *l->ctl);
         close(l->fd);
-        shm_unlink(name);
+        unlink(l->ctl_path);
+        shmrpc__rdv_close(l->rdv);
         free(l);
         return rc;
     }
@@ -1144,11 +1149,9 @@ static void shm_listener_close(shmrpc__listener *base)
     shm_listener *l = (shm_listener *)base;
     if (getpid() == l->pid) { /* the manager removes the segments; a worker only lets go */
         atomic_store(&l->ctl->state, SHM_STOPPING);
-        char name[128];
-        shmrpc__shm_ctl_name(name, sizeof name, l->key);
-        shm_unlink(name); /* channels are memfds: they go with their last holder */
+        unlink(l->ctl_path); /* channels are memfds: they go with their last holder */
     }
-    shmrpc__rdv_close(l->rdv);
+    shmrpc__rdv_close(l->rdv); /* and the manager's removes the rendezvous and lock */
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
         if (l->held_fd[i] >= 0) close(l->held_fd[i]);
     if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);

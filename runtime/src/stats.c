@@ -17,11 +17,14 @@ static size_t segment_size(uint32_t n_methods)
            (size_t)SHMRPC__STATS_WORKERS * n_methods * sizeof(shmrpc__stats_row);
 }
 
-void shmrpc__stats_name(char *out, size_t cap, const char *scheme, const char *where)
+int shmrpc__stats_path(char *out, size_t cap, const char *scheme, const char *where,
+                       bool create, shmrpc_buf *err)
 {
-    snprintf(out, cap, "/shmrpc.stats.%s.%s", scheme, where);
-    for (char *p = out + 1; *p; p++)
+    char name[300];
+    snprintf(name, sizeof name, "shmrpc.stats.%s.%s", scheme, where);
+    for (char *p = name; *p; p++)
         if (*p == '/') *p = '_';
+    return shmrpc__ns_path(out, cap, name, create, err);
 }
 
 int shmrpc__stats_create(shmrpc__stats *st, const char *scheme, const char *where,
@@ -30,9 +33,10 @@ int shmrpc__stats_create(shmrpc__stats *st, const char *scheme, const char *wher
     memset(st, 0, sizeof *st);
     const char *env = getenv("SHMRPC_STATS");
     if (env && strcmp(env, "0") == 0) return 0; /* turned off: no segment, no clock reads */
-    shmrpc__stats_name(st->name, sizeof st->name, scheme, where);
-    shm_unlink(st->name); /* a stale one of a server that died here: ours now */
-    int fd = shm_open(st->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = shmrpc__stats_path(st->name, sizeof st->name, scheme, where, true, err);
+    if (rc != 0) return rc;
+    unlink(st->name); /* a stale one of a server that died here: ours now */
+    int fd = open(st->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
         shmrpc__msg_set(err, "cannot create %s: %s", st->name, strerror(e));
@@ -46,7 +50,7 @@ int shmrpc__stats_create(shmrpc__stats *st, const char *scheme, const char *wher
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) {
-        shm_unlink(st->name);
+        unlink(st->name);
         shmrpc__msg_set(err, "cannot size or map %s: %s", st->name, strerror(e));
         return SHMRPC_ESYS(e);
     }
@@ -76,7 +80,7 @@ void shmrpc__stats_destroy(shmrpc__stats *st)
 {
     if (!st->head) return;
     munmap(st->head, st->size);
-    if (st->owner == getpid()) shm_unlink(st->name);
+    if (st->owner == getpid()) unlink(st->name);
     st->head = NULL;
 }
 
@@ -177,9 +181,10 @@ static int read_stats(const char *addr, shmrpc_stats **out, shmrpc_buf *err)
     const char *where;
     int rc = shmrpc__transport_for(addr, &t, &where, err);
     if (rc) return rc;
-    char name[300];
-    shmrpc__stats_name(name, sizeof name, t->scheme, where);
-    int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+    char name[SHMRPC__NS_MAX + 300];
+    rc = shmrpc__stats_path(name, sizeof name, t->scheme, where, false, err);
+    if (rc) return rc;
+    int fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return read_error(err, SHMRPC_EUNAVAIL, "no statistics at %s: no server keeps any there",
                           addr);

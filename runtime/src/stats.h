@@ -12,6 +12,7 @@
 #include <shmrpc/stats.h>
 
 #include "internal.h"
+#include "names.h"
 
 #define SHMRPC__STATS_MAGIC 0x53525354u /* "SRST" */
 #define SHMRPC__STATS_VERSION 1u
@@ -43,11 +44,14 @@ typedef struct shmrpc__stats {
     shmrpc__stats_head *head;
     size_t size;
     pid_t owner; /* the process that created it, which unlinks it */
-    char name[300];
+    char name[SHMRPC__NS_MAX + 300]; /* its path */
 } shmrpc__stats;
 
-/* The segment's name for a server at scheme://where. */
-void shmrpc__stats_name(char *out, size_t cap, const char *scheme, const char *where);
+/* The segment's path for a server at scheme://where: "shmrpc.stats.SCHEME.WHERE" ('/' made
+ * '_') in this user's private directory (names.h), made if create. 0, or a status with why
+ * in err. */
+int shmrpc__stats_path(char *out, size_t cap, const char *scheme, const char *where,
+                       bool create, shmrpc_buf *err);
 
 /* Creates (replacing a stale one) and publishes the segment of a server of info at
  * scheme://where; on failure st->head stays NULL and the message goes to err. */

@@ -21,12 +21,12 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "crew.h"
+#include "proc.h"
 #include "stats.h"
 #include "tcp_int.h"
 #include "tls.h"
@@ -93,7 +93,6 @@ typedef struct tcp_listener {
     shmrpc__tls *tls;    /* its certificate: it serves TLS only; NULL: plain */
     char where[ADDR_MAX];
     int fd;           /* the listening socket, non-blocking */
-    int lock;         /* the instance lock: an abstract unix socket named after the port */
     int stop_pipe[2]; /* stop writes a byte: wakes the manager, or a worker serving in place */
     _Atomic int stop;
     uint32_t max_msg; /* the server's, capped to what a frame can carry */
@@ -1891,7 +1890,6 @@ static int crew_run(void *arg, int index)
         if (i != index && l->hand[i][1] >= 0) close(l->hand[i][1]);
     }
     close(l->fd);
-    close(l->lock);
     return worker_run(l, index);
 }
 
@@ -2066,7 +2064,6 @@ static void tcp_listener_close(shmrpc__listener *base)
     tcp_listener *l = (tcp_listener *)base;
     shmrpc__stats_destroy(&l->stats);
     if (l->fd >= 0) close(l->fd);
-    if (l->lock >= 0) close(l->lock);
     if (l->stop_pipe[0] >= 0) close(l->stop_pipe[0]);
     if (l->stop_pipe[1] >= 0) close(l->stop_pipe[1]);
     shmrpc__auth_wipe(&l->cfg, sizeof l->cfg);
@@ -2081,38 +2078,6 @@ static const shmrpc__listener_ops tcp_listener_ops = {
     .poke = tcp_poke,
 };
 
-/* One server per port: an abstract unix socket named after it is bound while the server
- * lives (the kernel lets it go when the last process holding it dies). Listening on it
- * lets a second server learn who holds it. */
-static int lock_port(tcp_listener *l, const struct sockaddr_storage *ss, shmrpc_buf *err)
-{
-    unsigned port = ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-                                                   : ((const struct sockaddr_in6 *)ss)->sin6_port);
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    int n = snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "shmrpc/tcp/%u", port);
-    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-    l->lock = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->lock < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", l->where);
-    if (bind(l->lock, (struct sockaddr *)&un, len) == 0) {
-        listen(l->lock, 4);
-        return 0;
-    }
-    int e = errno;
-    close(l->lock);
-    l->lock = -1;
-    if (e != EADDRINUSE) return shmrpc__tcp_sys_error(err, e, "cannot lock the port of", l->where);
-    shmrpc__msg_set(err, "tcp://%s is already in use (another server listens there", l->where);
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    struct ucred who;
-    socklen_t wl = sizeof who;
-    if (probe >= 0 && connect(probe, (struct sockaddr *)&un, len) == 0 &&
-        getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &who, &wl) == 0 && who.pid > 0)
-        shmrpc__msg_append(err, ": process %d", (int)who.pid);
-    if (probe >= 0) close(probe);
-    shmrpc__msg_append(err, ")");
-    return SHMRPC_EBUSY;
-}
-
 static int bind_socket(tcp_listener *l, const struct sockaddr_storage *ss, socklen_t len,
                        shmrpc_buf *err)
 {
@@ -2124,8 +2089,21 @@ static int bind_socket(tcp_listener *l, const struct sockaddr_storage *ss, sockl
         int e = errno;
         close(fd);
         if (e == EADDRINUSE) {
-            shmrpc__msg_set(err, "tcp://%s is already in use (another program listens there)",
+            /* One server per port is the kernel's rule (no SO_REUSEPORT here): a second lock
+             * of our own would be one more name that another user could take first. */
+            unsigned port = ntohs(ss->ss_family == AF_INET
+                                      ? ((const struct sockaddr_in *)ss)->sin_port
+                                      : ((const struct sockaddr_in6 *)ss)->sin6_port);
+            int32_t pid;
+            uid_t uid;
+            shmrpc__msg_set(err, "tcp://%s is already in use (another process listens there",
                             l->where);
+            if (shmrpc__proc_tcp_listener(port, &pid, &uid)) {
+                shmrpc__msg_append(err, ": ");
+                if (pid > 0) shmrpc__msg_append(err, "pid %d, ", (int)pid);
+                shmrpc__msg_append(err, "uid %u", (unsigned)uid);
+            }
+            shmrpc__msg_append(err, ")");
             return SHMRPC_EBUSY;
         }
         return shmrpc__tcp_sys_error(err, e, "cannot bind", l->where);
@@ -2149,7 +2127,7 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     if (!l) return SHMRPC_ENOMEM;
     l->base.ops = &tcp_listener_ops;
     l->server = s;
-    l->fd = l->lock = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    l->fd = l->spare = l->stop_pipe[0] = l->stop_pipe[1] = -1;
     memset(l->hand, -1, sizeof l->hand);
     snprintf(l->where, sizeof l->where, "%s", where);
     l->max_msg = shmrpc__tcp_cap32(shmrpc__server_max_msg(s));
@@ -2167,7 +2145,6 @@ int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
         rc = SHMRPC_EPERM;
     }
     if (rc == 0 && l->cfg.tls_cert[0]) rc = shmrpc__tls_server_new(&l->cfg, &l->tls, err);
-    if (rc == 0) rc = lock_port(l, &ss, err);
     if (rc == 0) rc = bind_socket(l, &ss, len, err);
     if (rc == 0 && pipe2(l->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         rc = shmrpc__tcp_sys_error(err, errno, "cannot make a pipe for", where);

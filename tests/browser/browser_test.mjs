@@ -307,13 +307,16 @@ async function stopSupervisor() {
   return wrong;
 }
 
-// The segments of our service and of the control service (runtime/src/shm.c, stats.c):
-// shmrpc:KEY, shmrpc:KEY:OWNER:cSLOT:GEN, shmrpc.stats.shm.KEY.
+// The files of our service and of the control service (runtime/src/shm.c, stats.c), in
+// this user's directory of names (docs/names.md): shmrpc:KEY, shmrpc:KEY:rdv,
+// shmrpc:KEY:lock, shmrpc.stats.shm.KEY; as paths.
+const namesDir = `/dev/shm/shmrpc-${process.geteuid()}`;
 function segmentsLeft() {
   const ours = (f, key) => f === `shmrpc:${key}` || f.startsWith(`shmrpc:${key}:`) ||
     f === `shmrpc.stats.shm.${key}`;
   try {
-    return fs.readdirSync("/dev/shm").filter((f) => ours(f, run.shm) || (run.control && ours(f, run.control)));
+    return fs.readdirSync(namesDir).filter((f) => ours(f, run.shm) || (run.control && ours(f, run.control)))
+      .map((f) => `${namesDir}/${f}`);
   } catch {
     return [];
   }
@@ -370,7 +373,7 @@ function killEverything() {
     }
     run.groups.clear();
   }
-  for (const f of segmentsLeft()) fs.rmSync(`/dev/shm/${f}`, { force: true });
+  for (const f of segmentsLeft()) fs.rmSync(f, { force: true });
   for (const f of sharedSegments()) fs.rmSync(`/dev/shm/${f}`, { force: true });
   if (run.dir) fs.rmSync(run.dir, { recursive: true, force: true });
   run.dir = "";

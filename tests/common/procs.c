@@ -150,27 +150,43 @@ int test_fd_count(pid_t pid)
     return n;
 }
 
-int test_shm_segments(const char *addr)
+void test_names_path(char *out, size_t cap, const char *name)
 {
-    if (strncmp(addr, "shm://", 6) != 0) return 0;
-    char prefix[128];
-    int n = snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + 6);
-    DIR *d = opendir("/dev/shm");
+    char dir[256] = "/nonexistent";
+    if (shmrpc_names_dir(dir, sizeof dir) != 0)
+        fprintf(stderr, "shmrpc_names_dir: %s\n", shmrpc_errmsg());
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+/* Entries of dir named prefix exactly, or prefix and ':' and more. */
+static int count_named(const char *dir, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    DIR *d = opendir(dir);
     int count = 0;
     for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        if (strncmp(e->d_name, prefix, (size_t)n) == 0 &&
-            (e->d_name[n] == '\0' || e->d_name[n] == ':'))
+        if (strncmp(e->d_name, prefix, n) == 0 && (e->d_name[n] == '\0' || e->d_name[n] == ':'))
             count++;
     if (d) closedir(d);
     return count;
 }
 
+int test_shm_segments(const char *addr)
+{
+    if (strncmp(addr, "shm://", 6) != 0) return 0;
+    char prefix[128], dir[256];
+    snprintf(prefix, sizeof prefix, "shmrpc:%s", addr + 6);
+    test_names_path(dir, sizeof dir, ".");
+    return count_named("/dev/shm", prefix) + count_named(dir, prefix);
+}
+
 void test_tcp_stats_forget(const char *addr)
 {
     if (strncmp(addr, "tcp://", 6) != 0) return;
-    char name[160];
-    snprintf(name, sizeof name, "/shmrpc.stats.tcp.%s", addr + 6);
-    shm_unlink(name);
+    char name[160], path[400];
+    snprintf(name, sizeof name, "shmrpc.stats.tcp.%s", addr + 6);
+    test_names_path(path, sizeof path, name);
+    unlink(path);
 }
 
 struct test_stall_probe {

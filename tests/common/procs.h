@@ -52,8 +52,12 @@ bool test_stop_server(pid_t pid);
 /* The descriptors process pid holds (/proc/PID/fd), or -1 when it cannot be read. */
 int test_fd_count(pid_t pid);
 
-/* How many segments of the shm:// service at addr are in /dev/shm (its control segment,
- * and anything else named shmrpc:NAME:...); 0 for another transport's address. Tests
+/* The path of name in this user's directory of names (shmrpc_names_dir, docs/names.md). */
+void test_names_path(char *out, size_t cap, const char *name);
+
+/* How many files of the shm:// service at addr are in /dev/shm or the directory of names
+ * (its control segment, rendezvous and lock, and anything else named shmrpc:NAME:...); 0
+ * for another transport's address. Tests
  * check it is 0 after a server stopped: nothing left behind. */
 int test_shm_segments(const char *addr);
 

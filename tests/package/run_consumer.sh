@@ -19,7 +19,7 @@ tag=pkgtest$$
 server=""
 cleanup() {
     [ -z "$server" ] || kill -KILL "$server" 2>/dev/null || true
-    rm -f /dev/shm/*"$tag"* 2>/dev/null || true
+    rm -f /dev/shm/*"$tag"* /dev/shm/shmrpc-"$(id -u)"/*"$tag"* 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT

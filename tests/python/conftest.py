@@ -14,6 +14,9 @@ import pytest
 
 import shmrpc
 
+# Where segments live: /dev/shm, and this user's directory of names (docs/names.md).
+SEGMENT_DIRS = ("/dev/shm", "/dev/shm/shmrpc-%d" % os.geteuid())
+
 # The sanitizer build preloads the ASan runtime into python3 for the extension; the
 # servers and shmrpcctl carry their own, and must not get it twice; a Python server
 # (py_server.py) needs it again.
@@ -84,12 +87,13 @@ class Server:
             self.proc.stderr.close()
         name = self.address[len("shm://"):] if self.address.startswith("shm://") else None
         if name:
-            for f in os.listdir("/dev/shm"):
-                if name in f:
-                    try:
-                        os.unlink(os.path.join("/dev/shm", f))
-                    except OSError:
-                        pass
+            for d in SEGMENT_DIRS:
+                for f in os.listdir(d) if os.path.isdir(d) else []:
+                    if name in f:
+                        try:
+                            os.unlink(os.path.join(d, f))
+                        except OSError:
+                            pass
 
 
 def shm_name(tag):

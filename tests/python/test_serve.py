@@ -14,7 +14,15 @@ import time
 import pytest
 
 import shmrpc
-from conftest import ECHO_SVC, EVERY_SVC, HERE, free_port, py_server, python_env, shm_name
+from conftest import (ECHO_SVC, EVERY_SVC, HERE, SEGMENT_DIRS, free_port, py_server, python_env,
+                      shm_name)
+
+
+def segments_of(name):
+    """The paths of the files in /dev/shm and the directory of names with name in theirs."""
+    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
+            for f in os.listdir(d) if name in f]
+
 
 @pytest.fixture(params=["shm", "tcp"])
 def py_echo(request):
@@ -96,7 +104,7 @@ def test_handlers_that_do_not_match_are_refused_before_serving():
                                 "centroid": lambda points: 0}, addr)
     with pytest.raises(ValueError, match="nope.svc"):
         shmrpc.serve(os.path.join(HERE, "nope.svc"), {}, addr)
-    assert not [f for f in os.listdir("/dev/shm") if addr[len("shm://"):] in f]
+    assert not segments_of(addr[len("shm://"):])
 
 
 def test_sigterm_finishes_the_call_in_flight():
@@ -115,8 +123,7 @@ def test_sigterm_finishes_the_call_in_flight():
         assert s.proc.wait(15) == 0
         t.join(15)
         assert got.get("r") == "slow"
-        name = s.address[len("shm://"):]
-        assert not [f for f in os.listdir("/dev/shm") if name in f]
+        assert not segments_of(s.address[len("shm://"):])
     finally:
         s.stop()
 
@@ -199,9 +206,8 @@ def test_python_service_under_shmrpc_service(tmp_path):
         log = tmp_path / "logs" / "py.log"
         err += log.read_text(errors="replace") if log.exists() else ""
         print(err)  # shown when the test fails
-        for f in os.listdir("/dev/shm"):
-            if name in f:
-                os.unlink(os.path.join("/dev/shm", f))
+        for f in segments_of(name):
+            os.unlink(f)
     assert sup.returncode == 0, err
     assert "py: stopped (it exited with status 0)" in err
 
@@ -234,6 +240,7 @@ def test_docs_serving_example(tmp_path):
 
 FORKED = """
 import os, sys, threading, shmrpc
+
 seen = []
 os.register_at_fork(after_in_child=lambda: seen.append(os.getpid()))
 def spin():  # a Python thread busy with the GIL while the workers are forked

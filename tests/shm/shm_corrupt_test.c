@@ -121,9 +121,10 @@ static int teardown(void **state)
 /* Maps the control segment of addr in this process; NULL when it cannot. */
 static shmrpc__shm_ctl *map_ctl(void)
 {
-    char name[128];
-    snprintf(name, sizeof name, "/shmrpc:%s", addr + strlen("shm://"));
-    int fd = shm_open(name, O_RDWR, 0);
+    char name[128], path[400];
+    snprintf(name, sizeof name, "shmrpc:%s", addr + strlen("shm://"));
+    test_names_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR);
     if (fd < 0) return NULL;
     void *p = mmap(NULL, sizeof(shmrpc__shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
@@ -645,13 +646,13 @@ static void bumped_generation_reconnects(void **state)
 /* Whether fd is a socket connected to addr's rendezvous. */
 static bool rendezvous_socket(int fd)
 {
-    struct sockaddr_un a;
-    socklen_t len = sizeof a;
-    char want[108];
-    int n = snprintf(want, sizeof want, "shmrpc:%s", addr + strlen("shm://"));
+    struct sockaddr_un a = {0};
+    socklen_t len = sizeof a - 1;
+    char name[128], want[400];
+    snprintf(name, sizeof name, "shmrpc:%s:rdv", addr + strlen("shm://"));
+    test_names_path(want, sizeof want, name);
     return getpeername(fd, (struct sockaddr *)&a, &len) == 0 && a.sun_family == AF_UNIX &&
-           len == offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)n &&
-           a.sun_path[0] == '\0' && memcmp(a.sun_path + 1, want, (size_t)n) == 0;
+           strcmp(a.sun_path, want) == 0;
 }
 
 /* Closes this process's channel to addr and its connection to the rendezvous, and puts

@@ -6,10 +6,12 @@
  * the manager: a normal client still connects and calls within a bounded time. Every wait
  * is bounded, every child is reaped, and each test checks that its segments are gone. */
 #define _GNU_SOURCE /* memfd_create */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -112,11 +115,14 @@ static int teardown(void **state)
 {
     (void)state;
     if (running > 0 && !stop_server(running)) { /* SIGKILLed: what it left is ours to remove */
-        char name[128];
-        snprintf(name, sizeof name, "/shmrpc:%s", key());
-        shm_unlink(name);
-        snprintf(name, sizeof name, "/shmrpc.stats.shm.%s", key());
-        shm_unlink(name);
+        const char *forms[] = {"shmrpc:%s", "shmrpc:%s:rdv", "shmrpc:%s:lock",
+                               "shmrpc.stats.shm.%s"};
+        for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+            char name[128], path[400];
+            snprintf(name, sizeof name, forms[i], key());
+            test_names_path(path, sizeof path, name);
+            unlink(path);
+        }
     }
     if (leftovers() != 0) {
         fprintf(stderr, "segments of %s left behind\n", addr);
@@ -127,27 +133,35 @@ static int teardown(void **state)
 
 static shmrpc__shm_ctl *map_ctl(void)
 {
-    char name[128];
-    snprintf(name, sizeof name, "/shmrpc:%s", key());
-    int fd = shm_open(name, O_RDWR, 0);
+    char name[128], path[400];
+    snprintf(name, sizeof name, "shmrpc:%s", key());
+    test_names_path(path, sizeof path, name);
+    int fd = open(path, O_RDWR);
     if (fd < 0) return NULL;
     void *p = mmap(NULL, sizeof(shmrpc__shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* A socket connected to addr's rendezvous ("\0shmrpc:NAME"), or -1 with errno; trying
- * again for up to ms while the backlog is full (EAGAIN). */
-static int raw_connect_for(int ms)
+/* The path of addr's rendezvous in this user's directory of names. */
+static void rdv_path(char *out, size_t cap)
+{
+    char name[128];
+    snprintf(name, sizeof name, "shmrpc:%s:rdv", key());
+    test_names_path(out, cap, name);
+}
+
+/* A socket connected to the rendezvous at path, or -1 with errno; trying again for up to
+ * ms while the backlog is full (EAGAIN). */
+static int raw_connect_at(const char *path, int ms)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shmrpc:%s", key());
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
-    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
     int64_t until = test_now_ms() + ms;
     int rc;
-    while ((rc = connect(fd, (struct sockaddr *)&a, len)) != 0 && errno == EAGAIN &&
+    while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EAGAIN &&
            test_now_ms() < until)
         usleep(500);
     if (rc != 0) {
@@ -157,6 +171,14 @@ static int raw_connect_for(int ms)
         return -1;
     }
     return fd;
+}
+
+/* A socket connected to addr's rendezvous, as raw_connect_at. */
+static int raw_connect_for(int ms)
+{
+    char path[400];
+    rdv_path(path, sizeof path);
+    return raw_connect_at(path, ms);
 }
 
 static int raw_connect(void)
@@ -701,8 +723,10 @@ static void empty_hellos_leave_no_descriptors(void **state)
         memset(&cm, 0, sizeof cm);
         char none = 0;
         struct iovec iov = {.iov_base = &none, .iov_len = 0};
-        struct msghdr m = {
-            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof cm.buf};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = cm.buf,
+                           .msg_controllen = sizeof cm.buf};
         struct cmsghdr *h = CMSG_FIRSTHDR(&m);
         h->cmsg_level = SOL_SOCKET;
         h->cmsg_type = SCM_RIGHTS;
@@ -717,8 +741,9 @@ static void empty_hellos_leave_no_descriptors(void **state)
     close(pipefd[0]);
     close(pipefd[1]);
     int after = test_fd_count(server);
-    print_message("    the manager's descriptors: %d before 50 empty hellos with one each, %d after\n",
-                  before, after);
+    print_message(
+        "    the manager's descriptors: %d before 50 empty hellos with one each, %d after\n",
+        before, after);
     int64_t sum;
     assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     shmrpc_client_free(c);
@@ -728,9 +753,11 @@ static void empty_hellos_leave_no_descriptors(void **state)
 
 /* --- another uid --------------------------------------------------------------------- */
 
-/* A peer of another uid is refused at the rendezvous, by what the kernel says of it
- * (SO_PEERCRED), and a server whose rendezvous another process holds says whose it is.
- * (The client's own check of the server's uid is in shm_test's another_user_is_refused.) */
+/* Another uid cannot reach the rendezvous: it lies in its user's directory of names,
+ * which nobody else may enter (docs/names.md). Reached all the same (through a descriptor
+ * opened before the process became another user, with the socket opened to all), the
+ * rendezvous refuses the peer by what the kernel says of it (SO_PEERCRED). (The client's
+ * own check of the server's uid is in shm_test's another_user_is_refused.) */
 static void another_uid_at_the_rendezvous(void **state)
 {
     (void)state;
@@ -741,11 +768,19 @@ static void another_uid_at_the_rendezvous(void **state)
     pid_t server = start_server(1);
     shmrpc_client *c = connect_for(5000);
     assert_non_null(c);
+    char path[400];
+    rdv_path(path, sizeof path);
+    assert_int_equal(chmod(path, 0777), 0); /* only the directory keeps others out now */
+    int held = open(path, O_PATH | O_CLOEXEC);
+    assert_true(held >= 0);
     pid_t other = fork();
     if (other == 0) {
         alarm(10);
         if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
-        int fd = raw_connect();
+        if (raw_connect_at(path, 0) >= 0 || errno != EACCES) _exit(4);
+        char via[64];
+        snprintf(via, sizeof via, "/proc/self/fd/%d", held);
+        int fd = raw_connect_at(via, 0);
         if (fd < 0) _exit(3);
         int32_t status = 0;
         char msg[256] = "";
@@ -755,19 +790,30 @@ static void another_uid_at_the_rendezvous(void **state)
         fprintf(stderr, "    as nobody, at the rendezvous: %d %s\n", (int)status, msg);
         _exit(r == 1 && status == SHMRPC_EPERM && strstr(msg, "belongs to uid 0") ? 0 : 1);
     }
+    close(held);
     int status = test_reap(other, 10000);
     int64_t sum;
     assert_int_equal(calls_add(c, 2, 3, &sum), 0);
     shmrpc_client_free(c);
     assert_true(stop_server(server));
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
 
-    /* Another user took the name first: the server refuses to start, naming it. */
+/* What another user can take first of a service's names, as they were before they moved
+ * to the directory of names (the abstract socket @shmrpc:NAME, /dev/shm/shmrpc:NAME, and
+ * the statistics segment's name), costs the service nothing: it starts and serves. */
+static void names_taken_first_cost_nothing(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("    skipped: needs root to become another user\n");
+        return;
+    }
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t squatter = fork();
     if (squatter == 0) {
-        alarm(10);
+        alarm(20);
         close(p[0]);
         if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
         struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -775,6 +821,12 @@ static void another_uid_at_the_rendezvous(void **state)
         int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
         socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
         char ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 && listen(fd, 4) == 0;
+        char name[160];
+        snprintf(name, sizeof name, "/dev/shm/shmrpc:%s", key());
+        int f = open(name, O_CREAT | O_EXCL | O_RDWR, 0666);
+        snprintf(name, sizeof name, "/dev/shm/shmrpc.stats.shm.%s", key());
+        int g = open(name, O_CREAT | O_EXCL | O_RDWR, 0666);
+        ok = ok && f >= 0 && g >= 0;
         if (write(p[1], &ok, 1) != 1) _exit(1);
         pause();
         _exit(0);
@@ -783,21 +835,141 @@ static void another_uid_at_the_rendezvous(void **state)
     char ok = 0;
     assert_int_equal(read(p[0], &ok, 1), 1);
     close(p[0]);
-    shmrpc_server *s;
-    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
-    int rc = shmrpc_server_listen(s, addr);
-    print_message("    a rendezvous held by another user: %s: %s\n", shmrpc_strerror(rc),
-                  shmrpc_errmsg());
-    char want[64];
-    snprintf(want, sizeof want, "held by pid %d (uid 65534)", (int)squatter);
-    bool said = strstr(shmrpc_errmsg(), want) != NULL;
-    shmrpc_server_free(s);
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_for(5000);
+    int64_t sum = 0;
+    int rc = c ? calls_add(c, 2, 3, &sum) : SHMRPC_EUNAVAIL;
+    shmrpc_client_free(c);
+    bool stopped = stop_server(server);
     kill(squatter, SIGKILL);
     test_reap(squatter, 5000);
+    char name[160];
+    snprintf(name, sizeof name, "/dev/shm/shmrpc:%s", key());
+    unlink(name);
+    snprintf(name, sizeof name, "/dev/shm/shmrpc.stats.shm.%s", key());
+    unlink(name);
     assert_true(ok);
-    assert_int_equal(rc, SHMRPC_EBUSY);
-    assert_true(said);
+    assert_int_equal(rc, 0);
+    assert_int_equal(sum, 5);
+    assert_true(stopped);
+}
+
+/* In a mount namespace of its own with an empty /dev/shm, so that the directories of
+ * names of this machine's users are not touched: calls what(arg) and exits with what it
+ * returns (0: passed). The parent sees that status, or -1 when it could not be made. */
+static int in_own_dev_shm(int (*what)(void *), void *arg)
+{
+    pid_t kid = fork();
+    if (kid == 0) {
+        alarm(60);
+        if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            mount("tmpfs", "/dev/shm", "tmpfs", 0, "mode=1777") != 0) {
+            fprintf(stderr, "    a mount namespace: %s\n", strerror(errno));
+            _exit(99);
+        }
+        _exit(what(arg));
+    }
+    int status = test_reap(kid, 70000);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* As uid (and gid) u: serves addr from a child, calls add on it, stops it; 0 when that
+ * worked, else a number saying what failed. With want_rc, the listen must fail so, with
+ * a message that holds want_msg, and nothing is served. */
+static int serve_and_call_as(unsigned u, int want_rc, const char *want_msg)
+{
+    pid_t kid = fork();
+    if (kid == 0) {
+        /* A change of uid leaves a process undumpable, which its workers need it not to be
+         * to take channels from /proc (see undumpable_manager). */
+        if (u && (setgid(u) != 0 || setuid(u) != 0 || prctl(PR_SET_DUMPABLE, 1) != 0)) _exit(2);
+        if (want_rc) {
+            shmrpc_server *s;
+            if (shmrpc_server_new(&s, NULL) != 0 ||
+                shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL) != 0)
+                _exit(3);
+            int rc = shmrpc_server_listen(s, addr);
+            fprintf(stderr, "    as uid %u: %s: %s\n", u, shmrpc_strerror(rc), shmrpc_errmsg());
+            _exit(rc == want_rc && strstr(shmrpc_errmsg(), want_msg) ? 0 : 4);
+        }
+        test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL, NULL};
+        pid_t server = test_start_server(&ts);
+        if (server <= 0) _exit(5);
+        shmrpc_client *c = connect_for(5000);
+        int64_t sum = 0;
+        int rc = c ? calls_add(c, 2, 3, &sum) : SHMRPC_EUNAVAIL;
+        shmrpc_client_free(c);
+        bool stopped = test_stop_server(server);
+        _exit(rc == 0 && sum == 5 && stopped ? 0 : 6);
+    }
+    int status = test_reap(kid, 30000);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 7;
+}
+
+/* Another user makes the directory of names of the service's user first. */
+static int squat_dir(unsigned owner)
+{
+    pid_t kid = fork();
+    if (kid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+        char dir[64], file[200];
+        snprintf(dir, sizeof dir, "/dev/shm/shmrpc-%u", owner);
+        snprintf(file, sizeof file, "%s/shmrpc:%s", dir, key());
+        if (mkdir(dir, 0777) != 0 || chmod(dir, 0777) != 0) _exit(3);
+        int fd = open(file, O_CREAT | O_EXCL | O_RDWR, 0666);
+        _exit(fd >= 0 ? 0 : 4);
+    }
+    int status = test_reap(kid, 5000);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 9;
+}
+
+static int root_takes_its_directory_back(void *arg)
+{
+    (void)arg;
+    if (squat_dir(0) != 0) return 10;
+    int rc = serve_and_call_as(0, 0, NULL);
+    if (rc != 0) return 20 + rc;
+    /* The squatter's directory was moved aside, whole. */
+    DIR *d = opendir("/dev/shm");
+    int aside = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (strncmp(e->d_name, "shmrpc-0.taken.", 15) == 0) aside++;
+    if (d) closedir(d);
+    struct stat st;
+    if (aside != 1 || lstat("/dev/shm/shmrpc-0", &st) != 0 || st.st_uid != 0 ||
+        (st.st_mode & 0777) != 0700)
+        return 30;
+    return 0;
+}
+
+static int user_moves_to_xdg(void *arg)
+{
+    (void)arg;
+    const unsigned u = 65533;
+    if (squat_dir(u) != 0) return 10;
+    /* Without a runtime directory of its own, the user cannot serve, and is told why. */
+    unsetenv("XDG_RUNTIME_DIR");
+    int rc = serve_and_call_as(u, SHMRPC_EPERM, "belongs to uid 65534 (another user made it");
+    if (rc != 0) return 20 + rc;
+    const char *xdg = "/dev/shm/xdg-65533";
+    if (mkdir(xdg, 0700) != 0 || chown(xdg, u, u) != 0) return 30;
+    setenv("XDG_RUNTIME_DIR", xdg, 1);
+    rc = serve_and_call_as(u, 0, NULL);
+    return rc == 0 ? 0 : 40 + rc;
+}
+
+/* The directory of names itself, made first by another user: root takes it back (moves
+ * it aside), and another user moves to $XDG_RUNTIME_DIR/shmrpc, or is told why it cannot
+ * serve. Each in a /dev/shm of its own. */
+static void names_directory_taken_first(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("    skipped: needs root to become another user\n");
+        return;
+    }
+    assert_int_equal(in_own_dev_shm(root_takes_its_directory_back, NULL), 0);
+    assert_int_equal(in_own_dev_shm(user_moves_to_xdg, NULL), 0);
 }
 
 /* --- a manager its workers cannot take from ------------------------------------------ */
@@ -907,6 +1079,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(execed_client_freed, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
         cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
+        cmocka_unit_test_setup_teardown(names_taken_first_cost_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(names_directory_taken_first, setup, teardown),
         cmocka_unit_test_setup_teardown(manager_out_of_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_hellos_leave_no_descriptors, setup, teardown),
         cmocka_unit_test_setup_teardown(undumpable_manager, setup, teardown),

@@ -122,8 +122,9 @@ static int scribble(void *arg)
 {
     (void)arg;
     if (test_scribble_wait_users(CLIENTS) != 0) return 4;
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm/shmrpc:%s", addr + strlen("shm://"));
+    char name[128], path[400];
+    snprintf(name, sizeof name, "shmrpc:%s", addr + strlen("shm://"));
+    test_names_path(path, sizeof path, name);
     size_t size;
     unsigned char *m = test_scribble_map(path, &size);
     if (!m || size < sizeof(shmrpc__shm_ctl)) return 3;

@@ -44,6 +44,7 @@ typedef struct run {
 } run;
 
 static char prefix[64];   /* every segment of this run begins with "shmrpc:" prefix */
+static char ns[32];       /* the directory of names under /dev/shm, "shmrpc-UID/" */
 static char shm_live[96]; /* the live server's shm:// name */
 static char shm_dead[96]; /* the server killed by clean_removes_only_the_dead */
 static char lock_name[96];
@@ -175,28 +176,32 @@ static bool shm_exists(const char *name)
     return access(path, F_OK) == 0;
 }
 
-/* Unlinks every segment of this run; how many there were. */
+/* Unlinks every segment of this run, in /dev/shm and in the directory of names; how many
+ * there were. */
 static int sweep_ours(void)
 {
     int n = 0;
-    DIR *d = opendir("/dev/shm");
-    if (d == NULL) return 0;
     char want[80], lock[120], stats[100];
     snprintf(want, sizeof want, "shmrpc:%s", prefix);
     snprintf(lock, sizeof lock, "shmrpc.lock.%s", lock_name);
     snprintf(stats, sizeof stats, "shmrpc.stats.shm.%s", prefix);
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        /* Queues and maps of a run: shmrpc.queue.PREFIX..., shmrpc.map(gen).PREFIX..., and
-         * their locks. */
-        if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0 &&
-            strncmp(e->d_name, stats, strlen(stats)) != 0 && strstr(e->d_name, prefix) == NULL)
-            continue;
-        char path[300];
-        snprintf(path, sizeof path, "/%s", e->d_name);
-        shm_unlink(path);
-        n++;
+    for (int i = 0; i < 2; i++) {
+        char dir[300];
+        snprintf(dir, sizeof dir, "/dev/shm/%s", i ? ns : "");
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+            /* Queues and maps of a run: shmrpc.queue.PREFIX..., shmrpc.map(gen).PREFIX...,
+             * and their locks. */
+            if (strncmp(e->d_name, want, strlen(want)) != 0 && strcmp(e->d_name, lock) != 0 &&
+                strncmp(e->d_name, stats, strlen(stats)) != 0 && strstr(e->d_name, prefix) == NULL)
+                continue;
+            char path[600];
+            snprintf(path, sizeof path, "%s%s", dir, e->d_name);
+            unlink(path);
+            n++;
+        }
+        if (d) closedir(d);
     }
-    closedir(d);
     return n;
 }
 
@@ -204,6 +209,9 @@ static int group_setup(void **state)
 {
     (void)state;
     snprintf(prefix, sizeof prefix, "ctl_t%d_", (int)getpid());
+    char dir[256];
+    if (shmrpc_names_dir(dir, sizeof dir) != 0 || strncmp(dir, "/dev/shm/", 9) != 0) return -1;
+    snprintf(ns, sizeof ns, "%.30s/", dir + 9); /* "shmrpc-UID/" */
     snprintf(shm_live, sizeof shm_live, "shm://%slive", prefix);
     snprintf(shm_dead, sizeof shm_dead, "shm://%sdead", prefix);
     snprintf(lock_name, sizeof lock_name, "%slock", prefix);
@@ -340,7 +348,7 @@ static void ls_shows_the_live_server(void **state)
     ctl(&r, NULL, "ls", key, NULL);
     assert_int_equal(r.status, 0);
     char want[400];
-    snprintf(want, sizeof want, "shmrpc:%s ", key);
+    snprintf(want, sizeof want, "%sshmrpc:%s ", ns, key);
     const char *line = strstr(r.out, want);
     if (line == NULL) fail_msg("ls: %s", r.out);
     assert_true(strncmp(r.out, "KIND", 4) == 0);
@@ -349,7 +357,7 @@ static void ls_shows_the_live_server(void **state)
     assert_non_null(strstr(line, want));
     assert_non_null(strstr(line, "alive"));
     assert_non_null(strstr(line, "service Echo, 1 worker"));
-    snprintf(want, sizeof want, "stats    shmrpc.stats.shm.%s ", key);
+    snprintf(want, sizeof want, "stats    %sshmrpc.stats.shm.%s ", ns, key);
     line = strstr(r.out, want);
     if (line == NULL) fail_msg("ls: %s", r.out);
     snprintf(want, sizeof want, "pid %d ", (int)srv_shm);
@@ -360,8 +368,8 @@ static void ls_shows_the_live_server(void **state)
     assert_int_equal(r.status, 0);
     /* Its statistics segment sorts first ('.' before ':'), then the control segment. */
     snprintf(want, sizeof want,
-             "[{\"kind\":\"stats\",\"name\":\"shmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":", key,
-             key);
+             "[{\"kind\":\"stats\",\"name\":\"%sshmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":",
+             ns, key, key);
     if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want,
              "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\",\"methods\":4,"
@@ -369,7 +377,8 @@ static void ls_shows_the_live_server(void **state)
              (int)srv_shm);
     if (strstr(r.out, want) == NULL) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want,
-             "{\"kind\":\"control\",\"name\":\"shmrpc:%s\",\"key\":\"%s\",\"size\":", key, key);
+             "{\"kind\":\"control\",\"name\":\"%sshmrpc:%s\",\"key\":\"%s\",\"size\":", ns, key,
+             key);
     if (strstr(r.out, want) == NULL) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want, "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\"",
              (int)srv_shm);
@@ -397,9 +406,9 @@ static void clean_removes_only_the_dead(void **state)
     assert_true(wait_ready(shm_dead));
     pid_t dead_pid = srv_dead;
     stop_group(&srv_dead, SIGKILL); /* the whole group at once: no cleanup at all */
-    char dead_ctl[128], dead_chan[160], live_chan[160], lock_seg[160], dead_stats[160];
-    snprintf(dead_ctl, sizeof dead_ctl, "shmrpc:%s", dead);
-    snprintf(dead_stats, sizeof dead_stats, "shmrpc.stats.shm.%s", dead);
+    char dead_ctl[160], dead_chan[160], live_chan[160], lock_seg[160], dead_stats[160];
+    snprintf(dead_ctl, sizeof dead_ctl, "%sshmrpc:%s", ns, dead);
+    snprintf(dead_stats, sizeof dead_stats, "%sshmrpc.stats.shm.%s", ns, dead);
     assert_true(shm_exists(dead_ctl) && shm_exists(dead_stats));
     /* A channel of the dead server, and one of the live server (a slot nobody claimed). */
     snprintf(dead_chan, sizeof dead_chan, "shmrpc:%s:%d:c3:1", dead, (int)dead_pid);
@@ -456,10 +465,10 @@ static void clean_removes_only_the_dead(void **state)
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, expect_out);
     assert_false(shm_exists(dead_ctl) || shm_exists(dead_chan) || shm_exists(dead_stats));
-    char live_ctl[128];
-    snprintf(live_ctl, sizeof live_ctl, "shmrpc:%s", live);
+    char live_ctl[160];
+    snprintf(live_ctl, sizeof live_ctl, "%sshmrpc:%s", ns, live);
     char live_stats[160];
-    snprintf(live_stats, sizeof live_stats, "shmrpc.stats.shm.%s", live);
+    snprintf(live_stats, sizeof live_stats, "%sshmrpc.stats.shm.%s", ns, live);
     assert_true(shm_exists(live_ctl) && shm_exists(live_chan) && shm_exists(lock_seg) &&
                 shm_exists(live_stats));
     expect(shm_live, "add", "[2,3]", "5\n");

@@ -22,7 +22,7 @@ cleanup() {
         kill -KILL "$p" 2>/dev/null
     done
     [ -n "${orphan:-}" ] && [ "$orphan" -gt 1 ] && kill -KILL -- "-$orphan" 2>/dev/null
-    [ -n "${hash:-}" ] && rm -f /dev/shm/*"$hash"*
+    [ -n "${hash:-}" ] && rm -f /dev/shm/*"$hash"* /dev/shm/shmrpc-"$(id -u)"/*"$hash"*
     rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/admin.h>
+
 int64_t sup_now_ms(void)
 {
     struct timespec ts;
@@ -162,45 +164,66 @@ bool sup_group_gone(pid_t pgid)
     return kill(-pgid, 0) != 0 && errno == ESRCH;
 }
 
+/* The two places segments live: /dev/shm, and this user's directory of names
+ * (docs/names.md). */
+static void segment_dirs(char dirs[2][256])
+{
+    snprintf(dirs[0], sizeof dirs[0], "/dev/shm");
+    if (shmrpc_names_dir(dirs[1], sizeof dirs[1]) != 0) snprintf(dirs[1], sizeof dirs[1], "/nonexistent");
+}
+
 void sup_remove_segments(const char *part)
 {
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (strstr(e->d_name, part)) {
-            char p[300];
-            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
-            unlink(p);
+    char dirs[2][256];
+    segment_dirs(dirs);
+    for (int i = 0; i < 2; i++) {
+        DIR *d = opendir(dirs[i]);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (strstr(e->d_name, part) && e->d_type != DT_DIR) {
+                char p[1024];
+                snprintf(p, sizeof p, "%s/%s", dirs[i], e->d_name);
+                unlink(p);
+            }
         }
+        if (d) closedir(d);
     }
-    if (d) closedir(d);
 }
 
 void sup_remove_tcp_stats(int port)
 {
     if (port <= 0) return;
-    char p[96];
-    snprintf(p, sizeof p, "/dev/shm/shmrpc.stats.tcp.127.0.0.1:%d", port);
-    unlink(p);
+    char name[96];
+    snprintf(name, sizeof name, "shmrpc.stats.tcp.127.0.0.1:%d", port);
+    sup_remove_segments(name);
 }
 
 bool sup_segment_left(const char *part)
 {
     bool found = false;
-    DIR *d = opendir("/dev/shm");
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (!strstr(e->d_name, part)) continue;
-        print_message("left in /dev/shm: %s\n", e->d_name); /* says which, when it fails */
-        found = true;
+    char dirs[2][256];
+    segment_dirs(dirs);
+    for (int i = 0; i < 2; i++) {
+        DIR *d = opendir(dirs[i]);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            if (!strstr(e->d_name, part) || e->d_type == DT_DIR) continue;
+            print_message("left in %s: %s\n", dirs[i], e->d_name); /* says which, when it fails */
+            found = true;
+        }
+        if (d) closedir(d);
     }
-    if (d) closedir(d);
     return found;
 }
 
 bool sup_segment_named(const char *name)
 {
-    char path[300];
-    snprintf(path, sizeof path, "/dev/shm/%s", name);
-    return access(path, F_OK) == 0;
+    char dirs[2][256];
+    segment_dirs(dirs);
+    for (int i = 0; i < 2; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dirs[i], name);
+        if (access(path, F_OK) == 0) return true;
+    }
+    return false;
 }
 
 const char *sup_comm(pid_t pid)

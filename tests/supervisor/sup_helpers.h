@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What the supervisor and web tests share: the clock, files in the test's folder,
- * shmrpc-service as a child process, its services' process groups, and /dev/shm. */
+ * shmrpc-service as a child process, its services' process groups, and the segments in
+ * /dev/shm and the directory of names. */
 #ifndef SHMRPC_TEST_SUP_HELPERS_H
 #define SHMRPC_TEST_SUP_HELPERS_H
 
@@ -62,17 +63,18 @@ void sup_groups_assert_gone(sup_groups *g);
 
 bool sup_group_gone(pid_t pgid);
 
-/* Unlinks every /dev/shm entry whose name contains part. */
+/* Unlinks every file in /dev/shm or the directory of names whose name contains part. */
 void sup_remove_segments(const char *part);
 
 /* Unlinks the statistics segment of a TCP server at 127.0.0.1:port (as runtime/src/stats.c
  * names it), which a test that failed may leave; nothing when port <= 0. */
 void sup_remove_tcp_stats(int port);
 
-/* Whether a /dev/shm entry's name contains part; prints the name of each that does. */
+/* Whether a file in /dev/shm or the directory of names has a name that contains part;
+ * prints the name of each that does. */
 bool sup_segment_left(const char *part);
 
-/* Whether /dev/shm has an entry of exactly this name. */
+/* Whether /dev/shm or the directory of names has a file of exactly this name. */
 bool sup_segment_named(const char *name);
 
 /* The children of pid (from /proc/PID/task/PID/children), the first cap into out; their

@@ -243,8 +243,8 @@ static int client_process(uint32_t k)
 
 /* --- the test process --- */
 
-/* Whether /dev/shm/NAME is a segment of the current shm:// address: its control
- * segment, or a channel of server pid of (of any server when of is 0). */
+/* Whether NAME is a file of the current shm:// address: its control segment, rendezvous
+ * or lock, or a channel of server pid of (of any server when of is 0). */
 static bool segment_of(const char *name, pid_t of)
 {
     if (strncmp(addr, "shm://", 6) != 0) return false;
@@ -256,14 +256,19 @@ static bool segment_of(const char *name, pid_t of)
     return strncmp(name + strlen("shmrpc:") + strlen(addr + 6), prefix, (size_t)n) == 0;
 }
 
-/* Segments of the current address left in /dev/shm (of server pid of, or of any). */
+/* Files of the current address left in /dev/shm and the directory of names (of server pid
+ * of, or of any). */
 static int leftovers(pid_t of)
 {
-    DIR *d = opendir("/dev/shm");
+    char dirs[2][300] = {"/dev/shm", ""};
+    test_names_path(dirs[1], sizeof dirs[1], ".");
     int count = 0;
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
-        count += segment_of(e->d_name, of);
-    if (d) closedir(d);
+    for (int i = 0; i < 2; i++) {
+        DIR *d = opendir(dirs[i]);
+        for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+            count += segment_of(e->d_name, of);
+        if (d) closedir(d);
+    }
     return count;
 }
 
@@ -459,7 +464,8 @@ static void restart_under_load(bool whole_group)
     }
     if (shm) {
         assert_int_equal(leftovers(pids[0]), 0); /* nothing of the dead server... */
-        assert_int_equal(leftovers(0), 1);       /* ...only the control (channels are memfds) */
+        /* ...only the new one's control segment, rendezvous and lock (channels are memfds) */
+        assert_int_equal(leftovers(0), 3);
     }
     usleep(LOAD_MS * 1000);
 

@@ -255,8 +255,8 @@ static void second_server_and_bad_addresses(void **state)
     assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
     assert_int_equal(shmrpc_server_listen(s, addr), SHMRPC_EBUSY);
     char want[128];
-    snprintf(want, sizeof want, "%s is already in use (another server listens there: process %d)",
-             addr, (int)server);
+    snprintf(want, sizeof want, "%s is already in use (another process listens there: pid %d, uid %u)",
+             addr, (int)server, (unsigned)geteuid());
     assert_string_equal(shmrpc_errmsg(), want);
     assert_int_equal(shmrpc_server_listen(s, "tcp://0.0.0.0:1"), SHMRPC_EPERM);
     assert_non_null(strstr(shmrpc_errmsg(), "needs a shared secret (shmrpc_tcp_opts.secret)"));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The shmrpc segments in /dev/shm with their owners, and the removal of those whose owners
- * are dead: what `shmrpcctl ls` and `clean` show and do, for any program (docs/admin.md). */
+/* The shmrpc segments in /dev/shm and in users' private directories (docs/names.md) with
+ * their owners, and the removal of those whose owners are dead: what `shmrpcctl ls` and `clean`
+ * show and do, for any program (docs/admin.md). */
 #ifndef SHMRPC_ADMIN_H
 #define SHMRPC_ADMIN_H
 
@@ -39,7 +40,9 @@ typedef enum shmrpc_seg_life {
 
 /* One segment, as read once from its head (read-only) and checked in /proc. */
 typedef struct shmrpc_segment {
-    char name[256]; /* as in /dev/shm, without the leading '/' */
+    char name[256]; /* its path under /dev/shm, without the leading '/' ("shmrpc-UID/NAME"
+                     * in a user's private directory, docs/names.md), or its whole path when
+                     * that directory is elsewhere */
     shmrpc_seg_kind kind;
     char key[256]; /* control, channel, stats: the shm:// name (or tcp://HOST:PORT);
                     * lock, queue, map, mapgen: its name (a map's lock: map.NAME) */
@@ -108,6 +111,12 @@ const char *shmrpc_seg_kind_name(shmrpc_seg_kind k);
 
 /* "free", "alive", "dead", "unknown". */
 const char *shmrpc_seg_life_name(shmrpc_seg_life l);
+
+/* The directory where this user's services keep their control segments, rendezvous
+ * sockets and statistics (docs/names.md): its path into out (cap bytes, 128 is enough),
+ * whether or not a server has made it yet. 0, or a status with the reason in
+ * shmrpc_errmsg(). */
+int shmrpc_names_dir(char *out, size_t cap);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus
