@@ -2,7 +2,9 @@
 /* This user's private directory of names (names.h, docs/names.md). */
 #include "names.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,7 @@
 #include <shmrpc/admin.h>
 
 #define SHM_DIR "/dev/shm"
-#define TAKEN_TRIES 4 /* a squatter that makes its name again as fast as root moves it */
+#define TAKEN_TRIES 4 /* looks, when what it found went before it could use it */
 
 typedef enum { NS_OURS, NS_MISSING, NS_TAKEN, NS_ERROR } ns_state;
 
@@ -49,15 +51,45 @@ static ns_state make(const char *path, bool create, struct stat *st, int *e)
     return look(path, st, e);
 }
 
-/* Root moves another user's entry at path aside (CAP_FOWNER lets it in a sticky
- * directory), keeping it for whoever wants to know who made it. */
-static bool move_aside(const char *path)
+/* Moves what the directory from holds into the directory to (best effort). */
+static void move_entries(const char *from, const char *to)
+{
+    DIR *d = opendir(from);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char a[SHMRPC__NS_MAX + 320], b[SHMRPC__NS_MAX + 320];
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE);
+    }
+    if (d) closedir(d);
+}
+
+/* Root puts a directory of its own at path in place of another user's entry, in one step
+ * (RENAME_EXCHANGE: the name is never free for the squatter to take again), and keeps
+ * theirs aside, for whoever wants to know who made it. Two root processes that both found
+ * the squatter: the second displaces the first's new directory, so it swaps it back,
+ * moves in whatever the first made in its own meanwhile, and removes its own. */
+static bool take_back(const char *path)
 {
     char aside[SHMRPC__NS_MAX + 64];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(aside, sizeof aside, "%s.taken.%d.%ld", path, (int)getpid(), (long)ts.tv_nsec);
-    return rename(path, aside) == 0;
+    if (mkdir(aside, 0700) != 0) return false;
+    if (chmod(aside, 0700) != 0 ||
+        renameat2(AT_FDCWD, aside, AT_FDCWD, path, RENAME_EXCHANGE) != 0) {
+        rmdir(aside);
+        return false;
+    }
+    struct stat st;
+    if (lstat(aside, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == 0 &&
+        (st.st_mode & 077) == 0 &&
+        renameat2(AT_FDCWD, aside, AT_FDCWD, path, RENAME_EXCHANGE) == 0) {
+        move_entries(aside, path);
+        rmdir(aside);
+    }
+    return true;
 }
 
 static int failed(shmrpc_buf *err, int e, const char *what, const char *path)
@@ -126,7 +158,7 @@ int shmrpc__ns_dir(char dir[SHMRPC__NS_MAX], bool create, shmrpc_buf *err)
                 memcpy(taken, dir, sizeof taken);
                 return from_xdg(dir, create, taken, &st, err);
             }
-            if (!move_aside(dir)) return failed(err, errno, "move aside another user's", dir);
+            if (!take_back(dir)) return failed(err, errno, "take back from another user", dir);
         }
     }
     shmrpc__msg_set(err, "cannot make %s: another user keeps making it first", dir);
