@@ -597,7 +597,7 @@ static void who_makes_room(void **state)
  * client's call blocks in its handler, seven finished connections idle, and a flood of
  * connections that finish their handshake and idle arrives (reopened as they are closed).
  * The seven are closed to make room, each told why; the call's answer arrives once it is
- * released, and its connection serves the next call. */
+ * released, and the client's next call is answered. */
 static void call_in_flight_outlives_a_flood(void **state)
 {
     (void)state;
@@ -637,8 +637,13 @@ static void call_in_flight_outlives_a_flood(void **state)
     if (rc) fail_msg("the call in flight: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_true(pid > 0);
     flood_stop();
-    int64_t sum;
-    assert_int_equal(calls_add(a, 20, 22, &sum), 0);
+    /* Its call over, the connection idles, and a connection of the flood still on its way
+     * may have closed it to make room: its client connects again by itself. */
+    int64_t sum = 0;
+    until = test_now_ms() + 5000;
+    while ((rc = calls_add(a, 20, 22, &sum)) == SHMRPC_EUNAVAIL && test_now_ms() < until)
+        usleep(20 * 1000);
+    if (rc) fail_msg("the next call: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     assert_int_equal(sum, 42);
     shmrpc_client_free(a);
     for (int i = 0; i < IDLE; i++)
