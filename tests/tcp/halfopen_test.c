@@ -430,13 +430,13 @@ static void expect_quiet(int fd)
  * 127.0.0.2-9, each opened again as soon as the server drops it, at a worker of 1024. They
  * kept it at its cap and 0 of 5 calls got in ("too many connections (a worker serves at
  * most 1024)"), only idle finished connections making room. Now every call is answered. */
-static void flood_of_eight(const char *what, int workers, bool secret_too, bool tls)
+static void flood_of_eight(const char *what, int workers, bool secret_too, bool tls, int mode)
 {
     if (secret_too) with_secret();
     if (tls) with_tls();
     shmrpc_client_opts o = client_opts(secret_too, tls);
     start_server(workers, &o);
-    flood f = {.first = 2, .addrs = FLOOD_ADDRS, .per_addr = FLOOD_PER_ADDR, .mode = SILENT};
+    flood f = {.first = 2, .addrs = FLOOD_ADDRS, .per_addr = FLOOD_PER_ADDR, .mode = mode};
     flood_start(&f);
     int ok = calls_through(what, &o);
     flood_stop();
@@ -447,19 +447,27 @@ static void flood_of_eight(const char *what, int workers, bool secret_too, bool 
 static void eight_addresses_plain(void **state)
 {
     (void)state;
-    flood_of_eight("plain, 1 worker", 1, false, false);
+    flood_of_eight("plain, 1 worker", 1, false, false, SILENT);
 }
 
 static void eight_addresses_with_a_secret(void **state)
 {
     (void)state;
-    flood_of_eight("shared secret, 2 workers", 2, true, false);
+    flood_of_eight("shared secret, 2 workers", 2, true, false, SILENT);
 }
 
 static void eight_addresses_over_tls(void **state)
 {
     (void)state;
-    flood_of_eight("TLS, 1 worker", 1, false, true);
+    flood_of_eight("TLS, 1 worker", 1, false, true, SILENT);
+}
+
+/* The same flood sending its HELLO and never the proof of the secret: connections that
+ * have spoken, which make room too (those of the address that holds the most). */
+static void eight_addresses_owing_the_proof(void **state)
+{
+    (void)state;
+    flood_of_eight("HELLO without the proof, 1 worker", 1, true, false, HELLO_ONLY);
 }
 
 /* Finding 3: 300 connections from 127.0.0.1 that never finish their handshake, opened
@@ -724,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(eight_addresses_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(eight_addresses_with_a_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(eight_addresses_over_tls, setup, teardown),
+        cmocka_unit_test_setup_teardown(eight_addresses_owing_the_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(local_address_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(local_address_tls_and_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(only_finished_connections_count, setup, teardown),
