@@ -46,6 +46,14 @@
  * connections have their turn, and this one its next after them (worker.again). */
 #define FRAMES_PER_TURN 256
 #define ADDR_BUCKETS 1024 /* connections are counted per peer address in this many buckets */
+/* Connections still in their handshake (accept to AUTH, TLS included: docs/wire.md,
+ * "Limits"): a worker holds at most half of max_conns of them (at least 4), and an
+ * address with an eighth of those (at least 2) makes room for its own new ones; past the
+ * quota, or at max_conns, one of them makes room for a new connection (make_room). */
+#define SHAKING_SHARE 2
+#define SHAKING_MIN 4
+#define SHAKING_ADDR_SHARE 8
+#define SHAKING_ADDR_MIN 2
 /* A draining worker (docs/wire.md, "Drain") closes a connection once its client closed it,
  * or once nothing came from it for DRAIN_QUIET_MS after the DRAIN (a request that crossed
  * the DRAIN on the wire comes within a round trip), and stops after DRAIN_MAX_MS whatever
@@ -74,7 +82,8 @@ typedef struct addr_key {
  * the manager only reads them (and writes handed). Wrong numbers cost balance, never
  * a connection. */
 typedef struct tcp_load {
-    _Atomic uint32_t open[MAX_WORKERS];  /* connections the worker holds */
+    _Atomic uint32_t open[MAX_WORKERS];    /* connections the worker holds */
+    _Atomic uint32_t shaking[MAX_WORKERS]; /* of those, the ones in their handshake */
     _Atomic uint32_t taken[MAX_WORKERS]; /* sockets received from the manager, ever */
     _Atomic uint32_t busy[MAX_WORKERS];  /* the calls it runs */
     uint32_t handed[MAX_WORKERS];        /* sockets the manager sent it, ever */
@@ -138,6 +147,12 @@ typedef struct peer {
     uint32_t skip;                      /* bytes of a refused frame's body still to come */
     size_t charged;                     /* bytes of in and out charged to the budget */
     addr_key addr;                      /* its peer address's buckets in tcp_load.by_addr */
+    uint64_t addr_id;                   /* its peer address, keyed (addr_buckets) */
+    bool counted;                       /* it counts in tcp_load.by_addr: it got to P_READY */
+    bool shaking;                       /* in worker.shaking: before P_READY */
+    bool heard;                         /* before P_READY: bytes came from it */
+    bool tls_due;                       /* TLS starts with its first bytes (peer_event) */
+    struct peer *shaking_prev, *shaking_next;
     char from[64];                      /* the peer's address, for log lines */
     uint8_t proof[2][SHMRPC__AUTH_LEN]; /* in P_AUTH: the client's proof due, and ours */
     /* Its calls on the worker's threads (submit, collect). What a client reads after an
@@ -184,6 +199,12 @@ typedef struct worker {
     shmrpc_buf req, resp, err;
     peer **peers; /* cfg->max_conns of them */
     int n_peers;
+    /* Its connections in their handshake, oldest first, and how many there are in all and
+     * per address (in two tables of buckets, as tcp_load.by_addr counts finished ones). */
+    peer *shaking, *shaking_last;
+    int n_shaking;
+    int shaking_max, shaking_per_addr; /* the quotas, from cfg.max_conns */
+    uint32_t shaking_by_addr[2][ADDR_BUCKETS];
     char tag_source, tag_stop; /* epoll data for the source and the stop pipe */
     size_t req_charged;        /* bytes of the budget held for req (a decompressed body) */
     int64_t log_ns;            /* when the last limit line was logged */
@@ -240,6 +261,84 @@ static void count_open(worker *w, int delta)
 static int row_of(const worker *w)
 {
     return w->index < 0 ? 0 : w->index;
+}
+
+/* --- connections in their handshake (docs/wire.md, "Limits") ------------------------------
+ * A worker keeps them in a list, oldest first, counted in all and per address, so that a
+ * new connection past a quota closes the oldest (make_room) rather than being refused:
+ * connections that never finish their handshake cannot hold a worker. */
+
+static void shaking_count(worker *w, addr_key key, int delta)
+{
+    for (int h = 0; h < 2; h++)
+        w->shaking_by_addr[h][key.bucket[h]] += (uint32_t)delta;
+    w->n_shaking += delta;
+    if (w->index >= 0)
+        atomic_store_explicit(&w->l->load->shaking[w->index], (uint32_t)w->n_shaking,
+                              memory_order_relaxed);
+}
+
+static void shaking_add(worker *w, peer *p)
+{
+    p->shaking = true;
+    p->shaking_prev = w->shaking_last;
+    p->shaking_next = NULL;
+    if (w->shaking_last)
+        w->shaking_last->shaking_next = p;
+    else
+        w->shaking = p;
+    w->shaking_last = p;
+    shaking_count(w, p->addr, 1);
+}
+
+/* p leaves the handshake: it got to P_READY, or it is closed. */
+static void shaking_drop(worker *w, peer *p)
+{
+    if (!p->shaking) return;
+    p->shaking = false;
+    if (p->shaking_prev)
+        p->shaking_prev->shaking_next = p->shaking_next;
+    else
+        w->shaking = p->shaking_next;
+    if (p->shaking_next)
+        p->shaking_next->shaking_prev = p->shaking_prev;
+    else
+        w->shaking_last = p->shaking_prev;
+    p->shaking_prev = p->shaking_next = NULL;
+    shaking_count(w, p->addr, -1);
+}
+
+/* The connections of key's address in their handshake at w: the smaller of its buckets'
+ * counts (an address is never counted short; one sharing both buckets counts as it). */
+static uint32_t shaking_from(const worker *w, addr_key key)
+{
+    uint32_t a = w->shaking_by_addr[0][key.bucket[0]], b = w->shaking_by_addr[1][key.bucket[1]];
+    return a < b ? a : b;
+}
+
+/* Whether nothing has come from p yet, its socket looked at (what came since the worker
+ * last read is waiting for its next turn; an end of stream makes it a good one to close). */
+static bool silent(peer *p)
+{
+    if (p->heard) return false;
+    char byte;
+    if (recv(p->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) p->heard = true;
+    return !p->heard;
+}
+
+/* The connection of the address id in its handshake to close for a new one: the oldest
+ * that has sent nothing, else the oldest; NULL when there is none. A client sends its
+ * first bytes as soon as its connect returns, so it leaves the silent ones at once, and a
+ * flood of connections that never speak closes only its own. */
+static peer *oldest_shaking(worker *w, const uint64_t *id)
+{
+    peer *first = NULL;
+    for (peer *p = w->shaking; p; p = p->shaking_next) {
+        if (p->addr_id != *id) continue;
+        if (!first) first = p;
+        if (silent(p)) return p;
+    }
+    return first;
 }
 
 /* --- the memory budget (docs/wire.md, "Limits") ----------------------------------------
@@ -348,6 +447,7 @@ static void unbury(worker *w)
 
 static void drop_waiting(worker *w, peer *p);
 static void addr_count(worker *w, addr_key key, int delta);
+static bool addr_admit(worker *w, addr_key key);
 
 /* The manager's count drops before the close: a client that sees the close and connects
  * again must find the room it left. */
@@ -355,7 +455,8 @@ static void peer_free(worker *w, peer *p)
 {
     if (p->gone) return;
     count_open(w, -1);
-    addr_count(w, p->addr, -1);
+    if (p->counted) addr_count(w, p->addr, -1);
+    shaking_drop(w, p);
     budget_charge(w, p->charged, 0);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, p->fd, NULL);
     shmrpc__io_close(&p->io, true);
@@ -453,6 +554,25 @@ static void peer_refuse(peer *p, int status, const char *msg)
     p->closing = true;
 }
 
+/* p has finished its handshake (its HELLO, or its proof of the secret, was right): only
+ * now does it count against its address's limit, so that connections which never finish
+ * cannot fill it (docs/wire.md, "Limits"). false, with the refusal in msg, when the
+ * address has max_per_addr finished connections already. */
+static bool peer_ready(worker *w, peer *p, char *msg, size_t n)
+{
+    if (!addr_admit(w, p->addr)) {
+        snprintf(msg, n,
+                 "too many connections from %s (the server admits at most %d from one address)",
+                 p->from, w->l->cfg.max_per_addr);
+        log_limit(w, "refused a connection: %s", msg);
+        return false;
+    }
+    p->counted = true;
+    shaking_drop(w, p);
+    p->state = P_READY;
+    return true;
+}
+
 /* Answers a HELLO with a HELLO_ACK. A server with a secret sends a challenge in it and
  * waits for the client's proof (P_AUTH); otherwise requests may come. */
 static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
@@ -476,6 +596,11 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
     }
+    char full[160];
+    if (rc == 0 && !cfg->secret_len && !peer_ready(w, p, full, sizeof full)) {
+        shmrpc__msg_set(&w->err, "%s", full);
+        rc = SHMRPC_EBUSY;
+    }
     size_t at = p->out.len;
     if (rc == 0) {
         shmrpc__frame_begin(&p->out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
@@ -486,7 +611,7 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc) {
         peer_refuse(p, rc, shmrpc__msg_get(&w->err));
     } else {
-        p->state = cfg->secret_len ? P_AUTH : P_READY;
+        if (cfg->secret_len) p->state = P_AUTH;
         p->comp = ack.compression;
         p->threshold = ack.threshold;
         p->peer_max = hello.max_msg;
@@ -501,18 +626,22 @@ static void serve_hello(worker *w, peer *p, shmrpc_bytes body)
 }
 
 /* The client's proof of the secret: a wrong one closes the connection, a right one is
- * answered with the server's. */
-static void serve_auth(peer *p, shmrpc_bytes body)
+ * answered with the server's (unless its address is full). */
+static void serve_auth(worker *w, peer *p, shmrpc_bytes body)
 {
     if (!shmrpc__auth_equal(body.ptr, p->proof[0])) {
         peer_refuse(p, SHMRPC_EPERM, "authentication failed: wrong shared secret");
+        return;
+    }
+    char full[160];
+    if (!peer_ready(w, p, full, sizeof full)) {
+        peer_refuse(p, SHMRPC_EBUSY, full);
         return;
     }
     size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_AUTH, 0, 0, 0);
     shmrpc_buf_append(&p->out, p->proof[1], SHMRPC__AUTH_LEN);
     shmrpc__frame_end(&p->out, at);
     shmrpc__auth_wipe(p->proof, sizeof p->proof);
-    p->state = P_READY;
 }
 
 /* Fails one call with SHMRPC_EBUSY, before it runs, because the budget is spent: the
@@ -956,7 +1085,7 @@ static void serve_frame(worker *w, peer *p)
         return;
     }
     if (p->state == P_AUTH && h->kind == SHMRPC__KIND_AUTH) {
-        serve_auth(p, body);
+        serve_auth(w, p, body);
         return;
     }
     if (p->state != P_READY) {
@@ -1278,6 +1407,16 @@ static void peer_event(worker *w, peer *p, uint32_t events)
         peer_free(w, p);
         return;
     }
+    if (events & EPOLLIN) p->heard = true; /* in its handshake: not one to close first */
+    /* TLS is made ready when the first bytes come, so that a connection which never sends
+     * one costs no TLS state (a flood of them is closed as cheaply as over plain TCP). */
+    if ((events & EPOLLIN) && p->tls_due) {
+        p->tls_due = false;
+        if (shmrpc__io_tls(&p->io, w->l->tls) != 0) {
+            peer_free(w, p);
+            return;
+        }
+    }
     if (events & EPOLLOUT) {
         if (!peer_flush(w, p)) {
             peer_free(w, p);
@@ -1348,7 +1487,7 @@ static void refuse_busy(int fd, int max_conns)
 /* The buckets of fd's peer address in tcp_load.by_addr, its text into from. An IPv4 peer
  * is its address; an IPv6 peer its /64, which one holder has 2^64 addresses of. The
  * buckets are keyed with a secret seed: a peer cannot choose addresses that share one. */
-static addr_key addr_buckets(const tcp_listener *l, int fd, char *from, size_t n)
+static addr_key addr_buckets(const tcp_listener *l, int fd, char *from, size_t n, uint64_t *id)
 {
     struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t len = sizeof ss;
@@ -1374,6 +1513,7 @@ static addr_key addr_buckets(const tcp_listener *l, int fd, char *from, size_t n
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     z ^= z >> 31;
+    *id = z;
     return (addr_key){{(uint16_t)(z % ADDR_BUCKETS), (uint16_t)((z >> 32) % ADDR_BUCKETS)}};
 }
 
@@ -1398,8 +1538,8 @@ static void addr_count(worker *w, addr_key key, int delta)
         atomic_fetch_add(&w->l->load->by_addr[row_of(w)][h][key.bucket[h]], (uint32_t)delta);
 }
 
-/* Counts a new connection from the address of key, unless it has max_per_addr already:
- * its count is the smaller of its two buckets' (addr_key). */
+/* Counts a connection that finished its handshake from the address of key, unless it has
+ * max_per_addr already: its count is the smaller of its two buckets' (addr_key). */
 static bool addr_admit(worker *w, addr_key key)
 {
     tcp_load *t = w->l->load;
@@ -1416,8 +1556,9 @@ static bool addr_admit(worker *w, addr_key key)
     return false;
 }
 
-/* The connection to close when the worker is at its cap: the one idle longest (between
- * frames, nothing to send) after its handshake; NULL when every one is busy or new. */
+/* The finished connection to close when the worker is at its cap and none is in its
+ * handshake: the one idle longest (between frames, nothing to send); NULL when every one
+ * is busy. A connection whose calls run is never closed to make room. */
 static peer *longest_idle(const worker *w)
 {
     peer *best = NULL;
@@ -1431,54 +1572,109 @@ static peer *longest_idle(const worker *w)
     return best;
 }
 
+/* Closes p for a new connection from `from`, telling it why (best effort, as the sweep
+ * does at a timeout). One in its handshake that has sent nothing gets the ERROR in plain
+ * bytes, TLS or not, as refuse_fd sends it (its TLS has not started: peer_event): a TLS
+ * client reads it as a refusal before TLS. */
+static void close_for_room(worker *w, peer *p, const char *from, int status, const char *why)
+{
+    if (p->state != P_READY && !p->heard && out_left(p) == 0) {
+        shmrpc_buf b;
+        shmrpc_buf_init(&b);
+        shmrpc__tcp_put_error_frame(&b, 0, 0, status, why);
+        if (!b.err && send(p->fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            /* the peer is gone already */
+        }
+        shmrpc_buf_destroy(&b);
+    } else if (!p->closing && out_left(p) == 0 && !p->running) {
+        shmrpc__tcp_put_error_frame(&p->out, 0, 0, status, why);
+        peer_flush(w, p);
+    }
+    log_limit(w, "closed the connection of %s for one from %s: %s", p->from, from, why);
+    peer_free(w, p);
+}
+
+/* The connection in its handshake whose address holds the most of them at w (the oldest
+ * such); NULL when none is in its handshake. */
+static peer *largest_holder(const worker *w)
+{
+    peer *best = NULL;
+    uint32_t most = 0;
+    for (peer *p = w->shaking; p; p = p->shaking_next) {
+        uint32_t n = shaking_from(w, p->addr);
+        if (n > most) best = p, most = n;
+    }
+    return best;
+}
+
+/* Makes room for a new connection from the address of key (id) at w, before anything is
+ * refused (docs/wire.md, "Limits"). While the worker has room (fewer than max_conns, and
+ * fewer than its quota in their handshake), nothing is closed: a flood that fits is held,
+ * not churned, so a client of its address is not closed for a slow first byte. Past
+ * either, one in its handshake goes: of the new connection's own address when that holds
+ * its quota or more, else of the address that holds the most (a flood pays for itself);
+ * of those, the oldest that has sent nothing, else the oldest. With none in its
+ * handshake, at max_conns, the finished one idle longest goes. false when none can go
+ * (every connection has calls running, or a frame or answers in hand): the new one is
+ * refused. */
+static bool make_room(worker *w, addr_key key, uint64_t id, const char *from)
+{
+    int cap = w->l->cfg.max_conns;
+    bool full = w->n_peers >= cap;
+    if (!full && w->n_shaking < w->shaking_max) return true;
+    char why[200];
+    peer *p = NULL;
+    if (shaking_from(w, key) >= (uint32_t)w->shaking_per_addr) p = oldest_shaking(w, &id);
+    if (!p) {
+        peer *most = largest_holder(w);
+        if (most) p = oldest_shaking(w, &most->addr_id);
+    }
+    if (p) {
+        if (full)
+            snprintf(why, sizeof why,
+                     "handshake timeout: closed to make room for a new connection (a worker "
+                     "serves at most %d)",
+                     cap);
+        else
+            snprintf(why, sizeof why,
+                     "handshake timeout: closed to make room for a new connection (a worker "
+                     "holds at most %d connections in their handshake)",
+                     w->shaking_max);
+        close_for_room(w, p, from, SHMRPC_ETIMEDOUT, why);
+        return true;
+    }
+    if (!full) return true;
+    /* At the cap, idle connections make room next: one that idles for minutes must not
+     * lock a new client out. Its client connects again before its next call. */
+    p = longest_idle(w);
+    if (!p) return false;
+    snprintf(why, sizeof why, "idle connection closed to make room (a worker serves at most %d)",
+             cap);
+    close_for_room(w, p, from, SHMRPC_ETIMEDOUT, why);
+    return true;
+}
+
 static void add_peer(worker *w, int fd)
 {
     const shmrpc__tcp_cfg *cfg = &w->l->cfg;
     char from[64];
-    addr_key key = addr_buckets(w->l, fd, from, sizeof from);
-    if (!addr_admit(w, key)) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "too many connections from %s (the server admits at most %d from one address)",
-                 from, cfg->max_per_addr);
-        log_limit(w, "refused a connection: %s", msg);
-        refuse_fd(fd, SHMRPC_EBUSY, msg);
+    uint64_t id;
+    addr_key key = addr_buckets(w->l, fd, from, sizeof from, &id);
+    if (!make_room(w, key, id, from)) {
+        log_limit(w, "refused a connection from %s: all %d are busy", from, cfg->max_conns);
+        refuse_busy(fd, cfg->max_conns);
         return;
-    }
-    if (w->n_peers >= cfg->max_conns) {
-        /* At the cap, idle connections make room first: one that idles for minutes must
-         * not lock a new client out. Its client connects again before its next call. */
-        peer *idle = longest_idle(w);
-        if (!idle) {
-            addr_count(w, key, -1);
-            log_limit(w, "refused a connection from %s: all %d are busy", from, cfg->max_conns);
-            refuse_busy(fd, cfg->max_conns);
-            return;
-        }
-        char msg[128];
-        snprintf(msg, sizeof msg,
-                 "idle connection closed to make room (a worker serves at most %d)",
-                 cfg->max_conns);
-        shmrpc__tcp_put_error_frame(&idle->out, 0, 0, SHMRPC_ETIMEDOUT, msg);
-        peer_flush(w, idle);
-        log_limit(w, "closed the idle connection of %s for one from %s: %s", idle->from, from, msg);
-        peer_free(w, idle);
     }
     peer *p = calloc(1, sizeof *p);
     if (!p) {
-        addr_count(w, key, -1);
         close(fd);
         return;
     }
     p->fd = fd;
     shmrpc__io_init(&p->io, fd);
-    if (w->l->tls && shmrpc__io_tls(&p->io, w->l->tls) != 0) {
-        addr_count(w, key, -1);
-        close(fd);
-        free(p);
-        return;
-    }
+    p->tls_due = w->l->tls != NULL;
     p->addr = key;
+    p->addr_id = id;
     memcpy(p->from, from, sizeof p->from);
     shmrpc_buf_init(&p->in);
     shmrpc_buf_init(&p->out);
@@ -1487,13 +1683,18 @@ static void add_peer(worker *w, int fd)
     shmrpc__tcp_set_nodelay(fd);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        addr_count(w, key, -1);
         shmrpc__io_close(&p->io, false);
         free(p);
         return;
     }
     w->peers[w->n_peers++] = p;
     count_open(w, 1);
+    shaking_add(w, p);
+    /* A client's first bytes have usually come while its connection waited in the
+     * kernel's queue: they are served now, not after the epoll round that would report
+     * them (while a flood may close the oldest connections in their handshake). */
+    char byte;
+    if (recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0) peer_event(w, p, EPOLLIN);
 }
 
 /* Accepts one pending connection; -1 when none is left. Out of descriptors, it gives up
@@ -1698,6 +1899,10 @@ static int worker_init(worker *w, tcp_listener *l, int index)
     shmrpc_buf_init(&w->err);
     w->arena = shmrpc_arena_new(0);
     w->peers = calloc((size_t)l->cfg.max_conns, sizeof *w->peers);
+    w->shaking_max = l->cfg.max_conns / SHAKING_SHARE;
+    if (w->shaking_max < SHAKING_MIN) w->shaking_max = SHAKING_MIN;
+    w->shaking_per_addr = w->shaking_max / SHAKING_ADDR_SHARE;
+    if (w->shaking_per_addr < SHAKING_ADDR_MIN) w->shaking_per_addr = SHAKING_ADDR_MIN;
     if (shmrpc__ctx_init(&w->ctx, l->server) || !w->arena || !w->peers) return SHMRPC_ENOMEM;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, index < 0 ? 0 : index, &n_rows);
@@ -1884,6 +2089,7 @@ static int crew_run(void *arg, int index)
     struct sigaction stop = {.sa_handler = on_stop};
     sigaction(SIGTERM, &stop, NULL);
     atomic_store(&l->load->open[index], 0);
+    atomic_store(&l->load->shaking[index], 0);
     atomic_store(&l->load->busy[index], 0);
     for (int i = 0; i < MAX_WORKERS; i++) {
         if (l->hand[i][0] >= 0) close(l->hand[i][0]);
@@ -1907,9 +2113,11 @@ static void crew_reaped(void *arg, int index)
 
 /* The worker to give a new connection: the running one with the fewest connections
  * (those it holds and those on their way to it), a busy one counting one more; one that
- * is being replaced only when none runs; one at max_conns only when all are (it closes
- * its longest idle connection to make room, or refuses); never one above the count
- * wanted (it is leaving). */
+ * is being replaced only when none runs; one whose finished connections fill max_conns
+ * only when all are so (it closes its longest idle connection to make room, or refuses:
+ * connections in their handshake, which make room first, do not make a worker full, so
+ * a flood of them does not send a client to a worker that must close a finished one);
+ * never one above the count wanted (it is leaving). */
 static int least_loaded(tcp_listener *l)
 {
     int best = -1;
@@ -1921,8 +2129,11 @@ static int least_loaded(tcp_listener *l)
                          atomic_load_explicit(&t->taken[i], memory_order_relaxed);
         uint64_t load =
             (uint64_t)conns * 2 + atomic_load_explicit(&t->busy[i], memory_order_relaxed);
+        uint32_t held = atomic_load_explicit(&t->open[i], memory_order_relaxed),
+                 shaking = atomic_load_explicit(&t->shaking[i], memory_order_relaxed);
+        uint32_t finished = held > shaking ? held - shaking : 0;
         if (l->crew.pid[i] <= 0 || l->crew.leaving[i]) load += (uint64_t)1 << 40;
-        if (conns >= (uint32_t)l->cfg.max_conns) load += (uint64_t)1 << 41;
+        if (finished >= (uint32_t)l->cfg.max_conns) load += (uint64_t)1 << 41;
         if (load < best_load) best = i, best_load = load;
     }
     return best;

@@ -1321,17 +1321,44 @@ static void a_servers_first_send(void **state)
     shmrpc_buf_destroy(&err);
 }
 
-/* A TLS server refuses a connection beyond its caps before TLS, in a plain ERROR frame:
- * the TLS client passes its status on (SHMRPC_EBUSY), rather than a TLS failure. */
+/* A TLS server refuses a connection beyond its worker's cap (its only connection has a
+ * call running, so none makes room) before TLS, in a plain ERROR frame: the TLS client
+ * passes its status on (SHMRPC_EBUSY), rather than a TLS failure. Beyond an address's
+ * limit it refuses when the handshake ends, inside TLS (only finished connections count,
+ * issue 33), with the same status. */
 static void refused_at_the_cap(void **state)
 {
     (void)state;
-    server_tcp.max_conns_per_addr = 1;
+    server_tcp.max_conns = 1;
     pid_t server = start_server(1);
     shmrpc_client_opts o = tls_client();
     shmrpc_client *first = connect_ok(&o);
     check_add(first);
-    connect_fails(&o, SHMRPC_EBUSY, "refused the connection before TLS: too many connections");
+    shmrpc_call *nap = NULL;
+    sh->running = 0;
+    assert_int_equal(calls_nap_start(first, 1000, &nap), 0);
+    int64_t until = test_now_ms() + 2000;
+    while (sh->running < 1 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->running, 1);
+    connect_fails(&o, SHMRPC_EBUSY,
+                  "refused the connection before TLS: too many connections (a worker serves at "
+                  "most 1)");
+    int32_t pid;
+    assert_int_equal(calls_nap_finish(first, nap, &pid), 0);
+    check_add(first);
+    shmrpc_client_free(first);
+    stop_server(server);
+
+    new_address();
+    server_tcp.max_conns = 0;
+    server_tcp.max_conns_per_addr = 1;
+    server = start_server(1);
+    first = connect_ok(&o);
+    check_add(first);
+    connect_fails(&o, SHMRPC_EBUSY,
+                  "too many connections from 127.0.0.1 (the server admits at most 1 from one "
+                  "address)");
     check_add(first);
     shmrpc_client_free(first);
     stop_server(server);

@@ -61,10 +61,18 @@ typedef struct shmrpc_tcp_opts {
                                    * for room in the socket, must keep moving at 1 MiB/s
                                    * and may fall this far behind (docs/wire.md,
                                    * "Progress"); 0: 10 s */
-    int max_conns;                /* server: connections per worker process; 0: 1024. At
-                                   * the cap, the connection idle longest makes room */
+    int max_conns;                /* server: connections per worker process; 0: 1024.
+                                   * Half of them at most are in their handshake (and an
+                                   * address with an eighth of those makes room for its
+                                   * own): past that, or at the cap, one in its handshake
+                                   * makes room for a new connection, else the finished one
+                                   * idle longest (docs/wire.md, "Limits") */
     int max_conns_per_addr;       /* server: connections from one peer address (an IPv6
-                                   * peer: its /64) over all workers; 0: 256 */
+                                   * peer: its /64) that finished their handshake, over all
+                                   * workers; 0: 256. Without a secret or client
+                                   * certificates anyone who can connect finishes one: any
+                                   * local user can then fill 127.0.0.1's count and lock
+                                   * the other local clients out (docs/wire.md, "Limits") */
     size_t buffer_budget;         /* server: bytes of large frames (above 256 KiB) that
                                    * all its connections together hold (being read: what
                                    * has come of them, not what their headers announce;
