@@ -75,6 +75,7 @@ typedef struct tcp_conn {
      * that follow (tend) and waited for by none unless every endpoint is left out. */
     int dial;
     bool probe;
+    bool heard;           /* the server's process answered it (a HELLO_ACK, TLS's flight) */
     short dial_events;    /* what its socket waits for */
     int64_t dial_start;   /* when it began */
     int64_t dial_end;     /* when it gives up: connect_timeout_ms after it began */
@@ -479,6 +480,7 @@ static int dial_begin(tcp_conn *c, int64_t now, int64_t end, shmrpc_buf *err)
     c->dial_start = now;
     c->dial_end = end;
     c->dial_patient = now;
+    c->heard = false;
     shmrpc__tcp_set_nodelay(fd);
     if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0 || errno == EINPROGRESS ||
         errno == EINTR) /* the connect goes on: poll says when it ended */
@@ -544,6 +546,7 @@ static int dial_done(tcp_conn *c, shmrpc_buf *err)
 static int hello_acked(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
     const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
+    c->heard = true;
     if (h->kind == SHMRPC__KIND_ERROR) return error_frame(c, err);
     if (h->kind != SHMRPC__KIND_HELLO_ACK) {
         shmrpc__msg_set(err, "tcp://%s answered the HELLO with a %s frame", c->where,
@@ -696,6 +699,7 @@ static int dial_step(tcp_conn *c, short revents, int64_t now, shmrpc_buf *err)
                 c->dial_events = step == 1 ? POLLIN : POLLOUT;
                 goto waits;
             }
+            c->heard = true; /* the server's flight came, and checked */
             rc = hello_begin(c, err);
         } else {
             while (c->sent < c->out.len) {
@@ -1535,8 +1539,13 @@ static tcp_conn *race(tcp_pool *p, int i, tcp_search *s, int *won_at, shmrpc_buf
  * endpoint whose backoff ended, and those under way move on as far as their sockets allow
  * (one poll that does not wait). A probe that ends its handshake takes its endpoint back;
  * one that fails, or has not ended within tcp.connect_timeout_ms, leaves it out for a
- * longer backoff. An endpoint left out with asynchronous calls still in flight on its
- * connection waits for them first. Done at most once a millisecond, so that a client
+ * longer backoff, unless the server's process had answered it (its HELLO_ACK, or TLS's
+ * flight) and then let it go or let it wait: a probe moves only when calls come, and a
+ * client that calls less often than the server's handshake timeout (5 s) sends its AUTH,
+ * or TLS's second flight, too late. Such a host answers: it is taken back without a
+ * connection, and the next call that goes there makes one (race, which bounds the wait
+ * by the attempt delay). An endpoint left out with asynchronous calls still in flight on
+ * its connection waits for them first. Done at most once a millisecond, so that a client
  * calling back to back pays one poll per millisecond while a probe is under way. */
 #define TEND_EVERY_NS NS_PER_MS
 
@@ -1571,7 +1580,12 @@ static void tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch)
         tcp_conn *c = p->eps[at[k]];
         int rc = dial_step(c, r > 0 ? fds[k].revents : 0, now, scratch);
         if (rc == 0 && (rc = made(p, c)) != 0) conn_break(c);
-        if (rc < 0) eject(p, c, now, shmrpc__msg_get(scratch));
+        if (rc < 0 && c->heard && (rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ETIMEDOUT)) {
+            c->suspect = false; /* it answered, too soon for this client */
+            c->eject_until = 0;
+        } else if (rc < 0) {
+            eject(p, c, now, shmrpc__msg_get(scratch));
+        }
     }
 }
 

@@ -152,6 +152,7 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
 static const Calls_handlers handlers = {.echo = h_echo, .add = h_add, .nap = h_nap};
 
 static int starting; /* the index of the server being started, for prepare_server */
+static const shmrpc_tcp_opts *server_tcp; /* the servers' tcp:// settings; NULL: defaults */
 
 static void prepare_server(void)
 {
@@ -165,7 +166,8 @@ static pid_t start_server(int i)
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[i]);
     starting = i;
-    test_server ts = {&Calls_service, &handlers, addr, WORKERS, 0, prepare_server, NULL, NULL};
+    test_server ts = {&Calls_service, &handlers,  addr, WORKERS, 0,
+                      prepare_server, server_tcp, NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     setpgid(pid, pid);
@@ -192,7 +194,14 @@ static void await_server(int i)
     char addr[64];
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[i]);
     int rc;
-    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    shmrpc_client_opts o; /* with the servers' secret, if they have one */
+    shmrpc_client_opts_init(&o);
+    if (server_tcp) { /* and TLS, if they serve it (loopback: the certificate unchecked) */
+        o.tcp.secret = server_tcp->secret;
+        o.tcp.secret_len = server_tcp->secret_len;
+        o.tcp.tls = server_tcp->tls_cert ? SHMRPC_TLS_ON : SHMRPC_TLS_OFF;
+    }
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
     if (rc) fail_msg("server %d at %s: %s: %s", i, addr, shmrpc_strerror(rc), shmrpc_errmsg());
     shmrpc_client_free(c);
 }
@@ -402,6 +411,7 @@ static int setup(void **state)
     memset(shared, 0, sizeof *shared);
     call_timeout_ms = TIMEOUT_MS;
     async_client = -1;
+    server_tcp = NULL;
     for (int i = 0; i < SERVERS; i++) {
         ports[i] = test_free_port();
         for (int j = 0; j < i; j++) /* distinct, as the kernel may hand a port out again */
@@ -412,9 +422,13 @@ static int setup(void **state)
     return 0;
 }
 
+static void relay_stop(void);
+static void remove_certificate(void);
+
 static int teardown(void **state)
 {
     (void)state;
+    relay_stop();
     atomic_store(&shared->stop, 1);
     atomic_store(&shared->hold, 0);
     for (int k = 0; k < CLIENTS; k++)
@@ -435,6 +449,7 @@ static int teardown(void **state)
         snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", ports[i]);
         if (ports[i] > 0) test_tcp_stats_forget(addr);
     }
+    remove_certificate();
     return 0;
 }
 
@@ -1153,6 +1168,174 @@ static void stagger_by_sockets(void **state)
     stop_servers();
 }
 
+/* A relay from a port of 127.0.0.1 to server i that holds each chunk RELAY_MS each way
+ * before passing it on: a host a round trip away, where a handshake takes several steps.
+ * Its threads end with their connections, and the acceptor when relay_stop shuts it. */
+enum { RELAY_MS = 20 };
+
+typedef struct relay_pipe {
+    int from, to;
+} relay_pipe;
+
+static void *relay_copy(void *arg)
+{
+    relay_pipe *rp = arg;
+    char buf[16384];
+    for (ssize_t n; (n = recv(rp->from, buf, sizeof buf, 0)) > 0;) {
+        nap_ms(RELAY_MS);
+        for (ssize_t at = 0, k; at < n; at += k)
+            if ((k = send(rp->to, buf + at, (size_t)(n - at), MSG_NOSIGNAL)) <= 0) goto out;
+    }
+out:
+    shutdown(rp->to, SHUT_WR);
+    shutdown(rp->from, SHUT_RD);
+    free(rp);
+    return NULL;
+}
+
+static int relay_fd = -1, relay_to;
+
+static void *relay_accept(void *arg)
+{
+    (void)arg;
+    for (int c; (c = accept(relay_fd, NULL, NULL)) >= 0;) {
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)relay_to)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) != 0) {
+            close(c);
+            if (s >= 0) close(s);
+            continue;
+        }
+        relay_pipe *up = malloc(sizeof *up), *down = malloc(sizeof *down);
+        pthread_t t;
+        if (!up || !down) abort();
+        *up = (relay_pipe){c, s};
+        *down = (relay_pipe){s, c};
+        if (pthread_create(&t, NULL, relay_copy, up) || pthread_detach(t) ||
+            pthread_create(&t, NULL, relay_copy, down) || pthread_detach(t))
+            abort();
+    }
+    return NULL;
+}
+
+/* Starts the relay to port to: its own port. */
+static int relay_start(int to)
+{
+    relay_to = to;
+    relay_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_true(relay_fd >= 0);
+    assert_int_equal(bind(relay_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(relay_fd, 16), 0);
+    assert_int_equal(getsockname(relay_fd, (struct sockaddr *)&sa, &len), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, relay_accept, NULL), 0);
+    assert_int_equal(pthread_detach(t), 0);
+    return ntohs(sa.sin_port);
+}
+
+static void relay_stop(void)
+{
+    if (relay_fd >= 0) shutdown(relay_fd, SHUT_RDWR); /* the acceptor's accept fails */
+}
+
+static char cert_dir[] = "/tmp/hosts_test_XXXXXX"; /* made by rare_caller, for TLS */
+static bool cert_made;
+
+/* A self-signed certificate for 127.0.0.1 (ECDSA P-256, two days) in cert_dir, by the
+ * openssl program: cert.pem, cert.key. */
+static void make_certificate(void)
+{
+    assert_non_null(mkdtemp(cert_dir));
+    cert_made = true;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && timeout 60 openssl req -x509 -newkey ec -pkeyopt "
+             "ec_paramgen_curve:P-256 -nodes -keyout cert.key -out cert.pem -days 2 -subj "
+             "/CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+             cert_dir);
+    if (system(cmd) != 0) fail_msg("the openssl program could not make a certificate");
+}
+
+static void remove_certificate(void)
+{
+    if (!cert_made) return;
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cert_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cert_dir);
+    cert_made = false;
+}
+
+/* A client that calls less often than the servers' handshake timeout, through a list whose
+ * first host (20 ms away, through the relay) was down when the client connected and comes
+ * up later: the host is taken back. Its probe is begun by one call and moved on by the
+ * next, by which time a server that waits for the client's next step (its AUTH with a
+ * shared secret, its second flight with TLS) has given up on it: a probe that the
+ * server's process answered counts as the host answering, and the next call that goes
+ * there makes its connection. */
+static void rare_caller(bool tls)
+{
+    static const char secret[] = "hosts_test: a shared secret, not a secret";
+    static shmrpc_tcp_opts tcp;
+    static char cert[64], key[64];
+    tcp = (shmrpc_tcp_opts){.handshake_timeout_ms = 200};
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.probe_interval_ms = 50;
+    if (tls) {
+        make_certificate();
+        snprintf(cert, sizeof cert, "%s/cert.pem", cert_dir);
+        snprintf(key, sizeof key, "%s/cert.key", cert_dir);
+        tcp.tls_cert = cert;
+        tcp.tls_key = key;
+        o.tcp.tls = SHMRPC_TLS_ON; /* loopback without a CA: not checked */
+    } else {
+        tcp.secret = o.tcp.secret = secret;
+        tcp.secret_len = o.tcp.secret_len = sizeof secret - 1;
+    }
+    server_tcp = &tcp;
+    start_server(1);
+    await_server(1);
+    int far = relay_start(ports[0]); /* nobody serves there yet */
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), 0);
+    char two[96];
+    snprintf(two, sizeof two, "tcp://127.0.0.1:%d,127.0.0.1:%d", far, ports[1]);
+    int rc = shmrpc_client_connect(c, two);
+    if (rc) fail_msg("connect %s: %s: %s", two, shmrpc_strerror(rc), shmrpc_errmsg());
+    start_server(0);
+    await_server(0);
+    int on[2] = {0, 0};
+    for (int i = 0; i < 12; i++) {
+        usleep(600 * 1000); /* calls further apart than the handshake timeout */
+        int32_t pid = 0;
+        rc = calls_nap(c, 0, &pid);
+        if (rc) fail_msg("call %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        on[pid == servers[1]]++;
+    }
+    print_message("    12 calls 600 ms apart%s: %d on the far host that came up, %d on the other\n",
+                  tls ? " over TLS" : " with a secret", on[0], on[1]);
+    shmrpc_client_free(c);
+    relay_stop();
+    assert_true(on[0] >= 3);
+    stop_servers();
+}
+
+static void rare_caller_with_a_secret(void **state)
+{
+    (void)state;
+    rare_caller(false);
+}
+
+static void rare_caller_over_tls(void **state)
+{
+    (void)state;
+    rare_caller(true);
+}
+
 int main(void)
 {
     shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1171,6 +1354,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(stopped_host_new_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(stopped_host_running_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(stagger_by_sockets, setup, teardown),
+        cmocka_unit_test_setup_teardown(rare_caller_with_a_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(rare_caller_over_tls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
