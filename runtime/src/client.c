@@ -139,6 +139,7 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     shmrpc_buf *err = shmrpc__err_begin();
     /* Reconnecting (after the server went away, say) starts from a clean slate. */
     disconnect(c);
+    c->cfg.connect_call_ms = c->timeout;
     int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
     return shmrpc__err_end(rc);
 }

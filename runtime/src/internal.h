@@ -150,7 +150,7 @@ typedef struct shmrpc__tcp_cfg {
     bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
-    int64_t probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
+    int64_t attempt_delay_ns, probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
     int max_conns, max_per_addr;
     int max_in_flight; /* a client's asynchronous calls per connection */
     int max_running;   /* a server's calls of one connection running at once */
@@ -199,6 +199,9 @@ typedef struct shmrpc__client_cfg {
     size_t max_msg;
     shmrpc_wait_opts wait;
     shmrpc__tcp_cfg tcp;
+    /* The client's call timeout when it connects (ms, or SHMRPC_TIMEOUT_INFINITE): a
+     * tcp:// connect ends by then too, as a call's attempts to connect end by its deadline. */
+    int64_t connect_call_ms;
 } shmrpc__client_cfg;
 
 /* --- transports (transport.c, inproc.c) ----------------------------------------------

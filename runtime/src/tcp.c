@@ -64,6 +64,7 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o)
         !ms_to_ns(o->handshake_timeout_ms, 5000, &cfg->handshake_ns) ||
         !ms_to_ns(o->idle_timeout_ms, 300 * 1000, &cfg->idle_ns) ||
         !ms_to_ns(o->progress_timeout_ms, 10 * 1000, &cfg->progress_ns) ||
+        !ms_to_ns(o->attempt_delay_ms, 250, &cfg->attempt_delay_ns) ||
         !ms_to_ns(o->probe_interval_ms, 100, &cfg->probe_ns) ||
         !ms_to_ns(o->resolve_interval_ms, 30 * 1000, &cfg->resolve_ns))
         return SHMRPC_EINVAL;

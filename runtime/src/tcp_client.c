@@ -57,14 +57,33 @@ typedef struct tcp_conn {
     shmrpc_arena *arena;
     /* Its place among the client's endpoints (tcp_pool): */
     shmrpc__table own_table;
-    int entry;           /* the list entry it was resolved from */
-    bool seen;           /* found again by the latest resolution */
-    int outstanding;     /* calls in flight on it */
-    int fails;           /* failures in a row: its backoff */
-    int64_t eject_until; /* left out of the choice until then */
-    bool drained;        /* the last call read a DRAIN: its server takes no new call */
-    bool left;           /* the last call read an ERROR that closes the connection */
-    char why[200];       /* why it was last left out */
+    int entry;       /* the list entry it was resolved from */
+    bool seen;       /* found again by the latest resolution */
+    int outstanding; /* calls in flight on it */
+    int fails;       /* failures in a row: its backoff */
+    /* Left out of the choice (it refused, failed or stalled) until a probe of it ends its
+     * handshake, or until an answer comes on its connection; the probe starts at
+     * eject_until (tend). */
+    bool suspect;
+    int64_t eject_until;
+    bool drained;  /* the last call read a DRAIN: its server takes no new call */
+    bool left;     /* the last call read an ERROR that closes the connection */
+    char why[200]; /* why it was last left out */
+    /* A connection being made (docs/wire.md, "Endpoint lists"): its step, DIAL_NONE once
+     * made (fd >= 0) or when there is none (fd < 0). A call's attempt (race) lives within
+     * the call; a probe (the endpoint is suspect) in the background, stepped by the calls
+     * that follow (tend) and waited for by none unless every endpoint is left out. */
+    int dial;
+    bool probe;
+    bool heard;           /* the server's process answered it (a HELLO_ACK, TLS's flight) */
+    short dial_events;    /* what its socket waits for */
+    int64_t dial_start;   /* when it began */
+    int64_t dial_end;     /* when it gives up: connect_timeout_ms after it began */
+    int64_t dial_patient; /* until then the next endpoint's attempt waits for it (race) */
+    size_t sent;          /* bytes of out (a HELLO, an AUTH) sent */
+    uint8_t nonce[SHMRPC__AUTH_LEN]; /* the HELLO's, with a secret */
+    uint8_t proof[SHMRPC__AUTH_LEN]; /* the server's proof expected (DIAL_AUTH) */
+    shmrpc__hello ack;               /* the server's HELLO_ACK, its table in arena */
     /* Asynchronous calls whose requests went out whole on this connection (newest first). */
     shmrpc__pending *inflight;
     int n_inflight;
@@ -89,11 +108,23 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
-/* Lets go of a broken connection, and of what was read from it: the next owes nothing. */
+/* The steps of a connection being made (tcp_conn.dial). */
+enum { DIAL_NONE, DIAL_TCP, DIAL_TLS, DIAL_HELLO, DIAL_AUTH };
+
+static bool connected(const tcp_conn *c)
+{
+    return c->fd >= 0 && c->dial == DIAL_NONE;
+}
+
+/* Lets go of a broken connection, or one being made, and of what was read from it: the
+ * next owes nothing. */
 static void conn_break(tcp_conn *c)
 {
     if (c->fd >= 0) shmrpc__io_close(&c->io, true);
     c->fd = -1;
+    if (c->dial == DIAL_AUTH) shmrpc__auth_wipe(c->proof, sizeof c->proof);
+    c->dial = DIAL_NONE;
+    c->probe = false;
     shmrpc_buf_clear(&c->in);
     c->used = 0;
     c->owed = 0;
@@ -431,160 +462,274 @@ static int error_frame(tcp_conn *c, shmrpc_buf *err)
     return status;
 }
 
-static int connect_socket(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
+/* --- making a connection: a dial, one step at a time ---------------------------------- */
+
+/* Begins a dial of c: a non-blocking connect, given up at end. 0 with c->dial set, else a
+ * status with err (nothing is left open). */
+static int dial_begin(tcp_conn *c, int64_t now, int64_t end, shmrpc_buf *err)
 {
     int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return shmrpc__tcp_sys_error(err, errno, "cannot open a socket for", c->where);
     c->fd = fd;
     shmrpc__io_init(&c->io, fd);
     c->rcvtimeo_ms = -1;
+    c->comp = 0;
+    c->proto = 0;
+    c->dial = DIAL_TCP;
+    c->dial_events = POLLOUT;
+    c->dial_start = now;
+    c->dial_end = end;
+    c->dial_patient = now;
+    c->heard = false;
     shmrpc__tcp_set_nodelay(fd);
-    if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0) goto connected;
-    if (errno != EINPROGRESS && errno != EINTR) goto failed;
-    int rc = wait_fd(fd, POLLOUT, deadline);
-    if (rc == SHMRPC_ETIMEDOUT) {
-        conn_break(c);
-        shmrpc__msg_set(err, "connecting to tcp://%s timed out", c->where);
-        return rc;
-    }
-    int e = 0;
-    socklen_t el = sizeof e;
-    if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) goto connected;
-    errno = e ? e : errno;
-failed:
+    if (connect(fd, (const struct sockaddr *)&c->addr, c->addr_len) == 0 || errno == EINPROGRESS ||
+        errno == EINTR) /* the connect goes on: poll says when it ended */
+        return 0;
     shmrpc__msg_set(err, "no server at tcp://%s: %s", c->where, strerror(errno));
     conn_break(c);
     return SHMRPC_EUNAVAIL;
-connected: /* from now on receives block (see fill) and sends do not (MSG_DONTWAIT) */
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    return 0;
 }
 
-/* TLS's handshake over the connected socket, within deadline. The server's certificate
- * is checked here; whether it accepts ours, a TLS 1.3 client learns at its first read
- * (broken() then says why). */
-static int tls_handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
-{
-    int rc = shmrpc__io_tls(&c->io, c->tls);
-    while (rc == 0) {
-        int step = shmrpc__io_handshake(&c->io);
-        if (step == 0) return 0;
-        if (step < 0) return shmrpc__io_error(&c->io, c->where, err);
-        rc = wait_fd(c->fd, step == 1 ? POLLIN : POLLOUT, deadline);
-        if (rc == SHMRPC_ETIMEDOUT)
-            shmrpc__msg_set(err, "the TLS handshake with tcp://%s did not end in time", c->where);
-        else if (rc)
-            shmrpc__msg_set(err, "the TLS handshake with tcp://%s broke: %s", c->where,
-                            shmrpc_strerror(rc));
-    }
-    return rc;
-}
-
-/* With a shared secret: sends the client's proof and checks the server's. hello and ack
- * are the handshake's bodies as they went over the wire. */
-static int authenticate(tcp_conn *c, shmrpc_bytes hello, shmrpc_bytes ack, int64_t deadline,
-                        shmrpc_buf *err)
-{
-    uint8_t proof[2][SHMRPC__AUTH_LEN];
-    shmrpc__auth_proofs(&c->cfg->tcp, hello, ack, proof[0], proof[1]);
-    uint8_t frame[SHMRPC__FRAME_HDR_SIZE + SHMRPC__AUTH_LEN];
-    shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_AUTH, .body_len = SHMRPC__AUTH_LEN};
-    shmrpc__frame_hdr_encode(&h, frame);
-    memcpy(frame + SHMRPC__FRAME_HDR_SIZE, proof[0], SHMRPC__AUTH_LEN);
-    int rc = send_all(c, frame, sizeof frame, deadline, err);
-    if (rc == 0) rc = read_frame(c, SHMRPC__WIRE_MAX_HELLO, &h, deadline, err);
-    if (rc == 0 && h.kind == SHMRPC__KIND_ERROR) {
-        rc = error_frame(c, err);
-    } else if (rc == 0 && h.kind != SHMRPC__KIND_AUTH) {
-        shmrpc__msg_set(err, "tcp://%s answered the AUTH with a %s frame", c->where,
-                        shmrpc__frame_kind_name(h.kind));
-        rc = SHMRPC_EPROTO;
-    } else if (rc == 0 && !shmrpc__auth_equal(frame_body(c).ptr, proof[1])) {
-        shmrpc__msg_set(err, "tcp://%s does not hold the same shared secret (its proof is wrong)",
-                        c->where);
-        rc = SHMRPC_EPERM;
-    }
-    shmrpc__auth_wipe(proof, sizeof proof);
-    return rc;
-}
-
-/* Sends the HELLO and checks the HELLO_ACK; with a shared secret, both sides then prove
- * they hold it. Only then are the server's methods mapped (c->map) and its table kept. */
-static int handshake(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
+/* The HELLO that c sends (and checks the HELLO_ACK against). */
+static void hello_of(const tcp_conn *c, shmrpc__hello *hello)
 {
     const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
-    uint8_t nonce[SHMRPC__AUTH_LEN];
     /* Over loopback, copying is faster than any compressor (bench: tcp/text-snappy): by
      * default a client offers compression to other hosts only. */
     bool local = cfg->compression_auto && shmrpc__tcp_is_loopback(&c->addr);
-    shmrpc__hello hello = {.proto = cfg->wire_proto,
-                           .info = *c->info,
-                           .compression = local ? 0 : cfg->compression,
-                           .threshold = cfg->threshold,
-                           .max_msg = shmrpc__tcp_cap32(c->cfg->max_msg)};
-    if (cfg->secret_len) {
-        int rc = shmrpc__auth_nonce(nonce);
+    *hello = (shmrpc__hello){.proto = cfg->wire_proto,
+                             .info = *c->info,
+                             .compression = local ? 0 : cfg->compression,
+                             .threshold = cfg->threshold,
+                             .max_msg = shmrpc__tcp_cap32(c->cfg->max_msg)};
+    if (cfg->secret_len) hello->auth = shmrpc_bytes_of(c->nonce, sizeof c->nonce);
+}
+
+/* Puts the HELLO in c->out, to be sent by the next steps. */
+static int hello_begin(tcp_conn *c, shmrpc_buf *err)
+{
+    if (c->cfg->tcp.secret_len) {
+        int rc = shmrpc__auth_nonce(c->nonce);
         if (rc) return rc;
-        hello.auth = shmrpc_bytes_of(nonce, sizeof nonce);
     }
+    shmrpc__hello hello;
+    hello_of(c, &hello);
     shmrpc_buf_clear(&c->out);
     size_t at = shmrpc__frame_begin(&c->out, SHMRPC__KIND_HELLO, 0, 0, 0);
     int rc = shmrpc__hello_write(&c->out, SHMRPC__KIND_HELLO, &hello, err);
     if (rc == 0) rc = shmrpc__frame_end(&c->out, at);
-    if (rc == 0) rc = send_all(c, c->out.data, c->out.len, deadline, err);
-    shmrpc__frame_hdr h;
-    if (rc == 0) rc = read_frame(c, SHMRPC__WIRE_MAX_HELLO, &h, deadline, err);
-    if (rc) return rc;
-    if (h.kind == SHMRPC__KIND_ERROR) return error_frame(c, err);
-    if (h.kind != SHMRPC__KIND_HELLO_ACK) {
+    c->sent = 0;
+    c->dial = DIAL_HELLO;
+    return rc;
+}
+
+/* The connection is made: the server's table (checked only now, once the server proved
+ * it holds the secret) is mapped into c->map and kept. */
+static int dial_done(tcp_conn *c, shmrpc_buf *err)
+{
+    int rc = shmrpc__table_accept(c->info, &c->ack.info, c->map, c->table, err);
+    if (rc == 0) {
+        c->comp = c->ack.compression;
+        c->threshold = c->ack.threshold;
+        c->peer_max = c->ack.max_msg;
+        c->proto = c->ack.proto;
+        c->drained = false;
+        c->dial = DIAL_NONE;
+    }
+    shmrpc_arena_reset(c->arena);
+    memset(&c->ack, 0, sizeof c->ack);
+    return rc;
+}
+
+/* The HELLO_ACK (or an ERROR) in hand: checked; with a shared secret, both sides then
+ * prove they hold it (the client's AUTH goes out next), else the connection is made. */
+static int hello_acked(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err)
+{
+    const shmrpc__tcp_cfg *cfg = &c->cfg->tcp;
+    c->heard = true;
+    if (h->kind == SHMRPC__KIND_ERROR) return error_frame(c, err);
+    if (h->kind != SHMRPC__KIND_HELLO_ACK) {
         shmrpc__msg_set(err, "tcp://%s answered the HELLO with a %s frame", c->where,
-                        shmrpc__frame_kind_name(h.kind));
+                        shmrpc__frame_kind_name(h->kind));
         return SHMRPC_EPROTO;
     }
-    shmrpc__hello ack;
+    shmrpc__hello hello;
+    hello_of(c, &hello);
     shmrpc_arena_reset(c->arena);
-    rc = shmrpc__hello_parse(frame_body(c), SHMRPC__KIND_HELLO_ACK, c->arena, &ack, err);
-    if (rc == 0) rc = shmrpc__hello_accept(&hello, &ack, err);
-    if (rc == 0 && ack.auth.len && !cfg->secret_len) {
+    int rc = shmrpc__hello_parse(frame_body(c), SHMRPC__KIND_HELLO_ACK, c->arena, &c->ack, err);
+    if (rc == 0) rc = shmrpc__hello_accept(&hello, &c->ack, err);
+    if (rc == 0 && c->ack.auth.len && !cfg->secret_len) {
         shmrpc__msg_set(err,
                         "tcp://%s requires a shared secret, and this client has none "
                         "(shmrpc_tcp_opts.secret)",
                         c->where);
         rc = SHMRPC_EPERM;
-    } else if (rc == 0 && cfg->secret_len && ack.auth.len != SHMRPC__AUTH_LEN) {
+    } else if (rc == 0 && cfg->secret_len && c->ack.auth.len != SHMRPC__AUTH_LEN) {
         shmrpc__msg_set(err,
                         "tcp://%s does not ask for the shared secret: it may not be the "
                         "server this client is meant for",
                         c->where);
         rc = SHMRPC_EPERM;
     }
-    if (rc == 0 && cfg->secret_len) {
-        shmrpc_bytes sent = shmrpc_bytes_of(c->out.data + SHMRPC__FRAME_HDR_SIZE,
-                                            c->out.len - SHMRPC__FRAME_HDR_SIZE);
-        rc = authenticate(c, sent, frame_body(c), deadline, err);
-    }
-    if (rc == 0) rc = shmrpc__table_accept(c->info, &ack.info, c->map, c->table, err);
-    if (rc == 0) {
-        c->comp = ack.compression;
-        c->threshold = ack.threshold;
-        c->peer_max = ack.max_msg;
-        c->proto = ack.proto;
-    }
-    shmrpc_arena_reset(c->arena);
-    return rc;
+    if (rc) return rc;
+    if (!cfg->secret_len) return dial_done(c, err);
+    /* The proofs are over both bodies as they went over the wire: the HELLO still in out,
+     * the HELLO_ACK in hand. */
+    uint8_t proof[2][SHMRPC__AUTH_LEN];
+    shmrpc_bytes sent =
+        shmrpc_bytes_of(c->out.data + SHMRPC__FRAME_HDR_SIZE, c->out.len - SHMRPC__FRAME_HDR_SIZE);
+    shmrpc__auth_proofs(cfg, sent, frame_body(c), proof[0], proof[1]);
+    c->ack.auth = shmrpc_bytes_of(NULL, 0); /* it pointed into the frame in hand */
+    shmrpc_buf_clear(&c->out);
+    shmrpc__frame_hdr a = {.kind = SHMRPC__KIND_AUTH, .body_len = SHMRPC__AUTH_LEN};
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr_encode(&a, hdr);
+    if (shmrpc_buf_append(&c->out, hdr, sizeof hdr) == 0)
+        shmrpc_buf_append(&c->out, proof[0], SHMRPC__AUTH_LEN);
+    memcpy(c->proof, proof[1], sizeof c->proof);
+    shmrpc__auth_wipe(proof, sizeof proof);
+    if (c->out.err) return c->out.err;
+    c->sent = 0;
+    c->dial = DIAL_AUTH;
+    return 0;
 }
 
-static int attach(tcp_conn *c, int64_t deadline, shmrpc_buf *err)
+/* The server's AUTH (or an ERROR) in hand: its proof must be the one expected. */
+static int auth_answered(tcp_conn *c, const shmrpc__frame_hdr *h, shmrpc_buf *err)
 {
-    int64_t limit = shmrpc__now_ns() + c->cfg->tcp.connect_ns;
-    if (deadline > limit) deadline = limit;
-    c->comp = 0;
-    c->proto = 0;
-    int rc = connect_socket(c, deadline, err);
-    if (rc == 0 && c->tls) rc = tls_handshake(c, deadline, err);
-    if (rc == 0) rc = handshake(c, deadline, err);
+    int rc = 0;
+    if (h->kind == SHMRPC__KIND_ERROR) {
+        rc = error_frame(c, err);
+    } else if (h->kind != SHMRPC__KIND_AUTH) {
+        shmrpc__msg_set(err, "tcp://%s answered the AUTH with a %s frame", c->where,
+                        shmrpc__frame_kind_name(h->kind));
+        rc = SHMRPC_EPROTO;
+    } else if (frame_body(c).len != SHMRPC__AUTH_LEN ||
+               !shmrpc__auth_equal(frame_body(c).ptr, c->proof)) {
+        shmrpc__msg_set(err, "tcp://%s does not hold the same shared secret (its proof is wrong)",
+                        c->where);
+        rc = SHMRPC_EPERM;
+    }
+    shmrpc__auth_wipe(c->proof, sizeof c->proof);
+    return rc ? rc : dial_done(c, err);
+}
+
+/* Reads what has come of the next handshake frame, without waiting: 0 once it is whole
+ * at the front of c->in (c->used), 1 while more must come, else a status with err. */
+static int dial_read(tcp_conn *c, shmrpc__frame_hdr *h, shmrpc_buf *err)
+{
+    consume(c);
+    for (;;) {
+        size_t need = SHMRPC__FRAME_HDR_SIZE;
+        if (c->in.len >= need) {
+            int rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE,
+                                              SHMRPC__WIRE_MAX_HELLO, c->comp, h, err);
+            if (rc) return rc;
+            need += h->body_len;
+            if (c->in.len >= need) {
+                c->used = need;
+                return 0;
+            }
+        }
+        if (shmrpc__buf_grow(&c->in, need - c->in.len + READ_AHEAD)) return c->in.err;
+        ssize_t k =
+            shmrpc__io_recv(&c->io, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+        if (k > 0) {
+            c->in.len += (size_t)k;
+            continue;
+        }
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+        if (k == 0) errno = 0;
+        return broken(c, err, k == 0 ? "(the server closed it)" : "while receiving");
+    }
+}
+
+/* Why c's dial, at its step now, has not ended after its time (ms). */
+static void dial_late(const tcp_conn *c, int64_t ms, shmrpc_buf *err)
+{
+    if (c->dial == DIAL_TCP)
+        shmrpc__msg_set(err, "connecting to tcp://%s timed out (%" PRId64 " ms)", c->where, ms);
+    else if (c->dial == DIAL_TLS)
+        shmrpc__msg_set(err, "the TLS handshake with tcp://%s did not end in time (%" PRId64 " ms)",
+                        c->where, ms);
+    else
+        shmrpc__msg_set(err,
+                        "tcp://%s took the connection but did not answer its handshake within "
+                        "%" PRId64 " ms",
+                        c->where, ms);
+}
+
+/* Moves c's dial on as far as it goes without waiting, from what poll said of its socket
+ * (revents; 0: nothing). 0 once the connection is made; while it waits, the events its
+ * socket waits for; else a status with err, and c let go. It gives up at c->dial_end. */
+static int dial_step(tcp_conn *c, short revents, int64_t now, shmrpc_buf *err)
+{
+    int rc = 0;
+    if (!revents && !shmrpc__io_pending(&c->io)) goto waits;
+    while (rc == 0 && c->dial != DIAL_NONE) {
+        if (c->dial == DIAL_TCP) {
+            int e = 0;
+            socklen_t el = sizeof e;
+            if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+            if (e == 0 && !(revents & POLLOUT)) e = ECONNREFUSED; /* a hang-up, no error */
+            if (e) {
+                shmrpc__msg_set(err, "no server at tcp://%s: %s", c->where, strerror(e));
+                rc = SHMRPC_EUNAVAIL;
+                break;
+            }
+            /* From now on receives block (see fill) and sends do not (MSG_DONTWAIT); the
+             * dial's receives say MSG_DONTWAIT. */
+            fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+            if (c->tls) {
+                rc = shmrpc__io_tls(&c->io, c->tls);
+                c->dial = DIAL_TLS;
+            } else {
+                rc = hello_begin(c, err);
+            }
+        } else if (c->dial == DIAL_TLS) {
+            /* The server's certificate is checked here; whether it accepts ours, a TLS 1.3
+             * client learns at its first read (broken() then says why). */
+            int step = shmrpc__io_handshake(&c->io);
+            if (step < 0) {
+                rc = shmrpc__io_error(&c->io, c->where, err);
+                break;
+            }
+            if (step > 0) {
+                c->dial_events = step == 1 ? POLLIN : POLLOUT;
+                goto waits;
+            }
+            c->heard = true; /* the server's flight came, and checked */
+            rc = hello_begin(c, err);
+        } else {
+            while (c->sent < c->out.len) {
+                ssize_t k = shmrpc__io_send(&c->io, c->out.data + c->sent, c->out.len - c->sent);
+                if (k > 0) {
+                    c->sent += (size_t)k;
+                } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    c->dial_events = POLLOUT;
+                    goto waits;
+                } else if (k >= 0 || errno != EINTR) {
+                    return broken(c, err, "while sending the handshake");
+                }
+            }
+            shmrpc__frame_hdr h;
+            rc = dial_read(c, &h, err);
+            if (rc == 1) {
+                c->dial_events = POLLIN;
+                goto waits;
+            }
+            if (rc == 0)
+                rc = c->dial == DIAL_HELLO ? hello_acked(c, &h, err) : auth_answered(c, &h, err);
+        }
+    }
     if (rc) conn_break(c);
     return rc;
+waits:
+    if (now < c->dial_end) return c->dial_events;
+    dial_late(c, (c->dial_end - c->dial_start) / NS_PER_MS, err);
+    conn_break(c);
+    return SHMRPC_ETIMEDOUT;
 }
 
 static int send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags, shmrpc_bytes req,
@@ -703,8 +848,10 @@ typedef struct tcp_pool {
     struct tcp_lookup *lookup; /* a round of resolving them, under way */
     tcp_conn *eps[SHMRPC_TCP_MAX_ENDPOINTS];
     int n_eps;
-    unsigned cursor; /* where the next choice starts among equals (round robin) */
-    shmrpc_buf why;  /* the reasons of a call's failed tries */
+    unsigned cursor;    /* where the next choice starts among equals (round robin) */
+    int64_t tended_ns;  /* when the background work (tend) was last done */
+    shmrpc_buf why;     /* the reasons of a call's failed tries */
+    shmrpc_buf scratch; /* messages of the background work (tend) while calls wait */
     /* The first failure to make an endpoint's TLS context (a file that cannot be read, a
      * CA store that cannot be loaded): connect fails with it; a later round of resolving
      * leaves such an endpoint out. */
@@ -1117,31 +1264,91 @@ static int parse_list(tcp_pool *p, const char *where, shmrpc_buf *err)
 
 /* --- choosing an endpoint ----------------------------------------------------------------- */
 
-/* The endpoint for the next try: of those neither left out nor tried by this call (bits of
- * tried), the one with the fewest calls in flight, the first from the cursor among equals,
- * so that a client with one call at a time goes round them. NULL when none is left. */
-static tcp_conn *pick(tcp_pool *p, int64_t now, uint64_t tried, int *index)
+/* Whether calls go to c: it is not left out (a probe of it takes it back). */
+static bool usable(const tcp_conn *c)
 {
-    tcp_conn *best = NULL;
+    return !c->suspect;
+}
+
+/* Whether an endpoint but c takes calls. */
+static bool others_usable(const tcp_pool *p, const tcp_conn *c)
+{
+    for (int i = 0; i < p->n_eps; i++)
+        if (p->eps[i] != c && usable(p->eps[i])) return true;
+    return false;
+}
+
+/* The endpoint for the next try (its index, -1 when none is left): of those not left out
+ * and not in mask (tried by this call, or being connected for it), the one with the fewest
+ * calls in flight, the first from the cursor among equals, so that a client with one call
+ * at a time goes round them; with room (calls in flight on it below tcp.max_in_flight) when
+ * room is set, and then *full says whether an endpoint had none. When every endpoint is
+ * left out, the probes under way are all there is, and the call may wait for them. */
+static int choose(tcp_pool *p, uint64_t mask, bool room, bool *full)
+{
+    bool any = false;
+    for (int i = 0; i < p->n_eps && !any; i++)
+        any = usable(p->eps[i]);
+    int best = -1;
+    if (full) *full = false;
     for (int k = 0; k < p->n_eps; k++) {
         int i = (int)((p->cursor + (unsigned)k) % (unsigned)p->n_eps);
         tcp_conn *c = p->eps[i];
-        if ((tried >> i & 1) || now < c->eject_until) continue;
-        if (!best || c->outstanding < best->outstanding) best = c, *index = i;
+        if ((mask >> i & 1) || (any ? !usable(c) : !c->probe)) continue;
+        if (room && c->n_inflight >= p->cfg->tcp.max_in_flight) {
+            *full = true;
+            continue;
+        }
+        if (best < 0 || c->outstanding < p->eps[best]->outstanding) best = i;
     }
-    if (best) p->cursor = (unsigned)*index + 1;
+    if (best >= 0) p->cursor = (unsigned)best + 1;
     return best;
 }
 
-/* Leaves c out of the choice for the probe interval, doubled per failure in a row up to 16
- * times, with jitter (half to one and a half of it); after that a call tries it again. */
-static void eject(tcp_pool *p, tcp_conn *c, int64_t now, const shmrpc_buf *err)
+/* How long c stays left out before its next probe: the probe interval, doubled per failure
+ * in a row up to 16 times, with jitter (half to one and a half of it). */
+static int64_t backoff(const tcp_pool *p, const tcp_conn *c, int64_t now)
 {
-    int64_t base = p->cfg->tcp.probe_ns, b = base << (c->fails < 4 ? c->fails : 4);
+    int n = c->fails > 0 ? c->fails - 1 : 0;
+    int64_t b = p->cfg->tcp.probe_ns << (n < 4 ? n : 4);
+    return b / 2 + (int64_t)((uint64_t)now % (uint64_t)b);
+}
+
+/* Leaves c out of the choice (why says why) until a probe of it, begun after its backoff,
+ * ends its handshake (tend), or an answer comes on its connection. */
+static void eject(tcp_pool *p, tcp_conn *c, int64_t now, const char *why)
+{
     c->fails++;
-    c->eject_until = now + b / 2 + (int64_t)((uint64_t)now % (uint64_t)b);
-    snprintf(c->why, sizeof c->why, "%s", shmrpc__msg_get(err));
+    c->suspect = true;
+    c->eject_until = now + backoff(p, c, now);
+    if (why != c->why) snprintf(c->why, sizeof c->why, "%s", why);
     p->resolve_due = true;
+}
+
+/* A connection to c was made (by a call's attempt or by a probe): c is taken back if it was
+ * left out (its failures in a row still count until a call succeeds there, so a host that
+ * takes connections and stalls calls is probed less and less often), and the client's
+ * table is that of the server it connected to last. */
+static int made(tcp_pool *p, tcp_conn *c)
+{
+    c->probe = false;
+    c->suspect = false;
+    c->eject_until = 0;
+    memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
+    return shmrpc__table_keep(p->table, &c->table->info);
+}
+
+/* A call's deadline passed waiting on c. While another endpoint takes calls, c is left out
+ * as a host that stalls: the next calls go elsewhere, and a probe takes it back once a new
+ * connection's handshake ends. Its connection is let go (the answers owed with it: the calls
+ * that timed out may have run, and are never sent again), unless asynchronous calls are
+ * still in flight on it: those go on to their answers or deadlines, and an answer takes c
+ * back. With no other endpoint, the calls go on waiting on it as before. */
+static void stalled(tcp_pool *p, tcp_conn *c, int64_t now, const char *why)
+{
+    if (c->suspect || !others_usable(p, c)) return;
+    if (!c->n_inflight) conn_break(c);
+    eject(p, c, now, why);
 }
 
 /* Between calls with no answer outstanding the server has nothing to say but a DRAIN:
@@ -1172,52 +1379,229 @@ static void look_at_close(tcp_conn *c, shmrpc_buf *scratch)
     conn_break(c);
 }
 
+/* Before a call goes to c: a connection whose server closed it or drains meanwhile is let
+ * go (c->drained says which), so that one is made again for the call, never sent there. */
+static void refresh(tcp_conn *c, int64_t now, shmrpc_buf *scratch)
+{
+    c->drained = c->left = false;
+    if (connected(c) && c->owed == 0 && server_left(c, now)) look_at_close(c, scratch);
+}
+
+/* One call's (or the connect's) search for an endpoint that takes it. */
+typedef struct tcp_search {
+    int64_t deadline;
+    bool room;      /* only endpoints with room for one more call in flight */
+    uint64_t tried; /* endpoints it went to and did not run on, or could not connect to */
+    int status;     /* the most telling failure of its tries */
+    int attempts;   /* endpoints it went to, connected or not */
+} tcp_search;
+
+/* An attempt to connect to c (index i) failed with rc (err says why): c is left out, the
+ * search does not go there again, and the reason joins the call's (p->why). */
+static void lost(tcp_pool *p, tcp_conn *c, int i, int rc, tcp_search *s, int64_t now,
+                 shmrpc_buf *err)
+{
+    if (rc == SHMRPC_EUNAVAIL && c->drained) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+        shmrpc__msg_set(err,
+                        "tcp://%s is draining (its server stops), and connecting again "
+                        "failed: %s",
+                        c->where, why);
+    }
+    eject(p, c, now, shmrpc__msg_get(err));
+    s->tried |= (uint64_t)1 << i;
+    if (s->status == 0 || s->status == SHMRPC_EUNAVAIL) s->status = rc;
+    shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                       shmrpc__msg_get(err));
+}
+
+/* Milliseconds for poll until at (INT64_MAX: -1, no end). */
+static int poll_ms(int64_t at, int64_t now)
+{
+    if (at == INT64_MAX) return -1;
+    if (at <= now) return 0;
+    int64_t ms = (at - now + NS_PER_MS - 1) / NS_PER_MS;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/* Connects a call to an endpoint, beginning with i (chosen, and not connected), as Happy
+ * Eyeballs (RFC 8305) and gRPC's pick_first do: an attempt runs alone for
+ * tcp.attempt_delay_ms (at most half the time left) before the next endpoint's attempt
+ * begins beside it, the next begins at once when one fails, and the first to end its
+ * handshake takes the call (an endpoint already connected ends it as soon as its turn
+ * comes). The attempts still under way then are let go, and those that had had their time
+ * are left out, as stalled. An attempt that fails leaves its endpoint out (lost). The
+ * endpoint, its index in *won_at; NULL when none is left or the deadline passed (then the
+ * attempts under way are let go in the same way). A probe (the call waits for it only when
+ * every endpoint is left out) goes on in the background either way. */
+static tcp_conn *race(tcp_pool *p, int i, tcp_search *s, int *won_at, shmrpc_buf *err)
+{
+    uint64_t racing = 0;
+    tcp_conn *won = NULL;
+    int64_t now = shmrpc__now_ns(), next = now; /* when the next attempt may begin */
+    bool more = true;                           /* choose may find another endpoint */
+    bool dialed = false;                        /* the winner's connection is new */
+    int cand = i;
+    while (!won && now < s->deadline) {
+        if (cand < 0 && more && (now >= next || !racing)) {
+            cand = choose(p, s->tried | racing, s->room, NULL);
+            more = cand >= 0;
+        }
+        if (cand >= 0) {
+            tcp_conn *c = p->eps[cand];
+            int at = cand;
+            cand = -1;
+            s->attempts++;
+            if (at != i) refresh(c, now, err);
+            if (connected(c)) {
+                won = c, *won_at = at;
+                break;
+            }
+            if (c->dial == DIAL_NONE) {
+                int rc = dial_begin(c, now, now + p->cfg->tcp.connect_ns, err);
+                if (rc) {
+                    lost(p, c, at, rc, s, now, err);
+                    next = now;
+                    continue;
+                }
+            }
+            racing |= (uint64_t)1 << at;
+            int64_t wait = p->cfg->tcp.attempt_delay_ns;
+            if (s->deadline != INT64_MAX && (s->deadline - now) / 2 < wait)
+                wait = (s->deadline - now) / 2;
+            /* A probe joined began earlier: its time runs from then. */
+            c->dial_patient = c->dial_start + wait > now ? c->dial_start + wait : now;
+            next = c->dial_patient;
+            continue;
+        }
+        if (!racing) break; /* nothing under way, and nothing left to try */
+        /* Wait for the sockets, until the next attempt's time, a dial's end or the deadline. */
+        struct pollfd fds[SHMRPC_TCP_MAX_ENDPOINTS];
+        int at[SHMRPC_TCP_MAX_ENDPOINTS], n = 0;
+        int64_t wake = s->deadline;
+        if (more && next < wake) wake = next;
+        for (int k = 0; k < p->n_eps; k++) {
+            if (!(racing >> k & 1)) continue;
+            tcp_conn *c = p->eps[k];
+            if (c->dial_end < wake) wake = c->dial_end;
+            fds[n] = (struct pollfd){.fd = c->fd, .events = c->dial_events};
+            at[n++] = k;
+        }
+        int r = poll(fds, (nfds_t)n, poll_ms(wake, now));
+        int e = errno;
+        now = shmrpc__now_ns();
+        for (int k = 0; k < n; k++) {
+            tcp_conn *c = p->eps[at[k]];
+            int rc = r < 0 && e != EINTR ? shmrpc__tcp_sys_error(err, e, "cannot poll", c->where)
+                                         : dial_step(c, r > 0 ? fds[k].revents : 0, now, err);
+            if (rc > 0) continue;
+            racing &= ~((uint64_t)1 << at[k]);
+            if (rc < 0) {
+                if (c->dial) conn_break(c);
+                lost(p, c, at[k], rc, s, now, err);
+                next = now;
+            } else if (!won) {
+                won = c, *won_at = at[k];
+                dialed = true;
+            } else if ((rc = made(p, c)) != 0) { /* connected too: kept */
+                conn_break(c);
+            }
+        }
+    }
+    /* The attempts still under way: let go, those that had had their time left out as
+     * stalled, and said among the call's reasons when none took it. */
+    for (int k = 0; k < p->n_eps; k++) {
+        tcp_conn *c = p->eps[k];
+        if (!(racing >> k & 1) || c->probe) continue;
+        dial_late(c, (now - c->dial_start) / NS_PER_MS, err);
+        if (won) shmrpc__msg_append(err, "; tcp://%s answered first", won->where);
+        if (!won)
+            shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
+                               shmrpc__msg_get(err));
+        bool late = now >= c->dial_patient;
+        conn_break(c);
+        if (late) eject(p, c, now, shmrpc__msg_get(err));
+    }
+    if (won && dialed) {
+        int rc = made(p, won);
+        if (rc) {
+            conn_break(won);
+            lost(p, won, *won_at, rc, s, now, err);
+            won = NULL;
+        }
+    }
+    return won;
+}
+
+/* The background work of a client's endpoints, done by each call before it chooses one
+ * (the client has no thread of its own, and nothing here waits): a probe begins for each
+ * endpoint whose backoff ended, and those under way move on as far as their sockets allow
+ * (one poll that does not wait). A probe that ends its handshake takes its endpoint back;
+ * one that fails, or has not ended within tcp.connect_timeout_ms, leaves it out for a
+ * longer backoff, unless the server's process had answered it (its HELLO_ACK, or TLS's
+ * flight) and then let it go or let it wait: a probe moves only when calls come, and a
+ * client that calls less often than the server's handshake timeout (5 s) sends its AUTH,
+ * or TLS's second flight, too late. Such a host answers: it is taken back without a
+ * connection, and the next call that goes there makes one (race, which bounds the wait
+ * by the attempt delay). An endpoint left out with asynchronous calls still in flight on
+ * its connection waits for them first. Done at most once a millisecond, so that a client
+ * calling back to back pays one poll per millisecond while a probe is under way. */
+#define TEND_EVERY_NS NS_PER_MS
+
+static void tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch)
+{
+    if (now - p->tended_ns < TEND_EVERY_NS) return;
+    p->tended_ns = now;
+    struct pollfd fds[SHMRPC_TCP_MAX_ENDPOINTS];
+    int at[SHMRPC_TCP_MAX_ENDPOINTS], n = 0;
+    for (int i = 0; i < p->n_eps; i++) {
+        tcp_conn *c = p->eps[i];
+        if (!c->suspect || (!c->probe && now < c->eject_until)) continue;
+        if (!c->probe) {
+            if (connected(c) && c->n_inflight) {
+                c->eject_until = now + backoff(p, c, now);
+                continue;
+            }
+            conn_break(c);
+            int rc = dial_begin(c, now, now + p->cfg->tcp.connect_ns, scratch);
+            if (rc) {
+                eject(p, c, now, shmrpc__msg_get(scratch));
+                continue;
+            }
+            c->probe = true;
+        }
+        fds[n] = (struct pollfd){.fd = c->fd, .events = c->dial_events};
+        at[n++] = i;
+    }
+    if (n == 0) return;
+    int r = poll(fds, (nfds_t)n, 0);
+    for (int k = 0; k < n; k++) {
+        tcp_conn *c = p->eps[at[k]];
+        int rc = dial_step(c, r > 0 ? fds[k].revents : 0, now, scratch);
+        if (rc == 0 && (rc = made(p, c)) != 0) conn_break(c);
+        if (rc < 0 && c->heard && (rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ETIMEDOUT)) {
+            c->suspect = false; /* it answered, too soon for this client */
+            c->eject_until = 0;
+        } else if (rc < 0) {
+            eject(p, c, now, shmrpc__msg_get(scratch));
+        }
+    }
+}
+
 enum { FATE_DONE, FATE_NOT_RUN };
 
-/* One try of a call on c: connects first when c has no connection (bounded by limit as
- * well as the deadline). FATE_NOT_RUN when the call cannot have run there (no connection,
- * a request not written whole, a DRAIN or a closing ERROR read before its answer): then
- * a try of another endpoint may follow. Else
- * FATE_DONE with the call's status: a connection that broke after the whole request was
- * written fails it with SHMRPC_EPEERDIED, since it may have run. */
+/* One try of a call on c, which is connected. FATE_NOT_RUN when the call cannot have run
+ * there (a request not written whole, a DRAIN or a closing ERROR read before its answer):
+ * then a try of another endpoint may follow. Else FATE_DONE with the call's status: a
+ * connection that broke after the whole request was written fails it with
+ * SHMRPC_EPEERDIED, since it may have run; a deadline that passed leaves c out as stalled
+ * when another endpoint takes calls. */
 static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_bytes req,
-                   shmrpc_buf *resp, int64_t deadline, int64_t limit, int *fate, shmrpc_buf *err)
+                   shmrpc_buf *resp, int64_t deadline, int *fate, shmrpc_buf *err)
 {
-    int64_t now = shmrpc__now_ns();
     *fate = FATE_NOT_RUN;
-    c->drained = c->left = false;
     bool health = sid == SHMRPC_HEALTH_METHOD_ID;
-    if (c->fd >= 0 && c->owed == 0 && server_left(c, now)) look_at_close(c, err);
-    if (c->drained && health) { /* the server this client was connected to stops */
-        *fate = FATE_DONE;
-        uint8_t state = SHMRPC_HEALTH_DRAINING;
-        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
-    }
-    if (c->fd < 0) {
-        bool drained = c->drained;
-        int rc = attach(c, deadline < limit ? deadline : limit, err);
-        if (rc == SHMRPC_EUNAVAIL && drained) {
-            char why[200];
-            snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
-            shmrpc__msg_set(err,
-                            "tcp://%s is draining (its server stops), and connecting again "
-                            "failed: %s",
-                            c->where, why);
-        }
-        if (rc == SHMRPC_ETIMEDOUT && shmrpc__now_ns() >= deadline) *fate = FATE_DONE;
-        if (rc) {
-            eject(p, c, now, err);
-            return rc;
-        }
-        c->drained = false;
-        /* The client's table is that of the server it connected to last. */
-        memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
-        rc = shmrpc__table_keep(p->table, &c->table->info);
-        if (rc) {
-            *fate = FATE_DONE;
-            return rc;
-        }
-    }
     uint32_t esid = j >= 0 ? c->map[j] : sid;
     /* Alone on the connection (no answer owed: no asynchronous call, and none that gave up
      * on its answer, which may still come): the server may run it on the thread that reads
@@ -1242,6 +1626,7 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
     }
     if (c->drained || c->left || (!sent && rc == SHMRPC_EUNAVAIL && c->fd < 0)) return rc;
     *fate = FATE_DONE;
+    if (rc == SHMRPC_ETIMEDOUT) stalled(p, c, shmrpc__now_ns(), shmrpc__msg_get(err));
     if (sent && rc == SHMRPC_EUNAVAIL && c->fd < 0) {
         /* Not left out: the next call connects again, and only a failed connect (the
          * server is gone, not just one of its workers) leaves it out. */
@@ -1258,10 +1643,16 @@ static void left_out(tcp_pool *p, int64_t now, shmrpc_buf *why)
 {
     for (int i = 0; i < p->n_eps; i++) {
         const tcp_conn *c = p->eps[i];
-        if (now >= c->eject_until) continue;
-        shmrpc__msg_append(why, "%stcp://%s is left out for %" PRId64 " ms more (%s)",
-                           shmrpc__msg_get(why)[0] ? "; " : "", c->where,
-                           (c->eject_until - now + NS_PER_MS - 1) / NS_PER_MS, c->why);
+        if (!c->suspect) continue;
+        const char *sep = shmrpc__msg_get(why)[0] ? "; " : "";
+        if (c->probe)
+            shmrpc__msg_append(why, "%stcp://%s is left out while a probe of it is under way (%s)",
+                               sep, c->where, c->why);
+        else
+            shmrpc__msg_append(
+                why, "%stcp://%s is left out for %" PRId64 " ms more (%s)", sep, c->where,
+                c->eject_until > now ? (c->eject_until - now + NS_PER_MS - 1) / NS_PER_MS : 0,
+                c->why);
     }
 }
 
@@ -1277,53 +1668,57 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     }
     int64_t now = shmrpc__now_ns();
     int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout_ms}, now);
+    bool health = sid == SHMRPC_HEALTH_METHOD_ID;
     /* The client's method id: each endpoint maps it to its own server's id. */
     int64_t j = -1;
-    for (uint32_t i = 0; sid != SHMRPC_HEALTH_METHOD_ID && i < p->info->n_methods; i++)
+    for (uint32_t i = 0; !health && i < p->info->n_methods; i++)
         if (p->map[i] == sid) {
             j = i;
             break;
         }
     maybe_resolve(p, now, err);
-    uint64_t tried = 0;
-    int status = 0, tries = 0;
+    tend(p, now, err);
+    tcp_search s = {.deadline = deadline};
+    int tries = 0;
     shmrpc_buf_clear(&p->why);
-    for (; tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS; tries++) {
-        int i = 0;
-        tcp_conn *c = pick(p, now, tried, &i);
-        if (!c) break;
-        /* A try of an endpoint that failed before gets half of the time left, when others
-         * could take the call. */
-        int64_t limit = now + c->cfg->tcp.connect_ns;
-        if (c->fails && p->n_eps > 1 && deadline != INT64_MAX) {
-            int64_t half = now + (deadline - now) / 2;
-            if (half < limit) limit = half;
+    while (tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS) {
+        int i = choose(p, s.tried, false, NULL);
+        if (i < 0) break;
+        tries++;
+        tcp_conn *c = p->eps[i];
+        refresh(c, now, err);
+        if (c->drained && health) { /* the server this client was connected to stops */
+            uint8_t state = SHMRPC_HEALTH_DRAINING;
+            return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
         }
+        if (!connected(c) && !(c = race(p, i, &s, &i, err))) break;
         int fate;
         c->outstanding++;
-        int rc = attempt(p, c, j, sid, req, resp, deadline, limit, &fate, err);
+        int rc = attempt(p, c, j, sid, req, resp, deadline, &fate, err);
         c->outstanding--;
         if (fate == FATE_DONE) return rc;
         /* An endpoint is tried once per call: a connection found closed or drained before
-         * the request was sent is made again within the try (attempt), as it always was,
-         * but a call is never sent over a second new connection to the same endpoint. */
-        tried |= (uint64_t)1 << i;
-        if (status == 0 || status == SHMRPC_EUNAVAIL) status = rc;
+         * the request was sent is made again within the try (refresh, race), as it always
+         * was, but a call is never sent over a second new connection to the same endpoint. */
+        s.tried |= (uint64_t)1 << i;
+        if (s.status == 0 || s.status == SHMRPC_EUNAVAIL) s.status = rc;
         shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
                            shmrpc__msg_get(err));
         shmrpc_buf_clear(resp);
         now = shmrpc__now_ns();
-        if (now >= deadline) {
-            shmrpc__msg_set(err,
-                            "the deadline passed before an endpoint took the call, which did "
-                            "not run: %s",
-                            shmrpc__msg_get(&p->why));
-            return SHMRPC_ETIMEDOUT;
-        }
+        if (now >= deadline) break;
     }
-    if (tries == 1 && p->n_eps == 1) { /* as a single address always said it */
+    now = shmrpc__now_ns();
+    if (now >= deadline) {
+        shmrpc__msg_set(err,
+                        "the deadline passed before an endpoint took the call, which did not "
+                        "run: %s",
+                        shmrpc__msg_get(&p->why)[0] ? shmrpc__msg_get(&p->why) : "no try ended");
+        return SHMRPC_ETIMEDOUT;
+    }
+    if (tries == 1 && p->n_eps == 1 && s.status) { /* as a single address always said it */
         shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
-        return status;
+        return s.status;
     }
     left_out(p, now, &p->why);
     if (tries == 0 && p->n_eps == 1) {
@@ -1332,58 +1727,16 @@ static int tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     }
     shmrpc__msg_set(err, "no endpoint of tcp://%s took the call, which did not run: %s", p->list,
                     shmrpc__msg_get(&p->why));
-    return status ? status : SHMRPC_EUNAVAIL;
+    return s.status ? s.status : SHMRPC_EUNAVAIL;
 }
 
 /* --- many calls in flight (docs/wire.md, "Calls in flight") ------------------------------ */
 
-/* Like pick, among the endpoints with room for one more call in flight. *full is set when
- * some endpoint that could take the call has none now. */
-static tcp_conn *pick_room(tcp_pool *p, int64_t now, uint64_t tried, int *index, bool *full)
+/* Sends k's request on c, which is connected: FATE_DONE once it went out whole (k waits on
+ * c) or failed in a way that ends it (k->done); FATE_NOT_RUN when it cannot have run there. */
+static int send_async(tcp_conn *c, shmrpc__pending *k, int *fate, shmrpc_buf *err)
 {
-    tcp_conn *best = NULL;
-    *full = false;
-    for (int k = 0; k < p->n_eps; k++) {
-        int i = (int)((p->cursor + (unsigned)k) % (unsigned)p->n_eps);
-        tcp_conn *c = p->eps[i];
-        if ((tried >> i & 1) || now < c->eject_until) continue;
-        if (c->n_inflight >= p->cfg->tcp.max_in_flight) {
-            *full = true;
-            continue;
-        }
-        if (!best || c->outstanding < best->outstanding) best = c, *index = i;
-    }
-    if (best) p->cursor = (unsigned)*index + 1;
-    return best;
-}
-
-/* Sends k's request on c: FATE_DONE once it went out whole (k waits on c) or failed in a
- * way that ends it (k->done); FATE_NOT_RUN when it cannot have run there. */
-static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, shmrpc_buf *err)
-{
-    int64_t now = shmrpc__now_ns();
     *fate = FATE_NOT_RUN;
-    c->drained = c->left = false;
-    if (c->fd >= 0 && c->owed == 0 && server_left(c, now)) look_at_close(c, err);
-    if (c->fd < 0) {
-        int64_t limit = now + c->cfg->tcp.connect_ns;
-        if (c->fails && p->n_eps > 1 && k->deadline != INT64_MAX) {
-            int64_t half = now + (k->deadline - now) / 2;
-            if (half < limit) limit = half;
-        }
-        int rc = attach(c, k->deadline < limit ? k->deadline : limit, err);
-        if (rc) {
-            eject(p, c, now, err);
-            return rc;
-        }
-        memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
-        rc = shmrpc__table_keep(p->table, &c->table->info);
-        if (rc) {
-            *fate = FATE_DONE;
-            pend_done(k, rc);
-            return rc;
-        }
-    }
     uint32_t esid = k->j >= 0 ? c->map[k->j] : k->sid;
     uint64_t id = ++c->next_id;
     int rc =
@@ -1414,7 +1767,7 @@ static int send_async(tcp_pool *p, tcp_conn *c, shmrpc__pending *k, int *fate, s
  * while every endpoint that could take it is full. Ends with k in flight or done. */
 static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err)
 {
-    int status = 0;
+    tcp_search s = {.deadline = k->deadline, .room = true};
     shmrpc_buf_clear(&p->why);
     for (int tries = 0; tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS;) {
         int64_t now = shmrpc__now_ns();
@@ -1426,27 +1779,34 @@ static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err)
             pend_done(k, SHMRPC_ETIMEDOUT);
             return;
         }
-        int i = 0;
         bool full;
-        tcp_conn *c = pick_room(p, now, k->tried, &i, &full);
-        if (!c && full) { /* room comes with answers */
+        s.tried = k->tried;
+        int i = choose(p, s.tried, true, &full);
+        if (i < 0 && full) { /* room comes with answers */
             tcp_progress(&p->base, k->deadline);
             continue;
         }
-        if (!c) break;
+        if (i < 0) break;
         tries++;
+        tcp_conn *c = p->eps[i];
+        refresh(c, now, err);
+        if (!connected(c)) {
+            c = race(p, i, &s, &i, err);
+            k->tried = s.tried;
+            if (!c) continue; /* the deadline passed, or no endpoint is left */
+        }
         int fate;
-        int rc = send_async(p, c, k, &fate, err);
+        int rc = send_async(c, k, &fate, err);
         if (fate == FATE_DONE) return;
         k->tried |= (uint64_t)1 << i;
-        if (status == 0 || status == SHMRPC_EUNAVAIL) status = rc;
+        if (s.status == 0 || s.status == SHMRPC_EUNAVAIL) s.status = rc;
         shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
                            shmrpc__msg_get(err));
     }
     left_out(p, shmrpc__now_ns(), &p->why);
     shmrpc__msg_set(&k->msg, "no endpoint of tcp://%s took the call, which did not run: %s",
                     p->list, shmrpc__msg_get(&p->why));
-    pend_done(k, status ? status : SHMRPC_EUNAVAIL);
+    pend_done(k, s.status ? s.status : SHMRPC_EUNAVAIL);
 }
 
 static int tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err)
@@ -1457,7 +1817,9 @@ static int tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err)
         pend_done(k, SHMRPC_EINVAL);
         return 0;
     }
-    maybe_resolve(p, shmrpc__now_ns(), err);
+    int64_t now = shmrpc__now_ns();
+    maybe_resolve(p, now, err);
+    tend(p, now, err);
     place(p, k, err);
     return 0;
 }
@@ -1544,6 +1906,10 @@ static void on_frame(tcp_pool *p, tcp_conn *c, int index, const shmrpc__frame_hd
         rc = shmrpc_buf_append(&k->resp, body.ptr, body.len);
     }
     c->fails = 0;
+    if (c->suspect) { /* it stalled a call, and answers: taken back */
+        c->suspect = false;
+        c->eject_until = 0;
+    }
     pend_done(k, rc);
 }
 
@@ -1585,12 +1951,14 @@ static void read_one(tcp_pool *p, tcp_conn *c, int index, shmrpc_buf *err)
     on_frame(p, c, index, &h, err);
 }
 
-/* Finishes the calls whose deadlines passed; true when any did. */
+/* Finishes the calls whose deadlines passed (their endpoints stalled them); true when any
+ * did. */
 static bool expire(tcp_pool *p, int64_t now)
 {
     bool any = false;
     for (int i = 0; i < p->n_eps; i++) {
         tcp_conn *c = p->eps[i];
+        bool late = false;
         for (shmrpc__pending *k = c->inflight, *next; k; k = next) {
             next = k->next;
             if (now < k->deadline) continue;
@@ -1600,7 +1968,12 @@ static bool expire(tcp_pool *p, int64_t now)
                             "its answer will be dropped)",
                             c->where);
             pend_done(k, SHMRPC_ETIMEDOUT);
-            any = true;
+            any = late = true;
+        }
+        if (late) {
+            char why[ADDR_MAX + 64];
+            snprintf(why, sizeof why, "the deadline passed waiting for tcp://%s", c->where);
+            stalled(p, c, now, why);
         }
     }
     return any;
@@ -1614,6 +1987,7 @@ static void tcp_progress(shmrpc__conn *base, int64_t deadline)
     shmrpc_buf *err = &p->why;
     int64_t now = shmrpc__now_ns();
     if (expire(p, now)) return;
+    tend(p, now, &p->scratch);
     bool acted = false;
     for (int i = 0; i < p->n_eps; i++) {
         tcp_conn *c = p->eps[i];
@@ -1666,6 +2040,7 @@ static void tcp_conn_close(shmrpc__conn *base)
         ep_free(p->eps[i]);
     if (p->lookup) lookup_free(p->lookup);
     shmrpc_buf_destroy(&p->why);
+    shmrpc_buf_destroy(&p->scratch);
     shmrpc_buf_destroy(&p->tls_why);
     free(p->list);
     free(p);
@@ -1677,9 +2052,10 @@ static const shmrpc__conn_ops tcp_conn_ops = {.call = tcp_call,
                                               .progress = tcp_progress,
                                               .abandon = tcp_abandon};
 
-/* Parses and resolves the list, then connects to endpoints in the order calls would choose
- * them until one takes the connection: its table is the client's. The others connect when
- * a call first goes to them. */
+/* Parses and resolves the list, then connects to its endpoints in the order calls would
+ * choose them (the list's), Happy Eyeballs style (race), within connect_timeout_ms and the
+ * client's call timeout: the first to end its handshake takes the connection, and its table
+ * is the client's. The others connect when a call first goes to them. */
 int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,
                         const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
                         shmrpc__conn **out, shmrpc_buf *err)
@@ -1694,6 +2070,7 @@ int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,
     p->table = table;
     shmrpc_buf_init(&p->why);
     shmrpc_buf_init(&p->tls_why);
+    shmrpc_buf_init(&p->scratch);
     p->list = strdup(where);
     int rc = p->list ? parse_list(p, where, err) : SHMRPC_ENOMEM;
     if (rc == 0) rc = resolve(p, err);
@@ -1701,35 +2078,24 @@ int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,
         rc = p->tls_rc;
         shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->tls_why));
     }
-    int tries = 0, status = 0;
-    uint64_t tried = 0;
-    while (rc == 0) {
-        int i = 0;
+    if (rc == 0) {
         int64_t now = shmrpc__now_ns();
-        tcp_conn *c = pick(p, now, tried, &i);
-        if (!c) {
-            rc = status;
-            if (tries > 1) {
+        tcp_search s = {.deadline = now + cfg->tcp.connect_ns};
+        if (cfg->connect_call_ms >= 0) {
+            int64_t at = shmrpc__deadline_at(&(shmrpc__deadline){0, cfg->connect_call_ms}, now);
+            if (at < s.deadline) s.deadline = at;
+        }
+        int i = choose(p, 0, false, NULL);
+        if (i >= 0 && race(p, i, &s, &i, err)) {
+            p->cursor = (unsigned)i; /* the first call goes where the table came from */
+        } else {
+            rc = s.status ? s.status : SHMRPC_ETIMEDOUT;
+            if (s.attempts > 1)
                 shmrpc__msg_set(err, "no endpoint of tcp://%s could be connected: %s", p->list,
                                 shmrpc__msg_get(&p->why));
-            } else {
+            else
                 shmrpc__msg_set(err, "%s", shmrpc__msg_get(&p->why));
-            }
-            break;
         }
-        tries++;
-        tried |= (uint64_t)1 << i;
-        int arc = attach(c, INT64_MAX, err);
-        if (arc == 0) {
-            memcpy(map, c->map, (info->n_methods ? info->n_methods : 1) * sizeof *map);
-            rc = shmrpc__table_keep(table, &c->table->info);
-            p->cursor = (unsigned)i; /* the first call goes where the table came from */
-            break;
-        }
-        eject(p, c, now, err);
-        if (status == 0 || status == SHMRPC_EUNAVAIL) status = arc;
-        shmrpc__msg_append(&p->why, "%s%s", shmrpc__msg_get(&p->why)[0] ? "; " : "",
-                           shmrpc__msg_get(err));
     }
     if (rc) {
         tcp_conn_close(&p->base);

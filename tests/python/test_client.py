@@ -298,3 +298,35 @@ def test_mismatch_when_another_service_comes_back(shm_echo):
         assert shmrpc.connect(shm_echo.address).service == "Every"  # a new client fits it
     finally:
         other.stop()
+
+
+def test_list_with_a_stopped_first_host():
+    """tcp://A,B,C with A stopped (SIGSTOP: its kernel still takes connections, nothing
+    answers): a new client connects and answers within about its call deadline, from Python
+    and from shmrpcctl call alike (issue 33). Before, each waited 10 s on A: the dynamic codec
+    connects twice (to learn the table, then with it), and each connect waited out the 5 s
+    connect timeout on A whatever the call's deadline. The bound allows a loaded machine
+    and is still half of those 10 s."""
+    import subprocess
+    from conftest import Server, free_port
+    hosts = [Server(os.environ["ECHO_SERVER"], f"tcp://127.0.0.1:{free_port()}") for _ in range(3)]
+    try:
+        os.killpg(hosts[0].proc.pid, signal.SIGSTOP)  # resumed by stop() below
+        addr = "tcp://" + ",".join(h.address[len("tcp://"):] for h in hosts)
+        for _ in range(2):
+            t0 = time.monotonic()
+            with shmrpc.connect(addr, timeout=1.0) as c:
+                assert c.add(40, 2) == 42
+            took = time.monotonic() - t0
+            print(f"python: connected and answered in {took:.3f} s")
+            assert took < 5.0, took
+            t0 = time.monotonic()
+            p = subprocess.run([os.environ["SHMRPCCTL"], "call", "--timeout", "1000", addr, "add",
+                                "[40, 2]"], capture_output=True, text=True, timeout=60)
+            took = time.monotonic() - t0
+            print(f"shmrpcctl call: answered in {took:.3f} s")
+            assert p.returncode == 0 and p.stdout.strip() == "42", (p.stdout, p.stderr)
+            assert took < 5.0, took
+    finally:
+        for h in hosts:
+            h.stop()

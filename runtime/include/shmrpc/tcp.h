@@ -47,11 +47,16 @@ typedef struct shmrpc_tcp_opts {
     unsigned compression;         /* SHMRPC_COMPRESS_* bits; 0: snappy and zlib, except
                                    * that a client offers none to a loopback address */
     uint32_t compress_threshold;  /* smallest message compressed; 0: 4096 bytes */
-    int64_t connect_timeout_ms;   /* client: connect and handshake; 0: 5 s */
-    int64_t probe_interval_ms;    /* client: an endpoint that failed is left out of the
-                                   * choice for about this long (with jitter), doubled
-                                   * after each failure in a row up to 16 times it, then
-                                   * tried again by a call; 0: 100 ms */
+    int64_t connect_timeout_ms;   /* client: one attempt to connect to an endpoint (TCP,
+                                   * TLS, the handshake and authentication), which the
+                                   * deadline of the call that needs it (at connect: the
+                                   * client's timeout) ends sooner; 0: 5 s */
+    int64_t probe_interval_ms;    /* client: an endpoint that refused, failed or stalled
+                                   * is left out of the choice for about this long (with
+                                   * jitter), doubled after each failure in a row up to 16
+                                   * times it, then probed: a connection made in the
+                                   * background, which no call waits for, and the endpoint
+                                   * taken back once its handshake ends; 0: 100 ms */
     int64_t resolve_interval_ms;  /* client: how often the DNS names of its address are
                                    * resolved again (and after an endpoint failed, at most
                                    * once a second); 0: 30 s */
@@ -113,6 +118,13 @@ typedef struct shmrpc_tcp_opts {
                                   * revision 3) runs on the worker's own thread whatever
                                   * this is, without a handoff (docs/wire.md, "Calls in
                                   * flight"); service.ini: tcp_max_running */
+    int64_t attempt_delay_ms;    /* client: how long an attempt to connect to one endpoint
+                                  * of a list runs alone before the next endpoint's begins
+                                  * beside it (Happy Eyeballs), at most half the time the
+                                  * call has left; the first to end its handshake takes the
+                                  * call, and an endpoint whose attempt had had this long
+                                  * and lost is left out (docs/wire.md, "Endpoint lists");
+                                  * 0: 250 ms */
 } shmrpc_tcp_opts;
 
 /* Reads a shared secret from the file at path into out (cap bytes): the file must belong
