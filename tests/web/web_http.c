@@ -43,13 +43,19 @@ static int split_answer(const char *all, size_t len, resp *r)
     return 0;
 }
 
-int http_connect(int port)
+int http_connect_from(const char *from, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (from && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                 bind(fd, (struct sockaddr *)&src, sizeof src) != 0)) {
+        close(fd);
+        return -1;
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
@@ -57,6 +63,11 @@ int http_connect(int port)
         return -1;
     }
     return fd;
+}
+
+int http_connect(int port)
+{
+    return http_connect_from(NULL, port);
 }
 
 int http_read_answer(int fd, resp *r)
@@ -80,8 +91,13 @@ int http_read_answer(int fd, resp *r)
 
 int http_send(int port, const char *req, size_t n, resp *r)
 {
+    return http_send_from(NULL, port, req, n, r);
+}
+
+int http_send_from(const char *from, int port, const char *req, size_t n, resp *r)
+{
     memset(r, 0, sizeof *r);
-    int fd = http_connect(port);
+    int fd = http_connect_from(from, port);
     if (fd < 0) return -1;
     if (write(fd, req, n) != (ssize_t)n) {
         close(fd);
@@ -95,6 +111,12 @@ int http_send(int port, const char *req, size_t n, resp *r)
 int http_raw(int port, const char *host, const char *method, const char *path, const char *extra,
              const char *body, resp *r)
 {
+    return http_raw_from(NULL, port, host, method, path, extra, body, r);
+}
+
+int http_raw_from(const char *from, int port, const char *host, const char *method,
+                  const char *path, const char *extra, const char *body, resp *r)
+{
     memset(r, 0, sizeof *r);
     char hostbuf[64];
     if (!host) snprintf(hostbuf, sizeof hostbuf, "127.0.0.1:%d", port), host = hostbuf;
@@ -107,7 +129,7 @@ int http_raw(int port, const char *host, const char *method, const char *path, c
                      "Content-Length: %zu\r\n%s\r\n%s",
                      method, path, host, blen, extra ? extra : "", body ? body : "");
     assert_true(n > 0 && (size_t)n < cap);
-    int rc = http_send(port, req, (size_t)n, r);
+    int rc = http_send_from(from, port, req, (size_t)n, r);
     free(req);
     return rc;
 }
