@@ -175,40 +175,50 @@ static const struct {
     {"uplot.min.css", "uPlot.min.css", CSS},
 };
 
-/* Whether the Host header names this page by a loopback name: a page of another site
- * that a DNS name rebound to 127.0.0.1 sends its own name, and is refused. A page on a
- * non-loopback address is reached by the machine's addresses, which the configured one
- * (0.0.0.0, ::) need not be: any numeric address is fine there, being no DNS name that
- * could be rebound. */
+/* Whether the Host header names this page as a browser names it: `localhost`, an IPv4
+ * address, or an IPv6 one in brackets, then nothing or ':' and a port (1 to 65535, as digits),
+ * and nothing else. The address must be a loopback one: a page of another site that a DNS
+ * name rebound to 127.0.0.1 sends its own name, and is refused. A page on a non-loopback
+ * address is reached by the machine's addresses, which the configured one (0.0.0.0, ::)
+ * need not be: any address is fine there, being no DNS name that could be rebound. A name
+ * is never cut short nor followed by anything: "127.0.0.1.evil.com", "[::1]evil" and
+ * "127.0.0.1:80x" name no address of the page. */
 static bool host_ok(const web_server *s, const char *host)
 {
     if (!host) return true; /* HTTP/1.0 GET without one (headers_ok): not a browser */
-    char name[256];
-    size_t n = 0;
+    char name[INET6_ADDRSTRLEN];
+    const char *end; /* just past the address, at its port's ':' or the end */
     if (host[0] == '[') {
-        const char *end = strchr(host, ']');
+        end = strchr(host, ']');
         if (!end || (size_t)(end - host - 1) >= sizeof name) return false;
-        n = (size_t)(end - host - 1);
-        memcpy(name, host + 1, n);
+        memcpy(name, host + 1, (size_t)(end - host - 1));
+        name[end - host - 1] = '\0';
+        end++;
     } else {
-        while (host[n] && host[n] != ':' && n < sizeof name - 1) {
-            name[n] = host[n];
-            n++;
-        }
+        size_t n = strcspn(host, ":");
+        if (n >= sizeof name) return false;
+        memcpy(name, host, n);
+        name[n] = '\0';
+        end = host + n;
     }
-    name[n] = '\0';
-    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "::1") == 0) return true;
-    const char *h = s->w.cfg->web_host;
-    if (h && (strcasecmp(name, h) == 0 ||
-              (h[0] == '[' && strlen(h) == n + 2 && strncmp(h + 1, name, n) == 0)))
-        return true;
-    unsigned char ip[sizeof(struct in6_addr)];
-    if (s->any_ip_host && (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1))
-        return true;
-    if (strncmp(name, "127.", 4) != 0) return false;
-    for (const char *p = name; *p; p++)
-        if ((*p < '0' || *p > '9') && *p != '.') return false;
-    return true;
+    if (*end == ':') {
+        size_t digits = strspn(end + 1, "0123456789");
+        if (digits == 0 || digits > 5 || end[1 + digits] || atoi(end + 1) < 1 ||
+            atoi(end + 1) > 65535)
+            return false;
+    } else if (*end) {
+        return false;
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host[0] == '[') {
+        if (inet_pton(AF_INET6, name, &a6) != 1) return false;
+        return s->any_ip_host || IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    }
+    if (strcasecmp(name, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, name, &a4) != 1) return false; /* a DNS name, or no name at all */
+    return s->any_ip_host || (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 /* How many header lines are named name. */

@@ -1178,6 +1178,14 @@ static void test_address_flood(void **state)
     attack_check(true);
 }
 
+/* What Host the page on 0.0.0.0 answers to (with a secret: /login is open): numeric
+ * addresses and loopback names, each exactly as a browser sends it. */
+static void test_hosts(void **state)
+{
+    (void)state;
+    expect_hosts(T.pub.port, true, "/login", 200);
+}
+
 /* The page's "web monitor at" line of s's log, waited for up to 5 s: the page may answer
  * before its line has come through its keeper's pipe. "" when it does not come. */
 static const char *log_line(const sup *s)
@@ -1274,6 +1282,7 @@ int main(void)
         cmocka_unit_test(test_logout),
         cmocka_unit_test(test_wrong_beside_right),
         cmocka_unit_test(test_address_flood),
+        cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_secret_unreadable),
         cmocka_unit_test(test_sigterm),

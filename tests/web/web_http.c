@@ -197,3 +197,92 @@ void expect_error(const resp *r, int http_status, const char *status)
     assert_string_equal(json_string_value(json_object_get(e, "status")), status);
     json_decref(v);
 }
+
+void expect_hosts(int port, bool any_ip, const char *path, int ok_status)
+{
+    /* lo, any: accepted by a loopback page, by a page on another address. "%d": the page's
+     * own port. What a browser sends for the page's addresses, and everything close. */
+    static const struct {
+        const char *host;
+        bool lo, any;
+    } cases[] = {
+        {"127.0.0.1", true, true},
+        {"127.0.0.1:%d", true, true},
+        {"127.0.0.1:80", true, true}, /* an SSH tunnel's local port, say */
+        {"127.1.2.3:65535", true, true},
+        {"localhost", true, true},
+        {"LocalHost:%d", true, true},
+        {"[::1]", true, true},
+        {"[::1]:%d", true, true},
+        {"[0:0:0:0:0:0:0:1]:80", true, true},
+        {"[::ffff:127.0.0.1]", true, true},
+        {"[::FFFF:7F00:1]:%d", true, true},
+        {"192.0.2.7", false, true},
+        {"192.0.2.7:%d", false, true},
+        {"[2001:db8::7]", false, true},
+        {"[::ffff:192.0.2.7]:80", false, true},
+        {"127.0.0.1:%dx", false, false},
+        {"127.0.0.1:", false, false},
+        {"127.0.0.1:0", false, false},
+        {"127.0.0.1:65536", false, false},
+        {"127.0.0.1:99999", false, false},
+        {"127.0.0.1:005155", false, false},
+        {"127.0.0.1:-1", false, false},
+        {"127.0.0.1:+80", false, false},
+        {"127.0.0.1:80:80", false, false},
+        {"127.0.0.1evil", false, false},
+        {"127.0.0.1.evil.com", false, false},
+        {"127.0.0.1.evil.com:%d", false, false},
+        {"127.0.0.1.", false, false},
+        {"127.1", false, false},
+        {"127.999.999.999", false, false},
+        {"127.", false, false},
+        {"127..", false, false},
+        {"127.0.0.01", false, false},
+        {"0x7f.0.0.1", false, false},
+        {"2130706433", false, false},
+        {"192.0.2.7evil", false, false},
+        {"192.0.2.7.evil.com", false, false},
+        {"localhost:evil", false, false},
+        {"localhost.", false, false},
+        {"localhost.evil.com", false, false},
+        {"[::1]evil", false, false},
+        {"[::1]:x", false, false},
+        {"[::1]:", false, false},
+        {"[::1", false, false},
+        {"::1", false, false},
+        {"[localhost]", false, false},
+        {"[127.0.0.1]", false, false},
+        {"[fe80::1%%25lo]", false, false},
+        {"[2001:db8::7]evil", false, false},
+        {"evil.example", false, false},
+        {"evil.example:%d", false, false},
+        {"", false, false},
+        {":%d", false, false},
+        {"127.0.0.1@evil", false, false},
+        {"evil@127.0.0.1", false, false},
+        {"LONGDIGITS", false, false}, /* 127.0.0.1, 300 more digits, "evil" */
+        {"LONGDOTS", false, false},   /* 127.0.0.1, 260 dots, "evil.com" */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char host[400];
+        if (strcmp(cases[i].host, "LONGDIGITS") == 0) {
+            snprintf(host, sizeof host, "127.0.0.1%0300devil", 0);
+        } else if (strcmp(cases[i].host, "LONGDOTS") == 0) {
+            int n = snprintf(host, sizeof host, "127.0.0.1");
+            memset(host + n, '.', 260);
+            snprintf(host + n + 260, sizeof host - (size_t)n - 260, "evil.com");
+        } else {
+            snprintf(host, sizeof host, cases[i].host, port);
+        }
+        bool ok = any_ip ? cases[i].any : cases[i].lo;
+        resp r;
+        assert_int_equal(http_raw(port, host, "GET", path, NULL, NULL, &r), 0);
+        printf("Host: %-32.32s%s %d\n", host, strlen(host) > 32 ? "..." : "   ", r.status);
+        if (ok)
+            expect_status(&r, ok_status);
+        else
+            expect_error(&r, 403, "SHMRPC_EPERM");
+        resp_free(&r);
+    }
+}

@@ -41,6 +41,11 @@ int http_read_answer(int fd, resp *r);
 int http_send(int port, const char *req, size_t n, resp *r);
 int http_send_from(const char *from, int port, const char *req, size_t n, resp *r);
 
+/* Sends GET path to the page at port with each Host of a table (docs/web.md, "Host"): a
+ * loopback page (any_ip false) or one on a non-loopback address must answer those it
+ * accepts with ok_status and refuse the others with 403 SHMRPC_EPERM; prints each. */
+void expect_hosts(int port, bool any_ip, const char *path, int ok_status);
+
 /* Polls GET path every 20 ms until it answers 200, for up to ms, or until *pid (when
  * pid is not NULL) has exited, reaped by sup_wait_exit: 0 with that answer in r, or -1
  * (r then holds nothing). */
