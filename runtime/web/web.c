@@ -175,40 +175,50 @@ static const struct {
     {"uplot.min.css", "uPlot.min.css", CSS},
 };
 
-/* Whether the Host header names this page by a loopback name: a page of another site
- * that a DNS name rebound to 127.0.0.1 sends its own name, and is refused. A page on a
- * non-loopback address is reached by the machine's addresses, which the configured one
- * (0.0.0.0, ::) need not be: any numeric address is fine there, being no DNS name that
- * could be rebound. */
+/* Whether the Host header names this page as a browser names it: `localhost`, an IPv4
+ * address, or an IPv6 one in brackets, then nothing or ':' and a port (1 to 65535, as digits),
+ * and nothing else. The address must be a loopback one: a page of another site that a DNS
+ * name rebound to 127.0.0.1 sends its own name, and is refused. A page on a non-loopback
+ * address is reached by the machine's addresses, which the configured one (0.0.0.0, ::)
+ * need not be: any address is fine there, being no DNS name that could be rebound. A name
+ * is never cut short nor followed by anything: "127.0.0.1.evil.com", "[::1]evil" and
+ * "127.0.0.1:80x" name no address of the page. */
 static bool host_ok(const web_server *s, const char *host)
 {
     if (!host) return true; /* HTTP/1.0 GET without one (headers_ok): not a browser */
-    char name[256];
-    size_t n = 0;
+    char name[INET6_ADDRSTRLEN];
+    const char *end; /* just past the address, at its port's ':' or the end */
     if (host[0] == '[') {
-        const char *end = strchr(host, ']');
+        end = strchr(host, ']');
         if (!end || (size_t)(end - host - 1) >= sizeof name) return false;
-        n = (size_t)(end - host - 1);
-        memcpy(name, host + 1, n);
+        memcpy(name, host + 1, (size_t)(end - host - 1));
+        name[end - host - 1] = '\0';
+        end++;
     } else {
-        while (host[n] && host[n] != ':' && n < sizeof name - 1) {
-            name[n] = host[n];
-            n++;
-        }
+        size_t n = strcspn(host, ":");
+        if (n >= sizeof name) return false;
+        memcpy(name, host, n);
+        name[n] = '\0';
+        end = host + n;
     }
-    name[n] = '\0';
-    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "::1") == 0) return true;
-    const char *h = s->w.cfg->web_host;
-    if (h && (strcasecmp(name, h) == 0 ||
-              (h[0] == '[' && strlen(h) == n + 2 && strncmp(h + 1, name, n) == 0)))
-        return true;
-    unsigned char ip[sizeof(struct in6_addr)];
-    if (s->any_ip_host && (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1))
-        return true;
-    if (strncmp(name, "127.", 4) != 0) return false;
-    for (const char *p = name; *p; p++)
-        if ((*p < '0' || *p > '9') && *p != '.') return false;
-    return true;
+    if (*end == ':') {
+        size_t digits = strspn(end + 1, "0123456789");
+        if (digits == 0 || digits > 5 || end[1 + digits] || atoi(end + 1) < 1 ||
+            atoi(end + 1) > 65535)
+            return false;
+    } else if (*end) {
+        return false;
+    }
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (host[0] == '[') {
+        if (inet_pton(AF_INET6, name, &a6) != 1) return false;
+        return s->any_ip_host || IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    }
+    if (strcasecmp(name, "localhost") == 0) return true;
+    if (inet_pton(AF_INET, name, &a4) != 1) return false; /* a DNS name, or no name at all */
+    return s->any_ip_host || (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 /* How many header lines are named name. */
@@ -525,7 +535,8 @@ static int to_login(struct mg_connection *conn, const char *uri)
 }
 
 /* POST /login: the secret as a form (secret=...) or as JSON ({"secret": "..."}); a
- * session cookie and 303 to /, or 403 (wrong) or 429 (throttled). */
+ * session cookie and 303 to /, or 403 (wrong) or 429 (not compared: its peer is past its
+ * limit on wrong secrets). */
 static int post_login(struct mg_connection *conn, web_server *s)
 {
     char body[MAX_LOGIN_BODY + 1], given[MAX_LOGIN_BODY + 1];
@@ -552,16 +563,27 @@ static int post_login(struct mg_connection *conn, web_server *s)
     /* One trailing newline is not part of it, as in the file (curl's secret@FILE). */
     if (found && n && given[n - 1] == '\n') n--;
     char id[WEB_AUTH_ID_LEN + 1];
-    int rc = found ? web_auth_login(s->auth, given, n, web_auth_now_ms(), id) : 0;
+    int64_t wait_ms = 0;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    web_login_from from = {ri->remote_addr, -1};
+    if (found) from.uid = web_auth_peer_uid(ri->remote_addr, ri->remote_port, ri->server_port);
+    int rc = found ? web_auth_login(s->auth, given, n, from, web_auth_now_ms(), id, &wait_ms) : 0;
     explicit_bzero(given, sizeof given);
     if (!found)
         return reply_error(conn, 400, SHMRPC_EINVAL,
                            "POST /login takes the secret as a form (secret=...) or as JSON "
                            "({\"secret\": \"...\"})");
-    if (rc == SHMRPC_EBUSY)
-        return reply_error_with(conn, 429, "Retry-After: 1\r\n", SHMRPC_EBUSY,
-                                "another login was tried less than a second ago: try again in a "
-                                "second");
+    _Static_assert(WEB_AUTH_WRONG_EVERY_MS == 1000, "the message says one a second");
+    if (rc == SHMRPC_EBUSY) {
+        long long secs = (wait_ms + 999) / 1000;
+        char retry[48], msg[160];
+        snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", secs);
+        snprintf(msg, sizeof msg,
+                 "too many wrong secrets from this address (%d in a row, then one a second): "
+                 "not compared; try again in %lld s",
+                 WEB_AUTH_WRONG_BURST, secs);
+        return reply_error_with(conn, 429, retry, SHMRPC_EBUSY, msg);
+    }
     if (rc == SHMRPC_EPERM) return reply_error(conn, 403, SHMRPC_EPERM, "wrong secret");
     if (rc) return reply_error(conn, 500, rc, "no random bytes for a session");
     char extra[256];
@@ -612,6 +634,27 @@ static int gate(struct mg_connection *conn, web_server *s, const char *uri, char
                        "(secret=...) and send the cookie it sets");
 }
 
+/* /metrics' families of the login, after the others (docs/web.md, "GET /metrics"). */
+static void login_metrics(web_auth *a, shmrpc_buf *b)
+{
+    web_auth_counts c;
+    web_auth_counts_get(a, &c);
+    shmrpc_buf_appendf(b,
+                       "# HELP shmrpc_web_logins_total Secrets sent to POST /login since the page "
+                       "started: ok (the right one), wrong (403), limited (not compared, its "
+                       "peer past its limit on wrong secrets: 429).\n"
+                       "# TYPE shmrpc_web_logins_total counter\n"
+                       "shmrpc_web_logins_total{result=\"ok\"} %llu\n"
+                       "shmrpc_web_logins_total{result=\"wrong\"} %llu\n"
+                       "shmrpc_web_logins_total{result=\"limited\"} %llu\n"
+                       "# HELP shmrpc_web_login_peers Peers (an address, and a local "
+                       "peer's user) whose attempts the page keeps count of (at most %d).\n"
+                       "# TYPE shmrpc_web_login_peers gauge\n"
+                       "shmrpc_web_login_peers %zu\n",
+                       (unsigned long long)c.ok, (unsigned long long)c.wrong,
+                       (unsigned long long)c.limited, WEB_AUTH_PEERS, c.peers);
+}
+
 /* --- routing -------------------------------------------------------------------------- */
 
 /* The path's segments, split at '/', in place; how many (at most max). */
@@ -653,6 +696,7 @@ static int handle_get(struct mg_connection *conn, web_server *s, const char *uri
     }
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {
         rc = web_view_metrics(&s->w, &b, &e);
+        if (!rc && s->auth) login_metrics(s->auth, &b);
         if (!rc)
             status = reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     } else if (n == 2 && strcmp(seg[0], "api") == 0 && strcmp(seg[1], "token") == 0) {

@@ -1,21 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* The management page's secret, sessions and login throttle (web_auth.h). The
+/* The management page's secret, sessions and limit on wrong secrets (web_auth.h). The
  * cryptography is libsodium's, as for the TCP transport's secret (runtime/src/auth.c). */
 #include "web_auth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
-
-/* last_try_ms before any attempt: far enough back for the first one, and for now minus it
- * not to overflow. */
-#define NEVER (INT64_MIN / 2)
 
 int64_t web_auth_now_ms(void)
 {
@@ -27,7 +31,7 @@ int64_t web_auth_now_ms(void)
 int web_auth_init(web_auth *a, const char *path, char *err, size_t cap)
 {
     memset(a, 0, sizeof *a);
-    atomic_init(&a->last_try_ms, NEVER);
+    a->uid = (long)geteuid();
     pthread_mutex_init(&a->mu, NULL);
     if (sodium_init() < 0) {
         /* It fails only when it cannot open /dev/urandom or get random bytes. */
@@ -48,17 +52,6 @@ void web_auth_destroy(web_auth *a)
     pthread_mutex_destroy(&a->mu);
     sodium_memzero(a->hash, sizeof a->hash);
     sodium_memzero(a->sessions, sizeof a->sessions);
-}
-
-/* Lets one attempt a second through: the first to move last_try_ms to now. */
-static bool claim(web_auth *a, int64_t now_ms, int64_t *prev)
-{
-    int64_t last = atomic_load(&a->last_try_ms);
-    do {
-        if (now_ms - last < WEB_AUTH_THROTTLE_MS) return false;
-    } while (!atomic_compare_exchange_weak(&a->last_try_ms, &last, now_ms));
-    *prev = last;
-    return true;
 }
 
 _Static_assert(WEB_AUTH_ID_LEN / 2 <= WEB_RANDOM_MAX, "a session id is made in one call");
@@ -82,19 +75,96 @@ int web_random_hex(char *out, size_t n_bytes)
     return 0;
 }
 
-int web_auth_login(web_auth *a, const void *given, size_t n, int64_t now_ms,
-                   char id[WEB_AUTH_ID_LEN + 1])
+/* The limit's key of the address text: IPv4 as ::ffff:a.b.c.d, IPv6 cut to its /64 (one
+ * host's share of a network: it has all of them), anything else all zeros. */
+static void wrongs_key(const char *from, unsigned char key[16])
 {
-    int64_t prev;
-    if (!claim(a, now_ms, &prev)) return SHMRPC_EBUSY;
+    struct in_addr a4;
+    struct in6_addr a6;
+    memset(key, 0, 16);
+    if (from && inet_pton(AF_INET, from, &a4) == 1) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &a4, 4);
+    } else if (from && inet_pton(AF_INET6, from, &a6) == 1) {
+        memcpy(key, &a6, 16);
+        if (!IN6_IS_ADDR_V4MAPPED(&a6)) memset(key + 8, 0, 8);
+    }
+}
+
+/* The slot of key and uid: its own; else a free one or one whose bucket has filled up
+ * again (it holds nothing a fresh one would not); else the one quiet longest. A peer that
+ * goes on sending is the last to go, so that a flood of other addresses does not give it
+ * a fresh burst. Under mu. */
+static web_wrongs *wrongs_slot(web_auth *a, const unsigned char key[16], long uid, int64_t now)
+{
+    web_wrongs *spare = NULL, *oldest = NULL;
+    for (size_t i = 0; i < WEB_AUTH_PEERS; i++) {
+        web_wrongs *e = &a->wrongs[i];
+        if (e->used && e->uid == uid && memcmp(e->key, key, 16) == 0) return e;
+        if (!e->used || e->full_ms <= now)
+            spare = spare ? spare : e;
+        else if (!oldest || e->last_ms < oldest->last_ms)
+            oldest = e;
+    }
+    web_wrongs *w = spare ? spare : oldest;
+    memcpy(w->key, key, 16);
+    w->uid = uid;
+    w->used = true;
+    w->full_ms = now;
+    return w;
+}
+
+/* Takes w's turn to compare a secret at now: 0, or when w is past its limit the ms until
+ * its next turn (nothing taken: waiting is all it takes). Under mu. */
+static int64_t wrongs_take(web_wrongs *w, int64_t now)
+{
+    w->last_ms = now;
+    /* Full at now at the latest; this one spends an interval more, within the burst. */
+    int64_t full = (w->full_ms > now ? w->full_ms : now) + WEB_AUTH_WRONG_EVERY_MS;
+    int64_t over = full - now - (int64_t)WEB_AUTH_WRONG_BURST * WEB_AUTH_WRONG_EVERY_MS;
+    if (over > 0) return over;
+    w->full_ms = full;
+    return 0;
+}
+
+int web_auth_login(web_auth *a, const void *given, size_t n, web_login_from from, int64_t now_ms,
+                   char id[WEB_AUTH_ID_LEN + 1], int64_t *retry_ms)
+{
+    /* A turn is taken before comparing, so that threads racing for an address's last turn
+     * compare one secret, not one each; the right secret gives it back. Root and the
+     * page's own user can read the secret's file: limiting them guards nothing, and would
+     * let a script of theirs with a stale secret keep their operator out. */
+    bool limited = from.uid < 0 || (from.uid != 0 && from.uid != a->uid);
+    unsigned char key[16];
+    wrongs_key(from.addr, key);
+    web_wrongs *w = NULL;
+    if (retry_ms) *retry_ms = 0;
+    if (limited) {
+        pthread_mutex_lock(&a->mu);
+        w = wrongs_slot(a, key, from.uid, now_ms);
+        int64_t wait = wrongs_take(w, now_ms);
+        if (wait) a->counts.limited++;
+        pthread_mutex_unlock(&a->mu);
+        if (wait) {
+            if (retry_ms) *retry_ms = wait;
+            return SHMRPC_EBUSY;
+        }
+    }
     unsigned char h[sizeof a->hash];
     crypto_generichash(h, sizeof h, given, n, NULL, 0);
     bool ok = sodium_memcmp(h, a->hash, sizeof h) == 0;
     sodium_memzero(h, sizeof h);
+    pthread_mutex_lock(&a->mu);
+    if (ok) {
+        a->counts.ok++;
+        /* The turn back, unless the slot went to another peer meanwhile. */
+        if (w && w->used && w->uid == from.uid && memcmp(w->key, key, 16) == 0)
+            w->full_ms -= WEB_AUTH_WRONG_EVERY_MS;
+    } else {
+        a->counts.wrong++;
+    }
+    pthread_mutex_unlock(&a->mu);
     if (!ok) return SHMRPC_EPERM;
-    /* Only failures count against the second: the next attempt may come at once. */
-    int64_t mine = now_ms;
-    atomic_compare_exchange_strong(&a->last_try_ms, &mine, prev);
     int rc = web_random_hex(id, WEB_AUTH_ID_LEN / 2);
     if (rc) return rc;
     pthread_mutex_lock(&a->mu);
@@ -112,6 +182,106 @@ int web_auth_login(web_auth *a, const void *given, size_t n, int64_t now_ms,
     slot->created_ms = now_ms;
     pthread_mutex_unlock(&a->mu);
     return 0;
+}
+
+/* The uid of the socket of family at src:sport connected to port dport, from the kernel's
+ * table of TCP sockets: a dump filtered in the kernel by the two ports (bytecode of
+ * inet_diag, as ss(8) writes for "sport = :P and dport = :Q"), then by the address here.
+ * -1 when there is none, or the kernel will not say. */
+static long socket_uid(int family, const void *src, size_t src_len, int sport, int dport)
+{
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return -1;
+    struct timeval tv = {1, 0}; /* the kernel answers at once; never hang a login on it */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+        struct nlattr bc_hdr;
+        struct inet_diag_bc_op bc[8]; /* 4 comparisons, each an op and a port */
+    } req;
+    memset(&req, 0, sizeof req);
+    req.nlh.nlmsg_len = sizeof req;
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = (uint8_t)family;
+    req.r.sdiag_protocol = IPPROTO_TCP;
+    /* Full sockets only: a closed one waiting out its FIN (a time-wait socket) has no
+     * owner, and the kernel says uid 0 for it. */
+    req.r.idiag_states = 1u << TCP_ESTABLISHED | 1u << TCP_FIN_WAIT1 | 1u << TCP_FIN_WAIT2;
+    req.bc_hdr.nla_type = INET_DIAG_REQ_BYTECODE;
+    req.bc_hdr.nla_len = (uint16_t)(sizeof req.bc_hdr + sizeof req.bc);
+    static const uint8_t codes[4] = {INET_DIAG_BC_S_GE, INET_DIAG_BC_S_LE, INET_DIAG_BC_D_GE,
+                                     INET_DIAG_BC_D_LE};
+    for (int i = 0; i < 4; i++) {
+        /* Met: on to the next; not met: past the end, which rejects the socket. */
+        req.bc[2 * i] = (struct inet_diag_bc_op){
+            .code = codes[i], .yes = 8, .no = (uint16_t)(sizeof req.bc - 8 * (size_t)i + 4)};
+        req.bc[2 * i + 1].no = (uint16_t)(i < 2 ? sport : dport);
+    }
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    long uid = -1;
+    if (sendto(fd, &req, sizeof req, 0, (struct sockaddr *)&kernel, sizeof kernel) !=
+        (ssize_t)sizeof req) {
+        close(fd);
+        return -1;
+    }
+    for (bool done = false; !done;) {
+        long buf[8192 / sizeof(long)];
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got <= 0) break;
+        /* NLMSG_OK and NLMSG_NEXT, without their mix of signed and unsigned lengths. */
+        size_t left = (size_t)got;
+        for (const char *p = (const char *)buf; left >= sizeof(struct nlmsghdr);) {
+            const struct nlmsghdr *h = (const struct nlmsghdr *)p;
+            if (h->nlmsg_len < sizeof *h || h->nlmsg_len > left) break;
+            if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+                done = true;
+                break;
+            }
+            if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+                h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
+                const struct inet_diag_msg *m = NLMSG_DATA(h);
+                if (m->idiag_inode != 0 && ntohs(m->id.idiag_sport) == sport &&
+                    ntohs(m->id.idiag_dport) == dport && memcmp(m->id.idiag_src, src, src_len) == 0)
+                    uid = (long)m->idiag_uid;
+            }
+            size_t step = NLMSG_ALIGN(h->nlmsg_len);
+            if (step >= left) break;
+            p += step;
+            left -= step;
+        }
+    }
+    close(fd);
+    return uid;
+}
+
+long web_auth_peer_uid(const char *addr, int port, int server_port)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!addr || port <= 0 || port > 65535 || server_port <= 0 || server_port > 65535) return -1;
+    if (inet_pton(AF_INET6, addr, &a6) == 1 && IN6_IS_ADDR_V4MAPPED(&a6)) {
+        /* A page on :: sees an IPv4 peer so; the peer's own socket may be either. */
+        if ((a6.s6_addr[12]) != 127) return -1;
+        long uid = socket_uid(AF_INET, a6.s6_addr + 12, 4, port, server_port);
+        return uid >= 0 ? uid : socket_uid(AF_INET6, &a6, 16, port, server_port);
+    }
+    if (inet_pton(AF_INET6, addr, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ? socket_uid(AF_INET6, &a6, 16, port, server_port) : -1;
+    if (inet_pton(AF_INET, addr, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127)
+        return socket_uid(AF_INET, &a4, 4, port, server_port);
+    return -1;
+}
+
+void web_auth_counts_get(web_auth *a, web_auth_counts *out)
+{
+    pthread_mutex_lock(&a->mu);
+    *out = a->counts;
+    out->peers = 0;
+    for (size_t i = 0; i < WEB_AUTH_PEERS; i++)
+        out->peers += a->wrongs[i].used;
+    pthread_mutex_unlock(&a->mu);
 }
 
 /* The slot holding id (compared in constant time), or NULL. Under mu. */

@@ -1,14 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The management page's shared secret (docs/web.md, "The secret"): a page with a
  * secret_file admits whoever proved the secret at POST /login, by a session cookie. This
- * keeps a hash of the secret, the sessions and the login throttle, reads the secret out
- * of a JSON login without copies, and makes the random ids (web.c's token too); web.c
- * speaks HTTP. */
+ * keeps a hash of the secret, the sessions and the limit on wrong secrets per source
+ * address, reads the secret out of a JSON login without copies, and makes the random ids
+ * (web.c's token too); web.c speaks HTTP. */
 #ifndef SHMRPC_SUPERVISOR_WEB_AUTH_H
 #define SHMRPC_SUPERVISOR_WEB_AUTH_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,8 +18,17 @@
 #define WEB_AUTH_SESSIONS 64
 /* A session's lifetime from its login. */
 #define WEB_AUTH_LIFETIME_MS ((int64_t)12 * 3600 * 1000)
-/* At most one login attempt is compared with the secret in this long. */
-#define WEB_AUTH_THROTTLE_MS 1000
+/* The limit on wrong secrets (docs/web.md, "Wrong secrets"): each peer (a source address,
+ * and for a local one the user owning its socket) may have WEB_AUTH_WRONG_BURST secrets
+ * compared in a row, then one every WEB_AUTH_WRONG_EVERY_MS; past that an attempt is
+ * answered 429 without being compared, the right secret too, so that guessing goes no
+ * faster. A right one gives its turn back. A local peer of root or of the page's own user,
+ * who can read the secret's file, is never limited. */
+#define WEB_AUTH_WRONG_BURST 5
+#define WEB_AUTH_WRONG_EVERY_MS 1000
+/* The peers the limit keeps at once: a new one past them takes the place of one whose
+ * count has run out, else of the one whose last wrong secret is the oldest. */
+#define WEB_AUTH_PEERS 256
 /* A session id: 32 random bytes as hex digits. */
 #define WEB_AUTH_ID_LEN 64
 
@@ -29,14 +37,31 @@ typedef struct web_session {
     int64_t created_ms;           /* web_auth_now_ms() at its login */
 } web_session;
 
-/* Shared by the page's threads: hash is fixed once it runs, sessions are under mu, and
- * last_try_ms is claimed with a compare-and-swap. */
+/* A peer's compared secrets: a token bucket kept as the one time at which it is full
+ * again (the generic cell rate algorithm), so that a slot is 48 bytes and a bucket that
+ * has filled up needs no sweep to be free. */
+typedef struct web_wrongs {
+    unsigned char key[16]; /* the address as IPv6 (IPv4 as ::ffff:a.b.c.d), cut to its /64 */
+    long uid;              /* the local user owning the peer's socket; -1: not local, unknown */
+    bool used;
+    int64_t full_ms; /* when its bucket is full again: each compared secret adds the interval */
+    int64_t last_ms; /* its last attempt: the oldest goes first from a full table */
+} web_wrongs;
+
+/* Login attempts since the page started, for /metrics. */
+typedef struct web_auth_counts {
+    uint64_t ok, wrong, limited; /* limited: past its peer's limit, not compared (429) */
+    size_t peers;                /* slots of the limit in use, at most WEB_AUTH_PEERS */
+} web_auth_counts;
+
+/* Shared by the page's threads: hash is fixed once it runs; the rest is under mu. */
 typedef struct web_auth {
     unsigned char hash[32]; /* BLAKE2b-256 of the secret: the secret itself is not kept */
+    long uid;               /* the page's effective uid: its local peers are not limited */
     pthread_mutex_t mu;
     web_session sessions[WEB_AUTH_SESSIONS];
-    _Atomic int64_t last_try_ms; /* when the attempt being compared, or the last failed
-                                  * one, began: the next is compared 1 s after it */
+    web_wrongs wrongs[WEB_AUTH_PEERS];
+    web_auth_counts counts; /* peers not kept up to date: web_auth_counts_get counts */
 } web_auth;
 
 /* Reads the secret in path with shmrpc_secret_load (owner, mode 0600, 16 to 256 bytes)
@@ -50,13 +75,31 @@ void web_auth_destroy(web_auth *a);
 /* CLOCK_BOOTTIME in ms: a suspended machine's hours count against a session too. */
 int64_t web_auth_now_ms(void);
 
-/* Compares given (n bytes) with the secret in constant time (both hashed, so that no
- * length shows), unless the throttle refuses it first; on success makes a session, ending
- * the oldest when the table is full, and writes its id (NUL-terminated) to id. 0;
- * SHMRPC_EPERM: not the secret; SHMRPC_EBUSY: another attempt was compared less than a
- * second ago, not this one; SHMRPC_ESYS(...): getrandom failed, no session. */
-int web_auth_login(web_auth *a, const void *given, size_t n, int64_t now_ms,
-                   char id[WEB_AUTH_ID_LEN + 1]);
+/* Where a login comes from: the peer's address as civetweb gives it (IPv4 or IPv6 text;
+ * anything else is one address of its own), and the uid owning the peer's socket when it
+ * is on this machine (web_auth_peer_uid), else -1. */
+typedef struct web_login_from {
+    const char *addr;
+    long uid;
+} web_login_from;
+
+/* Compares given (n bytes), sent from from, with the secret in constant time (both hashed,
+ * so that no length shows), unless from is past its limit: then nothing is compared. On
+ * success makes a session, ending the oldest when the table is full, and writes its id
+ * (NUL-terminated) to id; a wrong one is counted against from. 0; SHMRPC_EPERM: not the
+ * secret; SHMRPC_EBUSY: from is past its limit, not compared: *retry_ms (when not NULL)
+ * until its next attempt is within it; SHMRPC_ESYS(...): getrandom failed, no session. */
+int web_auth_login(web_auth *a, const void *given, size_t n, web_login_from from, int64_t now_ms,
+                   char id[WEB_AUTH_ID_LEN + 1], int64_t *retry_ms);
+
+/* The uid owning the TCP socket on this machine at addr (text, as civetweb gives it) and
+ * port that is connected to server_port, asked of the kernel (sock_diag, as ss(8) does),
+ * or -1: addr is not a loopback address (a peer elsewhere, or on another of this
+ * machine's addresses, is known by its address alone), or no such socket is open. */
+long web_auth_peer_uid(const char *addr, int port, int server_port);
+
+/* The counts of login attempts, and the limit's slots in use. */
+void web_auth_counts_get(web_auth *a, web_auth_counts *out);
 
 /* The string member "secret" of the JSON object body (len bytes), decoded into out (cap
  * bytes, which the body's length always suffices for) with its length in *n: 0, or

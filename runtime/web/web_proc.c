@@ -56,11 +56,16 @@ static int64_t mono_ms(void)
 #define PROBE_FIRST_MS 20
 #define PROBE_TIMEOUT_MS 6000
 #define PROBE_MISSES 2
-/* How long the keeper lets a stopping page finish its requests (each bounded by its
- * body's deadline, its call's timeout and its answer's deadline: 10 + 5 + 10 s, web.c),
- * and the supervisor the keeper, before SIGKILL. */
-#define PAGE_STOP_MS 30000
-#define KEEPER_STOP_MS (PAGE_STOP_MS + 5000)
+/* How long the keeper lets a stopping page finish, and the supervisor the keeper, before
+ * SIGKILL. Each is sent SIGCONT with its stop, so that one SIGSTOPped stops as any other,
+ * in milliseconds (web_stop). One that has not in 2 s is hung, or traced, or has a request
+ * that waits: on the control service, which the stopping supervisor no longer serves (up
+ * to its 3 s timeout), or on a peer that is slow on purpose (whose body and answer may
+ * take 10 s each, web.c). None is worth holding the supervisor's stop for: the services
+ * are stopped by then, and the page keeps nothing that a SIGKILL loses (its sessions end
+ * with it either way). */
+#define PAGE_STOP_MS 2000
+#define KEEPER_STOP_MS (PAGE_STOP_MS + 2000)
 /* The page's exit status when it could not start (a port it cannot bind, a secret it
  * cannot read): said in the log already. Not retried when the first page says it (the
  * file asks for what cannot be); retried with backoff later (another process may hold
@@ -388,7 +393,10 @@ static void keeper_main(cfg_file *c, const char *control_addr, pid_t supervisor)
     }
     if (k.probe >= 0) close(k.probe);
     if (k.page) {
+        /* SIGCONT after SIGTERM, as systemd stops a unit: a SIGSTOPped page wakes to find
+         * the SIGTERM waiting, and stops as it would have. */
         kill(k.page, SIGTERM);
+        kill(k.page, SIGCONT);
         int64_t end = mono_ms() + PAGE_STOP_MS;
         while (waitpid(k.page, NULL, WNOHANG) == 0) {
             if (mono_ms() >= end) {
@@ -563,6 +571,8 @@ void web_proc_stop(web_proc *p, int sig_fd)
     command(p, &(char){CMD_QUIT}, 1);
     if (p->cmd_w >= 0) close(p->cmd_w);
     p->cmd_w = -1;
+    /* A SIGSTOPped keeper wakes to read it (not yet reaped: the pid is still its). */
+    if (p->keeper) kill(p->keeper, SIGCONT);
     int64_t end = mono_ms() + KEEPER_STOP_MS;
     while (p->keeper && waitpid(p->keeper, NULL, WNOHANG) == 0) {
         struct pollfd pfd[2] = {{.fd = p->log_r, .events = POLLIN},

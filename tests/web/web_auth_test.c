@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The management page's shared secret (docs/web.md, "The secret"). First web_auth.c on
- * its own, with a clock the test sets: the throttle, sessions' lifetime and eviction,
+ * its own, with a clock the test sets: the limit on wrong secrets per peer, who a local
+ * peer is (asked of the kernel), sessions' lifetime and eviction,
  * logout, secret files it refuses, the secret read out of a JSON login. Then real
  * supervisors over real HTTP on loopback: one listening on 0.0.0.0 with a secret_file
  * (which config allows only with a secret) is reached at 127.0.0.1: every page but the
- * login's needs a session, the login is throttled, POSTs need the token as well, logout
+ * login's needs a session, wrong secrets are limited per address and local user while the
+ * right one gets in beside them, POSTs need the token as well, logout
  * ends the session; pages on 127.0.0.1 that require the secret of [defaults] or, with
  * `secret_file = none`, not; and no page when the secret cannot be read as it starts.
  * Every wait is bounded; the teardown removes what a failure left. */
@@ -16,12 +18,19 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +50,10 @@
 #define SECRET_FORM "secret=web+test+secret%2Fwith%2Bplus%26amp%3D1%0A"
 
 /* --- web_auth.c on its own ---------------------------------------------------------------- */
+
+/* A peer elsewhere (no uid), or on this machine as uid. */
+#define FROM(addr) ((web_login_from){(addr), -1})
+#define FROM_UID(addr, uid) ((web_login_from){(addr), (uid)})
 
 static void write_secret(const char *path, const char *text, mode_t mode)
 {
@@ -69,23 +82,19 @@ static void test_table(void **state)
     assert_int_equal(chmod(path, 0600), 0);
     assert_int_equal(web_auth_init(&a, path, err, sizeof err), 0);
 
-    /* One compared attempt a second; successes do not count. */
+    /* The right one gets in, the wrong ones are 403; sessions differ. */
     const size_t n = strlen(SECRET);
     char id[WEB_AUTH_ID_LEN + 1], id2[WEB_AUTH_ID_LEN + 1];
-    int64_t t = 5000000;
-    assert_int_equal(web_auth_login(&a, "not " SECRET, n + 4, t, id), SHMRPC_EPERM);
-    assert_int_equal(web_auth_login(&a, SECRET, n, t + 999, id), SHMRPC_EBUSY);
-    assert_int_equal(web_auth_login(&a, SECRET "\n", n + 1, t + 1000, id), SHMRPC_EPERM);
-    assert_int_equal(web_auth_login(&a, SECRET, n, t + 2000, id), 0);
+    int64_t t = 5000000, wait = -1;
+    assert_int_equal(web_auth_login(&a, "not " SECRET, n + 4, FROM("192.0.2.1"), t, id, &wait),
+                     SHMRPC_EPERM);
+    assert_int_equal(web_auth_login(&a, SECRET "\n", n + 1, FROM("192.0.2.1"), t, id, &wait),
+                     SHMRPC_EPERM);
+    assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), t + 2000, id, &wait), 0);
     assert_int_equal(strlen(id), WEB_AUTH_ID_LEN);
     assert_int_equal(strspn(id, "0123456789abcdef"), WEB_AUTH_ID_LEN);
-    assert_int_equal(web_auth_login(&a, SECRET, n, t + 2001, id2), 0);
+    assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), t + 2001, id2, &wait), 0);
     assert_string_not_equal(id, id2);
-    /* The failure before them still governs: 1 s after t + 1000. */
-    assert_int_equal(web_auth_login(&a, SECRET, n - 1, t + 1999, id2), SHMRPC_EBUSY);
-    assert_int_equal(web_auth_login(&a, SECRET, n - 1, t + 2002, id2), SHMRPC_EPERM);
-    assert_int_equal(web_auth_login(&a, SECRET, n, t + 2500, id2), SHMRPC_EBUSY);
-    assert_int_equal(web_auth_login(&a, SECRET, n, t + 3002, id2), 0);
 
     /* Sessions: live for 12 h from their login, then gone; logout ends one. */
     assert_true(web_auth_session_ok(&a, id, t + 2000));
@@ -109,17 +118,308 @@ static void test_table(void **state)
     assert_int_equal(web_auth_init(&a, path, err, sizeof err), 0);
     static char ids[WEB_AUTH_SESSIONS + 1][WEB_AUTH_ID_LEN + 1];
     for (int i = 0; i <= WEB_AUTH_SESSIONS; i++)
-        assert_int_equal(web_auth_login(&a, SECRET, n, t + i, ids[i]), 0);
+        assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), t + i, ids[i], NULL), 0);
     int64_t now = t + WEB_AUTH_SESSIONS;
     assert_false(web_auth_session_ok(&a, ids[0], now));
     for (int i = 1; i <= WEB_AUTH_SESSIONS; i++)
         assert_true(web_auth_session_ok(&a, ids[i], now));
     /* A free slot is taken before a live session is ended. */
     web_auth_logout(&a, ids[5]);
-    assert_int_equal(web_auth_login(&a, SECRET, n, now + 1, id), 0);
+    assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), now + 1, id, NULL), 0);
     assert_true(web_auth_session_ok(&a, ids[1], now + 1));
     web_auth_destroy(&a);
     sup_rm_tree(dir);
+}
+
+/* A web_auth on DIR/web.secret (SECRET), in a new folder named in dir. */
+static void auth_begin(web_auth *a, char dir[32])
+{
+    strcpy(dir, "/tmp/shmrpc-web-auth-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char path[64], err[512];
+    snprintf(path, sizeof path, "%s/web.secret", dir);
+    write_secret(path, SECRET "\n", 0600);
+    assert_int_equal(web_auth_init(a, path, err, sizeof err), 0);
+}
+
+/* The status of a wrong secret from from at t, with the wait it was told in *wait. */
+static int wrong_as(web_auth *a, web_login_from from, int64_t t, int64_t *wait)
+{
+    char id[WEB_AUTH_ID_LEN + 1];
+    *wait = -1;
+    return web_auth_login(a, "guess-guess-guess-guess", 23, from, t, id, wait);
+}
+
+static int wrong(web_auth *a, const char *from, int64_t t, int64_t *wait)
+{
+    return wrong_as(a, FROM(from), t, wait);
+}
+
+/* The status of the right secret from from at t. */
+static int right(web_auth *a, web_login_from from, int64_t t)
+{
+    char id[WEB_AUTH_ID_LEN + 1];
+    int64_t wait;
+    return web_auth_login(a, SECRET, strlen(SECRET), from, t, id, &wait);
+}
+
+/* Wrong secrets per peer: 5 compared in a row, then one a second; past that nothing is
+ * compared, the right secret neither; a right one gives its turn back; what one peer is
+ * (an address, a /64, a local address and user); root and the page's user unlimited. */
+static void test_wrong_limit(void **state)
+{
+    (void)state;
+    web_auth a;
+    char dir[32];
+    auth_begin(&a, dir);
+    const int64_t t = 7000000, every = WEB_AUTH_WRONG_EVERY_MS;
+    int64_t wait;
+    for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++) {
+        assert_int_equal(wrong(&a, "192.0.2.1", t, &wait), SHMRPC_EPERM);
+        assert_int_equal(wait, 0);
+    }
+    assert_int_equal(wrong(&a, "192.0.2.1", t, &wait), SHMRPC_EBUSY);
+    assert_int_equal(wait, every);
+    assert_int_equal(wrong(&a, "192.0.2.1", t + every - 1, &wait), SHMRPC_EBUSY);
+    assert_int_equal(wait, 1);
+    /* Past the limit the right one is not compared either: guessing goes no faster. */
+    assert_int_equal(right(&a, FROM("192.0.2.1"), t + every - 1), SHMRPC_EBUSY);
+    /* Another address is not limited. */
+    assert_int_equal(wrong(&a, "192.0.2.2", t, &wait), SHMRPC_EPERM);
+    /* One more a second; the refused ones do not put the next off. */
+    assert_int_equal(wrong(&a, "192.0.2.1", t + every, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "192.0.2.1", t + every, &wait), SHMRPC_EBUSY);
+    assert_int_equal(wait, every);
+    assert_int_equal(wrong(&a, "192.0.2.1", t + every * 3 / 2, &wait), SHMRPC_EBUSY);
+    assert_int_equal(wait, every / 2);
+    /* Its turn comes: the right one gets in, and gives the turn back. */
+    assert_int_equal(right(&a, FROM("192.0.2.1"), t + 2 * every), 0);
+    assert_int_equal(right(&a, FROM("192.0.2.1"), t + 2 * every), 0);
+    assert_int_equal(wrong(&a, "192.0.2.1", t + 2 * every, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "192.0.2.1", t + 2 * every, &wait), SHMRPC_EBUSY);
+    /* Quiet for the whole burst's time: a whole burst again. */
+    int64_t later = t + 3 * every + WEB_AUTH_WRONG_BURST * every;
+    for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++)
+        assert_int_equal(wrong(&a, "192.0.2.1", later, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "192.0.2.1", later, &wait), SHMRPC_EBUSY);
+    /* IPv4 as IPv6 sees it is the same address. */
+    assert_int_equal(wrong(&a, "::ffff:192.0.2.1", later, &wait), SHMRPC_EBUSY);
+    /* IPv6: an address's /64 is one address (a host has all of it); another /64 is not. */
+    for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++)
+        assert_int_equal(wrong(&a, "2001:db8::1", t, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "2001:db8::ffff:2", t, &wait), SHMRPC_EBUSY);
+    assert_int_equal(wrong(&a, "2001:db8:0:1::1", t, &wait), SHMRPC_EPERM);
+    /* What is no address is one address of its own. */
+    for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++)
+        assert_int_equal(wrong(&a, NULL, t, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "not an address", t, &wait), SHMRPC_EBUSY);
+    /* On this machine, each user of an address is a peer of its own: 65534 past its limit
+     * keeps neither 65533 nor the address seen from elsewhere out. */
+    for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++)
+        assert_int_equal(wrong_as(&a, FROM_UID("127.0.0.1", 65534), t, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong_as(&a, FROM_UID("127.0.0.1", 65534), t, &wait), SHMRPC_EBUSY);
+    assert_int_equal(right(&a, FROM_UID("127.0.0.1", 65534), t), SHMRPC_EBUSY);
+    assert_int_equal(right(&a, FROM_UID("127.0.0.1", 65533), t), 0);
+    assert_int_equal(wrong_as(&a, FROM_UID("127.0.0.1", 65533), t, &wait), SHMRPC_EPERM);
+    assert_int_equal(wrong(&a, "127.0.0.1", t, &wait), SHMRPC_EPERM);
+    /* Root and the page's own user are never limited: 20 wrong ones each, then in. */
+    const long self = (long)geteuid();
+    for (int i = 0; i < 4 * WEB_AUTH_WRONG_BURST; i++) {
+        assert_int_equal(wrong_as(&a, FROM_UID("127.0.0.1", 0), t, &wait), SHMRPC_EPERM);
+        assert_int_equal(wrong_as(&a, FROM_UID("127.0.0.1", self), t, &wait), SHMRPC_EPERM);
+    }
+    assert_int_equal(right(&a, FROM_UID("127.0.0.1", 0), t), 0);
+    assert_int_equal(right(&a, FROM_UID("127.0.0.1", self), t), 0);
+    web_auth_counts c;
+    web_auth_counts_get(&a, &c);
+    assert_int_equal(c.ok, 5);
+    /* 192.0.2.1: 5 + 1 + 1 + 5; 192.0.2.2; 2001:db8::/64: 5, 2001:db8:0:1::/64; none: 5;
+     * 65534: 5, 65533, 127.0.0.1 from elsewhere; root and self: 20 each. */
+    assert_int_equal(c.wrong, 12 + 1 + 6 + 5 + 7 + 2 * 4 * WEB_AUTH_WRONG_BURST);
+    /* 192.0.2.1: 8 (one of them the right secret), 2001:db8::/64, none, 65534: 2. */
+    assert_int_equal(c.limited, 8 + 1 + 1 + 2);
+    /* 192.0.2.1, .2, 2001:db8::/64, 2001:db8:0:1::/64, none, 65534, 65533, elsewhere. */
+    assert_int_equal(c.peers, 8);
+    web_auth_destroy(&a);
+    sup_rm_tree(dir);
+}
+
+/* How many wrong secrets from from at t are answered 403 before the first 429. */
+static int burst(web_auth *a, const char *from, int64_t t)
+{
+    int64_t wait;
+    int n = 0;
+    while (n < 2 * WEB_AUTH_WRONG_BURST && wrong(a, from, t, &wait) == SHMRPC_EPERM)
+        n++;
+    return n;
+}
+
+/* The table of peers is bounded: a flood of other addresses neither grows it nor pushes
+ * out an address that goes on sending wrong secrets (which would get a fresh burst); a
+ * full table gives up a slot whose count has run out before the slot of the address quiet
+ * longest; the right secret gets in from all of them once their turn comes. */
+static void test_wrong_table(void **state)
+{
+    (void)state;
+    web_auth a;
+    char dir[32], from[32];
+    auth_begin(&a, dir);
+    const int64_t t = 9000000, every = WEB_AUTH_WRONG_EVERY_MS;
+    const int flood = 4 * WEB_AUTH_PEERS;
+    int64_t wait;
+    const char *hammer = "198.51.100.1";
+    assert_int_equal(burst(&a, hammer, t), WEB_AUTH_WRONG_BURST);
+    /* 4 tables' worth of other addresses, 1 ms apart, the hammer's after each: within its
+     * limit one more a second (at t + 1000), and no fresh burst. */
+    int hammer_wrong = 0;
+    for (int i = 0; i < flood; i++) {
+        snprintf(from, sizeof from, "10.%d.%d.1", i / 256, i % 256);
+        assert_int_equal(wrong(&a, from, t + 1 + i, &wait), SHMRPC_EPERM);
+        hammer_wrong += wrong(&a, hammer, t + 1 + i, &wait) == SHMRPC_EPERM;
+    }
+    assert_true(flood < 2 * every);
+    assert_int_equal(hammer_wrong, 1);
+    web_auth_counts c;
+    web_auth_counts_get(&a, &c);
+    assert_int_equal(c.peers, WEB_AUTH_PEERS);
+    /* The flood's last address is kept (one of its burst spent), its first was let go. */
+    int64_t now = t + flood;
+    snprintf(from, sizeof from, "10.%d.%d.1", (flood - 1) / 256, (flood - 1) % 256);
+    assert_int_equal(burst(&a, from, now), WEB_AUTH_WRONG_BURST - 1);
+    assert_int_equal(burst(&a, "10.0.0.1", now), WEB_AUTH_WRONG_BURST);
+
+    /* Every count has run out. B spends its burst, 255 others one each, and fill the
+     * table; 3 s later theirs have run out, B's not (3 of 5 back), though B has been quiet
+     * longest: a new address takes one of theirs. */
+    now += 10 * every;
+    const char *b = "198.51.100.2";
+    assert_int_equal(burst(&a, b, now), WEB_AUTH_WRONG_BURST);
+    for (int i = 0; i < WEB_AUTH_PEERS - 1; i++) {
+        snprintf(from, sizeof from, "10.100.%d.%d", i / 256, i % 256);
+        assert_int_equal(wrong(&a, from, now + 1 + i, &wait), SHMRPC_EPERM);
+    }
+    now += 3 * every;
+    assert_int_equal(wrong(&a, "10.200.0.1", now, &wait), SHMRPC_EPERM);
+    assert_int_equal(burst(&a, b, now), 3);
+    web_auth_counts_get(&a, &c);
+    assert_int_equal(c.peers, WEB_AUTH_PEERS);
+    assert_int_equal(right(&a, FROM(hammer), now), 0);
+    assert_int_equal(right(&a, FROM(b), now + every), 0);
+    assert_int_equal(right(&a, FROM("10.200.0.1"), now), 0);
+    assert_int_equal(right(&a, FROM("10.250.0.1"), now), 0);
+    web_auth_destroy(&a);
+    sup_rm_tree(dir);
+}
+
+/* A socket listening on 127.0.0.1 at an ephemeral port: its fd, the port in *port. */
+static int listen_lo(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* The peer's port of an accepted connection. */
+static int peer_port(int fd)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    assert_int_equal(getpeername(fd, (struct sockaddr *)&sa, &len), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* web_auth_peer_uid(addr, port, server) polled every 10 ms for up to 2 s until it is
+ * want: the kernel moves a closed socket on by itself. What it said last. */
+static long peer_uid_becomes(const char *addr, int port, int server, long want)
+{
+    long uid = web_auth_peer_uid(addr, port, server);
+    for (int64_t end = sup_now_ms() + 2000; uid != want && sup_now_ms() < end; sup_nap_ms(10))
+        uid = web_auth_peer_uid(addr, port, server);
+    return uid;
+}
+
+/* Who a local peer is: the owner of its socket, asked of the kernel; a socket that was
+ * closed (the kernel keeps it a while, and says uid 0 for it) and an address that is not
+ * loopback are nobody's (-1). As root, a peer of nobody's from 127.0.0.3 too. */
+static void test_peer_uid(void **state)
+{
+    (void)state;
+    int server, lfd = listen_lo(&server);
+    int c = http_connect_from("127.0.0.2", server);
+    assert_true(c >= 0);
+    int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(s >= 0);
+    int port = peer_port(s);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, server), (long)geteuid());
+    assert_int_equal(web_auth_peer_uid("::ffff:127.0.0.2", port, server), (long)geteuid());
+    /* Not that socket: another port, another address, or not loopback at all. */
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, server == 65535 ? 1 : server + 1), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.4", port, server), -1);
+    assert_int_equal(web_auth_peer_uid("192.0.2.1", port, server), -1);
+    assert_int_equal(web_auth_peer_uid("not an address", port, server), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", 0, server), -1);
+    /* Half closed (shutdown, as nc -N does): still its owner's; closed: nobody's. */
+    assert_int_equal(shutdown(c, SHUT_WR), 0);
+    assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, (long)geteuid()), (long)geteuid());
+    close(c);
+    assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, -1), -1);
+    close(s);
+    if (geteuid() != 0) {
+        print_message("    nobody's peer skipped: needs root to become another user\n");
+        close(lfd);
+        return;
+    }
+    /* A child of uid 65534 connects, half closes, closes, each when told (bounded: the
+     * pipe's end, should the test fail, ends it). */
+    int go[2], told[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(told, O_CLOEXEC), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(go[1]);
+        close(told[0]);
+        alarm(20);
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+        int fd = http_connect_from("127.0.0.3", server);
+        char step = fd >= 0 ? 'c' : 'x';
+        if (write(told[1], &step, 1) != 1) _exit(3);
+        while (read(go[0], &step, 1) == 1) {
+            if (step == 's') shutdown(fd, SHUT_WR);
+            if (step == 'x') close(fd);
+            if (write(told[1], &step, 1) != 1) _exit(3);
+        }
+        _exit(0);
+    }
+    close(go[0]);
+    close(told[1]);
+    char step = 0;
+    assert_int_equal(read(told[0], &step, 1), 1);
+    assert_int_equal(step, 'c');
+    s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(s >= 0);
+    port = peer_port(s);
+    assert_int_equal(web_auth_peer_uid("127.0.0.3", port, server), 65534);
+    assert_int_equal(write(go[1], "s", 1), 1);
+    assert_int_equal(read(told[0], &step, 1), 1);
+    assert_int_equal(peer_uid_becomes("127.0.0.3", port, server, 65534), 65534);
+    assert_int_equal(write(go[1], "x", 1), 1);
+    assert_int_equal(read(told[0], &step, 1), 1);
+    assert_int_equal(peer_uid_becomes("127.0.0.3", port, server, -1), -1);
+    close(go[1]);
+    int st;
+    assert_int_equal(waitpid(kid, &st, 0), kid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(told[0]);
+    close(s);
+    close(lfd);
 }
 
 /* The secret of a JSON login, read without jansson: escapes, other members of any kind,
@@ -273,9 +573,12 @@ static int group_setup(void **state)
     return sup_up(&T.pub, "", "host = 0.0.0.0\nsecret_file = web.secret\n");
 }
 
+static void attack_stop(void);
+
 static int group_teardown(void **state)
 {
     (void)state;
+    attack_stop();
     sup_kill_reap(&T.pub.pid);
     sup_kill_reap(&T.lo.pid);
     sup_groups_kill(&T.groups);
@@ -359,6 +662,70 @@ static void test_no_session(void **state)
 static const char *const FORM = "Content-Type: application/x-www-form-urlencoded\r\n";
 static const char *const JSON = "Content-Type: application/json\r\n";
 
+/* Runs fn in a child process of uid (the test's own when uid < 0, or when it is not root,
+ * which a caller checks), that ends within 70 s whatever fn does: its pid. The child
+ * makes no cmocka assertion; what it finds goes through shared memory or a pipe. */
+static pid_t as_user(long uid, void (*fn)(void))
+{
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(70);
+        if (uid >= 0 && geteuid() == 0 && (setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0))
+            _exit(2);
+        fn();
+        _exit(0);
+    }
+    return kid;
+}
+
+/* Waits up to 20 s for kid (as_user's) and asserts it exited 0; SIGKILL if it did not. */
+static void as_user_wait(pid_t kid)
+{
+    int st = sup_wait_exit(&kid, 20000);
+    if (st == -1) sup_kill_reap(&kid);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* What one_login of a child sends, and where its answer goes. */
+static struct {
+    const char *from, *form;
+    int out; /* the pipe the answer is copied to */
+} L;
+
+static void one_login(void)
+{
+    char req[512], buf[4096];
+    int fd = http_connect_from(L.from, T.pub.port);
+    int n = snprintf(req, sizeof req,
+                     "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(L.form), L.form);
+    if (fd < 0 || n <= 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) _exit(3);
+    ssize_t k;
+    while ((k = read(fd, buf, sizeof buf)) > 0)
+        if (write(L.out, buf, (size_t)k) != k) _exit(3);
+    close(fd);
+}
+
+/* POST /login of form from the source address from by a process of uid: the answer. */
+static void login_as(long uid, const char *from, const char *form, resp *r)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    L.from = from;
+    L.form = form;
+    L.out = p[1];
+    pid_t kid = as_user(uid, one_login);
+    close(p[1]);
+    int rc = http_read_answer(p[0], r);
+    close(p[0]);
+    as_user_wait(kid);
+    assert_int_equal(rc, 0);
+}
+
 /* The session cookie of a 303 from POST /login into T.cookie (NAME=VALUE), checked. */
 static void take_cookie(const resp *r, char *out, size_t cap)
 {
@@ -378,27 +745,54 @@ static void test_login(void **state)
 {
     (void)state;
     resp r;
-    /* A wrong secret, then anything within the second (the right one too) is not
-     * compared. The three requests take milliseconds; should this machine be so slow
-     * that a second passed, the round is tried again. */
-    for (int round = 0;; round++) {
-        int64_t t0 = sup_now_ms();
-        req("POST", "/login", false, false, FORM, "secret=guess-guess-guess-guess", &r);
+    /* The test's own user (root in CI, or the page's) can read the secret's file: its
+     * wrong secrets are all compared, 403, never 429. */
+    for (int i = 0; i < 3 * WEB_AUTH_WRONG_BURST; i++) {
+        assert_int_equal(http_raw_from("127.0.1.1", T.pub.port, NULL, "POST", "/login", FORM,
+                                       "secret=guess-guess-guess-guess", &r),
+                         0);
         expect_error(&r, 403, "SHMRPC_EPERM");
         resp_free(&r);
-        req("POST", "/login", false, false, FORM, "secret=guess-guess-guess-gues2", &r);
-        int second = r.status;
-        if (second == 429) {
-            expect_error(&r, 429, "SHMRPC_EBUSY");
-            assert_string_equal(header(&r, "Retry-After"), "1");
+    }
+    if (geteuid() != 0) {
+        print_message("    the limit of another user skipped: needs root to become one\n");
+    } else {
+        /* nobody's wrong secrets from one address: 5 are answered 403, the next within the
+         * second 429, and nobody's right one too (not compared); the right one of another
+         * user of that address gets in, and another address of nobody's is not limited.
+         * The eight logins take tens of ms; should this machine be so slow that a second
+         * passed, the round is tried again from another address. */
+        for (int round = 0;; round++) {
+            char from[32];
+            snprintf(from, sizeof from, "127.0.1.%d", round + 2);
+            int64_t t0 = sup_now_ms();
+            int forbidden = 0;
+            for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++) {
+                login_as(65534, from, "secret=guess-guess-guess-guess", &r);
+                forbidden += r.status == 403;
+                resp_free(&r);
+            }
+            resp wrong6, right;
+            login_as(65534, from, "secret=guess-guess-guess-gues2", &wrong6);
+            login_as(65534, from, SECRET_FORM, &right);
+            bool in_time = sup_now_ms() - t0 < WEB_AUTH_WRONG_EVERY_MS;
+            if (in_time) {
+                assert_int_equal(forbidden, WEB_AUTH_WRONG_BURST);
+                expect_error(&wrong6, 429, "SHMRPC_EBUSY");
+                assert_string_equal(header(&wrong6, "Retry-After"), "1");
+                expect_error(&right, 429, "SHMRPC_EBUSY");
+            }
+            resp_free(&wrong6);
+            resp_free(&right);
+            login_as(65533, from, SECRET_FORM, &r);
+            expect_status(&r, 303);
+            resp_free(&r);
+            login_as(65534, "127.0.2.1", "secret=guess-guess-guess-guess", &r);
+            expect_error(&r, 403, "SHMRPC_EPERM");
+            resp_free(&r);
+            if (in_time) break;
+            assert_true(round < 3);
         }
-        resp_free(&r);
-        req("POST", "/login", false, false, FORM, SECRET_FORM, &r);
-        int third = r.status;
-        resp_free(&r);
-        if (second == 429 && third == 429) break;
-        assert_true(sup_now_ms() - t0 >= 1000 && round < 3);
-        sup_nap_ms(1100);
     }
     /* Not a form of a secret: 400, not compared. Too large: 413. */
     req("POST", "/login", false, false, FORM, "password=x", &r);
@@ -414,8 +808,7 @@ static void test_login(void **state)
     req("POST", "/login", false, false, FORM, big, &r);
     expect_error(&r, 413, "SHMRPC_ETOOBIG");
     resp_free(&r);
-    /* The right one once the second has passed: a session. */
-    sup_nap_ms(1100);
+    /* The right one: a session. */
     req("POST", "/login", false, false, FORM, SECRET_FORM, &r);
     take_cookie(&r, T.cookie, sizeof T.cookie);
     resp_free(&r);
@@ -483,7 +876,7 @@ static void test_logout(void **state)
 {
     (void)state;
     resp r;
-    /* A second session, logged in with JSON (successes do not wait for the throttle), the
+    /* A second session, logged in with JSON (a right secret gives its turn back), the
      * secret escaped as JSON may escape it, with its file's newline. */
     char second[160];
     req("POST", "/login", false, false, JSON,
@@ -517,6 +910,293 @@ static void test_logout(void **state)
     resp_free(&r);
 }
 
+/* --- wrong secrets beside the right one ------------------------------------------------- */
+
+/* One POST /login of form from the source address from to the public page: its status, or
+ * -1 without an answer. No cmocka assertion: the attackers' threads call it. */
+static int login_status(const char *from, const char *form)
+{
+    int fd = http_connect_from(from, T.pub.port);
+    if (fd < 0) return -1;
+    char req[512], buf[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(form), form);
+    int status = -1;
+    size_t got = 0;
+    if (n > 0 && (size_t)n < sizeof req && write(fd, req, (size_t)n) == n) {
+        ssize_t k;
+        while (got < sizeof buf - 1 && (k = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+            got += (size_t)k;
+        buf[got] = '\0';
+        if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) status = -1;
+    }
+    close(fd);
+    return status;
+}
+
+/* Attackers: a child process of a given user whose threads send wrong secrets from one
+ * address, as fast as the page answers, until told to stop (or for 60 s at most, should a
+ * failed test not tell them); or that sends one each from many addresses (flood). Their
+ * counts are in memory shared with the test. */
+#define ATTACKERS 4
+typedef struct attack_shared {
+    atomic_bool stop;
+    atomic_long forbidden, limited, other; /* answers: 403, 429, anything else */
+} attack_shared;
+static struct {
+    attack_shared *sh;
+    const char *from;
+    long uid;
+    int threads, flood;
+    pid_t kid;
+    int64_t t0, t1;
+} A;
+
+static void *attack(void *arg)
+{
+    (void)arg;
+    int64_t until = sup_now_ms() + 60000;
+    while (!atomic_load(&A.sh->stop) && sup_now_ms() < until) {
+        int st = login_status(A.from, "secret=wrong-wrong-wrong-wrong");
+        atomic_fetch_add(st == 403   ? &A.sh->forbidden
+                         : st == 429 ? &A.sh->limited
+                                     : &A.sh->other,
+                         1);
+    }
+    return NULL;
+}
+
+static void attackers(void)
+{
+    pthread_t t[ATTACKERS];
+    int n = 0;
+    while (n < A.threads && pthread_create(&t[n], NULL, attack, NULL) == 0)
+        n++;
+    while (n > 0)
+        pthread_join(t[--n], NULL);
+}
+
+/* One wrong secret from each of A.flood addresses 127.1.x.y. */
+static void flooder(void)
+{
+    for (int i = 0; i < A.flood; i++) {
+        char from[32];
+        snprintf(from, sizeof from, "127.1.%d.%d", i / 200, i % 200 + 1);
+        int st = login_status(from, "secret=wrong-wrong-wrong-wrong");
+        atomic_fetch_add(st == 403   ? &A.sh->forbidden
+                         : st == 429 ? &A.sh->limited
+                                     : &A.sh->other,
+                         1);
+    }
+}
+
+static void attack_reset(void)
+{
+    if (!A.sh) {
+        A.sh = mmap(NULL, sizeof *A.sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        assert_true(A.sh != MAP_FAILED);
+    }
+    atomic_store(&A.sh->stop, false);
+    atomic_store(&A.sh->forbidden, 0);
+    atomic_store(&A.sh->limited, 0);
+    atomic_store(&A.sh->other, 0);
+}
+
+/* Starts threads attackers of uid from from, and waits (up to 10 s) until the page has
+ * answered them 20 times: past a limited address's burst, they send hundreds a second. */
+static void attack_start(const char *from, long uid, int threads)
+{
+    attack_reset();
+    A.from = from;
+    A.uid = uid;
+    A.threads = threads;
+    A.t0 = sup_now_ms();
+    A.kid = as_user(uid, attackers);
+    for (int64_t end = sup_now_ms() + 10000; sup_now_ms() < end; sup_nap_ms(10))
+        if (atomic_load(&A.sh->forbidden) + atomic_load(&A.sh->limited) >= 20) break;
+}
+
+static void attack_stop(void)
+{
+    if (!A.kid) return;
+    atomic_store(&A.sh->stop, true);
+    as_user_wait(A.kid);
+    A.kid = 0;
+    A.t1 = sup_now_ms();
+}
+
+/* Prints what the attackers got and asserts it: every answer 403 or 429; a limited user's
+ * no more 403s than its limit allows in the time they ran (a count lost would give it a
+ * fresh burst), and 429 for the rest; the page's own user's all 403. */
+static void attack_check(bool limited)
+{
+    long forbidden = atomic_load(&A.sh->forbidden), over = atomic_load(&A.sh->limited);
+    int64_t ms = A.t1 - A.t0;
+    printf("wrong secrets from %s as uid %ld: %ld in %lld ms (%.0f a second): %ld 403, %ld "
+           "429, %ld other\n",
+           A.from, A.uid < 0 ? (long)geteuid() : A.uid,
+           forbidden + over + atomic_load(&A.sh->other), (long long)ms,
+           (double)(forbidden + over) * 1000.0 / (double)(ms ? ms : 1), forbidden, over,
+           atomic_load(&A.sh->other));
+    assert_int_equal(atomic_load(&A.sh->other), 0);
+    if (limited) {
+        assert_true(over > 0);
+        assert_true(forbidden >= WEB_AUTH_WRONG_BURST);
+        assert_true(forbidden <= WEB_AUTH_WRONG_BURST + ms / WEB_AUTH_WRONG_EVERY_MS + 1);
+    } else {
+        assert_int_equal(over, 0);
+        assert_true(forbidden >= 20);
+    }
+}
+
+/* The value of the /metrics sample line that begins with head, or -1. */
+static long long metric(const char *head)
+{
+    resp r;
+    req("GET", "/metrics", true, false, NULL, NULL, &r);
+    expect_status(&r, 200);
+    long long v = -1;
+    for (const char *p = r.body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, head, strlen(head)) == 0 && p[strlen(head)] == ' ')
+            v = strtoll(p + strlen(head) + 1, NULL, 10);
+    resp_free(&r);
+    return v;
+}
+
+/* The right secret, TRIES times 100 ms apart, from each of n (address, user) pairs while
+ * the attackers run: each must get in (303) within 5 s (a loaded machine; it takes
+ * milliseconds); prints how many got in and the slowest. */
+typedef struct right_one {
+    const char *from;
+    long uid; /* -1: the test's own */
+} right_one;
+
+static void rights_beside(const right_one *who, int n)
+{
+    enum { TRIES = 5 };
+    for (int k = 0; k < n; k++) {
+        int in = 0;
+        int64_t most = 0;
+        for (int i = 0; i < TRIES; i++) {
+            int64_t t = sup_now_ms();
+            int st;
+            if (who[k].uid < 0) {
+                st = login_status(who[k].from, SECRET_FORM);
+            } else {
+                resp r;
+                login_as(who[k].uid, who[k].from, SECRET_FORM, &r);
+                st = r.status;
+                resp_free(&r);
+            }
+            int64_t took = sup_now_ms() - t;
+            most = took > most ? took : most;
+            in += st == 303 && took < 5000;
+            sup_nap_ms(100);
+        }
+        printf("the right secret from %s as uid %ld beside them: %d of %d in, the slowest in "
+               "%lld ms\n",
+               who[k].from, who[k].uid < 0 ? (long)geteuid() : who[k].uid, in, TRIES,
+               (long long)most);
+        assert_int_equal(in, TRIES);
+    }
+}
+
+/* While 4 threads of nobody's send wrong secrets as fast as the page answers them, from
+ * 127.0.0.2 and then from 127.0.0.1, the right secret gets in at its first try: from the
+ * other address, from theirs as another user, and from theirs as the page's own user
+ * (the operator); nobody gets 403 within its limit and 429 past it, counted in /metrics.
+ * Then the page's own user sends wrong secrets from 127.0.0.1 (a script with a stale
+ * secret): never limited, and the right one from the same address and user gets in. */
+static void test_wrong_beside_right(void **state)
+{
+    (void)state;
+    if (geteuid() == 0) {
+        static const char *const froms[] = {"127.0.0.2", "127.0.0.1"};
+        for (int f = 0; f < 2; f++) {
+            long long limited0 = metric("shmrpc_web_logins_total{result=\"limited\"}");
+            attack_start(froms[f], 65534, ATTACKERS);
+            const right_one who[] = {{froms[1 - f], -1}, {froms[f], -1}, {froms[f], 65533}};
+            rights_beside(who, 3);
+            attack_stop();
+            attack_check(true);
+            assert_true(metric("shmrpc_web_logins_total{result=\"limited\"}") - limited0 >=
+                        atomic_load(&A.sh->limited));
+        }
+    } else {
+        print_message("    nobody's attackers skipped: needs root to become another user\n");
+    }
+    long long limited0 = metric("shmrpc_web_logins_total{result=\"limited\"}");
+    attack_start("127.0.0.1", -1, ATTACKERS);
+    const right_one self[] = {{"127.0.0.1", -1}};
+    rights_beside(self, 1);
+    attack_stop();
+    attack_check(false);
+    assert_int_equal(metric("shmrpc_web_logins_total{result=\"limited\"}"), limited0);
+}
+
+/* Wrong secrets of nobody's from 3 tables' worth of addresses (127.1.x.y), one each, while
+ * 2 threads of nobody's go on from 127.0.0.11: the table stays within its bound, the
+ * attackers' address keeps its count (no fresh burst), and the right secret gets in from
+ * theirs as another user and, once its turn has come, from one of the flood's. */
+static void test_address_flood(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("    skipped: needs root to become another user\n");
+        return;
+    }
+    attack_start("127.0.0.11", 65534, 2);
+    attack_shared *hammer = A.sh;
+    A.sh = NULL;
+    attack_reset();
+    attack_shared *flood_sh = A.sh;
+    A.flood = 3 * WEB_AUTH_PEERS;
+    int64_t t0 = sup_now_ms();
+    as_user_wait(as_user(65534, flooder));
+    int64_t flood_ms = sup_now_ms() - t0;
+    long forbidden = atomic_load(&flood_sh->forbidden);
+    munmap(flood_sh, sizeof *flood_sh);
+    A.sh = hammer;
+    resp theirs, flooded;
+    login_as(65533, "127.0.0.11", SECRET_FORM, &theirs);
+    login_as(65534, "127.1.0.1", SECRET_FORM, &flooded);
+    attack_stop();
+    long long kept = metric("shmrpc_web_login_peers");
+    printf("%d addresses sent a wrong secret each in %lld ms: %ld got 403; the page keeps "
+           "%lld peers; the right secret from the attackers' address as another user: %d, "
+           "from the flood's first: %d\n",
+           A.flood, (long long)flood_ms, forbidden, kept, theirs.status, flooded.status);
+    assert_int_equal(forbidden, A.flood);
+    assert_true(kept > 0 && kept <= WEB_AUTH_PEERS);
+    expect_status(&theirs, 303);
+    expect_status(&flooded, 303);
+    resp_free(&theirs);
+    resp_free(&flooded);
+    attack_check(true);
+}
+
+/* What Host the page on 0.0.0.0 answers to (with a secret: /login is open): numeric
+ * addresses and loopback names, each exactly as a browser sends it. */
+static void test_hosts(void **state)
+{
+    (void)state;
+    expect_hosts(T.pub.port, true, "/login", 200);
+}
+
+/* The page's "web monitor at" line of s's log, waited for up to 5 s: the page may answer
+ * before its line has come through its keeper's pipe. "" when it does not come. */
+static const char *log_line(const sup *s)
+{
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(20)) {
+        const char *at = strstr(sup_slurp(s->dir, "supervisor.err"), "web monitor at ");
+        if (at) return at;
+        if (sup_now_ms() > end) return "";
+    }
+}
+
 /* Loopback pages: the secret of [defaults] is the page's too, unless [web monitor] says
  * none. */
 static void test_loopback(void **state)
@@ -530,7 +1210,7 @@ static void test_loopback(void **state)
     assert_int_equal(http_raw(T.lo.port, NULL, "GET", "/", NULL, NULL, &r), 0);
     expect_status(&r, 303);
     resp_free(&r);
-    assert_non_null(strstr(sup_slurp(T.lo.dir, "supervisor.err"), "/ (the secret of "));
+    assert_non_null(strstr(log_line(&T.lo), "/ (the secret of "));
     assert_int_equal(sup_down(&T.lo), 0); /* exit 0: under ASan, no leak either */
     assert_int_equal(sup_up(&T.lo, "secret_file = web.secret\n", "secret_file = none\n"), 0);
     assert_int_equal(http_raw(T.lo.port, NULL, "GET", "/api/services", NULL, NULL, &r), 0);
@@ -539,7 +1219,7 @@ static void test_loopback(void **state)
     assert_int_equal(http_raw(T.lo.port, NULL, "GET", "/login", NULL, NULL, &r), 0);
     expect_error(&r, 404, "SHMRPC_ENOENT");
     resp_free(&r);
-    assert_null(strstr(sup_slurp(T.lo.dir, "supervisor.err"), "(the secret of "));
+    assert_null(strstr(log_line(&T.lo), "(the secret of "));
     assert_int_equal(sup_down(&T.lo), 0);
 }
 
@@ -591,12 +1271,20 @@ static void test_sigterm(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest table[] = {cmocka_unit_test(test_table),
-                                       cmocka_unit_test(test_json_secret)};
+    const struct CMUnitTest table[] = {
+        cmocka_unit_test(test_table), cmocka_unit_test(test_wrong_limit),
+        cmocka_unit_test(test_wrong_table), cmocka_unit_test(test_peer_uid),
+        cmocka_unit_test(test_json_secret)};
     const struct CMUnitTest http[] = {
-        cmocka_unit_test(test_no_session), cmocka_unit_test(test_login),
-        cmocka_unit_test(test_actions),    cmocka_unit_test(test_logout),
-        cmocka_unit_test(test_loopback),   cmocka_unit_test(test_secret_unreadable),
+        cmocka_unit_test(test_no_session),
+        cmocka_unit_test(test_login),
+        cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_logout),
+        cmocka_unit_test(test_wrong_beside_right),
+        cmocka_unit_test(test_address_flood),
+        cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_secret_unreadable),
         cmocka_unit_test(test_sigterm),
     };
     int failed = cmocka_run_group_tests_name("web_auth", table, NULL, NULL);

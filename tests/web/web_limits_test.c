@@ -4,7 +4,8 @@
  * 64 idle and 16 slowloris connections while GET /api/token must answer, then 200 idle
  * ones; bodies shorter than their Content-Length, closed or dribbled, refused and dribbled
  * on, or large enough together to spend the budget; an answer read slowly; requests
- * without a Host, with two, with too many header lines, with two lengths or chunked.
+ * without a Host, with two, with too many header lines, with two lengths or chunked; a
+ * table of Host headers the page must take or refuse.
  * The deadlines (10 s) and the header timeout (5 s) are waited out. shmrpc-service
  * runs echo-server; after each test the supervisor must still be alive and answering,
  * and no refused call may have run (echo's add calls in /metrics). Every wait is bounded;
@@ -590,14 +591,34 @@ static void test_headers(void **state)
     alive();
 }
 
+/* What Host the loopback page answers to: loopback names only, each exactly as a browser
+ * sends it, and nothing after them (docs/web.md, "Host"); a POST to one it refuses calls
+ * nothing. */
+static void test_hosts(void **state)
+{
+    (void)state;
+    long calls = add_calls();
+    expect_hosts(T.port, false, "/api/token", 200);
+    resp r;
+    send_text(&r,
+              "POST /api/echo/add HTTP/1.1\r\nHost: 127.0.0.1.evil.com:%d\r\nX-Shmrpc-Token: %s\r\n"
+              "Content-Length: 5\r\nConnection: close\r\n\r\n[1,2]",
+              T.port, T.token);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    assert_int_equal(add_calls(), calls);
+    alive();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* a peer that resets: write fails, the test reads why */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_deep_json),   cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_short_body),  cmocka_unit_test(test_idle_and_slow),
-        cmocka_unit_test(test_200_idle),    cmocka_unit_test(test_slow_reader),
-        cmocka_unit_test(test_body_budget), cmocka_unit_test(test_unread_body),
+        cmocka_unit_test(test_deep_json),     cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_hosts),         cmocka_unit_test(test_short_body),
+        cmocka_unit_test(test_idle_and_slow), cmocka_unit_test(test_200_idle),
+        cmocka_unit_test(test_slow_reader),   cmocka_unit_test(test_body_budget),
+        cmocka_unit_test(test_unread_body),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

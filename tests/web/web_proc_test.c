@@ -2,7 +2,9 @@
 /* The management page in a process of its own (web_proc.c, docs/web.md): a page that
  * crashes (SIGSEGV, as a stack overflow in a request would) takes neither the supervisor
  * nor its services with it and is started again; a SIGTERM to the supervisor stops the
- * page with it; a SIGKILLed supervisor leaves neither the page nor its keeper behind.
+ * page with it: at once when the page or its keeper is SIGSTOPped (each is sent SIGCONT),
+ * within seconds when either is hung (held in a ptrace stop); a SIGKILLed supervisor
+ * leaves neither the page nor its keeper behind.
  * Real processes, real HTTP on loopback; every wait is bounded, the teardown removes what
  * a failure left. */
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -38,6 +41,8 @@ static struct {
     int port;
     pid_t sup;
     sup_groups groups; /* the sleeper's */
+    pid_t stopped[2];  /* processes a test SIGSTOPped: SIGCONT and SIGKILL in teardown */
+    pid_t traced;      /* the process a test holds in a ptrace stop: SIGKILL in teardown */
 } T;
 
 /* The only child of pid named comm, or 0. */
@@ -143,9 +148,75 @@ static bool log_has(const char *text, int ms)
     return true;
 }
 
+/* SIGSTOPs pid, a page or its keeper, remembered for the teardown. */
+static void stop_proc(pid_t pid)
+{
+    for (int i = 0; i < 2; i++)
+        if (!T.stopped[i]) {
+            T.stopped[i] = pid;
+            break;
+        }
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+}
+
+/* Holds pid (a page or its keeper) in a ptrace stop, which SIGCONT does not end: it is
+ * hung as a page in a deadlock would be. The test is its tracer, and so must reap its end
+ * before its parent can (wait_sup). */
+static void hang(pid_t pid)
+{
+    assert_int_equal(ptrace(PTRACE_SEIZE, pid, 0, 0), 0);
+    T.traced = pid;
+    assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, 0, 0), 0);
+    int st = 0;
+    pid_t r = 0;
+    for (int64_t end = sup_now_ms() + 5000; r == 0 && sup_now_ms() < end; sup_nap_ms(5))
+        r = waitpid(pid, &st, WNOHANG | __WALL);
+    assert_int_equal(r, pid);
+    assert_true(WIFSTOPPED(st));
+}
+
+/* Reaps the end of the traced process, if it has come: its parent waits on the tracer. */
+static void reap_traced(void)
+{
+    int st;
+    pid_t r = T.traced ? waitpid(T.traced, &st, WNOHANG | __WALL) : 0;
+    if ((r == T.traced && (WIFEXITED(st) || WIFSIGNALED(st))) || (r < 0 && errno == ECHILD))
+        T.traced = 0;
+}
+
+/* Waits up to ms for the supervisor to exit, reaping a traced process's end meanwhile:
+ * its wait status, or -1. */
+static int wait_sup(int ms)
+{
+    for (int64_t end = sup_now_ms() + ms; sup_now_ms() < end; sup_nap_ms(5)) {
+        reap_traced();
+        int st;
+        if (waitpid(T.sup, &st, WNOHANG) == T.sup) {
+            T.sup = 0;
+            reap_traced();
+            return st;
+        }
+    }
+    return -1;
+}
+
 static int teardown(void **state)
 {
     (void)state;
+    if (T.traced) { /* our tracee until reaped: its pid cannot be another's */
+        kill(T.traced, SIGKILL);
+        for (int64_t end = sup_now_ms() + 2000; T.traced && sup_now_ms() < end; sup_nap_ms(5))
+            reap_traced();
+    }
+    /* What a test SIGSTOPped goes, unless its pid is another process's by now. */
+    for (int i = 0; i < 2; i++) {
+        const char *comm = T.stopped[i] ? sup_comm(T.stopped[i]) : "";
+        if (strcmp(comm, "shmrpc-page") == 0 || strcmp(comm, "shmrpc-pagekeep") == 0) {
+            kill(T.stopped[i], SIGCONT);
+            kill(T.stopped[i], SIGKILL);
+        }
+        T.stopped[i] = 0;
+    }
     sup_kill_reap(&T.sup);
     sup_groups_kill(&T.groups);
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
@@ -319,26 +390,100 @@ static void test_group_sigterm(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
-/* A second SIGTERM while the page is being stopped (here it cannot: SIGSTOPped) ends the
- * wait at once. */
+/* A second SIGTERM while the page is being stopped (here it cannot: its keeper is held in
+ * a ptrace stop, which SIGCONT does not end, and the supervisor would wait 4 s for it) ends
+ * the wait at once. */
 static void test_sigterm_twice(void **state)
 {
     (void)state;
     pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
     pid_t page = wait_page(keeper, 0, 5000);
     assert_true(keeper > 0 && page > 0);
-    assert_int_equal(kill(page, SIGSTOP), 0);
+    hang(keeper);
     assert_int_equal(kill(T.sup, SIGTERM), 0);
     assert_true(log_has("sleeper: stopped", 10000));
     sup_nap_ms(200);
     int64_t t0 = sup_now_ms();
     assert_int_equal(kill(T.sup, SIGTERM), 0);
-    int st = sup_wait_exit(&T.sup, 10000); /* the keeper would give the page 30 s */
+    int st = wait_sup(10000);
     assert_true(st != -1);
     printf("a second SIGTERM ended the page's stop in %lld ms\n", (long long)(sup_now_ms() - t0));
     assert_true(log_has("web monitor: stopping again: SIGKILL to its keeper", 1000));
     assert_true(gone(keeper, 2000));
     assert_true(gone(page, 2000));
+}
+
+/* SIGTERM to the supervisor with the page SIGSTOPped, or the page and its keeper: each is
+ * sent SIGCONT with its stop, and stops as it would have; the supervisor exits 0, with
+ * neither left, and nothing was SIGKILLed. The old supervisor took 30 s here (35 s with
+ * the keeper stopped too); it takes tens of ms; the bound is 15 s, for a loaded machine. */
+static void stop_stopped(bool keeper_too)
+{
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    stop_proc(page);
+    if (keeper_too) stop_proc(keeper);
+    int64_t t0 = sup_now_ms();
+    assert_int_equal(kill(T.sup, SIGTERM), 0);
+    int st = wait_sup(15000);
+    printf("the supervisor stopped in %lld ms with its page%s SIGSTOPped\n",
+           (long long)(sup_now_ms() - t0), keeper_too ? " and its keeper" : "");
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(gone(keeper, 0)); /* reaped by the supervisor before it exited */
+    assert_true(gone(page, 2000));
+    const char *log = sup_slurp(T.dir, "supervisor.err");
+    assert_null(strstr(log, "did not stop"));
+    assert_null(strstr(log, "SIGKILL"));
+}
+
+static void test_stop_page_stopped(void **state)
+{
+    (void)state;
+    stop_stopped(false);
+}
+
+static void test_stop_keeper_stopped(void **state)
+{
+    (void)state;
+    stop_stopped(true);
+}
+
+/* SIGTERM with the page hung (held in a ptrace stop, which SIGCONT does not end): its
+ * keeper gives it 2 s, then SIGKILLs it, and the supervisor exits 0; or with the keeper
+ * hung: the supervisor gives it 4 s, then SIGKILLs it (the page dies with it). The old
+ * keeper gave the page 30 s, the old supervisor the keeper 35 s; the bound is 15 s. */
+static void stop_hung(bool keeper_hung)
+{
+    pid_t keeper = child_named(T.sup, "shmrpc-pagekeep");
+    pid_t page = wait_page(keeper, 0, 5000);
+    assert_true(keeper > 0 && page > 0);
+    hang(keeper_hung ? keeper : page);
+    int64_t t0 = sup_now_ms();
+    assert_int_equal(kill(T.sup, SIGTERM), 0);
+    int st = wait_sup(15000);
+    printf("the supervisor stopped in %lld ms with its %s hung\n", (long long)(sup_now_ms() - t0),
+           keeper_hung ? "page's keeper" : "page");
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(log_has(keeper_hung ? "web monitor: its keeper did not stop in 4000 ms: SIGKILL"
+                                    : "web monitor: the page did not stop in 2000 ms: SIGKILL",
+                        1000));
+    assert_true(gone(keeper, 0));
+    assert_true(gone(page, 2000));
+}
+
+static void test_stop_page_hung(void **state)
+{
+    (void)state;
+    stop_hung(false);
+}
+
+static void test_stop_keeper_hung(void **state)
+{
+    (void)state;
+    stop_hung(true);
 }
 
 /* A module= service without shm_name serves at its .svc's name, which the supervisor
@@ -396,6 +541,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_port_taken_on_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_page_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_keeper_stopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_page_hung, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_keeper_hung, setup, teardown),
         cmocka_unit_test_setup_teardown(test_module_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
