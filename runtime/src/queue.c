@@ -777,8 +777,9 @@ static int check_consuming(shmrpc_queue *q)
 /* What the descriptors' own laps say of the positions (the repair's source, docs/queue.md
  * "Positions written over"): the tail after the last message claimed, the frontier at the
  * first claimed and not given back (for a queue with both roles, whose slots are not freed,
- * the caller's), the head at the first not taken, each message position with its byte
- * position; and how many slots hold no state of a lap near the anchor (broken). */
+ * the first of the caller's known frontiers within the tail's reach, else the tail), the
+ * head at the first not taken, each message position with its byte position; and how many
+ * slots hold no state of a lap near the anchor (broken). */
 struct rebuilt {
     uint64_t tail, freed;
     uint32_t head, broken;
@@ -787,8 +788,8 @@ struct rebuilt {
 /* Scans the descriptors around anchor, a position from the header: a slot's laps are
  * within N of the tail, and a state of another lap is broken. A FREE slot was last claimed
  * a lap before its own (the first lap's FREE states say N..1 before message 0). */
-static void rebuild_around(const shmrpc_queue *q, uint32_t anchor, bool freed_known,
-                           uint32_t freed_m, struct rebuilt *r)
+static void rebuild_around(const shmrpc_queue *q, uint32_t anchor, const uint32_t *known,
+                           int n_known, struct rebuilt *r)
 {
     int64_t n = q->n, last = INT64_MIN, first = INT64_MAX;
     r->broken = 0;
@@ -804,9 +805,13 @@ static void rebuild_around(const shmrpc_queue *q, uint32_t anchor, bool freed_kn
         if (st_of(s) != S_FREE && d < first) first = d;
     }
     uint32_t tm = last == INT64_MIN ? anchor : anchor + (uint32_t)(last + 1);
-    uint32_t fm = freed_known                          ? freed_m
-                  : first == INT64_MAX || first > last ? tm
-                                                       : anchor + (uint32_t)first;
+    uint32_t fm = first == INT64_MAX || first > last ? tm : anchor + (uint32_t)first;
+    if (n_known > 0) { /* the first of the frontiers known that is within the tail's reach */
+        fm = tm;
+        for (int i = n_known; i-- > 0;)
+            if ((int32_t)(tm - known[i]) >= 0 && (int32_t)(tm - known[i]) <= (int32_t)q->n)
+                fm = known[i];
+    }
     if ((int32_t)(tm - fm) < 0 || (int32_t)(tm - fm) > (int32_t)q->n) fm = tm;
     /* The bytes: the tail's after the last message's end; the frontier's at the first
      * message's start (the padding before it, if any, is then free: nobody uses it), or
@@ -831,7 +836,7 @@ static void rebuild_around(const shmrpc_queue *q, uint32_t anchor, bool freed_kn
 
 /* The scan around whichever of the header's positions (or two slots' own laps) leaves the
  * fewest slots broken: a bad write rarely hits them all. */
-static void rebuild(const shmrpc_queue *q, bool freed_known, uint32_t freed_m, struct rebuilt *r)
+static void rebuild(const shmrpc_queue *q, const uint32_t *known, int n_known, struct rebuilt *r)
 {
     const struct q_hdr *h = q->hdr;
     uint32_t anchors[5] = {msg_of(atomic_load(&h->tail)), msg_of(atomic_load(&h->freed)),
@@ -841,7 +846,7 @@ static void rebuild(const shmrpc_queue *q, bool freed_known, uint32_t freed_m, s
     r->broken = UINT32_MAX;
     for (int i = 0; i < 5; i++) {
         struct rebuilt c;
-        rebuild_around(q, anchors[i], freed_known, freed_m, &c);
+        rebuild_around(q, anchors[i], known, n_known, &c);
         if (c.broken < r->broken) *r = c;
     }
 }
@@ -1346,7 +1351,8 @@ static void take_over_producing(shmrpc_queue *q)
     int64_t dm = (int32_t)(msg_of(t) - msg_of(f)), db = (int32_t)(byte_of(t) - byte_of(f));
     if (dm > q->n || dm < -(int64_t)q->n || db > q->b || db < -(int64_t)q->b) {
         struct rebuilt r;
-        rebuild(q, q->sc, msg_of(f), &r);
+        uint32_t known[2] = {msg_of(f), cons_head(atomic_load(&h->cons))};
+        rebuild(q, known, q->sc ? 2 : 0, &r);
         t = r.tail;
         atomic_store(&h->tail, t);
         bump(&h->repairs, 1);
@@ -1368,8 +1374,9 @@ static void take_over_producing(shmrpc_queue *q)
 /* A new single consumer's head and frontier that a bad write sent where no step leads (the
  * head behind the frontier or past the tail, the frontier out of the tail's reach) are
  * rebuilt from the descriptors under the role's lease: the frontier at the first message
- * not given back (with a single producer too, whose slots are not freed, at the head if
- * that is within reach), the head kept if it lies between them, else at the frontier. */
+ * not given back (with a single producer too, whose slots are not freed: the frontier as
+ * it was if within the tail's reach, else the head if that is, else the tail), the head
+ * kept if it lies between the frontier and the tail, else at the frontier. */
 static void rebuild_consuming(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
@@ -1382,7 +1389,8 @@ static void rebuild_consuming(shmrpc_queue *q)
         db >= -(q->sp ? (int64_t)q->b : 0))
         return;
     struct rebuilt r;
-    rebuild(q, q->sp, hd, &r);
+    uint32_t known[2] = {fm, hd}; /* with a single producer: the frontier, else the head */
+    rebuild(q, known, q->sp ? 2 : 0, &r);
     uint32_t nf = msg_of(r.freed);
     if ((int32_t)(hd - nf) < 0 || (int32_t)(msg_of(r.tail) - hd) < 0) hd = nf;
     q->sc_freed = r.freed;
@@ -2491,7 +2499,8 @@ static int repair_once(shmrpc_queue *q, shmrpc_queue_repair_info *out)
     uint32_t hd = atomic_load(&h->head);
     uint64_t t = q->sp ? q->sp_tail : atomic_load(&h->tail);
     struct rebuilt r;
-    rebuild(q, q->sp && q->sc, cons_head(q->sc_cons), &r);
+    uint32_t known[2] = {msg_of(f), cons_head(q->sc_cons)};
+    rebuild(q, known, q->sp && q->sc ? 2 : 0, &r);
     uint64_t nt = t, nf = f;
     uint32_t nh = hd;
     if (!q->sp) {
@@ -2555,13 +2564,25 @@ int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out)
      * one). The rest has no lock to take: every step there is a CAS, and so is each
      * rewrite. */
     bool had_p = q->prod_pid == self(), had_c = q->cons_pid == self();
-    uint64_t repairs = atomic_load(&q->hdr->repairs);
+    struct q_hdr *h = q->hdr;
+    uint64_t tail0 = atomic_load(&h->tail), cons0 = atomic_load(&h->cons),
+             freed0 = atomic_load(&h->freed);
     int rc = 0;
     if (q->sp) rc = hold(q, ROLE_PRODUCER);
     if (rc == 0 && q->sc) rc = hold(q, ROLE_CONSUMER);
     if (rc == 0) {
-        if (atomic_load(&q->hdr->repairs) != repairs)
-            said(out, "the single roles' positions, taken over\n");
+        /* What the take-overs rebuilt (or moved past a dead holder's last messages). */
+        if (q->sp && !had_p && q->sp_tail != tail0)
+            said(out,
+                 "single producer's tail {message %" PRIu32 ", byte %" PRIu32 "} -> {%" PRIu32
+                 ", %" PRIu32 "}\n",
+                 msg_of(tail0), byte_of(tail0), msg_of(q->sp_tail), byte_of(q->sp_tail));
+        if (q->sc && !had_c && (q->sc_cons != cons0 || q->sc_freed != freed0))
+            said(out,
+                 "single consumer's head %" PRIu32 " -> %" PRIu32 ", frontier {message %" PRIu32
+                 ", byte %" PRIu32 "} -> {%" PRIu32 ", %" PRIu32 "}\n",
+                 cons_head(cons0), cons_head(q->sc_cons), msg_of(freed0), byte_of(freed0),
+                 msg_of(q->sc_freed), byte_of(q->sc_freed));
         int again = 1;
         for (int i = 0; i < OPEN_ATTEMPTS && again; i++)
             again = repair_once(q, out);

@@ -43,10 +43,12 @@
 #define MOVES_WITHIN_MS 10000
 #define REAP_MS 20000
 
-/* Header offsets (docs/queue.md, "Segment layout"): the tail u64, the head u32; the
+/* Header offsets (docs/queue.md, "Segment layout"): the tail u64, the head u32, a single
+ * consumer's cons u64; the
  * descriptors from 512, 64 bytes each, the state word first. */
 #define TAIL_OFF 64
 #define HEAD_OFF 128
+#define CONS_OFF 144
 #define DESC_OFF 512
 #define DESC_SIZE 64
 
@@ -460,10 +462,65 @@ static void repair_of_a_sound_queue(void **state)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+/* A queue with a single producer and a single consumer: their positions are the holders'
+ * own, so a bad write to the shared copies matters to the next holder. The shared tail set
+ * to zeros and the single consumer's head (cons) to all ones while nobody holds the roles:
+ * the repair takes the roles, rebuilds both from the slots and the frontier, says so, and
+ * the next holders go on from the right places: the 7 messages left come out once, in
+ * order, and the queue works on. */
+static void roles_rebuilt(void **state)
+{
+    (void)state;
+    snprintf(qname, sizeof qname, "queue_repair.%d.roles", (int)getpid());
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.capacity = 16;
+    o.single_producer = o.single_consumer = true;
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, qname, &o), 0);
+    uint32_t m[WORDS] = {0}, got[WORDS];
+    size_t len;
+    for (uint32_t i = 0; i < 10; i++) {
+        m[1] = i;
+        assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(got[1], i);
+    }
+    shmrpc_queue_close(q); /* the roles are free */
+    size_t size;
+    unsigned char *seg = map_queue(&size);
+    atomic_store((_Atomic uint64_t *)(seg + TAIL_OFF), 0);
+    atomic_store((_Atomic uint64_t *)(seg + CONS_OFF), UINT64_MAX);
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    assert_int_equal(shmrpc_queue_open(&q, qname, &o), 0);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+    printf("  roles: %s", r.what);
+    assert_int_equal(r.fixed, 2);
+    assert_non_null(strstr(r.what, "single producer's tail {message 0, byte 0} -> {10, 640}"));
+    assert_non_null(strstr(r.what, "single consumer's head 4294967295 -> 3"));
+    for (uint32_t i = 3; i < 10; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(got[1], i);
+    }
+    assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+    for (uint32_t i = 10; i < 50; i++) {
+        m[1] = i;
+        assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(got[1], i);
+    }
+    munmap(seg, size);
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(repair_of_a_sound_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(roles_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(head_zeros, setup, teardown),
