@@ -2594,6 +2594,9 @@ int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out)
     if (!had_c && q->sc) let_go_of(q, ROLE_CONSUMER);
     if (out->fixed) {
         bump(&q->hdr->repairs, out->fixed);
+        /* Messages given back while the frontier was out of place (released, nobody could
+         * move it past them) are freed now: waiters with short timeouts never probe. */
+        advance_frontier(q);
         signal_waiters(&q->hdr->nonempty, 0);
         signal_waiters(&q->hdr->nonfull, 0);
     }

@@ -49,6 +49,7 @@
 #define TAIL_OFF 64
 #define HEAD_OFF 128
 #define CONS_OFF 144
+#define FREED_OFF 192
 #define DESC_OFF 512
 #define DESC_SIZE 64
 
@@ -311,7 +312,9 @@ static void scribble_word(const char *what, size_t off, size_t width,
            said ? (long long)(said - t0) : -1LL, bd->corrupt_msg);
     assert_true(said != 0);
     assert_non_null(strstr(bd->corrupt_msg, "corrupt"));
-    assert_non_null(strstr(bd->corrupt_msg, off == HEAD_OFF ? "head" : "tail"));
+    assert_non_null(strstr(bd->corrupt_msg, off == HEAD_OFF    ? "head"
+                                            : off == FREED_OFF ? "frontier"
+                                                               : "tail"));
     char out[1024];
     int status = ctl_repair(out, sizeof out);
     printf("  %s: shmrpcctl queue repair: %s", what, out);
@@ -393,6 +396,18 @@ static void tail_sent_back(void **state)
 {
     (void)state;
     scribble_word("tailback", TAIL_OFF, 8, tail_back);
+}
+
+static void frontier_zeros(void **state)
+{
+    (void)state;
+    scribble_word("freed0", FREED_OFF, 8, zeros);
+}
+
+static void frontier_ones(void **state)
+{
+    (void)state;
+    scribble_word("freed1", FREED_OFF, 8, ones);
 }
 
 /* The finding itself: the state word of the descriptor at the head of a full queue written
@@ -530,6 +545,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(tail_far_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(tail_sent_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(frontier_zeros, setup, teardown),
+        cmocka_unit_test_setup_teardown(frontier_ones, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
