@@ -531,11 +531,57 @@ static void roles_rebuilt(void **state)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+/* A broadcast subscriber's cursor sent past the tail: its pops say ECORRUPT naming the
+ * cursor, the repair sends it to the tail (what it had not read is not known: it goes on
+ * at most once), and it gets what comes next; another subscriber is not disturbed. */
+static void cursor_past_tail(void **state)
+{
+    (void)state;
+    snprintf(qname, sizeof qname, "queue_repair.%d.cursor", (int)getpid());
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.subscribe = true;
+    shmrpc_queue *a = NULL, *b = NULL;
+    assert_int_equal(shmrpc_queue_open(&a, qname, &o), 0);
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    assert_int_equal(shmrpc_queue_open(&b, qname, &o), 0);
+    uint32_t v, got;
+    size_t len;
+    for (v = 0; v < 5; v++)
+        assert_int_equal(shmrpc_queue_push(a, &v, sizeof v, 0), 0);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), 0);
+    size_t size;
+    unsigned char *seg = map_queue(&size);
+    /* a subscribed first: slot 0 of the table after the descriptors; its cursor at 8 */
+    atomic_store((_Atomic uint32_t *)(seg + DESC_OFF + CAPACITY * DESC_SIZE + 8), 1005);
+    assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), SHMRPC_ECORRUPT);
+    assert_non_null(strstr(shmrpc_errmsg(), "subscriber's cursor is 1005"));
+    for (uint32_t i = 0; i < 5; i++) { /* the other reads all five */
+        assert_int_equal(shmrpc_queue_pop(b, &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, i);
+    }
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(b, &r), 0);
+    assert_string_equal(r.what, "subscriber 0's cursor 1005 -> 5\n");
+    v = 5;
+    assert_int_equal(shmrpc_queue_push(b, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 5);
+    assert_int_equal(shmrpc_queue_pop(b, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 5);
+    munmap(seg, size);
+    shmrpc_queue_close(a);
+    shmrpc_queue_close(b);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(repair_of_a_sound_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(roles_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(cursor_past_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(head_zeros, setup, teardown),
