@@ -6,8 +6,11 @@
 #include "pyshmrpc.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shmrpc/map.h>
 #include <shmrpc/queue.h>
@@ -79,8 +82,109 @@ typedef struct {
      * count): a close while there are any only marks the queue closing, and the last of
      * them closes it, so that close never unmaps what another thread is using. */
     int users;
-    bool closing;
+    _Atomic bool closing; /* read by waiting threads without the GIL */
 } QueueObject;
+
+/* A push or pop waits in slices of at most this long: the library's waits cannot be cut
+ * short, so a close() from another thread ends a wait within one slice. */
+#define SLICE_MS 50
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One push or pop of the slices, with the timeout of the slice. */
+typedef int (*queue_op)(QueueObject *self, void *arg, int64_t ms);
+
+/* Runs op, with the GIL let go of, in slices of the timeout ms (SHMRPC_QUEUE_WAIT_FOREVER:
+ * none), until it does something other than time out, the time is up, or the queue was
+ * closed meanwhile (SHMRPC_ECLOSED); the status, with its message in msg (a timeout's for
+ * the whole wait: the queue stayed `state`). */
+static int queue_wait(QueueObject *self, queue_op op, void *arg, int64_t ms, const char *state,
+                      char *msg, size_t cap)
+{
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    int64_t end = ms == SHMRPC_QUEUE_WAIT_FOREVER ? INT64_MAX : now_ms() + ms;
+    for (;;) {
+        int64_t left = end == INT64_MAX ? INT64_MAX : end - now_ms();
+        if (left < 0) left = 0;
+        int64_t slice = left < SLICE_MS ? left : SLICE_MS;
+        rc = op(self, arg, slice);
+        if (rc != 0) snprintf(msg, cap, "%s", shmrpc_errmsg());
+        if (rc != SHMRPC_ETIMEDOUT || slice == left) break;
+        if (atomic_load(&self->closing)) {
+            rc = SHMRPC_ECLOSED;
+            snprintf(msg, cap, "queue '%s' was closed while this waited", self->name);
+            break;
+        }
+    }
+    if (rc == SHMRPC_ETIMEDOUT)
+        snprintf(msg, cap, "queue '%s' stayed %s for %lld ms", self->name, state, (long long)ms);
+    Py_END_ALLOW_THREADS;
+    return rc;
+}
+
+struct pushing {
+    const void *data;
+    size_t len;
+};
+
+static int push_op(QueueObject *self, void *arg, int64_t ms)
+{
+    const struct pushing *p = arg;
+    return shmrpc_queue_push(self->q, p->data, p->len, ms);
+}
+
+struct popping {
+    void *buf;
+    size_t len;
+};
+
+static int pop_op(QueueObject *self, void *arg, int64_t ms)
+{
+    struct popping *p = arg;
+    return shmrpc_queue_pop(self->q, p->buf, self->max_msg, &p->len, ms);
+}
+
+/* A type for a store this open may create, checked before it does (a map's has one key):
+ * the library stores any text, and a type found wrong only after the open left a store
+ * behind whose type later opens refused. 0, or -1 raised. */
+static int check_type(const char *type, bool map, const char *name)
+{
+    if (type == NULL || *type == '\0') return 0;
+    shmrpc_dyn *d = NULL;
+    const shmrpc_dyn_sig *sig = NULL;
+    int rc = shmrpc_dyn_new(&d, NULL);
+    if (rc == 0) rc = shmrpc_dyn_sig_parse(d, type, &sig);
+    if (rc != 0)
+        PyErr_Format(PyExc_ValueError, "%s: the type %s does not parse: %s", name, type,
+                     shmrpc_errmsg());
+    else if (map && sig->n_params != 1)
+        PyErr_Format(PyExc_ValueError, "%s: the type %s has no key (a map's takes one)", name,
+                     type);
+    shmrpc_dyn_free(d);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* A size option of the library's (u32), from a Python int: -1 raised when negative or too
+ * large (it was cut to 32 bits without a word: 2**32 + 64 made 64). */
+static int u32_option(Py_ssize_t v, const char *what, unsigned *out)
+{
+    if (v < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be 0 or more, not %zd", what, v);
+        return -1;
+    }
+    if ((uint64_t)v > UINT32_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%s %zd is above %u", what, v, (unsigned)UINT32_MAX);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
 
 static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
 {
@@ -88,10 +192,15 @@ static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
                              "attach_timeout", NULL};
     const char *name, *type = NULL;
     int create = 0;
-    unsigned int capacity = 0, max_msg = 0;
+    Py_ssize_t capacity_arg = 0, max_msg_arg = 0;
+    unsigned capacity, max_msg;
     PyObject *attach = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$pzIIO:Queue", kwlist, &name, &create, &type,
-                                     &capacity, &max_msg, &attach))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$pznnO:Queue", kwlist, &name, &create, &type,
+                                     &capacity_arg, &max_msg_arg, &attach))
+        return -1;
+    if (u32_option(capacity_arg, "capacity", &capacity) != 0 ||
+        u32_option(max_msg_arg, "max_message_size", &max_msg) != 0 ||
+        check_type(type, false, name) != 0)
         return -1;
     if (self->q != NULL || self->name != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a queue is opened once");
@@ -141,7 +250,7 @@ static void Queue_dealloc(QueueObject *self)
 /* 0, or -1 raised when the queue is closed (or closing). */
 static int queue_open(QueueObject *self)
 {
-    if (self->q != NULL && !self->closing) return 0;
+    if (self->q != NULL && !atomic_load(&self->closing)) return 0;
     PyErr_SetString(pyshm_Unavailable, "the queue is closed");
     return -1;
 }
@@ -156,10 +265,10 @@ static int queue_enter(QueueObject *self)
 
 static void queue_leave(QueueObject *self)
 {
-    if (--self->users == 0 && self->closing) {
+    if (--self->users == 0 && atomic_load(&self->closing)) {
         shmrpc_queue_close(self->q);
         self->q = NULL;
-        self->closing = false;
+        atomic_store(&self->closing, false);
     }
 }
 
@@ -175,12 +284,9 @@ static PyObject *Queue_push(QueueObject *self, PyObject *args, PyObject *kw)
     shmrpc_buf_init(&body);
     PyObject *r = NULL;
     if (to_body(self->sig, v, "value", &json, &body) == 0) {
-        int rc;
         char msg[512] = "";
-        Py_BEGIN_ALLOW_THREADS;
-        rc = shmrpc_queue_push(self->q, body.data, body.len, ms);
-        if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-        Py_END_ALLOW_THREADS;
+        struct pushing p = {body.data, body.len};
+        int rc = queue_wait(self, push_op, &p, ms, "full", msg, sizeof msg);
         r = rc == 0 ? Py_NewRef(Py_None) : pyshm_raise_status(rc, self->name, msg);
     }
     queue_leave(self);
@@ -202,13 +308,10 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
         free(buf);
         return NULL;
     }
-    size_t len = 0;
-    int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS;
-    rc = shmrpc_queue_pop(self->q, buf, self->max_msg, &len, ms);
-    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS;
+    struct popping p = {buf, 0};
+    int rc = queue_wait(self, pop_op, &p, ms, "empty", msg, sizeof msg);
+    size_t len = p.len;
     queue_leave(self);
     PyObject *r = NULL;
     if (rc != 0) {
@@ -227,7 +330,8 @@ static PyObject *Queue_close(QueueObject *self, PyObject *unused)
 {
     (void)unused;
     if (self->users > 0) {
-        self->closing = true; /* the last push or pop under way closes it */
+        /* The last push or pop under way closes it; each ends its wait within a slice. */
+        atomic_store(&self->closing, true);
     } else {
         shmrpc_queue_close(self->q);
         self->q = NULL;
@@ -347,6 +451,7 @@ static int Map_init(MapObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "a map is opened once");
         return -1;
     }
+    if (check_type(type, true, name) != 0) return -1;
     shmrpc_map_opts o;
     shmrpc_map_opts_init(&o);
     o.mode = create ? SHMRPC_MAP_CONNECT_OR_CREATE : SHMRPC_MAP_CONNECT_TO_EXISTING;

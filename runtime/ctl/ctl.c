@@ -33,7 +33,7 @@ static const command commands[] = {
      false},
     {"clean", "[--dry-run] [NAME...]", "remove segments whose owner is dead", ctl_clean_main,
      false},
-    {"queue", "stat|peek|push|pop NAME [VALUE|-]",
+    {"queue", "stat|peek|push|pop|repair NAME [VALUE|-]",
      "a shared-memory queue: its counters, or one message (JSON when typed)", ctl_queue_main,
      false},
     {"map", "stat|get|put|del|keys NAME [KEY [VALUE|-]]",

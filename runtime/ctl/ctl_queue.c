@@ -22,7 +22,8 @@
     "usage: shmrpcctl queue stat [--json] NAME\n"                                                  \
     "       shmrpcctl queue push [--bytes|--base64] [--timeout MS] NAME [VALUE|-]\n"               \
     "       shmrpcctl queue pop  [--bytes|--base64] [--timeout MS] NAME\n"                         \
-    "       shmrpcctl queue peek [--bytes|--base64] NAME\n"
+    "       shmrpcctl queue peek [--bytes|--base64] NAME\n"                                        \
+    "       shmrpcctl queue repair NAME\n"
 
 typedef enum form { FORM_AUTO, FORM_BYTES, FORM_BASE64 } form;
 
@@ -172,6 +173,19 @@ static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look
     return fflush(stdout) == 0 ? status : 1;
 }
 
+/* Rebuilds the positions a bad write left where no step leads, and says what it did. */
+static int repair(shmrpc_queue *q, const char *name)
+{
+    shmrpc_queue_repair_info r;
+    int rc = shmrpc_queue_repair(q, &r);
+    if (rc != 0) return failed("repair", name, rc);
+    if (r.fixed == 0)
+        printf("queue %s: every position is one that steps lead to; nothing to repair\n", name);
+    else
+        printf("queue %s: rebuilt from its slots:\n%s", name, r.what);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int ctl_queue_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
@@ -181,8 +195,10 @@ int ctl_queue_main(int argc, char **argv)
         return 0;
     }
     bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
-         is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0;
-    if (!is_stat && !is_push && !is_pop && !is_peek) return bad_usage("no such subcommand");
+         is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0,
+         is_repair = strcmp(sub, "repair") == 0;
+    if (!is_stat && !is_push && !is_pop && !is_peek && !is_repair)
+        return bad_usage("no such subcommand");
     form f = FORM_AUTO;
     bool json = false;
     int64_t ms = 0;
@@ -203,9 +219,9 @@ int ctl_queue_main(int argc, char **argv)
         long long v;
         if (opt == OPT_JSON && is_stat) {
             json = true;
-        } else if (opt == OPT_BYTES && !is_stat) {
+        } else if (opt == OPT_BYTES && !is_stat && !is_repair) {
             f = FORM_BYTES;
-        } else if (opt == OPT_BASE64 && !is_stat) {
+        } else if (opt == OPT_BASE64 && !is_stat && !is_repair) {
             f = FORM_BASE64;
         } else if (opt == OPT_TIMEOUT && (is_push || is_pop)) {
             v = strtoll(optarg, &end, 10);
@@ -232,6 +248,8 @@ int ctl_queue_main(int argc, char **argv)
     int status;
     if (is_stat)
         status = stat_queue(q, name, json);
+    else if (is_repair)
+        status = repair(q, name);
     else if (is_push)
         status = push(q, name, f, ms, rest == 2 ? argv[i + 1] : NULL);
     else

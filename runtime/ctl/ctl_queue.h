@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* shmrpcctl queue stat|peek|push|pop: a shared-memory queue from the shell
+/* shmrpcctl queue stat|peek|push|pop|repair: a shared-memory queue from the shell
  * (docs/shmrpcctl.md). */
 #ifndef SHMRPC_CTL_QUEUE_H
 #define SHMRPC_CTL_QUEUE_H

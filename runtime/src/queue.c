@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,7 +652,9 @@ static bool repair_at(shmrpc_queue *q, uint32_t pos)
 }
 
 /* What blocks the frontier: a dead holder at it, or a committed message that the head
- * went past (only a bad write moves the head so), which is dropped. */
+ * went past (only a bad write moves the head so): the head is sent back to it, and the
+ * consumers help it past what they took since (dropping the message, as before, lost every
+ * message between). */
 static bool repair_frontier(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
@@ -664,13 +667,188 @@ static bool repair_frontier(shmrpc_queue *q)
     struct q_desc *d = desc_at(q, m);
     uint64_t s = atomic_load(&d->state);
     if (!q->bcast && lap_of(s) == m && st_of(s) == S_COMMITTED && (int32_t)(hd - m) > 0 &&
-        atomic_compare_exchange_strong(&d->state, &s, mkstate(m, S_RELEASED, 0))) {
-        bump(&h->drops, 1);
+        atomic_compare_exchange_strong(&h->head, &hd, m)) {
         bump(&h->repairs, 1);
-        advance_frontier(q);
+        signal_waiters(&h->nonempty, 0);
         return true;
     }
     return false;
+}
+
+/* --- positions no step leads to ------------------------------------------------------ */
+
+/* A header position that a bad write left where no step leads (docs/queue.md, "Positions
+ * written over"): every push and pop that meets it says so, naming the word and its value,
+ * instead of waiting on a queue that cannot move; shmrpc_queue_repair rebuilds it from the
+ * descriptors' own laps, which say which of the words is wrong. */
+static int corrupt(const shmrpc_queue *q, const char *what)
+{
+    return fail(SHMRPC_ECORRUPT,
+                "queue '%s' is corrupt: %s (written over); `shmrpcctl queue repair %s` "
+                "rebuilds it",
+                q->name, what, q->name);
+}
+
+/* Whether the header's positions are ones that steps lead to. Each only grows, so read in
+ * this order (the frontier, the head or this subscriber's cursor, the tail) they keep
+ * their bounds however others move them meanwhile: the tail at most N messages and B bytes
+ * past the frontier (a single producer moves it after its commits, so the frontier may be
+ * past it as far); the head at most N behind the frontier (abandoned messages given back
+ * before a consumer helped the head past them) and not past the tail (a single producer's:
+ * not past the frontier's N). A single consumer's head and frontier, and a single
+ * producer's tail, are its handle's own. 0 or SHMRPC_ECORRUPT. Only slow paths run it. */
+static int check_positions(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    bool sc_own = q->sc && q->cons_pid == self(), sp_own = q->sp && q->prod_pid == self();
+    uint64_t f = sc_own ? q->sc_freed : atomic_load(&h->freed);
+    bool has_head = !q->bcast || q->sub >= 0;
+    uint32_t hd = q->bcast ? (has_head ? atomic_load(&q->subs[q->sub].cursor) : 0)
+                  : q->sc  ? (sc_own ? cons_head(q->sc_cons) : cons_head(atomic_load(&h->cons)))
+                           : atomic_load(&h->head);
+    uint64_t t = sp_own ? q->sp_tail : atomic_load(&h->tail);
+    uint32_t fm = msg_of(f), tm = msg_of(t);
+    int64_t dm = (int32_t)(tm - fm), db = (int32_t)(byte_of(t) - byte_of(f));
+    char what[256];
+    if (dm > q->n || dm < (q->sp ? -(int64_t)q->n : 0) || db > q->b ||
+        db < (q->sp ? -(int64_t)q->b : 0)) {
+        snprintf(what, sizeof what,
+                 "its tail {message %" PRIu32 ", byte %" PRIu32 "} is %" PRId64
+                 " messages and %" PRId64 " bytes from its frontier {message %" PRIu32
+                 ", byte %" PRIu32 "}, which %" PRIu32 " slots and %" PRIu32 " bytes do not allow",
+                 tm, byte_of(t), dm, db, fm, byte_of(f), q->n, q->b);
+        return corrupt(q, what);
+    }
+    if (!has_head) return 0;
+    int64_t behind = (int32_t)(hd - fm), past = (int32_t)(hd - (q->sp ? fm + q->n : tm));
+    if (behind < -(int64_t)q->n || past > 0) {
+        snprintf(what, sizeof what,
+                 "its %s is %" PRIu32 " (0x%08" PRIx32 "), outside [%" PRIu32 ", %" PRIu32
+                 "] (the frontier less %" PRIu32 " slots, %s)",
+                 q->bcast ? "subscriber's cursor"
+                 : q->sc  ? "single consumer's head"
+                          : "head",
+                 hd, hd, fm - q->n, q->sp ? fm + q->n : tm, q->n,
+                 q->sp ? "the frontier plus them" : "the tail");
+        return corrupt(q, what);
+    }
+    return 0;
+}
+
+/* A consumer found the slot of message hd (its state s) empty for now. If the tail is past
+ * hd, though, hd was claimed, and its slot holds lap hd or a later one from then on: FREE of
+ * lap hd or an earlier lap there is a bad write (a scribbled head descriptor). The tail is
+ * read after the state, and the state again after the tail, so that a producer's claim and
+ * move of the tail in between is seen. Such a slot is skipped as abandoned (what it held is
+ * lost and counted) with SHMRPC_EPROTO naming it; 0 while the slot may be empty. */
+static int check_head_slot(shmrpc_queue *q, uint32_t hd, uint64_t s)
+{
+    int32_t ahead = (int32_t)(lap_of(s) - hd);
+    if (ahead > 0 || (ahead == 0 && st_of(s) != S_FREE)) return 0;
+    uint64_t t = q->sp && q->prod_pid == self() ? q->sp_tail : atomic_load(&q->hdr->tail);
+    if ((int32_t)(msg_of(t) - hd) <= 0) return 0;
+    struct q_desc *d = desc_at(q, hd);
+    uint64_t seen = s;
+    if (!atomic_compare_exchange_strong(&d->state, &seen, mkstate(hd, S_ABANDONED, 0))) return 0;
+    bump(&q->hdr->repairs, 1);
+    bump(&q->hdr->drops, 1);
+    if (!q->sc && !q->bcast) help_head(q, hd);
+    if (!q->sc) advance_frontier(q);
+    return fail(SHMRPC_EPROTO,
+                "queue '%s': the slot of message %" PRIu32 " held 0x%016" PRIx64
+                " with the tail at %" PRIu32 ", a state no step leads to (written over); "
+                "skipped",
+                q->name, hd, s, msg_of(t));
+}
+
+/* A consumer's look before it reports empty, and a waiter's now and then: the positions,
+ * and the state at the head (a subscriber's cursor). */
+static int check_consuming(shmrpc_queue *q)
+{
+    int rc = check_positions(q);
+    if (rc != 0 || (q->bcast && q->sub < 0)) return rc;
+    uint32_t hd = q->bcast ? atomic_load(&q->subs[q->sub].cursor)
+                  : q->sc  ? cons_head(q->sc_cons)
+                           : atomic_load(&q->hdr->head);
+    if (q->sc && q->cons_pid != self()) return 0; /* not taken the role yet */
+    return check_head_slot(q, hd, atomic_load(&desc_at(q, hd)->state));
+}
+
+/* What the descriptors' own laps say of the positions (the repair's source, docs/queue.md
+ * "Positions written over"): the tail after the last message claimed, the frontier at the
+ * first claimed and not given back (for a queue with both roles, whose slots are not freed,
+ * the first of the caller's known frontiers within the tail's reach, else the tail), the
+ * head at the first not taken, each message position with its byte position; and how many
+ * slots hold no state of a lap near the anchor (broken). */
+struct rebuilt {
+    uint64_t tail, freed;
+    uint32_t head, broken;
+};
+
+/* Scans the descriptors around anchor, a position from the header: a slot's laps are
+ * within N of the tail, and a state of another lap is broken. A FREE slot was last claimed
+ * a lap before its own (the first lap's FREE states say N..1 before message 0). */
+static void rebuild_around(const shmrpc_queue *q, uint32_t anchor, const uint32_t *known,
+                           int n_known, struct rebuilt *r)
+{
+    int64_t n = q->n, last = INT64_MIN, first = INT64_MAX;
+    r->broken = 0;
+    for (uint32_t i = 0; i < q->n; i++) {
+        uint64_t s = atomic_load(&q->desc[i].state);
+        int64_t d = (int32_t)(lap_of(s) - anchor);
+        if (st_of(s) > S_ABANDONED || (lap_of(s) & q->mask) != i || d < -2 * n || d > 2 * n) {
+            r->broken++;
+            continue;
+        }
+        int64_t claimed = st_of(s) == S_FREE ? d - n : d;
+        if (claimed > last) last = claimed;
+        if (st_of(s) != S_FREE && d < first) first = d;
+    }
+    uint32_t tm = last == INT64_MIN ? anchor : anchor + (uint32_t)(last + 1);
+    uint32_t fm = first == INT64_MAX || first > last ? tm : anchor + (uint32_t)first;
+    if (n_known > 0) { /* the first of the frontiers known that is within the tail's reach */
+        fm = tm;
+        for (int i = n_known; i-- > 0;)
+            if ((int32_t)(tm - known[i]) >= 0 && (int32_t)(tm - known[i]) <= (int32_t)q->n)
+                fm = known[i];
+    }
+    if ((int32_t)(tm - fm) < 0 || (int32_t)(tm - fm) > (int32_t)q->n) fm = tm;
+    /* The bytes: the tail's after the last message's end; the frontier's at the first
+     * message's start (the padding before it, if any, is then free: nobody uses it), or
+     * the tail's when none is queued. */
+    const struct q_desc *dl = desc_at(q, tm - 1), *df = desc_at(q, fm);
+    uint32_t tb = atomic_load(&dl->end), fb = tb;
+    if (fm != tm) fb = atomic_load(&df->start);
+    if (tb - fb > q->b) fb = tb - q->b; /* broken ends: room for nothing rather than overlap */
+    r->tail = mkpos(tm, tb);
+    r->freed = mkpos(fm, fb);
+    /* The head: at the first message from the frontier that is not taken yet. */
+    r->head = tm;
+    for (uint32_t m = fm; m != tm; m++) {
+        uint64_t s = atomic_load(&desc_at(q, m)->state);
+        if (lap_of(s) != m ||
+            (st_of(s) != S_FREE && st_of(s) != S_CLAIMED && st_of(s) != S_COMMITTED))
+            continue;
+        r->head = m;
+        break;
+    }
+}
+
+/* The scan around whichever of the header's positions (or two slots' own laps) leaves the
+ * fewest slots broken: a bad write rarely hits them all. */
+static void rebuild(const shmrpc_queue *q, const uint32_t *known, int n_known, struct rebuilt *r)
+{
+    const struct q_hdr *h = q->hdr;
+    uint32_t anchors[5] = {msg_of(atomic_load(&h->tail)), msg_of(atomic_load(&h->freed)),
+                           q->sc ? cons_head(atomic_load(&h->cons)) : atomic_load(&h->head),
+                           lap_of(atomic_load(&q->desc[0].state)),
+                           lap_of(atomic_load(&q->desc[q->n / 2].state))};
+    r->broken = UINT32_MAX;
+    for (int i = 0; i < 5; i++) {
+        struct rebuilt c;
+        rebuild_around(q, anchors[i], known, n_known, &c);
+        if (c.broken < r->broken) *r = c;
+    }
 }
 
 /* --- broadcast subscribers ------------------------------------------------------------- */
@@ -803,6 +981,8 @@ static int on_check(void *arg)
     w->next_probe_ns = now + PROBE_NS;
     shmrpc_queue *q = w->q;
     bool fixed = false;
+    int rc = w->what == FOR_MESSAGE ? check_consuming(q) : check_positions(q);
+    if (rc != 0) return rc;
     if (w->what == FOR_MESSAGE) {
         fixed = repair_at(q, q->bcast ? atomic_load(&q->subs[q->sub].cursor) : head_now(q));
         fixed |= repair_frontier(q);
@@ -953,6 +1133,41 @@ static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t en
     spin_end(q, &sp);
 }
 
+/* A producer that found no room by its deadline: full, or the positions say why not. */
+static int full_or_corrupt(shmrpc_queue *q)
+{
+    int rc = check_positions(q);
+    return rc != 0 ? rc : SHMRPC_ETIMEDOUT;
+}
+
+/* The slot of the tail's message p holds s, neither FREE nor CLAIMED of lap p. A state of
+ * this slot's laps that steps lead to says that a header word is wrong, not the slot:
+ * message p or a later one committed (or given back) here, the tail was sent back behind
+ * them; the message of the lap before not given back, the frontier was sent past it.
+ * Resetting the slot, as for a state no step leads to, lost what it held; SHMRPC_ECORRUPT
+ * instead, or 0 for a slot that a bad write broke. */
+static int tail_behind(shmrpc_queue *q, uint64_t t, uint64_t s)
+{
+    uint32_t p = msg_of(t), lap = lap_of(s);
+    unsigned st = st_of(s);
+    if (st > S_ABANDONED || ((lap ^ p) & q->mask) != 0) return 0;
+    int32_t ahead = (int32_t)(lap - p);
+    char what[200];
+    if (ahead > 0 || (ahead == 0 && st > S_CLAIMED))
+        snprintf(what, sizeof what,
+                 "its tail {message %" PRIu32 ", byte %" PRIu32 "} is behind message %" PRIu32
+                 ", queued in the tail's slot already",
+                 p, byte_of(t), lap);
+    else if (ahead == -(int32_t)q->n && st != S_FREE)
+        snprintf(what, sizeof what,
+                 "its frontier (message %" PRIu32 ") is past message %" PRIu32
+                 ", which was not given back",
+                 msg_of(atomic_load(&q->hdr->freed)), lap);
+    else
+        return 0;
+    return corrupt(q, what);
+}
+
 /* A producer lost the claim of slot p (tail t) to another: wait for that one to move the
  * tail, briefly spinning, then yielding, then napping; take the slot back if it died, or
  * if the slot is in a state no step leads to while the tail stays. */
@@ -979,6 +1194,8 @@ static int wait_claimer(shmrpc_queue *q, uint64_t t, due *dl)
             /* The state is judged only if the tail was still at p after it was read. */
             if (atomic_load(&h->tail) != t) return 0;
             if (lap_of(s) == p && st_of(s) == S_FREE) return 0;
+            int rc = tail_behind(q, t, s);
+            if (rc != 0) return rc;
             if (lap_of(s) != p || st_of(s) != S_CLAIMED) {
                 /* The tail is at p, so nothing but FREE or CLAIMED of lap p can be here. */
                 if (atomic_compare_exchange_strong(&d->state, &s, mkstate(p, S_FREE, 0)))
@@ -1043,7 +1260,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
             if (!fits(q, p, end, f)) {
                 if (q->bcast && q->drop && drop_oldest(q)) continue;
-                if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+                if (due_passed(dl)) return full_or_corrupt(q);
                 flush_signal(q, pr); /* consumers must see what we queued to make room */
                 if (!spun) {
                     spun = true;
@@ -1058,7 +1275,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
                 if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
                 if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
                     msg_of(atomic_load(&h->tail)) == p)
-                    return rc;
+                    return full_or_corrupt(q);
                 continue;
             }
         }
@@ -1127,7 +1344,19 @@ static void sc_free(shmrpc_queue *q, uint32_t already);
 static void take_over_producing(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
-    uint64_t t = atomic_load(&h->tail);
+    uint64_t t = atomic_load(&h->tail), f = atomic_load(&h->freed);
+    /* A tail that a bad write sent out of the frontier's reach (on either side: the
+     * frontier may pass a single producer's tail) is rebuilt from the descriptors; the
+     * role's lease is the lock over it (docs/queue.md, "Positions written over"). */
+    int64_t dm = (int32_t)(msg_of(t) - msg_of(f)), db = (int32_t)(byte_of(t) - byte_of(f));
+    if (dm > q->n || dm < -(int64_t)q->n || db > q->b || db < -(int64_t)q->b) {
+        struct rebuilt r;
+        uint32_t known[2] = {msg_of(f), cons_head(atomic_load(&h->cons))};
+        rebuild(q, known, q->sc ? 2 : 0, &r);
+        t = r.tail;
+        atomic_store(&h->tail, t);
+        bump(&h->repairs, 1);
+    }
     /* A batch publishes its run before it moves the tail once: a holder killed between
      * the two left up to a run of committed messages there, in order. */
     for (uint32_t i = 0; i < q->n && published(q, msg_of(t)); i++) {
@@ -1142,6 +1371,35 @@ static void take_over_producing(shmrpc_queue *q)
     atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
 }
 
+/* A new single consumer's head and frontier that a bad write sent where no step leads (the
+ * head behind the frontier or past the tail, the frontier out of the tail's reach) are
+ * rebuilt from the descriptors under the role's lease: the frontier at the first message
+ * not given back (with a single producer too, whose slots are not freed: the frontier as
+ * it was if within the tail's reach, else the head if that is, else the tail), the head
+ * kept if it lies between the frontier and the tail, else at the frontier. */
+static void rebuild_consuming(shmrpc_queue *q)
+{
+    struct q_hdr *h = q->hdr;
+    uint64_t t = atomic_load(&h->tail);
+    uint32_t hd = cons_head(q->sc_cons), fm = msg_of(q->sc_freed), tm = msg_of(t);
+    int64_t slack = q->sp ? q->n : 0, n = q->n;
+    int64_t hf = (int32_t)(hd - fm), th = (int32_t)(tm - hd), tf = (int32_t)(tm - fm),
+            db = (int32_t)(byte_of(t) - byte_of(q->sc_freed));
+    if (hf >= 0 && hf <= n && th >= -slack && tf >= -slack && tf <= n && db <= q->b &&
+        db >= -(q->sp ? (int64_t)q->b : 0))
+        return;
+    struct rebuilt r;
+    uint32_t known[2] = {fm, hd}; /* with a single producer: the frontier, else the head */
+    rebuild(q, known, q->sp ? 2 : 0, &r);
+    uint32_t nf = msg_of(r.freed);
+    if ((int32_t)(hd - nf) < 0 || (int32_t)(msg_of(r.tail) - hd) < 0) hd = nf;
+    q->sc_freed = r.freed;
+    q->sc_cons = mkcons(hd, cons_popped(q->sc_cons));
+    atomic_store(&h->freed, q->sc_freed);
+    atomic_store(&h->cons, q->sc_cons);
+    bump(&h->repairs, 1);
+}
+
 /* What a new holder of the consumer's role finds: what the last holder took and did not
  * give back (it died, or closed while it held a peek) is lost, counted and given back;
  * and the count of pops. */
@@ -1150,6 +1408,7 @@ static void take_over_consuming(shmrpc_queue *q)
     struct q_hdr *h = q->hdr;
     q->sc_cons = atomic_load(&h->cons);
     q->sc_freed = atomic_load(&h->freed);
+    rebuild_consuming(q);
     q->sc_count = extend(atomic_load(&h->popped), cons_popped(q->sc_cons));
     atomic_store_explicit(&h->popped, q->sc_count, memory_order_relaxed);
     uint32_t hd = cons_head(q->sc_cons), m = msg_of(q->sc_freed);
@@ -1199,22 +1458,30 @@ static inline int hold(shmrpc_queue *q, unsigned role)
     return held == self() ? 0 : take_role(q, role);
 }
 
-/* Gives the roles this handle holds back (at close). */
-static void let_go(shmrpc_queue *q)
+/* Gives a role this handle holds back (at close, and after a repair that took it). */
+static void let_go_of(shmrpc_queue *q, unsigned role)
 {
     struct q_hdr *h = q->hdr;
-    uint32_t pid = self();
     uint64_t me = owner_word();
-    if (q->prod_pid == pid) {
+    if (role == ROLE_PRODUCER && q->prod_pid == self()) {
         atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
         atomic_compare_exchange_strong(&h->prod_owner, &me, 0);
-        me = owner_word();
     }
-    if (q->cons_pid == pid) {
+    if (role == ROLE_CONSUMER && q->cons_pid == self()) {
         atomic_store_explicit(&h->popped, q->sc_count, memory_order_relaxed);
         atomic_compare_exchange_strong(&h->cons_owner, &me, 0);
     }
-    q->prod_pid = q->cons_pid = 0;
+    if (role == ROLE_PRODUCER)
+        q->prod_pid = 0;
+    else
+        q->cons_pid = 0;
+}
+
+/* Gives the roles this handle holds back (at close). */
+static void let_go(shmrpc_queue *q)
+{
+    let_go_of(q, ROLE_PRODUCER);
+    let_go_of(q, ROLE_CONSUMER);
 }
 
 /* A single producer's claim of the slot at its tail, waiting for room as claim() does.
@@ -1236,7 +1503,7 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
         f = atomic_load_explicit(&h->freed, memory_order_acquire);
         atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
         if (fits(q, p, end, f)) break;
-        if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+        if (due_passed(dl)) return full_or_corrupt(q);
         flush_signal(q, pr); /* consumers must see what we queued to make room */
         if (!spun) {
             spun = true;
@@ -1250,7 +1517,8 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
         struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
         rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
-        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed))) return rc;
+        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)))
+            return full_or_corrupt(q);
     }
     /* The frontier passed message p - N, so the slot is FREE{p}: nobody reads these
      * until the state says COMMITTED{p}. */
@@ -1602,6 +1870,12 @@ static int try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *start,
     int32_t ahead = (int32_t)(lap_of(s) - hd);
     if (ahead < 0) return TAKE_EMPTY; /* the slot's last message is still being read */
     if (ahead > 0) {                  /* taken and given back already */
+        /* Unless the head is further behind the frontier than steps leave it: said, not
+         * walked one message at a time (for up to 2^31 of them). */
+        if ((int32_t)(hd - msg_of(atomic_load(&h->freed))) < -(int32_t)q->n) {
+            int rc = check_positions(q);
+            if (rc != 0) return rc;
+        }
         help_head(q, hd);
         return TAKE_AGAIN;
     }
@@ -1723,12 +1997,18 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
         int rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) {
-            /* Each time, another consumer moved on; bounded by the deadline anyway, so
-             * that a head a bad write sent far behind does not keep a try busy. */
-            if (++again % 64 == 0 && due_passed(dl)) return SHMRPC_ETIMEDOUT;
+            /* Each time, another consumer moved on; bounded by the deadline anyway, and a
+             * head that a bad write sent far behind is said, not walked for minutes. */
+            if (++again % 64 == 0) {
+                if ((rc = check_positions(q)) != 0) return rc;
+                if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+            }
             continue;
         }
-        if (due_passed(dl)) return SHMRPC_ETIMEDOUT;
+        if (due_passed(dl)) {
+            rc = check_consuming(q); /* empty, or stuck where no step leads? */
+            return rc != 0 ? rc : SHMRPC_ETIMEDOUT;
+        }
         if (!spun) {
             spun = true;
             spin_for_message(q, dl);
@@ -1746,7 +2026,8 @@ static int take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t *s
         if (rc == SHMRPC_ETIMEDOUT) {
             rc = try_next(q, cap, pos, start, len); /* a last look */
             if (rc <= 0) return rc;
-            return SHMRPC_ETIMEDOUT;
+            rc = check_consuming(q);
+            return rc != 0 ? rc : SHMRPC_ETIMEDOUT;
         }
     }
 }
@@ -2186,6 +2467,140 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
                       ? cons_head(atomic_load_explicit(&h->cons, memory_order_acquire))
                       : atomic_load_explicit(&h->head, memory_order_relaxed);
     counters(h, hd, NULL, &out->stats);
+}
+
+/* --- the repair ------------------------------------------------------------------------ */
+
+static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends a line to what the repair says it did. */
+static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
+{
+    size_t at = strlen(out->what);
+    if (at + 1 >= sizeof out->what) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->what + at, sizeof out->what - at, fmt, ap);
+    va_end(ap);
+    out->fixed++;
+}
+
+/* One look and rewrite of the positions that no single role holds: 0 (done), 1 (one moved
+ * meanwhile: look again). Each word is rewritten by a CAS from the value read before the
+ * scan, so a push or pop that moved it meanwhile is never undone. The frontier, head and
+ * tail are read in that order before the scan: a claim or a take the scan sees then came
+ * after them, so the tail the descriptors give is never behind a sound tail, nor their
+ * frontier and head behind sound ones. */
+static int repair_once(shmrpc_queue *q, shmrpc_queue_repair_info *out)
+{
+    struct q_hdr *h = q->hdr;
+    uint64_t f = q->sc ? q->sc_freed : atomic_load(&h->freed);
+    uint32_t hd = atomic_load(&h->head);
+    uint64_t t = q->sp ? q->sp_tail : atomic_load(&h->tail);
+    struct rebuilt r;
+    uint32_t known[2] = {msg_of(f), cons_head(q->sc_cons)};
+    rebuild(q, known, q->sp && q->sc ? 2 : 0, &r);
+    uint64_t nt = t, nf = f;
+    uint32_t nh = hd;
+    if (!q->sp) {
+        /* The tail: past every claim (a gap of slots nobody will fill), far behind them,
+         * or behind a message already queued in its own slot. */
+        uint64_t s = atomic_load(&desc_at(q, msg_of(t))->state);
+        int64_t behind = (int32_t)(msg_of(r.tail) - msg_of(t));
+        bool open =
+            s == mkstate(msg_of(t), S_FREE, 0) || (lap_of(s) == msg_of(t) && st_of(s) == S_CLAIMED);
+        if (behind < 0 || behind > q->n || (behind > 0 && !open)) nt = r.tail;
+    }
+    if (!q->sc) {
+        /* The frontier: past a message not given back, out of the tail's reach. */
+        int64_t d = (int32_t)(msg_of(r.freed) - msg_of(f)), tf = (int32_t)(msg_of(nt) - msg_of(f));
+        if (d < 0 || d > q->n || tf < 0 || tf > q->n) nf = r.freed;
+    }
+    if ((uint32_t)(byte_of(nt) - byte_of(nf)) > q->b) { /* the bytes, as the descriptors say */
+        if (!q->sp) nt = mkpos(msg_of(nt), byte_of(r.tail));
+        if (!q->sc) nf = mkpos(msg_of(nf), byte_of(r.freed));
+    }
+    if (!q->bcast && !q->sc) {
+        /* The head: out of reach, or past a message nobody took. */
+        if ((int32_t)(hd - msg_of(nf)) < -(int32_t)q->n || (int32_t)(hd - msg_of(nt)) > 0 ||
+            (int32_t)(hd - r.head) > 0)
+            nh = r.head;
+    }
+    if (nt != t) {
+        if (!atomic_compare_exchange_strong(&h->tail, &t, nt)) return 1;
+        said(out, "tail {message %" PRIu32 ", byte %" PRIu32 "} -> {%" PRIu32 ", %" PRIu32 "}\n",
+             msg_of(t), byte_of(t), msg_of(nt), byte_of(nt));
+    }
+    if (nf != f) {
+        if (!atomic_compare_exchange_strong(&h->freed, &f, nf)) return 1;
+        said(out,
+             "frontier {message %" PRIu32 ", byte %" PRIu32 "} -> {%" PRIu32 ", %" PRIu32 "}\n",
+             msg_of(f), byte_of(f), msg_of(nf), byte_of(nf));
+    }
+    if (nh != hd) {
+        if (!atomic_compare_exchange_strong(&h->head, &hd, nh)) return 1;
+        said(out, "head %" PRIu32 " -> %" PRIu32 "\n", hd, nh);
+    }
+    uint64_t mask = q->bcast ? atomic_load(&h->subs) : 0;
+    while (mask) {
+        int i = __builtin_ctzll(mask);
+        mask &= mask - 1;
+        uint32_t c = atomic_load(&q->subs[i].cursor);
+        if ((int32_t)(c - msg_of(nf)) >= -(int32_t)q->n && (int32_t)(c - msg_of(nt)) <= 0) continue;
+        /* What it read is not known: it goes on from the tail, at most once. */
+        if (!atomic_compare_exchange_strong(&q->subs[i].cursor, &c, msg_of(nt))) return 1;
+        said(out, "subscriber %d's cursor %" PRIu32 " -> %" PRIu32 "\n", i, c, msg_of(nt));
+    }
+    return 0;
+}
+
+int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out)
+{
+    if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
+    memset(out, 0, sizeof *out);
+    /* The roles' leases are the lock over the positions their holders alone write: taking
+     * them runs the take-over, which rebuilds those (and refuses while a live holder has
+     * one). The rest has no lock to take: every step there is a CAS, and so is each
+     * rewrite. */
+    bool had_p = q->prod_pid == self(), had_c = q->cons_pid == self();
+    struct q_hdr *h = q->hdr;
+    uint64_t tail0 = atomic_load(&h->tail), cons0 = atomic_load(&h->cons),
+             freed0 = atomic_load(&h->freed);
+    int rc = 0;
+    if (q->sp) rc = hold(q, ROLE_PRODUCER);
+    if (rc == 0 && q->sc) rc = hold(q, ROLE_CONSUMER);
+    if (rc == 0) {
+        /* What the take-overs rebuilt (or moved past a dead holder's last messages). */
+        if (q->sp && !had_p && q->sp_tail != tail0)
+            said(out,
+                 "single producer's tail {message %" PRIu32 ", byte %" PRIu32 "} -> {%" PRIu32
+                 ", %" PRIu32 "}\n",
+                 msg_of(tail0), byte_of(tail0), msg_of(q->sp_tail), byte_of(q->sp_tail));
+        if (q->sc && !had_c && (q->sc_cons != cons0 || q->sc_freed != freed0))
+            said(out,
+                 "single consumer's head %" PRIu32 " -> %" PRIu32 ", frontier {message %" PRIu32
+                 ", byte %" PRIu32 "} -> {%" PRIu32 ", %" PRIu32 "}\n",
+                 cons_head(cons0), cons_head(q->sc_cons), msg_of(freed0), byte_of(freed0),
+                 msg_of(q->sc_freed), byte_of(q->sc_freed));
+        int again = 1;
+        for (int i = 0; i < OPEN_ATTEMPTS && again; i++)
+            again = repair_once(q, out);
+        if (again)
+            rc = fail(SHMRPC_EBUSY, "queue '%s': its positions kept moving under the repair",
+                      q->name);
+    }
+    if (!had_p && q->sp) let_go_of(q, ROLE_PRODUCER);
+    if (!had_c && q->sc) let_go_of(q, ROLE_CONSUMER);
+    if (out->fixed) {
+        bump(&q->hdr->repairs, out->fixed);
+        /* Messages given back while the frontier was out of place (released, nobody could
+         * move it past them) are freed now: waiters with short timeouts never probe. */
+        advance_frontier(q);
+        signal_waiters(&q->hdr->nonempty, 0);
+        signal_waiters(&q->hdr->nonfull, 0);
+    }
+    return rc;
 }
 
 /* --- the segment's geometry and header ----------------------------------------------- */

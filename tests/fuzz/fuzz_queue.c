@@ -48,6 +48,12 @@ static void exercise(shmrpc_queue *q)
     shmrpc_queue_pop_batch(q, m, 3, &done, 0);
     shmrpc_queue_stats st;
     shmrpc_queue_get_stats(q, &st);
+    /* The repair over whatever positions and states the input holds, then a push and a pop
+     * over what it rebuilt. */
+    shmrpc_queue_repair_info r;
+    if (shmrpc_queue_repair(q, &r) == 0 && strlen(r.what) >= sizeof r.what) abort();
+    shmrpc_queue_push(q, "after the repair", 16, 0);
+    if (shmrpc_queue_pop(q, buf, sizeof buf, &len, 0) == 0 && len > sizeof buf) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

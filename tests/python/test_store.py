@@ -226,29 +226,84 @@ def test_forked_child_uses_the_parents_queue(name):
 
 
 def test_close_while_another_thread_pops(name):
-    """close() while a thread waits in pop on the same handle: the pop goes on with the
-    queue mapped until it returns (here at its timeout), the handle is closed for every
-    later use, and nothing is unmapped under the waiting thread (it was: a use-after-free
-    that ASan saw)."""
+    """close() while a thread waits in pop on the same handle, with no timeout: the pop
+    ends within a moment with Unavailable (it waited on for ever before: issue 33), the
+    handle is closed for every later use, and nothing is unmapped under the waiting thread
+    (it was once: a use-after-free that ASan saw)."""
     q = shmrpc.Queue(name, create=True, type=MSG, capacity=4)
     errors = []
 
     def wait():
         try:
-            q.pop(timeout=2)
-        except Exception as e:  # the timeout is what it should get
+            q.pop()
+        except Exception as e:
             errors.append(e)
 
     t = threading.Thread(target=wait)
     t.start()
-    threading.Event().wait(0.2)  # the pop is waiting by then (it waits 2 s)
+    threading.Event().wait(0.2)  # the pop is waiting by then
     assert t.is_alive()
     q.close()
     with pytest.raises(shmrpc.Unavailable):
         q.push({"source": 1, "seq": 1, "hops": 0, "note": "late"}, timeout=0)
-    t.join(10)
-    assert not t.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], shmrpc.Timeout), errors
+    t.join(10)  # bounded: a pop that is not woken would hang here, not the run
+    assert not t.is_alive(), "close() did not wake the pop"
+    assert len(errors) == 1 and isinstance(errors[0], shmrpc.Unavailable), errors
+    assert "closed while this waited" in str(errors[0])
     with pytest.raises(shmrpc.Unavailable):
         q.pop(timeout=0)
     q.close()  # again: nothing happens
+
+
+def test_close_wakes_a_push_and_timeouts_stay_whole(name):
+    """A push waiting for room on a full queue is woken by close() as a pop is; a pop's
+    timeout, waited in slices, still ends at its time with the whole wait in its message."""
+    q = shmrpc.Queue(name, capacity=2, create=True)
+    q.push(b"1")
+    q.push(b"2")
+    with pytest.raises(shmrpc.Timeout, match="stayed full for 120 ms"):
+        q.push(b"3", timeout=0.12)
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(pytest.raises(shmrpc.Unavailable, q.push, b"3")))
+    t.start()
+    threading.Event().wait(0.2)
+    assert t.is_alive()
+    q.close()
+    t.join(10)
+    assert not t.is_alive(), "close() did not wake the push"
+    assert len(errors) == 1
+
+
+def test_sizes_out_of_range_refused(name):
+    """capacity and max_message_size are the library's 32-bit sizes: a larger one is an
+    OverflowError (it was cut to 32 bits without a word: 2**32 + 64 made a queue of 64), a
+    negative one a ValueError, and nothing is created."""
+    with pytest.raises(OverflowError, match="capacity 4294967360 is above 4294967295"):
+        shmrpc.Queue(name, create=True, capacity=2**32 + 64)
+    with pytest.raises(OverflowError):
+        shmrpc.Queue(name, create=True, max_message_size=2**40)
+    with pytest.raises(ValueError, match="capacity must be 0 or more"):
+        shmrpc.Queue(name, create=True, capacity=-1)
+    assert not os.path.exists(f"/dev/shm/shmrpc.queue.{name}")
+    with shmrpc.Queue(name, create=True, capacity=64) as q:
+        q.push(b"x")
+        assert q.pop(timeout=0) == b"x"
+
+
+def test_failed_typed_open_leaves_nothing(name):
+    """A typed open whose type is refused creates nothing: before, the queue (or map) was
+    created with that type first, and every later open of the right type was refused."""
+    with pytest.raises(ValueError, match="does not parse"):
+        shmrpc.Queue(name, create=True, type="not a type")
+    assert not os.path.exists(f"/dev/shm/shmrpc.queue.{name}")
+    with shmrpc.Queue(name, create=True, type=MSG) as q:
+        assert q.type == MSG
+    with pytest.raises(ValueError, match="has no key"):
+        shmrpc.Map(name, create=True, type="raw()->i64 @msgpack")
+    assert not os.path.exists(f"/dev/shm/shmrpc.map.{name}")
+    with pytest.raises(ValueError, match="does not parse"):
+        shmrpc.Map(name, create=True, type="cache(string key")
+    assert not os.path.exists(f"/dev/shm/shmrpc.map.{name}")
+    with shmrpc.Map(name, create=True, type=ENTRY) as m:
+        m["k"] = {"n": 1, "tags": [], "blob": None}
+        assert m["k"]["n"] == 1

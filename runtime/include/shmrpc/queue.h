@@ -226,6 +226,22 @@ typedef struct shmrpc_queue_stats {
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);
 
+/* What shmrpc_queue_repair did. */
+typedef struct shmrpc_queue_repair_info {
+    unsigned fixed; /* positions rewritten; 0 when none was out of place */
+    char what[512]; /* one line per position: "head 4294967295 -> 1000" */
+} shmrpc_queue_repair_info;
+
+/* Rebuilds the positions of the queue (its tail, frontier and head, a single consumer's
+ * head, subscribers' cursors) that a bad write left where no step leads, from what its
+ * slots' own states say, while others push and pop: what push and pop answer with
+ * SHMRPC_ECORRUPT. Each position is rewritten by a compare-and-swap from the value read,
+ * so a move by a live push or pop is never undone. 0 (out says what it rewrote, if
+ * anything); SHMRPC_EBUSY while a live process holds a single producer's or consumer's
+ * role (the repair takes them, as the lock over what they write), or when the positions
+ * kept moving; SHMRPC_EINVAL. docs/queue.md, "Positions written over", says what is lost. */
+int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -48,6 +48,10 @@ enum {
     SHMRPC_EPERM = -14,      /* not allowed */
     SHMRPC_EOWNERDEAD = -15, /* acquired, but its previous owner died holding it */
     SHMRPC_ESTOLEN = -16,    /* acquired by taking it from a live holder (a lock's steal) */
+    /* A shared segment holds a state that no operation leads to (it was written over) and
+     * that the library cannot repair on its own: e.g. a queue's head or tail out of range
+     * (shmrpc_queue_repair). */
+    SHMRPC_ECORRUPT = -17,
     /* An OS error keeps its errno: SHMRPC_ESYS(errno), errno = SHMRPC_ESYSERR - rc. */
     SHMRPC_ESYSERR = -0x10000,
 };
