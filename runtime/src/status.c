@@ -29,6 +29,7 @@ static const struct {
     [-SHMRPC_EPERM] = {"SHMRPC_EPERM", "not allowed"},
     [-SHMRPC_EOWNERDEAD] = {"SHMRPC_EOWNERDEAD", "the previous owner died holding it"},
     [-SHMRPC_ESTOLEN] = {"SHMRPC_ESTOLEN", "taken from a live holder"},
+    [-SHMRPC_ECUT] = {"SHMRPC_ECUT", "the segment was cut (truncated) under its holders"},
 };
 
 #define N_STATUSES ((int)(sizeof statuses / sizeof statuses[0]))

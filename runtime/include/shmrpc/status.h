@@ -48,6 +48,9 @@ enum {
     SHMRPC_EPERM = -14,      /* not allowed */
     SHMRPC_EOWNERDEAD = -15, /* acquired, but its previous owner died holding it */
     SHMRPC_ESTOLEN = -16,    /* acquired by taking it from a live holder (a lock's steal) */
+    /* A queue's or map's segment was cut (its file truncated) under its holders: what it
+     * held is gone; close the handle and open it again (with create, to make it anew). */
+    SHMRPC_ECUT = -17,
     /* An OS error keeps its errno: SHMRPC_ESYS(errno), errno = SHMRPC_ESYSERR - rc. */
     SHMRPC_ESYSERR = -0x10000,
 };
