@@ -2506,9 +2506,16 @@ int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info,
                          size_t cap)
 {
     shmrpc__map_geo geo;
+    const struct gen_hdr *g = head;
+    uint64_t said = g->total;
+    char no[8];
+    if (said > size && shmrpc__map_validate(head, said, &geo, no, sizeof no) == 0) {
+        snprintf(why, cap, "cut to %" PRIu64 " bytes under its holders (its head says %" PRIu64 ")",
+                 size, said);
+        return SHMRPC_ECUT;
+    }
     int rc = shmrpc__map_validate(head, size, &geo, why, cap); /* reads the head alone */
     if (rc != 0) return rc;
-    const struct gen_hdr *g = head;
     uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
     info->generation = geo.gen;
     info->count = atomic_load_explicit(&g->count, memory_order_relaxed);

@@ -2246,6 +2246,7 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
     out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
     out->creator_start = h->creator_start;
     if (!out->ours) return;
+    out->total = h->total_size;
     out->capacity = h->capacity;
     out->arena = h->arena;
     out->max_msg = h->max_msg;

@@ -145,7 +145,8 @@ static void start_holder(struct holder *h, holder_fn fn)
 
 /* --- shmrpcctl ------------------------------------------------------------------------------ */
 
-/* Runs shmrpcctl with the arguments, 10 s at most: its exit status, and its stderr in err. */
+/* Runs shmrpcctl with the arguments, 10 s at most: its exit status, and its stdout and
+ * stderr in err. */
 static int ctl(char *err, size_t cap, const char *a1, const char *a2, const char *a3)
 {
     int pe[2];
@@ -154,8 +155,7 @@ static int ctl(char *err, size_t cap, const char *a1, const char *a2, const char
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(pe[1], 2);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) dup2(null, 1);
+        dup2(pe[1], 1);
         alarm(10);
         execl(SHMRPCCTL, SHMRPCCTL, a1, a2, a3, (char *)NULL);
         _exit(127);
@@ -175,7 +175,7 @@ static int ctl(char *err, size_t cap, const char *a1, const char *a2, const char
     int st;
     kill(pid, SIGKILL); /* harmless once it exited */
     waitpid(pid, &st, 0);
-    fprintf(stderr, "# shmrpcctl %s %s %s: %s", a1, a2, a3, err);
+    fprintf(stderr, "# shmrpcctl %s %s %s: %s", a1, a2, a3 ? a3 : "", err);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -272,6 +272,8 @@ static void queue_cut(off_t size, bool nobody)
     char err[2048];
     assert_int_equal(ctl(err, sizeof err, "queue", "stat", qname), 1);
     assert_non_null(strstr(err, "cut"));
+    assert_int_equal(ctl(err, sizeof err, "ls", qname, NULL), 0);
+    assert_non_null(strstr(err, "cut to"));
     /* With create: made anew, no unlink by hand. */
     q = open_q(SHMRPC_QUEUE_CONNECT_OR_CREATE);
     struct stat now;
@@ -448,6 +450,8 @@ static void map_cut(enum which which, off_t size, bool nobody)
     char err[2048];
     assert_int_equal(ctl(err, sizeof err, "map", "stat", mname), 1);
     assert_non_null(strstr(err, "cut"));
+    assert_int_equal(ctl(err, sizeof err, "ls", mname, NULL), 0);
+    assert_non_null(strstr(err, "cut to"));
     /* With create: made anew (empty: what it held is gone), no unlink by hand. */
     o = mopts(SHMRPC_MAP_CONNECT_OR_CREATE);
     int rc = shmrpc_map_open(&m, mname, &o);
