@@ -381,9 +381,12 @@ enum { PIN_NONE, PIN_EPOCH, PIN_HAZARD, PIN_UNPROT };
 #define syserr shmrpc__seg_syserr
 
 /* Whether a segment of the map was cut under this handle: its mapping is then private zero
- * pages (segment.h). Two relaxed loads of process-local words. */
+ * pages (segment.h). Loads (acquire: free on x86) of process-local words: the count of cuts,
+ * and only when it is not 0 the marks of the handle's two mappings. */
 static inline bool cut(const shmrpc_map *m)
 {
+    if (__builtin_expect(atomic_load_explicit(&shmrpc__seg_cuts, memory_order_acquire) == 0, 1))
+        return false; /* no mapping of this process was ever cut */
     return __builtin_expect((atomic_load_explicit(m->hdr_cut, memory_order_relaxed) |
                              atomic_load_explicit(m->gen_cut, memory_order_relaxed)) != 0 ||
                                 m->was_cut,

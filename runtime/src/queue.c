@@ -292,11 +292,13 @@ struct shmrpc_queue {
 #define fail shmrpc__err_set
 #define syserr shmrpc__seg_syserr
 
-/* Whether the segment was cut under this handle (a relaxed load of a process-local word:
- * each call looks at it once or twice). */
+/* Whether the segment was cut under this handle: loads of process-local words (acquire,
+ * free on x86), the process's count of cuts first (each call looks once or twice). */
 static inline bool cut(const shmrpc_queue *q)
 {
-    return __builtin_expect(atomic_load_explicit(q->cut, memory_order_relaxed) != 0, 0);
+    return __builtin_expect(atomic_load_explicit(&shmrpc__seg_cuts, memory_order_acquire) != 0,
+                            0) &&
+           atomic_load_explicit(q->cut, memory_order_acquire) != 0;
 }
 
 static int cut_fail(const shmrpc_queue *q)

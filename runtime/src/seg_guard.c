@@ -32,6 +32,8 @@ static struct guard guards[GUARDS];
 /* One past the highest guard ever used: the handler looks no further. */
 static _Atomic int guards_top;
 
+_Atomic uint32_t shmrpc__seg_cuts;
+
 static struct sigaction previous;
 static _Atomic bool installed;
 
@@ -93,7 +95,10 @@ static void on_sigbus(int sig, siginfo_t *info, void *ctx)
                 p = mmap((void *)base, len, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
             bool ok = p != MAP_FAILED || atomic_load_explicit(&g->cut, memory_order_relaxed);
-            if (ok) atomic_store_explicit(&g->cut, 1, memory_order_release);
+            if (ok) {
+                atomic_store_explicit(&g->cut, 1, memory_order_release);
+                atomic_fetch_add_explicit(&shmrpc__seg_cuts, 1, memory_order_release);
+            }
             atomic_store_explicit(&g->state, G_ACTIVE, memory_order_release);
             if (ok) return;
             break;

@@ -68,6 +68,11 @@ void shmrpc__seg_unguard(int g);
  * another mapping's, so a holder that saw it set remembers it itself. */
 _Atomic uint32_t *shmrpc__seg_guard_flag(int g);
 
+/* How many guarded mappings of this process were cut, ever: 0 in every process but one
+ * that met a cut, so that a holder's look at its marks costs one load of a line nobody
+ * writes until then. */
+extern _Atomic uint32_t shmrpc__seg_cuts;
+
 /* The message of SHMRPC_ECUT: "KIND 'NAME' was cut to SIZE bytes under its holders". */
 int shmrpc__seg_cut_fail(const char *kind, const char *name, const char *path);
 
