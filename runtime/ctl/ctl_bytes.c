@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <shmrpc/status.h>
 
@@ -53,4 +55,13 @@ bool ctl_from_base64(const char *s, size_t n, shmrpc_buf *out)
         shmrpc_buf_append(out, bytes, (size_t)(3 - pad));
     }
     return out->err == 0;
+}
+
+mode_t ctl_perms_of(const char *file)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", file);
+    struct stat st;
+    if (stat(path, &st) != 0 || st.st_uid != geteuid()) return 0600;
+    return 0600 | (st.st_mode & 0066);
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <shmrpc/buf.h>
 
@@ -18,5 +19,11 @@ void ctl_put_base64(const uint8_t *p, size_t n);
 
 /* Decodes padded base64 text (whitespace after it ignored) into out; false if it is not. */
 bool ctl_from_base64(const char *s, size_t n, shmrpc_buf *out);
+
+/* The perms to open the segment /dev/shm/FILE with: 0600, or its own mode when it is this
+ * user's (one shared with others, 0666 say, is refused when asked for 0600, and shmrpcctl
+ * names it on purpose); another user's stays 0600, so that one made by a squatter is
+ * refused as the library refuses it. */
+mode_t ctl_perms_of(const char *file);
 
 #endif

@@ -302,6 +302,9 @@ int ctl_map_main(int argc, char **argv)
     shmrpc_map_opts o;
     shmrpc_map_opts_init(&o);
     o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    char file[300];
+    snprintf(file, sizeof file, "shmrpc.map.%s", c.name);
+    o.perms = ctl_perms_of(file);
     int rc = shmrpc_map_open(&c.m, c.name, &o);
     if (rc == SHMRPC_ENOENT) { /* the library's message says it all: "no map 'x' (path)" */
         fprintf(stderr, "shmrpcctl: map %s %s: %s\n", c.sub, c.name, shmrpc_errmsg());

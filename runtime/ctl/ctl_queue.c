@@ -242,6 +242,9 @@ int ctl_queue_main(int argc, char **argv)
     shmrpc_queue_opts o;
     shmrpc_queue_opts_init(&o);
     o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    char file[300];
+    snprintf(file, sizeof file, "shmrpc.queue.%s", name);
+    o.perms = ctl_perms_of(file);
     shmrpc_queue *q;
     int rc = shmrpc_queue_open(&q, name, &o);
     if (rc != 0) return failed("open", name, rc);

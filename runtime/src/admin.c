@@ -330,9 +330,12 @@ static void read_stats(shmrpc_segment *s)
 static void read_queue(shmrpc_segment *s)
 {
     void *p = map_head(s->name, SHMRPC__QUEUE_HEAD, s);
-    if (p == NULL) {
+    if (p == NULL) { /* a creator sizes it at once: smaller than a header, it was cut */
         if (s->readable)
-            snprintf(s->detail, sizeof s->detail, "too small for a queue (%lld bytes)", s->size);
+            snprintf(s->detail, sizeof s->detail,
+                     "cut to %lld bytes under its holders (less than a header)%s: an open "
+                     "with create makes it anew",
+                     s->size, s->size ? "" : ", or not sized yet by its creator");
         return;
     }
     shmrpc__queue_head h;
@@ -351,6 +354,11 @@ static void read_queue(shmrpc_segment *s)
                  " bytes",
                  h.kind == SHMRPC_QUEUE_BROADCAST ? "broadcast" : "work", h.capacity, h.arena,
                  h.max_msg);
+        if ((uint64_t)s->size < h.total)
+            snprintf(s->detail, sizeof s->detail,
+                     "cut to %lld bytes under its holders (its header says %" PRIu64
+                     "): an open with create makes it anew",
+                     s->size, h.total);
     }
 }
 
@@ -360,9 +368,12 @@ static void read_map_head(shmrpc_segment *s, shmrpc__map_head *head)
 {
     memset(head, 0, sizeof *head);
     void *p = map_head(s->name, SHMRPC__MAP_HDR_SIZE, s);
-    if (p == NULL) {
+    if (p == NULL) { /* a creator sizes it at once: smaller than a header, it was cut */
         if (s->readable)
-            snprintf(s->detail, sizeof s->detail, "too small for a map (%lld bytes)", s->size);
+            snprintf(s->detail, sizeof s->detail,
+                     "cut to %lld bytes under its holders (less than a header)%s: an open "
+                     "with create makes it anew",
+                     s->size, s->size ? "" : ", or not sized yet by its creator");
         return;
     }
     shmrpc__map_read_head(p, head);
@@ -377,7 +388,10 @@ static void read_map(shmrpc_segment *s)
         s->owner_pid = h.creator;
         s->owner = life_of(h.creator, 0);
     }
-    if (!s->readable || !known_layout(s, h.magic, h.version, h.ours)) return;
+    /* 0 bytes: cut, or not sized yet (said). Shorter than a header but not empty, it is
+     * shown as a header with no magic, as before: incomplete, stale when its creator died. */
+    if (!s->readable || s->size == 0) return;
+    if (!known_layout(s, h.magic, h.version, h.ours)) return;
     s->valid = true;
     shmrpc_map_info *m = &s->map;
     m->creator = (pid_t)h.creator;
@@ -396,7 +410,10 @@ static void read_map(shmrpc_segment *s)
             snprintf(why, sizeof why, "it says it is generation %" PRIu64, m->generation);
         munmap(p, SHMRPC__MAP_GEN_HEAD);
     } else {
-        snprintf(why, sizeof why, "%s", g.readable ? "too small" : g.detail);
+        if (g.readable)
+            snprintf(why, sizeof why, "cut to %lld bytes under its holders", g.size);
+        else
+            snprintf(why, sizeof why, "%s", g.detail);
     }
     if (why[0] != '\0') { /* no figures of a generation that does not read */
         memset(m, 0, sizeof *m);

@@ -357,6 +357,17 @@ struct shmrpc_map {
     uint64_t seen_reads[MAP_READERS];
     uint64_t unprot_reads; /* reads made without a slot, added to reads_gone at close */
     char name[SHMRPC_MAP_NAME_MAX + 1];
+    /* The truncation guards of the header's and the generation's mappings (segment.h) and
+     * their marks; was_cut: a generation mapped before was cut. Once cut, every call fails
+     * with SHMRPC_ECUT. */
+    int hdr_guard, gen_guard;
+    _Atomic uint32_t *hdr_cut, *gen_cut;
+    bool was_cut;
+    /* What an open found cut, for an open with create to remove: the header's file, and
+     * the generation's number (0: the header itself was cut). */
+    dev_t cut_dev, removed_dev;
+    ino_t cut_ino, removed_ino;
+    uint64_t cut_gen;
 };
 
 /* What a handle's read holds until it ends (a get or a snapshot) or the next call (a
@@ -368,6 +379,57 @@ enum { PIN_NONE, PIN_EPOCH, PIN_HAZARD, PIN_UNPROT };
 
 #define fail shmrpc__err_set
 #define syserr shmrpc__seg_syserr
+
+/* Whether a segment of the map was cut under this handle: its mapping is then private zero
+ * pages (segment.h). Loads (acquire: free on x86) of process-local words: the count of cuts,
+ * and only when it is not 0 the marks of the handle's two mappings. */
+static inline bool cut(const shmrpc_map *m)
+{
+    if (__builtin_expect(atomic_load_explicit(&shmrpc__seg_cuts, memory_order_acquire) == 0, 1))
+        return false; /* no mapping of this process was ever cut */
+    return __builtin_expect((atomic_load_explicit(m->hdr_cut, memory_order_relaxed) |
+                             atomic_load_explicit(m->gen_cut, memory_order_relaxed)) != 0 ||
+                                m->was_cut,
+                            0);
+}
+
+static void gen_path(char *out, const char *name, uint64_t gen);
+static void hdr_path(char *out, const char *name);
+
+/* The message names the file that was cut: the header, or the generation. */
+static int cut_fail(const shmrpc_map *m)
+{
+    char path[PATH_CAP];
+    if (atomic_load_explicit(m->hdr_cut, memory_order_relaxed) || !m->base)
+        hdr_path(path, m->name);
+    else
+        gen_path(path, m->name, m->geo.gen);
+    return shmrpc__seg_cut_fail("map", m->name, path);
+}
+
+/* Reads the last byte of the generation's mapping (and of the header's, for a waiter), so
+ * that a cut below it is found by a call that would touch no page past the cut (a get of
+ * a key whose slot is empty, in the first page); true when the map was cut. The
+ * generation's last line is written only by an entry at its very end. A cut within the
+ * last page of a file that keeps it is not found so. */
+static inline bool probe_cut(const shmrpc_map *m, bool hdr)
+{
+    if (hdr) (void)*(volatile const uint8_t *)((const uint8_t *)m->hdr + m->hdr_len - 1);
+    if (m->base) (void)*(volatile const uint8_t *)(m->base + m->geo.total - 1);
+    return cut(m);
+}
+
+/* The check of shmrpc_map_wait's sleep. */
+static int wait_check(void *arg)
+{
+    return probe_cut(arg, true) ? SHMRPC_ECUT : 0;
+}
+
+/* rc, unless the map was cut meanwhile: what the call did, it did on zero pages. */
+static inline int unless_cut(const shmrpc_map *m, int rc)
+{
+    return cut(m) ? cut_fail(m) : rc;
+}
 
 __attribute__((format(printf, 4, 5))) static int why_fail(int rc, char *why, size_t cap,
                                                           const char *fmt, ...)
@@ -824,9 +886,12 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
     off_t size = 0; /* set by check_owner when it succeeds (gcc -O3 cannot tell) */
     int rc = check_owner(fd, m->name, m->opts.perms, &size);
     void *p = MAP_FAILED;
+    /* Published only once made whole: smaller than a head, it was cut. */
     if (rc == 0 && (size < (off_t)HEAD_SIZE))
-        rc = fail(SHMRPC_EPROTO, "map '%s' generation file %" PRIu64 " is %lld bytes, too small",
-                  m->name, gen, (long long)size);
+        rc = fail(SHMRPC_ECUT,
+                  "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
+                  "holders: the map's entries are gone; opening it with create makes it anew",
+                  m->name, gen, SHM_DIR, path, (long long)size);
     if (rc == 0) {
         p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED) {
@@ -835,7 +900,24 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
         }
     }
     close(fd);
+    if (rc == SHMRPC_ECUT) m->cut_gen = gen;
     if (rc != 0) return rc;
+    /* Cut, when the head adds up for the size it says, one that a growth makes (at most
+     * max_bytes of entries), and the file is shorter; a head that does not add up is
+     * refused below as a scribble. */
+    uint64_t said = ((const struct gen_hdr *)p)->total;
+    char no[8];
+    shmrpc__map_geo whole;
+    if (said > (uint64_t)size && shmrpc__map_validate(p, said, &whole, no, sizeof no) == 0 &&
+        said <= whole.arena_off + m->max_bytes + 4095) {
+        munmap(p, (size_t)size);
+        m->cut_gen = gen;
+        return fail(SHMRPC_ECUT,
+                    "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
+                    "holders (its head says %" PRIu64 "): the map's entries are gone; opening it "
+                    "with create makes it anew",
+                    m->name, gen, SHM_DIR, path, (long long)size, said);
+    }
     char why[200];
     rc = shmrpc__map_validate(p, (uint64_t)size, geo, why, sizeof why);
     if (rc == 0 && geo->gen != gen)
@@ -851,9 +933,15 @@ static int map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_geo *
 
 static void set_gen(shmrpc_map *m, uint8_t *base, const shmrpc__map_geo *geo)
 {
-    if (m->base) munmap(m->base, m->geo.total);
+    if (m->base) {
+        if (atomic_load(m->gen_cut)) m->was_cut = true; /* the guard may be another's next */
+        shmrpc__seg_unguard(m->gen_guard);
+        munmap(m->base, m->geo.total);
+    }
     m->base = base;
     m->geo = *geo;
+    m->gen_guard = shmrpc__seg_guard(base, (size_t)geo->total);
+    m->gen_cut = shmrpc__seg_guard_flag(m->gen_guard);
 }
 
 /* --- readers ------------------------------------------------------------------------ */
@@ -970,8 +1058,10 @@ static inline void unpin(shmrpc_map *m)
 static int follow(shmrpc_map *m)
 {
     unpin(m);
+    if (cut(m)) return cut_fail(m); /* a header of zero pages names no generation */
     for (int i = 0; i < OPEN_ATTEMPTS; i++) {
         uint64_t gen = atomic_load_explicit(&m->hdr->gen, memory_order_acquire);
+        if (cut(m)) return cut_fail(m); /* the look above found zero pages */
         if (m->base && gen == m->geo.gen) return 0;
         uint8_t *base = NULL;
         shmrpc__map_geo geo;
@@ -1295,6 +1385,7 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
 {
     struct gen_hdr *old = (struct gen_hdr *)m->base;
     struct map_hdr *h = m->hdr;
+    if (cut(m)) return cut_fail(m); /* nothing to copy, and nothing to publish it in */
     if (!still_named(m))
         return fail(SHMRPC_ECLOSED,
                     "map '%s' was removed or created anew since this handle opened it, and its "
@@ -1441,12 +1532,18 @@ static int begin_write(shmrpc_map *m, bool *took)
         }
         /* Unfinished without a death: the lock was stolen from a writer, or its file
          * replaced under it; roll it forward all the same. */
-        if (rc == SHMRPC_EOWNERDEAD || left_unfinished(m)) repair(m);
+        bool unfinished = left_unfinished(m);
+        if (probe_cut(m, false)) { /* zero pages, found by the looks above */
+            shmrpc_lock_release(m->lock);
+            return cut_fail(m);
+        }
+        if (rc == SHMRPC_EOWNERDEAD || unfinished) repair(m);
         return 0;
     }
     int rc = follow(m);
-    if (rc == 0 && left_unfinished(m))
-        repair(m); /* the lock was stolen from, or handed over by, a dead writer */
+    bool unfinished = rc == 0 && left_unfinished(m);
+    if (rc == 0 && probe_cut(m, false)) return cut_fail(m);
+    if (unfinished) repair(m); /* the lock was stolen from, or handed over by, a dead writer */
     return rc;
 }
 
@@ -1579,7 +1676,8 @@ static int put_how(shmrpc_map *m, const void *key, size_t klen, const void *valu
     bool took;
     rc = begin_write(m, &took);
     if (rc != 0) return rc;
-    return end_write(m, took, put_locked(m, key, klen, h, value, vlen, how, expected, elen));
+    rc = end_write(m, took, put_locked(m, key, klen, h, value, vlen, how, expected, elen));
+    return unless_cut(m, rc);
 }
 
 int shmrpc_map_put(shmrpc_map *m, const void *key, size_t klen, const void *value, size_t vlen)
@@ -1624,7 +1722,7 @@ int shmrpc_map_remove(shmrpc_map *m, const void *key, size_t klen)
     bool took;
     rc = begin_write(m, &took);
     if (rc != 0) return rc;
-    return end_write(m, took, remove_locked(m, key, klen, h));
+    return unless_cut(m, end_write(m, took, remove_locked(m, key, klen, h)));
 }
 
 int shmrpc_map_clear(shmrpc_map *m)
@@ -1638,7 +1736,7 @@ int shmrpc_map_clear(shmrpc_map *m)
         atomic_fetch_add_explicit(&m->hdr->writes, 1, memory_order_relaxed);
         bump_changes(m->hdr);
     }
-    return end_write(m, took, rc);
+    return unless_cut(m, end_write(m, took, rc));
 }
 
 /* --- reading ------------------------------------------------------------------------- */
@@ -1650,6 +1748,10 @@ static int lookup(shmrpc_map *m, const void *key, size_t klen, uint64_t *at, uin
     if ((!key && klen) || klen > SHMRPC_MAP_KEY_MAX) return check_kv(key, klen, NULL, 0);
     int rc = enter_read(m, false);
     if (rc != 0) return rc;
+    if (probe_cut(m, false)) {
+        unpin(m);
+        return cut_fail(m);
+    }
     struct protect pr = read_protect(m);
     rc =
         find(m->base, &m->geo, key, klen, hash_key(key, klen), at, w, NULL, pr.hazard ? &pr : NULL);
@@ -1659,6 +1761,7 @@ static int lookup(shmrpc_map *m, const void *key, size_t klen, uint64_t *at, uin
         rc = SHMRPC_EPROTO;
     }
     unpin(m);
+    if (cut(m)) return cut_fail(m); /* found nothing in zero pages */
     if (rc == SHMRPC_ENOENT) return fail(SHMRPC_ENOENT, "no such key");
     return fail(rc, "map '%s': an entry on the key's way is out of bounds", m->name);
 }
@@ -1673,6 +1776,10 @@ int shmrpc_map_get(shmrpc_map *m, const void *key, size_t klen, void *buf, size_
     if (len) *len = v;
     if (v <= cap && v) memcpy(buf, (const uint8_t *)(e + 1) + k, v);
     unpin(m);
+    if (cut(m)) { /* what was copied may be the zero pages' */
+        if (len) *len = 0;
+        return cut_fail(m);
+    }
     if (v > cap) return fail(SHMRPC_ETOOBIG, "the value has %u bytes, the buffer %zu", v, cap);
     return 0;
 }
@@ -1685,6 +1792,10 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
     uint32_t k = 0, v = 0;
     int rc = lookup(m, key, klen, &at, &w, &e, &k, &v);
     if (rc != 0) return rc;
+    if (cut(m)) {
+        unpin(m);
+        return cut_fail(m);
+    }
     view->data = (const uint8_t *)(e + 1) + k;
     view->len = v;
     view->gen = m->geo.gen;
@@ -1695,7 +1806,7 @@ int shmrpc_map_get_view(shmrpc_map *m, const void *key, size_t klen, shmrpc_map_
 
 bool shmrpc_map_view_current(shmrpc_map *m, const shmrpc_map_view *v)
 {
-    if (!m || !v || !m->base) return false;
+    if (!m || !v || !m->base || cut(m)) return false;
     if (atomic_load_explicit(&m->hdr->gen, memory_order_acquire) != v->gen || m->geo.gen != v->gen)
         return false;
     if (v->slot >= m->geo.nslots) return false;
@@ -1708,7 +1819,7 @@ int shmrpc_map_size(shmrpc_map *m, uint64_t *count)
     int rc = sync_gen(m);
     if (rc != 0) return rc;
     *count = atomic_load(&((struct gen_hdr *)m->base)->count);
-    return 0;
+    return probe_cut(m, false) ? cut_fail(m) : 0;
 }
 
 /* A snapshot: the entries copied into one buffer, each as struct entry + bytes. */
@@ -1778,6 +1889,7 @@ int shmrpc_map_iterate(shmrpc_map *m, shmrpc_map_iter_fn fn, void *arg)
     if (!m || !fn) return fail(SHMRPC_EINVAL, m ? "no function" : "no map");
     struct snap s = {0};
     int rc = take_snapshot(m, &s);
+    if (cut(m)) rc = cut_fail(m); /* the entries are the zero pages': none to show */
     for (size_t off = 0; rc == 0 && off < s.len;) {
         struct entry eh;
         memcpy(&eh, s.buf + off, ENTRY_HEAD);
@@ -1786,14 +1898,14 @@ int shmrpc_map_iterate(shmrpc_map *m, shmrpc_map_iter_fn fn, void *arg)
         off += (size_t)entry_size(eh.klen, eh.vlen);
     }
     free(s.buf);
-    return rc;
+    return unless_cut(m, rc);
 }
 
 int shmrpc_map_changes(shmrpc_map *m, uint64_t *count)
 {
     if (!m || !count) return fail(SHMRPC_EINVAL, m ? "no place for the count" : "no map");
     *count = atomic_load_explicit(&m->hdr->changes, memory_order_acquire);
-    return 0;
+    return unless_cut(m, 0);
 }
 
 int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeout_ms)
@@ -1806,11 +1918,15 @@ int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeou
     int64_t deadline = timeout_ms < 0 || timeout_ms > INT64_MAX / 2000000
                            ? INT64_MAX
                            : shmrpc__now_ns() + timeout_ms * 1000000;
-    const shmrpc__waiter waiter = {
-        .opts = &m->opts.wait, .flag = CHANGE_WAITERS, .check_ns = m->opts.wait.sleep_ns};
+    const shmrpc__waiter waiter = {.opts = &m->opts.wait,
+                                   .flag = CHANGE_WAITERS,
+                                   .check_ns = m->opts.wait.sleep_ns,
+                                   .check = wait_check,
+                                   .check_arg = m};
     for (;;) {
         uint32_t word = atomic_load_explicit(&h->change.word, memory_order_acquire);
         uint64_t c = atomic_load_explicit(&h->changes, memory_order_acquire);
+        if (cut(m)) return cut_fail(m); /* zero pages: no change will ever come */
         if (c != since) {
             if (now) *now = c;
             return 0;
@@ -1819,6 +1935,7 @@ int shmrpc_map_wait(shmrpc_map *m, uint64_t since, uint64_t *now, int64_t timeou
             return fail(SHMRPC_ETIMEDOUT, "map '%s' did not change within %" PRId64 " ms", m->name,
                         timeout_ms);
         int rc = shmrpc__wait_while(&h->change, word, deadline, &waiter);
+        if (rc == SHMRPC_ECUT) return cut_fail(m);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return fail(rc, "waiting for a change failed");
     }
 }
@@ -1836,6 +1953,7 @@ int shmrpc_map_get_info(shmrpc_map *m, shmrpc_map_info *out)
     const struct gen_hdr *g = (const struct gen_hdr *)m->base;
     const struct map_hdr *h = m->hdr;
     memset(out, 0, sizeof *out);
+    if (probe_cut(m, false)) return cut_fail(m);
     out->generation = shmrpc__map_shown_gen(m->geo.gen, m->first);
     out->count = atomic_load(&g->count);
     out->slots = m->geo.nslots;
@@ -1881,6 +1999,7 @@ int shmrpc_map_check(shmrpc_map *m)
     if (rc != 0) return rc;
     char why[256];
     rc = shmrpc__map_check_seg(m->base, &m->geo, why, sizeof why);
+    if (cut(m)) return cut_fail(m);
     if (rc != 0)
         return fail(rc, "map '%s' generation %" PRIu64 ": %s", m->name,
                     shmrpc__map_shown_gen(m->geo.gen, m->first), why);
@@ -2045,6 +2164,8 @@ static int create_map(shmrpc_map *m)
         return rc;
     }
     set_gen(m, base, &geo);
+    m->hdr_guard = shmrpc__seg_guard(p, m->hdr_len);
+    m->hdr_cut = shmrpc__seg_guard_flag(m->hdr_guard);
     atomic_store(&h->gen, m->first);
     atomic_store_explicit(&h->magic, HDR_MAGIC, memory_order_release);
     m->created = true;
@@ -2090,7 +2211,21 @@ static int attach_map(shmrpc_map *m)
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    if (rc == 0 && (size < (off_t)HDR_SIZE || size > (off_t)(HDR_SIZE + SHMRPC_MAP_TYPE_MAX)))
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+        m->cut_dev = st.st_dev;
+        m->cut_ino = st.st_ino;
+        m->cut_gen = 0;
+    }
+    /* A creator sizes it right after it makes it: smaller, it was cut (or, at 0 bytes, its
+     * creator may have died before sizing it: it is made anew all the same). */
+    if (rc == 0 && size < (off_t)HDR_SIZE)
+        rc = fail(SHMRPC_ECUT,
+                  "map '%s' (%s%s) was cut to %lld bytes, less than a header (%zu)%s; opening it "
+                  "with create makes it anew",
+                  m->name, SHM_DIR, path, (long long)size, HDR_SIZE,
+                  size ? "" : ", or its creator died before sizing it");
+    if (rc == 0 && size > (off_t)(HDR_SIZE + SHMRPC_MAP_TYPE_MAX))
         rc = fail(SHMRPC_EPROTO, "'%s' is not a map (%s%s has %lld bytes, a header %zu)", m->name,
                   SHM_DIR, path, (long long)size, HDR_SIZE);
     void *p = MAP_FAILED;
@@ -2102,8 +2237,7 @@ static int attach_map(shmrpc_map *m)
             rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", m->name, syserr(err));
         }
     }
-    struct stat st;
-    if (rc == 0 && fstat(fd, &st) == 0) {
+    if (rc == 0) {
         m->hdr_dev = st.st_dev;
         m->hdr_ino = st.st_ino;
     }
@@ -2141,6 +2275,11 @@ static int attach_map(shmrpc_map *m)
                   "map '%s' has a corrupt header (its first generation, %" PRIu64
                   ", after its current, %" PRIu64 ")",
                   m->name, first, gen);
+    else if ((size_t)HDR_SIZE + tlen > plen)
+        rc = fail(SHMRPC_ECUT,
+                  "map '%s' (%s%s) was cut to %zu bytes, its header and type are %zu; opening it "
+                  "with create makes it anew",
+                  m->name, SHM_DIR, path, plen, (size_t)HDR_SIZE + tlen);
     else if ((size_t)HDR_SIZE + tlen != plen)
         rc = fail(SHMRPC_EPROTO,
                   "map '%s' has a corrupt header (a type of %u bytes in a segment of %zu)", m->name,
@@ -2157,9 +2296,14 @@ static int attach_map(shmrpc_map *m)
     m->init_bytes = ib;
     m->max_bytes = mb;
     m->first = first ? first : 1;
+    m->hdr_guard = shmrpc__seg_guard(p, plen);
+    m->hdr_cut = shmrpc__seg_guard_flag(m->hdr_guard);
     rc = open_lock_of(m);
     if (rc == 0) rc = follow(m);
     if (rc != 0) {
+        shmrpc__seg_unguard(m->hdr_guard);
+        m->hdr_guard = -1;
+        m->hdr_cut = shmrpc__seg_guard_flag(-1);
         munmap(p, plen);
         m->hdr = NULL;
         free(type);
@@ -2168,6 +2312,37 @@ static int attach_map(shmrpc_map *m)
     free(m->type);
     m->type = type;
     return 0;
+}
+
+static void unlink_gens(const char *name, uint64_t below);
+
+/* Removes the map that attach_map found cut (its header's file, while the name still
+ * leads to it, as a stale queue is removed; and the generation file that was cut, whose
+ * number no map made after it takes), so that the next create makes it anew. Its holders
+ * keep their mappings, and SHMRPC_ECUT. False when it could not be removed (the same file
+ * found cut again: another user's, which this one may not unlink). */
+static bool remove_cut(shmrpc_map *m)
+{
+    char path[PATH_CAP];
+    hdr_path(path, m->name);
+    if (m->cut_dev == m->removed_dev && m->cut_ino == m->removed_ino) return false;
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_dev = m->cut_dev;
+    st.st_ino = m->cut_ino;
+    m->removed_dev = m->cut_dev;
+    m->removed_ino = m->cut_ino;
+    /* A map made after the removal numbers its generations from a time after this one. */
+    uint64_t before = first_number();
+    if (shmrpc__seg_remove_stale(path, &st)) {
+        if (m->cut_gen)
+            unlink_gen(m->name, m->cut_gen);
+        else
+            unlink_gens(m->name, before); /* the header was cut: which they were is gone */
+    }
+    shmrpc_lock_close(m->lock); /* opened by attach_map: the next open opens it again */
+    m->lock = NULL;
+    return true;
 }
 
 static int open_map(shmrpc_map *m)
@@ -2195,7 +2370,8 @@ static int open_map(shmrpc_map *m)
             int rc = create_map(m);
             if (rc != SHMRPC_ESYS(EEXIST)) return rc;
             rc = attach_map(m);
-            if (rc != SHMRPC_ENOENT) return rc;
+            if (rc == SHMRPC_ECUT && !remove_cut(m)) return rc;
+            if (rc != SHMRPC_ENOENT && rc != SHMRPC_ECUT) return rc;
         }
         return fail(SHMRPC_EBUSY, "map '%s' keeps being removed and recreated by others", m->name);
     }
@@ -2215,6 +2391,8 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
     if (rc != 0) return rc;
     shmrpc_map *m = calloc(1, sizeof *m);
     if (!m) return fail(SHMRPC_ENOMEM, "out of memory");
+    m->hdr_guard = m->gen_guard = -1;
+    m->hdr_cut = m->gen_cut = shmrpc__seg_guard_flag(-1);
     m->opts = *o;
     /* The caller's string need not outlive the open. */
     m->want = strdup(o->type ? o->type : "");
@@ -2225,6 +2403,7 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
     rc = m->want && m->type ? open_map(m) : fail(SHMRPC_ENOMEM, "out of memory");
     if (rc != 0) {
         shmrpc_lock_close(m->lock);
+        shmrpc__seg_unguard(m->gen_guard);
         if (m->base) munmap(m->base, m->geo.total);
         free(m->type);
         free(m->want);
@@ -2247,6 +2426,8 @@ void shmrpc_map_close(shmrpc_map *m)
     release_slot(m);
     if (m->unprot_reads)
         atomic_fetch_add_explicit(&m->hdr->reads_gone, m->unprot_reads, memory_order_relaxed);
+    shmrpc__seg_unguard(m->gen_guard);
+    shmrpc__seg_unguard(m->hdr_guard);
     if (m->base) munmap(m->base, m->geo.total);
     munmap(m->hdr, m->hdr_len);
     shmrpc_lock_close(m->lock);
@@ -2255,8 +2436,9 @@ void shmrpc_map_close(shmrpc_map *m)
     free(m);
 }
 
-/* Removes every generation file of the map: whatever number a dead writer left. */
-static void unlink_gens(const char *name)
+/* Removes every generation file of the map numbered below below: whatever number a dead
+ * writer left. */
+static void unlink_gens(const char *name, uint64_t below)
 {
     DIR *d = opendir(SHM_DIR);
     if (!d) return;
@@ -2267,6 +2449,7 @@ static void unlink_gens(const char *name)
         if (strncmp(de->d_name, prefix, (size_t)n) != 0) continue;
         const char *rest = de->d_name + n;
         if (!*rest || strspn(rest, "0123456789") != strlen(rest)) continue;
+        if (strtoull(rest, NULL, 10) >= below) continue;
         char path[sizeof de->d_name + 2];
         snprintf(path, sizeof path, "/%s", de->d_name);
         shm_unlink(path);
@@ -2281,7 +2464,7 @@ int shmrpc_map_unlink(const char *name)
     char path[PATH_CAP], ln[SHMRPC_LOCK_NAME_MAX + 1];
     hdr_path(path, name);
     int err = shm_unlink(path) == 0 ? 0 : errno;
-    unlink_gens(name);
+    unlink_gens(name, UINT64_MAX);
     lock_name(ln, name);
     shmrpc_lock_unlink(ln);
     if (err == ENOENT) return fail(SHMRPC_ENOENT, "no map '%s'", name);
@@ -2326,9 +2509,16 @@ int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info,
                          size_t cap)
 {
     shmrpc__map_geo geo;
+    const struct gen_hdr *g = head;
+    uint64_t said = g->total;
+    char no[8];
+    if (said > size && shmrpc__map_validate(head, said, &geo, no, sizeof no) == 0) {
+        snprintf(why, cap, "cut to %" PRIu64 " bytes under its holders (its head says %" PRIu64 ")",
+                 size, said);
+        return SHMRPC_ECUT;
+    }
     int rc = shmrpc__map_validate(head, size, &geo, why, cap); /* reads the head alone */
     if (rc != 0) return rc;
-    const struct gen_hdr *g = head;
     uint64_t used = atomic_load_explicit(&g->used, memory_order_relaxed);
     info->generation = geo.gen;
     info->count = atomic_load_explicit(&g->count, memory_order_relaxed);

@@ -64,7 +64,8 @@ void shmrpc__map_read_head(const void *hdr, shmrpc__map_head *out);
 /* The figures of a generation from its head (SHMRPC__MAP_GEN_HEAD bytes of a segment of
  * size bytes, mapped read-only by the caller), into the generation, count, slots,
  * tombstones, bytes, used and live of *info: 0, or SHMRPC_EPROTO / SHMRPC_EVERSION with
- * the reason in why when it is not a generation this library made. */
+ * the reason in why when it is not a generation this library made, or SHMRPC_ECUT ("cut to
+ * N bytes ...") when its file is shorter than its head says. */
 int shmrpc__map_read_gen(const void *head, uint64_t size, shmrpc_map_info *info, char *why,
                          size_t cap);
 

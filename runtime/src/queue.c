@@ -281,6 +281,10 @@ struct shmrpc_queue {
     uint32_t sp_end; /* the byte position after the message the single producer claimed */
     uint64_t sc_cons, sc_freed, sc_count;
     char name[SHMRPC_QUEUE_NAME_MAX + 1];
+    /* The truncation guard of the mapping (segment.h) and its mark: set when the segment
+     * was cut under us and the mapping is now private zero pages; every call then fails. */
+    int guard;
+    _Atomic uint32_t *cut;
 };
 
 /* --- messages ---------------------------------------------------------------------- */
@@ -288,6 +292,39 @@ struct shmrpc_queue {
 /* A failure says why in the calling thread's shmrpc_errmsg() (the rule is in status.h). */
 #define fail shmrpc__err_set
 #define syserr shmrpc__seg_syserr
+
+/* Whether the segment was cut under this handle: loads of process-local words (acquire,
+ * free on x86), the process's count of cuts first (each call looks once or twice). */
+static inline bool cut(const shmrpc_queue *q)
+{
+    return __builtin_expect(atomic_load_explicit(&shmrpc__seg_cuts, memory_order_acquire) != 0,
+                            0) &&
+           atomic_load_explicit(q->cut, memory_order_acquire) != 0;
+}
+
+static int cut_fail(const shmrpc_queue *q)
+{
+    char path[sizeof "/shmrpc.queue." + SHMRPC_QUEUE_NAME_MAX];
+    snprintf(path, sizeof path, "/shmrpc.queue.%s", q->name);
+    return shmrpc__seg_cut_fail("queue", q->name, path);
+}
+
+/* Whether the segment was cut, looked for at the start of a call: a read of its last byte
+ * (a line that only a message at the arena's very end writes), so that a cut is found even
+ * by a call that would touch no page past it (an inline message in the first page's
+ * descriptors), which would otherwise go on with the old file beside those who made it
+ * anew. A cut within the last page of a file that keeps it is not found so. */
+static inline bool gone(const shmrpc_queue *q)
+{
+    (void)*(volatile const unsigned char *)((const unsigned char *)q->hdr + q->map_size - 1);
+    return cut(q);
+}
+
+/* rc, unless the segment was cut meanwhile: what the call did, it did on zero pages. */
+static inline int unless_cut(const shmrpc_queue *q, int rc)
+{
+    return cut(q) ? cut_fail(q) : rc;
+}
 
 /* --- who we are -------------------------------------------------------------------- */
 
@@ -977,7 +1014,11 @@ static int on_check(void *arg)
 {
     struct waiting *w = arg;
     int64_t now = shmrpc__now_ns();
-    if (now < w->next_probe_ns) return 0;
+    if (now < w->next_probe_ns) return cut(w->q) ? SHMRPC_ECUT : 0;
+    /* A waiter may touch no page past a cut (an empty queue's wait reads the first page
+     * alone): its last page then says so. Zero pages move no more: the wait ends. */
+    (void)*(volatile const unsigned char *)((const unsigned char *)w->q->hdr + w->q->map_size - 1);
+    if (cut(w->q)) return SHMRPC_ECUT;
     w->next_probe_ns = now + PROBE_NS;
     shmrpc_queue *q = w->q;
     bool fixed = false;
@@ -1187,6 +1228,7 @@ static int wait_claimer(shmrpc_queue *q, uint64_t t, due *dl)
             continue;
         }
         int64_t now = shmrpc__now_ns();
+        if (cut(q)) return SHMRPC_ECUT;
         if (now >= deadline) return SHMRPC_ETIMEDOUT;
         if (now >= next_probe) {
             next_probe = now + PROBE_NS;
@@ -1751,11 +1793,14 @@ int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t tim
     if (!q || (!data && len)) return fail(SHMRPC_EINVAL, "queue or data is NULL");
     int rc = check_len(q, len);
     if (rc == 0) rc = check_timeout(timeout_ms);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     struct producing pr = {0};
     due dl = due_in(timeout_ms);
     rc = push_one(q, data, len, &dl, &pr);
     flush_signal(q, &pr);
+    /* Not looked at again here: a push that met the cut is lost as one just before it, which
+     * no look could tell; the next call says so. A wait that met it said so. */
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     return rc;
 }
@@ -1766,6 +1811,7 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
     if (done) *done = 0;
     if (!q || (!msgs && n)) return fail(SHMRPC_EINVAL, "queue or msgs is NULL");
     int rc = check_timeout(timeout_ms);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     due dl = due_in(timeout_ms);
     struct producing pr = {0};
@@ -1805,7 +1851,9 @@ int shmrpc_queue_push_batch(shmrpc_queue *q, const shmrpc_queue_msg *msgs, size_
         if (rc != 0) break;
     }
     flush_signal(q, &pr);
+    if (cut(q)) i = 0; /* not one of them is in the queue */
     if (done) *done = i;
+    if (cut(q)) return cut_fail(q);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     return rc;
 }
@@ -1816,6 +1864,7 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     memset(s, 0, sizeof *s);
     int rc = check_len(q, len);
     if (rc == 0) rc = check_timeout(timeout_ms);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     struct producing pr = {0};
     uint32_t pos, start;
@@ -1826,6 +1875,7 @@ int shmrpc_queue_reserve(shmrpc_queue *q, size_t len, shmrpc_queue_span *s, int6
     else
         rc = claim(q, &one, 1, &dl, &pr, &pos, &start, &c);
     flush_signal(q, &pr);
+    if (cut(q)) rc = cut_fail(q);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     if (rc != 0) return rc;
     s->data = payload(q, pos, start, one);
@@ -1852,7 +1902,7 @@ int shmrpc_queue_commit(shmrpc_queue *q, shmrpc_queue_span *s)
     flush_signal(q, &pr);
     s->state = 0;
     s->data = NULL;
-    return rc;
+    return unless_cut(q, rc);
 }
 
 /* --- consuming ------------------------------------------------------------------------ */
@@ -2172,17 +2222,32 @@ int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_
     *len = 0;
     int rc = check_timeout(timeout_ms);
     if (rc == 0) rc = may_pop(q);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     due dl = due_in(timeout_ms);
     rc = pop_one(q, buf, cap, len, &dl);
+    if (cut(q)) { /* what was copied may be the zero pages' */
+        *len = 0;
+        return cut_fail(q);
+    }
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
     return rc;
 }
+
+static int look(shmrpc_queue *q, void *buf, size_t cap, size_t *len);
 
 int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
 {
     if (!q || !len || (!buf && cap)) return fail(SHMRPC_EINVAL, "queue, buf or len is NULL");
     *len = 0;
+    if (gone(q)) return cut_fail(q);
+    int rc = look(q, buf, cap, len);
+    if (cut(q)) *len = 0;
+    return unless_cut(q, rc);
+}
+
+static int look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
+{
     if (q->bcast) return fail(SHMRPC_EINVAL, "queue '%s' is a broadcast queue", q->name);
     /* A seqlock read: the bytes are ours to trust only if, after they were copied, the
      * message was still COMMITTED and still at the head, so neither taken nor its room
@@ -2320,6 +2385,7 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
     if (!q || !msgs || n == 0) return fail(SHMRPC_EINVAL, "queue or msgs is NULL, or n is 0");
     int rc = check_timeout(timeout_ms);
     if (rc == 0) rc = may_pop(q);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     size_t valid = 0, i = 0;
     for (; valid < n && (msgs[valid].data || !msgs[valid].cap); valid++)
@@ -2338,6 +2404,11 @@ int shmrpc_queue_pop_batch(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, si
         msgs[valid].len = 0;
         rc = fail(SHMRPC_EINVAL, "message %zu of the batch has no buffer", valid);
     }
+    if (cut(q)) { /* what was copied may be the zero pages' */
+        for (size_t j = 0; j < i; j++)
+            msgs[j].len = 0;
+        return cut_fail(q);
+    }
     if (done) *done = i;
     if (i > 0 && (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ETOOBIG)) return 0;
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
@@ -2353,10 +2424,12 @@ int shmrpc_queue_peek(shmrpc_queue *q, shmrpc_queue_span *s, int64_t timeout_ms)
     if (rc == 0 && q->bcast && q->drop)
         rc = fail(SHMRPC_EINVAL,
                   "queue '%s' drops for slow subscribers: peek needs the block policy", q->name);
+    if (rc == 0 && gone(q)) rc = cut_fail(q);
     if (rc != 0) return rc;
     uint32_t pos, start, len;
     due dl = due_in(timeout_ms);
     rc = take(q, SIZE_MAX, &dl, &pos, &start, &len);
+    if (cut(q)) return cut_fail(q);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "empty");
     if (rc != 0) return rc;
     s->data = payload(q, pos, start, len);
@@ -2371,8 +2444,9 @@ int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s)
     if (!q || !s || s->state != S_READING) return fail(SHMRPC_EINVAL, "not a peeked span");
     s->state = 0;
     s->data = NULL;
+    if (gone(q)) return cut_fail(q);
     if (q->bcast) return q->sub < 0 || finish_read(q, s->pos) != 0 ? SHMRPC_EPROTO : 0;
-    return give_back(q, s->pos);
+    return unless_cut(q, give_back(q, s->pos));
 }
 
 /* --- information ---------------------------------------------------------------------- */
@@ -2380,6 +2454,7 @@ int shmrpc_queue_release(shmrpc_queue *q, shmrpc_queue_span *s)
 int shmrpc_queue_get_info(const shmrpc_queue *q, shmrpc_queue_info *out)
 {
     if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
+    if (cut(q)) return cut_fail(q);
     out->capacity = q->n;
     out->arena_bytes = q->b;
     out->max_msg = q->max_msg;
@@ -2432,6 +2507,7 @@ static void counters(const struct q_hdr *h, uint32_t hd, const shmrpc_queue *q,
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
 {
     if (!q || !out) return fail(SHMRPC_EINVAL, "queue or out is NULL");
+    if (gone(q)) return cut_fail(q);
     const struct q_hdr *h = q->hdr;
     uint32_t hd = head_now(q);
     if (q->bcast)
@@ -2440,7 +2516,7 @@ int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
     out->missed =
         q->sub >= 0 ? atomic_load_explicit(&q->subs[q->sub].missed, memory_order_relaxed) : 0;
     counters(h, hd, q, out);
-    return 0;
+    return unless_cut(q, 0);
 }
 
 void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
@@ -2454,6 +2530,7 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
     out->creator = pid <= INT32_MAX ? (int32_t)pid : 0;
     out->creator_start = h->creator_start;
     if (!out->ours) return;
+    out->total = h->total_size;
     out->capacity = h->capacity;
     out->arena = h->arena;
     out->max_msg = h->max_msg;
@@ -2755,6 +2832,8 @@ static void fill_handle(shmrpc_queue *q, void *seg, const struct geom *g)
     q->sub = -1;
     q->sp = g->roles & ROLE_PRODUCER;
     q->sc = g->roles & ROLE_CONSUMER;
+    q->guard = -1;
+    q->cut = shmrpc__seg_guard_flag(-1);
     atomic_store_explicit(&q->freed_seen, atomic_load(&q->hdr->freed), memory_order_relaxed);
 }
 
@@ -2813,8 +2892,11 @@ static int check_opts(const shmrpc_queue_opts *o)
     return 0;
 }
 
-/* Not a status: the segment is half-made and its creator is gone. */
+/* Not statuses: the segment is half-made and its creator is gone; or it was cut (its file
+ * is shorter than its header says, or than a header), and its holders see SHMRPC_ECUT. */
 #define STALE 1
+#define CUT 2
+#define CUT_HINT "opening it with create makes it anew"
 
 static int map_fd(int fd, size_t size, void **out, const char *name)
 {
@@ -2887,8 +2969,8 @@ static bool creator_gone(const struct q_hdr *h)
 }
 
 /* Opens an existing segment: owner, size, magic and header checked before use;
- * SHMRPC_ENOENT when there is none, STALE when it is half-made by a creator now gone (its
- * file then in *stale, when not NULL). */
+ * SHMRPC_ENOENT when there is none, STALE when it is half-made by a creator now gone, CUT
+ * when it was cut (its file then in *stale, when not NULL). */
 static int attach(const char *path, const char *name, const shmrpc_queue_opts *o, void **seg,
                   struct geom *g, struct stat *stale)
 {
@@ -2909,18 +2991,27 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
         }
         if (st.st_size != 0) break;
         if (shmrpc__now_ns() >= give_up) {
+            /* A creator sizes it right after it makes it: cut to 0, or its creator died. */
             close(fd);
-            fail(SHMRPC_EPROTO, "queue '%s' was never sized (its creator died?); %s", name,
-                 REPLACE_HINT);
+            fail(SHMRPC_ECUT,
+                 "queue '%s' (%s%s) has 0 bytes: it was cut under its holders, or its creator "
+                 "died before sizing it; %s",
+                 name, SHMRPC__SHM_DIR, path, CUT_HINT);
             if (stale) *stale = st;
-            return STALE;
+            return CUT;
         }
         shmrpc__seg_nap();
     }
     size_t size = (size_t)st.st_size;
-    if (st.st_size < (off_t)DESC_OFF ||
-        (uint64_t)st.st_size > arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX, SHMRPC_QUEUE_TYPE_MAX) +
-                                   SHMRPC_QUEUE_ARENA_MAX) {
+    if (st.st_size < (off_t)DESC_OFF) { /* no creator makes a file so small: a cut one */
+        close(fd);
+        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %lld bytes, less than a header; %s", name,
+             SHMRPC__SHM_DIR, path, (long long)st.st_size, CUT_HINT);
+        if (stale) *stale = st;
+        return CUT;
+    }
+    if ((uint64_t)st.st_size >
+        arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX, SHMRPC_QUEUE_TYPE_MAX) + SHMRPC_QUEUE_ARENA_MAX) {
         close(fd);
         return fail(SHMRPC_EPROTO, "'%s' is not a queue segment (size %lld)", name,
                     (long long)st.st_size);
@@ -2939,6 +3030,18 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
             return gone ? STALE : SHMRPC_EPROTO;
         }
         shmrpc__seg_nap();
+    }
+    /* Cut, when the header adds up for the size it says and the file is shorter; a header
+     * that does not add up is refused below as a scribble. */
+    uint64_t said = h->total_size;
+    struct geom whole;
+    char no[8];
+    if (said > size && check_geometry(h, (size_t)said, &whole, no, sizeof no) == 0) {
+        munmap(*seg, size);
+        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %zu bytes; its header says %" PRIu64 "; %s",
+             name, SHMRPC__SHM_DIR, path, size, said, CUT_HINT);
+        if (stale) *stale = st;
+        return CUT;
     }
     char why[256];
     rc = check_geometry(h, size, g, why, sizeof why);
@@ -2983,7 +3086,7 @@ static int connect_or_create(const char *path, const char *name, const shmrpc_qu
         }
         struct stat stale;
         rc = attach(path, name, o, seg, g, &stale);
-        if (rc == STALE) {
+        if (rc == STALE || rc == CUT) {
             /* Only the file found half-made: another opener that found it so too may have
              * replaced it already with a queue now in use, and unlinking that by name split
              * the queue in two (a helper's review). */
@@ -3004,6 +3107,7 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
     for (;;) {
         int rc = attach(path, name, o, seg, g, NULL);
         if (rc == STALE) return SHMRPC_EPROTO; /* the message says so */
+        if (rc == CUT) return SHMRPC_ECUT;
         if (rc != SHMRPC_ENOENT) return rc;
         int64_t now = shmrpc__now_ns();
         if (now >= deadline) {
@@ -3082,6 +3186,8 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     q->mapped = true;
     snprintf(q->name, sizeof q->name, "%s", name);
     fill_handle(q, seg, &g);
+    q->guard = shmrpc__seg_guard(seg, (size_t)g.total);
+    q->cut = shmrpc__seg_guard_flag(q->guard);
     if ((rc = copy_type(q, seg, &g, o)) != 0) {
         shmrpc_queue_close(q);
         return rc;
@@ -3109,6 +3215,7 @@ void shmrpc_queue_close(shmrpc_queue *q)
     if (!q) return;
     unsubscribe(q);
     let_go(q);
+    shmrpc__seg_unguard(q->guard);
     if (q->mapped) munmap(q->hdr, q->map_size);
     free(q->type);
     free(q);

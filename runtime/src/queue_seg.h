@@ -34,6 +34,7 @@ typedef struct shmrpc__queue_head {
     int32_t creator;        /* its pid, 0 when not written yet */
     uint64_t creator_start; /* its start time */
     uint32_t capacity, arena, max_msg;
+    uint64_t total; /* the bytes the header says the file has: more than it has, it was cut */
     shmrpc_queue_kind kind;
     /* As shmrpc_queue_get_stats gives them to a handle that does not subscribe (a
      * broadcast queue's depth: what its slowest subscriber has not read); missed is 0. */

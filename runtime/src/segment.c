@@ -115,20 +115,37 @@ static bool same_file(const struct stat *a, const struct stat *b)
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
-void shmrpc__seg_remove_stale(const char *path, const struct stat *stale)
+bool shmrpc__seg_remove_stale(const char *path, const struct stat *stale)
 {
     int fd = shm_open(path, O_RDONLY, 0);
-    if (fd < 0) return;
+    if (fd < 0) return false;
     struct stat st, now;
     char full[sizeof SHMRPC__SHM_DIR + NAME_MAX + 1]; /* path: "/" and a file name */
     snprintf(full, sizeof full, "%s%s", SHMRPC__SHM_DIR, path);
     /* Under the stale file's own lock, so that of the openers that found it so only the
      * first removes it; the others find it gone, or another file in its place. The lock
      * goes with the descriptor, or with its holder's death. */
-    if (fstat(fd, &st) == 0 && same_file(&st, stale) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
-        stat(full, &now) == 0 && same_file(&now, stale))
-        shm_unlink(path);
+    bool removed = fstat(fd, &st) == 0 && same_file(&st, stale) &&
+                   flock(fd, LOCK_EX | LOCK_NB) == 0 && stat(full, &now) == 0 &&
+                   same_file(&now, stale) && shm_unlink(path) == 0;
     close(fd);
+    return removed;
+}
+
+int shmrpc__seg_cut_fail(const char *kind, const char *name, const char *path)
+{
+    char file[sizeof SHMRPC__SHM_DIR + NAME_MAX + 1];
+    snprintf(file, sizeof file, "%s%s", SHMRPC__SHM_DIR, path);
+    struct stat st;
+    if (stat(file, &st) == 0)
+        return shmrpc__err_set(SHMRPC_ECUT,
+                               "%s '%s' was cut under its holders (%s has %lld bytes now): what it "
+                               "held is gone; close it and open it again",
+                               kind, name, file, (long long)st.st_size);
+    return shmrpc__err_set(SHMRPC_ECUT,
+                           "%s '%s' was cut under its holders (and %s is gone): what it held is "
+                           "gone; close it and open it again",
+                           kind, name, file);
 }
 
 void shmrpc__seg_nap(void)

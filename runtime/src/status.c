@@ -30,6 +30,7 @@ static const struct {
     [-SHMRPC_EOWNERDEAD] = {"SHMRPC_EOWNERDEAD", "the previous owner died holding it"},
     [-SHMRPC_ESTOLEN] = {"SHMRPC_ESTOLEN", "taken from a live holder"},
     [-SHMRPC_ECORRUPT] = {"SHMRPC_ECORRUPT", "shared state written over"},
+    [-SHMRPC_ECUT] = {"SHMRPC_ECUT", "the segment was cut (truncated) under its holders"},
 };
 
 #define N_STATUSES ((int)(sizeof statuses / sizeof statuses[0]))

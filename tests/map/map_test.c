@@ -1375,11 +1375,15 @@ static void corrupt_segments_refused(void **state)
                  cases[i].len);
         expect_refused(name, cases[i].want, cases[i].says);
     }
-    /* A header of the wrong size is not a map. */
+    /* A header smaller than a header was cut (segment_cut_test.c); one larger than a
+     * header and the largest type is not a map. */
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
     shmrpc_map_close(open_map(name, &o));
     snprintf(path, sizeof path, "/dev/shm/shmrpc.map.%s", name);
     assert_int_equal(truncate(path, 100), 0);
+    expect_refused(name, SHMRPC_ECUT, "cut to 100 bytes");
+    shmrpc_map_close(open_map(name, &o));
+    assert_int_equal(truncate(path, 4096 + SHMRPC_MAP_TYPE_MAX + 1), 0);
     expect_refused(name, SHMRPC_EPROTO, "not a map");
     /* An entry that points outside the segment: reads fail with a status, check names it. */
     shmrpc_map *m = open_map(name, &o);

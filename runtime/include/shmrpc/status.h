@@ -52,6 +52,9 @@ enum {
      * that the library cannot repair on its own: e.g. a queue's head or tail out of range
      * (shmrpc_queue_repair). */
     SHMRPC_ECORRUPT = -17,
+    /* A queue's or map's segment was cut (its file truncated) under its holders: what it
+     * held is gone; close the handle and open it again (with create, to make it anew). */
+    SHMRPC_ECUT = -18,
     /* An OS error keeps its errno: SHMRPC_ESYS(errno), errno = SHMRPC_ESYSERR - rc. */
     SHMRPC_ESYSERR = -0x10000,
 };
