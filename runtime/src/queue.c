@@ -1799,8 +1799,12 @@ int shmrpc_queue_push(shmrpc_queue *q, const void *data, size_t len, int64_t tim
     due dl = due_in(timeout_ms);
     rc = push_one(q, data, len, &dl, &pr);
     flush_signal(q, &pr);
-    /* Not looked at again here: a push that met the cut is lost as one just before it, which
-     * no look could tell; the next call says so. A wait that met it said so. */
+    /* A push that went through is not looked at again: one that met the cut is lost as one
+     * just before it, which no look could tell; the next call says so. A push that failed
+     * is: what it found wrong (a slot written over, a position out of range) may be the
+     * zero pages', and then the cut is what to say. */
+    if (rc == 0) return 0;
+    if (cut(q)) return cut_fail(q);
     if (rc == SHMRPC_ETIMEDOUT) return timed_out(q, timeout_ms, "full");
     return rc;
 }
