@@ -519,7 +519,7 @@ static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
         atomic_store(&h->size, 4096);
         h->method = 0;
         h->req_len = 0;
-        atomic_store(&h->call, 1); /* a worker takes only a call numbered above the claim's */
+        atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
         atomic_store(&h->state.word, SHM_CHAN_REQUEST);
         atomic_store(&s->chan_fd, fd);
         atomic_store(&s->state, SHM_SLOT_OPEN);
@@ -906,7 +906,7 @@ static void take_and_die(shmrpc__shm_ctl *ctl, void *arg)
     }
     for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;) {
         uint64_t call = atomic_load(&h->call), claim = atomic_load(&h->claim);
-        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && claim >> 2 < call &&
+        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && shmrpc__shm_claimable(claim, call) &&
             atomic_compare_exchange_strong(&h->claim, &claim,
                                            shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
             usleep((useconds_t)t->hold_ms * 1000);
