@@ -453,14 +453,15 @@ static int client_check(void *arg)
     uint64_t claim = atomic_load(&h->claim);
     bool busy = st == SHM_CHAN_REQUEST && worker_has(c, claim);
     /* Only this client writes the call's number: another one under its REQUEST is a bad
-     * write, put back. Workers claim no call under it (it does not follow the claim's), and
-     * the one serving the call answers whatever it reads there. */
+     * write, put back. Meanwhile no worker claims the call under it (it does not follow the
+     * claim's), and the one serving the call answers it all the same (hand_back). */
     if (st == SHM_CHAN_REQUEST && atomic_load(&h->call) != c->call)
         atomic_store_explicit(&h->call, c->call, memory_order_release);
     /* A claim of neither this call nor the one before is a bad write, after which no
      * worker would take a call again: set back to the one before, so that one takes this
      * one. Not while a worker named itself this call's taker or notes it is taking the
-     * channel: it may run the call under that claim, and a second one would run it too. */
+     * channel: it may run the call under that claim, and a second one would run it too
+     * (a note found cleared was cleared after the naming: the taker is read again). */
     if (st == SHM_CHAN_REQUEST && claim >> 2 != c->call && (claim >> 2) + 1 != c->call &&
         atomic_load(&h->taker_call) != c->call && !taking_alive(c) &&
         atomic_load(&h->taker_call) != c->call)

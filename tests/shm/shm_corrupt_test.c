@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -133,22 +134,52 @@ static shmrpc__shm_ctl *map_ctl(void)
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Runs bad(ctl, arg) in a process of its own that maps the control segment, as a broken
- * client would, and exits without cleaning anything up: whether it exited 0. */
-static bool corrupted(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+static int ready_fd = -1; /* in a broken client of corrupt_start: its pipe to the test */
+
+/* In a broken client: tells the test that it mapped what it watches, and watches. */
+static void say_ready(void)
 {
+    char x = 1;
+    if (ready_fd >= 0 && write(ready_fd, &x, 1) != 1) _exit(7);
+}
+
+/* Runs bad(ctl, arg) in a process of its own that maps the control segment, as a broken
+ * client would, and exits without cleaning anything up. Returns its pid once it said it is
+ * ready (say_ready) or ended (5 s at most): what it waits for may begin then, however long
+ * its fork and mappings took on a loaded machine. */
+static pid_t corrupt_start(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
     if (pid == 0) {
         alarm(10);
+        close(p[0]);
+        ready_fd = p[1];
         shmrpc__shm_ctl *ctl = map_ctl();
         if (ctl == NULL) _exit(2);
         bad(ctl, arg);
         _exit(0);
     }
+    close(p[1]);
+    struct pollfd ready = {.fd = p[0], .events = POLLIN};
+    poll(&ready, 1, 5000); /* a byte, or the end of a process that never says it */
+    close(p[0]);
+    return pid;
+}
+
+/* Reaps a broken client of corrupt_start: whether it exited 0. */
+static bool corrupt_end(pid_t pid)
+{
     int status = test_reap(pid, 10000);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         print_message("    the broken client ended with status %#x\n", (unsigned)status);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static bool corrupted(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    return corrupt_end(corrupt_start(bad, arg));
 }
 
 static void corrupt(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
@@ -1179,6 +1210,7 @@ static void dead_clients_request_not_watched(void **state)
 static void overwrite_call(shmrpc__shm_ctl *ctl, void *arg)
 {
     shmrpc__shm_chan *h = map_client_chan(ctl, *(int32_t *)arg);
+    say_ready();
     for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;)
         if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) {
             atomic_store(&h->call, (uint64_t)1 << 40);
@@ -1196,10 +1228,12 @@ static void *call_nap(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-/* A bad write over a waiting request's call number: a worker may take the request under
- * that number, and the client's checks, which clear a claim above its own calls, must not
- * clear that one, or a second worker runs the same request (a review: twice in 3 runs of
- * 3). The call may time out (its answer is for another number), but it runs once. */
+/* A bad write over a waiting request's call number, as soon as the request shows (the
+ * broken client watches before the call begins): whether a worker read the number before
+ * it or after, the request runs once. Before layout 8 it ran twice in a few runs of 30
+ * (issue 40, finding 0): the worker that took it under its own number held its answer back
+ * (the channel's number was another), watched the channel, took the number for a new call
+ * and ran the request again. */
 static void overwritten_call_runs_once(void **state)
 {
     (void)state;
@@ -1208,9 +1242,10 @@ static void overwritten_call_runs_once(void **state)
     int32_t pid, me = (int32_t)getpid();
     assert_int_equal(calls_nap(c, 0, &pid), 0);
     int64_t calls = sh->calls;
+    pid_t bad = corrupt_start(overwrite_call, &me); /* watching before the call begins */
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, call_nap, c), 0);
-    corrupt(overwrite_call, &me);
+    bool written = corrupt_end(bad);
     void *rc;
     pthread_join(t, &rc);
     usleep(500 * 1000); /* a second run, if any, has begun */
@@ -1219,6 +1254,7 @@ static void overwritten_call_runs_once(void **state)
                   shmrpc_strerror((int)(intptr_t)rc), (long long)ran);
     shmrpc_client_free(c);
     stop_server(server);
+    assert_true(written);
     assert_int_equal(ran, 1);
 }
 
@@ -1290,6 +1326,7 @@ static void scribble_call(shmrpc__shm_ctl *ctl, void *arg)
 {
     const scribble_at *a = arg;
     shmrpc__shm_chan *h = map_client_chan(ctl, a->client);
+    say_ready();
     int64_t until = test_now_ms() + 5000;
     uint64_t n = 0;
     while (test_now_ms() < until && n == 0)
@@ -1349,11 +1386,12 @@ static void scribbled_calls_run_once(int when)
         uint32_t id = 1 + 2 * (uint32_t)v;
         /* A waiting call waits for no worker: they are stopped until it was written over. */
         if (when == WAITING && !workers_stopped(ctl, true)) halted = false;
+        scribble_at a = {(int32_t)getpid(), when, v};
+        pid_t bad = corrupt_start(scribble_call, &a); /* watching before the call begins */
         tagged_run r = {c, id, when == WAITING ? 0 : 300, 0};
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, tagged_thread, &r), 0);
-        scribble_at a = {(int32_t)getpid(), when, v};
-        bool written = corrupted(scribble_call, &a);
+        bool written = corrupt_end(bad);
         if (when == WAITING) {
             usleep(50 * 1000); /* the client's checks see it meanwhile */
             workers_stopped(ctl, false);
