@@ -151,8 +151,8 @@ static inline uint64_t shmrpc__shm_claim(uint64_t call, unsigned who)
 /* Whether a REQUEST numbered call may be claimed from claim: only the call just after the
  * claim's, which is the client's next call. Any other number is a bad write over `call`:
  * over a call being served (the claim names it already), a higher number would make the
- * request look new, and a second worker would run it; over a waiting one, nobody takes it
- * until its client's checks put its number back. */
+ * request look new, and a worker would run it a second time; over a waiting one, nobody
+ * takes it until its client's checks put its number back. */
 static inline bool shmrpc__shm_claimable(uint64_t claim, uint64_t call)
 {
     return (claim >> 2) + 1 == call;
