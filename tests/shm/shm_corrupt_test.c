@@ -1352,6 +1352,20 @@ static void scribble_call(shmrpc__shm_ctl *ctl, void *arg)
         atomic_store(&h->call, scribbled(a->value, n));
 }
 
+/* Whether n workers of the service run, waiting up to 5 s for them: a worker that starts
+ * late is not there to be stopped, and would take the call. */
+static bool workers_up(shmrpc__shm_ctl *ctl, int n)
+{
+    for (int64_t until = test_now_ms() + 5000;; usleep(1000)) {
+        int up = 0;
+        for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++)
+            up += atomic_load(&ctl->workers[i].proc.pid) > 0 &&
+                  atomic_load(&ctl->workers[i].state) == SHM_WORKER_RUNNING;
+        if (up >= n) return true;
+        if (test_now_ms() > until) return false;
+    }
+}
+
 /* Stops (or continues) every running worker of the service; false when one did not stop. */
 static bool workers_stopped(shmrpc__shm_ctl *ctl, bool stop)
 {
@@ -1377,7 +1391,8 @@ static void scribbled_calls_run_once(int when)
     assert_non_null(ctl);
     assert_int_equal(tagged(c, 0, 0, 2000), 0);
     int rc[VALUES], next_rc[VALUES], ran[VALUES], next_ran[VALUES];
-    bool halted = true; /* the workers stopped when asked, and each scribble was made */
+    /* Both workers run, stopped when asked, and each scribble was made. */
+    bool halted = workers_up(ctl, 2);
     for (int v = 0; v < VALUES; v++) {
         rc[v] = next_rc[v] = 0;
         ran[v] = next_ran[v] = 1;
