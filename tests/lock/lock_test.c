@@ -31,6 +31,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "skips.h"
 
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
 #define NOBODY 65534
@@ -479,8 +480,7 @@ static void another_user_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("# SKIPPED another_user_refused: needs root to become 'nobody'\n");
-        skip();
+        test_skip("needs root to become 'nobody'");
     }
     const char *name = new_name("stranger");
     shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE);
@@ -1481,5 +1481,5 @@ int main(void)
         T(sleep_time),
     };
     sweep_stale_locks();
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -31,6 +31,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "skips.h"
 
 #define CHILD_ALARM_S 100 /* no child outlives a stuck test by more than this */
 #define MAX_NAMES 8
@@ -1298,8 +1299,7 @@ static void nobody_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("# SKIPPED nobody_refused: needs root to become 'nobody'\n");
-        skip();
+        test_skip("needs root to become 'nobody'");
     }
     const char *name = new_name("stranger");
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
@@ -2100,5 +2100,5 @@ int main(void)
         T(two_writers_at_once),
     };
     if (getenv("MAP_TEST_ONLY")) cmocka_set_test_filter(getenv("MAP_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
