@@ -512,6 +512,9 @@ static void timeouts_while_held(void **state)
     struct holder h = {.l = l, .go_r = go.r, .release = true};
     pid_t kid = start_holder(&h, &ready);
 
+    /* A timeout never ends the wait early: at least the 50 ms asked. How late it ends is
+     * printed, not asserted (a loaded machine runs this process late by its own delays):
+     * the 2 s is only a hang guard, a wait that ignored its timeout. */
     int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
     int64_t ms = test_kid_now_ms() - t0;
@@ -651,6 +654,7 @@ static void timeouts_and_death_under_load(void **state)
         int64_t t0 = test_kid_now_ms();
         assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
         int64_t ms = test_kid_now_ms() - t0;
+        /* Never early; the 2 s is a hang guard only, with three hogs on two CPUs. */
         assert_true(ms >= 50 && ms < 2000);
         if (ms > worst) worst = ms;
     }

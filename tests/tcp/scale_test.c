@@ -198,8 +198,8 @@ static void scale_up_and_down(bool tcp)
         if (k[i].connect_rc) fail_msg("client %d: connect: %s", i, shmrpc_strerror(k[i].connect_rc));
         ok += k[i].ok;
         unavailable += k[i].unavailable;
-        /* Over tcp://, each of the two workers that leave can cost a client of its the one
-         * call that crossed its DRAIN; over shm://, nothing. */
+        /* Over tcp://, each of the two workers that leave can cost each of its clients the
+         * one call that crossed its DRAIN; over shm://, nothing. */
         bad += k[i].wrong + k[i].other +
                (tcp ? (k[i].unavailable > 2 ? k[i].unavailable : 0) : k[i].unavailable);
     }
