@@ -120,8 +120,9 @@ static void each_calls_on(caller *k, uint64_t *seen, int n)
             usleep(1000);
         uint64_t ok = atomic_load(&k[i].ok);
         if (ok < seen[i] + CALLS_PER_STEP)
-            fail_msg("client %d: %llu calls succeeded since the last step, not %d", i,
-                     (unsigned long long)(ok - seen[i]), CALLS_PER_STEP);
+            fail_msg("client %d: %llu calls succeeded since the last step, not %d (connect: %s)",
+                     i, (unsigned long long)(ok - seen[i]), CALLS_PER_STEP,
+                     shmrpc_strerror(k[i].connect_rc));
         seen[i] = ok;
     }
 }
