@@ -53,7 +53,7 @@ struct lock_seg {
     /* Second cache line: counters touched only on the slow paths. */
     _Atomic uint64_t sleeps;
     _Atomic uint64_t owner_deaths;
-    _Atomic uint64_t steals; /* written by the thread that stole it; 0 in older segments */
+    _Atomic uint64_t steals;      /* written by the thread that stole it; 0 in older segments */
     _Atomic uint64_t timer_wakes; /* added to by waiters; 0 in older segments */
     uint8_t pad1[32];
 };

@@ -571,7 +571,8 @@ static void chaos(void **state)
                 continue;
             }
             mgr_back_ns = now_ns();
-            if (mgr_back_ns - mgr_killed_ns > worst_back_ns) worst_back_ns = mgr_back_ns - mgr_killed_ns;
+            if (mgr_back_ns - mgr_killed_ns > worst_back_ns)
+                worst_back_ns = mgr_back_ns - mgr_killed_ns;
             /* Its workers died with it; its id may be another process group's later. */
             if (sup_group_gone(old_mgr)) sup_groups_forget(&f->groups, old_mgr);
         }
@@ -593,7 +594,8 @@ static void chaos(void **state)
         mgr = wait_running(f, old_mgr, 10000);
         assert_true(mgr > 0);
         mgr_back_ns = now_ns();
-        if (mgr_back_ns - mgr_killed_ns > worst_back_ns) worst_back_ns = mgr_back_ns - mgr_killed_ns;
+        if (mgr_back_ns - mgr_killed_ns > worst_back_ns)
+            worst_back_ns = mgr_back_ns - mgr_killed_ns;
     }
 
     /* Each client stops calling at end_ns; its last call ends within its deadline. */

@@ -75,8 +75,8 @@ typedef struct caller {
     int connect_rc;
     _Atomic uint64_t ok; /* read by the test while the thread calls */
     uint64_t unavailable, wrong, other;
-    int first_other;       /* the status of the first other failure */
-    char first_msg[256];   /* and its message (or the first unavailable one's) */
+    int first_other;     /* the status of the first other failure */
+    char first_msg[256]; /* and its message (or the first unavailable one's) */
 } caller;
 
 static void *call_until_stopped(void *arg)
@@ -120,8 +120,8 @@ static void each_calls_on(caller *k, uint64_t *seen, int n)
             usleep(1000);
         uint64_t ok = atomic_load(&k[i].ok);
         if (ok < seen[i] + CALLS_PER_STEP)
-            fail_msg("client %d: %llu calls succeeded since the last step, not %d (connect: %s)",
-                     i, (unsigned long long)(ok - seen[i]), CALLS_PER_STEP,
+            fail_msg("client %d: %llu calls succeeded since the last step, not %d (connect: %s)", i,
+                     (unsigned long long)(ok - seen[i]), CALLS_PER_STEP,
                      shmrpc_strerror(k[i].connect_rc));
         seen[i] = ok;
     }
@@ -196,7 +196,8 @@ static void scale_up_and_down(bool tcp)
                (unsigned long long)k[i].wrong, (unsigned long long)k[i].other,
                k[i].other ? " (first: " : "", k[i].other ? shmrpc_strerror(k[i].first_other) : "",
                k[i].first_msg[0] ? ": " : "", k[i].first_msg);
-        if (k[i].connect_rc) fail_msg("client %d: connect: %s", i, shmrpc_strerror(k[i].connect_rc));
+        if (k[i].connect_rc)
+            fail_msg("client %d: connect: %s", i, shmrpc_strerror(k[i].connect_rc));
         ok += k[i].ok;
         unavailable += k[i].unavailable;
         /* Over tcp://, each of the two workers that leave can cost each of its clients the
