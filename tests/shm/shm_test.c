@@ -29,6 +29,7 @@
 
 #include "calls_handlers.h"
 #include "procs.h"
+#include "skips.h"
 
 static char addr[64];
 static int addr_n;
@@ -375,8 +376,7 @@ static void another_user_is_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     pid_t server = start_server(1, 0);
     shmrpc_client *c = connect_client(); /* the server is up */
@@ -717,5 +717,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(fork_keeps_connections_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(undumpable_client_connects, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
