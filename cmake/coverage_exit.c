@@ -12,13 +12,20 @@
  * grace) cannot write them: what ran only in such a process is not counted.
  * __gcov_dump writes the counters of every object of the process (the program and its
  * shared objects) once; the exit that follows writes nothing more. It is not
- * async-signal-safe: a signal that lands inside malloc could hang the process in a coverage
- * build, which is the price of counting what servers ran. */
+ * async-signal-safe, and a process that hangs in it holds the lock of a .gcda file, which
+ * every other process of the run that writes that file then waits for (a whole run of
+ * timeouts, seen: a supervisor's child SIGTERMed inside the dump gcov does before execv).
+ * So the handler does not dump when gcov's own lock is taken (the signal came inside a
+ * dump, or another thread is in one), and, for a signal that lands inside malloc or stdio,
+ * a watchdog: SIGALRM kills the process 2 s later, which lets the file go. */
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 void __gcov_dump(void);
 void __real__exit(int status) __attribute__((noreturn));
+extern pthread_mutex_t __gcov_mx; /* libgcov's, linked into this same object (hidden) */
 
 __attribute__((visibility("hidden"), noreturn)) void __wrap__exit(int status)
 {
@@ -28,7 +35,19 @@ __attribute__((visibility("hidden"), noreturn)) void __wrap__exit(int status)
 
 static void dump_and_die(int sig)
 {
-    __gcov_dump();
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGALRM, &dfl, NULL);
+    sigset_t alrm;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    sigprocmask(SIG_UNBLOCK, &alrm, NULL);
+    alarm(2);
+    if (pthread_mutex_trylock(&__gcov_mx) == 0) {
+        pthread_mutex_unlock(&__gcov_mx);
+        __gcov_dump();
+    }
     signal(sig, SIG_DFL);
     raise(sig); /* blocked while its handler runs: delivered when the handler returns */
 }
