@@ -23,7 +23,7 @@ def pct(covered, total):
 
 
 def row(name, c):
-    return "%-22s %6d/%-6d %s   %6d/%-6d %s" % (
+    return "%-32s %6d/%-6d %s   %6d/%-6d %s" % (
         name, c[0], c[1], pct(c[0], c[1]), c[2], c[3], pct(c[2], c[3]))
 
 
@@ -44,11 +44,11 @@ def main():
             add(runtime, f)
         if top in TOTAL:
             add(total, f)
-    print("%-22s %-21s %-21s" % ("folder", "lines", "branches"))
+    print("%-32s %-21s %-21s" % ("folder", "lines", "branches"))
     for name in sorted(folders):
         print(row(name, folders[name]))
     print(row("runtime (all)", runtime))
-    print(row("total (" + ",".join(TOTAL) + ")", total))
+    print(row("total: " + " ".join(TOTAL), total))
 
     print("\nlowest line coverage (files of 20 lines or more):")
     big = [f for f in files if f["line_total"] >= 20]
