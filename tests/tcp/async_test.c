@@ -86,6 +86,27 @@ static void wait_all(shmrpc_client *c, shmrpc_call **calls, size_t n, size_t *or
     free(idx);
 }
 
+/* Waits for n naps in flight whose ms are ms0 + their index, and frees them: each ended
+ * with success (*ok) or its server's death (*died), and none ran twice, by the servers'
+ * log; one that succeeded ran exactly once. */
+static void wait_naps(shmrpc_client *c, shmrpc_call **calls, int n, uint32_t ms0, int *ok,
+                      int *died)
+{
+    wait_all(c, calls, (size_t)n, NULL);
+    for (int i = 0; i < n; i++) {
+        int rc = shmrpc_call_status(calls[i]), runs = naps_of(ms0 + (uint32_t)i);
+        if (rc == 0)
+            ++*ok;
+        else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
+            ++*died;
+        else
+            fail_msg("call %d: %s", i, shmrpc_strerror(rc));
+        if (runs > 1 || (rc == 0 && runs != 1))
+            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
+        shmrpc_call_free(calls[i]);
+    }
+}
+
 /* 64 adds in flight on one connection, each answered with its own sum; the server ran
  * each once. */
 static void in_flight_64(void **state)
@@ -696,21 +717,8 @@ static void sigkill_in_flight(void **state)
     kill(srv, SIGKILL);
     test_reap(srv, 5000);
     test_tcp_stats_forget(addr); /* what the killed server left */
-    size_t order[8];
-    wait_all(c, calls, 8, order);
     int ok = 0, died = 0;
-    for (int i = 0; i < 8; i++) {
-        int rc = shmrpc_call_status(calls[i]), runs = naps_of(300 + (uint32_t)i);
-        if (rc == 0)
-            ok++;
-        else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
-            died++;
-        else
-            fail_msg("call %d: %s", i, shmrpc_strerror(rc));
-        if (runs > 1 || (rc == 0 && runs != 1))
-            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
-        shmrpc_call_free(calls[i]);
-    }
+    wait_naps(c, calls, 8, 300, &ok, &died);
     printf("sigkill: %d ok, %d failed, %lld handler calls\n", ok, died, (long long)sh->calls);
     assert_true(died > 0);
     assert_true(sh->calls <= 8);
@@ -766,21 +774,8 @@ static void sigkill_one_of_two_in_flight(void **state)
     kill(srv[killed], SIGKILL);
     test_reap(srv[killed], 5000);
     test_tcp_stats_forget(killed ? b : a);
-    size_t order[8];
-    wait_all(c, calls, 8, order);
     int ok = 0, died = 0;
-    for (int i = 0; i < 8; i++) {
-        int rc = shmrpc_call_status(calls[i]), runs = naps_of(400 + (uint32_t)i);
-        if (rc == 0)
-            ok++;
-        else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
-            died++;
-        else
-            fail_msg("call %d: %s", i, shmrpc_strerror(rc));
-        if (runs > 1 || (rc == 0 && runs != 1))
-            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
-        shmrpc_call_free(calls[i]);
-    }
+    wait_naps(c, calls, 8, 400, &ok, &died);
     printf("sigkill of one of two: %d ok, %d failed, %lld handler calls\n", ok, died,
            (long long)sh->calls);
     assert_true(died > 0); /* the nap that ran on the killed server, at least */
