@@ -157,7 +157,9 @@ def run(cmd, timeout, env=None, cwd=None):
 
 
 def ctest_tests(build):
-    rc, out = run(["ctest", "--test-dir", build, "--show-only=json-v1"], 120)
+    p = subprocess.run(["ctest", "--test-dir", build, "--show-only=json-v1"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, timeout=120)
+    rc, out = p.returncode, p.stdout.decode()
     if rc != 0:
         sys.exit("mutants: ctest --show-only failed:\n" + out)
     tests = {}
@@ -174,7 +176,9 @@ def targets_of(names, tests, build, extra):
     for n in names:
         cmd = tests[n]
         prog = os.path.realpath(cmd[0]) if cmd else ""
-        if prog.startswith(os.path.realpath(build) + os.sep):
+        if not cmd:  # not built yet: ctest names no command; a test named as its target
+            out.add(n)
+        elif prog.startswith(os.path.realpath(build) + os.sep):
             out.add(os.path.relpath(prog, os.path.realpath(build)))
         elif not extra:
             out.add("all")
