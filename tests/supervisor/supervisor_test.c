@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -340,6 +341,50 @@ static void much_output(void **state)
     all_groups_gone(f);
 }
 
+/* The log's file cannot grow (the supervisor runs with a file size limit of 64 KiB, as on
+ * a full disk: its writes fail, here with EFBIG): the service goes on, what was not written
+ * is dropped and counted, byte for byte, and status.json shows the count. */
+static void full_log_drops_and_counts(void **state)
+{
+    fixture *f = *state;
+    char ini[512];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nlog_max_bytes = none\n\n"
+             "[chatter]\nexec = %s 2000 200\nwait_until_completed = false\n",
+             CHATTER);
+    struct rlimit was, full = {.rlim_cur = 65536, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+    full.rlim_max = was.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &full), 0);
+    signal(SIGXFSZ, SIG_IGN); /* inherited through exec, as a write past the limit signals */
+    start(f, ini, true);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+    entry e;
+    assert_true(wait_state(f, "chatter", "running", 5000, &e));
+    /* 2000 lines of 200 bytes and "chatter: done\n", each line after a stamp of 24 bytes
+     * and a blank: what the supervisor had to write. */
+    long long want = 2000LL * (200 + 25) + 14 + 25, dropped = -1, size = 0;
+    for (int64_t end = sup_now_ms() + 20000;; sup_nap_ms(50)) {
+        const char *status = sup_slurp(f->dir, "logs/status.json");
+        const char *at = strstr(status, "\"log_dropped_bytes\": ");
+        if (at) dropped = strtoll(at + strlen("\"log_dropped_bytes\": "), NULL, 10);
+        size = file_size(f, "logs/chatter.log");
+        if (size + dropped >= want) break;
+        if (sup_now_ms() >= end)
+            fail_msg("chatter.log has %lld bytes, %lld dropped: %lld of %lld", size, dropped,
+                     size + dropped, want);
+    }
+    print_message("chatter.log: %lld bytes written, %lld dropped\n", size, dropped);
+    assert_true(size <= 65536);
+    assert_true(dropped > 0);
+    assert_int_equal(size + dropped, want);
+    int st = sup_stop(&f->sup, 3000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
 /* A service that ignores SIGTERM is killed stop_timeout_s later; one waiting to be
  * restarted is simply stopped, not started first. */
 static void stop_escalates(void **state)
@@ -538,6 +583,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(crash_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(never_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(much_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_log_drops_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
