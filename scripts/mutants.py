@@ -212,6 +212,13 @@ def run_tests(build, names, env, timeout):
         f = FAIL.search(line)
         if f and f.group(1) not in failed:
             failed.append(f.group(1) + ("" if f.group(2) == "Failed" else f" ({f.group(2).lower()})"))
+    # The cases of a cmocka program that failed, said after its name: queue_test (size_limit).
+    cases = []
+    for c in re.findall(r"^\[  (?:FAILED|ERROR)   ?\] (\w+)\s*$", out, re.M):
+        if c not in cases:
+            cases.append(c)
+    if failed and cases:
+        failed[0] += " (" + ", ".join(cases[:3]) + (", ..." if len(cases) > 3 else "") + ")"
     ran = len(re.findall(r"Test\s+#\d+:", out))
     if rc is None:
         failed = failed or ["ctest timed out"]
@@ -306,9 +313,9 @@ def main(argv):
     build_targets(build, everything)
 
     width = max(len(m.mutant) for m, *_ in rows)
-    print(f"\n{'mutant':{width}}  {'result':12}  {'caught by':34}  seconds")
+    print(f"\n{'mutant':{width}}  {'result':12}  {'caught by':60}  seconds")
     for m, status, by, secs in rows:
-        print(f"{m.mutant:{width}}  {status:12}  {by or '-':34}  {secs:7.0f}")
+        print(f"{m.mutant:{width}}  {status:12}  {by or '-':60}  {secs:7.0f}")
     caught = sum(1 for r in rows if r[1] == "caught")
     bad = [r for r in rows if r[1] != "caught"]
     print(f"\nscore: {caught} of {len(rows)} caught; {len(bad)} not "
