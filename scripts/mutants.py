@@ -261,7 +261,8 @@ def main(argv):
     if not os.path.exists(os.path.join(build, "CMakeCache.txt")):
         env = dict(os.environ, CC="gcc")
         rc, out = run(["cmake", "-S", src, "-B", build, "-G", "Ninja",
-                       "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DSHMRPC_WERROR=ON"], 600, env=env)
+                       "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DSHMRPC_WERROR=ON",
+                       "-DSHMRPC_REQUIRE_PYTHON=ON"], 600, env=env)
         if rc != 0:
             sys.stderr.write(out + "mutants: configure failed\n")
             return 2

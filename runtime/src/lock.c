@@ -296,6 +296,7 @@ struct waiting {
     int64_t next_probe_ns; /* when the owner's life is next read */
     bool probed;
     uint64_t sleeps;
+    uint64_t timer_ends; /* sleeps that ended by their timer, not by a wake-up */
 };
 
 /* wait.c calls the check before each futex sleep, and while spinning only until the
@@ -368,6 +369,7 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline, 
         .check_arg = &w,
         .flag = WAITERS,
         .slept = &slept,
+        .timer_ends = &w.timer_ends,
         .check_ns = l->wait.sleep_ns,
         .backoff_ns = BACKOFF_NS,
     };
@@ -416,6 +418,8 @@ static int contend(shmrpc_lock *l, uint32_t me, uint32_t cur, int64_t deadline, 
     }
     if (slept && rc != 0 && rc != SHMRPC_EOWNERDEAD && rc != SHMRPC_ESTOLEN) pass_on(s);
     if (w.sleeps) atomic_fetch_add_explicit(&s->sleeps, w.sleeps, memory_order_relaxed);
+    if (w.timer_ends)
+        atomic_fetch_add_explicit(&s->timer_wakes, w.timer_ends, memory_order_relaxed);
     return rc;
 }
 
@@ -588,6 +592,7 @@ int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out)
     out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
     out->owner_deaths = atomic_load_explicit(&s->owner_deaths, memory_order_relaxed);
     out->steals = atomic_load_explicit(&s->steals, memory_order_relaxed);
+    out->timer_wakes = atomic_load_explicit(&s->timer_wakes, memory_order_relaxed);
     return 0;
 }
 

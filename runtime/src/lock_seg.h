@@ -45,16 +45,17 @@ struct lock_seg {
      * which yield instead of spinning when they share that CPU. */
     shmrpc__presence owner_cpu;
     /* Statistics, relaxed. acquisitions and owner_deaths are written only by the thread
-     * that holds the lock, so a plain increment is enough; contended and sleeps are
-     * added to by waiters. Read by shmrpc_lock_get_stats. */
+     * that holds the lock, so a plain increment is enough; contended, sleeps and
+     * timer_wakes are added to by waiters. Read by shmrpc_lock_get_stats. */
     _Atomic uint64_t acquisitions;
     _Atomic uint64_t contended;
     uint8_t pad0[8];
     /* Second cache line: counters touched only on the slow paths. */
     _Atomic uint64_t sleeps;
     _Atomic uint64_t owner_deaths;
-    _Atomic uint64_t steals; /* written by the thread that stole it; 0 in older segments */
-    uint8_t pad1[40];
+    _Atomic uint64_t steals;      /* written by the thread that stole it; 0 in older segments */
+    _Atomic uint64_t timer_wakes; /* added to by waiters; 0 in older segments */
+    uint8_t pad1[32];
 };
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
@@ -71,6 +72,7 @@ _Static_assert(offsetof(struct lock_seg, contended) == 48, "layout");
 _Static_assert(offsetof(struct lock_seg, sleeps) == 64, "layout");
 _Static_assert(offsetof(struct lock_seg, owner_deaths) == 72, "layout");
 _Static_assert(offsetof(struct lock_seg, steals) == 80, "layout");
+_Static_assert(offsetof(struct lock_seg, timer_wakes) == 88, "layout");
 _Static_assert(sizeof(struct lock_seg) == 128, "layout");
 
 #endif

@@ -85,7 +85,9 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
         if (!(cur & w->flag) && !atomic_compare_exchange_strong(&f->word, &cur, cur | w->flag))
             return; /* it changed: the caller looks again */
         if (w->slept) *w->slept = true;
-        syscall(SYS_futex, &f->word, FUTEX_WAIT, cur | w->flag, &rel, NULL, 0);
+        if (syscall(SYS_futex, &f->word, FUTEX_WAIT, cur | w->flag, &rel, NULL, 0) != 0 &&
+            errno == ETIMEDOUT && w->timer_ends)
+            ++*w->timer_ends;
         return;
     }
     if (w->sleeping)
@@ -95,7 +97,9 @@ static void futex_sleep(shmrpc__futex *f, uint32_t old, int64_t ns, const shmrpc
     if (atomic_load(&f->word) == old) {
         /* Not FUTEX_PRIVATE: the word is shared between processes. EINTR, EAGAIN and
          * ETIMEDOUT all return to the caller, which looks at the word and the clock. */
-        syscall(SYS_futex, &f->word, FUTEX_WAIT, old, &rel, NULL, 0);
+        if (syscall(SYS_futex, &f->word, FUTEX_WAIT, old, &rel, NULL, 0) != 0 &&
+            errno == ETIMEDOUT && w->timer_ends)
+            ++*w->timer_ends;
     }
     if (w->sleeping)
         atomic_fetch_and(w->sleeping, ~w->sleeping_bit);

@@ -90,6 +90,9 @@ typedef struct shmrpc__waiter {
      * costs one useless wake, and one that a bad write cleared costs one sleep. */
     uint32_t flag;
     bool *slept; /* set when the wait sleeps on the futex, or NULL */
+    /* Counts the futex sleeps that ended by their timer (the check's period or the
+     * deadline), not by a wake-up, a signal or a changed word, or NULL. */
+    uint64_t *timer_ends;
     /* While it spins, the longest the waiter goes without looking at the word, or 0: it
      * looks after every pause. A waiter with a backoff looks after 1, 2, 4... pauses up to
      * this. For a lock that its holder takes again at once (the map's writers): every look

@@ -36,6 +36,8 @@ static int h_nap(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
 {
     (void)ctx;
     sh->calls++;
+    int32_t begun = sh->naps_begun++;
+    if (begun < CALLS_NAPS_LOGGED) sh->nap_ms[begun] = ms;
     sh->napping = getpid();
     int32_t now = ++sh->running, most = sh->most;
     while (now > most && !atomic_compare_exchange_weak(&sh->most, &most, now)) {

@@ -31,6 +31,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "skips.h"
 
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
 #define NOBODY 65534
@@ -479,8 +480,7 @@ static void another_user_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("# SKIPPED another_user_refused: needs root to become 'nobody'\n");
-        skip();
+        test_skip("needs root to become 'nobody'");
     }
     const char *name = new_name("stranger");
     shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE);
@@ -512,6 +512,9 @@ static void timeouts_while_held(void **state)
     struct holder h = {.l = l, .go_r = go.r, .release = true};
     pid_t kid = start_holder(&h, &ready);
 
+    /* A timeout never ends the wait early: at least the 50 ms asked. How late it ends is
+     * printed, not asserted (a loaded machine runs this process late by its own delays):
+     * the 2 s is only a hang guard, a wait that ignored its timeout. */
     int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
     int64_t ms = test_kid_now_ms() - t0;
@@ -651,6 +654,7 @@ static void timeouts_and_death_under_load(void **state)
         int64_t t0 = test_kid_now_ms();
         assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
         int64_t ms = test_kid_now_ms() - t0;
+        /* Never early; the 2 s is a hang guard only, with three hogs on two CPUs. */
         assert_true(ms >= 50 && ms < 2000);
         if (ms > worst) worst = ms;
     }
@@ -744,19 +748,31 @@ static void contention(shmrpc_wait_mode mode, int iters, bool want_sleeps)
     shmrpc_lock_opts_init(&c.opts);
     c.opts.wait.mode = mode;
     c.opts.wait.spin_ns = 20000;
+    /* A sleeper looks again every second by itself: a sleep ends by that timer only when
+     * no release woke it for that long (see below). */
+    c.opts.wait.sleep_ns = (int64_t)1000 * 1000 * 1000;
     shmrpc_lock *l = NULL;
     assert_int_equal(shmrpc_lock_open(&l, name, &c.opts), 0);
     int64_t ms = run_counters(&c, 4);
     shmrpc_lock_stats st;
     assert_int_equal(shmrpc_lock_get_stats(l, &st), 0);
     print_message("# mode %d, 4 processes x %d: %" PRId64 " ms, acquisitions %" PRIu64
-                  ", contended %" PRIu64 ", sleeps %" PRIu64 "\n",
-                  (int)mode, iters, ms, st.acquisitions, st.contended, st.sleeps);
+                  ", contended %" PRIu64 ", sleeps %" PRIu64 " (%" PRIu64 " ended by the timer)\n",
+                  (int)mode, iters, ms, st.acquisitions, st.contended, st.sleeps, st.timer_wakes);
     assert_int_equal(*count, 4L * iters);
     assert_int_equal(st.acquisitions, (uint64_t)4 * iters);
     assert_int_equal(st.owner_deaths, 0);
     if (want_sleeps) assert_true(st.sleeps > 0);
     if (mode == SHMRPC_WAIT_SPIN) assert_int_equal(st.sleeps, 0);
+    /* Hand-offs end by a wake-up: each release that finds WAITERS wakes one sleeper, and
+     * a holder keeps the lock about a microsecond. A sleep ends by its 1 s timer only when
+     * a holder stalls a second with the lock, which ends at most 3 sleeps (one of each
+     * other process): one such stall is allowed. (Not a share of sleeps: in SLEEP mode
+     * most counted sleeps find the word changed and never reach the kernel.) A release
+     * that wakes nobody ends each sleeper's sleep by its timer, and the sleepers then
+     * fall asleep again behind each other: 3 + 2 + 1 (measured: 5 or 6 in each mode,
+     * 0 with the wake-up). */
+    assert_true(st.timer_wakes <= 3);
     shmrpc_lock_close(l);
     munmap((void *)count, 4096);
 }
@@ -943,7 +959,9 @@ static void eintr_storm(void **state)
                   ms, (int)during_timeout, ms2, (int)ticks);
     assert_int_equal(rc, SHMRPC_ETIMEDOUT);
     assert_true(ms >= 300 && ms < 3000);
-    assert_true(during_timeout > 100);
+    /* The itimer fires every 100 us, but how many signals land in the 300 ms depends on
+     * the machine's load: one that interrupted the wait is what the test needs. */
+    assert_true(during_timeout >= 1);
     assert_int_equal(rc2, 0);
     assert_true(ms2 >= 150);
     assert_int_equal(shmrpc_lock_release(l), 0);
@@ -1047,6 +1065,7 @@ struct sleeper {
     const char *name;
     int go_r, done_w, rounds;
     volatile int64_t *got_ns;
+    int64_t sleep_ns; /* the wait's check period; 0: the default */
 };
 
 static int sleeper_child(void *arg)
@@ -1054,6 +1073,7 @@ static int sleeper_child(void *arg)
     struct sleeper *c = arg;
     shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
     o.wait.mode = SHMRPC_WAIT_SLEEP;
+    o.wait.sleep_ns = c->sleep_ns;
     shmrpc_lock *l;
     if (shmrpc_lock_open(&l, c->name, &o) != 0) return 40;
     for (int r = 0; r < c->rounds; r++) {
@@ -1069,13 +1089,17 @@ static int sleeper_child(void *arg)
 
 /* Issue 11: a broken process zeroed the count of sleepers while one slept (version 1
  * then counted one sleeper too few for good, and every release to a lone sleeper skipped
- * its wake-up: each handoff waited for the sleeper's 20 ms check). Now the bit that says
- * "someone sleeps" is in the word, cleared by each release: the bad write costs the one
- * sleep it hit. Measured: the handoff after each release, with the sleeper asleep. */
+ * its wake-up: each handoff waited for the sleeper's periodic check). Now the bit that
+ * says "someone sleeps" is in the word, cleared by each release: the bad write costs the
+ * one sleep it hit. Counted, not timed: the lock counts the sleeps that ended by their
+ * timer rather than by a wake-up. The sleeper checks every SLEEP_MS; the sleep the bad
+ * write hit ends by that timer, and every later handoff (the release comes a few ms after
+ * the sleeper fell asleep) ends by the release's wake-up. A release that woke nobody ends
+ * every round's sleep by the timer. The handoff times are printed only. */
 static void zeroed_sleepers_cost_one_sleep(void **state)
 {
     (void)state;
-    enum { ROUNDS = 12, SLOW_MS = 10 };
+    enum { ROUNDS = 12, SLEEP_MS = 500 };
     const char *name = new_name("zeroed");
     shmrpc_lock *l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
     struct chan go = new_chan(), done = new_chan();
@@ -1083,12 +1107,15 @@ static void zeroed_sleepers_cost_one_sleep(void **state)
                         .go_r = go.r,
                         .done_w = done.w,
                         .rounds = ROUNDS,
-                        .got_ns = (volatile int64_t *)shared_counter()};
+                        .got_ns = (volatile int64_t *)shared_counter(),
+                        .sleep_ns = (int64_t)SLEEP_MS * 1000000};
     pid_t kid = spawn(sleeper_child, &c);
     double ms[ROUNDS];
-    int slow = 0;
+    uint64_t timer[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         assert_int_equal(shmrpc_lock_acquire(l, 5000), 0);
+        shmrpc_lock_stats a, b;
+        assert_int_equal(shmrpc_lock_get_stats(l, &a), 0);
         notify(go.w);
         in_futex_wait(kid, 2000);
         test_kid_nap_ms(2);
@@ -1098,17 +1125,26 @@ static void zeroed_sleepers_cost_one_sleep(void **state)
         }
         int64_t t0 = now_ns();
         assert_int_equal(shmrpc_lock_release(l), 0);
-        assert_true(await(done.r, 5000));
+        assert_true(await(done.r, 10000));
+        assert_int_equal(shmrpc_lock_get_stats(l, &b), 0);
         ms[r] = (double)(*c.got_ns - t0) / 1e6;
-        if (r > 0 && ms[r] >= SLOW_MS) slow++;
+        timer[r] = b.timer_wakes - a.timer_wakes;
     }
-    print_message("# handoffs to a sleeper after its count was zeroed (ms):");
-    for (int r = 0; r < ROUNDS; r++)
-        print_message(" %.2f", ms[r]);
-    print_message("\n# %d of the %d after the first took %d ms or more\n", slow, ROUNDS - 1,
-                  SLOW_MS);
+    print_message("# handoffs to a sleeper after its count was zeroed (ms, sleeps ended by the "
+                  "timer):");
+    uint64_t later = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        print_message(" %.2f/%" PRIu64, ms[r], timer[r]);
+        if (r > 0) later += timer[r];
+    }
+    print_message("\n");
     assert_int_equal(test_kid_reap(kid, 5000), 0);
-    assert_true(slow <= (ROUNDS - 1) / 2);
+    /* The sleep the bad write hit ended by its timer: the release saw no sleeper. */
+    assert_true(timer[0] >= 1);
+    /* Each later handoff ended by a wake-up. A sleep there ends by its timer only when this
+     * process stalls SLEEP_MS between the sleeper falling asleep and the release (a few
+     * ms apart); two such stalls in 11 rounds are allowed for a loaded machine. */
+    assert_true(later <= 2);
     munmap((void *)c.got_ns, 4096);
     close_chan(&go);
     close_chan(&done);
@@ -1481,7 +1517,6 @@ int main(void)
         T(sleep_time),
     };
     sweep_stale_locks();
-    /* LOCK_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("LOCK_TEST_ONLY")) cmocka_set_test_filter(getenv("LOCK_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

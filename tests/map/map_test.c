@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,6 +32,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "skips.h"
 
 #define CHILD_ALARM_S 100 /* no child outlives a stuck test by more than this */
 #define MAX_NAMES 8
@@ -223,7 +225,22 @@ static void operations(void **state)
     assert_int_equal(shmrpc_map_put_if_absent(m, "b", 1, "two", 3), 0);
     assert_int_equal(shmrpc_map_cas(m, "b", 1, "zwei", 4, "deux", 4), SHMRPC_EBUSY);
     assert_int_equal(shmrpc_map_cas(m, "c", 1, "", 0, "x", 1), SHMRPC_ENOENT);
+    /* An expected value of the stored one's length is refused when any byte differs: the
+     * first, a middle one, the last, or only in case; the stored value stays. */
+    static const char *const near[] = {"xwo", "tXo", "twx", "TWO", "Two", "twO"};
+    for (size_t i = 0; i < sizeof near / sizeof near[0]; i++) {
+        assert_int_equal(shmrpc_map_cas(m, "b", 1, near[i], 3, "bad", 3), SHMRPC_EBUSY);
+        assert_string_equal(shmrpc_errmsg(), "the value differs from the expected one");
+        assert_string_equal(get_s(m, "b"), "two");
+    }
+    /* A prefix or an extension of the stored value is not it either. */
+    assert_int_equal(shmrpc_map_cas(m, "b", 1, "tw", 2, "bad", 3), SHMRPC_EBUSY);
+    assert_int_equal(shmrpc_map_cas(m, "b", 1, "two\0", 4, "bad", 3), SHMRPC_EBUSY);
+    assert_string_equal(get_s(m, "b"), "two");
     assert_int_equal(shmrpc_map_cas(m, "b", 1, "two", 3, "deux", 4), 0);
+    assert_string_equal(get_s(m, "b"), "deux");
+    /* The old value no longer matches once replaced. */
+    assert_int_equal(shmrpc_map_cas(m, "b", 1, "two", 3, "bad", 3), SHMRPC_EBUSY);
     assert_string_equal(get_s(m, "b"), "deux");
     /* Empty keys and values are keys and values. */
     assert_int_equal(shmrpc_map_put(m, "", 0, "", 0), 0);
@@ -1346,8 +1363,7 @@ static void nobody_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("# SKIPPED nobody_refused: needs root to become 'nobody'\n");
-        skip();
+        test_skip("needs root to become 'nobody'");
     }
     const char *name = new_name("stranger");
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
@@ -1627,6 +1643,95 @@ static void two_writers_at_once(void **state)
     assert_true(s1.acquisitions - s0.acquisitions >= puts);
     int rc = shmrpc_map_check(m);
     if (rc != 0) fail_msg("%s", shmrpc_errmsg());
+    shmrpc_map_close(m);
+    shmrpc_map_unlink(name);
+}
+
+/* --- read-modify-write by compare-and-swap -------------------------------------------- */
+
+#define CAS_KIDS 4
+#define CAS_INCREMENTS 20000
+#define CAS_WIDTH 12 /* a fixed-width decimal counter: every value has this length */
+
+struct cas_run {
+    _Atomic int ready, go;
+    uint64_t refused[CAS_KIDS]; /* compare-and-swaps that lost to another writer */
+};
+
+struct cas_arg {
+    const char *name;
+    struct cas_run *run;
+    int slot;
+};
+
+/* CAS_INCREMENTS increments of the counter, each by get then compare-and-swap of the value
+ * read, again from a fresh get when another writer changed it in between. */
+static int increment_by_cas(void *p)
+{
+    struct cas_arg *a = p;
+    shmrpc_map *m;
+    if (shmrpc_map_open(&m, a->name, NULL) != 0) return 1;
+    atomic_fetch_add(&a->run->ready, 1);
+    while (!atomic_load(&a->run->go)) { /* all start at once (bounded by the alarm) */
+    }
+    for (int done = 0; done < CAS_INCREMENTS;) {
+        char old[CAS_WIDTH + 1], new[CAS_WIDTH + 1];
+        size_t len;
+        if (shmrpc_map_get(m, "counter", 7, old, CAS_WIDTH, &len) != 0) return 2;
+        if (len != CAS_WIDTH) return 3;
+        old[CAS_WIDTH] = 0;
+        snprintf(new, sizeof new, "%0*llu", CAS_WIDTH, strtoull(old, NULL, 10) + 1);
+        /* Now and then the others get the CPU between the read and the swap, so that
+         * swaps of a stale value happen even when the processes share one CPU. */
+        if (done % 64 == 0) sched_yield();
+        int rc = shmrpc_map_cas(m, "counter", 7, old, CAS_WIDTH, new, CAS_WIDTH);
+        if (rc == 0)
+            done++;
+        else if (rc == SHMRPC_EBUSY)
+            a->run->refused[a->slot]++;
+        else
+            return 4;
+    }
+    shmrpc_map_close(m);
+    return 0;
+}
+
+/* CAS_KIDS processes increment one key by get and compare-and-swap: the end value is the
+ * exact total. A compare that let a stale expected value through (one of the same length,
+ * as every value here is) loses increments, and the count comes out short. */
+static void cas_increments_count_exactly(void **state)
+{
+    (void)state;
+    const char *name = new_name("cascount");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    shmrpc_map *m = open_map(name, &o);
+    char zero[CAS_WIDTH + 1];
+    snprintf(zero, sizeof zero, "%0*d", CAS_WIDTH, 0);
+    assert_int_equal(shmrpc_map_put(m, "counter", 7, zero, CAS_WIDTH), 0);
+    struct cas_run *run = shared(sizeof *run);
+    struct cas_arg args[CAS_KIDS];
+    pid_t kids[CAS_KIDS];
+    for (int i = 0; i < CAS_KIDS; i++) {
+        args[i] = (struct cas_arg){name, run, i};
+        kids[i] = spawn(increment_by_cas, &args[i]);
+    }
+    for (int i = 0; i < 10000 && atomic_load(&run->ready) < CAS_KIDS; i++)
+        test_kid_nap_ms(10);
+    assert_int_equal(atomic_load(&run->ready), CAS_KIDS);
+    atomic_store(&run->go, 1);
+    for (int i = 0; i < CAS_KIDS; i++)
+        assert_int_equal(test_kid_reap(kids[i], 90000), 0);
+    uint64_t refused = 0;
+    for (int i = 0; i < CAS_KIDS; i++)
+        refused += run->refused[i];
+    char want[CAS_WIDTH + 1];
+    snprintf(want, sizeof want, "%0*d", CAS_WIDTH, CAS_KIDS * CAS_INCREMENTS);
+    printf("# %d increments by compare-and-swap, %" PRIu64 " refused and tried again\n",
+           CAS_KIDS * CAS_INCREMENTS, refused);
+    assert_string_equal(get_s(m, "counter"), want);
+    int rc = shmrpc_map_check(m);
+    if (rc != 0) fail_msg("%s", shmrpc_errmsg());
+    munmap(run, sizeof *run);
     shmrpc_map_close(m);
     shmrpc_map_unlink(name);
 }
@@ -2147,7 +2252,8 @@ int main(void)
         T(types_stored_and_checked),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
+        T(cas_increments_count_exactly),
     };
     if (getenv("MAP_TEST_ONLY")) cmocka_set_test_filter(getenv("MAP_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

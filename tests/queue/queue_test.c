@@ -32,6 +32,7 @@
 #include <shmrpc.h>
 
 #include "kids.h"
+#include "skips.h"
 
 #define CHILD_ALARM_S 60 /* no child outlives a stuck test by more than this */
 #define MAX_NAMES 8
@@ -261,8 +262,7 @@ static void nobody_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("# SKIPPED nobody_refused: needs root to become 'nobody'\n");
-        skip();
+        test_skip("needs root to become 'nobody'");
     }
     const char *name = new_name("stranger");
     shmrpc_queue *q = create_q(name, 4, 0, 64);
@@ -2529,5 +2529,5 @@ int main(void)
     /* QUEUE_TEST_ONLY=kill_at_random (a glob) runs only the matching tests, e.g. to repeat
      * one under load. */
     if (getenv("QUEUE_TEST_ONLY")) cmocka_set_test_filter(getenv("QUEUE_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

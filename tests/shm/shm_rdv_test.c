@@ -36,6 +36,7 @@
 #include "calls_handlers.h"
 #include "procs.h"
 #include "shm.h"
+#include "skips.h"
 
 static char addr[64];
 static int addr_n;
@@ -762,8 +763,7 @@ static void another_uid_at_the_rendezvous(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     pid_t server = start_server(1);
     shmrpc_client *c = connect_for(5000);
@@ -806,8 +806,7 @@ static void names_taken_first_cost_nothing(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     int p[2];
     assert_int_equal(pipe(p), 0);
@@ -1002,8 +1001,7 @@ static void names_directory_taken_first(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     assert_int_equal(in_own_dev_shm(root_takes_its_directory_back, NULL), 0);
     assert_int_equal(in_own_dev_shm(user_moves_to_xdg, NULL), 0);
@@ -1125,5 +1123,5 @@ int main(void)
     };
     /* SHM_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

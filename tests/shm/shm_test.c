@@ -29,6 +29,7 @@
 
 #include "calls_handlers.h"
 #include "procs.h"
+#include "skips.h"
 
 static char addr[64];
 static int addr_n;
@@ -375,8 +376,7 @@ static void another_user_is_refused(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     pid_t server = start_server(1, 0);
     shmrpc_client *c = connect_client(); /* the server is up */
@@ -719,5 +719,5 @@ int main(void)
     };
     /* SHM_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

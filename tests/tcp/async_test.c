@@ -35,7 +35,19 @@ static int setup(void **state)
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     sh->calls = 0;
     sh->running = 0; /* a nap of a server stopped in the middle of it never counted down */
+    sh->naps_begun = 0;
     return 0;
+}
+
+/* How many times a nap of ms began, by the servers' log of naps: a test that gives each
+ * call its own ms tells each call's runs apart. */
+static int naps_of(uint32_t ms)
+{
+    int32_t n = sh->naps_begun, runs = 0;
+    assert_true(n <= CALLS_NAPS_LOGGED); /* no nap left out of the log */
+    for (int32_t i = 0; i < n; i++)
+        runs += sh->nap_ms[i] == ms;
+    return runs;
 }
 
 static pid_t start_server(const char *at, int workers)
@@ -637,8 +649,8 @@ static void deadlines(void **state)
 }
 
 /* The server SIGKILLed with 8 naps in flight: each fails with SHMRPC_EPEERDIED (written,
- * may have run) or SHMRPC_EUNAVAIL (did not run), and no handler ran more often than the
- * calls that were sent. */
+ * may have run) or SHMRPC_EUNAVAIL, or succeeded. Each call is told apart by its own
+ * nap's ms (300 + its index): none ran twice, and one that succeeded ran exactly once. */
 static void sigkill_in_flight(void **state)
 {
     (void)state;
@@ -646,7 +658,7 @@ static void sigkill_in_flight(void **state)
     shmrpc_client *c = connect_to(addr);
     shmrpc_call *calls[8];
     for (int i = 0; i < 8; i++)
-        assert_int_equal(calls_nap_start(c, 300, &calls[i]), 0);
+        assert_int_equal(calls_nap_start(c, 300 + (uint32_t)i, &calls[i]), 0);
     int64_t until = test_now_ms() + 5000;
     while (sh->calls == 0 && test_now_ms() < until)
         usleep(1000);
@@ -657,19 +669,92 @@ static void sigkill_in_flight(void **state)
     wait_all(c, calls, 8, order);
     int ok = 0, died = 0;
     for (int i = 0; i < 8; i++) {
-        int rc = shmrpc_call_status(calls[i]);
+        int rc = shmrpc_call_status(calls[i]), runs = naps_of(300 + (uint32_t)i);
         if (rc == 0)
             ok++;
         else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
             died++;
         else
             fail_msg("call %d: %s", i, shmrpc_strerror(rc));
+        if (runs > 1 || (rc == 0 && runs != 1))
+            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
         shmrpc_call_free(calls[i]);
     }
     printf("sigkill: %d ok, %d failed, %lld handler calls\n", ok, died, (long long)sh->calls);
     assert_true(died > 0);
     assert_true(sh->calls <= 8);
     shmrpc_client_free(c);
+}
+
+/* The parent of pid, from /proc/PID/stat; 0 when it cannot be read. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    int ppid = 0;
+    return p && sscanf(p + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : 0;
+}
+
+/* Two servers, 8 naps in flight over both, and the server running the first nap SIGKILLed:
+ * the calls on it fail (SHMRPC_EPEERDIED or SHMRPC_EUNAVAIL) and are never sent again
+ * (docs/wire.md: a call in flight on a broken connection is never resent), those on the
+ * other succeed. Each call is told apart by its nap's ms (400 + its index): none ran
+ * twice, one that succeeded ran exactly once. */
+static void sigkill_one_of_two_in_flight(void **state)
+{
+    (void)state;
+    char a[64], b[64], list[128];
+    snprintf(a, sizeof a, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(b, sizeof b, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(list, sizeof list, "%s,%s", a, b + strlen("tcp://"));
+    pid_t srv[2] = {start_server(a, 1), start_server(b, 1)};
+    shmrpc_client_free(connect_to(a)); /* both are up */
+    shmrpc_client_free(connect_to(b));
+    shmrpc_client *c = connect_to(list);
+    sh->calls = 0;
+    sh->naps_begun = 0;
+    sh->napping = 0;
+    shmrpc_call *calls[8];
+    for (int i = 0; i < 8; i++) {
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_nap_start(c, 400 + (uint32_t)i, &calls[i]), 0);
+    }
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    pid_t worker = sh->napping, parent = parent_of(worker);
+    int killed = parent == srv[0] || worker == srv[0] ? 0 : 1;
+    if (parent != srv[killed] && worker != srv[killed])
+        fail_msg("the napping worker %d is neither server's", (int)worker);
+    kill(srv[killed], SIGKILL);
+    test_reap(srv[killed], 5000);
+    test_tcp_stats_forget(killed ? b : a);
+    size_t order[8];
+    wait_all(c, calls, 8, order);
+    int ok = 0, died = 0;
+    for (int i = 0; i < 8; i++) {
+        int rc = shmrpc_call_status(calls[i]), runs = naps_of(400 + (uint32_t)i);
+        if (rc == 0)
+            ok++;
+        else if (rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL)
+            died++;
+        else
+            fail_msg("call %d: %s", i, shmrpc_strerror(rc));
+        if (runs > 1 || (rc == 0 && runs != 1))
+            fail_msg("call %d ended with %s and ran %d times", i, shmrpc_strerror(rc), runs);
+        shmrpc_call_free(calls[i]);
+    }
+    printf("sigkill of one of two: %d ok, %d failed, %lld handler calls\n", ok, died,
+           (long long)sh->calls);
+    assert_true(died > 0); /* the nap that ran on the killed server, at least */
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(srv[1 - killed]));
 }
 
 /* One of two servers told to stop (SIGTERM) with calls in flight on it: it answers the
@@ -686,10 +771,11 @@ static void drain_moves_calls(void **state)
     shmrpc_client_free(connect_to(b)); /* both are up */
     shmrpc_client *c = connect_to(list);
     sh->calls = 0;
+    sh->naps_begun = 0;
     shmrpc_call *calls[8];
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 8; i++) { /* each told apart by its nap's ms, 150 + its index */
         shmrpc_client_next_timeout(c, 10000);
-        assert_int_equal(calls_nap_start(c, 150, &calls[i]), 0);
+        assert_int_equal(calls_nap_start(c, 150 + (uint32_t)i, &calls[i]), 0);
     }
     int64_t until = test_now_ms() + 5000;
     while (sh->calls < 2 && test_now_ms() < until)
@@ -701,6 +787,8 @@ static void drain_moves_calls(void **state)
         int32_t pid = 0;
         int rc = calls_nap_finish(c, calls[i], &pid);
         if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        int runs = naps_of(150 + (uint32_t)i);
+        if (runs != 1) fail_msg("nap %d succeeded and ran %d times", i, runs);
     }
     printf("drain: 8 calls ok, %lld handler calls\n", (long long)sh->calls);
     assert_int_equal(sh->calls, 8); /* none ran twice */
@@ -777,6 +865,7 @@ int main(void)
         cmocka_unit_test_setup(client_killed_mid_call, setup),
         cmocka_unit_test_setup(client_killed_with_calls_queued, setup),
         cmocka_unit_test_setup(sigkill_in_flight, setup),
+        cmocka_unit_test_setup(sigkill_one_of_two_in_flight, setup),
         cmocka_unit_test_setup(drain_moves_calls, setup),
         cmocka_unit_test_setup(free_with_calls, setup),
         cmocka_unit_test_setup(other_transports, setup),

@@ -40,6 +40,7 @@
 
 #include "config.h"
 #include "procs.h"
+#include "skips.h"
 #include "sup_helpers.h"
 #include "web_auth.h"
 #include "web_http.h"
@@ -372,7 +373,7 @@ static void test_peer_uid(void **state)
     assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, -1), -1);
     close(s);
     if (geteuid() != 0) {
-        print_message("    nobody's peer skipped: needs root to become another user\n");
+        test_skip_part("nobody's peer: needs root to become another user");
         close(lfd);
         return;
     }
@@ -755,7 +756,7 @@ static void test_login(void **state)
         resp_free(&r);
     }
     if (geteuid() != 0) {
-        print_message("    the limit of another user skipped: needs root to become one\n");
+        test_skip_part("the limit of another user: needs root to become one");
     } else {
         /* nobody's wrong secrets from one address: 5 are answered 403, the next within the
          * second 429, and nobody's right one too (not compared); the right one of another
@@ -1126,7 +1127,7 @@ static void test_wrong_beside_right(void **state)
                         atomic_load(&A.sh->limited));
         }
     } else {
-        print_message("    nobody's attackers skipped: needs root to become another user\n");
+        test_skip_part("nobody's attackers: needs root to become another user");
     }
     long long limited0 = metric("shmrpc_web_logins_total{result=\"limited\"}");
     attack_start("127.0.0.1", -1, ATTACKERS);
@@ -1145,8 +1146,7 @@ static void test_address_flood(void **state)
 {
     (void)state;
     if (geteuid() != 0) {
-        print_message("    skipped: needs root to become another user\n");
-        return;
+        test_skip("needs root to become another user");
     }
     attack_start("127.0.0.11", 65534, 2);
     attack_shared *hammer = A.sh;
@@ -1290,5 +1290,6 @@ int main(void)
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("WEB_TEST_ONLY")) cmocka_set_test_filter(getenv("WEB_TEST_ONLY"));
     int failed = cmocka_run_group_tests_name("web_auth", table, NULL, NULL);
-    return failed + cmocka_run_group_tests_name("web_auth_http", http, group_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("web_auth_http", http, group_setup, group_teardown);
+    return test_exit(failed);
 }

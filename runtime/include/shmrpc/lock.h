@@ -121,6 +121,10 @@ typedef struct shmrpc_lock_stats {
     uint64_t sleeps;       /* futex sleeps of waiters (each wake-up or signal counts) */
     uint64_t owner_deaths; /* locks taken from owners that died holding them */
     uint64_t steals;       /* locks taken from live holders */
+    /* Of the sleeps, those that ended by their timer (the wait's periodic check or its
+     * deadline) rather than by a wake-up or a signal. A release wakes a sleeper, so while
+     * each holder lets go soon, hand-offs end by a wake and this stays near 0. */
+    uint64_t timer_wakes;
 } shmrpc_lock_stats;
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);
