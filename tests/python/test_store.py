@@ -239,7 +239,7 @@ def test_close_while_another_thread_pops(name):
         except Exception as e:
             errors.append(e)
 
-    t = threading.Thread(target=wait)
+    t = threading.Thread(target=wait, daemon=True)  # a pop never woken cannot hold the exit
     t.start()
     threading.Event().wait(0.2)  # the pop is waiting by then
     assert t.is_alive()
