@@ -264,7 +264,9 @@ def test_close_wakes_a_push_and_timeouts_stay_whole(name):
     with pytest.raises(shmrpc.Timeout, match="stayed full for 120 ms"):
         q.push(b"3", timeout=0.12)
     errors = []
-    t = threading.Thread(target=lambda: errors.append(pytest.raises(shmrpc.Unavailable, q.push, b"3")))
+    t = threading.Thread(
+        target=lambda: errors.append(pytest.raises(shmrpc.Unavailable, q.push, b"3")), daemon=True
+    )
     t.start()
     threading.Event().wait(0.2)
     assert t.is_alive()
