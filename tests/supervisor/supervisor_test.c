@@ -264,13 +264,15 @@ static void lifecycle(void **state)
     assert_false(sup_segment_left(f->shm));
 }
 
-/* A program that exits at once: restarted 3 times with backoff, then marked failed. */
+/* A program that exits at once: restarted 3 times with backoff, then marked failed. The
+ * backoff doubles from restart_backoff_ms up to restart_backoff_max_ms: 50, 100, then 150
+ * (the cap), as each restart's log line says. */
 static void crash_loop(void **state)
 {
     fixture *f = *state;
     start(f,
           "[defaults]\nlog_dir = logs\n\n[crashy]\nexec = false\nwait_until_completed = false\n"
-          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 100\ncrash_loop_restarts = 3\n",
+          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 150\ncrash_loop_restarts = 3\n",
           false);
     assert_string_equal(notified(f, 5000), "READY=1");
     entry e;
@@ -281,6 +283,14 @@ static void crash_loop(void **state)
     const char *log = sup_slurp(f->dir, "logs/shmrpc-service.log");
     assert_non_null(strstr(log, "crashy: pid "));
     assert_non_null(strstr(log, "restarted 3 times within 60s: marked failed"));
+    static const long delays[] = {50, 100, 150};
+    size_t n = 0;
+    for (const char *at = log; (at = strstr(at, "; restarting in ")) != NULL; n++) {
+        at += strlen("; restarting in ");
+        assert_true(n < sizeof delays / sizeof delays[0]);
+        assert_int_equal(strtol(at, NULL, 10), delays[n]);
+    }
+    assert_int_equal(n, sizeof delays / sizeof delays[0]);
     assert_string_equal(sup_slurp(f->dir, "supervisor.err"), "");
     sup_nap_ms(300); /* and it stays failed */
     assert_true(status_of(f, "crashy", &e));
