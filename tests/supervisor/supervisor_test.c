@@ -391,6 +391,40 @@ static void full_log_drops_and_counts(void **state)
     all_groups_gone(f);
 }
 
+/* A service that dies takes its process group with it: the child it left running (in its
+ * group) is gone by the time the supervisor waits to restart it, so that the restart finds
+ * nobody holding its name or port. */
+static void dead_service_takes_its_group(void **state)
+{
+    fixture *f = *state;
+    char ini[768];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[leaver]\n"
+             "exec = sh -c 'sleep 1000 & echo $$ > %s/group.tmp && mv %s/group.tmp %s/group; "
+             "sleep 0.2; exit 3'\nwait_until_completed = false\n"
+             "restart_backoff_ms = 60000\nrestart_backoff_max_ms = 60000\n",
+             f->dir, f->dir, f->dir);
+    start(f, ini, true);
+    const char *group = "";
+    for (int64_t end = sup_now_ms() + 10000; !*(group = sup_slurp(f->dir, "group"));
+         sup_nap_ms(10))
+        assert_true(sup_now_ms() < end);
+    pid_t pgid = (pid_t)atoi(group);
+    assert_true(pgid > 1);
+    sup_groups_add(&f->groups, pgid);
+    entry e;
+    assert_true(wait_state(f, "leaver", "backoff", 10000, &e));
+    bool gone = false;
+    for (int64_t end = sup_now_ms() + 5000; !(gone = sup_group_gone(pgid)) && sup_now_ms() < end;
+         sup_nap_ms(10)) {
+    }
+    assert_true(gone);
+    int st = sup_stop(&f->sup, 3000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
 /* A service that ignores SIGTERM is killed stop_timeout_s later; one waiting to be
  * restarted is simply stopped, not started first. */
 static void stop_escalates(void **state)
@@ -590,6 +624,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(never_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(much_output, setup, teardown),
         cmocka_unit_test_setup_teardown(full_log_drops_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_service_takes_its_group, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
