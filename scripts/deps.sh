@@ -11,12 +11,13 @@
 # which dpkg-buildpackage requires of every build and which brings make for the pkg-config
 # Makefile consumer (tests/package/consumer_make); iproute2's `ip` makes the network
 # namespaces of the three-hosts test (tests/hosts/hosts.sh); systemd's systemd-analyze checks the
-# unit (tests/systemd/unit_check.sh, which is skipped without it).
+# unit (tests/systemd/unit_check.sh, which is skipped without it); gcovr reports the coverage
+# of scripts/coverage.sh.
 set -eu
 pkgs="build-essential cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
       libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libssl-dev openssl libcivetweb-dev
       libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest debhelper
-      lintian iproute2 systemd"
+      lintian iproute2 systemd gcovr"
 missing=""
 for p in $pkgs; do
     # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with

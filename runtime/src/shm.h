@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,8 +21,10 @@
  * status and small messages on its state's line, and the taker's call number; a slot's
  * counted (clients count in awake only once a call's wait lasts); 6: a worker notes on a line
  * of its own the channel it is taking; 7: a worker takes a call by a claim on the channel's
- * second line, with the lock beside it, and the call's number is 64-bit */
-#define SHMRPC__SHM_VERSION 7u
+ * second line, with the lock beside it, and the call's number is 64-bit; 8: a worker claims a
+ * call only from the number just before it, so a number written over a call being served no
+ * longer makes it look new (issue 40) */
+#define SHMRPC__SHM_VERSION 8u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
@@ -145,6 +148,16 @@ static inline uint64_t shmrpc__shm_claim(uint64_t call, unsigned who)
     return call << 2 | who;
 }
 
+/* Whether a REQUEST numbered call may be claimed from claim: only the call just after the
+ * claim's, which is the client's next call. Any other number is a bad write over `call`:
+ * over a call being served (the claim names it already), a higher number would make the
+ * request look new, and a worker would run it a second time; over a waiting one, nobody
+ * takes it until its client's checks put its number back. */
+static inline bool shmrpc__shm_claimable(uint64_t claim, uint64_t call)
+{
+    return (claim >> 2) + 1 == call;
+}
+
 /* A message of at most this many bytes rides in the state's line (shmrpc__shm_chan.small)
  * instead of the data area: a small call then moves that one line each way (issue 18). */
 #define SHMRPC__CHAN_SMALL 24u
@@ -174,9 +187,10 @@ typedef struct shmrpc__shm_chan {
     /* Written by the worker before RESPONSE; read by the client. */
     int32_t status; /* 0, or the call's status with its message as the data */
     uint32_t resp_len;
-    /* The call's number (from 1, one more per call of the connection), written by the
+    /* The call's number (from 1 in each channel, one more per call), written by the
      * client before REQUEST (release); a worker reads it before the state (acquire), so a
-     * number it read with a REQUEST is that request's, and claims it. */
+     * number it read with a REQUEST is that request's, and claims it. A number that a bad
+     * write left here while the state is REQUEST is put back by the client's checks. */
     _Atomic uint64_t call;
     /* The request, then the answer, when it is at most SHMRPC__CHAN_SMALL bytes. */
     uint8_t small[SHMRPC__CHAN_SMALL];
@@ -192,12 +206,13 @@ typedef struct shmrpc__shm_chan {
     shmrpc__proc taker;
     _Atomic uint64_t taker_call;
     /* Who has the last call (shmrpc__shm_claim): a worker takes a REQUEST by a
-     * compare-and-swap from a number below the call's to (call, TAKEN); its client
-     * withdraws one by the same swap to (call, WITHDRAWN), so exactly one of them has it,
-     * and gives up on a taken one by (call, TAKEN) -> (call, ABANDONED). Numbers only go
-     * up: a number above the client's last call is a bad write, which the client's checks
-     * clear, unless it is the channel's own `call` (written over too: a worker runs that
-     * request under it, and clearing the claim would let a second one run it). */
+     * compare-and-swap from the number just before the call's to (call, TAKEN)
+     * (shmrpc__shm_claimable); its client withdraws one by the same swap to (call,
+     * WITHDRAWN), so exactly one of them has it, and gives up on a taken one by (call,
+     * TAKEN) -> (call, ABANDONED). Numbers go up by one a call: one that is neither the
+     * client's last call nor the one before is a bad write, which the client's checks set
+     * back to the one before, unless a worker named itself this call's taker or notes that
+     * it is taking the channel (it may run the call under that claim). */
     _Atomic uint64_t claim;
     /* A PI futex (owner's thread id, or 0): the worker takes it (a store) just after its
      * claim and lets go of it after its answer, and the kernel lets go of it when the

@@ -252,6 +252,7 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
     if (c->chan.head == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
     c->chan.mapped = PAGE;
     c->chan.max_size = shmrpc__chan_max_size(c->max_msg);
+    c->call = 0; /* a new channel's claim is 0: its first call is 1 (shmrpc__shm_claimable) */
     atomic_store(&c->chan.head->size, PAGE);
     atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
     atomic_store(&c->ctl->slots[c->slot].chan_fd, c->chan.fd);
@@ -451,12 +452,21 @@ static int client_check(void *arg)
     uint32_t st = atomic_load(&h->state.word);
     uint64_t claim = atomic_load(&h->claim);
     bool busy = st == SHM_CHAN_REQUEST && worker_has(c, claim);
-    /* A claim above this client's calls is a bad write, past which no worker would take a
-     * call again: cleared, so that one takes this one. Not one that names the number in
-     * the channel's call, written over as well: a worker took the request under that
-     * number, and clearing its claim would let a second one run it. */
-    if (st == SHM_CHAN_REQUEST && claim >> 2 > c->call && claim >> 2 != atomic_load(&h->call))
-        atomic_compare_exchange_strong(&h->claim, &claim, 0);
+    /* Only this client writes the call's number: another one under its REQUEST is a bad
+     * write, put back. Meanwhile no worker claims the call under it (it does not follow the
+     * claim's), and the one serving the call answers it all the same (hand_back). */
+    if (st == SHM_CHAN_REQUEST && atomic_load(&h->call) != c->call)
+        atomic_store_explicit(&h->call, c->call, memory_order_release);
+    /* A claim of neither this call nor the one before is a bad write, after which no
+     * worker would take a call again: set back to the one before, so that one takes this
+     * one. Not while a worker named itself this call's taker or notes it is taking the
+     * channel: it may run the call under that claim, and a second one would run it too
+     * (a note found cleared was cleared after the naming: the taker is read again). */
+    if (st == SHM_CHAN_REQUEST && claim >> 2 != c->call && (claim >> 2) + 1 != c->call &&
+        atomic_load(&h->taker_call) != c->call && !taking_alive(c) &&
+        atomic_load(&h->taker_call) != c->call)
+        atomic_compare_exchange_strong(&h->claim, &claim,
+                                       shmrpc__shm_claim(c->call - 1, SHM_CLAIM_WITHDRAWN));
     if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
     if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
     /* A stopping server finishes the calls its workers took; the others will not run. */

@@ -493,8 +493,12 @@ static void hand_back(worker_chan *c, int status, const void *data, size_t n)
      * waiter that is a compare-and-swap and no syscall; a client asleep on it (the kernel
      * marked it so) is handed it then, and finds the answer there. A worker that claimed
      * the next call may have written the lock already: a word that no longer names this
-     * worker is left alone. */
-    if (atomic_load_explicit(&h->call, memory_order_relaxed) == c->call)
+     * worker is left alone. A number written over the call's (a bad write, which the
+     * client's checks put back) moved nobody on: the claim still names this call, and a
+     * client's next call is the number after it. */
+    uint64_t call = atomic_load_explicit(&h->call, memory_order_relaxed);
+    if (call == c->call || (call != c->call + 1 &&
+                            atomic_load_explicit(&h->claim, memory_order_relaxed) >> 2 == c->call))
         atomic_store_explicit(&h->state.word, SHM_CHAN_RESPONSE, memory_order_release);
     shmrpc__wake(&h->state, 1);
     if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
@@ -548,16 +552,19 @@ static void unwatch(worker *w)
     uint32_t me = w->index + 1;
     if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
     uint64_t call = atomic_load(&h->call); /* before the state, as take() reads them */
-    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && atomic_load(&h->claim) >> 2 < call)
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+        shmrpc__shm_claimable(atomic_load(&h->claim), call))
         shmrpc__shm_ring(w->ctl, (unsigned)slot); /* as its client would have */
 }
 
 /* Claims the call waiting in channel c for this worker. Its number is read before its
  * state: one read after a REQUEST may be the client's next call's, written but not yet
  * requested, and one read before is that REQUEST's or an older call's, which the claim
- * already names. The claim is a compare-and-swap from a number below the call's, which a
- * client withdrawing the call makes too, so one of them has it; nothing is written on the
- * state's line, which the client reads as it spins. */
+ * already names. The claim is a compare-and-swap from the number just before the call's
+ * (shmrpc__shm_claimable), which a client withdrawing the call makes too, so one of them
+ * has it; nothing is written on the state's line, which the client reads as it spins. A
+ * number merely above the claim's would not do: one written over a call being served
+ * would make it look new, and this worker would run it a second time (issue 40). */
 static bool take(worker_chan *c)
 {
     shmrpc__shm_chan *h = c->map.head;
@@ -565,8 +572,9 @@ static bool take(worker_chan *c)
     if (atomic_load_explicit(&h->state.word, memory_order_acquire) != SHM_CHAN_REQUEST)
         return false;
     uint64_t claim = atomic_load_explicit(&h->claim, memory_order_relaxed);
-    if (claim >> 2 >= call || !atomic_compare_exchange_strong(
-                                  &h->claim, &claim, shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
+    if (!shmrpc__shm_claimable(claim, call) ||
+        !atomic_compare_exchange_strong(&h->claim, &claim,
+                                        shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
         c->passed = call;
         return false;
     }

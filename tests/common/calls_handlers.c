@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,14 @@ static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 {
     (void)ctx;
     sh->calls++;
+    calls_tag tag;
+    if (data.len == sizeof tag) memcpy(&tag, data.ptr, sizeof tag);
+    if (data.len == sizeof tag && tag.magic == CALLS_TAG_MAGIC && tag.id < 64) {
+        sh->ran[tag.id]++;
+        struct timespec ts = {tag.ms / 1000, (long)(tag.ms % 1000) * 1000000};
+        while (tag.ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
     *out = data;
     return 0;
 }

@@ -21,7 +21,16 @@ typedef struct calls_shared {
      * naps since the test set naps_begun to 0, which counts them all. */
     _Atomic int32_t naps_begun;
     uint32_t nap_ms[CALLS_NAPS_LOGGED];
+    _Atomic int32_t ran[64]; /* runs of each tagged call (calls_tag), by its id */
 } calls_shared;
+
+/* An echo whose data is a calls_tag is a tagged call: its handler counts the run in
+ * sh->ran[id] (an id below 64), then naps ms milliseconds, so a test tells each call's runs
+ * apart (a call run twice and another not at all are not one run each). */
+#define CALLS_TAG_MAGIC 0x45434e4fu /* "ONCE" */
+typedef struct calls_tag {
+    uint32_t magic, id, ms;
+} calls_tag;
 
 extern calls_shared *sh;
 extern const Calls_handlers calls_test_handlers;

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -105,6 +106,8 @@ static int setup(void **state)
     snprintf(addr, sizeof addr, "shm://shmbad-%d-%d", (int)getpid(), addr_n++);
     sh->napping = 0;
     sh->calls = 0;
+    for (int i = 0; i < 64; i++)
+        sh->ran[i] = 0;
     return 0;
 }
 
@@ -131,20 +134,57 @@ static shmrpc__shm_ctl *map_ctl(void)
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Runs bad(ctl, arg) in a process of its own that maps the control segment, as a broken
- * client would, and exits without cleaning anything up. */
-static void corrupt(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+static int ready_fd = -1; /* in a broken client of corrupt_start: its pipe to the test */
+
+/* In a broken client: tells the test that it mapped what it watches, and watches. */
+static void say_ready(void)
 {
+    char x = 1;
+    if (ready_fd >= 0 && write(ready_fd, &x, 1) != 1) _exit(7);
+}
+
+/* Runs bad(ctl, arg) in a process of its own that maps the control segment, as a broken
+ * client would, and exits without cleaning anything up. Returns its pid once it said it is
+ * ready (say_ready) or ended (5 s at most): what it waits for may begin then, however long
+ * its fork and mappings took on a loaded machine. */
+static pid_t corrupt_start(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
     if (pid == 0) {
         alarm(10);
+        close(p[0]);
+        ready_fd = p[1];
         shmrpc__shm_ctl *ctl = map_ctl();
         if (ctl == NULL) _exit(2);
         bad(ctl, arg);
         _exit(0);
     }
+    close(p[1]);
+    struct pollfd ready = {.fd = p[0], .events = POLLIN};
+    poll(&ready, 1, 5000); /* a byte, or the end of a process that never says it */
+    close(p[0]);
+    return pid;
+}
+
+/* Reaps a broken client of corrupt_start: whether it exited 0. */
+static bool corrupt_end(pid_t pid)
+{
     int status = test_reap(pid, 10000);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        print_message("    the broken client ended with status %#x\n", (unsigned)status);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static bool corrupted(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    return corrupt_end(corrupt_start(bad, arg));
+}
+
+static void corrupt(void (*bad)(shmrpc__shm_ctl *, void *), void *arg)
+{
+    assert_true(corrupted(bad, arg));
 }
 
 /* --- slots taken without a pid --- */
@@ -236,7 +276,10 @@ static void zeroed_doorbell_costs_one_sleep(void **state)
 static shmrpc__shm_chan *map_client_chan(shmrpc__shm_ctl *ctl, int32_t client)
 {
     for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
-        if (atomic_load(&ctl->slots[i].client.pid) != client) continue;
+        /* Open: not one left claimed by a connect that failed. */
+        if (atomic_load(&ctl->slots[i].client.pid) != client ||
+            atomic_load(&ctl->slots[i].state) != SHM_SLOT_OPEN)
+            continue;
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)client,
                  (int)atomic_load(&ctl->slots[i].chan_fd));
@@ -530,7 +573,7 @@ static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
         atomic_store(&h->size, 4096);
         h->method = 0;
         h->req_len = 0;
-        atomic_store(&h->call, 1); /* a worker takes only a call numbered above the claim's */
+        atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
         atomic_store(&h->state.word, SHM_CHAN_REQUEST);
         atomic_store(&s->chan_fd, fd);
         atomic_store(&s->state, SHM_SLOT_OPEN);
@@ -910,7 +953,8 @@ static void take_and_die(shmrpc__shm_ctl *ctl, void *arg)
     const half_taker *t = arg;
     shmrpc__shm_chan *h = map_client_chan(ctl, t->client);
     unsigned slot = 0;
-    while (atomic_load(&ctl->slots[slot].client.pid) != t->client)
+    while (atomic_load(&ctl->slots[slot].client.pid) != t->client ||
+           atomic_load(&ctl->slots[slot].state) != SHM_SLOT_OPEN)
         slot++; /* map_client_chan found it */
     if (t->hold_ms > 0) {
         shmrpc__shm_worker *me = &ctl->workers[1];
@@ -920,7 +964,7 @@ static void take_and_die(shmrpc__shm_ctl *ctl, void *arg)
     }
     for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;) {
         uint64_t call = atomic_load(&h->call), claim = atomic_load(&h->claim);
-        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && claim >> 2 < call &&
+        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST && shmrpc__shm_claimable(claim, call) &&
             atomic_compare_exchange_strong(&h->claim, &claim,
                                            shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
             usleep((useconds_t)t->hold_ms * 1000);
@@ -1182,6 +1226,7 @@ static void dead_clients_request_not_watched(void **state)
 static void overwrite_call(shmrpc__shm_ctl *ctl, void *arg)
 {
     shmrpc__shm_chan *h = map_client_chan(ctl, *(int32_t *)arg);
+    say_ready();
     for (int64_t until = test_now_ms() + 5000; test_now_ms() < until;)
         if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) {
             atomic_store(&h->call, (uint64_t)1 << 40);
@@ -1199,10 +1244,12 @@ static void *call_nap(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-/* A bad write over a waiting request's call number: a worker may take the request under
- * that number, and the client's checks, which clear a claim above its own calls, must not
- * clear that one, or a second worker runs the same request (a review: twice in 3 runs of
- * 3). The call may time out (its answer is for another number), but it runs once. */
+/* A bad write over a waiting request's call number, as soon as the request shows (the
+ * broken client watches before the call begins): whether a worker read the number before
+ * it or after, the request runs once. Before layout 8 it ran twice in a few runs of 30
+ * (issue 40, finding 0): the worker that took it under its own number held its answer back
+ * (the channel's number was another), watched the channel, took the number for a new call
+ * and ran the request again. */
 static void overwritten_call_runs_once(void **state)
 {
     (void)state;
@@ -1211,9 +1258,10 @@ static void overwritten_call_runs_once(void **state)
     int32_t pid, me = (int32_t)getpid();
     assert_int_equal(calls_nap(c, 0, &pid), 0);
     int64_t calls = sh->calls;
+    pid_t bad = corrupt_start(overwrite_call, &me); /* watching before the call begins */
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, call_nap, c), 0);
-    corrupt(overwrite_call, &me);
+    bool written = corrupt_end(bad);
     void *rc;
     pthread_join(t, &rc);
     usleep(500 * 1000); /* a second run, if any, has begun */
@@ -1222,7 +1270,225 @@ static void overwritten_call_runs_once(void **state)
                   shmrpc_strerror((int)(intptr_t)rc), (long long)ran);
     shmrpc_client_free(c);
     stop_server(server);
+    assert_true(written);
     assert_int_equal(ran, 1);
+}
+
+/* --- a call's number written over at each step of its cycle (issue 40) --- */
+
+/* A tagged call of id (calls_tag) whose handler naps ms: 0 when it was answered with its own
+ * tag, so with this call's answer; else its status, or -1 for another call's answer. */
+static int tagged(shmrpc_client *c, uint32_t id, uint32_t ms, int timeout_ms)
+{
+    calls_tag tag = {CALLS_TAG_MAGIC, id, ms};
+    shmrpc_bytes out;
+    shmrpc_client_next_timeout(c, timeout_ms);
+    int rc = calls_echo(c, shmrpc_bytes_of(&tag, sizeof tag), &out);
+    if (rc != 0) print_message("    call %u: %s\n", (unsigned)id, shmrpc_errmsg());
+    if (rc != 0) return rc;
+    return out.len == sizeof tag && memcmp(out.ptr, &tag, sizeof tag) == 0 ? 0 : -1;
+}
+
+typedef struct tagged_run {
+    shmrpc_client *c;
+    uint32_t id, ms;
+    int rc;
+} tagged_run;
+
+static void *tagged_thread(void *arg)
+{
+    tagged_run *r = arg;
+    r->rc = tagged(r->c, r->id, r->ms, 2000);
+    return NULL;
+}
+
+/* When the scribbler writes over the call's number: while the request waits (no worker
+ * runs), once a worker claimed it (then it rings the doorbell for the channel, as the
+ * client's check does when it read the claim just before the take), or again and again
+ * from the claim to the answer. SERVED_CLAIM writes over the claim instead of the number. */
+enum { WAITING, SERVED, TILL_ANSWER, SERVED_CLAIM };
+
+/* What is written: a number far above the call's, two above, the one before, 0. */
+enum { FAR, TWO_ABOVE, BEFORE, ZERO, VALUES };
+static const char *const value_names[VALUES] = {"2^40", "N+2", "N-1", "0"};
+
+typedef struct scribble_at {
+    int32_t client;
+    int when, value;
+} scribble_at;
+
+static uint64_t scribbled(int value, uint64_t n)
+{
+    return value == FAR         ? (uint64_t)1 << 40
+           : value == TWO_ABOVE ? n + 2
+           : value == BEFORE    ? n - 1
+                                : 0;
+}
+
+static void ring_slot(shmrpc__shm_ctl *ctl, int32_t client)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].client.pid) == client &&
+            atomic_load(&ctl->slots[i].state) == SHM_SLOT_OPEN) {
+            atomic_fetch_or(&ctl->pending[i / 64], (uint64_t)1 << (i % 64));
+            atomic_fetch_add(&ctl->doorbell.word, 1);
+            syscall(SYS_futex, &ctl->doorbell.word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+        }
+}
+
+/* Writes over the number (or the claim) of the next request of the client *arg->client,
+ * at the step arg->when. Exits 6 when the step did not come within 5 s. */
+static void scribble_call(shmrpc__shm_ctl *ctl, void *arg)
+{
+    const scribble_at *a = arg;
+    shmrpc__shm_chan *h = map_client_chan(ctl, a->client);
+    say_ready();
+    int64_t until = test_now_ms() + 5000;
+    uint64_t n = 0;
+    while (test_now_ms() < until && n == 0)
+        if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST) n = atomic_load(&h->call);
+    if (n == 0) _exit(6);
+    if (a->when == WAITING) {
+        atomic_store(&h->call, scribbled(a->value, n));
+        return;
+    }
+    while (atomic_load(&h->claim) != shmrpc__shm_claim(n, SHM_CLAIM_TAKEN))
+        if (test_now_ms() > until) _exit(6);
+    if (a->when == SERVED_CLAIM) {
+        uint64_t claim =
+            a->value == FAR ? shmrpc__shm_claim((uint64_t)1 << 40, SHM_CLAIM_TAKEN) : 0;
+        atomic_store(&h->claim, claim);
+        ring_slot(ctl, a->client);
+        return;
+    }
+    atomic_store(&h->call, scribbled(a->value, n));
+    if (a->when == SERVED) ring_slot(ctl, a->client);
+    while (a->when == TILL_ANSWER && atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+           test_now_ms() < until)
+        atomic_store(&h->call, scribbled(a->value, n));
+}
+
+/* Whether n workers of the service run, waiting up to 5 s for them: a worker that starts
+ * late is not there to be stopped, and would take the call. */
+static bool workers_up(shmrpc__shm_ctl *ctl, int n)
+{
+    for (int64_t until = test_now_ms() + 5000;; usleep(1000)) {
+        int up = 0;
+        for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++)
+            up += atomic_load(&ctl->workers[i].proc.pid) > 0 &&
+                  atomic_load(&ctl->workers[i].state) == SHM_WORKER_RUNNING;
+        if (up >= n) return true;
+        if (test_now_ms() > until) return false;
+    }
+}
+
+/* Stops (or continues) every running worker of the service; false when one did not stop. */
+static bool workers_stopped(shmrpc__shm_ctl *ctl, bool stop)
+{
+    bool all = true;
+    for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+        int32_t pid = atomic_load(&ctl->workers[i].proc.pid);
+        if (pid <= 0 || atomic_load(&ctl->workers[i].state) != SHM_WORKER_RUNNING) continue;
+        kill(pid, stop ? SIGSTOP : SIGCONT);
+        if (stop && !stopped_within(pid)) all = false;
+    }
+    return all;
+}
+
+/* For each value: a call whose number (or claim) is written over at step `when`, then the
+ * next call on the connection. Each must be answered with its own tag, and each handler
+ * must have run exactly once for its call, by id (not a total, which a call run twice and
+ * one lost would keep right). */
+static void scribbled_calls_run_once(int when)
+{
+    pid_t server = start_server(2);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    assert_int_equal(tagged(c, 0, 0, 2000), 0);
+    int rc[VALUES], next_rc[VALUES], ran[VALUES], next_ran[VALUES];
+    /* Both workers run, stopped when asked, and each scribble was made. */
+    bool halted = workers_up(ctl, 2);
+    for (int v = 0; v < VALUES; v++) {
+        rc[v] = next_rc[v] = 0;
+        ran[v] = next_ran[v] = 1;
+        /* A claim is written over with one far above, or zeroed. */
+        if (when == SERVED_CLAIM && v != FAR && v != ZERO) continue;
+        uint32_t id = 1 + 2 * (uint32_t)v;
+        /* A waiting call waits for no worker: they are stopped until it was written over. */
+        if (when == WAITING && !workers_stopped(ctl, true)) halted = false;
+        scribble_at a = {(int32_t)getpid(), when, v};
+        pid_t bad = corrupt_start(scribble_call, &a); /* watching before the call begins */
+        tagged_run r = {c, id, when == WAITING ? 0 : 300, 0};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, tagged_thread, &r), 0);
+        bool written = corrupt_end(bad);
+        if (when == WAITING) {
+            usleep(50 * 1000); /* the client's checks see it meanwhile */
+            workers_stopped(ctl, false);
+        }
+        pthread_join(t, NULL);
+        if (!written) halted = false;
+        rc[v] = r.rc;
+        next_rc[v] = tagged(c, id + 1, 0, 2000);
+        usleep(300 * 1000); /* a second run, if any, has begun */
+        ran[v] = sh->ran[id];
+        next_ran[v] = sh->ran[id + 1];
+        print_message("    %s %s: the call ended with %d, its handler ran %d times; the next "
+                      "call: %d, %d times\n",
+                      when == SERVED_CLAIM ? "claim written over as"
+                                           : "call number written over as",
+                      when == SERVED_CLAIM && v == FAR ? "(2^40, TAKEN)" : value_names[v], rc[v],
+                      ran[v], next_rc[v], next_ran[v]);
+    }
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_true(halted);
+    assert_int_equal(sh->ran[0], 1);
+    for (int v = 0; v < VALUES; v++) {
+        assert_int_equal(ran[v], 1);
+        assert_int_equal(rc[v], 0);
+        assert_int_equal(next_ran[v], 1);
+        assert_int_equal(next_rc[v], 0);
+    }
+}
+
+/* Written over while no worker has the request: no worker may claim it under that number
+ * (a number below the claim's was passed for ever: the call timed out, run 0 times), and the
+ * client's checks put its own back, so it runs once. */
+static void call_written_over_while_waiting(void **state)
+{
+    (void)state;
+    scribbled_calls_run_once(WAITING);
+}
+
+/* Written over once a worker claimed it, with a ring: a second worker that looks at the
+ * channel must not take the number for a new call (finding 0 of issue 40: it did, and ran
+ * the request twice), and the first worker's answer still reaches the client. */
+static void call_written_over_while_served(void **state)
+{
+    (void)state;
+    scribbled_calls_run_once(SERVED);
+}
+
+/* Written over from the claim until the answer, faster than the client's checks put it
+ * back: the worker still answers (before, it held the answer back, the call timed out, and
+ * the connection's next call waited for that answer until its own deadline). */
+static void call_written_over_until_its_answer(void **state)
+{
+    (void)state;
+    scribbled_calls_run_once(TILL_ANSWER);
+}
+
+/* The claim written over while a worker serves the call: the client's checks, which set
+ * a bad claim back so that a worker takes the call, must not do so while a worker named
+ * itself its taker (before, a claim above the call was cleared and a second worker ran the
+ * request). */
+static void claim_written_over_while_served(void **state)
+{
+    (void)state;
+    scribbled_calls_run_once(SERVED_CLAIM);
 }
 
 int main(void)
@@ -1248,6 +1514,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(claimed_call_rings_no_more, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_clients_request_not_watched, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_call_runs_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_written_over_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_written_over_while_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_written_over_until_its_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(claim_written_over_while_served, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
