@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Builds everything and runs every test twice: a gcc build, and a clang build with
 # AddressSanitizer and UndefinedBehaviorSanitizer that also runs the fuzz targets
-# briefly. Then prints the benchmarks' figures (they are not pass/fail).
+# briefly; between the two, the mutant kit (tests/mutants). Then prints the benchmarks'
+# figures (they are not pass/fail).
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
@@ -42,6 +43,12 @@ CC=gcc cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMRPC_W
     -DSHMRPC_REQUIRE_PYTHON=ON >/dev/null
 cmake --build build -j "$jobs"
 run_ctest build
+
+# One-line bugs planted one at a time in a copy of the tree (build-mutants/, the same gcc
+# configuration), each of which must fail a test (tests/mutants/README.md). The tests just
+# passed on the tree as it is, so no baseline run.
+echo "== mutants"
+sh scripts/mutants.sh --no-baseline
 
 echo "== clang, ASan + UBSan, fuzz targets"
 CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHMRPC_SANITIZE=ON \

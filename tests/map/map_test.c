@@ -407,6 +407,54 @@ static void wait_between_processes(void **state)
     shmrpc_map_close(m);
 }
 
+/* One of the waiters of wait_wakes_every_waiter: it sleeps on the futex with nothing
+ * to end its sleeps but a wake (no timeout, sleep_ns of an hour), says it is ready, and
+ * waits until "go" is in the map. Exits 0 then: a change it was not woken for leaves it
+ * asleep (until the parent's bound, or its alarm). */
+static int sleeping_waiter(void *arg)
+{
+    const char *name = arg;
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    o.wait.sleep_ns = (int64_t)3600 * 1000000000;
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, name, &o) != 0) return 10;
+    char key[32];
+    snprintf(key, sizeof key, "ready%d", (int)getpid());
+    if (put_s(m, key, "1") != 0) return 12;
+    uint64_t c;
+    shmrpc_map_changes(m, &c);
+    while (!get_s(m, "go"))
+        if (shmrpc_map_wait(m, c, &c, SHMRPC_MAP_WAIT_FOREVER) != 0) return 13;
+    shmrpc_map_close(m);
+    return 0;
+}
+
+/* A change wakes every process that waits for one (shmrpc_map_wait), not one of them:
+ * four sleep on the map with no timeout (each sleep ends only by a wake), one put, and
+ * each of the four returns with the change and exits. */
+static void wait_wakes_every_waiter(void **state)
+{
+    (void)state;
+    const char *name = new_name("waitall");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    enum { WAITERS = 4 };
+    pid_t kids[WAITERS];
+    for (int i = 0; i < WAITERS; i++)
+        kids[i] = spawn(sleeping_waiter, (void *)name);
+    uint64_t count = 0;
+    for (int64_t end = test_kid_now_ms() + 20000; count < WAITERS && test_kid_now_ms() < end;
+         test_kid_nap_ms(1))
+        assert_int_equal(shmrpc_map_size(m, &count), 0);
+    assert_int_equal(count, WAITERS);
+    test_kid_nap_ms(50); /* the four are asleep on the futex by now, most likely */
+    assert_int_equal(put_s(m, "go", "1"), 0);
+    for (int i = 0; i < WAITERS; i++)
+        assert_int_equal(test_kid_reap(kids[i], 30000), 0);
+    shmrpc_map_close(m);
+}
+
 /* Exits 0 at once: a creator with auto_unlink removes the map at exit, one without not,
  * and a child forked from the creator does not remove it when it exits. */
 struct creator {
@@ -2180,6 +2228,7 @@ int main(void)
         T(bad_args),
         T(modes),
         T(wait_between_processes),
+        T(wait_wakes_every_waiter),
         T(auto_unlink),
         T(batch_and_dead_holder),
         T(growth_with_readers),

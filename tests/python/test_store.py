@@ -239,7 +239,7 @@ def test_close_while_another_thread_pops(name):
         except Exception as e:
             errors.append(e)
 
-    t = threading.Thread(target=wait)
+    t = threading.Thread(target=wait, daemon=True)  # a pop never woken cannot hold the exit
     t.start()
     threading.Event().wait(0.2)  # the pop is waiting by then
     assert t.is_alive()
@@ -264,7 +264,9 @@ def test_close_wakes_a_push_and_timeouts_stay_whole(name):
     with pytest.raises(shmrpc.Timeout, match="stayed full for 120 ms"):
         q.push(b"3", timeout=0.12)
     errors = []
-    t = threading.Thread(target=lambda: errors.append(pytest.raises(shmrpc.Unavailable, q.push, b"3")))
+    t = threading.Thread(
+        target=lambda: errors.append(pytest.raises(shmrpc.Unavailable, q.push, b"3")), daemon=True
+    )
     t.start()
     threading.Event().wait(0.2)
     assert t.is_alive()

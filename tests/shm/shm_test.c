@@ -717,5 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fork_keeps_connections_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(undumpable_client_connects, setup, teardown),
     };
+    /* SHM_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
+    if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
     return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -263,13 +264,15 @@ static void lifecycle(void **state)
     assert_false(sup_segment_left(f->shm));
 }
 
-/* A program that exits at once: restarted 3 times with backoff, then marked failed. */
+/* A program that exits at once: restarted 3 times with backoff, then marked failed. The
+ * backoff doubles from restart_backoff_ms up to restart_backoff_max_ms: 50, 100, then 150
+ * (the cap), as each restart's log line says. */
 static void crash_loop(void **state)
 {
     fixture *f = *state;
     start(f,
           "[defaults]\nlog_dir = logs\n\n[crashy]\nexec = false\nwait_until_completed = false\n"
-          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 100\ncrash_loop_restarts = 3\n",
+          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 150\ncrash_loop_restarts = 3\n",
           false);
     assert_string_equal(notified(f, 5000), "READY=1");
     entry e;
@@ -280,6 +283,14 @@ static void crash_loop(void **state)
     const char *log = sup_slurp(f->dir, "logs/shmrpc-service.log");
     assert_non_null(strstr(log, "crashy: pid "));
     assert_non_null(strstr(log, "restarted 3 times within 60s: marked failed"));
+    static const long delays[] = {50, 100, 150};
+    size_t n = 0;
+    for (const char *at = log; (at = strstr(at, "; restarting in ")) != NULL; n++) {
+        at += strlen("; restarting in ");
+        assert_true(n < sizeof delays / sizeof delays[0]);
+        assert_int_equal(strtol(at, NULL, 10), delays[n]);
+    }
+    assert_int_equal(n, sizeof delays / sizeof delays[0]);
     assert_string_equal(sup_slurp(f->dir, "supervisor.err"), "");
     sup_nap_ms(300); /* and it stays failed */
     assert_true(status_of(f, "crashy", &e));
@@ -334,6 +345,80 @@ static void much_output(void **state)
     assert_int_equal(count_lines(f, "logs/chatter.log"), 20001);
     const char *status = sup_slurp(f->dir, "logs/status.json");
     assert_non_null(strstr(status, "\"log_dropped_bytes\": 0}"));
+    int st = sup_stop(&f->sup, 3000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
+/* The log's file cannot grow (the supervisor runs with a file size limit of 64 KiB, as on
+ * a full disk: its writes fail, here with EFBIG): the service goes on to its end, what was
+ * not written is dropped and counted, byte for byte, and status.json shows the count. The
+ * service prints 4000 lines of 37 bytes and exits; it is not restarted before the test
+ * ends, and the status written when it stopped counts all it printed. */
+static void full_log_drops_and_counts(void **state)
+{
+    fixture *f = *state;
+    const char *ini = "[defaults]\nlog_dir = logs\nlog_max_bytes = none\n\n"
+                      "[printer]\nexec = sh -c 'yes 0123456789abcdefghijklmnopqrstuvwxyz | "
+                      "head -n 4000'\nwait_until_completed = false\n"
+                      "restart_backoff_ms = 60000\nrestart_backoff_max_ms = 60000\n";
+    struct rlimit was, full = {.rlim_cur = 65536};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+    full.rlim_max = was.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &full), 0);
+    signal(SIGXFSZ, SIG_IGN); /* inherited through exec, as a write past the limit signals */
+    start(f, ini, true);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+    entry e;
+    if (!wait_state(f, "printer", "backoff", 20000, &e))
+        fail_msg("not in backoff: %s", sup_slurp(f->dir, "logs/status.json"));
+    const char *status = sup_slurp(f->dir, "logs/status.json");
+    const char *at = strstr(status, "\"log_dropped_bytes\": ");
+    assert_non_null(at);
+    long long dropped = strtoll(at + strlen("\"log_dropped_bytes\": "), NULL, 10);
+    long long size = file_size(f, "logs/printer.log");
+    /* Each line after a stamp of 24 bytes and a blank: what the supervisor had to write. */
+    long long want = 4000LL * (37 + 25);
+    print_message("printer.log: %lld bytes written, %lld dropped\n", size, dropped);
+    assert_true(size <= 65536);
+    assert_true(dropped > 0);
+    assert_int_equal(size + dropped, want);
+    int st = sup_stop(&f->sup, 3000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
+/* A service that dies takes its process group with it: the child it left running (in its
+ * group) is gone by the time the supervisor waits to restart it, so that the restart finds
+ * nobody holding its name or port. */
+static void dead_service_takes_its_group(void **state)
+{
+    fixture *f = *state;
+    char ini[768];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[leaver]\n"
+             "exec = sh -c 'sleep 1000 & echo $$ > %s/group.tmp && mv %s/group.tmp %s/group; "
+             "sleep 0.2; exit 3'\nwait_until_completed = false\n"
+             "restart_backoff_ms = 60000\nrestart_backoff_max_ms = 60000\n",
+             f->dir, f->dir, f->dir);
+    start(f, ini, true);
+    const char *group = "";
+    for (int64_t end = sup_now_ms() + 10000; !*(group = sup_slurp(f->dir, "group"));
+         sup_nap_ms(10))
+        assert_true(sup_now_ms() < end);
+    pid_t pgid = (pid_t)atoi(group);
+    assert_true(pgid > 1);
+    sup_groups_add(&f->groups, pgid);
+    entry e;
+    assert_true(wait_state(f, "leaver", "backoff", 10000, &e));
+    bool gone = false;
+    for (int64_t end = sup_now_ms() + 5000; !(gone = sup_group_gone(pgid)) && sup_now_ms() < end;
+         sup_nap_ms(10)) {
+    }
+    assert_true(gone);
     int st = sup_stop(&f->sup, 3000);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
@@ -538,11 +623,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(crash_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(never_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(much_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_log_drops_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_service_takes_its_group, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_escalates, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_stays_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_after_page, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_without_page, setup, teardown),
     };
+    /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
+    if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -537,5 +537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(shm_group_killed, setup_shm, teardown),
         cmocka_unit_test_setup_teardown(shm_manager_killed, setup_shm, teardown),
     };
+    /* TCP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
+    if (getenv("TCP_TEST_ONLY")) cmocka_set_test_filter(getenv("TCP_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

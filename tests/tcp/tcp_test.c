@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "auth.h"
 #include "frame.h"
 #include "hello.h"
 #include "calls_handlers.h"
@@ -1171,6 +1172,63 @@ static void shared_secret(void **state)
     stop_server(server);
 }
 
+/* The proof of the secret is compared whole: a raw client that computes the right proof
+ * and sends it with one bit changed (in its first byte, either side of its middle, its
+ * last byte) is refused each time, and the same proof unchanged is answered with the
+ * server's own proof, which the client computes too. */
+static void secret_proof_compared_whole(void **state)
+{
+    (void)state;
+    server_tcp.secret = secret;
+    server_tcp.secret_len = strlen(secret);
+    pid_t server = start_server(1);
+    shmrpc__tcp_cfg cfg;
+    assert_int_equal(shmrpc__tcp_cfg_init(&cfg, &server_tcp), 0);
+    static const int flip[] = {0, SHMRPC__AUTH_LEN / 2 - 1, SHMRPC__AUTH_LEN / 2,
+                               SHMRPC__AUTH_LEN - 1, -1};
+    shmrpc_buf b, sent, out;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&sent);
+    shmrpc_buf_init(&out);
+    for (size_t i = 0; i < sizeof flip / sizeof flip[0]; i++) {
+        int fd = raw_connect_wait();
+        uint8_t nonce[SHMRPC__AUTH_LEN];
+        memset(nonce, (int)i + 1, sizeof nonce);
+        shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                               .info = Calls_service_info,
+                               .max_msg = 1 << 20,
+                               .auth = shmrpc_bytes_of(nonce, sizeof nonce)};
+        shmrpc_buf_clear(&sent);
+        assert_int_equal(test_put_hello(&sent, &hello), 0);
+        raw_send(fd, sent.data, sent.len);
+        assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+        uint8_t proof[2][SHMRPC__AUTH_LEN];
+        shmrpc__auth_proofs(&cfg,
+                            shmrpc_bytes_of(sent.data + SHMRPC__FRAME_HDR_SIZE,
+                                            sent.len - SHMRPC__FRAME_HDR_SIZE),
+                            shmrpc_bytes_of(b.data, b.len), proof[0], proof[1]);
+        if (flip[i] >= 0) proof[0][flip[i]] ^= 0x10;
+        shmrpc_buf_clear(&out);
+        size_t at = shmrpc__frame_begin(&out, SHMRPC__KIND_AUTH, 0, 0, 0);
+        assert_int_equal(shmrpc_buf_append(&out, proof[0], SHMRPC__AUTH_LEN), 0);
+        assert_int_equal(shmrpc__frame_end(&out, at), 0);
+        raw_send(fd, out.data, out.len);
+        if (flip[i] >= 0) {
+            expect_refusal(fd, SHMRPC_EPERM, "authentication failed: wrong shared secret");
+        } else {
+            assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_AUTH);
+            assert_int_equal(b.len, SHMRPC__AUTH_LEN);
+            assert_memory_equal(b.data, proof[1], SHMRPC__AUTH_LEN);
+        }
+        close(fd);
+    }
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&sent);
+    shmrpc_buf_destroy(&out);
+    assert_int_equal(sh->calls, 0);
+    stop_server(server);
+}
+
 /* Settings out of range are refused when the client or server is made. */
 static void bad_settings(void **state)
 {
@@ -1718,6 +1776,7 @@ int main(void)
         cmocka_unit_test_setup(worker_killed_mid_call, setup),
         cmocka_unit_test_setup(connections_spread_over_workers, setup),
         cmocka_unit_test_setup(shared_secret, setup),
+        cmocka_unit_test_setup(secret_proof_compared_whole, setup),
         cmocka_unit_test_setup(secret_is_copied, setup),
         cmocka_unit_test_setup(table_only_from_a_proven_server, setup),
         cmocka_unit_test(bad_settings),
