@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* A work queue whose head or tail a bad write sent where no step leads (zeros, all ones, out
- * of range), and one whose head descriptor was written over, while real producer and
+ * of range, one message past the tail), and one whose head descriptor was written over, while real producer and
  * consumer processes push and pop: the stall must be said (SHMRPC_ECORRUPT, naming the
  * word) within seconds, `shmrpcctl queue repair` must make the queue move again, and no
  * acknowledged message may be lost or delivered twice beyond what docs/queue.md says (a
@@ -283,19 +283,37 @@ static void finish(uint64_t lost)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+/* The tail once it stays put for 50 ms (a full queue whose consumers are held: a pop that
+ * was under way when they were told to hold may still move it once). Bounded. */
+static uint64_t settled_tail(unsigned char *m)
+{
+    uint64_t tail = atomic_load((_Atomic uint64_t *)(m + TAIL_OFF)), was = ~tail;
+    for (int64_t end = test_kid_now_ms() + MOVES_WITHIN_MS; tail != was;) {
+        assert_true(test_kid_now_ms() < end);
+        test_kid_nap_ms(50);
+        was = tail;
+        tail = atomic_load((_Atomic uint64_t *)(m + TAIL_OFF));
+    }
+    return tail;
+}
+
 /* The header word at off (4 or 8 bytes) written over with the value value_of gives from
- * the tail {message, byte} at that moment, while everyone runs. Then the stall is said, the
- * repair makes the queue move again, and nothing is lost. */
-static void scribble_word(const char *what, size_t off, size_t width,
-                          uint64_t (*value_of)(uint64_t tail))
+ * the tail {message, byte} at that moment, while everyone runs, with queued messages in the
+ * queue (at CAPACITY, the tail stands still: the value is taken from where it stays). Then
+ * the stall is said, the repair makes the queue move again, and nothing is lost. */
+static void scribble_word_at(const char *what, size_t off, size_t width,
+                             uint64_t (*value_of)(uint64_t tail), uint64_t queued)
 {
     start(what);
     assert_true(popped_reaches(2000, MOVES_WITHIN_MS)); /* well under way */
-    hold_until_queued(CAPACITY / 2);                    /* messages queued when the word goes */
+    hold_until_queued(queued);
     size_t size;
     unsigned char *m = map_queue(&size);
     uint64_t tail;
-    memcpy(&tail, m + TAIL_OFF, sizeof tail);
+    if (queued == CAPACITY)
+        tail = settled_tail(m);
+    else
+        memcpy(&tail, m + TAIL_OFF, sizeof tail);
     uint64_t v = value_of(tail);
     int64_t t0 = test_kid_now_ms();
     if (width == 4) {
@@ -326,6 +344,12 @@ static void scribble_word(const char *what, size_t off, size_t width,
     finish(0);
 }
 
+static void scribble_word(const char *what, size_t off, size_t width,
+                          uint64_t (*value_of)(uint64_t tail))
+{
+    scribble_word_at(what, off, width, value_of, CAPACITY / 2);
+}
+
 static uint64_t zeros(uint64_t tail)
 {
     (void)tail;
@@ -342,6 +366,12 @@ static uint64_t ones(uint64_t tail)
 static uint64_t head_past(uint64_t tail)
 {
     return (uint32_t)tail + 1000;
+}
+
+/* The head one message past the tail: a plausible number, but no message is there. */
+static uint64_t head_next(uint64_t tail)
+{
+    return (uint32_t)tail + 1;
 }
 
 /* The tail far ahead of the frontier, its bytes kept. */
@@ -372,6 +402,14 @@ static void head_past_tail(void **state)
 {
     (void)state;
     scribble_word("headpast", HEAD_OFF, 4, head_past);
+}
+
+/* Just past the tail of a full queue, whose tail then stays: the consumers would wait for a
+ * message that no producer will write, and the producers for room that no pop makes. */
+static void head_just_past_tail(void **state)
+{
+    (void)state;
+    scribble_word_at("headnext", HEAD_OFF, 4, head_next, CAPACITY);
 }
 
 static void tail_zeros(void **state)
@@ -587,6 +625,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(head_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(head_past_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_just_past_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(tail_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(tail_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(tail_far_ahead, setup, teardown),
