@@ -604,6 +604,67 @@ static void unsealed_channel_refused(void **state)
     assert_int_equal(after, worker);
 }
 
+/* --- a request longer than the largest --- */
+
+/* Connects as a client would, with a sealed channel of the largest size the workers accept,
+ * and asks for a call one byte longer than the server's largest message (the control
+ * segment's max_msg). Exits 0 when a worker answered SHMRPC_ETOOBIG, 1 when it answered
+ * anything else, 2 and more when it could not try or no answer came within 5 s. */
+static void request_past_the_largest(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        uint32_t gen = atomic_fetch_add(&s->gen, 1) + 1;
+        atomic_store(&s->client.start, shmrpc__proc_start(getpid()));
+        atomic_store(&s->client.pid, (int32_t)getpid());
+        char name[160];
+        shmrpc__shm_chan_name(name, sizeof name, addr + strlen("shm://"),
+                              (int32_t)atomic_load(&ctl->owner.pid), i, gen);
+        uint64_t max = ctl->max_msg, size = shmrpc__chan_max_size(max);
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        int fd;
+        if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
+        shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
+        if (h == NULL) _exit(4);
+        atomic_store(&h->size, size);
+        h->method = 0;
+        h->req_len = (uint32_t)(max + 1);
+        atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
+        atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+        atomic_store(&s->chan_fd, fd);
+        atomic_store(&s->state, SHM_SLOT_OPEN);
+        shmrpc__shm_ring(ctl, i);
+        for (int ms = 0; ms < 5000 && atomic_load(&h->state.word) != SHM_CHAN_RESPONSE; ms++)
+            usleep(1000);
+        if (atomic_load(&h->state.word) != SHM_CHAN_RESPONSE) _exit(5);
+        int32_t status = h->status;
+        fprintf(stderr, "    a request of %llu bytes, one past the largest: %s\n",
+                (unsigned long long)max + 1, shmrpc_strerror(status));
+        _exit(status == SHMRPC_ETOOBIG ? 0 : 1);
+    }
+    _exit(2);
+}
+
+/* A worker checks a request's length against the largest message before it reads it: one
+ * byte past is refused with SHMRPC_ETOOBIG, and the worker goes on serving. */
+static void request_past_the_largest_refused(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int32_t worker, after = 0;
+    assert_int_equal(calls_nap(c, 0, &worker), 0);
+    corrupt(request_past_the_largest, NULL); /* asserts the exit status 0: ETOOBIG */
+    assert_int_equal(calls_nap(c, 0, &after), 0);
+    shmrpc_client_free(c);
+    stop_server(server);
+    assert_int_equal(after, worker);
+}
+
 /* --- a bumped generation --- */
 
 typedef struct bump {
@@ -1504,6 +1565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(made_up_watcher_costs_one_short_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(truncated_channel_costs_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(unsealed_channel_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(request_past_the_largest_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_channel_fd_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
