@@ -550,42 +550,57 @@ static void truncated_channel_costs_nothing(void **state)
 
 /* --- a channel not sealed --- */
 
+/* In a broken client: claims a free slot as a client does, with this process's pid (and
+ * its start time when with_start), and puts the name of the slot's channel in name. The
+ * slot's index; exits 2 when no slot is free. */
+static unsigned claim_slot(shmrpc__shm_ctl *ctl, bool with_start, char *name, size_t cap)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        uint32_t gen = atomic_fetch_add(&s->gen, 1) + 1;
+        atomic_store(&s->client.start, with_start ? shmrpc__proc_start(getpid()) : 0);
+        atomic_store(&s->client.pid, (int32_t)getpid());
+        shmrpc__shm_chan_name(name, cap, addr + strlen("shm://"),
+                              (int32_t)atomic_load(&ctl->owner.pid), i, gen);
+        return i;
+    }
+    _exit(2);
+}
+
+/* In a broken client: asks for call 1, len bytes of method 0, in channel fd (mapped at h,
+ * size bytes) of slot i, opens the slot and rings. */
+static void publish_request(shmrpc__shm_ctl *ctl, unsigned i, int fd, shmrpc__shm_chan *h,
+                            uint64_t size, uint32_t len)
+{
+    atomic_store(&h->size, size);
+    h->method = 0;
+    h->req_len = len;
+    atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
+    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+    atomic_store(&ctl->slots[i].chan_fd, fd);
+    atomic_store(&ctl->slots[i].state, SHM_SLOT_OPEN);
+    shmrpc__shm_ring(ctl, i);
+}
+
 /* Connects as a broken client would: claims a slot, publishes a channel that is not
  * sealed (it could truncate it under the worker that answers), and rings. Exits 0 when
  * no worker took the call in 300 ms, 1 when one did, 2 and more when it could not try. */
 static void publish_unsealed(shmrpc__shm_ctl *ctl, void *arg)
 {
     (void)arg;
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
-        shmrpc__shm_slot *s = &ctl->slots[i];
-        uint32_t free_state = SHM_SLOT_FREE;
-        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
-        uint32_t gen = atomic_fetch_add(&s->gen, 1) + 1;
-        atomic_store(&s->client.start, 0);
-        atomic_store(&s->client.pid, (int32_t)getpid());
-        char name[160];
-        snprintf(name, sizeof name, "shmrpc:%s:%d:c%u:%u", addr + strlen("shm://"),
-                 (int)atomic_load(&ctl->owner.pid), i, (unsigned)gen);
-        int fd = memfd_create(name, MFD_ALLOW_SEALING); /* and no seal */
-        if (fd < 0 || fchmod(fd, 0600) != 0 || ftruncate(fd, 4096) != 0) _exit(3);
-        shmrpc__shm_chan *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (h == MAP_FAILED) _exit(4);
-        atomic_store(&h->size, 4096);
-        h->method = 0;
-        h->req_len = 0;
-        atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
-        atomic_store(&h->state.word, SHM_CHAN_REQUEST);
-        atomic_store(&s->chan_fd, fd);
-        atomic_store(&s->state, SHM_SLOT_OPEN);
-        atomic_fetch_or(&ctl->pending[i / 64], (uint64_t)1 << (i % 64));
-        atomic_fetch_add(&ctl->doorbell.word, 1);
-        syscall(SYS_futex, &ctl->doorbell.word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
-        usleep(300 * 1000);
-        bool taken = atomic_load(&h->state.word) != SHM_CHAN_REQUEST || atomic_load(&h->claim) != 0;
-        if (ftruncate(fd, 0) != 0) _exit(5); /* what it could have done under a worker */
-        _exit(taken ? 1 : 0);
-    }
-    _exit(2);
+    char name[160];
+    unsigned i = claim_slot(ctl, false, name, sizeof name);
+    int fd = memfd_create(name + 1, MFD_ALLOW_SEALING); /* and no seal */
+    if (fd < 0 || fchmod(fd, 0600) != 0 || ftruncate(fd, 4096) != 0) _exit(3);
+    shmrpc__shm_chan *h = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) _exit(4);
+    publish_request(ctl, i, fd, h, 4096, 0);
+    usleep(300 * 1000);
+    bool taken = atomic_load(&h->state.word) != SHM_CHAN_REQUEST || atomic_load(&h->claim) != 0;
+    if (ftruncate(fd, 0) != 0) _exit(5); /* what it could have done under a worker */
+    _exit(taken ? 1 : 0);
 }
 
 /* A worker checks a channel's seals before it maps it: a client that publishes one that
@@ -613,40 +628,23 @@ static void unsealed_channel_refused(void **state)
 static void request_past_the_largest(shmrpc__shm_ctl *ctl, void *arg)
 {
     (void)arg;
-    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
-        shmrpc__shm_slot *s = &ctl->slots[i];
-        uint32_t free_state = SHM_SLOT_FREE;
-        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
-        uint32_t gen = atomic_fetch_add(&s->gen, 1) + 1;
-        atomic_store(&s->client.start, shmrpc__proc_start(getpid()));
-        atomic_store(&s->client.pid, (int32_t)getpid());
-        char name[160];
-        shmrpc__shm_chan_name(name, sizeof name, addr + strlen("shm://"),
-                              (int32_t)atomic_load(&ctl->owner.pid), i, gen);
-        uint64_t max = ctl->max_msg, size = shmrpc__chan_max_size(max);
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        int fd;
-        if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
-        shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
-        if (h == NULL) _exit(4);
-        atomic_store(&h->size, size);
-        h->method = 0;
-        h->req_len = (uint32_t)(max + 1);
-        atomic_store(&h->call, 1); /* a worker takes only the call after the claim's (0) */
-        atomic_store(&h->state.word, SHM_CHAN_REQUEST);
-        atomic_store(&s->chan_fd, fd);
-        atomic_store(&s->state, SHM_SLOT_OPEN);
-        shmrpc__shm_ring(ctl, i);
-        for (int ms = 0; ms < 5000 && atomic_load(&h->state.word) != SHM_CHAN_RESPONSE; ms++)
-            usleep(1000);
-        if (atomic_load(&h->state.word) != SHM_CHAN_RESPONSE) _exit(5);
-        int32_t status = h->status;
-        fprintf(stderr, "    a request of %llu bytes, one past the largest: %s\n",
-                (unsigned long long)max + 1, shmrpc_strerror(status));
-        _exit(status == SHMRPC_ETOOBIG ? 0 : 1);
-    }
-    _exit(2);
+    char name[160];
+    unsigned i = claim_slot(ctl, true, name, sizeof name);
+    uint64_t max = ctl->max_msg, size = shmrpc__chan_max_size(max);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int fd;
+    if (shmrpc__shm_create_channel(name + 1, size, &fd, &err) != 0) _exit(3);
+    shmrpc__shm_chan *h = shmrpc__shm_map(fd, size);
+    if (h == NULL) _exit(4);
+    publish_request(ctl, i, fd, h, size, (uint32_t)(max + 1));
+    for (int ms = 0; ms < 5000 && atomic_load(&h->state.word) != SHM_CHAN_RESPONSE; ms++)
+        usleep(1000);
+    if (atomic_load(&h->state.word) != SHM_CHAN_RESPONSE) _exit(5);
+    int32_t status = h->status;
+    fprintf(stderr, "    a request of %llu bytes, one past the largest: %s\n",
+            (unsigned long long)max + 1, shmrpc_strerror(status));
+    _exit(status == SHMRPC_ETOOBIG ? 0 : 1);
 }
 
 /* A worker checks a request's length against the largest message before it reads it: one
