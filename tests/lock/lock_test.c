@@ -1517,6 +1517,7 @@ int main(void)
         T(sleep_time),
     };
     sweep_stale_locks();
+    /* LOCK_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("LOCK_TEST_ONLY")) cmocka_set_test_filter(getenv("LOCK_TEST_ONLY"));
     return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
