@@ -2240,8 +2240,8 @@ static void look_beside_single_roles(void **state)
 /* --- wake-ups, counted ------------------------------------------------------------------- */
 
 /* A push wakes the sleepers it brought messages for (every subscriber of a broadcast queue;
- * as many consumers of a work queue as the messages of a batch), and a pop the producers it
- * made room for (docs/queue.md, "Waiting"). A lost wake-up costs the sleeper its slice, at
+ * as many consumers of a work queue as the messages of a batch; the single consumer), and a
+ * pop the producers it made room for (docs/queue.md, "Waiting"). A lost wake-up costs the sleeper its slice, at
  * whose end it looks again by itself: nothing is lost, so only the count of sleeps that
  * ended by their timer (stats.timer_wakes) tells. The kids sleep at once (WAIT_SLEEP) in
  * slices of WAKE_SLICE_MS; each round the test lets them start their call, waits until
@@ -2256,6 +2256,7 @@ struct wake_kid {
     const char *name;
     bool subscribe; /* a broadcast subscriber */
     bool push;      /* pushes one message a round (into a full queue) rather than pops one */
+    int fill;       /* messages it pushes first (a single producer fills its queue itself) */
     int go_r, done_w;
 };
 
@@ -2268,7 +2269,10 @@ static int wake_kid(void *arg)
     o.wait.sleep_ns = (int64_t)WAKE_SLICE_MS * 1000000;
     shmrpc_queue *q;
     if (shmrpc_queue_open(&q, k->name, &o) != 0) return 10;
-    int32_t v = -1; /* subscribed */
+    int32_t v = -1;
+    for (int i = 0; i < k->fill; i++)
+        if (shmrpc_queue_push(q, &v, sizeof v, 0) != 0) return 16;
+    /* subscribed, and the queue filled */
     if (write(k->done_w, &v, sizeof v) != sizeof v) return 11;
     for (int32_t r = 0; r < WAKE_ROUNDS; r++) {
         char go;
@@ -2324,33 +2328,46 @@ static uint64_t timer_wakes_of(shmrpc_queue *q)
     return st.timer_wakes;
 }
 
-enum wake_what { WAKE_BROADCAST, WAKE_WORK_BATCH, WAKE_ROOM };
+enum wake_what {
+    WAKE_BROADCAST,  /* WAKE_KIDS subscribers pop; one push */
+    WAKE_WORK_BATCH, /* WAKE_KIDS consumers pop; one batch push of WAKE_KIDS */
+    WAKE_ROOM,       /* WAKE_KIDS producers push into a full queue; one batch pop of WAKE_KIDS */
+    WAKE_SP_MESSAGE, /* the single consumer pops; the single producer pushes one */
+    WAKE_SP_ROOM,    /* the single producer pushes into a full queue; the consumer pops one */
+};
 
-/* WAKE_ROUNDS rounds of WAKE_KIDS sleepers woken by one change (see above), on the queue
- * name that q (this process's handle) has open. */
+/* WAKE_ROUNDS rounds of sleepers woken by one change (see above), on the queue name that q
+ * (this process's handle) has open. */
 static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
 {
     int go[2], done[2];
     assert_int_equal(pipe(go), 0);
     assert_int_equal(pipe(done), 0);
-    struct wake_kid k = {name, what == WAKE_BROADCAST, what == WAKE_ROOM, go[0], done[1]};
+    bool single = what == WAKE_SP_MESSAGE || what == WAKE_SP_ROOM;
+    int n = single ? 1 : WAKE_KIDS;
+    struct wake_kid k = {name, what == WAKE_BROADCAST, what == WAKE_ROOM || what == WAKE_SP_ROOM,
+                         what == WAKE_SP_ROOM ? 2 : 0, go[0], done[1]};
     pid_t kids[WAKE_KIDS];
-    for (int i = 0; i < WAKE_KIDS; i++)
+    for (int i = 0; i < n; i++)
         kids[i] = spawn(wake_kid, &k);
     int32_t got[WAKE_KIDS];
-    assert_int_equal(read_said(done[0], got, WAKE_KIDS, 10000), WAKE_KIDS); /* opened */
+    assert_int_equal(read_said(done[0], got, n, 10000), n); /* opened */
     int judged = 0;
     uint64_t before = timer_wakes_of(q);
     for (int32_t r = 0; r < WAKE_ROUNDS; r++) {
         int64_t t0 = test_kid_now_ms();
         char bytes[WAKE_KIDS] = {0};
-        assert_int_equal(write(go[1], bytes, sizeof bytes), (ssize_t)sizeof bytes);
-        for (int i = 0; i < WAKE_KIDS; i++)
+        assert_int_equal(write(go[1], bytes, (size_t)n), (ssize_t)n);
+        for (int i = 0; i < n; i++)
             assert_true(in_futex_wait(kids[i], 10000));
         int32_t v[WAKE_KIDS];
-        size_t done_n = 0;
-        if (what == WAKE_BROADCAST) {
+        size_t done_n = 0, len = 0;
+        if (what == WAKE_BROADCAST || what == WAKE_SP_MESSAGE) {
             assert_int_equal(shmrpc_queue_push(q, &r, sizeof r, 0), 0);
+        } else if (what == WAKE_SP_ROOM) {
+            assert_int_equal(shmrpc_queue_pop(q, v, sizeof v, &len, 0), 0);
+            assert_int_equal(len, sizeof v[0]);
+            assert_int_equal(v[0], r < 2 ? -1 : r - 2); /* the fill, then each round's */
         } else if (what == WAKE_WORK_BATCH) {
             shmrpc_queue_msg m[WAKE_KIDS];
             for (int i = 0; i < WAKE_KIDS; i++) {
@@ -2368,9 +2385,9 @@ static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
             assert_int_equal(done_n, WAKE_KIDS);
         }
         int64_t t1 = test_kid_now_ms();
-        assert_int_equal(read_said(done[0], got, WAKE_KIDS, 4 * WAKE_SLICE_MS), WAKE_KIDS);
+        assert_int_equal(read_said(done[0], got, n, 4 * WAKE_SLICE_MS), n);
         uint64_t after = timer_wakes_of(q);
-        for (int i = 0; i < WAKE_KIDS; i++) {
+        for (int i = 0; i < n; i++) {
             if (what == WAKE_WORK_BATCH) { /* each message taken once */
                 assert_true(got[i] >= r * WAKE_KIDS && got[i] < (r + 1) * WAKE_KIDS);
                 for (int j = 0; j < i; j++)
@@ -2391,11 +2408,11 @@ static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
         }
         before = after;
     }
-    for (int i = 0; i < WAKE_KIDS; i++)
+    for (int i = 0; i < n; i++)
         assert_int_equal(test_kid_reap(kids[i], 10000), 0);
-    print_message("# %d rounds of %d sleepers woken by one change, %d judged: no sleep ended by "
+    print_message("# %d rounds of %d sleeper%s woken by one change, %d judged: no sleep ended by "
                   "its timer\n",
-                  WAKE_ROUNDS, WAKE_KIDS, judged);
+                  WAKE_ROUNDS, n, n > 1 ? "s" : "", judged);
     assert_true(judged > 0);
     close(go[0]);
     close(go[1]);
@@ -2457,6 +2474,23 @@ static void work_pop_wakes_as_many_producers(void **state)
         assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
     one_timer_end(q, name, true);
     wake_rounds(q, name, WAKE_ROOM);
+    shmrpc_queue_close(q);
+}
+
+/* The single consumer asleep on an empty queue, woken by each push of the single producer
+ * (a plain store, then the membarrier handshake); then the single producer asleep on a full
+ * queue, woken by each pop of the single consumer. */
+static void single_roles_wake_each_other(void **state)
+{
+    (void)state;
+    const char *name = new_name("spwake");
+    shmrpc_queue *q = create_spsc(name, 2, 0, 64, true, true);
+    one_timer_end(q, name, false);
+    wake_rounds(q, name, WAKE_SP_MESSAGE);
+    shmrpc_queue_close(q);
+    const char *room = new_name("sproom");
+    q = create_spsc(room, 2, 0, 64, true, true);
+    wake_rounds(q, room, WAKE_SP_ROOM);
     shmrpc_queue_close(q);
 }
 
@@ -2741,6 +2775,7 @@ int main(void)
         T(broadcast_push_wakes_every_subscriber),
         T(work_batch_wakes_as_many_consumers),
         T(work_pop_wakes_as_many_producers),
+        T(single_roles_wake_each_other),
         T(roles_are_leases),
         T(look_beside_single_roles),
         T(roles_taken_from_the_dead),
