@@ -176,7 +176,11 @@ struct q_hdr {
     /* Messages whose producer died after moving the tail past them (ABANDONED): pushed and
      * popped are the tail and the head, extended, less these. */
     _Atomic uint64_t abandoned;
-    uint8_t pad4[24];
+    /* Futex sleeps that ended by their timer (the wait's slice or its deadline) rather than
+     * by a wake-up, added to by waiters after they wait; 0 in segments made before it (the
+     * padding it took was 0, and older libraries leave it alone). */
+    _Atomic uint64_t timer_wakes;
+    uint8_t pad4[16];
     /* Written once by the creator: SHMRPC_QUEUE_WORK or _BROADCAST, and the slow policy. */
     uint32_t kind;
     uint32_t slow;
@@ -239,6 +243,7 @@ _Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
 _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
 _Static_assert(offsetof(struct q_hdr, abandoned) == 288, "layout");
+_Static_assert(offsetof(struct q_hdr, timer_wakes) == 296, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
@@ -1041,15 +1046,19 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
                    struct waiting *w)
 {
     bool slept = false;
+    uint64_t timer_ends = 0; /* sleeps that ended by their timer, not by a wake-up */
     const shmrpc__waiter waiter = {
         .opts = &q->wait_after_spin,
         .check = on_check,
         .check_arg = w,
         .flag = SLEEPING,
         .slept = &slept,
+        .timer_ends = &timer_ends,
+        .check_ns = q->wait.sleep_ns,
     };
     int rc = shmrpc__wait_while(f, old, deadline, &waiter);
     if (slept) bump(&q->hdr->sleeps, 1);
+    if (timer_ends) bump(&q->hdr->timer_wakes, timer_ends);
     return rc == READY ? 0 : rc;
 }
 
@@ -2506,6 +2515,7 @@ static void counters(const struct q_hdr *h, uint32_t hd, const shmrpc_queue *q,
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
     out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    out->timer_wakes = atomic_load_explicit(&h->timer_wakes, memory_order_relaxed);
 }
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
@@ -2891,6 +2901,8 @@ static int check_opts(const shmrpc_queue_opts *o)
                     (int)o->slow);
     if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
+    if (o->wait.sleep_ns < 0)
+        return fail(SHMRPC_EINVAL, "negative wait.sleep_ns %" PRId64, o->wait.sleep_ns);
     if ((o->single_producer || o->single_consumer) && o->kind != SHMRPC_QUEUE_WORK)
         return fail(SHMRPC_EINVAL, "a single producer or consumer is for work queues only");
     return 0;
