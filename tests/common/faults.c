@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/status.h>
+
 /* --- what is armed ------------------------------------------------------------------- */
 
 #define WHICH_MAX 16
@@ -142,6 +144,38 @@ static bool fault(const char *name, int err)
     return true;
 }
 
+bool faults_status(int rc)
+{
+    int err = faults_hit_errno();
+    if (err == 0) return !faults_say("status %d, and no fault fired", rc);
+    if (rc != SHMRPC_ESYS(err) && !(err == ENOMEM && rc == SHMRPC_ENOMEM))
+        return !faults_say("status %s (%d) after %s failed with errno %d", shmrpc_strerror(rc), rc,
+                           faults_hit_name(), err);
+    if (!*shmrpc_errmsg()) return !faults_say("status %d without a message", rc);
+    return true;
+}
+
+int faults_say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+unsigned faults_shm_files(const char *part)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return n;
+}
+
 /* --- the wraps ----------------------------------------------------------------------- */
 
 /* Declares __real_NAME and defines __wrap_NAME, which fails with err and returns bad when
@@ -158,6 +192,7 @@ static bool fault(const char *name, int err)
 WRAP(void *, malloc, NULL, ENOMEM, (size_t n), (n))
 WRAP(void *, calloc, NULL, ENOMEM, (size_t n, size_t size), (n, size))
 WRAP(void *, realloc, NULL, ENOMEM, (void *p, size_t n), (p, n))
+WRAP(char *, strdup, NULL, ENOMEM, (const char *s), (s))
 WRAP(void *, mmap, MAP_FAILED, ENOMEM, (void *a, size_t n, int prot, int fl, int fd, off_t off),
      (a, n, prot, fl, fd, off))
 WRAP(int, ftruncate, -1, EFBIG, (int fd, off_t n), (fd, n))

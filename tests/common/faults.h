@@ -28,6 +28,17 @@ int faults_hit_errno(void);
 /* The wrapped calls counted since faults_arm. */
 unsigned faults_calls(void);
 
+/* Whether rc is the status of an operation that the fault made fail: SHMRPC_ESYS of the
+ * errno it failed with (an allocation's also SHMRPC_ENOMEM), with a message
+ * (shmrpc_errmsg). Says on stderr why not. */
+bool faults_status(int rc);
+
+/* Says on stderr why a check failed (a line); returns 1, a check's failure. */
+int faults_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The files in /dev/shm whose name holds part. */
+unsigned faults_shm_files(const char *part);
+
 /* One operation tried with each of its calls failing in turn (faults_sweep). */
 typedef struct faults_case {
     const char *name;  /* for the messages */

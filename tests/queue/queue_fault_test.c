@@ -39,31 +39,6 @@ struct qcase {
     size_t got_len;
 };
 
-/* Says why a check failed, on stderr: 1, a check's failure. */
-static int say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
-
-/* The status of an operation that one failed call made fail: its errno kept (an
- * allocation's as SHMRPC_ENOMEM too), and a message saying why. */
-static bool fault_status(int rc)
-{
-    int err = faults_hit_errno();
-    if (err == 0) return !say("status %d with no fault", rc);
-    if (rc != SHMRPC_ESYS(err) && !(err == ENOMEM && rc == SHMRPC_ENOMEM))
-        return !say("status %s (%d) after %s failed with errno %d", shmrpc_strerror(rc), rc,
-                    faults_hit_name(), err);
-    if (!*shmrpc_errmsg()) return !say("status %d without a message", rc);
-    return true;
-}
-
 static void opts(shmrpc_queue_opts *o, shmrpc_queue_mode mode)
 {
     shmrpc_queue_opts_init(o);
@@ -83,7 +58,7 @@ static int open_as(struct qcase *c, shmrpc_queue **q, shmrpc_queue_mode mode, bo
     o.kind = c->o.kind;
     o.subscribe = subscribe;
     int rc = shmrpc_queue_open(q, c->name, &o);
-    if (rc != 0) say("open of %s (mode %d): %s", c->name, (int)mode, shmrpc_errmsg());
+    if (rc != 0) faults_say("open of %s (mode %d): %s", c->name, (int)mode, shmrpc_errmsg());
     return rc;
 }
 
@@ -98,10 +73,10 @@ static int next_is(shmrpc_queue *q, const char *want)
     char buf[64];
     size_t len = 0;
     int rc = shmrpc_queue_pop(q, buf, sizeof buf, &len, 0);
-    if (!want) return rc == SHMRPC_ETIMEDOUT ? 0 : say("pop: status %d, want none", rc);
-    if (rc != 0) return say("pop: status %d, want '%s'", rc, want);
+    if (!want) return rc == SHMRPC_ETIMEDOUT ? 0 : faults_say("pop: status %d, want none", rc);
+    if (rc != 0) return faults_say("pop: status %d, want '%s'", rc, want);
     if (len != strlen(want) || memcmp(buf, want, len) != 0)
-        return say("pop: '%.*s', want '%s'", (int)len, buf, want);
+        return faults_say("pop: '%.*s', want '%s'", (int)len, buf, want);
     return 0;
 }
 
@@ -110,8 +85,8 @@ static int works(shmrpc_queue *q)
 {
     shmrpc_queue_info info;
     if (shmrpc_queue_get_info(q, &info) != 0 || strcmp(info.type, TYPE) != 0)
-        return say("info: the type is not " TYPE);
-    if (shmrpc_queue_push(q, "works", 5, 0) != 0) return say("push: %s", shmrpc_errmsg());
+        return faults_say("info: the type is not " TYPE);
+    if (shmrpc_queue_push(q, "works", 5, 0) != 0) return faults_say("push: %s", shmrpc_errmsg());
     return next_is(q, "works");
 }
 
@@ -137,9 +112,9 @@ static int run_open(void *arg)
 static int check_create(void *arg, int rc)
 {
     struct qcase *c = arg;
-    if (rc == 0) return done(c, c->q ? works(c->q) : say("status 0 and no handle"));
-    if (c->q) return done(c, say("status %d and a handle", rc));
-    if (!fault_status(rc)) return done(c, 1);
+    if (rc == 0) return done(c, c->q ? works(c->q) : faults_say("status 0 and no handle"));
+    if (c->q) return done(c, faults_say("status %d and a handle", rc));
+    if (!faults_status(rc)) return done(c, 1);
     if (open_mode(c, &c->q, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE) != 0) return done(c, 1);
     return done(c, works(c->q));
 }
@@ -160,8 +135,8 @@ static int check_attach(void *arg, int rc)
 {
     struct qcase *c = arg;
     if (rc != 0) {
-        if (c->q) return done(c, say("status %d and a handle", rc));
-        if (!fault_status(rc)) return done(c, 1);
+        if (c->q) return done(c, faults_say("status %d and a handle", rc));
+        if (!faults_status(rc)) return done(c, 1);
         if (open_mode(c, &c->q, SHMRPC_QUEUE_CONNECT_TO_EXISTING) != 0) return done(c, 1);
     }
     if (next_is(c->q, "one") || next_is(c->q, "two") || next_is(c->q, NULL)) return done(c, 1);
@@ -177,13 +152,13 @@ static int check_overwrite(void *arg, int rc)
         if (next_is(c->q, NULL)) return done(c, 1);
         return done(c, works(c->q));
     }
-    if (c->q) return done(c, say("status %d and a handle", rc));
-    if (!fault_status(rc)) return done(c, 1);
+    if (c->q) return done(c, faults_say("status %d and a handle", rc));
+    if (!faults_status(rc)) return done(c, 1);
     if (open_mode(c, &c->q, SHMRPC_QUEUE_CONNECT_OR_CREATE) != 0) return done(c, 1);
     shmrpc_queue_stats st;
-    if (shmrpc_queue_get_stats(c->q, &st) != 0) return done(c, say("stats"));
+    if (shmrpc_queue_get_stats(c->q, &st) != 0) return done(c, faults_say("stats"));
     if (st.depth != 0 && (next_is(c->q, "one") || next_is(c->q, "two")))
-        return done(c, say("neither the old queue nor none"));
+        return done(c, faults_say("neither the old queue nor none"));
     return done(c, next_is(c->q, NULL) || works(c->q));
 }
 
@@ -200,18 +175,19 @@ static int check_subscribe(void *arg, int rc)
 {
     struct qcase *c = arg;
     if (rc != 0) {
-        if (c->q) return done(c, say("status %d and a handle", rc));
-        if (!fault_status(rc)) return done(c, 1);
+        if (c->q) return done(c, faults_say("status %d and a handle", rc));
+        if (!faults_status(rc)) return done(c, 1);
         if (open_mode(c, &c->q, SHMRPC_QUEUE_CONNECT_TO_EXISTING) != 0) return done(c, 1);
     }
     shmrpc_queue_stats st;
-    if (shmrpc_queue_push(c->other, "all", 3, 0) != 0) return done(c, say("push to subscribers"));
+    if (shmrpc_queue_push(c->other, "all", 3, 0) != 0)
+        return done(c, faults_say("push to subscribers"));
     if (next_is(c->q, "all") || next_is(c->q, NULL)) return done(c, 1);
     /* With the only subscriber up to date, the queue holds nothing: a phantom subscriber
      * would keep the message. */
     if (shmrpc_queue_get_stats(c->other, &st) != 0 || st.depth != 0)
-        return done(c,
-                    say("depth %llu after the only subscriber read", (unsigned long long)st.depth));
+        return done(c, faults_say("depth %llu after the only subscriber read",
+                                  (unsigned long long)st.depth));
     return done(c, 0);
 }
 
@@ -300,7 +276,7 @@ static int run_push(void *arg)
 static int check_push(void *arg, int rc)
 {
     struct qcase *c = arg;
-    if (rc != 0 && !fault_status(rc)) return done(c, 1);
+    if (rc != 0 && !faults_status(rc)) return done(c, 1);
     if (next_is(c->q, "one") || next_is(c->q, rc == 0 ? "new" : NULL) || next_is(c->q, NULL))
         return done(c, 1);
     return done(c, works(c->q));
@@ -317,8 +293,8 @@ static int check_pop(void *arg, int rc)
 {
     struct qcase *c = arg;
     if (rc == 0 && (c->got_len != 3 || memcmp(c->got, "one", 3) != 0))
-        return done(c, say("popped '%.*s'", (int)c->got_len, c->got));
-    if (rc != 0 && !fault_status(rc)) return done(c, 1);
+        return done(c, faults_say("popped '%.*s'", (int)c->got_len, c->got));
+    if (rc != 0 && !faults_status(rc)) return done(c, 1);
     if (next_is(c->q, rc == 0 ? NULL : "one") || next_is(c->q, NULL)) return done(c, 1);
     return done(c, works(c->q));
 }
@@ -334,7 +310,7 @@ static int run_batches(void *arg)
     shmrpc_queue_msg out[3] = {{.data = a, .cap = 8}, {.data = b, .cap = 8}, {.data = d, .cap = 8}};
     rc = shmrpc_queue_pop_batch(c->q, out, 3, &n, 0);
     if (rc == 0 && (n != 3 || memcmp(a, "one", 3) || memcmp(b, "b1", 2) || memcmp(d, "b2", 2))) {
-        say("pop_batch: %zu messages, not one, b1, b2", n);
+        faults_say("pop_batch: %zu messages, not one, b1, b2", n);
         return SHMRPC_EPROTO;
     }
     return rc;
@@ -343,7 +319,7 @@ static int run_batches(void *arg)
 static int check_batches(void *arg, int rc)
 {
     struct qcase *c = arg;
-    if (rc != 0 && !fault_status(rc)) return done(c, 1);
+    if (rc != 0 && !faults_status(rc)) return done(c, 1);
     if (next_is(c->q, NULL)) return done(c, 1);
     return done(c, works(c->q));
 }
@@ -357,7 +333,7 @@ static int run_spans(void *arg)
     if ((rc = shmrpc_queue_commit(c->q, &c->span)) != 0) return rc;
     if ((rc = shmrpc_queue_peek(c->q, &c->span, 0)) != 0) return rc;
     if (c->span.len != 3 || memcmp(c->span.data, "one", 3) != 0) {
-        say("peek: not 'one'");
+        faults_say("peek: not 'one'");
         return SHMRPC_EPROTO;
     }
     return shmrpc_queue_release(c->q, &c->span);
@@ -366,7 +342,7 @@ static int run_spans(void *arg)
 static int check_spans(void *arg, int rc)
 {
     struct qcase *c = arg;
-    if (rc != 0 && !fault_status(rc)) return done(c, 1);
+    if (rc != 0 && !faults_status(rc)) return done(c, 1);
     char want[41];
     memset(want, 's', 40);
     want[40] = '\0';
@@ -374,7 +350,7 @@ static int check_spans(void *arg, int rc)
     size_t len = 0;
     if (shmrpc_queue_pop(c->q, buf, sizeof buf, &len, 0) != 0 || len != 40 ||
         memcmp(buf, want, 40) != 0)
-        return done(c, say("the committed span is not next"));
+        return done(c, faults_say("the committed span is not next"));
     return done(c, next_is(c->q, NULL) || works(c->q));
 }
 
@@ -384,7 +360,7 @@ static int run_repair(void *arg)
     shmrpc_queue_repair_info info;
     int rc = shmrpc_queue_repair(c->q, &info);
     if (rc == 0 && info.fixed != 0) {
-        say("repair of a sound queue: %s", info.what);
+        faults_say("repair of a sound queue: %s", info.what);
         return SHMRPC_EPROTO;
     }
     return rc;
@@ -393,7 +369,7 @@ static int run_repair(void *arg)
 static int check_repair(void *arg, int rc)
 {
     struct qcase *c = arg;
-    if (rc != 0 && !fault_status(rc)) return done(c, 1);
+    if (rc != 0 && !faults_status(rc)) return done(c, 1);
     return done(c, next_is(c->q, "one") || works(c->q));
 }
 
