@@ -3139,13 +3139,17 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
     }
 }
 
-/* Copies the segment's type signature into the handle, refusing a queue of another type
- * than the one this open names (o->type). */
+/* Copies the segment's type signature into the handle (whose buffer holds have bytes and
+ * a NUL: a longer one is allocated anew), refusing a queue of another type than the one
+ * this open names (o->type). */
 static int copy_type(shmrpc_queue *q, const void *seg, const struct geom *g,
-                     const shmrpc_queue_opts *o)
+                     const shmrpc_queue_opts *o, uint32_t have)
 {
-    q->type = malloc((size_t)g->type_len + 1);
-    if (!q->type) return fail(SHMRPC_ENOMEM, "out of memory");
+    if (g->type_len > have) {
+        char *t = realloc(q->type, (size_t)g->type_len + 1);
+        if (!t) return fail(SHMRPC_ENOMEM, "out of memory");
+        q->type = t;
+    }
     memcpy(q->type, (const unsigned char *)seg + type_off_for(g->n), g->type_len);
     q->type[g->type_len] = '\0';
     if (o->type && *o->type && strcmp(o->type, q->type) != 0)
@@ -3171,6 +3175,15 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     if (rc != 0) return rc;
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    /* The handle and its type first: a queue this open made may be in use by others as
+     * soon as it is, so it is not removed again, and nothing after it may fail (the
+     * open's failure would leave behind a queue it said it did not make). */
+    shmrpc_queue *q = calloc(1, sizeof *q);
+    if (q) q->type = malloc((size_t)want.type_len + 1);
+    if (!q || !q->type) {
+        free(q);
+        return fail(SHMRPC_ENOMEM, "out of memory");
+    }
     void *seg = NULL;
     switch (o->mode) {
     case SHMRPC_QUEUE_CONNECT_TO_EXISTING:
@@ -3190,11 +3203,10 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         rc = connect_or_create(path, name, o, &want, &seg, &g);
         break;
     }
-    if (rc != 0) return rc;
-    shmrpc_queue *q = calloc(1, sizeof *q);
-    if (!q) {
-        munmap(seg, (size_t)g.total);
-        return fail(SHMRPC_ENOMEM, "out of memory");
+    if (rc != 0) {
+        free(q->type);
+        free(q);
+        return rc;
     }
     q->wait = o->wait;
     q->wait_after_spin = o->wait;
@@ -3204,7 +3216,7 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     fill_handle(q, seg, &g);
     q->guard = shmrpc__seg_guard(seg, (size_t)g.total);
     q->cut = shmrpc__seg_guard_flag(q->guard);
-    if ((rc = copy_type(q, seg, &g, o)) != 0) {
+    if ((rc = copy_type(q, seg, &g, o, want.type_len)) != 0) {
         shmrpc_queue_close(q);
         return rc;
     }
