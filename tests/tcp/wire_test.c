@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/* Hostile and odd peers at a tcp:// socket, both ways (issue 40): what a server does with
+ * the frames a client may send it once connected (PING, PONG, ERROR, kinds a server does
+ * not take, compressed requests run on its threads, a refusal behind calls that run), the
+ * answers a draining worker still owes when its drain ends, and what a client does with
+ * the frames a stand-in server sends it (the handshake answered wrongly, PINGs between
+ * answers, an answer out of turn, an ERROR that closes the connection with calls in
+ * flight); and the secret files shmrpc_secret_load refuses. Real processes on 127.0.0.1;
+ * every wait is bounded. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "frame.h"
+#include "hello.h"
+#include "procs.h"
+
+static char addr[64];
+static int port;
+static shmrpc_tcp_opts server_tcp; /* the next server's tcp settings */
+
+static int setup(void **state)
+{
+    (void)state;
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    server_tcp = (shmrpc_tcp_opts){0};
+    sh->calls = 0;
+    sh->naps_begun = 0;
+    return 0;
+}
+
+static pid_t start_server(int workers)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, workers, 0,
+                      NULL,           &server_tcp,          NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static shmrpc_client *connect_to(const char *at)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, at, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+static void check_add(shmrpc_client *c, int64_t a, int64_t b)
+{
+    int64_t sum = 0;
+    int rc = calls_add(c, a, b, &sum);
+    if (rc) fail_msg("add: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(sum, a + b);
+}
+
+static uint32_t method_id(const char *name)
+{
+    for (uint32_t i = 0; i < Calls_service_info.n_methods; i++)
+        if (strcmp(Calls_service_info.methods[i].name, name) == 0) return i;
+    fail_msg("no method %s", name);
+    return 0;
+}
+
+/* --- a raw client --- */
+
+/* A connection to the server at port, tried for up to five seconds while it starts;
+ * rcvbuf > 0 sets SO_RCVBUF first (a small window keeps answers in the server). */
+static int raw_connect(int rcvbuf)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int64_t until = test_now_ms() + 5000;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        close(fd);
+        if (test_now_ms() > until) fail_msg("no server on port %d", port);
+        usleep(10000);
+    }
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    const uint8_t *at = p;
+    while (n) {
+        ssize_t k = send(fd, at, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) fail_msg("send: %s", strerror(errno));
+        at += k, n -= (size_t)k;
+    }
+}
+
+/* Reads n bytes before deadline; false at EOF or timeout. */
+static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - test_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Reads a frame (body into b) within ms; fails the test on EOF or timeout. */
+static shmrpc__frame_hdr raw_frame_within(int fd, shmrpc_buf *b, int ms)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int64_t deadline = test_now_ms() + ms;
+    if (!raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame header within %d ms", ms);
+    shmrpc__frame_hdr h;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (shmrpc__frame_hdr_decode(hdr, sizeof hdr, UINT32_MAX, SHMRPC__FLAG_COMPRESSION, &h, &err))
+        fail_msg("a frame header that does not decode: %s", shmrpc__msg_get(&err));
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
+    if (!raw_recv(fd, b->data, h.body_len, deadline))
+        fail_msg("the %s frame's body (%u bytes) did not come within %d ms",
+                 shmrpc__frame_kind_name(h.kind), h.body_len, ms);
+    b->len = h.body_len;
+    return h;
+}
+
+static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
+{
+    return raw_frame_within(fd, b, 5000);
+}
+
+/* The peer closes, with nothing sent before, within 5 s. */
+static void expect_eof(int fd)
+{
+    uint8_t byte;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    ssize_t k = recv(fd, &byte, 1, 0);
+    if (k > 0) fail_msg("a byte (0x%02x) came where the close was due", byte);
+    assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+}
+
+static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                    uint32_t len)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {kind, flags, method, rid, len};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    assert_int_equal(shmrpc_buf_append(b, hdr, sizeof hdr), 0);
+}
+
+static void put_frame(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
+                      const void *body, size_t len)
+{
+    put_hdr(b, kind, flags, method, rid, (uint32_t)len);
+    if (len) assert_int_equal(shmrpc_buf_append(b, body, len), 0);
+}
+
+/* A HELLO offering compression (SHMRPC__FLAG_* bits), and the HELLO_ACK read back: the
+ * compression the server chose. */
+static uint16_t raw_handshake(int fd, uint16_t compression)
+{
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = Calls_service_info,
+                           .compression = compression,
+                           .threshold = 4096,
+                           .max_msg = 64u << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc__hello ack;
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(b.data, b.len), SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
+        0);
+    assert_int_equal(ack.proto, SHMRPC__WIRE_PROTO);
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    return ack.compression;
+}
+
+/* add(a, b) with small a and b (msgpack fixints), request id rid. */
+static void put_add(shmrpc_buf *b, uint64_t rid, uint8_t x, uint8_t y)
+{
+    const uint8_t body[] = {0x92, x, y};
+    put_frame(b, SHMRPC__KIND_REQUEST, 0, method_id("add"), rid, body, sizeof body);
+}
+
+/* nap(ms), request id rid. */
+static void put_nap(shmrpc_buf *b, uint64_t rid, uint16_t ms)
+{
+    const uint8_t body[] = {0x91, 0xcd, (uint8_t)(ms >> 8), (uint8_t)ms};
+    put_frame(b, SHMRPC__KIND_REQUEST, 0, method_id("nap"), rid, body, sizeof body);
+}
+
+/* The next frame is the RESPONSE of add request rid, whose sum (a fixint) is sum. */
+static void expect_sum(int fd, uint64_t rid, uint8_t sum)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    if (h.kind != SHMRPC__KIND_RESPONSE || h.request_id != rid)
+        fail_msg("a %s frame for request %llu, not the RESPONSE of %llu",
+                 shmrpc__frame_kind_name(h.kind), (unsigned long long)h.request_id,
+                 (unsigned long long)rid);
+    assert_int_equal(h.method, method_id("add"));
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.data[0], sum);
+    shmrpc_buf_destroy(&b);
+}
+
+/* The next frame is an ERROR for request rid with status want and part in its message. */
+static void expect_error(int fd, uint64_t rid, int want, const char *part)
+{
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    if (h.kind != SHMRPC__KIND_ERROR)
+        fail_msg("a %s frame, not the ERROR '%s'", shmrpc__frame_kind_name(h.kind), part);
+    assert_int_equal(h.request_id, rid);
+    int status;
+    shmrpc_str msg;
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &msg, &err), 0);
+    if (status != want || !memmem(msg.ptr, msg.len, part, strlen(part)))
+        fail_msg("got %s '%.*s', not %s '%s'", shmrpc_strerror(status), (int)msg.len, msg.ptr,
+                 shmrpc_strerror(want), part);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+}
+
+/* --- what a server does with a client's frames --- */
+
+/* Once connected, a client may send PING (answered with a PONG of the same id), PONG
+ * (nothing is sent for it) and ERROR (it leaves: the server closes without a word); a
+ * kind that a server does not take (HELLO_ACK, RESPONSE, DRAIN, a second HELLO) is
+ * refused with an ERROR of request id 0 that names it, and the connection closed. The
+ * worker serves on throughout, and nothing ran but the adds. */
+static void frames_a_server_reads(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_to(addr);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+
+    int fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    put_frame(&b, SHMRPC__KIND_PING, 0, 0, 77, NULL, 0);
+    put_frame(&b, SHMRPC__KIND_PONG, 0, 0, 78, NULL, 0);
+    put_add(&b, 9, 4, 5);
+    raw_send(fd, b.data, b.len);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_PONG);
+    assert_int_equal(h.request_id, 77);
+    assert_int_equal(h.body_len, 0);
+    expect_sum(fd, 9, 9); /* the PONG was taken without an answer */
+    shmrpc_buf_clear(&b);
+    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_ERROR, 0, 0, 0);
+    assert_int_equal(shmrpc__error_write(&b, SHMRPC_ECLOSED, shmrpc_str_c("leaving")), 0);
+    assert_int_equal(shmrpc__frame_end(&b, at), 0);
+    raw_send(fd, b.data, b.len);
+    expect_eof(fd);
+    close(fd);
+    check_add(good, 1, 2);
+
+    static const struct {
+        uint8_t kind;
+        const char *msg;
+    } wrong[] = {
+        {SHMRPC__KIND_HELLO_ACK, "a HELLO_ACK frame sent to a server"},
+        {SHMRPC__KIND_RESPONSE, "a RESPONSE frame sent to a server"},
+        {SHMRPC__KIND_DRAIN, "a DRAIN frame sent to a server"},
+        {SHMRPC__KIND_HELLO, "a HELLO frame sent to a server"},
+        {SHMRPC__KIND_AUTH, "AUTH frame sent to a server"},
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        fd = raw_connect(0);
+        raw_handshake(fd, 0);
+        shmrpc_buf_clear(&b);
+        uint32_t method = wrong[i].kind == SHMRPC__KIND_RESPONSE ? method_id("add") : 0;
+        uint64_t rid = wrong[i].kind == SHMRPC__KIND_RESPONSE ? 3 : 0;
+        const uint8_t body[SHMRPC__AUTH_LEN] = {0x03};
+        size_t len = wrong[i].kind == SHMRPC__KIND_RESPONSE ? 1
+                     : wrong[i].kind == SHMRPC__KIND_AUTH   ? SHMRPC__AUTH_LEN
+                                                            : 0;
+        put_frame(&b, wrong[i].kind, 0, method, rid, body, len);
+        if (wrong[i].kind == SHMRPC__KIND_HELLO || wrong[i].kind == SHMRPC__KIND_HELLO_ACK) {
+            shmrpc__hello again = {
+                .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .max_msg = 1 << 20};
+            shmrpc_buf_clear(&b);
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            size_t at = shmrpc__frame_begin(&b, wrong[i].kind, 0, 0, 0);
+            assert_int_equal(shmrpc__hello_write(&b, wrong[i].kind, &again, &err), 0);
+            assert_int_equal(shmrpc__frame_end(&b, at), 0);
+            shmrpc_buf_destroy(&err);
+        }
+        put_add(&b, 10, 1, 1); /* behind it: never run */
+        raw_send(fd, b.data, b.len);
+        print_message("%s\n", wrong[i].msg);
+        expect_error(fd, 0, SHMRPC_EPROTO, wrong[i].msg);
+        expect_eof(fd);
+        close(fd);
+        check_add(good, 2, 3);
+    }
+    /* the raw add, and the good client's; none of the adds behind a refused frame */
+    assert_int_equal(sh->calls, 2 + sizeof wrong / sizeof wrong[0]);
+    shmrpc_buf_destroy(&b);
+    shmrpc_client_free(good);
+    assert_true(test_stop_server(server));
+}
+
+/* A frame refused while calls of its connection run on the worker's threads: the ERROR of
+ * request id 0 (which a client takes to mean that its calls still in flight did not run)
+ * comes only after the answers of the calls that ran, then the close. */
+static void refusal_after_the_calls_that_run(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    int fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    put_nap(&b, 1, 300);
+    put_nap(&b, 2, 301);
+    const uint8_t body[] = {0x03};
+    put_frame(&b, SHMRPC__KIND_RESPONSE, 0, method_id("add"), 5, body, sizeof body);
+    raw_send(fd, b.data, b.len);
+    bool seen[3] = {false};
+    for (int i = 0; i < 2; i++) {
+        shmrpc__frame_hdr h = raw_frame(fd, &b);
+        if (h.kind != SHMRPC__KIND_RESPONSE || h.request_id < 1 || h.request_id > 2 ||
+            seen[h.request_id])
+            fail_msg("a %s frame for request %llu where a nap's answer was due",
+                     shmrpc__frame_kind_name(h.kind), (unsigned long long)h.request_id);
+        seen[h.request_id] = true;
+    }
+    expect_error(fd, 0, SHMRPC_EPROTO, "a RESPONSE frame sent to a server");
+    expect_eof(fd);
+    close(fd);
+    assert_int_equal(sh->calls, 2);
+    assert_int_equal(sh->naps_begun, 2);
+    shmrpc_buf_destroy(&b);
+    assert_true(test_stop_server(server));
+}
+
+/* --- the secret files a server or client is given --- */
+
+/* The secret file at path is refused with status and exactly msg; what the caller gave
+ * for the secret is left as it was. */
+static void refused_secret(const char *path, size_t cap, int status, const char *msg)
+{
+    uint8_t got[SHMRPC_SECRET_MAX + 8];
+    memset(got, 0xa5, sizeof got);
+    size_t len = 12345;
+    int rc = shmrpc_secret_load(path, got, cap, &len);
+    if (rc != status || strcmp(shmrpc_errmsg(), msg) != 0)
+        fail_msg("%s: %s '%s', not %s '%s'", path, shmrpc_strerror(rc), shmrpc_errmsg(),
+                 shmrpc_strerror(status), msg);
+    assert_int_equal(len, 12345);
+    for (size_t i = 0; i < sizeof got; i++)
+        assert_int_equal(got[i], 0xa5);
+}
+
+static void write_file(const char *path, const void *p, size_t n, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, p, n), (ssize_t)n);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* Not a regular file (a FIFO, opened without waiting for a writer; a folder; a device),
+ * another user's file, a secret above the largest or above the caller's room: each refused
+ * with what is wrong, and nothing given back. The largest secret, with its newline, is
+ * taken whole. */
+static void secret_file_refusals(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/shmrpc-wire-XXXXXX", path[96], msg[256];
+    assert_non_null(mkdtemp(dir));
+
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(msg, sizeof msg, "the secret file %s is a FIFO, not a regular file", path);
+    refused_secret(path, SHMRPC_SECRET_MAX, SHMRPC_EINVAL, msg);
+    unlink(path);
+
+    snprintf(msg, sizeof msg, "the secret file %s is a folder, not a regular file", dir);
+    refused_secret(dir, SHMRPC_SECRET_MAX, SHMRPC_EINVAL, msg);
+    refused_secret("/dev/null", SHMRPC_SECRET_MAX, SHMRPC_EINVAL,
+                   "the secret file /dev/null is a device or socket, not a regular file");
+
+    /* Another user's file: as root, one given to uid 65534; else one of root's. */
+    char text[SHMRPC_SECRET_MAX + 2];
+    memset(text, 's', sizeof text);
+    snprintf(path, sizeof path, "%s/theirs", dir);
+    write_file(path, text, 20, 0600);
+    const char *theirs = path;
+    unsigned uid = 65534;
+    if (geteuid() == 0) {
+        assert_int_equal(chown(path, 65534, 65534), 0);
+    } else {
+        theirs = "/etc/passwd";
+        uid = 0;
+    }
+    snprintf(msg, sizeof msg, "the secret file %s belongs to uid %u, not to this user (%u)", theirs,
+             uid, (unsigned)geteuid());
+    refused_secret(theirs, SHMRPC_SECRET_MAX, SHMRPC_EPERM, msg);
+    unlink(path);
+
+    snprintf(path, sizeof path, "%s/secret", dir);
+    write_file(path, text, SHMRPC_SECRET_MAX + 1, 0600); /* one byte too many */
+    snprintf(msg, sizeof msg, "the secret in %s is longer than %d bytes", path, SHMRPC_SECRET_MAX);
+    refused_secret(path, SHMRPC_SECRET_MAX, SHMRPC_EINVAL, msg);
+    write_file(path, text, sizeof text, 0600); /* more than the file is read for */
+    refused_secret(path, SHMRPC_SECRET_MAX, SHMRPC_EINVAL, msg);
+
+    text[SHMRPC_SECRET_MAX] = '\n'; /* the largest, with its newline: taken */
+    write_file(path, text, SHMRPC_SECRET_MAX + 1, 0600);
+    uint8_t got[SHMRPC_SECRET_MAX];
+    size_t len = 0;
+    assert_int_equal(shmrpc_secret_load(path, got, sizeof got, &len), 0);
+    assert_int_equal(len, SHMRPC_SECRET_MAX);
+    assert_memory_equal(got, text, SHMRPC_SECRET_MAX);
+
+    write_file(path, text, 32, 0600); /* 32 bytes for room of 31 */
+    snprintf(msg, sizeof msg, "the secret in %s is 32 bytes, more than the 31 given for it", path);
+    refused_secret(path, 31, SHMRPC_EINVAL, msg);
+    assert_int_equal(shmrpc_secret_load(path, got, 32, &len), 0);
+    assert_int_equal(len, 32);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(frames_a_server_reads, setup),
+        cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
+        cmocka_unit_test(secret_file_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
