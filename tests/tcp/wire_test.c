@@ -374,6 +374,141 @@ static void refusal_after_the_calls_that_run(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* An echo request of msg, compressed with flag (which must make it smaller), id rid. */
+static void put_echo_compressed(shmrpc_buf *b, uint64_t rid, uint16_t flag, shmrpc_bytes msg)
+{
+    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_REQUEST, flag, method_id("echo"), rid);
+    uint16_t used = 0;
+    assert_int_equal(shmrpc__body_compress(flag, msg, b, &used), 0);
+    assert_int_equal(used, flag);
+    assert_int_equal(shmrpc__frame_end(b, at), 0);
+}
+
+/* The message of echo call i: n bytes of text that compresses, its own for each i. */
+static void echo_text(shmrpc_buf *b, int i, size_t n)
+{
+    shmrpc_buf_clear(b);
+    char line[64];
+    while (b->len < n) {
+        int k = snprintf(line, sizeof line, "call %d, at %zu; ", i, b->len);
+        assert_int_equal(shmrpc_buf_append(b, line, (size_t)k), 0);
+    }
+    b->len = n;
+}
+
+/* Reads the answers of n echo calls of ids 1..n in any order: each a RESPONSE whose body,
+ * decompressed with the flag it carries (the one agreed: answers of 4096 bytes and more
+ * are compressed), is its own call's message. */
+static void expect_echoes(int fd, int n, const shmrpc_buf *msgs, uint16_t agreed)
+{
+    shmrpc_buf b, plain, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&plain);
+    shmrpc_buf_init(&err);
+    bool seen[8] = {false};
+    for (int i = 0; i < n; i++) {
+        shmrpc__frame_hdr h = raw_frame(fd, &b);
+        if (h.kind != SHMRPC__KIND_RESPONSE || h.request_id < 1 || h.request_id > (uint64_t)n ||
+            seen[h.request_id])
+            fail_msg("a %s frame for request %llu where an echo's answer was due",
+                     shmrpc__frame_kind_name(h.kind), (unsigned long long)h.request_id);
+        seen[h.request_id] = true;
+        const shmrpc_buf *want = &msgs[h.request_id - 1];
+        assert_int_equal(h.flags & SHMRPC__FLAG_COMPRESSION, want->len >= 4096 ? agreed : 0);
+        shmrpc_bytes got = shmrpc_bytes_of(b.data, b.len);
+        if (h.flags & SHMRPC__FLAG_COMPRESSION) {
+            assert_int_equal(shmrpc__body_decompress(h.flags & SHMRPC__FLAG_COMPRESSION, got,
+                                                     64u << 20, &plain, &err),
+                             0);
+            got = shmrpc_bytes_of(plain.data, plain.len);
+        }
+        assert_int_equal(got.len, want->len);
+        assert_memory_equal(got.ptr, want->data, want->len);
+    }
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&plain);
+    shmrpc_buf_destroy(&err);
+}
+
+/* Compressed requests, run on the worker's threads (no lone flag): with snappy and with
+ * zlib, each call gets its own message back, compressed as agreed; one that declares more
+ * than the server's memory for buffered calls (1 MiB here) is refused with SHMRPC_EBUSY
+ * before it runs and the connection goes on, one within it runs; and a body that does not
+ * decompress is refused with an ERROR of request id 0 after the answer of the call that
+ * runs beside it, then the close. */
+static void compressed_calls_on_the_threads(void **state)
+{
+    (void)state;
+    server_tcp.buffer_budget = 1 << 20;
+    pid_t server = start_server(1);
+    enum { N = 4 };
+    shmrpc_buf msgs[N], b;
+    shmrpc_buf_init(&b);
+    for (int i = 0; i < N; i++) {
+        shmrpc_buf_init(&msgs[i]);
+        echo_text(&msgs[i], i, i == 0 ? 200 : 5000 * (size_t)i);
+    }
+    static const uint16_t flags[] = {SHMRPC__FLAG_SNAPPY, SHMRPC__FLAG_ZLIB};
+    int64_t calls = 0;
+    for (int f = 0; f < 2; f++) {
+        int fd = raw_connect(0);
+        assert_int_equal(raw_handshake(fd, flags[f]), flags[f]);
+        shmrpc_buf_clear(&b);
+        for (int i = 0; i < N; i++)
+            put_echo_compressed(&b, (uint64_t)i + 1, flags[f],
+                                shmrpc_bytes_of(msgs[i].data, msgs[i].len));
+        raw_send(fd, b.data, b.len);
+        expect_echoes(fd, N, msgs, flags[f]);
+        calls += N;
+        assert_int_equal(sh->calls, calls);
+        close(fd);
+    }
+
+    int fd = raw_connect(0);
+    assert_int_equal(raw_handshake(fd, SHMRPC__FLAG_SNAPPY), SHMRPC__FLAG_SNAPPY);
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    assert_int_equal(shmrpc__buf_grow(&big, 2 << 20), 0);
+    memset(big.data, 0, 2 << 20);
+    big.len = 2 << 20; /* zeros: a small body that declares 2 MiB */
+    shmrpc_buf_clear(&b);
+    put_echo_compressed(&b, 1, SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(big.data, big.len));
+    raw_send(fd, b.data, b.len);
+    expect_error(fd, 1, SHMRPC_EBUSY, "the server's memory for buffered calls is spent");
+    assert_int_equal(sh->calls, calls); /* not run */
+    shmrpc_buf_clear(&b);
+    put_add(&b, 2, 20, 22);
+    raw_send(fd, b.data, b.len);
+    expect_sum(fd, 2, 42);
+    big.len = 512 << 10; /* within the budget: runs */
+    shmrpc_buf_clear(&b);
+    put_echo_compressed(&b, 1, SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of(big.data, big.len));
+    raw_send(fd, b.data, b.len);
+    expect_echoes(fd, 1, &big, SHMRPC__FLAG_SNAPPY);
+    calls += 2;
+    assert_int_equal(sh->calls, calls);
+
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 3, 200);
+    static const uint8_t junk[] = {0x20, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff}; /* 32 bytes, declared */
+    put_frame(&b, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_SNAPPY, method_id("echo"), 4, junk,
+              sizeof junk);
+    raw_send(fd, b.data, b.len);
+    shmrpc__frame_hdr h = raw_frame(fd, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 3);
+    expect_error(fd, 0, SHMRPC_EPROTO, "snappy body");
+    expect_eof(fd);
+    close(fd);
+    assert_int_equal(sh->calls, calls + 1); /* the nap; not the echo */
+    shmrpc_buf_destroy(&big);
+    shmrpc_buf_destroy(&b);
+    for (int i = 0; i < N; i++)
+        shmrpc_buf_destroy(&msgs[i]);
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -471,6 +606,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
+        cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
