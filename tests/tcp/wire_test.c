@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -509,6 +510,73 @@ static void compressed_calls_on_the_threads(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* Whether process pid's main thread is in poll (its /proc/PID/syscall), or pid has ended
+ * (a zombie, or gone): a server serving in place waits in epoll_pwait, and in poll only in
+ * send_what_ran, once its drain is over. */
+static bool in_poll_or_ended(pid_t pid)
+{
+    char path[64], text[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true;
+    char state = 0;
+    if (fscanf(f, "%*d %*s %c", &state) != 1) state = 0;
+    fclose(f);
+    if (state == 'Z' || state == 'X') return true;
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+    f = fopen(path, "r");
+    if (!f) return true;
+    bool got = fgets(text, sizeof text, f) != NULL;
+    fclose(f);
+    long nr = got ? strtol(text, NULL, 10) : -1;
+#ifdef SYS_poll
+    if (nr == SYS_poll) return true;
+#endif
+    return nr == SYS_ppoll;
+}
+
+/* A client that reads nothing while its server drains: the answer of its call that ran
+ * (16 MiB, far more than the sockets hold) is still in the server when the drain's time is
+ * over (docs/wire.md, "Drain"), and the server sends it before it closes the connection,
+ * within its progress deadline (send_what_ran): the client then reads the whole answer,
+ * the DRAIN, and the close; and the server exits cleanly. It serves in place, so that no
+ * manager kills it 2 s after its SIGTERM. */
+static void answers_outlast_the_drain(void **state)
+{
+    (void)state;
+    pid_t server = start_server(0);
+    int fd = raw_connect(64 << 10);
+    raw_handshake(fd, 0);
+    shmrpc_buf msg, b;
+    shmrpc_buf_init(&msg);
+    shmrpc_buf_init(&b);
+    echo_text(&msg, 7, 16 << 20);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    raw_send(fd, b.data, b.len);
+    int64_t until = test_now_ms() + 10000;
+    while (sh->calls == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->calls, 1);
+    assert_int_equal(kill(server, SIGTERM), 0);
+    until = test_now_ms() + 10000;
+    while (!in_poll_or_ended(server) && test_now_ms() < until)
+        usleep(1000);
+    shmrpc__frame_hdr h = raw_frame_within(fd, &b, 10000);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 1);
+    assert_int_equal(b.len, msg.len);
+    assert_memory_equal(b.data, msg.data, msg.len);
+    h = raw_frame(fd, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_DRAIN);
+    expect_eof(fd);
+    close(fd);
+    int status = test_reap(server, 5000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(sh->calls, 1);
+    shmrpc_buf_destroy(&msg);
+    shmrpc_buf_destroy(&b);
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -607,6 +675,7 @@ int main(void)
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
+        cmocka_unit_test_setup(answers_outlast_the_drain, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
