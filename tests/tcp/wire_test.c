@@ -577,6 +577,356 @@ static void answers_outlast_the_drain(void **state)
     shmrpc_buf_destroy(&b);
 }
 
+/* --- what a client does with a stand-in server's frames --- */
+
+/* A stand-in server: a child process that takes one connection on its own port, reads
+ * the client's HELLO and plays the script set for it in stand_in_case (it inherits it),
+ * then reads until the client closes. Its exit code is the script's result: what it
+ * counted, or 200 and above when the client sent what it should not have. */
+static int stand_in_case;
+
+typedef struct stand_in {
+    int port;
+    pid_t pid;
+} stand_in;
+
+static bool sread(int fd, uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t k = recv(fd, p, n, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* Reads a frame of the client: its header in *h, its body in b. */
+static bool sread_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    bool ok = sread(fd, hdr, sizeof hdr) &&
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__FLAG_LONE, h, &err) == 0;
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    ok = ok && shmrpc__buf_grow(b, (size_t)h->body_len + 1) == 0 && sread(fd, b->data, h->body_len);
+    if (ok) b->len = h->body_len;
+    return ok;
+}
+
+static bool ssend(int fd, const shmrpc_buf *b)
+{
+    return !b->err && send(fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len;
+}
+
+/* Appends a HELLO_ACK with the Calls table, max_msg, and a challenge when auth. */
+static void put_ack(shmrpc_buf *b, uint32_t max_msg, bool auth)
+{
+    static const uint8_t challenge[SHMRPC__AUTH_LEN] = {7};
+    shmrpc__hello ack = {.proto = SHMRPC__WIRE_PROTO,
+                         .info = Calls_service_info,
+                         .threshold = 4096,
+                         .max_msg = max_msg};
+    if (auth) ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
+    if (shmrpc__hello_write(b, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0) shmrpc__frame_end(b, at);
+    shmrpc_buf_destroy(&err);
+}
+
+static void put_error(shmrpc_buf *b, uint32_t method, uint64_t rid, int status, const char *msg)
+{
+    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_ERROR, 0, method, rid);
+    shmrpc_buf_append(b, "", 0);
+    /* shmrpc__error_write refuses a status that is not negative: the stand-in's are. */
+    if (shmrpc__error_write(b, status, shmrpc_str_c(msg)) == 0) shmrpc__frame_end(b, at);
+}
+
+static stand_in stand_in_start(int (*script)(int fd))
+{
+    stand_in s = {0};
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    s.port = ntohs(a.sin_port);
+    s.pid = fork();
+    assert_true(s.pid >= 0);
+    if (s.pid == 0) {
+        alarm(20);
+        int fd = accept(lfd, NULL, NULL);
+        shmrpc__frame_hdr h;
+        shmrpc_buf b;
+        shmrpc_buf_init(&b);
+        int rc =
+            fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd) : 201;
+        while (fd >= 0 && recv(fd, b.data, b.len ? b.len : 1, 0) > 0) {
+        }
+        _exit(rc);
+    }
+    close(lfd);
+    return s;
+}
+
+/* The stand-in's exit code, within 10 s. */
+static int stand_in_end(const stand_in *s)
+{
+    int status = test_reap(s->pid, 10000);
+    if (status < 0 || !WIFEXITED(status)) fail_msg("the stand-in did not exit");
+    return WEXITSTATUS(status);
+}
+
+/* The handshake answered wrongly (stand_in_case): the kind, the status, the table. */
+static int wrong_handshake(int fd)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc__frame_hdr h;
+    switch (stand_in_case) {
+    case 0:
+        put_frame(&b, SHMRPC__KIND_PONG, 0, 0, 0, NULL, 0);
+        break;
+    case 1:
+        put_error(&b, 0, 0, SHMRPC_EBUSY, "the stand-in is full");
+        break;
+    case 2:
+        put_error(&b, 0, 0, -9999, "a status of its own");
+        break;
+    case 3: /* a challenge, to a client without a secret */
+        put_ack(&b, 1 << 20, true);
+        break;
+    case 4: /* half a HELLO_ACK, then the close */
+        put_ack(&b, 1 << 20, false);
+        b.len = SHMRPC__FRAME_HDR_SIZE + 3;
+        break;
+    case 5:
+        shmrpc_buf_append(&b, "HTTP/1.1 400 Bad Request\r\n\r\n", 28);
+        break;
+    case 6: /* a client with a secret: its AUTH answered with a PING */
+    case 7: /* ... with an ERROR */
+        put_ack(&b, 1 << 20, true);
+        if (!ssend(fd, &b) || !sread_frame(fd, &h, &b) || h.kind != SHMRPC__KIND_AUTH) return 202;
+        shmrpc_buf_clear(&b);
+        if (stand_in_case == 6)
+            put_frame(&b, SHMRPC__KIND_PING, 0, 0, 0, NULL, 0);
+        else
+            put_error(&b, 0, 0, SHMRPC_EPERM, "authentication failed: wrong shared secret");
+        break;
+    }
+    bool ok = ssend(fd, &b);
+    if (stand_in_case == 4) shutdown(fd, SHUT_RDWR);
+    shmrpc_buf_destroy(&b);
+    return ok ? 0 : 203;
+}
+
+/* A client refuses a server whose handshake is wrong, with what was wrong: a frame of
+ * another kind for the HELLO_ACK or the AUTH, an ERROR (its status and message; one of a
+ * status the library does not know is a protocol error), a challenge to a client without
+ * a secret, half a HELLO_ACK then the close, a peer that is not a shmrpc server. */
+static void handshakes_a_client_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *secret;
+        int status;
+        const char *msg;
+    } cases[] = {
+        {NULL, SHMRPC_EPROTO, "answered the HELLO with a PONG frame"},
+        {NULL, SHMRPC_EBUSY, "the stand-in is full"},
+        {NULL, SHMRPC_EPROTO,
+         "sent an ERROR frame with the unknown status -9999: a status of its own"},
+        {NULL, SHMRPC_EPERM, "requires a shared secret, and this client has none"},
+        {NULL, SHMRPC_EUNAVAIL, "broke (the server closed it)"},
+        {NULL, SHMRPC_EPROTO, "bad frame magic"},
+        {"correct horse battery staple", SHMRPC_EPROTO, "answered the AUTH with a PING frame"},
+        {"correct horse battery staple", SHMRPC_EPERM,
+         "authentication failed: wrong shared secret"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        stand_in_case = (int)i;
+        stand_in s = stand_in_start(wrong_handshake);
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.tcp.secret = cases[i].secret;
+        o.tcp.secret_len = cases[i].secret ? strlen(cases[i].secret) : 0;
+        shmrpc_client *c = NULL;
+        assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, &o), 0);
+        char at[64];
+        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+        int rc = shmrpc_client_connect(c, at);
+        print_message("%s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (rc != cases[i].status || !strstr(shmrpc_errmsg(), cases[i].msg))
+            fail_msg("case %zu: %s '%s', not %s '%s'", i, shmrpc_strerror(rc), shmrpc_errmsg(),
+                     shmrpc_strerror(cases[i].status), cases[i].msg);
+        shmrpc_client_free(c);
+        assert_int_equal(stand_in_end(&s), 0);
+    }
+}
+
+/* The sum (a fixint) of an add request's body [a, b] of fixints; -1 for another body. */
+static int add_body_sum(const shmrpc_buf *b)
+{
+    return b->len == 3 && b->data[0] == 0x92 && b->data[1] < 0x80 && b->data[2] < 0x80
+               ? b->data[1] + b->data[2]
+               : -1;
+}
+
+/* Answers request h (an add) with its sum. */
+static void put_sum(shmrpc_buf *out, const shmrpc__frame_hdr *h, int sum)
+{
+    const uint8_t body[] = {(uint8_t)sum};
+    put_frame(out, SHMRPC__KIND_RESPONSE, 0, h->method, h->request_id, body, sizeof body);
+}
+
+/* Blocking calls against a stand-in that takes messages of 1 KiB at most: it PINGs before
+ * the first add's answer (the PONG must come back with its id: else exit 210), then
+ * answers the second add with another method's id. 0 when no other request came (an echo
+ * above its maximum must not have been sent: else 211). */
+static int blocking_calls(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    shmrpc__frame_hdr h, q;
+    put_ack(&b, 1024, false);
+    int rc = 0;
+    if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) rc = 212;
+    if (!rc && add_body_sum(&in) < 0) rc = 211;
+    shmrpc_buf_clear(&b);
+    put_frame(&b, SHMRPC__KIND_PING, 0, 0, 4242, NULL, 0);
+    if (!rc && (!ssend(fd, &b) || !sread_frame(fd, &q, &in))) rc = 213;
+    if (!rc && (q.kind != SHMRPC__KIND_PONG || q.request_id != 4242)) rc = 210;
+    shmrpc_buf_clear(&b);
+    put_sum(&b, &h, 5);
+    if (!rc && (!ssend(fd, &b) || !sread_frame(fd, &h, &in))) rc = 214;
+    if (!rc && add_body_sum(&in) < 0) rc = 211;
+    h.method++; /* out of turn */
+    shmrpc_buf_clear(&b);
+    put_sum(&b, &h, 2);
+    if (!rc && !ssend(fd, &b)) rc = 215;
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return rc;
+}
+
+/* A blocking call reads past a PING, answering it with a PONG of its id, to its own
+ * answer; a request above the server's maximum fails with SHMRPC_ETOOBIG and is not sent;
+ * an answer for the call's id but another method is refused (SHMRPC_EPROTO) and the
+ * connection let go. */
+static void blocking_calls_and_a_stand_in(void **state)
+{
+    (void)state;
+    stand_in s = stand_in_start(blocking_calls);
+    char at[64];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client *c = connect_to(at);
+    int64_t sum = -1;
+    assert_int_equal(calls_add(c, 2, 3, &sum), 0);
+    assert_int_equal(sum, 5);
+    uint8_t big[1025] = {0};
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(big, sizeof big), &out), SHMRPC_ETOOBIG);
+    assert_non_null(strstr(shmrpc_errmsg(), "a request of 1025 bytes is above the server's "
+                                            "maximum of 1024"));
+    assert_int_equal(calls_add(c, 1, 1, &sum), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "out of turn"));
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 0);
+}
+
+/* The first endpoint of a list, with calls in flight on it: it takes requests until two
+ * have come, PINGs (the PONG must come back with its id: else exit 210), answers the
+ * first with its sum, and leaves with an ERROR of request id 0, which says that it ran
+ * none of the others. Exit code: the requests it took (more may have come than two). */
+static int leaves_with_calls(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    put_ack(&b, 1 << 20, false);
+    if (!ssend(fd, &b)) return 212;
+    shmrpc__frame_hdr h, first = {0};
+    int took = 0, sum = -1;
+    bool ponged = false;
+    shmrpc_buf_clear(&b);
+    while (!ponged) {
+        if (!sread_frame(fd, &h, &in)) return 213;
+        if (h.kind == SHMRPC__KIND_REQUEST) {
+            if (took++ == 0) first = h, sum = add_body_sum(&in);
+            if (sum < 0) return 211;
+            if (took == 2) {
+                put_frame(&b, SHMRPC__KIND_PING, 0, 0, 99, NULL, 0);
+                if (!ssend(fd, &b)) return 214;
+            }
+        } else if (h.kind == SHMRPC__KIND_PONG && h.request_id == 99 && took >= 2) {
+            ponged = true;
+        } else {
+            return 210;
+        }
+    }
+    /* Whatever else came before the answer is taken too: it is in flight, and not run. */
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    while (poll(&pf, 1, 100) == 1 && sread_frame(fd, &h, &in) && h.kind == SHMRPC__KIND_REQUEST)
+        took++;
+    shmrpc_buf_clear(&b);
+    put_sum(&b, &first, sum);
+    put_error(&b, 0, 0, SHMRPC_EUNAVAIL, "the stand-in leaves");
+    if (!ssend(fd, &b)) return 215;
+    shutdown(fd, SHUT_WR);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return took;
+}
+
+/* A server that leaves (an ERROR of request id 0) with calls in flight on its connection
+ * that it did not run (it answered those it ran first): they move to the other endpoint,
+ * and every call gets its own sum; the stand-in answered one, the real server ran the
+ * others, each once (docs/wire.md, "Drain"; move_inflight). The PING on the way is
+ * answered from the calls' wait. */
+static void leave_moves_calls_in_flight(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_free(connect_to(addr)); /* it is up */
+    sh->calls = 0;
+    stand_in s = stand_in_start(leaves_with_calls);
+    char list[128];
+    snprintf(list, sizeof list, "tcp://127.0.0.1:%d,127.0.0.1:%d", s.port, port);
+    shmrpc_client *c = connect_to(list);
+    enum { N = 8 };
+    shmrpc_call *calls[N];
+    for (int i = 0; i < N; i++) {
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_add_start(c, i, 7, &calls[i]), 0);
+    }
+    shmrpc_call *left[N];
+    int idx[N];
+    for (int i = 0; i < N; i++)
+        left[i] = calls[i], idx[i] = i;
+    for (int m = N; m > 0; m--) {
+        size_t which;
+        int rc = shmrpc_client_wait(c, left, (size_t)m, 20000, &which);
+        if (rc) fail_msg("wait: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+        int64_t sum = -1;
+        rc = calls_add_finish(c, left[which], &sum);
+        if (rc) fail_msg("add %d: %s: %s", idx[which], shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(sum, idx[which] + 7);
+        left[which] = left[m - 1], idx[which] = idx[m - 1];
+    }
+    shmrpc_client_free(c);
+    int took = stand_in_end(&s);
+    printf("the stand-in took %d of %d calls, answered 1; the server ran %lld\n", took, N,
+           (long long)sh->calls);
+    assert_true(took >= 2 && took < 200);
+    assert_int_equal(sh->calls, N - 1);
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -676,6 +1026,9 @@ int main(void)
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
+        cmocka_unit_test(handshakes_a_client_refuses),
+        cmocka_unit_test(blocking_calls_and_a_stand_in),
+        cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
