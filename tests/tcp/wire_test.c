@@ -927,6 +927,61 @@ static void leave_moves_calls_in_flight(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* The first request it reads is answered with an ERROR of request id 0, as a server that
+ * closes the connection for its own reason (here its idle timeout) says it: the call did
+ * not run there. Exit code: the requests it took (the last is not waited for). */
+static int leaves_at_the_first_call(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    put_ack(&b, 1 << 20, false);
+    shmrpc__frame_hdr h;
+    if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 212;
+    if (h.kind != SHMRPC__KIND_REQUEST || add_body_sum(&in) < 0) return 211;
+    shmrpc_buf_clear(&b);
+    put_error(&b, 0, 0, SHMRPC_ETIMEDOUT, "idle timeout");
+    if (!ssend(fd, &b)) return 215;
+    shutdown(fd, SHUT_WR);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return 1;
+}
+
+/* A blocking call answered with an ERROR of request id 0 did not run: alone, it fails with
+ * SHMRPC_EUNAVAIL, and the server's timeout is not taken for the call's (the message says
+ * the server closed the connection); with another endpoint, it goes there, and runs once.
+ * Every call of the client gets its own sum. */
+static void leave_moves_a_blocking_call(void **state)
+{
+    (void)state;
+    stand_in s = stand_in_start(leaves_at_the_first_call);
+    char at[128];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client *c = connect_to(at);
+    int64_t sum = -1;
+    assert_int_equal(calls_add(c, 2, 3, &sum), SHMRPC_EUNAVAIL);
+    char want[256];
+    snprintf(want, sizeof want, "%s closed the connection: idle timeout", at);
+    assert_string_equal(shmrpc_errmsg(), want);
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 1);
+
+    pid_t server = start_server(1);
+    shmrpc_client_free(connect_to(addr)); /* it is up */
+    sh->calls = 0;
+    s = stand_in_start(leaves_at_the_first_call);
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d,127.0.0.1:%d", s.port, port);
+    c = connect_to(at);
+    enum { N = 4 };
+    for (int i = 0; i < N; i++) /* round robin: one of the first two goes to the stand-in */
+        check_add(c, i, 10);
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 1);
+    assert_int_equal(sh->calls, N); /* each ran once, on the server */
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1029,6 +1084,7 @@ int main(void)
         cmocka_unit_test(handshakes_a_client_refuses),
         cmocka_unit_test(blocking_calls_and_a_stand_in),
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
+        cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
