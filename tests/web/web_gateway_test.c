@@ -315,9 +315,9 @@ static void test_no_address(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_arguments),  cmocka_unit_test(test_handler_enomem),
-        cmocka_unit_test(test_worker_died),    cmocka_unit_test(test_timed_out),
-        cmocka_unit_test(test_nobody_there),   cmocka_unit_test(test_no_address),
+        cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_handler_enomem),
+        cmocka_unit_test(test_worker_died),   cmocka_unit_test(test_timed_out),
+        cmocka_unit_test(test_nobody_there),  cmocka_unit_test(test_no_address),
     };
     return cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
 }
