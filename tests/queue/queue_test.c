@@ -185,6 +185,10 @@ static void bad_args(void **state)
     o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     o.attach_timeout_ms = -5;
     assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 0, 0, 0);
+    o.wait.sleep_ns = -1;
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "sleep_ns"));
     assert_null(q);
 
     const char *name = new_name("args");
