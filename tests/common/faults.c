@@ -40,6 +40,7 @@ static int n_which;
 static _Atomic unsigned nth;      /* 0: nothing fails */
 static _Atomic unsigned calls;    /* counted since faults_arm */
 static _Atomic bool armed;        /* counting at all */
+static _Atomic pid_t armed_pid;   /* the process that armed: its children count nothing */
 static const char *_Atomic fired; /* the function that failed */
 static _Atomic int fired_errno;
 
@@ -96,6 +97,7 @@ void faults_arm(unsigned n, const char *w)
     atomic_store(&fired, NULL);
     atomic_store(&fired_errno, 0);
     atomic_store(&nth, n);
+    atomic_store(&armed_pid, getpid());
     atomic_store(&armed, true);
 }
 
@@ -128,7 +130,7 @@ unsigned faults_calls(void)
 /* Whether this call of name fails; errno is then set to err, or to the one named. */
 static bool fault(const char *name, int err)
 {
-    if (!atomic_load(&armed)) return false;
+    if (!atomic_load(&armed) || getpid() != atomic_load(&armed_pid)) return false;
     if (n_which > 0) {
         int i = 0;
         while (i < n_which && strcmp(which[i].name, name) != 0)
@@ -197,6 +199,7 @@ WRAP(void *, mmap, MAP_FAILED, ENOMEM, (void *a, size_t n, int prot, int fl, int
      (a, n, prot, fl, fd, off))
 WRAP(int, ftruncate, -1, EFBIG, (int fd, off_t n), (fd, n))
 WRAP(int, shm_open, -1, EMFILE, (const char *name, int fl, mode_t mode), (name, fl, mode))
+WRAP(int, memfd_create, -1, EMFILE, (const char *name, unsigned fl), (name, fl))
 WRAP(int, fchmod, -1, EPERM, (int fd, mode_t mode), (fd, mode))
 WRAP(int, flock, -1, ENOLCK, (int fd, int op), (fd, op))
 WRAP(int, fstat, -1, ENOMEM, (int fd, struct stat *st), (fd, st))

@@ -13,7 +13,9 @@
  * the functions counted and failed ("mmap,ftruncate"): the others pass untouched. A name
  * may say the errno to fail with ("recv:EINTR"); else each fails as it naturally does:
  * ENOMEM for allocations and mappings, EMFILE for what makes a descriptor, ENOSPC for
- * sizing, EAGAIN for fork and pthread_create... (faults.c's table). nth 0 counts only. */
+ * sizing, EAGAIN for fork and pthread_create... (faults.c's table). nth 0 counts only.
+ * Only the calling process counts and fails: the children it forks (a server's workers)
+ * inherit the setting but fail nothing. */
 void faults_arm(unsigned nth, const char *which);
 
 /* No call fails from now; faults_hit and faults_calls keep what they said. */
