@@ -290,6 +290,7 @@ struct snapshot {
     unsigned char fd[FDS_MAX / 8];
     char files[FILES_MAX][256];
     int n_files;
+    int maps; /* mappings of /dev/shm files and memfds */
 };
 
 static void take_snapshot(struct snapshot *s, const faults_case *c)
@@ -303,6 +304,12 @@ static void take_snapshot(struct snapshot *s, const faults_case *c)
             s->fd[fd / 8] |= (unsigned char)(1u << fd % 8);
     }
     closedir(d);
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f) abort();
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        s->maps += strstr(line, " /dev/shm/") || strstr(line, " /memfd:");
+    fclose(f);
     if (!c->token) return;
     d = opendir(c->dir ? c->dir : "/dev/shm");
     if (!d) return; /* no directory: no file in it */
@@ -335,6 +342,11 @@ static bool nothing_left(const faults_case *c, unsigned n, const struct snapshot
                     is ? "left open" : "closed, not ours");
             clean = false;
         }
+    }
+    if (after->maps != before->maps) {
+        fprintf(stderr, "%s, call %u failing: %d mappings of shared files, not %d\n", c->name, n,
+                after->maps, before->maps);
+        clean = false;
     }
     for (int i = 0; i < after->n_files; i++)
         if (!has_file(before, after->files[i])) {

@@ -63,8 +63,8 @@ typedef struct faults_case {
 
 /* Runs c with the 1st, 2nd, ... wrapped call of run failing, each N in a forked child,
  * until a run hits no fault (at most max runs). Each child must end by exit (so that
- * LeakSanitizer looks at it) with the promise held, and with the descriptors and the files
- * it began with, no more. Returns the number of faults that fired (at least 1 when run
+ * LeakSanitizer looks at it) with the promise held, and with the descriptors, the files
+ * and the mappings of /dev/shm files and memfds it began with, no more. Returns the number of faults that fired (at least 1 when run
  * makes a wrapped call), or -1 after saying on stderr what failed and at which N. */
 int faults_sweep(const faults_case *c, unsigned max);
 
