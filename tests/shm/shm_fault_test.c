@@ -269,17 +269,34 @@ static int check_serve(void *arg, int rc)
     return left != 0 ? faults_say("%d files of %s left after a serve", left, addr) : 0;
 }
 
+static void sweep_serve(const char *what, bool workers, int min_fired)
+{
+    snprintf(addr, sizeof addr, "shm://sflt-%d-%s", (int)getpid(), what);
+    struct scase v = {0};
+    faults_case fc = {.name = what,
+                      .setup = setup_serve,
+                      .run = run_serve,
+                      .check = check_serve,
+                      .arg = &v,
+                      .inherit = workers};
+    int fired = faults_sweep(&fc, RUNS_MAX);
+    print_message("# %s: %d faults\n", what, fired);
+    assert_int_equal(test_shm_segments(addr), 0);
+    assert_true(fired >= min_fired);
+}
+
 static void serve(void **state)
 {
     (void)state;
-    snprintf(addr, sizeof addr, "shm://sflt-%d-serve", (int)getpid());
-    struct scase v = {0};
-    faults_case fc = {
-        .name = "serve", .setup = setup_serve, .run = run_serve, .check = check_serve, .arg = &v};
-    int fired = faults_sweep(&fc, RUNS_MAX);
-    print_message("# serve: %d faults\n", fired);
-    assert_int_equal(test_shm_segments(addr), 0);
-    assert_true(fired >= 5);
+    sweep_serve("serve", false, 5);
+}
+
+/* The count goes on in the workers the serve forks: one call of the manager or of a
+ * worker fails (a worker that cannot map its client's channel, or grow it). */
+static void serve_with_workers(void **state)
+{
+    (void)state;
+    sweep_serve("serve-workers", true, 10);
 }
 
 int main(void)
@@ -290,6 +307,7 @@ int main(void)
         cmocka_unit_test(client),
         cmocka_unit_test(listen_),
         cmocka_unit_test(serve),
+        cmocka_unit_test(serve_with_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
