@@ -384,6 +384,31 @@ static int check_reads(void *arg, int rc)
     return done(c, holds_two(c->m) || works(c, c->m));
 }
 
+static int run_unlink(void *arg)
+{
+    struct mcase *c = arg;
+    return shmrpc_map_unlink(c->name);
+}
+
+/* A removal that failed removed nothing: the map opens whole; one that succeeded left no
+ * file of the map. */
+static int check_unlink(void *arg, int rc)
+{
+    struct mcase *c = arg;
+    if (rc == 0) {
+        unsigned n = faults_shm_files(c->name);
+        return done(c, n ? faults_say("%u files of the removed map", n) : 0);
+    }
+    if (!faults_status(rc)) return done(c, 1);
+    if (open_mode(c, &c->m, SHMRPC_MAP_CONNECT_TO_EXISTING) != 0) return done(c, 1);
+    if (holds_two(c->m) || works(c, c->m)) return done(c, 1);
+    shmrpc_map_close(c->m);
+    c->m = NULL;
+    if ((rc = shmrpc_map_unlink(c->name)) != 0) return faults_say("unlink: status %d", rc);
+    unsigned n = faults_shm_files(c->name);
+    return n ? faults_say("%u files of the removed map", n) : 0;
+}
+
 static void operations(void **state)
 {
     (void)state;
@@ -393,6 +418,7 @@ static void operations(void **state)
     sweep("writes", setup_open, run_writes, check_writes, m, 0);
     sweep("clear", setup_open, run_clear, check_clear, m, 3);
     sweep("reads", setup_open, run_reads, check_reads, m, 0);
+    sweep("unlink", setup_two, run_unlink, check_unlink, m, 1);
 }
 
 int main(void)
