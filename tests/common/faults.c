@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Fault injection by link-time wraps (faults.h). FAULTS_WRAPPED in tests/CMakeLists.txt
+/* Fault injection by link-time wraps (faults.h). SHMRPC_FAULTS_WRAPPED in tests/CMakeLists.txt
  * lists the same functions as the table below: a function added here is added there. */
 #define _GNU_SOURCE /* O_TMPFILE, MREMAP_FIXED */
 #include "faults.h"

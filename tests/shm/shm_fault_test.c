@@ -127,6 +127,45 @@ static void client(void **state)
     assert_true(fired >= 10);
 }
 
+/* A signal that interrupts a blocking system call of a connect or a call (EINTR) is no
+ * failure: the system call is made again. */
+static int check_eintr(void *arg, int rc)
+{
+    struct ccase *k = arg;
+    shmrpc_client_free(k->c);
+    k->c = NULL;
+    if (rc != 0)
+        return faults_say("%s failed with EINTR: status %s (%d): %s", faults_hit_name(),
+                          shmrpc_strerror(rc), rc, shmrpc_errmsg());
+    return 0;
+}
+
+static void client_interrupted(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "shm://sflt-%d-eintr", (int)getpid());
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, NULL, NULL, NULL};
+    pid_t server = test_start_server(&ts);
+    assert_true(server > 0);
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, addr, &rc);
+    assert_non_null(c);
+    shmrpc_client_free(c);
+    struct ccase k = {0};
+    faults_case fc = {.name = "client-eintr",
+                      .which = "connect:EINTR,send:EINTR,sendmsg:EINTR,recv:EINTR,"
+                               "recvmsg:EINTR,poll:EINTR,epoll_wait:EINTR,read:EINTR,"
+                               "write:EINTR",
+                      .run = run_client,
+                      .check = check_eintr,
+                      .arg = &k};
+    int fired = faults_sweep(&fc, RUNS_MAX);
+    print_message("# client-eintr: %d faults\n", fired);
+    assert_true(test_stop_server(server));
+    assert_int_equal(test_shm_segments(addr), 0);
+    assert_true(fired >= 3);
+}
+
 /* --- the server's listen ---------------------------------------------------------------- */
 
 struct scase {
@@ -304,10 +343,8 @@ int main(void)
     if (calls_shared_map() != 0) return 1; /* the handlers count there */
     if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(client),
-        cmocka_unit_test(listen_),
-        cmocka_unit_test(serve),
-        cmocka_unit_test(serve_with_workers),
+        cmocka_unit_test(client), cmocka_unit_test(client_interrupted), cmocka_unit_test(listen_),
+        cmocka_unit_test(serve),  cmocka_unit_test(serve_with_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
