@@ -231,7 +231,7 @@ static void on_usr2(int sig)
 static int drive(pid_t server)
 {
     int rc = -1;
-    for (int i = 0; rc != 0 && i < 300; i++) {
+    for (int i = 0; rc != 0 && i < 1000; i++) {
         shmrpc_client *c;
         if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) break;
         rc = shmrpc_client_connect(c, addr);
