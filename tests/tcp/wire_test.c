@@ -46,6 +46,8 @@ static int setup(void **state)
     server_tcp = (shmrpc_tcp_opts){0};
     sh->calls = 0;
     sh->naps_begun = 0;
+    sh->napping = 0;
+    sh->most = 0;
     return 0;
 }
 
@@ -982,6 +984,261 @@ static void leave_moves_a_blocking_call(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* --- what a client promises with a real server --- */
+
+/* In a child of the process that made client c: a blocking call and a started one must
+ * fail with SHMRPC_EINVAL, saying whose the connection is; then c is freed. Exit code 0
+ * when they did. */
+static pid_t child_calls(shmrpc_client *c)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int64_t sum;
+        int code = calls_add(c, 3, 4, &sum) == SHMRPC_EINVAL ? 0 : 1;
+        if (!strstr(shmrpc_errmsg(), "belongs to process")) code |= 2;
+        shmrpc_call *k = NULL;
+        if (calls_add_start(c, 5, 6, &k) != 0 || calls_add_finish(c, k, &sum) != SHMRPC_EINVAL)
+            code |= 4;
+        shmrpc_client_free(c);
+        _exit(code);
+    }
+    return child;
+}
+
+/* A client inherited by a forked child is the parent's: in the child a call fails with
+ * SHMRPC_EINVAL (blocking or started; with no call in flight and with one) and runs
+ * nowhere, and freeing it there leaves the parent's connection as it was: a call the
+ * parent has in flight on it meanwhile ends with its answer, and the parent calls on. */
+static void a_client_in_a_child(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_to(addr);
+    check_add(c, 1, 2);
+    int status = test_reap(child_calls(c), 10000);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    shmrpc_call *nap;
+    assert_int_equal(calls_nap_start(c, 300, &nap), 0);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_true(sh->napping != 0); /* the request was read: it is in flight */
+    status = test_reap(child_calls(c), 10000);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    int32_t pid = 0;
+    int rc = calls_nap_finish(c, nap, &pid);
+    if (rc) fail_msg("the nap in flight: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_true(pid > 0);
+    check_add(c, 7, 8);
+    assert_int_equal(sh->calls, 3); /* the parent's two adds and its nap, not the child's */
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+}
+
+/* With max_in_flight 2, a start beyond it waits for an answer to make room: all 6 naps
+ * end with success, each ran once, and never more than 2 ran at once on the server (which
+ * would run 16 of one connection's at once). */
+static void starts_wait_for_room(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.max_in_flight = 2;
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+    assert_non_null(c);
+    assert_int_equal(rc, 0);
+    sh->most = 0;
+    enum { N = 6 };
+    shmrpc_call *calls[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(calls_nap_start(c, 50 + (uint32_t)i, &calls[i]), 0);
+    for (int i = 0; i < N; i++) {
+        int32_t pid = 0;
+        rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    for (int i = 0; i < N; i++) {
+        int runs = 0;
+        for (int32_t k = 0; k < sh->naps_begun; k++)
+            runs += sh->nap_ms[k] == 50 + (uint32_t)i;
+        assert_int_equal(runs, 1);
+    }
+    printf("at most %d naps ran at once\n", (int)sh->most);
+    assert_true(sh->most >= 1 && sh->most <= 2);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+}
+
+/* A client that asks for compression (snappy, zlib) to a loopback server gets its answers
+ * of calls in flight compressed, and each is its own message once decompressed. */
+static void compressed_answers_in_flight(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    static const unsigned comp[] = {SHMRPC_COMPRESS_SNAPPY, SHMRPC_COMPRESS_ZLIB};
+    enum { N = 4 };
+    shmrpc_buf msgs[N];
+    for (int i = 0; i < N; i++) {
+        shmrpc_buf_init(&msgs[i]);
+        echo_text(&msgs[i], i, 64 << 10);
+    }
+    for (int k = 0; k < 2; k++) {
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.tcp.compression = comp[k];
+        int rc;
+        shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+        assert_non_null(c);
+        assert_int_equal(rc, 0);
+        shmrpc_call *calls[N];
+        for (int i = 0; i < N; i++)
+            assert_int_equal(
+                calls_echo_start(c, shmrpc_bytes_of(msgs[i].data, msgs[i].len), &calls[i]), 0);
+        for (int i = N; i-- > 0;) {
+            shmrpc_bytes out;
+            rc = calls_echo_finish(c, calls[i], &out);
+            if (rc) fail_msg("echo %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+            assert_int_equal(out.len, msgs[i].len);
+            assert_memory_equal(out.ptr, msgs[i].data, out.len);
+        }
+        shmrpc_client_free(c);
+    }
+    for (int i = 0; i < N; i++)
+        shmrpc_buf_destroy(&msgs[i]);
+    assert_int_equal(sh->calls, 2 * N);
+    assert_true(test_stop_server(server));
+}
+
+/* A result larger than the client said it takes (its HELLO's max_msg) is not sent: the
+ * call ran, and its answer is an ERROR with SHMRPC_ETOOBIG that says the sizes; the
+ * connection goes on. */
+static void result_above_the_clients_maximum(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    int fd = raw_connect(0);
+    shmrpc__hello hello = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .threshold = 4096, .max_msg = 100};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    uint8_t body[200] = {1};
+    shmrpc_buf_clear(&b);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 3, body, sizeof body);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 4, body, 100); /* fits */
+    raw_send(fd, b.data, b.len);
+    for (int i = 0; i < 2; i++) { /* in either order: they ran on the worker's threads */
+        shmrpc__frame_hdr h = raw_frame(fd, &b);
+        if (h.request_id == 3) {
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            int status;
+            shmrpc_str msg;
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            assert_int_equal(
+                shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &msg, &err), 0);
+            shmrpc_buf_destroy(&err);
+            assert_int_equal(status, SHMRPC_ETOOBIG);
+            const char *want = "a result of 200 bytes is above the client's maximum of 100";
+            assert_int_equal(msg.len, strlen(want));
+            assert_memory_equal(msg.ptr, want, msg.len);
+        } else {
+            assert_int_equal(h.request_id, 4);
+            assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+            assert_int_equal(b.len, 100);
+            assert_memory_equal(b.data, body, 100);
+        }
+    }
+    assert_int_equal(sh->calls, 2);
+    shmrpc_buf_clear(&b);
+    put_add(&b, 5, 1, 2);
+    raw_send(fd, b.data, b.len);
+    expect_sum(fd, 5, 3);
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    assert_true(test_stop_server(server));
+}
+
+/* The client refuses entry 1 of list with says in its message (SHMRPC_EINVAL). */
+static void expect_bad_list(const char *list, const char *says)
+{
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, list);
+    if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says))
+        fail_msg("%s: %s: '%s', not '%s'", list, shmrpc_strerror(rc), shmrpc_errmsg(), says);
+    shmrpc_client_free(c);
+}
+
+/* IPv6: a server on [::1] serves a client of [::1] (alone, and in a list after a dead
+ * endpoint), and counts its connections per address as an IPv6 peer's (a limit of 2 from
+ * ::1 refuses the third, naming ::1); one on [::] (with a secret, as an address that is
+ * not loopback needs) counts a client of 127.0.0.1 (mapped) as that address. Entries that
+ * cannot be right are refused: something after ']' but a port, brackets around a name, a
+ * host name above 255 bytes. */
+static void ipv6_endpoints(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "tcp://[::1]:%d", port);
+    server_tcp.max_conns_per_addr = 2;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_to(addr);
+    check_add(c, 1, 2);
+    char list[128];
+    snprintf(list, sizeof list, "tcp://[::1]:%d,[::1]:%d", test_free_port(), port);
+    shmrpc_client *d = connect_to(list);
+    check_add(d, 3, 4);
+    shmrpc_client *e = NULL;
+    assert_int_equal(shmrpc_client_new(&e, &Calls_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(e, addr), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "too many connections from ::1 (the server admits "
+                                            "at most 2 from one address)"));
+    shmrpc_client_free(e);
+    shmrpc_client_free(d);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+
+    static const char secret[] = "correct horse battery staple";
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://[::]:%d", port);
+    server_tcp.max_conns_per_addr = 1;
+    server_tcp.secret = secret;
+    server_tcp.secret_len = strlen(secret);
+    server = start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.secret = secret;
+    o.tcp.secret_len = strlen(secret);
+    char v4[64];
+    snprintf(v4, sizeof v4, "tcp://127.0.0.1:%d", port);
+    int rc;
+    c = test_connect(&Calls_service_info, &o, v4, &rc);
+    assert_non_null(c);
+    assert_int_equal(rc, 0);
+    check_add(c, 5, 6);
+    assert_int_equal(shmrpc_client_new(&e, &Calls_service_info, &o), 0);
+    assert_int_equal(shmrpc_client_connect(e, v4), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "too many connections from ::ffff:127.0.0.1"));
+    shmrpc_client_free(e);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+    assert_int_equal(sh->calls, 3);
+
+    expect_bad_list("tcp://[::1]x:5000", "has something other than :PORT after ']'");
+    expect_bad_list("tcp://[localhost]:5000", "has brackets around something not an IPv6 address");
+    char longer[300] = "tcp://";
+    memset(longer + 6, 'a', 256);
+    strcpy(longer + 6 + 256, ":5000");
+    expect_bad_list(longer, "has a host name longer than 255 bytes");
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1085,6 +1342,11 @@ int main(void)
         cmocka_unit_test(blocking_calls_and_a_stand_in),
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
+        cmocka_unit_test_setup(a_client_in_a_child, setup),
+        cmocka_unit_test_setup(starts_wait_for_room, setup),
+        cmocka_unit_test_setup(compressed_answers_in_flight, setup),
+        cmocka_unit_test_setup(result_above_the_clients_maximum, setup),
+        cmocka_unit_test_setup(ipv6_endpoints, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
