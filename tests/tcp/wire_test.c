@@ -586,11 +586,14 @@ static void answers_outlast_the_drain(void **state)
  * then reads until the client closes. Its exit code is the script's result: what it
  * counted, or 200 and above when the client sent what it should not have. */
 static int stand_in_case;
+static int stand_in_rcvbuf; /* > 0: its socket's SO_RCVBUF (a small window) */
 
 typedef struct stand_in {
     int port;
     pid_t pid;
+    int go; /* the parent's end of a pipe closed by stand_in_end */
 } stand_in;
+static int stand_in_go = -1; /* in the stand-in: the pipe's other end, at EOF once told */
 
 static bool sread(int fd, uint8_t *p, size_t n)
 {
@@ -652,15 +655,21 @@ static stand_in stand_in_start(int (*script)(int fd))
     stand_in s = {0};
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (stand_in_rcvbuf > 0)
+        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &stand_in_rcvbuf, sizeof stand_in_rcvbuf);
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
     assert_int_equal(listen(lfd, 4), 0);
     s.port = ntohs(a.sin_port);
+    int go[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
     s.pid = fork();
     assert_true(s.pid >= 0);
     if (s.pid == 0) {
         alarm(20);
+        close(go[1]);
+        stand_in_go = go[0];
         int fd = accept(lfd, NULL, NULL);
         shmrpc__frame_hdr h;
         shmrpc_buf b;
@@ -672,12 +681,15 @@ static stand_in stand_in_start(int (*script)(int fd))
         _exit(rc);
     }
     close(lfd);
+    close(go[0]);
+    s.go = go[1];
     return s;
 }
 
-/* The stand-in's exit code, within 10 s. */
+/* Tells the stand-in that the test is done with it; its exit code, within 10 s. */
 static int stand_in_end(const stand_in *s)
 {
+    close(s->go);
     int status = test_reap(s->pid, 10000);
     if (status < 0 || !WIFEXITED(status)) fail_msg("the stand-in did not exit");
     return WEXITSTATUS(status);
@@ -982,6 +994,90 @@ static void leave_moves_a_blocking_call(void **state)
     assert_int_equal(stand_in_end(&s), 1);
     assert_int_equal(sh->calls, N); /* each ran once, on the server */
     assert_true(test_stop_server(server));
+}
+
+/* Reads the first request (an add), then reads nothing more, and (stand_in_case): sends a
+ * REQUEST, which a server does not send; an answer to request 999, never sent; the end of
+ * its stream; nothing. Exit code: 1 (the requests it read). */
+static int stops_reading(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    put_ack(&b, 64u << 20, false);
+    shmrpc__frame_hdr h;
+    if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 212;
+    if (h.kind != SHMRPC__KIND_REQUEST || add_body_sum(&in) < 0) return 211;
+    shmrpc_buf_clear(&b);
+    static const uint8_t three[] = {0x03};
+    if (stand_in_case == 0)
+        put_frame(&b, SHMRPC__KIND_REQUEST, 0, h.method, 1, three, sizeof three);
+    else if (stand_in_case == 1)
+        put_frame(&b, SHMRPC__KIND_RESPONSE, 0, h.method, 999, three, sizeof three);
+    if (b.len && !ssend(fd, &b)) return 215;
+    if (stand_in_case == 2) shutdown(fd, SHUT_WR);
+    /* Nothing more is read until the test is done with the client. */
+    struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+    poll(&pf, 1, 15000);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return 1;
+}
+
+/* A large request goes out while a call is in flight, to a server that stops reading
+ * (16 MiB: far more than the sockets hold), so the client reads what comes meanwhile:
+ * a frame a server does not send, or an answer to a request never sent, fails the
+ * connection with SHMRPC_EPROTO (the call in flight may have run; the large one, not
+ * written whole, did not, and finds no other endpoint); the end of the server's stream
+ * fails them with SHMRPC_EPEERDIED and SHMRPC_EUNAVAIL; a server that says nothing holds
+ * the large call to its deadline (SHMRPC_ETIMEDOUT), and the call in flight then fails
+ * with SHMRPC_EPEERDIED, as it may have run. */
+static void request_out_to_a_server_that_stops_reading(void **state)
+{
+    (void)state;
+    static const struct {
+        int big, flight;
+        const char *big_says, *flight_says;
+    } cases[] = {
+        {SHMRPC_EPROTO, SHMRPC_EPROTO, "which did not run",
+         "sent a REQUEST frame, which a server does not send; the calls in flight may have run"},
+        {SHMRPC_EPROTO, SHMRPC_EPROTO, "which did not run",
+         "sent a RESPONSE frame for request 999, which was never sent, while a request went out"},
+        {SHMRPC_EUNAVAIL, SHMRPC_EPEERDIED, "which did not run", "may have run"},
+        {SHMRPC_ETIMEDOUT, SHMRPC_EPEERDIED, "the deadline passed while sending to",
+         "may have run"},
+    };
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    echo_text(&big, 1, 16 << 20);
+    stand_in_rcvbuf = 64 << 10;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        stand_in_case = (int)i;
+        stand_in s = stand_in_start(stops_reading);
+        char at[64];
+        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+        shmrpc_client *c = connect_to(at);
+        shmrpc_call *flight, *large;
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_add_start(c, 1, 2, &flight), 0);
+        shmrpc_client_next_timeout(c, i == 3 ? 500 : 10000);
+        assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(big.data, big.len), &large), 0);
+        shmrpc_bytes out;
+        int rc = calls_echo_finish(c, large, &out);
+        print_message("the large call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (rc != cases[i].big || !strstr(shmrpc_errmsg(), cases[i].big_says))
+            fail_msg("case %zu: the large call: %s '%s'", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        int64_t sum;
+        rc = calls_add_finish(c, flight, &sum);
+        print_message("the call in flight: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (rc != cases[i].flight || !strstr(shmrpc_errmsg(), cases[i].flight_says))
+            fail_msg("case %zu: the call in flight: %s '%s'", i, shmrpc_strerror(rc),
+                     shmrpc_errmsg());
+        shmrpc_client_free(c);
+        assert_int_equal(stand_in_end(&s), 1);
+    }
+    stand_in_rcvbuf = 0;
+    shmrpc_buf_destroy(&big);
 }
 
 /* --- what a client promises with a real server --- */
@@ -1342,6 +1438,7 @@ int main(void)
         cmocka_unit_test(blocking_calls_and_a_stand_in),
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
+        cmocka_unit_test(request_out_to_a_server_that_stops_reading),
         cmocka_unit_test_setup(a_client_in_a_child, setup),
         cmocka_unit_test_setup(starts_wait_for_room, setup),
         cmocka_unit_test_setup(compressed_answers_in_flight, setup),
