@@ -433,16 +433,18 @@ static void expect_echoes(int fd, int n, const shmrpc_buf *msgs, uint16_t agreed
     shmrpc_buf_destroy(&err);
 }
 
-/* Compressed requests, run on the worker's threads (no lone flag): with snappy and with
- * zlib, each call gets its own message back, compressed as agreed; one that declares more
- * than the server's memory for buffered calls (1 MiB here) is refused with SHMRPC_EBUSY
- * before it runs and the connection goes on, one within it runs; and a body that does not
- * decompress is refused with an ERROR of request id 0 after the answer of the call that
- * runs beside it, then the close. */
-static void compressed_calls_on_the_threads(void **state)
+/* Compressed requests, run on the worker's threads (no lone flag), or on its own thread
+ * (max_running 1): with snappy and with zlib, each call gets its own message back,
+ * compressed as agreed; one that declares more than the server's memory for buffered
+ * calls (1 MiB here) is refused with SHMRPC_EBUSY before it runs and the connection goes
+ * on, one within it runs; a body that does not decompress is refused with an ERROR of
+ * request id 0 after the answer of the call that runs beside it, then the close; and a
+ * frame of another kind larger than that memory is refused at its header (SHMRPC_EBUSY,
+ * request id 0), and the connection closed. */
+static void compressed_calls(int max_running)
 {
-    (void)state;
     server_tcp.buffer_budget = 1 << 20;
+    server_tcp.max_running = max_running;
     pid_t server = start_server(1);
     enum { N = 4 };
     shmrpc_buf msgs[N], b;
@@ -505,11 +507,35 @@ static void compressed_calls_on_the_threads(void **state)
     expect_eof(fd);
     close(fd);
     assert_int_equal(sh->calls, calls + 1); /* the nap; not the echo */
+
+    fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    shmrpc_buf_clear(&b);
+    put_hdr(&b, SHMRPC__KIND_ERROR, 0, 0, 0, 2 << 20);
+    assert_int_equal(shmrpc__error_write(&b, SHMRPC_ECLOSED, shmrpc_str_c("a long goodbye")), 0);
+    raw_send(fd, b.data, b.len);
+    expect_error(fd, 0, SHMRPC_EBUSY,
+                 "ERROR frame of 2097152 bytes does not fit the server's memory for buffered "
+                 "frames");
+    expect_eof(fd);
+    close(fd);
     shmrpc_buf_destroy(&big);
     shmrpc_buf_destroy(&b);
     for (int i = 0; i < N; i++)
         shmrpc_buf_destroy(&msgs[i]);
     assert_true(test_stop_server(server));
+}
+
+static void compressed_calls_on_the_threads(void **state)
+{
+    (void)state;
+    compressed_calls(0);
+}
+
+static void compressed_calls_in_place(void **state)
+{
+    (void)state;
+    compressed_calls(1);
 }
 
 /* Whether process pid's main thread is in poll (its /proc/PID/syscall), or pid has ended
@@ -1060,7 +1086,7 @@ static void request_out_to_a_server_that_stops_reading(void **state)
         shmrpc_call *flight, *large;
         shmrpc_client_next_timeout(c, 10000);
         assert_int_equal(calls_add_start(c, 1, 2, &flight), 0);
-        shmrpc_client_next_timeout(c, i == 3 ? 500 : 10000);
+        shmrpc_client_next_timeout(c, i == 3 ? 2000 : 10000);
         assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(big.data, big.len), &large), 0);
         shmrpc_bytes out;
         int rc = calls_echo_finish(c, large, &out);
@@ -1299,6 +1325,15 @@ static void ipv6_endpoints(void **state)
     shmrpc_client_free(e);
     shmrpc_client_free(d);
     shmrpc_client_free(c);
+    shmrpc_server *taken = NULL; /* the port is held: the message names who holds it */
+    assert_int_equal(shmrpc_server_new(&taken, NULL), 0);
+    assert_int_equal(shmrpc_server_register(taken, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(taken, addr), SHMRPC_EBUSY);
+    char held[64];
+    snprintf(held, sizeof held, "pid %d", (int)server);
+    print_message("%s\n", shmrpc_errmsg());
+    if (!strstr(shmrpc_errmsg(), held)) fail_msg("'%s' does not name %s", shmrpc_errmsg(), held);
+    shmrpc_server_free(taken);
     assert_true(test_stop_server(server));
 
     static const char secret[] = "correct horse battery staple";
@@ -1433,6 +1468,7 @@ int main(void)
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
+        cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
         cmocka_unit_test(handshakes_a_client_refuses),
         cmocka_unit_test(blocking_calls_and_a_stand_in),
