@@ -700,8 +700,14 @@ static stand_in stand_in_start(int (*script)(int fd))
         shmrpc__frame_hdr h;
         shmrpc_buf b;
         shmrpc_buf_init(&b);
-        int rc =
-            fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd) : 201;
+        int rc = 0;
+        if (!script) { /* silent: it reads nothing until told */
+            struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+            poll(&pf, 1, 15000);
+        } else {
+            rc = fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd)
+                                                                                    : 201;
+        }
         while (fd >= 0 && recv(fd, b.data, b.len ? b.len : 1, 0) > 0) {
         }
         _exit(rc);
@@ -1106,6 +1112,59 @@ static void request_out_to_a_server_that_stops_reading(void **state)
     shmrpc_buf_destroy(&big);
 }
 
+/* A client of at with opts o: its connect's status. */
+static int connect_status(const char *at, const shmrpc_client_opts *o, shmrpc_client **out)
+{
+    assert_int_equal(shmrpc_client_new(out, &Calls_service_info, o), 0);
+    int rc = shmrpc_client_connect(*out, at);
+    print_message("%s: %s: %s\n", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return rc;
+}
+
+/* Endpoints that never take a call: an address no connection can go to (multicast:
+ * refused at once, with the system's reason), a peer that takes the connection and says
+ * nothing (the TLS handshake gives up at the connect timeout, and says which step did);
+ * and a call whose every endpoint fails (its only server stopped, the other unreachable)
+ * is said not to have run, and did not. */
+static void endpoints_that_never_take_the_call(void **state)
+{
+    (void)state;
+    shmrpc_client *c;
+    assert_int_equal(connect_status("tcp://224.0.0.1:5000", NULL, &c), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_errmsg(),
+                        "no server at tcp://224.0.0.1:5000: Network is unreachable");
+    shmrpc_client_free(c);
+
+    stand_in s = stand_in_start(NULL);
+    char at[128];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.tls = SHMRPC_TLS_ON;
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+    o.tcp.connect_timeout_ms = 300;
+    assert_int_equal(connect_status(at, &o, &c), SHMRPC_ETIMEDOUT);
+    char want[256];
+    snprintf(want, sizeof want, "the TLS handshake with %s did not end in time (300 ms)", at);
+    if (!strstr(shmrpc_errmsg(), want)) fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 0);
+
+    pid_t server = start_server(1);
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d,224.0.0.1:5000", port);
+    c = connect_to(at);
+    check_add(c, 1, 2);
+    assert_true(test_stop_server(server));
+    int64_t sum;
+    int rc = calls_add(c, 3, 4, &sum);
+    print_message("%s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    snprintf(want, sizeof want, "no endpoint of %s took the call, which did not run", at);
+    if (!strstr(shmrpc_errmsg(), want)) fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
+    shmrpc_client_free(c);
+    assert_int_equal(sh->calls, 1);
+}
+
 /* --- what a client promises with a real server --- */
 
 /* In a child of the process that made client c: a blocking call and a started one must
@@ -1475,6 +1534,7 @@ int main(void)
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
         cmocka_unit_test(request_out_to_a_server_that_stops_reading),
+        cmocka_unit_test_setup(endpoints_that_never_take_the_call, setup),
         cmocka_unit_test_setup(a_client_in_a_child, setup),
         cmocka_unit_test_setup(starts_wait_for_room, setup),
         cmocka_unit_test_setup(compressed_answers_in_flight, setup),
