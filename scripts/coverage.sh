@@ -21,6 +21,22 @@ CC=gcc cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHMRPC_COVERAGE=
 cmake --build "$dir" -j "$jobs"
 # The counts of one run of the suite, not the sum over every run since the build.
 find "$dir" -name '*.gcda' -delete
+# The uid tests' processes of other users (nobody, 65533) write their counts too: for the
+# run, the tree's folders let anyone make files (sticky: nobody removes another's), and a
+# default ACL makes each .gcda file writable by all, whoever made it first (an ACL, not a
+# umask of 0, which would change the modes of what the tests themselves create).
+command -v setfacl >/dev/null || sh scripts/deps.sh
+open_tree() {
+    find "$dir" -type d -exec chmod "$1" {} +
+    if [ "$1" = 1777 ]; then
+        find "$dir" -type d -exec setfacl -m d:u::rw,d:g::rw,d:o::rw {} +
+    else
+        setfacl -R -k "$dir"
+        find "$dir" -name '*.gcda' -exec chmod 644 {} +
+    fi
+}
+open_tree 1777
+trap 'open_tree 755' EXIT
 failed=0
 ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" || failed=1
 

@@ -3,8 +3,11 @@
 """Prints gcovr's figures (scripts/coverage.sh) per folder: `coverage_table.py SUMMARY.json
 [FULL.json]`, SUMMARY from gcovr --json-summary, FULL (optional) from gcovr --json. Then the
 files with the lowest line coverage, and, with FULL, the functions of runtime/ that leave the
-most lines unrun."""
+most lines unrun. Last, every line the sources leave out with gcovr's markers (GCOVR_EXCL_LINE,
+_BR_LINE, _START/_STOP), each with its reason: a marker without one fails (exit 1)."""
 import json
+import os
+import re
 import sys
 
 # The total of the issue's figures (runtime, generator, idl, python) and common/.
@@ -84,5 +87,44 @@ def main():
         print("%5d  %s: %s" % (n, path, name))
 
 
+# A marker and the reason after it: "GCOVR_EXCL_LINE: unreachable: why" (the reason may go
+# on in the comment's next lines; the first is printed).
+MARKER = re.compile(r"GCOVR_EXCL_(LINE|BR_LINE|START|STOP)\b:?\s*(.*?)\s*(\*/)?\s*$")
+
+
+def excluded(roots):
+    """(path, line, kind, reason) of each marker under roots; a STOP needs no reason."""
+    found = []
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            for name in sorted(names):
+                if not name.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    for n, text in enumerate(f, 1):
+                        m = MARKER.search(text)
+                        if m:
+                            found.append((path, n, m.group(1), m.group(2)))
+    return sorted(found)
+
+
+def print_excluded():
+    marks = excluded([r for r in TOTAL if os.path.isdir(r)])
+    print("\nleft out of the figures as unreachable (%d markers):" % len(marks))
+    bare = 0
+    for path, n, kind, reason in marks:
+        if kind == "STOP":
+            continue
+        if not reason:
+            bare += 1
+        print("  %s:%d %s: %s" % (path, n, kind, reason or "NO REASON GIVEN"))
+    return bare
+
+
 if __name__ == "__main__":
     main()
+    if print_excluded():
+        print("coverage_table.py: a line left out must say why (GCOVR_EXCL_...: reason)",
+              file=sys.stderr)
+        sys.exit(1)

@@ -12,12 +12,13 @@
 # Makefile consumer (tests/package/consumer_make); iproute2's `ip` makes the network
 # namespaces of the three-hosts test (tests/hosts/hosts.sh); systemd's systemd-analyze checks the
 # unit (tests/systemd/unit_check.sh, which is skipped without it); gcovr reports the coverage
-# of scripts/coverage.sh.
+# of scripts/coverage.sh, and acl's setfacl lets the processes of other users there write
+# their counts.
 set -eu
 pkgs="build-essential cmake ninja-build pkg-config gcc g++ clang libclang-rt-14-dev re2c lemon libmsgpack-dev
       libjansson-dev libcmocka-dev libsnappy-dev zlib1g-dev libsodium-dev libssl-dev openssl libcivetweb-dev
       libboost-dev chromium nodejs npm redis-server scdoc python3-dev python3-pytest debhelper
-      lintian iproute2 systemd gcovr"
+      lintian iproute2 systemd gcovr acl"
 missing=""
 for p in $pkgs; do
     # A node from elsewhere (NodeSource's nodejs brings its own npm and conflicts with

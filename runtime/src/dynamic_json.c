@@ -133,9 +133,6 @@ static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
     case SHMRPC_DYN_ENUM:
         what = "the name of a value";
         break;
-    case SHMRPC_DYN_OPT:
-        what = "a value or null";
-        break;
     case SHMRPC_DYN_VOID:
         what = "null";
         break;

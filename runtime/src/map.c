@@ -1348,14 +1348,22 @@ static void unlink_gen(const char *name, uint64_t gen)
  * found by the map's name and their number: a handle whose map was removed, or created
  * anew (CREATE_NEW_OVERWRITE), that grew or repaired its own by name would make, replace
  * or remove the new map's files. Looked at before a growth and a repair's unlink, which
- * are rare; a put or a get of such a handle goes on with the map it has mapped. */
-static bool names_header(const char *name, dev_t dev, ino_t ino)
+ * are rare; a put or a get of such a handle goes on with the map it has mapped. 1 when it
+ * does, 0 when it does not (no file, or another), -1 when the stat failed (errno). */
+static int header_named(const char *name, dev_t dev, ino_t ino)
 {
     char path[PATH_CAP], full[PATH_CAP + sizeof SHM_DIR];
     hdr_path(path, name);
     snprintf(full, sizeof full, "%s%s", SHM_DIR, path);
     struct stat st;
-    return stat(full, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+    if (stat(full, &st) != 0) return errno == ENOENT ? 0 : -1;
+    return st.st_dev == dev && st.st_ino == ino;
+}
+
+/* Whether it does; false also when the stat failed (what it guards is then left alone). */
+static bool names_header(const char *name, dev_t dev, ino_t ino)
+{
+    return header_named(name, dev, ino) == 1;
 }
 
 static bool still_named(shmrpc_map *m)
@@ -1386,7 +1394,13 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     struct gen_hdr *old = (struct gen_hdr *)m->base;
     struct map_hdr *h = m->hdr;
     if (cut(m)) return cut_fail(m); /* nothing to copy, and nothing to publish it in */
-    if (!still_named(m))
+    int named = header_named(m->name, m->hdr_dev, m->hdr_ino);
+    if (named < 0) {
+        int err = errno;
+        return fail(SHMRPC_ESYS(err), "map '%s': cannot tell whether its name is still its own: %s",
+                    m->name, syserr(err));
+    }
+    if (!named)
         return fail(SHMRPC_ECLOSED,
                     "map '%s' was removed or created anew since this handle opened it, and its "
                     "generations' names are the new map's: close the handle and open it again",
@@ -1453,7 +1467,9 @@ static int grow(shmrpc_map *m, uint64_t extra_keys, uint64_t need, bool empty)
     if (!empty) atomic_fetch_add_explicit(&h->growths, 1, memory_order_relaxed);
     uint64_t prev = m->geo.gen;
     set_gen(m, nb, &ng);
-    if (still_named(m)) unlink_gen(m->name, prev); /* created anew during the copy: not ours */
+    /* Not when the map was created anew during the copy (not ours), nor when that is not
+     * known (a stat that failed): the file is then left to the map's removal. */
+    if (still_named(m)) unlink_gen(m->name, prev);
     return 0;
 }
 
@@ -2359,8 +2375,9 @@ static int open_map(shmrpc_map *m)
     }
     case SHMRPC_MAP_CREATE_NEW_OVERWRITE:
         for (int i = 0; i < OPEN_ATTEMPTS; i++) {
-            shmrpc_map_unlink_quiet(m->name);
-            int rc = create_map(m);
+            int rc = shmrpc_map_unlink(m->name);
+            if (rc != 0 && rc != SHMRPC_ENOENT) return rc;
+            rc = create_map(m);
             if (rc != SHMRPC_ESYS(EEXIST)) return rc;
         }
         return fail(SHMRPC_EBUSY, "map '%s' keeps being recreated by others", m->name);
@@ -2436,12 +2453,10 @@ void shmrpc_map_close(shmrpc_map *m)
     free(m);
 }
 
-/* Removes every generation file of the map numbered below below: whatever number a dead
- * writer left. */
-static void unlink_gens(const char *name, uint64_t below)
+/* Removes every generation file of the map numbered below below, listed from d (/dev/shm,
+ * closed here): whatever number a dead writer left. */
+static void unlink_gens_in(DIR *d, const char *name, uint64_t below)
 {
-    DIR *d = opendir(SHM_DIR);
-    if (!d) return;
     char prefix[PATH_CAP];
     int n = snprintf(prefix, sizeof prefix, "%s%s.", &GEN_PREFIX[1], name);
     struct dirent *de;
@@ -2457,14 +2472,28 @@ static void unlink_gens(const char *name, uint64_t below)
     closedir(d);
 }
 
+static void unlink_gens(const char *name, uint64_t below)
+{
+    DIR *d = opendir(SHM_DIR);
+    if (d) unlink_gens_in(d, name, below);
+}
+
 int shmrpc_map_unlink(const char *name)
 {
     int rc = check_name(name);
     if (rc != 0) return rc;
     char path[PATH_CAP], ln[SHMRPC_LOCK_NAME_MAX + 1];
     hdr_path(path, name);
+    /* The list of generations first: a header removed without its generations would leave
+     * them behind, found only by the removal of a later map of the name. */
+    DIR *d = opendir(SHM_DIR);
+    if (!d) {
+        int err = errno;
+        return fail(SHMRPC_ESYS(err), "cannot remove map '%s': cannot list %s: %s", name, SHM_DIR,
+                    syserr(err));
+    }
     int err = shm_unlink(path) == 0 ? 0 : errno;
-    unlink_gens(name, UINT64_MAX);
+    unlink_gens_in(d, name, UINT64_MAX);
     lock_name(ln, name);
     shmrpc_lock_unlink(ln);
     if (err == ENOENT) return fail(SHMRPC_ENOENT, "no map '%s'", name);

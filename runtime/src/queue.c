@@ -176,7 +176,11 @@ struct q_hdr {
     /* Messages whose producer died after moving the tail past them (ABANDONED): pushed and
      * popped are the tail and the head, extended, less these. */
     _Atomic uint64_t abandoned;
-    uint8_t pad4[24];
+    /* Futex sleeps that ended by their timer (the wait's slice or its deadline) rather than
+     * by a wake-up, added to by waiters after they wait; 0 in segments made before it (the
+     * padding it took was 0, and older libraries leave it alone). */
+    _Atomic uint64_t timer_wakes;
+    uint8_t pad4[16];
     /* Written once by the creator: SHMRPC_QUEUE_WORK or _BROADCAST, and the slow policy. */
     uint32_t kind;
     uint32_t slow;
@@ -239,6 +243,7 @@ _Static_assert(offsetof(struct q_hdr, freed) == 192, "layout");
 _Static_assert(offsetof(struct q_hdr, nonfull) == 200, "layout");
 _Static_assert(offsetof(struct q_hdr, timeouts) == 256, "layout");
 _Static_assert(offsetof(struct q_hdr, abandoned) == 288, "layout");
+_Static_assert(offsetof(struct q_hdr, timer_wakes) == 296, "layout");
 _Static_assert(offsetof(struct q_hdr, kind) == 320, "layout");
 _Static_assert(offsetof(struct q_hdr, subs) == 328, "layout");
 _Static_assert(offsetof(struct q_hdr, type_len) == 336, "layout");
@@ -1041,15 +1046,19 @@ static int wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t dead
                    struct waiting *w)
 {
     bool slept = false;
+    uint64_t timer_ends = 0; /* sleeps that ended by their timer, not by a wake-up */
     const shmrpc__waiter waiter = {
         .opts = &q->wait_after_spin,
         .check = on_check,
         .check_arg = w,
         .flag = SLEEPING,
         .slept = &slept,
+        .timer_ends = &timer_ends,
+        .check_ns = q->wait.sleep_ns,
     };
     int rc = shmrpc__wait_while(f, old, deadline, &waiter);
     if (slept) bump(&q->hdr->sleeps, 1);
+    if (timer_ends) bump(&q->hdr->timer_wakes, timer_ends);
     return rc == READY ? 0 : rc;
 }
 
@@ -2506,6 +2515,7 @@ static void counters(const struct q_hdr *h, uint32_t hd, const shmrpc_queue *q,
     out->drops = atomic_load_explicit(&h->drops, memory_order_relaxed);
     out->sleeps = atomic_load_explicit(&h->sleeps, memory_order_relaxed);
     out->repairs = atomic_load_explicit(&h->repairs, memory_order_relaxed);
+    out->timer_wakes = atomic_load_explicit(&h->timer_wakes, memory_order_relaxed);
 }
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out)
@@ -2891,6 +2901,8 @@ static int check_opts(const shmrpc_queue_opts *o)
                     (int)o->slow);
     if (o->attach_timeout_ms < 0 && o->attach_timeout_ms != SHMRPC_QUEUE_WAIT_FOREVER)
         return fail(SHMRPC_EINVAL, "negative attach timeout %" PRId64 " ms", o->attach_timeout_ms);
+    if (o->wait.sleep_ns < 0)
+        return fail(SHMRPC_EINVAL, "negative wait.sleep_ns %" PRId64, o->wait.sleep_ns);
     if ((o->single_producer || o->single_consumer) && o->kind != SHMRPC_QUEUE_WORK)
         return fail(SHMRPC_EINVAL, "a single producer or consumer is for work queues only");
     return 0;
@@ -3127,13 +3139,17 @@ static int connect_existing(const char *path, const char *name, const shmrpc_que
     }
 }
 
-/* Copies the segment's type signature into the handle, refusing a queue of another type
- * than the one this open names (o->type). */
+/* Copies the segment's type signature into the handle (whose buffer holds have bytes and
+ * a NUL: a longer one is allocated anew), refusing a queue of another type than the one
+ * this open names (o->type). */
 static int copy_type(shmrpc_queue *q, const void *seg, const struct geom *g,
-                     const shmrpc_queue_opts *o)
+                     const shmrpc_queue_opts *o, uint32_t have)
 {
-    q->type = malloc((size_t)g->type_len + 1);
-    if (!q->type) return fail(SHMRPC_ENOMEM, "out of memory");
+    if (g->type_len > have) {
+        char *t = realloc(q->type, (size_t)g->type_len + 1);
+        if (!t) return fail(SHMRPC_ENOMEM, "out of memory");
+        q->type = t;
+    }
     memcpy(q->type, (const unsigned char *)seg + type_off_for(g->n), g->type_len);
     q->type[g->type_len] = '\0';
     if (o->type && *o->type && strcmp(o->type, q->type) != 0)
@@ -3159,6 +3175,15 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     if (rc != 0) return rc;
     char path[PATH_CAP];
     snprintf(path, sizeof path, "%s%s", PATH_PREFIX, name);
+    /* The handle and its type first: a queue this open made may be in use by others as
+     * soon as it is, so it is not removed again, and nothing after it may fail (the
+     * open's failure would leave behind a queue it said it did not make). */
+    shmrpc_queue *q = calloc(1, sizeof *q);
+    if (q) q->type = malloc((size_t)want.type_len + 1);
+    if (!q || !q->type) {
+        free(q);
+        return fail(SHMRPC_ENOMEM, "out of memory");
+    }
     void *seg = NULL;
     switch (o->mode) {
     case SHMRPC_QUEUE_CONNECT_TO_EXISTING:
@@ -3178,11 +3203,10 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         rc = connect_or_create(path, name, o, &want, &seg, &g);
         break;
     }
-    if (rc != 0) return rc;
-    shmrpc_queue *q = calloc(1, sizeof *q);
-    if (!q) {
-        munmap(seg, (size_t)g.total);
-        return fail(SHMRPC_ENOMEM, "out of memory");
+    if (rc != 0) {
+        free(q->type);
+        free(q);
+        return rc;
     }
     q->wait = o->wait;
     q->wait_after_spin = o->wait;
@@ -3192,7 +3216,7 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
     fill_handle(q, seg, &g);
     q->guard = shmrpc__seg_guard(seg, (size_t)g.total);
     q->cut = shmrpc__seg_guard_flag(q->guard);
-    if ((rc = copy_type(q, seg, &g, o)) != 0) {
+    if ((rc = copy_type(q, seg, &g, o, want.type_len)) != 0) {
         shmrpc_queue_close(q);
         return rc;
     }

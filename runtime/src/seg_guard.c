@@ -38,26 +38,37 @@ static struct sigaction previous;
 static _Atomic bool installed;
 
 /* Hands a SIGBUS that is not ours to the handler that was there before ours: the default
- * is restored, and the faulting access, made again on return, raises it once more. */
-static _Atomic int passing; /* handlers of others running, called from ours */
+ * is restored, and the faulting access, made again on return, raises it once more.
+ *
+ * A handler of others that chains back to ours (installed after ours, and ours again after
+ * it) calls ours again, within the first call, with the same siginfo: the second call ends
+ * the circle with the default. Told per thread by the delivery being passed on and the
+ * frame passing it, not by a count: a handler that jumps out (siglongjmp) never returns
+ * here, and the next fault is a new delivery, not a call within this one. A delivery at the
+ * same place as one left by a jump has its frame at the same address, not deeper. */
+static _Thread_local const siginfo_t *passing_info __attribute__((tls_model("initial-exec")));
+static _Thread_local uintptr_t passing_frame __attribute__((tls_model("initial-exec")));
 
 static void pass_on(int sig, siginfo_t *info, void *ctx)
 {
-    /* Entered again while one is running: a handler that chains back to ours (it was
-     * installed after ours, and ours again after it). The default ends the loop. */
-    bool again = atomic_fetch_add(&passing, 1) > 0;
-    if (!again && (previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction) {
-        previous.sa_sigaction(sig, info, ctx);
-        atomic_fetch_sub(&passing, 1);
+    uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
+    bool again = passing_info == info && frame < passing_frame;
+    bool takes_info = (previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction;
+    bool plain = !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL &&
+                 previous.sa_handler != SIG_IGN;
+    if (!again && (takes_info || plain)) {
+        const siginfo_t *outer_info = passing_info;
+        uintptr_t outer_frame = passing_frame;
+        passing_info = info;
+        passing_frame = frame;
+        if (takes_info)
+            previous.sa_sigaction(sig, info, ctx);
+        else
+            previous.sa_handler(sig);
+        passing_info = outer_info;
+        passing_frame = outer_frame;
         return;
     }
-    if (!again && !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL &&
-        previous.sa_handler != SIG_IGN) {
-        previous.sa_handler(sig);
-        atomic_fetch_sub(&passing, 1);
-        return;
-    }
-    atomic_fetch_sub(&passing, 1);
     /* SIG_DFL, or SIG_IGN (which the kernel overrides for a fault): die of it as if we were
      * not here. A SIGBUS sent by kill (no fault) is raised again. */
     struct sigaction dfl;

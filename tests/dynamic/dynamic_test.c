@@ -668,6 +668,155 @@ static void broken_signature(void **state)
     shmrpc_server_free(s);
 }
 
+/* --- what each type refuses, and what it says ------------------------------------------ */
+
+/* The types of the refusals below, one parameter a (and one result) of each. */
+#define ENUM_C "enum C{red=0,green=5}"
+#define STRUCT_P "struct P{i64 v;string? s;}"
+
+typedef struct refusal {
+    const char *type; /* as a signature spells it */
+    const char *json; /* the argument a, as JSON */
+    const char *why;  /* the whole message, in each encoding it is said in */
+} refusal;
+
+static const refusal refused_args[] = {
+    {"bool", "1", "argument 'a': expected true or false (bool), got 1"},
+    {"f64", "\"1\"", "argument 'a': expected a number (f64), got \"1\""},
+    {"f32", "1e39", "argument 'a': 1e+39 is out of range for f32"},
+    {"f32", "-1e39", "argument 'a': -1e+39 is out of range for f32"},
+    {"string", "true", "argument 'a': expected a string (string), got true"},
+    {"bytes", "[]", "argument 'a': expected a base64 string (bytes), got []"},
+    {"bytes", "\"AP8\"", "argument 'a': not valid base64 (RFC 4648, with padding)"},
+    {"i8", "128", "argument 'a': 128 is out of range for i8"},
+    {"i8", "1.5", "argument 'a': expected an integer (i8), got 1.5"},
+    {"u8", "-1", "argument 'a': -1 is out of range for u8"},
+    {"u32", "4294967296", "argument 'a': 4294967296 is out of range for u32"},
+    {"u64", "\"012\"", "argument 'a': expected an integer (u64), got \"012\""},
+    {"u64", "\"1x\"", "argument 'a': expected an integer (u64), got \"1x\""},
+    {"u64", "\"-1\"", "argument 'a': expected an integer (u64), got \"-1\""},
+    {"u64", "\"18446744073709551616\"",
+     "argument 'a': expected an integer (u64), got \"18446744073709551616\""},
+    {"list<i64?>", "{}", "argument 'a': expected an array (list<i64?>), got {}"},
+    {"list<i64?>", "[1,null,\"x\"]", "argument 'a'[2]: expected an integer (i64), got \"x\""},
+    {"map<string,bytes>", "[]", "argument 'a': expected an object (map<string,bytes>), got []"},
+    {"map<i8,bool>", "{\"300\":true}", "argument 'a'[\"300\"]: 300 is out of range for i8"},
+    {"map<i8,bool>", "{\"x\":true}", "argument 'a'[\"x\"]: key \"x\" is not an integer"},
+    {"map<i8,bool>", "{\"01\":true}", "argument 'a'[\"01\"]: key \"01\" is not an integer"},
+    {"map<u64,bool>", "{\"18446744073709551616\":true}",
+     "argument 'a'[\"18446744073709551616\"]: expected an integer (u64), got "
+     "\"18446744073709551616\""},
+    {"map<u64,bool>", "{\"-1\":true}", "argument 'a'[\"-1\"]: -1 is out of range for u64"},
+    {"map<" ENUM_C ",bool>", "{\"blue\":true}",
+     "argument 'a'[\"blue\"]: key \"blue\" is not a value of enum C"},
+    {"map<" ENUM_C ",list<string>>", "{\"red\":[1]}",
+     "argument 'a'[\"red\"][0]: expected a string (string), got 1"},
+    {ENUM_C, "0", "argument 'a': expected the name of a value (enum C), got 0"},
+    {ENUM_C, "\"blue\"", "argument 'a': \"blue\" is not a value of enum C (red, green)"},
+    {STRUCT_P, "[]", "argument 'a': expected an object (struct P), got []"},
+    {STRUCT_P, "{\"v\":1,\"w\":2}", "argument 'a': struct P has no field 'w'"},
+    {STRUCT_P, "{\"s\":\"x\"}", "argument 'a': missing field 'v'"},
+    {STRUCT_P, "{\"v\":1,\"s\":[\"a very long value that is cut short when it is shown\"]}",
+     "argument 'a'.s: expected a string (string), got [\"a very long value that is cut short..."},
+};
+
+/* A parameter of each type, given a JSON value that type refuses: each encoding that reads
+ * JSON (msgpack and @json) refuses it with SHMRPC_EINVAL, with the same message naming the
+ * place, the type and the value, and writes nothing a caller could send. */
+static void each_type_refuses(void **state)
+{
+    fixture *f = *state;
+    shmrpc_buf req;
+    shmrpc_buf_init(&req);
+    for (size_t i = 0; i < sizeof refused_args / sizeof *refused_args; i++) {
+        const refusal *r = &refused_args[i];
+        for (int json = 0; json < 2; json++) {
+            char text[512], args[512];
+            snprintf(text, sizeof text, "x(%s a)->void @%s", r->type, json ? "json" : "msgpack");
+            snprintf(args, sizeof args, "[%s]", r->json);
+            const shmrpc_dyn_sig *sig;
+            if (shmrpc_dyn_sig_parse(f->d, text, &sig) != 0)
+                fail_msg("%s: %s", text, shmrpc_errmsg());
+            shmrpc_buf_clear(&req);
+            int rc = shmrpc_dyn_encode_args(sig, args, strlen(args), &req);
+            if (rc != SHMRPC_EINVAL) fail_msg("%s took %s (%d)", text, args, rc);
+            if (strcmp(shmrpc_errmsg(), r->why) != 0)
+                fail_msg("%s, %s:\n  want %s\n  got  %s", text, args, r->why, shmrpc_errmsg());
+        }
+    }
+    shmrpc_buf_destroy(&req);
+}
+
+/* A msgpack body read as the result type (decode_result): what it prints, or the message it
+ * refuses it with. */
+typedef struct reading {
+    const char *type;
+    const char *body; /* msgpack */
+    size_t len;
+    const char *json; /* what it prints, or NULL when refused */
+    const char *why;  /* the message when refused */
+} reading;
+#define MP(lit) lit, sizeof(lit) - 1
+
+static const reading readings[] = {
+    /* Each escape JSON has a short form for, and the rest of the control characters. */
+    {"string", MP("\xa7\r\t\b\f\x1f\"\\"), "\"\\r\\t\\b\\f\\u001f\\\"\\\\\"", NULL},
+    /* UTF-8 of 2, 3 and 4 bytes reads; overlong, surrogate, past U+10FFFF, cut short and a
+     * lone continuation byte do not. */
+    {"string", MP("\xa9\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"), "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+     NULL},
+    {"string", MP("\xa2\xc0\xaf"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa3\xe0\x80\xaf"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa3\xed\xa0\x80"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa4\xf4\x90\x80\x80"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa2\xe2\x82"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa2\xe2\x41"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa1\x80"), NULL, "result: string is not UTF-8"},
+    {"string", MP("\xa1\xff"), NULL, "result: string is not UTF-8"},
+    {"map<string,bool>", MP("\x81\xa1\xff\xc3"), NULL, "result: a key is not UTF-8"},
+    /* Reals with no JSON form. */
+    {"f64", MP("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), NULL, "result: NaN has no JSON form"},
+    {"f64", MP("\xcb\xff\xf0\x00\x00\x00\x00\x00\x00"), NULL,
+     "result: an infinity has no JSON form"},
+    {"f32", MP("\xca\x7f\x80\x00\x00"), NULL, "result: an infinity has no JSON form"},
+    {"f32", MP("\xca\x3f\xc0\x00\x00"), "1.5", NULL},
+    /* Enums by value, in a value and as a key. */
+    {ENUM_C, MP("\x05"), "\"green\"", NULL},
+    {ENUM_C, MP("\x07"), NULL, "result: 7 is not a value of enum C"},
+    {"map<" ENUM_C ",bool>", MP("\x81\x05\xc3"), "{\"green\":true}", NULL},
+    {"map<" ENUM_C ",bool>", MP("\x81\x09\xc3"), NULL, "result: key 9 is not a value of enum C"},
+    /* A struct with the wrong number of fields. */
+    {STRUCT_P, MP("\x92\x01\xc0"), "{\"v\":1,\"s\":null}", NULL},
+    {STRUCT_P, MP("\x93\x01\xc0\xc0"), NULL, "result: struct P: expected 2 fields, got 3"},
+    {STRUCT_P, MP("\x91\x01"), NULL, "result: struct P: expected 2 fields, got 1"},
+};
+
+static void each_type_reads(void **state)
+{
+    fixture *f = *state;
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    for (size_t i = 0; i < sizeof readings / sizeof *readings; i++) {
+        const reading *r = &readings[i];
+        char text[256];
+        snprintf(text, sizeof text, "x()->%s @msgpack", r->type);
+        const shmrpc_dyn_sig *sig;
+        if (shmrpc_dyn_sig_parse(f->d, text, &sig) != 0) fail_msg("%s: %s", text, shmrpc_errmsg());
+        shmrpc_buf_clear(&out);
+        int rc = shmrpc_dyn_decode_result(sig, r->body, r->len, &out);
+        if (r->json) {
+            if (rc != 0) fail_msg("readings[%zu] %s: %s", i, text, shmrpc_errmsg());
+            assert_text(text, "the result", r->json, &out);
+        } else {
+            if (rc != SHMRPC_EINVAL) fail_msg("readings[%zu] %s: read it (%d)", i, text, rc);
+            if (strcmp(shmrpc_errmsg(), r->why) != 0)
+                fail_msg("readings[%zu] %s:\n  want %s\n  got  %s", i, text, r->why,
+                         shmrpc_errmsg());
+        }
+    }
+    shmrpc_buf_destroy(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +827,8 @@ int main(void)
         cmocka_unit_test(big_u64_reads_back),
         cmocka_unit_test(void_reads_back),
         cmocka_unit_test(broken_signature),
+        cmocka_unit_test(each_type_refuses),
+        cmocka_unit_test(each_type_reads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

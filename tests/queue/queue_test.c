@@ -2237,6 +2237,263 @@ static void look_beside_single_roles(void **state)
     }
 }
 
+/* --- wake-ups, counted ------------------------------------------------------------------- */
+
+/* A push wakes the sleepers it brought messages for (every subscriber of a broadcast queue;
+ * as many consumers of a work queue as the messages of a batch; the single consumer), and a
+ * pop the producers it made room for (docs/queue.md, "Waiting"). A lost wake-up costs the sleeper its slice, at
+ * whose end it looks again by itself: nothing is lost, so only the count of sleeps that
+ * ended by their timer (stats.timer_wakes) tells. The kids sleep at once (WAIT_SLEEP) in
+ * slices of WAKE_SLICE_MS; each round the test lets them start their call, waits until
+ * each sleeps on the futex, and then makes the change that must wake them all. A sleep of
+ * the round began after the round did; so when the change (and its FUTEX_WAKE) was made
+ * within WAKE_SLICE_MS of the round's start, no sleep of the round can have ended by its
+ * timer unless a wake-up was lost: the count must not move. A round that took longer (a
+ * stall of seconds) is not judged, and said. */
+enum { WAKE_KIDS = 3, WAKE_ROUNDS = 20, WAKE_SLICE_MS = 2000 };
+
+struct wake_kid {
+    const char *name;
+    bool subscribe; /* a broadcast subscriber */
+    bool push;      /* pushes one message a round (into a full queue) rather than pops one */
+    int fill;       /* messages it pushes first (a single producer fills its queue itself) */
+    int go_r, done_w;
+};
+
+static int wake_kid(void *arg)
+{
+    const struct wake_kid *k = arg;
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = k->subscribe;
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    o.wait.sleep_ns = (int64_t)WAKE_SLICE_MS * 1000000;
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, k->name, &o) != 0) return 10;
+    int32_t v = -1;
+    for (int i = 0; i < k->fill; i++)
+        if (shmrpc_queue_push(q, &v, sizeof v, 0) != 0) return 16;
+    /* subscribed, and the queue filled */
+    if (write(k->done_w, &v, sizeof v) != sizeof v) return 11;
+    for (int32_t r = 0; r < WAKE_ROUNDS; r++) {
+        char go;
+        if (read(k->go_r, &go, 1) != 1) return 12;
+        size_t len = 0;
+        int rc = k->push ? shmrpc_queue_push(q, &r, sizeof r, SHMRPC_QUEUE_WAIT_FOREVER)
+                         : shmrpc_queue_pop(q, &v, sizeof v, &len, SHMRPC_QUEUE_WAIT_FOREVER);
+        if (rc != 0 || (!k->push && len != sizeof v)) return 13;
+        if (write(k->done_w, k->push ? &r : &v, sizeof v) != sizeof v) return 14;
+    }
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* Whether pid sleeps on a futex, looked at for up to ms. */
+static bool in_futex_wait(pid_t pid, int ms)
+{
+    int64_t end = test_kid_now_ms() + ms;
+    do {
+        char path[64], buf[128] = "";
+        snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+        }
+        if (strstr(buf, "futex")) return true;
+        test_kid_nap_ms(1);
+    } while (test_kid_now_ms() < end);
+    return false;
+}
+
+/* What each kid said it got (or pushed) this round, read within ms: how many said. */
+static int read_said(int fd, int32_t *got, int n, int ms)
+{
+    int64_t end = test_kid_now_ms() + ms;
+    int said = 0;
+    while (said < n) {
+        int64_t left = end - test_kid_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) != 1) break;
+        if (read(fd, &got[said], sizeof *got) != sizeof *got) break;
+        said++;
+    }
+    return said;
+}
+
+static uint64_t timer_wakes_of(shmrpc_queue *q)
+{
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    return st.timer_wakes;
+}
+
+enum wake_what {
+    WAKE_BROADCAST,  /* WAKE_KIDS subscribers pop; one push */
+    WAKE_WORK_BATCH, /* WAKE_KIDS consumers pop; one batch push of WAKE_KIDS */
+    WAKE_ROOM,       /* WAKE_KIDS producers push into a full queue; one batch pop of WAKE_KIDS */
+    WAKE_SP_MESSAGE, /* the single consumer pops; the single producer pushes one */
+    WAKE_SP_ROOM,    /* the single producer pushes into a full queue; the consumer pops one */
+};
+
+/* WAKE_ROUNDS rounds of sleepers woken by one change (see above), on the queue name that q
+ * (this process's handle) has open. */
+static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
+{
+    int go[2], done[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(done), 0);
+    bool single = what == WAKE_SP_MESSAGE || what == WAKE_SP_ROOM;
+    int n = single ? 1 : WAKE_KIDS;
+    struct wake_kid k = {name, what == WAKE_BROADCAST, what == WAKE_ROOM || what == WAKE_SP_ROOM,
+                         what == WAKE_SP_ROOM ? 2 : 0, go[0], done[1]};
+    pid_t kids[WAKE_KIDS];
+    for (int i = 0; i < n; i++)
+        kids[i] = spawn(wake_kid, &k);
+    int32_t got[WAKE_KIDS];
+    assert_int_equal(read_said(done[0], got, n, 10000), n); /* opened */
+    int judged = 0;
+    uint64_t before = timer_wakes_of(q);
+    for (int32_t r = 0; r < WAKE_ROUNDS; r++) {
+        int64_t t0 = test_kid_now_ms();
+        char bytes[WAKE_KIDS] = {0};
+        assert_int_equal(write(go[1], bytes, (size_t)n), (ssize_t)n);
+        for (int i = 0; i < n; i++)
+            assert_true(in_futex_wait(kids[i], 10000));
+        int32_t v[WAKE_KIDS];
+        size_t done_n = 0, len = 0;
+        if (what == WAKE_BROADCAST || what == WAKE_SP_MESSAGE) {
+            assert_int_equal(shmrpc_queue_push(q, &r, sizeof r, 0), 0);
+        } else if (what == WAKE_SP_ROOM) {
+            assert_int_equal(shmrpc_queue_pop(q, v, sizeof v, &len, 0), 0);
+            assert_int_equal(len, sizeof v[0]);
+            assert_int_equal(v[0], r < 2 ? -1 : r - 2); /* the fill, then each round's */
+        } else if (what == WAKE_WORK_BATCH) {
+            shmrpc_queue_msg m[WAKE_KIDS];
+            for (int i = 0; i < WAKE_KIDS; i++) {
+                v[i] = r * WAKE_KIDS + i;
+                m[i] = (shmrpc_queue_msg){.data = &v[i], .len = sizeof v[i]};
+            }
+            assert_int_equal(shmrpc_queue_push_batch(q, m, WAKE_KIDS, &done_n, 0), 0);
+            assert_int_equal(done_n, WAKE_KIDS);
+        } else { /* the queue is full: a batch pop makes room for all three */
+            char buf[WAKE_KIDS][8];
+            shmrpc_queue_msg m[WAKE_KIDS];
+            for (int i = 0; i < WAKE_KIDS; i++)
+                m[i] = (shmrpc_queue_msg){.data = buf[i], .cap = sizeof buf[i]};
+            assert_int_equal(shmrpc_queue_pop_batch(q, m, WAKE_KIDS, &done_n, 0), 0);
+            assert_int_equal(done_n, WAKE_KIDS);
+        }
+        int64_t t1 = test_kid_now_ms();
+        assert_int_equal(read_said(done[0], got, n, 4 * WAKE_SLICE_MS), n);
+        uint64_t after = timer_wakes_of(q);
+        for (int i = 0; i < n; i++) {
+            if (what == WAKE_WORK_BATCH) { /* each message taken once */
+                assert_true(got[i] >= r * WAKE_KIDS && got[i] < (r + 1) * WAKE_KIDS);
+                for (int j = 0; j < i; j++)
+                    assert_int_not_equal(got[i], got[j]);
+            } else {
+                assert_int_equal(got[i], r); /* each subscriber got the round's message */
+            }
+        }
+        if (t1 - t0 < WAKE_SLICE_MS) {
+            judged++;
+            if (after != before)
+                print_error("round %d: %" PRIu64 " sleeps ended by their timer\n", (int)r,
+                            after - before);
+            assert_int_equal(after - before, 0);
+        } else {
+            print_message("# round %d took %" PRId64 " ms to wake them: not judged\n", (int)r,
+                          t1 - t0);
+        }
+        before = after;
+    }
+    for (int i = 0; i < n; i++)
+        assert_int_equal(test_kid_reap(kids[i], 10000), 0);
+    print_message("# %d rounds of %d sleeper%s woken by one change, %d judged: no sleep ended by "
+                  "its timer\n",
+                  WAKE_ROUNDS, n, n > 1 ? "s" : "", judged);
+    assert_true(judged > 0);
+    close(go[0]);
+    close(go[1]);
+    close(done[0]);
+    close(done[1]);
+}
+
+/* The count counts: a pop of an empty queue (push: of a full one) that sleeps until its
+ * deadline, shorter than its slice, ended one sleep, by its timer. */
+static void one_timer_end(shmrpc_queue *q, const char *name, bool push)
+{
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(q, &info), 0);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = info.kind == SHMRPC_QUEUE_BROADCAST;
+    o.wait.mode = SHMRPC_WAIT_SLEEP;
+    o.wait.sleep_ns = (int64_t)WAKE_SLICE_MS * 1000000;
+    shmrpc_queue *w = open_q(name, &o);
+    shmrpc_queue_stats a, b;
+    assert_int_equal(shmrpc_queue_get_stats(q, &a), 0);
+    char buf[8] = "";
+    size_t len;
+    assert_int_equal(push ? shmrpc_queue_push(w, buf, sizeof buf, 30)
+                          : shmrpc_queue_pop(w, buf, sizeof buf, &len, 30),
+                     SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_queue_get_stats(q, &b), 0);
+    assert_int_equal(b.sleeps - a.sleeps, 1);
+    assert_int_equal(b.timer_wakes - a.timer_wakes, 1);
+    shmrpc_queue_close(w);
+}
+
+static void broadcast_push_wakes_every_subscriber(void **state)
+{
+    (void)state;
+    const char *name = new_name("bwake");
+    shmrpc_queue *q = create_bcast(name, 4, SHMRPC_QUEUE_SLOW_BLOCK);
+    one_timer_end(q, name, false);
+    wake_rounds(q, name, WAKE_BROADCAST);
+    shmrpc_queue_close(q);
+}
+
+static void work_batch_wakes_as_many_consumers(void **state)
+{
+    (void)state;
+    const char *name = new_name("wwake");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    one_timer_end(q, name, false);
+    wake_rounds(q, name, WAKE_WORK_BATCH);
+    shmrpc_queue_close(q);
+}
+
+/* The queue stays full: the kids wait for room, and each round takes three out at once. */
+static void work_pop_wakes_as_many_producers(void **state)
+{
+    (void)state;
+    const char *name = new_name("rwake");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    for (int32_t i = 0; i < 4; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    one_timer_end(q, name, true);
+    wake_rounds(q, name, WAKE_ROOM);
+    shmrpc_queue_close(q);
+}
+
+/* The single consumer asleep on an empty queue, woken by each push of the single producer
+ * (a plain store, then the membarrier handshake); then the single producer asleep on a full
+ * queue, woken by each pop of the single consumer. */
+static void single_roles_wake_each_other(void **state)
+{
+    (void)state;
+    const char *name = new_name("spwake");
+    shmrpc_queue *q = create_spsc(name, 2, 0, 64, true, true);
+    one_timer_end(q, name, false);
+    wake_rounds(q, name, WAKE_SP_MESSAGE);
+    shmrpc_queue_close(q);
+    const char *room = new_name("sproom");
+    q = create_spsc(room, 2, 0, 64, true, true);
+    wake_rounds(q, room, WAKE_SP_ROOM);
+    shmrpc_queue_close(q);
+}
+
 /* A sleeping single consumer is woken by the single producer's plain-store commit (the
  * membarrier handshake), and a sleeping single producer by the consumer's release. */
 static int spsc_echo_child(void *arg)
@@ -2515,6 +2772,10 @@ int main(void)
         T(broadcast_processes),
         T(dead_subscriber_unblocks),
         T(broadcast_kill_at_random),
+        T(broadcast_push_wakes_every_subscriber),
+        T(work_batch_wakes_as_many_consumers),
+        T(work_pop_wakes_as_many_producers),
+        T(single_roles_wake_each_other),
         T(roles_are_leases),
         T(look_beside_single_roles),
         T(roles_taken_from_the_dead),

@@ -521,6 +521,129 @@ static void foreign_sigbus_still_kills(void **state)
     shmrpc_queue_close(q);
 }
 
+/* A program's own SIGBUS handler, there before the first queue was opened: the guard hands
+ * it a SIGBUS that is not a queue's, with the fault's address, and it may jump out of it. */
+static sigjmp_buf out_of_fault;
+static void *volatile fault_at;
+static volatile sig_atomic_t plain_sig;
+
+static void own_handler_info(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    fault_at = info->si_addr;
+    siglongjmp(out_of_fault, 1);
+}
+
+static void own_handler_plain(int sig)
+{
+    plain_sig = sig;
+    siglongjmp(out_of_fault, 1);
+}
+
+/* Two pages past the end of a file of the process's own, mapped readable; NULL on failure. */
+static volatile char *past_a_file(void)
+{
+    char path[] = "/tmp/cut_test.XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    unlink(path);
+    char *p = ftruncate(fd, 4096) == 0 ? mmap(NULL, 3 * 4096, PROT_READ, MAP_SHARED, fd, 0)
+                                       : MAP_FAILED;
+    close(fd);
+    return p == MAP_FAILED ? NULL : (volatile char *)p + 4096;
+}
+
+/* arg: whether the program's handler takes siginfo. Exit 0: the handler ran with the
+ * fault's address (or signal), and a queue's own cut is still the guard's after it. */
+static int foreign_fault_to_own_handler(void *arg)
+{
+    bool info = *(const bool *)arg;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    if (info) {
+        sa.sa_sigaction = own_handler_info;
+        sa.sa_flags = SA_SIGINFO;
+    } else {
+        sa.sa_handler = own_handler_plain;
+    }
+    if (sigaction(SIGBUS, &sa, NULL) != 0) return 20;
+    shmrpc_queue_opts o = qopts(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+    shmrpc_queue *q;
+    if (shmrpc_queue_open(&q, qname, &o) != 0) return 21;
+    volatile char *past = past_a_file();
+    if (past == NULL) return 22;
+    /* Twice, at two addresses: a handler that jumps out leaves the guard ready for the next. */
+    for (int i = 0; i < 2; i++) {
+        fault_at = NULL;
+        plain_sig = 0;
+        if (sigsetjmp(out_of_fault, 1) == 0) {
+            (void)past[i * 4096];
+            return 23; /* read past the end of a file, and no fault */
+        }
+        if (info ? fault_at != (void *)(past + i * 4096) : plain_sig != SIGBUS) return 24;
+    }
+    /* The guard is still ours for the queue: pushes go on. */
+    char m = 'x';
+    int rc = shmrpc_queue_push(q, &m, 1, 0);
+    shmrpc_queue_close(q);
+    return rc == 0 ? 0 : 25;
+}
+
+static void foreign_sigbus_to_the_handler_before(void **state)
+{
+    (void)state;
+    shmrpc_queue *q = open_q(SHMRPC_QUEUE_CONNECT_OR_CREATE);
+    static const bool info = true, plain = false;
+    assert_int_equal(test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&info,
+                                                  CHILD_ALARM_S), REAP_MS),
+                     0);
+    assert_int_equal(test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&plain,
+                                                  CHILD_ALARM_S), REAP_MS),
+                     0);
+    shmrpc_queue_close(q);
+}
+
+/* A handler installed after the guard that chains to the one it found (the guard's), while
+ * the guard, installed again by the next open, chains to it: a SIGBUS not ours goes round
+ * once, then the process dies of it, rather than recursing until its stack runs out. */
+static struct sigaction guard_found;
+
+static void chaining_handler(int sig, siginfo_t *info, void *ctx)
+{
+    guard_found.sa_sigaction(sig, info, ctx);
+}
+
+static int foreign_fault_in_a_circle(void *arg)
+{
+    (void)arg;
+    shmrpc_queue_opts o = qopts(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+    shmrpc_queue *q, *q2;
+    if (shmrpc_queue_open(&q, qname, &o) != 0) return 20;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_sigaction = chaining_handler;
+    sa.sa_flags = SA_SIGINFO;
+    if (sigaction(SIGBUS, &sa, &guard_found) != 0 || !(guard_found.sa_flags & SA_SIGINFO))
+        return 21;
+    if (shmrpc_queue_open(&q2, qname, &o) != 0) return 22; /* the guard goes back on top */
+    volatile char *past = past_a_file();
+    if (past == NULL) return 23;
+    return past[0];
+}
+
+static void foreign_sigbus_in_a_circle_kills(void **state)
+{
+    (void)state;
+    shmrpc_queue *q = open_q(SHMRPC_QUEUE_CONNECT_OR_CREATE);
+    assert_int_equal(
+        test_kid_reap(test_kid_spawn(foreign_fault_in_a_circle, NULL, CHILD_ALARM_S), REAP_MS),
+        128 + SIGBUS);
+    shmrpc_queue_close(q);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -536,6 +659,8 @@ int main(void)
         T(map_generation_cut_to_a_page_by_nobody),
         T(map_header_cut_to_0_by_nobody),
         T(foreign_sigbus_still_kills),
+        T(foreign_sigbus_to_the_handler_before),
+        T(foreign_sigbus_in_a_circle_kills),
     };
     /* QUEUE_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("QUEUE_TEST_ONLY")) cmocka_set_test_filter(getenv("QUEUE_TEST_ONLY"));

@@ -381,6 +381,102 @@ static void execed_client_freed(void **state)
     assert_true(freed);
 }
 
+/* A client whose rendezvous connections outlive it: it forked, and its child holds the
+ * connections it inherited. Killed -9, it hangs up nothing, so the manager never hears of
+ * its death, and only a worker's sweep can free its slots (RELIABILITY.md promise 12: a
+ * slot that a dead client left is freed by the next sweep). It took every slot the probe
+ * left, so that until then the service refuses every new client (SHMRPC_EBUSY). Counted
+ * in sweeps, not in time: the first sweep that begins after the death frees them all, and
+ * the test waits until they are free or three sweeps have begun. */
+static void dead_client_with_live_connections_freed_by_sweep(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *probe = connect_for(5000); /* the server is up; it holds one slot */
+    assert_non_null(probe);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    /* The client's child comes back to this process when the client dies, to be reaped. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    pid_t client = fork();
+    if (client == 0) {
+        alarm(30);
+        close(p[0]);
+        int32_t said[2] = {0, 0}; /* the connections it made, and the pid of its child */
+        shmrpc_client *c = NULL;
+        int rc = 0;
+        while (rc == 0 && said[0] < SHMRPC__MAX_CONNS) {
+            if (shmrpc_client_new(&c, &Calls_service_info, NULL) != 0) _exit(1);
+            rc = shmrpc_client_connect(c, addr);
+            said[0] += rc == 0; /* each client is left connected */
+        }
+        if (rc != SHMRPC_EBUSY) said[0] = -1;
+        pid_t child = fork();
+        if (child == 0) { /* holds every connection it inherited until it is killed */
+            alarm(30);
+            pause();
+            _exit(0);
+        }
+        said[1] = child;
+        if (write(p[1], said, sizeof said) != sizeof said) _exit(1);
+        pause();
+        _exit(0);
+    }
+    assert_true(client > 0);
+    close(p[1]);
+    int32_t said[2] = {0, 0};
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    bool ready = poll(&pf, 1, 20000) == 1 && read(p[0], said, sizeof said) == sizeof said;
+    close(p[0]);
+    int taken = 0;
+    for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+        taken += atomic_load(&ctl->slots[i].client.pid) == client;
+    shmrpc_client *late;
+    assert_int_equal(shmrpc_client_new(&late, &Calls_service_info, NULL), 0);
+    int full = shmrpc_client_connect(late, addr); /* every slot is taken */
+    kill(client, SIGKILL);
+    test_reap(client, 5000);
+    /* Until every slot it held is free, or three sweeps have begun since its death. */
+    int sweeps = 0, left = taken;
+    int64_t due = atomic_load(&ctl->next_sweep_ns), until = test_now_ms() + 15000;
+    while (left > 0 && sweeps < 3 && test_now_ms() < until) {
+        usleep(1000);
+        int64_t now_due = atomic_load(&ctl->next_sweep_ns);
+        sweeps += now_due != due;
+        due = now_due;
+        left = 0;
+        for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+            left += atomic_load(&ctl->slots[i].client.pid) == client;
+    }
+    bool held = said[1] > 0 && kill(said[1], 0) == 0; /* its child held the connections */
+    int rc = shmrpc_client_connect(late, addr);
+    int64_t sum = 0;
+    int called = rc == 0 ? calls_add(late, 2, 3, &sum) : rc;
+    print_message("    %d slots of a client killed -9 with its connections held: %d left after "
+                  "%d sweeps\n",
+                  taken, left, sweeps);
+    if (said[1] > 0) {
+        kill(said[1], SIGKILL);
+        test_reap(said[1], 5000); /* its parent's death made it ours */
+    }
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
+    shmrpc_client_free(late);
+    assert_int_equal(calls_add(probe, 2, 3, &sum), 0);
+    shmrpc_client_free(probe);
+    munmap(ctl, sizeof *ctl);
+    assert_true(stop_server(server));
+    assert_true(ready);
+    assert_int_equal(said[0], SHMRPC__MAX_CONNS - 1); /* every slot but the probe's */
+    assert_int_equal(taken, SHMRPC__MAX_CONNS - 1);
+    assert_int_equal(full, SHMRPC_EBUSY);
+    assert_true(held);
+    assert_int_equal(left, 0);
+    assert_int_equal(called, 0);
+    assert_int_equal(sum, 5);
+}
+
 /* A client that spins through a long call counts in awake (from its first clock read: a
  * call answered sooner does not write awake at all, issue 18) and marks its slot so; killed
  * there, its share is taken back at once, by the mark, as the manager frees its slot, not
@@ -1112,6 +1208,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(dead_client_freed_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_spinning_client_gives_back_its_share, setup, teardown),
         cmocka_unit_test_setup_teardown(execed_client_freed, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_client_with_live_connections_freed_by_sweep, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(hostile_peers_do_not_stall_the_manager, setup, teardown),
         cmocka_unit_test_setup_teardown(another_uid_at_the_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(names_taken_first_cost_nothing, setup, teardown),

@@ -946,6 +946,137 @@ static void clean_half_made_map(void **state)
     assert_false(seg_there(HDR, name, 0));
 }
 
+/* --- names and contents ls did not make ------------------------------------------------- */
+
+/* A file of size bytes in /dev/shm, of which the first holds a 32-bit word; aged past the
+ * grace of clean when old. */
+static void odd_file(const char *name, off_t size, uint32_t first, bool old)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) fail_msg("create %s: %s", path, strerror(errno));
+    assert_int_equal(ftruncate(fd, size), 0);
+    if (size >= 4) assert_int_equal(pwrite(fd, &first, 4, 0), 4);
+    close(fd);
+    if (!old) return;
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= 60;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static bool there(const char *name)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    return access(path, F_OK) == 0;
+}
+
+static const shmrpc_segment *listed(const shmrpc_segment *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0) return &v[i];
+    return NULL;
+}
+
+/* What ls says of names under shmrpc's prefixes that the library does not write, and of
+ * segments too small or of an unknown layout; clean removes only what a creator that died
+ * while creating it left (too small, or no magic, past the grace), and never a name it does
+ * not know or a layout it cannot read (another version's). */
+static void ls_and_clean_what_it_did_not_make(void **state)
+{
+    (void)state;
+    char key[96], other[8][200], ctl_small[200], ctl_unknown[200], stats_small[200], lock_junk[200];
+    snprintf(key, sizeof key, "%sodd", prefix);
+    const char *bad_channels[] = {"x", "0:c1:2", "-5:c1:2", "123:d1:2", "123:c99999:1",
+                                  "123:c1:x", "123:c1:4294967296", "123:c:1"};
+    for (int i = 0; i < 8; i++) {
+        snprintf(other[i], sizeof other[i], "shmrpc:%s:%s", key, bad_channels[i]);
+        odd_file(other[i], 4096, 0, true);
+    }
+    /* Not a generation's name (NAME.G): not listed at all. */
+    const char *bad_gens[] = {"", ".", ".12a", ".12345678901234567890"};
+    char gens[4][200];
+    for (int i = 0; i < 4; i++) {
+        snprintf(gens[i], sizeof gens[i], "shmrpc.mapgen.%s%s", key, bad_gens[i]);
+        odd_file(gens[i], 4096, 0, true);
+    }
+    snprintf(ctl_small, sizeof ctl_small, "shmrpc:%ssmall", prefix);
+    odd_file(ctl_small, 10, 0, true);
+    snprintf(ctl_unknown, sizeof ctl_unknown, "shmrpc:%sunknown", prefix);
+    odd_file(ctl_unknown, 65536, 0xdeadbeef, true);
+    snprintf(stats_small, sizeof stats_small, "shmrpc.stats.shm.%ssmall", prefix);
+    odd_file(stats_small, 1, 0, true);
+    snprintf(lock_junk, sizeof lock_junk, "shmrpc.lock.%sjunk", prefix);
+    odd_file(lock_junk, 4096, 0xdeadbeef, true);
+
+    shmrpc_segment *v;
+    size_t n;
+    assert_int_equal(shmrpc_segments_list(&v, &n, NULL, 0), 0);
+    for (int i = 0; i < 8; i++) {
+        const shmrpc_segment *s = listed(v, n, other[i]);
+        if (s == NULL) fail_msg("%s not listed", other[i]);
+        assert_int_equal(s->kind, SHMRPC_SEG_OTHER);
+        assert_string_equal(s->key, key);
+        assert_string_equal(s->detail, "not a name shmrpc makes");
+        assert_false(s->stale);
+    }
+    for (int i = 0; i < 4; i++)
+        if (listed(v, n, gens[i])) fail_msg("%s listed as a map's generation", gens[i]);
+    const shmrpc_segment *s = listed(v, n, ctl_small);
+    assert_non_null(s);
+    assert_string_equal(s->detail, "too small for a control segment (10 bytes)");
+    assert_true(s->stale);
+    s = listed(v, n, ctl_unknown);
+    assert_non_null(s);
+    assert_false(s->stale);
+    assert_non_null(strstr(s->detail, "unknown layout (magic 0xdeadbeef, version "));
+    s = listed(v, n, stats_small);
+    assert_non_null(s);
+    assert_string_equal(s->detail, "too small for a statistics segment (1 bytes)");
+    assert_true(s->stale);
+    s = listed(v, n, lock_junk);
+    assert_non_null(s);
+    assert_string_equal(s->detail, "incomplete or unknown layout");
+    assert_false(s->stale);
+    shmrpc_segments_free(v);
+
+    /* ls by the key lists the names it does not make, and says so. */
+    run r;
+    ctl(&r, NULL, "ls", key, NULL);
+    assert_int_equal(r.status, 0);
+    for (int i = 0; i < 8; i++)
+        if (strstr(r.out, other[i]) == NULL) fail_msg("ls %s: %s", key, r.out);
+    if (strstr(r.out, "not a name shmrpc makes") == NULL) fail_msg("ls %s: %s", key, r.out);
+
+    /* clean: the two a creator left half-made go; the rest stay. */
+    char small_key[120], stats_key[120], unknown_key[120], junk_key[120];
+    snprintf(small_key, sizeof small_key, "%ssmall", prefix);
+    snprintf(unknown_key, sizeof unknown_key, "%sunknown", prefix);
+    snprintf(junk_key, sizeof junk_key, "%sjunk", prefix);
+    snprintf(stats_key, sizeof stats_key, "%ssmall", prefix);
+    ctl(&r, NULL, "clean", key, small_key, unknown_key, junk_key, NULL);
+    assert_int_equal(r.status, 0);
+    char want[800];
+    snprintf(want, sizeof want,
+             "removed stats %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n",
+             stats_small, ctl_small);
+    assert_string_equal(r.out, want);
+    for (int i = 0; i < 8; i++) assert_true(there(other[i]));
+    for (int i = 0; i < 4; i++) assert_true(there(gens[i]));
+    assert_true(there(ctl_unknown));
+    assert_true(there(lock_junk));
+    assert_false(there(ctl_small) || there(stats_small));
+    /* An operator removes what clean would not, by hand. */
+    for (int i = 0; i < 8; i++) assert_int_equal(shm_unlink(other[i]), 0);
+    for (int i = 0; i < 4; i++) assert_int_equal(shm_unlink(gens[i]), 0);
+    assert_int_equal(shm_unlink(ctl_unknown), 0);
+    assert_int_equal(shm_unlink(lock_junk), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -1152,6 +1283,7 @@ int main(void)
         cmocka_unit_test(admin_removes_only_what_it_listed),
         cmocka_unit_test(ls_and_clean_maps),
         cmocka_unit_test(clean_half_made_map),
+        cmocka_unit_test(ls_and_clean_what_it_did_not_make),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

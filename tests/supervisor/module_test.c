@@ -839,6 +839,184 @@ static void not_a_module(void **state)
     assert_null(strstr(sup_slurp(f->dir, "logs/status.json"), "bad"));
 }
 
+/* The line of logs/NAME.log that holds text, waiting up to ms: whether it came. */
+static bool log_has(fixture *f, const char *name, const char *text, int ms)
+{
+    char file[64];
+    snprintf(file, sizeof file, "logs/%s.log", name);
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
+        if (strstr(sup_slurp(f->dir, file), text)) return true;
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* How many times text is in logs/NAME.log. */
+static int log_count(fixture *f, const char *name, const char *text)
+{
+    char file[64];
+    snprintf(file, sizeof file, "logs/%s.log", name);
+    int n = 0;
+    for (const char *at = sup_slurp(f->dir, file); (at = strstr(at, text)) != NULL; at++)
+        n++;
+    return n;
+}
+
+/* Waits up to ms for service svc to be in state in status.json. */
+static bool wait_state(fixture *f, const char *svc, const char *state, int ms)
+{
+    char key[96];
+    snprintf(key, sizeof key, "\"%s\": {\"state\": \"%s\"", svc, state);
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(20)) {
+        if (strstr(sup_slurp(f->dir, "logs/status.json"), key)) return true;
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* Calls echo's add at addr until it answers, up to ms: whether it did. */
+static bool answers(const char *addr, int ms)
+{
+    for (int64_t end = sup_now_ms() + ms;; sup_nap_ms(50)) {
+        int rc = 0;
+        shmrpc_client *c = test_connect(&Echo_service_info, NULL, addr, &rc);
+        int64_t sum = 0;
+        bool ok = c && echo_add(c, 40, 2, &sum) == 0 && sum == 42;
+        shmrpc_client_free(c);
+        if (ok) return true;
+        if (sup_now_ms() > end) return false;
+    }
+}
+
+/* The TCP port held by another socket: the TCP manager cannot listen and exits 1, the
+ * first manager stops its shm:// side too and exits, and the supervisor starts the whole
+ * service again after its backoff, each time, until the port is free: then both
+ * addresses answer. */
+static void module_tcp_port_taken(void **state)
+{
+    fixture *f = *state;
+    int squat = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(squat >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(squat, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(squat, 4), 0);
+    assert_int_equal(getsockname(squat, (struct sockaddr *)&sa, &len), 0);
+    int port = ntohs(sa.sin_port);
+    f->tcp_port = port;
+    char ini[1024], shm[64], tcp[64], said[256];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nrestart_backoff_ms = 50\nrestart_backoff_max_ms = 100\n"
+             "crash_loop_restarts = 1000\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n",
+             ECHO_MODULE, f->shm, port);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    /* The TCP manager says why; the first one says it stops too. */
+    snprintf(said, sizeof said, "echo: %s: ", tcp);
+    assert_true(log_has(f, "echo", said, 10000));
+    snprintf(said, sizeof said,
+             "echo: the manager of %s exited with status 1: stopping %s too, so that the whole "
+             "service starts again",
+             tcp, shm);
+    /* Twice: started again after the first, and failed the same way. */
+    for (int64_t end = sup_now_ms() + 10000; log_count(f, "echo", said) < 2; sup_nap_ms(20))
+        if (sup_now_ms() > end)
+            fail_msg("no second start that failed: %s", sup_slurp(f->dir, "logs/echo.log"));
+    close(squat);
+    if (!answers(tcp, 10000)) fail_msg("%s: %s", tcp, sup_slurp(f->dir, "logs/echo.log"));
+    assert_true(answers(shm, 5000));
+    assert_true(wait_running(f, "echo", 5000) > 0);
+    stops_clean(f);
+}
+
+/* Its shm_name served by another live server: the first manager cannot listen there and
+ * ends its TCP manager (SIGTERM: its statistics segment removed, its port free) before it
+ * exits; the supervisor holds the service in its backoff, and an operator's start, once
+ * the name is free, serves both addresses. */
+static void module_shm_name_taken(void **state)
+{
+    fixture *f = *state;
+    char shm[64], tcp[64], said[256], ini[1024], cmd[512];
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    pid_t squat = fork();
+    assert_true(squat >= 0);
+    if (squat == 0) {
+        alarm(60);
+        execl(ECHO_SERVER, "echo-server", shm, (char *)NULL);
+        _exit(127);
+    }
+    f->kids[f->n_kids++] = squat;
+    assert_true(answers(shm, 10000));
+    int port = test_free_port();
+    assert_true(port > 0);
+    f->tcp_port = port;
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    /* A backoff longer than the test: what is left between two starts can be looked at. */
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nrestart_backoff_ms = 3600000\n"
+             "restart_backoff_max_ms = 3600000\n\n[echo]\nmodule = %s\nshm_name = %s\n"
+             "tcp_port = %d\n",
+             ECHO_MODULE, f->shm, port);
+    start(f, ini, 0);
+    snprintf(said, sizeof said, "echo: %s: ", shm);
+    if (!log_has(f, "echo", said, 10000)) fail_msg("%s", sup_slurp(f->dir, "logs/echo.log"));
+    assert_true(wait_state(f, "echo", "backoff", 10000));
+    const char *log = sup_slurp(f->dir, "logs/echo.log");
+    snprintf(said, sizeof said, "serving %s", tcp);
+    assert_non_null(strstr(log, said)); /* its TCP manager had started */
+    assert_non_null(strstr(log, "echo: stopped"));
+    assert_null(strstr(log, "exited with status")); /* not said to have crashed on its own */
+    char stats[96];
+    snprintf(stats, sizeof stats, "shmrpc.stats.tcp.127.0.0.1:%d", port);
+    assert_false(sup_segment_named(stats));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    close(fd);
+    /* The name freed: an operator's start does not wait out the backoff. */
+    assert_int_equal(kill(squat, SIGTERM), 0);
+    assert_int_equal(sup_wait_exit(&f->kids[0], 10000) != -1, 1);
+    snprintf(cmd, sizeof cmd, "%s --ini %s/service.ini start echo 2>&1", SHMRPCCTL, f->dir);
+    const char *out = run(cmd);
+    if (!strstr(out, "echo: ")) fail_msg("%s: %s", cmd, out);
+    assert_true(wait_running(f, "echo", 10000) > 0);
+    assert_true(answers(shm, 10000));
+    assert_true(answers(tcp, 10000));
+    stops_clean(f);
+}
+
+/* A module whose init fails: the manager says so with init's value and exits 1, and the
+ * supervisor restarts it until its crash loop marks it failed, then starts it no more. */
+static void module_init_fails(void **state)
+{
+    fixture *f = *state;
+    char ini[1024], unwritable[128];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nrestart_backoff_ms = 20\n"
+             "restart_backoff_max_ms = 40\ncrash_loop_restarts = 2\n\n[big]\nmodule = %s\n"
+             "shm_name = %s\n",
+             BIGDATA_MODULE, f->shm);
+    /* init writes its arguments to SUP_TEST_ARGV_FILE: a folder that does not exist. */
+    snprintf(unwritable, sizeof unwritable, "%s/no/such/folder", f->dir);
+    const char *env[] = {"SUP_TEST_ARGV_FILE", unwritable, NULL};
+    f->sup = sup_start_in(f->dir, ini, true, 90, env);
+    if (!wait_state(f, "big", "failed", 10000))
+        fail_msg("status: %s\nlog: %s", sup_slurp(f->dir, "logs/status.json"),
+                 sup_slurp(f->dir, "logs/big.log"));
+    /* The first start and the two the crash loop allows. */
+    assert_int_equal(log_count(f, "big", "big: the module's init failed (-1)"), 3);
+    assert_int_equal(log_count(f, "big", "serving"), 0);
+    assert_non_null(strstr(sup_slurp(f->dir, "logs/status.json"), "\"restarts\": 2"));
+    sup_nap_ms(300); /* and it stays failed */
+    assert_int_equal(log_count(f, "big", "big: the module's init failed (-1)"), 3);
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_false(sup_segment_left(f->shm));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -854,6 +1032,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(module_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(module_two_addresses_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(helper_not_a_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_tcp_port_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_shm_name_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_init_fails, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));

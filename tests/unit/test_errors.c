@@ -238,6 +238,112 @@ static void messages_belong_to_threads(void **state)
     assert_string_equal(shmrpc_errmsg(), mine);
 }
 
+/* A NULL where a handle or a place for the answer belongs is refused with SHMRPC_EINVAL and
+ * a message that names what is missing, and the answer's place, when there is one, is left
+ * empty: nothing is written through a pointer the caller did not give, and nothing crashes. */
+static void missing_arguments_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(shmrpc_client_new(NULL, &calc_service_info, NULL), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "out is NULL"));
+    assert_int_equal(shmrpc_server_new(NULL, NULL), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "out is NULL"));
+
+    shmrpc_bytes resp = shmrpc_bytes_of("x", 1);
+    assert_int_equal(shmrpc_client_call(NULL, 0, &resp), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no client"));
+    assert_int_equal(shmrpc_client_connect(NULL, "inproc://x"), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no client"));
+    void *ptr = &resp;
+    assert_int_equal(shmrpc_client_loan(NULL, 0, 8, &ptr), SHMRPC_EINVAL);
+    assert_null(ptr);
+    assert_int_equal(shmrpc_client_call_loaned(NULL, 8, &resp), SHMRPC_EINVAL);
+    assert_int_equal(resp.len, 0);
+    shmrpc_health h = SHMRPC_HEALTH_SERVING;
+    assert_int_equal(shmrpc_client_health(NULL, &h), SHMRPC_EINVAL);
+    assert_int_equal(h, 0);
+    shmrpc_call *call = (shmrpc_call *)&resp;
+    assert_int_equal(shmrpc_client_start(NULL, 0, 100, &call), SHMRPC_EINVAL);
+    assert_null(call);
+    size_t which = 7;
+    assert_int_equal(shmrpc_client_wait(NULL, &call, 1, 100, &which), SHMRPC_EINVAL);
+    assert_int_equal(which, 0);
+    assert_true(has(shmrpc_errmsg(), "no client, no calls or no place for which"));
+    assert_int_equal(shmrpc_call_status(NULL), SHMRPC_EINVAL);
+    resp = shmrpc_bytes_of("x", 1);
+    assert_int_equal(shmrpc_call_result(NULL, &resp), SHMRPC_EINVAL);
+    assert_int_equal(resp.len, 0);
+    assert_true(has(shmrpc_errmsg(), "no call"));
+    assert_int_equal(shmrpc_client_finish(NULL, NULL, &resp), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no client or no call"));
+    assert_null(shmrpc_client_request(NULL));
+    assert_null(shmrpc_client_arena(NULL));
+    assert_null(shmrpc_client_server_info(NULL));
+    shmrpc_call_free(NULL);
+    shmrpc_client_free(NULL);
+
+    assert_int_equal(shmrpc_server_register(NULL, &calc_service, &calc_default_handlers, NULL),
+                     SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_server_listen(NULL, "inproc://x"), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no server"));
+    assert_int_equal(shmrpc_server_serve(NULL, 1), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no server"));
+    assert_int_equal(shmrpc_server_set_in_place(NULL, 0, 1), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no server"));
+    shmrpc_server_free(NULL);
+
+    /* The names of the health states, and of one that is not. */
+    assert_string_equal(shmrpc_health_name(SHMRPC_HEALTH_SERVING), "serving");
+    assert_string_equal(shmrpc_health_name(SHMRPC_HEALTH_NOT_SERVING), "not_serving");
+    assert_string_equal(shmrpc_health_name(SHMRPC_HEALTH_DRAINING), "draining");
+    assert_string_equal(shmrpc_health_name(0), "unknown");
+    assert_string_equal(shmrpc_health_name(99), "unknown");
+}
+
+/* Handles used out of order: a client not connected, a server not listening or with no
+ * service, a negative count of workers; each refused with why, and the handle still usable. */
+static void calls_out_of_order_refused(void **state)
+{
+    (void)state;
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &calc_service_info, NULL), 0);
+    void *ptr = c;
+    assert_int_equal(shmrpc_client_loan(c, 0, 8, &ptr), SHMRPC_ECLOSED);
+    assert_null(ptr);
+    assert_true(has(shmrpc_errmsg(), "not connected"));
+    shmrpc_bytes resp = shmrpc_bytes_of("x", 1);
+    assert_int_equal(shmrpc_client_call_loaned(c, 8, &resp), SHMRPC_EINVAL);
+    assert_int_equal(resp.len, 0);
+    assert_true(has(shmrpc_errmsg(), "no loan to send"));
+    shmrpc_health h;
+    assert_int_equal(shmrpc_client_health(c, &h), SHMRPC_ECLOSED);
+    assert_true(has(shmrpc_errmsg(), "not connected"));
+    assert_int_equal(shmrpc_client_health(c, NULL), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "no place for the state"));
+    assert_null(shmrpc_client_server_info(c));
+
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_set_in_place(s, 0, 1), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "register a service first"));
+    assert_int_equal(shmrpc_server_serve(s, 1), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "listen before serving"));
+    assert_int_equal(shmrpc_server_serve(s, -1), SHMRPC_EINVAL);
+    assert_true(has(shmrpc_errmsg(), "a negative count of workers (-1)"));
+
+    /* Both still work: registered, listening and connected, a call is answered. */
+    char addr[64];
+    snprintf(addr, sizeof addr, "inproc://errors-order-%d", (int)getpid());
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    assert_int_equal(shmrpc_client_connect(c, addr), 0);
+    assert_int_equal(shmrpc_client_health(c, &h), 0);
+    assert_int_equal(h, SHMRPC_HEALTH_SERVING);
+    assert_non_null(shmrpc_client_server_info(c));
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +354,8 @@ int main(void)
         cmocka_unit_test(calls_without_a_handle),
         cmocka_unit_test(signal_safe_calls_leave_the_message),
         cmocka_unit_test(messages_belong_to_threads),
+        cmocka_unit_test(missing_arguments_refused),
+        cmocka_unit_test(calls_out_of_order_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -222,6 +222,12 @@ typedef struct shmrpc_queue_stats {
     uint64_t repairs;  /* slots taken back from dead processes */
     uint64_t missed;   /* broadcast, this handle's subscription: messages dropped before it
                           read them (the drop policy) */
+    /* Of the sleeps, those that ended by their timer (the wait's slice, wait.sleep_ns, 20 ms
+     * by default, or its deadline) rather than by a wake-up: a push wakes the consumers it
+     * brought messages for (every subscriber of a broadcast queue), and a pop the producers
+     * it made room for, so this grows while nothing comes for a whole slice, or when a
+     * wake-up was lost. */
+    uint64_t timer_wakes;
 } shmrpc_queue_stats;
 
 int shmrpc_queue_get_stats(const shmrpc_queue *q, shmrpc_queue_stats *out);

@@ -31,7 +31,8 @@ typedef struct shmrpc_wait_opts {
     /* The longest one sleep lasts before the waiter looks again on its own (UltraDict's
      * sleep_time), in ns; 0: the default, 20 ms. A waiter is woken by the change it waits
      * for anyway; this bounds how late it notices what nobody wakes it for (a dead
-     * owner, a steal's time). Used by the lock and the map's wait. */
+     * owner, a steal's time, a dead peer's slot to repair). Used by the lock's, the map's
+     * and the queue's waits. */
     int64_t sleep_ns;
 } shmrpc_wait_opts;
 

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/* The JSON gateway's failures over real HTTP (docs/web.md, "The JSON gateway"): each
+ * status a call into a service can end with becomes its HTTP status, with the page's JSON
+ * error body naming the status and saying why. shmrpc-service runs the page, bigdata (a
+ * module= service, one worker, tcp_bind none) at a shm_name of this run, a service that
+ * runs but serves nothing at its shm_name (ghost), and one with no address at all
+ * (plain). A worker killed during a call, a call past the gateway's timeout (5 s), a
+ * handler's ENOMEM, nobody at the address, no address known; after each failure the next
+ * call is answered, on a connection made afresh. Every wait is bounded; the group teardown
+ * stops the supervisor and removes what a failure left. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <shmrpc/status.h>
+
+#include "config.h"
+#include "procs.h"
+#include "sup_helpers.h"
+#include "web_http.h"
+
+static struct {
+    char dir[64];
+    char ini[128];
+    char big[48];   /* bigdata's shm_name */
+    char ghost[48]; /* the shm_name nobody serves */
+    char control[96];
+    int port;
+    pid_t sup;
+    sup_groups groups;
+    char token[64];
+} T;
+
+/* --- helpers -------------------------------------------------------------------------------- */
+
+static void post(const char *path, const char *body, resp *r)
+{
+    char extra[160];
+    snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+             T.token);
+    assert_int_equal(http_raw(T.port, NULL, "POST", path, extra, body, r), 0);
+}
+
+/* The request, sent on a connection of its own whose answer is read later: the fd. */
+static int post_later(const char *path, const char *body)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Shmrpc-Token: %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     path, T.port, T.token, strlen(body), body);
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    int fd = http_connect(T.port);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    return fd;
+}
+
+/* The error's message in the page's JSON error body, into a static buffer. */
+static const char *message(const resp *r)
+{
+    static char text[1024];
+    json_t *v = body_json(r);
+    const char *m = json_string_value(json_object_get(json_object_get(v, "error"), "message"));
+    snprintf(text, sizeof text, "%s", m ? m : "");
+    json_decref(v);
+    return text;
+}
+
+/* The code in the page's JSON error body. */
+static long long code(const resp *r)
+{
+    json_t *v = body_json(r);
+    long long c = json_integer_value(json_object_get(json_object_get(v, "error"), "code"));
+    json_decref(v);
+    return c;
+}
+
+/* bigdata's pid method: the pid of the worker that answered (200 asserted). */
+static pid_t worker(void)
+{
+    resp r;
+    post("/api/big/pid", "[]", &r);
+    expect_status(&r, 200);
+    pid_t pid = (pid_t)strtol(r.body, NULL, 10);
+    resp_free(&r);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* The first child of pid, waiting up to 10 s for one: 0 when none came. */
+static pid_t first_child(pid_t pid)
+{
+    pid_t kid = 0;
+    for (int64_t end = sup_now_ms() + 10000; sup_now_ms() < end; sup_nap_ms(10))
+        if (sup_children(pid, &kid, 1) > 0) return kid;
+    return 0;
+}
+
+/* Asserts the supervisor is alive. */
+static void alive(void)
+{
+    assert_int_equal(sup_wait_exit(&T.sup, 0), -1);
+}
+
+/* --- the supervisor ----------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(T.dir, "/tmp/shmrpc-web-gateway-XXXXXX");
+    if (!mkdtemp(T.dir)) return -1;
+    snprintf(T.ini, sizeof T.ini, "%s/service.ini", T.dir);
+    snprintf(T.big, sizeof T.big, "web_gw_big_%d", (int)getpid());
+    snprintf(T.ghost, sizeof T.ghost, "web_gw_ghost_%d", (int)getpid());
+    T.groups.cap = 8;
+    T.port = test_free_port();
+    if (T.port <= 0) return -1;
+    char ini[2048], errp[160];
+    int n = snprintf(ini, sizeof ini,
+                     "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
+                     "[big]\nmodule = %s\nshm_name = %s\ntcp_bind = none\n"
+                     "min_proc_num = 1\nmax_proc_num = 1\n\n"
+                     "[ghost]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\nshm_name = %s\n"
+                     "wait_until_completed = false\n\n"
+                     "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+                     "wait_until_completed = false\n",
+                     T.port, BIGDATA_MODULE, T.big, T.ghost);
+    if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
+    if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
+    snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
+    T.sup = sup_spawn(T.ini, errp, true, 120, NULL);
+    if (T.sup < 0) return -1;
+    resp r;
+    if (http_wait_ok(T.port, "/api/token", 10000, &T.sup, &r) != 0) return -1;
+    json_t *v = json_loadb(r.body, r.len, 0, NULL);
+    const char *tok = json_string_value(json_object_get(v, "token"));
+    if (!tok || strlen(tok) != 32) return -1;
+    snprintf(T.token, sizeof T.token, "%s", tok);
+    json_decref(v);
+    resp_free(&r);
+    /* Every service's process group, for the teardown; bigdata answering. */
+    static const char *const names[] = {"big", "ghost", "plain"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/api/services/%s", names[i]);
+        for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+            if (http_raw(T.port, NULL, "GET", path, NULL, NULL, &r) != 0 || r.status != 200)
+                return -1;
+            v = json_loadb(r.body, r.len, 0, NULL);
+            resp_free(&r);
+            json_int_t pid = json_integer_value(json_object_get(v, "pid"));
+            json_decref(v);
+            if (pid > 0) {
+                sup_groups_add(&T.groups, (pid_t)pid);
+                break;
+            }
+            if (sup_now_ms() > end) return -1;
+        }
+    }
+    char extra[160];
+    snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+             T.token);
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
+        if (http_raw(T.port, NULL, "POST", "/api/big/pid", extra, "[]", &r) != 0) return -1;
+        int status = r.status;
+        resp_free(&r);
+        if (status == 200) break;
+        if (sup_now_ms() > end) return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (T.sup > 0 && sup_stop(&T.sup, 20000) < 0) sup_kill_reap(&T.sup);
+    sup_groups_kill(&T.groups);
+    sup_remove_segments(T.big);
+    if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
+    sup_rm_tree(T.dir);
+    return 0;
+}
+
+/* --- the statuses --------------------------------------------------------------------------- */
+
+/* The worker dies during the call: 502 SHMRPC_EPEERDIED; the next call is answered by the
+ * worker the server started in its place. */
+static void test_worker_died(void **state)
+{
+    (void)state;
+    pid_t w = worker();
+    int fd = post_later("/api/big/helper", "[20000]");
+    /* helper runs `sleep` through system(): the call is in the handler once it has a child. */
+    pid_t kid = first_child(w);
+    assert_true(kid > 0);
+    assert_int_equal(kill(w, SIGKILL), 0);
+    resp r;
+    assert_int_equal(http_read_answer(fd, &r), 0);
+    close(fd);
+    kill(kid, SIGKILL); /* the helper's sh (or sleep): not the test's to leave behind */
+    expect_error(&r, 502, "SHMRPC_EPEERDIED");
+    assert_int_equal(code(&r), SHMRPC_EPEERDIED);
+    if (strncmp(message(&r), "helper: ", 8) != 0) fail_msg("message: %s", message(&r));
+    resp_free(&r);
+    pid_t again = 0;
+    for (int64_t end = sup_now_ms() + 10000; sup_now_ms() < end && again <= 0; sup_nap_ms(50)) {
+        post("/api/big/pid", "[]", &r);
+        if (r.status == 200) again = (pid_t)strtol(r.body, NULL, 10);
+        resp_free(&r);
+    }
+    assert_true(again > 0 && again != w);
+    alive();
+}
+
+/* A call past the gateway's timeout: 504 SHMRPC_ETIMEDOUT; then the next is answered. */
+static void test_timed_out(void **state)
+{
+    (void)state;
+    pid_t w = worker();
+    resp r;
+    post("/api/big/helper", "[6500]", &r);
+    expect_error(&r, 504, "SHMRPC_ETIMEDOUT");
+    assert_int_equal(code(&r), SHMRPC_ETIMEDOUT);
+    if (strncmp(message(&r), "helper: ", 8) != 0) fail_msg("message: %s", message(&r));
+    resp_free(&r);
+    /* The same worker, once its handler is done (up to 1.5 s later): the connection the
+     * timeout left was not reused for it. */
+    pid_t again = 0;
+    for (int64_t end = sup_now_ms() + 15000; sup_now_ms() < end && again <= 0; sup_nap_ms(50)) {
+        post("/api/big/pid", "[]", &r);
+        if (r.status == 200) again = (pid_t)strtol(r.body, NULL, 10);
+        resp_free(&r);
+    }
+    assert_int_equal(again, w);
+    alive();
+}
+
+/* A handler's own failure with a status the gateway has no HTTP status for (ENOMEM):
+ * 500, the status and the handler's message as they came. */
+static void test_handler_enomem(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/big/grow", "[4611686018427387904]", &r);
+    expect_error(&r, 500, "SHMRPC_ENOMEM");
+    assert_int_equal(code(&r), SHMRPC_ENOMEM);
+    assert_non_null(strstr(message(&r), "grow: 4611686018427387904 bytes"));
+    resp_free(&r);
+    assert_true(worker() > 0);
+    alive();
+}
+
+/* Arguments the signature refuses: 400 SHMRPC_EINVAL before any call. */
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/big/spin", "[\"ten\"]", &r);
+    expect_error(&r, 400, "SHMRPC_EINVAL");
+    assert_int_equal(code(&r), SHMRPC_EINVAL);
+    assert_non_null(strstr(message(&r), "spin: "));
+    resp_free(&r);
+    post("/api/big/nope", "[]", &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    assert_non_null(strstr(message(&r), "no method 'nope'"));
+    resp_free(&r);
+    alive();
+}
+
+/* A service that runs but serves nothing at its address: 503 SHMRPC_EUNAVAIL naming the
+ * address, each time (no connection is kept from a failed one). */
+static void test_nobody_there(void **state)
+{
+    (void)state;
+    char want[96];
+    snprintf(want, sizeof want, "shm://%s: ", T.ghost);
+    for (int i = 0; i < 2; i++) {
+        resp r;
+        post("/api/ghost/add", "[1,2]", &r);
+        expect_error(&r, 503, "SHMRPC_EUNAVAIL");
+        assert_int_equal(code(&r), SHMRPC_EUNAVAIL);
+        if (strncmp(message(&r), want, strlen(want)) != 0)
+            fail_msg("message: %s (want %s...)", message(&r), want);
+        resp_free(&r);
+    }
+    alive();
+}
+
+/* A service with neither shm_name nor tcp_port: 503, and why. */
+static void test_no_address(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/plain/add", "[1,2]", &r);
+    expect_error(&r, 503, "SHMRPC_EUNAVAIL");
+    assert_non_null(strstr(message(&r), "does not know where this service answers"));
+    resp_free(&r);
+    alive();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_handler_enomem),
+        cmocka_unit_test(test_worker_died),   cmocka_unit_test(test_timed_out),
+        cmocka_unit_test(test_nobody_there),  cmocka_unit_test(test_no_address),
+    };
+    return cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
+}
