@@ -31,6 +31,7 @@
 #include "calls_handlers.h"
 #include "faults.h"
 #include "frame.h"
+#include "internal.h" /* shmrpc__status_known */
 #include "hello.h"
 #include "procs.h"
 
@@ -74,6 +75,14 @@ static pid_t start_server(void)
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
+}
+
+static shmrpc_client *connect_to_addr(const char *at)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, at, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
 }
 
 /* The worker of server (its one child), once it runs. */
@@ -413,15 +422,101 @@ static void listen_with_each_call_failing(void **state)
     assert_int_equal(faults_sweep(&c, 4), 1);
 }
 
+/* A call (blocking, or started and finished), in a child of the sweep, with each of the
+ * client's calls failing in turn (the server's are not): the call ends with success, or a status of
+ * status.h with a message; a call said not to have run (SHMRPC_EUNAVAIL) did not, one that
+ * succeeded ran once, none ran twice (told apart by its tag: the sweep's N); and the client gets
+ * through again at once (its next call succeeds). Each child's status is kept in shared
+ * memory for the check of the runs, done once the server has stopped. */
+typedef struct call_case {
+    char addr[64];
+    shmrpc_client *c;
+    unsigned n;
+    bool started; /* shmrpc_client_start and its finish, not a blocking call */
+} call_case;
+
+static struct call_log {
+    _Atomic unsigned next; /* the N of the next child's setup */
+    int status[64];
+} * call_log;
+
+static int call_setup(void *arg)
+{
+    call_case *cc = arg;
+    cc->n = ++call_log->next;
+    if (cc->n >= 64) return 1;
+    int rc;
+    cc->c = test_connect(&Calls_service_info, NULL, cc->addr, &rc);
+    return rc != 0;
+}
+
+static int call_run(void *arg)
+{
+    call_case *cc = arg;
+    calls_tag tag = {CALLS_TAG_MAGIC, cc->n, 0};
+    shmrpc_bytes out;
+    if (!cc->started) return calls_echo(cc->c, shmrpc_bytes_of(&tag, sizeof tag), &out);
+    shmrpc_call *k = NULL;
+    int rc = calls_echo_start(cc->c, shmrpc_bytes_of(&tag, sizeof tag), &k);
+    return rc ? rc : calls_echo_finish(cc->c, k, &out);
+}
+
+static int call_check(void *arg, int rc)
+{
+    call_case *cc = arg;
+    call_log->status[cc->n] = rc;
+    int bad = 0;
+    if (rc != 0 && !shmrpc__status_known(rc))
+        bad = faults_say("status %d is not one of status.h", rc);
+    if (rc != 0 && !*shmrpc_errmsg()) bad = faults_say("status %d without a message", rc);
+    int64_t sum = 0;
+    int again = calls_add(cc->c, 2, 3, &sum);
+    if (again != 0 || sum != 5)
+        bad = faults_say("the next call: %s: %s", shmrpc_strerror(again), shmrpc_errmsg());
+    shmrpc_client_free(cc->c);
+    return bad;
+}
+
+static void calls_with_each_call_failing(void **state)
+{
+    (void)state;
+    for (int started = 0; started < 2; started++) {
+        pid_t server = start_server();
+        call_case cc = {.started = started};
+        snprintf(cc.addr, sizeof cc.addr, "%s", addr);
+        shmrpc_client_free(connect_to_addr(cc.addr)); /* it is up */
+        memset(call_log, 0, sizeof *call_log);
+        memset((void *)sh->ran, 0, sizeof sh->ran);
+        const char *name = started ? "a started call" : "a blocking call";
+        faults_case c = {name, NULL, call_setup, call_run, call_check, &cc, NULL, NULL};
+        int fired = faults_sweep(&c, 60);
+        printf("%s: %d faults\n", name, fired);
+        assert_true(fired >= 1);
+        assert_true(test_stop_server(server)); /* every request it read has run */
+        for (unsigned n = 1; n <= (unsigned)fired + 1; n++) {
+            int rc = call_log->status[n], runs = sh->ran[n];
+            printf("  call %u failing: %s, ran %d time(s)\n", n, shmrpc_strerror(rc), runs);
+            if (runs > 1 || (rc == 0 && runs != 1) || (rc == SHMRPC_EUNAVAIL && runs != 0))
+                fail_msg("call %u failing: %s, and it ran %d times", n, shmrpc_strerror(rc), runs);
+        }
+        port = test_free_port();
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    }
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
     arm = mmap(NULL, sizeof *arm, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (arm == MAP_FAILED) return 1;
+    call_log =
+        mmap(NULL, sizeof *call_log, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (call_log == MAP_FAILED) return 1;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(secret_load_with_each_call_failing),
         cmocka_unit_test(listen_with_each_call_failing),
+        cmocka_unit_test_setup(calls_with_each_call_failing, setup),
         cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
     };
