@@ -469,6 +469,8 @@ static int call_check(void *arg, int rc)
     if (rc != 0 && !shmrpc__status_known(rc))
         bad = faults_say("status %d is not one of status.h", rc);
     if (rc != 0 && !*shmrpc_errmsg()) bad = faults_say("status %d without a message", rc);
+    if (rc != 0 && faults_hit_errno() == ENOMEM && rc != SHMRPC_ENOMEM)
+        bad = faults_say("out of memory said as %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
     int64_t sum = 0;
     int again = calls_add(cc->c, 2, 3, &sum);
     if (again != 0 || sum != 5)
@@ -504,6 +506,58 @@ static void calls_with_each_call_failing(void **state)
     }
 }
 
+/* A connect with each of its calls failing in turn: it succeeds, or fails with a status of
+ * status.h and a message (SHMRPC_ENOMEM when an allocation failed: not "no address");
+ * either way nothing of it is left (the sweep counts the
+ * descriptors), and the same client then connects and calls. */
+typedef struct connect_case {
+    char addr[64];
+    shmrpc_client *c;
+} connect_case;
+
+static int connect_setup(void *arg)
+{
+    connect_case *cc = arg;
+    return shmrpc_client_new(&cc->c, &Calls_service_info, NULL) != 0;
+}
+
+static int connect_run(void *arg)
+{
+    connect_case *cc = arg;
+    return shmrpc_client_connect(cc->c, cc->addr);
+}
+
+static int connect_check(void *arg, int rc)
+{
+    connect_case *cc = arg;
+    int bad = 0;
+    if (rc != 0 && (!shmrpc__status_known(rc) || !*shmrpc_errmsg()))
+        bad = faults_say("status %d ('%s')", rc, shmrpc_errmsg());
+    if (rc != 0 && faults_hit_errno() == ENOMEM && rc != SHMRPC_ENOMEM) /* not "no server" */
+        bad = faults_say("out of memory said as %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    int again = rc ? shmrpc_client_connect(cc->c, cc->addr) : 0;
+    int64_t sum = 0;
+    if (again == 0) again = calls_add(cc->c, 2, 3, &sum);
+    if (again != 0 || sum != 5)
+        bad = faults_say("then: %s: %s", shmrpc_strerror(again), shmrpc_errmsg());
+    shmrpc_client_free(cc->c);
+    return bad;
+}
+
+static void connect_with_each_call_failing(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    connect_case cc;
+    snprintf(cc.addr, sizeof cc.addr, "%s", addr);
+    shmrpc_client_free(connect_to_addr(cc.addr)); /* it is up */
+    faults_case c = {"connect", NULL, connect_setup, connect_run, connect_check, &cc, NULL, NULL};
+    int fired = faults_sweep(&c, 100);
+    printf("connect: %d faults\n", fired);
+    assert_true(fired >= 3); /* socket, connect, a send at least */
+    assert_true(test_stop_server(server));
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -516,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(secret_load_with_each_call_failing),
         cmocka_unit_test(listen_with_each_call_failing),
+        cmocka_unit_test_setup(connect_with_each_call_failing, setup),
         cmocka_unit_test_setup(calls_with_each_call_failing, setup),
         cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
