@@ -104,6 +104,14 @@ static pid_t worker_of(pid_t server)
     }
 }
 
+static pid_t current_server;
+
+/* The worker of the server running now. */
+static pid_t worker_of_server_now(void)
+{
+    return worker_of(current_server);
+}
+
 /* Makes the nth call of which, from now, fail in worker. */
 static void arm_worker(pid_t worker, unsigned nth, const char *which)
 {
@@ -238,7 +246,8 @@ static int raw_add(int fd, uint64_t rid, uint8_t x, uint8_t y, uint8_t *sum, cha
 
 /* A call whose job cannot be allocated is answered SHMRPC_ENOMEM, says it was not run, and
  * did not run; the connection goes on, and the next call runs. A call when no thread of the
- * worker's pool can be started (the first) runs on the worker's own thread, once. */
+ * worker's pool can be started (the first) runs on the worker's own thread, once. A pool
+ * thread that could not make its call context fails that call only. */
 static void calls_without_memory_or_thread(void **state)
 {
     (void)state;
@@ -270,6 +279,25 @@ static void calls_without_memory_or_thread(void **state)
     assert_int_equal(raw_add(fd, 2, 1, 1, &sum, msg, sizeof msg), 0); /* a thread runs it now */
     assert_int_equal(sum, 2);
     assert_int_equal(sh->calls, 2);
+    close(fd);
+    assert_true(test_stop_server(server));
+
+    /* The first pool thread cannot make the context a call runs in (its first malloc): the
+     * call is answered SHMRPC_ENOMEM, not run; the thread makes it for the next calls. */
+    server = start_server();
+    fd = raw_connect();
+    raw_handshake(fd);
+    worker = worker_of(server);
+    sh->calls = 0;
+    arm_worker(worker, 1, "malloc");
+    assert_int_equal(raw_add(fd, 1, 6, 7, &sum, msg, sizeof msg), SHMRPC_ENOMEM);
+    assert_string_equal(msg, "out of memory for the call's context: not run");
+    assert_int_equal(sh->calls, 0);
+    for (uint8_t i = 0; i < 3; i++) {
+        assert_int_equal(raw_add(fd, 2 + i, i, 1, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, i + 1);
+    }
+    assert_int_equal(sh->calls, 3);
     close(fd);
     assert_true(test_stop_server(server));
 }
@@ -558,6 +586,101 @@ static void connect_with_each_call_failing(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* A call of n bytes (an echo, request id 1) on a new connection while the worker's kth
+ * allocation from the handshake on fails: its answer is its own message (it ran once), or
+ * an ERROR with SHMRPC_ENOMEM (one that says "not run" did not run), or the close (it may
+ * have run: once at most); and the worker, the same process, serves the next connection.
+ * 1 when an allocation failed (the answer was not the message), else 0. */
+static int echo_with_allocation_failing(pid_t worker, unsigned k, size_t n)
+{
+    uint8_t *msg = malloc(n);
+    assert_non_null(msg);
+    for (size_t i = 0; i < n; i++)
+        msg[i] = (uint8_t)(i * 7 + k);
+    int fd = raw_connect();
+    raw_handshake(fd);
+    int64_t calls = sh->calls;
+    arm_worker(worker, k, "malloc,calloc,realloc");
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, (uint32_t)n};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(fd, hdr, sizeof hdr);
+    raw_send(fd, msg, n);
+    int failed = 1;
+    int64_t ran = -1;
+    if (raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) {
+        shmrpc_buf b, err;
+        shmrpc_buf_init(&b);
+        shmrpc_buf_init(&err);
+        assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 30, 0, &h, &err), 0);
+        assert_int_equal(h.request_id, 1);
+        assert_int_equal(shmrpc__buf_grow(&b, (size_t)h.body_len + 1), 0);
+        assert_true(raw_recv(fd, b.data, h.body_len, test_now_ms() + 5000));
+        b.len = h.body_len;
+        ran = sh->calls - calls;
+        if (h.kind == SHMRPC__KIND_RESPONSE) {
+            assert_int_equal(b.len, n);
+            assert_memory_equal(b.data, msg, n);
+            assert_int_equal(ran, 1);
+            failed = 0;
+        } else {
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            if (status != SHMRPC_ENOMEM)
+                fail_msg("allocation %u: %s '%.*s'", k, shmrpc_strerror(status), (int)m.len, m.ptr);
+            bool not_run = memmem(m.ptr, m.len, "not run", 7) != NULL;
+            if (not_run ? ran != 0 : ran > 1)
+                fail_msg("allocation %u: '%.*s', and it ran %lld times", k, (int)m.len, m.ptr,
+                         (long long)ran);
+        }
+        shmrpc_buf_destroy(&b);
+        shmrpc_buf_destroy(&err);
+    } else {                                  /* closed: at most once */
+        int64_t until = test_now_ms() + 2000; /* a call under way ends first, if any */
+        while (sh->calls - calls == 0 && test_now_ms() < until)
+            usleep(1000);
+        ran = sh->calls - calls;
+        assert_true(ran <= 1);
+    }
+    arm_worker(worker, 0, ""); /* counts, fails nothing */
+    close(fd);
+    free(msg);
+    int good = raw_connect();
+    raw_handshake(good);
+    uint8_t sum = 0;
+    char m[256];
+    int grc = raw_add(good, 9, 20, 22, &sum, m, sizeof m);
+    if (grc)
+        fail_msg("allocation %u: then a call on a new connection: %s '%s'", k, shmrpc_strerror(grc),
+                 m);
+    assert_int_equal(sum, 42);
+    close(good);
+    assert_int_equal(worker_of_server_now(), worker); /* the same worker: it did not die */
+    return failed;
+}
+
+/* A call with each of the worker's allocations failing in turn, from the handshake on:
+ * small (copied into its job) and large (the job takes the connection's buffer). */
+static void worker_allocations_failing_in_turn(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    current_server = server;
+    pid_t worker = worker_of(server);
+    static const size_t sizes[] = {100, 300 << 10};
+    for (int i = 0; i < 2; i++) {
+        int failed = 0;
+        for (unsigned k = 1; k <= 24; k++)
+            failed += echo_with_allocation_failing(worker, k, sizes[i]);
+        printf("an echo of %zu bytes: %d of 24 allocations failed it\n", sizes[i], failed);
+        assert_true(failed >= 1);
+    }
+    assert_true(test_stop_server(server));
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -572,6 +695,7 @@ int main(void)
         cmocka_unit_test(listen_with_each_call_failing),
         cmocka_unit_test_setup(connect_with_each_call_failing, setup),
         cmocka_unit_test_setup(calls_with_each_call_failing, setup),
+        cmocka_unit_test_setup(worker_allocations_failing_in_turn, setup),
         cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
     };
