@@ -496,7 +496,9 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
     if (rc == 0) {
         shmrpc_bytes b;
         rc = shmrpc_call_result(call, &b);
-        if (rc == 0 && shmrpc_buf_append(&c->resp, b.ptr, b.len)) rc = SHMRPC_ENOMEM;
+        if (rc == 0 && shmrpc_buf_append(&c->resp, b.ptr, b.len))
+            rc = shmrpc__err_set(SHMRPC_ENOMEM,
+                                 "out of memory for the result of %zu bytes (the call ran)", b.len);
         if (rc == 0 && resp)
             *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     }

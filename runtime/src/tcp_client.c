@@ -857,6 +857,7 @@ typedef struct tcp_pool {
      * leaves such an endpoint out. */
     int tls_rc;
     shmrpc_buf tls_why;
+    bool ep_nomem; /* an endpoint could not be made for lack of memory */
 } tcp_pool;
 
 /* Takes p off the connection it waits on. */
@@ -928,7 +929,10 @@ static void ep_free(tcp_conn *c)
 static tcp_conn *ep_new(tcp_pool *p, int entry, const struct sockaddr *sa, socklen_t len)
 {
     tcp_conn *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
+    if (!c) {
+        p->ep_nomem = true;
+        return NULL;
+    }
     c->fd = -1;
     c->pid = p->pid;
     c->info = p->info;
@@ -943,6 +947,7 @@ static tcp_conn *ep_new(tcp_pool *p, int entry, const struct sockaddr *sa, sockl
     c->arena = shmrpc_arena_new(0);
     if (!c->map || !c->own_table.arena || !c->arena) {
         ep_free(c);
+        p->ep_nomem = true;
         return NULL;
     }
     shmrpc_arena_set_limit(c->arena, (size_t)SHMRPC__WIRE_MAX_HELLO * 8);
@@ -1139,6 +1144,10 @@ static int resolve(tcp_pool *p, shmrpc_buf *err)
     if (lk) lookup_wait(lk, shmrpc__now_ns() + p->cfg->tcp.connect_ns);
     int rc = apply(p, lk, err);
     if (lk) lookup_free(lk);
+    if (p->ep_nomem) { /* not "no address": the list's endpoints were not all made */
+        shmrpc__msg_set(err, "out of memory for the endpoints of tcp://%s", p->list);
+        return SHMRPC_ENOMEM;
+    }
     return rc;
 }
 

@@ -757,8 +757,7 @@ static void *pool_main(void *arg)
 {
     worker *w = arg;
     shmrpc_ctx ctx;
-    bool have_ctx = shmrpc__ctx_init(&ctx, w->l->server) == 0;
-    ctx.timed = true; /* the worker's own thread counts the call in the statistics */
+    bool have_ctx = false;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->todo && !w->quit) {
@@ -773,11 +772,17 @@ static void *pool_main(void *arg)
         if (!w->todo) w->todo_end = &w->todo;
         w->n_todo--;
         pthread_mutex_unlock(&w->mu);
+        /* Made for the first call, and again for the next when it could not be (no memory):
+         * a thread that once had none does not fail every call it takes after. */
+        if (!have_ctx && shmrpc__ctx_init(&ctx, w->l->server) == 0) {
+            have_ctx = true;
+            ctx.timed = true; /* the worker's own thread counts the call in the statistics */
+        }
         if (have_ctx) {
             run_job(w, &ctx, j);
         } else {
             j->rc = SHMRPC_ENOMEM;
-            snprintf(j->msg, sizeof j->msg, "out of memory for the call's context");
+            snprintf(j->msg, sizeof j->msg, "out of memory for the call's context: not run");
         }
         pthread_mutex_lock(&w->mu);
         bool first = !w->done;

@@ -46,6 +46,8 @@ static int setup(void **state)
     server_tcp = (shmrpc_tcp_opts){0};
     sh->calls = 0;
     sh->naps_begun = 0;
+    sh->napping = 0;
+    sh->most = 0;
     return 0;
 }
 
@@ -431,16 +433,18 @@ static void expect_echoes(int fd, int n, const shmrpc_buf *msgs, uint16_t agreed
     shmrpc_buf_destroy(&err);
 }
 
-/* Compressed requests, run on the worker's threads (no lone flag): with snappy and with
- * zlib, each call gets its own message back, compressed as agreed; one that declares more
- * than the server's memory for buffered calls (1 MiB here) is refused with SHMRPC_EBUSY
- * before it runs and the connection goes on, one within it runs; and a body that does not
- * decompress is refused with an ERROR of request id 0 after the answer of the call that
- * runs beside it, then the close. */
-static void compressed_calls_on_the_threads(void **state)
+/* Compressed requests, run on the worker's threads (no lone flag), or on its own thread
+ * (max_running 1): with snappy and with zlib, each call gets its own message back,
+ * compressed as agreed; one that declares more than the server's memory for buffered
+ * calls (1 MiB here) is refused with SHMRPC_EBUSY before it runs and the connection goes
+ * on, one within it runs; a body that does not decompress is refused with an ERROR of
+ * request id 0 after the answer of the call that runs beside it, then the close; and a
+ * frame of another kind larger than that memory is refused at its header (SHMRPC_EBUSY,
+ * request id 0), and the connection closed. */
+static void compressed_calls(int max_running)
 {
-    (void)state;
     server_tcp.buffer_budget = 1 << 20;
+    server_tcp.max_running = max_running;
     pid_t server = start_server(1);
     enum { N = 4 };
     shmrpc_buf msgs[N], b;
@@ -503,11 +507,35 @@ static void compressed_calls_on_the_threads(void **state)
     expect_eof(fd);
     close(fd);
     assert_int_equal(sh->calls, calls + 1); /* the nap; not the echo */
+
+    fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    shmrpc_buf_clear(&b);
+    put_hdr(&b, SHMRPC__KIND_ERROR, 0, 0, 0, 2 << 20);
+    assert_int_equal(shmrpc__error_write(&b, SHMRPC_ECLOSED, shmrpc_str_c("a long goodbye")), 0);
+    raw_send(fd, b.data, b.len);
+    expect_error(fd, 0, SHMRPC_EBUSY,
+                 "ERROR frame of 2097152 bytes does not fit the server's memory for buffered "
+                 "frames");
+    expect_eof(fd);
+    close(fd);
     shmrpc_buf_destroy(&big);
     shmrpc_buf_destroy(&b);
     for (int i = 0; i < N; i++)
         shmrpc_buf_destroy(&msgs[i]);
     assert_true(test_stop_server(server));
+}
+
+static void compressed_calls_on_the_threads(void **state)
+{
+    (void)state;
+    compressed_calls(0);
+}
+
+static void compressed_calls_in_place(void **state)
+{
+    (void)state;
+    compressed_calls(1);
 }
 
 /* Whether process pid's main thread is in poll (its /proc/PID/syscall), or pid has ended
@@ -584,11 +612,14 @@ static void answers_outlast_the_drain(void **state)
  * then reads until the client closes. Its exit code is the script's result: what it
  * counted, or 200 and above when the client sent what it should not have. */
 static int stand_in_case;
+static int stand_in_rcvbuf; /* > 0: its socket's SO_RCVBUF (a small window) */
 
 typedef struct stand_in {
     int port;
     pid_t pid;
+    int go; /* the parent's end of a pipe closed by stand_in_end */
 } stand_in;
+static int stand_in_go = -1; /* in the stand-in: the pipe's other end, at EOF once told */
 
 static bool sread(int fd, uint8_t *p, size_t n)
 {
@@ -650,32 +681,47 @@ static stand_in stand_in_start(int (*script)(int fd))
     stand_in s = {0};
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (stand_in_rcvbuf > 0)
+        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &stand_in_rcvbuf, sizeof stand_in_rcvbuf);
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
     assert_int_equal(listen(lfd, 4), 0);
     s.port = ntohs(a.sin_port);
+    int go[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
     s.pid = fork();
     assert_true(s.pid >= 0);
     if (s.pid == 0) {
         alarm(20);
+        close(go[1]);
+        stand_in_go = go[0];
         int fd = accept(lfd, NULL, NULL);
         shmrpc__frame_hdr h;
         shmrpc_buf b;
         shmrpc_buf_init(&b);
-        int rc =
-            fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd) : 201;
+        int rc = 0;
+        if (!script) { /* silent: it reads nothing until told */
+            struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+            poll(&pf, 1, 15000);
+        } else {
+            rc = fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd)
+                                                                                    : 201;
+        }
         while (fd >= 0 && recv(fd, b.data, b.len ? b.len : 1, 0) > 0) {
         }
         _exit(rc);
     }
     close(lfd);
+    close(go[0]);
+    s.go = go[1];
     return s;
 }
 
-/* The stand-in's exit code, within 10 s. */
+/* Tells the stand-in that the test is done with it; its exit code, within 10 s. */
 static int stand_in_end(const stand_in *s)
 {
+    close(s->go);
     int status = test_reap(s->pid, 10000);
     if (status < 0 || !WIFEXITED(status)) fail_msg("the stand-in did not exit");
     return WEXITSTATUS(status);
@@ -982,6 +1028,407 @@ static void leave_moves_a_blocking_call(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* Reads the first request (an add), then reads nothing more, and (stand_in_case): sends a
+ * REQUEST, which a server does not send; an answer to request 999, never sent; the end of
+ * its stream; nothing. Exit code: 1 (the requests it read). */
+static int stops_reading(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    put_ack(&b, 64u << 20, false);
+    shmrpc__frame_hdr h;
+    if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 212;
+    if (h.kind != SHMRPC__KIND_REQUEST || add_body_sum(&in) < 0) return 211;
+    shmrpc_buf_clear(&b);
+    static const uint8_t three[] = {0x03};
+    if (stand_in_case == 0)
+        put_frame(&b, SHMRPC__KIND_REQUEST, 0, h.method, 1, three, sizeof three);
+    else if (stand_in_case == 1)
+        put_frame(&b, SHMRPC__KIND_RESPONSE, 0, h.method, 999, three, sizeof three);
+    if (b.len && !ssend(fd, &b)) return 215;
+    if (stand_in_case == 2) shutdown(fd, SHUT_WR);
+    /* Nothing more is read until the test is done with the client. */
+    struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+    poll(&pf, 1, 15000);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return 1;
+}
+
+/* A large request goes out while a call is in flight, to a server that stops reading
+ * (16 MiB: far more than the sockets hold), so the client reads what comes meanwhile:
+ * a frame a server does not send, or an answer to a request never sent, fails the
+ * connection with SHMRPC_EPROTO (the call in flight may have run; the large one, not
+ * written whole, did not, and finds no other endpoint); the end of the server's stream
+ * fails them with SHMRPC_EPEERDIED and SHMRPC_EUNAVAIL; a server that says nothing holds
+ * the large call to its deadline (SHMRPC_ETIMEDOUT), and the call in flight then fails
+ * with SHMRPC_EPEERDIED, as it may have run. */
+static void request_out_to_a_server_that_stops_reading(void **state)
+{
+    (void)state;
+    static const struct {
+        int big, flight;
+        const char *big_says, *flight_says;
+    } cases[] = {
+        {SHMRPC_EPROTO, SHMRPC_EPROTO, "which did not run",
+         "sent a REQUEST frame, which a server does not send; the calls in flight may have run"},
+        {SHMRPC_EPROTO, SHMRPC_EPROTO, "which did not run",
+         "sent a RESPONSE frame for request 999, which was never sent, while a request went out"},
+        {SHMRPC_EUNAVAIL, SHMRPC_EPEERDIED, "which did not run", "may have run"},
+        {SHMRPC_ETIMEDOUT, SHMRPC_EPEERDIED, "the deadline passed while sending to",
+         "may have run"},
+    };
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    echo_text(&big, 1, 16 << 20);
+    stand_in_rcvbuf = 64 << 10;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        stand_in_case = (int)i;
+        stand_in s = stand_in_start(stops_reading);
+        char at[64];
+        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+        shmrpc_client *c = connect_to(at);
+        shmrpc_call *flight, *large;
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_add_start(c, 1, 2, &flight), 0);
+        shmrpc_client_next_timeout(c, i == 3 ? 2000 : 10000);
+        assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(big.data, big.len), &large), 0);
+        shmrpc_bytes out;
+        int rc = calls_echo_finish(c, large, &out);
+        print_message("the large call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (rc != cases[i].big || !strstr(shmrpc_errmsg(), cases[i].big_says))
+            fail_msg("case %zu: the large call: %s '%s'", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        int64_t sum;
+        rc = calls_add_finish(c, flight, &sum);
+        print_message("the call in flight: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+        if (rc != cases[i].flight || !strstr(shmrpc_errmsg(), cases[i].flight_says))
+            fail_msg("case %zu: the call in flight: %s '%s'", i, shmrpc_strerror(rc),
+                     shmrpc_errmsg());
+        shmrpc_client_free(c);
+        assert_int_equal(stand_in_end(&s), 1);
+    }
+    stand_in_rcvbuf = 0;
+    shmrpc_buf_destroy(&big);
+}
+
+/* A client of at with opts o: its connect's status. */
+static int connect_status(const char *at, const shmrpc_client_opts *o, shmrpc_client **out)
+{
+    assert_int_equal(shmrpc_client_new(out, &Calls_service_info, o), 0);
+    int rc = shmrpc_client_connect(*out, at);
+    print_message("%s: %s: %s\n", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return rc;
+}
+
+/* Endpoints that never take a call: an address no connection can go to (multicast:
+ * refused at once, with the system's reason), a peer that takes the connection and says
+ * nothing (the TLS handshake gives up at the connect timeout, and says which step did);
+ * and a call whose every endpoint fails (its only server stopped, the other unreachable)
+ * is said not to have run, and did not. */
+static void endpoints_that_never_take_the_call(void **state)
+{
+    (void)state;
+    shmrpc_client *c;
+    assert_int_equal(connect_status("tcp://224.0.0.1:5000", NULL, &c), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_errmsg(),
+                        "no server at tcp://224.0.0.1:5000: Network is unreachable");
+    shmrpc_client_free(c);
+
+    stand_in s = stand_in_start(NULL);
+    char at[128];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.tls = SHMRPC_TLS_ON;
+    o.tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+    o.tcp.connect_timeout_ms = 300;
+    assert_int_equal(connect_status(at, &o, &c), SHMRPC_ETIMEDOUT);
+    char want[256];
+    snprintf(want, sizeof want, "the TLS handshake with %s did not end in time (300 ms)", at);
+    if (!strstr(shmrpc_errmsg(), want)) fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 0);
+
+    pid_t server = start_server(1);
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d,224.0.0.1:5000", port);
+    c = connect_to(at);
+    check_add(c, 1, 2);
+    assert_true(test_stop_server(server));
+    int64_t sum;
+    int rc = calls_add(c, 3, 4, &sum);
+    print_message("%s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    snprintf(want, sizeof want, "no endpoint of %s took the call, which did not run", at);
+    if (!strstr(shmrpc_errmsg(), want)) fail_msg("'%s', not '%s'", shmrpc_errmsg(), want);
+    shmrpc_client_free(c);
+    assert_int_equal(sh->calls, 1);
+}
+
+/* --- what a client promises with a real server --- */
+
+/* In a child of the process that made client c: a blocking call and a started one must
+ * fail with SHMRPC_EINVAL, saying whose the connection is; then c is freed. Exit code 0
+ * when they did. */
+static pid_t child_calls(shmrpc_client *c)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        int64_t sum;
+        int code = calls_add(c, 3, 4, &sum) == SHMRPC_EINVAL ? 0 : 1;
+        if (!strstr(shmrpc_errmsg(), "belongs to process")) code |= 2;
+        shmrpc_call *k = NULL;
+        if (calls_add_start(c, 5, 6, &k) != 0 || calls_add_finish(c, k, &sum) != SHMRPC_EINVAL)
+            code |= 4;
+        shmrpc_client_free(c);
+        _exit(code);
+    }
+    return child;
+}
+
+/* A client inherited by a forked child is the parent's: in the child a call fails with
+ * SHMRPC_EINVAL (blocking or started; with no call in flight and with one) and runs
+ * nowhere, and freeing it there leaves the parent's connection as it was: a call the
+ * parent has in flight on it meanwhile ends with its answer, and the parent calls on. */
+static void a_client_in_a_child(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_to(addr);
+    check_add(c, 1, 2);
+    int status = test_reap(child_calls(c), 10000);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    shmrpc_call *nap;
+    assert_int_equal(calls_nap_start(c, 300, &nap), 0);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_true(sh->napping != 0); /* the request was read: it is in flight */
+    status = test_reap(child_calls(c), 10000);
+    assert_true(status >= 0 && WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    int32_t pid = 0;
+    int rc = calls_nap_finish(c, nap, &pid);
+    if (rc) fail_msg("the nap in flight: %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_true(pid > 0);
+    check_add(c, 7, 8);
+    assert_int_equal(sh->calls, 3); /* the parent's two adds and its nap, not the child's */
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+}
+
+/* With max_in_flight 2, a start beyond it waits for an answer to make room: all 6 naps
+ * end with success, each ran once, and never more than 2 ran at once on the server (which
+ * would run 16 of one connection's at once). */
+static void starts_wait_for_room(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.max_in_flight = 2;
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+    assert_non_null(c);
+    assert_int_equal(rc, 0);
+    sh->most = 0;
+    enum { N = 6 };
+    shmrpc_call *calls[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(calls_nap_start(c, 50 + (uint32_t)i, &calls[i]), 0);
+    for (int i = 0; i < N; i++) {
+        int32_t pid = 0;
+        rc = calls_nap_finish(c, calls[i], &pid);
+        if (rc) fail_msg("nap %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+    }
+    for (int i = 0; i < N; i++) {
+        int runs = 0;
+        for (int32_t k = 0; k < sh->naps_begun; k++)
+            runs += sh->nap_ms[k] == 50 + (uint32_t)i;
+        assert_int_equal(runs, 1);
+    }
+    printf("at most %d naps ran at once\n", (int)sh->most);
+    assert_true(sh->most >= 1 && sh->most <= 2);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+}
+
+/* A client that asks for compression (snappy, zlib) to a loopback server gets its answers
+ * of calls in flight compressed, and each is its own message once decompressed. */
+static void compressed_answers_in_flight(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    static const unsigned comp[] = {SHMRPC_COMPRESS_SNAPPY, SHMRPC_COMPRESS_ZLIB};
+    enum { N = 4 };
+    shmrpc_buf msgs[N];
+    for (int i = 0; i < N; i++) {
+        shmrpc_buf_init(&msgs[i]);
+        echo_text(&msgs[i], i, 64 << 10);
+    }
+    for (int k = 0; k < 2; k++) {
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.tcp.compression = comp[k];
+        int rc;
+        shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+        assert_non_null(c);
+        assert_int_equal(rc, 0);
+        shmrpc_call *calls[N];
+        for (int i = 0; i < N; i++)
+            assert_int_equal(
+                calls_echo_start(c, shmrpc_bytes_of(msgs[i].data, msgs[i].len), &calls[i]), 0);
+        for (int i = N; i-- > 0;) {
+            shmrpc_bytes out;
+            rc = calls_echo_finish(c, calls[i], &out);
+            if (rc) fail_msg("echo %d: %s: %s", i, shmrpc_strerror(rc), shmrpc_errmsg());
+            assert_int_equal(out.len, msgs[i].len);
+            assert_memory_equal(out.ptr, msgs[i].data, out.len);
+        }
+        shmrpc_client_free(c);
+    }
+    for (int i = 0; i < N; i++)
+        shmrpc_buf_destroy(&msgs[i]);
+    assert_int_equal(sh->calls, 2 * N);
+    assert_true(test_stop_server(server));
+}
+
+/* A result larger than the client said it takes (its HELLO's max_msg) is not sent: the
+ * call ran, and its answer is an ERROR with SHMRPC_ETOOBIG that says the sizes; the
+ * connection goes on. */
+static void result_above_the_clients_maximum(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    int fd = raw_connect(0);
+    shmrpc__hello hello = {
+        .proto = SHMRPC__WIRE_PROTO, .info = Calls_service_info, .threshold = 4096, .max_msg = 100};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    uint8_t body[200] = {1};
+    shmrpc_buf_clear(&b);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 3, body, sizeof body);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 4, body, 100); /* fits */
+    raw_send(fd, b.data, b.len);
+    for (int i = 0; i < 2; i++) { /* in either order: they ran on the worker's threads */
+        shmrpc__frame_hdr h = raw_frame(fd, &b);
+        if (h.request_id == 3) {
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            int status;
+            shmrpc_str msg;
+            shmrpc_buf err;
+            shmrpc_buf_init(&err);
+            assert_int_equal(
+                shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &msg, &err), 0);
+            shmrpc_buf_destroy(&err);
+            assert_int_equal(status, SHMRPC_ETOOBIG);
+            const char *want = "a result of 200 bytes is above the client's maximum of 100";
+            assert_int_equal(msg.len, strlen(want));
+            assert_memory_equal(msg.ptr, want, msg.len);
+        } else {
+            assert_int_equal(h.request_id, 4);
+            assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+            assert_int_equal(b.len, 100);
+            assert_memory_equal(b.data, body, 100);
+        }
+    }
+    assert_int_equal(sh->calls, 2);
+    shmrpc_buf_clear(&b);
+    put_add(&b, 5, 1, 2);
+    raw_send(fd, b.data, b.len);
+    expect_sum(fd, 5, 3);
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    assert_true(test_stop_server(server));
+}
+
+/* The client refuses entry 1 of list with says in its message (SHMRPC_EINVAL). */
+static void expect_bad_list(const char *list, const char *says)
+{
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, list);
+    if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says))
+        fail_msg("%s: %s: '%s', not '%s'", list, shmrpc_strerror(rc), shmrpc_errmsg(), says);
+    shmrpc_client_free(c);
+}
+
+/* IPv6: a server on [::1] serves a client of [::1] (alone, and in a list after a dead
+ * endpoint), and counts its connections per address as an IPv6 peer's (a limit of 2 from
+ * ::1 refuses the third, naming ::1); one on [::] (with a secret, as an address that is
+ * not loopback needs) counts a client of 127.0.0.1 (mapped) as that address. Entries that
+ * cannot be right are refused: something after ']' but a port, brackets around a name, a
+ * host name above 255 bytes. */
+static void ipv6_endpoints(void **state)
+{
+    (void)state;
+    snprintf(addr, sizeof addr, "tcp://[::1]:%d", port);
+    server_tcp.max_conns_per_addr = 2;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_to(addr);
+    check_add(c, 1, 2);
+    char list[128];
+    snprintf(list, sizeof list, "tcp://[::1]:%d,[::1]:%d", test_free_port(), port);
+    shmrpc_client *d = connect_to(list);
+    check_add(d, 3, 4);
+    shmrpc_client *e = NULL;
+    assert_int_equal(shmrpc_client_new(&e, &Calls_service_info, NULL), 0);
+    assert_int_equal(shmrpc_client_connect(e, addr), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "too many connections from ::1 (the server admits "
+                                            "at most 2 from one address)"));
+    shmrpc_client_free(e);
+    shmrpc_client_free(d);
+    shmrpc_client_free(c);
+    shmrpc_server *taken = NULL; /* the port is held: the message names who holds it */
+    assert_int_equal(shmrpc_server_new(&taken, NULL), 0);
+    assert_int_equal(shmrpc_server_register(taken, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(taken, addr), SHMRPC_EBUSY);
+    char held[64];
+    snprintf(held, sizeof held, "pid %d", (int)server);
+    print_message("%s\n", shmrpc_errmsg());
+    if (!strstr(shmrpc_errmsg(), held)) fail_msg("'%s' does not name %s", shmrpc_errmsg(), held);
+    shmrpc_server_free(taken);
+    assert_true(test_stop_server(server));
+
+    static const char secret[] = "correct horse battery staple";
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://[::]:%d", port);
+    server_tcp.max_conns_per_addr = 1;
+    server_tcp.secret = secret;
+    server_tcp.secret_len = strlen(secret);
+    server = start_server(1);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.secret = secret;
+    o.tcp.secret_len = strlen(secret);
+    char v4[64];
+    snprintf(v4, sizeof v4, "tcp://127.0.0.1:%d", port);
+    int rc;
+    c = test_connect(&Calls_service_info, &o, v4, &rc);
+    assert_non_null(c);
+    assert_int_equal(rc, 0);
+    check_add(c, 5, 6);
+    assert_int_equal(shmrpc_client_new(&e, &Calls_service_info, &o), 0);
+    assert_int_equal(shmrpc_client_connect(e, v4), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "too many connections from ::ffff:127.0.0.1"));
+    shmrpc_client_free(e);
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(server));
+    assert_int_equal(sh->calls, 3);
+
+    expect_bad_list("tcp://[::1]x:5000", "has something other than :PORT after ']'");
+    expect_bad_list("tcp://[localhost]:5000", "has brackets around something not an IPv6 address");
+    char longer[300] = "tcp://";
+    memset(longer + 6, 'a', 256);
+    strcpy(longer + 6 + 256, ":5000");
+    expect_bad_list(longer, "has a host name longer than 255 bytes");
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1080,11 +1527,19 @@ int main(void)
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
+        cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
         cmocka_unit_test(handshakes_a_client_refuses),
         cmocka_unit_test(blocking_calls_and_a_stand_in),
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
+        cmocka_unit_test(request_out_to_a_server_that_stops_reading),
+        cmocka_unit_test_setup(endpoints_that_never_take_the_call, setup),
+        cmocka_unit_test_setup(a_client_in_a_child, setup),
+        cmocka_unit_test_setup(starts_wait_for_room, setup),
+        cmocka_unit_test_setup(compressed_answers_in_flight, setup),
+        cmocka_unit_test_setup(result_above_the_clients_maximum, setup),
+        cmocka_unit_test_setup(ipv6_endpoints, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

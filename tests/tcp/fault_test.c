@@ -1,0 +1,703 @@
+/* SPDX-License-Identifier: MIT */
+/* The tcp:// side with a system call or an allocation failing (common/faults.h, issue 40):
+ * a secret file read, and a listen, with each of their calls failing in turn; and a
+ * serving worker whose next allocation, thread or epoll registration fails, armed in the
+ * worker by a signal while it serves: a call without memory for its job is answered
+ * SHMRPC_ENOMEM and not run, a call with no thread to run it runs on the worker's own
+ * thread, a connection the worker cannot take is closed and nothing of it kept; the worker
+ * serves on each time. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "calls_handlers.h"
+#include "faults.h"
+#include "frame.h"
+#include "internal.h" /* shmrpc__status_known */
+#include "hello.h"
+#include "procs.h"
+
+static char addr[64];
+static int port;
+
+/* What a worker arms when it gets SIGUSR1: shared with the servers (mapped before they
+ * are forked). */
+typedef struct arming {
+    unsigned nth;
+    char which[64];
+    _Atomic int times; /* SIGUSR1s taken */
+} arming;
+static arming *arm;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    faults_arm(arm->nth, arm->which);
+    arm->times++;
+}
+
+static void prepare_server(void)
+{
+    struct sigaction sa = {.sa_handler = on_usr1, .sa_flags = SA_RESTART};
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    port = test_free_port();
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    sh->calls = 0;
+    return 0;
+}
+
+static pid_t start_server(void)
+{
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, prepare_server, NULL, NULL};
+    pid_t pid = test_start_server(&ts);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static shmrpc_client *connect_to_addr(const char *at)
+{
+    int rc;
+    shmrpc_client *c = test_connect(&Calls_service_info, NULL, at, &rc);
+    if (!c || rc) fail_msg("connect %s: %s: %s", at, shmrpc_strerror(rc), shmrpc_errmsg());
+    return c;
+}
+
+/* The worker of server (its one child), once it runs. */
+static pid_t worker_of(pid_t server)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)server, (int)server);
+    int64_t until = test_now_ms() + 5000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int pid = 0;
+        if (f) {
+            if (fscanf(f, "%d", &pid) != 1) pid = 0;
+            fclose(f);
+        }
+        if (pid > 0) return pid;
+        if (test_now_ms() > until) fail_msg("server %d has no worker", (int)server);
+        usleep(2000);
+    }
+}
+
+static pid_t current_server;
+
+/* The worker of the server running now. */
+static pid_t worker_of_server_now(void)
+{
+    return worker_of(current_server);
+}
+
+/* Makes the nth call of which, from now, fail in worker. */
+static void arm_worker(pid_t worker, unsigned nth, const char *which)
+{
+    arm->nth = nth;
+    snprintf(arm->which, sizeof arm->which, "%s", which);
+    int before = arm->times;
+    assert_int_equal(kill(worker, SIGUSR1), 0);
+    int64_t until = test_now_ms() + 5000;
+    while (arm->times == before && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(arm->times, before + 1);
+}
+
+/* --- a raw client (docs/wire.md) --- */
+
+static int raw_connect(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int64_t until = test_now_ms() + 5000;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+        close(fd);
+        if (test_now_ms() > until) fail_msg("no server on port %d", port);
+        usleep(10000);
+    }
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - test_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
+}
+
+/* The next frame within 5 s (its body in b). */
+static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int64_t deadline = test_now_ms() + 5000;
+    if (!raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
+    shmrpc__frame_hdr h;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err), 0);
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
+    assert_true(raw_recv(fd, b->data, h.body_len, deadline));
+    b->len = h.body_len;
+    return h;
+}
+
+/* The peer closes, with nothing sent first, within 5 s. */
+static void expect_eof(int fd)
+{
+    uint8_t byte;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    ssize_t k = recv(fd, &byte, 1, 0);
+    assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
+}
+
+static void raw_handshake(int fd)
+{
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = Calls_service_info,
+                           .threshold = 4096,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_buf_destroy(&b);
+}
+
+static uint32_t method_id(const char *name)
+{
+    for (uint32_t i = 0; i < Calls_service_info.n_methods; i++)
+        if (strcmp(Calls_service_info.methods[i].name, name) == 0) return i;
+    fail_msg("no method %s", name);
+    return 0;
+}
+
+/* add(x, y) of small x and y, request id rid, and its answer: 0 and the sum's byte, or the
+ * ERROR's status with its message in msg. */
+static int raw_add(int fd, uint64_t rid, uint8_t x, uint8_t y, uint8_t *sum, char *msg, size_t n)
+{
+    uint8_t req[SHMRPC__FRAME_HDR_SIZE + 3];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("add"), rid, 3};
+    shmrpc__frame_hdr_encode(&h, req);
+    req[SHMRPC__FRAME_HDR_SIZE] = 0x92, req[SHMRPC__FRAME_HDR_SIZE + 1] = x;
+    req[SHMRPC__FRAME_HDR_SIZE + 2] = y;
+    raw_send(fd, req, sizeof req);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    h = raw_frame(fd, &b);
+    assert_int_equal(h.request_id, rid);
+    int rc = 0;
+    if (h.kind == SHMRPC__KIND_RESPONSE) {
+        assert_int_equal(b.len, 1);
+        *sum = b.data[0];
+    } else {
+        assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+        shmrpc_str m;
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &rc, &m, &err), 0);
+        shmrpc_buf_destroy(&err);
+        snprintf(msg, n, "%.*s", (int)m.len, m.ptr);
+    }
+    shmrpc_buf_destroy(&b);
+    return rc;
+}
+
+/* --- a worker's failures while it serves --- */
+
+/* A call whose job cannot be allocated is answered SHMRPC_ENOMEM, says it was not run, and
+ * did not run; the connection goes on, and the next call runs. A call when no thread of the
+ * worker's pool can be started (the first) runs on the worker's own thread, once. A pool
+ * thread that could not make its call context fails that call only. */
+static void calls_without_memory_or_thread(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    int fd = raw_connect();
+    raw_handshake(fd);
+    pid_t worker = worker_of(server);
+    uint8_t sum = 0;
+    char msg[256] = "";
+    arm_worker(worker, 1, "calloc");
+    assert_int_equal(raw_add(fd, 1, 2, 3, &sum, msg, sizeof msg), SHMRPC_ENOMEM);
+    assert_string_equal(msg, "out of memory: the call was not run");
+    assert_int_equal(sh->calls, 0);
+    assert_int_equal(raw_add(fd, 2, 4, 5, &sum, msg, sizeof msg), 0);
+    assert_int_equal(sum, 9);
+    assert_int_equal(sh->calls, 1);
+    close(fd);
+    assert_true(test_stop_server(server));
+
+    server = start_server(); /* a worker that has started no thread yet */
+    fd = raw_connect();
+    raw_handshake(fd);
+    worker = worker_of(server);
+    sh->calls = 0;
+    arm_worker(worker, 1, "pthread_create");
+    assert_int_equal(raw_add(fd, 1, 6, 7, &sum, msg, sizeof msg), 0);
+    assert_int_equal(sum, 13);
+    assert_int_equal(sh->calls, 1);
+    assert_int_equal(raw_add(fd, 2, 1, 1, &sum, msg, sizeof msg), 0); /* a thread runs it now */
+    assert_int_equal(sum, 2);
+    assert_int_equal(sh->calls, 2);
+    close(fd);
+    assert_true(test_stop_server(server));
+
+    /* The first pool thread cannot make the context a call runs in (its first malloc): the
+     * call is answered SHMRPC_ENOMEM, not run; the thread makes it for the next calls. */
+    server = start_server();
+    fd = raw_connect();
+    raw_handshake(fd);
+    worker = worker_of(server);
+    sh->calls = 0;
+    arm_worker(worker, 1, "malloc");
+    assert_int_equal(raw_add(fd, 1, 6, 7, &sum, msg, sizeof msg), SHMRPC_ENOMEM);
+    assert_string_equal(msg, "out of memory for the call's context: not run");
+    assert_int_equal(sh->calls, 0);
+    for (uint8_t i = 0; i < 3; i++) {
+        assert_int_equal(raw_add(fd, 2 + i, i, 1, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, i + 1);
+    }
+    assert_int_equal(sh->calls, 3);
+    close(fd);
+    assert_true(test_stop_server(server));
+}
+
+/* A connection the worker cannot take (no memory for it, or epoll refuses it) is closed at
+ * once, and the worker keeps none of it (its descriptors are as before); it serves on. */
+static void connections_the_worker_cannot_take(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    int good = raw_connect();
+    raw_handshake(good);
+    pid_t worker = worker_of(server);
+    int fds = test_fd_count(worker);
+    assert_true(fds > 0);
+    static const char *const which[] = {"calloc", "epoll_ctl"};
+    for (size_t i = 0; i < 2; i++) {
+        arm_worker(worker, 1, which[i]);
+        int fd = raw_connect();
+        expect_eof(fd);
+        close(fd);
+        int64_t until = test_now_ms() + 5000;
+        while (test_fd_count(worker) != fds && test_now_ms() < until)
+            usleep(2000);
+        assert_int_equal(test_fd_count(worker), fds);
+        uint8_t sum = 0;
+        char msg[256];
+        assert_int_equal(raw_add(good, i + 1, 1, (uint8_t)i, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, 1 + i);
+    }
+    close(good);
+    assert_true(test_stop_server(server));
+}
+
+/* --- operations with each of their calls failing in turn --- */
+
+typedef struct secret_case {
+    char path[64];
+    uint8_t got[64];
+    size_t len;
+} secret_case;
+
+static int secret_setup(void *arg)
+{
+    secret_case *sc = arg;
+    snprintf(sc->path, sizeof sc->path, "/tmp/shmrpc-fault-secret-%d", (int)getpid());
+    int fd = open(sc->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return 1;
+    bool ok = write(fd, "0123456789abcdefghij\n", 21) == 21;
+    close(fd);
+    memset(sc->got, 0xa5, sizeof sc->got);
+    sc->len = 777;
+    return ok ? 0 : 1;
+}
+
+static int secret_run(void *arg)
+{
+    secret_case *sc = arg;
+    return shmrpc_secret_load(sc->path, sc->got, sizeof sc->got, &sc->len);
+}
+
+/* Failed: the status of the call that failed, with a message, and nothing given back;
+ * else the secret whole. */
+static int secret_check(void *arg, int rc)
+{
+    secret_case *sc = arg;
+    int bad = 0;
+    if (faults_hit() && rc != 0) {
+        if (!faults_status(rc)) bad = 1;
+        if (sc->len != 777) bad = faults_say("len was set to %zu on a failure", sc->len);
+        for (size_t i = 0; i < sizeof sc->got && !bad; i++)
+            if (sc->got[i] != 0xa5) bad = faults_say("the secret was written on a failure");
+    } else if (rc != 0 || sc->len != 20 || memcmp(sc->got, "0123456789abcdefghij", 20) != 0) {
+        bad = faults_say("rc %d, len %zu: not the secret", rc, sc->len);
+    }
+    unlink(sc->path);
+    return bad;
+}
+
+/* shmrpc_secret_load with its open, its fstat and each read failing in turn. */
+static void secret_load_with_each_call_failing(void **state)
+{
+    (void)state;
+    secret_case sc;
+    faults_case c = {"shmrpc_secret_load",
+                     "open,fstat,read",
+                     secret_setup,
+                     secret_run,
+                     secret_check,
+                     &sc,
+                     NULL,
+                     NULL};
+    int fired = faults_sweep(&c, 16);
+    printf("shmrpc_secret_load: %d faults\n", fired);
+    assert_true(fired >= 3); /* open, fstat, the first read */
+}
+
+typedef struct listen_case {
+    char addr[64];
+    shmrpc_server *s;
+} listen_case;
+
+static int listen_setup(void *arg)
+{
+    listen_case *lc = arg;
+    lc->s = NULL;
+    if (shmrpc_server_new(&lc->s, NULL) != 0) return 1;
+    return shmrpc_server_register(lc->s, &Calls_service, &calls_test_handlers, NULL) != 0;
+}
+
+static int listen_run(void *arg)
+{
+    listen_case *lc = arg;
+    return shmrpc_server_listen(lc->s, lc->addr);
+}
+
+/* Failed: the status of the call that failed, with a message (a bind's EADDRINUSE is
+ * SHMRPC_EBUSY, "already in use"); then (or once it listens) the server is freed, and the
+ * port is free again: a listen there succeeds. */
+static int listen_check(void *arg, int rc)
+{
+    listen_case *lc = arg;
+    int bad = 0;
+    bool in_use = rc == SHMRPC_EBUSY && faults_hit_errno() == EADDRINUSE &&
+                  strstr(shmrpc_errmsg(), "already in use");
+    if (rc != 0 && !in_use && !faults_status(rc)) bad = 1;
+    shmrpc_server_free(lc->s);
+    lc->s = NULL;
+    shmrpc_server *again = NULL;
+    if (shmrpc_server_new(&again, NULL) != 0 ||
+        shmrpc_server_register(again, &Calls_service, &calls_test_handlers, NULL) != 0)
+        bad = faults_say("no server to listen again");
+    else if (shmrpc_server_listen(again, lc->addr) != 0)
+        bad = faults_say("the port is not free after the listen: %s", shmrpc_errmsg());
+    shmrpc_server_free(again);
+    return bad;
+}
+
+/* A tcp:// listen with each of its system calls and allocations failing in turn. */
+static void listen_with_each_call_failing(void **state)
+{
+    (void)state;
+    listen_case lc;
+    snprintf(lc.addr, sizeof lc.addr, "tcp://127.0.0.1:%d", test_free_port());
+    faults_case c = {"tcp listen", NULL, listen_setup, listen_run, listen_check, &lc, NULL, NULL};
+    int fired = faults_sweep(&c, 200);
+    printf("tcp listen: %d faults\n", fired);
+    assert_true(fired >= 3); /* socket, bind, listen at least */
+    c.which = "bind:EACCES"; /* a bind refused for another reason than the port's use */
+    assert_int_equal(faults_sweep(&c, 4), 1);
+}
+
+/* A call (blocking, or started and finished), in a child of the sweep, with each of the
+ * client's calls failing in turn (the server's are not): the call ends with success, or a status of
+ * status.h with a message; a call said not to have run (SHMRPC_EUNAVAIL) did not, one that
+ * succeeded ran once, none ran twice (told apart by its tag: the sweep's N); and the client gets
+ * through again at once (its next call succeeds). Each child's status is kept in shared
+ * memory for the check of the runs, done once the server has stopped. */
+typedef struct call_case {
+    char addr[64];
+    shmrpc_client *c;
+    unsigned n;
+    bool started; /* shmrpc_client_start and its finish, not a blocking call */
+} call_case;
+
+static struct call_log {
+    _Atomic unsigned next; /* the N of the next child's setup */
+    int status[64];
+} * call_log;
+
+static int call_setup(void *arg)
+{
+    call_case *cc = arg;
+    cc->n = ++call_log->next;
+    if (cc->n >= 64) return 1;
+    int rc;
+    cc->c = test_connect(&Calls_service_info, NULL, cc->addr, &rc);
+    return rc != 0;
+}
+
+static int call_run(void *arg)
+{
+    call_case *cc = arg;
+    calls_tag tag = {CALLS_TAG_MAGIC, cc->n, 0};
+    shmrpc_bytes out;
+    if (!cc->started) return calls_echo(cc->c, shmrpc_bytes_of(&tag, sizeof tag), &out);
+    shmrpc_call *k = NULL;
+    int rc = calls_echo_start(cc->c, shmrpc_bytes_of(&tag, sizeof tag), &k);
+    return rc ? rc : calls_echo_finish(cc->c, k, &out);
+}
+
+static int call_check(void *arg, int rc)
+{
+    call_case *cc = arg;
+    call_log->status[cc->n] = rc;
+    int bad = 0;
+    if (rc != 0 && !shmrpc__status_known(rc))
+        bad = faults_say("status %d is not one of status.h", rc);
+    if (rc != 0 && !*shmrpc_errmsg()) bad = faults_say("status %d without a message", rc);
+    if (rc != 0 && faults_hit_errno() == ENOMEM && rc != SHMRPC_ENOMEM)
+        bad = faults_say("out of memory said as %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    int64_t sum = 0;
+    int again = calls_add(cc->c, 2, 3, &sum);
+    if (again != 0 || sum != 5)
+        bad = faults_say("the next call: %s: %s", shmrpc_strerror(again), shmrpc_errmsg());
+    shmrpc_client_free(cc->c);
+    return bad;
+}
+
+static void calls_with_each_call_failing(void **state)
+{
+    (void)state;
+    for (int started = 0; started < 2; started++) {
+        pid_t server = start_server();
+        call_case cc = {.started = started};
+        snprintf(cc.addr, sizeof cc.addr, "%s", addr);
+        shmrpc_client_free(connect_to_addr(cc.addr)); /* it is up */
+        memset(call_log, 0, sizeof *call_log);
+        memset((void *)sh->ran, 0, sizeof sh->ran);
+        const char *name = started ? "a started call" : "a blocking call";
+        faults_case c = {name, NULL, call_setup, call_run, call_check, &cc, NULL, NULL};
+        int fired = faults_sweep(&c, 60);
+        printf("%s: %d faults\n", name, fired);
+        assert_true(fired >= 1);
+        assert_true(test_stop_server(server)); /* every request it read has run */
+        for (unsigned n = 1; n <= (unsigned)fired + 1; n++) {
+            int rc = call_log->status[n], runs = sh->ran[n];
+            printf("  call %u failing: %s, ran %d time(s)\n", n, shmrpc_strerror(rc), runs);
+            if (runs > 1 || (rc == 0 && runs != 1) || (rc == SHMRPC_EUNAVAIL && runs != 0))
+                fail_msg("call %u failing: %s, and it ran %d times", n, shmrpc_strerror(rc), runs);
+        }
+        port = test_free_port();
+        snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    }
+}
+
+/* A connect with each of its calls failing in turn: it succeeds, or fails with a status of
+ * status.h and a message (SHMRPC_ENOMEM when an allocation failed: not "no address");
+ * either way nothing of it is left (the sweep counts the
+ * descriptors), and the same client then connects and calls. */
+typedef struct connect_case {
+    char addr[64];
+    shmrpc_client *c;
+} connect_case;
+
+static int connect_setup(void *arg)
+{
+    connect_case *cc = arg;
+    return shmrpc_client_new(&cc->c, &Calls_service_info, NULL) != 0;
+}
+
+static int connect_run(void *arg)
+{
+    connect_case *cc = arg;
+    return shmrpc_client_connect(cc->c, cc->addr);
+}
+
+static int connect_check(void *arg, int rc)
+{
+    connect_case *cc = arg;
+    int bad = 0;
+    if (rc != 0 && (!shmrpc__status_known(rc) || !*shmrpc_errmsg()))
+        bad = faults_say("status %d ('%s')", rc, shmrpc_errmsg());
+    if (rc != 0 && faults_hit_errno() == ENOMEM && rc != SHMRPC_ENOMEM) /* not "no server" */
+        bad = faults_say("out of memory said as %s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+    int again = rc ? shmrpc_client_connect(cc->c, cc->addr) : 0;
+    int64_t sum = 0;
+    if (again == 0) again = calls_add(cc->c, 2, 3, &sum);
+    if (again != 0 || sum != 5)
+        bad = faults_say("then: %s: %s", shmrpc_strerror(again), shmrpc_errmsg());
+    shmrpc_client_free(cc->c);
+    return bad;
+}
+
+static void connect_with_each_call_failing(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    connect_case cc;
+    snprintf(cc.addr, sizeof cc.addr, "%s", addr);
+    shmrpc_client_free(connect_to_addr(cc.addr)); /* it is up */
+    faults_case c = {"connect", NULL, connect_setup, connect_run, connect_check, &cc, NULL, NULL};
+    int fired = faults_sweep(&c, 100);
+    printf("connect: %d faults\n", fired);
+    assert_true(fired >= 3); /* socket, connect, a send at least */
+    assert_true(test_stop_server(server));
+}
+
+/* A call of n bytes (an echo, request id 1) on a new connection while the worker's kth
+ * allocation from the handshake on fails: its answer is its own message (it ran once), or
+ * an ERROR with SHMRPC_ENOMEM (one that says "not run" did not run), or the close (it may
+ * have run: once at most); and the worker, the same process, serves the next connection.
+ * 1 when an allocation failed (the answer was not the message), else 0. */
+static int echo_with_allocation_failing(pid_t worker, unsigned k, size_t n)
+{
+    uint8_t *msg = malloc(n);
+    assert_non_null(msg);
+    for (size_t i = 0; i < n; i++)
+        msg[i] = (uint8_t)(i * 7 + k);
+    int fd = raw_connect();
+    raw_handshake(fd);
+    int64_t calls = sh->calls;
+    arm_worker(worker, k, "malloc,calloc,realloc");
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, (uint32_t)n};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    raw_send(fd, hdr, sizeof hdr);
+    raw_send(fd, msg, n);
+    int failed = 1;
+    int64_t ran = -1;
+    if (raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) {
+        shmrpc_buf b, err;
+        shmrpc_buf_init(&b);
+        shmrpc_buf_init(&err);
+        assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 30, 0, &h, &err), 0);
+        assert_int_equal(h.request_id, 1);
+        assert_int_equal(shmrpc__buf_grow(&b, (size_t)h.body_len + 1), 0);
+        assert_true(raw_recv(fd, b.data, h.body_len, test_now_ms() + 5000));
+        b.len = h.body_len;
+        ran = sh->calls - calls;
+        if (h.kind == SHMRPC__KIND_RESPONSE) {
+            assert_int_equal(b.len, n);
+            assert_memory_equal(b.data, msg, n);
+            assert_int_equal(ran, 1);
+            failed = 0;
+        } else {
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            if (status != SHMRPC_ENOMEM)
+                fail_msg("allocation %u: %s '%.*s'", k, shmrpc_strerror(status), (int)m.len, m.ptr);
+            bool not_run = memmem(m.ptr, m.len, "not run", 7) != NULL;
+            if (not_run ? ran != 0 : ran > 1)
+                fail_msg("allocation %u: '%.*s', and it ran %lld times", k, (int)m.len, m.ptr,
+                         (long long)ran);
+        }
+        shmrpc_buf_destroy(&b);
+        shmrpc_buf_destroy(&err);
+    } else {                                  /* closed: at most once */
+        int64_t until = test_now_ms() + 2000; /* a call under way ends first, if any */
+        while (sh->calls - calls == 0 && test_now_ms() < until)
+            usleep(1000);
+        ran = sh->calls - calls;
+        assert_true(ran <= 1);
+    }
+    arm_worker(worker, 0, ""); /* counts, fails nothing */
+    close(fd);
+    free(msg);
+    int good = raw_connect();
+    raw_handshake(good);
+    uint8_t sum = 0;
+    char m[256];
+    int grc = raw_add(good, 9, 20, 22, &sum, m, sizeof m);
+    if (grc)
+        fail_msg("allocation %u: then a call on a new connection: %s '%s'", k, shmrpc_strerror(grc),
+                 m);
+    assert_int_equal(sum, 42);
+    close(good);
+    assert_int_equal(worker_of_server_now(), worker); /* the same worker: it did not die */
+    return failed;
+}
+
+/* A call with each of the worker's allocations failing in turn, from the handshake on:
+ * small (copied into its job) and large (the job takes the connection's buffer). */
+static void worker_allocations_failing_in_turn(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    current_server = server;
+    pid_t worker = worker_of(server);
+    static const size_t sizes[] = {100, 300 << 10};
+    for (int i = 0; i < 2; i++) {
+        int failed = 0;
+        for (unsigned k = 1; k <= 24; k++)
+            failed += echo_with_allocation_failing(worker, k, sizes[i]);
+        printf("an echo of %zu bytes: %d of 24 allocations failed it\n", sizes[i], failed);
+        assert_true(failed >= 1);
+    }
+    assert_true(test_stop_server(server));
+}
+
+int main(void)
+{
+    if (calls_shared_map() != 0) return 1;
+    arm = mmap(NULL, sizeof *arm, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (arm == MAP_FAILED) return 1;
+    call_log =
+        mmap(NULL, sizeof *call_log, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (call_log == MAP_FAILED) return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(secret_load_with_each_call_failing),
+        cmocka_unit_test(listen_with_each_call_failing),
+        cmocka_unit_test_setup(connect_with_each_call_failing, setup),
+        cmocka_unit_test_setup(calls_with_each_call_failing, setup),
+        cmocka_unit_test_setup(worker_allocations_failing_in_turn, setup),
+        cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
+        cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
