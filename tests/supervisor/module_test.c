@@ -69,7 +69,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     stop_kids(f);
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     if (f->group > 0) kill(-f->group, SIGKILL);
     sup_remove_segments(f->shm);
     sup_remove_tcp_stats(f->tcp_port);

@@ -77,7 +77,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     /* The control segment of a supervisor a failed test SIGKILLed (this one's only). */

@@ -3,11 +3,14 @@
  * status a call into a service can end with becomes its HTTP status, with the page's JSON
  * error body naming the status and saying why. shmrpc-service runs the page, bigdata (a
  * module= service, one worker, tcp_bind none) at a shm_name of this run, a service that
- * runs but serves nothing at its shm_name (ghost), and one with no address at all
- * (plain). A worker killed during a call, a call past the gateway's timeout (5 s), a
- * handler's ENOMEM, nobody at the address, no address known; after each failure the next
- * call is answered, on a connection made afresh. Every wait is bounded; the group teardown
- * stops the supervisor and removes what a failure left. */
+ * runs but serves nothing at its shm_name (ghost), one with no address at all (plain), and
+ * one that prints a line that is not all UTF-8 (talker). A worker killed during a call, a
+ * call past the gateway's timeout (5 s), a handler's ENOMEM, nobody at the address, no
+ * address known; after each failure the next call is answered, on a connection made
+ * afresh. Then what the page refuses before any call: actions it does not know, scale
+ * bodies without a count, services it does not know, queries that are not numbers; and
+ * the log's lines as JSON whatever bytes the service wrote. Every wait is bounded; the
+ * group teardown stops the supervisor and removes what a failure left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -30,6 +33,18 @@
 #include "procs.h"
 #include "sup_helpers.h"
 #include "web_http.h"
+
+/* What talker prints (printf's octal escapes, in the ini's exec): valid UTF-8 of 2, 3 and
+ * 4 bytes, then bytes that are not UTF-8: a lone 0xff, an overlong '/', a surrogate, past
+ * U+10FFFF, and a 3-byte form cut short at the line's end. */
+#define TALK                                                                                       \
+    "talk \\303\\251 \\342\\202\\254 \\360\\237\\230\\200 | \\377 \\300\\257 \\355\\240\\200 "     \
+    "\\364\\220\\200\\200 \\342\\202"
+/* The same line as the page must show it: each byte that is not UTF-8 is U+FFFD. */
+#define FFFD "\xef\xbf\xbd"
+#define SHOWN                                                                                      \
+    "talk \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 | " FFFD " " FFFD FFFD " " FFFD FFFD FFFD         \
+    " " FFFD FFFD FFFD FFFD " " FFFD FFFD
 
 static struct {
     char dir[64];
@@ -129,16 +144,19 @@ static int group_setup(void **state)
     T.groups.cap = 8;
     T.port = test_free_port();
     if (T.port <= 0) return -1;
-    char ini[2048], errp[160];
-    int n = snprintf(ini, sizeof ini,
-                     "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
-                     "[big]\nmodule = %s\nshm_name = %s\ntcp_bind = none\n"
-                     "min_proc_num = 1\nmax_proc_num = 1\n\n"
-                     "[ghost]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\nshm_name = %s\n"
-                     "wait_until_completed = false\n\n"
-                     "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
-                     "wait_until_completed = false\n",
-                     T.port, BIGDATA_MODULE, T.big, T.ghost);
+    char ini[3072], errp[160];
+    int n =
+        snprintf(ini, sizeof ini,
+                 "[defaults]\nlog_dir = logs\n\n[web monitor]\nport = %d\n\n"
+                 "[big]\nmodule = %s\nshm_name = %s\ntcp_bind = none\n"
+                 "min_proc_num = 1\nmax_proc_num = 1\n\n"
+                 "[ghost]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\nshm_name = %s\n"
+                 "wait_until_completed = false\n\n"
+                 "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+                 "wait_until_completed = false\n\n"
+                 "[talker]\nexec = sh -c 'printf \"%s\\n\"; exec tail --pid=$PPID -f /dev/null'\n"
+                 "wait_until_completed = false\n",
+                 T.port, BIGDATA_MODULE, T.big, T.ghost, TALK);
     if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
     if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
@@ -153,7 +171,7 @@ static int group_setup(void **state)
     json_decref(v);
     resp_free(&r);
     /* Every service's process group, for the teardown; bigdata answering. */
-    static const char *const names[] = {"big", "ghost", "plain"};
+    static const char *const names[] = {"big", "ghost", "plain", "talker"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[64];
         snprintf(path, sizeof path, "/api/services/%s", names[i]);
@@ -187,7 +205,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    if (T.sup > 0 && sup_stop(&T.sup, 20000) < 0) sup_kill_reap(&T.sup);
+    sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.big);
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
@@ -312,12 +330,135 @@ static void test_no_address(void **state)
     alive();
 }
 
+/* The control actions through the page: an action it does not know is 404 and says which
+ * it knows; a scale without a count of workers is 400, whatever else its body holds; a
+ * service it does not know is 404 and lists those it does. A count as {"workers": N},
+ * [N] or N is taken. */
+static void test_actions_refused(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/services/big/frobnicate", "", &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    assert_string_equal(message(&r), "no such action: start, stop, restart and scale are");
+    resp_free(&r);
+    static const char *const bad[] = {
+        "{\"workers\":-1}",         "\"two\"",  "[]", "{}", "1.5", "true",
+        "{\"workers\":4294967296}", "not json", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        post("/api/services/big/scale", bad[i], &r);
+        if (r.status != 400 ||
+            strcmp(message(&r), "scale takes {\"workers\": N}, a count of workers") != 0)
+            fail_msg("scale %s: %d %s", bad[i], r.status, r.body);
+        expect_error(&r, 400, "SHMRPC_EINVAL");
+        resp_free(&r);
+    }
+    static const char *const good[] = {"{\"workers\":1}", "[1]", "1"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        post("/api/services/big/scale", good[i], &r);
+        if (r.status != 200) fail_msg("scale %s: %d %s", good[i], r.status, r.body);
+        resp_free(&r);
+    }
+    post("/api/services/nosuch/restart", "", &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    assert_string_equal(message(&r),
+                        "no service 'nosuch'; the services are: big, ghost, plain, talker");
+    resp_free(&r);
+    assert_true(worker() > 0);
+    alive();
+}
+
+/* Queries that are not numbers: 400, naming the parameter; nothing read. */
+static void test_queries_refused(void **state)
+{
+    (void)state;
+    const struct {
+        const char *path, *msg;
+    } cases[] = {
+        {"/api/services/talker/log?max_bytes=abc", "?max_bytes= takes an integer"},
+        {"/api/services/talker/log?max_bytes=5x", "?max_bytes= takes an integer"},
+        {"/api/services/talker/log?after=-", "?after= takes an integer"},
+        {"/api/services/talker/log?after=0&inode=-1",
+         "?inode= takes the decimal digits of an inode number"},
+        {"/api/services/talker/log?after=0&inode=99999999999999999999",
+         "?inode= takes the decimal digits of an inode number"},
+        {"/api/services/big/series?max=", "?max= takes an integer"},
+        {"/api/services/big/series?since=1e3", "?since= takes an integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        resp r;
+        assert_int_equal(http_raw(T.port, NULL, "GET", cases[i].path, NULL, NULL, &r), 0);
+        if (r.status != 400 || strcmp(message(&r), cases[i].msg) != 0)
+            fail_msg("%s: %d %s", cases[i].path, r.status, r.body);
+        expect_error(&r, 400, "SHMRPC_EINVAL");
+        resp_free(&r);
+    }
+    alive();
+}
+
+/* The log's lines as JSON strings, whatever the service wrote: valid UTF-8 as it came,
+ * each byte that is not UTF-8 as U+FFFD; ?max_bytes= bounds the text of the lines. */
+static void test_log_not_utf8(void **state)
+{
+    (void)state;
+    const char *shown = NULL;
+    json_t *v = NULL;
+    for (int64_t end = sup_now_ms() + 10000; !shown; sup_nap_ms(50)) {
+        resp r;
+        assert_int_equal(http_raw(T.port, NULL, "GET", "/api/services/talker/log", NULL, NULL, &r),
+                         0);
+        expect_status(&r, 200);
+        json_decref(v);
+        v = body_json(&r);
+        resp_free(&r);
+        json_t *lines = json_object_get(v, "lines");
+        for (size_t i = 0; i < json_array_size(lines) && !shown; i++) {
+            const char *line = json_string_value(json_array_get(lines, i));
+            if (line && strstr(line, "talk ")) shown = line;
+        }
+        if (!shown && sup_now_ms() > end)
+            fail_msg("no line of talker: %s", sup_slurp(T.dir, "logs/talker.log"));
+    }
+    /* The supervisor may put a time before it: the line ends with what was written. */
+    const char *at = strstr(shown, "talk ");
+    if (strcmp(at, SHOWN) != 0) fail_msg("shown '%s', want '%s'", at, SHOWN);
+    json_decref(v);
+    /* Fewer bytes than the line: not shown in part. */
+    resp r;
+    assert_int_equal(
+        http_raw(T.port, NULL, "GET", "/api/services/talker/log?max_bytes=8", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    v = body_json(&r);
+    resp_free(&r);
+    json_t *lines = json_object_get(v, "lines");
+    for (size_t i = 0; i < json_array_size(lines); i++)
+        assert_null(strstr(json_string_value(json_array_get(lines, i)), "talk "));
+    json_decref(v);
+    alive();
+}
+
+/* A gateway body of blanks only is no arguments. */
+static void test_blank_body(void **state)
+{
+    (void)state;
+    resp r;
+    post("/api/big/pid", " \t\r\n ", &r);
+    expect_status(&r, 200);
+    assert_true(strtol(r.body, NULL, 10) > 0);
+    resp_free(&r);
+    post("/api/big/spin", "  ", &r);
+    expect_error(&r, 400, "SHMRPC_EINVAL");
+    resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_arguments), cmocka_unit_test(test_handler_enomem),
-        cmocka_unit_test(test_worker_died),   cmocka_unit_test(test_timed_out),
-        cmocka_unit_test(test_nobody_there),  cmocka_unit_test(test_no_address),
+        cmocka_unit_test(test_bad_arguments),   cmocka_unit_test(test_handler_enomem),
+        cmocka_unit_test(test_worker_died),     cmocka_unit_test(test_timed_out),
+        cmocka_unit_test(test_nobody_there),    cmocka_unit_test(test_no_address),
+        cmocka_unit_test(test_actions_refused), cmocka_unit_test(test_queries_refused),
+        cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_blank_body),
     };
     return cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
 }
