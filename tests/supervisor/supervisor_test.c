@@ -650,9 +650,10 @@ static void sigterm_twice_kills(void **state)
     all_groups_gone(f);
 }
 
-/* A second supervisor of the same file finds the control service's address taken: it
- * says so and exits 1 before starting any service; the first goes on, its service's
- * process the same. */
+/* A second supervisor of the same file, not in the foreground (its lines go to
+ * LOG_DIR/shmrpc-service.log), finds the control service's address taken: it says so in
+ * its log and on stderr, and exits 1 before starting any service; the first goes on, its
+ * service's process the same. (control_test.c checks the same in the foreground.) */
 static void second_supervisor_refused(void **state)
 {
     fixture *f = *state;
@@ -665,14 +666,17 @@ static void second_supervisor_refused(void **state)
     char ini[128], err[128];
     snprintf(ini, sizeof ini, "%s/service.ini", f->dir);
     snprintf(err, sizeof err, "%s/second.err", f->dir);
-    pid_t second = sup_spawn(ini, err, true, 60, NULL);
+    pid_t second = sup_spawn(ini, err, false, 60, NULL);
     assert_true(second > 0);
     int st = sup_wait_exit(&second, 10000);
     if (st == -1) sup_kill_reap(&second);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     const char *said = sup_slurp(f->dir, "second.err");
-    if (!strstr(said, "cannot serve the control service at shm://")) fail_msg("%s", said);
+    if (!strstr(said, "shmrpc-service: cannot serve the control service at shm://"))
+        fail_msg("stderr: %s", said);
+    said = sup_slurp(f->dir, "logs/shmrpc-service.log");
+    if (!strstr(said, "cannot serve the control service at shm://")) fail_msg("log: %s", said);
     assert_null(strstr(said, "sleeper: pid"));
     /* The first: alive, its service the same process, status still served. */
     assert_int_equal(sup_wait_exit(&f->sup, 0), -1);
