@@ -9,8 +9,10 @@
  * address known; after each failure the next call is answered, on a connection made
  * afresh. Then what the page refuses before any call: actions it does not know, scale
  * bodies without a count, services it does not know, queries that are not numbers; and
- * the log's lines as JSON whatever bytes the service wrote. Every wait is bounded; the
- * group teardown stops the supervisor and removes what a failure left. */
+ * the log's lines as JSON whatever bytes the service wrote. A second group puts the page
+ * on host = ::1 (or, with a civetweb built without IPv6, checks that the supervisor says
+ * it cannot and runs on). Every wait is bounded; the group teardowns stop the supervisor
+ * and remove what a failure left. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,10 +22,13 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -451,6 +456,151 @@ static void test_blank_body(void **state)
     resp_free(&r);
 }
 
+/* --- a page on IPv6 loopback ------------------------------------------------------------ */
+
+static struct {
+    char dir[64];
+    char control[96];
+    int port;
+    pid_t sup;
+    bool no_ipv6; /* this civetweb cannot listen on IPv6 */
+} V;
+
+#define NO_IPV6 ": this civetweb has no IPv6; running without the page"
+
+/* One request to [::1]:V.port with the Host header host, Connection: close; the answer in
+ * r. -1: no connection or no answer. */
+static int v6_request(const char *method, const char *path, const char *host, const char *extra,
+                      const char *body, resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)V.port)};
+    sa.sin6_addr = in6addr_loopback;
+    char req[1024];
+    int n =
+        snprintf(req, sizeof req,
+                 "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n"
+                 "\r\n%s",
+                 method, path, host, extra ? extra : "", body ? strlen(body) : 0, body ? body : "");
+    int rc = -1;
+    if (n > 0 && (size_t)n < sizeof req && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, (size_t)n) == n)
+        rc = http_read_answer(fd, r);
+    close(fd);
+    return rc;
+}
+
+static int v6_setup(void **state)
+{
+    (void)state;
+    strcpy(V.dir, "/tmp/shmrpc-web-v6-XXXXXX");
+    if (!mkdtemp(V.dir)) return -1;
+    V.port = test_free_port();
+    if (V.port <= 0) return -1;
+    char ini[512], path[128], errp[160];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[web monitor]\nhost = ::1\nport = %d\n\n"
+             "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+             "wait_until_completed = false\n",
+             V.port);
+    snprintf(path, sizeof path, "%s/service.ini", V.dir);
+    if (sup_write_file(path, ini) != 0) return -1;
+    if (cfg_control_address(path, V.control, sizeof V.control) != 0) return -1;
+    snprintf(errp, sizeof errp, "%s/supervisor.err", V.dir);
+    /* Its registry of supervisors in the test's folder, to be read below. */
+    const char *env[] = {"XDG_RUNTIME_DIR", V.dir, NULL};
+    V.sup = sup_spawn(path, errp, true, 60, env);
+    if (V.sup < 0) return -1;
+    /* The page answers, or says it cannot listen there (a civetweb built without IPv6, as
+     * Debian 12's is). */
+    char host[64];
+    snprintf(host, sizeof host, "[::1]:%d", V.port);
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+        resp r;
+        int ok = v6_request("GET", "/api/token", host, NULL, NULL, &r) == 0 && r.status == 200;
+        resp_free(&r);
+        if (ok) return 0;
+        if (strstr(sup_slurp(V.dir, "supervisor.err"), NO_IPV6)) {
+            V.no_ipv6 = true;
+            return 0;
+        }
+        if (sup_now_ms() > end || sup_wait_exit(&V.sup, 0) != -1) return -1;
+    }
+}
+
+static int v6_teardown(void **state)
+{
+    (void)state;
+    sup_end(&V.sup);
+    if (V.control[0]) sup_remove_segments(V.control + strlen("shm://"));
+    sup_rm_tree(V.dir);
+    return 0;
+}
+
+static void ipv6_page_answers(void)
+{
+    char host[64], extra[160];
+    snprintf(host, sizeof host, "[::1]:%d", V.port);
+    resp r;
+    assert_int_equal(v6_request("GET", "/api/token", host, NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    json_t *v = body_json(&r);
+    const char *tok = json_string_value(json_object_get(v, "token"));
+    assert_non_null(tok);
+    assert_int_equal(strlen(tok), 32);
+    snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n", tok);
+    json_decref(v);
+    resp_free(&r);
+    assert_int_equal(v6_request("GET", "/healthz", "localhost", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(v6_request("GET", "/healthz", "example.com", NULL, NULL, &r), 0);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    assert_int_equal(v6_request("POST", "/api/services/plain/frobnicate", host, extra, "{}", &r),
+                     0);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    assert_string_equal(message(&r), "no such action: start, stop, restart and scale are");
+    resp_free(&r);
+    /* Nothing at 127.0.0.1: the page is on ::1 only. */
+    assert_int_equal(http_connect(V.port), -1);
+}
+
+/* host = ::1: the page answers there, to [::1] and the loopback names, not to another name;
+ * a POST is refused for what it is (its deadline armed for an IPv6 peer). A civetweb
+ * without IPv6 cannot listen there: the supervisor says so, with the address, and runs its
+ * services without the page. Either way the registry of supervisors gives the page's
+ * address with brackets, as a browser takes it, and SIGTERM ends it with 0. */
+static void test_ipv6_page(void **state)
+{
+    (void)state;
+    char reg[160], want[96];
+    snprintf(reg, sizeof reg, "shmrpc/%d.sup", (int)V.sup);
+    snprintf(want, sizeof want, "\npage=http://[::1]:%d/\n", V.port);
+    if (!strstr(sup_slurp(V.dir, reg), want))
+        fail_msg("%s/%s: '%s' (want %s)", V.dir, reg, sup_slurp(V.dir, reg), want);
+    if (V.no_ipv6) {
+        print_message("this civetweb has no IPv6: the page's refusal checked, not the page\n");
+        snprintf(want, sizeof want, "web monitor: cannot listen on [::1]:%d" NO_IPV6, V.port);
+        assert_non_null(strstr(sup_slurp(V.dir, "supervisor.err"), want));
+        assert_int_equal(http_connect(V.port), -1);
+        for (int64_t end = sup_now_ms() + 5000;
+             !strstr(sup_slurp(V.dir, "logs/status.json"), "\"plain\": {\"state\": \"running\"");
+             sup_nap_ms(20))
+            assert_true(sup_now_ms() < end);
+    } else {
+        ipv6_page_answers();
+    }
+    int st = sup_stop(&V.sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,5 +610,7 @@ int main(void)
         cmocka_unit_test(test_actions_refused), cmocka_unit_test(test_queries_refused),
         cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_blank_body),
     };
-    return cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
+    const struct CMUnitTest v6_tests[] = {cmocka_unit_test(test_ipv6_page)};
+    int failed = cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
+    return failed + cmocka_run_group_tests_name("web_ipv6", v6_tests, v6_setup, v6_teardown);
 }
