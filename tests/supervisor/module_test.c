@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/tcp.h>
+
 #include "bigdata.h"
 #include "echo.h"
 #include "procs.h"
@@ -1096,6 +1098,66 @@ static void module_replaced(void **state)
     stops_clean(f);
 }
 
+/* A module service's TCP address with a secret_file: the manager serves it with the
+ * secret, the supervisor's own check that it answers proves the secret too (running,
+ * "answering at" both addresses), a client with the secret is answered, one without is
+ * refused; a secret_file that cannot be read stops the manager with the reason. */
+static void module_tcp_secret(void **state)
+{
+    fixture *f = *state;
+    int port = test_free_port();
+    assert_true(port > 0);
+    f->tcp_port = port;
+    char ini[1024], shm[64], tcp[64], secret[128], said[256];
+    snprintf(secret, sizeof secret, "%s/tcp.secret", f->dir);
+    assert_int_equal(sup_write_file(secret, "0123456789abcdef0123456789abcdef\n"), 0);
+    assert_int_equal(chmod(secret, 0600), 0);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n"
+             "secret_file = tcp.secret\n",
+             ECHO_MODULE, f->shm, port);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    assert_true(wait_running(f, "echo", 10000) > 0);
+    snprintf(said, sizeof said, "echo: answering at %s and %s, ", shm, tcp);
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), said));
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    static uint8_t key[SHMRPC_SECRET_MAX];
+    assert_int_equal(shmrpc_secret_load(secret, key, sizeof key, &o.tcp.secret_len), 0);
+    o.tcp.secret = key;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Echo_service_info, &o, tcp, &rc);
+    if (!c) fail_msg("connect %s with the secret: %s", tcp, shmrpc_strerror(rc));
+    int64_t sum = 0;
+    assert_int_equal(echo_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, &Echo_service_info, NULL), 0);
+    rc = shmrpc_client_connect(c, tcp);
+    if (rc == 0) rc = echo_add(c, 40, 2, &sum);
+    shmrpc_client_free(c);
+    assert_true(rc != 0);
+    adds_at(shm);
+    /* The file made unreadable as a secret (others may read it): the restart's manager
+     * says why, and serves nothing. */
+    assert_int_equal(chmod(secret, 0644), 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --ini %s/service.ini restart echo --no-wait 2>&1", SHMRPCCTL,
+             f->dir);
+    const char *out = run(cmd);
+    if (!strstr(out, "echo: ")) fail_msg("%s: %s", cmd, out);
+    snprintf(said, sizeof said, "echo: secret_file: the secret file %s has mode 0644", secret);
+    if (!log_has(f, "echo", said, 10000)) fail_msg("%s", sup_slurp(f->dir, "logs/echo.log"));
+    snprintf(said, sizeof said, "echo: the manager of %s exited with status 1: stopping %s too",
+             tcp, shm);
+    assert_true(log_has(f, "echo", said, 10000));
+    assert_int_equal(chmod(secret, 0600), 0);
+    stops_clean(f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1116,6 +1178,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(module_init_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(module_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(module_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_tcp_secret, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));
