@@ -551,12 +551,65 @@ static void control_edges(void **state)
     sup_groups_assert_gone(&f->groups);
 }
 
+/* shmrpcctl logs of a log larger than the 1 MiB it reads: the lines it shows are whole
+ * (the cut first one left out), in order and one after the other, up to the last. */
+static void logs_of_a_large_log(void **state)
+{
+    fixture *f = *state;
+    enum { LINES = 700, BYTES = 2000 };
+    char ini[512];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[chatter]\nexec = %s %d %d\n",
+             CHATTER, LINES, BYTES);
+    start(f, ini);
+    char path[128];
+    snprintf(path, sizeof path, "%s/logs/chatter.log", f->dir);
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+        char tail[64] = "";
+        FILE *log = fopen(path, "r");
+        if (log && fseek(log, -(long)strlen("chatter: done\n"), SEEK_END) == 0 &&
+            fgets(tail, sizeof tail, log) == NULL)
+            tail[0] = '\0';
+        if (log) fclose(log);
+        if (strcmp(tail, "chatter: done\n") == 0) break;
+        assert_true(sup_now_ms() < end);
+    }
+    static char out[1 << 21];
+    assert_int_equal(ctl(f, out, sizeof out, "logs", "chatter", "-n", "1000", NULL), 0);
+    int n = 0, first = -1, last = -1;
+    for (char *line = out, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, n++) {
+        *nl = '\0';
+        if (strstr(line, "chatter: done")) {
+            assert_null(nl[1] ? "a line after the last" : NULL);
+            break;
+        }
+        const char *at = strstr(line, "chatter line ");
+        if (!at) fail_msg("line %d is not chatter's: '%.80s'", n, line);
+        int k = atoi(at + 13);
+        if (first < 0) first = k;
+        if (last >= 0 && k != last + 1) fail_msg("line %d: %d after %d", n, k, last);
+        last = k;
+        /* Whole: its run of x to the end, as chatter wrote it. */
+        size_t xs = strspn(at + 19, "x");
+        if (xs != (size_t)BYTES - 20 || at[19 + xs] != '\0')
+            fail_msg("line %d (chatter's %d) is not whole: %zu x", n, k, xs);
+    }
+    assert_int_equal(last, LINES - 1);
+    assert_true(first > 0); /* not all of it: 1 MiB */
+    print_message("logs: chatter's lines %d to %d of %d, whole\n", first, last, LINES);
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(control, setup, teardown),
         cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_of_a_large_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
