@@ -456,6 +456,61 @@ static void test_blank_body(void **state)
     resp_free(&r);
 }
 
+/* The call count in fail's message ("fail: call N of this worker"). */
+static int fail_calls(const resp *r)
+{
+    const char *at = strstr(message(r), "fail: call ");
+    return at ? atoi(at + strlen("fail: call ")) : -1;
+}
+
+/* Each status a handler ends with, as the page answers it: the HTTP status of its kind,
+ * the status's name and code, the handler's message. A changed table (EMISMATCH) is
+ * tried once more on a fresh connection: the handler ran twice; any other failure once. */
+static void test_each_status(void **state)
+{
+    (void)state;
+    const struct {
+        int code, http;
+        const char *name;
+    } cases[] = {
+        {SHMRPC_EINVAL, 400, "SHMRPC_EINVAL"},     {SHMRPC_ENOENT, 404, "SHMRPC_ENOENT"},
+        {SHMRPC_ETOOBIG, 413, "SHMRPC_ETOOBIG"},   {SHMRPC_EHANDLER, 500, "SHMRPC_EHANDLER"},
+        {SHMRPC_ENOMEM, 500, "SHMRPC_ENOMEM"},     {SHMRPC_EPEERDIED, 502, "SHMRPC_EPEERDIED"},
+        {SHMRPC_EPROTO, 502, "SHMRPC_EPROTO"},     {SHMRPC_EMISMATCH, 502, "SHMRPC_EMISMATCH"},
+        {SHMRPC_EVERSION, 502, "SHMRPC_EVERSION"}, {SHMRPC_EPERM, 502, "SHMRPC_EPERM"},
+        {SHMRPC_EUNAVAIL, 503, "SHMRPC_EUNAVAIL"}, {SHMRPC_ECLOSED, 503, "SHMRPC_ECLOSED"},
+        {SHMRPC_EBUSY, 503, "SHMRPC_EBUSY"},       {SHMRPC_ETIMEDOUT, 504, "SHMRPC_ETIMEDOUT"},
+    };
+    resp r;
+    char body[32];
+    post("/api/big/fail", "[-1]", &r);
+    int calls = fail_calls(&r);
+    resp_free(&r);
+    assert_true(calls > 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(body, sizeof body, "[%d]", cases[i].code);
+        post("/api/big/fail", body, &r);
+        if (r.status != cases[i].http) fail_msg("%s: %d %s", cases[i].name, r.status, r.body);
+        expect_error(&r, cases[i].http, cases[i].name);
+        assert_int_equal(code(&r), cases[i].code);
+        int runs = cases[i].code == SHMRPC_EMISMATCH ? 2 : 1;
+        if (fail_calls(&r) != calls + runs)
+            fail_msg("%s: '%s' (the handler's calls were %d before)", cases[i].name, message(&r),
+                     calls);
+        calls += runs;
+        resp_free(&r);
+    }
+    /* Not a status: the handler's bug, said as such. */
+    post("/api/big/fail", "[7]", &r);
+    expect_error(&r, 500, "SHMRPC_EHANDLER");
+    assert_non_null(strstr(message(&r), "returned 7, which is not a status"));
+    resp_free(&r);
+    post("/api/big/fail", "[0]", &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    alive();
+}
+
 /* --- a page on IPv6 loopback ------------------------------------------------------------ */
 
 static struct {
@@ -608,7 +663,8 @@ int main(void)
         cmocka_unit_test(test_worker_died),     cmocka_unit_test(test_timed_out),
         cmocka_unit_test(test_nobody_there),    cmocka_unit_test(test_no_address),
         cmocka_unit_test(test_actions_refused), cmocka_unit_test(test_queries_refused),
-        cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_blank_body),
+        cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_each_status),
+        cmocka_unit_test(test_blank_body),
     };
     const struct CMUnitTest v6_tests[] = {cmocka_unit_test(test_ipv6_page)};
     int failed = cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
