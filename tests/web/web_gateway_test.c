@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -511,6 +512,32 @@ static void test_each_status(void **state)
     alive();
 }
 
+/* talker's log made unreadable (a folder in its place): the log's page is 500 with the
+ * path and why; the service's page still answers, its log empty and log_error saying why. */
+static void test_log_unreadable(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/logs/talker.log", T.dir);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    resp r;
+    assert_int_equal(http_raw(T.port, NULL, "GET", "/api/services/talker/log", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 500);
+    if (strncmp(message(&r), path, strlen(path)) != 0 || message(&r)[strlen(path)] != ':')
+        fail_msg("%s", r.body);
+    resp_free(&r);
+    assert_int_equal(http_raw(T.port, NULL, "GET", "/api/services/talker", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    json_t *v = body_json(&r);
+    resp_free(&r);
+    assert_int_equal(json_array_size(json_object_get(v, "log")), 0);
+    const char *why = json_string_value(json_object_get(v, "log_error"));
+    if (!why || !*why) fail_msg("no log_error");
+    json_decref(v);
+    alive();
+}
+
 /* --- a page on IPv6 loopback ------------------------------------------------------------ */
 
 static struct {
@@ -664,7 +691,7 @@ int main(void)
         cmocka_unit_test(test_nobody_there),    cmocka_unit_test(test_no_address),
         cmocka_unit_test(test_actions_refused), cmocka_unit_test(test_queries_refused),
         cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_each_status),
-        cmocka_unit_test(test_blank_body),
+        cmocka_unit_test(test_log_unreadable),  cmocka_unit_test(test_blank_body),
     };
     const struct CMUnitTest v6_tests[] = {cmocka_unit_test(test_ipv6_page)};
     int failed = cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
