@@ -3,8 +3,9 @@
  * status a call into a service can end with becomes its HTTP status, with the page's JSON
  * error body naming the status and saying why. shmrpc-service runs the page, bigdata (a
  * module= service, one worker, tcp_bind none) at a shm_name of this run, a service that
- * runs but serves nothing at its shm_name (ghost), one with no address at all (plain), and
- * one that prints a line that is not all UTF-8 (talker). A worker killed during a call, a
+ * runs but serves nothing at its shm_name (ghost), one with no address at all (plain), one
+ * that prints a line that is not all UTF-8 (talker), and echo-server at a tcp_port only
+ * (tcpecho). A worker killed during a call, a
  * call past the gateway's timeout (5 s), a handler's ENOMEM, nobody at the address, no
  * address known; after each failure the next call is answered, on a connection made
  * afresh. Then what the page refuses before any call: actions it does not know, scale
@@ -59,6 +60,7 @@ static struct {
     char ghost[48]; /* the shm_name nobody serves */
     char control[96];
     int port;
+    int tcp_port; /* tcpecho's */
     pid_t sup;
     sup_groups groups;
     char token[64];
@@ -149,7 +151,8 @@ static int group_setup(void **state)
     snprintf(T.ghost, sizeof T.ghost, "web_gw_ghost_%d", (int)getpid());
     T.groups.cap = 8;
     T.port = test_free_port();
-    if (T.port <= 0) return -1;
+    T.tcp_port = test_free_port();
+    if (T.port <= 0 || T.tcp_port <= 0 || T.tcp_port == T.port) return -1;
     char ini[3072], errp[160];
     int n =
         snprintf(ini, sizeof ini,
@@ -161,8 +164,9 @@ static int group_setup(void **state)
                  "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
                  "wait_until_completed = false\n\n"
                  "[talker]\nexec = sh -c 'printf \"%s\\n\"; exec tail --pid=$PPID -f /dev/null'\n"
-                 "wait_until_completed = false\n",
-                 T.port, BIGDATA_MODULE, T.big, T.ghost, TALK);
+                 "wait_until_completed = false\n\n"
+                 "[tcpecho]\nexec = %s --workers 1 tcp://127.0.0.1:%d\ntcp_port = %d\n",
+                 T.port, BIGDATA_MODULE, T.big, T.ghost, TALK, ECHO_SERVER, T.tcp_port, T.tcp_port);
     if (n < 0 || (size_t)n >= sizeof ini || sup_write_file(T.ini, ini) != 0) return -1;
     if (cfg_control_address(T.ini, T.control, sizeof T.control) != 0) return -1;
     snprintf(errp, sizeof errp, "%s/supervisor.err", T.dir);
@@ -177,7 +181,7 @@ static int group_setup(void **state)
     json_decref(v);
     resp_free(&r);
     /* Every service's process group, for the teardown; bigdata answering. */
-    static const char *const names[] = {"big", "ghost", "plain", "talker"};
+    static const char *const names[] = {"big", "ghost", "plain", "talker", "tcpecho"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[64];
         snprintf(path, sizeof path, "/api/services/%s", names[i]);
@@ -214,6 +218,7 @@ static int group_teardown(void **state)
     sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.big);
+    sup_remove_tcp_stats(T.tcp_port);
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
     sup_rm_tree(T.dir);
     return 0;
@@ -367,8 +372,8 @@ static void test_actions_refused(void **state)
     }
     post("/api/services/nosuch/restart", "", &r);
     expect_error(&r, 404, "SHMRPC_ENOENT");
-    assert_string_equal(message(&r),
-                        "no service 'nosuch'; the services are: big, ghost, plain, talker");
+    assert_string_equal(
+        message(&r), "no service 'nosuch'; the services are: big, ghost, plain, talker, tcpecho");
     resp_free(&r);
     assert_true(worker() > 0);
     alive();
@@ -538,6 +543,35 @@ static void test_log_unreadable(void **state)
     alive();
 }
 
+/* A service that answers at its tcp_port only (no shm_name): the supervisor waited for it
+ * to answer there, the gateway calls it over TCP, and /metrics counts its calls from the
+ * TCP server's statistics. */
+static void test_tcp_only_service(void **state)
+{
+    (void)state;
+    char said[128];
+    snprintf(said, sizeof said, "tcpecho: answering at tcp://127.0.0.1:%d, ", T.tcp_port);
+    assert_non_null(strstr(sup_slurp(T.dir, "supervisor.err"), said));
+    resp r;
+    for (int i = 0; i < 3; i++) {
+        post("/api/tcpecho/add", "[40,2]", &r);
+        expect_status(&r, 200);
+        assert_string_equal(r.body, "42");
+        resp_free(&r);
+    }
+    static const char key[] = "shmrpc_calls_total{service=\"tcpecho\",method=\"add\"} ";
+    long calls = -1;
+    for (int64_t end = sup_now_ms() + 10000; calls != 3; sup_nap_ms(50)) {
+        assert_int_equal(http_raw(T.port, NULL, "GET", "/metrics", NULL, NULL, &r), 0);
+        expect_status(&r, 200);
+        const char *at = strstr(r.body, key);
+        calls = at ? strtol(at + strlen(key), NULL, 10) : -1;
+        resp_free(&r);
+        if (calls != 3 && sup_now_ms() > end) fail_msg("tcpecho's add calls: %ld", calls);
+    }
+    alive();
+}
+
 /* --- a page on IPv6 loopback ------------------------------------------------------------ */
 
 static struct {
@@ -691,7 +725,8 @@ int main(void)
         cmocka_unit_test(test_nobody_there),    cmocka_unit_test(test_no_address),
         cmocka_unit_test(test_actions_refused), cmocka_unit_test(test_queries_refused),
         cmocka_unit_test(test_log_not_utf8),    cmocka_unit_test(test_each_status),
-        cmocka_unit_test(test_log_unreadable),  cmocka_unit_test(test_blank_body),
+        cmocka_unit_test(test_log_unreadable),  cmocka_unit_test(test_tcp_only_service),
+        cmocka_unit_test(test_blank_body),
     };
     const struct CMUnitTest v6_tests[] = {cmocka_unit_test(test_ipv6_page)};
     int failed = cmocka_run_group_tests_name("web_gateway", tests, group_setup, group_teardown);
