@@ -157,13 +157,18 @@ def main():
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-        while not os.path.exists(path):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Unix-socket echo did not start")
-            time.sleep(0.02)
-        payload = b"0123456789abcdef"
+        # Its path exists from its bind; it takes connections from its listen, a moment
+        # later (refused until then).
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(path)
+        while True:
+            try:
+                s.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Unix-socket echo did not start")
+                time.sleep(0.02)
+        payload = b"0123456789abcdef"
         msg = struct.pack("<I", 16) + payload
 
         def unix_echo():
