@@ -909,9 +909,9 @@ static bool in_token(char c)
 
 /* The n bytes of JSON p with each bare integer above INT64_MAX in a value's place made a
  * string starting with BIG (see there), or NULL when there is none, or a string of the
- * text starts with a NUL (then BIG would not be unambiguous), or it nests too deep to follow (it was
- * checked against MAX_DEPTH already): the text is then read as it is. NULL with *nomem set
- * when memory ran out. A token in a key's place is left for jansson to refuse. */
+ * text starts with a NUL (then BIG would not be unambiguous), or it nests too deep to follow (it
+ * was checked against MAX_DEPTH already): the text is then read as it is. NULL with *nomem set when
+ * memory ran out. A token in a key's place is left for jansson to refuse. */
 static char *mark_bigs(const char *p, size_t n, size_t *out_n, bool *nomem)
 {
     bool in_object[MAX_DEPTH + 2];
@@ -1000,8 +1000,8 @@ static json_t *parse_json(cx *c, const char *p, size_t n, const char *what)
         c->status = SHMRPC_ENOMEM;
         snprintf(c->err, c->cap, "%s: out of memory", what);
     } else if (v == NULL) {
-        snprintf(c->err, c->cap, "%s: bad JSON at line %d, column %d: %s", what, je.line,
-                 je.column, je.text);
+        snprintf(c->err, c->cap, "%s: bad JSON at line %d, column %d: %s", what, je.line, je.column,
+                 je.text);
     }
     return v;
 }

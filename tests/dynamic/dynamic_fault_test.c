@@ -126,7 +126,8 @@ static int check(void *arg, int rc)
     if (!bad) {
         shmrpc_buf_clear(&c->out);
         rc = c->call(c);
-        if (rc != 0) bad = faults_say("again, unarmed: %s", shmrpc_errmsg());
+        if (rc != 0)
+            bad = faults_say("again, unarmed: %s", shmrpc_errmsg());
         else if (c->call == encode_args || c->call == encode_result)
             bad = same(&c->out, &c->want) ? 0 : faults_say("again: other bytes");
     }
@@ -154,8 +155,8 @@ static void parse_a_signature(void **state)
 {
     (void)state;
     sweep("sig_parse",
-          "x(" TYPES " a,list<struct S?> b," MANY("M1") " c," MANY("M2") " d," MANY("M3") " e," MANY(
-              "M4") " f)->map<i64,struct S> @msgpack",
+          "x(" TYPES " a,list<struct S?> b," MANY("M1") " c," MANY("M2") " d," MANY(
+              "M3") " e," MANY("M4") " f)->map<i64,struct S> @msgpack",
           NULL, parse);
 }
 

@@ -548,8 +548,8 @@ static volatile char *past_a_file(void)
     int fd = mkstemp(path);
     if (fd < 0) return NULL;
     unlink(path);
-    char *p = ftruncate(fd, 4096) == 0 ? mmap(NULL, 3 * 4096, PROT_READ, MAP_SHARED, fd, 0)
-                                       : MAP_FAILED;
+    char *p =
+        ftruncate(fd, 4096) == 0 ? mmap(NULL, 3 * 4096, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     close(fd);
     return p == MAP_FAILED ? NULL : (volatile char *)p + 4096;
 }
@@ -596,12 +596,14 @@ static void foreign_sigbus_to_the_handler_before(void **state)
     (void)state;
     shmrpc_queue *q = open_q(SHMRPC_QUEUE_CONNECT_OR_CREATE);
     static const bool info = true, plain = false;
-    assert_int_equal(test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&info,
-                                                  CHILD_ALARM_S), REAP_MS),
-                     0);
-    assert_int_equal(test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&plain,
-                                                  CHILD_ALARM_S), REAP_MS),
-                     0);
+    assert_int_equal(
+        test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&info, CHILD_ALARM_S),
+                      REAP_MS),
+        0);
+    assert_int_equal(
+        test_kid_reap(test_kid_spawn(foreign_fault_to_own_handler, (void *)&plain, CHILD_ALARM_S),
+                      REAP_MS),
+        0);
     shmrpc_queue_close(q);
 }
 

@@ -990,8 +990,9 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     (void)state;
     char key[96], other[8][200], ctl_small[200], ctl_unknown[200], stats_small[200], lock_junk[200];
     snprintf(key, sizeof key, "%sodd", prefix);
-    const char *bad_channels[] = {"x", "0:c1:2", "-5:c1:2", "123:d1:2", "123:c99999:1",
-                                  "123:c1:x", "123:c1:4294967296", "123:c:1"};
+    const char *bad_channels[] = {
+        "x",      "0:c1:2", "-5:c1:2", "123:d1:2", "123:c99999:1", "123:c1:x", "123:c1:4294967296",
+        "123:c:1"};
     for (int i = 0; i < 8; i++) {
         snprintf(other[i], sizeof other[i], "shmrpc:%s:%s", key, bad_channels[i]);
         odd_file(other[i], 4096, 0, true);
@@ -1065,14 +1066,18 @@ static void ls_and_clean_what_it_did_not_make(void **state)
              "removed control %s: its creator died while creating it\n",
              stats_small, ctl_small);
     assert_string_equal(r.out, want);
-    for (int i = 0; i < 8; i++) assert_true(there(other[i]));
-    for (int i = 0; i < 4; i++) assert_true(there(gens[i]));
+    for (int i = 0; i < 8; i++)
+        assert_true(there(other[i]));
+    for (int i = 0; i < 4; i++)
+        assert_true(there(gens[i]));
     assert_true(there(ctl_unknown));
     assert_true(there(lock_junk));
     assert_false(there(ctl_small) || there(stats_small));
     /* An operator removes what clean would not, by hand. */
-    for (int i = 0; i < 8; i++) assert_int_equal(shm_unlink(other[i]), 0);
-    for (int i = 0; i < 4; i++) assert_int_equal(shm_unlink(gens[i]), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(shm_unlink(other[i]), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(shm_unlink(gens[i]), 0);
     assert_int_equal(shm_unlink(ctl_unknown), 0);
     assert_int_equal(shm_unlink(lock_junk), 0);
 }

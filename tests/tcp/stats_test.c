@@ -200,7 +200,7 @@ static void nothing_there(void **state)
  * (3 + buckets) counters per worker and method. */
 #define HEAD_BYTES (24 + 256 + 65536)
 #define ROW_WORDS (3 + SHMRPC_STATS_BUCKETS)
-#define SEG_BYTES(n) (HEAD_BYTES + (size_t)SHMRPC_MAX_WORKERS * (n) * ROW_WORDS * 8)
+#define SEG_BYTES(n) (HEAD_BYTES + (size_t)SHMRPC_MAX_WORKERS * (n)*ROW_WORDS * 8)
 
 typedef struct forged {
     uint32_t magic, version, n_methods, n_workers, names_len;
@@ -293,23 +293,30 @@ static void forged_segments(void **state)
         int rc;
         const char *says;
     } bad[] = {
-        {{STATS_MAGIC, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0644}, SHMRPC_EPERM,
+        {{STATS_MAGIC, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0644},
+         SHMRPC_EPERM,
          "belongs to another user or others may read it"},
         {{STATS_MAGIC, 1, 2, W, 3, "a\nb", 10, 0600}, SHMRPC_EUNAVAIL, "is not ready yet"},
         {{0, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EUNAVAIL, "is not ready yet"},
-        {{STATS_MAGIC + 1, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC + 1, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
-        {{STATS_MAGIC, 2, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC, 2, 2, W, 3, "a\nb", SEG_BYTES(2), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
-        {{STATS_MAGIC, 1, 2, W + 1, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC, 1, 2, W + 1, 3, "a\nb", SEG_BYTES(2), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
         /* Room for its rows, but more methods than a segment holds. */
-        {{STATS_MAGIC, 1, 1025, W, 3, "a\nb", SEG_BYTES(1025), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC, 1, 1025, W, 3, "a\nb", SEG_BYTES(1025), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
-        {{STATS_MAGIC, 1, 2, W, 65537, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC, 1, 2, W, 65537, "a\nb", SEG_BYTES(2), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
         /* More methods than the file has rows for. */
-        {{STATS_MAGIC, 1, 3, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+        {{STATS_MAGIC, 1, 3, W, 3, "a\nb", SEG_BYTES(2), 0600},
+         SHMRPC_EPROTO,
          "is not a statistics segment of this version"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
