@@ -307,6 +307,11 @@ static void test_bad_arguments(void **state)
     expect_error(&r, 404, "SHMRPC_ENOENT");
     assert_non_null(strstr(message(&r), "no method 'nope'"));
     resp_free(&r);
+    /* A method's name that is not UTF-8 (%FF): the error body stays JSON, and says so. */
+    post("/api/big/%FF", "[]", &r);
+    expect_error(&r, 404, "SHMRPC_ENOENT");
+    assert_string_equal(message(&r), "(a message that is not UTF-8)");
+    resp_free(&r);
     alive();
 }
 
