@@ -48,6 +48,7 @@ static int setup(void **state)
     sh->naps_begun = 0;
     sh->napping = 0;
     sh->most = 0;
+    sh->running = 0;
     return 0;
 }
 
@@ -1429,6 +1430,79 @@ static void ipv6_endpoints(void **state)
     expect_bad_list(longer, "has a host name longer than 255 bytes");
 }
 
+/* How many naps of ms began, by the servers' log of naps. */
+static int naps_of(uint32_t ms)
+{
+    int32_t n = sh->naps_begun, runs = 0;
+    assert_true(n <= CALLS_NAPS_LOGGED);
+    for (int32_t i = 0; i < n; i++)
+        runs += sh->nap_ms[i] == ms;
+    return runs;
+}
+
+/* Reads the answers of the naps of fd, ids first..first+n-1 in any order. */
+static void expect_naps(int fd, uint64_t first, int n)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    uint64_t seen = 0;
+    for (int i = 0; i < n; i++) {
+        shmrpc__frame_hdr h = raw_frame_within(fd, &b, 10000);
+        if (h.kind != SHMRPC__KIND_RESPONSE || h.request_id < first ||
+            h.request_id >= first + (uint64_t)n || (seen >> (h.request_id - first) & 1))
+            fail_msg("a %s frame for request %llu where a nap's answer was due",
+                     shmrpc__frame_kind_name(h.kind), (unsigned long long)h.request_id);
+        seen |= (uint64_t)1 << (h.request_id - first);
+    }
+    shmrpc_buf_destroy(&b);
+}
+
+/* The calls of a client that left while they waited for a thread of the worker (both busy)
+ * are not run; the calls of another client waiting with them are, and are answered. */
+static void waiting_calls_of_a_gone_client(void **state)
+{
+    (void)state;
+    server_tcp.max_running = 2; /* two threads */
+    pid_t server = start_server(1);
+    int a = raw_connect(0), b = raw_connect(0), c = raw_connect(0);
+    raw_handshake(a, 0);
+    raw_handshake(b, 0);
+    raw_handshake(c, 0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    put_nap(&out, 1, 600);
+    put_nap(&out, 2, 601);
+    raw_send(a, out.data, out.len);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->running < 2 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->running, 2); /* both threads are busy */
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 1, 201);
+    put_nap(&out, 2, 202);
+    raw_send(b, out.data, out.len);
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 1, 301);
+    put_nap(&out, 2, 302);
+    raw_send(c, out.data, out.len);
+    close(c); /* gone while its calls wait */
+    expect_naps(a, 1, 2);
+    expect_naps(b, 1, 2);
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 3, 0); /* behind where the gone client's calls would have been */
+    raw_send(b, out.data, out.len);
+    expect_naps(b, 3, 1);
+    printf("naps begun: %d (the gone client's: %d)\n", (int)sh->naps_begun,
+           naps_of(301) + naps_of(302));
+    assert_int_equal(naps_of(600) + naps_of(601), 2);
+    assert_int_equal(naps_of(201) + naps_of(202), 2);
+    assert_int_equal(naps_of(301) + naps_of(302), 0);
+    close(a);
+    close(b);
+    shmrpc_buf_destroy(&out);
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1540,6 +1614,7 @@ int main(void)
         cmocka_unit_test_setup(compressed_answers_in_flight, setup),
         cmocka_unit_test_setup(result_above_the_clients_maximum, setup),
         cmocka_unit_test_setup(ipv6_endpoints, setup),
+        cmocka_unit_test_setup(waiting_calls_of_a_gone_client, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
