@@ -215,6 +215,7 @@ typedef struct parser {
     unsigned depth;
     char err[256];
     bool failed;
+    bool nomem; /* the failure was memory's: SHMRPC_ENOMEM, not SHMRPC_EINVAL */
 } parser;
 
 static int perr(parser *ps, const char *fmt, ...) SHMRPC__FMT(2, 3);
@@ -227,6 +228,12 @@ static int perr(parser *ps, const char *fmt, ...)
     int rc = shmrpc__dyn_note(ps->err, sizeof ps->err, &ps->failed, where, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+static int out_of_memory(parser *ps)
+{
+    if (!ps->failed) ps->nomem = true;
+    return perr(ps, "out of memory");
 }
 
 static bool lit(parser *ps, const char *s)
@@ -253,7 +260,7 @@ static const char *ident(parser *ps)
         return NULL;
     }
     char *s = shmrpc_arena_strndup(ps->a, b, (size_t)(ps->p - b));
-    if (s == NULL) perr(ps, "out of memory");
+    if (s == NULL) out_of_memory(ps);
     return s;
 }
 
@@ -261,7 +268,7 @@ static shmrpc_dyn_type *new_type(parser *ps, shmrpc_dyn_kind k)
 {
     shmrpc_dyn_type *t = shmrpc_arena_calloc(ps->a, 1, sizeof *t, _Alignof(shmrpc_dyn_type));
     if (t == NULL) {
-        perr(ps, "out of memory");
+        out_of_memory(ps);
         return NULL;
     }
     t->kind = k;
@@ -274,7 +281,7 @@ static int grow(parser *ps, void *items, size_t n, size_t *cap, size_t size, siz
     if (n < *cap) return 0;
     size_t ncap = *cap ? *cap * 2 : 8;
     void *p = shmrpc_arena_alloc(ps->a, ncap * size, align);
-    if (p == NULL) return perr(ps, "out of memory");
+    if (p == NULL) return out_of_memory(ps);
     if (n) memcpy(p, *(void **)items, n * size);
     *(void **)items = p;
     *cap = ncap;
@@ -355,7 +362,7 @@ static const shmrpc_dyn_type *parse_named(parser *ps, shmrpc_dyn_kind k)
     ps->p++;
     named *n = shmrpc_arena_alloc(ps->a, sizeof *n, _Alignof(named));
     if ((t = new_type(ps, k)) == NULL || n == NULL) {
-        perr(ps, "out of memory");
+        out_of_memory(ps);
         return NULL;
     }
     t->name = name;
@@ -461,7 +468,8 @@ int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig *
     parser ps = {.a = d->a, .p = text, .start = text};
     shmrpc_dyn_sig *s = shmrpc_arena_calloc(d->a, 1, sizeof *s, _Alignof(shmrpc_dyn_sig));
     if (s == NULL) return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
-    if (parse_sig(&ps, s) != 0) return shmrpc__err_set(SHMRPC_EINVAL, "%s", ps.err);
+    if (parse_sig(&ps, s) != 0)
+        return shmrpc__err_set(ps.nomem ? SHMRPC_ENOMEM : SHMRPC_EINVAL, "%s", ps.err);
     *out = s;
     return 0;
 }

@@ -25,7 +25,9 @@
 
 /* --- messages ----------------------------------------------------------------------------
  * Every conversion carries a path to the value it is at ("argument 'points'[1].x") and a
- * depth; a failure writes "PATH: WHY" into err once. */
+ * depth; a failure writes "PATH: WHY" into err once, and its status: SHMRPC_EINVAL for a
+ * value the type refuses, SHMRPC_ENOMEM when memory ran out (nomem), the buffer's own
+ * error when it could not take what was written. */
 
 typedef struct cx {
     char path[200];
@@ -40,6 +42,7 @@ typedef struct cx {
     bool wire;
     /* The text was read with its integers above INT64_MAX marked (mark_bigs). */
     bool big;
+    int status; /* of the failure, when not SHMRPC_EINVAL */
 } cx;
 
 static size_t path_push(cx *c, const char *fmt, ...) SHMRPC__FMT(2, 3);
@@ -71,6 +74,26 @@ static int fail(cx *c, const char *fmt, ...)
     int rc = shmrpc__dyn_note(c->err, c->cap, &c->failed, c->path, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+static int nomem(cx *c)
+{
+    if (!c->failed) c->status = SHMRPC_ENOMEM;
+    return fail(c, "out of memory");
+}
+
+/* The status of a conversion that returned rc, after the buffer b it wrote to (NULL: none)
+ * had its say: a write the buffer refused fails the conversion with the buffer's error,
+ * whatever the conversion made of the -1 msgpack's packer returned then. */
+static int status_of(cx *c, int rc, const shmrpc_buf *b)
+{
+    if (b && b->err != 0 && !c->failed) {
+        c->status = b->err;
+        fail(c, "cannot encode: %s", shmrpc_strerror(b->err));
+    }
+    if (rc == 0 && !c->failed) return 0;
+    if (!c->failed) fail(c, "cannot encode"); /* a packer's -1 with no buffer error: none */
+    return c->status ? c->status : SHMRPC_EINVAL;
 }
 
 /* A type as the signature spells it, by name for structs and enums. */
@@ -309,7 +332,7 @@ static int out_jansson(cx *c, shmrpc_buf *b, json_t *v)
 {
     int rc = v ? json_dump_callback(v, dump_to_buf, b, JSON_COMPACT | JSON_ENCODE_ANY) : -1;
     json_decref(v);
-    return rc == 0 ? 0 : fail(c, "out of memory");
+    return rc == 0 ? 0 : nomem(c);
 }
 
 /* A string of n bytes of valid UTF-8, escaped as c->wire wants. */
@@ -327,7 +350,7 @@ static void out_base64(cx *c, shmrpc_buf *b, const uint8_t *p, size_t n)
     size_t len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
     char *text = n < SIZE_MAX / 2 ? malloc(len) : NULL;
     if (text == NULL) {
-        fail(c, "out of memory");
+        nomem(c);
         return;
     }
     sodium_bin2base64(text, len, p, n, sodium_base64_VARIANT_ORIGINAL);
@@ -343,7 +366,7 @@ static int json_base64(cx *c, const shmrpc_dyn_type *t, const json_t *v, uint8_t
     if (!json_is_string(v)) return mismatch(c, t, v);
     size_t len = json_string_length(v), got;
     uint8_t *p = malloc(len / 4 * 3 + 1);
-    if (p == NULL) return fail(c, "out of memory");
+    if (p == NULL) return nomem(c);
     if (sodium_base642bin(p, len / 4 * 3 + 1, json_string_value(v), len, NULL, &got, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0) {
         free(p);
@@ -446,7 +469,7 @@ static int json_key(cx *c, const shmrpc_dyn_type *k, const char *key, int64_t *s
         if (shmrpc_json_key_uint(&r, s, UINT64_MAX, uv) == 0) return 0;
         if (key[0] != '-' && r.why == shmrpc__uint_range_why(UINT64_MAX)) {
             json_t *v = json_string(key);
-            int rc = v ? mismatch(c, k, v) : fail(c, "out of memory");
+            int rc = v ? mismatch(c, k, v) : nomem(c);
             json_decref(v);
             return rc;
         }
@@ -887,9 +910,9 @@ static bool in_token(char c)
 /* The n bytes of JSON p with each bare integer above INT64_MAX in a value's place made a
  * string starting with BIG (see there), or NULL when there is none, or a string of the
  * text starts with a NUL (then BIG would not be unambiguous), or it nests too deep to follow (it was
- * checked against MAX_DEPTH already), or on running out of memory: the text is then read
- * as it is. A token in a key's place is left for jansson to refuse. */
-static char *mark_bigs(const char *p, size_t n, size_t *out_n)
+ * checked against MAX_DEPTH already): the text is then read as it is. NULL with *nomem set
+ * when memory ran out. A token in a key's place is left for jansson to refuse. */
+static char *mark_bigs(const char *p, size_t n, size_t *out_n, bool *nomem)
 {
     bool in_object[MAX_DEPTH + 2];
     unsigned depth = 0;
@@ -941,6 +964,7 @@ static char *mark_bigs(const char *p, size_t n, size_t *out_n)
         if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') prev = ch;
         shmrpc_buf_append(&b, &ch, 1);
     }
+    *nomem = b.err != 0;
     if (!marked || b.err != 0) goto none;
     *out_n = b.len;
     return (char *)b.data;
@@ -950,25 +974,35 @@ none:
 }
 
 /* Parses n bytes of JSON; NULL with a message naming the line and column, or the depth
- * (checked first: jansson recurses once a level). With big, integers above INT64_MAX are
- * marked (mark_bigs) and *big says whether any was. */
-static json_t *parse_json(const char *p, size_t n, const char *what, char *err, size_t cap,
-                          bool *big)
+ * (checked first: jansson recurses once a level), and c's status when memory ran out.
+ * With c->big asked for, integers above INT64_MAX are marked (mark_bigs) and c->big says
+ * whether any was. */
+static json_t *parse_json(cx *c, const char *p, size_t n, const char *what)
 {
     if (shmrpc_json_check_depth(p, n, MAX_DEPTH) != 0) {
-        snprintf(err, cap, "%s: JSON nested more than %u deep", what, MAX_DEPTH);
+        snprintf(c->err, c->cap, "%s: JSON nested more than %u deep", what, MAX_DEPTH);
         return NULL;
     }
     size_t mn = 0;
-    char *marked = big ? mark_bigs(p, n, &mn) : NULL;
-    if (big) *big = marked != NULL;
+    bool out_of_memory = false;
+    char *marked = c->big ? mark_bigs(p, n, &mn, &out_of_memory) : NULL;
+    c->big = marked != NULL;
     json_error_t je;
-    json_t *v = json_loadb(marked ? marked : p, marked ? mn : n,
-                           JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    const char *text = marked ? marked : p;
+    size_t len = marked ? mn : n;
+    const size_t flags = JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL;
+    json_t *v = out_of_memory ? NULL : json_loadb(text, len, flags, &je);
+    /* jansson 2.14 says so for some of its allocations only: its lexer drops a character
+     * when its buffer cannot grow (jansson issue #362), which nobody after it can tell. */
+    out_of_memory |= v == NULL && json_error_code(&je) == json_error_out_of_memory;
     free(marked);
-    if (v == NULL)
-        snprintf(err, cap, "%s: bad JSON at line %d, column %d: %s", what, je.line, je.column,
-                 je.text);
+    if (out_of_memory) {
+        c->status = SHMRPC_ENOMEM;
+        snprintf(c->err, c->cap, "%s: out of memory", what);
+    } else if (v == NULL) {
+        snprintf(c->err, c->cap, "%s: bad JSON at line %d, column %d: %s", what, je.line,
+                 je.column, je.text);
+    }
     return v;
 }
 
@@ -1033,12 +1067,12 @@ static int raw_arg(cx *c, const json_t *v, shmrpc_buf *req)
 static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req,
                        char *err, size_t cap)
 {
-    cx c = {.err = err, .cap = cap, .wire = true};
-    json_t *in = parse_json(json, n, "arguments", err, cap, &c.big);
-    if (in == NULL) return -1;
+    cx c = {.err = err, .cap = cap, .wire = true, .big = true};
+    json_t *in = parse_json(&c, json, n, "arguments");
+    if (in == NULL) return c.status ? c.status : SHMRPC_EINVAL;
     const json_t **args = calloc(s->n_params + 1, sizeof *args);
     json_t *null = json_null();
-    int rc = args ? 0 : fail(&c, "out of memory");
+    int rc = args ? 0 : nomem(&c);
     snprintf(c.path, sizeof c.path, "arguments");
     c.plen = strlen(c.path);
     if (rc == 0) rc = order_args(s, in, args, &c);
@@ -1062,10 +1096,9 @@ static int encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmr
         }
     }
     if (rc == 0 && s->encoding == SHMRPC_ENC_JSON) out_str(req, "}");
-    if (rc == 0 && req->err != 0) rc = fail(&c, "cannot encode: %s", shmrpc_strerror(req->err));
     free(args);
     json_decref(in);
-    return rc == 0 ? 0 : -1;
+    return status_of(&c, rc, req);
 }
 
 static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out,
@@ -1083,8 +1116,8 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
             out_str(out, "}");
         }
     } else if (s->encoding == SHMRPC_ENC_JSON) {
-        json_t *v = parse_json(body, n, "result", err, cap, NULL);
-        if (v == NULL) return -1;
+        json_t *v = parse_json(&c, body, n, "result");
+        if (v == NULL) return c.status ? c.status : SHMRPC_EINVAL;
         rc = to_json(&c, s->result, v, out);
         json_decref(v);
     } else {
@@ -1093,8 +1126,7 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
         rc = from_mp(&c, s->result, &r, out);
         if (rc == 0 && shmrpc_mp_finish(&r) != 0) rc = mp_fail(&c, &r);
     }
-    if (rc == 0 && out->err != 0) rc = fail(&c, "%s", shmrpc_strerror(out->err));
-    return rc == 0 ? 0 : -1;
+    return status_of(&c, rc, out);
 }
 
 /* The result's encoding of a JSON value: what a server answers, and a typed queue's
@@ -1102,9 +1134,9 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
 static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out,
                          char *err, size_t cap)
 {
-    cx c = {.err = err, .cap = cap, .wire = true};
-    json_t *v = parse_json(json, n, "value", err, cap, &c.big);
-    if (v == NULL) return -1;
+    cx c = {.err = err, .cap = cap, .wire = true, .big = true};
+    json_t *v = parse_json(&c, json, n, "value");
+    if (v == NULL) return c.status ? c.status : SHMRPC_EINVAL;
     c.plen = (size_t)snprintf(c.path, sizeof c.path, "value");
     int rc;
     if (s->encoding == SHMRPC_ENC_RAW) {
@@ -1116,9 +1148,8 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
         msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
         rc = to_mp(&c, s->result, v, &pk);
     }
-    if (rc == 0 && out->err != 0) rc = fail(&c, "cannot encode: %s", shmrpc_strerror(out->err));
     json_decref(v);
-    return rc == 0 ? 0 : -1;
+    return status_of(&c, rc, out);
 }
 
 /* The messages name a place and a value cut short, so this is room enough. */
@@ -1127,23 +1158,20 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req)
 {
     char err[ERR_CAP];
-    if (encode_args(s, json, n, req, err, sizeof err) != 0)
-        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
-    return 0;
+    int rc = encode_args(s, json, n, req, err, sizeof err);
+    return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
 
 int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
 {
     char err[ERR_CAP];
-    if (encode_result(s, json, n, out, err, sizeof err) != 0)
-        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
-    return 0;
+    int rc = encode_result(s, json, n, out, err, sizeof err);
+    return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }
 
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
 {
     char err[ERR_CAP];
-    if (decode_result(s, body, n, out, err, sizeof err) != 0)
-        return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
-    return 0;
+    int rc = decode_result(s, body, n, out, err, sizeof err);
+    return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
 }

@@ -807,7 +807,14 @@ static int create_file(const char *path, const char *name, mode_t perms, uint64_
             rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", name, syserr(err));
         }
     }
-    if (rc == 0 && st && fstat(fd, st) != 0) memset(st, 0, sizeof *st);
+    /* Its identity, by which the creator later knows the name is still its map's (a
+     * growth, auto_unlink): without it, the map would be taken for one made anew. */
+    if (rc == 0 && st && fstat(fd, st) != 0) {
+        int err = errno;
+        munmap(p, size);
+        rc = fail(SHMRPC_ESYS(err), "cannot stat map '%s' (%s%s): %s", name, SHM_DIR, path,
+                  syserr(err));
+    }
     close(fd);
     if (rc != 0) {
         shm_unlink(path);
@@ -2036,6 +2043,9 @@ static pthread_mutex_t doomed_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct doomed *doomed_list;
 static bool doomed_hooked;
 
+/* At exit: the maps this process created with auto_unlink, while their names still lead
+ * to them. One whose name cannot be looked at (a stat that fails), or whose generations
+ * cannot be listed, is left, as a removal that could take another's map is not made. */
 static void unlink_doomed(void)
 {
     pthread_mutex_lock(&doomed_mu);
@@ -2045,10 +2055,11 @@ static void unlink_doomed(void)
     pthread_mutex_unlock(&doomed_mu);
 }
 
-static void doom(const char *name, dev_t dev, ino_t ino)
+/* False when out of memory: nothing would remove the map at exit. */
+static bool doom(const char *name, dev_t dev, ino_t ino)
 {
     struct doomed *d = calloc(1, sizeof *d);
-    if (!d) return;
+    if (!d) return false;
     d->pid = getpid();
     d->dev = dev;
     d->ino = ino;
@@ -2058,6 +2069,7 @@ static void doom(const char *name, dev_t dev, ino_t ino)
     doomed_list = d;
     if (!doomed_hooked) doomed_hooked = atexit(unlink_doomed) == 0;
     pthread_mutex_unlock(&doomed_mu);
+    return true;
 }
 
 static void spare(const char *name)
@@ -2172,6 +2184,9 @@ static int create_map(shmrpc_map *m)
      * name, made within the same microsecond (one that replaced this one meanwhile). */
     if (rc == 0) rc = build_gen(m, m->first, 1, m->init_slots, m->init_bytes, true, &base, &geo);
     if (rc != 0) {
+        /* Not the lock, which another opener of the name may have taken already (for a map
+         * it makes once this header is gone): the next map of the name takes it over, and
+         * shmrpc_map_unlink removes it. */
         if (still_named(m)) shm_unlink(path);
         munmap(p, m->hdr_len);
         m->hdr = NULL;
@@ -2427,7 +2442,10 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
         free(m);
         return shmrpc__err_end(rc);
     }
-    if (m->created && o->auto_unlink) doom(m->name, m->hdr_dev, m->hdr_ino);
+    if (m->created && o->auto_unlink && !doom(m->name, m->hdr_dev, m->hdr_ino)) {
+        shmrpc_map_close(m); /* which removes it, as its creator's close does */
+        return shmrpc__err_end(fail(SHMRPC_ENOMEM, "out of memory"));
+    }
     *out = m;
     return shmrpc__err_end(0);
 }

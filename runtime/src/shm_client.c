@@ -246,7 +246,13 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
     int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
     if (rc != 0) return rc;
     struct stat st;
-    if (fstat(c->chan.fd, &st) != 0) return shmrpc__shm_sys_error(err, "cannot stat", name);
+    if (fstat(c->chan.fd, &st) != 0) {
+        /* Closed here: detach keeps only a descriptor of the channel's inode, unknown yet. */
+        rc = shmrpc__shm_sys_error(err, "cannot stat", name);
+        close(c->chan.fd);
+        c->chan.fd = -1;
+        return rc;
+    }
     c->chan_ino = st.st_ino;
     c->chan.head = shmrpc__shm_map(c->chan.fd, PAGE);
     if (c->chan.head == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);

@@ -129,7 +129,9 @@ static int32_t lock_holder(int fd)
  * forked (they let go of theirs when they start), so a dead server's is free once its
  * workers are gone too, a moment later: that is waited for, up to a second. The server
  * that held it removes the file as it stops, still holding it: a lock taken on a file that
- * has lost its name by then is let go, and taken again on the new one. */
+ * has lost its name by then is let go, and taken again on the new one. A lock that cannot
+ * be taken for another reason (flock's ENOLCK) leaves the file where it is: it may be
+ * another server's, made a moment ago; the next server of the name takes it. */
 static int take_lock(shmrpc__rdv *r, const char *key, shmrpc_buf *err)
 {
     int64_t until = shmrpc__now_ns() + (int64_t)1000 * 1000 * 1000;

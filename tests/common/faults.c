@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Fault injection by link-time wraps (faults.h). FAULTS_WRAPPED in tests/CMakeLists.txt
+/* Fault injection by link-time wraps (faults.h). SHMRPC_FAULTS_WRAPPED in tests/CMakeLists.txt
  * lists the same functions as the table below: a function added here is added there. */
 #define _GNU_SOURCE /* O_TMPFILE, MREMAP_FIXED */
 #include "faults.h"
@@ -37,11 +37,21 @@ static struct {
     int err; /* 0: the function's own */
 } which[WHICH_MAX];
 static int n_which;
-static _Atomic unsigned nth;      /* 0: nothing fails */
-static _Atomic unsigned calls;    /* counted since faults_arm */
-static _Atomic bool armed;        /* counting at all */
-static const char *_Atomic fired; /* the function that failed */
-static _Atomic int fired_errno;
+
+/* The count, in a page shared with the children forked after faults_arm: with
+ * faults_inherit, one count for the whole tree, and the fault fires in one process. */
+static struct state {
+    _Atomic unsigned nth;      /* 0: nothing fails */
+    _Atomic unsigned calls;    /* counted since faults_arm */
+    _Atomic bool armed;        /* counting at all */
+    const char *_Atomic fired; /* the function that failed (the same address in a fork) */
+    _Atomic int fired_errno;
+} * state;
+static bool counting;   /* this process armed, or was forked by one that had */
+static bool inherit;    /* faults_inherit */
+static pid_t armed_pid; /* the process that armed */
+
+void *__real_mmap(void *a, size_t n, int prot, int fl, int fd, off_t off);
 
 static const struct {
     const char *name;
@@ -74,9 +84,19 @@ static int errno_named(const char *s)
     abort();
 }
 
+void faults_inherit(bool on)
+{
+    inherit = on;
+}
+
 void faults_arm(unsigned n, const char *w)
 {
-    atomic_store(&armed, false);
+    if (!state) {
+        state = __real_mmap(NULL, sizeof *state, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                            -1, 0);
+        if (state == MAP_FAILED) abort();
+    }
+    atomic_store(&state->armed, false);
     n_which = 0;
     for (const char *p = w ? w : ""; *p;) {
         size_t len = strcspn(p, ",");
@@ -92,43 +112,48 @@ void faults_arm(unsigned n, const char *w)
         n_which++;
         p += len + (p[len] == ',');
     }
-    atomic_store(&calls, 0);
-    atomic_store(&fired, NULL);
-    atomic_store(&fired_errno, 0);
-    atomic_store(&nth, n);
-    atomic_store(&armed, true);
+    atomic_store(&state->calls, 0);
+    atomic_store(&state->fired, NULL);
+    atomic_store(&state->fired_errno, 0);
+    atomic_store(&state->nth, n);
+    armed_pid = getpid();
+    counting = true;
+    atomic_store(&state->armed, true);
 }
 
 void faults_disarm(void)
 {
-    atomic_store(&armed, false);
-    atomic_store(&nth, 0);
+    counting = false;
+    if (!state) return;
+    atomic_store(&state->armed, false);
+    atomic_store(&state->nth, 0);
 }
 
 bool faults_hit(void)
 {
-    return atomic_load(&fired) != NULL;
+    return state && atomic_load(&state->fired) != NULL;
 }
 
 const char *faults_hit_name(void)
 {
-    return atomic_load(&fired);
+    return state ? atomic_load(&state->fired) : NULL;
 }
 
 int faults_hit_errno(void)
 {
-    return atomic_load(&fired_errno);
+    return state ? atomic_load(&state->fired_errno) : 0;
 }
 
 unsigned faults_calls(void)
 {
-    return atomic_load(&calls);
+    return state ? atomic_load(&state->calls) : 0;
 }
 
 /* Whether this call of name fails; errno is then set to err, or to the one named. */
 static bool fault(const char *name, int err)
 {
-    if (!atomic_load(&armed)) return false;
+    if (!counting || !atomic_load(&state->armed) || (!inherit && getpid() != armed_pid))
+        return false;
     if (n_which > 0) {
         int i = 0;
         while (i < n_which && strcmp(which[i].name, name) != 0)
@@ -136,10 +161,10 @@ static bool fault(const char *name, int err)
         if (i == n_which) return false;
         if (which[i].err) err = which[i].err;
     }
-    unsigned n = atomic_fetch_add(&calls, 1) + 1;
-    if (n != atomic_load(&nth)) return false;
-    atomic_store(&fired_errno, err);
-    atomic_store(&fired, name);
+    unsigned n = atomic_fetch_add(&state->calls, 1) + 1;
+    if (n != atomic_load(&state->nth)) return false;
+    atomic_store(&state->fired_errno, err);
+    atomic_store(&state->fired, name);
     errno = err;
     return true;
 }
@@ -197,6 +222,7 @@ WRAP(void *, mmap, MAP_FAILED, ENOMEM, (void *a, size_t n, int prot, int fl, int
      (a, n, prot, fl, fd, off))
 WRAP(int, ftruncate, -1, EFBIG, (int fd, off_t n), (fd, n))
 WRAP(int, shm_open, -1, EMFILE, (const char *name, int fl, mode_t mode), (name, fl, mode))
+WRAP(int, memfd_create, -1, EMFILE, (const char *name, unsigned fl), (name, fl))
 WRAP(int, fchmod, -1, EPERM, (int fd, mode_t mode), (fd, mode))
 WRAP(int, flock, -1, ENOLCK, (int fd, int op), (fd, op))
 WRAP(int, fstat, -1, ENOMEM, (int fd, struct stat *st), (fd, st))
@@ -287,6 +313,7 @@ struct snapshot {
     unsigned char fd[FDS_MAX / 8];
     char files[FILES_MAX][256];
     int n_files;
+    int maps; /* mappings of /dev/shm files and memfds */
 };
 
 static void take_snapshot(struct snapshot *s, const faults_case *c)
@@ -300,6 +327,12 @@ static void take_snapshot(struct snapshot *s, const faults_case *c)
             s->fd[fd / 8] |= (unsigned char)(1u << fd % 8);
     }
     closedir(d);
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f) abort();
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        s->maps += strstr(line, " /dev/shm/") || strstr(line, " /memfd:");
+    fclose(f);
     if (!c->token) return;
     d = opendir(c->dir ? c->dir : "/dev/shm");
     if (!d) return; /* no directory: no file in it */
@@ -333,6 +366,11 @@ static bool nothing_left(const faults_case *c, unsigned n, const struct snapshot
             clean = false;
         }
     }
+    if (after->maps != before->maps) {
+        fprintf(stderr, "%s, call %u failing: %d mappings of shared files, not %d\n", c->name, n,
+                after->maps, before->maps);
+        clean = false;
+    }
     for (int i = 0; i < after->n_files; i++)
         if (!has_file(before, after->files[i])) {
             fprintf(stderr, "%s, call %u failing: %s/%s left behind\n", c->name, n,
@@ -357,6 +395,7 @@ static int one_run(const faults_case *c, unsigned n)
         fprintf(stderr, "%s: setup failed (no fault armed)\n", c->name);
         return BROKEN;
     }
+    faults_inherit(c->inherit);
     faults_arm(n, c->which);
     int rc = c->run(c->arg);
     faults_disarm();

@@ -13,8 +13,14 @@
  * the functions counted and failed ("mmap,ftruncate"): the others pass untouched. A name
  * may say the errno to fail with ("recv:EINTR"); else each fails as it naturally does:
  * ENOMEM for allocations and mappings, EMFILE for what makes a descriptor, ENOSPC for
- * sizing, EAGAIN for fork and pthread_create... (faults.c's table). nth 0 counts only. */
+ * sizing, EAGAIN for fork and pthread_create... (faults.c's table). nth 0 counts only.
+ * Only the calling process counts and fails, unless faults_inherit. */
 void faults_arm(unsigned nth, const char *which);
+
+/* With on, the processes that the arming process forks after faults_arm (a server's
+ * workers) count and fail too, in one count with it: the nth call of the whole tree
+ * fails, in whichever process makes it, and faults_hit tells it here. */
+void faults_inherit(bool on);
 
 /* No call fails from now; faults_hit and faults_calls keep what they said. */
 void faults_disarm(void);
@@ -57,13 +63,15 @@ typedef struct faults_case {
      * (for the count of what is left behind); NULL: none is looked at. */
     const char *token;
     const char *dir;
+    bool inherit; /* run's children count and fail too (faults_inherit) */
 } faults_case;
 
 /* Runs c with the 1st, 2nd, ... wrapped call of run failing, each N in a forked child,
  * until a run hits no fault (at most max runs). Each child must end by exit (so that
- * LeakSanitizer looks at it) with the promise held, and with the descriptors and the files
- * it began with, no more. Returns the number of faults that fired (at least 1 when run
- * makes a wrapped call), or -1 after saying on stderr what failed and at which N. */
+ * LeakSanitizer looks at it) with the promise held, and with the descriptors, the files
+ * and the mappings of /dev/shm files and memfds it began with, no more. Returns the number of
+ * faults that fired (at least 1 when run makes a wrapped call), or -1 after saying on stderr what
+ * failed and at which N. */
 int faults_sweep(const faults_case *c, unsigned max);
 
 #endif

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -384,6 +386,83 @@ static int check_reads(void *arg, int rc)
     return done(c, holds_two(c->m) || works(c, c->m));
 }
 
+static int run_unlink(void *arg)
+{
+    struct mcase *c = arg;
+    return shmrpc_map_unlink(c->name);
+}
+
+/* A removal that failed removed nothing: the map opens whole; one that succeeded left no
+ * file of the map. */
+static int check_unlink(void *arg, int rc)
+{
+    struct mcase *c = arg;
+    if (rc == 0) {
+        unsigned n = faults_shm_files(c->name);
+        return done(c, n ? faults_say("%u files of the removed map", n) : 0);
+    }
+    if (!faults_status(rc)) return done(c, 1);
+    if (open_mode(c, &c->m, SHMRPC_MAP_CONNECT_TO_EXISTING) != 0) return done(c, 1);
+    if (holds_two(c->m) || works(c, c->m)) return done(c, 1);
+    shmrpc_map_close(c->m);
+    c->m = NULL;
+    if ((rc = shmrpc_map_unlink(c->name)) != 0) return faults_say("unlink: status %d", rc);
+    unsigned n = faults_shm_files(c->name);
+    return n ? faults_say("%u files of the removed map", n) : 0;
+}
+
+/* A process that opens the map with auto_unlink, creating it, and exits without closing
+ * it: its status through a pipe. With faults_inherit, its calls are the ones that fail. */
+static int run_auto_unlink(void *arg)
+{
+    struct mcase *c = arg;
+    int p[2];
+    if (pipe(p) != 0) return SHMRPC_ESYS(errno);
+    pid_t pid = fork();
+    if (pid < 0) return SHMRPC_ESYS(errno);
+    if (pid == 0) {
+        close(p[0]);
+        shmrpc_map_opts o;
+        opts(&o, SHMRPC_MAP_CONNECT_OR_CREATE);
+        o.auto_unlink = true;
+        shmrpc_map *m;
+        int rc = shmrpc_map_open(&m, c->name, &o);
+        int ok = rc == 0 || faults_status(rc);
+        if (write(p[1], &rc, sizeof rc) != sizeof rc) ok = 0;
+        exit(ok ? 0 : 1); /* the map left open: removed at exit, by its creator */
+    }
+    close(p[1]);
+    int rc = SHMRPC_EPROTO, st;
+    if (read(p[0], &rc, sizeof rc) != sizeof rc) faults_say("no status from the opener");
+    close(p[0]);
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        faults_say("the opener ended badly (%d)", st), rc = SHMRPC_EPROTO;
+    return rc;
+}
+
+/* Whether its open failed or not, the map is gone once its creator exited: all of it when
+ * it was made; its header and generations when the open failed (documented, map.c,
+ * create_map: a create that failed leaves the lock it made, which another map of the name
+ * may have taken already). */
+static int check_auto_unlink(void *arg, int rc)
+{
+    struct mcase *c = arg;
+    char hdr[128], gens[128];
+    snprintf(hdr, sizeof hdr, "shmrpc.map.%s", c->name);
+    snprintf(gens, sizeof gens, "shmrpc.mapgen.%s.", c->name);
+    unsigned n =
+        rc == 0 ? faults_shm_files(c->name) : faults_shm_files(hdr) + faults_shm_files(gens);
+    /* Documented (map.c, unlink_doomed): a removal at exit that cannot look at the name
+     * (stat) or list the generations (opendir) leaves the map. */
+    const char *what = faults_hit_name();
+    if (rc == 0 && what && (!strcmp(what, "stat") || !strcmp(what, "opendir"))) n = 0;
+    if (n != 0)
+        return done(
+            c, faults_say("%u files of an auto_unlink map after its creator (status %d)", n, rc));
+    if (rc != 0 && rc != SHMRPC_EPROTO) return done(c, 0); /* faults_status said in the opener */
+    return done(c, rc);
+}
+
 static void operations(void **state)
 {
     (void)state;
@@ -393,6 +472,22 @@ static void operations(void **state)
     sweep("writes", setup_open, run_writes, check_writes, m, 0);
     sweep("clear", setup_open, run_clear, check_clear, m, 3);
     sweep("reads", setup_open, run_reads, check_reads, m, 0);
+    sweep("unlink", setup_two, run_unlink, check_unlink, m, 1);
+    /* The opener's calls, not the fork that makes it. */
+    struct mcase c = {0};
+    snprintf(c.name, sizeof c.name, "%sauto-unlink", token);
+    faults_case fc = {.name = "auto-unlink",
+                      .which = "malloc,calloc,realloc,strdup,mmap,ftruncate,shm_open,fchmod,"
+                               "fstat,stat,opendir",
+                      .run = run_auto_unlink,
+                      .check = check_auto_unlink,
+                      .arg = &c,
+                      .token = token,
+                      .inherit = true};
+    int fired = faults_sweep(&fc, RUNS_MAX);
+    print_message("# auto-unlink: %d faults\n", fired);
+    shmrpc_map_unlink_quiet(c.name);
+    assert_true(fired >= 10);
 }
 
 int main(void)

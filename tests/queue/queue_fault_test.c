@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -373,6 +374,37 @@ static int check_repair(void *arg, int rc)
     return done(c, next_is(c->q, "one") || works(c->q));
 }
 
+/* A queue of one producer and one consumer, whose producer pushed "one" and died holding
+ * the role; this handle's push then takes it over from the dead. */
+static int setup_dead_producer(void *arg)
+{
+    struct qcase *c = arg;
+    shmrpc_queue_opts o;
+    opts(&o, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE);
+    o.single_producer = o.single_consumer = true;
+    if (shmrpc_queue_open(&c->q, c->name, &o) != 0) return faults_say("open: %s", shmrpc_errmsg());
+    pid_t pid = fork();
+    if (pid < 0) return faults_say("fork");
+    if (pid == 0) _exit(shmrpc_queue_push(c->q, "one", 3, 0) == 0 ? 0 : 1);
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return faults_say("the producer did not push");
+    return 0;
+}
+
+/* Taken over, or, when the holder's death could not be read, not taken at all
+ * (SHMRPC_EBUSY, with the fault): then taken once it can be. Nothing is lost or doubled. */
+static int check_take_over(void *arg, int rc)
+{
+    struct qcase *c = arg;
+    if (rc == SHMRPC_EBUSY) {
+        if (!faults_hit()) return done(c, faults_say("EBUSY, and no fault"));
+        rc = run_push(c);
+    }
+    if (rc != 0) return done(c, faults_say("push: status %d: %s", rc, shmrpc_errmsg()));
+    return done(c, next_is(c->q, "one") || next_is(c->q, "new") || next_is(c->q, NULL));
+}
+
 static void operations(void **state)
 {
     (void)state;
@@ -382,6 +414,7 @@ static void operations(void **state)
     sweep("batches", setup_one, run_batches, check_batches, m, false, 0);
     sweep("spans", setup_one, run_spans, check_spans, m, false, 0);
     sweep("repair", setup_one, run_repair, check_repair, m, false, 0);
+    sweep("producer-take-over", setup_dead_producer, run_push, check_take_over, m, false, 1);
 }
 
 int main(void)

@@ -185,6 +185,10 @@ static void bad_args(void **state)
     o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     o.attach_timeout_ms = -5;
     assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 0, 0, 0);
+    o.wait.sleep_ns = -1;
+    assert_int_equal(shmrpc_queue_open(&q, "x", &o), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "sleep_ns"));
     assert_null(q);
 
     const char *name = new_name("args");
@@ -2241,15 +2245,17 @@ static void look_beside_single_roles(void **state)
 
 /* A push wakes the sleepers it brought messages for (every subscriber of a broadcast queue;
  * as many consumers of a work queue as the messages of a batch; the single consumer), and a
- * pop the producers it made room for (docs/queue.md, "Waiting"). A lost wake-up costs the sleeper its slice, at
- * whose end it looks again by itself: nothing is lost, so only the count of sleeps that
- * ended by their timer (stats.timer_wakes) tells. The kids sleep at once (WAIT_SLEEP) in
- * slices of WAKE_SLICE_MS; each round the test lets them start their call, waits until
- * each sleeps on the futex, and then makes the change that must wake them all. A sleep of
- * the round began after the round did; so when the change (and its FUTEX_WAKE) was made
- * within WAKE_SLICE_MS of the round's start, no sleep of the round can have ended by its
- * timer unless a wake-up was lost: the count must not move. A round that took longer (a
- * stall of seconds) is not judged, and said. */
+ * pop the producers it made room for (docs/queue.md, "Waiting"). A lost wake-up costs the
+ * sleeper its slice, at whose end it looks again by itself (the word moved): nothing is
+ * lost, so only the count of sleeps that ended by their timer (stats.timer_wakes) tells. A
+ * change that does not move the word at all leaves the sleeper asleep for good: its round
+ * never ends. The kids sleep at once (WAIT_SLEEP) in slices of WAKE_SLICE_MS; each round
+ * the test lets them start their call, waits until each sleeps on the futex, and then
+ * makes the change that must wake them all. A sleep of the round began after the round
+ * did; so when the change (and its FUTEX_WAKE) was made within WAKE_SLICE_MS of the
+ * round's start, no sleep of the round can have ended by its timer unless a wake-up was
+ * lost: the count must not move. A round that took longer (a stall of seconds) is not
+ * judged, and said. */
 enum { WAKE_KIDS = 3, WAKE_ROUNDS = 20, WAKE_SLICE_MS = 2000 };
 
 struct wake_kid {
@@ -2345,8 +2351,12 @@ static void wake_rounds(shmrpc_queue *q, const char *name, enum wake_what what)
     assert_int_equal(pipe(done), 0);
     bool single = what == WAKE_SP_MESSAGE || what == WAKE_SP_ROOM;
     int n = single ? 1 : WAKE_KIDS;
-    struct wake_kid k = {name, what == WAKE_BROADCAST, what == WAKE_ROOM || what == WAKE_SP_ROOM,
-                         what == WAKE_SP_ROOM ? 2 : 0, go[0], done[1]};
+    struct wake_kid k = {.name = name,
+                         .subscribe = what == WAKE_BROADCAST,
+                         .push = what == WAKE_ROOM || what == WAKE_SP_ROOM,
+                         .fill = what == WAKE_SP_ROOM ? 2 : 0,
+                         .go_r = go[0],
+                         .done_w = done[1]};
     pid_t kids[WAKE_KIDS];
     for (int i = 0; i < n; i++)
         kids[i] = spawn(wake_kid, &k);

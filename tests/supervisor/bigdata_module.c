@@ -2,7 +2,8 @@
 /* The module of module_test.c: init records its arguments (module_args) in the file
  * SUP_TEST_ARGV_FILE names, and fills SUP_TEST_DATA_MIB MiB (environment; default none)
  * with the 64-bit words 0, 1, 2, ... and makes it read-only, before the workers fork; sum
- * reads all of it, spin spends CPU, grow keeps memory, helper runs a child process. */
+ * reads all of it, spin spends CPU, grow keeps memory, helper runs a child process, fail
+ * ends with the status it is given. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +114,17 @@ static int helper(shmrpc_ctx *ctx, uint32_t ms, int32_t *out)
     return 0;
 }
 
+static int fail(shmrpc_ctx *ctx, int32_t code, int32_t *out)
+{
+    static int calls; /* of this worker */
+    calls++;
+    *out = (int32_t)getpid();
+    if (code <= 0)
+        return code ? shmrpc_ctx_error(ctx, code, "fail: call %d of this worker", calls) : 0;
+    return code; /* not a status */
+}
+
 static const BigData_handlers handlers = {
-    .sum = sum, .spin = spin, .grow = grow, .pid = pid, .helper = helper};
+    .sum = sum, .spin = spin, .grow = grow, .pid = pid, .helper = helper, .fail = fail};
 
 SHMRPC_MODULE(BigData_service, handlers, init, fini);

@@ -59,7 +59,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     sup_kill_reap(&f->client);
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     remove_maps();
     sup_rm_tree(f->dir);

@@ -57,7 +57,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     shmrpc_client_free(f->c);
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     if (f->control[0]) sup_remove_segments(f->control + strlen("shm://"));
@@ -212,6 +212,43 @@ static int ctl(fixture *f, char *out, size_t cap, ...)
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(p[1], 1);
+        close(p[0]);
+        alarm(30);
+        execv(SHMRPCCTL, argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t got = 0;
+    for (ssize_t r; (r = read(p[0], out + got, cap - 1 - got)) > 0 && got < cap - 1;)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* ctl, with stderr in out too. */
+static int ctl_err(fixture *f, char *out, size_t cap, ...)
+{
+    char *argv[16];
+    int n = 0;
+    argv[n++] = "shmrpcctl";
+    va_list ap;
+    va_start(ap, cap);
+    for (char *a; n < 12 && (a = va_arg(ap, char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n++] = "--ini";
+    argv[n++] = f->ini;
+    argv[n] = NULL;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
         close(p[0]);
         alarm(30);
         execv(SHMRPCCTL, argv);
@@ -406,11 +443,173 @@ static void control(void **state)
     assert_true(control_status(f->c, &(control_list_ServiceStatus){0}) < 0);
 }
 
+/* shmrpcctl's control commands at their edges: bad --wait and WORKERS (2, and the usage or
+ * the rule); --help (0, on stdout); -a ADDRESS; start of a service that never answers
+ * (still starting after --wait, 1), of one its crash loop marks failed (its last exit, 1),
+ * of a running one (nothing done), of one being stopped (started once it stopped); restart
+ * of one with no process (a start); status says why a service with no process ended. */
+static void control_edges(void **state)
+{
+    fixture *f = *state;
+    char ini[1024], out[8192], want[256];
+    snprintf(
+        ini, sizeof ini,
+        "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+        "[crashy]\nexec = false\nrestart_backoff_ms = 3600000\n"
+        "restart_backoff_max_ms = 3600000\n\n"
+        "[doomed]\nexec = false\nrestart_backoff_ms = 10\ncrash_loop_restarts = 1\n"
+        "shm_name = %s_doomed\nwait_until_completed = true\n\n"
+        "[stubborn]\nexec = sh -c 'trap \"\" TERM; exec \"$0\" 1 20' %s\nstop_timeout_s = 1\n\n"
+        "[mute]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\nshm_name = %s_mute\n"
+        "wait_until_completed = true\nstartup_timeout_s = 3600\nstop_timeout_s = 1\n",
+        f->shm, CHATTER, f->shm);
+    start(f, ini);
+    entry crashy, doomed, stubborn;
+    assert_true(wait_state(f, "crashy", "backoff", -1, 5000, &crashy));
+    assert_true(wait_state(f, "doomed", "failed", -1, 5000, &doomed));
+    assert_true(wait_state(f, "stubborn", "running", 0, 5000, &stubborn));
+
+    /* Bad usage: 2, nothing done. */
+    static const char *const waits[] = {"0", "3601", "x", "5s"};
+    for (size_t i = 0; i < sizeof waits / sizeof *waits; i++) {
+        assert_int_equal(ctl_err(f, out, sizeof out, "start", "crashy", "--wait", waits[i], NULL),
+                         2);
+        if (!strstr(out, "usage: shmrpcctl [-a ADDRESS | --ini FILE] start SERVICE [--no-wait | "
+                         "--wait SECONDS] "))
+            fail_msg("--wait %s: %s", waits[i], out);
+    }
+    static const char *const counts[] = {"0", "1025", "two", "1x"};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        assert_int_equal(ctl_err(f, out, sizeof out, "scale", "stubborn", counts[i], NULL), 2);
+        assert_string_equal(out, "shmrpcctl: scale: WORKERS is a number from 1 to 1024\n");
+    }
+    assert_int_equal(ctl_err(f, out, sizeof out, "status", "--frobnicate", NULL), 2);
+    assert_non_null(strstr(out, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status [--json] "));
+    assert_int_equal(ctl(f, out, sizeof out, "logs", "--help", NULL), 0);
+    assert_true(strncmp(out, "usage: shmrpcctl [-a ADDRESS | --ini FILE] logs SERVICE [-n LINES] ",
+                        67) == 0);
+    assert_true(status_of(f, "crashy", &crashy));
+    assert_string_equal(crashy.state, "backoff");
+    assert_int_equal(crashy.restarts, 0);
+
+    /* status: a service with no process has no uptime, and says how it ended. */
+    assert_int_equal(ctl(f, out, sizeof out, "-a", f->control, "status", NULL), 0);
+    const char *row = strstr(out, "\ncrashy ");
+    assert_non_null(row);
+    const char *eol = strchr(row + 1, '\n');
+    assert_true(eol && eol - row > 2 && strncmp(eol - 2, " -", 2) == 0);
+    if (!strstr(out, "\ncrashy: pid ") || !strstr(out, " exited with status 1\ndoomed: pid ") ||
+        !strstr(out, " exited with status 1; restarted 1 times within 60s: failed\n"))
+        fail_msg("%s", out);
+
+    /* start of one that never answers at its shm_name: nothing done, and still starting
+     * when --wait ends (1). */
+    entry mute;
+    assert_true(wait_state(f, "mute", "starting", 0, 5000, &mute));
+    assert_int_equal(ctl_err(f, out, sizeof out, "start", "mute", "--wait", "1", NULL), 1);
+    assert_string_equal(out, "shmrpcctl: start: mute is still starting after 1s\n");
+    entry same;
+    assert_true(status_of(f, "mute", &same));
+    assert_int_equal(same.pid, mute.pid);
+    /* start of one its crash loop marks failed: why, and 1. */
+    assert_int_equal(ctl(f, out, sizeof out, "start", "doomed", NULL), 1);
+    static const char tail[] = " exited with status 1; restarted 1 times within 60s: failed\n";
+    if (strncmp(out, "doomed: failed: pid ", 20) != 0 || strlen(out) < sizeof tail ||
+        strcmp(out + strlen(out) - (sizeof tail - 1), tail) != 0)
+        fail_msg("%s", out);
+    /* restart of one with no process: started. */
+    assert_true(wait_state(f, "crashy", "backoff", -1, 5000, &crashy));
+    int before = crashy.restarts;
+    assert_int_equal(ctl(f, out, sizeof out, "restart", "crashy", "--no-wait", NULL), 0);
+    assert_true(strncmp(out, "crashy: ", 8) == 0);
+    assert_true(wait_state(f, "crashy", "backoff", -1, 5000, &crashy));
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), "crashy: started by an operator"));
+    assert_int_equal(crashy.restarts, before); /* an operator's start, not a restart */
+
+    /* start of a running one: the same process. */
+    assert_int_equal(ctl(f, out, sizeof out, "start", "stubborn", NULL), 0);
+    snprintf(want, sizeof want, "stubborn: running (pid %d)\n", stubborn.pid);
+    assert_string_equal(out, want);
+    /* start while it is being stopped (it ignores SIGTERM for its stop_timeout_s): started
+     * again once it stopped. */
+    for (int64_t end = sup_now_ms() + 3000;
+         !strstr(sup_slurp(f->dir, "logs/stubborn.log"), "chatter: done"); sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    assert_int_equal(ctl(f, out, sizeof out, "stop", "stubborn", "--no-wait", NULL), 0);
+    snprintf(want, sizeof want, "stubborn: stopping (pid %d)\n", stubborn.pid);
+    assert_string_equal(out, want);
+    assert_int_equal(ctl(f, out, sizeof out, "start", "stubborn", "--no-wait", NULL), 0);
+    entry again;
+    assert_true(wait_state(f, "stubborn", "running", stubborn.pid, 10000, &again));
+    assert_true(again.pid > 0 && again.pid != stubborn.pid);
+    assert_true(sup_group_gone(stubborn.pid));
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"),
+                           "stubborn: still running after stop_timeout_s: SIGKILL"));
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    sup_groups_assert_gone(&f->groups);
+}
+
+/* shmrpcctl logs of a log larger than the 1 MiB it reads: the lines it shows are whole
+ * (the cut first one left out), in order and one after the other, up to the last. */
+static void logs_of_a_large_log(void **state)
+{
+    fixture *f = *state;
+    enum { LINES = 700, BYTES = 2000 };
+    char ini[512];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[chatter]\nexec = %s %d %d\n",
+             CHATTER, LINES, BYTES);
+    start(f, ini);
+    char path[128];
+    snprintf(path, sizeof path, "%s/logs/chatter.log", f->dir);
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+        char tail[64] = "";
+        FILE *log = fopen(path, "r");
+        if (log && fseek(log, -(long)strlen("chatter: done\n"), SEEK_END) == 0 &&
+            fgets(tail, sizeof tail, log) == NULL)
+            tail[0] = '\0';
+        if (log) fclose(log);
+        if (strcmp(tail, "chatter: done\n") == 0) break;
+        assert_true(sup_now_ms() < end);
+    }
+    static char out[1 << 21];
+    assert_int_equal(ctl(f, out, sizeof out, "logs", "chatter", "-n", "1000", NULL), 0);
+    int n = 0, first = -1, last = -1;
+    for (char *line = out, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, n++) {
+        *nl = '\0';
+        if (strstr(line, "chatter: done")) {
+            assert_null(nl[1] ? "a line after the last" : NULL);
+            break;
+        }
+        const char *at = strstr(line, "chatter line ");
+        if (!at) fail_msg("line %d is not chatter's: '%.80s'", n, line);
+        int k = atoi(at + 13);
+        if (first < 0) first = k;
+        if (last >= 0 && k != last + 1) fail_msg("line %d: %d after %d", n, k, last);
+        last = k;
+        /* Whole: its run of x to the end, as chatter wrote it. */
+        size_t xs = strspn(at + 19, "x");
+        if (xs != (size_t)BYTES - 20 || at[19 + xs] != '\0')
+            fail_msg("line %d (chatter's %d) is not whole: %zu x", n, k, xs);
+    }
+    assert_int_equal(last, LINES - 1);
+    assert_true(first > 0); /* not all of it: 1 MiB */
+    print_message("logs: chatter's lines %d to %d of %d, whole\n", first, last, LINES);
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(control, setup, teardown),
+        cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_of_a_large_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -286,6 +286,16 @@ static void help_and_unknown(void **state)
     assert_int_equal(r.status, 2);
     assert_string_equal(r.out, "");
     assert_non_null(strstr(r.err, "usage: shmrpcctl call "));
+    /* ls and clean: the same rules. */
+    ctl(&r, NULL, "ls", "--help", NULL);
+    expect(&r, 0, "usage: shmrpcctl ls [--json] [NAME...]\n", "");
+    ctl(&r, NULL, "ls", "--frobnicate", NULL);
+    expect(&r, 2, "", "usage: shmrpcctl ls [--json] [NAME...]\n");
+    ctl(&r, NULL, "clean", "-h", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: shmrpcctl clean ", 23) == 0);
+    ctl(&r, NULL, "clean", "--json", NULL); /* ls's flag, not clean's */
+    expect(&r, 2, "", "usage: shmrpcctl clean ");
     /* The options end at ADDRESS: what follows is the method and its arguments. */
     ctl(&r, NULL, "call", T.addr[PLAIN], "--timeout", "[1,2]", NULL);
     expect(&r, 2, "", "Echo has no method '--timeout'");

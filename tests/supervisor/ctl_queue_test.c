@@ -312,6 +312,37 @@ static void ctl_bytes_on_an_untyped_queue(void **state)
     shmrpc_queue_stats st;
     assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
     assert_int_equal(st.timeouts, 1);
+    /* Options each subcommand does not take, and bad values: 2 and the usage, nothing
+     * taken; --help: 0 and the usage on stdout. */
+    static const char *const bad[][4] = {
+        {"pop", "--timeout", "x", "pipeline.bytes"},
+        {"pop", "--timeout", "-2", "pipeline.bytes"},
+        {"push", "--timeout", "5x", "pipeline.bytes"},
+        {"stat", "--bytes", "pipeline.bytes", NULL},
+        {"repair", "--base64", "pipeline.bytes", NULL},
+        {"peek", "--timeout", "5", "pipeline.bytes"},
+        {"pop", "--frobnicate", "pipeline.bytes", NULL},
+    };
+    assert_int_equal(shmrpc_queue_push(q, "kept", 4, 0), 0);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ctl(&r, NULL, "queue", bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL);
+        if (r.status != 2 || r.out[0] || !strstr(r.err, "usage: shmrpcctl queue stat"))
+            fail_msg("queue %s %s %s: %d '%s' '%s'", bad[i][0], bad[i][1], bad[i][2], r.status,
+                     r.out, r.err);
+        if (strcmp(bad[i][1], "--timeout") == 0 && strcmp(bad[i][0], "peek") != 0)
+            assert_non_null(
+                strstr(r.err, "shmrpcctl: queue: --timeout takes milliseconds (0: try once, -1: "
+                              "forever)\n"));
+    }
+    ctl(&r, NULL, "queue", "pop", "--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: shmrpcctl queue stat", 27) == 0);
+    ctl(&r, NULL, "queue", "peek", "--bytes", "pipeline.bytes", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "kept");
+    ctl(&r, NULL, "queue", "pop", "--timeout", "-1", "pipeline.bytes", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "kept"); /* nothing else was taken */
     shmrpc_queue_close(q);
 }
 

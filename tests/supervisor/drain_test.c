@@ -72,7 +72,7 @@ static int teardown(void **state)
     fixture *f = *state;
     for (int i = 0; i < DRAIN_CLIENTS; i++)
         sup_kill_reap(&f->kids[i]);
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     if (f->control[0]) sup_remove_segments(f->control + strlen("shm://"));

@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/tcp.h>
+
 #include "bigdata.h"
 #include "echo.h"
 #include "procs.h"
@@ -69,7 +71,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     stop_kids(f);
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     if (f->group > 0) kill(-f->group, SIGKILL);
     sup_remove_segments(f->shm);
     sup_remove_tcp_stats(f->tcp_port);
@@ -1017,6 +1019,145 @@ static void module_init_fails(void **state)
     assert_false(sup_segment_left(f->shm));
 }
 
+/* Shared objects that are no modules of this supervisor: each refused at start with its
+ * line, the module's path and what is wrong, exit 1, no service started. */
+static void module_refused(void **state)
+{
+    fixture *f = *state;
+    const struct {
+        const char *path, *why;
+    } cases[] = {
+        {BAD_MODULE_1, " exports no shmrpc_module_v1: add SHMRPC_MODULE(service, handlers, init, "
+                       "fini) (shmrpc/module.h)"},
+        {BAD_MODULE_2, ": shmrpc_module_v1 has magic 0x4d435253 version 2; this supervisor takes "
+                       "version 1"},
+        {BAD_MODULE_3, ": shmrpc_module_v1 has no service descriptor or no handlers"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char ini[1024], want[600];
+        snprintf(ini, sizeof ini,
+                 "[defaults]\nlog_dir = logs\ntcp_bind = none\n\n[bad]\nmodule = %s\n"
+                 "shm_name = %s\n",
+                 cases[i].path, f->shm);
+        start(f, ini, 0);
+        int st = sup_wait_exit(&f->sup, 5000);
+        assert_true(st != -1 && WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 1);
+        const char *err = sup_slurp(f->dir, "supervisor.err");
+        snprintf(want, sizeof want, "service.ini:5: error: service [bad]: module %s%s",
+                 cases[i].path, cases[i].why);
+        if (!strstr(err, want)) fail_msg("%s: %s (want %s)", cases[i].path, err, want);
+        assert_null(strstr(sup_slurp(f->dir, "logs/status.json"), "bad"));
+    }
+}
+
+/* The module's file replaced, after the supervisor took it, by one that is no module: the
+ * running manager goes on with what it loaded; a restart's manager says what is wrong and
+ * exits 1, until the crash loop marks the service failed; the supervisor goes on, and once
+ * the file is a module again an operator's start serves. */
+static void module_replaced(void **state)
+{
+    fixture *f = *state;
+    char mod[128], tmp[160], cmd[600], ini[1024], shm[64], want[300];
+    snprintf(mod, sizeof mod, "%s/echo.so", f->dir);
+    snprintf(tmp, sizeof tmp, "%s/next.so", f->dir);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(cmd, sizeof cmd, "cp %s %s", ECHO_MODULE, mod);
+    assert_int_equal(system(cmd), 0);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\ntcp_bind = none\nrestart_backoff_ms = 20\n"
+             "restart_backoff_max_ms = 40\ncrash_loop_restarts = 2\n\n[echo]\nmodule = %s\n"
+             "shm_name = %s\n",
+             mod, f->shm);
+    start(f, ini, 0);
+    pid_t mgr = wait_running(f, "echo", 10000);
+    assert_true(mgr > 0);
+    adds_at(shm);
+    /* rename(): the file the manager mapped stays as it is. */
+    snprintf(cmd, sizeof cmd, "cp %s %s && mv %s %s", BAD_MODULE_1, tmp, tmp, mod);
+    assert_int_equal(system(cmd), 0);
+    adds_at(shm);
+    snprintf(cmd, sizeof cmd, "%s --ini %s/service.ini restart echo --no-wait 2>&1", SHMRPCCTL,
+             f->dir);
+    const char *out = run(cmd);
+    if (!strstr(out, "echo: ")) fail_msg("%s: %s", cmd, out);
+    if (!wait_state(f, "echo", "failed", 10000))
+        fail_msg("status: %s\nlog: %s", sup_slurp(f->dir, "logs/status.json"),
+                 sup_slurp(f->dir, "logs/echo.log"));
+    snprintf(want, sizeof want, "echo: module %s exports no shmrpc_module_v1", mod);
+    assert_int_equal(log_count(f, "echo", want), 3); /* the restart and the two after it */
+    assert_int_equal(sup_wait_exit(&f->sup, 0), -1);
+    /* A module again: started by an operator, it serves. */
+    snprintf(cmd, sizeof cmd, "cp %s %s && mv %s %s", ECHO_MODULE, tmp, tmp, mod);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s --ini %s/service.ini start echo 2>&1", SHMRPCCTL, f->dir);
+    out = run(cmd);
+    if (!strstr(out, "echo: running")) fail_msg("%s: %s", cmd, out);
+    assert_true(wait_running(f, "echo", 10000) > 0);
+    adds_at(shm);
+    stops_clean(f);
+}
+
+/* A module service's TCP address with a secret_file: the manager serves it with the
+ * secret, the supervisor's own check that it answers proves the secret too (running,
+ * "answering at" both addresses), a client with the secret is answered, one without is
+ * refused; a secret_file that cannot be read stops the manager with the reason. */
+static void module_tcp_secret(void **state)
+{
+    fixture *f = *state;
+    int port = test_free_port();
+    assert_true(port > 0);
+    f->tcp_port = port;
+    char ini[1024], shm[64], tcp[64], secret[128], said[256];
+    snprintf(secret, sizeof secret, "%s/tcp.secret", f->dir);
+    assert_int_equal(sup_write_file(secret, "0123456789abcdef0123456789abcdef\n"), 0);
+    assert_int_equal(chmod(secret, 0600), 0);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\n\n[echo]\nmodule = %s\nshm_name = %s\ntcp_port = %d\n"
+             "secret_file = tcp.secret\n",
+             ECHO_MODULE, f->shm, port);
+    snprintf(shm, sizeof shm, "shm://%s", f->shm);
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+    start(f, ini, 0);
+    assert_true(wait_running(f, "echo", 10000) > 0);
+    snprintf(said, sizeof said, "echo: answering at %s and %s, ", shm, tcp);
+    assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"), said));
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    static uint8_t key[SHMRPC_SECRET_MAX];
+    assert_int_equal(shmrpc_secret_load(secret, key, sizeof key, &o.tcp.secret_len), 0);
+    o.tcp.secret = key;
+    int rc = 0;
+    shmrpc_client *c = test_connect(&Echo_service_info, &o, tcp, &rc);
+    if (!c) fail_msg("connect %s with the secret: %s", tcp, shmrpc_strerror(rc));
+    int64_t sum = 0;
+    assert_int_equal(echo_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, &Echo_service_info, NULL), 0);
+    rc = shmrpc_client_connect(c, tcp);
+    if (rc == 0) rc = echo_add(c, 40, 2, &sum);
+    shmrpc_client_free(c);
+    assert_true(rc != 0);
+    adds_at(shm);
+    /* The file made unreadable as a secret (others may read it): the restart's manager
+     * says why, and serves nothing. */
+    assert_int_equal(chmod(secret, 0644), 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --ini %s/service.ini restart echo --no-wait 2>&1", SHMRPCCTL,
+             f->dir);
+    const char *out = run(cmd);
+    if (!strstr(out, "echo: ")) fail_msg("%s: %s", cmd, out);
+    snprintf(said, sizeof said, "echo: secret_file: the secret file %s has mode 0644", secret);
+    if (!log_has(f, "echo", said, 10000)) fail_msg("%s", sup_slurp(f->dir, "logs/echo.log"));
+    snprintf(said, sizeof said, "echo: the manager of %s exited with status 1: stopping %s too",
+             tcp, shm);
+    assert_true(log_has(f, "echo", said, 10000));
+    assert_int_equal(chmod(secret, 0600), 0);
+    stops_clean(f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1035,6 +1176,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(module_tcp_port_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(module_shm_name_taken, setup, teardown),
         cmocka_unit_test_setup_teardown(module_init_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(module_tcp_secret, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));

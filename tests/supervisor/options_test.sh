@@ -70,6 +70,11 @@ expect 2 err "--cpus takes 1 to 1024" "$ini_check" --cpus=0 ok.ini
 expect 1 err "missing.ini" "$service" missing.ini --foreground
 expect 1 err "missing.ini" "$service" --foreground -- missing.ini
 expect 2 err "usage: shmrpc-service" "$service" a.ini b.ini
+# --module-host, how shmrpc-service runs a module= service's manager: too few arguments is
+# 2 with its usage; a module that does not load is 1 with the reason, before any listen.
+expect 2 err "usage: shmrpc-service --module-host NAME MODULE WORKERS" "$service" --module-host a b
+expect 1 err "x: cannot load module $tmp/missing.so: " "$service" --module-host x "$tmp/missing.so" \
+    1 shm://options_test_x - - - - - 16
 
 # shmrpcctl: its own options before the command, the command's after it, --opt=value
 expect 0 out "usage: shmrpcctl" "$ctl" help

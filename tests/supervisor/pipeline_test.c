@@ -47,7 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(QUEUES);
     sup_rm_tree(f->dir);

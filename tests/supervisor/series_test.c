@@ -37,15 +37,21 @@
 #include "sup_series.h"
 #include "sup_helpers.h"
 
-/* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone. */
+/* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone:
+ * the lines go to stderr, and are kept in logged for the tests to read. */
+static char logged[8192];
+
 void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
 {
     (void)ctx;
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fprintf(stderr, "%s\n", line);
+    size_t n = strlen(logged);
+    snprintf(logged + n, sizeof logged - n, "%s\n", line);
 }
 
 #define CALLS_ADD 100
@@ -77,7 +83,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     /* The control segment of a supervisor a failed test SIGKILLed (this one's only). */
@@ -487,6 +493,47 @@ static void series_interval_per_service(void **state)
     json_decref(three);
 }
 
+/* A series file that cannot be opened (a folder in its place): said once in the
+ * supervisor's log, with the path and the reason, however many samples come; the other
+ * service's series goes on, a line a sample. */
+static void series_unwritable_said_once(void **state)
+{
+    fixture *f = *state;
+    char logs[128], blocked[160];
+    snprintf(logs, sizeof logs, "%s/logs", f->dir);
+    mkdir(logs, 0700);
+    snprintf(blocked, sizeof blocked, "%s/one.series", logs);
+    assert_int_equal(mkdir(blocked, 0700), 0);
+    logged[0] = '\0';
+    sup_ctx ctx = {0};
+    cfg_service cfg[2] = {{.name = "one", .kind = CFG_EXEC}, {.name = "two", .kind = CFG_EXEC}};
+    sup_service svc[2];
+    pid_t worker = 0, leader = fake_server(f, &worker);
+    for (int i = 0; i < 2; i++) {
+        cfg[i].s.log_dir = logs;
+        cfg[i].s.log_max_bytes = 1 << 20;
+        cfg[i].s.series_interval_ms = 1000;
+        svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = leader};
+    }
+    sup_series *ss = sup_series_new(svc, 2);
+    assert_non_null(ss);
+    int64_t t0 = sup_now_ms();
+    for (int64_t t = t0; t <= t0 + 5000; t = sup_series_next_deadline(ss))
+        sup_series_tick(ss, t);
+    end_fake_server(f, leader);
+    sup_series_free(ss);
+    const char *said = logged;
+    char want[256];
+    snprintf(want, sizeof want, "one: cannot open %s: ", blocked);
+    const char *at = strstr(said, want);
+    if (!at || !strstr(at, " (said once)\n")) fail_msg("%s", said);
+    assert_null(strstr(at + 1, "one: cannot")); /* once */
+    assert_null(strstr(said, "two: cannot"));
+    json_t *two = read_lines(f, "logs/two.series");
+    assert_int_equal(json_array_size(two), 5); /* 6 samples, the first a baseline */
+    json_decref(two);
+}
+
 /* The interval's percentiles come from the difference of two histograms. */
 static void percentile_of_the_difference(void **state)
 {
@@ -533,6 +580,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stats_owner_live, setup, teardown),
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(series_unwritable_said_once, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

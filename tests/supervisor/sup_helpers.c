@@ -127,6 +127,11 @@ void sup_kill_reap(pid_t *pid)
     *pid = 0;
 }
 
+void sup_end(pid_t *pid)
+{
+    if (*pid > 0 && sup_stop(pid, 10000) < 0) sup_kill_reap(pid);
+}
+
 void sup_groups_add(sup_groups *g, pid_t pgid)
 {
     if (pgid <= 0) return;

@@ -43,6 +43,12 @@ int sup_stop(pid_t *pid, int ms);
 /* SIGKILL to *pid and reaps it, when it is > 0; *pid then 0. */
 void sup_kill_reap(pid_t *pid);
 
+/* Ends *pid as an operator would, in a teardown: SIGTERM, up to 10 s, then SIGKILL should
+ * it not have exited; *pid then 0. What ran in a supervisor that ends by SIGKILL (and in
+ * its page and its module services' managers, which die with it) is not counted by a
+ * coverage build (docs/coverage.md). */
+void sup_end(pid_t *pid);
+
 /* Services' process groups seen, to be killed in teardown. */
 typedef struct sup_groups {
     pid_t ids[SUP_MAX_GROUPS];

@@ -62,7 +62,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    sup_kill_reap(&f->sup);
+    sup_end(&f->sup);
     sup_groups_kill(&f->groups);
     sup_remove_segments(f->shm);
     close(f->notify_fd);
@@ -615,6 +615,104 @@ static void notify_ready_without_page(void **state)
     close(held);
 }
 
+/* A second SIGTERM while a service that ignores the first is given its stop_timeout_s (an
+ * hour here): SIGKILL to every service at once, said in the log, and the supervisor exits
+ * 0 with nothing left behind. */
+static void sigterm_twice_kills(void **state)
+{
+    fixture *f = *state;
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 3600\nwait_until_completed = false\n\n"
+             "[stubborn]\nexec = sh -c 'trap \"\" TERM; exec \"$0\" 1 20' %s\n",
+             CHATTER);
+    start(f, ini, true);
+    entry stubborn;
+    assert_true(wait_state(f, "stubborn", "running", 3000, &stubborn));
+    for (int64_t end = sup_now_ms() + 3000;
+         !strstr(sup_slurp(f->dir, "logs/stubborn.log"), "chatter: done"); sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    assert_int_equal(kill(f->sup, SIGTERM), 0);
+    for (int64_t end = sup_now_ms() + 5000; !strstr(
+             sup_slurp(f->dir, "supervisor.err"), "Terminated: stopping the services, last first");
+         sup_nap_ms(20))
+        assert_true(sup_now_ms() < end);
+    /* Still waiting for it: an hour is its due. */
+    assert_int_equal(sup_wait_exit(&f->sup, 200), -1);
+    int st = sup_stop(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    const char *sup = sup_slurp(f->dir, "supervisor.err");
+    assert_non_null(strstr(sup, "Terminated again: SIGKILL to every service"));
+    assert_null(strstr(sup, "still running after stop_timeout_s"));
+    assert_true(status_of(f, "stubborn", &stubborn));
+    assert_string_equal(stubborn.state, "stopped");
+    all_groups_gone(f);
+}
+
+/* A second supervisor of the same file, not in the foreground (its lines go to
+ * LOG_DIR/shmrpc-service.log), finds the control service's address taken: it says so in
+ * its log and on stderr, and exits 1 before starting any service; the first goes on, its
+ * service's process the same. (control_test.c checks the same in the foreground.) */
+static void second_supervisor_refused(void **state)
+{
+    fixture *f = *state;
+    start(f,
+          "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+          "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n",
+          true);
+    entry first;
+    assert_true(wait_state(f, "sleeper", "running", 5000, &first));
+    char ini[128], err[128];
+    snprintf(ini, sizeof ini, "%s/service.ini", f->dir);
+    snprintf(err, sizeof err, "%s/second.err", f->dir);
+    pid_t second = sup_spawn(ini, err, false, 60, NULL);
+    assert_true(second > 0);
+    int st = sup_wait_exit(&second, 10000);
+    if (st == -1) sup_kill_reap(&second);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *said = sup_slurp(f->dir, "second.err");
+    if (!strstr(said, "shmrpc-service: cannot serve the control service at shm://"))
+        fail_msg("stderr: %s", said);
+    said = sup_slurp(f->dir, "logs/shmrpc-service.log");
+    if (!strstr(said, "cannot serve the control service at shm://")) fail_msg("log: %s", said);
+    assert_null(strstr(said, "sleeper: pid"));
+    /* The first: alive, its service the same process, status still served. */
+    assert_int_equal(sup_wait_exit(&f->sup, 0), -1);
+    entry now;
+    assert_true(status_of(f, "sleeper", &now));
+    assert_string_equal(now.state, "running");
+    assert_int_equal(now.pid, first.pid);
+    assert_int_equal(kill((pid_t)first.pid, 0), 0);
+    st = sup_stop(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    all_groups_gone(f);
+}
+
+/* A log_dir that cannot be made (under a regular file): said with the folder and the
+ * reason, exit 1, and no service started. */
+static void log_dir_not_made(void **state)
+{
+    fixture *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/afile", f->dir);
+    assert_int_equal(sup_write_file(path, "not a folder\n"), 0);
+    start(f,
+          "[defaults]\nlog_dir = afile/logs\nwait_until_completed = false\n\n"
+          "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n",
+          true);
+    int st = sup_wait_exit(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *said = sup_slurp(f->dir, "supervisor.err");
+    if (!strstr(said, "shmrpc-service: cannot create the log folders under ") ||
+        !strstr(said, "afile/logs: "))
+        fail_msg("%s", said);
+    assert_null(strstr(said, "sleeper: pid"));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -630,6 +728,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_after_page, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_without_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigterm_twice_kills, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_supervisor_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(log_dir_not_made, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));

@@ -382,14 +382,12 @@ static void secret_load_with_each_call_failing(void **state)
 {
     (void)state;
     secret_case sc;
-    faults_case c = {"shmrpc_secret_load",
-                     "open,fstat,read",
-                     secret_setup,
-                     secret_run,
-                     secret_check,
-                     &sc,
-                     NULL,
-                     NULL};
+    faults_case c = {.name = "shmrpc_secret_load",
+                     .which = "open,fstat,read",
+                     .setup = secret_setup,
+                     .run = secret_run,
+                     .check = secret_check,
+                     .arg = &sc};
     int fired = faults_sweep(&c, 16);
     printf("shmrpc_secret_load: %d faults\n", fired);
     assert_true(fired >= 3); /* open, fstat, the first read */
@@ -442,7 +440,11 @@ static void listen_with_each_call_failing(void **state)
     (void)state;
     listen_case lc;
     snprintf(lc.addr, sizeof lc.addr, "tcp://127.0.0.1:%d", test_free_port());
-    faults_case c = {"tcp listen", NULL, listen_setup, listen_run, listen_check, &lc, NULL, NULL};
+    faults_case c = {.name = "tcp listen",
+                     .setup = listen_setup,
+                     .run = listen_run,
+                     .check = listen_check,
+                     .arg = &lc};
     int fired = faults_sweep(&c, 200);
     printf("tcp listen: %d faults\n", fired);
     assert_true(fired >= 3); /* socket, bind, listen at least */
@@ -518,7 +520,8 @@ static void calls_with_each_call_failing(void **state)
         memset(call_log, 0, sizeof *call_log);
         memset((void *)sh->ran, 0, sizeof sh->ran);
         const char *name = started ? "a started call" : "a blocking call";
-        faults_case c = {name, NULL, call_setup, call_run, call_check, &cc, NULL, NULL};
+        faults_case c = {
+            .name = name, .setup = call_setup, .run = call_run, .check = call_check, .arg = &cc};
         int fired = faults_sweep(&c, 60);
         printf("%s: %d faults\n", name, fired);
         assert_true(fired >= 1);
@@ -579,7 +582,11 @@ static void connect_with_each_call_failing(void **state)
     connect_case cc;
     snprintf(cc.addr, sizeof cc.addr, "%s", addr);
     shmrpc_client_free(connect_to_addr(cc.addr)); /* it is up */
-    faults_case c = {"connect", NULL, connect_setup, connect_run, connect_check, &cc, NULL, NULL};
+    faults_case c = {.name = "connect",
+                     .setup = connect_setup,
+                     .run = connect_run,
+                     .check = connect_check,
+                     .arg = &cc};
     int fired = faults_sweep(&c, 100);
     printf("connect: %d faults\n", fired);
     assert_true(fired >= 3); /* socket, connect, a send at least */

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +193,147 @@ static void nothing_there(void **state)
     assert_int_equal(shmrpc_stats_read("nowhere", &s), SHMRPC_EINVAL);
 }
 
+/* --- a segment the reader did not write ------------------------------------------------ */
+
+/* The segment's layout (runtime/src/stats.h), as a reader of another build meets it: a
+ * head of six 32-bit words, the service's 256 bytes and 64 KiB of names, then a row of
+ * (3 + buckets) counters per worker and method. */
+#define HEAD_BYTES (24 + 256 + 65536)
+#define ROW_WORDS (3 + SHMRPC_STATS_BUCKETS)
+#define SEG_BYTES(n) (HEAD_BYTES + (size_t)SHMRPC_MAX_WORKERS * (n) * ROW_WORDS * 8)
+
+typedef struct forged {
+    uint32_t magic, version, n_methods, n_workers, names_len;
+    const char *names;
+    size_t size; /* of the file */
+    mode_t mode;
+} forged;
+
+static char forged_path[512];
+
+/* Writes f where a server of shm://stats-forged keeps its statistics; worker 0 counts 5
+ * calls and 1 error of method 1, worker 3 two calls of it, the last with a 3 us latency. */
+static void forge(const forged *f)
+{
+    char dir[256];
+    assert_int_equal(shmrpc_names_dir(dir, sizeof dir), 0);
+    snprintf(forged_path, sizeof forged_path, "%s/shmrpc.stats.shm.stats-forged", dir);
+    unlink(forged_path);
+    int fd = open(forged_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, f->mode);
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, f->mode), 0);
+    assert_int_equal(ftruncate(fd, (off_t)f->size), 0);
+    uint32_t head[6] = {f->magic, f->version, 4321, f->n_methods, f->n_workers, f->names_len};
+    if (f->size >= sizeof head) {
+        assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+        assert_int_equal(pwrite(fd, "forged", 6, 24), 6);
+        assert_int_equal(pwrite(fd, f->names, strlen(f->names), 280), (ssize_t)strlen(f->names));
+    }
+    uint64_t row[ROW_WORDS] = {5, 1, 0};
+    off_t r0 = HEAD_BYTES + (off_t)(0 * f->n_methods + 1) * ROW_WORDS * 8;
+    off_t r3 = HEAD_BYTES + (off_t)(3 * f->n_methods + 1) * ROW_WORDS * 8;
+    if (f->n_methods == 2 && (size_t)r3 + sizeof row <= f->size) {
+        assert_int_equal(pwrite(fd, row, sizeof row, r0), (ssize_t)sizeof row);
+        memset(row, 0, sizeof row);
+        row[0] = 2;
+        row[2] = 3000;
+        row[3 + 2] = 1; /* bucket 2 */
+        assert_int_equal(pwrite(fd, row, sizeof row, r3), (ssize_t)sizeof row);
+    }
+    close(fd);
+}
+
+/* The forged file goes, even when a check failed. */
+static int unlink_forged(void **state)
+{
+    (void)state;
+    char real[600];
+    snprintf(real, sizeof real, "%s.real", forged_path);
+    unlink(real);
+    unlink(forged_path);
+    return 0;
+}
+
+#define STATS_MAGIC 0x53525354u
+
+/* What the reader makes of a segment written well, and of each way one can be written
+ * wrong: a status and a message for each, nothing read past the file. */
+static void forged_segments(void **state)
+{
+    (void)state;
+    const uint32_t W = SHMRPC_MAX_WORKERS;
+    shmrpc_stats *s = NULL;
+    forged good = {STATS_MAGIC, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600};
+    forge(&good);
+    assert_int_equal(shmrpc_stats_read("shm://stats-forged", &s), 0);
+    assert_string_equal(s->service, "forged");
+    assert_int_equal(s->pid, 4321);
+    assert_int_equal(s->n_methods, 2);
+    assert_string_equal(s->methods[0].name, "a");
+    assert_string_equal(s->methods[1].name, "b");
+    assert_int_equal(s->methods[0].calls, 0);
+    assert_int_equal(s->methods[1].calls, 7); /* the rows of both workers */
+    assert_int_equal(s->methods[1].errors, 1);
+    assert_int_equal(s->methods[1].total_ns, 3000);
+    assert_int_equal(s->methods[1].buckets[2], 1);
+    shmrpc_stats_free(s);
+
+    /* Fewer names than methods: the rest are "?". */
+    forged short_names = good;
+    short_names.names = "a";
+    short_names.names_len = 1;
+    forge(&short_names);
+    assert_int_equal(shmrpc_stats_read("shm://stats-forged", &s), 0);
+    assert_string_equal(s->methods[0].name, "a");
+    assert_string_equal(s->methods[1].name, "?");
+    shmrpc_stats_free(s);
+
+    struct {
+        forged f;
+        int rc;
+        const char *says;
+    } bad[] = {
+        {{STATS_MAGIC, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0644}, SHMRPC_EPERM,
+         "belongs to another user or others may read it"},
+        {{STATS_MAGIC, 1, 2, W, 3, "a\nb", 10, 0600}, SHMRPC_EUNAVAIL, "is not ready yet"},
+        {{0, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EUNAVAIL, "is not ready yet"},
+        {{STATS_MAGIC + 1, 1, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+        {{STATS_MAGIC, 2, 2, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+        {{STATS_MAGIC, 1, 2, W + 1, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+        /* Room for its rows, but more methods than a segment holds. */
+        {{STATS_MAGIC, 1, 1025, W, 3, "a\nb", SEG_BYTES(1025), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+        {{STATS_MAGIC, 1, 2, W, 65537, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+        /* More methods than the file has rows for. */
+        {{STATS_MAGIC, 1, 3, W, 3, "a\nb", SEG_BYTES(2), 0600}, SHMRPC_EPROTO,
+         "is not a statistics segment of this version"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        forge(&bad[i].f);
+        s = NULL;
+        int rc = shmrpc_stats_read("shm://stats-forged", &s);
+        if (rc != bad[i].rc || strstr(shmrpc_errmsg(), bad[i].says) == NULL)
+            fail_msg("bad[%zu]: %d '%s', want %d '...%s'", i, rc, shmrpc_errmsg(), bad[i].rc,
+                     bad[i].says);
+        assert_null(s);
+    }
+
+    /* A symbolic link in its place is not followed. */
+    forge(&good);
+    char real[600];
+    snprintf(real, sizeof real, "%s.real", forged_path);
+    assert_int_equal(rename(forged_path, real), 0);
+    assert_int_equal(symlink(real, forged_path), 0);
+    assert_int_equal(shmrpc_stats_read("shm://stats-forged", &s), SHMRPC_EUNAVAIL);
+    unlink(real);
+    unlink(forged_path);
+    assert_int_equal(shmrpc_stats_read("shm://stats-forged", NULL), SHMRPC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +341,7 @@ int main(void)
         cmocka_unit_test_teardown(over_tcp, teardown),
         cmocka_unit_test_teardown(back_to_back_calls_keep_their_time, teardown),
         cmocka_unit_test(nothing_there),
+        cmocka_unit_test_teardown(forged_segments, unlink_forged),
     };
     if (calls_shared_map() != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);

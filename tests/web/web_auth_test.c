@@ -580,8 +580,8 @@ static int group_teardown(void **state)
 {
     (void)state;
     attack_stop();
-    sup_kill_reap(&T.pub.pid);
-    sup_kill_reap(&T.lo.pid);
+    sup_end(&T.pub.pid);
+    sup_end(&T.lo.pid);
     sup_groups_kill(&T.groups);
     sup_down(&T.pub);
     sup_down(&T.lo);

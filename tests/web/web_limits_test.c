@@ -197,7 +197,7 @@ static int group_teardown(void **state)
     (void)state;
     /* Stopped as an operator would, so that the page writes its coverage counts (the
      * deadlines' shutdowns run only here); killed when it does not stop. */
-    if (T.sup > 0 && sup_stop(&T.sup, 20000) < 0) sup_kill_reap(&T.sup);
+    sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.shm);
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));

@@ -187,7 +187,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    sup_kill_reap(&T.sup);
+    sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.shm);
     if (T.queue[0]) shmrpc_queue_unlink(T.queue);
