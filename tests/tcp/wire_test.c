@@ -1166,6 +1166,53 @@ static void endpoints_that_never_take_the_call(void **state)
     assert_int_equal(sh->calls, 1);
 }
 
+/* Answers the HELLO, then reads nothing until the test is done with it. */
+static int takes_no_request(int fd)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    put_ack(&b, 64u << 20, false);
+    int rc = ssend(fd, &b) ? 0 : 212;
+    shmrpc_buf_destroy(&b);
+    struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+    poll(&pf, 1, 15000);
+    return rc;
+}
+
+/* A blocking call alone on its connection whose request (16 MiB) the server does not read:
+ * the deadline passes while it is being sent, and the half-sent stream is let go: the next
+ * call makes a new connection (which this server takes and never answers), rather than
+ * writing its request into the middle of the first. */
+static void request_out_alone_to_a_server_that_reads_nothing(void **state)
+{
+    (void)state;
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    echo_text(&big, 2, 16 << 20);
+    stand_in_rcvbuf = 64 << 10;
+    stand_in s = stand_in_start(takes_no_request);
+    stand_in_rcvbuf = 0;
+    char at[64];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client *c = connect_to(at);
+    shmrpc_client_next_timeout(c, 1000);
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(big.data, big.len), &out), SHMRPC_ETIMEDOUT);
+    char want[128];
+    snprintf(want, sizeof want, "the deadline passed while sending to %s", at);
+    assert_string_equal(shmrpc_errmsg(), want);
+    shmrpc_client_next_timeout(c, 500);
+    int64_t sum;
+    int rc = calls_add(c, 1, 2, &sum);
+    print_message("the next call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    assert_non_null(
+        strstr(shmrpc_errmsg(), "took the connection but did not answer its handshake"));
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 0);
+    shmrpc_buf_destroy(&big);
+}
+
 /* --- what a client promises with a real server --- */
 
 /* In a child of the process that made client c: a blocking call and a started one must
@@ -1608,6 +1655,7 @@ int main(void)
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
         cmocka_unit_test(request_out_to_a_server_that_stops_reading),
+        cmocka_unit_test(request_out_alone_to_a_server_that_reads_nothing),
         cmocka_unit_test_setup(endpoints_that_never_take_the_call, setup),
         cmocka_unit_test_setup(a_client_in_a_child, setup),
         cmocka_unit_test_setup(starts_wait_for_room, setup),
