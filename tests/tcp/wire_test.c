@@ -1208,6 +1208,13 @@ static void request_out_alone_to_a_server_that_reads_nothing(void **state)
     assert_int_equal(rc, SHMRPC_ETIMEDOUT);
     assert_non_null(
         strstr(shmrpc_errmsg(), "took the connection but did not answer its handshake"));
+    shmrpc_call *k = NULL; /* started: the same, said by its finish */
+    shmrpc_client_next_timeout(c, 300);
+    assert_int_equal(calls_add_start(c, 3, 4, &k), 0);
+    rc = calls_add_finish(c, k, &sum);
+    print_message("a started call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_true(rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_errmsg(), "which did not run"));
     shmrpc_client_free(c);
     assert_int_equal(stand_in_end(&s), 0);
     shmrpc_buf_destroy(&big);
@@ -1550,6 +1557,26 @@ static void waiting_calls_of_a_gone_client(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* Digits alone are a port on 127.0.0.1 (docs/wire.md, "Addresses"), alone and as entries
+ * of a list (here after a port nobody serves): the calls get there and run. */
+static void ports_alone(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    char at[64];
+    snprintf(at, sizeof at, "tcp://%d", port);
+    shmrpc_client *c = connect_to(at);
+    check_add(c, 1, 2);
+    shmrpc_client_free(c);
+    snprintf(at, sizeof at, "tcp://%d,%d", test_free_port(), port);
+    c = connect_to(at);
+    for (int i = 0; i < 3; i++)
+        check_add(c, i, 5);
+    shmrpc_client_free(c);
+    assert_int_equal(sh->calls, 4);
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1663,6 +1690,7 @@ int main(void)
         cmocka_unit_test_setup(result_above_the_clients_maximum, setup),
         cmocka_unit_test_setup(ipv6_endpoints, setup),
         cmocka_unit_test_setup(waiting_calls_of_a_gone_client, setup),
+        cmocka_unit_test_setup(ports_alone, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
