@@ -1195,7 +1195,7 @@ static void request_out_alone_to_a_server_that_reads_nothing(void **state)
     char at[64];
     snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
     shmrpc_client *c = connect_to(at);
-    shmrpc_client_next_timeout(c, 1000);
+    shmrpc_client_next_timeout(c, 2000); /* framing 16 MiB takes far less, even loaded */
     shmrpc_bytes out;
     assert_int_equal(calls_echo(c, shmrpc_bytes_of(big.data, big.len), &out), SHMRPC_ETIMEDOUT);
     char want[128];
@@ -1524,8 +1524,10 @@ static void waiting_calls_of_a_gone_client(void **state)
     raw_handshake(c, 0);
     shmrpc_buf out;
     shmrpc_buf_init(&out);
-    put_nap(&out, 1, 600);
-    put_nap(&out, 2, 601);
+    /* 2 s each: the gone client's close is seen long before they end (a stall of the
+     * machine longer than that would let its calls start: said by the counts below) */
+    put_nap(&out, 1, 2000);
+    put_nap(&out, 2, 2001);
     raw_send(a, out.data, out.len);
     int64_t until = test_now_ms() + 5000;
     while (sh->running < 2 && test_now_ms() < until)
@@ -1548,7 +1550,7 @@ static void waiting_calls_of_a_gone_client(void **state)
     expect_naps(b, 3, 1);
     printf("naps begun: %d (the gone client's: %d)\n", (int)sh->naps_begun,
            naps_of(301) + naps_of(302));
-    assert_int_equal(naps_of(600) + naps_of(601), 2);
+    assert_int_equal(naps_of(2000) + naps_of(2001), 2);
     assert_int_equal(naps_of(201) + naps_of(202), 2);
     assert_int_equal(naps_of(301) + naps_of(302), 0);
     close(a);
