@@ -282,6 +282,23 @@ static void calls_without_memory_or_thread(void **state)
     close(fd);
     assert_true(test_stop_server(server));
 
+    /* The first call's request cannot be copied into its job (a new job's buffer grows:
+     * the first realloc): answered SHMRPC_ENOMEM, not run; the next call runs. */
+    server = start_server();
+    fd = raw_connect();
+    raw_handshake(fd);
+    worker = worker_of(server);
+    sh->calls = 0;
+    arm_worker(worker, 1, "realloc");
+    assert_int_equal(raw_add(fd, 1, 6, 7, &sum, msg, sizeof msg), SHMRPC_ENOMEM);
+    assert_string_equal(msg, "out of memory: the call was not run");
+    assert_int_equal(sh->calls, 0);
+    assert_int_equal(raw_add(fd, 2, 6, 7, &sum, msg, sizeof msg), 0);
+    assert_int_equal(sum, 13);
+    assert_int_equal(sh->calls, 1);
+    close(fd);
+    assert_true(test_stop_server(server));
+
     /* The first pool thread cannot make the context a call runs in (its first malloc): the
      * call is answered SHMRPC_ENOMEM, not run; the thread makes it for the next calls. */
     server = start_server();

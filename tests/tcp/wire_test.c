@@ -48,6 +48,7 @@ static int setup(void **state)
     sh->naps_begun = 0;
     sh->napping = 0;
     sh->most = 0;
+    sh->running = 0;
     return 0;
 }
 
@@ -1165,6 +1166,60 @@ static void endpoints_that_never_take_the_call(void **state)
     assert_int_equal(sh->calls, 1);
 }
 
+/* Answers the HELLO, then reads nothing until the test is done with it. */
+static int takes_no_request(int fd)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    put_ack(&b, 64u << 20, false);
+    int rc = ssend(fd, &b) ? 0 : 212;
+    shmrpc_buf_destroy(&b);
+    struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
+    poll(&pf, 1, 15000);
+    return rc;
+}
+
+/* A blocking call alone on its connection whose request (16 MiB) the server does not read:
+ * the deadline passes while it is being sent, and the half-sent stream is let go: the next
+ * call makes a new connection (which this server takes and never answers), rather than
+ * writing its request into the middle of the first. */
+static void request_out_alone_to_a_server_that_reads_nothing(void **state)
+{
+    (void)state;
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    echo_text(&big, 2, 16 << 20);
+    stand_in_rcvbuf = 64 << 10;
+    stand_in s = stand_in_start(takes_no_request);
+    stand_in_rcvbuf = 0;
+    char at[64];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+    shmrpc_client *c = connect_to(at);
+    shmrpc_client_next_timeout(c, 2000); /* framing 16 MiB takes far less, even loaded */
+    shmrpc_bytes out;
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of(big.data, big.len), &out), SHMRPC_ETIMEDOUT);
+    char want[128];
+    snprintf(want, sizeof want, "the deadline passed while sending to %s", at);
+    assert_string_equal(shmrpc_errmsg(), want);
+    shmrpc_client_next_timeout(c, 500);
+    int64_t sum;
+    int rc = calls_add(c, 1, 2, &sum);
+    print_message("the next call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    assert_non_null(
+        strstr(shmrpc_errmsg(), "took the connection but did not answer its handshake"));
+    shmrpc_call *k = NULL; /* started: the same, said by its finish */
+    shmrpc_client_next_timeout(c, 300);
+    assert_int_equal(calls_add_start(c, 3, 4, &k), 0);
+    rc = calls_add_finish(c, k, &sum);
+    print_message("a started call: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_true(rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_errmsg(), "which did not run"));
+    shmrpc_client_free(c);
+    assert_int_equal(stand_in_end(&s), 0);
+    shmrpc_buf_destroy(&big);
+}
+
 /* --- what a client promises with a real server --- */
 
 /* In a child of the process that made client c: a blocking call and a started one must
@@ -1429,6 +1484,101 @@ static void ipv6_endpoints(void **state)
     expect_bad_list(longer, "has a host name longer than 255 bytes");
 }
 
+/* How many naps of ms began, by the servers' log of naps. */
+static int naps_of(uint32_t ms)
+{
+    int32_t n = sh->naps_begun, runs = 0;
+    assert_true(n <= CALLS_NAPS_LOGGED);
+    for (int32_t i = 0; i < n; i++)
+        runs += sh->nap_ms[i] == ms;
+    return runs;
+}
+
+/* Reads the answers of the naps of fd, ids first..first+n-1 in any order. */
+static void expect_naps(int fd, uint64_t first, int n)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    uint64_t seen = 0;
+    for (int i = 0; i < n; i++) {
+        shmrpc__frame_hdr h = raw_frame_within(fd, &b, 10000);
+        if (h.kind != SHMRPC__KIND_RESPONSE || h.request_id < first ||
+            h.request_id >= first + (uint64_t)n || (seen >> (h.request_id - first) & 1))
+            fail_msg("a %s frame for request %llu where a nap's answer was due",
+                     shmrpc__frame_kind_name(h.kind), (unsigned long long)h.request_id);
+        seen |= (uint64_t)1 << (h.request_id - first);
+    }
+    shmrpc_buf_destroy(&b);
+}
+
+/* The calls of a client that left while they waited for a thread of the worker (both busy)
+ * are not run; the calls of another client waiting with them are, and are answered. */
+static void waiting_calls_of_a_gone_client(void **state)
+{
+    (void)state;
+    server_tcp.max_running = 2; /* two threads */
+    pid_t server = start_server(1);
+    int a = raw_connect(0), b = raw_connect(0), c = raw_connect(0);
+    raw_handshake(a, 0);
+    raw_handshake(b, 0);
+    raw_handshake(c, 0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    /* 2 s each: the gone client's close is seen long before they end (a stall of the
+     * machine longer than that would let its calls start: said by the counts below) */
+    put_nap(&out, 1, 2000);
+    put_nap(&out, 2, 2001);
+    raw_send(a, out.data, out.len);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->running < 2 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->running, 2); /* both threads are busy */
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 1, 201);
+    put_nap(&out, 2, 202);
+    raw_send(b, out.data, out.len);
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 1, 301);
+    put_nap(&out, 2, 302);
+    raw_send(c, out.data, out.len);
+    close(c); /* gone while its calls wait */
+    expect_naps(a, 1, 2);
+    expect_naps(b, 1, 2);
+    shmrpc_buf_clear(&out);
+    put_nap(&out, 3, 0); /* behind where the gone client's calls would have been */
+    raw_send(b, out.data, out.len);
+    expect_naps(b, 3, 1);
+    printf("naps begun: %d (the gone client's: %d)\n", (int)sh->naps_begun,
+           naps_of(301) + naps_of(302));
+    assert_int_equal(naps_of(2000) + naps_of(2001), 2);
+    assert_int_equal(naps_of(201) + naps_of(202), 2);
+    assert_int_equal(naps_of(301) + naps_of(302), 0);
+    close(a);
+    close(b);
+    shmrpc_buf_destroy(&out);
+    assert_true(test_stop_server(server));
+}
+
+/* Digits alone are a port on 127.0.0.1 (docs/wire.md, "Addresses"), alone and as entries
+ * of a list (here after a port nobody serves): the calls get there and run. */
+static void ports_alone(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    char at[64];
+    snprintf(at, sizeof at, "tcp://%d", port);
+    shmrpc_client *c = connect_to(at);
+    check_add(c, 1, 2);
+    shmrpc_client_free(c);
+    snprintf(at, sizeof at, "tcp://%d,%d", test_free_port(), port);
+    c = connect_to(at);
+    for (int i = 0; i < 3; i++)
+        check_add(c, i, 5);
+    shmrpc_client_free(c);
+    assert_int_equal(sh->calls, 4);
+    assert_true(test_stop_server(server));
+}
+
 /* --- the secret files a server or client is given --- */
 
 /* The secret file at path is refused with status and exactly msg; what the caller gave
@@ -1534,12 +1684,15 @@ int main(void)
         cmocka_unit_test_setup(leave_moves_calls_in_flight, setup),
         cmocka_unit_test_setup(leave_moves_a_blocking_call, setup),
         cmocka_unit_test(request_out_to_a_server_that_stops_reading),
+        cmocka_unit_test(request_out_alone_to_a_server_that_reads_nothing),
         cmocka_unit_test_setup(endpoints_that_never_take_the_call, setup),
         cmocka_unit_test_setup(a_client_in_a_child, setup),
         cmocka_unit_test_setup(starts_wait_for_room, setup),
         cmocka_unit_test_setup(compressed_answers_in_flight, setup),
         cmocka_unit_test_setup(result_above_the_clients_maximum, setup),
         cmocka_unit_test_setup(ipv6_endpoints, setup),
+        cmocka_unit_test_setup(waiting_calls_of_a_gone_client, setup),
+        cmocka_unit_test_setup(ports_alone, setup),
         cmocka_unit_test(secret_file_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
