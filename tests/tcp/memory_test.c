@@ -830,7 +830,10 @@ static void stalled_frames_are_cut(void **state)
     (void)state;
     enum { PEERS = 4, SLOW = PEERS - 1 };
     const size_t announced = 63 * MIB, sent = 32 * MIB, msg = 4 * MIB, trickle = 16 << 10;
-    const int64_t progress = 2000, bound = 20000;
+    /* 4 s: the peers are fed 1 MiB in turn by one thread, and a peer waits for the others'
+     * sends meanwhile; under load (two test programs on each core) a wait of 2 s was seen,
+     * which cut a peer before it had sent its share. */
+    const int64_t progress = 4000, bound = 40000;
     server_tcp.progress_timeout_ms = progress;
     start_server(1);
     uint8_t *body = malloc(sent);
@@ -1285,12 +1288,13 @@ static void stream_at_a_sender(int mode)
         /* Not sent whole, so it did not run; the call in flight may have. */
         assert_int_equal(status, SHMRPC_EPROTO);
         if (!strstr(why, "bad frame magic") || !strstr(why, "did not run")) fail_msg("%s", why);
+        /* The junk ended it (EPROTO, "bad frame magic"), not its deadline (ETIMEDOUT). */
         assert_int_equal(first_status, SHMRPC_EPROTO);
-        assert_true(took < timeout / 2);
     } else {
         assert_int_equal(status, SHMRPC_ETIMEDOUT);
         assert_int_equal(first_status, SHMRPC_EPEERDIED);
-        assert_true(took >= timeout - 50 && took < timeout + 1000);
+        /* Not before its deadline; the upper bound is a guard against a hang only. */
+        assert_true(took >= timeout - 50 && took < timeout + 10000);
     }
 }
 
