@@ -37,11 +37,7 @@
 #include "procs.h"
 #include "sup_helpers.h"
 
-typedef struct run {
-    int status; /* exit status, or -1 when killed */
-    char out[8192];
-    char err[8192];
-} run;
+typedef sup_run run;
 
 static char prefix[64];   /* every segment of this run begins with "shmrpc:" prefix */
 static char ns[32];       /* the directory of names under /dev/shm, "shmrpc-UID/" */
@@ -51,63 +47,8 @@ static char lock_name[96];
 static char tcp_addr[64];
 static pid_t srv_shm, srv_tcp, srv_dead;
 
-/* Runs shmrpcctl with the arguments (NULL-terminated) and stdin, 10 s at most. */
-static void ctl(run *r, const char *in, ...)
-{
-    const char *argv[16] = {SHMRPCCTL};
-    va_list ap;
-    va_start(ap, in);
-    for (int i = 1; i < 15 && (argv[i] = va_arg(ap, const char *)) != NULL; i++)
-        ;
-    va_end(ap);
-    argv[15] = NULL;
-    int po[2], pe[2], pi[2];
-    assert_int_equal(pipe2(po, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
-    assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pi[0], 0);
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        alarm(10);
-        execv(SHMRPCCTL, (char *const *)argv);
-        _exit(127);
-    }
-    close(po[1]), close(pe[1]), close(pi[0]);
-    if (in) {
-        ssize_t w = write(pi[1], in, strlen(in));
-        (void)w;
-    }
-    close(pi[1]);
-    size_t no = 0, ne = 0;
-    struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
-    int64_t deadline = sup_now_ms() + 10000;
-    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && sup_now_ms() < deadline) {
-        if (poll(fds, 2, 100) <= 0) continue;
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !fds[i].revents) continue;
-            char *buf = i ? r->err : r->out;
-            size_t *n = i ? &ne : &no;
-            size_t cap = i ? sizeof r->err : sizeof r->out;
-            ssize_t got = read(fds[i].fd, buf + *n, cap - 1 - *n);
-            if (got <= 0) {
-                close(fds[i].fd);
-                fds[i].fd = -1;
-            } else {
-                *n += (size_t)got;
-            }
-        }
-    }
-    for (int i = 0; i < 2; i++)
-        if (fds[i].fd >= 0) close(fds[i].fd);
-    r->out[no] = r->err[ne] = '\0';
-    int st;
-    kill(pid, SIGKILL); /* harmless once it exited; bounded when it did not */
-    waitpid(pid, &st, 0);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+/* shmrpcctl with the arguments (NULL-terminated) and stdin, 10 s at most. */
+#define ctl(r, ...) sup_run_prog(r, SHMRPCCTL, __VA_ARGS__)
 
 static void expect(const char *addr, const char *method, const char *args, const char *out)
 {

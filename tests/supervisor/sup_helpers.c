@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,4 +262,69 @@ int sup_children(pid_t pid, pid_t *out, int cap)
         out[n++] = (pid_t)v;
     }
     return n;
+}
+
+void sup_run_prog(sup_run *r, const char *program, const char *in, ...)
+{
+    const char *argv[24] = {program};
+    va_list ap;
+    va_start(ap, in);
+    for (int i = 1; i < 23 && (argv[i] = va_arg(ap, const char *)) != NULL; i++)
+        ;
+    va_end(ap);
+    argv[23] = NULL;
+    int po[2], pe[2], pi[2];
+    assert_int_equal(pipe2(po, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pe, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(pi, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pi[0], 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        alarm(10);
+        execv(program, (char *const *)argv);
+        _exit(127);
+    }
+    close(po[1]), close(pe[1]), close(pi[0]);
+    /* stdin is written as the child reads it, beside its output: a large one would fill
+     * the pipe otherwise. */
+    size_t in_len = in ? strlen(in) : 0, in_at = 0;
+    if (in_len == 0) close(pi[1]);
+    size_t no = 0, ne = 0;
+    struct pollfd fds[3] = {
+        {po[0], POLLIN, 0}, {pe[0], POLLIN, 0}, {in_len ? pi[1] : -1, POLLOUT, 0}};
+    int64_t deadline = sup_now_ms() + 10000;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && sup_now_ms() < deadline) {
+        if (poll(fds, 3, 100) <= 0) continue;
+        if (fds[2].fd >= 0 && fds[2].revents) {
+            ssize_t w = write(fds[2].fd, in + in_at, in_len - in_at);
+            if (w > 0) in_at += (size_t)w;
+            if (w <= 0 || in_at == in_len) {
+                close(fds[2].fd);
+                fds[2].fd = -1;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents) continue;
+            char *buf = i ? r->err : r->out;
+            size_t *n = i ? &ne : &no;
+            size_t cap = i ? sizeof r->err : sizeof r->out;
+            ssize_t got = read(fds[i].fd, buf + *n, cap - 1 - *n);
+            if (got <= 0) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+            } else {
+                *n += (size_t)got;
+            }
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        if (fds[i].fd >= 0) close(fds[i].fd);
+    r->out[no] = r->err[ne] = '\0';
+    int st;
+    kill(pid, SIGKILL); /* harmless once it exited; bounded when it did not */
+    waitpid(pid, &st, 0);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -49,6 +49,17 @@ void sup_kill_reap(pid_t *pid);
  * coverage build (docs/coverage.md). */
 void sup_end(pid_t *pid);
 
+/* What a program said: its exit status (-1 when killed), its stdout and its stderr. */
+typedef struct sup_run {
+    int status;
+    char out[32768];
+    char err[8192];
+} sup_run;
+
+/* Runs program with the arguments after in (NULL-terminated, 22 at most) and in on its
+ * stdin (NULL: none), 10 s at most (then it is killed). */
+void sup_run_prog(sup_run *r, const char *program, const char *in, ...);
+
 /* Services' process groups seen, to be killed in teardown. */
 typedef struct sup_groups {
     pid_t ids[SUP_MAX_GROUPS];
