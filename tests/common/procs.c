@@ -3,6 +3,7 @@
 #include "procs.h"
 
 #include <dirent.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +42,19 @@ int64_t test_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool test_raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
+{
+    while (n) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - test_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k <= 0) return false;
+        p += k, n -= (size_t)k;
+    }
+    return true;
 }
 
 shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client_opts *opts,

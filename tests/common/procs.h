@@ -27,6 +27,10 @@ typedef struct test_server {
 
 int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
 
+/* Reads n bytes from fd (a raw peer's socket) before deadline (test_now_ms's clock); false
+ * at EOF, an error or the deadline. */
+bool test_raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline);
+
 /* A client of info with opts (NULL: the defaults) connected to addr, trying again for up
  * to five seconds while nobody serves there yet; its status in *rc. */
 shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client_opts *opts,

@@ -148,25 +148,12 @@ static void raw_send(int fd, const void *p, size_t n)
     assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
-static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-    while (n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - test_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
 /* The next frame within 5 s (its body in b). */
 static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     int64_t deadline = test_now_ms() + 5000;
-    if (!raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
+    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
     shmrpc__frame_hdr h;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
@@ -174,7 +161,7 @@ static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
-    assert_true(raw_recv(fd, b->data, h.body_len, deadline));
+    assert_true(test_raw_recv(fd, b->data, h.body_len, deadline));
     b->len = h.body_len;
     return h;
 }
@@ -632,14 +619,14 @@ static int echo_with_allocation_failing(pid_t worker, unsigned k, size_t n)
     raw_send(fd, msg, n);
     int failed = 1;
     int64_t ran = -1;
-    if (raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) {
+    if (test_raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) {
         shmrpc_buf b, err;
         shmrpc_buf_init(&b);
         shmrpc_buf_init(&err);
         assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 30, 0, &h, &err), 0);
         assert_int_equal(h.request_id, 1);
         assert_int_equal(shmrpc__buf_grow(&b, (size_t)h.body_len + 1), 0);
-        assert_true(raw_recv(fd, b.data, h.body_len, test_now_ms() + 5000));
+        assert_true(test_raw_recv(fd, b.data, h.body_len, test_now_ms() + 5000));
         b.len = h.body_len;
         ran = sh->calls - calls;
         if (h.kind == SHMRPC__KIND_RESPONSE) {

@@ -352,30 +352,16 @@ static void raw_send(int fd, const void *p, size_t n)
     assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
-/* Reads n bytes before deadline; false at EOF or timeout. */
-static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-    while (n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - test_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
 /* The next frame's header and body (into b), within 5 s. */
 static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    if (!raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) fail_msg("no frame in 5 s");
+    if (!test_raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 5000)) fail_msg("no frame in 5 s");
     shmrpc__frame_hdr h;
     shmrpc_buf_clear(b);
     assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, b), 0);
     assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
-    assert_true(raw_recv(fd, b->data, h.body_len, test_now_ms() + 2000));
+    assert_true(test_raw_recv(fd, b->data, h.body_len, test_now_ms() + 2000));
     b->len = h.body_len;
     return h;
 }

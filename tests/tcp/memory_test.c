@@ -134,24 +134,10 @@ static void raw_send(int fd, const void *p, size_t n)
     }
 }
 
-/* Reads n bytes before deadline; false at EOF or timeout. */
-static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-    while (n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - test_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
 static shmrpc__frame_hdr raw_hdr(int fd, int64_t ms)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    if (!raw_recv(fd, hdr, sizeof hdr, test_now_ms() + ms))
+    if (!test_raw_recv(fd, hdr, sizeof hdr, test_now_ms() + ms))
         fail_msg("no frame in %lld ms", (long long)ms);
     shmrpc__frame_hdr h;
     shmrpc_buf err;
@@ -169,7 +155,7 @@ static void raw_body(int fd, const shmrpc__frame_hdr *h, shmrpc_buf *b)
     assert_true(h->body_len <= MIB);
     shmrpc_buf_clear(b);
     assert_int_equal(shmrpc__buf_grow(b, (size_t)h->body_len + 1), 0);
-    assert_true(raw_recv(fd, b->data, h->body_len, test_now_ms() + 2000));
+    assert_true(test_raw_recv(fd, b->data, h->body_len, test_now_ms() + 2000));
     b->len = h->body_len;
 }
 
@@ -941,7 +927,7 @@ static size_t recv_at(int fd, uint8_t *b, size_t n, size_t rate)
     size_t at = 0;
     while (at < n) {
         size_t want = n - at < step ? n - at : step;
-        if (!raw_recv(fd, b + at, want, test_now_ms() + 5000)) break;
+        if (!test_raw_recv(fd, b + at, want, test_now_ms() + 5000)) break;
         at += want;
         int64_t wait = t0 + (int64_t)(at * 1000 / rate) - test_now_ms();
         if (wait > 0) usleep((useconds_t)wait * 1000);

@@ -306,26 +306,12 @@ static void raw_send(int fd, const void *p, size_t n)
     assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
-/* Reads n bytes before deadline; false at EOF or timeout. */
-static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-    while (n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - test_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
 /* Reads a frame (body into b); fails the test on EOF or after 1 s. */
 static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     int64_t deadline = test_now_ms() + 1000;
-    assert_true(raw_recv(fd, hdr, sizeof hdr, deadline));
+    assert_true(test_raw_recv(fd, hdr, sizeof hdr, deadline));
     shmrpc__frame_hdr h;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
@@ -334,7 +320,7 @@ static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     assert_int_equal(shmrpc__buf_grow(b, h.body_len + 1), 0);
-    assert_true(raw_recv(fd, b->data, h.body_len, deadline));
+    assert_true(test_raw_recv(fd, b->data, h.body_len, deadline));
     b->len = h.body_len;
     return h;
 }
@@ -796,7 +782,7 @@ static void drain_by_revision(void **state)
     put_add(&b2, 0, 9);
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     if (send(late, b2.data, b2.len, MSG_NOSIGNAL) == (ssize_t)b2.len &&
-        raw_recv(late, hdr, sizeof hdr, test_now_ms() + 1000)) {
+        test_raw_recv(late, hdr, sizeof hdr, test_now_ms() + 1000)) {
         shmrpc_buf e;
         shmrpc_buf_init(&e);
         assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &e), 0);
@@ -804,7 +790,7 @@ static void drain_by_revision(void **state)
         assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
         assert_int_equal(h.request_id, 9);
         assert_int_equal(shmrpc__buf_grow(&b2, h.body_len), 0);
-        assert_true(raw_recv(late, b2.data, h.body_len, test_now_ms() + 1000));
+        assert_true(test_raw_recv(late, b2.data, h.body_len, test_now_ms() + 1000));
         b2.len = h.body_len;
         assert_int_equal(error_status(&b2), SHMRPC_EUNAVAIL);
         print_message("    a call sent after the DRAIN: not run\n");
@@ -923,12 +909,12 @@ static void expect_refusal(int fd, int status, const char *msg)
     shmrpc_buf body;
     shmrpc_buf_init(&body);
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    assert_true(raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 2000));
+    assert_true(test_raw_recv(fd, hdr, sizeof hdr, test_now_ms() + 2000));
     shmrpc__frame_hdr h;
     assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &body), 0);
     assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
     assert_int_equal(shmrpc__buf_grow(&body, h.body_len), 0);
-    assert_true(raw_recv(fd, body.data, h.body_len, test_now_ms() + 1000));
+    assert_true(test_raw_recv(fd, body.data, h.body_len, test_now_ms() + 1000));
     body.len = h.body_len;
     expect_error(&body, status, msg);
     expect_eof(fd);

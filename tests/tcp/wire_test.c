@@ -117,26 +117,12 @@ static void raw_send(int fd, const void *p, size_t n)
     }
 }
 
-/* Reads n bytes before deadline; false at EOF or timeout. */
-static bool raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline)
-{
-    while (n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - test_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return false;
-        ssize_t k = recv(fd, p, n, 0);
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
 /* Reads a frame (body into b) within ms; fails the test on EOF or timeout. */
 static shmrpc__frame_hdr raw_frame_within(int fd, shmrpc_buf *b, int ms)
 {
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     int64_t deadline = test_now_ms() + ms;
-    if (!raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame header within %d ms", ms);
+    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame header within %d ms", ms);
     shmrpc__frame_hdr h;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
@@ -145,7 +131,7 @@ static shmrpc__frame_hdr raw_frame_within(int fd, shmrpc_buf *b, int ms)
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
-    if (!raw_recv(fd, b->data, h.body_len, deadline))
+    if (!test_raw_recv(fd, b->data, h.body_len, deadline))
         fail_msg("the %s frame's body (%u bytes) did not come within %d ms",
                  shmrpc__frame_kind_name(h.kind), h.body_len, ms);
     b->len = h.body_len;
