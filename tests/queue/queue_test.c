@@ -1314,6 +1314,98 @@ static void corrupt_segments_refused(void **state)
     shmrpc_queue_close(q);
 }
 
+static uint32_t peek32(const char *name, size_t off)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDONLY);
+    assert_true(fd >= 0);
+    uint32_t v = 0;
+    assert_int_equal(pread(fd, &v, 4, (off_t)off), 4);
+    close(fd);
+    return v;
+}
+
+/* Each field of the header (docs/queue.md, "Segment layout") written to each value its
+ * check refuses, one at a time, in a queue holding three messages: every open is refused
+ * with SHMRPC_EPROTO, the queue's name and the field in its message (nothing of the
+ * segment is used past the header before it adds up); the refusal writes nothing: the
+ * field put back, the queue opens and gives its three messages, in order. A file grown
+ * past the size its header says is refused too ("total size"), and a broadcast queue that
+ * says it has roles. */
+static void header_fields_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("fields");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    shmrpc_queue_close(q);
+    uint32_t b = peek32(name, 20);
+    struct {
+        size_t off;
+        uint32_t v;
+        const char *says;
+    } cases[] = {
+        {8, 256, "header or descriptor size"},
+        {12, 128, "header or descriptor size"},
+        {16, 0, "capacity"},
+        {16, 1, "capacity"},
+        {16, SHMRPC_QUEUE_CAPACITY_MAX * 2, "capacity"},
+        {20, b / 2 * 3, "arena size"},
+        {20, SHMRPC_QUEUE_ARENA_MIN / 2, "arena size"},
+        {20, SHMRPC_QUEUE_ARENA_MAX * 2, "arena size"},
+        {24, b / 2 + 1, "max_msg"},
+        {24, UINT32_MAX, "max_msg"},
+        {336, SHMRPC_QUEUE_TYPE_MAX + 1, "type signature length"},
+        {336, 4097, "arena offset"},
+        {320, SHMRPC_QUEUE_BROADCAST + 1, "kind or slow policy"},
+        {324, SHMRPC_QUEUE_SLOW_DROP + 1, "kind or slow policy"},
+        {340, 4, "roles"},
+        {340, UINT32_MAX, "roles"},
+    };
+    char says[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t was = peek32(name, cases[i].off);
+        poke32(name, cases[i].off, cases[i].v);
+        assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+        snprintf(says, sizeof says, "its header does not add up (%s:", cases[i].says);
+        assert_non_null(strstr(shmrpc_errmsg(), says));
+        assert_non_null(strstr(shmrpc_errmsg(), name));
+        poke32(name, cases[i].off, was);
+        assert_int_equal(reopen_rc(name), 0);
+    }
+    /* Grown by another process past the size its header says. */
+    char file[300];
+    shm_file(file, sizeof file, name);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(truncate(file, st.st_size + 4096), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "(total size:"));
+    assert_int_equal(truncate(file, st.st_size), 0);
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    q = open_q(name, &o);
+    for (uint32_t i = 0; i < 3; i++) {
+        uint32_t v;
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, &v, sizeof v, &len, 0), 0);
+        assert_int_equal(len, sizeof v);
+        assert_int_equal(v, i);
+    }
+    shmrpc_queue_close(q);
+    /* Roles are for work queues only. */
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    shmrpc_queue_close(open_q(name, &o));
+    poke32(name, 340, 1);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "(roles:"));
+    poke32(name, 340, 0);
+    assert_int_equal(reopen_rc(name), 0);
+}
+
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
 
 struct idler {
@@ -2775,6 +2867,7 @@ int main(void)
         T(claim_of_dead_producer_reset),
         T(batch_claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
+        T(header_fields_refused),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
