@@ -1466,6 +1466,209 @@ static void corrupt_segments_refused(void **state)
     shmrpc_map_close(m);
 }
 
+/* The free space of a map's generation 1 (docs/map.md, "Segment layout"), mapped by the
+ * test as another process would: after the 128-byte head and the n slots, the ring's head,
+ * tail and mark at 64, 72 and 80, the free lists at 128, the ring at 128 + 8 * 128. */
+struct space_view {
+    unsigned char *g;
+    size_t size;
+    uint64_t arena_off, ring_cap, *slots, *head, *tail, *mark, *free_head, *ring;
+};
+
+static void map_space(const char *name, struct space_view *sv)
+{
+    char path[512];
+    gen_file(path, sizeof path, name, 1);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    sv->size = (size_t)st.st_size;
+    sv->g = mmap(NULL, sv->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(sv->g != MAP_FAILED);
+    uint64_t nslots, *w = (uint64_t *)sv->g;
+    nslots = w[3];
+    sv->arena_off = w[4];
+    sv->ring_cap = w[7];
+    sv->slots = w + 16;
+    uint64_t *sp = sv->slots + nslots;
+    sv->head = sp + 8;
+    sv->tail = sp + 9;
+    sv->mark = sp + 10;
+    sv->free_head = sp + 16;
+    sv->ring = sp + 16 + 128;
+}
+
+#define SPACE_KEYS 16
+
+/* Puts round r's value of every key: 100 bytes that name the round and the key. */
+static void put_round(shmrpc_map *m, int r)
+{
+    for (int i = 0; i < SPACE_KEYS; i++) {
+        char k[8], v[101];
+        snprintf(k, sizeof k, "k%02d", i);
+        memset(v, 'x', 100);
+        v[100] = '\0';
+        memcpy(v, k, 3);
+        v[3] = '0' + (char)(r / 10);
+        v[4] = '0' + (char)(r % 10);
+        assert_int_equal(put_s(m, k, v), 0);
+    }
+}
+
+/* Every key reads back round r's value. */
+static void values_of_round(shmrpc_map *m, int r)
+{
+    for (int i = 0; i < SPACE_KEYS; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%02d", i);
+        const char *v = get_s(m, k);
+        assert_non_null(v);
+        assert_int_equal(strlen(v), 100);
+        assert_memory_equal(v, k, 3);
+        assert_int_equal((v[3] - '0') * 10 + (v[4] - '0'), r);
+    }
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, SPACE_KEYS);
+}
+
+/* shmrpc_map_check says SHMRPC_EPROTO with the map's name and says. */
+static void check_says(shmrpc_map *m, const char *name, const char *says)
+{
+    int rc = shmrpc_map_check(m);
+    print_message("# %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), name));
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+}
+
+/* A generation's free space written over by another process (the free lists and the ring
+ * of retired entries: docs/map.md, "A bad write to a segment"): shmrpc_map_check names
+ * each (a block out of bounds, a list that loops, a block on two lists, a ring out of
+ * order, a retired entry that a slot still names, a retired block out of bounds), and each
+ * found so changes nothing: the word put back, the map checks whole. What writes promise:
+ * a free list whose first block is out of bounds is forgotten by the next put of its
+ * class, never handed out; a ring out of order is forgotten by the next writer that frees
+ * the ring. Either way every value reads back, the puts after go on, and the map checks
+ * whole again, in the same generation. */
+static void space_written_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("space");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_slots = 64;
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    int r = 0;
+    for (; r < 10; r++)
+        put_round(m, r);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    struct space_view sv;
+    map_space(name, &sv);
+    /* The class of the 100-byte values: the one whose list holds a block (the replaced
+     * values went there). */
+    unsigned c = 0;
+    while (c < 128 && sv.free_head[c] == 0)
+        c++;
+    assert_true(c < 128);
+    uint64_t first = sv.free_head[c], next;
+    memcpy(&next, sv.g + first, 8);
+    /* A free list's first block written out of bounds (unaligned, past the entries). */
+    uint64_t wild[] = {3, sv.size - 8, UINT64_MAX & ~(uint64_t)7};
+    char says[128];
+    for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+        sv.free_head[c] = wild[i];
+        snprintf(says, sizeof says, "free list %u: block at %" PRIu64 " out of bounds or a loop", c,
+                 wild[i]);
+        check_says(m, name, says);
+        sv.free_head[c] = first;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* A free block whose link leads back to itself: a loop. */
+    memcpy(sv.g + first, &first, 8);
+    snprintf(says, sizeof says, "free list %u: block at %" PRIu64 " out of bounds or a loop", c,
+             first);
+    check_says(m, name, says);
+    memcpy(sv.g + first, &next, 8);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* A free block put on a second list (freed twice). */
+    unsigned c2 = c == 0 ? 1 : 0;
+    assert_int_equal(sv.free_head[c2], 0);
+    sv.free_head[c2] = first;
+    check_says(m, name, "overlap (space handed out twice)");
+    sv.free_head[c2] = 0;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* The ring of retired entries out of order, three ways. */
+    uint64_t head = *sv.head, tail = *sv.tail, mark = *sv.mark;
+    struct {
+        uint64_t head, tail, mark;
+    } rings[] = {
+        {head, head + 1, head + 1},           /* the tail past the mark */
+        {head, tail, head + 1},               /* the mark past the head */
+        {tail + sv.ring_cap + 1, tail, tail}, /* more than the ring holds */
+    };
+    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) {
+        *sv.head = rings[i].head;
+        *sv.tail = rings[i].tail;
+        *sv.mark = rings[i].mark;
+        check_says(m, name, "retired ring out of order");
+        *sv.head = head;
+        *sv.tail = tail;
+        *sv.mark = mark;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* A live entry (the first a slot names) on the ring as retired. */
+    uint64_t live = 0;
+    for (size_t i = 0; !live && i < 64; i++)
+        if (sv.slots[i] > 1) live = sv.slots[i] & ((UINT64_C(1) << 40) - 1);
+    assert_true(live << 3 >= sv.arena_off);
+    uint64_t was = sv.ring[tail % sv.ring_cap];
+    *sv.head = tail + 1;
+    *sv.mark = tail + 1;
+    sv.ring[tail % sv.ring_cap] = (uint64_t)c << 40 | live;
+    check_says(m, name, "overlap (space handed out twice)");
+    sv.ring[tail % sv.ring_cap] = was;
+    *sv.head = head;
+    *sv.mark = mark;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* A retired entry of no class, and one past the entries. */
+    uint64_t bad[] = {(UINT64_C(128) << 40) | sv.arena_off / 8, (uint64_t)(sv.size / 8)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        *sv.head = tail + 1;
+        *sv.mark = tail + 1;
+        sv.ring[tail % sv.ring_cap] = bad[i];
+        snprintf(says, sizeof says, "retired block at %" PRIu64 " out of bounds",
+                 (bad[i] & ((UINT64_C(1) << 40) - 1)) << 3);
+        check_says(m, name, says);
+        sv.ring[tail % sv.ring_cap] = was;
+        *sv.head = head;
+        *sv.mark = mark;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* What writes do: the list's first block out of bounds is forgotten by the next put of
+     * its class (the same key, a value of the same size), not handed out. */
+    sv.free_head[c] = sv.size - 8;
+    put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* The ring out of order is forgotten by the next writer that frees it. */
+    *sv.tail = *sv.head + 1;
+    for (int i = 0; i < 5; i++)
+        put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    munmap(sv.g, sv.size);
+    shmrpc_map_close(m);
+}
+
 /* --- space reuse: readers' hazards and epochs ----------------------------------------- */
 
 static shmrpc_map_opts reuse_opts(shmrpc_map_mode mode, uint64_t bytes)
@@ -2244,6 +2447,7 @@ int main(void)
         T(snapshots_while_writing),
         T(nobody_refused),
         T(corrupt_segments_refused),
+        T(space_written_over),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(view_survives_a_forked_childs_reads),
