@@ -1466,6 +1466,76 @@ static void corrupt_segments_refused(void **state)
     shmrpc_map_close(m);
 }
 
+/* Reads (or, with set, writes) width bytes at off of the file at path. */
+static uint64_t file_word(const char *path, off_t off, size_t width, const uint64_t *set)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint64_t v = 0;
+    if (set)
+        assert_int_equal(pwrite(fd, set, width, off), (ssize_t)width);
+    else
+        assert_int_equal(pread(fd, &v, width, off), (ssize_t)width);
+    close(fd);
+    return v;
+}
+
+/* Each field of a map's header and of its generation's head (docs/map.md, "Segment
+ * layout") written to each value its check refuses, one at a time, in a map holding a key:
+ * every open is refused with the status and the message the check says (the header's
+ * geometry, its size, a type longer than the file: cut; the generation's version, slot
+ * count, ring and entry offset), and the refusal writes nothing: the field put back, the
+ * map opens and reads its key. */
+static void header_fields_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("fields");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_close(m);
+    char hdr[512], gen[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, 1);
+    uint64_t ring = file_word(gen, 56, 8, NULL), arena = file_word(gen, 32, 8, NULL);
+    struct {
+        const char *file;
+        off_t off;
+        size_t width;
+        uint64_t v;
+        int want;
+        const char *says;
+    } cases[] = {
+        {hdr, 8, 4, 4095, SHMRPC_EPROTO, "is not a map (magic 0x"},
+        {hdr, 24, 8, 4, SHMRPC_EPROTO, "corrupt header (geometry 4 slots"},
+        {hdr, 24, 8, 24, SHMRPC_EPROTO, "corrupt header (geometry 24 slots"},
+        {hdr, 24, 8, UINT64_C(1) << 31, SHMRPC_EPROTO, "corrupt header (geometry 2147483648"},
+        {hdr, 32, 8, 2048, SHMRPC_EPROTO, "corrupt header (geometry 8 slots, 2048.."},
+        {hdr, 40, 8, 4096, SHMRPC_EPROTO, "corrupt header (geometry 8 slots, 65536..4096 "},
+        {hdr, 40, 8, UINT64_C(1) << 44, SHMRPC_EPROTO, "65536..17592186044416 bytes)"},
+        {hdr, 48, 4, 100, SHMRPC_ECUT, "its header and type are"},
+        {gen, 4, 4, 99, SHMRPC_EVERSION, "layout version 99"},
+        {gen, 24, 8, 4, SHMRPC_EPROTO, "slot count 4 is not"},
+        {gen, 24, 8, 24, SHMRPC_EPROTO, "slot count 24 is not"},
+        {gen, 56, 8, 1024, SHMRPC_EPROTO, "ring of 1024 is not"},
+        {gen, 56, 8, UINT64_C(1) << 25, SHMRPC_EPROTO, "ring of 33554432 is not"},
+        {gen, 56, 8, ring + 1, SHMRPC_EPROTO, "is not a power of two in [2^11, 2^24]"},
+        {gen, 32, 8, arena + 8, SHMRPC_EPROTO, "do not follow 8 slots"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t was = file_word(cases[i].file, cases[i].off, cases[i].width, NULL);
+        file_word(cases[i].file, cases[i].off, cases[i].width, &cases[i].v);
+        expect_refused(name, cases[i].want, cases[i].says);
+        assert_non_null(strstr(shmrpc_errmsg(), name));
+        file_word(cases[i].file, cases[i].off, cases[i].width, &was);
+        o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+        m = open_map(name, &o);
+        assert_string_equal(get_s(m, "k"), "v");
+        shmrpc_map_close(m);
+    }
+}
+
 /* The free space of a map's generation 1 (docs/map.md, "Segment layout"), mapped by the
  * test as another process would: after the 128-byte head and the n slots, the ring's head,
  * tail and mark at 64, 72 and 80, the free lists at 128, the ring at 128 + 8 * 128. */
@@ -2448,6 +2518,7 @@ int main(void)
         T(nobody_refused),
         T(corrupt_segments_refused),
         T(space_written_over),
+        T(header_fields_refused),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(view_survives_a_forked_childs_reads),
