@@ -206,6 +206,112 @@ static void bad_args(void **state)
     shmrpc_queue_close(q);
 }
 
+/* An open refused for its options: SHMRPC_EINVAL, the message says, no handle, and no
+ * segment left behind. */
+static void refused_opts(const char *name, const shmrpc_queue_opts *o, const char *says)
+{
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, name, o), SHMRPC_EINVAL);
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+    assert_null(q);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    assert_int_equal(access(file, F_OK), -1);
+}
+
+/* Each option a create refuses (docs/queue.md), and what it makes of the edges it takes:
+ * a capacity of 1 is 2, an arena under the least is the least. */
+static void options_each_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("opts");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = (shmrpc_queue_kind)(SHMRPC_QUEUE_BROADCAST + 1);
+    refused_opts(name, &o, "unknown queue kind 2 or slow policy 0");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.slow = (shmrpc_queue_slow)(SHMRPC_QUEUE_SLOW_DROP + 1);
+    refused_opts(name, &o, "unknown queue kind 0 or slow policy 2");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.attach_timeout_ms = -5;
+    refused_opts(name, &o, "negative attach timeout -5 ms");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.single_consumer = true;
+    refused_opts(name, &o, "for work queues only");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, SHMRPC_QUEUE_ARENA_MAX / 2 + 1);
+    refused_opts(name, &o, "max_msg 536870913 is above 536870912");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, UINT32_MAX);
+    refused_opts(name, &o, "max_msg 4294967295 is above");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, SHMRPC_QUEUE_ARENA_MAX + 1, 64);
+    refused_opts(name, &o, "arena_bytes 1073741825 is above 1073741824");
+    static char type[SHMRPC_QUEUE_TYPE_MAX + 2];
+    memset(type, 't', sizeof type - 1);
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.type = type;
+    refused_opts(name, &o, "type signature of 65536 bytes is above 65535");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 1, 100, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(q, &info), 0);
+    assert_int_equal(info.capacity, 2);
+    assert_int_equal(info.arena_bytes, SHMRPC_QUEUE_ARENA_MIN);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "x", 1, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_close(q);
+}
+
+/* The batches' arguments: what is refused, with its message, and what of a batch is done
+ * before a message it refuses. */
+static void batch_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("batchargs");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    uint32_t v[4] = {10, 11, 12, 13};
+    shmrpc_queue_msg in[4] = {{&v[0], 0, 4}, {&v[1], 0, 4}, {NULL, 0, 4}, {&v[3], 0, 4}};
+    size_t done = 99;
+    assert_int_equal(shmrpc_queue_push_batch(NULL, in, 4, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(done, 0);
+    assert_int_equal(shmrpc_queue_push_batch(q, NULL, 2, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_push_batch(q, in, 4, &done, -2), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "negative timeout -2 ms"));
+    assert_int_equal(depth_of(q), 0);
+    /* The third has no data: the two before it are queued, the fourth is not. */
+    assert_int_equal(shmrpc_queue_push_batch(q, in, 4, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 2 of the batch has no data"));
+    assert_int_equal(done, 2);
+    assert_int_equal(depth_of(q), 2);
+    assert_int_equal(shmrpc_queue_push_batch(q, in + 3, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    uint32_t w[4] = {0};
+    shmrpc_queue_msg out[4] = {{&w[0], 4, 9}, {&w[1], 4, 9}, {NULL, 4, 9}, {&w[3], 4, 9}};
+    assert_int_equal(shmrpc_queue_pop_batch(q, NULL, 4, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 0, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 4, &done, -2), SHMRPC_EINVAL);
+    assert_int_equal(depth_of(q), 3);
+    /* The third has no buffer: the two before it are popped, and the rest stays. */
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 4, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 2 of the batch has no buffer"));
+    assert_int_equal(done, 2);
+    assert_int_equal(w[0], 10);
+    assert_int_equal(w[1], 11);
+    assert_int_equal(out[2].len, 0);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out + 3, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(w[3], 13);
+    /* The last has no buffer, with nothing queued for it. */
+    assert_int_equal(shmrpc_queue_push(q, &v[0], 4, 0), 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out + 1, 2, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 1 of the batch has no buffer"));
+    assert_int_equal(done, 1);
+    assert_int_equal(w[1], 10);
+    assert_int_equal(depth_of(q), 0);
+    shmrpc_queue_close(q);
+}
+
 static void permissions(void **state)
 {
     (void)state;
@@ -2848,6 +2954,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(modes),
         T(bad_args),
+        T(options_each_refused),
+        T(batch_arguments),
         T(permissions),
         T(nobody_refused),
         T(timeouts_full_and_empty),
