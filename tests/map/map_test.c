@@ -332,6 +332,53 @@ static void bad_args(void **state)
     shmrpc_map_close(NULL);
 }
 
+/* Each option a map's open refuses: SHMRPC_EINVAL, its message, no handle, no map made. */
+static void options_each_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("opts");
+    static char type[SHMRPC_MAP_TYPE_MAX + 2];
+    memset(type, 't', sizeof type - 1);
+    struct {
+        uint32_t slots;
+        uint64_t initial, max;
+        int64_t lock_ms;
+        const char *type, *says;
+    } cases[] = {
+        {7, 4096, 8192, 0, NULL, "initial_slots 7 outside [8, 2^30]"},
+        {(1u << 30) + 1, 4096, 8192, 0, NULL, "initial_slots 1073741825 outside"},
+        {8, 4095, 8192, 0, NULL, "initial_bytes 4095 and max_bytes 8192: want 4096 <="},
+        {8, 8192, 4096, 0, NULL, "initial_bytes 8192 and max_bytes 4096"},
+        {8, 4096, (UINT64_C(1) << 42) + 8, 0, NULL, "max_bytes 4398046511112"},
+        {8, 4096, 8192, -5, NULL, "negative lock timeout"},
+        {8, 4096, 8192, 0, type, "type signature of 65536 bytes is above 65535"},
+    };
+    char hdr[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+        o.initial_slots = cases[i].slots;
+        o.initial_bytes = cases[i].initial;
+        o.max_bytes = cases[i].max;
+        o.lock_timeout_ms = cases[i].lock_ms;
+        o.type = cases[i].type;
+        shmrpc_map *m = NULL;
+        assert_int_equal(shmrpc_map_open(&m, name, &o), SHMRPC_EINVAL);
+        print_message("# %s\n", shmrpc_errmsg());
+        assert_non_null(strstr(shmrpc_errmsg(), cases[i].says));
+        assert_null(m);
+        assert_int_equal(access(hdr, F_OK), -1);
+    }
+    /* The edges it takes: 8 slots, 4096 bytes, and no bound on the lock's wait. */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.max_bytes = 4096;
+    o.lock_timeout_ms = SHMRPC_MAP_WAIT_FOREVER;
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_close(m);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -2499,6 +2546,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(operations),
         T(bad_args),
+        T(options_each_refused),
         T(modes),
         T(wait_between_processes),
         T(wait_wakes_every_waiter),
