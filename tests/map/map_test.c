@@ -1668,8 +1668,9 @@ static void check_says(shmrpc_map *m, const char *name, const char *says)
  * found so changes nothing: the word put back, the map checks whole. What writes promise:
  * a free list whose first block is out of bounds is forgotten by the next put of its
  * class, never handed out; a ring out of order is forgotten by the next writer that frees
- * the ring. Either way every value reads back, the puts after go on, and the map checks
- * whole again, in the same generation. */
+ * the ring, and retired entries out of bounds are skipped by it. Either way every value
+ * reads back, the puts after go on, and the map checks whole again, in the same
+ * generation. */
 static void space_written_over(void **state)
 {
     (void)state;
@@ -1776,6 +1777,17 @@ static void space_written_over(void **state)
     assert_int_equal(shmrpc_map_check(m), 0);
     /* The ring out of order is forgotten by the next writer that frees it. */
     *sv.tail = *sv.head + 1;
+    for (int i = 0; i < 5; i++)
+        put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* Retired entries of no class and past the entries, added to the ring: the next
+     * writer that frees the ring skips them (never a free block out of bounds). */
+    uint64_t h = *sv.head;
+    sv.ring[h % sv.ring_cap] = bad[0];
+    sv.ring[(h + 1) % sv.ring_cap] = bad[1];
+    *sv.head = h + 2;
+    check_says(m, name, "retired block at");
     for (int i = 0; i < 5; i++)
         put_round(m, r++);
     values_of_round(m, r - 1);
