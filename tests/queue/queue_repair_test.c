@@ -830,6 +830,60 @@ static void repair_beside_a_live_holder(void **state)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+/* The single consumer's head (cons) or frontier written, with nobody holding the roles,
+ * where no step leads: behind the frontier, far past the tail, the frontier's message far
+ * behind, its byte more than the arena from the tail's. The repair takes the consumer's
+ * role, puts each back where the descriptors and the word left whole say (the head at the
+ * frontier, the frontier's bytes at its first message's start), says exactly that, and
+ * the 7 messages left come out once, in order. */
+static void consumer_words_rebuilt(void **state)
+{
+    (void)state;
+    struct {
+        const char *what;
+        size_t off;
+        uint64_t v;
+        const char *says;
+    } cases[] = {
+        {"cons_behind", CONS_OFF, (uint64_t)3 << 32 | 1,
+         "single consumer's head 1 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"cons_past", CONS_OFF, (uint64_t)3 << 32 | 103,
+         "single consumer's head 103 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"freed_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "single consumer's head 3 -> 3, frontier {message 4294967199, byte 192} -> {3, 192}\n"},
+        {"freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
+         "single consumer's head 3 -> 3, frontier {message 3, byte 4294951104} -> {3, 192}\n"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        snprintf(qname, sizeof qname, "queue_repair.%d.%s", (int)getpid(), cases[c].what);
+        shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+        uint32_t m[WORDS] = {0}, got[WORDS];
+        size_t len;
+        for (uint32_t i = 0; i < 10; i++) {
+            m[1] = i;
+            assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+        }
+        for (uint32_t i = 0; i < 3; i++)
+            assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        shmrpc_queue_close(q); /* the roles are free */
+        size_t size;
+        unsigned char *seg = map_queue(&size);
+        assert_int_equal(atomic_load((_Atomic uint64_t *)(seg + CONS_OFF)), (uint64_t)3 << 32 | 3);
+        assert_int_equal(atomic_load((_Atomic uint64_t *)(seg + FREED_OFF)),
+                         (uint64_t)192 << 32 | 3);
+        atomic_store((_Atomic uint64_t *)(seg + cases[c].off), cases[c].v);
+        q = open_roles(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+        shmrpc_queue_repair_info r;
+        assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+        printf("  %s: %s", cases[c].what, r.what);
+        assert_string_equal(r.what, cases[c].says);
+        rest_in_order(q);
+        munmap(seg, size);
+        shmrpc_queue_close(q);
+        assert_int_equal(shmrpc_queue_unlink(qname), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -839,6 +893,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(byte_positions_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(cursor_far_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_by_the_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(consumer_words_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
