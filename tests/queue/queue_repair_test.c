@@ -830,6 +830,15 @@ static void repair_beside_a_live_holder(void **state)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+struct word_case {
+    const char *what;
+    size_t off;
+    uint64_t v;
+    const char *says;
+};
+
+static void roles_words_rebuilt(const struct word_case *cases, size_t n);
+
 /* The single consumer's head (cons) or frontier written, with nobody holding the roles,
  * where no step leads: behind the frontier, far past the tail, the frontier's message far
  * behind, its byte more than the arena from the tail's. The repair takes the consumer's
@@ -839,12 +848,7 @@ static void repair_beside_a_live_holder(void **state)
 static void consumer_words_rebuilt(void **state)
 {
     (void)state;
-    struct {
-        const char *what;
-        size_t off;
-        uint64_t v;
-        const char *says;
-    } cases[] = {
+    struct word_case cases[] = {
         {"cons_behind", CONS_OFF, (uint64_t)3 << 32 | 1,
          "single consumer's head 1 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
         {"cons_past", CONS_OFF, (uint64_t)3 << 32 | 103,
@@ -854,7 +858,33 @@ static void consumer_words_rebuilt(void **state)
         {"freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
          "single consumer's head 3 -> 3, frontier {message 3, byte 4294951104} -> {3, 192}\n"},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    roles_words_rebuilt(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The single producer's tail written out of the frontier's reach (its message far ahead or
+ * far behind, its byte more than the arena away), with nobody holding the roles: the repair
+ * takes the producer's role, rebuilds the tail from the descriptors, says exactly that, and
+ * the messages left come out once, in order. */
+static void producer_tail_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case cases[] = {
+        {"tail_ahead", TAIL_OFF, (uint64_t)640 << 32 | 110,
+         "single producer's tail {message 110, byte 640} -> {10, 640}\n"},
+        {"tail_behind", TAIL_OFF, (uint64_t)640 << 32 | (uint32_t)(3 - 100),
+         "single producer's tail {message 4294967199, byte 640} -> {10, 640}\n"},
+        {"tail_bytes", TAIL_OFF, (uint64_t)(640 + 3 * 8192) << 32 | 10,
+         "single producer's tail {message 10, byte 25216} -> {10, 640}\n"},
+    };
+    roles_words_rebuilt(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* For each case: a queue with a single producer and a single consumer, 10 messages pushed
+ * and 3 popped, the roles let go; the word written; a repair by a new handle says exactly
+ * what it rebuilt, and the 7 messages left come out once, in order. */
+static void roles_words_rebuilt(const struct word_case *cases, size_t n)
+{
+    for (size_t c = 0; c < n; c++) {
         snprintf(qname, sizeof qname, "queue_repair.%d.%s", (int)getpid(), cases[c].what);
         shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
         uint32_t m[WORDS] = {0}, got[WORDS];
@@ -894,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cursor_far_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_by_the_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(consumer_words_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(producer_tail_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
