@@ -312,6 +312,53 @@ static void batch_arguments(void **state)
     shmrpc_queue_close(q);
 }
 
+/* look's and peek's arguments: each refusal is SHMRPC_EINVAL with its message, and takes
+ * nothing (the message is still there, and pops whole). */
+static void look_and_peek_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("lookargs");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    assert_int_equal(shmrpc_queue_push(q, "abc", 3, 0), 0);
+    char buf[8];
+    size_t len = 99;
+    assert_int_equal(shmrpc_queue_look(NULL, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_look(q, NULL, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, NULL), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "queue, buf or len is NULL"));
+    shmrpc_queue_span sp;
+    assert_int_equal(shmrpc_queue_peek(NULL, &sp, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_peek(q, NULL, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "queue or span is NULL"));
+    assert_int_equal(shmrpc_queue_peek(q, &sp, -2), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "negative timeout -2 ms"));
+    assert_null(sp.data);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "abc", 3);
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_memory_equal(buf, "abc", 3);
+    shmrpc_queue_close(q);
+    /* A broadcast queue: look is refused; peek too under the drop policy. */
+    const char *bname = new_name("lookbcast");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.slow = SHMRPC_QUEUE_SLOW_DROP;
+    o.subscribe = true;
+    q = open_q(bname, &o);
+    assert_int_equal(shmrpc_queue_push(q, "xyz", 3, 0), 0);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "is a broadcast queue"));
+    assert_int_equal(len, 0);
+    assert_int_equal(shmrpc_queue_peek(q, &sp, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "peek needs the block policy"));
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "xyz", 3);
+    shmrpc_queue_close(q);
+}
+
 static void permissions(void **state)
 {
     (void)state;
@@ -2956,6 +3003,7 @@ int main(void)
         T(bad_args),
         T(options_each_refused),
         T(batch_arguments),
+        T(look_and_peek_arguments),
         T(permissions),
         T(nobody_refused),
         T(timeouts_full_and_empty),
