@@ -1798,6 +1798,76 @@ static void space_written_over(void **state)
     shmrpc_map_close(m);
 }
 
+/* A generation's slots and head written over by another process: shmrpc_map_check names
+ * each (the used end outside the entries or before an entry's end, a slot whose tag is not
+ * its entry's hash, a key named by two slots, head counts that the slots do not give), and
+ * each found so changes nothing (the word put back, the map checks whole). A sequence left
+ * odd is what a writer killed in a write leaves: the next write repairs it (docs/map.md,
+ * "Writers"), counts the repair, and the map checks whole with every value. */
+static void slots_written_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("slots");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_slots = 64;
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    put_round(m, 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    struct space_view sv;
+    map_space(name, &sv);
+    _Atomic uint64_t *g = (_Atomic uint64_t *)sv.g; /* seq, used, count, tombs, live at 64.. */
+    uint64_t used = atomic_load(&g[9]);
+    char says[128];
+    uint64_t wild[] = {sv.arena_off - 8, sv.size + 8};
+    for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+        atomic_store(&g[9], wild[i]);
+        snprintf(says, sizeof says, "used end %" PRIu64 " outside the entries", wild[i]);
+        check_says(m, name, says);
+        atomic_store(&g[9], used);
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    atomic_store(&g[9], sv.arena_off + 8);
+    snprintf(says, sizeof says, "points past the used end %" PRIu64, sv.arena_off + 8);
+    check_says(m, name, says);
+    atomic_store(&g[9], used);
+    /* The first slot in use, and the first free one. */
+    size_t at = 0, free_at = 0;
+    while (sv.slots[at] <= 1)
+        at++;
+    while (sv.slots[free_at] != 0)
+        free_at++;
+    uint64_t w = sv.slots[at];
+    sv.slots[at] = w ^ (UINT64_C(1) << 40);
+    snprintf(says, sizeof says, "slot %zu: entry's hash is wrong", at);
+    check_says(m, name, says);
+    sv.slots[at] = w;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    sv.slots[free_at] = w;
+    check_says(m, name, "key unreachable or present twice");
+    sv.slots[free_at] = 0;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    for (int i = 11; i <= 12; i++) { /* tombs, live */
+        uint64_t was = atomic_load(&g[i]);
+        atomic_store(&g[i], was + 8);
+        check_says(m, name, "header counts 16 keys");
+        atomic_store(&g[i], was);
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    uint64_t repairs = info.repairs;
+    atomic_fetch_add(&g[8], 1); /* seq odd */
+    check_says(m, name, "a write is half applied (odd sequence)");
+    put_round(m, 1);
+    values_of_round(m, 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.repairs, repairs + 1);
+    munmap(sv.g, sv.size);
+    shmrpc_map_close(m);
+}
+
 /* --- space reuse: readers' hazards and epochs ----------------------------------------- */
 
 static shmrpc_map_opts reuse_opts(shmrpc_map_mode mode, uint64_t bytes)
@@ -2579,6 +2649,7 @@ int main(void)
         T(corrupt_segments_refused),
         T(space_written_over),
         T(header_fields_refused),
+        T(slots_written_over),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(view_survives_a_forked_childs_reads),
