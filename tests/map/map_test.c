@@ -379,6 +379,51 @@ static void options_each_refused(void **state)
     shmrpc_map_close(m);
 }
 
+/* Counts the calls; returns 7 at the third. */
+static int stop_at_third(void *arg, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    (void)key, (void)klen, (void)value, (void)vlen;
+    return ++*(int *)arg == 3 ? 7 : 0;
+}
+
+/* The reads' arguments: a NULL map or out-pointer is SHMRPC_EINVAL with its message; a
+ * non-zero return of iterate's function stops it there and is returned. */
+static void read_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("readargs");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    for (int i = 0; i < 5; i++) {
+        char k[4] = {'k', (char)('0' + i), 0};
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    uint64_t n = 99;
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_size(NULL, &n), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_size(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the count");
+    assert_int_equal(shmrpc_map_changes(NULL, &n), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_changes(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the count");
+    assert_int_equal(shmrpc_map_get_info(NULL, &info), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_get_info(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the info");
+    assert_int_equal(shmrpc_map_wait(NULL, 0, &n, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_iterate(NULL, stop_at_third, &n), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_iterate(m, NULL, &n), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no function");
+    assert_int_equal(n, 99);
+    int calls = 0;
+    assert_int_equal(shmrpc_map_iterate(m, stop_at_third, &calls), 7);
+    assert_int_equal(calls, 3);
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 5);
+    shmrpc_map_close(m);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -2629,6 +2674,7 @@ int main(void)
         T(operations),
         T(bad_args),
         T(options_each_refused),
+        T(read_arguments),
         T(modes),
         T(wait_between_processes),
         T(wait_wakes_every_waiter),
