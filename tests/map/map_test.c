@@ -332,6 +332,98 @@ static void bad_args(void **state)
     shmrpc_map_close(NULL);
 }
 
+/* Each option a map's open refuses: SHMRPC_EINVAL, its message, no handle, no map made. */
+static void options_each_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("opts");
+    static char type[SHMRPC_MAP_TYPE_MAX + 2];
+    memset(type, 't', sizeof type - 1);
+    struct {
+        uint32_t slots;
+        uint64_t initial, max;
+        int64_t lock_ms;
+        const char *type, *says;
+    } cases[] = {
+        {7, 4096, 8192, 0, NULL, "initial_slots 7 outside [8, 2^30]"},
+        {(1u << 30) + 1, 4096, 8192, 0, NULL, "initial_slots 1073741825 outside"},
+        {8, 4095, 8192, 0, NULL, "initial_bytes 4095 and max_bytes 8192: want 4096 <="},
+        {8, 8192, 4096, 0, NULL, "initial_bytes 8192 and max_bytes 4096"},
+        {8, 4096, (UINT64_C(1) << 42) + 8, 0, NULL, "max_bytes 4398046511112"},
+        {8, 4096, 8192, -5, NULL, "negative lock timeout"},
+        {8, 4096, 8192, 0, type, "type signature of 65536 bytes is above 65535"},
+    };
+    char hdr[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+        o.initial_slots = cases[i].slots;
+        o.initial_bytes = cases[i].initial;
+        o.max_bytes = cases[i].max;
+        o.lock_timeout_ms = cases[i].lock_ms;
+        o.type = cases[i].type;
+        shmrpc_map *m = NULL;
+        assert_int_equal(shmrpc_map_open(&m, name, &o), SHMRPC_EINVAL);
+        print_message("# %s\n", shmrpc_errmsg());
+        assert_non_null(strstr(shmrpc_errmsg(), cases[i].says));
+        assert_null(m);
+        assert_int_equal(access(hdr, F_OK), -1);
+    }
+    /* The edges it takes: 8 slots, 4096 bytes, and no bound on the lock's wait. */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.max_bytes = 4096;
+    o.lock_timeout_ms = SHMRPC_MAP_WAIT_FOREVER;
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_close(m);
+}
+
+/* Counts the calls; returns 7 at the third. */
+static int stop_at_third(void *arg, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    (void)key, (void)klen, (void)value, (void)vlen;
+    return ++*(int *)arg == 3 ? 7 : 0;
+}
+
+/* The reads' arguments: a NULL map or out-pointer is SHMRPC_EINVAL with its message; a
+ * non-zero return of iterate's function stops it there and is returned. */
+static void read_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("readargs");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    for (int i = 0; i < 5; i++) {
+        char k[4] = {'k', (char)('0' + i), 0};
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    uint64_t n = 99;
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_size(NULL, &n), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_size(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the count");
+    assert_int_equal(shmrpc_map_changes(NULL, &n), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_changes(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the count");
+    assert_int_equal(shmrpc_map_get_info(NULL, &info), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_get_info(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no place for the info");
+    assert_int_equal(shmrpc_map_wait(NULL, 0, &n, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_iterate(NULL, stop_at_third, &n), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_map_iterate(m, NULL, &n), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no function");
+    assert_int_equal(n, 99);
+    int calls = 0;
+    assert_int_equal(shmrpc_map_iterate(m, stop_at_third, &calls), 7);
+    assert_int_equal(calls, 3);
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 5);
+    shmrpc_map_close(m);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -1466,6 +1558,361 @@ static void corrupt_segments_refused(void **state)
     shmrpc_map_close(m);
 }
 
+/* Reads (or, with set, writes) width bytes at off of the file at path. */
+static uint64_t file_word(const char *path, off_t off, size_t width, const uint64_t *set)
+{
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint64_t v = 0;
+    if (set)
+        assert_int_equal(pwrite(fd, set, width, off), (ssize_t)width);
+    else
+        assert_int_equal(pread(fd, &v, width, off), (ssize_t)width);
+    close(fd);
+    return v;
+}
+
+/* Each field of a map's header and of its generation's head (docs/map.md, "Segment
+ * layout") written to each value its check refuses, one at a time, in a map holding a key:
+ * every open is refused with the status and the message the check says (the header's
+ * geometry, its size, a type longer than the file: cut; the generation's version, slot
+ * count, ring and entry offset), and the refusal writes nothing: the field put back, the
+ * map opens and reads its key. */
+static void header_fields_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("fields");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_close(m);
+    char hdr[512], gen[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, 1);
+    uint64_t ring = file_word(gen, 56, 8, NULL), arena = file_word(gen, 32, 8, NULL);
+    struct {
+        const char *file;
+        off_t off;
+        size_t width;
+        uint64_t v;
+        int want;
+        const char *says;
+    } cases[] = {
+        {hdr, 8, 4, 4095, SHMRPC_EPROTO, "is not a map (magic 0x"},
+        {hdr, 24, 8, 4, SHMRPC_EPROTO, "corrupt header (geometry 4 slots"},
+        {hdr, 24, 8, 24, SHMRPC_EPROTO, "corrupt header (geometry 24 slots"},
+        {hdr, 24, 8, UINT64_C(1) << 31, SHMRPC_EPROTO, "corrupt header (geometry 2147483648"},
+        {hdr, 32, 8, 2048, SHMRPC_EPROTO, "corrupt header (geometry 8 slots, 2048.."},
+        {hdr, 40, 8, 4096, SHMRPC_EPROTO, "corrupt header (geometry 8 slots, 65536..4096 "},
+        {hdr, 40, 8, UINT64_C(1) << 44, SHMRPC_EPROTO, "65536..17592186044416 bytes)"},
+        {hdr, 48, 4, 100, SHMRPC_ECUT, "its header and type are"},
+        {gen, 4, 4, 99, SHMRPC_EVERSION, "layout version 99"},
+        {gen, 24, 8, 4, SHMRPC_EPROTO, "slot count 4 is not"},
+        {gen, 24, 8, 24, SHMRPC_EPROTO, "slot count 24 is not"},
+        {gen, 56, 8, 1024, SHMRPC_EPROTO, "ring of 1024 is not"},
+        {gen, 56, 8, UINT64_C(1) << 25, SHMRPC_EPROTO, "ring of 33554432 is not"},
+        {gen, 56, 8, ring + 1, SHMRPC_EPROTO, "is not a power of two in [2^11, 2^24]"},
+        {gen, 32, 8, arena + 8, SHMRPC_EPROTO, "do not follow 8 slots"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t was = file_word(cases[i].file, cases[i].off, cases[i].width, NULL);
+        file_word(cases[i].file, cases[i].off, cases[i].width, &cases[i].v);
+        expect_refused(name, cases[i].want, cases[i].says);
+        assert_non_null(strstr(shmrpc_errmsg(), name));
+        file_word(cases[i].file, cases[i].off, cases[i].width, &was);
+        o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+        m = open_map(name, &o);
+        assert_string_equal(get_s(m, "k"), "v");
+        shmrpc_map_close(m);
+    }
+}
+
+/* The free space of a map's generation 1 (docs/map.md, "Segment layout"), mapped by the
+ * test as another process would: after the 128-byte head and the n slots, the ring's head,
+ * tail and mark at 64, 72 and 80, the free lists at 128, the ring at 128 + 8 * 128. */
+struct space_view {
+    unsigned char *g;
+    size_t size;
+    uint64_t arena_off, ring_cap, *slots, *head, *tail, *mark, *free_head, *ring;
+};
+
+static void map_space(const char *name, struct space_view *sv)
+{
+    char path[512];
+    gen_file(path, sizeof path, name, 1);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    sv->size = (size_t)st.st_size;
+    sv->g = mmap(NULL, sv->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(sv->g != MAP_FAILED);
+    uint64_t nslots, *w = (uint64_t *)sv->g;
+    nslots = w[3];
+    sv->arena_off = w[4];
+    sv->ring_cap = w[7];
+    sv->slots = w + 16;
+    uint64_t *sp = sv->slots + nslots;
+    sv->head = sp + 8;
+    sv->tail = sp + 9;
+    sv->mark = sp + 10;
+    sv->free_head = sp + 16;
+    sv->ring = sp + 16 + 128;
+}
+
+#define SPACE_KEYS 16
+
+/* Puts round r's value of every key: 100 bytes that name the round and the key. */
+static void put_round(shmrpc_map *m, int r)
+{
+    for (int i = 0; i < SPACE_KEYS; i++) {
+        char k[8], v[101];
+        snprintf(k, sizeof k, "k%02d", i);
+        memset(v, 'x', 100);
+        v[100] = '\0';
+        memcpy(v, k, 3);
+        v[3] = '0' + (char)(r / 10);
+        v[4] = '0' + (char)(r % 10);
+        assert_int_equal(put_s(m, k, v), 0);
+    }
+}
+
+/* Every key reads back round r's value. */
+static void values_of_round(shmrpc_map *m, int r)
+{
+    for (int i = 0; i < SPACE_KEYS; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%02d", i);
+        const char *v = get_s(m, k);
+        assert_non_null(v);
+        assert_int_equal(strlen(v), 100);
+        assert_memory_equal(v, k, 3);
+        assert_int_equal((v[3] - '0') * 10 + (v[4] - '0'), r);
+    }
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, SPACE_KEYS);
+}
+
+/* shmrpc_map_check says SHMRPC_EPROTO with the map's name and says. */
+static void check_says(shmrpc_map *m, const char *name, const char *says)
+{
+    int rc = shmrpc_map_check(m);
+    print_message("# %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), name));
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+}
+
+/* A generation's free space written over by another process (the free lists and the ring
+ * of retired entries: docs/map.md, "A bad write to a segment"): shmrpc_map_check names
+ * each (a block out of bounds, a list that loops, a block on two lists, a ring out of
+ * order, a retired entry that a slot still names, a retired block out of bounds), and each
+ * found so changes nothing: the word put back, the map checks whole. What writes promise:
+ * a free list whose first block is out of bounds is forgotten by the next put of its
+ * class, never handed out; a ring out of order is forgotten by the next writer that frees
+ * the ring, and retired entries out of bounds are skipped by it. Either way every value
+ * reads back, the puts after go on, and the map checks whole again, in the same
+ * generation. */
+static void space_written_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("space");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_slots = 64;
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    int r = 0;
+    for (; r < 10; r++)
+        put_round(m, r);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    struct space_view sv;
+    map_space(name, &sv);
+    /* The class of the 100-byte values: the one whose list holds a block (the replaced
+     * values went there). */
+    unsigned c = 0;
+    while (c < 128 && sv.free_head[c] == 0)
+        c++;
+    assert_true(c < 128);
+    uint64_t first = sv.free_head[c], next;
+    memcpy(&next, sv.g + first, 8);
+    /* A free list's first block written out of bounds (unaligned, past the entries). */
+    uint64_t wild[] = {3, sv.size - 8, UINT64_MAX & ~(uint64_t)7};
+    char says[128];
+    for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+        sv.free_head[c] = wild[i];
+        snprintf(says, sizeof says, "free list %u: block at %" PRIu64 " out of bounds or a loop", c,
+                 wild[i]);
+        check_says(m, name, says);
+        sv.free_head[c] = first;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* A free block whose link leads back to itself: a loop. */
+    memcpy(sv.g + first, &first, 8);
+    snprintf(says, sizeof says, "free list %u: block at %" PRIu64 " out of bounds or a loop", c,
+             first);
+    check_says(m, name, says);
+    memcpy(sv.g + first, &next, 8);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* A free block put on a second list (freed twice). */
+    unsigned c2 = c == 0 ? 1 : 0;
+    assert_int_equal(sv.free_head[c2], 0);
+    sv.free_head[c2] = first;
+    check_says(m, name, "overlap (space handed out twice)");
+    sv.free_head[c2] = 0;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* The ring of retired entries out of order, three ways. */
+    uint64_t head = *sv.head, tail = *sv.tail, mark = *sv.mark;
+    struct {
+        uint64_t head, tail, mark;
+    } rings[] = {
+        {head, head + 1, head + 1},           /* the tail past the mark */
+        {head, tail, head + 1},               /* the mark past the head */
+        {tail + sv.ring_cap + 1, tail, tail}, /* more than the ring holds */
+    };
+    for (size_t i = 0; i < sizeof rings / sizeof rings[0]; i++) {
+        *sv.head = rings[i].head;
+        *sv.tail = rings[i].tail;
+        *sv.mark = rings[i].mark;
+        check_says(m, name, "retired ring out of order");
+        *sv.head = head;
+        *sv.tail = tail;
+        *sv.mark = mark;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* A live entry (the first a slot names) on the ring as retired. */
+    uint64_t live = 0;
+    for (size_t i = 0; !live && i < 64; i++)
+        if (sv.slots[i] > 1) live = sv.slots[i] & ((UINT64_C(1) << 40) - 1);
+    assert_true(live << 3 >= sv.arena_off);
+    uint64_t was = sv.ring[tail % sv.ring_cap];
+    *sv.head = tail + 1;
+    *sv.mark = tail + 1;
+    sv.ring[tail % sv.ring_cap] = (uint64_t)c << 40 | live;
+    check_says(m, name, "overlap (space handed out twice)");
+    sv.ring[tail % sv.ring_cap] = was;
+    *sv.head = head;
+    *sv.mark = mark;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* A retired entry of no class, and one past the entries. */
+    uint64_t bad[] = {(UINT64_C(128) << 40) | sv.arena_off / 8, (uint64_t)(sv.size / 8)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        *sv.head = tail + 1;
+        *sv.mark = tail + 1;
+        sv.ring[tail % sv.ring_cap] = bad[i];
+        snprintf(says, sizeof says, "retired block at %" PRIu64 " out of bounds",
+                 (bad[i] & ((UINT64_C(1) << 40) - 1)) << 3);
+        check_says(m, name, says);
+        sv.ring[tail % sv.ring_cap] = was;
+        *sv.head = head;
+        *sv.mark = mark;
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    /* What writes do: the list's first block out of bounds is forgotten by the next put of
+     * its class (the same key, a value of the same size), not handed out. */
+    sv.free_head[c] = sv.size - 8;
+    put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* The ring out of order is forgotten by the next writer that frees it. */
+    *sv.tail = *sv.head + 1;
+    for (int i = 0; i < 5; i++)
+        put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    /* Retired entries of no class and past the entries, added to the ring: the next
+     * writer that frees the ring skips them (never a free block out of bounds). */
+    uint64_t h = *sv.head;
+    sv.ring[h % sv.ring_cap] = bad[0];
+    sv.ring[(h + 1) % sv.ring_cap] = bad[1];
+    *sv.head = h + 2;
+    check_says(m, name, "retired block at");
+    for (int i = 0; i < 5; i++)
+        put_round(m, r++);
+    values_of_round(m, r - 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    munmap(sv.g, sv.size);
+    shmrpc_map_close(m);
+}
+
+/* A generation's slots and head written over by another process: shmrpc_map_check names
+ * each (the used end outside the entries or before an entry's end, a slot whose tag is not
+ * its entry's hash, a key named by two slots, head counts that the slots do not give), and
+ * each found so changes nothing (the word put back, the map checks whole). A sequence left
+ * odd is what a writer killed in a write leaves: the next write repairs it (docs/map.md,
+ * "Writers"), counts the repair, and the map checks whole with every value. */
+static void slots_written_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("slots");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.initial_slots = 64;
+    o.initial_bytes = 65536;
+    shmrpc_map *m = open_map(name, &o);
+    put_round(m, 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    struct space_view sv;
+    map_space(name, &sv);
+    _Atomic uint64_t *g = (_Atomic uint64_t *)sv.g; /* seq, used, count, tombs, live at 64.. */
+    uint64_t used = atomic_load(&g[9]);
+    char says[128];
+    uint64_t wild[] = {sv.arena_off - 8, sv.size + 8};
+    for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+        atomic_store(&g[9], wild[i]);
+        snprintf(says, sizeof says, "used end %" PRIu64 " outside the entries", wild[i]);
+        check_says(m, name, says);
+        atomic_store(&g[9], used);
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    atomic_store(&g[9], sv.arena_off + 8);
+    snprintf(says, sizeof says, "points past the used end %" PRIu64, sv.arena_off + 8);
+    check_says(m, name, says);
+    atomic_store(&g[9], used);
+    /* The first slot in use, and the first free one. */
+    size_t at = 0, free_at = 0;
+    while (sv.slots[at] <= 1)
+        at++;
+    while (sv.slots[free_at] != 0)
+        free_at++;
+    uint64_t w = sv.slots[at];
+    sv.slots[at] = w ^ (UINT64_C(1) << 40);
+    snprintf(says, sizeof says, "slot %zu: entry's hash is wrong", at);
+    check_says(m, name, says);
+    sv.slots[at] = w;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    sv.slots[free_at] = w;
+    check_says(m, name, "key unreachable or present twice");
+    sv.slots[free_at] = 0;
+    assert_int_equal(shmrpc_map_check(m), 0);
+    for (int i = 11; i <= 12; i++) { /* tombs, live */
+        uint64_t was = atomic_load(&g[i]);
+        atomic_store(&g[i], was + 8);
+        check_says(m, name, "header counts 16 keys");
+        atomic_store(&g[i], was);
+        assert_int_equal(shmrpc_map_check(m), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    uint64_t repairs = info.repairs;
+    atomic_fetch_add(&g[8], 1); /* seq odd */
+    check_says(m, name, "a write is half applied (odd sequence)");
+    put_round(m, 1);
+    values_of_round(m, 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.repairs, repairs + 1);
+    munmap(sv.g, sv.size);
+    shmrpc_map_close(m);
+}
+
 /* --- space reuse: readers' hazards and epochs ----------------------------------------- */
 
 static shmrpc_map_opts reuse_opts(shmrpc_map_mode mode, uint64_t bytes)
@@ -2226,6 +2673,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(operations),
         T(bad_args),
+        T(options_each_refused),
+        T(read_arguments),
         T(modes),
         T(wait_between_processes),
         T(wait_wakes_every_waiter),
@@ -2244,6 +2693,9 @@ int main(void)
         T(snapshots_while_writing),
         T(nobody_refused),
         T(corrupt_segments_refused),
+        T(space_written_over),
+        T(header_fields_refused),
+        T(slots_written_over),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
         T(view_survives_a_forked_childs_reads),

@@ -65,6 +65,7 @@ struct board {
 
 static struct board *bd;
 static char qname[SHMRPC_QUEUE_NAME_MAX + 1];
+static bool only_producer, only_consumer; /* open_roles: one role of the two, not both */
 
 static int setup(void **state)
 {
@@ -614,12 +615,349 @@ static void cursor_past_tail(void **state)
     assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
+/* A work queue of 16 with 10 messages of 48 bytes pushed (each takes a 64-byte line of
+ * the arena) and 3 popped, and its segment mapped: the tail {10, 640}, the frontier
+ * {3, 192}. */
+static shmrpc_queue *ten_pushed(const char *what, unsigned char **seg, size_t *size)
+{
+    snprintf(qname, sizeof qname, "queue_repair.%d.%s", (int)getpid(), what);
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.capacity = 16;
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, qname, &o), 0);
+    uint32_t m[WORDS] = {0}, got[WORDS];
+    size_t len;
+    for (uint32_t i = 0; i < 10; i++) {
+        m[1] = i;
+        assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(got[1], i);
+    }
+    *seg = map_queue(size);
+    assert_int_equal(atomic_load((_Atomic uint64_t *)(*seg + TAIL_OFF)), (uint64_t)640 << 32 | 10);
+    assert_int_equal(atomic_load((_Atomic uint64_t *)(*seg + FREED_OFF)), (uint64_t)192 << 32 | 3);
+    return q;
+}
+
+/* The 7 messages left come out once, in order, and the queue works on. */
+static void rest_in_order(shmrpc_queue *q)
+{
+    uint32_t m[WORDS] = {0}, got[WORDS];
+    size_t len;
+    for (uint32_t i = 3; i < 10; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(len, sizeof got);
+        assert_int_equal(got[1], i);
+    }
+    assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+    for (uint32_t i = 10; i < 50; i++) {
+        m[1] = i;
+        assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+        assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        assert_int_equal(got[1], i);
+    }
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+    assert_int_equal(st.depth, 0);
+    assert_true(st.repairs >= 1);
+}
+
+/* The byte half of the tail, then of the frontier, written more than the arena away from
+ * the other (their messages right): with the tail so, a push says SHMRPC_ECORRUPT (how far
+ * apart they are, and the repair to run) and queues nothing (with the frontier so, a
+ * producer whose copy of it says room does not look); the repair puts the bytes back where the
+ * descriptors say, says so, and the messages come out whole and in order. */
+static void byte_positions_rebuilt(void **state)
+{
+    (void)state;
+    const char *words[] = {"tail", "frontier"};
+    size_t offs[] = {TAIL_OFF, FREED_OFF};
+    uint64_t wrong[] = {(uint64_t)(640 + 8192 + 64) << 32 | 10,
+                        (uint64_t)(uint32_t)(192 - 8192 - 64) << 32 | 3};
+    const char *says[] = {"tail {message 10, byte 8896} -> {10, 640}\n",
+                          "frontier {message 3, byte 4294959232} -> {3, 192}\n"};
+    for (int i = 0; i < 2; i++) {
+        unsigned char *seg;
+        size_t size;
+        shmrpc_queue *q = ten_pushed(words[i], &seg, &size);
+        atomic_store((_Atomic uint64_t *)(seg + offs[i]), wrong[i]);
+        if (offs[i] == TAIL_OFF) { /* a push says so, and queues nothing */
+            uint32_t m[WORDS] = {99, 99};
+            assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), SHMRPC_ECORRUPT);
+            assert_non_null(
+                strstr(shmrpc_errmsg(), "is 7 messages and 8704 bytes from its frontier"));
+            assert_non_null(strstr(shmrpc_errmsg(), "`shmrpcctl queue repair"));
+        }
+        shmrpc_queue_repair_info r;
+        assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+        printf("  %s bytes: %s", words[i], r.what);
+        assert_int_equal(r.fixed, 1);
+        assert_string_equal(r.what, says[i]);
+        rest_in_order(q);
+        munmap(seg, size);
+        shmrpc_queue_close(q);
+        assert_int_equal(shmrpc_queue_unlink(qname), 0);
+    }
+}
+
+/* A broadcast subscriber's cursor sent far behind the frontier (more than the capacity):
+ * the repair sends it to the tail (what it had not read is not known: at most once), and
+ * it reads what comes next. */
+static void cursor_far_behind(void **state)
+{
+    (void)state;
+    snprintf(qname, sizeof qname, "queue_repair.%d.behind", (int)getpid());
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.subscribe = true;
+    shmrpc_queue *a = NULL;
+    assert_int_equal(shmrpc_queue_open(&a, qname, &o), 0);
+    uint32_t v, got;
+    size_t len;
+    for (v = 0; v < 5; v++)
+        assert_int_equal(shmrpc_queue_push(a, &v, sizeof v, 0), 0);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), 0);
+    size_t size;
+    unsigned char *seg = map_queue(&size);
+    atomic_store((_Atomic uint32_t *)(seg + DESC_OFF + CAPACITY * DESC_SIZE + 8),
+                 (uint32_t)2 - 1000);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(a, &r), 0);
+    assert_string_equal(r.what, "subscriber 0's cursor 4294966298 -> 5\n");
+    assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+    v = 5;
+    assert_int_equal(shmrpc_queue_push(a, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(a, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 5);
+    munmap(seg, size);
+    shmrpc_queue_close(a);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
+static shmrpc_queue *open_roles(shmrpc_queue_mode mode)
+{
+    shmrpc_queue_opts o = opts(mode);
+    o.capacity = 16;
+    o.single_producer = !only_consumer;
+    o.single_consumer = !only_producer;
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, qname, &o), 0);
+    return q;
+}
+
+/* A repair by the handle that holds both roles of a queue with a single producer and a
+ * single consumer: nothing to rebuild, and it keeps the roles (another handle is still
+ * refused them, naming this process). */
+static void repair_by_the_holder(void **state)
+{
+    (void)state;
+    snprintf(qname, sizeof qname, "queue_repair.%d.holder", (int)getpid());
+    shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    uint32_t v, got;
+    size_t len;
+    for (v = 0; v < 3; v++)
+        assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 0);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+    assert_int_equal(r.fixed, 0);
+    assert_string_equal(r.what, "");
+    shmrpc_queue *other = open_roles(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+    v = 9;
+    assert_int_equal(shmrpc_queue_push(other, &v, sizeof v, 0), SHMRPC_EBUSY);
+    assert_non_null(strstr(shmrpc_errmsg(), "through another handle"));
+    assert_int_equal(shmrpc_queue_pop(other, &got, sizeof got, &len, 0), SHMRPC_EBUSY);
+    shmrpc_queue_close(other);
+    for (uint32_t i = 1; i < 3; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, i);
+    }
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
+/* Pushes 7 as the single producer, says so (acked[0]), and holds the role until told to
+ * stop. */
+static int hold_producer(void *arg)
+{
+    (void)arg;
+    shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+    uint32_t v = 7;
+    if (shmrpc_queue_push(q, &v, sizeof v, 0) != 0) return 2;
+    atomic_store(&bd->acked[0], 1);
+    while (!atomic_load(&bd->stop_producers))
+        test_kid_nap_ms(1);
+    shmrpc_queue_close(q);
+    return 0;
+}
+
+/* A repair while another live process holds the single producer's role: refused with
+ * SHMRPC_EBUSY naming that process, nothing changed (its message still there); once it
+ * has closed, the repair takes and gives back the role, and the message is popped. */
+static void repair_beside_a_live_holder(void **state)
+{
+    (void)state;
+    memset(bd, 0, sizeof *bd);
+    snprintf(qname, sizeof qname, "queue_repair.%d.live", (int)getpid());
+    shmrpc_queue_close(open_roles(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE));
+    pid_t kid = test_kid_spawn(hold_producer, NULL, CHILD_ALARM_S);
+    for (int64_t end = test_kid_now_ms() + MOVES_WITHIN_MS;
+         !atomic_load(&bd->acked[0]) && test_kid_now_ms() < end;)
+        test_kid_nap_ms(1);
+    assert_int_equal(atomic_load(&bd->acked[0]), 1);
+    shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(q, &r), SHMRPC_EBUSY);
+    char says[96];
+    snprintf(says, sizeof says, "process %d holds the role", (int)kid);
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+    assert_int_equal(r.fixed, 0);
+    atomic_store(&bd->stop_producers, 1);
+    assert_int_equal(test_kid_reap(kid, REAP_MS), 0);
+    assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+    assert_int_equal(r.fixed, 0);
+    uint32_t got;
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 7);
+    uint32_t v = 8; /* the producer's role was given back after the repair: this takes it */
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+    assert_int_equal(got, 8);
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
+struct word_case {
+    const char *what;
+    size_t off;
+    uint64_t v;
+    const char *says;
+};
+
+static void roles_words_rebuilt(const struct word_case *cases, size_t n);
+
+/* The single consumer's head (cons) or frontier written, with nobody holding the roles,
+ * where no step leads: behind the frontier, far past the tail, the frontier's message far
+ * behind, its byte more than the arena from the tail's. The repair takes the consumer's
+ * role, puts each back where the descriptors and the word left whole say (the head at the
+ * frontier, the frontier's bytes at its first message's start), says exactly that, and
+ * the 7 messages left come out once, in order. */
+static void consumer_words_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case cases[] = {
+        {"cons_behind", CONS_OFF, (uint64_t)3 << 32 | 1,
+         "single consumer's head 1 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"cons_past", CONS_OFF, (uint64_t)3 << 32 | 103,
+         "single consumer's head 103 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"freed_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "single consumer's head 3 -> 3, frontier {message 4294967199, byte 192} -> {3, 192}\n"},
+        {"freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
+         "single consumer's head 3 -> 3, frontier {message 3, byte 4294951104} -> {3, 192}\n"},
+    };
+    roles_words_rebuilt(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* The single producer's tail written out of the frontier's reach (its message far ahead or
+ * far behind, its byte more than the arena away), with nobody holding the roles: the repair
+ * takes the producer's role, rebuilds the tail from the descriptors, says exactly that, and
+ * the messages left come out once, in order. */
+static void producer_tail_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case cases[] = {
+        {"tail_ahead", TAIL_OFF, (uint64_t)640 << 32 | 110,
+         "single producer's tail {message 110, byte 640} -> {10, 640}\n"},
+        {"tail_behind", TAIL_OFF, (uint64_t)640 << 32 | (uint32_t)(3 - 100),
+         "single producer's tail {message 4294967199, byte 640} -> {10, 640}\n"},
+        {"tail_bytes", TAIL_OFF, (uint64_t)(640 + 3 * 8192) << 32 | 10,
+         "single producer's tail {message 10, byte 25216} -> {10, 640}\n"},
+    };
+    roles_words_rebuilt(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* For each case: a queue with a single producer and a single consumer, 10 messages pushed
+ * and 3 popped, the roles let go; the word written; a repair by a new handle says exactly
+ * what it rebuilt, and the 7 messages left come out once, in order. */
+static void roles_words_rebuilt(const struct word_case *cases, size_t n)
+{
+    for (size_t c = 0; c < n; c++) {
+        snprintf(qname, sizeof qname, "queue_repair.%d.%s", (int)getpid(), cases[c].what);
+        shmrpc_queue *q = open_roles(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+        uint32_t m[WORDS] = {0}, got[WORDS];
+        size_t len;
+        for (uint32_t i = 0; i < 10; i++) {
+            m[1] = i;
+            assert_int_equal(shmrpc_queue_push(q, m, sizeof m, 0), 0);
+        }
+        for (uint32_t i = 0; i < 3; i++)
+            assert_int_equal(shmrpc_queue_pop(q, got, sizeof got, &len, 0), 0);
+        shmrpc_queue_close(q); /* the roles are free */
+        size_t size;
+        unsigned char *seg = map_queue(&size);
+        if (!only_producer)
+            assert_int_equal(atomic_load((_Atomic uint64_t *)(seg + CONS_OFF)),
+                             (uint64_t)3 << 32 | 3);
+        assert_int_equal(atomic_load((_Atomic uint64_t *)(seg + FREED_OFF)),
+                         (uint64_t)192 << 32 | 3);
+        atomic_store((_Atomic uint64_t *)(seg + cases[c].off), cases[c].v);
+        q = open_roles(SHMRPC_QUEUE_CONNECT_TO_EXISTING);
+        shmrpc_queue_repair_info r;
+        assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+        printf("  %s: %s", cases[c].what, r.what);
+        assert_string_equal(r.what, cases[c].says);
+        rest_in_order(q);
+        munmap(seg, size);
+        shmrpc_queue_close(q);
+        assert_int_equal(shmrpc_queue_unlink(qname), 0);
+    }
+}
+
+/* A queue with one of the two roles: the shared words of the other side written where no
+ * step leads (a single producer's queue: the frontier far behind, its byte far off; a
+ * single consumer's: the tail far ahead, its byte far off): the repair rebuilds them from
+ * the descriptors, says exactly that, and the 7 messages left come out once, in order. */
+static void one_role_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case sp[] = {
+        {"sp_freed", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "frontier {message 4294967199, byte 192} -> {3, 192}\n"},
+        {"sp_freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
+         "frontier {message 3, byte 4294951104} -> {3, 192}\n"},
+    };
+    struct word_case sc[] = {
+        {"sc_tail", TAIL_OFF, (uint64_t)640 << 32 | 110,
+         "tail {message 110, byte 640} -> {10, 640}\n"},
+        {"sc_tail_bytes", TAIL_OFF, (uint64_t)(640 + 3 * 8192) << 32 | 10,
+         "tail {message 10, byte 25216} -> {10, 640}\n"},
+    };
+    only_producer = true;
+    roles_words_rebuilt(sp, sizeof sp / sizeof sp[0]);
+    only_producer = false;
+    only_consumer = true;
+    roles_words_rebuilt(sc, sizeof sc / sizeof sc[0]);
+    only_consumer = false;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(repair_of_a_sound_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(roles_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(cursor_past_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(byte_positions_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(cursor_far_behind, setup, teardown),
+        cmocka_unit_test_setup_teardown(repair_by_the_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(consumer_words_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(producer_tail_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_role_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(head_zeros, setup, teardown),
@@ -633,5 +971,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(frontier_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(frontier_ones, setup, teardown),
     };
+    /* QUEUE_TEST_ONLY=cursor_* (a glob) runs only the matching tests. */
+    if (getenv("QUEUE_TEST_ONLY")) cmocka_set_test_filter(getenv("QUEUE_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

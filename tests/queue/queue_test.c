@@ -206,6 +206,159 @@ static void bad_args(void **state)
     shmrpc_queue_close(q);
 }
 
+/* An open refused for its options: SHMRPC_EINVAL, the message says, no handle, and no
+ * segment left behind. */
+static void refused_opts(const char *name, const shmrpc_queue_opts *o, const char *says)
+{
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, name, o), SHMRPC_EINVAL);
+    print_message("# %s\n", shmrpc_errmsg());
+    assert_non_null(strstr(shmrpc_errmsg(), says));
+    assert_null(q);
+    char file[300];
+    shm_file(file, sizeof file, name);
+    assert_int_equal(access(file, F_OK), -1);
+}
+
+/* Each option a create refuses (docs/queue.md), and what it makes of the edges it takes:
+ * a capacity of 1 is 2, an arena under the least is the least. */
+static void options_each_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("opts");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = (shmrpc_queue_kind)(SHMRPC_QUEUE_BROADCAST + 1);
+    refused_opts(name, &o, "unknown queue kind 2 or slow policy 0");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.slow = (shmrpc_queue_slow)(SHMRPC_QUEUE_SLOW_DROP + 1);
+    refused_opts(name, &o, "unknown queue kind 0 or slow policy 2");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.attach_timeout_ms = -5;
+    refused_opts(name, &o, "negative attach timeout -5 ms");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.single_consumer = true;
+    refused_opts(name, &o, "for work queues only");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, SHMRPC_QUEUE_ARENA_MAX / 2 + 1);
+    refused_opts(name, &o, "max_msg 536870913 is above 536870912");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, UINT32_MAX);
+    refused_opts(name, &o, "max_msg 4294967295 is above");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, SHMRPC_QUEUE_ARENA_MAX + 1, 64);
+    refused_opts(name, &o, "arena_bytes 1073741825 is above 1073741824");
+    static char type[SHMRPC_QUEUE_TYPE_MAX + 2];
+    memset(type, 't', sizeof type - 1);
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.type = type;
+    refused_opts(name, &o, "type signature of 65536 bytes is above 65535");
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 1, 100, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(q, &info), 0);
+    assert_int_equal(info.capacity, 2);
+    assert_int_equal(info.arena_bytes, SHMRPC_QUEUE_ARENA_MIN);
+    for (uint32_t i = 0; i < 2; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "x", 1, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_close(q);
+}
+
+/* The batches' arguments: what is refused, with its message, and what of a batch is done
+ * before a message it refuses. */
+static void batch_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("batchargs");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    uint32_t v[4] = {10, 11, 12, 13};
+    shmrpc_queue_msg in[4] = {{&v[0], 0, 4}, {&v[1], 0, 4}, {NULL, 0, 4}, {&v[3], 0, 4}};
+    size_t done = 99;
+    assert_int_equal(shmrpc_queue_push_batch(NULL, in, 4, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(done, 0);
+    assert_int_equal(shmrpc_queue_push_batch(q, NULL, 2, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_push_batch(q, in, 4, &done, -2), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "negative timeout -2 ms"));
+    assert_int_equal(depth_of(q), 0);
+    /* The third has no data: the two before it are queued, the fourth is not. */
+    assert_int_equal(shmrpc_queue_push_batch(q, in, 4, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 2 of the batch has no data"));
+    assert_int_equal(done, 2);
+    assert_int_equal(depth_of(q), 2);
+    assert_int_equal(shmrpc_queue_push_batch(q, in + 3, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    uint32_t w[4] = {0};
+    shmrpc_queue_msg out[4] = {{&w[0], 4, 9}, {&w[1], 4, 9}, {NULL, 4, 9}, {&w[3], 4, 9}};
+    assert_int_equal(shmrpc_queue_pop_batch(q, NULL, 4, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 0, &done, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 4, &done, -2), SHMRPC_EINVAL);
+    assert_int_equal(depth_of(q), 3);
+    /* The third has no buffer: the two before it are popped, and the rest stays. */
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 4, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 2 of the batch has no buffer"));
+    assert_int_equal(done, 2);
+    assert_int_equal(w[0], 10);
+    assert_int_equal(w[1], 11);
+    assert_int_equal(out[2].len, 0);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out + 3, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(w[3], 13);
+    /* The last has no buffer, with nothing queued for it. */
+    assert_int_equal(shmrpc_queue_push(q, &v[0], 4, 0), 0);
+    assert_int_equal(shmrpc_queue_pop_batch(q, out + 1, 2, &done, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "message 1 of the batch has no buffer"));
+    assert_int_equal(done, 1);
+    assert_int_equal(w[1], 10);
+    assert_int_equal(depth_of(q), 0);
+    shmrpc_queue_close(q);
+}
+
+/* look's and peek's arguments: each refusal is SHMRPC_EINVAL with its message, and takes
+ * nothing (the message is still there, and pops whole). */
+static void look_and_peek_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("lookargs");
+    shmrpc_queue *q = create_q(name, 4, 0, 64);
+    assert_int_equal(shmrpc_queue_push(q, "abc", 3, 0), 0);
+    char buf[8];
+    size_t len = 99;
+    assert_int_equal(shmrpc_queue_look(NULL, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_look(q, NULL, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, NULL), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "queue, buf or len is NULL"));
+    shmrpc_queue_span sp;
+    assert_int_equal(shmrpc_queue_peek(NULL, &sp, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_peek(q, NULL, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "queue or span is NULL"));
+    assert_int_equal(shmrpc_queue_peek(q, &sp, -2), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "negative timeout -2 ms"));
+    assert_null(sp.data);
+    assert_int_equal(depth_of(q), 1);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "abc", 3);
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_memory_equal(buf, "abc", 3);
+    shmrpc_queue_close(q);
+    /* A broadcast queue: look is refused; peek too under the drop policy. */
+    const char *bname = new_name("lookbcast");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 4, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.slow = SHMRPC_QUEUE_SLOW_DROP;
+    o.subscribe = true;
+    q = open_q(bname, &o);
+    assert_int_equal(shmrpc_queue_push(q, "xyz", 3, 0), 0);
+    assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "is a broadcast queue"));
+    assert_int_equal(len, 0);
+    assert_int_equal(shmrpc_queue_peek(q, &sp, 0), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "peek needs the block policy"));
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "xyz", 3);
+    shmrpc_queue_close(q);
+}
+
 static void permissions(void **state)
 {
     (void)state;
@@ -1312,6 +1465,98 @@ static void corrupt_segments_refused(void **state)
     shmrpc_queue *q = open_q(name, &o);
     assert_int_equal(shmrpc_queue_push(q, "z", 1, 0), 0);
     shmrpc_queue_close(q);
+}
+
+static uint32_t peek32(const char *name, size_t off)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDONLY);
+    assert_true(fd >= 0);
+    uint32_t v = 0;
+    assert_int_equal(pread(fd, &v, 4, (off_t)off), 4);
+    close(fd);
+    return v;
+}
+
+/* Each field of the header (docs/queue.md, "Segment layout") written to each value its
+ * check refuses, one at a time, in a queue holding three messages: every open is refused
+ * with SHMRPC_EPROTO, the queue's name and the field in its message (nothing of the
+ * segment is used past the header before it adds up); the refusal writes nothing: the
+ * field put back, the queue opens and gives its three messages, in order. A file grown
+ * past the size its header says is refused too ("total size"), and a broadcast queue that
+ * says it has roles. */
+static void header_fields_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("fields");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+    shmrpc_queue *q = open_q(name, &o);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    shmrpc_queue_close(q);
+    uint32_t b = peek32(name, 20);
+    struct {
+        size_t off;
+        uint32_t v;
+        const char *says;
+    } cases[] = {
+        {8, 256, "header or descriptor size"},
+        {12, 128, "header or descriptor size"},
+        {16, 0, "capacity"},
+        {16, 1, "capacity"},
+        {16, SHMRPC_QUEUE_CAPACITY_MAX * 2, "capacity"},
+        {20, b / 2 * 3, "arena size"},
+        {20, SHMRPC_QUEUE_ARENA_MIN / 2, "arena size"},
+        {20, SHMRPC_QUEUE_ARENA_MAX * 2, "arena size"},
+        {24, b / 2 + 1, "max_msg"},
+        {24, UINT32_MAX, "max_msg"},
+        {336, SHMRPC_QUEUE_TYPE_MAX + 1, "type signature length"},
+        {336, 4097, "arena offset"},
+        {320, SHMRPC_QUEUE_BROADCAST + 1, "kind or slow policy"},
+        {324, SHMRPC_QUEUE_SLOW_DROP + 1, "kind or slow policy"},
+        {340, 4, "roles"},
+        {340, UINT32_MAX, "roles"},
+    };
+    char says[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t was = peek32(name, cases[i].off);
+        poke32(name, cases[i].off, cases[i].v);
+        assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+        snprintf(says, sizeof says, "its header does not add up (%s:", cases[i].says);
+        assert_non_null(strstr(shmrpc_errmsg(), says));
+        assert_non_null(strstr(shmrpc_errmsg(), name));
+        poke32(name, cases[i].off, was);
+        assert_int_equal(reopen_rc(name), 0);
+    }
+    /* Grown by another process past the size its header says. */
+    char file[300];
+    shm_file(file, sizeof file, name);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(truncate(file, st.st_size + 4096), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "(total size:"));
+    assert_int_equal(truncate(file, st.st_size), 0);
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    q = open_q(name, &o);
+    for (uint32_t i = 0; i < 3; i++) {
+        uint32_t v;
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, &v, sizeof v, &len, 0), 0);
+        assert_int_equal(len, sizeof v);
+        assert_int_equal(v, i);
+    }
+    shmrpc_queue_close(q);
+    /* Roles are for work queues only. */
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    shmrpc_queue_close(open_q(name, &o));
+    poke32(name, 340, 1);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "(roles:"));
+    poke32(name, 340, 0);
+    assert_int_equal(reopen_rc(name), 0);
 }
 
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
@@ -2756,6 +3001,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(modes),
         T(bad_args),
+        T(options_each_refused),
+        T(batch_arguments),
+        T(look_and_peek_arguments),
         T(permissions),
         T(nobody_refused),
         T(timeouts_full_and_empty),
@@ -2775,6 +3023,7 @@ int main(void)
         T(claim_of_dead_producer_reset),
         T(batch_claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
+        T(header_fields_refused),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
