@@ -23,7 +23,8 @@
  * service's SIGTERM reaches it there; its handler (sup_module.c's on_stop) calls _exit,
  * whose dump then waited forever for the lock its own thread held: the manager waited for
  * that child, the supervisor for the manager until stop_timeout_s (web_proc_test's
- * test_module_address and test_group_sigterm, seen). So _exit does not dump when this
+ * test_module_address, seen), and a child that held a .gcda file's lock then held it up
+ * for every process of the run that wrote that file. So _exit does not dump when this
  * thread holds the lock: the dump it interrupted will not go on, and what it had not
  * written yet is lost (as for a SIGKILL). */
 #define _GNU_SOURCE /* gettid */
