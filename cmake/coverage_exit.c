@@ -17,7 +17,17 @@
  * timeouts, seen: a supervisor's child SIGTERMed inside the dump gcov does before execv).
  * So the handler does not dump when gcov's own lock is taken (the signal came inside a
  * dump, or another thread is in one), and, for a signal that lands inside malloc or stdio,
- * a watchdog: SIGALRM kills the process 2 s later, which lets the file go. */
+ * a watchdog: SIGALRM kills the process 2 s later, which lets the file go.
+ * A program's own handler that calls _exit can land inside a dump too: a module manager's
+ * probe child (shm_server.c's children_can_take) ends by _exit, which dumps here, and the
+ * service's SIGTERM reaches it there; its handler (sup_module.c's on_stop) calls _exit,
+ * whose dump then waited forever for the lock its own thread held: the manager waited for
+ * that child, the supervisor for the manager until stop_timeout_s (web_proc_test's
+ * test_module_address, seen), and a child that held a .gcda file's lock then held it up
+ * for every process of the run that wrote that file. So _exit does not dump when this
+ * thread holds the lock: the dump it interrupted will not go on, and what it had not
+ * written yet is lost (as for a SIGKILL). */
+#define _GNU_SOURCE /* gettid */
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -27,9 +37,17 @@ void __gcov_dump(void);
 void __real__exit(int status) __attribute__((noreturn));
 extern pthread_mutex_t __gcov_mx; /* libgcov's, linked into this same object (hidden) */
 
+/* Whether this thread holds gcov's lock: it is inside a dump, interrupted by a signal
+ * whose handler called _exit. glibc records a mutex's owner (its thread id) for every
+ * kind of mutex, __gcov_mx's default one included. */
+static int dumping_here(void)
+{
+    return __gcov_mx.__data.__owner == gettid();
+}
+
 __attribute__((visibility("hidden"), noreturn)) void __wrap__exit(int status)
 {
-    __gcov_dump();
+    if (!dumping_here()) __gcov_dump();
     __real__exit(status);
 }
 

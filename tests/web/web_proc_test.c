@@ -217,7 +217,7 @@ static int teardown(void **state)
         }
         T.stopped[i] = 0;
     }
-    sup_kill_reap(&T.sup);
+    sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     if (T.control[0]) sup_remove_segments(T.control + strlen("shm://"));
     if (T.dir[0]) sup_rm_tree(T.dir);
