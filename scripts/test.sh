@@ -55,7 +55,7 @@ CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHMRPC_SAN
     -DSHMRPC_FUZZ=ON -DSHMRPC_BENCH=OFF -DSHMRPC_WERROR=ON -DSHMRPC_REQUIRE_PYTHON=ON >/dev/null
 cmake --build build-asan -j "$jobs"
 (
-    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     run_ctest build-asan
 )
 

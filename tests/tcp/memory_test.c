@@ -1022,7 +1022,10 @@ static void unread_answer_is_cut(void **state)
            "after %lld ms\n",
            msg / MIB, (long long)progress, (long long)cut);
     if (!cut) fail_msg("the connection still open after 15 s");
-    assert_true(cut < 3 * progress);
+    /* One progress timeout after the answer stalled, where the rule before gave it 1 s a
+     * MiB (8 s and more): 6 timeouts tell the two apart with room for a loaded machine
+     * (3.2 s seen in an ASan run at a load of 9). */
+    assert_true(cut < 6 * progress);
     close(fd);
     free(body);
     stop_server();
