@@ -870,6 +870,22 @@ static void sweep(worker *w)
     repair_counters(ctl);
 }
 
+/* Restores this worker's entry where a bad write changed it. The worker writes it once,
+ * at its start, and nothing else would mend it: with its state not RUNNING, sweeps took the
+ * worker for gone and cleared its bit in `sleeping` while it slept (its clients' rings then
+ * woke nobody until its sleep ended), bounded awake by one worker less, and clients could
+ * not tell its pid while it was taking their call (issue 40: shm_scribble_test's workers'
+ * entries still held the scribbler's bytes 10 s after the writes). Called between calls,
+ * where the worker is taking no channel. */
+static void restore_entry(worker *w)
+{
+    shmrpc__shm_worker *me = &w->ctl->workers[w->index];
+    if (atomic_load(&me->proc.pid) != w->pid || atomic_load(&me->proc.start) != w->start)
+        shmrpc__shm_proc_set(&me->proc, w->pid, w->start);
+    if (atomic_load(&me->taking) != 0) atomic_store(&me->taking, 0);
+    if (atomic_load(&me->state) != SHM_WORKER_RUNNING) atomic_store(&me->state, SHM_WORKER_RUNNING);
+}
+
 /* Lets go of the mappings of connections that are gone or were claimed anew. */
 static void forget_closed(worker *w)
 {
@@ -1031,6 +1047,7 @@ static int worker_run(shm_listener *l, unsigned index)
         }
         if (idle_ns >= w->next_forget_ns) {
             forget_closed(w);
+            restore_entry(w);
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
             looked = true;
         }

@@ -1614,6 +1614,59 @@ static void rewound_generation_reaches_the_new_channel(void **state)
     stop_server(server);
 }
 
+/* --- a worker's entry written over --- */
+
+/* What a broken process writes over worker 0's entry: a state that is neither FREE nor
+ * RUNNING, a pid and start of nobody, and a note that it takes slot 0's channel. */
+static void scribble_worker_entry(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    shmrpc__shm_worker *w = &ctl->workers[0];
+    atomic_store(&w->state, 0xe0ffe0ffu);
+    shmrpc__shm_proc_set(&w->proc, 0x32ae3b7f, ~(uint64_t)0);
+    atomic_store(&w->taking, 1);
+}
+
+/* A worker writes its entry at its start: one written over (state, pid and start, its
+ * note of a channel it takes) is restored by the worker itself within a sweep's time or
+ * so, while it lives. Before, the entry held what was written for good: sweeps took the
+ * worker for one not running and cleared its bit in `sleeping` while it slept, and clients
+ * could not find it as the taker of their call (shm_scribble_test: the workers' entries
+ * still held the scribbler's bytes 10 s after the writes). */
+static void written_over_worker_entry_is_restored(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int64_t sum = 0;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    assert_true(workers_up(ctl, 1));
+    shmrpc__shm_worker *w = &ctl->workers[0];
+    int32_t pid = atomic_load(&w->proc.pid);
+    uint64_t start = atomic_load(&w->proc.start);
+    corrupt(scribble_worker_entry, NULL);
+    bool restored = false;
+    int64_t t0 = test_now_ms(), until = t0 + 5000; /* the repair comes within a second */
+    while (!restored && test_now_ms() < until) {
+        usleep(10000);
+        restored = atomic_load(&w->state) == SHM_WORKER_RUNNING &&
+                   atomic_load(&w->proc.pid) == pid && atomic_load(&w->proc.start) == start &&
+                   atomic_load(&w->taking) == 0;
+    }
+    print_message("    worker entry %s after %lld ms: state %#x pid %d taking %u\n",
+                  restored ? "restored" : "not restored", (long long)(test_now_ms() - t0),
+                  (unsigned)atomic_load(&w->state), (int)atomic_load(&w->proc.pid),
+                  (unsigned)atomic_load(&w->taking));
+    assert_true(restored);
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -1631,6 +1684,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(rewound_generation_reaches_the_new_channel, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(written_over_worker_entry_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_channel_fd_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),
