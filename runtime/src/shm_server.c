@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -351,6 +352,7 @@ typedef struct worker_chan {
     uint32_t watch_as; /* what the answer writes into the channel's watcher */
     uint64_t call;     /* the number of the call this worker took last on the channel */
     uint64_t passed;   /* a call found claimed already: not to be tried again (watching) */
+    uint32_t missed;   /* takes in a row that found nothing to take (worker_chan_moved) */
     shmrpc__chan_map map;
 } worker_chan;
 
@@ -420,24 +422,33 @@ static void worker_chan_close(worker_chan *c)
     c->open = false;
 }
 
+/* The channel that slot's connection of gen, whose client is pid, leads to now: taken
+ * from the manager, or opened through /proc, and checked (name, seals, owner, mode, size).
+ * Its descriptor, or -1. */
+static int chan_fd_of(worker *w, unsigned slot, uint32_t gen, int32_t pid, uint64_t *size)
+{
+    char name[160];
+    shmrpc__shm_chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
+    int32_t chan_fd = atomic_load(&w->ctl->slots[slot].chan_fd);
+    int fd = held_take(w->l, slot, gen), out = -1;
+    shmrpc_buf err; /* why a channel cannot be opened: nobody to tell, the call goes unanswered */
+    shmrpc_buf_init(&err);
+    int rc = fd >= 0 ? shmrpc__shm_check_channel(fd, name + 1, PAGE, &out, size, &err)
+                     : shmrpc__shm_open_channel(pid, chan_fd, name + 1, PAGE, &out, size, &err);
+    shmrpc_buf_destroy(&err);
+    return rc == 0 ? out : -1;
+}
+
 /* Maps the channel of slot's connection of gen anew (worker_chan_get). */
 static worker_chan *worker_chan_open(worker *w, unsigned slot, uint32_t gen)
 {
     worker_chan *c = &w->chans[slot];
     shmrpc__shm_slot *s = &w->ctl->slots[slot];
     worker_chan_close(c);
-    char name[160];
-    shmrpc__shm_chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
-    int32_t pid = atomic_load(&s->client.pid), chan_fd = atomic_load(&s->chan_fd);
+    int32_t pid = atomic_load(&s->client.pid);
     uint64_t size;
-    int fd = held_take(w->l, slot, gen);
-    shmrpc_buf err; /* why a channel cannot be opened: nobody to tell, the call goes unanswered */
-    shmrpc_buf_init(&err);
-    int rc = fd >= 0
-                 ? shmrpc__shm_check_channel(fd, name + 1, PAGE, &c->map.fd, &size, &err)
-                 : shmrpc__shm_open_channel(pid, chan_fd, name + 1, PAGE, &c->map.fd, &size, &err);
-    shmrpc_buf_destroy(&err);
-    if (rc != 0) return NULL;
+    c->map.fd = chan_fd_of(w, slot, gen, pid, &size);
+    if (c->map.fd < 0) return NULL;
     c->map.max_size = shmrpc__chan_max_size(w->l->max_msg);
     /* Looked at again: the client may have let go and claimed it anew meanwhile. */
     if (size > c->map.max_size || atomic_load(&s->state) != SHM_SLOT_OPEN ||
@@ -455,19 +466,21 @@ static worker_chan *worker_chan_open(worker *w, unsigned slot, uint32_t gen)
     c->map.mapped = size;
     c->gen = gen;
     c->call = c->passed = 0;
+    c->missed = 0;
     c->open = true;
     return c;
 }
 
 /* The channel of slot's connection, mapped (once per connection), or NULL when the slot
- * is not open or its channel cannot be had. */
-static worker_chan *worker_chan_get(worker *w, unsigned slot)
+ * is not open or its channel cannot be had; *before: whether it was mapped already. */
+static worker_chan *worker_chan_get(worker *w, unsigned slot, bool *before)
 {
     worker_chan *c = &w->chans[slot];
     shmrpc__shm_slot *s = &w->ctl->slots[slot];
     if (atomic_load(&s->state) != SHM_SLOT_OPEN) return NULL;
     uint32_t gen = atomic_load(&s->gen);
-    return c->open && c->gen == gen ? c : worker_chan_open(w, slot, gen);
+    *before = c->open && c->gen == gen;
+    return *before ? c : worker_chan_open(w, slot, gen);
 }
 
 /* Writes an answer whose bytes fit the state's line or have their room in the channel
@@ -582,26 +595,58 @@ static bool take(worker_chan *c)
     return true;
 }
 
+/* After a take that found nothing to take in slot's channel, mapped by an earlier call:
+ * the channel the slot leads to now, mapped in its stead when it is another file, or NULL
+ * when it is the same (or cannot be had). Connections of a slot are told apart by their
+ * gen, which a bad write can set back to one this worker mapped before (a claim over a
+ * gen of ~0 makes gen 0 again): the new connection's channel then has the name of the one
+ * mapped here, and each of its calls would be looked for in the old one, never taken,
+ * until the slot's gen changed (issue 40: shm_scribble_test's client whose calls were
+ * never taken again). So the file is compared here (its inode), at the second take in a
+ * row on the channel that found nothing: a call that is taken costs nothing more, and one
+ * lost to another worker (or withdrawn) seldom twice in a row (4 clients on 2 workers:
+ * 0-71 checks in 25 000-70 000 calls a worker; at every such take, 160-220). The client
+ * rings again within its next check (5 ms spinning, 20 asleep). */
+static worker_chan *worker_chan_moved(worker *w, unsigned slot)
+{
+    worker_chan *c = &w->chans[slot];
+    c->missed = 0;
+    struct stat mapped, now;
+    uint64_t size;
+    int fd = chan_fd_of(w, slot, c->gen, atomic_load(&w->ctl->slots[slot].client.pid), &size);
+    bool moved = fd >= 0 && fstat(fd, &now) == 0 && fstat(c->map.fd, &mapped) == 0 &&
+                 (now.st_ino != mapped.st_ino || now.st_dev != mapped.st_dev);
+    if (fd >= 0) close(fd);
+    if (!moved) return NULL;
+    if (w->watch == (int)slot) unwatch(w); /* the old channel's watcher named this worker */
+    return worker_chan_open(w, slot, c->gen);
+}
+
 static void serve_one(worker *w, unsigned slot)
 {
-    worker_chan *c = worker_chan_get(w, slot);
+    bool mapped_before;
+    worker_chan *c = worker_chan_get(w, slot, &mapped_before);
     if (c == NULL) { /* closed or broken: nothing to answer */
         /* Nor to watch: its state, left at REQUEST by a client that died, would bring this
          * worker back here at once, for ever, and keep it from every other connection. */
         if (w->watch == (int)slot) w->watch = -1;
         return;
     }
-    shmrpc__shm_chan *h = c->map.head;
     /* Noted before the claim, which publishes it: a client that finds its call claimed
      * with no taker named judges this worker until it is named. */
     _Atomic uint32_t *taking = &w->ctl->workers[w->index].taking;
     /* Release, as each store of the note, so that whichever of them a client reads
      * carries what this worker wrote before it (the naming, for a clear). */
     atomic_store_explicit(taking, slot + 1, memory_order_release);
-    if (!take(c)) {
+    /* Two takes in a row that found nothing: another worker's, or the client's withdrawal,
+     * now and then; every one, in a mapping of a file the slot no longer leads to. */
+    if (!take(c) && (!mapped_before || ++c->missed < 2 ||
+                     (c = worker_chan_moved(w, slot)) == NULL || !take(c))) {
         atomic_store_explicit(taking, 0, memory_order_release);
         return;
     }
+    c->missed = 0;
+    shmrpc__shm_chan *h = c->map.head;
     /* The lock right after the claim, on the claim's line. A store: the claim makes the
      * channel this worker's, and whoever held the lock before finished or died (one that
      * has yet to let go of it finds a word that no longer names it, and leaves it be). */
@@ -835,6 +880,22 @@ static void sweep(worker *w)
     repair_counters(ctl);
 }
 
+/* Restores this worker's entry where a bad write changed it. The worker writes it once,
+ * at its start, and nothing else would mend it: with its state not RUNNING, sweeps took the
+ * worker for gone and cleared its bit in `sleeping` while it slept (its clients' rings then
+ * woke nobody until its sleep ended), bounded awake by one worker less, and clients could
+ * not tell its pid while it was taking their call (issue 40: shm_scribble_test's workers'
+ * entries still held the scribbler's bytes 10 s after the writes). Called between calls,
+ * where the worker is taking no channel. */
+static void restore_entry(worker *w)
+{
+    shmrpc__shm_worker *me = &w->ctl->workers[w->index];
+    if (atomic_load(&me->proc.pid) != w->pid || atomic_load(&me->proc.start) != w->start)
+        shmrpc__shm_proc_set(&me->proc, w->pid, w->start);
+    if (atomic_load(&me->taking) != 0) atomic_store(&me->taking, 0);
+    if (atomic_load(&me->state) != SHM_WORKER_RUNNING) atomic_store(&me->state, SHM_WORKER_RUNNING);
+}
+
 /* Lets go of the mappings of connections that are gone or were claimed anew. */
 static void forget_closed(worker *w)
 {
@@ -996,6 +1057,7 @@ static int worker_run(shm_listener *l, unsigned index)
         }
         if (idle_ns >= w->next_forget_ns) {
             forget_closed(w);
+            restore_entry(w);
             w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
             looked = true;
         }

@@ -1550,6 +1550,123 @@ static void claim_written_over_while_served(void **state)
     scribbled_calls_run_once(SERVED_CLAIM);
 }
 
+/* --- a generation set back --- */
+
+/* Sets the slot of client pid (arg) back one generation, as a bad write of ~0 over a gen
+ * does that the next claim of the slot bumps to 0 again. */
+static void rewind_generation(shmrpc__shm_ctl *ctl, void *arg)
+{
+    int32_t client = *(const int32_t *)arg;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].client.pid) == client)
+            atomic_fetch_sub(&ctl->slots[i].gen, 1);
+}
+
+/* The slot of client pid: whether it has one, its index and gen. */
+static bool slot_of(shmrpc__shm_ctl *ctl, int32_t client, unsigned *slot, uint32_t *gen)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].state) == SHM_SLOT_OPEN &&
+            atomic_load(&ctl->slots[i].client.pid) == client) {
+            *slot = i;
+            *gen = atomic_load(&ctl->slots[i].gen);
+            return true;
+        }
+    return false;
+}
+
+/* A gen set back one while the connection is idle: its next call finds the slot not its
+ * own and connects again, to the first free slot, the same, whose claim bumps the gen to
+ * the connection's own again. The new channel then has the old one's name (slot and gen),
+ * and the worker that mapped the old one must serve the new one: before, it looked for
+ * each call in the old channel, found nothing to take, and the calls timed out, every one
+ * (shm_scribble_test: a client whose calls were never taken again). Three times over, so
+ * that a worker letting go of closed channels (once a second) in the instant between the
+ * write and the new claim does not hide it; each call is answered and runs once. */
+static void rewound_generation_reaches_the_new_channel(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1); /* one worker: it maps every channel */
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int32_t me = (int32_t)getpid();
+    const uint32_t rounds = 3;
+    for (uint32_t round = 0; round < rounds; round++) {
+        unsigned slot = 0, slot_after = 1;
+        uint32_t gen = 0, gen_after = 1;
+        assert_int_equal(tagged(c, 2 * round, 0, 2000), 0); /* the worker maps the channel */
+        assert_true(slot_of(ctl, me, &slot, &gen));
+        corrupt(rewind_generation, &me);
+        int rc = tagged(c, 2 * round + 1, 0, 2000);
+        assert_true(slot_of(ctl, me, &slot_after, &gen_after));
+        print_message("    round %u: slot %u gen %u, after the write slot %u gen %u: %s\n",
+                      (unsigned)round, slot, (unsigned)gen, slot_after, (unsigned)gen_after,
+                      rc == 0 ? "answered" : shmrpc_errmsg());
+        assert_int_equal(slot_after, slot); /* the case: a new channel of the old name */
+        assert_int_equal(gen_after, gen);
+        assert_int_equal(rc, 0);
+    }
+    for (uint32_t id = 0; id < 2 * rounds; id++)
+        assert_int_equal(sh->ran[id], 1);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
+/* --- a worker's entry written over --- */
+
+/* What a broken process writes over worker 0's entry: a state that is neither FREE nor
+ * RUNNING, a pid and start of nobody, and a note that it takes slot 0's channel. */
+static void scribble_worker_entry(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    shmrpc__shm_worker *w = &ctl->workers[0];
+    atomic_store(&w->state, 0xe0ffe0ffu);
+    shmrpc__shm_proc_set(&w->proc, 0x32ae3b7f, ~(uint64_t)0);
+    atomic_store(&w->taking, 1);
+}
+
+/* A worker writes its entry at its start: one written over (state, pid and start, its
+ * note of a channel it takes) is restored by the worker itself within a sweep's time or
+ * so, while it lives. Before, the entry held what was written for good: sweeps took the
+ * worker for one not running and cleared its bit in `sleeping` while it slept, and clients
+ * could not find it as the taker of their call (shm_scribble_test: the workers' entries
+ * still held the scribbler's bytes 10 s after the writes). */
+static void written_over_worker_entry_is_restored(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    int64_t sum = 0;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    assert_true(workers_up(ctl, 1));
+    shmrpc__shm_worker *w = &ctl->workers[0];
+    int32_t pid = atomic_load(&w->proc.pid);
+    uint64_t start = atomic_load(&w->proc.start);
+    corrupt(scribble_worker_entry, NULL);
+    bool restored = false;
+    int64_t t0 = test_now_ms(), until = t0 + 5000; /* the repair comes within a second */
+    while (!restored && test_now_ms() < until) {
+        usleep(10000);
+        restored = atomic_load(&w->state) == SHM_WORKER_RUNNING &&
+                   atomic_load(&w->proc.pid) == pid && atomic_load(&w->proc.start) == start &&
+                   atomic_load(&w->taking) == 0;
+    }
+    print_message("    worker entry %s after %lld ms: state %#x pid %d taking %u\n",
+                  restored ? "restored" : "not restored", (long long)(test_now_ms() - t0),
+                  (unsigned)atomic_load(&w->state), (int)atomic_load(&w->proc.pid),
+                  (unsigned)atomic_load(&w->taking));
+    assert_true(restored);
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    munmap(ctl, sizeof *ctl);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -1565,6 +1682,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(unsealed_channel_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(request_past_the_largest_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(bumped_generation_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(rewound_generation_reaches_the_new_channel, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(written_over_worker_entry_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_channel_fd_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_is_restored, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_hold_while_the_manager_dies, setup, teardown),

@@ -10,8 +10,10 @@
  * Every wait is bounded, every child reaped, every segment checked gone. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -38,11 +40,17 @@
 #define CLIENTS 3
 
 static char addr[64];
+/* The scribbler's random seed: SCRIBBLE_SEED from the environment, else the test's pid and
+ * time; printed with every failure, so that a run that failed can be run again with it. */
+static uint64_t seed;
 
 static int setup(void **state)
 {
     (void)state;
     snprintf(addr, sizeof addr, "shm://shmscribble-%d", (int)getpid());
+    const char *env = getenv("SCRIBBLE_SEED");
+    seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)getpid() << 32 ^ (uint64_t)test_now_ms();
+    if (seed == 0) seed = 1; /* xorshift stays at 0 */
     if (test_scribble_setup() != 0 || calls_shared_map() != 0) return -1;
     return 0;
 }
@@ -108,8 +116,10 @@ static int client(void *arg)
     }
     test_scribble_tally("client");
     if (!bad && answered < 20) {
-        fprintf(stderr, "client %d: %d right answers in the %d ms after the writes: %s\n",
-                (int)getpid(), answered, HEAL_MS, shmrpc_errmsg());
+        fprintf(stderr,
+                "client %d: %d right answers in the %d ms after the writes: %s "
+                "(SCRIBBLE_SEED=%#" PRIx64 ")\n",
+                (int)getpid(), answered, HEAL_MS, shmrpc_errmsg(), seed);
         bad = 1;
     }
     shmrpc_client_free(c);
@@ -141,7 +151,7 @@ static int scribble(void *arg)
     };
     parts[0].len -= parts[0].off;
     parts[3].len -= parts[3].off;
-    uint64_t x = (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
+    uint64_t x = seed;
     for (int64_t end = test_kid_now_ms() + RUN_MS; test_kid_now_ms() < end; usleep(1000))
         for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
             test_scribble(m + parts[i].off, parts[i].len, parts[i].len, 1, &x);
@@ -164,8 +174,9 @@ static void service_heals(void **state)
     for (int i = 0; i <= CLIENTS; i++) {
         int st = test_kid_reap(kids[i], (RUN_MS + HEAL_MS) * 2);
         if (st != 0) {
-            print_error("child %d (%s) ended with %d (128 + signal when killed; -1: hung)\n",
-                        (int)kids[i], i < CLIENTS ? "client" : "scribbler", st);
+            print_error("child %d (%s) ended with %d (128 + signal when killed; -1: hung); "
+                        "SCRIBBLE_SEED=%#" PRIx64 "\n",
+                        (int)kids[i], i < CLIENTS ? "client" : "scribbler", st, seed);
             failed++;
         }
     }
