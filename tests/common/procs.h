@@ -31,6 +31,10 @@ int64_t test_now_ms(void); /* CLOCK_MONOTONIC */
  * at EOF, an error or the deadline. */
 bool test_raw_recv(int fd, uint8_t *p, size_t n, int64_t deadline);
 
+/* A raw peer's connection to 127.0.0.1:port, tried again for up to wait_ms while nobody
+ * listens there yet (a server still starting); -1 when none came. */
+int test_raw_connect(int port, int wait_ms);
+
 /* A client of info with opts (NULL: the defaults) connected to addr, trying again for up
  * to five seconds while nobody serves there yet; its status in *rc. */
 shmrpc_client *test_connect(const shmrpc_service_info *info, const shmrpc_client_opts *opts,

@@ -127,20 +127,12 @@ static void arm_worker(pid_t worker, unsigned nth, const char *which)
 
 /* --- a raw client (docs/wire.md) --- */
 
+/* To a server that may still be starting: up to five seconds. */
 static int raw_connect(void)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int64_t until = test_now_ms() + 5000;
-    for (;;) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        close(fd);
-        if (test_now_ms() > until) fail_msg("no server on port %d", port);
-        usleep(10000);
-    }
+    int fd = test_raw_connect(port, 5000);
+    if (fd < 0) fail_msg("no server on port %d", port);
+    return fd;
 }
 
 static void raw_send(int fd, const void *p, size_t n)

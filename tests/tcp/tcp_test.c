@@ -284,21 +284,12 @@ static int raw_connect(void)
     return fd;
 }
 
-/* raw_connect to a server that may still be starting: tries for up to five seconds. */
+/* To a server that may still be starting: up to five seconds. */
 static int raw_connect_wait(void)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int64_t until = test_now_ms() + 5000;
-    for (;;) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(fd >= 0);
-        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-        close(fd);
-        if (test_now_ms() > until) fail_msg("no server on port %d", port);
-        usleep(10000);
-    }
+    int fd = test_raw_connect(port, 5000);
+    if (fd < 0) fail_msg("no server on port %d", port);
+    return fd;
 }
 
 static void raw_send(int fd, const void *p, size_t n)
