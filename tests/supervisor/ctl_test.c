@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* shmrpcctl with real processes: call against every echo method over shm:// and tcp://,
  * bad input with its messages and exit codes, ls of a live server, clean of a SIGKILLed
- * one's leftovers next to a live one's; and the dynamic codec alone on types echo lacks.
+ * one's leftovers next to a live one's; the admin API's verdicts on segments of every kind
+ * half made, cut, held, changed after listing, in users' private directories and of another
+ * user; and the dynamic codec alone on types echo lacks.
  * Every child is bounded; whatever a test leaves is removed in the group teardown. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -165,6 +167,8 @@ static int group_setup(void **state)
     return wait_ready(shm_live) && wait_ready(tcp_addr) ? 0 : -1;
 }
 
+static void drop_fake_dirs(const char *seg);
+
 static int group_teardown(void **state)
 {
     (void)state;
@@ -172,6 +176,9 @@ static int group_teardown(void **state)
     stop_group(&srv_tcp, SIGKILL);
     stop_group(&srv_dead, SIGKILL);
     shmrpc_lock_unlink(lock_name);
+    char seg[160];
+    snprintf(seg, sizeof seg, "shmrpc:%sns", prefix);
+    drop_fake_dirs(seg);
     sweep_ours();
     return 0;
 }
@@ -309,8 +316,8 @@ static void ls_shows_the_live_server(void **state)
     assert_int_equal(r.status, 0);
     /* Its statistics segment sorts first ('.' before ':'), then the control segment. */
     snprintf(want, sizeof want,
-             "[{\"kind\":\"stats\",\"name\":\"%sshmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":",
-             ns, key, key);
+             "[{\"kind\":\"stats\",\"name\":\"%sshmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":", ns,
+             key, key);
     if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want,
              "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\",\"methods\":4,"
@@ -1023,6 +1030,455 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     assert_int_equal(shm_unlink(lock_junk), 0);
 }
 
+/* What ls says of each kind of segment half made (no magic yet, or cut short), of a layout
+ * it does not know, and of statistics named by a tcp:// address or by no scheme; clean
+ * removes those a creator that died while making them left (past the grace), and leaves
+ * those younger, or of an unknown layout, or that outlive their creator (a queue). */
+static void ls_and_clean_half_made(void **state)
+{
+    (void)state;
+    char key[96], tcp_key[160], ctl_new[200], ctl_old[200], st_unknown[200], st_new[200],
+        st_old[200], st_tcp[200], st_bare[200], lock_small[200], q_empty[200], q_small[200],
+        q_unknown[200], q_new[200], gen_small[200];
+    snprintf(key, sizeof key, "%shalf", prefix);
+    snprintf(tcp_key, sizeof tcp_key, "tcp://%shost:1", key); /* swept by its prefix */
+    snprintf(ctl_new, sizeof ctl_new, "shmrpc:%snew", key);
+    snprintf(ctl_old, sizeof ctl_old, "shmrpc:%sold", key);
+    snprintf(st_unknown, sizeof st_unknown, "shmrpc.stats.shm.%sunknown", key);
+    snprintf(st_new, sizeof st_new, "shmrpc.stats.shm.%snew", key);
+    snprintf(st_old, sizeof st_old, "shmrpc.stats.shm.%sold", key);
+    snprintf(st_tcp, sizeof st_tcp, "shmrpc.stats.tcp.%s", tcp_key + 6);
+    snprintf(st_bare, sizeof st_bare, "shmrpc.stats.%sbare", key);
+    snprintf(lock_small, sizeof lock_small, "shmrpc.lock.%slock", key);
+    snprintf(q_empty, sizeof q_empty, "shmrpc.queue.%sempty", key);
+    snprintf(q_small, sizeof q_small, "shmrpc.queue.%ssmall", key);
+    snprintf(q_unknown, sizeof q_unknown, "shmrpc.queue.%sunknown", key);
+    snprintf(q_new, sizeof q_new, "shmrpc.queue.%snew", key);
+    snprintf(gen_small, sizeof gen_small, "shmrpc.mapgen.%sgen.1", key);
+    odd_file(ctl_new, 65536, 0, false);
+    odd_file(ctl_old, 65536, 0, true);
+    odd_file(st_unknown, 131072, 0xdeadbeef, true);
+    odd_file(st_new, 131072, 0, false);
+    odd_file(st_old, 131072, 0, true);
+    odd_file(st_tcp, 131072, 0, true);
+    odd_file(st_bare, 131072, 0, true);
+    odd_file(lock_small, 8, 0, true);
+    odd_file(q_empty, 0, 0, true);
+    odd_file(q_small, 10, 0, true);
+    odd_file(q_unknown, 4096, 0xdeadbeef, true);
+    odd_file(q_new, 4096, 0, true);
+    odd_file(gen_small, 10, 0, true);
+
+    char k_new[120], k_old[120], k_unknown[120], k_bare[120], k_lock[120], k_empty[120],
+        k_small[120], k_gen[120];
+    snprintf(k_new, sizeof k_new, "%snew", key);
+    snprintf(k_old, sizeof k_old, "%sold", key);
+    snprintf(k_unknown, sizeof k_unknown, "%sunknown", key);
+    snprintf(k_bare, sizeof k_bare, "%sbare", key);
+    snprintf(k_lock, sizeof k_lock, "%slock", key);
+    snprintf(k_empty, sizeof k_empty, "%sempty", key);
+    snprintf(k_small, sizeof k_small, "%ssmall", key);
+    snprintf(k_gen, sizeof k_gen, "%sgen", key);
+    const char *names[] = {k_new,  k_old,   k_unknown, tcp_key, k_bare,
+                           k_lock, k_empty, k_small,   k_gen};
+    size_t n_names = sizeof names / sizeof *names;
+    shmrpc_segment *v;
+    size_t n;
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, n_names), 0);
+    static const struct {
+        int which;
+        shmrpc_seg_kind kind;
+        const char *detail;
+        bool stale;
+        const char *reason;
+    } want[] = {
+        {0, SHMRPC_SEG_CONTROL, "incomplete (no magic yet)", false, ""},
+        {1, SHMRPC_SEG_CONTROL, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {2, SHMRPC_SEG_STATS, "unknown layout (magic 0xdeadbeef, version 0)", false, ""},
+        {3, SHMRPC_SEG_STATS, "incomplete (no magic yet)", false, ""},
+        {4, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {5, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {6, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {7, SHMRPC_SEG_LOCK, "too small for a lock", false, ""},
+        {8, SHMRPC_SEG_QUEUE,
+         "cut to 0 bytes under its holders (less than a header), or not sized yet by its "
+         "creator: an open with create makes it anew",
+         false, ""},
+        {9, SHMRPC_SEG_QUEUE,
+         "cut to 10 bytes under its holders (less than a header): an open with create makes it "
+         "anew",
+         false, ""},
+        {10, SHMRPC_SEG_QUEUE, "unknown layout (magic 0xdeadbeef, version 0)", false, ""},
+        {11, SHMRPC_SEG_QUEUE, "incomplete (no magic yet)", false, ""},
+        {12, SHMRPC_SEG_MAPGEN, "generation file 1 of map ", true, "its map is gone (no header)"},
+    };
+    const char *files[] = {ctl_new,    ctl_old, st_unknown, st_new,    st_old, st_tcp,   st_bare,
+                           lock_small, q_empty, q_small,    q_unknown, q_new,  gen_small};
+    const char *keys[] = {k_new,  k_old,   k_unknown, k_new,     k_old, tcp_key, k_bare,
+                          k_lock, k_empty, k_small,   k_unknown, k_new, k_gen};
+    assert_int_equal(n, sizeof files / sizeof *files);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const shmrpc_segment *g = listed(v, n, files[want[i].which]);
+        if (g == NULL) fail_msg("%s not listed", files[want[i].which]);
+        char detail[300];
+        snprintf(detail, sizeof detail, "%s", want[i].detail);
+        if (want[i].kind == SHMRPC_SEG_MAPGEN)
+            snprintf(detail, sizeof detail,
+                     "generation file 1 of map %s: too small (10 bytes): "
+                     "its map is gone",
+                     k_gen);
+        if (g->kind != want[i].kind || strcmp(g->key, keys[want[i].which]) != 0 ||
+            strcmp(g->detail, detail) != 0 || g->stale != want[i].stale ||
+            strcmp(g->reason, want[i].reason) != 0)
+            fail_msg("%s: kind %s, key %s, detail '%s', stale %d '%s'", g->name,
+                     shmrpc_seg_kind_name(g->kind), g->key, g->detail, g->stale, g->reason);
+        assert_int_equal(g->owner_pid, 0);
+        assert_false(g->valid);
+    }
+    shmrpc_segments_free(v);
+
+    run r;
+    ctl(&r, NULL, "clean", k_new, k_old, k_unknown, tcp_key, k_bare, k_lock, k_empty, k_small,
+        k_gen, NULL);
+    assert_int_equal(r.status, 0);
+    char out[1600];
+    snprintf(out, sizeof out,
+             "removed mapgen %s: its map is gone (no header)\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n",
+             gen_small, st_bare, st_old, st_tcp, ctl_old);
+    if (strcmp(r.out, out) != 0) fail_msg("clean:\n%s\nwanted\n%s", r.out, out);
+    assert_false(there(gen_small) || there(st_old) || there(st_bare) || there(st_tcp) ||
+                 there(ctl_old));
+    const char *kept[] = {ctl_new, st_unknown, st_new,    lock_small,
+                          q_empty, q_small,    q_unknown, q_new};
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        if (!there(kept[i])) fail_msg("%s removed", kept[i]);
+        assert_int_equal(shm_unlink(kept[i]), 0);
+    }
+}
+
+/* The one segment listed under name (a lock's or a queue's); fails unless there is one. */
+static shmrpc_segment one_listed(const char *name)
+{
+    shmrpc_segment *v, s;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    if (n != 1) fail_msg("%zu segments listed for %s", n, name);
+    s = v[0];
+    shmrpc_segments_free(v);
+    return s;
+}
+
+/* A lock's holder as ls says it: a live thread, one that exited and is a zombie still, and
+ * one reaped; none of them makes the lock stale (it is not a map's). */
+static void ls_shows_lock_holders(void **state)
+{
+    (void)state;
+    char name[128], want[200];
+    snprintf(name, sizeof name, "%sheld", prefix);
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    shmrpc_lock *l;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
+    shmrpc_segment s = one_listed(name);
+    int tid = (int)gettid();
+    snprintf(want, sizeof want, "held by thread %d", tid);
+    assert_int_equal(s.kind, SHMRPC_SEG_LOCK);
+    assert_int_equal(s.owner_pid, tid);
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    s = one_listed(name);
+    assert_int_equal(s.owner, SHMRPC_LIFE_NONE);
+    assert_string_equal(s.detail, "");
+
+    /* A child takes it and exits holding it. */
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(go[0]);
+        shmrpc_lock *k;
+        int bad = shmrpc_lock_open(&k, name, &o) || shmrpc_lock_acquire(k, 1000);
+        _exit(bad ? 1 : 0); /* holding it, unreleased */
+    }
+    close(go[1]);
+    siginfo_t si;
+    /* Exited, not reaped: a zombie holds it. */
+    assert_int_equal(waitid(P_PID, (id_t)kid, &si, WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_status, 0);
+    snprintf(want, sizeof want, "held by thread %d, which is dead: the next locker takes it over",
+             (int)kid);
+    s = one_listed(name);
+    assert_int_equal(s.owner_pid, kid);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    /* Reaped: its /proc entry is gone. */
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    close(go[0]);
+    s = one_listed(name);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, want);
+    run r;
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    shmrpc_lock_close(l);
+    assert_int_equal(shmrpc_lock_unlink(name), 0);
+}
+
+/* A broadcast queue, and a queue whose file was cut under it: ls says so, and clean leaves
+ * both (a queue outlives its creator). */
+static void ls_shows_broadcast_and_cut_queues(void **state)
+{
+    (void)state;
+    char name[128], path[200];
+    snprintf(name, sizeof name, "%sbcast", prefix);
+    shmrpc_queue_opts o;
+    shmrpc_queue_opts_init(&o);
+    o.mode = SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE;
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.capacity = 8;
+    o.arena_bytes = 4096;
+    o.max_msg = 256;
+    shmrpc_queue *q;
+    assert_int_equal(shmrpc_queue_open(&q, name, &o), 0);
+    shmrpc_segment s = one_listed(name);
+    assert_true(s.valid);
+    assert_int_equal(s.owner_pid, getpid());
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.detail,
+                        "broadcast queue, 8 messages, arena 4096 bytes, max message 256 bytes");
+    long long full = s.size;
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", name);
+    assert_int_equal(truncate(path, 1024), 0);
+    s = one_listed(name);
+    char want[200];
+    snprintf(want, sizeof want,
+             "cut to 1024 bytes under its holders (its header says %lld): an open with create "
+             "makes it anew",
+             full);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    run r;
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+}
+
+/* The stale segment listed under key (one only), for a removal. */
+static shmrpc_segment stale_one(const char *key)
+{
+    shmrpc_segment s = one_listed(key);
+    if (!s.stale) fail_msg("%s: not stale: %s", s.name, s.detail);
+    return s;
+}
+
+static void expect_busy(const shmrpc_segment *s)
+{
+    char want[400];
+    snprintf(want, sizeof want, "%s changed since it was listed", s->name);
+    assert_int_equal(shmrpc_segment_remove(s), SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_errmsg(), want);
+}
+
+/* A segment judged stale is removed only while it is what was judged: not once it is gone,
+ * nor when another file took its name, nor when it was rewritten in place with a layout
+ * that is not stale (a control and a statistics segment half made, a channel of a dead
+ * server, a generation of a map that is gone). */
+static void admin_remove_refuses_what_changed(void **state)
+{
+    (void)state;
+    char key[96], ctl_name[200], st_name[200], chan[200], gen[200], gen_key[120];
+    snprintf(key, sizeof key, "%schanged", prefix);
+    snprintf(ctl_name, sizeof ctl_name, "shmrpc:%s", key);
+    snprintf(st_name, sizeof st_name, "shmrpc.stats.shm.%s", key);
+    snprintf(gen_key, sizeof gen_key, "%sg", key);
+    snprintf(gen, sizeof gen, "shmrpc.mapgen.%s.1", gen_key);
+
+    /* Gone; then another file under its name. */
+    odd_file(ctl_name, 10, 0, true);
+    shmrpc_segment s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_CONTROL);
+    assert_int_equal(shm_unlink(ctl_name), 0);
+    expect_busy(&s);
+    odd_file(ctl_name, 10, 0, true);
+    expect_busy(&s);
+    /* Rewritten in place with a layout it does not know: not stale any more. */
+    s = stale_one(key);
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", ctl_name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t magic = 0xdeadbeef;
+    assert_int_equal(ftruncate(fd, 65536), 0);
+    assert_int_equal(pwrite(fd, &magic, 4, 0), 4);
+    close(fd);
+    expect_busy(&s);
+    shmrpc_segment now = one_listed(key);
+    assert_false(now.stale);
+    char want[300];
+    snprintf(want, sizeof want, "%s is not stale", now.name);
+    assert_int_equal(shmrpc_segment_remove(&now), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), want);
+    assert_int_equal(shm_unlink(ctl_name), 0);
+
+    /* The same for statistics. */
+    odd_file(st_name, 1, 0, true);
+    s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_STATS);
+    snprintf(path, sizeof path, "/dev/shm/%s", st_name);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 131072), 0);
+    assert_int_equal(pwrite(fd, &magic, 4, 0), 4);
+    close(fd);
+    expect_busy(&s);
+    assert_int_equal(shm_unlink(st_name), 0);
+    odd_file(st_name, 1, 0, true);
+    s = stale_one(key);
+    assert_int_equal(shm_unlink(st_name), 0);
+    expect_busy(&s);
+
+    /* A channel of a dead server, and a map's generation whose map is gone. */
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    snprintf(chan, sizeof chan, "shmrpc:%s:%d:c1:1", key, (int)kid);
+    fake_channel(chan);
+    s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_CHANNEL);
+    assert_int_equal(shm_unlink(chan), 0);
+    expect_busy(&s);
+    odd_file(gen, 10, 0, true);
+    s = stale_one(gen_key);
+    assert_int_equal(s.kind, SHMRPC_SEG_MAPGEN);
+    assert_int_equal(shm_unlink(gen), 0);
+    expect_busy(&s);
+}
+
+/* Users' private directories under /dev/shm (shmrpc-UID, which root lists all of): their
+ * segments are listed by the directory and removed there; a directory whose name is not
+ * shmrpc- and digits, and a file named like one, are not looked into. */
+static char fake_dirs[3][64], fake_file[64];
+
+static void drop_fake_dirs(const char *seg)
+{
+    char path[300];
+    for (int i = 0; i < 3 && fake_dirs[i][0]; i++) {
+        snprintf(path, sizeof path, "/dev/shm/%s/%s", fake_dirs[i], seg);
+        unlink(path);
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_dirs[i]);
+        rmdir(path);
+    }
+    if (fake_file[0]) {
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_file);
+        unlink(path);
+    }
+}
+
+static void ls_and_clean_private_dirs(void **state)
+{
+    (void)state;
+    char key[96], seg[160];
+    snprintf(key, sizeof key, "%sns", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    /* A uid nobody has, from this run's pid. */
+    unsigned long uid = 3000000000ul + (unsigned long)getpid();
+    snprintf(fake_dirs[0], sizeof fake_dirs[0], "shmrpc-%lu", uid);
+    snprintf(fake_dirs[1], sizeof fake_dirs[1], "shmrpc-%lux", uid);
+    snprintf(fake_dirs[2], sizeof fake_dirs[2], "shmrpc-");
+    snprintf(fake_file, sizeof fake_file, "shmrpc-%lu", uid + 1);
+    char path[300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_dirs[i]);
+        if (mkdir(path, 0700) != 0) fail_msg("mkdir %s: %s", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/%s", fake_dirs[i], seg);
+        odd_file(path, 10, 0, true);
+    }
+    odd_file(fake_file, 10, 0, true);
+    char name[300];
+    snprintf(name, sizeof name, "%s/%s", fake_dirs[0], seg);
+    shmrpc_segment s = stale_one(key);
+    assert_string_equal(s.name, name);
+    assert_int_equal(s.kind, SHMRPC_SEG_CONTROL);
+    assert_string_equal(s.detail, "too small for a control segment (10 bytes)");
+    assert_string_equal(s.reason, "its creator died while creating it");
+    run r;
+    ctl(&r, NULL, "clean", key, NULL);
+    assert_int_equal(r.status, 0);
+    char want[400];
+    snprintf(want, sizeof want, "removed control %s: its creator died while creating it\n", name);
+    assert_string_equal(r.out, want);
+    assert_false(there(name));
+    for (int i = 1; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", fake_dirs[i], seg);
+        assert_true(there(path));
+    }
+    drop_fake_dirs(seg);
+}
+
+/* A segment of root's that others may read: a user's clean judges it stale (its creator
+ * died while making it) and may not remove it (/dev/shm is sticky: EPERM): the status
+ * says so.
+ * The user is a child of this root process that takes uid 65534 as its effective one only,
+ * and takes 0 back before it exits (so that its coverage counts are written). */
+static void other_user_may_not_remove(void **state)
+{
+    (void)state;
+    char key[96], seg[160], path[300];
+    snprintf(key, sizeof key, "%sroots", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    odd_file(seg, 10, 0, true);
+    snprintf(path, sizeof path, "/dev/shm/%s", seg);
+    assert_int_equal(chmod(path, 0644), 0);
+    if (geteuid() != 0) {
+        assert_int_equal(shm_unlink(seg), 0);
+        skip();
+    }
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        if (seteuid(65534) != 0) _exit(10);
+        shmrpc_segment *v;
+        size_t n;
+        const char *names[] = {key};
+        int step = 11;
+        if (shmrpc_segments_list(&v, &n, names, 1) == 0 && n == 1 && v[0].stale && v[0].uid == 0 &&
+            (step = 12) && shmrpc_segment_remove(&v[0]) == SHMRPC_ESYS(EPERM)) {
+            char want[300];
+            snprintf(want, sizeof want, "cannot remove %s: Operation not permitted", seg);
+            step = strcmp(shmrpc_errmsg(), want) == 0 ? 0 : 13;
+        }
+        if (seteuid(0) != 0) _exit(14);
+        _exit(step);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(there(seg));
+    assert_int_equal(shm_unlink(seg), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -1230,6 +1686,12 @@ int main(void)
         cmocka_unit_test(ls_and_clean_maps),
         cmocka_unit_test(clean_half_made_map),
         cmocka_unit_test(ls_and_clean_what_it_did_not_make),
+        cmocka_unit_test(ls_and_clean_half_made),
+        cmocka_unit_test(ls_shows_lock_holders),
+        cmocka_unit_test(ls_shows_broadcast_and_cut_queues),
+        cmocka_unit_test(admin_remove_refuses_what_changed),
+        cmocka_unit_test(ls_and_clean_private_dirs),
+        cmocka_unit_test(other_user_may_not_remove),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
