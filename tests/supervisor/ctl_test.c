@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1479,6 +1480,212 @@ static void other_user_may_not_remove(void **state)
     assert_int_equal(shm_unlink(seg), 0);
 }
 
+/* A dead service's rendezvous and its lock go with its control segment, when nobody holds
+ * the lock (a server starting would); held, they stay; with no lock, the rendezvous stays. */
+static void clean_takes_the_rendezvous(void **state)
+{
+    (void)state;
+    char key[3][96], ctl_name[3][200], lock[3][200], rdv[3][200];
+    for (int i = 0; i < 3; i++) {
+        snprintf(key[i], sizeof key[i], "%srdv%d", prefix, i);
+        snprintf(ctl_name[i], sizeof ctl_name[i], "shmrpc:%s", key[i]);
+        snprintf(lock[i], sizeof lock[i], "shmrpc:%s:lock", key[i]);
+        snprintf(rdv[i], sizeof rdv[i], "shmrpc:%s:rdv", key[i]);
+        odd_file(ctl_name[i], 10, 0, true);
+        odd_file(rdv[i], 0, 0, true);
+        if (i < 2) odd_file(lock[i], 0, 0, true);
+    }
+    /* Key 1's lock is held, as by a server starting. */
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", lock[1]);
+    int held = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+    run r;
+    ctl(&r, NULL, "clean", key[0], key[1], key[2], NULL);
+    close(held);
+    assert_int_equal(r.status, 0);
+    char want[800];
+    snprintf(want, sizeof want,
+             "removed control %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n",
+             ctl_name[0], ctl_name[1], ctl_name[2]);
+    assert_string_equal(r.out, want);
+    assert_false(there(ctl_name[0]) || there(lock[0]) || there(rdv[0]));
+    assert_false(there(ctl_name[1]));
+    assert_true(there(lock[1]) && there(rdv[1]));
+    assert_false(there(ctl_name[2]));
+    assert_true(there(rdv[2]));
+    assert_int_equal(shm_unlink(lock[1]), 0);
+    assert_int_equal(shm_unlink(rdv[1]), 0);
+    assert_int_equal(shm_unlink(rdv[2]), 0);
+}
+
+/* A statistics segment as a server writes it (runtime/src/stats.h): six 32-bit words
+ * (magic, version, pid, methods, workers, bytes of names), the service's 256 bytes, then
+ * 64 KiB of names; its rows are not read by ls. */
+#define STATS_HEAD_BYTES (24 + 256 + 65536)
+
+static void forge_stats(const char *name, int32_t pid, uint32_t methods, const char *service)
+{
+    odd_file(name, STATS_HEAD_BYTES + 4096, 0, true);
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t head[6] = {0x53525354u, 1, (uint32_t)pid, methods, SHMRPC_MAX_WORKERS, 0};
+    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    assert_int_equal(pwrite(fd, service, strlen(service), 24), (ssize_t)strlen(service));
+    close(fd);
+}
+
+/* Statistics with a live server and with a dead one: its line (control characters of the
+ * service's name shown as '?', "1 method"), its verdict, and a removal that checks the
+ * owner is the one listed. */
+static void ls_and_clean_statistics(void **state)
+{
+    (void)state;
+    char key[96], live_st[200], dead_st[200], k_live[120], k_dead[120];
+    snprintf(key, sizeof key, "%sst", prefix);
+    snprintf(k_live, sizeof k_live, "%slive", key);
+    snprintf(k_dead, sizeof k_dead, "%sdead", key);
+    snprintf(live_st, sizeof live_st, "shmrpc.stats.shm.%s", k_live);
+    snprintf(dead_st, sizeof dead_st, "shmrpc.stats.shm.%s", k_dead);
+    pid_t kid = fork(); /* a server that is dead */
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    forge_stats(live_st, getpid(), 1, "Ech\x01o\x1f");
+    forge_stats(dead_st, kid, 3, "Calc");
+
+    shmrpc_segment s = one_listed(k_live);
+    assert_true(s.valid);
+    assert_int_equal(s.owner_pid, getpid());
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.service, "Ech?o?");
+    assert_int_equal(s.methods, 1);
+    assert_string_equal(s.detail, "statistics of service Ech?o?, 1 method");
+    assert_false(s.stale);
+    s = one_listed(k_dead);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, "statistics of service Calc, 3 methods");
+    char want[300];
+    snprintf(want, sizeof want, "its server, pid %d, is dead", (int)kid);
+    assert_string_equal(s.reason, want);
+    assert_true(s.stale);
+    /* Another server took the name since (a live one): not removed. */
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", dead_st);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    int32_t me = getpid();
+    assert_int_equal(pwrite(fd, &me, 4, 8), 4);
+    expect_busy(&s);
+    /* The dead one's again: removed. */
+    assert_int_equal(pwrite(fd, &kid, 4, 8), 4);
+    close(fd);
+    assert_int_equal(shmrpc_segment_remove(&s), 0);
+    assert_false(there(dead_st));
+    run r;
+    ctl(&r, NULL, "clean", k_live, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shm_unlink(live_st), 0);
+}
+
+/* A map's lock with no map (past the grace: stale; held by a live thread, or of a layout
+ * it does not know: kept), and the lock of a map its creator left half made. */
+static void ls_and_clean_map_locks(void **state)
+{
+    (void)state;
+    char gone[96], held[96], junk[96], half[96], lname[4][120], file[4][200];
+    snprintf(gone, sizeof gone, "%smlgone", prefix);
+    snprintf(held, sizeof held, "%smlheld", prefix);
+    snprintf(junk, sizeof junk, "%smljunk", prefix);
+    snprintf(half, sizeof half, "%smlhalf", prefix);
+    const char *keys[] = {gone, held, junk, half};
+    for (int i = 0; i < 4; i++) {
+        snprintf(lname[i], sizeof lname[i], "map.%s", keys[i]);
+        snprintf(file[i], sizeof file[i], "shmrpc.lock.map.%s", keys[i]);
+    }
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    shmrpc_lock *l[4] = {NULL};
+    for (int i = 0; i < 4; i++)
+        if (i != 2) assert_int_equal(shmrpc_lock_open(&l[i], lname[i], &o), 0);
+    odd_file(file[2], 128, 0xdeadbeef, true);
+    assert_int_equal(shmrpc_lock_acquire(l[1], 1000), 0);
+    char hdr[200];
+    snprintf(hdr, sizeof hdr, "shmrpc.map.%s", half);
+    odd_file(hdr, 4096, 0, true); /* no magic, no creator, old: its creator died making it */
+    age("shmrpc.lock.map.%s%.0llu", gone, 0);
+    age("shmrpc.lock.map.%s%.0llu", held, 0);
+    age("shmrpc.lock.map.%s%.0llu", half, 0);
+
+    shmrpc_segment *v;
+    size_t n;
+    assert_int_equal(shmrpc_segments_list(&v, &n, keys, 4), 0);
+    assert_int_equal(n, 5);
+    const shmrpc_segment *g = listed(v, n, file[0]);
+    assert_non_null(g);
+    assert_int_equal(g->owner, SHMRPC_LIFE_NONE);
+    char want[800];
+    snprintf(want, sizeof want, "the lock of map %s", gone);
+    assert_string_equal(g->detail, want);
+    assert_true(g->stale);
+    assert_string_equal(g->reason, "its map is gone (no header)");
+    g = listed(v, n, file[1]);
+    assert_non_null(g);
+    assert_int_equal(g->owner, SHMRPC_LIFE_ALIVE);
+    assert_false(g->stale);
+    g = listed(v, n, file[2]);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "incomplete or unknown layout");
+    assert_false(g->stale);
+    g = listed(v, n, file[3]);
+    assert_non_null(g);
+    assert_true(g->stale);
+    assert_string_equal(g->reason, "its map's creator died while creating it");
+    g = listed(v, n, hdr);
+    assert_non_null(g);
+    assert_true(g->stale);
+    shmrpc_segments_free(v);
+
+    run r;
+    ctl(&r, NULL, "clean", gone, held, junk, half, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want,
+             "removed lock %s: its map is gone (no header)\n"
+             "removed lock %s: its map's creator died while creating it\n"
+             "removed map %s: its creator died while creating it\n",
+             file[0], file[3], hdr);
+    assert_string_equal(r.out, want);
+    assert_false(there(file[0]) || there(file[3]) || there(hdr));
+    assert_true(there(file[1]) && there(file[2]));
+    /* Held by a thread that died holding it: stale with its map gone. */
+    assert_int_equal(shmrpc_lock_release(l[1]), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        shmrpc_lock *k;
+        _exit(shmrpc_lock_open(&k, lname[1], &o) || shmrpc_lock_acquire(k, 1000) ? 1 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    age("shmrpc.lock.map.%s%.0llu", held, 0);
+    shmrpc_segment s = one_listed(lname[1] + 4);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_true(s.stale);
+    assert_string_equal(s.reason, "its map is gone (no header)");
+    assert_int_equal(shmrpc_segment_remove(&s), 0);
+    assert_false(there(file[1]));
+    for (int i = 0; i < 4; i++)
+        if (l[i]) shmrpc_lock_close(l[i]);
+    assert_int_equal(shm_unlink(file[2]), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -1692,6 +1899,9 @@ int main(void)
         cmocka_unit_test(admin_remove_refuses_what_changed),
         cmocka_unit_test(ls_and_clean_private_dirs),
         cmocka_unit_test(other_user_may_not_remove),
+        cmocka_unit_test(clean_takes_the_rendezvous),
+        cmocka_unit_test(ls_and_clean_statistics),
+        cmocka_unit_test(ls_and_clean_map_locks),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
