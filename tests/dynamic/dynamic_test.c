@@ -749,6 +749,32 @@ static void broken_signature(void **state)
     shmrpc_server_free(s);
 }
 
+/* A server of a service with no method: connecting learns an empty table, and every
+ * method asked for is refused with a message that says it has none. */
+static void no_methods(void **state)
+{
+    (void)state;
+    shmrpc_service_info info = Every_service_info;
+    info.n_methods = 0;
+    shmrpc_service svc = Every_service;
+    svc.info = &info;
+    shmrpc_server *s;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &svc, &every_identity, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://every-none"), 0);
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    int rc = shmrpc_dyn_connect(d, "inproc://every-none");
+    if (rc != 0) fail_msg("connect: %s", shmrpc_errmsg());
+    assert_int_equal(shmrpc_dyn_info(d)->n_methods, 0);
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(d, "first", &m, &sig), SHMRPC_ENOENT);
+    assert_string_equal(shmrpc_errmsg(), "Every has no method 'first' (it has: none)");
+    shmrpc_dyn_free(d);
+    shmrpc_server_free(s);
+}
+
 /* --- what each type refuses, and what it says ------------------------------------------ */
 
 /* The types of the refusals below, one parameter a (and one result) of each. */
@@ -1063,6 +1089,7 @@ int main(void)
         cmocka_unit_test(big_u64_reads_back),
         cmocka_unit_test(void_reads_back),
         cmocka_unit_test(broken_signature),
+        cmocka_unit_test(no_methods),
         cmocka_unit_test(each_type_refuses),
         cmocka_unit_test(each_type_reads),
         cmocka_unit_test(whole_texts),
