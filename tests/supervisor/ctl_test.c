@@ -1686,6 +1686,71 @@ static void ls_and_clean_map_locks(void **state)
     assert_int_equal(shm_unlink(file[2]), 0);
 }
 
+/* A map of this process with one entry, then its current generation cut short, then gone,
+ * and its lock gone: ls says which, and shows the header's figures alone. */
+static void ls_shows_a_damaged_map(void **state)
+{
+    (void)state;
+    char name[128];
+    snprintf(name, sizeof name, "%sdmg", prefix);
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = SHMRPC_MAP_CREATE_NEW_EXCLUSIVE;
+    o.initial_slots = 8;
+    o.initial_bytes = 4096;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, name, &o), 0);
+    int k = 1;
+    assert_int_equal(shmrpc_map_put(m, &k, sizeof k, "value", 5), 0);
+    shmrpc_map_close(m);
+    unsigned long long first = read_first(name);
+    char hdr[200], gen[200], lock[200];
+    snprintf(hdr, sizeof hdr, HDR, name, 0ull);
+    snprintf(gen, sizeof gen, GEN, name, first);
+    snprintf(lock, sizeof lock, MLOCK, name, 0ull);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    const shmrpc_segment *h = listed(v, n, hdr);
+    assert_non_null(h);
+    assert_true(h->valid);
+    assert_int_equal(h->map.count, 1);
+    assert_int_equal(h->map.generation, 1);
+    if (strncmp(h->detail, "map, 1 entry, generation 1, ", 28) != 0 ||
+        strstr(h->detail, ", 1 writes, 0 growths") == NULL)
+        fail_msg("%s", h->detail);
+    assert_false(h->stale);
+    shmrpc_segments_free(v);
+
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", gen);
+    assert_int_equal(truncate(path, 64), 0);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    h = listed(v, n, hdr);
+    assert_non_null(h);
+    assert_string_equal(h->detail,
+                        "map at generation 1, which cannot be read: cut to 64 bytes under its "
+                        "holders");
+    assert_int_equal(h->map.count, 0);
+    assert_int_equal(h->map.writes, 1);
+    assert_int_equal(h->map.generation, 1);
+    assert_false(h->stale);
+    shmrpc_segments_free(v);
+
+    assert_int_equal(shm_unlink(gen), 0);
+    assert_int_equal(shm_unlink(lock), 0);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].detail, "map at generation 1, which cannot be read: cannot open: No "
+                                     "such file or directory");
+    assert_int_equal(v[0].map.lock_waits, 0);
+    assert_false(v[0].stale);
+    shmrpc_segments_free(v);
+    assert_int_equal(shm_unlink(hdr), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -1902,6 +1967,7 @@ int main(void)
         cmocka_unit_test(clean_takes_the_rendezvous),
         cmocka_unit_test(ls_and_clean_statistics),
         cmocka_unit_test(ls_and_clean_map_locks),
+        cmocka_unit_test(ls_shows_a_damaged_map),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
