@@ -1382,7 +1382,7 @@ static char fake_dirs[3][64], fake_file[64];
 
 static void drop_fake_dirs(const char *seg)
 {
-    char path[300];
+    char path[512];
     for (int i = 0; i < 3 && fake_dirs[i][0]; i++) {
         snprintf(path, sizeof path, "/dev/shm/%s/%s", fake_dirs[i], seg);
         unlink(path);
@@ -1407,7 +1407,7 @@ static void ls_and_clean_private_dirs(void **state)
     snprintf(fake_dirs[1], sizeof fake_dirs[1], "shmrpc-%lux", uid);
     snprintf(fake_dirs[2], sizeof fake_dirs[2], "shmrpc-");
     snprintf(fake_file, sizeof fake_file, "shmrpc-%lu", uid + 1);
-    char path[300];
+    char path[512];
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "/dev/shm/%s", fake_dirs[i]);
         if (mkdir(path, 0700) != 0) fail_msg("mkdir %s: %s", path, strerror(errno));
@@ -1415,7 +1415,7 @@ static void ls_and_clean_private_dirs(void **state)
         odd_file(path, 10, 0, true);
     }
     odd_file(fake_file, 10, 0, true);
-    char name[300];
+    char name[512];
     snprintf(name, sizeof name, "%s/%s", fake_dirs[0], seg);
     shmrpc_segment s = stale_one(key);
     assert_string_equal(s.name, name);
@@ -1425,7 +1425,7 @@ static void ls_and_clean_private_dirs(void **state)
     run r;
     ctl(&r, NULL, "clean", key, NULL);
     assert_int_equal(r.status, 0);
-    char want[400];
+    char want[640];
     snprintf(want, sizeof want, "removed control %s: its creator died while creating it\n", name);
     assert_string_equal(r.out, want);
     assert_false(there(name));
