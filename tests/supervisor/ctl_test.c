@@ -169,6 +169,7 @@ static int group_setup(void **state)
 }
 
 static void drop_fake_dirs(const char *seg);
+static void drop_xdg(const char *seg);
 
 static int group_teardown(void **state)
 {
@@ -180,6 +181,8 @@ static int group_teardown(void **state)
     char seg[160];
     snprintf(seg, sizeof seg, "shmrpc:%sns", prefix);
     drop_fake_dirs(seg);
+    snprintf(seg, sizeof seg, "shmrpc:%sxdg", prefix);
+    drop_xdg(seg);
     sweep_ours();
     return 0;
 }
@@ -1751,6 +1754,96 @@ static void ls_shows_a_damaged_map(void **state)
     assert_int_equal(shm_unlink(hdr), 0);
 }
 
+/* A user whose /dev/shm/shmrpc-UID another user took keeps its names in
+ * $XDG_RUNTIME_DIR/shmrpc (docs/names.md): that user's ls lists a segment there by its whole
+ * path, and its clean removes it there. The user is a child of this root process with that
+ * effective uid, which takes 0 back before it exits (so that its counts are written). */
+static char xdg_dir[96], xdg_squat[64];
+
+static void drop_xdg(const char *seg)
+{
+    char path[512];
+    if (xdg_dir[0]) {
+        snprintf(path, sizeof path, "%s/shmrpc/%s", xdg_dir, seg);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/shmrpc", xdg_dir);
+        rmdir(path);
+        rmdir(xdg_dir);
+    }
+    if (xdg_squat[0]) rmdir(xdg_squat);
+}
+
+static void ls_and_clean_elsewhere(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) skip();
+    char key[96], seg[160], path[512];
+    snprintf(key, sizeof key, "%sxdg", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    uid_t uid = 2000000000u + (uid_t)getpid();
+    snprintf(xdg_squat, sizeof xdg_squat, "/dev/shm/shmrpc-%u", (unsigned)uid);
+    snprintf(xdg_dir, sizeof xdg_dir, "/tmp/%sxdg", prefix);
+    assert_int_equal(mkdir(xdg_squat, 0700), 0); /* root's: taken from uid */
+    assert_int_equal(mkdir(xdg_dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/shmrpc", xdg_dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/shmrpc/%s", xdg_dir, seg);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 10), 0);
+    close(fd);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= 60;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+    char dir2[128];
+    snprintf(dir2, sizeof dir2, "%s/shmrpc", xdg_dir);
+    assert_int_equal(chown(path, uid, uid), 0);
+    assert_int_equal(chown(dir2, uid, uid), 0);
+    assert_int_equal(chown(xdg_dir, uid, uid), 0);
+
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        setenv("XDG_RUNTIME_DIR", xdg_dir, 1);
+        if (seteuid(uid) != 0) _exit(10);
+        shmrpc_segment *v;
+        size_t n;
+        const char *names[] = {key};
+        int step = 11;
+        if (shmrpc_segments_list(&v, &n, names, 1) == 0 && n == 1 && (step = 12) &&
+            strcmp(v[0].name, path) == 0 && (step = 13) && v[0].stale &&
+            strcmp(v[0].detail, "too small for a control segment (10 bytes)") == 0 && (step = 14) &&
+            shmrpc_segment_remove(&v[0]) == 0 && (step = 15) && access(path, F_OK) != 0)
+            step = 0;
+        if (seteuid(0) != 0) _exit(16);
+        _exit(step);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    drop_xdg(seg);
+}
+
+/* The names of each kind and state, and "?" for a number that is none. */
+static void kind_and_life_names(void **state)
+{
+    (void)state;
+    const char *kinds[] = {"control", "channel", "lock",   "stats",
+                           "queue",   "map",     "mapgen", "other"};
+    for (int k = 0; k <= SHMRPC_SEG_OTHER; k++)
+        assert_string_equal(shmrpc_seg_kind_name((shmrpc_seg_kind)k), kinds[k]);
+    assert_string_equal(shmrpc_seg_kind_name((shmrpc_seg_kind)(SHMRPC_SEG_OTHER + 1)), "?");
+    const char *lives[] = {"free", "alive", "dead", "unknown"};
+    for (int l = 0; l <= SHMRPC_LIFE_UNKNOWN; l++)
+        assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)l), lives[l]);
+    assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)(SHMRPC_LIFE_UNKNOWN + 1)), "?");
+    assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)-1), "?");
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -1968,6 +2061,8 @@ int main(void)
         cmocka_unit_test(ls_and_clean_statistics),
         cmocka_unit_test(ls_and_clean_map_locks),
         cmocka_unit_test(ls_shows_a_damaged_map),
+        cmocka_unit_test(ls_and_clean_elsewhere),
+        cmocka_unit_test(kind_and_life_names),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
