@@ -940,12 +940,21 @@ static const shmrpc_segment *listed(const shmrpc_segment *v, size_t n, const cha
 static void ls_and_clean_what_it_did_not_make(void **state)
 {
     (void)state;
-    char key[96], other[8][200], ctl_small[200], ctl_unknown[200], stats_small[200], lock_junk[200];
+    char key[96], other[11][200], ctl_small[200], ctl_unknown[200], stats_small[200],
+        lock_junk[200];
     snprintf(key, sizeof key, "%sodd", prefix);
-    const char *bad_channels[] = {
-        "x",      "0:c1:2", "-5:c1:2", "123:d1:2", "123:c99999:1", "123:c1:x", "123:c1:4294967296",
-        "123:c:1"};
-    for (int i = 0; i < 8; i++) {
+    const char *bad_channels[] = {"x",
+                                  "0:c1:2",
+                                  "-5:c1:2",
+                                  "123:d1:2",
+                                  "123:c99999:1",
+                                  "123:c1:x",
+                                  "123:c1:4294967296",
+                                  "123:c:1",
+                                  "99999999999999999999:c1:2",
+                                  "2147483648:c1:2",
+                                  "123:c1:"};
+    for (int i = 0; i < 11; i++) {
         snprintf(other[i], sizeof other[i], "shmrpc:%s:%s", key, bad_channels[i]);
         odd_file(other[i], 4096, 0, true);
     }
@@ -968,7 +977,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     shmrpc_segment *v;
     size_t n;
     assert_int_equal(shmrpc_segments_list(&v, &n, NULL, 0), 0);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 11; i++) {
         const shmrpc_segment *s = listed(v, n, other[i]);
         if (s == NULL) fail_msg("%s not listed", other[i]);
         assert_int_equal(s->kind, SHMRPC_SEG_OTHER);
@@ -1000,7 +1009,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     run r;
     ctl(&r, NULL, "ls", key, NULL);
     assert_int_equal(r.status, 0);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         if (strstr(r.out, other[i]) == NULL) fail_msg("ls %s: %s", key, r.out);
     if (strstr(r.out, "not a name shmrpc makes") == NULL) fail_msg("ls %s: %s", key, r.out);
 
@@ -1018,7 +1027,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
              "removed control %s: its creator died while creating it\n",
              stats_small, ctl_small);
     assert_string_equal(r.out, want);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         assert_true(there(other[i]));
     for (int i = 0; i < 4; i++)
         assert_true(there(gens[i]));
@@ -1026,7 +1035,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     assert_true(there(lock_junk));
     assert_false(there(ctl_small) || there(stats_small));
     /* An operator removes what clean would not, by hand. */
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         assert_int_equal(shm_unlink(other[i]), 0);
     for (int i = 0; i < 4; i++)
         assert_int_equal(shm_unlink(gens[i]), 0);
@@ -1844,6 +1853,96 @@ static void kind_and_life_names(void **state)
     assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)-1), "?");
 }
 
+/* A lock as lock.c writes it (runtime/src/lock_seg.h, 128 bytes): magic, version, size,
+ * then the futex word (the holder's thread id, plus 0x80000000 when it has waiters) and
+ * the holder's tag (its start time << 22 | its thread id). */
+static void forge_lock(const char *file, uint32_t word, uint64_t tag)
+{
+    odd_file(file, 128, 0x4b434c53u, true);
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", file);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t head[6] = {0x4b434c53u, 2, 128, 0, word, 0};
+    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    assert_int_equal(pwrite(fd, &tag, 8, 24), 8);
+    close(fd);
+}
+
+/* Heads of the library's magic with another version (kept: another build's), and locks
+ * whose holder's tag says whether its thread id is the same thread's: a tag of this id with
+ * an earlier start is a reused id (dead), a tag of another id or with no start says nothing
+ * (alive). */
+static void ls_judges_versions_and_tags(void **state)
+{
+    (void)state;
+    char key[96], ctl_v[200], st_v[200], k[4][120], lk[4][200];
+    snprintf(key, sizeof key, "%svt", prefix);
+    snprintf(ctl_v, sizeof ctl_v, "shmrpc:%s", key);
+    snprintf(st_v, sizeof st_v, "shmrpc.stats.shm.%s", key);
+    odd_file(ctl_v, 65536, 0x53484d31u, true);
+    uint32_t version = 999;
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", ctl_v);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &version, 4, 4), 4);
+    close(fd);
+    forge_stats(st_v, getpid(), 1, "S");
+    snprintf(path, sizeof path, "/dev/shm/%s", st_v);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    version = 2;
+    assert_int_equal(pwrite(fd, &version, 4, 4), 4);
+    close(fd);
+
+    uint32_t me = (uint32_t)getpid();
+    const char *which[] = {"reused", "other", "nostart", "waiters"};
+    uint64_t tags[] = {(UINT64_C(1) << 22) | me, (UINT64_C(1) << 22) | (me + 1), me,
+                       (UINT64_C(1) << 22) | (me + 1)};
+    uint32_t words[] = {me, me, me, me | 0x80000000u};
+    for (int i = 0; i < 4; i++) {
+        snprintf(k[i], sizeof k[i], "%s%s", key, which[i]);
+        snprintf(lk[i], sizeof lk[i], "shmrpc.lock.%s", k[i]);
+        forge_lock(lk[i], words[i], tags[i]);
+    }
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {key, k[0], k[1], k[2], k[3]};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 5), 0);
+    assert_int_equal(n, 6);
+    const shmrpc_segment *g = listed(v, n, ctl_v);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "unknown layout (magic 0x53484d31, version 999)");
+    assert_false(g->valid || g->stale);
+    g = listed(v, n, st_v);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "unknown layout (magic 0x53525354, version 2)");
+    assert_false(g->valid || g->stale);
+    char alive[80], dead[160];
+    snprintf(alive, sizeof alive, "held by thread %u", me);
+    snprintf(dead, sizeof dead, "held by thread %u, which is dead: the next locker takes it over",
+             me);
+    for (int i = 0; i < 4; i++) {
+        g = listed(v, n, lk[i]);
+        assert_non_null(g);
+        assert_int_equal(g->owner_pid, (int32_t)me);
+        if (strcmp(g->detail, i == 0 ? dead : alive) != 0) fail_msg("%s: %s", lk[i], g->detail);
+        assert_int_equal(g->owner, i == 0 ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_ALIVE);
+        assert_false(g->stale);
+    }
+    shmrpc_segments_free(v);
+    run r;
+    ctl(&r, NULL, "clean", key, k[0], k[1], k[2], k[3], NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shm_unlink(ctl_v), 0);
+    assert_int_equal(shm_unlink(st_v), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(shm_unlink(lk[i]), 0);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -2063,6 +2162,7 @@ int main(void)
         cmocka_unit_test(ls_shows_a_damaged_map),
         cmocka_unit_test(ls_and_clean_elsewhere),
         cmocka_unit_test(kind_and_life_names),
+        cmocka_unit_test(ls_judges_versions_and_tags),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
