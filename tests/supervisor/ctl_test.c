@@ -1943,6 +1943,115 @@ static void ls_judges_versions_and_tags(void **state)
         assert_int_equal(shm_unlink(lk[i]), 0);
 }
 
+/* Generations of maps whose header is of an unknown layout (kept: not ours to judge), or
+ * has no magic yet, young or with its creator alive (being created: kept). */
+static void ls_judges_generations_of_odd_maps(void **state)
+{
+    (void)state;
+    const char *tail[] = {"gu", "gh", "ga"};
+    char key[3][120], hdr[3][200], gen[3][200];
+    for (int i = 0; i < 3; i++) {
+        snprintf(key[i], sizeof key[i], "%s%s", prefix, tail[i]);
+        snprintf(hdr[i], sizeof hdr[i], "shmrpc.map.%s", key[i]);
+        snprintf(gen[i], sizeof gen[i], "shmrpc.mapgen.%s.1", key[i]);
+        odd_file(gen[i], 10, 0, true);
+    }
+    odd_file(hdr[0], 4096, 0xdeadbeef, true);
+    odd_file(hdr[1], 4096, 0, false);
+    odd_file(hdr[2], 4096, 0, true);
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm/%s", hdr[2]);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t me = (uint32_t)getpid();
+    assert_int_equal(pwrite(fd, &me, 4, 12), 4); /* its creator: this process */
+    close(fd);
+    age_by("shmrpc.map.%s%.0llu", key[2], 0, 60);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {key[0], key[1], key[2]};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 3), 0);
+    assert_int_equal(n, 6);
+    const char *notes[] = {"", ": its map is being created", ": its map is being created"};
+    const char *hdr_detail[] = {"unknown layout (magic 0xdeadbeef, version 0)",
+                                "incomplete (no magic yet)", "incomplete (no magic yet)"};
+    for (int i = 0; i < 3; i++) {
+        const shmrpc_segment *g = listed(v, n, gen[i]);
+        assert_non_null(g);
+        char want[300];
+        snprintf(want, sizeof want, "generation file 1 of map %s: too small (10 bytes)%s", key[i],
+                 notes[i]);
+        if (strcmp(g->detail, want) != 0) fail_msg("%s: %s", g->name, g->detail);
+        assert_false(g->stale);
+        g = listed(v, n, hdr[i]);
+        assert_non_null(g);
+        if (strcmp(g->detail, hdr_detail[i]) != 0) fail_msg("%s: %s", g->name, g->detail);
+        assert_false(g->stale);
+    }
+    shmrpc_segments_free(v);
+    run r;
+    ctl(&r, NULL, "clean", key[0], key[1], key[2], NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shm_unlink(gen[i]), 0);
+        assert_int_equal(shm_unlink(hdr[i]), 0);
+    }
+}
+
+/* The live server with one client connected ("1 connection"), and statistics under its
+ * name in /dev/shm of another server, which is dead: not credited with the live server's
+ * start time, stale, removed; the live server's own are kept. */
+static void ls_tells_the_live_server_from_another(void **state)
+{
+    (void)state;
+    const char *key = shm_live + 6;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    assert_int_equal(shmrpc_dyn_connect(d, shm_live), 0);
+    char ctl_name[200], other_st[200];
+    snprintf(ctl_name, sizeof ctl_name, "%sshmrpc:%s", ns, key);
+    snprintf(other_st, sizeof other_st, "shmrpc.stats.shm.%s", key);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    forge_stats(other_st, kid, 4, "Echo");
+
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    const char *names[] = {shm_live};
+    const shmrpc_segment *c = NULL;
+    /* The probe's connection, dropped by the handle, is freed by the server a moment later. */
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(20)) {
+        shmrpc_segments_free(v);
+        assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+        c = listed(v, n, ctl_name);
+        assert_non_null(c);
+        if (strcmp(c->detail, "service Echo, 1 worker, 1 connection") == 0) break;
+        if (sup_now_ms() > end) fail_msg("%s: %s", c->name, c->detail);
+    }
+    assert_int_equal(c->owner_pid, srv_shm);
+    const shmrpc_segment *o = listed(v, n, other_st);
+    assert_non_null(o);
+    assert_int_equal(o->owner_pid, kid);
+    assert_int_equal(o->owner, SHMRPC_LIFE_DEAD);
+    assert_int_equal(o->owner_start, 0);
+    assert_true(o->stale);
+    char mine[200];
+    snprintf(mine, sizeof mine, "%sshmrpc.stats.shm.%s", ns, key);
+    const shmrpc_segment *m = listed(v, n, mine);
+    assert_non_null(m);
+    assert_int_equal(m->owner, SHMRPC_LIFE_ALIVE);
+    assert_int_equal(m->owner_start, c->owner_start);
+    assert_false(m->stale);
+    assert_int_equal(shmrpc_segment_remove(o), 0);
+    shmrpc_segments_free(v);
+    assert_false(there(other_st));
+    shmrpc_dyn_free(d);
+}
+
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
 static void nothing_left_behind(void **state)
 {
@@ -2163,6 +2272,8 @@ int main(void)
         cmocka_unit_test(ls_and_clean_elsewhere),
         cmocka_unit_test(kind_and_life_names),
         cmocka_unit_test(ls_judges_versions_and_tags),
+        cmocka_unit_test(ls_judges_generations_of_odd_maps),
+        cmocka_unit_test(ls_tells_the_live_server_from_another),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
