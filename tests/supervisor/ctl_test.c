@@ -115,7 +115,7 @@ static void stop_group(pid_t *pid, int sig)
 
 static bool shm_exists(const char *name)
 {
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     return access(path, F_OK) == 0;
 }
@@ -341,7 +341,7 @@ static void ls_shows_the_live_server(void **state)
 /* A segment named like a channel, for the rules on channels. */
 static void fake_channel(const char *name)
 {
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/%s", name);
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
@@ -904,7 +904,7 @@ static void clean_half_made_map(void **state)
  * grace of clean when old. */
 static void odd_file(const char *name, off_t size, uint32_t first, bool old)
 {
-    char path[2048];
+    char path[4096];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) fail_msg("create %s: %s", path, strerror(errno));
@@ -921,7 +921,7 @@ static void odd_file(const char *name, off_t size, uint32_t first, bool old)
 
 static bool there(const char *name)
 {
-    char path[2048];
+    char path[4096];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     return access(path, F_OK) == 0;
 }
@@ -1335,7 +1335,7 @@ static void admin_remove_refuses_what_changed(void **state)
     expect_busy(&s);
     /* Rewritten in place with a layout it does not know: not stale any more. */
     s = stale_one(key);
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", ctl_name);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1508,7 +1508,7 @@ static void clean_takes_the_rendezvous(void **state)
         if (i < 2) odd_file(lock[i], 0, 0, true);
     }
     /* Key 1's lock is held, as by a server starting. */
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", lock[1]);
     int held = open(path, O_RDWR | O_CLOEXEC);
     assert_true(held >= 0);
@@ -1542,7 +1542,7 @@ static void clean_takes_the_rendezvous(void **state)
 static void forge_stats(const char *name, int32_t pid, uint32_t methods, const char *service)
 {
     odd_file(name, STATS_HEAD_BYTES + 4096, 0, true);
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1587,7 +1587,7 @@ static void ls_and_clean_statistics(void **state)
     assert_string_equal(s.reason, want);
     assert_true(s.stale);
     /* Another server took the name since (a live one): not removed. */
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", dead_st);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1736,7 +1736,7 @@ static void ls_shows_a_damaged_map(void **state)
     assert_false(h->stale);
     shmrpc_segments_free(v);
 
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", gen);
     assert_int_equal(truncate(path, 64), 0);
     assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
@@ -1859,7 +1859,7 @@ static void kind_and_life_names(void **state)
 static void forge_lock(const char *file, uint32_t word, uint64_t tag)
 {
     odd_file(file, 128, 0x4b434c53u, true);
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", file);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1876,13 +1876,13 @@ static void forge_lock(const char *file, uint32_t word, uint64_t tag)
 static void ls_judges_versions_and_tags(void **state)
 {
     (void)state;
-    char key[96], ctl_v[200], st_v[200], k[4][120], lk[4][200];
+    char key[96], ctl_v[200], st_v[200], k[4][120], lk[4][512];
     snprintf(key, sizeof key, "%svt", prefix);
     snprintf(ctl_v, sizeof ctl_v, "shmrpc:%s", key);
     snprintf(st_v, sizeof st_v, "shmrpc.stats.shm.%s", key);
     odd_file(ctl_v, 65536, 0x53484d31u, true);
     uint32_t version = 999;
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", ctl_v);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1949,7 +1949,7 @@ static void ls_judges_generations_of_odd_maps(void **state)
 {
     (void)state;
     const char *tail[] = {"gu", "gh", "ga"};
-    char key[3][120], hdr[3][200], gen[3][200];
+    char key[3][120], hdr[3][512], gen[3][512];
     for (int i = 0; i < 3; i++) {
         snprintf(key[i], sizeof key[i], "%s%s", prefix, tail[i]);
         snprintf(hdr[i], sizeof hdr[i], "shmrpc.map.%s", key[i]);
@@ -1959,7 +1959,7 @@ static void ls_judges_generations_of_odd_maps(void **state)
     odd_file(hdr[0], 4096, 0xdeadbeef, true);
     odd_file(hdr[1], 4096, 0, false);
     odd_file(hdr[2], 4096, 0, true);
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", hdr[2]);
     int fd = open(path, O_RDWR | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1979,7 +1979,7 @@ static void ls_judges_generations_of_odd_maps(void **state)
     for (int i = 0; i < 3; i++) {
         const shmrpc_segment *g = listed(v, n, gen[i]);
         assert_non_null(g);
-        char want[300];
+        char want[600];
         snprintf(want, sizeof want, "generation file 1 of map %s: too small (10 bytes)%s", key[i],
                  notes[i]);
         if (strcmp(g->detail, want) != 0) fail_msg("%s: %s", g->name, g->detail);
