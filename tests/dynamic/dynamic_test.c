@@ -495,6 +495,87 @@ static void unknown_method_and_bad_signature(void **state)
     shmrpc_dyn_free(lone);
 }
 
+/* Signatures the generator never writes, and where the parser stops and why. */
+static const struct {
+    const char *text, *why;
+} bad_signatures[] = {
+    {"(i64 a)->void @msgpack", "signature, at byte 0: expected a name"},
+    {"x[i64 a]->void @msgpack", "signature, at byte 1: expected '('"},
+    {"x(i64 a i64 b)->void @msgpack", "signature, at byte 7: expected ','"},
+    {"x(i64 a,i64)->void @msgpack", "signature, at byte 11: expected ' '"},
+    {"x(i64 )->void @msgpack", "signature, at byte 6: expected a name"},
+    {"x(i64 a)=>void @msgpack", "signature, at byte 8: expected '->'"},
+    {"x(i64 a)->void @cbor", "signature, at byte 16: unknown encoding"},
+    {"x(i64 a)->i64?? @json", "signature, at byte 14: expected ' @'"},
+    {"x(struct S{i64 v;i64? w;} a)->void @msgpack", NULL},
+    {"x(struct S{i64 v;i64 w} a)->void @msgpack", "signature, at byte 22: expected ';'"},
+    {"x(struct S{i64;} a)->void @msgpack", "signature, at byte 14: expected ' '"},
+    {"x(struct S{i64 ;} a)->void @msgpack", "signature, at byte 15: expected a name"},
+    {"x(struct S{i64 v;", "signature, at byte 17: unterminated struct S"},
+    {"x(struct {i64 v;} a)->void @msgpack", "signature, at byte 9: expected a name"},
+    {"x(struct S{i64 v;} a,struct S{i64 v;} b)->void @msgpack",
+     "signature, at byte 29: 'S' declared twice"},
+    {"x(struct S{i64 v;} a,enum S b)->void @msgpack", "signature, at byte 27: 'S' declared twice"},
+    {"x(enum E{a=1,b} c)->void @msgpack", "signature, at byte 14: expected '='"},
+    {"x(enum E{a=1;b=2} c)->void @msgpack", "signature, at byte 12: expected '}'"},
+    {"x(enum E{=1} c)->void @msgpack", "signature, at byte 9: expected a name"},
+    {"x(enum E{a=x} c)->void @msgpack", "signature, at byte 11: bad value of enum E"},
+    {"x(enum E{a=2147483648} c)->void @msgpack", "signature, at byte 11: bad value of enum E"},
+    {"x(enum E{a=-2147483649} c)->void @msgpack", "signature, at byte 11: bad value of enum E"},
+    {"x(enum E{a=99999999999999999999} c)->void @msgpack",
+     "signature, at byte 11: bad value of enum E"},
+    {"x(enum E c)->void @msgpack", "signature, at byte 8: 'E' used before it is spelled out"},
+    {"x(list<i64 a)->void @msgpack", "signature, at byte 10: expected '>'"},
+    {"x(list<> a)->void @msgpack", "signature, at byte 7: expected a name"},
+    {"x(map<string;i64> a)->void @msgpack", "signature, at byte 12: expected ','"},
+    {"x(map<,i64> a)->void @msgpack", "signature, at byte 6: expected a name"},
+    {"x(map<string,> a)->void @msgpack", "signature, at byte 13: expected a name"},
+    {"x(map<string,i64 a)->void @msgpack", "signature, at byte 16: expected '>'"},
+    {"x(map<string,void> a)->void @msgpack", "signature, at byte 17: only a result can be void"},
+    {"x(i64? ? a)->void @msgpack", "signature, at byte 7: expected a name"},
+    {"x()->void? @msgpack", "signature, at byte 10: bad optional"},
+    {"x(i64 9a)->void @msgpack", "signature, at byte 6: expected a name"},
+    {"x(i64 a_9)->void @msgpack", NULL},
+    {"x()->bytes @raw", NULL},
+    {"x(bytes a)->bytes @raw", NULL},
+};
+
+/* Each signature above, and types nested more deeply than the parser follows (it recurses
+ * once a level): 200 lists deep, and not 201. */
+static void signature_errors(void **state)
+{
+    fixture *f = *state;
+    const shmrpc_dyn_sig *sig;
+    for (int lists = 199; lists <= 200; lists++) {
+        char text[2048];
+        size_t n = (size_t)snprintf(text, sizeof text, "x(");
+        for (int i = 0; i < lists; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "list<");
+        n += (size_t)snprintf(text + n, sizeof text - n, "i64");
+        for (int i = 0; i < lists; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, ">");
+        snprintf(text + n, sizeof text - n, " a)->void @msgpack");
+        int rc = shmrpc_dyn_sig_parse(f->d, text, &sig);
+        if (lists == 199) {
+            if (rc != 0) fail_msg("%d lists: %s", lists, shmrpc_errmsg());
+            continue;
+        }
+        assert_int_equal(rc, SHMRPC_EINVAL);
+        assert_string_equal(shmrpc_errmsg(), "signature, at byte 1002: types nested too deeply");
+    }
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof bad_signatures / sizeof *bad_signatures; i++) {
+        const char *text = bad_signatures[i].text, *why = bad_signatures[i].why;
+        int rc = shmrpc_dyn_sig_parse(f->d, text, &sig);
+        if (why == NULL ? rc == 0 : rc == SHMRPC_EINVAL && strcmp(shmrpc_errmsg(), why) == 0)
+            continue;
+        fprintf(stderr, "%s (%d):\n  want %s\n  got  %s\n", text, rc, why ? why : "success",
+                rc ? shmrpc_errmsg() : "success");
+        wrong++;
+    }
+    assert_int_equal(wrong, 0);
+}
+
 /* A msgpack result whose map<string, V> has a key with a NUL byte in it: "\u0000" is valid
  * JSON, but jansson (which encode_result, shmrpcctl and @json peers read JSON with) refuses
  * it in a key, so the codec refuses the result and names the map rather than printing JSON
@@ -668,11 +749,45 @@ static void broken_signature(void **state)
     shmrpc_server_free(s);
 }
 
+/* A server of a service with no method: connecting learns an empty table, and every
+ * method asked for is refused with a message that says it has none. */
+static void no_methods(void **state)
+{
+    (void)state;
+    shmrpc_service_info info = Every_service_info;
+    info.n_methods = 0;
+    shmrpc_service svc = Every_service;
+    svc.info = &info;
+    shmrpc_server *s;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &svc, &every_identity, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://every-none"), 0);
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    int rc = shmrpc_dyn_connect(d, "inproc://every-none");
+    if (rc != 0) fail_msg("connect: %s", shmrpc_errmsg());
+    assert_int_equal(shmrpc_dyn_info(d)->n_methods, 0);
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    assert_int_equal(shmrpc_dyn_method(d, "first", &m, &sig), SHMRPC_ENOENT);
+    assert_string_equal(shmrpc_errmsg(), "Every has no method 'first' (it has: none)");
+    shmrpc_dyn_free(d);
+    shmrpc_server_free(s);
+}
+
 /* --- what each type refuses, and what it says ------------------------------------------ */
 
 /* The types of the refusals below, one parameter a (and one result) of each. */
 #define ENUM_C "enum C{red=0,green=5}"
 #define STRUCT_P "struct P{i64 v;string? s;}"
+/* An enum of long names, and the ones of them a message has room for. */
+#define ENUM_LONG                                                                                  \
+    "enum L{first_of_the_long_value_names=0,second_of_the_long_value_names=1,"                     \
+    "third_of_the_long_value_names=2,fourth_of_the_long_value_names=3,"                            \
+    "fifth_of_the_long_value_names=4}"
+#define LONG_NAMES                                                                                 \
+    "first_of_the_long_value_names, second_of_the_long_value_names, "                              \
+    "third_of_the_long_value_names, fourth_of_the_long_value_names"
 
 typedef struct refusal {
     const char *type; /* as a signature spells it */
@@ -718,6 +833,24 @@ static const refusal refused_args[] = {
     {STRUCT_P, "{\"s\":\"x\"}", "argument 'a': missing field 'v'"},
     {STRUCT_P, "{\"v\":1,\"s\":[\"a very long value that is cut short when it is shown\"]}",
      "argument 'a'.s: expected a string (string), got [\"a very long value that is cut short..."},
+    /* A u64 above UINT64_MAX, bare (read past jansson as a marked big integer) or as a string
+     * that does not start with a digit; a u64 key that is no integer at all, or one below
+     * INT64_MIN. */
+    {"u64", "18446744073709551616", "argument 'a': 18446744073709551616 is out of range for u64"},
+    {"u64", "\"x1\"", "argument 'a': expected an integer (u64), got \"x1\""},
+    {"map<u64,bool>", "{\"x\":true}", "argument 'a'[\"x\"]: key \"x\" is not an integer"},
+    {"map<u64,bool>", "{\"-99999999999999999999\":true}",
+     "argument 'a'[\"-99999999999999999999\"]: key \"-99999999999999999999\" is not an integer"},
+    /* An enum whose names do not all fit the message: the first ones, then no more. */
+    {ENUM_LONG, "\"x\"", "argument 'a': \"x\" is not a value of enum L (" LONG_NAMES ")"},
+    /* A value of each kind where a value of another is wanted, nested. */
+    {"list<bool>", "[null]", "argument 'a'[0]: expected true or false (bool), got null"},
+    {"map<string,f32>", "{\"k\":{}}", "argument 'a'[\"k\"]: expected a number (f32), got {}"},
+    {"list<" ENUM_C ">", "[\"red\",[]]",
+     "argument 'a'[1]: expected the name of a value (enum C), got []"},
+    {"list<" STRUCT_P ">", "[{\"v\":1},1]",
+     "argument 'a'[1]: expected an object (struct P), got 1"},
+    {"list<list<i16>>", "[[],[1,40000]]", "argument 'a'[1][1]: 40000 is out of range for i16"},
 };
 
 /* A parameter of each type, given a JSON value that type refuses: each encoding that reads
@@ -789,6 +922,45 @@ static const reading readings[] = {
     {STRUCT_P, MP("\x92\x01\xc0"), "{\"v\":1,\"s\":null}", NULL},
     {STRUCT_P, MP("\x93\x01\xc0\xc0"), NULL, "result: struct P: expected 2 fields, got 3"},
     {STRUCT_P, MP("\x91\x01"), NULL, "result: struct P: expected 2 fields, got 1"},
+    /* A 3-byte sequence whose second byte is no continuation byte. */
+    {"string", MP("\xa3\xe2\x41\x41"), NULL, "result: string is not UTF-8"},
+    /* Each kind given a msgpack value of another kind, and the message of the reader. */
+    {"void", MP("\x01"), NULL, "result: expected nil, got integer"},
+    {"bool", MP("\xc0"), NULL, "result: expected boolean, got nil"},
+    {"f32", MP("\xa0"), NULL, "result: expected number, got string"},
+    {"f64", MP("\xc3"), NULL, "result: expected number, got boolean"},
+    {"string", MP("\xc4\x00"), NULL, "result: expected string, got binary"},
+    {"bytes", MP("\xa0"), NULL, "result: expected binary, got string"},
+    {"i64?", MP(""), NULL, "result: truncated"},
+    {ENUM_C, MP("\xa3red"), NULL, "result: expected integer, got string"},
+    {ENUM_C, MP("\xce\x80\x00\x00\x00"), NULL, "result: integer out of range for i32"},
+    {"list<i64>", MP("\x80"), NULL, "result: expected array, got map"},
+    {"list<i64>", MP("\x92\x01\xa0"), NULL, "result[1]: expected integer, got string"},
+    {"map<string,bool>", MP("\x90"), NULL, "result: expected map, got array"},
+    {"map<string,bool>", MP("\x81\x01\xc3"), NULL, "result: expected string, got integer"},
+    {"map<string,bool>", MP("\x81\xa1k\x01"), NULL, "result[\"k\"]: expected boolean, got integer"},
+    /* A key is cut to 40 bytes where it names the place. */
+    {"map<string,bool>",
+     MP("\x81\xd9\x32"
+        "0123456789012345678901234567890123456789abcdefghij"
+        "\xc0"),
+     NULL, "result[\"0123456789012345678901234567890123456789\"]: expected boolean, got nil"},
+    {"map<" ENUM_C ",bool>", MP("\x81\xa3red\xc3"), NULL, "result: expected integer, got string"},
+    {"map<i8,bool>", MP("\x81\xcc\xc8\xc3"), NULL, "result: integer out of range for i8"},
+    {"map<i8,bool>", MP("\x81\x7f\xc3\x01"), NULL, "result: trailing bytes"},
+    {"map<i16,bool>", MP("\x81\xd1\x80\x00\xc2"), "{\"-32768\":false}", NULL},
+    {"map<u8,bool>", MP("\x81\xff\xc3"), NULL, "result: integer out of range for u8"},
+    {"map<u64,bool>", MP("\x81\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xc3"),
+     "{\"18446744073709551615\":true}", NULL},
+    {STRUCT_P, MP("\x81\x01\x01"), NULL, "result: expected array, got map"},
+    {STRUCT_P, MP("\x92\x01\x01"), NULL, "result.s: expected string, got integer"},
+    {"i16", MP("\xcd\xff\xff"), NULL, "result: integer out of range for i16"},
+    {"i64", MP("\xcf\x80\x00\x00\x00\x00\x00\x00\x00"), NULL,
+     "result: integer out of range for i64"},
+    {"u64", MP("\xa0"), NULL, "result: expected integer, got string"},
+    {"u16", MP("\xff"), NULL, "result: integer out of range for u16"},
+    /* One value, and nothing after it. */
+    {"i64", MP("\x01\x02"), NULL, "result: trailing bytes"},
 };
 
 static void each_type_reads(void **state)
@@ -817,6 +989,96 @@ static void each_type_reads(void **state)
     shmrpc_buf_destroy(&out);
 }
 
+/* Whole argument texts: their form (array, object, neither), their white space, and the
+ * integers above INT64_MAX that are read past jansson, or left for it to refuse. */
+typedef struct text_case {
+    const char *sig;
+    const char *args;
+    const char *body; /* the request it makes, or NULL when refused */
+    size_t len;
+    const char *why; /* the message when refused */
+} text_case;
+
+#define MANY_PARAMS                                                                                \
+    "x(i64 the_first_parameter,i64 the_second_parameter,i64 the_third_parameter,"                  \
+    "i64 the_fourth_parameter,i64 the_fifth_parameter,i64 the_sixth_parameter,"                    \
+    "i64 the_seventh_parameter,i64 the_eighth_parameter,i64 the_ninth_parameter,"                  \
+    "i64 the_tenth_parameter,i64 the_eleventh_parameter,i64 the_twelfth_parameter)->void @msgpack"
+
+static const text_case texts[] = {
+    /* Integers of 19 digits at and below INT64_MAX (an i64 has them), and the largest u64,
+     * bare, and "0". */
+    {"x(i64 a,i64 b,u64 c,u64 d)->void @msgpack",
+     "[9223372036854775807,1000000000000000000,18446744073709551615,\"0\"]",
+     MP("\x94\xcf\x7f\xff\xff\xff\xff\xff\xff\xff\xcf\x0d\xe0\xb6\xb3\xa7\x64\x00\x00"
+        "\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00"),
+     NULL},
+    /* Tabs, carriage returns and newlines between the values. */
+    {"x(i64 a,i64 b)->void @msgpack", "[\t1,\r\n-2 ]", MP("\x92\x01\xfe"), NULL},
+    /* Digits that go on as a real are no big integer: jansson reads the real. */
+    {"x(f64 a,f64 b)->void @msgpack", "[99999999999999999999.5,99999999999999999999E1]",
+     MP("\x92\xcb\x44\x15\xaf\x1d\x78\xb5\x8c\x40\xcb\x44\x4b\x1a\xe4\xd6\xe2\xef\x50"), NULL},
+    /* A big integer where the arguments should be: shown as the number it is. */
+    {"x(u64 a)->void @msgpack", "99999999999999999999", NULL, 0,
+     "arguments: expected a JSON array of the arguments in order or an object by name, got "
+     "99999999999999999999"},
+    {"x(u64 a)->void @msgpack", "[1]]", NULL, 0,
+     "arguments: bad JSON at line 1, column 4: end of file expected near ']'"},
+    {"x(string a)->void @msgpack", "[\"a\\", NULL, 0,
+     "arguments: bad JSON at line 1, column 4: invalid escape near '\"a\\'"},
+    /* After a comma at the top, a big integer is no argument: jansson refuses the text. */
+    {"x(u64 a)->void @msgpack", "[1],99999999999999999999", NULL, 0,
+     "arguments: bad JSON at line 1, column 4: end of file expected near ','"},
+    {"x(i64 a)->void @msgpack", "[1,2]", NULL, 0, "arguments: 2 given, but x takes 1 (a)"},
+    {"x()->void @json", "{\"y\":1}", NULL, 0,
+     "arguments: x has no parameter 'y' (it takes: nothing)"},
+    /* Names that do not all fit the message: the first ones, then no more. */
+    {MANY_PARAMS, "{}", NULL, 0,
+     "arguments: missing argument 'the_first_parameter' (x takes: the_first_parameter, "
+     "the_second_parameter, the_third_parameter, the_fourth_parameter, the_fifth_parameter, "
+     "the_sixth_parameter, the_seventh_parameter, the_eighth_parameter, the_ninth_parameter, "
+     "the_tenth_parameter, the_eleventh_parameter)"},
+    /* A @raw argument: text, {"base64": ...} and nothing else. */
+    {"x(bytes a)->bytes @raw", "[{\"base64\":\"AP8=\"}]", MP("\x00\xff"), NULL},
+    {"x(bytes a)->bytes @raw", "[\"\xc3\xa9\"]", MP("\xc3\xa9"), NULL},
+    {"x(bytes a)->bytes @raw", "[{\"base64\":1}]", NULL, 0,
+     "argument 'a': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got "
+     "{\"base64\":1}"},
+    {"x(bytes a)->bytes @raw", "[{\"base64\":\"AA==\",\"x\":1}]", NULL, 0,
+     "argument 'a': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got "
+     "{\"base64\":\"AA==\",\"x\":1}"},
+    {"x(bytes a)->bytes @raw", "[{\"base64\":\"A\"}]", NULL, 0,
+     "argument 'a': not valid base64 (RFC 4648, with padding)"},
+    {"x(bytes a)->bytes @raw", "[[]]", NULL, 0,
+     "argument 'a': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got []"},
+};
+
+static void whole_texts(void **state)
+{
+    fixture *f = *state;
+    shmrpc_buf req;
+    shmrpc_buf_init(&req);
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        const text_case *t = &texts[i];
+        const shmrpc_dyn_sig *sig;
+        if (shmrpc_dyn_sig_parse(f->d, t->sig, &sig) != 0)
+            fail_msg("%s: %s", t->sig, shmrpc_errmsg());
+        shmrpc_buf_clear(&req);
+        int rc = shmrpc_dyn_encode_args(sig, t->args, strlen(t->args), &req);
+        if (t->body) {
+            if (rc != 0) fail_msg("texts[%zu] %s: %s", i, t->args, shmrpc_errmsg());
+            shmrpc_buf want = {.data = (uint8_t *)t->body, .len = t->len};
+            assert_same_bytes(t->args, "requests", &want, &req);
+        } else {
+            if (rc != SHMRPC_EINVAL) fail_msg("texts[%zu] took %s (%d)", i, t->args, rc);
+            if (strcmp(shmrpc_errmsg(), t->why) != 0)
+                fail_msg("texts[%zu] %s:\n  want %s\n  got  %s", i, t->args, t->why,
+                         shmrpc_errmsg());
+        }
+    }
+    shmrpc_buf_destroy(&req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -827,8 +1089,11 @@ int main(void)
         cmocka_unit_test(big_u64_reads_back),
         cmocka_unit_test(void_reads_back),
         cmocka_unit_test(broken_signature),
+        cmocka_unit_test(no_methods),
         cmocka_unit_test(each_type_refuses),
         cmocka_unit_test(each_type_reads),
+        cmocka_unit_test(whole_texts),
+        cmocka_unit_test(signature_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* shmrpcctl with real processes: call against every echo method over shm:// and tcp://,
  * bad input with its messages and exit codes, ls of a live server, clean of a SIGKILLed
- * one's leftovers next to a live one's; and the dynamic codec alone on types echo lacks.
+ * one's leftovers next to a live one's; the admin API's verdicts on segments of every kind
+ * half made, cut, held, changed after listing, in users' private directories and of another
+ * user; and the dynamic codec alone on types echo lacks.
  * Every child is bounded; whatever a test leaves is removed in the group teardown. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -112,7 +115,7 @@ static void stop_group(pid_t *pid, int sig)
 
 static bool shm_exists(const char *name)
 {
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     return access(path, F_OK) == 0;
 }
@@ -165,6 +168,9 @@ static int group_setup(void **state)
     return wait_ready(shm_live) && wait_ready(tcp_addr) ? 0 : -1;
 }
 
+static void drop_fake_dirs(const char *seg);
+static void drop_xdg(const char *seg);
+
 static int group_teardown(void **state)
 {
     (void)state;
@@ -172,6 +178,11 @@ static int group_teardown(void **state)
     stop_group(&srv_tcp, SIGKILL);
     stop_group(&srv_dead, SIGKILL);
     shmrpc_lock_unlink(lock_name);
+    char seg[160];
+    snprintf(seg, sizeof seg, "shmrpc:%sns", prefix);
+    drop_fake_dirs(seg);
+    snprintf(seg, sizeof seg, "shmrpc:%sxdg", prefix);
+    drop_xdg(seg);
     sweep_ours();
     return 0;
 }
@@ -309,8 +320,8 @@ static void ls_shows_the_live_server(void **state)
     assert_int_equal(r.status, 0);
     /* Its statistics segment sorts first ('.' before ':'), then the control segment. */
     snprintf(want, sizeof want,
-             "[{\"kind\":\"stats\",\"name\":\"%sshmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":",
-             ns, key, key);
+             "[{\"kind\":\"stats\",\"name\":\"%sshmrpc.stats.shm.%s\",\"key\":\"%s\",\"size\":", ns,
+             key, key);
     if (strncmp(r.out, want, strlen(want)) != 0) fail_msg("ls --json: %s", r.out);
     snprintf(want, sizeof want,
              "\"owner_pid\":%d,\"owner\":\"alive\",\"service\":\"Echo\",\"methods\":4,"
@@ -330,7 +341,7 @@ static void ls_shows_the_live_server(void **state)
 /* A segment named like a channel, for the rules on channels. */
 static void fake_channel(const char *name)
 {
-    char path[300];
+    char path[1024];
     snprintf(path, sizeof path, "/%s", name);
     int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
@@ -893,7 +904,7 @@ static void clean_half_made_map(void **state)
  * grace of clean when old. */
 static void odd_file(const char *name, off_t size, uint32_t first, bool old)
 {
-    char path[2048];
+    char path[4096];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) fail_msg("create %s: %s", path, strerror(errno));
@@ -910,7 +921,7 @@ static void odd_file(const char *name, off_t size, uint32_t first, bool old)
 
 static bool there(const char *name)
 {
-    char path[2048];
+    char path[4096];
     snprintf(path, sizeof path, "/dev/shm/%s", name);
     return access(path, F_OK) == 0;
 }
@@ -929,12 +940,21 @@ static const shmrpc_segment *listed(const shmrpc_segment *v, size_t n, const cha
 static void ls_and_clean_what_it_did_not_make(void **state)
 {
     (void)state;
-    char key[96], other[8][200], ctl_small[200], ctl_unknown[200], stats_small[200], lock_junk[200];
+    char key[96], other[11][200], ctl_small[200], ctl_unknown[200], stats_small[200],
+        lock_junk[200];
     snprintf(key, sizeof key, "%sodd", prefix);
-    const char *bad_channels[] = {
-        "x",      "0:c1:2", "-5:c1:2", "123:d1:2", "123:c99999:1", "123:c1:x", "123:c1:4294967296",
-        "123:c:1"};
-    for (int i = 0; i < 8; i++) {
+    const char *bad_channels[] = {"x",
+                                  "0:c1:2",
+                                  "-5:c1:2",
+                                  "123:d1:2",
+                                  "123:c99999:1",
+                                  "123:c1:x",
+                                  "123:c1:4294967296",
+                                  "123:c:1",
+                                  "99999999999999999999:c1:2",
+                                  "2147483648:c1:2",
+                                  "123:c1:"};
+    for (int i = 0; i < 11; i++) {
         snprintf(other[i], sizeof other[i], "shmrpc:%s:%s", key, bad_channels[i]);
         odd_file(other[i], 4096, 0, true);
     }
@@ -957,7 +977,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     shmrpc_segment *v;
     size_t n;
     assert_int_equal(shmrpc_segments_list(&v, &n, NULL, 0), 0);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 11; i++) {
         const shmrpc_segment *s = listed(v, n, other[i]);
         if (s == NULL) fail_msg("%s not listed", other[i]);
         assert_int_equal(s->kind, SHMRPC_SEG_OTHER);
@@ -989,7 +1009,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     run r;
     ctl(&r, NULL, "ls", key, NULL);
     assert_int_equal(r.status, 0);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         if (strstr(r.out, other[i]) == NULL) fail_msg("ls %s: %s", key, r.out);
     if (strstr(r.out, "not a name shmrpc makes") == NULL) fail_msg("ls %s: %s", key, r.out);
 
@@ -1007,7 +1027,7 @@ static void ls_and_clean_what_it_did_not_make(void **state)
              "removed control %s: its creator died while creating it\n",
              stats_small, ctl_small);
     assert_string_equal(r.out, want);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         assert_true(there(other[i]));
     for (int i = 0; i < 4; i++)
         assert_true(there(gens[i]));
@@ -1015,12 +1035,1021 @@ static void ls_and_clean_what_it_did_not_make(void **state)
     assert_true(there(lock_junk));
     assert_false(there(ctl_small) || there(stats_small));
     /* An operator removes what clean would not, by hand. */
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 11; i++)
         assert_int_equal(shm_unlink(other[i]), 0);
     for (int i = 0; i < 4; i++)
         assert_int_equal(shm_unlink(gens[i]), 0);
     assert_int_equal(shm_unlink(ctl_unknown), 0);
     assert_int_equal(shm_unlink(lock_junk), 0);
+}
+
+/* What ls says of each kind of segment half made (no magic yet, or cut short), of a layout
+ * it does not know, and of statistics named by a tcp:// address or by no scheme; clean
+ * removes those a creator that died while making them left (past the grace), and leaves
+ * those younger, or of an unknown layout, or that outlive their creator (a queue). */
+static void ls_and_clean_half_made(void **state)
+{
+    (void)state;
+    char key[96], tcp_key[160], ctl_new[200], ctl_old[200], st_unknown[200], st_new[200],
+        st_old[200], st_tcp[200], st_bare[200], lock_small[200], q_empty[200], q_small[200],
+        q_unknown[200], q_new[200], gen_small[200];
+    snprintf(key, sizeof key, "%shalf", prefix);
+    snprintf(tcp_key, sizeof tcp_key, "tcp://%shost:1", key); /* swept by its prefix */
+    snprintf(ctl_new, sizeof ctl_new, "shmrpc:%snew", key);
+    snprintf(ctl_old, sizeof ctl_old, "shmrpc:%sold", key);
+    snprintf(st_unknown, sizeof st_unknown, "shmrpc.stats.shm.%sunknown", key);
+    snprintf(st_new, sizeof st_new, "shmrpc.stats.shm.%snew", key);
+    snprintf(st_old, sizeof st_old, "shmrpc.stats.shm.%sold", key);
+    snprintf(st_tcp, sizeof st_tcp, "shmrpc.stats.tcp.%s", tcp_key + 6);
+    snprintf(st_bare, sizeof st_bare, "shmrpc.stats.%sbare", key);
+    snprintf(lock_small, sizeof lock_small, "shmrpc.lock.%slock", key);
+    snprintf(q_empty, sizeof q_empty, "shmrpc.queue.%sempty", key);
+    snprintf(q_small, sizeof q_small, "shmrpc.queue.%ssmall", key);
+    snprintf(q_unknown, sizeof q_unknown, "shmrpc.queue.%sunknown", key);
+    snprintf(q_new, sizeof q_new, "shmrpc.queue.%snew", key);
+    snprintf(gen_small, sizeof gen_small, "shmrpc.mapgen.%sgen.1", key);
+    odd_file(ctl_new, 65536, 0, false);
+    odd_file(ctl_old, 65536, 0, true);
+    odd_file(st_unknown, 131072, 0xdeadbeef, true);
+    odd_file(st_new, 131072, 0, false);
+    odd_file(st_old, 131072, 0, true);
+    odd_file(st_tcp, 131072, 0, true);
+    odd_file(st_bare, 131072, 0, true);
+    odd_file(lock_small, 8, 0, true);
+    odd_file(q_empty, 0, 0, true);
+    odd_file(q_small, 10, 0, true);
+    odd_file(q_unknown, 4096, 0xdeadbeef, true);
+    odd_file(q_new, 4096, 0, true);
+    odd_file(gen_small, 10, 0, true);
+
+    char k_new[120], k_old[120], k_unknown[120], k_bare[120], k_lock[120], k_empty[120],
+        k_small[120], k_gen[120];
+    snprintf(k_new, sizeof k_new, "%snew", key);
+    snprintf(k_old, sizeof k_old, "%sold", key);
+    snprintf(k_unknown, sizeof k_unknown, "%sunknown", key);
+    snprintf(k_bare, sizeof k_bare, "%sbare", key);
+    snprintf(k_lock, sizeof k_lock, "%slock", key);
+    snprintf(k_empty, sizeof k_empty, "%sempty", key);
+    snprintf(k_small, sizeof k_small, "%ssmall", key);
+    snprintf(k_gen, sizeof k_gen, "%sgen", key);
+    const char *names[] = {k_new,  k_old,   k_unknown, tcp_key, k_bare,
+                           k_lock, k_empty, k_small,   k_gen};
+    size_t n_names = sizeof names / sizeof *names;
+    shmrpc_segment *v;
+    size_t n;
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, n_names), 0);
+    static const struct {
+        int which;
+        shmrpc_seg_kind kind;
+        const char *detail;
+        bool stale;
+        const char *reason;
+    } want[] = {
+        {0, SHMRPC_SEG_CONTROL, "incomplete (no magic yet)", false, ""},
+        {1, SHMRPC_SEG_CONTROL, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {2, SHMRPC_SEG_STATS, "unknown layout (magic 0xdeadbeef, version 0)", false, ""},
+        {3, SHMRPC_SEG_STATS, "incomplete (no magic yet)", false, ""},
+        {4, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {5, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {6, SHMRPC_SEG_STATS, "incomplete (no magic yet)", true,
+         "its creator died while creating it"},
+        {7, SHMRPC_SEG_LOCK, "too small for a lock", false, ""},
+        {8, SHMRPC_SEG_QUEUE,
+         "cut to 0 bytes under its holders (less than a header), or not sized yet by its "
+         "creator: an open with create makes it anew",
+         false, ""},
+        {9, SHMRPC_SEG_QUEUE,
+         "cut to 10 bytes under its holders (less than a header): an open with create makes it "
+         "anew",
+         false, ""},
+        {10, SHMRPC_SEG_QUEUE, "unknown layout (magic 0xdeadbeef, version 0)", false, ""},
+        {11, SHMRPC_SEG_QUEUE, "incomplete (no magic yet)", false, ""},
+        {12, SHMRPC_SEG_MAPGEN, "generation file 1 of map ", true, "its map is gone (no header)"},
+    };
+    const char *files[] = {ctl_new,    ctl_old, st_unknown, st_new,    st_old, st_tcp,   st_bare,
+                           lock_small, q_empty, q_small,    q_unknown, q_new,  gen_small};
+    const char *keys[] = {k_new,  k_old,   k_unknown, k_new,     k_old, tcp_key, k_bare,
+                          k_lock, k_empty, k_small,   k_unknown, k_new, k_gen};
+    assert_int_equal(n, sizeof files / sizeof *files);
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const shmrpc_segment *g = listed(v, n, files[want[i].which]);
+        if (g == NULL) fail_msg("%s not listed", files[want[i].which]);
+        char detail[300];
+        snprintf(detail, sizeof detail, "%s", want[i].detail);
+        if (want[i].kind == SHMRPC_SEG_MAPGEN)
+            snprintf(detail, sizeof detail,
+                     "generation file 1 of map %s: too small (10 bytes): "
+                     "its map is gone",
+                     k_gen);
+        if (g->kind != want[i].kind || strcmp(g->key, keys[want[i].which]) != 0 ||
+            strcmp(g->detail, detail) != 0 || g->stale != want[i].stale ||
+            strcmp(g->reason, want[i].reason) != 0)
+            fail_msg("%s: kind %s, key %s, detail '%s', stale %d '%s'", g->name,
+                     shmrpc_seg_kind_name(g->kind), g->key, g->detail, g->stale, g->reason);
+        assert_int_equal(g->owner_pid, 0);
+        assert_false(g->valid);
+    }
+    shmrpc_segments_free(v);
+
+    run r;
+    ctl(&r, NULL, "clean", k_new, k_old, k_unknown, tcp_key, k_bare, k_lock, k_empty, k_small,
+        k_gen, NULL);
+    assert_int_equal(r.status, 0);
+    char out[1600];
+    snprintf(out, sizeof out,
+             "removed mapgen %s: its map is gone (no header)\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed stats %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n",
+             gen_small, st_bare, st_old, st_tcp, ctl_old);
+    if (strcmp(r.out, out) != 0) fail_msg("clean:\n%s\nwanted\n%s", r.out, out);
+    assert_false(there(gen_small) || there(st_old) || there(st_bare) || there(st_tcp) ||
+                 there(ctl_old));
+    const char *kept[] = {ctl_new, st_unknown, st_new,    lock_small,
+                          q_empty, q_small,    q_unknown, q_new};
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        if (!there(kept[i])) fail_msg("%s removed", kept[i]);
+        assert_int_equal(shm_unlink(kept[i]), 0);
+    }
+}
+
+/* The one segment listed under name (a lock's or a queue's); fails unless there is one. */
+static shmrpc_segment one_listed(const char *name)
+{
+    shmrpc_segment *v, s;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    if (n != 1) fail_msg("%zu segments listed for %s", n, name);
+    s = v[0];
+    shmrpc_segments_free(v);
+    return s;
+}
+
+/* A lock's holder as ls says it: a live thread, one that exited and is a zombie still, and
+ * one reaped; none of them makes the lock stale (it is not a map's). */
+static void ls_shows_lock_holders(void **state)
+{
+    (void)state;
+    char name[128], want[200];
+    snprintf(name, sizeof name, "%sheld", prefix);
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    shmrpc_lock *l;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), 0);
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), 0);
+    shmrpc_segment s = one_listed(name);
+    int tid = (int)gettid();
+    snprintf(want, sizeof want, "held by thread %d", tid);
+    assert_int_equal(s.kind, SHMRPC_SEG_LOCK);
+    assert_int_equal(s.owner_pid, tid);
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    s = one_listed(name);
+    assert_int_equal(s.owner, SHMRPC_LIFE_NONE);
+    assert_string_equal(s.detail, "");
+
+    /* A child takes it and exits holding it. */
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        close(go[0]);
+        shmrpc_lock *k;
+        int bad = shmrpc_lock_open(&k, name, &o) || shmrpc_lock_acquire(k, 1000);
+        _exit(bad ? 1 : 0); /* holding it, unreleased */
+    }
+    close(go[1]);
+    siginfo_t si;
+    /* Exited, not reaped: a zombie holds it. */
+    assert_int_equal(waitid(P_PID, (id_t)kid, &si, WEXITED | WNOWAIT), 0);
+    assert_int_equal(si.si_status, 0);
+    snprintf(want, sizeof want, "held by thread %d, which is dead: the next locker takes it over",
+             (int)kid);
+    s = one_listed(name);
+    assert_int_equal(s.owner_pid, kid);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    /* Reaped: its /proc entry is gone. */
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    close(go[0]);
+    s = one_listed(name);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, want);
+    run r;
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shmrpc_lock_acquire(l, 1000), SHMRPC_EOWNERDEAD);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    shmrpc_lock_close(l);
+    assert_int_equal(shmrpc_lock_unlink(name), 0);
+}
+
+/* A broadcast queue, and a queue whose file was cut under it: ls says so, and clean leaves
+ * both (a queue outlives its creator). */
+static void ls_shows_broadcast_and_cut_queues(void **state)
+{
+    (void)state;
+    char name[128], path[200];
+    snprintf(name, sizeof name, "%sbcast", prefix);
+    shmrpc_queue_opts o;
+    shmrpc_queue_opts_init(&o);
+    o.mode = SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE;
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.capacity = 8;
+    o.arena_bytes = 4096;
+    o.max_msg = 256;
+    shmrpc_queue *q;
+    assert_int_equal(shmrpc_queue_open(&q, name, &o), 0);
+    shmrpc_segment s = one_listed(name);
+    assert_true(s.valid);
+    assert_int_equal(s.owner_pid, getpid());
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.detail,
+                        "broadcast queue, 8 messages, arena 4096 bytes, max message 256 bytes");
+    long long full = s.size;
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", name);
+    assert_int_equal(truncate(path, 1024), 0);
+    s = one_listed(name);
+    char want[200];
+    snprintf(want, sizeof want,
+             "cut to 1024 bytes under its holders (its header says %lld): an open with create "
+             "makes it anew",
+             full);
+    assert_string_equal(s.detail, want);
+    assert_false(s.stale);
+    run r;
+    ctl(&r, NULL, "clean", name, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+}
+
+/* The stale segment listed under key (one only), for a removal. */
+static shmrpc_segment stale_one(const char *key)
+{
+    shmrpc_segment s = one_listed(key);
+    if (!s.stale) fail_msg("%s: not stale: %s", s.name, s.detail);
+    return s;
+}
+
+static void expect_busy(const shmrpc_segment *s)
+{
+    char want[400];
+    snprintf(want, sizeof want, "%s changed since it was listed", s->name);
+    assert_int_equal(shmrpc_segment_remove(s), SHMRPC_EBUSY);
+    assert_string_equal(shmrpc_errmsg(), want);
+}
+
+/* A segment judged stale is removed only while it is what was judged: not once it is gone,
+ * nor when another file took its name, nor when it was rewritten in place with a layout
+ * that is not stale (a control and a statistics segment half made, a channel of a dead
+ * server, a generation of a map that is gone). */
+static void admin_remove_refuses_what_changed(void **state)
+{
+    (void)state;
+    char key[96], ctl_name[200], st_name[200], chan[200], gen[200], gen_key[120];
+    snprintf(key, sizeof key, "%schanged", prefix);
+    snprintf(ctl_name, sizeof ctl_name, "shmrpc:%s", key);
+    snprintf(st_name, sizeof st_name, "shmrpc.stats.shm.%s", key);
+    snprintf(gen_key, sizeof gen_key, "%sg", key);
+    snprintf(gen, sizeof gen, "shmrpc.mapgen.%s.1", gen_key);
+
+    /* Gone; then another file under its name. */
+    odd_file(ctl_name, 10, 0, true);
+    shmrpc_segment s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_CONTROL);
+    assert_int_equal(shm_unlink(ctl_name), 0);
+    expect_busy(&s);
+    odd_file(ctl_name, 10, 0, true);
+    expect_busy(&s);
+    /* Rewritten in place with a layout it does not know: not stale any more. */
+    s = stale_one(key);
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", ctl_name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t magic = 0xdeadbeef;
+    assert_int_equal(ftruncate(fd, 65536), 0);
+    assert_int_equal(pwrite(fd, &magic, 4, 0), 4);
+    close(fd);
+    expect_busy(&s);
+    shmrpc_segment now = one_listed(key);
+    assert_false(now.stale);
+    char want[300];
+    snprintf(want, sizeof want, "%s is not stale", now.name);
+    assert_int_equal(shmrpc_segment_remove(&now), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), want);
+    assert_int_equal(shm_unlink(ctl_name), 0);
+
+    /* The same for statistics. */
+    odd_file(st_name, 1, 0, true);
+    s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_STATS);
+    snprintf(path, sizeof path, "/dev/shm/%s", st_name);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 131072), 0);
+    assert_int_equal(pwrite(fd, &magic, 4, 0), 4);
+    close(fd);
+    expect_busy(&s);
+    assert_int_equal(shm_unlink(st_name), 0);
+    odd_file(st_name, 1, 0, true);
+    s = stale_one(key);
+    assert_int_equal(shm_unlink(st_name), 0);
+    expect_busy(&s);
+
+    /* A channel of a dead server, and a map's generation whose map is gone. */
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    snprintf(chan, sizeof chan, "shmrpc:%s:%d:c1:1", key, (int)kid);
+    fake_channel(chan);
+    s = stale_one(key);
+    assert_int_equal(s.kind, SHMRPC_SEG_CHANNEL);
+    assert_int_equal(shm_unlink(chan), 0);
+    expect_busy(&s);
+    odd_file(gen, 10, 0, true);
+    s = stale_one(gen_key);
+    assert_int_equal(s.kind, SHMRPC_SEG_MAPGEN);
+    assert_int_equal(shm_unlink(gen), 0);
+    expect_busy(&s);
+}
+
+/* Users' private directories under /dev/shm (shmrpc-UID, which root lists all of): their
+ * segments are listed by the directory and removed there; a directory whose name is not
+ * shmrpc- and digits, and a file named like one, are not looked into. */
+static char fake_dirs[3][64], fake_file[64];
+
+static void drop_fake_dirs(const char *seg)
+{
+    char path[512];
+    for (int i = 0; i < 3 && fake_dirs[i][0]; i++) {
+        snprintf(path, sizeof path, "/dev/shm/%s/%s", fake_dirs[i], seg);
+        unlink(path);
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_dirs[i]);
+        rmdir(path);
+    }
+    if (fake_file[0]) {
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_file);
+        unlink(path);
+    }
+}
+
+static void ls_and_clean_private_dirs(void **state)
+{
+    (void)state;
+    char key[96], seg[160];
+    snprintf(key, sizeof key, "%sns", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    /* A uid nobody has, from this run's pid. */
+    unsigned long uid = 3000000000ul + (unsigned long)getpid();
+    snprintf(fake_dirs[0], sizeof fake_dirs[0], "shmrpc-%lu", uid);
+    snprintf(fake_dirs[1], sizeof fake_dirs[1], "shmrpc-%lux", uid);
+    snprintf(fake_dirs[2], sizeof fake_dirs[2], "shmrpc-");
+    snprintf(fake_file, sizeof fake_file, "shmrpc-%lu", uid + 1);
+    char path[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/%s", fake_dirs[i]);
+        if (mkdir(path, 0700) != 0) fail_msg("mkdir %s: %s", path, strerror(errno));
+        snprintf(path, sizeof path, "%s/%s", fake_dirs[i], seg);
+        odd_file(path, 10, 0, true);
+    }
+    odd_file(fake_file, 10, 0, true);
+    char name[512];
+    snprintf(name, sizeof name, "%s/%s", fake_dirs[0], seg);
+    shmrpc_segment s = stale_one(key);
+    assert_string_equal(s.name, name);
+    assert_int_equal(s.kind, SHMRPC_SEG_CONTROL);
+    assert_string_equal(s.detail, "too small for a control segment (10 bytes)");
+    assert_string_equal(s.reason, "its creator died while creating it");
+    run r;
+    ctl(&r, NULL, "clean", key, NULL);
+    assert_int_equal(r.status, 0);
+    char want[640];
+    snprintf(want, sizeof want, "removed control %s: its creator died while creating it\n", name);
+    assert_string_equal(r.out, want);
+    assert_false(there(name));
+    for (int i = 1; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", fake_dirs[i], seg);
+        assert_true(there(path));
+    }
+    drop_fake_dirs(seg);
+}
+
+/* A segment of root's that others may read: a user's clean judges it stale (its creator
+ * died while making it) and may not remove it (/dev/shm is sticky: EPERM): the status
+ * says so.
+ * The user is a child of this root process that takes uid 65534 as its effective one only,
+ * and takes 0 back before it exits (so that its coverage counts are written). */
+static void other_user_may_not_remove(void **state)
+{
+    (void)state;
+    char key[96], seg[160], path[300];
+    snprintf(key, sizeof key, "%sroots", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    odd_file(seg, 10, 0, true);
+    snprintf(path, sizeof path, "/dev/shm/%s", seg);
+    assert_int_equal(chmod(path, 0644), 0);
+    if (geteuid() != 0) {
+        assert_int_equal(shm_unlink(seg), 0);
+        skip();
+    }
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        if (seteuid(65534) != 0) _exit(10);
+        shmrpc_segment *v;
+        size_t n;
+        const char *names[] = {key};
+        int step = 11;
+        if (shmrpc_segments_list(&v, &n, names, 1) == 0 && n == 1 && v[0].stale && v[0].uid == 0 &&
+            (step = 12) && shmrpc_segment_remove(&v[0]) == SHMRPC_ESYS(EPERM)) {
+            char want[300];
+            snprintf(want, sizeof want, "cannot remove %s: Operation not permitted", seg);
+            step = strcmp(shmrpc_errmsg(), want) == 0 ? 0 : 13;
+        }
+        if (seteuid(0) != 0) _exit(14);
+        _exit(step);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(there(seg));
+    assert_int_equal(shm_unlink(seg), 0);
+}
+
+/* A dead service's rendezvous and its lock go with its control segment, when nobody holds
+ * the lock (a server starting would); held, they stay; with no lock, the rendezvous stays. */
+static void clean_takes_the_rendezvous(void **state)
+{
+    (void)state;
+    char key[3][96], ctl_name[3][200], lock[3][200], rdv[3][200];
+    for (int i = 0; i < 3; i++) {
+        snprintf(key[i], sizeof key[i], "%srdv%d", prefix, i);
+        snprintf(ctl_name[i], sizeof ctl_name[i], "shmrpc:%s", key[i]);
+        snprintf(lock[i], sizeof lock[i], "shmrpc:%s:lock", key[i]);
+        snprintf(rdv[i], sizeof rdv[i], "shmrpc:%s:rdv", key[i]);
+        odd_file(ctl_name[i], 10, 0, true);
+        odd_file(rdv[i], 0, 0, true);
+        if (i < 2) odd_file(lock[i], 0, 0, true);
+    }
+    /* Key 1's lock is held, as by a server starting. */
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", lock[1]);
+    int held = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(held >= 0);
+    assert_int_equal(flock(held, LOCK_EX | LOCK_NB), 0);
+    run r;
+    ctl(&r, NULL, "clean", key[0], key[1], key[2], NULL);
+    close(held);
+    assert_int_equal(r.status, 0);
+    char want[800];
+    snprintf(want, sizeof want,
+             "removed control %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n"
+             "removed control %s: its creator died while creating it\n",
+             ctl_name[0], ctl_name[1], ctl_name[2]);
+    assert_string_equal(r.out, want);
+    assert_false(there(ctl_name[0]) || there(lock[0]) || there(rdv[0]));
+    assert_false(there(ctl_name[1]));
+    assert_true(there(lock[1]) && there(rdv[1]));
+    assert_false(there(ctl_name[2]));
+    assert_true(there(rdv[2]));
+    assert_int_equal(shm_unlink(lock[1]), 0);
+    assert_int_equal(shm_unlink(rdv[1]), 0);
+    assert_int_equal(shm_unlink(rdv[2]), 0);
+}
+
+/* A statistics segment as a server writes it (runtime/src/stats.h): six 32-bit words
+ * (magic, version, pid, methods, workers, bytes of names), the service's 256 bytes, then
+ * 64 KiB of names; its rows are not read by ls. */
+#define STATS_HEAD_BYTES (24 + 256 + 65536)
+
+static void forge_stats(const char *name, int32_t pid, uint32_t methods, const char *service)
+{
+    odd_file(name, STATS_HEAD_BYTES + 4096, 0, true);
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t head[6] = {0x53525354u, 1, (uint32_t)pid, methods, SHMRPC_MAX_WORKERS, 0};
+    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    assert_int_equal(pwrite(fd, service, strlen(service), 24), (ssize_t)strlen(service));
+    close(fd);
+}
+
+/* Statistics with a live server and with a dead one: its line (control characters of the
+ * service's name shown as '?', "1 method"), its verdict, and a removal that checks the
+ * owner is the one listed. */
+static void ls_and_clean_statistics(void **state)
+{
+    (void)state;
+    char key[96], live_st[200], dead_st[200], k_live[120], k_dead[120];
+    snprintf(key, sizeof key, "%sst", prefix);
+    snprintf(k_live, sizeof k_live, "%slive", key);
+    snprintf(k_dead, sizeof k_dead, "%sdead", key);
+    snprintf(live_st, sizeof live_st, "shmrpc.stats.shm.%s", k_live);
+    snprintf(dead_st, sizeof dead_st, "shmrpc.stats.shm.%s", k_dead);
+    pid_t kid = fork(); /* a server that is dead */
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    forge_stats(live_st, getpid(), 1, "Ech\x01o\x1f");
+    forge_stats(dead_st, kid, 3, "Calc");
+
+    shmrpc_segment s = one_listed(k_live);
+    assert_true(s.valid);
+    assert_int_equal(s.owner_pid, getpid());
+    assert_int_equal(s.owner, SHMRPC_LIFE_ALIVE);
+    assert_string_equal(s.service, "Ech?o?");
+    assert_int_equal(s.methods, 1);
+    assert_string_equal(s.detail, "statistics of service Ech?o?, 1 method");
+    assert_false(s.stale);
+    s = one_listed(k_dead);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_string_equal(s.detail, "statistics of service Calc, 3 methods");
+    char want[300];
+    snprintf(want, sizeof want, "its server, pid %d, is dead", (int)kid);
+    assert_string_equal(s.reason, want);
+    assert_true(s.stale);
+    /* Another server took the name since (a live one): not removed. */
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", dead_st);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    int32_t me = getpid();
+    assert_int_equal(pwrite(fd, &me, 4, 8), 4);
+    expect_busy(&s);
+    /* The dead one's again: removed. */
+    assert_int_equal(pwrite(fd, &kid, 4, 8), 4);
+    close(fd);
+    assert_int_equal(shmrpc_segment_remove(&s), 0);
+    assert_false(there(dead_st));
+    run r;
+    ctl(&r, NULL, "clean", k_live, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shm_unlink(live_st), 0);
+}
+
+/* A map's lock with no map (past the grace: stale; held by a live thread, or of a layout
+ * it does not know: kept), and the lock of a map its creator left half made. */
+static void ls_and_clean_map_locks(void **state)
+{
+    (void)state;
+    char gone[96], held[96], junk[96], half[96], lname[4][120], file[4][200];
+    snprintf(gone, sizeof gone, "%smlgone", prefix);
+    snprintf(held, sizeof held, "%smlheld", prefix);
+    snprintf(junk, sizeof junk, "%smljunk", prefix);
+    snprintf(half, sizeof half, "%smlhalf", prefix);
+    const char *keys[] = {gone, held, junk, half};
+    for (int i = 0; i < 4; i++) {
+        snprintf(lname[i], sizeof lname[i], "map.%s", keys[i]);
+        snprintf(file[i], sizeof file[i], "shmrpc.lock.map.%s", keys[i]);
+    }
+    shmrpc_lock_opts o;
+    shmrpc_lock_opts_init(&o);
+    shmrpc_lock *l[4] = {NULL};
+    for (int i = 0; i < 4; i++)
+        if (i != 2) assert_int_equal(shmrpc_lock_open(&l[i], lname[i], &o), 0);
+    odd_file(file[2], 128, 0xdeadbeef, true);
+    assert_int_equal(shmrpc_lock_acquire(l[1], 1000), 0);
+    char hdr[200];
+    snprintf(hdr, sizeof hdr, "shmrpc.map.%s", half);
+    odd_file(hdr, 4096, 0, true); /* no magic, no creator, old: its creator died making it */
+    age("shmrpc.lock.map.%s%.0llu", gone, 0);
+    age("shmrpc.lock.map.%s%.0llu", held, 0);
+    age("shmrpc.lock.map.%s%.0llu", half, 0);
+
+    shmrpc_segment *v;
+    size_t n;
+    assert_int_equal(shmrpc_segments_list(&v, &n, keys, 4), 0);
+    assert_int_equal(n, 5);
+    const shmrpc_segment *g = listed(v, n, file[0]);
+    assert_non_null(g);
+    assert_int_equal(g->owner, SHMRPC_LIFE_NONE);
+    char want[800];
+    snprintf(want, sizeof want, "the lock of map %s", gone);
+    assert_string_equal(g->detail, want);
+    assert_true(g->stale);
+    assert_string_equal(g->reason, "its map is gone (no header)");
+    g = listed(v, n, file[1]);
+    assert_non_null(g);
+    assert_int_equal(g->owner, SHMRPC_LIFE_ALIVE);
+    assert_false(g->stale);
+    g = listed(v, n, file[2]);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "incomplete or unknown layout");
+    assert_false(g->stale);
+    g = listed(v, n, file[3]);
+    assert_non_null(g);
+    assert_true(g->stale);
+    assert_string_equal(g->reason, "its map's creator died while creating it");
+    g = listed(v, n, hdr);
+    assert_non_null(g);
+    assert_true(g->stale);
+    shmrpc_segments_free(v);
+
+    run r;
+    ctl(&r, NULL, "clean", gone, held, junk, half, NULL);
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want,
+             "removed lock %s: its map is gone (no header)\n"
+             "removed lock %s: its map's creator died while creating it\n"
+             "removed map %s: its creator died while creating it\n",
+             file[0], file[3], hdr);
+    assert_string_equal(r.out, want);
+    assert_false(there(file[0]) || there(file[3]) || there(hdr));
+    assert_true(there(file[1]) && there(file[2]));
+    /* Held by a thread that died holding it: stale with its map gone. */
+    assert_int_equal(shmrpc_lock_release(l[1]), 0);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        shmrpc_lock *k;
+        _exit(shmrpc_lock_open(&k, lname[1], &o) || shmrpc_lock_acquire(k, 1000) ? 1 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    age("shmrpc.lock.map.%s%.0llu", held, 0);
+    shmrpc_segment s = one_listed(lname[1] + 4);
+    assert_int_equal(s.owner, SHMRPC_LIFE_DEAD);
+    assert_true(s.stale);
+    assert_string_equal(s.reason, "its map is gone (no header)");
+    assert_int_equal(shmrpc_segment_remove(&s), 0);
+    assert_false(there(file[1]));
+    for (int i = 0; i < 4; i++)
+        if (l[i]) shmrpc_lock_close(l[i]);
+    assert_int_equal(shm_unlink(file[2]), 0);
+}
+
+/* A map of this process with one entry, then its current generation cut short, then gone,
+ * and its lock gone: ls says which, and shows the header's figures alone. */
+static void ls_shows_a_damaged_map(void **state)
+{
+    (void)state;
+    char name[128];
+    snprintf(name, sizeof name, "%sdmg", prefix);
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.mode = SHMRPC_MAP_CREATE_NEW_EXCLUSIVE;
+    o.initial_slots = 8;
+    o.initial_bytes = 4096;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, name, &o), 0);
+    int k = 1;
+    assert_int_equal(shmrpc_map_put(m, &k, sizeof k, "value", 5), 0);
+    shmrpc_map_close(m);
+    unsigned long long first = read_first(name);
+    char hdr[200], gen[200], lock[200];
+    snprintf(hdr, sizeof hdr, HDR, name, 0ull);
+    snprintf(gen, sizeof gen, GEN, name, first);
+    snprintf(lock, sizeof lock, MLOCK, name, 0ull);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    const shmrpc_segment *h = listed(v, n, hdr);
+    assert_non_null(h);
+    assert_true(h->valid);
+    assert_int_equal(h->map.count, 1);
+    assert_int_equal(h->map.generation, 1);
+    if (strncmp(h->detail, "map, 1 entry, generation 1, ", 28) != 0 ||
+        strstr(h->detail, ", 1 writes, 0 growths") == NULL)
+        fail_msg("%s", h->detail);
+    assert_false(h->stale);
+    shmrpc_segments_free(v);
+
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", gen);
+    assert_int_equal(truncate(path, 64), 0);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    h = listed(v, n, hdr);
+    assert_non_null(h);
+    assert_string_equal(h->detail,
+                        "map at generation 1, which cannot be read: cut to 64 bytes under its "
+                        "holders");
+    assert_int_equal(h->map.count, 0);
+    assert_int_equal(h->map.writes, 1);
+    assert_int_equal(h->map.generation, 1);
+    assert_false(h->stale);
+    shmrpc_segments_free(v);
+
+    assert_int_equal(shm_unlink(gen), 0);
+    assert_int_equal(shm_unlink(lock), 0);
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].detail, "map at generation 1, which cannot be read: cannot open: No "
+                                     "such file or directory");
+    assert_int_equal(v[0].map.lock_waits, 0);
+    assert_false(v[0].stale);
+    shmrpc_segments_free(v);
+    assert_int_equal(shm_unlink(hdr), 0);
+}
+
+/* A user whose /dev/shm/shmrpc-UID another user took keeps its names in
+ * $XDG_RUNTIME_DIR/shmrpc (docs/names.md): that user's ls lists a segment there by its whole
+ * path, and its clean removes it there. The user is a child of this root process with that
+ * effective uid, which takes 0 back before it exits (so that its counts are written). */
+static char xdg_dir[96], xdg_squat[64];
+
+static void drop_xdg(const char *seg)
+{
+    char path[512];
+    if (xdg_dir[0]) {
+        snprintf(path, sizeof path, "%s/shmrpc/%s", xdg_dir, seg);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/shmrpc", xdg_dir);
+        rmdir(path);
+        rmdir(xdg_dir);
+    }
+    if (xdg_squat[0]) rmdir(xdg_squat);
+}
+
+static void ls_and_clean_elsewhere(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) skip();
+    char key[96], seg[160], path[512];
+    snprintf(key, sizeof key, "%sxdg", prefix);
+    snprintf(seg, sizeof seg, "shmrpc:%s", key);
+    uid_t uid = 2000000000u + (uid_t)getpid();
+    snprintf(xdg_squat, sizeof xdg_squat, "/dev/shm/shmrpc-%u", (unsigned)uid);
+    snprintf(xdg_dir, sizeof xdg_dir, "/tmp/%sxdg", prefix);
+    assert_int_equal(mkdir(xdg_squat, 0700), 0); /* root's: taken from uid */
+    assert_int_equal(mkdir(xdg_dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/shmrpc", xdg_dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/shmrpc/%s", xdg_dir, seg);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 10), 0);
+    close(fd);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= 60;
+    t[1] = t[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+    char dir2[128];
+    snprintf(dir2, sizeof dir2, "%s/shmrpc", xdg_dir);
+    assert_int_equal(chown(path, uid, uid), 0);
+    assert_int_equal(chown(dir2, uid, uid), 0);
+    assert_int_equal(chown(xdg_dir, uid, uid), 0);
+
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(20);
+        setenv("XDG_RUNTIME_DIR", xdg_dir, 1);
+        if (seteuid(uid) != 0) _exit(10);
+        shmrpc_segment *v;
+        size_t n;
+        const char *names[] = {key};
+        int step = 11;
+        if (shmrpc_segments_list(&v, &n, names, 1) == 0 && n == 1 && (step = 12) &&
+            strcmp(v[0].name, path) == 0 && (step = 13) && v[0].stale &&
+            strcmp(v[0].detail, "too small for a control segment (10 bytes)") == 0 && (step = 14) &&
+            shmrpc_segment_remove(&v[0]) == 0 && (step = 15) && access(path, F_OK) != 0)
+            step = 0;
+        if (seteuid(0) != 0) _exit(16);
+        _exit(step);
+    }
+    int status;
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    drop_xdg(seg);
+}
+
+/* The names of each kind and state, and "?" for a number that is none. */
+static void kind_and_life_names(void **state)
+{
+    (void)state;
+    const char *kinds[] = {"control", "channel", "lock",   "stats",
+                           "queue",   "map",     "mapgen", "other"};
+    for (int k = 0; k <= SHMRPC_SEG_OTHER; k++)
+        assert_string_equal(shmrpc_seg_kind_name((shmrpc_seg_kind)k), kinds[k]);
+    assert_string_equal(shmrpc_seg_kind_name((shmrpc_seg_kind)(SHMRPC_SEG_OTHER + 1)), "?");
+    const char *lives[] = {"free", "alive", "dead", "unknown"};
+    for (int l = 0; l <= SHMRPC_LIFE_UNKNOWN; l++)
+        assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)l), lives[l]);
+    assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)(SHMRPC_LIFE_UNKNOWN + 1)), "?");
+    assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)-1), "?");
+}
+
+/* A lock as lock.c writes it (runtime/src/lock_seg.h, 128 bytes): magic, version, size,
+ * then the futex word (the holder's thread id, plus 0x80000000 when it has waiters) and
+ * the holder's tag (its start time << 22 | its thread id). */
+static void forge_lock(const char *file, uint32_t word, uint64_t tag)
+{
+    odd_file(file, 128, 0x4b434c53u, true);
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", file);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t head[6] = {0x4b434c53u, 2, 128, 0, word, 0};
+    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    assert_int_equal(pwrite(fd, &tag, 8, 24), 8);
+    close(fd);
+}
+
+/* Heads of the library's magic with another version (kept: another build's), and locks
+ * whose holder's tag says whether its thread id is the same thread's: a tag of this id with
+ * an earlier start is a reused id (dead), a tag of another id or with no start says nothing
+ * (alive). */
+static void ls_judges_versions_and_tags(void **state)
+{
+    (void)state;
+    char key[96], ctl_v[200], st_v[200], k[4][120], lk[4][512];
+    snprintf(key, sizeof key, "%svt", prefix);
+    snprintf(ctl_v, sizeof ctl_v, "shmrpc:%s", key);
+    snprintf(st_v, sizeof st_v, "shmrpc.stats.shm.%s", key);
+    odd_file(ctl_v, 65536, 0x53484d31u, true);
+    uint32_t version = 999;
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", ctl_v);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &version, 4, 4), 4);
+    close(fd);
+    forge_stats(st_v, getpid(), 1, "S");
+    snprintf(path, sizeof path, "/dev/shm/%s", st_v);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    version = 2;
+    assert_int_equal(pwrite(fd, &version, 4, 4), 4);
+    close(fd);
+
+    uint32_t me = (uint32_t)getpid();
+    const char *which[] = {"reused", "other", "nostart", "waiters"};
+    uint64_t tags[] = {(UINT64_C(1) << 22) | me, (UINT64_C(1) << 22) | (me + 1), me,
+                       (UINT64_C(1) << 22) | (me + 1)};
+    uint32_t words[] = {me, me, me, me | 0x80000000u};
+    for (int i = 0; i < 4; i++) {
+        snprintf(k[i], sizeof k[i], "%s%s", key, which[i]);
+        snprintf(lk[i], sizeof lk[i], "shmrpc.lock.%s", k[i]);
+        forge_lock(lk[i], words[i], tags[i]);
+    }
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {key, k[0], k[1], k[2], k[3]};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 5), 0);
+    assert_int_equal(n, 6);
+    const shmrpc_segment *g = listed(v, n, ctl_v);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "unknown layout (magic 0x53484d31, version 999)");
+    assert_false(g->valid || g->stale);
+    g = listed(v, n, st_v);
+    assert_non_null(g);
+    assert_string_equal(g->detail, "unknown layout (magic 0x53525354, version 2)");
+    assert_false(g->valid || g->stale);
+    char alive[80], dead[160];
+    snprintf(alive, sizeof alive, "held by thread %u", me);
+    snprintf(dead, sizeof dead, "held by thread %u, which is dead: the next locker takes it over",
+             me);
+    for (int i = 0; i < 4; i++) {
+        g = listed(v, n, lk[i]);
+        assert_non_null(g);
+        assert_int_equal(g->owner_pid, (int32_t)me);
+        if (strcmp(g->detail, i == 0 ? dead : alive) != 0) fail_msg("%s: %s", lk[i], g->detail);
+        assert_int_equal(g->owner, i == 0 ? SHMRPC_LIFE_DEAD : SHMRPC_LIFE_ALIVE);
+        assert_false(g->stale);
+    }
+    shmrpc_segments_free(v);
+    run r;
+    ctl(&r, NULL, "clean", key, k[0], k[1], k[2], k[3], NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    assert_int_equal(shm_unlink(ctl_v), 0);
+    assert_int_equal(shm_unlink(st_v), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(shm_unlink(lk[i]), 0);
+}
+
+/* Generations of maps whose header is of an unknown layout (kept: not ours to judge), or
+ * has no magic yet, young or with its creator alive (being created: kept). */
+static void ls_judges_generations_of_odd_maps(void **state)
+{
+    (void)state;
+    const char *tail[] = {"gu", "gh", "ga"};
+    char key[3][120], hdr[3][512], gen[3][512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(key[i], sizeof key[i], "%s%s", prefix, tail[i]);
+        snprintf(hdr[i], sizeof hdr[i], "shmrpc.map.%s", key[i]);
+        snprintf(gen[i], sizeof gen[i], "shmrpc.mapgen.%s.1", key[i]);
+        odd_file(gen[i], 10, 0, true);
+    }
+    odd_file(hdr[0], 4096, 0xdeadbeef, true);
+    odd_file(hdr[1], 4096, 0, false);
+    odd_file(hdr[2], 4096, 0, true);
+    char path[1024];
+    snprintf(path, sizeof path, "/dev/shm/%s", hdr[2]);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint32_t me = (uint32_t)getpid();
+    assert_int_equal(pwrite(fd, &me, 4, 12), 4); /* its creator: this process */
+    close(fd);
+    age_by("shmrpc.map.%s%.0llu", key[2], 0, 60);
+
+    shmrpc_segment *v;
+    size_t n;
+    const char *names[] = {key[0], key[1], key[2]};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 3), 0);
+    assert_int_equal(n, 6);
+    const char *notes[] = {"", ": its map is being created", ": its map is being created"};
+    const char *hdr_detail[] = {"unknown layout (magic 0xdeadbeef, version 0)",
+                                "incomplete (no magic yet)", "incomplete (no magic yet)"};
+    for (int i = 0; i < 3; i++) {
+        const shmrpc_segment *g = listed(v, n, gen[i]);
+        assert_non_null(g);
+        char want[600];
+        snprintf(want, sizeof want, "generation file 1 of map %s: too small (10 bytes)%s", key[i],
+                 notes[i]);
+        if (strcmp(g->detail, want) != 0) fail_msg("%s: %s", g->name, g->detail);
+        assert_false(g->stale);
+        g = listed(v, n, hdr[i]);
+        assert_non_null(g);
+        if (strcmp(g->detail, hdr_detail[i]) != 0) fail_msg("%s: %s", g->name, g->detail);
+        assert_false(g->stale);
+    }
+    shmrpc_segments_free(v);
+    run r;
+    ctl(&r, NULL, "clean", key[0], key[1], key[2], NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "nothing to remove\n");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shm_unlink(gen[i]), 0);
+        assert_int_equal(shm_unlink(hdr[i]), 0);
+    }
+}
+
+/* The live server with one client connected ("1 connection"), and statistics under its
+ * name in /dev/shm of another server, which is dead: not credited with the live server's
+ * start time, stale, removed; the live server's own are kept. */
+static void ls_tells_the_live_server_from_another(void **state)
+{
+    (void)state;
+    const char *key = shm_live + 6;
+    shmrpc_dyn *d;
+    assert_int_equal(shmrpc_dyn_new(&d, NULL), 0);
+    assert_int_equal(shmrpc_dyn_connect(d, shm_live), 0);
+    char ctl_name[200], other_st[200];
+    snprintf(ctl_name, sizeof ctl_name, "%sshmrpc:%s", ns, key);
+    snprintf(other_st, sizeof other_st, "shmrpc.stats.shm.%s", key);
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) _exit(0);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+    forge_stats(other_st, kid, 4, "Echo");
+
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    const char *names[] = {shm_live};
+    const shmrpc_segment *c = NULL;
+    /* The probe's connection, dropped by the handle, is freed by the server a moment later. */
+    for (int64_t end = sup_now_ms() + 5000;; sup_nap_ms(20)) {
+        shmrpc_segments_free(v);
+        assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+        c = listed(v, n, ctl_name);
+        assert_non_null(c);
+        if (strcmp(c->detail, "service Echo, 1 worker, 1 connection") == 0) break;
+        if (sup_now_ms() > end) fail_msg("%s: %s", c->name, c->detail);
+    }
+    assert_int_equal(c->owner_pid, srv_shm);
+    const shmrpc_segment *o = listed(v, n, other_st);
+    assert_non_null(o);
+    assert_int_equal(o->owner_pid, kid);
+    assert_int_equal(o->owner, SHMRPC_LIFE_DEAD);
+    assert_int_equal(o->owner_start, 0);
+    assert_true(o->stale);
+    char mine[200];
+    snprintf(mine, sizeof mine, "%sshmrpc.stats.shm.%s", ns, key);
+    const shmrpc_segment *m = listed(v, n, mine);
+    assert_non_null(m);
+    assert_int_equal(m->owner, SHMRPC_LIFE_ALIVE);
+    assert_int_equal(m->owner_start, c->owner_start);
+    assert_false(m->stale);
+    assert_int_equal(shmrpc_segment_remove(o), 0);
+    shmrpc_segments_free(v);
+    assert_false(there(other_st));
+    shmrpc_dyn_free(d);
 }
 
 /* Stops the servers as an operator would: nothing of this run may be left in /dev/shm. */
@@ -1230,6 +2259,21 @@ int main(void)
         cmocka_unit_test(ls_and_clean_maps),
         cmocka_unit_test(clean_half_made_map),
         cmocka_unit_test(ls_and_clean_what_it_did_not_make),
+        cmocka_unit_test(ls_and_clean_half_made),
+        cmocka_unit_test(ls_shows_lock_holders),
+        cmocka_unit_test(ls_shows_broadcast_and_cut_queues),
+        cmocka_unit_test(admin_remove_refuses_what_changed),
+        cmocka_unit_test(ls_and_clean_private_dirs),
+        cmocka_unit_test(other_user_may_not_remove),
+        cmocka_unit_test(clean_takes_the_rendezvous),
+        cmocka_unit_test(ls_and_clean_statistics),
+        cmocka_unit_test(ls_and_clean_map_locks),
+        cmocka_unit_test(ls_shows_a_damaged_map),
+        cmocka_unit_test(ls_and_clean_elsewhere),
+        cmocka_unit_test(kind_and_life_names),
+        cmocka_unit_test(ls_judges_versions_and_tags),
+        cmocka_unit_test(ls_judges_generations_of_odd_maps),
+        cmocka_unit_test(ls_tells_the_live_server_from_another),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

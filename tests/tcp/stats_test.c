@@ -118,9 +118,9 @@ static void over_tcp(void **state)
 
 /* Over shm://, calls naps of 0 ms (no syscall) and, where i % every == at, of 3 ms, back to
  * back, then checks that each slow one counts from 2.1 ms, and that all of them count no
- * more time than passed from the first call until the last one's count is seen. A client that spins through a
- * slow call (spin_through) calls again at once after it, as after a fast one; by default it
- * sleeps through it, and calls again after a wake-up. */
+ * more time than passed from the first call until the last one's count is seen. A client that spins
+ * through a slow call (spin_through) calls again at once after it, as after a fast one; by default
+ * it sleeps through it, and calls again after a wake-up. */
 static void naps(int calls, int every, int at, bool spin_through)
 {
     snprintf(addr, sizeof addr, "shm://stats-close-%d", (int)getpid());
@@ -191,6 +191,22 @@ static void nothing_there(void **state)
     assert_string_equal(shmrpc_errmsg(),
                         "no statistics at shm://nobody-here: no server keeps any there");
     assert_int_equal(shmrpc_stats_read("nowhere", &s), SHMRPC_EINVAL);
+}
+
+/* Percentiles of counts made up here: a bucket b holds latencies up to 2^(b+10) ns, and
+ * fractions outside 0..1 are taken as 0 and 1. */
+static void percentiles(void **state)
+{
+    (void)state;
+    shmrpc_method_stats m = {.calls = 4};
+    m.buckets[0] = 1;
+    m.buckets[3] = 3;
+    assert_int_equal(shmrpc_stats_percentile(&m, 0), 1u << 10);
+    assert_int_equal(shmrpc_stats_percentile(&m, -1), 1u << 10);
+    assert_int_equal(shmrpc_stats_percentile(&m, 0.25), 1u << 10);
+    assert_int_equal(shmrpc_stats_percentile(&m, 0.5), 1u << 13);
+    assert_int_equal(shmrpc_stats_percentile(&m, 1), 1u << 13);
+    assert_int_equal(shmrpc_stats_percentile(&m, 2), 1u << 13);
 }
 
 /* --- a segment the reader did not write ------------------------------------------------ */
@@ -276,7 +292,20 @@ static void forged_segments(void **state)
     assert_int_equal(s->methods[1].errors, 1);
     assert_int_equal(s->methods[1].total_ns, 3000);
     assert_int_equal(s->methods[1].buckets[2], 1);
+    /* Fewer calls in buckets than counted (a forged segment's): past the last bucket. */
+    assert_int_equal(shmrpc_stats_percentile(&s->methods[1], 1),
+                     (uint64_t)1 << (SHMRPC_STATS_BUCKETS + 9));
+    assert_int_equal(shmrpc_stats_percentile(&s->methods[0], 0.5), 0);
     shmrpc_stats_free(s);
+
+    /* Another user's, even 0600: refused as root would refuse it. */
+    if (geteuid() == 0) {
+        forge(&good);
+        assert_int_equal(chown(forged_path, 65534, 65534), 0);
+        assert_int_equal(shmrpc_stats_read("shm://stats-forged", &s), SHMRPC_EPERM);
+        if (strstr(shmrpc_errmsg(), "belongs to another user or others may read it") == NULL)
+            fail_msg("%s", shmrpc_errmsg());
+    }
 
     /* Fewer names than methods: the rest are "?". */
     forged short_names = good;
@@ -348,6 +377,7 @@ int main(void)
         cmocka_unit_test_teardown(over_tcp, teardown),
         cmocka_unit_test_teardown(back_to_back_calls_keep_their_time, teardown),
         cmocka_unit_test(nothing_there),
+        cmocka_unit_test(percentiles),
         cmocka_unit_test_teardown(forged_segments, unlink_forged),
     };
     if (calls_shared_map() != 0) return 1;

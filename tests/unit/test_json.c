@@ -395,6 +395,128 @@ static void kinds_and_ranges(void **state)
     assert_string_equal(f->r.field, "Point.x");
 }
 
+/* A value that is absent (a member not there: NULL) is "missing" to every reader, and
+ * null and false are named as what they are. */
+static void absent_and_null(void **state)
+{
+    fixture *f = *state;
+    const shmrpc_json *none = NULL;
+    int64_t i;
+    uint64_t u;
+    bool b;
+    double d;
+    shmrpc_str s;
+    size_t n;
+    shmrpc_bytes by;
+    const shmrpc_json *val;
+    for (int k = 0; k < 9; k++) {
+        f->r.why = NULL;
+        int rc = k == 0   ? shmrpc_json_read_bool(&f->r, none, &b)
+                 : k == 1 ? shmrpc_json_read_int(&f->r, none, 0, 1, &i)
+                 : k == 2 ? shmrpc_json_read_uint(&f->r, none, 1, &u)
+                 : k == 3 ? shmrpc_json_read_f64(&f->r, none, &d)
+                 : k == 4 ? shmrpc_json_read_str(&f->r, none, &s)
+                 : k == 5 ? shmrpc_json_read_base64(&f->r, none, &by)
+                 : k == 6 ? shmrpc_json_read_array(&f->r, none, &n)
+                 : k == 7 ? shmrpc_json_read_object(&f->r, none, &n)
+                          : shmrpc_json_member(&f->r, none, 0, &s, &val);
+        assert_int_equal(rc, SHMRPC_EINVAL);
+        if (strcmp(f->r.why, "missing") != 0) fail_msg("reader %d: %s", k, f->r.why);
+    }
+    static const struct {
+        const char *doc;
+        int kind;
+        const char *why;
+    } named[] = {
+        {"null", 0, "expected boolean, got null"},     {"null", 1, "expected number, got null"},
+        {"null", 2, "expected string, got null"},      {"null", 3, "expected string, got null"},
+        {"null", 4, "expected array, got null"},       {"null", 5, "expected object, got null"},
+        {"false", 6, "expected integer, got boolean"}, {"1.5", 7, "expected object, got float"},
+    };
+    for (size_t k = 0; k < sizeof named / sizeof *named; k++) {
+        assert_int_equal(parse(f, named[k].doc), 0);
+        const shmrpc_json *v = f->r.root;
+        int rc = 0;
+        switch (named[k].kind) {
+        case 0:
+            rc = shmrpc_json_read_bool(&f->r, v, &b);
+            break;
+        case 1:
+            rc = shmrpc_json_read_f64(&f->r, v, &d);
+            break;
+        case 2:
+            rc = shmrpc_json_read_str(&f->r, v, &s);
+            break;
+        case 3:
+            rc = shmrpc_json_read_base64(&f->r, v, &by);
+            break;
+        case 4:
+            rc = shmrpc_json_read_array(&f->r, v, &n);
+            break;
+        case 5:
+            rc = shmrpc_json_read_object(&f->r, v, &n);
+            break;
+        case 6:
+            rc = shmrpc_json_read_uint(&f->r, v, 1, &u);
+            break;
+        case 7:
+            rc = shmrpc_json_member(&f->r, v, 0, &s, &val);
+            break;
+        }
+        assert_int_equal(rc, SHMRPC_EINVAL);
+        if (strcmp(f->r.why, named[k].why) != 0)
+            fail_msg("'%s' (%d): why '%s', expected '%s'", named[k].doc, named[k].kind, f->r.why,
+                     named[k].why);
+    }
+    /* Looking up in what is not an object, or with no key; null and absent are both null. */
+    assert_int_equal(parse(f, "[1]"), 0);
+    assert_null(shmrpc_json_get(f->r.root, "x"));
+    assert_null(shmrpc_json_get(NULL, "x"));
+    assert_int_equal(parse(f, "{\"x\":null}"), 0);
+    assert_null(shmrpc_json_get(f->r.root, NULL));
+    assert_true(shmrpc_json_is_null(shmrpc_json_get(f->r.root, "x")));
+    assert_true(shmrpc_json_is_null(shmrpc_json_get(f->r.root, "y")));
+    assert_false(shmrpc_json_is_null(f->r.root));
+    /* Integer keys: nothing, and a word, are no integer for either reader. */
+    f->r.why = NULL;
+    assert_int_equal(shmrpc_json_key_int(&f->r, (shmrpc_str){NULL, 0}, INT64_MIN, INT64_MAX, &i),
+                     SHMRPC_EINVAL);
+    assert_string_equal(f->r.why, "map key is not an integer");
+    f->r.why = NULL;
+    assert_int_equal(shmrpc_json_key_uint(&f->r, SHMRPC_STR("x"), UINT64_MAX, &u), SHMRPC_EINVAL);
+    assert_string_equal(f->r.why, "map key is not an integer");
+    f->r.why = NULL;
+    assert_int_equal(shmrpc_json_key_int(&f->r, SHMRPC_STR("-129"), INT8_MIN, INT8_MAX, &i),
+                     SHMRPC_EINVAL);
+    assert_string_equal(f->r.why, "integer out of range for i8");
+}
+
+/* What building refuses: a member of what is not an object, an element of what is not an
+ * array, a key that is NULL with a length, or holds a NUL; each takes (frees) the value. A
+ * NULL key of no length is the empty key, and a NULL string of no length the empty string. */
+static void building_refuses(void **state)
+{
+    fixture *f = *state;
+    shmrpc_json *arr = shmrpc_json_array(), *obj = shmrpc_json_object();
+    assert_int_equal(shmrpc_json_set(arr, "k", shmrpc_json_int(1)), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_set(NULL, "k", shmrpc_json_int(1)), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_set(obj, NULL, shmrpc_json_int(1)), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_setn(obj, (shmrpc_str){NULL, 1}, shmrpc_json_int(1)),
+                     SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_setn(obj, (shmrpc_str){"a\0b", 3}, shmrpc_json_int(1)),
+                     SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_setn(obj, (shmrpc_str){"\xff", 1}, shmrpc_json_int(1)),
+                     SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_setn(obj, (shmrpc_str){NULL, 0}, shmrpc_json_int(2)), 0);
+    assert_int_equal(shmrpc_json_set(obj, "s", shmrpc_json_string((shmrpc_str){NULL, 0})), 0);
+    assert_int_equal(shmrpc_json_append(obj, shmrpc_json_int(1)), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_append(NULL, shmrpc_json_int(1)), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_append(arr, NULL), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_json_append(arr, shmrpc_json_bool(false)), 0);
+    assert_string_equal(dump(f, arr), "[false]");
+    assert_string_equal(dump(f, obj), "{\"\":2,\"s\":\"\"}");
+}
+
 static void base64_vectors(void **state)
 {
     fixture *f = *state;
@@ -627,6 +749,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(depth_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(nan_and_big_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(kinds_and_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(absent_and_null, setup, teardown),
+        cmocka_unit_test_setup_teardown(building_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(base64_vectors, setup, teardown),
         cmocka_unit_test_setup_teardown(base64_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(integer_keys, setup, teardown),

@@ -141,6 +141,13 @@ static const bad_case bad_cases[] = {
     {"range [1,10]: 0", B("\x00"), OP_INT, 1, 10, "integer out of range"},
     {"range [-5,-1]: 0", B("\x00"), OP_INT, -5, -1, "integer out of range"},
     {"range [-5,-1]: -6", B("\xfa"), OP_INT, -5, -1, "integer out of range"},
+    /* A range that starts where a width's does but ends elsewhere is no width's. */
+    {"range [i8 min,0]: 5", B("\x05"), OP_INT, INT8_MIN, 0, "integer out of range"},
+    {"range [i16 min,0]: 5", B("\x05"), OP_INT, INT16_MIN, 0, "integer out of range"},
+    {"range [i32 min,0]: 5", B("\x05"), OP_INT, INT32_MIN, 0, "integer out of range"},
+    {"range [i64 min,0]: 5", B("\x05"), OP_INT, INT64_MIN, 0, "integer out of range"},
+    {"range [0,u8 max]: 256", B("\xcd\x01\x00"), OP_INT, 0, UINT8_MAX,
+     "integer out of range for u8"},
     /* f32 cannot hold every double */
     {"f32: 1e300", B("\xcb\x7e\x37\xe4\x3c\x88\x00\x75\x9c"), OP_F32, NO,
      "float out of range for f32"},

@@ -102,7 +102,8 @@ void shmrpc_segments_free(shmrpc_segment *v);
  * generation is removed under the map's lock (docs/admin.md). 0 when it was
  * removed; SHMRPC_EINVAL for one not judged stale; SHMRPC_EBUSY when it changed since it
  * was listed (gone already, another inode under its name, its owner alive); SHMRPC_ESYS(errno)
- * when it cannot be removed (EACCES: another user's). The message in shmrpc_errmsg().
+ * when it cannot be removed (EPERM: another user's in /dev/shm, which is sticky; EACCES: in
+ * a directory this user may not write). The message in shmrpc_errmsg().
  * Remove channels before their control segment, so that a failure leaves none orphaned. */
 int shmrpc_segment_remove(const shmrpc_segment *s);
 
