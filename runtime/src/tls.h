@@ -39,7 +39,6 @@ typedef struct shmrpc__io {
     uint32_t raw_off, raw_len;
     uint16_t head_len; /* the first bytes the peer sent, to tell a plain shmrpc peer */
     uint8_t head[256];
-    struct shmrpc__rec *rec; /* the records' own protection after the handshake (tls.c) */
     int status;              /* why TLS failed: SHMRPC_EPERM (a certificate), SHMRPC_EPROTO */
     char why[200];           /* OpenSSL's reason, or what the peer said in plain frames */
 } shmrpc__io;
