@@ -1037,14 +1037,19 @@ static bool lookup_done(tcp_lookup *lk)
     return true;
 }
 
-/* Waits until the round is done or deadline passes. */
+/* Waits until the round is done or deadline passes, looking once a millisecond. Not with
+ * gai_suspend: glibc's (2.36) waits for an absolute CLOCK_MONOTONIC time on a condition
+ * variable of CLOCK_REALTIME, so it returns at once, again and again; and when a request
+ * ends as it returns, it leaves its waiter (on its stack) with the request, which the
+ * resolver's thread then writes through: a crash, seen with a name that does not resolve
+ * (client_test, names_that_do_not_resolve). */
 static void lookup_wait(tcp_lookup *lk, int64_t deadline)
 {
-    for (;;) {
+    while (!lookup_done(lk)) {
         int64_t left = deadline - shmrpc__now_ns();
-        if (lookup_done(lk) || left <= 0) return;
-        struct timespec ts = {(time_t)(left / NS_PER_S), (long)(left % NS_PER_S)};
-        gai_suspend((const struct gaicb *const *)lk->list, lk->n, &ts);
+        if (left <= 0) return;
+        struct timespec ts = {0, (long)(left < NS_PER_MS ? left : NS_PER_MS)};
+        nanosleep(&ts, NULL);
     }
 }
 
