@@ -128,6 +128,10 @@ static void addresses_refused(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_refused(cases[i].bare ? &bare : calls, cases[i].at, SHMRPC_EINVAL, cases[i].msg);
+    bare.svc_name = ""; /* an empty `name` is none */
+    expect_refused(&bare, "shm://", SHMRPC_EINVAL,
+                   "shm:// names no service, and the .svc of Calls has no `name` to use: write "
+                   "shm://NAME");
 
     /* 65 entries */
     char list[1024] = "tcp://";
@@ -319,7 +323,9 @@ static uint32_t method_id(const char *name)
  * plays the script set in stand_in_case, then reads until the client closes. Its exit code
  * is the script's: 0, or 200 and above when the client sent what it should not have. */
 static int stand_in_case;
+static int stand_in_rcvbuf;   /* > 0: its socket's SO_RCVBUF (a small window) */
 static shmrpc_buf hello_body; /* in the stand-in: the HELLO's body */
+static int stand_in_go = -1;  /* in the stand-in: the pipe's other end, at EOF once told */
 
 typedef struct stand_in {
     int port;
@@ -376,7 +382,7 @@ static void put_ack(shmrpc_buf *b, uint16_t compression, bool auth)
                          .info = Calls_service_info,
                          .compression = compression,
                          .threshold = 4096,
-                         .max_msg = 1 << 20};
+                         .max_msg = 64u << 20};
     if (auth) ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
     shmrpc_buf err;
     shmrpc_buf_init(&err);
@@ -410,6 +416,8 @@ static stand_in stand_in_start(int (*script)(int fd))
     stand_in s = {0};
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (stand_in_rcvbuf > 0)
+        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &stand_in_rcvbuf, sizeof stand_in_rcvbuf);
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
@@ -422,6 +430,7 @@ static stand_in stand_in_start(int (*script)(int fd))
     if (s.pid == 0) {
         alarm(20);
         close(go[1]);
+        stand_in_go = go[0];
         int fd = accept(lfd, NULL, NULL);
         shmrpc__frame_hdr h;
         shmrpc_buf b;
@@ -429,8 +438,8 @@ static stand_in stand_in_start(int (*script)(int fd))
         bool hello = fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO;
         if (hello) shmrpc_buf_append(&hello_body, b.data, b.len);
         int rc = hello ? script(fd) : 201;
-        uint8_t byte;
-        while (fd >= 0 && recv(fd, &byte, 1, 0) > 0) {
+        static uint8_t rest[64 << 10];
+        while (fd >= 0 && recv(fd, rest, sizeof rest, 0) > 0) {
         }
         _exit(rc);
     }
@@ -847,7 +856,7 @@ static void every_endpoint_left_out(void **state)
         print_message("left out: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
         assert_int_equal(rc, SHMRPC_EUNAVAIL);
         const char *m = shmrpc_errmsg();
-        char head[200];
+        char head[400];
         snprintf(head, sizeof head,
                  "no endpoint of %s took the call, which did not run: %s is left "
                  "out for ",
@@ -975,6 +984,110 @@ static void wire_proto_of_the_environment(void **state)
     }
 }
 
+/* Reads requests (adds) until it has two (case 2) or one, then reads nothing more and sends
+ * (stand_in_case) 0: a PING, a PONG, an ERROR answering the first request, a DRAIN, an ERROR
+ * of request 0, then a RESPONSE for request 0; 1: a HELLO_ACK; 2: the answer of the first
+ * request (whose call gave up on it) twice and the second's, then a RESPONSE for request 0.
+ * Exit code: the requests read. */
+static int talks_while_not_reading(int fd)
+{
+    shmrpc_buf b, in;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&in);
+    put_ack(&b, 0, false);
+    if (!ssend(fd, &b)) return 202;
+    shmrpc__frame_hdr h, first = {0};
+    int took = 0;
+    for (int n = stand_in_case == 2 ? 2 : 1; took < n; took++) {
+        if (!sread_frame(fd, &h, &in) || h.kind != SHMRPC__KIND_REQUEST) return 203;
+        if (took == 0) first = h;
+    }
+    shmrpc__frame_hdr second = h;
+    shmrpc_buf_clear(&b);
+    static const uint8_t three[] = {3};
+    if (stand_in_case == 0) {
+        put_frame(&b, SHMRPC__KIND_PING, 0, 0, 7, NULL, 0);
+        put_frame(&b, SHMRPC__KIND_PONG, 0, 0, 8, NULL, 0);
+        put_error(&b, first.method, first.request_id, SHMRPC_EHANDLER, "no");
+        put_frame(&b, SHMRPC__KIND_DRAIN, 0, 0, 0, NULL, 0);
+        put_error(&b, 0, 0, SHMRPC_EUNAVAIL, "the stand-in leaves");
+    } else if (stand_in_case == 1) {
+        put_ack(&b, 0, false);
+    } else { /* the first's answer is let go as it comes, so the second's still is read */
+        put_sum(&b, &first, 3);
+        put_sum(&b, &first, 3);
+        put_sum(&b, &second, 3);
+    }
+    if (stand_in_case != 1)
+        put_frame(&b, SHMRPC__KIND_RESPONSE, 0, first.method, 0, three, sizeof three);
+    if (!ssend(fd, &b)) return 204;
+    struct pollfd pf = {.fd = stand_in_go, .events = POLLIN}; /* nothing read until told */
+    poll(&pf, 1, 15000);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&in);
+    return took;
+}
+
+/* What a server sends while a large request goes out (16 MiB to a server that reads none of
+ * it), with a call in flight, is read and checked frame by frame: PINGs, PONGs, a DRAIN, an
+ * ERROR of request 0, an answer of the call in flight and the late answer of a call that
+ * gave up on it pass (the late one is let go as it comes: it does not count against the
+ * answers a correct server may send meanwhile, so the reading goes on past a second copy);
+ * an answer for request 0 (never sent) or a HELLO_ACK (which a server does not send then)
+ * fails the connection with SHMRPC_EPROTO: the large call did not run (no endpoint took it),
+ * the call in flight may have. */
+static void frames_while_a_request_goes_out(void **state)
+{
+    (void)state;
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    for (size_t i = 0; i < (16u << 20); i++)
+        shmrpc_buf_append(&big, &(uint8_t){(uint8_t)('a' + i % 26)}, 1);
+    stand_in_rcvbuf = 64 << 10;
+    for (int i = 0; i < 3; i++) {
+        stand_in_case = i;
+        stand_in s = stand_in_start(talks_while_not_reading);
+        char at[64], want[300];
+        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
+        shmrpc_client *c = connect_with(at, NULL);
+        shmrpc_call *gone, *flight, *large;
+        int64_t sum;
+        if (i == 2) {
+            shmrpc_client_next_timeout(c, 100);
+            assert_int_equal(calls_add_start(c, 1, 2, &gone), 0);
+            assert_int_equal(calls_add_finish(c, gone, &sum), SHMRPC_ETIMEDOUT);
+        }
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_add_start(c, 1, 2, &flight), 0);
+        shmrpc_client_next_timeout(c, 10000);
+        assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(big.data, big.len), &large), 0);
+        shmrpc_bytes out;
+        int rc = calls_echo_finish(c, large, &out);
+        print_message("case %d: the large call: %s: %s\n", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        if (i == 1)
+            snprintf(want, sizeof want, "%s sent a HELLO_ACK frame, which a server does not send",
+                     at);
+        else
+            snprintf(want, sizeof want,
+                     "%s sent a RESPONSE frame for request 0, which was never sent, while a "
+                     "request went out",
+                     at);
+        char large_says[800];
+        snprintf(large_says, sizeof large_says,
+                 "no endpoint of %s took the call, which did not run: %s", at, want);
+        assert_int_equal(rc, SHMRPC_EPROTO);
+        assert_string_equal(shmrpc_errmsg(), large_says);
+        rc = calls_add_finish(c, flight, &sum);
+        assert_int_equal(rc, SHMRPC_EPROTO);
+        snprintf(large_says, sizeof large_says, "%s; the calls in flight may have run", want);
+        assert_string_equal(shmrpc_errmsg(), large_says);
+        shmrpc_client_free(c);
+        assert_int_equal(stand_in_end(&s), i == 2 ? 2 : 1);
+    }
+    stand_in_rcvbuf = 0;
+    shmrpc_buf_destroy(&big);
+}
+
 /* --- settings --------------------------------------------------------------------------- */
 
 /* Settings out of range are refused when the client (or server) is made, SHMRPC_EINVAL
@@ -1068,7 +1181,9 @@ static shmrpc_call *start_echo(shmrpc_client *c, int x, size_t n, int64_t timeou
  * the table with SHMRPC_ENOENT; a call not done is SHMRPC_CALL_PENDING, and a wait for it
  * that ends first SHMRPC_ETIMEDOUT; a request above the client's maximum fails before it is
  * sent; results may be asked for without a place for them (NULL); an empty request gets an
- * empty answer; a client freed with a call in flight finishes it with SHMRPC_ECLOSED. */
+ * empty answer; the health method takes the next call's timeout; a next timeout that is
+ * negative but not infinite is none; a client connected again, or freed, with a call in
+ * flight finishes it with SHMRPC_ECLOSED. */
 static void api_called_wrongly_and_rightly(void **state)
 {
     (void)state;
@@ -1154,6 +1269,32 @@ static void api_called_wrongly_and_rightly(void **state)
     expect_status(shmrpc_client_finish(d, nap, &out), SHMRPC_EINVAL,
                   "the call is not one of this client's");
 
+    /* The health method with the next call's timeout: none (0) has passed at once; then
+     * the client's: the server serves (the late answer is read past). */
+    shmrpc_client_next_timeout(c, 0);
+    expect_status(shmrpc_client_health(c, &hs), SHMRPC_ETIMEDOUT, NULL);
+    assert_int_equal(shmrpc_client_health(c, &hs), 0);
+    assert_int_equal(hs, SHMRPC_HEALTH_SERVING);
+
+    /* A timeout of the next call that is negative but not infinite reads as none: it undoes
+     * one of 50 ms set before, and the client's own (5 s) lets a nap of 300 ms end. */
+    shmrpc_client_next_timeout(d, 50);
+    shmrpc_client_next_timeout(d, -5);
+    int32_t pid = 0;
+    expect_status(calls_nap(d, 300, &pid), 0, NULL);
+    assert_true(pid > 0);
+
+    /* Connected again (here to an address refused) with a call in flight: the call is done,
+     * SHMRPC_ECLOSED, and the client is not connected until it connects. */
+    assert_int_equal(calls_nap_start(c, 300, &nap), 0);
+    expect_status(shmrpc_client_connect(c, "tcp://[::1"), SHMRPC_EINVAL, NULL);
+    assert_int_equal(shmrpc_call_status(nap), SHMRPC_ECLOSED);
+    expect_status(shmrpc_call_result(nap, &out), SHMRPC_ECLOSED,
+                  "the client connected again while the call was in flight");
+    shmrpc_call_free(nap);
+    expect_status(shmrpc_client_call(c, method_id("echo"), &out), SHMRPC_ECLOSED, "not connected");
+    c = (shmrpc_client_free(c), connect_with(at, &o));
+
     /* Freed with a call in flight: it is done, SHMRPC_ECLOSED. */
     k = start_echo(c, 2, 8, 5000);
     assert_int_equal(calls_nap_start(c, 300, &nap), 0);
@@ -1185,6 +1326,7 @@ int main(void)
         cmocka_unit_test(settings_out_of_range),
         cmocka_unit_test(stalls_and_races),
         cmocka_unit_test(wire_proto_of_the_environment),
+        cmocka_unit_test(frames_while_a_request_goes_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
