@@ -1088,10 +1088,11 @@ static void add_addrs(tcp_pool *p, int e, const struct addrinfo *ai)
 }
 
 /* Keeps one endpoint per address of every entry, up to SHMRPC_TCP_MAX_ENDPOINTS: numeric
- * entries are resolved here (never asking DNS), names from the round lk (NULL: none).
- * Endpoints found again keep their connections, those no longer found are dropped, and an
- * entry that failed to resolve keeps what it had. 0 when at least one endpoint is left;
- * else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with the resolver's message. */
+ * entries are resolved here (never asking DNS), names from the round lk (NULL only when
+ * the list has no name). Endpoints found again keep their connections, those no longer
+ * found are dropped, and an entry that failed to resolve keeps what it had. 0 when at
+ * least one endpoint is left; else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with
+ * the resolver's message. */
 static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
 {
     int rc = SHMRPC_EUNAVAIL;
@@ -1107,9 +1108,9 @@ static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
                                      .ai_socktype = SOCK_STREAM,
                                      .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
             g = getaddrinfo(en->host, en->port, &hints, &ai);
-        } else {
-            g = lk && k < lk->n ? gai_error(&lk->cb[k]) : EAI_AGAIN;
-            ai = lk && k < lk->n && g == 0 ? lk->cb[k].ar_result : NULL;
+        } else { /* a name: then p->names, so lk is a round, whose k-th request is this one */
+            g = gai_error(&lk->cb[k]);
+            ai = g == 0 ? lk->cb[k].ar_result : NULL;
             k++;
         }
         if (g == 0 && ai) {

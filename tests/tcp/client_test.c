@@ -984,6 +984,73 @@ static void wire_proto_of_the_environment(void **state)
     }
 }
 
+/* 16 MiB of text into b: far more than the sockets of a connection hold. */
+static void fill_big(shmrpc_buf *b)
+{
+    size_t n = 16u << 20;
+    assert_int_equal(shmrpc__buf_grow(b, n), 0);
+    for (size_t i = 0; i < n; i++)
+        b->data[i] = (uint8_t)('a' + i % 26);
+    b->len = n;
+}
+
+/* Reads the header of the first request, then resets the connection (no FIN: an RST). */
+static int resets_at_the_first_request(int fd)
+{
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    put_ack(&b, 0, false);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int rc = ssend(fd, &b) && sread(fd, hdr, sizeof hdr) ? 0 : 202;
+    struct linger now = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &now, sizeof now);
+    close(fd);
+    shmrpc_buf_destroy(&b);
+    _exit(rc);
+}
+
+/* A request that the first endpoint of a list reset before it was written whole (16 MiB)
+ * did not run there: the call, blocking or started, goes to the next endpoint, runs there
+ * once, and gets its whole answer. */
+static void reset_before_the_request_went_out(void **state)
+{
+    (void)state;
+    int port = test_free_port();
+    char at[64], list[128];
+    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", port);
+    pid_t server = start_server(at);
+    shmrpc_client_free(connect_with(at, NULL)); /* it is up */
+    shmrpc_buf big;
+    shmrpc_buf_init(&big);
+    fill_big(&big);
+    for (int started = 0; started < 2; started++) {
+        stand_in s = stand_in_start(resets_at_the_first_request);
+        snprintf(list, sizeof list, "tcp://127.0.0.1:%d,127.0.0.1:%d", s.port, port);
+        sh->calls = 0;
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.max_msg_bytes = 32u << 20;
+        shmrpc_client *c = connect_with(list, &o); /* the stand-in's: the first to answer */
+        shmrpc_bytes out = {0};
+        int rc;
+        if (started) {
+            shmrpc_call *k;
+            assert_int_equal(calls_echo_start(c, shmrpc_bytes_of(big.data, big.len), &k), 0);
+            rc = calls_echo_finish(c, k, &out);
+        } else {
+            rc = calls_echo(c, shmrpc_bytes_of(big.data, big.len), &out);
+        }
+        if (rc) fail_msg("%s: %s", shmrpc_strerror(rc), shmrpc_errmsg());
+        assert_int_equal(out.len, big.len);
+        assert_memory_equal(out.ptr, big.data, big.len);
+        assert_int_equal(sh->calls, 1);
+        shmrpc_client_free(c);
+        assert_int_equal(stand_in_end(&s), 0);
+    }
+    shmrpc_buf_destroy(&big);
+    assert_true(test_stop_server(server));
+}
+
 /* Reads requests (adds) until it has two (case 2) or one, then reads nothing more and sends
  * (stand_in_case) 0: a PING, a PONG, an ERROR answering the first request, a DRAIN, an ERROR
  * of request 0, then a RESPONSE for request 0; 1: a HELLO_ACK; 2: the answer of the first
@@ -1041,8 +1108,7 @@ static void frames_while_a_request_goes_out(void **state)
     (void)state;
     shmrpc_buf big;
     shmrpc_buf_init(&big);
-    for (size_t i = 0; i < (16u << 20); i++)
-        shmrpc_buf_append(&big, &(uint8_t){(uint8_t)('a' + i % 26)}, 1);
+    fill_big(&big);
     stand_in_rcvbuf = 64 << 10;
     for (int i = 0; i < 3; i++) {
         stand_in_case = i;
@@ -1327,6 +1393,7 @@ int main(void)
         cmocka_unit_test(stalls_and_races),
         cmocka_unit_test(wire_proto_of_the_environment),
         cmocka_unit_test(frames_while_a_request_goes_out),
+        cmocka_unit_test(reset_before_the_request_went_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
