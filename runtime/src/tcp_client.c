@@ -1037,14 +1037,19 @@ static bool lookup_done(tcp_lookup *lk)
     return true;
 }
 
-/* Waits until the round is done or deadline passes. */
+/* Waits until the round is done or deadline passes, looking once a millisecond. Not with
+ * gai_suspend: glibc's (2.36) waits for an absolute CLOCK_MONOTONIC time on a condition
+ * variable of CLOCK_REALTIME, so it returns at once, again and again; and when a request
+ * ends as it returns, it leaves its waiter (on its stack) with the request, which the
+ * resolver's thread then writes through: a crash, seen with a name that does not resolve
+ * (client_test, names_that_do_not_resolve). */
 static void lookup_wait(tcp_lookup *lk, int64_t deadline)
 {
-    for (;;) {
+    while (!lookup_done(lk)) {
         int64_t left = deadline - shmrpc__now_ns();
-        if (lookup_done(lk) || left <= 0) return;
-        struct timespec ts = {(time_t)(left / NS_PER_S), (long)(left % NS_PER_S)};
-        gai_suspend((const struct gaicb *const *)lk->list, lk->n, &ts);
+        if (left <= 0) return;
+        struct timespec ts = {0, (long)(left < NS_PER_MS ? left : NS_PER_MS)};
+        nanosleep(&ts, NULL);
     }
 }
 
@@ -1083,10 +1088,11 @@ static void add_addrs(tcp_pool *p, int e, const struct addrinfo *ai)
 }
 
 /* Keeps one endpoint per address of every entry, up to SHMRPC_TCP_MAX_ENDPOINTS: numeric
- * entries are resolved here (never asking DNS), names from the round lk (NULL: none).
- * Endpoints found again keep their connections, those no longer found are dropped, and an
- * entry that failed to resolve keeps what it had. 0 when at least one endpoint is left;
- * else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with the resolver's message. */
+ * entries are resolved here (never asking DNS), names from the round lk (NULL only when
+ * the list has no name). Endpoints found again keep their connections, those no longer
+ * found are dropped, and an entry that failed to resolve keeps what it had. 0 when at
+ * least one endpoint is left; else SHMRPC_ENOENT (no such name) or SHMRPC_EUNAVAIL, with
+ * the resolver's message. */
 static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
 {
     int rc = SHMRPC_EUNAVAIL;
@@ -1102,9 +1108,9 @@ static int apply(tcp_pool *p, tcp_lookup *lk, shmrpc_buf *err)
                                      .ai_socktype = SOCK_STREAM,
                                      .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
             g = getaddrinfo(en->host, en->port, &hints, &ai);
-        } else {
-            g = lk && k < lk->n ? gai_error(&lk->cb[k]) : EAI_AGAIN;
-            ai = lk && k < lk->n && g == 0 ? lk->cb[k].ar_result : NULL;
+        } else { /* a name: then p->names, so lk is a round, whose k-th request is this one */
+            g = gai_error(&lk->cb[k]);
+            ai = g == 0 ? lk->cb[k].ar_result : NULL;
             k++;
         }
         if (g == 0 && ai) {

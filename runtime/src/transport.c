@@ -110,10 +110,14 @@ int shmrpc__transport_for(const char *addr, const shmrpc__transport **t, const c
 }
 
 /* Whether a tcp:// WHERE names its port: HOST:PORT, [V6]:PORT, or PORT alone (on
- * 127.0.0.1). */
+ * 127.0.0.1). A bracket not closed, or something after ']', is taken as written, so that
+ * the parser's refusal quotes it (no port of the .svc appended to it). */
 static bool tcp_has_port(const char *where)
 {
-    if (where[0] == '[') return strstr(where, "]:") != NULL;
+    if (where[0] == '[') {
+        const char *close = strchr(where, ']');
+        return !close || close[1] != '\0';
+    }
     if (strchr(where, ':')) return true;
     return where[0] && strspn(where, "0123456789") == strlen(where);
 }
