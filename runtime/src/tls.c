@@ -4,9 +4,10 @@
  * own: it sends without waiting (MSG_DONTWAIT, MSG_NOSIGNAL) as the plain transport does,
  * receives with the flags of the receive in progress (so a client's blocking receive
  * with SO_RCVTIMEO stays one system call); OpenSSL reads ahead, and its reads go straight
- * into its own buffer, so a record costs one recv rather than two (its header, then its
- * body) and no copy. A would-wait is told by the BIO (io->again), not by OpenSSL's error
- * queue, which is not looked at on a call's path. */
+ * into its own buffer when it has room for a whole record, so a record costs one recv
+ * rather than two (its header, then its body). OpenSSL does every record (RFC 8446, 5):
+ * there is no record protection here. A would-wait is told by the BIO (io->again), not by
+ * OpenSSL's error queue, which is not looked at on a call's path. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -140,6 +141,11 @@ static shmrpc__tls *tls_new(bool server, shmrpc_buf *err)
     /* A peer that closes without TLS's close_notify ends the stream as a close does: every
      * frame carries its length, so a cut stream is seen as one. */
     long opts = SSL_OP_NO_RENEGOTIATION;
+    /* Plaintext read goes with the connection: OpenSSL wipes what it decrypted in its own
+     * buffer once it is returned (OpenSSL 3.0). */
+#ifdef SSL_OP_CLEANSE_PLAINTEXT
+    opts |= SSL_OP_CLEANSE_PLAINTEXT;
+#endif
 #ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
     opts |= SSL_OP_IGNORE_UNEXPECTED_EOF;
 #endif
@@ -295,8 +301,10 @@ static ssize_t raw_recv(shmrpc__io *io, uint8_t *p, size_t cap)
 
 /* OpenSSL reads ahead (SSL_CTX_set_read_ahead): it asks for as much as its buffer holds,
  * and that read goes straight into its buffer, one recv for every record that has come.
- * A smaller ask (none is expected) is served from io->raw, read a record's worth at a
- * time, so that no byte is read twice or lost. */
+ * A smaller ask (the rest of a record that straddled a read, when its buffer has less
+ * room than a record) is served from io->raw, read a record's worth at a time, so that no
+ * byte is read twice or lost. A read that would wait leaves io->starved set: OpenSSL asks
+ * only when what it holds is no whole record, so it then holds part of one at most. */
 static int bio_read(BIO *b, char *out, int n)
 {
     shmrpc__io *io = BIO_get_data(b);
@@ -308,9 +316,10 @@ static int bio_read(BIO *b, char *out, int n)
         ssize_t k = raw_recv(io, direct ? (uint8_t *)out : io->raw, direct ? (size_t)n : RAW_CAP);
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             BIO_set_retry_read(b);
-            io->again = true;
+            io->again = io->starved = true;
             return -1;
         }
+        io->starved = false;
         if (k <= 0 || direct) return (int)k;
         io->raw_len = (uint32_t)k;
     }
@@ -520,7 +529,9 @@ ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n)
 
 bool shmrpc__io_pending(const shmrpc__io *io)
 {
-    return io->ssl && (io->raw_off < io->raw_len || SSL_has_pending(io->ssl));
+    /* SSL_has_pending counts part of a record too: after a receive that found no more
+     * bytes (starved), what OpenSSL holds waits for the socket, which poll sees. */
+    return io->ssl && (io->raw_off < io->raw_len || (!io->starved && SSL_has_pending(io->ssl)));
 }
 
 int shmrpc__io_error(const shmrpc__io *io, const char *where, shmrpc_buf *err)

@@ -35,12 +35,13 @@ typedef struct shmrpc__io {
     int flags;          /* recv's flags for the read in progress (MSG_DONTWAIT or 0) */
     bool failed;        /* TLS failed: nothing more is sent, not even its close */
     bool again;         /* the BIO's last recv or send would have waited (EAGAIN) */
+    bool starved;       /* the BIO's last recv would have waited: OpenSSL holds no whole record */
     uint8_t *raw;       /* bytes read from fd that TLS has not taken yet */
     uint32_t raw_off, raw_len;
     uint16_t head_len; /* the first bytes the peer sent, to tell a plain shmrpc peer */
     uint8_t head[256];
-    int status;              /* why TLS failed: SHMRPC_EPERM (a certificate), SHMRPC_EPROTO */
-    char why[200];           /* OpenSSL's reason, or what the peer said in plain frames */
+    int status;    /* why TLS failed: SHMRPC_EPERM (a certificate), SHMRPC_EPROTO */
+    char why[200]; /* OpenSSL's reason, or what the peer said in plain frames */
 } shmrpc__io;
 
 /* A plain connection over fd. */
@@ -62,8 +63,9 @@ int shmrpc__io_handshake(shmrpc__io *io);
 ssize_t shmrpc__io_recv(shmrpc__io *io, void *buf, size_t n, int flags);
 ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n);
 
-/* Bytes were received that a recv returns without waiting for fd (poll does not see
- * them). */
+/* Bytes were received that a recv may return without waiting for fd (poll does not see
+ * them): what io->raw holds, or what OpenSSL holds unless the last receive found it short
+ * of a whole record. */
 bool shmrpc__io_pending(const shmrpc__io *io);
 
 /* After a failed TLS handshake or receive: "TLS with tcp://WHERE failed: REASON" into
@@ -74,7 +76,8 @@ bool shmrpc__io_pending(const shmrpc__io *io);
 int shmrpc__io_error(const shmrpc__io *io, const char *where, shmrpc_buf *err);
 
 /* Lets go of io's TLS state and closes fd; notify sends TLS's close first (not in a
- * process that only inherited the connection). */
+ * process that only inherited the connection), best effort: not once the socket's write
+ * side is shut, as a draining server's is. */
 void shmrpc__io_close(shmrpc__io *io, bool notify);
 
 #endif

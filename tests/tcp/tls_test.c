@@ -869,7 +869,7 @@ static void hostile_records_end_the_connection(void **state)
         {"a NewSessionTicket split over two records", SSL_AD_UNEXPECTED_MESSAGE},
         {"a ChangeCipherSpec", SSL_AD_UNEXPECTED_MESSAGE},
         {"a record of 2^14 + 257 bytes", SSL_AD_RECORD_OVERFLOW},
-        {"2^14 bytes padded by 200", 0},
+        {"2^14 bytes padded by 200", 0}, /* no alert: see above */
         {"a record of length 0", SSL_AD_BAD_RECORD_MAC},
         {"a changed tag", SSL_AD_BAD_RECORD_MAC},
         {"100 zero bytes (no content type)", SSL_AD_UNEXPECTED_MESSAGE},
@@ -947,7 +947,7 @@ static void hostile_records_end_the_connection(void **state)
         printf("    %s: %s, alert %d\n", cases[i].name, closed ? "closed" : "still open",
                alert ? alert - SSL_AD_REASON_OFFSET : -1);
         if (!closed) fail_msg("%s: the server kept the connection", cases[i].name);
-        if (cases[i].alert && alert != SSL_AD_REASON_OFFSET + cases[i].alert)
+        if (alert != (cases[i].alert ? SSL_AD_REASON_OFFSET + cases[i].alert : 0))
             fail_msg("%s: alert %d, not %d", cases[i].name, alert - SSL_AD_REASON_OFFSET,
                      cases[i].alert);
         int64_t t0 = test_now_ms();
@@ -963,9 +963,11 @@ static void hostile_records_end_the_connection(void **state)
 }
 
 /* A KeyUpdate from a client (RFC 8446, 4.6.3) is taken by the server: the request sealed
- * with the client's next key (its traffic secret updated, 7.2) is answered. Records are
- * OpenSSL's on both sides, so key updates are as OpenSSL does them (the record layer that
- * shmrpc had of its own refused them). */
+ * with the client's next key (its traffic secret updated, 7.2) is answered, also when the
+ * KeyUpdate asks the server to update its own keys (its answer then comes under its next
+ * key, after its own KeyUpdate, which the test's OpenSSL reads). Records are OpenSSL's on
+ * both sides, so key updates are as OpenSSL does them (the record layer that shmrpc had of
+ * its own refused them). */
 static void a_key_update_is_taken(void **state)
 {
     (void)state;
@@ -976,35 +978,42 @@ static void a_key_update_is_taken(void **state)
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256");
     SSL_CTX_set_keylog_callback(ctx, test_keylog);
-    int fd;
-    hand_records k;
-    SSL *ssl = hand_connect(ctx, &fd, &k);
-    shmrpc_buf out, b;
-    shmrpc_buf_init(&out);
-    shmrpc_buf_init(&b);
-    hand_seal(&k, (const uint8_t *)"\x18\x00\x00\x01\x00\x16", 6, &out, 0); /* not requested */
-    uint8_t next[32];
-    expand_label(traffic_secret[0], "traffic upd", next, sizeof next);
-    expand_label(next, "key", k.key, sizeof k.key);
-    expand_label(next, "iv", k.iv, sizeof k.iv);
-    k.seq = 0;
-    static const uint8_t req[] = {0x92, 0x28, 0x02}; /* add(40, 2) */
-    size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, 7);
-    shmrpc_buf_append(&b, req, sizeof req);
-    assert_int_equal(shmrpc__frame_end(&b, at), 0);
-    shmrpc_buf_append(&b, "\x17", 1); /* the inner content type */
-    hand_seal(&k, b.data, b.len, &out, 0);
-    assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
-    shmrpc__frame_hdr h;
-    if (!mem_frame(ssl, fd, &b, &h)) fail_msg("the server closed the connection at the KeyUpdate");
-    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
-    assert_int_equal(h.request_id, 7);
-    assert_int_equal(h.body_len, 1);
-    assert_int_equal(b.data[SHMRPC__FRAME_HDR_SIZE], 42); /* msgpack's fixint 42 */
-    shmrpc_buf_destroy(&out);
-    shmrpc_buf_destroy(&b);
-    SSL_free(ssl);
-    close(fd);
+    for (int requested = 0; requested < 2; requested++) {
+        int fd;
+        hand_records k;
+        SSL *ssl = hand_connect(ctx, &fd, &k);
+        shmrpc_buf out, b;
+        shmrpc_buf_init(&out);
+        shmrpc_buf_init(&b);
+        const uint8_t update[] = {24, 0, 0, 1, (uint8_t)requested, 22};
+        hand_seal(&k, update, sizeof update, &out, 0);
+        uint8_t next[32];
+        expand_label(traffic_secret[0], "traffic upd", next, sizeof next);
+        expand_label(next, "key", k.key, sizeof k.key);
+        expand_label(next, "iv", k.iv, sizeof k.iv);
+        k.seq = 0;
+        static const uint8_t req[] = {0x92, 0x28, 0x02}; /* add(40, 2) */
+        size_t at = shmrpc__frame_begin(&b, SHMRPC__KIND_REQUEST, 0, 0, 7);
+        shmrpc_buf_append(&b, req, sizeof req);
+        assert_int_equal(shmrpc__frame_end(&b, at), 0);
+        shmrpc_buf_append(&b, "\x17", 1); /* the inner content type */
+        hand_seal(&k, b.data, b.len, &out, 0);
+        assert_int_equal(send(fd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+        shmrpc__frame_hdr h;
+        if (!mem_frame(ssl, fd, &b, &h))
+            fail_msg("the server closed the connection at the KeyUpdate (update requested: %d)",
+                     requested);
+        assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+        assert_int_equal(h.request_id, 7);
+        assert_int_equal(h.body_len, 1);
+        assert_int_equal(b.data[SHMRPC__FRAME_HDR_SIZE], 42); /* msgpack's fixint 42 */
+        printf("    a KeyUpdate (update %srequested): the next request answered\n",
+               requested ? "" : "not ");
+        shmrpc_buf_destroy(&out);
+        shmrpc_buf_destroy(&b);
+        SSL_free(ssl);
+        close(fd);
+    }
     SSL_CTX_free(ctx);
     stop_server(server);
 }
@@ -1175,25 +1184,80 @@ static void tcp_pair(int *a, int *b)
     setsockopt(*b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
-/* shmrpc__io_recv on io, waiting for fd (5 s at most) while it says EAGAIN: a receive
- * waits once at most, and what the peer sent may reach the socket a moment later. */
+/* shmrpc__io_recv on io without waiting, polling fd until it returns or 5 s pass: what
+ * the peer sent may reach the socket a moment after its send. */
 static ssize_t io_recv_waiting(shmrpc__io *io, void *buf, size_t n)
 {
-    for (int i = 0; i < 50; i++) {
-        ssize_t k = shmrpc__io_recv(io, buf, n, 0);
-        if (k >= 0 || errno != EAGAIN) return k;
+    int64_t until = test_now_ms() + 5000;
+    for (;;) {
+        ssize_t k = shmrpc__io_recv(io, buf, n, MSG_DONTWAIT);
+        if (k >= 0 || errno != EAGAIN || test_now_ms() >= until) return k;
         struct pollfd p = {.fd = io->fd, .events = POLLIN};
-        poll(&p, 1, 100);
+        poll(&p, 1, 50);
     }
-    return -1;
+}
+
+/* Tickets an OpenSSL server made (SSL_CTX_set_session_ticket_cb's generator). */
+static int tickets_made;
+
+static int count_ticket(SSL *s, void *arg)
+{
+    (void)s, (void)arg;
+    tickets_made++;
+    return 1;
+}
+
+/* A shmrpc TLS client connection io (tls.h) over a TCP pair, whose server is OpenSSL over
+ * memory BIOs (*s, on *sfd) with the suite AES-128-GCM and tickets as many as given; the
+ * handshake done, and the server's application traffic secret in traffic_secret[1]. */
+static void io_with_openssl_server(const shmrpc__tls *t, int tickets, SSL_CTX **sctx,
+                                   shmrpc__io *io, SSL **s, int *sfd)
+{
+    *sctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(*sctx, file("server.pem")), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(*sctx, file("server.key"), SSL_FILETYPE_PEM), 1);
+    SSL_CTX_set_num_tickets(*sctx, (size_t)tickets);
+    SSL_CTX_set_session_ticket_cb(*sctx, count_ticket, NULL, NULL);
+    SSL_CTX_set_ciphersuites(*sctx, "TLS_AES_128_GCM_SHA256");
+    SSL_CTX_set_keylog_callback(*sctx, test_keylog);
+    int cfd;
+    tcp_pair(&cfd, sfd);
+    shmrpc__io_init(io, cfd);
+    assert_int_equal(shmrpc__io_tls(io, t), 0);
+    *s = SSL_new(*sctx);
+    SSL_set_bio(*s, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_accept_state(*s);
+    have_secret[1] = false;
+    tickets_made = 0;
+    int hc = 1, hs = 0;
+    for (int i = 0; i < 500 && (hc != 0 || hs != 1); i++) {
+        if (hc != 0) hc = shmrpc__io_handshake(io);
+        assert_true(hc >= 0);
+        mem_take(*s, *sfd);
+        if (hs != 1) hs = SSL_do_handshake(*s);
+        mem_flush(*s, *sfd, NULL);
+        poll(NULL, 0, 2);
+    }
+    assert_int_equal(hc, 0);
+    assert_int_equal(hs, 1);
+    assert_true(have_secret[1]);
+}
+
+/* The keys of the server's records after the handshake (none sent yet). */
+static hand_records server_records(void)
+{
+    hand_records k = {.seq = 0};
+    expand_label(traffic_secret[1], "key", k.key, sizeof k.key);
+    expand_label(traffic_secret[1], "iv", k.iv, sizeof k.iv);
+    return k;
 }
 
 /* Session tickets that a server sends after the handshake are OpenSSL's to read at a
- * client: real ones (made by OpenSSL's server) are let by and the data after them is
- * served; a malformed one, whole or split over two records, fails the connection with
- * SHMRPC_EPROTO, OpenSSL's reason, and a fatal alert to the server. The server is OpenSSL
- * over memory BIOs; the malformed tickets are sealed by the test with the server's key;
- * the client is shmrpc's TLS connection (tls.h). */
+ * client: real ones (three made by OpenSSL's server) and a well-formed one split over two
+ * records are let by, and the data after them is served; a malformed one fails the
+ * connection with SHMRPC_EPROTO, OpenSSL's reason, and a fatal alert to the server. The
+ * server is OpenSSL over memory BIOs; the tickets of the last two rounds are sealed by the
+ * test with the server's key; the client is shmrpc's TLS connection (tls.h). */
 static void tickets_at_a_client(void **state)
 {
     (void)state;
@@ -1204,62 +1268,52 @@ static void tickets_at_a_client(void **state)
     shmrpc_buf_init(&err);
     shmrpc__tls *t;
     assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, &err), 0);
-    for (int round = 0; round < 3; round++) { /* real tickets; malformed; malformed, split */
-        SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
-        assert_int_equal(SSL_CTX_use_certificate_chain_file(sctx, file("server.pem")), 1);
-        assert_int_equal(SSL_CTX_use_PrivateKey_file(sctx, file("server.key"), SSL_FILETYPE_PEM),
-                         1);
-        SSL_CTX_set_num_tickets(sctx, round == 0 ? 3 : 0);
-        SSL_CTX_set_ciphersuites(sctx, "TLS_AES_128_GCM_SHA256");
-        SSL_CTX_set_keylog_callback(sctx, test_keylog);
-        int cfd, sfd;
-        tcp_pair(&cfd, &sfd);
+    /* NewSessionTicket (RFC 8446, 4.6.1): lifetime 0, age_add 0, no nonce, a ticket of one
+     * byte, no extensions; then its inner content type (handshake). */
+    static const uint8_t ticket[] = {4, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'T', 0, 0, 22};
+    for (int round = 0; round < 3; round++) { /* real tickets; split; malformed */
+        SSL_CTX *sctx;
         shmrpc__io io;
-        shmrpc__io_init(&io, cfd);
-        assert_int_equal(shmrpc__io_tls(&io, t), 0);
-        SSL *s = SSL_new(sctx);
-        SSL_set_bio(s, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
-        SSL_set_accept_state(s);
-        have_secret[1] = false;
-        int hc = 1, hs = 0;
-        for (int i = 0; i < 500 && (hc != 0 || hs != 1); i++) {
-            if (hc != 0) hc = shmrpc__io_handshake(&io);
-            assert_true(hc >= 0);
-            mem_take(s, sfd);
-            if (hs != 1) hs = SSL_do_handshake(s);
-            mem_flush(s, sfd, NULL);
-            poll(NULL, 0, 2);
-        }
-        assert_int_equal(hc, 0);
-        assert_int_equal(hs, 1);
-        assert_true(have_secret[1]);
+        SSL *s;
+        int sfd;
+        io_with_openssl_server(t, round == 0 ? 3 : 0, &sctx, &io, &s, &sfd);
         uint8_t buf[64];
         if (round == 0) { /* the tickets went with the handshake's end; then data */
+            assert_int_equal(tickets_made, 3);
             assert_int_equal(SSL_write(s, "hi", 2), 2);
             mem_flush(s, sfd, NULL);
             assert_int_equal(io_recv_waiting(&io, buf, sizeof buf), 2);
             assert_memory_equal(buf, "hi", 2);
             printf("    3 tickets from OpenSSL's server, then data: served\n");
-        } else {
-            hand_records k = {.seq = 0};
-            expand_label(traffic_secret[1], "key", k.key, sizeof k.key);
-            expand_label(traffic_secret[1], "iv", k.iv, sizeof k.iv);
+        } else if (round == 1) {
+            hand_records k = server_records();
             shmrpc_buf out;
             shmrpc_buf_init(&out);
-            if (round == 1) { /* a NewSessionTicket of 4 bytes: its fields are missing */
-                hand_seal(&k, (const uint8_t *)"\x04\x00\x00\x04\x00\x00\x00\x00\x16", 9, &out, 0);
-            } else {
-                hand_seal(&k, (const uint8_t *)"\x04\x00\x00\x04\x16", 5, &out, 0);
-                hand_seal(&k, (const uint8_t *)"\x00\x00\x00\x00\x16", 5, &out, 0);
-            }
+            uint8_t part[sizeof ticket];
+            memcpy(part, ticket, 6);
+            part[6] = 22;
+            hand_seal(&k, part, 7, &out, 0); /* its header and 2 bytes of its body */
+            memcpy(part, ticket + 6, sizeof ticket - 6);
+            hand_seal(&k, part, sizeof ticket - 6, &out, 0);
+            hand_seal(&k, (const uint8_t *)"hi\x17", 3, &out, 0);
+            assert_int_equal(send(sfd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
+            shmrpc_buf_destroy(&out);
+            assert_int_equal(io_recv_waiting(&io, buf, sizeof buf), 2);
+            assert_memory_equal(buf, "hi", 2);
+            printf("    a ticket split over two records, then data: served\n");
+        } else {
+            hand_records k = server_records();
+            shmrpc_buf out;
+            shmrpc_buf_init(&out);
+            /* A NewSessionTicket of 4 bytes: its fields are missing. */
+            hand_seal(&k, (const uint8_t *)"\x04\x00\x00\x04\x00\x00\x00\x00\x16", 9, &out, 0);
             assert_int_equal(send(sfd, out.data, out.len, MSG_NOSIGNAL), (ssize_t)out.len);
             shmrpc_buf_destroy(&out);
             errno = 0;
             assert_int_equal(io_recv_waiting(&io, buf, sizeof buf), -1);
             assert_int_equal(errno, EPROTO);
             assert_int_equal(shmrpc__io_error(&io, "127.0.0.1:1", &err), SHMRPC_EPROTO);
-            printf("    %s: %s\n", round == 1 ? "a malformed ticket" : "one split over two records",
-                   shmrpc__msg_get(&err));
+            printf("    a malformed ticket: %s\n", shmrpc__msg_get(&err));
             assert_non_null(strstr(shmrpc__msg_get(&err), "TLS with tcp://127.0.0.1:1 failed: "));
             /* The alert that went to the server is a fatal one. */
             int alert = 0;
@@ -1278,6 +1332,59 @@ static void tickets_at_a_client(void **state)
         SSL_CTX_free(sctx);
         close(sfd);
     }
+    shmrpc__tls_free(t);
+    shmrpc_buf_destroy(&err);
+}
+
+/* shmrpc__io_pending says whether a receive can return without waiting for the socket:
+ * with part of a record only, once a receive found no more, it says no (the client would
+ * otherwise spin on receives that find nothing until the rest came); the rest comes, and
+ * the record is read whole; two whole records read in one receive leave the second
+ * pending. */
+static void pending_means_a_whole_record(void **state)
+{
+    (void)state;
+    shmrpc__tcp_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc__tls *t;
+    assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, &err), 0);
+    SSL_CTX *sctx;
+    shmrpc__io io;
+    SSL *s;
+    int sfd;
+    io_with_openssl_server(t, 0, &sctx, &io, &s, &sfd);
+    assert_false(shmrpc__io_pending(&io));
+    hand_records k = server_records();
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    hand_seal(&k, (const uint8_t *)"one\x17", 4, &out, 0);
+    hand_seal(&k, (const uint8_t *)"two\x17", 4, &out, 0);
+    hand_seal(&k, (const uint8_t *)"three\x17", 6, &out, 0);
+    size_t first = 2 * (5 + 4 + 16) + 10; /* two records and 10 bytes of the third */
+    assert_int_equal(send(sfd, out.data, first, MSG_NOSIGNAL), (ssize_t)first);
+    uint8_t buf[64];
+    assert_int_equal(io_recv_waiting(&io, buf, sizeof buf), 3);
+    assert_memory_equal(buf, "one", 3);
+    assert_true(shmrpc__io_pending(&io)); /* "two", whole, read with the first */
+    assert_int_equal(shmrpc__io_recv(&io, buf, sizeof buf, MSG_DONTWAIT), 3);
+    assert_memory_equal(buf, "two", 3);
+    errno = 0;
+    assert_int_equal(shmrpc__io_recv(&io, buf, sizeof buf, MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    if (shmrpc__io_pending(&io)) fail_msg("part of a record is said to be pending");
+    assert_int_equal(send(sfd, out.data + first, out.len - first, MSG_NOSIGNAL),
+                     (ssize_t)(out.len - first));
+    assert_int_equal(io_recv_waiting(&io, buf, sizeof buf), 5);
+    assert_memory_equal(buf, "three", 5);
+    assert_false(shmrpc__io_pending(&io));
+    shmrpc_buf_destroy(&out);
+    shmrpc__io_close(&io, false);
+    SSL_free(s);
+    SSL_CTX_free(sctx);
+    close(sfd);
     shmrpc__tls_free(t);
     shmrpc_buf_destroy(&err);
 }
@@ -1554,6 +1661,7 @@ int main(void)
         cmocka_unit_test_setup(lone_failed_connection_closes, setup),
         cmocka_unit_test_setup(other_suites_are_served, setup),
         cmocka_unit_test_setup(tickets_at_a_client, setup),
+        cmocka_unit_test_setup(pending_means_a_whole_record, setup),
         cmocka_unit_test_setup(a_servers_first_send, setup),
     };
     /* TCP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
