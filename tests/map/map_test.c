@@ -424,6 +424,206 @@ static void read_arguments(void **state)
     shmrpc_map_close(m);
 }
 
+/* Puts "late" into the map named arg 50 ms after it opened it. */
+static int late_put_child(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    int rc = put_s(m, "late", "1");
+    shmrpc_map_close(m);
+    return rc == 0 ? 0 : 11;
+}
+
+/* Checks that the one entry iterate shows is "big" with the pattern of BIG_VALUE bytes. */
+#define BIG_VALUE 20000
+static int check_big(void *arg, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    const uint8_t *v = value;
+    int *seen = arg;
+    if (klen != 3 || memcmp(key, "big", 3) != 0 || vlen != BIG_VALUE) return 1;
+    for (size_t i = 0; i < vlen; i++)
+        if (v[i] != (uint8_t)(i * 7 + 1)) return 2;
+    ++*seen;
+    return 0;
+}
+
+/* The calls' arguments that bad_args and read_arguments leave: a NULL map to each write, to
+ * get, view, check and print_status is SHMRPC_EINVAL "no map" (and no lock); a NULL key
+ * of some length to remove and get, or a key or value above its maximum, is refused with
+ * a message naming it; get's len may be NULL; a view is current only for its own
+ * generation and slot; a wait with no place for the count, or with a timeout too long to
+ * count in nanoseconds, returns at the next change; a value larger than iterate's first
+ * buffer is shown whole. */
+static void more_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("moreargs");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_view view;
+    char buf[8] = {0};
+    size_t len = 99;
+    assert_int_equal(shmrpc_map_put(NULL, "k", 1, "v", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_put_if_absent(NULL, "k", 1, "v", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_cas(NULL, "k", 1, "v", 1, "w", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_remove(NULL, "k", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_clear(NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_get(NULL, "k", 1, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(len, 99);
+    assert_int_equal(shmrpc_map_get_view(NULL, "k", 1, &view), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no view");
+    assert_int_equal(shmrpc_map_check(NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_print_status(NULL, stderr), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_print_status(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no file");
+    assert_null(shmrpc_map_lock(NULL));
+    assert_non_null(shmrpc_map_lock(m));
+
+    /* Keys and values: NULL with a length, or too long; the map keeps what it had. */
+    assert_int_equal(shmrpc_map_remove(m, NULL, 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key is NULL");
+    assert_int_equal(shmrpc_map_get(m, NULL, 1, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key is NULL");
+    static char big_key[SHMRPC_MAP_KEY_MAX + 1];
+    assert_int_equal(shmrpc_map_get(m, big_key, sizeof big_key, buf, sizeof buf, &len),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key of 65537 bytes, more than 65536");
+    /* Refused before a byte of it is read: one byte stands for the whole value. */
+    assert_int_equal(shmrpc_map_put(m, "k", 1, "w", (size_t)SHMRPC_MAP_VALUE_MAX + 1),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "value of 268435457 bytes, more than 268435456");
+    assert_int_equal(shmrpc_map_get(m, "k", 1, buf, sizeof buf, NULL), 0);
+    assert_string_equal(buf, "v");
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* A view: current as it was taken, not with another slot, nor after a growth. */
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, &view), 0);
+    assert_true(shmrpc_map_view_current(m, &view));
+    assert_false(shmrpc_map_view_current(NULL, &view));
+    assert_false(shmrpc_map_view_current(m, NULL));
+    shmrpc_map_view moved = view;
+    moved.slot = UINT64_C(1) << 40;
+    assert_false(shmrpc_map_view_current(m, &moved));
+    shmrpc_map_info before, after;
+    assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+    assert_true(shmrpc_map_view_current(m, &view));
+    for (int i = 0; i < 20; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "g%d", i);
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    assert_true(after.generation > before.generation);
+    assert_int_equal(shmrpc_map_get_view(m, "g0", 2, &moved), 0); /* maps the new one */
+    assert_false(shmrpc_map_view_current(m, &view));
+
+    /* Waits with a timeout too long to count in nanoseconds: the change another process
+     * makes ends it, with or without a place for the count. */
+    uint64_t c = 0, now = 0;
+    assert_int_equal(shmrpc_map_changes(m, &c), 0);
+    pid_t kid = spawn(late_put_child, (void *)name);
+    assert_int_equal(shmrpc_map_wait(m, c, &now, INT64_MAX / 1000), 0);
+    assert_int_equal(now, c + 1);
+    assert_int_equal(test_kid_reap(kid, 20000), 0);
+    assert_string_equal(get_s(m, "late"), "1");
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    assert_int_equal(shmrpc_map_wait(m, now, NULL, INT64_MAX), 0);
+
+    /* A value of BIG_VALUE bytes, past iterate's first buffer of 4096, comes back whole. */
+    assert_int_equal(shmrpc_map_clear(m), 0);
+    uint8_t *big = malloc(BIG_VALUE);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG_VALUE; i++)
+        big[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(shmrpc_map_put(m, "big", 3, big, BIG_VALUE), 0);
+    free(big);
+    int seen = 0;
+    assert_int_equal(shmrpc_map_iterate(m, check_big, &seen), 0);
+    assert_int_equal(seen, 1);
+    shmrpc_map_close(m);
+}
+
+/* A growth for bytes alone keeps the slots the map was made with: initial_slots is the
+ * least a generation has, not only the first one's count. */
+static void growth_keeps_initial_slots(void **state)
+{
+    (void)state;
+    const char *name = new_name("keepslots");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.initial_slots = 1024;
+    shmrpc_map *m = open_map(name, &o);
+    static char v[3000];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 4; i++) {
+        char k[4] = {'k', (char)('0' + i), 0};
+        assert_int_equal(shmrpc_map_put(m, k, 2, v, sizeof v), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_true(info.growths > 0);
+    assert_int_equal(info.slots, 1024);
+    assert_int_equal(info.count, 4);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
+/* shmrpc_map_unlink removes the generation files of its map only: not those of a map
+ * whose name starts with its name and a dot, nor a file of its prefix whose rest is not
+ * a generation's number (empty, not digits, or past any number). */
+static void unlink_spares_other_names(void **state)
+{
+    (void)state;
+    const char *name = new_name("spare");
+    const char *other = new_name("spare.x7"); /* name, a dot and more */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *a = open_map(name, &o), *b = open_map(other, &o);
+    assert_int_equal(put_s(a, "k", "a"), 0);
+    assert_int_equal(put_s(b, "k", "b"), 0);
+    shmrpc_map_close(b);
+    shmrpc_map_close(a);
+    const char *decoys[] = {"", "12x", "99999999999999999999999"};
+    char path[512];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    char gen[512];
+    gen_file(gen, sizeof gen, name, 1);
+    assert_int_equal(access(gen, F_OK), 0);
+    assert_int_equal(shmrpc_map_unlink(name), 0);
+    assert_int_equal(access(gen, F_OK), -1);
+    int left = 0;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        left += access(path, F_OK) == 0;
+        unlink(path);
+    }
+    assert_int_equal(left, 3);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    b = open_map(other, &o);
+    assert_string_equal(get_s(b, "k"), "b");
+    assert_int_equal(shmrpc_map_check(b), 0);
+    shmrpc_map_close(b);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -1576,8 +1776,8 @@ static uint64_t file_word(const char *path, off_t off, size_t width, const uint6
  * layout") written to each value its check refuses, one at a time, in a map holding a key:
  * every open is refused with the status and the message the check says (the header's
  * geometry, its size, a type longer than the file: cut; the generation's version, slot
- * count, ring and entry offset), and the refusal writes nothing: the field put back, the
- * map opens and reads its key. */
+ * count, ring, entry offset, size and number; a header never initialised), and the
+ * refusal writes nothing: the field put back, the map opens and reads its key. */
 static void header_fields_refused(void **state)
 {
     (void)state;
@@ -1614,6 +1814,12 @@ static void header_fields_refused(void **state)
         {gen, 56, 8, UINT64_C(1) << 25, SHMRPC_EPROTO, "ring of 33554432 is not"},
         {gen, 56, 8, ring + 1, SHMRPC_EPROTO, "is not a power of two in [2^11, 2^24]"},
         {gen, 32, 8, arena + 8, SHMRPC_EPROTO, "do not follow 8 slots"},
+        /* Offsets past what a slot word holds: not a cut file, a bad head. */
+        {gen, 16, 8, UINT64_C(1) << 63, SHMRPC_EPROTO, "header says 9223372036854775808 bytes"},
+        {gen, 8, 8, 999, SHMRPC_EPROTO, "it says it is number 999"},
+        /* A header whose creator died before it was made whole: refused after a bounded
+         * wait. */
+        {hdr, 0, 4, 0, SHMRPC_EPROTO, "was never initialised (its creator died?)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t was = file_word(cases[i].file, cases[i].off, cases[i].width, NULL);
@@ -2675,6 +2881,9 @@ int main(void)
         T(bad_args),
         T(options_each_refused),
         T(read_arguments),
+        T(more_arguments),
+        T(growth_keeps_initial_slots),
+        T(unlink_spares_other_names),
         T(modes),
         T(wait_between_processes),
         T(wait_wakes_every_waiter),
