@@ -2783,6 +2783,88 @@ static void small_puts_beside_readers_reuse_space(void **state)
     munmap(s, sizeof *s);
 }
 
+/* --- a SIGBUS that is not a cut map's ------------------------------------------------- */
+
+static void exit_42(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+struct bus_case {
+    const char *name;
+    void (*before)(int); /* SIGBUS's handler before the map is opened */
+    bool fault;          /* a fault outside the map's mappings, else a SIGBUS sent */
+};
+
+/* Sets SIGBUS's handler, opens the map (which puts the guard's in front of it), reads it,
+ * then takes a SIGBUS that is not the map's. Returns 0 when the process goes on after it. */
+static int bus_child(void *arg)
+{
+    const struct bus_case *c = arg;
+    signal(SIGBUS, c->before);
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
+    char buf[8];
+    size_t len;
+    if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 11;
+    if (c->fault) {
+        /* The second page of a one-page file: a fault at an address no guard covers. */
+        char path[64];
+        snprintf(path, sizeof path, "/map_test.%d.bus", (int)getpid());
+        int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+        shm_unlink(path);
+        if (fd < 0 || ftruncate(fd, 4096) != 0) return 12;
+        volatile uint8_t *p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED) return 13;
+        (void)p[4096];
+    } else {
+        raise(SIGBUS);
+    }
+    /* Still here: the map still reads. */
+    if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 14;
+    shmrpc_map_close(m);
+    return 0;
+}
+
+/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by kill
+ * or a fault elsewhere goes to the handler there was before, and what it does happens as
+ * if no map were open: the default kills with SIGBUS, a handler of the program runs, an
+ * ignored SIGBUS sent by kill stays ignored, and a fault kills even when ignored. */
+static void sigbus_not_ours_goes_on(void **state)
+{
+    (void)state;
+    const char *name = new_name("bus");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    struct {
+        struct bus_case c;
+        int want;
+    } cases[] = {
+        {{name, SIG_DFL, false}, 128 + SIGBUS},
+        {{name, SIG_DFL, true}, 128 + SIGBUS},
+        {{name, exit_42, false}, 42},
+        {{name, exit_42, true}, 42},
+        {{name, SIG_IGN, false}, 0},
+        {{name, SIG_IGN, true}, 128 + SIGBUS}, /* a fault cannot be ignored */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = test_kid_reap(spawn(bus_child, &cases[i].c), 20000);
+        print_message("# SIGBUS %s, handler before %s: %d\n",
+                      cases[i].c.fault ? "by a fault" : "sent",
+                      cases[i].c.before == SIG_DFL   ? "default"
+                      : cases[i].c.before == SIG_IGN ? "ignore"
+                                                     : "exit 42",
+                      got);
+        assert_int_equal(got, cases[i].want);
+    }
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_close(m);
+}
+
 /* --- typed maps ------------------------------------------------------------------------ */
 
 #define TYPE_A "cache(string key)->i64 @msgpack"
@@ -2911,6 +2993,7 @@ int main(void)
         T(reuse_under_readers_and_kills),
         T(small_puts_beside_readers_reuse_space),
         T(types_stored_and_checked),
+        T(sigbus_not_ours_goes_on),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
         T(cas_increments_count_exactly),
