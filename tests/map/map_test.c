@@ -2783,6 +2783,152 @@ static void small_puts_beside_readers_reuse_space(void **state)
     munmap(s, sizeof *s);
 }
 
+/* --- as the admin API lists it ------------------------------------------------------- */
+
+/* The listing of map name (shmrpc_segments_list by its name): its header's entry into
+ * *hdr and its current generation's into *gen (kind SHMRPC_SEG_MAPGEN, the highest
+ * number); false when a kind is missing. */
+static bool listed(const char *name, shmrpc_segment *hdr, shmrpc_segment *gen)
+{
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    assert_int_equal(shmrpc_segments_list(&v, &n, &name, 1), 0);
+    bool got_hdr = false, got_gen = false;
+    uint64_t best = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == SHMRPC_SEG_MAP) {
+            *hdr = v[i];
+            got_hdr = true;
+        } else if (v[i].kind == SHMRPC_SEG_MAPGEN) {
+            const char *dot = strrchr(v[i].name, '.');
+            uint64_t number = dot ? strtoull(dot + 1, NULL, 10) : 0;
+            if (number >= best) {
+                best = number;
+                *gen = v[i];
+                got_gen = true;
+            }
+        }
+    }
+    shmrpc_segments_free(v);
+    return got_hdr && got_gen;
+}
+
+/* What the admin API lists of a map is what its handle says: the count, the generation
+ * shown, its reads (those of a live handle's reader slot too). A header of another
+ * version or size is listed as not valid. A generation whose used bytes lie outside its
+ * entries shows 0 used, and one cut shorter than its head says is listed as cut. */
+static void listed_as_its_handle_says(void **state)
+{
+    (void)state;
+    const char *name = new_name("listed");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    shmrpc_segment h, g;
+    assert_true(listed(name, &h, &g));
+    print_message("# %s: %s\n# %s: %s\n", h.name, h.detail, g.name, g.detail);
+    assert_true(h.valid);
+    assert_int_equal(h.owner_pid, getpid());
+    assert_int_equal(h.map.count, 1);
+    assert_int_equal(h.map.generation, info.generation);
+    assert_true(info.reads >= 3);
+    assert_int_equal(h.map.reads, info.reads);
+    assert_true(g.valid);
+    assert_int_equal(g.map.count, 1);
+    assert_int_equal(g.map.used, info.used);
+
+    /* used (at 72 of the generation's head) past the segment, or before the entries. */
+    char hdr[512], gen[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, info.generation);
+    uint64_t used = file_word(gen, 72, 8, NULL), arena = file_word(gen, 32, 8, NULL);
+    uint64_t total = file_word(gen, 16, 8, NULL);
+    uint64_t bad[] = {total + 8, arena - 8};
+    for (size_t i = 0; i < 2; i++) {
+        file_word(gen, 72, 8, &bad[i]);
+        assert_true(listed(name, &h, &g));
+        assert_true(g.valid);
+        assert_int_equal(g.map.used, 0);
+        assert_int_equal(h.map.used, 0);
+        assert_int_equal(h.map.count, 1);
+    }
+    file_word(gen, 72, 8, &used);
+    shmrpc_map_close(m);
+
+    /* The header's version (at 4) or size (at 8) not this library's: not valid. */
+    const struct {
+        off_t off;
+        uint64_t v;
+    } fields[] = {{4, 99}, {8, 4095}};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t was = file_word(hdr, fields[i].off, 4, NULL);
+        file_word(hdr, fields[i].off, 4, &fields[i].v);
+        assert_true(listed(name, &h, &g));
+        print_message("# %s\n", h.detail);
+        assert_false(h.valid);
+        assert_int_equal(h.map.count, 0);
+        file_word(hdr, fields[i].off, 4, &was);
+    }
+    assert_true(listed(name, &h, &g));
+    assert_true(h.valid);
+
+    /* The generation cut to one page, its head whole. */
+    assert_int_equal(truncate(gen, 4096), 0);
+    assert_true(listed(name, &h, &g));
+    print_message("# %s\n# %s\n", h.detail, g.detail);
+    assert_non_null(strstr(h.detail, "cannot be read: cut to 4096 bytes under its holders"));
+    assert_int_equal(h.map.count, 0);
+    assert_false(g.valid);
+}
+
+/* A map made before its header had first (0 there) numbers its generations from 1: it
+ * opens, reads, grows to number 2, and is shown so by its handle and the admin API. */
+static void first_zero_numbers_from_one(void **state)
+{
+    (void)state;
+    const char *name = new_name("first0");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_close(m);
+    /* Generation 1 as such a map has it: file NAME.1, its head and the header saying 1. */
+    char hdr[512], gen[512], old[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, 1);
+    snprintf(old, sizeof old, "/dev/shm/shmrpc.mapgen.%s.1", name);
+    assert_int_equal(rename(gen, old), 0);
+    const uint64_t one = 1, zero = 0;
+    file_word(old, 8, 8, &one);
+    file_word(hdr, 16, 8, &one);
+    file_word(hdr, 56, 8, &zero);
+
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    m = open_map(name, &o);
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    shmrpc_segment h, g;
+    assert_true(listed(name, &h, &g));
+    assert_int_equal(h.map.generation, 1);
+    assert_int_equal(g.map.generation, 1);
+    assert_int_equal(shmrpc_map_clear(m), 0); /* a new generation: file 2 */
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 2);
+    snprintf(gen, sizeof gen, "/dev/shm/shmrpc.mapgen.%s.2", name);
+    assert_int_equal(access(gen, F_OK), 0);
+    assert_int_equal(access(old, F_OK), -1);
+    assert_true(listed(name, &h, &g));
+    assert_int_equal(h.map.generation, 2);
+    assert_string_equal(get_s(m, "k"), "w");
+    shmrpc_map_close(m);
+}
+
 /* --- a SIGBUS that is not a cut map's ------------------------------------------------- */
 
 static void exit_42(int sig)
@@ -2936,6 +3082,17 @@ static void types_stored_and_checked(void **state)
     assert_int_equal(test_kid_reap(spawn(open_as_b, (void *)name), 10000), 0);
     shmrpc_map_close(m);
 
+    /* A stored type with a NUL inside is not the type of its first bytes. */
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.type = TYPE_A;
+    shmrpc_map_close(open_map(name, &o));
+    scribble("map", name, 4096 + 5, "", 1); /* "cache\0string key)..." */
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    o.type = "cache";
+    assert_int_equal(shmrpc_map_open(&other, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "holds cache, not cache"));
+    assert_null(other);
+
     /* A type length that disagrees with the segment's size is a corrupt header. */
     o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
     o.type = TYPE_A;
@@ -2994,6 +3151,8 @@ int main(void)
         T(small_puts_beside_readers_reuse_space),
         T(types_stored_and_checked),
         T(sigbus_not_ours_goes_on),
+        T(listed_as_its_handle_says),
+        T(first_zero_numbers_from_one),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
         T(cas_increments_count_exactly),
