@@ -2783,6 +2783,56 @@ static void small_puts_beside_readers_reuse_space(void **state)
     munmap(s, sizeof *s);
 }
 
+/* A writer that died holding the lock, its record of a write written over (slot past the
+ * table, used before the entries or past the segment): the repair applies none of it,
+ * and the map goes on with what it had (its generation, counts, keys, a clean check). */
+static void dead_writers_bad_record_ignored(void **state)
+{
+    (void)state;
+    const char *name = new_name("badrec");
+    for (int c = 0; c < 3; c++) {
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+        o.lock_timeout_ms = 5000;
+        shmrpc_map *m = open_map(name, &o);
+        assert_int_equal(put_s(m, "a", "1"), 0);
+        pid_t kid = spawn(holder_child, (void *)name);
+        int64_t end = test_kid_now_ms() + 20000;
+        while (!get_s(m, "held") && test_kid_now_ms() < end)
+            test_kid_nap_ms(1);
+        assert_non_null(get_s(m, "held"));
+        kill(kid, SIGKILL);
+        assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
+        /* The record (docs/map.md: header at 128..191) of a write to this generation. */
+        shmrpc_map_info info;
+        assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+        char hdr[512], gen[512];
+        snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+        gen_file(gen, sizeof gen, name, info.generation);
+        uint64_t arena = file_word(gen, 32, 8, NULL), total = file_word(gen, 16, 8, NULL);
+        uint64_t used = file_word(gen, 72, 8, NULL);
+        const uint64_t slots[] = {info.slots, 0, 0}, useds[] = {used, arena - 8, total + 8};
+        uint64_t rec[8] = {
+            1,  file_word(hdr, 16, 8, NULL), slots[c], UINT64_C(0x123456789), useds[c], 999, 999,
+            999};
+        for (int i = 0; i < 8; i++)
+            file_word(hdr, 128 + i * 8, 8, &rec[i]);
+        uint64_t generation = info.generation;
+        assert_int_equal(put_s(m, "c", "3"), 0);
+        assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+        /* Applied, the counts of 999 would have made the next put grow the table. */
+        assert_int_equal(info.generation, generation);
+        assert_int_equal(info.repairs, 1);
+        assert_int_equal(info.count, 3);
+        assert_int_equal(info.tombstones, 0);
+        assert_int_equal(shmrpc_map_check(m), 0);
+        assert_string_equal(get_s(m, "a"), "1");
+        assert_string_equal(get_s(m, "held"), "1");
+        assert_string_equal(get_s(m, "c"), "3");
+        assert_int_equal(file_word(hdr, 128, 4, NULL), 0); /* the record is idle again */
+        shmrpc_map_close(m);
+    }
+}
+
 /* --- as the admin API lists it ------------------------------------------------------- */
 
 /* The listing of map name (shmrpc_segments_list by its name): its header's entry into
@@ -3153,6 +3203,7 @@ int main(void)
         T(sigbus_not_ours_goes_on),
         T(listed_as_its_handle_says),
         T(first_zero_numbers_from_one),
+        T(dead_writers_bad_record_ignored),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
         T(cas_increments_count_exactly),
