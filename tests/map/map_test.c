@@ -2503,6 +2503,63 @@ static void view_holds_space_until_reader_dies(void **state)
     munmap(h, sizeof *h);
 }
 
+/* A handle that found every reader slot taken reads without one, counted in the
+ * generation's unprot: while its view is held, writers reuse no space (its bytes stay
+ * whole through 300 replacements); once its next call ends the view, they reuse again
+ * (3000 more put without a growth). Its reads are counted in its info. */
+static void slotless_view_holds_space(void **state)
+{
+    (void)state;
+    const char *name = new_name("slotless");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 4 << 20);
+    shmrpc_map *m = open_map(name, &o);
+    static unsigned char v[4096];
+    memset(v, 'x', sizeof v);
+    assert_int_equal(shmrpc_map_put(m, "a", 1, v, sizeof v), 0);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *held[READERS];
+    for (int i = 0; i < READERS; i++) {
+        held[i] = open_map(name, &o);
+        size_t len;
+        assert_int_equal(shmrpc_map_get(held[i], "a", 1, NULL, 0, &len), SHMRPC_ETOOBIG);
+    }
+    shmrpc_map *late = open_map(name, &o);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(late, "a", 1, &view), 0);
+    assert_int_equal(view.len, sizeof v);
+    shmrpc_map_info before, after;
+    assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+    for (int i = 0; i < 300; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        memset(v, '0' + i % 10, sizeof v);
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    size_t same = 0;
+    for (size_t i = 0; i < view.len; i++)
+        same += ((const unsigned char *)view.data)[i] == 'x';
+    assert_int_equal(same, sizeof v);
+    assert_false(shmrpc_map_view_current(late, &view));
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    assert_true(after.used - before.used >= 300 * sizeof v); /* all fresh space */
+    /* Its next call ends the view: the space comes back. */
+    shmrpc_map_info mine;
+    assert_int_equal(shmrpc_map_get_info(late, &mine), 0);
+    assert_true(mine.reads >= 1);
+    for (int i = 0; i < 3000; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    print_message("# slotless view: %" PRIu64 " -> %" PRIu64 " bytes used, %" PRIu64 " growths\n",
+                  before.used, after.used, after.growths);
+    assert_int_equal(after.growths, 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(late);
+    for (int i = 0; i < READERS; i++)
+        shmrpc_map_close(held[i]);
+    shmrpc_map_close(m);
+}
+
 static shmrpc_map *inherited; /* a handle the forked child of the next test reads with */
 
 /* Reads with the handle it inherited, whose parent holds a view, and with a new handle. */
@@ -3196,6 +3253,7 @@ int main(void)
         T(slots_written_over),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
+        T(slotless_view_holds_space),
         T(view_survives_a_forked_childs_reads),
         T(reuse_under_readers_and_kills),
         T(small_puts_beside_readers_reuse_space),
