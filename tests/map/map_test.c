@@ -776,6 +776,16 @@ static int creator_child(void *arg)
     exit(0); /* without closing: atexit decides */
 }
 
+static shmrpc_map *inherited_auto; /* the creator's handle, for close_inherited */
+
+/* Closes the handle its parent created the map with (auto_unlink), and exits. */
+static int close_inherited(void *arg)
+{
+    (void)arg;
+    shmrpc_map_close(inherited_auto);
+    return 0;
+}
+
 static void auto_unlink(void **state)
 {
     (void)state;
@@ -795,9 +805,15 @@ static void auto_unlink(void **state)
     assert_string_equal(get_s(m, "k"), "v");
     shmrpc_map_close(m);
     assert_true(shm_exists("map", name, ""));
-    /* The creator's close removes it. */
+    /* The creator's close removes it; a forked child's close of the handle it inherited
+     * does not. */
     o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
     m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    inherited_auto = m;
+    assert_int_equal(test_kid_reap(spawn(close_inherited, NULL), 20000), 0);
+    assert_true(shm_exists("map", name, ""));
+    assert_string_equal(get_s(m, "k"), "w");
     shmrpc_map_close(m);
     assert_false(shm_exists("map", name, ""));
 }
