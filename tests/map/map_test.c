@@ -492,6 +492,8 @@ static void more_arguments(void **state)
     assert_string_equal(shmrpc_errmsg(), "no file");
     assert_null(shmrpc_map_lock(NULL));
     assert_non_null(shmrpc_map_lock(m));
+    assert_int_equal(shmrpc_map_unlink("a/b"), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "outside [A-Za-z0-9_.-]"));
 
     /* Keys and values: NULL with a length, or too long; the map keeps what it had. */
     assert_int_equal(shmrpc_map_remove(m, NULL, 1), SHMRPC_EINVAL);
@@ -1771,6 +1773,16 @@ static void corrupt_segments_refused(void **state)
     (void)v;
     assert_int_equal(shmrpc_map_check(m), SHMRPC_EPROTO);
     assert_non_null(strstr(shmrpc_errmsg(), "outside the segment"));
+    /* A remove meets them on the key's way too, and says so; a put rebuilds the table
+     * from the entries that are whole (none) and writes. */
+    assert_int_equal(shmrpc_map_remove(m, "k", 1), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "an entry on the key's way is out of bounds"));
+    assert_int_equal(put_s(m, "k2", "v2"), 0);
+    assert_string_equal(get_s(m, "k2"), "v2");
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
     shmrpc_map_close(m);
 }
 
