@@ -2918,6 +2918,76 @@ static void dead_writers_bad_record_ignored(void **state)
     }
 }
 
+/* Counts the entries iterate shows. */
+static int count_shown(void *arg, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    (void)k, (void)klen, (void)v, (void)vlen;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* A generation cut under an open handle (docs/map.md, queue.md's "A segment cut under its
+ * holders"): from the first access that finds it, every call of the handle is
+ * SHMRPC_ECUT naming the generation's file, reads show nothing of the zero pages (a get
+ * sets no length, iterate shows no entry, a wait no count, print_status prints nothing),
+ * a view is never current, and the handle closes. */
+static void every_call_after_a_cut(void **state)
+{
+    (void)state;
+    const char *name = new_name("cutcalls");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, &view), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    char gen[512];
+    gen_file(gen, sizeof gen, name, info.generation);
+    assert_int_equal(truncate(gen, 0), 0);
+    const char *file = strrchr(gen, '/') + 1;
+
+    char buf[8];
+    size_t len = 99;
+    uint64_t n = 99, now = 99;
+    int seen = 0;
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    assert_non_null(f);
+    const struct {
+        const char *what;
+        int rc;
+    } calls[] = {
+        {"get", shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len)},
+        {"get_view", shmrpc_map_get_view(m, "k", 1, &view)},
+        {"size", shmrpc_map_size(m, &n)},
+        {"iterate", shmrpc_map_iterate(m, count_shown, &seen)},
+        {"changes", shmrpc_map_changes(m, &n)},
+        {"wait", shmrpc_map_wait(m, 0, &now, 10)},
+        {"get_info", shmrpc_map_get_info(m, &info)},
+        {"check", shmrpc_map_check(m)},
+        {"print_status", shmrpc_map_print_status(m, f)},
+        {"put", put_s(m, "k2", "v2")},
+        {"put_if_absent", shmrpc_map_put_if_absent(m, "k3", 2, "v", 1)},
+        {"cas", shmrpc_map_cas(m, "k", 1, "v", 1, "w", 1)},
+        {"remove", shmrpc_map_remove(m, "k", 1)},
+        {"clear", shmrpc_map_clear(m)},
+    };
+    fclose(f);
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        if (calls[i].rc != SHMRPC_ECUT) fail_msg("%s: %d", calls[i].what, calls[i].rc);
+    }
+    assert_non_null(strstr(shmrpc_errmsg(), file)); /* the last call's: clear's */
+    assert_int_equal(len, 99);                      /* untouched */
+    assert_int_equal(seen, 0);
+    assert_int_equal(now, 99);
+    assert_int_equal(tlen, 0);
+    free(text);
+    assert_false(shmrpc_map_view_current(m, &view));
+    shmrpc_map_close(m);
+}
+
 /* --- as the admin API lists it ------------------------------------------------------- */
 
 /* The listing of map name (shmrpc_segments_list by its name): its header's entry into
@@ -3290,6 +3360,7 @@ int main(void)
         T(listed_as_its_handle_says),
         T(first_zero_numbers_from_one),
         T(dead_writers_bad_record_ignored),
+        T(every_call_after_a_cut),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
         T(cas_increments_count_exactly),
