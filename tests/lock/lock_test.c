@@ -629,6 +629,11 @@ static void timeouts_while_held(void **state)
     assert_int_equal(shmrpc_lock_acquire_secs(l, 1e10), 0);
     assert_int_equal(test_kid_reap(kid, 5000), 0);
     assert_int_equal(shmrpc_lock_release(l), 0);
+    /* The same in milliseconds: 584 years, whose nanoseconds modulo 2^64 are 0.45 ms. */
+    kid = start_holder(&brief, &ready);
+    assert_int_equal(shmrpc_lock_acquire(l, INT64_C(18446744073710)), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
     close_chan(&ready);
     close_chan(&go);
     shmrpc_lock_close(l);
