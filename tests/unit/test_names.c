@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* This user's directory of names (runtime/src/names.c, docs/names.md) as
  * shmrpc_names_dir finds it, in a mount namespace with a /dev/shm of its own (root only):
- * root's made and tightened, a buffer too short refused, a user's only looked for, and
- * each $XDG_RUNTIME_DIR a user whose name was taken may or may not fall back to. */
+ * root's made and tightened, a buffer too short for it or for a name's path in it
+ * refused, a user's only looked for, and each $XDG_RUNTIME_DIR a user whose name was
+ * taken may or may not fall back to. */
 #define _GNU_SOURCE /* unshare */
 #include <errno.h>
 #include <sched.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "names.h"
 #include "unit.h"
 
 #include "skips.h"
@@ -85,8 +87,24 @@ static int root_makes_and_tightens(void)
     if (mode_of("/dev/shm/shmrpc-0") != 0700) return 6;
     if (access("/dev/shm/shmrpc-0/kept", F_OK) != 0) return 7;
     /* A buffer one short of the path and its NUL: refused, saying how long it is. */
-    return expect_dir(8, strlen("/dev/shm/shmrpc-0"), SHMRPC_EINVAL,
-                      "/dev/shm/shmrpc-0 is longer than 16 bytes");
+    if ((rc = expect_dir(8, strlen("/dev/shm/shmrpc-0"), SHMRPC_EINVAL,
+                         "/dev/shm/shmrpc-0 is longer than 16 bytes")) != 0)
+        return rc;
+    /* So is a name's path in it (a service's socket or segment) one short. */
+    char out[sizeof "/dev/shm/shmrpc-0/calc" - 1];
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    rc = shmrpc__ns_path(out, sizeof out, "calc", false, &err);
+    bool said = err.data && strcmp((const char *)err.data,
+                                   "/dev/shm/shmrpc-0/calc is longer than 21 bytes") == 0;
+    if (!said) fprintf(stderr, "# ns_path: %d %s\n", rc, err.data ? (char *)err.data : "");
+    shmrpc_buf_destroy(&err);
+    if (rc != SHMRPC_EINVAL || !said) return 9;
+    char fits[sizeof "/dev/shm/shmrpc-0/calc"];
+    shmrpc_buf_init(&err);
+    rc = shmrpc__ns_path(fits, sizeof fits, "calc", false, &err);
+    shmrpc_buf_destroy(&err);
+    return rc == 0 && strcmp(fits, "/dev/shm/shmrpc-0/calc") == 0 ? 0 : 10;
 }
 
 /* As USER: each $XDG_RUNTIME_DIR (cases[i].xdg, NULL: unset) and what names_dir says. */
