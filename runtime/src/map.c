@@ -341,8 +341,9 @@ struct shmrpc_map {
     uint64_t init_slots, init_bytes, max_bytes;
     uid_t uid;
     shmrpc_map_opts opts;
-    bool created; /* this open created the map */
-    bool holding; /* inside a write that took the lock (not re-entrantly) */
+    bool created;  /* this open created the map */
+    pid_t creator; /* the process whose open that was: only its close removes the map */
+    bool holding;  /* inside a write that took the lock (not re-entrantly) */
     /* The handle's reader slot (NULL: none yet, or the table was full), and the fork
      * count when it was claimed: a forked child claims its own. */
     struct map_reader *rd;
@@ -2200,6 +2201,7 @@ static int create_map(shmrpc_map *m)
     atomic_store(&h->gen, m->first);
     atomic_store_explicit(&h->magic, HDR_MAGIC, memory_order_release);
     m->created = true;
+    m->creator = getpid();
     return 0;
 }
 
@@ -2453,7 +2455,7 @@ int shmrpc_map_open(shmrpc_map **out, const char *name, const shmrpc_map_opts *o
 void shmrpc_map_close(shmrpc_map *m)
 {
     if (!m) return;
-    if (m->created && m->opts.auto_unlink) {
+    if (m->created && m->opts.auto_unlink && m->creator == getpid()) { /* not a forked child */
         spare(m->name);
         if (still_named(m)) shmrpc_map_unlink_quiet(m->name);
     }

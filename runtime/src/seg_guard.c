@@ -69,6 +69,9 @@ static void pass_on(int sig, siginfo_t *info, void *ctx)
         passing_frame = outer_frame;
         return;
     }
+    /* A SIGBUS sent by kill (no fault) that was ignored before ours stays ignored. */
+    if (info->si_code <= 0 && !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler == SIG_IGN)
+        return;
     /* SIG_DFL, or SIG_IGN (which the kernel overrides for a fault): die of it as if we were
      * not here. A SIGBUS sent by kill (no fault) is raised again. */
     struct sigaction dfl;

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -327,6 +328,13 @@ static void connect_or_create_race(void **state)
     munmap((void *)count, 4096);
 }
 
+/* rc is SHMRPC_EINVAL, and the message says what was missing. */
+static void expect_einval(int rc, const char *says)
+{
+    assert_int_equal(rc, SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), says);
+}
+
 static void bad_names_and_opts(void **state)
 {
     (void)state;
@@ -358,6 +366,36 @@ static void bad_names_and_opts(void **state)
     o = opts_of((shmrpc_lock_mode)7);
     assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EINVAL);
     assert_null(l);
+    o = opts_of(SHMRPC_LOCK_CONNECT_OR_CREATE);
+    o.wait.sleep_ns = -1;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "negative wait.sleep_ns -1");
+    assert_null(l);
+    assert_int_equal(shmrpc_lock_open(NULL, name, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "out is NULL");
+
+    /* A NULL lock or out-pointer to each call: SHMRPC_EINVAL and what was missing. */
+    l = open_lock(name, SHMRPC_LOCK_CONNECT_OR_CREATE);
+    pid_t pid = 7;
+    shmrpc_lock_stats st;
+    expect_einval(shmrpc_lock_acquire_secs(NULL, 1.0), "no lock");
+    expect_einval(shmrpc_lock_try(NULL), "no lock");
+    expect_einval(shmrpc_lock_steal(NULL), "no lock");
+    expect_einval(shmrpc_lock_release(NULL), "no lock");
+    expect_einval(shmrpc_lock_owner(NULL, &pid), "no lock");
+    expect_einval(shmrpc_lock_owner(l, NULL), "no place for the owner");
+    expect_einval(shmrpc_lock_get_stats(NULL, &st), "no lock");
+    expect_einval(shmrpc_lock_get_stats(l, NULL), "no place for the statistics");
+    expect_einval(shmrpc_lock_blocking_pid(NULL, &pid), "no lock");
+    expect_einval(shmrpc_lock_blocking_pid(l, NULL), "no place for the pid");
+    assert_int_equal(pid, 7);
+    assert_false(shmrpc_lock_is_mine(NULL));
+    /* None of them took or freed the lock. */
+    assert_int_equal(shmrpc_lock_owner(l, &pid), 0);
+    assert_int_equal(pid, 0);
+    assert_int_equal(shmrpc_lock_try(l), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    shmrpc_lock_close(l);
 }
 
 /* Writes a segment by hand: the wrong size, a foreign magic, no magic, a later version. */
@@ -370,8 +408,36 @@ static void write_segment(const char *name, off_t size, uint32_t magic, uint32_t
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, size), 0);
     uint32_t head[4] = {magic, version, 128, 0};
-    assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
+    if (size >= (off_t)sizeof head) /* an empty file stays empty */
+        assert_int_equal(pwrite(fd, head, sizeof head, 0), (ssize_t)sizeof head);
     close(fd);
+}
+
+/* Writes the 32-bit value v at off of the segment of lock name. */
+static void poke_segment(const char *name, off_t off, uint32_t v)
+{
+    char file[256];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &v, 4, off), 4);
+    close(fd);
+}
+
+/* An exclusive open of name is refused as busy, with a message that ends in what it found
+ * there. */
+static void expect_exists(const char *name, const char *ends)
+{
+    shmrpc_lock_opts o = opts_of(SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE);
+    shmrpc_lock *l = NULL;
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EBUSY);
+    assert_null(l);
+    const char *msg = shmrpc_errmsg();
+    print_message("# %s\n", msg);
+    assert_non_null(strstr(msg, "already exists"));
+    size_t n = strlen(msg), e = strlen(ends);
+    assert_true(n >= e);
+    assert_string_equal(msg + n - e, ends);
 }
 
 static void foreign_segments_refused(void **state)
@@ -398,9 +464,27 @@ static void foreign_segments_refused(void **state)
     assert_true(test_kid_now_ms() - t0 < 5000);
     assert_non_null(strstr(shmrpc_errmsg(), "never initialised"));
     assert_null(l);
-    /* OVERWRITE replaces it. */
+    expect_exists(name, "mode 0600, not initialised)");
+    /* A header whose size field is not a lock's, its magic right. */
+    write_segment(name, 128, 0x4b434c53u, 2);
+    poke_segment(name, 8, 64);
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "is not a lock segment (magic 0x4b434c53, size 64)"));
+    /* A file never sized (its creator died between making and sizing it): refused after a
+     * bounded wait; an exclusive open names no holder of it. */
+    write_segment(name, 0, 0, 0);
+    assert_int_equal(shmrpc_lock_open(&l, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "was never sized (its creator died?)"));
+    assert_null(l);
+    expect_exists(name, "mode 0600)");
+    /* OVERWRITE replaces it; an exclusive open finds it free, then held. */
     l = open_lock(name, SHMRPC_LOCK_CREATE_NEW_OVERWRITE);
+    expect_exists(name, "mode 0600, free)");
     assert_int_equal(shmrpc_lock_try(l), 0);
+    char held[64];
+    snprintf(held, sizeof held, "mode 0600, held by thread %d)", (int)getpid());
+    expect_exists(name, held);
+    assert_int_equal(shmrpc_lock_release(l), 0);
     shmrpc_lock_close(l);
 }
 
@@ -539,6 +623,17 @@ static void timeouts_while_held(void **state)
     assert_int_equal(shmrpc_lock_acquire_secs(l, -1.0), 0);
     assert_int_equal(test_kid_reap(kid, 5000), 0);
     assert_int_equal(shmrpc_lock_release(l), 0);
+    /* And while we wait longer than nanoseconds count (317 years): not a timeout. */
+    struct holder brief = {.l = l, .go_r = go.r, .release = true, .hold_ms = 100};
+    kid = start_holder(&brief, &ready);
+    assert_int_equal(shmrpc_lock_acquire_secs(l, 1e10), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
+    /* The same in milliseconds: 584 years, whose nanoseconds modulo 2^64 are 0.45 ms. */
+    kid = start_holder(&brief, &ready);
+    assert_int_equal(shmrpc_lock_acquire(l, INT64_C(18446744073710)), 0);
+    assert_int_equal(test_kid_reap(kid, 5000), 0);
+    assert_int_equal(shmrpc_lock_release(l), 0);
     close_chan(&ready);
     close_chan(&go);
     shmrpc_lock_close(l);
@@ -603,6 +698,10 @@ static void owner_killed_reaped(void **state)
     kill_and_reap(start_holder(&h, &ready));
     assert_int_equal(shmrpc_lock_try(l), SHMRPC_EOWNERDEAD);
     expect_owner_death(l, 2);
+    /* And acquire_secs, waiting forever. */
+    kill_and_reap(start_holder(&h, &ready));
+    assert_int_equal(shmrpc_lock_acquire_secs(l, INFINITY), SHMRPC_EOWNERDEAD);
+    expect_owner_death(l, 3);
     close_chan(&ready);
     close_chan(&go);
     shmrpc_lock_close(l);
@@ -1362,6 +1461,21 @@ static void steal_after_timeout(void **state)
     pid_t kid = start_holder(&h, &ready);
     /* A timeout shorter than the steal: no steal. */
     assert_int_equal(shmrpc_lock_acquire(l, 50), SHMRPC_ETIMEDOUT);
+    /* Nor with a steal too far off to count in nanoseconds: 584 years, whose nanoseconds
+     * taken modulo 2^64 would be 0.45 ms. */
+    shmrpc_lock_opts never = opts_of(SHMRPC_LOCK_CONNECT_TO_EXISTING);
+    never.steal_after_ms = INT64_C(18446744073710);
+    shmrpc_lock *patient = NULL;
+    assert_int_equal(shmrpc_lock_open(&patient, name, &never), 0);
+    shmrpc_lock_stats st0, st1;
+    assert_int_equal(shmrpc_lock_get_stats(patient, &st0), 0);
+    assert_int_equal(shmrpc_lock_acquire(patient, 50), SHMRPC_ETIMEDOUT);
+    assert_int_equal(shmrpc_lock_get_stats(patient, &st1), 0);
+    assert_int_equal(st1.steals, st0.steals);
+    pid_t owner = 0;
+    assert_int_equal(shmrpc_lock_owner(patient, &owner), 0);
+    assert_int_equal(owner, kid);
+    shmrpc_lock_close(patient);
     int64_t t0 = test_kid_now_ms();
     assert_int_equal(shmrpc_lock_acquire(l, 10000), SHMRPC_ESTOLEN);
     int64_t ms = test_kid_now_ms() - t0;

@@ -424,6 +424,208 @@ static void read_arguments(void **state)
     shmrpc_map_close(m);
 }
 
+/* Puts "late" into the map named arg 50 ms after it opened it. */
+static int late_put_child(void *arg)
+{
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    int rc = put_s(m, "late", "1");
+    shmrpc_map_close(m);
+    return rc == 0 ? 0 : 11;
+}
+
+/* Checks that the one entry iterate shows is "big" with the pattern of BIG_VALUE bytes. */
+#define BIG_VALUE 20000
+static int check_big(void *arg, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    const uint8_t *v = value;
+    int *seen = arg;
+    if (klen != 3 || memcmp(key, "big", 3) != 0 || vlen != BIG_VALUE) return 1;
+    for (size_t i = 0; i < vlen; i++)
+        if (v[i] != (uint8_t)(i * 7 + 1)) return 2;
+    ++*seen;
+    return 0;
+}
+
+/* The calls' arguments that bad_args and read_arguments leave: a NULL map to each write, to
+ * get, view, check and print_status is SHMRPC_EINVAL "no map" (and no lock); a NULL key
+ * of some length to remove and get, or a key or value above its maximum, is refused with
+ * a message naming it; get's len may be NULL; a view is current only for its own
+ * generation and slot; a wait with no place for the count, or with a timeout too long to
+ * count in nanoseconds, returns at the next change; a value larger than iterate's first
+ * buffer is shown whole. */
+static void more_arguments(void **state)
+{
+    (void)state;
+    const char *name = new_name("moreargs");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_view view;
+    char buf[8] = {0};
+    size_t len = 99;
+    assert_int_equal(shmrpc_map_put(NULL, "k", 1, "v", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_put_if_absent(NULL, "k", 1, "v", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_cas(NULL, "k", 1, "v", 1, "w", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_remove(NULL, "k", 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_clear(NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_get(NULL, "k", 1, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(len, 99);
+    assert_int_equal(shmrpc_map_get_view(NULL, "k", 1, &view), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no view");
+    assert_int_equal(shmrpc_map_check(NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_print_status(NULL, stderr), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no map");
+    assert_int_equal(shmrpc_map_print_status(m, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "no file");
+    assert_null(shmrpc_map_lock(NULL));
+    assert_non_null(shmrpc_map_lock(m));
+    assert_int_equal(shmrpc_map_unlink("a/b"), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "outside [A-Za-z0-9_.-]"));
+
+    /* Keys and values: NULL with a length, or too long; the map keeps what it had. */
+    assert_int_equal(shmrpc_map_remove(m, NULL, 1), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key is NULL");
+    assert_int_equal(shmrpc_map_get(m, NULL, 1, buf, sizeof buf, &len), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key is NULL");
+    static char big_key[SHMRPC_MAP_KEY_MAX + 1];
+    assert_int_equal(shmrpc_map_get(m, big_key, sizeof big_key, buf, sizeof buf, &len),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "key of 65537 bytes, more than 65536");
+    /* Refused before a byte of it is read: one byte stands for the whole value. */
+    assert_int_equal(shmrpc_map_put(m, "k", 1, "w", (size_t)SHMRPC_MAP_VALUE_MAX + 1),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "value of 268435457 bytes, more than 268435456");
+    assert_int_equal(shmrpc_map_get(m, "k", 1, buf, sizeof buf, NULL), 0);
+    assert_string_equal(buf, "v");
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* A view: current as it was taken, not with another slot, nor after a growth. */
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, &view), 0);
+    assert_true(shmrpc_map_view_current(m, &view));
+    assert_false(shmrpc_map_view_current(NULL, &view));
+    assert_false(shmrpc_map_view_current(m, NULL));
+    shmrpc_map_view moved = view;
+    moved.slot = UINT64_C(1) << 40;
+    assert_false(shmrpc_map_view_current(m, &moved));
+    shmrpc_map_info before, after;
+    assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+    assert_true(shmrpc_map_view_current(m, &view));
+    for (int i = 0; i < 20; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "g%d", i);
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    assert_true(after.generation > before.generation);
+    assert_int_equal(shmrpc_map_get_view(m, "g0", 2, &moved), 0); /* maps the new one */
+    assert_false(shmrpc_map_view_current(m, &view));
+
+    /* Waits with a timeout too long to count in nanoseconds: the change another process
+     * makes ends it, with or without a place for the count. */
+    uint64_t c = 0, now = 0;
+    assert_int_equal(shmrpc_map_changes(m, &c), 0);
+    pid_t kid = spawn(late_put_child, (void *)name);
+    assert_int_equal(shmrpc_map_wait(m, c, &now, INT64_MAX / 1000), 0);
+    assert_int_equal(now, c + 1);
+    assert_int_equal(test_kid_reap(kid, 20000), 0);
+    assert_string_equal(get_s(m, "late"), "1");
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    assert_int_equal(shmrpc_map_wait(m, now, NULL, INT64_MAX), 0);
+
+    /* A value of BIG_VALUE bytes, past iterate's first buffer of 4096, comes back whole. */
+    assert_int_equal(shmrpc_map_clear(m), 0);
+    uint8_t *big = malloc(BIG_VALUE);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG_VALUE; i++)
+        big[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(shmrpc_map_put(m, "big", 3, big, BIG_VALUE), 0);
+    free(big);
+    int seen = 0;
+    assert_int_equal(shmrpc_map_iterate(m, check_big, &seen), 0);
+    assert_int_equal(seen, 1);
+    shmrpc_map_close(m);
+}
+
+/* A growth for bytes alone keeps the slots the map was made with: initial_slots is the
+ * least a generation has, not only the first one's count. */
+static void growth_keeps_initial_slots(void **state)
+{
+    (void)state;
+    const char *name = new_name("keepslots");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.initial_slots = 1024;
+    shmrpc_map *m = open_map(name, &o);
+    static char v[3000];
+    memset(v, 'v', sizeof v);
+    for (int i = 0; i < 4; i++) {
+        char k[4] = {'k', (char)('0' + i), 0};
+        assert_int_equal(shmrpc_map_put(m, k, 2, v, sizeof v), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_true(info.growths > 0);
+    assert_int_equal(info.slots, 1024);
+    assert_int_equal(info.count, 4);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
+/* shmrpc_map_unlink removes the generation files of its map only: not those of a map
+ * whose name starts with its name and a dot, nor a file of its prefix whose rest is not
+ * a generation's number (empty, not digits, or past any number). */
+static void unlink_spares_other_names(void **state)
+{
+    (void)state;
+    const char *name = new_name("spare");
+    const char *other = new_name("spare.x7"); /* name, a dot and more */
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *a = open_map(name, &o), *b = open_map(other, &o);
+    assert_int_equal(put_s(a, "k", "a"), 0);
+    assert_int_equal(put_s(b, "k", "b"), 0);
+    shmrpc_map_close(b);
+    shmrpc_map_close(a);
+    const char *decoys[] = {"", "12x", "99999999999999999999999"};
+    char path[512];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    char gen[512];
+    gen_file(gen, sizeof gen, name, 1);
+    assert_int_equal(access(gen, F_OK), 0);
+    assert_int_equal(shmrpc_map_unlink(name), 0);
+    assert_int_equal(access(gen, F_OK), -1);
+    int left = 0;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        left += access(path, F_OK) == 0;
+        unlink(path);
+    }
+    assert_int_equal(left, 3);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    b = open_map(other, &o);
+    assert_string_equal(get_s(b, "k"), "b");
+    assert_int_equal(shmrpc_map_check(b), 0);
+    shmrpc_map_close(b);
+}
+
 static void modes(void **state)
 {
     (void)state;
@@ -576,6 +778,16 @@ static int creator_child(void *arg)
     exit(0); /* without closing: atexit decides */
 }
 
+static shmrpc_map *inherited_auto; /* the creator's handle, for close_inherited */
+
+/* Closes the handle its parent created the map with (auto_unlink), and exits. */
+static int close_inherited(void *arg)
+{
+    (void)arg;
+    shmrpc_map_close(inherited_auto);
+    return 0;
+}
+
 static void auto_unlink(void **state)
 {
     (void)state;
@@ -595,9 +807,15 @@ static void auto_unlink(void **state)
     assert_string_equal(get_s(m, "k"), "v");
     shmrpc_map_close(m);
     assert_true(shm_exists("map", name, ""));
-    /* The creator's close removes it. */
+    /* The creator's close removes it; a forked child's close of the handle it inherited
+     * does not. */
     o.mode = SHMRPC_MAP_CREATE_NEW_OVERWRITE;
     m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    inherited_auto = m;
+    assert_int_equal(test_kid_reap(spawn(close_inherited, NULL), 20000), 0);
+    assert_true(shm_exists("map", name, ""));
+    assert_string_equal(get_s(m, "k"), "w");
     shmrpc_map_close(m);
     assert_false(shm_exists("map", name, ""));
 }
@@ -1555,6 +1773,16 @@ static void corrupt_segments_refused(void **state)
     (void)v;
     assert_int_equal(shmrpc_map_check(m), SHMRPC_EPROTO);
     assert_non_null(strstr(shmrpc_errmsg(), "outside the segment"));
+    /* A remove meets them on the key's way too, and says so; a put rebuilds the table
+     * from the entries that are whole (none) and writes. */
+    assert_int_equal(shmrpc_map_remove(m, "k", 1), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "an entry on the key's way is out of bounds"));
+    assert_int_equal(put_s(m, "k2", "v2"), 0);
+    assert_string_equal(get_s(m, "k2"), "v2");
+    uint64_t n = 0;
+    assert_int_equal(shmrpc_map_size(m, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(shmrpc_map_check(m), 0);
     shmrpc_map_close(m);
 }
 
@@ -1576,8 +1804,8 @@ static uint64_t file_word(const char *path, off_t off, size_t width, const uint6
  * layout") written to each value its check refuses, one at a time, in a map holding a key:
  * every open is refused with the status and the message the check says (the header's
  * geometry, its size, a type longer than the file: cut; the generation's version, slot
- * count, ring and entry offset), and the refusal writes nothing: the field put back, the
- * map opens and reads its key. */
+ * count, ring, entry offset, size and number; a header never initialised), and the
+ * refusal writes nothing: the field put back, the map opens and reads its key. */
 static void header_fields_refused(void **state)
 {
     (void)state;
@@ -1614,6 +1842,12 @@ static void header_fields_refused(void **state)
         {gen, 56, 8, UINT64_C(1) << 25, SHMRPC_EPROTO, "ring of 33554432 is not"},
         {gen, 56, 8, ring + 1, SHMRPC_EPROTO, "is not a power of two in [2^11, 2^24]"},
         {gen, 32, 8, arena + 8, SHMRPC_EPROTO, "do not follow 8 slots"},
+        /* Offsets past what a slot word holds: not a cut file, a bad head. */
+        {gen, 16, 8, UINT64_C(1) << 63, SHMRPC_EPROTO, "header says 9223372036854775808 bytes"},
+        {gen, 8, 8, 999, SHMRPC_EPROTO, "it says it is number 999"},
+        /* A header whose creator died before it was made whole: refused after a bounded
+         * wait. */
+        {hdr, 0, 4, 0, SHMRPC_EPROTO, "was never initialised (its creator died?)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t was = file_word(cases[i].file, cases[i].off, cases[i].width, NULL);
@@ -2297,6 +2531,63 @@ static void view_holds_space_until_reader_dies(void **state)
     munmap(h, sizeof *h);
 }
 
+/* A handle that found every reader slot taken reads without one, counted in the
+ * generation's unprot: while its view is held, writers reuse no space (its bytes stay
+ * whole through 300 replacements); once its next call ends the view, they reuse again
+ * (3000 more put without a growth). Its reads are counted in its info. */
+static void slotless_view_holds_space(void **state)
+{
+    (void)state;
+    const char *name = new_name("slotless");
+    shmrpc_map_opts o = reuse_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, 4 << 20);
+    shmrpc_map *m = open_map(name, &o);
+    static unsigned char v[4096];
+    memset(v, 'x', sizeof v);
+    assert_int_equal(shmrpc_map_put(m, "a", 1, v, sizeof v), 0);
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    shmrpc_map *held[READERS];
+    for (int i = 0; i < READERS; i++) {
+        held[i] = open_map(name, &o);
+        size_t len;
+        assert_int_equal(shmrpc_map_get(held[i], "a", 1, NULL, 0, &len), SHMRPC_ETOOBIG);
+    }
+    shmrpc_map *late = open_map(name, &o);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(late, "a", 1, &view), 0);
+    assert_int_equal(view.len, sizeof v);
+    shmrpc_map_info before, after;
+    assert_int_equal(shmrpc_map_get_info(m, &before), 0);
+    for (int i = 0; i < 300; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        memset(v, '0' + i % 10, sizeof v);
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    size_t same = 0;
+    for (size_t i = 0; i < view.len; i++)
+        same += ((const unsigned char *)view.data)[i] == 'x';
+    assert_int_equal(same, sizeof v);
+    assert_false(shmrpc_map_view_current(late, &view));
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    assert_true(after.used - before.used >= 300 * sizeof v); /* all fresh space */
+    /* Its next call ends the view: the space comes back. */
+    shmrpc_map_info mine;
+    assert_int_equal(shmrpc_map_get_info(late, &mine), 0);
+    assert_true(mine.reads >= 1);
+    for (int i = 0; i < 3000; i++) {
+        char k[2] = {(char)('a' + i % 8), 0};
+        assert_int_equal(shmrpc_map_put(m, k, 1, v, sizeof v), 0);
+    }
+    assert_int_equal(shmrpc_map_get_info(m, &after), 0);
+    print_message("# slotless view: %" PRIu64 " -> %" PRIu64 " bytes used, %" PRIu64 " growths\n",
+                  before.used, after.used, after.growths);
+    assert_int_equal(after.growths, 0);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(late);
+    for (int i = 0; i < READERS; i++)
+        shmrpc_map_close(held[i]);
+    shmrpc_map_close(m);
+}
+
 static shmrpc_map *inherited; /* a handle the forked child of the next test reads with */
 
 /* Reads with the handle it inherited, whose parent holds a view, and with a new handle. */
@@ -2577,6 +2868,401 @@ static void small_puts_beside_readers_reuse_space(void **state)
     munmap(s, sizeof *s);
 }
 
+/* A writer that died holding the lock, its record of a write written over (slot past the
+ * table, used before the entries or past the segment): the repair applies none of it,
+ * and the map goes on with what it had (its generation, counts, keys, a clean check). */
+static void dead_writers_bad_record_ignored(void **state)
+{
+    (void)state;
+    const char *name = new_name("badrec");
+    for (int c = 0; c < 3; c++) {
+        shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+        o.lock_timeout_ms = 5000;
+        shmrpc_map *m = open_map(name, &o);
+        assert_int_equal(put_s(m, "a", "1"), 0);
+        pid_t kid = spawn(holder_child, (void *)name);
+        int64_t end = test_kid_now_ms() + 20000;
+        while (!get_s(m, "held") && test_kid_now_ms() < end)
+            test_kid_nap_ms(1);
+        assert_non_null(get_s(m, "held"));
+        kill(kid, SIGKILL);
+        assert_int_equal(test_kid_reap(kid, 5000), 128 + SIGKILL);
+        /* The record (docs/map.md: header at 128..191) of a write to this generation. */
+        shmrpc_map_info info;
+        assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+        char hdr[512], gen[512];
+        snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+        gen_file(gen, sizeof gen, name, info.generation);
+        uint64_t arena = file_word(gen, 32, 8, NULL), total = file_word(gen, 16, 8, NULL);
+        uint64_t used = file_word(gen, 72, 8, NULL);
+        const uint64_t slots[] = {info.slots, 0, 0}, useds[] = {used, arena - 8, total + 8};
+        uint64_t rec[8] = {
+            1,  file_word(hdr, 16, 8, NULL), slots[c], UINT64_C(0x123456789), useds[c], 999, 999,
+            999};
+        for (int i = 0; i < 8; i++)
+            file_word(hdr, 128 + i * 8, 8, &rec[i]);
+        uint64_t generation = info.generation;
+        assert_int_equal(put_s(m, "c", "3"), 0);
+        assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+        /* Applied, the counts of 999 would have made the next put grow the table. */
+        assert_int_equal(info.generation, generation);
+        assert_int_equal(info.repairs, 1);
+        assert_int_equal(info.count, 3);
+        assert_int_equal(info.tombstones, 0);
+        assert_int_equal(shmrpc_map_check(m), 0);
+        assert_string_equal(get_s(m, "a"), "1");
+        assert_string_equal(get_s(m, "held"), "1");
+        assert_string_equal(get_s(m, "c"), "3");
+        assert_int_equal(file_word(hdr, 128, 4, NULL), 0); /* the record is idle again */
+        shmrpc_map_close(m);
+    }
+}
+
+/* Counts the entries iterate shows. */
+static int count_shown(void *arg, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    (void)k, (void)klen, (void)v, (void)vlen;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* A generation cut under an open handle (docs/map.md, queue.md's "A segment cut under its
+ * holders"): from the first access that finds it, every call of the handle is
+ * SHMRPC_ECUT naming the generation's file, reads show nothing of the zero pages (a get
+ * sets no length, iterate shows no entry, a wait no count, print_status prints nothing),
+ * a view is never current, and the handle closes. */
+static void every_call_after_a_cut(void **state)
+{
+    (void)state;
+    const char *name = new_name("cutcalls");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_view view;
+    assert_int_equal(shmrpc_map_get_view(m, "k", 1, &view), 0);
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    char gen[512];
+    gen_file(gen, sizeof gen, name, info.generation);
+    assert_int_equal(truncate(gen, 0), 0);
+    const char *file = strrchr(gen, '/') + 1;
+
+    char buf[8];
+    size_t len = 99;
+    uint64_t n = 99, now = 99;
+    int seen = 0;
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    assert_non_null(f);
+    const struct {
+        const char *what;
+        int rc;
+    } calls[] = {
+        {"get", shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len)},
+        {"get_view", shmrpc_map_get_view(m, "k", 1, &view)},
+        {"size", shmrpc_map_size(m, &n)},
+        {"iterate", shmrpc_map_iterate(m, count_shown, &seen)},
+        {"changes", shmrpc_map_changes(m, &n)},
+        {"wait", shmrpc_map_wait(m, 0, &now, 10)},
+        {"get_info", shmrpc_map_get_info(m, &info)},
+        {"check", shmrpc_map_check(m)},
+        {"print_status", shmrpc_map_print_status(m, f)},
+        {"put", put_s(m, "k2", "v2")},
+        {"put_if_absent", shmrpc_map_put_if_absent(m, "k3", 2, "v", 1)},
+        {"cas", shmrpc_map_cas(m, "k", 1, "v", 1, "w", 1)},
+        {"remove", shmrpc_map_remove(m, "k", 1)},
+        {"clear", shmrpc_map_clear(m)},
+    };
+    fclose(f);
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        if (calls[i].rc != SHMRPC_ECUT) fail_msg("%s: %d", calls[i].what, calls[i].rc);
+    }
+    assert_non_null(strstr(shmrpc_errmsg(), file)); /* the last call's: clear's */
+    assert_int_equal(len, 99);                      /* untouched */
+    assert_int_equal(seen, 0);
+    assert_int_equal(now, 99);
+    assert_int_equal(tlen, 0);
+    free(text);
+    assert_false(shmrpc_map_view_current(m, &view));
+    shmrpc_map_close(m);
+}
+
+/* A sequence left odd (by a writer that died mid-write, here written so): a snapshot
+ * never sees it even, so iterate copies under the lock, which repairs first (one repair,
+ * the sequence even again), and shows every entry. An entry out of bounds met then is
+ * SHMRPC_EPROTO, naming shmrpc_map_check. */
+static void iterate_after_odd_sequence(void **state)
+{
+    (void)state;
+    const char *name = new_name("oddseq");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    o.initial_slots = 64;
+    shmrpc_map *m = open_map(name, &o);
+    for (int i = 0; i < 5; i++) {
+        char k[4] = {'k', (char)('0' + i), 0};
+        assert_int_equal(put_s(m, k, "v"), 0);
+    }
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    char gen[512];
+    gen_file(gen, sizeof gen, name, info.generation);
+    uint64_t seq = file_word(gen, 64, 8, NULL) | 1;
+    file_word(gen, 64, 8, &seq);
+    int seen = 0;
+    assert_int_equal(shmrpc_map_iterate(m, count_shown, &seen), 0);
+    assert_int_equal(seen, 5);
+    assert_int_equal(file_word(gen, 64, 8, NULL) & 1, 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.repairs, 1);
+    /* Again odd, and a slot word past the segment. */
+    seq = file_word(gen, 64, 8, NULL) | 1;
+    file_word(gen, 64, 8, &seq);
+    uint64_t wild = ((uint64_t)1 << 39) | 0xffffffu, w = 0;
+    int slot = 0;
+    while (slot < 64 && (w = file_word(gen, 128 + slot * 8, 8, NULL)) <= 1)
+        slot++;
+    assert_true(slot < 64);
+    file_word(gen, 128 + slot * 8, 8, &wild);
+    seen = 0;
+    assert_int_equal(shmrpc_map_iterate(m, count_shown, &seen), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "an entry is out of bounds (shmrpc_map_check"));
+    assert_int_equal(seen, 0);
+    file_word(gen, 128 + slot * 8, 8, &w);
+    assert_int_equal(shmrpc_map_iterate(m, count_shown, &seen), 0);
+    assert_int_equal(seen, 5);
+    assert_int_equal(shmrpc_map_check(m), 0);
+    shmrpc_map_close(m);
+}
+
+/* --- as the admin API lists it ------------------------------------------------------- */
+
+/* The listing of map name (shmrpc_segments_list by its name): its header's entry into
+ * *hdr and its current generation's into *gen (kind SHMRPC_SEG_MAPGEN, the highest
+ * number); false when a kind is missing. */
+static bool listed(const char *name, shmrpc_segment *hdr, shmrpc_segment *gen)
+{
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    assert_int_equal(shmrpc_segments_list(&v, &n, &name, 1), 0);
+    bool got_hdr = false, got_gen = false;
+    uint64_t best = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == SHMRPC_SEG_MAP) {
+            *hdr = v[i];
+            got_hdr = true;
+        } else if (v[i].kind == SHMRPC_SEG_MAPGEN) {
+            const char *dot = strrchr(v[i].name, '.');
+            uint64_t number = dot ? strtoull(dot + 1, NULL, 10) : 0;
+            if (number >= best) {
+                best = number;
+                *gen = v[i];
+                got_gen = true;
+            }
+        }
+    }
+    shmrpc_segments_free(v);
+    return got_hdr && got_gen;
+}
+
+/* What the admin API lists of a map is what its handle says: the count, the generation
+ * shown, its reads (those of a live handle's reader slot too). A header of another
+ * version or size is listed as not valid. A generation whose used bytes lie outside its
+ * entries shows 0 used, and one cut shorter than its head says is listed as cut. */
+static void listed_as_its_handle_says(void **state)
+{
+    (void)state;
+    const char *name = new_name("listed");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    shmrpc_segment h, g;
+    assert_true(listed(name, &h, &g));
+    print_message("# %s: %s\n# %s: %s\n", h.name, h.detail, g.name, g.detail);
+    assert_true(h.valid);
+    assert_int_equal(h.owner_pid, getpid());
+    assert_int_equal(h.map.count, 1);
+    assert_int_equal(h.map.generation, info.generation);
+    assert_true(info.reads >= 3);
+    assert_int_equal(h.map.reads, info.reads);
+    assert_true(g.valid);
+    assert_int_equal(g.map.count, 1);
+    assert_int_equal(g.map.used, info.used);
+
+    /* used (at 72 of the generation's head) past the segment, or before the entries. */
+    char hdr[512], gen[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, info.generation);
+    uint64_t used = file_word(gen, 72, 8, NULL), arena = file_word(gen, 32, 8, NULL);
+    uint64_t total = file_word(gen, 16, 8, NULL);
+    uint64_t bad[] = {total + 8, arena - 8};
+    for (size_t i = 0; i < 2; i++) {
+        file_word(gen, 72, 8, &bad[i]);
+        assert_true(listed(name, &h, &g));
+        assert_true(g.valid);
+        assert_int_equal(g.map.used, 0);
+        assert_int_equal(h.map.used, 0);
+        assert_int_equal(h.map.count, 1);
+    }
+    file_word(gen, 72, 8, &used);
+    shmrpc_map_close(m);
+
+    /* The header's version (at 4) or size (at 8) not this library's: not valid. */
+    const struct {
+        off_t off;
+        uint64_t v;
+    } fields[] = {{4, 99}, {8, 4095}};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t was = file_word(hdr, fields[i].off, 4, NULL);
+        file_word(hdr, fields[i].off, 4, &fields[i].v);
+        assert_true(listed(name, &h, &g));
+        print_message("# %s\n", h.detail);
+        assert_false(h.valid);
+        assert_int_equal(h.map.count, 0);
+        file_word(hdr, fields[i].off, 4, &was);
+    }
+    assert_true(listed(name, &h, &g));
+    assert_true(h.valid);
+
+    /* The generation cut to one page, its head whole. */
+    assert_int_equal(truncate(gen, 4096), 0);
+    assert_true(listed(name, &h, &g));
+    print_message("# %s\n# %s\n", h.detail, g.detail);
+    assert_non_null(strstr(h.detail, "cannot be read: cut to 4096 bytes under its holders"));
+    assert_int_equal(h.map.count, 0);
+    assert_false(g.valid);
+}
+
+/* A map made before its header had first (0 there) numbers its generations from 1: it
+ * opens, reads, grows to number 2, and is shown so by its handle and the admin API. */
+static void first_zero_numbers_from_one(void **state)
+{
+    (void)state;
+    const char *name = new_name("first0");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    shmrpc_map_close(m);
+    /* Generation 1 as such a map has it: file NAME.1, its head and the header saying 1. */
+    char hdr[512], gen[512], old[512];
+    snprintf(hdr, sizeof hdr, "/dev/shm/shmrpc.map.%s", name);
+    gen_file(gen, sizeof gen, name, 1);
+    snprintf(old, sizeof old, "/dev/shm/shmrpc.mapgen.%s.1", name);
+    assert_int_equal(rename(gen, old), 0);
+    const uint64_t one = 1, zero = 0;
+    file_word(old, 8, 8, &one);
+    file_word(hdr, 16, 8, &one);
+    file_word(hdr, 56, 8, &zero);
+
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    m = open_map(name, &o);
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_info info;
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 1);
+    shmrpc_segment h, g;
+    assert_true(listed(name, &h, &g));
+    assert_int_equal(h.map.generation, 1);
+    assert_int_equal(g.map.generation, 1);
+    assert_int_equal(shmrpc_map_clear(m), 0); /* a new generation: file 2 */
+    assert_int_equal(put_s(m, "k", "w"), 0);
+    assert_int_equal(shmrpc_map_get_info(m, &info), 0);
+    assert_int_equal(info.generation, 2);
+    snprintf(gen, sizeof gen, "/dev/shm/shmrpc.mapgen.%s.2", name);
+    assert_int_equal(access(gen, F_OK), 0);
+    assert_int_equal(access(old, F_OK), -1);
+    assert_true(listed(name, &h, &g));
+    assert_int_equal(h.map.generation, 2);
+    assert_string_equal(get_s(m, "k"), "w");
+    shmrpc_map_close(m);
+}
+
+/* --- a SIGBUS that is not a cut map's ------------------------------------------------- */
+
+static void exit_42(int sig)
+{
+    (void)sig;
+    _exit(42);
+}
+
+struct bus_case {
+    const char *name;
+    void (*before)(int); /* SIGBUS's handler before the map is opened */
+    bool fault;          /* a fault outside the map's mappings, else a SIGBUS sent */
+};
+
+/* Sets SIGBUS's handler, opens the map (which puts the guard's in front of it), reads it,
+ * then takes a SIGBUS that is not the map's. Returns 0 when the process goes on after it. */
+static int bus_child(void *arg)
+{
+    const struct bus_case *c = arg;
+    signal(SIGBUS, c->before);
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
+    shmrpc_map *m = NULL;
+    if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
+    char buf[8];
+    size_t len;
+    if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 11;
+    if (c->fault) {
+        /* The second page of a one-page file: a fault at an address no guard covers. */
+        char path[64];
+        snprintf(path, sizeof path, "/map_test.%d.bus", (int)getpid());
+        int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+        shm_unlink(path);
+        if (fd < 0 || ftruncate(fd, 4096) != 0) return 12;
+        volatile uint8_t *p = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED) return 13;
+        (void)p[4096];
+    } else {
+        raise(SIGBUS);
+    }
+    /* Still here: the map still reads. */
+    if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 14;
+    shmrpc_map_close(m);
+    return 0;
+}
+
+/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by kill
+ * or a fault elsewhere goes to the handler there was before, and what it does happens as
+ * if no map were open: the default kills with SIGBUS, a handler of the program runs, an
+ * ignored SIGBUS sent by kill stays ignored, and a fault kills even when ignored. */
+static void sigbus_not_ours_goes_on(void **state)
+{
+    (void)state;
+    const char *name = new_name("bus");
+    shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
+    shmrpc_map *m = open_map(name, &o);
+    assert_int_equal(put_s(m, "k", "v"), 0);
+    struct {
+        struct bus_case c;
+        int want;
+    } cases[] = {
+        {{name, SIG_DFL, false}, 128 + SIGBUS},
+        {{name, SIG_DFL, true}, 128 + SIGBUS},
+        {{name, exit_42, false}, 42},
+        {{name, exit_42, true}, 42},
+        {{name, SIG_IGN, false}, 0},
+        {{name, SIG_IGN, true}, 128 + SIGBUS}, /* a fault cannot be ignored */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = test_kid_reap(spawn(bus_child, &cases[i].c), 20000);
+        print_message("# SIGBUS %s, handler before %s: %d\n",
+                      cases[i].c.fault ? "by a fault" : "sent",
+                      cases[i].c.before == SIG_DFL   ? "default"
+                      : cases[i].c.before == SIG_IGN ? "ignore"
+                                                     : "exit 42",
+                      got);
+        assert_int_equal(got, cases[i].want);
+    }
+    assert_string_equal(get_s(m, "k"), "v");
+    shmrpc_map_close(m);
+}
+
 /* --- typed maps ------------------------------------------------------------------------ */
 
 #define TYPE_A "cache(string key)->i64 @msgpack"
@@ -2648,6 +3334,17 @@ static void types_stored_and_checked(void **state)
     assert_int_equal(test_kid_reap(spawn(open_as_b, (void *)name), 10000), 0);
     shmrpc_map_close(m);
 
+    /* A stored type with a NUL inside is not the type of its first bytes. */
+    o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
+    o.type = TYPE_A;
+    shmrpc_map_close(open_map(name, &o));
+    scribble("map", name, 4096 + 5, "", 1); /* "cache\0string key)..." */
+    o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
+    o.type = "cache";
+    assert_int_equal(shmrpc_map_open(&other, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "holds cache, not cache"));
+    assert_null(other);
+
     /* A type length that disagrees with the segment's size is a corrupt header. */
     o = small_opts(SHMRPC_MAP_CREATE_NEW_OVERWRITE);
     o.type = TYPE_A;
@@ -2675,6 +3372,9 @@ int main(void)
         T(bad_args),
         T(options_each_refused),
         T(read_arguments),
+        T(more_arguments),
+        T(growth_keeps_initial_slots),
+        T(unlink_spares_other_names),
         T(modes),
         T(wait_between_processes),
         T(wait_wakes_every_waiter),
@@ -2698,10 +3398,17 @@ int main(void)
         T(slots_written_over),
         T(reuse_without_growth),
         T(view_holds_space_until_reader_dies),
+        T(slotless_view_holds_space),
         T(view_survives_a_forked_childs_reads),
         T(reuse_under_readers_and_kills),
         T(small_puts_beside_readers_reuse_space),
         T(types_stored_and_checked),
+        T(sigbus_not_ours_goes_on),
+        T(listed_as_its_handle_says),
+        T(first_zero_numbers_from_one),
+        T(dead_writers_bad_record_ignored),
+        T(every_call_after_a_cut),
+        T(iterate_after_odd_sequence),
         T(small_entries_take_whole_lines),
         T(two_writers_at_once),
         T(cas_increments_count_exactly),
