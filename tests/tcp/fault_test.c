@@ -328,6 +328,165 @@ static void connections_the_worker_cannot_take(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* --- system calls that fail under a server --- */
+
+/* Sends add(x, y) of small x and y, request id rid, and reads nothing. */
+static void send_add(int fd, uint64_t rid, uint8_t x, uint8_t y)
+{
+    uint8_t req[SHMRPC__FRAME_HDR_SIZE + 3];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("add"), rid, 3};
+    shmrpc__frame_hdr_encode(&h, req);
+    req[SHMRPC__FRAME_HDR_SIZE] = 0x92, req[SHMRPC__FRAME_HDR_SIZE + 1] = x;
+    req[SHMRPC__FRAME_HDR_SIZE + 2] = y;
+    raw_send(fd, req, sizeof req);
+}
+
+/* Waits up to 5 s for sh->calls to reach n, then says whether it is exactly n. */
+static bool calls_reach(int64_t n)
+{
+    int64_t until = test_now_ms() + 5000;
+    while (sh->calls < n && test_now_ms() < until)
+        usleep(1000);
+    return sh->calls == n;
+}
+
+/* A worker's read or send that fails on one connection (the peer reset it, says the fault)
+ * closes that connection without an answer, and costs no other: a call whose request could
+ * not be read did not run, one whose answer could not be sent ran once (at most once). An
+ * interrupted one (EINTR) is tried again and the call answered. With one connection the
+ * worker waits for it in a blocking read (hot_wait): that read failing closes it too, and
+ * the timeout of that read not being set leaves the worker serving it through epoll. */
+static void connections_whose_socket_fails(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    uint8_t sum = 0;
+    char msg[256] = "";
+
+    /* Alone on the worker: its blocking read fails, or its timeout cannot be set (the
+     * second setsockopt of a connection: TCP_NODELAY is the first). */
+    int fd = raw_connect();
+    raw_handshake(fd);
+    arm_worker(worker, 1, "recv:ECONNRESET");
+    expect_eof(fd);
+    close(fd);
+    arm_worker(worker, 2, "setsockopt");
+    fd = raw_connect();
+    raw_handshake(fd);
+    assert_int_equal(raw_add(fd, 1, 3, 4, &sum, msg, sizeof msg), 0);
+    assert_int_equal(sum, 7);
+    assert_true(calls_reach(1));
+    close(fd);
+
+    int other = raw_connect();
+    raw_handshake(other);
+    static const struct {
+        const char *which;
+        bool answered; /* else closed without a word */
+        int ran;
+    } cases[] = {
+        {"recv:EINTR", true, 1},
+        {"send:EINTR", true, 1},
+        {"recv:ECONNRESET", false, 0},
+        {"send:EPIPE", false, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("%s\n", cases[i].which);
+        fd = raw_connect();
+        raw_handshake(fd);
+        int64_t calls = sh->calls;
+        arm_worker(worker, 1, cases[i].which);
+        if (cases[i].answered) {
+            assert_int_equal(raw_add(fd, 2, 5, (uint8_t)i, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 5 + i);
+        } else {
+            send_add(fd, 2, 5, (uint8_t)i);
+            expect_eof(fd);
+        }
+        assert_true(calls_reach(calls + cases[i].ran));
+        arm_worker(worker, 0, ""); /* counts, fails nothing */
+        close(fd);
+        assert_int_equal(raw_add(other, 3 + i, 1, (uint8_t)i, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, 1 + i);
+        assert_true(calls_reach(calls + cases[i].ran + 1));
+    }
+    close(other);
+    assert_int_equal(worker_of(server), worker); /* the same worker throughout */
+    assert_true(test_stop_server(server));
+}
+
+/* The manager's accept or its hand-over of a connection to the worker, failing: an
+ * interrupted or aborted accept is tried again and the connection served; out of
+ * descriptors, the manager gives up its spare one to accept the connection and close it
+ * (the listener does not spin), and the next is served with the spare taken back; a
+ * connection that cannot be handed over is refused with SHMRPC_EBUSY; an interrupted
+ * hand-over is tried again. */
+static void connections_the_manager_cannot_hand_over(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    uint8_t sum = 0;
+    char msg[256] = "";
+    int fd = raw_connect();
+    raw_handshake(fd); /* the manager is serving */
+    close(fd);
+    int fds = test_fd_count(server);
+    assert_true(fds > 0);
+    static const struct {
+        const char *which;
+        int status; /* 0: served; 1: closed without a word */
+        const char *says;
+    } cases[] = {
+        {"accept4:EINTR", 0, NULL},
+        {"accept4:ECONNABORTED", 0, NULL},
+        {"accept4:EMFILE", 1, NULL},
+        {"accept4:ENFILE", 1, NULL},
+        {"sendmsg:EINTR", 0, NULL},
+        {"sendmsg:EPIPE", SHMRPC_EBUSY, "the server's workers are not taking connections"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("%s\n", cases[i].which);
+        arm_worker(server, 1, cases[i].which);
+        fd = raw_connect();
+        if (cases[i].status == 0) {
+            raw_handshake(fd);
+            assert_int_equal(raw_add(fd, 1, 2, (uint8_t)i, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 2 + i);
+        } else if (cases[i].status == 1) {
+            expect_eof(fd);
+        } else {
+            shmrpc_buf b, err;
+            shmrpc_buf_init(&b);
+            shmrpc_buf_init(&err);
+            shmrpc__frame_hdr h = raw_frame(fd, &b);
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            assert_int_equal(h.request_id, 0);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            assert_int_equal(status, cases[i].status);
+            assert_int_equal(m.len, strlen(cases[i].says));
+            assert_memory_equal(m.ptr, cases[i].says, m.len);
+            shmrpc_buf_destroy(&b);
+            shmrpc_buf_destroy(&err);
+            expect_eof(fd);
+        }
+        arm_worker(server, 0, "");
+        close(fd);
+        fd = raw_connect(); /* the next is served */
+        raw_handshake(fd);
+        assert_int_equal(raw_add(fd, 2, 3, (uint8_t)i, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, 3 + i);
+        close(fd);
+        assert_int_equal(test_fd_count(server), fds); /* the spare is back, nothing kept */
+    }
+    assert_int_equal(worker_of(server), worker);
+    assert_true(test_stop_server(server));
+}
+
 /* --- operations with each of their calls failing in turn --- */
 
 typedef struct secret_case {
@@ -701,6 +860,8 @@ int main(void)
         cmocka_unit_test_setup(worker_allocations_failing_in_turn, setup),
         cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
+        cmocka_unit_test_setup(connections_whose_socket_fails, setup),
+        cmocka_unit_test_setup(connections_the_manager_cannot_hand_over, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
