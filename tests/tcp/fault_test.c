@@ -43,6 +43,7 @@ static int port;
 typedef struct arming {
     unsigned nth;
     char which[64];
+    bool inherit;      /* the processes the armed one forks next count and fail too */
     _Atomic int times; /* SIGUSR1s taken */
 } arming;
 static arming *arm;
@@ -50,6 +51,7 @@ static arming *arm;
 static void on_usr1(int sig)
 {
     (void)sig;
+    faults_inherit(arm->inherit);
     faults_arm(arm->nth, arm->which);
     arm->times++;
 }
@@ -487,6 +489,86 @@ static void connections_the_manager_cannot_hand_over(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* Whether a new connection is served within 2 s: its HELLO answered with a HELLO_ACK and
+ * an add with its sum. Says nothing and fails nothing when not (the caller tries again). */
+static bool served(uint8_t x)
+{
+    int fd = test_raw_connect(port, 2000);
+    if (fd < 0) return false;
+    int64_t deadline = test_now_ms() + 2000;
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = Calls_service_info,
+                           .threshold = 4096,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h;
+    bool ok = false;
+    if (test_put_hello(&b, &hello) || send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+        goto out;
+    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline) ||
+        shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err) ||
+        h.kind != SHMRPC__KIND_HELLO_ACK || shmrpc__buf_grow(&b, h.body_len) ||
+        !test_raw_recv(fd, b.data, h.body_len, deadline))
+        goto out;
+    uint8_t req[SHMRPC__FRAME_HDR_SIZE + 3];
+    h = (shmrpc__frame_hdr){SHMRPC__KIND_REQUEST, 0, method_id("add"), 1, 3};
+    shmrpc__frame_hdr_encode(&h, req);
+    req[SHMRPC__FRAME_HDR_SIZE] = 0x92, req[SHMRPC__FRAME_HDR_SIZE + 1] = x;
+    req[SHMRPC__FRAME_HDR_SIZE + 2] = 1;
+    uint8_t sum;
+    if (send(fd, req, sizeof req, MSG_NOSIGNAL) != (ssize_t)sizeof req ||
+        !test_raw_recv(fd, hdr, sizeof hdr, deadline) ||
+        shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err) ||
+        h.kind != SHMRPC__KIND_RESPONSE || h.body_len != 1 || !test_raw_recv(fd, &sum, 1, deadline))
+        goto out;
+    ok = sum == x + 1;
+out:
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    close(fd);
+    return ok;
+}
+
+/* A worker started in place of one that died, with each of its allocations and epoll
+ * calls failing in turn (its start's, then its first connection's): one that cannot start
+ * exits and is started again, one that cannot take a connection closes it, and within a
+ * few connections the server serves again, its manager the same process throughout. */
+static void workers_that_cannot_start(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    assert_true(served(1));
+    int fired = 0;
+    unsigned k;
+    for (k = 1; k <= 40; k++) {
+        pid_t old = worker_of(server);
+        arm->inherit = true;
+        arm_worker(server, k, "malloc,calloc,realloc,epoll_create1,epoll_ctl");
+        arm->inherit = false;
+        assert_int_equal(kill(old, SIGKILL), 0);
+        int64_t until = test_now_ms() + 5000;
+        while (worker_of(server) == old && test_now_ms() < until)
+            usleep(2000);
+        int tries = 0;
+        while (!served((uint8_t)k) && ++tries < 4) {
+        }
+        if (tries == 4) fail_msg("call %u of a new worker failing: not served", k);
+        bool hit = faults_hit();
+        if (hit)
+            print_message("call %u of a new worker failing (%s): served after %d tries\n", k,
+                          faults_hit_name(), tries);
+        arm_worker(server, 0, ""); /* counts, fails nothing */
+        if (!hit) break;
+        fired++;
+    }
+    assert_true(k <= 40); /* a run with no fault came */
+    assert_true(fired >= 5);
+    assert_true(test_stop_server(server));
+}
+
 /* --- operations with each of their calls failing in turn --- */
 
 typedef struct secret_case {
@@ -852,6 +934,10 @@ int main(void)
         mmap(NULL, sizeof *call_log, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (call_log == MAP_FAILED) return 1;
     signal(SIGPIPE, SIG_IGN);
+    /* The faults' state is made here, shared with every process forked from now: the test
+     * reads there whether a fault fired in a server's worker (faults_hit). */
+    faults_arm(0, "");
+    faults_disarm();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(secret_load_with_each_call_failing),
         cmocka_unit_test(listen_with_each_call_failing),
@@ -862,6 +948,7 @@ int main(void)
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
         cmocka_unit_test_setup(connections_whose_socket_fails, setup),
         cmocka_unit_test_setup(connections_the_manager_cannot_hand_over, setup),
+        cmocka_unit_test_setup(workers_that_cannot_start, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
