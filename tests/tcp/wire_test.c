@@ -154,6 +154,13 @@ static void expect_eof(int fd)
     assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
 }
 
+/* Nothing has come from the peer (a frame would be waiting by now). */
+static void check_frame_pending(int fd)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 100), 0);
+}
+
 static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
                     uint32_t len)
 {
@@ -172,9 +179,9 @@ static void put_frame(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t meth
 
 /* A HELLO offering compression (SHMRPC__FLAG_* bits), and the HELLO_ACK read back: the
  * compression the server chose. */
-static uint16_t raw_handshake(int fd, uint16_t compression)
+static uint16_t raw_handshake_of(int fd, uint16_t compression, uint32_t proto)
 {
-    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+    shmrpc__hello hello = {.proto = proto,
                            .info = Calls_service_info,
                            .compression = compression,
                            .threshold = 4096,
@@ -191,11 +198,16 @@ static uint16_t raw_handshake(int fd, uint16_t compression)
     assert_int_equal(
         shmrpc__hello_parse(shmrpc_bytes_of(b.data, b.len), SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
         0);
-    assert_int_equal(ack.proto, SHMRPC__WIRE_PROTO);
+    assert_int_equal(ack.proto, proto);
     shmrpc_arena_free(a);
     shmrpc_buf_destroy(&b);
     shmrpc_buf_destroy(&err);
     return ack.compression;
+}
+
+static uint16_t raw_handshake(int fd, uint16_t compression)
+{
+    return raw_handshake_of(fd, compression, SHMRPC__WIRE_PROTO);
 }
 
 /* add(a, b) with small a and b (msgpack fixints), request id rid. */
@@ -589,6 +601,69 @@ static void answers_outlast_the_drain(void **state)
     assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(sh->calls, 1);
     shmrpc_buf_destroy(&msg);
+    shmrpc_buf_destroy(&b);
+}
+
+/* What a stopping server tells each of its connections (docs/wire.md, "Drain"): one still
+ * in its handshake is refused with SHMRPC_EUNAVAIL "the server is stopping"; one of
+ * revision 1 is closed without a word; an idle one of revision 2 or later gets a DRAIN,
+ * then the close once it has been quiet; one in the middle of a request gets the DRAIN,
+ * and the request it then finishes is answered "not run" (SHMRPC_EUNAVAIL); one already
+ * closing, behind a call that runs, gets that call's answer, then its refusal and the
+ * close. Nothing runs but the nap that was running. */
+static void what_a_stopping_server_says(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    int shaking = raw_connect(0);
+    int old = raw_connect(0);
+    raw_handshake_of(old, 0, 1);
+    int idle = raw_connect(0);
+    raw_handshake(idle, 0);
+    int half = raw_connect(0);
+    raw_handshake(half, 0);
+    put_add(&b, 7, 2, 3);
+    raw_send(half, b.data, b.len - 1); /* all but the last byte */
+    int closing = raw_connect(0);
+    raw_handshake(closing, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 400);
+    const uint8_t body[] = {0x03};
+    put_frame(&b, SHMRPC__KIND_RESPONSE, 0, method_id("add"), 5, body, sizeof body);
+    raw_send(closing, b.data, b.len);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_not_equal(sh->napping, 0);
+    check_frame_pending(half); /* nothing came for the half request */
+
+    assert_int_equal(kill(server, SIGTERM), 0);
+    expect_error(shaking, 0, SHMRPC_EUNAVAIL, "the server is stopping");
+    expect_eof(shaking);
+    expect_eof(old);
+    shmrpc__frame_hdr h = raw_frame(idle, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_DRAIN);
+    h = raw_frame(half, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_DRAIN);
+    uint8_t last = 3;
+    raw_send(half, &last, 1);
+    expect_error(half, 7, SHMRPC_EUNAVAIL, "is draining (its server stops): the call was not run");
+    h = raw_frame(closing, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 1);
+    expect_error(closing, 0, SHMRPC_EPROTO, "a RESPONSE frame sent to a server");
+    expect_eof(closing);
+    expect_eof(idle);
+    expect_eof(half);
+    int status = test_reap(server, 5000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(sh->calls, 1);
+    assert_int_equal(sh->naps_begun, 1);
+    int fds[] = {shaking, old, idle, half, closing};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
     shmrpc_buf_destroy(&b);
 }
 
@@ -1662,6 +1737,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
+        cmocka_unit_test_setup(what_a_stopping_server_says, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
