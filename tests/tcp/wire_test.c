@@ -667,6 +667,87 @@ static void what_a_stopping_server_says(void **state)
     shmrpc_buf_destroy(&b);
 }
 
+/* Waits up to 5 s for sh->naps_begun to reach n. */
+static void naps_begin(int n)
+{
+    int64_t until = test_now_ms() + 5000;
+    while (sh->naps_begun < n && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->naps_begun, n);
+}
+
+/* At its cap of connections, with none in its handshake, a worker closes the one idle
+ * longest to make room, telling it why (docs/wire.md, "Limits"); never one that is busy:
+ * with answers waiting for room, a request skipped for want of memory, half a frame, calls
+ * running, a refusal waiting for the answers of its calls. With no idle one, the new
+ * connection is refused with SHMRPC_EBUSY. */
+static void room_at_the_cap_from_idle_connections_only(void **state)
+{
+    (void)state;
+    server_tcp.max_conns = 6;
+    server_tcp.buffer_budget = 24u << 20;
+    pid_t server = start_server(1);
+    shmrpc_buf b, msg;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&msg);
+
+    int full = raw_connect(4096); /* reads nothing: its answer stays in the server */
+    raw_handshake(full, 0);
+    echo_text(&msg, 1, 16 << 20);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    raw_send(full, b.data, b.len);
+    struct pollfd pf = {.fd = full, .events = POLLIN}; /* the answer has begun to come */
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    assert_int_equal(sh->calls, 1);
+    int skipping = raw_connect(0); /* a request the budget has no room for, being skipped */
+    raw_handshake(skipping, 0);
+    shmrpc_buf_clear(&b);
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, 16u << 20);
+    raw_send(skipping, b.data, b.len);
+    int half = raw_connect(0);
+    raw_handshake(half, 0);
+    shmrpc_buf_clear(&b);
+    put_add(&b, 1, 2, 3);
+    raw_send(half, b.data, 10); /* part of a header */
+    int running = raw_connect(0);
+    raw_handshake(running, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 2000);
+    raw_send(running, b.data, b.len);
+    naps_begin(1);
+    int closing = raw_connect(0);
+    raw_handshake(closing, 0);
+    const uint8_t body[] = {0x03};
+    put_frame(&b, SHMRPC__KIND_RESPONSE, 0, method_id("add"), 5, body, sizeof body);
+    raw_send(closing, b.data, b.len);
+    naps_begin(2);
+    int idle = raw_connect(0);
+    raw_handshake(idle, 0);
+
+    int next = raw_connect(0); /* the seventh: the idle one makes room */
+    expect_error(idle, 0, SHMRPC_ETIMEDOUT,
+                 "idle connection closed to make room (a worker serves at most 6)");
+    expect_eof(idle);
+    raw_handshake(next, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 2000);
+    raw_send(next, b.data, b.len);
+    naps_begin(3);
+    int refused = raw_connect(0); /* none idle now */
+    expect_error(refused, 0, SHMRPC_EBUSY, "too many connections (a worker serves at most 6)");
+    expect_eof(refused);
+    int fds[] = {full, skipping, half, running, closing, idle, next, refused};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+    int64_t until = test_now_ms() + 10000; /* the naps end */
+    while (sh->calls < 4 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->calls, 4); /* the echo and three naps; the half add never ran */
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&msg);
+    assert_true(test_stop_server(server));
+}
+
 /* --- what a client does with a stand-in server's frames --- */
 
 /* A stand-in server: a child process that takes one connection on its own port, reads
@@ -1738,6 +1819,7 @@ int main(void)
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(what_a_stopping_server_says, setup),
+        cmocka_unit_test_setup(room_at_the_cap_from_idle_connections_only, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
