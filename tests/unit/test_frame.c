@@ -218,6 +218,21 @@ static void every_kind_round_trips(void **state)
         assert_int_equal(h.body_len, n);
         assert_memory_equal(out.data + 26, frames[i].body, n);
     }
+    /* A frame ended where none began, or in a buffer that could not hold it, says so. */
+    assert_int_equal(shmrpc__frame_end(&out, out.len + 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc__frame_end(&out, out.len - 23), SHMRPC_EINVAL);
+    shmrpc_buf small;
+    shmrpc_buf_init(&small);
+    small.max = 16;
+    size_t at = shmrpc__frame_begin(&small, REQ, 0, 1, 1);
+    assert_int_not_equal(small.err, 0);
+    assert_int_equal(shmrpc__frame_end(&small, at), small.err);
+    uint16_t used = 7;
+    assert_int_equal(
+        shmrpc__body_compress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of("abc", 3), &small, &used),
+        small.err);
+    assert_int_equal(used, 0);
+    shmrpc_buf_destroy(&small);
     assert_string_equal(shmrpc__frame_kind_name(SHMRPC__KIND_HELLO_ACK), "HELLO_ACK");
     assert_string_equal(shmrpc__frame_kind_name(0), "unknown");
     assert_string_equal(shmrpc__frame_kind_name(99), "unknown");
@@ -583,6 +598,12 @@ static void handshake_round_trip(void **state)
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose protocol revision 4; the client offered 1 to 3");
+    got_ack.proto = 1;
+    got_ack.compression = 4; /* a bit no revision defines */
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "the server chose unknown compression, which the client did not offer");
+    got_ack.compression = 0;
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
@@ -1109,6 +1130,13 @@ static void error_bodies(void **state)
     assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
                      0);
     assert_int_equal(msg.len, SHMRPC__WIRE_MAX_ERRMSG - 1);
+    /* Never inside a character, even in one that never starts: nothing is left. */
+    memset(lng, 0x80, SHMRPC__WIRE_MAX_ERRMSG + 10);
+    shmrpc_buf_clear(&body);
+    assert_int_equal(shmrpc__error_write(&body, SHMRPC_EPROTO, s), 0);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    assert_int_equal(msg.len, 0);
     free(lng);
     assert_int_equal(shmrpc__error_write(&body, 0, SHMRPC_STR("ok")), SHMRPC_EINVAL);
     assert_int_equal(shmrpc__error_write(&body, 5, SHMRPC_STR("ok")), SHMRPC_EINVAL);
