@@ -748,6 +748,60 @@ static void room_at_the_cap_from_idle_connections_only(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* Reads what fd gets until its end (at most 20 s): the bytes that came. */
+static size_t read_to_end(int fd)
+{
+    static uint8_t sink[1 << 16];
+    size_t got = 0;
+    int64_t until = test_now_ms() + 20000;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 1000) < 0 && errno != EINTR) fail_msg("poll: %s", strerror(errno));
+        ssize_t k = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (k == 0 || (k < 0 && errno == ECONNRESET)) return got;
+        if (k > 0) got += (size_t)k;
+        if (test_now_ms() > until) fail_msg("no end after %zu bytes", got);
+    }
+}
+
+/* Stopping, a server still sends the answers of calls that ran, but each only within its
+ * connection's progress deadline (docs/wire.md, "Drain"): clients that never read their
+ * answers (16 MiB each) are cut once theirs passes, after the drain, and the server exits
+ * cleanly; what they read then is less than their answer. */
+static void answers_nobody_reads_are_cut_at_the_stop(void **state)
+{
+    (void)state;
+    server_tcp.progress_timeout_ms = 1500; /* beyond the drain's second */
+    pid_t server = start_server(0);
+    int late = raw_connect(4096), early = raw_connect(4096);
+    raw_handshake(late, 0);
+    raw_handshake(early, 0);
+    shmrpc_buf msg, b;
+    shmrpc_buf_init(&msg);
+    shmrpc_buf_init(&b);
+    echo_text(&msg, 3, 16 << 20);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    int order[] = {early, late}; /* the later connection's answer stalls first */
+    for (int i = 0; i < 2; i++) {
+        raw_send(order[i], b.data, b.len);
+        struct pollfd pf = {.fd = order[i], .events = POLLIN}; /* its answer has begun */
+        assert_int_equal(poll(&pf, 1, 10000), 1);
+    }
+    assert_int_equal(sh->calls, 2);
+    assert_int_equal(kill(server, SIGTERM), 0);
+    int status = test_reap(server, 15000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < 2; i++) {
+        size_t got = read_to_end(order[i]);
+        print_message("read %zu bytes of the %zu of an answer\n", got,
+                      msg.len + SHMRPC__FRAME_HDR_SIZE);
+        assert_true(got > 0 && got < msg.len + SHMRPC__FRAME_HDR_SIZE);
+        close(order[i]);
+    }
+    shmrpc_buf_destroy(&msg);
+    shmrpc_buf_destroy(&b);
+}
+
 /* --- what a client does with a stand-in server's frames --- */
 
 /* A stand-in server: a child process that takes one connection on its own port, reads
@@ -1820,6 +1874,7 @@ int main(void)
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
         cmocka_unit_test_setup(what_a_stopping_server_says, setup),
         cmocka_unit_test_setup(room_at_the_cap_from_idle_connections_only, setup),
+        cmocka_unit_test_setup(answers_nobody_reads_are_cut_at_the_stop, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
