@@ -802,6 +802,64 @@ static void answers_nobody_reads_are_cut_at_the_stop(void **state)
     shmrpc_buf_destroy(&b);
 }
 
+/* A peer that stops making progress is cut at its progress deadline (docs/wire.md,
+ * "Limits"), told why when nothing else is on its way: one whose request is being skipped
+ * for want of memory reads ETIMEDOUT "the frame made no progress in time" and the close;
+ * one that stops reading its answers (16 MiB) is closed with its answer cut (the ERROR
+ * could not go after it). Others are served throughout. */
+static void peers_that_stop_making_progress(void **state)
+{
+    (void)state;
+    server_tcp.progress_timeout_ms = 300;
+    server_tcp.buffer_budget = 1u << 20;
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_to(addr);
+    shmrpc_buf b, msg;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&msg);
+    int fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 4, 2u << 20);
+    uint8_t some[100] = {0};
+    assert_int_equal(shmrpc_buf_append(&b, some, sizeof some), 0);
+    raw_send(fd, b.data, b.len);
+    expect_error(fd, 0, SHMRPC_ETIMEDOUT, "the frame made no progress in time");
+    expect_eof(fd);
+    close(fd);
+    check_add(good, 1, 2);
+    shmrpc_client_free(good);
+    assert_true(test_stop_server(server));
+
+    server_tcp.buffer_budget = 0;
+    server = start_server(0); /* in place: its descriptors say when it closed one */
+    good = connect_to(addr);
+    check_add(good, 3, 4);
+    int fds = test_fd_count(server);
+    fd = raw_connect(4096);
+    raw_handshake(fd, 0);
+    echo_text(&msg, 5, 16 << 20);
+    shmrpc_buf_clear(&b);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    raw_send(fd, b.data, b.len);
+    struct pollfd pf = {.fd = fd, .events = POLLIN}; /* its answer has begun */
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    int64_t until = test_now_ms() + 10000; /* the server closes it */
+    while (test_fd_count(server) > fds && test_now_ms() < until)
+        usleep(5000);
+    assert_int_equal(test_fd_count(server), fds);
+    size_t got = read_to_end(fd);
+    print_message("read %zu bytes of the %zu of an answer\n", got,
+                  msg.len + SHMRPC__FRAME_HDR_SIZE);
+    assert_true(got > 0 && got < msg.len + SHMRPC__FRAME_HDR_SIZE);
+    close(fd);
+    check_add(good, 5, 6);
+    assert_int_equal(sh->calls, 4);
+    shmrpc_client_free(good);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&msg);
+    assert_true(test_stop_server(server));
+}
+
 /* --- what a client does with a stand-in server's frames --- */
 
 /* A stand-in server: a child process that takes one connection on its own port, reads
@@ -1875,6 +1933,7 @@ int main(void)
         cmocka_unit_test_setup(what_a_stopping_server_says, setup),
         cmocka_unit_test_setup(room_at_the_cap_from_idle_connections_only, setup),
         cmocka_unit_test_setup(answers_nobody_reads_are_cut_at_the_stop, setup),
+        cmocka_unit_test_setup(peers_that_stop_making_progress, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),
