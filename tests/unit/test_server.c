@@ -30,6 +30,14 @@ static void register_ok(void **state)
                      SHMRPC_EBUSY);
     assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc' is already registered; a server serves one service");
+    /* Before the server listens, setting its worker count (only within 1 to
+     * SHMRPC_MAX_WORKERS) and stopping it have no listener to tell, and are safe. */
+    assert_int_equal(shmrpc_server_set_workers(s, 2), 0);
+    assert_int_equal(shmrpc_server_set_workers(s, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_server_set_workers(s, SHMRPC_MAX_WORKERS + 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_server_set_workers(NULL, 1), SHMRPC_EINVAL);
+    shmrpc_server_stop(s);
+    shmrpc_server_stop(NULL);
     shmrpc_server_free(s);
     shmrpc_server_free(NULL);
     assert_int_equal(shmrpc_server_new(&s, NULL), 0); /* default opts */
