@@ -1014,6 +1014,65 @@ static void hello_bounds(void **state)
     shmrpc_buf_destroy(&err);
 }
 
+/* A handshake parsed in an arena that runs out (a server caps its arena), at each cap in
+ * turn, fails with SHMRPC_ENOMEM, never with a protocol error that would blame the peer,
+ * until the cap holds it all; so does the answer's map. Also a body's declared length:
+ * none in a zlib body too short for it. */
+static void hellos_in_a_small_arena(void **state)
+{
+    (void)state;
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = info_of("Calc", server_methods, 3),
+                           .max_msg = 1 << 20,
+                           .auth = shmrpc_bytes_of("0123456789abcdef0123456789abcdef", 32)};
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    shmrpc__hello got, ack;
+    int nomem = 0;
+    size_t cap;
+    for (cap = 1; cap < 4096; cap++) {
+        shmrpc_arena *a = shmrpc_arena_new(0);
+        assert_non_null(a);
+        shmrpc_arena_set_limit(a, cap);
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err);
+        if (rc == 0) {
+            assert_same_info(&got.info, &hello.info);
+            shmrpc_arena_free(a);
+            break;
+        }
+        if (rc != SHMRPC_ENOMEM)
+            fail_msg("a cap of %zu bytes: %d '%s', not ENOMEM", cap, rc, shmrpc__msg_get(&err));
+        nomem++;
+        shmrpc_arena_free(a);
+    }
+    assert_true(cap < 4096);
+    assert_true(nomem >= 5); /* the service name, the table, each method's name and signature */
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err), 0);
+    shmrpc_arena *small = shmrpc_arena_new(0);
+    shmrpc_arena_set_limit(small, 1);
+    const shmrpc_service_info server = info_of("Calc", server_methods, 3);
+    assert_int_equal(shmrpc__hello_answer(&got, &server, 0, 0, 1 << 20, small, &ack, &err),
+                     SHMRPC_ENOMEM);
+    shmrpc_arena_free(small);
+    shmrpc_arena_free(a);
+
+    uint64_t declared = 7;
+    assert_int_equal(
+        shmrpc__body_declared(SHMRPC__FLAG_ZLIB, shmrpc_bytes_of("\x00\x00\x01", 3), &declared),
+        SHMRPC_EPROTO);
+    assert_int_equal(
+        shmrpc__body_declared(SHMRPC__FLAG_ZLIB, shmrpc_bytes_of("\x00\x00\x01\x00", 4), &declared),
+        0);
+    assert_int_equal(declared, 256);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
 /* Every prefix of a good hello fails cleanly; the arena stays within a bound of the body. */
 static void truncated_hellos(void **state)
 {
@@ -1194,6 +1253,7 @@ int main(void)
         cmocka_unit_test(error_bodies),
         cmocka_unit_test(elements_of_a_later_revision),
         cmocka_unit_test(hello_bounds),
+        cmocka_unit_test(hellos_in_a_small_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
