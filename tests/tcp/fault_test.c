@@ -37,6 +37,7 @@
 
 static char addr[64];
 static int port;
+static const shmrpc_tcp_opts *server_tcp; /* the next server's tcp settings, or NULL */
 
 /* What a worker arms when it gets SIGUSR1: shared with the servers (mapped before they
  * are forked). */
@@ -68,12 +69,14 @@ static int setup(void **state)
     port = test_free_port();
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
     sh->calls = 0;
+    server_tcp = NULL;
     return 0;
 }
 
 static pid_t start_server(void)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, prepare_server, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0,
+                      prepare_server, server_tcp,           NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -569,6 +572,70 @@ static void workers_that_cannot_start(void **state)
     assert_true(test_stop_server(server));
 }
 
+/* A request refused for want of memory is read and dropped (docs/wire.md, "Limits"): a
+ * read of its body interrupted (EINTR) is tried again, and the call fails with SHMRPC_EBUSY
+ * "not run" once its body has gone by, the connection going on; a read of its body that
+ * fails closes the connection without an answer. */
+static void reads_of_a_refused_body_that_fail(void **state)
+{
+    (void)state;
+    static const shmrpc_tcp_opts small = {.buffer_budget = 1u << 20};
+    server_tcp = &small;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    const uint32_t len = 2u << 20;
+    uint8_t *body = calloc(1, len);
+    assert_non_null(body);
+    static const char *const which[] = {"recv:EINTR", "recv:ECONNRESET"};
+    for (int i = 0; i < 2; i++) {
+        print_message("%s\n", which[i]);
+        int fd = raw_connect();
+        raw_handshake(fd);
+        uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+        shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 7, len};
+        shmrpc__frame_hdr_encode(&h, hdr);
+        raw_send(fd, hdr, sizeof hdr);
+        raw_send(fd, body, 1000); /* refused at its header: being skipped */
+        usleep(50000);
+        arm_worker(worker, 1, which[i]);
+        for (uint32_t at = 1000; at < len;) { /* the rest, as the window lets it */
+            uint32_t n = len - at < 65536 ? len - at : 65536;
+            ssize_t k = send(fd, body + at, n, MSG_NOSIGNAL);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) break; /* closed by the server: the ECONNRESET case */
+            at += (uint32_t)k;
+        }
+        if (i == 0) {
+            uint8_t sum = 0;
+            char msg[256] = "";
+            shmrpc_buf b, err;
+            shmrpc_buf_init(&b);
+            shmrpc_buf_init(&err);
+            h = raw_frame(fd, &b);
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            assert_int_equal(h.request_id, 7);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            assert_int_equal(status, SHMRPC_EBUSY);
+            assert_non_null(memmem(m.ptr, m.len, "it was not run", 14));
+            shmrpc_buf_destroy(&b);
+            shmrpc_buf_destroy(&err);
+            assert_int_equal(raw_add(fd, 8, 2, 2, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 4);
+        } else {
+            expect_eof(fd);
+        }
+        arm_worker(worker, 0, "");
+        close(fd);
+    }
+    assert_int_equal(sh->calls, 1); /* the add only */
+    free(body);
+    assert_int_equal(worker_of(server), worker);
+    assert_true(test_stop_server(server));
+}
+
 /* --- operations with each of their calls failing in turn --- */
 
 typedef struct secret_case {
@@ -949,6 +1016,7 @@ int main(void)
         cmocka_unit_test_setup(connections_whose_socket_fails, setup),
         cmocka_unit_test_setup(connections_the_manager_cannot_hand_over, setup),
         cmocka_unit_test_setup(workers_that_cannot_start, setup),
+        cmocka_unit_test_setup(reads_of_a_refused_body_that_fail, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
