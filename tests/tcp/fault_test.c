@@ -37,12 +37,14 @@
 
 static char addr[64];
 static int port;
+static const shmrpc_tcp_opts *server_tcp; /* the next server's tcp settings, or NULL */
 
 /* What a worker arms when it gets SIGUSR1: shared with the servers (mapped before they
  * are forked). */
 typedef struct arming {
     unsigned nth;
     char which[64];
+    bool inherit;      /* the processes the armed one forks next count and fail too */
     _Atomic int times; /* SIGUSR1s taken */
 } arming;
 static arming *arm;
@@ -50,6 +52,7 @@ static arming *arm;
 static void on_usr1(int sig)
 {
     (void)sig;
+    faults_inherit(arm->inherit);
     faults_arm(arm->nth, arm->which);
     arm->times++;
 }
@@ -66,12 +69,14 @@ static int setup(void **state)
     port = test_free_port();
     snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", port);
     sh->calls = 0;
+    server_tcp = NULL;
     return 0;
 }
 
 static pid_t start_server(void)
 {
-    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0, prepare_server, NULL, NULL};
+    test_server ts = {&Calls_service, &calls_test_handlers, addr, 1, 0,
+                      prepare_server, server_tcp,           NULL};
     pid_t pid = test_start_server(&ts);
     assert_true(pid > 0);
     return pid;
@@ -325,6 +330,314 @@ static void connections_the_worker_cannot_take(void **state)
         assert_int_equal(sum, 1 + i);
     }
     close(good);
+    assert_true(test_stop_server(server));
+}
+
+/* --- system calls that fail under a server --- */
+
+/* Sends add(x, y) of small x and y, request id rid, and reads nothing. */
+static void send_add(int fd, uint64_t rid, uint8_t x, uint8_t y)
+{
+    uint8_t req[SHMRPC__FRAME_HDR_SIZE + 3];
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("add"), rid, 3};
+    shmrpc__frame_hdr_encode(&h, req);
+    req[SHMRPC__FRAME_HDR_SIZE] = 0x92, req[SHMRPC__FRAME_HDR_SIZE + 1] = x;
+    req[SHMRPC__FRAME_HDR_SIZE + 2] = y;
+    raw_send(fd, req, sizeof req);
+}
+
+/* Waits up to 5 s for sh->calls to reach n, then says whether it is exactly n. */
+static bool calls_reach(int64_t n)
+{
+    int64_t until = test_now_ms() + 5000;
+    while (sh->calls < n && test_now_ms() < until)
+        usleep(1000);
+    return sh->calls == n;
+}
+
+/* A worker's read or send that fails on one connection (the peer reset it, says the fault)
+ * closes that connection without an answer, and costs no other: a call whose request could
+ * not be read did not run, one whose answer could not be sent ran once (at most once). An
+ * interrupted one (EINTR) is tried again and the call answered. With one connection the
+ * worker waits for it in a blocking read (hot_wait): that read failing closes it too, and
+ * the timeout of that read not being set leaves the worker serving it through epoll. */
+static void connections_whose_socket_fails(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    uint8_t sum = 0;
+    char msg[256] = "";
+
+    /* Alone on the worker: its blocking read fails, or its timeout cannot be set (the
+     * second setsockopt of a connection: TCP_NODELAY is the first). */
+    int fd = raw_connect();
+    raw_handshake(fd);
+    arm_worker(worker, 1, "recv:ECONNRESET");
+    expect_eof(fd);
+    close(fd);
+    arm_worker(worker, 2, "setsockopt");
+    fd = raw_connect();
+    raw_handshake(fd);
+    assert_int_equal(raw_add(fd, 1, 3, 4, &sum, msg, sizeof msg), 0);
+    assert_int_equal(sum, 7);
+    assert_true(calls_reach(1));
+    close(fd);
+
+    int other = raw_connect();
+    raw_handshake(other);
+    static const struct {
+        const char *which;
+        bool answered; /* else closed without a word */
+        int ran;
+    } cases[] = {
+        {"recv:EINTR", true, 1},
+        {"send:EINTR", true, 1},
+        {"recv:ECONNRESET", false, 0},
+        {"send:EPIPE", false, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("%s\n", cases[i].which);
+        fd = raw_connect();
+        raw_handshake(fd);
+        int64_t calls = sh->calls;
+        arm_worker(worker, 1, cases[i].which);
+        if (cases[i].answered) {
+            assert_int_equal(raw_add(fd, 2, 5, (uint8_t)i, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 5 + i);
+        } else {
+            send_add(fd, 2, 5, (uint8_t)i);
+            expect_eof(fd);
+        }
+        assert_true(calls_reach(calls + cases[i].ran));
+        arm_worker(worker, 0, ""); /* counts, fails nothing */
+        close(fd);
+        assert_int_equal(raw_add(other, 3 + i, 1, (uint8_t)i, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, 1 + i);
+        assert_true(calls_reach(calls + cases[i].ran + 1));
+    }
+    close(other);
+    assert_int_equal(worker_of(server), worker); /* the same worker throughout */
+    assert_true(test_stop_server(server));
+}
+
+/* The manager's accept or its hand-over of a connection to the worker, failing: an
+ * interrupted or aborted accept is tried again and the connection served; out of
+ * descriptors, the manager gives up its spare one to accept the connection and close it
+ * (the listener does not spin), and the next is served with the spare taken back; a
+ * connection that cannot be handed over is refused with SHMRPC_EBUSY; an interrupted
+ * hand-over is tried again. */
+static void connections_the_manager_cannot_hand_over(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    uint8_t sum = 0;
+    char msg[256] = "";
+    int fd = raw_connect();
+    raw_handshake(fd); /* the manager is serving */
+    close(fd);
+    int fds = test_fd_count(server);
+    assert_true(fds > 0);
+    static const struct {
+        const char *which;
+        int status; /* 0: served; 1: closed without a word */
+        const char *says;
+    } cases[] = {
+        {"accept4:EINTR", 0, NULL},
+        {"accept4:ECONNABORTED", 0, NULL},
+        {"accept4:EMFILE", 1, NULL},
+        {"accept4:ENFILE", 1, NULL},
+        {"sendmsg:EINTR", 0, NULL},
+        {"sendmsg:EPIPE", SHMRPC_EBUSY, "the server's workers are not taking connections"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        print_message("%s\n", cases[i].which);
+        arm_worker(server, 1, cases[i].which);
+        fd = raw_connect();
+        if (cases[i].status == 0) {
+            raw_handshake(fd);
+            assert_int_equal(raw_add(fd, 1, 2, (uint8_t)i, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 2 + i);
+        } else if (cases[i].status == 1) {
+            expect_eof(fd);
+        } else {
+            shmrpc_buf b, err;
+            shmrpc_buf_init(&b);
+            shmrpc_buf_init(&err);
+            shmrpc__frame_hdr h = raw_frame(fd, &b);
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            assert_int_equal(h.request_id, 0);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            assert_int_equal(status, cases[i].status);
+            assert_int_equal(m.len, strlen(cases[i].says));
+            assert_memory_equal(m.ptr, cases[i].says, m.len);
+            shmrpc_buf_destroy(&b);
+            shmrpc_buf_destroy(&err);
+            expect_eof(fd);
+        }
+        arm_worker(server, 0, "");
+        close(fd);
+        fd = raw_connect(); /* the next is served */
+        raw_handshake(fd);
+        assert_int_equal(raw_add(fd, 2, 3, (uint8_t)i, &sum, msg, sizeof msg), 0);
+        assert_int_equal(sum, 3 + i);
+        close(fd);
+        /* The spare is back, nothing kept (the manager closes its copy of a connection
+         * after handing it over, which a busy machine may delay past the call). */
+        int64_t until = test_now_ms() + 5000;
+        while (test_fd_count(server) != fds && test_now_ms() < until)
+            usleep(2000);
+        assert_int_equal(test_fd_count(server), fds);
+    }
+    assert_int_equal(worker_of(server), worker);
+    assert_true(test_stop_server(server));
+}
+
+/* Whether a new connection is served within 2 s: its HELLO answered with a HELLO_ACK and
+ * an add with its sum. Says nothing and fails nothing when not (the caller tries again). */
+static bool served(uint8_t x)
+{
+    int fd = test_raw_connect(port, 2000);
+    if (fd < 0) return false;
+    int64_t deadline = test_now_ms() + 2000;
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = Calls_service_info,
+                           .threshold = 4096,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b, err;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&err);
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h;
+    bool ok = false;
+    if (test_put_hello(&b, &hello) || send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+        goto out;
+    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline) ||
+        shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err) ||
+        h.kind != SHMRPC__KIND_HELLO_ACK || shmrpc__buf_grow(&b, h.body_len) ||
+        !test_raw_recv(fd, b.data, h.body_len, deadline))
+        goto out;
+    uint8_t req[SHMRPC__FRAME_HDR_SIZE + 3];
+    h = (shmrpc__frame_hdr){SHMRPC__KIND_REQUEST, 0, method_id("add"), 1, 3};
+    shmrpc__frame_hdr_encode(&h, req);
+    req[SHMRPC__FRAME_HDR_SIZE] = 0x92, req[SHMRPC__FRAME_HDR_SIZE + 1] = x;
+    req[SHMRPC__FRAME_HDR_SIZE + 2] = 1;
+    uint8_t sum;
+    if (send(fd, req, sizeof req, MSG_NOSIGNAL) != (ssize_t)sizeof req ||
+        !test_raw_recv(fd, hdr, sizeof hdr, deadline) ||
+        shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err) ||
+        h.kind != SHMRPC__KIND_RESPONSE || h.body_len != 1 || !test_raw_recv(fd, &sum, 1, deadline))
+        goto out;
+    ok = sum == x + 1;
+out:
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&err);
+    close(fd);
+    return ok;
+}
+
+/* A worker started in place of one that died, with each of its allocations and epoll
+ * calls failing in turn (its start's, then its first connection's): one that cannot start
+ * exits and is started again, one that cannot take a connection closes it, and within a
+ * few connections the server serves again, its manager the same process throughout. */
+static void workers_that_cannot_start(void **state)
+{
+    (void)state;
+    pid_t server = start_server();
+    assert_true(served(1));
+    int fired = 0;
+    unsigned k;
+    for (k = 1; k <= 40; k++) {
+        pid_t old = worker_of(server);
+        arm->inherit = true;
+        arm_worker(server, k, "malloc,calloc,realloc,epoll_create1,epoll_ctl");
+        arm->inherit = false;
+        assert_int_equal(kill(old, SIGKILL), 0);
+        int64_t until = test_now_ms() + 5000;
+        while (worker_of(server) == old && test_now_ms() < until)
+            usleep(2000);
+        int tries = 0;
+        while (!served((uint8_t)k) && ++tries < 4) {
+        }
+        if (tries == 4) fail_msg("call %u of a new worker failing: not served", k);
+        bool hit = faults_hit();
+        if (hit)
+            print_message("call %u of a new worker failing (%s): served after %d tries\n", k,
+                          faults_hit_name(), tries);
+        arm_worker(server, 0, ""); /* counts, fails nothing */
+        if (!hit) break;
+        fired++;
+    }
+    assert_true(k <= 40); /* a run with no fault came */
+    assert_true(fired >= 5);
+    assert_true(test_stop_server(server));
+}
+
+/* A request refused for want of memory is read and dropped (docs/wire.md, "Limits"): a
+ * read of its body interrupted (EINTR) is tried again, and the call fails with SHMRPC_EBUSY
+ * "not run" once its body has gone by, the connection going on; a read of its body that
+ * fails closes the connection without an answer. */
+static void reads_of_a_refused_body_that_fail(void **state)
+{
+    (void)state;
+    static const shmrpc_tcp_opts small = {.buffer_budget = 1u << 20};
+    server_tcp = &small;
+    pid_t server = start_server();
+    pid_t worker = worker_of(server);
+    const uint32_t len = 2u << 20;
+    uint8_t *body = calloc(1, len);
+    assert_non_null(body);
+    static const char *const which[] = {"recv:EINTR", "recv:ECONNRESET"};
+    for (int i = 0; i < 2; i++) {
+        print_message("%s\n", which[i]);
+        int fd = raw_connect();
+        raw_handshake(fd);
+        uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+        shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 7, len};
+        shmrpc__frame_hdr_encode(&h, hdr);
+        raw_send(fd, hdr, sizeof hdr);
+        raw_send(fd, body, 1000); /* refused at its header: being skipped */
+        usleep(50000);
+        arm_worker(worker, 1, which[i]);
+        for (uint32_t at = 1000; at < len;) { /* the rest, as the window lets it */
+            uint32_t n = len - at < 65536 ? len - at : 65536;
+            ssize_t k = send(fd, body + at, n, MSG_NOSIGNAL);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) break; /* closed by the server: the ECONNRESET case */
+            at += (uint32_t)k;
+        }
+        if (i == 0) {
+            uint8_t sum = 0;
+            char msg[256] = "";
+            shmrpc_buf b, err;
+            shmrpc_buf_init(&b);
+            shmrpc_buf_init(&err);
+            h = raw_frame(fd, &b);
+            assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+            assert_int_equal(h.request_id, 7);
+            int status;
+            shmrpc_str m;
+            assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &status, &m, &err),
+                             0);
+            assert_int_equal(status, SHMRPC_EBUSY);
+            assert_non_null(memmem(m.ptr, m.len, "it was not run", 14));
+            shmrpc_buf_destroy(&b);
+            shmrpc_buf_destroy(&err);
+            assert_int_equal(raw_add(fd, 8, 2, 2, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 4);
+        } else {
+            expect_eof(fd);
+        }
+        arm_worker(worker, 0, "");
+        close(fd);
+    }
+    assert_int_equal(sh->calls, 1); /* the add only */
+    free(body);
+    assert_int_equal(worker_of(server), worker);
     assert_true(test_stop_server(server));
 }
 
@@ -693,6 +1006,10 @@ int main(void)
         mmap(NULL, sizeof *call_log, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (call_log == MAP_FAILED) return 1;
     signal(SIGPIPE, SIG_IGN);
+    /* The faults' state is made here, shared with every process forked from now: the test
+     * reads there whether a fault fired in a server's worker (faults_hit). */
+    faults_arm(0, "");
+    faults_disarm();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(secret_load_with_each_call_failing),
         cmocka_unit_test(listen_with_each_call_failing),
@@ -701,6 +1018,10 @@ int main(void)
         cmocka_unit_test_setup(worker_allocations_failing_in_turn, setup),
         cmocka_unit_test_setup(calls_without_memory_or_thread, setup),
         cmocka_unit_test_setup(connections_the_worker_cannot_take, setup),
+        cmocka_unit_test_setup(connections_whose_socket_fails, setup),
+        cmocka_unit_test_setup(connections_the_manager_cannot_hand_over, setup),
+        cmocka_unit_test_setup(workers_that_cannot_start, setup),
+        cmocka_unit_test_setup(reads_of_a_refused_body_that_fail, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

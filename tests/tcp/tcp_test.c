@@ -1128,6 +1128,14 @@ static void shared_secret(void **state)
     assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
     expect_refusal(fd, SHMRPC_EPROTO, "a REQUEST frame before the handshake");
     close(fd);
+    /* A nonce of another length than 32 bytes is no nonce: refused as none. */
+    fd = raw_connect();
+    hello.auth = shmrpc_bytes_of("0123456789abcdef", 16);
+    shmrpc_buf_clear(&b);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    expect_refusal(fd, SHMRPC_EPERM, want);
+    close(fd);
     shmrpc_buf_destroy(&b);
     assert_int_equal(sh->calls, 1); /* nothing unauthenticated ran */
 

@@ -154,6 +154,13 @@ static void expect_eof(int fd)
     assert_true(k == 0 || (k < 0 && errno == ECONNRESET));
 }
 
+/* Nothing has come from the peer (a frame would be waiting by now). */
+static void check_frame_pending(int fd)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 100), 0);
+}
+
 static void put_hdr(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
                     uint32_t len)
 {
@@ -172,9 +179,9 @@ static void put_frame(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t meth
 
 /* A HELLO offering compression (SHMRPC__FLAG_* bits), and the HELLO_ACK read back: the
  * compression the server chose. */
-static uint16_t raw_handshake(int fd, uint16_t compression)
+static uint16_t raw_handshake_of(int fd, uint16_t compression, uint32_t proto)
 {
-    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+    shmrpc__hello hello = {.proto = proto,
                            .info = Calls_service_info,
                            .compression = compression,
                            .threshold = 4096,
@@ -191,11 +198,16 @@ static uint16_t raw_handshake(int fd, uint16_t compression)
     assert_int_equal(
         shmrpc__hello_parse(shmrpc_bytes_of(b.data, b.len), SHMRPC__KIND_HELLO_ACK, a, &ack, &err),
         0);
-    assert_int_equal(ack.proto, SHMRPC__WIRE_PROTO);
+    assert_int_equal(ack.proto, proto);
     shmrpc_arena_free(a);
     shmrpc_buf_destroy(&b);
     shmrpc_buf_destroy(&err);
     return ack.compression;
+}
+
+static uint16_t raw_handshake(int fd, uint16_t compression)
+{
+    return raw_handshake_of(fd, compression, SHMRPC__WIRE_PROTO);
 }
 
 /* add(a, b) with small a and b (msgpack fixints), request id rid. */
@@ -590,6 +602,262 @@ static void answers_outlast_the_drain(void **state)
     assert_int_equal(sh->calls, 1);
     shmrpc_buf_destroy(&msg);
     shmrpc_buf_destroy(&b);
+}
+
+/* What a stopping server tells each of its connections (docs/wire.md, "Drain"): one still
+ * in its handshake is refused with SHMRPC_EUNAVAIL "the server is stopping"; one of
+ * revision 1 is closed without a word; an idle one of revision 2 or later gets a DRAIN,
+ * then the close once it has been quiet; one in the middle of a request gets the DRAIN,
+ * and the request it then finishes is answered "not run" (SHMRPC_EUNAVAIL); one already
+ * closing, behind a call that runs, gets that call's answer, then its refusal and the
+ * close. Nothing runs but the nap that was running. */
+static void what_a_stopping_server_says(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    int shaking = raw_connect(0);
+    int old = raw_connect(0);
+    raw_handshake_of(old, 0, 1);
+    int idle = raw_connect(0);
+    raw_handshake(idle, 0);
+    int half = raw_connect(0);
+    raw_handshake(half, 0);
+    put_add(&b, 7, 2, 3);
+    raw_send(half, b.data, b.len - 1); /* all but the last byte */
+    int closing = raw_connect(0);
+    raw_handshake(closing, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 400);
+    const uint8_t body[] = {0x03};
+    put_frame(&b, SHMRPC__KIND_RESPONSE, 0, method_id("add"), 5, body, sizeof body);
+    raw_send(closing, b.data, b.len);
+    int64_t until = test_now_ms() + 5000;
+    while (sh->napping == 0 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_not_equal(sh->napping, 0);
+    check_frame_pending(half); /* nothing came for the half request */
+
+    assert_int_equal(kill(server, SIGTERM), 0);
+    expect_error(shaking, 0, SHMRPC_EUNAVAIL, "the server is stopping");
+    expect_eof(shaking);
+    expect_eof(old);
+    shmrpc__frame_hdr h = raw_frame(idle, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_DRAIN);
+    h = raw_frame(half, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_DRAIN);
+    uint8_t last = 3;
+    raw_send(half, &last, 1);
+    expect_error(half, 7, SHMRPC_EUNAVAIL, "is draining (its server stops): the call was not run");
+    h = raw_frame(closing, &b);
+    assert_int_equal(h.kind, SHMRPC__KIND_RESPONSE);
+    assert_int_equal(h.request_id, 1);
+    expect_error(closing, 0, SHMRPC_EPROTO, "a RESPONSE frame sent to a server");
+    expect_eof(closing);
+    expect_eof(idle);
+    expect_eof(half);
+    int status = test_reap(server, 5000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(sh->calls, 1);
+    assert_int_equal(sh->naps_begun, 1);
+    int fds[] = {shaking, old, idle, half, closing};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+    shmrpc_buf_destroy(&b);
+}
+
+/* Waits up to 5 s for sh->naps_begun to reach n. */
+static void naps_begin(int n)
+{
+    int64_t until = test_now_ms() + 5000;
+    while (sh->naps_begun < n && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->naps_begun, n);
+}
+
+/* At its cap of connections, with none in its handshake, a worker closes the one idle
+ * longest to make room, telling it why (docs/wire.md, "Limits"); never one that is busy:
+ * with answers waiting for room, a request skipped for want of memory, half a frame, calls
+ * running, a refusal waiting for the answers of its calls. With no idle one, the new
+ * connection is refused with SHMRPC_EBUSY. */
+static void room_at_the_cap_from_idle_connections_only(void **state)
+{
+    (void)state;
+    server_tcp.max_conns = 6;
+    server_tcp.buffer_budget = 24u << 20;
+    pid_t server = start_server(1);
+    shmrpc_buf b, msg;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&msg);
+
+    int full = raw_connect(4096); /* reads nothing: its answer stays in the server */
+    raw_handshake(full, 0);
+    echo_text(&msg, 1, 16 << 20);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    raw_send(full, b.data, b.len);
+    struct pollfd pf = {.fd = full, .events = POLLIN}; /* the answer has begun to come */
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    assert_int_equal(sh->calls, 1);
+    int skipping = raw_connect(0); /* a request the budget has no room for, being skipped */
+    raw_handshake(skipping, 0);
+    shmrpc_buf_clear(&b);
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, 16u << 20);
+    raw_send(skipping, b.data, b.len);
+    int half = raw_connect(0);
+    raw_handshake(half, 0);
+    shmrpc_buf_clear(&b);
+    put_add(&b, 1, 2, 3);
+    raw_send(half, b.data, 10); /* part of a header */
+    int running = raw_connect(0);
+    raw_handshake(running, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 2000);
+    raw_send(running, b.data, b.len);
+    naps_begin(1);
+    int closing = raw_connect(0);
+    raw_handshake(closing, 0);
+    const uint8_t body[] = {0x03};
+    put_frame(&b, SHMRPC__KIND_RESPONSE, 0, method_id("add"), 5, body, sizeof body);
+    raw_send(closing, b.data, b.len);
+    naps_begin(2);
+    int idle = raw_connect(0);
+    raw_handshake(idle, 0);
+
+    int next = raw_connect(0); /* the seventh: the idle one makes room */
+    expect_error(idle, 0, SHMRPC_ETIMEDOUT,
+                 "idle connection closed to make room (a worker serves at most 6)");
+    expect_eof(idle);
+    raw_handshake(next, 0);
+    shmrpc_buf_clear(&b);
+    put_nap(&b, 1, 2000);
+    raw_send(next, b.data, b.len);
+    naps_begin(3);
+    int refused = raw_connect(0); /* none idle now */
+    expect_error(refused, 0, SHMRPC_EBUSY, "too many connections (a worker serves at most 6)");
+    expect_eof(refused);
+    int fds[] = {full, skipping, half, running, closing, idle, next, refused};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+    int64_t until = test_now_ms() + 10000; /* the naps end */
+    while (sh->calls < 4 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(sh->calls, 4); /* the echo and three naps; the half add never ran */
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&msg);
+    assert_true(test_stop_server(server));
+}
+
+/* Reads what fd gets until its end (at most 20 s): the bytes that came. */
+static size_t read_to_end(int fd)
+{
+    static uint8_t sink[1 << 16];
+    size_t got = 0;
+    int64_t until = test_now_ms() + 20000;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 1000) < 0 && errno != EINTR) fail_msg("poll: %s", strerror(errno));
+        ssize_t k = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (k == 0 || (k < 0 && errno == ECONNRESET)) return got;
+        if (k > 0) got += (size_t)k;
+        if (test_now_ms() > until) fail_msg("no end after %zu bytes", got);
+    }
+}
+
+/* Stopping, a server still sends the answers of calls that ran, but each only within its
+ * connection's progress deadline (docs/wire.md, "Drain"): clients that never read their
+ * answers (16 MiB each) are cut once theirs passes, after the drain, and the server exits
+ * cleanly; what they read then is less than their answer. */
+static void answers_nobody_reads_are_cut_at_the_stop(void **state)
+{
+    (void)state;
+    server_tcp.progress_timeout_ms = 1500; /* beyond the drain's second */
+    pid_t server = start_server(0);
+    int late = raw_connect(4096), early = raw_connect(4096);
+    raw_handshake(late, 0);
+    raw_handshake(early, 0);
+    shmrpc_buf msg, b;
+    shmrpc_buf_init(&msg);
+    shmrpc_buf_init(&b);
+    echo_text(&msg, 3, 16 << 20);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    int order[] = {early, late}; /* the later connection's answer stalls first */
+    for (int i = 0; i < 2; i++) {
+        raw_send(order[i], b.data, b.len);
+        struct pollfd pf = {.fd = order[i], .events = POLLIN}; /* its answer has begun */
+        assert_int_equal(poll(&pf, 1, 10000), 1);
+    }
+    assert_int_equal(sh->calls, 2);
+    assert_int_equal(kill(server, SIGTERM), 0);
+    int status = test_reap(server, 15000);
+    assert_true(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < 2; i++) {
+        size_t got = read_to_end(order[i]);
+        print_message("read %zu bytes of the %zu of an answer\n", got,
+                      msg.len + SHMRPC__FRAME_HDR_SIZE);
+        assert_true(got > 0 && got < msg.len + SHMRPC__FRAME_HDR_SIZE);
+        close(order[i]);
+    }
+    shmrpc_buf_destroy(&msg);
+    shmrpc_buf_destroy(&b);
+}
+
+/* A peer that stops making progress is cut at its progress deadline (docs/wire.md,
+ * "Limits"), told why when nothing else is on its way: one whose request is being skipped
+ * for want of memory reads ETIMEDOUT "the frame made no progress in time" and the close;
+ * one that stops reading its answers (16 MiB) is closed with its answer cut (the ERROR
+ * could not go after it). Others are served throughout. */
+static void peers_that_stop_making_progress(void **state)
+{
+    (void)state;
+    server_tcp.progress_timeout_ms = 300;
+    server_tcp.buffer_budget = 1u << 20;
+    pid_t server = start_server(1);
+    shmrpc_client *good = connect_to(addr);
+    shmrpc_buf b, msg;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&msg);
+    int fd = raw_connect(0);
+    raw_handshake(fd, 0);
+    put_hdr(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 4, 2u << 20);
+    uint8_t some[100] = {0};
+    assert_int_equal(shmrpc_buf_append(&b, some, sizeof some), 0);
+    raw_send(fd, b.data, b.len);
+    expect_error(fd, 0, SHMRPC_ETIMEDOUT, "the frame made no progress in time");
+    expect_eof(fd);
+    close(fd);
+    check_add(good, 1, 2);
+    shmrpc_client_free(good);
+    assert_true(test_stop_server(server));
+
+    server_tcp.buffer_budget = 0;
+    server = start_server(0); /* in place: its descriptors say when it closed one */
+    good = connect_to(addr);
+    check_add(good, 3, 4);
+    int fds = test_fd_count(server);
+    fd = raw_connect(4096);
+    raw_handshake(fd, 0);
+    echo_text(&msg, 5, 16 << 20);
+    shmrpc_buf_clear(&b);
+    put_frame(&b, SHMRPC__KIND_REQUEST, 0, method_id("echo"), 1, msg.data, msg.len);
+    raw_send(fd, b.data, b.len);
+    struct pollfd pf = {.fd = fd, .events = POLLIN}; /* its answer has begun */
+    assert_int_equal(poll(&pf, 1, 10000), 1);
+    int64_t until = test_now_ms() + 10000; /* the server closes it */
+    while (test_fd_count(server) > fds && test_now_ms() < until)
+        usleep(5000);
+    assert_int_equal(test_fd_count(server), fds);
+    size_t got = read_to_end(fd);
+    print_message("read %zu bytes of the %zu of an answer\n", got,
+                  msg.len + SHMRPC__FRAME_HDR_SIZE);
+    assert_true(got > 0 && got < msg.len + SHMRPC__FRAME_HDR_SIZE);
+    close(fd);
+    check_add(good, 5, 6);
+    assert_int_equal(sh->calls, 4);
+    shmrpc_client_free(good);
+    shmrpc_buf_destroy(&b);
+    shmrpc_buf_destroy(&msg);
+    assert_true(test_stop_server(server));
 }
 
 /* --- what a client does with a stand-in server's frames --- */
@@ -1662,6 +1930,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(frames_a_server_reads, setup),
         cmocka_unit_test_setup(refusal_after_the_calls_that_run, setup),
+        cmocka_unit_test_setup(what_a_stopping_server_says, setup),
+        cmocka_unit_test_setup(room_at_the_cap_from_idle_connections_only, setup),
+        cmocka_unit_test_setup(answers_nobody_reads_are_cut_at_the_stop, setup),
+        cmocka_unit_test_setup(peers_that_stop_making_progress, setup),
         cmocka_unit_test_setup(compressed_calls_on_the_threads, setup),
         cmocka_unit_test_setup(compressed_calls_in_place, setup),
         cmocka_unit_test_setup(answers_outlast_the_drain, setup),

@@ -114,6 +114,12 @@ static const hdr_case hdr_cases[] = {
      "DRAIN frame has a method or request id"},
     {"drain compressed", 24, M, V, DRAIN, 1, 0, 0, 0, 1, SHMRPC_EPROTO,
      "DRAIN frame has a compression flag"},
+    {"drain with method", 24, M, V, DRAIN, 0, 5, 0, 0, 0, SHMRPC_EPROTO,
+     "DRAIN frame has a method or request id"},
+    {"auth with method", 24, M, V, AUTH, 0, 6, 0, 32, 0, SHMRPC_EPROTO,
+     "AUTH frame has a method or request id"},
+    {"ping compressed", 24, M, V, PING, 1, 0, 5, 0, 1, SHMRPC_EPROTO,
+     "PING frame has a compression flag"},
     {"length 2^32-1", 24, M, V, REQ, 0, 1, 1, UINT32_MAX, 0, SHMRPC_ETOOBIG,
      "REQUEST frame body of 4294967295 bytes is above the maximum of 1000"},
     {"just above the maximum", 24, M, V, RESP, 0, 1, 1, MAX_BODY + 1, 0, SHMRPC_ETOOBIG,
@@ -212,6 +218,21 @@ static void every_kind_round_trips(void **state)
         assert_int_equal(h.body_len, n);
         assert_memory_equal(out.data + 26, frames[i].body, n);
     }
+    /* A frame ended where none began, or in a buffer that could not hold it, says so. */
+    assert_int_equal(shmrpc__frame_end(&out, out.len + 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc__frame_end(&out, out.len - 23), SHMRPC_EINVAL);
+    shmrpc_buf small;
+    shmrpc_buf_init(&small);
+    small.max = 16;
+    size_t at = shmrpc__frame_begin(&small, REQ, 0, 1, 1);
+    assert_int_not_equal(small.err, 0);
+    assert_int_equal(shmrpc__frame_end(&small, at), small.err);
+    uint16_t used = 7;
+    assert_int_equal(
+        shmrpc__body_compress(SHMRPC__FLAG_SNAPPY, shmrpc_bytes_of("abc", 3), &small, &used),
+        small.err);
+    assert_int_equal(used, 0);
+    shmrpc_buf_destroy(&small);
     assert_string_equal(shmrpc__frame_kind_name(SHMRPC__KIND_HELLO_ACK), "HELLO_ACK");
     assert_string_equal(shmrpc__frame_kind_name(0), "unknown");
     assert_string_equal(shmrpc__frame_kind_name(99), "unknown");
@@ -578,6 +599,16 @@ static void handshake_round_trip(void **state)
     assert_string_equal(shmrpc__msg_get(&err),
                         "the server chose protocol revision 4; the client offered 1 to 3");
     got_ack.proto = 1;
+    got_ack.compression = 4; /* a bit no revision defines */
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "the server chose unknown compression, which the client did not offer");
+    got_ack.compression = 0;
+    got_ack.proto = 0;
+    assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "the server chose protocol revision 0; the client offered 1 to 3");
+    got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);
 
@@ -745,6 +776,303 @@ static void malformed_hellos(void **state)
     shmrpc_buf_destroy(&err);
 }
 
+/* Readers skip the elements a later revision appends (docs/wire.md, "The handshake"), of
+ * every msgpack type, in the body, in a method entry and in an ERROR body; an element that
+ * is no msgpack value, or one cut short, is refused with what was wrong. */
+typedef struct extra_case {
+    const char *name;
+    const uint8_t *bytes;
+    size_t n;
+} extra_case;
+
+static const extra_case good_extras[] = {
+    {"fixmap", B("\x81\x01\x02")},
+    {"map16", B("\xde\x00\x01\x01\xc0")},
+    {"map32", B("\xdf\x00\x00\x00\x00")},
+    {"fixarray", B("\x92\x01\x02")},
+    {"array16", B("\xdc\x00\x01\xc0")},
+    {"array32", B("\xdd\x00\x00\x00\x00")},
+    {"positive fixint", B("\x05")},
+    {"negative fixint", B("\xe0")},
+    {"uint8", B("\xcc\xff")},
+    {"uint16", B("\xcd\x01\x00")},
+    {"uint32", B("\xce\x00\x00\x00\x01")},
+    {"uint64", B("\xcf\xff\xff\xff\xff\xff\xff\xff\xff")},
+    {"int8", B("\xd0\x80")},
+    {"int16", B("\xd1\x80\x00")},
+    {"int32", B("\xd2\x80\x00\x00\x00")},
+    {"int64", B("\xd3\x80\x00\x00\x00\x00\x00\x00\x00")},
+    {"fixstr", B("\xa2hi")},
+    {"str8", B("\xd9\x01x")},
+    {"str16", B("\xda\x00\x01x")},
+    {"str32", B("\xdb\x00\x00\x00\x01x")},
+    {"bin8", B("\xc4\x01z")},
+    {"bin16", B("\xc5\x00\x01z")},
+    {"bin32", B("\xc6\x00\x00\x00\x01z")},
+    {"false", B("\xc2")},
+    {"true", B("\xc3")},
+    {"float32", B("\xca\x3f\x80\x00\x00")},
+    {"float64", B("\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00")},
+    {"nil", B("\xc0")},
+    {"fixext1", B("\xd4\x01\x02")},
+    {"fixext2", B("\xd5\x01\x02\x03")},
+    {"fixext4", B("\xd6\x01\x02\x03\x04\x05")},
+    {"fixext8", B("\xd7\x01"
+                  "12345678")},
+    {"fixext16", B("\xd8\x01"
+                   "0123456789abcdef")},
+    {"ext8", B("\xc7\x02\x05xy")},
+    {"ext16", B("\xc8\x00\x01\x05x")},
+    {"ext32", B("\xc9\x00\x00\x00\x01\x05x")},
+};
+
+static const struct {
+    const char *name;
+    const uint8_t *bytes;
+    size_t n;
+    const char *why;
+} bad_extras[] = {
+    {"never used byte", B("\xc1"), "invalid msgpack byte"},
+    {"fixext16 cut short",
+     B("\xd8\x01"
+       "0123456789abcde"),
+     "truncated"},
+    {"fixext1 without data", B("\xd4\x01"), "truncated"},
+    {"ext8 without its type", B("\xc7\x01"), "truncated"},
+    {"ext16 without its length", B("\xc8\x00"), "truncated"},
+    {"ext8 longer than the body", B("\xc7\x05\x01xy"), "truncated"},
+    {"ext32 longer than the body", B("\xc9\x00\x01\x00\x00\x05x"), "truncated"},
+    {"float64 cut short", B("\xcb\x3f\xf0"), "truncated"},
+    {"map without its value", B("\x81\x01"), "count larger than the bytes left"},
+};
+
+/* [1, "S", 7, [entry], 0, 0, 100, nil, extra...] with n_extra extras in the body, or in
+ * the one method entry ("a", no signature) when in_entry. */
+static void put_with_extras(shmrpc_buf *b, const uint8_t *extra, size_t n, uint32_t n_extra,
+                            bool in_entry)
+{
+    shmrpc_buf_clear(b);
+    uint8_t top = (uint8_t)(0x90 | (8 + (in_entry ? 0 : n_extra)));
+    uint8_t entry = (uint8_t)(0x90 | (5 + (in_entry ? n_extra : 0)));
+    assert_int_equal(shmrpc_buf_append(b, &top, 1), 0);
+    assert_int_equal(shmrpc_buf_append(b, "\x01\xa1S\x07\x91", 5), 0);
+    assert_int_equal(shmrpc_buf_append(b, &entry, 1), 0);
+    assert_int_equal(shmrpc_buf_append(b,
+                                       "\x00\xa1"
+                                       "a\x01\x00\xa0",
+                                       6),
+                     0);
+    if (in_entry) assert_int_equal(shmrpc_buf_append(b, extra, n), 0);
+    assert_int_equal(shmrpc_buf_append(b, TAIL, 4), 0);
+    if (!in_entry) assert_int_equal(shmrpc_buf_append(b, extra, n), 0);
+}
+
+static void elements_of_a_later_revision(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf body, err, all;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    shmrpc_buf_init(&all);
+    shmrpc__hello h;
+    const size_t n_good = sizeof good_extras / sizeof good_extras[0];
+    for (int in_entry = 0; in_entry < 2; in_entry++) {
+        for (size_t i = 0; i < n_good; i++) {
+            put_with_extras(&body, good_extras[i].bytes, good_extras[i].n, 1, in_entry);
+            shmrpc__msg_clear(&err);
+            if (shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &h, &err))
+                fail_msg("%s %s: %s", good_extras[i].name, in_entry ? "in an entry" : "in the body",
+                         shmrpc__msg_get(&err));
+            assert_int_equal(h.proto, 1);
+            assert_int_equal(h.max_msg, 100);
+            assert_int_equal(h.info.n_methods, 1);
+            assert_string_equal(h.info.methods[0].name, "a");
+        }
+        /* In an entry, one cut short would run into the elements after it: the byte
+         * that is no value stands for those. */
+        size_t n_bad = in_entry ? 1 : sizeof bad_extras / sizeof bad_extras[0];
+        for (size_t i = 0; i < n_bad; i++) {
+            put_with_extras(&body, bad_extras[i].bytes, bad_extras[i].n, 1, in_entry);
+            shmrpc__msg_clear(&err);
+            int rc = shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &h, &err);
+            char want[128];
+            if (in_entry)
+                snprintf(want, sizeof want, "HELLO body, method 0, the entry: %s",
+                         bad_extras[i].why);
+            else
+                snprintf(want, sizeof want, "HELLO body, the body: %s", bad_extras[i].why);
+            if (rc != SHMRPC_EPROTO || strcmp(shmrpc__msg_get(&err), want) != 0)
+                fail_msg("%s %s: got %d '%s', expected '%s'", bad_extras[i].name,
+                         in_entry ? "in an entry" : "in the body", rc, shmrpc__msg_get(&err), want);
+        }
+    }
+    /* All of them at once, after a message of an ERROR body too. */
+    for (size_t i = 0; i < n_good; i++)
+        assert_int_equal(shmrpc_buf_append(&all, good_extras[i].bytes, good_extras[i].n), 0);
+    put_with_extras(&body, all.data, all.len, (uint32_t)n_good, false);
+    body.data[0] = 0xdc; /* array16 of 8 + n_good */
+    uint8_t count[2] = {0, (uint8_t)(8 + n_good)};
+    shmrpc_buf fixed;
+    shmrpc_buf_init(&fixed);
+    assert_int_equal(shmrpc_buf_append(&fixed, body.data, 1), 0);
+    assert_int_equal(shmrpc_buf_append(&fixed, count, 2), 0);
+    assert_int_equal(shmrpc_buf_append(&fixed, body.data + 1, body.len - 1), 0);
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(fixed.data, fixed.len), ACK, a, &h, &err),
+                     0);
+    assert_int_equal(h.info.n_methods, 1);
+    int status;
+    shmrpc_str msg;
+    shmrpc_buf_clear(&fixed);
+    const uint8_t head[] = {0xdc, 0, (uint8_t)(2 + n_good), 0xff, 0xa2, 'n', 'o'};
+    assert_int_equal(shmrpc_buf_append(&fixed, head, sizeof head), 0);
+    assert_int_equal(shmrpc_buf_append(&fixed, all.data, all.len), 0);
+    assert_int_equal(
+        shmrpc__error_parse(shmrpc_bytes_of(fixed.data, fixed.len), &status, &msg, &err), 0);
+    assert_int_equal(status, -1);
+    assert_int_equal(msg.len, 2);
+    assert_memory_equal(msg.ptr, "no", 2);
+    static const uint8_t bad_error[] = "\x93\xff\xa2no\xc1";
+    assert_int_equal(
+        shmrpc__error_parse(shmrpc_bytes_of(bad_error, sizeof bad_error - 1), &status, &msg, &err),
+        SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err), "ERROR body, the body: invalid msgpack byte");
+    shmrpc_buf_destroy(&fixed);
+    shmrpc_buf_destroy(&all);
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+/* The bounds of docs/wire.md a parsed body may not pass, one past each: an auth slot of
+ * 257 bytes, a signature of 65536, a table of 65536 methods. */
+static void hello_bounds(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    shmrpc__hello h;
+    uint8_t fill[SHMRPC__WIRE_MAX_AUTH + 1];
+    memset(fill, 'x', sizeof fill);
+
+    assert_int_equal(shmrpc_buf_append(&body, HEAD "\x90\x00\x00\x64\xc5\x01\x01", 12), 0);
+    assert_int_equal(shmrpc_buf_append(&body, fill, sizeof fill), 0);
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &h, &err),
+                     SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "HELLO body has an auth slot of 257 bytes, above 256");
+    body.data[11] = 0x00; /* 256 bytes: read */
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len - 1), HELLO, a, &h, &err), 0);
+    assert_int_equal(h.auth.len, SHMRPC__WIRE_MAX_AUTH);
+
+    for (uint32_t len = SHMRPC__WIRE_MAX_SIGNATURE; len <= SHMRPC__WIRE_MAX_SIGNATURE + 1; len++) {
+        shmrpc_buf_clear(&body);
+        assert_int_equal(shmrpc_buf_append(&body,
+                                           HEAD "\x91\x95\x00\xa1"
+                                                "a\x01\x00\xdb",
+                                           13),
+                         0);
+        uint8_t be[4];
+        put_be(be, len, 4);
+        assert_int_equal(shmrpc_buf_append(&body, be, 4), 0);
+        assert_int_equal(shmrpc__buf_grow(&body, len + 8), 0);
+        memset(body.data + body.len, 's', len);
+        body.len += len;
+        assert_int_equal(shmrpc_buf_append(&body, TAIL, 4), 0);
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &h, &err);
+        if (len == SHMRPC__WIRE_MAX_SIGNATURE) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(strlen(h.info.methods[0].signature), len);
+        } else {
+            assert_int_equal(rc, SHMRPC_EPROTO);
+            assert_string_equal(shmrpc__msg_get(&err),
+                                "HELLO body, method 0, signature: string too long");
+        }
+    }
+
+    /* 65536 entries' worth of bytes, so that only the count is wrong. */
+    shmrpc_buf_clear(&body);
+    uint32_t n = SHMRPC__WIRE_MAX_METHODS + 1;
+    assert_int_equal(shmrpc_buf_append(&body, HEAD "\xdd", 6), 0);
+    uint8_t be[4];
+    put_be(be, n, 4);
+    assert_int_equal(shmrpc_buf_append(&body, be, 4), 0);
+    size_t rest = (size_t)n * 7;
+    assert_int_equal(shmrpc__buf_grow(&body, rest), 0);
+    memset(body.data + body.len, 0xc0, rest);
+    body.len += rest;
+    assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &h, &err),
+                     SHMRPC_EPROTO);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "HELLO body has 65536 methods, above the maximum of 65535");
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
+/* A handshake parsed in an arena that runs out (a server caps its arena), at each cap in
+ * turn, fails with SHMRPC_ENOMEM, never with a protocol error that would blame the peer,
+ * until the cap holds it all; so does the answer's map. Also a body's declared length:
+ * none in a zlib body too short for it. */
+static void hellos_in_a_small_arena(void **state)
+{
+    (void)state;
+    shmrpc_buf body, err;
+    shmrpc_buf_init(&body);
+    shmrpc_buf_init(&err);
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = info_of("Calc", server_methods, 3),
+                           .max_msg = 1 << 20,
+                           .auth = shmrpc_bytes_of("0123456789abcdef0123456789abcdef", 32)};
+    write_hello(&body, SHMRPC__KIND_HELLO, &hello);
+    shmrpc__hello got, ack;
+    int nomem = 0;
+    size_t cap;
+    for (cap = 1; cap < 4096; cap++) {
+        shmrpc_arena *a = shmrpc_arena_new(0);
+        assert_non_null(a);
+        shmrpc_arena_set_limit(a, cap);
+        shmrpc__msg_clear(&err);
+        int rc = shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err);
+        if (rc == 0) {
+            assert_same_info(&got.info, &hello.info);
+            shmrpc_arena_free(a);
+            break;
+        }
+        if (rc != SHMRPC_ENOMEM)
+            fail_msg("a cap of %zu bytes: %d '%s', not ENOMEM", cap, rc, shmrpc__msg_get(&err));
+        nomem++;
+        shmrpc_arena_free(a);
+    }
+    assert_true(cap < 4096);
+    assert_true(nomem >= 5); /* the service name, the table, each method's name and signature */
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    assert_int_equal(
+        shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err), 0);
+    shmrpc_arena *small = shmrpc_arena_new(0);
+    shmrpc_arena_set_limit(small, 1);
+    const shmrpc_service_info server = info_of("Calc", server_methods, 3);
+    assert_int_equal(shmrpc__hello_answer(&got, &server, 0, 0, 1 << 20, small, &ack, &err),
+                     SHMRPC_ENOMEM);
+    shmrpc_arena_free(small);
+    shmrpc_arena_free(a);
+
+    uint64_t declared = 7;
+    assert_int_equal(
+        shmrpc__body_declared(SHMRPC__FLAG_ZLIB, shmrpc_bytes_of("\x00\x00\x01", 3), &declared),
+        SHMRPC_EPROTO);
+    assert_int_equal(
+        shmrpc__body_declared(SHMRPC__FLAG_ZLIB, shmrpc_bytes_of("\x00\x00\x01\x00", 4), &declared),
+        0);
+    assert_int_equal(declared, 256);
+    shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+}
+
 /* Every prefix of a good hello fails cleanly; the arena stays within a bound of the body. */
 static void truncated_hellos(void **state)
 {
@@ -787,6 +1115,42 @@ static void hello_write_limits(void **state)
         shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), HELLO, a, &got, &err), 0);
     assert_int_equal(strlen(got.info.name), SHMRPC__WIRE_MAX_NAME);
     shmrpc_arena_free(a);
+
+    /* No name, an empty one; a table, a method name, a signature or an auth slot above what
+     * the wire carries: nothing is written that the other side would refuse. */
+    h.info.name = NULL;
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err), "the service name must have 1 to 255 bytes");
+    h.info.name = "";
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err), "the service name must have 1 to 255 bytes");
+    h.info = info_of("Calc", NULL, SHMRPC__WIRE_MAX_METHODS + 1);
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "service 'Calc' has 65536 methods; the wire carries at most 65535");
+    char *sig = malloc(SHMRPC__WIRE_MAX_SIGNATURE + 2);
+    assert_non_null(sig);
+    memset(sig, 's', SHMRPC__WIRE_MAX_SIGNATURE + 1);
+    sig[SHMRPC__WIRE_MAX_SIGNATURE + 1] = '\0';
+    name[SHMRPC__WIRE_MAX_NAME] = 'n'; /* 256 bytes */
+    shmrpc_method_info m[1] = {METHOD(name, 0, 1, "")};
+    h.info = info_of("Calc", m, 1);
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_true(strstr(shmrpc__msg_get(&err), "': name or signature too long for the wire"));
+    m[0].name = "add";
+    m[0].signature = sig;
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err),
+                        "method 'add': name or signature too long for the wire");
+    sig[SHMRPC__WIRE_MAX_SIGNATURE] = '\0'; /* at the limit */
+    shmrpc_buf_clear(&body);
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), 0);
+    free(sig);
+    uint8_t auth[SHMRPC__WIRE_MAX_AUTH + 1] = {0};
+    h.info = info_of("Calc", NULL, 0);
+    h.auth = shmrpc_bytes_of(auth, sizeof auth);
+    assert_int_equal(shmrpc__hello_write(&body, HELLO, &h, &err), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc__msg_get(&err), "auth slot of 257 bytes is above 256");
     shmrpc_buf_destroy(&body);
     shmrpc_buf_destroy(&err);
 }
@@ -825,6 +1189,13 @@ static void error_bodies(void **state)
     assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
                      0);
     assert_int_equal(msg.len, SHMRPC__WIRE_MAX_ERRMSG - 1);
+    /* Never inside a character, even in one that never starts: nothing is left. */
+    memset(lng, 0x80, SHMRPC__WIRE_MAX_ERRMSG + 10);
+    shmrpc_buf_clear(&body);
+    assert_int_equal(shmrpc__error_write(&body, SHMRPC_EPROTO, s), 0);
+    assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(body.data, body.len), &status, &msg, &err),
+                     0);
+    assert_int_equal(msg.len, 0);
     free(lng);
     assert_int_equal(shmrpc__error_write(&body, 0, SHMRPC_STR("ok")), SHMRPC_EINVAL);
     assert_int_equal(shmrpc__error_write(&body, 5, SHMRPC_STR("ok")), SHMRPC_EINVAL);
@@ -868,12 +1239,21 @@ static void error_bodies(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(malformed_headers),       cmocka_unit_test(every_kind_round_trips),
-        cmocka_unit_test(compression_round_trips), cmocka_unit_test(lying_bodies),
-        cmocka_unit_test(zlib_prefix_lies),        cmocka_unit_test(snappy_length_lies),
-        cmocka_unit_test(handshake_round_trip),    cmocka_unit_test(handshake_mismatch),
-        cmocka_unit_test(malformed_hellos),        cmocka_unit_test(truncated_hellos),
-        cmocka_unit_test(hello_write_limits),      cmocka_unit_test(error_bodies),
+        cmocka_unit_test(malformed_headers),
+        cmocka_unit_test(every_kind_round_trips),
+        cmocka_unit_test(compression_round_trips),
+        cmocka_unit_test(lying_bodies),
+        cmocka_unit_test(zlib_prefix_lies),
+        cmocka_unit_test(snappy_length_lies),
+        cmocka_unit_test(handshake_round_trip),
+        cmocka_unit_test(handshake_mismatch),
+        cmocka_unit_test(malformed_hellos),
+        cmocka_unit_test(truncated_hellos),
+        cmocka_unit_test(hello_write_limits),
+        cmocka_unit_test(error_bodies),
+        cmocka_unit_test(elements_of_a_later_revision),
+        cmocka_unit_test(hello_bounds),
+        cmocka_unit_test(hellos_in_a_small_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

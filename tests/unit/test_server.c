@@ -30,6 +30,14 @@ static void register_ok(void **state)
                      SHMRPC_EBUSY);
     assert_string_equal(shmrpc_errmsg(),
                         "service 'Calc' is already registered; a server serves one service");
+    /* Before the server listens, setting its worker count (only within 1 to
+     * SHMRPC_MAX_WORKERS) and stopping it have no listener to tell, and are safe. */
+    assert_int_equal(shmrpc_server_set_workers(s, 2), 0);
+    assert_int_equal(shmrpc_server_set_workers(s, 0), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_server_set_workers(s, SHMRPC_MAX_WORKERS + 1), SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_server_set_workers(NULL, 1), SHMRPC_EINVAL);
+    shmrpc_server_stop(s);
+    shmrpc_server_stop(NULL);
     shmrpc_server_free(s);
     shmrpc_server_free(NULL);
     assert_int_equal(shmrpc_server_new(&s, NULL), 0); /* default opts */
@@ -112,9 +120,25 @@ static void bad_descriptors(void **state)
     svc.handler_offset = offsets;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
     assert_non_null(strstr(shmrpc_errmsg(), "'positive' lies outside the handler table"));
+    /* One that ends inside the table: its pointer would cross the end. */
+    offsets[4] = sizeof calc_default_handlers - 1;
+    assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "'positive' lies outside the handler table"));
     svc = calc_service;
     svc.invoke = NULL;
     assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': no invoke or handler offset table");
+    svc = calc_service;
+    svc.handler_offset = NULL;
+    assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': no invoke or handler offset table");
+    shmrpc_invoke_fn invoke[CALC_N];
+    memcpy(invoke, calc_service.invoke, sizeof invoke);
+    invoke[2] = NULL;
+    svc = calc_service;
+    svc.invoke = invoke;
+    assert_int_equal(shmrpc_server_register(s, &svc, &calc_default_handlers, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "service 'Calc': no invoke function for method 'echo'");
     assert_int_equal(shmrpc_server_register(s, NULL, &calc_default_handlers, NULL), SHMRPC_EINVAL);
     assert_int_equal(shmrpc_server_register(NULL, &calc_service, &calc_default_handlers, NULL),
                      SHMRPC_EINVAL);
@@ -311,6 +335,44 @@ static void dispatch_failures(void **state)
     assert_string_equal(shmrpc__ctx_msg(&f->ctx), "");
 }
 
+/* The call context's API refuses what it cannot serve: no context or no place for the
+ * pointer, a loan with no call being served; a server without a service answers the
+ * health method "not serving" and every other id "no service registered"; a draining one
+ * answers "draining". */
+static void context_outside_a_call(void **state)
+{
+    fixture *f = *state;
+    void *p = &p;
+    assert_int_equal(shmrpc_ctx_loan(NULL, 8, &p), SHMRPC_EINVAL);
+    assert_null(p);
+    assert_int_equal(shmrpc_ctx_loan(&f->ctx, 8, NULL), SHMRPC_EINVAL);
+    p = &p;
+    assert_int_equal(shmrpc_ctx_loan(&f->ctx, 8, &p), SHMRPC_EINVAL);
+    assert_null(p);
+    assert_string_equal(shmrpc__ctx_msg(&f->ctx), "no call is being served");
+    assert_int_equal(shmrpc_ctx_decode_error(NULL, "Calc.add", "argument", "a", "bad"),
+                     SHMRPC_EINVAL);
+
+    f->ctx.draining = true;
+    assert_int_equal(
+        shmrpc__dispatch(f->s, &f->ctx, SHMRPC_HEALTH_METHOD_ID, req_bytes(f), &f->resp), 0);
+    assert_int_equal(f->resp.len, 1);
+    assert_int_equal(f->resp.data[0], SHMRPC_HEALTH_DRAINING);
+    f->ctx.draining = false;
+
+    shmrpc_server *bare = new_server(0);
+    shmrpc_ctx ctx;
+    assert_int_equal(shmrpc__ctx_init(&ctx, bare), 0);
+    assert_int_equal(shmrpc__dispatch(bare, &ctx, SHMRPC_HEALTH_METHOD_ID, req_bytes(f), &f->resp),
+                     0);
+    assert_int_equal(f->resp.len, 1);
+    assert_int_equal(f->resp.data[0], SHMRPC_HEALTH_NOT_SERVING);
+    assert_int_equal(shmrpc__dispatch(bare, &ctx, 0, req_bytes(f), &f->resp), SHMRPC_ENOENT);
+    assert_string_equal(shmrpc__ctx_msg(&ctx), "no service registered");
+    shmrpc__ctx_destroy(&ctx);
+    shmrpc_server_free(bare);
+}
+
 static int h_status_only(shmrpc_ctx *ctx)
 {
     (void)ctx;
@@ -407,6 +469,7 @@ int main(void)
         cmocka_unit_test(listen_checks),
         cmocka_unit_test_setup_teardown(dispatch_calls_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(dispatch_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(context_outside_a_call, setup, teardown),
         cmocka_unit_test(handler_table_is_copied),
         cmocka_unit_test(unknown_negative_status),
         cmocka_unit_test_setup_teardown(decode_error_format, setup, teardown),
