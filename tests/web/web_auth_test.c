@@ -461,6 +461,35 @@ static void test_json_secret(void **state)
         {"{\"x\" \"secret\": \"a\"}", NULL, 0},
         {"{}", NULL, 0},
         {"", NULL, 0},
+        /* Hex digits of either case; a surrogate pair's edges; names longer than "secret"
+         * (skipped, as another member); numbers, literals and members that stop short. */
+        {"{\"secret\": \"\\u00E9\\uE000\\uFfFf\"}", "\xc3\xa9\xee\x80\x80\xef\xbf\xbf", 8},
+        {"{\"secretsecret\": 1, \"secret\": \"a\", \"much-longer\": {}}", "a", 1},
+        {"{\"x\": [1E5, 0.5e-3, -0, 7e+1, \"\"], \"secret\": \"b\"}", "b", 1},
+        {"{\"secret\": \"\\u00 0\"}", NULL, 0},
+        {"{\"secret\": \"\\u00:0\"}", NULL, 0},
+        {"{\"secret\": \"\\u1", NULL, 0},
+        {"{\"secret\": \"\\", NULL, 0},
+        {"{\"secret\": \"\\ud83d", NULL, 0},
+        {"{\"secret\": \"\\ud83dxy\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\n\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\uzzzz\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\u0041\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\ue000\"}", NULL, 0},
+        {"{\"a\x01\": 1, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": nul", NULL, 0},
+        {"{\"x\": -", NULL, 0},
+        {"{\"x\": -x, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": 1.", NULL, 0},
+        {"{\"x\": 1", NULL, 0},
+        {"{\"x\": 1e", NULL, 0},
+        {"{\"x\": 1e+, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": 1E-x, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {1: 2}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {\"a\" 1}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {\"a\x01\": 1}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": [1 2], \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": ", NULL, 0},
     };
     char out[64];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -484,6 +513,13 @@ static void test_json_secret(void **state)
     }
     const char *big = "{\"secret\": \"abcdef\"}";
     assert_int_equal(web_auth_json_secret(big, strlen(big), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    /* A character of more than one byte that does not fit whole is refused as well, at its
+     * first byte or at a later one. */
+    const char *lead = "{\"secret\": \"abcde\\u00e9\"}", *tail = "{\"secret\": \"abcd\\u20ac\"}";
+    assert_int_equal(web_auth_json_secret(lead, strlen(lead), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 7, &(size_t){0}), 0);
+    assert_memory_equal(out, "abcd\xe2\x82\xac", 7);
 }
 
 /* --- supervisors over HTTP ---------------------------------------------------------------- */
