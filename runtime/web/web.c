@@ -721,11 +721,11 @@ static int handle_get(struct mg_connection *conn, web_server *s, const char *uri
     return status;
 }
 
-/* POST /api/services/NAME/{start,stop,restart,scale}: the control service's answer. */
+/* POST /api/services/NAME/{start,stop,restart,scale}, NAME one of the services (handle_post
+ * found it): the control service's answer. */
 static int handle_action(struct mg_connection *conn, web_server *s, const char *name,
                          const char *action, const char *body, size_t len)
 {
-    if (find_service(s, name) < 0) return no_service(conn, s, name);
     char args[160];
     if (strcmp(action, "scale") == 0) {
         /* {"workers": N}, [N] or N */

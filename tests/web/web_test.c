@@ -225,6 +225,101 @@ static void test_pages(void **state)
     resp_free(&r);
 }
 
+/* Requests the page has no answer for, each refused with its status and message
+ * (docs/web.md): paths of too many or unknown segments, a path too long, queries that
+ * are no number, actions and POSTs to what is not there, Host names too long. */
+static void test_hostile_requests(void **state)
+{
+    (void)state;
+    static const char NO_PAGE[] = "no such page";
+    static const char NOBODY[] = "no service 'nobody'; the services are: echo, talker";
+    static const struct {
+        const char *method, *path, *host, *body;
+        bool token;
+        int http;
+        const char *status, *message;
+    } cases[] = {
+        {"GET", "/a/b/c/d/e/f/g", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/services/echo/other", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/services/echo/log/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services/echo/log", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/other", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/token", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services/echo", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/x/echo", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/metrics/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/app.js/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/services/nobody", NULL, NULL, false, 404, "SHMRPC_ENOENT", NOBODY},
+        {"GET", "/api/services/nobody/series", NULL, NULL, false, 404, "SHMRPC_ENOENT", NOBODY},
+        {"GET", "/api/services/echo?lines=12345678901234567890123456789012345", NULL, NULL, false,
+         400, "SHMRPC_EINVAL", "?lines= takes an integer"},
+        {"GET", "/api/services/echo?lines=", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?lines= takes an integer"},
+        {"GET", "/api/services/talker/log?inode=99999999999999999999999", NULL, NULL, false, 400,
+         "SHMRPC_EINVAL", "?inode= takes the decimal digits of an inode number"},
+        {"GET", "/api/services/talker/log?inode=123456789012345678901234567890123", NULL, NULL,
+         false, 400, "SHMRPC_EINVAL", "?inode= takes the decimal digits of an inode number"},
+        {"GET", "/api/services/talker/log?after=-", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?after= takes an integer"},
+        {"GET", "/api/services/talker/log?max_bytes=1k", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?max_bytes= takes an integer"},
+        {"GET", "/api/services/talker/series?since=x", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?since= takes an integer"},
+        {"GET", "/api/services/talker/series?max=1.5", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?max= takes an integer"},
+        {"POST", "/api/services/nobody/start", NULL, "", true, 404, "SHMRPC_ENOENT", NOBODY},
+        {"POST", "/api/nobody/add", NULL, "[1,2]", true, 404, "SHMRPC_ENOENT", NOBODY},
+        {"POST", "/api/services/echo/pause", NULL, "", true, 404, "SHMRPC_ENOENT",
+         "no such action: start, stop, restart and scale are"},
+        {"POST", "/api/services/echo/scale", NULL, "{\"workers\": -1}", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/api/services/echo/scale", NULL, "[4294967296]", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/api/services/echo/scale", NULL, "\"2\"", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/logout", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE}, /* no secret */
+        {"POST", "/api/echo", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/x/services/echo/start", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/x/echo/add", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/api/echo/add", NULL, "", false, 403, "SHMRPC_EPERM",
+         "a POST needs the page's token in the X-Shmrpc-Token header (GET /api/token)"},
+        {"PUT", "/api/token", NULL, NULL, false, 405, "SHMRPC_EINVAL", "GET, HEAD and POST only"},
+        {"GET", "/api/token", "[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]",
+         NULL, false, 403, "SHMRPC_EPERM",
+         "the page answers to a loopback host name only (localhost, 127.x.y.z, [::1])"},
+        {"GET", "/api/token", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:80",
+         NULL, false, 403, "SHMRPC_EPERM",
+         "the page answers to a loopback host name only (localhost, 127.x.y.z, [::1])"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+                 T.token);
+        resp r;
+        assert_int_equal(http_raw(T.port, cases[i].host, cases[i].method, cases[i].path,
+                                  cases[i].token ? extra : NULL, cases[i].body, &r),
+                         0);
+        printf("%s %s: %d %s\n", cases[i].method, cases[i].path, r.status, r.body);
+        expect_error(&r, cases[i].http, cases[i].status);
+        json_t *v = body_json(&r);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(v, "error"), "message")),
+            cases[i].message);
+        json_decref(v);
+        resp_free(&r);
+    }
+    /* A path of 1024 bytes or more names no page; /index.html is / . */
+    char path[1100] = "/";
+    memset(path + 1, 'a', 1050);
+    path[1051] = '\0';
+    get_error(path, 404, "SHMRPC_ENOENT");
+    resp r;
+    get_page("/index.html", &r);
+    assert_non_null(strstr(r.body, "/app.js"));
+    resp_free(&r);
+}
+
 static void test_services(void **state)
 {
     (void)state;
@@ -1179,13 +1274,13 @@ static void test_sigterm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages),           cmocka_unit_test(test_services),
-        cmocka_unit_test(test_gateway),         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_queues_and_maps), cmocka_unit_test(test_service_page),
-        cmocka_unit_test(test_assets),          cmocka_unit_test(test_service_html),
-        cmocka_unit_test(test_series),          cmocka_unit_test(test_log_follow),
-        cmocka_unit_test(test_actions),         cmocka_unit_test(test_crafted_files),
-        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_pages),         cmocka_unit_test(test_hostile_requests),
+        cmocka_unit_test(test_services),      cmocka_unit_test(test_gateway),
+        cmocka_unit_test(test_metrics),       cmocka_unit_test(test_queues_and_maps),
+        cmocka_unit_test(test_service_page),  cmocka_unit_test(test_assets),
+        cmocka_unit_test(test_service_html),  cmocka_unit_test(test_series),
+        cmocka_unit_test(test_log_follow),    cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("WEB_TEST_ONLY")) cmocka_set_test_filter(getenv("WEB_TEST_ONLY"));
