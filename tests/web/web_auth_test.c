@@ -128,6 +128,14 @@ static void test_table(void **state)
     web_auth_logout(&a, ids[5]);
     assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), now + 1, id, NULL), 0);
     assert_true(web_auth_session_ok(&a, ids[1], now + 1));
+    /* Expired sessions are spare: a login then ends no live one (ids[1..10] expired). */
+    int64_t later = t + 10 + WEB_AUTH_LIFETIME_MS;
+    assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), later, id2, NULL), 0);
+    for (int i = 11; i <= WEB_AUTH_SESSIONS; i++)
+        if (i != 5) assert_true(web_auth_session_ok(&a, ids[i], later));
+    assert_true(web_auth_session_ok(&a, id, later));
+    assert_true(web_auth_session_ok(&a, id2, later));
+    assert_false(web_auth_session_ok(&a, ids[10], later));
     web_auth_destroy(&a);
     sup_rm_tree(dir);
 }
@@ -947,6 +955,55 @@ static void test_logout(void **state)
     resp_free(&r);
 }
 
+/* The session cookie among others and as browsers and scripts send it: blanks after its
+ * value (civetweb answers a tab in a header with its own 400); a name that only begins like it,
+ * another port's, a value of another length are no session. The login page's ?next= is
+ * percent-encoded; a login form without a Content-Type is a form; an empty secret is a wrong one;
+ * JSON is known in any case. */
+static void test_cookies(void **state)
+{
+    (void)state;
+    resp r;
+    const char *id = strchr(T.cookie, '=') + 1;
+    char extra[512];
+    snprintf(extra, sizeof extra, "Cookie: %s   ; a=1\r\n", T.cookie);
+    req("GET", "/api/token", false, false, extra, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    const char *const refused[] = {"shmrpc_session_%dx=%s", "shmrpc_session_%d0=%s",
+                                   "xshmrpc_session_%d=%s", "shmrpc_session_%d=%.63s",
+                                   "shmrpc_session_%d=%sf", "shmrpc_session_%d %s"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char c[200];
+        snprintf(c, sizeof c, refused[i], T.pub.port, id);
+        snprintf(extra, sizeof extra, "Cookie: %s\r\n", c);
+        req("GET", "/api/token", false, false, extra, NULL, &r);
+        if (r.status != 401) fprintf(stderr, "%s: %d\n", c, r.status);
+        expect_error(&r, 401, "SHMRPC_EPERM");
+        resp_free(&r);
+    }
+    /* Back to the page asked for, as the browser asked for it. */
+    req("GET", "/services/Ab9%20x~%3C", false, false, NULL, NULL, &r);
+    expect_status(&r, 303);
+    assert_string_equal(header(&r, "Location"), "/login?next=/services/Ab9%20x~%3C");
+    resp_free(&r);
+    /* A form as such, without its Content-Type: the right one; empty: a wrong one. */
+    char cookie[160];
+    req("POST", "/login", false, false, NULL, SECRET_FORM, &r);
+    take_cookie(&r, cookie, sizeof cookie);
+    resp_free(&r);
+    req("POST", "/login", false, false, NULL, "secret=", &r);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    req("POST", "/login", false, false, NULL, "secret=%0A", &r);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    req("POST", "/login", false, false, "Content-Type: Application/JSON; charset=utf-8\r\n",
+        "{\"secret\": \"" SECRET "\"}", &r);
+    take_cookie(&r, cookie, sizeof cookie);
+    resp_free(&r);
+}
+
 /* --- wrong secrets beside the right one ------------------------------------------------- */
 
 /* One POST /login of form from the source address from to the public page: its status, or
@@ -1312,15 +1369,11 @@ int main(void)
         cmocka_unit_test(test_wrong_table), cmocka_unit_test(test_peer_uid),
         cmocka_unit_test(test_json_secret)};
     const struct CMUnitTest http[] = {
-        cmocka_unit_test(test_no_session),
-        cmocka_unit_test(test_login),
-        cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_logout),
-        cmocka_unit_test(test_wrong_beside_right),
-        cmocka_unit_test(test_address_flood),
-        cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_secret_unreadable),
+        cmocka_unit_test(test_no_session),    cmocka_unit_test(test_login),
+        cmocka_unit_test(test_actions),       cmocka_unit_test(test_logout),
+        cmocka_unit_test(test_cookies),       cmocka_unit_test(test_wrong_beside_right),
+        cmocka_unit_test(test_address_flood), cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_loopback),      cmocka_unit_test(test_secret_unreadable),
         cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
