@@ -54,6 +54,7 @@ static struct {
     char talk[96];              /* what talker prints, appended to by the test */
     char logs[96];              /* its LOG_DIR */
     char queue[64], map[64];    /* made by test_queues_and_maps */
+    char odd[160];              /* the queue renamed in /dev/shm, while it is */
 } T;
 
 static void http(const char *method, const char *path, const char *extra, const char *body, resp *r)
@@ -190,6 +191,7 @@ static int group_teardown(void **state)
     sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.shm);
+    if (T.odd[0]) unlink(T.odd);
     if (T.queue[0]) shmrpc_queue_unlink(T.queue);
     if (T.map[0]) shmrpc_map_unlink_quiet(T.map);
     /* This supervisor's control segment only: every "shmrpc-control-" one would include
@@ -629,6 +631,26 @@ static void test_queues_and_maps(void **state)
     assert_int_equal(member(ms, T.map, "growths"), 1);
     assert_int_equal(member(ms, T.map, "lock_waits"), 0);
     json_decref(v);
+
+    /* A name that shmrpc does not make, read from /dev/shm as it is: escaped in its label
+     * (backslash, double quote, line feed; '?' for other bytes that are not printable
+     * ASCII), and in JSON with '?' for each byte that is not, as it is no UTF-8. */
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", T.queue);
+    snprintf(T.odd, sizeof T.odd, "%s\"\\\n\xff\x01", path);
+    assert_int_equal(rename(path, T.odd), 0);
+    get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
+    snprintf(head, sizeof head, "shmrpc_queue_pushed_total{queue=\"%s\\\"\\\\\\n??\"} 2\n",
+             T.queue);
+    if (!strstr(r.body, head)) fail_msg("no %s", head);
+    resp_free(&r);
+    v = get_json("/api/services", 200);
+    char odd[96];
+    snprintf(odd, sizeof odd, "%s\"\\???", T.queue);
+    assert_int_equal(member(json_object_get(v, "queues"), odd, "pushed"), 2);
+    json_decref(v);
+    assert_int_equal(rename(T.odd, path), 0);
+    T.odd[0] = '\0';
 
     assert_int_equal(shmrpc_queue_unlink(T.queue), 0);
     assert_int_equal(shmrpc_map_unlink(T.map), 0);
