@@ -1314,6 +1314,16 @@ static void test_loopback(void **state)
     resp_free(&r);
     assert_null(strstr(log_line(&T.lo), "(the secret of "));
     assert_int_equal(sup_down(&T.lo), 0);
+    /* host = localhost: the page listens on 127.0.0.1 and answers to that name. */
+    assert_int_equal(sup_up(&T.lo, "", "host = localhost\n"), 0);
+    char want[64], host[64];
+    snprintf(want, sizeof want, "web monitor at http://127.0.0.1:%d/\n", T.lo.port);
+    assert_memory_equal(log_line(&T.lo), want, strlen(want));
+    snprintf(host, sizeof host, "localhost:%d", T.lo.port);
+    assert_int_equal(http_raw(T.lo.port, host, "GET", "/api/services", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(sup_down(&T.lo), 0);
 }
 
 /* A secret_file that cannot be read when the page starts (the configuration read it when
