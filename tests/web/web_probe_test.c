@@ -114,11 +114,14 @@ static void probes(void **state)
 }
 
 /* A service that runs but does not answer its health method (a process that serves
- * nothing at the shm_name the supervisor knows) is not ready, while echo is. */
+ * nothing at the shm_name the supervisor knows) is not ready, while echo is; one without
+ * an address (plain) is ready while it runs, and not once stopped. */
 static int setup_mute(void **state)
 {
     extra_services = "[mute]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
-                     "shm_name = mute_nobody_serves\nwait_until_completed = false\n";
+                     "shm_name = mute_nobody_serves\nwait_until_completed = false\n\n"
+                     "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+                     "wait_until_completed = false\n";
     return setup(state);
 }
 
@@ -130,6 +133,11 @@ static void mute_is_not_ready(void **state)
         fail_msg("no page: %s", sup_slurp(T.dir, "supervisor.err"));
     resp_free(&r);
     wait_body("/readyz", 503, "{\"ready\":false,\"not_ready\":[\"mute\"]}", &r);
+    resp_free(&r);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout 20 %s --ini %s stop plain >/dev/null", SHMRPCCTL, T.ini);
+    assert_int_equal(system(cmd), 0);
+    wait_body("/readyz", 503, "{\"ready\":false,\"not_ready\":[\"mute\",\"plain\"]}", &r);
     resp_free(&r);
 }
 
