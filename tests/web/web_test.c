@@ -1264,7 +1264,26 @@ static void test_crafted_files(void **state)
     tail t6 = log_after(t4.offset, t1.inode, NULL);
     assert_true(t6.reset);
     assert_int_equal(t6.offset, 0);
-    tail *all[] = {&t1, &t2, &t3, &t4, &t5, &t6};
+    /* Bytes that are no UTF-8, each one U+FFFD, in the tail and in the follow alike: a
+     * sequence too long for its code point, a surrogate, one past U+10FFFF, a lead byte
+     * without its continuation bytes, one cut by the line's end, a byte that leads
+     * nothing. */
+#define R "\xef\xbf\xbd"
+    static const char odd[] = "a\xe0\x80\x80"
+                              "b\n\xed\xa0\x80\n\xf4\x90\x80\x80\n\xe2(\xa1\n"
+                              "\xf0\x9f\x98\x80 \xe2\x82\n\xc1\xbf\n";
+    static const char *const shown[] = {"a" R R R "b",           R R R, R R R R, R "(" R,
+                                        "\xf0\x9f\x98\x80 " R R, R R};
+#undef R
+    craft("talker.log", odd, sizeof odd - 1);
+    tail t7 = log_get(""), t8 = log_after(0, t7.inode, NULL);
+    for (tail *t = &t7; t; t = t == &t7 ? &t8 : NULL) {
+        assert_int_equal(json_array_size(t->lines), 6);
+        for (size_t i = 0; i < 6; i++)
+            assert_string_equal(line_at(t, i), shown[i]);
+        assert_int_equal(t->offset, (long long)sizeof odd - 1);
+    }
+    tail *all[] = {&t1, &t2, &t3, &t4, &t5, &t6, &t7, &t8};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         json_decref(all[i]->v);
     free(big);
