@@ -1290,6 +1290,61 @@ static void test_crafted_files(void **state)
     shmrpc_buf_destroy(&b);
 }
 
+/* echo's figures of its last sample (docs/web.md, GET /api/services/NAME): from the last
+ * whole line of LOG_DIR/echo.series when it is a sample of echo's process, else null. The
+ * supervisor appends to the file it opened: one renamed in its place is the test's. */
+static void test_last_sample(void **state)
+{
+    (void)state;
+    json_t *s = wait_state("running", 10000);
+    json_int_t pid = json_integer_value(json_object_get(s, "pid"));
+    json_decref(s);
+    char good[256], other[256], deep[512] = "", zero[256];
+    snprintf(good, sizeof good,
+             "{\"t\": 123, \"pid\": %lld, \"cpu\": 12.5, \"calls\": 8.0, \"errors\": 2, "
+             "\"p50_us\": 3.5, \"p99_us\": 9, \"pss\": 4096}\n",
+             (long long)pid);
+    snprintf(other, sizeof other, "{\"t\": 124, \"pid\": %lld, \"calls\": 8.0}\n",
+             (long long)pid + 1);
+    snprintf(zero, sizeof zero, "{\"t\": 1.5, \"pid\": %lld, \"calls\": 0, \"errors\": 0}\n",
+             (long long)pid);
+    for (int i = 0; i < 200; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 200; i++)
+        strcat(deep, "]");
+    strcat(deep, "\n");
+    char partial[256]; /* the good sample without its line feed: being written */
+    snprintf(partial, sizeof partial, "%.*s", (int)strlen(good) - 1, good);
+    char cut[300]; /* a whole sample, then one being written */
+    snprintf(cut, sizeof cut, "%s{\"t\": 125, \"pid\": %lld, \"cp", good, (long long)pid);
+    static const char *const keys[] = {"calls_per_s", "error_rate", "cpu_percent", "p50_us",
+                                       "p99_us",      "pss_bytes",  "sample_t"};
+    const struct {
+        const char *text, *want; /* want: the keys' values, in order, as JSON */
+    } cases[] = {
+        {good, "[8.0,0.25,12.5,3.5,9.0,4096.0,123]"},
+        {cut, "[8.0,0.25,12.5,3.5,9.0,4096.0,123]"},
+        {zero, "[0.0,null,null,null,null,null,null]"},
+        {"", "[null,null,null,null,null,null,null]"},
+        {partial, "[null,null,null,null,null,null,null]"},
+        {other, "[null,null,null,null,null,null,null]"},
+        {deep, "[null,null,null,null,null,null,null]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft("echo.series", cases[i].text, strlen(cases[i].text));
+        json_t *v = get_json("/api/services/echo?lines=0", 200);
+        json_t *got = json_array();
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            json_array_append(got, json_object_get(v, keys[k]));
+        char *text = json_dumps(got, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (strcmp(text, cases[i].want) != 0)
+            fail_msg("case %zu: %s, not %s", i, text, cases[i].want);
+        free(text);
+        json_decref(got);
+        json_decref(v);
+    }
+}
+
 static void test_sigterm(void **state)
 {
     (void)state;
@@ -1321,7 +1376,8 @@ int main(void)
         cmocka_unit_test(test_service_page),  cmocka_unit_test(test_assets),
         cmocka_unit_test(test_service_html),  cmocka_unit_test(test_series),
         cmocka_unit_test(test_log_follow),    cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_last_sample),
+        cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("WEB_TEST_ONLY")) cmocka_set_test_filter(getenv("WEB_TEST_ONLY"));
