@@ -380,6 +380,56 @@ static void test_peer_uid(void **state)
     close(c);
     assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, -1), -1);
     close(s);
+    /* Ports out of range, no address. */
+    assert_int_equal(web_auth_peer_uid(NULL, port, server), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", 65536, server), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, 0), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, 65536), -1);
+    /* IPv6: a peer at ::1, and a peer whose own socket is IPv6 with an IPv4 address mapped
+     * into it (::ffff:127.x.y.z), which a page on :: sees so; a mapped address that is not
+     * loopback, and an IPv6 one that is not, are nobody's. */
+    int l6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), server6;
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+    socklen_t len6 = sizeof sa6;
+    assert_true(l6 >= 0);
+    if (bind(l6, (struct sockaddr *)&sa6, sizeof sa6) != 0) {
+        test_skip_part("IPv6 peers: no ::1 here");
+        close(l6);
+    } else {
+        assert_int_equal(listen(l6, 4), 0);
+        assert_int_equal(getsockname(l6, (struct sockaddr *)&sa6, &len6), 0);
+        server6 = ntohs(sa6.sin6_port);
+        int c6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(c6, (struct sockaddr *)&sa6, sizeof sa6), 0);
+        struct sockaddr_in6 me = {0};
+        len6 = sizeof me;
+        assert_int_equal(getsockname(c6, (struct sockaddr *)&me, &len6), 0);
+        port = ntohs(me.sin6_port);
+        assert_int_equal(web_auth_peer_uid("::1", port, server6), (long)geteuid());
+        assert_int_equal(web_auth_peer_uid("::1", port, server6 == 65535 ? 1 : server6 + 1), -1);
+        assert_int_equal(web_auth_peer_uid("2001:db8::1", port, server6), -1);
+        close(c6);
+        close(l6);
+        /* A socket of IPv6 from ::ffff:127.0.0.5 to the IPv4 listener. */
+        int m6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in6 from = {.sin6_family = AF_INET6}, to = {.sin6_family = AF_INET6};
+        assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.5", &from.sin6_addr), 1);
+        assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.1", &to.sin6_addr), 1);
+        to.sin6_port = htons((uint16_t)server);
+        assert_int_equal(bind(m6, (struct sockaddr *)&from, sizeof from), 0);
+        assert_int_equal(connect(m6, (struct sockaddr *)&to, sizeof to), 0);
+        s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(s >= 0);
+        port = peer_port(s);
+        assert_int_equal(web_auth_peer_uid("::ffff:127.0.0.5", port, server), (long)geteuid());
+        assert_int_equal(web_auth_peer_uid("::ffff:10.0.0.5", port, server), -1);
+        close(m6);
+        close(s);
+    }
+    /* More random bytes than it gives at once: refused, out untouched. */
+    char hex[2 * WEB_RANDOM_MAX + 3] = "untouched";
+    assert_int_equal(web_random_hex(hex, WEB_RANDOM_MAX + 1), SHMRPC_EINVAL);
+    assert_string_equal(hex, "untouched");
     if (geteuid() != 0) {
         test_skip_part("nobody's peer: needs root to become another user");
         close(lfd);
