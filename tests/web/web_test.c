@@ -1229,6 +1229,48 @@ static void test_crafted_files(void **state)
     v = get_json("/api/services/talker/series", 200);
     assert_int_equal(columns(v), 0);
     json_decref(v);
+    /* NAME.series.1 that is NAME.series (a hard link: a rotation between the two opens, as
+     * the reader sees it): its samples once, not twice. */
+    char p1[160];
+    snprintf(p, sizeof p, "%s/talker.series", T.logs);
+    snprintf(p1, sizeof p1, "%s/talker.series.1", T.logs);
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 7000, 7003);
+    craft("talker.series", (const char *)b.data, b.len);
+    assert_int_equal(link(p, p1), 0);
+    v = get_json("/api/services/talker/series", 200);
+    assert_int_equal(columns(v), 3);
+    assert_int_equal(t_at(v, 0), 7000);
+    json_decref(v);
+    /* Samples all older than ?since=: none, and NAME.series.1 not read (its own, newer,
+     * would be shown). */
+    assert_int_equal(unlink(p1), 0);
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 9000, 9002);
+    craft("talker.series.1", (const char *)b.data, b.len);
+    v = get_json("/api/services/talker/series?since=7005", 200);
+    assert_int_equal(columns(v), 0);
+    json_decref(v);
+    assert_int_equal(unlink(p1), 0);
+    /* A folder in NAME.series' place, or in NAME.series.1's: 500, the path and why. */
+    for (int k = 0; k < 2; k++) {
+        const char *dir = k ? p1 : p;
+        if (!k) assert_int_equal(unlink(p), 0); /* then no NAME.series: NAME.series.1 is read */
+        assert_int_equal(mkdir(dir, 0700), 0);
+        resp er;
+        http("GET", "/api/services/talker/series", NULL, NULL, &er);
+        expect_error(&er, 500, "SHMRPC_ESYS");
+        json_t *ev = body_json(&er);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(ev, "error"), "message"));
+        char want[256];
+        snprintf(want, sizeof want, "%s: ", dir);
+        assert_non_null(msg);
+        if (strncmp(msg, want, strlen(want)) != 0) fail_msg("%s, not %s...", msg, want);
+        json_decref(ev);
+        resp_free(&er);
+        assert_int_equal(rmdir(dir), 0);
+    }
 
     /* NAME.log: a line longer than an answer (64 KiB) comes in pieces by the follow; the
      * tail stops before it. */
@@ -1264,6 +1306,10 @@ static void test_crafted_files(void **state)
     tail t6 = log_after(t4.offset, t1.inode, NULL);
     assert_true(t6.reset);
     assert_int_equal(t6.offset, 0);
+    tail t6b = log_after(0, 0, NULL); /* from its start: nothing to start again */
+    assert_false(t6b.reset);
+    assert_int_equal(json_array_size(t6b.lines), 0);
+    json_decref(t6b.v);
     /* Bytes that are no UTF-8, each one U+FFFD, in the tail and in the follow alike: a
      * sequence too long for its code point, a surrogate, one past U+10FFFF, a lead byte
      * without its continuation bytes, one cut by the line's end, a byte that leads
