@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,6 +310,16 @@ static void test_hostile_requests(void **state)
             json_string_value(json_object_get(json_object_get(v, "error"), "message")),
             cases[i].message);
         json_decref(v);
+        resp_free(&r);
+    }
+    /* A token of another length (its first 8 characters), or of its length but another: 403. */
+    char tok[160];
+    snprintf(tok, sizeof tok, "X-Shmrpc-Token: %.8s\r\n", T.token);
+    for (int k = 0; k < 2; k++) {
+        if (k) snprintf(tok, sizeof tok, "X-Shmrpc-Token: %032d\r\n", 7);
+        resp r;
+        http("POST", "/api/echo/add", tok, "[1,2]", &r);
+        expect_error(&r, 403, "SHMRPC_EPERM");
         resp_free(&r);
     }
     /* A path of 1024 bytes or more names no page; /index.html is / . */
@@ -1391,6 +1402,52 @@ static void test_last_sample(void **state)
     }
 }
 
+/* Gateway calls at once, more than the page keeps connections idle for (4): each its own
+ * answer. */
+typedef struct at_once {
+    int a, rc, ok; /* ok: answers that were a + b */
+} at_once;
+
+static void *at_once_run(void *arg)
+{
+    at_once *q = arg;
+    for (int b = 0; b < 4; b++) {
+        char extra[160], body[64], want[32];
+        snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+                 T.token);
+        snprintf(body, sizeof body, "[%d,%d]", q->a, b);
+        snprintf(want, sizeof want, "%d", q->a + b);
+        resp r;
+        if (http_raw(T.port, NULL, "POST", "/api/echo/add", extra, body, &r) != 0) {
+            q->rc = -1;
+            continue;
+        }
+        q->ok += r.status == 200 && strcmp(r.body, want) == 0;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+static void test_gateway_at_once(void **state)
+{
+    (void)state;
+    json_decref(wait_state("running", 10000));
+    enum { N = 8 };
+    at_once q[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        q[i] = (at_once){.a = 1000 * (i + 1)};
+        assert_int_equal(pthread_create(&th[i], NULL, at_once_run, &q[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(q[i].rc, 0);
+        assert_int_equal(q[i].ok, 4);
+    }
+    T.add_calls += N * 4;
+}
+
 static void test_sigterm(void **state)
 {
     (void)state;
@@ -1416,14 +1473,14 @@ static void test_sigterm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages),         cmocka_unit_test(test_hostile_requests),
-        cmocka_unit_test(test_services),      cmocka_unit_test(test_gateway),
-        cmocka_unit_test(test_metrics),       cmocka_unit_test(test_queues_and_maps),
-        cmocka_unit_test(test_service_page),  cmocka_unit_test(test_assets),
-        cmocka_unit_test(test_service_html),  cmocka_unit_test(test_series),
-        cmocka_unit_test(test_log_follow),    cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_crafted_files), cmocka_unit_test(test_last_sample),
-        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_pages),           cmocka_unit_test(test_hostile_requests),
+        cmocka_unit_test(test_services),        cmocka_unit_test(test_gateway),
+        cmocka_unit_test(test_metrics),         cmocka_unit_test(test_queues_and_maps),
+        cmocka_unit_test(test_service_page),    cmocka_unit_test(test_assets),
+        cmocka_unit_test(test_service_html),    cmocka_unit_test(test_series),
+        cmocka_unit_test(test_log_follow),      cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_crafted_files),   cmocka_unit_test(test_last_sample),
+        cmocka_unit_test(test_gateway_at_once), cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("WEB_TEST_ONLY")) cmocka_set_test_filter(getenv("WEB_TEST_ONLY"));
