@@ -128,6 +128,14 @@ static void test_table(void **state)
     web_auth_logout(&a, ids[5]);
     assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), now + 1, id, NULL), 0);
     assert_true(web_auth_session_ok(&a, ids[1], now + 1));
+    /* Expired sessions are spare: a login then ends no live one (ids[1..10] expired). */
+    int64_t later = t + 10 + WEB_AUTH_LIFETIME_MS;
+    assert_int_equal(web_auth_login(&a, SECRET, n, FROM("192.0.2.1"), later, id2, NULL), 0);
+    for (int i = 11; i <= WEB_AUTH_SESSIONS; i++)
+        if (i != 5) assert_true(web_auth_session_ok(&a, ids[i], later));
+    assert_true(web_auth_session_ok(&a, id, later));
+    assert_true(web_auth_session_ok(&a, id2, later));
+    assert_false(web_auth_session_ok(&a, ids[10], later));
     web_auth_destroy(&a);
     sup_rm_tree(dir);
 }
@@ -372,6 +380,56 @@ static void test_peer_uid(void **state)
     close(c);
     assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, -1), -1);
     close(s);
+    /* Ports out of range, no address. */
+    assert_int_equal(web_auth_peer_uid(NULL, port, server), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", 65536, server), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, 0), -1);
+    assert_int_equal(web_auth_peer_uid("127.0.0.2", port, 65536), -1);
+    /* IPv6: a peer at ::1, and a peer whose own socket is IPv6 with an IPv4 address mapped
+     * into it (::ffff:127.x.y.z), which a page on :: sees so; a mapped address that is not
+     * loopback, and an IPv6 one that is not, are nobody's. */
+    int l6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), server6;
+    struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+    socklen_t len6 = sizeof sa6;
+    assert_true(l6 >= 0);
+    if (bind(l6, (struct sockaddr *)&sa6, sizeof sa6) != 0) {
+        test_skip_part("IPv6 peers: no ::1 here");
+        close(l6);
+    } else {
+        assert_int_equal(listen(l6, 4), 0);
+        assert_int_equal(getsockname(l6, (struct sockaddr *)&sa6, &len6), 0);
+        server6 = ntohs(sa6.sin6_port);
+        int c6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(c6, (struct sockaddr *)&sa6, sizeof sa6), 0);
+        struct sockaddr_in6 me = {0};
+        len6 = sizeof me;
+        assert_int_equal(getsockname(c6, (struct sockaddr *)&me, &len6), 0);
+        port = ntohs(me.sin6_port);
+        assert_int_equal(web_auth_peer_uid("::1", port, server6), (long)geteuid());
+        assert_int_equal(web_auth_peer_uid("::1", port, server6 == 65535 ? 1 : server6 + 1), -1);
+        assert_int_equal(web_auth_peer_uid("2001:db8::1", port, server6), -1);
+        close(c6);
+        close(l6);
+        /* A socket of IPv6 from ::ffff:127.0.0.5 to the IPv4 listener. */
+        int m6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in6 from = {.sin6_family = AF_INET6}, to = {.sin6_family = AF_INET6};
+        assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.5", &from.sin6_addr), 1);
+        assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.1", &to.sin6_addr), 1);
+        to.sin6_port = htons((uint16_t)server);
+        assert_int_equal(bind(m6, (struct sockaddr *)&from, sizeof from), 0);
+        assert_int_equal(connect(m6, (struct sockaddr *)&to, sizeof to), 0);
+        s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(s >= 0);
+        port = peer_port(s);
+        assert_int_equal(web_auth_peer_uid("::ffff:127.0.0.5", port, server), (long)geteuid());
+        assert_int_equal(web_auth_peer_uid("::ffff:10.0.0.5", port, server), -1);
+        close(m6);
+        close(s);
+    }
+    /* More random bytes than it gives at once: refused, out untouched. */
+    char hex[2 * WEB_RANDOM_MAX + 3] = "untouched";
+    assert_int_equal(web_random_hex(hex, WEB_RANDOM_MAX + 1), SHMRPC_EINVAL);
+    assert_string_equal(hex, "untouched");
     if (geteuid() != 0) {
         test_skip_part("nobody's peer: needs root to become another user");
         close(lfd);
@@ -461,6 +519,35 @@ static void test_json_secret(void **state)
         {"{\"x\" \"secret\": \"a\"}", NULL, 0},
         {"{}", NULL, 0},
         {"", NULL, 0},
+        /* Hex digits of either case; a surrogate pair's edges; names longer than "secret"
+         * (skipped, as another member); numbers, literals and members that stop short. */
+        {"{\"secret\": \"\\u00E9\\uE000\\uFfFf\"}", "\xc3\xa9\xee\x80\x80\xef\xbf\xbf", 8},
+        {"{\"secretsecret\": 1, \"secret\": \"a\", \"much-longer\": {}}", "a", 1},
+        {"{\"x\": [1E5, 0.5e-3, -0, 7e+1, \"\"], \"secret\": \"b\"}", "b", 1},
+        {"{\"secret\": \"\\u00 0\"}", NULL, 0},
+        {"{\"secret\": \"\\u00:0\"}", NULL, 0},
+        {"{\"secret\": \"\\u1", NULL, 0},
+        {"{\"secret\": \"\\", NULL, 0},
+        {"{\"secret\": \"\\ud83d", NULL, 0},
+        {"{\"secret\": \"\\ud83dxy\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\n\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\uzzzz\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\u0041\"}", NULL, 0},
+        {"{\"secret\": \"\\ud83d\\ue000\"}", NULL, 0},
+        {"{\"a\x01\": 1, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": nul", NULL, 0},
+        {"{\"x\": -", NULL, 0},
+        {"{\"x\": -x, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": 1.", NULL, 0},
+        {"{\"x\": 1", NULL, 0},
+        {"{\"x\": 1e", NULL, 0},
+        {"{\"x\": 1e+, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": 1E-x, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {1: 2}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {\"a\" 1}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": {\"a\x01\": 1}, \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": [1 2], \"secret\": \"a\"}", NULL, 0},
+        {"{\"x\": ", NULL, 0},
     };
     char out[64];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -484,6 +571,13 @@ static void test_json_secret(void **state)
     }
     const char *big = "{\"secret\": \"abcdef\"}";
     assert_int_equal(web_auth_json_secret(big, strlen(big), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    /* A character of more than one byte that does not fit whole is refused as well, at its
+     * first byte or at a later one. */
+    const char *lead = "{\"secret\": \"abcde\\u00e9\"}", *tail = "{\"secret\": \"abcd\\u20ac\"}";
+    assert_int_equal(web_auth_json_secret(lead, strlen(lead), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 5, &(size_t){0}), SHMRPC_EINVAL);
+    assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 7, &(size_t){0}), 0);
+    assert_memory_equal(out, "abcd\xe2\x82\xac", 7);
 }
 
 /* --- supervisors over HTTP ---------------------------------------------------------------- */
@@ -911,6 +1005,55 @@ static void test_logout(void **state)
     resp_free(&r);
 }
 
+/* The session cookie among others and as browsers and scripts send it: blanks after its
+ * value (civetweb answers a tab in a header with its own 400); a name that only begins like it,
+ * another port's, a value of another length are no session. The login page's ?next= is
+ * percent-encoded; a login form without a Content-Type is a form; an empty secret is a wrong one;
+ * JSON is known in any case. */
+static void test_cookies(void **state)
+{
+    (void)state;
+    resp r;
+    const char *id = strchr(T.cookie, '=') + 1;
+    char extra[512];
+    snprintf(extra, sizeof extra, "Cookie: %s   ; a=1\r\n", T.cookie);
+    req("GET", "/api/token", false, false, extra, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    const char *const refused[] = {"shmrpc_session_%dx=%s", "shmrpc_session_%d0=%s",
+                                   "xshmrpc_session_%d=%s", "shmrpc_session_%d=%.63s",
+                                   "shmrpc_session_%d=%sf", "shmrpc_session_%d %s"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char c[200];
+        snprintf(c, sizeof c, refused[i], T.pub.port, id);
+        snprintf(extra, sizeof extra, "Cookie: %s\r\n", c);
+        req("GET", "/api/token", false, false, extra, NULL, &r);
+        if (r.status != 401) fprintf(stderr, "%s: %d\n", c, r.status);
+        expect_error(&r, 401, "SHMRPC_EPERM");
+        resp_free(&r);
+    }
+    /* Back to the page asked for, as the browser asked for it. */
+    req("GET", "/services/Ab9%20x~%3C", false, false, NULL, NULL, &r);
+    expect_status(&r, 303);
+    assert_string_equal(header(&r, "Location"), "/login?next=/services/Ab9%20x~%3C");
+    resp_free(&r);
+    /* A form as such, without its Content-Type: the right one; empty: a wrong one. */
+    char cookie[160];
+    req("POST", "/login", false, false, NULL, SECRET_FORM, &r);
+    take_cookie(&r, cookie, sizeof cookie);
+    resp_free(&r);
+    req("POST", "/login", false, false, NULL, "secret=", &r);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    req("POST", "/login", false, false, NULL, "secret=%0A", &r);
+    expect_error(&r, 403, "SHMRPC_EPERM");
+    resp_free(&r);
+    req("POST", "/login", false, false, "Content-Type: Application/JSON; charset=utf-8\r\n",
+        "{\"secret\": \"" SECRET "\"}", &r);
+    take_cookie(&r, cookie, sizeof cookie);
+    resp_free(&r);
+}
+
 /* --- wrong secrets beside the right one ------------------------------------------------- */
 
 /* One POST /login of form from the source address from to the public page: its status, or
@@ -1221,6 +1364,16 @@ static void test_loopback(void **state)
     resp_free(&r);
     assert_null(strstr(log_line(&T.lo), "(the secret of "));
     assert_int_equal(sup_down(&T.lo), 0);
+    /* host = localhost: the page listens on 127.0.0.1 and answers to that name. */
+    assert_int_equal(sup_up(&T.lo, "", "host = localhost\n"), 0);
+    char want[64], host[64];
+    snprintf(want, sizeof want, "web monitor at http://127.0.0.1:%d/\n", T.lo.port);
+    assert_memory_equal(log_line(&T.lo), want, strlen(want));
+    snprintf(host, sizeof host, "localhost:%d", T.lo.port);
+    assert_int_equal(http_raw(T.lo.port, host, "GET", "/api/services", NULL, NULL, &r), 0);
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(sup_down(&T.lo), 0);
 }
 
 /* A secret_file that cannot be read when the page starts (the configuration read it when
@@ -1276,15 +1429,11 @@ int main(void)
         cmocka_unit_test(test_wrong_table), cmocka_unit_test(test_peer_uid),
         cmocka_unit_test(test_json_secret)};
     const struct CMUnitTest http[] = {
-        cmocka_unit_test(test_no_session),
-        cmocka_unit_test(test_login),
-        cmocka_unit_test(test_actions),
-        cmocka_unit_test(test_logout),
-        cmocka_unit_test(test_wrong_beside_right),
-        cmocka_unit_test(test_address_flood),
-        cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_loopback),
-        cmocka_unit_test(test_secret_unreadable),
+        cmocka_unit_test(test_no_session),    cmocka_unit_test(test_login),
+        cmocka_unit_test(test_actions),       cmocka_unit_test(test_logout),
+        cmocka_unit_test(test_cookies),       cmocka_unit_test(test_wrong_beside_right),
+        cmocka_unit_test(test_address_flood), cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_loopback),      cmocka_unit_test(test_secret_unreadable),
         cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */

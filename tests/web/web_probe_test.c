@@ -6,11 +6,14 @@
  * teardown removes what a failure left. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cmocka.h>
 
+#include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +63,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (T.pid > 0) kill(T.pid, SIGCONT); /* a test may have stopped it */
     if (T.pid > 0 && sup_stop(&T.pid, 10000) < 0) sup_kill_reap(&T.pid);
     sup_remove_segments(T.control + strlen("shm://"));
     sup_remove_segments(T.shm);
@@ -114,11 +118,14 @@ static void probes(void **state)
 }
 
 /* A service that runs but does not answer its health method (a process that serves
- * nothing at the shm_name the supervisor knows) is not ready, while echo is. */
+ * nothing at the shm_name the supervisor knows) is not ready, while echo is; one without
+ * an address (plain) is ready while it runs, and not once stopped. */
 static int setup_mute(void **state)
 {
     extra_services = "[mute]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
-                     "shm_name = mute_nobody_serves\nwait_until_completed = false\n";
+                     "shm_name = mute_nobody_serves\nwait_until_completed = false\n\n"
+                     "[plain]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n"
+                     "wait_until_completed = false\n";
     return setup(state);
 }
 
@@ -131,6 +138,101 @@ static void mute_is_not_ready(void **state)
     resp_free(&r);
     wait_body("/readyz", 503, "{\"ready\":false,\"not_ready\":[\"mute\"]}", &r);
     resp_free(&r);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout 20 %s --ini %s stop plain >/dev/null", SHMRPCCTL, T.ini);
+    assert_int_equal(system(cmd), 0);
+    wait_body("/readyz", 503, "{\"ready\":false,\"not_ready\":[\"mute\",\"plain\"]}", &r);
+    resp_free(&r);
+}
+
+/* echo alone. */
+static int setup_echo(void **state)
+{
+    extra_services = "";
+    return setup(state);
+}
+
+/* One request of the supervisor_silent test, made on a thread of its own. */
+typedef struct silent_req {
+    const char *path;
+    char extra[256];
+    resp r;
+    int rc;
+} silent_req;
+
+static void *silent_one(void *arg)
+{
+    silent_req *q = arg;
+    q->rc = http_raw(T.port, NULL, "GET", q->path, q->extra, NULL, &q->r);
+    return NULL;
+}
+
+/* A supervisor that does not answer its control service (SIGSTOPped: the page and its
+ * keeper are processes of their own and go on): within the page's 3 s bound on a control
+ * call, /healthz and /readyz say not live and not ready, and the pages of the services'
+ * figures say why, each with the page's JSON error; the page answers again once the
+ * supervisor goes on. The requests are made at once, each on a thread. */
+static void supervisor_silent(void **state)
+{
+    (void)state;
+    resp r;
+    if (http_wait_ok(T.port, "/healthz", 10000, &T.pid, &r) != 0)
+        fail_msg("no page: %s", sup_slurp(T.dir, "supervisor.err"));
+    resp_free(&r);
+    wait_body("/readyz", 200, "{\"ready\":true,\"not_ready\":[]}", &r);
+    resp_free(&r);
+    assert_int_equal(http_raw(T.port, NULL, "POST", "/login",
+                              "Content-Type: application/x-www-form-urlencoded\r\n",
+                              "secret=0123456789abcdef0123456789abcdef", &r),
+                     0);
+    expect_status(&r, 303);
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "Cookie: %.*s\r\n", (int)strcspn(header(&r, "Set-Cookie"), ";"),
+             header(&r, "Set-Cookie"));
+    resp_free(&r);
+    static const char *const paths[] = {"/healthz", "/readyz", "/api/services", "/metrics",
+                                        "/api/services/echo"};
+    enum { N = sizeof paths / sizeof paths[0] };
+    silent_req q[N];
+    pthread_t th[N];
+    assert_int_equal(kill(T.pid, SIGSTOP), 0);
+    for (int i = 0; i < N; i++) {
+        memset(&q[i], 0, sizeof q[i]);
+        q[i].path = paths[i];
+        snprintf(q[i].extra, sizeof q[i].extra, "%s", cookie);
+        assert_int_equal(pthread_create(&th[i], NULL, silent_one, &q[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(kill(T.pid, SIGCONT), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(q[i].rc, 0);
+    expect_status(&q[0].r, 503);
+    assert_string_equal(q[0].r.body, "{\"live\":false}\n");
+    expect_status(&q[1].r, 503);
+    assert_string_equal(q[1].r.body, "{\"ready\":false,\"not_ready\":[\"echo\"]}");
+    /* A call on a pooled connection times out; one that needs a new connection finds
+     * nobody at the rendezvous: which one each request has depends on the pool. */
+    char unavailable[256];
+    snprintf(unavailable, sizeof unavailable,
+             "%s: unavailable: the server did not answer at its rendezvous in time", T.control);
+    for (int i = 2; i < N; i++) {
+        printf("%s: %d %s\n", paths[i], q[i].r.status, q[i].r.body);
+        bool timed_out = q[i].r.status == 504;
+        expect_error(&q[i].r, timed_out ? 504 : 503,
+                     timed_out ? "SHMRPC_ETIMEDOUT" : "SHMRPC_EUNAVAIL");
+        json_t *v = body_json(&q[i].r);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(v, "error"), "message"));
+        assert_string_equal(msg, timed_out ? "status: timed out: the deadline passed before a "
+                                             "worker took the call; it did not run"
+                                           : unavailable);
+        json_decref(v);
+    }
+    for (int i = 0; i < N; i++)
+        resp_free(&q[i].r);
+    wait_body("/readyz", 200, "{\"ready\":true,\"not_ready\":[]}", &r);
+    resp_free(&r);
 }
 
 int main(void)
@@ -138,6 +240,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(probes, setup, teardown),
         cmocka_unit_test_setup_teardown(mute_is_not_ready, setup_mute, teardown),
+        cmocka_unit_test_setup_teardown(supervisor_silent, setup_echo, teardown),
     };
     return cmocka_run_group_tests_name("web_probe", tests, NULL, NULL);
 }

@@ -505,6 +505,64 @@ static void test_module_address(void **state)
     assert_int_equal(sup_stop(&T.sup, 10000), 0);
 }
 
+/* A module= service at a tcp_port too: two managers (its leader for shm, and its TCP
+ * manager, a child of the leader), each with min_proc_num workers; the page counts 2
+ * managers and 4 workers, and names as workers the processes of its group but those two. */
+static void test_module_managers(void **state)
+{
+    assert_int_equal(teardown(state), 0);
+    int tcp = test_free_port();
+    assert_true(tcp > 0);
+    char service[256];
+    snprintf(service, sizeof service,
+             "module = %s\ntcp_port = %d\nmin_proc_num = 2\nmax_proc_num = 2\n", BIGDATA_MODULE,
+             tcp);
+    assert_int_equal(start_with(service), 0);
+    json_t *v = NULL;
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
+        resp r;
+        assert_int_equal(
+            http_raw(T.port, NULL, "GET", "/api/services/sleeper?lines=0", NULL, NULL, &r), 0);
+        expect_status(&r, 200);
+        json_decref(v);
+        v = body_json(&r);
+        resp_free(&r);
+        json_int_t pid = json_integer_value(json_object_get(v, "pid"));
+        if (pid > 0) sup_groups_add(&T.groups, (pid_t)pid);
+        if (json_integer_value(json_object_get(v, "workers")) == 4) break;
+        if (sup_now_ms() > end) fail_msg("no 4 workers: %s", json_dumps(v, 0));
+    }
+    pid_t leader = (pid_t)json_integer_value(json_object_get(v, "pid"));
+    assert_int_equal(json_integer_value(json_object_get(v, "managers")), 2);
+    json_t *pids = json_object_get(v, "worker_pids");
+    assert_int_equal(json_array_size(pids), 4);
+    /* The leader's children: its 2 workers and the TCP manager, whose children are the
+     * other 2. */
+    pid_t kids[8], manager = 0;
+    int n = sup_children(leader, kids, 8);
+    assert_int_equal(n, 3);
+    int listed = 0;
+    for (int i = 0; i < n; i++) {
+        bool worker = false;
+        for (size_t k = 0; k < 4; k++)
+            worker |= json_integer_value(json_array_get(pids, k)) == kids[i];
+        listed += worker;
+        if (!worker) manager = kids[i];
+    }
+    assert_int_equal(listed, 2);
+    assert_true(manager > 0);
+    pid_t grand[8];
+    assert_int_equal(sup_children(manager, grand, 8), 2);
+    for (int i = 0; i < 2; i++) {
+        bool worker = false;
+        for (size_t k = 0; k < 4; k++)
+            worker |= json_integer_value(json_array_get(pids, k)) == grand[i];
+        assert_true(worker);
+    }
+    json_decref(v);
+    assert_int_equal(sup_stop(&T.sup, 10000), 0);
+}
+
 /* SIGTERM: the page and its keeper stop with the supervisor, which exits 0. */
 static void test_sigterm(void **state)
 {
@@ -546,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_page_hung, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_keeper_hung, setup, teardown),
         cmocka_unit_test_setup_teardown(test_module_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_module_managers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill, setup, teardown),
     };

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 
 #include "config.h"
 #include "procs.h"
+#include "skips.h"
 #include "sup_helpers.h"
 #include "web_http.h"
 
@@ -54,6 +56,7 @@ static struct {
     char talk[96];              /* what talker prints, appended to by the test */
     char logs[96];              /* its LOG_DIR */
     char queue[64], map[64];    /* made by test_queues_and_maps */
+    char odd[160];              /* the queue renamed in /dev/shm, while it is */
 } T;
 
 static void http(const char *method, const char *path, const char *extra, const char *body, resp *r)
@@ -190,6 +193,7 @@ static int group_teardown(void **state)
     sup_end(&T.sup);
     sup_groups_kill(&T.groups);
     sup_remove_segments(T.shm);
+    if (T.odd[0]) unlink(T.odd);
     if (T.queue[0]) shmrpc_queue_unlink(T.queue);
     if (T.map[0]) shmrpc_map_unlink_quiet(T.map);
     /* This supervisor's control segment only: every "shmrpc-control-" one would include
@@ -222,6 +226,111 @@ static void test_pages(void **state)
     /* A name that is not loopback: a DNS name rebound to 127.0.0.1. */
     assert_int_equal(http_raw(T.port, "evil.example:80", "GET", "/api/token", NULL, NULL, &r), 0);
     expect_status(&r, 403);
+    resp_free(&r);
+}
+
+/* Requests the page has no answer for, each refused with its status and message
+ * (docs/web.md): paths of too many or unknown segments, a path too long, queries that
+ * are no number, actions and POSTs to what is not there, Host names too long. */
+static void test_hostile_requests(void **state)
+{
+    (void)state;
+    static const char NO_PAGE[] = "no such page";
+    static const char NOBODY[] = "no service 'nobody'; the services are: echo, talker";
+    static const struct {
+        const char *method, *path, *host, *body;
+        bool token;
+        int http;
+        const char *status, *message;
+    } cases[] = {
+        {"GET", "/a/b/c/d/e/f/g", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/services/echo/other", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/services/echo/log/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services/echo/log", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/other", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/token", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/x/services/echo", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/api/x/echo", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/metrics/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/app.js/x", NULL, NULL, false, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"GET", "/services/nobody", NULL, NULL, false, 404, "SHMRPC_ENOENT", NOBODY},
+        {"GET", "/api/services/nobody/series", NULL, NULL, false, 404, "SHMRPC_ENOENT", NOBODY},
+        {"GET", "/api/services/echo?lines=12345678901234567890123456789012345", NULL, NULL, false,
+         400, "SHMRPC_EINVAL", "?lines= takes an integer"},
+        {"GET", "/api/services/echo?lines=", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?lines= takes an integer"},
+        {"GET", "/api/services/talker/log?inode=99999999999999999999999", NULL, NULL, false, 400,
+         "SHMRPC_EINVAL", "?inode= takes the decimal digits of an inode number"},
+        {"GET", "/api/services/talker/log?inode=123456789012345678901234567890123", NULL, NULL,
+         false, 400, "SHMRPC_EINVAL", "?inode= takes the decimal digits of an inode number"},
+        {"GET", "/api/services/talker/log?after=-", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?after= takes an integer"},
+        {"GET", "/api/services/talker/log?max_bytes=1k", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?max_bytes= takes an integer"},
+        {"GET", "/api/services/talker/series?since=x", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?since= takes an integer"},
+        {"GET", "/api/services/talker/series?max=1.5", NULL, NULL, false, 400, "SHMRPC_EINVAL",
+         "?max= takes an integer"},
+        {"POST", "/api/services/nobody/start", NULL, "", true, 404, "SHMRPC_ENOENT", NOBODY},
+        {"POST", "/api/nobody/add", NULL, "[1,2]", true, 404, "SHMRPC_ENOENT", NOBODY},
+        {"POST", "/api/services/echo/pause", NULL, "", true, 404, "SHMRPC_ENOENT",
+         "no such action: start, stop, restart and scale are"},
+        {"POST", "/api/services/echo/scale", NULL, "{\"workers\": -1}", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/api/services/echo/scale", NULL, "[4294967296]", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/api/services/echo/scale", NULL, "\"2\"", true, 400, "SHMRPC_EINVAL",
+         "scale takes {\"workers\": N}, a count of workers"},
+        {"POST", "/logout", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE}, /* no secret */
+        {"POST", "/api/echo", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/x/services/echo/start", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/x/echo/add", NULL, "", true, 404, "SHMRPC_ENOENT", NO_PAGE},
+        {"POST", "/api/echo/add", NULL, "", false, 403, "SHMRPC_EPERM",
+         "a POST needs the page's token in the X-Shmrpc-Token header (GET /api/token)"},
+        {"PUT", "/api/token", NULL, NULL, false, 405, "SHMRPC_EINVAL", "GET, HEAD and POST only"},
+        {"GET", "/api/token", "[aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]",
+         NULL, false, 403, "SHMRPC_EPERM",
+         "the page answers to a loopback host name only (localhost, 127.x.y.z, [::1])"},
+        {"GET", "/api/token", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:80",
+         NULL, false, 403, "SHMRPC_EPERM",
+         "the page answers to a loopback host name only (localhost, 127.x.y.z, [::1])"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+                 T.token);
+        resp r;
+        assert_int_equal(http_raw(T.port, cases[i].host, cases[i].method, cases[i].path,
+                                  cases[i].token ? extra : NULL, cases[i].body, &r),
+                         0);
+        printf("%s %s: %d %s\n", cases[i].method, cases[i].path, r.status, r.body);
+        expect_error(&r, cases[i].http, cases[i].status);
+        json_t *v = body_json(&r);
+        assert_string_equal(
+            json_string_value(json_object_get(json_object_get(v, "error"), "message")),
+            cases[i].message);
+        json_decref(v);
+        resp_free(&r);
+    }
+    /* A token of another length (its first 8 characters), or of its length but another: 403. */
+    char tok[160];
+    snprintf(tok, sizeof tok, "X-Shmrpc-Token: %.8s\r\n", T.token);
+    for (int k = 0; k < 2; k++) {
+        if (k) snprintf(tok, sizeof tok, "X-Shmrpc-Token: %032d\r\n", 7);
+        resp r;
+        http("POST", "/api/echo/add", tok, "[1,2]", &r);
+        expect_error(&r, 403, "SHMRPC_EPERM");
+        resp_free(&r);
+    }
+    /* A path of 1024 bytes or more names no page; /index.html is / . */
+    char path[1100] = "/";
+    memset(path + 1, 'a', 1050);
+    path[1051] = '\0';
+    get_error(path, 404, "SHMRPC_ENOENT");
+    resp r;
+    get_page("/index.html", &r);
+    assert_non_null(strstr(r.body, "/app.js"));
     resp_free(&r);
 }
 
@@ -534,6 +643,40 @@ static void test_queues_and_maps(void **state)
     assert_int_equal(member(ms, T.map, "growths"), 1);
     assert_int_equal(member(ms, T.map, "lock_waits"), 0);
     json_decref(v);
+
+    /* A name that shmrpc does not make, read from /dev/shm as it is: escaped in its label
+     * (backslash, double quote, line feed; '?' for other bytes that are not printable
+     * ASCII), and in JSON with '?' for each byte that is not, as it is no UTF-8. */
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", T.queue);
+    snprintf(T.odd, sizeof T.odd, "%s\"\\\n\xff\x01", path);
+    assert_int_equal(rename(path, T.odd), 0);
+    get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
+    snprintf(head, sizeof head, "shmrpc_queue_pushed_total{queue=\"%s\\\"\\\\\\n??\"} 2\n",
+             T.queue);
+    if (!strstr(r.body, head)) fail_msg("no %s", head);
+    resp_free(&r);
+    v = get_json("/api/services", 200);
+    char odd[96];
+    snprintf(odd, sizeof odd, "%s\"\\???", T.queue);
+    assert_int_equal(member(json_object_get(v, "queues"), odd, "pushed"), 2);
+    json_decref(v);
+    assert_int_equal(rename(T.odd, path), 0);
+    T.odd[0] = '\0';
+    /* Another user's queue (its file given to nobody): not the page's to show. */
+    if (geteuid() != 0) {
+        test_skip_part("another user's queue: needs root to give it away");
+    } else {
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        v = get_json("/api/services", 200);
+        assert_int_equal(member(json_object_get(v, "queues"), T.queue, "depth"), -1);
+        assert_int_equal(member(json_object_get(v, "maps"), T.map, "entries"), 5);
+        json_decref(v);
+        get_ok("/metrics", "text/plain; version=0.0.4; charset=utf-8", &r);
+        assert_null(strstr(r.body, T.queue));
+        resp_free(&r);
+        assert_int_equal(chown(path, 0, 0), 0);
+    }
 
     assert_int_equal(shmrpc_queue_unlink(T.queue), 0);
     assert_int_equal(shmrpc_map_unlink(T.map), 0);
@@ -1112,6 +1255,48 @@ static void test_crafted_files(void **state)
     v = get_json("/api/services/talker/series", 200);
     assert_int_equal(columns(v), 0);
     json_decref(v);
+    /* NAME.series.1 that is NAME.series (a hard link: a rotation between the two opens, as
+     * the reader sees it): its samples once, not twice. */
+    char p1[160];
+    snprintf(p, sizeof p, "%s/talker.series", T.logs);
+    snprintf(p1, sizeof p1, "%s/talker.series.1", T.logs);
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 7000, 7003);
+    craft("talker.series", (const char *)b.data, b.len);
+    assert_int_equal(link(p, p1), 0);
+    v = get_json("/api/services/talker/series", 200);
+    assert_int_equal(columns(v), 3);
+    assert_int_equal(t_at(v, 0), 7000);
+    json_decref(v);
+    /* Samples all older than ?since=: none, and NAME.series.1 not read (its own, newer,
+     * would be shown). */
+    assert_int_equal(unlink(p1), 0);
+    shmrpc_buf_clear(&b);
+    craft_samples(&b, 9000, 9002);
+    craft("talker.series.1", (const char *)b.data, b.len);
+    v = get_json("/api/services/talker/series?since=7005", 200);
+    assert_int_equal(columns(v), 0);
+    json_decref(v);
+    assert_int_equal(unlink(p1), 0);
+    /* A folder in NAME.series' place, or in NAME.series.1's: 500, the path and why. */
+    for (int k = 0; k < 2; k++) {
+        const char *dir = k ? p1 : p;
+        if (!k) assert_int_equal(unlink(p), 0); /* then no NAME.series: NAME.series.1 is read */
+        assert_int_equal(mkdir(dir, 0700), 0);
+        resp er;
+        http("GET", "/api/services/talker/series", NULL, NULL, &er);
+        expect_error(&er, 500, "SHMRPC_ESYS");
+        json_t *ev = body_json(&er);
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(ev, "error"), "message"));
+        char want[256];
+        snprintf(want, sizeof want, "%s: ", dir);
+        assert_non_null(msg);
+        if (strncmp(msg, want, strlen(want)) != 0) fail_msg("%s, not %s...", msg, want);
+        json_decref(ev);
+        resp_free(&er);
+        assert_int_equal(rmdir(dir), 0);
+    }
 
     /* NAME.log: a line longer than an answer (64 KiB) comes in pieces by the follow; the
      * tail stops before it. */
@@ -1147,11 +1332,135 @@ static void test_crafted_files(void **state)
     tail t6 = log_after(t4.offset, t1.inode, NULL);
     assert_true(t6.reset);
     assert_int_equal(t6.offset, 0);
-    tail *all[] = {&t1, &t2, &t3, &t4, &t5, &t6};
+    tail t6b = log_after(0, 0, NULL); /* from its start: nothing to start again */
+    assert_false(t6b.reset);
+    assert_int_equal(json_array_size(t6b.lines), 0);
+    json_decref(t6b.v);
+    /* Bytes that are no UTF-8, each one U+FFFD, in the tail and in the follow alike: a
+     * sequence too long for its code point, a surrogate, one past U+10FFFF, a lead byte
+     * without its continuation bytes, one cut by the line's end, a byte that leads
+     * nothing. */
+#define R "\xef\xbf\xbd"
+    static const char odd[] = "a\xe0\x80\x80"
+                              "b\n\xed\xa0\x80\n\xf4\x90\x80\x80\n\xe2(\xa1\n"
+                              "\xf0\x9f\x98\x80 \xe2\x82\n\xc1\xbf\n";
+    static const char *const shown[] = {"a" R R R "b",           R R R, R R R R, R "(" R,
+                                        "\xf0\x9f\x98\x80 " R R, R R};
+#undef R
+    craft("talker.log", odd, sizeof odd - 1);
+    tail t7 = log_get(""), t8 = log_after(0, t7.inode, NULL);
+    for (tail *t = &t7; t; t = t == &t7 ? &t8 : NULL) {
+        assert_int_equal(json_array_size(t->lines), 6);
+        for (size_t i = 0; i < 6; i++)
+            assert_string_equal(line_at(t, i), shown[i]);
+        assert_int_equal(t->offset, (long long)sizeof odd - 1);
+    }
+    tail *all[] = {&t1, &t2, &t3, &t4, &t5, &t6, &t7, &t8};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         json_decref(all[i]->v);
     free(big);
     shmrpc_buf_destroy(&b);
+}
+
+/* echo's figures of its last sample (docs/web.md, GET /api/services/NAME): from the last
+ * whole line of LOG_DIR/echo.series when it is a sample of echo's process, else null. The
+ * supervisor appends to the file it opened: one renamed in its place is the test's. */
+static void test_last_sample(void **state)
+{
+    (void)state;
+    json_t *s = wait_state("running", 10000);
+    json_int_t pid = json_integer_value(json_object_get(s, "pid"));
+    json_decref(s);
+    char good[256], other[256], deep[512] = "", zero[256];
+    snprintf(good, sizeof good,
+             "{\"t\": 123, \"pid\": %lld, \"cpu\": 12.5, \"calls\": 8.0, \"errors\": 2, "
+             "\"p50_us\": 3.5, \"p99_us\": 9, \"pss\": 4096}\n",
+             (long long)pid);
+    snprintf(other, sizeof other, "{\"t\": 124, \"pid\": %lld, \"calls\": 8.0}\n",
+             (long long)pid + 1);
+    snprintf(zero, sizeof zero, "{\"t\": 1.5, \"pid\": %lld, \"calls\": 0, \"errors\": 0}\n",
+             (long long)pid);
+    for (int i = 0; i < 200; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 200; i++)
+        strcat(deep, "]");
+    strcat(deep, "\n");
+    char partial[256]; /* the good sample without its line feed: being written */
+    snprintf(partial, sizeof partial, "%.*s", (int)strlen(good) - 1, good);
+    char cut[300]; /* a whole sample, then one being written */
+    snprintf(cut, sizeof cut, "%s{\"t\": 125, \"pid\": %lld, \"cp", good, (long long)pid);
+    static const char *const keys[] = {"calls_per_s", "error_rate", "cpu_percent", "p50_us",
+                                       "p99_us",      "pss_bytes",  "sample_t"};
+    const struct {
+        const char *text, *want; /* want: the keys' values, in order, as JSON */
+    } cases[] = {
+        {good, "[8.0,0.25,12.5,3.5,9.0,4096.0,123]"},
+        {cut, "[8.0,0.25,12.5,3.5,9.0,4096.0,123]"},
+        {zero, "[0.0,null,null,null,null,null,null]"},
+        {"", "[null,null,null,null,null,null,null]"},
+        {partial, "[null,null,null,null,null,null,null]"},
+        {other, "[null,null,null,null,null,null,null]"},
+        {deep, "[null,null,null,null,null,null,null]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        craft("echo.series", cases[i].text, strlen(cases[i].text));
+        json_t *v = get_json("/api/services/echo?lines=0", 200);
+        json_t *got = json_array();
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            json_array_append(got, json_object_get(v, keys[k]));
+        char *text = json_dumps(got, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (strcmp(text, cases[i].want) != 0)
+            fail_msg("case %zu: %s, not %s", i, text, cases[i].want);
+        free(text);
+        json_decref(got);
+        json_decref(v);
+    }
+}
+
+/* Gateway calls at once, more than the page keeps connections idle for (4): each its own
+ * answer. */
+typedef struct at_once {
+    int a, rc, ok; /* ok: answers that were a + b */
+} at_once;
+
+static void *at_once_run(void *arg)
+{
+    at_once *q = arg;
+    for (int b = 0; b < 4; b++) {
+        char extra[160], body[64], want[32];
+        snprintf(extra, sizeof extra, "X-Shmrpc-Token: %s\r\nContent-Type: application/json\r\n",
+                 T.token);
+        snprintf(body, sizeof body, "[%d,%d]", q->a, b);
+        snprintf(want, sizeof want, "%d", q->a + b);
+        resp r;
+        if (http_raw(T.port, NULL, "POST", "/api/echo/add", extra, body, &r) != 0) {
+            q->rc = -1;
+            continue;
+        }
+        q->ok += r.status == 200 && strcmp(r.body, want) == 0;
+        resp_free(&r);
+    }
+    return NULL;
+}
+
+static void test_gateway_at_once(void **state)
+{
+    (void)state;
+    json_decref(wait_state("running", 10000));
+    enum { N = 8 };
+    at_once q[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        q[i] = (at_once){.a = 1000 * (i + 1)};
+        assert_int_equal(pthread_create(&th[i], NULL, at_once_run, &q[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(q[i].rc, 0);
+        assert_int_equal(q[i].ok, 4);
+    }
+    T.add_calls += N * 4;
 }
 
 static void test_sigterm(void **state)
@@ -1179,15 +1488,16 @@ static void test_sigterm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pages),           cmocka_unit_test(test_services),
-        cmocka_unit_test(test_gateway),         cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_queues_and_maps), cmocka_unit_test(test_service_page),
-        cmocka_unit_test(test_assets),          cmocka_unit_test(test_service_html),
-        cmocka_unit_test(test_series),          cmocka_unit_test(test_log_follow),
-        cmocka_unit_test(test_actions),         cmocka_unit_test(test_crafted_files),
-        cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_pages),           cmocka_unit_test(test_hostile_requests),
+        cmocka_unit_test(test_services),        cmocka_unit_test(test_gateway),
+        cmocka_unit_test(test_metrics),         cmocka_unit_test(test_queues_and_maps),
+        cmocka_unit_test(test_service_page),    cmocka_unit_test(test_assets),
+        cmocka_unit_test(test_service_html),    cmocka_unit_test(test_series),
+        cmocka_unit_test(test_log_follow),      cmocka_unit_test(test_actions),
+        cmocka_unit_test(test_crafted_files),   cmocka_unit_test(test_last_sample),
+        cmocka_unit_test(test_gateway_at_once), cmocka_unit_test(test_sigterm),
     };
     /* WEB_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("WEB_TEST_ONLY")) cmocka_set_test_filter(getenv("WEB_TEST_ONLY"));
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return test_exit(cmocka_run_group_tests(tests, group_setup, group_teardown));
 }
