@@ -541,7 +541,8 @@ static const struct {
 };
 
 /* Each signature above, and types nested more deeply than the parser follows (it recurses
- * once a level): 200 lists deep, and not 201. */
+ * once a level, 200 levels at most): 199 lists around an i64 (200 types deep) are read, 200
+ * (201 deep) are not. */
 static void signature_errors(void **state)
 {
     fixture *f = *state;

@@ -194,15 +194,19 @@ static void nothing_there(void **state)
 }
 
 /* Percentiles of counts made up here: a bucket b holds latencies up to 2^(b+10) ns, and
- * fractions outside 0..1 are taken as 0 and 1. */
+ * fractions outside 0..1 are taken as 0 and 1; the 0th is the least call's bucket (not the
+ * first bucket, empty). */
 static void percentiles(void **state)
 {
     (void)state;
+    shmrpc_method_stats low = {.calls = 4};
+    low.buckets[3] = 4;
+    assert_int_equal(shmrpc_stats_percentile(&low, 0), 1u << 13);
+    assert_int_equal(shmrpc_stats_percentile(&low, -1), 1u << 13);
     shmrpc_method_stats m = {.calls = 4};
     m.buckets[0] = 1;
     m.buckets[3] = 3;
     assert_int_equal(shmrpc_stats_percentile(&m, 0), 1u << 10);
-    assert_int_equal(shmrpc_stats_percentile(&m, -1), 1u << 10);
     assert_int_equal(shmrpc_stats_percentile(&m, 0.25), 1u << 10);
     assert_int_equal(shmrpc_stats_percentile(&m, 0.5), 1u << 13);
     assert_int_equal(shmrpc_stats_percentile(&m, 1), 1u << 13);

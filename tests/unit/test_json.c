@@ -34,7 +34,8 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Dumps v into f->out and returns it as a NUL-terminated string. */
+/* Dumps v into f->out and returns it as a NUL-terminated string. It frees v (so does
+ * shmrpc_json_dump, also when it fails). */
 static const char *dump(fixture *f, shmrpc_json *v)
 {
     shmrpc_buf_clear(&f->out);
