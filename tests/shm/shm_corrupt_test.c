@@ -753,6 +753,25 @@ static void bumped_generation_reconnects(void **state)
     tries = add_until_ok(c);
     print_message("    and the next call reconnected (try %d)\n", tries);
     assert_int_equal(sh->calls, calls + 1);
+
+    /* Bumped between a loan and its call: the request written into the lost channel is
+     * not sent, and says so; the next call connects again. */
+    void *room;
+    assert_int_equal(shmrpc_client_loan(c, CALLS_METHOD_ECHO, 100, &room), 0);
+    memset(room, 0xc4, 100);
+    b.delay_ms = 0;
+    corrupt(bump_generation, &b);
+    calls = sh->calls;
+    shmrpc_bytes out;
+    rc = shmrpc_client_call_loaned(c, 100, &out);
+    print_message("    generation bumped after a loan: %s (%s)\n", shmrpc_strerror(rc),
+                  shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_errmsg(), "lost its slot or its server after the loan; the "
+                                            "call did not run (loan again)"));
+    assert_int_equal(sh->calls, calls);
+    assert_int_equal(add_until_ok(c), 1);
+    assert_int_equal(sh->calls, calls + 1);
     shmrpc_client_free(c);
     stop_server(server);
 }
@@ -2112,6 +2131,38 @@ static void fake_rendezvous_answers_checked(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* A server serves with 0 (in its own process) to 64 workers: any other count is refused
+ * at once, and the server can still be freed, leaving nothing behind. A maximum message
+ * above 4 GiB - 1 (what a channel's 32-bit lengths can say) is capped: its control segment
+ * says 4294967295. */
+static void serve_bounds(void **state)
+{
+    (void)state;
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    o.max_msg_bytes = (size_t)1 << 40;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, &o), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    int below = shmrpc_server_serve(s, -1);
+    char below_msg[200];
+    snprintf(below_msg, sizeof below_msg, "%s", shmrpc_errmsg());
+    int above = shmrpc_server_serve(s, 65);
+    char above_msg[200];
+    snprintf(above_msg, sizeof above_msg, "%s", shmrpc_errmsg());
+    print_message("    serve(-1): %s; serve(65): %s\n", below_msg, above_msg);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    uint64_t max = ctl ? ctl->max_msg : 0;
+    if (ctl) munmap(ctl, sizeof *ctl);
+    shmrpc_server_free(s);
+    assert_int_equal(below, SHMRPC_EINVAL);
+    assert_string_equal(below_msg, "a negative count of workers (-1)");
+    assert_int_equal(above, SHMRPC_EINVAL);
+    assert_int_equal(max, UINT32_MAX);
+    assert_int_equal(leftovers(), 0);
+}
+
 /* --- header fields written over, one at a time --- */
 
 /* What the server wrote into the header at listen, as a copy to compare. */
@@ -2226,6 +2277,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(planted_control_segments_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(listen_over_planted_control_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(fake_rendezvous_answers_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
     };
     return test_exit(cmocka_run_group_tests(tests, NULL, NULL));

@@ -5,9 +5,9 @@
  * its loan (shmrpc_ctx_loan), also when the answer must grow the channel; loans too big
  * are refused with SHMRPC_ETOOBIG; a worker or a client killed with SIGKILL in the middle
  * of a loaned call; a client that rewrites its request while the handler reads it does
- * not crash the server; and the same calls over tcp:// and inproc://. Every child has an
- * alarm() and is reaped within a bound; servers are stopped and their segments checked
- * gone. */
+ * not crash the server; a loan in a forked child; and the same calls over tcp:// and
+ * inproc://. Every child has an alarm() and is reaped within a bound; servers are stopped
+ * and their segments checked gone. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -566,6 +566,54 @@ static void loans_over_tcp_and_inproc(void **state)
     assert_int_equal(ls->in_place, 0); /* tcp://: the worker's own copy, never the client's */
 }
 
+/* A loan is its connection's, and the connection the process's that opened it: a child
+ * forked with a loan in hand can neither send it nor take another (SHMRPC_EINVAL, naming
+ * the owner's pid), and the owner's loan still goes through after it, answered with its
+ * bytes. 0, or where it went wrong. */
+static int loan_across_fork(shmrpc_client *c)
+{
+    void *room;
+    if (shmrpc_client_loan(c, CALLS_METHOD_ECHO, 64, &room) != 0) return 1;
+    uint8_t *p = room;
+    for (size_t i = 0; i < 64; i++)
+        p[i] = pattern(i);
+    p[0] = 'E';
+    char says[128];
+    snprintf(says, sizeof says, "belongs to the process that opened it (pid %d)", (int)getpid());
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_bytes out;
+        int rc = shmrpc_client_call_loaned(c, 64, &out);
+        if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says)) _exit(1);
+        rc = shmrpc_client_loan(c, CALLS_METHOD_ECHO, 64, &room);
+        if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says)) _exit(2);
+        _exit(0);
+    }
+    int status = test_reap(child, 10000);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return 10 + (WIFEXITED(status) ? WEXITSTATUS(status) : 9);
+    shmrpc_bytes out;
+    if (shmrpc_client_call_loaned(c, 64, &out) != 0 || out.len != 64) return 3;
+    for (size_t i = 1; i < 64; i++)
+        if (out.ptr[i] != pattern(i)) return 4;
+    return 0;
+}
+
+static void loans_stay_with_their_process(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, 1);
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_client *c = child_connect(addr);
+        int rc = loan_across_fork(c);
+        if (rc) fprintf(stderr, "a loan across a fork: step %d\n", rc);
+        shmrpc_client_free(c);
+        _exit(rc);
+    }
+    finish(child, server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -580,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rewritten_request_does_not_crash_the_server, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(loans_over_tcp_and_inproc, setup, teardown),
+        cmocka_unit_test_setup_teardown(loans_stay_with_their_process, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
