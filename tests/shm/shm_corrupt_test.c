@@ -26,6 +26,7 @@
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1951,13 +1952,71 @@ typedef struct fake_rdv {
     size_t n;
     _Atomic int hellos; /* hellos read */
     _Atomic int stop;
+    /* What happens at the first hello, before its answer: nothing, the rendezvous goes
+     * (its socket closed and its name removed), another process takes its name, or the
+     * hello's slot is freed as a sweep would. */
+    enum { AT_HELLO_NOTHING, AT_HELLO_GONE, AT_HELLO_TAKEN_OVER, AT_HELLO_SLOT_FREED } at_hello;
+    shmrpc__shm_ctl *ctl; /* for AT_HELLO_SLOT_FREED */
+    pid_t other;          /* the process that took the name over, or 0 */
 } fake_rdv;
+
+/* A process that listens at path (as another server's rendezvous would) until killed;
+ * its pid once it listens, or -1. */
+static pid_t listen_elsewhere(const char *path)
+{
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        memcpy(a.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        char ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0;
+        if (write(p[1], &ok, 1) != 1) _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char ok = 0;
+    struct pollfd q = {.fd = p[0], .events = POLLIN};
+    if (pid < 0 || poll(&q, 1, 5000) != 1 || read(p[0], &ok, 1) != 1 || !ok) {
+        if (pid > 0) kill(pid, SIGKILL);
+        pid = -1;
+    }
+    close(p[0]);
+    return pid;
+}
+
+/* Does what f->at_hello says, at the first hello (h, its bytes). */
+static void at_first_hello(fake_rdv *f, const char *h)
+{
+    if (atomic_load(&f->hellos) != 1) return;
+    if (f->at_hello == AT_HELLO_GONE || f->at_hello == AT_HELLO_TAKEN_OVER) {
+        close(f->lfd);
+        f->lfd = -1;
+        unlink(f->path);
+    }
+    if (f->at_hello == AT_HELLO_TAKEN_OVER) f->other = listen_elsewhere(f->path);
+    if (f->at_hello == AT_HELLO_SLOT_FREED) {
+        uint32_t slot;
+        memcpy(&slot, h + 8, sizeof slot);
+        if (slot < SHMRPC__MAX_CONNS) {
+            shmrpc__shm_proc_set(&f->ctl->slots[slot].client, 0, 0);
+            atomic_store(&f->ctl->slots[slot].state, SHM_SLOT_FREE);
+        }
+    }
+}
 
 static void *fake_rdv_run(void *arg)
 {
     fake_rdv *f = arg;
     while (!atomic_load(&f->stop)) {
         struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (f->lfd < 0) { /* gone: only waits to be stopped */
+            usleep(10000);
+            continue;
+        }
         if (poll(&p, 1, 10) != 1) continue;
         int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) continue;
@@ -1982,6 +2041,7 @@ static void *fake_rdv_run(void *arg)
                 }
             }
             atomic_fetch_add(&f->hellos, 1);
+            at_first_hello(f, hello);
             if (f->n && send(fd, f->answer, f->n, MSG_NOSIGNAL) < 0) {
                 /* the client left: it says what it makes of that */
             }
@@ -2011,7 +2071,12 @@ static void fake_rdv_stop(fake_rdv *f)
 {
     atomic_store(&f->stop, 1);
     pthread_join(f->thread, NULL);
-    close(f->lfd);
+    if (f->lfd >= 0) close(f->lfd);
+    if (f->other > 0) {
+        kill(f->other, SIGKILL);
+        test_reap(f->other, 5000);
+        f->other = 0;
+    }
     unlink(f->path);
 }
 
@@ -2042,7 +2107,9 @@ static void calls_table(char *table, size_t cap, uint32_t *len)
  * before any hello; an answer too short or of another magic is a protocol error; a
  * refusal's text is shown only when the whole answer came, and a positive status is no
  * status the client passes on; a rendezvous that says busy, or closes without a word, is
- * tried 9 times (the first hello and 8 more), no more. Each connect leaves its slot free. */
+ * tried 9 times (the first hello and 8 more), no more; one that says busy and then is gone,
+ * or held by another process, is not tried on; a slot freed during the hello fails the
+ * connect even when the answer says yes. Each connect leaves its slot free. */
 static void fake_rendezvous_answers_checked(void **state)
 {
     (void)state;
@@ -2052,10 +2119,12 @@ static void fake_rendezvous_answers_checked(void **state)
     shmrpc__shm_ctl *ctl = plant_ctl(table, 0600, 0);
     assert_non_null(ctl);
     static fake_rdv f;
-    fake_rdv_start(&f);
     uint32_t head[2] = {0x53525631u, 0};
-    int32_t eperm = SHMRPC_EPERM, odd = 5, busy = SHMRPC_EBUSY;
-    char other_owner[160];
+    int32_t eperm = SHMRPC_EPERM, odd = 5, busy = SHMRPC_EBUSY, yes = 0;
+    char other_owner[160], gone[160], taken_back[160];
+    snprintf(gone, sizeof gone, "=no rendezvous at %s", addr);
+    snprintf(taken_back, sizeof taken_back, "=the slot of %s was taken back during the connect",
+             addr);
     pid_t live = 0;
     enum { ANSWER, NOT_OWNER };
     struct {
@@ -2067,21 +2136,28 @@ static void fake_rendezvous_answers_checked(void **state)
         bool whole;       /* the answer is rdv_answer's whole size */
         int rc, hellos;
         const char *says; /* the whole message when it starts with '=' */
+        int at_hello;
     } cases[] = {
         {"held by another process", NOT_OWNER, 0, NULL, NULL, false, SHMRPC_EUNAVAIL, 0,
-         other_owner},
+         other_owner, AT_HELLO_NOTHING},
         {"4 bytes", ANSWER, 0x53525631u, NULL, NULL, false, SHMRPC_EPROTO, 1,
-         "=a malformed answer at the rendezvous"},
+         "=a malformed answer at the rendezvous", AT_HELLO_NOTHING},
         {"another magic", ANSWER, 0x53525632u, &eperm, "no", true, SHMRPC_EPROTO, 1,
-         "=a malformed answer at the rendezvous"},
+         "=a malformed answer at the rendezvous", AT_HELLO_NOTHING},
         {"a positive status", ANSWER, 0x53525631u, &odd, "odd", true, SHMRPC_EPROTO, 1,
-         "=the server refused the connection: odd"},
+         "=the server refused the connection: odd", AT_HELLO_NOTHING},
         {"a refusal cut short", ANSWER, 0x53525631u, &eperm, "secret", false, SHMRPC_EPERM, 1,
-         "=the server refused the connection: "},
+         "=the server refused the connection: ", AT_HELLO_NOTHING},
         {"busy, always", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EBUSY, 9,
-         "=the server refused the connection: busy"},
+         "=the server refused the connection: busy", AT_HELLO_NOTHING},
         {"a close, always", ANSWER, 0, NULL, NULL, false, SHMRPC_EUNAVAIL, 9,
-         "=the server closed the rendezvous without answering"},
+         "=the server closed the rendezvous without answering", AT_HELLO_NOTHING},
+        {"busy, then gone", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EUNAVAIL, 1, gone,
+         AT_HELLO_GONE},
+        {"busy, then another's", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EUNAVAIL, 1,
+         "changed hands during the connect", AT_HELLO_TAKEN_OVER},
+        {"yes, with the slot freed", ANSWER, 0x53525631u, &yes, "", true, SHMRPC_EUNAVAIL, 1,
+         taken_back, AT_HELLO_SLOT_FREED},
     };
     int bad = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -2104,12 +2180,16 @@ static void fake_rendezvous_answers_checked(void **state)
             f.n = cases[i].whole ? 512 : 8 + strlen(cases[i].text);
         }
         atomic_store(&f.hellos, 0);
+        f.at_hello = cases[i].at_hello;
+        f.ctl = ctl;
+        fake_rdv_start(&f);
         shmrpc_client *c;
         assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
         int rc = shmrpc_client_connect(c, addr);
         char msg[600];
         snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
         shmrpc_client_free(c);
+        fake_rdv_stop(&f);
         int hellos = atomic_load(&f.hellos);
         unsigned taken = 0;
         for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
@@ -2126,9 +2206,61 @@ static void fake_rendezvous_answers_checked(void **state)
             live = 0;
         }
     }
-    fake_rdv_stop(&f);
     unplant_ctl(ctl);
     assert_int_equal(bad, 0);
+}
+
+/* A server of a version before the rendezvous made none: a client connects without it
+ * (its channel's slot open, with its pid), and frees the slot when freed; but a process
+ * that is not dumpable is refused at once (SHMRPC_EPERM, saying why: such a server's
+ * workers would open its channel through /proc/PID/fd, which the kernel refuses), rather
+ * than have every call time out. */
+static void server_without_a_rendezvous(void **state)
+{
+    (void)state;
+    char table[SHMRPC__TABLE_MAX];
+    uint32_t len;
+    calls_table(table, sizeof table, &len);
+    shmrpc__shm_ctl *ctl = plant_ctl(table, 0600, 0);
+    assert_non_null(ctl);
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, addr);
+    int open_ours = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        open_ours += atomic_load(&ctl->slots[s].state) == SHM_SLOT_OPEN &&
+                     atomic_load(&ctl->slots[s].client.pid) == getpid();
+    shmrpc_client_free(c);
+    unsigned taken = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        taken += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(10);
+        shmrpc_client *k;
+        if (prctl(PR_SET_DUMPABLE, 0) != 0 || shmrpc_client_new(&k, &Calls_service_info, NULL) != 0)
+            _exit(2);
+        int krc = shmrpc_client_connect(k, addr);
+        char want[64];
+        snprintf(want, sizeof want, "through /proc/%d/fd, which needs a dumpable process",
+                 (int)getpid());
+        bool said = strstr(shmrpc_errmsg(), "has no rendezvous (a server of an older version)") &&
+                    strstr(shmrpc_errmsg(), want);
+        if (krc != SHMRPC_EPERM || !said)
+            fprintf(stderr, "undumpable: %s: %s\n", shmrpc_strerror(krc), shmrpc_errmsg());
+        shmrpc_client_free(k);
+        _exit(krc == SHMRPC_EPERM && said ? 0 : 1);
+    }
+    int status = test_reap(child, 10000);
+    unsigned taken_after = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        taken_after += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+    unplant_ctl(ctl);
+    assert_int_equal(rc, 0);
+    assert_int_equal(open_ours, 1);
+    assert_int_equal(taken, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(taken_after, 0);
 }
 
 /* A server serves with 0 (in its own process) to 64 workers: any other count is refused
@@ -2277,6 +2409,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(planted_control_segments_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(listen_over_planted_control_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(fake_rendezvous_answers_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_without_a_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
     };
