@@ -2295,6 +2295,55 @@ static void serve_bounds(void **state)
     assert_int_equal(leftovers(), 0);
 }
 
+/* --- a channel grown past the server's maximum --- */
+
+/* Grows this process's channel to addr to bytes (a memfd sealed against shrinking, not
+ * growing: its client may grow it); the count of channels grown. */
+static int grow_own_channel(off_t bytes)
+{
+    char prefix[128], path[300], link[256];
+    int n = snprintf(prefix, sizeof prefix, "/memfd:shmrpc:%s:", addr + strlen("shm://"));
+    DIR *d = opendir("/proc/self/fd");
+    int grown = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        link[len > 0 ? len : 0] = '\0';
+        if (strncmp(link, prefix, (size_t)n) == 0 && ftruncate(atoi(e->d_name), bytes) == 0)
+            grown++;
+    }
+    if (d) closedir(d);
+    return grown;
+}
+
+/* A client that grows its channel's file past what the server's maximum allows before
+ * its first call: no worker maps it (a file of any size would be mapped otherwise), so
+ * the call goes unanswered and ends at its deadline, having run no handler; the server
+ * serves the next client. */
+static void channel_grown_past_the_maximum_not_mapped(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *first = connect_client(); /* the server is up */
+    shmrpc_client *c = connect_client();
+    assert_int_equal(grow_own_channel((off_t)1 << 40), 2); /* both clients' */
+    int64_t sum = 0, calls = sh->calls;
+    shmrpc_client_next_timeout(c, 300);
+    int rc = calls_add(c, 1, 2, &sum);
+    print_message("    a channel of 1 TiB: %s (%s)\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    int64_t ran = sh->calls - calls;
+    shmrpc_client_free(c);
+    shmrpc_client_free(first);
+    shmrpc_client *next = connect_client();
+    int next_rc = calls_add(next, 20, 22, &sum);
+    shmrpc_client_free(next);
+    stop_server(server);
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    assert_int_equal(ran, 0);
+    assert_int_equal(next_rc, 0);
+    assert_int_equal(sum, 42);
+}
+
 /* --- header fields written over, one at a time --- */
 
 /* What the server wrote into the header at listen, as a copy to compare. */
@@ -2411,6 +2460,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fake_rendezvous_answers_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(server_without_a_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(channel_grown_past_the_maximum_not_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
     };
     return test_exit(cmocka_run_group_tests(tests, NULL, NULL));

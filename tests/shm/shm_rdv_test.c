@@ -643,7 +643,8 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         size_t n;
         int pass; /* 0: none, 1: /dev/null, 2: a pipe, 3: a memfd of another name, 4: the
                      channel's name, not sealed, 5: a socket whose close lingers, 6: two
-                     memfds */
+                     memfds, 7: the channel's name, sealed against shrinking only, 8: the
+                     channel's name, sealed against growing too */
         const char *says;
     } cases[] = {
         {"garbage", "GET / HTTP/1.0\r\n\r\n", 18, 0, "malformed"},
@@ -661,6 +662,10 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         {"a hello for slot 256", nowhere, sizeof nowhere, 3,
          "a hello for a slot that does not exist"},
         {"a hello with two descriptors", hello, sizeof hello, 6, "a malformed hello"},
+        {"a hello with a channel whose seals can change", hello, sizeof hello, 7,
+         "is not sealed as a channel (seals 0x2)"},
+        {"a hello with a channel that cannot grow", hello, sizeof hello, 8,
+         "is not sealed as a channel (seals 0x7)"},
     };
     for (size_t i = 0, tries = 0; i < sizeof cases / sizeof *cases; i++, tries = 0) {
     again:;
@@ -676,6 +681,13 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         if (cases[i].pass == 4) {
             pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0) bad++;
+        }
+        if (cases[i].pass == 7 || cases[i].pass == 8) {
+            int seals = F_SEAL_SHRINK | (cases[i].pass == 8 ? F_SEAL_GROW | F_SEAL_SEAL : 0);
+            pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0 ||
+                fcntl(pass, F_ADD_SEALS, seals) != 0)
+                bad++;
         }
         if (cases[i].pass == 5 && (pass = lingering_socket(&lfd)) < 0) bad++;
         int two[2] = {-1, -1};
@@ -739,7 +751,7 @@ static void hostile_peers_do_not_stall_the_manager(void **state)
     }
     int fds = test_fd_count(server);
     print_message(
-        "    with 200 silent peers, a flood of 10000 connections and 13 kinds of nonsense "
+        "    with 200 silent peers, a flood of 10000 connections and 15 kinds of nonsense "
         "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
         "held %d descriptors\n",
         (long long)worst, fds);
