@@ -1741,7 +1741,8 @@ static void unplant_ctl(shmrpc__shm_ctl *ctl)
 /* A client reads nothing of a control segment it did not check: one open to others or of
  * another uid is refused before it is mapped, one of another version before its table is
  * read, and a table that is not "NAME\tENCODING\tFINGERPRINT\tSIGNATURE\n" per method, or
- * says it is longer than its room, is refused as malformed. Each with its status and a
+ * says it is longer than its room, is refused as malformed; an empty one is a mismatch
+ * that names every method the client has. Each with its status and a
  * message that says why; nothing is left claimed in the segment. */
 static void planted_control_segments_refused(void **state)
 {
@@ -1766,6 +1767,11 @@ static void planted_control_segments_refused(void **state)
          "table is malformed"},
         {"tabs past the end of its line", "add\n\t1\tab12\tf()", 0600, 0, 0, SHMRPC_EPROTO,
          "table is malformed"},
+        {"a method without a name", "\t1\tab12\tf()\n", 0600, 0, 0, SHMRPC_EPROTO,
+         "table is malformed"},
+        {"no methods", "", 0600, 0, 0, SHMRPC_EMISMATCH,
+         "'add' is missing on the server; 'echo' is missing on the server; 'nap' is missing on "
+         "the server"},
     };
     int skipped = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
