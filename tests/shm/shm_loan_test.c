@@ -5,9 +5,9 @@
  * its loan (shmrpc_ctx_loan), also when the answer must grow the channel; loans too big
  * are refused with SHMRPC_ETOOBIG; a worker or a client killed with SIGKILL in the middle
  * of a loaned call; a client that rewrites its request while the handler reads it does
- * not crash the server; a loan in a forked child; and the same calls over tcp:// and
- * inproc://. Every child has an alarm() and is reaped within a bound; servers are stopped
- * and their segments checked gone. */
+ * not crash the server; a loan in a forked child; an answer above the client's own
+ * maximum; and the same calls over tcp:// and inproc://. Every child has an alarm() and is
+ * reaped within a bound; servers are stopped and their segments checked gone. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -614,6 +614,47 @@ static void loans_stay_with_their_process(void **state)
     finish(child, server);
 }
 
+/* An answer larger than the client's own maximum (below the server's: 'G' answers 100000
+ * bytes and the request's last byte) is refused by the client with SHMRPC_ETOOBIG and a
+ * message that says so, as inproc:// says it; the connection serves the next call. 0, or
+ * where it went wrong. */
+static int answer_above_own_maximum(shmrpc_client *c)
+{
+    shmrpc_buf *req = shmrpc_client_request(c);
+    uint8_t grow[5] = {'G'};
+    put_u32(grow + 1, 100000);
+    if (shmrpc_buf_append(req, grow, sizeof grow) != 0) return 1;
+    shmrpc_bytes out = {0};
+    int rc = shmrpc_client_call(c, CALLS_METHOD_ECHO, &out);
+    fprintf(stderr, "an answer of 100001 bytes to a client of 4096: %s: %s\n", shmrpc_strerror(rc),
+            shmrpc_errmsg());
+    if (rc != SHMRPC_ETOOBIG) return 2;
+    if (strcmp(shmrpc_errmsg(), "a response of 100001 bytes is larger than the client's "
+                                "maximum of 4096 bytes") != 0)
+        return 3;
+    return loaned_echo(c, 100, true) ? 4 : 0;
+}
+
+static void answers_above_the_clients_maximum(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, 1);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(30);
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.max_msg_bytes = 4096;
+        int rc;
+        shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+        if (rc != 0) _exit(9);
+        rc = answer_above_own_maximum(c);
+        shmrpc_client_free(c);
+        _exit(rc);
+    }
+    finish(child, server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -629,6 +670,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(loans_over_tcp_and_inproc, setup, teardown),
         cmocka_unit_test_setup_teardown(loans_stay_with_their_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(answers_above_the_clients_maximum, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
