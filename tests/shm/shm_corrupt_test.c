@@ -2269,6 +2269,34 @@ static void server_without_a_rendezvous(void **state)
     assert_int_equal(taken_after, 0);
 }
 
+/* A reconnect that finds something else than a server that went away says what it found:
+ * a control segment of another version at the service's name is SHMRPC_EVERSION, not the
+ * "unavailable" of a server still gone. */
+static void reconnect_says_what_it_found(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    stop_server(server);
+    shmrpc__shm_ctl *ctl = plant_ctl("", 0600, 0);
+    assert_non_null(ctl);
+    ctl->version = SHMRPC__SHM_VERSION + 1;
+    int rc[3], n = 0;
+    char msg[300] = "";
+    do {
+        rc[n] = calls_add(c, 1, 2, &sum);
+        snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+        print_message("    call %d after the server went: %s (%s)\n", n + 1, shmrpc_strerror(rc[n]),
+                      msg);
+    } while (rc[n++] == SHMRPC_EUNAVAIL && n < 2);
+    shmrpc_client_free(c);
+    unplant_ctl(ctl);
+    assert_int_equal(rc[n - 1], SHMRPC_EVERSION);
+    assert_non_null(strstr(msg, "is not a shmrpc service of version"));
+}
+
 /* A server serves with 0 (in its own process) to 64 workers: any other count is refused
  * at once, and the server can still be freed, leaving nothing behind. A maximum message
  * above 4 GiB - 1 (what a channel's 32-bit lengths can say) is capped: its control segment
@@ -2465,6 +2493,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(listen_over_planted_control_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(fake_rendezvous_answers_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(server_without_a_rendezvous, setup, teardown),
+        cmocka_unit_test_setup_teardown(reconnect_says_what_it_found, setup, teardown),
         cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(channel_grown_past_the_maximum_not_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
