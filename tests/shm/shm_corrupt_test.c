@@ -2297,6 +2297,37 @@ static void reconnect_says_what_it_found(void **state)
     assert_non_null(strstr(msg, "is not a shmrpc service of version"));
 }
 
+/* A service whose method table does not fit the control segment (16384 bytes of text) is
+ * refused at listen with SHMRPC_ETOOBIG and a message that says so, rather than published
+ * cut short; nothing is left under its name. */
+static void method_table_too_big_for_the_segment(void **state)
+{
+    (void)state;
+    static char sig[6000];
+    memset(sig, 's', sizeof sig - 1);
+    shmrpc_method_info methods[8];
+    uint32_t n = Calls_service_info.n_methods;
+    assert_true(n <= 8 && n * (sizeof sig - 1) > SHMRPC__TABLE_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        methods[i] = Calls_service_info.methods[i];
+        methods[i].signature = sig;
+    }
+    shmrpc_service_info info = Calls_service_info;
+    info.methods = methods;
+    shmrpc_service service = Calls_service;
+    service.info = &info;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &service, &calls_test_handlers, NULL), 0);
+    int rc = shmrpc_server_listen(s, addr);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    shmrpc_server_free(s);
+    assert_int_equal(rc, SHMRPC_ETOOBIG);
+    assert_string_equal(msg, "the method table does not fit in 16384 bytes");
+    assert_int_equal(leftovers(), 0);
+}
+
 /* A server serves with 0 (in its own process) to 64 workers: any other count is refused
  * at once, and the server can still be freed, leaving nothing behind. A maximum message
  * above 4 GiB - 1 (what a channel's 32-bit lengths can say) is capped: its control segment
@@ -2495,6 +2526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(server_without_a_rendezvous, setup, teardown),
         cmocka_unit_test_setup_teardown(reconnect_says_what_it_found, setup, teardown),
         cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(method_table_too_big_for_the_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(channel_grown_past_the_maximum_not_mapped, setup, teardown),
         cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
     };
