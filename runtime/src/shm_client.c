@@ -786,7 +786,16 @@ static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_b
     int32_t status;
     shmrpc_bytes data;
     rc = call_answer(c, &status, &data, err);
-    if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) rc = resp->err;
+    if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) {
+        rc = resp->err; /* said as inproc:// says it */
+        if (rc == SHMRPC_ETOOBIG)
+            shmrpc__msg_set(err,
+                            "a response of %zu bytes is larger than the client's maximum of %zu "
+                            "bytes",
+                            data.len, resp->max);
+        else
+            shmrpc__msg_set(err, "%s", shmrpc_strerror(rc));
+    }
     call_end(c);
     if (rc != 0 || status == 0) return rc;
     return call_failed(status, data, err);

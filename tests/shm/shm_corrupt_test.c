@@ -5,8 +5,10 @@
  * truncated or not sealed, a bumped generation, a channel's fd closed, a header written
  * over, a sweep put off for ever) must not hurt the service for longer than a sweep.
  * Also: deadlines while the manager is SIGKILLed, how fast a dead worker is replaced, how
- * soon its caller learns of it, and of one killed between taking a call and naming itself. Every
- * wait is bounded and every child is reaped. */
+ * soon its caller learns of it, and of one killed between taking a call and naming itself.
+ * And what no server made: a control segment planted where none serves (open to others, of
+ * another uid or version, with a malformed table), what a listen finds under its name, and
+ * a rendezvous that answers nonsense. Every wait is bounded and every child is reaped. */
 #define _GNU_SOURCE /* memfd_create */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -39,6 +42,7 @@
 #include "procs.h"
 #include "shm.h"
 #include "shm_int.h"
+#include "skips.h"
 
 static char addr[64];
 static int addr_n;
@@ -749,6 +753,25 @@ static void bumped_generation_reconnects(void **state)
     assert_int_equal(sh->calls, calls); /* counted as it began: the failed add never ran */
     tries = add_until_ok(c);
     print_message("    and the next call reconnected (try %d)\n", tries);
+    assert_int_equal(sh->calls, calls + 1);
+
+    /* Bumped between a loan and its call: the request written into the lost channel is
+     * not sent, and says so; the next call connects again. */
+    void *room;
+    assert_int_equal(shmrpc_client_loan(c, CALLS_METHOD_ECHO, 100, &room), 0);
+    memset(room, 0xc4, 100);
+    b.delay_ms = 0;
+    corrupt(bump_generation, &b);
+    calls = sh->calls;
+    shmrpc_bytes out;
+    rc = shmrpc_client_call_loaned(c, 100, &out);
+    print_message("    generation bumped after a loan: %s (%s)\n", shmrpc_strerror(rc),
+                  shmrpc_errmsg());
+    assert_int_equal(rc, SHMRPC_EUNAVAIL);
+    assert_non_null(strstr(shmrpc_errmsg(), "lost its slot or its server after the loan; the "
+                                            "call did not run (loan again)"));
+    assert_int_equal(sh->calls, calls);
+    assert_int_equal(add_until_ok(c), 1);
     assert_int_equal(sh->calls, calls + 1);
     shmrpc_client_free(c);
     stop_server(server);
@@ -1667,6 +1690,805 @@ static void written_over_worker_entry_is_restored(void **state)
     stop_server(server);
 }
 
+/* --- a control segment planted where no server is --- */
+
+static void ctl_path(char *out, size_t cap)
+{
+    char name[128];
+    snprintf(name, sizeof name, "shmrpc:%s", addr + strlen("shm://"));
+    test_names_path(out, cap, name);
+}
+
+/* The control segment of addr, made by this process as a server would have made it
+ * (owner this live process, READY, the service's name), with text as its table, mode and
+ * owner's uid as given; NULL when it cannot be made. */
+static shmrpc__shm_ctl *plant_ctl(const char *text, mode_t mode, uid_t uid)
+{
+    char path[400];
+    ctl_path(path, sizeof path);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return NULL;
+    void *p = MAP_FAILED;
+    if (ftruncate(fd, sizeof(shmrpc__shm_ctl)) == 0 && fchmod(fd, mode) == 0 &&
+        fchown(fd, uid, (gid_t)-1) == 0)
+        p = mmap(NULL, sizeof(shmrpc__shm_ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        unlink(path);
+        return NULL;
+    }
+    shmrpc__shm_ctl *ctl = p;
+    ctl->version = SHMRPC__SHM_VERSION;
+    shmrpc__shm_proc_set(&ctl->owner, getpid(), shmrpc__proc_start(getpid()));
+    ctl->fingerprint = Calls_service_info.fingerprint;
+    ctl->max_msg = 1 << 20;
+    snprintf(ctl->service, sizeof ctl->service, "%s", Calls_service_info.name);
+    ctl->table_len = (uint32_t)strlen(text);
+    memcpy(ctl->table, text, ctl->table_len);
+    atomic_store(&ctl->state, SHM_READY);
+    atomic_store(&ctl->magic, SHMRPC__SHM_MAGIC);
+    return ctl;
+}
+
+static void unplant_ctl(shmrpc__shm_ctl *ctl)
+{
+    char path[400];
+    ctl_path(path, sizeof path);
+    munmap(ctl, sizeof *ctl);
+    unlink(path);
+}
+
+/* A client reads nothing of a control segment it did not check: one open to others or of
+ * another uid is refused before it is mapped, one of another version before its table is
+ * read, and a table that is not "NAME\tENCODING\tFINGERPRINT\tSIGNATURE\n" per method, or
+ * says it is longer than its room, is refused as malformed; an empty one is a mismatch
+ * that names every method the client has. Each with its status and a
+ * message that says why; nothing is left claimed in the segment. */
+static void planted_control_segments_refused(void **state)
+{
+    (void)state;
+    enum { VERSION = 1, LONG = 2 };
+    struct {
+        const char *what, *table;
+        mode_t mode;
+        uid_t uid;
+        int scribble;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {"open to others", "", 0644, 0, 0, SHMRPC_EPERM, "is open to others (mode 644)"},
+        {"of another uid", "", 0600, 65534, 0, SHMRPC_EPERM, "belongs to uid 65534, not to uid 0"},
+        {"of another version", "", 0600, 0, VERSION, SHMRPC_EVERSION,
+         "is not a shmrpc service of version"},
+        {"a table longer than its room", "", 0600, 0, LONG, SHMRPC_EPROTO, "table is malformed"},
+        {"a method with no tab", "add\n", 0600, 0, 0, SHMRPC_EPROTO, "table is malformed"},
+        {"a method with one tab", "add\t1\n", 0600, 0, 0, SHMRPC_EPROTO, "table is malformed"},
+        {"a method with two tabs", "add\t1\tab12\n", 0600, 0, 0, SHMRPC_EPROTO,
+         "table is malformed"},
+        {"tabs past the end of its line", "add\n\t1\tab12\tf()", 0600, 0, 0, SHMRPC_EPROTO,
+         "table is malformed"},
+        {"a method without a name", "\t1\tab12\tf()\n", 0600, 0, 0, SHMRPC_EPROTO,
+         "table is malformed"},
+        {"no methods", "", 0600, 0, 0, SHMRPC_EMISMATCH,
+         "'add' is missing on the server; 'echo' is missing on the server; 'nap' is missing on "
+         "the server"},
+    };
+    int skipped = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (cases[i].uid != 0 && geteuid() != 0) {
+            skipped++; /* only root can give a file away */
+            continue;
+        }
+        shmrpc__shm_ctl *ctl = plant_ctl(cases[i].table, cases[i].mode, cases[i].uid);
+        assert_non_null(ctl);
+        if (cases[i].scribble == VERSION) ctl->version = SHMRPC__SHM_VERSION + 1;
+        if (cases[i].scribble == LONG) ctl->table_len = sizeof ctl->table + 1;
+        shmrpc_client *c;
+        assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+        int rc = shmrpc_client_connect(c, addr);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+        shmrpc_client_free(c);
+        print_message("    a control segment %s: %s: %s\n", cases[i].what, shmrpc_strerror(rc),
+                      msg);
+        unsigned taken = 0;
+        for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+            taken += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+        unplant_ctl(ctl);
+        assert_int_equal(rc, cases[i].rc);
+        assert_non_null(strstr(msg, cases[i].says));
+        assert_int_equal(taken, 0);
+    }
+    if (skipped) test_skip_part("needs root to give a segment to another uid");
+}
+
+/* --- what a listen finds under its name --- */
+
+/* A process that lives until killed (the holder of a segment that took no lock); its pid. */
+static pid_t live_process(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        pause();
+        _exit(0);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* The pid of a process that has ended and been reaped. */
+static pid_t dead_process(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    assert_true(pid > 0);
+    test_reap(pid, 5000);
+    return pid;
+}
+
+/* A channel in /dev/shm named as servers before memfd channels named theirs, of server pid. */
+static void old_channel_name(char *out, size_t cap, pid_t pid)
+{
+    snprintf(out, cap, "/shmrpc:%s:%d:c0:1", addr + strlen("shm://"), (int)pid);
+}
+
+static bool old_channel_there(pid_t pid)
+{
+    char name[160], path[200];
+    old_channel_name(name, sizeof name, pid);
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    return access(path, F_OK) == 0;
+}
+
+static void plant_old_channel(pid_t pid)
+{
+    char name[160];
+    old_channel_name(name, sizeof name, pid);
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+/* A restart starts clean, and a live owner's segment is never touched: a listen that finds
+ * a control segment left short by a crash, or a dead server's, or one that is not a shmrpc
+ * segment, replaces it (and removes the channels of dead servers of versions before memfd
+ * channels, not those of live ones); one of a live server that took no lock is refused
+ * with its pid, one open to others or of another uid is refused before it is mapped, and
+ * each of those is left as it was. */
+static void listen_over_planted_control_segments(void **state)
+{
+    (void)state;
+    pid_t live = live_process(), dead = dead_process();
+    uint64_t live_start = shmrpc__proc_start(live);
+    char path[400], busy[64];
+    ctl_path(path, sizeof path);
+    snprintf(busy, sizeof busy, "is already served by pid %d", (int)live);
+    enum { SHORT, DEAD, FOREIGN, LIVE, OPEN, OTHER_UID };
+    struct {
+        const char *what;
+        int kind;
+        int rc;
+        const char *says;
+    } cases[] = {
+        {"left short by a crash", SHORT, 0, NULL},
+        {"of a dead server", DEAD, 0, NULL},
+        {"of a live process, not shmrpc's", FOREIGN, 0, NULL},
+        {"of a live server that took no lock", LIVE, SHMRPC_EBUSY, busy},
+        {"open to others", OPEN, SHMRPC_EPERM, "is open to others (mode 644)"},
+        {"of another uid", OTHER_UID, SHMRPC_EPERM, "belongs to uid 65534, not to uid 0"},
+    };
+    int skipped = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int kind = cases[i].kind;
+        if (kind == OTHER_UID && geteuid() != 0) {
+            skipped++;
+            continue;
+        }
+        shmrpc__shm_ctl *ctl = NULL;
+        if (kind == SHORT) {
+            int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            assert_true(fd >= 0);
+            close(fd);
+        } else {
+            ctl = plant_ctl("", kind == OPEN ? 0644 : 0600, kind == OTHER_UID ? 65534 : 0);
+            assert_non_null(ctl);
+            pid_t owner = kind == DEAD ? dead : live;
+            shmrpc__shm_proc_set(&ctl->owner, owner, kind == DEAD ? 0 : live_start);
+            if (kind == FOREIGN) atomic_store(&ctl->magic, 0x12345678);
+        }
+        if (kind == DEAD) {
+            plant_old_channel(dead);
+            plant_old_channel(live);
+        }
+        shmrpc_server *s;
+        assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+        assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+        int rc = shmrpc_server_listen(s, addr);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", rc ? shmrpc_errmsg() : "");
+        print_message("    a control segment %s at listen: %s %s\n", cases[i].what,
+                      shmrpc_strerror(rc), msg);
+        /* Refused: the segment is as it was. Taken: the server's own is there now. */
+        struct stat st;
+        bool there = stat(path, &st) == 0;
+        uint32_t magic = ctl ? atomic_load(&ctl->magic) : 0;
+        int32_t owner = ctl ? atomic_load(&ctl->owner.pid) : 0;
+        bool dead_gone = kind != DEAD || !old_channel_there(dead);
+        bool live_kept = kind != DEAD || old_channel_there(live);
+        shmrpc_server_free(s);
+        if (kind == DEAD) { /* the live one's, and the dead one's if it stayed */
+            char name[160];
+            old_channel_name(name, sizeof name, live);
+            shm_unlink(name);
+            old_channel_name(name, sizeof name, dead);
+            shm_unlink(name);
+        }
+        if (ctl) munmap(ctl, sizeof *ctl);
+        bool left = access(path, F_OK) == 0;
+        unlink(path);
+        assert_int_equal(rc, cases[i].rc);
+        assert_true(there);
+        if (rc != 0) {
+            assert_non_null(strstr(msg, cases[i].says));
+            assert_int_equal(magic, kind == FOREIGN ? 0x12345678 : SHMRPC__SHM_MAGIC);
+            assert_int_equal(owner, live);
+            assert_true(left); /* the server freed touched none of it */
+        } else {
+            assert_false(left); /* the server's own, removed by its free */
+            assert_true(st.st_size >= (off_t)sizeof(shmrpc__shm_ctl) && (st.st_mode & 077) == 0);
+        }
+        assert_true(dead_gone);
+        assert_true(live_kept);
+    }
+    kill(live, SIGKILL);
+    test_reap(live, 5000);
+    if (skipped) test_skip_part("needs root to give a segment to another uid");
+}
+
+/* --- a rendezvous that answers what no server answers --- */
+
+/* A rendezvous bound by this process, answering each hello with `answer` (n bytes; none,
+ * when n is 0, but a close): as a server of shm:// would that is broken or hostile. */
+typedef struct fake_rdv {
+    int lfd;
+    char path[400];
+    pthread_t thread;
+    unsigned char answer[512];
+    size_t n;
+    _Atomic int hellos; /* hellos read */
+    _Atomic int stop;
+    /* What happens at the first hello, before its answer: nothing, the rendezvous goes
+     * (its socket closed and its name removed), another process takes its name, or the
+     * hello's slot is freed as a sweep would. */
+    enum { AT_HELLO_NOTHING, AT_HELLO_GONE, AT_HELLO_TAKEN_OVER, AT_HELLO_SLOT_FREED } at_hello;
+    shmrpc__shm_ctl *ctl; /* for AT_HELLO_SLOT_FREED */
+    pid_t other;          /* the process that took the name over, or 0 */
+} fake_rdv;
+
+/* A process that listens at path (as another server's rendezvous would) until killed;
+ * its pid once it listens, or -1. */
+static pid_t listen_elsewhere(const char *path)
+{
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        memcpy(a.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        char ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0;
+        if (write(p[1], &ok, 1) != 1) _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char ok = 0;
+    struct pollfd q = {.fd = p[0], .events = POLLIN};
+    if (pid < 0 || poll(&q, 1, 5000) != 1 || read(p[0], &ok, 1) != 1 || !ok) {
+        if (pid > 0) kill(pid, SIGKILL);
+        pid = -1;
+    }
+    close(p[0]);
+    return pid;
+}
+
+/* Does what f->at_hello says, at the first hello (h, its bytes). */
+static void at_first_hello(fake_rdv *f, const char *h)
+{
+    if (atomic_load(&f->hellos) != 1) return;
+    if (f->at_hello == AT_HELLO_GONE || f->at_hello == AT_HELLO_TAKEN_OVER) {
+        close(f->lfd);
+        f->lfd = -1;
+        unlink(f->path);
+    }
+    if (f->at_hello == AT_HELLO_TAKEN_OVER) f->other = listen_elsewhere(f->path);
+    if (f->at_hello == AT_HELLO_SLOT_FREED) {
+        uint32_t slot;
+        memcpy(&slot, h + 8, sizeof slot);
+        if (slot < SHMRPC__MAX_CONNS) {
+            shmrpc__shm_proc_set(&f->ctl->slots[slot].client, 0, 0);
+            atomic_store(&f->ctl->slots[slot].state, SHM_SLOT_FREE);
+        }
+    }
+}
+
+static void *fake_rdv_run(void *arg)
+{
+    fake_rdv *f = arg;
+    while (!atomic_load(&f->stop)) {
+        struct pollfd p = {.fd = f->lfd, .events = POLLIN};
+        if (f->lfd < 0) { /* gone: only waits to be stopped */
+            usleep(10000);
+            continue;
+        }
+        if (poll(&p, 1, 10) != 1) continue;
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        char hello[64];
+        union {
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+            struct cmsghdr align;
+        } cm;
+        struct iovec iov = {.iov_base = hello, .iov_len = sizeof hello};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = cm.buf,
+                           .msg_controllen = sizeof cm.buf};
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        if (poll(&q, 1, 5000) == 1 && recvmsg(fd, &m, MSG_CMSG_CLOEXEC) > 0) {
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t j = 0; j < k; j++) {
+                    int passed;
+                    memcpy(&passed, CMSG_DATA(c) + j * sizeof(int), sizeof passed);
+                    close(passed);
+                }
+            }
+            atomic_fetch_add(&f->hellos, 1);
+            at_first_hello(f, hello);
+            if (f->n && send(fd, f->answer, f->n, MSG_NOSIGNAL) < 0) {
+                /* the client left: it says what it makes of that */
+            }
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+static void fake_rdv_start(fake_rdv *f)
+{
+    char name[128];
+    snprintf(name, sizeof name, "shmrpc:%s:rdv", addr + strlen("shm://"));
+    test_names_path(f->path, sizeof f->path, name);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true(strlen(f->path) < sizeof a.sun_path);
+    memcpy(a.sun_path, f->path, strlen(f->path) + 1);
+    f->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(f->lfd >= 0);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->lfd, 16), 0);
+    atomic_store(&f->stop, 0);
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_rdv_run, f), 0);
+}
+
+static void fake_rdv_stop(fake_rdv *f)
+{
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    if (f->lfd >= 0) close(f->lfd);
+    if (f->other > 0) {
+        kill(f->other, SIGKILL);
+        test_reap(f->other, 5000);
+        f->other = 0;
+    }
+    unlink(f->path);
+}
+
+/* The table and fingerprint a server of Calls writes, from a listen in this process at
+ * another address. */
+static void calls_table(char *table, size_t cap, uint32_t *len)
+{
+    char real[64];
+    snprintf(real, sizeof real, "%s", addr);
+    snprintf(addr, sizeof addr, "%.60s-t", real);
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    *len = ctl->table_len;
+    assert_true(*len < cap);
+    memcpy(table, ctl->table, *len);
+    table[*len] = '\0';
+    munmap(ctl, sizeof *ctl);
+    shmrpc_server_free(s);
+    snprintf(addr, sizeof addr, "%s", real);
+}
+
+/* Nothing a rendezvous answers is trusted, and a connect sends its hello a bounded number
+ * of times: a rendezvous that another process than the segment's owner holds is refused
+ * before any hello; an answer too short or of another magic is a protocol error; a
+ * refusal's text is shown only when the whole answer came, and a positive status is no
+ * status the client passes on; a rendezvous that says busy, or closes without a word, is
+ * tried 9 times (the first hello and 8 more), no more; one that says busy and then is gone,
+ * or held by another process, is not tried on; a slot freed during the hello fails the
+ * connect even when the answer says yes. Each connect leaves its slot free. */
+static void fake_rendezvous_answers_checked(void **state)
+{
+    (void)state;
+    char table[SHMRPC__TABLE_MAX];
+    uint32_t len;
+    calls_table(table, sizeof table, &len);
+    shmrpc__shm_ctl *ctl = plant_ctl(table, 0600, 0);
+    assert_non_null(ctl);
+    static fake_rdv f;
+    uint32_t head[2] = {0x53525631u, 0};
+    int32_t eperm = SHMRPC_EPERM, odd = 5, busy = SHMRPC_EBUSY, yes = 0;
+    char other_owner[160], gone[160], taken_back[160];
+    snprintf(gone, sizeof gone, "=no rendezvous at %s", addr);
+    snprintf(taken_back, sizeof taken_back, "=the slot of %s was taken back during the connect",
+             addr);
+    pid_t live = 0;
+    enum { ANSWER, NOT_OWNER };
+    struct {
+        const char *what;
+        int kind;
+        uint32_t magic;
+        const int32_t *status;
+        const char *text; /* after the status; NULL: the answer stops at 4 bytes */
+        bool whole;       /* the answer is rdv_answer's whole size */
+        int rc, hellos;
+        const char *says; /* the whole message when it starts with '=' */
+        int at_hello;
+    } cases[] = {
+        {"held by another process", NOT_OWNER, 0, NULL, NULL, false, SHMRPC_EUNAVAIL, 0,
+         other_owner, AT_HELLO_NOTHING},
+        {"4 bytes", ANSWER, 0x53525631u, NULL, NULL, false, SHMRPC_EPROTO, 1,
+         "=a malformed answer at the rendezvous", AT_HELLO_NOTHING},
+        {"another magic", ANSWER, 0x53525632u, &eperm, "no", true, SHMRPC_EPROTO, 1,
+         "=a malformed answer at the rendezvous", AT_HELLO_NOTHING},
+        {"a positive status", ANSWER, 0x53525631u, &odd, "odd", true, SHMRPC_EPROTO, 1,
+         "=the server refused the connection: odd", AT_HELLO_NOTHING},
+        {"a refusal cut short", ANSWER, 0x53525631u, &eperm, "secret", false, SHMRPC_EPERM, 1,
+         "=the server refused the connection: ", AT_HELLO_NOTHING},
+        {"busy, always", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EBUSY, 9,
+         "=the server refused the connection: busy", AT_HELLO_NOTHING},
+        {"a close, always", ANSWER, 0, NULL, NULL, false, SHMRPC_EUNAVAIL, 9,
+         "=the server closed the rendezvous without answering", AT_HELLO_NOTHING},
+        {"busy, then gone", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EUNAVAIL, 1, gone,
+         AT_HELLO_GONE},
+        {"busy, then another's", ANSWER, 0x53525631u, &busy, "busy", true, SHMRPC_EUNAVAIL, 1,
+         "changed hands during the connect", AT_HELLO_TAKEN_OVER},
+        {"yes, with the slot freed", ANSWER, 0x53525631u, &yes, "", true, SHMRPC_EUNAVAIL, 1,
+         taken_back, AT_HELLO_SLOT_FREED},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (cases[i].kind == NOT_OWNER) {
+            live = live_process();
+            shmrpc__shm_proc_set(&ctl->owner, live, shmrpc__proc_start(live));
+            snprintf(other_owner, sizeof other_owner,
+                     "is held by pid %d, not by the service's owner (pid %d)", (int)getpid(),
+                     (int)live);
+        } else {
+            shmrpc__shm_proc_set(&ctl->owner, getpid(), shmrpc__proc_start(getpid()));
+        }
+        memset(f.answer, 0, sizeof f.answer);
+        head[0] = cases[i].magic;
+        memcpy(f.answer, head, 4);
+        f.n = cases[i].magic ? 4 : 0;
+        if (cases[i].status) {
+            memcpy(f.answer + 4, cases[i].status, 4);
+            memcpy(f.answer + 8, cases[i].text, strlen(cases[i].text)); /* no NUL */
+            f.n = cases[i].whole ? 512 : 8 + strlen(cases[i].text);
+        }
+        atomic_store(&f.hellos, 0);
+        f.at_hello = cases[i].at_hello;
+        f.ctl = ctl;
+        fake_rdv_start(&f);
+        shmrpc_client *c;
+        assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+        int rc = shmrpc_client_connect(c, addr);
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+        shmrpc_client_free(c);
+        fake_rdv_stop(&f);
+        int hellos = atomic_load(&f.hellos);
+        unsigned taken = 0;
+        for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+            taken += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+        const char *says = cases[i].says;
+        bool ok = rc == cases[i].rc && hellos == cases[i].hellos && taken == 0 &&
+                  (says[0] == '=' ? strcmp(msg, says + 1) == 0 : strstr(msg, says) != NULL);
+        print_message("    a rendezvous %s: %s: \"%s\" after %d hellos%s\n", cases[i].what,
+                      shmrpc_strerror(rc), msg, hellos, ok ? "" : " (NOT AS IT SHOULD BE)");
+        bad += !ok;
+        if (live) {
+            kill(live, SIGKILL);
+            test_reap(live, 5000);
+            live = 0;
+        }
+    }
+    unplant_ctl(ctl);
+    assert_int_equal(bad, 0);
+}
+
+/* A server of a version before the rendezvous made none: a client connects without it
+ * (its channel's slot open, with its pid), and frees the slot when freed; but a process
+ * that is not dumpable is refused at once (SHMRPC_EPERM, saying why: such a server's
+ * workers would open its channel through /proc/PID/fd, which the kernel refuses), rather
+ * than have every call time out. */
+static void server_without_a_rendezvous(void **state)
+{
+    (void)state;
+    char table[SHMRPC__TABLE_MAX];
+    uint32_t len;
+    calls_table(table, sizeof table, &len);
+    shmrpc__shm_ctl *ctl = plant_ctl(table, 0600, 0);
+    assert_non_null(ctl);
+    shmrpc_client *c;
+    assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+    int rc = shmrpc_client_connect(c, addr);
+    int open_ours = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        open_ours += atomic_load(&ctl->slots[s].state) == SHM_SLOT_OPEN &&
+                     atomic_load(&ctl->slots[s].client.pid) == getpid();
+    shmrpc_client_free(c);
+    unsigned taken = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        taken += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(10);
+        shmrpc_client *k;
+        if (prctl(PR_SET_DUMPABLE, 0) != 0 || shmrpc_client_new(&k, &Calls_service_info, NULL) != 0)
+            _exit(2);
+        int krc = shmrpc_client_connect(k, addr);
+        char want[64];
+        snprintf(want, sizeof want, "through /proc/%d/fd, which needs a dumpable process",
+                 (int)getpid());
+        bool said = strstr(shmrpc_errmsg(), "has no rendezvous (a server of an older version)") &&
+                    strstr(shmrpc_errmsg(), want);
+        if (krc != SHMRPC_EPERM || !said)
+            fprintf(stderr, "undumpable: %s: %s\n", shmrpc_strerror(krc), shmrpc_errmsg());
+        shmrpc_client_free(k);
+        _exit(krc == SHMRPC_EPERM && said ? 0 : 1);
+    }
+    int status = test_reap(child, 10000);
+    unsigned taken_after = 0;
+    for (unsigned s = 0; s < SHMRPC__MAX_CONNS; s++)
+        taken_after += atomic_load(&ctl->slots[s].state) != SHM_SLOT_FREE;
+    unplant_ctl(ctl);
+    assert_int_equal(rc, 0);
+    assert_int_equal(open_ours, 1);
+    assert_int_equal(taken, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(taken_after, 0);
+}
+
+/* A reconnect that finds something else than a server that went away says what it found:
+ * a control segment of another version at the service's name is SHMRPC_EVERSION, not the
+ * "unavailable" of a server still gone. */
+static void reconnect_says_what_it_found(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    int64_t sum;
+    assert_int_equal(calls_add(c, 1, 2, &sum), 0);
+    stop_server(server);
+    shmrpc__shm_ctl *ctl = plant_ctl("", 0600, 0);
+    assert_non_null(ctl);
+    ctl->version = SHMRPC__SHM_VERSION + 1;
+    int rc[3], n = 0;
+    char msg[300] = "";
+    do {
+        rc[n] = calls_add(c, 1, 2, &sum);
+        snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+        print_message("    call %d after the server went: %s (%s)\n", n + 1, shmrpc_strerror(rc[n]),
+                      msg);
+    } while (rc[n++] == SHMRPC_EUNAVAIL && n < 2);
+    shmrpc_client_free(c);
+    unplant_ctl(ctl);
+    assert_int_equal(rc[n - 1], SHMRPC_EVERSION);
+    assert_non_null(strstr(msg, "is not a shmrpc service of version"));
+}
+
+/* A service whose method table does not fit the control segment (16384 bytes of text) is
+ * refused at listen with SHMRPC_ETOOBIG and a message that says so, rather than published
+ * cut short; nothing is left under its name. */
+static void method_table_too_big_for_the_segment(void **state)
+{
+    (void)state;
+    static char sig[6000];
+    memset(sig, 's', sizeof sig - 1);
+    shmrpc_method_info methods[8];
+    uint32_t n = Calls_service_info.n_methods;
+    assert_true(n <= 8 && n * (sizeof sig - 1) > SHMRPC__TABLE_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        methods[i] = Calls_service_info.methods[i];
+        methods[i].signature = sig;
+    }
+    shmrpc_service_info info = Calls_service_info;
+    info.methods = methods;
+    shmrpc_service service = Calls_service;
+    service.info = &info;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &service, &calls_test_handlers, NULL), 0);
+    int rc = shmrpc_server_listen(s, addr);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    shmrpc_server_free(s);
+    assert_int_equal(rc, SHMRPC_ETOOBIG);
+    assert_string_equal(msg, "the method table does not fit in 16384 bytes");
+    assert_int_equal(leftovers(), 0);
+}
+
+/* A server serves with 0 (in its own process) to 64 workers: any other count is refused
+ * at once, and the server can still be freed, leaving nothing behind. A maximum message
+ * above 4 GiB - 1 (what a channel's 32-bit lengths can say) is capped: its control segment
+ * says 4294967295. */
+static void serve_bounds(void **state)
+{
+    (void)state;
+    shmrpc_server_opts o;
+    shmrpc_server_opts_init(&o);
+    o.max_msg_bytes = (size_t)1 << 40;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, &o), 0);
+    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, addr), 0);
+    int below = shmrpc_server_serve(s, -1);
+    char below_msg[200];
+    snprintf(below_msg, sizeof below_msg, "%s", shmrpc_errmsg());
+    int above = shmrpc_server_serve(s, 65);
+    char above_msg[200];
+    snprintf(above_msg, sizeof above_msg, "%s", shmrpc_errmsg());
+    print_message("    serve(-1): %s; serve(65): %s\n", below_msg, above_msg);
+    shmrpc__shm_ctl *ctl = map_ctl();
+    uint64_t max = ctl ? ctl->max_msg : 0;
+    if (ctl) munmap(ctl, sizeof *ctl);
+    shmrpc_server_free(s);
+    assert_int_equal(below, SHMRPC_EINVAL);
+    assert_string_equal(below_msg, "a negative count of workers (-1)");
+    assert_int_equal(above, SHMRPC_EINVAL);
+    assert_int_equal(max, UINT32_MAX);
+    assert_int_equal(leftovers(), 0);
+}
+
+/* --- a channel grown past the server's maximum --- */
+
+/* Grows this process's channel to addr to bytes (a memfd sealed against shrinking, not
+ * growing: its client may grow it); the count of channels grown. */
+static int grow_own_channel(off_t bytes)
+{
+    char prefix[128], path[300], link[256];
+    int n = snprintf(prefix, sizeof prefix, "/memfd:shmrpc:%s:", addr + strlen("shm://"));
+    DIR *d = opendir("/proc/self/fd");
+    int grown = 0;
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        link[len > 0 ? len : 0] = '\0';
+        if (strncmp(link, prefix, (size_t)n) == 0 && ftruncate(atoi(e->d_name), bytes) == 0)
+            grown++;
+    }
+    if (d) closedir(d);
+    return grown;
+}
+
+/* A client that grows its channel's file past what the server's maximum allows before
+ * its first call: no worker maps it (a file of any size would be mapped otherwise), so
+ * the call goes unanswered and ends at its deadline, having run no handler; the server
+ * serves the next client. */
+static void channel_grown_past_the_maximum_not_mapped(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *first = connect_client(); /* the server is up */
+    shmrpc_client *c = connect_client();
+    assert_int_equal(grow_own_channel((off_t)1 << 40), 2); /* both clients' */
+    int64_t sum = 0, calls = sh->calls;
+    shmrpc_client_next_timeout(c, 300);
+    int rc = calls_add(c, 1, 2, &sum);
+    print_message("    a channel of 1 TiB: %s (%s)\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    int64_t ran = sh->calls - calls;
+    shmrpc_client_free(c);
+    shmrpc_client_free(first);
+    shmrpc_client *next = connect_client();
+    int next_rc = calls_add(next, 20, 22, &sum);
+    shmrpc_client_free(next);
+    stop_server(server);
+    assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+    assert_int_equal(ran, 0);
+    assert_int_equal(next_rc, 0);
+    assert_int_equal(sum, 42);
+}
+
+/* --- header fields written over, one at a time --- */
+
+/* What the server wrote into the header at listen, as a copy to compare. */
+typedef struct header_copy {
+    uint32_t version, table_len;
+    int32_t owner;
+    uint64_t max_msg;
+    char service[256];
+    char table[256];
+} header_copy;
+
+static void copy_header(const shmrpc__shm_ctl *ctl, header_copy *h)
+{
+    memset(h, 0, sizeof *h); /* its padding too: copies are compared whole */
+    h->version = ctl->version;
+    h->table_len = ctl->table_len;
+    h->owner = atomic_load(&ctl->owner.pid);
+    h->max_msg = ctl->max_msg;
+    memcpy(h->service, ctl->service, sizeof h->service);
+    memcpy(h->table, ctl->table, sizeof h->table);
+}
+
+/* Writes over the header's fields that overwrite_header leaves alone: the owner's pid (not
+ * its start), the version, the maximum, the service's name and the table's bytes (not its
+ * length); and marks the service stopping. */
+static void overwrite_fields(shmrpc__shm_ctl *ctl, void *arg)
+{
+    (void)arg;
+    atomic_store(&ctl->owner.pid, 1);
+    ctl->version++;
+    ctl->max_msg = UINT64_MAX;
+    ctl->service[0] ^= 0x20;
+    ctl->table[0] ^= 0x20;
+    atomic_store(&ctl->state, SHM_STOPPING);
+}
+
+static void overwritten_header_fields_restored(void **state)
+{
+    (void)state;
+    pid_t server = start_server(1);
+    shmrpc_client *c = connect_client();
+    shmrpc__shm_ctl *ctl = map_ctl();
+    assert_non_null(ctl);
+    header_copy before, now;
+    copy_header(ctl, &before);
+    assert_int_equal(before.owner, server);
+    corrupt(overwrite_fields, NULL);
+    /* Sweeps restore each field, and a stopping state that no stop made, within a few
+     * sweeps (one a second). */
+    bool same = false;
+    int64_t t0 = test_now_ms();
+    while (!same && test_now_ms() - t0 < 10000) {
+        usleep(20000);
+        copy_header(ctl, &now);
+        same = atomic_load(&ctl->state) == SHM_READY && memcmp(&now, &before, sizeof now) == 0;
+    }
+    print_message("    header fields %s after %lld ms: owner %d version %u max %llu state %u "
+                  "service %s table %s\n",
+                  same ? "restored" : "NOT restored", (long long)(test_now_ms() - t0),
+                  (int)now.owner, now.version, (unsigned long long)now.max_msg,
+                  (unsigned)atomic_load(&ctl->state),
+                  memcmp(now.service, before.service, sizeof now.service) ? "differs" : "same",
+                  memcmp(now.table, before.table, sizeof now.table) ? "differs" : "same");
+    munmap(ctl, sizeof *ctl);
+    if (!same) {
+        shmrpc_client_free(c);
+        stop_server(server);
+    }
+    assert_true(same);
+    int64_t sum = 0;
+    assert_int_equal(calls_add(c, 40, 2, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client *late = connect_client(); /* the restored header is accepted */
+    assert_int_equal(calls_add(late, 1, 1, &sum), 0);
+    assert_int_equal(sum, 2);
+    shmrpc_client_free(late);
+    shmrpc_client_free(c);
+    stop_server(server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -1698,6 +2520,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(call_written_over_while_served, setup, teardown),
         cmocka_unit_test_setup_teardown(call_written_over_until_its_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(claim_written_over_while_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(planted_control_segments_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(listen_over_planted_control_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(fake_rendezvous_answers_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_without_a_rendezvous, setup, teardown),
+        cmocka_unit_test_setup_teardown(reconnect_says_what_it_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(serve_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(method_table_too_big_for_the_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(channel_grown_past_the_maximum_not_mapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(overwritten_header_fields_restored, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

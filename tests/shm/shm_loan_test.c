@@ -5,9 +5,9 @@
  * its loan (shmrpc_ctx_loan), also when the answer must grow the channel; loans too big
  * are refused with SHMRPC_ETOOBIG; a worker or a client killed with SIGKILL in the middle
  * of a loaned call; a client that rewrites its request while the handler reads it does
- * not crash the server; and the same calls over tcp:// and inproc://. Every child has an
- * alarm() and is reaped within a bound; servers are stopped and their segments checked
- * gone. */
+ * not crash the server; a loan in a forked child; an answer above the client's own
+ * maximum; and the same calls over tcp:// and inproc://. Every child has an alarm() and is
+ * reaped within a bound; servers are stopped and their segments checked gone. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -566,6 +566,95 @@ static void loans_over_tcp_and_inproc(void **state)
     assert_int_equal(ls->in_place, 0); /* tcp://: the worker's own copy, never the client's */
 }
 
+/* A loan is its connection's, and the connection the process's that opened it: a child
+ * forked with a loan in hand can neither send it nor take another (SHMRPC_EINVAL, naming
+ * the owner's pid), and the owner's loan still goes through after it, answered with its
+ * bytes. 0, or where it went wrong. */
+static int loan_across_fork(shmrpc_client *c)
+{
+    void *room;
+    if (shmrpc_client_loan(c, CALLS_METHOD_ECHO, 64, &room) != 0) return 1;
+    uint8_t *p = room;
+    for (size_t i = 0; i < 64; i++)
+        p[i] = pattern(i);
+    p[0] = 'E';
+    char says[128];
+    snprintf(says, sizeof says, "belongs to the process that opened it (pid %d)", (int)getpid());
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_bytes out;
+        int rc = shmrpc_client_call_loaned(c, 64, &out);
+        if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says)) _exit(1);
+        rc = shmrpc_client_loan(c, CALLS_METHOD_ECHO, 64, &room);
+        if (rc != SHMRPC_EINVAL || !strstr(shmrpc_errmsg(), says)) _exit(2);
+        _exit(0);
+    }
+    int status = test_reap(child, 10000);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return 10 + (WIFEXITED(status) ? WEXITSTATUS(status) : 9);
+    shmrpc_bytes out;
+    if (shmrpc_client_call_loaned(c, 64, &out) != 0 || out.len != 64) return 3;
+    for (size_t i = 1; i < 64; i++)
+        if (out.ptr[i] != pattern(i)) return 4;
+    return 0;
+}
+
+static void loans_stay_with_their_process(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, 1);
+    pid_t child = fork();
+    if (child == 0) {
+        shmrpc_client *c = child_connect(addr);
+        int rc = loan_across_fork(c);
+        if (rc) fprintf(stderr, "a loan across a fork: step %d\n", rc);
+        shmrpc_client_free(c);
+        _exit(rc);
+    }
+    finish(child, server);
+}
+
+/* An answer larger than the client's own maximum (below the server's: 'G' answers 100000
+ * bytes and the request's last byte) is refused by the client with SHMRPC_ETOOBIG and a
+ * message that says so, as inproc:// says it; the connection serves the next call. 0, or
+ * where it went wrong. */
+static int answer_above_own_maximum(shmrpc_client *c)
+{
+    shmrpc_buf *req = shmrpc_client_request(c);
+    uint8_t grow[5] = {'G'};
+    put_u32(grow + 1, 100000);
+    if (shmrpc_buf_append(req, grow, sizeof grow) != 0) return 1;
+    shmrpc_bytes out = {0};
+    int rc = shmrpc_client_call(c, CALLS_METHOD_ECHO, &out);
+    fprintf(stderr, "an answer of 100001 bytes to a client of 4096: %s: %s\n", shmrpc_strerror(rc),
+            shmrpc_errmsg());
+    if (rc != SHMRPC_ETOOBIG) return 2;
+    if (strcmp(shmrpc_errmsg(), "a response of 100001 bytes is larger than the client's "
+                                "maximum of 4096 bytes") != 0)
+        return 3;
+    return loaned_echo(c, 100, true) ? 4 : 0;
+}
+
+static void answers_above_the_clients_maximum(void **state)
+{
+    (void)state;
+    pid_t server = start_server(addr, 1);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(30);
+        shmrpc_client_opts o;
+        shmrpc_client_opts_init(&o);
+        o.max_msg_bytes = 4096;
+        int rc;
+        shmrpc_client *c = test_connect(&Calls_service_info, &o, addr, &rc);
+        if (rc != 0) _exit(9);
+        rc = answer_above_own_maximum(c);
+        shmrpc_client_free(c);
+        _exit(rc);
+    }
+    finish(child, server);
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -580,6 +669,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(rewritten_request_does_not_crash_the_server, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(loans_over_tcp_and_inproc, setup, teardown),
+        cmocka_unit_test_setup_teardown(loans_stay_with_their_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(answers_above_the_clients_maximum, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

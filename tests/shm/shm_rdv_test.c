@@ -187,28 +187,34 @@ static int raw_connect(void)
     return raw_connect_for(0);
 }
 
-/* Sends bytes (and pass, unless -1) on a rendezvous connection: false when the server
- * could not have read them. */
-static bool send_hello(int fd, const void *bytes, size_t n, int pass)
+/* Sends bytes (and npass descriptors of pass, if any) on a rendezvous connection: false
+ * when the server could not have read them. */
+static bool send_hello_fds(int fd, const void *bytes, size_t n, const int *pass, int npass)
 {
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
     } cm;
     memset(&cm, 0, sizeof cm);
     struct iovec iov = {.iov_base = (void *)bytes, .iov_len = n};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (pass >= 0) {
+    if (npass > 0) {
         m.msg_control = cm.buf;
-        m.msg_controllen = sizeof cm.buf;
+        m.msg_controllen = CMSG_SPACE((size_t)npass * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&m);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+        c->cmsg_len = CMSG_LEN((size_t)npass * sizeof(int));
+        memcpy(CMSG_DATA(c), pass, (size_t)npass * sizeof(int));
     }
     /* A peer refused at once may find the socket closed, with the answer there to read. */
     return !n || sendmsg(fd, &m, MSG_NOSIGNAL) >= 0 || errno == EPIPE || errno == ECONNRESET;
+}
+
+/* Sends bytes (and pass, unless -1) on a rendezvous connection, as send_hello_fds. */
+static bool send_hello(int fd, const void *bytes, size_t n, int pass)
+{
+    return send_hello_fds(fd, bytes, n, &pass, pass >= 0);
 }
 
 /* The server's answer on a rendezvous connection: its status and its text in msg, read
@@ -627,13 +633,18 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
     if (slot < 0) return 1;
     uint32_t hello[6] = {0x53525631u, SHMRPC__SHM_VERSION, (uint32_t)slot, gen, 1, 0};
     uint32_t other[6] = {0x53525631u, SHMRPC__SHM_VERSION, (uint32_t)(slot + 1) % 256, 7, 1, 0};
+    uint32_t magic[6] = {0x53525632u, SHMRPC__SHM_VERSION, (uint32_t)slot, gen, 1, 0};
+    uint32_t version[6] = {0x53525631u, SHMRPC__SHM_VERSION + 1, (uint32_t)slot, gen, 1, 0};
+    uint32_t nowhere[6] = {0x53525631u, SHMRPC__SHM_VERSION, SHMRPC__MAX_CONNS, gen, 1, 0};
     snprintf(name, sizeof name, "shmrpc:%s:%d:c%d:%u", key(), (int)server, slot, gen);
     struct {
         const char *what;
         const void *bytes;
         size_t n;
         int pass; /* 0: none, 1: /dev/null, 2: a pipe, 3: a memfd of another name, 4: the
-                     channel's name, not sealed, 5: a socket whose close lingers */
+                     channel's name, not sealed, 5: a socket whose close lingers, 6: two
+                     memfds, 7: the channel's name, sealed against shrinking only, 8: the
+                     channel's name, sealed against growing too */
         const char *says;
     } cases[] = {
         {"garbage", "GET / HTTP/1.0\r\n\r\n", 18, 0, "malformed"},
@@ -645,6 +656,16 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
         {"a hello with another memfd", hello, sizeof hello, 3, "is not shmrpc:"},
         {"a hello with an unsealed channel", hello, sizeof hello, 4, "not sealed"},
         {"a hello with a lingering socket", hello, sizeof hello, 5, "is not shmrpc:"},
+        {"a hello with another magic", magic, sizeof magic, 3, "a malformed hello"},
+        {"a hello of another version", version, sizeof version, 3,
+         "a hello of another version of the shm:// transport"},
+        {"a hello for slot 256", nowhere, sizeof nowhere, 3,
+         "a hello for a slot that does not exist"},
+        {"a hello with two descriptors", hello, sizeof hello, 6, "a malformed hello"},
+        {"a hello with a channel whose seals can change", hello, sizeof hello, 7,
+         "is not sealed as a channel (seals 0x2)"},
+        {"a hello with a channel that cannot grow", hello, sizeof hello, 8,
+         "is not sealed as a channel (seals 0x7)"},
     };
     for (size_t i = 0, tries = 0; i < sizeof cases / sizeof *cases; i++, tries = 0) {
     again:;
@@ -661,11 +682,26 @@ static int nonsense(shmrpc__shm_ctl *ctl, pid_t server)
             pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
             if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0) bad++;
         }
+        if (cases[i].pass == 7 || cases[i].pass == 8) {
+            int seals = F_SEAL_SHRINK | (cases[i].pass == 8 ? F_SEAL_GROW | F_SEAL_SEAL : 0);
+            pass = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            if (pass < 0 || fchmod(pass, 0600) != 0 || ftruncate(pass, 4096) != 0 ||
+                fcntl(pass, F_ADD_SEALS, seals) != 0)
+                bad++;
+        }
         if (cases[i].pass == 5 && (pass = lingering_socket(&lfd)) < 0) bad++;
-        bool sent = send_hello(fd, cases[i].bytes, cases[i].n, pass);
+        int two[2] = {-1, -1};
+        if (cases[i].pass == 6) {
+            two[0] = memfd_create("shmrpc:one", MFD_CLOEXEC);
+            two[1] = memfd_create("shmrpc:two", MFD_CLOEXEC);
+        }
+        bool sent = cases[i].pass == 6 ? send_hello_fds(fd, cases[i].bytes, cases[i].n, two, 2)
+                                       : send_hello(fd, cases[i].bytes, cases[i].n, pass);
         /* Only the server's copy is left: its close is the last (for the lingering socket,
          * the one that would wait). */
         if (pass >= 0) close(pass);
+        for (int k = 0; k < 2; k++)
+            if (two[k] >= 0) close(two[k]);
         if (pp[1] >= 0) close(pp[1]);
         int r = sent ? read_answer(fd, 3000, &status, msg, sizeof msg) : 0;
         if (lfd >= 0) close(lfd);
@@ -714,10 +750,11 @@ static void hostile_peers_do_not_stall_the_manager(void **state)
         if (c) shmrpc_client_free(c);
     }
     int fds = test_fd_count(server);
-    print_message("    with 200 silent peers, a flood of 10000 connections and 9 kinds of nonsense "
-                  "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
-                  "held %d descriptors\n",
-                  (long long)worst, fds);
+    print_message(
+        "    with 200 silent peers, a flood of 10000 connections and 15 kinds of nonsense "
+        "at the rendezvous: 5 connects and calls took at most %lld ms; the manager "
+        "held %d descriptors\n",
+        (long long)worst, fds);
     test_reap(silent, 10000);
     test_reap(flood, 10000);
     if (bad || ok != 5 || worst >= 3000) print_message("    bad %d, ok %d\n", bad, ok);

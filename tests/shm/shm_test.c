@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The shm:// transport with real processes: many clients and workers, growth, deadlines,
  * workers and clients killed mid-call, stale segments, a second server, another user,
- * and signal storms. Every wait is bounded (alarm() in each child, deadlines in the
- * parent), every child is reaped, and each test checks that its segments are gone. */
+ * signal storms, and the names shm:// takes. Every wait is bounded (alarm() in each child,
+ * deadlines in the parent), every child is reaped, and each test checks that its segments
+ * are gone. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -699,6 +700,54 @@ static void undumpable_client_connects(void **state)
     assert_int_equal(rc, 0);
 }
 
+/* A name in shm://NAME is 1 to 64 letters, digits, '_', '-' or '.' (not first: no hidden
+ * files): any other is refused by a client and a server alike, with a message naming it,
+ * before anything is made; a good one that nobody serves is "no server". */
+static void names_checked(void **state)
+{
+    (void)state;
+    char longest[65], too_long[66];
+    memset(longest, 'n', 64);
+    longest[64] = '\0';
+    memset(too_long, 'n', 65);
+    too_long[65] = '\0';
+    const struct {
+        const char *name;
+        bool good;
+    } cases[] = {
+        {"A.b_c-D9", true}, {longest, true},    {"x", true},    {"9.", true},
+        {too_long, false},  {".hidden", false}, {"a/b", false}, {"a b", false},
+        {"a~", false},      {"é", false},       {"a:b", false}, {"Z@", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char where[128], said[160];
+        snprintf(where, sizeof where, "shm://%s", cases[i].name);
+        snprintf(said, sizeof said, "bad shm:// name '%s'", cases[i].name);
+        shmrpc_client *c;
+        assert_int_equal(shmrpc_client_new(&c, &Calls_service_info, NULL), 0);
+        int rc = shmrpc_client_connect(c, where);
+        bool client_ok = cases[i].good
+                             ? rc == SHMRPC_EUNAVAIL && strstr(shmrpc_errmsg(), "no server")
+                             : rc == SHMRPC_EINVAL && strstr(shmrpc_errmsg(), said);
+        if (!client_ok)
+            print_message("    client at %s: %s: %s\n", where, shmrpc_strerror(rc),
+                          shmrpc_errmsg());
+        shmrpc_client_free(c);
+        assert_true(client_ok);
+        if (cases[i].good) continue; /* (a listen on a good name is every other test) */
+        shmrpc_server *s;
+        assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+        assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+        rc = shmrpc_server_listen(s, where);
+        bool server_ok = rc == SHMRPC_EINVAL && strstr(shmrpc_errmsg(), said);
+        if (!server_ok)
+            print_message("    server at %s: %s: %s\n", where, shmrpc_strerror(rc),
+                          shmrpc_errmsg());
+        shmrpc_server_free(s);
+        assert_true(server_ok);
+    }
+}
+
 int main(void)
 {
     if (calls_shared_map() != 0) return 1;
@@ -718,6 +767,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reconnect_after_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(fork_keeps_connections_apart, setup, teardown),
         cmocka_unit_test_setup_teardown(undumpable_client_connects, setup, teardown),
+        cmocka_unit_test_setup_teardown(names_checked, setup, teardown),
     };
     /* SHM_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SHM_TEST_ONLY")) cmocka_set_test_filter(getenv("SHM_TEST_ONLY"));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Clients and servers end to end over inproc://: calls, handler errors, method-table
- * checks, servers that go away, address clashes, and calls from several threads. */
+ * checks, servers that go away (in any order), address clashes, the names taken, and calls
+ * from several threads. */
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -441,6 +442,68 @@ static void server_freed_during_calls(void **state)
     }
 }
 
+/* A name in inproc://NAME is 1 to 255 printable characters, no space: a client and a
+ * server refuse any other with the same message; the longest is taken. */
+static void names_are_checked(void **state)
+{
+    (void)state;
+    static char longest[256 + 16], too_long[257 + 16];
+    memset(longest, 'n', 255);
+    memset(too_long, 'n', 256);
+    const char *bad[] = {"", "a b", "tab\there", "del\x7f", too_long};
+    shmrpc_client *c = client_for(&calc_service_info, NULL);
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char where[300], says[400];
+        snprintf(where, sizeof where, "inproc://%s", bad[i]);
+        snprintf(says, sizeof says,
+                 "malformed address 'inproc://%.255s': the name must be 1 to 255 printable "
+                 "characters without spaces",
+                 bad[i]);
+        assert_int_equal(shmrpc_client_connect(c, where), SHMRPC_EINVAL);
+        assert_string_equal(shmrpc_errmsg(), says);
+        assert_int_equal(shmrpc_server_listen(s, where), SHMRPC_EINVAL);
+        assert_string_equal(shmrpc_errmsg(), says);
+    }
+    char where[300];
+    snprintf(where, sizeof where, "inproc://%s", longest);
+    assert_int_equal(shmrpc_server_listen(s, where), 0);
+    assert_int_equal(shmrpc_client_connect(c, where), 0);
+    int64_t sum;
+    assert_int_equal(calc_add(c, 20, 22, &sum), 0);
+    assert_int_equal(sum, 42);
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
+/* Servers go in any order: freeing one that listened first leaves the later ones
+ * reachable, and its name free. */
+static void servers_go_in_any_order(void **state)
+{
+    (void)state;
+    shmrpc_server *first = serve("inproc://first", NULL);
+    shmrpc_server *second = serve("inproc://second", NULL);
+    shmrpc_server *third = serve("inproc://third", NULL);
+    shmrpc_server_free(second); /* neither end of the list */
+    shmrpc_server_free(first);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://third");
+    int64_t sum;
+    assert_int_equal(calc_add(c, 1, 2, &sum), 0);
+    assert_int_equal(sum, 3);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://second"), SHMRPC_EUNAVAIL);
+    assert_string_equal(shmrpc_errmsg(), "no server at inproc://second");
+    assert_int_equal(shmrpc_client_connect(c, "inproc://first"), SHMRPC_EUNAVAIL);
+    first = serve("inproc://first", NULL);
+    assert_int_equal(shmrpc_client_connect(c, "inproc://first"), 0);
+    assert_int_equal(calc_add(c, 2, 2, &sum), 0);
+    assert_int_equal(sum, 4);
+    shmrpc_client_free(c);
+    shmrpc_server_free(third);
+    shmrpc_server_free(first);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +515,8 @@ int main(void)
         cmocka_unit_test(server_may_have_more_methods),
         cmocka_unit_test(unavailable_after_server_free),
         cmocka_unit_test(second_listen_is_busy),
+        cmocka_unit_test(names_are_checked),
+        cmocka_unit_test(servers_go_in_any_order),
         cmocka_unit_test(timeouts_are_stored),
         cmocka_unit_test(four_threads_four_clients),
         cmocka_unit_test(server_freed_during_calls),
