@@ -206,6 +206,123 @@ static void bad_args(void **state)
     shmrpc_queue_close(q);
 }
 
+/* Each call's pointers refused one at a time: SHMRPC_EINVAL with its message, and nothing
+ * queued or taken (the two messages pushed before come out after, whole and in order).
+ * What may be NULL is not refused: no data for a message of 0 bytes, no buffer for a pop
+ * of one, no message array for a batch of none, no done for a batch. A span is committed
+ * only if reserved and released only if peeked. */
+static void null_arguments_each_refused(void **state)
+{
+    (void)state;
+    const char *name = new_name("nulls");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 8, 0, 64);
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(NULL, name, &o), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "out is NULL");
+    char file[300];
+    shm_file(file, sizeof file, name);
+    assert_int_equal(access(file, F_OK), -1);
+    q = open_q(name, &o);
+    assert_int_equal(shmrpc_queue_push(q, "one", 3, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, "two", 3, 0), 0);
+    char buf[8];
+    size_t len = 99, done = 99;
+    shmrpc_queue_span s = {0};
+    shmrpc_queue_msg m = {buf, sizeof buf, 0};
+    shmrpc_queue_info info;
+    shmrpc_queue_stats st;
+    shmrpc_queue_repair_info r;
+    struct {
+        int rc;
+        const char *says;
+    } got[] = {
+        {shmrpc_queue_push(NULL, "x", 1, 0), "queue or data is NULL"},
+        {shmrpc_queue_push(q, NULL, 1, 0), "queue or data is NULL"},
+        {shmrpc_queue_push_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL"},
+        {shmrpc_queue_reserve(NULL, 1, &s, 0), "queue or span is NULL"},
+        {shmrpc_queue_reserve(q, 1, NULL, 0), "queue or span is NULL"},
+        {shmrpc_queue_commit(NULL, &s), "not a reserved span"},
+        {shmrpc_queue_commit(q, NULL), "not a reserved span"},
+        {shmrpc_queue_pop(NULL, buf, sizeof buf, &len, 0), "queue, buf or len is NULL"},
+        {shmrpc_queue_pop(q, NULL, sizeof buf, &len, 0), "queue, buf or len is NULL"},
+        {shmrpc_queue_look(q, NULL, sizeof buf, &len), "queue, buf or len is NULL"},
+        {shmrpc_queue_pop_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL, or n is 0"},
+        {shmrpc_queue_peek(NULL, &s, 0), "queue or span is NULL"},
+        {shmrpc_queue_release(NULL, &s), "not a peeked span"},
+        {shmrpc_queue_release(q, NULL), "not a peeked span"},
+        {shmrpc_queue_get_info(NULL, &info), "queue or out is NULL"},
+        {shmrpc_queue_get_info(q, NULL), "queue or out is NULL"},
+        {shmrpc_queue_get_stats(NULL, &st), "queue or out is NULL"},
+        {shmrpc_queue_get_stats(q, NULL), "queue or out is NULL"},
+        {shmrpc_queue_repair(NULL, &r), "queue or out is NULL"},
+        {shmrpc_queue_repair(q, NULL), "queue or out is NULL"},
+    };
+    /* The calls above ran in order; each message is checked by running it again. */
+    for (size_t i = 0; i < sizeof got / sizeof got[0]; i++)
+        assert_int_equal(got[i].rc, SHMRPC_EINVAL);
+    assert_int_equal(shmrpc_queue_push(NULL, "x", 1, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[0].says);
+    assert_int_equal(shmrpc_queue_reserve(q, 1, NULL, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[4].says);
+    assert_int_equal(shmrpc_queue_commit(q, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[6].says);
+    assert_int_equal(shmrpc_queue_pop(q, NULL, sizeof buf, &len, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[8].says);
+    assert_int_equal(shmrpc_queue_pop_batch(NULL, &m, 1, &done, 0), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[10].says);
+    assert_int_equal(done, 0);
+    assert_int_equal(shmrpc_queue_release(q, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[13].says);
+    assert_int_equal(shmrpc_queue_get_info(q, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[15].says);
+    assert_int_equal(shmrpc_queue_get_stats(NULL, &st), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[16].says);
+    assert_int_equal(shmrpc_queue_repair(q, NULL), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), got[19].says);
+    assert_int_equal(depth_of(q), 2);
+
+    /* A span of the other kind: a peeked one is not committed, a reserved one not released;
+     * both are then given back by their own call. */
+    shmrpc_queue_span peeked, reserved;
+    assert_int_equal(shmrpc_queue_peek(q, &peeked, 0), 0);
+    assert_int_equal(peeked.len, 3);
+    assert_memory_equal(peeked.data, "one", 3);
+    assert_int_equal(shmrpc_queue_commit(q, &peeked), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "not a reserved span");
+    assert_int_equal(shmrpc_queue_reserve(q, 5, &reserved, 0), 0);
+    assert_int_equal(shmrpc_queue_release(q, &reserved), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "not a peeked span");
+    memcpy(reserved.data, "three", 5);
+    assert_int_equal(shmrpc_queue_commit(q, &reserved), 0);
+    assert_int_equal(shmrpc_queue_release(q, &peeked), 0);
+
+    /* What may be NULL: a message of 0 bytes without data, alone and in a batch of none and
+     * one; a pop of it without a buffer; a batch's done. */
+    assert_int_equal(shmrpc_queue_push(q, NULL, 0, 0), 0);
+    assert_int_equal(shmrpc_queue_push_batch(q, NULL, 0, &done, 0), 0);
+    assert_int_equal(done, 0);
+    shmrpc_queue_msg empty = {NULL, 0, 0};
+    assert_int_equal(shmrpc_queue_push_batch(q, &empty, 1, NULL, 0), 0);
+    assert_int_equal(depth_of(q), 4);
+    const char *want[] = {"two", "three"};
+    for (int i = 0; i < 2; i++) {
+        shmrpc_queue_msg out = {buf, sizeof buf, 99};
+        assert_int_equal(shmrpc_queue_pop_batch(q, &out, 1, NULL, 0), 0);
+        assert_int_equal(out.len, strlen(want[i]));
+        assert_memory_equal(buf, want[i], out.len);
+    }
+    len = 99;
+    assert_int_equal(shmrpc_queue_look(q, NULL, 0, &len), 0);
+    assert_int_equal(len, 0);
+    for (int i = 0; i < 2; i++) {
+        len = 99;
+        assert_int_equal(shmrpc_queue_pop(q, NULL, 0, &len, 0), 0);
+        assert_int_equal(len, 0);
+    }
+    assert_int_equal(shmrpc_queue_pop(q, NULL, 0, &len, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_close(q);
+}
+
 /* An open refused for its options: SHMRPC_EINVAL, the message says, no handle, and no
  * segment left behind. */
 static void refused_opts(const char *name, const shmrpc_queue_opts *o, const char *says)
@@ -3001,6 +3118,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(modes),
         T(bad_args),
+        T(null_arguments_each_refused),
         T(options_each_refused),
         T(batch_arguments),
         T(look_and_peek_arguments),
