@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A work queue whose head or tail a bad write sent where no step leads (zeros, all ones, out
- * of range, one message past the tail), and one whose head descriptor was written over, while real producer and
- * consumer processes push and pop: the stall must be said (SHMRPC_ECORRUPT, naming the
+ * of range, one message past the tail), and one whose head descriptor was written over, while real
+ * producer and consumer processes push and pop: the stall must be said (SHMRPC_ECORRUPT, naming the
  * word) within seconds, `shmrpcctl queue repair` must make the queue move again, and no
  * acknowledged message may be lost or delivered twice beyond what docs/queue.md says (a
  * broken head descriptor loses the message it held, with SHMRPC_EPROTO). Every child is
@@ -945,6 +945,50 @@ static void one_role_rebuilt(void **state)
     only_consumer = false;
 }
 
+/* A work queue's shared words written, with nobody using the queue, where no step leads:
+ * the tail behind messages queued (by two, and far), ahead of every claim; the frontier
+ * ahead of a message not given back, and far behind; the head far behind the frontier,
+ * past the tail, and past two messages nobody took. The repair puts each back where the
+ * descriptors say, says exactly that in one line, and the 7 messages left come out once,
+ * in order. */
+static void work_words_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case cases[] = {
+        {"tail_by_two", TAIL_OFF, (uint64_t)512 << 32 | 8,
+         "tail {message 8, byte 512} -> {10, 640}\n"},
+        {"tail_far_behind", TAIL_OFF, (uint64_t)640 << 32 | (uint32_t)(10 - 100),
+         "tail {message 4294967206, byte 640} -> {10, 640}\n"},
+        {"tail_ahead", TAIL_OFF, (uint64_t)768 << 32 | 12,
+         "tail {message 12, byte 768} -> {10, 640}\n"},
+        {"freed_ahead", FREED_OFF, (uint64_t)320 << 32 | 5,
+         "frontier {message 5, byte 320} -> {3, 192}\n"},
+        {"freed_far_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "frontier {message 4294967199, byte 192} -> {3, 192}\n"},
+        {"head_far_behind", HEAD_OFF, (uint32_t)(3 - 100), "head 4294967199 -> 3\n"},
+        {"head_past_tail", HEAD_OFF, 12, "head 12 -> 3\n"},
+        {"head_past_two", HEAD_OFF, 5, "head 5 -> 3\n"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unsigned char *seg;
+        size_t size;
+        shmrpc_queue *q = ten_pushed(cases[c].what, &seg, &size);
+        if (cases[c].off == HEAD_OFF)
+            atomic_store((_Atomic uint32_t *)(seg + HEAD_OFF), (uint32_t)cases[c].v);
+        else
+            atomic_store((_Atomic uint64_t *)(seg + cases[c].off), cases[c].v);
+        shmrpc_queue_repair_info r;
+        assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+        printf("  %s: %s", cases[c].what, r.what);
+        assert_string_equal(r.what, cases[c].says);
+        assert_int_equal(r.fixed, 1);
+        rest_in_order(q);
+        munmap(seg, size);
+        shmrpc_queue_close(q);
+        assert_int_equal(shmrpc_queue_unlink(qname), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -957,6 +1001,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(consumer_words_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(producer_tail_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(one_role_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(work_words_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
