@@ -2960,6 +2960,82 @@ static void counts_from_positions(void **state)
     shmrpc_queue_close(q);
 }
 
+/* One queue as shmrpc_segments_list reads it from its header alone (what `shmrpcctl list`
+ * shows), into *out. */
+static void listed(const char *name, shmrpc_segment *out)
+{
+    shmrpc_segment *v = NULL;
+    size_t n = 0;
+    const char *names[] = {name};
+    assert_int_equal(shmrpc_segments_list(&v, &n, names, 1), 0);
+    assert_int_equal(n, 1);
+    *out = v[0];
+    shmrpc_segments_free(v);
+    assert_int_equal(out->kind, SHMRPC_SEG_QUEUE);
+    print_message("# %s: %s\n", name, out->detail);
+}
+
+/* What the listing reads of a queue from its header alone: a work queue with a single
+ * consumer counts its pops from the consumer's own word (cons), a broadcast queue its depth
+ * from the frontier, each as its handle does; a queue of another layout version is shown
+ * as not ours, with its magic and version, and no counts. */
+static void listed_from_the_header(void **state)
+{
+    (void)state;
+    const char *name = new_name("listsc");
+    shmrpc_queue *q = create_spsc(name, 8, 0, 64, false, true);
+    for (uint32_t i = 0; i < 5; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    for (uint32_t i = 0; i < 2; i++) {
+        uint32_t v;
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, &v, sizeof v, &len, 0), 0);
+        assert_int_equal(v, i);
+    }
+    shmrpc_segment s;
+    listed(name, &s);
+    assert_true(s.valid);
+    assert_int_equal(s.owner_pid, getpid());
+    assert_non_null(strstr(s.detail, "work queue, 8 messages"));
+    assert_int_equal(s.queue.depth, 3);
+    assert_int_equal(s.queue.pushed, 5);
+    assert_int_equal(s.queue.popped, 2);
+    shmrpc_queue_close(q);
+
+    const char *bname = new_name("listbc");
+    q = create_bcast(bname, 4, SHMRPC_QUEUE_SLOW_BLOCK);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.subscribe = true;
+    shmrpc_queue *sub = open_q(bname, &o);
+    for (int i = 0; i < 3; i++)
+        push_int(q, i, 0, 0);
+    assert_int_equal(pop_int(sub, 0), 0);
+    listed(bname, &s);
+    assert_true(s.valid);
+    assert_non_null(strstr(s.detail, "broadcast queue, 4 messages"));
+    assert_int_equal(s.queue.depth, 2); /* what the slowest subscriber has not read */
+    assert_int_equal(s.queue.pushed, 3);
+    shmrpc_queue_close(sub);
+    shmrpc_queue_close(q);
+
+    /* Another layout version, then no magic: not ours, no counts. */
+    poke32(name, 4, 99);
+    listed(name, &s);
+    assert_false(s.valid);
+    assert_string_equal(s.detail, "unknown layout (magic 0x55455153, version 99)");
+    assert_int_equal(s.queue.depth, 0);
+    assert_int_equal(s.queue.pushed, 0);
+    uint32_t version = peek32(bname, 4);
+    poke32(name, 4, version);
+    poke32(name, 0, 0x12345678);
+    listed(name, &s);
+    assert_false(s.valid);
+    char says[64];
+    snprintf(says, sizeof says, "unknown layout (magic 0x12345678, version %" PRIu32 ")", version);
+    assert_string_equal(s.detail, says);
+    assert_int_equal(s.owner_pid, getpid());
+}
+
 /* One message of n bytes in and out of q (consumed through c), by the way n picks: push,
  * reserve and commit, or a batch of one; pop, peek and release, a batch pop, or a look
  * before a pop (look: work queues only). */
@@ -3161,6 +3237,7 @@ int main(void)
         T(spsc_idle_waiters_sleep),
         T(spsc_sleepers_woken),
         T(counts_from_positions),
+        T(listed_from_the_header),
         T(small_messages_in_their_slots),
         T(spinners_take_seats),
     };
