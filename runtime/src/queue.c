@@ -414,6 +414,17 @@ static inline bool sound(const shmrpc_queue *q, uint32_t start, uint32_t len, ui
            (len <= INLINE_MAX || (start & q->bmask) + (uint64_t)len <= q->b);
 }
 
+/* Where the frontier goes from byte b past a message given back whose descriptor says start,
+ * len and end (each read once): its end, unless a bad write broke them (a message dropped
+ * for it, or an end more than the arena away): then no bytes, and the next message's end
+ * frees them. An end taken from a broken descriptor sent the frontier past the tail, and the
+ * queue said ECORRUPT until repaired. */
+static inline uint32_t freed_end(const shmrpc_queue *q, uint32_t start, uint32_t len, uint32_t end,
+                                 uint32_t b)
+{
+    return end - b <= q->b && sound(q, start, len, end) ? end : b;
+}
+
 static inline void bump(_Atomic uint64_t *c, uint64_t by)
 {
     atomic_fetch_add_explicit(c, by, memory_order_relaxed);
@@ -617,12 +628,13 @@ static void advance_frontier_by(shmrpc_queue *q, uint32_t already)
             if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
             /* end before the desc is freed: once FREE, a producer may reuse it, but not
              * before the frontier passes it (it needs m + N - freed < N). */
+            uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+            uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
             uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
             if (mine &&
                 !atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0)))
-                continue;                /* changed meanwhile: look at it again */
-            if (end - b > q->b) end = b; /* a bad write: free no bytes */
-            b = end;
+                continue; /* changed meanwhile: look at it again */
+            b = freed_end(q, start, len, end, b);
             m++;
         }
         if (m == m0) break;
@@ -1663,11 +1675,12 @@ static void sc_free(shmrpc_queue *q, uint32_t already)
         bool done = lap_of(s) == m && (st_of(s) == S_RELEASED || st_of(s) == S_ABANDONED);
         /* FREE of the next lap: freed by a holder that died before moving the frontier. */
         if (!done && !(lap_of(s) == m + q->n && st_of(s) == S_FREE)) break;
+        uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (end - b > q->b) end = b; /* a bad write: free no bytes */
         if (done && !q->sp)
             atomic_store_explicit(&d->state, mkstate(m + q->n, S_FREE, 0), memory_order_release);
-        b = end;
+        b = freed_end(q, start, len, end, b);
         m++;
         moved++;
     }

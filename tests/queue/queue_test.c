@@ -1676,6 +1676,147 @@ static void header_fields_refused(void **state)
     assert_int_equal(reopen_rc(name), 0);
 }
 
+static void poke64(const char *name, size_t off, uint64_t v)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, &v, 8, (off_t)off), 8);
+    close(fd);
+}
+
+/* Descriptor i of a queue (docs/queue.md, "Segment layout"): from 512, 64 bytes each; the
+ * state word, then at 24 start, 28 len, 32 end. */
+#define DESC_AT(i) (512 + 64 * (size_t)(i))
+#define STATE(lap, st) ((uint64_t)(lap) << 32 | (uint64_t)(st) << 24)
+
+enum dkind { D_WORK, D_SINGLE, D_BCAST };
+
+/* One way to write message 1's descriptor over: 32-bit words (off, v) and (off2, v2, when
+ * off2), or the state word; broken: its start, length or end do not add up (dropped,
+ * EPROTO), else a state that says it was taken (skipped, nothing said). */
+struct dcase {
+    const char *what;
+    size_t off, off2;
+    uint32_t v, v2;
+    uint64_t state;
+    bool broken;
+    const char *says;
+};
+
+/* Messages of 100 bytes, each a line of 128 in a 4096-byte arena (message 1 at 128); a
+ * work queue, one with a single consumer, a broadcast queue. Message 1's descriptor written
+ * over in each way, with messages 0, 1 and 2 queued: 0 comes out; a broken 1 is refused by
+ * look and dropped by the pop with SHMRPC_EPROTO and its figures ("skipped" for a
+ * subscriber), counted in drops; one in a taken state is passed; 2 comes out, then nothing.
+ * A batch pop over it takes 0 alone, drops a broken 1, and the next batch gets 2. After
+ * each, eight messages fill the queue and come out in order: every slot and byte was given
+ * back. */
+static void descriptors_written_over(void **state)
+{
+    (void)state;
+    const struct dcase cases[] = {
+        {"length", 28, 0, 129, 0, 0, true, "(start 128, length 129, end 256)"},
+        {"end", 32, 0, 320, 0, 0, true, "(start 128, length 100, end 320)"},
+        {"past the arena", 24, 32, 4032, 4160, 0, true, "(start 4032, length 100, end 4160)"},
+        {"abandoned", 0, 0, 0, 0, STATE(1, 5), false, NULL},
+        {"released", 0, 0, 0, 0, STATE(1, 4), false, NULL},
+        {"reading", 0, 0, 0, 0, STATE(1, 3), false, NULL},
+    };
+    const char *name = new_name("descs");
+    unsigned char msg[100], buf[256];
+    for (int kind = D_WORK; kind <= D_BCAST; kind++) {
+        for (int batch = 0; batch < 2; batch++) {
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                const struct dcase *dc = &cases[c];
+                /* A subscriber never meets READING or RELEASED; peek and look are not
+                 * for it, nor batches here. */
+                if (kind == D_BCAST && (dc->state == STATE(1, 4) || dc->state == STATE(1, 3)))
+                    continue;
+                if (kind == D_BCAST && batch) continue;
+                print_message("# kind %d%s, %s\n", kind, batch ? " batch" : "", dc->what);
+                shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 4096, 128);
+                o.single_consumer = kind == D_SINGLE;
+                o.kind = kind == D_BCAST ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+                o.subscribe = kind == D_BCAST;
+                shmrpc_queue *q = open_q(name, &o);
+                for (int i = 0; i < 3; i++) {
+                    memset(msg, 'a' + i, sizeof msg);
+                    assert_int_equal(shmrpc_queue_push(q, msg, sizeof msg, 0), 0);
+                }
+                if (dc->state)
+                    poke64(name, DESC_AT(1), dc->state);
+                else
+                    poke32(name, DESC_AT(1) + dc->off, dc->v);
+                if (dc->off2) poke32(name, DESC_AT(1) + dc->off2, dc->v2);
+                size_t len = 0;
+                shmrpc_queue_stats st;
+                if (batch) {
+                    /* A work queue's batch drops it within its run and goes on behind it; a
+                     * single consumer's ends at it with SHMRPC_EPROTO, the next goes on. */
+                    unsigned char b3[3][256];
+                    shmrpc_queue_msg out[3] = {
+                        {b3[0], sizeof b3[0], 0}, {b3[1], sizeof b3[1], 0}, {b3[2], 256, 0}};
+                    size_t done = 0;
+                    bool ends = dc->broken && kind == D_SINGLE;
+                    assert_int_equal(shmrpc_queue_pop_batch(q, out, 3, &done, 0),
+                                     ends ? SHMRPC_EPROTO : 0);
+                    assert_int_equal(out[0].len, 100);
+                    assert_int_equal(b3[0][0], 'a');
+                    if (ends) {
+                        assert_int_equal(done, 1);
+                        assert_non_null(strstr(shmrpc_errmsg(), dc->says));
+                        assert_int_equal(shmrpc_queue_pop_batch(q, out + 1, 2, &done, 0), 0);
+                    }
+                    assert_int_equal(done, ends ? 1 : 2);
+                    assert_int_equal(out[1].len, 100);
+                    assert_int_equal(b3[1][0], 'c');
+                    assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+                    assert_int_equal(st.drops, dc->broken ? 1 : 0);
+                } else {
+                    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+                    assert_int_equal(len, 100);
+                    assert_int_equal(buf[0], 'a');
+                    if (dc->broken) {
+                        char says[160];
+                        if (kind != D_BCAST) {
+                            assert_int_equal(shmrpc_queue_look(q, buf, sizeof buf, &len),
+                                             SHMRPC_EPROTO);
+                            assert_non_null(strstr(shmrpc_errmsg(), "message 1 has a broken"));
+                        }
+                        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0),
+                                         SHMRPC_EPROTO);
+                        snprintf(says, sizeof says, "message 1 has a broken descriptor %s; %s",
+                                 dc->says, kind == D_BCAST ? "skipped" : "dropped");
+                        assert_non_null(strstr(shmrpc_errmsg(), says));
+                        assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+                        assert_int_equal(st.drops, 1);
+                    }
+                    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+                    assert_int_equal(len, 100);
+                    assert_int_equal(buf[0], 'c');
+                }
+                assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+                /* A message READING by no process (pid 0) is given back by the first push
+                 * that waits for its room. */
+                for (int i = 0; i < 8; i++) {
+                    memset(msg, 'k' + i, sizeof msg);
+                    assert_int_equal(shmrpc_queue_push(q, msg, sizeof msg, 5000), 0);
+                }
+                for (int i = 0; i < 8; i++) {
+                    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+                    assert_int_equal(len, 100);
+                    assert_int_equal(buf[0], 'k' + i);
+                    assert_int_equal(buf[99], 'k' + i);
+                }
+                assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+                shmrpc_queue_close(q);
+            }
+        }
+    }
+}
+
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
 
 struct idler {
@@ -3218,6 +3359,7 @@ int main(void)
         T(batch_claim_of_dead_producer_reset),
         T(corrupt_segments_refused),
         T(header_fields_refused),
+        T(descriptors_written_over),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
