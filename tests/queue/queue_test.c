@@ -774,6 +774,15 @@ static void attach_before_create(void **state)
     assert_int_equal(shmrpc_queue_push(q, "hello", 5, 1000), 0);
     assert_int_equal(test_kid_reap(pid, 10000), 0);
     shmrpc_queue_close(q);
+    /* With no timeout at all: it waits until the queue is there. */
+    const char *later = new_name("attachforever");
+    struct attacher f = {later, SHMRPC_QUEUE_WAIT_FOREVER};
+    pid = spawn(attach_child, &f);
+    test_kid_nap_ms(50);
+    q = create_q(later, 4, 0, 64);
+    assert_int_equal(shmrpc_queue_push(q, "hello", 5, 1000), 0);
+    assert_int_equal(test_kid_reap(pid, 10000), 0);
+    shmrpc_queue_close(q);
 
     /* Nobody creates it: a clean ENOENT after the timeout. */
     const char *missing = new_name("never");
@@ -1674,6 +1683,95 @@ static void header_fields_refused(void **state)
     assert_non_null(strstr(shmrpc_errmsg(), "(roles:"));
     poke32(name, 340, 0);
     assert_int_equal(reopen_rc(name), 0);
+}
+
+/* What an open refuses of a queue that exists, and why; none of it touches the queue,
+ * whose messages come out after: a single producer or consumer asked of a queue made
+ * without one; a type it does not carry (an empty type asks for none, and a type longer
+ * than the opener's is copied whole); a file cut under its header whose header does not
+ * add up either (refused as written over, not as cut); a file larger than any queue; a
+ * segment whose live creator has not initialised it (refused by CONNECT_OR_CREATE too,
+ * and left in place: its creator is alive); a file of 0 bytes (cut, after the wait for
+ * its creator to size it). */
+static void opens_refused_with_reasons(void **state)
+{
+    (void)state;
+    const char *name = new_name("refusals");
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, 8, 0, 64);
+    o.type = "[i32]";
+    shmrpc_queue *q = open_q(name, &o);
+    assert_int_equal(shmrpc_queue_push(q, "kept", 4, 0), 0);
+    shmrpc_queue_close(q);
+    shmrpc_queue *r = NULL;
+    o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    o.single_producer = true;
+    assert_int_equal(shmrpc_queue_open(&r, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "was created without a single producer"));
+    o.single_producer = false;
+    o.single_consumer = true;
+    assert_int_equal(shmrpc_queue_open(&r, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "was created without a single consumer"));
+    o.single_consumer = false;
+    o.type = "[i64]";
+    assert_int_equal(shmrpc_queue_open(&r, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "carries [i32], not [i64]"));
+    assert_null(r);
+    o.type = "";
+    q = open_q(name, &o);
+    shmrpc_queue_info info;
+    assert_int_equal(shmrpc_queue_get_info(q, &info), 0);
+    assert_string_equal(info.type, "[i32]");
+    shmrpc_queue_close(q);
+
+    /* Cut to two pages, with its capacity written over too. */
+    char file[300];
+    shm_file(file, sizeof file, name);
+    struct stat st;
+    assert_int_equal(stat(file, &st), 0);
+    assert_int_equal(truncate(file, 8192), 0);
+    uint32_t cap = peek32(name, 16);
+    poke32(name, 16, 6);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "its header does not add up (capacity:"));
+    assert_non_null(strstr(shmrpc_errmsg(), "file 8192)"));
+    poke32(name, 16, cap);
+    assert_int_equal(reopen_rc(name), SHMRPC_ECUT);
+    assert_non_null(strstr(shmrpc_errmsg(), "was cut to 8192 bytes"));
+    /* Larger than any queue (sparse: it takes no memory). */
+    assert_int_equal(truncate(file, (off_t)1 << 32), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "is not a queue segment (size 4294967296)"));
+    assert_int_equal(truncate(file, st.st_size), 0);
+
+    /* Never initialised (no magic) by a creator that is alive: this process. */
+    uint32_t magic = peek32(name, 0);
+    poke32(name, 40, (uint32_t)getpid());
+    poke32(name, 0, 0);
+    o = opts_of(SHMRPC_QUEUE_CONNECT_OR_CREATE, 8, 0, 64);
+    assert_int_equal(shmrpc_queue_open(&r, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "was never initialised"));
+    assert_null(r);
+    poke32(name, 0, magic); /* still there, with its message */
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    q = open_q(name, &o);
+    char buf[8];
+    size_t len;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "kept", 4);
+    shmrpc_queue_close(q);
+
+    /* 0 bytes: cut (or its creator died before sizing it), said once the wait is over. */
+    assert_int_equal(truncate(file, 0), 0);
+    assert_int_equal(reopen_rc(name), SHMRPC_ECUT);
+    assert_non_null(strstr(shmrpc_errmsg(), "has 0 bytes"));
+    /* An untyped queue is not one of a type. */
+    o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+    shmrpc_queue_close(open_q(name, &o));
+    o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    o.type = "[i32]";
+    assert_int_equal(shmrpc_queue_open(&r, name, &o), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "carries untyped messages, not [i32]"));
 }
 
 static void poke64(const char *name, size_t off, uint64_t v)
@@ -3360,6 +3458,7 @@ int main(void)
         T(corrupt_segments_refused),
         T(header_fields_refused),
         T(descriptors_written_over),
+        T(opens_refused_with_reasons),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
