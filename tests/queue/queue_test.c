@@ -1915,6 +1915,77 @@ static void descriptors_written_over(void **state)
     }
 }
 
+/* The slot at the tail (message 3 of a work queue of 8 holding 0, 1 and 2) written over,
+ * and a push that meets it (with time to wait: it looks at the slot within 5 ms). A state
+ * no step leads to there (an unknown state, a lap not of this slot) is reset and the push
+ * goes through, counted in repairs; a state steps lead to says a header word is wrong: the
+ * tail sent back behind a message queued in its slot, or the frontier sent past one not
+ * given back: SHMRPC_ECORRUPT naming it, nothing pushed, by a push and by a batch. Either
+ * way the three messages come out whole and in order, then what was pushed. */
+static void tail_slot_written_over(void **state)
+{
+    (void)state;
+    const struct {
+        const char *what;
+        uint64_t state;
+        const char *says; /* NULL: reset, and the push goes through */
+    } cases[] = {
+        {"unknown state", STATE(3, 9), NULL},
+        {"another slot's lap", STATE(4, 0), NULL},
+        {"committed", STATE(3, 2), "is behind message 3, queued in the tail's slot already"},
+        {"a later lap", STATE(11, 0), "is behind message 11, queued in the tail's slot already"},
+        {"the lap before", STATE((uint32_t)(3 - 8), 2),
+         "its frontier (message 0) is past message 4294967291, which was not given back"},
+    };
+    const char *name = new_name("tailslot");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int batch = 0; batch < 2; batch++) {
+            print_message("# %s%s\n", cases[c].what, batch ? ", batch" : "");
+            shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+            shmrpc_queue *q = open_q(name, &o);
+            for (uint32_t i = 0; i < 3; i++)
+                assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+            poke64(name, DESC_AT(3), cases[c].state);
+            uint32_t v[2] = {3, 4};
+            int rc;
+            size_t done = 0;
+            if (batch) {
+                shmrpc_queue_msg in[2] = {{&v[0], 0, 4}, {&v[1], 0, 4}};
+                rc = shmrpc_queue_push_batch(q, in, 2, &done, 5000);
+            } else {
+                rc = shmrpc_queue_push(q, &v[0], sizeof v[0], 5000);
+                done = rc == 0;
+            }
+            shmrpc_queue_stats st;
+            assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+            if (cases[c].says) {
+                assert_int_equal(rc, SHMRPC_ECORRUPT);
+                assert_non_null(strstr(shmrpc_errmsg(), cases[c].says));
+                assert_int_equal(done, 0);
+                assert_int_equal(st.depth, 3);
+                poke64(name, DESC_AT(3), STATE(3, 0)); /* put back: the queue goes on */
+                assert_int_equal(shmrpc_queue_push(q, &v[0], sizeof v[0], 0), 0);
+                done = 1;
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(done, batch ? 2 : 1);
+                assert_int_equal(st.repairs, 1);
+            }
+            for (uint32_t i = 0; i < 3 + done; i++) {
+                uint32_t got;
+                size_t len;
+                assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+                assert_int_equal(len, sizeof got);
+                assert_int_equal(got, i);
+            }
+            uint32_t got;
+            size_t len;
+            assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+            shmrpc_queue_close(q);
+        }
+    }
+}
+
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
 
 struct idler {
@@ -3459,6 +3530,7 @@ int main(void)
         T(header_fields_refused),
         T(descriptors_written_over),
         T(opens_refused_with_reasons),
+        T(tail_slot_written_over),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
