@@ -1755,7 +1755,10 @@ static int sc_try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *sta
 static int sc_give_back(shmrpc_queue *q, uint32_t pos)
 {
     struct q_desc *d = desc_at(q, pos);
+    /* Behind the frontier it was given back already: with a single producer too, its state
+     * stays COMMITTED until the slot's next message. */
     if (q->cons_pid != self() || (int32_t)(cons_head(q->sc_cons) - pos) <= 0 ||
+        (int32_t)(pos - msg_of(q->sc_freed)) < 0 ||
         atomic_load_explicit(&d->state, memory_order_relaxed) != mkstate(pos, S_COMMITTED, 0))
         return fail(SHMRPC_EPROTO,
                     "queue '%s': message %" PRIu32 " is not one this single consumer took", q->name,

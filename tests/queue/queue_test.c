@@ -1986,6 +1986,65 @@ static void tail_slot_written_over(void **state)
     }
 }
 
+/* A span committed or released twice (the second through a copy of it): refused, and the
+ * message went through once. A work queue says its slot is no longer this process's
+ * (SHMRPC_EPROTO); a single producer that it holds no reservation (SHMRPC_EINVAL); a single
+ * consumer that the message is not one it took (SHMRPC_EPROTO); a subscriber too. The queue
+ * goes on: what is pushed after comes out once, in order. */
+static void spans_given_twice(void **state)
+{
+    (void)state;
+    const char *name = new_name("twice");
+    for (int kind = D_WORK; kind <= D_BCAST; kind++) {
+        print_message("# kind %d\n", kind);
+        shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+        o.single_producer = o.single_consumer = kind == D_SINGLE;
+        o.kind = kind == D_BCAST ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+        o.subscribe = kind == D_BCAST;
+        shmrpc_queue *q = open_q(name, &o);
+        shmrpc_queue_span s, copy;
+        assert_int_equal(shmrpc_queue_reserve(q, 5, &s, 0), 0);
+        memcpy(s.data, "first", 5);
+        copy = s;
+        assert_int_equal(shmrpc_queue_commit(q, &s), 0);
+        if (kind == D_SINGLE) {
+            assert_int_equal(shmrpc_queue_commit(q, &copy), SHMRPC_EINVAL);
+            assert_non_null(strstr(shmrpc_errmsg(), "not this single producer's reservation"));
+        } else {
+            assert_int_equal(shmrpc_queue_commit(q, &copy), SHMRPC_EPROTO);
+            assert_non_null(strstr(shmrpc_errmsg(), "message 0 was taken from this process"));
+        }
+        assert_int_equal(shmrpc_queue_push(q, "second", 6, 0), 0);
+        assert_int_equal(shmrpc_queue_peek(q, &s, 0), 0);
+        assert_int_equal(s.len, 5);
+        assert_memory_equal(s.data, "first", 5);
+        copy = s;
+        assert_int_equal(shmrpc_queue_release(q, &s), 0);
+        assert_int_equal(shmrpc_queue_release(q, &copy), SHMRPC_EPROTO);
+        if (kind == D_WORK)
+            assert_non_null(strstr(shmrpc_errmsg(), "message 0 was taken back from this process"));
+        if (kind == D_SINGLE)
+            assert_non_null(strstr(shmrpc_errmsg(), "message 0 is not one this single consumer"));
+        char buf[8];
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 6);
+        assert_memory_equal(buf, "second", 6);
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+        for (int i = 0; i < 20; i++) { /* past the ring's end twice */
+            assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+            int got;
+            assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+            assert_int_equal(got, i);
+        }
+        shmrpc_queue_stats st;
+        assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+        assert_int_equal(st.depth, 0);
+        if (kind != D_BCAST) assert_int_equal(st.popped, 22);
+        shmrpc_queue_close(q);
+    }
+}
+
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
 
 struct idler {
@@ -3531,6 +3590,7 @@ int main(void)
         T(descriptors_written_over),
         T(opens_refused_with_reasons),
         T(tail_slot_written_over),
+        T(spans_given_twice),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
