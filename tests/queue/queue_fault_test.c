@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <shmrpc.h>
 
 #include "faults.h"
+#include "queue_seg.h"
 
 #define RUNS_MAX 500 /* far more calls than any operation makes */
 #define TYPE "[i32]"
@@ -417,6 +419,95 @@ static void operations(void **state)
     sweep("producer-take-over", setup_dead_producer, run_push, check_take_over, m, false, 1);
 }
 
+/* A copy of a queue's segment in memory this test owns, as the fuzz target for segment
+ * validation drives it (runtime/src/queue_seg.h): the copy of a work queue holding "one"
+ * and "two". Each refusal has its reason; a handle over it pops the two messages, once and
+ * in order, and goes on; its allocation failing is SHMRPC_ENOMEM; only a broadcast
+ * segment's handle subscribes, once. */
+static unsigned char *segment_copy(bool bcast, size_t *size)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%smem%d", token, (int)bcast);
+    shmrpc_queue_opts o;
+    opts(&o, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE);
+    o.kind = bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc_queue_open(&q, name, &o), 0);
+    if (!bcast) {
+        assert_int_equal(shmrpc_queue_push(q, "one", 3, 0), 0);
+        assert_int_equal(shmrpc_queue_push(q, "two", 3, 0), 0);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", name);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *seg = aligned_alloc(4096, (*size + 4095) / 4096 * 4096);
+    assert_non_null(seg);
+    assert_int_equal(fread(seg, 1, *size, f), *size);
+    fclose(f);
+    shmrpc_queue_close(q);
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+    return seg;
+}
+
+static void segment_in_memory(void **state)
+{
+    (void)state;
+    size_t size;
+    unsigned char *seg = segment_copy(false, &size);
+    char why[256] = "";
+    assert_int_equal(shmrpc__queue_validate(seg, 100, why, sizeof why), SHMRPC_EPROTO);
+    assert_string_equal(why, "not a queue segment (size 100)");
+    assert_int_equal(shmrpc__queue_validate(seg, size, why, sizeof why), 0);
+    shmrpc_queue *q = NULL;
+    assert_int_equal(shmrpc__queue_wrap(seg, 100, &q), SHMRPC_EPROTO);
+    assert_null(q);
+    uint32_t cap, six = 6;
+    memcpy(&cap, seg + 16, 4);
+    memcpy(seg + 16, &six, 4);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &q), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "its header does not add up (capacity:"));
+    memcpy(seg + 16, &cap, 4);
+    faults_arm(1, "calloc");
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &q), SHMRPC_ENOMEM);
+    assert_true(faults_hit());
+    faults_disarm();
+    assert_null(q);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &q), 0);
+    assert_int_equal(shmrpc__queue_subscribe(q), SHMRPC_EINVAL); /* a work queue */
+    char buf[8];
+    size_t len;
+    const char *want[] = {"one", "two"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 3);
+        assert_memory_equal(buf, want[i], 3);
+    }
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+    for (int i = 0; i < 20; i++) { /* past the ring's end */
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+        int got;
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, i);
+    }
+    shmrpc_queue_close(q);
+    free(seg);
+
+    seg = segment_copy(true, &size);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &q), 0);
+    assert_int_equal(shmrpc__queue_subscribe(q), 0);
+    assert_int_equal(shmrpc__queue_subscribe(q), SHMRPC_EINVAL); /* once */
+    assert_int_equal(shmrpc_queue_push(q, "all", 3, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "all", 3);
+    shmrpc_queue_close(q);
+    free(seg);
+}
+
 int main(void)
 {
     snprintf(token, sizeof token, "qflt.%d.", (int)getpid());
@@ -429,6 +520,7 @@ int main(void)
         cmocka_unit_test(open_overwrites),
         cmocka_unit_test(open_subscribes),
         cmocka_unit_test(operations),
+        cmocka_unit_test(segment_in_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
