@@ -2603,6 +2603,35 @@ static shmrpc_queue *create_spsc(const char *name, uint32_t capacity, uint32_t a
     return open_q(name, &o);
 }
 
+/* A full queue with a single producer (and several consumers), then one with a single
+ * consumer (and several producers): a push that may not wait says full; one that may
+ * waits until another process pops, and goes through (the content wakes it, not the
+ * clock); the rest come out in order after the one the other process took. */
+static void single_role_waits_for_room(void **state)
+{
+    (void)state;
+    for (int sc = 0; sc < 2; sc++) {
+        const char *name = new_name(sc ? "roomsc" : "roomsp");
+        shmrpc_queue *q = create_spsc(name, 4, 0, 64, !sc, sc);
+        for (uint32_t i = 0; i < 4; i++)
+            assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+        uint32_t v = 4;
+        assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 30), SHMRPC_ETIMEDOUT);
+        assert_non_null(strstr(shmrpc_errmsg(), "full"));
+        pid_t pid = spawn(pop_later_child, (void *)name); /* takes message 0 */
+        assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 10000), 0);
+        assert_int_equal(test_kid_reap(pid, 10000), 0);
+        for (uint32_t i = 1; i < 5; i++) {
+            uint32_t got;
+            size_t len;
+            assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+            assert_int_equal(got, i);
+        }
+        assert_int_equal(depth_of(q), 0);
+        shmrpc_queue_close(q);
+    }
+}
+
 /* Whether the calling thread's message names process pid as the holder. */
 static bool names_holder(pid_t pid)
 {
@@ -3591,6 +3620,7 @@ int main(void)
         T(opens_refused_with_reasons),
         T(tail_slot_written_over),
         T(spans_given_twice),
+        T(single_role_waits_for_room),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
