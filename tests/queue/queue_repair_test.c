@@ -920,7 +920,10 @@ static void roles_words_rebuilt(const struct word_case *cases, size_t n)
 
 /* A queue with one of the two roles: the shared words of the other side written where no
  * step leads (a single producer's queue: the frontier far behind, its byte far off; a
- * single consumer's: the tail far ahead, its byte far off): the repair rebuilds them from
+ * single consumer's: the tail far ahead, its byte far off), and those of the role (the
+ * single producer's tail far ahead, its byte far behind; the single consumer's head past
+ * the tail or behind the frontier, its frontier's byte ahead of the tail's, its message far
+ * behind): the repair rebuilds them from
  * the descriptors, says exactly that, and the 7 messages left come out once, in order. */
 static void one_role_rebuilt(void **state)
 {
@@ -930,12 +933,24 @@ static void one_role_rebuilt(void **state)
          "frontier {message 4294967199, byte 192} -> {3, 192}\n"},
         {"sp_freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
          "frontier {message 3, byte 4294951104} -> {3, 192}\n"},
+        {"sp_tail_ahead", TAIL_OFF, (uint64_t)640 << 32 | 110,
+         "single producer's tail {message 110, byte 640} -> {10, 640}\n"},
+        {"sp_tail_bytes_behind", TAIL_OFF, (uint64_t)(uint32_t)(640 - 3 * 8192) << 32 | 10,
+         "single producer's tail {message 10, byte 4294943360} -> {10, 640}\n"},
     };
     struct word_case sc[] = {
         {"sc_tail", TAIL_OFF, (uint64_t)640 << 32 | 110,
          "tail {message 110, byte 640} -> {10, 640}\n"},
         {"sc_tail_bytes", TAIL_OFF, (uint64_t)(640 + 3 * 8192) << 32 | 10,
          "tail {message 10, byte 25216} -> {10, 640}\n"},
+        {"sc_cons_past", CONS_OFF, (uint64_t)3 << 32 | 103,
+         "single consumer's head 103 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"sc_cons_behind", CONS_OFF, (uint64_t)3 << 32 | 1,
+         "single consumer's head 1 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"sc_freed_bytes_ahead", FREED_OFF, (uint64_t)(192 + 1024) << 32 | 3,
+         "single consumer's head 3 -> 3, frontier {message 3, byte 1216} -> {3, 192}\n"},
+        {"sc_freed_far_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "single consumer's head 3 -> 3, frontier {message 4294967199, byte 192} -> {3, 192}\n"},
     };
     only_producer = true;
     roles_words_rebuilt(sp, sizeof sp / sizeof sp[0]);
