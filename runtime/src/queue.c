@@ -2581,16 +2581,19 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
 static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Appends a line to what the repair says it did. */
+/* Counts a rewrite, and appends its line to what the repair says it did if the line fits
+ * whole (with many subscribers' cursors it may not: the count is still every one). */
 static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
 {
-    size_t at = strlen(out->what);
-    if (at + 1 >= sizeof out->what) return;
+    out->fixed++;
+    char line[160];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(out->what + at, sizeof out->what - at, fmt, ap);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    out->fixed++;
+    size_t at = strlen(out->what);
+    if (n > 0 && (size_t)n < sizeof line && at + (size_t)n < sizeof out->what)
+        memcpy(out->what + at, line, (size_t)n + 1);
 }
 
 /* One look and rewrite of the positions that no single role holds: 0 (done), 1 (one moved

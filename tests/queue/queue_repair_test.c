@@ -1004,6 +1004,54 @@ static void work_words_rebuilt(void **state)
     }
 }
 
+/* Twenty subscribers' cursors of a broadcast queue all sent past the tail: one repair
+ * rewrites them all and counts every one in fixed, though its text has room for the first
+ * few lines only (each whole, the text cut between lines); then every subscriber gets what
+ * comes next, once. */
+static void many_cursors_repaired(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    snprintf(qname, sizeof qname, "queue_repair.%d.cursors", (int)getpid());
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.subscribe = true;
+    shmrpc_queue *subs[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_open(&subs[i], qname, &o), 0);
+        o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    }
+    uint32_t v = 7, got;
+    size_t len;
+    assert_int_equal(shmrpc_queue_push(subs[0], &v, sizeof v, 0), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, 7);
+    }
+    size_t size;
+    unsigned char *seg = map_queue(&size);
+    for (int i = 0; i < N; i++)
+        atomic_store((_Atomic uint32_t *)(seg + DESC_OFF + CAPACITY * DESC_SIZE + 64 * i + 8),
+                     1005);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(subs[0], &r), 0);
+    printf("  %u fixed: %s", r.fixed, r.what);
+    assert_int_equal(r.fixed, N);
+    assert_true(strlen(r.what) < sizeof r.what);
+    assert_true(strncmp(r.what, "subscriber 0's cursor 1005 -> 1\n", 32) == 0);
+    assert_int_equal(r.what[strlen(r.what) - 1], '\n');
+    v = 8;
+    assert_int_equal(shmrpc_queue_push(subs[0], &v, sizeof v, 0), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, 8);
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+        shmrpc_queue_close(subs[i]);
+    }
+    munmap(seg, size);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1017,6 +1065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(producer_tail_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(one_role_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(work_words_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_cursors_repaired, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
