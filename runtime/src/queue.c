@@ -1115,7 +1115,9 @@ static bool spin_begin(shmrpc_queue *q, due *dl, struct spin *sp)
 {
     sp->seat = -1;
     if (q->wait.mode == SHMRPC_WAIT_SLEEP) return false;
-    int64_t now = shmrpc__now_ns(), end = now + q->wait.spin_ns, at = due_at(dl);
+    int64_t now = shmrpc__now_ns(), at = due_at(dl);
+    /* Any budget the options hold: a sum past INT64_MAX (a signed overflow) is forever. */
+    int64_t end = q->wait.spin_ns < INT64_MAX - now ? now + q->wait.spin_ns : INT64_MAX;
     if (q->wait.mode == SHMRPC_WAIT_ADAPTIVE && (sp->seat = take_seat(q, now, &sp->occupant)) < 0)
         return false;
     sp->yield_after = now + SPIN_YIELD_NS;

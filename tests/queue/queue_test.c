@@ -314,11 +314,13 @@ static void null_arguments_each_refused(void **state)
     len = 99;
     assert_int_equal(shmrpc_queue_look(q, NULL, 0, &len), 0);
     assert_int_equal(len, 0);
-    for (int i = 0; i < 2; i++) {
-        len = 99;
-        assert_int_equal(shmrpc_queue_pop(q, NULL, 0, &len, 0), 0);
-        assert_int_equal(len, 0);
-    }
+    len = 99;
+    assert_int_equal(shmrpc_queue_pop(q, NULL, 0, &len, 0), 0);
+    assert_int_equal(len, 0);
+    shmrpc_queue_msg none = {NULL, 0, 99}; /* no buffer, for a message of 0 bytes */
+    assert_int_equal(shmrpc_queue_pop_batch(q, &none, 1, &done, 0), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(none.len, 0);
     assert_int_equal(shmrpc_queue_pop(q, NULL, 0, &len, 0), SHMRPC_ETIMEDOUT);
     shmrpc_queue_close(q);
 }
@@ -2224,6 +2226,35 @@ static void spinners_take_seats(void **state)
     shmrpc_queue_close(q);
 }
 
+/* A spin budget of any size, in ADAPTIVE mode: the largest (INT64_MAX ns) and a negative
+ * one. A pop on empty ends at its own deadline (ETIMEDOUT), one woken by another process's
+ * push gets it, and the waiter's seat is given back (every seat word 0 after). */
+static void spin_budget_any_size(void **state)
+{
+    (void)state;
+    const char *name = new_name("spinbudget");
+    shmrpc_queue *q = create_q(name, 8, 0, 64);
+    const int64_t budgets[] = {INT64_MAX, -1000};
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+        o.wait.mode = SHMRPC_WAIT_ADAPTIVE;
+        o.wait.spin_ns = budgets[b];
+        shmrpc_queue *w = open_q(name, &o);
+        char buf[64];
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(w, buf, sizeof buf, &len, 20), SHMRPC_ETIMEDOUT);
+        pid_t pid = spawn(push_later_child, (void *)name);
+        assert_int_equal(shmrpc_queue_pop(w, buf, sizeof buf, &len, 10000), 0);
+        assert_int_equal(len, 4);
+        assert_memory_equal(buf, "late", 4);
+        assert_int_equal(test_kid_reap(pid, 10000), 0);
+        for (int i = 0; i < SEATS_N; i++)
+            assert_int_equal(peek32(name, SEATS_OFF + 8 * (size_t)i), 0);
+        shmrpc_queue_close(w);
+    }
+    shmrpc_queue_close(q);
+}
+
 /* --- 9. broadcast ------------------------------------------------------------------------ */
 
 static shmrpc_queue *subscriber(const char *name)
@@ -3399,6 +3430,17 @@ static void listed_from_the_header(void **state)
     assert_int_equal(s.queue.pushed, 5);
     assert_int_equal(s.queue.popped, 2);
     shmrpc_queue_close(q);
+    /* A single producer's pushes, from the tail alone. */
+    const char *pname = new_name("listsp");
+    shmrpc_queue *p = create_spsc(pname, 8, 0, 64, true, false);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(shmrpc_queue_push(p, &i, sizeof i, 0), 0);
+    listed(pname, &s);
+    assert_true(s.valid);
+    assert_int_equal(s.queue.depth, 3);
+    assert_int_equal(s.queue.pushed, 3);
+    assert_int_equal(s.queue.popped, 0);
+    shmrpc_queue_close(p);
 
     const char *bname = new_name("listbc");
     q = create_bcast(bname, 4, SHMRPC_QUEUE_SLOW_BLOCK);
@@ -3643,6 +3685,7 @@ int main(void)
         T(listed_from_the_header),
         T(small_messages_in_their_slots),
         T(spinners_take_seats),
+        T(spin_budget_any_size),
     };
     /* QUEUE_TEST_ONLY=kill_at_random (a glob) runs only the matching tests, e.g. to repeat
      * one under load. */
