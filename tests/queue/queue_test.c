@@ -2047,6 +2047,60 @@ static void spans_given_twice(void **state)
     }
 }
 
+/* A reservation not yet committed holds back what was pushed after it, in a work queue,
+ * one with a single consumer (with and without a single producer, which refuses a push
+ * while it holds one) and a broadcast queue: pop and look say empty, a wait of 20 ms ends
+ * empty; once committed, it comes out first, then the other, then nothing. */
+static void reserved_holds_back(void **state)
+{
+    (void)state;
+    const char *name = new_name("held");
+    for (int kind = 0; kind < 4; kind++) {
+        print_message("# kind %d\n", kind);
+        shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 0, 64);
+        o.single_consumer = kind == 1 || kind == 2;
+        o.single_producer = kind == 2;
+        o.kind = kind == 3 ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+        o.subscribe = kind == 3;
+        shmrpc_queue *p = open_q(name, &o);
+        o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+        shmrpc_queue *c = kind == 2 ? p : open_q(name, &o);
+        if (kind == 3) {
+            shmrpc_queue_close(c);
+            c = p;
+        }
+        shmrpc_queue_span s;
+        assert_int_equal(shmrpc_queue_reserve(p, 5, &s, 0), 0);
+        if (kind != 2) {
+            assert_int_equal(shmrpc_queue_push(p, "after", 5, 0), 0);
+        } else { /* a single producer holds one reservation at a time */
+            assert_int_equal(shmrpc_queue_push(p, "after", 5, 0), SHMRPC_EBUSY);
+            assert_non_null(strstr(shmrpc_errmsg(), "this single producer holds a reservation"));
+        }
+        char buf[8];
+        size_t len = 99;
+        assert_int_equal(shmrpc_queue_pop(c, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+        assert_int_equal(len, 0);
+        assert_int_equal(shmrpc_queue_pop(c, buf, sizeof buf, &len, 20), SHMRPC_ETIMEDOUT);
+        if (kind != 3) {
+            assert_int_equal(shmrpc_queue_look(c, buf, sizeof buf, &len), SHMRPC_ETIMEDOUT);
+            assert_non_null(strstr(shmrpc_errmsg(), "is empty"));
+        }
+        memcpy(s.data, "first", 5);
+        assert_int_equal(shmrpc_queue_commit(p, &s), 0);
+        if (kind == 2) assert_int_equal(shmrpc_queue_push(p, "after", 5, 0), 0);
+        const char *want[] = {"first", "after"};
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(shmrpc_queue_pop(c, buf, sizeof buf, &len, 0), 0);
+            assert_int_equal(len, 5);
+            assert_memory_equal(buf, want[i], 5);
+        }
+        assert_int_equal(shmrpc_queue_pop(c, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+        if (c != p) shmrpc_queue_close(c);
+        shmrpc_queue_close(p);
+    }
+}
+
 /* --- 8. idle waiters sleep ------------------------------------------------------------ */
 
 struct idler {
@@ -3663,6 +3717,7 @@ int main(void)
         T(tail_slot_written_over),
         T(spans_given_twice),
         T(single_role_waits_for_room),
+        T(reserved_holds_back),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
