@@ -1917,6 +1917,47 @@ static void descriptors_written_over(void **state)
     }
 }
 
+/* The state of the slot at the head written to one no step leads to, in a work queue, one
+ * with a single consumer and a broadcast queue holding 0, 1 and 2 (0 popped): a try says
+ * empty; a pop that may wait has its check give the slot up (what it held is lost, counted
+ * in drops and repairs) and gets 2; then eight more fill the queue and drain in order. */
+static void unknown_state_at_the_head(void **state)
+{
+    (void)state;
+    const char *name = new_name("unknown");
+    for (int kind = D_WORK; kind <= D_BCAST; kind++) {
+        print_message("# kind %d\n", kind);
+        shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 4096, 128);
+        o.single_consumer = kind == D_SINGLE;
+        o.kind = kind == D_BCAST ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+        o.subscribe = kind == D_BCAST;
+        shmrpc_queue *q = open_q(name, &o);
+        for (uint32_t i = 0; i < 3; i++)
+            assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+        uint32_t got;
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, 0);
+        poke64(name, DESC_AT(1), STATE(1, 9));
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 5000), 0);
+        assert_int_equal(got, 2);
+        shmrpc_queue_stats st;
+        assert_int_equal(shmrpc_queue_get_stats(q, &st), 0);
+        assert_int_equal(st.drops, 1);
+        assert_int_equal(st.repairs, 1);
+        assert_int_equal(st.depth, 0);
+        for (uint32_t i = 10; i < 18; i++)
+            assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+        for (uint32_t i = 10; i < 18; i++) {
+            assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), 0);
+            assert_int_equal(got, i);
+        }
+        assert_int_equal(shmrpc_queue_pop(q, &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+        shmrpc_queue_close(q);
+    }
+}
+
 /* The slot at the tail (message 3 of a work queue of 8 holding 0, 1 and 2) written over,
  * and a push that meets it (with time to wait: it looks at the slot within 5 ms). A state
  * no step leads to there (an unknown state, a lap not of this slot) is reset and the push
@@ -3713,6 +3754,7 @@ int main(void)
         T(corrupt_segments_refused),
         T(header_fields_refused),
         T(descriptors_written_over),
+        T(unknown_state_at_the_head),
         T(opens_refused_with_reasons),
         T(tail_slot_written_over),
         T(spans_given_twice),
