@@ -3242,9 +3242,9 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         return rc;
     }
     if ((o->single_producer && !q->sp) || (o->single_consumer && !q->sc)) {
-        shmrpc_queue_close(q);
-        return fail(SHMRPC_EPROTO, "queue '%s' was created without a single %s", name,
-                    o->single_producer && !q->sp ? "producer" : "consumer");
+        const char *role = o->single_producer && !q->sp ? "producer" : "consumer";
+        shmrpc_queue_close(q); /* the role read first: q is freed */
+        return fail(SHMRPC_EPROTO, "queue '%s' was created without a single %s", name, role);
     }
     if (o->subscribe) {
         rc = q->bcast
