@@ -2766,6 +2766,45 @@ static void single_role_waits_for_room(void **state)
     }
 }
 
+/* A single consumer holds a peek while a batch pop takes the messages after it: they come
+ * out whole and in order, but their room waits for the peek (the frontier gives back in
+ * order): the queue, full again, takes no more until the peek is released, then takes as
+ * many as it gave back, and everything comes out once, in order. */
+static void peek_held_under_a_batch(void **state)
+{
+    (void)state;
+    const char *name = new_name("peekbatch");
+    shmrpc_queue *q = create_spsc(name, 4, 0, 64, false, true);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(shmrpc_queue_push(q, &i, sizeof i, 0), 0);
+    shmrpc_queue_span held;
+    assert_int_equal(shmrpc_queue_peek(q, &held, 0), 0);
+    uint32_t got[3];
+    shmrpc_queue_msg out[3] = {{&got[0], 4, 0}, {&got[1], 4, 0}, {&got[2], 4, 0}};
+    size_t done = 0;
+    assert_int_equal(shmrpc_queue_pop_batch(q, out, 3, &done, 0), 0);
+    assert_int_equal(done, 3);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(got[i], i + 1);
+    uint32_t v = 4;
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), SHMRPC_ETIMEDOUT); /* no room */
+    uint32_t first;
+    memcpy(&first, held.data, sizeof first);
+    assert_int_equal(first, 0);
+    assert_int_equal(shmrpc_queue_release(q, &held), 0);
+    for (v = 4; v < 8; v++)
+        assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), 0);
+    assert_int_equal(shmrpc_queue_push(q, &v, sizeof v, 0), SHMRPC_ETIMEDOUT);
+    for (uint32_t i = 4; i < 8; i++) {
+        uint32_t g;
+        size_t len;
+        assert_int_equal(shmrpc_queue_pop(q, &g, sizeof g, &len, 0), 0);
+        assert_int_equal(g, i);
+    }
+    assert_int_equal(depth_of(q), 0);
+    shmrpc_queue_close(q);
+}
+
 /* Whether the calling thread's message names process pid as the holder. */
 static bool names_holder(pid_t pid)
 {
@@ -3768,6 +3807,7 @@ int main(void)
         T(spans_given_twice),
         T(single_role_waits_for_room),
         T(reserved_holds_back),
+        T(peek_held_under_a_batch),
         T(idle_waiters_sleep),
         T(broadcast_block),
         T(broadcast_drop),
