@@ -1693,7 +1693,8 @@ static void header_fields_refused(void **state)
  * than the opener's is copied whole); a file cut under its header whose header does not
  * add up either (refused as written over, not as cut); a file larger than any queue; a
  * segment whose live creator has not initialised it (refused by CONNECT_OR_CREATE too,
- * and left in place: its creator is alive); a file of 0 bytes (cut, after the wait for
+ * and left in place: its creator is alive; made anew once its creator is dead); a file of 0
+ * bytes (cut, after the wait for
  * its creator to size it). */
 static void opens_refused_with_reasons(void **state)
 {
@@ -1761,6 +1762,19 @@ static void opens_refused_with_reasons(void **state)
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &len, 0), 0);
     assert_int_equal(len, 4);
     assert_memory_equal(buf, "kept", 4);
+    assert_int_equal(shmrpc_queue_push(q, "lost", 4, 0), 0);
+    shmrpc_queue_close(q);
+    /* Its creator dead: CONNECT_OR_CREATE makes it anew (what it held is gone). */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    poke32(name, 40, (uint32_t)dead);
+    poke32(name, 0, 0);
+    o.mode = SHMRPC_QUEUE_CONNECT_OR_CREATE;
+    q = open_q(name, &o);
+    assert_int_equal(depth_of(q), 0);
+    assert_int_equal(peek32(name, 40), (uint32_t)getpid());
     shmrpc_queue_close(q);
 
     /* 0 bytes: cut (or its creator died before sizing it), said once the wait is over. */
