@@ -1931,6 +1931,212 @@ static void descriptors_written_over(void **state)
     }
 }
 
+static uint64_t peek64(const char *name, size_t off)
+{
+    char file[300];
+    shm_file(file, sizeof file, name);
+    int fd = open(file, O_RDONLY);
+    assert_true(fd >= 0);
+    uint64_t v = 0;
+    assert_int_equal(pread(fd, &v, 8, (off_t)off), 8);
+    close(fd);
+    return v;
+}
+
+/* The header's tail and frontier (docs/queue.md, "Segment layout"): {message, byte << 32}. */
+#define TAIL_AT 64
+#define FREED_AT 192
+#define POS(m, b) ((uint64_t)(b) << 32 | (uint32_t)(m))
+
+/* The kinds of queue whose frontier a dropped or released message moves. */
+struct fkind {
+    const char *what;
+    bool sp, sc, bcast;
+};
+static const struct fkind fkinds[] = {
+    {"work", false, false, false},           {"single consumer", false, true, false},
+    {"single producer", true, false, false}, {"both roles", true, true, false},
+    {"broadcast", false, false, true},
+};
+
+static shmrpc_queue *open_fkind(const char *name, const struct fkind *k)
+{
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE, 8, 4096, 2048);
+    o.single_producer = k->sp;
+    o.single_consumer = k->sc;
+    o.kind = k->bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    o.subscribe = k->bcast;
+    return open_q(name, &o);
+}
+
+static void push_fill(shmrpc_queue *q, size_t len, int c, int64_t timeout)
+{
+    unsigned char msg[2048];
+    memset(msg, c, len);
+    int rc = shmrpc_queue_push(q, msg, len, timeout);
+    if (rc != 0) print_error("push '%c': %s: %s\n", c, shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, 0);
+}
+
+static void pop_fill(shmrpc_queue *q, size_t len, int c)
+{
+    unsigned char buf[2048];
+    size_t got = 0;
+    int rc = shmrpc_queue_pop(q, buf, sizeof buf, &got, 0);
+    if (rc != 0) print_error("pop '%c': %s: %s\n", c, shmrpc_strerror(rc), shmrpc_errmsg());
+    assert_int_equal(rc, 0);
+    assert_int_equal(got, len);
+    assert_int_equal(buf[0], c);
+    assert_int_equal(buf[len - 1], c);
+}
+
+/* 1024-byte messages pushed with no wait until the queue says full: exactly `room` go in,
+ * and come out in order ('k' on), then nothing. */
+static void fills_with(shmrpc_queue *q, int room)
+{
+    int in = 0;
+    unsigned char msg[1024], buf[2048];
+    for (;; in++) {
+        memset(msg, 'k' + in, sizeof msg);
+        int rc = shmrpc_queue_push(q, msg, sizeof msg, 0);
+        if (rc != 0) {
+            assert_int_equal(rc, SHMRPC_ETIMEDOUT);
+            break;
+        }
+        assert_true(in < 8);
+    }
+    assert_int_equal(in, room);
+    for (int i = 0; i < in; i++)
+        pop_fill(q, 1024, 'k' + i);
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_ETIMEDOUT);
+}
+
+/* A 4096-byte arena, messages up to 2048: 1024 bytes pushed and popped, then 2048 (message
+ * 1, bytes 1024..3072) whose length is written to 2049 (its end intact): the pop drops it
+ * (SHMRPC_EPROTO), and the frontier goes to its end, the tail's byte, in every kind of
+ * queue: the queue is empty with all its room. Before (the branch's first fix), a broken
+ * descriptor freed no bytes, and with nothing behind it every later push of 2048 bytes
+ * said full on a queue of depth 0, for good (the repair saw nothing out of place). */
+static void dropped_message_frees_its_room(void **state)
+{
+    (void)state;
+    const char *name = new_name("dropfree");
+    for (size_t k = 0; k < sizeof fkinds / sizeof fkinds[0]; k++) {
+        print_message("# %s\n", fkinds[k].what);
+        shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+        push_fill(q, 1024, 'a', 0);
+        pop_fill(q, 1024, 'a');
+        push_fill(q, 2048, 'b', 0);
+        poke32(name, DESC_AT(1) + 28, 2049);
+        unsigned char buf[4096]; /* the length written over is past 2048 */
+        size_t got = 0;
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+        assert_non_null(strstr(shmrpc_errmsg(), "(start 1024, length 2049, end 3072)"));
+        assert_int_equal(peek64(name, TAIL_AT), POS(2, 3072));
+        assert_int_equal(peek64(name, FREED_AT), POS(2, 3072));
+        assert_int_equal(depth_of(q), 0);
+        for (int i = 0; i < 3; i++) {
+            push_fill(q, 2048, 'c' + i, 0);
+            pop_fill(q, 2048, 'c' + i);
+        }
+        fills_with(q, 4);
+        shmrpc_queue_close(q);
+    }
+}
+
+/* As above, with a single producer whose tail lags: it moves the tail after its commit, so
+ * a consumer may drop the message while the header's tail is still before it (here: set
+ * back, then put where the producer stores it). The frontier waits at the message rather
+ * than guess its end, and moves to the tail's byte once the tail passes it: the next push of
+ * 2048 bytes gets its room (a single consumer looks again when it finds the queue empty,
+ * the others' frontier is moved by the waiting producer). Keeping the frontier's byte
+ * instead (the review's first suggestion) left that push full for good. */
+static void dropped_behind_a_lagging_tail(void **state)
+{
+    (void)state;
+    const char *name = new_name("droplag");
+    for (size_t k = 2; k < 4; k++) {
+        print_message("# %s\n", fkinds[k].what);
+        shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+        push_fill(q, 1024, 'a', 0);
+        pop_fill(q, 1024, 'a');
+        push_fill(q, 2048, 'b', 0);
+        uint64_t tail = peek64(name, TAIL_AT);
+        assert_int_equal(tail, POS(2, 3072));
+        poke64(name, TAIL_AT, POS(1, 1024));
+        poke32(name, DESC_AT(1) + 28, 2049);
+        unsigned char buf[4096]; /* the length written over is past 2048 */
+        size_t got = 0;
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+        assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+        poke64(name, TAIL_AT, tail);
+        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_ETIMEDOUT);
+        push_fill(q, 2048, 'c', 2000);
+        assert_int_equal(peek64(name, FREED_AT), POS(2, 3072));
+        pop_fill(q, 2048, 'c');
+        fills_with(q, 4);
+        shmrpc_queue_close(q);
+    }
+}
+
+/* A message lent by a peek (message 0, bytes 0..1024) whose end is written to 3072 before
+ * its release: the release frees its 1024 bytes, no more (the frontier at the tail), and
+ * four more of 1024 bytes fill the queue and come out in order. Before, the release took
+ * the end as it was: a single consumer's frontier went to 3072 with the tail at 1024, six
+ * pushes went in and the pops gave e, f, c, d, e, f (b and c written over unread); a work
+ * queue's pushes said SHMRPC_ECORRUPT. */
+static void lent_message_written_over(void **state)
+{
+    (void)state;
+    const char *name = new_name("lentend");
+    for (size_t k = 0; k < 4; k++) {
+        print_message("# %s\n", fkinds[k].what);
+        shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+        push_fill(q, 1024, 'a', 0);
+        shmrpc_queue_span s;
+        assert_int_equal(shmrpc_queue_peek(q, &s, 0), 0);
+        assert_int_equal(s.len, 1024);
+        poke32(name, DESC_AT(0) + 32, 3072);
+        assert_int_equal(shmrpc_queue_release(q, &s), 0);
+        assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+        fills_with(q, 4);
+        shmrpc_queue_close(q);
+    }
+}
+
+/* A single producer that died between its commit of message 1 (bytes 1024..2048) and its
+ * move of the tail (the tail set back to it), message 1's end then written to 5120: the
+ * next producer moves the tail past it taking no bytes, pushes 'c' at 1024, and the queue
+ * goes on: a, then message 1 dropped (SHMRPC_EPROTO), c, and four more fill it. Before,
+ * the tail went to the broken end, out of the frontier's reach, and the push said
+ * SHMRPC_ECORRUPT. */
+static void dead_producer_left_a_broken_end(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadend");
+    shmrpc_queue *a = open_fkind(name, &fkinds[2]);
+    push_fill(a, 1024, 'a', 0);
+    push_fill(a, 1024, 'b', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(2, 2048));
+    shmrpc_queue_close(a); /* gives the role back: the next producer takes it over */
+    poke64(name, TAIL_AT, POS(1, 1024));
+    poke32(name, DESC_AT(1) + 32, 5120);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q = open_q(name, &o);
+    push_fill(q, 1024, 'c', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 2048));
+    pop_fill(q, 1024, 'a');
+    unsigned char buf[2048];
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "(start 1024, length 1024, end 5120)"));
+    pop_fill(q, 1024, 'c');
+    assert_int_equal(peek64(name, FREED_AT), POS(3, 2048));
+    fills_with(q, 4);
+    shmrpc_queue_close(q);
+}
+
 /* The state of the slot at the head written to one no step leads to, in a work queue, one
  * with a single consumer and a broadcast queue holding 0, 1 and 2 (0 popped): a try says
  * empty; a pop that may wait has its check give the slot up (what it held is lost, counted
@@ -3815,6 +4021,10 @@ int main(void)
         T(corrupt_segments_refused),
         T(header_fields_refused),
         T(descriptors_written_over),
+        T(dropped_message_frees_its_room),
+        T(dropped_behind_a_lagging_tail),
+        T(lent_message_written_over),
+        T(dead_producer_left_a_broken_end),
         T(unknown_state_at_the_head),
         T(opens_refused_with_reasons),
         T(tail_slot_written_over),
