@@ -206,6 +206,13 @@ static void bad_args(void **state)
     shmrpc_queue_close(q);
 }
 
+/* One call refused with SHMRPC_EINVAL and its message. */
+#define REFUSED(call, says)                                                                        \
+    do {                                                                                           \
+        assert_int_equal((call), SHMRPC_EINVAL);                                                   \
+        assert_string_equal(shmrpc_errmsg(), (says));                                              \
+    } while (0)
+
 /* Each call's pointers refused one at a time: SHMRPC_EINVAL with its message, and nothing
  * queued or taken (the two messages pushed before come out after, whole and in order).
  * What may be NULL is not refused: no data for a message of 0 bytes, no buffer for a pop
@@ -232,53 +239,28 @@ static void null_arguments_each_refused(void **state)
     shmrpc_queue_info info;
     shmrpc_queue_stats st;
     shmrpc_queue_repair_info r;
-    struct {
-        int rc;
-        const char *says;
-    } got[] = {
-        {shmrpc_queue_push(NULL, "x", 1, 0), "queue or data is NULL"},
-        {shmrpc_queue_push(q, NULL, 1, 0), "queue or data is NULL"},
-        {shmrpc_queue_push_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL"},
-        {shmrpc_queue_reserve(NULL, 1, &s, 0), "queue or span is NULL"},
-        {shmrpc_queue_reserve(q, 1, NULL, 0), "queue or span is NULL"},
-        {shmrpc_queue_commit(NULL, &s), "not a reserved span"},
-        {shmrpc_queue_commit(q, NULL), "not a reserved span"},
-        {shmrpc_queue_pop(NULL, buf, sizeof buf, &len, 0), "queue, buf or len is NULL"},
-        {shmrpc_queue_pop(q, NULL, sizeof buf, &len, 0), "queue, buf or len is NULL"},
-        {shmrpc_queue_look(q, NULL, sizeof buf, &len), "queue, buf or len is NULL"},
-        {shmrpc_queue_pop_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL, or n is 0"},
-        {shmrpc_queue_peek(NULL, &s, 0), "queue or span is NULL"},
-        {shmrpc_queue_release(NULL, &s), "not a peeked span"},
-        {shmrpc_queue_release(q, NULL), "not a peeked span"},
-        {shmrpc_queue_get_info(NULL, &info), "queue or out is NULL"},
-        {shmrpc_queue_get_info(q, NULL), "queue or out is NULL"},
-        {shmrpc_queue_get_stats(NULL, &st), "queue or out is NULL"},
-        {shmrpc_queue_get_stats(q, NULL), "queue or out is NULL"},
-        {shmrpc_queue_repair(NULL, &r), "queue or out is NULL"},
-        {shmrpc_queue_repair(q, NULL), "queue or out is NULL"},
-    };
-    /* The calls above ran in order; each message is checked by running it again. */
-    for (size_t i = 0; i < sizeof got / sizeof got[0]; i++)
-        assert_int_equal(got[i].rc, SHMRPC_EINVAL);
-    assert_int_equal(shmrpc_queue_push(NULL, "x", 1, 0), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[0].says);
-    assert_int_equal(shmrpc_queue_reserve(q, 1, NULL, 0), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[4].says);
-    assert_int_equal(shmrpc_queue_commit(q, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[6].says);
-    assert_int_equal(shmrpc_queue_pop(q, NULL, sizeof buf, &len, 0), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[8].says);
-    assert_int_equal(shmrpc_queue_pop_batch(NULL, &m, 1, &done, 0), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[10].says);
+    /* Each refused with SHMRPC_EINVAL and its own message, checked right after its call. */
+    REFUSED(shmrpc_queue_push(NULL, "x", 1, 0), "queue or data is NULL");
+    REFUSED(shmrpc_queue_push(q, NULL, 1, 0), "queue or data is NULL");
+    REFUSED(shmrpc_queue_push_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL");
+    REFUSED(shmrpc_queue_reserve(NULL, 1, &s, 0), "queue or span is NULL");
+    REFUSED(shmrpc_queue_reserve(q, 1, NULL, 0), "queue or span is NULL");
+    REFUSED(shmrpc_queue_commit(NULL, &s), "not a reserved span");
+    REFUSED(shmrpc_queue_commit(q, NULL), "not a reserved span");
+    REFUSED(shmrpc_queue_pop(NULL, buf, sizeof buf, &len, 0), "queue, buf or len is NULL");
+    REFUSED(shmrpc_queue_pop(q, NULL, sizeof buf, &len, 0), "queue, buf or len is NULL");
+    REFUSED(shmrpc_queue_look(q, NULL, sizeof buf, &len), "queue, buf or len is NULL");
+    REFUSED(shmrpc_queue_pop_batch(NULL, &m, 1, &done, 0), "queue or msgs is NULL, or n is 0");
     assert_int_equal(done, 0);
-    assert_int_equal(shmrpc_queue_release(q, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[13].says);
-    assert_int_equal(shmrpc_queue_get_info(q, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[15].says);
-    assert_int_equal(shmrpc_queue_get_stats(NULL, &st), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[16].says);
-    assert_int_equal(shmrpc_queue_repair(q, NULL), SHMRPC_EINVAL);
-    assert_string_equal(shmrpc_errmsg(), got[19].says);
+    REFUSED(shmrpc_queue_peek(NULL, &s, 0), "queue or span is NULL");
+    REFUSED(shmrpc_queue_release(NULL, &s), "not a peeked span");
+    REFUSED(shmrpc_queue_release(q, NULL), "not a peeked span");
+    REFUSED(shmrpc_queue_get_info(NULL, &info), "queue or out is NULL");
+    REFUSED(shmrpc_queue_get_info(q, NULL), "queue or out is NULL");
+    REFUSED(shmrpc_queue_get_stats(NULL, &st), "queue or out is NULL");
+    REFUSED(shmrpc_queue_get_stats(q, NULL), "queue or out is NULL");
+    REFUSED(shmrpc_queue_repair(NULL, &r), "queue or out is NULL");
+    REFUSED(shmrpc_queue_repair(q, NULL), "queue or out is NULL");
     assert_int_equal(depth_of(q), 2);
 
     /* A span of the other kind: a peeked one is not committed, a reserved one not released;
