@@ -414,6 +414,30 @@ static inline bool sound(const shmrpc_queue *q, uint32_t start, uint32_t len, ui
            (len <= INLINE_MAX || (start & q->bmask) + (uint64_t)len <= q->b);
 }
 
+/* Where the frontier goes from byte *b past message m, given back, whose descriptor says
+ * start, len and end (each read once): its end when they add up and it is within the
+ * arena's reach. Else a bad write broke them (the message was dropped with EPROTO for it,
+ * or written over while lent), and the tail says, read only then: its message and byte
+ * halves move together, so a tail at m + 1 sits at m's end; a tail further on is past m's
+ * successor, whose own end frees m's bytes with its own: none now. A tail not yet past m
+ * (a single producer moves it after its commits) says nothing: false, and the frontier
+ * waits at m until it does. Trusting a broken end sent the frontier past the tail or into
+ * the next message's bytes; freeing nothing for it whatever the tail said left a queue
+ * with nothing behind it full for good. */
+static bool freed_to(const shmrpc_queue *q, uint32_t m, uint32_t start, uint32_t len, uint32_t end,
+                     uint32_t *b)
+{
+    if (end - *b <= q->b && sound(q, start, len, end)) {
+        *b = end;
+        return true;
+    }
+    uint64_t t = atomic_load(&q->hdr->tail);
+    int32_t ahead = (int32_t)(msg_of(t) - (m + 1));
+    if (ahead < 0) return false;
+    if (ahead == 0 && byte_of(t) - *b <= q->b) *b = byte_of(t);
+    return true;
+}
+
 static inline void bump(_Atomic uint64_t *c, uint64_t by)
 {
     atomic_fetch_add_explicit(c, by, memory_order_relaxed);
@@ -617,12 +641,14 @@ static void advance_frontier_by(shmrpc_queue *q, uint32_t already)
             if (!mine && !(lap_of(s) == m + q->n && st == S_FREE)) break;
             /* end before the desc is freed: once FREE, a producer may reuse it, but not
              * before the frontier passes it (it needs m + N - freed < N). */
-            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+            uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+            uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
+            uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed), to = b;
+            if (!freed_to(q, m, start, len, end, &to)) break; /* until the tail passes m */
             if (mine &&
                 !atomic_compare_exchange_strong(&d->state, &s, mkstate(m + q->n, S_FREE, 0)))
-                continue;                /* changed meanwhile: look at it again */
-            if (end - b > q->b) end = b; /* a bad write: free no bytes */
-            b = end;
+                continue; /* changed meanwhile: look at it again */
+            b = to;
             m++;
         }
         if (m == m0) break;
@@ -803,8 +829,13 @@ static int check_head_slot(shmrpc_queue *q, uint32_t hd, uint64_t s)
                 q->name, hd, s, msg_of(t));
 }
 
+static void sc_free(shmrpc_queue *q, uint32_t already);
+
 /* A consumer's look before it reports empty, and a waiter's now and then: the positions,
- * and the state at the head (a subscriber's cursor). */
+ * and the state at the head (a subscriber's cursor). A single consumer's frontier may wait
+ * at a message whose descriptor was written over until its producer moved the tail past it
+ * (freed_to): it looks again here, since nobody else moves it and the producers may wait
+ * for that room. */
 static int check_consuming(shmrpc_queue *q)
 {
     int rc = check_positions(q);
@@ -813,6 +844,7 @@ static int check_consuming(shmrpc_queue *q)
                   : q->sc  ? cons_head(q->sc_cons)
                            : atomic_load(&q->hdr->head);
     if (q->sc && q->cons_pid != self()) return 0; /* not taken the role yet */
+    if (q->sc) sc_free(q, 0);
     return check_head_slot(q, hd, atomic_load(&desc_at(q, hd)->state));
 }
 
@@ -1103,7 +1135,9 @@ static bool spin_begin(shmrpc_queue *q, due *dl, struct spin *sp)
 {
     sp->seat = -1;
     if (q->wait.mode == SHMRPC_WAIT_SLEEP) return false;
-    int64_t now = shmrpc__now_ns(), end = now + q->wait.spin_ns, at = due_at(dl);
+    int64_t now = shmrpc__now_ns(), at = due_at(dl);
+    /* Any budget the options hold: a sum past INT64_MAX (a signed overflow) is forever. */
+    int64_t end = q->wait.spin_ns < INT64_MAX - now ? now + q->wait.spin_ns : INT64_MAX;
     if (q->wait.mode == SHMRPC_WAIT_ADAPTIVE && (sp->seat = take_seat(q, now, &sp->occupant)) < 0)
         return false;
     sp->yield_after = now + SPIN_YIELD_NS;
@@ -1388,8 +1422,6 @@ static int publish(shmrpc_queue *q, uint32_t pos, struct producing *pr)
 
 enum { TAKE_AGAIN = 1, TAKE_EMPTY = 2 };
 
-static void sc_free(shmrpc_queue *q, uint32_t already);
-
 /* What a new holder of the producer's role finds: the tail, moved past the messages that a
  * dead holder committed but did not move it past, and the count of pushes. */
 static void take_over_producing(shmrpc_queue *q)
@@ -1411,8 +1443,14 @@ static void take_over_producing(shmrpc_queue *q)
     /* A batch publishes its run before it moves the tail once: a holder killed between
      * the two left up to a run of committed messages there, in order. */
     for (uint32_t i = 0; i < q->n && published(q, msg_of(t)); i++) {
-        uint32_t p = msg_of(t), end = atomic_load(&desc_at(q, p)->end);
-        if (end - byte_of(t) > q->b) end = byte_of(t); /* a bad write: take no bytes */
+        uint32_t p = msg_of(t);
+        struct q_desc *d = desc_at(q, p);
+        uint32_t start = atomic_load(&d->start), len = atomic_load(&d->len);
+        uint32_t end = atomic_load(&d->end);
+        /* A bad write (its start, length and end do not add up: consumers drop it unread):
+         * it takes no bytes, and the frontier, finding the tail at p + 1, frees none for
+         * it. Its end alone sent the tail out of the frontier's reach. */
+        if (end - byte_of(t) > q->b || !sound(q, start, len, end)) end = byte_of(t);
         t = mkpos(p + 1, end);
         atomic_store(&h->tail, t);
         bump(&h->repairs, 1);
@@ -1663,11 +1701,13 @@ static void sc_free(shmrpc_queue *q, uint32_t already)
         bool done = lap_of(s) == m && (st_of(s) == S_RELEASED || st_of(s) == S_ABANDONED);
         /* FREE of the next lap: freed by a holder that died before moving the frontier. */
         if (!done && !(lap_of(s) == m + q->n && st_of(s) == S_FREE)) break;
-        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (end - b > q->b) end = b; /* a bad write: free no bytes */
+        uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
+        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed), to = b;
+        if (!freed_to(q, m, start, len, end, &to)) break; /* until the tail passes m */
         if (done && !q->sp)
             atomic_store_explicit(&d->state, mkstate(m + q->n, S_FREE, 0), memory_order_release);
-        b = end;
+        b = to;
         m++;
         moved++;
     }
@@ -1742,19 +1782,26 @@ static int sc_try_take(shmrpc_queue *q, size_t cap, uint32_t *pos, uint32_t *sta
 static int sc_give_back(shmrpc_queue *q, uint32_t pos)
 {
     struct q_desc *d = desc_at(q, pos);
+    /* Behind the frontier it was given back already: with a single producer too, its state
+     * stays COMMITTED until the slot's next message. */
     if (q->cons_pid != self() || (int32_t)(cons_head(q->sc_cons) - pos) <= 0 ||
+        (int32_t)(pos - msg_of(q->sc_freed)) < 0 ||
         atomic_load_explicit(&d->state, memory_order_relaxed) != mkstate(pos, S_COMMITTED, 0))
         return fail(SHMRPC_EPROTO,
                     "queue '%s': message %" PRIu32 " is not one this single consumer took", q->name,
                     pos);
-    if (msg_of(q->sc_freed) != pos) {
+    /* Its descriptor read again: one written over since the take frees what the tail says
+     * (sc_free, freed_to); its end alone sent the frontier past the tail, and the producers
+     * wrote over messages not yet read. */
+    uint32_t b = byte_of(q->sc_freed);
+    uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    if (msg_of(q->sc_freed) != pos || end - b > q->b || !sound(q, start, len, end)) {
         atomic_store_explicit(&d->state, mkstate(pos, S_RELEASED, 0), memory_order_release);
         sc_free(q, 0);
         return 0;
     }
-    uint32_t b = byte_of(q->sc_freed);
-    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-    if (end - b > q->b) end = b; /* a bad write: free no bytes */
     /* Only other producers need to see FREE (they claim by a CAS from it); a single
      * producer goes by the frontier alone, so the slot's line stays the producer's to
      * write, and a message behind the frontier is old whatever its state says. */
@@ -2106,10 +2153,13 @@ static int give_back(shmrpc_queue *q, uint32_t pos)
     struct q_desc *d = desc_at(q, pos);
     uint64_t s = mkstate(pos, S_READING, self());
     uint64_t f = atomic_load(&h->freed);
-    if (msg_of(f) == pos) {
-        uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    uint32_t start = atomic_load_explicit(&d->start, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&d->len, memory_order_relaxed);
+    uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
+    /* A descriptor written over since the take goes the slow way: the advance asks the
+     * tail where it ends (freed_to). */
+    if (msg_of(f) == pos && end - byte_of(f) <= q->b && sound(q, start, len, end)) {
         if (atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + q->n, S_FREE, 0))) {
-            if (end - byte_of(f) > q->b) end = byte_of(f); /* a bad write: free no bytes */
             /* A failed CAS: another advancer finished our step (FREE, frontier at pos). */
             bool moved = atomic_compare_exchange_strong(&h->freed, &f, mkpos(pos + 1, end));
             advance_frontier_by(q, moved);
@@ -2183,11 +2233,13 @@ static void give_back_run(shmrpc_queue *q, uint32_t pos, uint32_t c)
     if (msg_of(f) == pos) {
         for (; j < c; j++) {
             struct q_desc *d = desc_at(q, pos + j);
+            uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+            uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
             uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
             uint64_t s = mkstate(pos + j, S_READING, me);
+            if (end - b > q->b || !sound(q, st, l, end)) break; /* written over: the advance */
             if (!atomic_compare_exchange_strong(&d->state, &s, mkstate(pos + j + q->n, S_FREE, 0)))
                 break;
-            if (end - b > q->b) end = b; /* a bad write: free no bytes */
             b = end;
         }
         if (j > 0) {
@@ -2342,18 +2394,22 @@ static size_t sc_pop_run(shmrpc_queue *q, shmrpc_queue_msg *msgs, size_t n, uint
             sc_give_back(q, pos + j);
         return c;
     }
-    uint32_t b = byte_of(q->sc_freed);
-    for (uint32_t j = 0; j < c; j++) {
+    uint32_t b = byte_of(q->sc_freed), j = 0;
+    for (; j < c; j++) {
         struct q_desc *d = desc_at(q, pos + j);
+        uint32_t st = atomic_load_explicit(&d->start, memory_order_relaxed);
+        uint32_t l = atomic_load_explicit(&d->len, memory_order_relaxed);
         uint32_t end = atomic_load_explicit(&d->end, memory_order_relaxed);
-        if (end - b > q->b) end = b; /* a bad write: free no bytes */
+        if (end - b > q->b || !sound(q, st, l, end)) break; /* written over since: below */
         if (!q->sp)
             atomic_store_explicit(&d->state, mkstate(pos + j + q->n, S_FREE, 0),
                                   memory_order_release);
         b = end;
     }
-    q->sc_freed = mkpos(pos + c, b);
-    sc_free(q, c);
+    q->sc_freed = mkpos(pos + j, b);
+    sc_free(q, j);
+    for (; j < c; j++)
+        sc_give_back(q, pos + j);
     return c;
 }
 
@@ -2565,16 +2621,19 @@ void shmrpc__queue_read_head(const void *head, shmrpc__queue_head *out)
 static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Appends a line to what the repair says it did. */
+/* Counts a rewrite, and appends its line to what the repair says it did if the line fits
+ * whole (with many subscribers' cursors it may not: the count is still every one). */
 static void said(shmrpc_queue_repair_info *out, const char *fmt, ...)
 {
-    size_t at = strlen(out->what);
-    if (at + 1 >= sizeof out->what) return;
+    out->fixed++;
+    char line[160];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(out->what + at, sizeof out->what - at, fmt, ap);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    out->fixed++;
+    size_t at = strlen(out->what);
+    if (n > 0 && (size_t)n < sizeof line && at + (size_t)n < sizeof out->what)
+        memcpy(out->what + at, line, (size_t)n + 1);
 }
 
 /* One look and rewrite of the positions that no single role holds: 0 (done), 1 (one moved
@@ -3221,9 +3280,9 @@ int shmrpc_queue_open(shmrpc_queue **out, const char *name, const shmrpc_queue_o
         return rc;
     }
     if ((o->single_producer && !q->sp) || (o->single_consumer && !q->sc)) {
-        shmrpc_queue_close(q);
-        return fail(SHMRPC_EPROTO, "queue '%s' was created without a single %s", name,
-                    o->single_producer && !q->sp ? "producer" : "consumer");
+        const char *role = o->single_producer && !q->sp ? "producer" : "consumer";
+        shmrpc_queue_close(q); /* the role read first: q is freed */
+        return fail(SHMRPC_EPROTO, "queue '%s' was created without a single %s", name, role);
     }
     if (o->subscribe) {
         rc = q->bcast

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <shmrpc.h>
 
 #include "faults.h"
+#include "queue_seg.h"
 
 #define RUNS_MAX 500 /* far more calls than any operation makes */
 #define TYPE "[i32]"
@@ -417,6 +419,129 @@ static void operations(void **state)
     sweep("producer-take-over", setup_dead_producer, run_push, check_take_over, m, false, 1);
 }
 
+/* A copy of a queue's segment in memory this test owns, as the fuzz target for segment
+ * validation drives it (runtime/src/queue_seg.h): the copy of a work queue holding "one"
+ * and "two". Each refusal has its reason; a handle over it pops the two messages, once and
+ * in order, and goes on; its allocation failing is SHMRPC_ENOMEM; only a broadcast
+ * segment's handle subscribes, once. */
+/* What segment_in_memory holds, released by its teardown also when an assertion fails:
+ * the queue made to copy (and its segment), the file read, the copy and the handle over it. */
+static struct {
+    shmrpc_queue *made, *wrapped;
+    FILE *file;
+    unsigned char *seg;
+} mem;
+
+static void mem_name(char *out, size_t cap, bool bcast)
+{
+    snprintf(out, cap, "%smem%d", token, (int)bcast);
+}
+
+static unsigned char *segment_copy(bool bcast, size_t *size)
+{
+    char name[96];
+    mem_name(name, sizeof name, bcast);
+    shmrpc_queue_opts o;
+    opts(&o, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE);
+    o.kind = bcast ? SHMRPC_QUEUE_BROADCAST : SHMRPC_QUEUE_WORK;
+    assert_int_equal(shmrpc_queue_open(&mem.made, name, &o), 0);
+    if (!bcast) {
+        assert_int_equal(shmrpc_queue_push(mem.made, "one", 3, 0), 0);
+        assert_int_equal(shmrpc_queue_push(mem.made, "two", 3, 0), 0);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "/dev/shm/shmrpc.queue.%s", name);
+    mem.file = fopen(path, "rb");
+    assert_non_null(mem.file);
+    assert_int_equal(fseek(mem.file, 0, SEEK_END), 0);
+    *size = (size_t)ftell(mem.file);
+    rewind(mem.file);
+    mem.seg = aligned_alloc(4096, (*size + 4095) / 4096 * 4096);
+    assert_non_null(mem.seg);
+    assert_int_equal(fread(mem.seg, 1, *size, mem.file), *size);
+    fclose(mem.file);
+    mem.file = NULL;
+    shmrpc_queue_close(mem.made);
+    mem.made = NULL;
+    assert_int_equal(shmrpc_queue_unlink(name), 0);
+    return mem.seg;
+}
+
+static int segment_in_memory_teardown(void **state)
+{
+    (void)state;
+    faults_disarm();
+    if (mem.wrapped) shmrpc_queue_close(mem.wrapped);
+    if (mem.made) shmrpc_queue_close(mem.made);
+    if (mem.file) fclose(mem.file);
+    free(mem.seg);
+    memset(&mem, 0, sizeof mem);
+    for (int bcast = 0; bcast < 2; bcast++) {
+        char name[96];
+        mem_name(name, sizeof name, bcast);
+        shmrpc_queue_unlink(name);
+    }
+    return 0;
+}
+
+static void segment_in_memory(void **state)
+{
+    (void)state;
+    size_t size;
+    unsigned char *seg = segment_copy(false, &size);
+    char why[256] = "";
+    assert_int_equal(shmrpc__queue_validate(seg, 100, why, sizeof why), SHMRPC_EPROTO);
+    assert_string_equal(why, "not a queue segment (size 100)");
+    assert_int_equal(shmrpc__queue_validate(seg, size, why, sizeof why), 0);
+    assert_int_equal(shmrpc__queue_wrap(seg, 100, &mem.wrapped), SHMRPC_EPROTO);
+    assert_null(mem.wrapped);
+    uint32_t cap, six = 6;
+    memcpy(&cap, seg + 16, 4);
+    memcpy(seg + 16, &six, 4);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &mem.wrapped), SHMRPC_EPROTO);
+    assert_non_null(strstr(shmrpc_errmsg(), "its header does not add up (capacity:"));
+    memcpy(seg + 16, &cap, 4);
+    faults_arm(1, "calloc");
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &mem.wrapped), SHMRPC_ENOMEM);
+    assert_true(faults_hit());
+    faults_disarm();
+    assert_null(mem.wrapped);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &mem.wrapped), 0);
+    assert_int_equal(shmrpc__queue_subscribe(mem.wrapped), SHMRPC_EINVAL); /* a work queue */
+    char buf[8];
+    size_t len;
+    const char *want[] = {"one", "two"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(shmrpc_queue_pop(mem.wrapped, buf, sizeof buf, &len, 0), 0);
+        assert_int_equal(len, 3);
+        assert_memory_equal(buf, want[i], 3);
+    }
+    assert_int_equal(shmrpc_queue_pop(mem.wrapped, buf, sizeof buf, &len, 0), SHMRPC_ETIMEDOUT);
+    for (int i = 0; i < 20; i++) { /* past the ring's end */
+        assert_int_equal(shmrpc_queue_push(mem.wrapped, &i, sizeof i, 0), 0);
+        int got;
+        assert_int_equal(shmrpc_queue_pop(mem.wrapped, &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, i);
+    }
+    shmrpc_queue_close(mem.wrapped);
+    mem.wrapped = NULL;
+    free(seg);
+    mem.seg = NULL;
+
+    seg = segment_copy(true, &size);
+    assert_int_equal(shmrpc__queue_wrap(seg, size, &mem.wrapped), 0);
+    assert_int_equal(shmrpc__queue_subscribe(mem.wrapped), 0);
+    assert_int_equal(shmrpc__queue_subscribe(mem.wrapped), SHMRPC_EINVAL); /* once */
+    assert_int_equal(shmrpc_queue_push(mem.wrapped, "all", 3, 0), 0);
+    assert_int_equal(shmrpc_queue_pop(mem.wrapped, buf, sizeof buf, &len, 0), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "all", 3);
+    shmrpc_queue_close(mem.wrapped);
+    mem.wrapped = NULL;
+    free(seg);
+    mem.seg = NULL;
+}
+
 int main(void)
 {
     snprintf(token, sizeof token, "qflt.%d.", (int)getpid());
@@ -429,6 +554,7 @@ int main(void)
         cmocka_unit_test(open_overwrites),
         cmocka_unit_test(open_subscribes),
         cmocka_unit_test(operations),
+        cmocka_unit_test_teardown(segment_in_memory, segment_in_memory_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A work queue whose head or tail a bad write sent where no step leads (zeros, all ones, out
- * of range, one message past the tail), and one whose head descriptor was written over, while real producer and
- * consumer processes push and pop: the stall must be said (SHMRPC_ECORRUPT, naming the
+ * of range, one message past the tail), and one whose head descriptor was written over, while real
+ * producer and consumer processes push and pop: the stall must be said (SHMRPC_ECORRUPT, naming the
  * word) within seconds, `shmrpcctl queue repair` must make the queue move again, and no
  * acknowledged message may be lost or delivered twice beyond what docs/queue.md says (a
  * broken head descriptor loses the message it held, with SHMRPC_EPROTO). Every child is
@@ -920,7 +920,10 @@ static void roles_words_rebuilt(const struct word_case *cases, size_t n)
 
 /* A queue with one of the two roles: the shared words of the other side written where no
  * step leads (a single producer's queue: the frontier far behind, its byte far off; a
- * single consumer's: the tail far ahead, its byte far off): the repair rebuilds them from
+ * single consumer's: the tail far ahead, its byte far off), and those of the role (the
+ * single producer's tail far ahead, its byte far behind; the single consumer's head past
+ * the tail or behind the frontier, its frontier's byte ahead of the tail's, its message far
+ * behind): the repair rebuilds them from
  * the descriptors, says exactly that, and the 7 messages left come out once, in order. */
 static void one_role_rebuilt(void **state)
 {
@@ -930,12 +933,24 @@ static void one_role_rebuilt(void **state)
          "frontier {message 4294967199, byte 192} -> {3, 192}\n"},
         {"sp_freed_bytes", FREED_OFF, (uint64_t)(uint32_t)(192 - 16384) << 32 | 3,
          "frontier {message 3, byte 4294951104} -> {3, 192}\n"},
+        {"sp_tail_ahead", TAIL_OFF, (uint64_t)640 << 32 | 110,
+         "single producer's tail {message 110, byte 640} -> {10, 640}\n"},
+        {"sp_tail_bytes_behind", TAIL_OFF, (uint64_t)(uint32_t)(640 - 3 * 8192) << 32 | 10,
+         "single producer's tail {message 10, byte 4294943360} -> {10, 640}\n"},
     };
     struct word_case sc[] = {
         {"sc_tail", TAIL_OFF, (uint64_t)640 << 32 | 110,
          "tail {message 110, byte 640} -> {10, 640}\n"},
         {"sc_tail_bytes", TAIL_OFF, (uint64_t)(640 + 3 * 8192) << 32 | 10,
          "tail {message 10, byte 25216} -> {10, 640}\n"},
+        {"sc_cons_past", CONS_OFF, (uint64_t)3 << 32 | 103,
+         "single consumer's head 103 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"sc_cons_behind", CONS_OFF, (uint64_t)3 << 32 | 1,
+         "single consumer's head 1 -> 3, frontier {message 3, byte 192} -> {3, 192}\n"},
+        {"sc_freed_bytes_ahead", FREED_OFF, (uint64_t)(192 + 1024) << 32 | 3,
+         "single consumer's head 3 -> 3, frontier {message 3, byte 1216} -> {3, 192}\n"},
+        {"sc_freed_far_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "single consumer's head 3 -> 3, frontier {message 4294967199, byte 192} -> {3, 192}\n"},
     };
     only_producer = true;
     roles_words_rebuilt(sp, sizeof sp / sizeof sp[0]);
@@ -943,6 +958,107 @@ static void one_role_rebuilt(void **state)
     only_consumer = true;
     roles_words_rebuilt(sc, sizeof sc / sizeof sc[0]);
     only_consumer = false;
+}
+
+/* A work queue's shared words written, with nobody using the queue, where no step leads:
+ * the tail behind messages queued (by two, and far), ahead of every claim; the frontier
+ * ahead of a message not given back, and far behind; the head far behind the frontier,
+ * past the tail, and past two messages nobody took. The repair puts each back where the
+ * descriptors say, says exactly that in one line, and the 7 messages left come out once,
+ * in order. */
+static void work_words_rebuilt(void **state)
+{
+    (void)state;
+    struct word_case cases[] = {
+        {"tail_by_two", TAIL_OFF, (uint64_t)512 << 32 | 8,
+         "tail {message 8, byte 512} -> {10, 640}\n"},
+        {"tail_far_behind", TAIL_OFF, (uint64_t)640 << 32 | (uint32_t)(10 - 100),
+         "tail {message 4294967206, byte 640} -> {10, 640}\n"},
+        {"tail_ahead", TAIL_OFF, (uint64_t)768 << 32 | 12,
+         "tail {message 12, byte 768} -> {10, 640}\n"},
+        {"freed_ahead", FREED_OFF, (uint64_t)320 << 32 | 5,
+         "frontier {message 5, byte 320} -> {3, 192}\n"},
+        {"freed_far_behind", FREED_OFF, (uint64_t)192 << 32 | (uint32_t)(3 - 100),
+         "frontier {message 4294967199, byte 192} -> {3, 192}\n"},
+        {"head_far_behind", HEAD_OFF, (uint32_t)(3 - 100), "head 4294967199 -> 3\n"},
+        {"head_past_tail", HEAD_OFF, 12, "head 12 -> 3\n"},
+        {"head_past_two", HEAD_OFF, 5, "head 5 -> 3\n"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unsigned char *seg;
+        size_t size;
+        shmrpc_queue *q = ten_pushed(cases[c].what, &seg, &size);
+        if (cases[c].off == HEAD_OFF)
+            atomic_store((_Atomic uint32_t *)(seg + HEAD_OFF), (uint32_t)cases[c].v);
+        else
+            atomic_store((_Atomic uint64_t *)(seg + cases[c].off), cases[c].v);
+        shmrpc_queue_repair_info r;
+        assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+        printf("  %s: %s", cases[c].what, r.what);
+        assert_string_equal(r.what, cases[c].says);
+        assert_int_equal(r.fixed, 1);
+        rest_in_order(q);
+        munmap(seg, size);
+        shmrpc_queue_close(q);
+        assert_int_equal(shmrpc_queue_unlink(qname), 0);
+    }
+}
+
+/* Twenty subscribers' cursors of a broadcast queue all sent past the tail: one repair
+ * rewrites them all and counts every one in fixed, though its text has room for the first
+ * few lines only (each whole, the text cut between lines); then every subscriber gets what
+ * comes next, once. */
+static void many_cursors_repaired(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    snprintf(qname, sizeof qname, "queue_repair.%d.cursors", (int)getpid());
+    shmrpc_queue_opts o = opts(SHMRPC_QUEUE_CREATE_NEW_OVERWRITE);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    o.subscribe = true;
+    shmrpc_queue *subs[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_open(&subs[i], qname, &o), 0);
+        o.mode = SHMRPC_QUEUE_CONNECT_TO_EXISTING;
+    }
+    uint32_t v = 7, got;
+    size_t len;
+    assert_int_equal(shmrpc_queue_push(subs[0], &v, sizeof v, 0), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, 7);
+    }
+    size_t size;
+    unsigned char *seg = map_queue(&size);
+    for (int i = 0; i < N; i++)
+        atomic_store((_Atomic uint32_t *)(seg + DESC_OFF + CAPACITY * DESC_SIZE + 64 * i + 8),
+                     1005);
+    shmrpc_queue_repair_info r;
+    assert_int_equal(shmrpc_queue_repair(subs[0], &r), 0);
+    printf("  %u fixed: %s", r.fixed, r.what);
+    assert_int_equal(r.fixed, N);
+    /* Whole lines, subscriber 0's first and in order, as many as fit: the next did not. */
+    size_t at = 0;
+    int lines = 0;
+    char line[64];
+    for (; lines < N; lines++) {
+        int n = snprintf(line, sizeof line, "subscriber %d's cursor 1005 -> 1\n", lines);
+        if (strncmp(r.what + at, line, (size_t)n) != 0) break;
+        at += (size_t)n;
+    }
+    assert_int_equal(r.what[at], '\0');
+    assert_true(lines > 0 && lines < N);
+    assert_true(at + strlen(line) >= sizeof r.what);
+    v = 8;
+    assert_int_equal(shmrpc_queue_push(subs[0], &v, sizeof v, 0), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), 0);
+        assert_int_equal(got, 8);
+        assert_int_equal(shmrpc_queue_pop(subs[i], &got, sizeof got, &len, 0), SHMRPC_ETIMEDOUT);
+        shmrpc_queue_close(subs[i]);
+    }
+    munmap(seg, size);
+    assert_int_equal(shmrpc_queue_unlink(qname), 0);
 }
 
 int main(void)
@@ -957,6 +1073,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(consumer_words_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(producer_tail_rebuilt, setup, teardown),
         cmocka_unit_test_setup_teardown(one_role_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(work_words_rebuilt, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_cursors_repaired, setup, teardown),
         cmocka_unit_test_setup_teardown(repair_beside_a_live_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_zeros, setup, teardown),
         cmocka_unit_test_setup_teardown(head_descriptor_ones, setup, teardown),
