@@ -1207,6 +1207,17 @@ static int count_ticket(SSL *s, void *arg)
     return 1;
 }
 
+/* A client's TLS settings that do not check the server's certificate (tls.h). */
+static shmrpc__tls *unverifying_client(shmrpc_buf *err)
+{
+    shmrpc__tcp_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tls_verify = SHMRPC_TLS_VERIFY_OFF;
+    shmrpc__tls *t;
+    assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, err), 0);
+    return t;
+}
+
 /* A shmrpc TLS client connection io (tls.h) over a TCP pair, whose server is OpenSSL over
  * memory BIOs (*s, on *sfd) with the suite AES-128-GCM and tickets as many as given; the
  * handshake done, and the server's application traffic secret in traffic_secret[1]. */
@@ -1261,13 +1272,9 @@ static hand_records server_records(void)
 static void tickets_at_a_client(void **state)
 {
     (void)state;
-    shmrpc__tcp_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.tls_verify = SHMRPC_TLS_VERIFY_OFF;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    shmrpc__tls *t;
-    assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, &err), 0);
+    shmrpc__tls *t = unverifying_client(&err);
     /* NewSessionTicket (RFC 8446, 4.6.1): lifetime 0, age_add 0, no nonce, a ticket of one
      * byte, no extensions; then its inner content type (handshake). */
     static const uint8_t ticket[] = {4, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'T', 0, 0, 22};
@@ -1344,13 +1351,9 @@ static void tickets_at_a_client(void **state)
 static void pending_means_a_whole_record(void **state)
 {
     (void)state;
-    shmrpc__tcp_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.tls_verify = SHMRPC_TLS_VERIFY_OFF;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    shmrpc__tls *t;
-    assert_int_equal(shmrpc__tls_client_new(&cfg, "127.0.0.1:1", true, &t, &err), 0);
+    shmrpc__tls *t = unverifying_client(&err);
     SSL_CTX *sctx;
     shmrpc__io io;
     SSL *s;
