@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/status.h>
+
 #include "sup_helpers.h"
 
 typedef struct fixture {
@@ -756,6 +758,41 @@ static void log_dir_not_made(void **state)
     assert_null(strstr(said, "sleeper: pid"));
 }
 
+/* A log that is a folder: the supervisor's own (not --foreground), said on stderr with the
+ * path and the reason; a service's, said with the service; exit 1 either way, and no
+ * service started. */
+static void logs_that_are_folders(void **state)
+{
+    fixture *f = *state;
+    static const char ini[] = "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+                              "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n";
+    char path[128], want[256];
+    snprintf(path, sizeof path, "%s/logs", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/logs/shmrpc-service.log", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    start(f, ini, false);
+    int st = sup_wait_exit(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    snprintf(want, sizeof want, "shmrpc-service: cannot open %s/logs/shmrpc-service.log: %s\n",
+             f->dir, shmrpc_strerror(SHMRPC_ESYS(EISDIR)));
+    assert_string_equal(sup_slurp(f->dir, "supervisor.err"), want);
+
+    assert_int_equal(rmdir(path), 0);
+    snprintf(path, sizeof path, "%s/logs/sleeper.log", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    start(f, ini, true);
+    st = sup_wait_exit(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *said = sup_slurp(f->dir, "supervisor.err");
+    snprintf(want, sizeof want, "shmrpc-service: sleeper: cannot open its pipe or log: %s\n",
+             shmrpc_strerror(SHMRPC_ESYS(EISDIR)));
+    if (!strstr(said, want)) fail_msg("%s", said);
+    assert_null(strstr(said, "sleeper: started"));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -774,6 +811,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sigterm_twice_kills, setup, teardown),
         cmocka_unit_test_setup_teardown(second_supervisor_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(log_dir_not_made, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_that_are_folders, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));
