@@ -2478,6 +2478,29 @@ static void control_commands_refuse_misuse(void **state)
         assert_int_equal(r.status, 2);
         assert_string_equal(r.err, "shmrpcctl: logs: -n takes 1 to 1000 lines\n");
     }
+    static const char *const workers[] = {"0", "1025", "two"};
+    for (size_t i = 0; i < 3; i++) {
+        ctl(&r, NULL, "scale", "svc", workers[i], NULL);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.err, "shmrpcctl: scale: WORKERS is a number from 1 to 1024\n");
+    }
+    ctl(&r, NULL, "status", "--no-wait", NULL);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status",
+                        strlen("usage: shmrpcctl [-a ADDRESS | --ini FILE] status")) == 0);
+    /* Right usage, and no supervisor: none registered (2), or none at -a (1). */
+    ctl(&r, NULL, "scale", "svc", "2", NULL);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "shmrpcctl: scale: which supervisor? None of yours",
+                        strlen("shmrpcctl: scale: which supervisor? None of yours")) == 0);
+    ctl(&r, NULL, "scale", "svc", "2", "-a", "shm://shmrpc-ctl-test-none", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(
+        strncmp(
+            r.err, "shmrpcctl: scale: cannot reach the supervisor at shm://shmrpc-ctl-test-none: ",
+            strlen(
+                "shmrpcctl: scale: cannot reach the supervisor at shm://shmrpc-ctl-test-none: ")) ==
+        0);
     ctl(&r, NULL, "scale", "--help", NULL);
     assert_int_equal(r.status, 0);
     assert_true(strncmp(r.out, "usage: shmrpcctl [-a ADDRESS | --ini FILE] scale SERVICE WORKERS",
