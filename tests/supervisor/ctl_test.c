@@ -2310,6 +2310,7 @@ static void codec_depth(void **state)
 static const char *const env_names[] = {"XDG_RUNTIME_DIR", "SHMRPC_CONTROL", "SHMRPC_INI"};
 static char *env_saved[3];
 static char reg_root[64];
+static pid_t reg_kids[2]; /* live processes that registry entries name */
 
 static int registry_setup(void **state)
 {
@@ -2336,8 +2337,21 @@ static int registry_teardown(void **state)
         free(env_saved[i]);
         env_saved[i] = NULL;
     }
+    for (int i = 0; i < 2; i++) {
+        if (reg_kids[i] > 0) {
+            kill(reg_kids[i], SIGKILL);
+            waitpid(reg_kids[i], NULL, 0);
+        }
+        reg_kids[i] = 0;
+    }
     if (reg_root[0]) sup_rm_tree(reg_root);
     return 0;
+}
+
+static int by_pid_line(const void *a, const void *b)
+{
+    return atoi(strstr(*(char *const *)a, "(pid ") + 5) -
+           atoi(strstr(*(char *const *)b, "(pid ") + 5);
 }
 
 /* Field 22 of /proc/self/stat: this process's start, as the registry records it. */
@@ -2435,6 +2449,45 @@ static void control_commands_find_the_supervisor(void **state)
     setenv("SHMRPC_CONTROL", "", 1);
     setenv("SHMRPC_INI", "", 1);
     ctl(&r, NULL, "logs", "svc", NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+
+    /* Five, listed by pid (more than the list's first room for four). */
+    static char lines[5][160];
+    char *order[5];
+    memcpy(lines[0], a_line, sizeof a_line);
+    memcpy(lines[1], b_line, sizeof b_line);
+    pid_t named[3] = {1, 0, 0};
+    for (int i = 0; i < 2; i++) {
+        reg_kids[i] = fork();
+        assert_true(reg_kids[i] >= 0);
+        if (reg_kids[i] == 0) {
+            alarm(30);
+            for (;;)
+                pause();
+        }
+        named[1 + i] = reg_kids[i];
+    }
+    for (int i = 0; i < 3; i++) {
+        char file[32];
+        snprintf(file, sizeof file, "more%d.sup", i);
+        snprintf(text, sizeof text,
+                 "pid=%d\nini=/srv/c%d/service.ini\ncontrol=shm://shmrpc-ctl-test-c%d\npage=none\n",
+                 (int)named[i], i, i);
+        reg_file(file, text);
+        snprintf(
+            lines[2 + i], sizeof lines[2 + i],
+            "  --ini /srv/c%d/service.ini  (pid %d, page none, -a shm://shmrpc-ctl-test-c%d)\n", i,
+            (int)named[i], i);
+    }
+    for (int i = 0; i < 5; i++)
+        order[i] = lines[i];
+    qsort(order, 5, sizeof *order, by_pid_line);
+    snprintf(
+        want, sizeof want,
+        "shmrpcctl: stop: which supervisor? 5 of yours run; choose one with --ini:\n%s%s%s%s%s",
+        order[0], order[1], order[2], order[3], order[4]);
+    ctl(&r, NULL, "stop", "svc", NULL);
     assert_int_equal(r.status, 2);
     assert_string_equal(r.err, want);
 

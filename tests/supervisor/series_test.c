@@ -558,7 +558,7 @@ static void series_torn_line_and_failed_rotation(void **state)
     pid_t worker = 0, leader = fake_server(f, &worker);
     for (int i = 0; i < 2; i++) {
         cfg[i].s.log_dir = logs;
-        cfg[i].s.log_max_bytes = i ? 4096 : 1 << 20;
+        cfg[i].s.log_max_bytes = i ? 4096 : 0; /* torn: none, bounded at 10 MiB */
         cfg[i].s.series_interval_ms = 1000;
         svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = leader};
     }
@@ -586,6 +586,8 @@ static void series_torn_line_and_failed_rotation(void **state)
     }
     fclose(r);
     assert_int_equal(lines, 1 + 39); /* 40 samples, the first a baseline */
+    snprintf(path, sizeof path, "%s/torn.series.1", logs);
+    assert_int_equal(access(path, F_OK), -1); /* far from 10 MiB: not rotated */
 
     char want[256];
     snprintf(want, sizeof want, "stuck: cannot rotate %s/stuck.series: %s (said once)\n", logs,
