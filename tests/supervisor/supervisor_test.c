@@ -793,6 +793,34 @@ static void logs_that_are_folders(void **state)
     assert_null(strstr(said, "sleeper: started"));
 }
 
+/* The registry file of a supervisor whose page listens on ::1: the page's address in
+ * brackets, with its port; removed when the supervisor stops. */
+static void registry_names_an_ipv6_page(void **state)
+{
+    fixture *f = *state;
+    char run[96], ns[128], ini[512];
+    snprintf(run, sizeof run, "%s/run", f->dir);
+    assert_int_equal(mkdir(run, 0700), 0);
+    snprintf(ns, sizeof ns, "%s/notify", f->dir);
+    int port = 20000 + (int)(getpid() % 20000);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[web monitor]\nhost = ::1\nport = %d\n\n"
+             "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n",
+             port);
+    const char *env[] = {"NOTIFY_SOCKET", ns, "XDG_RUNTIME_DIR", run, NULL};
+    f->sup = sup_start_in(f->dir, ini, true, 60, env);
+    char name[64], want[96];
+    snprintf(name, sizeof name, "run/shmrpc/%d.sup", (int)f->sup);
+    snprintf(want, sizeof want, "\npage=http://[::1]:%d/\n", port);
+    for (int64_t end = sup_now_ms() + 10000; !strstr(sup_slurp(f->dir, name), want); sup_nap_ms(20))
+        if (sup_now_ms() > end) fail_msg("%s: '%s'", name, sup_slurp(f->dir, name));
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(sup_slurp(f->dir, name), ""); /* removed */
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -812,6 +840,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(second_supervisor_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(log_dir_not_made, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_that_are_folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(registry_names_an_ipv6_page, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));
