@@ -174,6 +174,7 @@ static shmrpc_client *connect_to(const opts *o, int *st)
     if (!addr && !ini) ini = getenv("SHMRPC_INI");
     if (ini && !*ini) ini = NULL;
     if (!addr && !ini && !(addr = find_one(o, found, sizeof found, st))) return NULL;
+    *st = 1; /* named (find_one left 2): what fails from here is reaching it */
     if (!addr) {
         int rc = cfg_control_address(ini, derived, sizeof derived);
         if (rc) {

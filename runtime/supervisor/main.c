@@ -60,7 +60,8 @@ static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environ
 static char page_url[128];  /* the page's http://HOST:PORT/ for STATUS=; "": none */
 
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
- * or, with a leading '@', an abstract name. */
+ * or, with a leading '@', an abstract name. Never waits: a reader whose queue is full (it
+ * reads none, or is stuck) costs that message, said, and never stalls the main loop. */
 static void notify(const char *msg)
 {
     if (!notify_socket) return;
@@ -69,7 +70,7 @@ static void notify(const char *msg)
     if ((notify_socket[0] != '/' && notify_socket[0] != '@') || len >= sizeof sa.sun_path) return;
     memcpy(sa.sun_path, notify_socket, len);
     if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return;
     if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)

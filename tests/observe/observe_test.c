@@ -298,6 +298,25 @@ static void worker_rule(void **state)
     assert_int_equal(workers_of(exec, 4, true, w), 2);
     assert_int_equal(w[0], 31);
     assert_int_equal(w[1], 32);
+    /* obs_group_workers: the count of all, the first cap pids only; a leader not in v, or
+     * none (0), has none. v holds two groups, sorted by group then pid. */
+    obs_proc both[13];
+    memcpy(both, tcp, sizeof tcp);
+    memcpy(both + 9, exec, sizeof exec);
+    pid_t few[3] = {0, 0, -5};
+    assert_int_equal(obs_group_workers(both, 13, 10, false, few, 2), 4);
+    assert_int_equal(few[0], 11);
+    assert_int_equal(few[1], 12);
+    assert_int_equal(few[2], -5); /* not written */
+    assert_int_equal(obs_group_workers(both, 13, 30, true, w, 16), 2);
+    assert_int_equal(w[0], 31);
+    assert_int_equal(obs_group_workers(both, 13, 99, false, w, 16), 0);
+    /* Kernel threads are in group 0, which is no service's. */
+    const obs_proc kthreads[] = {
+        {.pid = 2, .ppid = 0, .pgrp = 0},
+        {.pid = 3, .ppid = 2, .pgrp = 0},
+    };
+    assert_int_equal(obs_group_workers(kthreads, 2, 0, true, w, 16), 0);
 }
 
 /* /proc/PID/stat as the kernel writes it, a name with ') (' in it included. */
@@ -326,6 +345,13 @@ static void stat_parse(void **state)
     assert_int_equal(p.start, 9);
     assert_false(obs_proc_parse(7, "7 (cut", &p));
     assert_false(obs_proc_parse(7, "7 (x) R 1", &p));
+    /* Fields enough, but no name in parentheses: none at all, or a ')' before the '('. */
+    assert_false(obs_proc_parse(7, "7 x) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5", &p));
+    assert_false(obs_proc_parse(7, "7 ) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5 (x", &p));
+    /* Only the whole name is the TCP manager's. */
+    assert_true(
+        obs_proc_parse(7, "7 (shmrpc-tc) R 1 7 7 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 9 0 5", &p));
+    assert_false(p.tcp_named);
 }
 
 int main(void)

@@ -603,6 +603,89 @@ static void logs_of_a_large_log(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* The log lines of a service (logs(name, n)): the last n, whole, the file rotated before
+ * (NAME.log.1) read first when the current one has fewer, its cut last line ended; a
+ * NAME.log.1 that cannot be read leaves the current file alone. A name the supervisor does
+ * not run: not found, shown to 64 bytes, with the services' names, to 199 bytes. */
+/* Whether a line (not NUL-terminated) holds part. */
+static bool holds(shmrpc_str line, const char *part)
+{
+    return memmem(line.ptr, line.len, part, strlen(part)) != NULL;
+}
+
+static void logs_join_the_rotated_file(void **state)
+{
+    fixture *f = *state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/logs", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/logs/quiet.log.1", f->dir);
+    assert_int_equal(sup_write_file(path, "old 1\nold 2\nold-cut"), 0);
+    snprintf(path, sizeof path, "%s/logs/blocked.log.1", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    char longs[3][64], ini[1024];
+    for (int i = 0; i < 3; i++) {
+        memset(longs[i], 'a' + i, 60);
+        longs[i][60] = '\0';
+    }
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[quiet]\nexec = %s 2 20\n\n[blocked]\nexec = %s 2 20\n\n[%s]\nexec = %s 0 20\n\n"
+             "[%s]\nexec = %s 0 20\n\n[%s]\nexec = %s 0 20\n",
+             CHATTER, CHATTER, longs[0], CHATTER, longs[1], CHATTER, longs[2], CHATTER);
+    start(f, ini);
+    control_list_String lines;
+    static const char *const names[] = {"quiet", "blocked"};
+    for (int k = 0; k < 2; k++) {
+        for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(20)) {
+            int rc = control_logs(f->c, shmrpc_str_c(names[k]), 1000, &lines);
+            if (rc == 0 && lines.len > 0 && holds(lines.items[lines.len - 1], " chatter: done"))
+                break;
+            assert_true(sup_now_ms() < end);
+        }
+    }
+    static const char *const chatter[] = {" chatter line 00000 ", " chatter line 00001 ",
+                                          " chatter: done"};
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("quiet"), 1000, &lines), 0);
+    assert_int_equal(lines.len, 6);
+    assert_true(is(lines.items[0], "old 1"));
+    assert_true(is(lines.items[1], "old 2"));
+    assert_true(is(lines.items[2], "old-cut"));
+    for (int i = 0; i < 3; i++) {
+        const shmrpc_str *l = &lines.items[3 + i];
+        size_t n = strlen(chatter[i]);
+        if (l->len < n || memcmp(l->ptr + l->len - n, chatter[i], n) != 0)
+            fail_msg("line %d: '%.*s'", 3 + i, (int)l->len, l->ptr);
+    }
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("quiet"), 4, &lines), 0);
+    assert_int_equal(lines.len, 4);
+    assert_true(is(lines.items[0], "old-cut"));
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("quiet"), 3, &lines), 0);
+    assert_int_equal(lines.len, 3);
+    assert_true(holds(lines.items[0], chatter[0]));
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("blocked"), 1000, &lines), 0);
+    assert_int_equal(lines.len, 3);
+    assert_true(holds(lines.items[0], chatter[0]));
+
+    /* The names of the services, cut at 199 bytes. */
+    char list[512], want[512];
+    snprintf(list, sizeof list, "quiet, blocked, %s, %s, %s", longs[0], longs[1], longs[2]);
+    snprintf(want, sizeof want, "no service 'nope'; the services are: %.199s", list);
+    assert_int_equal(control_logs(f->c, shmrpc_str_c("nope"), 10, &lines), SHMRPC_ENOENT);
+    assert_string_equal(shmrpc_errmsg(), want);
+    /* A name of 70 bytes, shown to 64 (the message is then cut at the status's 255). */
+    char name[80];
+    memset(name, 'n', 70);
+    name[70] = '\0';
+    snprintf(want, sizeof want, "no service '%.64s...'; the services are: quiet, blocked, aaa",
+             name);
+    assert_int_equal(control_logs(f->c, shmrpc_str_c(name), 10, &lines), SHMRPC_ENOENT);
+    assert_true(strncmp(shmrpc_errmsg(), want, strlen(want)) == 0);
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -610,6 +693,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(control, setup, teardown),
         cmocka_unit_test_setup_teardown(control_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(logs_of_a_large_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_join_the_rotated_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

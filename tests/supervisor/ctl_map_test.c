@@ -26,6 +26,8 @@
 #include "sup_helpers.h"
 
 #define RAW_MAP "cache.ctl_map_test_raw"
+#define TWO_KEY_MAP "cache.ctl_map_test_two_keys"
+#define BAD_TYPE_MAP "cache.ctl_map_test_bad_type"
 
 typedef sup_run run;
 
@@ -37,6 +39,8 @@ static void remove_maps(void)
     shmrpc_map_unlink_quiet(CACHE_MAP_ENTRIES);
     shmrpc_map_unlink_quiet(CACHE_MAP_COMPUTED);
     shmrpc_map_unlink_quiet(RAW_MAP);
+    shmrpc_map_unlink_quiet(TWO_KEY_MAP);
+    shmrpc_map_unlink_quiet(BAD_TYPE_MAP);
 }
 
 static int setup(void **state)
@@ -237,12 +241,140 @@ static void ctl_refuses_what_is_not_there(void **state)
     assert_int_equal(shmrpc_map_open(&m, "cache.no_such_map", &o), SHMRPC_ENOENT);
 }
 
+/* The usage: 0 and it on stdout when asked, 2 and it on stderr for an option the
+ * subcommand does not take or a count of arguments it does not take; nothing opened. */
+static void ctl_map_usage(void **state)
+{
+    (void)state;
+    run r;
+    static const char *const asks[][3] = {{"--help", NULL}, {"-h", NULL}, {"get", "-h", NULL}};
+    for (size_t i = 0; i < sizeof asks / sizeof *asks; i++) {
+        ctl(&r, NULL, "map", asks[i][0], asks[i][1], NULL);
+        assert_int_equal(r.status, 0);
+        assert_true(strncmp(r.out, "usage: shmrpcctl map stat [--json] NAME\n", 40) == 0);
+        assert_string_equal(r.err, "");
+    }
+    static const char *const bad[][5] = {
+        {NULL},
+        {"get", "--json", RAW_MAP, "k", NULL},
+        {"stat", "--bytes", RAW_MAP, NULL},
+        {"stat", "--base64", RAW_MAP, NULL},
+        {"stat", NULL},
+        {"stat", RAW_MAP, "k", NULL},
+        {"keys", RAW_MAP, "k", NULL},
+        {"del", RAW_MAP, "k", "v", NULL},
+        {"put", RAW_MAP, "k", "v", "w"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ctl(&r, NULL, "map", bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL);
+        if (r.status != 2 || r.out[0] || strncmp(r.err, "usage: shmrpcctl map stat", 25) != 0)
+            fail_msg("map %s %s: %d '%s' '%s'", bad[i][0] ? bad[i][0] : "",
+                     bad[i][1] ? bad[i][1] : "", r.status, r.out, r.err);
+    }
+    assert_false(sup_segment_named("shmrpc.map." RAW_MAP));
+}
+
+/* A map whose stored type is not a map's, or does not parse: each command says so with
+ * status 1 (as bytes, it is served); a stored key or value that is not of the map's type:
+ * status 1 and the codec's message; a string key with quotes, backslashes and control
+ * characters, unquoted on the command line, is the key generated code reads; a value
+ * larger than the first buffer comes out whole; a value from stdin when none is given. */
+static void ctl_map_types_and_entries(void **state)
+{
+    (void)state;
+    shmrpc_map_opts o;
+    shmrpc_map_opts_init(&o);
+    o.type = "two(i32 a,i32 b)->u64 @msgpack";
+    shmrpc_map *two, *bad;
+    assert_int_equal(shmrpc_map_open(&two, TWO_KEY_MAP, &o), 0);
+    o.type = "no signature at all";
+    assert_int_equal(shmrpc_map_open(&bad, BAD_TYPE_MAP, &o), 0);
+    run r;
+    ctl(&r, NULL, "map", "keys", TWO_KEY_MAP, NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.err,
+                        "shmrpcctl: map keys " TWO_KEY_MAP
+                        ": its type is not a map's (one key): two(i32 a,i32 b)->u64 @msgpack\n");
+    ctl(&r, NULL, "map", "get", BAD_TYPE_MAP, "k", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err, "shmrpcctl: map get " BAD_TYPE_MAP ": its type does not parse: ",
+                        strlen("shmrpcctl: map get " BAD_TYPE_MAP ": its type does not parse: ")) ==
+                0);
+    assert_string_equal(r.out, "");
+    assert_ptr_equal(strchr(r.err, '\n'), r.err + strlen(r.err) - 1); /* that alone */
+    /* As bytes, the type is not looked at. */
+    ctl(&r, NULL, "map", "put", "--bytes", BAD_TYPE_MAP, "k", "v", NULL);
+    assert_int_equal(r.status, 0);
+    ctl(&r, NULL, "map", "get", "--bytes", BAD_TYPE_MAP, "k", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "v");
+    shmrpc_map_close(two);
+    shmrpc_map_close(bad);
+
+    /* cache.entries: string keys -> Entry. */
+    shmrpc_map *entries;
+    assert_int_equal(Cache_entries_open(&entries, NULL), 0);
+    const char odd[] = "say \"hi\" \\ \t";
+    ctl(&r, NULL, "map", "put", CACHE_MAP_ENTRIES, odd, "{\"upper\":\"X\",\"length\":1,\"pid\":2}",
+        NULL);
+    assert_int_equal(r.status, 0);
+    shmrpc_buf buf;
+    shmrpc_buf_init(&buf);
+    shmrpc_arena *a = shmrpc_arena_new(1024);
+    cache_Entry e;
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c(odd), &e), 0);
+    assert_int_equal(e.pid, 2);
+    ctl(&r, NULL, "map", "keys", CACHE_MAP_ENTRIES, NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "\"say \\\"hi\\\" \\\\ \\t\"\n");
+    /* A value from stdin when the command gives none. */
+    ctl(&r, "{\"upper\":\"IN\",\"length\":2,\"pid\":3}", "map", "put", CACHE_MAP_ENTRIES, "in",
+        NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(Cache_entries_get(entries, &buf, a, shmrpc_str_c("in"), &e), 0);
+    assert_int_equal(e.pid, 3);
+    assert_memory_equal(e.upper.ptr, "IN", 2);
+    /* Bytes that are no Entry, put beside the typed ones. */
+    /* 0xa5 is a msgpack string of 5 bytes, and 4 follow; 0xc1 is no msgpack at all. */
+    assert_int_equal(shmrpc_map_put(entries, "\xa5junk", 5, "\xc1", 1), 0);
+    assert_int_equal(shmrpc_map_put(entries, "\xa3key", 4, "\xc1", 1), 0);
+    ctl(&r, NULL, "map", "get", CACHE_MAP_ENTRIES, "key", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err,
+                        "shmrpcctl: map get " CACHE_MAP_ENTRIES
+                        ": a stored value is not of the map's type: ",
+                        strlen("shmrpcctl: map get " CACHE_MAP_ENTRIES
+                               ": a stored value is not of the map's type: ")) == 0);
+    ctl(&r, NULL, "map", "keys", CACHE_MAP_ENTRIES, NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "shmrpcctl: map keys " CACHE_MAP_ENTRIES
+                                  ": a stored key is not of the map's type: "));
+    shmrpc_arena_free(a);
+    shmrpc_buf_destroy(&buf);
+    shmrpc_map_close(entries);
+
+    /* A value of 10000 bytes, more than the first buffer of 4096. */
+    static char big[10001];
+    for (size_t i = 0; i < 10000; i++)
+        big[i] = (char)('a' + i % 26);
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, RAW_MAP, NULL), 0);
+    assert_int_equal(shmrpc_map_put(m, "big", 3, big, 10000), 0);
+    ctl(&r, NULL, "map", "get", "--bytes", RAW_MAP, "big", NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(strlen(r.out), 10000);
+    assert_memory_equal(r.out, big, 10000);
+    shmrpc_map_close(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(ctl_json_on_typed_maps, setup, teardown),
         cmocka_unit_test_setup_teardown(ctl_bytes_on_an_untyped_map, setup, teardown),
         cmocka_unit_test_setup_teardown(ctl_refuses_what_is_not_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(ctl_map_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(ctl_map_types_and_entries, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

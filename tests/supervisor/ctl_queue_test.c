@@ -287,6 +287,112 @@ static void ctl_bytes_on_an_untyped_queue(void **state)
     shmrpc_queue_close(q);
 }
 
+/* Queues shmrpcctl did not see made: stat names each kind and escapes a type's quotes in
+ * JSON ("" when untyped); a type that does not parse stops push and pop with status 1 and
+ * that one line (as bytes they go on); a stored message that is not of the queue's type
+ * pops with status 1 and the codec's message; a push to a full queue and a peek at an empty
+ * one fail with 1 and the library's status; the usage for what no subcommand takes. */
+static void ctl_queue_kinds_types_and_misuse(void **state)
+{
+    (void)state;
+    shmrpc_queue_opts o;
+    shmrpc_queue_opts_init(&o);
+    o.kind = SHMRPC_QUEUE_BROADCAST;
+    shmrpc_queue *bc, *drop, *odd, *small;
+    assert_int_equal(shmrpc_queue_open(&bc, "pipeline.ctl_broadcast", &o), 0);
+    o.slow = SHMRPC_QUEUE_SLOW_DROP;
+    assert_int_equal(shmrpc_queue_open(&drop, "pipeline.ctl_drop", &o), 0);
+    shmrpc_queue_opts_init(&o);
+    o.type = "a\"b\\c";
+    assert_int_equal(shmrpc_queue_open(&odd, "pipeline.ctl_odd_type", &o), 0);
+    shmrpc_queue_opts_init(&o);
+    o.capacity = 2;
+    assert_int_equal(shmrpc_queue_open(&small, "pipeline.ctl_small", &o), 0);
+    run r;
+    ctl(&r, NULL, "queue", "stat", "pipeline.ctl_broadcast", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\nkind      broadcast\n"));
+    ctl(&r, NULL, "queue", "stat", "pipeline.ctl_drop", NULL);
+    assert_non_null(strstr(r.out, "\nkind      broadcast-drop\n"));
+    ctl(&r, NULL, "queue", "stat", "--json", "pipeline.ctl_small", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"kind\":\"work\",\"capacity\":2,"));
+    assert_non_null(strstr(r.out, ",\"type\":\"\","));
+    ctl(&r, NULL, "queue", "stat", "--json", "pipeline.ctl_odd_type", NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, ",\"type\":\"a\\\"b\\\\c\","));
+
+    static const char type_msg[] = "shmrpcctl: queue type of pipeline.ctl_odd_type: ";
+    ctl(&r, NULL, "queue", "push", "pipeline.ctl_odd_type", "1", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err, type_msg, strlen(type_msg)) == 0);
+    assert_ptr_equal(strchr(r.err, '\n'), r.err + strlen(r.err) - 1);
+    shmrpc_queue_stats st;
+    assert_int_equal(shmrpc_queue_get_stats(odd, &st), 0);
+    assert_int_equal(st.pushed, 0);
+    assert_int_equal(shmrpc_queue_push(odd, "x", 1, 0), 0);
+    ctl(&r, NULL, "queue", "peek", "pipeline.ctl_odd_type", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err, type_msg, strlen(type_msg)) == 0);
+    assert_string_equal(r.out, "");
+    ctl(&r, NULL, "queue", "pop", "--bytes", "pipeline.ctl_odd_type", NULL);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "x");
+
+    /* pipeline.done is typed (pipeline.svc's Msg); 0xc1 is no msgpack at all. */
+    shmrpc_queue *done;
+    assert_int_equal(Pipeline_done_open(&done, NULL), 0);
+    assert_int_equal(shmrpc_queue_push(done, "\xc1", 1, 0), 0);
+    ctl(&r, NULL, "queue", "pop", "pipeline.done", NULL);
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_true(strncmp(r.err, "shmrpcctl: queue pop pipeline.done: ", 36) == 0);
+    assert_true(strlen(r.err) > 37);
+    assert_int_equal(shmrpc_queue_get_stats(done, &st), 0);
+    assert_int_equal(st.depth, 0); /* taken, though it could not be shown */
+    shmrpc_queue_close(done);
+
+    ctl(&r, NULL, "queue", "peek", "pipeline.ctl_small", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err, "shmrpcctl: queue peek pipeline.ctl_small: ", 42) == 0);
+    for (int i = 0; i < 2; i++) {
+        ctl(&r, NULL, "queue", "push", "pipeline.ctl_small", "m", NULL);
+        assert_int_equal(r.status, 0);
+    }
+    ctl(&r, NULL, "queue", "push", "pipeline.ctl_small", "m", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(strncmp(r.err, "shmrpcctl: queue push pipeline.ctl_small: ", 42) == 0);
+    assert_int_equal(shmrpc_queue_get_stats(small, &st), 0);
+    assert_int_equal(st.depth, 2);
+    assert_int_equal(st.pushed, 2);
+
+    ctl(&r, NULL, "queue", "-h", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: shmrpcctl queue stat", 27) == 0);
+    static const char *const bad[][5] = {
+        {NULL},
+        {"pop", "--json", "pipeline.ctl_small", NULL},
+        {"repair", "--bytes", "pipeline.ctl_small", NULL},
+        {"stat", "--base64", "pipeline.ctl_small", NULL},
+        {"pop", "--timeout", "", "pipeline.ctl_small", NULL},
+        {"pop", "pipeline.ctl_small", "x", NULL},
+        {"push", "pipeline.ctl_small", "x", "y", NULL},
+        {"stat", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ctl(&r, NULL, "queue", bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], NULL);
+        if (r.status != 2 || r.out[0] || !strstr(r.err, "usage: shmrpcctl queue stat"))
+            fail_msg("queue %s %s: %d '%s' '%s'", bad[i][0] ? bad[i][0] : "",
+                     bad[i][1] ? bad[i][1] : "", r.status, r.out, r.err);
+    }
+    assert_int_equal(shmrpc_queue_get_stats(small, &st), 0);
+    assert_int_equal(st.depth, 2);
+    shmrpc_queue_close(bc);
+    shmrpc_queue_close(drop);
+    shmrpc_queue_close(odd);
+    shmrpc_queue_close(small);
+}
+
 /* ---- encodings.svc: the typed batches, @json and @raw ---- */
 
 #define N_ITEMS 1000
@@ -613,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(another_type_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(ctl_json_on_a_typed_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(ctl_bytes_on_an_untyped_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(ctl_queue_kinds_types_and_misuse, setup, teardown),
         cmocka_unit_test_setup_teardown(typed_batches_between_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(json_queue_with_ctl, setup, teardown),
         cmocka_unit_test_setup_teardown(raw_queue_with_ctl, setup, teardown),

@@ -2303,6 +2303,264 @@ static void codec_depth(void **state)
     shmrpc_dyn_free(d);
 }
 
+/* ---- shmrpcctl's control commands before they reach a supervisor ---- */
+
+/* The environment the commands read, saved and restored around each test, and the folder
+ * that XDG_RUNTIME_DIR names for them. */
+static const char *const env_names[] = {"XDG_RUNTIME_DIR", "SHMRPC_CONTROL", "SHMRPC_INI"};
+static char *env_saved[3];
+static char reg_root[64];
+static pid_t reg_kids[2]; /* live processes that registry entries name */
+
+static int registry_setup(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(env_names[i]);
+        env_saved[i] = v ? strdup(v) : NULL;
+        unsetenv(env_names[i]);
+    }
+    snprintf(reg_root, sizeof reg_root, "/tmp/shmrpc-ctl-registry-XXXXXX");
+    if (!mkdtemp(reg_root)) return -1;
+    setenv("XDG_RUNTIME_DIR", reg_root, 1);
+    return 0;
+}
+
+static int registry_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        if (env_saved[i])
+            setenv(env_names[i], env_saved[i], 1);
+        else
+            unsetenv(env_names[i]);
+        free(env_saved[i]);
+        env_saved[i] = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (reg_kids[i] > 0) {
+            kill(reg_kids[i], SIGKILL);
+            waitpid(reg_kids[i], NULL, 0);
+        }
+        reg_kids[i] = 0;
+    }
+    if (reg_root[0]) sup_rm_tree(reg_root);
+    return 0;
+}
+
+static int by_pid_line(const void *a, const void *b)
+{
+    return atoi(strstr(*(char *const *)a, "(pid ") + 5) -
+           atoi(strstr(*(char *const *)b, "(pid ") + 5);
+}
+
+/* Field 22 of /proc/self/stat: this process's start, as the registry records it. */
+static unsigned long long own_start(void)
+{
+    char buf[1024] = "";
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static void reg_file(const char *name, const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/shmrpc/%s", reg_root, name);
+    assert_int_equal(sup_write_file(path, text), 0);
+}
+
+static bool reg_has(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/shmrpc/%s", reg_root, name);
+    return access(path, F_OK) == 0;
+}
+
+/* Finding the supervisor: a registry folder others could write is refused (2); stale
+ * entries (no pid, or a pid whose start differs: another process now) are removed and
+ * other files left; one live entry is the one called (1 when it cannot be reached, with
+ * the hint); two are listed by pid (2); empty SHMRPC_CONTROL and SHMRPC_INI count as
+ * unset, and a SHMRPC_INI that does not exist is said (1). */
+static void control_commands_find_the_supervisor(void **state)
+{
+    (void)state;
+    char dir[96];
+    snprintf(dir, sizeof dir, "%s/shmrpc", reg_root);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    run r;
+    ctl(&r, NULL, "status", NULL);
+    assert_int_equal(r.status, 2);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "shmrpcctl: status: cannot read the registry of supervisors %s: %s\n", dir,
+             shmrpc_strerror(SHMRPC_ESYS(EPERM)));
+    assert_string_equal(r.err, want);
+    assert_int_equal(chmod(dir, 0700), 0);
+
+    char text[512];
+    reg_file("nobody.sup", "pid=0\ncontrol=shm://x\n");
+    snprintf(text, sizeof text, "pid=%d\nstart=1\ncontrol=shm://x\n", (int)getpid());
+    reg_file("reused.sup", text);
+    reg_file("notes.txt", "pid=1\n");
+    reg_file(".sup", "pid=1\n");
+    snprintf(text, sizeof text,
+             "pid=%d\nstart=%llu\nini=/srv/a/service.ini\ncontrol=shm://shmrpc-ctl-test-none\n"
+             "page=none\n",
+             (int)getpid(), own_start());
+    reg_file("live.sup", text);
+    ctl(&r, NULL, "stop", "svc", NULL);
+    if (r.status != 1) fail_msg("stop: %d '%s'", r.status, r.err);
+    assert_true(
+        strncmp(r.err,
+                "shmrpcctl: stop: cannot reach the supervisor at shm://shmrpc-ctl-test-none: ",
+                76) == 0);
+    assert_non_null(strstr(r.err, " (is shmrpc-service running?)\n"));
+    assert_false(reg_has("nobody.sup"));
+    assert_false(reg_has("reused.sup"));
+    assert_true(reg_has("notes.txt"));
+    assert_true(reg_has(".sup"));
+    assert_true(reg_has("live.sup"));
+
+    /* The parent (ctest, or a shell): alive, with no start recorded. */
+    snprintf(text, sizeof text,
+             "pid=%d\nini=/srv/b/service.ini\ncontrol=shm://shmrpc-ctl-test-other\n"
+             "page=http://127.0.0.1:1/\n",
+             (int)getppid());
+    reg_file("second.sup", text);
+    pid_t lo = getpid() < getppid() ? getpid() : getppid();
+    char a_line[160], b_line[160];
+    snprintf(a_line, sizeof a_line,
+             "  --ini /srv/a/service.ini  (pid %d, page none, -a shm://shmrpc-ctl-test-none)\n",
+             (int)getpid());
+    snprintf(b_line, sizeof b_line,
+             "  --ini /srv/b/service.ini  (pid %d, page http://127.0.0.1:1/, -a "
+             "shm://shmrpc-ctl-test-other)\n",
+             (int)getppid());
+    snprintf(want, sizeof want,
+             "shmrpcctl: logs: which supervisor? 2 of yours run; choose one with --ini:\n%s%s",
+             lo == getpid() ? a_line : b_line, lo == getpid() ? b_line : a_line);
+    setenv("SHMRPC_CONTROL", "", 1);
+    setenv("SHMRPC_INI", "", 1);
+    ctl(&r, NULL, "logs", "svc", NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+
+    /* Five, listed by pid (more than the list's first room for four). */
+    static char lines[5][160];
+    char *order[5];
+    memcpy(lines[0], a_line, sizeof a_line);
+    memcpy(lines[1], b_line, sizeof b_line);
+    pid_t named[3] = {1, 0, 0};
+    for (int i = 0; i < 2; i++) {
+        reg_kids[i] = fork();
+        assert_true(reg_kids[i] >= 0);
+        if (reg_kids[i] == 0) {
+            alarm(30);
+            for (;;)
+                pause();
+        }
+        named[1 + i] = reg_kids[i];
+    }
+    for (int i = 0; i < 3; i++) {
+        char file[32];
+        snprintf(file, sizeof file, "more%d.sup", i);
+        snprintf(text, sizeof text,
+                 "pid=%d\nini=/srv/c%d/service.ini\ncontrol=shm://shmrpc-ctl-test-c%d\npage=none\n",
+                 (int)named[i], i, i);
+        reg_file(file, text);
+        snprintf(
+            lines[2 + i], sizeof lines[2 + i],
+            "  --ini /srv/c%d/service.ini  (pid %d, page none, -a shm://shmrpc-ctl-test-c%d)\n", i,
+            (int)named[i], i);
+    }
+    for (int i = 0; i < 5; i++)
+        order[i] = lines[i];
+    qsort(order, 5, sizeof *order, by_pid_line);
+    snprintf(
+        want, sizeof want,
+        "shmrpcctl: stop: which supervisor? 5 of yours run; choose one with --ini:\n%s%s%s%s%s",
+        order[0], order[1], order[2], order[3], order[4]);
+    ctl(&r, NULL, "stop", "svc", NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, want);
+
+    setenv("SHMRPC_INI", "/nonexistent-shmrpc-ctl-test/service.ini", 1);
+    ctl(&r, NULL, "status", NULL);
+    assert_int_equal(r.status, 1);
+    snprintf(want, sizeof want, "shmrpcctl: /nonexistent-shmrpc-ctl-test/service.ini: %s\n",
+             shmrpc_strerror(SHMRPC_ESYS(ENOENT)));
+    assert_string_equal(r.err, want);
+}
+
+/* Options a control command does not take, and positions it does not have: 2 and its
+ * usage, before any supervisor is looked for; --help: 0 and the usage on stdout. */
+static void control_commands_refuse_misuse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[5];
+        const char *usage;
+    } bad[] = {
+        {{"stop", "--json", "svc"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] stop SERVICE"},
+        {{"status", "--wait", "5"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status [--json]"},
+        {{"status", "-n", "5"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status [--json]"},
+        {{"status", "extra"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status [--json]"},
+        {{"restart", "svc", "--wait", "0"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] restart"},
+        {{"restart", "svc", "--wait", "3601"},
+         "usage: shmrpcctl [-a ADDRESS | --ini FILE] restart"},
+        {{"scale", "svc"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] scale SERVICE WORKERS"},
+        {{"scale", "svc", "2", "3"}, "usage: shmrpcctl [-a ADDRESS | --ini FILE] scale"},
+    };
+    run r;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *const *a = bad[i].args;
+        ctl(&r, NULL, a[0], a[1], a[2], a[3], a[4], NULL);
+        if (r.status != 2 || r.out[0] || strncmp(r.err, bad[i].usage, strlen(bad[i].usage)) != 0)
+            fail_msg("%s %s: %d '%s' '%s'", a[0], a[1], r.status, r.out, r.err);
+    }
+    static const char *const lines[] = {"0", "1001", "ten"};
+    for (size_t i = 0; i < 3; i++) {
+        ctl(&r, NULL, "logs", "svc", "-n", lines[i], NULL);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.err, "shmrpcctl: logs: -n takes 1 to 1000 lines\n");
+    }
+    static const char *const workers[] = {"0", "1025", "two"};
+    for (size_t i = 0; i < 3; i++) {
+        ctl(&r, NULL, "scale", "svc", workers[i], NULL);
+        assert_int_equal(r.status, 2);
+        assert_string_equal(r.err, "shmrpcctl: scale: WORKERS is a number from 1 to 1024\n");
+    }
+    ctl(&r, NULL, "status", "--no-wait", NULL);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "usage: shmrpcctl [-a ADDRESS | --ini FILE] status",
+                        strlen("usage: shmrpcctl [-a ADDRESS | --ini FILE] status")) == 0);
+    /* Right usage, and no supervisor: none registered (2), or none at -a (1). */
+    ctl(&r, NULL, "scale", "svc", "2", NULL);
+    assert_int_equal(r.status, 2);
+    assert_true(strncmp(r.err, "shmrpcctl: scale: which supervisor? None of yours",
+                        strlen("shmrpcctl: scale: which supervisor? None of yours")) == 0);
+    ctl(&r, NULL, "scale", "svc", "2", "-a", "shm://shmrpc-ctl-test-none", NULL);
+    assert_int_equal(r.status, 1);
+    assert_true(
+        strncmp(
+            r.err, "shmrpcctl: scale: cannot reach the supervisor at shm://shmrpc-ctl-test-none: ",
+            strlen(
+                "shmrpcctl: scale: cannot reach the supervisor at shm://shmrpc-ctl-test-none: ")) ==
+        0);
+    ctl(&r, NULL, "scale", "--help", NULL);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(r.out, "usage: shmrpcctl [-a ADDRESS | --ini FILE] scale SERVICE WORKERS",
+                        64) == 0);
+    assert_string_equal(r.err, "");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2334,6 +2592,10 @@ int main(void)
         cmocka_unit_test(ls_judges_versions_and_tags),
         cmocka_unit_test(ls_judges_generations_of_odd_maps),
         cmocka_unit_test(ls_tells_the_live_server_from_another),
+        cmocka_unit_test_setup_teardown(control_commands_find_the_supervisor, registry_setup,
+                                        registry_teardown),
+        cmocka_unit_test_setup_teardown(control_commands_refuse_misuse, registry_setup,
+                                        registry_teardown),
         cmocka_unit_test(nothing_left_behind),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

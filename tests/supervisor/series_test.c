@@ -534,6 +534,76 @@ static void series_unwritable_said_once(void **state)
     json_decref(two);
 }
 
+/* A series that a killed supervisor left with its last line cut short: that line is ended,
+ * and each sample after it is a line of its own. A rotation that cannot rename (a folder
+ * with a file in it where NAME.series.1 goes): said once, with the path and the reason,
+ * and no sample is lost: they go on in NAME.series. */
+static void series_torn_line_and_failed_rotation(void **state)
+{
+    fixture *f = *state;
+    char logs[128], path[256];
+    snprintf(logs, sizeof logs, "%s/logs", f->dir);
+    mkdir(logs, 0700);
+    snprintf(path, sizeof path, "%s/torn.series", logs);
+    assert_int_equal(sup_write_file(path, "{\"t\":1,\"cut"), 0);
+    char blocked[160];
+    snprintf(blocked, sizeof blocked, "%s/stuck.series.1", logs);
+    assert_int_equal(mkdir(blocked, 0700), 0);
+    snprintf(path, sizeof path, "%s/keep", blocked);
+    assert_int_equal(sup_write_file(path, "x"), 0);
+    logged[0] = '\0';
+    sup_ctx ctx = {0};
+    cfg_service cfg[2] = {{.name = "torn", .kind = CFG_EXEC}, {.name = "stuck", .kind = CFG_EXEC}};
+    sup_service svc[2];
+    pid_t worker = 0, leader = fake_server(f, &worker);
+    for (int i = 0; i < 2; i++) {
+        cfg[i].s.log_dir = logs;
+        cfg[i].s.log_max_bytes = i ? 4096 : 0; /* torn: none, bounded at 10 MiB */
+        cfg[i].s.series_interval_ms = 1000;
+        svc[i] = (sup_service){.ctx = &ctx, .cfg = &cfg[i], .pid = leader};
+    }
+    sup_series *ss = sup_series_new(svc, 2);
+    assert_non_null(ss);
+    int64_t t0 = sup_now_ms();
+    for (int64_t t = t0; t < t0 + 40000; t = sup_series_next_deadline(ss))
+        sup_series_tick(ss, t);
+    end_fake_server(f, leader);
+    sup_series_free(ss);
+
+    const char *torn = sup_slurp(logs, "torn.series");
+    assert_true(strncmp(torn, "{\"t\":1,\"cut\n{", 13) == 0);
+    FILE *r = fopen(strcat(strcpy(path, logs), "/torn.series"), "r");
+    assert_non_null(r);
+    char line[4096];
+    int lines = 0;
+    while (fgets(line, sizeof line, r)) {
+        assert_non_null(strchr(line, '\n'));
+        if (lines++ == 0) continue; /* the cut one */
+        json_t *o = json_loads(line, 0, NULL);
+        if (!o) fail_msg("line %d is not JSON: %s", lines, line);
+        assert_int_equal((int)num(o, "dt_ms"), 1000);
+        json_decref(o);
+    }
+    fclose(r);
+    assert_int_equal(lines, 1 + 39); /* 40 samples, the first a baseline */
+    snprintf(path, sizeof path, "%s/torn.series.1", logs);
+    assert_int_equal(access(path, F_OK), -1); /* far from 10 MiB: not rotated */
+
+    char want[256];
+    snprintf(want, sizeof want, "stuck: cannot rotate %s/stuck.series: %s (said once)\n", logs,
+             strerror(EISDIR));
+    const char *at = strstr(logged, want);
+    if (!at) fail_msg("%s", logged);
+    assert_null(strstr(at + 1, "stuck: cannot"));
+    assert_null(strstr(logged, "torn: cannot"));
+    json_t *stuck = read_lines(f, "logs/stuck.series");
+    assert_int_equal(json_array_size(stuck), 39);
+    json_decref(stuck);
+    struct stat st;
+    assert_int_equal(stat(blocked, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+}
+
 /* The interval's percentiles come from the difference of two histograms. */
 static void percentile_of_the_difference(void **state)
 {
@@ -581,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(series_rotates_at_log_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(series_interval_per_service, setup, teardown),
         cmocka_unit_test_setup_teardown(series_unwritable_said_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(series_torn_line_and_failed_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_series_counts_the_calls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

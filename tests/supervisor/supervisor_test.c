@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/status.h>
+
 #include "sup_helpers.h"
 
 typedef struct fixture {
@@ -264,15 +266,41 @@ static void lifecycle(void **state)
     assert_false(sup_segment_left(f->shm));
 }
 
+/* The delays in "NAME: pid N ...; restarting in D ms" lines of log, in order, into out
+ * (at most cap); their count. */
+static size_t delays_of(const char *log, const char *name, long *out, size_t cap)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s: pid ", name);
+    size_t n = 0;
+    for (const char *line = log; *line;) {
+        const char *nl = strchr(line, '\n'), *end = nl ? nl : line + strlen(line);
+        const char *at = strstr(line, prefix), *d = strstr(line, "; restarting in ");
+        if (at && d && at < end && d < end && n < cap)
+            out[n++] = strtol(d + strlen("; restarting in "), NULL, 10);
+        line = nl ? nl + 1 : end;
+    }
+    return n;
+}
+
 /* A program that exits at once: restarted 3 times with backoff, then marked failed. The
  * backoff doubles from restart_backoff_ms up to restart_backoff_max_ms: 50, 100, then 150
- * (the cap), as each restart's log line says. */
+ * (the cap), as each restart's log line says; with 5 restarts, 20 then 40 (the cap) four
+ * times. A process that ran a whole crash_loop_window_s before it crashed starts the
+ * backoff afresh, and its restart long ago does not count towards failing. The test reads
+ * READY=1 from NOTIFY_SOCKET and nothing after: the STATUS= lines of all these changes
+ * fill its queue, and the supervisor goes on regardless. */
 static void crash_loop(void **state)
 {
     fixture *f = *state;
     start(f,
           "[defaults]\nlog_dir = logs\n\n[crashy]\nexec = false\nwait_until_completed = false\n"
-          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 150\ncrash_loop_restarts = 3\n",
+          "restart_backoff_ms = 50\nrestart_backoff_max_ms = 150\ncrash_loop_restarts = 3\n\n"
+          "[capped]\nexec = false\nwait_until_completed = false\nrestart_backoff_ms = 20\n"
+          "restart_backoff_max_ms = 40\ncrash_loop_restarts = 5\n\n"
+          "[slow]\nexec = sh -c 'sleep 1.1; exit 3'\nwait_until_completed = false\n"
+          "restart_backoff_ms = 20\nrestart_backoff_max_ms = 1000\ncrash_loop_restarts = 1\n"
+          "crash_loop_window_s = 1\n",
           false);
     assert_string_equal(notified(f, 5000), "READY=1");
     entry e;
@@ -284,13 +312,31 @@ static void crash_loop(void **state)
     assert_non_null(strstr(log, "crashy: pid "));
     assert_non_null(strstr(log, "restarted 3 times within 60s: marked failed"));
     static const long delays[] = {50, 100, 150};
-    size_t n = 0;
-    for (const char *at = log; (at = strstr(at, "; restarting in ")) != NULL; n++) {
-        at += strlen("; restarting in ");
-        assert_true(n < sizeof delays / sizeof delays[0]);
-        assert_int_equal(strtol(at, NULL, 10), delays[n]);
+    long got[8];
+    assert_int_equal(delays_of(log, "crashy", got, 8), 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(got[i], delays[i]);
+    assert_true(wait_state(f, "capped", "failed", 5000, &e));
+    assert_int_equal(e.restarts, 5);
+    log = sup_slurp(f->dir, "logs/shmrpc-service.log");
+    assert_int_equal(delays_of(log, "capped", got, 8), 5);
+    static const long capped[] = {20, 40, 40, 40, 40};
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(got[i], capped[i]);
+    assert_non_null(strstr(log, "capped: pid "));
+    assert_non_null(strstr(log, "; restarted 5 times within 60s: marked failed"));
+    /* slow: each run is over 1 s, its window: 20 ms each time, never failed. */
+    for (int64_t end = sup_now_ms() + 10000;; sup_nap_ms(50)) {
+        log = sup_slurp(f->dir, "logs/shmrpc-service.log");
+        if (delays_of(log, "slow", got, 8) >= 2) break;
+        assert_true(sup_now_ms() < end);
     }
-    assert_int_equal(n, sizeof delays / sizeof delays[0]);
+    assert_int_equal(got[0], 20);
+    assert_int_equal(got[1], 20);
+    assert_non_null(strstr(log, "slow: pid "));
+    assert_null(strstr(log, "slow: pid exited"));
+    assert_true(status_of(f, "slow", &e));
+    assert_string_not_equal(e.state, "failed");
     assert_string_equal(sup_slurp(f->dir, "supervisor.err"), "");
     sup_nap_ms(300); /* and it stays failed */
     assert_true(status_of(f, "crashy", &e));
@@ -406,8 +452,7 @@ static void dead_service_takes_its_group(void **state)
              f->dir, f->dir, f->dir);
     start(f, ini, true);
     const char *group = "";
-    for (int64_t end = sup_now_ms() + 10000; !*(group = sup_slurp(f->dir, "group"));
-         sup_nap_ms(10))
+    for (int64_t end = sup_now_ms() + 10000; !*(group = sup_slurp(f->dir, "group")); sup_nap_ms(10))
         assert_true(sup_now_ms() < end);
     pid_t pgid = (pid_t)atoi(group);
     assert_true(pgid > 1);
@@ -713,6 +758,69 @@ static void log_dir_not_made(void **state)
     assert_null(strstr(said, "sleeper: pid"));
 }
 
+/* A log that is a folder: the supervisor's own (not --foreground), said on stderr with the
+ * path and the reason; a service's, said with the service; exit 1 either way, and no
+ * service started. */
+static void logs_that_are_folders(void **state)
+{
+    fixture *f = *state;
+    static const char ini[] = "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+                              "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n";
+    char path[128], want[256];
+    snprintf(path, sizeof path, "%s/logs", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/logs/shmrpc-service.log", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    start(f, ini, false);
+    int st = sup_wait_exit(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    snprintf(want, sizeof want, "shmrpc-service: cannot open %s/logs/shmrpc-service.log: %s\n",
+             f->dir, shmrpc_strerror(SHMRPC_ESYS(EISDIR)));
+    assert_string_equal(sup_slurp(f->dir, "supervisor.err"), want);
+
+    assert_int_equal(rmdir(path), 0);
+    snprintf(path, sizeof path, "%s/logs/sleeper.log", f->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    start(f, ini, true);
+    st = sup_wait_exit(&f->sup, 10000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    const char *said = sup_slurp(f->dir, "supervisor.err");
+    snprintf(want, sizeof want, "shmrpc-service: sleeper: cannot open its pipe or log: %s\n",
+             shmrpc_strerror(SHMRPC_ESYS(EISDIR)));
+    if (!strstr(said, want)) fail_msg("%s", said);
+    assert_null(strstr(said, "sleeper: started"));
+}
+
+/* The registry file of a supervisor whose page listens on ::1: the page's address in
+ * brackets, with its port; removed when the supervisor stops. */
+static void registry_names_an_ipv6_page(void **state)
+{
+    fixture *f = *state;
+    char run[96], ns[128], ini[512];
+    snprintf(run, sizeof run, "%s/run", f->dir);
+    assert_int_equal(mkdir(run, 0700), 0);
+    snprintf(ns, sizeof ns, "%s/notify", f->dir);
+    int port = 20000 + (int)(getpid() % 20000);
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nwait_until_completed = false\n\n"
+             "[web monitor]\nhost = ::1\nport = %d\n\n"
+             "[sleeper]\nexec = sh -c 'exec tail --pid=$PPID -f /dev/null'\n",
+             port);
+    const char *env[] = {"NOTIFY_SOCKET", ns, "XDG_RUNTIME_DIR", run, NULL};
+    f->sup = sup_start_in(f->dir, ini, true, 60, env);
+    char name[64], want[96];
+    snprintf(name, sizeof name, "run/shmrpc/%d.sup", (int)f->sup);
+    snprintf(want, sizeof want, "\npage=http://[::1]:%d/\n", port);
+    for (int64_t end = sup_now_ms() + 10000; !strstr(sup_slurp(f->dir, name), want); sup_nap_ms(20))
+        if (sup_now_ms() > end) fail_msg("%s: '%s'", name, sup_slurp(f->dir, name));
+    int st = sup_stop(&f->sup, 8000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(sup_slurp(f->dir, name), ""); /* removed */
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -731,6 +839,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(sigterm_twice_kills, setup, teardown),
         cmocka_unit_test_setup_teardown(second_supervisor_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(log_dir_not_made, setup, teardown),
+        cmocka_unit_test_setup_teardown(logs_that_are_folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(registry_names_an_ipv6_page, setup, teardown),
     };
     /* SUP_TEST_ONLY=GLOB runs only the matching tests (the mutant kit narrows by it). */
     if (getenv("SUP_TEST_ONLY")) cmocka_set_test_filter(getenv("SUP_TEST_ONLY"));
