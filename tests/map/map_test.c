@@ -3189,10 +3189,13 @@ static void exit_42(int sig)
     _exit(42);
 }
 
+enum bus_how { BY_RAISE, BY_KILL, BY_FAULT };
+
 struct bus_case {
     const char *name;
     void (*before)(int); /* SIGBUS's handler before the map is opened */
-    bool fault;          /* a fault outside the map's mappings, else a SIGBUS sent */
+    int flags;           /* its sa_flags (SA_SIGINFO: in sa_handler all the same) */
+    enum bus_how how;    /* raise (SI_TKILL), kill (SI_USER), or a fault outside the map */
 };
 
 /* Sets SIGBUS's handler, opens the map (which puts the guard's in front of it), reads it,
@@ -3200,14 +3203,19 @@ struct bus_case {
 static int bus_child(void *arg)
 {
     const struct bus_case *c = arg;
-    signal(SIGBUS, c->before);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = c->before;
+    sa.sa_flags = c->flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) != 0) return 9;
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
     shmrpc_map *m = NULL;
     if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
     char buf[8];
     size_t len;
     if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 11;
-    if (c->fault) {
+    if (c->how == BY_FAULT) {
         /* The second page of a one-page file: a fault at an address no guard covers. */
         char path[64];
         snprintf(path, sizeof path, "/map_test.%d.bus", (int)getpid());
@@ -3218,6 +3226,8 @@ static int bus_child(void *arg)
         close(fd);
         if (p == MAP_FAILED) return 13;
         (void)p[4096];
+    } else if (c->how == BY_KILL) {
+        kill(getpid(), SIGBUS); /* delivered before kill returns: it is not blocked */
     } else {
         raise(SIGBUS);
     }
@@ -3227,10 +3237,11 @@ static int bus_child(void *arg)
     return 0;
 }
 
-/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by kill
- * or a fault elsewhere goes to the handler there was before, and what it does happens as
- * if no map were open: the default kills with SIGBUS, a handler of the program runs, an
- * ignored SIGBUS sent by kill stays ignored, and a fault kills even when ignored. */
+/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by raise
+ * or kill, or a fault elsewhere, goes to the handler there was before, and what it does
+ * happens as if no map were open: the default kills with SIGBUS, a handler of the program
+ * runs, an ignored SIGBUS sent stays ignored, and a fault kills even when ignored. SIG_IGN
+ * and SIG_DFL set with SA_SIGINFO are the same (they are not functions to call). */
 static void sigbus_not_ours_goes_on(void **state)
 {
     (void)state;
@@ -3238,25 +3249,35 @@ static void sigbus_not_ours_goes_on(void **state)
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
     shmrpc_map *m = open_map(name, &o);
     assert_int_equal(put_s(m, "k", "v"), 0);
+    const int died = 128 + SIGBUS;
     struct {
         struct bus_case c;
         int want;
     } cases[] = {
-        {{name, SIG_DFL, false}, 128 + SIGBUS},
-        {{name, SIG_DFL, true}, 128 + SIGBUS},
-        {{name, exit_42, false}, 42},
-        {{name, exit_42, true}, 42},
-        {{name, SIG_IGN, false}, 0},
-        {{name, SIG_IGN, true}, 128 + SIGBUS}, /* a fault cannot be ignored */
+        {{name, SIG_DFL, 0, BY_RAISE}, died},
+        {{name, SIG_DFL, 0, BY_KILL}, died},
+        {{name, SIG_DFL, 0, BY_FAULT}, died},
+        {{name, exit_42, 0, BY_RAISE}, 42},
+        {{name, exit_42, 0, BY_KILL}, 42},
+        {{name, exit_42, 0, BY_FAULT}, 42},
+        {{name, SIG_IGN, 0, BY_RAISE}, 0},
+        {{name, SIG_IGN, 0, BY_KILL}, 0},
+        {{name, SIG_IGN, 0, BY_FAULT}, died}, /* a fault cannot be ignored */
+        {{name, SIG_IGN, SA_SIGINFO, BY_RAISE}, 0},
+        {{name, SIG_IGN, SA_SIGINFO, BY_KILL}, 0},
+        {{name, SIG_IGN, SA_SIGINFO, BY_FAULT}, died},
+        {{name, SIG_DFL, SA_SIGINFO, BY_KILL}, died},
+        {{name, SIG_DFL, SA_SIGINFO, BY_FAULT}, died},
     };
+    static const char *const hows[] = {"raise", "kill", "a fault"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int got = test_kid_reap(spawn(bus_child, &cases[i].c), 20000);
-        print_message("# SIGBUS %s, handler before %s: %d\n",
-                      cases[i].c.fault ? "by a fault" : "sent",
-                      cases[i].c.before == SIG_DFL   ? "default"
-                      : cases[i].c.before == SIG_IGN ? "ignore"
-                                                     : "exit 42",
-                      got);
+        const struct bus_case *c = &cases[i].c;
+        int got = test_kid_reap(spawn(bus_child, (void *)c), 20000);
+        print_message("# SIGBUS by %s, handler before %s%s: %d\n", hows[c->how],
+                      c->before == SIG_DFL   ? "default"
+                      : c->before == SIG_IGN ? "ignore"
+                                             : "exit 42",
+                      c->flags & SA_SIGINFO ? " with SA_SIGINFO" : "", got);
         assert_int_equal(got, cases[i].want);
     }
     assert_string_equal(get_s(m, "k"), "v");
