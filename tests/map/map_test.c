@@ -424,17 +424,30 @@ static void read_arguments(void **state)
     shmrpc_map_close(m);
 }
 
-/* Puts "late" into the map named arg 50 ms after it opened it. */
-static int late_put_child(void *arg)
+/* A wait in another process (bounded by its alarm, not by its timeout): on the map named
+ * name, for a change since the count since. */
+struct long_wait {
+    const char *name;
+    uint64_t since;
+};
+
+/* Waits with a timeout too long to count in nanoseconds, with a place for the count, then
+ * again from the same count without one: 0 when the first ended at the next change (the
+ * count one more) and the second at once. */
+static int long_waiter(void *arg)
 {
+    const struct long_wait *w = arg;
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
     shmrpc_map *m = NULL;
-    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    int rc = put_s(m, "late", "1");
+    if (shmrpc_map_open(&m, w->name, &o) != 0) return 10;
+    uint64_t now = 0;
+    int rc = shmrpc_map_wait(m, w->since, &now, INT64_MAX / 1000);
+    int again = rc == 0 ? shmrpc_map_wait(m, w->since, NULL, INT64_MAX) : -1;
+    if (rc != 0 || again != 0)
+        fprintf(stderr, "# long waits: %s, then %d: %s\n", shmrpc_strerror(rc), again,
+                shmrpc_errmsg());
     shmrpc_map_close(m);
-    return rc == 0 ? 0 : 11;
+    return rc != 0 ? 11 : now != w->since + 1 ? 12 : again != 0 ? 13 : 0;
 }
 
 /* Checks that the one entry iterate shows is "big" with the pattern of BIG_VALUE bytes. */
@@ -535,17 +548,15 @@ static void more_arguments(void **state)
     assert_int_equal(shmrpc_map_get_view(m, "g0", 2, &moved), 0); /* maps the new one */
     assert_false(shmrpc_map_view_current(m, &view));
 
-    /* Waits with a timeout too long to count in nanoseconds: the change another process
-     * makes ends it, with or without a place for the count. */
-    uint64_t c = 0, now = 0;
-    assert_int_equal(shmrpc_map_changes(m, &c), 0);
-    pid_t kid = spawn(late_put_child, (void *)name);
-    assert_int_equal(shmrpc_map_wait(m, c, &now, INT64_MAX / 1000), 0);
-    assert_int_equal(now, c + 1);
+    /* Waits with a timeout too long to count in nanoseconds, in a child that its alarm
+     * bounds: the change this process makes 50 ms after ends it, with or without a place
+     * for the count. */
+    struct long_wait w = {name, 0};
+    assert_int_equal(shmrpc_map_changes(m, &w.since), 0);
+    pid_t kid = spawn(long_waiter, &w);
+    test_kid_nap_ms(50);
+    assert_int_equal(put_s(m, "late", "1"), 0);
     assert_int_equal(test_kid_reap(kid, 20000), 0);
-    assert_string_equal(get_s(m, "late"), "1");
-    assert_int_equal(put_s(m, "k", "w"), 0);
-    assert_int_equal(shmrpc_map_wait(m, now, NULL, INT64_MAX), 0);
 
     /* A value of BIG_VALUE bytes, past iterate's first buffer of 4096, comes back whole. */
     assert_int_equal(shmrpc_map_clear(m), 0);
