@@ -42,6 +42,9 @@
 
 static char names[MAX_NAMES][SHMRPC_MAP_NAME_MAX + 1];
 static int nnames;
+/* Files a test makes in /dev/shm besides maps, removed by teardown. */
+static char files[MAX_NAMES][512];
+static int nfiles;
 
 static const char *new_name(const char *what)
 {
@@ -49,6 +52,18 @@ static const char *new_name(const char *what)
     char *n = names[nnames++];
     snprintf(n, sizeof names[0], "map_test.%d.%s", (int)getpid(), what);
     return n;
+}
+
+/* The path of a file that teardown removes, made from fmt. */
+__attribute__((format(printf, 1, 2))) static const char *new_file(const char *fmt, ...)
+{
+    assert_true(nfiles < MAX_NAMES);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(files[nfiles], sizeof files[0], fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof files[0]);
+    return files[nfiles++];
 }
 
 static bool shm_exists(const char *kind, const char *name, const char *suffix)
@@ -108,6 +123,7 @@ static int setup(void **state)
 {
     (void)state;
     nnames = 0;
+    nfiles = 0;
     return 0;
 }
 
@@ -118,6 +134,9 @@ static int teardown(void **state)
     for (int i = 0; i < nnames; i++)
         shmrpc_map_unlink_quiet(names[i]);
     nnames = 0;
+    for (int i = 0; i < nfiles; i++)
+        unlink(files[i]);
+    nfiles = 0;
     return 0;
 }
 
@@ -611,10 +630,10 @@ static void unlink_spares_other_names(void **state)
     shmrpc_map_close(b);
     shmrpc_map_close(a);
     const char *decoys[] = {"", "12x", "99999999999999999999999"};
-    char path[512];
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
-        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    const char *paths[3];
+    for (size_t i = 0; i < 3; i++) { /* teardown removes them, also when a check fails */
+        paths[i] = new_file("/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        int fd = open(paths[i], O_CREAT | O_EXCL | O_WRONLY, 0600);
         assert_true(fd >= 0);
         close(fd);
     }
@@ -624,11 +643,8 @@ static void unlink_spares_other_names(void **state)
     assert_int_equal(shmrpc_map_unlink(name), 0);
     assert_int_equal(access(gen, F_OK), -1);
     int left = 0;
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
-        left += access(path, F_OK) == 0;
-        unlink(path);
-    }
+    for (size_t i = 0; i < 3; i++)
+        left += access(paths[i], F_OK) == 0;
     assert_int_equal(left, 3);
     o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
     b = open_map(other, &o);
