@@ -53,10 +53,11 @@ static void pass_on(int sig, siginfo_t *info, void *ctx)
 {
     uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
     bool again = passing_info == info && frame < passing_frame;
-    bool takes_info = (previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction;
-    bool plain = !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL &&
-                 previous.sa_handler != SIG_IGN;
-    if (!again && (takes_info || plain)) {
+    /* SIG_DFL and SIG_IGN are values of sa_handler, which shares its place with
+     * sa_sigaction: they are there, and no function, whatever the flags (SA_SIGINFO too). */
+    bool handler = previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN;
+    bool takes_info = handler && (previous.sa_flags & SA_SIGINFO);
+    if (!again && handler) {
         const siginfo_t *outer_info = passing_info;
         uintptr_t outer_frame = passing_frame;
         passing_info = info;
@@ -70,10 +71,11 @@ static void pass_on(int sig, siginfo_t *info, void *ctx)
         return;
     }
     /* A SIGBUS sent by kill (no fault) that was ignored before ours stays ignored. */
-    if (info->si_code <= 0 && !(previous.sa_flags & SA_SIGINFO) && previous.sa_handler == SIG_IGN)
-        return;
-    /* SIG_DFL, or SIG_IGN (which the kernel overrides for a fault): die of it as if we were
-     * not here. A SIGBUS sent by kill (no fault) is raised again. */
+    if (info->si_code <= 0 && previous.sa_handler == SIG_IGN) return;
+    /* The rest dies of it as if we were not here, by the default: a fault, ignored or not
+     * (the kernel does not let a fault be ignored), when the access is made again on
+     * return; a SIGBUS sent by kill, with SIG_DFL before ours or a handler that chained
+     * back to ours, raised again. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;

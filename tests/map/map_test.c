@@ -42,6 +42,9 @@
 
 static char names[MAX_NAMES][SHMRPC_MAP_NAME_MAX + 1];
 static int nnames;
+/* Files a test makes in /dev/shm besides maps, removed by teardown. */
+static char files[MAX_NAMES][512];
+static int nfiles;
 
 static const char *new_name(const char *what)
 {
@@ -49,6 +52,18 @@ static const char *new_name(const char *what)
     char *n = names[nnames++];
     snprintf(n, sizeof names[0], "map_test.%d.%s", (int)getpid(), what);
     return n;
+}
+
+/* The path of a file that teardown removes, made from fmt. */
+__attribute__((format(printf, 1, 2))) static const char *new_file(const char *fmt, ...)
+{
+    assert_true(nfiles < MAX_NAMES);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(files[nfiles], sizeof files[0], fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof files[0]);
+    return files[nfiles++];
 }
 
 static bool shm_exists(const char *kind, const char *name, const char *suffix)
@@ -108,6 +123,7 @@ static int setup(void **state)
 {
     (void)state;
     nnames = 0;
+    nfiles = 0;
     return 0;
 }
 
@@ -118,6 +134,9 @@ static int teardown(void **state)
     for (int i = 0; i < nnames; i++)
         shmrpc_map_unlink_quiet(names[i]);
     nnames = 0;
+    for (int i = 0; i < nfiles; i++)
+        unlink(files[i]);
+    nfiles = 0;
     return 0;
 }
 
@@ -424,17 +443,30 @@ static void read_arguments(void **state)
     shmrpc_map_close(m);
 }
 
-/* Puts "late" into the map named arg 50 ms after it opened it. */
-static int late_put_child(void *arg)
+/* A wait in another process (bounded by its alarm, not by its timeout): on the map named
+ * name, for a change since the count since. */
+struct long_wait {
+    const char *name;
+    uint64_t since;
+};
+
+/* Waits with a timeout too long to count in nanoseconds, with a place for the count, then
+ * again from the same count without one: 0 when the first ended at the next change (the
+ * count one more) and the second at once. */
+static int long_waiter(void *arg)
 {
+    const struct long_wait *w = arg;
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
     shmrpc_map *m = NULL;
-    if (shmrpc_map_open(&m, arg, &o) != 0) return 10;
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    int rc = put_s(m, "late", "1");
+    if (shmrpc_map_open(&m, w->name, &o) != 0) return 10;
+    uint64_t now = 0;
+    int rc = shmrpc_map_wait(m, w->since, &now, INT64_MAX / 1000);
+    int again = rc == 0 ? shmrpc_map_wait(m, w->since, NULL, INT64_MAX) : -1;
+    if (rc != 0 || again != 0)
+        fprintf(stderr, "# long waits: %s, then %d: %s\n", shmrpc_strerror(rc), again,
+                shmrpc_errmsg());
     shmrpc_map_close(m);
-    return rc == 0 ? 0 : 11;
+    return rc != 0 ? 11 : now != w->since + 1 ? 12 : again != 0 ? 13 : 0;
 }
 
 /* Checks that the one entry iterate shows is "big" with the pattern of BIG_VALUE bytes. */
@@ -535,17 +567,15 @@ static void more_arguments(void **state)
     assert_int_equal(shmrpc_map_get_view(m, "g0", 2, &moved), 0); /* maps the new one */
     assert_false(shmrpc_map_view_current(m, &view));
 
-    /* Waits with a timeout too long to count in nanoseconds: the change another process
-     * makes ends it, with or without a place for the count. */
-    uint64_t c = 0, now = 0;
-    assert_int_equal(shmrpc_map_changes(m, &c), 0);
-    pid_t kid = spawn(late_put_child, (void *)name);
-    assert_int_equal(shmrpc_map_wait(m, c, &now, INT64_MAX / 1000), 0);
-    assert_int_equal(now, c + 1);
+    /* Waits with a timeout too long to count in nanoseconds, in a child that its alarm
+     * bounds: the change this process makes 50 ms after ends it, with or without a place
+     * for the count. */
+    struct long_wait w = {name, 0};
+    assert_int_equal(shmrpc_map_changes(m, &w.since), 0);
+    pid_t kid = spawn(long_waiter, &w);
+    test_kid_nap_ms(50);
+    assert_int_equal(put_s(m, "late", "1"), 0);
     assert_int_equal(test_kid_reap(kid, 20000), 0);
-    assert_string_equal(get_s(m, "late"), "1");
-    assert_int_equal(put_s(m, "k", "w"), 0);
-    assert_int_equal(shmrpc_map_wait(m, now, NULL, INT64_MAX), 0);
 
     /* A value of BIG_VALUE bytes, past iterate's first buffer of 4096, comes back whole. */
     assert_int_equal(shmrpc_map_clear(m), 0);
@@ -600,10 +630,10 @@ static void unlink_spares_other_names(void **state)
     shmrpc_map_close(b);
     shmrpc_map_close(a);
     const char *decoys[] = {"", "12x", "99999999999999999999999"};
-    char path[512];
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
-        int fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0600);
+    const char *paths[3];
+    for (size_t i = 0; i < 3; i++) { /* teardown removes them, also when a check fails */
+        paths[i] = new_file("/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
+        int fd = open(paths[i], O_CREAT | O_EXCL | O_WRONLY, 0600);
         assert_true(fd >= 0);
         close(fd);
     }
@@ -613,11 +643,8 @@ static void unlink_spares_other_names(void **state)
     assert_int_equal(shmrpc_map_unlink(name), 0);
     assert_int_equal(access(gen, F_OK), -1);
     int left = 0;
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "/dev/shm/shmrpc.mapgen.%s.%s", name, decoys[i]);
-        left += access(path, F_OK) == 0;
-        unlink(path);
-    }
+    for (size_t i = 0; i < 3; i++)
+        left += access(paths[i], F_OK) == 0;
     assert_int_equal(left, 3);
     o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
     b = open_map(other, &o);
@@ -3189,10 +3216,13 @@ static void exit_42(int sig)
     _exit(42);
 }
 
+enum bus_how { BY_RAISE, BY_KILL, BY_FAULT };
+
 struct bus_case {
     const char *name;
     void (*before)(int); /* SIGBUS's handler before the map is opened */
-    bool fault;          /* a fault outside the map's mappings, else a SIGBUS sent */
+    int flags;           /* its sa_flags (SA_SIGINFO: in sa_handler all the same) */
+    enum bus_how how;    /* raise (SI_TKILL), kill (SI_USER), or a fault outside the map */
 };
 
 /* Sets SIGBUS's handler, opens the map (which puts the guard's in front of it), reads it,
@@ -3200,14 +3230,19 @@ struct bus_case {
 static int bus_child(void *arg)
 {
     const struct bus_case *c = arg;
-    signal(SIGBUS, c->before);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = c->before;
+    sa.sa_flags = c->flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) != 0) return 9;
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CONNECT_TO_EXISTING);
     shmrpc_map *m = NULL;
     if (shmrpc_map_open(&m, c->name, &o) != 0) return 10;
     char buf[8];
     size_t len;
     if (shmrpc_map_get(m, "k", 1, buf, sizeof buf, &len) != 0) return 11;
-    if (c->fault) {
+    if (c->how == BY_FAULT) {
         /* The second page of a one-page file: a fault at an address no guard covers. */
         char path[64];
         snprintf(path, sizeof path, "/map_test.%d.bus", (int)getpid());
@@ -3218,6 +3253,8 @@ static int bus_child(void *arg)
         close(fd);
         if (p == MAP_FAILED) return 13;
         (void)p[4096];
+    } else if (c->how == BY_KILL) {
+        kill(getpid(), SIGBUS); /* delivered before kill returns: it is not blocked */
     } else {
         raise(SIGBUS);
     }
@@ -3227,10 +3264,11 @@ static int bus_child(void *arg)
     return 0;
 }
 
-/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by kill
- * or a fault elsewhere goes to the handler there was before, and what it does happens as
- * if no map were open: the default kills with SIGBUS, a handler of the program runs, an
- * ignored SIGBUS sent by kill stays ignored, and a fault kills even when ignored. */
+/* The guard against cut maps takes only faults in a map's mappings: a SIGBUS sent by raise
+ * or kill, or a fault elsewhere, goes to the handler there was before, and what it does
+ * happens as if no map were open: the default kills with SIGBUS, a handler of the program
+ * runs, an ignored SIGBUS sent stays ignored, and a fault kills even when ignored. SIG_IGN
+ * and SIG_DFL set with SA_SIGINFO are the same (they are not functions to call). */
 static void sigbus_not_ours_goes_on(void **state)
 {
     (void)state;
@@ -3238,25 +3276,35 @@ static void sigbus_not_ours_goes_on(void **state)
     shmrpc_map_opts o = small_opts(SHMRPC_MAP_CREATE_NEW_EXCLUSIVE);
     shmrpc_map *m = open_map(name, &o);
     assert_int_equal(put_s(m, "k", "v"), 0);
+    const int died = 128 + SIGBUS;
     struct {
         struct bus_case c;
         int want;
     } cases[] = {
-        {{name, SIG_DFL, false}, 128 + SIGBUS},
-        {{name, SIG_DFL, true}, 128 + SIGBUS},
-        {{name, exit_42, false}, 42},
-        {{name, exit_42, true}, 42},
-        {{name, SIG_IGN, false}, 0},
-        {{name, SIG_IGN, true}, 128 + SIGBUS}, /* a fault cannot be ignored */
+        {{name, SIG_DFL, 0, BY_RAISE}, died},
+        {{name, SIG_DFL, 0, BY_KILL}, died},
+        {{name, SIG_DFL, 0, BY_FAULT}, died},
+        {{name, exit_42, 0, BY_RAISE}, 42},
+        {{name, exit_42, 0, BY_KILL}, 42},
+        {{name, exit_42, 0, BY_FAULT}, 42},
+        {{name, SIG_IGN, 0, BY_RAISE}, 0},
+        {{name, SIG_IGN, 0, BY_KILL}, 0},
+        {{name, SIG_IGN, 0, BY_FAULT}, died}, /* a fault cannot be ignored */
+        {{name, SIG_IGN, SA_SIGINFO, BY_RAISE}, 0},
+        {{name, SIG_IGN, SA_SIGINFO, BY_KILL}, 0},
+        {{name, SIG_IGN, SA_SIGINFO, BY_FAULT}, died},
+        {{name, SIG_DFL, SA_SIGINFO, BY_KILL}, died},
+        {{name, SIG_DFL, SA_SIGINFO, BY_FAULT}, died},
     };
+    static const char *const hows[] = {"raise", "kill", "a fault"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int got = test_kid_reap(spawn(bus_child, &cases[i].c), 20000);
-        print_message("# SIGBUS %s, handler before %s: %d\n",
-                      cases[i].c.fault ? "by a fault" : "sent",
-                      cases[i].c.before == SIG_DFL   ? "default"
-                      : cases[i].c.before == SIG_IGN ? "ignore"
-                                                     : "exit 42",
-                      got);
+        const struct bus_case *c = &cases[i].c;
+        int got = test_kid_reap(spawn(bus_child, (void *)c), 20000);
+        print_message("# SIGBUS by %s, handler before %s%s: %d\n", hows[c->how],
+                      c->before == SIG_DFL   ? "default"
+                      : c->before == SIG_IGN ? "ignore"
+                                             : "exit 42",
+                      c->flags & SA_SIGINFO ? " with SA_SIGINFO" : "", got);
         assert_int_equal(got, cases[i].want);
     }
     assert_string_equal(get_s(m, "k"), "v");
