@@ -2074,6 +2074,42 @@ static void dropped_behind_a_lagging_tail(void **state)
     }
 }
 
+/* As above with a single producer and several consumers, and 'x' (1024 bytes, 3072..4096)
+ * pushed after the tail is put back: a push of 2048 that does not wait moves the frontier
+ * past the dropped message but frees none of its bytes ({2, 1024}: the tail is past its
+ * successor, x, whose end frees them when it is given back), and says full
+ * (SHMRPC_ETIMEDOUT) once it found no more room; x comes out whole, and the 2048 then goes
+ * in. Taking the tail's byte for a tail further on would have freed x's bytes while x was
+ * queued. */
+static void dropped_before_a_queued_message(void **state)
+{
+    (void)state;
+    const char *name = new_name("dropnext");
+    shmrpc_queue *q = open_fkind(name, &fkinds[2]);
+    push_fill(q, 1024, 'a', 0);
+    pop_fill(q, 1024, 'a');
+    push_fill(q, 2048, 'b', 0);
+    uint64_t tail = peek64(name, TAIL_AT);
+    poke64(name, TAIL_AT, POS(1, 1024));
+    poke32(name, DESC_AT(1) + 28, 2049);
+    unsigned char buf[4096]; /* the length written over is past 2048 */
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+    poke64(name, TAIL_AT, tail);
+    push_fill(q, 1024, 'x', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 4096));
+    assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+    memset(buf, 'c', 2048);
+    assert_int_equal(shmrpc_queue_push(q, buf, 2048, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(peek64(name, FREED_AT), POS(2, 1024));
+    pop_fill(q, 1024, 'x');
+    assert_int_equal(peek64(name, FREED_AT), POS(3, 4096));
+    push_fill(q, 2048, 'c', 0);
+    pop_fill(q, 2048, 'c');
+    fills_with(q, 4);
+    shmrpc_queue_close(q);
+}
+
 /* A message lent by a peek (message 0, bytes 0..1024) whose end is written to 3072 before
  * its release: the release frees its 1024 bytes, no more (the frontier at the tail), and
  * four more of 1024 bytes fill the queue and come out in order. Before, the release took
@@ -4090,6 +4126,7 @@ int main(void)
         T(descriptors_written_over),
         T(dropped_message_frees_its_room),
         T(dropped_behind_a_lagging_tail),
+        T(dropped_before_a_queued_message),
         T(lent_message_written_over),
         T(dead_producer_left_a_broken_end),
         T(dead_producer_broken_while_read),
