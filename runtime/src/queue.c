@@ -1217,9 +1217,20 @@ static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t en
     spin_end(q, &sp);
 }
 
-/* A producer that found no room by its deadline: full, or the positions say why not. */
-static int full_or_corrupt(shmrpc_queue *q)
+/* A producer that found no room by its deadline: full, or the positions say why not; or
+ * LOOK_AGAIN, once a call (*looked), when its move of the frontier freed some. A frontier
+ * waiting at a message whose descriptor was written over until the tail passed it
+ * (freed_to) is moved by a release or a waiter's check alone: a push that does not wait
+ * (or not long enough for a check) said full for good on an empty queue. */
+enum { LOOK_AGAIN = 1 };
+static int full_or_corrupt(shmrpc_queue *q, bool *looked)
 {
+    if (!*looked) {
+        *looked = true;
+        uint64_t f = atomic_load(&q->hdr->freed);
+        advance_frontier(q); /* none for a single consumer's (check_consuming moves it) */
+        if (atomic_load(&q->hdr->freed) != f) return LOOK_AGAIN;
+    }
     int rc = check_positions(q);
     return rc != 0 ? rc : SHMRPC_ETIMEDOUT;
 }
@@ -1329,7 +1340,7 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
     uint32_t len = lens[0];
     struct q_hdr *h = q->hdr;
     uint32_t me = self();
-    bool spun = false;
+    bool spun = false, looked = false;
     for (;;) {
         uint64_t t = atomic_load_explicit(&h->tail, memory_order_acquire);
         uint32_t p = msg_of(t), start, end;
@@ -1345,7 +1356,11 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
             if (!fits(q, p, end, f)) {
                 if (q->bcast && q->drop && drop_oldest(q)) continue;
-                if (due_passed(dl)) return full_or_corrupt(q);
+                if (due_passed(dl)) {
+                    int rc = full_or_corrupt(q, &looked);
+                    if (rc == LOOK_AGAIN) continue;
+                    return rc;
+                }
                 flush_signal(q, pr); /* consumers must see what we queued to make room */
                 if (!spun) {
                     spun = true;
@@ -1359,8 +1374,10 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
                 int rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
                 if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
                 if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
-                    msg_of(atomic_load(&h->tail)) == p)
-                    return full_or_corrupt(q);
+                    msg_of(atomic_load(&h->tail)) == p) {
+                    rc = full_or_corrupt(q, &looked);
+                    if (rc != LOOK_AGAIN) return rc;
+                }
                 continue;
             }
         }
@@ -1442,19 +1459,28 @@ static void take_over_producing(shmrpc_queue *q)
     }
     /* A batch publishes its run before it moves the tail once: a holder killed between
      * the two left up to a run of committed messages there, in order. */
+    uint32_t moved = 0;
     for (uint32_t i = 0; i < q->n && published(q, msg_of(t)); i++) {
         uint32_t p = msg_of(t);
         struct q_desc *d = desc_at(q, p);
         uint32_t start = atomic_load(&d->start), len = atomic_load(&d->len);
         uint32_t end = atomic_load(&d->end);
-        /* A bad write (its start, length and end do not add up: consumers drop it unread):
-         * it takes no bytes, and the frontier, finding the tail at p + 1, frees none for
-         * it. Its end alone sent the tail out of the frontier's reach. */
-        if (end - byte_of(t) > q->b || !sound(q, start, len, end)) end = byte_of(t);
+        /* A bad write (its start, length and end do not add up): where its bytes end is
+         * not known, and a consumer may be reading them (it took the message while it was
+         * sound): it takes all the room the frontier left, so that nothing with arena
+         * bytes lands on them before the frontier passes it, which then frees them at once
+         * (freed_to: the tail at p + 1, or a later message's end). No bytes for it let the
+         * next push write over a message being read; its end alone sent the tail out of
+         * the frontier's reach. */
+        if (end - byte_of(t) > q->b || !sound(q, start, len, end)) end = byte_of(f) + q->b;
         t = mkpos(p + 1, end);
         atomic_store(&h->tail, t);
         bump(&h->repairs, 1);
+        moved++;
     }
+    /* A frontier that waited at a message written over until the tail passed it (freed_to)
+     * moves now; a single consumer's moves when it looks (check_consuming). */
+    if (moved) advance_frontier(q);
     q->sp_tail = t;
     q->sp_count = extend(atomic_load(&h->pushed), msg_of(t));
     atomic_store_explicit(&h->pushed, q->sp_count, memory_order_relaxed);
@@ -1586,13 +1612,17 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
     struct q_hdr *h = q->hdr;
     uint32_t p = msg_of(q->sp_tail), end;
     place(q, byte_of(q->sp_tail), len, start, &end);
-    bool spun = false;
+    bool spun = false, looked = false;
     uint64_t f = atomic_load_explicit(&q->freed_seen, memory_order_relaxed);
     while (!fits(q, p, end, f)) {
         f = atomic_load_explicit(&h->freed, memory_order_acquire);
         atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
         if (fits(q, p, end, f)) break;
-        if (due_passed(dl)) return full_or_corrupt(q);
+        if (due_passed(dl)) {
+            rc = full_or_corrupt(q, &looked);
+            if (rc == LOOK_AGAIN) continue;
+            return rc;
+        }
         flush_signal(q, pr); /* consumers must see what we queued to make room */
         if (!spun) {
             spun = true;
@@ -1606,8 +1636,10 @@ static int sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing *pr
         struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
         rc = wait_on(q, &h->nonfull, old, due_at(dl), &w);
         if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
-        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)))
-            return full_or_corrupt(q);
+        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed))) {
+            rc = full_or_corrupt(q, &looked);
+            if (rc != LOOK_AGAIN) return rc;
+        }
     }
     /* The frontier passed message p - N, so the slot is FREE{p}: nobody reads these
      * until the state says COMMITTED{p}. */
@@ -2740,13 +2772,17 @@ int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out)
             rc = fail(SHMRPC_EBUSY, "queue '%s': its positions kept moving under the repair",
                       q->name);
     }
+    /* A single consumer's frontier, its own: one that waits at a message written over
+     * until the tail passed it (freed_to) moves now, fixed or not. */
+    if (rc == 0 && q->sc) sc_free(q, 0);
     if (!had_p && q->sp) let_go_of(q, ROLE_PRODUCER);
     if (!had_c && q->sc) let_go_of(q, ROLE_CONSUMER);
+    /* Messages given back while the frontier was out of place (released, nobody could
+     * move it past them), or whose descriptor was written over while the tail lagged, are
+     * freed now, whatever was fixed: waiters with short timeouts never probe. */
+    advance_frontier(q);
     if (out->fixed) {
         bump(&q->hdr->repairs, out->fixed);
-        /* Messages given back while the frontier was out of place (released, nobody could
-         * move it past them) are freed now: waiters with short timeouts never probe. */
-        advance_frontier(q);
         signal_waiters(&q->hdr->nonempty, 0);
         signal_waiters(&q->hdr->nonfull, 0);
     }

@@ -2031,35 +2031,83 @@ static void dropped_message_frees_its_room(void **state)
  * a consumer may drop the message while the header's tail is still before it (here: set
  * back, then put where the producer stores it). The frontier waits at the message rather
  * than guess its end, and moves to the tail's byte once the tail passes it: the next push of
- * 2048 bytes gets its room (a single consumer looks again when it finds the queue empty,
- * the others' frontier is moved by the waiting producer). Keeping the frontier's byte
- * instead (the review's first suggestion) left that push full for good. */
+ * 2048 bytes, one that does not wait, gets its room (a single consumer looks again when it
+ * finds the queue empty; the others' frontier is moved by the producer that finds no room
+ * before it says full). Or the repair moves it, and says it fixed nothing. Keeping the
+ * frontier's byte instead (the review's first suggestion) left that push full for good;
+ * with several consumers, every push that did not wait said full on an empty queue until
+ * a release, and the repair (fixed 0) left the frontier where it was. */
 static void dropped_behind_a_lagging_tail(void **state)
 {
     (void)state;
     const char *name = new_name("droplag");
     for (size_t k = 2; k < 4; k++) {
-        print_message("# %s\n", fkinds[k].what);
-        shmrpc_queue *q = open_fkind(name, &fkinds[k]);
-        push_fill(q, 1024, 'a', 0);
-        pop_fill(q, 1024, 'a');
-        push_fill(q, 2048, 'b', 0);
-        uint64_t tail = peek64(name, TAIL_AT);
-        assert_int_equal(tail, POS(2, 3072));
-        poke64(name, TAIL_AT, POS(1, 1024));
-        poke32(name, DESC_AT(1) + 28, 2049);
-        unsigned char buf[4096]; /* the length written over is past 2048 */
-        size_t got = 0;
-        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
-        assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
-        poke64(name, TAIL_AT, tail);
-        assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_ETIMEDOUT);
-        push_fill(q, 2048, 'c', 2000);
-        assert_int_equal(peek64(name, FREED_AT), POS(2, 3072));
-        pop_fill(q, 2048, 'c');
-        fills_with(q, 4);
-        shmrpc_queue_close(q);
+        for (int repair = 0; repair < 2; repair++) {
+            print_message("# %s, %s\n", fkinds[k].what, repair ? "repair" : "a push");
+            shmrpc_queue *q = open_fkind(name, &fkinds[k]);
+            push_fill(q, 1024, 'a', 0);
+            pop_fill(q, 1024, 'a');
+            push_fill(q, 2048, 'b', 0);
+            uint64_t tail = peek64(name, TAIL_AT);
+            assert_int_equal(tail, POS(2, 3072));
+            poke64(name, TAIL_AT, POS(1, 1024));
+            poke32(name, DESC_AT(1) + 28, 2049);
+            unsigned char buf[4096]; /* the length written over is past 2048 */
+            size_t got = 0;
+            assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+            assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+            poke64(name, TAIL_AT, tail);
+            if (repair) {
+                shmrpc_queue_repair_info r;
+                assert_int_equal(shmrpc_queue_repair(q, &r), 0);
+                assert_int_equal(r.fixed, 0);
+                assert_int_equal(peek64(name, FREED_AT), POS(2, 3072));
+            } else {
+                assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_ETIMEDOUT);
+            }
+            push_fill(q, 2048, 'c', 0);
+            assert_int_equal(peek64(name, FREED_AT), POS(2, 3072));
+            pop_fill(q, 2048, 'c');
+            fills_with(q, 4);
+            shmrpc_queue_close(q);
+        }
     }
+}
+
+/* As above with a single producer and several consumers, and 'x' (1024 bytes, 3072..4096)
+ * pushed after the tail is put back: a push of 2048 that does not wait moves the frontier
+ * past the dropped message but frees none of its bytes ({2, 1024}: the tail is past its
+ * successor, x, whose end frees them when it is given back), and says full
+ * (SHMRPC_ETIMEDOUT) once it found no more room; x comes out whole, and the 2048 then goes
+ * in. Taking the tail's byte for a tail further on would have freed x's bytes while x was
+ * queued. */
+static void dropped_before_a_queued_message(void **state)
+{
+    (void)state;
+    const char *name = new_name("dropnext");
+    shmrpc_queue *q = open_fkind(name, &fkinds[2]);
+    push_fill(q, 1024, 'a', 0);
+    pop_fill(q, 1024, 'a');
+    push_fill(q, 2048, 'b', 0);
+    uint64_t tail = peek64(name, TAIL_AT);
+    poke64(name, TAIL_AT, POS(1, 1024));
+    poke32(name, DESC_AT(1) + 28, 2049);
+    unsigned char buf[4096]; /* the length written over is past 2048 */
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+    poke64(name, TAIL_AT, tail);
+    push_fill(q, 1024, 'x', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 4096));
+    assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+    memset(buf, 'c', 2048);
+    assert_int_equal(shmrpc_queue_push(q, buf, 2048, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(peek64(name, FREED_AT), POS(2, 1024));
+    pop_fill(q, 1024, 'x');
+    assert_int_equal(peek64(name, FREED_AT), POS(3, 4096));
+    push_fill(q, 2048, 'c', 0);
+    pop_fill(q, 2048, 'c');
+    fills_with(q, 4);
+    shmrpc_queue_close(q);
 }
 
 /* A message lent by a peek (message 0, bytes 0..1024) whose end is written to 3072 before
@@ -2088,11 +2136,13 @@ static void lent_message_written_over(void **state)
 }
 
 /* A single producer that died between its commit of message 1 (bytes 1024..2048) and its
- * move of the tail (the tail set back to it), message 1's end then written to 5120: the
- * next producer moves the tail past it taking no bytes, pushes 'c' at 1024, and the queue
- * goes on: a, then message 1 dropped (SHMRPC_EPROTO), c, and four more fill it. Before,
- * the tail went to the broken end, out of the frontier's reach, and the push said
- * SHMRPC_ECORRUPT. */
+ * move of the tail (the tail set back to it), message 1's end then written to 5120, in a
+ * queue with several consumers: where its bytes end is not known, so the next producer moves
+ * the tail past it with all the room the frontier left ({2, 4096}: a push that does not
+ * wait says full while 'a' is queued), and 'c' goes in once 'a' is popped, at 0..1024 (the
+ * tail {3, 5120}); then a, message 1 dropped (SHMRPC_EPROTO), c, and four more fill it.
+ * Before the branch, the tail went to the broken end, out of the frontier's reach, and the
+ * push said SHMRPC_ECORRUPT. */
 static void dead_producer_left_a_broken_end(void **state)
 {
     (void)state;
@@ -2106,15 +2156,86 @@ static void dead_producer_left_a_broken_end(void **state)
     poke32(name, DESC_AT(1) + 32, 5120);
     shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
     shmrpc_queue *q = open_q(name, &o);
-    push_fill(q, 1024, 'c', 0);
-    assert_int_equal(peek64(name, TAIL_AT), POS(3, 2048));
-    pop_fill(q, 1024, 'a');
     unsigned char buf[2048];
+    memset(buf, 'c', 1024);
+    assert_int_equal(shmrpc_queue_push(q, buf, 1024, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(peek64(name, TAIL_AT), POS(2, 4096));
+    pop_fill(q, 1024, 'a');
+    push_fill(q, 1024, 'c', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 5120));
     size_t got = 0;
     assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
     assert_non_null(strstr(shmrpc_errmsg(), "(start 1024, length 1024, end 5120)"));
     pop_fill(q, 1024, 'c');
-    assert_int_equal(peek64(name, FREED_AT), POS(3, 2048));
+    assert_int_equal(peek64(name, FREED_AT), POS(3, 5120));
+    fills_with(q, 4);
+    shmrpc_queue_close(q);
+}
+
+/* As above, but message 1 was peeked (its descriptor sound then) before its end was
+ * written to 5120: the next producer's take-over keeps its bytes (the tail {2, 5120}, all
+ * the room the frontier left), so a push that does not wait says full and the span still
+ * reads 'b'; its release frees up to the tail ({2, 5120}), and 'c' then goes in at
+ * 0..1024 and the queue fills with four more. Before, the take-over gave message 1 no
+ * bytes: 'c' went in at 1024..2048, over the span being read, which then read 'c'. */
+static void dead_producer_broken_while_read(void **state)
+{
+    (void)state;
+    const char *name = new_name("deadread");
+    shmrpc_queue *a = open_fkind(name, &fkinds[2]);
+    push_fill(a, 1024, 'a', 0);
+    push_fill(a, 1024, 'b', 0);
+    shmrpc_queue_close(a); /* gives the role back: the next producer takes it over */
+    poke64(name, TAIL_AT, POS(1, 1024));
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q = open_q(name, &o);
+    pop_fill(q, 1024, 'a');
+    shmrpc_queue_span s;
+    assert_int_equal(shmrpc_queue_peek(q, &s, 0), 0);
+    assert_int_equal(s.len, 1024);
+    poke32(name, DESC_AT(1) + 32, 5120);
+    unsigned char c[1024], b[1024];
+    memset(c, 'c', sizeof c);
+    memset(b, 'b', sizeof b);
+    assert_int_equal(shmrpc_queue_push(q, c, sizeof c, 0), SHMRPC_ETIMEDOUT);
+    assert_int_equal(peek64(name, TAIL_AT), POS(2, 5120));
+    assert_memory_equal(s.data, b, sizeof b);
+    assert_int_equal(shmrpc_queue_release(q, &s), 0);
+    assert_int_equal(peek64(name, FREED_AT), POS(2, 5120));
+    push_fill(q, 1024, 'c', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 6144));
+    pop_fill(q, 1024, 'c');
+    fills_with(q, 4);
+    shmrpc_queue_close(q);
+}
+
+/* A single producer that died between its commit of message 1 (2048 bytes at 1024) and its
+ * move of the tail, message 1 then dropped by a consumer (its length written to 2049): the
+ * frontier waits at it ({1, 1024}) until the tail passes it. The next producer's take-over
+ * moves the tail past it with all the room the frontier left ({2, 5120}) and the frontier
+ * with it, at once ({2, 5120}: a push of 16 bytes, which needs no arena bytes, finds it
+ * there), and the queue fills with four of 1024. */
+static void dead_producer_behind_a_drop(void **state)
+{
+    (void)state;
+    const char *name = new_name("deaddrop");
+    shmrpc_queue *a = open_fkind(name, &fkinds[2]);
+    push_fill(a, 1024, 'a', 0);
+    pop_fill(a, 1024, 'a');
+    push_fill(a, 2048, 'b', 0);
+    shmrpc_queue_close(a); /* gives the role back: the next producer takes it over */
+    poke64(name, TAIL_AT, POS(1, 1024));
+    poke32(name, DESC_AT(1) + 28, 2049);
+    shmrpc_queue_opts o = opts_of(SHMRPC_QUEUE_CONNECT_TO_EXISTING, 0, 0, 0);
+    shmrpc_queue *q = open_q(name, &o);
+    unsigned char buf[4096]; /* the length written over is past 2048 */
+    size_t got = 0;
+    assert_int_equal(shmrpc_queue_pop(q, buf, sizeof buf, &got, 0), SHMRPC_EPROTO);
+    assert_int_equal(peek64(name, FREED_AT), POS(1, 1024));
+    push_fill(q, 16, 'c', 0);
+    assert_int_equal(peek64(name, TAIL_AT), POS(3, 5120));
+    assert_int_equal(peek64(name, FREED_AT), POS(2, 5120));
+    pop_fill(q, 16, 'c');
     fills_with(q, 4);
     shmrpc_queue_close(q);
 }
@@ -4005,8 +4126,11 @@ int main(void)
         T(descriptors_written_over),
         T(dropped_message_frees_its_room),
         T(dropped_behind_a_lagging_tail),
+        T(dropped_before_a_queued_message),
         T(lent_message_written_over),
         T(dead_producer_left_a_broken_end),
+        T(dead_producer_broken_while_read),
+        T(dead_producer_behind_a_drop),
         T(unknown_state_at_the_head),
         T(opens_refused_with_reasons),
         T(tail_slot_written_over),
