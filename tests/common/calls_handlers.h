@@ -22,7 +22,12 @@ typedef struct calls_shared {
     _Atomic int32_t naps_begun;
     uint32_t nap_ms[CALLS_NAPS_LOGGED];
     _Atomic int32_t ran[64]; /* runs of each tagged call (calls_tag), by its id */
+    _Atomic int32_t wake;    /* naps of CALLS_NAP_HELD end once it is not 0 (the test sets it) */
 } calls_shared;
+
+/* A nap of this many ms (the most a uint16 says) lasts until the test sets sh->wake, at
+ * most 30 s: a call that runs for as long as the test needs, however slow the machine. */
+#define CALLS_NAP_HELD 65535u
 
 /* An echo whose data is a calls_tag is a tagged call: its handler counts the run in
  * sh->ran[id] (an id below 64), then naps ms milliseconds, so a test tells each call's runs

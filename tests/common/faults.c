@@ -46,6 +46,7 @@ static struct state {
     _Atomic bool armed;        /* counting at all */
     const char *_Atomic fired; /* the function that failed (the same address in a fork) */
     _Atomic int fired_errno;
+    _Atomic pid_t fired_pid; /* the process it failed in */
 } * state;
 static bool counting;   /* this process armed, or was forked by one that had */
 static bool inherit;    /* faults_inherit */
@@ -116,6 +117,7 @@ void faults_arm(unsigned n, const char *w)
     atomic_store(&state->calls, 0);
     atomic_store(&state->fired, NULL);
     atomic_store(&state->fired_errno, 0);
+    atomic_store(&state->fired_pid, 0);
     atomic_store(&state->nth, n);
     armed_pid = getpid();
     counting = true;
@@ -145,6 +147,11 @@ int faults_hit_errno(void)
     return state ? atomic_load(&state->fired_errno) : 0;
 }
 
+pid_t faults_hit_pid(void)
+{
+    return state ? atomic_load(&state->fired_pid) : 0;
+}
+
 unsigned faults_calls(void)
 {
     return state ? atomic_load(&state->calls) : 0;
@@ -165,6 +172,7 @@ static bool fault(const char *name, int err)
     unsigned n = atomic_fetch_add(&state->calls, 1) + 1;
     if (n != atomic_load(&state->nth)) return false;
     atomic_store(&state->fired_errno, err);
+    atomic_store(&state->fired_pid, getpid());
     atomic_store(&state->fired, name);
     errno = err;
     return true;

@@ -8,6 +8,7 @@
 #define SHMRPC_TEST_FAULTS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* The nth (1, 2, ...) wrapped call from now fails, once; which, when not NULL or "", names
  * the functions counted and failed ("mmap,ftruncate"): the others pass untouched. A name
@@ -30,6 +31,8 @@ void faults_disarm(void);
 bool faults_hit(void);
 const char *faults_hit_name(void);
 int faults_hit_errno(void);
+/* The process the armed call failed in (with faults_inherit, one of the tree), or 0. */
+pid_t faults_hit_pid(void);
 
 /* The wrapped calls counted since faults_arm. */
 unsigned faults_calls(void);

@@ -8,6 +8,7 @@
  * serves on each time. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -376,25 +377,42 @@ static void connections_whose_socket_fails(void **state)
     arm_worker(worker, 1, "recv:ECONNRESET");
     expect_eof(fd);
     close(fd);
+    assert_true(faults_hit());
+    assert_string_equal(faults_hit_name(), "recv");
+    assert_int_equal(faults_hit_pid(), worker);
     arm_worker(worker, 2, "setsockopt");
     fd = raw_connect();
     raw_handshake(fd);
     assert_int_equal(raw_add(fd, 1, 3, 4, &sum, msg, sizeof msg), 0);
     assert_int_equal(sum, 7);
     assert_true(calls_reach(1));
+    assert_true(faults_hit());
+    assert_string_equal(faults_hit_name(), "setsockopt");
+    assert_int_equal(faults_hit_pid(), worker);
+    /* Not set, the timeout is set at the next hot_wait, once: the third setsockopt. */
+    int64_t until = test_now_ms() + 5000;
+    while (faults_calls() < 3 && test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(faults_calls(), 3);
+    assert_int_equal(raw_add(fd, 2, 4, 4, &sum, msg, sizeof msg), 0); /* through hot_wait */
+    assert_int_equal(sum, 8);
+    assert_true(calls_reach(2));
+    assert_int_equal(faults_calls(), 3);
     close(fd);
 
     int other = raw_connect();
     raw_handshake(other);
     static const struct {
         const char *which;
+        const char *fn; /* the function that failed */
+        int err;
         bool answered; /* else closed without a word */
         int ran;
     } cases[] = {
-        {"recv:EINTR", true, 1},
-        {"send:EINTR", true, 1},
-        {"recv:ECONNRESET", false, 0},
-        {"send:EPIPE", false, 1},
+        {"recv:EINTR", "recv", EINTR, true, 1},
+        {"send:EINTR", "send", EINTR, true, 1},
+        {"recv:ECONNRESET", "recv", ECONNRESET, false, 0},
+        {"send:EPIPE", "send", EPIPE, false, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         print_message("%s\n", cases[i].which);
@@ -410,6 +428,17 @@ static void connections_whose_socket_fails(void **state)
             expect_eof(fd);
         }
         assert_true(calls_reach(calls + cases[i].ran));
+        /* The fault fired, in the worker, on this connection's call. */
+        assert_true(faults_hit());
+        assert_string_equal(faults_hit_name(), cases[i].fn);
+        assert_int_equal(faults_hit_errno(), cases[i].err);
+        assert_int_equal(faults_hit_pid(), worker);
+        if (cases[i].answered) { /* tried again whole: the next answer is the next call's */
+            assert_int_equal(raw_add(fd, 3, 6, (uint8_t)i, &sum, msg, sizeof msg), 0);
+            assert_int_equal(sum, 6 + i);
+            assert_true(calls_reach(calls + cases[i].ran + 1));
+            calls++;
+        }
         arm_worker(worker, 0, ""); /* counts, fails nothing */
         close(fd);
         assert_int_equal(raw_add(other, 3 + i, 1, (uint8_t)i, &sum, msg, sizeof msg), 0);
@@ -419,6 +448,46 @@ static void connections_whose_socket_fails(void **state)
     close(other);
     assert_int_equal(worker_of(server), worker); /* the same worker throughout */
     assert_true(test_stop_server(server));
+}
+
+/* The descriptors pid has open, less its TCP connections (the sockets that are in
+ * /proc/net/tcp but not listening): what a manager holds for itself. */
+static int fds_but_connections(pid_t pid)
+{
+    unsigned long conns[64];
+    int n_conns = 0;
+    FILE *f = fopen("/proc/net/tcp", "r"); /* read first: a connection made is in it */
+    assert_non_null(f);
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        unsigned st;
+        unsigned long ino;
+        if (sscanf(line, " %*d: %*x:%*x %*x:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &st, &ino) ==
+                2 &&
+            st != 0x0a && n_conns < 64)
+            conns[n_conns++] = ino;
+    }
+    fclose(f);
+    char dir[64], path[600], link[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t k = readlink(path, link, sizeof link - 1);
+        if (k < 0) continue; /* closed since */
+        link[k] = '\0';
+        unsigned long ino;
+        bool conn = false;
+        if (sscanf(link, "socket:[%lu]", &ino) == 1)
+            for (int i = 0; i < n_conns && !conn; i++)
+                conn = conns[i] == ino;
+        n += !conn;
+    }
+    closedir(d);
+    return n;
 }
 
 /* The manager's accept or its hand-over of a connection to the worker, failing: an
@@ -437,7 +506,7 @@ static void connections_the_manager_cannot_hand_over(void **state)
     int fd = raw_connect();
     raw_handshake(fd); /* the manager is serving */
     close(fd);
-    int fds = test_fd_count(server);
+    int fds = fds_but_connections(server); /* its copy of fd may not be closed yet */
     assert_true(fds > 0);
     static const struct {
         const char *which;
@@ -565,22 +634,72 @@ static void workers_that_cannot_start(void **state)
         }
         if (tries == 4) fail_msg("call %u of a new worker failing: not served", k);
         bool hit = faults_hit();
+        pid_t in = faults_hit_pid();
+        /* A new worker's: neither the manager's nor the killed worker's. */
+        bool new_worker = hit && in != server && in != old;
         if (hit)
-            print_message("call %u of a new worker failing (%s): served after %d tries\n", k,
-                          faults_hit_name(), tries);
+            print_message("call %u of %s failing (%s): served after %d tries\n", k,
+                          new_worker ? "a new worker" : "the manager", faults_hit_name(), tries);
         arm_worker(server, 0, ""); /* counts, fails nothing */
         if (!hit) break;
-        fired++;
+        fired += new_worker;
     }
     assert_true(k <= 40); /* a run with no fault came */
     assert_true(fired >= 5);
     assert_true(test_stop_server(server));
 }
 
+/* The bytes that the server's end of fd (a connection to port on 127.0.0.1) has not read
+ * yet (/proc/net/tcp's rx_queue), or -1 when it is not found. */
+static long unread_by_server(int fd)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &len) != 0) return -1;
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f) return -1;
+    char line[512];
+    long unread = -1;
+    while (unread < 0 && fgets(line, sizeof line, f)) {
+        unsigned lport, rport, st;
+        unsigned long tx, rx;
+        if (sscanf(line, " %*d: %*8x:%4x %*8x:%4x %2x %8lx:%8lx", &lport, &rport, &st, &tx, &rx) ==
+                5 &&
+            lport == (unsigned)port && rport == ntohs(me.sin_port))
+            unread = (long)rx;
+    }
+    fclose(f);
+    return unread;
+}
+
+/* Sends p (n bytes) as the window lets it, for up to 10 s: the bytes sent, fewer when the
+ * server closed the connection; fails the test when it stops reading without closing. */
+static size_t send_within(int fd, const uint8_t *p, size_t n)
+{
+    size_t at = 0;
+    int64_t deadline = test_now_ms() + 10000;
+    while (at < n) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int64_t left = deadline - test_now_ms();
+        int ready = left > 0 ? poll(&pf, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) fail_msg("the server took %zu of %zu bytes in 10 s, then nothing", at, n);
+        if (ready < 0) fail_msg("poll: %s", strerror(errno));
+        size_t chunk = n - at < 65536 ? n - at : 65536;
+        ssize_t k = send(fd, p + at, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (k <= 0) break; /* closed by the server */
+        at += (size_t)k;
+    }
+    return at;
+}
+
 /* A request refused for want of memory is read and dropped (docs/wire.md, "Limits"): a
  * read of its body interrupted (EINTR) is tried again, and the call fails with SHMRPC_EBUSY
  * "not run" once its body has gone by, the connection going on; a read of its body that
- * fails closes the connection without an answer. */
+ * fails closes the connection without an answer. The fault is armed once the worker has
+ * read the header (its socket has nothing unread), before any of the body is sent: its
+ * next read is of the skipped body. */
 static void reads_of_a_refused_body_that_fail(void **state)
 {
     (void)state;
@@ -591,26 +710,26 @@ static void reads_of_a_refused_body_that_fail(void **state)
     const uint32_t len = 2u << 20;
     uint8_t *body = calloc(1, len);
     assert_non_null(body);
-    static const char *const which[] = {"recv:EINTR", "recv:ECONNRESET"};
+    static const struct {
+        const char *which;
+        int err;
+    } cases[] = {{"recv:EINTR", EINTR}, {"recv:ECONNRESET", ECONNRESET}};
     for (int i = 0; i < 2; i++) {
-        print_message("%s\n", which[i]);
+        print_message("%s\n", cases[i].which);
         int fd = raw_connect();
         raw_handshake(fd);
         uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
         shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, 0, method_id("echo"), 7, len};
         shmrpc__frame_hdr_encode(&h, hdr);
-        raw_send(fd, hdr, sizeof hdr);
-        raw_send(fd, body, 1000); /* refused at its header: being skipped */
-        usleep(50000);
-        arm_worker(worker, 1, which[i]);
-        for (uint32_t at = 1000; at < len;) { /* the rest, as the window lets it */
-            uint32_t n = len - at < 65536 ? len - at : 65536;
-            ssize_t k = send(fd, body + at, n, MSG_NOSIGNAL);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) break; /* closed by the server: the ECONNRESET case */
-            at += (uint32_t)k;
-        }
+        raw_send(fd, hdr, sizeof hdr); /* refused at its header: its body to be skipped */
+        int64_t until = test_now_ms() + 5000;
+        while (unread_by_server(fd) != 0 && test_now_ms() < until)
+            usleep(1000);
+        assert_int_equal(unread_by_server(fd), 0);
+        arm_worker(worker, 1, cases[i].which);
+        size_t sent = send_within(fd, body, len);
         if (i == 0) {
+            assert_int_equal(sent, len);
             uint8_t sum = 0;
             char msg[256] = "";
             shmrpc_buf b, err;
@@ -632,6 +751,11 @@ static void reads_of_a_refused_body_that_fail(void **state)
         } else {
             expect_eof(fd);
         }
+        /* The fault fired in the worker, at a read of the skipped body. */
+        assert_true(faults_hit());
+        assert_string_equal(faults_hit_name(), "recv");
+        assert_int_equal(faults_hit_errno(), cases[i].err);
+        assert_int_equal(faults_hit_pid(), worker);
         arm_worker(worker, 0, "");
         close(fd);
     }

@@ -49,6 +49,7 @@ static int setup(void **state)
     sh->napping = 0;
     sh->most = 0;
     sh->running = 0;
+    sh->wake = 0;
     return 0;
 }
 
@@ -106,12 +107,23 @@ static int raw_connect(int rcvbuf)
     }
 }
 
+/* Sends all of p within 10 s: a peer that stops reading without closing fails the test
+ * with what was left, never hangs it. */
 static void raw_send(int fd, const void *p, size_t n)
 {
     const uint8_t *at = p;
+    size_t all = n;
+    int64_t deadline = test_now_ms() + 10000;
     while (n) {
-        ssize_t k = send(fd, at, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int64_t left = deadline - test_now_ms();
+        int ready = left > 0 ? poll(&pf, 1, (int)left) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0)
+            fail_msg("send: the peer took %zu of %zu bytes in 10 s, then nothing", all - n, all);
+        if (ready < 0) fail_msg("poll: %s", strerror(errno));
+        ssize_t k = send(fd, at, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (k <= 0) fail_msg("send: %s", strerror(errno));
         at += k, n -= (size_t)k;
     }
@@ -680,7 +692,8 @@ static void naps_begin(int n)
  * longest to make room, telling it why (docs/wire.md, "Limits"); never one that is busy:
  * with answers waiting for room, a request skipped for want of memory, half a frame, calls
  * running, a refusal waiting for the answers of its calls. With no idle one, the new
- * connection is refused with SHMRPC_EBUSY. */
+ * connection is refused with SHMRPC_EBUSY. The naps last until the test wakes them, so
+ * that they still run when the last connections come, however slow the machine. */
 static void room_at_the_cap_from_idle_connections_only(void **state)
 {
     (void)state;
@@ -712,7 +725,7 @@ static void room_at_the_cap_from_idle_connections_only(void **state)
     int running = raw_connect(0);
     raw_handshake(running, 0);
     shmrpc_buf_clear(&b);
-    put_nap(&b, 1, 2000);
+    put_nap(&b, 1, CALLS_NAP_HELD); /* runs until the test wakes it */
     raw_send(running, b.data, b.len);
     naps_begin(1);
     int closing = raw_connect(0);
@@ -730,12 +743,14 @@ static void room_at_the_cap_from_idle_connections_only(void **state)
     expect_eof(idle);
     raw_handshake(next, 0);
     shmrpc_buf_clear(&b);
-    put_nap(&b, 1, 2000);
+    put_nap(&b, 1, CALLS_NAP_HELD); /* runs until the test wakes it */
     raw_send(next, b.data, b.len);
     naps_begin(3);
     int refused = raw_connect(0); /* none idle now */
     expect_error(refused, 0, SHMRPC_EBUSY, "too many connections (a worker serves at most 6)");
     expect_eof(refused);
+    assert_int_equal(sh->running, 3); /* each nap held to here */
+    sh->wake = 1;
     int fds[] = {full, skipping, half, running, closing, idle, next, refused};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         close(fds[i]);

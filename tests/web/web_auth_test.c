@@ -62,12 +62,34 @@ static void write_secret(const char *path, const char *text, mode_t mode)
     assert_int_equal(chmod(path, mode), 0);
 }
 
+/* The folder of the secret of test_table, test_wrong_limit and test_wrong_table: removed
+ * by their teardown, also when the test fails. */
+static char auth_dir[32];
+
+static int auth_dir_rm(void **state)
+{
+    (void)state;
+    if (auth_dir[0]) sup_rm_tree(auth_dir);
+    auth_dir[0] = '\0';
+    return 0;
+}
+
+/* Makes auth_dir: a new folder. */
+static void auth_dir_make(void)
+{
+    strcpy(auth_dir, "/tmp/shmrpc-web-auth-XXXXXX");
+    if (!mkdtemp(auth_dir)) {
+        auth_dir[0] = '\0';
+        fail_msg("mkdtemp: %s", strerror(errno));
+    }
+}
+
 static void test_table(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/shmrpc-web-auth-XXXXXX", path[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/web.secret", dir);
+    char path[64];
+    auth_dir_make();
+    snprintf(path, sizeof path, "%s/web.secret", auth_dir);
     web_auth a;
     char err[512];
     /* Refused as the TCP transport refuses it: missing, readable by others. */
@@ -137,16 +159,14 @@ static void test_table(void **state)
     assert_true(web_auth_session_ok(&a, id2, later));
     assert_false(web_auth_session_ok(&a, ids[10], later));
     web_auth_destroy(&a);
-    sup_rm_tree(dir);
 }
 
-/* A web_auth on DIR/web.secret (SECRET), in a new folder named in dir. */
-static void auth_begin(web_auth *a, char dir[32])
+/* A web_auth on DIR/web.secret (SECRET), in a new folder, auth_dir. */
+static void auth_begin(web_auth *a)
 {
-    strcpy(dir, "/tmp/shmrpc-web-auth-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    auth_dir_make();
     char path[64], err[512];
-    snprintf(path, sizeof path, "%s/web.secret", dir);
+    snprintf(path, sizeof path, "%s/web.secret", auth_dir);
     write_secret(path, SECRET "\n", 0600);
     assert_int_equal(web_auth_init(a, path, err, sizeof err), 0);
 }
@@ -179,8 +199,7 @@ static void test_wrong_limit(void **state)
 {
     (void)state;
     web_auth a;
-    char dir[32];
-    auth_begin(&a, dir);
+    auth_begin(&a);
     const int64_t t = 7000000, every = WEB_AUTH_WRONG_EVERY_MS;
     int64_t wait;
     for (int i = 0; i < WEB_AUTH_WRONG_BURST; i++) {
@@ -250,7 +269,6 @@ static void test_wrong_limit(void **state)
     /* 192.0.2.1, .2, 2001:db8::/64, 2001:db8:0:1::/64, none, 65534, 65533, elsewhere. */
     assert_int_equal(c.peers, 8);
     web_auth_destroy(&a);
-    sup_rm_tree(dir);
 }
 
 /* How many wrong secrets from from at t are answered 403 before the first 429. */
@@ -271,8 +289,8 @@ static void test_wrong_table(void **state)
 {
     (void)state;
     web_auth a;
-    char dir[32], from[32];
-    auth_begin(&a, dir);
+    char from[32];
+    auth_begin(&a);
     const int64_t t = 9000000, every = WEB_AUTH_WRONG_EVERY_MS;
     const int flood = 4 * WEB_AUTH_PEERS;
     int64_t wait;
@@ -317,7 +335,6 @@ static void test_wrong_table(void **state)
     assert_int_equal(right(&a, FROM("10.200.0.1"), now), 0);
     assert_int_equal(right(&a, FROM("10.250.0.1"), now), 0);
     web_auth_destroy(&a);
-    sup_rm_tree(dir);
 }
 
 /* A socket listening on 127.0.0.1 at an ephemeral port: its fd, the port in *port. */
@@ -354,17 +371,55 @@ static long peer_uid_becomes(const char *addr, int port, int server, long want)
     return uid;
 }
 
+/* test_peer_uid's descriptors and child, which its teardown closes and ends, also when the
+ * test fails. */
+static int peer_fds[12];
+static int n_peer_fds;
+static pid_t peer_kid;
+
+/* fd, held for the teardown; the test fails when it is not a descriptor (what made it
+ * failed: says which). */
+static int held(int fd, const char *what)
+{
+    if (fd < 0) fail_msg("%s: %s", what, strerror(errno));
+    assert_true(n_peer_fds < (int)(sizeof peer_fds / sizeof peer_fds[0]));
+    peer_fds[n_peer_fds++] = fd;
+    return fd;
+}
+
+/* Closes a held fd, which the teardown then leaves alone. */
+static void let_go(int fd)
+{
+    for (int i = 0; i < n_peer_fds; i++)
+        if (peer_fds[i] == fd) {
+            peer_fds[i] = peer_fds[--n_peer_fds];
+            break;
+        }
+    close(fd);
+}
+
+static int peer_fds_close(void **state)
+{
+    (void)state;
+    while (n_peer_fds > 0)
+        close(peer_fds[--n_peer_fds]);
+    if (peer_kid > 0) { /* its pipes are closed: it ends by itself, or is ended here */
+        kill(peer_kid, SIGKILL);
+        waitpid(peer_kid, NULL, 0);
+    }
+    peer_kid = 0;
+    return 0;
+}
+
 /* Who a local peer is: the owner of its socket, asked of the kernel; a socket that was
  * closed (the kernel keeps it a while, and says uid 0 for it) and an address that is not
  * loopback are nobody's (-1). As root, a peer of nobody's from 127.0.0.3 too. */
 static void test_peer_uid(void **state)
 {
     (void)state;
-    int server, lfd = listen_lo(&server);
-    int c = http_connect_from("127.0.0.2", server);
-    assert_true(c >= 0);
-    int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(s >= 0);
+    int server, lfd = held(listen_lo(&server), "listen");
+    int c = held(http_connect_from("127.0.0.2", server), "connect from 127.0.0.2");
+    int s = held(accept4(lfd, NULL, NULL, SOCK_CLOEXEC), "accept");
     int port = peer_port(s);
     assert_int_equal(web_auth_peer_uid("127.0.0.2", port, server), (long)geteuid());
     assert_int_equal(web_auth_peer_uid("::ffff:127.0.0.2", port, server), (long)geteuid());
@@ -377,9 +432,9 @@ static void test_peer_uid(void **state)
     /* Half closed (shutdown, as nc -N does): still its owner's; closed: nobody's. */
     assert_int_equal(shutdown(c, SHUT_WR), 0);
     assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, (long)geteuid()), (long)geteuid());
-    close(c);
+    let_go(c);
     assert_int_equal(peer_uid_becomes("127.0.0.2", port, server, -1), -1);
-    close(s);
+    let_go(s);
     /* Ports out of range, no address. */
     assert_int_equal(web_auth_peer_uid(NULL, port, server), -1);
     assert_int_equal(web_auth_peer_uid("127.0.0.2", 65536, server), -1);
@@ -388,18 +443,17 @@ static void test_peer_uid(void **state)
     /* IPv6: a peer at ::1, and a peer whose own socket is IPv6 with an IPv4 address mapped
      * into it (::ffff:127.x.y.z), which a page on :: sees so; a mapped address that is not
      * loopback, and an IPv6 one that is not, are nobody's. */
-    int l6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), server6;
+    int l6 = held(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"), server6;
     struct sockaddr_in6 sa6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
     socklen_t len6 = sizeof sa6;
-    assert_true(l6 >= 0);
     if (bind(l6, (struct sockaddr *)&sa6, sizeof sa6) != 0) {
         test_skip_part("IPv6 peers: no ::1 here");
-        close(l6);
+        let_go(l6);
     } else {
         assert_int_equal(listen(l6, 4), 0);
         assert_int_equal(getsockname(l6, (struct sockaddr *)&sa6, &len6), 0);
         server6 = ntohs(sa6.sin6_port);
-        int c6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int c6 = held(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket");
         assert_int_equal(connect(c6, (struct sockaddr *)&sa6, sizeof sa6), 0);
         struct sockaddr_in6 me = {0};
         len6 = sizeof me;
@@ -408,23 +462,30 @@ static void test_peer_uid(void **state)
         assert_int_equal(web_auth_peer_uid("::1", port, server6), (long)geteuid());
         assert_int_equal(web_auth_peer_uid("::1", port, server6 == 65535 ? 1 : server6 + 1), -1);
         assert_int_equal(web_auth_peer_uid("2001:db8::1", port, server6), -1);
-        close(c6);
-        close(l6);
-        /* A socket of IPv6 from ::ffff:127.0.0.5 to the IPv4 listener. */
-        int m6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        let_go(c6);
+        let_go(l6);
+    }
+    /* A socket of IPv6 from ::ffff:127.0.0.5 to the IPv4 listener: one that takes IPv4
+     * addresses (IPV6_V6ONLY off, which net.ipv6.bindv6only = 1 would not leave it). */
+    int m6 = held(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"), off = 0;
+    if (setsockopt(m6, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) {
+        test_skip_part("IPv6 sockets with IPv4 addresses: no IPv6 here");
+        let_go(m6);
+    } else {
         struct sockaddr_in6 from = {.sin6_family = AF_INET6}, to = {.sin6_family = AF_INET6};
         assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.5", &from.sin6_addr), 1);
         assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.1", &to.sin6_addr), 1);
         to.sin6_port = htons((uint16_t)server);
-        assert_int_equal(bind(m6, (struct sockaddr *)&from, sizeof from), 0);
-        assert_int_equal(connect(m6, (struct sockaddr *)&to, sizeof to), 0);
-        s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        assert_true(s >= 0);
+        if (bind(m6, (struct sockaddr *)&from, sizeof from) != 0)
+            fail_msg("bind to ::ffff:127.0.0.5: %s", strerror(errno));
+        if (connect(m6, (struct sockaddr *)&to, sizeof to) != 0)
+            fail_msg("connect to ::ffff:127.0.0.1: %s", strerror(errno));
+        s = held(accept4(lfd, NULL, NULL, SOCK_CLOEXEC), "accept");
         port = peer_port(s);
         assert_int_equal(web_auth_peer_uid("::ffff:127.0.0.5", port, server), (long)geteuid());
         assert_int_equal(web_auth_peer_uid("::ffff:10.0.0.5", port, server), -1);
-        close(m6);
-        close(s);
+        let_go(m6);
+        let_go(s);
     }
     /* More random bytes than it gives at once: refused, out untouched. */
     char hex[2 * WEB_RANDOM_MAX + 3] = "untouched";
@@ -432,14 +493,16 @@ static void test_peer_uid(void **state)
     assert_string_equal(hex, "untouched");
     if (geteuid() != 0) {
         test_skip_part("nobody's peer: needs root to become another user");
-        close(lfd);
+        let_go(lfd);
         return;
     }
     /* A child of uid 65534 connects, half closes, closes, each when told (bounded: the
      * pipe's end, should the test fail, ends it). */
     int go[2], told[2];
     assert_int_equal(pipe2(go, O_CLOEXEC), 0);
+    held(go[0], "pipe"), held(go[1], "pipe");
     assert_int_equal(pipe2(told, O_CLOEXEC), 0);
+    held(told[0], "pipe"), held(told[1], "pipe");
     pid_t kid = fork();
     assert_true(kid >= 0);
     if (kid == 0) {
@@ -457,13 +520,13 @@ static void test_peer_uid(void **state)
         }
         _exit(0);
     }
-    close(go[0]);
-    close(told[1]);
+    peer_kid = kid;
+    let_go(go[0]);
+    let_go(told[1]);
     char step = 0;
     assert_int_equal(read(told[0], &step, 1), 1);
     assert_int_equal(step, 'c');
-    s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(s >= 0);
+    s = held(accept4(lfd, NULL, NULL, SOCK_CLOEXEC), "accept");
     port = peer_port(s);
     assert_int_equal(web_auth_peer_uid("127.0.0.3", port, server), 65534);
     assert_int_equal(write(go[1], "s", 1), 1);
@@ -472,13 +535,14 @@ static void test_peer_uid(void **state)
     assert_int_equal(write(go[1], "x", 1), 1);
     assert_int_equal(read(told[0], &step, 1), 1);
     assert_int_equal(peer_uid_becomes("127.0.0.3", port, server, -1), -1);
-    close(go[1]);
+    let_go(go[1]);
     int st;
     assert_int_equal(waitpid(kid, &st, 0), kid);
+    peer_kid = 0;
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    close(told[0]);
-    close(s);
-    close(lfd);
+    let_go(told[0]);
+    let_go(s);
+    let_go(lfd);
 }
 
 /* The secret of a JSON login, read without jansson: escapes, other members of any kind,
@@ -1424,10 +1488,11 @@ static void test_sigterm(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest table[] = {
-        cmocka_unit_test(test_table), cmocka_unit_test(test_wrong_limit),
-        cmocka_unit_test(test_wrong_table), cmocka_unit_test(test_peer_uid),
-        cmocka_unit_test(test_json_secret)};
+    const struct CMUnitTest table[] = {cmocka_unit_test_teardown(test_table, auth_dir_rm),
+                                       cmocka_unit_test_teardown(test_wrong_limit, auth_dir_rm),
+                                       cmocka_unit_test_teardown(test_wrong_table, auth_dir_rm),
+                                       cmocka_unit_test_teardown(test_peer_uid, peer_fds_close),
+                                       cmocka_unit_test(test_json_secret)};
     const struct CMUnitTest http[] = {
         cmocka_unit_test(test_no_session),    cmocka_unit_test(test_login),
         cmocka_unit_test(test_actions),       cmocka_unit_test(test_logout),
