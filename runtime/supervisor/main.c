@@ -59,23 +59,41 @@ static const web_logger page_log = {page_line, &ctx};
 static char *notify_socket; /* NOTIFY_SOCKET, taken out of the services' environment */
 static char page_url[128];  /* the page's http://HOST:PORT/ for STATUS=; "": none */
 
+#define NOTIFY_AGAIN_MS 100     /* a message that met a full queue goes again after this */
+static int64_t notify_again_at; /* when the main loop sends again what did not go; 0: none */
+static bool notify_full;        /* the last message met a full queue (said once till one goes) */
+
 /* sd_notify(3) without libsystemd: one datagram to the socket NOTIFY_SOCKET names, a path
- * or, with a leading '@', an abstract name. Never waits: a reader whose queue is full (it
- * reads none, or is stuck) costs that message, said, and never stalls the main loop. */
-static void notify(const char *msg)
+ * or, with a leading '@', an abstract name. Never waits, so that a reader whose queue is
+ * full (it reads none, or is stuck) never stalls the main loop: false then, and the loop
+ * sends it again NOTIFY_AGAIN_MS later (READY=1 must reach systemd, or it ends the unit at
+ * its start timeout); the full queue is said once, until a message goes. Any other failure
+ * is said and the message dropped (true: nothing to send again). */
+static bool notify(const char *msg)
 {
-    if (!notify_socket) return;
+    if (!notify_socket) return true;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t len = strlen(notify_socket);
-    if ((notify_socket[0] != '/' && notify_socket[0] != '@') || len >= sizeof sa.sun_path) return;
+    if ((notify_socket[0] != '/' && notify_socket[0] != '@') || len >= sizeof sa.sun_path)
+        return true;
     memcpy(sa.sun_path, notify_socket, len);
     if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0';
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) return;
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        sup_logf(&ctx, SUP_WARNING "sd_notify %s to %s: %s", msg, notify_socket, strerror(errno));
+    if (fd < 0) {
+        sup_logf(&ctx, SUP_WARNING "sd_notify %s: %s", msg, strerror(errno));
+        return true;
+    }
+    bool sent = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) >= 0;
+    int e = errno;
     close(fd);
+    bool full = !sent && (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS);
+    if (!sent && (!full || !notify_full))
+        sup_logf(&ctx, SUP_WARNING "sd_notify %s to %s: %s%s", msg, notify_socket, strerror(e),
+                 full ? " (sent again until it goes)" : "");
+    notify_full = full;
+    if (full) notify_again_at = sup_mono_ms() + NOTIFY_AGAIN_MS;
+    return !full;
 }
 
 /* STATUS= for systemctl status: how many services run, which failed, and the page.
@@ -96,8 +114,7 @@ static void notify_status(const sup_service *svcs, size_t n, const char *page)
     if (page && *page && len > 0 && (size_t)len < sizeof msg)
         snprintf(msg + len, sizeof msg - (size_t)len, "; page %s", page);
     if (strcmp(msg, last) == 0) return;
-    snprintf(last, sizeof last, "%s", msg);
-    notify(msg);
+    if (notify(msg)) snprintf(last, sizeof last, "%s", msg); /* else it goes again */
 }
 
 /* mkdir -p, 0750 for what it creates. */
@@ -486,10 +503,11 @@ int main(int argc, char **argv)
     sup_series *series = sup_series_new(svcs, n);
     sup_control_set_series(control, series); /* status() shows the workers status.json does */
 
-    size_t cursor = 0;  /* the next service to start, in file order */
-    size_t to_stop = n; /* draining: services [0, to_stop) are still to stop, last first */
-    bool ready_sent = false;
-    int64_t serve_at = 0; /* when the page was told to start; 0: not yet */
+    size_t cursor = 0;          /* the next service to start, in file order */
+    size_t to_stop = n;         /* draining: services [0, to_stop) are still to stop, last first */
+    bool ready_sent = false;    /* READY=1 is due (status.json: running) */
+    bool ready_pending = false; /* ... and still to go (the reader's queue was full) */
+    int64_t serve_at = 0;       /* when the page was told to start; 0: not yet */
     rc = 0;
     for (;;) {
         int64_t now = sup_mono_ms();
@@ -513,7 +531,7 @@ int main(int argc, char **argv)
                              SUP_WARNING "web monitor: the page did not answer within %d ms of "
                                          "the services' start; ready without it",
                              PAGE_READY_WAIT_MS);
-                notify("READY=1");
+                ready_pending = !notify("READY=1");
                 ready_sent = true;
                 ctx.changed = true;
             }
@@ -534,9 +552,15 @@ int main(int argc, char **argv)
                          ctx.draining ? (to_stop ? "draining" : "stopped")
                          : ready_sent ? "running"
                                       : "starting");
-            if (ready_sent && !ctx.draining)
+            if (ready_sent && !ready_pending && !ctx.draining)
                 notify_status(svcs, n, web_proc_answered(web) ? page_url : NULL);
             ctx.changed = false;
+        }
+        if (notify_again_at && now >= notify_again_at) { /* what met a full queue, again */
+            notify_again_at = 0;
+            if (ready_pending) ready_pending = !notify("READY=1");
+            if (ready_sent && !ready_pending && !ctx.draining)
+                notify_status(svcs, n, web_proc_answered(web) ? page_url : NULL);
         }
         if (ctx.draining && to_stop == 0) break;
 
@@ -548,6 +572,7 @@ int main(int argc, char **argv)
         if (sup_series_next_deadline(series) < next) next = sup_series_next_deadline(series);
         if (serve_at && !ready_sent && serve_at + PAGE_READY_WAIT_MS < next)
             next = serve_at + PAGE_READY_WAIT_MS;
+        if (notify_again_at && notify_again_at < next) next = notify_again_at;
         int timeout = next == INT64_MAX      ? -1
                       : next <= now          ? 0
                       : next - now > INT_MAX ? INT_MAX
@@ -574,7 +599,9 @@ int main(int argc, char **argv)
                 if (!ctx.draining) {
                     sup_logf(&ctx, "%s: stopping the services, last first",
                              strsignal((int)si.ssi_signo));
-                    notify("STOPPING=1\nSTATUS=stopping the services, last first");
+                    /* Not sent again when the queue is full: systemd would only miss
+                     * showing the unit as deactivating until it exits. */
+                    (void)notify("STOPPING=1\nSTATUS=stopping the services, last first");
                     ctx.draining = true;
                     ctx.changed = true;
                     for (size_t i = 0; i < n; i++) /* no restarts from now on */

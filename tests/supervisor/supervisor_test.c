@@ -660,6 +660,59 @@ static void notify_ready_without_page(void **state)
     close(held);
 }
 
+/* A reader of NOTIFY_SOCKET whose queue is full (it reads none, or is stuck) never stalls
+ * the supervisor, and loses nothing that matters: status.json goes on to "running", the
+ * full queue is said once in the log, and READY=1, then STATUS=, reach the reader once it
+ * reads again (systemd ends a Type=notify unit whose READY=1 never comes). The test fills
+ * its own socket's queue first. */
+static void notify_queue_full(void **state)
+{
+    fixture *f = *state;
+    int w = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify", f->dir);
+    assert_true(w >= 0);
+    int filled = 0;
+    while (filled < 100000 && sendto(w, "FILLER", 6, 0, (struct sockaddr *)&sa, sizeof sa) == 6)
+        filled++;
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    close(w);
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[defaults]\nlog_dir = logs\nstop_timeout_s = 2\n\n[web monitor]\nport = %d\n\n"
+             "[echo]\nexec = %s --workers 1 shm://%s\nshm_name = %s\n",
+             free_port(), ECHO_SERVER, f->shm, f->shm);
+    start(f, ini, true);
+    /* The supervisor goes on: running, and the full queue said. */
+    const char *said = "sd_notify READY=1 to ";
+    bool running = false, told = false;
+    for (int64_t end = sup_now_ms() + 20000; !(running && told) && sup_now_ms() < end;
+         sup_nap_ms(50)) {
+        running = strstr(sup_slurp(f->dir, "logs/status.json"), /* the supervisor's own */
+                         "\"state\": \"running\",\n  \"updated_at\"");
+        told = strstr(sup_slurp(f->dir, "supervisor.err"), said);
+    }
+    if (!running) fail_msg("status.json never said running: the supervisor stalled");
+    if (!told) fail_msg("the full queue was not said: %s", sup_slurp(f->dir, "supervisor.err"));
+    sup_nap_ms(500); /* READY=1 goes again every 100 ms meanwhile */
+    const char *log = sup_slurp(f->dir, "supervisor.err");
+    const char *first = strstr(log, "sd_notify");
+    if (first && strstr(first + 1, "sd_notify"))
+        fail_msg("the full queue was said more than once:\n%s", log);
+    /* The reader reads again: its fillers, then READY=1 and STATUS=, none lost. */
+    for (int i = 0; i < filled; i++)
+        assert_string_equal(datagram(f->notify_fd, 1000), "FILLER");
+    assert_string_equal(datagram(f->notify_fd, 5000), "READY=1");
+    const char *status = datagram(f->notify_fd, 5000);
+    if (strncmp(status, "STATUS=1 of 1 service running", 29) != 0)
+        fail_msg("not the status: '%s'", status);
+    print_message("%d datagrams filled the queue; READY=1 and STATUS= came once it emptied\n",
+                  filled);
+    int st = sup_stop(&f->sup, 5000);
+    assert_true(st != -1 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* A second SIGTERM while a service that ignores the first is given its stop_timeout_s (an
  * hour here): SIGKILL to every service at once, said in the log, and the supervisor exits
  * 0 with nothing left behind. */
@@ -836,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(fifo_status_file, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_after_page, setup, teardown),
         cmocka_unit_test_setup_teardown(notify_ready_without_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(sigterm_twice_kills, setup, teardown),
         cmocka_unit_test_setup_teardown(second_supervisor_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(log_dir_not_made, setup, teardown),
