@@ -29,6 +29,7 @@
 #include "calls_handlers.h"
 #include "frame.h"
 #include "procs.h"
+#include "standin.h"
 
 static const char secret[] = "correct horse battery staple";
 
@@ -150,12 +151,19 @@ static void addresses_refused(void **state)
     expect_refused(calls, longer, SHMRPC_EINVAL, msg);
 }
 
-/* A server refuses at, as it listens, with the message of a malformed address. */
-static void expect_listen_refused(const char *where)
+/* A server of Calls, not listening yet. */
+static shmrpc_server *calls_server(void)
 {
     shmrpc_server *s = NULL;
     assert_int_equal(shmrpc_server_new(&s, NULL), 0);
     assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    return s;
+}
+
+/* A server refuses at, as it listens, with the message of a malformed address. */
+static void expect_listen_refused(const char *where)
+{
+    shmrpc_server *s = calls_server();
     char at[400], msg[800];
     snprintf(at, sizeof at, "tcp://%s", where);
     snprintf(msg, sizeof msg,
@@ -172,9 +180,7 @@ static void expect_listen_refused(const char *where)
  * backlog holds it: nothing is served). */
 static void expect_listen_on_loopback(const char *where, int port)
 {
-    shmrpc_server *s = NULL;
-    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-    assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+    shmrpc_server *s = calls_server();
     char at[128];
     snprintf(at, sizeof at, "tcp://%s", where);
     int rc = shmrpc_server_listen(s, at);
@@ -227,9 +233,7 @@ static void listen_addresses(void **state)
     /* Not loopback, and no secret: refused. */
     static const char *const open_to_all[] = {"[::]", "[::ffff:10.0.0.1]", "[2001:db8::1]"};
     for (size_t i = 0; i < sizeof open_to_all / sizeof open_to_all[0]; i++) {
-        shmrpc_server *s = NULL;
-        assert_int_equal(shmrpc_server_new(&s, NULL), 0);
-        assert_int_equal(shmrpc_server_register(s, &Calls_service, &calls_test_handlers, NULL), 0);
+        shmrpc_server *s = calls_server();
         char at[128], msg[300];
         snprintf(at, sizeof at, "tcp://%s:%d", open_to_all[i], test_free_port());
         snprintf(msg, sizeof msg,
@@ -259,6 +263,17 @@ static shmrpc_client *connect_with(const char *at, const shmrpc_client_opts *o)
     shmrpc_client *c = test_connect(&Calls_service_info, o, at, &rc);
     if (!c || rc) fail_msg("connect %s: %s: %s", at, shmrpc_strerror(rc), shmrpc_errmsg());
     return c;
+}
+
+/* A server on a free port of 127.0.0.1 that serves already: its pid; its port in *port,
+ * its address in at. */
+static pid_t start_server_up(int *port, char at[static 64])
+{
+    *port = test_free_port();
+    snprintf(at, 64, "tcp://127.0.0.1:%d", *port);
+    pid_t server = start_server(at);
+    shmrpc_client_free(connect_with(at, NULL)); /* it is up */
+    return server;
 }
 
 static void check_add(shmrpc_client *c, int64_t a, int64_t b)
@@ -319,49 +334,8 @@ static uint32_t method_id(const char *name)
 
 /* --- a stand-in server ------------------------------------------------------------------ */
 
-/* A child process that takes one connection on its own port, reads the client's HELLO and
- * plays the script set in stand_in_case, then reads until the client closes. Its exit code
- * is the script's: 0, or 200 and above when the client sent what it should not have. */
-static int stand_in_case;
-static int stand_in_rcvbuf;   /* > 0: its socket's SO_RCVBUF (a small window) */
-static shmrpc_buf hello_body; /* in the stand-in: the HELLO's body */
-static int stand_in_go = -1;  /* in the stand-in: the pipe's other end, at EOF once told */
-
-typedef struct stand_in {
-    int port;
-    pid_t pid;
-    int go; /* the parent's end of a pipe closed by stand_in_end */
-} stand_in;
-
-static bool sread(int fd, uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t k = recv(fd, p, n, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool sread_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
-{
-    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    bool ok = sread(fd, hdr, sizeof hdr) &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__FLAG_LONE, h, &err) == 0;
-    shmrpc_buf_destroy(&err);
-    shmrpc_buf_clear(b);
-    ok = ok && shmrpc__buf_grow(b, (size_t)h->body_len + 1) == 0 && sread(fd, b->data, h->body_len);
-    if (ok) b->len = h->body_len;
-    return ok;
-}
-
-static bool ssend(int fd, const shmrpc_buf *b)
-{
-    return !b->err && send(fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len;
-}
+/* The stand-in (common/standin.h) plays the script set in stand_in_case; a script's result
+ * is what it counted, or 200 and above when the client sent what it should not have. */
 
 static void put_frame(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t method, uint64_t rid,
                       const void *body, size_t len)
@@ -373,89 +347,18 @@ static void put_frame(shmrpc_buf *b, uint8_t kind, uint16_t flags, uint32_t meth
     if (len) shmrpc_buf_append(b, body, len);
 }
 
-/* Appends a HELLO_ACK with the Calls table, the compression chosen, and a challenge when
- * auth. */
-static void put_ack(shmrpc_buf *b, uint16_t compression, bool auth)
+/* Starts a stand-in that plays script in case i, and a client of it with the default
+ * settings changed by set (or none); the stand-in's address in at. */
+static shmrpc_client *stand_in_client(stand_in *s, int (*script)(int fd), int i,
+                                      void (*set)(shmrpc_client_opts *o), char at[static 64])
 {
-    static const uint8_t challenge[SHMRPC__AUTH_LEN] = {7};
-    shmrpc__hello ack = {.proto = SHMRPC__WIRE_PROTO,
-                         .info = Calls_service_info,
-                         .compression = compression,
-                         .threshold = 4096,
-                         .max_msg = 64u << 20};
-    if (auth) ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    if (shmrpc__hello_write(b, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0) shmrpc__frame_end(b, at);
-    shmrpc_buf_destroy(&err);
-}
-
-static void put_error(shmrpc_buf *b, uint32_t method, uint64_t rid, int status, const char *msg)
-{
-    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_ERROR, 0, method, rid);
-    if (shmrpc__error_write(b, status, shmrpc_str_c(msg)) == 0) shmrpc__frame_end(b, at);
-}
-
-/* The sum (a fixint) of an add request's body [a, b] of fixints; -1 for another body. */
-static int add_body_sum(const shmrpc_buf *b)
-{
-    return b->len == 3 && b->data[0] == 0x92 && b->data[1] < 0x80 && b->data[2] < 0x80
-               ? b->data[1] + b->data[2]
-               : -1;
-}
-
-static void put_sum(shmrpc_buf *out, const shmrpc__frame_hdr *h, int sum)
-{
-    const uint8_t body[] = {(uint8_t)sum};
-    put_frame(out, SHMRPC__KIND_RESPONSE, 0, h->method, h->request_id, body, sizeof body);
-}
-
-static stand_in stand_in_start(int (*script)(int fd))
-{
-    stand_in s = {0};
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (stand_in_rcvbuf > 0)
-        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &stand_in_rcvbuf, sizeof stand_in_rcvbuf);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    s.port = ntohs(a.sin_port);
-    int go[2];
-    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
-    s.pid = fork();
-    assert_true(s.pid >= 0);
-    if (s.pid == 0) {
-        alarm(20);
-        close(go[1]);
-        stand_in_go = go[0];
-        int fd = accept(lfd, NULL, NULL);
-        shmrpc__frame_hdr h;
-        shmrpc_buf b;
-        shmrpc_buf_init(&b);
-        bool hello = fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO;
-        if (hello) shmrpc_buf_append(&hello_body, b.data, b.len);
-        int rc = hello ? script(fd) : 201;
-        static uint8_t rest[64 << 10];
-        while (fd >= 0 && recv(fd, rest, sizeof rest, 0) > 0) {
-        }
-        _exit(rc);
-    }
-    close(lfd);
-    close(go[0]);
-    s.go = go[1];
-    return s;
-}
-
-/* Tells the stand-in that the test is done with it; its exit code, within 10 s. */
-static int stand_in_end(const stand_in *s)
-{
-    close(s->go);
-    int status = test_reap(s->pid, 10000);
-    if (status < 0 || !WIFEXITED(status)) fail_msg("the stand-in did not exit");
-    return WEXITSTATUS(status);
+    stand_in_case = i;
+    *s = stand_in_start(script);
+    snprintf(at, 64, "tcp://127.0.0.1:%d", s->port);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    if (set) set(&o);
+    return connect_with(at, &o);
 }
 
 /* The handshake of a client with a secret answered wrongly (stand_in_case): a HELLO_ACK
@@ -467,7 +370,7 @@ static int wrong_auth(int fd)
     shmrpc_buf_init(&in);
     shmrpc__frame_hdr h;
     int rc = 0;
-    put_ack(&b, 0, stand_in_case != 0);
+    put_ack(&b, 0, 64u << 20, stand_in_case != 0);
     if (!ssend(fd, &b)) rc = 202;
     if (!rc && stand_in_case != 0) {
         if (!sread_frame(fd, &h, &in) || h.kind != SHMRPC__KIND_AUTH) rc = 203;
@@ -532,7 +435,7 @@ static int answers_wrongly(int fd)
     shmrpc_buf_init(&in);
     shmrpc__frame_hdr h, second;
     int took = 0;
-    put_ack(&b, SHMRPC__FLAG_SNAPPY, false);
+    put_ack(&b, SHMRPC__FLAG_SNAPPY, 64u << 20, false);
     if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 202;
     if (h.kind != SHMRPC__KIND_REQUEST || (stand_in_case < 4 && add_body_sum(&in) < 0)) return 203;
     took++;
@@ -549,7 +452,7 @@ static int answers_wrongly(int fd)
         put_sum(&b, &second, add_body_sum(&in));
         break;
     case 2:
-        put_ack(&b, 0, false);
+        put_ack(&b, 0, 64u << 20, false);
         break;
     case 3:
         put_frame(&b, SHMRPC__KIND_RESPONSE, SHMRPC__FLAG_SNAPPY, h.method, h.request_id, garbage,
@@ -570,6 +473,11 @@ static int answers_wrongly(int fd)
     return took;
 }
 
+static void snappy(shmrpc_client_opts *o)
+{
+    o->tcp.compression = SHMRPC_COMPRESS_SNAPPY;
+}
+
 /* What a blocking call does with what a stand-in answers: a server that leaves (an ERROR
  * of request id 0) before the call's answer, alone: SHMRPC_EUNAVAIL with the server's
  * message (the call did not run there); the late answer of a call that gave up on it (its
@@ -582,19 +490,15 @@ static void blocking_calls_answered_wrongly(void **state)
 {
     (void)state;
     for (int i = 0; i < 7; i++) {
-        stand_in_case = i;
-        stand_in s = stand_in_start(answers_wrongly);
-        shmrpc_client_opts o;
-        shmrpc_client_opts_init(&o);
-        o.tcp.compression = SHMRPC_COMPRESS_SNAPPY;
-        char at[64], want[256];
-        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
-        shmrpc_client *c = connect_with(at, &o);
+        stand_in s;
+        char at[64];
+        shmrpc_client *c = stand_in_client(&s, answers_wrongly, i, snappy, at);
         int64_t sum = -1;
         if (i == 1) shmrpc_client_next_timeout(c, 300);
         shmrpc_health state = SHMRPC_HEALTH_SERVING;
         int rc = i < 4 ? calls_add(c, 2, 3, &sum) : shmrpc_client_health(c, &state);
         print_message("case %d: %s: %s\n", i, shmrpc_strerror(rc), shmrpc_errmsg());
+        char want[256];
         switch (i) {
         case 0:
             assert_int_equal(rc, SHMRPC_EUNAVAIL);
@@ -702,7 +606,7 @@ static int answers_in_flight(int fd)
     shmrpc_buf_init(&in);
     shmrpc__frame_hdr h[3];
     int sums[3], took = 0;
-    put_ack(&b, 0, false);
+    put_ack(&b, 0, 64u << 20, false);
     if (!ssend(fd, &b)) return 202;
     shmrpc_buf_clear(&b);
     for (int n = stand_in_case == 0 ? 3 : 1; took < n; took++) {
@@ -725,7 +629,7 @@ static int answers_in_flight(int fd)
         h[0].request_id = 0;
         put_sum(&b, &h[0], sums[0]);
     } else if (stand_in_case == 5) {
-        put_ack(&b, 0, false);
+        put_ack(&b, 0, 64u << 20, false);
     } else {
         uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
         shmrpc__frame_hdr big = {SHMRPC__KIND_RESPONSE, 0, h[0].method, h[0].request_id, 4096};
@@ -738,6 +642,11 @@ static int answers_in_flight(int fd)
     return rc;
 }
 
+static void at_most_1_kib(shmrpc_client_opts *o)
+{
+    o->max_msg_bytes = 1024;
+}
+
 /* Calls in flight answered oddly: the late answer of a call that gave up on it (its
  * deadline passed: SHMRPC_ETIMEDOUT, it may have run) and a PONG are read past, and the
  * calls in flight get their own answers, in any order; an answer for a request never sent,
@@ -748,14 +657,9 @@ static void started_calls_answered_oddly(void **state)
 {
     (void)state;
     for (int i = 0; i < 6; i++) {
-        stand_in_case = i;
-        stand_in s = stand_in_start(answers_in_flight);
-        shmrpc_client_opts o;
-        shmrpc_client_opts_init(&o);
-        o.max_msg_bytes = 1024;
+        stand_in s;
         char at[64], want[300];
-        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
-        shmrpc_client *c = connect_with(at, &o);
+        shmrpc_client *c = stand_in_client(&s, answers_in_flight, i, at_most_1_kib, at);
         shmrpc_call *k[3];
         int64_t sum = -1;
         shmrpc_client_next_timeout(c, i == 0 ? 200 : 5000);
@@ -874,7 +778,7 @@ static int counts_requests(int fd)
     shmrpc_buf b, in;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
-    put_ack(&b, 0, false);
+    put_ack(&b, 0, 64u << 20, false);
     int took = ssend(fd, &b) ? 0 : 202;
     shmrpc__frame_hdr h;
     while (took < 200 && sread_frame(fd, &h, &in))
@@ -901,11 +805,9 @@ static int answers_no_hello(int fd)
 static void stalls_and_races(void **state)
 {
     (void)state;
-    int port = test_free_port();
+    int port;
     char at[64], list[128];
-    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", port);
-    pid_t server = start_server(at);
-    shmrpc_client_free(connect_with(at, NULL)); /* it is up */
+    pid_t server = start_server_up(&port, at);
     for (int round = 0; round < 2; round++) {
         stand_in s = stand_in_start(round == 0 ? counts_requests : answers_no_hello);
         /* round 0: the stand-in alone in the race (it answers); 1: the other joins it */
@@ -945,7 +847,7 @@ static int says_its_hello(int fd)
     shmrpc__hello hello;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
-    int rc = shmrpc__hello_parse(shmrpc_bytes_of(hello_body.data, hello_body.len),
+    int rc = shmrpc__hello_parse(shmrpc_bytes_of(stand_in_hello.data, stand_in_hello.len),
                                  SHMRPC__KIND_HELLO, a, &hello, &err)
                  ? 202
                  : (int)hello.proto;
@@ -999,7 +901,7 @@ static int resets_at_the_first_request(int fd)
 {
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    put_ack(&b, 0, false);
+    put_ack(&b, 0, 64u << 20, false);
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     int rc = ssend(fd, &b) && sread(fd, hdr, sizeof hdr) ? 0 : 202;
     struct linger now = {.l_onoff = 1, .l_linger = 0};
@@ -1015,11 +917,9 @@ static int resets_at_the_first_request(int fd)
 static void reset_before_the_request_went_out(void **state)
 {
     (void)state;
-    int port = test_free_port();
+    int port;
     char at[64], list[128];
-    snprintf(at, sizeof at, "tcp://127.0.0.1:%d", port);
-    pid_t server = start_server(at);
-    shmrpc_client_free(connect_with(at, NULL)); /* it is up */
+    pid_t server = start_server_up(&port, at);
     shmrpc_buf big;
     shmrpc_buf_init(&big);
     fill_big(&big);
@@ -1061,7 +961,7 @@ static int talks_while_not_reading(int fd)
     shmrpc_buf b, in;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
-    put_ack(&b, 0, false);
+    put_ack(&b, 0, 64u << 20, false);
     if (!ssend(fd, &b)) return 202;
     shmrpc__frame_hdr h, first = {0};
     int took = 0;
@@ -1079,7 +979,7 @@ static int talks_while_not_reading(int fd)
         put_frame(&b, SHMRPC__KIND_DRAIN, 0, 0, 0, NULL, 0);
         put_error(&b, 0, 0, SHMRPC_EUNAVAIL, "the stand-in leaves");
     } else if (stand_in_case == 1) {
-        put_ack(&b, 0, false);
+        put_ack(&b, 0, 64u << 20, false);
     } else { /* the first's answer is let go as it comes, so the second's still is read */
         put_sum(&b, &first, 3);
         put_sum(&b, &first, 3);
@@ -1111,11 +1011,9 @@ static void frames_while_a_request_goes_out(void **state)
     fill_big(&big);
     stand_in_rcvbuf = 64 << 10;
     for (int i = 0; i < 3; i++) {
-        stand_in_case = i;
-        stand_in s = stand_in_start(talks_while_not_reading);
+        stand_in s;
         char at[64], want[300];
-        snprintf(at, sizeof at, "tcp://127.0.0.1:%d", s.port);
-        shmrpc_client *c = connect_with(at, NULL);
+        shmrpc_client *c = stand_in_client(&s, talks_while_not_reading, i, NULL, at);
         shmrpc_call *gone, *flight, *large;
         int64_t sum;
         if (i == 2) {

@@ -33,6 +33,7 @@
 #include "frame.h"
 #include "hello.h"
 #include "procs.h"
+#include "standin.h"
 
 static char addr[64];
 static int port;
@@ -875,127 +876,7 @@ static void peers_that_stop_making_progress(void **state)
     assert_true(test_stop_server(server));
 }
 
-/* --- what a client does with a stand-in server's frames --- */
-
-/* A stand-in server: a child process that takes one connection on its own port, reads
- * the client's HELLO and plays the script set for it in stand_in_case (it inherits it),
- * then reads until the client closes. Its exit code is the script's result: what it
- * counted, or 200 and above when the client sent what it should not have. */
-static int stand_in_case;
-static int stand_in_rcvbuf; /* > 0: its socket's SO_RCVBUF (a small window) */
-
-typedef struct stand_in {
-    int port;
-    pid_t pid;
-    int go; /* the parent's end of a pipe closed by stand_in_end */
-} stand_in;
-static int stand_in_go = -1; /* in the stand-in: the pipe's other end, at EOF once told */
-
-static bool sread(int fd, uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t k = recv(fd, p, n, 0);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        p += k, n -= (size_t)k;
-    }
-    return true;
-}
-
-/* Reads a frame of the client: its header in *h, its body in b. */
-static bool sread_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
-{
-    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    bool ok = sread(fd, hdr, sizeof hdr) &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__FLAG_LONE, h, &err) == 0;
-    shmrpc_buf_destroy(&err);
-    shmrpc_buf_clear(b);
-    ok = ok && shmrpc__buf_grow(b, (size_t)h->body_len + 1) == 0 && sread(fd, b->data, h->body_len);
-    if (ok) b->len = h->body_len;
-    return ok;
-}
-
-static bool ssend(int fd, const shmrpc_buf *b)
-{
-    return !b->err && send(fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len;
-}
-
-/* Appends a HELLO_ACK with the Calls table, max_msg, and a challenge when auth. */
-static void put_ack(shmrpc_buf *b, uint32_t max_msg, bool auth)
-{
-    static const uint8_t challenge[SHMRPC__AUTH_LEN] = {7};
-    shmrpc__hello ack = {.proto = SHMRPC__WIRE_PROTO,
-                         .info = Calls_service_info,
-                         .threshold = 4096,
-                         .max_msg = max_msg};
-    if (auth) ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
-    if (shmrpc__hello_write(b, SHMRPC__KIND_HELLO_ACK, &ack, &err) == 0) shmrpc__frame_end(b, at);
-    shmrpc_buf_destroy(&err);
-}
-
-static void put_error(shmrpc_buf *b, uint32_t method, uint64_t rid, int status, const char *msg)
-{
-    size_t at = shmrpc__frame_begin(b, SHMRPC__KIND_ERROR, 0, method, rid);
-    shmrpc_buf_append(b, "", 0);
-    /* shmrpc__error_write refuses a status that is not negative: the stand-in's are. */
-    if (shmrpc__error_write(b, status, shmrpc_str_c(msg)) == 0) shmrpc__frame_end(b, at);
-}
-
-static stand_in stand_in_start(int (*script)(int fd))
-{
-    stand_in s = {0};
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (stand_in_rcvbuf > 0)
-        setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &stand_in_rcvbuf, sizeof stand_in_rcvbuf);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    s.port = ntohs(a.sin_port);
-    int go[2];
-    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
-    s.pid = fork();
-    assert_true(s.pid >= 0);
-    if (s.pid == 0) {
-        alarm(20);
-        close(go[1]);
-        stand_in_go = go[0];
-        int fd = accept(lfd, NULL, NULL);
-        shmrpc__frame_hdr h;
-        shmrpc_buf b;
-        shmrpc_buf_init(&b);
-        int rc = 0;
-        if (!script) { /* silent: it reads nothing until told */
-            struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
-            poll(&pf, 1, 15000);
-        } else {
-            rc = fd >= 0 && sread_frame(fd, &h, &b) && h.kind == SHMRPC__KIND_HELLO ? script(fd)
-                                                                                    : 201;
-        }
-        while (fd >= 0 && recv(fd, b.data, b.len ? b.len : 1, 0) > 0) {
-        }
-        _exit(rc);
-    }
-    close(lfd);
-    close(go[0]);
-    s.go = go[1];
-    return s;
-}
-
-/* Tells the stand-in that the test is done with it; its exit code, within 10 s. */
-static int stand_in_end(const stand_in *s)
-{
-    close(s->go);
-    int status = test_reap(s->pid, 10000);
-    if (status < 0 || !WIFEXITED(status)) fail_msg("the stand-in did not exit");
-    return WEXITSTATUS(status);
-}
+/* --- what a client does with a stand-in server's frames (common/standin.h) --- */
 
 /* The handshake answered wrongly (stand_in_case): the kind, the status, the table. */
 static int wrong_handshake(int fd)
@@ -1014,10 +895,10 @@ static int wrong_handshake(int fd)
         put_error(&b, 0, 0, -9999, "a status of its own");
         break;
     case 3: /* a challenge, to a client without a secret */
-        put_ack(&b, 1 << 20, true);
+        put_ack(&b, 0, 1 << 20, true);
         break;
     case 4: /* half a HELLO_ACK, then the close */
-        put_ack(&b, 1 << 20, false);
+        put_ack(&b, 0, 1 << 20, false);
         b.len = SHMRPC__FRAME_HDR_SIZE + 3;
         break;
     case 5:
@@ -1025,7 +906,7 @@ static int wrong_handshake(int fd)
         break;
     case 6: /* a client with a secret: its AUTH answered with a PING */
     case 7: /* ... with an ERROR */
-        put_ack(&b, 1 << 20, true);
+        put_ack(&b, 0, 1 << 20, true);
         if (!ssend(fd, &b) || !sread_frame(fd, &h, &b) || h.kind != SHMRPC__KIND_AUTH) return 202;
         shmrpc_buf_clear(&b);
         if (stand_in_case == 6)
@@ -1084,21 +965,6 @@ static void handshakes_a_client_refuses(void **state)
     }
 }
 
-/* The sum (a fixint) of an add request's body [a, b] of fixints; -1 for another body. */
-static int add_body_sum(const shmrpc_buf *b)
-{
-    return b->len == 3 && b->data[0] == 0x92 && b->data[1] < 0x80 && b->data[2] < 0x80
-               ? b->data[1] + b->data[2]
-               : -1;
-}
-
-/* Answers request h (an add) with its sum. */
-static void put_sum(shmrpc_buf *out, const shmrpc__frame_hdr *h, int sum)
-{
-    const uint8_t body[] = {(uint8_t)sum};
-    put_frame(out, SHMRPC__KIND_RESPONSE, 0, h->method, h->request_id, body, sizeof body);
-}
-
 /* Blocking calls against a stand-in that takes messages of 1 KiB at most: it PINGs before
  * the first add's answer (the PONG must come back with its id: else exit 210), then
  * answers the second add with another method's id. 0 when no other request came (an echo
@@ -1109,7 +975,7 @@ static int blocking_calls(int fd)
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
     shmrpc__frame_hdr h, q;
-    put_ack(&b, 1024, false);
+    put_ack(&b, 0, 1024, false);
     int rc = 0;
     if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) rc = 212;
     if (!rc && add_body_sum(&in) < 0) rc = 211;
@@ -1164,7 +1030,7 @@ static int leaves_with_calls(int fd)
     shmrpc_buf b, in;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
-    put_ack(&b, 1 << 20, false);
+    put_ack(&b, 0, 1 << 20, false);
     if (!ssend(fd, &b)) return 212;
     shmrpc__frame_hdr h, first = {0};
     int took = 0, sum = -1;
@@ -1251,7 +1117,7 @@ static int leaves_at_the_first_call(int fd)
     shmrpc_buf b, in;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
-    put_ack(&b, 1 << 20, false);
+    put_ack(&b, 0, 1 << 20, false);
     shmrpc__frame_hdr h;
     if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 212;
     if (h.kind != SHMRPC__KIND_REQUEST || add_body_sum(&in) < 0) return 211;
@@ -1306,7 +1172,7 @@ static int stops_reading(int fd)
     shmrpc_buf b, in;
     shmrpc_buf_init(&b);
     shmrpc_buf_init(&in);
-    put_ack(&b, 64u << 20, false);
+    put_ack(&b, 0, 64u << 20, false);
     shmrpc__frame_hdr h;
     if (!ssend(fd, &b) || !sread_frame(fd, &h, &in)) return 212;
     if (h.kind != SHMRPC__KIND_REQUEST || add_body_sum(&in) < 0) return 211;
@@ -1440,7 +1306,7 @@ static int takes_no_request(int fd)
 {
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    put_ack(&b, 64u << 20, false);
+    put_ack(&b, 0, 64u << 20, false);
     int rc = ssend(fd, &b) ? 0 : 212;
     shmrpc_buf_destroy(&b);
     struct pollfd pf = {.fd = stand_in_go, .events = POLLIN};
