@@ -840,7 +840,10 @@ static void logs_that_are_folders(void **state)
     assert_int_equal(WEXITSTATUS(st), 1);
     snprintf(want, sizeof want, "shmrpc-service: cannot open %s/logs/shmrpc-service.log: %s\n",
              f->dir, shmrpc_strerror(SHMRPC_ESYS(EISDIR)));
-    assert_string_equal(sup_slurp(f->dir, "supervisor.err"), want);
+    /* Its first line; in the ASan build a line may follow when the page's keeper, already
+     * forked, took more than 4 s to stop (LeakSanitizer at its exit, under load). */
+    const char *err = sup_slurp(f->dir, "supervisor.err");
+    if (strncmp(err, want, strlen(want)) != 0) fail_msg("'%s', not '%s'", err, want);
 
     assert_int_equal(rmdir(path), 0);
     snprintf(path, sizeof path, "%s/logs/sleeper.log", f->dir);
