@@ -1355,7 +1355,9 @@ static int claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl, str
             }
             atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
             if (!fits(q, p, end, f)) {
-                if (q->bcast && q->drop && drop_oldest(q)) continue;
+                /* Again only when the drop moved the frontier: one that cannot pass the
+                 * message (a descriptor written over) would drop it forever. */
+                if (q->bcast && q->drop && drop_oldest(q) && atomic_load(&h->freed) != f) continue;
                 if (due_passed(dl)) {
                     int rc = full_or_corrupt(q, &looked);
                     if (rc == LOOK_AGAIN) continue;
