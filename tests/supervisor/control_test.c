@@ -386,7 +386,7 @@ static void control(void **state)
 
     /* A second supervisor of the same file is refused: the control address is taken. */
     pid_t second = run_supervisor(f, "second.err");
-    int st2 = sup_wait_exit(&second, 5000);
+    int st2 = sup_wait_exit(&second, SUP_EXIT_MS);
     assert_true(st2 != -1);
     if (!WIFEXITED(st2) || WEXITSTATUS(st2) != 1)
         fail_msg("the second supervisor: wait status 0x%x (signal %d); its stderr: %s", st2,
@@ -434,7 +434,7 @@ static void control(void **state)
     assert_true(status_of(f, "chatter", &again));
 
     /* SIGTERM: exit 0, every group gone, the control segment removed, calls refused. */
-    int st = sup_stop(&f->sup, 4000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     sup_groups_assert_gone(&f->groups);
@@ -545,7 +545,7 @@ static void control_edges(void **state)
     assert_true(sup_group_gone(stubborn.pid));
     assert_non_null(strstr(sup_slurp(f->dir, "supervisor.err"),
                            "stubborn: still running after stop_timeout_s: SIGKILL"));
-    int st = sup_stop(&f->sup, 8000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     sup_groups_assert_gone(&f->groups);
@@ -598,7 +598,7 @@ static void logs_of_a_large_log(void **state)
     assert_int_equal(last, LINES - 1);
     assert_true(first > 0); /* not all of it: 1 MiB */
     print_message("logs: chatter's lines %d to %d of %d, whole\n", first, last, LINES);
-    int st = sup_stop(&f->sup, 8000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
 }
@@ -681,7 +681,7 @@ static void logs_join_the_rotated_file(void **state)
              name);
     assert_int_equal(control_logs(f->c, shmrpc_str_c(name), 10, &lines), SHMRPC_ENOENT);
     assert_true(strncmp(shmrpc_errmsg(), want, strlen(want)) == 0);
-    int st = sup_stop(&f->sup, 8000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
 }

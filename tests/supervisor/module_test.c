@@ -143,7 +143,7 @@ static uint64_t rollup(pid_t pid, const char *field)
  * segment of the service behind. */
 static void stops_clean(fixture *f)
 {
-    int st = sup_stop(&f->sup, 8000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_true(sup_group_gone(f->group));
@@ -1013,7 +1013,7 @@ static void module_init_fails(void **state)
     assert_non_null(strstr(sup_slurp(f->dir, "logs/status.json"), "\"restarts\": 2"));
     sup_nap_ms(300); /* and it stays failed */
     assert_int_equal(log_count(f, "big", "big: the module's init failed (-1)"), 3);
-    int st = sup_stop(&f->sup, 8000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_true(st != -1 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     assert_false(sup_segment_left(f->shm));

@@ -341,7 +341,7 @@ static void echo_series_counts_the_calls(void **state)
     check_samples(s, again, 0);
     json_decref(s);
 
-    int st = sup_stop(&f->sup, 5000);
+    int st = sup_stop(&f->sup, SUP_EXIT_MS);
     assert_int_equal(f->sup, 0);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }

@@ -130,7 +130,7 @@ void sup_kill_reap(pid_t *pid)
 
 void sup_end(pid_t *pid)
 {
-    if (*pid > 0 && sup_stop(pid, 10000) < 0) sup_kill_reap(pid);
+    if (*pid > 0 && sup_stop(pid, SUP_EXIT_MS) < 0) sup_kill_reap(pid);
 }
 
 void sup_groups_add(sup_groups *g, pid_t pgid)
