@@ -154,7 +154,7 @@ void gen_client(gen *g, emitter *e)
                 em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s)", g->p,
                    gen_method_cname(g, m), gen_out_decl(g, m));
             em_open(e, "{");
-            if (m->enc == SVC_ENC_RAW)
+            if (svc_enc_is_raw(m->enc))
                 stub_raw(g, e, m, label, part);
             else if (m->enc == SVC_ENC_JSON)
                 stub_json(g, e, m, label, part);

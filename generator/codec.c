@@ -49,7 +49,7 @@ void gen_mark_needs(gen *g)
     for (gtype *t = g->types; t; t = t->next)
         t->need = 0;
     for (const svc_method *m = g->svc->methods; m; m = m->next) {
-        if (m->enc == SVC_ENC_RAW) continue;
+        if (svc_enc_is_raw(m->enc)) continue;
         unsigned rw = m->enc == SVC_ENC_JSON ? NEED_JSON_READ | NEED_JSON_WRITE
                                              : NEED_MP_READ | NEED_MP_WRITE;
         if (m->n_params) mark(g, gen_args_type(g, m), rw);

@@ -27,9 +27,12 @@ uint64_t gen_service_fingerprint(gen *g)
     return h;
 }
 
+/* @pickle and @marshal travel as @raw: only their signature names them. */
 static const char *const enc_consts[] = {[SVC_ENC_MSGPACK] = "SHMRPC_ENC_MSGPACK",
                                          [SVC_ENC_JSON] = "SHMRPC_ENC_JSON",
-                                         [SVC_ENC_RAW] = "SHMRPC_ENC_RAW"};
+                                         [SVC_ENC_RAW] = "SHMRPC_ENC_RAW",
+                                         [SVC_ENC_PICKLE] = "SHMRPC_ENC_RAW",
+                                         [SVC_ENC_MARSHAL] = "SHMRPC_ENC_RAW"};
 
 /* A signature too long for a string literal, as a char array; its name. */
 static const char *signature_array(gen *g, emitter *e, int i, const char *sig)

@@ -147,7 +147,7 @@ void gen_server(gen *g, emitter *e)
     em_blank(e);
     em(e, "#include \"%s.h\"", g->stem);
     for (const svc_method *m = g->svc->methods; m; m = m->next)
-        if (m->n_params > 0 && m->enc != SVC_ENC_RAW) args_struct(g, e, m);
+        if (m->n_params > 0 && !svc_enc_is_raw(m->enc)) args_struct(g, e, m);
     bool any = false;
     for (gtype *t = g->types; t; t = t->next)
         any |= t->is_args && t->need;
@@ -163,7 +163,7 @@ void gen_server(gen *g, emitter *e)
            invoke_fn(g, m));
         em_open(e, "{");
         em(e, "const %s_handlers *h = handlers;", g->own);
-        if (m->enc == SVC_ENC_RAW)
+        if (svc_enc_is_raw(m->enc))
             invoke_raw(g, e, m);
         else if (m->enc == SVC_ENC_JSON)
             invoke_json(g, e, m, label);

@@ -78,7 +78,22 @@ struct svc_decl {
     struct svc_decl *next;
 };
 
-typedef enum svc_encoding { SVC_ENC_MSGPACK, SVC_ENC_JSON, SVC_ENC_RAW } svc_encoding;
+/* @pickle and @marshal are Python's (shmrpc.ServerMethodsBase, docs/python.md): shaped as
+ * @raw (bytes in, bytes out) and carried as @raw, named so in the signature so that the
+ * dynamic codec refuses them and only Python calls them. */
+typedef enum svc_encoding {
+    SVC_ENC_MSGPACK,
+    SVC_ENC_JSON,
+    SVC_ENC_RAW,
+    SVC_ENC_PICKLE,
+    SVC_ENC_MARSHAL
+} svc_encoding;
+
+/* Whether a method of enc takes one bytes parameter and returns bytes, sent as they are. */
+static inline bool svc_enc_is_raw(svc_encoding enc)
+{
+    return enc == SVC_ENC_RAW || enc == SVC_ENC_PICKLE || enc == SVC_ENC_MARSHAL;
+}
 
 typedef struct svc_annot {
     svc_tok name; /* without the '@' */

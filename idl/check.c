@@ -425,6 +425,8 @@ static svc_encoding encoding_of(svc_tok name, bool *known)
     if (tok_is(name, "msgpack")) return SVC_ENC_MSGPACK;
     if (tok_is(name, "json")) return SVC_ENC_JSON;
     if (tok_is(name, "raw")) return SVC_ENC_RAW;
+    if (tok_is(name, "pickle")) return SVC_ENC_PICKLE;
+    if (tok_is(name, "marshal")) return SVC_ENC_MARSHAL;
     *known = false;
     return SVC_ENC_MSGPACK;
 }
@@ -439,8 +441,9 @@ static void check_annots(check *c, svc_method *m)
         bool known;
         svc_encoding enc = encoding_of(an->name, &known);
         if (!known)
-            err(c, at, "unknown annotation '@%.*s' (known: @msgpack, @json, @raw)", an->name.n,
-                an->name.p);
+            err(c, at,
+                "unknown annotation '@%.*s' (known: @msgpack, @json, @raw, @pickle, @marshal)",
+                an->name.n, an->name.p);
         else if (!first) {
             m->enc = enc;
             first = an;
@@ -458,8 +461,8 @@ static void check_raw(check *c, const svc_method *m)
     bool ok = m->result && m->result->kind == SVC_T_BYTES && m->n_params == 1 && p && p->type &&
               p->type->kind == SVC_T_BYTES;
     if (!ok)
-        err(c, m->name, "@raw method '%.*s' must take exactly one bytes parameter and return bytes",
-            m->name.n, m->name.p);
+        err(c, m->name, "@%s method '%.*s' must take exactly one bytes parameter and return bytes",
+            svc_encoding_name(m->enc), m->name.n, m->name.p);
 }
 
 static void check_methods(check *c)
@@ -474,7 +477,7 @@ static void check_methods(check *c)
         check_annots(c, m);
         check_type(c, m->result, true);
         check_fields(c, m->params, "method", m->name, true);
-        if (m->enc == SVC_ENC_RAW) check_raw(c, m);
+        if (svc_enc_is_raw(m->enc)) check_raw(c, m);
     }
 }
 
@@ -534,6 +537,9 @@ static void check_queues(check *c)
             err(c, q->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", q->name.n,
                 q->name.p, first->name.line, first->name.col);
         check_annots(c, q);
+        if (q->enc == SVC_ENC_PICKLE || q->enc == SVC_ENC_MARSHAL)
+            err(c, q->name, "@%s is for methods only (Python to Python), not queue '%.*s'",
+                svc_encoding_name(q->enc), q->name.n, q->name.p);
         check_type(c, q->result, false);
         /* As a @raw method's result, a @raw queue's message is its bytes as they are. */
         if (q->enc == SVC_ENC_RAW && q->result && q->result->kind != SVC_T_BYTES)

@@ -146,8 +146,16 @@ static void sig_type(sig *s, const svc_type *t)
     }
 }
 
-static const char *const enc_names[] = {
-    [SVC_ENC_MSGPACK] = "msgpack", [SVC_ENC_JSON] = "json", [SVC_ENC_RAW] = "raw"};
+static const char *const enc_names[] = {[SVC_ENC_MSGPACK] = "msgpack",
+                                        [SVC_ENC_JSON] = "json",
+                                        [SVC_ENC_RAW] = "raw",
+                                        [SVC_ENC_PICKLE] = "pickle",
+                                        [SVC_ENC_MARSHAL] = "marshal"};
+
+const char *svc_encoding_name(svc_encoding enc)
+{
+    return enc_names[enc];
+}
 
 const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len)
 {
@@ -163,7 +171,7 @@ const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t 
     puts_(&s, ")->");
     sig_type(&s, m->result);
     puts_(&s, " @");
-    puts_(&s, enc_names[m->enc]);
+    puts_(&s, svc_encoding_name(m->enc));
     const char *r = s.oom || s.over ? NULL : svc_arena_strndup(a, s.p ? s.p : "", s.n);
     if (len) *len = r ? s.n : s.over ? max + 1 : 0;
     free(s.p);

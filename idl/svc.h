@@ -62,6 +62,8 @@ svc_file *svc_parse(svc_arena *a, svc_diag *d, const char *path, const char *src
 /* The semantic checks; resolves NAMED types (type->decl) and sets method->enc. Reports
  * every error, sorted by position. True iff there were none. */
 bool svc_check(svc_arena *a, svc_diag *d, svc_file *f);
+/* An encoding as its annotation spells it, without the '@': "msgpack", "pickle". */
+const char *svc_encoding_name(svc_encoding enc);
 /* Reads path, parses and checks it, errors to errout. NULL if there was any error;
  * *nerrors (when not NULL) gets their number. */
 svc_file *svc_load(svc_arena *a, FILE *errout, const char *path, int *nerrors);

@@ -47,8 +47,10 @@ static void pysvc_free(pysvc *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Reads path into s, or raises (ValueError with the front end's messages). */
-static int pysvc_load(pysvc *s, const char *path)
+/* Reads path into s, or the .svc text text when it is not NULL (a class's, written by
+ * shmrpc.svc; path then names it in messages), or raises (ValueError with the front end's
+ * messages). */
+static int pysvc_load(pysvc *s, const char *path, PyObject *text)
 {
     memset(s, 0, sizeof *s);
     shmrpc_buf_init(&s->json);
@@ -57,7 +59,23 @@ static int pysvc_load(pysvc *s, const char *path)
     size_t errlen = 0;
     FILE *errout = open_memstream(&errs, &errlen);
     if (errout == NULL) goto oom;
-    svc_file *f = svc_load(s->a, errout, path, NULL);
+    svc_file *f = NULL;
+    if (text == NULL) {
+        f = svc_load(s->a, errout, path, NULL);
+    } else {
+        Py_ssize_t n;
+        const char *src = PyUnicode_AsUTF8AndSize(text, &n);
+        if (src == NULL) {
+            fclose(errout);
+            free(errs);
+            return -1;
+        }
+        svc_diag d;
+        svc_diag_init(&d, errout, path, NULL, 0);
+        f = svc_parse(s->a, &d, path, src, (size_t)n);
+        if (f && d.errors == 0) svc_check(s->a, &d, f);
+        if (d.errors) f = NULL;
+    }
     fclose(errout);
     if (f == NULL || f->service == NULL) {
         size_t n = strlen(errs);
@@ -97,9 +115,9 @@ static int pysvc_load(pysvc *s, const char *path)
         s->methods[i] = (shmrpc_method_info){
             .name = name,
             .id = i,
-            .encoding = m->enc == SVC_ENC_JSON  ? SHMRPC_ENC_JSON
-                        : m->enc == SVC_ENC_RAW ? SHMRPC_ENC_RAW
-                                                : SHMRPC_ENC_MSGPACK,
+            .encoding = m->enc == SVC_ENC_JSON   ? SHMRPC_ENC_JSON
+                        : svc_enc_is_raw(m->enc) ? SHMRPC_ENC_RAW
+                                                 : SHMRPC_ENC_MSGPACK,
             .fingerprint = svc_fingerprint(sig),
             .signature = sig,
         };
@@ -139,16 +157,21 @@ oom:
     return -1;
 }
 
-/* _svc_methods(path): (service name, [(method, [parameter names], signature)]) of a .svc
- * file, in name order, for serve()'s checks of the handlers. */
-static PyObject *svc_methods(PyObject *mod, PyObject *path)
+/* _svc_methods(path, text=None): (service name, [(method, [parameter names], signature)])
+ * of a .svc file (or of the .svc text text), in name order, for serve()'s checks of the
+ * handlers. */
+static PyObject *svc_methods(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
-    const char *p = PyUnicode_AsUTF8(path);
-    if (p == NULL) return NULL;
+    static char *names[] = {"path", "text", NULL};
+    const char *p;
+    PyObject *text = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O!", names, &p, &PyUnicode_Type, &text))
+        return NULL;
     pysvc s;
     PyObject *list = NULL, *r = NULL;
-    if (pysvc_load(&s, p) != 0 || (list = PyList_New(0)) == NULL) goto done;
+    if (pysvc_load(&s, p, text == Py_None ? NULL : text) != 0 || (list = PyList_New(0)) == NULL)
+        goto done;
     for (uint32_t i = 0; i < s.info.n_methods; i++) {
         const shmrpc_dyn_sig *g = s.sigs[i];
         PyObject *names = PyList_New(0), *t = NULL;
@@ -387,18 +410,20 @@ static void on_stop(int sig)
  * service's handlers are the Python callables behind py_invoke. */
 static void present(void) {}
 
-/* _serve(path, handlers, address, workers, max_msg_bytes): serves until SIGTERM or SIGINT.
- * handlers: a dict method -> callable with every method (serve() checks them first). */
+/* _serve(path, handlers, address, workers, max_msg_bytes, text=None): serves until SIGTERM
+ * or SIGINT. handlers: a dict method -> callable with every method (serve() checks them
+ * first); text: the .svc text, when it is not the file path's. */
 static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
-    static char *names[] = {"path", "handlers", "address", "workers", "max_msg_bytes", NULL};
+    static char *names[] = {"path",          "handlers", "address", "workers",
+                            "max_msg_bytes", "text",     NULL};
     const char *path, *addr;
-    PyObject *handlers;
+    PyObject *handlers, *text = Py_None;
     int workers = 1;
     Py_ssize_t max_msg = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|in", names, &path, &PyDict_Type, &handlers,
-                                     &addr, &workers, &max_msg))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|inO!", names, &path, &PyDict_Type, &handlers,
+                                     &addr, &workers, &max_msg, &PyUnicode_Type, &text))
         return NULL;
     if (workers < 0 || workers > SHMRPC_MAX_WORKERS)
         return PyErr_Format(PyExc_ValueError, "workers: 0 to %d, not %d", SHMRPC_MAX_WORKERS,
@@ -409,7 +434,7 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     if (s == NULL) return PyErr_NoMemory();
     shmrpc_server *srv = NULL;
     PyObject *result = NULL;
-    if (pysvc_load(s, path) != 0) goto done;
+    if (pysvc_load(s, path, text == Py_None ? NULL : text) != 0) goto done;
     uint32_t n = s->info.n_methods;
     if ((s->handlers = calloc(n + 1, sizeof *s->handlers)) == NULL) {
         PyErr_NoMemory();
@@ -475,10 +500,12 @@ done:
 }
 
 static PyMethodDef serve_methods[] = {
-    {"_svc_methods", svc_methods, METH_O,
-     "_svc_methods(path): (service, [(method, [parameter names], signature)]) of a .svc file."},
+    {"_svc_methods", (PyCFunction)(void (*)(void))svc_methods, METH_VARARGS | METH_KEYWORDS,
+     "_svc_methods(path, text=None): (service, [(method, [parameter names], signature)]) of a "
+     ".svc file or text."},
     {"_serve", (PyCFunction)(void (*)(void))py_serve, METH_VARARGS | METH_KEYWORDS,
-     "_serve(path, handlers, address, workers=1, max_msg_bytes=0): serve until SIGTERM."},
+     "_serve(path, handlers, address, workers=1, max_msg_bytes=0, text=None): serve until "
+     "SIGTERM."},
     {NULL, NULL, 0, NULL},
 };
 

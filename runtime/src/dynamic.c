@@ -450,6 +450,10 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
         out->encoding = SHMRPC_ENC_JSON;
     else if (lit(ps, "raw"))
         out->encoding = SHMRPC_ENC_RAW;
+    else if (lit(ps, "pickle"))
+        out->encoding = SHMRPC_ENC_RAW, out->python_only = "pickle";
+    else if (lit(ps, "marshal"))
+        out->encoding = SHMRPC_ENC_RAW, out->python_only = "marshal";
     else
         return perr(ps, "unknown encoding");
     if (*ps->p != '\0') return perr(ps, "trailing text");
@@ -458,7 +462,9 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
         (out->n_params > 1 ||
          (out->n_params == 1 && out->params[0].type->kind != SHMRPC_DYN_BYTES) ||
          out->result->kind != SHMRPC_DYN_BYTES))
-        return perr(ps, "a @raw method takes bytes and returns bytes");
+        return perr(ps, out->python_only
+                            ? "a @pickle or @marshal method takes bytes and returns bytes"
+                            : "a @raw method takes bytes and returns bytes");
     return 0;
 }
 

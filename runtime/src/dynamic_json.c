@@ -1155,8 +1155,17 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
 /* The messages name a place and a value cut short, so this is room enough. */
 #define ERR_CAP 768
 
+/* A @pickle or @marshal method's bytes are Python objects serialised by Python, which
+ * nothing here can write or read (docs/python.md, "speedysvc's API"). */
+static int python_only(const shmrpc_dyn_sig *s)
+{
+    return shmrpc__err_set(SHMRPC_EINVAL, "%s: a @%s method is called from Python only", s->method,
+                           s->python_only);
+}
+
 int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *req)
 {
+    if (s->python_only) return python_only(s);
     char err[ERR_CAP];
     int rc = encode_args(s, json, n, req, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
@@ -1164,6 +1173,7 @@ int shmrpc_dyn_encode_args(const shmrpc_dyn_sig *s, const char *json, size_t n, 
 
 int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, shmrpc_buf *out)
 {
+    if (s->python_only) return python_only(s);
     char err[ERR_CAP];
     int rc = encode_result(s, json, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);
@@ -1171,6 +1181,7 @@ int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n
 
 int shmrpc_dyn_decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, shmrpc_buf *out)
 {
+    if (s->python_only) return python_only(s);
     char err[ERR_CAP];
     int rc = decode_result(s, body, n, out, err, sizeof err);
     return rc == 0 ? 0 : shmrpc__err_set(rc, "%s", err);

@@ -77,6 +77,9 @@ typedef struct shmrpc_dyn_sig {
     const shmrpc_dyn_field *params;
     const shmrpc_dyn_type *result; /* SHMRPC_DYN_VOID for a method that returns nothing */
     shmrpc_encoding encoding;
+    /* "pickle" or "marshal" for a method of Python's (@pickle, @marshal: bytes both ways,
+     * encoding SHMRPC_ENC_RAW), which the codec refuses to call; NULL otherwise. */
+    const char *python_only;
 } shmrpc_dyn_sig;
 
 /* --- the handle ---------------------------------------------------------------------
