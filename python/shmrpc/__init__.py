@@ -10,7 +10,8 @@ The server's own method table drives the conversions (the library's dynamic code
 code is generated for Python. A client may be shared between threads (one call at a time
 goes through it: a lock per client, taken without holding the GIL), and a forked child
 connects again on its first call. shmrpc.serve(svc, handlers, address) serves the methods
-of a .svc file from Python handlers in forked worker processes.
+of a .svc file from Python handlers in forked worker processes; ServerMethodsBase,
+ClientMethodsBase and their decorators are speedysvc's API over the same (methods.py).
 """
 import inspect as _inspect
 
@@ -19,7 +20,9 @@ from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Misma
                       _svc_methods)
 
 __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
-           "Mismatch", "HandlerError", "PeerDied", "serve"]
+           "Mismatch", "HandlerError", "PeerDied", "serve", "ServerMethodsBase",
+           "ClientMethodsBase", "raw_method", "json_method", "msgpack_method", "pickle_method",
+           "marshal_method", "SHMClient", "NetworkClient", "serve_class"]
 
 
 class Struct(dict):
@@ -142,9 +145,12 @@ class Client:
         return f"<shmrpc.Client {self.address} ({state})>"
 
 
-def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None, tls=False,
+def connect(address, *args, timeout=5.0, max_message_size=0, secret_file=None, tls=False,
             tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, tls_verify=None):
     """Connects to the service at address ("shm://NAME" or "tcp://HOST:PORT").
+
+    connect(Server, "shm://" | "tcp://HOST" | "tcp://HOST:PORT") is speedysvc's: Server a
+    ServerMethodsBase class, the result an SHMClient or NetworkClient for ClientMethodsBase.
 
     timeout: each call's deadline in seconds (None: no limit); max_message_size: the
     largest request or response in bytes (0: the library's default, 64 MiB);
@@ -155,6 +161,14 @@ def connect(address, *, timeout=5.0, max_message_size=0, secret_file=None, tls=F
     tls_verify True or False to check the certificate or not (None: checked unless the
     address is loopback and no tls_ca is given). Raises Unavailable when nobody serves
     address, Mismatch for a server of another version."""
+    if isinstance(address, type):
+        return connect_service(address, *args, timeout=timeout,
+                               max_message_size=max_message_size, secret_file=secret_file,
+                               tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+                               tls_server_name=tls_server_name, tls_verify=tls_verify)
+    if args:
+        raise TypeError("connect(address): one address (connect(Server, address) takes a "
+                        "ServerMethodsBase class first)")
     return Client(address, timeout=timeout, max_message_size=max_message_size,
                   secret_file=secret_file, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert,
                   tls_key=tls_key, tls_server_name=tls_server_name, tls_verify=tls_verify)
@@ -212,3 +226,8 @@ def serve(svc, handlers, address, *, workers=1, max_message_size=0):
     if problems:
         raise TypeError(f"handlers for {service} ({svc}) do not match: " + "; ".join(problems))
     _serve(str(svc), found, address, workers, max_message_size)
+
+
+from .methods import (ClientMethodsBase, NetworkClient, ServerMethodsBase,  # noqa: E402
+                      SHMClient, connect_service, json_method, marshal_method, msgpack_method,
+                      pickle_method, raw_method, serve_class)

@@ -1159,7 +1159,7 @@ static int encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n, sh
  * nothing here can write or read (docs/python.md, "speedysvc's API"). */
 static int python_only(const shmrpc_dyn_sig *s)
 {
-    return shmrpc__err_set(SHMRPC_EINVAL, "%s: a @%s method is called from Python only", s->method,
+    return shmrpc__err_set(SHMRPC_EINVAL, "a @%s method is called from Python only",
                            s->python_only);
 }
 
