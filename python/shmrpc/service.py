@@ -169,7 +169,8 @@ def translate(path, python=sys.executable, preload=None):
             from .methods import ServerMethodsBase, insecure_methods
             if not (isinstance(cls, type) and issubclass(cls, ServerMethodsBase)):
                 raise TypeError(f"{module}.{sec} is not a ServerMethodsBase class")
-            _svc.svc_text(cls)
+            from . import _svc_methods  # the front end's checks, before anything runs
+            _svc_methods(f"{module}.{sec}", text=_svc.svc_text(cls))
         except Exception as e:  # the service's own module: whatever it raises
             errors.append(f"{name}:{mline}: error: [{sec}] import_from = {module}: "
                           f"{type(e).__name__}: {e}")

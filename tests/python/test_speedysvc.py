@@ -1,0 +1,562 @@
+# SPDX-License-Identifier: MIT
+"""speedysvc's API (docs/python.md, "speedysvc's API"): the seeds' own examples (seed 000's
+echo pair and service.ini under python3 -m shmrpc.service, seed 001's quick example under
+python3 -m speedysvc.service) with only their names, ports and log_dir made this run's
+own; each decorator's round trip; hinted methods called by shmrpcctl and compiled by
+shmrpcgen from python3 -m shmrpc.svc; pickle over tcp:// refused without
+force_insecure_serialisation; a worker killed with SIGKILL replaced. Every supervisor,
+worker and segment is gone after each test, also when it fails."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import shmrpc
+from conftest import SEGMENT_DIRS, Server, die_with_parent, free_port, python_env
+
+SHMRPCCTL = os.environ["SHMRPCCTL"]
+
+# Seed 000 ("Example"), as written there.
+SEED000_SERVER = '''\
+from shmrpc import ServerMethodsBase, raw_method, json_method
+
+class EchoServer(ServerMethodsBase):
+    port = 5555
+    name = 'echo_serv'
+
+    # Note that raw_method can only send data as the "bytes" type.
+    # json, msgpack, pickle, marshal etc are options in place of raw,
+    # with significantly differing performance, serialisable types
+    # and security: please see below.
+    @raw_method
+    def echo_raw(self, data):
+        return data
+
+    @json_method
+    def echo_json(self, data):
+        return data
+'''
+SEED000_CLIENT = '''\
+from shmrpc import ClientMethodsBase, SHMClient
+from echoserver import EchoServer
+
+class EchoClient(ClientMethodsBase):
+    def __init__(self, client_provider):
+        ClientMethodsBase.__init__(self, client_provider)
+
+    # echo_raw = TestServerMethods.echo_raw.as_rpc()
+    # can also do the same as the below code.
+    def echo_raw(self, data):
+        return self.send(EchoServer.echo_raw, data)
+
+    # Note that "data" is actually a list of arguments
+    # for non-raw serialisers.
+    def echo_json(self, data):
+        return self.send(EchoServer.echo_json, [data])
+
+if __name__ == '__main__':
+    # client can be replaced with NetworkClient(host_address)
+    # to allow for remote connections. The tcp_bind ini setting
+    # must be set in this case: see below.
+    client = connect()
+    methods = EchoClient(client)
+    print("Received data:", methods.echo_raw(b"Lorem ipsum"))
+'''
+SEED000_INI = '''\
+[defaults]
+#tcp_bind=127.0.0.1
+log_dir=/tmp/test_server_logs/
+
+[EchoServer]
+import_from=echoserver
+'''
+# Seed 001 ("Quick Example"), as written there.
+SEED001_SERVER = '''\
+from speedysvc import ServerMethodsBase, json_method
+
+class EchoServer(ServerMethodsBase):
+    port = 5555
+    name = 'echo_serv'
+
+    @json_method
+    def echo_json(self, data):
+        return data
+'''
+SEED001_CLIENT = '''\
+from speedysvc import ClientMethodsBase, connect
+from echoserver import EchoServer
+
+class EchoClient(ClientMethodsBase):
+    def echo_json(self, data):
+        return self.send(EchoServer.echo_json, [data])
+
+if __name__ == '__main__':
+    # Note: Replace 'shm://' with 'tcp://(host)' for remote services
+    methods = EchoClient(connect(EchoServer, 'shm://'))
+    print(methods.echo_json("Hello World!"))
+'''
+SEED001_INI = '''\
+[defaults]
+# Uncomment this line to listen on the network
+#bind_tcp=(host adaptor)
+log_dir=/tmp/test_server_logs/
+
+[EchoServer]
+import_from=echoserver
+max_proc_num=3
+min_proc_num=3
+'''
+
+# Every decorator, with hints where the encoding has a signature of its own.
+ALL_KINDS = '''\
+import dataclasses
+import enum
+from typing import Optional
+
+from shmrpc import (ServerMethodsBase, json_method, marshal_method, msgpack_method,
+                    pickle_method, raw_method)
+
+
+class Color(enum.Enum):
+    red = 1
+    green = 2
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+    color: Optional[Color] = None
+
+
+class Kinds(ServerMethodsBase):
+    port = PORT
+    name = NAME
+
+    @raw_method
+    def echo_raw(self, data):
+        return data[::-1]
+
+    @json_method
+    def greet(self, who: str, times: Optional[int] = None) -> str:
+        return "hello " + who * (times or 1)
+
+    @msgpack_method
+    def tally(self, words: dict[str, list[int]], flag: bool) -> dict[str, int]:
+        return {k: sum(v) + flag for k, v in words.items()}
+
+    @msgpack_method
+    def centroid(self, points: list[Point]) -> Point:
+        n = len(points)
+        return Point(sum(p.x for p in points) / n, sum(p.y for p in points) / n,
+                     points[0].color)
+
+    @msgpack_method
+    def nothing(self) -> None:
+        return None
+
+    @pickle_method
+    def swap_pickle(self, a, b):
+        return (b, a)
+
+    @marshal_method
+    def swap_marshal(self, a, b):
+        return (b, a)
+'''
+KINDS_SERVE = '''\
+import sys
+import shmrpc
+from kinds import Kinds
+shmrpc.serve_class(Kinds, sys.argv[1], workers=2,
+                   force_insecure_serialisation=sys.argv[2:] == ["force"])
+'''
+
+
+def segments_of(name):
+    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
+            for f in os.listdir(d) if name in f]
+
+
+def wait_for(what, check, bound=30):
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        r = check()
+        if r:
+            return r
+        time.sleep(0.05)
+    raise AssertionError(f"not within {bound} s: {what}")
+
+
+def seed(text, name, port, log_dir=None):
+    """A seed's file with this run's shm:// name, port and log_dir."""
+    text = text.replace("'echo_serv'", repr(name)).replace("port = 5555", f"port = {port}")
+    return text.replace("/tmp/test_server_logs/", str(log_dir)) if log_dir else text
+
+
+class Supervised:
+    """python3 -m MODULE.service service.ini in folder (the supervisor execs in its place),
+    stopped with SIGTERM (SIGKILL to its group past 30 s) and its segments checked."""
+
+    def __init__(self, folder, names, module="shmrpc"):
+        self.folder, self.names = folder, names
+        self.proc = subprocess.Popen([sys.executable, "-m", f"{module}.service", "service.ini"],
+                                     cwd=folder, env=python_env(), stdin=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=die_with_parent)
+        self.ini = str(folder / "logs" / "service.shmrpc.ini")
+        self.err = ""
+
+    def status(self):
+        out = subprocess.run([SHMRPCCTL, "--ini", self.ini, "status", "--json"],
+                             capture_output=True, text=True, timeout=20)
+        return {s["name"]: s for s in json.loads(out.stdout)} if out.returncode == 0 else {}
+
+    def running(self, service, workers):
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the supervisor exited with {self.proc.returncode}: "
+                                     + self.proc.stderr.read().decode(errors="replace"))
+            s = self.status().get(service, {})
+            return s if s.get("state") == "running" and len(s["worker_pids"]) == workers \
+                else None
+        return wait_for(f"{service} running with {workers} workers", check)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.err = self.proc.stderr.read().decode(errors="replace")
+        self.proc.stderr.close()
+        left = [f for n in self.names for f in segments_of(n)]
+        for f in left:
+            os.unlink(f)
+        return left
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "logs").mkdir()
+    return tmp_path
+
+
+def run_py(folder, script, timeout=30):
+    return subprocess.run([sys.executable, script], cwd=folder, env=python_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_seed000_echo_pair_under_shmrpc_service(folder):
+    """Seed 000's echoserver.py, echoclient.py and service.ini, its tcp_bind uncommented:
+    called over shm:// by echoclient.py (its connect() line, which the seed never imports,
+    made SHMClient(EchoServer) as its comment says) and over tcp:// by NetworkClient."""
+    name, port = f"echo_serv_{os.getpid()}_000", free_port()
+    (folder / "echoserver.py").write_text(seed(SEED000_SERVER, name, port))
+    (folder / "echoclient.py").write_text(
+        SEED000_CLIENT.replace("client = connect()", "client = SHMClient(EchoServer)"))
+    (folder / "service.ini").write_text(
+        seed(SEED000_INI, name, port, folder / "logs").replace("#tcp_bind", "tcp_bind"))
+    sup = Supervised(folder, [name])
+    try:
+        sup.running("EchoServer", 1)
+        sup.running("EchoServer.tcp", 1)
+        out = run_py(folder, "echoclient.py")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "Received data: b'Lorem ipsum'\n"
+        code = textwrap.dedent(f"""
+            from shmrpc import NetworkClient, connect
+            from echoclient import EchoClient
+            from echoserver import EchoServer
+            for m in (EchoClient(NetworkClient('127.0.0.1')),
+                      EchoClient(NetworkClient(EchoServer, host='127.0.0.1', port={port})),
+                      EchoClient(connect(EchoServer, 'tcp://127.0.0.1')),
+                      EchoClient(connect(EchoServer, 'tcp://127.0.0.1:{port}')),
+                      EchoClient(connect(EchoServer, 'shm://'))):
+                assert m.echo_raw(b"Lorem ipsum") == b"Lorem ipsum"
+                assert m.echo_json({{"a": [1, 2.5, None, "x"]}}) == {{"a": [1, 2.5, None, "x"]}}
+                print(m.client_provider.address)
+            """)
+        out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=python_env(),
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [f"tcp://127.0.0.1:{port}"] * 4 + [f"shm://{name}"]
+    finally:
+        left = sup.stop()
+    assert sup.proc.returncode == 0, sup.err
+    assert not left, left
+    assert "EchoServer: stopped (it exited with status 0)" in sup.err
+    assert "EchoServer.tcp: stopped (it exited with status 0)" in sup.err
+
+
+def test_seed001_quick_example_under_speedysvc_service(folder):
+    """Seed 001's quick example word for word (`from speedysvc import ...`, connect(EchoServer,
+    'shm://'), python3 -m speedysvc.service), its three workers as its ini asks."""
+    name, port = f"echo_serv_{os.getpid()}_001", free_port()
+    (folder / "echoserver.py").write_text(seed(SEED001_SERVER, name, port))
+    (folder / "echoclient.py").write_text(SEED001_CLIENT)
+    (folder / "service.ini").write_text(seed(SEED001_INI, name, port, folder / "logs"))
+    sup = Supervised(folder, [name], module="speedysvc")
+    try:
+        sup.running("EchoServer", 3)
+        assert "EchoServer.tcp" not in sup.status()  # bind_tcp commented out: no tcp://
+        out = run_py(folder, "echoclient.py")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "Hello World!\n"
+    finally:
+        left = sup.stop()
+    assert sup.proc.returncode == 0, sup.err
+    assert not left, left
+
+
+def test_worker_killed_is_replaced_and_service_restarted(folder):
+    """A worker killed with SIGKILL is replaced (the service keeps its pid), the service's
+    process killed is restarted by the supervisor, and the next call works each time."""
+    name, port = f"echo_serv_{os.getpid()}_kill", free_port()
+    (folder / "echoserver.py").write_text(seed(SEED001_SERVER, name, port).replace(
+        "echo_json(self, data)", "echo_json(self, data: str) -> str"))
+    (folder / "echoclient.py").write_text(SEED001_CLIENT)
+    (folder / "service.ini").write_text(
+        f"[defaults]\nlog_dir = logs\nrestart_backoff_ms = 100\n\n"
+        f"[EchoServer]\nimport_from = echoserver\nmin_proc_num = 2\nmax_proc_num = 2\n")
+    sup = Supervised(folder, [name])
+    try:
+        st = sup.running("EchoServer", 2)
+        pid, victim = st["pid"], st["worker_pids"][0]
+        os.kill(victim, signal.SIGKILL)
+        st = wait_for("the worker replaced", lambda: (
+            lambda s: s if len(s.get("worker_pids", [])) == 2 and victim not in s["worker_pids"]
+            else None)(sup.status().get("EchoServer", {})))
+        assert st["pid"] == pid and st["restarts"] == 0
+        out = run_py(folder, "echoclient.py")
+        assert out.returncode == 0 and out.stdout == "Hello World!\n", out.stderr
+
+        os.kill(pid, signal.SIGKILL)
+        st = wait_for("the service restarted", lambda: (
+            lambda s: s if s.get("state") == "running" and s["pid"] not in (0, pid)
+            and len(s["worker_pids"]) == 2 else None)(sup.status().get("EchoServer", {})))
+        assert st["restarts"] >= 1
+        out = run_py(folder, "echoclient.py")
+        assert out.returncode == 0 and out.stdout == "Hello World!\n", out.stderr
+    finally:
+        left = sup.stop()
+    assert sup.proc.returncode == 0, sup.err
+    assert not left, left
+
+
+@pytest.fixture
+def kinds(folder):
+    """kinds.py (ALL_KINDS) served by serve_class at shm://, 2 workers."""
+    name, port = f"kinds_{os.getpid()}", free_port()
+    (folder / "kinds.py").write_text(ALL_KINDS.replace("PORT", str(port))
+                                     .replace("NAME", repr(name)))
+    (folder / "serve.py").write_text(KINDS_SERVE)
+    s = Server(sys.executable, f"shm://{name}", str(folder / "serve.py"), env=python_env())
+    s.name, s.port, s.folder = name, port, folder
+    sys.path.insert(0, str(folder))
+    try:
+        yield s
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("kinds", None)
+        s.stop()
+        left = segments_of(name)
+    assert not left, left
+
+
+def test_each_decorator_round_trips(kinds):
+    from kinds import Color, Kinds, Point
+    from shmrpc import ClientMethodsBase
+
+    class KindsClient(ClientMethodsBase):
+        echo_raw = Kinds.echo_raw.as_rpc()
+        greet = Kinds.greet.as_rpc()
+        tally = Kinds.tally.as_rpc()
+        centroid = Kinds.centroid.as_rpc()
+        nothing = Kinds.nothing.as_rpc()
+        swap_pickle = Kinds.swap_pickle.as_rpc()
+
+        def swap_marshal(self, a, b):
+            return self.send(Kinds.swap_marshal, [a, b])
+
+    with shmrpc.SHMClient(Kinds) as provider:
+        c = KindsClient(provider)
+        assert c.echo_raw(b"\x00abc") == b"cba\x00"
+        assert c.greet("bob", 2) == "hello bobbob" and c.greet("x", None) == "hello x"
+        assert c.tally({"a": [1, 2], "b": []}, True) == {"a": 4, "b": 1}
+        p = c.centroid([Point(0, 0, Color.green), Point(2.0, 4.0)])
+        assert p == Point(1.0, 2.0, Color.green)  # a dataclass with its enum member
+        assert c.nothing() is None
+        odd = {1: (2, 3), "s": frozenset({4}), None: [b"x", 1.5]}  # what only pickle carries
+        assert c.swap_pickle(odd, {7}) == ({7}, odd)
+        assert c.swap_marshal([1, 2.5], {"a": b"x"}) == ({"a": b"x"}, [1, 2.5])
+        with pytest.raises(TypeError, match=r"'points'\[0\]\.x: expected a float"):
+            c.centroid([{"x": "0", "y": 0}])  # the signature checks before sending
+    # The method table names each encoding; a plain shmrpc client reads it.
+    with shmrpc.connect(f"shm://{kinds.name}") as c:
+        assert c.methods == {
+            "centroid": "centroid(list<struct Point{f64 x;f64 y;enum Color{red=1,green=2}? "
+                        "color;}> points)->struct Point @msgpack",
+            "echo_raw": "echo_raw(bytes data)->bytes @raw",
+            "greet": "greet(string who,i64? times)->string @json",
+            "nothing": "nothing()->void @msgpack",
+            "swap_marshal": "swap_marshal(bytes data)->bytes @marshal",
+            "swap_pickle": "swap_pickle(bytes data)->bytes @pickle",
+            "tally": "tally(map<string,list<i64>> words,bool flag)->map<string,i64> @msgpack",
+        }
+        assert c.centroid([{"x": 1, "y": 3, "color": "red"}]) == {"x": 1.0, "y": 3.0,
+                                                                  "color": "red"}
+
+
+def test_client_of_another_table_is_refused(kinds):
+    """A client whose class does not match the server's table: Mismatch naming both."""
+    from shmrpc import ServerMethodsBase, msgpack_method
+
+    class Kinds(ServerMethodsBase):
+        port, name = kinds.port, kinds.name
+
+        @msgpack_method
+        def tally(self, words: dict[str, list[int]], flag: int) -> dict[str, int]:
+            pass
+
+    with shmrpc.SHMClient(Kinds) as p:
+        with pytest.raises(shmrpc.Mismatch, match=r"tally: the service at shm://.* has "
+                           r"'tally\(map<string,list<i64>> words,bool flag\)"):
+            p.send(Kinds.tally, [{}, 1])
+
+
+def test_hinted_methods_called_by_shmrpcctl(kinds):
+    def call(method, args):
+        return subprocess.run([SHMRPCCTL, "call", f"shm://{kinds.name}", method, args],
+                              capture_output=True, text=True, timeout=20)
+    out = call("centroid", '[[{"x":1,"y":2,"color":"green"},{"x":3,"y":4}]]')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"x": 2.0, "y": 3.0, "color": "green"}
+    out = call("greet", '{"who":"ann","times":3}')
+    assert out.returncode == 0 and json.loads(out.stdout) == "hello annannann", out.stderr
+    out = call("echo_raw", '["abc"]')  # a @raw method's bytes as shmrpcctl gives them
+    assert out.returncode == 0 and json.loads(out.stdout) == "cba", out.stderr
+    for method, enc in (("swap_pickle", "pickle"), ("swap_marshal", "marshal")):
+        out = call(method, '["gAU="]')
+        assert out.returncode != 0
+        assert f"a @{enc} method is called from Python only" in out.stderr
+
+
+def test_svc_printer_output_compiles_with_shmrpcgen(kinds, tmp_path):
+    """python3 -m shmrpc.svc kinds:Kinds is what the server serves: shmrpcgen compiles it,
+    and the method table it writes for C clients is the server's, signature by signature."""
+    out = subprocess.run([sys.executable, "-m", "shmrpc.svc", "kinds:Kinds"], cwd=kinds.folder,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    svc = tmp_path / "kinds.svc"
+    svc.write_text(out.stdout)
+    gen = subprocess.run([os.environ["SHMRPCGEN"], "-o", str(tmp_path / "gen"), str(svc)],
+                         capture_output=True, text=True, timeout=30)
+    assert gen.returncode == 0, gen.stderr
+    table = (tmp_path / "gen" / "kinds.c").read_text()
+    lit = r'"(?:[^"\\]|\\.)*"'  # a C string literal; a long signature is several
+    written = {m: "".join(x[1:-1].encode().decode("unicode_escape") for x in re.findall(lit, sig))
+               for m, sig in re.findall(r'\.name = "(\w+)",[^}]*?\.signature =((?:\s*' + lit
+                                        + ')+)', table)}
+    with shmrpc.connect(f"shm://{kinds.name}") as c:
+        assert written == c.methods
+
+
+def test_svc_printer_errors(tmp_path):
+    (tmp_path / "bad.py").write_text(textwrap.dedent("""
+        from shmrpc import ServerMethodsBase, msgpack_method
+        class Bad(ServerMethodsBase):
+            port, name = 5555, "bad"
+            @msgpack_method
+            def f(self, x: complex) -> int:
+                pass
+        """))
+    out = subprocess.run([sys.executable, "-m", "shmrpc.svc", "bad:Bad"], cwd=tmp_path,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.startswith("shmrpc.svc: Bad.f: parameter x: <class 'complex'> has no "
+                                 ".svc type")
+
+
+def write_kinds_service(folder, extra=""):
+    name, port = f"kinds_{os.getpid()}_ini", free_port()
+    (folder / "kinds.py").write_text(ALL_KINDS.replace("PORT", str(port))
+                                     .replace("NAME", repr(name)))
+    (folder / "service.ini").write_text(
+        "[defaults]\nlog_dir = logs\ntcp_bind = 127.0.0.1\n" + extra + "\n[Kinds]\n"
+        "import_from = kinds\n")
+    return name, port
+
+
+def test_pickle_over_tcp_refused_without_force_insecure_serialisation(folder):
+    name, port = write_kinds_service(folder)
+    out = subprocess.run([sys.executable, "-m", "shmrpc.service", "service.ini"], cwd=folder,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr == (
+        "service.ini:3: error: [Kinds] serves tcp:// (tcp_bind = 127.0.0.1) and has "
+        "swap_marshal (@marshal), swap_pickle (@pickle): unpickling what a network client "
+        "sends can run its code, so these are served over tcp:// only with "
+        "force_insecure_serialisation = true\n")
+    assert not segments_of(name)
+    # serve_class itself refuses too, before anything is served.
+    sys.path.insert(0, str(folder))
+    try:
+        from kinds import Kinds
+        with pytest.raises(ValueError, match=r"swap_marshal \(@marshal\), swap_pickle "
+                           r"\(@pickle\) at tcp://127\.0\.0\.1:\d+: .*force_insecure_serialisation"):
+            shmrpc.serve_class(Kinds, "tcp://127.0.0.1")
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("kinds", None)
+
+
+def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
+    name, port = write_kinds_service(folder, "force_insecure_serialisation = true\n")
+    sup = Supervised(folder, [name])
+    try:
+        sup.running("Kinds.tcp", 1)
+        code = textwrap.dedent("""
+            import shmrpc
+            from kinds import Kinds
+            with shmrpc.connect(Kinds, "tcp://127.0.0.1") as p:
+                assert p.send(Kinds.swap_pickle, [{1: 2}, (3,)]) == ((3,), {1: 2})
+                assert p.send(Kinds.swap_marshal, [1, "a"]) == ("a", 1)
+                assert p.send(Kinds.greet, ["tcp"]) == "hello tcp"
+            """)
+        out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=python_env(),
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+    finally:
+        left = sup.stop()
+    assert sup.proc.returncode == 0, sup.err
+    assert not left, left
+
+
+@pytest.mark.parametrize("body, message", [
+    ("[defaults]\nlog_dir = logs\nmax_proc = 3\n\n[EchoServer]\nimport_from = echoserver\n",
+     "service.ini:3: error: unknown key 'max_proc' in [defaults]; known: "),
+    ("[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echoserver\nport = 5\n",
+     "service.ini:6: error: unknown key 'port' in [EchoServer] (a service's port and name are "
+     "its class's port and name attributes; its host is tcp_bind); known: "),
+    ("[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = nosuchmodule\n",
+     "service.ini:5: error: [EchoServer] import_from = nosuchmodule: ModuleNotFoundError: "),
+    ("[defaults]\nlog_dir = logs\ntcp_bind = 127.0.0.1\nbind_tcp = 127.0.0.1\n\n"
+     "[EchoServer]\nimport_from = echoserver\n",
+     "service.ini:3: error: [defaults] has both tcp_bind and bind_tcp (line 4): keep one"),
+])
+def test_ini_errors_name_the_line(folder, body, message):
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "service.ini").write_text(body)
+    out = subprocess.run([sys.executable, "-m", "shmrpc.service", "service.ini"], cwd=folder,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.startswith(message), out.stderr
