@@ -4,7 +4,10 @@ over shm:// to the C echo-server, by the Python client and by the C client
 (shmrpc-bench-echo) in the same run, and a Python Unix-socket echo (the socket module,
 length-prefixed) as the baseline a Python user would otherwise write; and a Python server
 (shmrpc.serve of echo.svc, one worker) answering the C client's add, against the Python
-handler's own cost plus the C round trip (the goal: within 2x of that). Prints each row's
+handler's own cost plus the C round trip (the goal: within 2x of that); and speedysvc's
+API (a ServerMethodsBase class's @msgpack_method add, served by shmrpc.serve_class, called
+through ClientMethodsBase.send) against shmrpc.serve's add called by the Python client (the
+goal: within 1.5x) and against multiprocessing.connection (the goal: >= 50x). Prints each row's
 median call and calls/s, and the ratios; figures, not a test. The rows take turns in
 rounds (--rounds), and each figure is the median of its rounds.
 
@@ -103,6 +106,37 @@ def py_add(a, b):
     return a + b
 
 
+def speedy_classes():
+    """speedysvc's style: the server's class and its client's, as its README writes them."""
+    from shmrpc import ClientMethodsBase, ServerMethodsBase, msgpack_method
+
+    class BenchServer(ServerMethodsBase):
+        port = 5599
+        name = "pybench_speedy"
+
+        @msgpack_method
+        def add(self, a: int, b: int) -> int:
+            return a + b
+
+    class BenchClient(ClientMethodsBase):
+        def add(self, a, b):
+            return self.send(BenchServer.add, [a, b])
+
+    return BenchServer, BenchClient
+
+
+def mp_server(path):
+    """multiprocessing.connection's add: the baseline's server, one connection."""
+    from multiprocessing.connection import Listener
+    with Listener(path, family="AF_UNIX") as ls, ls.accept() as conn:
+        try:
+            while True:
+                a, b = conn.recv()
+                conn.send(a + b)
+        except EOFError:
+            pass
+
+
 def py_server(svc, addr):
     """The Python server's process: echo.svc from Python, one worker."""
     import shmrpc
@@ -121,7 +155,16 @@ def main():
                                                   "../examples/echo/echo.svc"))
     ap.add_argument("--unix-server", help=argparse.SUPPRESS)
     ap.add_argument("--py-server", help=argparse.SUPPRESS)
+    ap.add_argument("--speedy-server", help=argparse.SUPPRESS)
+    ap.add_argument("--mp-server", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.speedy_server:
+        import shmrpc
+        shmrpc.serve_class(speedy_classes()[0], a.speedy_server, workers=1)
+        return 0
+    if a.mp_server:
+        mp_server(a.mp_server)
+        return 0
     if a.unix_server:
         unix_server(a.unix_server)
         return 0
@@ -139,6 +182,12 @@ def main():
     pyaddr = f"shm://pybench_py_{os.getpid()}"
     pysrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
                               "--svc", a.svc, "--py-server", pyaddr], start_new_session=True)
+    spaddr = f"shm://pybench_speedy_{os.getpid()}"
+    spsrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
+                              "--speedy-server", spaddr], start_new_session=True)
+    mppath = os.path.join(tmp, "mp.sock")
+    mpsrv = subprocess.Popen([sys.executable, __file__, "--echo-server", "-", "--c-client", "-",
+                              "--mp-server", mppath])
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -149,14 +198,31 @@ def main():
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
+        for ad in (pyaddr, spaddr):
+            while True:
+                try:
+                    shmrpc.connect(ad).close()
+                    break
+                except shmrpc.Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        pyc = shmrpc.connect(pyaddr)
+        server_cls, client_cls = speedy_classes()
+        speedy = client_cls(shmrpc.connect(server_cls, spaddr))
+        from multiprocessing.connection import Client as MpClient
         while True:
             try:
-                shmrpc.connect(pyaddr).close()
+                mpc = MpClient(mppath, family="AF_UNIX")
                 break
-            except shmrpc.Unavailable:
+            except (FileNotFoundError, ConnectionRefusedError):
                 if time.monotonic() > deadline:
-                    raise
+                    raise RuntimeError("the multiprocessing.connection server did not start")
                 time.sleep(0.02)
+
+        def mp_add(x, y):
+            mpc.send((x, y))
+            return mpc.recv()
         # Its path exists from its bind; it takes connections from its listen, a moment
         # later (refused until then).
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -191,6 +257,9 @@ def main():
             ("Python unix", "raw"): lambda w: timed(unix_echo, "", None, w),
             ("C->Py server", "add"): lambda w: c_client(pyaddr, "add", w),
             ("handler", "add"): lambda w: timed(py_add, "1, 2", None, w),
+            ("Py->Py serve", "add"): lambda w: timed(pyc.add, "1, 2", None, w),
+            ("speedysvc API", "add"): lambda w: timed(speedy.add, "1, 2", None, w),
+            ("Py mp.conn", "add"): lambda w: timed(mp_add, "1, 2", None, w),
         }
         runs = {row: [] for row in rows_of}
         window = a.duration / a.rounds
@@ -217,16 +286,26 @@ def main():
                 goal = handler_p50 + cp50
                 vs = (f"handler alone {handler_p50:.3f} us + C round trip {cp50:.3f} us: "
                       f"{p50 / goal:.2f}x of that (goal <= 2x)")
+            if who == "speedysvc API":
+                sp50, srate = rows[("Py->Py serve", case)]
+                mrate = rows[("Py mp.conn", case)][1]
+                vs = (f"shmrpc.serve: p50 {p50 / sp50:.2f}x, calls/s {srate / rate:.2f}x fewer "
+                      f"(goal <= 1.5x); multiprocessing.connection: {rate / mrate:.1f}x calls/s "
+                      f"(goal >= 50x)")
             name = {"add": "add(i64,i64)", "raw": "@raw 16 B"}[case]
             print(f"{name:<14}{who:<14}{p50:>9.3f}{rate:>11.0f}  {vs}")
         c.close()
+        pyc.close()
+        speedy.client_provider.close()
+        mpc.close()
     finally:
-        for p in (srv, usrv, pysrv):
+        for p in (srv, usrv, pysrv, spsrv, mpsrv):
             if p.poll() is None:
-                (p.kill() if p is usrv else os.killpg(p.pid, signal.SIGTERM))
+                (p.kill() if p in (usrv, mpsrv) else os.killpg(p.pid, signal.SIGTERM))
                 p.wait(10)
-        if os.path.exists(path):
-            os.unlink(path)
+        for f in (path, mppath):
+            if os.path.exists(f):
+                os.unlink(f)
         os.rmdir(tmp)
     return 0
 
