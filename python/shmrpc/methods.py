@@ -216,7 +216,7 @@ class _Provider:
         self._spec = address
         self._opts = opts
         self._client = None
-        self._calls = {}
+        self._star, self._calls = {}, {}
         if server_methods is not None:
             self._connect(server_methods)
 
@@ -231,11 +231,13 @@ class _Provider:
     def send(self, method, args):
         """Calls method (a decorated method of the server's class, or its name) with args:
         the bytes for a @raw method, else a list (or tuple) of its arguments."""
-        try:
-            call, star = self._calls[method]
-        except KeyError:
-            call, star = self._bind(method)
-        return call(*args) if star else call(args)
+        call = self._star.get(method)  # @json and @msgpack: the C callable, args spread
+        if call is not None:
+            return call(*args)
+        call = self._calls.get(method)
+        if call is None:
+            call = self._bind(method)
+        return call(args)
 
     def _bind(self, method):
         fn = method
@@ -279,8 +281,11 @@ class _Provider:
                 def call(args):
                     r = m(*[_to_wire(a) for a in args])
                     return rconv(r) if rconv and r is not None else r
-        self._calls[method] = (call, star)
-        return call, star
+        if star:
+            self._star[method] = call
+            return lambda args: call(*args)
+        self._calls[method] = call
+        return call
 
     def close(self):
         if self._client is not None:
