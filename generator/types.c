@@ -162,6 +162,10 @@ gtype *gen_type(gen *g, const svc_type *t)
         kind = GK_MAP;
         break;
     default:
+        if (t->kind == SVC_T_ANY) { /* TODO(issue 34, step 2): the view and the builder */
+            fputs("shmrpcgen: 'any' is not supported by the generator yet\n", stderr);
+            exit(1);
+        }
         canon = svc_builtin_name(t->kind);
         tag = gen_must(svc_cap(g->a, canon, -1));
         kind = GK_SCALAR;
