@@ -107,7 +107,9 @@ def py_add(a, b):
 
 
 def speedy_classes():
-    """speedysvc's style: the server's class and its client's, as its README writes them."""
+    """speedysvc's style: the server's class and its client's, as its README writes them;
+    add's parameters and result without hints (any, as speedysvc's msgpack carries any
+    value), and add_i64 with them (add(i64 a,i64 b)->i64, as echo.svc's add)."""
     from shmrpc import ClientMethodsBase, ServerMethodsBase, msgpack_method
 
     class BenchServer(ServerMethodsBase):
@@ -115,12 +117,19 @@ def speedy_classes():
         name = "pybench_speedy"
 
         @msgpack_method
-        def add(self, a: int, b: int) -> int:
+        def add(self, a, b):
+            return a + b
+
+        @msgpack_method
+        def add_i64(self, a: int, b: int) -> int:
             return a + b
 
     class BenchClient(ClientMethodsBase):
         def add(self, a, b):
             return self.send(BenchServer.add, [a, b])
+
+        def add_i64(self, a, b):
+            return self.send(BenchServer.add_i64, [a, b])
 
     return BenchServer, BenchClient
 
@@ -258,7 +267,8 @@ def main():
             ("C->Py server", "add"): lambda w: c_client(pyaddr, "add", w),
             ("handler", "add"): lambda w: timed(py_add, "1, 2", None, w),
             ("Py->Py serve", "add"): lambda w: timed(pyc.add, "1, 2", None, w),
-            ("speedysvc API", "add"): lambda w: timed(speedy.add, "1, 2", None, w),
+            ("speedysvc any", "add"): lambda w: timed(speedy.add, "1, 2", None, w),
+            ("speedysvc i64", "add"): lambda w: timed(speedy.add_i64, "1, 2", None, w),
             ("Py mp.conn", "add"): lambda w: timed(mp_add, "1, 2", None, w),
         }
         runs = {row: [] for row in rows_of}
@@ -286,7 +296,7 @@ def main():
                 goal = handler_p50 + cp50
                 vs = (f"handler alone {handler_p50:.3f} us + C round trip {cp50:.3f} us: "
                       f"{p50 / goal:.2f}x of that (goal <= 2x)")
-            if who == "speedysvc API":
+            if who.startswith("speedysvc"):
                 sp50, srate = rows[("Py->Py serve", case)]
                 mrate = rows[("Py mp.conn", case)][1]
                 vs = (f"shmrpc.serve: p50 {p50 / sp50:.2f}x, calls/s {srate / rate:.2f}x fewer "

@@ -306,6 +306,9 @@ def test_seed001_quick_example_under_speedysvc_service(folder):
     sup = Supervised(folder, [name], module="speedysvc")
     try:
         sup.running("EchoServer", 3)
+        # min_proc_num and max_proc_num reach the supervisor, which scales between them.
+        written = open(sup.ini).read()
+        assert "\nmax_proc_num = 3\nmin_proc_num = 3\n" in written.split("[EchoServer]")[1]
         assert "EchoServer.tcp" not in sup.status()  # bind_tcp commented out: no tcp://
         out = run_py(folder, "echoclient.py")
         assert out.returncode == 0, out.stderr
@@ -496,10 +499,27 @@ def write_kinds_service(folder, extra=""):
     return name, port
 
 
+def run_bounded(folder, *args, bound=30):
+    """python3 ARGS in folder, expected to end by itself: killed with its process group
+    past bound seconds (a refusal that failed would serve for ever)."""
+    p = subprocess.Popen([sys.executable, *args], cwd=folder, env=python_env(),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=die_with_parent)
+    try:
+        out, err = p.communicate(timeout=bound)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)  # (a supervisor's services die with it)
+        p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+        raise AssertionError(f"python3 {' '.join(args)} did not end within {bound} s")
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
 def test_pickle_over_tcp_refused_without_force_insecure_serialisation(folder):
     name, port = write_kinds_service(folder)
-    out = subprocess.run([sys.executable, "-m", "shmrpc.service", "service.ini"], cwd=folder,
-                         env=python_env(), capture_output=True, text=True, timeout=30)
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
     assert out.returncode == 1
     assert out.stderr == (
         "service.ini:3: error: [Kinds] serves tcp:// (tcp_bind = 127.0.0.1) and has "
@@ -508,15 +528,12 @@ def test_pickle_over_tcp_refused_without_force_insecure_serialisation(folder):
         "force_insecure_serialisation = true\n")
     assert not segments_of(name)
     # serve_class itself refuses too, before anything is served.
-    sys.path.insert(0, str(folder))
-    try:
-        from kinds import Kinds
-        with pytest.raises(ValueError, match=r"swap_marshal \(@marshal\), swap_pickle "
-                           r"\(@pickle\) at tcp://127\.0\.0\.1:\d+: .*force_insecure_serialisation"):
-            shmrpc.serve_class(Kinds, "tcp://127.0.0.1")
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop("kinds", None)
+    out = run_bounded(folder, "-c", "import shmrpc, kinds; "
+                      "shmrpc.serve_class(kinds.Kinds, 'tcp://127.0.0.1')")
+    assert out.returncode == 1
+    assert re.search(r"ValueError: Kinds would serve swap_marshal \(@marshal\), swap_pickle "
+                     r"\(@pickle\) at tcp://127\.0\.0\.1:\d+: .*force_insecure_serialisation",
+                     out.stderr), out.stderr
 
 
 def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
@@ -556,7 +573,6 @@ def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
 def test_ini_errors_name_the_line(folder, body, message):
     (folder / "echoserver.py").write_text(SEED001_SERVER)
     (folder / "service.ini").write_text(body)
-    out = subprocess.run([sys.executable, "-m", "shmrpc.service", "service.ini"], cwd=folder,
-                         env=python_env(), capture_output=True, text=True, timeout=30)
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
     assert out.returncode == 1
     assert out.stderr.startswith(message), out.stderr
