@@ -23,9 +23,9 @@ static const struct {
     const char *name;
     const char *hint;
 } speedysvc_keys[] = {
-    {"import_from", "speedysvc's import_from names a Python module; a C service is "
-                    "module = PATH (a shared module built with shmrpc_generate) or exec = "
-                    "COMMAND"},
+    {"import_from", "speedysvc's import_from names a Python module: run a file of Python "
+                    "services with python3 -m shmrpc.service; a C service is module = PATH (a "
+                    "shared module built with shmrpc_generate) or exec = COMMAND"},
     {"host", "speedysvc's host is tcp_bind here"},
     {"port", "the port comes from the .svc's port option; tcp_port overrides it"},
     {"service_name", "the name comes from the .svc's name option; shm_name overrides it"},
@@ -513,11 +513,12 @@ static void parse_value(loader *L, enum key k, const ini_entry *at, const char *
             return;
         }
         if (kd->type == T_PICKLE && n) {
-            cfg_error_at(L, at, true,
-                         "%s has no C meaning: it let speedysvc take pickle and marshal over TCP, "
-                         "and shmrpc's encodings (msgpack, json, raw) are all safe to decode; "
-                         "remove it",
-                         kd->name);
+            cfg_error_at(
+                L, at, true,
+                "%s has no C meaning: it lets a Python service of python3 -m shmrpc.service "
+                "take pickle and marshal over TCP, and the other encodings (msgpack, "
+                "json, raw) are all safe to decode; remove it",
+                kd->name);
             v->bad = true;
             return;
         }
