@@ -10,6 +10,7 @@ serialises on both sides, and are refused over tcp:// unless force_insecure_seri
 import dataclasses
 import enum
 import marshal
+import os
 import pickle
 import typing
 
@@ -157,12 +158,14 @@ def insecure_methods(cls):
 
 
 def serve_class(cls, address, *, workers=1, max_message_size=0,
-                force_insecure_serialisation=False):
+                force_insecure_serialisation=False, secret_file=None):
     """Serves the methods of the ServerMethodsBase class cls at address ("shm://NAME",
     "shm://" for its name, "tcp://HOST:PORT", "tcp://HOST" for its port) until SIGTERM or
     SIGINT, as shmrpc.serve() serves a .svc file: one instance of cls made here, then
     workers processes forked. Over tcp://, @pickle and @marshal methods are refused (a
-    ValueError naming them) unless force_insecure_serialisation is true."""
+    ValueError naming them) unless force_insecure_serialisation is true; secret_file holds
+    the shared secret tcp:// clients must prove (required for a host other than
+    loopback)."""
     address = _address(cls, address)
     if address.startswith("tcp://") and not force_insecure_serialisation:
         bad = insecure_methods(cls)
@@ -177,7 +180,8 @@ def serve_class(cls, address, *, workers=1, max_message_size=0,
     _svc_methods(where, text=text)  # the front end's errors before anything else
     instance = cls()
     handlers = {n: _handler(instance, n, fn, e) for n, fn, e in _svc.methods_of(cls)}
-    _serve(where, handlers, address, workers, max_message_size, text=text)
+    _serve(where, handlers, address, workers, max_message_size, text=text,
+           secret_file=None if secret_file is None else os.fspath(secret_file))
 
 
 # --- calling ------------------------------------------------------------------------------

@@ -410,21 +410,29 @@ static void on_stop(int sig)
  * service's handlers are the Python callables behind py_invoke. */
 static void present(void) {}
 
-/* _serve(path, handlers, address, workers, max_msg_bytes, text=None): serves until SIGTERM
- * or SIGINT. handlers: a dict method -> callable with every method (serve() checks them
- * first); text: the .svc text, when it is not the file path's. */
+/* _serve(path, handlers, address, workers, max_msg_bytes, text=None, secret_file=None):
+ * serves until SIGTERM or SIGINT. handlers: a dict method -> callable with every method
+ * (serve() checks them first); text: the .svc text, when it is not the file path's;
+ * secret_file: the tcp:// shared secret, read as shmrpc-service reads its secret_file. */
 static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
-    static char *names[] = {"path",          "handlers", "address", "workers",
-                            "max_msg_bytes", "text",     NULL};
-    const char *path, *addr;
+    static char *names[] = {"path",          "handlers", "address",     "workers",
+                            "max_msg_bytes", "text",     "secret_file", NULL};
+    const char *path, *addr, *secret_file = NULL;
     PyObject *handlers, *text = Py_None;
     int workers = 1;
     Py_ssize_t max_msg = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|inO!", names, &path, &PyDict_Type, &handlers,
-                                     &addr, &workers, &max_msg, &PyUnicode_Type, &text))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|inO!z", names, &path, &PyDict_Type, &handlers,
+                                     &addr, &workers, &max_msg, &PyUnicode_Type, &text,
+                                     &secret_file))
         return NULL;
+    uint8_t secret[SHMRPC_SECRET_MAX];
+    size_t secret_len = 0;
+    if (secret_file != NULL) {
+        int rc = shmrpc_secret_load(secret_file, secret, sizeof secret, &secret_len);
+        if (rc != 0) return pyshm_raise_status(rc, "secret_file", shmrpc_errmsg());
+    }
     if (workers < 0 || workers > SHMRPC_MAX_WORKERS)
         return PyErr_Format(PyExc_ValueError, "workers: 0 to %d, not %d", SHMRPC_MAX_WORKERS,
                             workers);
@@ -460,6 +468,10 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     shmrpc_server_opts o;
     shmrpc_server_opts_init(&o);
     o.max_msg_bytes = (size_t)max_msg;
+    if (secret_len) {
+        o.tcp.secret = secret;
+        o.tcp.secret_len = secret_len;
+    }
     int rc = shmrpc_server_new(&srv, &o);
     if (rc == 0) rc = shmrpc_server_register(srv, &svc, &table, s);
     if (rc == 0) rc = shmrpc_server_listen(srv, addr);
@@ -504,8 +516,8 @@ static PyMethodDef serve_methods[] = {
      "_svc_methods(path, text=None): (service, [(method, [parameter names], signature)]) of a "
      ".svc file or text."},
     {"_serve", (PyCFunction)(void (*)(void))py_serve, METH_VARARGS | METH_KEYWORDS,
-     "_serve(path, handlers, address, workers=1, max_msg_bytes=0, text=None): serve until "
-     "SIGTERM."},
+     "_serve(path, handlers, address, workers=1, max_msg_bytes=0, text=None, secret_file=None): "
+     "serve until SIGTERM."},
     {NULL, NULL, 0, NULL},
 };
 

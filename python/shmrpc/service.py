@@ -28,11 +28,11 @@ OWN = ("scale_up_cpu_percent", "scale_up_window_s", "scale_down_cpu_percent",
        "crash_loop_restarts", "crash_loop_window_s", "log_max_bytes", "log_keep",
        "stop_timeout_s", "series_interval_s", "startup_timeout_s")
 # Read here, and not written through.
-MINE = ("tcp_bind", "bind_tcp", "force_insecure_serialisation",
+MINE = ("tcp_bind", "bind_tcp", "secret_file", "force_insecure_serialisation",
         "tcp_allow_insecure_serialisation")
 DEFAULTS_KEYS = SHARED + OWN + MINE
 SERVICE_KEYS = ("import_from",) + DEFAULTS_KEYS
-WEB_KEYS = ("host", "port")
+WEB_KEYS = ("host", "port", "secret_file")
 BOOLS = {"1": True, "yes": True, "true": True, "on": True,
          "0": False, "no": False, "false": False, "off": False}
 
@@ -147,16 +147,21 @@ def translate(path, python=sys.executable, preload=None):
     out = [f"; Written by python3 -m shmrpc.service from {path}",
            "; at each start: edit that file, not this one.", "", "[defaults]"]
 
-    def through(keys, sec):
+    def through(keys, sec, skip=()):
         for k, (v, n) in keys.items():
-            if k == "log_dir":
-                out.append(f"log_dir = {os.path.join(folder, v)}")
+            if k in skip:
+                continue
+            if k == "log_dir" or (k == "secret_file" and sec == "defaults"):
+                # (a service's secret_file is its --serve's: exec= sections take none)
+                out.append(f"{k} = {v if v == 'none' else os.path.join(folder, v)}")
             elif k in SHARED or k in OWN:
                 out.append(f"{k} = {v}")
 
     through(defaults, "defaults")
     if web is not None:
-        out += ["", "[web monitor]"] + [f"{k} = {v}" for k, (v, _) in web.items()]
+        out += ["", "[web monitor]"] + [
+            f"{k} = {os.path.join(folder, v) if k == 'secret_file' and v != 'none' else v}"
+            for k, (v, _) in web.items()]
     env = [] if not preload else ["env", f"LD_PRELOAD={preload}"]
     for sec, line, keys in services:
         if "import_from" not in keys:
@@ -200,13 +205,18 @@ def translate(path, python=sys.executable, preload=None):
             continue
         host = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
         tcmd = cmd + (["--force-insecure-serialisation"] if force else [])
+        secret, _ = get(keys, "secret_file")
+        if secret is not None and secret != "none":
+            tcmd += ["--secret-file", os.path.join(folder, secret)]
         out += ["", f"[{sec}.tcp]",
                 "exec = " + " ".join(map(_quote, tcmd + [f"tcp://{host}:{cls.port}"])),
                 f"tcp_port = {cls.port}"]
-        through(keys, sec)
-        # The supervisor's readiness check connects to 127.0.0.1:PORT.
-        if bind not in ("127.0.0.1", "localhost", "0.0.0.0", "::", "[::]") and \
-                "wait_until_completed" not in keys:
+        # The supervisor's readiness check connects to 127.0.0.1:PORT without a secret
+        # (an exec= program's secret is its own): one it cannot make is not waited for.
+        unchecked = "--secret-file" in tcmd or bind not in (
+            "127.0.0.1", "localhost", "0.0.0.0", "::", "[::]")
+        through(keys, sec, skip=("wait_until_completed",) if unchecked else ())
+        if unchecked:
             out.append("wait_until_completed = false")
     if errors:
         raise IniError("\n".join(errors))
@@ -242,12 +252,13 @@ def serve_main(argv):
     ap.add_argument("--dir", required=True)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--force-insecure-serialisation", action="store_true")
+    ap.add_argument("--secret-file")
     ap.add_argument("address")
     a = ap.parse_args(argv)
     os.chdir(a.dir)
     from .methods import serve_class
     cls = _svc.load_class(a.serve, path=a.dir)
-    serve_class(cls, a.address, workers=a.workers,
+    serve_class(cls, a.address, workers=a.workers, secret_file=a.secret_file,
                 force_insecure_serialisation=a.force_insecure_serialisation)
     return 0
 

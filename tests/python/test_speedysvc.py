@@ -576,3 +576,37 @@ def test_ini_errors_name_the_line(folder, body, message):
     out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
     assert out.returncode == 1
     assert out.stderr.startswith(message), out.stderr
+
+
+def test_public_tcp_bind_with_secret_file(folder):
+    """tcp_bind = 0.0.0.0 (not loopback) serves with [defaults]' secret_file: a client that
+    holds the secret calls, one without it is refused."""
+    name, port = f"echo_serv_{os.getpid()}_secret", free_port()
+    (folder / "echoserver.py").write_text(seed(SEED001_SERVER, name, port))
+    secret = folder / "secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    secret.chmod(0o600)
+    (folder / "service.ini").write_text(
+        "[defaults]\nlog_dir = logs\ntcp_bind = 0.0.0.0\nsecret_file = secret\n\n"
+        "[web monitor]\nport = %d\n\n[EchoServer]\nimport_from = echoserver\n" % free_port())
+    sup = Supervised(folder, [name])
+    try:
+        sup.running("EchoServer.tcp", 1)
+        code = textwrap.dedent(f"""
+            import shmrpc
+            from echoserver import EchoServer
+            with shmrpc.connect(EchoServer, "tcp://127.0.0.1", secret_file="secret") as p:
+                assert p.send(EchoServer.echo_json, ["with"]) == "with"
+            try:
+                shmrpc.connect(EchoServer, "tcp://127.0.0.1").send(EchoServer.echo_json, ["x"])
+            except shmrpc.Error as e:
+                print(e.status_name)
+            """)
+        out = subprocess.run([sys.executable, "-c", code], cwd=folder, env=python_env(),
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "SHMRPC_EPERM", out.stdout  # refused: no secret
+    finally:
+        left = sup.stop()
+    assert sup.proc.returncode == 0, sup.err
+    assert not left, left
