@@ -610,3 +610,14 @@ def test_public_tcp_bind_with_secret_file(folder):
         left = sup.stop()
     assert sup.proc.returncode == 0, sup.err
     assert not left, left
+
+
+def test_docs_show_the_quick_example_tested_here():
+    """docs/python.md's quick example (its ```py and ```ini blocks under "speedysvc's API")
+    is seed 001's, as the tests above run it."""
+    doc = open(os.path.join(os.environ.get("SHMRPC_DOCS", os.path.join(
+        os.path.dirname(__file__), "../../docs")), "python.md")).read()
+    section = doc.split("## speedysvc's API", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:py|ini)\n# (\S+)\n(.*?)```", section, re.S)
+    assert dict(blocks) == {"echoserver.py": SEED001_SERVER, "echoclient.py": SEED001_CLIENT,
+                            "service.ini": SEED001_INI}
