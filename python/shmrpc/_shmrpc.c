@@ -1804,7 +1804,7 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
     if (binascii) a2b_base64 = PyObject_GetAttrString(binascii, "a2b_base64");
     Py_XDECREF(json), Py_XDECREF(binascii);
     if (json_loads == NULL || a2b_base64 == NULL || pyshm_store_init(m) != 0 ||
-        pyshm_serve_init(m) != 0)
+        pyshm_serve_init(m) != 0 || pyshm_send_init(m) != 0)
         goto fail;
     return m;
 fail:

@@ -15,6 +15,7 @@ import pickle
 import typing
 
 from . import Client, Mismatch, _serve, _svc_methods
+from ._shmrpc import _Sender
 from . import _svcgen as _svc
 
 __all__ = ["ServerMethodsBase", "ClientMethodsBase", "raw_method", "json_method",
@@ -221,6 +222,7 @@ class _Provider:
         self._opts = opts
         self._client = None
         self._star, self._calls = {}, {}
+        self.send = _Sender(self._star, self._calls, self._bind_and_call)
         if server_methods is not None:
             self._connect(server_methods)
 
@@ -234,14 +236,12 @@ class _Provider:
 
     def send(self, method, args):
         """Calls method (a decorated method of the server's class, or its name) with args:
-        the bytes for a @raw method, else a list (or tuple) of its arguments."""
-        call = self._star.get(method)  # @json and @msgpack: the C callable, args spread
-        if call is not None:
-            return call(*args)
-        call = self._calls.get(method)
-        if call is None:
-            call = self._bind(method)
-        return call(args)
+        the bytes for a @raw method, else a list (or tuple) of its arguments. (Each
+        instance's own send is a _Sender, which calls what is bound in C.)"""
+        return self._bind(method)(args)
+
+    def _bind_and_call(self, method, args):
+        return self._bind(method)(args)
 
     def _bind(self, method):
         fn = method

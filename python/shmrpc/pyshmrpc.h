@@ -63,6 +63,9 @@ unsigned pyshm_forks(void);
 /* serve() and the .svc reader (serve.c), added to the module by pyshm_serve_init. */
 int pyshm_serve_init(PyObject *module);
 
+/* speedysvc's send() (send.c), added to the module by pyshm_send_init. */
+int pyshm_send_init(PyObject *module);
+
 /* The queue and map types (store.c), added to the module by pyshm_store_init. */
 int pyshm_store_init(PyObject *module);
 

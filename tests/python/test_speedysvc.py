@@ -161,6 +161,10 @@ class Kinds(ServerMethodsBase):
     def nothing(self) -> None:
         return None
 
+    @msgpack_method
+    def scale(self, x: float, k: float) -> float:
+        return x * k
+
     @pickle_method
     def swap_pickle(self, a, b):
         return (b, a)
@@ -410,6 +414,7 @@ def test_each_decorator_round_trips(kinds):
             "echo_raw": "echo_raw(bytes data)->bytes @raw",
             "greet": "greet(string who,i64? times)->string @json",
             "nothing": "nothing()->void @msgpack",
+            "scale": "scale(f64 x,f64 k)->f64 @msgpack",
             "swap_marshal": "swap_marshal(bytes data)->bytes @marshal",
             "swap_pickle": "swap_pickle(bytes data)->bytes @pickle",
             "tally": "tally(map<string,list<i64>> words,bool flag)->map<string,i64> @msgpack",
@@ -621,3 +626,30 @@ def test_docs_show_the_quick_example_tested_here():
     blocks = re.findall(r"```(?:py|ini)\n# (\S+)\n(.*?)```", section, re.S)
     assert dict(blocks) == {"echoserver.py": SEED001_SERVER, "echoclient.py": SEED001_CLIENT,
                             "service.ini": SEED001_INI}
+
+
+def test_send_spreads_lists_tuples_and_sequences(kinds):
+    """send(method, args) takes a list, a tuple or another sequence of the arguments, and
+    refuses what is no method or no sequence; a list changed by the call's own conversions
+    (a __float__ that empties it) is read safely."""
+    from kinds import Kinds
+
+    class Sneaky(int):
+        def __float__(self):
+            held.clear()
+            return 2.0
+    with shmrpc.SHMClient(Kinds) as p:
+        assert p.send(Kinds.greet, ["a", 2]) == "hello aa"
+        assert p.send(Kinds.greet, ("b", 3)) == "hello bbb"
+        assert p.send(Kinds.greet, iter(["c", 1])) == "hello c"
+        assert p.send(Kinds.greet, ["d"] + [None]) == "hello d"
+        held = [Sneaky(3), 1.5]
+        assert p.send(Kinds.scale, held) == 3.0 and held == []
+        with pytest.raises(TypeError, match="not a method of a ServerMethodsBase class"):
+            p.send(len, [1])
+        with pytest.raises(TypeError, match="unhashable"):
+            p.send([], [1])
+        with pytest.raises(TypeError, match="two arguments"):
+            p.send(Kinds.greet)
+        with pytest.raises(TypeError):
+            p.send(Kinds.greet, 5)  # not a sequence
