@@ -160,6 +160,8 @@ def main():
     ap.add_argument("--c-client", required=True)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per row and figure")
     ap.add_argument("--rounds", type=int, default=4, help="rounds the rows take turns in")
+    ap.add_argument("--windows", type=int, default=120,
+                    help="windows of speedysvc's fastest-window comparison")
     ap.add_argument("--svc", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "../examples/echo/echo.svc"))
     ap.add_argument("--unix-server", help=argparse.SUPPRESS)
@@ -276,6 +278,18 @@ def main():
         for _ in range(a.rounds):
             for row, run in rows_of.items():
                 runs[row].append(run(window))
+        # speedysvc's goals again, as the fastest of many short windows taking turns: on
+        # a shared machine the medians above swing with the load from run to run.
+        best = {"serve": [pyc.add, 10000], "any": [speedy.add, 10000],
+                "i64": [speedy.add_i64, 10000], "mp": [mp_add, 1000]}
+        ns = {}
+        exec(LOOPS.format(args="1, 2"), ns)
+        for _ in range(a.windows):
+            for b in best.values():
+                t = time.perf_counter_ns()
+                ns["batch"](b[0], None, b[1])
+                b.append((time.perf_counter_ns() - t) / b[1] / 1e3)
+        best = {k: min(b[2:]) for k, b in best.items()}
         s.close()
         rows = {row: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
                 for row, rs in runs.items()}
@@ -304,6 +318,12 @@ def main():
                       f"(goal >= 50x)")
             name = {"add": "add(i64,i64)", "raw": "@raw 16 B"}[case]
             print(f"{name:<14}{who:<14}{p50:>9.3f}{rate:>11.0f}  {vs}")
+        print(f"speedysvc, the fastest of {a.windows} windows taking turns (10,000 calls; "
+              f"multiprocessing.connection 1,000), us a call: shmrpc.serve {best['serve']:.3f}, "
+              f"speedysvc any {best['any']:.3f} ({best['any'] / best['serve']:.2f}x), "
+              f"i64 {best['i64']:.3f} ({best['i64'] / best['serve']:.2f}x; goal <= 1.5x); "
+              f"multiprocessing.connection {best['mp']:.2f}: {best['mp'] / best['any']:.1f}x "
+              f"and {best['mp'] / best['i64']:.1f}x (goal >= 50x)")
         c.close()
         pyc.close()
         speedy.client_provider.close()
