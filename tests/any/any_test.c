@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -441,11 +442,16 @@ static int setup(void **state)
     return 0;
 }
 
+static const char *seg_name(char what);
+
 static int teardown(void **state)
 {
     fixture *f = *state;
     shmrpc_client_free(f->c);
     shmrpc_server_free(f->s);
+    (void)shmrpc_queue_unlink(seg_name('q'));
+    (void)shmrpc_queue_unlink(seg_name('j'));
+    (void)shmrpc_map_unlink(seg_name('m'));
     return 0;
 }
 
@@ -561,6 +567,85 @@ static void generated_refuses_bad_bodies(void **state)
     assert_int_equal(dyn_echo(f->c, (shmrpc_any){(const uint8_t *)"\x07", 1}, &out), 0);
 }
 
+/* The names of this process's queues (q, j) and map (m); the group's teardown removes them
+ * too, should a test fail before it does. */
+static const char *seg_name(char what)
+{
+    static char names[3][64];
+    char *n = names[what == 'q' ? 0 : what == 'j' ? 1 : 2];
+    snprintf(n, 64, "any_test_%c_%d", what, (int)getpid());
+    return n;
+}
+
+/* The generated functions of a typed queue and map of any, on real segments of this
+ * process's own names (removed at the end). */
+static void generated_queue_and_map(void **state)
+{
+    (void)state;
+    const char *qn = seg_name('q'), *jn = seg_name('j'), *mn = seg_name('m');
+    shmrpc_buf b, msg;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_init(&msg);
+    shmrpc_arena *arena = shmrpc_arena_new(4096);
+    build_packet(&b);
+    shmrpc_any p, out, v;
+    assert_int_equal(shmrpc_any_built(&b, 0, &p), 0);
+
+    shmrpc_queue_opts qo;
+    shmrpc_queue_opts_init(&qo);
+    qo.type = Dyn_values_type;
+    shmrpc_queue *q, *j;
+    assert_int_equal(shmrpc_queue_open(&q, qn, &qo), 0);
+    assert_int_equal(Dyn_values_push(q, &msg, p, 1000), 0);
+    assert_int_equal(Dyn_values_push(q, &msg, (shmrpc_any){0}, 1000), 0);
+    assert_int_equal(Dyn_values_pop(q, &msg, arena, &out, 1000), 0);
+    assert_int_equal(out.n, p.n);
+    assert_memory_equal(out.p, p.p, p.n);
+    assert_int_equal(Dyn_values_pop(q, &msg, arena, &out, 1000), 0);
+    assert_true(shmrpc_any_is_null(out));
+    shmrpc_queue_close(q);
+
+    /* @json: what JSON holds goes through; bytes are refused and nothing is queued. */
+    qo.type = Dyn_json_values_type;
+    assert_int_equal(shmrpc_queue_open(&j, jn, &qo), 0);
+    assert_int_equal(Dyn_json_values_push(j, &msg, p, 1000), SHMRPC_EINVAL);
+    shmrpc_any plain;
+    size_t at = b.len;
+    shmrpc_any_put_map(&b, 1);
+    shmrpc_any_put_cstr(&b, "samples");
+    shmrpc_any_put_list(&b, 2);
+    shmrpc_any_put_float(&b, 1.5);
+    shmrpc_any_put_int(&b, -3);
+    assert_int_equal(shmrpc_any_built(&b, at, &plain), 0);
+    assert_int_equal(Dyn_json_values_push(j, &msg, plain, 1000), 0);
+    assert_int_equal(Dyn_json_values_pop(j, &msg, arena, &out, 1000), 0);
+    assert_int_equal(out.n, plain.n);
+    assert_memory_equal(out.p, plain.p, plain.n);
+    assert_int_equal(Dyn_json_values_pop(j, &msg, arena, &out, 0), SHMRPC_ETIMEDOUT);
+    shmrpc_queue_close(j);
+
+    shmrpc_map_opts mo;
+    shmrpc_map_opts_init(&mo);
+    mo.type = Dyn_store_type;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, mn, &mo), 0);
+    assert_int_equal(Dyn_store_put(m, &msg, SHMRPC_STR("p"), p), 0);
+    assert_int_equal(Dyn_store_get(m, &msg, arena, SHMRPC_STR("p"), &out), 0);
+    assert_int_equal(shmrpc_any_get(out, "sequence_number", &v), 0);
+    int64_t i;
+    assert_int_equal(shmrpc_any_int(v, &i), 0);
+    assert_int_equal(i, 7);
+    assert_int_equal(Dyn_store_get(m, &msg, arena, SHMRPC_STR("absent"), &out), SHMRPC_ENOENT);
+    shmrpc_map_close(m);
+
+    assert_int_equal(shmrpc_queue_unlink(qn), 0);
+    assert_int_equal(shmrpc_queue_unlink(jn), 0);
+    assert_int_equal(shmrpc_map_unlink(mn), 0);
+    shmrpc_arena_free(arena);
+    shmrpc_buf_destroy(&msg);
+    shmrpc_buf_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -568,6 +653,7 @@ int main(void)
         cmocka_unit_test(malformed_bytes),         cmocka_unit_test(depth),
         cmocka_unit_test(truncated_and_rewritten), cmocka_unit_test(generated_msgpack),
         cmocka_unit_test(generated_json),          cmocka_unit_test(generated_refuses_bad_bodies),
+        cmocka_unit_test(generated_queue_and_map),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
