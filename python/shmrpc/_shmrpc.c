@@ -1061,7 +1061,7 @@ static PyObject *any_to_py(shmrpc_any a, int depth)
         break;
     }
     default:
-        break;
+        return PyErr_Format(pyshm_Error, "result: the bytes of an any are malformed");
     }
     if (PyErr_Occurred()) return NULL;
     return PyErr_Format(pyshm_Error, "result: %s", shmrpc_errmsg());

@@ -719,7 +719,7 @@ static int any_out(cx *c, shmrpc_any a, shmrpc_buf *b)
         return 0;
     }
     default:
-        return fail(c, "not a value: %s", shmrpc_errmsg());
+        return fail(c, "the bytes of an any are malformed");
     }
 }
 
