@@ -534,7 +534,9 @@ static json_t *any_to_json(shmrpc_any a, unsigned depth)
         while ((rc = shmrpc_any_next(&it, &k)) == 1 && (rc = shmrpc_any_next(&it, &v)) == 1) {
             shmrpc_str s;
             json_t *jv = NULL;
+            /* A key twice has no form either: an object would keep one of them. */
             if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, '\0', s.len) != NULL ||
+                json_object_getn(obj, s.ptr, s.len) != NULL ||
                 (jv = any_to_json(v, depth + 1)) == NULL ||
                 json_object_setn_new(obj, s.ptr, s.len, jv) != 0) {
                 rc = -1;

@@ -120,10 +120,10 @@ int shmrpc_any_built(const shmrpc_buf *b, size_t start, shmrpc_any *out);
 
 /* --- @json ------------------------------------------------------------------------------
  * For generated @json codecs: an any as plain JSON, NULL when it has none (bytes, a map key
- * that is not a string or holds a NUL byte, an integer above INT64_MAX, NaN or an infinity,
- * deeper than SHMRPC_ANY_MAX_DEPTH, malformed bytes); and a JSON value as an any, its
- * msgpack copied into r->arena (JSON integers as integers, reals as floats, objects as maps
- * with string keys). */
+ * that is not a string, holds a NUL byte or comes twice, an integer above INT64_MAX, NaN or
+ * an infinity, deeper than SHMRPC_ANY_MAX_DEPTH, malformed bytes); and a JSON value as an
+ * any, its msgpack copied into r->arena (JSON integers as integers, reals as floats, objects
+ * as maps with string keys). */
 shmrpc_json *shmrpc_json_any(shmrpc_any a);
 int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out);
 
