@@ -108,6 +108,28 @@ PyObject *pyshm_raise_status(int rc, const char *what, const char *msg)
 
 /* --- the place inside an argument, for messages ---------------------------------------- */
 
+/* v as a message shows it (new reference): a number as its own type writes it, since a
+ * subclass's __repr__ may raise, and an int too long for str() (sys.get_int_max_str_digits)
+ * by its size; anything else by repr, or by its type's name when repr fails. NULL only when
+ * memory ran out. */
+static PyObject *shown(PyObject *v)
+{
+    if (PyLong_Check(v)) {
+        PyObject *bits = PyObject_CallMethod((PyObject *)&PyLong_Type, "bit_length", "O", v);
+        Py_ssize_t n = bits ? PyLong_AsSsize_t(bits) : -1;
+        Py_XDECREF(bits);
+        if (n > 256) return PyUnicode_FromFormat("an int of %zd bits", n);
+        if (n >= 0) return PyLong_Type.tp_repr(v);
+    } else if (PyFloat_Check(v)) {
+        return PyFloat_Type.tp_repr(v);
+    } else {
+        PyObject *r = PyObject_Repr(v);
+        if (r != NULL) return r;
+    }
+    PyErr_Clear();
+    return PyUnicode_FromFormat("<%s object>", Py_TYPE(v)->tp_name);
+}
+
 static void place_render(const place *p, PyObject *parts)
 {
     if (p == NULL) return;
@@ -118,9 +140,11 @@ static void place_render(const place *p, PyObject *parts)
                     : PyUnicode_FromFormat("argument '%s'", p->field);
     else if (p->field != NULL)
         s = PyUnicode_FromFormat(".%s", p->field);
-    else if (p->key != NULL)
-        s = PyUnicode_FromFormat("[%R]", p->key);
-    else
+    else if (p->key != NULL) {
+        PyObject *k = shown(p->key);
+        s = k ? PyUnicode_FromFormat("[%U]", k) : NULL;
+        Py_XDECREF(k);
+    } else
         s = PyUnicode_FromFormat("[%zd]", p->index);
     if (s != NULL) PyList_Append(parts, s);
     Py_XDECREF(s);
@@ -142,6 +166,21 @@ static int fail_at(PyObject *cls, const place *p, const char *fmt, ...)
     Py_XDECREF(sep), Py_XDECREF(where), Py_XDECREF(why);
     Py_DECREF(parts);
     return -1;
+}
+
+/* Raises cls with "PLACE: V WHY", v as shown() shows it. Returns -1. */
+static int fail_shown(PyObject *cls, const place *p, PyObject *v, const char *why, ...)
+{
+    PyObject *sv = shown(v);
+    if (sv == NULL) return -1;
+    va_list ap;
+    va_start(ap, why);
+    PyObject *w = PyUnicode_FromFormatV(why, ap);
+    va_end(ap);
+    int rc = w ? fail_at(cls, p, "%U %U", sv, w) : -1;
+    Py_DECREF(sv);
+    Py_XDECREF(w);
+    return rc;
 }
 
 static const char *kind_name(const shmrpc_dyn_type *t)
@@ -247,7 +286,7 @@ static int int_value(const shmrpc_dyn_type *t, PyObject *v, const place *p, long
         }
         PyErr_Clear();
     }
-    return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
+    return fail_shown(PyExc_OverflowError, p, v, "is out of the range of %s", kind_name(t));
 }
 
 /* An integer as JSON text (quoted when big), or packed. */
@@ -351,8 +390,11 @@ static int encode_struct(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_typ
         size_t f = 0;
         while (ks != NULL && f < t->n && strcmp(t->fields[f].name, ks) != 0)
             f++;
-        if (ks == NULL || f == t->n)
-            rc = fail_at(PyExc_TypeError, p, "struct %s has no field %R", t->name, k);
+        if (ks == NULL || f == t->n) {
+            PyObject *sk = shown(k);
+            rc = sk ? fail_at(PyExc_TypeError, p, "struct %s has no field %U", t->name, sk) : -1;
+            Py_XDECREF(sk);
+        }
     }
     if (rc == 0) rc = pk ? msgpack_pack_array(pk, t->n), 0 : pyshm_put(b, "{", 1);
     bool first = true;
@@ -465,8 +507,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
             }
         }
         if (overflow < 0 || overflow == 2)
-            return fail_at(PyExc_OverflowError, p,
-                           "%R is out of the range of an any's integers (i64 and u64)", v);
+            return fail_shown(PyExc_OverflowError, p, v,
+                              "is out of the range of an any's integers (i64 and u64)");
         if (pk) return (overflow ? msgpack_pack_uint64(pk, uv) : msgpack_pack_int64(pk, sv)), 0;
         char num[24];
         if (overflow)
@@ -478,8 +520,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
         if (!isfinite(d))
-            return fail_at(PyExc_ValueError, p, "%R cannot be sent (JSON has no NaN or infinity)",
-                           v);
+            return fail_shown(PyExc_ValueError, p, v,
+                              "cannot be sent (JSON has no NaN or infinity)");
         if (pk) return msgpack_pack_double(pk, d), 0;
         /* repr's text, with ".0" on whole numbers, so that it reads back as a float */
         char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
@@ -591,13 +633,13 @@ static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyOb
         double d = PyFloat_AsDouble(v);
         if (d == -1.0 && PyErr_Occurred()) {
             PyErr_Clear();
-            return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
+            return fail_shown(PyExc_OverflowError, p, v, "is out of the range of %s", kind_name(t));
         }
         if (!isfinite(d))
-            return fail_at(PyExc_ValueError, p, "%R cannot be sent (JSON has no NaN or infinity)",
-                           v);
+            return fail_shown(PyExc_ValueError, p, v,
+                              "cannot be sent (JSON has no NaN or infinity)");
         if (t->kind == SHMRPC_DYN_F32 && fabs(d) > 3.4028234663852886e38)
-            return fail_at(PyExc_OverflowError, p, "%R is out of the range of f32", v);
+            return fail_shown(PyExc_OverflowError, p, v, "is out of the range of f32");
         if (pk)
             return (t->kind == SHMRPC_DYN_F32 ? msgpack_pack_float(pk, (float)d)
                                               : msgpack_pack_double(pk, d)),

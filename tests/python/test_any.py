@@ -115,6 +115,46 @@ def test_errors_name_the_place(dyn):
         assert c.echo(1) == 1  # the connection and the worker live on
 
 
+class Loud(int):
+    """An int whose own repr raises: a message must not call it."""
+
+    def __repr__(self):
+        raise RuntimeError("Loud.__repr__ called")
+
+
+def test_huge_ints_named(name):
+    """An int too long for str() (4300 digits by default), or whose subclass's __repr__
+    raises, is still refused with OverflowError naming the place, not with what str() or
+    __repr__ raised; a typed i64 and a dict key the same."""
+    with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
+        with pytest.raises(OverflowError, match=r"^value\['k'\]\[1\]: an int of 16610 bits is "
+                                                r"out of the range of an any's integers"):
+            q.push({"k": [0, 10**5000]})
+        with pytest.raises(OverflowError, match=r"^value\[0\]: -1180591620717411303424 is out "
+                                                r"of the range of an any's integers"):
+            q.push([Loud(-2**70)])
+        with pytest.raises(OverflowError, match=r"^value\[an int of 16610 bits\]: an int of "
+                                                r"16610 bits is out of the range"):
+            q.push({10**5000: 1})
+        with pytest.raises(ValueError, match=r"^value\[1\]: nan cannot be sent"):
+            q.push([1, Nan()])
+        q.push([Loud(5)])
+        assert q.pop(timeout=1) == [5]
+    shmrpc.Queue.unlink(name)
+    with shmrpc.Queue(name, create=True, type="n()->i64 @msgpack") as q:
+        with pytest.raises(OverflowError, match=r"^value: an int of 16610 bits is out of the "
+                                                r"range of i64"):
+            q.push(-10**5000)
+
+
+class Nan(float):
+    def __new__(cls):
+        return super().__new__(cls, "nan")
+
+    def __repr__(self):
+        raise RuntimeError("Nan.__repr__ called")
+
+
 def test_typed_queue_and_map(name):
     with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
         for v in [PACKET, ODD_KEYS, *FORMS, 2**64 - 1, 2.0]:
