@@ -561,6 +561,10 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
                        "a key of a dict in an any must be None, bool, int, float, str or bytes, "
                        "got %s",
                        Py_TYPE(v)->tp_name);
+    /* A list or dict here would be the 129th level of lists and maps, which no reader of an
+     * any takes (SHMRPC_ANY_MAX_DEPTH): refused here, not by the peer. */
+    if (depth >= MAX_DEPTH && (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v)))
+        return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
     if (PyList_Check(v) || PyTuple_Check(v)) {
         PyObject *seq = PySequence_Fast(v, "a list");
         if (seq == NULL) return -1;

@@ -21,8 +21,7 @@ ODD_KEYS = {1: "one", -2**63: None, 2**64 - 1: [True, False], 2.5: {"x": b""}, N
 FORMS = [{"base64": "AA=="}, {"map": [[1, 2]]}, {"map": 1}, {"k\x00": 1}, "\x00nul in a value"]
 
 
-def deep(levels):
-    v = None
+def deep(levels, v=None):
     for _ in range(levels):
         v = [v]
     return v
@@ -104,6 +103,13 @@ def test_errors_name_the_place(dyn):
             c.echo({"f": float("nan")})
         with pytest.raises(ValueError, match="nested more than 128 deep"):
             c.echo(deep(200))
+        # 128 lists and maps are an any's most (the last one empty); a 129th, even empty, is
+        # refused before it is sent, as the peer would refuse it
+        assert c.echo(deep(127, [])) == deep(127, [])
+        for extra in ([], {}, ()):
+            with pytest.raises(ValueError, match=r"^argument 'v'(\[0\]){128}: nested more "
+                                                 r"than 128 deep"):
+                c.echo(deep(127, [extra]))
         loop = []
         loop.append(loop)
         with pytest.raises(ValueError, match="nested more than 128 deep"):
