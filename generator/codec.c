@@ -129,17 +129,10 @@ void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v
     case SVC_T_BYTES:
         em(e, "msgpack_pack_bin_with_body(%s, %s.ptr, %s.len);", c->pk, v, v);
         return;
-    case SVC_T_ANY: {
-        /* Its msgpack as it is, through the packer's own writer; a zero any is null. */
-        const char *pk = c->pk[0] == '&' ? S("%s.", c->pk + 1) : S("%s->", c->pk);
-        em(e, "if (%s.n == 0)", v);
-        e->depth++;
-        em(e, "msgpack_pack_nil(%s);", c->pk);
-        e->depth--;
-        em_open(e, "else");
-        em_last(e, "(void)%scallback(%sdata, (const char *)%s.p, %s.n);", pk, pk, v, v);
+    case SVC_T_ANY:
+        /* Checked, since its bytes are the caller's: a malformed one fails in the buffer. */
+        em(e, "shmrpc_mp_write_any(%s, %s);", c->pk, v);
         return;
-    }
     default:
         em(e, "msgpack_pack_%s(%s, %s);", gen_is_signed(t->scalar) ? "int64" : "uint64", c->pk, v);
         return;

@@ -405,11 +405,17 @@ static int h_many(shmrpc_ctx *ctx, dyn_list_Any vs, dyn_map_String_Any m, dyn_li
     return 0;
 }
 
+/* A list that promised 2 values and holds 1, and 2 values where 1 was meant: each alone is
+ * refused, and in one list the second would fill the first's gap. */
+static const shmrpc_any SHORT = {(const uint8_t *)"\x92\x01", 2};
+static const shmrpc_any LONG = {(const uint8_t *)"\x02\x03", 2};
+
 static int h_packet(shmrpc_ctx *ctx, const dyn_Packet *p, dyn_Packet *out)
 {
     (void)ctx;
     *out = *p;
     out->seq = p->seq + 1;
+    if (p->seq == -1) out->body = SHORT; /* a handler's any built wrongly */
     return 0;
 }
 
@@ -569,6 +575,55 @@ static void generated_refuses_bad_bodies(void **state)
     assert_int_equal(dyn_echo(f->c, (shmrpc_any){(const uint8_t *)"\x07", 1}, &out), 0);
 }
 
+/* An any built wrongly (the builder's count promised more than was written, or the view
+ * takes in more than one value) is refused by the generated encoder where it is sent: a
+ * client's argument, a handler's result, a queue's push, a map's put. Sent as it was, the
+ * two below in one list read back as [[1, 2], 3], with no error anywhere. */
+static void generated_writers_check(void **state)
+{
+    fixture *f = *state;
+    const shmrpc_any both[] = {SHORT, LONG};
+    dyn_list_Any out;
+    assert_int_equal(dyn_many(f->c, (dyn_list_Any){both, 2}, (dyn_map_String_Any){0}, &out),
+                     SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "Dyn.many: cannot encode the arguments");
+    shmrpc_any one;
+    assert_int_equal(dyn_echo(f->c, LONG, &one), SHMRPC_EINVAL);
+    assert_string_equal(shmrpc_errmsg(), "Dyn.echo: cannot encode the arguments");
+
+    dyn_Packet in = {.seq = -1, .body = {0}}, back;
+    assert_int_equal(dyn_packet(f->c, &in, &back), SHMRPC_EHANDLER);
+    assert_string_equal(shmrpc_errmsg(),
+                        "Dyn.packet: the result's any: count larger than the bytes left");
+    assert_int_equal(dyn_echo(f->c, (shmrpc_any){(const uint8_t *)"\x07", 1}, &one), 0);
+
+    const char *qn = seg_name('q'), *mn = seg_name('m');
+    shmrpc_buf msg;
+    shmrpc_buf_init(&msg);
+    shmrpc_arena *arena = shmrpc_arena_new(4096);
+    shmrpc_queue_opts qo;
+    shmrpc_queue_opts_init(&qo);
+    qo.type = Dyn_values_type;
+    shmrpc_queue *q;
+    assert_int_equal(shmrpc_queue_open(&q, qn, &qo), 0);
+    assert_int_equal(Dyn_values_push(q, &msg, SHORT, 0), SHMRPC_EINVAL);
+    assert_int_equal(Dyn_values_push_batch(q, &msg, both, 2, &(size_t){0}, 0), SHMRPC_EINVAL);
+    assert_int_equal(Dyn_values_pop(q, &msg, arena, &one, 0), SHMRPC_ETIMEDOUT); /* none went */
+    shmrpc_queue_close(q);
+    shmrpc_map_opts mo;
+    shmrpc_map_opts_init(&mo);
+    mo.type = Dyn_store_type;
+    shmrpc_map *m;
+    assert_int_equal(shmrpc_map_open(&m, mn, &mo), 0);
+    assert_int_equal(Dyn_store_put(m, &msg, SHMRPC_STR("k"), LONG), SHMRPC_EINVAL);
+    assert_int_equal(Dyn_store_get(m, &msg, arena, SHMRPC_STR("k"), &one), SHMRPC_ENOENT);
+    shmrpc_map_close(m);
+    assert_int_equal(shmrpc_queue_unlink(qn), 0);
+    assert_int_equal(shmrpc_map_unlink(mn), 0);
+    shmrpc_arena_free(arena);
+    shmrpc_buf_destroy(&msg);
+}
+
 /* The names of this process's queues (q, j) and map (m); the group's teardown removes them
  * too, should a test fail before it does. */
 static const char *seg_name(char what)
@@ -655,7 +710,7 @@ int main(void)
         cmocka_unit_test(malformed_bytes),         cmocka_unit_test(depth),
         cmocka_unit_test(truncated_and_rewritten), cmocka_unit_test(generated_msgpack),
         cmocka_unit_test(generated_json),          cmocka_unit_test(generated_refuses_bad_bodies),
-        cmocka_unit_test(generated_queue_and_map),
+        cmocka_unit_test(generated_queue_and_map), cmocka_unit_test(generated_writers_check),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

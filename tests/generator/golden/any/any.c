@@ -58,10 +58,7 @@ void Dyn_Packet_mp_write(msgpack_packer *pk, const dyn_Packet *v)
 {
     msgpack_pack_array(pk, 3);
     msgpack_pack_int64(pk, v->seq);
-    if (v->body.n == 0)
-        msgpack_pack_nil(pk);
-    else
-        (void)pk->callback(pk->data, (const char *)v->body.p, v->body.n);
+    shmrpc_mp_write_any(pk, v->body);
     Dyn_list_Any_mp_write(pk, &v->extra);
 }
 
@@ -91,10 +88,7 @@ void Dyn_list_Any_mp_write(msgpack_packer *pk, const dyn_list_Any *v)
 {
     msgpack_pack_array(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
-        if (v->items[i].n == 0)
-            msgpack_pack_nil(pk);
-        else
-            (void)pk->callback(pk->data, (const char *)v->items[i].p, v->items[i].n);
+        shmrpc_mp_write_any(pk, v->items[i]);
     }
 }
 
@@ -121,10 +115,7 @@ void Dyn_map_String_Any_mp_write(msgpack_packer *pk, const dyn_map_String_Any *v
     msgpack_pack_map(pk, v->len);
     for (size_t i = 0; i < v->len; i++) {
         msgpack_pack_str_with_body(pk, v->items[i].key.ptr, v->items[i].key.len);
-        if (v->items[i].value.n == 0)
-            msgpack_pack_nil(pk);
-        else
-            (void)pk->callback(pk->data, (const char *)v->items[i].value.p, v->items[i].value.n);
+        shmrpc_mp_write_any(pk, v->items[i].value);
     }
 }
 
@@ -166,10 +157,7 @@ int Dyn_values_push(shmrpc_queue *q_, shmrpc_buf *buf_, shmrpc_any value_, int64
     shmrpc_buf_clear(buf_);
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
-    if (value_.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)value_.p, value_.n);
+    shmrpc_mp_write_any(&pk_, value_);
     int rc_ = buf_->err;
     if (rc_ != 0) return shmrpc_client_error(NULL, rc_, "Dyn.values: cannot encode the value");
     return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);
@@ -187,11 +175,7 @@ int Dyn_values_push_batch(shmrpc_queue *q_, shmrpc_buf *buf_, const shmrpc_any *
         msgpack_packer pk_;
         msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);
         for (size_t i_ = 0; i_ < run_; i_++) {
-            if (values_[sent_ + i_].n == 0)
-                msgpack_pack_nil(&pk_);
-            else
-                (void)pk_.callback(pk_.data, (const char *)values_[sent_ + i_].p,
-                                   values_[sent_ + i_].n);
+            shmrpc_mp_write_any(&pk_, values_[sent_ + i_]);
             ends_[i_] = buf_->len;
         }
         if ((rc_ = buf_->err) != 0) {
@@ -430,10 +414,7 @@ int Dyn_store_put(shmrpc_map *m_, shmrpc_buf *buf_, shmrpc_str key_, shmrpc_any 
     if (buf_->err != 0)
         return shmrpc_client_error(NULL, buf_->err, "Dyn.store: cannot encode the key");
     size_t klen_ = buf_->len;
-    if (value_.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)value_.p, value_.n);
+    shmrpc_mp_write_any(&pk_, value_);
     if (buf_->err != 0)
         return shmrpc_client_error(NULL, buf_->err, "Dyn.store: cannot encode the value");
     return shmrpc_map_put(m_, buf_->data, klen_, buf_->data + klen_, buf_->len - klen_);
@@ -448,10 +429,7 @@ int Dyn_store_put_if_absent(shmrpc_map *m_, shmrpc_buf *buf_, shmrpc_str key_, s
     if (buf_->err != 0)
         return shmrpc_client_error(NULL, buf_->err, "Dyn.store: cannot encode the key");
     size_t klen_ = buf_->len;
-    if (value_.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)value_.p, value_.n);
+    shmrpc_mp_write_any(&pk_, value_);
     if (buf_->err != 0)
         return shmrpc_client_error(NULL, buf_->err, "Dyn.store: cannot encode the value");
     return shmrpc_map_put_if_absent(m_, buf_->data, klen_, buf_->data + klen_, buf_->len - klen_);

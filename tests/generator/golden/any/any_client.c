@@ -8,10 +8,7 @@ int dyn_echo(shmrpc_client *client_, shmrpc_any v, shmrpc_any *out_)
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    if (v.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)v.p, v.n);
+    shmrpc_mp_write_any(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Dyn.echo: cannot encode the arguments");
     shmrpc_bytes resp_;
@@ -31,10 +28,7 @@ int dyn_echo_start(shmrpc_client *client_, shmrpc_any v, shmrpc_call **call_)
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    if (v.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)v.p, v.n);
+    shmrpc_mp_write_any(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Dyn.echo: cannot encode the arguments");
     return shmrpc_client_start(client_, DYN_METHOD_ECHO, SHMRPC_TIMEOUT_DEFAULT, call_);
@@ -219,10 +213,7 @@ int dyn_kind(shmrpc_client *client_, shmrpc_any v, shmrpc_str *out_)
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    if (v.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)v.p, v.n);
+    shmrpc_mp_write_any(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Dyn.kind: cannot encode the arguments");
     shmrpc_bytes resp_;
@@ -242,10 +233,7 @@ int dyn_kind_start(shmrpc_client *client_, shmrpc_any v, shmrpc_call **call_)
     msgpack_packer pk_;
     msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);
     msgpack_pack_array(&pk_, 1);
-    if (v.n == 0)
-        msgpack_pack_nil(&pk_);
-    else
-        (void)pk_.callback(pk_.data, (const char *)v.p, v.n);
+    shmrpc_mp_write_any(&pk_, v);
     int rc_ = req_->err;
     if (rc_ != 0) return shmrpc_client_error(client_, rc_, "Dyn.kind: cannot encode the arguments");
     return shmrpc_client_start(client_, DYN_METHOD_KIND, SHMRPC_TIMEOUT_DEFAULT, call_);

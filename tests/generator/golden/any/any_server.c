@@ -125,10 +125,9 @@ static int Dyn_echo_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes r
     if (rc != 0) return rc;
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
-    if (out.n == 0)
-        msgpack_pack_nil(&pk);
-    else
-        (void)pk.callback(pk.data, (const char *)out.p, out.n);
+    shmrpc_mp_write_any(&pk, out);
+    if (resp->err == SHMRPC_EINVAL)
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Dyn.echo: the result's %s", shmrpc_errmsg());
     return resp->err;
 }
 
@@ -171,6 +170,8 @@ static int Dyn_many_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes r
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Dyn_list_Any_mp_write(&pk, &out);
+    if (resp->err == SHMRPC_EINVAL)
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Dyn.many: the result's %s", shmrpc_errmsg());
     return resp->err;
 }
 
@@ -191,6 +192,9 @@ static int Dyn_packet_invoke(shmrpc_ctx *ctx, const void *handlers, shmrpc_bytes
     msgpack_packer pk;
     msgpack_packer_init(&pk, resp, shmrpc_buf_msgpack_write);
     Dyn_Packet_mp_write(&pk, &out);
+    if (resp->err == SHMRPC_EINVAL)
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "Dyn.packet: the result's %s",
+                                shmrpc_errmsg());
     return resp->err;
 }
 
