@@ -554,6 +554,10 @@ static json_t *any_to_json(shmrpc_any a, unsigned depth)
 
 shmrpc_json *shmrpc_json_any(shmrpc_any a)
 {
+    /* Checked whole first, as shmrpc_mp_write_any checks it: the walk below would stop at the
+     * first value of a view that takes in two, and print it alone. */
+    shmrpc_any ok;
+    if (a.n != 0 && shmrpc_any_parse(a.p, a.n, &ok) != 0) return NULL;
     return S(any_to_json(a, 0));
 }
 

@@ -527,13 +527,16 @@ static void generated_json(void **state)
     assert_int_equal(shmrpc_any_kind_of(e), SHMRPC_ANY_FLOAT);
 
     /* What JSON has no form for is refused before it is sent, naming the argument. */
-    static const char *const no_json[] = {
-        "\x91\xc4\x01\x00", "\x81\x01\xc0", "\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
-        "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", "\x82\xa1\x61\x01\xa1\x61\x02"};
-    /* ... the last a key twice, which a JSON object cannot hold (nor would the peer's
-     * reader take) and must not lose */
-    static const size_t no_json_n[] = {4, 3, 9, 9, 7};
-    for (size_t i = 0; i < 5; i++) {
+    static const char *const no_json[] = {"\x91\xc4\x01\x00",
+                                          "\x81\x01\xc0",
+                                          "\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+                                          "\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",
+                                          "\x82\xa1\x61\x01\xa1\x61\x02",
+                                          "\x01\x02"};
+    /* ... a key twice, which a JSON object cannot hold (nor would the peer's reader take)
+     * and must not lose; two values in one view, the second not to be dropped */
+    static const size_t no_json_n[] = {4, 3, 9, 9, 7, 2};
+    for (size_t i = 0; i < 6; i++) {
         shmrpc_any bad = {(const uint8_t *)no_json[i], no_json_n[i]};
         assert_int_equal(dyn_echo_json(f->c, bad, &out), SHMRPC_EINVAL);
         assert_string_equal(shmrpc_errmsg(), "Dyn.echo_json: argument 'v' has no JSON form");
