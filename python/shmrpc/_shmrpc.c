@@ -566,25 +566,10 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
     if (depth >= MAX_DEPTH && (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v)))
         return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
     if (PyList_Check(v) || PyTuple_Check(v)) {
-        PyObject *seq = PySequence_Fast(v, "a list");
-        if (seq == NULL) return -1;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        int rc = 0;
-        if (pk != NULL && n > UINT32_MAX) rc = fail_at(PyExc_ValueError, p, "too many elements");
-        if (rc == 0) rc = pk ? msgpack_pack_array(pk, (size_t)n), 0 : pyshm_put(b, "[", 1);
-        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
-            place here = {.up = p, .index = i};
-            if (PySequence_Fast_GET_SIZE(seq) != n) {
-                rc = fail_at(PyExc_RuntimeError, p, "the list changed while it was being sent");
-                break;
-            }
-            PyObject *e = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-            if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
-            if (rc == 0) rc = encode_any(b, pk, e, &here, depth + 1, false);
-            Py_DECREF(e);
-        }
-        Py_DECREF(seq);
-        return rc == 0 ? (pk ? 0 : pyshm_put(b, "]", 1)) : -1;
+        /* A list of anys, as a typed list<any> is written. */
+        static const shmrpc_dyn_type any = {.kind = SHMRPC_DYN_ANY};
+        static const shmrpc_dyn_type list = {.kind = SHMRPC_DYN_LIST, .elem = &any};
+        return encode_list(b, pk, &list, v, p, depth);
     }
     if (PyDict_Check(v)) return encode_any_dict(b, pk, v, p, depth);
     return fail_at(PyExc_TypeError, p,
