@@ -580,6 +580,15 @@ static int json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, b
     return fail(c, "not a JSON value");
 }
 
+int shmrpc__json_any_to_mp(const json_t *v, msgpack_packer *pk)
+{
+    char err[256];
+    cx c = {.err = err, .cap = sizeof err};
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "any");
+    if (json_to_any(&c, v, pk, false, false) == 0) return 0;
+    return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
+}
+
 /* How an any's map prints: plainly, as a JSON object, only when every key is a string
  * without a NUL, none twice (a map may hold a key twice, but the codec reads JSON with
  * duplicate keys refused), and the object could not be taken for one of the forms. */

@@ -561,41 +561,6 @@ shmrpc_json *shmrpc_json_any(shmrpc_any a)
     return S(any_to_json(a, 0));
 }
 
-static int json_to_mp(msgpack_packer *pk, const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_NULL:
-        return msgpack_pack_nil(pk);
-    case JSON_TRUE:
-        return msgpack_pack_true(pk);
-    case JSON_FALSE:
-        return msgpack_pack_false(pk);
-    case JSON_INTEGER:
-        return msgpack_pack_int64(pk, json_integer_value(v));
-    case JSON_REAL:
-        return msgpack_pack_double(pk, json_real_value(v));
-    case JSON_STRING:
-        return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
-    case JSON_ARRAY:
-        msgpack_pack_array(pk, json_array_size(v));
-        for (size_t i = 0; i < json_array_size(v); i++)
-            json_to_mp(pk, json_array_get(v, i));
-        return 0;
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *val;
-        msgpack_pack_map(pk, json_object_size(v));
-        json_object_foreach((json_t *)v, key, val)
-        {
-            msgpack_pack_str_with_body(pk, key, strlen(key));
-            json_to_mp(pk, val);
-        }
-        return 0;
-    }
-    }
-    return 0;
-}
-
 /* The parser bounded the depth (SHMRPC_JSON_MAX_DEPTH, the any's own bound) and checked
  * UTF-8, so the msgpack written is a value; its bytes go to the arena, like strings. */
 int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out)
@@ -605,7 +570,10 @@ int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any
     shmrpc_buf_init(&b);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &b, shmrpc_buf_msgpack_write);
-    json_to_mp(&pk, J(v));
+    if (shmrpc__json_any_to_mp(J(v), &pk) != 0 && !b.err) {
+        shmrpc_buf_destroy(&b);
+        return fail(r, SHMRPC_EINVAL, "nested more than 128 deep"); /* the parser bounds it */
+    }
     uint8_t *p = b.err ? NULL : shmrpc_arena_alloc(r->arena, b.len ? b.len : 1, 1);
     if (p) memcpy(p, b.data, b.len);
     *out = (shmrpc_any){p, b.len};
