@@ -56,6 +56,32 @@ static void read_args(gen *g, emitter *e, const svc_method *m, bool json, const 
     em_close(e, "}");
 }
 
+/* Whether a value of t may hold an any, whose bytes are the handler's, checked as they are
+ * written (shmrpc_mp_write_any). seen holds the structs being looked into: types recurse
+ * through structs, and nest at most 200 deep. */
+static bool holds_any(gen *g, const gtype *t, const gtype **seen, int n)
+{
+    switch (t->kind) {
+    case GK_SCALAR:
+        return t->scalar == SVC_T_ANY;
+    case GK_ENUM:
+        return false;
+    case GK_LIST:
+    case GK_OPT:
+    case GK_MAP: /* a key is never an any */
+        return holds_any(g, t->elem, seen, n);
+    case GK_STRUCT:
+        for (int i = 0; i < n; i++)
+            if (seen[i] == t) return false;
+        if (n == 256) return true; /* deeper than any file nests: say yes, which is safe */
+        seen[n] = t;
+        for (const svc_field *f = t->fields; f != NULL; f = f->next)
+            if (holds_any(g, gen_type(g, f->type), seen, n + 1)) return true;
+        return false;
+    }
+    return false;
+}
+
 static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *label)
 {
     em(e, "shmrpc_mp_reader r;");
@@ -72,6 +98,15 @@ static void invoke_msgpack(gen *g, emitter *e, const svc_method *m, const char *
     } else {
         const cx c = {"&pk", "&r", "", "rc"};
         gen_mp_write(g, e, &c, gen_type(g, m->result), "out");
+        const gtype *seen[256];
+        if (holds_any(g, gen_type(g, m->result), seen, 0)) {
+            /* SHMRPC_EINVAL comes from no other writer: the handler built an any wrongly. */
+            em_open(e, "if (resp->err == SHMRPC_EINVAL)");
+            em_last(e,
+                    "return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, \"%s: the result's %%s\", "
+                    "shmrpc_errmsg());",
+                    label);
+        }
     }
     em(e, "return resp->err;");
 }

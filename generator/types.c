@@ -31,6 +31,7 @@ static const struct scalar {
     {SVC_T_F64, "double", NULL, NULL},
     {SVC_T_STRING, "shmrpc_str", NULL, NULL},
     {SVC_T_BYTES, "shmrpc_bytes", NULL, NULL},
+    {SVC_T_ANY, "shmrpc_any", NULL, NULL}, /* a view of its msgpack (shmrpc/any.h) */
 }; /* a scalar's tag is its .svc name capitalized: "I64", "String" */
 
 static const struct scalar *scalar_of(svc_type_kind k)
@@ -162,10 +163,6 @@ gtype *gen_type(gen *g, const svc_type *t)
         kind = GK_MAP;
         break;
     default:
-        if (t->kind == SVC_T_ANY) { /* TODO(issue 34, step 2): the view and the builder */
-            fputs("shmrpcgen: 'any' is not supported by the generator yet\n", stderr);
-            exit(1);
-        }
         canon = svc_builtin_name(t->kind);
         tag = gen_must(svc_cap(g->a, canon, -1));
         kind = GK_SCALAR;

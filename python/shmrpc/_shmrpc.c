@@ -108,6 +108,28 @@ PyObject *pyshm_raise_status(int rc, const char *what, const char *msg)
 
 /* --- the place inside an argument, for messages ---------------------------------------- */
 
+/* v as a message shows it (new reference): a number as its own type writes it, since a
+ * subclass's __repr__ may raise, and an int too long for str() (sys.get_int_max_str_digits)
+ * by its size; anything else by repr, or by its type's name when repr fails. NULL only when
+ * memory ran out. */
+static PyObject *shown(PyObject *v)
+{
+    if (PyLong_Check(v)) {
+        PyObject *bits = PyObject_CallMethod((PyObject *)&PyLong_Type, "bit_length", "O", v);
+        Py_ssize_t n = bits ? PyLong_AsSsize_t(bits) : -1;
+        Py_XDECREF(bits);
+        if (n > 256) return PyUnicode_FromFormat("an int of %zd bits", n);
+        if (n >= 0) return PyLong_Type.tp_repr(v);
+    } else if (PyFloat_Check(v)) {
+        return PyFloat_Type.tp_repr(v);
+    } else {
+        PyObject *r = PyObject_Repr(v);
+        if (r != NULL) return r;
+    }
+    PyErr_Clear();
+    return PyUnicode_FromFormat("<%s object>", Py_TYPE(v)->tp_name);
+}
+
 static void place_render(const place *p, PyObject *parts)
 {
     if (p == NULL) return;
@@ -118,9 +140,11 @@ static void place_render(const place *p, PyObject *parts)
                     : PyUnicode_FromFormat("argument '%s'", p->field);
     else if (p->field != NULL)
         s = PyUnicode_FromFormat(".%s", p->field);
-    else if (p->key != NULL)
-        s = PyUnicode_FromFormat("[%R]", p->key);
-    else
+    else if (p->key != NULL) {
+        PyObject *k = shown(p->key);
+        s = k ? PyUnicode_FromFormat("[%U]", k) : NULL;
+        Py_XDECREF(k);
+    } else
         s = PyUnicode_FromFormat("[%zd]", p->index);
     if (s != NULL) PyList_Append(parts, s);
     Py_XDECREF(s);
@@ -142,6 +166,21 @@ static int fail_at(PyObject *cls, const place *p, const char *fmt, ...)
     Py_XDECREF(sep), Py_XDECREF(where), Py_XDECREF(why);
     Py_DECREF(parts);
     return -1;
+}
+
+/* Raises cls with "PLACE: V WHY", v as shown() shows it. Returns -1. */
+static int fail_shown(PyObject *cls, const place *p, PyObject *v, const char *why, ...)
+{
+    PyObject *sv = shown(v);
+    if (sv == NULL) return -1;
+    va_list ap;
+    va_start(ap, why);
+    PyObject *w = PyUnicode_FromFormatV(why, ap);
+    va_end(ap);
+    int rc = w ? fail_at(cls, p, "%U %U", sv, w) : -1;
+    Py_DECREF(sv);
+    Py_XDECREF(w);
+    return rc;
 }
 
 static const char *kind_name(const shmrpc_dyn_type *t)
@@ -247,7 +286,7 @@ static int int_value(const shmrpc_dyn_type *t, PyObject *v, const place *p, long
         }
         PyErr_Clear();
     }
-    return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
+    return fail_shown(PyExc_OverflowError, p, v, "is out of the range of %s", kind_name(t));
 }
 
 /* An integer as JSON text (quoted when big), or packed. */
@@ -351,8 +390,11 @@ static int encode_struct(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_typ
         size_t f = 0;
         while (ks != NULL && f < t->n && strcmp(t->fields[f].name, ks) != 0)
             f++;
-        if (ks == NULL || f == t->n)
-            rc = fail_at(PyExc_TypeError, p, "struct %s has no field %R", t->name, k);
+        if (ks == NULL || f == t->n) {
+            PyObject *sk = shown(k);
+            rc = sk ? fail_at(PyExc_TypeError, p, "struct %s has no field %U", t->name, sk) : -1;
+            Py_XDECREF(sk);
+        }
     }
     if (rc == 0) rc = pk ? msgpack_pack_array(pk, t->n), 0 : pyshm_put(b, "{", 1);
     bool first = true;
@@ -465,8 +507,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
             }
         }
         if (overflow < 0 || overflow == 2)
-            return fail_at(PyExc_OverflowError, p,
-                           "%R is out of the range of an any's integers (i64 and u64)", v);
+            return fail_shown(PyExc_OverflowError, p, v,
+                              "is out of the range of an any's integers (i64 and u64)");
         if (pk) return (overflow ? msgpack_pack_uint64(pk, uv) : msgpack_pack_int64(pk, sv)), 0;
         char num[24];
         if (overflow)
@@ -478,8 +520,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
     if (PyFloat_Check(v)) {
         double d = PyFloat_AS_DOUBLE(v);
         if (!isfinite(d))
-            return fail_at(PyExc_ValueError, p, "%R cannot be sent (JSON has no NaN or infinity)",
-                           v);
+            return fail_shown(PyExc_ValueError, p, v,
+                              "cannot be sent (JSON has no NaN or infinity)");
         if (pk) return msgpack_pack_double(pk, d), 0;
         /* repr's text, with ".0" on whole numbers, so that it reads back as a float */
         char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
@@ -519,26 +561,15 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
                        "a key of a dict in an any must be None, bool, int, float, str or bytes, "
                        "got %s",
                        Py_TYPE(v)->tp_name);
+    /* A list or dict here would be the 129th level of lists and maps, which no reader of an
+     * any takes (SHMRPC_ANY_MAX_DEPTH): refused here, not by the peer. */
+    if (depth >= MAX_DEPTH && (PyList_Check(v) || PyTuple_Check(v) || PyDict_Check(v)))
+        return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
     if (PyList_Check(v) || PyTuple_Check(v)) {
-        PyObject *seq = PySequence_Fast(v, "a list");
-        if (seq == NULL) return -1;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        int rc = 0;
-        if (pk != NULL && n > UINT32_MAX) rc = fail_at(PyExc_ValueError, p, "too many elements");
-        if (rc == 0) rc = pk ? msgpack_pack_array(pk, (size_t)n), 0 : pyshm_put(b, "[", 1);
-        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
-            place here = {.up = p, .index = i};
-            if (PySequence_Fast_GET_SIZE(seq) != n) {
-                rc = fail_at(PyExc_RuntimeError, p, "the list changed while it was being sent");
-                break;
-            }
-            PyObject *e = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
-            if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
-            if (rc == 0) rc = encode_any(b, pk, e, &here, depth + 1, false);
-            Py_DECREF(e);
-        }
-        Py_DECREF(seq);
-        return rc == 0 ? (pk ? 0 : pyshm_put(b, "]", 1)) : -1;
+        /* A list of anys, as a typed list<any> is written. */
+        static const shmrpc_dyn_type any = {.kind = SHMRPC_DYN_ANY};
+        static const shmrpc_dyn_type list = {.kind = SHMRPC_DYN_LIST, .elem = &any};
+        return encode_list(b, pk, &list, v, p, depth);
     }
     if (PyDict_Check(v)) return encode_any_dict(b, pk, v, p, depth);
     return fail_at(PyExc_TypeError, p,
@@ -591,13 +622,13 @@ static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyOb
         double d = PyFloat_AsDouble(v);
         if (d == -1.0 && PyErr_Occurred()) {
             PyErr_Clear();
-            return fail_at(PyExc_OverflowError, p, "%R is out of the range of %s", v, kind_name(t));
+            return fail_shown(PyExc_OverflowError, p, v, "is out of the range of %s", kind_name(t));
         }
         if (!isfinite(d))
-            return fail_at(PyExc_ValueError, p, "%R cannot be sent (JSON has no NaN or infinity)",
-                           v);
+            return fail_shown(PyExc_ValueError, p, v,
+                              "cannot be sent (JSON has no NaN or infinity)");
         if (t->kind == SHMRPC_DYN_F32 && fabs(d) > 3.4028234663852886e38)
-            return fail_at(PyExc_OverflowError, p, "%R is out of the range of f32", v);
+            return fail_shown(PyExc_OverflowError, p, v, "is out of the range of f32");
         if (pk)
             return (t->kind == SHMRPC_DYN_F32 ? msgpack_pack_float(pk, (float)d)
                                               : msgpack_pack_double(pk, d)),
@@ -1061,7 +1092,7 @@ static PyObject *any_to_py(shmrpc_any a, int depth)
         break;
     }
     default:
-        break;
+        return PyErr_Format(pyshm_Error, "result: the bytes of an any are malformed");
     }
     if (PyErr_Occurred()) return NULL;
     return PyErr_Format(pyshm_Error, "result: %s", shmrpc_errmsg());

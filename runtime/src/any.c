@@ -547,6 +547,19 @@ int shmrpc_any_put(shmrpc_buf *b, shmrpc_any a)
     return b->err;
 }
 
+void shmrpc_mp_write_any(struct msgpack_packer *pk, shmrpc_any a)
+{
+    shmrpc_buf *b = pk->data;
+    shmrpc_any ok;
+    if (b->err) return;
+    if (a.n == 0)
+        msgpack_pack_nil(pk);
+    else if (shmrpc_any_parse(a.p, a.n, &ok) != 0)
+        b->err = SHMRPC_EINVAL;
+    else
+        shmrpc_buf_append(b, a.p, a.n);
+}
+
 int shmrpc_any_built(const shmrpc_buf *b, size_t start, shmrpc_any *out)
 {
     *out = (shmrpc_any){NULL, 0};

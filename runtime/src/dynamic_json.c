@@ -580,21 +580,45 @@ static int json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, b
     return fail(c, "not a JSON value");
 }
 
+int shmrpc__json_any_to_mp(const json_t *v, msgpack_packer *pk)
+{
+    char err[256];
+    cx c = {.err = err, .cap = sizeof err};
+    c.plen = (size_t)snprintf(c.path, sizeof c.path, "any");
+    if (json_to_any(&c, v, pk, false, false) == 0) return 0;
+    return shmrpc__err_set(SHMRPC_EINVAL, "%s", err);
+}
+
 /* How an any's map prints: plainly, as a JSON object, only when every key is a string
- * without a NUL and the object could not be taken for one of the forms. */
-static bool plain_map(shmrpc_any m, size_t n)
+ * without a NUL, none twice (a map may hold a key twice, but the codec reads JSON with
+ * duplicate keys refused), and the object could not be taken for one of the forms. */
+static bool plain_map(cx *c, shmrpc_any m, size_t n, bool *plain, bool *twice)
 {
     shmrpc_any_iter it;
     shmrpc_any k, v;
-    if (shmrpc_any_iter_init(&it, m) != 0) return false;
+    *plain = *twice = false;
+    if (shmrpc_any_iter_init(&it, m) != 0) return true;
+    json_t *seen = n > 1 ? json_object() : NULL;
+    if (n > 1 && seen == NULL) return nomem(c), false;
+    bool ok = true;
     while (shmrpc_any_next(&it, &k) == 1 && shmrpc_any_next(&it, &v) == 1) {
         shmrpc_str s;
-        if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, 0, s.len) != NULL) return false;
+        if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, 0, s.len) != NULL) goto done;
         if (n == 1 && ((s.len == 6 && memcmp(s.ptr, "base64", 6) == 0) ||
                        (s.len == 3 && memcmp(s.ptr, "map", 3) == 0)))
-            return false;
+            goto done;
+        if (seen == NULL) continue;
+        if ((*twice = json_object_getn(seen, s.ptr, s.len) != NULL)) goto done;
+        if (json_object_setn_new_nocheck(seen, s.ptr, s.len, json_null()) != 0) {
+            ok = false;
+            nomem(c);
+            goto done;
+        }
     }
-    return true;
+    *plain = true;
+done:
+    json_decref(seen);
+    return ok;
 }
 
 static int any_fail(cx *c)
@@ -680,7 +704,10 @@ static int any_out(cx *c, shmrpc_any a, shmrpc_buf *b)
         return 0;
     case SHMRPC_ANY_MAP: {
         if (shmrpc_any_len(a, &n) != 0 || shmrpc_any_iter_init(&it, a) != 0) return any_fail(c);
-        bool plain = plain_map(a, n);
+        bool plain, twice;
+        if (!plain_map(c, a, n, &plain, &twice)) return -1;
+        if (twice && c->wire)
+            return fail(c, "a key appears twice, which a @json peer refuses in an object");
         if (!plain && c->wire) {
             /* A @json peer reads an object: a string key with a NUL is refused as jansson
              * refuses it; one keyed "map" or "base64" is plain JSON there. */
@@ -719,7 +746,7 @@ static int any_out(cx *c, shmrpc_any a, shmrpc_buf *b)
         return 0;
     }
     default:
-        return fail(c, "not a value: %s", shmrpc_errmsg());
+        return fail(c, "the bytes of an any are malformed");
     }
 }
 

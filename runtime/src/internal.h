@@ -51,6 +51,14 @@ const char *shmrpc__uint_range_why(uint64_t max);
  * U+10FFFF (any.c). */
 bool shmrpc__utf8_valid(const uint8_t *p, size_t n);
 
+/* A JSON value (jansson's, parsed with the depth bounded) as an any's msgpack through pk,
+ * plain JSON as a @json wire holds it: the generated @json decoders' reader of an any
+ * (json.c), the dynamic codec's own conversion (dynamic_json.c). 0, or -1 with the reason
+ * in shmrpc_errmsg(). */
+struct json_t;
+struct msgpack_packer;
+int shmrpc__json_any_to_mp(const struct json_t *v, struct msgpack_packer *pk);
+
 /* Whether rc is one of status.h's failures (SHMRPC_ESYS(errno) included) (status.c). */
 bool shmrpc__status_known(int rc);
 

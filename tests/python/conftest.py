@@ -24,7 +24,7 @@ PRELOAD = os.environ.pop("LD_PRELOAD", None)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
 EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
-ANY_SVC = os.path.join(HERE, "any.svc")
+ANY_SVC = os.path.join(HERE, "../any/any.svc")
 
 
 def python_env():

@@ -41,7 +41,7 @@ def same(v):
 
 EVERY = {name: same for name in ("pass_scalars", "pass_scalars_json", "pass_holder",
                                  "pass_holder_json", "pass_keys", "pass_keys_json", "pass_node",
-                                 "pass_node_json")}
+                                 "pass_node_json", "pass_any", "pass_any_json")}
 EVERY.update(pass_sign=lambda s: s, pass_map=lambda m: m,
              first=lambda a, b, c, d, e, f, g: a, fourth_json=lambda a, b, c, d, e, f, g: d,
              nothing=lambda: None, nothing_json=lambda: None, raw=lambda data: data)

@@ -21,8 +21,7 @@ ODD_KEYS = {1: "one", -2**63: None, 2**64 - 1: [True, False], 2.5: {"x": b""}, N
 FORMS = [{"base64": "AA=="}, {"map": [[1, 2]]}, {"map": 1}, {"k\x00": 1}, "\x00nul in a value"]
 
 
-def deep(levels):
-    v = None
+def deep(levels, v=None):
     for _ in range(levels):
         v = [v]
     return v
@@ -104,6 +103,13 @@ def test_errors_name_the_place(dyn):
             c.echo({"f": float("nan")})
         with pytest.raises(ValueError, match="nested more than 128 deep"):
             c.echo(deep(200))
+        # 128 lists and maps are an any's most (the last one empty); a 129th, even empty, is
+        # refused before it is sent, as the peer would refuse it
+        assert c.echo(deep(127, [])) == deep(127, [])
+        for extra in ([], {}, ()):
+            with pytest.raises(ValueError, match=r"^argument 'v'(\[0\]){128}: nested more "
+                                                 r"than 128 deep"):
+                c.echo(deep(127, [extra]))
         loop = []
         loop.append(loop)
         with pytest.raises(ValueError, match="nested more than 128 deep"):
@@ -113,6 +119,46 @@ def test_errors_name_the_place(dyn):
         with pytest.raises(TypeError, match=r"argument 'p'\.body\['x'\]: expected a value"):
             c.packet({"seq": 1, "body": {"x": object()}, "extra": []})
         assert c.echo(1) == 1  # the connection and the worker live on
+
+
+class Loud(int):
+    """An int whose own repr raises: a message must not call it."""
+
+    def __repr__(self):
+        raise RuntimeError("Loud.__repr__ called")
+
+
+def test_huge_ints_named(name):
+    """An int too long for str() (4300 digits by default), or whose subclass's __repr__
+    raises, is still refused with OverflowError naming the place, not with what str() or
+    __repr__ raised; a typed i64 and a dict key the same."""
+    with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
+        with pytest.raises(OverflowError, match=r"^value\['k'\]\[1\]: an int of 16610 bits is "
+                                                r"out of the range of an any's integers"):
+            q.push({"k": [0, 10**5000]})
+        with pytest.raises(OverflowError, match=r"^value\[0\]: -1180591620717411303424 is out "
+                                                r"of the range of an any's integers"):
+            q.push([Loud(-2**70)])
+        with pytest.raises(OverflowError, match=r"^value\[an int of 16610 bits\]: an int of "
+                                                r"16610 bits is out of the range"):
+            q.push({10**5000: 1})
+        with pytest.raises(ValueError, match=r"^value\[1\]: nan cannot be sent"):
+            q.push([1, Nan()])
+        q.push([Loud(5)])
+        assert q.pop(timeout=1) == [5]
+    shmrpc.Queue.unlink(name)
+    with shmrpc.Queue(name, create=True, type="n()->i64 @msgpack") as q:
+        with pytest.raises(OverflowError, match=r"^value: an int of 16610 bits is out of the "
+                                                r"range of i64"):
+            q.push(-10**5000)
+
+
+class Nan(float):
+    def __new__(cls):
+        return super().__new__(cls, "nan")
+
+    def __repr__(self):
+        raise RuntimeError("Nan.__repr__ called")
 
 
 def test_typed_queue_and_map(name):

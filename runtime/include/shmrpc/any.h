@@ -113,10 +113,27 @@ int shmrpc_any_put_list(shmrpc_buf *b, uint32_t n);
 int shmrpc_any_put_map(shmrpc_buf *b, uint32_t n);
 /* A copy of a (a zero one writes null); a is not checked again. */
 int shmrpc_any_put(shmrpc_buf *b, shmrpc_any a);
+/* For generated encoders, whose pk writes into a shmrpc_buf (shmrpc_buf_msgpack_write): a's
+ * msgpack (a zero any: nil) once it is checked as one value. A malformed one (a count that
+ * promised more values than followed, bytes past the value, what shmrpc_any_parse refuses)
+ * writes nothing and sets SHMRPC_EINVAL in the buffer, its sticky error, with the reason in
+ * shmrpc_errmsg(): a value built wrongly fails where it is sent, not at every reader of the
+ * queue or map it would have gone into. */
+struct msgpack_packer; /* msgpack.h's, which generated code includes */
+void shmrpc_mp_write_any(struct msgpack_packer *pk, shmrpc_any a);
 /* The value written into b from offset start to its end, checked as one value
  * (shmrpc_any_parse): a count that promised more values than followed fails here. The
  * view lives until b is next changed. */
 int shmrpc_any_built(const shmrpc_buf *b, size_t start, shmrpc_any *out);
+
+/* --- @json ------------------------------------------------------------------------------
+ * For generated @json codecs: an any as plain JSON, NULL when it has none (bytes, a map key
+ * that is not a string, holds a NUL byte or comes twice, an integer above INT64_MAX, NaN or
+ * an infinity, deeper than SHMRPC_ANY_MAX_DEPTH, malformed bytes); and a JSON value as an
+ * any, its msgpack copied into r->arena (JSON integers as integers, reals as floats, objects
+ * as maps with string keys). */
+shmrpc_json *shmrpc_json_any(shmrpc_any a);
+int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus
