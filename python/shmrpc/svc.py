@@ -4,6 +4,7 @@ method table, as shmrpc serves it), for shmrpcgen to write C clients from (docs/
 "speedysvc's API"). The writing is shmrpc._svcgen's."""
 import sys
 
+from . import _svc_methods
 from ._svcgen import load_class, svc_text
 
 
@@ -16,7 +17,9 @@ def main(argv=None):
         return 2 if len(argv) != 1 else 0
     try:
         cls = load_class(argv[0], path="")
-        sys.stdout.write(svc_text(cls))
+        text = svc_text(cls)
+        _svc_methods(f"{cls.__module__}.{cls.__qualname__}", text=text)  # the front end's checks
+        sys.stdout.write(text)
     except (TypeError, ValueError, ImportError) as e:
         print(f"shmrpc.svc: {e}", file=sys.stderr)
         return 1

@@ -653,3 +653,34 @@ def test_send_spreads_lists_tuples_and_sequences(kinds):
             p.send(Kinds.greet)
         with pytest.raises(TypeError):
             p.send(Kinds.greet, 5)  # not a sequence
+
+
+def test_generated_c_client_calls_python_class(tmp_path):
+    """speedy_kinds.svc, from which speedy-client is generated, is what python3 -m
+    shmrpc.svc prints for speedy_kinds.Speedy; that C client calls the class served from
+    Python: hinted methods by their types, and the @pickle method's bytes passed through."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-m", "shmrpc.svc", "speedy_kinds:Speedy"], cwd=here,
+                         env=dict(python_env(), PYTHONDONTWRITEBYTECODE="1"),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    with open(os.path.join(here, "speedy_kinds.svc")) as f:
+        assert out.stdout == f.read()
+    name = f"speedy_kinds_{os.getpid()}"
+    (tmp_path / "serve.py").write_text(
+        f"import sys; sys.path.insert(0, {here!r})\n"
+        "import shmrpc, speedy_kinds\n"
+        "shmrpc.serve_class(speedy_kinds.Speedy, sys.argv[1], workers=1)\n")
+    env = dict(python_env(), PYTHONDONTWRITEBYTECODE="1")
+    s = Server(sys.executable, f"shm://{name}", str(tmp_path / "serve.py"), env=env)
+    try:
+        out = subprocess.run([os.environ["SPEEDY_CLIENT"], f"shm://{name}"], capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        import pickle
+        assert out.stdout.splitlines() == [
+            "add 42", "greet hello C", "centroid 2 1",
+            f"twice {pickle.dumps(42, pickle.HIGHEST_PROTOCOL).hex()}"]
+    finally:
+        s.stop()
+    assert not segments_of(name)
