@@ -254,11 +254,17 @@ class _Provider:
         if enc is None:
             raise TypeError(f"send({method!r}): not a method of a ServerMethodsBase class "
                             f"(decorated with @json_method or another)")
-        cls = vars(fn).get("_shmrpc_server") or self.server_methods
-        if self._client is None:
-            self._connect(cls)
+        # The provider's class first: a subclass's server serves what it inherits.
+        cls = self.server_methods or vars(fn).get("_shmrpc_server")
+        if cls is None:
+            raise TypeError(f"send({fn.__qualname__}): its class is no ServerMethodsBase")
         name = fn.__name__
         want = _signatures(cls).get(name)
+        if want is None or getattr(cls, name, None) is not fn:
+            raise TypeError(f"send({fn.__qualname__}): not a method of {cls.__name__}, whose "
+                            f"service this client calls")
+        if self._client is None:
+            self._connect(cls)
         have = self._client.methods.get(name)
         if want != have:
             e = Mismatch(f"{name}: the service at {self._client.address} has "

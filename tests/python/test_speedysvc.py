@@ -598,9 +598,19 @@ def test_public_tcp_bind_with_secret_file(folder):
     try:
         sup.running("EchoServer.tcp", 1)
         code = textwrap.dedent(f"""
+            import time
             import shmrpc
             from echoserver import EchoServer
-            with shmrpc.connect(EchoServer, "tcp://127.0.0.1", secret_file="secret") as p:
+            deadline = time.monotonic() + 20  # not waited for by the supervisor: no check
+            while True:
+                try:
+                    p = shmrpc.connect(EchoServer, "tcp://127.0.0.1", secret_file="secret")
+                    break
+                except shmrpc.Unavailable:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            with p:
                 assert p.send(EchoServer.echo_json, ["with"]) == "with"
             try:
                 shmrpc.connect(EchoServer, "tcp://127.0.0.1").send(EchoServer.echo_json, ["x"])
@@ -684,3 +694,20 @@ def test_generated_c_client_calls_python_class(tmp_path):
     finally:
         s.stop()
     assert not segments_of(name)
+
+
+def test_send_of_another_class_method_is_refused(kinds):
+    from kinds import Kinds
+    from shmrpc import ServerMethodsBase, json_method
+
+    class Other(ServerMethodsBase):
+        port, name = 1, "other"
+
+        @json_method
+        def greet(self, who: str) -> str:
+            pass
+
+    with shmrpc.SHMClient(Kinds) as p:
+        with pytest.raises(TypeError, match=r"send\(.*Other\.greet\): not a method of Kinds"):
+            p.send(Other.greet, ["x"])
+        assert p.send(Kinds.greet, ["x"]) == "hello x"
