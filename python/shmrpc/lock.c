@@ -131,7 +131,9 @@ static PyObject *HybridLock_unlock(HybridLock *self, PyObject *unused)
 static PyObject *HybridLock_enter(HybridLock *self, PyObject *unused)
 {
     (void)unused;
-    PyObject *r = HybridLock_lock(self, NULL, NULL);
+    PyObject *none = PyTuple_New(0);
+    PyObject *r = none ? HybridLock_lock(self, none, NULL) : NULL;
+    Py_XDECREF(none);
     if (r == NULL) return NULL;
     Py_DECREF(r);
     return Py_NewRef(self);
