@@ -309,9 +309,12 @@ static void write_end(DictCore *self, int took)
 /* A write's status raised, naming the key. */
 static void raise_write(DictCore *self, PyObject *k, int rc)
 {
-    PyErr_Format(rc == SHMRPC_ETIMEDOUT ? pyshm_Timeout : pyshm_Error,
-                 "shmrpc.Dict '%s': key %.200R: %s (%s)", self->name, k, shmrpc_errmsg(),
-                 shmrpc_strerror(rc));
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    PyObject *what = PyUnicode_FromFormat("shmrpc.Dict '%s': key %.200R", self->name, k);
+    const char *w = what ? PyUnicode_AsUTF8(what) : NULL;
+    if (w != NULL) pyshm_raise_status(rc, w, msg);
+    Py_XDECREF(what);
 }
 
 static int Dict_ass_subscript(DictCore *self, PyObject *k, PyObject *v)

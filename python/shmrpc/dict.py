@@ -100,6 +100,14 @@ def _unlink_at_exit():
         _unlink_tree(name, reg)
 
 
+def _like(cls, e, text):
+    """An exception of cls saying text, with the library's status of e (a shmrpc.Error)."""
+    new = cls(f"{text}: {e.message}")
+    new.status, new.status_name, new.message = e.status, e.status_name, e.message
+    new.may_have_run = False
+    return new
+
+
 class CannotAttachSharedMemory(Unavailable):
     """create=False, and no Dict of that name exists."""
 
@@ -137,7 +145,7 @@ class Lock:
     def __init__(self, parent):
         self._d = parent
         self._depth = 0
-        self._owner = None  # the thread id that holds it through this handle
+        self._owner = None  # (pid, thread id) of the holder through this handle
         self._pending = None  # the options of lock(...) for the next `with`
         self.owner_died = False
 
@@ -149,7 +157,7 @@ class Lock:
         steal_after_timeout say (owner_died is then True); a live one is never taken from:
         with steal_after_timeout the wait goes on past the timeout (UltraDict's), as the
         map's own writes depend on the lock."""
-        me = threading.get_ident()
+        me = (os.getpid(), threading.get_ident())  # a forked child holds nothing of its parent's
         if self._depth and self._owner == me and self._d._lock_is_mine():
             self._depth += 1
             return True
@@ -179,7 +187,7 @@ class Lock:
 
     def release(self, *args):
         """Lets go of one acquire; the lock is free after the release of the first."""
-        if not self._depth or self._owner != threading.get_ident():
+        if not self._depth or self._owner != (os.getpid(), threading.get_ident()):
             raise RuntimeError(f"shmrpc.Dict '{self._d.name}': release of a lock this thread "
                                "does not hold")
         self._depth -= 1
@@ -274,16 +282,15 @@ class Dict(_DictCore, collections.abc.MutableMapping):
                 break
             except Unavailable as e:
                 if create is False:
-                    raise CannotAttachSharedMemory(
-                        f"shmrpc.Dict '{name}' does not exist (create=False): {e.message}"
-                    ) from None
+                    raise _like(CannotAttachSharedMemory, e, f"shmrpc.Dict '{name}' does not "
+                                "exist (create=False)") from None
                 raise
             except Error as e:
                 if e.status_name != "SHMRPC_EBUSY":
                     raise
                 if not random_name:
-                    raise AlreadyExists(f"shmrpc.Dict '{name}' exists already (create=True)") \
-                        from None
+                    raise _like(AlreadyExists, e, f"shmrpc.Dict '{name}' exists already "
+                                "(create=True)") from None
         self.name = str(name)
         self.serializer = serializer
         self.buffer_size = buffer_size
@@ -504,7 +511,10 @@ class Dict(_DictCore, collections.abc.MutableMapping):
     def unlink_by_name(name, ignore_errors=False):
         """Removes the Dict called name (and what its recurse register lists)."""
         if not _unlink_tree(name, _register_name(name)) and not ignore_errors:
-            raise CannotAttachSharedMemory(f"shmrpc.Dict '{name}' does not exist")
+            try:
+                Map.unlink(name)  # the library's own status and message
+            except Error as e:
+                raise _like(CannotAttachSharedMemory, e, f"shmrpc.Dict '{name}'") from None
 
 
 def _reattach(name, serializer, recurse_register):

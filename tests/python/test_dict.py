@@ -325,6 +325,22 @@ def test_lock_is_reentrant_and_writes_inside(fresh):
         ultra.lock.release()
 
 
+def test_a_forked_child_does_not_hold_its_parents_lock(fresh):
+    ultra = fresh()
+    with ultra.lock:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ultra.lock.acquire(block=False)
+            except UltraDict.Exceptions.CannotAcquireLock as e:
+                code = 0 if e.blocking_pid == os.getppid() else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 # --- keys, values and their errors ----------------------------------------------------------
 
 def test_errors_name_the_key(fresh):
@@ -372,8 +388,9 @@ def test_values_too_big_are_refused(fresh):
         small["x"] = b" " * (2 << 20)
     small["y"] = b" " * (600 << 10)
     # Under the bound each, but together past it: the map's own bound, naming the key.
-    with pytest.raises(shmrpc.Error, match="key 'z'.*max_bytes is 1048576"):
+    with pytest.raises(shmrpc.Error, match="key 'z'.*max_bytes is 1048576") as e:
         small["z"] = b" " * (600 << 10)
+    assert e.value.status_name == "SHMRPC_ETOOBIG"
     assert list(small) == ["y"] and len(small["y"]) == 600 << 10
     big = fresh()
     with pytest.raises(ValueError, match="key .* serializes to 70009 bytes, more than 65536"):
@@ -474,8 +491,12 @@ def test_create_and_attach_rules(names):
         b["x"]
     a.unlink()
     assert segments(name) == []
-    with pytest.raises(UltraDict.Exceptions.CannotAttachSharedMemory):
+    with pytest.raises(UltraDict.Exceptions.CannotAttachSharedMemory) as e:
         UltraDict.unlink_by_name(name)
+    assert e.value.status_name == "SHMRPC_ENOENT" and name in str(e.value)
+    with pytest.raises(shmrpc.Error, match="SHMRPC_EINVAL|invalid") as e:
+        UltraDict(name="a/b")
+    assert e.value.status_name == "SHMRPC_EINVAL"
     UltraDict.unlink_by_name(name, ignore_errors=True)
 
 

@@ -97,8 +97,9 @@ def test_timeouts_are_fractional(name):
                 mine.lock(timeout=t)
             took = time.monotonic() - t0
             assert t <= took < t + 2
-        with pytest.raises(shmrpc.Error, match="is held by thread .*, not by this one"):
+        with pytest.raises(shmrpc.Error, match="is held by thread .*, not by this one") as e:
             mine.unlock()  # a lock, not a semaphore: only its holder unlocks it
+        assert e.value.status_name == "SHMRPC_EPERM"
     finally:
         p.stop()
 
