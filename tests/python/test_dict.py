@@ -193,6 +193,11 @@ def test_nested_values_and_deeper(fresh):
 # --- the lock: counting in two processes, fork and spawn ------------------------------------
 
 def count_under_lock(d, n):
+    # Both start counting together (else one may be done before the other starts).
+    d.update_key("ready", lambda r: r + 1, 0)
+    deadline = time.monotonic() + WAIT
+    while d["ready"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
     for _ in range(n):
         with d.lock:
             d["counter"] += 1
@@ -202,7 +207,7 @@ def count_under_lock(d, n):
 def test_parallel_counter_is_exact(fresh, method):
     ultra = fresh()
     ultra["counter"] = 0
-    n = 3000
+    n = 5000
     ctx = multiprocessing.get_context(method)
     with preload_for_spawn():
         procs = [ctx.Process(target=count_under_lock, args=(ultra, n)) for _ in range(2)]
