@@ -270,6 +270,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             raise ValueError(f"create is True, False or None, not {create!r}")
         if full_dump_size is not None and full_dump_size <= 0:
             raise ValueError(f"full_dump_size is a positive number of bytes, not {full_dump_size}")
+        codecs = _codecs(serializer)  # refused before anything is created
         random_name = name is None
         if random_name and create is False:
             raise ValueError("create=False attaches to an existing Dict: give its name")
@@ -314,7 +315,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         self._children = {}
         self.lock = Lock(self)
         limit = full_dump_size if full_dump_size else 1 << 28
-        self._setup(*_codecs(serializer), self.recurse, int(limit))
+        self._setup(*codecs, self.recurse, int(limit))
         if self.recurse and recurse_register == _register_name(self.name):
             Map(recurse_register, create=True).close()
         self.auto_unlink = created if auto_unlink is None else bool(auto_unlink)

@@ -348,7 +348,7 @@ def test_a_forked_child_does_not_hold_its_parents_lock(fresh):
 
 # --- keys, values and their errors ----------------------------------------------------------
 
-def test_errors_name_the_key(fresh):
+def test_errors_name_the_key(fresh, monkeypatch):
     ultra = fresh()
     with pytest.raises(TypeError, match=r"'psm_\w+': the serialization of the value of key "
                        r"'f': cannot pickle '_thread.lock' object"):
@@ -384,6 +384,12 @@ def test_errors_name_the_key(fresh):
         ultra[(1, frozenset({2}))] = 1
     with pytest.raises(TypeError, match="dumps"):
         UltraDict(name=ultra.name, serializer=object())
+    # Refused before a map is made: the random name it would have had is nowhere.
+    monkeypatch.setattr(sys.modules["shmrpc.dict"].secrets, "token_hex",
+                        lambda n: f"bad{os.getpid()}")
+    with pytest.raises(TypeError, match="dumps"):
+        UltraDict(serializer=object())
+    assert segments(f"psm_bad{os.getpid()}") == []
 
 
 def test_values_too_big_are_refused(fresh):
