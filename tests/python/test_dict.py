@@ -174,6 +174,88 @@ def test_readme_nested_and_its_cleanup():
             UltraDict.unlink_by_name(name, ignore_errors=True)
 
 
+def test_readme_performance_setup_and_advanced(fresh):
+    ultra = fresh()
+    for i in range(10_000):
+        ultra[i] = i
+    assert len(ultra) == 10000 and ultra[500] == 500
+    orig = dict(ultra)
+    assert len(orig) == 10000 and orig[500] == 500
+    assert ultra.data[500] == 500
+    adv = fresh({"init": "some initial data"}, name=f"pyt_dict_my-name_{os.getpid()}",
+                buffer_size=100_000)
+    adv[0] = " " * 100_000  # more than buffer_size: no stream here, so nothing to overflow
+    assert adv[0] == " " * 100_000 and adv["init"] == "some initial data"
+    adv.print_status()
+    assert adv.dump() is None and adv.load() is None and adv.load(force=True) is None
+    assert adv.close() == {"init": "some initial data", 0: " " * 100_000}
+
+
+def stale_lock_worker(name, target, crash_at):
+    # UltraDict's examples/recover_from_stale_lock.py: the process that finds the counter
+    # at crash_at kills itself with SIGKILL while it holds the lock.
+    d = UltraDict(name=name)
+    while True:
+        with d.lock(timeout=1, steal_after_timeout=True):
+            if d["counter"] >= target:
+                return
+            d["counter"] += 1
+            if d["counter"] == crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_recover_from_stale_lock(fresh):
+    ultra = fresh()
+    ultra["counter"] = 0
+    ctx = multiprocessing.get_context("spawn")
+    with preload_for_spawn():
+        procs = [ctx.Process(target=stale_lock_worker, args=(ultra.name, 100, 10))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+    try:
+        for p in procs:
+            p.join(WAIT * 2)
+        codes = sorted(p.exitcode for p in procs)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(WAIT)
+    assert codes == [-signal.SIGKILL, 0, 0]
+    assert ultra["counter"] == 100
+    assert ultra.status()["lock_owner_deaths"] == 1
+
+
+def test_a_thread_waits_for_another_threads_lock():
+    # A write from one thread while another thread of the process holds d.lock waits for
+    # it (without the GIL, else the holder could never let go): run in a process of its
+    # own, bounded, so that a deadlock fails the test instead of hanging it.
+    out = run("""
+        import threading, time
+        from shmrpc import Dict as UltraDict
+        d = UltraDict()
+        try:
+            held = threading.Event()
+            def hold():
+                with d.lock:
+                    held.set()
+                    time.sleep(0.3)
+                    d['x'] = 'holder'
+            t = threading.Thread(target=hold)
+            t.start()
+            held.wait(10)
+            t0 = time.monotonic()
+            d['x'] = 'writer'  # waits for the holder
+            waited = time.monotonic() - t0
+            t.join(10)
+            print(d['x'], waited >= 0.2)
+        finally:
+            d.unlink()
+    """)
+    assert out.split() == ["writer", "True"]
+
+
 def test_nested_values_and_deeper(fresh):
     ultra = fresh(recurse=True)
     ultra["a"] = {"b": {"c": 1}, "l": [1, {"x": 2}]}
