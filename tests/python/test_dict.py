@@ -140,14 +140,17 @@ def test_readme_simple(fresh):
     assert ultra[2] == 2
 
 
-def test_readme_nested_and_its_cleanup():
+def test_readme_nested_and_its_cleanup(names):
     # The creator is a process of its own, so that its exit (auto_unlink) is what removes
-    # the Dict, the nested one and the register.
-    creator = Py("""
+    # the Dict, the nested one and the register. (A name of this run's own, to remove
+    # what it made when the test fails before its exit.)
+    name = f"pyt_dict_nested_{os.getpid()}"
+    names.append(name)
+    creator = Py(f"""
         import sys
         from shmrpc import Dict as UltraDict
-        ultra = UltraDict(recurse=True)
-        ultra['nested'] = { 'counter': 0 }
+        ultra = UltraDict(recurse=True, name={name!r})
+        ultra['nested'] = {{ 'counter': 0 }}
         print(type(ultra['nested']))
         print(ultra.name, ultra['nested'].name, flush=True)
         sys.stdin.readline()
@@ -155,7 +158,8 @@ def test_readme_nested_and_its_cleanup():
     """)
     try:
         assert creator.line() == "<class 'shmrpc.dict.Dict'>"
-        name, nested = creator.line().split()
+        made, nested = creator.line().split()
+        assert made == name
         assert segments(name) and segments(nested) and segments(f"{name}.register")
         run(f"""
             from shmrpc import Dict as UltraDict
@@ -170,8 +174,6 @@ def test_readme_nested_and_its_cleanup():
         assert segments(f"{name}.register") == []
     finally:
         creator.stop()
-        if "name" in locals():
-            UltraDict.unlink_by_name(name, ignore_errors=True)
 
 
 def test_readme_performance_setup_and_advanced(fresh):
@@ -227,14 +229,16 @@ def test_recover_from_stale_lock(fresh):
     assert ultra.status()["lock_owner_deaths"] == 1
 
 
-def test_a_thread_waits_for_another_threads_lock():
+def test_a_thread_waits_for_another_threads_lock(names):
     # A write from one thread while another thread of the process holds d.lock waits for
     # it (without the GIL, else the holder could never let go): run in a process of its
     # own, bounded, so that a deadlock fails the test instead of hanging it.
-    out = run("""
+    name = f"pyt_dict_threads_{os.getpid()}"
+    names.append(name)
+    out = run(f"""
         import threading, time
         from shmrpc import Dict as UltraDict
-        d = UltraDict()
+        d = UltraDict(name={name!r})
         try:
             held = threading.Event()
             def hold():
