@@ -320,9 +320,8 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             Map(recurse_register, create=True).close()
         self.auto_unlink = created if auto_unlink is None else bool(auto_unlink)
         if self.auto_unlink:
-            owner = recurse_register if recurse_register == _register_name(self.name) else None
             with _to_unlink_lock:
-                _to_unlink[self.name] = (os.getpid(), owner)
+                _to_unlink[self.name] = (os.getpid(), self._own_register())
         if arg or kwargs:
             self.update(*arg, **kwargs)
 
@@ -355,6 +354,13 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             self._children[ref["name"]] = child
         return child
 
+    def _own_register(self):
+        # The register this Dict removes with itself: its own, unless it is nested in
+        # another's (a process that attached with recurse=True may have made it).
+        if self.recurse_register not in (None, _register_name(self.name)):
+            return None
+        return _register_name(self.name)
+
     def _closed(self):
         try:
             self._lock_is_mine()
@@ -368,7 +374,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         return iter(self._snapshot(0))
 
     def keys(self):
-        return self.data.keys()
+        return dict.fromkeys(self._snapshot(0)).keys()
 
     def values(self):
         return self.data.values()
@@ -504,9 +510,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         what they mapped."""
         with _to_unlink_lock:
             _to_unlink.pop(self.name, None)
-        own = self.recurse_register if self.recurse_register == _register_name(self.name) \
-            else None
-        _unlink_tree(self.name, own)
+        _unlink_tree(self.name, self._own_register())
 
     @staticmethod
     def unlink_by_name(name, ignore_errors=False):

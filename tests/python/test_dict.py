@@ -654,6 +654,25 @@ def test_auto_unlink_only_in_the_creating_process(names):
     assert segments(kept) == []
 
 
+def test_an_attacher_with_recurse_registers_with_the_creator(names):
+    # Created without recurse, attached with it: the nested Dict the attacher makes is
+    # still removed with the Dict by its creator.
+    name = f"pyt_dict_late_{os.getpid()}"
+    names.append(name)
+    out = run(f"""
+        import sys
+        from shmrpc import Dict as UltraDict
+        d = UltraDict(name={name!r}, create=True)
+        late = UltraDict(name={name!r}, recurse=True)
+        late['n'] = {{'x': 1}}
+        print(late['n'].name)
+    """)
+    nested = out.strip()
+    assert nested.startswith("psm_")
+    assert segments(name) == [] and segments(nested) == []
+    assert segments(f"{name}.register") == []
+
+
 def test_dict_pickles_as_its_name(fresh):
     ultra = fresh(recurse=True)
     ultra["n"] = {"x": 1}
