@@ -146,7 +146,7 @@ class Lock:
         self._d = parent
         self._depth = 0
         self._owner = None  # (pid, thread id) of the holder through this handle
-        self._pending = None  # the options of lock(...) for the next `with`
+        self._pending = threading.local()  # .opts: lock(...)'s for this thread's next with
         self.owner_died = False
 
     def acquire(self, block=True, timeout=None, steal=False, steal_after_timeout=False,
@@ -227,12 +227,13 @@ class Lock:
 
     def __call__(self, block=True, timeout=None, steal=False, steal_after_timeout=False,
                  sleep_time=None):
-        self._pending = dict(block=block, timeout=timeout, steal=steal,
-                             steal_after_timeout=steal_after_timeout, sleep_time=sleep_time)
+        self._pending.opts = dict(block=block, timeout=timeout, steal=steal,
+                                  steal_after_timeout=steal_after_timeout, sleep_time=sleep_time)
         return self
 
     def __enter__(self):
-        opts, self._pending = self._pending or {}, None
+        opts = getattr(self._pending, "opts", None) or {}
+        self._pending.opts = None
         self.acquire(**opts)
         return self
 
