@@ -129,6 +129,17 @@ void gen_mp_write(gen *g, emitter *e, const cx *c, const gtype *t, const char *v
     case SVC_T_BYTES:
         em(e, "msgpack_pack_bin_with_body(%s, %s.ptr, %s.len);", c->pk, v, v);
         return;
+    case SVC_T_ANY: {
+        /* Its msgpack as it is, through the packer's own writer; a zero any is null. */
+        const char *pk = c->pk[0] == '&' ? S("%s.", c->pk + 1) : S("%s->", c->pk);
+        em(e, "if (%s.n == 0)", v);
+        e->depth++;
+        em(e, "msgpack_pack_nil(%s);", c->pk);
+        e->depth--;
+        em_open(e, "else");
+        em_last(e, "(void)%scallback(%sdata, (const char *)%s.p, %s.n);", pk, pk, v, v);
+        return;
+    }
     default:
         em(e, "msgpack_pack_%s(%s, %s);", gen_is_signed(t->scalar) ? "int64" : "uint64", c->pk, v);
         return;
@@ -154,6 +165,8 @@ static const char *scalar_op(const gtype *t, bool json)
         return "f64";
     case SVC_T_STRING:
         return "str";
+    case SVC_T_ANY:
+        return "any";
     default:
         return json ? "base64" : "bin";
     }
@@ -218,6 +231,8 @@ const char *gen_json_write_expr(gen *g, const gtype *t, const char *v)
         return S("shmrpc_json_string(%s)", v);
     case SVC_T_BYTES:
         return S("shmrpc_json_base64(%s)", v);
+    case SVC_T_ANY:
+        return S("shmrpc_json_any(%s)", v);
     case SVC_T_U64:
         return S("shmrpc_json_uint(%s)", v);
     default:

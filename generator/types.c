@@ -31,6 +31,7 @@ static const struct scalar {
     {SVC_T_F64, "double", NULL, NULL},
     {SVC_T_STRING, "shmrpc_str", NULL, NULL},
     {SVC_T_BYTES, "shmrpc_bytes", NULL, NULL},
+    {SVC_T_ANY, "shmrpc_any", NULL, NULL}, /* a view of its msgpack (shmrpc/any.h) */
 }; /* a scalar's tag is its .svc name capitalized: "I64", "String" */
 
 static const struct scalar *scalar_of(svc_type_kind k)

@@ -33,6 +33,7 @@ typedef enum svc_type_kind {
     SVC_T_MAP,      /* key, elem (the value type) */
     SVC_T_OPTIONAL, /* elem; never itself optional */
     SVC_T_NAMED,    /* a struct or enum name; svc_check sets decl */
+    SVC_T_ANY,      /* a dynamic value: null, bool, number, string, bytes, list, map */
 } svc_type_kind;
 
 typedef struct svc_decl svc_decl;

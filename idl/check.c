@@ -328,8 +328,14 @@ static void check_type(check *c, svc_type *t, bool void_ok)
         break;
     }
     case SVC_T_LIST:
+        check_type(c, t->elem, false);
+        break;
     case SVC_T_OPTIONAL:
         check_type(c, t->elem, false);
+        /* One null, not two: any? would need a form on the wire for "absent" apart from an
+         * any that holds null, and msgpack has one nil. */
+        if (t->elem && t->elem->kind == SVC_T_ANY)
+            err(c, t->tok, "'any' holds null already: write 'any', not 'any?'");
         break;
     case SVC_T_MAP:
         check_type(c, t->key, false);

@@ -117,6 +117,7 @@ static const svc_builtin builtins[] = {
     {"i32", SVC_T_I32},       {"i64", SVC_T_I64},     {"u8", SVC_T_U8},     {"u16", SVC_T_U16},
     {"u32", SVC_T_U32},       {"u64", SVC_T_U64},     {"f32", SVC_T_F32},   {"f64", SVC_T_F64},
     {"string", SVC_T_STRING}, {"bytes", SVC_T_BYTES}, {"list", SVC_T_LIST}, {"map", SVC_T_MAP},
+    {"any", SVC_T_ANY},
 };
 
 const svc_builtin *svc_builtin_by_name(const char *p, int n)

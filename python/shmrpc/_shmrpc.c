@@ -20,6 +20,7 @@
 
 #include <msgpack.h>
 
+#include <shmrpc/any.h>
 #include <shmrpc/client.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
@@ -155,9 +156,9 @@ static const char *kind_name(const shmrpc_dyn_type *t)
         [SHMRPC_DYN_STRING] = "string", [SHMRPC_DYN_BYTES] = "bytes",
         [SHMRPC_DYN_LIST] = "list",     [SHMRPC_DYN_MAP] = "map",
         [SHMRPC_DYN_OPT] = "optional",  [SHMRPC_DYN_STRUCT] = "struct",
-        [SHMRPC_DYN_ENUM] = "enum",
+        [SHMRPC_DYN_ENUM] = "enum",     [SHMRPC_DYN_ANY] = "any",
     };
-    return t->kind <= SHMRPC_DYN_ENUM ? names[t->kind] : "?";
+    return t->kind <= SHMRPC_DYN_ANY ? names[t->kind] : "?";
 }
 
 /* --- Python values to the dynamic codec's JSON, or to msgpack ---------------------------
@@ -385,6 +386,167 @@ static int encode_struct(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_typ
     return rc == 0 ? (pk ? 0 : pyshm_put(b, "}", 1)) : -1;
 }
 
+/* --- any: native Python values --------------------------------------------------------
+ * None, bool, int (i64 and u64), float, str, bytes (bytearray, memoryview: any buffer),
+ * list and tuple, dict; a dict's keys the scalars among them. As msgpack through pk, or as
+ * the codec's JSON for an any (docs/dynamic.md, "any"): bytes as {"base64": ...}, a dict
+ * with a key that is no str (or holds a NUL, or that would read back as one of these forms)
+ * as {"map": [[key, value], ...]}. */
+
+static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const place *p, int depth,
+                      bool key);
+
+/* Whether a dict prints as a plain JSON object in the codec's JSON for an any. */
+static int plain_dict(PyObject *items)
+{
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 0);
+        if (!PyUnicode_Check(k)) return 0;
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(k, &len);
+        if (s == NULL) {
+            PyErr_Clear();
+            return 0; /* said where the key is written */
+        }
+        if (memchr(s, 0, (size_t)len) != NULL) return 0;
+        if (n == 1 && (strcmp(s, "base64") == 0 || strcmp(s, "map") == 0)) return 0;
+    }
+    return 1;
+}
+
+static int encode_any_dict(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const place *p,
+                           int depth)
+{
+    /* A snapshot: the dict cannot change under the walk, whatever its keys' __repr__ do. */
+    PyObject *items = PyDict_Items(v);
+    if (items == NULL) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    int rc = 0;
+    if (pk != NULL && n > UINT32_MAX) rc = fail_at(PyExc_ValueError, p, "too many entries");
+    int plain = pk ? 0 : plain_dict(items);
+    if (rc == 0)
+        rc = pk ? msgpack_pack_map(pk, (size_t)n),
+        0       : pyshm_put(b, plain ? "{" : "{\"map\":[", plain ? 1 : 8);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+        PyObject *kv = PyList_GET_ITEM(items, i);
+        place here = {.up = p, .key = PyTuple_GET_ITEM(kv, 0)};
+        if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
+        if (rc == 0 && !pk && !plain) rc = pyshm_put(b, "[", 1);
+        if (rc == 0) rc = encode_any(b, pk, PyTuple_GET_ITEM(kv, 0), &here, depth + 1, true);
+        if (rc == 0 && !pk) rc = pyshm_put(b, plain ? ":" : ",", 1);
+        if (rc == 0) rc = encode_any(b, pk, PyTuple_GET_ITEM(kv, 1), &here, depth + 1, false);
+        if (rc == 0 && !pk && !plain) rc = pyshm_put(b, "]", 1);
+    }
+    Py_DECREF(items);
+    return rc == 0 ? (pk ? 0 : pyshm_put(b, plain ? "}" : "]}", plain ? 1 : 2)) : -1;
+}
+
+static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const place *p, int depth,
+                      bool key)
+{
+    if (depth > MAX_DEPTH)
+        return fail_at(PyExc_ValueError, p, "nested more than %d deep", MAX_DEPTH);
+    if (v == Py_None) return pk ? msgpack_pack_nil(pk), 0 : pyshm_put(b, "null", 4);
+    if (PyBool_Check(v)) {
+        if (pk) return (v == Py_True ? msgpack_pack_true(pk) : msgpack_pack_false(pk)), 0;
+        return v == Py_True ? pyshm_put(b, "true", 4) : pyshm_put(b, "false", 5);
+    }
+    if (PyLong_Check(v)) {
+        int overflow;
+        long long sv = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (sv == -1 && PyErr_Occurred()) return -1;
+        unsigned long long uv = 0;
+        if (overflow > 0) {
+            uv = PyLong_AsUnsignedLongLong(v);
+            if (uv == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                overflow = 2;
+            }
+        }
+        if (overflow < 0 || overflow == 2)
+            return fail_at(PyExc_OverflowError, p,
+                           "%R is out of the range of an any's integers (i64 and u64)", v);
+        if (pk) return (overflow ? msgpack_pack_uint64(pk, uv) : msgpack_pack_int64(pk, sv)), 0;
+        char num[24];
+        if (overflow)
+            snprintf(num, sizeof num, "%llu", uv);
+        else
+            snprintf(num, sizeof num, "%lld", sv);
+        return pyshm_put(b, num, strlen(num));
+    }
+    if (PyFloat_Check(v)) {
+        double d = PyFloat_AS_DOUBLE(v);
+        if (!isfinite(d))
+            return fail_at(PyExc_ValueError, p, "%R cannot be sent (JSON has no NaN or infinity)",
+                           v);
+        if (pk) return msgpack_pack_double(pk, d), 0;
+        /* repr's text, with ".0" on whole numbers, so that it reads back as a float */
+        char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text == NULL) return -1;
+        int rc = pyshm_put(b, text, strlen(text));
+        PyMem_Free(text);
+        return rc;
+    }
+    if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s == NULL) {
+            PyErr_Clear();
+            return fail_at(PyExc_ValueError, p, "the str is not valid Unicode (a lone surrogate)");
+        }
+        if (pk) return msgpack_pack_str_with_body(pk, s, (size_t)n), 0;
+        return put_json_string(b, s, (size_t)n);
+    }
+    if (PyObject_CheckBuffer(v)) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            return fail_at(PyExc_TypeError, p, "%s is no contiguous buffer of bytes",
+                           Py_TYPE(v)->tp_name);
+        }
+        int rc = 0;
+        if (pk)
+            msgpack_pack_bin_with_body(pk, view.buf, (size_t)view.len);
+        else if ((rc = pyshm_put(b, "{\"base64\":", 10)) == 0 &&
+                 (rc = put_base64(b, view.buf, (size_t)view.len)) == 0)
+            rc = pyshm_put(b, "}", 1);
+        PyBuffer_Release(&view);
+        return rc;
+    }
+    if (key)
+        return fail_at(PyExc_TypeError, p,
+                       "a key of a dict in an any must be None, bool, int, float, str or bytes, "
+                       "got %s",
+                       Py_TYPE(v)->tp_name);
+    if (PyList_Check(v) || PyTuple_Check(v)) {
+        PyObject *seq = PySequence_Fast(v, "a list");
+        if (seq == NULL) return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        int rc = 0;
+        if (pk != NULL && n > UINT32_MAX) rc = fail_at(PyExc_ValueError, p, "too many elements");
+        if (rc == 0) rc = pk ? msgpack_pack_array(pk, (size_t)n), 0 : pyshm_put(b, "[", 1);
+        for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
+            place here = {.up = p, .index = i};
+            if (PySequence_Fast_GET_SIZE(seq) != n) {
+                rc = fail_at(PyExc_RuntimeError, p, "the list changed while it was being sent");
+                break;
+            }
+            PyObject *e = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+            if (i > 0 && !pk) rc = pyshm_put(b, ",", 1);
+            if (rc == 0) rc = encode_any(b, pk, e, &here, depth + 1, false);
+            Py_DECREF(e);
+        }
+        Py_DECREF(seq);
+        return rc == 0 ? (pk ? 0 : pyshm_put(b, "]", 1)) : -1;
+    }
+    if (PyDict_Check(v)) return encode_any_dict(b, pk, v, p, depth);
+    return fail_at(PyExc_TypeError, p,
+                   "expected a value an any holds (None, bool, int, float, str, bytes, list, "
+                   "tuple or dict), got %s",
+                   Py_TYPE(v)->tp_name);
+}
+
 int pyshm_encode(shmrpc_buf *b, const shmrpc_dyn_type *t, PyObject *v, const place *p, int depth)
 {
     return enc(b, NULL, t, v, p, depth);
@@ -478,6 +640,8 @@ static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyOb
         return encode_map(b, pk, t, v, p, depth);
     case SHMRPC_DYN_STRUCT:
         return encode_struct(b, pk, t, v, p, depth);
+    case SHMRPC_DYN_ANY:
+        return encode_any(b, pk, v, p, depth, false);
     case SHMRPC_DYN_ENUM: {
         const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8(v) : NULL;
         if (s == NULL) {
@@ -512,10 +676,59 @@ static int fix_slot(const shmrpc_dyn_type *t, PyObject **slot, int depth)
 
 /* Returns a new reference: v (as json.loads made it) as t's Python value. The codec has
  * checked the result against the signature, so the shapes are right here. */
+/* An any as json.loads made it of the codec's JSON: its two forms undone (docs/dynamic.md,
+ * "any"). Returns a new reference. */
+static PyObject *fix_any(PyObject *v, int depth)
+{
+    if (depth > MAX_DEPTH + 8) return PyErr_Format(pyshm_Error, "result nested too deep");
+    if (PyList_Check(v)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            PyObject *nv = fix_any(PyList_GET_ITEM(v, i), depth + 1);
+            if (nv == NULL) return NULL;
+            Py_SETREF(PyList_GET_ITEM(v, i), nv);
+        }
+        return Py_NewRef(v);
+    }
+    if (!PyDict_Check(v)) return Py_NewRef(v);
+    if (PyDict_GET_SIZE(v) == 1) {
+        PyObject *b64 = PyDict_GetItemString(v, "base64");
+        if (b64 != NULL && PyUnicode_Check(b64)) return PyObject_CallOneArg(a2b_base64, b64);
+        PyObject *pairs = PyDict_GetItemString(v, "map");
+        if (pairs != NULL && PyList_Check(pairs)) {
+            PyObject *out = PyDict_New();
+            for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(pairs); i++) {
+                PyObject *kv = PyList_GET_ITEM(pairs, i);
+                if (!PyList_Check(kv) || PyList_GET_SIZE(kv) != 2) {
+                    Py_CLEAR(out);
+                    return PyErr_Format(pyshm_Error, "result: an any's map entry is no pair");
+                }
+                PyObject *k = fix_any(PyList_GET_ITEM(kv, 0), depth + 1);
+                PyObject *val = k ? fix_any(PyList_GET_ITEM(kv, 1), depth + 1) : NULL;
+                if (val == NULL || PyDict_SetItem(out, k, val) != 0) Py_CLEAR(out);
+                Py_XDECREF(k), Py_XDECREF(val);
+            }
+            return out;
+        }
+    }
+    PyObject *k, *val;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(v, &pos, &k, &val)) {
+        PyObject *nv = fix_any(val, depth + 1);
+        if (nv == NULL) return NULL;
+        /* Replacing the value of a key that is there does not resize the dict. */
+        int rc = PyDict_SetItem(v, k, nv);
+        Py_DECREF(nv);
+        if (rc != 0) return NULL;
+    }
+    return Py_NewRef(v);
+}
+
 PyObject *pyshm_fix(const shmrpc_dyn_type *t, PyObject *v, int depth)
 {
     if (depth > MAX_DEPTH + 8) return PyErr_Format(pyshm_Error, "result nested too deep");
     switch (t->kind) {
+    case SHMRPC_DYN_ANY:
+        return fix_any(v, depth);
     case SHMRPC_DYN_BYTES:
         return PyObject_CallOneArg(a2b_base64, v);
     case SHMRPC_DYN_F32:
@@ -626,6 +839,7 @@ static bool is_signed(shmrpc_dyn_kind k)
 }
 
 static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int depth);
+static PyObject *any_to_py(shmrpc_any a, int depth);
 
 /* An integer, enum or string (a map's key too). */
 static PyObject *scalar_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)
@@ -757,9 +971,100 @@ static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int dept
         Py_DECREF(d);
         return o;
     }
+    case SHMRPC_DYN_ANY: {
+        shmrpc_any a;
+        if (shmrpc_mp_read_any(r, &a) != 0) return mp_fail(r);
+        return any_to_py(a, 0);
+    }
     default:
         return scalar_from_mp(t, r);
     }
+}
+
+/* A checked any as native values; keys of a map are scalars, so hashable. */
+static PyObject *any_to_py(shmrpc_any a, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return PyErr_Format(pyshm_Error, "result: nested more than %d deep", MAX_DEPTH);
+    shmrpc_any_iter it;
+    shmrpc_any e, v;
+    int rc;
+    switch (shmrpc_any_kind_of(a)) {
+    case SHMRPC_ANY_NULL:
+        Py_RETURN_NONE;
+    case SHMRPC_ANY_BOOL: {
+        bool x = false;
+        shmrpc_any_bool(a, &x);
+        return PyBool_FromLong(x);
+    }
+    case SHMRPC_ANY_INT: {
+        int64_t x;
+        uint64_t u = 0;
+        if (shmrpc_any_int(a, &x) == 0) return PyLong_FromLongLong(x);
+        shmrpc_any_uint(a, &u);
+        return PyLong_FromUnsignedLongLong(u);
+    }
+    case SHMRPC_ANY_FLOAT: {
+        double d = 0;
+        shmrpc_any_float(a, &d);
+        return PyFloat_FromDouble(d);
+    }
+    case SHMRPC_ANY_STRING: {
+        shmrpc_str s = {0};
+        shmrpc_any_str(a, &s);
+        return PyUnicode_DecodeUTF8(s.ptr, (Py_ssize_t)s.len, NULL);
+    }
+    case SHMRPC_ANY_BYTES: {
+        shmrpc_bytes x = {0};
+        shmrpc_any_bytes(a, &x);
+        return PyBytes_FromStringAndSize((const char *)x.ptr, (Py_ssize_t)x.len);
+    }
+    case SHMRPC_ANY_LIST: {
+        PyObject *list = PyList_New(0);
+        if (list == NULL) return NULL;
+        if (shmrpc_any_iter_init(&it, a) != 0) {
+            Py_DECREF(list);
+            break;
+        }
+        while ((rc = shmrpc_any_next(&it, &e)) == 1) {
+            PyObject *x = any_to_py(e, depth + 1);
+            if (x == NULL || PyList_Append(list, x) != 0) {
+                Py_XDECREF(x);
+                Py_DECREF(list);
+                return NULL;
+            }
+            Py_DECREF(x);
+        }
+        if (rc == 0) return list;
+        Py_DECREF(list);
+        break;
+    }
+    case SHMRPC_ANY_MAP: {
+        PyObject *d = PyDict_New();
+        if (d == NULL) return NULL;
+        if (shmrpc_any_iter_init(&it, a) != 0) {
+            Py_DECREF(d);
+            break;
+        }
+        while ((rc = shmrpc_any_next(&it, &e)) == 1 && (rc = shmrpc_any_next(&it, &v)) == 1) {
+            PyObject *k = any_to_py(e, depth + 1);
+            PyObject *x = k ? any_to_py(v, depth + 1) : NULL;
+            int bad = x == NULL || PyDict_SetItem(d, k, x) != 0;
+            Py_XDECREF(k), Py_XDECREF(x);
+            if (bad) {
+                Py_DECREF(d);
+                return NULL;
+            }
+        }
+        if (rc == 0) return d;
+        Py_DECREF(d);
+        break;
+    }
+    default:
+        return PyErr_Format(pyshm_Error, "result: the bytes of an any are malformed");
+    }
+    if (PyErr_Occurred()) return NULL;
+    return PyErr_Format(pyshm_Error, "result: %s", shmrpc_errmsg());
 }
 
 PyObject *pyshm_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)

@@ -8,6 +8,7 @@
 #include <shmrpc/buf.h>
 #include <shmrpc/arena.h>
 #include <shmrpc/codec.h>
+#include <shmrpc/any.h>
 #include <shmrpc/service.h>
 #include <shmrpc/client.h>
 #include <shmrpc/server.h>

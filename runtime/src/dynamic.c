@@ -193,7 +193,7 @@ int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info 
 /* --- the signature parser --------------------------------------------------------------
  * sig   = NAME "(" [ type " " NAME { "," type " " NAME } ] ")->" type " @" ENCODING
  * type  = base [ "?" ]
- * base  = SCALAR | "list<" type ">" | "map<" type "," type ">"
+ * base  = SCALAR | "any" | "list<" type ">" | "map<" type "," type ">"
  *       | "struct " NAME [ "{" { type " " NAME ";" } "}" ]
  *       | "enum " NAME [ "{" [ NAME "=" INT { "," NAME "=" INT } ] "}" ]
  * A struct or enum is spelled out the first time a signature names it, by name after,
@@ -400,6 +400,7 @@ static const shmrpc_dyn_type *parse_base(parser *ps)
     if (name == NULL) return NULL;
     for (int k = 0; k <= SHMRPC_DYN_BYTES; k++)
         if (strcmp(shmrpc__dyn_scalar_names[k], name) == 0) return new_type(ps, (shmrpc_dyn_kind)k);
+    if (strcmp(name, "any") == 0) return new_type(ps, SHMRPC_DYN_ANY);
     ps->p = b;
     perr(ps, "unknown type '%s'", name);
     return NULL;
@@ -415,6 +416,10 @@ static const shmrpc_dyn_type *parse_type(parser *ps)
     if (t != NULL && lit(ps, "?")) {
         shmrpc_dyn_type *o = new_type(ps, SHMRPC_DYN_OPT);
         if (o == NULL) return NULL;
+        if (t->kind == SHMRPC_DYN_ANY) {
+            perr(ps, "'any' holds null already: no 'any?'");
+            return NULL;
+        }
         if (t->kind == SHMRPC_DYN_OPT || t->kind == SHMRPC_DYN_VOID) {
             perr(ps, "bad optional");
             return NULL;

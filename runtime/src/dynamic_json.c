@@ -120,6 +120,9 @@ static void type_text(const shmrpc_dyn_type *t, char *out, size_t cap)
     case SHMRPC_DYN_ENUM:
         snprintf(out, cap, "enum %s", t->name);
         return;
+    case SHMRPC_DYN_ANY:
+        snprintf(out, cap, "any");
+        return;
     default:
         snprintf(out, cap, "%s", shmrpc__dyn_scalar_names[t->kind]);
         return;
@@ -215,36 +218,6 @@ static int mismatch(cx *c, const shmrpc_dyn_type *t, const json_t *v)
 static void out_str(shmrpc_buf *b, const char *s)
 {
     shmrpc_buf_append(b, s, strlen(s));
-}
-
-static bool utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0)
-            len = 2, cp = c & 0x1f, min = 0x80;
-        else if ((c & 0xf0) == 0xe0)
-            len = 3, cp = c & 0x0f, min = 0x800;
-        else if ((c & 0xf8) == 0xf0)
-            len = 4, cp = c & 0x07, min = 0x10000;
-        else
-            return false;
-        if (n - i < len) return false;
-        for (size_t j = 1; j < len; j++) {
-            if ((p[i + j] & 0xc0) != 0x80) return false;
-            cp = cp << 6 | (p[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += len;
-    }
-    return true;
 }
 
 /* A JSON string of n bytes of valid UTF-8. */
@@ -495,7 +468,281 @@ static int number_value(const cx *c, const json_t *v, double *d)
 static bool takes_big(const shmrpc_dyn_type *t)
 {
     return shmrpc__dyn_is_int(t->kind) || t->kind == SHMRPC_DYN_F32 || t->kind == SHMRPC_DYN_F64 ||
-           t->kind == SHMRPC_DYN_OPT;
+           t->kind == SHMRPC_DYN_OPT || t->kind == SHMRPC_DYN_ANY;
+}
+
+/* --- any ---------------------------------------------------------------------------------
+ * An any's JSON (docs/dynamic.md, "any"): JSON's own values as they are, and two forms JSON
+ * lacks, each an object of one member: {"base64": "..."} for bytes, and {"map": [[key,
+ * value], ...]} for a map whose keys are not all strings. A map that would read back as one
+ * of them (one entry, keyed "base64" or "map") or whose key holds a NUL byte prints in the
+ * second form too, so that any value prints to JSON that reads back to the same value.
+ * On a @json method's wire an any is plain JSON: no forms, and no bytes nor other keys. */
+
+static int json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, bool key);
+
+/* A JSON object in one of the two forms: its member, or NULL. */
+static const json_t *form_of(const json_t *v, const char *name)
+{
+    if (!json_is_object(v) || json_object_size(v) != 1) return NULL;
+    return json_object_get(v, name);
+}
+
+static int any_pairs(cx *c, const json_t *pairs, msgpack_packer *pk)
+{
+    if (!json_is_array(pairs)) return fail(c, "expected {\"map\": [[key, value], ...]}");
+    size_t n = json_array_size(pairs);
+    if (n > UINT32_MAX) return fail(c, "too many entries");
+    msgpack_pack_map(pk, n);
+    c->depth++;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *kv = json_array_get(pairs, i);
+        size_t old = path_push(c, ".map[%zu]", i);
+        if (!json_is_array(kv) || json_array_size(kv) != 2)
+            return fail(c, "expected a [key, value] pair");
+        if (json_to_any(c, json_array_get(kv, 0), pk, true, true) != 0 ||
+            json_to_any(c, json_array_get(kv, 1), pk, true, false) != 0)
+            return -1;
+        path_pop(c, old);
+    }
+    c->depth--;
+    return 0;
+}
+
+/* A JSON value to an any's msgpack; forms: read the two forms above (not on a @json wire);
+ * key: the value is a map's key, so a scalar. */
+static int json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, bool key)
+{
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    const char *digits = big_digits(c, v);
+    if (digits != NULL) {
+        errno = 0;
+        unsigned long long u = strtoull(digits, NULL, 10);
+        if (errno != 0) return fail(c, "%.40s is out of range (u64 at most)", digits);
+        return msgpack_pack_uint64(pk, u);
+    }
+    const json_t *f;
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return msgpack_pack_nil(pk);
+    case JSON_TRUE:
+        return msgpack_pack_true(pk);
+    case JSON_FALSE:
+        return msgpack_pack_false(pk);
+    case JSON_INTEGER:
+        return msgpack_pack_int64(pk, json_integer_value(v));
+    case JSON_REAL:
+        return msgpack_pack_double(pk, json_real_value(v));
+    case JSON_STRING:
+        return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY: {
+        if (key) return fail(c, "a map's key must be a scalar, not an array");
+        size_t n = json_array_size(v);
+        if (n > UINT32_MAX) return fail(c, "too many elements");
+        msgpack_pack_array(pk, n);
+        c->depth++;
+        for (size_t i = 0; i < n; i++) {
+            size_t old = path_push(c, "[%zu]", i);
+            if (json_to_any(c, json_array_get(v, i), pk, forms, false) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        return 0;
+    }
+    case JSON_OBJECT:
+        if (forms && (f = form_of(v, "base64")) != NULL && json_is_string(f)) {
+            static const shmrpc_dyn_type bytes = {.kind = SHMRPC_DYN_BYTES};
+            uint8_t *p;
+            size_t n;
+            size_t old = path_push(c, ".base64");
+            if (json_base64(c, &bytes, f, &p, &n) != 0) return -1;
+            path_pop(c, old);
+            msgpack_pack_bin_with_body(pk, p, n);
+            free(p);
+            return 0;
+        }
+        if (key) return fail(c, "a map's key must be a scalar, not an object");
+        if (forms && (f = form_of(v, "map")) != NULL) return any_pairs(c, f, pk);
+        msgpack_pack_map(pk, json_object_size(v));
+        const char *k;
+        json_t *val;
+        c->depth++;
+        json_object_foreach((json_t *)v, k, val)
+        {
+            size_t old = path_push(c, "[\"%.40s\"]", k);
+            msgpack_pack_str_with_body(pk, k, strlen(k));
+            if (json_to_any(c, val, pk, forms, false) != 0) return -1;
+            path_pop(c, old);
+        }
+        c->depth--;
+        return 0;
+    }
+    return fail(c, "not a JSON value");
+}
+
+/* How an any's map prints: plainly, as a JSON object, only when every key is a string
+ * without a NUL and the object could not be taken for one of the forms. */
+static bool plain_map(shmrpc_any m, size_t n)
+{
+    shmrpc_any_iter it;
+    shmrpc_any k, v;
+    if (shmrpc_any_iter_init(&it, m) != 0) return false;
+    while (shmrpc_any_next(&it, &k) == 1 && shmrpc_any_next(&it, &v) == 1) {
+        shmrpc_str s;
+        if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, 0, s.len) != NULL) return false;
+        if (n == 1 && ((s.len == 6 && memcmp(s.ptr, "base64", 6) == 0) ||
+                       (s.len == 3 && memcmp(s.ptr, "map", 3) == 0)))
+            return false;
+    }
+    return true;
+}
+
+static int any_fail(cx *c)
+{
+    return fail(c, "%s", shmrpc_errmsg());
+}
+
+/* A checked any as JSON text: with c->wire, a @json method's plain JSON (bytes and keys
+ * other than strings fail); else the codec's JSON with its forms. */
+static int any_out(cx *c, shmrpc_any a, shmrpc_buf *b)
+{
+    if (c->depth > MAX_DEPTH) return fail(c, "nested more than %u deep", MAX_DEPTH);
+    shmrpc_any_iter it;
+    shmrpc_any e, v;
+    size_t n = 0, i = 0;
+    int rc;
+    switch (shmrpc_any_kind_of(a)) {
+    case SHMRPC_ANY_NULL:
+        out_str(b, "null");
+        return 0;
+    case SHMRPC_ANY_BOOL: {
+        bool x = false;
+        shmrpc_any_bool(a, &x);
+        out_str(b, x ? "true" : "false");
+        return 0;
+    }
+    case SHMRPC_ANY_INT: {
+        int64_t x;
+        uint64_t u;
+        if (shmrpc_any_int(a, &x) == 0) {
+            out_i64(b, x);
+        } else if (shmrpc_any_uint(a, &u) == 0) {
+            if (c->wire)
+                return fail(c,
+                            "%" PRIu64 " has no JSON form in a @json method (integers travel "
+                            "as int64)",
+                            u);
+            out_u64(b, u);
+        } else {
+            return any_fail(c);
+        }
+        return 0;
+    }
+    case SHMRPC_ANY_FLOAT: {
+        double d = 0;
+        shmrpc_any_float(a, &d);
+        if (c->wire) {
+            if (!isfinite(d))
+                return fail(c, "%s has no JSON form", isnan(d) ? "NaN" : "an infinity");
+            return out_jansson(c, b, json_real(d));
+        }
+        return out_real(c, b, d, false);
+    }
+    case SHMRPC_ANY_STRING: {
+        shmrpc_str s = {0};
+        if (shmrpc_any_str(a, &s) != 0) return any_fail(c);
+        return out_string(c, b, s.ptr, s.len);
+    }
+    case SHMRPC_ANY_BYTES: {
+        shmrpc_bytes x = {0};
+        if (shmrpc_any_bytes(a, &x) != 0) return any_fail(c);
+        if (c->wire)
+            return fail(c, "bytes have no JSON form in a @json method (send them in a @msgpack "
+                           "one, or as a string)");
+        out_str(b, "{\"base64\":");
+        out_base64(c, b, x.ptr, x.len);
+        out_str(b, "}");
+        return c->failed ? -1 : 0;
+    }
+    case SHMRPC_ANY_LIST:
+        if (shmrpc_any_iter_init(&it, a) != 0) return any_fail(c);
+        out_str(b, "[");
+        c->depth++;
+        while ((rc = shmrpc_any_next(&it, &e)) == 1) {
+            size_t old = path_push(c, "[%zu]", i);
+            if (i++) out_str(b, ",");
+            if (any_out(c, e, b) != 0) return -1;
+            path_pop(c, old);
+        }
+        if (rc < 0) return any_fail(c);
+        c->depth--;
+        out_str(b, "]");
+        return 0;
+    case SHMRPC_ANY_MAP: {
+        if (shmrpc_any_len(a, &n) != 0 || shmrpc_any_iter_init(&it, a) != 0) return any_fail(c);
+        bool plain = plain_map(a, n);
+        if (!plain && c->wire) {
+            /* A @json peer reads an object: a string key with a NUL is refused as jansson
+             * refuses it; one keyed "map" or "base64" is plain JSON there. */
+            plain = true;
+        }
+        out_str(b, plain ? "{" : "{\"map\":[");
+        c->depth++;
+        while ((rc = shmrpc_any_next(&it, &e)) == 1 && (rc = shmrpc_any_next(&it, &v)) == 1) {
+            shmrpc_str ks;
+            bool str_key = shmrpc_any_str(e, &ks) == 0;
+            size_t old = str_key
+                             ? path_push(c, "[\"%.*s\"]", ks.len > 40 ? 40 : (int)ks.len, ks.ptr)
+                             : path_push(c, ".map[%zu]", i);
+            if (i++) out_str(b, ",");
+            if (plain) {
+                if (!str_key)
+                    return fail(c, "a map key that is not a string has no JSON form in a @json "
+                                   "method");
+                if (memchr(ks.ptr, 0, ks.len) != NULL)
+                    return fail(c, "a key holds a NUL byte, which jansson refuses in an object "
+                                   "key");
+                if (out_string(c, b, ks.ptr, ks.len) != 0) return -1;
+                out_str(b, ":");
+            } else {
+                out_str(b, "[");
+                if (any_out(c, e, b) != 0) return -1;
+                out_str(b, ",");
+            }
+            if (any_out(c, v, b) != 0) return -1;
+            if (!plain) out_str(b, "]");
+            path_pop(c, old);
+        }
+        if (rc < 0) return any_fail(c);
+        c->depth--;
+        out_str(b, plain ? "}" : "]}");
+        return 0;
+    }
+    default:
+        return fail(c, "the bytes of an any are malformed");
+    }
+}
+
+/* A JSON value of an any (forms read as the codec's JSON, or not as on a @json wire) to
+ * JSON text as any_out writes it. */
+static int any_json_to_json(cx *c, const json_t *v, bool forms, shmrpc_buf *out)
+{
+    shmrpc_buf tmp;
+    shmrpc_buf_init(&tmp);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &tmp, shmrpc_buf_msgpack_write);
+    unsigned depth = c->depth;
+    int rc = json_to_any(c, v, &pk, forms, false);
+    c->depth = depth;
+    shmrpc_any a;
+    if (rc == 0 && tmp.err) {
+        c->status = tmp.err;
+        rc = fail(c, "cannot encode: %s", shmrpc_strerror(tmp.err));
+    }
+    if (rc == 0 && shmrpc_any_parse(tmp.data, tmp.len, &a) != 0) rc = any_fail(c);
+    if (rc == 0) rc = any_out(c, a, out);
+    shmrpc_buf_destroy(&tmp);
+    return rc;
 }
 
 /* --- JSON -> msgpack ------------------------------------------------------------------------ */
@@ -584,6 +831,14 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
     }
     case SHMRPC_DYN_STRUCT:
         return struct_to(c, t, v, pk, NULL);
+    case SHMRPC_DYN_ANY: {
+        /* Its depth counts from the any, as its decoder counts it. */
+        unsigned depth = c->depth;
+        c->depth = 0;
+        int rc = json_to_any(c, v, pk, true, false);
+        c->depth = depth;
+        return rc;
+    }
     default:
         if (json_int(c, t, v, &sv, &uv) != 0) return -1;
         return shmrpc__dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
@@ -681,6 +936,10 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
     }
     case SHMRPC_DYN_STRUCT:
         return struct_to(c, t, v, NULL, b);
+    case SHMRPC_DYN_ANY:
+        /* To the wire the codec's forms are read and refused there; from it, plain JSON is
+         * printed with them. */
+        return any_json_to_json(c, v, c->wire, b);
     default:
         if (json_int(c, t, v, &sv, &uv) != 0) return -1;
         if (t->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
@@ -768,7 +1027,8 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
     case SHMRPC_DYN_STRING: {
         shmrpc_str s;
         if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
-        if (!utf8_valid((const uint8_t *)s.ptr, s.len)) return fail(c, "string is not UTF-8");
+        if (!shmrpc__utf8_valid((const uint8_t *)s.ptr, s.len))
+            return fail(c, "string is not UTF-8");
         out_json_str(b, s.ptr, s.len);
         return 0;
     }
@@ -822,7 +1082,7 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
             if (k->kind == SHMRPC_DYN_STRING) {
                 shmrpc_str s;
                 if (shmrpc_mp_read_str(r, &s) != 0) return mp_fail(c, r);
-                if (!utf8_valid((const uint8_t *)s.ptr, s.len))
+                if (!shmrpc__utf8_valid((const uint8_t *)s.ptr, s.len))
                     return fail(c, "a key is not UTF-8");
                 /* Valid JSON, but jansson keeps keys as C strings: encode_args and
                  * encode_result, a @json peer and shmrpcctl could not read it back. */
@@ -881,6 +1141,11 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
         c->depth--;
         out_str(b, "}");
         return 0;
+    }
+    case SHMRPC_DYN_ANY: {
+        shmrpc_any a;
+        if (shmrpc_mp_read_any(r, &a) != 0) return mp_fail(c, r);
+        return any_out(c, a, b);
     }
     default:
         if (shmrpc__dyn_is_signed(t->kind)) {
@@ -1108,7 +1373,7 @@ static int decode_result(const shmrpc_dyn_sig *s, const void *body, size_t n, sh
     c.plen = (size_t)snprintf(c.path, sizeof c.path, "result");
     int rc = 0;
     if (s->encoding == SHMRPC_ENC_RAW) {
-        if (utf8_valid(body, n)) {
+        if (shmrpc__utf8_valid(body, n)) {
             out_json_str(out, body, n);
         } else {
             out_str(out, "{\"base64\":");

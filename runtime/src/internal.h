@@ -47,6 +47,10 @@ void shmrpc__decode_msg(char *out, size_t cap, const char *method, const char *w
 const char *shmrpc__int_range_why(int64_t min, int64_t max);
 const char *shmrpc__uint_range_why(uint64_t max);
 
+/* Whether the n bytes at p are UTF-8: shortest forms, no surrogates, nothing past
+ * U+10FFFF (any.c). */
+bool shmrpc__utf8_valid(const uint8_t *p, size_t n);
+
 /* Whether rc is one of status.h's failures (SHMRPC_ESYS(errno) included) (status.c). */
 bool shmrpc__status_known(int rc);
 

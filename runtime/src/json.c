@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <sodium.h>
 
 #include "internal.h"
@@ -482,4 +483,126 @@ shmrpc_str shmrpc_json_uint_key(uint64_t v, char buf[24])
 {
     int n = snprintf(buf, 24, "%" PRIu64, v);
     return (shmrpc_str){buf, (size_t)n};
+}
+
+/* --- any ------------------------------------------------------------------------------
+ * An any on a @json method's wire is plain JSON: no bytes, keys strings only. */
+
+static json_t *any_to_json(shmrpc_any a, unsigned depth)
+{
+    if (depth > SHMRPC_ANY_MAX_DEPTH) return NULL;
+    shmrpc_any_iter it;
+    shmrpc_any k, v;
+    int rc;
+    switch (shmrpc_any_kind_of(a)) {
+    case SHMRPC_ANY_NULL:
+        return json_null();
+    case SHMRPC_ANY_BOOL: {
+        bool b;
+        return shmrpc_any_bool(a, &b) == 0 ? json_boolean(b) : NULL;
+    }
+    case SHMRPC_ANY_INT: {
+        int64_t i;
+        return shmrpc_any_int(a, &i) == 0 ? json_integer((json_int_t)i) : NULL;
+    }
+    case SHMRPC_ANY_FLOAT: {
+        double d;
+        return shmrpc_any_float(a, &d) == 0 && isfinite(d) ? json_real(d) : NULL;
+    }
+    case SHMRPC_ANY_STRING: {
+        shmrpc_str s;
+        return shmrpc_any_str(a, &s) == 0 ? json_stringn(s.ptr, s.len) : NULL;
+    }
+    case SHMRPC_ANY_LIST: {
+        json_t *arr = json_array();
+        if (arr == NULL || shmrpc_any_iter_init(&it, a) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+        while ((rc = shmrpc_any_next(&it, &v)) == 1)
+            if (json_array_append_new(arr, any_to_json(v, depth + 1)) != 0) break;
+        if (rc == 0) return arr;
+        json_decref(arr);
+        return NULL;
+    }
+    case SHMRPC_ANY_MAP: {
+        json_t *obj = json_object();
+        if (obj == NULL || shmrpc_any_iter_init(&it, a) != 0) {
+            json_decref(obj);
+            return NULL;
+        }
+        while ((rc = shmrpc_any_next(&it, &k)) == 1 && (rc = shmrpc_any_next(&it, &v)) == 1) {
+            shmrpc_str s;
+            json_t *jv = NULL;
+            if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, '\0', s.len) != NULL ||
+                (jv = any_to_json(v, depth + 1)) == NULL ||
+                json_object_setn_new(obj, s.ptr, s.len, jv) != 0) {
+                rc = -1;
+                break;
+            }
+        }
+        if (rc == 0) return obj;
+        json_decref(obj);
+        return NULL;
+    }
+    default: /* bytes have no JSON form; nor has what is no value */
+        return NULL;
+    }
+}
+
+shmrpc_json *shmrpc_json_any(shmrpc_any a)
+{
+    return S(any_to_json(a, 0));
+}
+
+static int json_to_mp(msgpack_packer *pk, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return msgpack_pack_nil(pk);
+    case JSON_TRUE:
+        return msgpack_pack_true(pk);
+    case JSON_FALSE:
+        return msgpack_pack_false(pk);
+    case JSON_INTEGER:
+        return msgpack_pack_int64(pk, json_integer_value(v));
+    case JSON_REAL:
+        return msgpack_pack_double(pk, json_real_value(v));
+    case JSON_STRING:
+        return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY:
+        msgpack_pack_array(pk, json_array_size(v));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            json_to_mp(pk, json_array_get(v, i));
+        return 0;
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *val;
+        msgpack_pack_map(pk, json_object_size(v));
+        json_object_foreach((json_t *)v, key, val)
+        {
+            msgpack_pack_str_with_body(pk, key, strlen(key));
+            json_to_mp(pk, val);
+        }
+        return 0;
+    }
+    }
+    return 0;
+}
+
+/* The parser bounded the depth (SHMRPC_JSON_MAX_DEPTH, the any's own bound) and checked
+ * UTF-8, so the msgpack written is a value; its bytes go to the arena, like strings. */
+int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out)
+{
+    if (!v) return fail(r, SHMRPC_EINVAL, WHY_MISSING);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, shmrpc_buf_msgpack_write);
+    json_to_mp(&pk, J(v));
+    uint8_t *p = b.err ? NULL : shmrpc_arena_alloc(r->arena, b.len ? b.len : 1, 1);
+    if (p) memcpy(p, b.data, b.len);
+    *out = (shmrpc_any){p, b.len};
+    shmrpc_buf_destroy(&b);
+    return p ? 0 : fail(r, SHMRPC_ENOMEM, WHY_NOMEM);
 }

@@ -157,7 +157,7 @@ static const every_Keys keys = {
  * caller's thread. */
 static shmrpc_buf tapped_req, tapped_resp;
 
-#define N_TAPS 16
+#define N_TAPS 20
 static shmrpc_invoke_fn real_invoke[N_TAPS];
 
 static int tap(int i, shmrpc_ctx *ctx, const void *h, shmrpc_bytes req, shmrpc_buf *resp)
@@ -192,8 +192,13 @@ TAP(12)
 TAP(13)
 TAP(14)
 TAP(15)
-static const shmrpc_invoke_fn taps[N_TAPS] = {tap0, tap1, tap2,  tap3,  tap4,  tap5,  tap6,  tap7,
-                                              tap8, tap9, tap10, tap11, tap12, tap13, tap14, tap15};
+TAP(16)
+TAP(17)
+TAP(18)
+TAP(19)
+static const shmrpc_invoke_fn taps[N_TAPS] = {tap0,  tap1,  tap2,  tap3,  tap4,  tap5,  tap6,
+                                              tap7,  tap8,  tap9,  tap10, tap11, tap12, tap13,
+                                              tap14, tap15, tap16, tap17, tap18, tap19};
 
 /* --- the cases --------------------------------------------------------------------------- */
 
@@ -230,6 +235,21 @@ PASS(pass_keys, every_Keys, keys)
 PASS(pass_keys_json, every_Keys, keys)
 PASS(pass_node, every_Node, tree)
 PASS(pass_node_json, every_Node, tree)
+
+/* Dynamic values as msgpack written by hand: {"a": [1, 2.5, nil, true, "s"], 7: bin 00 ff}
+ * (msgpack only: JSON has no bytes and no key 7), and the same without the 7 for @json. */
+#define ANY_A                                                                                      \
+    "\xa1"                                                                                         \
+    "a\x95\x01\xcb\x40\x04\x00\x00\x00\x00\x00\x00\xc0\xc3\xa1s"
+#define DYNAMIC(v_lit)                                                                             \
+    {                                                                                              \
+        .v = BYTES(v_lit), .l = {(const shmrpc_any[]){BYTES("\xff"), BYTES("\xa1x")}, 2},          \
+        .m = {(const every_map_String_Any_entry[]){{STR("k"), BYTES("\xc0")}}, 1},                 \
+    }
+PASS(pass_any, every_Dynamic, DYNAMIC("\x82" ANY_A "\x07\xc4\x02\x00\xff"))
+PASS(pass_any_json, every_Dynamic, DYNAMIC("\x81" ANY_A))
+#define ANY_ARGS(v) "[{\"v\":" v ",\"l\":[-1,\"x\"],\"m\":{\"k\":null}}]"
+#define ANY_RESULT(v) "{\"v\":" v ",\"l\":[-1,\"x\"],\"m\":{\"k\":null}}"
 
 static int g_first(shmrpc_client *c)
 {
@@ -310,6 +330,11 @@ static const one_case cases[] = {
     {"nothing_json", "[]", "null", g_nothing_json},
     {"raw", "[\"hi\"]", "\"hi\"", g_raw_text},
     {"raw", "[{\"base64\":\"/wA=\"}]", "{\"base64\":\"/wA=\"}", g_raw_bin},
+    {"pass_any", ANY_ARGS("{\"map\":[[\"a\",[1,2.5,null,true,\"s\"]],[7,{\"base64\":\"AP8=\"}]]}"),
+     ANY_RESULT("{\"map\":[[\"a\",[1,2.5,null,true,\"s\"]],[7,{\"base64\":\"AP8=\"}]]}"),
+     g_pass_any},
+    {"pass_any_json", ANY_ARGS("{\"a\":[1,2.5,null,true,\"s\"]}"),
+     ANY_RESULT("{\"a\":[1,2.5,null,true,\"s\"]}"), g_pass_any_json},
 };
 
 static void print_body(const char *what, const shmrpc_buf *b)
@@ -508,6 +533,11 @@ static const struct {
     {"x(i64 a)->void @cbor", "signature, at byte 16: unknown encoding"},
     {"x(i64 a)->i64?? @json", "signature, at byte 14: expected ' @'"},
     {"x(struct S{i64 v;i64? w;} a)->void @msgpack", NULL},
+    {"x(any a,list<any> b,map<string,any> c)->any @msgpack", NULL},
+    {"x(any? a)->void @msgpack", "signature, at byte 6: 'any' holds null already: no 'any?'"},
+    {"x(map<any,i64> a)->void @msgpack",
+     "signature, at byte 14: a map's key must be a string, an integer or an enum"},
+    {"x(anything a)->void @msgpack", "signature, at byte 2: unknown type 'anything'"},
     {"x(struct S{i64 v;i64 w} a)->void @msgpack", "signature, at byte 22: expected ';'"},
     {"x(struct S{i64;} a)->void @msgpack", "signature, at byte 14: expected ' '"},
     {"x(struct S{i64 ;} a)->void @msgpack", "signature, at byte 15: expected a name"},
@@ -962,6 +992,45 @@ static const reading readings[] = {
     {"u16", MP("\xff"), NULL, "result: integer out of range for u16"},
     /* One value, and nothing after it. */
     {"i64", MP("\x01\x02"), NULL, "result: trailing bytes"},
+    /* any: each kind, a float 32 as the double it is, bytes and maps with keys that are no
+     * strings in the codec's forms, and maps that would read back as a form escaped. */
+    {"any", MP("\xc0"), "null", NULL},
+    {"any", MP("\x93\xc3\xd0\x85\xcf\xff\xff\xff\xff\xff\xff\xff\xff"),
+     "[true,-123,18446744073709551615]", NULL},
+    {"any", MP("\x92\xca\x3f\xc0\x00\x00\xcb\x40\x00\x00\x00\x00\x00\x00\x00"), "[1.5,2.0]", NULL},
+    {"any", MP("\x82\xa1k\xc4\x02\x00\x01\xa1s\xa2\xc3\xa9"),
+     "{\"k\":{\"base64\":\"AAE=\"},\"s\":\"\xc3\xa9\"}", NULL},
+    {"any",
+     MP("\x82\x01\xa1"
+        "a\xc4\x01\xff\x90"),
+     "{\"map\":[[1,\"a\"],[{\"base64\":\"/w==\"},[]]]}", NULL},
+    {"any",
+     MP("\x81\xa6"
+        "base64\xa1x"),
+     "{\"map\":[[\"base64\",\"x\"]]}", NULL},
+    {"any", MP("\x81\xa3map\x90"), "{\"map\":[[\"map\",[]]]}", NULL},
+    {"any",
+     MP("\x82\xa3map\x90\xa1"
+        "b\xc0"),
+     "{\"map\":[],\"b\":null}", NULL},
+    {"any",
+     MP("\x81\xa3"
+        "a\x00"
+        "b\x01"),
+     "{\"map\":[[\"a\\u0000b\",1]]}", NULL},
+    {"list<any>", MP("\x92\x80\x81\xc0\xc2"), "[{},{\"map\":[[null,false]]}]", NULL},
+    /* What an any refuses: bad UTF-8, extension types, containers as keys, lengths and
+     * counts past the end, NaN (no JSON form). */
+    {"any", MP("\x91\xa1\xff"), NULL, "result: string is not UTF-8"},
+    {"any", MP("\xd4\x01\x00"), NULL, "result: a msgpack extension type is no value of an any"},
+    {"any", MP("\x81\x90\x01"), NULL, "result: a map key must be a scalar (not a list or a map)"},
+    {"any", MP("\xdd\xff\xff\xff\xff\x01"), NULL, "result: count larger than the bytes left"},
+    {"any", MP("\xdb\x00\x00\x01\x00ab"), NULL, "result: truncated"},
+    {"any", MP("\x92\x01"), NULL, "result: count larger than the bytes left"},
+    {"any", MP("\x92\x01\xa2"), NULL, "result: truncated"},
+    {"any", MP("\xc1"), NULL, "result: invalid msgpack byte"},
+    {"any", MP("\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00"), NULL, "result: NaN has no JSON form"},
+    {"any", MP("\x01\x02"), NULL, "result: trailing bytes"},
 };
 
 static void each_type_reads(void **state)
@@ -1052,7 +1121,127 @@ static const text_case texts[] = {
      "argument 'a': not valid base64 (RFC 4648, with padding)"},
     {"x(bytes a)->bytes @raw", "[[]]", NULL, 0,
      "argument 'a': expected a string (its UTF-8 bytes) or {\"base64\": \"...\"}, got []"},
+    /* any: JSON's values as they are (integers in their smallest form, reals as float 64),
+     * the two forms, and a u64 above INT64_MAX. */
+    {"x(any a)->void @msgpack", "[{\"n\":[1,-1,2.5,null,true,\"s\"]}]",
+     MP("\x91\x81\xa1n\x96\x01\xff\xcb\x40\x04\x00\x00\x00\x00\x00\x00\xc0\xc3\xa1s"), NULL},
+    {"x(any a)->void @msgpack", "[{\"base64\":\"AAE=\"}]", MP("\x91\xc4\x02\x00\x01"), NULL},
+    {"x(any a)->void @msgpack", "[{\"map\":[[1,2],[{\"base64\":\"/w==\"},null],[\"map\",[]]]}]",
+     MP("\x91\x83\x01\x02\xc4\x01\xff\xc0\xa3map\x90"), NULL},
+    {"x(any a)->void @msgpack", "[18446744073709551615]",
+     MP("\x91\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), NULL},
+    {"x(any a)->void @msgpack", "[{\"base64\":\"A\"}]", NULL, 0,
+     "argument 'a'.base64: not valid base64 (RFC 4648, with padding)"},
+    {"x(any a)->void @msgpack", "[{\"map\":[[1,2,3]]}]", NULL, 0,
+     "argument 'a'.map[0]: expected a [key, value] pair"},
+    {"x(any a)->void @msgpack", "[{\"map\":[[[1],2]]}]", NULL, 0,
+     "argument 'a'.map[0]: a map's key must be a scalar, not an array"},
+    {"x(any a)->void @msgpack", "[{\"map\":{}}]", NULL, 0,
+     "argument 'a': expected {\"map\": [[key, value], ...]}"},
+    {"x(any a)->void @msgpack", "[[1,[2,{\"x\":100000000000000000000}]]]", NULL, 0,
+     "argument 'a'[1][1][\"x\"]: 100000000000000000000 is out of range (u64 at most)"},
+    /* On a @json method's wire an any is plain JSON: the forms are read, and what JSON
+     * cannot hold is refused, naming the place. */
+    {"x(any a)->void @json", "[{\"k\":[1,2.5,\"s\",null]}]",
+     MP("{\"a\":{\"k\":[1,2.5,\"s\",null]}}"), NULL},
+    {"x(any a)->void @json", "[{\"map\":[[\"base64\",\"x\"]]}]", MP("{\"a\":{\"base64\":\"x\"}}"),
+     NULL},
+    {"x(any a)->void @json", "[[0,{\"base64\":\"AA==\"}]]", NULL, 0,
+     "argument 'a'[1]: bytes have no JSON form in a @json method (send them in a @msgpack one, "
+     "or as a string)"},
+    {"x(any a)->void @json", "[{\"v\":{\"map\":[[7,1]]}}]", NULL, 0,
+     "argument 'a'[\"v\"].map[0]: a map key that is not a string has no JSON form in a @json "
+     "method"},
+    {"x(any a)->void @json", "[18446744073709551615]", NULL, 0,
+     "argument 'a': 18446744073709551615 has no JSON form in a @json method (integers travel as "
+     "int64)"},
 };
+
+/* What decode_result prints of an any, encode_result reads back to the same bytes, and
+ * prints the same again: the codec's JSON for an any loses nothing. */
+static void any_reads_back(void **state)
+{
+    fixture *f = *state;
+    /* Each value, and whether a @json wire holds it: no bytes, no key but strings, nothing
+     * above INT64_MAX. */
+    static const struct {
+        const char *text;
+        bool json;
+    } values[] = {
+        {"null", true},
+        {"[true,false,0,-1,127,-129,9223372036854775807,18446744073709551615]", false},
+        {"[true,false,0,-1,127,-129,9223372036854775807]", true},
+        {"[0.5,2.0,-1e+300,1.0000000000000002]", true},
+        {"{\"a\":{\"b\":[[],{}]},\"c\":\"\\u0000\"}", true},
+        {"{\"map\":[[1,{\"base64\":\"AAE=\"}],[null,1],[2.5,[]],[true,{}]]}", false},
+        {"{\"map\":[[\"base64\",\"AA==\"]]}", true},
+        {"{\"map\":[[\"map\",[[1,2]]]]}", true},
+        {"{\"map\":[[{\"base64\":\"\"},\"\"],[\"k\\u0000\",0]]}", false},
+        {"{\"sequence_number\":7,\"samples\":[1.5,2,-3],\"name\":\"x\",\"raw\":{\"base64\":"
+         "\"AAE=\"},\"nested\":{\"a\":[[1],{}]}}",
+         false},
+    };
+    const shmrpc_dyn_sig *sig;
+    for (int json = 0; json < 2; json++) {
+        const char *text = json ? "q()->any @json" : "q()->any @msgpack";
+        assert_int_equal(shmrpc_dyn_sig_parse(f->d, text, &sig), 0);
+        shmrpc_buf body, out;
+        shmrpc_buf_init(&body);
+        shmrpc_buf_init(&out);
+        for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+            shmrpc_buf_clear(&body);
+            shmrpc_buf_clear(&out);
+            const char *v = values[i].text;
+            int rc = shmrpc_dyn_encode_result(sig, v, strlen(v), &body);
+            if (json && !values[i].json) {
+                if (rc != SHMRPC_EINVAL) fail_msg("@json took %s (%d)", v, rc);
+                continue;
+            }
+            if (rc != 0) fail_msg("%s: %s: %s", text, v, shmrpc_errmsg());
+            if (shmrpc_dyn_decode_result(sig, body.data, body.len, &out) != 0)
+                fail_msg("%s: %s: %s", text, v, shmrpc_errmsg());
+            assert_text(text, v, v, &out);
+        }
+        shmrpc_buf_destroy(&body);
+        shmrpc_buf_destroy(&out);
+    }
+    /* Lists and maps nest at most 128 deep in an any (SHMRPC_ANY_MAX_DEPTH). */
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "q()->any @msgpack", &sig), 0);
+    for (int levels = 128; levels <= 129; levels++) {
+        uint8_t deep[200];
+        memset(deep, 0x91, (size_t)levels);
+        deep[levels] = 0xc0;
+        shmrpc_buf out;
+        shmrpc_buf_init(&out);
+        int rc = shmrpc_dyn_decode_result(sig, deep, (size_t)levels + 1, &out);
+        if (levels == 128) {
+            if (rc != 0) fail_msg("128 deep: %s", shmrpc_errmsg());
+            assert_int_equal(out.len, 128 * 2 + 4);
+        } else {
+            assert_int_equal(rc, SHMRPC_EINVAL);
+            assert_string_equal(shmrpc_errmsg(), "result: nested more than 128 deep");
+        }
+        shmrpc_buf_destroy(&out);
+    }
+    /* The shape of seed 004's values, built with the builder, reads through the view. */
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc_any_put_map(&b, 2);
+    shmrpc_any_put_cstr(&b, "sequence_number");
+    shmrpc_any_put_int(&b, 7);
+    shmrpc_any_put_cstr(&b, "raw");
+    shmrpc_any_put_bytes(&b, "\x00\x01", 2);
+    shmrpc_any a;
+    assert_int_equal(shmrpc_any_built(&b, 0, &a), 0);
+    assert_int_equal(shmrpc_dyn_sig_parse(f->d, "q()->any @msgpack", &sig), 0);
+    shmrpc_buf out;
+    shmrpc_buf_init(&out);
+    assert_int_equal(shmrpc_dyn_decode_result(sig, a.p, a.n, &out), 0);
+    assert_text("built", "the result", "{\"sequence_number\":7,\"raw\":{\"base64\":\"AAE=\"}}",
+                &out);
+    shmrpc_buf_destroy(&out);
+    shmrpc_buf_destroy(&b);
+}
 
 static void whole_texts(void **state)
 {
@@ -1094,6 +1283,7 @@ int main(void)
         cmocka_unit_test(each_type_refuses),
         cmocka_unit_test(each_type_reads),
         cmocka_unit_test(whole_texts),
+        cmocka_unit_test(any_reads_back),
         cmocka_unit_test(signature_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -15,6 +15,7 @@ IDENTITY(scalars, every_Scalars)
 IDENTITY(holder, every_Holder)
 IDENTITY(keys, every_Keys)
 IDENTITY(node, every_Node)
+IDENTITY(dynamic, every_Dynamic)
 
 typedef __typeof__(((every_Holder *)0)->os) opt_string;
 typedef __typeof__(((every_Holder *)0)->osg) opt_sign;
@@ -72,6 +73,8 @@ const Every_handlers every_identity = {
     .pass_keys_json = h_keys,
     .pass_node = h_node,
     .pass_node_json = h_node,
+    .pass_any = h_dynamic,
+    .pass_any_json = h_dynamic,
     .first = h_first,
     .fourth_json = h_fourth,
     .pass_sign = h_sign,

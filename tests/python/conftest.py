@@ -24,6 +24,7 @@ PRELOAD = os.environ.pop("LD_PRELOAD", None)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ECHO_SVC = os.path.join(HERE, "../../examples/echo/echo.svc")
 EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
+ANY_SVC = os.path.join(HERE, "../any/any.svc")
 
 
 def python_env():
@@ -35,9 +36,11 @@ def python_env():
 
 
 def py_server(kind, address, workers=2):
-    """A Python server (py_server.py) of echo.svc or every.svc at address, waited for."""
-    return Server(sys.executable, address, os.path.join(HERE, "py_server.py"), kind,
-                  ECHO_SVC if kind == "echo" else EVERY_SVC, str(workers), env=python_env())
+    """A Python server (py_server.py) of echo.svc, every.svc or any.svc at address, waited
+    for."""
+    svc = {"echo": ECHO_SVC, "every": EVERY_SVC, "any": ANY_SVC}[kind]
+    return Server(sys.executable, address, os.path.join(HERE, "py_server.py"), kind, svc,
+                  str(workers), env=python_env())
 
 
 def die_with_parent():

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """A Python server for the tests: serves examples/echo/echo.svc or tests/dynamic/every.svc
-with shmrpc.serve() (docs/python.md, "Serving").
-    python3 py_server.py echo|every SVC_FILE WORKERS ADDRESS
+or tests/python/any.svc with shmrpc.serve() (docs/python.md, "Serving").
+    python3 py_server.py echo|every|any SVC_FILE WORKERS ADDRESS
 echo's echo_json("boom") raises RuntimeError, echo_json("slow") answers after 1 s (a call
 in flight when SIGTERM comes); every's handlers hand back what they are given."""
 import sys
@@ -41,11 +41,16 @@ def same(v):
 
 EVERY = {name: same for name in ("pass_scalars", "pass_scalars_json", "pass_holder",
                                  "pass_holder_json", "pass_keys", "pass_keys_json", "pass_node",
-                                 "pass_node_json")}
+                                 "pass_node_json", "pass_any", "pass_any_json")}
 EVERY.update(pass_sign=lambda s: s, pass_map=lambda m: m,
              first=lambda a, b, c, d, e, f, g: a, fourth_json=lambda a, b, c, d, e, f, g: d,
              nothing=lambda: None, nothing_json=lambda: None, raw=lambda data: data)
 
+# any.svc: values handed back, and the Python type of what came in.
+DYN = dict(echo=same, echo_json=same, many=lambda vs, m: vs + [m], packet=lambda p: p,
+           kind=lambda v: type(v).__name__)
+
 if __name__ == "__main__":
     kind, svc, workers, address = sys.argv[1:5]
-    shmrpc.serve(svc, Echo() if kind == "echo" else EVERY, address, workers=int(workers))
+    handlers = {"echo": Echo(), "every": EVERY, "any": DYN}[kind]
+    shmrpc.serve(svc, handlers, address, workers=int(workers))

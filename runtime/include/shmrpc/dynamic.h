@@ -44,6 +44,7 @@ typedef enum shmrpc_dyn_kind {
     SHMRPC_DYN_OPT,
     SHMRPC_DYN_STRUCT,
     SHMRPC_DYN_ENUM,
+    SHMRPC_DYN_ANY, /* a dynamic value (shmrpc/any.h); never optional, never a map's key */
 } shmrpc_dyn_kind;
 
 typedef struct shmrpc_dyn_type shmrpc_dyn_type;

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: MIT
+"""The .svc type any from Python (docs/python.md, "Types"): native values both ways through
+a server of any.svc run by shmrpc.serve, through @msgpack and @json methods, a struct's
+field, a typed queue and a typed map (and shmrpcctl reading and writing them), with the
+errors that name the place inside a value. Every segment and server is this run's own."""
+import json
+import os
+import subprocess
+
+import pytest
+
+import shmrpc
+from conftest import py_server, shm_name
+
+# Seed 004's values (PicklingTools' Val): dicts of lists of numbers and strings, built at
+# run time; bytes; keys that JSON has no form for.
+PACKET = {"sequence_number": 7, "samples": [1.5, 2, -3], "name": "x", "raw": b"\x00\x01",
+          "nested": {"a": [[1], {}]}}
+ODD_KEYS = {1: "one", -2**63: None, 2**64 - 1: [True, False], 2.5: {"x": b""}, None: 0,
+            True: "bool", b"\xff": "bytes key", "": {}}
+FORMS = [{"base64": "AA=="}, {"map": [[1, 2]]}, {"map": 1}, {"k\x00": 1}, "\x00nul in a value"]
+
+
+def deep(levels):
+    v = None
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+def typed(v):
+    """v with each value's Python type beside it, so that 2 == 2.0 and 1 == True differ."""
+    if isinstance(v, dict):
+        return {typed(k): typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [typed(x) for x in v]
+    return (type(v).__name__, v)
+
+
+@pytest.fixture(scope="module")
+def dyn():
+    s = py_server("any", shm_name("any"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def name(request):
+    n = f"pyt_any_{request.node.name.replace('[', '_').replace(']', '')}_{os.getpid()}"
+    yield n
+    for unlink in (shmrpc.Queue.unlink, shmrpc.Map.unlink):
+        try:
+            unlink(n)
+        except shmrpc.Error:
+            pass
+
+
+def test_native_values_both_ways(dyn):
+    with shmrpc.connect(dyn.address) as c:
+        for v in [PACKET, ODD_KEYS, *FORMS, None, True, 0, -1, 2**64 - 1, -2**63, 0.5, 2.0,
+                  "grüß", b"", [], {}, deep(127)]:
+            assert typed(c.echo(v)) == typed(v), v
+        # tuples go as lists, any buffer as bytes
+        assert c.echo((1, (2, bytearray(b"ab"), memoryview(b"cd")))) == [1, [2, b"ab", b"cd"]]
+        # the handler is given native values too
+        assert [c.kind(v) for v in (None, True, 1, 1.0, "s", b"b", [], {}, {1: 2})] == [
+            "NoneType", "bool", "int", "float", "str", "bytes", "list", "dict", "dict"]
+        assert c.many([1, "a"], {"k": [None]}) == [1, "a", {"k": [None]}]
+        p = c.packet({"seq": 3, "body": PACKET, "extra": [b"\x01", {2: 3}]})
+        assert p.seq == 3 and typed(p.body) == typed(PACKET) and p.extra == [b"\x01", {2: 3}]
+
+
+def test_json_method_carries_plain_json(dyn):
+    with shmrpc.connect(dyn.address) as c:
+        plain = {"sequence_number": 7, "samples": [1.5, 2, -3], "name": "x", "n": None,
+                 "nested": {"a": [[1], {}]}, **{"map": [[1, 2]]}}
+        assert typed(c.echo_json(plain)) == typed(plain)
+        for v in FORMS[:3]:  # one-entry dicts keyed "base64" or "map" stay dicts
+            assert typed(c.echo_json(v)) == typed(v)
+        with pytest.raises(ValueError, match=r"argument 'v'\[\"raw\"\]: bytes have no JSON "
+                                               r"form in a @json method"):
+            c.echo_json({"raw": b"\x00"})
+        with pytest.raises(ValueError, match="a map key that is not a string has no JSON form"):
+            c.echo_json({1: 2})
+        with pytest.raises(ValueError, match="has no JSON form in a @json method"):
+            c.echo_json([2**64 - 1])
+
+
+def test_errors_name_the_place(dyn):
+    with shmrpc.connect(dyn.address) as c:
+        with pytest.raises(TypeError, match=r"argument 'v'\[\(1, 2\)\]: a key of a dict in an "
+                                            r"any must be None, bool, int, float, str or bytes, "
+                                            r"got tuple"):
+            c.echo({(1, 2): 3})
+        with pytest.raises(TypeError, match=r"argument 'v'\['k'\]\[1\]: expected a value an any "
+                                            r"holds .*got set"):
+            c.echo({"k": [1, {2}]})
+        with pytest.raises(OverflowError, match=r"argument 'v'\[0\]: 18446744073709551616 is "
+                                                r"out of the range of an any's integers"):
+            c.echo([2**64])
+        with pytest.raises(OverflowError, match="out of the range"):
+            c.echo(-2**63 - 1)
+        with pytest.raises(ValueError, match=r"argument 'v'\['f'\]: nan cannot be sent"):
+            c.echo({"f": float("nan")})
+        with pytest.raises(ValueError, match="nested more than 128 deep"):
+            c.echo(deep(200))
+        loop = []
+        loop.append(loop)
+        with pytest.raises(ValueError, match="nested more than 128 deep"):
+            c.echo(loop)
+        with pytest.raises(ValueError, match="lone surrogate"):
+            c.echo(["\ud800"])
+        with pytest.raises(TypeError, match=r"argument 'p'\.body\['x'\]: expected a value"):
+            c.packet({"seq": 1, "body": {"x": object()}, "extra": []})
+        assert c.echo(1) == 1  # the connection and the worker live on
+
+
+def test_typed_queue_and_map(name):
+    with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
+        for v in [PACKET, ODD_KEYS, *FORMS, 2**64 - 1, 2.0]:
+            q.push(v)
+            assert typed(q.pop(timeout=1)) == typed(v), v
+        with pytest.raises(TypeError, match=r"value\[0\]: expected a value an any holds"):
+            q.push([set()])
+    shmrpc.Queue.unlink(name)
+    with shmrpc.Map(name, create=True, type="store(string key)->any @msgpack") as m:
+        m["p"] = PACKET
+        m["o"] = ODD_KEYS
+        assert typed(m["p"]) == typed(PACKET) and typed(m["o"]) == typed(ODD_KEYS)
+        assert sorted(k for k, _ in m.items()) == ["o", "p"]
+
+
+def ctl(*args, input=None):
+    r = subprocess.run([os.environ["SHMRPCCTL"], *args], capture_output=True, text=True,
+                       input=input, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_queue_with_shmrpcctl(name):
+    """shmrpcctl reads and writes an any queue in the codec's JSON: bytes and maps with keys
+    that are no strings in their forms, and back again."""
+    with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
+        q.push(PACKET)
+        out = ctl("queue", "pop", "--timeout", "1000", name)
+        assert json.loads(out) == {**PACKET, "raw": {"base64": "AAE="}}
+        q.push({1: b"\xff", "base64": 2})
+        assert json.loads(ctl("queue", "pop", "--timeout", "1000", name)) == {
+            "map": [[1, {"base64": "/w=="}], ["base64", 2]]}
+        ctl("queue", "push", name, '{"map":[[1,{"base64":"AAE="}],[null,[1.0,2]]]}')
+        assert typed(q.pop(timeout=1)) == typed({1: b"\x00\x01", None: [1.0, 2]})
+        ctl("queue", "push", name, '{"map":[["base64","x"]]}')
+        assert q.pop(timeout=1) == {"base64": "x"}
