@@ -123,88 +123,8 @@ int pyshm_serializer(PyObject *ser, PyObject **dumps, PyObject **dumps_arg, PyOb
     return 0;
 }
 
-/* pickle.dumps(v, 4) for the values most stored, written here, as pickle.loads reads them:
- * the pickle module's dumps makes a Pickler, its memo and its output buffer for each call,
- * 185 ns of a 300 ns put of a 16-byte value (bench/python_bench.py). The opcodes are the
- * protocol's own (PROTO 4, one value, STOP), without the frame and the memo entry that
- * pickle.dumps adds, which loads does not need. Exact None, bool, int within 32 bits,
- * float, bytes and str (those that encode to UTF-8) only; NULL with nothing raised for
- * any other value (pickle.dumps writes it), NULL raised when out of memory. Keys are not
- * written here: a key's bytes are pickle.dumps's own (dict.py). */
-static PyObject *quick_pickle(PyObject *v)
-{
-    unsigned char head[16] = {0x80, 4};
-    size_t h = 2;
-    const char *data = NULL;
-    Py_ssize_t n = 0;
-    PyTypeObject *t = Py_TYPE(v);
-    if (v == Py_None) {
-        head[h++] = 'N';
-    } else if (v == Py_True || v == Py_False) {
-        head[h++] = v == Py_True ? 0x88 : 0x89;
-    } else if (t == &PyLong_Type) {
-        int over = 0;
-        long x = PyLong_AsLongAndOverflow(v, &over);
-        if (over || x < INT32_MIN || x > INT32_MAX) return NULL;
-        if (x >= 0 && x <= 0xff) {
-            head[h++] = 'K';
-            head[h++] = (unsigned char)x;
-        } else if (x >= 0 && x <= 0xffff) {
-            head[h++] = 'M';
-            head[h++] = (unsigned char)x;
-            head[h++] = (unsigned char)(x >> 8);
-        } else {
-            uint32_t u = (uint32_t)(int32_t)x;
-            head[h++] = 'J';
-            for (int i = 0; i < 4; i++)
-                head[h++] = (unsigned char)(u >> (8 * i));
-        }
-    } else if (t == &PyFloat_Type) {
-        double x = PyFloat_AS_DOUBLE(v);
-        uint64_t u;
-        memcpy(&u, &x, sizeof u);
-        head[h++] = 'G'; /* BINFLOAT: the IEEE double, big-endian */
-        for (int i = 7; i >= 0; i--)
-            head[h++] = (unsigned char)(u >> (8 * i));
-    } else if (t == &PyBytes_Type || t == &PyUnicode_Type) {
-        bool text = t == &PyUnicode_Type;
-        if (text) {
-            data = PyUnicode_AsUTF8AndSize(v, &n);
-            if (data == NULL) { /* a lone surrogate: pickle's surrogatepass writes it */
-                PyErr_Clear();
-                return NULL;
-            }
-        } else {
-            data = PyBytes_AS_STRING(v);
-            n = PyBytes_GET_SIZE(v);
-        }
-        if ((uint64_t)n > UINT32_MAX) return NULL;
-        if (n < 256) { /* SHORT_BINUNICODE, SHORT_BINBYTES */
-            head[h++] = text ? 0x8c : 'C';
-            head[h++] = (unsigned char)n;
-        } else { /* BINUNICODE, BINBYTES */
-            head[h++] = text ? 'X' : 'B';
-            for (int i = 0; i < 4; i++)
-                head[h++] = (unsigned char)((uint64_t)n >> (8 * i));
-        }
-    } else {
-        return NULL;
-    }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)h + n + 1);
-    if (b == NULL) return NULL;
-    char *p = PyBytes_AS_STRING(b);
-    memcpy(p, head, h);
-    if (n) memcpy(p + h, data, (size_t)n);
-    p[h + (size_t)n] = '.';
-    return b;
-}
-
 PyObject *pyshm_dumps(PyObject *dumps, PyObject *dumps_arg, PyObject *v)
 {
-    if (dumps_arg != NULL) { /* pickle (pyshm_serializer, dict.py's _codecs) */
-        PyObject *b = quick_pickle(v);
-        if (b != NULL || PyErr_Occurred()) return b;
-    }
     PyObject *args[2] = {v, dumps_arg};
     return as_bytes(PyObject_Vectorcall(dumps, args, dumps_arg ? 2 : 1, NULL));
 }
