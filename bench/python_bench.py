@@ -154,6 +154,112 @@ def py_server(svc, addr):
     shmrpc.serve(svc, handlers, addr, workers=1)
 
 
+def count_under_lock(d, lock, end, out):
+    """A counter process of the Dict rows: increments d['counter'] under lock until end
+    (time.time()), then puts how many it did in out (a multiprocessing queue)."""
+    n = 0
+    while time.time() < end:
+        for _ in range(100):
+            with lock:
+                d["counter"] += 1
+        n += 100
+    out.put(n)
+
+
+def dict_bench(duration, rounds):
+    """shmrpc.Dict (issue 34) with pickled 16 B values, 10,000 int keys as UltraDict's
+    README has them: reads and writes from one process, against Manager().dict() in the
+    same run, with what a get and a put are made of timed alone (pickle, the untyped Map
+    on the same bytes); then two processes incrementing one counter under the lock, each
+    `with d.lock: d['counter'] += 1`, against a Manager dict under a Manager lock."""
+    import multiprocessing
+    import pickle
+    import timeit
+    import shmrpc
+
+    value = b"0123456789abcdef"
+    d = shmrpc.Dict()
+    raw = shmrpc.Map(f"pybench_map_{os.getpid()}", create=True)
+    mgr = multiprocessing.Manager()
+    try:
+        for i in range(10_000):
+            d[i] = value
+        md = mgr.dict(d.data)
+        kb, vb = pickle.dumps(500, 4), pickle.dumps(value, 4)
+        raw[kb] = vb
+        ns = {"d": d, "md": md, "raw": raw, "kb": kb, "vb": vb, "v": value,
+              "loads": pickle.loads, "dumps": pickle.dumps}
+        rows_of = {
+            "Dict read": "d[500]",
+            "Dict write": "d[500] = v",
+            "Manager read": "md[500]",
+            "Manager write": "md[500] = v",
+            "pickle.loads": "loads(vb)",
+            "pickle.dumps": "dumps(v, 4)",
+            "Map get": "raw[kb]",
+            "Map put": "raw[kb] = vb",
+        }
+        runs = {row: [] for row in rows_of}
+        window = duration / rounds
+        for _ in range(rounds):
+            for row, stmt in rows_of.items():
+                t = timeit.Timer(stmt, globals=ns)
+                n, spent = 1000, 0.0
+                while spent < window / 4:  # batches long enough to time
+                    n *= 2
+                    spent = t.timeit(n)
+                count = 0
+                start = time.perf_counter()
+                while time.perf_counter() - start < window:
+                    t.timeit(n)
+                    count += n
+                runs[row].append(count / (time.perf_counter() - start))
+        rates = {row: statistics.median(r) for row, r in runs.items()}
+        print()
+        print(f"shmrpc.Dict, pickled 16 B values, one process ({duration:g} s per row in "
+              f"{rounds} rounds, medians; load average {os.getloadavg()[0]:.2f})")
+        print(f"{'case':<16}{'ops/s':>12}  vs")
+        for row, rate in rates.items():
+            vs = ""
+            if row.startswith("Dict"):
+                kind = row.split()[1]
+                man = rates[f"Manager {kind}"]
+                goal = 2e6 if kind == "read" else 1e6
+                vs = (f"Manager: {rate / man:.0f}x (goal >= 100x); goal >= {goal / 1e6:g} M/s: "
+                      f"{'met' if rate >= goal else 'missed'}")
+            print(f"{row:<16}{rate:>12.0f}  {vs}")
+
+        # Two processes counting under the lock, forked (the Dict and Manager proxies go
+        # with them), for a window each; the count must be exact.
+        ctx = multiprocessing.get_context("fork")
+        window = max(duration / 2, 0.2)
+        results = {}
+        for who, target, lock in (("Dict", d, d.lock), ("Manager", md, mgr.Lock())):
+            target["counter"] = 0
+            out = ctx.Queue()
+            end = time.time() + window
+            procs = [ctx.Process(target=count_under_lock, args=(target, lock, end, out))
+                     for _ in range(2)]
+            for p in procs:
+                p.start()
+            done = [out.get(timeout=60 + window) for _ in procs]
+            for p in procs:
+                p.join(60)
+            exact = target["counter"] == sum(done)
+            results[who] = (sum(done) / window, exact)
+        print(f"{'counter, 2 procs':<16}{'incr/s':>12}")
+        for who, (rate, exact) in results.items():
+            vs = f"exact: {exact}"
+            if who == "Dict":
+                vs += f"; Manager under its Lock: {rate / results['Manager'][0]:.0f}x"
+            print(f"{who + ' lock':<16}{rate:>12.0f}  {vs}")
+    finally:
+        mgr.shutdown()
+        raw.close()
+        shmrpc.Map.unlink(f"pybench_map_{os.getpid()}")
+        d.unlink()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--echo-server", required=True)
@@ -328,6 +434,7 @@ def main():
         pyc.close()
         speedy.client_provider.close()
         mpc.close()
+        dict_bench(a.duration, a.rounds)
     finally:
         for p in (srv, usrv, pysrv, spsrv, mpsrv):
             if p.poll() is None:

@@ -66,7 +66,25 @@ int pyshm_serve_init(PyObject *module);
 /* speedysvc's send() (send.c), added to the module by pyshm_send_init. */
 int pyshm_send_init(PyObject *module);
 
-/* The queue and map types (store.c), added to the module by pyshm_store_init. */
+/* The queue and map types (store.c), added to the module by pyshm_store_init, which adds
+ * shmrpc.Dict's C half (dict.c) and HybridLock (lock.c) too. */
 int pyshm_store_init(PyObject *module);
+int pyshm_dict_init(PyObject *module);
+int pyshm_lock_init(PyObject *module);
+
+/* The pickle protocol of Dict's and Queue's serializer=pickle: pinned, so that processes of
+ * other Pythons (other defaults) write a key alike. */
+#define PYSHM_PICKLE_PROTOCOL 4
+
+/* A serializer= (anything with dumps and loads): its dumps, the second argument to pass it
+ * (the pickle protocol, or NULL) and its loads, new references; -1 raised (TypeError). */
+int pyshm_serializer(PyObject *ser, PyObject **dumps, PyObject **dumps_arg, PyObject **loads);
+
+/* dumps(v[, dumps_arg]) as bytes (a str in UTF-8); NULL raised. */
+PyObject *pyshm_dumps(PyObject *dumps, PyObject *dumps_arg, PyObject *v);
+
+/* The exception being raised, raised again with "LABEL: its message" (its own type when
+ * that takes a message, else TypeError), the original as its cause. */
+void pyshm_relabel(PyObject *label);
 
 #endif

@@ -2,7 +2,8 @@
 /* shmrpc.Queue and shmrpc.Map: the shared-memory queues and maps (shmrpc/queue.h,
  * shmrpc/map.h) from Python, opened by name. A typed one (its type signature stored in
  * the segment, as .svc declarations make them) takes and gives Python values converted by
- * that signature, as shmrpcctl queue and map do; an untyped one takes and gives bytes. */
+ * that signature, as shmrpcctl queue and map do; an untyped one takes and gives bytes, or
+ * any Python value through a serializer= (pickle, marshal, json, ...) of a Queue. */
 #include "pyshmrpc.h"
 
 #include <math.h>
@@ -76,6 +77,8 @@ typedef struct {
         *q; /* NULL when closed; a handle may be shared by threads (queue.h) */
     shmrpc_dyn *d;
     const shmrpc_dyn_sig *sig; /* the messages' type, NULL: bytes */
+    /* serializer=: messages are dumps(value) and loads(message) (NULL: bytes or the type) */
+    PyObject *dumps, *dumps_arg, *loads;
     char *name;
     size_t max_msg;
     /* Threads inside a push or pop, which run without the GIL on q (the GIL guards the
@@ -188,15 +191,28 @@ static int u32_option(Py_ssize_t v, const char *what, unsigned *out)
 
 static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"name",           "create", "type", "capacity", "max_message_size",
-                             "attach_timeout", NULL};
+    static char *kwlist[] = {"name",           "create",     "type", "capacity", "max_message_size",
+                             "attach_timeout", "serializer", NULL};
     const char *name, *type = NULL;
     int create = 0;
     Py_ssize_t capacity_arg = 0, max_msg_arg = 0;
     unsigned capacity, max_msg;
-    PyObject *attach = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$pznnO:Queue", kwlist, &name, &create, &type,
-                                     &capacity_arg, &max_msg_arg, &attach))
+    PyObject *attach = NULL, *ser = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$pznnOO:Queue", kwlist, &name, &create, &type,
+                                     &capacity_arg, &max_msg_arg, &attach, &ser))
+        return -1;
+    if (ser != Py_None && type != NULL && *type) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: a queue takes a type or a serializer, not both (a typed queue's "
+                     "messages are its type's msgpack)",
+                     name);
+        return -1;
+    }
+    if (ser != Py_None && (self->dumps || self->loads)) {
+        PyErr_SetString(PyExc_RuntimeError, "a queue is opened once");
+        return -1;
+    }
+    if (ser != Py_None && pyshm_serializer(ser, &self->dumps, &self->dumps_arg, &self->loads) != 0)
         return -1;
     if (u32_option(capacity_arg, "capacity", &capacity) != 0 ||
         u32_option(max_msg_arg, "max_message_size", &max_msg) != 0 ||
@@ -236,6 +252,11 @@ static int Queue_init(QueueObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     self->max_msg = info.max_msg;
+    if (self->dumps != NULL && *info.type) {
+        PyErr_Format(PyExc_ValueError, "%s: the queue carries the type %s; it takes no serializer",
+                     name, info.type);
+        return -1;
+    }
     return parse_type(info.type, &self->d, &self->sig);
 }
 
@@ -244,7 +265,22 @@ static void Queue_dealloc(QueueObject *self)
     shmrpc_queue_close(self->q);
     shmrpc_dyn_free(self->d);
     free(self->name);
+    Py_XDECREF(self->dumps);
+    Py_XDECREF(self->dumps_arg);
+    Py_XDECREF(self->loads);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A serializer's failure raised again naming the queue. */
+static void queue_relabel(QueueObject *self, const char *what)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyObject *label = PyUnicode_FromFormat("shmrpc.Queue '%s': %s", self->name, what);
+    PyErr_Restore(t, v, tb);
+    if (label == NULL) return;
+    pyshm_relabel(label);
+    Py_DECREF(label);
 }
 
 /* 0, or -1 raised when the queue is closed (or closing). */
@@ -282,14 +318,25 @@ static PyObject *Queue_push(QueueObject *self, PyObject *args, PyObject *kw)
     shmrpc_buf json, body;
     shmrpc_buf_init(&json);
     shmrpc_buf_init(&body);
-    PyObject *r = NULL;
-    if (to_body(self->sig, v, "value", &json, &body) == 0) {
+    PyObject *r = NULL, *ser = NULL;
+    int ok;
+    if (self->dumps != NULL) {
+        ser = pyshm_dumps(self->dumps, self->dumps_arg, v);
+        if (ser == NULL) queue_relabel(self, "the serialization of the value");
+        ok = ser != NULL;
+    } else {
+        ok = to_body(self->sig, v, "value", &json, &body) == 0;
+    }
+    if (ok) {
         char msg[512] = "";
         struct pushing p = {body.data, body.len};
+        if (ser != NULL)
+            p = (struct pushing){PyBytes_AS_STRING(ser), (size_t)PyBytes_GET_SIZE(ser)};
         int rc = queue_wait(self, push_op, &p, ms, "full", msg, sizeof msg);
         r = rc == 0 ? Py_NewRef(Py_None) : pyshm_raise_status(rc, self->name, msg);
     }
     queue_leave(self);
+    Py_XDECREF(ser);
     shmrpc_buf_destroy(&json);
     shmrpc_buf_destroy(&body);
     return r;
@@ -316,6 +363,11 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
     PyObject *r = NULL;
     if (rc != 0) {
         pyshm_raise_status(rc, self->name, msg);
+    } else if (self->loads != NULL) {
+        PyObject *b = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+        r = b ? PyObject_CallOneArg(self->loads, b) : NULL;
+        if (r == NULL && b != NULL) queue_relabel(self, "a message does not load");
+        Py_XDECREF(b);
     } else {
         shmrpc_buf json;
         shmrpc_buf_init(&json);
@@ -403,8 +455,9 @@ static PyTypeObject QueueType = {
     .tp_basicsize = sizeof(QueueObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Queue(name, *, create=False, type=None, capacity=0, max_message_size=0, "
-              "attach_timeout=None)\n\nA shared-memory queue by name (docs/queue.md); a typed "
-              "one carries values of its stored type, an untyped one bytes.",
+              "attach_timeout=None, serializer=None)\n\nA shared-memory queue by name "
+              "(docs/queue.md); a typed one carries values of its stored type, an untyped one "
+              "bytes, or any value through serializer (pickle, marshal, json, ...).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Queue_init,
     .tp_dealloc = (destructor)Queue_dealloc,
@@ -761,7 +814,9 @@ static PyTypeObject MapType = {
 
 int pyshm_store_init(PyObject *module)
 {
-    if (PyType_Ready(&QueueType) != 0 || PyType_Ready(&MapType) != 0) return -1;
+    if (PyType_Ready(&QueueType) != 0 || PyType_Ready(&MapType) != 0 ||
+        pyshm_dict_init(module) != 0 || pyshm_lock_init(module) != 0)
+        return -1;
     if (PyModule_AddObjectRef(module, "Queue", (PyObject *)&QueueType) != 0 ||
         PyModule_AddObjectRef(module, "Map", (PyObject *)&MapType) != 0)
         return -1;
