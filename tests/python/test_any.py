@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import shmrpc
-from conftest import py_server, shm_name
+from conftest import py_server, shm_name, typed
 
 # Seed 004's values (PicklingTools' Val): dicts of lists of numbers and strings, built at
 # run time; bytes; keys that JSON has no form for.
@@ -25,15 +25,6 @@ def deep(levels, v=None):
     for _ in range(levels):
         v = [v]
     return v
-
-
-def typed(v):
-    """v with each value's Python type beside it, so that 2 == 2.0 and 1 == True differ."""
-    if isinstance(v, dict):
-        return {typed(k): typed(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [typed(x) for x in v]
-    return (type(v).__name__, v)
 
 
 @pytest.fixture(scope="module")
