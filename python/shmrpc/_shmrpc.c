@@ -531,14 +531,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
         return rc;
     }
     if (PyUnicode_Check(v)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-        if (s == NULL) {
-            PyErr_Clear();
-            return fail_at(PyExc_ValueError, p, "the str is not valid Unicode (a lone surrogate)");
-        }
-        if (pk) return msgpack_pack_str_with_body(pk, s, (size_t)n), 0;
-        return put_json_string(b, s, (size_t)n);
+        static const shmrpc_dyn_type string = {.kind = SHMRPC_DYN_STRING};
+        return enc(b, pk, &string, v, p, depth);
     }
     if (PyObject_CheckBuffer(v)) {
         Py_buffer view;
