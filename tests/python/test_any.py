@@ -122,6 +122,20 @@ class Loud(int):
         raise RuntimeError("Loud.__repr__ called")
 
 
+def test_json_queue_names_the_place_once(name):
+    """A @json queue's value goes through the codec, whose message names the place: said
+    once, not 'value: value[...]'."""
+    with shmrpc.Queue(name, create=True, type="values()->any @json") as q:
+        with pytest.raises(ValueError, match=r'^value\["a"\]: bytes have no JSON form in a '
+                                             r'@json method'):
+            q.push({"a": b"x"})
+        with pytest.raises(ValueError, match=r'^value\[1\]: 18446744073709551615 has no JSON '
+                                             r'form in a @json method'):
+            q.push([0, 2**64 - 1])
+        q.push({"a": [1, "x"]})
+        assert q.pop(timeout=1) == {"a": [1, "x"]}
+
+
 def test_huge_ints_named(name):
     """An int too long for str() (4300 digits by default), or whose subclass's __repr__
     raises, is still refused with OverflowError naming the place, not with what str() or
