@@ -531,14 +531,8 @@ static int encode_any(shmrpc_buf *b, msgpack_packer *pk, PyObject *v, const plac
         return rc;
     }
     if (PyUnicode_Check(v)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
-        if (s == NULL) {
-            PyErr_Clear();
-            return fail_at(PyExc_ValueError, p, "the str is not valid Unicode (a lone surrogate)");
-        }
-        if (pk) return msgpack_pack_str_with_body(pk, s, (size_t)n), 0;
-        return put_json_string(b, s, (size_t)n);
+        static const shmrpc_dyn_type string = {.kind = SHMRPC_DYN_STRING};
+        return enc(b, pk, &string, v, p, depth);
     }
     if (PyObject_CheckBuffer(v)) {
         Py_buffer view;
@@ -831,7 +825,16 @@ int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, 
     shmrpc_buf_clear(out);
     if (pyshm_encode(json, sig->result, v, &top, 0) != 0) return -1;
     if (shmrpc_dyn_encode_result(sig, (const char *)json->data, json->len, out) != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: %s", what, shmrpc_errmsg());
+        /* The codec names the value's place itself ("value[\"a\"]: ...") as the one that
+         * holds what: it is not said twice. */
+        const char *msg = shmrpc_errmsg();
+        size_t n = strlen(what);
+        bool named =
+            strncmp(msg, what, n) == 0 && (msg[n] == ':' || msg[n] == '[' || msg[n] == '.');
+        if (named)
+            PyErr_SetString(PyExc_ValueError, msg);
+        else
+            PyErr_Format(PyExc_ValueError, "%s: %s", what, msg);
         return -1;
     }
     return 0;

@@ -48,6 +48,19 @@ static int parse_type(const char *type, shmrpc_dyn **d, const shmrpc_dyn_sig **s
 static int to_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, shmrpc_buf *json,
                    shmrpc_buf *out)
 {
+    if (sig != NULL && sig->encoding == SHMRPC_ENC_MSGPACK) {
+        /* Straight to msgpack, as a call's arguments go: the codec's JSON between would bound
+         * an any by its JSON forms' depth ({"map": [[k, v]]} is three levels) and cost a
+         * text and a parse per value. */
+        place top = {.field = what, .bare = true};
+        shmrpc_buf_clear(out);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
+        if (pyshm_encode_mp(&pk, sig->result, v, &top) != 0) return -1;
+        if (out->err == 0) return 0;
+        pyshm_raise_status(out->err, what, "the value does not fit");
+        return -1;
+    }
     if (sig != NULL) return pyshm_encode_body(sig, v, what, json, out);
     Py_buffer view;
     if (PyUnicode_Check(v) || PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) != 0) {
@@ -67,7 +80,22 @@ static PyObject *from_body(const shmrpc_dyn_sig *sig, const void *p, size_t n, s
                            const char *what)
 {
     if (sig == NULL) return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
-    return pyshm_decode(sig, p, n, json, what);
+    if (sig->encoding != SHMRPC_ENC_MSGPACK) return pyshm_decode(sig, p, n, json, what);
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, p, n);
+    PyObject *v = pyshm_from_mp(sig->result, &r);
+    if (v != NULL && shmrpc_mp_finish(&r) != 0) {
+        Py_CLEAR(v);
+        PyErr_Format(pyshm_Error, "result: %s", r.why ? r.why : "invalid");
+    }
+    if (v == NULL && PyErr_ExceptionMatches(pyshm_Error)) {
+        /* "NAME: result: ...", as the JSON path words it */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_Format(pyshm_Error, "%s: %S", what, value);
+        Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+    }
+    return v;
 }
 
 /* --- Queue ---------------------------------------------------------------------------- */

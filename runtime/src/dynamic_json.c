@@ -490,7 +490,6 @@ static const json_t *form_of(const json_t *v, const char *name)
 
 static int any_pairs(cx *c, const json_t *pairs, msgpack_packer *pk)
 {
-    if (!json_is_array(pairs)) return fail(c, "expected {\"map\": [[key, value], ...]}");
     size_t n = json_array_size(pairs);
     if (n > UINT32_MAX) return fail(c, "too many entries");
     msgpack_pack_map(pk, n);
@@ -562,7 +561,8 @@ static int json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, b
             return 0;
         }
         if (key) return fail(c, "a map's key must be a scalar, not an object");
-        if (forms && (f = form_of(v, "map")) != NULL) return any_pairs(c, f, pk);
+        if (forms && (f = form_of(v, "map")) != NULL && json_is_array(f))
+            return any_pairs(c, f, pk);
         msgpack_pack_map(pk, json_object_size(v));
         const char *k;
         json_t *val;

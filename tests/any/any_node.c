@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "any.h"
+#include "packet.h"
 
 #define WAIT_MS 10000
 
@@ -78,29 +79,6 @@ static int print(FILE *f, shmrpc_any a, int depth)
     }
 }
 
-static void build(shmrpc_buf *b, int64_t seq)
-{
-    shmrpc_any_put_map(b, 5);
-    shmrpc_any_put_cstr(b, "sequence_number");
-    shmrpc_any_put_int(b, seq);
-    shmrpc_any_put_cstr(b, "samples");
-    shmrpc_any_put_list(b, 3);
-    shmrpc_any_put_float(b, 1.5);
-    shmrpc_any_put_int(b, 2);
-    shmrpc_any_put_int(b, -3);
-    shmrpc_any_put_cstr(b, "name");
-    shmrpc_any_put_cstr(b, "x");
-    shmrpc_any_put_cstr(b, "raw");
-    shmrpc_any_put_bytes(b, "\x00\x01", 2);
-    shmrpc_any_put_cstr(b, "nested");
-    shmrpc_any_put_map(b, 1);
-    shmrpc_any_put_cstr(b, "a");
-    shmrpc_any_put_list(b, 2);
-    shmrpc_any_put_list(b, 1);
-    shmrpc_any_put_int(b, 1);
-    shmrpc_any_put_map(b, 0);
-}
-
 static int fail(const char *what, int rc)
 {
     fprintf(stderr, "any-node: %s: %s: %s\n", what, shmrpc_strerror(rc), shmrpc_errmsg());
@@ -130,7 +108,7 @@ int main(int argc, char **argv)
         shmrpc_any v;
         if (argv[1][0] == 'p') {
             shmrpc_buf_clear(&b);
-            build(&b, i);
+            put_packet(&b, i);
             if ((rc = shmrpc_any_built(&b, 0, &v)) != 0) break;
             rc = Dyn_values_push(q, &msg, v, WAIT_MS);
         } else if ((rc = Dyn_values_pop(q, &msg, arena, &v, WAIT_MS)) == 0) {

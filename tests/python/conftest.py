@@ -27,6 +27,16 @@ EVERY_SVC = os.path.join(HERE, "../dynamic/every.svc")
 ANY_SVC = os.path.join(HERE, "../any/any.svc")
 
 
+def typed(v):
+    """v with each value's Python type beside it, so that 2 == 2.0 and 1 == True differ
+    (test_any.py, test_pipeline.py)."""
+    if isinstance(v, dict):
+        return {typed(k): typed(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [typed(x) for x in v]
+    return (type(v).__name__, v)
+
+
 def python_env():
     """The environment of a python3 that imports this build's shmrpc."""
     env = dict(os.environ)

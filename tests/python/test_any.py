@@ -3,14 +3,17 @@
 a server of any.svc run by shmrpc.serve, through @msgpack and @json methods, a struct's
 field, a typed queue and a typed map (and shmrpcctl reading and writing them), with the
 errors that name the place inside a value. Every segment and server is this run's own."""
+import base64
 import json
+import math
 import os
+import struct
 import subprocess
 
 import pytest
 
 import shmrpc
-from conftest import py_server, shm_name
+from conftest import py_server, shm_name, typed
 
 # Seed 004's values (PicklingTools' Val): dicts of lists of numbers and strings, built at
 # run time; bytes; keys that JSON has no form for.
@@ -25,15 +28,6 @@ def deep(levels, v=None):
     for _ in range(levels):
         v = [v]
     return v
-
-
-def typed(v):
-    """v with each value's Python type beside it, so that 2 == 2.0 and 1 == True differ."""
-    if isinstance(v, dict):
-        return {typed(k): typed(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [typed(x) for x in v]
-    return (type(v).__name__, v)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +122,20 @@ class Loud(int):
         raise RuntimeError("Loud.__repr__ called")
 
 
+def test_json_queue_names_the_place_once(name):
+    """A @json queue's value goes through the codec, whose message names the place: said
+    once, not 'value: value[...]'."""
+    with shmrpc.Queue(name, create=True, type="values()->any @json") as q:
+        with pytest.raises(ValueError, match=r'^value\["a"\]: bytes have no JSON form in a '
+                                             r'@json method'):
+            q.push({"a": b"x"})
+        with pytest.raises(ValueError, match=r'^value\[1\]: 18446744073709551615 has no JSON '
+                                             r'form in a @json method'):
+            q.push([0, 2**64 - 1])
+        q.push({"a": [1, "x"]})
+        assert q.pop(timeout=1) == {"a": [1, "x"]}
+
+
 def test_huge_ints_named(name):
     """An int too long for str() (4300 digits by default), or whose subclass's __repr__
     raises, is still refused with OverflowError naming the place, not with what str() or
@@ -161,19 +169,35 @@ class Nan(float):
         raise RuntimeError("Nan.__repr__ called")
 
 
+def keyed(levels, v=0):
+    """levels maps nested, each keyed by an int: a valid any, whose JSON form is three
+    levels deep a map ({"map": [[1, ...]]})."""
+    for _ in range(levels):
+        v = {1: v}
+    return v
+
+
 def test_typed_queue_and_map(name):
+    # An any as deep as it may be, whatever its JSON forms would take: values go to and
+    # from msgpack as a call's do, not through the codec's JSON (where 43 int-keyed maps or
+    # bytes under 128 lists were 'JSON nested more than 128 deep').
+    deepest = [keyed(127), deep(127, b"\x00"), deep(127, keyed(1))]
     with shmrpc.Queue(name, create=True, type="values()->any @msgpack") as q:
-        for v in [PACKET, ODD_KEYS, *FORMS, 2**64 - 1, 2.0]:
+        for v in [PACKET, ODD_KEYS, *FORMS, 2**64 - 1, 2.0, *deepest]:
             q.push(v)
             assert typed(q.pop(timeout=1)) == typed(v), v
         with pytest.raises(TypeError, match=r"value\[0\]: expected a value an any holds"):
             q.push([set()])
+        with pytest.raises(ValueError, match=r"^value(\[1\]){128}: nested more than 128 deep"):
+            q.push(keyed(129))
     shmrpc.Queue.unlink(name)
     with shmrpc.Map(name, create=True, type="store(string key)->any @msgpack") as m:
         m["p"] = PACKET
         m["o"] = ODD_KEYS
+        m["d"] = deepest[0]
         assert typed(m["p"]) == typed(PACKET) and typed(m["o"]) == typed(ODD_KEYS)
-        assert sorted(k for k, _ in m.items()) == ["o", "p"]
+        assert m["d"] == deepest[0]
+        assert sorted(k for k, _ in m.items()) == ["d", "o", "p"]
 
 
 def ctl(*args, input=None):
@@ -197,3 +221,8 @@ def test_queue_with_shmrpcctl(name):
         assert typed(q.pop(timeout=1)) == typed({1: b"\x00\x01", None: [1.0, 2]})
         ctl("queue", "push", name, '{"map":[["base64","x"]]}')
         assert q.pop(timeout=1) == {"base64": "x"}
+        # a C producer's NaN (the builder takes it; JSON has no form for it) pops as a float
+        ctl("queue", "push", "--base64", name, base64.b64encode(
+            b"\x92\xcb" + struct.pack(">d", math.nan) + b"\x01").decode())
+        v = q.pop(timeout=1)
+        assert math.isnan(v[0]) and v[1] == 1

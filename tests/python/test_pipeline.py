@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import shmrpc
-from conftest import SEGMENT_DIRS
+from conftest import SEGMENT_DIRS, typed
 
 VALUES = "values()->any @msgpack"  # any.svc's queue<any> values;
 COUNT = 50
@@ -40,15 +40,6 @@ def render(v):
     if isinstance(v, list):
         return "[" + ",".join(render(x) for x in v) + "]"
     return "{" + ",".join(f"{render(k)}:{render(x)}" for k, x in v.items()) + "}"
-
-
-def typed(v):
-    """v with each value's Python type beside it, so that 2 == 2.0 and 1 == True differ."""
-    if isinstance(v, dict):
-        return {typed(k): typed(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [typed(x) for x in v]
-    return (type(v).__name__, v)
 
 
 @pytest.fixture
