@@ -40,6 +40,10 @@ typedef struct {
     PyObject *kcache; /* {key: bytes} for exact int, str and bytes */
     int recurse;      /* a dict stored becomes a Dict of its own */
     uint64_t max_value;
+    /* Threads waiting for the map's lock without the GIL (pyshm_lock_wait): a close while
+     * there are any marks the Dict closing, and the last of them unmaps it. */
+    int users;
+    _Atomic bool closing;
 } DictCore;
 
 static PyTypeObject DictCoreType;
@@ -131,7 +135,7 @@ PyObject *pyshm_dumps(PyObject *dumps, PyObject *dumps_arg, PyObject *v)
 
 static int closed(DictCore *self)
 {
-    if (self->m != NULL) return 0;
+    if (self->m != NULL && !atomic_load(&self->closing)) return 0;
     PyErr_Format(pyshm_Unavailable, "shmrpc.Dict '%s' is closed",
                  self->name ? self->name : "(not open)");
     return -1;
@@ -283,21 +287,32 @@ static PyObject *lookup(DictCore *self, PyObject *k, bool *missing)
 
 /* --- writes --------------------------------------------------------------------------- */
 
+/* Waits for the map's lock (seconds, negative: for ever) without the GIL; the lock's
+ * status, or SHMRPC_ECLOSED (msg says why) when the Dict was closed meanwhile. */
+static int wait_lock(DictCore *self, double seconds, char *msg, size_t cap)
+{
+    int rc =
+        pyshm_lock_wait(shmrpc_map_lock(self->m), seconds, &self->users, &self->closing, msg, cap);
+    if (rc == SHMRPC_ECLOSED && self->users == 0) {
+        shmrpc_map_close(self->m);
+        self->m = NULL;
+        atomic_store(&self->closing, false);
+    }
+    return rc;
+}
+
 /* Takes the map's lock for a write unless this thread holds it: 1 taken (release it with
  * write_end), 0 held already, -1 raised. The wait lets go of the GIL. */
 static int write_begin(DictCore *self)
 {
     shmrpc_lock *l = shmrpc_map_lock(self->m);
     if (shmrpc_lock_is_mine(l)) return 0;
+    char msg[512] = "";
     int rc = shmrpc_lock_try(l);
-    if (rc == SHMRPC_EBUSY) {
-        Py_BEGIN_ALLOW_THREADS;
-        rc = shmrpc_lock_acquire(l, SHMRPC_LOCK_WAIT_FOREVER);
-        Py_END_ALLOW_THREADS;
-    }
+    if (rc == SHMRPC_EBUSY) rc = wait_lock(self, -1.0, msg, sizeof msg);
     /* A dead holder's half-done write: the map repairs it at this write (docs/map.md). */
     if (rc == 0 || rc == SHMRPC_EOWNERDEAD) return 1;
-    pyshm_raise_status(rc, self->name, shmrpc_errmsg());
+    pyshm_raise_status(rc, self->name, *msg ? msg : shmrpc_errmsg());
     return -1;
 }
 
@@ -582,8 +597,17 @@ static PyObject *Dict_open(DictCore *self, PyObject *args)
 static PyObject *Dict_close(DictCore *self, PyObject *unused)
 {
     (void)unused;
-    shmrpc_map_close(self->m);
-    self->m = NULL;
+    if (self->m == NULL || atomic_load(&self->closing)) Py_RETURN_NONE;
+    /* Closed inside `with d.lock:`: the lock freed, or it would stay held by a live thread
+     * that has no handle left to free it with, and every writer would wait for ever. */
+    shmrpc_lock *l = shmrpc_map_lock(self->m);
+    if (shmrpc_lock_is_mine(l)) shmrpc_lock_release(l);
+    if (self->users > 0) {
+        atomic_store(&self->closing, true); /* the last waiter unmaps it */
+    } else {
+        shmrpc_map_close(self->m);
+        self->m = NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -604,13 +628,9 @@ static PyObject *Dict_lock_acquire(DictCore *self, PyObject *timeout)
             return NULL;
         }
     }
-    shmrpc_lock *l = shmrpc_map_lock(self->m);
-    int rc = shmrpc_lock_try(l);
-    if (rc == SHMRPC_EBUSY && s != 0) {
-        Py_BEGIN_ALLOW_THREADS;
-        rc = shmrpc_lock_acquire_secs(l, s);
-        Py_END_ALLOW_THREADS;
-    }
+    char msg[512] = "";
+    int rc = shmrpc_lock_try(shmrpc_map_lock(self->m));
+    if (rc == SHMRPC_EBUSY && s != 0) rc = wait_lock(self, s, msg, sizeof msg);
     switch (rc) {
     case 0:
         return PyLong_FromLong(0);
@@ -621,7 +641,7 @@ static PyObject *Dict_lock_acquire(DictCore *self, PyObject *timeout)
     case SHMRPC_ETIMEDOUT:
         return PyLong_FromLong(3);
     default:
-        return pyshm_raise_status(rc, self->name, shmrpc_errmsg());
+        return pyshm_raise_status(rc, self->name, *msg ? msg : shmrpc_errmsg());
     }
 }
 

@@ -495,7 +495,8 @@ class Dict(_DictCore, collections.abc.MutableMapping):
 
     def close(self, unlink=False):
         """Unmaps this handle (its nested Dicts too), and returns the data as a dict. The
-        map stays for the other processes (and for auto_unlink at exit)."""
+        map stays for the other processes (and for auto_unlink at exit). A lock this thread
+        holds is freed; a thread waiting for it raises shmrpc.Unavailable."""
         data = {} if self._closed() else self.data
         if unlink:
             self.unlink()
@@ -503,6 +504,8 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             child._close()
         self._children.clear()
         self._close()
+        if self.lock._owner == (os.getpid(), threading.get_ident()):
+            self.lock._depth, self.lock._owner = 0, None  # _close freed it
         return data
 
     def unlink(self):

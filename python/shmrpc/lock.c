@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shmrpc/lock.h>
 #include <shmrpc/status.h>
@@ -18,7 +19,48 @@ typedef struct {
     char *name;
     bool created;    /* this open created the lock */
     bool owner_died; /* the last lock() took it from a holder that had died */
+    /* Threads inside a lock(), which waits without the GIL on l (the GIL guards the count):
+     * a close while there are any only marks the lock closing, and the last of them closes
+     * it, so that close never unmaps what another thread is waiting on. */
+    int users;
+    _Atomic bool closing; /* read by waiting threads without the GIL */
 } HybridLock;
+
+/* A wait is cut into slices this long, so that a close from another thread ends it. */
+#define SLICE_S 0.05
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int pyshm_lock_wait(shmrpc_lock *l, double seconds, int *users, const _Atomic bool *closing,
+                    char *msg, size_t cap)
+{
+    int rc;
+    ++*users;
+    Py_BEGIN_ALLOW_THREADS;
+    bool forever = seconds < 0 || isinf(seconds);
+    double end = forever ? 0 : now_s() + seconds;
+    for (;;) {
+        double left = forever ? SLICE_S : end - now_s();
+        if (left < 0) left = 0;
+        double slice = left < SLICE_S ? left : SLICE_S;
+        rc = shmrpc_lock_acquire_secs(l, slice);
+        if (rc != 0) snprintf(msg, cap, "%s", shmrpc_errmsg());
+        if (rc != SHMRPC_ETIMEDOUT || (!forever && slice == left) || atomic_load(closing)) break;
+    }
+    Py_END_ALLOW_THREADS;
+    --*users;
+    if (atomic_load(closing)) {
+        if (rc == 0 || rc == SHMRPC_EOWNERDEAD) shmrpc_lock_release(l); /* for no one now */
+        rc = SHMRPC_ECLOSED;
+        snprintf(msg, cap, "closed while this waited for its lock");
+    }
+    return rc;
+}
 
 static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
 {
@@ -84,7 +126,7 @@ static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
 
 static int check_open(HybridLock *self)
 {
-    if (self->l != NULL) return 0;
+    if (self->l != NULL && !atomic_load(&self->closing)) return 0;
     PyErr_SetString(pyshm_Unavailable, "the HybridLock is closed");
     return -1;
 }
@@ -106,12 +148,13 @@ static PyObject *HybridLock_lock(HybridLock *self, PyObject *args, PyObject *kw)
         }
         if (s < 0) s = -1.0;
     }
-    int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS;
-    rc = shmrpc_lock_acquire_secs(self->l, s);
-    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS;
+    int rc = pyshm_lock_wait(self->l, s, &self->users, &self->closing, msg, sizeof msg);
+    if (rc == SHMRPC_ECLOSED && self->users == 0) {
+        shmrpc_lock_close(self->l);
+        self->l = NULL;
+        atomic_store(&self->closing, false);
+    }
     if (rc == 0 || rc == SHMRPC_EOWNERDEAD) {
         self->owner_died = rc == SHMRPC_EOWNERDEAD;
         Py_RETURN_TRUE;
@@ -164,8 +207,12 @@ static PyObject *HybridLock_blocking_pid(HybridLock *self, void *unused)
 static PyObject *HybridLock_close(HybridLock *self, PyObject *unused)
 {
     (void)unused;
-    shmrpc_lock_close(self->l);
-    self->l = NULL;
+    if (self->users > 0) {
+        atomic_store(&self->closing, true); /* the last lock() under way closes it */
+    } else {
+        shmrpc_lock_close(self->l);
+        self->l = NULL;
+    }
     Py_RETURN_NONE;
 }
 

@@ -432,6 +432,46 @@ def test_a_forked_child_does_not_hold_its_parents_lock(fresh):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_close_while_threads_wait_for_the_lock(names):
+    """close() inside `with d.lock:` while two threads of the process wait for the lock (a
+    write, an acquire): the waiters raise Unavailable, nothing is unmapped under them, and the
+    lock is free for the other processes. In a child, which a fault would kill."""
+    name = f"pyt_close_wait_{os.getpid()}"
+    names.append(name)
+    out = run(f"""
+        import threading, time
+        from shmrpc import Dict as UltraDict, Unavailable
+        d = UltraDict(name={name!r})
+        got = []
+        def write():
+            try:
+                d["x"] = 1
+                got.append("written")
+            except Unavailable as e:
+                got.append("write: closed" if "closed" in str(e) else str(e))
+        def acquire():
+            try:
+                d.lock.acquire()
+                got.append("acquired")
+            except Unavailable as e:
+                got.append("acquire: closed" if "closed" in str(e) else str(e))
+        d.lock.acquire()
+        threads = [threading.Thread(target=write), threading.Thread(target=acquire)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        d.close()
+        for t in threads:
+            t.join(10)
+        print(sorted(got), any(t.is_alive() for t in threads))
+        other = UltraDict(name={name!r}, create=False)
+        with other.lock(timeout=2):
+            other["y"] = 2
+        print(sorted(other.keys()))
+    """)
+    assert out == "['acquire: closed', 'write: closed'] False\n['y']\n"
+
+
 # --- keys, values and their errors ----------------------------------------------------------
 
 def test_errors_name_the_key(fresh, monkeypatch):
