@@ -29,6 +29,10 @@ _SIMPLE_KEYS = (int, str, bytes, float, bool, type(None))
 _to_unlink = {}
 _to_unlink_lock = threading.Lock()
 
+# The names of the Dicts this thread is making the repr of: a Dict that holds itself, or
+# one that holds it (each read of a nested Dict may be a new handle), prints as {...}.
+_in_repr = threading.local()
+
 
 def _pickle_key(key):
     # A key's bytes must be the same for equal keys in every process. pickle memoizes
@@ -348,6 +352,8 @@ class Dict(_DictCore, collections.abc.MutableMapping):
 
     def _load_special(self, raw):
         ref = json.loads(raw[len(_DICT_MARKER):])
+        if ref["name"] == self.name:
+            return self
         child = self._children.get(ref["name"])
         if child is None or child._closed():
             child = Dict(name=ref["name"], create=False, serializer=self.serializer,
@@ -460,7 +466,14 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         return self
 
     def __repr__(self):
-        return repr(self.data)
+        busy = _in_repr.__dict__.setdefault("names", set())
+        if self.name in busy:
+            return "{...}"
+        busy.add(self.name)
+        try:
+            return repr(self.data)
+        finally:
+            busy.discard(self.name)
 
     def __reduce__(self):
         # multiprocessing's spawn, and any pickle: the name and options; the other side

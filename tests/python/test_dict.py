@@ -276,6 +276,25 @@ def test_nested_values_and_deeper(fresh):
     assert ultra["a"]["new"] == 1
 
 
+def test_a_dict_holding_itself_prints_as_a_dict_does(fresh):
+    """A Dict stored in itself, or in a Dict it holds, prints as {...} there as a dict does,
+    in this process and in another, whose reads open new handles."""
+    a, b = fresh(), fresh()
+    a["me"] = a
+    a["b"] = b
+    b["a"] = a
+    assert a["me"] is a
+    assert repr(a) == "{'me': {...}, 'b': {'a': {...}}}" or \
+        repr(a) == "{'b': {'a': {...}}, 'me': {...}}"
+    out = run(f"""
+        from shmrpc import Dict as UltraDict
+        a = UltraDict(name={a.name!r}, create=False)
+        print(sorted(a.keys()), repr(a["b"]))
+    """)
+    assert out == "['b', 'me'] {'a': {'me': {...}, 'b': {...}}}\n" or \
+        out == "['b', 'me'] {'a': {'b': {...}, 'me': {...}}}\n"
+
+
 # --- the lock: counting in two processes, fork and spawn ------------------------------------
 
 def count_under_lock(d, n):
