@@ -336,11 +336,20 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         # dict.c: value is a Dict, or a dict with recurse on. A dict becomes a Dict of its
         # own, registered for cleanup with its parent.
         if not isinstance(value, Dict):
-            child = Dict(name=None, serializer=self.serializer, auto_unlink=False,
-                         recurse=True, recurse_register=self.recurse_register)
+            # Its name registered before it is made: a process killed in between leaves a
+            # name to remove, never a map that nothing lists.
+            with Map(self.recurse_register, create=True) as reg:
+                while True:
+                    name = f"psm_{secrets.token_hex(4)}"
+                    reg[name.encode()] = b""
+                    try:
+                        child = Dict(name=name, create=True, serializer=self.serializer,
+                                     auto_unlink=False, recurse=True,
+                                     recurse_register=self.recurse_register)
+                        break
+                    except AlreadyExists:
+                        del reg[name.encode()]  # another's: not ours to remove
             try:
-                with Map(self.recurse_register, create=True) as reg:
-                    reg[child.name.encode()] = b""
                 child.update(value)
             except BaseException:
                 child.unlink()

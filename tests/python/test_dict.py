@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import pickle
 import queue
+import random
 import signal
 import subprocess
 import sys
@@ -683,6 +684,62 @@ def test_auto_unlink_only_in_the_creating_process(names):
     assert segments(kept)  # an attacher's exit removes nothing
     UltraDict.unlink_by_name(kept)
     assert segments(kept) == []
+
+
+def test_a_writer_killed_in_nested_writes_leaves_no_map_unlisted(names):
+    """A process writing nested dicts (recurse=True) killed at random moments, 15 times: every
+    nested Dict it made is in the register, so unlink() of the Dict removes them all; what the
+    survivor reads is whole."""
+    name = f"pyt_killed_nested_{os.getpid()}"
+    names.append(name)
+    ultra = UltraDict(name=name, recurse=True)
+
+    def psm_maps():
+        found = set()
+        for d in SEGMENT_DIRS:
+            with contextlib.suppress(FileNotFoundError):
+                found |= {f[len("shmrpc.map."):] for f in os.listdir(d)
+                          if f.startswith("shmrpc.map.psm_")}
+        return found
+
+    before, killed = psm_maps(), set()
+    for _ in range(15):
+        p = Py(f"""
+            import os
+            from shmrpc import Dict as UltraDict
+            d = UltraDict(name={name!r}, create=False)
+            print(os.getpid(), flush=True)
+            i = 0
+            while True:
+                d["n%d" % (i % 3)] = {{"a": {{"b": i}}, "c": i}}
+                i += 1
+        """)
+        try:
+            killed.add(int(p.line()))
+            time.sleep(random.uniform(0.001, 0.03))
+        finally:
+            p.stop()
+    for key in ultra.keys():
+        assert sorted(ultra[key].keys()) == ["a", "c"] and list(ultra[key]["a"]) == ["b"]
+    ultra.unlink()
+
+    def ours(m):
+        # Made by a killed writer; or never finished (its creator killed in the middle), as
+        # another test's map being made would be within the retries.
+        for _ in range(5):
+            try:
+                d = UltraDict(name=m, create=False, auto_unlink=False)
+                return d.status()["creator"] in killed
+            except shmrpc.Unavailable:
+                return False  # removed meanwhile
+            except shmrpc.Error:
+                time.sleep(0.1)
+        return True
+
+    left = [m for m in psm_maps() - before if ours(m)]
+    for m in left:
+        UltraDict.unlink_by_name(m, ignore_errors=True)
+    assert left == []
 
 
 def test_an_attacher_with_recurse_registers_with_the_creator(names):
