@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <shmrpc/lock.h>
 #include <shmrpc/map.h>
@@ -580,6 +581,16 @@ static PyObject *Dict_open(DictCore *self, PyObject *args)
         }
         o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
         rc = shmrpc_map_open(&self->m, name, &o);
+        if (rc == SHMRPC_ECUT && create == Py_None) {
+            /* Half-made by a creator that died (or cut): the library's connect-or-create
+             * removes that file, and only that one, and makes the map anew; this process
+             * made it if it is the creator the map names (the dead one was another). */
+            o.mode = SHMRPC_MAP_CONNECT_OR_CREATE;
+            rc = shmrpc_map_open(&self->m, name, &o);
+            shmrpc_map_info info;
+            made = rc == 0 && shmrpc_map_get_info(self->m, &info) == 0 && info.creator == getpid();
+            break;
+        }
         if (rc != SHMRPC_ENOENT || create == Py_False) break;
     }
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());

@@ -657,6 +657,31 @@ def test_create_and_attach_rules(names):
     UltraDict.unlink_by_name(name, ignore_errors=True)
 
 
+@pytest.mark.parametrize("size", [0, 4096])
+def test_a_map_half_made_by_a_dead_creator_is_made_anew(names, size):
+    """The header of a map whose creator was killed making it: never sized (0 bytes), or
+    sized and never initialised (its creator's pid, written first, 0 here). Dict(name=)
+    makes the Dict anew, as UltraDict's create=None does when there is none; create=False
+    still refuses it."""
+    name = f"pyt_half_made_{size}_{os.getpid()}"
+    names.append(name)
+    fd = os.open(f"/dev/shm/shmrpc.map.{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    with pytest.raises(shmrpc.Error):
+        UltraDict(name=name, create=False)
+    ultra = UltraDict(name=name)
+    ultra["a"] = 1
+    assert ultra.created and ultra.auto_unlink and ultra == {"a": 1}
+    assert run(f"""
+        from shmrpc import Dict as UltraDict
+        d = UltraDict(name={name!r})
+        print(d.created, d["a"])
+    """) == "False 1\n"
+
+
 def test_auto_unlink_only_in_the_creating_process(names):
     # The creator forks a child that exits through atexit; an attacher exits too; only the
     # creator's exit removes the Dict. auto_unlink=False leaves it.
