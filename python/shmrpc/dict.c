@@ -40,6 +40,7 @@ typedef struct {
     PyObject *loads;
     PyObject *kcache; /* {key: bytes} for exact int, str and bytes */
     int recurse;      /* a dict stored becomes a Dict of its own */
+    int check_keys;   /* a key must come back from loads equal to itself */
     uint64_t max_value;
     /* Threads waiting for the map's lock without the GIL (pyshm_lock_wait): a close while
      * there are any marks the Dict closing, and the last of them unmaps it. */
@@ -182,6 +183,27 @@ static int check_key(PyObject *k, int depth)
     return 0;
 }
 
+/* Whether key k, serialized to b, comes back from loads as a key equal to it: else every
+ * listing of the Dict (keys, items, repr, ==, close) would fail in every process. 0, or -1
+ * raised. */
+static int check_round_trip(DictCore *self, PyObject *k, PyObject *b)
+{
+    PyObject *back = PyObject_CallOneArg(self->loads, b);
+    if (back == NULL) {
+        name_error("the serializer's loads", self, k);
+        return -1;
+    }
+    int eq =
+        PyObject_Hash(back) == -1 ? (PyErr_Clear(), 0) : PyObject_RichCompareBool(back, k, Py_EQ);
+    if (eq == 0)
+        PyErr_Format(PyExc_TypeError,
+                     "shmrpc.Dict '%s': key %.200R comes back from the serializer as %.200R, "
+                     "which is not the same key (a key must come back equal and hashable)",
+                     self->name, k, back);
+    Py_DECREF(back);
+    return eq == 1 ? 0 : -1;
+}
+
 /* The key's serialized bytes (a new reference), or NULL raised. */
 static PyObject *key_bytes(DictCore *self, PyObject *k)
 {
@@ -197,6 +219,10 @@ static PyObject *key_bytes(DictCore *self, PyObject *k)
     PyObject *b = as_bytes(PyObject_CallOneArg(self->kdumps, k));
     if (b == NULL) {
         name_error("the serialization", self, k);
+        return NULL;
+    }
+    if (self->check_keys && check_round_trip(self, k, b) != 0) {
+        Py_DECREF(b);
         return NULL;
     }
     if ((uint64_t)PyBytes_GET_SIZE(b) > SHMRPC_MAP_KEY_MAX) {
@@ -525,14 +551,14 @@ static PyObject *Dict_clear(DictCore *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* _setup(kdumps, dumps, dumps_arg, loads, recurse, max_value) */
+/* _setup(kdumps, dumps, dumps_arg, loads, recurse, max_value, check_keys) */
 static PyObject *Dict_setup(DictCore *self, PyObject *args)
 {
     PyObject *kdumps, *dumps, *dumps_arg, *loads;
-    int recurse;
+    int recurse, check_keys;
     unsigned long long max_value;
-    if (!PyArg_ParseTuple(args, "OOOOpK:_setup", &kdumps, &dumps, &dumps_arg, &loads, &recurse,
-                          &max_value))
+    if (!PyArg_ParseTuple(args, "OOOOpKp:_setup", &kdumps, &dumps, &dumps_arg, &loads, &recurse,
+                          &max_value, &check_keys))
         return NULL;
     if (!PyCallable_Check(kdumps) || !PyCallable_Check(dumps) || !PyCallable_Check(loads)) {
         PyErr_SetString(PyExc_TypeError, "the serializer's dumps and loads must be callable");
@@ -545,6 +571,7 @@ static PyObject *Dict_setup(DictCore *self, PyObject *args)
     if (self->kcache == NULL && (self->kcache = PyDict_New()) == NULL) return NULL;
     PyDict_Clear(self->kcache);
     self->recurse = recurse;
+    self->check_keys = check_keys;
     self->max_value = max_value < SHMRPC_MAP_VALUE_MAX ? max_value : SHMRPC_MAP_VALUE_MAX;
     Py_RETURN_NONE;
 }

@@ -320,7 +320,9 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         self._children = {}
         self.lock = Lock(self)
         limit = full_dump_size if full_dump_size else 1 << 28
-        self._setup(*codecs, self.recurse, int(limit))
+        # pickle and marshal give back a key equal to it; another serializer's keys are
+        # checked (json gives a tuple back as a list, which no dict can hold).
+        self._setup(*codecs, self.recurse, int(limit), serializer not in (pickle, marshal))
         if self.recurse and recurse_register == _register_name(self.name):
             Map(recurse_register, create=True).close()
         self.auto_unlink = created if auto_unlink is None else bool(auto_unlink)

@@ -514,12 +514,14 @@ def test_errors_name_the_key(fresh, monkeypatch):
         picky["k"] = "bad"
     ultra["p"] = b"pickled"
 
-    class Unreadable:  # writes keys as pickle does, reads no value
+    class Unreadable:  # writes as pickle does, reads keys and not the value b"pickled"
         dumps = staticmethod(lambda v: pickle.dumps(v, 4))
 
         @staticmethod
         def loads(b):
-            raise ValueError("cannot read this")
+            if pickle.loads(b) == b"pickled":
+                raise ValueError("cannot read this")
+            return pickle.loads(b)
 
     with pytest.raises(ValueError, match="stored value does not load: the value of key 'p': "
                        "cannot read this"):
@@ -589,6 +591,19 @@ def test_serializers_across_processes(fresh, ser):
     """)
     assert out.strip() == "[1, 'two', 3.0] {'x': [None, True]} ['7', 'list']"
     assert ultra["from child"] in (("t",), ["t"])
+
+
+def test_a_key_the_serializer_gives_back_otherwise_is_refused(fresh):
+    """Under json a tuple comes back a list, which no dict can hold: stored, it made keys(),
+    items(), repr, == and close() of the Dict fail in every process. Refused, naming it."""
+    ultra = fresh(serializer=json)
+    ultra["kept"] = 1
+    for key in [(1, 2), ("a", (3,))]:
+        with pytest.raises(TypeError, match=r"key \(1, 2\) comes back from the serializer as "
+                           r"\[1, 2\], which is not the same key" if key == (1, 2) else "not the same"):
+            ultra[key] = "v"
+    assert ultra.keys() == {"kept"} and repr(ultra) == "{'kept': 1}"
+    assert ultra.close() == {"kept": 1}
 
 
 # --- the dict interface ---------------------------------------------------------------------
