@@ -274,8 +274,11 @@ static PyObject *value_bytes(DictCore *self, PyObject *k, PyObject *v)
 static PyObject *value_of(DictCore *self, PyObject *k, PyObject *b)
 {
     const char *p = PyBytes_AS_STRING(b);
-    if ((size_t)PyBytes_GET_SIZE(b) >= MARKER_LEN && memcmp(p, MARKER, MARKER_LEN) == 0)
-        return PyObject_CallMethod((PyObject *)self, "_load_special", "O", b);
+    if ((size_t)PyBytes_GET_SIZE(b) >= MARKER_LEN && memcmp(p, MARKER, MARKER_LEN) == 0) {
+        PyObject *v = PyObject_CallMethod((PyObject *)self, "_load_special", "O", b);
+        if (v == NULL) name_error("the Dict stored as the value", self, k);
+        return v;
+    }
     PyObject *v = PyObject_CallOneArg(self->loads, b);
     if (v == NULL) name_error("the stored value does not load: the value", self, k);
     return v;

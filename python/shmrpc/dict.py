@@ -521,16 +521,19 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         """Unmaps this handle (its nested Dicts too), and returns the data as a dict. The
         map stays for the other processes (and for auto_unlink at exit). A lock this thread
         holds is freed; a thread waiting for it raises shmrpc.Unavailable."""
-        data = {} if self._closed() else self.data
-        if unlink:
-            self.unlink()
-        for child in self._children.values():
-            child._close()
-        self._children.clear()
-        self._close()
-        if self.lock._owner == (os.getpid(), threading.get_ident()):
-            self.lock._depth, self.lock._owner = 0, None  # _close freed it
-        return data
+        try:
+            # A value that does not load (a nested Dict removed, a class not importable
+            # here) is raised, and the handle closed all the same.
+            return {} if self._closed() else self.data
+        finally:
+            if unlink:
+                self.unlink()
+            for child in self._children.values():
+                child._close()
+            self._children.clear()
+            self._close()
+            if self.lock._owner == (os.getpid(), threading.get_ident()):
+                self.lock._depth, self.lock._owner = 0, None  # _close freed it
 
     def unlink(self):
         """Removes the Dict's name (and, for the Dict that made the register of recurse, every

@@ -277,6 +277,34 @@ def test_nested_values_and_deeper(fresh):
     assert ultra["a"]["new"] == 1
 
 
+def test_close_closes_when_a_value_does_not_load(fresh):
+    """A Dict stored in another, then removed: reading it raises CannotAttachSharedMemory
+    naming the key that holds it, and close() raises that too but closes the handle."""
+    nested, holder = fresh(recurse=True), fresh()
+    nested["n"] = {"x": 1}
+    holder["shared"] = nested["n"]
+    holder["plain"] = 1
+    nested.unlink()
+    out = run(f"""
+        from shmrpc import Dict as UltraDict, Unavailable
+        h = UltraDict(name={holder.name!r}, create=False)
+        print(h["plain"])
+        try:
+            h["shared"]
+        except UltraDict.Exceptions.CannotAttachSharedMemory as e:
+            print("read:", "key 'shared'" in str(e))
+        try:
+            h.close()
+        except UltraDict.Exceptions.CannotAttachSharedMemory:
+            print("close raised")
+        try:
+            h["plain"]
+        except Unavailable as e:
+            print("then:", e)
+    """)
+    assert out == f"1\nread: True\nclose raised\nthen: shmrpc.Dict '{holder.name}' is closed\n"
+
+
 def test_a_dict_holding_itself_prints_as_a_dict_does(fresh):
     """A Dict stored in itself, or in a Dict it holds, prints as {...} there as a dict does,
     in this process and in another, whose reads open new handles."""
