@@ -876,8 +876,9 @@ def test_queue_serializer_errors_and_bytes_kept(qname):
             q.push(threading.Lock())
         with shmrpc.Queue(qname) as raw:
             raw.push(b"not a pickle")
-            with pytest.raises(pickle.UnpicklingError, match="a message does not load"):
+            with pytest.raises(pickle.UnpicklingError, match="a message does not load") as e:
                 q.pop(timeout=1)
+            assert e.value.raw_message == b"not a pickle"  # popped: not lost with the error
             q.push(b"bytes")  # pickled: the raw queue sees the pickle
             assert pickle.loads(raw.pop(timeout=1)) == b"bytes"
     with pytest.raises(ValueError, match="a type or a serializer"):
