@@ -271,7 +271,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
     def __init__(self, *arg, name=None, create=None, buffer_size=10000, serializer=pickle,
                  shared_lock=False, full_dump_size=None, auto_unlink=None, recurse=False,
                  recurse_register=None, **kwargs):
-        if create not in (None, True, False):
+        if create is not None and create is not True and create is not False:
             raise ValueError(f"create is True, False or None, not {create!r}")
         if full_dump_size is not None and full_dump_size <= 0:
             raise ValueError(f"full_dump_size is a positive number of bytes, not {full_dump_size}")
@@ -417,6 +417,9 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             if raw is not None:
                 return self._decode(key, raw)
             if self._cas_raw(key, None, default):
+                if self.recurse and isinstance(default, dict):
+                    # What is stored is a Dict of its own: that, so that changes to it stay.
+                    return self.get(key, default)
                 return default
 
     def pop(self, key, *default):

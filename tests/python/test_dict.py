@@ -268,6 +268,12 @@ def test_nested_values_and_deeper(fresh):
     assert ultra["a"]["l"] == [1, {"x": 2}]  # dicts inside lists stay values
     ultra["a"]["b"]["c"] += 41
     assert ultra == {"a": {"b": {"c": 42}, "l": [1, {"x": 2}]}}
+    # setdefault gives back what it stored: the nested Dict, so that changes to it stay.
+    ultra.setdefault("users", {})["bob"] = 1
+    ultra.setdefault("users", {})["ann"] = 2
+    assert ultra["users"] == {"bob": 1, "ann": 2}
+    with pytest.raises(ValueError, match="create is True, False or None, not 1"):
+        UltraDict(name=ultra.name, create=1)  # 1 == True, but it did what None does
     # A plain Dict does not nest, but a Dict stored as a value is shared as itself.
     plain = fresh()
     plain["d"] = {"x": 1}
