@@ -62,6 +62,17 @@ int pyshm_lock_wait(shmrpc_lock *l, double seconds, int *users, const _Atomic bo
     return rc;
 }
 
+/* sem_loc's text (str or bytes, borrowed from it), or NULL raised. */
+static const char *lock_name(PyObject *loc)
+{
+    if (PyBytes_Check(loc)) return PyBytes_AS_STRING(loc);
+    const char *name = PyUnicode_Check(loc) ? PyUnicode_AsUTF8(loc) : NULL;
+    if (name == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "sem_loc is the lock's name, a str or bytes, not %s",
+                     Py_TYPE(loc)->tp_name);
+    return name;
+}
+
 static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"sem_loc", "mode", "initial_value", "permissions", NULL};
@@ -74,13 +85,8 @@ static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "a HybridLock is opened once");
         return -1;
     }
-    const char *name;
-    if (PyBytes_Check(loc)) {
-        name = PyBytes_AS_STRING(loc);
-    } else if ((name = PyUnicode_AsUTF8(loc)) == NULL) {
-        PyErr_SetString(PyExc_TypeError, "sem_loc is the lock's name, a str or bytes");
-        return -1;
-    }
+    const char *name = lock_name(loc);
+    if (name == NULL) return -1;
     if (mode < SHMRPC_LOCK_CONNECT_OR_CREATE || mode > SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE) {
         PyErr_Format(PyExc_ValueError,
                      "mode %d is none of CONNECT_OR_CREATE, CONNECT_TO_EXISTING, "
@@ -227,7 +233,7 @@ static PyObject *HybridLock_destroy(HybridLock *self, PyObject *unused)
 static PyObject *HybridLock_unlink(PyObject *cls, PyObject *name)
 {
     (void)cls;
-    const char *s = PyUnicode_AsUTF8(name);
+    const char *s = lock_name(name);
     if (s == NULL) return NULL;
     int rc = shmrpc_lock_unlink(s);
     if (rc != 0) return pyshm_raise_status(rc, s, shmrpc_errmsg());

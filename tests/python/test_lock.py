@@ -180,3 +180,12 @@ def test_close_while_a_thread_waits(name):
         print(got, t.is_alive(), time.monotonic() - start < 1)
     """)
     assert out == f"['{name}: closed: closed while this waited for its lock'] False True\n"
+
+
+def test_unlink_takes_the_name_as_the_constructor_does(name):
+    HybridLock(name.encode(), CREATE_NEW_EXCLUSIVE).close()
+    HybridLock.unlink(name.encode())
+    with pytest.raises(shmrpc.NoSuchSemaphore):
+        HybridLock(name, CONNECT_TO_EXISTING)
+    with pytest.raises(TypeError, match="sem_loc is the lock's name, a str or bytes, not int"):
+        HybridLock.unlink(5)
