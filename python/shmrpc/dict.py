@@ -16,12 +16,14 @@ import pprint
 import secrets
 import threading
 import time
+import weakref
 
 from ._shmrpc import _DICT_MARKER, Error, Map, Unavailable, _DictCore
 
 __all__ = ["Dict"]
 
 _PROTOCOL = 4  # pickle's protocol for keys and values (dict.c's PYSHM_PICKLE_PROTOCOL)
+_KEEP = 64  # nested Dicts a Dict keeps open that nothing else holds
 _SIMPLE_KEYS = (int, str, bytes, float, bool, type(None))
 
 # Dicts this process created with auto_unlink: {name: (pid, register name or None)}, removed
@@ -317,7 +319,11 @@ class Dict(_DictCore, collections.abc.MutableMapping):
                 pass
         self.recurse = recurse_register is not None
         self.recurse_register = recurse_register
-        self._children = {}
+        # The nested Dicts this handle opened, by name, while something holds them: the
+        # last _KEEP used, or the user. One replaced is closed once let go of (each kept 3
+        # mappings, and a process ran out of them after some 21,000 writes of a nested dict).
+        self._children = weakref.WeakValueDictionary()
+        self._recent = collections.OrderedDict()
         self.lock = Lock(self)
         limit = full_dump_size if full_dump_size else 1 << 28
         # pickle and marshal give back a key equal to it; another serializer's keys are
@@ -357,7 +363,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
                 child.unlink()
                 raise
             value = child
-        self._children[value.name] = value
+        self._keep(value)
         ref = {"name": value.name, "register": value.recurse_register}
         return _DICT_MARKER + json.dumps(ref).encode()
 
@@ -365,12 +371,21 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         ref = json.loads(raw[len(_DICT_MARKER):])
         if ref["name"] == self.name:
             return self
+        child = self._recent.get(ref["name"])
+        if child is not None and not child._closed():
+            return child
         child = self._children.get(ref["name"])
         if child is None or child._closed():
             child = Dict(name=ref["name"], create=False, serializer=self.serializer,
                          auto_unlink=False, recurse_register=ref["register"])
-            self._children[ref["name"]] = child
+        self._keep(child)
         return child
+
+    def _keep(self, child):
+        self._children[child.name] = child
+        self._recent[child.name] = child
+        if len(self._recent) > _KEEP:
+            self._recent.popitem(last=False)
 
     def _own_register(self):
         # The register this Dict removes with itself: its own, unless it is nested in
@@ -531,9 +546,10 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         finally:
             if unlink:
                 self.unlink()
-            for child in self._children.values():
+            for child in list(self._children.values()):
                 child._close()
             self._children.clear()
+            self._recent.clear()
             self._close()
             if self.lock._owner == (os.getpid(), threading.get_ident()):
                 self.lock._depth, self.lock._owner = 0, None  # _close freed it
