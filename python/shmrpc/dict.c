@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <shmrpc/lock.h>
 #include <shmrpc/map.h>
@@ -39,7 +40,12 @@ typedef struct {
     PyObject *loads;
     PyObject *kcache; /* {key: bytes} for exact int, str and bytes */
     int recurse;      /* a dict stored becomes a Dict of its own */
+    int check_keys;   /* a key must come back from loads equal to itself */
     uint64_t max_value;
+    /* Threads waiting for the map's lock without the GIL (pyshm_lock_wait): a close while
+     * there are any marks the Dict closing, and the last of them unmaps it. */
+    int users;
+    _Atomic bool closing;
 } DictCore;
 
 static PyTypeObject DictCoreType;
@@ -131,7 +137,7 @@ PyObject *pyshm_dumps(PyObject *dumps, PyObject *dumps_arg, PyObject *v)
 
 static int closed(DictCore *self)
 {
-    if (self->m != NULL) return 0;
+    if (self->m != NULL && !atomic_load(&self->closing)) return 0;
     PyErr_Format(pyshm_Unavailable, "shmrpc.Dict '%s' is closed",
                  self->name ? self->name : "(not open)");
     return -1;
@@ -177,6 +183,27 @@ static int check_key(PyObject *k, int depth)
     return 0;
 }
 
+/* Whether key k, serialized to b, comes back from loads as a key equal to it: else every
+ * listing of the Dict (keys, items, repr, ==, close) would fail in every process. 0, or -1
+ * raised. */
+static int check_round_trip(DictCore *self, PyObject *k, PyObject *b)
+{
+    PyObject *back = PyObject_CallOneArg(self->loads, b);
+    if (back == NULL) {
+        name_error("the serializer's loads", self, k);
+        return -1;
+    }
+    int eq =
+        PyObject_Hash(back) == -1 ? (PyErr_Clear(), 0) : PyObject_RichCompareBool(back, k, Py_EQ);
+    if (eq == 0)
+        PyErr_Format(PyExc_TypeError,
+                     "shmrpc.Dict '%s': key %.200R comes back from the serializer as %.200R, "
+                     "which is not the same key (a key must come back equal and hashable)",
+                     self->name, k, back);
+    Py_DECREF(back);
+    return eq == 1 ? 0 : -1;
+}
+
 /* The key's serialized bytes (a new reference), or NULL raised. */
 static PyObject *key_bytes(DictCore *self, PyObject *k)
 {
@@ -192,6 +219,10 @@ static PyObject *key_bytes(DictCore *self, PyObject *k)
     PyObject *b = as_bytes(PyObject_CallOneArg(self->kdumps, k));
     if (b == NULL) {
         name_error("the serialization", self, k);
+        return NULL;
+    }
+    if (self->check_keys && check_round_trip(self, k, b) != 0) {
+        Py_DECREF(b);
         return NULL;
     }
     if ((uint64_t)PyBytes_GET_SIZE(b) > SHMRPC_MAP_KEY_MAX) {
@@ -243,8 +274,11 @@ static PyObject *value_bytes(DictCore *self, PyObject *k, PyObject *v)
 static PyObject *value_of(DictCore *self, PyObject *k, PyObject *b)
 {
     const char *p = PyBytes_AS_STRING(b);
-    if ((size_t)PyBytes_GET_SIZE(b) >= MARKER_LEN && memcmp(p, MARKER, MARKER_LEN) == 0)
-        return PyObject_CallMethod((PyObject *)self, "_load_special", "O", b);
+    if ((size_t)PyBytes_GET_SIZE(b) >= MARKER_LEN && memcmp(p, MARKER, MARKER_LEN) == 0) {
+        PyObject *v = PyObject_CallMethod((PyObject *)self, "_load_special", "O", b);
+        if (v == NULL) name_error("the Dict stored as the value", self, k);
+        return v;
+    }
     PyObject *v = PyObject_CallOneArg(self->loads, b);
     if (v == NULL) name_error("the stored value does not load: the value", self, k);
     return v;
@@ -283,21 +317,32 @@ static PyObject *lookup(DictCore *self, PyObject *k, bool *missing)
 
 /* --- writes --------------------------------------------------------------------------- */
 
+/* Waits for the map's lock (seconds, negative: for ever) without the GIL; the lock's
+ * status, or SHMRPC_ECLOSED (msg says why) when the Dict was closed meanwhile. */
+static int wait_lock(DictCore *self, double seconds, char *msg, size_t cap)
+{
+    int rc =
+        pyshm_lock_wait(shmrpc_map_lock(self->m), seconds, &self->users, &self->closing, msg, cap);
+    if (rc == SHMRPC_ECLOSED && self->users == 0) {
+        shmrpc_map_close(self->m);
+        self->m = NULL;
+        atomic_store(&self->closing, false);
+    }
+    return rc;
+}
+
 /* Takes the map's lock for a write unless this thread holds it: 1 taken (release it with
  * write_end), 0 held already, -1 raised. The wait lets go of the GIL. */
 static int write_begin(DictCore *self)
 {
     shmrpc_lock *l = shmrpc_map_lock(self->m);
     if (shmrpc_lock_is_mine(l)) return 0;
+    char msg[512] = "";
     int rc = shmrpc_lock_try(l);
-    if (rc == SHMRPC_EBUSY) {
-        Py_BEGIN_ALLOW_THREADS;
-        rc = shmrpc_lock_acquire(l, SHMRPC_LOCK_WAIT_FOREVER);
-        Py_END_ALLOW_THREADS;
-    }
+    if (rc == SHMRPC_EBUSY) rc = wait_lock(self, -1.0, msg, sizeof msg);
     /* A dead holder's half-done write: the map repairs it at this write (docs/map.md). */
     if (rc == 0 || rc == SHMRPC_EOWNERDEAD) return 1;
-    pyshm_raise_status(rc, self->name, shmrpc_errmsg());
+    pyshm_raise_status(rc, self->name, *msg ? msg : shmrpc_errmsg());
     return -1;
 }
 
@@ -509,14 +554,14 @@ static PyObject *Dict_clear(DictCore *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* _setup(kdumps, dumps, dumps_arg, loads, recurse, max_value) */
+/* _setup(kdumps, dumps, dumps_arg, loads, recurse, max_value, check_keys) */
 static PyObject *Dict_setup(DictCore *self, PyObject *args)
 {
     PyObject *kdumps, *dumps, *dumps_arg, *loads;
-    int recurse;
+    int recurse, check_keys;
     unsigned long long max_value;
-    if (!PyArg_ParseTuple(args, "OOOOpK:_setup", &kdumps, &dumps, &dumps_arg, &loads, &recurse,
-                          &max_value))
+    if (!PyArg_ParseTuple(args, "OOOOpKp:_setup", &kdumps, &dumps, &dumps_arg, &loads, &recurse,
+                          &max_value, &check_keys))
         return NULL;
     if (!PyCallable_Check(kdumps) || !PyCallable_Check(dumps) || !PyCallable_Check(loads)) {
         PyErr_SetString(PyExc_TypeError, "the serializer's dumps and loads must be callable");
@@ -529,6 +574,7 @@ static PyObject *Dict_setup(DictCore *self, PyObject *args)
     if (self->kcache == NULL && (self->kcache = PyDict_New()) == NULL) return NULL;
     PyDict_Clear(self->kcache);
     self->recurse = recurse;
+    self->check_keys = check_keys;
     self->max_value = max_value < SHMRPC_MAP_VALUE_MAX ? max_value : SHMRPC_MAP_VALUE_MAX;
     Py_RETURN_NONE;
 }
@@ -565,6 +611,16 @@ static PyObject *Dict_open(DictCore *self, PyObject *args)
         }
         o.mode = SHMRPC_MAP_CONNECT_TO_EXISTING;
         rc = shmrpc_map_open(&self->m, name, &o);
+        if (rc == SHMRPC_ECUT && create == Py_None) {
+            /* Half-made by a creator that died (or cut): the library's connect-or-create
+             * removes that file, and only that one, and makes the map anew; this process
+             * made it if it is the creator the map names (the dead one was another). */
+            o.mode = SHMRPC_MAP_CONNECT_OR_CREATE;
+            rc = shmrpc_map_open(&self->m, name, &o);
+            shmrpc_map_info info;
+            made = rc == 0 && shmrpc_map_get_info(self->m, &info) == 0 && info.creator == getpid();
+            break;
+        }
         if (rc != SHMRPC_ENOENT || create == Py_False) break;
     }
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
@@ -582,8 +638,17 @@ static PyObject *Dict_open(DictCore *self, PyObject *args)
 static PyObject *Dict_close(DictCore *self, PyObject *unused)
 {
     (void)unused;
-    shmrpc_map_close(self->m);
-    self->m = NULL;
+    if (self->m == NULL || atomic_load(&self->closing)) Py_RETURN_NONE;
+    /* Closed inside `with d.lock:`: the lock freed, or it would stay held by a live thread
+     * that has no handle left to free it with, and every writer would wait for ever. */
+    shmrpc_lock *l = shmrpc_map_lock(self->m);
+    if (shmrpc_lock_is_mine(l)) shmrpc_lock_release(l);
+    if (self->users > 0) {
+        atomic_store(&self->closing, true); /* the last waiter unmaps it */
+    } else {
+        shmrpc_map_close(self->m);
+        self->m = NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -604,13 +669,9 @@ static PyObject *Dict_lock_acquire(DictCore *self, PyObject *timeout)
             return NULL;
         }
     }
-    shmrpc_lock *l = shmrpc_map_lock(self->m);
-    int rc = shmrpc_lock_try(l);
-    if (rc == SHMRPC_EBUSY && s != 0) {
-        Py_BEGIN_ALLOW_THREADS;
-        rc = shmrpc_lock_acquire_secs(l, s);
-        Py_END_ALLOW_THREADS;
-    }
+    char msg[512] = "";
+    int rc = shmrpc_lock_try(shmrpc_map_lock(self->m));
+    if (rc == SHMRPC_EBUSY && s != 0) rc = wait_lock(self, s, msg, sizeof msg);
     switch (rc) {
     case 0:
         return PyLong_FromLong(0);
@@ -621,7 +682,7 @@ static PyObject *Dict_lock_acquire(DictCore *self, PyObject *timeout)
     case SHMRPC_ETIMEDOUT:
         return PyLong_FromLong(3);
     default:
-        return pyshm_raise_status(rc, self->name, shmrpc_errmsg());
+        return pyshm_raise_status(rc, self->name, *msg ? msg : shmrpc_errmsg());
     }
 }
 

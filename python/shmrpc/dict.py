@@ -16,18 +16,24 @@ import pprint
 import secrets
 import threading
 import time
+import weakref
 
 from ._shmrpc import _DICT_MARKER, Error, Map, Unavailable, _DictCore
 
 __all__ = ["Dict"]
 
 _PROTOCOL = 4  # pickle's protocol for keys and values (dict.c's PYSHM_PICKLE_PROTOCOL)
+_KEEP = 64  # nested Dicts a Dict keeps open that nothing else holds
 _SIMPLE_KEYS = (int, str, bytes, float, bool, type(None))
 
 # Dicts this process created with auto_unlink: {name: (pid, register name or None)}, removed
 # by the process that created them at its exit (not by a forked child, whose pid differs).
 _to_unlink = {}
 _to_unlink_lock = threading.Lock()
+
+# The names of the Dicts this thread is making the repr of: a Dict that holds itself, or
+# one that holds it (each read of a nested Dict may be a new handle), prints as {...}.
+_in_repr = threading.local()
 
 
 def _pickle_key(key):
@@ -267,7 +273,7 @@ class Dict(_DictCore, collections.abc.MutableMapping):
     def __init__(self, *arg, name=None, create=None, buffer_size=10000, serializer=pickle,
                  shared_lock=False, full_dump_size=None, auto_unlink=None, recurse=False,
                  recurse_register=None, **kwargs):
-        if create not in (None, True, False):
+        if create is not None and create is not True and create is not False:
             raise ValueError(f"create is True, False or None, not {create!r}")
         if full_dump_size is not None and full_dump_size <= 0:
             raise ValueError(f"full_dump_size is a positive number of bytes, not {full_dump_size}")
@@ -313,10 +319,16 @@ class Dict(_DictCore, collections.abc.MutableMapping):
                 pass
         self.recurse = recurse_register is not None
         self.recurse_register = recurse_register
-        self._children = {}
+        # The nested Dicts this handle opened, by name, while something holds them: the
+        # last _KEEP used, or the user. One replaced is closed once let go of (each kept 3
+        # mappings, and a process ran out of them after some 21,000 writes of a nested dict).
+        self._children = weakref.WeakValueDictionary()
+        self._recent = collections.OrderedDict()
         self.lock = Lock(self)
         limit = full_dump_size if full_dump_size else 1 << 28
-        self._setup(*codecs, self.recurse, int(limit))
+        # pickle and marshal give back a key equal to it; another serializer's keys are
+        # checked (json gives a tuple back as a list, which no dict can hold).
+        self._setup(*codecs, self.recurse, int(limit), serializer not in (pickle, marshal))
         if self.recurse and recurse_register == _register_name(self.name):
             Map(recurse_register, create=True).close()
         self.auto_unlink = created if auto_unlink is None else bool(auto_unlink)
@@ -332,28 +344,48 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         # dict.c: value is a Dict, or a dict with recurse on. A dict becomes a Dict of its
         # own, registered for cleanup with its parent.
         if not isinstance(value, Dict):
-            child = Dict(name=None, serializer=self.serializer, auto_unlink=False,
-                         recurse=True, recurse_register=self.recurse_register)
+            # Its name registered before it is made: a process killed in between leaves a
+            # name to remove, never a map that nothing lists.
+            with Map(self.recurse_register, create=True) as reg:
+                while True:
+                    name = f"psm_{secrets.token_hex(4)}"
+                    reg[name.encode()] = b""
+                    try:
+                        child = Dict(name=name, create=True, serializer=self.serializer,
+                                     auto_unlink=False, recurse=True,
+                                     recurse_register=self.recurse_register)
+                        break
+                    except AlreadyExists:
+                        del reg[name.encode()]  # another's: not ours to remove
             try:
-                with Map(self.recurse_register, create=True) as reg:
-                    reg[child.name.encode()] = b""
                 child.update(value)
             except BaseException:
                 child.unlink()
                 raise
             value = child
-        self._children[value.name] = value
+        self._keep(value)
         ref = {"name": value.name, "register": value.recurse_register}
         return _DICT_MARKER + json.dumps(ref).encode()
 
     def _load_special(self, raw):
         ref = json.loads(raw[len(_DICT_MARKER):])
+        if ref["name"] == self.name:
+            return self
+        child = self._recent.get(ref["name"])
+        if child is not None and not child._closed():
+            return child
         child = self._children.get(ref["name"])
         if child is None or child._closed():
             child = Dict(name=ref["name"], create=False, serializer=self.serializer,
                          auto_unlink=False, recurse_register=ref["register"])
-            self._children[ref["name"]] = child
+        self._keep(child)
         return child
+
+    def _keep(self, child):
+        self._children[child.name] = child
+        self._recent[child.name] = child
+        if len(self._recent) > _KEEP:
+            self._recent.popitem(last=False)
 
     def _own_register(self):
         # The register this Dict removes with itself: its own, unless it is nested in
@@ -400,6 +432,9 @@ class Dict(_DictCore, collections.abc.MutableMapping):
             if raw is not None:
                 return self._decode(key, raw)
             if self._cas_raw(key, None, default):
+                if self.recurse and isinstance(default, dict):
+                    # What is stored is a Dict of its own: that, so that changes to it stay.
+                    return self.get(key, default)
                 return default
 
     def pop(self, key, *default):
@@ -460,7 +495,14 @@ class Dict(_DictCore, collections.abc.MutableMapping):
         return self
 
     def __repr__(self):
-        return repr(self.data)
+        busy = _in_repr.__dict__.setdefault("names", set())
+        if self.name in busy:
+            return "{...}"
+        busy.add(self.name)
+        try:
+            return repr(self.data)
+        finally:
+            busy.discard(self.name)
 
     def __reduce__(self):
         # multiprocessing's spawn, and any pickle: the name and options; the other side
@@ -495,15 +537,22 @@ class Dict(_DictCore, collections.abc.MutableMapping):
 
     def close(self, unlink=False):
         """Unmaps this handle (its nested Dicts too), and returns the data as a dict. The
-        map stays for the other processes (and for auto_unlink at exit)."""
-        data = {} if self._closed() else self.data
-        if unlink:
-            self.unlink()
-        for child in self._children.values():
-            child._close()
-        self._children.clear()
-        self._close()
-        return data
+        map stays for the other processes (and for auto_unlink at exit). A lock this thread
+        holds is freed; a thread waiting for it raises shmrpc.Unavailable."""
+        try:
+            # A value that does not load (a nested Dict removed, a class not importable
+            # here) is raised, and the handle closed all the same.
+            return {} if self._closed() else self.data
+        finally:
+            if unlink:
+                self.unlink()
+            for child in list(self._children.values()):
+                child._close()
+            self._children.clear()
+            self._recent.clear()
+            self._close()
+            if self.lock._owner == (os.getpid(), threading.get_ident()):
+                self.lock._depth, self.lock._owner = 0, None  # _close freed it
 
     def unlink(self):
         """Removes the Dict's name (and, for the Dict that made the register of recurse, every

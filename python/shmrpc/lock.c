@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shmrpc/lock.h>
 #include <shmrpc/status.h>
@@ -18,7 +19,59 @@ typedef struct {
     char *name;
     bool created;    /* this open created the lock */
     bool owner_died; /* the last lock() took it from a holder that had died */
+    /* Threads inside a lock(), which waits without the GIL on l (the GIL guards the count):
+     * a close while there are any only marks the lock closing, and the last of them closes
+     * it, so that close never unmaps what another thread is waiting on. */
+    int users;
+    _Atomic bool closing; /* read by waiting threads without the GIL */
 } HybridLock;
+
+/* A wait is cut into slices this long, so that a close from another thread ends it. */
+#define SLICE_S 0.05
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int pyshm_lock_wait(shmrpc_lock *l, double seconds, int *users, const _Atomic bool *closing,
+                    char *msg, size_t cap)
+{
+    int rc;
+    ++*users;
+    Py_BEGIN_ALLOW_THREADS;
+    bool forever = seconds < 0 || isinf(seconds);
+    double end = forever ? 0 : now_s() + seconds;
+    for (;;) {
+        double left = forever ? SLICE_S : end - now_s();
+        if (left < 0) left = 0;
+        double slice = left < SLICE_S ? left : SLICE_S;
+        rc = shmrpc_lock_acquire_secs(l, slice);
+        if (rc != 0) snprintf(msg, cap, "%s", shmrpc_errmsg());
+        if (rc != SHMRPC_ETIMEDOUT || (!forever && slice == left) || atomic_load(closing)) break;
+    }
+    Py_END_ALLOW_THREADS;
+    --*users;
+    if (atomic_load(closing)) {
+        if (rc == 0 || rc == SHMRPC_EOWNERDEAD) shmrpc_lock_release(l); /* for no one now */
+        rc = SHMRPC_ECLOSED;
+        snprintf(msg, cap, "closed while this waited for its lock");
+    }
+    return rc;
+}
+
+/* sem_loc's text (str or bytes, borrowed from it), or NULL raised. */
+static const char *lock_name(PyObject *loc)
+{
+    if (PyBytes_Check(loc)) return PyBytes_AS_STRING(loc);
+    const char *name = PyUnicode_Check(loc) ? PyUnicode_AsUTF8(loc) : NULL;
+    if (name == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "sem_loc is the lock's name, a str or bytes, not %s",
+                     Py_TYPE(loc)->tp_name);
+    return name;
+}
 
 static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
 {
@@ -32,13 +85,8 @@ static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_RuntimeError, "a HybridLock is opened once");
         return -1;
     }
-    const char *name;
-    if (PyBytes_Check(loc)) {
-        name = PyBytes_AS_STRING(loc);
-    } else if ((name = PyUnicode_AsUTF8(loc)) == NULL) {
-        PyErr_SetString(PyExc_TypeError, "sem_loc is the lock's name, a str or bytes");
-        return -1;
-    }
+    const char *name = lock_name(loc);
+    if (name == NULL) return -1;
     if (mode < SHMRPC_LOCK_CONNECT_OR_CREATE || mode > SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE) {
         PyErr_Format(PyExc_ValueError,
                      "mode %d is none of CONNECT_OR_CREATE, CONNECT_TO_EXISTING, "
@@ -84,7 +132,7 @@ static int HybridLock_init(HybridLock *self, PyObject *args, PyObject *kw)
 
 static int check_open(HybridLock *self)
 {
-    if (self->l != NULL) return 0;
+    if (self->l != NULL && !atomic_load(&self->closing)) return 0;
     PyErr_SetString(pyshm_Unavailable, "the HybridLock is closed");
     return -1;
 }
@@ -106,12 +154,13 @@ static PyObject *HybridLock_lock(HybridLock *self, PyObject *args, PyObject *kw)
         }
         if (s < 0) s = -1.0;
     }
-    int rc;
     char msg[512] = "";
-    Py_BEGIN_ALLOW_THREADS;
-    rc = shmrpc_lock_acquire_secs(self->l, s);
-    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
-    Py_END_ALLOW_THREADS;
+    int rc = pyshm_lock_wait(self->l, s, &self->users, &self->closing, msg, sizeof msg);
+    if (rc == SHMRPC_ECLOSED && self->users == 0) {
+        shmrpc_lock_close(self->l);
+        self->l = NULL;
+        atomic_store(&self->closing, false);
+    }
     if (rc == 0 || rc == SHMRPC_EOWNERDEAD) {
         self->owner_died = rc == SHMRPC_EOWNERDEAD;
         Py_RETURN_TRUE;
@@ -164,8 +213,12 @@ static PyObject *HybridLock_blocking_pid(HybridLock *self, void *unused)
 static PyObject *HybridLock_close(HybridLock *self, PyObject *unused)
 {
     (void)unused;
-    shmrpc_lock_close(self->l);
-    self->l = NULL;
+    if (self->users > 0) {
+        atomic_store(&self->closing, true); /* the last lock() under way closes it */
+    } else {
+        shmrpc_lock_close(self->l);
+        self->l = NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -180,7 +233,7 @@ static PyObject *HybridLock_destroy(HybridLock *self, PyObject *unused)
 static PyObject *HybridLock_unlink(PyObject *cls, PyObject *name)
 {
     (void)cls;
-    const char *s = PyUnicode_AsUTF8(name);
+    const char *s = lock_name(name);
     if (s == NULL) return NULL;
     int rc = shmrpc_lock_unlink(s);
     if (rc != 0) return pyshm_raise_status(rc, s, shmrpc_errmsg());

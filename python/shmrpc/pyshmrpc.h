@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include <msgpack.h>
@@ -15,6 +16,7 @@
 #include <shmrpc/buf.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
+#include <shmrpc/lock.h>
 
 extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch,
     *pyshm_HandlerError, *pyshm_PeerDied;
@@ -86,5 +88,14 @@ PyObject *pyshm_dumps(PyObject *dumps, PyObject *dumps_arg, PyObject *v);
 /* The exception being raised, raised again with "LABEL: its message" (its own type when
  * that takes a message, else TypeError), the original as its cause. */
 void pyshm_relabel(PyObject *label);
+
+/* Waits for the lock l (seconds; negative or infinite: for ever) with the GIL let go of, in
+ * slices of at most 50 ms, so that a close of its handle from another thread ends the wait
+ * within a slice. *users counts the threads inside (the GIL guards it); a close while there
+ * are any sets *closing instead of unmapping, and the last to leave (SHMRPC_ECLOSED with
+ * *users 0) unmaps. The lock's status (0, SHMRPC_EOWNERDEAD, SHMRPC_ETIMEDOUT, ...), or
+ * SHMRPC_ECLOSED with the lock not held; its message in msg. (lock.c) */
+int pyshm_lock_wait(shmrpc_lock *l, double seconds, int *users, const _Atomic bool *closing,
+                    char *msg, size_t cap);
 
 #endif

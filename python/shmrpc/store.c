@@ -394,7 +394,15 @@ static PyObject *Queue_pop(QueueObject *self, PyObject *args, PyObject *kw)
     } else if (self->loads != NULL) {
         PyObject *b = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
         r = b ? PyObject_CallOneArg(self->loads, b) : NULL;
-        if (r == NULL && b != NULL) queue_relabel(self, "a message does not load");
+        if (r == NULL && b != NULL) {
+            queue_relabel(self, "a message does not load");
+            /* The message has left the queue: its bytes go with the error, not nowhere. */
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_NormalizeException(&t, &v, &tb);
+            if (v != NULL && PyObject_SetAttrString(v, "raw_message", b) != 0) PyErr_Clear();
+            PyErr_Restore(t, v, tb);
+        }
         Py_XDECREF(b);
     } else {
         shmrpc_buf json;

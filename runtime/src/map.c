@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -2286,7 +2287,17 @@ static int attach_map(shmrpc_map *m)
     uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
     uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes, first = h->first;
     uint64_t gen = atomic_load_explicit(&h->gen, memory_order_acquire);
-    if (magic == 0)
+    uint32_t creator = h->creator;
+    if (magic == 0 && (creator == 0 || (kill((pid_t)creator, 0) != 0 && errno == ESRCH))) {
+        /* Half-made by a creator now gone (its pid is written before the rest): stale, as a
+         * cut one is, so that an open with create makes it anew (remove_cut), with the one
+         * generation it may have made. */
+        m->cut_gen = first;
+        rc = fail(SHMRPC_ECUT,
+                  "map '%s' was never initialised: its creator (pid %u) died making it; opening "
+                  "it with create makes it anew",
+                  m->name, creator);
+    } else if (magic == 0)
         rc = fail(SHMRPC_EPROTO,
                   "map '%s' was never initialised (its creator died?); CREATE_NEW_OVERWRITE or "
                   "shmrpc_map_unlink replaces it",

@@ -5,12 +5,14 @@ multiprocessing's fork and spawn), the lock counting exactly, a holder killed wi
 errors that name the key, values too big, and every segment removed by the process that
 created it. Queue(serializer=) too. Every Dict a test makes is removed when it ends."""
 import contextlib
+import gc
 import json
 import marshal
 import multiprocessing
 import os
 import pickle
 import queue
+import random
 import signal
 import subprocess
 import sys
@@ -267,6 +269,12 @@ def test_nested_values_and_deeper(fresh):
     assert ultra["a"]["l"] == [1, {"x": 2}]  # dicts inside lists stay values
     ultra["a"]["b"]["c"] += 41
     assert ultra == {"a": {"b": {"c": 42}, "l": [1, {"x": 2}]}}
+    # setdefault gives back what it stored: the nested Dict, so that changes to it stay.
+    ultra.setdefault("users", {})["bob"] = 1
+    ultra.setdefault("users", {})["ann"] = 2
+    assert ultra["users"] == {"bob": 1, "ann": 2}
+    with pytest.raises(ValueError, match="create is True, False or None, not 1"):
+        UltraDict(name=ultra.name, create=1)  # 1 == True, but it did what None does
     # A plain Dict does not nest, but a Dict stored as a value is shared as itself.
     plain = fresh()
     plain["d"] = {"x": 1}
@@ -274,6 +282,75 @@ def test_nested_values_and_deeper(fresh):
     plain["shared"] = ultra["a"]
     plain["shared"]["new"] = 1
     assert ultra["a"]["new"] == 1
+
+
+def test_close_closes_when_a_value_does_not_load(fresh):
+    """A Dict stored in another, then removed: reading it raises CannotAttachSharedMemory
+    naming the key that holds it, and close() raises that too but closes the handle."""
+    nested, holder = fresh(recurse=True), fresh()
+    nested["n"] = {"x": 1}
+    holder["shared"] = nested["n"]
+    holder["plain"] = 1
+    nested.unlink()
+    out = run(f"""
+        from shmrpc import Dict as UltraDict, Unavailable
+        h = UltraDict(name={holder.name!r}, create=False)
+        print(h["plain"])
+        try:
+            h["shared"]
+        except UltraDict.Exceptions.CannotAttachSharedMemory as e:
+            print("read:", "key 'shared'" in str(e))
+        try:
+            h.close()
+        except UltraDict.Exceptions.CannotAttachSharedMemory:
+            print("close raised")
+        try:
+            h["plain"]
+        except Unavailable as e:
+            print("then:", e)
+    """)
+    assert out == f"1\nread: True\nclose raised\nthen: shmrpc.Dict '{holder.name}' is closed\n"
+
+
+def test_nested_dicts_replaced_are_closed_once_let_go_of(fresh):
+    """Each write of a dict under recurse makes a nested Dict; the handles of those replaced
+    are closed when nothing holds them, so that a process writing nested dicts in a loop
+    does not run out of mappings (3 each; vm.max_map_count is 65,530 by default): 1,000
+    made 3,000 before."""
+    ultra = fresh(recurse=True)
+
+    def mappings():
+        gc.collect()
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
+    ultra["n"] = {"a": 0}
+    before = mappings()
+    for i in range(1, 1001):
+        ultra["n"] = {"a": i}
+    kept = ultra["n"]
+    # The last 64 stay open (3 mappings each), to be read again without opening them.
+    assert kept == {"a": 1000} and mappings() - before < 64 * 3 + 50
+    assert ultra["n"] is kept  # one handle while it is held
+
+
+def test_a_dict_holding_itself_prints_as_a_dict_does(fresh):
+    """A Dict stored in itself, or in a Dict it holds, prints as {...} there as a dict does,
+    in this process and in another, whose reads open new handles."""
+    a, b = fresh(), fresh()
+    a["me"] = a
+    a["b"] = b
+    b["a"] = a
+    assert a["me"] is a
+    assert repr(a) == "{'me': {...}, 'b': {'a': {...}}}" or \
+        repr(a) == "{'b': {'a': {...}}, 'me': {...}}"
+    out = run(f"""
+        from shmrpc import Dict as UltraDict
+        a = UltraDict(name={a.name!r}, create=False)
+        print(sorted(a.keys()), repr(a["b"]))
+    """)
+    assert out == "['b', 'me'] {'a': {'me': {...}, 'b': {...}}}\n" or \
+        out == "['b', 'me'] {'a': {'b': {...}, 'me': {...}}}\n"
 
 
 # --- the lock: counting in two processes, fork and spawn ------------------------------------
@@ -432,6 +509,46 @@ def test_a_forked_child_does_not_hold_its_parents_lock(fresh):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_close_while_threads_wait_for_the_lock(names):
+    """close() inside `with d.lock:` while two threads of the process wait for the lock (a
+    write, an acquire): the waiters raise Unavailable, nothing is unmapped under them, and the
+    lock is free for the other processes. In a child, which a fault would kill."""
+    name = f"pyt_close_wait_{os.getpid()}"
+    names.append(name)
+    out = run(f"""
+        import threading, time
+        from shmrpc import Dict as UltraDict, Unavailable
+        d = UltraDict(name={name!r})
+        got = []
+        def write():
+            try:
+                d["x"] = 1
+                got.append("written")
+            except Unavailable as e:
+                got.append("write: closed" if "closed" in str(e) else str(e))
+        def acquire():
+            try:
+                d.lock.acquire()
+                got.append("acquired")
+            except Unavailable as e:
+                got.append("acquire: closed" if "closed" in str(e) else str(e))
+        d.lock.acquire()
+        threads = [threading.Thread(target=write), threading.Thread(target=acquire)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        d.close()
+        for t in threads:
+            t.join(10)
+        print(sorted(got), any(t.is_alive() for t in threads))
+        other = UltraDict(name={name!r}, create=False)
+        with other.lock(timeout=2):
+            other["y"] = 2
+        print(sorted(other.keys()))
+    """)
+    assert out == "['acquire: closed', 'write: closed'] False\n['y']\n"
+
+
 # --- keys, values and their errors ----------------------------------------------------------
 
 def test_errors_name_the_key(fresh, monkeypatch):
@@ -454,12 +571,14 @@ def test_errors_name_the_key(fresh, monkeypatch):
         picky["k"] = "bad"
     ultra["p"] = b"pickled"
 
-    class Unreadable:  # writes keys as pickle does, reads no value
+    class Unreadable:  # writes as pickle does, reads keys and not the value b"pickled"
         dumps = staticmethod(lambda v: pickle.dumps(v, 4))
 
         @staticmethod
         def loads(b):
-            raise ValueError("cannot read this")
+            if pickle.loads(b) == b"pickled":
+                raise ValueError("cannot read this")
+            return pickle.loads(b)
 
     with pytest.raises(ValueError, match="stored value does not load: the value of key 'p': "
                        "cannot read this"):
@@ -531,6 +650,19 @@ def test_serializers_across_processes(fresh, ser):
     assert ultra["from child"] in (("t",), ["t"])
 
 
+def test_a_key_the_serializer_gives_back_otherwise_is_refused(fresh):
+    """Under json a tuple comes back a list, which no dict can hold: stored, it made keys(),
+    items(), repr, == and close() of the Dict fail in every process. Refused, naming it."""
+    ultra = fresh(serializer=json)
+    ultra["kept"] = 1
+    for key in [(1, 2), ("a", (3,))]:
+        with pytest.raises(TypeError, match=r"key \(1, 2\) comes back from the serializer as "
+                           r"\[1, 2\], which is not the same key" if key == (1, 2) else "not the same"):
+            ultra[key] = "v"
+    assert ultra.keys() == {"kept"} and repr(ultra) == "{'kept': 1}"
+    assert ultra.close() == {"kept": 1}
+
+
 # --- the dict interface ---------------------------------------------------------------------
 
 def test_dict_interface(fresh):
@@ -597,6 +729,31 @@ def test_create_and_attach_rules(names):
     UltraDict.unlink_by_name(name, ignore_errors=True)
 
 
+@pytest.mark.parametrize("size", [0, 4096])
+def test_a_map_half_made_by_a_dead_creator_is_made_anew(names, size):
+    """The header of a map whose creator was killed making it: never sized (0 bytes), or
+    sized and never initialised (its creator's pid, written first, 0 here). Dict(name=)
+    makes the Dict anew, as UltraDict's create=None does when there is none; create=False
+    still refuses it."""
+    name = f"pyt_half_made_{size}_{os.getpid()}"
+    names.append(name)
+    fd = os.open(f"/dev/shm/shmrpc.map.{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    with pytest.raises(shmrpc.Error):
+        UltraDict(name=name, create=False)
+    ultra = UltraDict(name=name)
+    ultra["a"] = 1
+    assert ultra.created and ultra.auto_unlink and ultra == {"a": 1}
+    assert run(f"""
+        from shmrpc import Dict as UltraDict
+        d = UltraDict(name={name!r})
+        print(d.created, d["a"])
+    """) == "False 1\n"
+
+
 def test_auto_unlink_only_in_the_creating_process(names):
     # The creator forks a child that exits through atexit; an attacher exits too; only the
     # creator's exit removes the Dict. auto_unlink=False leaves it.
@@ -624,6 +781,62 @@ def test_auto_unlink_only_in_the_creating_process(names):
     assert segments(kept)  # an attacher's exit removes nothing
     UltraDict.unlink_by_name(kept)
     assert segments(kept) == []
+
+
+def test_a_writer_killed_in_nested_writes_leaves_no_map_unlisted(names):
+    """A process writing nested dicts (recurse=True) killed at random moments, 15 times: every
+    nested Dict it made is in the register, so unlink() of the Dict removes them all; what the
+    survivor reads is whole."""
+    name = f"pyt_killed_nested_{os.getpid()}"
+    names.append(name)
+    ultra = UltraDict(name=name, recurse=True)
+
+    def psm_maps():
+        found = set()
+        for d in SEGMENT_DIRS:
+            with contextlib.suppress(FileNotFoundError):
+                found |= {f[len("shmrpc.map."):] for f in os.listdir(d)
+                          if f.startswith("shmrpc.map.psm_")}
+        return found
+
+    before, killed = psm_maps(), set()
+    for _ in range(15):
+        p = Py(f"""
+            import os
+            from shmrpc import Dict as UltraDict
+            d = UltraDict(name={name!r}, create=False)
+            print(os.getpid(), flush=True)
+            i = 0
+            while True:
+                d["n%d" % (i % 3)] = {{"a": {{"b": i}}, "c": i}}
+                i += 1
+        """)
+        try:
+            killed.add(int(p.line()))
+            time.sleep(random.uniform(0.001, 0.03))
+        finally:
+            p.stop()
+    for key in ultra.keys():
+        assert sorted(ultra[key].keys()) == ["a", "c"] and list(ultra[key]["a"]) == ["b"]
+    ultra.unlink()
+
+    def ours(m):
+        # Made by a killed writer; or never finished (its creator killed in the middle), as
+        # another test's map being made would be within the retries.
+        for _ in range(5):
+            try:
+                d = UltraDict(name=m, create=False, auto_unlink=False)
+                return d.status()["creator"] in killed
+            except shmrpc.Unavailable:
+                return False  # removed meanwhile
+            except shmrpc.Error:
+                time.sleep(0.1)
+        return True
+
+    left = [m for m in psm_maps() - before if ours(m)]
+    for m in left:
+        UltraDict.unlink_by_name(m, ignore_errors=True)
+    assert left == []
 
 
 def test_an_attacher_with_recurse_registers_with_the_creator(names):
@@ -692,8 +905,9 @@ def test_queue_serializer_errors_and_bytes_kept(qname):
             q.push(threading.Lock())
         with shmrpc.Queue(qname) as raw:
             raw.push(b"not a pickle")
-            with pytest.raises(pickle.UnpicklingError, match="a message does not load"):
+            with pytest.raises(pickle.UnpicklingError, match="a message does not load") as e:
                 q.pop(timeout=1)
+            assert e.value.raw_message == b"not a pickle"  # popped: not lost with the error
             q.push(b"bytes")  # pickled: the raw queue sees the pickle
             assert pickle.loads(raw.pop(timeout=1)) == b"bytes"
     with pytest.raises(ValueError, match="a type or a serializer"):

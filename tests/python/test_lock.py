@@ -152,3 +152,40 @@ def test_permissions(name):
     assert stat.S_IMODE(os.stat(f"/dev/shm/shmrpc.lock.{name}").st_mode) == 0o660
     with pytest.raises(shmrpc.Error, match="SHMRPC_EPERM|group or other|mode"):
         HybridLock(name, CONNECT_TO_EXISTING, 1, 0o600)
+
+
+def test_close_while_a_thread_waits(name):
+    """close() while another thread of the process waits in lock(): that lock() raises
+    Unavailable within a slice, and nothing is unmapped under it. In a child, which a fault
+    would kill."""
+    from test_dict import run
+    out = run(f"""
+        import threading, time
+        from shmrpc import HybridLock, Unavailable
+        sem = HybridLock({name!r})
+        sem.lock()
+        got = []
+        def wait():
+            try:
+                sem.lock()
+                got.append("locked")
+            except Unavailable as e:
+                got.append(str(e))
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        sem.close()
+        t.join(10)
+        print(got, t.is_alive(), time.monotonic() - start < 1)
+    """)
+    assert out == f"['{name}: closed: closed while this waited for its lock'] False True\n"
+
+
+def test_unlink_takes_the_name_as_the_constructor_does(name):
+    HybridLock(name.encode(), CREATE_NEW_EXCLUSIVE).close()
+    HybridLock.unlink(name.encode())
+    with pytest.raises(shmrpc.NoSuchSemaphore):
+        HybridLock(name, CONNECT_TO_EXISTING)
+    with pytest.raises(TypeError, match="sem_loc is the lock's name, a str or bytes, not int"):
+        HybridLock.unlink(5)
