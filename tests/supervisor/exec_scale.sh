@@ -64,16 +64,28 @@ until_workers() {
     done
 }
 
+# until_said PATTERN SECONDS: waits for a line of the supervisor's stderr; false after SECONDS
+until_said() {
+    i=0
+    until grep -q "$1" "$tmp/err"; do
+        i=$((i + 1))
+        [ $i -lt $(($2 * 5)) ] || return 1
+        sleep 0.2
+    done
+}
+
+# The scale-down is said first, then the count is looked for: while echo-server forks its 3
+# workers, status shows 1, then 2, then 3 of them, and a count of 2 seen then is no scaling.
+until_said "echo: follows the supervisor's worker count" 60 ||
+    { echo "FAIL: no 'follows' line"; fail=$((fail + 1)); }
+until_said "echo: CPU of all workers .* under scale_down_cpu_percent 100: 2 workers" 60 ||
+    { echo "FAIL: no scale-down line"; fail=$((fail + 1)); }
 if until_workers echo 2 60; then
     echo "ok: idle, the supervisor took echo from 3 workers to min_proc_num 2"
 else
     echo "FAIL: echo has $(workers echo) workers, not 2"
     fail=$((fail + 1))
 fi
-grep -q "echo: follows the supervisor's worker count" "$tmp/err" ||
-    { echo "FAIL: no 'follows' line"; fail=$((fail + 1)); }
-grep -q "echo: CPU of all workers .* under scale_down_cpu_percent 100: 2 workers" "$tmp/err" ||
-    { echo "FAIL: no scale-down line"; fail=$((fail + 1)); }
 
 timeout -k 2 20 "$ctl" --ini "$tmp/service.ini" scale echo 4 >"$tmp/out" 2>&1 ||
     { echo "FAIL: scale echo 4: $(cat "$tmp/out")"; fail=$((fail + 1)); }
