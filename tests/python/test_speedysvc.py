@@ -494,6 +494,29 @@ def test_svc_printer_errors(tmp_path):
                                  ".svc type")
 
 
+@pytest.mark.parametrize("method, message", [
+    ("def g(self, n: int):\n    yield n", "Gen.g: a generator function (it yields) cannot be "
+     "served: a call gets one result"),
+    ("async def g(self, n: int) -> int:\n    return n", "Gen.g: a coroutine function (async "
+     "def) cannot be served: a call gets one result"),
+    ("async def g(self, n):\n    yield n", "Gen.g: a generator function (it yields) cannot "
+     "be served"),
+])
+def test_generator_and_coroutine_methods_refused(tmp_path, method, message):
+    """A method that yields or is async would give the client a generator or coroutine
+    object, which no encoding holds: refused when the class is printed or served."""
+    (tmp_path / "gen.py").write_text(
+        "from shmrpc import ServerMethodsBase, json_method\n"
+        "class Gen(ServerMethodsBase):\n    port, name = 5555, 'gen'\n    @json_method\n"
+        + textwrap.indent(method, "    ") + "\n")
+    out = subprocess.run([sys.executable, "-m", "shmrpc.svc", "gen:Gen"], cwd=tmp_path,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stderr[:len("shmrpc.svc: ") + len(message)]) == (
+        1, "shmrpc.svc: " + message), out.stderr
+    out = run_bounded(tmp_path, "-c", "import shmrpc, gen; shmrpc.serve_class(gen.Gen, 'shm://')")
+    assert out.returncode == 1 and "TypeError: " + message in out.stderr, out.stderr
+
+
 def write_kinds_service(folder, extra=""):
     name, port = f"kinds_{os.getpid()}_ini", free_port()
     (folder / "kinds.py").write_text(ALL_KINDS.replace("PORT", str(port))
