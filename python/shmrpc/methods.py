@@ -219,6 +219,8 @@ class _Provider:
     def __init__(self, server_methods, address, **opts):
         self.server_methods = server_methods
         self._spec = address
+        # Unpickling what a tcp:// server sends can run its code, as on the server's side.
+        self._force = bool(opts.pop("force_insecure_serialisation", False))
         self._opts = opts
         self._client = None
         self._star, self._calls = {}, {}
@@ -265,6 +267,12 @@ class _Provider:
                             f"service this client calls")
         if self._client is None:
             self._connect(cls)
+        if enc in INSECURE and not self._force and self._client.address.startswith("tcp://"):
+            raise ValueError(f"send({fn.__qualname__}): a @{enc} method at "
+                             f"{self._client.address}: unpickling or unmarshalling what a "
+                             f"network server sends can run its code, so it is called over "
+                             f"tcp:// only with force_insecure_serialisation=True (given to "
+                             f"connect(), NetworkClient())")
         have = self._client.methods.get(name)
         if want != have:
             e = Mismatch(f"{name}: the service at {self._client.address} has "
@@ -323,7 +331,8 @@ class NetworkClient(_Provider):
     """A tcp:// connection to the service of server_methods at host:port (port: the
     class's). Also NetworkClient(host) as speedysvc's first README has it: the class is
     then the one of the first method sent. Options as shmrpc.connect's (timeout,
-    secret_file, tls, ...)."""
+    secret_file, tls, ..., force_insecure_serialisation to call @pickle and @marshal
+    methods)."""
 
     def __init__(self, server_methods=None, host="127.0.0.1", port=None, **opts):
         if isinstance(server_methods, str):

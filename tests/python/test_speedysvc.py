@@ -569,10 +569,26 @@ def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
     sup = Supervised(folder, [name])
     try:
         sup.running("Kinds.tcp", 1)
+        sup.running("Kinds", 1)
         code = textwrap.dedent("""
             import shmrpc
             from kinds import Kinds
-            with shmrpc.connect(Kinds, "tcp://127.0.0.1") as p:
+            # The client unpickles what the server sends: refused over tcp:// unless it
+            # is forced too, for each way of making a tcp:// client.
+            for p in (shmrpc.connect(Kinds, "tcp://127.0.0.1"), shmrpc.NetworkClient(Kinds),
+                      shmrpc.NetworkClient("127.0.0.1")):
+                for m in (Kinds.swap_pickle, Kinds.swap_marshal):
+                    try:
+                        p.send(m, [1, 2])
+                        raise SystemExit(f"{p}: {m.__name__} was called")
+                    except ValueError as e:
+                        assert "force_insecure_serialisation=True" in str(e), e
+                assert p.send(Kinds.greet, ["x"]) == "hello x"
+                p.close()
+            with shmrpc.SHMClient(Kinds) as p:  # shm:// is this machine's: no force
+                assert p.send(Kinds.swap_pickle, [1, 2]) == (2, 1)
+            with shmrpc.connect(Kinds, "tcp://127.0.0.1",
+                                force_insecure_serialisation=True) as p:
                 assert p.send(Kinds.swap_pickle, [{1: 2}, (3,)]) == ((3,), {1: 2})
                 assert p.send(Kinds.swap_marshal, [1, "a"]) == ("a", 1)
                 assert p.send(Kinds.greet, ["tcp"]) == "hello tcp"
