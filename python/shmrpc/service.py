@@ -163,6 +163,7 @@ def translate(path, python=sys.executable, preload=None):
             f"{k} = {os.path.join(folder, v) if k == 'secret_file' and v != 'none' else v}"
             for k, (v, _) in web.items()]
     env = [] if not preload else ["env", f"LD_PRELOAD={preload}"]
+    taken = {}  # ("name" or "port", value) -> (section, line)
     for sec, line, keys in services:
         if "import_from" not in keys:
             errors.append(f"{name}:{line}: error: [{sec}] needs import_from (the module "
@@ -183,6 +184,17 @@ def translate(path, python=sys.executable, preload=None):
         bind, bline = get(keys, "tcp_bind")
         if bind is None:
             bind, bline = get(keys, "bind_tcp")
+        # Two classes of one name (or, both over tcp://, one port): the second would find
+        # the first's server there and fail at each restart, so say it now.
+        tcp = bind is not None and bind.lower() != "none"
+        for what, key in (("name", cls.name), ("port", cls.port if tcp else None)):
+            if key is None:
+                continue
+            other = taken.setdefault((what, key), (sec, mline))
+            if other[0] != sec:
+                errors.append(f"{name}:{mline}: error: [{sec}] has the {what} {key!r} of "
+                              f"[{other[0]}] (line {other[1]}): each class needs its own "
+                              f"{what} ({cls.__qualname__}.{what})")
         v, n = get(keys, "force_insecure_serialisation", "false")
         force = _bool(name, sec, "force_insecure_serialisation", v, n)
         v, n = get(keys, "tcp_allow_insecure_serialisation", "false")
@@ -279,13 +291,20 @@ def main(argv=None):
             sys.stdout.write(text)
             return 0
         supervisor = find_supervisor()
-        os.makedirs(log_dir, exist_ok=True)
         stem = os.path.splitext(os.path.basename(args[0]))[0]
         out = os.path.join(log_dir, f"{stem}.shmrpc.ini")
         tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        try:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, out)
+        except OSError as e:  # a log_dir under a file, in /proc, not ours...
+            line = next(keys["log_dir"][1] for sec, _, keys in read_ini(args[0])
+                        if sec == "defaults")
+            raise IniError(f"{os.path.basename(args[0])}:{line}: error: log_dir = {log_dir}: "
+                           f"cannot write {os.path.basename(out)} there: {e.strerror or e}"
+                           ) from None
     except IniError as e:
         print(e, file=sys.stderr)
         return 1

@@ -622,6 +622,63 @@ def test_ini_errors_name_the_line(folder, body, message):
     assert out.stderr.startswith(message), out.stderr
 
 
+def test_log_dir_that_cannot_be_made_names_the_line(folder):
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "afile").write_text("")
+    (folder / "service.ini").write_text(
+        "[defaults]\n# a file's subfolder\nlog_dir = afile/logs\n\n[EchoServer]\n"
+        "import_from = echoserver\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
+    assert (out.returncode, out.stderr) == (
+        1, f"service.ini:3: error: log_dir = {folder}/afile/logs: cannot write "
+        "service.shmrpc.ini there: Not a directory\n")
+
+
+TWO_CLASSES = '''\
+from shmrpc import ServerMethodsBase, json_method
+
+class A(ServerMethodsBase):
+    port, name = 5555, "one"
+
+    @json_method
+    def ping(self) -> str:
+        return "a"
+
+class B(A):
+    name = NAME
+
+    @json_method
+    def pong(self) -> str:
+        return "b"
+'''
+
+
+@pytest.mark.parametrize("b_name, tcp, message", [
+    ("'one'", "", "service.ini:7: error: [B] has the name 'one' of [A] (line 5): each class "
+     "needs its own name (B.name)\n"),
+    ("'two'", "tcp_bind = 127.0.0.1\n", "service.ini:8: error: [B] has the port 5555 of [A] "
+     "(line 6): each class needs its own port (B.port)\n"),
+])
+def test_two_classes_of_one_name_or_port_refused(folder, b_name, tcp, message):
+    """The second would find the first's server at its address and fail at each restart
+    (while the supervisor, seeing the first answer there, took it for started)."""
+    (folder / "two.py").write_text(TWO_CLASSES.replace("NAME", b_name))
+    (folder / "service.ini").write_text(
+        f"[defaults]\nlog_dir = logs\n{tcp}\n[A]\nimport_from = two\n[B]\nimport_from = two\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
+    assert (out.returncode, out.stderr) == (1, message)
+
+
+def test_two_classes_of_one_port_without_tcp_served(folder):
+    """Without tcp_bind a class's port is not used: the same port twice is no error."""
+    (folder / "two.py").write_text(TWO_CLASSES.replace("NAME", "'two'"))
+    (folder / "service.ini").write_text(
+        "[defaults]\nlog_dir = logs\n\n[A]\nimport_from = two\n[B]\nimport_from = two\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "--print", "service.ini")
+    assert out.returncode == 0, out.stderr
+    assert "shm_name = one" in out.stdout and "shm_name = two" in out.stdout
+
+
 def test_public_tcp_bind_with_secret_file(folder):
     """tcp_bind = 0.0.0.0 (not loopback) serves with [defaults]' secret_file: a client that
     holds the secret calls, one without it is refused."""
