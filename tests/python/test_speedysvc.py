@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import shmrpc
-from conftest import SEGMENT_DIRS, Server, die_with_parent, free_port, python_env
+from conftest import Server, die_with_parent, free_port, python_env, segments_of, wait_for
 
 SHMRPCCTL = os.environ["SHMRPCCTL"]
 
@@ -182,21 +181,6 @@ shmrpc.serve_class(Kinds, sys.argv[1], workers=2,
 '''
 
 
-def segments_of(name):
-    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
-            for f in os.listdir(d) if name in f]
-
-
-def wait_for(what, check, bound=30):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        r = check()
-        if r:
-            return r
-        time.sleep(0.05)
-    raise AssertionError(f"not within {bound} s: {what}")
-
-
 def seed(text, name, port, log_dir=None):
     """A seed's file with this run's shm:// name, port and log_dir."""
     text = text.replace("'echo_serv'", repr(name)).replace("port = 5555", f"port = {port}")
@@ -331,8 +315,8 @@ def test_worker_killed_is_replaced_and_service_restarted(folder):
         "echo_json(self, data)", "echo_json(self, data: str) -> str"))
     (folder / "echoclient.py").write_text(SEED001_CLIENT)
     (folder / "service.ini").write_text(
-        f"[defaults]\nlog_dir = logs\nrestart_backoff_ms = 100\n\n"
-        f"[EchoServer]\nimport_from = echoserver\nmin_proc_num = 2\nmax_proc_num = 2\n")
+        "[defaults]\nlog_dir = logs\nrestart_backoff_ms = 100\n\n"
+        "[EchoServer]\nimport_from = echoserver\nmin_proc_num = 2\nmax_proc_num = 2\n")
     sup = Supervised(folder, [name])
     try:
         st = sup.running("EchoServer", 2)
@@ -693,7 +677,7 @@ def test_public_tcp_bind_with_secret_file(folder):
     sup = Supervised(folder, [name])
     try:
         sup.running("EchoServer.tcp", 1)
-        code = textwrap.dedent(f"""
+        code = textwrap.dedent("""
             import time
             import shmrpc
             from echoserver import EchoServer
