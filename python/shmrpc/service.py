@@ -13,9 +13,11 @@ restarts, logs, shmrpcctl and the page.
     python3 -m shmrpc.service [--print] service.ini
       --print  prints the file shmrpc-service would run, and runs nothing
 """
+import ipaddress
 import os
 import re
 import shutil
+import socket
 import sys
 
 from . import _svcgen as _svc
@@ -220,6 +222,12 @@ def translate(path, python=sys.executable, preload=None):
         secret, _ = get(keys, "secret_file")
         if secret is not None and secret != "none":
             tcmd += ["--secret-file", os.path.join(folder, secret)]
+        elif _loopback(bind) is False:
+            # The server would refuse to bind it at each start, in [sec.tcp]'s log only.
+            errors.append(f"{name}:{bline}: error: [{sec}] serves tcp:// at {bind} (tcp_bind), "
+                          f"which is not a loopback address: it needs secret_file (the "
+                          f"shared secret its clients prove), in [defaults] or [{sec}]")
+            continue
         out += ["", f"[{sec}.tcp]",
                 "exec = " + " ".join(map(_quote, tcmd + [f"tcp://{host}:{cls.port}"])),
                 f"tcp_port = {cls.port}"]
@@ -233,6 +241,17 @@ def translate(path, python=sys.executable, preload=None):
     if errors:
         raise IniError("\n".join(errors))
     return "\n".join(out) + "\n", log_dir
+
+
+def _loopback(host):
+    """Whether every address host names is a loopback one, which a tcp:// server binds
+    without a shared secret; None when it does not resolve (the server says so)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    ips = [ipaddress.ip_address(a[4][0].partition("%")[0]) for a in found]
+    return all((getattr(ip, "ipv4_mapped", None) or ip).is_loopback for ip in ips)
 
 
 def find_supervisor():

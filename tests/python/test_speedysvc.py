@@ -663,6 +663,27 @@ def test_two_classes_of_one_port_without_tcp_served(folder):
     assert "shm_name = one" in out.stdout and "shm_name = two" in out.stdout
 
 
+@pytest.mark.parametrize("bind, refused", [
+    ("0.0.0.0", True), ("::", True), ("::ffff:10.0.0.1", True), ("127.0.0.2", False),
+    ("::1", False), ("::ffff:127.0.0.1", False), ("localhost", False)])
+def test_tcp_bind_not_loopback_needs_secret_file(folder, bind, refused):
+    """Without a secret, a tcp:// server refuses to bind an address other than loopback:
+    the ini says so at its line, rather than a [ClassName.tcp] that fails at each start
+    with the reason in its log only."""
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "service.ini").write_text(
+        f"[defaults]\nlog_dir = logs\nbind_tcp = {bind}\n\n[EchoServer]\n"
+        "import_from = echoserver\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "--print", "service.ini")
+    if refused:
+        assert (out.returncode, out.stderr) == (
+            1, f"service.ini:3: error: [EchoServer] serves tcp:// at {bind} (tcp_bind), which "
+            "is not a loopback address: it needs secret_file (the shared secret its clients "
+            "prove), in [defaults] or [EchoServer]\n")
+    else:
+        assert out.returncode == 0 and "[EchoServer.tcp]" in out.stdout, out.stderr
+
+
 def test_public_tcp_bind_with_secret_file(folder):
     """tcp_bind = 0.0.0.0 (not loopback) serves with [defaults]' secret_file: a client that
     holds the secret calls, one without it is refused."""
