@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import sys
+import textwrap
 
 from . import _svcgen as _svc
 
@@ -298,10 +299,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--serve":
         return serve_main(argv)
-    show = argv[:1] == ["--print"]
-    args = argv[1:] if show else argv
+    usage = "usage: " + textwrap.dedent(__doc__.strip().split("\n\n")[-1])
+    if argv in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    show = "--print" in argv
+    args = [a for a in argv if a != "--print"]
     if len(args) != 1 or args[0].startswith("-"):
-        print(__doc__.strip().split("\n\n")[-1], file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     preload = os.environ.get("LD_PRELOAD")
     try:

@@ -606,6 +606,22 @@ def test_ini_errors_name_the_line(folder, body, message):
     assert out.stderr.startswith(message), out.stderr
 
 
+def test_service_usage(folder):
+    """No file: usage on stderr, exit 2; --help: on stdout, exit 0; --print before or after
+    the file."""
+    usage = ("usage: python3 -m shmrpc.service [--print] service.ini\n"
+             "  --print  prints the file shmrpc-service would run, and runs nothing\n")
+    for args, rc in (((), 2), (("--bogus", "service.ini"), 2), (("a.ini", "b.ini"), 2)):
+        out = run_bounded(folder, "-m", "shmrpc.service", *args)
+        assert (out.returncode, out.stdout, out.stderr) == (rc, "", usage), args
+    out = run_bounded(folder, "-m", "speedysvc.service", "--help")
+    assert (out.returncode, out.stdout, out.stderr) == (0, usage, "")
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "service.ini").write_text(SEED001_INI)
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini", "--print")
+    assert out.returncode == 0 and "\n[EchoServer]\nexec = " in out.stdout, out.stderr
+
+
 def test_log_dir_that_cannot_be_made_names_the_line(folder):
     (folder / "echoserver.py").write_text(SEED001_SERVER)
     (folder / "afile").write_text("")
