@@ -213,6 +213,16 @@ def _address(cls, address):
     return address
 
 
+def _arguments(fn, args):
+    """args, the arguments of fn as a sequence; a str, bytes or dict is refused rather than
+    spread (send(Server.echo, "hi") would send "h" and "i")."""
+    if isinstance(args, (str, bytes, bytearray, dict)):
+        raise TypeError(f"send({fn.__qualname__}, args): args is a list (or tuple) of the "
+                        f"arguments, not a {type(args).__name__}: send(method, [value]) "
+                        f"for one")
+    return args
+
+
 class _Provider:
     """A connection to one service for ClientMethodsBase: send(Server.method, args)."""
 
@@ -284,9 +294,10 @@ class _Provider:
         star = False
         if enc == "pickle":
             loads, dumps, proto = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
-            call = lambda args: loads(m(dumps(list(args), proto)))  # noqa: E731
+            call = lambda args: loads(m(dumps(list(_arguments(fn, args)), proto)))  # noqa: E731
         elif enc == "marshal":
-            call = lambda args: marshal.loads(m(marshal.dumps(list(args))))  # noqa: E731
+            call = lambda args: marshal.loads(  # noqa: E731
+                m(marshal.dumps(list(_arguments(fn, args)))))
         elif enc == "raw":
             call = m
         else:
@@ -297,11 +308,11 @@ class _Provider:
                 rconv = conv[2]
 
                 def call(args):
-                    r = m(*[_to_wire(a) for a in args])
+                    r = m(*[_to_wire(a) for a in _arguments(fn, args)])
                     return rconv(r) if rconv and r is not None else r
         if star:
             self._star[method] = call
-            return lambda args: call(*args)
+            return lambda args: call(*_arguments(fn, args))
         self._calls[method] = call
         return call
 

@@ -782,6 +782,22 @@ def test_send_spreads_lists_tuples_and_sequences(kinds):
             p.send(Kinds.greet, 5)  # not a sequence
 
 
+def test_send_refuses_a_str_bytes_or_dict_as_the_arguments(kinds):
+    """send(Server.method, "x") is a mistake for ["x"]: a str (or bytes, or dict) is not
+    spread into its characters (or keys), on the first send (bound in Python) and after
+    (in C), for each encoding's path."""
+    from kinds import Kinds
+    with shmrpc.SHMClient(Kinds) as p:
+        for method, good in ((Kinds.greet, ["x"]), (Kinds.centroid, [[{"x": 1.0, "y": 2.0}]]),
+                             (Kinds.swap_pickle, ["a", "b"]), (Kinds.swap_marshal, ["a", "b"])):
+            for bad in ("x", "ab", b"ab", {"a": 1}, bytearray(b"ab")):
+                with pytest.raises(TypeError, match=r"args is a list \(or tuple\) of the "
+                                   r"arguments, not a " + type(bad).__name__):
+                    p.send(method, bad)
+                p.send(method, good)  # bound now: the next bad one meets the C side
+        assert p.send(Kinds.greet, ("y",)) == "hello y"
+
+
 def test_generated_c_client_calls_python_class(tmp_path):
     """speedy_kinds.svc, from which speedy-client is generated, is what python3 -m
     shmrpc.svc prints for speedy_kinds.Speedy; that C client calls the class served from
