@@ -153,7 +153,8 @@ class Client:
 
 
 def connect(address, *args, timeout=5.0, max_message_size=0, secret_file=None, tls=False,
-            tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, tls_verify=None):
+            tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None, tls_verify=None,
+            force_insecure_serialisation=False):
     """Connects to the service at address ("shm://NAME" or "tcp://HOST:PORT").
 
     connect(Server, "shm://" | "tcp://HOST" | "tcp://HOST:PORT") is speedysvc's: Server a
@@ -167,12 +168,19 @@ def connect(address, *args, timeout=5.0, max_message_size=0, secret_file=None, t
     tls_server_name the name the certificate must carry (else the address's host),
     tls_verify True or False to check the certificate or not (None: checked unless the
     address is loopback and no tls_ca is given). Raises Unavailable when nobody serves
-    address, Mismatch for a server of another version."""
+    address, Mismatch for a server of another version. force_insecure_serialisation
+    (connect(Server, "tcp://...") only): call the class's @pickle and @marshal methods
+    over tcp://, unpickling what the server sends."""
     if isinstance(address, type):
         return connect_service(address, *args, timeout=timeout,
                                max_message_size=max_message_size, secret_file=secret_file,
                                tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                               tls_server_name=tls_server_name, tls_verify=tls_verify)
+                               tls_server_name=tls_server_name, tls_verify=tls_verify,
+                               force_insecure_serialisation=force_insecure_serialisation)
+    if force_insecure_serialisation:
+        raise TypeError("connect(address, force_insecure_serialisation=...): only a "
+                        "ServerMethodsBase class's client has @pickle or @marshal methods "
+                        "(connect(Server, address, ...))")
     if args:
         raise TypeError("connect(address): one address (connect(Server, address) takes a "
                         "ServerMethodsBase class first)")

@@ -13,6 +13,7 @@ or result without a hint (or typing.Any) is `any`, a dynamic value. @raw, @pickl
 import dataclasses
 import enum
 import importlib
+import inspect
 import re
 import sys
 import types
@@ -41,7 +42,6 @@ def methods_of(cls):
 def params_of(cls, name, fn):
     """The parameters of fn after self, as inspect gives them; TypeError for a kind the
     method table has no place for (*args, **kwargs, keyword-only)."""
-    import inspect
     ps = list(inspect.signature(fn).parameters.values())[1:]
     for p in ps:
         if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
@@ -165,6 +165,13 @@ def svc_text(cls):
                          f"@msgpack_method, @pickle_method or @marshal_method)")
     for mname, fn, enc in methods:
         at = f"{cls.__name__}.{mname}"
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn) or \
+                inspect.iscoroutinefunction(fn):
+            # Called, it would give a generator or coroutine object, which no encoding holds.
+            kind = ("a coroutine function (async def)" if inspect.iscoroutinefunction(fn)
+                    else "a generator function (it yields)")
+            raise TypeError(f"{at}: {kind} cannot be served: a call gets one result (return "
+                            f"a list, or asyncio.run the coroutine in the method)")
         ps = params_of(cls, mname, fn)
         if enc == "raw":
             if len(ps) != 1:

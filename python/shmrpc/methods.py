@@ -213,12 +213,24 @@ def _address(cls, address):
     return address
 
 
+def _arguments(fn, args):
+    """args, the arguments of fn as a sequence; a str, bytes or dict is refused rather than
+    spread (send(Server.echo, "hi") would send "h" and "i")."""
+    if isinstance(args, (str, bytes, bytearray, dict)):
+        raise TypeError(f"send({fn.__qualname__}, args): args is a list (or tuple) of the "
+                        f"arguments, not a {type(args).__name__}: send(method, [value]) "
+                        f"for one")
+    return args
+
+
 class _Provider:
     """A connection to one service for ClientMethodsBase: send(Server.method, args)."""
 
     def __init__(self, server_methods, address, **opts):
         self.server_methods = server_methods
         self._spec = address
+        # Unpickling what a tcp:// server sends can run its code, as on the server's side.
+        self._force = bool(opts.pop("force_insecure_serialisation", False))
         self._opts = opts
         self._client = None
         self._star, self._calls = {}, {}
@@ -265,6 +277,12 @@ class _Provider:
                             f"service this client calls")
         if self._client is None:
             self._connect(cls)
+        if enc in INSECURE and not self._force and self._client.address.startswith("tcp://"):
+            raise ValueError(f"send({fn.__qualname__}): a @{enc} method at "
+                             f"{self._client.address}: unpickling or unmarshalling what a "
+                             f"network server sends can run its code, so it is called over "
+                             f"tcp:// only with force_insecure_serialisation=True (given to "
+                             f"connect(), NetworkClient())")
         have = self._client.methods.get(name)
         if want != have:
             e = Mismatch(f"{name}: the service at {self._client.address} has "
@@ -276,9 +294,10 @@ class _Provider:
         star = False
         if enc == "pickle":
             loads, dumps, proto = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
-            call = lambda args: loads(m(dumps(list(args), proto)))  # noqa: E731
+            call = lambda args: loads(m(dumps(list(_arguments(fn, args)), proto)))  # noqa: E731
         elif enc == "marshal":
-            call = lambda args: marshal.loads(m(marshal.dumps(list(args))))  # noqa: E731
+            call = lambda args: marshal.loads(  # noqa: E731
+                m(marshal.dumps(list(_arguments(fn, args)))))
         elif enc == "raw":
             call = m
         else:
@@ -289,11 +308,11 @@ class _Provider:
                 rconv = conv[2]
 
                 def call(args):
-                    r = m(*[_to_wire(a) for a in args])
+                    r = m(*[_to_wire(a) for a in _arguments(fn, args)])
                     return rconv(r) if rconv and r is not None else r
         if star:
             self._star[method] = call
-            return lambda args: call(*args)
+            return lambda args: call(*_arguments(fn, args))
         self._calls[method] = call
         return call
 
@@ -323,7 +342,8 @@ class NetworkClient(_Provider):
     """A tcp:// connection to the service of server_methods at host:port (port: the
     class's). Also NetworkClient(host) as speedysvc's first README has it: the class is
     then the one of the first method sent. Options as shmrpc.connect's (timeout,
-    secret_file, tls, ...)."""
+    secret_file, tls, ..., force_insecure_serialisation to call @pickle and @marshal
+    methods)."""
 
     def __init__(self, server_methods=None, host="127.0.0.1", port=None, **opts):
         if isinstance(server_methods, str):

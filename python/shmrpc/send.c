@@ -39,6 +39,10 @@ static PyObject *Sender_vectorcall(PyObject *o, PyObject *const *a, size_t nargs
                 Py_DECREF(items[i]);
             return r;
         }
+        /* A str, bytes or dict would be spread: the Python side refuses it, naming it. */
+        if (PyUnicode_Check(args) || PyBytes_Check(args) || PyByteArray_Check(args) ||
+            PyDict_Check(args))
+            return PyObject_Vectorcall(self->bind, a, 2, NULL);
         PyObject *tuple = PySequence_Tuple(args);
         if (tuple == NULL) return NULL;
         PyObject *r = PyObject_Vectorcall(call, &PyTuple_GET_ITEM(tuple, 0),

@@ -13,10 +13,13 @@ restarts, logs, shmrpcctl and the page.
     python3 -m shmrpc.service [--print] service.ini
       --print  prints the file shmrpc-service would run, and runs nothing
 """
+import ipaddress
 import os
 import re
 import shutil
+import socket
 import sys
+import textwrap
 
 from . import _svcgen as _svc
 
@@ -163,6 +166,7 @@ def translate(path, python=sys.executable, preload=None):
             f"{k} = {os.path.join(folder, v) if k == 'secret_file' and v != 'none' else v}"
             for k, (v, _) in web.items()]
     env = [] if not preload else ["env", f"LD_PRELOAD={preload}"]
+    taken = {}  # ("name" or "port", value) -> (section, line)
     for sec, line, keys in services:
         if "import_from" not in keys:
             errors.append(f"{name}:{line}: error: [{sec}] needs import_from (the module "
@@ -183,6 +187,17 @@ def translate(path, python=sys.executable, preload=None):
         bind, bline = get(keys, "tcp_bind")
         if bind is None:
             bind, bline = get(keys, "bind_tcp")
+        # Two classes of one name (or, both over tcp://, one port): the second would find
+        # the first's server there and fail at each restart, so say it now.
+        tcp = bind is not None and bind.lower() != "none"
+        for what, key in (("name", cls.name), ("port", cls.port if tcp else None)):
+            if key is None:
+                continue
+            other = taken.setdefault((what, key), (sec, mline))
+            if other[0] != sec:
+                errors.append(f"{name}:{mline}: error: [{sec}] has the {what} {key!r} of "
+                              f"[{other[0]}] (line {other[1]}): each class needs its own "
+                              f"{what} ({cls.__qualname__}.{what})")
         v, n = get(keys, "force_insecure_serialisation", "false")
         force = _bool(name, sec, "force_insecure_serialisation", v, n)
         v, n = get(keys, "tcp_allow_insecure_serialisation", "false")
@@ -208,6 +223,12 @@ def translate(path, python=sys.executable, preload=None):
         secret, _ = get(keys, "secret_file")
         if secret is not None and secret != "none":
             tcmd += ["--secret-file", os.path.join(folder, secret)]
+        elif _loopback(bind) is False:
+            # The server would refuse to bind it at each start, in [sec.tcp]'s log only.
+            errors.append(f"{name}:{bline}: error: [{sec}] serves tcp:// at {bind} (tcp_bind), "
+                          f"which is not a loopback address: it needs secret_file (the "
+                          f"shared secret its clients prove), in [defaults] or [{sec}]")
+            continue
         out += ["", f"[{sec}.tcp]",
                 "exec = " + " ".join(map(_quote, tcmd + [f"tcp://{host}:{cls.port}"])),
                 f"tcp_port = {cls.port}"]
@@ -221,6 +242,17 @@ def translate(path, python=sys.executable, preload=None):
     if errors:
         raise IniError("\n".join(errors))
     return "\n".join(out) + "\n", log_dir
+
+
+def _loopback(host):
+    """Whether every address host names is a loopback one, which a tcp:// server binds
+    without a shared secret; None when it does not resolve (the server says so)."""
+    try:
+        found = socket.getaddrinfo(host.strip("[]"), None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    ips = [ipaddress.ip_address(a[4][0].partition("%")[0]) for a in found]
+    return all((getattr(ip, "ipv4_mapped", None) or ip).is_loopback for ip in ips)
 
 
 def find_supervisor():
@@ -267,10 +299,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--serve":
         return serve_main(argv)
-    show = argv[:1] == ["--print"]
-    args = argv[1:] if show else argv
+    usage = "usage: " + textwrap.dedent(__doc__.strip().split("\n\n")[-1])
+    if argv in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    show = "--print" in argv
+    args = [a for a in argv if a != "--print"]
     if len(args) != 1 or args[0].startswith("-"):
-        print(__doc__.strip().split("\n\n")[-1], file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     preload = os.environ.get("LD_PRELOAD")
     try:
@@ -279,13 +315,20 @@ def main(argv=None):
             sys.stdout.write(text)
             return 0
         supervisor = find_supervisor()
-        os.makedirs(log_dir, exist_ok=True)
         stem = os.path.splitext(os.path.basename(args[0]))[0]
         out = os.path.join(log_dir, f"{stem}.shmrpc.ini")
         tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        try:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, out)
+        except OSError as e:  # a log_dir under a file, in /proc, not ours...
+            line = next(keys["log_dir"][1] for sec, _, keys in read_ini(args[0])
+                        if sec == "defaults")
+            raise IniError(f"{os.path.basename(args[0])}:{line}: error: log_dir = {log_dir}: "
+                           f"cannot write {os.path.basename(out)} there: {e.strerror or e}"
+                           ) from None
     except IniError as e:
         print(e, file=sys.stderr)
         return 1

@@ -658,7 +658,10 @@ static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf 
      * connecting again now cannot run anything twice. */
     if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
     int rc = c->broken ? reconnect(c, shmrpc__deadline_at(dl, shmrpc__now_ns()), err) : 0;
-    if (rc != 0) return rc;
+    if (rc != 0) { /* said, for may_have_run (python/shmrpc): nothing left yet */
+        shmrpc__msg_append(err, "; this call did not run");
+        return rc;
+    }
     if (len > c->max_msg) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
                         len, c->max_msg);

@@ -72,9 +72,14 @@ contains shmrpc /usr/bin/shmrpc-service /usr/bin/shmrpcctl /usr/bin/shmrpc-ini-c
 # of the python3 it was built for, and a dependency on that python3.
 py=/usr/lib/python3/dist-packages/shmrpc
 soabi=$(/usr/bin/python3 -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-contains python3-shmrpc "$py/__init__.py" "$py/_shmrpc$soabi"
+contains python3-shmrpc "$py/__init__.py" "$py/_shmrpc$soabi" "$py/dict.py" "$py/methods.py" \
+    "$py/_svcgen.py" "$py/svc.py" "$py/service.py" "${py%/shmrpc}/speedysvc/__init__.py" \
+    "${py%/shmrpc}/speedysvc/service.py"
 dpkg-deb -f "$tmp/python3-shmrpc_${version}_$arch.deb" Depends | grep -q "python3 (>= " ||
     fail "python3-shmrpc does not depend on python3"
+# python3 -m speedysvc.service runs shmrpc-service, which the shmrpc package holds.
+dpkg-deb -f "$tmp/python3-shmrpc_${version}_$arch.deb" Recommends | grep -qw shmrpc ||
+    fail "python3-shmrpc does not recommend shmrpc (shmrpc-service)"
 dpkg-deb -f "$tmp/libshmrpc0_${version}_$arch.deb" Multi-Arch | grep -qx same ||
     fail "libshmrpc0 is not Multi-Arch: same"
 # The user of the unit comes from sysusers.d in postinst; no instance of the template is
@@ -113,6 +118,21 @@ except shmrpc.Unavailable:
 print("python3-shmrpc: imports from", os.path.dirname(shmrpc.__file__))
 EOF
     fail "the installed Python module does not import or work"
+
+# speedysvc's name, and its service.ini read and written for the unpacked shmrpc-service
+# (found beside the module: $root/usr/bin), without running it.
+mkdir "$tmp/speedy"
+printf 'from speedysvc import ServerMethodsBase, json_method\nclass EchoServer(ServerMethodsBase):\n    port = 5555\n    name = "echo_serv"\n    @json_method\n    def echo_json(self, data):\n        return data\n' >"$tmp/speedy/echoserver.py"
+printf '[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echoserver\n' >"$tmp/speedy/service.ini"
+(cd "$tmp/speedy" && PYTHONPATH=$root${py%/shmrpc} PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
+    /usr/bin/python3 -m speedysvc.service --print service.ini) >"$tmp/speedy/out" ||
+    fail "python3 -m speedysvc.service --print service.ini from the unpacked module"
+grep -q "^exec = .* -m shmrpc.service --serve echoserver:EchoServer " "$tmp/speedy/out" ||
+    fail "python3 -m speedysvc.service --print wrote no service for EchoServer"
+(cd "$tmp/speedy" && env -u SHMRPC_SERVICE PYTHONPATH=$root${py%/shmrpc} PYTHONNOUSERSITE=1 /usr/bin/python3 -c \
+    'import sys, shmrpc.service as s; f = s.find_supervisor(); assert f == sys.argv[1], f' \
+    "$root/usr/bin/shmrpc-service") || fail "the module does not find the unpacked shmrpc-service"
+echo "python3-shmrpc: speedysvc.service reads a service.ini"
 
 SHMRPC_INSTALLED_PREFIX=$root/usr sh "$src/tests/package/run_consumer.sh" \
     "$(echo "$tmp"/shmrpc/obj-*)" "$src" "${CC:-cc}" "$(dpkg-buildflags --get CFLAGS)"

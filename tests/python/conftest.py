@@ -109,6 +109,23 @@ class Server:
                             pass
 
 
+def segments_of(name):
+    """The paths of the files in /dev/shm and the directory of names with name in theirs."""
+    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
+            for f in os.listdir(d) if name in f]
+
+
+def wait_for(what, check, bound=30):
+    """check()'s first true value, asked every 50 ms; AssertionError past bound seconds."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        r = check()
+        if r:
+            return r
+        time.sleep(0.05)
+    raise AssertionError(f"not within {bound} s: {what}")
+
+
 def shm_name(tag):
     return f"shm://pyt_{tag}_{os.getpid()}"
 

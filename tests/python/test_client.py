@@ -137,6 +137,25 @@ def test_worker_killed_during_calls(shm_echo):
             time.sleep(0.05)
 
 
+def test_calls_while_the_server_is_gone_did_not_run(shm_echo):
+    """After the server died, the call that finds it gone may have run as far as the client
+    knows; each later one fails before anything is sent (the backoff's "trying again
+    shortly", or no server to connect to): Unavailable, may_have_run false."""
+    c = shmrpc.connect(shm_echo.address, timeout=2)
+    assert c.add(1, 2) == 3
+    os.killpg(shm_echo.proc.pid, signal.SIGKILL)
+    shm_echo.proc.wait(10)
+    failures = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(failures) < 200:
+        with pytest.raises(shmrpc.Unavailable) as e:
+            c.add(1, 2)
+        failures.append(e.value)
+    assert any("trying again shortly" in e.message for e in failures)
+    assert "went away during the call" in failures[0].message
+    assert [e.message for e in failures[1:] if e.may_have_run] == []
+
+
 def test_options(echo, tmp_path):
     c = shmrpc.connect(echo.address, timeout=None, max_message_size=4096)
     assert c.add(1, 2) == 3

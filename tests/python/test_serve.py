@@ -14,14 +14,8 @@ import time
 import pytest
 
 import shmrpc
-from conftest import (ECHO_SVC, EVERY_SVC, HERE, SEGMENT_DIRS, free_port, py_server, python_env,
-                      shm_name)
-
-
-def segments_of(name):
-    """The paths of the files in /dev/shm and the directory of names with name in theirs."""
-    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
-            for f in os.listdir(d) if name in f]
+from conftest import (ECHO_SVC, HERE, free_port, py_server, python_env, segments_of, shm_name,
+                      wait_for)
 
 
 @pytest.fixture(params=["shm", "tcp"])
@@ -134,16 +128,6 @@ def supervised_status(ini):
     out = subprocess.run([os.environ["SHMRPCCTL"], "--ini", ini, "status", "--json"],
                          capture_output=True, text=True, timeout=20)
     return json.loads(out.stdout)[0] if out.returncode == 0 else {}
-
-
-def wait_for(what, check, bound=20):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        r = check()
-        if r:
-            return r
-        time.sleep(0.05)
-    raise AssertionError(f"not within {bound} s: {what}")
 
 
 def add_works(address):

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import shmrpc
-from conftest import SEGMENT_DIRS, Server, die_with_parent, free_port, python_env
+from conftest import Server, die_with_parent, free_port, python_env, segments_of, wait_for
 
 SHMRPCCTL = os.environ["SHMRPCCTL"]
 
@@ -182,21 +181,6 @@ shmrpc.serve_class(Kinds, sys.argv[1], workers=2,
 '''
 
 
-def segments_of(name):
-    return [os.path.join(d, f) for d in SEGMENT_DIRS if os.path.isdir(d)
-            for f in os.listdir(d) if name in f]
-
-
-def wait_for(what, check, bound=30):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        r = check()
-        if r:
-            return r
-        time.sleep(0.05)
-    raise AssertionError(f"not within {bound} s: {what}")
-
-
 def seed(text, name, port, log_dir=None):
     """A seed's file with this run's shm:// name, port and log_dir."""
     text = text.replace("'echo_serv'", repr(name)).replace("port = 5555", f"port = {port}")
@@ -331,8 +315,8 @@ def test_worker_killed_is_replaced_and_service_restarted(folder):
         "echo_json(self, data)", "echo_json(self, data: str) -> str"))
     (folder / "echoclient.py").write_text(SEED001_CLIENT)
     (folder / "service.ini").write_text(
-        f"[defaults]\nlog_dir = logs\nrestart_backoff_ms = 100\n\n"
-        f"[EchoServer]\nimport_from = echoserver\nmin_proc_num = 2\nmax_proc_num = 2\n")
+        "[defaults]\nlog_dir = logs\nrestart_backoff_ms = 100\n\n"
+        "[EchoServer]\nimport_from = echoserver\nmin_proc_num = 2\nmax_proc_num = 2\n")
     sup = Supervised(folder, [name])
     try:
         st = sup.running("EchoServer", 2)
@@ -494,6 +478,29 @@ def test_svc_printer_errors(tmp_path):
                                  ".svc type")
 
 
+@pytest.mark.parametrize("method, message", [
+    ("def g(self, n: int):\n    yield n", "Gen.g: a generator function (it yields) cannot be "
+     "served: a call gets one result"),
+    ("async def g(self, n: int) -> int:\n    return n", "Gen.g: a coroutine function (async "
+     "def) cannot be served: a call gets one result"),
+    ("async def g(self, n):\n    yield n", "Gen.g: a generator function (it yields) cannot "
+     "be served"),
+])
+def test_generator_and_coroutine_methods_refused(tmp_path, method, message):
+    """A method that yields or is async would give the client a generator or coroutine
+    object, which no encoding holds: refused when the class is printed or served."""
+    (tmp_path / "gen.py").write_text(
+        "from shmrpc import ServerMethodsBase, json_method\n"
+        "class Gen(ServerMethodsBase):\n    port, name = 5555, 'gen'\n    @json_method\n"
+        + textwrap.indent(method, "    ") + "\n")
+    out = subprocess.run([sys.executable, "-m", "shmrpc.svc", "gen:Gen"], cwd=tmp_path,
+                         env=python_env(), capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stderr[:len("shmrpc.svc: ") + len(message)]) == (
+        1, "shmrpc.svc: " + message), out.stderr
+    out = run_bounded(tmp_path, "-c", "import shmrpc, gen; shmrpc.serve_class(gen.Gen, 'shm://')")
+    assert out.returncode == 1 and "TypeError: " + message in out.stderr, out.stderr
+
+
 def write_kinds_service(folder, extra=""):
     name, port = f"kinds_{os.getpid()}_ini", free_port()
     (folder / "kinds.py").write_text(ALL_KINDS.replace("PORT", str(port))
@@ -546,10 +553,26 @@ def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
     sup = Supervised(folder, [name])
     try:
         sup.running("Kinds.tcp", 1)
+        sup.running("Kinds", 1)
         code = textwrap.dedent("""
             import shmrpc
             from kinds import Kinds
-            with shmrpc.connect(Kinds, "tcp://127.0.0.1") as p:
+            # The client unpickles what the server sends: refused over tcp:// unless it
+            # is forced too, for each way of making a tcp:// client.
+            for p in (shmrpc.connect(Kinds, "tcp://127.0.0.1"), shmrpc.NetworkClient(Kinds),
+                      shmrpc.NetworkClient("127.0.0.1")):
+                for m in (Kinds.swap_pickle, Kinds.swap_marshal):
+                    try:
+                        p.send(m, [1, 2])
+                        raise SystemExit(f"{p}: {m.__name__} was called")
+                    except ValueError as e:
+                        assert "force_insecure_serialisation=True" in str(e), e
+                assert p.send(Kinds.greet, ["x"]) == "hello x"
+                p.close()
+            with shmrpc.SHMClient(Kinds) as p:  # shm:// is this machine's: no force
+                assert p.send(Kinds.swap_pickle, [1, 2]) == (2, 1)
+            with shmrpc.connect(Kinds, "tcp://127.0.0.1",
+                                force_insecure_serialisation=True) as p:
                 assert p.send(Kinds.swap_pickle, [{1: 2}, (3,)]) == ((3,), {1: 2})
                 assert p.send(Kinds.swap_marshal, [1, "a"]) == ("a", 1)
                 assert p.send(Kinds.greet, ["tcp"]) == "hello tcp"
@@ -583,6 +606,100 @@ def test_ini_errors_name_the_line(folder, body, message):
     assert out.stderr.startswith(message), out.stderr
 
 
+def test_service_usage(folder):
+    """No file: usage on stderr, exit 2; --help: on stdout, exit 0; --print before or after
+    the file."""
+    usage = ("usage: python3 -m shmrpc.service [--print] service.ini\n"
+             "  --print  prints the file shmrpc-service would run, and runs nothing\n")
+    for args, rc in (((), 2), (("--bogus", "service.ini"), 2), (("a.ini", "b.ini"), 2)):
+        out = run_bounded(folder, "-m", "shmrpc.service", *args)
+        assert (out.returncode, out.stdout, out.stderr) == (rc, "", usage), args
+    out = run_bounded(folder, "-m", "speedysvc.service", "--help")
+    assert (out.returncode, out.stdout, out.stderr) == (0, usage, "")
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "service.ini").write_text(SEED001_INI)
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini", "--print")
+    assert out.returncode == 0 and "\n[EchoServer]\nexec = " in out.stdout, out.stderr
+
+
+def test_log_dir_that_cannot_be_made_names_the_line(folder):
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "afile").write_text("")
+    (folder / "service.ini").write_text(
+        "[defaults]\n# a file's subfolder\nlog_dir = afile/logs\n\n[EchoServer]\n"
+        "import_from = echoserver\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
+    assert (out.returncode, out.stderr) == (
+        1, f"service.ini:3: error: log_dir = {folder}/afile/logs: cannot write "
+        "service.shmrpc.ini there: Not a directory\n")
+
+
+TWO_CLASSES = '''\
+from shmrpc import ServerMethodsBase, json_method
+
+class A(ServerMethodsBase):
+    port, name = 5555, "one"
+
+    @json_method
+    def ping(self) -> str:
+        return "a"
+
+class B(A):
+    name = NAME
+
+    @json_method
+    def pong(self) -> str:
+        return "b"
+'''
+
+
+@pytest.mark.parametrize("b_name, tcp, message", [
+    ("'one'", "", "service.ini:7: error: [B] has the name 'one' of [A] (line 5): each class "
+     "needs its own name (B.name)\n"),
+    ("'two'", "tcp_bind = 127.0.0.1\n", "service.ini:8: error: [B] has the port 5555 of [A] "
+     "(line 6): each class needs its own port (B.port)\n"),
+])
+def test_two_classes_of_one_name_or_port_refused(folder, b_name, tcp, message):
+    """The second would find the first's server at its address and fail at each restart
+    (while the supervisor, seeing the first answer there, took it for started)."""
+    (folder / "two.py").write_text(TWO_CLASSES.replace("NAME", b_name))
+    (folder / "service.ini").write_text(
+        f"[defaults]\nlog_dir = logs\n{tcp}\n[A]\nimport_from = two\n[B]\nimport_from = two\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "service.ini")
+    assert (out.returncode, out.stderr) == (1, message)
+
+
+def test_two_classes_of_one_port_without_tcp_served(folder):
+    """Without tcp_bind a class's port is not used: the same port twice is no error."""
+    (folder / "two.py").write_text(TWO_CLASSES.replace("NAME", "'two'"))
+    (folder / "service.ini").write_text(
+        "[defaults]\nlog_dir = logs\n\n[A]\nimport_from = two\n[B]\nimport_from = two\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "--print", "service.ini")
+    assert out.returncode == 0, out.stderr
+    assert "shm_name = one" in out.stdout and "shm_name = two" in out.stdout
+
+
+@pytest.mark.parametrize("bind, refused", [
+    ("0.0.0.0", True), ("::", True), ("::ffff:10.0.0.1", True), ("127.0.0.2", False),
+    ("::1", False), ("::ffff:127.0.0.1", False), ("localhost", False)])
+def test_tcp_bind_not_loopback_needs_secret_file(folder, bind, refused):
+    """Without a secret, a tcp:// server refuses to bind an address other than loopback:
+    the ini says so at its line, rather than a [ClassName.tcp] that fails at each start
+    with the reason in its log only."""
+    (folder / "echoserver.py").write_text(SEED001_SERVER)
+    (folder / "service.ini").write_text(
+        f"[defaults]\nlog_dir = logs\nbind_tcp = {bind}\n\n[EchoServer]\n"
+        "import_from = echoserver\n")
+    out = run_bounded(folder, "-m", "shmrpc.service", "--print", "service.ini")
+    if refused:
+        assert (out.returncode, out.stderr) == (
+            1, f"service.ini:3: error: [EchoServer] serves tcp:// at {bind} (tcp_bind), which "
+            "is not a loopback address: it needs secret_file (the shared secret its clients "
+            "prove), in [defaults] or [EchoServer]\n")
+    else:
+        assert out.returncode == 0 and "[EchoServer.tcp]" in out.stdout, out.stderr
+
+
 def test_public_tcp_bind_with_secret_file(folder):
     """tcp_bind = 0.0.0.0 (not loopback) serves with [defaults]' secret_file: a client that
     holds the secret calls, one without it is refused."""
@@ -597,7 +714,7 @@ def test_public_tcp_bind_with_secret_file(folder):
     sup = Supervised(folder, [name])
     try:
         sup.running("EchoServer.tcp", 1)
-        code = textwrap.dedent(f"""
+        code = textwrap.dedent("""
             import time
             import shmrpc
             from echoserver import EchoServer
@@ -663,6 +780,22 @@ def test_send_spreads_lists_tuples_and_sequences(kinds):
             p.send(Kinds.greet)
         with pytest.raises(TypeError):
             p.send(Kinds.greet, 5)  # not a sequence
+
+
+def test_send_refuses_a_str_bytes_or_dict_as_the_arguments(kinds):
+    """send(Server.method, "x") is a mistake for ["x"]: a str (or bytes, or dict) is not
+    spread into its characters (or keys), on the first send (bound in Python) and after
+    (in C), for each encoding's path."""
+    from kinds import Kinds
+    with shmrpc.SHMClient(Kinds) as p:
+        for method, good in ((Kinds.greet, ["x"]), (Kinds.centroid, [[{"x": 1.0, "y": 2.0}]]),
+                             (Kinds.swap_pickle, ["a", "b"]), (Kinds.swap_marshal, ["a", "b"])):
+            for bad in ("x", "ab", b"ab", {"a": 1}, bytearray(b"ab")):
+                with pytest.raises(TypeError, match=r"args is a list \(or tuple\) of the "
+                                   r"arguments, not a " + type(bad).__name__):
+                    p.send(method, bad)
+                p.send(method, good)  # bound now: the next bad one meets the C side
+        assert p.send(Kinds.greet, ("y",)) == "hello y"
 
 
 def test_generated_c_client_calls_python_class(tmp_path):
