@@ -13,6 +13,7 @@ restarts, logs, shmrpcctl and the page.
     python3 -m shmrpc.service [--print] service.ini
       --print  prints the file shmrpc-service would run, and runs nothing
 """
+import configparser
 import ipaddress
 import os
 import re
@@ -45,46 +46,67 @@ class IniError(Exception):
 
 
 def read_ini(path):
-    """[(section, line, {key: (value, line)})] in file order, as configparser reads
-    speedysvc's files (comments on lines of their own, key = value or key: value, keys
-    in any case); IniError listing every error with its file:line."""
-    errors, sections, cur = [], [], None
+    """[(section, line, {key: (value, line)})] in file order, read by configparser as
+    speedysvc read its files (without interpolation: a % is itself); IniError with the
+    file:line of what configparser refused."""
     name = os.path.basename(path)
     try:
         with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
+            lines = f.readlines()
     except (OSError, UnicodeDecodeError) as e:
         raise IniError(f"{path}: error: cannot read: {e}") from None
-    seen = {}
-    for n, raw in enumerate(lines, 1):
-        s = raw.strip()
-        if not s or s[0] in "#;":
-            continue
-        if raw[0] in " \t" and cur is not None and cur[2]:
-            errors.append(f"{name}:{n}: error: a value spread over lines: write it on one")
-            continue
-        m = re.fullmatch(r"\[([^\]]*)\]\s*([#;].*)?", s)
-        if m:
-            sec = m.group(1).strip()
-            if sec in seen:
-                errors.append(f"{name}:{n}: error: section [{sec}] written twice "
-                              f"(first at line {seen[sec]})")
-            seen[sec] = n
-            cur = (sec, n, {})
-            sections.append(cur)
-            continue
-        m = re.fullmatch(r"([^=:]+?)\s*[=:]\s*(.*)", s)
-        if not m or cur is None:
-            errors.append(f"{name}:{n}: error: expected [section] or key = value: {s}")
-            continue
-        key, value = m.group(1).lower(), m.group(2)
-        if key in cur[2]:
-            errors.append(f"{name}:{n}: error: key {key!r} written twice in [{cur[0]}] "
-                          f"(first at line {cur[2][key][1]})")
-        cur[2][key] = (value, n)
-    if errors:
-        raise IniError("\n".join(errors))
-    return sections
+    read = _Lines(lines)
+    made = []  # configparser's dicts, in the order it made them
+
+    class Located(dict):
+        """configparser's dict_type: a section's keys (made when its header is read), each
+        with the line it was first read at (a value continued on more lines keeps its
+        first); the dicts configparser makes before reading have line 0."""
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.line, self.at = read.n, {}
+            made.append(self)
+
+        def __setitem__(self, key, value):
+            self.at.setdefault(key, read.n)
+            super().__setitem__(key, value)
+
+    # No interpolation (a % is itself), and no section of configparser's own: a [DEFAULT]
+    # is a section like any other, and so an error below.
+    cp = configparser.ConfigParser(interpolation=None, strict=True, dict_type=Located,
+                                   default_section="\0")
+
+    def read_so_far():
+        return dict(zip(cp.sections(), [d for d in made if d.line]))
+
+    try:
+        cp.read_file(read, source=name)
+    except configparser.DuplicateSectionError as e:
+        raise IniError(f"{name}:{e.lineno}: error: section [{e.section}] written twice "
+                       f"(first at line {read_so_far()[e.section].line})") from None
+    except configparser.DuplicateOptionError as e:
+        raise IniError(f"{name}:{e.lineno}: error: key {e.option!r} written twice in "
+                       f"[{e.section}] (first at line {read_so_far()[e.section].at[e.option]})"
+                       ) from None
+    except configparser.MissingSectionHeaderError as e:
+        raise IniError(f"{name}:{e.lineno}: error: a [section] must come first, not: "
+                       f"{e.line.strip()}") from None
+    except configparser.ParsingError as e:
+        raise IniError("\n".join(f"{name}:{n}: error: expected [section] or key = value: "
+                                 f"{lines[n - 1].strip()}" for n, _ in e.errors)) from None
+    return [(sec, d.line, {k: (v, d.at[k]) for k, v in d.items()})
+            for sec, d in read_so_far().items()]
+
+
+class _Lines:
+    """A file's lines for configparser.read_file, counting them as it reads them."""
+
+    def __init__(self, lines):
+        self.lines, self.n = lines, 0
+
+    def __iter__(self):
+        for self.n, line in enumerate(self.lines, 1):
+            yield line
 
 
 def _bool(name, sec, key, value, line):

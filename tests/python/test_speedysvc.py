@@ -597,6 +597,23 @@ def test_pickle_over_tcp_allowed_with_force_insecure_serialisation(folder):
     ("[defaults]\nlog_dir = logs\ntcp_bind = 127.0.0.1\nbind_tcp = 127.0.0.1\n\n"
      "[EchoServer]\nimport_from = echoserver\n",
      "service.ini:3: error: [defaults] has both tcp_bind and bind_tcp (line 4): keep one"),
+    # configparser's own refusals, at their lines
+    ("[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echoserver\n[defaults]\n",
+     "service.ini:6: error: section [defaults] written twice (first at line 1)"),
+    ("[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echoserver\n"
+     "Import_From = other\n",
+     "service.ini:6: error: key 'import_from' written twice in [EchoServer] (first at line 5)"),
+    ("log_dir = logs\n[defaults]\n",
+     "service.ini:1: error: a [section] must come first, not: log_dir = logs"),
+    ("[defaults]\nlog_dir = logs\nnot a key\n[EchoServer]\nimport_from = echoserver\nnor\n",
+     "service.ini:3: error: expected [section] or key = value: not a key\n"
+     "service.ini:6: error: expected [section] or key = value: nor"),
+    # a line that continues the value above, as configparser reads it: the value's line
+    ("[defaults]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echo\n  server\n",
+     "service.ini:5: error: [EchoServer] import_from = echo\nserver: ModuleNotFoundError: "),
+    # configparser's [DEFAULT] is a section like any other here
+    ("[DEFAULT]\nlog_dir = logs\n\n[EchoServer]\nimport_from = echoserver\n",
+     "service.ini: error: [defaults] needs log_dir"),
 ])
 def test_ini_errors_name_the_line(folder, body, message):
     (folder / "echoserver.py").write_text(SEED001_SERVER)
