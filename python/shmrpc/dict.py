@@ -161,8 +161,8 @@ class Lock:
         it; timeout (seconds, None: no limit): CannotAcquireLockTimeout when a live holder
         kept it that long. A holder that died is taken over, whatever steal and
         steal_after_timeout say (owner_died is then True); a live one is never taken from:
-        with steal_after_timeout the wait goes on past the timeout (UltraDict's), as the
-        map's own writes depend on the lock."""
+        with steal_after_timeout the wait goes on past the timeout (where UltraDict's takes
+        the lock), as the map's own writes depend on the lock."""
         me = (os.getpid(), threading.get_ident())  # a forked child holds nothing of its parent's
         if self._depth and self._owner == me and self._d._lock_is_mine():
             self._depth += 1
