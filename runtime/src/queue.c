@@ -757,14 +757,19 @@ static int corrupt(const shmrpc_queue *q, const char *what)
                 q->name, what, q->name);
 }
 
-/* Whether the header's positions are ones that steps lead to. Each only grows, so read in
- * this order (the frontier, the head or this subscriber's cursor, the tail) they keep
- * their bounds however others move them meanwhile: the tail at most N messages and B bytes
- * past the frontier (a single producer moves it after its commits, so the frontier may be
- * past it as far); the head at most N behind the frontier (abandoned messages given back
- * before a consumer helped the head past them) and not past the tail (a single producer's:
- * not past the frontier's N). A single consumer's head and frontier, and a single
- * producer's tail, are its handle's own. 0 or SHMRPC_ECORRUPT. Only slow paths run it. */
+/* Whether the header's positions are ones that steps lead to: the tail at most N messages
+ * and B bytes past the frontier (a single producer moves it after its commits, so the
+ * frontier may be past it as far); the head at most N behind the frontier (abandoned
+ * messages given back before a consumer helped the head past them) and not past the tail
+ * (a single producer's: not past the frontier's N). Each only grows, and others move them
+ * while they are read, so the frontier is read twice, before the head or this subscriber's
+ * cursor and the tail and after them: a bound below a later word is checked against the
+ * first frontier, one above it against the second, each as it was when that word was read
+ * or older on the safe side. (With one read, a frontier read before a tail that moved on
+ * meanwhile made a live queue look corrupt: the tail 35 past a frontier 32 slots allow, in
+ * queue_test kill_at_random under ASan.) A single consumer's head and frontier, and a
+ * single producer's tail, are its handle's own. 0 or SHMRPC_ECORRUPT. Only slow paths run
+ * it. */
 static int check_positions(shmrpc_queue *q)
 {
     struct q_hdr *h = q->hdr;
@@ -775,20 +780,25 @@ static int check_positions(shmrpc_queue *q)
                   : q->sc  ? (sc_own ? cons_head(q->sc_cons) : cons_head(atomic_load(&h->cons)))
                            : atomic_load(&h->head);
     uint64_t t = sp_own ? q->sp_tail : atomic_load(&h->tail);
-    uint32_t fm = msg_of(f), tm = msg_of(t);
-    int64_t dm = (int32_t)(tm - fm), db = (int32_t)(byte_of(t) - byte_of(f));
+    uint64_t f2 = sc_own ? f : atomic_load(&h->freed);
+    uint32_t fm = msg_of(f), fm2 = msg_of(f2), tm = msg_of(t);
+    /* Past the later frontier, and short of the earlier one. */
+    int64_t dm = (int32_t)(tm - fm2), db = (int32_t)(byte_of(t) - byte_of(f2));
+    int64_t sm = (int32_t)(tm - fm), sb = (int32_t)(byte_of(t) - byte_of(f));
     char what[256];
-    if (dm > q->n || dm < (q->sp ? -(int64_t)q->n : 0) || db > q->b ||
-        db < (q->sp ? -(int64_t)q->b : 0)) {
+    if (dm > q->n || sm < (q->sp ? -(int64_t)q->n : 0) || db > q->b ||
+        sb < (q->sp ? -(int64_t)q->b : 0)) {
+        bool over = dm > q->n || db > q->b;
         snprintf(what, sizeof what,
                  "its tail {message %" PRIu32 ", byte %" PRIu32 "} is %" PRId64
                  " messages and %" PRId64 " bytes from its frontier {message %" PRIu32
                  ", byte %" PRIu32 "}, which %" PRIu32 " slots and %" PRIu32 " bytes do not allow",
-                 tm, byte_of(t), dm, db, fm, byte_of(f), q->n, q->b);
+                 tm, byte_of(t), over ? dm : sm, over ? db : sb, over ? fm2 : fm,
+                 byte_of(over ? f2 : f), q->n, q->b);
         return corrupt(q, what);
     }
     if (!has_head) return 0;
-    int64_t behind = (int32_t)(hd - fm), past = (int32_t)(hd - (q->sp ? fm + q->n : tm));
+    int64_t behind = (int32_t)(hd - fm), past = (int32_t)(hd - (q->sp ? fm2 + q->n : tm));
     if (behind < -(int64_t)q->n || past > 0) {
         snprintf(what, sizeof what,
                  "its %s is %" PRIu32 " (0x%08" PRIx32 "), outside [%" PRIu32 ", %" PRIu32
@@ -796,7 +806,7 @@ static int check_positions(shmrpc_queue *q)
                  q->bcast ? "subscriber's cursor"
                  : q->sc  ? "single consumer's head"
                           : "head",
-                 hd, hd, fm - q->n, q->sp ? fm + q->n : tm, q->n,
+                 hd, hd, fm - q->n, q->sp ? fm2 + q->n : tm, q->n,
                  q->sp ? "the frontier plus them" : "the tail");
         return corrupt(q, what);
     }
