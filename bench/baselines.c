@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "wait.h" /* the runtime's own spin, so the spin baseline spins as it does */
+#include "core/wait.h" /* the runtime's own spin, so the spin baseline spins as it does */
 
 /* The payload a client sends: its call number in the first 8 bytes (payloads are at least
  * 8 bytes), a fixed pattern after; the reply must carry both back. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* shmrpc-bench-compress: what per-frame compression costs and saves on the TCP transport's
- * path (runtime/src/frame.c's shmrpc__body_compress and shmrpc__body_decompress), on the
+ * path (runtime/src/transport/tcp/frame.c's shmrpc__body_compress and shmrpc__body_decompress), on the
  * 64 KiB of text that shmrpc-bench's tcp/text rows send. The baseline, measured in the
  * same run, is a memcpy of the same bytes: what a loopback transfer costs at best.
  *
@@ -16,7 +16,7 @@
 
 #include "args.h"
 #include "clock.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "text.h"
 
 #define SIZE 65536

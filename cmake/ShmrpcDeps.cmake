@@ -26,7 +26,7 @@ pkg_check_modules(SNAPPY REQUIRED IMPORTED_TARGET snappy)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 # The shared secret of the TCP transport: HMAC-SHA-256 and random numbers.
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
-# TLS 1.3 of the TCP transport (runtime/src/tls.c): OpenSSL's libssl, 1.1.1 or newer (the
+# TLS 1.3 of the TCP transport (runtime/src/transport/tcp/tls.c): OpenSSL's libssl, 1.1.1 or newer (the
 # first with TLS 1.3). It is not optional: every build can serve and call over TLS, so
 # one library's options mean the same everywhere (docs/install.md).
 pkg_check_modules(OPENSSL QUIET IMPORTED_TARGET libssl>=1.1.1 libcrypto>=1.1.1)

@@ -2,7 +2,7 @@
 /* Linked into every program and shared object of a coverage build (SHMRPC_COVERAGE), never
  * into a release. gcov writes a process's counters when it calls exit() or returns from
  * main; a process that ends by _exit() or by a signal writes nothing, and what ran in it
- * reads as never run. The servers' forked workers end by _exit (runtime/src/crew.c), test
+ * reads as never run. The servers' forked workers end by _exit (runtime/src/rpc/crew.c), test
  * children too, and servers are stopped by SIGTERM: so
  * - every call to _exit is sent here (the link's -Wl,--wrap=_exit), which writes the
  *   counters first;

@@ -2,7 +2,7 @@
 /* The source line and its caret (caret.h). */
 #include "caret.h"
 
-#include "input.h"
+#include "utf8.h"
 
 /* Bytes to the sink a bufferful at a time. */
 typedef struct sink {
@@ -30,13 +30,6 @@ static void puts_(sink *k, const char *s)
         putc_(k, *s++);
 }
 
-/* The length of the UTF-8 sequence at s (n bytes left), 0 if it is not one. */
-static size_t utf8_len(const char *s, size_t n)
-{
-    size_t len = (unsigned char)s[0] >= 0xf0 ? 4 : (unsigned char)s[0] >= 0xe0 ? 3 : 2;
-    return shmrpc__utf8_invalid_at(s, len < n ? len : n) == len ? len : 0;
-}
-
 void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void *out)
 {
     sink k = {.put = put, .out = out};
@@ -55,7 +48,7 @@ void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void
      * character takes one column. */
     for (size_t i = ws; i < we;) {
         unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : utf8_len(s + i, we - i);
+        size_t len = c < 0x80 ? 1 : shmrpc__utf8_seq_len(s + i, we - i);
         if (len == 0)
             putc_(&k, '?'), i++;
         else if (c == 0xc2 && (unsigned char)s[i + 1] < 0xa0) /* U+0080..U+009F: C1 controls */
@@ -70,7 +63,7 @@ void shmrpc__caret(const char *s, size_t n, int col, shmrpc__caret_put put, void
     if (ws > 0) puts_(&k, "   ");
     for (size_t i = ws; i < at && i < we;) {
         unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : utf8_len(s + i, we - i);
+        size_t len = c < 0x80 ? 1 : shmrpc__utf8_seq_len(s + i, we - i);
         putc_(&k, c == '\t' ? '\t' : ' ');
         i += len ? len : 1;
     }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Opening a file a user names, and checking UTF-8 (input.h). */
+/* Opening a file a user names (input.h). */
 #include "input.h"
 
 #include <errno.h>
@@ -46,37 +46,4 @@ int shmrpc__open_regular(const char *path, int flags, mode_t mode, const char **
         return -1;
     }
     return fd;
-}
-
-size_t shmrpc__utf8_invalid_at(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
-        if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            if (c == 0xe0) lo = 0xa0; /* overlong below U+0800 */
-            if (c == 0xed) hi = 0x9f; /* U+D800..U+DFFF: surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            if (c == 0xf0) lo = 0x90; /* overlong below U+10000 */
-            if (c == 0xf4) hi = 0x8f; /* past U+10FFFF */
-        } else {
-            return i; /* a continuation byte, an overlong lead (C0, C1) or F5..FF */
-        }
-        if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if ((p[i + k] & 0xc0) != 0x80) return i;
-        i += len;
-    }
-    return n;
 }

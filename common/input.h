@@ -22,8 +22,4 @@ int shmrpc__open_regular(const char *path, int flags, mode_t mode, const char **
  * link" or "not a regular file", for st_mode. */
 const char *shmrpc__file_kind(mode_t st_mode);
 
-/* Where s[0, n) stops being UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
- * past U+10FFFF, no sequence cut short), as a byte offset; n when all of it is. */
-size_t shmrpc__utf8_invalid_at(const char *s, size_t n);
-
 #endif

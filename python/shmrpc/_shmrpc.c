@@ -205,7 +205,7 @@ static const char *kind_name(const shmrpc_dyn_type *t)
  * codec to encode (pk NULL: @json methods, queues, maps), or, for a @msgpack call, as the
  * msgpack the codec would write for that JSON straight into the request through pk (the
  * same bytes: struct as an array of its fields in order, enum as its value, integers in
- * their smallest form, as runtime/src/dynamic_json.c's to_mp), skipping the JSON. */
+ * their smallest form, as runtime/src/codec/dynamic_json.c's to_mp), skipping the JSON. */
 
 int pyshm_put(shmrpc_buf *b, const char *s, size_t n)
 {
@@ -841,7 +841,7 @@ int pyshm_encode_body(const shmrpc_dyn_sig *sig, PyObject *v, const char *what, 
 }
 
 /* --- a @msgpack result straight to Python values ------------------------------------------
- * The checks of the codec's from_mp (runtime/src/dynamic_json.c), read with the runtime's
+ * The checks of the codec's from_mp (runtime/src/codec/dynamic_json.c), read with the runtime's
  * bounds-checked reader; values as the JSON path would give them (an f32 as the shortest
  * decimal that reads back as the same f32). Raises shmrpc.Error naming what failed. */
 

@@ -29,6 +29,7 @@
 
 #include "caret.h"
 #include "input.h"
+#include "utf8.h"
 
 /* Past this many, errors are counted but not kept: the first ones say enough. */
 #define MAX_ERRORS 100

@@ -4,7 +4,7 @@
  * workers: one reader and one rule for the time series (sup_series.c), the scaler
  * (sup_scaler.c), the call statistics' owner check (obs_stats.c) and the management page
  * (web_view.c). Every service leads a process group of its own, and its processes stay
- * in it. (The library has its own, runtime/src/proc.c, for the runtime's use; shmrpcctl
+ * in it. (The library has its own, runtime/src/core/proc.c, for the runtime's use; shmrpcctl
  * ls/clean asks the library.) */
 #ifndef SHMRPC_OBSERVE_PROC_H
 #define SHMRPC_OBSERVE_PROC_H

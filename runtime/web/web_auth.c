@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The management page's secret, sessions and limit on wrong secrets (web_auth.h). The
- * cryptography is libsodium's, as for the TCP transport's secret (runtime/src/auth.c). */
+ * cryptography is libsodium's, as for the TCP transport's secret (runtime/src/transport/tcp/auth.c). */
 #include "web_auth.h"
 
 #include <arpa/inet.h>

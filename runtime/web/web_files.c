@@ -23,6 +23,7 @@
 
 #include "web_view.h"
 #include "input.h"
+#include "utf8.h"
 
 /* Reads backwards grow from the first block to the largest: a poll for the last few
  * samples reads one small block, a first load of an hour's samples a few large ones. */
@@ -234,31 +235,6 @@ int web_series(const cfg_service *s, int64_t since, int max, shmrpc_buf *out, we
 
 /* --- the log --------------------------------------------------------------------------- */
 
-/* The length of the valid UTF-8 sequence at p (n > 0 bytes left), or 0: as strict as
- * jansson (no overlong forms, surrogates or code points past U+10FFFF). */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    size_t len;
-    uint32_t cp, min;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-        len = 3, cp = c & 0x0f, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
 /* A line of the log as a JSON string: a service may write anything, and what is not
  * UTF-8 becomes U+FFFD, a byte at a time. NULL: out of memory. */
 static json_t *line_json(const char *p, size_t n)
@@ -267,9 +243,8 @@ static json_t *line_json(const char *p, size_t n)
     if (v) return v;
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    const unsigned char *u = (const unsigned char *)p;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_len(u + i, n - i);
+        size_t k = shmrpc__utf8_seq_len(p + i, n - i);
         if (k)
             shmrpc_buf_append(&b, p + i, k);
         else

@@ -307,7 +307,7 @@ async function stopSupervisor() {
   return wrong;
 }
 
-// The files of our service and of the control service (runtime/src/shm.c, stats.c), in
+// The files of our service and of the control service (runtime/src/transport/shm/shm.c, stats.c), in
 // this user's directory of names (docs/names.md): shmrpc:KEY, shmrpc:KEY:rdv,
 // shmrpc:KEY:lock, shmrpc.stats.shm.KEY; as paths.
 const namesDir = `/dev/shm/shmrpc-${process.geteuid()}`;

@@ -4,7 +4,7 @@
 #ifndef SHMRPC_TEST_HELLO_H
 #define SHMRPC_TEST_HELLO_H
 
-#include "frame.h"
+#include "transport/tcp/frame.h"
 
 /* Appends a HELLO frame with hello to b: 0, or -1 when it could not be written. */
 int test_put_hello(shmrpc_buf *b, const shmrpc__hello *hello);

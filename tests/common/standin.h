@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "frame.h"
+#include "transport/tcp/frame.h"
 
 typedef struct stand_in {
     int port;

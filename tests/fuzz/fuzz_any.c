@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the any view (runtime/src/any.c, built in for its coverage) on any
+/* libFuzzer target: the any view (runtime/src/codec/any.c, built in for its coverage) on any
  * bytes, in a buffer of their exact size. Every read on them, checked or not, stays
  * within them; what the check accepts, every reader can walk whole without an error, the
  * builder copies to the same bytes, and the JSON writer either has a form for it or says

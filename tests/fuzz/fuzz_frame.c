@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the TCP wire codec (runtime/src/frame.c) on arbitrary bytes. The first
+/* libFuzzer target: the TCP wire codec (runtime/src/transport/tcp/frame.c) on arbitrary bytes. The first
  * byte picks what the rest is: a whole frame (header, then its body by kind), a snappy or
  * zlib body, a HELLO or HELLO_ACK body, or an ERROR body. A bad input may cost a status;
  * a crash, a leak, an output beyond its bound, or a parse that does not survive its own
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "transport/tcp/frame.h"
 
 #define MAX_MSG (1u << 20)
 

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "calls.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 
 enum mode {
     SERVER_RAW,         /* the rest goes to the server as it is */

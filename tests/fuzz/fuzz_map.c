@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the map generation segment's validation (runtime/src/map.c) on
+/* libFuzzer target: the map generation segment's validation (runtime/src/map/map.c) on
  * arbitrary bytes as a segment, and on a segment it accepts, lookups of a few keys and the
  * full consistency check over whatever slots and entries the input holds. A refusal
  * without a reason, a crash, an access outside the segment, a value reaching past it or a
@@ -10,7 +10,7 @@
 
 #include <shmrpc/status.h>
 
-#include "map_seg.h"
+#include "map/map_seg.h"
 
 /* The header's total may ask for a segment larger than the input (zero-filled beyond it),
  * up to this, so that small inputs describe whole segments. Small enough that the check,

@@ -24,7 +24,7 @@
 #include <shmrpc.h>
 
 #include "faults.h"
-#include "queue_seg.h"
+#include "queue/queue_seg.h"
 
 #define RUNS_MAX 500 /* far more calls than any operation makes */
 #define TYPE "[i32]"
@@ -420,7 +420,7 @@ static void operations(void **state)
 }
 
 /* A copy of a queue's segment in memory this test owns, as the fuzz target for segment
- * validation drives it (runtime/src/queue_seg.h): the copy of a work queue holding "one"
+ * validation drives it (runtime/src/queue/queue_seg.h): the copy of a work queue holding "one"
  * and "two". Each refusal has its reason; a handle over it pops the two messages, once and
  * in order, and goes on; its allocation failing is SHMRPC_ENOMEM; only a broadcast
  * segment's handle subscribes, once. */

@@ -38,10 +38,10 @@
 #include <cmocka.h>
 
 #include "calls_handlers.h"
-#include "proc.h"
+#include "core/proc.h"
 #include "procs.h"
-#include "shm.h"
-#include "shm_int.h"
+#include "transport/shm/shm.h"
+#include "transport/shm/shm_int.h"
 #include "skips.h"
 
 static char addr[64];

@@ -251,7 +251,7 @@ static const uint8_t *own_channel(void)
 }
 
 /* Messages of up to 24 bytes ride in the channel's first line, beside its state (bytes
- * 40-63, runtime/src/shm.h), and leave the data area (from byte 128) alone; larger ones use
+ * 40-63, runtime/src/transport/shm/shm.h), and leave the data area (from byte 128) alone; larger ones use
  * the data area; and the two alternate on one connection with every answer right, across
  * the boundary both ways. Before, every message went to the data area: a 16 B call moved
  * the data line and the line of its lengths besides the state's (issue 18). */

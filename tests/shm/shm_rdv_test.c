@@ -35,7 +35,7 @@
 
 #include "calls_handlers.h"
 #include "procs.h"
-#include "shm.h"
+#include "transport/shm/shm.h"
 #include "skips.h"
 
 static char addr[64];

@@ -30,7 +30,7 @@
 #include "kids.h"
 #include "procs.h"
 #include "scribble.h"
-#include "shm.h"
+#include "transport/shm/shm.h"
 
 #define CHILD_ALARM_S 60
 #define RUN_MS 2000       /* how long the clients and the scribbler run together */

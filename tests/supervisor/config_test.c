@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "input.h"
+#include "utf8.h"
 
 /* A temporary folder per test, removed with what the test wrote in it. */
 typedef struct fixture {

@@ -931,7 +931,7 @@ static void clean_half_made_map(void **state)
 /* --- names and contents ls did not make ------------------------------------------------- */
 
 /* A file of size bytes in /dev/shm, of which the first holds a 32-bit word: old is past the
- * grace of clean (INCOMPLETE_GRACE_S, runtime/src/admin.c); young is an hour ahead, so that
+ * grace of clean (INCOMPLETE_GRACE_S, runtime/src/admin/admin.c); young is an hour ahead, so that
  * no wait under load ages it past the grace. */
 static void odd_file(const char *name, off_t size, uint32_t first, bool old)
 {
@@ -1624,7 +1624,7 @@ static void clean_takes_the_rendezvous(void **state)
     assert_int_equal(shm_unlink(rdv[2]), 0);
 }
 
-/* A statistics segment as a server writes it (runtime/src/stats.h): six 32-bit words
+/* A statistics segment as a server writes it (runtime/src/stats/stats.h): six 32-bit words
  * (magic, version, pid, methods, workers, bytes of names), the service's 256 bytes, then
  * 64 KiB of names; its rows are not read by ls. */
 #define STATS_HEAD_BYTES (24 + 256 + 65536)
@@ -1932,7 +1932,7 @@ static void kind_and_life_names(void **state)
     assert_string_equal(shmrpc_seg_life_name((shmrpc_seg_life)-1), "?");
 }
 
-/* A lock as lock.c writes it (runtime/src/lock_seg.h, 128 bytes): magic, version, size,
+/* A lock as lock.c writes it (runtime/src/core/lock_seg.h, 128 bytes): magic, version, size,
  * then the futex word (the holder's thread id, plus 0x80000000 when it has waiters) and
  * the holder's tag (its start time << 22 | its thread id). */
 static void forge_lock(const char *file, uint32_t word, uint64_t tag)

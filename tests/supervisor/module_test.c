@@ -611,7 +611,7 @@ static void module_tcp(void **state)
     const char *pids = status_worker_pids(f, "echo");
     if (listed(pids, mgr) || listed(pids, tcp_mgr))
         fail_msg("worker_pids %s lists a manager (%d, TCP %d)", pids, (int)mgr, (int)tcp_mgr);
-    char stats[96]; /* the TCP server's statistics segment, as runtime/src/stats.c names it */
+    char stats[96]; /* the TCP server's statistics segment, as runtime/src/stats/stats.c names it */
     snprintf(stats, sizeof stats, "shmrpc.stats.tcp.127.0.0.1:%d", port);
     assert_true(sup_segment_named(stats));
     const char *log = sup_slurp(f->dir, "logs/echo.log");

@@ -90,7 +90,7 @@ bool sup_group_gone(pid_t pgid);
 /* Unlinks every file in /dev/shm or the directory of names whose name contains part. */
 void sup_remove_segments(const char *part);
 
-/* Unlinks the statistics segment of a TCP server at 127.0.0.1:port (as runtime/src/stats.c
+/* Unlinks the statistics segment of a TCP server at 127.0.0.1:port (as runtime/src/stats/stats.c
  * names it), which a test that failed may leave; nothing when port <= 0. */
 void sup_remove_tcp_stats(int port);
 

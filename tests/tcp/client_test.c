@@ -27,7 +27,7 @@
 #include <cmocka.h>
 
 #include "calls_handlers.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "procs.h"
 #include "standin.h"
 

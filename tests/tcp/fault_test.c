@@ -31,8 +31,8 @@
 
 #include "calls_handlers.h"
 #include "faults.h"
-#include "frame.h"
-#include "internal.h" /* shmrpc__status_known */
+#include "transport/tcp/frame.h"
+#include "core/core.h" /* shmrpc__status_known */
 #include "hello.h"
 #include "procs.h"
 

@@ -31,7 +31,7 @@
 #include <cmocka.h>
 
 #include "calls_handlers.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "hello.h"
 #include "kids.h"
 #include "procs.h"

@@ -29,7 +29,7 @@
 #include <cmocka.h>
 
 #include "calls_handlers.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "hello.h"
 #include "procs.h"
 

@@ -215,7 +215,7 @@ static void percentiles(void **state)
 
 /* --- a segment the reader did not write ------------------------------------------------ */
 
-/* The segment's layout (runtime/src/stats.h), as a reader of another build meets it: a
+/* The segment's layout (runtime/src/stats/stats.h), as a reader of another build meets it: a
  * head of six 32-bit words, the service's 256 bytes and 64 KiB of names, then a row of
  * (3 + buckets) counters per worker and method. */
 #define HEAD_BYTES (24 + 256 + 65536)

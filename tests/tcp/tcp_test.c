@@ -27,8 +27,8 @@
 
 #include <cmocka.h>
 
-#include "auth.h"
-#include "frame.h"
+#include "transport/tcp/auth.h"
+#include "transport/tcp/frame.h"
 #include "hello.h"
 #include "calls_handlers.h"
 #include "procs.h"

@@ -35,10 +35,10 @@
 #include <openssl/ssl.h>
 
 #include "calls_handlers.h"
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "hello.h"
 #include "procs.h"
-#include "tls.h"
+#include "transport/tcp/tls.h"
 
 static char dir[] = "/tmp/shmrpc-tls-XXXXXX"; /* the certificates */
 static char addr[96];

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The TCP wire codec (runtime/src/frame.c, docs/wire.md): a table of malformed headers
+/* The TCP wire codec (runtime/src/transport/tcp/frame.c, docs/wire.md): a table of malformed headers
  * each with its status and message, round trips of every frame kind, compressed bodies
  * that lie, and the handshake with its mismatch messages. */
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <snappy-c.h>
 #include <zlib.h>
 
-#include "frame.h"
+#include "transport/tcp/frame.h"
 #include "unit.h"
 
 #define MAX_BODY 1000u

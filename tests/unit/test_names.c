@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* This user's directory of names (runtime/src/names.c, docs/names.md) as
+/* This user's directory of names (runtime/src/core/names.c, docs/names.md) as
  * shmrpc_names_dir finds it, in a mount namespace with a /dev/shm of its own (root only):
  * root's made and tightened, a buffer too short for it or for a name's path in it
  * refused, a user's only looked for, and each $XDG_RUNTIME_DIR a user whose name was
@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "names.h"
+#include "core/names.h"
 #include "unit.h"
 
 #include "skips.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The library's one reader of /proc (runtime/src/proc.c): a process's stat, whether it
+/* The library's one reader of /proc (runtime/src/core/proc.c): a process's stat, whether it
  * has ended, who owns it and which files it maps, on this process and on a child. */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proc.h"
+#include "core/proc.h"
 #include "unit.h"
 
 static void stat_of_self_and_of_a_zombie(void **state)

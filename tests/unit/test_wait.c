@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The hybrid wait's edges (runtime/src/wait.c), decided by status, never by time: the
+/* The hybrid wait's edges (runtime/src/core/wait.c), decided by status, never by time: the
  * options read from the environment (a bad SHMRPC_SPIN_NS keeps the default), a deadline
  * computed once and never overflowing, a count that never goes below 0, and a wait that
  * returns 0 for a word that changed, also when the change came while the deadline
@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "unit.h"
-#include "wait.h"
+#include "core/wait.h"
 
 static void options_from_the_environment(void **state)
 {

@@ -13,7 +13,8 @@
 
 #include <shmrpc.h>
 
-#include "internal.h"
+#include "api/api.h"
+#include "codec/codec.h"
 
 #define B(lit) (const uint8_t *)(lit), sizeof(lit) - 1
 

@@ -1,0 +1,507 @@
+/* SPDX-License-Identifier: MIT */
+/* The client handle behind generated stubs: buffers and an arena reused call after
+ * call, the method-id map from connect, and the transport connection. */
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "core/wait.h"
+
+struct shmrpc_client {
+    const shmrpc_service_info *info;
+    int64_t default_timeout; /* from the opts, resolved */
+    int64_t timeout;         /* every call's */
+    int64_t next_timeout;    /* the next call's, when has_next */
+    bool has_next;
+    shmrpc__client_cfg cfg; /* what connections are made with */
+    shmrpc_buf req;
+    shmrpc_buf resp;
+    shmrpc_arena *arena;
+    uint32_t *map;       /* client method id -> server method id; n_methods entries */
+    shmrpc__table table; /* the server's, from the last connect */
+    shmrpc__conn *conn;  /* NULL when not connected */
+    shmrpc_call *calls;  /* asynchronous calls started and not yet returned by a wait */
+    bool loaned;         /* a loan waits for its call (shmrpc_client_loan) */
+    bool loan_in_conn;   /* in the transport (conn->ops->loan), not in req */
+    uint32_t loan_method;
+    size_t loan_size;
+};
+
+/* An asynchronous call: the caller's until shmrpc_call_free. */
+struct shmrpc_call {
+    shmrpc_client *client;    /* NULL once the client is gone */
+    shmrpc_call *next, *prev; /* the client's calls, while the transport holds it */
+    bool linked;
+    shmrpc__pending p;
+};
+
+/* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
+ * undefined behaviour. */
+static const uint8_t empty[1];
+
+void shmrpc_client_opts_init(shmrpc_client_opts *o)
+{
+    o->timeout_ms = SHMRPC_DEFAULT_TIMEOUT_MS;
+    o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
+    shmrpc_wait_opts_init(&o->wait);
+    o->tcp = (shmrpc_tcp_opts){0};
+}
+
+/* ms as a deadline: SHMRPC_TIMEOUT_INFINITE, or milliseconds >= 0; any other negative
+ * value (SHMRPC_TIMEOUT_DEFAULT among them) means dflt. */
+static int64_t resolve(int64_t ms, int64_t dflt)
+{
+    if (ms == SHMRPC_TIMEOUT_INFINITE || ms >= 0) return ms;
+    return dflt;
+}
+
+int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
+                      const shmrpc_client_opts *opts)
+{
+    if (!out) return shmrpc__err_set(SHMRPC_EINVAL, "no place for the client (out is NULL)");
+    *out = NULL;
+    /* Before a handle exists the message can only go to the thread (status.h). */
+    int rc = shmrpc__info_check(info, shmrpc__err_begin());
+    if (rc) return shmrpc__err_end(rc);
+
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    if (opts) o = *opts;
+    shmrpc_client *c = calloc(1, sizeof *c);
+    if (!c) return shmrpc__err_code(SHMRPC_ENOMEM);
+    c->info = info;
+    c->default_timeout = resolve(o.timeout_ms, SHMRPC_DEFAULT_TIMEOUT_MS);
+    c->timeout = c->default_timeout;
+    c->cfg.max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
+    c->cfg.wait = o.wait;
+    shmrpc_buf_init(&c->req);
+    shmrpc_buf_init(&c->resp);
+    c->req.max = c->cfg.max_msg;
+    c->resp.max = c->cfg.max_msg;
+    if (shmrpc__tcp_cfg_init(&c->cfg.tcp, &o.tcp) != 0) {
+        shmrpc_client_free(c);
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "tcp settings out of range (shmrpc_client_opts.tcp, shmrpc/tcp.h)");
+    }
+    c->arena = shmrpc_arena_new(0);
+    c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
+    c->table.arena = shmrpc_arena_new(0);
+    if (!c->arena || !c->map || !c->table.arena) {
+        shmrpc_client_free(c);
+        return shmrpc__err_code(SHMRPC_ENOMEM);
+    }
+    *out = c;
+    return 0;
+}
+
+/* Finishes c's calls not done with SHMRPC_ECLOSED and takes them from the transport, which
+ * drops their answers: the client is freed or connects again. */
+static void close_calls(shmrpc_client *c, bool freed, const char *why)
+{
+    while (c->calls) {
+        shmrpc_call *k = c->calls;
+        c->calls = k->next;
+        k->linked = false;
+        if (c->conn) c->conn->ops->abandon(c->conn, &k->p);
+        if (!k->p.done) {
+            k->p.done = true;
+            k->p.status = SHMRPC_ECLOSED;
+            shmrpc__msg_set(&k->p.msg, "%s", why);
+        }
+        if (freed) k->client = NULL;
+    }
+}
+
+static void disconnect(shmrpc_client *c)
+{
+    close_calls(c, false, "the client connected again while the call was in flight");
+    c->loaned = false;
+    if (!c->conn) return;
+    c->conn->ops->close(c->conn);
+    c->conn = NULL;
+}
+
+void shmrpc_client_free(shmrpc_client *c)
+{
+    if (!c) return;
+    close_calls(c, true, "the client was freed while the call was in flight");
+    disconnect(c);
+    shmrpc_buf_destroy(&c->req);
+    shmrpc_buf_destroy(&c->resp);
+    shmrpc_arena_free(c->arena);
+    shmrpc_arena_free(c->table.arena);
+    free(c->map);
+    free(c);
+}
+
+int shmrpc_client_connect(shmrpc_client *c, const char *addr)
+{
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_buf *err = shmrpc__err_begin();
+    /* Reconnecting (after the server went away, say) starts from a clean slate. */
+    disconnect(c);
+    c->cfg.connect_call_ms = c->timeout;
+    int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
+    return shmrpc__err_end(rc);
+}
+
+const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c)
+{
+    return c && c->conn ? &c->table.info : NULL;
+}
+
+void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms)
+{
+    if (c) c->timeout = resolve(ms, c->default_timeout);
+}
+
+void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
+{
+    if (!c) return;
+    c->has_next = ms == SHMRPC_TIMEOUT_INFINITE || ms >= 0;
+    c->next_timeout = ms;
+}
+
+shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
+{
+    if (!c) return NULL;
+    c->loaned = false; /* another call gives up the loan */
+    shmrpc_buf_clear(&c->req);
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena);
+    return &c->req;
+}
+
+shmrpc_arena *shmrpc_client_arena(shmrpc_client *c)
+{
+    return c ? c->arena : NULL;
+}
+
+int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
+{
+    /* The message goes to the thread (status.h); c stays in the signature that
+     * generated stubs call. */
+    (void)c;
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__err_vset(rc, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
+                               const char *why)
+{
+    (void)c;
+    char text[SHMRPC__CTX_MSG_CAP];
+    shmrpc__decode_msg(text, sizeof text, method, "result", field, why);
+    return shmrpc__err_set(SHMRPC_EINVAL, "%s", text);
+}
+
+/* A request the stub could not encode whole (the buffer's sticky error). */
+static int request_error(shmrpc_client *c)
+{
+    int rc = c->req.err;
+    if (rc == SHMRPC_ETOOBIG)
+        return shmrpc_client_error(
+            c, rc, "the request is larger than the client's maximum of %zu bytes", c->cfg.max_msg);
+    return shmrpc_client_error(c, rc, "encoding the request: %s", shmrpc_strerror(rc));
+}
+
+static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
+                         int64_t timeout, shmrpc_buf *err);
+
+/* What a call of method_id (blocking or started) does first: gives up the loan, takes its
+ * timeout (timeout_ms, else the next call's, else the client's) and begins the thread's
+ * message in *err; then checks the connection, the method id and the encoded request. 0,
+ * or the status to return. */
+static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, int64_t *timeout,
+                      shmrpc_buf **err)
+{
+    c->loaned = false; /* another call gives up the loan */
+    *timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
+    c->has_next = false;
+    *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (method_id >= c->info->n_methods)
+        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
+                                   method_id, c->info->name, c->info->n_methods);
+    if (c->req.err) return request_error(c);
+    return 0;
+}
+
+int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    shmrpc_buf_clear(&c->resp);
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
+    if (rc) return rc;
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    /* An inproc:// handler runs on this thread: what its own failed calls left is not
+     * this call's. */
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr)
+{
+    if (ptr) *ptr = NULL;
+    if (!c || !ptr) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the loan");
+    c->loaned = false;
+    shmrpc_buf_clear(&c->req);
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_arena_reset(c->arena);
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    if (method_id >= c->info->n_methods)
+        return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
+                                   method_id, c->info->name, c->info->n_methods);
+    if (size > c->cfg.max_msg)
+        return shmrpc_client_error(
+            c, SHMRPC_ETOOBIG,
+            "a loan of %zu bytes is larger than the client's maximum of %zu bytes", size,
+            c->cfg.max_msg);
+    shmrpc_buf *err = shmrpc__err_begin();
+    int rc = 0;
+    /* With calls in flight a call goes through start, which sends from the request buffer. */
+    c->loan_in_conn = c->conn->ops->loan && !c->calls;
+    if (c->loan_in_conn) {
+        int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+        rc = c->conn->ops->loan(c->conn, c->map[method_id], size, ptr, timeout, err);
+    } else if ((rc = shmrpc_buf_reserve(&c->req, size ? size : 1)) == 0) {
+        *ptr = c->req.data;
+    }
+    if (rc) return shmrpc__err_end(rc);
+    c->loaned = true;
+    c->loan_method = method_id;
+    c->loan_size = size;
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    if (!c->loaned)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "no loan to send (shmrpc_client_loan first; a loan is used by "
+                                   "one call, and another call or loan gives it up)");
+    if (len > c->loan_size)
+        return shmrpc_client_error(c, SHMRPC_EINVAL,
+                                   "a request of %zu bytes is larger than its loan of %zu", len,
+                                   c->loan_size);
+    c->loaned = false;
+    if (!c->loan_in_conn) { /* the request buffer is the loan: the ordinary call sends it */
+        c->req.len = len;
+        return shmrpc_client_call(c, c->loan_method, resp);
+    }
+    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    c->has_next = false;
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    shmrpc_bytes out;
+    int rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
+    return shmrpc__err_end(0);
+}
+
+const char *shmrpc_health_name(int state)
+{
+    switch (state) {
+    case SHMRPC_HEALTH_SERVING:
+        return "serving";
+    case SHMRPC_HEALTH_NOT_SERVING:
+        return "not_serving";
+    case SHMRPC_HEALTH_DRAINING:
+        return "draining";
+    default:
+        return "unknown";
+    }
+}
+
+int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
+{
+    if (state) *state = 0;
+    if (!c || !state) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the state");
+    c->loaned = false; /* another call gives up the loan */
+    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    c->has_next = false;
+    shmrpc_buf_clear(&c->resp);
+    shmrpc_buf *err = shmrpc__err_begin();
+    if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    /* The reserved id goes out as it is: it is no index of either table, so not mapped. */
+    int rc = call_blocking(c, SHMRPC_HEALTH_METHOD_ID, -1, shmrpc_bytes_of(empty, 0), timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (c->resp.len != 1 || c->resp.data[0] < SHMRPC_HEALTH_SERVING ||
+        c->resp.data[0] > SHMRPC_HEALTH_DRAINING)
+        return shmrpc_client_error(c, SHMRPC_EPROTO, "the health answer is not a state (%zu bytes)",
+                                   c->resp.len);
+    *state = (shmrpc_health)c->resp.data[0];
+    return shmrpc__err_end(0);
+}
+
+/* --- many calls in flight ------------------------------------------------------------- */
+
+static void call_unlink(shmrpc_call *k)
+{
+    shmrpc_client *c = k->client;
+    if (!k->linked) return;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        c->calls = k->next;
+    if (k->next) k->next->prev = k->prev;
+    k->next = k->prev = NULL;
+    k->linked = false;
+}
+
+/* Starts a call of the server's method sid (j: the client's method id, or -1 for the
+ * health method) with req: in the transport's hands, or done at once (a call that failed
+ * at once, or a transport without start, which runs it here). SHMRPC_ENOMEM, else 0. */
+static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, int64_t timeout,
+                 shmrpc_call **call, shmrpc_buf *err)
+{
+    shmrpc_call *k = calloc(1, sizeof *k);
+    if (!k) return SHMRPC_ENOMEM;
+    k->client = c;
+    shmrpc_buf_init(&k->p.req);
+    shmrpc_buf_init(&k->p.resp);
+    shmrpc_buf_init(&k->p.msg);
+    k->p.resp.max = c->cfg.max_msg;
+    k->p.sid = sid;
+    k->p.j = j;
+    k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    if (c->conn->ops->start) {
+        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
+            shmrpc_call_free(k);
+            return SHMRPC_ENOMEM;
+        }
+        /* A call that failed at once is done: its status says so. */
+        c->conn->ops->start(c->conn, &k->p, err);
+        if (!k->p.done) { /* in the transport's hands */
+            k->linked = true;
+            k->next = c->calls;
+            if (c->calls) c->calls->prev = k;
+            c->calls = k;
+        }
+    } else { /* one call at a time: it runs here, and wait returns it */
+        int rc = c->conn->ops->call(c->conn, sid, req, &k->p.resp, timeout, err);
+        k->p.done = true;
+        k->p.status = rc;
+        if (rc)
+            shmrpc__msg_set(&k->p.msg, "%s",
+                            shmrpc__msg_get(err)[0] ? shmrpc__msg_get(err) : shmrpc_strerror(rc));
+    }
+    *call = k;
+    return 0;
+}
+
+/* A blocking call of the server's method sid (j as for start), its answer into c->resp.
+ * With calls started and not yet returned by a wait it joins them (start, then wait for
+ * it): a transport with start reads the answers of all of a connection's calls, and one
+ * read on its own would skip theirs (the health method among calls in flight, say). */
+static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
+                         int64_t timeout, shmrpc_buf *err)
+{
+    if (!c->calls) return c->conn->ops->call(c->conn, sid, req, &c->resp, timeout, err);
+    shmrpc_call *k;
+    int rc = start(c, sid, j, req, timeout, &k, err);
+    return rc ? rc : shmrpc_client_finish(c, k, NULL);
+}
+
+int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms,
+                        shmrpc_call **call)
+{
+    if (call) *call = NULL;
+    if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no place for the call");
+    int64_t timeout;
+    shmrpc_buf *err;
+    int rc = call_begin(c, method_id, timeout_ms, &timeout, &err);
+    if (rc) return rc;
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    if (start(c, c->map[method_id], method_id, req, timeout, call, err))
+        return shmrpc__err_code(SHMRPC_ENOMEM);
+    return shmrpc__err_end(0);
+}
+
+int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, int64_t timeout_ms,
+                       size_t *which)
+{
+    if (which) *which = 0;
+    if (!c || !calls || n == 0 || !which)
+        return shmrpc__err_set(SHMRPC_EINVAL, "no client, no calls or no place for which");
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i] || calls[i]->client != c)
+            return shmrpc__err_set(SHMRPC_EINVAL, "call %zu is not one of this client's", i);
+    int64_t timeout = resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE);
+    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    for (;;) {
+        for (size_t i = 0; i < n; i++) {
+            if (!calls[i]->p.done) continue;
+            call_unlink(calls[i]);
+            *which = i;
+            return shmrpc__err_end(0);
+        }
+        if (!c->conn || shmrpc__now_ns() >= deadline)
+            return shmrpc__err_set(SHMRPC_ETIMEDOUT, "none of the %zu calls was done in time", n);
+        c->conn->ops->progress(c->conn, deadline);
+    }
+}
+
+int shmrpc_call_status(const shmrpc_call *call)
+{
+    if (!call) return SHMRPC_EINVAL;
+    return call->p.done ? call->p.status : SHMRPC_CALL_PENDING;
+}
+
+int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!call) return shmrpc__err_set(SHMRPC_EINVAL, "no call");
+    if (!call->p.done) return shmrpc__err_set(SHMRPC_CALL_PENDING, "the call is not done");
+    if (call->p.status) return shmrpc__err_set(call->p.status, "%s", shmrpc__msg_get(&call->p.msg));
+    if (resp)
+        *resp = shmrpc_bytes_of(call->p.resp.len ? call->p.resp.data : empty, call->p.resp.len);
+    return shmrpc__err_end(0);
+}
+
+void shmrpc_call_free(shmrpc_call *call)
+{
+    if (!call) return;
+    if (call->client) {
+        call_unlink(call);
+        if (call->client->conn && call->client->conn->ops->abandon)
+            call->client->conn->ops->abandon(call->client->conn, &call->p);
+    }
+    shmrpc_buf_destroy(&call->p.req);
+    shmrpc_buf_destroy(&call->p.resp);
+    shmrpc_buf_destroy(&call->p.msg);
+    free(call);
+}
+
+int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp)
+{
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    if (!c || !call) return shmrpc__err_set(SHMRPC_EINVAL, "no client or no call");
+    size_t which;
+    shmrpc_call *one[1] = {call};
+    int rc = call->client == c
+                 ? shmrpc_client_wait(c, one, 1, SHMRPC_TIMEOUT_INFINITE, &which)
+                 : shmrpc__err_set(SHMRPC_EINVAL, "the call is not one of this client's");
+    shmrpc_buf_clear(&c->resp);
+    if (rc == 0) {
+        shmrpc_bytes b;
+        rc = shmrpc_call_result(call, &b);
+        if (rc == 0 && shmrpc_buf_append(&c->resp, b.ptr, b.len))
+            rc = shmrpc__err_set(SHMRPC_ENOMEM,
+                                 "out of memory for the result of %zu bytes (the call ran)", b.len);
+        if (rc == 0 && resp)
+            *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    }
+    shmrpc_call_free(call);
+    return rc;
+}

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/* What a transport sees of a server: its service, limits and opts, the call context of a
+ * connection, and the dispatch that every transport runs a call through. Nothing here
+ * calls server.c or a transport, so the calls run one way: server -> transport ->
+ * dispatch. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc/rpc.h"
+#include "rpc/server_int.h"
+#include "stats/stats.h"
+#include "core/wait.h"
+
+_Atomic int *shmrpc__server_want(shmrpc_server *s)
+{
+    return &s->want;
+}
+
+const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s)
+{
+    return s->svc->info;
+}
+
+const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s)
+{
+    return &s->wait;
+}
+
+const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s)
+{
+    return &s->opts;
+}
+
+size_t shmrpc__server_max_msg(const shmrpc_server *s)
+{
+    return s->max_msg;
+}
+
+/* --- the call context ----------------------------------------------------------------- */
+
+void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n)
+{
+    ctx->stats = rows;
+    ctx->stats_n = rows ? n : 0;
+}
+
+int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
+{
+    ctx->arena = shmrpc_arena_new(0);
+    if (!ctx->arena) return SHMRPC_ENOMEM;
+    ctx->user = s->user;
+    ctx->stats = NULL;
+    ctx->stats_n = 0;
+    ctx->draining = false;
+    ctx->timed = false;
+    ctx->ran_ns = -1;
+    ctx->count_later = ctx->count_due = false;
+    ctx->loan = NULL;
+    ctx->loan_arg = NULL;
+    ctx->resp = NULL;
+    ctx->loaned = false;
+    ctx->has_msg = false;
+    ctx->msg[0] = '\0';
+    return 0;
+}
+
+void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
+{
+    shmrpc_arena_free(ctx->arena);
+    ctx->arena = NULL;
+}
+
+bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id)
+{
+    return s->in_place && s->svc && id < s->svc->info->n_methods && s->in_place[id];
+}
+
+int shmrpc_ctx_loan(shmrpc_ctx *ctx, size_t size, void **ptr)
+{
+    if (ptr) *ptr = NULL;
+    if (!ctx || !ptr) return SHMRPC_EINVAL;
+    shmrpc_buf *resp = ctx->resp;
+    if (!resp) return shmrpc_ctx_error(ctx, SHMRPC_EINVAL, "no call is being served");
+    if (size > ctx->max_msg)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "a loan of %zu bytes is larger than the server's maximum of %zu "
+                                "bytes",
+                                size, ctx->max_msg);
+    if (!ctx->loan) { /* no room in the transport: the arena's, copied as any result */
+        *ptr = shmrpc_arena_alloc(ctx->arena, size ? size : 1, 16);
+        return *ptr ? 0 : shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory");
+    }
+    void *p;
+    int rc = ctx->loan(ctx->loan_arg, size, &p);
+    if (rc) return shmrpc_ctx_error(ctx, rc, "no room for an answer of %zu bytes", size);
+    if (!ctx->loaned) {
+        ctx->saved_data = resp->data;
+        ctx->saved_cap = resp->cap;
+        ctx->loaned = true;
+    }
+    /* The answer buffer is now the loan, never grown (max == cap): an answer the handler
+     * returns from the loan's start is appended onto itself, which copies nothing. */
+    resp->data = p;
+    resp->len = 0;
+    resp->cap = resp->max = size;
+    resp->err = 0;
+    *ptr = p;
+    return 0;
+}
+
+void shmrpc__ctx_unloan(shmrpc_ctx *ctx)
+{
+    if (!ctx->loaned) return;
+    shmrpc_buf *resp = ctx->resp;
+    resp->data = ctx->saved_data;
+    resp->cap = ctx->saved_cap;
+    resp->len = 0;
+    resp->err = 0;
+    ctx->loaned = false;
+}
+
+const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx)
+{
+    return ctx->has_msg ? ctx->msg : "";
+}
+
+shmrpc_arena *shmrpc_ctx_arena(shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->arena : NULL;
+}
+
+void *shmrpc_ctx_user(shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->user : NULL;
+}
+
+uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
+{
+    return ctx ? ctx->method : 0;
+}
+
+int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
+{
+    if (!ctx) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    ctx->has_msg = true;
+    return rc;
+}
+
+int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *what,
+                            const char *field, const char *why)
+{
+    if (!ctx) return SHMRPC_EINVAL;
+    shmrpc__decode_msg(ctx->msg, sizeof ctx->msg, method, what, field, why);
+    ctx->has_msg = true;
+    return SHMRPC_EINVAL;
+}
+
+/* --- dispatch ------------------------------------------------------------------------ */
+
+/* The status of a call whose handler returned rc, with the message the client sees. */
+static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
+                       const shmrpc_buf *resp)
+{
+    const char *name = s->svc->info->methods[id].name;
+    if (rc > 0 || (rc < 0 && !shmrpc__status_known(rc)))
+        return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER,
+                                "the handler of '%s' returned %d, which is not a status", name, rc);
+    if (rc == 0 && ctx->loaned && resp->err == SHMRPC_ETOOBIG)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "the result of '%s' is larger than its loan of %zu bytes", name,
+                                resp->cap);
+    if (rc == 0 && (resp->err == SHMRPC_ETOOBIG || resp->len > s->max_msg))
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "the result of '%s' is larger than the server's maximum of %zu "
+                                "bytes",
+                                name, s->max_msg);
+    if (rc == 0 && resp->err)
+        return shmrpc_ctx_error(ctx, resp->err, "encoding the result of '%s': %s", name,
+                                shmrpc_strerror(resp->err));
+    if (rc < 0 && !ctx->has_msg) shmrpc_ctx_error(ctx, rc, "%s", shmrpc_strerror(rc));
+    return rc;
+}
+
+void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now)
+{
+    if (!ctx->count_due) return;
+    ctx->count_due = false;
+    if (ctx->stats && ctx->count_id < ctx->stats_n)
+        shmrpc__stats_count(&ctx->stats[ctx->count_id], ctx->count_rc,
+                            (uint64_t)(now - ctx->count_t0));
+}
+
+int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                     shmrpc_buf *resp)
+{
+    ctx->has_msg = false;
+    ctx->ran_ns = -1;
+    shmrpc_buf_clear(resp);
+    const shmrpc_service *svc = s->svc;
+    if (id == SHMRPC_HEALTH_METHOD_ID) {
+        /* Answered here, before any handler or table: a probe must not depend on the
+         * user's code, and it counts in no method's statistics. */
+        uint8_t state = !svc                                     ? SHMRPC_HEALTH_NOT_SERVING
+                        : atomic_load(&s->stop) || ctx->draining ? SHMRPC_HEALTH_DRAINING
+                                                                 : SHMRPC_HEALTH_SERVING;
+        resp->max = s->max_msg;
+        return shmrpc_buf_append(resp, &state, 1)
+                   ? shmrpc_ctx_error(ctx, SHMRPC_ENOMEM, "out of memory")
+                   : 0;
+    }
+    if (!svc) return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no service registered");
+    if (id >= svc->info->n_methods)
+        return shmrpc_ctx_error(ctx, SHMRPC_ENOENT, "no method with id %u", id);
+    if (req.len > s->max_msg)
+        return shmrpc_ctx_error(ctx, SHMRPC_ETOOBIG,
+                                "a request of %zu bytes is larger than the server's maximum of "
+                                "%zu bytes",
+                                req.len, s->max_msg);
+    resp->max = s->max_msg;
+    ctx->resp = resp;
+    ctx->max_msg = s->max_msg;
+    bool timed = ctx->stats || ctx->timed;
+    int64_t t0 = timed ? shmrpc__now_ns() : 0;
+    ctx->method = id;
+    int rc = svc->invoke[id](ctx, s->handlers, req, resp);
+    rc = call_status(s, ctx, id, rc, resp);
+    if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
+        /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */
+        ctx->count_due = true;
+        ctx->count_rc = rc;
+        ctx->count_id = id;
+        ctx->count_t0 = t0;
+    } else if (timed) {
+        ctx->ran_ns = shmrpc__now_ns() - t0;
+        if (ctx->stats && id < ctx->stats_n)
+            shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)ctx->ran_ns);
+    }
+    shmrpc_arena_reset(ctx->arena);
+    return rc;
+}

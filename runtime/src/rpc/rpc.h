@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/* What the transports are built on (shmrpc__*): method tables, the server as a transport
+ * sees it and its dispatch, tcp:// settings, and the transport plug-in points. */
+#ifndef SHMRPC_SRC_RPC_H
+#define SHMRPC_SRC_RPC_H
+
+#include "core/core.h"
+
+/* --- descriptors (verify.c) --------------------------------------------------------- */
+
+/* Checks a service info: magic (SHMRPC_EINVAL), version (SHMRPC_EVERSION), a name,
+ * methods sorted strictly by name with methods[i].id == i, names and signatures set,
+ * known encodings. A service with no methods is allowed. The first problem goes to err. */
+int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err);
+
+/* Maps each client method id to the server's id for the same name (map has
+ * client->n_methods entries). Every client method must exist on the server with an
+ * equal fingerprint; the server may have more. Otherwise SHMRPC_EMISMATCH, with a
+ * message in err naming every method that differs. Both infos must have passed
+ * shmrpc__info_check (sorted by name), so this is one merge walk. */
+int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                       uint32_t *map, shmrpc_buf *err);
+
+/* --- what a transport sees of a server (dispatch.c) ----------------------------------
+ * A transport reads its server and runs calls through these, never through server.c,
+ * which calls the transports (through the table): the calls run one way. */
+
+const shmrpc_service_info *shmrpc__server_info(const shmrpc_server *s);
+size_t shmrpc__server_max_msg(const shmrpc_server *s);
+const shmrpc_wait_opts *shmrpc__server_wait(const shmrpc_server *s);
+/* The opts the server was made with, each transport's part checked by its check_opts;
+ * a secret in them points into the server. */
+const shmrpc_server_opts *shmrpc__server_opts(const shmrpc_server *s);
+/* The count of workers wanted (shmrpc_server_serve, shmrpc_server_set_workers). */
+_Atomic int *shmrpc__server_want(shmrpc_server *s);
+
+#define SHMRPC__CTX_MSG_CAP 256
+
+/* One per connection: used by one call at a time. */
+struct shmrpc__stats_row;
+
+struct shmrpc_ctx {
+    shmrpc_arena *arena;             /* reset after every call */
+    void *user;                      /* the server's user pointer */
+    struct shmrpc__stats_row *stats; /* this worker's row per method, or NULL (stats.h) */
+    uint32_t stats_n;                /* how many */
+    /* Set by a transport that counts a call after its answer (shmrpc__ctx_count), so that
+     * the clock read that ends its time is not one more the caller waits for: then the
+     * call dispatch ran last, its start and status, until counted. */
+    bool count_later;
+    bool count_due;
+    int count_rc;
+    uint32_t count_id;
+    int64_t count_t0;
+    bool draining;   /* the transport's worker was told to stop (health) */
+    bool timed;      /* set by a transport that counts the call itself: dispatch times it */
+    int64_t ran_ns;  /* with timed or stats: how long the last call's handler took, or -1
+                      * when dispatch counted none (the health method, a bad id or size) */
+    uint32_t method; /* the id of the call being dispatched */
+    /* The answer's room in the transport (shmrpc_ctx_loan): a transport that has one (shm://)
+     * sets loan and loan_arg; NULL gives memory of the arena. resp is the answer buffer of
+     * the dispatch running; while loaned, it points into the transport and its own storage
+     * waits in saved_data and saved_cap, until shmrpc__ctx_unloan. */
+    int (*loan)(void *arg, size_t size, void **ptr);
+    void *loan_arg;
+    shmrpc_buf *resp;
+    size_t max_msg; /* the server's, for loans */
+    bool loaned;
+    uint8_t *saved_data;
+    size_t saved_cap;
+    bool has_msg;
+    char msg[SHMRPC__CTX_MSG_CAP];
+};
+
+int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
+/* Makes dispatch count the calls of ctx in rows (n of them, by method id); NULL: none. */
+void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n);
+/* Counts the call that dispatch ran last in its method's row, when ctx->count_later, as
+ * ended at now (the caller's clock read after its answer). */
+void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now);
+void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
+/* Gives the answer buffer of ctx's last dispatch its own storage back after a handler
+ * answered in a loan (shmrpc_ctx_loan): the transport calls it once it has sent the answer.
+ * Nothing when there was no loan. */
+void shmrpc__ctx_unloan(shmrpc_ctx *ctx);
+/* Whether the handler of method id reads its request in place (shmrpc_server_set_in_place). */
+bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id);
+/* The message of the last failed dispatch on this ctx. */
+const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
+
+/* Runs one call of the server's method id (the server's index), or answers the built-in
+ * health method (SHMRPC_HEALTH_METHOD_ID: one byte, a shmrpc_health) without a handler,
+ * draining once the server or ctx->draining says it was told to stop. Runs one call with the
+ * request bytes req, encoding the result into resp (cleared first, capped at the server's maximum).
+ * Returns the handler's status; on failure shmrpc__ctx_msg(ctx) says why (the handler's
+ * message, or shmrpc_strerror(rc) when it set none). Resets ctx's arena afterwards.
+ * Safe to run on several threads at once with different ctx and resp: it reads the
+ * server only, which does not change once it listens. */
+int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                     shmrpc_buf *resp);
+
+/* --- tcp:// settings, resolved (tcp.c) ----------------------------------------------- */
+
+typedef struct shmrpc__tcp_cfg {
+    uint16_t compression;  /* the wire's flag bits (SHMRPC__FLAG_*); 0: none */
+    bool compression_auto; /* not set: a client offers none to a loopback address */
+    uint32_t threshold;
+    int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
+    int64_t attempt_delay_ns, probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
+    int max_conns, max_per_addr;
+    int max_in_flight; /* a client's asynchronous calls per connection */
+    int max_running;   /* a server's calls of one connection running at once */
+    /* The newest protocol revision this side speaks in a handshake: SHMRPC__WIRE_PROTO, or
+     * lower when the environment variable SHMRPC_TEST_WIRE_PROTO (1 or more) said so when
+     * the client or server was made. For tests only: it makes a client or a server of an
+     * older revision out of this one (docs/wire.md, "The handshake"). */
+    uint32_t wire_proto;
+    size_t budget;     /* bytes of buffered frames, over all workers */
+    size_t secret_len; /* 0: no secret */
+    uint8_t secret[SHMRPC_SECRET_MAX];
+    /* TLS (tls.c): a client's choice and checking; the files ("" when not given). A
+     * server serves TLS when it has tls_cert. */
+    int tls, tls_verify;
+    char tls_cert[SHMRPC_TLS_PATH_MAX], tls_key[SHMRPC_TLS_PATH_MAX];
+    char tls_ca[SHMRPC_TLS_PATH_MAX], tls_server_name[SHMRPC_TLS_PATH_MAX];
+} shmrpc__tcp_cfg;
+
+/* The defaults filled in for o's zeros (o may be NULL), the secret and the TLS strings
+ * copied; SHMRPC_EINVAL for a negative timeout or count, unknown compression bits, a
+ * secret of a length outside SHMRPC_SECRET_MIN..SHMRPC_SECRET_MAX, an unknown tls or
+ * tls_verify, a TLS string of SHMRPC_TLS_PATH_MAX bytes or more, or a tls_key without a
+ * tls_cert. */
+int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
+
+/* The server's method table as a client last received it (client.c holds it; a transport
+ * fills it with shmrpc__table_accept). */
+typedef struct shmrpc__table {
+    shmrpc_arena *arena; /* names, signatures and methods; reset by each keep */
+    shmrpc_service_info info;
+} shmrpc__table;
+
+/* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
+int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);
+
+/* The method-table check of a connect, one for every transport (verify.c): maps the
+ * client's methods onto the server's table (shmrpc__method_map, SHMRPC_EMISMATCH naming
+ * each method that differs), then keeps the server's table in t (SHMRPC_ENOMEM). A
+ * transport calls it once the server has proven who it is, at every connect and
+ * reconnect. */
+int shmrpc__table_accept(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                         uint32_t *map, shmrpc__table *t, shmrpc_buf *err);
+
+/* What a client's connections are made with, resolved from its opts (client.c). */
+typedef struct shmrpc__client_cfg {
+    size_t max_msg;
+    shmrpc_wait_opts wait;
+    shmrpc__tcp_cfg tcp;
+    /* The client's call timeout when it connects (ms, or SHMRPC_TIMEOUT_INFINITE): a
+     * tcp:// connect ends by then too, as a call's attempts to connect end by its deadline. */
+    int64_t connect_call_ms;
+} shmrpc__client_cfg;
+
+/* --- transports (transport.c, inproc.c) ----------------------------------------------
+ * A transport connects clients and makes servers listen for one address scheme.
+ * Connections and listeners start with a pointer to their ops, so client.c and
+ * server.c hold them without knowing the transport. */
+typedef struct shmrpc__conn shmrpc__conn;
+typedef struct shmrpc__listener shmrpc__listener;
+
+/* An asynchronous call as a transport sees it (client.c embeds it in a shmrpc_call). A
+ * transport that takes it (start) links it where it waits, and finishes it (done, status,
+ * the answer in resp or the reason in msg) once its answer came, its connection broke or
+ * its deadline passed. */
+typedef struct shmrpc__pending {
+    struct shmrpc__pending *next, *prev; /* the transport's list, while it waits */
+    void *where;                         /* the transport's: its connection, or NULL */
+    uint64_t rid;                        /* its request id there */
+    uint32_t sid;                        /* the server's method id */
+    int64_t j;                           /* the client's method id, or -1 (health) */
+    int64_t deadline;                    /* CLOCK_MONOTONIC ns; INT64_MAX: none */
+    uint64_t tried;                      /* endpoints it went to and did not run on */
+    bool done;
+    int status;
+    shmrpc_buf req;  /* its request, kept while it may still move to another endpoint */
+    shmrpc_buf resp; /* its answer, capped at the client's maximum */
+    shmrpc_buf msg;  /* why it failed */
+} shmrpc__pending;
+
+typedef struct shmrpc__conn_ops {
+    /* One call of the server's method sid: req out, the response appended to resp
+     * (cleared by the caller, capped at the client's maximum). timeout_ms is resolved:
+     * milliseconds, or SHMRPC_TIMEOUT_INFINITE. On failure the message goes to err. Never
+     * called while calls started on c are not yet returned by a wait: client.c makes such
+     * a call through start and progress, as one of them. */
+    int (*call)(shmrpc__conn *c, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                int64_t timeout_ms, shmrpc_buf *err);
+    /* Ends the connection and frees it. A transport with start has no call waiting then
+     * (client.c abandons them first). */
+    void (*close)(shmrpc__conn *c);
+    /* Optional, for many calls in flight (client.c runs a transport without them one call
+     * at a time, through call): start sends p's request (p->req) of method p->sid and
+     * keeps p until it is done; a call that fails at once is done on return (0 either
+     * way). progress waits until some call of c is done or deadline (ns) passes, finishing
+     * calls whose own deadlines passed. abandon forgets p, done or not: an answer that
+     * comes for it later is dropped. */
+    int (*start)(shmrpc__conn *c, shmrpc__pending *p, shmrpc_buf *err);
+    void (*progress)(shmrpc__conn *c, int64_t deadline);
+    void (*abandon)(shmrpc__conn *c, shmrpc__pending *p);
+    /* Optional, for loaned buffers (client.c gives a transport without them a loan in the
+     * client's request buffer, sent through call): loan makes room for a request of up to
+     * size bytes of method sid where the transport will send it from (the channel, over
+     * shm://) and points *ptr at it, waiting within timeout_ms for an earlier call that
+     * still holds that room; call_loaned sends the first len bytes of the last loan
+     * (len <= its size) and points *resp at the answer where it arrived, valid until the
+     * next loan or call on c. A loan that c can no longer send (its connection broke since)
+     * fails the call with SHMRPC_EUNAVAIL: it did not run. */
+    int (*loan)(shmrpc__conn *c, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                shmrpc_buf *err);
+    int (*call_loaned)(shmrpc__conn *c, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                       int64_t timeout_ms, shmrpc_buf *err);
+} shmrpc__conn_ops;
+
+struct shmrpc__conn {
+    const shmrpc__conn_ops *ops;
+};
+
+typedef struct shmrpc__listener_ops {
+    /* Stops serving; returns once no call of this listener runs any more. */
+    void (*close)(shmrpc__listener *l);
+    /* Serves with workers processes (0: on the calling thread) until stop; or NULL when
+     * calls run on their callers' threads and there is nothing to run. */
+    int (*serve)(shmrpc__listener *l, int workers);
+    /* Makes serve return; async-signal-safe. NULL with serve. */
+    void (*stop)(shmrpc__listener *l);
+    /* Wakes the manager to look at the count of workers wanted; async-signal-safe. NULL
+     * when there are no workers. */
+    void (*poke)(shmrpc__listener *l);
+} shmrpc__listener_ops;
+
+struct shmrpc__listener {
+    const shmrpc__listener_ops *ops;
+};
+
+typedef struct shmrpc__transport {
+    const char *scheme; /* "inproc" */
+    /* Connects to where (the address after "scheme://") and verifies the method
+     * table with shmrpc__table_accept, filling map and table. cfg outlives the
+     * connection. */
+    int (*connect)(const char *where, const shmrpc_service_info *info,
+                   const shmrpc__client_cfg *cfg, uint32_t *map, shmrpc__table *table,
+                   shmrpc__conn **out, shmrpc_buf *err);
+    /* Serves s at where; s has a registered service. */
+    int (*listen)(shmrpc_server *s, const char *where, shmrpc__listener **out, shmrpc_buf *err);
+    /* Optional: checks this transport's part of a server's opts (SHMRPC_EINVAL), so that
+     * shmrpc_server_new refuses a bad one, not the first listen. The server knows no
+     * transport's settings: listen reads them back with shmrpc__server_opts. */
+    int (*check_opts)(const shmrpc_server_opts *o);
+} shmrpc__transport;
+
+/* Each transport's entry, which api/transport.c lists by scheme. */
+extern const shmrpc__transport shmrpc__inproc_transport;
+extern const shmrpc__transport shmrpc__shm_transport;
+extern const shmrpc__transport shmrpc__tcp_transport;
+
+#endif

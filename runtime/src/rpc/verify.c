@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/* Checks of service descriptors, and the method-table comparison that every transport
+ * runs when a client connects. */
+#include <string.h>
+
+#include "rpc/rpc.h"
+
+static const char *nonnull(const char *s)
+{
+    return s ? s : "?";
+}
+
+int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err)
+{
+    if (!info) {
+        shmrpc__msg_set(err, "no service info");
+        return SHMRPC_EINVAL;
+    }
+    if (info->magic != SHMRPC_SERVICE_MAGIC) {
+        shmrpc__msg_set(err, "service info has a bad magic number 0x%08x (expected 0x%08x)",
+                        info->magic, SHMRPC_SERVICE_MAGIC);
+        return SHMRPC_EINVAL;
+    }
+    const char *name = nonnull(info->name);
+    if (info->version != SHMRPC_DESCRIPTOR_VERSION) {
+        shmrpc__msg_set(err,
+                        "service '%s' has descriptor version %u; this runtime reads version %u "
+                        "(regenerate it)",
+                        name, info->version, SHMRPC_DESCRIPTOR_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    if (!info->name || !info->name[0]) {
+        shmrpc__msg_set(err, "service info has no name");
+        return SHMRPC_EINVAL;
+    }
+    uint32_t n = info->n_methods;
+    if (n && !info->methods) {
+        shmrpc__msg_set(err, "service '%s': %u methods but no method table", name, n);
+        return SHMRPC_EINVAL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const shmrpc_method_info *m = &info->methods[i];
+        if (!m->name || !m->name[0] || !m->signature) {
+            shmrpc__msg_set(err, "service '%s': method %u has no name or signature", name, i);
+            return SHMRPC_EINVAL;
+        }
+        if (m->id != i) {
+            shmrpc__msg_set(err, "service '%s': method '%s' has id %u at index %u", name, m->name,
+                            m->id, i);
+            return SHMRPC_EINVAL;
+        }
+        if ((unsigned)m->encoding > SHMRPC_ENC_RAW) {
+            shmrpc__msg_set(err, "service '%s': method '%s' has unknown encoding %u", name, m->name,
+                            (unsigned)m->encoding);
+            return SHMRPC_EINVAL;
+        }
+        /* Lookups and the client-server merge walk rely on this order. */
+        if (i > 0 && strcmp(info->methods[i - 1].name, m->name) >= 0) {
+            shmrpc__msg_set(err,
+                            "service '%s': method table is not sorted by name ('%s' before '%s')",
+                            name, info->methods[i - 1].name, m->name);
+            return SHMRPC_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Adds one difference to the message, "; "-separated after the first. */
+static void note(shmrpc_buf *err, unsigned *count, const char *fmt, ...) SHMRPC__FMT(3, 4);
+static void note(shmrpc_buf *err, unsigned *count, const char *fmt, ...)
+{
+    if ((*count)++ == 0)
+        shmrpc__msg_set(err, "method table differs from the server's: ");
+    else
+        shmrpc__msg_append(err, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__msg_vappend(err, fmt, ap);
+    va_end(ap);
+}
+
+int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                       uint32_t *map, shmrpc_buf *err)
+{
+    const shmrpc_method_info *cm = client->methods, *sm = server->methods;
+    uint32_t cn = client->n_methods, sn = server->n_methods;
+    unsigned bad = 0;
+    uint32_t i = 0, j = 0;
+    /* Both tables are sorted by name: one walk pairs them. Server methods the client
+     * lacks are fine (an older client); client methods the server lacks are not. */
+    while (i < cn) {
+        int cmp = j < sn ? strcmp(cm[i].name, sm[j].name) : -1;
+        if (cmp > 0) {
+            j++;
+            continue;
+        }
+        if (cmp < 0) {
+            note(err, &bad, "'%s' is missing on the server", cm[i].name);
+            i++;
+            continue;
+        }
+        if (cm[i].fingerprint != sm[j].fingerprint) {
+            note(err, &bad, "'%s' has another signature (client: %s, server: %s)", cm[i].name,
+                 cm[i].signature, sm[j].signature);
+        } else {
+            map[i] = j;
+        }
+        i++;
+        j++;
+    }
+    if (!bad) return 0;
+    if (strcmp(client->name, server->name) != 0)
+        shmrpc__msg_append(err, " (the server serves '%s', not '%s')", server->name, client->name);
+    return SHMRPC_EMISMATCH;
+}
+
+int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
+{
+    shmrpc_arena_reset(t->arena);
+    t->info = (shmrpc_service_info){0};
+    const shmrpc_service_info *copy = shmrpc_dyn_info_copy(t->arena, server);
+    if (!copy) return SHMRPC_ENOMEM;
+    t->info = *copy;
+    if (!t->info.svc_name) t->info.svc_name = t->info.name;
+    return 0;
+}
+
+int shmrpc__table_accept(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                         uint32_t *map, shmrpc__table *t, shmrpc_buf *err)
+{
+    int rc = shmrpc__method_map(client, server, map, err);
+    return rc ? rc : shmrpc__table_keep(t, server);
+}

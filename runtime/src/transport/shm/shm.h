@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared-memory transport's segments: one control segment per service and one
+ * channel per connection (docs/shm-transport.md). No pointer is ever stored in them;
+ * every length or index read from them is read once and checked before use. */
+#ifndef SHMRPC_SRC_SHM_H
+#define SHMRPC_SRC_SHM_H
+
+#include <assert.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc/rpc.h"
+#include "core/wait.h"
+
+#define SHMRPC__SHM_MAGIC 0x53484d31u /* "SHM1" */
+/* 3: the doorbell's sleepers are a mask, slots note a claim's age; 4: a channel's lock, and
+ * channels are sealed memfds named by their client's fd; 5: a channel's method, lengths,
+ * status and small messages on its state's line, and the taker's call number; a slot's
+ * counted (clients count in awake only once a call's wait lasts); 6: a worker notes on a line
+ * of its own the channel it is taking; 7: a worker takes a call by a claim on the channel's
+ * second line, with the lock beside it, and the call's number is 64-bit; 8: a worker claims a
+ * call only from the number just before it, so a number written over a call being served no
+ * longer makes it look new (issue 40) */
+#define SHMRPC__SHM_VERSION 8u
+#define SHMRPC__MAX_CONNS 256
+#define SHMRPC__MAX_WORKERS 64
+#define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
+#define SHMRPC__KEY_MAX 64      /* a service's name in shm:// */
+/* Lengths in a channel are 32-bit: no message may be larger, whatever max_msg says. */
+#define SHMRPC__MAX_MSG_CAP ((uint64_t)UINT32_MAX)
+
+/* A process: its pid and its start time (so a reused pid is not mistaken for it). */
+typedef struct shmrpc__proc {
+    _Atomic int32_t pid;
+    uint32_t unused;
+    _Atomic uint64_t start;
+} shmrpc__proc;
+
+enum { SHM_WORKER_FREE = 0, SHM_WORKER_RUNNING = 1 };
+
+typedef struct shmrpc__shm_worker {
+    _Atomic uint32_t state; /* written by the manager (FREE) and the worker (RUNNING) */
+    uint32_t unused;
+    shmrpc__proc proc;         /* written by the worker at start; read by clients */
+    shmrpc__presence presence; /* written by the worker; read by waiting clients */
+    char pad[64 - 32];
+    /* The channel this worker is taking (its slot + 1), or 0: written before its claim of a
+     * call and cleared once the channel names it as the taker (or the claim failed), so
+     * that a client whose call is claimed with no taker named can tell a worker about to name
+     * itself from one killed first. Written by the worker (0 at its start); read by such a
+     * client. On a line of its own: written twice per call, while clients' spins read
+     * presence. */
+    alignas(64) _Atomic uint32_t taking;
+    char pad1[64 - 4];
+} shmrpc__shm_worker;
+static_assert(sizeof(shmrpc__shm_worker) == 128, "two cache lines per worker");
+
+/* FREEING: a sweep is freeing the slot of a dead client (it clears the pid first). */
+enum { SHM_SLOT_FREE = 0, SHM_SLOT_CLAIMED = 1, SHM_SLOT_OPEN = 2, SHM_SLOT_FREEING = 3 };
+
+/* A connection. Claimed (FREE -> CLAIMED, gen bumped, then the pid written) and opened by
+ * its client, which then creates the channel segment named by the slot and gen; freed by
+ * its client at close, or by a worker's sweep once the client is dead. A free slot's pid
+ * is 0, so a taken slot's pid is its client's or, while the claim is in progress, 0. */
+typedef struct shmrpc__shm_slot {
+    _Atomic uint32_t state;
+    _Atomic uint32_t gen;
+    shmrpc__proc client;       /* written by the client at claim; read by sweeps */
+    shmrpc__presence presence; /* written by the client at each call; read by the worker
+                                  that served it last, to yield rather than spin on its CPU */
+    /* Written and read by sweeps: the gen of a slot taken without a pid, and when a sweep
+     * first saw it so (0: never). A sweep at least half a sweep later that still sees it
+     * so frees it: a client that died between its claim and its pid leaks no slot. */
+    _Atomic uint32_t pidless_gen;
+    /* The channel's file descriptor in its client: a sealed memfd, which workers open as
+     * /proc/CLIENT/fd/N. Written by the client before OPEN; read by workers. */
+    _Atomic int32_t chan_fd;
+    _Atomic int64_t pidless_ns;
+    /* 1 while the client counts in awake for a call (it does only once the call's wait
+     * lasts; shmrpc__waiter's counted): written by the client, cleared by whoever frees the
+     * slot; read by whoever frees the slot of a dead client, to take back its share. */
+    _Atomic uint32_t counted;
+    char pad[64 - 52];
+} shmrpc__shm_slot;
+static_assert(sizeof(shmrpc__shm_slot) == 64, "one cache line per slot");
+
+enum { SHM_READY = 1, SHM_STOPPING = 2 };
+
+typedef struct shmrpc__shm_ctl {
+    /* Written once by the server before it publishes magic (release); read by all. */
+    _Atomic uint32_t magic;
+    uint32_t version;
+    shmrpc__proc owner;     /* the server's manager process */
+    uint64_t fingerprint;   /* the service's */
+    uint64_t max_msg;       /* the largest request or response */
+    uint32_t table_len;     /* bytes of table[] in use */
+    _Atomic uint32_t state; /* SHM_READY, then SHM_STOPPING: written by the manager */
+    char pad0[64 - 48];
+
+    /* The doorbell: a client sets its slot's bit, then bumps doorbell.word and wakes a
+     * worker if one sleeps; workers clear bits as they take requests. */
+    alignas(64) _Atomic uint64_t pending[SHMRPC__MAX_CONNS / 64];
+    shmrpc__futex doorbell; /* its sleepers count stays 0: `sleeping` says who sleeps */
+    /* Bit i: worker i sleeps on the doorbell. Set and cleared by each worker around each
+     * sleep, so a bit lost to a bad write costs that worker one bounded sleep, not every
+     * one after it (a count would stay off for good); read by clients that ring; the bits
+     * of workers not running are cleared by the manager when it reaps one, and by sweeps. */
+    _Atomic uint64_t sleeping;
+    char pad1[64 - 48];
+
+    /* Processes of the service running rather than asleep: clients in calls, workers. */
+    alignas(64) _Atomic uint32_t awake;
+    _Atomic uint32_t sweeping; /* a worker is sweeping dead clients' slots */
+    _Atomic int64_t next_sweep_ns;
+    char pad2[64 - 16];
+
+    shmrpc__shm_worker workers[SHMRPC__MAX_WORKERS];
+    shmrpc__shm_slot slots[SHMRPC__MAX_CONNS];
+    char service[256]; /* the service's name, NUL-terminated (cut at 255 bytes) */
+    /* "NAME\tFINGERPRINT\tSIGNATURE\n" per method, in the server's id order. */
+    char table[SHMRPC__TABLE_MAX];
+} shmrpc__shm_ctl;
+static_assert(offsetof(shmrpc__shm_ctl, pending) == 64, "doorbell on its own line");
+static_assert(offsetof(shmrpc__shm_ctl, sleeping) == 104, "the doorbell's sleepers beside it");
+static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");
+static_assert(offsetof(shmrpc__shm_ctl, workers) == 192, "workers after the shared lines");
+
+enum {
+    SHM_CHAN_IDLE = 0,      /* no call: the client may write a request */
+    SHM_CHAN_REQUEST = 1,   /* a request is there, waiting or being served (the claim says
+                               which): client IDLE or RESPONSE -> REQUEST */
+    SHM_CHAN_BUSY = 2,      /* layout 6 and before; now only shmrpc_segment.chan_state's
+                               name for a REQUEST that a worker claimed */
+    SHM_CHAN_RESPONSE = 3,  /* the answer is there: worker REQUEST -> RESPONSE */
+    SHM_CHAN_ABANDONED = 4, /* likewise: a claimed REQUEST that its client gave up on */
+};
+
+/* Who has a call (shmrpc__shm_chan.claim): a worker that took it to run it, or its client,
+ * which withdrew it before any worker took it, or gave up on it while a worker ran it. */
+enum { SHM_CLAIM_TAKEN = 1, SHM_CLAIM_WITHDRAWN = 2, SHM_CLAIM_ABANDONED = 3 };
+
+/* A claim word: the call's number and who has it. */
+static inline uint64_t shmrpc__shm_claim(uint64_t call, unsigned who)
+{
+    return call << 2 | who;
+}
+
+/* Whether a REQUEST numbered call may be claimed from claim: only the call just after the
+ * claim's, which is the client's next call. Any other number is a bad write over `call`:
+ * over a call being served (the claim names it already), a higher number would make the
+ * request look new, and a worker would run it a second time; over a waiting one, nobody
+ * takes it until its client's checks put its number back. */
+static inline bool shmrpc__shm_claimable(uint64_t claim, uint64_t call)
+{
+    return (claim >> 2) + 1 == call;
+}
+
+/* A message of at most this many bytes rides in the state's line (shmrpc__shm_chan.small)
+ * instead of the data area: a small call then moves that one line each way (issue 18). */
+#define SHMRPC__CHAN_SMALL 24u
+
+/* The head of a channel segment; the data area follows it. The request and then the
+ * response use the same data area (or, when small, the state's line): a worker copies
+ * the request out before it runs it. The state's line is written only by the client's
+ * request and the worker's answer, as the one line of the limit is: a worker takes a call
+ * on the second line, which its client reads only in its slow checks (issue 18). */
+typedef struct shmrpc__shm_chan {
+    /* The call's state: the word both sides wait on. Everything a call needs from both
+     * sides shares its line, which the handoff moves anyway: a small call moves no other. */
+    shmrpc__futex state;
+    _Atomic uint32_t worker; /* the index of the worker that took the last call: worker,
+                                only when it changes */
+    /* The worker watching this channel's state as it spins (its index + 1), or 0: written
+     * by a worker before its answer's RESPONSE when no other connection waits, and cleared
+     * by it (exchange, then a look at the state) before it stops watching; read by the
+     * client after its REQUEST (sequentially consistent: one of the two sees the other),
+     * which rings the doorbell only when nobody watches, or once its wait lasts. A value
+     * that a dead worker or a bad write left costs each call that short wait, until the
+     * next answer rewrites it. */
+    _Atomic uint32_t watcher;
+    /* Written by the client before REQUEST; read by the worker. */
+    uint32_t method; /* the server's method id */
+    uint32_t req_len;
+    /* Written by the worker before RESPONSE; read by the client. */
+    int32_t status; /* 0, or the call's status with its message as the data */
+    uint32_t resp_len;
+    /* The call's number (from 1 in each channel, one more per call), written by the
+     * client before REQUEST (release); a worker reads it before the state (acquire), so a
+     * number it read with a REQUEST is that request's, and claims it. A number that a bad
+     * write left here while the state is REQUEST is put back by the client's checks. */
+    _Atomic uint64_t call;
+    /* The request, then the answer, when it is at most SHMRPC__CHAN_SMALL bytes. */
+    uint8_t small[SHMRPC__CHAN_SMALL];
+    /* The segment's size: whoever grew it last. Off the state's line: only a message
+     * above SHMRPC__CHAN_SMALL bytes that grows the channel writes it. */
+    alignas(64) _Atomic uint64_t size;
+    /* The process serving the call and the call's number, written by the worker after it
+     * claimed the call. The client watches it, not the worker slot, which a replacement
+     * may hold already, and only while taker_call is its call's number (until then it
+     * judges the workers whose `taking` names the channel). Off the state's line: the
+     * client reads it only in its slow checks and never writes it, so it stays with the
+     * workers. */
+    shmrpc__proc taker;
+    _Atomic uint64_t taker_call;
+    /* Who has the last call (shmrpc__shm_claim): a worker takes a REQUEST by a
+     * compare-and-swap from the number just before the call's to (call, TAKEN)
+     * (shmrpc__shm_claimable); its client withdraws one by the same swap to (call,
+     * WITHDRAWN), so exactly one of them has it, and gives up on a taken one by (call,
+     * TAKEN) -> (call, ABANDONED). Numbers go up by one a call: one that is neither the
+     * client's last call nor the one before is a bad write, which the client's checks set
+     * back to the one before, unless a worker named itself this call's taker or notes that
+     * it is taking the channel (it may run the call under that claim). */
+    _Atomic uint64_t claim;
+    /* A PI futex (owner's thread id, or 0): the worker takes it (a store) just after its
+     * claim and lets go of it after its answer, and the kernel lets go of it when the
+     * worker dies. A client whose call is served sleeps locking it, so the kernel wakes it
+     * either way: at the answer, or at the worker's death (docs/shm-transport.md). Only a
+     * worker that claimed a call writes it, so what a dead worker or a bad write left
+     * lasts until the next claim. */
+    _Atomic uint32_t lock;
+    char pad1[64 - 44];
+} shmrpc__shm_chan;
+static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
+static_assert(offsetof(shmrpc__shm_chan, call) == 32, "the call's number aligned");
+static_assert(offsetof(shmrpc__shm_chan, small) + SHMRPC__CHAN_SMALL == 64,
+              "a small message on the state's line");
+static_assert(offsetof(shmrpc__shm_chan, size) == 64, "the size and taker on the second line");
+static_assert(offsetof(shmrpc__shm_chan, claim) == 96 && offsetof(shmrpc__shm_chan, lock) == 104,
+              "the claim and the lock on the second line, which only workers write per call");
+
+#define SHMRPC__CHAN_DATA sizeof(shmrpc__shm_chan)
+
+extern const shmrpc__transport shmrpc__shm_transport;
+
+#endif

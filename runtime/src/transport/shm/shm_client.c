@@ -1,0 +1,856 @@
+/* SPDX-License-Identifier: MIT */
+/* The shm:// transport's client side: connect (the control segment, its method table, a
+ * slot, a channel handed over at the rendezvous), the call, and its wait for the answer
+ * while watching the worker and the server. */
+#include "transport/shm/shm_int.h"
+
+#include "transport/shm/shm_rdv.h"
+#include "core/proc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RDV_WAIT_NS ((int64_t)3 * 1000 * 1000 * 1000) /* a connect's wait at the rendezvous */
+
+/* This process's pid (proc.h: learnt once, again after a fork). */
+static inline int32_t self(void)
+{
+    return shmrpc__self_pid();
+}
+
+/* The server's method table, read from a private copy of the control segment's text. */
+typedef struct table {
+    char service[256];
+    char *text;
+    shmrpc_method_info *methods;
+    shmrpc_service_info info;
+} table;
+
+static void table_free(table *t)
+{
+    free(t->text);
+    free(t->methods);
+}
+
+static int parse_table(const shmrpc__shm_ctl *ctl, table *t, shmrpc_buf *err)
+{
+    uint32_t len = ctl->table_len; /* read once */
+    memset(t, 0, sizeof *t);
+    memcpy(t->service, ctl->service, sizeof t->service - 1); /* NUL-terminated here */
+    if (len > sizeof ctl->table) goto bad;
+    t->text = malloc((size_t)len + 1);
+    uint32_t lines = 0;
+    if (t->text == NULL) return SHMRPC_ENOMEM;
+    memcpy(t->text, ctl->table, len);
+    t->text[len] = '\0';
+    for (uint32_t i = 0; i < len; i++)
+        lines += t->text[i] == '\n';
+    t->methods = calloc(lines ? lines : 1, sizeof *t->methods);
+    if (t->methods == NULL) return SHMRPC_ENOMEM;
+    char *p = t->text;
+    for (uint32_t i = 0; i < lines; i++) {
+        char *name = p, *enc = strchr(p, '\t'), *fp = enc ? strchr(enc + 1, '\t') : NULL;
+        char *sig = fp ? strchr(fp + 1, '\t') : NULL, *end = strchr(p, '\n');
+        if (!sig || sig > end) goto bad;
+        *enc++ = *fp++ = *sig++ = *end = '\0';
+        t->methods[i] = (shmrpc_method_info){.name = name,
+                                             .id = i,
+                                             .encoding = (shmrpc_encoding)atoi(enc),
+                                             .fingerprint = strtoull(fp, NULL, 16),
+                                             .signature = sig};
+        p = end + 1;
+    }
+    t->info = (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
+                                    .version = SHMRPC_DESCRIPTOR_VERSION,
+                                    .name = t->service,
+                                    .svc_name = t->service,
+                                    .fingerprint = ctl->fingerprint,
+                                    .n_methods = lines,
+                                    .methods = t->methods};
+    if (shmrpc__info_check(&t->info, err) == 0) return 0;
+bad:
+    shmrpc__msg_set(err, "the server's method table is malformed");
+    return SHMRPC_EPROTO;
+}
+
+typedef struct shm_conn {
+    shmrpc__conn base;
+    char key[SHMRPC__KEY_MAX + 1];
+    int ctl_fd;
+    shmrpc__shm_ctl *ctl;
+    /* The connection to the server's rendezvous, kept open as long as the slot: the
+     * manager holds the channel handed over on it, and its hang-up tells the manager that
+     * this process died. -1 with a server of a version before it. */
+    int rdv_fd;
+    int32_t rdv_pid; /* who listens there (SO_PEERCRED): must be the segment's owner */
+    int32_t owner;
+    uint64_t owner_start;
+    unsigned slot;
+    uint32_t gen;
+    shmrpc__chan_map chan;
+    ino_t chan_ino;   /* the channel's inode: is chan.fd still the channel? */
+    int32_t pid;      /* the process that connected: only it may call or close the slot */
+    uint64_t max_msg; /* the server's maximum, read once and capped */
+    bool broken;      /* the server went away: the next call connects again */
+    bool lost;        /* the slot or the channel's fd stopped leading to this connection (a bad
+                         write, a sweep, or the program closed the fd) */
+    int64_t retry_ns, backoff_ns;    /* when a reconnect may be tried next, and the pause */
+    const shmrpc_service_info *info; /* for reconnects, which check the table again */
+    uint32_t *map;
+    shmrpc__table *table; /* the server's, kept at every (re)connect */
+    uint32_t last_worker; /* served the last call: likely the next one's */
+    uint64_t call;        /* the number of the last call sent (from 1), as in the channel */
+    bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
+    bool rung;            /* this call's request rang the doorbell */
+    uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
+    shmrpc_wait_opts wait;
+} shm_conn;
+
+static void shm_conn_close(shmrpc__conn *base);
+static bool chan_held(shm_conn *c);
+static void ring_request(shm_conn *c);
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err);
+
+static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                    shmrpc_buf *err);
+static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                           int64_t timeout_ms, shmrpc_buf *err);
+
+static const shmrpc__conn_ops shm_conn_ops = {
+    .call = shm_call, .close = shm_conn_close, .loan = shm_loan, .call_loaned = shm_call_loaned};
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err);
+
+static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_ids,
+                    shmrpc_buf *err)
+{
+    char name[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16];
+    uint64_t size;
+    int rc = shmrpc__shm_path(name, sizeof name, c->key, "", false, err);
+    if (rc != 0) return rc;
+    rc = shmrpc__shm_open_segment(name, sizeof(shmrpc__shm_ctl), &c->ctl_fd, &size, err);
+    if (rc == SHMRPC_ESYS(ENOENT)) {
+        shmrpc__msg_set(err, "no server at shm://%s", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (rc == SHMRPC_EPROTO) { /* created but not sized yet: as good as not there yet */
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (rc != 0) return rc;
+    c->ctl = shmrpc__shm_map(c->ctl_fd, sizeof *c->ctl);
+    if (c->ctl == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+    uint32_t magic = atomic_load_explicit(&c->ctl->magic, memory_order_acquire);
+    if (magic == 0) {
+        shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    if (magic != SHMRPC__SHM_MAGIC || c->ctl->version != SHMRPC__SHM_VERSION) {
+        shmrpc__msg_set(err, "shm://%s is not a shmrpc service of version %u", c->key,
+                        SHMRPC__SHM_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    c->owner = atomic_load(&c->ctl->owner.pid);
+    c->owner_start = atomic_load(&c->ctl->owner.start);
+    c->max_msg = c->ctl->max_msg; /* read once, never trusted beyond the cap */
+    if (c->max_msg > SHMRPC__MAX_MSG_CAP) c->max_msg = SHMRPC__MAX_MSG_CAP;
+    if (atomic_load(&c->ctl->state) != SHM_READY || !shmrpc__proc_alive(c->owner, c->owner_start)) {
+        shmrpc__msg_set(err, "the server of shm://%s is gone", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    table t;
+    rc = parse_table(c->ctl, &t, err);
+    if (rc == 0) rc = shmrpc__table_accept(info, &t.info, map_ids, c->table, err);
+    table_free(&t);
+    return rc;
+}
+
+static int claim_slot(shm_conn *c, shmrpc_buf *err)
+{
+    int32_t pid = getpid();
+    uint64_t start = shmrpc__proc_start(pid);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        shmrpc__shm_slot *s = &c->ctl->slots[i];
+        uint32_t free_state = SHM_SLOT_FREE;
+        if (!atomic_compare_exchange_strong(&s->state, &free_state, SHM_SLOT_CLAIMED)) continue;
+        /* The gen first: a sweep's note of this slot without a pid, made before, no longer
+         * matches (see pidless_for_long). */
+        c->gen = atomic_fetch_add(&s->gen, 1) + 1;
+        shmrpc__shm_proc_set(&s->client, pid, start);
+        atomic_store(&s->counted, 0); /* whatever a bad write left */
+        c->slot = i;
+        return 0;
+    }
+    shmrpc__msg_set(err, "all %d connections of shm://%s are in use", SHMRPC__MAX_CONNS, c->key);
+    return SHMRPC_EBUSY;
+}
+
+/* Rings the doorbell: a server that serves in its listening process (no manager) looks at
+ * its rendezvous when a worker wakes. */
+static void ring(void *arg)
+{
+    shm_conn *c = arg;
+    atomic_fetch_add(&c->ctl->doorbell.word, 1);
+    shmrpc__wake_mask(&c->ctl->doorbell, &c->ctl->sleeping, 1);
+}
+
+/* Hands the channel over at the rendezvous, connecting again if the manager dropped the
+ * connection before answering (it drops the oldest handshake when too many arrive at
+ * once), within the deadline. */
+static int hand_over(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    uint32_t flags = prctl(PR_GET_DUMPABLE) == 1 ? SHMRPC__RDV_DUMPABLE : 0;
+    for (int attempt = 0;; attempt++) {
+        int rc = shmrpc__rdv_hello(c->rdv_fd, c->slot, c->gen, flags, c->chan.fd, deadline, ring, c,
+                                   err);
+        if ((rc != SHMRPC_EUNAVAIL && rc != SHMRPC_EBUSY) || attempt >= 8 ||
+            shmrpc__now_ns() >= deadline)
+            return rc;
+        close(c->rdv_fd);
+        c->rdv_fd = -1;
+        int32_t pid;
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &pid, err);
+        if (rc == 0 && pid != c->rdv_pid) {
+            shmrpc__msg_set(err, "the rendezvous of shm://%s changed hands during the connect",
+                            c->key);
+            return SHMRPC_EUNAVAIL;
+        }
+        if (rc != 0) return rc == SHMRPC_ESYS(ECONNREFUSED) ? SHMRPC_EUNAVAIL : rc;
+    }
+}
+
+static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    /* Without a rendezvous (a server of an older version), workers open the channel
+     * through /proc/PID/fd, which the kernel refuses for a process that is not dumpable:
+     * say so now, rather than let every call time out. */
+    if (c->rdv_fd < 0 && prctl(PR_GET_DUMPABLE) != 1) {
+        shmrpc__msg_set(err,
+                        "shm://%s has no rendezvous (a server of an older version), so its "
+                        "workers open this process's channel through /proc/%d/fd, which needs "
+                        "a dumpable process; this one is not (PR_SET_DUMPABLE, setuid or "
+                        "capabilities)",
+                        c->key, (int)getpid());
+        return SHMRPC_EPERM;
+    }
+    char name[160];
+    shmrpc__shm_chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
+    int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
+    if (rc != 0) return rc;
+    struct stat st;
+    if (fstat(c->chan.fd, &st) != 0) {
+        /* Closed here: detach keeps only a descriptor of the channel's inode, unknown yet. */
+        rc = shmrpc__shm_sys_error(err, "cannot stat", name);
+        close(c->chan.fd);
+        c->chan.fd = -1;
+        return rc;
+    }
+    c->chan_ino = st.st_ino;
+    c->chan.head = shmrpc__shm_map(c->chan.fd, PAGE);
+    if (c->chan.head == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+    c->chan.mapped = PAGE;
+    c->chan.max_size = shmrpc__chan_max_size(c->max_msg);
+    c->call = 0; /* a new channel's claim is 0: its first call is 1 (shmrpc__shm_claimable) */
+    atomic_store(&c->chan.head->size, PAGE);
+    atomic_store(&c->chan.head->state.word, SHM_CHAN_IDLE);
+    atomic_store(&c->ctl->slots[c->slot].chan_fd, c->chan.fd);
+    if (c->rdv_fd >= 0 && (rc = hand_over(c, deadline, err)) != 0) return rc;
+    uint32_t claimed = SHM_SLOT_CLAIMED;
+    if (!atomic_compare_exchange_strong(&c->ctl->slots[c->slot].state, &claimed, SHM_SLOT_OPEN)) {
+        shmrpc__msg_set(err, "the slot of shm://%s was taken back during the connect", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    return 0;
+}
+
+int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,
+                        const shmrpc__client_cfg *cfg, uint32_t *map_ids, shmrpc__table *table,
+                        shmrpc__conn **out, shmrpc_buf *err)
+{
+    int rc = shmrpc__shm_check_key(where, err);
+    if (rc != 0) return rc;
+    shm_conn *c = calloc(1, sizeof *c);
+    if (c == NULL) return SHMRPC_ENOMEM;
+    c->base.ops = &shm_conn_ops;
+    c->ctl_fd = c->chan.fd = c->rdv_fd = -1;
+    c->slot = UINT_MAX;
+    c->last_worker = UINT32_MAX;
+    c->pid = self();
+    c->info = info;
+    c->map = map_ids;
+    c->table = table;
+    snprintf(c->key, sizeof c->key, "%s", where);
+    c->wait = cfg->wait;
+    rc = attach(c, shmrpc__now_ns() + RDV_WAIT_NS, err);
+    if (rc != 0) {
+        shm_conn_close(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return 0;
+}
+
+/* Lets go of the server: the channel and the slot too, in the process that made them
+ * (a forked child only unmaps what it inherited). A slot that names another process by
+ * now (a sweep freed it after a bad write, and another client took it) is not ours. */
+static void detach(shm_conn *c)
+{
+    bool mine = getpid() == c->pid;
+    /* The program may have closed the channel's fd, and reused its number: not ours then. */
+    if (c->chan.fd >= 0 && !chan_held(c)) c->chan.fd = -1;
+    shmrpc__chan_unmap(&c->chan);
+    c->loan = NULL;
+    if (mine && c->ctl && c->slot < SHMRPC__MAX_CONNS) {
+        shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+        uint32_t state = atomic_load(&s->state);
+        if (atomic_load(&s->client.pid) == c->pid && state != SHM_SLOT_FREE &&
+            state != SHM_SLOT_FREEING) {
+            shmrpc__shm_proc_set(&s->client, 0, 0); /* a free slot has no pid (see the sweep) */
+            atomic_store(&s->state, SHM_SLOT_FREE);
+        }
+    }
+    /* After the slot: the manager then finds it free at the hang-up. */
+    if (c->rdv_fd >= 0) close(c->rdv_fd);
+    c->rdv_fd = -1;
+    if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
+    if (c->ctl_fd >= 0) close(c->ctl_fd);
+    c->ctl = NULL;
+    c->ctl_fd = -1;
+    c->slot = UINT_MAX;
+}
+
+/* Connects: the rendezvous first, so that a service of another uid is refused by what
+ * the kernel says of it; then the control segment, a slot, and the channel, handed over
+ * at the rendezvous. No rendezvous there: a server of an older version (or one still
+ * starting, which binds it before it publishes the segment: so it is tried once more
+ * once the segment is found ready). */
+static int attach(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int64_t left = deadline - shmrpc__now_ns();
+    int rc = shmrpc__rdv_connect(c->key, left, &c->rdv_fd, &c->rdv_pid, err);
+    bool refused = rc == SHMRPC_ESYS(ECONNREFUSED);
+    if (rc != 0 && !refused) return rc;
+    rc = open_ctl(c, c->info, c->map, err);
+    if (rc == 0 && refused) {
+        rc = shmrpc__rdv_connect(c->key, deadline - shmrpc__now_ns(), &c->rdv_fd, &c->rdv_pid, err);
+        if (rc == SHMRPC_ESYS(ECONNREFUSED)) rc = 0;
+    }
+    if (rc == 0 && c->rdv_fd >= 0 && c->rdv_pid != c->owner) {
+        shmrpc__msg_set(err,
+                        "the rendezvous of shm://%s is held by pid %" PRId32
+                        ", not by the service's owner (pid %" PRId32 ")",
+                        c->key, c->rdv_pid, c->owner);
+        rc = SHMRPC_EUNAVAIL;
+    }
+    if (rc == 0) rc = claim_slot(c, err);
+    if (rc == 0) rc = create_chan(c, deadline, err);
+    return rc;
+}
+
+/* After the server went away, a later call connects again (never the failed call: it
+ * is not sent twice), no more often than a backoff that doubles up to a second, with
+ * jitter so that a crowd of clients does not come back at once. */
+static int reconnect(shm_conn *c, int64_t deadline, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    if (now < c->retry_ns) {
+        shmrpc__msg_set(err, "the server of shm://%s went away; trying again shortly", c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    detach(c);
+    /* The rendezvous is waited for within the call's deadline: a call waits nowhere else. */
+    int rc = attach(c, deadline < now + RDV_WAIT_NS ? deadline : now + RDV_WAIT_NS, err);
+    if (rc == 0) {
+        c->broken = c->lost = false;
+        c->backoff_ns = 0;
+        return 0;
+    }
+    detach(c);
+    c->backoff_ns = c->backoff_ns ? c->backoff_ns * 2 : 10 * 1000 * 1000;
+    if (c->backoff_ns > 1000 * 1000 * 1000) c->backoff_ns = 1000 * 1000 * 1000;
+    c->retry_ns = now + c->backoff_ns / 2 + (int64_t)((uint64_t)now % (uint64_t)c->backoff_ns);
+    return rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ESYS(ENOENT) ? SHMRPC_EUNAVAIL : rc;
+}
+
+static void shm_conn_close(shmrpc__conn *base)
+{
+    shm_conn *c = (shm_conn *)base;
+    detach(c);
+    free(c);
+}
+
+/* Whether the channel's fd still leads to the channel this client maps: workers open it
+ * through that fd, so once the program closed it (or put another file in its place) a
+ * worker that had not opened it yet can never serve it. */
+static bool chan_held(shm_conn *c)
+{
+    struct stat st;
+    return fstat(c->chan.fd, &st) == 0 ? st.st_ino == c->chan_ino : errno != EBADF;
+}
+
+/* Whether a worker that notes it is taking this connection's channel still runs: one
+ * between its claim and naming itself the taker. */
+static bool taking_alive(shm_conn *c)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+        shmrpc__shm_worker *w = &c->ctl->workers[i];
+        if (atomic_load_explicit(&w->taking, memory_order_acquire) != c->slot + 1 ||
+            atomic_load(&w->state) != SHM_WORKER_RUNNING)
+            continue;
+        if (shmrpc__proc_running(atomic_load(&w->proc.pid), atomic_load(&w->proc.start)))
+            return true;
+    }
+    return false;
+}
+
+/* Whether a worker has this connection's last call: took it, and may run it still. */
+static bool worker_has(shm_conn *c, uint64_t claim)
+{
+    return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_TAKEN) ||
+           claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED);
+}
+
+/* Whether the process that took the channel's call, seen claimed, still runs (and is not
+ * exiting: it lets go of the channel's lock early in its exit, and will never answer).
+ * The worker writes the call's number after its pid and start, so the number read first
+ * vouches for them. Until then the taker is a worker whose `taking` names the channel:
+ * one that notes it before its exchange and clears it only after naming itself, so a call
+ * neither named nor noted by a running worker was taken by one that died in between. */
+static bool taker_alive(shm_conn *c)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    if (atomic_load(&h->taker_call) != c->call) {
+        if (taking_alive(c)) return true;
+        /* A note found cleared was cleared after the naming: look again. */
+        if (atomic_load(&h->taker_call) != c->call) return false;
+    }
+    int32_t pid = atomic_load(&h->taker.pid);
+    return pid == 0 || shmrpc__proc_running(pid, atomic_load(&h->taker.start));
+}
+
+/* Whether the connection's slot still names it: open, of its gen, with its pid and its
+ * channel's fd. Workers serve the channel that the slot names, so a slot that names
+ * another (rewritten by a broken process, or freed by a sweep that took this client for
+ * dead) is never served. */
+static bool slot_ours(shm_conn *c)
+{
+    shmrpc__shm_slot *s = &c->ctl->slots[c->slot];
+    return atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen &&
+           atomic_load(&s->client.pid) == c->pid && atomic_load(&s->chan_fd) == c->chan.fd;
+}
+
+/* While a call waits: the server, and the worker serving it, must still be there. The
+ * server is looked at first, so that a server killed with its workers reads as gone
+ * (unavailable) rather than as one worker dead, unless the kill reached the worker
+ * noticeably before the manager. */
+static int client_check(void *arg)
+{
+    shm_conn *c = arg;
+    shmrpc__shm_chan *h = c->chan.head;
+    uint32_t st = atomic_load(&h->state.word);
+    uint64_t claim = atomic_load(&h->claim);
+    bool busy = st == SHM_CHAN_REQUEST && worker_has(c, claim);
+    /* Only this client writes the call's number: another one under its REQUEST is a bad
+     * write, put back. Meanwhile no worker claims the call under it (it does not follow the
+     * claim's), and the one serving the call answers it all the same (hand_back). */
+    if (st == SHM_CHAN_REQUEST && atomic_load(&h->call) != c->call)
+        atomic_store_explicit(&h->call, c->call, memory_order_release);
+    /* A claim of neither this call nor the one before is a bad write, after which no
+     * worker would take a call again: set back to the one before, so that one takes this
+     * one. Not while a worker named itself this call's taker or notes it is taking the
+     * channel: it may run the call under that claim, and a second one would run it too
+     * (a note found cleared was cleared after the naming: the taker is read again). */
+    if (st == SHM_CHAN_REQUEST && claim >> 2 != c->call && (claim >> 2) + 1 != c->call &&
+        atomic_load(&h->taker_call) != c->call && !taking_alive(c) &&
+        atomic_load(&h->taker_call) != c->call)
+        atomic_compare_exchange_strong(&h->claim, &claim,
+                                       shmrpc__shm_claim(c->call - 1, SHM_CLAIM_WITHDRAWN));
+    if (!shmrpc__proc_alive(c->owner, c->owner_start)) return SHMRPC_EUNAVAIL;
+    if (busy && !taker_alive(c)) return SHMRPC_EPEERDIED;
+    /* A stopping server finishes the calls its workers took; the others will not run. */
+    if (!busy && atomic_load(&c->ctl->state) != SHM_READY) return SHMRPC_EUNAVAIL;
+    /* A call that a worker took is answered in the channel whatever the slot says; one
+     * not taken yet never will be if the slot no longer names the channel. */
+    if (!busy && (!slot_ours(c) || (st == SHM_CHAN_REQUEST && !chan_held(c)))) {
+        c->lost = true;
+        return SHMRPC_EUNAVAIL;
+    }
+    /* A bad write may have cleared the pending bit of a request not taken yet: ring again
+     * (a worker that finds the call claimed meanwhile just moves on). */
+    uint64_t bit = (uint64_t)1 << (c->slot % 64);
+    if (st == SHM_CHAN_REQUEST && !busy && !(atomic_load(&c->ctl->pending[c->slot / 64]) & bit))
+        ring_request(c);
+    return 0;
+}
+
+/* Rings the doorbell for this connection's request (shmrpc__shm_ring). */
+static void ring_request(shm_conn *c)
+{
+    shmrpc__shm_ring(c->ctl, c->slot);
+    c->rung = true;
+}
+
+/* The wait lasts (its first clock read, a few microseconds in): a request that a watching
+ * worker left untaken that long rings after all, so a watcher that was preempted, is
+ * stuck or died (or a watcher that a bad write made up) costs the call that much, and any
+ * worker may take it. One that a worker claimed runs: ringing would only wake a worker
+ * for nothing. The claim's line is read here, once per call that lasts, not per call. */
+static void ring_late(void *arg)
+{
+    shm_conn *c = arg;
+    shmrpc__shm_chan *h = c->chan.head;
+    if (!c->rung && atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+        !worker_has(c, atomic_load(&h->claim)))
+        ring_request(c);
+}
+
+/* A call that counted in awake no longer does: the mark first, so that a death between
+ * the two leaves the count too high (repaired by sweeps), never too low. */
+static void count_out(shm_conn *c)
+{
+    if (!c->counted) return;
+    atomic_store(&c->ctl->slots[c->slot].counted, 0);
+    atomic_fetch_sub(&c->ctl->awake, 1);
+    c->counted = false;
+}
+
+/* Whether the channel's lock is this call's taker's: the worker stores its id into the
+ * lock before it writes taker_call (release). Before that the word may still hold the
+ * last call's taker, which would let go of it without a syscall once this call's taker
+ * wrote over the waiter bit that the kernel set there: a sleeper on it would wait for its
+ * whole slice. */
+static bool lock_is_takers(void *arg)
+{
+    shm_conn *c = arg;
+    return atomic_load_explicit(&c->chan.head->taker_call, memory_order_acquire) == c->call;
+}
+
+/* Waits until the call leaves REQUEST: its answer. */
+static int await_answer(shm_conn *c, shmrpc__deadline *dl)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    /* The worker that took the last call is the best guess at who takes this one. */
+    uint32_t wi = c->last_worker;
+    /* Once taken, the call's worker holds the channel's lock: sleeping on it, the client
+     * is woken by the kernel at the worker's death as well as by its answer. Until the
+     * taker named itself, the client sleeps on the state, which the taker then wakes. */
+    shmrpc__waiter w = {.opts = &c->wait,
+                        .peer = wi < SHMRPC__MAX_WORKERS ? &c->ctl->workers[wi].presence : NULL,
+                        .self = &c->ctl->slots[c->slot].presence,
+                        .check = client_check,
+                        .check_arg = c,
+                        .awake = &c->ctl->awake,
+                        .counted = &c->counted,
+                        .counted_mark = &c->ctl->slots[c->slot].counted,
+                        .owner_lock = &h->lock,
+                        .owner_ready = lock_is_takers,
+                        .lazy = dl,
+                        .lasts = ring_late};
+    return shmrpc__wait_while(&h->state, SHM_CHAN_REQUEST, 0, &w); /* the deadline: dl */
+}
+
+/* After a failed wait: withdraws a request no worker took (the claim's swap that a worker
+ * taking it makes too), or leaves a call being served to finish on its own (or resets the
+ * channel if its worker died). */
+static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    uint32_t st;
+    for (;;) {
+        st = atomic_load(&h->state.word);
+        if (st == SHM_CHAN_RESPONSE) return 0; /* the answer came after all */
+        uint64_t claim = atomic_load(&h->claim);
+        bool taken = worker_has(c, claim);
+        if (st == SHM_CHAN_REQUEST && !taken) {
+            if (!atomic_compare_exchange_strong(&h->claim, &claim,
+                                                shmrpc__shm_claim(c->call, SHM_CLAIM_WITHDRAWN)))
+                continue;                                /* a worker took it meanwhile */
+            atomic_store(&h->state.word, SHM_CHAN_IDLE); /* no worker will take it now */
+            atomic_fetch_and(&c->ctl->pending[c->slot / 64], ~((uint64_t)1 << (c->slot % 64)));
+            if (rc == SHMRPC_ETIMEDOUT)
+                shmrpc__msg_set(
+                    err, "the deadline passed before a worker took the call; it did not run");
+        } else if (st == SHM_CHAN_REQUEST && rc == SHMRPC_EPEERDIED) {
+            /* Its worker is dead: nobody else writes the state. */
+            atomic_store(&h->state.word, SHM_CHAN_IDLE);
+            if (atomic_load(&h->taker_call) == c->call)
+                shmrpc__msg_set(err, "the worker (pid %" PRId32 ") died during the call",
+                                atomic_load(&h->taker.pid));
+            else
+                shmrpc__msg_set(err, "the worker that took the call died before it ran it");
+        } else if (st == SHM_CHAN_REQUEST &&
+                   atomic_compare_exchange_strong(
+                       &h->claim, &claim, shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED))) {
+            if (rc == SHMRPC_ETIMEDOUT)
+                shmrpc__msg_set(err,
+                                "the deadline passed while the call ran; it may still complete");
+        }
+        break;
+    }
+    if (rc == SHMRPC_EUNAVAIL && c->lost) {
+        c->broken = true;
+        shmrpc__msg_set(err,
+                        "this connection's slot or channel at shm://%s no longer leads to it (a "
+                        "broken client wrote over the slot, or this program closed the "
+                        "channel's fd?); the call %s; the next call connects again",
+                        c->key, st == SHM_CHAN_REQUEST ? "did not run" : "may have run");
+    } else if (rc == SHMRPC_EUNAVAIL) {
+        c->broken = true;
+        shmrpc__msg_set(err, "the server of shm://%s went away during the call", c->key);
+    }
+    return rc;
+}
+
+/* A call abandoned earlier may still occupy the channel: wait for its worker to let go. */
+static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    for (;;) {
+        uint32_t st = atomic_load(&h->state.word);
+        /* The last call's answer stays until the next request: writing IDLE after it
+         * would take the line back from a worker watching it, only to write it again. */
+        if (st == SHM_CHAN_IDLE || st == SHM_CHAN_RESPONSE) return 0;
+        /* A leftover answer, a state no side writes, or a call whose worker is gone: the
+         * channel is ours again. A worker still serving one is waited for, never raced. */
+        bool served = st == SHM_CHAN_REQUEST && worker_has(c, atomic_load(&h->claim));
+        if (!served || !taker_alive(c)) {
+            atomic_store(&h->state.word, SHM_CHAN_IDLE);
+            return 0;
+        }
+        shmrpc__waiter w = {.opts = &c->wait,
+                            .check = client_check,
+                            .check_arg = c,
+                            .owner_lock = &h->lock,
+                            .owner_ready = lock_is_takers};
+        int rc = shmrpc__wait_while(&h->state, st, shmrpc__deadline_at(dl, shmrpc__now_ns()), &w);
+        if (rc == SHMRPC_ETIMEDOUT) {
+            shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
+            return rc;
+        }
+        if (rc != 0 && rc != SHMRPC_EPEERDIED) return rc;
+    }
+}
+
+/* A connection is used only by the process that opened it. */
+static int not_ours(shm_conn *c, shmrpc_buf *err)
+{
+    shmrpc__msg_set(err,
+                    "a shm:// connection belongs to the process that opened it "
+                    "(pid %" PRId32 "): connect again in this one",
+                    c->pid);
+    return SHMRPC_EINVAL;
+}
+
+/* Before a request of len bytes is written: the connection's slot (connecting again if
+ * it was lost), the server's maximum, an earlier call still holding the channel, and room
+ * in the channel. */
+static int call_begin(shm_conn *c, size_t len, shmrpc__deadline *dl, shmrpc_buf *err)
+{
+    /* A slot taken from this connection while it was idle: nothing was sent yet, so
+     * connecting again now cannot run anything twice. */
+    if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
+    int rc = c->broken ? reconnect(c, shmrpc__deadline_at(dl, shmrpc__now_ns()), err) : 0;
+    if (rc != 0) { /* said, for may_have_run (python/shmrpc): nothing left yet */
+        shmrpc__msg_append(err, "; this call did not run");
+        return rc;
+    }
+    if (len > c->max_msg) {
+        shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu64,
+                        len, c->max_msg);
+        return SHMRPC_ETOOBIG;
+    }
+    rc = channel_ready(c, dl, err);
+    if (rc == SHMRPC_EUNAVAIL) { /* the server, or the slot, went away: nothing was sent */
+        c->broken = true;
+        shmrpc__msg_set(err, "%s shm://%s while an earlier call on it ended; this call did not run",
+                        c->lost ? "this connection lost its slot or channel at"
+                                : "the server went away from",
+                        c->key);
+    }
+    /* A small request rides in the state's line, which REQUEST moves anyway. */
+    if (rc == 0 && len > SHMRPC__CHAN_SMALL) rc = shmrpc__chan_reserve(&c->chan, len, err);
+    return rc;
+}
+
+/* Sends the request of method sid and waits for its answer: 0 once it is there. A request
+ * already in the channel's data (a loan) is not copied. */
+static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadline *dl,
+                     shmrpc_buf *err)
+{
+    int rc;
+    shmrpc__shm_chan *h = c->chan.head;
+    uint8_t *dst = req.len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan);
+    if (req.len && dst != req.ptr) memcpy(dst, req.ptr, req.len);
+    h->method = sid;
+    h->req_len = (uint32_t)req.len;
+    /* Released: a worker that reads this number reads the request before it (shm.h). */
+    atomic_store_explicit(&h->call, ++c->call, memory_order_release);
+    /* Only this client sleeps on its channel, and not now: whatever a bad write left in
+     * the count is undone here, so a lost wake-up cannot repeat on every call. */
+    if (atomic_load_explicit(&h->state.sleepers, memory_order_relaxed) != 0)
+        atomic_store(&h->state.sleepers, 0); /* only then: a locked store waits for the line */
+    /* Where this call would make the service crowded, it counts at once, as every call did
+     * before: waiters that outnumber the CPUs must see so from the first turn of their
+     * spins, or the ones whose calls come back quickly keep the workers from the others
+     * (4 clients on 2 workers: fairness 0.46 rather than 0.9). Elsewhere (one client of one
+     * worker) it counts only once its wait lasts; the read alone does not move the line
+     * where nobody writes it. */
+    c->counted = false;
+    if ((int)atomic_load_explicit(&c->ctl->awake, memory_order_relaxed) >= shmrpc__ncpus()) {
+        atomic_fetch_add(&c->ctl->awake, 1);
+        c->counted = true;
+        atomic_store_explicit(&c->ctl->slots[c->slot].counted, 1, memory_order_relaxed);
+    }
+    /* Sequentially consistent, as the watcher's read after it and a worker's exchange of
+     * the watcher before its look at the state: either the client sees that nobody
+     * watches, and rings, or the worker that stops watching sees the request. A worker
+     * that watches the channel takes the request from its state: no doorbell, whose line
+     * would move twice more per call. */
+    c->rung = false;
+    atomic_store(&h->state.word, SHM_CHAN_REQUEST);
+    if (atomic_load(&h->watcher) == 0) ring_request(c);
+
+    /* A call not counted yet counts once its wait lasts (its first clock read): one
+     * answered sooner writes nothing on awake's line, which the workers read as they spin.
+     * Its slot's counted says so, for whoever takes back a dead client's share. */
+    rc = await_answer(c, dl);
+    if (rc != 0 && (rc = give_up(c, rc, err)) != 0) {
+        count_out(c);
+        return rc;
+    }
+    return 0;
+}
+
+/* The answer that came: its status, and its bytes where they are in the channel (which
+ * it follows when the worker grew it). The caller then ends the call (call_end). */
+static int call_answer(shm_conn *c, int32_t *status, shmrpc_bytes *data, shmrpc_buf *err)
+{
+    shmrpc__shm_chan *h = c->chan.head;
+    *status = h->status;
+    uint32_t len = h->resp_len; /* read once */
+    /* Who took it, on the line the answer came on: the likely taker of the next call. */
+    c->last_worker = atomic_load_explicit(&h->worker, memory_order_relaxed);
+    int rc = len > c->max_msg            ? SHMRPC_EPROTO
+             : len <= SHMRPC__CHAN_SMALL ? 0
+                                         : shmrpc__chan_follow(&c->chan, len, err);
+    /* Following an answer that grew the channel may have moved the mapping (mremap): h
+     * pointed into the old one, unmapped now or reused by the next mmap. */
+    h = c->chan.head;
+    *data = shmrpc_bytes_of(len <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->chan),
+                            rc == 0 ? len : 0);
+    return rc;
+}
+
+/* The call no longer counts as awake. The answer stays in the channel until the next
+ * request (channel_ready takes RESPONSE as the client's): writing IDLE after it would take
+ * the line back from a worker watching it, only to write it again. */
+static void call_end(shm_conn *c)
+{
+    count_out(c);
+}
+
+/* A call that failed on the server: its status, its message from the answer's bytes. */
+static int call_failed(int32_t status, shmrpc_bytes data, shmrpc_buf *err)
+{
+    if (status > 0 || (status < SHMRPC_EOWNERDEAD && !SHMRPC_IS_ESYS(status)))
+        status = SHMRPC_EPROTO;
+    shmrpc__msg_set(err, "%.*s", (int)data.len, (const char *)data.ptr);
+    return status;
+}
+
+static int shm_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                    int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    /* The deadline is computed when something first waits: a call answered within the
+     * first turns of its spin reads no clock for it, and overruns by those turns at most. */
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL; /* another call gives up the loan */
+    if (self() != c->pid) return not_ours(c, err);
+    /* Health while the manager drains: it marked the control segment STOPPING, its workers
+     * finish what they took and take nothing new, so no worker would answer; the field it
+     * wrote is its answer (docs/health.md). */
+    if (sid == SHMRPC_HEALTH_METHOD_ID && c->ctl && atomic_load(&c->ctl->state) == SHM_STOPPING &&
+        shmrpc__proc_alive(c->owner, c->owner_start)) {
+        uint8_t state = SHMRPC_HEALTH_DRAINING;
+        return shmrpc_buf_append(resp, &state, 1) ? SHMRPC_ENOMEM : 0;
+    }
+    int rc = call_begin(c, req.len, &dl, err);
+    if (rc == 0) rc = call_send(c, sid, req, &dl, err);
+    if (rc != 0) return rc;
+    int32_t status;
+    shmrpc_bytes data;
+    rc = call_answer(c, &status, &data, err);
+    if (rc == 0 && status == 0 && shmrpc_buf_append(resp, data.ptr, data.len) != 0) {
+        rc = resp->err; /* said as inproc:// says it */
+        if (rc == SHMRPC_ETOOBIG)
+            shmrpc__msg_set(err,
+                            "a response of %zu bytes is larger than the client's maximum of %zu "
+                            "bytes",
+                            data.len, resp->max);
+        else
+            shmrpc__msg_set(err, "%s", shmrpc_strerror(rc));
+    }
+    call_end(c);
+    if (rc != 0 || status == 0) return rc;
+    return call_failed(status, data, err);
+}
+
+/* Room for a request of size bytes in the channel's data, where the worker reads it
+ * (shmrpc_client_loan): everything a call does before it writes its request. */
+static int shm_loan(shmrpc__conn *base, uint32_t sid, size_t size, void **ptr, int64_t timeout_ms,
+                    shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    (void)sid;
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    c->loan = NULL;
+    if (self() != c->pid) return not_ours(c, err);
+    int rc = call_begin(c, size, &dl, err);
+    if (rc != 0) return rc;
+    c->loan = shmrpc__chan_data(&c->chan);
+    *ptr = c->loan;
+    return 0;
+}
+
+/* Sends the loan's first len bytes where the program wrote them, and points *resp at the
+ * answer in the channel: no copy either way (one of at most 24 bytes rides in the state's
+ * line, as any). */
+static int shm_call_loaned(shmrpc__conn *base, uint32_t sid, size_t len, shmrpc_bytes *resp,
+                           int64_t timeout_ms, shmrpc_buf *err)
+{
+    shm_conn *c = (shm_conn *)base;
+    shmrpc__deadline dl = {.at = 0, .timeout_ms = timeout_ms};
+    uint8_t *loan = c->loan;
+    c->loan = NULL;
+    if (self() != c->pid) return not_ours(c, err);
+    /* The program wrote into the channel mapped at the loan: one that this connection no
+     * longer serves (its slot was taken since, or it connected again) cannot send it. */
+    if (!c->broken && !slot_ours(c)) c->broken = c->lost = true;
+    if (loan == NULL || c->broken || loan != shmrpc__chan_data(&c->chan)) {
+        shmrpc__msg_set(err,
+                        "this connection to shm://%s lost its slot or its server after the loan; "
+                        "the call did not run (loan again)",
+                        c->key);
+        return SHMRPC_EUNAVAIL;
+    }
+    int rc = call_send(c, sid, shmrpc_bytes_of(loan, len), &dl, err);
+    if (rc != 0) return rc;
+    int32_t status;
+    shmrpc_bytes data;
+    rc = call_answer(c, &status, &data, err);
+    /* The answer stays where it is: only this client's next request writes the channel. */
+    call_end(c);
+    if (rc != 0) return rc;
+    if (status != 0) return call_failed(status, data, err);
+    *resp = data;
+    return 0;
+}

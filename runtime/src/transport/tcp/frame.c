@@ -1,0 +1,737 @@
+/* SPDX-License-Identifier: MIT */
+/* The TCP wire format (docs/wire.md): frame headers, compressed bodies, handshake and
+ * error bodies. Every byte comes from a peer we do not trust: each length is checked
+ * against a bound before it is used, and nothing is allocated from an unchecked one. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <msgpack.h>
+#include <snappy-c.h>
+#include <zlib.h>
+
+#include "transport/tcp/frame.h"
+
+/* --- byte order ----------------------------------------------------------------------- */
+
+static uint64_t load_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void store_be(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = n; i-- > 0; v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* --- the frame header ----------------------------------------------------------------- */
+
+static const char *const kind_names[] = {
+    [SHMRPC__KIND_HELLO] = "HELLO",     [SHMRPC__KIND_HELLO_ACK] = "HELLO_ACK",
+    [SHMRPC__KIND_REQUEST] = "REQUEST", [SHMRPC__KIND_RESPONSE] = "RESPONSE",
+    [SHMRPC__KIND_ERROR] = "ERROR",     [SHMRPC__KIND_PING] = "PING",
+    [SHMRPC__KIND_PONG] = "PONG",       [SHMRPC__KIND_AUTH] = "AUTH",
+    [SHMRPC__KIND_DRAIN] = "DRAIN",
+};
+
+const char *shmrpc__frame_kind_name(unsigned kind)
+{
+    if (kind < sizeof kind_names / sizeof kind_names[0] && kind_names[kind])
+        return kind_names[kind];
+    return "unknown";
+}
+
+static const char *comp_name(unsigned flag)
+{
+    return flag == SHMRPC__FLAG_SNAPPY ? "snappy" : flag == SHMRPC__FLAG_ZLIB ? "zlib" : "unknown";
+}
+
+void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FRAME_HDR_SIZE])
+{
+    store_be(out, SHMRPC__FRAME_MAGIC, 4);
+    out[4] = SHMRPC__FRAME_VERSION;
+    out[5] = h->kind;
+    store_be(out + 6, h->flags, 2);
+    store_be(out + 8, h->method, 4);
+    store_be(out + 12, h->request_id, 8);
+    store_be(out + 20, h->body_len, 4);
+}
+
+static int proto_error(shmrpc_buf *err, const char *fmt, ...) SHMRPC__FMT(2, 3);
+static int proto_error(shmrpc_buf *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    shmrpc__msg_vset(err, fmt, ap);
+    va_end(ap);
+    return SHMRPC_EPROTO;
+}
+
+/* What each kind allows besides the common checks. */
+static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *err)
+{
+    const char *name = shmrpc__frame_kind_name(h->kind);
+    unsigned comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    switch (h->kind) {
+    case SHMRPC__KIND_REQUEST:
+    case SHMRPC__KIND_RESPONSE:
+        if (comp == SHMRPC__FLAG_COMPRESSION)
+            return proto_error(err, "%s frame has both the snappy and the zlib flag", name);
+        if (comp & ~(unsigned)agreed)
+            return proto_error(err, "%s frame is compressed with %s, which was not agreed", name,
+                               comp_name(comp));
+        if (comp && h->body_len == 0)
+            return proto_error(err, "%s frame is compressed but has an empty body", name);
+        if ((h->flags & SHMRPC__FLAG_LONE) && !(agreed & SHMRPC__FLAG_LONE))
+            return proto_error(err,
+                               "%s frame has the lone flag, which needs protocol revision 3 "
+                               "(not agreed)",
+                               name);
+        return 0;
+    case SHMRPC__KIND_PING:
+    case SHMRPC__KIND_PONG:
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method) return proto_error(err, "%s frame has method id %u", name, h->method);
+        if (h->body_len)
+            return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
+                               h->body_len);
+        return 0;
+    case SHMRPC__KIND_DRAIN:
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method || h->request_id)
+            return proto_error(err, "%s frame has a method or request id", name);
+        if (h->body_len)
+            return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
+                               h->body_len);
+        return 0;
+    case SHMRPC__KIND_AUTH:
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method || h->request_id)
+            return proto_error(err, "%s frame has a method or request id", name);
+        if (h->body_len != SHMRPC__AUTH_LEN)
+            return proto_error(err, "%s frame has a body of %u bytes (it has %u)", name,
+                               h->body_len, SHMRPC__AUTH_LEN);
+        return 0;
+    default: /* HELLO, HELLO_ACK, ERROR */
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->kind != SHMRPC__KIND_ERROR && (h->method || h->request_id))
+            return proto_error(err, "%s frame has a method or request id", name);
+        if (h->body_len == 0) return proto_error(err, "%s frame has an empty body", name);
+        return 0;
+    }
+}
+
+int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
+                             shmrpc__frame_hdr *out, shmrpc_buf *err)
+{
+    if (n < SHMRPC__FRAME_HDR_SIZE)
+        return proto_error(err, "truncated frame header: %zu of %u bytes", n,
+                           SHMRPC__FRAME_HDR_SIZE);
+    uint32_t magic = (uint32_t)load_be(p, 4);
+    if (magic != SHMRPC__FRAME_MAGIC)
+        return proto_error(err, "bad frame magic 0x%08x (expected 0x%08x): not a shmrpc peer",
+                           magic, SHMRPC__FRAME_MAGIC);
+    if (p[4] != SHMRPC__FRAME_VERSION) {
+        shmrpc__msg_set(err, "frame version %u; this side speaks version %u", p[4],
+                        SHMRPC__FRAME_VERSION);
+        return SHMRPC_EVERSION;
+    }
+    shmrpc__frame_hdr h = {
+        .kind = p[5],
+        .flags = (uint16_t)load_be(p + 6, 2),
+        .method = (uint32_t)load_be(p + 8, 4),
+        .request_id = load_be(p + 12, 8),
+        .body_len = (uint32_t)load_be(p + 20, 4),
+    };
+    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_DRAIN)
+        return proto_error(err, "unknown frame kind %u", h.kind);
+    /* The lone flag is a REQUEST's only; whether it was agreed is check_kind's. */
+    uint16_t known =
+        SHMRPC__FLAG_COMPRESSION | (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE : 0);
+    if (h.flags & ~known)
+        return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
+                           shmrpc__frame_kind_name(h.kind));
+    int rc = check_kind(&h, compression, err);
+    if (rc) return rc;
+    if (h.body_len > max_body) {
+        shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %u",
+                        shmrpc__frame_kind_name(h.kind), h.body_len, max_body);
+        return SHMRPC_ETOOBIG;
+    }
+    *out = h;
+    return 0;
+}
+
+size_t shmrpc__frame_begin(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
+                           uint64_t request_id)
+{
+    size_t at = out->len;
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {kind, flags, method, request_id, 0};
+    shmrpc__frame_hdr_encode(&h, hdr);
+    shmrpc_buf_append(out, hdr, sizeof hdr);
+    return at;
+}
+
+int shmrpc__frame_end(shmrpc_buf *out, size_t at)
+{
+    if (out->err) return out->err;
+    if (at > out->len || out->len - at < SHMRPC__FRAME_HDR_SIZE) return SHMRPC_EINVAL;
+    size_t body = out->len - at - SHMRPC__FRAME_HDR_SIZE;
+    if (body > UINT32_MAX) return SHMRPC_ETOOBIG;
+    store_be(out->data + at + 20, body, 4);
+    return 0;
+}
+
+/* --- compressed bodies -----------------------------------------------------------------
+ * The most a body can expand to, so that a small body cannot make us allocate the whole
+ * maximum message: a snappy copy element of 3 bytes yields at most 64 (21.4x), and
+ * deflate's best case is 1032:1 (zlib's documentation). */
+#define SNAPPY_MAX_RATIO 22u
+#define ZLIB_MAX_RATIO 1032u
+#define ZLIB_PREFIX 4u
+
+static int snappy_compress_body(shmrpc_bytes msg, shmrpc_buf *out, bool *smaller)
+{
+    size_t cap = snappy_max_compressed_length(msg.len);
+    int rc = shmrpc__buf_grow(out, cap);
+    if (rc) return rc;
+    size_t n = cap;
+    if (snappy_compress((const char *)msg.ptr, msg.len, (char *)out->data + out->len, &n) !=
+        SNAPPY_OK)
+        return SHMRPC_EINVAL;
+    *smaller = n < msg.len;
+    if (*smaller) out->len += n;
+    return 0;
+}
+
+static int zlib_compress_body(shmrpc_bytes msg, shmrpc_buf *out, bool *smaller)
+{
+    uLong bound = compressBound((uLong)msg.len);
+    int rc = shmrpc__buf_grow(out, ZLIB_PREFIX + bound);
+    if (rc) return rc;
+    uint8_t *at = out->data + out->len;
+    uLongf n = bound;
+    int z = compress2(at + ZLIB_PREFIX, &n, msg.ptr, (uLong)msg.len, Z_BEST_SPEED);
+    if (z == Z_MEM_ERROR) return SHMRPC_ENOMEM;
+    if (z != Z_OK) return SHMRPC_EINVAL;
+    *smaller = ZLIB_PREFIX + n < msg.len;
+    if (*smaller) {
+        store_be(at, msg.len, ZLIB_PREFIX);
+        out->len += ZLIB_PREFIX + n;
+    }
+    return 0;
+}
+
+int shmrpc__body_compress(uint16_t flag, shmrpc_bytes msg, shmrpc_buf *out, uint16_t *used)
+{
+    *used = 0;
+    if (out->err) return out->err;
+    if (msg.len > UINT32_MAX) return SHMRPC_ETOOBIG;
+    if (msg.len == 0) return 0; /* a compressed body never holds an empty message */
+    bool smaller = false;
+    int rc;
+    if (flag == SHMRPC__FLAG_SNAPPY)
+        rc = snappy_compress_body(msg, out, &smaller);
+    else if (flag == SHMRPC__FLAG_ZLIB)
+        rc = zlib_compress_body(msg, out, &smaller);
+    else
+        return SHMRPC_EINVAL;
+    if (rc == 0 && smaller) *used = flag;
+    return rc;
+}
+
+/* The checks on a declared length that come before any allocation. */
+static int check_declared(const char *alg, uint64_t declared, size_t body_len, unsigned ratio,
+                          uint32_t max_msg, shmrpc_buf *err)
+{
+    if (declared > max_msg) {
+        shmrpc__msg_set(err, "%s body declares %" PRIu64 " bytes, above the maximum message of %u",
+                        alg, declared, max_msg);
+        return SHMRPC_ETOOBIG;
+    }
+    if (declared == 0) return proto_error(err, "%s body declares an empty message", alg);
+    if (declared / ratio > body_len)
+        return proto_error(err, "%s body of %zu bytes cannot expand to the %" PRIu64 " it declares",
+                           alg, body_len, declared);
+    return 0;
+}
+
+static int grow_for(shmrpc_buf *out, size_t n, shmrpc_buf *err)
+{
+    int rc = shmrpc__buf_grow(out, n);
+    if (rc) shmrpc__msg_set(err, "cannot hold a decompressed body of %zu bytes", n);
+    return rc;
+}
+
+static int snappy_decompress_body(shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
+                                  shmrpc_buf *err)
+{
+    size_t declared;
+    if (snappy_uncompressed_length((const char *)body.ptr, body.len, &declared) != SNAPPY_OK)
+        return proto_error(err, "snappy body has a malformed length");
+    int rc = check_declared("snappy", declared, body.len, SNAPPY_MAX_RATIO, max_msg, err);
+    if (rc == 0) rc = grow_for(out, declared, err);
+    if (rc) return rc;
+    size_t got = declared;
+    if (snappy_uncompress((const char *)body.ptr, body.len, (char *)out->data, &got) != SNAPPY_OK)
+        return proto_error(err, "snappy body does not decompress");
+    if (got != declared)
+        return proto_error(err, "snappy body decompressed to %zu bytes, not the %zu it declares",
+                           got, declared);
+    out->len = got;
+    return 0;
+}
+
+static int zlib_decompress_body(shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
+                                shmrpc_buf *err)
+{
+    if (body.len < ZLIB_PREFIX)
+        return proto_error(err, "zlib body of %zu bytes has no room for its length", body.len);
+    if (body.len > UINT32_MAX) return proto_error(err, "zlib body is above 4 GiB");
+    uint32_t declared = (uint32_t)load_be(body.ptr, ZLIB_PREFIX);
+    int rc = check_declared("zlib", declared, body.len - ZLIB_PREFIX, ZLIB_MAX_RATIO, max_msg, err);
+    if (rc == 0) rc = grow_for(out, declared, err);
+    if (rc) return rc;
+
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit(&zs) != Z_OK) {
+        shmrpc__msg_set(err, "cannot start zlib");
+        return SHMRPC_ENOMEM;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)(body.ptr + ZLIB_PREFIX); /* zlib never writes it */
+    zs.avail_in = (uInt)(body.len - ZLIB_PREFIX);
+    zs.next_out = out->data;
+    zs.avail_out = declared;
+    int z = inflate(&zs, Z_FINISH);
+    size_t got = declared - zs.avail_out;
+    size_t left_in = zs.avail_in;
+    char why[64];
+    snprintf(why, sizeof why, "%s", zs.msg ? zs.msg : "invalid data");
+    inflateEnd(&zs);
+
+    if (z == Z_MEM_ERROR) {
+        shmrpc__msg_set(err, "zlib ran out of memory");
+        return SHMRPC_ENOMEM;
+    }
+    if (z == Z_STREAM_END) {
+        if (left_in) return proto_error(err, "zlib body has %zu bytes after its stream", left_in);
+        if (got != declared)
+            return proto_error(err, "zlib body decompressed to %zu bytes, not the %u it declares",
+                               got, declared);
+        out->len = got;
+        return 0;
+    }
+    if (z == Z_BUF_ERROR && left_in == 0) return proto_error(err, "zlib body is truncated");
+    if (z == Z_BUF_ERROR)
+        return proto_error(err, "zlib body decompresses to more than the %u bytes it declares",
+                           declared);
+    return proto_error(err, "zlib body does not decompress: %s", why);
+}
+
+int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared)
+{
+    size_t n;
+    if (flag == SHMRPC__FLAG_SNAPPY &&
+        snappy_uncompressed_length((const char *)body.ptr, body.len, &n) == SNAPPY_OK) {
+        *declared = n;
+        return 0;
+    }
+    if (flag == SHMRPC__FLAG_ZLIB && body.len >= ZLIB_PREFIX) {
+        *declared = load_be(body.ptr, ZLIB_PREFIX);
+        return 0;
+    }
+    return SHMRPC_EPROTO;
+}
+
+int shmrpc__body_decompress(uint16_t flag, shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
+                            shmrpc_buf *err)
+{
+    shmrpc_buf_clear(out);
+    size_t had = out->cap;
+    int rc;
+    if (flag == SHMRPC__FLAG_SNAPPY) {
+        rc = snappy_decompress_body(body, max_msg, out, err);
+    } else if (flag == SHMRPC__FLAG_ZLIB) {
+        rc = zlib_decompress_body(body, max_msg, out, err);
+    } else {
+        shmrpc__msg_set(err, "unknown compression 0x%04x", flag);
+        rc = SHMRPC_EINVAL;
+    }
+    if (rc && out->cap > had) {
+        /* A refused body (a bomb that declared the maximum) leaves nothing behind: what
+         * was grown for it is given back, not kept by a buffer reused call after call. */
+        size_t max = out->max;
+        shmrpc_buf_destroy(out);
+        out->max = max;
+    }
+    return rc;
+}
+
+/* --- msgpack helpers ------------------------------------------------------------------ */
+
+static int pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    int rc = msgpack_pack_str(pk, n);
+    return rc ? rc : msgpack_pack_str_body(pk, s, n);
+}
+
+/* Skips count values, iteratively (no recursion for a hostile nesting to exhaust). Every
+ * array or map count has been checked against the bytes left, so count stays bounded. */
+static int skip_values(shmrpc_mp_reader *r, uint64_t count)
+{
+    for (; count; count--) {
+        if (r->p == r->end) return shmrpc_mp_read_nil(r); /* "truncated" */
+        uint8_t b = r->p[0];
+        uint32_t n;
+        int rc;
+        if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf) {
+            rc = shmrpc_mp_read_map(r, &n);
+            count += 2 * (uint64_t)n;
+        } else if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd) {
+            rc = shmrpc_mp_read_array(r, &n);
+            count += n;
+        } else if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
+            uint64_t u;
+            int64_t s;
+            rc = b >= 0xcc && b <= 0xcf ? shmrpc_mp_read_uint(r, UINT64_MAX, &u)
+                                        : shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &s);
+        } else if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb)) {
+            shmrpc_str s;
+            rc = shmrpc_mp_read_str(r, &s);
+        } else if (b >= 0xc4 && b <= 0xc6) {
+            shmrpc_bytes v;
+            rc = shmrpc_mp_read_bin(r, &v);
+        } else if (b == 0xc2 || b == 0xc3) {
+            bool v;
+            rc = shmrpc_mp_read_bool(r, &v);
+        } else if (b == 0xca || b == 0xcb) {
+            double v;
+            rc = shmrpc_mp_read_f64(r, &v);
+        } else if (b == 0xc0) {
+            rc = shmrpc_mp_read_nil(r);
+        } else if (b >= 0xd4 && b <= 0xd8) { /* fixext: type, 1 to 16 bytes */
+            size_t need = 2 + ((size_t)1 << (b - 0xd4));
+            if ((size_t)(r->end - r->p) < need) goto truncated;
+            r->p += need;
+            rc = 0;
+        } else if (b >= 0xc7 && b <= 0xc9) { /* ext 8/16/32: length, type, data */
+            unsigned w = 1u << (b - 0xc7);
+            size_t left = (size_t)(r->end - r->p);
+            if (left < 2 + w) goto truncated;
+            uint64_t len = load_be(r->p + 1, w);
+            if (len > left - 2 - w) goto truncated;
+            r->p += 2 + w + len;
+            rc = 0;
+        } else {
+            if (!r->why) r->why = "invalid msgpack byte";
+            return SHMRPC_EINVAL;
+        }
+        if (rc) return rc;
+    }
+    return 0;
+truncated:
+    if (!r->why) r->why = "truncated";
+    return SHMRPC_EINVAL;
+}
+
+/* A failed read of element what: "HELLO body, element 'service': truncated". */
+static int body_error(shmrpc_buf *err, const char *kind, const char *what, const char *why)
+{
+    return proto_error(err, "%s body, %s: %s", kind, what, why ? why : "invalid");
+}
+
+/* A string of 1..max bytes without NUL, copied NUL-terminated into a. */
+static int read_name(shmrpc_mp_reader *r, size_t max, shmrpc_arena *a, const char **out)
+{
+    shmrpc_str s;
+    if (shmrpc_mp_read_str(r, &s)) return SHMRPC_EINVAL;
+    if (s.len == 0) return r->why = "empty string", SHMRPC_EINVAL;
+    if (s.len > max) return r->why = "string too long", SHMRPC_EINVAL;
+    if (memchr(s.ptr, '\0', s.len)) return r->why = "string holds a NUL byte", SHMRPC_EINVAL;
+    char *c = shmrpc_arena_strndup(a, s.ptr, s.len);
+    if (!c) return r->why = "out of memory", SHMRPC_ENOMEM;
+    *out = c;
+    return 0;
+}
+
+/* --- the handshake -------------------------------------------------------------------- */
+
+#define HELLO_ELEMENTS 8u
+#define METHOD_ELEMENTS 5u
+/* The fewest bytes a method entry takes: array header, id, a one-letter name (2),
+ * fingerprint, encoding, empty signature. */
+#define METHOD_MIN_BYTES 7u
+
+static int check_writable(const shmrpc__hello *h, shmrpc_buf *err)
+{
+    const shmrpc_service_info *info = &h->info;
+    if (!info->name || !info->name[0] || strlen(info->name) > SHMRPC__WIRE_MAX_NAME) {
+        shmrpc__msg_set(err, "the service name must have 1 to %u bytes", SHMRPC__WIRE_MAX_NAME);
+        return SHMRPC_EINVAL;
+    }
+    if (info->n_methods > SHMRPC__WIRE_MAX_METHODS) {
+        shmrpc__msg_set(err, "service '%s' has %u methods; the wire carries at most %u", info->name,
+                        info->n_methods, SHMRPC__WIRE_MAX_METHODS);
+        return SHMRPC_EINVAL;
+    }
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        const shmrpc_method_info *m = &info->methods[i];
+        if (strlen(m->name) > SHMRPC__WIRE_MAX_NAME ||
+            strlen(m->signature) > SHMRPC__WIRE_MAX_SIGNATURE) {
+            shmrpc__msg_set(err, "method '%s': name or signature too long for the wire", m->name);
+            return SHMRPC_EINVAL;
+        }
+    }
+    if (h->auth.len > SHMRPC__WIRE_MAX_AUTH) {
+        shmrpc__msg_set(err, "auth slot of %zu bytes is above %u", h->auth.len,
+                        SHMRPC__WIRE_MAX_AUTH);
+        return SHMRPC_EINVAL;
+    }
+    return 0;
+}
+
+int shmrpc__hello_write(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h, shmrpc_buf *err)
+{
+    (void)kind; /* both bodies have one layout; the kind is in the header */
+    int rc = check_writable(h, err);
+    if (rc) return rc;
+    const shmrpc_service_info *info = &h->info;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk, HELLO_ELEMENTS);
+    msgpack_pack_uint32(&pk, h->proto);
+    pack_str(&pk, info->name, strlen(info->name));
+    msgpack_pack_uint64(&pk, info->fingerprint);
+    msgpack_pack_array(&pk, info->n_methods);
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        const shmrpc_method_info *m = &info->methods[i];
+        msgpack_pack_array(&pk, METHOD_ELEMENTS);
+        msgpack_pack_uint32(&pk, m->id);
+        pack_str(&pk, m->name, strlen(m->name));
+        msgpack_pack_uint64(&pk, m->fingerprint);
+        msgpack_pack_uint32(&pk, (uint32_t)m->encoding);
+        pack_str(&pk, m->signature, strlen(m->signature));
+    }
+    msgpack_pack_uint16(&pk, h->compression);
+    msgpack_pack_uint32(&pk, h->threshold);
+    msgpack_pack_uint32(&pk, h->max_msg);
+    if (h->auth.len) {
+        msgpack_pack_bin(&pk, h->auth.len);
+        msgpack_pack_bin_body(&pk, h->auth.ptr, h->auth.len);
+    } else {
+        msgpack_pack_nil(&pk);
+    }
+    return out->err;
+}
+
+static int parse_method(shmrpc_mp_reader *r, const char *kname, uint32_t i, shmrpc_arena *a,
+                        shmrpc_method_info *m, shmrpc_buf *err)
+{
+    uint32_t n;
+    uint64_t id, fp, enc;
+    shmrpc_str sig;
+    const char *what = "the entry";
+    if (shmrpc_mp_read_array(r, &n)) goto bad;
+    if (n < METHOD_ELEMENTS) {
+        r->why = "fewer than 5 elements";
+        goto bad;
+    }
+    if ((what = "id", shmrpc_mp_read_uint(r, UINT32_MAX, &id)) ||
+        (what = "name", read_name(r, SHMRPC__WIRE_MAX_NAME, a, &m->name)) ||
+        (what = "fingerprint", shmrpc_mp_read_uint(r, UINT64_MAX, &fp)) ||
+        (what = "encoding", shmrpc_mp_read_uint(r, SHMRPC_ENC_RAW, &enc)) ||
+        (what = "signature", shmrpc_mp_read_str(r, &sig)))
+        goto bad;
+    if (sig.len > SHMRPC__WIRE_MAX_SIGNATURE) {
+        r->why = "string too long";
+        goto bad;
+    }
+    if (!(m->signature = shmrpc_arena_strndup(a, sig.ptr, sig.len))) return SHMRPC_ENOMEM;
+    m->id = (uint32_t)id;
+    m->fingerprint = fp;
+    m->encoding = (shmrpc_encoding)enc;
+    what = "the entry";
+    if (skip_values(r, n - METHOD_ELEMENTS) == 0) return 0;
+bad:
+    if (r->why && strcmp(r->why, "out of memory") == 0) return SHMRPC_ENOMEM;
+    return proto_error(err, "%s body, method %u, %s: %s", kname, i, what,
+                       r->why ? r->why : "invalid");
+}
+
+static int parse_table(shmrpc_mp_reader *r, const char *kname, shmrpc_arena *a,
+                       shmrpc_service_info *info, shmrpc_buf *err)
+{
+    uint32_t n;
+    if (shmrpc_mp_read_array_of(r, METHOD_MIN_BYTES, &n))
+        return body_error(err, kname, "element 'methods'", r->why);
+    if (n > SHMRPC__WIRE_MAX_METHODS)
+        return proto_error(err, "%s body has %u methods, above the maximum of %u", kname, n,
+                           SHMRPC__WIRE_MAX_METHODS);
+    shmrpc_method_info *methods =
+        shmrpc_arena_alloc_items(a, n, sizeof *methods, _Alignof(shmrpc_method_info));
+    if (!methods) return SHMRPC_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = parse_method(r, kname, i, a, &methods[i], err);
+        if (rc) return rc;
+    }
+    info->n_methods = n;
+    info->methods = methods;
+    return 0;
+}
+
+/* The table must be one that shmrpc__method_map can walk: sorted, ids = indexes. */
+static int check_table(const shmrpc_service_info *info, const char *kname, shmrpc_buf *err)
+{
+    shmrpc_buf why;
+    shmrpc_buf_init(&why);
+    int rc = shmrpc__info_check(info, &why);
+    if (rc) rc = proto_error(err, "%s body: %s", kname, shmrpc__msg_get(&why));
+    shmrpc_buf_destroy(&why);
+    return rc;
+}
+
+int shmrpc__hello_parse(shmrpc_bytes body, unsigned kind, shmrpc_arena *a, shmrpc__hello *h,
+                        shmrpc_buf *err)
+{
+    const char *kname = shmrpc__frame_kind_name(kind);
+    if (kind != SHMRPC__KIND_HELLO && kind != SHMRPC__KIND_HELLO_ACK) {
+        shmrpc__msg_set(err, "%s is not a handshake frame", kname);
+        return SHMRPC_EINVAL;
+    }
+    memset(h, 0, sizeof *h);
+    shmrpc_service_info *info = &h->info;
+    *info =
+        (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC, .version = SHMRPC_DESCRIPTOR_VERSION};
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, body.ptr, body.len);
+    uint32_t n;
+    uint64_t proto, fp, comp, threshold, max_msg;
+    if (shmrpc_mp_read_array(&r, &n)) return body_error(err, kname, "the body", r.why);
+    if (n < HELLO_ELEMENTS)
+        return proto_error(err, "%s body has %u elements, expected at least %u", kname, n,
+                           HELLO_ELEMENTS);
+    const char *what;
+    if ((what = "element 'proto'", shmrpc_mp_read_uint(&r, UINT32_MAX, &proto)) ||
+        (what = "element 'service'", read_name(&r, SHMRPC__WIRE_MAX_NAME, a, &info->name)) ||
+        (what = "element 'fingerprint'", shmrpc_mp_read_uint(&r, UINT64_MAX, &fp)))
+        return r.why && !strcmp(r.why, "out of memory") ? SHMRPC_ENOMEM
+                                                        : body_error(err, kname, what, r.why);
+    int rc = parse_table(&r, kname, a, info, err);
+    if (rc) return rc;
+    shmrpc_bytes auth = {NULL, 0};
+    if ((what = "element 'compression'", shmrpc_mp_read_uint(&r, UINT16_MAX, &comp)) ||
+        (what = "element 'threshold'", shmrpc_mp_read_uint(&r, UINT32_MAX, &threshold)) ||
+        (what = "element 'max_msg'", shmrpc_mp_read_uint(&r, UINT32_MAX, &max_msg)) ||
+        (what = "element 'auth'", (rc = shmrpc_mp_try_nil(&r)) < 0) ||
+        (rc == 0 && shmrpc_mp_read_bin(&r, &auth)) ||
+        (what = "the body", skip_values(&r, n - HELLO_ELEMENTS)) || shmrpc_mp_finish(&r))
+        return body_error(err, kname, what, r.why);
+    if (proto == 0) return proto_error(err, "%s body has protocol revision 0", kname);
+    if (max_msg == 0) return proto_error(err, "%s body has a maximum message of 0", kname);
+    if (auth.len > SHMRPC__WIRE_MAX_AUTH)
+        return proto_error(err, "%s body has an auth slot of %zu bytes, above %u", kname, auth.len,
+                           SHMRPC__WIRE_MAX_AUTH);
+    if (kind == SHMRPC__KIND_HELLO) {
+        comp &= SHMRPC__FLAG_COMPRESSION; /* offers of algorithms we do not know */
+    } else if (comp != 0 && comp != SHMRPC__FLAG_SNAPPY && comp != SHMRPC__FLAG_ZLIB) {
+        return proto_error(err, "%s body chooses compression 0x%04x, not one known algorithm",
+                           kname, (unsigned)comp);
+    }
+    info->svc_name = info->name;
+    info->fingerprint = fp;
+    rc = check_table(info, kname, err);
+    if (rc) return rc;
+    h->proto = (uint32_t)proto;
+    h->compression = (uint16_t)comp;
+    h->threshold = (uint32_t)threshold;
+    h->max_msg = (uint32_t)max_msg;
+    h->auth = auth;
+    return 0;
+}
+
+int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *server,
+                         uint16_t allowed, uint32_t threshold, uint32_t max_msg, shmrpc_arena *a,
+                         shmrpc__hello *ack, shmrpc_buf *err)
+{
+    if (hello->proto == 0) {
+        shmrpc__msg_set(err, "the client speaks no protocol revision");
+        return SHMRPC_EVERSION;
+    }
+    uint32_t n = hello->info.n_methods;
+    uint32_t *map = shmrpc_arena_alloc_items(a, n, sizeof *map, _Alignof(uint32_t));
+    if (!map) return SHMRPC_ENOMEM;
+    int rc = shmrpc__method_map(&hello->info, server, map, err);
+    if (rc) return rc;
+    unsigned offered = hello->compression & allowed;
+    memset(ack, 0, sizeof *ack);
+    ack->proto = hello->proto < SHMRPC__WIRE_PROTO ? hello->proto : SHMRPC__WIRE_PROTO;
+    ack->info = *server;
+    ack->compression = offered & SHMRPC__FLAG_SNAPPY ? SHMRPC__FLAG_SNAPPY
+                       : offered & SHMRPC__FLAG_ZLIB ? SHMRPC__FLAG_ZLIB
+                                                     : 0;
+    ack->threshold = hello->threshold > threshold ? hello->threshold : threshold;
+    ack->max_msg = max_msg;
+    return 0;
+}
+
+int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, shmrpc_buf *err)
+{
+    if (ack->proto == 0 || ack->proto > hello->proto)
+        return proto_error(err, "the server chose protocol revision %u; the client offered 1 to %u",
+                           ack->proto, hello->proto);
+    if (ack->compression & ~hello->compression)
+        return proto_error(err, "the server chose %s compression, which the client did not offer",
+                           comp_name(ack->compression));
+    return 0;
+}
+
+/* --- error bodies --------------------------------------------------------------------- */
+
+int shmrpc__error_write(shmrpc_buf *out, int status, shmrpc_str msg)
+{
+    if (status >= 0) return SHMRPC_EINVAL;
+    size_t len = msg.len;
+    if (len > SHMRPC__WIRE_MAX_ERRMSG) {
+        len = SHMRPC__WIRE_MAX_ERRMSG;
+        /* Cut before a UTF-8 continuation byte, not inside a character. */
+        while (len > 0 && ((uint8_t)msg.ptr[len] & 0xc0) == 0x80)
+            len--;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int32(&pk, status);
+    pack_str(&pk, msg.ptr, len);
+    return out->err;
+}
+
+int shmrpc__error_parse(shmrpc_bytes body, int *status, shmrpc_str *msg, shmrpc_buf *err)
+{
+    shmrpc_mp_reader r;
+    shmrpc_mp_reader_init(&r, body.ptr, body.len);
+    uint32_t n;
+    int64_t st;
+    shmrpc_str m;
+    const char *what;
+    if ((what = "the body", shmrpc_mp_read_array(&r, &n))) goto bad;
+    if (n < 2) return proto_error(err, "ERROR body has %u elements, expected at least 2", n);
+    if ((what = "element 'status'", shmrpc_mp_read_int(&r, INT32_MIN, -1, &st)) ||
+        (what = "element 'message'", shmrpc_mp_read_str(&r, &m)))
+        goto bad;
+    if (m.len > SHMRPC__WIRE_MAX_ERRMSG) {
+        r.why = "string too long";
+        goto bad;
+    }
+    if ((what = "the body", skip_values(&r, n - 2)) || shmrpc_mp_finish(&r)) goto bad;
+    *status = (int)st;
+    *msg = m;
+    return 0;
+bad:
+    return body_error(err, "ERROR", what, r.why);
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* The TCP wire format (docs/wire.md) as a pure codec: frame headers, compressed bodies,
+ * handshake and error bodies. No sockets: the transport reads bytes and hands them here. */
+#ifndef SHMRPC_FRAME_H
+#define SHMRPC_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rpc/rpc.h"
+
+/* --- the frame header --------------------------------------------------------------- */
+
+#define SHMRPC__FRAME_MAGIC 0x53525057u /* "SRPW" */
+#define SHMRPC__FRAME_VERSION 1u
+#define SHMRPC__FRAME_HDR_SIZE 24u
+
+enum shmrpc__frame_kind {
+    SHMRPC__KIND_HELLO = 1,
+    SHMRPC__KIND_HELLO_ACK = 2,
+    SHMRPC__KIND_REQUEST = 3,
+    SHMRPC__KIND_RESPONSE = 4,
+    SHMRPC__KIND_ERROR = 5,
+    SHMRPC__KIND_PING = 6,
+    SHMRPC__KIND_PONG = 7,
+    SHMRPC__KIND_AUTH = 8,  /* a proof of the shared secret, both ways (docs/wire.md) */
+    SHMRPC__KIND_DRAIN = 9, /* server, revision 2: no new calls here (docs/wire.md, "Drain") */
+};
+
+#define SHMRPC__AUTH_LEN 32u /* an AUTH body, a HELLO's nonce and a HELLO_ACK's challenge */
+
+/* Flag bits; a body has at most one compression bit. */
+#define SHMRPC__FLAG_SNAPPY 0x0001u
+#define SHMRPC__FLAG_ZLIB 0x0002u
+#define SHMRPC__FLAG_COMPRESSION (SHMRPC__FLAG_SNAPPY | SHMRPC__FLAG_ZLIB)
+/* REQUEST only, revision 3: the client has no other call in flight on the connection and
+ * sends none before this one's answer, so the server may run it on its reading thread
+ * (docs/wire.md, "Calls in flight"). Allowed only when passed to the decoder as agreed. */
+#define SHMRPC__FLAG_LONE 0x0004u
+
+typedef struct shmrpc__frame_hdr {
+    uint8_t kind;        /* enum shmrpc__frame_kind */
+    uint16_t flags;      /* SHMRPC__FLAG_* */
+    uint32_t method;     /* REQUEST, RESPONSE, ERROR: the server's method id; else 0 */
+    uint64_t request_id; /* chosen by the client; echoed by RESPONSE and ERROR */
+    uint32_t body_len;   /* bytes that follow the header */
+} shmrpc__frame_hdr;
+
+/* Writes h (magic and version added) in network byte order. */
+void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FRAME_HDR_SIZE]);
+
+/* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts;
+ * compression: the SHMRPC__FLAG_* bits agreed for this connection (0 before the
+ * handshake; SHMRPC__FLAG_LONE once revision 3 was agreed). SHMRPC_EPROTO (truncated, bad magic,
+ * unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame
+ * version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
+ * success. */
+int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
+                             shmrpc__frame_hdr *h, shmrpc_buf *err);
+
+/* A frame written in place: begin appends a header and returns its offset in out; the
+ * body is appended after it; end fills in the body's length. end returns out's sticky
+ * error, or SHMRPC_ETOOBIG for a body beyond UINT32_MAX. */
+size_t shmrpc__frame_begin(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
+                           uint64_t request_id);
+int shmrpc__frame_end(shmrpc_buf *out, size_t at);
+
+/* "HELLO", "REQUEST", ...; "unknown" for anything else. */
+const char *shmrpc__frame_kind_name(unsigned kind);
+
+/* --- compressed bodies ---------------------------------------------------------------- */
+
+/* Compresses msg with one SHMRPC__FLAG_* bit (appended to out). *used is that bit, or
+ * 0 when compressing would not make the body smaller: then nothing was appended and the
+ * caller sends msg as it is. SHMRPC_ETOOBIG for a message beyond UINT32_MAX. */
+int shmrpc__body_compress(uint16_t flag, shmrpc_bytes msg, shmrpc_buf *out, uint16_t *used);
+
+/* Decompresses a body whose compression bit is flag into out (cleared first). The
+ * declared length is checked against max_msg (SHMRPC_ETOOBIG) and against the most the
+ * body could expand to (SHMRPC_EPROTO) before anything is allocated, and the output
+ * against the declared length after decompressing (SHMRPC_EPROTO). */
+int shmrpc__body_decompress(uint16_t flag, shmrpc_bytes body, uint32_t max_msg, shmrpc_buf *out,
+                            shmrpc_buf *err);
+/* On failure, memory grown in out for the body is freed (out is left empty), so a refused
+ * body does not stay resident in a buffer that lives as long as its connection. */
+
+/* The uncompressed length a body with compression bit flag declares, unchecked (for a
+ * caller that must reserve memory before decompressing); SHMRPC_EPROTO when it has none
+ * (shmrpc__body_decompress then says why). */
+int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
+
+/* --- the handshake -------------------------------------------------------------------- */
+
+#define SHMRPC__WIRE_PROTO 3u /* the handshake's protocol revision (2: DRAIN; 3: the lone flag) */
+#define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
+#define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
+#define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */
+#define SHMRPC__WIRE_MAX_METHODS 65535u      /* methods in a table */
+#define SHMRPC__WIRE_MAX_AUTH 256u           /* the reserved auth slot */
+#define SHMRPC__WIRE_MAX_ERRMSG 4096u        /* an ERROR frame's message */
+#define SHMRPC__WIRE_DEFAULT_THRESHOLD 4096u /* compress bodies of at least this */
+
+/* The body of a HELLO (client) or HELLO_ACK (server). */
+typedef struct shmrpc__hello {
+    uint32_t proto;           /* HELLO: the newest revision spoken; ACK: the one chosen */
+    shmrpc_service_info info; /* name, fingerprint and method table */
+    uint16_t compression;     /* HELLO: the flag bits offered; ACK: the one chosen, or 0 */
+    uint32_t threshold;       /* HELLO: the smallest body the client would compress;
+                               * ACK: the one both sides use */
+    uint32_t max_msg;         /* the largest message this side accepts */
+    shmrpc_bytes auth;        /* HELLO: the client's nonce; ACK: the server's challenge;
+                               * empty (nil) without a shared secret */
+} shmrpc__hello;
+
+/* Appends h's body (kind: HELLO or HELLO_ACK) to out; SHMRPC_EINVAL for a table that
+ * could not be parsed back (too many methods, names too long). */
+int shmrpc__hello_write(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h, shmrpc_buf *err);
+
+/* Parses a HELLO or HELLO_ACK body. Names, signatures and the method table go into a
+ * (bounded by the body's size: at most about 7 times it); the table passes
+ * shmrpc__info_check, so shmrpc__method_map can run on h->info. auth points into body.
+ * SHMRPC_EPROTO with a message naming the element, SHMRPC_ENOMEM. */
+int shmrpc__hello_parse(shmrpc_bytes body, unsigned kind, shmrpc_arena *a, shmrpc__hello *h,
+                        shmrpc_buf *err);
+
+/* The server's answer to a parsed HELLO: checks the revision (SHMRPC_EVERSION) and the
+ * method table (shmrpc__method_map: SHMRPC_EMISMATCH naming each method), and fills ack
+ * with the server's table, the compression chosen among those offered and allowed
+ * (snappy first), the larger threshold, and max_msg. On failure, send an ERROR frame
+ * with the status and err's message. a holds the scratch map. */
+int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *server,
+                         uint16_t allowed, uint32_t threshold, uint32_t max_msg, shmrpc_arena *a,
+                         shmrpc__hello *ack, shmrpc_buf *err);
+
+/* The client's check of a parsed HELLO_ACK against the HELLO it sent: the revision and
+ * compression must be ones it offered (SHMRPC_EPROTO). The auth slots are the
+ * transport's to check, and the method table is checked as every transport checks it
+ * (shmrpc__table_accept). */
+int shmrpc__hello_accept(const shmrpc__hello *hello, const shmrpc__hello *ack, shmrpc_buf *err);
+
+/* --- error bodies --------------------------------------------------------------------- */
+
+/* Appends [status, message]; the message is cut at SHMRPC__WIRE_MAX_ERRMSG bytes.
+ * SHMRPC_EINVAL for a status that is not negative. */
+int shmrpc__error_write(shmrpc_buf *out, int status, shmrpc_str msg);
+
+/* Parses an ERROR body: status is negative, msg points into body. SHMRPC_EPROTO. */
+int shmrpc__error_parse(shmrpc_bytes body, int *status, shmrpc_str *msg, shmrpc_buf *err);
+
+#endif
