@@ -29,6 +29,7 @@ set(shmrpc_codec_sources
   ${SHMRPC_SRC}/codec/mp_read.c
   ${SHMRPC_SRC}/codec/any.c
   ${SHMRPC_SRC}/codec/json.c
+  ${SHMRPC_SRC}/codec/json_any.c
   ${shmrpc_dynamic_sources})
 
 # stats/: a worker's call statistics in shared memory

@@ -167,13 +167,27 @@ static bool known_layout(shmrpc_segment *s, uint32_t magic, uint32_t version, bo
     return false;
 }
 
+/* A head that the segment is too small to hold, said of one that could be read. */
+static void too_small(shmrpc_segment *s, const char *what)
+{
+    if (s->readable)
+        snprintf(s->detail, sizeof s->detail, "too small for %s (%lld bytes)", what, s->size);
+}
+
+/* The service named in a head (cut to fit, control bytes shown as '?'). */
+static void copy_service(shmrpc_segment *s, const char *service)
+{
+    memcpy(s->service, service, sizeof s->service - 1);
+    s->service[sizeof s->service - 1] = '\0';
+    for (size_t i = 0; s->service[i] != '\0'; i++)
+        if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+}
+
 static void read_control(shmrpc_segment *s)
 {
     shmrpc__shm_ctl *ctl = map_head(s->name, sizeof *ctl, s);
     if (ctl == NULL) {
-        if (!s->readable) return;
-        snprintf(s->detail, sizeof s->detail, "too small for a control segment (%lld bytes)",
-                 s->size);
+        too_small(s, "a control segment");
         return;
     }
     uint32_t magic = atomic_load(&ctl->magic);
@@ -185,10 +199,7 @@ static void read_control(shmrpc_segment *s)
         s->owner_start = atomic_load(&ctl->owner.start);
         s->owner = life_of(s->owner_pid, s->owner_start);
         s->stopping = atomic_load(&ctl->state) == SHM_STOPPING;
-        memcpy(s->service, ctl->service, sizeof s->service - 1);
-        s->service[sizeof s->service - 1] = '\0';
-        for (size_t i = 0; s->service[i] != '\0'; i++)
-            if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+        copy_service(s, ctl->service);
         for (int i = 0; i < SHMRPC__MAX_WORKERS; i++) {
             const shmrpc__shm_worker *w = &ctl->workers[i];
             if (atomic_load(&w->state) == SHM_WORKER_RUNNING &&
@@ -302,9 +313,7 @@ static void read_stats(shmrpc_segment *s)
 {
     shmrpc__stats_head *h = map_head(s->name, sizeof *h, s);
     if (h == NULL) {
-        if (s->readable)
-            snprintf(s->detail, sizeof s->detail, "too small for a statistics segment (%lld bytes)",
-                     s->size);
+        too_small(s, "a statistics segment");
         return;
     }
     uint32_t magic = atomic_load(&h->magic);
@@ -314,10 +323,7 @@ static void read_stats(shmrpc_segment *s)
         s->valid = true;
         s->owner_pid = h->pid;
         s->methods = h->n_methods;
-        memcpy(s->service, h->service, sizeof s->service - 1);
-        s->service[sizeof s->service - 1] = '\0';
-        for (size_t i = 0; s->service[i] != '\0'; i++)
-            if ((unsigned char)s->service[i] < 0x20) s->service[i] = '?';
+        copy_service(s, h->service);
         snprintf(s->detail, sizeof s->detail, "statistics of service %s, %u method%s", s->service,
                  s->methods, s->methods == 1 ? "" : "s");
     }
@@ -615,31 +621,30 @@ static void judge_map_lock(shmrpc_segment *s)
     }
 }
 
+/* A control or statistics segment: stale once its owner (who) is dead, or when its
+ * creator died before it was whole and the grace for one being made has passed. */
+static void judge_owned(shmrpc_segment *s, const char *who)
+{
+    if (s->valid && s->owner == SHMRPC_LIFE_DEAD) {
+        s->stale = true;
+        snprintf(s->reason, sizeof s->reason, "its %s, pid %" PRId32 ", is dead", who,
+                 s->owner_pid);
+    } else if (!s->valid && s->readable && strncmp(s->detail, "unknown", 7) != 0 &&
+               time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
+        s->stale = true;
+        snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
+    }
+}
+
 /* The rules of clean (docs/shmrpcctl.md). */
 static void judge(shmrpc_segment *s)
 {
     switch (s->kind) {
     case SHMRPC_SEG_CONTROL:
-        if (s->valid && s->owner == SHMRPC_LIFE_DEAD) {
-            s->stale = true;
-            snprintf(s->reason, sizeof s->reason, "its manager, pid %" PRId32 ", is dead",
-                     s->owner_pid);
-        } else if (!s->valid && s->readable && strncmp(s->detail, "unknown", 7) != 0 &&
-                   time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
-            s->stale = true;
-            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
-        }
+        judge_owned(s, "manager");
         return;
     case SHMRPC_SEG_STATS:
-        if (s->valid && s->owner == SHMRPC_LIFE_DEAD) {
-            s->stale = true;
-            snprintf(s->reason, sizeof s->reason, "its server, pid %" PRId32 ", is dead",
-                     s->owner_pid);
-        } else if (!s->valid && s->readable && strncmp(s->detail, "unknown", 7) != 0 &&
-                   time(NULL) - s->mtime > INCOMPLETE_GRACE_S) {
-            s->stale = true;
-            snprintf(s->reason, sizeof s->reason, "its creator died while creating it");
-        }
+        judge_owned(s, "server");
         return;
     case SHMRPC_SEG_CHANNEL:
         if (s->owner == SHMRPC_LIFE_DEAD) {

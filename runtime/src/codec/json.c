@@ -428,13 +428,12 @@ static enum dec parse_decimal(shmrpc_str key, bool *neg, uint64_t *u)
 
 static const char WHY_KEY[] = "map key is not an integer";
 
-int shmrpc_json_key_int(shmrpc_json_reader *r, shmrpc_str key, int64_t min, int64_t max,
-                        int64_t *out)
+/* key as a decimal integer: its sign and magnitude, or a failure with why (not an integer,
+ * or range when it has too many digits). */
+static int read_key(shmrpc_json_reader *r, shmrpc_str key, const char *range, bool *neg,
+                    uint64_t *u)
 {
-    bool neg;
-    uint64_t u;
-    const char *range = shmrpc__int_range_why(min, max);
-    switch (parse_decimal(key, &neg, &u)) {
+    switch (parse_decimal(key, neg, u)) {
     case DEC_NOT_INT:
         return fail(r, SHMRPC_EINVAL, WHY_KEY);
     case DEC_TOO_BIG:
@@ -442,6 +441,16 @@ int shmrpc_json_key_int(shmrpc_json_reader *r, shmrpc_str key, int64_t min, int6
     case DEC_OK:
         break;
     }
+    return 0;
+}
+
+int shmrpc_json_key_int(shmrpc_json_reader *r, shmrpc_str key, int64_t min, int64_t max,
+                        int64_t *out)
+{
+    bool neg;
+    uint64_t u;
+    const char *range = shmrpc__int_range_why(min, max);
+    if (read_key(r, key, range, &neg, &u) != 0) return SHMRPC_EINVAL;
     int64_t v;
     if (neg) {
         if (u > (uint64_t)INT64_MAX + 1) return fail(r, SHMRPC_EINVAL, range);
@@ -460,14 +469,7 @@ int shmrpc_json_key_uint(shmrpc_json_reader *r, shmrpc_str key, uint64_t max, ui
     bool neg;
     uint64_t u;
     const char *range = shmrpc__uint_range_why(max);
-    switch (parse_decimal(key, &neg, &u)) {
-    case DEC_NOT_INT:
-        return fail(r, SHMRPC_EINVAL, WHY_KEY);
-    case DEC_TOO_BIG:
-        return fail(r, SHMRPC_EINVAL, range);
-    case DEC_OK:
-        break;
-    }
+    if (read_key(r, key, range, &neg, &u) != 0) return SHMRPC_EINVAL;
     if (neg || u > max) return fail(r, SHMRPC_EINVAL, range);
     *out = u;
     return 0;
@@ -483,100 +485,4 @@ shmrpc_str shmrpc_json_uint_key(uint64_t v, char buf[24])
 {
     int n = snprintf(buf, 24, "%" PRIu64, v);
     return (shmrpc_str){buf, (size_t)n};
-}
-
-/* --- any ------------------------------------------------------------------------------
- * An any on a @json method's wire is plain JSON: no bytes, keys strings only. */
-
-static json_t *any_to_json(shmrpc_any a, unsigned depth)
-{
-    if (depth > SHMRPC_ANY_MAX_DEPTH) return NULL;
-    shmrpc_any_iter it;
-    shmrpc_any k, v;
-    int rc;
-    switch (shmrpc_any_kind_of(a)) {
-    case SHMRPC_ANY_NULL:
-        return json_null();
-    case SHMRPC_ANY_BOOL: {
-        bool b;
-        return shmrpc_any_bool(a, &b) == 0 ? json_boolean(b) : NULL;
-    }
-    case SHMRPC_ANY_INT: {
-        int64_t i;
-        return shmrpc_any_int(a, &i) == 0 ? json_integer((json_int_t)i) : NULL;
-    }
-    case SHMRPC_ANY_FLOAT: {
-        double d;
-        return shmrpc_any_float(a, &d) == 0 && isfinite(d) ? json_real(d) : NULL;
-    }
-    case SHMRPC_ANY_STRING: {
-        shmrpc_str s;
-        return shmrpc_any_str(a, &s) == 0 ? json_stringn(s.ptr, s.len) : NULL;
-    }
-    case SHMRPC_ANY_LIST: {
-        json_t *arr = json_array();
-        if (arr == NULL || shmrpc_any_iter_init(&it, a) != 0) {
-            json_decref(arr);
-            return NULL;
-        }
-        while ((rc = shmrpc_any_next(&it, &v)) == 1)
-            if (json_array_append_new(arr, any_to_json(v, depth + 1)) != 0) break;
-        if (rc == 0) return arr;
-        json_decref(arr);
-        return NULL;
-    }
-    case SHMRPC_ANY_MAP: {
-        json_t *obj = json_object();
-        if (obj == NULL || shmrpc_any_iter_init(&it, a) != 0) {
-            json_decref(obj);
-            return NULL;
-        }
-        while ((rc = shmrpc_any_next(&it, &k)) == 1 && (rc = shmrpc_any_next(&it, &v)) == 1) {
-            shmrpc_str s;
-            json_t *jv = NULL;
-            /* A key twice has no form either: an object would keep one of them. */
-            if (shmrpc_any_str(k, &s) != 0 || memchr(s.ptr, '\0', s.len) != NULL ||
-                json_object_getn(obj, s.ptr, s.len) != NULL ||
-                (jv = any_to_json(v, depth + 1)) == NULL ||
-                json_object_setn_new(obj, s.ptr, s.len, jv) != 0) {
-                rc = -1;
-                break;
-            }
-        }
-        if (rc == 0) return obj;
-        json_decref(obj);
-        return NULL;
-    }
-    default: /* bytes have no JSON form; nor has what is no value */
-        return NULL;
-    }
-}
-
-shmrpc_json *shmrpc_json_any(shmrpc_any a)
-{
-    /* Checked whole first, as shmrpc_mp_write_any checks it: the walk below would stop at the
-     * first value of a view that takes in two, and print it alone. */
-    shmrpc_any ok;
-    if (a.n != 0 && shmrpc_any_parse(a.p, a.n, &ok) != 0) return NULL;
-    return S(any_to_json(a, 0));
-}
-
-/* The parser bounded the depth (SHMRPC_JSON_MAX_DEPTH, the any's own bound) and checked
- * UTF-8, so the msgpack written is a value; its bytes go to the arena, like strings. */
-int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out)
-{
-    if (!v) return fail(r, SHMRPC_EINVAL, WHY_MISSING);
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &b, shmrpc_buf_msgpack_write);
-    if (shmrpc__json_any_to_mp(J(v), &pk) != 0 && !b.err) {
-        shmrpc_buf_destroy(&b);
-        return fail(r, SHMRPC_EINVAL, "nested more than 128 deep"); /* the parser bounds it */
-    }
-    uint8_t *p = b.err ? NULL : shmrpc_arena_alloc(r->arena, b.len ? b.len : 1, 1);
-    if (p) memcpy(p, b.data, b.len);
-    *out = (shmrpc_any){p, b.len};
-    shmrpc_buf_destroy(&b);
-    return p ? 0 : fail(r, SHMRPC_ENOMEM, WHY_NOMEM);
 }
