@@ -23,6 +23,8 @@ set(shmrpc_core_sources
 # codec/: the msgpack reader, JSON, the any, the dynamic codec
 set(shmrpc_dynamic_sources
   ${SHMRPC_SRC}/codec/dynamic.c
+  ${SHMRPC_SRC}/codec/dynamic_values.c
+  ${SHMRPC_SRC}/codec/dynamic_any.c
   ${SHMRPC_SRC}/codec/dynamic_json.c
   ${SHMRPC_SRC}/codec/dynamic_info.c)
 set(shmrpc_codec_sources
