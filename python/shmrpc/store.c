@@ -81,21 +81,7 @@ static PyObject *from_body(const shmrpc_dyn_sig *sig, const void *p, size_t n, s
 {
     if (sig == NULL) return PyBytes_FromStringAndSize(p, (Py_ssize_t)n);
     if (sig->encoding != SHMRPC_ENC_MSGPACK) return pyshm_decode(sig, p, n, json, what);
-    shmrpc_mp_reader r;
-    shmrpc_mp_reader_init(&r, p, n);
-    PyObject *v = pyshm_from_mp(sig->result, &r);
-    if (v != NULL && shmrpc_mp_finish(&r) != 0) {
-        Py_CLEAR(v);
-        PyErr_Format(pyshm_Error, "result: %s", r.why ? r.why : "invalid");
-    }
-    if (v == NULL && PyErr_ExceptionMatches(pyshm_Error)) {
-        /* "NAME: result: ...", as the JSON path words it */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_Format(pyshm_Error, "%s: %S", what, value);
-        Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
-    }
-    return v;
+    return pyshm_decode_mp(sig, p, n, what);
 }
 
 /* --- Queue ---------------------------------------------------------------------------- */

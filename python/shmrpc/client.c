@@ -1,0 +1,632 @@
+/* SPDX-License-Identifier: MIT */
+/* shmrpc.connect's Connection, a client of any shmrpc service, and its methods (c.add): the
+ * server's own method table drives the conversions through the library's dynamic codec
+ * (shmrpc/dynamic.h): Python values are checked against the method's parsed signature and
+ * written as its arguments, and the result is turned into Python values by the same
+ * signature (docs/python.md). @raw methods skip the codec: their bytes go to the wire as
+ * they are. */
+#include "pyshmrpc.h"
+
+#include <structmember.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <msgpack.h>
+
+#include <shmrpc/client.h>
+#include <shmrpc/codec.h>
+#include <shmrpc/dynamic.h>
+#include <shmrpc/status.h>
+#include <shmrpc/tcp.h>
+
+typedef struct {
+    PyObject_HEAD shmrpc_dyn *d; /* NULL when closed */
+    char *addr;
+    shmrpc_client_opts opts;
+    uint8_t secret[SHMRPC_SECRET_MAX];
+    unsigned forks;          /* pyshm_forks() when d connected: in the process that did */
+    uint64_t gen;            /* counts the d's this object had: the key of Methods' caches */
+    char *tls[4];            /* tls_ca, tls_cert, tls_key, tls_server_name (opts points here) */
+    PyThread_type_lock lock; /* one call at a time on d (dynamic.h) */
+    shmrpc_buf out;          /* the result's JSON */
+} ClientObject;
+
+/* Connects self->d anew (the GIL released meanwhile); raises on failure. */
+static int client_open(ClientObject *self)
+{
+    shmrpc_dyn *d = NULL;
+    int rc;
+    char msg[512] = "";
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_dyn_new(&d, &self->opts);
+    if (rc == 0) rc = shmrpc_dyn_connect(d, self->addr);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        shmrpc_dyn_free(d);
+        pyshm_raise_status(rc, self->addr, msg);
+        return -1;
+    }
+    self->d = d;
+    self->forks = pyshm_forks();
+    self->gen++;
+    return 0;
+}
+
+static int Client_init(ClientObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {
+        "address",  "timeout", "max_message_size", "secret_file", "tls", "tls_ca",
+        "tls_cert", "tls_key", "tls_server_name",  "tls_verify",  NULL};
+    const char *addr;
+    PyObject *timeout = NULL, *secret_file = Py_None, *tls_verify = Py_None;
+    PyObject *tls_text[4] = {Py_None, Py_None, Py_None, Py_None};
+    Py_ssize_t max_msg = 0;
+    int tls = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$OnOpOOOOO:connect", kwlist, &addr, &timeout,
+                                     &max_msg, &secret_file, &tls, &tls_text[0], &tls_text[1],
+                                     &tls_text[2], &tls_text[3], &tls_verify))
+        return -1;
+    if (self->d != NULL || self->addr != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a client is initialised once");
+        return -1;
+    }
+    shmrpc_client_opts_init(&self->opts);
+    if (timeout == Py_None) {
+        self->opts.timeout_ms = SHMRPC_TIMEOUT_INFINITE;
+    } else if (timeout != NULL) {
+        double s = PyFloat_AsDouble(timeout);
+        if (s == -1.0 && PyErr_Occurred()) return -1;
+        if (!(s > 0) || s > 2e9) {
+            PyErr_SetString(PyExc_ValueError, "timeout is seconds above 0 (None: no limit)");
+            return -1;
+        }
+        self->opts.timeout_ms = (int64_t)ceil(s * 1000);
+    }
+    if (max_msg < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_message_size is bytes, 0 for the default");
+        return -1;
+    }
+    self->opts.max_msg_bytes = (size_t)max_msg;
+    if (secret_file != Py_None) {
+        PyObject *path = NULL;
+        if (!PyUnicode_FSConverter(secret_file, &path)) return -1;
+        int rc = shmrpc_secret_load(PyBytes_AS_STRING(path), self->secret, sizeof self->secret,
+                                    &self->opts.tcp.secret_len);
+        Py_DECREF(path);
+        if (rc != 0) {
+            pyshm_raise_status(rc, "secret_file", shmrpc_errmsg());
+            return -1;
+        }
+        self->opts.tcp.secret = self->secret;
+    }
+    /* TLS (docs/wire.md): the files' names are kept, as the library reads the files at
+     * every connect; any of them implies tls. */
+    const char **tls_opt[4] = {&self->opts.tcp.tls_ca, &self->opts.tcp.tls_cert,
+                               &self->opts.tcp.tls_key, &self->opts.tcp.tls_server_name};
+    for (int i = 0; i < 4; i++) {
+        if (tls_text[i] == Py_None) continue;
+        PyObject *bytes = NULL;
+        if (!PyUnicode_FSConverter(tls_text[i], &bytes)) return -1;
+        self->tls[i] = strdup(PyBytes_AS_STRING(bytes));
+        Py_DECREF(bytes);
+        if (!self->tls[i]) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *tls_opt[i] = self->tls[i];
+        tls = 1;
+    }
+    if (tls_verify != Py_None) {
+        int v = PyObject_IsTrue(tls_verify);
+        if (v < 0) return -1;
+        self->opts.tcp.tls_verify = v ? SHMRPC_TLS_VERIFY_ON : SHMRPC_TLS_VERIFY_OFF;
+        tls = 1;
+    }
+    if (tls) self->opts.tcp.tls = SHMRPC_TLS_ON;
+    if ((self->addr = strdup(addr)) == NULL || (self->lock = PyThread_allocate_lock()) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return client_open(self);
+}
+
+static void Client_dealloc(ClientObject *self)
+{
+    /* A connection inherited over fork is only unmapped by free (client.h): safe here. */
+    shmrpc_dyn_free(self->d);
+    free(self->addr);
+    for (int i = 0; i < 4; i++)
+        free(self->tls[i]);
+    if (self->lock) PyThread_free_lock(self->lock);
+    shmrpc_buf_destroy(&self->out);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args, (void)kw;
+    ClientObject *self = (ClientObject *)type->tp_alloc(type, 0);
+    if (self != NULL) shmrpc_buf_init(&self->out);
+    return (PyObject *)self;
+}
+
+/* Takes the client's lock, waiting without the GIL; a forked child first replaces the
+ * lock it inherited (another thread of the parent may have held it) and its connection. */
+static int client_enter(ClientObject *self)
+{
+    if (self->lock == NULL) {
+        PyErr_SetString(pyshm_Unavailable, "the client is not initialised");
+        return -1;
+    }
+    if (self->forks != pyshm_forks()) {
+        PyThread_type_lock fresh = PyThread_allocate_lock();
+        if (fresh == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->lock = fresh; /* the inherited one may be held for ever: left as it is */
+        if (self->d != NULL) {
+            shmrpc_dyn_free(self->d);
+            self->d = NULL;
+            self->forks = pyshm_forks();
+            if (client_open(self) != 0) return -1;
+        }
+        self->forks = pyshm_forks();
+    }
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS;
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS;
+    }
+    if (self->d == NULL) {
+        PyThread_release_lock(self->lock);
+        PyErr_SetString(pyshm_Unavailable, "the client is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* The arguments of a call in parameter order, into out (NULL for one left out): the
+ * positional ones (pos, npos), then those by name, either as a vectorcall passes them
+ * (kwnames, their values after the positional ones in pos) or in a dict (kwdict). */
+static int bind_args(const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                     PyObject *kwnames, PyObject *kwdict, PyObject **out)
+{
+    if ((size_t)npos > sig->n_params) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zu arguments, %zd given", sig->method,
+                     sig->n_params, npos);
+        return -1;
+    }
+    for (size_t i = 0; i < sig->n_params; i++)
+        out[i] = (Py_ssize_t)i < npos ? pos[i] : NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, pos_in_dict = 0;
+    for (Py_ssize_t j = 0;; j++) {
+        PyObject *k, *v;
+        if (kwnames != NULL) {
+            if (j == nkw) break;
+            k = PyTuple_GET_ITEM(kwnames, j);
+            v = pos[npos + j];
+        } else if (kwdict == NULL || !PyDict_Next(kwdict, &pos_in_dict, &k, &v)) {
+            break;
+        }
+        size_t i = 0;
+        while (PyUnicode_Check(k) && i < sig->n_params &&
+               PyUnicode_CompareWithASCIIString(k, sig->params[i].name) != 0)
+            i++;
+        if (!PyUnicode_Check(k)) i = sig->n_params;
+        if (i == sig->n_params) {
+            PyErr_Format(PyExc_TypeError, "%s() has no parameter %R", sig->method, k);
+            return -1;
+        }
+        if (out[i] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() got argument '%s' twice", sig->method,
+                         sig->params[i].name);
+            return -1;
+        }
+        out[i] = v;
+    }
+    for (size_t i = 0; i < sig->n_params; i++)
+        if (out[i] == NULL && sig->params[i].type->kind != SHMRPC_DYN_OPT) {
+            PyErr_Format(PyExc_TypeError, "%s() is missing argument '%s'", sig->method,
+                         sig->params[i].name);
+            return -1;
+        }
+    return 0;
+}
+/* The method called name of self's connection; raises AttributeError when there is none. */
+static int find_method(ClientObject *self, const char *name, const shmrpc_method_info **m,
+                       const shmrpc_dyn_sig **sig)
+{
+    int rc = shmrpc_dyn_method(self->d, name, m, sig);
+    if (rc == 0) return 0;
+    if (rc == SHMRPC_ENOENT)
+        PyErr_Format(PyExc_AttributeError, "%s", shmrpc_errmsg());
+    else
+        pyshm_raise_status(rc, name, shmrpc_errmsg());
+    return -1;
+}
+
+/* A call's arguments as a request of sig, checked against it and encoded into req (for
+ * @msgpack straight to msgpack, unless via_codec asks for the codec's JSON path, which
+ * tests compare it with). The arguments as bind_args takes them. -1 raised. */
+static int build_request(ClientObject *self, const shmrpc_dyn_sig *sig, PyObject *const *pos,
+                         Py_ssize_t npos, PyObject *kwnames, PyObject *kwdict, bool via_codec,
+                         shmrpc_buf *req)
+{
+    PyObject *argv_small[16], **argv = argv_small;
+    const char *name = sig->method;
+    int status = -1, rc;
+    if (sig->n_params > 16 && (argv = PyMem_Calloc(sig->n_params, sizeof *argv)) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (bind_args(sig, pos, npos, kwnames, kwdict, argv) != 0) goto done;
+    if (sig->encoding == SHMRPC_ENC_RAW) {
+        /* @raw: the bytes as they are, no codec (its one parameter is bytes). */
+        Py_buffer view;
+        place here = {.field = sig->params[0].name};
+        if (PyBytes_CheckExact(argv[0])) { /* the common case, without a buffer view */
+            rc = shmrpc_buf_append(req, PyBytes_AS_STRING(argv[0]),
+                                   (size_t)PyBytes_GET_SIZE(argv[0]));
+        } else if (PyUnicode_Check(argv[0]) ||
+                   PyObject_GetBuffer(argv[0], &view, PyBUF_SIMPLE) != 0) {
+            PyErr_Clear();
+            pyshm_fail_at(PyExc_TypeError, &here, "expected bytes, got %s",
+                          Py_TYPE(argv[0])->tp_name);
+            goto done;
+        } else {
+            rc = shmrpc_buf_append(req, view.buf, (size_t)view.len);
+            PyBuffer_Release(&view);
+        }
+        if (rc != 0) {
+            pyshm_raise_status(rc, name, "the request does not fit");
+            goto done;
+        }
+    } else if (sig->encoding == SHMRPC_ENC_MSGPACK && !via_codec) {
+        /* Straight to msgpack, as the codec would write it, without the JSON between. */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, req, shmrpc_buf_msgpack_write);
+        msgpack_pack_array(&pk, sig->n_params);
+        for (size_t i = 0; i < sig->n_params; i++) {
+            place here = {.field = sig->params[i].name};
+            if (pyshm_encode_mp(&pk, sig->params[i].type, argv[i] ? argv[i] : Py_None, &here) != 0)
+                goto done;
+        }
+        if (req->err != 0) {
+            pyshm_raise_status(req->err, name, "the request does not fit");
+            goto done;
+        }
+    } else {
+        if (pyshm_encode_args(sig, argv, &self->out) != 0) goto done;
+        if (shmrpc_dyn_encode_args(sig, (const char *)self->out.data, self->out.len, req) != 0) {
+            /* What the checks above let through and the codec refuses (a value of the
+             * right type it cannot carry): still before anything was sent. */
+            PyErr_Format(PyExc_ValueError, "%s(): %s", name, shmrpc_errmsg());
+            goto done;
+        }
+    }
+    status = 0;
+done:
+    if (argv != argv_small) PyMem_Free(argv);
+    return status;
+}
+
+/* One call of m (sig its parsed signature) with these arguments, self's lock held (and
+ * let go of here): the request built, sent and waited for without the GIL, and its
+ * answer as a Python value. */
+static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
+                             const shmrpc_dyn_sig *sig, PyObject *const *pos, Py_ssize_t npos,
+                             PyObject *kwnames, PyObject *kwdict)
+{
+    PyObject *result = NULL;
+    const char *name = sig->method;
+    shmrpc_client *c = shmrpc_dyn_client(self->d);
+    int rc;
+    if (build_request(self, sig, pos, npos, kwnames, kwdict, false, shmrpc_client_request(c)) != 0)
+        goto done;
+    shmrpc_bytes resp;
+    char msg[1024];
+    Py_BEGIN_ALLOW_THREADS;
+    rc = shmrpc_client_call(c, m->id, &resp);
+    if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
+         * (a handler's error status with its message). */
+        bool answered = rc == SHMRPC_EINVAL || rc == SHMRPC_EPERM || rc == SHMRPC_EBUSY;
+        pyshm_raise_as(answered ? pyshm_HandlerError : NULL, rc, name, msg, true);
+        goto done;
+    }
+    if (sig->encoding == SHMRPC_ENC_RAW) {
+        result = PyBytes_FromStringAndSize((const char *)resp.ptr, (Py_ssize_t)resp.len);
+        goto done;
+    }
+    if (sig->encoding == SHMRPC_ENC_MSGPACK) {
+        result = pyshm_decode_mp(sig, resp.ptr, resp.len, name);
+        goto done;
+    }
+    result = pyshm_decode(sig, resp.ptr, resp.len, &self->out, name);
+done:
+    PyThread_release_lock(self->lock);
+    return result;
+}
+
+/* The arguments of _call and _request (name, args: tuple, kwargs: dict or None, and for
+ * _request via_codec: want of them; usage the message when they are not), the client's lock
+ * taken and the method called name found: 0 with the lock held, or -1 raised without it. */
+static int enter_method(ClientObject *self, PyObject *const *a, Py_ssize_t na, Py_ssize_t want,
+                        const char *usage, const shmrpc_method_info **m, const shmrpc_dyn_sig **sig)
+{
+    if (na != want || !PyUnicode_Check(a[0]) || !PyTuple_Check(a[1]) ||
+        (a[2] != Py_None && !PyDict_Check(a[2]))) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    const char *name = PyUnicode_AsUTF8(a[0]);
+    if (name == NULL || client_enter(self) != 0) return -1;
+    if (find_method(self, name, m, sig) != 0) {
+        PyThread_release_lock(self->lock);
+        return -1;
+    }
+    return 0;
+}
+
+/* _call(name, args, kwargs): one call of the method called name. */
+static PyObject *Client_call(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    if (enter_method(self, a, na, 3, "_call(name, args: tuple, kwargs: dict)", &m, &sig) != 0)
+        return NULL;
+    return call_locked(self, m, sig, &PyTuple_GET_ITEM(a[1], 0), PyTuple_GET_SIZE(a[1]), NULL,
+                       a[2] == Py_None ? NULL : a[2]);
+}
+
+/* _request(name, args, kwargs, via_codec): the request body a call would send, not sent. */
+static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize_t na)
+{
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    if (enter_method(self, a, na, 4, "_request(name, args: tuple, kwargs: dict, via_codec)", &m,
+                     &sig) != 0)
+        return NULL;
+    shmrpc_buf req;
+    shmrpc_buf_init(&req);
+    PyObject *r = NULL;
+    if (build_request(self, sig, &PyTuple_GET_ITEM(a[1], 0), PyTuple_GET_SIZE(a[1]), NULL,
+                      a[2] == Py_None ? NULL : a[2], PyObject_IsTrue(a[3]) == 1, &req) == 0)
+        r = PyBytes_FromStringAndSize((const char *)req.data, (Py_ssize_t)req.len);
+    shmrpc_buf_destroy(&req);
+    PyThread_release_lock(self->lock);
+    return r;
+}
+
+/* The table: a list of (name, signature) in the server's order. */
+static PyObject *Client_methods(ClientObject *self, void *unused)
+{
+    (void)unused;
+    if (client_enter(self) != 0) return NULL;
+    const shmrpc_service_info *info = shmrpc_dyn_info(self->d);
+    PyObject *list = PyList_New(0);
+    for (uint32_t i = 0; list != NULL && info != NULL && i < info->n_methods; i++) {
+        PyObject *t = Py_BuildValue("(ss)", info->methods[i].name, info->methods[i].signature);
+        if (t == NULL || PyList_Append(list, t) != 0) Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    PyThread_release_lock(self->lock);
+    return list;
+}
+
+static PyObject *Client_service(ClientObject *self, void *unused)
+{
+    (void)unused;
+    if (client_enter(self) != 0) return NULL;
+    const shmrpc_service_info *info = shmrpc_dyn_info(self->d);
+    PyObject *r = info ? PyUnicode_FromString(info->name) : Py_NewRef(Py_None);
+    PyThread_release_lock(self->lock);
+    return r;
+}
+
+static PyObject *Client_address(ClientObject *self, void *unused)
+{
+    (void)unused;
+    return self->addr ? PyUnicode_FromString(self->addr) : Py_NewRef(Py_None);
+}
+
+static PyObject *Client_closed(ClientObject *self, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(self->d == NULL);
+}
+
+static PyObject *Client_close(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->lock == NULL || self->d == NULL) Py_RETURN_NONE;
+    if (self->forks == pyshm_forks()) {
+        Py_BEGIN_ALLOW_THREADS;
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS;
+        shmrpc_dyn_free(self->d);
+        self->d = NULL;
+        PyThread_release_lock(self->lock);
+    } else {
+        shmrpc_dyn_free(self->d); /* the parent's lock means nothing here */
+        self->d = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* --- a method of a connection: what c.add is ------------------------------------------
+ * A callable with the vectorcall protocol, so that c.add(40, 2) reaches the call with its
+ * arguments as they are on the interpreter's stack: no tuple, dict or Python frame per
+ * call. It keeps the method's table entry and parsed signature for the connection it was
+ * looked up on (its gen), looking them up again only when the connection was made anew
+ * (after a fork). Attributes (__signature__, __doc__) live in its __dict__: shmrpc/
+ * __init__.py sets them for help(). */
+
+typedef struct {
+    PyObject_HEAD ClientObject *conn;
+    PyObject *name;              /* str */
+    const shmrpc_method_info *m; /* of conn->d when gen == conn->gen */
+    const shmrpc_dyn_sig *sig;
+    uint64_t gen; /* 0: nothing looked up yet */
+    PyObject *dict;
+    vectorcallfunc vectorcall;
+} MethodObject;
+
+static PyObject *Method_vectorcall(MethodObject *self, PyObject *const *args, size_t nargsf,
+                                   PyObject *kwnames)
+{
+    ClientObject *conn = self->conn;
+    if (client_enter(conn) != 0) return NULL;
+    if (self->gen != conn->gen) {
+        const char *name = PyUnicode_AsUTF8(self->name);
+        if (name == NULL || find_method(conn, name, &self->m, &self->sig) != 0) {
+            self->gen = 0;
+            PyThread_release_lock(conn->lock);
+            return NULL;
+        }
+        self->gen = conn->gen;
+    }
+    return call_locked(conn, self->m, self->sig, args, PyVectorcall_NARGS(nargsf), kwnames, NULL);
+}
+
+static int Method_traverse(MethodObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->conn);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int Method_clear(MethodObject *self)
+{
+    Py_CLEAR(self->conn);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void Method_dealloc(MethodObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Method_clear(self);
+    Py_CLEAR(self->name);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Bound to nothing: a method of a connection is taken from the client as it is. Having
+ * __get__ makes it a routine to inspect and pydoc, which then show its __signature__. */
+static PyObject *Method_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)obj, (void)type;
+    return Py_NewRef(self);
+}
+
+static PyObject *Method_repr(MethodObject *self)
+{
+    return PyUnicode_FromFormat("<shmrpc method %U>", self->name);
+}
+
+static PyMemberDef Method_members[] = {
+    {"__name__", T_OBJECT, offsetof(MethodObject, name), READONLY, "The method's name."},
+    {"__qualname__", T_OBJECT, offsetof(MethodObject, name), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Method_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject MethodType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Method",
+    .tp_basicsize = sizeof(MethodObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A method of a connection (c.add): calling it calls the server.",
+    .tp_dealloc = (destructor)Method_dealloc,
+    .tp_traverse = (traverseproc)Method_traverse,
+    .tp_clear = (inquiry)Method_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(MethodObject, vectorcall),
+    .tp_dictoffset = offsetof(MethodObject, dict),
+    .tp_descr_get = Method_get,
+    .tp_repr = (reprfunc)Method_repr,
+    .tp_members = Method_members,
+    .tp_getset = Method_getset,
+};
+
+/* _method(name): the method called name, as a callable (raises AttributeError when the
+ * server has none). */
+static PyObject *Client_method(ClientObject *self, PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "_method(name: str)");
+        return NULL;
+    }
+    const char *s = PyUnicode_AsUTF8(name);
+    if (s == NULL || client_enter(self) != 0) return NULL;
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    int rc = find_method(self, s, &m, &sig);
+    PyThread_release_lock(self->lock);
+    if (rc != 0) return NULL;
+    MethodObject *o = PyObject_GC_New(MethodObject, &MethodType);
+    if (o == NULL) return NULL;
+    o->conn = (ClientObject *)Py_NewRef(self);
+    o->name = Py_NewRef(name);
+    o->m = m;
+    o->sig = sig;
+    o->gen = self->gen;
+    o->dict = NULL;
+    o->vectorcall = (vectorcallfunc)Method_vectorcall;
+    PyObject_GC_Track(o);
+    return (PyObject *)o;
+}
+
+static PyMethodDef Client_methods_def[] = {
+    {"_call", (PyCFunction)(void (*)(void))Client_call, METH_FASTCALL,
+     "_call(name, args, kwargs): calls the method called name."},
+    {"_method", (PyCFunction)Client_method, METH_O,
+     "_method(name): the method called name, a callable (c.add is one)."},
+    {"_request", (PyCFunction)(void (*)(void))Client_request, METH_FASTCALL,
+     "_request(name, args, kwargs, via_codec): the request body, not sent (for tests)."},
+    {"close", (PyCFunction)Client_close, METH_NOARGS, "Closes the connection."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Client_getset[] = {
+    {"methods", (getter)Client_methods, NULL, "The server's method table: (name, signature) pairs.",
+     NULL},
+    {"service", (getter)Client_service, NULL, "The service's name in its .svc.", NULL},
+    {"address", (getter)Client_address, NULL, "The address connected to.", NULL},
+    {"closed", (getter)Client_closed, NULL, "True after close().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ClientType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Connection",
+    .tp_basicsize = sizeof(ClientObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "A connection to one shmrpc service (see shmrpc.connect).",
+    .tp_new = Client_new,
+    .tp_init = (initproc)Client_init,
+    .tp_dealloc = (destructor)Client_dealloc,
+    .tp_methods = Client_methods_def,
+    .tp_getset = Client_getset,
+};
+
+int pyshm_client_init(PyObject *module)
+{
+    if (PyType_Ready(&ClientType) != 0 || PyType_Ready(&MethodType) != 0 ||
+        PyModule_AddObjectRef(module, "Connection", (PyObject *)&ClientType) != 0 ||
+        PyModule_AddObjectRef(module, "Method", (PyObject *)&MethodType) != 0)
+        return -1;
+    return 0;
+}
