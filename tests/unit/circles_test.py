@@ -12,8 +12,10 @@ The objects are $<TARGET_OBJECTS:...> of any targets; each object's target comes
 path (CMakeFiles/NAME.dir/), and its file from its path below the build root."""
 import os
 import re
-import subprocess
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from nm_symbols import symbols  # noqa: E402 (beside this script)
 
 ALLOW = re.compile(r"^\s*[-*]\s+circle:\s+(.+?)\s+(?:—|--)\s+(\S.*)$")
 
@@ -32,24 +34,6 @@ def object_file(obj, build_root):
 def shown(path, source_root):
     """PATH for the report: marked when the build wrote it (grammar.c, a stub, assets)."""
     return path if os.path.isfile(os.path.join(source_root, path)) else path + " (generated)"
-
-
-def symbols(objs):
-    """nm over every object at once: (defined, used), each a dict object -> set of names."""
-    out = subprocess.run(["nm", "-A", "-g"] + objs, check=True, capture_output=True,
-                         text=True).stdout
-    defined = {o: set() for o in objs}
-    used = {o: set() for o in objs}
-    for line in out.splitlines():
-        m = re.match(r"^(.*?):[0-9a-fA-F]*\s+(\S)\s+(\S+)$", line)
-        if not m or m.group(1) not in defined:
-            continue
-        obj, kind, name = m.groups()
-        if kind in "Uw":
-            used[obj].add(name)
-        elif kind != "v":
-            defined[obj].add(name)
-    return defined, used
 
 
 def components(nodes, edges):

@@ -15,8 +15,10 @@ path (.../shmrpc_runtime_objs.dir/src/core/wait.c.o is core/wait.c's)."""
 import fnmatch
 import os
 import re
-import subprocess
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from nm_symbols import symbols  # noqa: E402 (beside this script)
 
 TABLE = "layers.txt"
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
@@ -122,26 +124,6 @@ def object_source(obj):
         return None
     parts = [p for p in m.group(1).split("/") if p not in ("", ".")]
     return "/".join(".." if p == "__" else p for p in parts)
-
-
-def symbols(objs):
-    """nm over every object at once: (defined, used), each a dict object -> set of names."""
-    out = subprocess.run(["nm", "-A", "-g"] + objs, check=True, capture_output=True,
-                         text=True).stdout
-    defined = {o: set() for o in objs}
-    used = {o: set() for o in objs}
-    for line in out.splitlines():
-        m = re.match(r"^(.*?):[0-9a-fA-F]*\s+(\S)\s+(\S+)$", line)
-        if not m:
-            continue
-        obj, kind, name = m.groups()
-        if obj not in defined:
-            continue
-        if kind in "Uw":
-            used[obj].add(name)
-        elif kind != "v":
-            defined[obj].add(name)
-    return defined, used
 
 
 def first_line(path, name):
