@@ -3,7 +3,7 @@
  * secret_file admits whoever proved the secret at POST /login, by a session cookie. This
  * keeps a hash of the secret, the sessions and the limit on wrong secrets per source
  * address, reads the secret out of a JSON login without copies, and makes the random ids
- * (web.c's token too); web.c speaks HTTP. */
+ * (web.c's token too); web_login.c speaks HTTP. */
 #ifndef SHMRPC_SUPERVISOR_WEB_AUTH_H
 #define SHMRPC_SUPERVISOR_WEB_AUTH_H
 

@@ -46,7 +46,7 @@ static int64_t mono_ms(void)
 #define RESTART_MAX_MS 10000
 #define STABLE_MS 60000
 /* Every PROBE_EVERY_MS the keeper sends the page HEAD /favicon.svg and gives it
- * PROBE_TIMEOUT_MS to begin an answer (web.c answers at once; 200 idle connections, more
+ * PROBE_TIMEOUT_MS to begin an answer (web_route.c answers at once; 200 idle connections, more
  * than its threads, delay it up to its 5 s header timeout); PROBE_MISSES misses in a row
  * and the page is taken for hung: SIGKILL, and a new one. */
 #define PROBE_EVERY_MS 2000
@@ -61,9 +61,9 @@ static int64_t mono_ms(void)
  * in milliseconds (web_stop). One that has not in 2 s is hung, or traced, or has a request
  * that waits: on the control service, which the stopping supervisor no longer serves (up
  * to its 3 s timeout), or on a peer that is slow on purpose (whose body and answer may
- * take 10 s each, web.c). None is worth holding the supervisor's stop for: the services
- * are stopped by then, and the page keeps nothing that a SIGKILL loses (its sessions end
- * with it either way). */
+ * take 10 s each, web_request.c and web_reply.c). None is worth holding the supervisor's
+ * stop for: the services are stopped by then, and the page keeps nothing that a SIGKILL
+ * loses (its sessions end with it either way). */
 #define PAGE_STOP_MS 2000
 #define KEEPER_STOP_MS (PAGE_STOP_MS + 2000)
 /* The page's exit status when it could not start (a port it cannot bind, a secret it
