@@ -77,7 +77,7 @@ static int post_login(struct mg_connection *conn, web_server *s)
     bool found = false;
     const char *ctype = mg_get_header(conn, "Content-Type");
     if (ctype && strncasecmp(ctype, "application/json", 16) == 0) {
-        /* Not jansson, which would leave copies of the secret in memory it frees. */
+        /* jansson, which wipes what it frees in the page's process (web_auth_json_wipe). */
         found = web_auth_json_secret(body, len, given, sizeof given, &n) == 0;
     } else {
         /* A form: '+' and %XX decoded; a secret that is not text goes this way. */

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "web.h"
+#include "web_auth.h"
 
 static int64_t mono_ms(void)
 {
@@ -121,6 +122,9 @@ static void page_main(cfg_file *c, const char *control_addr, pid_t supervisor, p
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
+    /* Before any thread and any of jansson's blocks that could hold a secret: what jansson
+     * frees in this process is wiped, the copies of a JSON login's secret among it. */
+    web_auth_json_wipe(NULL);
     char err[768]; /* a secret's path, as long as the file system lets it be, fits */
     web_server *web = web_start(c, control_addr, supervisor, NULL, err, sizeof err);
     if (!web) { /* its lines to stderr: the log pipe */
