@@ -4,7 +4,6 @@
  * codec from the type signature the map stores) or as bytes (as given, or base64). */
 #include "ctl_map.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <shmrpc/status.h>
 
 #include "ctl_bytes.h"
+#include "ctl_opts.h"
 
 #define USAGE                                                                                      \
     "usage: shmrpcctl map stat [--json] NAME\n"                                                    \
@@ -25,14 +25,12 @@
     "       shmrpcctl map del  [--bytes|--base64] NAME KEY\n"                                      \
     "       shmrpcctl map keys [--bytes|--base64] NAME\n"
 
-typedef enum form { FORM_AUTO, FORM_BYTES, FORM_BASE64 } form;
-
 /* One command on one map: how its keys and values are written, and its types when typed
  * and shown as JSON (sig NULL otherwise). */
 typedef struct ctx {
     shmrpc_map *m;
     const char *name, *sub;
-    form f;
+    ctl_form f;
     shmrpc_dyn *d;
     const shmrpc_dyn_sig *sig; /* the value's: a method key -> value */
     shmrpc_dyn_sig key_sig;    /* the same with the key's type as its result */
@@ -66,7 +64,7 @@ static int load_type(ctx *c)
     shmrpc_map_info info;
     int rc = shmrpc_map_get_info(c->m, &info);
     if (rc != 0) return failed(c, rc);
-    if (c->f != FORM_AUTO || !*info.type) return 0;
+    if (c->f != CTL_FORM_AUTO || !*info.type) return 0;
     rc = shmrpc_dyn_new(&c->d, NULL);
     if (rc == 0) rc = shmrpc_dyn_sig_parse(c->d, info.type, &c->sig);
     if (rc == 0 && c->sig->n_params != 1) {
@@ -105,7 +103,7 @@ static void quote(const char *s, shmrpc_buf *out)
  * to out: 0, or 2 when it is not what the map takes (said). */
 static int encode(const ctx *c, const char *what, const char *text, size_t n, shmrpc_buf *out)
 {
-    if (c->f == FORM_BASE64)
+    if (c->f == CTL_FORM_BASE64)
         return ctl_from_base64(text, n, out) ? 0 : bad_input(c, what, "not base64");
     if (!c->sig) return shmrpc_buf_append(out, text, n) == 0 ? 0 : failed(c, out->err);
     bool is_key = strcmp(what, "key") == 0;
@@ -133,7 +131,7 @@ static int encode(const ctx *c, const char *what, const char *text, size_t n, sh
  * value. 0, or 1 when a stored entry does not decode as the map's type (said). */
 static int print(const ctx *c, bool is_key, const void *p, size_t n)
 {
-    if (c->f == FORM_BASE64) {
+    if (c->f == CTL_FORM_BASE64) {
         ctl_put_base64(p, n);
         return 0;
     }
@@ -268,34 +266,16 @@ int ctl_map_main(int argc, char **argv)
     for (int k = 0; k < 5; k++)
         if (strcmp(argv[1], subs[k]) == 0) which = k;
     if (which < 0) return bad_usage("no such subcommand");
-    ctx c = {.sub = subs[which], .f = FORM_AUTO};
-    bool json = false;
-    enum { OPT_JSON = 256, OPT_BYTES, OPT_BASE64 };
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"bytes", no_argument, NULL, OPT_BYTES},
-        {"base64", no_argument, NULL, OPT_BASE64},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    /* As shmrpcctl queue: after the subcommand, and '+' ends the options at NAME, so that a
-     * KEY or VALUE such as -1 is no option. */
-    optind = 0;
-    for (int opt; (opt = getopt_long(argc - 1, argv + 1, "+h", longopts, NULL)) != -1;) {
-        if (opt == OPT_JSON && which == 0) {
-            json = true;
-        } else if (opt == OPT_BYTES && which != 0) {
-            c.f = FORM_BYTES;
-        } else if (opt == OPT_BASE64 && which != 0) {
-            c.f = FORM_BASE64;
-        } else if (opt == 'h') {
-            fputs(USAGE, stdout);
-            return 0;
-        } else {
-            return bad_usage(NULL);
-        }
+    ctl_opts op;
+    int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM,
+                          which == 0 ? CTL_OPT_JSON : CTL_OPT_FORM, &op);
+    if (i < 0) return bad_usage(op.why);
+    if (op.help) {
+        fputs(USAGE, stdout);
+        return 0;
     }
-    int i = optind + 1;
+    ctx c = {.sub = subs[which], .f = op.form};
+    bool json = op.json;
     int rest = argc - i, least = which == 1 || which == 2 || which == 3 ? 2 : 1;
     if (rest < least || rest > 1 + n_args[which]) return bad_usage(NULL);
     c.name = argv[i];

@@ -5,8 +5,8 @@
 #include "ctl_queue.h"
 
 #include "ctl_bytes.h"
+#include "ctl_opts.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +24,6 @@
     "       shmrpcctl queue pop  [--bytes|--base64] [--timeout MS] NAME\n"                         \
     "       shmrpcctl queue peek [--bytes|--base64] NAME\n"                                        \
     "       shmrpcctl queue repair NAME\n"
-
-typedef enum form { FORM_AUTO, FORM_BYTES, FORM_BASE64 } form;
 
 static int failed(const char *what, const char *name, int rc)
 {
@@ -94,7 +92,7 @@ static int stat_queue(shmrpc_queue *q, const char *name, bool json)
     return 0;
 }
 
-static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const char *value)
+static int push(shmrpc_queue *q, const char *name, ctl_form f, int64_t ms, const char *value)
 {
     shmrpc_buf in, msg;
     shmrpc_buf_init(&in);
@@ -105,10 +103,10 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
         rc = shmrpc_buf_append(&in, value, strlen(value));
     else
         rc = ctl_read_stdin(&in);
-    const shmrpc_dyn_sig *sig = f == FORM_AUTO ? queue_type(q, &d, name) : NULL;
+    const shmrpc_dyn_sig *sig = f == CTL_FORM_AUTO ? queue_type(q, &d, name) : NULL;
     if (rc != 0) {
         status = failed("push: reading", name, rc);
-    } else if (f == FORM_AUTO && d && !sig) {
+    } else if (f == CTL_FORM_AUTO && d && !sig) {
         status = 1; /* a type that does not parse, said */
     } else if (sig) {
         rc = shmrpc_dyn_encode_result(sig, (const char *)in.data, in.len, &msg);
@@ -116,7 +114,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
             fprintf(stderr, "shmrpcctl: queue push %s: %s\n", name, shmrpc_errmsg());
             status = 2;
         }
-    } else if (f == FORM_BASE64) {
+    } else if (f == CTL_FORM_BASE64) {
         if (!ctl_from_base64((const char *)in.data, in.len, &msg)) {
             fprintf(stderr, "shmrpcctl: queue push %s: not base64\n", name);
             status = 2;
@@ -133,7 +131,7 @@ static int push(shmrpc_queue *q, const char *name, form f, int64_t ms, const cha
 }
 
 /* pop (take) or peek (look): prints the message as JSON, bytes or base64. */
-static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look)
+static int take(shmrpc_queue *q, const char *name, ctl_form f, int64_t ms, bool look)
 {
     shmrpc_queue_info info;
     shmrpc_queue_get_info(q, &info);
@@ -145,9 +143,9 @@ static int take(shmrpc_queue *q, const char *name, form f, int64_t ms, bool look
     shmrpc_dyn *d = NULL;
     if (rc != 0) {
         status = failed(look ? "peek" : "pop", name, rc);
-    } else if (f == FORM_BASE64) {
+    } else if (f == CTL_FORM_BASE64) {
         ctl_put_base64(buf, len);
-    } else if (f == FORM_BYTES) {
+    } else if (f == CTL_FORM_BYTES) {
         fwrite(buf, 1, len, stdout);
     } else {
         const shmrpc_dyn_sig *sig = queue_type(q, &d, name);
@@ -199,43 +197,16 @@ int ctl_queue_main(int argc, char **argv)
          is_repair = strcmp(sub, "repair") == 0;
     if (!is_stat && !is_push && !is_pop && !is_peek && !is_repair)
         return bad_usage("no such subcommand");
-    form f = FORM_AUTO;
-    bool json = false;
-    int64_t ms = 0;
-    enum { OPT_JSON = 256, OPT_BYTES, OPT_BASE64, OPT_TIMEOUT };
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"bytes", no_argument, NULL, OPT_BYTES},
-        {"base64", no_argument, NULL, OPT_BASE64},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    /* After the subcommand (argv + 1 is its own list; optind 0 starts getopt afresh); '+': the
-     * options end at NAME, so that a VALUE such as -1 is no option. */
-    optind = 0;
-    for (int opt; (opt = getopt_long(argc - 1, argv + 1, "+h", longopts, NULL)) != -1;) {
-        char *end;
-        long long v;
-        if (opt == OPT_JSON && is_stat) {
-            json = true;
-        } else if (opt == OPT_BYTES && !is_stat && !is_repair) {
-            f = FORM_BYTES;
-        } else if (opt == OPT_BASE64 && !is_stat && !is_repair) {
-            f = FORM_BASE64;
-        } else if (opt == OPT_TIMEOUT && (is_push || is_pop)) {
-            v = strtoll(optarg, &end, 10);
-            if (*end != '\0' || end == optarg || v < -1)
-                return bad_usage("--timeout takes milliseconds (0: try once, -1: forever)");
-            ms = v;
-        } else if (opt == 'h') {
-            fputs(USAGE, stdout);
-            return 0;
-        } else {
-            return bad_usage(NULL);
-        }
+    ctl_opts op;
+    unsigned takes = is_stat     ? CTL_OPT_JSON
+                     : is_repair ? 0
+                                 : CTL_OPT_FORM | (is_push || is_pop ? CTL_OPT_TIMEOUT : 0);
+    int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM | CTL_OPT_TIMEOUT, takes, &op);
+    if (i < 0) return bad_usage(op.why);
+    if (op.help) {
+        fputs(USAGE, stdout);
+        return 0;
     }
-    int i = optind + 1;
     int rest = argc - i;
     if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
     const char *name = argv[i];
@@ -250,13 +221,13 @@ int ctl_queue_main(int argc, char **argv)
     if (rc != 0) return failed("open", name, rc);
     int status;
     if (is_stat)
-        status = stat_queue(q, name, json);
+        status = stat_queue(q, name, op.json);
     else if (is_repair)
         status = repair(q, name);
     else if (is_push)
-        status = push(q, name, f, ms, rest == 2 ? argv[i + 1] : NULL);
+        status = push(q, name, op.form, op.ms, rest == 2 ? argv[i + 1] : NULL);
     else
-        status = take(q, name, f, ms, is_peek);
+        status = take(q, name, op.form, op.ms, is_peek);
     shmrpc_queue_close(q);
     return status;
 }

@@ -5,19 +5,23 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <shmrpc/codec.h>
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
@@ -315,204 +319,41 @@ void web_auth_logout(web_auth *a, const char *id)
 
 /* --- the secret as JSON ----------------------------------------------------------------- */
 
-/* A reader of JSON text in place: nothing is copied but what it is asked to decode. */
-typedef struct json_in {
-    const unsigned char *p, *end;
-} json_in;
+/* How deep a login's JSON may nest: the object, and 32 levels of arrays and objects
+ * beside the secret. Counted before jansson, which recurses once a level, sees it. */
+#define LOGIN_JSON_DEPTH 33
 
-/* How deep arrays and objects beside the secret may nest. */
-#define JSON_DEPTH_MAX 32
+/* Where a block goes once wiped: free, but for a test's release (web_auth_json_wipe). */
+static void (*json_release)(void *) = free;
 
-static void json_blank(json_in *r)
+/* jansson's free once web_auth_json_wipe ran: the whole block wiped first. The blocks are
+ * malloc's, so that what other code frees with free() (json_dumps' text) stays right. */
+static void json_free_wiped(void *p)
 {
-    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-        r->p++;
+    if (!p) return;
+    sodium_memzero(p, malloc_usable_size(p));
+    json_release(p);
 }
 
-/* c, when it comes next (after blanks): true, and past it. */
-static bool json_take(json_in *r, unsigned char c)
+void web_auth_json_wipe(void (*release)(void *))
 {
-    json_blank(r);
-    if (r->p == r->end || *r->p != c) return false;
-    r->p++;
-    return true;
-}
-
-/* Four hex digits of a \u escape: 0, or -1. */
-static int json_hex4(json_in *r, uint32_t *v)
-{
-    if (r->end - r->p < 4) return -1;
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = *r->p++;
-        unsigned d = c >= '0' && c <= '9'   ? c - '0'
-                     : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                     : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                            : 16;
-        if (d == 16) return -1;
-        *v = *v << 4 | d;
-    }
-    return 0;
-}
-
-/* Appends a byte to out (cap bytes, *k used; out NULL: only counted): false when full. */
-static bool json_put(char *out, size_t cap, size_t *k, unsigned c)
-{
-    if (out && *k >= cap) return false;
-    if (out) out[*k] = (char)c;
-    (*k)++;
-    return true;
-}
-
-/* Appends code point cp to out as UTF-8, as json_put does a byte. */
-static bool json_put_utf8(char *out, size_t cap, size_t *k, uint32_t cp)
-{
-    if (cp < 0x80) return json_put(out, cap, k, cp);
-    int len = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    static const unsigned lead[] = {0, 0, 0xc0, 0xe0, 0xf0};
-    if (!json_put(out, cap, k, lead[len] | cp >> (6 * (len - 1)))) return false;
-    for (int i = len - 2; i >= 0; i--)
-        if (!json_put(out, cap, k, 0x80 | (cp >> (6 * i) & 0x3f))) return false;
-    return true;
-}
-
-/* The code point of the \u escape just read, with the second half of a surrogate pair:
- * 0, or -1 (a lone surrogate is none). */
-static int json_escape_u(json_in *r, uint32_t *cp)
-{
-    if (json_hex4(r, cp) != 0 || (*cp >= 0xdc00 && *cp <= 0xdfff)) return -1;
-    if (*cp < 0xd800 || *cp > 0xdbff) return 0;
-    uint32_t lo;
-    if (r->end - r->p < 2 || r->p[0] != '\\' || r->p[1] != 'u') return -1;
-    r->p += 2;
-    if (json_hex4(r, &lo) != 0 || lo < 0xdc00 || lo > 0xdfff) return -1;
-    *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
-    return 0;
-}
-
-/* The string whose '"' was just read, decoded into out (cap bytes; NULL: skipped), its
- * length in *n: 0, or -1 when it is no JSON string or does not fit. Bytes that are not
- * UTF-8 are taken as they are: the secret is compared byte for byte. */
-static int json_string_in(json_in *r, char *out, size_t cap, size_t *n)
-{
-    static const char escaped[8] = "\"\\/bfnrt", meant[8] = "\"\\/\b\f\n\r\t";
-    size_t k = 0;
-    for (;;) {
-        if (r->p == r->end) return -1;
-        unsigned c = *r->p++;
-        if (c == '"') break;
-        if (c < 0x20) return -1; /* a control character must be escaped */
-        bool ok;
-        if (c != '\\') {
-            ok = json_put(out, cap, &k, c);
-        } else {
-            if (r->p == r->end) return -1;
-            c = *r->p++;
-            const char *e = memchr(escaped, (int)c, sizeof escaped);
-            uint32_t cp;
-            if (e)
-                ok = json_put(out, cap, &k, (unsigned char)meant[e - escaped]);
-            else if (c == 'u' && json_escape_u(r, &cp) == 0)
-                ok = json_put_utf8(out, cap, &k, cp);
-            else
-                return -1;
-        }
-        if (!ok) return -1;
-    }
-    if (n) *n = k;
-    return 0;
-}
-
-/* Past the digits at *p: whether there was one. */
-static bool json_digits(const unsigned char **p, const unsigned char *end)
-{
-    const unsigned char *from = *p;
-    while (*p < end && **p >= '0' && **p <= '9')
-        (*p)++;
-    return *p > from;
-}
-
-/* Past a literal (true, false, null) or a number: 0, or -1. */
-static int json_skip_scalar(json_in *r)
-{
-    static const char *const words[] = {"true", "false", "null"};
-    for (size_t i = 0; i < 3; i++) {
-        size_t len = strlen(words[i]);
-        if ((size_t)(r->end - r->p) >= len && memcmp(r->p, words[i], len) == 0) {
-            r->p += len;
-            return 0;
-        }
-    }
-    /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-    const unsigned char *p = r->p;
-    if (p < r->end && *p == '-') p++;
-    if (p < r->end && *p == '0')
-        p++;
-    else if (!json_digits(&p, r->end))
-        return -1;
-    if (p < r->end && *p == '.' && (p++, !json_digits(&p, r->end))) return -1;
-    if (p < r->end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < r->end && (*p == '+' || *p == '-')) p++;
-        if (!json_digits(&p, r->end)) return -1;
-    }
-    r->p = p;
-    return 0;
-}
-
-/* Past any JSON value: 0, or -1. */
-static int json_skip(json_in *r, int depth)
-{
-    json_blank(r);
-    if (r->p == r->end || depth > JSON_DEPTH_MAX) return -1;
-    unsigned c = *r->p;
-    if (c == '"') {
-        r->p++;
-        return json_string_in(r, NULL, 0, NULL);
-    }
-    if (c != '{' && c != '[') return json_skip_scalar(r);
-    bool object = c == '{';
-    unsigned char close = object ? '}' : ']';
-    r->p++;
-    if (json_take(r, close)) return 0;
-    do {
-        if (object &&
-            (!json_take(r, '"') || json_string_in(r, NULL, 0, NULL) != 0 || !json_take(r, ':')))
-            return -1;
-        if (json_skip(r, depth + 1) != 0) return -1;
-    } while (json_take(r, ','));
-    return json_take(r, close) ? 0 : -1;
+    json_release = release ? release : free;
+    json_set_alloc_funcs(malloc, json_free_wiped);
 }
 
 int web_auth_json_secret(const char *body, size_t len, char *out, size_t cap, size_t *n)
 {
-    json_in r = {(const unsigned char *)body, (const unsigned char *)body + len};
-    bool found = false;
-    if (!json_take(&r, '{')) return SHMRPC_EINVAL;
-    if (!json_take(&r, '}')) {
-        do {
-            /* The name, decoded ("\u0073ecret" is "secret" too); a longer one is another. */
-            char name[8];
-            size_t k = 0;
-            if (!json_take(&r, '"')) return SHMRPC_EINVAL;
-            const unsigned char *at = r.p;
-            if (json_string_in(&r, name, sizeof name, &k) != 0) {
-                r.p = at;
-                k = SIZE_MAX;
-                if (json_string_in(&r, NULL, 0, NULL) != 0) return SHMRPC_EINVAL;
-            }
-            if (!json_take(&r, ':')) return SHMRPC_EINVAL;
-            if (k == 6 && memcmp(name, "secret", 6) == 0) {
-                /* A second "secret" is ambiguous: refused, not one of them chosen. */
-                if (found || !json_take(&r, '"') || json_string_in(&r, out, cap, n) != 0)
-                    return SHMRPC_EINVAL;
-                found = true;
-            } else if (json_skip(&r, 1) != 0) {
-                return SHMRPC_EINVAL;
-            }
-        } while (json_take(&r, ','));
-        if (!json_take(&r, '}')) return SHMRPC_EINVAL;
+    if (shmrpc_json_check_depth(body, len, LOGIN_JSON_DEPTH) != 0) return SHMRPC_EINVAL;
+    /* No json_error_t: its text quotes the body where jansson stopped, the secret too. A
+     * member twice is refused (two secrets would be ambiguous); a NUL is a byte as any. */
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+    json_t *v = json_object_get(o, "secret");
+    size_t k = json_string_length(v);
+    int rc = json_is_string(v) && k <= cap ? 0 : SHMRPC_EINVAL;
+    if (rc == 0) {
+        memcpy(out, json_string_value(v), k);
+        *n = k;
     }
-    json_blank(&r);
-    return found && r.p == r.end ? 0 : SHMRPC_EINVAL;
+    json_decref(o);
+    return rc;
 }

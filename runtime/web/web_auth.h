@@ -2,8 +2,8 @@
 /* The management page's shared secret (docs/web.md, "The secret"): a page with a
  * secret_file admits whoever proved the secret at POST /login, by a session cookie. This
  * keeps a hash of the secret, the sessions and the limit on wrong secrets per source
- * address, reads the secret out of a JSON login without copies, and makes the random ids
- * (web.c's token too); web.c speaks HTTP. */
+ * address, reads the secret out of a JSON login (jansson, made to wipe what it frees), and
+ * makes the random ids (web.c's token too); web_login.c speaks HTTP. */
 #ifndef SHMRPC_SUPERVISOR_WEB_AUTH_H
 #define SHMRPC_SUPERVISOR_WEB_AUTH_H
 
@@ -101,12 +101,19 @@ long web_auth_peer_uid(const char *addr, int port, int server_port);
 /* The counts of login attempts, and the limit's slots in use. */
 void web_auth_counts_get(web_auth *a, web_auth_counts *out);
 
-/* The string member "secret" of the JSON object body (len bytes), decoded into out (cap
- * bytes, which the body's length always suffices for) with its length in *n: 0, or
- * SHMRPC_EINVAL when body is not a JSON object with one such string. It allocates
- * nothing and copies the secret nowhere but out, so that the caller can wipe every copy
- * (jansson would leave some in freed memory). out may hold part of it even on failure. */
+/* The string member "secret" of the JSON object body (len bytes), read with jansson and
+ * copied into out (cap bytes, which the body's length always suffices for) with its
+ * length in *n: 0, or SHMRPC_EINVAL when body is not a JSON object (UTF-8, nesting at most
+ * 33 deep, no member twice) with such a string. The copies jansson makes are wiped as it
+ * frees them once web_auth_json_wipe ran, so that the caller can wipe every other one. */
 int web_auth_json_secret(const char *body, size_t len, char *out, size_t cap, size_t *n);
+
+/* Makes jansson wipe every block it frees, in the whole process (json_set_alloc_funcs):
+ * the page's process calls it once at its start, before any thread, so that no copy of a
+ * secret that web_auth_json_secret read stays in freed memory. jansson's blocks stay
+ * malloc's, so that other code of the process is unaffected. release: where a wiped block
+ * goes, free when NULL (a test's, to look at the blocks instead). */
+void web_auth_json_wipe(void (*release)(void *));
 
 /* The most bytes web_random_hex makes at once. */
 #define WEB_RANDOM_MAX 32

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "web.h"
+#include "web_auth.h"
 
 static int64_t mono_ms(void)
 {
@@ -46,7 +47,7 @@ static int64_t mono_ms(void)
 #define RESTART_MAX_MS 10000
 #define STABLE_MS 60000
 /* Every PROBE_EVERY_MS the keeper sends the page HEAD /favicon.svg and gives it
- * PROBE_TIMEOUT_MS to begin an answer (web.c answers at once; 200 idle connections, more
+ * PROBE_TIMEOUT_MS to begin an answer (web_route.c answers at once; 200 idle connections, more
  * than its threads, delay it up to its 5 s header timeout); PROBE_MISSES misses in a row
  * and the page is taken for hung: SIGKILL, and a new one. */
 #define PROBE_EVERY_MS 2000
@@ -61,9 +62,9 @@ static int64_t mono_ms(void)
  * in milliseconds (web_stop). One that has not in 2 s is hung, or traced, or has a request
  * that waits: on the control service, which the stopping supervisor no longer serves (up
  * to its 3 s timeout), or on a peer that is slow on purpose (whose body and answer may
- * take 10 s each, web.c). None is worth holding the supervisor's stop for: the services
- * are stopped by then, and the page keeps nothing that a SIGKILL loses (its sessions end
- * with it either way). */
+ * take 10 s each, web_request.c and web_reply.c). None is worth holding the supervisor's
+ * stop for: the services are stopped by then, and the page keeps nothing that a SIGKILL
+ * loses (its sessions end with it either way). */
 #define PAGE_STOP_MS 2000
 #define KEEPER_STOP_MS (PAGE_STOP_MS + 2000)
 /* The page's exit status when it could not start (a port it cannot bind, a secret it
@@ -121,6 +122,9 @@ static void page_main(cfg_file *c, const char *control_addr, pid_t supervisor, p
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
+    /* Before any thread and any of jansson's blocks that could hold a secret: what jansson
+     * frees in this process is wiped, the copies of a JSON login's secret among it. */
+    web_auth_json_wipe(NULL);
     char err[768]; /* a secret's path, as long as the file system lets it be, fits */
     web_server *web = web_start(c, control_addr, supervisor, NULL, err, sizeof err);
     if (!web) { /* its lines to stderr: the log pipe */

@@ -565,84 +565,71 @@ static void status_counter(shmrpc_buf *out, const view *v, const cfg_file *c, co
 }
 
 /* The user's queues and maps (view.shared): a family per figure, a sample per queue or
- * map, labelled by its name. */
+ * map, labelled by its name. A figure is the uint64_t at off in shmrpc_queue_stats (a
+ * queue's) or in shmrpc_map_info (a map's). */
 static void shared_metrics(shmrpc_buf *out, const view *v)
 {
     static const struct {
+        shmrpc_seg_kind kind; /* SHMRPC_SEG_QUEUE or SHMRPC_SEG_MAP */
         const char *name, *type, *help;
         size_t off;
-    } qf[] = {
-        {"shmrpc_queue_depth", "gauge",
+    } fig[] = {
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_depth", "gauge",
          "Messages in the queue not yet taken (broadcast: not yet read by its slowest "
          "subscriber).",
          offsetof(shmrpc_queue_stats, depth)},
-        {"shmrpc_queue_pushed_total", "counter",
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_pushed_total", "counter",
          "Messages committed to the queue since it was made.",
          offsetof(shmrpc_queue_stats, pushed)},
-        {"shmrpc_queue_popped_total", "counter",
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_popped_total", "counter",
          "Messages taken from the queue (pop, batch or peek) since it was made.",
          offsetof(shmrpc_queue_stats, popped)},
-        {"shmrpc_queue_timeouts_total", "counter",
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_timeouts_total", "counter",
          "Pushes and pops of the queue that waited and timed out.",
          offsetof(shmrpc_queue_stats, timeouts)},
-        {"shmrpc_queue_drops_total", "counter",
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_drops_total", "counter",
          "Messages of the queue lost: half written by a producer that died, taken by a consumer "
          "that died before releasing, or with a corrupt descriptor.",
          offsetof(shmrpc_queue_stats, drops)},
-        {"shmrpc_queue_sleeps_total", "counter", "Futex sleeps of the queue's waiters.",
-         offsetof(shmrpc_queue_stats, sleeps)},
-        {"shmrpc_queue_repairs_total", "counter",
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_sleeps_total", "counter",
+         "Futex sleeps of the queue's waiters.", offsetof(shmrpc_queue_stats, sleeps)},
+        {SHMRPC_SEG_QUEUE, "shmrpc_queue_repairs_total", "counter",
          "Slots of the queue taken back from dead processes.",
          offsetof(shmrpc_queue_stats, repairs)},
-    };
-    static const struct {
-        const char *name, *type, *help;
-        size_t off;
-    } mf[] = {
-        {"shmrpc_map_entries", "gauge", "Keys in the map.", offsetof(shmrpc_map_info, count)},
-        {"shmrpc_map_capacity_bytes", "gauge",
+        {SHMRPC_SEG_MAP, "shmrpc_map_entries", "gauge", "Keys in the map.",
+         offsetof(shmrpc_map_info, count)},
+        {SHMRPC_SEG_MAP, "shmrpc_map_capacity_bytes", "gauge",
          "Bytes of entry space of the map's current generation.", offsetof(shmrpc_map_info, bytes)},
-        {"shmrpc_map_used_bytes", "gauge",
+        {SHMRPC_SEG_MAP, "shmrpc_map_used_bytes", "gauge",
          "Bytes of the current generation's entry space written (live and replaced entries).",
          offsetof(shmrpc_map_info, used)},
-        {"shmrpc_map_generation", "gauge",
+        {SHMRPC_SEG_MAP, "shmrpc_map_generation", "gauge",
          "The map's current generation: 1, plus how many times its table was replaced "
          "(growth or clear).",
          offsetof(shmrpc_map_info, generation)},
-        {"shmrpc_map_writes_total", "counter",
+        {SHMRPC_SEG_MAP, "shmrpc_map_writes_total", "counter",
          "Puts, removes and clears that changed the map since it was made.",
          offsetof(shmrpc_map_info, writes)},
-        {"shmrpc_map_reads_total", "counter",
+        {SHMRPC_SEG_MAP, "shmrpc_map_reads_total", "counter",
          "Gets and read views of the map, by handles open now and closed ones.",
          offsetof(shmrpc_map_info, reads)},
-        {"shmrpc_map_growths_total", "counter", "Generations of the map made by growth.",
-         offsetof(shmrpc_map_info, growths)},
-        {"shmrpc_map_lock_waits_total", "counter",
+        {SHMRPC_SEG_MAP, "shmrpc_map_growths_total", "counter",
+         "Generations of the map made by growth.", offsetof(shmrpc_map_info, growths)},
+        {SHMRPC_SEG_MAP, "shmrpc_map_lock_waits_total", "counter",
          "Acquires of the map's lock that found it held (writes that waited).",
          offsetof(shmrpc_map_info, lock_waits)},
     };
-    for (size_t f = 0; f < sizeof qf / sizeof qf[0]; f++) {
-        family(out, qf[f].name, qf[f].type, qf[f].help);
+    for (size_t f = 0; f < sizeof fig / sizeof fig[0]; f++) {
+        bool queue = fig[f].kind == SHMRPC_SEG_QUEUE;
+        family(out, fig[f].name, fig[f].type, fig[f].help);
         for (size_t i = 0; i < v->n_shared; i++) {
             const shmrpc_segment *s = &v->shared[i];
-            if (s->kind != SHMRPC_SEG_QUEUE) continue;
+            if (s->kind != fig[f].kind) continue;
+            const char *stats = queue ? (const char *)&s->queue : (const char *)&s->map;
             uint64_t x;
-            memcpy(&x, (const char *)&s->queue + qf[f].off, sizeof x);
-            put(out, qf[f].name);
-            put(out, "{queue=\"");
-            put_label(out, s->key);
-            shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)x);
-        }
-    }
-    for (size_t f = 0; f < sizeof mf / sizeof mf[0]; f++) {
-        family(out, mf[f].name, mf[f].type, mf[f].help);
-        for (size_t i = 0; i < v->n_shared; i++) {
-            const shmrpc_segment *s = &v->shared[i];
-            if (s->kind != SHMRPC_SEG_MAP) continue;
-            uint64_t x;
-            memcpy(&x, (const char *)&s->map + mf[f].off, sizeof x);
-            put(out, mf[f].name);
-            put(out, "{map=\"");
+            memcpy(&x, stats + fig[f].off, sizeof x);
+            put(out, fig[f].name);
+            put(out, queue ? "{queue=\"" : "{map=\"");
             put_label(out, s->key);
             shmrpc_buf_appendf(out, "\"} %llu\n", (unsigned long long)x);
         }

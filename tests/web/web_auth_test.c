@@ -2,10 +2,10 @@
 /* The management page's shared secret (docs/web.md, "The secret"). First web_auth.c on
  * its own, with a clock the test sets: the limit on wrong secrets per peer, who a local
  * peer is (asked of the kernel), sessions' lifetime and eviction,
- * logout, secret files it refuses, the secret read out of a JSON login. Then real
- * supervisors over real HTTP on loopback: one listening on 0.0.0.0 with a secret_file
- * (which config allows only with a secret) is reached at 127.0.0.1: every page but the
- * login's needs a session, wrong secrets are limited per address and local user while the
+ * logout, secret files it refuses, the secret read out of a JSON login, and what jansson
+ * freed doing so wiped. Then real supervisors over real HTTP on loopback: one listening on 0.0.0.0
+ * with a secret_file (which config allows only with a secret) is reached at 127.0.0.1: every page
+ * but the login's needs a session, wrong secrets are limited per address and local user while the
  * right one gets in beside them, POSTs need the token as well, logout
  * ends the session; pages on 127.0.0.1 that require the secret of [defaults] or, with
  * `secret_file = none`, not; and no page when the secret cannot be read as it starts.
@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -545,7 +546,7 @@ static void test_peer_uid(void **state)
     let_go(lfd);
 }
 
-/* The secret of a JSON login, read without jansson: escapes, other members of any kind,
+/* The secret of a JSON login, read with jansson: escapes, other members of any kind,
  * and what is no such object. */
 static void test_json_secret(void **state)
 {
@@ -561,7 +562,9 @@ static void test_json_secret(void **state)
          "x\"y\\/\b\f\n\r\t\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 19},
         {"{\"\\u0073ecret\": \"k\"}", "k", 1},
         {"{\"secret\": \"\\u0000x\"}", "\0x", 2},
-        {"{\"secret\": \"\xff raw\"}", "\xff raw", 5}, /* compared as bytes */
+        /* JSON is UTF-8: jansson refuses other bytes (such a secret goes as a form, %XX). */
+        {"{\"secret\": \"\xff raw\"}", NULL, 0},
+        {"{\"a\": 1, \"a\": 2, \"secret\": \"x\"}", NULL, 0}, /* any member twice */
         {"{\"secret\": \"\"}", "", 0},
         {"{\"secrets\": \"no\"}", NULL, 0},
         {"{\"secret\": 5}", NULL, 0},
@@ -642,6 +645,64 @@ static void test_json_secret(void **state)
     assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 5, &(size_t){0}), SHMRPC_EINVAL);
     assert_int_equal(web_auth_json_secret(tail, strlen(tail), out, 7, &(size_t){0}), 0);
     assert_memory_equal(out, "abcd\xe2\x82\xac", 7);
+}
+
+/* The blocks jansson freed through web_auth_json_wipe's free, kept here instead of freed
+ * so that the test can look at them (with free, the page's, they go back to malloc). */
+static void *kept[512];
+static size_t n_kept;
+
+static void keep(void *p)
+{
+    assert_true(n_kept < sizeof kept / sizeof kept[0]);
+    kept[n_kept++] = p;
+}
+
+/* Frees what keep kept (something, or the test would say nothing): whether every byte of
+ * every block was wiped. */
+static bool kept_wiped(void)
+{
+    assert_true(n_kept > 0);
+    bool wiped = true;
+    for (size_t i = 0; i < n_kept; i++) {
+        const unsigned char *b = kept[i];
+        for (size_t k = 0, size = malloc_usable_size(kept[i]); k < size; k++)
+            wiped &= b[k] == 0;
+        free(kept[i]);
+    }
+    n_kept = 0;
+    return wiped;
+}
+
+/* What jansson frees while it reads a JSON login is wiped once web_auth_json_wipe ran, as
+ * the page's process does at its start: its lexer's buffers and the decoded string, for a
+ * body it takes, ones it refuses after the secret, and a secret too large for out. */
+static void test_json_secret_wiped(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"n\": [1, 2.5, {\"m\": null}], \"secret\": \"0123456789abcdefghij\\u00e9klmnopqrstuv\"}",
+        "{\"secret\": \"0123456789abcdefghij\\u00e9klmnopqrstuv\", \"x\": tru}",
+        "{\"secret\": \"0123456789abcdefghij\\u00e9klmnopqrstuv\", \"secret\": \"b\"}",
+    };
+    web_auth_json_wipe(keep);
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char out[64];
+        size_t n = 0;
+        int rc = web_auth_json_secret(bodies[i], strlen(bodies[i]), out, sizeof out, &n);
+        assert_int_equal(rc, i == 0 ? 0 : SHMRPC_EINVAL);
+        if (i == 0) {
+            assert_int_equal(n, 34);
+            assert_memory_equal(out, "0123456789abcdefghij\xc3\xa9klmnopqrstuv", 34);
+        }
+        if (!kept_wiped()) fail_msg("%s: a block jansson freed is not wiped", bodies[i]);
+    }
+    char out[8];
+    assert_int_equal(
+        web_auth_json_secret(bodies[0], strlen(bodies[0]), out, sizeof out, &(size_t){0}),
+        SHMRPC_EINVAL);
+    if (!kept_wiped()) fail_msg("a secret too large for out: a block jansson freed is not wiped");
+    web_auth_json_wipe(NULL); /* as in the page: the other tests' jansson runs with it */
 }
 
 /* --- supervisors over HTTP ---------------------------------------------------------------- */
@@ -1492,7 +1553,8 @@ int main(void)
                                        cmocka_unit_test_teardown(test_wrong_limit, auth_dir_rm),
                                        cmocka_unit_test_teardown(test_wrong_table, auth_dir_rm),
                                        cmocka_unit_test_teardown(test_peer_uid, peer_fds_close),
-                                       cmocka_unit_test(test_json_secret)};
+                                       cmocka_unit_test(test_json_secret),
+                                       cmocka_unit_test(test_json_secret_wiped)};
     const struct CMUnitTest http[] = {
         cmocka_unit_test(test_no_session),    cmocka_unit_test(test_login),
         cmocka_unit_test(test_actions),       cmocka_unit_test(test_logout),

@@ -37,7 +37,7 @@
 #include "sup_helpers.h"
 #include "web_http.h"
 
-/* The page's limits (runtime/web/web.c, docs/web.md). */
+/* The page's limits (runtime/web/web_request.c, docs/web.md). */
 #define MAX_DEPTH 128
 #define HEADER_TIMEOUT_MS 5000
 #define BODY_TIMEOUT_MS 10000
