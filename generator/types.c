@@ -325,6 +325,15 @@ void gen_banner(gen *g, emitter *e, const char *suffix, const char *what)
     em(e, " * %s */", S(what, g->name));
 }
 
+void gen_shared_head(gen *g, emitter *e, const svc_method *m, const char *macro, const char *type)
+{
+    em_blank(e);
+    gen_doc(g, e, m->doc);
+    em(e, "#define %s %s", macro,
+       gen_cstr(g, S("%s.%.*s", g->svc->svc_name, m->name.n, m->name.p)));
+    em(e, "extern const char %s[];", type);
+}
+
 const char *gen_cstr(gen *g, const char *s)
 {
     sbuf b;
