@@ -47,7 +47,6 @@ static void stub_msgpack(gen *g, emitter *e, const svc_method *m, const char *la
 {
     const cx c = {"&pk_", "&r_", "shmrpc_client_arena(client_)", "rc_"};
     if (part == PART_FINISH) goto finish;
-    em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "msgpack_packer pk_;");
     em(e, "msgpack_packer_init(&pk_, req_, shmrpc_buf_msgpack_write);");
     em(e, "msgpack_pack_array(&pk_, %d);", m->n_params);
@@ -76,7 +75,6 @@ static void stub_json(gen *g, emitter *e, const svc_method *m, const char *label
 {
     const cx c = {"", "&r_", "", "rc_"};
     if (part == PART_FINISH) goto finish;
-    em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "shmrpc_json *args_ = shmrpc_json_object();");
     em_open(e, "if (args_ == NULL)");
     em_last(e, "return shmrpc_client_error(client_, SHMRPC_ENOMEM, \"%s: out of memory\");", label);
@@ -125,7 +123,6 @@ static void stub_raw(gen *g, emitter *e, const svc_method *m, const char *label,
         return;
     }
     const char *data = gen_tokstr(g, m->params->name);
-    em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
     em(e, "int rc_ = shmrpc_buf_append(req_, %s.ptr, %s.len);", data, data);
     encode_failed(e, label);
     if (part == PART_START)
@@ -154,6 +151,8 @@ void gen_client(gen *g, emitter *e)
                 em(e, "int %s_%s_finish(shmrpc_client *client_, shmrpc_call *call_%s)", g->p,
                    gen_method_cname(g, m), gen_out_decl(g, m));
             em_open(e, "{");
+            /* The request, which each stub but NAME_finish writes its arguments into. */
+            if (part != PART_FINISH) em(e, "shmrpc_buf *req_ = shmrpc_client_request(client_);");
             if (svc_enc_is_raw(m->enc))
                 stub_raw(g, e, m, label, part);
             else if (m->enc == SVC_ENC_JSON)

@@ -90,6 +90,12 @@ const char *gen_ptr_decl(gen *g, const char *ctype, const char *name, bool konst
 const char *gen_tokstr(gen *g, svc_tok t);
 /* A C comment holding doc, at the emitter's indentation; nothing when doc is NULL. */
 void gen_doc(gen *g, emitter *e, const char *doc);
+/* The comment every file begins with: its name, the generator and the source, and what
+ * it holds (a format with one %s, the service's name), or nothing more when what is NULL. */
+void gen_banner(gen *g, emitter *e, const char *suffix, const char *what);
+/* A queue's or map's head in NAME.h: its doc, macro (the shared-memory name, the service's
+ * name and its own) and the extern of its type's signature, type. */
+void gen_shared_head(gen *g, emitter *e, const svc_method *m, const char *macro, const char *type);
 /* A C string literal with the quotes. */
 const char *gen_cstr(gen *g, const char *s);
 /* ISO C promises string literals of 4095 characters only (-Woverlength-strings). */
@@ -144,9 +150,5 @@ void gen_map_functions(gen *g, emitter *e);
 /* client.c, server.c: NAME_client.c and NAME_server.c */
 void gen_client(gen *g, emitter *e);
 void gen_server(gen *g, emitter *e);
-
-/* The comment every file begins with: its name, the generator and the source, and what
- * it holds (a format with one %s, the service's name), or nothing more when what is NULL. */
-void gen_banner(gen *g, emitter *e, const char *suffix, const char *what);
 
 #endif

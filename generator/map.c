@@ -76,20 +76,20 @@ void gen_map_decls(gen *g, emitter *e)
     em(e, " * may be NULL when nothing is allocated, is reset before each entry); a non-zero");
     em(e, " * return of fn_ stops it and is returned. */");
     for (const svc_method *m = g->svc->maps; m; m = m->next) {
-        em_blank(e);
-        gen_doc(g, e, m->doc);
-        em(e, "#define %s %s", name_macro(g, m),
-           gen_cstr(g, S("%s.%.*s", g->svc->svc_name, m->name.n, m->name.p)));
-        em(e, "extern const char %s[];", fn(g, m, "type"));
+        gen_shared_head(g, e, m, name_macro(g, m), fn(g, m, "type"));
         for (int i = 0; i < P_COUNT; i++)
             em(e, "%s;", protos(g, m, i));
     }
 }
 
-/* Encodes the key into buf_ (cleared first), as every function but open begins. */
-static void encode_key(gen *g, emitter *e, const svc_method *m, const char *label)
+/* The start of function which: its prototype, then the key encoded into buf_ (cleared
+ * first), as every function but open and iterate begins. */
+static void begin_keyed(gen *g, emitter *e, const svc_method *m, int which, const char *label)
 {
     const cx c = {"&pk_", "&r_", "arena_", "rc_"};
+    em_blank(e);
+    em(e, "%s", protos(g, m, which));
+    em_open(e, "{");
     em(e, "shmrpc_buf_clear(buf_);");
     em(e, "msgpack_packer pk_;");
     em(e, "msgpack_packer_init(&pk_, buf_, shmrpc_buf_msgpack_write);");
@@ -112,10 +112,7 @@ static void put_fn(gen *g, emitter *e, const svc_method *m, int which, const cha
 {
     const cx c = {"&pk_", "&r_", "arena_", "rc_"};
     gtype *v = gen_type(g, m->result);
-    em_blank(e);
-    em(e, "%s", protos(g, m, which));
-    em_open(e, "{");
-    encode_key(g, e, m, label);
+    begin_keyed(g, e, m, which, label);
     em(e, "size_t klen_ = buf_->len;");
     gen_mp_write(g, e, &c, v, v->kind == GK_STRUCT ? "*value_" : "value_");
     em_open(e, "if (buf_->err != 0)");
@@ -152,10 +149,7 @@ void gen_map_functions(gen *g, emitter *e)
         em_close(e, "}");
 
         /* The view is copied before the next call on the map can unmap what it shows. */
-        em_blank(e);
-        em(e, "%s", protos(g, m, P_GET));
-        em_open(e, "{");
-        encode_key(g, e, m, label);
+        begin_keyed(g, e, m, P_GET, label);
         em(e, "shmrpc_map_view view_;");
         em(e, "int rc_ = shmrpc_map_get_view(m_, buf_->data, buf_->len, &view_);");
         em_open(e, "if (rc_ != 0)");
@@ -174,10 +168,7 @@ void gen_map_functions(gen *g, emitter *e)
         put_fn(g, e, m, P_PUT, label);
         put_fn(g, e, m, P_PUT_IF_ABSENT, label);
 
-        em_blank(e);
-        em(e, "%s", protos(g, m, P_REMOVE));
-        em_open(e, "{");
-        encode_key(g, e, m, label);
+        begin_keyed(g, e, m, P_REMOVE, label);
         em(e, "return shmrpc_map_remove(m_, buf_->data, buf_->len);");
         em_close(e, "}");
 

@@ -76,11 +76,7 @@ void gen_queue_decls(gen *g, emitter *e)
     em(e, " * decoded into outs_. A message that does not decode is dropped and its status");
     em(e, " * returned, the others still delivered. */");
     for (const svc_method *q = g->svc->queues; q; q = q->next) {
-        em_blank(e);
-        gen_doc(g, e, q->doc);
-        em(e, "#define %s %s", name_macro(g, q),
-           gen_cstr(g, S("%s.%.*s", g->svc->svc_name, q->name.n, q->name.p)));
-        em(e, "extern const char %s[];", fn(g, q, "type"));
+        gen_shared_head(g, e, q, name_macro(g, q), fn(g, q, "type"));
         for (int i = 0; i < 5; i++)
             em(e, "%s;", protos(g, q, i));
     }
@@ -94,11 +90,9 @@ static void type_def(gen *g, emitter *e, const svc_method *q)
 
 static const cx codec_cx = {"&pk_", "&r_", "arena_", "rc_"};
 
-static void open_fn(gen *g, emitter *e, const svc_method *q)
+static void open_body(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
 {
-    em_blank(e);
-    em(e, "%s", protos(g, q, 0));
-    em_open(e, "{");
+    (void)t, (void)label;
     em(e, "shmrpc_queue_opts o_;");
     em(e, "if (opts_ != NULL)");
     e->depth++;
@@ -108,7 +102,6 @@ static void open_fn(gen *g, emitter *e, const svc_method *q)
     em_last(e, "shmrpc_queue_opts_init(&o_);");
     em(e, "o_.type = %s;", fn(g, q, "type"));
     em(e, "return shmrpc_queue_open(q_, %s, &o_);", name_macro(g, q));
-    em_close(e, "}");
 }
 
 /* Appends the encoding of v, an lvalue, to buf_ (JSON: setting rc_ when it fails). */
@@ -122,15 +115,11 @@ static void encode(gen *g, emitter *e, const svc_method *q, gtype *t, const char
     }
 }
 
-static void push_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
+static void push_body(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
 {
-    em_blank(e);
-    em(e, "%s", protos(g, q, 1));
-    em_open(e, "{");
     if (q->enc == SVC_ENC_RAW) {
         em(e, "(void)buf_; /* the bytes are the message */");
         em(e, "return shmrpc_queue_push(q_, value_.ptr, value_.len, timeout_ms_);");
-        em_close(e, "}");
         return;
     }
     em(e, "shmrpc_buf_clear(buf_);");
@@ -146,15 +135,11 @@ static void push_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const cha
     em_open(e, "if (rc_ != 0)");
     em_last(e, "return shmrpc_client_error(NULL, rc_, \"%s: cannot encode the value\");", label);
     em(e, "return shmrpc_queue_push(q_, buf_->data, buf_->len, timeout_ms_);");
-    em_close(e, "}");
 }
 
-static void push_batch_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
+static void push_batch_body(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
 {
     bool raw = q->enc == SVC_ENC_RAW;
-    em_blank(e);
-    em(e, "%s", protos(g, q, 2));
-    em_open(e, "{");
     if (raw) em(e, "(void)buf_; /* the bytes are the messages */");
     em(e, "shmrpc_queue_msg msgs_[64];");
     em(e, raw ? "size_t sent_ = 0;" : "size_t ends_[64], sent_ = 0;");
@@ -193,7 +178,6 @@ static void push_batch_fn(gen *g, emitter *e, const svc_method *q, gtype *t, con
     em_open(e, "if (done_ != NULL)");
     em_last(e, "*done_ = sent_;");
     em(e, "return rc_;");
-    em_close(e, "}");
 }
 
 /* Decodes the message of len bytes at data into out. In a batch, a failure goes to bad_,
@@ -252,11 +236,8 @@ static bool uses_arena(const svc_method *q, const gtype *t)
            (q->enc == SVC_ENC_MSGPACK && t->kind != GK_SCALAR && t->kind != GK_ENUM);
 }
 
-static void pop_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
+static void pop_body(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
 {
-    em_blank(e);
-    em(e, "%s", protos(g, q, 3));
-    em_open(e, "{");
     em(e, "shmrpc_queue_span s_;");
     em(e, "int rc_ = shmrpc_queue_peek(q_, &s_, timeout_ms_);");
     em_open(e, "if (rc_ != 0)");
@@ -274,16 +255,12 @@ static void pop_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char
     } else {
         decode(g, e, q, t, "buf_->data", "buf_->len", "*out_", label, false);
     }
-    em_close(e, "}");
 }
 
 /* One shmrpc_queue_pop_batch into buf_: the first message gets room for the longest, the
  * others up to 16 KiB each (a longer one ends the batch and stays queued for the next). */
-static void pop_batch_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
+static void pop_batch_body(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label)
 {
-    em_blank(e);
-    em(e, "%s", protos(g, q, 4));
-    em_open(e, "{");
     em(e, "shmrpc_queue_msg msgs_[64];");
     em(e, "shmrpc_queue_info info_;");
     em(e, "size_t got_ = 0, run_ = n_ < 64 ? n_ : 64;");
@@ -318,7 +295,6 @@ static void pop_batch_fn(gen *g, emitter *e, const svc_method *q, gtype *t, cons
         em_open(e, "if (done_ != NULL)");
         em_last(e, "*done_ = got_;");
         em(e, "return 0;");
-        em_close(e, "}");
         return;
     }
     em(e, "size_t ok_ = 0;");
@@ -329,8 +305,13 @@ static void pop_batch_fn(gen *g, emitter *e, const svc_method *q, gtype *t, cons
     em_open(e, "if (done_ != NULL)");
     em_last(e, "*done_ = ok_;");
     em(e, "return status_;");
-    em_close(e, "}");
 }
+
+/* A function's body, between the "{" and "}" that gen_queue_functions writes. */
+typedef void body_fn(gen *g, emitter *e, const svc_method *q, gtype *t, const char *label);
+
+/* The bodies, numbered as protos numbers the prototypes. */
+static body_fn *const bodies[] = {open_body, push_body, push_batch_body, pop_body, pop_batch_body};
 
 void gen_queue_functions(gen *g, emitter *e)
 {
@@ -339,10 +320,12 @@ void gen_queue_functions(gen *g, emitter *e)
         const char *label = S("%s.%.*s", g->name, q->name.n, q->name.p);
         em_blank(e);
         type_def(g, e, q);
-        open_fn(g, e, q);
-        push_fn(g, e, q, t, label);
-        push_batch_fn(g, e, q, t, label);
-        pop_fn(g, e, q, t, label);
-        pop_batch_fn(g, e, q, t, label);
+        for (int i = 0; i < 5; i++) {
+            em_blank(e);
+            em(e, "%s", protos(g, q, i));
+            em_open(e, "{");
+            bodies[i](g, e, q, t, label);
+            em_close(e, "}");
+        }
     }
 }

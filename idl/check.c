@@ -768,6 +768,23 @@ enum {
     HELLO_FIXED = 1 + 5 + 3 + 9 + 5 + 3 + 5 + 5 + 259
 };
 
+/* The length of m's signature, walked no further than SVC_MAX_SIGNATURE, and too_long (a
+ * format taking m's name and that limit) reported at m when it is longer; 0 when out of
+ * memory (c->oom). */
+static size_t signature_len(check *c, const svc_method *m, const char *too_long)
+    __attribute__((format(printf, 3, 0)));
+
+static size_t signature_len(check *c, const svc_method *m, const char *too_long)
+{
+    size_t len = 0;
+    if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
+        c->oom = true;
+        return 0;
+    }
+    if (len > SVC_MAX_SIGNATURE) err(c, m->name, too_long, m->name.n, m->name.p, SVC_MAX_SIGNATURE);
+    return len;
+}
+
 /* A file that compiles must connect over tcp:// too: each method's signature at most
  * 65535 bytes, the method table within one handshake body. Run on a tree known good
  * (types resolved, encodings set); each signature is walked no further than the limit,
@@ -777,42 +794,24 @@ static void check_wire(check *c)
 {
     size_t hello = HELLO_FIXED + (size_t)c->s->name.n;
     for (const svc_method *m = c->s->methods; m; m = m->next) {
-        size_t len = 0;
-        if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
-            c->oom = true;
-            return;
-        }
-        if (len > SVC_MAX_SIGNATURE)
-            err(c, m->name,
-                "the signature of '%.*s' is longer than %d bytes, the most tcp:// carries "
-                "(fewer parameters, or shorter names, would fit)",
-                m->name.n, m->name.p, SVC_MAX_SIGNATURE);
+        size_t len =
+            signature_len(c, m,
+                          "the signature of '%.*s' is longer than %d bytes, the most "
+                          "tcp:// carries (fewer parameters, or shorter names, would fit)");
+        if (len == 0) return;
         hello += HELLO_PER_METHOD + (size_t)m->name.n + len;
         if (hello > SVC_MAX_HELLO) break; /* said below; the rest would cost, not tell */
     }
-    for (const svc_method *q = c->s->queues; q; q = q->next) {
-        size_t len = 0;
-        if (!svc_signature(c->a, q, SVC_MAX_SIGNATURE, &len) && len == 0) {
-            c->oom = true;
+    for (const svc_method *q = c->s->queues; q; q = q->next)
+        if (!signature_len(c, q,
+                           "the type of queue '%.*s' is longer than %d bytes, the most a "
+                           "queue stores"))
             return;
-        }
-        if (len > SVC_MAX_SIGNATURE)
-            err(c, q->name,
-                "the type of queue '%.*s' is longer than %d bytes, the most a queue "
-                "stores",
-                q->name.n, q->name.p, SVC_MAX_SIGNATURE);
-    }
-    for (const svc_method *m = c->s->maps; m; m = m->next) {
-        size_t len = 0;
-        if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
-            c->oom = true;
+    for (const svc_method *m = c->s->maps; m; m = m->next)
+        if (!signature_len(c, m,
+                           "the types of map '%.*s' are longer than %d bytes, the most a map "
+                           "stores"))
             return;
-        }
-        if (len > SVC_MAX_SIGNATURE)
-            err(c, m->name,
-                "the types of map '%.*s' are longer than %d bytes, the most a map stores",
-                m->name.n, m->name.p, SVC_MAX_SIGNATURE);
-    }
     if (hello > SVC_MAX_HELLO)
         err(c, c->s->name,
             "the method table of '%.*s' needs up to %zu bytes of the tcp:// handshake, whose "

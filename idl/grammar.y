@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The .svc grammar (lemon). Actions are one call each into parse.c, which builds the tree:
+/* The .svc grammar (lemon). Actions are one call each into tree.c, which builds the tree:
  * members are appended to the service, struct, enum or method being read. */
 
 %name svc_parser

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* What the lexer, the lemon grammar and the parse driver share; not part of the API. */
+/* What the lexer, the lemon grammar, its actions (tree.c), the parse driver and the checks
+ * share; not part of the API. */
 #ifndef SVC_PARSE_INT_H
 #define SVC_PARSE_INT_H
 
@@ -65,7 +66,7 @@ typedef struct svc_pstate {
     svc_enumval *val_tail;
 } svc_pstate;
 
-/* Grammar actions, in parse.c. */
+/* Grammar actions, in tree.c. */
 void svc_p_syntax_error(svc_pstate *ps, int major, const svc_ltok *tok);
 void svc_p_overflow(svc_pstate *ps);
 void svc_p_parse_failed(svc_pstate *ps);
@@ -90,6 +91,7 @@ void *svc_parserAlloc(void *(*alloc)(size_t));
 void svc_parserFree(void *p, void (*dealloc)(void *));
 void svc_parser(void *p, int major, svc_ltok minor, svc_pstate *ps);
 
+/* Literals, in literal.c. */
 /* An integer literal: decimal or 0x hex, with an optional '-'. 0, or -1 if malformed, or
  * -2 if it does not fit in 64 bits. */
 int svc_number(const char *p, int n, int64_t *out);

@@ -46,7 +46,6 @@
 #include <shmrpc/tcp.h>
 
 #include "obs_proc.h"
-#include "sup_scaler.h"
 
 /* The manager's command line, built once per service; the count it starts with is
  * rewritten before each start. */
@@ -176,12 +175,11 @@ int sup_module_init(sup_service *s)
         m->argv[a++] = cfg->module_args[i];
     m->argv[a] = NULL;
     sup_module_set_start_workers(s, 1);
-    return sup_scaler_new(s);
+    return 0;
 }
 
 void sup_module_destroy(sup_service *s)
 {
-    sup_scaler_free(s);
     if (s->module) free(s->module->argv);
     free(s->module);
     s->module = NULL;

@@ -25,8 +25,8 @@
  * `port` (0: none), then unloads it. 0, or nonzero with the reason in err. */
 int sup_module_resolve(cfg_file *c, cfg_service *cfg, char *err, size_t cap);
 
-/* Supervisor: the manager's command line and the scaler of a module service. 0, or
- * SHMRPC_ENOMEM. */
+/* Supervisor: the manager's command line of a module service (its scaler is
+ * sup_scaler.c's, made by sup_service_init). 0, or SHMRPC_ENOMEM. */
 int sup_module_init(sup_service *s);
 void sup_module_destroy(sup_service *s);
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,72 +29,6 @@
 /* sup_service_drain calls (256 KiB each) after a process ended: 1 MiB, the most an
  * unprivileged process can make a pipe hold (/proc/sys/fs/pipe-max-size). */
 #define DRAIN_REST_CALLS 4
-
-void sup_vlogf(const sup_ctx *ctx, const char *fmt, va_list ap)
-{
-    /* On the stack when it fits; a longer line (it names paths, as long as the file
-     * system lets them be) on the heap, whole: a cut path hides what the user must read. */
-    char small[1024], *line = small;
-    va_list again;
-    va_copy(again, ap);
-    int n = vsnprintf(small, sizeof small - 1, fmt, ap);
-    if (n < 0) {
-        va_end(again);
-        return;
-    }
-    if ((size_t)n > sizeof small - 2) {
-        char *big = malloc((size_t)n + 2);
-        if (big) {
-            vsnprintf(big, (size_t)n + 1, fmt, again);
-            line = big;
-        } else {
-            n = (int)sizeof small - 2; /* no memory: the start of it, rather than nothing */
-        }
-    }
-    va_end(again);
-    line[n++] = '\n';
-    int prio = 6, skip = 0; /* SUP_INFO unless the format began with a priority */
-    if (n >= 3 && line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>') {
-        prio = line[1] - '0';
-        skip = 3;
-    }
-    if (ctx->own_log) {
-        sup_log_write(ctx->own_log, line + skip, (size_t)(n - skip));
-    } else if (ctx->journal) {
-        /* The journal stamps the lines itself, and reads <N> as the line's priority. */
-        fprintf(stderr, "<%d>shmrpc-service: %.*s", prio, n - skip, line + skip);
-    } else {
-        fprintf(stderr, "shmrpc-service: %.*s", n - skip, line + skip);
-    }
-    if (line != small) free(line);
-}
-
-void sup_logf(const sup_ctx *ctx, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sup_vlogf(ctx, fmt, ap);
-    va_end(ap);
-}
-
-const char *sup_state_name(sup_state st)
-{
-    switch (st) {
-    case SUP_STOPPED:
-        return "stopped";
-    case SUP_STARTING:
-        return "starting";
-    case SUP_RUNNING:
-        return "running";
-    case SUP_BACKOFF:
-        return "backoff";
-    case SUP_STOPPING:
-        return "stopping";
-    case SUP_FAILED:
-        return "failed";
-    }
-    return "?";
-}
 
 static void set_state(sup_service *s, sup_state st)
 {
@@ -126,10 +59,9 @@ int sup_service_init(sup_service *s, sup_ctx *ctx, const cfg_service *cfg, const
     snprintf(name, sizeof name, "%s.log", cfg->name);
     int rc =
         sup_log_open(&s->log, cfg->s.log_dir, name, cfg->s.log_max_bytes, cfg->s.log_keep, true);
-    if (rc == 0 && cfg->kind == CFG_MODULE)
-        rc = sup_module_init(s);
-    else if (rc == 0)
-        rc = sup_scaler_new(s); /* scaled when its program follows a count */
+    if (rc == 0 && cfg->kind == CFG_MODULE) rc = sup_module_init(s);
+    /* A module= service is scaled; an exec= one when its program follows a count. */
+    if (rc == 0) rc = sup_scaler_new(s);
     return rc;
 }
 
@@ -138,10 +70,8 @@ void sup_service_destroy(sup_service *s)
     if (s->out_r >= 0) close(s->out_r);
     if (s->out_w >= 0) close(s->out_w);
     sup_log_close(&s->log);
-    if (s->module)
-        sup_module_destroy(s);
-    else
-        sup_scaler_free(s);
+    sup_scaler_free(s);
+    if (s->module) sup_module_destroy(s);
     free(s->restart_times);
     s->out_r = s->out_w = -1;
     s->restart_times = NULL;

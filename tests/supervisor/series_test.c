@@ -37,7 +37,7 @@
 #include "sup_series.h"
 #include "sup_helpers.h"
 
-/* sup_series.c logs through sup_service.c's sup_logf; this test links sup_series.c alone:
+/* sup_series.c logs through sup_ctx.c's sup_logf; this test links sup_series.c alone:
  * the lines go to stderr, and are kept in logged for the tests to read. */
 static char logged[8192];
 
