@@ -42,9 +42,17 @@ set(shmrpc_stats_sources
 set(shmrpc_queue_sources
   ${SHMRPC_SRC}/queue/queue.c)
 
-# map/: the shared map
+# map/: the shared map (map/map_int.h: its files, each calling only those listed before it)
 set(shmrpc_map_sources
-  ${SHMRPC_SRC}/map/map.c)
+  ${SHMRPC_SRC}/map/map_seg.c
+  ${SHMRPC_SRC}/map/map_files.c
+  ${SHMRPC_SRC}/map/map_generation.c
+  ${SHMRPC_SRC}/map/map_read.c
+  ${SHMRPC_SRC}/map/map_space.c
+  ${SHMRPC_SRC}/map/map_write.c
+  ${SHMRPC_SRC}/map/map_iter.c
+  ${SHMRPC_SRC}/map/map_info.c
+  ${SHMRPC_SRC}/map/map_open.c)
 
 # rpc/: method tables, dispatch, the manager and its workers
 set(shmrpc_rpc_sources

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the map generation segment's validation (runtime/src/map/map.c) on
+/* libFuzzer target: the map generation segment's validation (runtime/src/map/map_seg.c) on
  * arbitrary bytes as a segment, and on a segment it accepts, lookups of a few keys and the
  * full consistency check over whatever slots and entries the input holds. A refusal
  * without a reason, a crash, an access outside the segment, a value reaching past it or a

@@ -91,7 +91,7 @@ static int holds_two(shmrpc_map *m)
 }
 
 /* The map's files are its header, its lock and one generation: none that an earlier
- * generation or a failed growth left. Documented (map.c, grow): a growth that could not
+ * generation or a failed growth left. Documented (map_generation.c, grow): a growth that could not
  * tell whether the map's name is still its own (a stat failed) leaves the old generation's
  * file to the map's removal (done() removes it, and the sweep sees that nothing is left). */
 static int three_files(struct mcase *c)
@@ -449,7 +449,7 @@ static int run_auto_unlink(void *arg)
 }
 
 /* Whether its open failed or not, the map is gone once its creator exited: all of it when
- * it was made; its header and generations when the open failed (documented, map.c,
+ * it was made; its header and generations when the open failed (documented, map_open.c,
  * create_map: a create that failed leaves the lock it made, which another map of the name
  * may have taken already). */
 static int check_auto_unlink(void *arg, int rc)
@@ -460,7 +460,7 @@ static int check_auto_unlink(void *arg, int rc)
     snprintf(gens, sizeof gens, "shmrpc.mapgen.%s.", c->name);
     unsigned n =
         rc == 0 ? faults_shm_files(c->name) : faults_shm_files(hdr) + faults_shm_files(gens);
-    /* Documented (map.c, unlink_doomed): a removal at exit that cannot look at the name
+    /* Documented (map_open.c, unlink_doomed): a removal at exit that cannot look at the name
      * (stat) or list the generations (opendir) leaves the map. */
     const char *what = faults_hit_name();
     if (rc == 0 && what && (!strcmp(what, "stat") || !strcmp(what, "opendir"))) n = 0;

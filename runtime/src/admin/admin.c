@@ -4,7 +4,7 @@
  * its head (read-only, each field once) and checked in /proc with its start time, as the
  * runtime does, so that a reused pid counts as dead. The layouts are the library's own:
  * shm.h, stats.h and lock_seg.h are read here; a queue's and a map's heads are read by
- * functions of queue.c and map.c (queue_seg.h, map_seg.h), which own those layouts. */
+ * functions of queue.c and map_seg.c (queue_seg.h, map_seg.h), which own those layouts. */
 #include <shmrpc/admin.h>
 
 #include <dirent.h>
@@ -94,7 +94,7 @@ static bool parse_channel(const char *rest, shmrpc_segment *s)
     return true;
 }
 
-/* NAME.G after "shmrpc.mapgen.", as map.c writes it; else not a name of the library's. G is
+/* NAME.G after "shmrpc.mapgen.", as map_files.c writes it; else not a name of the library's. G is
  * the file's number, not the generation a user is shown (read_mapgen). */
 static bool parse_mapgen(const char *rest, shmrpc_segment *s)
 {
@@ -368,7 +368,7 @@ static void read_queue(shmrpc_segment *s)
     }
 }
 
-/* A map's header, read by map.c, and what it names: the current generation's head (its
+/* A map's header, read by map_seg.c, and what it names: the current generation's head (its
  * figures) and the lock's counters (lock waits). *head gets the header as read. */
 static void read_map_head(shmrpc_segment *s, shmrpc__map_head *head)
 {
@@ -490,7 +490,7 @@ static map_state map_now(const char *key, shmrpc__map_head *head)
     return !alive && time(NULL) - h.mtime > INCOMPLETE_GRACE_S ? MAP_DEAD_HALF_MADE : MAP_HALF_MADE;
 }
 
-/* A generation segment's own head, read by map.c, and its map's header, which says which
+/* A generation segment's own head, read by map_seg.c, and its map's header, which says which
  * generation its number is: map.generation 1, 2, ... of the map's, else 0. */
 static void read_mapgen(shmrpc_segment *s)
 {

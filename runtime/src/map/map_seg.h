@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The map's generation segment as map.c lays it out, for the fuzz target: validation of
- * an untrusted segment and the reads that follow it; and what the admin API (admin.c)
- * reads of a map's segments, so that their layout is read in map.c alone. */
+/* The map's generation segment as map_int.h lays it out, for the fuzz target: validation
+ * of an untrusted segment and the reads that follow it; and what the admin API (admin.c)
+ * reads of a map's segments, so that their layout is read in runtime/src/map/ alone. All
+ * defined in map_seg.c. */
 #ifndef SHMRPC_SRC_MAP_SEG_H
 #define SHMRPC_SRC_MAP_SEG_H
 
