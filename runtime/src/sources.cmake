@@ -38,9 +38,23 @@ set(shmrpc_codec_sources
 set(shmrpc_stats_sources
   ${SHMRPC_SRC}/stats/stats.c)
 
-# queue/: named shared-memory queues
+# queue/: named shared-memory queues, a file per role, from the bottom up (queue_int.h)
 set(shmrpc_queue_sources
-  ${SHMRPC_SRC}/queue/queue.c)
+  ${SHMRPC_SRC}/queue/queue_seg.c
+  ${SHMRPC_SRC}/queue/queue_wake.c
+  ${SHMRPC_SRC}/queue/queue_frontier.c
+  ${SHMRPC_SRC}/queue/queue_death.c
+  ${SHMRPC_SRC}/queue/queue_check.c
+  ${SHMRPC_SRC}/queue/queue_bcast.c
+  ${SHMRPC_SRC}/queue/queue_wait.c
+  ${SHMRPC_SRC}/queue/queue_single.c
+  ${SHMRPC_SRC}/queue/queue_push.c
+  ${SHMRPC_SRC}/queue/queue_pop.c
+  ${SHMRPC_SRC}/queue/queue_stats.c
+  ${SHMRPC_SRC}/queue/queue_batch.c
+  ${SHMRPC_SRC}/queue/queue_span.c
+  ${SHMRPC_SRC}/queue/queue_repair.c
+  ${SHMRPC_SRC}/queue/queue_open.c)
 
 # map/: the shared map (map/map_int.h: its files, each calling only those listed before it)
 set(shmrpc_map_sources

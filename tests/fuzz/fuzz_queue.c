@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer target: the queue segment's validation (runtime/src/queue/queue.c) on arbitrary
+/* libFuzzer target: the queue segment's validation (runtime/src/queue/queue_seg.c) on arbitrary
  * bytes as a segment, and on a segment it accepts, the operations that do not wait (tries
  * of pop, peek, push and reserve, and the frontier they move) over descriptors and
  * positions the input chose (broadcast segments with a subscribed handle). A refusal without a

@@ -511,7 +511,7 @@ static void ls_shows_queues(void **state)
     assert_int_equal(v[0].owner_pid, kid);
     assert_int_equal(v[0].owner, SHMRPC_LIFE_DEAD);
     assert_true(v[0].valid && !v[0].stale);
-    /* Its counters, read by queue.c from the header (shmrpc_queue_get_stats' figures). */
+    /* Its counters, read by queue_stats.c from the header (shmrpc_queue_get_stats' figures). */
     assert_int_equal(v[0].queue.depth, 1);
     assert_int_equal(v[0].queue.pushed, 2);
     assert_int_equal(v[0].queue.popped, 1);

@@ -4,7 +4,7 @@
  * its head (read-only, each field once) and checked in /proc with its start time, as the
  * runtime does, so that a reused pid counts as dead. The layouts are the library's own:
  * shm.h, stats.h and lock_seg.h are read here; a queue's and a map's heads are read by
- * functions of queue.c and map_seg.c (queue_seg.h, map_seg.h), which own those layouts. */
+ * functions of queue_stats.c and map_seg.c (queue_seg.h, map_seg.h), which own those layouts. */
 #include <shmrpc/admin.h>
 
 #include <dirent.h>
@@ -330,7 +330,7 @@ static void read_stats(shmrpc_segment *s)
     munmap(h, sizeof *h);
 }
 
-/* A queue's header, read by queue.c: its creator, shape and counters. A queue outlives
+/* A queue's header, read by queue_stats.c: its creator, shape and counters. A queue outlives
  * its creator by design (a durable pipe that others may still use), so it is never stale
  * here. */
 static void read_queue(shmrpc_segment *s)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The named-segment plumbing shared by lock.c, queue.c and map/ (segment.h). */
+/* The named-segment plumbing shared by lock.c, queue_open.c and map/ (segment.h). */
 #include "core/segment.h"
 
 #include <errno.h>

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The queue segment's header check and a handle over memory the caller owns: what the
- * fuzz target for segment validation (tests/fuzz/fuzz_queue.c) drives; and the header's
- * figures for the admin API, so that the layout is read in queue.c alone. */
+/* The queue segment's header check and a handle over memory the caller owns (queue_seg.c):
+ * what the fuzz target for segment validation (tests/fuzz/fuzz_queue.c) drives; and the
+ * header's figures for the admin API (queue_stats.c), so that the layout is read in queue/
+ * alone. What the queue's own files share is queue_int.h. */
 #ifndef SHMRPC_SRC_QUEUE_SEG_H
 #define SHMRPC_SRC_QUEUE_SEG_H
 
