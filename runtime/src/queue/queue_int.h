@@ -108,19 +108,11 @@ static inline uint32_t byte_of(uint64_t p)
     return (uint32_t)(p >> 32);
 }
 
-/* A single consumer's cons word: {next message to take, low half of popped}. */
-static inline uint64_t mkcons(uint32_t head, uint32_t popped)
-{
-    return (uint64_t)popped << 32 | head;
-}
-static inline uint32_t cons_head(uint64_t c)
-{
-    return (uint32_t)c;
-}
-static inline uint32_t cons_popped(uint64_t c)
-{
-    return (uint32_t)(c >> 32);
-}
+/* A single consumer's cons word: {next message to take, low half of popped}, packed as a
+ * position is (its head where a position has its message, the count where its bytes). */
+#define mkcons(head, popped) mkpos(head, popped)
+#define cons_head(c) msg_of(c)
+#define cons_popped(c) byte_of(c)
 
 /* One message slot. Every field is read into a local and checked before use. */
 struct q_desc {
@@ -449,10 +441,9 @@ int shmrpc__q_wait_on(shmrpc_queue *q, shmrpc__futex *f, uint32_t old, int64_t d
                       struct waiting *w);
 /* A consumer's spin, before it announces itself, for a message at its head. */
 void shmrpc__q_spin_for_message(shmrpc_queue *q, due *dl);
-/* A producer that found the queue full spins until a quarter of it is free. */
-void shmrpc__q_spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl);
-/* A producer that found no room by its deadline: a status, or LOOK_AGAIN once a call. */
-int shmrpc__q_full_or_corrupt(shmrpc_queue *q, bool *looked);
+/* A producer without room for message p waits for some, once: LOOK_AGAIN, or a status. */
+int shmrpc__q_wait_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl,
+                            struct producing *pr, bool *spun, bool *looked);
 
 /* queue_single.c: single producer, single consumer. */
 /* A single producer's queue: whether message p, at the tail, was committed already. */

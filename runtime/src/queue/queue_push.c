@@ -124,28 +124,8 @@ int shmrpc__q_claim(shmrpc_queue *q, const uint32_t *lens, uint32_t k, due *dl,
                  * message (a descriptor written over) would drop it forever. */
                 if (q->bcast && q->drop && shmrpc__q_drop_oldest(q) && atomic_load(&h->freed) != f)
                     continue;
-                if (shmrpc__q_due_passed(dl)) {
-                    int rc = shmrpc__q_full_or_corrupt(q, &looked);
-                    if (rc == LOOK_AGAIN) continue;
-                    return rc;
-                }
-                shmrpc__q_flush_signal(q, pr); /* consumers must see what we queued to make room */
-                if (!spun) {
-                    spun = true;
-                    shmrpc__q_spin_for_room(q, p, len, end, dl);
-                    continue;
-                }
-                uint32_t old = shmrpc__q_announce(&h->nonfull);
-                if (old != 0 && q->sc) shmrpc__q_barrier_for_waiter();
-                if (old == 0 || fits(q, p, end, atomic_load(&h->freed))) continue;
-                struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
-                int rc = shmrpc__q_wait_on(q, &h->nonfull, old, shmrpc__q_due_at(dl), &w);
-                if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
-                if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
-                    msg_of(atomic_load(&h->tail)) == p) {
-                    rc = shmrpc__q_full_or_corrupt(q, &looked);
-                    if (rc != LOOK_AGAIN) return rc;
-                }
+                int rc = shmrpc__q_wait_for_room(q, p, len, end, dl, pr, &spun, &looked);
+                if (rc != LOOK_AGAIN) return rc;
                 continue;
             }
         }

@@ -196,28 +196,8 @@ int shmrpc__q_sp_claim(shmrpc_queue *q, uint32_t len, due *dl, struct producing 
         f = atomic_load_explicit(&h->freed, memory_order_acquire);
         atomic_store_explicit(&q->freed_seen, f, memory_order_relaxed);
         if (fits(q, p, end, f)) break;
-        if (shmrpc__q_due_passed(dl)) {
-            rc = shmrpc__q_full_or_corrupt(q, &looked);
-            if (rc == LOOK_AGAIN) continue;
-            return rc;
-        }
-        shmrpc__q_flush_signal(q, pr); /* consumers must see what we queued to make room */
-        if (!spun) {
-            spun = true;
-            shmrpc__q_spin_for_room(q, p, len, end, dl);
-            continue;
-        }
-        uint32_t old = shmrpc__q_announce(&h->nonfull);
-        if (old == 0) continue;
-        if (q->sc) shmrpc__q_barrier_for_waiter();
-        if (fits(q, p, end, atomic_load(&h->freed))) continue;
-        struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
-        rc = shmrpc__q_wait_on(q, &h->nonfull, old, shmrpc__q_due_at(dl), &w);
-        if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
-        if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed))) {
-            rc = shmrpc__q_full_or_corrupt(q, &looked);
-            if (rc != LOOK_AGAIN) return rc;
-        }
+        rc = shmrpc__q_wait_for_room(q, p, len, end, dl, pr, &spun, &looked);
+        if (rc != LOOK_AGAIN) return rc;
     }
     /* The frontier passed message p - N, so the slot is FREE{p}: nobody reads these
      * until the state says COMMITTED{p}. */

@@ -178,7 +178,7 @@ void shmrpc__q_spin_for_message(shmrpc_queue *q, due *dl)
 /* A producer that found the queue full spins until a quarter of it is free (or its
  * message fits when the spin budget ends): it then pushes that quarter without reading
  * the frontier, which consumers write, once per message. */
-void shmrpc__q_spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl)
+static void spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl)
 {
     struct spin sp;
     if (!spin_begin(q, dl, &sp)) return;
@@ -199,7 +199,7 @@ void shmrpc__q_spin_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t
  * waiting at a message whose descriptor was written over until the tail passed it
  * (freed_to) is moved by a release or a waiter's check alone: a push that does not wait
  * (or not long enough for a check) said full for good on an empty queue. */
-int shmrpc__q_full_or_corrupt(shmrpc_queue *q, bool *looked)
+static int full_or_corrupt(shmrpc_queue *q, bool *looked)
 {
     if (!*looked) {
         *looked = true;
@@ -209,4 +209,34 @@ int shmrpc__q_full_or_corrupt(shmrpc_queue *q, bool *looked)
     }
     int rc = shmrpc__q_check_positions(q);
     return rc != 0 ? rc : SHMRPC_ETIMEDOUT;
+}
+
+/* A producer (claim, a single one's sp_claim) that found no room for message p, of len
+ * bytes whose room ends at byte end, waits for some, once: past its deadline it is full
+ * (or the positions say why not); before, it spins for room, then announces itself and
+ * sleeps on nonfull. LOOK_AGAIN: look at the frontier again; else the status to return.
+ * A wait that timed out says full only if the tail is still at p (other producers may have
+ * moved it; a single producer's is its own). */
+int shmrpc__q_wait_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t end, due *dl,
+                            struct producing *pr, bool *spun, bool *looked)
+{
+    struct q_hdr *h = q->hdr;
+    if (shmrpc__q_due_passed(dl)) return full_or_corrupt(q, looked);
+    shmrpc__q_flush_signal(q, pr); /* consumers must see what we queued to make room */
+    if (!*spun) {
+        *spun = true;
+        spin_for_room(q, p, len, end, dl);
+        return LOOK_AGAIN;
+    }
+    uint32_t old = shmrpc__q_announce(&h->nonfull);
+    if (old == 0) return LOOK_AGAIN;
+    if (q->sc) shmrpc__q_barrier_for_waiter();
+    if (fits(q, p, end, atomic_load(&h->freed))) return LOOK_AGAIN;
+    struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
+    int rc = shmrpc__q_wait_on(q, &h->nonfull, old, shmrpc__q_due_at(dl), &w);
+    if (rc != 0 && rc != SHMRPC_ETIMEDOUT) return rc;
+    if (rc == SHMRPC_ETIMEDOUT && !fits(q, p, end, atomic_load(&h->freed)) &&
+        (q->sp || msg_of(atomic_load(&h->tail)) == p))
+        return full_or_corrupt(q, looked);
+    return LOOK_AGAIN;
 }
