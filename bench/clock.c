@@ -12,6 +12,11 @@ int64_t bench_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t bench_now_ms(void)
+{
+    return bench_now_ns() / 1000000;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -8,6 +8,9 @@
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t bench_now_ns(void);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t bench_now_ms(void);
+
 /* The median of the n values at v (n >= 1), which it sorts in place. */
 double bench_median(double *v, int n);
 

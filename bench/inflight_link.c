@@ -16,67 +16,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_handlers.h"
+#include "clock.h"
 
 static const char secret[] = "shmrpc-bench-inflight-not-secret";
 
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int h_pass(shmrpc_ctx *ctx, const bench_Record *r, bench_Record *out)
-{
-    (void)ctx;
-    *out = *r;
-    return 0;
-}
-
-static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    *out = data;
-    return 0;
-}
-
-static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
-{
-    (void)ctx;
-    *out = a + b;
-    return 0;
-}
-
-static const Bench_handlers handlers = {
-    .pass = h_pass, .echo = h_echo, .add = h_add, .work = h_echo};
-
-static shmrpc_server *server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server);
-}
-
 static int serve(const char *addr, const char *cert, const char *key)
 {
-    signal(SIGTERM, on_term);
+    signal(SIGTERM, bench_on_term);
     shmrpc_server_opts so;
     shmrpc_server_opts_init(&so);
     so.tcp.secret = secret;
     so.tcp.secret_len = strlen(secret);
     so.tcp.tls_cert = cert; /* NULL: plain TCP */
     so.tcp.tls_key = key;
-    int rc = shmrpc_server_new(&server, &so);
-    if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
-    if (rc == 0) rc = shmrpc_server_listen(server, addr);
-    if (rc == 0) rc = shmrpc_server_serve(server, 1);
+    int rc = shmrpc_server_new(&bench_server, &so);
+    if (rc == 0)
+        rc = shmrpc_server_register(bench_server, &Bench_service, &bench_plain_handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_listen(bench_server, addr);
+    if (rc == 0) rc = shmrpc_server_serve(bench_server, 1);
     if (rc) fprintf(stderr, "server: %s\n", shmrpc_errmsg());
-    shmrpc_server_free(server);
+    shmrpc_server_free(bench_server);
     return rc ? 1 : 0;
 }
 
@@ -88,8 +51,8 @@ static double row(shmrpc_client *c, int n, size_t len, int secs, long *bad)
     shmrpc_call *ring[64];
     int head = 0, cnt = 0;
     long done = 0;
-    int64_t t0 = now_ms(), end = t0 + secs * 1000;
-    while (now_ms() < end) {
+    int64_t t0 = bench_now_ms(), end = t0 + secs * 1000;
+    while (bench_now_ms() < end) {
         shmrpc_bytes out;
         if (n == 0) {
             if (bench_echo(c, shmrpc_bytes_of(payload, len), &out) || out.len != len)
@@ -108,7 +71,7 @@ static double row(shmrpc_client *c, int n, size_t len, int secs, long *bad)
         head = (head + 1) % n;
         cnt--;
     }
-    double cps = (double)done * 1000.0 / (double)(now_ms() - t0);
+    double cps = (double)done * 1000.0 / (double)(bench_now_ms() - t0);
     for (int i = 0; i < cnt; i++)
         shmrpc_call_free(ring[(head + i) % n]);
     return cps;

@@ -11,22 +11,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bench_handlers.h"
 #include "port.h"
 #include "text.h"
-
-static int h_pass(shmrpc_ctx *ctx, const bench_Record *r, bench_Record *out)
-{
-    (void)ctx;
-    *out = *r;
-    return 0;
-}
-
-static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    *out = data;
-    return 0;
-}
 
 /* The echo of the loaned rows: the request read in place, the answer in its loan, which
  * over shm:// is the same bytes of the channel, so nothing is copied. */
@@ -37,13 +24,6 @@ static int h_echo_in_place(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out
     if (rc != 0) return rc;
     if (p != data.ptr) memmove(p, data.ptr, data.len); /* a small request, or tcp:// */
     *out = shmrpc_bytes_of(p, data.len);
-    return 0;
-}
-
-static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
-{
-    (void)ctx;
-    *out = a + b;
     return 0;
 }
 
@@ -58,9 +38,9 @@ static int h_work(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 }
 
 static const Bench_handlers handlers = {
-    .pass = h_pass, .echo = h_echo, .add = h_add, .work = h_work};
+    .pass = bench_handle_pass, .echo = bench_handle_echo, .add = bench_handle_add, .work = h_work};
 static const Bench_handlers loan_handlers = {
-    .pass = h_pass, .echo = h_echo_in_place, .add = h_add, .work = h_work};
+    .pass = bench_handle_pass, .echo = h_echo_in_place, .add = bench_handle_add, .work = h_work};
 
 typedef struct shm_row {
     const bench_shm_opts *o;
@@ -69,20 +49,12 @@ typedef struct shm_row {
     char cert[128], key[128];
 } shm_row;
 
-static shmrpc_server *server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server);
-}
-
 static int serve(bench_run *run, int idx, void *arg)
 {
     (void)idx;
     shm_row *row = arg;
     setenv("SHMRPC_WAIT", row->o->wait, 1);
-    struct sigaction sa = {.sa_handler = on_term};
+    struct sigaction sa = {.sa_handler = bench_on_term};
     sigaction(SIGTERM, &sa, NULL);
     shmrpc_server_opts so;
     shmrpc_server_opts_init(&so);
@@ -90,15 +62,16 @@ static int serve(bench_run *run, int idx, void *arg)
         so.tcp.tls_cert = row->cert;
         so.tcp.tls_key = row->key;
     }
-    int rc = shmrpc_server_new(&server, &so);
+    int rc = shmrpc_server_new(&bench_server, &so);
     if (rc == 0)
-        rc = shmrpc_server_register(server, &Bench_service,
+        rc = shmrpc_server_register(bench_server, &Bench_service,
                                     row->o->loan ? &loan_handlers : &handlers, NULL);
-    if (rc == 0 && row->o->loan) rc = shmrpc_server_set_in_place(server, BENCH_METHOD_ECHO, 1);
-    if (rc == 0) rc = shmrpc_server_listen(server, row->addr);
-    if (rc == 0) rc = shmrpc_server_serve(server, run->c->workers);
+    if (rc == 0 && row->o->loan)
+        rc = shmrpc_server_set_in_place(bench_server, BENCH_METHOD_ECHO, 1);
+    if (rc == 0) rc = shmrpc_server_listen(bench_server, row->addr);
+    if (rc == 0) rc = shmrpc_server_serve(bench_server, run->c->workers);
     if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_errmsg());
-    shmrpc_server_free(server);
+    shmrpc_server_free(bench_server);
     return rc == 0 ? 0 : 1;
 }
 

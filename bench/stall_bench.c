@@ -17,55 +17,17 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "args.h"
 #include "bench.h"
+#include "bench_handlers.h"
+#include "clock.h"
 #include "port.h"
 
 #define USAGE "usage: shmrpc-bench-stall [--in-flight N] [SECONDS]\n"
 
 enum { HOSTS = 3, DEADLINE_MS = 1000, NEW_CLIENTS = 5 };
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
-{
-    (void)ctx;
-    *out = data;
-    return 0;
-}
-
-static int h_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *out)
-{
-    (void)ctx;
-    *out = a + b;
-    return 0;
-}
-
-static int h_pass(shmrpc_ctx *ctx, const bench_Record *r, bench_Record *out)
-{
-    (void)ctx;
-    *out = *r;
-    return 0;
-}
-
-static const Bench_handlers handlers = {
-    .pass = h_pass, .echo = h_echo, .add = h_add, .work = h_echo};
-
-static shmrpc_server *server;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    shmrpc_server_stop(server);
-}
 
 /* A server of Bench at addr in a process group of its own, which dies with this process. */
 static pid_t start_server(const char *addr)
@@ -74,13 +36,14 @@ static pid_t start_server(const char *addr)
     if (pid != 0) return pid;
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    signal(SIGTERM, on_term);
-    int rc = shmrpc_server_new(&server, NULL);
-    if (rc == 0) rc = shmrpc_server_register(server, &Bench_service, &handlers, NULL);
-    if (rc == 0) rc = shmrpc_server_listen(server, addr);
-    if (rc == 0) rc = shmrpc_server_serve(server, 2);
+    signal(SIGTERM, bench_on_term);
+    int rc = shmrpc_server_new(&bench_server, NULL);
+    if (rc == 0)
+        rc = shmrpc_server_register(bench_server, &Bench_service, &bench_plain_handlers, NULL);
+    if (rc == 0) rc = shmrpc_server_listen(bench_server, addr);
+    if (rc == 0) rc = shmrpc_server_serve(bench_server, 2);
     if (rc) fprintf(stderr, "server %s: %s\n", addr, shmrpc_errmsg());
-    shmrpc_server_free(server);
+    shmrpc_server_free(bench_server);
     _exit(rc ? 1 : 0);
 }
 
@@ -91,7 +54,7 @@ static void call_until(shmrpc_client *c, int n, int64_t end)
 {
     shmrpc_call *ring[64];
     int head = 0, cnt = 0;
-    while (now_ms() < end) {
+    while (bench_now_ms() < end) {
         int64_t sum = 0;
         int rc;
         if (n == 0) {
@@ -152,14 +115,14 @@ int main(int argc, char **argv)
     shmrpc_client_opts_init(&o);
     o.timeout_ms = DEADLINE_MS;
     for (int i = 0; i < HOSTS; i++) { /* each serves */
-        int64_t until = now_ms() + 10000;
+        int64_t until = bench_now_ms() + 10000;
         int rc;
         do {
             shmrpc_client_free(c);
             c = NULL;
             rc = shmrpc_client_new(&c, &Bench_service_info, &o);
             if (rc == 0) rc = shmrpc_client_connect(c, one[i]);
-        } while (rc && now_ms() < until && usleep(10000) == 0);
+        } while (rc && bench_now_ms() < until && usleep(10000) == 0);
         if (rc) {
             fprintf(stderr, "%s: %s\n", one[i], shmrpc_errmsg());
             goto out;
@@ -176,21 +139,21 @@ int main(int argc, char **argv)
     if (n) printf("  %d in flight\n", n);
     long ok[4], failed[4];
     int64_t t[5];
-    t[0] = now_ms();
+    t[0] = bench_now_ms();
     call_until(c, n, t[0] + 2000);
     ok[0] = calls_ok, failed[0] = calls_failed;
-    t[1] = now_ms();
+    t[1] = bench_now_ms();
     kill(-pids[0], SIGSTOP);
     call_until(c, n, t[1] + DEADLINE_MS + 500);
     ok[1] = calls_ok, failed[1] = calls_failed;
-    t[2] = now_ms();
+    t[2] = bench_now_ms();
     call_until(c, n, t[1] + secs * 1000);
     ok[2] = calls_ok, failed[2] = calls_failed;
-    t[3] = now_ms();
+    t[3] = bench_now_ms();
     kill(-pids[0], SIGCONT);
     call_until(c, n, t[3] + 2000);
     ok[3] = calls_ok, failed[3] = calls_failed;
-    t[4] = now_ms();
+    t[4] = bench_now_ms();
     double before = rate(ok[0], t[1] - t[0]);
     double whole = rate(ok[2] - ok[0], t[3] - t[1]);
     double steady = rate(ok[2] - ok[1], t[3] - t[2]);
@@ -208,11 +171,11 @@ int main(int argc, char **argv)
     kill(-pids[0], SIGSTOP);
     printf("  new clients, host 1 stopped, connect to first answer:");
     for (int k = 0; k < NEW_CLIENTS; k++) {
-        int64_t t0 = now_ms(), sum = 0;
+        int64_t t0 = bench_now_ms(), sum = 0;
         int rc = shmrpc_client_new(&c, &Bench_service_info, &o);
         if (rc == 0) rc = shmrpc_client_connect(c, list);
         if (rc == 0) rc = bench_add(c, 2, 3, &sum);
-        printf(" %lld ms%s", (long long)(now_ms() - t0), rc ? " (failed)" : "");
+        printf(" %lld ms%s", (long long)(bench_now_ms() - t0), rc ? " (failed)" : "");
         shmrpc_client_free(c);
         c = NULL;
     }
@@ -226,8 +189,8 @@ out:
         kill(-pids[i], SIGTERM);
     }
     for (int i = 0; i < HOSTS; i++) {
-        int64_t until = now_ms() + 5000;
-        while (waitpid(pids[i], NULL, WNOHANG) == 0 && now_ms() < until)
+        int64_t until = bench_now_ms() + 5000;
+        while (waitpid(pids[i], NULL, WNOHANG) == 0 && bench_now_ms() < until)
             usleep(1000);
         kill(-pids[i], SIGKILL);
         waitpid(pids[i], NULL, 0);
