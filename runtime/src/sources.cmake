@@ -79,9 +79,14 @@ set(shmrpc_inproc_sources
   ${SHMRPC_SRC}/transport/inproc/inproc.c)
 set(shmrpc_shm_sources
   ${SHMRPC_SRC}/transport/shm/shm.c
+  ${SHMRPC_SRC}/transport/shm/shm_rdv.c
+  ${SHMRPC_SRC}/transport/shm/shm_stop.c
+  ${SHMRPC_SRC}/transport/shm/shm_sweep.c
+  ${SHMRPC_SRC}/transport/shm/shm_handover.c
+  ${SHMRPC_SRC}/transport/shm/shm_worker.c
   ${SHMRPC_SRC}/transport/shm/shm_server.c
   ${SHMRPC_SRC}/transport/shm/shm_client.c
-  ${SHMRPC_SRC}/transport/shm/shm_rdv.c)
+  ${SHMRPC_SRC}/transport/shm/shm_transport.c)
 set(shmrpc_tcp_sources
   ${SHMRPC_SRC}/transport/tcp/tcp.c
   ${SHMRPC_SRC}/transport/tcp/tcp_server.c

@@ -347,7 +347,7 @@ typedef struct tally {
 /* The statuses a call may fail with while the server is down: EUNAVAIL, or ETIMEDOUT once
  * its deadline has really passed (docs/wire.md "The transport", docs/shm-transport.md).
  * Over shm:// a call that a worker had taken may also fail with EPEERDIED, "the worker died
- * during the call": the client checks its worker before the manager (shm.c, client_check),
+ * during the call": the client checks its worker before the manager (shm_client.c, client_check),
  * and even the other way round a group's kill reaches its processes one at a time. Over
  * tcp://, EPEERDIED is a call whose request was sent whole before the connection broke:
  * it may have run (the one the kill cut), or not (sent as the server died). */

@@ -2,8 +2,9 @@
 /* The shared-memory transport, shm://NAME: a control segment per service, a channel per
  * connection, worker processes that take any connection's call from a doorbell, and
  * the hybrid wait on both sides (docs/shm-transport.md). This file holds what both sides
- * use: names, segments and channel mappings, and the transport's table; the sides are in
- * shm_server.c and shm_client.c. */
+ * use: names, segments and channel mappings; it calls no other file of the transport. The
+ * sides are shm_server.c (with the files below it) and shm_client.c; the transport's table
+ * is shm_transport.c. */
 #include "transport/shm/shm_int.h"
 
 #include "core/names.h"
@@ -313,9 +314,3 @@ uint64_t shmrpc__chan_max_size(uint64_t max_msg)
 {
     return chan_size_for(max_msg);
 }
-
-const shmrpc__transport shmrpc__shm_transport = {
-    .scheme = "shm",
-    .connect = shmrpc__shm_connect,
-    .listen = shmrpc__shm_listen,
-};

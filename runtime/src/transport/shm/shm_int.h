@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The shm:// transport's insides, shared by its three files: shm.c (names, segments,
- * channel mappings and the transport's table), shm_server.c (the manager, its workers,
- * their sweeps and the rendezvous's server side) and shm_client.c (connect, call, wait).
- * The layouts they share are in shm.h. */
+/* The shm:// transport's insides, shared by its files: shm.c (names, segments and channel
+ * mappings), shm_rdv.c (the rendezvous's sockets), the server side (shm_server.c and the
+ * files below it, which share shm_server_int.h), shm_client.c (connect, call, wait) and
+ * shm_transport.c (the transport's table). The layouts they share are in shm.h. */
 #ifndef SHMRPC_SRC_SHM_INT_H
 #define SHMRPC_SRC_SHM_INT_H
 
@@ -110,7 +110,7 @@ uint64_t shmrpc__chan_max_size(uint64_t max_msg);
 /* Maps size bytes of fd shared, read-write; NULL on failure. */
 void *shmrpc__shm_map(int fd, uint64_t size);
 
-/* The listen and connect entries of the transport's table. */
+/* The listen and connect entries of the transport's table (shm_server.c, shm_client.c). */
 int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **out,
                        shmrpc_buf *err);
 int shmrpc__shm_connect(const char *where, const shmrpc_service_info *info,

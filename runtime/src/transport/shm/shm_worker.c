@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: MIT */
+/* A worker of the shm:// transport: it takes calls from any connection (off the doorbell,
+ * or from the channel it watches), maps and checks their channels, runs each call and
+ * answers it in its channel, and between calls sweeps and lets go of closed connections. */
+#include "transport/shm/shm_server_int.h"
+
+#include "core/proc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SWEEP_LOOK_NS ((int64_t)1000 * 1000) /* how often a busy worker looks at the due time */
+
+/* Whether any connection's request waits on the doorbell (its bits read, not taken). */
+static bool any_pending(const shmrpc__shm_ctl *ctl)
+{
+    uint64_t any = 0;
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS / 64; i++)
+        any |= atomic_load(&ctl->pending[i]);
+    return any != 0;
+}
+
+/* Takes one pending request off the doorbell: the slot's index, or -1. The bits are read
+ * once before the scan, which starts where the last one left off: a worker between calls
+ * looks at them twice, and they are almost always all clear. */
+static int take_pending(worker *w)
+{
+    if (!any_pending(w->ctl)) return -1;
+    const unsigned words = SHMRPC__MAX_CONNS / 64;
+    for (unsigned k = 0; k <= words; k++) {
+        unsigned wi = (w->next / 64 + k) % words;
+        uint64_t v = atomic_load(&w->ctl->pending[wi]);
+        if (k == 0) v &= ~(uint64_t)0 << (w->next % 64); /* the start word's later bits first */
+        while (v) {
+            unsigned bit = (unsigned)__builtin_ctzll(v);
+            uint64_t mask = (uint64_t)1 << bit;
+            if (atomic_fetch_and(&w->ctl->pending[wi], ~mask) & mask) {
+                w->next = (wi * 64 + bit + 1) % SHMRPC__MAX_CONNS;
+                return (int)(wi * 64 + bit);
+            }
+            v &= ~mask;
+        }
+    }
+    return -1;
+}
+
+static void worker_chan_close(worker_chan *c)
+{
+    shmrpc__chan_unmap(&c->map);
+    c->open = false;
+}
+
+/* The channel that slot's connection of gen, whose client is pid, leads to now: taken
+ * from the manager, or opened through /proc, and checked (name, seals, owner, mode, size).
+ * Its descriptor, or -1. */
+static int chan_fd_of(worker *w, unsigned slot, uint32_t gen, int32_t pid, uint64_t *size)
+{
+    char name[160];
+    shmrpc__shm_chan_name(name, sizeof name, w->l->key, w->ctl->owner.pid, slot, gen);
+    int32_t chan_fd = atomic_load(&w->ctl->slots[slot].chan_fd);
+    int fd = shmrpc__shm_held_take(w->l, slot, gen), out = -1;
+    shmrpc_buf err; /* why a channel cannot be opened: nobody to tell, the call goes unanswered */
+    shmrpc_buf_init(&err);
+    int rc = fd >= 0 ? shmrpc__shm_check_channel(fd, name + 1, PAGE, &out, size, &err)
+                     : shmrpc__shm_open_channel(pid, chan_fd, name + 1, PAGE, &out, size, &err);
+    shmrpc_buf_destroy(&err);
+    return rc == 0 ? out : -1;
+}
+
+/* Maps the channel of slot's connection of gen anew (worker_chan_get). */
+static worker_chan *worker_chan_open(worker *w, unsigned slot, uint32_t gen)
+{
+    worker_chan *c = &w->chans[slot];
+    shmrpc__shm_slot *s = &w->ctl->slots[slot];
+    worker_chan_close(c);
+    int32_t pid = atomic_load(&s->client.pid);
+    uint64_t size;
+    c->map.fd = chan_fd_of(w, slot, gen, pid, &size);
+    if (c->map.fd < 0) return NULL;
+    c->map.max_size = shmrpc__chan_max_size(w->l->max_msg);
+    /* Looked at again: the client may have let go and claimed it anew meanwhile. */
+    if (size > c->map.max_size || atomic_load(&s->state) != SHM_SLOT_OPEN ||
+        atomic_load(&s->gen) != gen || atomic_load(&s->client.pid) != pid) {
+        close(c->map.fd);
+        c->map.fd = -1;
+        return NULL;
+    }
+    c->map.head = shmrpc__shm_map(c->map.fd, size);
+    if (c->map.head == NULL) {
+        close(c->map.fd);
+        c->map.fd = -1;
+        return NULL;
+    }
+    c->map.mapped = size;
+    c->gen = gen;
+    c->call = c->passed = 0;
+    c->missed = 0;
+    c->open = true;
+    return c;
+}
+
+/* The channel of slot's connection, mapped (once per connection), or NULL when the slot
+ * is not open or its channel cannot be had; *before: whether it was mapped already. */
+static worker_chan *worker_chan_get(worker *w, unsigned slot, bool *before)
+{
+    worker_chan *c = &w->chans[slot];
+    shmrpc__shm_slot *s = &w->ctl->slots[slot];
+    if (atomic_load(&s->state) != SHM_SLOT_OPEN) return NULL;
+    uint32_t gen = atomic_load(&s->gen);
+    *before = c->open && c->gen == gen;
+    return *before ? c : worker_chan_open(w, slot, gen);
+}
+
+/* Writes an answer whose bytes fit the state's line or have their room in the channel
+ * already, and hands it back. */
+static void hand_back(worker_chan *c, int status, const void *data, size_t n)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    /* A small answer rides in the state's line, which RESPONSE moves anyway. One that the
+     * handler wrote in its loan (shmrpc_ctx_loan) is in place already. */
+    uint8_t *dst = n <= SHMRPC__CHAN_SMALL ? h->small : shmrpc__chan_data(&c->map);
+    if (n && dst != data) memcpy(dst, data, n);
+    h->status = status;
+    h->resp_len = (uint32_t)n;
+    /* Before RESPONSE: the client's next request reads it after the answer. */
+    if (atomic_load_explicit(&h->watcher, memory_order_relaxed) != c->watch_as)
+        atomic_store_explicit(&h->watcher, c->watch_as, memory_order_relaxed);
+    /* A store, not a compare-and-swap, which would wait for the line that the client keeps
+     * reading: while the call is this worker's, nobody else writes the state (a client
+     * that gave up on it marked the claim instead), and the client writes its next
+     * request only after this answer. Only a client that took this worker for dead (a bad
+     * write to the taker) may have moved on: then the channel holds another call's number,
+     * and the answer is not published. The lock is let go of after the answer: with no
+     * waiter that is a compare-and-swap and no syscall; a client asleep on it (the kernel
+     * marked it so) is handed it then, and finds the answer there. A worker that claimed
+     * the next call may have written the lock already: a word that no longer names this
+     * worker is left alone. A number written over the call's (a bad write, which the
+     * client's checks put back) moved nobody on: the claim still names this call, and a
+     * client's next call is the number after it. */
+    uint64_t call = atomic_load_explicit(&h->call, memory_order_relaxed);
+    if (call == c->call || (call != c->call + 1 &&
+                            atomic_load_explicit(&h->claim, memory_order_relaxed) >> 2 == c->call))
+        atomic_store_explicit(&h->state.word, SHM_CHAN_RESPONSE, memory_order_release);
+    shmrpc__wake(&h->state, 1);
+    if (c->lock_tid) shmrpc__lock_release(&h->lock, c->lock_tid);
+    c->lock_tid = 0;
+}
+
+/* Puts the answer (or the error message) into the channel and hands it back. */
+static void answer(worker_chan *c, int status, const void *data, size_t n)
+{
+    if (n <= SHMRPC__CHAN_SMALL) {
+        hand_back(c, status, data, n);
+        return;
+    }
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    if (shmrpc__chan_reserve(&c->map, n, &err) != 0) {
+        status = SHMRPC_ETOOBIG;
+        data = shmrpc__msg_get(&err);
+        n = strlen(data);
+        if (n > SHMRPC__CHAN_SMALL && shmrpc__chan_reserve(&c->map, n, &err) != 0) n = 0;
+    }
+    hand_back(c, status, data, n); /* room made, or a short message */
+    shmrpc_buf_destroy(&err);
+}
+
+static void run_call(worker *w, worker_chan *c);
+
+/* Whether this worker may watch the channel of slot, which it answers: when it served
+ * that connection last as well and no other connection waits, while it spins between
+ * calls. Several clients keep the doorbell, which serves them in turn: a watched channel
+ * would be served before the others' bits, once more each time the doorbell happened to
+ * be empty. */
+static bool may_watch(worker *w, unsigned slot)
+{
+    return w->l->wait.mode != SHMRPC_WAIT_SLEEP && w->last_slot == (int)slot &&
+           !shmrpc__shm_stopping(w) && !any_pending(w->ctl);
+}
+
+/* Stops watching a channel: the watcher cleared (only if it still names this worker),
+ * then the state looked at. A request that its client wrote while the watcher named this
+ * worker did not ring: it rings now, so that whichever worker looks at the doorbell next
+ * takes it (unless a worker claimed it already). */
+static void unwatch(worker *w)
+{
+    int slot = w->watch;
+    w->watch = -1;
+    if (slot < 0 || !w->chans[slot].open) return;
+    shmrpc__shm_chan *h = w->chans[slot].map.head;
+    uint32_t me = w->index + 1;
+    if (!atomic_compare_exchange_strong(&h->watcher, &me, 0)) return;
+    uint64_t call = atomic_load(&h->call); /* before the state, as take() reads them */
+    if (atomic_load(&h->state.word) == SHM_CHAN_REQUEST &&
+        shmrpc__shm_claimable(atomic_load(&h->claim), call))
+        shmrpc__shm_ring(w->ctl, (unsigned)slot); /* as its client would have */
+}
+
+/* Claims the call waiting in channel c for this worker. Its number is read before its
+ * state: one read after a REQUEST may be the client's next call's, written but not yet
+ * requested, and one read before is that REQUEST's or an older call's, which the claim
+ * already names. The claim is a compare-and-swap from the number just before the call's
+ * (shmrpc__shm_claimable), which a client withdrawing the call makes too, so one of them
+ * has it; nothing is written on the state's line, which the client reads as it spins. A
+ * number merely above the claim's would not do: one written over a call being served
+ * would make it look new, and this worker would run it a second time (issue 40). */
+static bool take(worker_chan *c)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    uint64_t call = atomic_load_explicit(&h->call, memory_order_acquire);
+    if (atomic_load_explicit(&h->state.word, memory_order_acquire) != SHM_CHAN_REQUEST)
+        return false;
+    uint64_t claim = atomic_load_explicit(&h->claim, memory_order_relaxed);
+    if (!shmrpc__shm_claimable(claim, call) ||
+        !atomic_compare_exchange_strong(&h->claim, &claim,
+                                        shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))) {
+        c->passed = call;
+        return false;
+    }
+    c->call = call;
+    return true;
+}
+
+/* After a take that found nothing to take in slot's channel, mapped by an earlier call:
+ * the channel the slot leads to now, mapped in its stead when it is another file, or NULL
+ * when it is the same (or cannot be had). Connections of a slot are told apart by their
+ * gen, which a bad write can set back to one this worker mapped before (a claim over a
+ * gen of ~0 makes gen 0 again): the new connection's channel then has the name of the one
+ * mapped here, and each of its calls would be looked for in the old one, never taken,
+ * until the slot's gen changed (issue 40: shm_scribble_test's client whose calls were
+ * never taken again). So the file is compared here (its inode), at the second take in a
+ * row on the channel that found nothing: a call that is taken costs nothing more, and one
+ * lost to another worker (or withdrawn) seldom twice in a row (4 clients on 2 workers:
+ * 0-71 checks in 25 000-70 000 calls a worker; at every such take, 160-220). The client
+ * rings again within its next check (5 ms spinning, 20 asleep). */
+static worker_chan *worker_chan_moved(worker *w, unsigned slot)
+{
+    worker_chan *c = &w->chans[slot];
+    c->missed = 0;
+    struct stat mapped, now;
+    uint64_t size;
+    int fd = chan_fd_of(w, slot, c->gen, atomic_load(&w->ctl->slots[slot].client.pid), &size);
+    bool moved = fd >= 0 && fstat(fd, &now) == 0 && fstat(c->map.fd, &mapped) == 0 &&
+                 (now.st_ino != mapped.st_ino || now.st_dev != mapped.st_dev);
+    if (fd >= 0) close(fd);
+    if (!moved) return NULL;
+    if (w->watch == (int)slot) unwatch(w); /* the old channel's watcher named this worker */
+    return worker_chan_open(w, slot, c->gen);
+}
+
+static void serve_one(worker *w, unsigned slot)
+{
+    bool mapped_before;
+    worker_chan *c = worker_chan_get(w, slot, &mapped_before);
+    if (c == NULL) { /* closed or broken: nothing to answer */
+        /* Nor to watch: its state, left at REQUEST by a client that died, would bring this
+         * worker back here at once, for ever, and keep it from every other connection. */
+        if (w->watch == (int)slot) w->watch = -1;
+        return;
+    }
+    /* Noted before the claim, which publishes it: a client that finds its call claimed
+     * with no taker named judges this worker until it is named. */
+    _Atomic uint32_t *taking = &w->ctl->workers[w->index].taking;
+    /* Release, as each store of the note, so that whichever of them a client reads
+     * carries what this worker wrote before it (the naming, for a clear). */
+    atomic_store_explicit(taking, slot + 1, memory_order_release);
+    /* Two takes in a row that found nothing: another worker's, or the client's withdrawal,
+     * now and then; every one, in a mapping of a file the slot no longer leads to. */
+    if (!take(c) && (!mapped_before || ++c->missed < 2 ||
+                     (c = worker_chan_moved(w, slot)) == NULL || !take(c))) {
+        atomic_store_explicit(taking, 0, memory_order_release);
+        return;
+    }
+    c->missed = 0;
+    shmrpc__shm_chan *h = c->map.head;
+    /* The lock right after the claim, on the claim's line. A store: the claim makes the
+     * channel this worker's, and whoever held the lock before finished or died (one that
+     * has yet to let go of it finds a word that no longer names it, and leaves it be). */
+    atomic_store_explicit(&h->lock, w->tid, memory_order_release);
+    /* Only when it changes: it is on the state's line, which the client reads as it spins. */
+    if (atomic_load_explicit(&h->worker, memory_order_relaxed) != w->index)
+        atomic_store_explicit(&h->worker, w->index, memory_order_relaxed);
+    /* The client watches the taker once taker_call is its call's number, written last;
+     * until then it judges the workers whose `taking` names the channel, so that note is
+     * cleared only after. */
+    if (atomic_load_explicit(&h->taker.pid, memory_order_relaxed) != w->pid ||
+        atomic_load_explicit(&h->taker.start, memory_order_relaxed) != w->start)
+        shmrpc__shm_proc_set(&h->taker, w->pid, w->start);
+    atomic_store_explicit(&h->taker_call, c->call, memory_order_release);
+    atomic_store_explicit(taking, 0, memory_order_release);
+    /* A client that slept before the call was taken sleeps on the state: wake it, so it
+     * sleeps on the lock from now on (no syscall when it spins). */
+    shmrpc__wake(&h->state, 1);
+    c->lock_tid = w->tid;
+    /* Watching the channel after the answer: its client's next request needs no doorbell. */
+    c->watch_as = may_watch(w, slot) ? w->index + 1 : 0;
+    w->watch = c->watch_as ? (int)slot : -1;
+    run_call(w, c); /* its answer lets go of the lock */
+    if (c->lock_tid) shmrpc__lock_release(&c->map.head->lock, w->tid);
+    c->lock_tid = 0;
+}
+
+/* Room for the answer in the channel of the call being run (shmrpc_ctx_loan). When the
+ * channel must grow while the handler reads its request there, it grows into a new mapping
+ * and the old one stays until the answer is sent, so the request's view stays valid. */
+static int worker_loan(void *arg, size_t size, void **ptr)
+{
+    worker *w = arg;
+    worker_chan *c = w->serving;
+    if (c == NULL) return SHMRPC_EINVAL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    int rc = w->in_place && w->kept.head == NULL
+                 ? shmrpc__chan_reserve_keep(&c->map, size, &w->kept, &err)
+                 : shmrpc__chan_reserve(&c->map, size, &err);
+    shmrpc_buf_destroy(&err);
+    if (rc == 0) *ptr = shmrpc__chan_data(&c->map);
+    return rc;
+}
+
+/* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
+static void loan_end(worker *w)
+{
+    shmrpc__ctx_unloan(&w->ctx);
+    if (w->kept.head) shmrpc__chan_unmap(&w->kept); /* fd -1: the mapping only */
+    w->serving = NULL;
+    w->in_place = false;
+}
+
+/* Runs the call that this worker took on channel c, and answers it. */
+static void run_call(worker *w, worker_chan *c)
+{
+    shmrpc__shm_chan *h = c->map.head;
+    uint32_t method = h->method, len = h->req_len; /* read once */
+    int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
+    if (rc == 0 && len > SHMRPC__CHAN_SMALL) {
+        shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
+        shmrpc_buf_init(&err);
+        rc = shmrpc__chan_follow(&c->map, len, &err);
+        shmrpc_buf_destroy(&err);
+    }
+    if (rc != 0) {
+        const char *why = "the request's length does not fit its channel";
+        answer(c, rc == SHMRPC_ETOOBIG ? rc : SHMRPC_EPROTO, why, strlen(why));
+        return;
+    }
+    /* The client could rewrite the request while it runs: run a private copy, unless the
+     * handler said it reads in place (shmrpc_server_set_in_place; docs/shm-transport.md,
+     * "Loaned buffers"). A small request is copied anyway, out of the state's line, onto
+     * the stack: the whole line's part, which the compiler copies without a loop. */
+    uint8_t small[SHMRPC__CHAN_SMALL];
+    const uint8_t *data = small;
+    w->in_place = len > SHMRPC__CHAN_SMALL && shmrpc__server_in_place(w->l->server, method);
+    if (len <= SHMRPC__CHAN_SMALL) {
+        memcpy(small, h->small, sizeof small);
+    } else {
+        data = shmrpc__chan_data(&c->map);
+        if (!w->in_place) {
+            shmrpc_buf_clear(&w->req);
+            if (shmrpc_buf_append(&w->req, data, len) != 0) {
+                answer(c, SHMRPC_ENOMEM, "out of memory", 13);
+                return;
+            }
+            data = w->req.data;
+        }
+    }
+    w->serving = c;
+    /* A forked worker's SIGTERM is its own, not the server's. */
+    w->ctx.draining = shmrpc__shm_stopping(w);
+    rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
+    if (rc != 0) {
+        const char *msg = shmrpc__ctx_msg(&w->ctx);
+        answer(c, rc, msg, strlen(msg));
+    } else {
+        answer(c, 0, w->resp.data, w->resp.len);
+    }
+    loan_end(w);
+}
+
+/* Lets go of the mappings of connections that are gone or were claimed anew. */
+static void forget_closed(worker *w)
+{
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++) {
+        worker_chan *c = &w->chans[i];
+        shmrpc__shm_slot *s = &w->ctl->slots[i];
+        if (c->open && (atomic_load(&s->state) != SHM_SLOT_OPEN || atomic_load(&s->gen) != c->gen))
+            worker_chan_close(c);
+    }
+}
+
+/* The state of the channel this worker watches, or UINT32_MAX when it no longer may: its
+ * mapping went, or its watcher names another (a worker that took a call this one left,
+ * or a bad write). */
+static uint32_t watched(worker *w)
+{
+    worker_chan *c = &w->chans[w->watch];
+    if (!c->open ||
+        atomic_load_explicit(&c->map.head->watcher, memory_order_relaxed) != w->index + 1)
+        return UINT32_MAX;
+    return atomic_load_explicit(&c->map.head->state.word, memory_order_acquire);
+}
+
+/* Whether the watched channel's state, seen, is a request for this worker to try: not
+ * one it found claimed already (another worker's call runs with its state at REQUEST). */
+static bool watched_request(worker *w, uint32_t seen)
+{
+    const worker_chan *c = &w->chans[w->watch];
+    return seen == SHM_CHAN_REQUEST &&
+           atomic_load_explicit(&c->map.head->call, memory_order_relaxed) != c->passed;
+}
+
+static int worker_check(void *arg)
+{
+    return shmrpc__shm_stopping(arg) ? SHMRPC_ECLOSED : 0;
+}
+
+/* Serves the call waiting in slot's channel; returns the time it ended. The call counts
+ * in its method's statistics then, after its answer: its client waits for no clock read. */
+static int64_t serve(worker *w, int slot)
+{
+    if (slot != w->watch) unwatch(w);
+    serve_one(w, (unsigned)slot);
+    w->last_slot = slot;
+    w->last_call_ns = shmrpc__now_ns();
+    shmrpc__ctx_count(&w->ctx, w->last_call_ns);
+    return w->last_call_ns;
+}
+
+int shmrpc__shm_worker_run(shm_listener *l, unsigned index)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (w == NULL) return SHMRPC_ENOMEM;
+    w->l = l;
+    w->ctl = l->ctl;
+    w->index = index;
+    w->next = index * 17 % SHMRPC__MAX_CONNS;
+    w->last_slot = -1;
+    w->watch = -1;
+    shmrpc_buf_init(&w->req);
+    shmrpc_buf_init(&w->resp);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        w->chans[i].map.fd = -1;
+    w->kept.fd = -1;
+    int rc = shmrpc__ctx_init(&w->ctx, l->server);
+    if (rc != 0) {
+        free(w);
+        return rc;
+    }
+    w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
+    w->ctx.loan_arg = w;
+    uint32_t n_rows;
+    shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
+    shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);
+    w->ctx.count_later = true;
+    shmrpc__shm_worker *me = &w->ctl->workers[index];
+    w->pid = getpid();
+    w->start = shmrpc__proc_start(w->pid);
+    w->tid = (uint32_t)gettid();
+    atomic_store(&me->taking, 0); /* what a dead worker of this slot was taking */
+    shmrpc__shm_proc_set(&me->proc, w->pid, w->start);
+    shmrpc__presence_update(&me->presence);
+    atomic_store(&me->state, SHM_WORKER_RUNNING);
+    atomic_fetch_add(&w->ctl->awake, 1);
+    shmrpc_wait_opts idle = l->wait;
+    idle.mode = SHMRPC_WAIT_SLEEP;
+    /* Stopping rings the doorbell, so a sleeping worker needs no frequent checks. */
+    shmrpc__waiter waiter = {.self = &me->presence,
+                             .check = worker_check,
+                             .check_arg = w,
+                             .awake = &w->ctl->awake,
+                             .check_ns = SWEEP_EVERY_NS,
+                             .sleeping = &w->ctl->sleeping,
+                             .sleeping_bit = (uint64_t)1 << index};
+    /* Serving in the listening process, the worker looks after the rendezvous too: when it
+     * has nothing to do (a client rings the doorbell when its hello is not answered at
+     * once), and every millisecond while calls keep it busy. */
+    bool pumps = l->rdv && w->pid == l->pid;
+    /* The clock read just after the last call, while nothing else took time since: one
+     * read per call serves the call's statistics, the pump, the sweep's and the spin's
+     * times (each read costs 20-50 ns here, while the client waits for the worker to watch
+     * again; issue 18). */
+    int64_t fresh = 0;
+    while (!shmrpc__shm_stopping(w)) {
+        /* The channel this worker watches: its request came without the doorbell. */
+        int slot = w->watch >= 0 && watched_request(w, watched(w)) ? w->watch : -1;
+        if (w->first_look) { /* the pause before it: one less if the request was there */
+            w->first_look = false;
+            if (slot < 0 && w->quiet < SHMRPC__SPIN_QUIET) w->quiet++;
+            if (slot >= 0 && w->quiet > 0) w->quiet--;
+        }
+        if (slot < 0) slot = take_pending(w);
+        if (slot >= 0) {
+            fresh = serve(w, slot);
+            if (pumps && w->last_call_ns >= w->next_pump_ns) {
+                shmrpc__rdv_pump(l->rdv);
+                w->next_pump_ns = w->last_call_ns + 1000 * 1000;
+            }
+            /* Its client reads the answer and then writes its next request on the line
+             * this worker watches: a look in between takes the line back, and the
+             * request's write must fetch it again, a transfer more per call (on cores far
+             * apart, 5-8% of a call; docs/shm-transport.md). So a watching worker first
+             * pauses about as long as its client takes to call again: learnt at the look
+             * that follows, which finds the request there about half the time. */
+            w->first_look = w->watch >= 0;
+            for (unsigned i = 0; w->first_look && i < w->quiet; i++)
+                shmrpc__cpu_relax();
+            continue;
+        }
+        if (pumps) shmrpc__rdv_pump(l->rdv);
+        /* Whether a sweep is due is looked at once a millisecond at most: the due time
+         * shares a line with awake, which every call's client writes, and reading it after
+         * every call pulls that line away from the next one (issue 18). */
+        int64_t idle_ns = fresh && !pumps ? fresh : shmrpc__now_ns();
+        bool looked = false; /* whether the sweep or the forgetting took time */
+        fresh = 0;
+        if (idle_ns >= w->next_look_ns) {
+            shmrpc__shm_sweep(w);
+            w->next_look_ns = idle_ns + SWEEP_LOOK_NS;
+            looked = true;
+        }
+        if (idle_ns >= w->next_forget_ns) {
+            forget_closed(w);
+            shmrpc__shm_restore_entry(w);
+            w->next_forget_ns = idle_ns + SWEEP_EVERY_NS;
+            looked = true;
+        }
+        uint32_t bell = atomic_load(&w->ctl->doorbell.word);
+        slot = take_pending(w); /* a request may have rung before we read the bell */
+        if (slot >= 0) {
+            fresh = serve(w, slot);
+            continue;
+        }
+        /* Spinning on the CPU of the client that will call next only keeps it away; and
+         * once the spin budget has passed since the last call, an idle worker sleeps at
+         * once, waking only to sweep: an idle service costs next to nothing. */
+        int64_t now = looked ? shmrpc__now_ns() : idle_ns;
+        bool spins = now - w->last_call_ns < l->wait.spin_ns;
+        /* Watching a channel, the worker spins on its state as well as on the doorbell,
+         * and never sleeps so: once its spin is over it stops watching, and sleeps on the
+         * doorbell alone. */
+        uint32_t seen = 0;
+        if (w->watch >= 0 && (!spins || (seen = watched(w)) == UINT32_MAX)) unwatch(w);
+        if (w->watch >= 0 && watched_request(w, seen)) continue;
+        waiter.also = w->watch >= 0 ? &w->chans[w->watch].map.head->state.word : NULL;
+        waiter.also_old = seen;
+        waiter.peer = w->last_slot >= 0 ? &w->ctl->slots[w->last_slot].presence : NULL;
+        waiter.opts = spins ? &l->wait : &idle;
+        shmrpc__wait_while(&w->ctl->doorbell, bell,
+                           waiter.also ? w->last_call_ns + l->wait.spin_ns : now + SWEEP_EVERY_NS,
+                           &waiter);
+    }
+    unwatch(w);
+    atomic_fetch_sub(&w->ctl->awake, 1);
+    atomic_store(&me->state, SHM_WORKER_FREE);
+    for (unsigned i = 0; i < SHMRPC__MAX_CONNS; i++)
+        worker_chan_close(&w->chans[i]);
+    shmrpc__ctx_destroy(&w->ctx);
+    shmrpc_buf_destroy(&w->req);
+    shmrpc_buf_destroy(&w->resp);
+    free(w);
+    return 0;
+}
