@@ -88,6 +88,7 @@ set(shmrpc_shm_sources
   ${SHMRPC_SRC}/transport/shm/shm_client.c
   ${SHMRPC_SRC}/transport/shm/shm_transport.c)
 set(shmrpc_tcp_sources
+  ${SHMRPC_SRC}/transport/tcp/tcp_transport.c
   ${SHMRPC_SRC}/transport/tcp/tcp.c
   ${SHMRPC_SRC}/transport/tcp/tcp_server.c
   ${SHMRPC_SRC}/transport/tcp/tcp_client.c
