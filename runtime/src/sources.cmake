@@ -91,6 +91,14 @@ set(shmrpc_tcp_sources
   ${SHMRPC_SRC}/transport/tcp/tcp_transport.c
   ${SHMRPC_SRC}/transport/tcp/tcp.c
   ${SHMRPC_SRC}/transport/tcp/tcp_server.c
+  ${SHMRPC_SRC}/transport/tcp/server_worker.c
+  ${SHMRPC_SRC}/transport/tcp/server_accept.c
+  ${SHMRPC_SRC}/transport/tcp/server_drain.c
+  ${SHMRPC_SRC}/transport/tcp/server_conn.c
+  ${SHMRPC_SRC}/transport/tcp/server_handshake.c
+  ${SHMRPC_SRC}/transport/tcp/server_call.c
+  ${SHMRPC_SRC}/transport/tcp/server_pool.c
+  ${SHMRPC_SRC}/transport/tcp/server_limits.c
   ${SHMRPC_SRC}/transport/tcp/tcp_client.c
   ${SHMRPC_SRC}/transport/tcp/frame.c
   ${SHMRPC_SRC}/transport/tcp/auth.c
