@@ -100,6 +100,12 @@ set(shmrpc_tcp_sources
   ${SHMRPC_SRC}/transport/tcp/server_pool.c
   ${SHMRPC_SRC}/transport/tcp/server_limits.c
   ${SHMRPC_SRC}/transport/tcp/tcp_client.c
+  ${SHMRPC_SRC}/transport/tcp/client_call.c
+  ${SHMRPC_SRC}/transport/tcp/client_inflight.c
+  ${SHMRPC_SRC}/transport/tcp/client_choose.c
+  ${SHMRPC_SRC}/transport/tcp/client_endpoints.c
+  ${SHMRPC_SRC}/transport/tcp/client_dial.c
+  ${SHMRPC_SRC}/transport/tcp/client_conn.c
   ${SHMRPC_SRC}/transport/tcp/frame.c
   ${SHMRPC_SRC}/transport/tcp/auth.c
   ${SHMRPC_SRC}/transport/tcp/tls.c)

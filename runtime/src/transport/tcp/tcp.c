@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport, tcp://HOST:PORT, the part both sides share: its settings, addresses,
  * and the frames that carry a message or an error (the codec itself is frame.c). The
- * server side is tcp_server.c, the client side tcp_client.c, and tcp_transport.c holds the
- * transport's table (docs/wire.md). */
+ * server side is tcp_server.c, the client side tcp_client.c, each with the files it names,
+ * and tcp_transport.c holds the transport's table (docs/wire.md). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>

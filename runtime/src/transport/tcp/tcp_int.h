@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The TCP transport's insides, shared by its three files: tcp.c (settings, addresses and
- * the frames both sides send), tcp_server.c and tcp_client.c. */
+/* The TCP transport's insides, shared by its two sides: tcp.c (settings, addresses and
+ * the frames both sides send), the server side (tcp_server.c and the files it names) and
+ * the client side (tcp_client.c and the files it names). */
 #ifndef SHMRPC_SRC_TCP_INT_H
 #define SHMRPC_SRC_TCP_INT_H
 
