@@ -88,9 +88,24 @@ set(shmrpc_shm_sources
   ${SHMRPC_SRC}/transport/shm/shm_client.c
   ${SHMRPC_SRC}/transport/shm/shm_transport.c)
 set(shmrpc_tcp_sources
+  ${SHMRPC_SRC}/transport/tcp/tcp_transport.c
   ${SHMRPC_SRC}/transport/tcp/tcp.c
   ${SHMRPC_SRC}/transport/tcp/tcp_server.c
+  ${SHMRPC_SRC}/transport/tcp/server_worker.c
+  ${SHMRPC_SRC}/transport/tcp/server_accept.c
+  ${SHMRPC_SRC}/transport/tcp/server_drain.c
+  ${SHMRPC_SRC}/transport/tcp/server_conn.c
+  ${SHMRPC_SRC}/transport/tcp/server_handshake.c
+  ${SHMRPC_SRC}/transport/tcp/server_call.c
+  ${SHMRPC_SRC}/transport/tcp/server_pool.c
+  ${SHMRPC_SRC}/transport/tcp/server_limits.c
   ${SHMRPC_SRC}/transport/tcp/tcp_client.c
+  ${SHMRPC_SRC}/transport/tcp/client_call.c
+  ${SHMRPC_SRC}/transport/tcp/client_inflight.c
+  ${SHMRPC_SRC}/transport/tcp/client_choose.c
+  ${SHMRPC_SRC}/transport/tcp/client_endpoints.c
+  ${SHMRPC_SRC}/transport/tcp/client_dial.c
+  ${SHMRPC_SRC}/transport/tcp/client_conn.c
   ${SHMRPC_SRC}/transport/tcp/frame.c
   ${SHMRPC_SRC}/transport/tcp/auth.c
   ${SHMRPC_SRC}/transport/tcp/tls.c)

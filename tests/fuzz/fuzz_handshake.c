@@ -56,7 +56,7 @@ static const int methods[] = {CALLS_METHOD_ADD, CALLS_METHOD_ECHO, CALLS_METHOD_
                               CALLS_METHOD_NAP};
 
 #define MAX_MSG (1u << 20) /* both sides' maximum message: large bodies cost little */
-#define CALL_RID 1         /* a new client's first call (tcp_client.c counts from 1), for seeds */
+#define CALL_RID 1         /* a new client's first call (client_call.c counts from 1), for seeds */
 
 /* Time limits. The waits that detect a hang are generous (the machine may be busy), and
  * cost nothing when nothing hangs; HELD_MS is what a held input costs. */
@@ -632,7 +632,7 @@ static shmrpc_bytes call_args(int method)
 }
 
 /* Whether a client that sent hello takes the HELLO_ACK frame in out (the client's checks
- * in tcp_client.c: the body parses, the client's methods map onto the server's, filling map,
+ * in client_dial.c: the body parses, the client's methods map onto the server's, filling map,
  * and the server asks for no shared secret, which this client does not have). */
 static bool acceptable(const shmrpc__hello *hello, const shmrpc_buf *out, shmrpc__hello *ack,
                        uint32_t *map)

@@ -557,7 +557,7 @@ static void per_address_and_idle_reclaim(void **state)
 }
 
 /* The buckets of 127.0.0.x in the server's two tables of per-address counts under seed: the
- * server's own keyed hash (addr_buckets in tcp_server.c), written again here so that the
+ * server's own keyed hash (addr_buckets in server_limits.c), written again here so that the
  * test can choose addresses that collide. */
 static void loopback_buckets(uint64_t seed, unsigned x, unsigned b[2])
 {

@@ -1064,7 +1064,7 @@ static void flood_of_empty_records(void **state)
     stop_server(server);
 }
 
-/* A lone connection is served from hot_wait (a blocking recv, tcp_server.c): one whose
+/* A lone connection is served from hot_wait (a blocking recv, server_worker.c): one whose
  * TLS fails there is closed at once, not kept open until the client goes (it was, more
  * than 30 s). */
 static void lone_failed_connection_closes(void **state)

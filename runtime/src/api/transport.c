@@ -125,7 +125,7 @@ static bool tcp_has_port(const char *where)
 /* A client's address may leave out what the service's .svc says, as speedysvc's
  * connect(Server, 'shm://') does: shm:// alone is shm://NAME with the .svc's `name`, and
  * tcp://HOST without a port (tcp:// alone: 127.0.0.1) takes the .svc's `port` (each entry of
- * a list, tcp://H1,H2:P, takes it in tcp_client.c). *where is then the whole WHERE, in buf.
+ * a list, tcp://H1,H2:P, takes it in client_endpoints.c). *where is then the whole WHERE, in buf.
  * 0, or SHMRPC_EINVAL when the .svc does not say either. */
 static int fill_in(const shmrpc__transport *t, const shmrpc_service_info *info, const char **where,
                    char *buf, size_t cap, shmrpc_buf *err)

@@ -106,7 +106,7 @@ typedef struct shmrpc__tcp_cfg {
     bool compression_auto; /* not set: a client offers none to a loopback address */
     uint32_t threshold;
     int64_t connect_ns, handshake_ns, idle_ns, progress_ns;
-    int64_t attempt_delay_ns, probe_ns, resolve_ns; /* a client's endpoint lists (tcp_client.c) */
+    int64_t attempt_delay_ns, probe_ns, resolve_ns; /* a client's endpoint lists (client_*.c) */
     int max_conns, max_per_addr;
     int max_in_flight; /* a client's asynchronous calls per connection */
     int max_running;   /* a server's calls of one connection running at once */

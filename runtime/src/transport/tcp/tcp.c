@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The TCP transport, tcp://HOST:PORT, the part both sides share: its settings, addresses,
  * and the frames that carry a message or an error (the codec itself is frame.c). The
- * server side is tcp_server.c, the client side tcp_client.c (docs/wire.md). */
+ * server side is tcp_server.c, the client side tcp_client.c, each with the files it names,
+ * and tcp_transport.c holds the transport's table (docs/wire.md). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "transport/tcp/auth.h"
 #include "transport/tcp/tcp_int.h"
 
 #define MAX_CONNS_LIMIT (1 << 20) /* the most max_conns may be */
@@ -197,18 +197,3 @@ void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid,
     shmrpc__error_write(out, status < 0 ? status : SHMRPC_EPROTO, shmrpc_str_c(msg));
     shmrpc__frame_end(out, at);
 }
-
-static int tcp_check_opts(const shmrpc_server_opts *o)
-{
-    shmrpc__tcp_cfg cfg;
-    int rc = shmrpc__tcp_cfg_init(&cfg, &o->tcp);
-    shmrpc__auth_wipe(&cfg, sizeof cfg);
-    return rc;
-}
-
-const shmrpc__transport shmrpc__tcp_transport = {
-    .scheme = "tcp",
-    .connect = shmrpc__tcp_connect,
-    .listen = shmrpc__tcp_listen,
-    .check_opts = tcp_check_opts,
-};

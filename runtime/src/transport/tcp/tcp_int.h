@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The TCP transport's insides, shared by its three files: tcp.c (settings, addresses and
- * the frames both sides send), tcp_server.c and tcp_client.c. */
+/* The TCP transport's insides, shared by its two sides: tcp.c (settings, addresses and
+ * the frames both sides send), the server side (tcp_server.c and the files it names) and
+ * the client side (tcp_client.c and the files it names). */
 #ifndef SHMRPC_SRC_TCP_INT_H
 #define SHMRPC_SRC_TCP_INT_H
 
@@ -42,7 +43,7 @@ int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uin
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,
                                  const char *msg);
 
-/* The entries of shmrpc__tcp_transport (tcp_server.c, tcp_client.c). */
+/* The entries of shmrpc__tcp_transport (tcp_transport.c): tcp_server.c, tcp_client.c. */
 int shmrpc__tcp_listen(shmrpc_server *s, const char *where, shmrpc__listener **out,
                        shmrpc_buf *err);
 int shmrpc__tcp_connect(const char *where, const shmrpc_service_info *info,

@@ -181,7 +181,7 @@ int shmrpc__tls_server_new(const shmrpc__tcp_cfg *cfg, shmrpc__tls **out, shmrpc
     shmrpc__tls *t = tls_new(true, err);
     if (!t) return SHMRPC_ENOMEM;
     /* No session tickets: a client between calls takes anything readable for the server's
-     * close (tcp_client.c, server_left), and tickets would come after the handshake. */
+     * close (client_choose.c, server_left), and tickets would come after the handshake. */
     SSL_CTX_set_num_tickets(t->ctx, 0);
     int rc = use_cert(t->ctx, cfg->tls_cert, cfg->tls_key, err);
     if (rc == 0 && cfg->tls_ca[0]) {

@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/* A tcp:// worker's REQUEST: run in place or handed to its threads, within the memory
+ * budget, and its answer queued on its connection once it ran. */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "transport/tcp/tcp_int.h"
+#include "core/wait.h"
+#include "transport/tcp/tcp_server_int.h"
+
+/* Fails one call with SHMRPC_EBUSY, before it runs, because the budget is spent: the
+ * connection goes on, and the client may try again once others have read their answers. */
+static void refuse_call(worker *w, peer *p, const shmrpc__frame_hdr *h, size_t bytes)
+{
+    uint64_t used = shmrpc__tcp_budget_used(w->l);
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the server's memory for buffered calls is spent (%" PRIu64 " of %zu bytes in "
+             "use): a call of %zu bytes was not run; try again later",
+             used, w->l->cfg.budget, bytes);
+    shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EBUSY, msg);
+    shmrpc__tcp_log_limit(w, "refused a call from %s: %s", p->from, msg);
+}
+
+/* Queues the answer of a call that ran (status rc, its result in resp, or msg) on p. */
+static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shmrpc_buf *resp,
+                       const char *msg)
+{
+    if (rc == 0 && resp->len > p->peer_max) {
+        char big[128];
+        snprintf(big, sizeof big, "a result of %zu bytes is above the client's maximum of %u",
+                 resp->len, p->peer_max);
+        shmrpc__tcp_put_error_frame(&p->out, method, rid, SHMRPC_ETOOBIG, big);
+    } else if (rc == 0) {
+        /* The answer of a call that ran is kept whatever the budget says (the next call
+         * waits instead); sized exactly, with room for a compressor's worst case, so a
+         * 64 MiB answer does not cost 128. */
+        size_t n = resp->len, want = p->out.len + SHMRPC__FRAME_HDR_SIZE + n + n / 6 + 64;
+        if (want > KEEP_BYTES && shmrpc__tcp_buf_resize(&p->out, want)) {
+            /* out of memory: the append below fails and says so */
+        }
+        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid,
+                                       shmrpc_bytes_of(resp->data, resp->len), p->comp,
+                                       p->threshold);
+        if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
+    } else {
+        shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, msg);
+    }
+}
+
+/* Copies (or decompresses) the request into a job and hands it to the pool. */
+static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    const tcp_listener *l = w->l;
+    job *j = shmrpc__tcp_job_get(w);
+    if (!j) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                    "out of memory: the call was not run");
+        return;
+    }
+    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    uint64_t need = body.len;
+    if (comp && shmrpc__body_declared(comp, body, &need) != 0) need = 0;
+    j->off = 0;
+    if (!comp && need > KEEP_BYTES) {
+        /* A large frame is not copied: the job takes the connection's buffer, whose charge
+         * goes with it, and the connection keeps what was read past the frame. */
+        size_t used = SHMRPC__FRAME_HDR_SIZE + body.len, left = p->in.len - used;
+        shmrpc_buf_clear(&j->req);
+        if (shmrpc__buf_grow(&j->req, left + READ_AHEAD)) {
+            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
+                                        "out of memory: the call was not run");
+            shmrpc__tcp_job_put(w, j);
+            return;
+        }
+        if (left) memcpy(j->req.data, p->in.data + used, left);
+        j->req.len = left;
+        shmrpc_buf frame = p->in;
+        p->in = j->req;
+        j->req = frame;
+        j->req.len = used;
+        j->off = SHMRPC__FRAME_HDR_SIZE;
+        p->taken = true;
+        j->charged = shmrpc__tcp_buf_cost(&j->req);
+        shmrpc__tcp_budget_charge(w, 0, j->charged);
+        shmrpc__tcp_peer_recharge(w, p);
+    } else if (need > KEEP_BYTES && need <= l->max_msg) {
+        if (!shmrpc__tcp_budget_take(w, (size_t)need)) {
+            refuse_call(w, p, h, (size_t)need);
+            shmrpc__tcp_job_put(w, j);
+            return;
+        }
+        j->charged = (size_t)need;
+    }
+    int rc;
+    if (comp) {
+        shmrpc__msg_clear(&w->err);
+        rc = shmrpc__body_decompress(comp, body, l->max_msg, &j->req, &w->err);
+        if (rc) {
+            shmrpc__tcp_peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+            shmrpc__tcp_job_put(w, j);
+            return;
+        }
+    } else if (!j->off) {
+        shmrpc_buf_clear(&j->req);
+        rc = shmrpc_buf_append(&j->req, body.ptr, body.len);
+        if (rc) {
+            shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc,
+                                        "out of memory: the call was not run");
+            shmrpc__tcp_job_put(w, j);
+            return;
+        }
+    }
+    j->p = p;
+    j->method = h->method;
+    j->rid = h->request_id;
+    j->draining =
+        shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    p->running++;
+    w->running++;
+    shmrpc__tcp_count_busy(w);
+    if (!shmrpc__tcp_pool_give(w, j)) {
+        shmrpc__tcp_run_job(w, &w->ctx, j);
+        j->ns = -1; /* counted by dispatch on w->ctx already */
+        shmrpc__tcp_finish_job(w, j);
+    }
+}
+
+/* Takes back a job the pool ran: its answer goes to its connection, unless that closed. */
+void shmrpc__tcp_finish_job(worker *w, job *j)
+{
+    peer *p = j->p;
+    /* At its bound, the connection's next frame waited for the server, not for its
+     * client: its time for progress starts again now that the server reads on. */
+    if (p->running == (uint32_t)w->l->cfg.max_running && p->in.len)
+        shmrpc__tcp_frame_begins(w, p, shmrpc__now_ns());
+    p->running--;
+    w->running--;
+    shmrpc__tcp_count_busy(w);
+    shmrpc__stats_row *rows = w->ctx.stats;
+    if (j->ns >= 0 && rows && j->method < w->ctx.stats_n)
+        shmrpc__stats_count(&rows[j->method], j->rc, (uint64_t)j->ns);
+    if (!p->gone) put_answer(p, j->method, j->rid, j->rc, &j->resp, j->msg);
+    shmrpc__tcp_job_put(w, j);
+    if (p->gone) {
+        if (p->running == 0) shmrpc__tcp_bury(w, p);
+        return;
+    }
+    if (p->running == 0 && p->tail_status) {
+        shmrpc__tcp_put_error_frame(&p->out, 0, 0, p->tail_status, p->tail_msg);
+        p->tail_status = 0;
+    }
+    if (p->running == 0 && p->drain_due) {
+        size_t at = shmrpc__frame_begin(&p->out, SHMRPC__KIND_DRAIN, 0, 0, 0);
+        shmrpc__frame_end(&p->out, at);
+        p->drain_due = false;
+        p->drain_ns = shmrpc__now_ns();
+    }
+    p->last_ns = shmrpc__now_ns();
+    shmrpc__tcp_peer_recharge(w, p);
+}
+
+void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+{
+    const tcp_listener *l = w->l;
+    /* A request read after the DRAIN is not run: its client reads the DRAIN first and
+     * sends the call elsewhere; this answer is for a client that does not. */
+    if (w->draining) {
+        char msg[ADDR_MAX + 64];
+        snprintf(msg, sizeof msg, "tcp://%s is draining (its server stops): the call was not run",
+                 l->where);
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EUNAVAIL, msg);
+        p->drain_ns = shmrpc__now_ns();
+        return;
+    }
+    /* No call runs while answers of earlier ones fill the budget (their clients do not
+     * read them): its answer, of a size known only once it ran, would add to them. */
+    if (shmrpc__tcp_budget_used(l) > l->cfg.budget) {
+        refuse_call(w, p, h, body.len);
+        return;
+    }
+    /* A call its client says is alone on the connection (the lone flag, revision 3: a
+     * blocking call) runs here on the worker's own thread when no call of the worker runs
+     * in the pool, as with max_running 1: handing it to the pool would cost it two thread
+     * handoffs and gain the connection nothing. With calls in the pool it goes there too:
+     * run here, a slow one would hold their answers (only this thread sends them). The
+     * flag is only a hint. */
+    bool lone = (h->flags & SHMRPC__FLAG_LONE) && w->running == 0;
+    if (w->pool_max && !lone) {
+        submit(w, p, h, body);
+        return;
+    }
+    shmrpc_bytes req = body;
+    uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
+    int rc = 0;
+    if (comp) {
+        uint64_t declared;
+        if (shmrpc__body_declared(comp, body, &declared) == 0 && declared > KEEP_BYTES &&
+            declared <= l->max_msg) {
+            if (!shmrpc__tcp_budget_take(w, (size_t)declared)) {
+                refuse_call(w, p, h, (size_t)declared);
+                return;
+            }
+            w->req_charged = (size_t)declared;
+        }
+        shmrpc__msg_clear(&w->err);
+        rc = shmrpc__body_decompress(comp, body, l->max_msg, &w->req, &w->err);
+        if (rc) {
+            shmrpc__tcp_peer_refuse(p, rc, shmrpc__msg_get(&w->err));
+            goto done;
+        }
+        req = shmrpc_bytes_of(w->req.data, w->req.len);
+    }
+    _Atomic uint32_t *busy = w->index >= 0 ? &l->load->busy[w->index] : NULL;
+    /* busy counts the calls the pool runs too (count_busy). */
+    if (busy) atomic_store_explicit(busy, w->running + 1, memory_order_relaxed);
+    w->ctx.draining =
+        shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
+    if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
+    put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));
+done:
+    /* Every way out gives a large call's memory back, a refused body's included. */
+    shmrpc__tcp_buf_shed(&w->req);
+    shmrpc__tcp_buf_shed(&w->resp);
+    shmrpc__tcp_budget_charge(w, w->req_charged, 0);
+    w->req_charged = 0;
+    shmrpc__tcp_peer_recharge(w, p);
+}

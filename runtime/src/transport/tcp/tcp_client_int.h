@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/* The TCP transport's client side, shared by its files (tcp_client.c names them): an
+ * endpoint and its connection, the client's endpoints, a call's search for one, and what
+ * each file lends the others. */
+#ifndef SHMRPC_SRC_TCP_CLIENT_INT_H
+#define SHMRPC_SRC_TCP_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "transport/tcp/auth.h"
+#include "transport/tcp/tcp_int.h"
+#include "transport/tcp/tls.h"
+
+/* One endpoint of a client's address, and its connection (opened when a call first goes
+ * there). */
+typedef struct tcp_conn {
+    char where[ADDR_MAX];
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    const shmrpc_service_info *info;
+    const shmrpc__client_cfg *cfg;
+    uint32_t *map;        /* this endpoint's: client method id -> its server's id */
+    shmrpc__table *table; /* its server's table (own_table), refilled on every reconnect */
+    pid_t pid;            /* the process that opened it */
+    int fd;               /* -1 while broken */
+    shmrpc__io io;        /* fd's bytes, plain or TLS */
+    shmrpc__tls *tls;     /* the TLS settings, or NULL: plain */
+    uint16_t comp;
+    uint32_t threshold, peer_max;
+    uint32_t proto;   /* the revision agreed (3: a blocking call says it is alone) */
+    uint64_t next_id; /* the last request's id */
+    /* Requests written whole on this connection whose answers have not been read: the calls
+     * in flight, and those that gave up on theirs (a deadline passed, an asynchronous call
+     * freed), which may still come, in any order. While one is owed, what the server sends
+     * may be it: no look for the server's close (server_left), and no lone flag. */
+    uint32_t owed;
+    /* Bytes still to come of the answer of a call no longer in flight, skipped while a
+     * request went out (meanwhile_check): read and let go before the next frame, and owed
+     * until then. The bytes in c->in all came before it. */
+    size_t skip;
+    int64_t answered_ns; /* when an answer was last read */
+    int64_t rcvtimeo_ms; /* the socket's SO_RCVTIMEO: 0 none, -1 not set yet */
+    shmrpc_buf out, in;  /* in: frames read, the one in hand first */
+    size_t used;         /* bytes of the frame in hand at the front of in, or 0 */
+    shmrpc_arena *arena;
+    /* Its place among the client's endpoints (tcp_pool): */
+    shmrpc__table own_table;
+    int entry;       /* the list entry it was resolved from */
+    bool seen;       /* found again by the latest resolution */
+    int outstanding; /* calls in flight on it */
+    int fails;       /* failures in a row: its backoff */
+    /* Left out of the choice (it refused, failed or stalled) until a probe of it ends its
+     * handshake, or until an answer comes on its connection; the probe starts at
+     * eject_until (tend). */
+    bool suspect;
+    int64_t eject_until;
+    bool drained;  /* the last call read a DRAIN: its server takes no new call */
+    bool left;     /* the last call read an ERROR that closes the connection */
+    char why[200]; /* why it was last left out */
+    /* A connection being made (docs/wire.md, "Endpoint lists"): its step, DIAL_NONE once
+     * made (fd >= 0) or when there is none (fd < 0). A call's attempt (race) lives within
+     * the call; a probe (the endpoint is suspect) in the background, stepped by the calls
+     * that follow (tend) and waited for by none unless every endpoint is left out. */
+    int dial;
+    bool probe;
+    bool heard;           /* the server's process answered it (a HELLO_ACK, TLS's flight) */
+    short dial_events;    /* what its socket waits for */
+    int64_t dial_start;   /* when it began */
+    int64_t dial_end;     /* when it gives up: connect_timeout_ms after it began */
+    int64_t dial_patient; /* until then the next endpoint's attempt waits for it (race) */
+    size_t sent;          /* bytes of out (a HELLO, an AUTH) sent */
+    uint8_t nonce[SHMRPC__AUTH_LEN]; /* the HELLO's, with a secret */
+    uint8_t proof[SHMRPC__AUTH_LEN]; /* the server's proof expected (DIAL_AUTH) */
+    shmrpc__hello ack;               /* the server's HELLO_ACK, its table in arena */
+    /* Asynchronous calls whose requests went out whole on this connection (newest first). */
+    shmrpc__pending *inflight;
+    int n_inflight;
+} tcp_conn;
+
+/* The steps of a connection being made (tcp_conn.dial). */
+enum { DIAL_NONE, DIAL_TCP, DIAL_TLS, DIAL_HELLO, DIAL_AUTH };
+
+/* An entry of the address's list, as written: a host (a numeric address or a DNS name)
+ * and a port. */
+typedef struct tcp_entry {
+    char host[256];
+    char port[6];
+    bool numeric;
+} tcp_entry;
+
+/* The connection a client holds: its endpoints, each with a connection of its own. */
+typedef struct tcp_pool {
+    shmrpc__conn base;
+    const shmrpc_service_info *info;
+    const shmrpc__client_cfg *cfg;
+    uint32_t *map;        /* the client's: that of the endpoint connected last */
+    shmrpc__table *table; /* likewise */
+    pid_t pid;            /* the process that opened it */
+    char *list;           /* WHERE as given, for messages */
+    tcp_entry entries[SHMRPC_TCP_MAX_ENDPOINTS];
+    int n_entries;
+    bool names;                /* some entry is a DNS name */
+    bool resolve_due;          /* an endpoint failed: resolve again soon */
+    int64_t resolved_ns;       /* when the names were last resolved */
+    struct tcp_lookup *lookup; /* a round of resolving them, under way */
+    tcp_conn *eps[SHMRPC_TCP_MAX_ENDPOINTS];
+    int n_eps;
+    unsigned cursor;    /* where the next choice starts among equals (round robin) */
+    int64_t tended_ns;  /* when the background work (tend) was last done */
+    shmrpc_buf why;     /* the reasons of a call's failed tries */
+    shmrpc_buf scratch; /* messages of the background work (tend) while calls wait */
+    /* The first failure to make an endpoint's TLS context (a file that cannot be read, a
+     * CA store that cannot be loaded): connect fails with it; a later round of resolving
+     * leaves such an endpoint out. */
+    int tls_rc;
+    shmrpc_buf tls_why;
+    bool ep_nomem; /* an endpoint could not be made for lack of memory */
+} tcp_pool;
+
+/* One call's (or the connect's) search for an endpoint that takes it. */
+typedef struct tcp_search {
+    int64_t deadline;
+    bool room;      /* only endpoints with room for one more call in flight */
+    uint64_t tried; /* endpoints it went to and did not run on, or could not connect to */
+    int status;     /* the most telling failure of its tries */
+    int attempts;   /* endpoints it went to, connected or not */
+} tcp_search;
+
+/* What one try of a call says of it (attempt, send_async): it ended there, or it cannot have
+ * run there and may go elsewhere. */
+enum { FATE_DONE, FATE_NOT_RUN };
+
+/* A round of resolving the DNS names of a list (client_endpoints.c). */
+typedef struct tcp_lookup tcp_lookup;
+
+/* --- client_conn.c: one connection's bytes */
+/* Whether c is connected: a socket, its handshake done. */
+bool shmrpc__tcp_connected(const tcp_conn *c);
+/* Lets go of a broken connection, or one being made, and of what was read from it: the next owes
+ * nothing. */
+void shmrpc__tcp_conn_break(tcp_conn *c);
+/* The answer of one of c's requests was read. */
+void shmrpc__tcp_answer_read(tcp_conn *c);
+/* c broke while doing what (errno, or TLS, says how): let go, err says why; the status. */
+int shmrpc__tcp_broken(tcp_conn *c, shmrpc_buf *err, const char *what);
+/* The largest frame body a connection with calls in flight reads: the client's maximum. */
+uint32_t shmrpc__tcp_max_body(const tcp_conn *c);
+/* Sends n bytes at p on c within deadline, reading what comes meanwhile; c is let go when it
+ * fails. */
+int shmrpc__tcp_send_all(tcp_conn *c, const uint8_t *p, size_t n, int64_t deadline,
+                         shmrpc_buf *err);
+/* Drops the last frame read from the front of c->in, keeping what came after it. */
+void shmrpc__tcp_consume(tcp_conn *c);
+/* Reads one frame (its body at most max) to the front of c->in, its header into h. */
+int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int64_t deadline,
+                           shmrpc_buf *err);
+/* The body of the frame in hand at the front of c->in. */
+shmrpc_bytes shmrpc__tcp_frame_body(const tcp_conn *c);
+/* An ERROR frame's status, its message into err. */
+int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
+/* Sends a REQUEST of method sid with request id on c within deadline; then its answer is owed. */
+int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
+                             shmrpc_bytes req, int64_t deadline, shmrpc_buf *err);
+/* Reads frames until the answer to request id of method sid: the result into resp. */
+int shmrpc__tcp_await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp,
+                             int64_t deadline, shmrpc_buf *err);
+/* Takes p off the connection it waits on. */
+void shmrpc__tcp_pend_unlink(tcp_conn *c, shmrpc__pending *p);
+/* Ends the asynchronous call p with status. */
+void shmrpc__tcp_pend_done(shmrpc__pending *p, int status);
+/* Fails every call in flight on c, whose requests were written whole: they may have run. */
+void shmrpc__tcp_fail_inflight(tcp_conn *c, int status, const char *why);
+/* Fails the calls in flight on c, let go while something was sent (rc, err). */
+void shmrpc__tcp_fail_sending(tcp_conn *c, int rc, const shmrpc_buf *err);
+
+/* --- client_dial.c: making a connection */
+/* Begins a dial of c: a non-blocking connect, given up at end; c->dial set, or a status with
+ * err. */
+int shmrpc__tcp_dial_begin(tcp_conn *c, int64_t now, int64_t end, shmrpc_buf *err);
+/* Why c's dial, at its step now, has not ended after its time (ms), into err. */
+void shmrpc__tcp_dial_late(const tcp_conn *c, int64_t ms, shmrpc_buf *err);
+/* Moves c's dial on without waiting: 0 once made, the events its socket waits for, or a status (c
+ * let go). */
+int shmrpc__tcp_dial_step(tcp_conn *c, short revents, int64_t now, shmrpc_buf *err);
+
+/* --- client_endpoints.c: the endpoints of an address */
+/* Frees an endpoint, failing the calls in flight on it. */
+void shmrpc__tcp_ep_free(tcp_conn *c);
+/* Frees a round of resolving and its results (not a request that cannot be cancelled). */
+void shmrpc__tcp_lookup_free(tcp_lookup *lk);
+/* The first resolution, at connect: DNS names within the connect timeout. */
+int shmrpc__tcp_resolve(tcp_pool *p, shmrpc_buf *err);
+/* Resolves the names again in the background, when due. */
+void shmrpc__tcp_maybe_resolve(tcp_pool *p, int64_t now, shmrpc_buf *scratch);
+/* Parses the address where, tcp://ENTRY[,ENTRY...], into p->entries. */
+int shmrpc__tcp_parse_list(tcp_pool *p, const char *where, shmrpc_buf *err);
+
+/* --- client_choose.c: choosing an endpoint */
+/* The endpoint for the next try, not in mask (its index; -1 when none is left). */
+int shmrpc__tcp_choose(tcp_pool *p, uint64_t mask, bool room, bool *full);
+/* A call's deadline passed waiting on c: c is left out as a host that stalls, while another
+ * endpoint takes calls. */
+void shmrpc__tcp_stalled(tcp_pool *p, tcp_conn *c, int64_t now, const char *why);
+/* Before a call goes to c: a connection whose server closed it or drains is let go. */
+void shmrpc__tcp_refresh(tcp_conn *c, int64_t now, shmrpc_buf *scratch);
+/* Connects a call to an endpoint, beginning with i (Happy Eyeballs): the endpoint, its index in
+ * *won_at; NULL when none is left or the deadline passed. */
+tcp_conn *shmrpc__tcp_race(tcp_pool *p, int i, tcp_search *s, int *won_at, shmrpc_buf *err);
+/* The background work of the endpoints, without waiting: probes begun and moved on. */
+void shmrpc__tcp_tend(tcp_pool *p, int64_t now, shmrpc_buf *scratch);
+/* Why a call found no endpoint to try: each endpoint left out, and for how long, into why. */
+void shmrpc__tcp_left_out(tcp_pool *p, int64_t now, shmrpc_buf *why);
+
+/* --- client_call.c: a blocking call */
+/* The blocking call (shmrpc__conn_ops.call). */
+int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
+                     int64_t timeout_ms, shmrpc_buf *err);
+
+/* --- client_inflight.c: many calls in flight */
+/* Starts an asynchronous call (shmrpc__conn_ops.start). */
+int shmrpc__tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err);
+/* One round of the asynchronous calls, waiting until deadline at most
+ * (shmrpc__conn_ops.progress). */
+void shmrpc__tcp_progress(shmrpc__conn *base, int64_t deadline);
+/* Takes an asynchronous call off its connection (shmrpc__conn_ops.abandon). */
+void shmrpc__tcp_abandon(shmrpc__conn *base, shmrpc__pending *k);
+
+#endif
