@@ -31,8 +31,6 @@
 #define PATH_PREFIX "/shmrpc.lock."
 #define PATH_CAP (sizeof PATH_PREFIX + SHMRPC_LOCK_NAME_MAX)
 
-/* How long an opener waits for a creator to size and initialise the segment. */
-#define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
 /* How often a waiter reads /proc to see whether the owner still lives (and, for try and
  * timed-out acquires, at most this often per handle). Below SHMRPC__CHECK_NS, so a death
  * is noticed within about 25 ms of the wait's next check. */
@@ -647,26 +645,6 @@ static int check_opts(const shmrpc_lock_opts *o)
     return 0;
 }
 
-static int map_segment(int fd, struct mapped *out)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        return fail(SHMRPC_ESYS(err), "fstat of a lock: %s", syserr(err));
-    }
-    void *p = mmap(NULL, SEG_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        int err = errno;
-        return fail(SHMRPC_ESYS(err), "mmap of a lock: %s", syserr(err));
-    }
-    out->seg = p;
-    out->dev = st.st_dev;
-    out->ino = st.st_ino;
-    out->uid = st.st_uid;
-    out->private = (st.st_mode & 077) == 0;
-    return 0;
-}
-
 /* The creator's part: everything but the magic, then the magic with a release store, so
  * an opener that sees the magic sees the rest. */
 static void init_segment(struct lock_seg *s, bool locked)
@@ -680,62 +658,40 @@ static void init_segment(struct lock_seg *s, bool locked)
     atomic_store_explicit(&s->magic, LOCK_MAGIC, memory_order_release);
 }
 
-/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
-static int create(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
+/* The lock's words for a system call that failed on its segment (seg_open.c). */
+static int sys_fail(const shmrpc__seg_how *how, enum shmrpc__seg_step step, int err, uint64_t size)
 {
-    int fd;
-    int rc = shmrpc__seg_create("lock", path, name, o->perms, &fd);
-    if (rc != 0) return rc;
-    /* fchmod: shm_open's mode passes through the umask, which must neither widen nor
-     * narrow what was asked. */
-    if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)SEG_SIZE) != 0) {
-        int err = errno;
-        rc = fail(SHMRPC_ESYS(err), "cannot set up lock '%s': %s", name, syserr(err));
-    }
-    if (rc == 0) rc = map_segment(fd, out);
-    close(fd);
-    if (rc != 0) {
-        shm_unlink(path);
-        return rc;
-    }
-    init_segment(out->seg, o->initially_locked);
-    return 0;
-}
-
-/* Waits, bounded, for a creator to size the segment; checks owner and mode each time. */
-static int check_file(int fd, const char *name, const shmrpc_lock_opts *o)
-{
-    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
-    for (;;) {
-        struct stat st;
-        if (fstat(fd, &st) != 0) {
-            int err = errno;
-            return fail(SHMRPC_ESYS(err), "fstat of lock '%s': %s", name, syserr(err));
-        }
-        int rc = shmrpc__seg_check_owner(&st, "lock", name, o->perms);
-        if (rc != 0) return rc;
-        if (st.st_size == (off_t)SEG_SIZE) return 0;
-        if (st.st_size != 0)
-            return fail(SHMRPC_EPROTO, "'%s' is not a lock segment (size %lld, expected %zu)", name,
-                        (long long)st.st_size, SEG_SIZE);
-        if (shmrpc__now_ns() >= give_up)
-            return fail(SHMRPC_EPROTO, "lock '%s' was never sized (its creator died?); %s", name,
-                        REPLACE_HINT);
-        shmrpc__seg_nap();
+    (void)size;
+    switch (step) {
+    case SHMRPC__SEG_SIZE:
+        return fail(SHMRPC_ESYS(err), "cannot set up lock '%s': %s", how->name, syserr(err));
+    case SHMRPC__SEG_STAT:
+        return fail(SHMRPC_ESYS(err), "fstat of a lock: %s", syserr(err));
+    case SHMRPC__SEG_MAP:
+    default:
+        return fail(SHMRPC_ESYS(err), "mmap of a lock: %s", syserr(err));
     }
 }
 
-/* Waits, bounded, for the creator's magic, then checks the header. */
-static int check_header(const struct lock_seg *s, const char *name)
+/* An existing segment's size, once its creator sized it or the wait for that ended. */
+static int check_size(const shmrpc__seg_how *how, const struct stat *st)
 {
-    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
-    uint32_t magic;
-    while ((magic = atomic_load_explicit(&s->magic, memory_order_acquire)) == 0) {
-        if (shmrpc__now_ns() >= give_up)
-            return fail(SHMRPC_EPROTO, "lock '%s' was never initialised (its creator died?); %s",
-                        name, REPLACE_HINT);
-        shmrpc__seg_nap();
-    }
+    if (st->st_size == (off_t)SEG_SIZE) return 0;
+    if (st->st_size != 0)
+        return fail(SHMRPC_EPROTO, "'%s' is not a lock segment (size %lld, expected %zu)",
+                    how->name, (long long)st->st_size, SEG_SIZE);
+    return fail(SHMRPC_EPROTO, "lock '%s' was never sized (its creator died?); %s", how->name,
+                REPLACE_HINT);
+}
+
+/* Its header, once the creator's magic is there or the wait for it ended. */
+static int check_header(const shmrpc__seg_how *how, const shmrpc__seg_mapping *m, uint32_t magic)
+{
+    const struct lock_seg *s = m->base;
+    const char *name = how->name;
+    if (magic == 0)
+        return fail(SHMRPC_EPROTO, "lock '%s' was never initialised (its creator died?); %s", name,
+                    REPLACE_HINT);
     uint32_t version = s->version, size = s->size;
     if (magic != LOCK_MAGIC || size != SEG_SIZE)
         return fail(SHMRPC_EPROTO, "'%s' is not a lock segment (magic 0x%08x, size %u)", name,
@@ -746,16 +702,46 @@ static int check_header(const struct lock_seg *s, const char *name)
     return 0;
 }
 
+/* The lock's segment, for seg_open.c. */
+static const shmrpc__seg_ops lock_seg_ops = {.kind = "lock",
+                                             .wait_ns = SHMRPC__SEG_INIT_WAIT_NS,
+                                             .sys_fail = sys_fail,
+                                             .check_size = check_size,
+                                             .check_header = check_header};
+
+/* The segment mapped, and which file it is. */
+static void keep(const shmrpc__seg_mapping *s, struct mapped *out)
+{
+    out->seg = s->base;
+    out->dev = s->st.st_dev;
+    out->ino = s->st.st_ino;
+    out->uid = s->st.st_uid;
+    out->private = (s->st.st_mode & 077) == 0;
+}
+
+/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
+static int create(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
+{
+    shmrpc__seg_how how = {.ops = &lock_seg_ops, .path = path, .name = name, .perms = o->perms};
+    shmrpc__seg_mapping s;
+    int rc = shmrpc__seg_make(&how, SEG_SIZE, &s);
+    if (rc != 0) return rc;
+    keep(&s, out);
+    init_segment(out->seg, o->initially_locked);
+    return 0;
+}
+
 /* Opens an existing segment; SHMRPC_ENOENT when there is none. */
 static int attach(const char *path, const char *name, const shmrpc_lock_opts *o, struct mapped *out)
 {
     int fd;
     int rc = shmrpc__seg_open("lock", path, name, &fd);
     if (rc != 0) return rc;
-    rc = check_file(fd, name, o);
-    if (rc == 0) rc = map_segment(fd, out);
+    shmrpc__seg_how how = {.ops = &lock_seg_ops, .path = path, .name = name, .perms = o->perms};
+    shmrpc__seg_mapping s;
+    rc = shmrpc__seg_attach(&how, fd, &s);
     close(fd);
-    if (rc == 0 && (rc = check_header(out->seg, name)) != 0) munmap(out->seg, SEG_SIZE);
+    if (rc == 0) keep(&s, out);
     return rc;
 }
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The named-segment plumbing that the lock, the queue and the map share: checking a
  * name, describing a /dev/shm file, checking the mode and perms asked for and the owner
- * and mode of an existing segment, creating, opening and removing. Each structure keeps its own
- * header checks (magic, version, geometry). kind ("lock", "queue", "map") names the structure in
- * the messages. */
+ * and mode of an existing segment, creating, opening and removing (segment.c); the guard
+ * against truncation (seg_guard.c); making a segment and attaching to one, with the waits
+ * for its creator (seg_open.c). Each structure keeps its own header checks (magic, version,
+ * geometry). kind ("lock", "queue", "map") names the structure in the messages. */
 #ifndef SHMRPC_SEGMENT_H
 #define SHMRPC_SEGMENT_H
 
@@ -78,5 +79,65 @@ int shmrpc__seg_cut_fail(const char *kind, const char *name, const char *path);
 
 /* A millisecond's sleep between looks at a segment another process is making. */
 void shmrpc__seg_nap(void);
+
+/* --- making a segment and attaching to one (seg_open.c) -------------------------------- */
+
+/* How long an opener waits for a creator to size a segment and write its magic: both
+ * within this, from the open. */
+#define SHMRPC__SEG_INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
+
+/* The steps of making or attaching at which a system call may fail, for the caller's own
+ * words: sizing the file (fchmod and ftruncate), mapping it, reading its stat. */
+enum shmrpc__seg_step { SHMRPC__SEG_SIZE, SHMRPC__SEG_MAP, SHMRPC__SEG_STAT };
+
+/* A segment mapped whole: where, its length (the file's size), and its file's stat (its
+ * dev and ino, owner and mode). */
+typedef struct shmrpc__seg_mapping {
+    void *base;
+    size_t len;
+    struct stat st;
+} shmrpc__seg_mapping;
+
+typedef struct shmrpc__seg_how shmrpc__seg_how;
+
+/* What differs between the structures' segments (a lock's, a queue's, a map's header and
+ * its generations), a table of each in its own file. */
+typedef struct shmrpc__seg_ops {
+    const char *kind; /* "lock", "queue", "map": in the messages */
+    int64_t wait_ns;  /* attach: the wait for a creator (0: one look, for a file made whole) */
+    /* The status, with the structure's own message, of the failure err of a system call at
+     * step, for a segment of size bytes. */
+    int (*sys_fail)(const shmrpc__seg_how *how, enum shmrpc__seg_step step, int err, uint64_t size);
+    /* attach: the file found, once sized or the wait for it ended (st_size 0 then): 0 to
+     * map it, or a failure (a status with its message, or the caller's own code, > 0). */
+    int (*check_size)(const shmrpc__seg_how *how, const struct stat *st);
+    /* attach: the mapping, once its creator's magic is there or the wait for it ended
+     * (magic 0 then): 0 to keep it, or a failure as check_size's, and the mapping goes.
+     * What it checked and keeps, it copies (to how->arg): the segment is shared, and
+     * what is read again may have changed. */
+    int (*check_header)(const shmrpc__seg_how *how, const shmrpc__seg_mapping *s, uint32_t magic);
+} shmrpc__seg_ops;
+
+/* One segment, as its opener makes it or attaches to it. */
+struct shmrpc__seg_how {
+    const shmrpc__seg_ops *ops;
+    const char *path; /* the shm_open name */
+    const char *name; /* the structure's name */
+    mode_t perms;     /* a new one's mode; what an existing one may be at most */
+    void *arg;        /* the caller's, for its ops */
+};
+
+/* Creates the segment how->path (O_EXCL) of size bytes with how->perms whatever the
+ * umask, and maps it whole, with its stat: SHMRPC_ESYS(EEXIST) without a message when the
+ * name exists; any later failure removes the file again. The caller then writes the
+ * header: a magic that openers wait for (its first 4 bytes) last, with a release store. */
+int shmrpc__seg_make(const shmrpc__seg_how *how, uint64_t size, shmrpc__seg_mapping *out);
+
+/* Maps the existing segment open at fd (the caller opens and closes it): waits, within
+ * ops->wait_ns, for its creator to size it, with its owner and mode checked at every look
+ * (shmrpc__seg_check_owner); check_size; maps it whole; waits, within the same time, for
+ * the creator's magic (a release store in its first 4 bytes); check_header. out->st is the
+ * file's, also when a check refused it (for a caller that removes what it found stale). */
+int shmrpc__seg_attach(const shmrpc__seg_how *how, int fd, shmrpc__seg_mapping *out);
 
 #endif

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* A map's names and files in /dev/shm: the names of its header, its generations and its
- * lock, the owner check, creating a segment file, whether the name still leads to a
- * handle's map, removing a map (shmrpc_map_unlink), and the message of a cut one. */
+ * lock, its words for a system call that failed on them (the rest of making and opening
+ * one is core/seg_open.c's), whether the name still leads to a handle's map, removing a
+ * map (shmrpc_map_unlink), and the message of a cut one. */
 #include <shmrpc/map.h>
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,55 +39,20 @@ void shmrpc__map_lock_name(char *out, const char *name)
     snprintf(out, SHMRPC_LOCK_NAME_MAX + 1, "map.%s", name);
 }
 
-/* Owner and mode of an existing segment (the lock's rule). */
-int shmrpc__map_check_owner(int fd, const char *name, mode_t perms, off_t *size)
+int shmrpc__map_sys_fail(const shmrpc__seg_how *how, enum shmrpc__seg_step step, int err,
+                         uint64_t size)
 {
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        return fail(SHMRPC_ESYS(err), "fstat of map '%s': %s", name, syserr(err));
+    switch (step) {
+    case SHMRPC__SEG_SIZE:
+        return fail(SHMRPC_ESYS(err), "cannot size map '%s' (%s%s, %" PRIu64 " bytes): %s",
+                    how->name, SHM_DIR, how->path, size, syserr(err));
+    case SHMRPC__SEG_STAT:
+        return fail(SHMRPC_ESYS(err), "cannot stat map '%s' (%s%s): %s", how->name, SHM_DIR,
+                    how->path, syserr(err));
+    case SHMRPC__SEG_MAP:
+    default:
+        return fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", how->name, syserr(err));
     }
-    int rc = shmrpc__seg_check_owner(&st, "map", name, perms);
-    if (rc != 0) return rc;
-    *size = st.st_size;
-    return 0;
-}
-
-/* Creates a segment of size bytes, 0 on success, SHMRPC_ESYS(EEXIST) silently. */
-int shmrpc__map_create_file(const char *path, const char *name, mode_t perms, uint64_t size,
-                            void **out, struct stat *st)
-{
-    int fd;
-    int rc = shmrpc__seg_create("map", path, name, perms, &fd);
-    if (rc != 0) return rc;
-    if (fchmod(fd, perms) != 0 || ftruncate(fd, (off_t)size) != 0) {
-        int err = errno;
-        rc = fail(SHMRPC_ESYS(err), "cannot size map '%s' (%s%s, %" PRIu64 " bytes): %s", name,
-                  SHM_DIR, path, size, syserr(err));
-    }
-    void *p = MAP_FAILED;
-    if (rc == 0) {
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            int err = errno;
-            rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", name, syserr(err));
-        }
-    }
-    /* Its identity, by which the creator later knows the name is still its map's (a
-     * growth, auto_unlink): without it, the map would be taken for one made anew. */
-    if (rc == 0 && st && fstat(fd, st) != 0) {
-        int err = errno;
-        munmap(p, size);
-        rc = fail(SHMRPC_ESYS(err), "cannot stat map '%s' (%s%s): %s", name, SHM_DIR, path,
-                  syserr(err));
-    }
-    close(fd);
-    if (rc != 0) {
-        shm_unlink(path);
-        return rc;
-    }
-    *out = p;
-    return 0;
 }
 
 void shmrpc__map_unlink_gen(const char *name, uint64_t gen)

@@ -22,6 +22,67 @@ uint64_t shmrpc__map_pow2_at_least(uint64_t n)
     return p;
 }
 
+/* The generation an attach maps (seg_open.c): the map, its number, where its checked
+ * geometry goes. */
+struct gen_want {
+    shmrpc_map *m;
+    uint64_t gen;
+    shmrpc__map_geo *geo;
+};
+
+/* Published only once made whole: smaller than a head, it was cut. */
+static int check_gen_size(const shmrpc__seg_how *how, const struct stat *st)
+{
+    const struct gen_want *w = how->arg;
+    if (st->st_size >= (off_t)HEAD_SIZE) return 0;
+    w->m->cut_gen = w->gen;
+    return fail(SHMRPC_ECUT,
+                "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
+                "holders: the map's entries are gone; opening it with create makes it anew",
+                how->name, w->gen, SHM_DIR, how->path, (long long)st->st_size);
+}
+
+/* Its head, checked: its magic is one of the checks (it has no wait). */
+static int check_gen(const shmrpc__seg_how *how, const shmrpc__seg_mapping *s, uint32_t magic)
+{
+    (void)magic;
+    const struct gen_want *w = how->arg;
+    shmrpc_map *m = w->m;
+    uint64_t size = s->len;
+    /* Cut, when the head adds up for the size it says, one that a growth makes (at most
+     * max_bytes of entries), and the file is shorter; a head that does not add up is
+     * refused below as a scribble. */
+    uint64_t said = ((const struct gen_hdr *)s->base)->total;
+    char no[8];
+    shmrpc__map_geo whole;
+    if (said > size && shmrpc__map_validate(s->base, said, &whole, no, sizeof no) == 0 &&
+        said <= whole.arena_off + m->max_bytes + 4095) {
+        m->cut_gen = w->gen;
+        return fail(SHMRPC_ECUT,
+                    "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
+                    "holders (its head says %" PRIu64 "): the map's entries are gone; opening it "
+                    "with create makes it anew",
+                    m->name, w->gen, SHM_DIR, how->path, (long long)size, said);
+    }
+    char why[200];
+    int rc = shmrpc__map_validate(s->base, size, w->geo, why, sizeof why);
+    if (rc == 0 && w->geo->gen != w->gen)
+        rc = shmrpc__map_why_fail(SHMRPC_EPROTO, why, sizeof why, "it says it is number %" PRIu64,
+                                  w->geo->gen);
+    if (rc != 0)
+        return fail(rc, "map '%s' generation file %" PRIu64 " (%s%s) refused: %s", m->name, w->gen,
+                    SHM_DIR, how->path, why);
+    return 0;
+}
+
+/* A generation's file, for seg_open.c: made whole before it is published, so an opener
+ * does not wait; its arg: a struct gen_want. */
+static const shmrpc__seg_ops gen_seg_ops = {.kind = "map",
+                                            .wait_ns = 0,
+                                            .sys_fail = shmrpc__map_sys_fail,
+                                            .check_size = check_gen_size,
+                                            .check_header = check_gen};
+
 /* Creates generation gen of nslots and bytes of entries, empty, replacing any file a
  * writer that died while building it left; a map's first (anew) replaces nothing, and a
  * file of its number fails it with SHMRPC_ESYS(EEXIST). Not yet published. */
@@ -35,18 +96,20 @@ int shmrpc__map_build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t 
         ring <<= 1;
     uint64_t arena = HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8;
     uint64_t total = (arena + bytes + 4095) & ~UINT64_C(4095);
-    void *p = NULL;
+    shmrpc__seg_how how = {
+        .ops = &gen_seg_ops, .path = path, .name = m->name, .perms = m->opts.perms};
+    shmrpc__seg_mapping s;
     int rc = SHMRPC_ESYS(EEXIST);
     for (int i = 0; i < OPEN_ATTEMPTS && rc == SHMRPC_ESYS(EEXIST); i++) {
         if (!anew) shm_unlink(path);
-        rc = shmrpc__map_create_file(path, m->name, m->opts.perms, total, &p, NULL);
+        rc = shmrpc__seg_make(&how, total, &s);
         if (anew) break;
     }
     if (rc == SHMRPC_ESYS(EEXIST) && !anew)
         return fail(SHMRPC_EBUSY, "map '%s': generation file %" PRIu64 " keeps being recreated",
                     m->name, gen);
     if (rc != 0) return rc;
-    struct gen_hdr *g = p;
+    struct gen_hdr *g = s.base;
     g->magic = GEN_MAGIC;
     g->version = MAP_VERSION;
     g->gen = gen;
@@ -62,7 +125,7 @@ int shmrpc__map_build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t 
     geo->nslots = nslots;
     geo->arena_off = arena;
     geo->ring_cap = ring;
-    *out = p;
+    *out = s.base;
     return 0;
 }
 
@@ -78,52 +141,14 @@ int shmrpc__map_map_gen(shmrpc_map *m, uint64_t gen, uint8_t **out, shmrpc__map_
         return fail(SHMRPC_ESYS(err), "cannot open map '%s' generation file %" PRIu64 ": %s",
                     m->name, gen, syserr(err));
     }
-    off_t size = 0; /* set by check_owner when it succeeds (gcc -O3 cannot tell) */
-    int rc = shmrpc__map_check_owner(fd, m->name, m->opts.perms, &size);
-    void *p = MAP_FAILED;
-    /* Published only once made whole: smaller than a head, it was cut. */
-    if (rc == 0 && (size < (off_t)HEAD_SIZE))
-        rc = fail(SHMRPC_ECUT,
-                  "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
-                  "holders: the map's entries are gone; opening it with create makes it anew",
-                  m->name, gen, SHM_DIR, path, (long long)size);
-    if (rc == 0) {
-        p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            int err = errno;
-            rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", m->name, syserr(err));
-        }
-    }
+    struct gen_want w = {.m = m, .gen = gen, .geo = geo};
+    shmrpc__seg_how how = {
+        .ops = &gen_seg_ops, .path = path, .name = m->name, .perms = m->opts.perms, .arg = &w};
+    shmrpc__seg_mapping s;
+    int rc = shmrpc__seg_attach(&how, fd, &s);
     close(fd);
-    if (rc == SHMRPC_ECUT) m->cut_gen = gen;
     if (rc != 0) return rc;
-    /* Cut, when the head adds up for the size it says, one that a growth makes (at most
-     * max_bytes of entries), and the file is shorter; a head that does not add up is
-     * refused below as a scribble. */
-    uint64_t said = ((const struct gen_hdr *)p)->total;
-    char no[8];
-    shmrpc__map_geo whole;
-    if (said > (uint64_t)size && shmrpc__map_validate(p, said, &whole, no, sizeof no) == 0 &&
-        said <= whole.arena_off + m->max_bytes + 4095) {
-        munmap(p, (size_t)size);
-        m->cut_gen = gen;
-        return fail(SHMRPC_ECUT,
-                    "map '%s' generation file %" PRIu64 " (%s%s) was cut to %lld bytes under its "
-                    "holders (its head says %" PRIu64 "): the map's entries are gone; opening it "
-                    "with create makes it anew",
-                    m->name, gen, SHM_DIR, path, (long long)size, said);
-    }
-    char why[200];
-    rc = shmrpc__map_validate(p, (uint64_t)size, geo, why, sizeof why);
-    if (rc == 0 && geo->gen != gen)
-        rc = shmrpc__map_why_fail(SHMRPC_EPROTO, why, sizeof why, "it says it is number %" PRIu64,
-                                  geo->gen);
-    if (rc != 0) {
-        munmap(p, (size_t)size);
-        return fail(rc, "map '%s' generation file %" PRIu64 " (%s%s) refused: %s", m->name, gen,
-                    SHM_DIR, path, why);
-    }
-    *out = p;
+    *out = s.base;
     return 0;
 }
 

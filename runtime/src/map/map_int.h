@@ -386,11 +386,10 @@ int shmrpc__map_check_name(const char *name);
 void shmrpc__map_hdr_path(char *out, const char *name);
 void shmrpc__map_gen_path(char *out, const char *name, uint64_t gen);
 void shmrpc__map_lock_name(char *out, const char *name);
-/* Owner and mode of an existing segment (the lock's rule), and its size. */
-int shmrpc__map_check_owner(int fd, const char *name, mode_t perms, off_t *size);
-/* Creates and maps a segment of size bytes; SHMRPC_ESYS(EEXIST) silently. */
-int shmrpc__map_create_file(const char *path, const char *name, mode_t perms, uint64_t size,
-                            void **out, struct stat *st);
+/* The map's words for a system call that failed on its header or a generation file
+ * (shmrpc__seg_ops, core/seg_open.c). */
+int shmrpc__map_sys_fail(const shmrpc__seg_how *how, enum shmrpc__seg_step step, int err,
+                         uint64_t size);
 /* Removes generation file gen of the map; every one numbered below below. */
 void shmrpc__map_unlink_gen(const char *name, uint64_t gen);
 void shmrpc__map_unlink_gens(const char *name, uint64_t below);

@@ -19,7 +19,6 @@
 
 #include "map/map_int.h"
 
-#define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
 #define DEFAULT_SLOTS 1024u
 #define DEFAULT_BYTES (UINT64_C(1) << 20)
 #define DEFAULT_MAX_BYTES (UINT64_C(1) << 30)
@@ -142,22 +141,115 @@ static uint64_t first_number(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* The header's size, once its creator sized it or the wait for that ended (seg_open.c). */
+static int check_hdr_size(const shmrpc__seg_how *how, const struct stat *st)
+{
+    const char *name = how->name, *path = how->path;
+    off_t size = st->st_size;
+    /* A creator sizes it right after it makes it: smaller, it was cut (or, at 0 bytes, its
+     * creator may have died before sizing it: it is made anew all the same). */
+    if (size < (off_t)HDR_SIZE)
+        return fail(SHMRPC_ECUT,
+                    "map '%s' (%s%s) was cut to %lld bytes, less than a header (%zu)%s; opening it "
+                    "with create makes it anew",
+                    name, SHM_DIR, path, (long long)size, HDR_SIZE,
+                    size ? "" : ", or its creator died before sizing it");
+    if (size > (off_t)(HDR_SIZE + SHMRPC_MAP_TYPE_MAX))
+        return fail(SHMRPC_EPROTO, "'%s' is not a map (%s%s has %lld bytes, a header %zu)", name,
+                    SHM_DIR, path, (long long)size, HDR_SIZE);
+    return 0;
+}
+
+/* What check_hdr keeps of the header it checked: each field read once, so that what a
+ * scribbler writes after the check is not used. */
+struct hdr_read {
+    shmrpc_map *m;
+    uint32_t tlen;
+    uint64_t is, ib, mb, first;
+};
+
+/* The header, once its creator's magic is there or the wait for it ended (seg_open.c). */
+static int check_hdr(const shmrpc__seg_how *how, const shmrpc__seg_mapping *s, uint32_t magic)
+{
+    struct hdr_read *r = how->arg;
+    shmrpc_map *m = r->m;
+    const char *path = how->path;
+    const struct map_hdr *h = s->base;
+    size_t plen = s->len;
+    uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
+    uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes, first = h->first;
+    uint64_t gen = atomic_load_explicit(&h->gen, memory_order_acquire);
+    uint32_t creator = h->creator;
+    if (magic == 0 && (creator == 0 || (kill((pid_t)creator, 0) != 0 && errno == ESRCH))) {
+        /* Half-made by a creator now gone (its pid is written before the rest): stale, as a
+         * cut one is, so that an open with create makes it anew (remove_cut), with the one
+         * generation it may have made. */
+        m->cut_gen = first;
+        return fail(SHMRPC_ECUT,
+                    "map '%s' was never initialised: its creator (pid %u) died making it; "
+                    "opening it with create makes it anew",
+                    m->name, creator);
+    }
+    if (magic == 0)
+        return fail(SHMRPC_EPROTO,
+                    "map '%s' was never initialised (its creator died?); CREATE_NEW_OVERWRITE or "
+                    "shmrpc_map_unlink replaces it",
+                    m->name);
+    if (magic != HDR_MAGIC || hsize != HDR_SIZE)
+        return fail(SHMRPC_EPROTO, "'%s' is not a map (magic 0x%08x, size %u)", m->name, magic,
+                    hsize);
+    if (version != MAP_VERSION)
+        return fail(SHMRPC_EVERSION, "map '%s' has layout version %u, this library %u", m->name,
+                    version, MAP_VERSION);
+    if (is < 8 || is > MAX_SLOTS / 2 || (is & (is - 1)) || ib < 4096 || mb < ib ||
+        mb > (OFF_MASK << 3) / 2)
+        return fail(SHMRPC_EPROTO,
+                    "map '%s' has a corrupt header (geometry %" PRIu64 " slots, %" PRIu64
+                    "..%" PRIu64 " bytes)",
+                    m->name, is, ib, mb);
+    if (first > gen)
+        return fail(SHMRPC_EPROTO,
+                    "map '%s' has a corrupt header (its first generation, %" PRIu64
+                    ", after its current, %" PRIu64 ")",
+                    m->name, first, gen);
+    if ((size_t)HDR_SIZE + tlen > plen)
+        return fail(SHMRPC_ECUT,
+                    "map '%s' (%s%s) was cut to %zu bytes, its header and type are %zu; opening "
+                    "it with create makes it anew",
+                    m->name, SHM_DIR, path, plen, (size_t)HDR_SIZE + tlen);
+    if ((size_t)HDR_SIZE + tlen != plen)
+        return fail(SHMRPC_EPROTO,
+                    "map '%s' has a corrupt header (a type of %u bytes in a segment of %zu)",
+                    m->name, tlen, plen);
+    *r = (struct hdr_read){.m = m, .tlen = tlen, .is = is, .ib = ib, .mb = mb, .first = first};
+    return 0;
+}
+
+/* The header's file, for seg_open.c; its arg: a struct hdr_read. */
+static const shmrpc__seg_ops hdr_seg_ops = {.kind = "map",
+                                            .wait_ns = SHMRPC__SEG_INIT_WAIT_NS,
+                                            .sys_fail = shmrpc__map_sys_fail,
+                                            .check_size = check_hdr_size,
+                                            .check_header = check_hdr};
+
 /* Creates the header, the lock and the first generation; SHMRPC_ESYS(EEXIST) silently. */
 static int create_map(shmrpc_map *m)
 {
     char path[PATH_CAP];
     shmrpc__map_hdr_path(path, m->name);
-    void *p;
     size_t tlen = strlen(m->want);
-    struct stat st;
     /* The number before the header: a map that replaces this one (an overwrite unlinks
      * this header first) takes its own after, so never a smaller one. */
     uint64_t first = first_number();
-    int rc = shmrpc__map_create_file(path, m->name, m->opts.perms, HDR_SIZE + tlen, &p, &st);
+    shmrpc__seg_how how = {
+        .ops = &hdr_seg_ops, .path = path, .name = m->name, .perms = m->opts.perms};
+    shmrpc__seg_mapping s;
+    int rc = shmrpc__seg_make(&how, HDR_SIZE + tlen, &s);
     if (rc != 0) return rc;
+    void *p = s.base;
     m->hdr = p;
-    m->hdr_dev = st.st_dev;
-    m->hdr_ino = st.st_ino;
+    m->hdr_dev = s.st.st_dev;
+    m->hdr_ino = s.st.st_ino;
     m->hdr_len = HDR_SIZE + tlen;
     struct map_hdr *h = p;
     h->version = MAP_VERSION;
@@ -231,110 +323,32 @@ static int attach_map(shmrpc_map *m)
         return fail(SHMRPC_ESYS(err), "cannot open map '%s' (%s%s): %s", m->name, SHM_DIR, path,
                     syserr(err));
     }
-    off_t size = 0;
-    int rc = 0;
-    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
-    for (;;) {
-        rc = shmrpc__map_check_owner(fd, m->name, m->opts.perms, &size);
-        if (rc != 0 || size != 0 || shmrpc__now_ns() >= give_up) break;
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    struct stat st;
-    if (fstat(fd, &st) == 0) {
-        m->cut_dev = st.st_dev;
-        m->cut_ino = st.st_ino;
-        m->cut_gen = 0;
-    }
-    /* A creator sizes it right after it makes it: smaller, it was cut (or, at 0 bytes, its
-     * creator may have died before sizing it: it is made anew all the same). */
-    if (rc == 0 && size < (off_t)HDR_SIZE)
-        rc = fail(SHMRPC_ECUT,
-                  "map '%s' (%s%s) was cut to %lld bytes, less than a header (%zu)%s; opening it "
-                  "with create makes it anew",
-                  m->name, SHM_DIR, path, (long long)size, HDR_SIZE,
-                  size ? "" : ", or its creator died before sizing it");
-    if (rc == 0 && size > (off_t)(HDR_SIZE + SHMRPC_MAP_TYPE_MAX))
-        rc = fail(SHMRPC_EPROTO, "'%s' is not a map (%s%s has %lld bytes, a header %zu)", m->name,
-                  SHM_DIR, path, (long long)size, HDR_SIZE);
-    void *p = MAP_FAILED;
-    size_t plen = (size_t)size;
-    if (rc == 0) {
-        p = mmap(NULL, plen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            int err = errno;
-            rc = fail(SHMRPC_ESYS(err), "cannot map map '%s': %s", m->name, syserr(err));
-        }
-    }
-    if (rc == 0) {
-        m->hdr_dev = st.st_dev;
-        m->hdr_ino = st.st_ino;
-    }
+    struct hdr_read r = {.m = m};
+    shmrpc__seg_how how = {
+        .ops = &hdr_seg_ops, .path = path, .name = m->name, .perms = m->opts.perms, .arg = &r};
+    m->cut_gen = 0;
+    shmrpc__seg_mapping s;
+    int rc = shmrpc__seg_attach(&how, fd, &s);
     close(fd);
+    m->cut_dev = s.st.st_dev;
+    m->cut_ino = s.st.st_ino;
     if (rc != 0) return rc;
-    struct map_hdr *h = p;
-    uint32_t magic;
-    while ((magic = atomic_load_explicit(&h->magic, memory_order_acquire)) == 0 &&
-           shmrpc__now_ns() < give_up) {
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    uint32_t version = h->version, hsize = h->size, tlen = h->type_len;
-    uint64_t is = h->init_slots, ib = h->init_bytes, mb = h->max_bytes, first = h->first;
-    uint64_t gen = atomic_load_explicit(&h->gen, memory_order_acquire);
-    uint32_t creator = h->creator;
-    if (magic == 0 && (creator == 0 || (kill((pid_t)creator, 0) != 0 && errno == ESRCH))) {
-        /* Half-made by a creator now gone (its pid is written before the rest): stale, as a
-         * cut one is, so that an open with create makes it anew (remove_cut), with the one
-         * generation it may have made. */
-        m->cut_gen = first;
-        rc = fail(SHMRPC_ECUT,
-                  "map '%s' was never initialised: its creator (pid %u) died making it; opening "
-                  "it with create makes it anew",
-                  m->name, creator);
-    } else if (magic == 0)
-        rc = fail(SHMRPC_EPROTO,
-                  "map '%s' was never initialised (its creator died?); CREATE_NEW_OVERWRITE or "
-                  "shmrpc_map_unlink replaces it",
-                  m->name);
-    else if (magic != HDR_MAGIC || hsize != HDR_SIZE)
-        rc =
-            fail(SHMRPC_EPROTO, "'%s' is not a map (magic 0x%08x, size %u)", m->name, magic, hsize);
-    else if (version != MAP_VERSION)
-        rc = fail(SHMRPC_EVERSION, "map '%s' has layout version %u, this library %u", m->name,
-                  version, MAP_VERSION);
-    else if (is < 8 || is > MAX_SLOTS / 2 || (is & (is - 1)) || ib < 4096 || mb < ib ||
-             mb > (OFF_MASK << 3) / 2)
-        rc = fail(SHMRPC_EPROTO,
-                  "map '%s' has a corrupt header (geometry %" PRIu64 " slots, %" PRIu64 "..%" PRIu64
-                  " bytes)",
-                  m->name, is, ib, mb);
-    else if (first > gen)
-        rc = fail(SHMRPC_EPROTO,
-                  "map '%s' has a corrupt header (its first generation, %" PRIu64
-                  ", after its current, %" PRIu64 ")",
-                  m->name, first, gen);
-    else if ((size_t)HDR_SIZE + tlen > plen)
-        rc = fail(SHMRPC_ECUT,
-                  "map '%s' (%s%s) was cut to %zu bytes, its header and type are %zu; opening it "
-                  "with create makes it anew",
-                  m->name, SHM_DIR, path, plen, (size_t)HDR_SIZE + tlen);
-    else if ((size_t)HDR_SIZE + tlen != plen)
-        rc = fail(SHMRPC_EPROTO,
-                  "map '%s' has a corrupt header (a type of %u bytes in a segment of %zu)", m->name,
-                  tlen, plen);
+    m->hdr_dev = s.st.st_dev;
+    m->hdr_ino = s.st.st_ino;
+    void *p = s.base;
+    size_t plen = s.len;
     char *type = NULL;
-    if (rc == 0) rc = copy_type(m, (const char *)p + HDR_SIZE, tlen, &type);
+    rc = copy_type(m, (const char *)p + HDR_SIZE, r.tlen, &type);
     if (rc != 0) {
         munmap(p, plen);
         return rc;
     }
-    m->hdr = h;
+    m->hdr = p;
     m->hdr_len = plen;
-    m->init_slots = is;
-    m->init_bytes = ib;
-    m->max_bytes = mb;
-    m->first = first ? first : 1;
+    m->init_slots = r.is;
+    m->init_bytes = r.ib;
+    m->max_bytes = r.mb;
+    m->first = r.first ? r.first : 1;
     m->hdr_guard = shmrpc__seg_guard(p, plen);
     m->hdr_cut = shmrpc__seg_guard_flag(m->hdr_guard);
     rc = open_lock_of(m);

@@ -46,8 +46,6 @@
 #define DEFAULT_ARENA (UINT32_C(1) << 20)
 #define DEFAULT_MAX_MSG (UINT32_C(64) << 10)
 
-/* How long an opener waits for a creator to size and initialise the segment. */
-#define INIT_WAIT_NS ((int64_t)1000 * 1000 * 1000)
 /* How often a waiter looks at the process that blocks it (reads /proc). */
 #define PROBE_NS ((int64_t)5 * 1000 * 1000)
 /* How long a try waits for another producer to move the tail past a slot it claimed. */

@@ -50,18 +50,6 @@ static int check_opts(const shmrpc_queue_opts *o)
 #define CUT 2
 #define CUT_HINT "opening it with create makes it anew"
 
-static int map_fd(int fd, size_t size, void **out, const char *name)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) {
-        int err = errno;
-        return fail(SHMRPC_ESYS(err), "cannot map queue '%s' (%zu bytes): %s", name, size,
-                    syserr(err));
-    }
-    *out = p;
-    return 0;
-}
-
 /* The creator's part: its pid first (so a half-made segment of a dead creator is known),
  * then the descriptors and header, then the magic with a release store. */
 static void init_segment(void *seg, const struct geom *g, const char *type)
@@ -90,26 +78,44 @@ static void init_segment(void *seg, const struct geom *g, const char *type)
     atomic_store_explicit(&h->magic, Q_MAGIC, memory_order_release);
 }
 
-/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
-static int create(const char *path, const char *name, const shmrpc_queue_opts *o,
-                  const struct geom *g, void **seg)
+/* The queue's words for a system call that failed on its segment (seg_open.c). */
+static int sys_fail(const shmrpc__seg_how *how, enum shmrpc__seg_step step, int err, uint64_t size)
 {
-    int fd;
-    int rc = shmrpc__seg_create("queue", path, name, o->perms, &fd);
-    if (rc != 0) return rc;
-    /* fchmod: the umask must neither widen nor narrow what was asked. */
-    if (fchmod(fd, o->perms) != 0 || ftruncate(fd, (off_t)g->total) != 0) {
-        int err = errno;
-        rc = fail(SHMRPC_ESYS(err), "cannot set up queue '%s' (%" PRIu64 " bytes): %s", name,
-                  g->total, syserr(err));
+    switch (step) {
+    case SHMRPC__SEG_SIZE:
+        return fail(SHMRPC_ESYS(err), "cannot set up queue '%s' (%" PRIu64 " bytes): %s", how->name,
+                    size, syserr(err));
+    case SHMRPC__SEG_STAT:
+        return fail(SHMRPC_ESYS(err), "fstat of queue '%s': %s", how->name, syserr(err));
+    case SHMRPC__SEG_MAP:
+    default:
+        return fail(SHMRPC_ESYS(err), "cannot map queue '%s' (%zu bytes): %s", how->name,
+                    (size_t)size, syserr(err));
     }
-    if (rc == 0) rc = map_fd(fd, (size_t)g->total, seg, name);
-    close(fd);
-    if (rc != 0) {
-        shm_unlink(path);
-        return rc;
+}
+
+/* An existing segment's size, once its creator sized it or the wait for that ended. */
+static int check_size(const shmrpc__seg_how *how, const struct stat *st)
+{
+    const char *name = how->name, *path = how->path;
+    if (st->st_size == 0) {
+        /* A creator sizes it right after it makes it: cut to 0, or its creator died. */
+        fail(SHMRPC_ECUT,
+             "queue '%s' (%s%s) has 0 bytes: it was cut under its holders, or its creator "
+             "died before sizing it; %s",
+             name, SHMRPC__SHM_DIR, path, CUT_HINT);
+        return CUT;
     }
-    init_segment(*seg, g, o->type);
+    if (st->st_size < (off_t)DESC_OFF) { /* no creator makes a file so small: a cut one */
+        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %lld bytes, less than a header; %s", name,
+             SHMRPC__SHM_DIR, path, (long long)st->st_size, CUT_HINT);
+        return CUT;
+    }
+    if ((uint64_t)st->st_size >
+        shmrpc__q_arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX, SHMRPC_QUEUE_TYPE_MAX) +
+            SHMRPC_QUEUE_ARENA_MAX)
+        return fail(SHMRPC_EPROTO, "'%s' is not a queue segment (size %lld)", name,
+                    (long long)st->st_size);
     return 0;
 }
 
@@ -118,6 +124,60 @@ static bool creator_gone(const struct q_hdr *h)
 {
     uint32_t pid = atomic_load(&h->creator_pid);
     return pid == 0 || (pid != self() && shmrpc__q_holder_dead(pid, 0, 1));
+}
+
+/* Its header, once the creator's magic is there or the wait for it ended: its geometry
+ * in how->arg. */
+static int check_header(const shmrpc__seg_how *how, const shmrpc__seg_mapping *m, uint32_t magic)
+{
+    const char *name = how->name, *path = how->path;
+    const struct q_hdr *h = m->base;
+    size_t size = m->len;
+    if (magic == 0) {
+        bool gone = creator_gone(h);
+        fail(SHMRPC_EPROTO, "queue '%s' was never initialised (its creator died?); %s", name,
+             REPLACE_HINT);
+        return gone ? STALE : SHMRPC_EPROTO;
+    }
+    /* Cut, when the header adds up for the size it says and the file is shorter; a header
+     * that does not add up is refused below as a scribble. */
+    uint64_t said = h->total_size;
+    struct geom whole;
+    char no[8];
+    if (said > size && shmrpc__q_check_geometry(h, (size_t)said, &whole, no, sizeof no) == 0) {
+        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %zu bytes; its header says %" PRIu64 "; %s",
+             name, SHMRPC__SHM_DIR, path, size, said, CUT_HINT);
+        return CUT;
+    }
+    char why[256];
+    int rc = shmrpc__q_check_geometry(h, size, how->arg, why, sizeof why);
+    if (rc != 0) {
+        char who[PATH_CAP + 64];
+        shmrpc__seg_describe(path, who, sizeof who);
+        return fail(rc, "queue '%s' refused (%s): %s", name, who, why);
+    }
+    return 0;
+}
+
+/* The queue's segment, for seg_open.c; its arg: where an attach puts the geometry it
+ * found (struct geom). */
+static const shmrpc__seg_ops queue_seg_ops = {.kind = "queue",
+                                              .wait_ns = SHMRPC__SEG_INIT_WAIT_NS,
+                                              .sys_fail = sys_fail,
+                                              .check_size = check_size,
+                                              .check_header = check_header};
+
+/* Creates the segment; SHMRPC_ESYS(EEXIST) (without a message) when it exists. */
+static int create(const char *path, const char *name, const shmrpc_queue_opts *o,
+                  const struct geom *g, void **seg)
+{
+    shmrpc__seg_how how = {.ops = &queue_seg_ops, .path = path, .name = name, .perms = o->perms};
+    shmrpc__seg_mapping s;
+    int rc = shmrpc__seg_make(&how, g->total, &s);
+    if (rc != 0) return rc;
+    *seg = s.base;
+    init_segment(*seg, g, o->type);
+    return 0;
 }
 
 /* Opens an existing segment: owner, size, magic and header checked before use;
@@ -129,82 +189,14 @@ static int attach(const char *path, const char *name, const shmrpc_queue_opts *o
     int fd;
     int rc = shmrpc__seg_open("queue", path, name, &fd);
     if (rc != 0) return rc;
-    int64_t give_up = shmrpc__now_ns() + INIT_WAIT_NS;
-    struct stat st;
-    for (;;) { /* the creator sizes it right after creating it */
-        if (fstat(fd, &st) != 0) {
-            int err = errno;
-            close(fd);
-            return fail(SHMRPC_ESYS(err), "fstat of queue '%s': %s", name, syserr(err));
-        }
-        if ((rc = shmrpc__seg_check_owner(&st, "queue", name, o->perms)) != 0) {
-            close(fd);
-            return rc;
-        }
-        if (st.st_size != 0) break;
-        if (shmrpc__now_ns() >= give_up) {
-            /* A creator sizes it right after it makes it: cut to 0, or its creator died. */
-            close(fd);
-            fail(SHMRPC_ECUT,
-                 "queue '%s' (%s%s) has 0 bytes: it was cut under its holders, or its creator "
-                 "died before sizing it; %s",
-                 name, SHMRPC__SHM_DIR, path, CUT_HINT);
-            if (stale) *stale = st;
-            return CUT;
-        }
-        shmrpc__seg_nap();
-    }
-    size_t size = (size_t)st.st_size;
-    if (st.st_size < (off_t)DESC_OFF) { /* no creator makes a file so small: a cut one */
-        close(fd);
-        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %lld bytes, less than a header; %s", name,
-             SHMRPC__SHM_DIR, path, (long long)st.st_size, CUT_HINT);
-        if (stale) *stale = st;
-        return CUT;
-    }
-    if ((uint64_t)st.st_size >
-        shmrpc__q_arena_off_for(SHMRPC_QUEUE_CAPACITY_MAX, SHMRPC_QUEUE_TYPE_MAX) +
-            SHMRPC_QUEUE_ARENA_MAX) {
-        close(fd);
-        return fail(SHMRPC_EPROTO, "'%s' is not a queue segment (size %lld)", name,
-                    (long long)st.st_size);
-    }
-    rc = map_fd(fd, size, seg, name);
+    shmrpc__seg_how how = {
+        .ops = &queue_seg_ops, .path = path, .name = name, .perms = o->perms, .arg = g};
+    shmrpc__seg_mapping s;
+    rc = shmrpc__seg_attach(&how, fd, &s);
     close(fd);
-    if (rc != 0) return rc;
-    struct q_hdr *h = *seg;
-    while (atomic_load_explicit(&h->magic, memory_order_acquire) == 0) {
-        if (shmrpc__now_ns() >= give_up) {
-            bool gone = creator_gone(h);
-            munmap(*seg, size);
-            fail(SHMRPC_EPROTO, "queue '%s' was never initialised (its creator died?); %s", name,
-                 REPLACE_HINT);
-            if (stale) *stale = st;
-            return gone ? STALE : SHMRPC_EPROTO;
-        }
-        shmrpc__seg_nap();
-    }
-    /* Cut, when the header adds up for the size it says and the file is shorter; a header
-     * that does not add up is refused below as a scribble. */
-    uint64_t said = h->total_size;
-    struct geom whole;
-    char no[8];
-    if (said > size && shmrpc__q_check_geometry(h, (size_t)said, &whole, no, sizeof no) == 0) {
-        munmap(*seg, size);
-        fail(SHMRPC_ECUT, "queue '%s' (%s%s) was cut to %zu bytes; its header says %" PRIu64 "; %s",
-             name, SHMRPC__SHM_DIR, path, size, said, CUT_HINT);
-        if (stale) *stale = st;
-        return CUT;
-    }
-    char why[256];
-    rc = shmrpc__q_check_geometry(h, size, g, why, sizeof why);
-    if (rc != 0) {
-        munmap(*seg, size);
-        char who[PATH_CAP + 64];
-        shmrpc__seg_describe(path, who, sizeof who);
-        return fail(rc, "queue '%s' refused (%s): %s", name, who, why);
-    }
-    return 0;
+    if ((rc == STALE || rc == CUT) && stale) *stale = s.st;
+    if (rc == 0) *seg = s.base;
+    return rc;
 }
 
 static int exists(const char *path, const char *name)
