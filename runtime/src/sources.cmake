@@ -12,8 +12,8 @@ function(shmrpc_sources name folder)
 endfunction()
 
 # core/: status and messages, buffers, the arena, the wait, /proc, segments, names, the lock
-shmrpc_sources(core core status.c version.c msg.c buf.c arena.c wait.c proc.c segment.c
-  seg_guard.c seg_open.c names.c lock.c)
+shmrpc_sources(core core status.c version.c msg.c buf.c arena.c wait.c proc.c membarrier.c
+  segment.c seg_guard.c seg_open.c names.c lock.c)
 list(APPEND shmrpc_core_sources ${PROJECT_SOURCE_DIR}/common/utf8.c) # the one UTF-8 check
 
 # codec/: the msgpack reader, JSON, the any, the dynamic codec

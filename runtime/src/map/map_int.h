@@ -32,6 +32,7 @@
 #include <shmrpc/status.h>
 
 #include "core/core.h"
+#include "core/membarrier.h"
 #include "core/proc.h"
 #include "core/segment.h"
 #include "core/wait.h"

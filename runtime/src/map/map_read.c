@@ -4,11 +4,9 @@
 #include <shmrpc/map.h>
 
 #include <inttypes.h>
-#include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,8 +71,7 @@ static struct map_reader *claim_slot(shmrpc_map *m)
             /* With the barrier a writer makes on every CPU running this process, a read
              * needs no fence of its own (each costs a fifth of a get); without it (an old
              * kernel, a seccomp filter), every read fences. */
-            m->no_fence =
-                syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+            m->no_fence = shmrpc__membarrier_register();
             if (m->no_fence) atomic_fetch_or(&h->no_fence, 1);
             atomic_store_explicit(&r->reads, 0, memory_order_relaxed);
             atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);

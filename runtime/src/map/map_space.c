@@ -4,11 +4,9 @@
  * class. */
 #include <shmrpc/map.h>
 
-#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "map/map_int.h"
@@ -64,8 +62,7 @@ static bool advance(shmrpc_map *m, bool check_dead)
      * on every CPU that runs one (the asymmetric fence of liburcu's memb flavour); if it
      * fails, no reuse. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&h->no_fence, memory_order_relaxed) &&
-        syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+    if (atomic_load_explicit(&h->no_fence, memory_order_relaxed) && shmrpc__membarrier_all() != 0)
         return false;
     if (atomic_load_explicit(&sp->unprot, memory_order_relaxed) != 0) return false;
     uint64_t epoch = atomic_load_explicit(&g->epoch, memory_order_relaxed), e0 = g->epoch0;

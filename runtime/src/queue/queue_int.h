@@ -22,6 +22,7 @@
 #include <shmrpc/status.h>
 
 #include "core/core.h"
+#include "core/membarrier.h"
 #include "core/proc.h"
 #include "queue/queue_seg.h"
 #include "core/segment.h"
@@ -355,17 +356,10 @@ int shmrpc__q_check_geometry(const struct q_hdr *s, size_t size, struct geom *g,
 void shmrpc__q_fill_handle(shmrpc_queue *q, void *seg, const struct geom *g);
 
 /* queue_wake.c: the waiters' futex words, the changing side. */
-/* The process that registered for membarrier(2), and whether it could (1, or -1). */
-extern _Atomic uint32_t shmrpc__q_barrier_pid;
-extern _Atomic int shmrpc__q_barrier_state;
 /* n things changed that waiters on f wait for: moves the word and wakes n sleepers (0: all). */
 void shmrpc__q_signal_waiters(shmrpc__futex *f, uint32_t n);
 /* Announces a waiter on f: the word with WAITING, or 0 when it changed meanwhile. */
 uint32_t shmrpc__q_announce(shmrpc__futex *f);
-/* Registers this process for membarrier(2), once (a single role's holder). */
-void shmrpc__q_register_barrier(void);
-/* A waiter's barrier for the plain stores of a single role's holder. */
-void shmrpc__q_barrier_for_waiter(void);
 /* Wakes the consumers for the commits a push has not signalled yet. */
 void shmrpc__q_flush_signal(shmrpc_queue *q, struct producing *pr);
 
@@ -575,11 +569,18 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* The changer's side: between its store and its load of the waiters' word. */
+/* A single producer commits, and a single consumer gives room back, with plain stores,
+ * then loads the waiters' word: a store and a later load that the CPU may reorder, so a
+ * waiter that announced itself (a CAS) and then looked might miss the change while the
+ * changer misses its announcement. Rather than a fence on every message, the holders of
+ * those roles register for membarrier(2), and a waiter, between its announcement and its
+ * last look, has every such process run a full barrier (MEMBARRIER_CMD_GLOBAL_EXPEDITED):
+ * the changer's store is then visible to the look, or its load comes after the barrier and
+ * sees WAITING (core/membarrier.h). Where membarrier is not available, the changer fences
+ * itself. The changer's side: between its store and its load of the waiters' word. */
 static inline void fence_for_waiters(void)
 {
-    if (atomic_load_explicit(&shmrpc__q_barrier_state, memory_order_relaxed) == 1 &&
-        atomic_load_explicit(&shmrpc__q_barrier_pid, memory_order_relaxed) == self())
+    if (shmrpc__membarrier_registered())
         atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order */
     else
         atomic_thread_fence(memory_order_seq_cst);

@@ -109,7 +109,7 @@ int shmrpc__q_take(shmrpc_queue *q, size_t cap, due *dl, uint32_t *pos, uint32_t
         }
         uint32_t old = shmrpc__q_announce(&h->nonempty);
         if (old == 0) continue;
-        if (q->sp) shmrpc__q_barrier_for_waiter();
+        if (q->sp) (void)shmrpc__membarrier_all();
         rc = try_next(q, cap, pos, start, len);
         if (rc <= 0) return rc;
         if (rc == TAKE_AGAIN) continue;

@@ -134,7 +134,7 @@ static int take_role(shmrpc_queue *q, unsigned role)
         if (atomic_compare_exchange_strong(w, &cur, me)) break;
     }
     if (cur != 0) bump(&h->repairs, 1); /* taken from a dead holder */
-    shmrpc__q_register_barrier();
+    (void)shmrpc__membarrier_register();
     if (prod) {
         take_over_producing(q);
         q->prod_pid = self();

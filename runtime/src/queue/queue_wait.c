@@ -230,7 +230,7 @@ int shmrpc__q_wait_for_room(shmrpc_queue *q, uint32_t p, uint32_t len, uint32_t 
     }
     uint32_t old = shmrpc__q_announce(&h->nonfull);
     if (old == 0) return LOOK_AGAIN;
-    if (q->sc) shmrpc__q_barrier_for_waiter();
+    if (q->sc) (void)shmrpc__membarrier_all();
     if (fits(q, p, end, atomic_load(&h->freed))) return LOOK_AGAIN;
     struct waiting w = {q, FOR_ROOM, shmrpc__now_ns() + PROBE_NS};
     int rc = shmrpc__q_wait_on(q, &h->nonfull, old, shmrpc__q_due_at(dl), &w);

@@ -1,19 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The waiters' futex words, the changing side: a change wakes as many waiters as it
  * brought (signal_waiters), a waiter announces itself before its last look (announce), a
- * push defers its wake-ups over a batch (flush_signal); and the membarrier(2) pairing that
- * lets a single producer or consumer change with plain stores. */
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
+ * push defers its wake-ups over a batch (flush_signal). */
 #include "queue/queue_int.h"
-
-/* membarrier(2) registration (single producer and consumer queues): the process that
- * registered (a forked child is not registered: the kernel's state is per address space),
- * and whether it could: 1 registered, -1 not available. */
-_Atomic uint32_t shmrpc__q_barrier_pid;
-_Atomic int shmrpc__q_barrier_state;
 
 /* n things changed that waiters on f wait for (the caller's change is sequentially
  * consistent, and so is this load, so a waiter that set WAITING before its last look is
@@ -41,28 +30,6 @@ uint32_t shmrpc__q_announce(shmrpc__futex *f)
     uint32_t w = atomic_load(&f->word);
     if (w & WAITING) return w;
     return atomic_compare_exchange_strong(&f->word, &w, w | WAITING) ? w | WAITING : 0;
-}
-
-/* A single producer commits, and a single consumer gives room back, with plain stores,
- * then loads the waiters' word: a store and a later load that the CPU may reorder, so a
- * waiter that announced itself (a CAS) and then looked might miss the change while the
- * changer misses its announcement. Rather than a fence on every message, the holders of
- * those roles register for membarrier(2), and a waiter, between its announcement and its
- * last look, has every such process run a full barrier (MEMBARRIER_CMD_GLOBAL_EXPEDITED):
- * the changer's store is then visible to the look, or its load comes after the barrier and
- * sees WAITING. Where membarrier is not available, the changer fences itself. */
-void shmrpc__q_register_barrier(void)
-{
-    if (atomic_load_explicit(&shmrpc__q_barrier_pid, memory_order_relaxed) == self()) return;
-    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
-    atomic_store_explicit(&shmrpc__q_barrier_state, r == 0 ? 1 : -1, memory_order_relaxed);
-    atomic_store_explicit(&shmrpc__q_barrier_pid, self(), memory_order_relaxed);
-}
-
-/* The waiter's side, when the other side has a single holder (plain stores). */
-void shmrpc__q_barrier_for_waiter(void)
-{
-    (void)syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
 }
 
 void shmrpc__q_flush_signal(shmrpc_queue *q, struct producing *pr)
