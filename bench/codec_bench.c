@@ -139,12 +139,8 @@ typedef struct side {
 int main(int argc, char **argv)
 {
     bool json = false;
-    int rc = bench_args(argc, argv, "usage: shmrpc-bench-codec [--json]\n", &json);
+    int rc = bench_args(argc, argv, "usage: shmrpc-bench-codec [--json]\n", &json, 0);
     if (rc >= 0) return rc;
-    if (optind < argc) {
-        fputs("usage: shmrpc-bench-codec [--json]\n", stderr);
-        return 2;
-    }
     long iters = 200000;
     enum { ROUNDS = 9 };
 

@@ -88,12 +88,8 @@ static int measure(uint16_t flag, const char *name, result *out)
 int main(int argc, char **argv)
 {
     bool json = false;
-    int rc = bench_args(argc, argv, "usage: shmrpc-bench-compress [--json]\n", &json);
+    int rc = bench_args(argc, argv, "usage: shmrpc-bench-compress [--json]\n", &json, 0);
     if (rc >= 0) return rc;
-    if (optind < argc) {
-        fputs("usage: shmrpc-bench-compress [--json]\n", stderr);
-        return 2;
-    }
     bench_fill_text(text, SIZE);
     double base = memcpy_us();
     result res[2];

@@ -24,6 +24,8 @@
 
 #include <shmrpc/version.h>
 
+#include "usage.h"
+
 #define NS_PER_S ((int64_t)1000000000)
 /* How long the last client may take to start, and the slack past the window before the
  * watchdogs fire: generous, since a starved process on this machine can wait seconds. */
@@ -794,15 +796,14 @@ int bench_main(int argc, char **argv, const bench_case *table, size_t n)
     double duration_s = 0;
     const char *want[32];
     int nwant = 0;
-    enum { OPT_JSON = 256, OPT_QUICK, OPT_LIST, OPT_CASE, OPT_DURATION, OPT_VERSION };
+    enum { OPT_JSON = 256, OPT_QUICK, OPT_LIST, OPT_CASE, OPT_DURATION };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, OPT_JSON},
         {"quick", no_argument, NULL, OPT_QUICK},
         {"list", no_argument, NULL, OPT_LIST},
         {"case", required_argument, NULL, OPT_CASE},
         {"duration", required_argument, NULL, OPT_DURATION},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
     for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
@@ -830,21 +831,11 @@ int bench_main(int argc, char **argv, const bench_case *table, size_t n)
                 return 2;
             }
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("shmrpc-bench %s\n", SHMRPC_VERSION_STRING);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return shmrpc__opt_default(opt, "shmrpc-bench", SHMRPC_VERSION_STRING, usage);
         }
     }
-    if (optind < argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind < argc) return shmrpc__usage_by(false, usage);
     if (check_table(table, n) != 0) return 2;
     if (list) {
         char id[160];

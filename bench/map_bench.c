@@ -441,15 +441,8 @@ int main(int argc, char **argv)
 {
     static const char usage[] = "usage: shmrpc-bench-map [SECONDS-PER-ROW [ONLY]]\n"
                                 "  ONLY: run just the rows whose case contains it\n";
-    int rc = bench_args(argc, argv, usage, NULL);
+    int rc = bench_args_rows(argc, argv, usage, &secs, &only);
     if (rc >= 0) return rc;
-    char *end = NULL;
-    if (optind < argc) secs = strtod(argv[optind], &end);
-    if (argc - optind > 2 || (end && (*end != '\0' || !(secs > 0 && secs <= 60)))) {
-        fputs(usage, stderr);
-        return 2;
-    }
-    if (argc - optind == 2) only = argv[optind + 1];
     make_keys();
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     static char name[64];

@@ -759,14 +759,10 @@ int main(int argc, char **argv)
 {
     static const char usage[] = "usage: shmrpc-bench-queue [SECONDS-PER-ROW [ROW]]\n"
                                 "  SECONDS-PER-ROW: 0 < s <= 60, default 1; ROW: only that row\n";
-    int rc = bench_args(argc, argv, usage, NULL);
+    double seconds = 1.0;
+    const char *only;
+    int rc = bench_args_rows(argc, argv, usage, &seconds, &only);
     if (rc >= 0) return rc;
-    char *end = NULL;
-    double seconds = optind < argc ? strtod(argv[optind], &end) : 1.0;
-    if (argc - optind > 2 || (end && *end != '\0') || !(seconds > 0 && seconds <= 60)) {
-        fputs(usage, stderr);
-        return 2;
-    }
     static struct row rows[80];
     size_t nrows = make_rows(rows);
     struct result base[KINDS]; /* this case's baselines */
@@ -779,7 +775,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "%s/%zu/%dx%d%s", kind_name[r->kind], r->payload, r->producers,
                  r->consumers, r->one_deep ? "/1deep" : "");
-        if (argc - optind == 2 && strcmp(name, argv[optind + 1]) != 0) continue;
+        if (only && strcmp(name, only) != 0) continue;
         if (i == 0 || r->payload != rows[i - 1].payload || r->producers != rows[i - 1].producers ||
             r->one_deep != rows[i - 1].one_deep)
             memset(have, 0, sizeof have);

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         argv[2] = argv[0];
         argv += 2, argc -= 2;
     }
-    int st = bench_args(argc, argv, USAGE, NULL);
+    int st = bench_args(argc, argv, USAGE, NULL, -1);
     if (st >= 0) return st;
     int secs = optind < argc ? atoi(argv[optind]) : 4;
     if (secs < 2 || secs > 600) {

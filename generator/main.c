@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gen.h"
+#include "usage.h"
 
 static void usage(FILE *f)
 {
@@ -130,12 +131,11 @@ static int write_depfile(const char *depfile, output *out, int n, const char *in
 int main(int argc, char **argv)
 {
     const char *dir = ".", *depfile = NULL, *input = NULL;
-    enum { OPT_DEPFILE = 256, OPT_VERSION };
+    enum { OPT_DEPFILE = 256 };
     static const struct option longopts[] = {
         {"out-dir", required_argument, NULL, 'o'},
         {"depfile", required_argument, NULL, OPT_DEPFILE},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
     /* getopt_long: options before or after the file, -oDIR, --depfile=F, and -- before a
@@ -148,15 +148,8 @@ int main(int argc, char **argv)
         case OPT_DEPFILE:
             depfile = optarg;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("shmrpcgen %s\n", SHMRPCGEN_VERSION);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return shmrpc__opt_default(opt, "shmrpcgen", SHMRPCGEN_VERSION, usage);
         }
     }
     for (int i = optind; i < argc; i++) {
@@ -167,10 +160,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (input == NULL) {
-        usage(stderr);
-        return 2;
-    }
+    if (input == NULL) return shmrpc__usage_by(false, usage);
 
     svc_arena *a = svc_arena_new();
     if (a == NULL) {

@@ -11,6 +11,7 @@
 #include <shmrpc/version.h>
 
 #include "config.h"
+#include "usage.h"
 
 static void usage(FILE *to)
 {
@@ -23,11 +24,10 @@ int main(int argc, char **argv)
 {
     cfg_opts opts;
     cfg_opts_init(&opts);
-    enum { OPT_CPUS = 256, OPT_VERSION };
+    enum { OPT_CPUS = 256 };
     static const struct option longopts[] = {
         {"cpus", required_argument, NULL, OPT_CPUS},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
     for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
@@ -42,21 +42,11 @@ int main(int argc, char **argv)
             }
             opts.online_cpus = (int)n;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("shmrpc-ini-check %s\n", SHMRPC_VERSION_STRING);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return shmrpc__opt_default(opt, "shmrpc-ini-check", SHMRPC_VERSION_STRING, usage);
         }
     }
-    if (optind + 1 != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind + 1 != argc) return shmrpc__usage_by(false, usage);
     const char *path = argv[optind];
 
     shmrpc_buf out;

@@ -14,6 +14,7 @@
 #include "ctl_map.h"
 #include "ctl_queue.h"
 #include "ctl_segments.h"
+#include "usage.h"
 
 typedef struct command {
     const char *name;
@@ -71,12 +72,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *addr = NULL, *ini = NULL;
-    enum { OPT_INI = 256, OPT_VERSION };
+    enum { OPT_INI = 256 };
     static const struct option longopts[] = {
         {"address", required_argument, NULL, 'a'},
         {"ini", required_argument, NULL, OPT_INI},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
     /* shmrpcctl's own options end at the command ('+'); the command reads the rest. */
@@ -88,26 +88,13 @@ int main(int argc, char **argv)
         case OPT_INI:
             ini = optarg;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("shmrpcctl %s\n", SHMRPC_VERSION_STRING);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return shmrpc__opt_default(opt, "shmrpcctl", SHMRPC_VERSION_STRING, usage);
         }
     }
-    if (optind >= argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind >= argc) return shmrpc__usage_by(false, usage);
     const char *name = argv[optind];
-    if (strcmp(name, "help") == 0) {
-        usage(stdout);
-        return 0;
-    }
+    if (strcmp(name, "help") == 0) return shmrpc__usage_by(true, usage);
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command *c = &commands[i];
         if (strcmp(c->name, name) != 0) continue;
@@ -122,6 +109,5 @@ int main(int argc, char **argv)
         return c->run(argc - optind, argv + optind);
     }
     fprintf(stderr, "shmrpcctl: unknown command '%s'\n", name);
-    usage(stderr);
-    return 2;
+    return shmrpc__usage_by(false, usage);
 }

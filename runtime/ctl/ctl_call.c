@@ -14,6 +14,8 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
+#include "usage.h"
+
 #define USAGE                                                                                      \
     "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS METHOD\n"     \
     "                      [ARGS-AS-JSON|-]\n" CTL_TLS_USAGE
@@ -114,12 +116,8 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
             opts->tcp.tls = SHMRPC_TLS_ON;
             opts->tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
             break;
-        case 'h':
-            fputs(usage, stdout);
-            return 0;
         default:
-            fputs(usage, stderr);
-            return 2;
+            return shmrpc__usage(opt == 'h', usage);
         }
     }
     return -1;
@@ -132,10 +130,7 @@ int ctl_call_main(int argc, char **argv)
     int parsed = ctl_client_options(argc, argv, "call", USAGE, &opts);
     if (parsed >= 0) return parsed;
     int i = optind;
-    if (argc - i < 2 || argc - i > 3) {
-        fprintf(stderr, "%s", USAGE);
-        return 2;
-    }
+    if (argc - i < 2 || argc - i > 3) return shmrpc__usage(false, USAGE);
     const char *addr = argv[i], *method = argv[i + 1];
     const char *args_text = argc - i == 3 ? argv[i + 2] : "[]";
     size_t args_len = strlen(args_text);

@@ -18,6 +18,8 @@
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
+#include "usage.h"
+
 #define USAGE                                                                                      \
     "usage: shmrpcctl health [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS\n"          \
     "prints serving, not_serving, draining or unreachable; exits 0 only when "                     \
@@ -52,10 +54,7 @@ int ctl_health_main(int argc, char **argv)
     int status = ctl_client_options(argc, argv, "health", USAGE, &opts);
     if (status >= 0) return status;
     opts.tcp.connect_timeout_ms = opts.timeout_ms;
-    if (argc - optind != 1) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    if (argc - optind != 1) return shmrpc__usage(false, USAGE);
     const char *addr = argv[optind];
     shmrpc_dyn *d = NULL;
     int rc = shmrpc_dyn_new(&d, &opts);

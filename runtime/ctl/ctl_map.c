@@ -17,6 +17,7 @@
 
 #include "ctl_bytes.h"
 #include "ctl_opts.h"
+#include "usage.h"
 
 #define USAGE                                                                                      \
     "usage: shmrpcctl map stat [--json] NAME\n"                                                    \
@@ -46,8 +47,7 @@ static int failed(const ctx *c, int rc)
 static int bad_usage(const char *why)
 {
     if (why) fprintf(stderr, "shmrpcctl: map: %s\n", why);
-    fputs(USAGE, stderr);
-    return 2;
+    return shmrpc__usage(false, USAGE);
 }
 
 /* Bad input, said: status 2, nothing written. */
@@ -256,10 +256,8 @@ static int keys(const ctx *c)
 int ctl_map_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
+        return shmrpc__usage(true, USAGE);
     static const char *const subs[] = {"stat", "get", "put", "del", "keys"};
     static const int n_args[] = {0, 1, 2, 1, 0}; /* after NAME, at most */
     int which = -1;
@@ -270,10 +268,7 @@ int ctl_map_main(int argc, char **argv)
     int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM,
                           which == 0 ? CTL_OPT_JSON : CTL_OPT_FORM, &op);
     if (i < 0) return bad_usage(op.why);
-    if (op.help) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
+    if (op.help) return shmrpc__usage(true, USAGE);
     ctx c = {.sub = subs[which], .f = op.form};
     bool json = op.json;
     int rest = argc - i, least = which == 1 || which == 2 || which == 3 ? 2 : 1;

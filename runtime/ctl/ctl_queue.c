@@ -6,6 +6,7 @@
 
 #include "ctl_bytes.h"
 #include "ctl_opts.h"
+#include "usage.h"
 
 #include <inttypes.h>
 #include <stdint.h>
@@ -35,8 +36,7 @@ static int failed(const char *what, const char *name, int rc)
 static int bad_usage(const char *why)
 {
     if (why) fprintf(stderr, "shmrpcctl: queue: %s\n", why);
-    fputs(USAGE, stderr);
-    return 2;
+    return shmrpc__usage(false, USAGE);
 }
 
 /* The queue's type, parsed; NULL for an untyped queue or when it does not parse (said). */
@@ -188,10 +188,7 @@ int ctl_queue_main(int argc, char **argv)
 {
     if (argc < 2) return bad_usage(NULL);
     const char *sub = argv[1];
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) return shmrpc__usage(true, USAGE);
     bool is_stat = strcmp(sub, "stat") == 0, is_push = strcmp(sub, "push") == 0,
          is_pop = strcmp(sub, "pop") == 0, is_peek = strcmp(sub, "peek") == 0,
          is_repair = strcmp(sub, "repair") == 0;
@@ -203,10 +200,7 @@ int ctl_queue_main(int argc, char **argv)
                                  : CTL_OPT_FORM | (is_push || is_pop ? CTL_OPT_TIMEOUT : 0);
     int i = ctl_opts_read(argc, argv, CTL_OPT_JSON | CTL_OPT_FORM | CTL_OPT_TIMEOUT, takes, &op);
     if (i < 0) return bad_usage(op.why);
-    if (op.help) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
+    if (op.help) return shmrpc__usage(true, USAGE);
     int rest = argc - i;
     if (rest < 1 || rest > (is_push ? 2 : 1)) return bad_usage(NULL);
     const char *name = argv[i];

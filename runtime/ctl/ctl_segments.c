@@ -16,6 +16,8 @@
 #include <shmrpc/admin.h>
 #include <shmrpc/status.h>
 
+#include "usage.h"
+
 typedef shmrpc_segment seg;
 
 /* The segments of the names from argv[first] on (all when there are none); 0, or -1 after
@@ -93,15 +95,10 @@ static int parse_opts(int argc, char **argv, const char *flag, bool *set, int *f
     };
     optind = 0; /* afresh: shmrpcctl's own options were read with getopt too */
     for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
-        if (opt == 'f') {
+        if (opt == 'f')
             *set = true;
-        } else if (opt == 'h') {
-            fputs(usage, stdout);
-            return 0;
-        } else {
-            fputs(usage, stderr);
-            return 2;
-        }
+        else
+            return shmrpc__usage(opt == 'h', usage);
     }
     *first = optind;
     return -1;

@@ -38,6 +38,7 @@
 #include "sup_module.h"
 #include "sup_series.h"
 #include "sup_service.h"
+#include "usage.h"
 #include "web_proc.h"
 
 /* How long READY=1 waits, once every service has started, for the page to answer (the
@@ -344,11 +345,10 @@ int main(int argc, char **argv)
     ctx.pid = getpid();
     bool foreground = false;
     const char *path = NULL;
-    enum { OPT_FOREGROUND = 256, OPT_VERSION };
+    enum { OPT_FOREGROUND = 256 };
     static const struct option longopts[] = {
         {"foreground", no_argument, NULL, OPT_FOREGROUND},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
     for (int opt; (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
@@ -356,21 +356,13 @@ int main(int argc, char **argv)
         case OPT_FOREGROUND:
             foreground = true;
             break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case OPT_VERSION:
-            printf("shmrpc-service %s\n", SHMRPC_VERSION_STRING);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            return shmrpc__opt_default(opt, "shmrpc-service", SHMRPC_VERSION_STRING, usage);
         }
     }
     if (optind + 1 != argc) {
         if (optind < argc) fprintf(stderr, "shmrpc-service: one service.ini at a time\n");
-        usage(stderr);
-        return 2;
+        return shmrpc__usage_by(false, usage);
     }
     path = argv[optind];
     ctx.journal = sup_log_is_journal(STDERR_FILENO);
