@@ -22,14 +22,33 @@
 
 static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk);
 
+/* What a JSON value is checked for before its type's own checks, to msgpack or to JSON
+ * text alike: how deep it nests, and an integer above INT64_MAX where t takes none. 0, or
+ * -1 after a message. (inline, as int_from_mp: each runs once a value, and a call costs
+ * a few percent there.) */
+static inline int check_value(cx *c, const shmrpc_dyn_type *t, const json_t *v)
+{
+    if (c->depth > MAX_DEPTH) return shmrpc__dj_fail(c, "nested more than %u deep", MAX_DEPTH);
+    if (!shmrpc__dj_takes_big(t) && shmrpc__dj_big_digits(c, v) != NULL)
+        return shmrpc__dj_mismatch(c, t, v);
+    return 0;
+}
+
+/* The index of the field named name among n, or n when none is. */
+static size_t field_index(const shmrpc_dyn_field *fields, size_t n, const char *name)
+{
+    size_t i = 0;
+    while (i < n && strcmp(fields[i].name, name) != 0)
+        i++;
+    return i;
+}
+
 static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk,
                      shmrpc_buf *jb);
 
 static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk)
 {
-    if (c->depth > MAX_DEPTH) return shmrpc__dj_fail(c, "nested more than %u deep", MAX_DEPTH);
-    if (!shmrpc__dj_takes_big(t) && shmrpc__dj_big_digits(c, v) != NULL)
-        return shmrpc__dj_mismatch(c, t, v);
+    if (check_value(c, t, v) != 0) return -1;
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
@@ -124,9 +143,7 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
 
 static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf *b)
 {
-    if (c->depth > MAX_DEPTH) return shmrpc__dj_fail(c, "nested more than %u deep", MAX_DEPTH);
-    if (!shmrpc__dj_takes_big(t) && shmrpc__dj_big_digits(c, v) != NULL)
-        return shmrpc__dj_mismatch(c, t, v);
+    if (check_value(c, t, v) != 0) return -1;
     int64_t sv = 0;
     uint64_t uv = 0;
     switch (t->kind) {
@@ -241,10 +258,8 @@ static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_p
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
     {
-        size_t i = 0;
-        while (i < t->n && strcmp(t->fields[i].name, key) != 0)
-            i++;
-        if (i == t->n) return shmrpc__dj_fail(c, "struct %s has no field '%.40s'", t->name, key);
+        if (field_index(t->fields, t->n, key) == t->n)
+            return shmrpc__dj_fail(c, "struct %s has no field '%.40s'", t->name, key);
     }
     if (pk) msgpack_pack_array(pk, t->n);
     if (jb) shmrpc__dj_out_str(jb, "{");
@@ -276,6 +291,45 @@ static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_p
 static int mp_fail(cx *c, const shmrpc_mp_reader *r)
 {
     return shmrpc__dj_fail(c, "%s", r->why ? r->why : "invalid");
+}
+
+/* An enum's value read and written as its name, a JSON string; what: "" for a value, "key "
+ * for a map's key, in the message. The enum's value, or NULL after a message. */
+static const shmrpc_dyn_enumval *enum_from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r,
+                                              shmrpc_buf *b, const char *what)
+{
+    int64_t v;
+    if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) {
+        mp_fail(c, r);
+        return NULL;
+    }
+    const shmrpc_dyn_enumval *e = shmrpc__dj_enum_by_value(t, v);
+    if (e == NULL) {
+        shmrpc__dj_fail(c, "%s%" PRId64 " is not a value of enum %s", what, v, t->name);
+        return NULL;
+    }
+    shmrpc__dj_out_json_str(b, e->name, strlen(e->name));
+    return e;
+}
+
+/* An integer of t's kind read within its range, as decimal text in s (cap bytes; 24 hold
+ * any), in quotes when quoted (a map's key: a JSON object's keys are strings). 0, or -1
+ * after a message. */
+static inline int int_from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, bool quoted,
+                              char *s, size_t cap)
+{
+    if (shmrpc__dyn_is_signed(t->kind)) {
+        int64_t v;
+        if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(t->kind),
+                               (int64_t)shmrpc__dyn_int_max(t->kind), &v) != 0)
+            return mp_fail(c, r);
+        snprintf(s, cap, quoted ? "\"%" PRId64 "\"" : "%" PRId64, v);
+    } else {
+        uint64_t v;
+        if (shmrpc_mp_read_uint(r, shmrpc__dyn_int_max(t->kind), &v) != 0) return mp_fail(c, r);
+        snprintf(s, cap, quoted ? "\"%" PRIu64 "\"" : "%" PRIu64, v);
+    }
+    return 0;
 }
 
 static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_buf *b)
@@ -325,15 +379,8 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
         }
         return from_mp(c, t->elem, r, b);
     }
-    case SHMRPC_DYN_ENUM: {
-        int64_t v;
-        if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) return mp_fail(c, r);
-        const shmrpc_dyn_enumval *e = shmrpc__dj_enum_by_value(t, v);
-        if (e == NULL)
-            return shmrpc__dj_fail(c, "%" PRId64 " is not a value of enum %s", v, t->name);
-        shmrpc__dj_out_json_str(b, e->name, strlen(e->name));
-        return 0;
-    }
+    case SHMRPC_DYN_ENUM:
+        return enum_from_mp(c, t, r, b, "") ? 0 : -1;
     case SHMRPC_DYN_LIST: {
         uint32_t n;
         if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(c, r);
@@ -371,26 +418,11 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
                 shmrpc__dj_out_json_str(b, s.ptr, s.len);
                 snprintf(key, sizeof key, "\"%.*s\"", s.len > 40 ? 40 : (int)s.len, s.ptr);
             } else if (k->kind == SHMRPC_DYN_ENUM) {
-                int64_t v;
-                if (shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &v) != 0) return mp_fail(c, r);
-                const shmrpc_dyn_enumval *e = shmrpc__dj_enum_by_value(k, v);
-                if (e == NULL)
-                    return shmrpc__dj_fail(c, "key %" PRId64 " is not a value of enum %s", v,
-                                           k->name);
-                shmrpc__dj_out_json_str(b, e->name, strlen(e->name));
+                const shmrpc_dyn_enumval *e = enum_from_mp(c, k, r, b, "key ");
+                if (e == NULL) return -1;
                 snprintf(key, sizeof key, "\"%.40s\"", e->name);
-            } else if (shmrpc__dyn_is_signed(k->kind)) {
-                int64_t v;
-                if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(k->kind),
-                                       (int64_t)shmrpc__dyn_int_max(k->kind), &v) != 0)
-                    return mp_fail(c, r);
-                snprintf(key, sizeof key, "\"%" PRId64 "\"", v);
-                shmrpc__dj_out_str(b, key);
             } else {
-                uint64_t v;
-                if (shmrpc_mp_read_uint(r, shmrpc__dyn_int_max(k->kind), &v) != 0)
-                    return mp_fail(c, r);
-                snprintf(key, sizeof key, "\"%" PRIu64 "\"", v);
+                if (int_from_mp(c, k, r, true, key, sizeof key) != 0) return -1;
                 shmrpc__dj_out_str(b, key);
             }
             shmrpc__dj_out_str(b, ":");
@@ -428,19 +460,12 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
         if (shmrpc_mp_read_any(r, &a) != 0) return mp_fail(c, r);
         return shmrpc__dj_any_out(c, a, b);
     }
-    default:
-        if (shmrpc__dyn_is_signed(t->kind)) {
-            int64_t v;
-            if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(t->kind),
-                                   (int64_t)shmrpc__dyn_int_max(t->kind), &v) != 0)
-                return mp_fail(c, r);
-            shmrpc__dj_out_i64(b, v);
-        } else {
-            uint64_t v;
-            if (shmrpc_mp_read_uint(r, shmrpc__dyn_int_max(t->kind), &v) != 0) return mp_fail(c, r);
-            shmrpc__dj_out_u64(b, v);
-        }
+    default: {
+        char s[24];
+        if (int_from_mp(c, t, r, false, s, sizeof s) != 0) return -1;
+        shmrpc__dj_out_str(b, s);
         return 0;
+    }
     }
 }
 
@@ -571,9 +596,7 @@ static int order_args(const shmrpc_dyn_sig *s, const json_t *in, const json_t **
         json_t *val;
         json_object_foreach((json_t *)in, key, val)
         {
-            size_t i = 0;
-            while (i < s->n_params && strcmp(s->params[i].name, key) != 0)
-                i++;
+            size_t i = field_index(s->params, s->n_params, key);
             if (i == s->n_params)
                 return shmrpc__dj_fail(c, "%s has no parameter '%.40s' (it takes: %s)", s->method,
                                        key, s->n_params ? names : "nothing");
