@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,36 @@ static void too_small(shmrpc_segment *s, const char *what)
         snprintf(s->detail, sizeof s->detail, "too small for %s (%lld bytes)", what, s->size);
 }
 
+/* How the heads of a control segment (shm.h) and of a statistics segment (stats.h) begin:
+ * the magic, published last, and the version of the layout. */
+typedef struct versioned {
+    _Atomic uint32_t magic;
+    uint32_t version;
+} versioned;
+_Static_assert(offsetof(shmrpc__shm_ctl, magic) == offsetof(versioned, magic) &&
+                   offsetof(shmrpc__shm_ctl, version) == offsetof(versioned, version) &&
+                   offsetof(shmrpc__stats_head, magic) == offsetof(versioned, magic) &&
+                   offsetof(shmrpc__stats_head, version) == offsetof(versioned, version),
+               "a control or statistics head no longer begins as versioned does");
+
+/* The first n bytes of a segment whose head begins as versioned does, mapped when its
+ * magic and version are this library's; else NULL, with why in its detail: too small for
+ * what, or another layout. */
+static void *map_versioned(shmrpc_segment *s, size_t n, const char *what, uint32_t magic,
+                           uint32_t version)
+{
+    versioned *h = map_head(s->name, n, s);
+    if (h == NULL) {
+        too_small(s, what);
+        return NULL;
+    }
+    uint32_t m = atomic_load(&h->magic);
+    uint32_t v = h->version;
+    if (known_layout(s, m, v, m == magic && v == version)) return h;
+    munmap(h, n);
+    return NULL;
+}
+
 /* The service named in a head (cut to fit, control bytes shown as '?'). */
 static void copy_service(shmrpc_segment *s, const char *service)
 {
@@ -185,33 +216,26 @@ static void copy_service(shmrpc_segment *s, const char *service)
 
 static void read_control(shmrpc_segment *s)
 {
-    shmrpc__shm_ctl *ctl = map_head(s->name, sizeof *ctl, s);
-    if (ctl == NULL) {
-        too_small(s, "a control segment");
-        return;
+    shmrpc__shm_ctl *ctl =
+        map_versioned(s, sizeof *ctl, "a control segment", SHMRPC__SHM_MAGIC, SHMRPC__SHM_VERSION);
+    if (ctl == NULL) return;
+    s->valid = true;
+    s->owner_pid = atomic_load(&ctl->owner.pid);
+    s->owner_start = atomic_load(&ctl->owner.start);
+    s->owner = life_of(s->owner_pid, s->owner_start);
+    s->stopping = atomic_load(&ctl->state) == SHM_STOPPING;
+    copy_service(s, ctl->service);
+    for (int i = 0; i < SHMRPC__MAX_WORKERS; i++) {
+        const shmrpc__shm_worker *w = &ctl->workers[i];
+        if (atomic_load(&w->state) == SHM_WORKER_RUNNING &&
+            shmrpc__proc_alive(atomic_load(&w->proc.pid), atomic_load(&w->proc.start)))
+            s->workers++;
     }
-    uint32_t magic = atomic_load(&ctl->magic);
-    uint32_t version = ctl->version;
-    if (known_layout(s, magic, version,
-                     magic == SHMRPC__SHM_MAGIC && version == SHMRPC__SHM_VERSION)) {
-        s->valid = true;
-        s->owner_pid = atomic_load(&ctl->owner.pid);
-        s->owner_start = atomic_load(&ctl->owner.start);
-        s->owner = life_of(s->owner_pid, s->owner_start);
-        s->stopping = atomic_load(&ctl->state) == SHM_STOPPING;
-        copy_service(s, ctl->service);
-        for (int i = 0; i < SHMRPC__MAX_WORKERS; i++) {
-            const shmrpc__shm_worker *w = &ctl->workers[i];
-            if (atomic_load(&w->state) == SHM_WORKER_RUNNING &&
-                shmrpc__proc_alive(atomic_load(&w->proc.pid), atomic_load(&w->proc.start)))
-                s->workers++;
-        }
-        for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
-            if (atomic_load(&ctl->slots[i].state) != SHM_SLOT_FREE) s->connections++;
-        snprintf(s->detail, sizeof s->detail, "service %s, %d worker%s, %d connection%s%s",
-                 s->service, s->workers, s->workers == 1 ? "" : "s", s->connections,
-                 s->connections == 1 ? "" : "s", s->stopping ? ", stopping" : "");
-    }
+    for (int i = 0; i < SHMRPC__MAX_CONNS; i++)
+        if (atomic_load(&ctl->slots[i].state) != SHM_SLOT_FREE) s->connections++;
+    snprintf(s->detail, sizeof s->detail, "service %s, %d worker%s, %d connection%s%s", s->service,
+             s->workers, s->workers == 1 ? "" : "s", s->connections, s->connections == 1 ? "" : "s",
+             s->stopping ? ", stopping" : "");
     munmap(ctl, sizeof *ctl);
 }
 
@@ -311,23 +335,29 @@ static void read_lock(shmrpc_segment *s)
  * service and how many methods it counts. */
 static void read_stats(shmrpc_segment *s)
 {
-    shmrpc__stats_head *h = map_head(s->name, sizeof *h, s);
-    if (h == NULL) {
-        too_small(s, "a statistics segment");
-        return;
-    }
-    uint32_t magic = atomic_load(&h->magic);
-    uint32_t version = h->version;
-    if (known_layout(s, magic, version,
-                     magic == SHMRPC__STATS_MAGIC && version == SHMRPC__STATS_VERSION)) {
-        s->valid = true;
-        s->owner_pid = h->pid;
-        s->methods = h->n_methods;
-        copy_service(s, h->service);
-        snprintf(s->detail, sizeof s->detail, "statistics of service %s, %u method%s", s->service,
-                 s->methods, s->methods == 1 ? "" : "s");
-    }
+    shmrpc__stats_head *h = map_versioned(s, sizeof *h, "a statistics segment", SHMRPC__STATS_MAGIC,
+                                          SHMRPC__STATS_VERSION);
+    if (h == NULL) return;
+    s->valid = true;
+    s->owner_pid = h->pid;
+    s->methods = h->n_methods;
+    copy_service(s, h->service);
+    snprintf(s->detail, sizeof s->detail, "statistics of service %s, %u method%s", s->service,
+             s->methods, s->methods == 1 ? "" : "s");
     munmap(h, sizeof *h);
+}
+
+/* The first n bytes of a queue's or a map's segment, which hold its header; NULL when it is
+ * smaller (said in its detail): a creator sizes it at once, so it was cut. */
+static void *map_header(shmrpc_segment *s, size_t n)
+{
+    void *p = map_head(s->name, n, s);
+    if (p == NULL && s->readable)
+        snprintf(s->detail, sizeof s->detail,
+                 "cut to %lld bytes under its holders (less than a header)%s: an open with "
+                 "create makes it anew",
+                 s->size, s->size ? "" : ", or not sized yet by its creator");
+    return p;
 }
 
 /* A queue's header, read by queue_stats.c: its creator, shape and counters. A queue outlives
@@ -335,15 +365,8 @@ static void read_stats(shmrpc_segment *s)
  * here. */
 static void read_queue(shmrpc_segment *s)
 {
-    void *p = map_head(s->name, SHMRPC__QUEUE_HEAD, s);
-    if (p == NULL) { /* a creator sizes it at once: smaller than a header, it was cut */
-        if (s->readable)
-            snprintf(s->detail, sizeof s->detail,
-                     "cut to %lld bytes under its holders (less than a header)%s: an open "
-                     "with create makes it anew",
-                     s->size, s->size ? "" : ", or not sized yet by its creator");
-        return;
-    }
+    void *p = map_header(s, SHMRPC__QUEUE_HEAD);
+    if (p == NULL) return;
     shmrpc__queue_head h;
     shmrpc__queue_read_head(p, &h);
     munmap(p, SHMRPC__QUEUE_HEAD);
@@ -373,17 +396,21 @@ static void read_queue(shmrpc_segment *s)
 static void read_map_head(shmrpc_segment *s, shmrpc__map_head *head)
 {
     memset(head, 0, sizeof *head);
-    void *p = map_head(s->name, SHMRPC__MAP_HDR_SIZE, s);
-    if (p == NULL) { /* a creator sizes it at once: smaller than a header, it was cut */
-        if (s->readable)
-            snprintf(s->detail, sizeof s->detail,
-                     "cut to %lld bytes under its holders (less than a header)%s: an open "
-                     "with create makes it anew",
-                     s->size, s->size ? "" : ", or not sized yet by its creator");
-        return;
-    }
+    void *p = map_header(s, SHMRPC__MAP_HDR_SIZE);
+    if (p == NULL) return;
     shmrpc__map_read_head(p, head);
     munmap(p, SHMRPC__MAP_HDR_SIZE);
+}
+
+/* The figures a map's header holds, into m. */
+static void header_figures(shmrpc_map_info *m, const shmrpc__map_head *h)
+{
+    m->creator = (pid_t)h->creator;
+    m->changes = h->changes;
+    m->writes = h->writes;
+    m->growths = h->growths;
+    m->repairs = h->repairs;
+    m->reads = h->reads;
 }
 
 static void read_map(shmrpc_segment *s)
@@ -400,12 +427,7 @@ static void read_map(shmrpc_segment *s)
     if (!known_layout(s, h.magic, h.version, h.ours)) return;
     s->valid = true;
     shmrpc_map_info *m = &s->map;
-    m->creator = (pid_t)h.creator;
-    m->changes = h.changes;
-    m->writes = h.writes;
-    m->growths = h.growths;
-    m->repairs = h.repairs;
-    m->reads = h.reads;
+    header_figures(m, &h);
     char name[sizeof s->name + 24], why[200] = "";
     snprintf(name, sizeof name, "%s%s.%" PRIu64, MAPGEN_PREFIX, s->key, h.gen);
     shmrpc_segment g = {0};
@@ -423,12 +445,7 @@ static void read_map(shmrpc_segment *s)
     }
     if (why[0] != '\0') { /* no figures of a generation that does not read */
         memset(m, 0, sizeof *m);
-        m->creator = (pid_t)h.creator;
-        m->changes = h.changes;
-        m->writes = h.writes;
-        m->growths = h.growths;
-        m->repairs = h.repairs;
-        m->reads = h.reads;
+        header_figures(m, &h);
     }
     m->generation = shmrpc__map_shown_gen(h.gen, h.first);
     snprintf(name, sizeof name, "%s%s%s", LOCK_PREFIX, MAP_LOCK_PREFIX, s->key);
