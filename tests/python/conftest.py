@@ -2,7 +2,6 @@
 """Servers for the Python client's tests: real echo-server and every-server processes over
 shm:// (a name of this run's own) and tcp:// on loopback, each waited for with a bound and
 stopped (and its segments removed) however the test ends."""
-import ctypes
 import os
 import signal
 import socket
@@ -53,10 +52,12 @@ def py_server(kind, address, workers=2):
                   str(workers), env=python_env())
 
 
-def die_with_parent():
-    """In the server, before exec: SIGTERM when the test process dies, so that a test
-    process killed by a crash leaves no server behind (PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+# Put before a server's command: SIGTERM to it when the test process dies, so that a test
+# process killed by a crash leaves no server behind (PR_SET_PDEATHSIG, set by util-linux's
+# setpriv, which then execs the command). Not a preexec_fn: Python code run between fork and
+# exec can wait for ever on a lock another thread of the test process held at the fork (a
+# test's Popen hung there for 120 s once under ASan).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
 
 
 def free_port():
@@ -68,9 +69,9 @@ def free_port():
 class Server:
     def __init__(self, program, address, *args, env=None):
         self.address = address
-        self.proc = subprocess.Popen([program, *args, address], stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=die_with_parent, env=env)
+        self.proc = subprocess.Popen([*DIE_WITH_PARENT, program, *args, address],
+                                     stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True, env=env)
         deadline = time.monotonic() + 20
         while True:
             try:

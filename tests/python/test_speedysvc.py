@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 import shmrpc
-from conftest import Server, die_with_parent, free_port, python_env, segments_of, wait_for
+from conftest import DIE_WITH_PARENT, Server, free_port, python_env, segments_of, wait_for
 
 SHMRPCCTL = os.environ["SHMRPCCTL"]
 
@@ -193,10 +193,10 @@ class Supervised:
 
     def __init__(self, folder, names, module="shmrpc"):
         self.folder, self.names = folder, names
-        self.proc = subprocess.Popen([sys.executable, "-m", f"{module}.service", "service.ini"],
+        self.proc = subprocess.Popen([*DIE_WITH_PARENT, sys.executable, "-m",
+                                      f"{module}.service", "service.ini"],
                                      cwd=folder, env=python_env(), stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=die_with_parent)
+                                     stderr=subprocess.PIPE, start_new_session=True)
         self.ini = str(folder / "logs" / "service.shmrpc.ini")
         self.err = ""
 
@@ -514,10 +514,9 @@ def write_kinds_service(folder, extra=""):
 def run_bounded(folder, *args, bound=30):
     """python3 ARGS in folder, expected to end by itself: killed with its process group
     past bound seconds (a refusal that failed would serve for ever)."""
-    p = subprocess.Popen([sys.executable, *args], cwd=folder, env=python_env(),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True,
-                         preexec_fn=die_with_parent)
+    p = subprocess.Popen([*DIE_WITH_PARENT, sys.executable, *args], cwd=folder,
+                         env=python_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = p.communicate(timeout=bound)
     except subprocess.TimeoutExpired:
