@@ -504,6 +504,101 @@ static void servers_go_in_any_order(void **state)
     shmrpc_server_free(first);
 }
 
+/* --- deadlines: what a handler sees, and what its own calls inherit ------------------ */
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Set by the handlers below: B's add records what it sees; A's positive naps, then calls
+ * B's add through dl_to_b. */
+static int64_t dl_left_a, dl_left_b;
+static int dl_runs_b, dl_rc_a, dl_cancelled_a;
+static unsigned dl_nap_ms;
+static shmrpc_client *dl_to_b;
+
+static int64_t left_of(shmrpc_ctx *ctx)
+{
+    int64_t at = shmrpc_ctx_deadline(ctx);
+    return at == INT64_MAX ? -1 : at - now_ns();
+}
+
+static int dl_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *sum)
+{
+    dl_runs_b++;
+    dl_left_b = left_of(ctx);
+    *sum = a + b;
+    return 0;
+}
+
+static int dl_positive(shmrpc_ctx *ctx)
+{
+    dl_left_a = left_of(ctx);
+    struct timespec nap = {0, (long)dl_nap_ms * 1000000};
+    nanosleep(&nap, NULL);
+    dl_cancelled_a = shmrpc_ctx_cancelled(ctx);
+    int64_t sum;
+    dl_rc_a = calc_add(dl_to_b, 1, 2, &sum);
+    return 0;
+}
+
+static void deadlines_are_inherited(void **state)
+{
+    (void)state;
+    calc_handlers ha = calc_default_handlers, hb = calc_default_handlers;
+    ha.positive = dl_positive;
+    hb.add = dl_add;
+    shmrpc_server *a, *b;
+    assert_int_equal(shmrpc_server_new(&a, NULL), 0);
+    assert_int_equal(shmrpc_server_register(a, &calc_service, &ha, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(a, "inproc://dl_a"), 0);
+    assert_int_equal(shmrpc_server_new(&b, NULL), 0);
+    assert_int_equal(shmrpc_server_register(b, &calc_service, &hb, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(b, "inproc://dl_b"), 0);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://dl_a");
+    dl_to_b = client_for(&calc_service_info, "inproc://dl_b");
+
+    /* A's handler sees its client's 500 ms, and B's what is left of them. */
+    shmrpc_client_next_timeout(c, 500);
+    dl_nap_ms = 0;
+    assert_int_equal(calc_positive(c), 0);
+    assert_int_equal(dl_rc_a, 0);
+    assert_int_equal(dl_cancelled_a, 0);
+    assert_true(dl_left_a > 0 && dl_left_a <= 500 * INT64_C(1000000));
+    assert_true(dl_left_b > 0 && dl_left_b <= dl_left_a);
+
+    /* A client that waits for ever gives none; B's call keeps its own 5 s. */
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    assert_int_equal(calc_positive(c), 0);
+    assert_int_equal(dl_left_a, -1);
+    assert_true(dl_left_b > 500 * INT64_C(1000000) &&
+                dl_left_b <= SHMRPC_DEFAULT_TIMEOUT_MS * INT64_C(1000000));
+
+    /* Past its deadline, A's handler is told so, and its call fails unsent: B never runs. */
+    int runs = dl_runs_b;
+    shmrpc_client_next_timeout(c, 20);
+    dl_nap_ms = 60;
+    assert_int_equal(calc_positive(c), 0); /* inproc:// cannot time out: A answers */
+    assert_int_equal(dl_cancelled_a, SHMRPC_ETIMEDOUT);
+    assert_int_equal(dl_rc_a, SHMRPC_ETIMEDOUT);
+    assert_int_equal(dl_runs_b, runs);
+
+    /* Unless B's client keeps its own timeout. */
+    shmrpc_client_own_deadline(dl_to_b, true);
+    shmrpc_client_next_timeout(c, 20);
+    assert_int_equal(calc_positive(c), 0);
+    assert_int_equal(dl_rc_a, 0);
+    assert_int_equal(dl_runs_b, runs + 1);
+
+    shmrpc_client_free(dl_to_b);
+    shmrpc_client_free(c);
+    shmrpc_server_free(a);
+    shmrpc_server_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +615,7 @@ int main(void)
         cmocka_unit_test(timeouts_are_stored),
         cmocka_unit_test(four_threads_four_clients),
         cmocka_unit_test(server_freed_during_calls),
+        cmocka_unit_test(deadlines_are_inherited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

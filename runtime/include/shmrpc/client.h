@@ -4,6 +4,7 @@
 #ifndef SHMRPC_CLIENT_H
 #define SHMRPC_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,13 @@ const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
  * inproc:// calls run the handler on the caller's thread and cannot time out. */
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms);
 void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
+/* A call made from inside a handler, on the handler's thread, inherits the deadline of the
+ * call being served: its timeout is cut to the time that call has left
+ * (shmrpc_ctx_deadline), so that work done for a client that gave up stops where the
+ * client stopped waiting (a call whose deadline passed already fails at once with
+ * SHMRPC_ETIMEDOUT). own = true keeps this client's own timeouts instead, as for a call
+ * whose result outlives the call being served. */
+void shmrpc_client_own_deadline(shmrpc_client *c, bool own);
 
 /* --- health, for orchestrators ---
  * Every server answers a built-in health method without a user handler, over every

@@ -12,6 +12,7 @@ struct shmrpc_client {
     int64_t timeout;         /* every call's */
     int64_t next_timeout;    /* the next call's, when has_next */
     bool has_next;
+    bool own_deadline; /* calls made from a handler keep this client's timeout */
     shmrpc__client_cfg cfg; /* what connections are made with */
     shmrpc_buf req;
     shmrpc_buf resp;
@@ -161,6 +162,11 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
     c->next_timeout = ms;
 }
 
+void shmrpc_client_own_deadline(shmrpc_client *c, bool own)
+{
+    if (c) c->own_deadline = own;
+}
+
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
 {
     if (!c) return NULL;
@@ -219,8 +225,10 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
 {
     c->loaned = false; /* another call gives up the loan */
     *timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
+    if (!c->own_deadline) *timeout = shmrpc__ctx_inherit(*timeout);
     c->has_next = false;
     *err = shmrpc__err_begin();
+
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
@@ -238,6 +246,10 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
     if (rc) return rc;
+    if (timeout == 0 && !c->own_deadline && shmrpc__ctx_inherit(SHMRPC_TIMEOUT_INFINITE) == 0)
+        return shmrpc_client_error(c, SHMRPC_ETIMEDOUT,
+                                   "the deadline of the call this handler serves has passed; "
+                                   "this call was not sent");
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
     if (rc) return shmrpc__err_end(rc);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rpc/rpc.h"
 #include "rpc/server_int.h"
@@ -59,6 +60,10 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
     ctx->count_later = ctx->count_due = false;
     ctx->loan = NULL;
     ctx->loan_arg = NULL;
+    ctx->budget_ns = -1;
+    ctx->began_ns = 0;
+    ctx->wanted = NULL;
+    ctx->wanted_arg = NULL;
     ctx->resp = NULL;
     ctx->loaned = false;
     ctx->has_msg = false;
@@ -139,6 +144,61 @@ void *shmrpc_ctx_user(shmrpc_ctx *ctx)
 uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
 {
     return ctx ? ctx->method : 0;
+}
+
+/* --- the call's deadline and whether it is still wanted ------------------------------ */
+
+/* The call whose handler runs on this thread (a handler's calls inherit its deadline). */
+static _Thread_local shmrpc_ctx *serving;
+
+/* A budget that would take the deadline past this many ns from now reads as none: what a
+ * client may say does not overflow the clock. */
+#define BUDGET_MAX_NS (INT64_C(100) * 365 * 24 * 3600 * 1000000000)
+
+int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx)
+{
+    if (!ctx || ctx->budget_ns < 0 || ctx->budget_ns > BUDGET_MAX_NS) return INT64_MAX;
+    if (ctx->began_ns == 0) ctx->began_ns = shmrpc__now_ns();
+    return ctx->began_ns + ctx->budget_ns;
+}
+
+int shmrpc_ctx_cancelled(shmrpc_ctx *ctx)
+{
+    if (!ctx) return 0;
+    int why = ctx->wanted ? ctx->wanted(ctx->wanted_arg) : 0;
+    if (why == 0 && ctx->budget_ns >= 0 && shmrpc__now_ns() >= shmrpc_ctx_deadline(ctx))
+        why = SHMRPC_ETIMEDOUT;
+    return why;
+}
+
+int shmrpc_ctx_wait_cancelled(shmrpc_ctx *ctx, int64_t timeout_ms)
+{
+    int64_t until = timeout_ms < 0 || timeout_ms > BUDGET_MAX_NS / 1000000
+                        ? INT64_MAX
+                        : shmrpc__now_ns() + timeout_ms * 1000000;
+    int64_t deadline = shmrpc_ctx_deadline(ctx);
+    for (;;) {
+        int why = shmrpc_ctx_cancelled(ctx);
+        int64_t now = shmrpc__now_ns();
+        if (why != 0 || now >= until) return why;
+        /* A look a millisecond, or at the deadline when it comes first. */
+        int64_t nap = 1000000;
+        if (deadline - now < nap) nap = deadline - now;
+        if (until - now < nap) nap = until - now;
+        struct timespec ts = {0, nap > 0 ? nap : 0};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int64_t shmrpc__ctx_inherit(int64_t timeout_ms)
+{
+    shmrpc_ctx *ctx = serving;
+    if (ctx == NULL || ctx->budget_ns < 0) return timeout_ms;
+    int64_t deadline = shmrpc_ctx_deadline(ctx);
+    if (deadline == INT64_MAX) return timeout_ms;
+    int64_t left = deadline - shmrpc__now_ns();
+    int64_t left_ms = left > 0 ? left / 1000000 : 0;
+    return timeout_ms < 0 || left_ms < timeout_ms ? left_ms : timeout_ms;
 }
 
 int shmrpc_ctx_error(shmrpc_ctx *ctx, int rc, const char *fmt, ...)
@@ -228,7 +288,12 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     bool timed = ctx->stats || ctx->timed;
     int64_t t0 = timed ? shmrpc__now_ns() : 0;
     ctx->method = id;
+    ctx->began_ns = t0;
+    shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */
+    serving = ctx;
     int rc = svc->invoke[id](ctx, s->handlers, req, resp);
+    serving = outer;
+    ctx->budget_ns = -1;
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
         /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */

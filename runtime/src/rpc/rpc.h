@@ -65,6 +65,17 @@ struct shmrpc_ctx {
     void *loan_arg;
     shmrpc_buf *resp;
     size_t max_msg; /* the server's, for loans */
+    /* The call's deadline (shmrpc_ctx_deadline): the time its client gives it, in ns from
+     * when it began here, or -1 for none; set by a transport that carries it, before each
+     * dispatch (which sets it back to -1 after the call). began_ns: when dispatch began the
+     * call, when it read the clock for its statistics; else 0 until the deadline is asked. */
+    int64_t budget_ns;
+    int64_t began_ns;
+    /* Whether the call's client still waits for it (shmrpc_ctx_cancelled): the transport's
+     * look, which returns 0 or why not (SHMRPC_ETIMEDOUT: it gave up at its deadline;
+     * SHMRPC_EPEERDIED: it died); NULL for a transport that cannot tell. */
+    int (*wanted)(void *arg);
+    void *wanted_arg;
     bool loaned;
     uint8_t *saved_data;
     size_t saved_cap;
@@ -85,6 +96,10 @@ void shmrpc__ctx_destroy(shmrpc_ctx *ctx);
 void shmrpc__ctx_unloan(shmrpc_ctx *ctx);
 /* Whether the handler of method id reads its request in place (shmrpc_server_set_in_place). */
 bool shmrpc__server_in_place(const shmrpc_server *s, uint32_t id);
+/* timeout_ms (SHMRPC_TIMEOUT_INFINITE or more than 0) for a call made on this thread,
+ * cut to what is left of the deadline of the call whose handler runs on it, if any: a call
+ * made from a handler inherits its deadline (0 when it passed already). */
+int64_t shmrpc__ctx_inherit(int64_t timeout_ms);
 /* The message of the last failed dispatch on this ctx. */
 const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 

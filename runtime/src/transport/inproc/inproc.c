@@ -164,9 +164,12 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
                        int64_t timeout_ms, shmrpc_buf *err)
 {
     /* The call runs on this thread and returns when the handler does: there is
-     * nothing to wait for that a deadline could bound. */
-    (void)timeout_ms;
+     * nothing to wait for that a deadline could bound. The handler sees the deadline
+     * (shmrpc_ctx_deadline), and the calls it makes inherit it. */
     conn *c = (conn *)base;
+    c->ctx.budget_ns = timeout_ms < 0                       ? -1
+                       : timeout_ms < INT64_MAX / 1000000 ? timeout_ms * 1000000
+                                                          : INT64_MAX;
     shmrpc_server *s = enter(c->e);
     if (!s) {
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);

@@ -221,7 +221,13 @@ typedef struct shmrpc__shm_chan {
      * worker that claimed a call writes it, so what a dead worker or a bad write left
      * lasts until the next claim. */
     _Atomic uint32_t lock;
-    char pad1[64 - 44];
+    /* How long the client gives the call, in ns from when a worker begins it; 0: no
+     * deadline (or a client of a version before it). Written by the client before REQUEST
+     * only when it differs from what it wrote last (once a connection, for a client whose
+     * timeout does not change), read by the worker that takes the call: its handler's
+     * deadline (shmrpc_ctx_deadline), and the deadline of the calls the handler makes. */
+    _Atomic uint64_t budget_ns;
+    char pad1[64 - 56];
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 static_assert(offsetof(shmrpc__shm_chan, call) == 32, "the call's number aligned");

@@ -108,6 +108,7 @@ typedef struct shm_conn {
     shmrpc__table *table; /* the server's, kept at every (re)connect */
     uint32_t last_worker; /* served the last call: likely the next one's */
     uint64_t call;        /* the number of the last call sent (from 1), as in the channel */
+    uint64_t budget;      /* what this client last wrote in its channel's budget_ns */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
     bool rung;            /* this call's request rang the doorbell */
     uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
@@ -241,6 +242,7 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
                         c->key, (int)getpid());
         return SHMRPC_EPERM;
     }
+    c->budget = 0; /* as a new channel says */
     char name[160];
     shmrpc__shm_chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
     int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
@@ -691,6 +693,19 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
     if (req.len && dst != req.ptr) memcpy(dst, req.ptr, req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
+    /* The time the call has, for the handler (shm.h): its timeout, or what is left of it
+     * once the call has waited already (then the clock has been read anyway). */
+    uint64_t budget = 0; /* none */
+    if (dl->timeout_ms >= 0) {
+        int64_t left = dl->at != 0                          ? dl->at - shmrpc__now_ns()
+                       : dl->timeout_ms < INT64_MAX / 1000000 ? dl->timeout_ms * 1000000
+                                                              : INT64_MAX;
+        budget = left > 0 ? (uint64_t)left : 1; /* 0 would say "none" */
+    }
+    if (budget != c->budget) {
+        atomic_store_explicit(&h->budget_ns, budget, memory_order_relaxed);
+        c->budget = budget;
+    }
     /* Released: a worker that reads this number reads the request before it (shm.h). */
     atomic_store_explicit(&h->call, ++c->call, memory_order_release);
     /* Only this client sleeps on its channel, and not now: whatever a bad write left in

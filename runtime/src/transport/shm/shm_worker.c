@@ -320,6 +320,20 @@ static int worker_loan(void *arg, size_t size, void **ptr)
     return rc;
 }
 
+/* Whether the client of the call being run still waits for it (shmrpc_ctx_cancelled; its
+ * deadline is dispatch's to tell): not once its slot was freed, which the manager does when
+ * the client's rendezvous hangs up (it died, or closed), and a sweep when its process is
+ * gone. Two loads: a handler may ask often. */
+static int worker_wanted(void *arg)
+{
+    worker *w = arg;
+    worker_chan *c = w->serving;
+    if (c == NULL) return 0;
+    const shmrpc__shm_slot *s = &w->ctl->slots[c - w->chans];
+    bool same = atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen;
+    return same ? 0 : SHMRPC_EPEERDIED;
+}
+
 /* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */
 static void loan_end(worker *w)
 {
@@ -367,6 +381,9 @@ static void run_call(worker *w, worker_chan *c)
         }
     }
     w->serving = c;
+    /* On the line this worker took the call on. 0: the client gave no deadline. */
+    uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
+    w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
     w->ctx.draining = shmrpc__shm_stopping(w);
     rc = shmrpc__dispatch(w->l->server, &w->ctx, method, shmrpc_bytes_of(data, len), &w->resp);
@@ -450,6 +467,8 @@ int shmrpc__shm_worker_run(shm_listener *l, unsigned index)
     }
     w->ctx.loan = worker_loan; /* answers in the channel (shmrpc_ctx_loan) */
     w->ctx.loan_arg = w;
+    w->ctx.wanted = worker_wanted;
+    w->ctx.wanted_arg = w;
     uint32_t n_rows;
     shmrpc__stats_row *rows = shmrpc__stats_rows(&l->stats, (int)index, &n_rows);
     shmrpc__ctx_set_stats(&w->ctx, rows, n_rows);

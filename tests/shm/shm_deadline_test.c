@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/* A call's deadline as its handler sees it over shm:// (issue 36): shmrpc_ctx_deadline
+ * gives the client's timeout, a call made from a handler inherits what is left of it
+ * (unless its client keeps its own), and shmrpc_ctx_wait_cancelled returns once the client
+ * stops waiting: at the deadline, or when the client is killed. Real server processes with
+ * forked workers; every wait is bounded and every process reaped, even when a check fails. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "deadline.h"
+#include "procs.h"
+
+#define MS INT64_C(1000000)
+
+/* What the servers' handlers publish to the test: mapped shared before any fork. */
+typedef struct shared {
+    char relay_to[64];             /* the address relay() calls */
+    _Atomic int32_t relay_rc;      /* the status of relay()'s call */
+    _Atomic int32_t relays;        /* relay() calls that made their call */
+    _Atomic int32_t lefts;         /* left() calls that ran */
+    _Atomic int32_t waits;         /* left(wait_ms > 0) calls that ended their wait */
+    _Atomic int32_t why;           /* what the last of those waits returned */
+    _Atomic int64_t waited_ns;     /* how long it waited */
+} shared;
+static shared *sh;
+
+static int h_left(shmrpc_ctx *ctx, uint32_t wait_ms, int64_t *out)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t t = now.tv_sec * 1000 * MS + now.tv_nsec;
+    sh->lefts++;
+    int64_t at = shmrpc_ctx_deadline(ctx);
+    *out = at == INT64_MAX ? -1 : at - t;
+    if (wait_ms > 0) {
+        int why = shmrpc_ctx_wait_cancelled(ctx, wait_ms);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        sh->waited_ns = now.tv_sec * 1000 * MS + now.tv_nsec - t;
+        sh->why = why;
+        sh->waits++;
+    }
+    return 0;
+}
+
+static int h_relay(shmrpc_ctx *ctx, bool own_deadline, uint32_t nap_ms, int64_t *out)
+{
+    (void)ctx;
+    usleep(nap_ms * 1000);
+    shmrpc_client *c;
+    int rc = shmrpc_client_new(&c, &Deadline_service_info, NULL);
+    if (rc == 0) {
+        shmrpc_client_own_deadline(c, own_deadline);
+        rc = shmrpc_client_connect(c, sh->relay_to);
+        if (rc == 0) rc = deadline_left(c, 0, out);
+        shmrpc_client_free(c);
+    }
+    sh->relay_rc = rc;
+    sh->relays++;
+    if (rc != 0) *out = -2;
+    return 0;
+}
+
+static const Deadline_handlers handlers = {.left = h_left, .relay = h_relay};
+
+static pid_t servers[2];
+static char addr[2][64];
+
+static void start(int i)
+{
+    snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
+    test_server ts = {.svc = &Deadline_service, .handlers = &handlers, .addr = addr[i],
+                      .workers = 1};
+    servers[i] = test_start_server(&ts);
+    assert_true(servers[i] > 0);
+}
+
+static shmrpc_client *client(int i, int64_t timeout_ms)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.timeout_ms = timeout_ms;
+    int rc;
+    shmrpc_client *c = test_connect(&Deadline_service_info, &o, addr[i], &rc);
+    assert_int_equal(rc, 0);
+    return c;
+}
+
+static int stop_servers(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        if (servers[i] > 0 && !test_stop_server(servers[i])) test_reap(servers[i], 0);
+        if (servers[i] > 0) assert_int_equal(test_shm_segments(addr[i]), 0);
+        servers[i] = 0;
+    }
+    return 0;
+}
+
+/* The handler sees the client's timeout, counted from when it began the call; a client
+ * that waits for ever gives it none. */
+static void handler_sees_the_timeout(void **state)
+{
+    (void)state;
+    start(0);
+    shmrpc_client *c = client(0, 2000);
+    int64_t left = 0;
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_true(left > 0 && left <= 2000 * MS);
+    /* A timeout changed between calls reaches the handler (the client writes it anew). */
+    shmrpc_client_set_timeout(c, 30000);
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_true(left > 2000 * MS && left <= 30000 * MS);
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_int_equal(left, -1);
+    shmrpc_client_free(c);
+}
+
+/* A call made from a handler has at most what is left of the handler's deadline, unless
+ * its client keeps its own timeout (5 s by default, above the 1 s given here). */
+static void handlers_calls_inherit_it(void **state)
+{
+    (void)state;
+    start(0);
+    start(1);
+    snprintf(sh->relay_to, sizeof sh->relay_to, "%s", addr[1]);
+    shmrpc_client *c = client(0, 1000);
+    int64_t left = 0;
+    assert_int_equal(deadline_relay(c, false, 0, &left), 0);
+    assert_int_equal(sh->relay_rc, 0);
+    assert_true(left > 0 && left <= 1000 * MS);
+    assert_int_equal(deadline_relay(c, true, 0, &left), 0);
+    assert_int_equal(sh->relay_rc, 0);
+    assert_true(left > 1000 * MS && left <= SHMRPC_DEFAULT_TIMEOUT_MS * MS);
+    /* A handler whose client waits for ever passes on no limit: its call keeps its own. */
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    assert_int_equal(deadline_relay(c, false, 0, &left), 0);
+    assert_true(left > 1000 * MS && left <= SHMRPC_DEFAULT_TIMEOUT_MS * MS);
+    /* A handler whose deadline passed before its call: the call fails at once, unsent. */
+    sh->relays = 0;
+    sh->lefts = 0;
+    shmrpc_client_next_timeout(c, 100);
+    assert_int_equal(deadline_relay(c, false, 400, &left), SHMRPC_ETIMEDOUT);
+    for (int i = 0; i < 10000 && sh->relays == 0; i++)
+        usleep(1000);
+    assert_int_equal(sh->relays, 1);
+    assert_int_equal(sh->relay_rc, SHMRPC_ETIMEDOUT);
+    assert_int_equal(sh->lefts, 0);
+    shmrpc_client_free(c);
+}
+
+/* The handler's wait ends at the call's deadline, when its client gives up, with
+ * SHMRPC_ETIMEDOUT, long before the wait's own 20 s. */
+static void wait_ends_at_the_deadline(void **state)
+{
+    (void)state;
+    start(0);
+    shmrpc_client *c = client(0, 200);
+    sh->waits = 0;
+    int64_t left;
+    /* The two sides start the timeout's clock within the time the request took to be sent
+     * and taken, so either may end first: the client gives up, or reads the answer that
+     * the handler gave at its own deadline. */
+    int rc = deadline_left(c, 20000, &left);
+    assert_true(rc == SHMRPC_ETIMEDOUT || rc == 0);
+    for (int i = 0; i < 10000 && sh->waits == 0; i++)
+        usleep(1000);
+    assert_int_equal(sh->waits, 1);
+    assert_int_equal(sh->why, SHMRPC_ETIMEDOUT);
+    assert_true(sh->waited_ns < 10000 * MS);
+    shmrpc_client_free(c);
+}
+
+/* A client killed while its call runs: the handler's wait ends with SHMRPC_EPEERDIED. */
+static void wait_ends_when_the_client_dies(void **state)
+{
+    (void)state;
+    start(0);
+    sh->waits = 0;
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(30);
+        shmrpc_client *c = client(0, SHMRPC_TIMEOUT_INFINITE);
+        int64_t left;
+        deadline_left(c, 20000, &left);
+        _exit(1);
+    }
+    usleep(300 * 1000); /* the call is in its handler by then, or soon: the wait is 20 s */
+    kill(kid, SIGKILL);
+    assert_int_equal(test_reap(kid, 5000), SIGKILL);
+    for (int i = 0; i < 15000 && sh->waits == 0; i++)
+        usleep(1000);
+    assert_int_equal(sh->waits, 1);
+    assert_int_equal(sh->why, SHMRPC_EPEERDIED);
+    assert_true(sh->waited_ns < 15000 * MS);
+}
+
+int main(void)
+{
+    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(handler_sees_the_timeout, stop_servers),
+        cmocka_unit_test_teardown(handlers_calls_inherit_it, stop_servers),
+        cmocka_unit_test_teardown(wait_ends_at_the_deadline, stop_servers),
+        cmocka_unit_test_teardown(wait_ends_when_the_client_dies, stop_servers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
