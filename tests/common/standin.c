@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,11 +43,17 @@ bool sread_frame(int fd, shmrpc__frame_hdr *h, shmrpc_buf *b)
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     bool ok = sread(fd, hdr, sizeof hdr) &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, SHMRPC__FLAG_LONE, h, &err) == 0;
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20,
+                                       SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE, h, &err) == 0;
     shmrpc_buf_destroy(&err);
     shmrpc_buf_clear(b);
     ok = ok && shmrpc__buf_grow(b, (size_t)h->body_len + 1) == 0 && sread(fd, b->data, h->body_len);
     if (ok) b->len = h->body_len;
+    /* A request's deadline (revision 4) is not the stand-in's: b holds the request. */
+    if (ok && (h->flags & SHMRPC__FLAG_DEADLINE)) {
+        b->len -= SHMRPC__DEADLINE_LEN;
+        memmove(b->data, b->data + SHMRPC__DEADLINE_LEN, b->len);
+    }
     return ok;
 }
 

@@ -1161,8 +1161,8 @@ static bool child_frame(int fd, uint8_t kind, uint8_t *body, size_t cap)
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     bool ok = recv(fd, hdr, sizeof hdr, MSG_WAITALL) == (ssize_t)sizeof hdr &&
-              shmrpc__frame_hdr_decode(hdr, sizeof hdr, (uint32_t)cap, SHMRPC__FLAG_LONE, &h,
-                                       &err) == 0 &&
+              shmrpc__frame_hdr_decode(hdr, sizeof hdr, (uint32_t)cap,
+                                       SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE, &h, &err) == 0 &&
               h.kind == kind &&
               (h.body_len == 0 || recv(fd, body, h.body_len, MSG_WAITALL) == (ssize_t)h.body_len);
     shmrpc_buf_destroy(&err);
@@ -1393,8 +1393,8 @@ static void late_answers_server(int lfd, int calls, size_t answer)
     uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
     for (int i = 0; ok && i <= calls && i < 64; i++) {
         ok = recv(fd, hdr, sizeof hdr, MSG_WAITALL) == (ssize_t)sizeof hdr &&
-             shmrpc__frame_hdr_decode(hdr, sizeof hdr, 256 << 20, SHMRPC__FLAG_LONE, &h, &err) ==
-                 0 &&
+             shmrpc__frame_hdr_decode(hdr, sizeof hdr, 256 << 20,
+                                      SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE, &h, &err) == 0 &&
              h.kind == SHMRPC__KIND_REQUEST;
         if (ok && i < calls) { /* a small call, read whole and never answered */
             ok = h.body_len <= sizeof body &&
@@ -1415,12 +1415,14 @@ static void late_answers_server(int lfd, int calls, size_t answer)
     }
     uint8_t *req = ok ? malloc(h.body_len) : NULL;
     ok = req && recv(fd, req, h.body_len, MSG_WAITALL) == (ssize_t)h.body_len;
-    if (ok) {
+    if (ok) { /* the request echoed, without its deadline (revision 4) */
+        size_t skip = h.flags & SHMRPC__FLAG_DEADLINE ? SHMRPC__DEADLINE_LEN : 0;
         h.kind = SHMRPC__KIND_RESPONSE;
         h.flags = 0;
+        h.body_len -= (uint32_t)skip;
         shmrpc__frame_hdr_encode(&h, hdr);
         ok = send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr &&
-             send(fd, req, h.body_len, MSG_NOSIGNAL) == (ssize_t)h.body_len;
+             send(fd, req + skip, h.body_len, MSG_NOSIGNAL) == (ssize_t)h.body_len;
     }
     if (!ok) _exit(1);
     pause();

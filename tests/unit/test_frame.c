@@ -50,7 +50,7 @@ typedef struct hdr_case {
     uint32_t method;
     uint64_t rid;
     uint32_t len;
-    uint16_t agreed; /* compression agreed, and the lone flag (revision 3) */
+    uint16_t agreed; /* compression agreed, the lone flag (revision 3), the deadline flag (4) */
     int rc;
     const char *msg;
 } hdr_case;
@@ -68,8 +68,17 @@ static const hdr_case hdr_cases[] = {
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
     {"kind 10", 24, M, V, 10, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 10"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
-    {"unknown flag", 24, M, V, REQ, 0x0008, 1, 1, 10, 7, SHMRPC_EPROTO,
-     "unknown flag bits 0x0008 in a REQUEST frame"},
+    {"unknown flag", 24, M, V, REQ, 0x0010, 1, 1, 10, 15, SHMRPC_EPROTO,
+     "unknown flag bits 0x0010 in a REQUEST frame"},
+    {"deadline not agreed", 24, M, V, REQ, 0x0008, 1, 1, 10, 7, SHMRPC_EPROTO,
+     "REQUEST frame has the deadline flag, which needs protocol revision 4 (not agreed)"},
+    {"deadline cut short", 24, M, V, REQ, 0x0008, 1, 1, 7, 15, SHMRPC_EPROTO,
+     "REQUEST frame has the deadline flag and a body of 7 bytes (its deadline takes 8)"},
+    {"deadline and no compressed body", 24, M, V, REQ, 0x0009, 1, 1, 8, 15, SHMRPC_EPROTO,
+     "REQUEST frame has the deadline flag and a body of 8 bytes (its deadline takes 8, and a "
+     "compressed request at least 1 more)"},
+    {"deadline on a response", 24, M, V, RESP, 0x0008, 1, 1, 10, 15, SHMRPC_EPROTO,
+     "unknown flag bits 0x0008 in a RESPONSE frame"},
     {"lone not agreed", 24, M, V, REQ, 0x0004, 1, 1, 10, 3, SHMRPC_EPROTO,
      "REQUEST frame has the lone flag, which needs protocol revision 3 (not agreed)"},
     {"lone on a response", 24, M, V, RESP, 0x0004, 1, 1, 10, 7, SHMRPC_EPROTO,
@@ -597,7 +606,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 4; the client offered 1 to 3");
+                        "the server chose protocol revision 5; the client offered 1 to 4");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -607,7 +616,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 3");
+                        "the server chose protocol revision 0; the client offered 1 to 4");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

@@ -61,7 +61,7 @@ uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx);
  * (when it keeps statistics, as a server under shmrpc-service always does; else from the
  * handler's first question): it differs from the client's by about the time the request
  * took to be sent and taken, either way. INT64_MAX when the client gave none
- * (SHMRPC_TIMEOUT_INFINITE), or over a transport that does not carry it yet (tcp://;
+ * (SHMRPC_TIMEOUT_INFINITE) or sent none (a tcp:// client of protocol revision 3 or less;
  * docs/deadlines.md). Calls the handler makes inherit it (shmrpc_client_own_deadline). */
 int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
 /* 0 while the client still waits for this call's answer; else why it does not:
@@ -70,9 +70,11 @@ int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
  * long asks between its steps, and stops: its answer is no longer read. */
 int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
 /* Waits until shmrpc_ctx_cancelled says the call is no longer wanted, and returns that;
- * 0 after timeout_ms (negative: no limit but the deadline's). It looks every millisecond,
- * so it answers within about a millisecond of the client giving up. For a handler that
- * waits for something else in another thread, or holds a call open. */
+ * 0 after timeout_ms (negative: no limit but the deadline's; 0 at once when the call has
+ * no deadline and its transport cannot tell that the client left, as over tcp:// today).
+ * It looks every millisecond, so it answers within about a millisecond of the client
+ * giving up. For a handler that waits for something else in another thread, or holds a
+ * call open. */
 int shmrpc_ctx_wait_cancelled(shmrpc_ctx *ctx, int64_t timeout_ms);
 /* Records a message for the client and returns rc, so a handler can
  * `return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "no such key '%s'", k);`. The message is

@@ -394,8 +394,14 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
         return SHMRPC_ETOOBIG;
     }
     shmrpc_buf_clear(&c->out);
-    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, req, c->comp,
-                                       c->threshold);
+    /* What is left of the call's time, for its handler (revision 4; docs/wire.md). */
+    int64_t budget = -1;
+    if (c->proto >= 4 && deadline != INT64_MAX) {
+        budget = deadline - shmrpc__now_ns();
+        if (budget < 1) budget = 1;
+    }
+    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, budget, req,
+                                       c->comp, c->threshold);
     if (rc) {
         shmrpc__msg_set(err, "cannot frame the request: %s", shmrpc_strerror(rc));
         return rc;

@@ -71,6 +71,17 @@ static int proto_error(shmrpc_buf *err, const char *fmt, ...)
     return SHMRPC_EPROTO;
 }
 
+void shmrpc__deadline_encode(int64_t budget_ns, uint8_t out[SHMRPC__DEADLINE_LEN])
+{
+    store_be(out, budget_ns > 0 ? (uint64_t)budget_ns : 0, SHMRPC__DEADLINE_LEN);
+}
+
+int64_t shmrpc__deadline_decode(const uint8_t in[SHMRPC__DEADLINE_LEN])
+{
+    uint64_t v = load_be(in, SHMRPC__DEADLINE_LEN);
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
 /* What each kind allows besides the common checks. */
 static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *err)
 {
@@ -91,6 +102,17 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
                                "%s frame has the lone flag, which needs protocol revision 3 "
                                "(not agreed)",
                                name);
+        if ((h->flags & SHMRPC__FLAG_DEADLINE) && !(agreed & SHMRPC__FLAG_DEADLINE))
+            return proto_error(err,
+                               "%s frame has the deadline flag, which needs protocol revision 4 "
+                               "(not agreed)",
+                               name);
+        if ((h->flags & SHMRPC__FLAG_DEADLINE) && h->body_len < SHMRPC__DEADLINE_LEN + (comp != 0))
+            return proto_error(err,
+                               "%s frame has the deadline flag and a body of %u bytes (its "
+                               "deadline takes %u%s)",
+                               name, h->body_len, SHMRPC__DEADLINE_LEN,
+                               comp ? ", and a compressed request at least 1 more" : "");
         return 0;
     case SHMRPC__KIND_PING:
     case SHMRPC__KIND_PONG:
@@ -149,17 +171,21 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
     };
     if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_DRAIN)
         return proto_error(err, "unknown frame kind %u", h.kind);
-    /* The lone flag is a REQUEST's only; whether it was agreed is check_kind's. */
-    uint16_t known =
-        SHMRPC__FLAG_COMPRESSION | (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE : 0);
+    /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
+     * check_kind's. */
+    uint16_t known = SHMRPC__FLAG_COMPRESSION |
+                     (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE
+                                                     : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
                            shmrpc__frame_kind_name(h.kind));
     int rc = check_kind(&h, compression, err);
     if (rc) return rc;
-    if (h.body_len > max_body) {
-        shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %u",
-                        shmrpc__frame_kind_name(h.kind), h.body_len, max_body);
+    /* A request's deadline comes on top of the largest body. */
+    uint64_t max = max_body + (h.flags & SHMRPC__FLAG_DEADLINE ? SHMRPC__DEADLINE_LEN : 0u);
+    if (h.body_len > max) {
+        shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %" PRIu64,
+                        shmrpc__frame_kind_name(h.kind), h.body_len, max);
         return SHMRPC_ETOOBIG;
     }
     *out = h;

@@ -37,6 +37,11 @@ enum shmrpc__frame_kind {
  * sends none before this one's answer, so the server may run it on its reading thread
  * (docs/wire.md, "Calls in flight"). Allowed only when passed to the decoder as agreed. */
 #define SHMRPC__FLAG_LONE 0x0004u
+/* REQUEST only, revision 4: the body begins with the time the client gives the call, in ns
+ * from when the server reads it (8 bytes, big-endian), before the request (which alone may
+ * be compressed): the handler's deadline (docs/wire.md, "Deadlines"). */
+#define SHMRPC__FLAG_DEADLINE 0x0008u
+#define SHMRPC__DEADLINE_LEN 8u
 
 typedef struct shmrpc__frame_hdr {
     uint8_t kind;        /* enum shmrpc__frame_kind */
@@ -49,11 +54,12 @@ typedef struct shmrpc__frame_hdr {
 /* Writes h (magic and version added) in network byte order. */
 void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FRAME_HDR_SIZE]);
 
-/* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts;
- * compression: the SHMRPC__FLAG_* bits agreed for this connection (0 before the
- * handshake; SHMRPC__FLAG_LONE once revision 3 was agreed). SHMRPC_EPROTO (truncated, bad magic,
- * unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame
- * version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
+/* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts (a
+ * REQUEST's deadline comes on top of it); compression: the SHMRPC__FLAG_* bits agreed for
+ * this connection (0 before the handshake; SHMRPC__FLAG_LONE once revision 3 was agreed,
+ * SHMRPC__FLAG_DEADLINE once 4 was). SHMRPC_EPROTO (truncated, bad magic, unknown kind or
+ * flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame version),
+ * SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
  * success. */
 int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
                              shmrpc__frame_hdr *h, shmrpc_buf *err);
@@ -64,6 +70,11 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
 size_t shmrpc__frame_begin(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
                            uint64_t request_id);
 int shmrpc__frame_end(shmrpc_buf *out, size_t at);
+
+/* A REQUEST's deadline (SHMRPC__FLAG_DEADLINE): budget_ns (not negative) as the wire
+ * writes it, and back; one above INT64_MAX reads as INT64_MAX. */
+void shmrpc__deadline_encode(int64_t budget_ns, uint8_t out[SHMRPC__DEADLINE_LEN]);
+int64_t shmrpc__deadline_decode(const uint8_t in[SHMRPC__DEADLINE_LEN]);
 
 /* "HELLO", "REQUEST", ...; "unknown" for anything else. */
 const char *shmrpc__frame_kind_name(unsigned kind);
@@ -91,7 +102,8 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
 /* --- the handshake -------------------------------------------------------------------- */
 
-#define SHMRPC__WIRE_PROTO 3u /* the handshake's protocol revision (2: DRAIN; 3: the lone flag) */
+#define SHMRPC__WIRE_PROTO 4u /* the handshake's protocol revision (2: DRAIN; 3: the lone flag;
+                               * 4: the deadline flag) */
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
 #define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
 #define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */

@@ -41,7 +41,7 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
         if (want > KEEP_BYTES && shmrpc__tcp_buf_resize(&p->out, want)) {
             /* out of memory: the append below fails and says so */
         }
-        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid,
+        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid, -1,
                                        shmrpc_bytes_of(resp->data, resp->len), p->comp,
                                        p->threshold);
         if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
@@ -51,9 +51,21 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
 }
 
 /* Copies (or decompresses) the request into a job and hands it to the pool. */
-static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
+/* The request in a REQUEST's body, after its deadline when it has one (revision 4; the
+ * decoder checked the body holds it), and that deadline's budget in *budget_ns (-1: none). */
+static shmrpc_bytes request_of(const shmrpc__frame_hdr *h, shmrpc_bytes body, int64_t *budget_ns)
+{
+    *budget_ns = -1;
+    if (!(h->flags & SHMRPC__FLAG_DEADLINE)) return body;
+    *budget_ns = shmrpc__deadline_decode(body.ptr);
+    return shmrpc_bytes_of(body.ptr + SHMRPC__DEADLINE_LEN, body.len - SHMRPC__DEADLINE_LEN);
+}
+
+static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes frame_body)
 {
     const tcp_listener *l = w->l;
+    int64_t budget;
+    shmrpc_bytes body = request_of(h, frame_body, &budget);
     job *j = shmrpc__tcp_job_get(w);
     if (!j) {
         shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
@@ -67,7 +79,7 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
     if (!comp && need > KEEP_BYTES) {
         /* A large frame is not copied: the job takes the connection's buffer, whose charge
          * goes with it, and the connection keeps what was read past the frame. */
-        size_t used = SHMRPC__FRAME_HDR_SIZE + body.len, left = p->in.len - used;
+        size_t used = SHMRPC__FRAME_HDR_SIZE + frame_body.len, left = p->in.len - used;
         shmrpc_buf_clear(&j->req);
         if (shmrpc__buf_grow(&j->req, left + READ_AHEAD)) {
             shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
@@ -81,7 +93,7 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
         p->in = j->req;
         j->req = frame;
         j->req.len = used;
-        j->off = SHMRPC__FRAME_HDR_SIZE;
+        j->off = used - body.len;
         p->taken = true;
         j->charged = shmrpc__tcp_buf_cost(&j->req);
         shmrpc__tcp_budget_charge(w, 0, j->charged);
@@ -116,6 +128,7 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
     j->p = p;
     j->method = h->method;
     j->rid = h->request_id;
+    j->budget_ns = budget;
     j->draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     p->running++;
@@ -192,7 +205,9 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
         submit(w, p, h, body);
         return;
     }
-    shmrpc_bytes req = body;
+    int64_t budget;
+    shmrpc_bytes req = request_of(h, body, &budget);
+    body = req;
     uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
     int rc = 0;
     if (comp) {
@@ -218,6 +233,7 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
     if (busy) atomic_store_explicit(busy, w->running + 1, memory_order_relaxed);
     w->ctx.draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    w->ctx.budget_ns = budget;
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
     if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
     put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));

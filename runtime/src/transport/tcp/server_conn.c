@@ -253,7 +253,8 @@ static int read_frame(worker *w, peer *p)
         if (!p->have_hdr && p->in.len >= SHMRPC__FRAME_HDR_SIZE) {
             uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
-            uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0);
+            uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0) |
+                              (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {

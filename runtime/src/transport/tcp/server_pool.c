@@ -76,6 +76,7 @@ void shmrpc__tcp_job_put(worker *w, job *j)
 void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
 {
     ctx->draining = j->draining;
+    ctx->budget_ns = j->budget_ns;
     const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
     j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
                              &j->resp);

@@ -35,9 +35,11 @@ bool shmrpc__tcp_is_loopback(const struct sockaddr_storage *ss);
 void shmrpc__tcp_set_nodelay(int fd);
 
 /* Appends a REQUEST or RESPONSE frame with flags, its body compressed with comp when it is
- * at least threshold bytes and compressing makes it smaller. */
+ * at least threshold bytes and compressing makes it smaller. A REQUEST's budget_ns (not
+ * negative) goes before the body, with SHMRPC__FLAG_DEADLINE; -1: none. */
 int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
-                              uint64_t rid, shmrpc_bytes msg, uint16_t comp, uint32_t threshold);
+                              uint64_t rid, int64_t budget_ns, shmrpc_bytes msg, uint16_t comp,
+                              uint32_t threshold);
 
 /* Appends an ERROR frame; a status that is not negative is sent as SHMRPC_EPROTO. */
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,

@@ -144,6 +144,7 @@ typedef struct job {
     peer *p; /* its connection: read only by the worker's own thread */
     uint32_t method;
     uint64_t rid;
+    int64_t budget_ns; /* the time its client gives it (revision 4), or -1 */
     bool draining;     /* the worker had been told to stop (the health method says so) */
     int rc;            /* the call's status */
     int64_t ns;        /* how long its handler took, for the statistics; -1: none ran */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* A call's deadline as its handler sees it over shm:// (issue 36): shmrpc_ctx_deadline
- * gives the client's timeout, a call made from a handler inherits what is left of it
- * (unless its client keeps its own), and shmrpc_ctx_wait_cancelled returns once the client
- * stops waiting: at the deadline, or when the client is killed. Real server processes with
- * forked workers; every wait is bounded and every process reaped, even when a check fails. */
+/* A call's deadline as its handler sees it over shm:// and tcp:// (issue 36):
+ * shmrpc_ctx_deadline gives the client's timeout, a call made from a handler inherits what
+ * is left of it (unless its client keeps its own), and shmrpc_ctx_wait_cancelled returns once
+ * the client stops waiting: at the deadline, or (shm://) when the client is killed. A tcp://
+ * client of revision 3 sends no deadline. Real server processes with forked workers; every
+ * wait is bounded and every process reaped, even when a check fails. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,10 +77,28 @@ static const Deadline_handlers handlers = {.left = h_left, .relay = h_relay};
 
 static pid_t servers[2];
 static char addr[2][64];
+static const char *transport; /* "shm" or "tcp", set by each test's setup */
+
+static int on_shm(void **state)
+{
+    (void)state;
+    transport = "shm";
+    return 0;
+}
+
+static int on_tcp(void **state)
+{
+    (void)state;
+    transport = "tcp";
+    return 0;
+}
 
 static void start(int i)
 {
-    snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
+    if (strcmp(transport, "tcp") == 0)
+        snprintf(addr[i], sizeof addr[i], "tcp://127.0.0.1:%d", test_free_port());
+    else
+        snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
     test_server ts = {.svc = &Deadline_service, .handlers = &handlers, .addr = addr[i],
                       .workers = 1};
     servers[i] = test_start_server(&ts);
@@ -115,6 +136,12 @@ static void handler_sees_the_timeout(void **state)
     shmrpc_client *c = client(0, 2000);
     int64_t left = 0;
     assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_true(left > 0 && left <= 2000 * MS);
+    /* A call started (over tcp://, not alone on its connection: the server's pool runs it). */
+    shmrpc_call *call;
+    assert_int_equal(deadline_left_start(c, 0, &call), 0);
+    left = 0;
+    assert_int_equal(deadline_left_finish(c, call, &left), 0);
     assert_true(left > 0 && left <= 2000 * MS);
     /* A timeout changed between calls reaches the handler (the client writes it anew). */
     shmrpc_client_set_timeout(c, 30000);
@@ -206,15 +233,31 @@ static void wait_ends_when_the_client_dies(void **state)
     assert_true(sh->waited_ns < 15000 * MS);
 }
 
+/* A tcp:// client of revision 3 knows no deadline flag: its handler sees none. */
+static void old_client_sends_none(void **state)
+{
+    (void)state;
+    start(0);
+    setenv("SHMRPC_TEST_WIRE_PROTO", "3", 1); /* read when the client is made */
+    shmrpc_client *c = client(0, 2000);
+    unsetenv("SHMRPC_TEST_WIRE_PROTO");
+    int64_t left = 0;
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_int_equal(left, -1);
+    shmrpc_client_free(c);
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(handler_sees_the_timeout, stop_servers),
-        cmocka_unit_test_teardown(handlers_calls_inherit_it, stop_servers),
-        cmocka_unit_test_teardown(wait_ends_at_the_deadline, stop_servers),
-        cmocka_unit_test_teardown(wait_ends_when_the_client_dies, stop_servers),
+#define BOTH(f) {"shm: " #f, f, on_shm, stop_servers, NULL}, {"tcp: " #f, f, on_tcp, stop_servers, NULL}
+        BOTH(handler_sees_the_timeout),
+        BOTH(handlers_calls_inherit_it),
+        BOTH(wait_ends_at_the_deadline),
+        cmocka_unit_test_setup_teardown(wait_ends_when_the_client_dies, on_shm, stop_servers),
+        cmocka_unit_test_setup_teardown(old_client_sends_none, on_tcp, stop_servers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
