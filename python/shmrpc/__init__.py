@@ -17,7 +17,7 @@ import inspect as _inspect
 
 from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Mismatch, PeerDied,
                       Queue, Timeout, Unavailable, _param_names, _serve, _set_struct_factory,
-                      _svc_methods)
+                      _svc_methods, cancelled, deadline)
 from ._shmrpc import (CONNECT_OR_CREATE, CONNECT_TO_EXISTING, CREATE_NEW_EXCLUSIVE,
                       CREATE_NEW_OVERWRITE, HybridLock, NoSuchSemaphore, SemaphoreExists)
 from .dict import Dict
@@ -27,7 +27,8 @@ del dict  # the submodule's name, bound by its import: `dict` here is the builti
 __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
            "Mismatch", "HandlerError", "PeerDied", "serve", "ServerMethodsBase",
            "ClientMethodsBase", "raw_method", "json_method", "msgpack_method", "pickle_method",
-           "marshal_method", "SHMClient", "NetworkClient", "serve_class"]
+           "marshal_method", "SHMClient", "NetworkClient", "serve_class", "deadline",
+           "cancelled"]
 __all__ += ["Dict", "HybridLock", "CONNECT_OR_CREATE", "CONNECT_TO_EXISTING",
             "CREATE_NEW_OVERWRITE", "CREATE_NEW_EXCLUSIVE", "NoSuchSemaphore", "SemaphoreExists"]
 

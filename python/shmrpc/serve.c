@@ -511,7 +511,42 @@ done:
     return result;
 }
 
+/* shmrpc.deadline(): the deadline of the call this thread's handler serves, on
+ * time.monotonic()'s clock (CLOCK_MONOTONIC, as shmrpc_ctx_deadline's), or None. */
+static PyObject *deadline(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    shmrpc_ctx *ctx = shmrpc_ctx_current();
+    int64_t at = ctx ? shmrpc_ctx_deadline(ctx) : INT64_MAX;
+    if (at == INT64_MAX) Py_RETURN_NONE;
+    return PyFloat_FromDouble((double)at / 1e9);
+}
+
+/* shmrpc.cancelled(): None while the client of this thread's call still waits for it (or
+ * outside a handler); else the exception that says why, not raised. */
+static PyObject *cancelled(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    shmrpc_ctx *ctx = shmrpc_ctx_current();
+    int why = ctx ? shmrpc_ctx_cancelled(ctx) : 0;
+    if (why == 0) Py_RETURN_NONE;
+    pyshm_raise_status(why, "the call this handler serves",
+                       why == SHMRPC_ETIMEDOUT ? "its deadline passed" : "its client is gone");
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
 static PyMethodDef serve_methods[] = {
+    {"deadline", deadline, METH_NOARGS,
+     "deadline(): the deadline of the call this handler serves, on time.monotonic()'s clock, "
+     "or None (no deadline, or not in a handler)."},
+    {"cancelled", cancelled, METH_NOARGS,
+     "cancelled(): None while the client of the call this handler serves still waits for it; "
+     "else the exception that says why (Timeout or PeerDied), to raise or return."},
     {"_svc_methods", (PyCFunction)(void (*)(void))svc_methods, METH_VARARGS | METH_KEYWORDS,
      "_svc_methods(path, text=None): (service, [(method, [parameter names], signature)]) of a "
      ".svc file or text."},

@@ -3,7 +3,12 @@
 or tests/python/any.svc with shmrpc.serve() (docs/python.md, "Serving").
     python3 py_server.py echo|every|any SVC_FILE WORKERS ADDRESS
 echo's echo_json("boom") raises RuntimeError, echo_json("slow") answers after 1 s (a call
-in flight when SIGTERM comes); every's handlers hand back what they are given."""
+in flight when SIGTERM comes); every's handlers hand back what they are given. The call's
+deadline (docs/deadlines.md): echo_json("deadline") answers the ms left of it ("none"
+without one); echo_json("wait-cancel") waits, at most 20 s, for shmrpc.cancelled() to say
+why its client stopped waiting; echo_json("relay ADDRESS") naps 400 ms, then calls add at
+ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES."""
+import os
 import sys
 import time
 
@@ -19,6 +24,21 @@ class Echo:
             raise RuntimeError("boom, as asked")
         if text == "slow":
             time.sleep(1)
+        if text == "deadline":
+            at = shmrpc.deadline()
+            return "none" if at is None else str((at - time.monotonic()) * 1000)
+        if text == "wait-cancel":
+            end = time.monotonic() + 20
+            while shmrpc.cancelled() is None and time.monotonic() < end:
+                time.sleep(0.001)
+            note(type(shmrpc.cancelled()).__name__)
+        if text.startswith("relay "):
+            time.sleep(0.4)
+            try:
+                shmrpc.connect(text[len("relay "):], timeout=30).add(1, 2)
+                note("sent")
+            except shmrpc.Error as e:
+                note(f"{type(e).__name__}: {e}")
         return text
 
     def add(self, a, b):
@@ -37,6 +57,11 @@ class Echo:
 
 def same(v):
     return v
+
+
+def note(text):
+    with open(os.environ["PY_SERVER_NOTES"], "a") as f:
+        f.write(text + "\n")
 
 
 EVERY = {name: same for name in ("pass_scalars", "pass_scalars_json", "pass_holder",

@@ -2,8 +2,9 @@
 """Serving from Python (shmrpc.serve, docs/python.md "Serving"): a Python server of
 examples/echo/echo.svc (py_server.py) called by the C echo client and by the Python client,
 a handler's exception as the call's error status with its message, handlers that do not
-match refused before anything is served, SIGTERM finishing the call in flight, and a
-Python service under shmrpc-service that loses a worker, and then itself, to SIGKILL."""
+match refused before anything is served, SIGTERM finishing the call in flight, a handler
+that reads its call's deadline and learns that its client gave up, and a Python service
+under shmrpc-service that loses a worker, and then itself, to SIGKILL."""
 import os
 import signal
 import subprocess
@@ -251,3 +252,42 @@ def test_workers_are_forked_as_os_fork_forks():
     finally:
         s.stop()
     assert s.proc.returncode == 0
+
+
+def test_handler_reads_its_deadline(py_echo):
+    """shmrpc.deadline() in a handler: the client's timeout, counted from the call's start
+    (docs/deadlines.md); None for a client that waits for ever."""
+    with shmrpc.connect(py_echo.address, timeout=2.0) as c:
+        left = float(c.echo_json("deadline"))
+        assert 0 < left <= 2000
+    with shmrpc.connect(py_echo.address, timeout=None) as c:
+        assert c.echo_json("deadline") == "none"
+    assert shmrpc.deadline() is None and shmrpc.cancelled() is None  # not in a handler
+
+
+def test_handler_learns_its_client_gave_up(py_echo, tmp_path, monkeypatch):
+    """shmrpc.cancelled() turns from None to a Timeout at the call's deadline, and a call the
+    handler makes after it fails at once, unsent (its deadline is inherited)."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    py_echo.stop()
+    s = py_server("echo", py_echo.address)
+    try:
+        with shmrpc.connect(s.address, timeout=0.2) as c:
+            # The client gives up at its deadline, or reads the answer given at the
+            # server's, which is about as late (docs/deadlines.md): either way the handler
+            # was told.
+            try:
+                c.echo_json("wait-cancel")
+            except shmrpc.Timeout:
+                pass
+            wait_for("the handler's note", lambda: notes.exists() and notes.read_text(), 15)
+            assert notes.read_text() == "Timeout\n"
+            notes.unlink()
+            with pytest.raises(shmrpc.Timeout):
+                c.echo_json("relay " + s.address)
+            wait_for("the handler's note", lambda: notes.exists() and notes.read_text(), 15)
+            assert notes.read_text().startswith("Timeout: "), notes.read_text()
+            assert "was not sent" in notes.read_text()
+    finally:
+        s.stop()

@@ -76,6 +76,10 @@ int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
  * giving up. For a handler that waits for something else in another thread, or holds a
  * call open. */
 int shmrpc_ctx_wait_cancelled(shmrpc_ctx *ctx, int64_t timeout_ms);
+/* The call whose handler runs on the calling thread, or NULL outside a handler: for code
+ * deep in a handler that was not handed its ctx (and for the Python module's
+ * shmrpc.deadline() and shmrpc.cancelled()). Valid until that handler returns. */
+shmrpc_ctx *shmrpc_ctx_current(void);
 /* Records a message for the client and returns rc, so a handler can
  * `return shmrpc_ctx_error(ctx, SHMRPC_EHANDLER, "no such key '%s'", k);`. The message is
  * cut at 255 bytes. A handler that fails without a message sends shmrpc_strerror(rc); one

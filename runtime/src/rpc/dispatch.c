@@ -192,6 +192,11 @@ int shmrpc_ctx_wait_cancelled(shmrpc_ctx *ctx, int64_t timeout_ms)
     }
 }
 
+shmrpc_ctx *shmrpc_ctx_current(void)
+{
+    return serving;
+}
+
 int64_t shmrpc__ctx_inherit(int64_t timeout_ms)
 {
     shmrpc_ctx *ctx = serving;

@@ -348,6 +348,8 @@ static void run_call(worker *w, worker_chan *c)
 {
     shmrpc__shm_chan *h = c->map.head;
     uint32_t method = h->method, len = h->req_len; /* read once */
+    /* Before a large request maps the channel anew (h is then gone): 0, no deadline. */
+    uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
     if (rc == 0 && len > SHMRPC__CHAN_SMALL) {
         shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
@@ -381,8 +383,6 @@ static void run_call(worker *w, worker_chan *c)
         }
     }
     w->serving = c;
-    /* On the line this worker took the call on. 0: the client gave no deadline. */
-    uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
     w->ctx.budget_ns = budget == 0 || budget > INT64_MAX ? -1 : (int64_t)budget;
     /* A forked worker's SIGTERM is its own, not the server's. */
     w->ctx.draining = shmrpc__shm_stopping(w);
