@@ -134,8 +134,8 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
     }
     default:
         if (shmrpc__dj_json_int(c, t, v, &sv, &uv) != 0) return -1;
-        return shmrpc__dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
-                                              : msgpack_pack_uint64(pk, uv);
+        return shmrpc_dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
+                                             : msgpack_pack_uint64(pk, uv);
     }
 }
 
@@ -240,7 +240,7 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
         if (t->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
             return shmrpc__dj_fail(
                 c, "%" PRIu64 " has no JSON form in a @json method (integers travel as int64)", uv);
-        if (shmrpc__dyn_is_signed(t->kind))
+        if (shmrpc_dyn_is_signed(t->kind))
             shmrpc__dj_out_i64(b, sv);
         else
             shmrpc__dj_out_u64(b, uv);
@@ -318,7 +318,7 @@ static const shmrpc_dyn_enumval *enum_from_mp(cx *c, const shmrpc_dyn_type *t, s
 static inline int int_from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, bool quoted,
                               char *s, size_t cap)
 {
-    if (shmrpc__dyn_is_signed(t->kind)) {
+    if (shmrpc_dyn_is_signed(t->kind)) {
         int64_t v;
         if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(t->kind),
                                (int64_t)shmrpc__dyn_int_max(t->kind), &v) != 0)
