@@ -176,11 +176,6 @@ static const shmrpc_dyn_enumval *enum_by_value(const shmrpc_dyn_type *t, int64_t
     return NULL;
 }
 
-static bool is_signed(shmrpc_dyn_kind k)
-{
-    return k == SHMRPC_DYN_I8 || k == SHMRPC_DYN_I16 || k == SHMRPC_DYN_I32 || k == SHMRPC_DYN_I64;
-}
-
 static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int depth);
 static PyObject *any_to_py(shmrpc_any a, int depth);
 
@@ -195,6 +190,18 @@ static PyObject *scalar_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)
         [SHMRPC_DYN_I8] = INT8_MAX,    [SHMRPC_DYN_I16] = INT16_MAX, [SHMRPC_DYN_I32] = INT32_MAX,
         [SHMRPC_DYN_I64] = INT64_MAX,  [SHMRPC_DYN_U8] = UINT8_MAX,  [SHMRPC_DYN_U16] = UINT16_MAX,
         [SHMRPC_DYN_U32] = UINT32_MAX, [SHMRPC_DYN_U64] = UINT64_MAX};
+    if (shmrpc_dyn_is_int(t->kind)) {
+        if (shmrpc_dyn_is_signed(t->kind)) {
+            int64_t v;
+            if (shmrpc_mp_read_int(r, smin[t->kind], (int64_t)max[t->kind], &v) != 0)
+                return mp_fail(r);
+            return PyLong_FromLongLong(v);
+        } else {
+            uint64_t v;
+            if (shmrpc_mp_read_uint(r, max[t->kind], &v) != 0) return mp_fail(r);
+            return PyLong_FromUnsignedLongLong(v);
+        }
+    }
     switch (t->kind) {
     case SHMRPC_DYN_STRING: {
         shmrpc_str v;
@@ -215,24 +222,6 @@ static PyObject *scalar_from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r)
                                 t->name);
         return PyUnicode_FromString(e->name);
     }
-    case SHMRPC_DYN_I8:
-    case SHMRPC_DYN_I16:
-    case SHMRPC_DYN_I32:
-    case SHMRPC_DYN_I64:
-    case SHMRPC_DYN_U8:
-    case SHMRPC_DYN_U16:
-    case SHMRPC_DYN_U32:
-    case SHMRPC_DYN_U64:
-        if (is_signed(t->kind)) {
-            int64_t v;
-            if (shmrpc_mp_read_int(r, smin[t->kind], (int64_t)max[t->kind], &v) != 0)
-                return mp_fail(r);
-            return PyLong_FromLongLong(v);
-        } else {
-            uint64_t v;
-            if (shmrpc_mp_read_uint(r, max[t->kind], &v) != 0) return mp_fail(r);
-            return PyLong_FromUnsignedLongLong(v);
-        }
     default:
         return PyErr_Format(pyshm_Error, "result: a %s cannot be read", pyshm_kind_name(t));
     }

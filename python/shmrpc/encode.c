@@ -408,6 +408,13 @@ static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyOb
 {
     if (depth > PYSHM_MAX_DEPTH)
         return pyshm_fail_at(PyExc_ValueError, p, "nested more than %d deep", PYSHM_MAX_DEPTH);
+    if (shmrpc_dyn_is_int(t->kind)) {
+        long long sv = 0;
+        unsigned long long uv = 0;
+        int big = int_value(t, v, p, &sv, &uv);
+        if (big < 0) return -1;
+        return put_int(b, pk, big, sv, uv, false);
+    }
     char num[40];
     switch (t->kind) {
     case SHMRPC_DYN_BOOL:
@@ -416,20 +423,6 @@ static int enc(shmrpc_buf *b, msgpack_packer *pk, const shmrpc_dyn_type *t, PyOb
                                  Py_TYPE(v)->tp_name);
         if (pk) return (v == Py_True ? msgpack_pack_true(pk) : msgpack_pack_false(pk)), 0;
         return v == Py_True ? pyshm_put(b, "true", 4) : pyshm_put(b, "false", 5);
-    case SHMRPC_DYN_I8:
-    case SHMRPC_DYN_I16:
-    case SHMRPC_DYN_I32:
-    case SHMRPC_DYN_I64:
-    case SHMRPC_DYN_U8:
-    case SHMRPC_DYN_U16:
-    case SHMRPC_DYN_U32:
-    case SHMRPC_DYN_U64: {
-        long long sv = 0;
-        unsigned long long uv = 0;
-        int big = int_value(t, v, p, &sv, &uv);
-        if (big < 0) return -1;
-        return put_int(b, pk, big, sv, uv, false);
-    }
     case SHMRPC_DYN_F32:
     case SHMRPC_DYN_F64: {
         if (PyBool_Check(v) || (!PyFloat_Check(v) && !PyLong_Check(v)))

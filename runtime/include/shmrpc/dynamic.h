@@ -6,6 +6,7 @@
 #ifndef SHMRPC_DYNAMIC_H
 #define SHMRPC_DYNAMIC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,19 @@ typedef enum shmrpc_dyn_kind {
     SHMRPC_DYN_ENUM,
     SHMRPC_DYN_ANY, /* a dynamic value (shmrpc/any.h); never optional, never a map's key */
 } shmrpc_dyn_kind;
+
+/* Whether k is one of the eight integer kinds, SHMRPC_DYN_I8 to SHMRPC_DYN_U64 (inline: the
+ * codecs ask it once a value). */
+static inline bool shmrpc_dyn_is_int(shmrpc_dyn_kind k)
+{
+    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_U64;
+}
+
+/* Whether k is one of the four signed integer kinds, SHMRPC_DYN_I8 to SHMRPC_DYN_I64. */
+static inline bool shmrpc_dyn_is_signed(shmrpc_dyn_kind k)
+{
+    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_I64;
+}
 
 typedef struct shmrpc_dyn_type shmrpc_dyn_type;
 

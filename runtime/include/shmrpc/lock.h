@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <shmrpc/open_mode.h>
 #include <shmrpc/wait.h>
 
 #ifdef __cplusplus
@@ -22,20 +23,20 @@ extern "C" {
  * well as processes. A handle may be shared by the threads of its process. */
 typedef struct shmrpc_lock shmrpc_lock;
 
-/* What shmrpc_lock_open does when the lock exists or does not (speedysvc's modes). */
-typedef enum shmrpc_lock_mode {
-    SHMRPC_LOCK_CONNECT_OR_CREATE = 0,    /* open it, creating it if missing */
-    SHMRPC_LOCK_CONNECT_TO_EXISTING = 1,  /* open it; SHMRPC_ENOENT if missing */
-    SHMRPC_LOCK_CREATE_NEW_OVERWRITE = 2, /* remove any existing one, create it fresh */
-    SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE = 3, /* create it; SHMRPC_EBUSY if it exists */
-} shmrpc_lock_mode;
+/* What shmrpc_lock_open does when the lock exists or does not: shmrpc/open_mode.h, under
+ * the lock's own names. */
+typedef shmrpc_open_mode shmrpc_lock_mode;
+#define SHMRPC_LOCK_CONNECT_OR_CREATE SHMRPC_CONNECT_OR_CREATE
+#define SHMRPC_LOCK_CONNECT_TO_EXISTING SHMRPC_CONNECT_TO_EXISTING
+#define SHMRPC_LOCK_CREATE_NEW_OVERWRITE SHMRPC_CREATE_NEW_OVERWRITE
+#define SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE SHMRPC_CREATE_NEW_EXCLUSIVE
 
 /* A name is 1..SHMRPC_LOCK_NAME_MAX characters of [A-Za-z0-9_.-]; the segment is
  * /dev/shm/shmrpc.lock.NAME. */
 #define SHMRPC_LOCK_NAME_MAX 200
 
-/* Timeouts: milliseconds, or this to wait for as long as it takes. */
-#define SHMRPC_LOCK_WAIT_FOREVER ((int64_t)-1)
+/* Timeouts: milliseconds, or this to wait for as long as it takes (shmrpc/wait.h). */
+#define SHMRPC_LOCK_WAIT_FOREVER SHMRPC_WAIT_FOREVER
 
 typedef struct shmrpc_lock_opts {
     shmrpc_lock_mode mode; /* default SHMRPC_LOCK_CONNECT_OR_CREATE */

@@ -13,6 +13,8 @@
 #include <sys/types.h>
 
 #include <shmrpc/lock.h>
+#include <shmrpc/open_mode.h>
+#include <shmrpc/wait.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,13 +26,13 @@ extern "C" {
  * old one, which another thread of the handle could be reading. Open one per thread. */
 typedef struct shmrpc_map shmrpc_map;
 
-/* What shmrpc_map_open does when the map exists or does not (the lock's modes). */
-typedef enum shmrpc_map_mode {
-    SHMRPC_MAP_CONNECT_OR_CREATE = 0,    /* open it, creating it if missing */
-    SHMRPC_MAP_CONNECT_TO_EXISTING = 1,  /* open it; SHMRPC_ENOENT if missing */
-    SHMRPC_MAP_CREATE_NEW_OVERWRITE = 2, /* remove any existing one, create it fresh */
-    SHMRPC_MAP_CREATE_NEW_EXCLUSIVE = 3, /* create it; SHMRPC_EBUSY if it exists */
-} shmrpc_map_mode;
+/* What shmrpc_map_open does when the map exists or does not: shmrpc/open_mode.h, under the
+ * map's own names. */
+typedef shmrpc_open_mode shmrpc_map_mode;
+#define SHMRPC_MAP_CONNECT_OR_CREATE SHMRPC_CONNECT_OR_CREATE
+#define SHMRPC_MAP_CONNECT_TO_EXISTING SHMRPC_CONNECT_TO_EXISTING
+#define SHMRPC_MAP_CREATE_NEW_OVERWRITE SHMRPC_CREATE_NEW_OVERWRITE
+#define SHMRPC_MAP_CREATE_NEW_EXCLUSIVE SHMRPC_CREATE_NEW_EXCLUSIVE
 
 /* A name is 1..SHMRPC_MAP_NAME_MAX characters of [A-Za-z0-9_.-]. The map is three kinds of
  * segment: /dev/shm/shmrpc.map.NAME (the header), /dev/shm/shmrpc.mapgen.NAME.G (a table,
@@ -42,8 +44,8 @@ typedef enum shmrpc_map_mode {
 #define SHMRPC_MAP_KEY_MAX (UINT32_C(1) << 16)   /* bytes */
 #define SHMRPC_MAP_VALUE_MAX (UINT32_C(1) << 28) /* bytes */
 
-/* Timeouts: milliseconds, or this to wait for as long as it takes. */
-#define SHMRPC_MAP_WAIT_FOREVER ((int64_t)-1)
+/* Timeouts: milliseconds, or this to wait for as long as it takes (shmrpc/wait.h). */
+#define SHMRPC_MAP_WAIT_FOREVER SHMRPC_WAIT_FOREVER
 
 typedef struct shmrpc_map_opts {
     shmrpc_map_mode mode; /* default SHMRPC_MAP_CONNECT_OR_CREATE */

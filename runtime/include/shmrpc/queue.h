@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <shmrpc/open_mode.h>
 #include <shmrpc/wait.h>
 
 #ifdef __cplusplus
@@ -21,21 +22,20 @@ extern "C" {
 /* A handle may be shared by the threads of its process. */
 typedef struct shmrpc_queue shmrpc_queue;
 
-/* What shmrpc_queue_open does when the queue exists or does not (the lock's modes). */
-typedef enum shmrpc_queue_mode {
-    SHMRPC_QUEUE_CONNECT_OR_CREATE = 0,    /* open it, creating it if missing */
-    SHMRPC_QUEUE_CONNECT_TO_EXISTING = 1,  /* open it; SHMRPC_ENOENT if missing (after
-                                              attach_timeout_ms) */
-    SHMRPC_QUEUE_CREATE_NEW_OVERWRITE = 2, /* remove any existing one, create it fresh */
-    SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE = 3, /* create it; SHMRPC_EBUSY if it exists */
-} shmrpc_queue_mode;
+/* What shmrpc_queue_open does when the queue exists or does not: shmrpc/open_mode.h, under
+ * the queue's own names (CONNECT_TO_EXISTING says SHMRPC_ENOENT after attach_timeout_ms). */
+typedef shmrpc_open_mode shmrpc_queue_mode;
+#define SHMRPC_QUEUE_CONNECT_OR_CREATE SHMRPC_CONNECT_OR_CREATE
+#define SHMRPC_QUEUE_CONNECT_TO_EXISTING SHMRPC_CONNECT_TO_EXISTING
+#define SHMRPC_QUEUE_CREATE_NEW_OVERWRITE SHMRPC_CREATE_NEW_OVERWRITE
+#define SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE SHMRPC_CREATE_NEW_EXCLUSIVE
 
 /* A name is 1..SHMRPC_QUEUE_NAME_MAX characters of [A-Za-z0-9_.-]; the segment is
  * /dev/shm/shmrpc.queue.NAME. */
 #define SHMRPC_QUEUE_NAME_MAX 200
 
-/* Timeouts: milliseconds; 0 tries once; this waits for as long as it takes. */
-#define SHMRPC_QUEUE_WAIT_FOREVER ((int64_t)-1)
+/* Timeouts: milliseconds; 0 tries once; this waits for as long as it takes (shmrpc/wait.h). */
+#define SHMRPC_QUEUE_WAIT_FOREVER SHMRPC_WAIT_FOREVER
 
 /* What a queue delivers: each message to one consumer (a work queue), or each message to
  * every subscriber, each at its own pace (broadcast). */

@@ -25,6 +25,10 @@ typedef enum shmrpc_wait_mode {
 
 #define SHMRPC_DEFAULT_SPIN_NS ((int64_t)100000) /* 100 us */
 
+/* A timeout in milliseconds of the lock's, the queue's and the map's calls that waits for as
+ * long as it takes. */
+#define SHMRPC_WAIT_FOREVER ((int64_t)-1)
+
 typedef struct shmrpc_wait_opts {
     shmrpc_wait_mode mode;
     int64_t spin_ns; /* how long ADAPTIVE spins and yields before it sleeps */

@@ -29,16 +29,6 @@ struct shmrpc_dyn {
 /* "i64" for SHMRPC_DYN_I64, and so on for every kind up to SHMRPC_DYN_BYTES; NULL after. */
 extern const char *const shmrpc__dyn_scalar_names[SHMRPC_DYN_BYTES + 1];
 
-static inline bool shmrpc__dyn_is_int(shmrpc_dyn_kind k)
-{
-    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_U64;
-}
-
-static inline bool shmrpc__dyn_is_signed(shmrpc_dyn_kind k)
-{
-    return k >= SHMRPC_DYN_I8 && k <= SHMRPC_DYN_I64;
-}
-
 /* The range of an integer kind. */
 int64_t shmrpc__dyn_int_min(shmrpc_dyn_kind k);
 uint64_t shmrpc__dyn_int_max(shmrpc_dyn_kind k);

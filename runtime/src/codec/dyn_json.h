@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* What the dynamic codec's conversions share (dynamic_values.c: a value's place and
  * message, its JSON text, its checks against a type; dynamic_any.c: the any; dynamic_json.c:
- * the conversions of arguments and results). */
+ * the conversions of arguments and results; here, inline: the walk of a JSON array or
+ * object into msgpack, which the typed conversion and the any's take alike). */
 #ifndef SHMRPC_SRC_DYN_JSON_H
 #define SHMRPC_SRC_DYN_JSON_H
 
@@ -60,6 +61,51 @@ const char *shmrpc__dj_big_digits(const cx *c, const json_t *v);
 const char *shmrpc__dj_shown(const cx *c, const json_t *v, char *out, size_t cap);
 
 int shmrpc__dj_mismatch(cx *c, const shmrpc_dyn_type *t, const json_t *v);
+
+/* What a walk of a JSON array or object into msgpack does with each value it reaches, and
+ * with each key of an object: writes it to pk as arg says (a type, or the any's forms). 0,
+ * or -1 (after a message, or the packer's -1). */
+typedef int shmrpc__dj_value_to_mp(cx *c, const void *arg, const json_t *v, msgpack_packer *pk);
+typedef int shmrpc__dj_key_to_mp(cx *c, const void *arg, const char *key, msgpack_packer *pk);
+
+/* A JSON array as a msgpack array, each element by put one level deeper at "[I]"; the typed
+ * conversion and the any's walk it alike. 0, or -1 where an element failed. (inline, so
+ * that put is called directly: it runs once an element.) */
+static inline int shmrpc__dj_array_to_mp(cx *c, const json_t *v, msgpack_packer *pk,
+                                         shmrpc__dj_value_to_mp *put, const void *arg)
+{
+    size_t n = json_array_size(v);
+    if (n > UINT32_MAX) return shmrpc__dj_fail(c, "too many elements");
+    msgpack_pack_array(pk, n);
+    c->depth++;
+    for (size_t i = 0; i < n; i++) {
+        size_t old = shmrpc__dj_path_push(c, "[%zu]", i);
+        if (put(c, arg, json_array_get(v, i), pk) != 0) return -1;
+        shmrpc__dj_path_pop(c, old);
+    }
+    c->depth--;
+    return 0;
+}
+
+/* A JSON object as a msgpack map, each member's key by key and value by put, one level
+ * deeper at "[\"KEY\"]"; as the array above. */
+static inline int shmrpc__dj_object_to_mp(cx *c, const json_t *v, msgpack_packer *pk,
+                                          shmrpc__dj_key_to_mp *key, shmrpc__dj_value_to_mp *put,
+                                          const void *arg)
+{
+    msgpack_pack_map(pk, json_object_size(v));
+    const char *k;
+    json_t *val;
+    c->depth++;
+    json_object_foreach((json_t *)v, k, val)
+    {
+        size_t old = shmrpc__dj_path_push(c, "[\"%.40s\"]", k);
+        if (key(c, arg, k, pk) != 0 || put(c, arg, val, pk) != 0) return -1;
+        shmrpc__dj_path_pop(c, old);
+    }
+    c->depth--;
+    return 0;
+}
 
 void shmrpc__dj_out_str(shmrpc_buf *b, const char *s);
 

@@ -265,7 +265,7 @@ static const shmrpc_dyn_type *parse_base(parser *ps)
             expect(ps, ">") != 0)
             return NULL;
         shmrpc_dyn_kind kk = t->key->kind;
-        if (kk != SHMRPC_DYN_STRING && kk != SHMRPC_DYN_ENUM && !shmrpc__dyn_is_int(kk)) {
+        if (kk != SHMRPC_DYN_STRING && kk != SHMRPC_DYN_ENUM && !shmrpc_dyn_is_int(kk)) {
             perr(ps, "a map's key must be a string, an integer or an enum");
             return NULL;
         }

@@ -53,6 +53,21 @@ static int any_pairs(cx *c, const json_t *pairs, msgpack_packer *pk)
     return 0;
 }
 
+/* An element of an array or a member's value of an object, for the walks of dyn_json.h
+ * (arg: the forms, as the array or object has them). */
+static int any_value(cx *c, const void *arg, const json_t *v, msgpack_packer *pk)
+{
+    return shmrpc__dj_json_to_any(c, v, pk, *(const bool *)arg, false);
+}
+
+/* An object's key: a string, as it is. */
+static int any_key(cx *c, const void *arg, const char *key, msgpack_packer *pk)
+{
+    (void)c, (void)arg;
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    return 0;
+}
+
 /* A JSON value to an any's msgpack; forms: read the two forms above (not on a @json wire);
  * key: the value is a map's key, so a scalar. */
 int shmrpc__dj_json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool forms, bool key)
@@ -79,20 +94,9 @@ int shmrpc__dj_json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool form
         return msgpack_pack_double(pk, json_real_value(v));
     case JSON_STRING:
         return msgpack_pack_str_with_body(pk, json_string_value(v), json_string_length(v));
-    case JSON_ARRAY: {
+    case JSON_ARRAY:
         if (key) return shmrpc__dj_fail(c, "a map's key must be a scalar, not an array");
-        size_t n = json_array_size(v);
-        if (n > UINT32_MAX) return shmrpc__dj_fail(c, "too many elements");
-        msgpack_pack_array(pk, n);
-        c->depth++;
-        for (size_t i = 0; i < n; i++) {
-            size_t old = shmrpc__dj_path_push(c, "[%zu]", i);
-            if (shmrpc__dj_json_to_any(c, json_array_get(v, i), pk, forms, false) != 0) return -1;
-            shmrpc__dj_path_pop(c, old);
-        }
-        c->depth--;
-        return 0;
-    }
+        return shmrpc__dj_array_to_mp(c, v, pk, any_value, &forms);
     case JSON_OBJECT:
         if (forms && (f = form_of(v, "base64")) != NULL && json_is_string(f)) {
             static const shmrpc_dyn_type bytes = {.kind = SHMRPC_DYN_BYTES};
@@ -108,19 +112,7 @@ int shmrpc__dj_json_to_any(cx *c, const json_t *v, msgpack_packer *pk, bool form
         if (key) return shmrpc__dj_fail(c, "a map's key must be a scalar, not an object");
         if (forms && (f = form_of(v, "map")) != NULL && json_is_array(f))
             return any_pairs(c, f, pk);
-        msgpack_pack_map(pk, json_object_size(v));
-        const char *k;
-        json_t *val;
-        c->depth++;
-        json_object_foreach((json_t *)v, k, val)
-        {
-            size_t old = shmrpc__dj_path_push(c, "[\"%.40s\"]", k);
-            msgpack_pack_str_with_body(pk, k, strlen(k));
-            if (shmrpc__dj_json_to_any(c, val, pk, forms, false) != 0) return -1;
-            shmrpc__dj_path_pop(c, old);
-        }
-        c->depth--;
-        return 0;
+        return shmrpc__dj_object_to_mp(c, v, pk, any_key, any_value, &forms);
     }
     return shmrpc__dj_fail(c, "not a JSON value");
 }

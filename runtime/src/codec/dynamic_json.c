@@ -46,6 +46,32 @@ static size_t field_index(const shmrpc_dyn_field *fields, size_t n, const char *
 static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk,
                      shmrpc_buf *jb);
 
+/* An element of a list or a value of a map (arg: the list's or map's type), for the walks
+ * of dyn_json.h. */
+static int elem_to_mp(cx *c, const void *arg, const json_t *v, msgpack_packer *pk)
+{
+    return to_mp(c, ((const shmrpc_dyn_type *)arg)->elem, v, pk);
+}
+
+/* A key of a map (arg: the map's type): a string as it is, an integer or an enum read from
+ * its text. */
+static int key_to_mp(cx *c, const void *arg, const char *key, msgpack_packer *pk)
+{
+    const shmrpc_dyn_type *k = ((const shmrpc_dyn_type *)arg)->key;
+    int64_t sv = 0;
+    uint64_t uv = 0;
+    if (k->kind == SHMRPC_DYN_STRING) {
+        msgpack_pack_str_with_body(pk, key, strlen(key));
+    } else {
+        if (shmrpc__dj_json_key(c, k, key, &sv, &uv) != 0) return -1;
+        if (k->kind == SHMRPC_DYN_U64)
+            msgpack_pack_uint64(pk, uv);
+        else
+            msgpack_pack_int64(pk, sv);
+    }
+    return 0;
+}
+
 static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk)
 {
     if (check_value(c, t, v) != 0) return -1;
@@ -84,44 +110,12 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
         if (shmrpc__dj_json_enum(c, t, v, &e) != 0) return -1;
         return msgpack_pack_int64(pk, e->value);
     }
-    case SHMRPC_DYN_LIST: {
+    case SHMRPC_DYN_LIST:
         if (!json_is_array(v)) return shmrpc__dj_mismatch(c, t, v);
-        size_t n = json_array_size(v);
-        if (n > UINT32_MAX) return shmrpc__dj_fail(c, "too many elements");
-        msgpack_pack_array(pk, n);
-        c->depth++;
-        for (size_t i = 0; i < n; i++) {
-            size_t old = shmrpc__dj_path_push(c, "[%zu]", i);
-            if (to_mp(c, t->elem, json_array_get(v, i), pk) != 0) return -1;
-            shmrpc__dj_path_pop(c, old);
-        }
-        c->depth--;
-        return 0;
-    }
-    case SHMRPC_DYN_MAP: {
+        return shmrpc__dj_array_to_mp(c, v, pk, elem_to_mp, t);
+    case SHMRPC_DYN_MAP:
         if (!json_is_object(v)) return shmrpc__dj_mismatch(c, t, v);
-        msgpack_pack_map(pk, json_object_size(v));
-        const char *key;
-        json_t *val;
-        c->depth++;
-        json_object_foreach((json_t *)v, key, val)
-        {
-            size_t old = shmrpc__dj_path_push(c, "[\"%.40s\"]", key);
-            if (t->key->kind == SHMRPC_DYN_STRING) {
-                msgpack_pack_str_with_body(pk, key, strlen(key));
-            } else {
-                if (shmrpc__dj_json_key(c, t->key, key, &sv, &uv) != 0) return -1;
-                if (t->key->kind == SHMRPC_DYN_U64)
-                    msgpack_pack_uint64(pk, uv);
-                else
-                    msgpack_pack_int64(pk, sv);
-            }
-            if (to_mp(c, t->elem, val, pk) != 0) return -1;
-            shmrpc__dj_path_pop(c, old);
-        }
-        c->depth--;
-        return 0;
-    }
+        return shmrpc__dj_object_to_mp(c, v, pk, key_to_mp, elem_to_mp, t);
     case SHMRPC_DYN_STRUCT:
         return struct_to(c, t, v, pk, NULL);
     case SHMRPC_DYN_ANY: {
@@ -134,8 +128,8 @@ static int to_mp(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packe
     }
     default:
         if (shmrpc__dj_json_int(c, t, v, &sv, &uv) != 0) return -1;
-        return shmrpc__dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
-                                              : msgpack_pack_uint64(pk, uv);
+        return shmrpc_dyn_is_signed(t->kind) ? msgpack_pack_int64(pk, sv)
+                                             : msgpack_pack_uint64(pk, uv);
     }
 }
 
@@ -240,7 +234,7 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
         if (t->kind == SHMRPC_DYN_U64 && uv > INT64_MAX)
             return shmrpc__dj_fail(
                 c, "%" PRIu64 " has no JSON form in a @json method (integers travel as int64)", uv);
-        if (shmrpc__dyn_is_signed(t->kind))
+        if (shmrpc_dyn_is_signed(t->kind))
             shmrpc__dj_out_i64(b, sv);
         else
             shmrpc__dj_out_u64(b, uv);
@@ -318,7 +312,7 @@ static const shmrpc_dyn_enumval *enum_from_mp(cx *c, const shmrpc_dyn_type *t, s
 static inline int int_from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, bool quoted,
                               char *s, size_t cap)
 {
-    if (shmrpc__dyn_is_signed(t->kind)) {
+    if (shmrpc_dyn_is_signed(t->kind)) {
         int64_t v;
         if (shmrpc_mp_read_int(r, shmrpc__dyn_int_min(t->kind),
                                (int64_t)shmrpc__dyn_int_max(t->kind), &v) != 0)

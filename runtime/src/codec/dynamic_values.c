@@ -142,7 +142,7 @@ static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
         what = "null";
         break;
     default:
-        if (shmrpc__dyn_is_int(t->kind)) what = "an integer";
+        if (shmrpc_dyn_is_int(t->kind)) what = "an integer";
         break;
     }
     snprintf(out, cap, "%s (%s)", what, tt);
@@ -337,7 +337,7 @@ int shmrpc__dj_json_base64(cx *c, const shmrpc_dyn_type *t, const json_t *v, uin
 /* x in the range of t's integer kind, or a message. */
 static int int_in_range(cx *c, const shmrpc_dyn_type *t, int64_t x, int64_t *sv, uint64_t *uv)
 {
-    bool in_range = shmrpc__dyn_is_signed(t->kind)
+    bool in_range = shmrpc_dyn_is_signed(t->kind)
                         ? x >= shmrpc__dyn_int_min(t->kind) &&
                               (x < 0 || (uint64_t)x <= shmrpc__dyn_int_max(t->kind))
                         : x >= 0 && (uint64_t)x <= shmrpc__dyn_int_max(t->kind);
@@ -452,6 +452,6 @@ int shmrpc__dj_number_value(const cx *c, const json_t *v, double *d)
  * it as the number it is, not as the string it was read as). */
 bool shmrpc__dj_takes_big(const shmrpc_dyn_type *t)
 {
-    return shmrpc__dyn_is_int(t->kind) || t->kind == SHMRPC_DYN_F32 || t->kind == SHMRPC_DYN_F64 ||
+    return shmrpc_dyn_is_int(t->kind) || t->kind == SHMRPC_DYN_F32 || t->kind == SHMRPC_DYN_F64 ||
            t->kind == SHMRPC_DYN_OPT || t->kind == SHMRPC_DYN_ANY;
 }

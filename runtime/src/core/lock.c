@@ -635,8 +635,7 @@ static int check_name(const char *name)
 
 static int check_opts(const shmrpc_lock_opts *o)
 {
-    int rc =
-        shmrpc__seg_check_mode("lock", (int)o->mode, SHMRPC_LOCK_CREATE_NEW_EXCLUSIVE, o->perms);
+    int rc = shmrpc__seg_check_mode("lock", o->mode, o->perms);
     if (rc != 0) return rc;
     if (o->steal_after_ms < 0)
         return fail(SHMRPC_EINVAL, "negative steal_after_ms %" PRId64, o->steal_after_ms);

@@ -51,10 +51,10 @@ int shmrpc__seg_check_name(const char *kind, const char *name, int max)
     return 0;
 }
 
-int shmrpc__seg_check_mode(const char *kind, int mode, int max_mode, mode_t perms)
+int shmrpc__seg_check_mode(const char *kind, shmrpc_open_mode mode, mode_t perms)
 {
-    if ((unsigned)mode > (unsigned)max_mode)
-        return shmrpc__err_set(SHMRPC_EINVAL, "unknown %s mode %d", kind, mode);
+    if ((unsigned)mode > (unsigned)SHMRPC_CREATE_NEW_EXCLUSIVE)
+        return shmrpc__err_set(SHMRPC_EINVAL, "unknown %s mode %d", kind, (int)mode);
     if ((perms & ~(mode_t)0777) || (perms & 0600) != 0600)
         return shmrpc__err_set(SHMRPC_EINVAL, "%s perms 0%o: want 0600 plus group/other bits", kind,
                                (unsigned)perms);

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include <shmrpc/open_mode.h>
+
 #define SHMRPC__SHM_DIR "/dev/shm"
 
 /* errno's text (strerror is not thread-safe; shmrpc_strerror is). */
@@ -25,8 +27,8 @@ void shmrpc__seg_describe(const char *path, char *out, size_t cap);
 /* 1 to max characters of [A-Za-z0-9_.-]. */
 int shmrpc__seg_check_name(const char *kind, const char *name, int max);
 
-/* An open mode up to max_mode, and perms of 0600 plus group/other bits. */
-int shmrpc__seg_check_mode(const char *kind, int mode, int max_mode, mode_t perms);
+/* One of the four open modes, and perms of 0600 plus group/other bits. */
+int shmrpc__seg_check_mode(const char *kind, shmrpc_open_mode mode, mode_t perms);
 
 /* The owner and mode of an existing segment against the perms asked for: another uid's
  * segment only when perms share it, and never more open than perms. */

@@ -97,7 +97,7 @@ void shmrpc_map_opts_init(shmrpc_map_opts *o)
 
 static int check_opts(const shmrpc_map_opts *o)
 {
-    int rc = shmrpc__seg_check_mode("map", (int)o->mode, SHMRPC_MAP_CREATE_NEW_EXCLUSIVE, o->perms);
+    int rc = shmrpc__seg_check_mode("map", o->mode, o->perms);
     if (rc != 0) return rc;
     if (o->initial_slots < 8 || o->initial_slots > MAX_SLOTS / 2)
         return fail(SHMRPC_EINVAL, "initial_slots %u outside [8, 2^30]", o->initial_slots);

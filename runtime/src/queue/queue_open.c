@@ -29,8 +29,7 @@ static int check_name(const char *name)
 
 static int check_opts(const shmrpc_queue_opts *o)
 {
-    int rc =
-        shmrpc__seg_check_mode("queue", (int)o->mode, SHMRPC_QUEUE_CREATE_NEW_EXCLUSIVE, o->perms);
+    int rc = shmrpc__seg_check_mode("queue", o->mode, o->perms);
     if (rc != 0) return rc;
     if ((unsigned)o->kind > SHMRPC_QUEUE_BROADCAST || (unsigned)o->slow > SHMRPC_QUEUE_SLOW_DROP)
         return fail(SHMRPC_EINVAL, "unknown queue kind %d or slow policy %d", (int)o->kind,
