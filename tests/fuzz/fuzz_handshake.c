@@ -14,6 +14,7 @@
  *     SHMRPC_FUZZ_WRITE_SEEDS=tests/fuzz/corpus/handshake build/bin/fuzz-handshake */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -658,6 +659,17 @@ static void check_request(const shmrpc__frame_hdr *h, shmrpc_bytes body, int met
     if (args.len > ack->max_msg)
         fail("the client sent a request of %zu bytes to a server that takes at most %u", args.len,
              ack->max_msg);
+    /* Every call here has a deadline: sent once revision 4 was agreed, and only then. */
+    bool dl = h->flags & SHMRPC__FLAG_DEADLINE;
+    if (dl != (ack->proto >= 4))
+        fail("the client %s a deadline on a connection of revision %u", dl ? "sent" : "left out",
+             ack->proto);
+    if (dl) {
+        if (shmrpc__deadline_decode(body.ptr) > (int64_t)CALL_MS * 1000000)
+            fail("the client's deadline is %" PRId64 " ns, more than its call's timeout",
+                 shmrpc__deadline_decode(body.ptr));
+        body = shmrpc_bytes_of(body.ptr + SHMRPC__DEADLINE_LEN, body.len - SHMRPC__DEADLINE_LEN);
+    }
     if (flag && args.len < ack->threshold)
         fail("the client compressed %zu bytes, below the threshold of %u", args.len,
              ack->threshold);
@@ -718,9 +730,11 @@ static void fuzz_client(enum mode mode, uint8_t param, shmrpc_bytes rest)
         ok = acceptable(&hello, &fake.out, &ack, map);
         if (mode == CLIENT_AFTER_ACK && !ok) fail("our HELLO_ACK: %s", shmrpc__msg_get(&err));
         /* The client closes when it gave up, or could not send the call. */
-        /* A blocking call sets the lone flag once revision 3 was agreed, never before (the
-         * decoder refuses it then). */
-        uint16_t agreed = ok ? ack.compression | (ack.proto >= 3 ? SHMRPC__FLAG_LONE : 0) : 0;
+        /* A blocking call sets the lone flag once revision 3 was agreed, and the deadline flag
+         * once 4 was, never before (the decoder refuses them then). */
+        uint16_t agreed = ok ? ack.compression | (ack.proto >= 3 ? SHMRPC__FLAG_LONE : 0) |
+                                   (ack.proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0)
+                             : 0;
         if (recv_frame(fd, &fake.in, &h, agreed, deadline)) {
             if (!ok) fail("the client called after a HELLO_ACK that it should refuse");
             body = shmrpc_bytes_of(fake.in.data + SHMRPC__FRAME_HDR_SIZE, h.body_len);
