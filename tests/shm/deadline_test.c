@@ -2,7 +2,7 @@
 /* A call's deadline as its handler sees it over shm:// and tcp:// (issue 36):
  * shmrpc_ctx_deadline gives the client's timeout, a call made from a handler inherits what
  * is left of it (unless its client keeps its own), and shmrpc_ctx_wait_cancelled returns once
- * the client stops waiting: at the deadline, or (shm://) when the client is killed. A tcp://
+ * the client stops waiting: at the deadline, or when the client is killed. A tcp://
  * client of revision 3 sends no deadline. Real server processes with forked workers; every
  * wait is bounded and every process reaped, even when a check fails. */
 #include <setjmp.h>
@@ -208,10 +208,11 @@ static void wait_ends_at_the_deadline(void **state)
     shmrpc_client_free(c);
 }
 
-/* A client killed while its call runs: the handler's wait ends with SHMRPC_EPEERDIED. */
-static void wait_ends_when_the_client_dies(void **state)
+/* A client killed while its call runs (a blocking call, or one started: over tcp:// the
+ * first runs on the thread that read it, the second on the server's pool): the handler's
+ * wait ends with SHMRPC_EPEERDIED. */
+static void client_dies(bool started)
 {
-    (void)state;
     start(0);
     sh->waits = 0;
     pid_t kid = fork();
@@ -220,7 +221,11 @@ static void wait_ends_when_the_client_dies(void **state)
         alarm(30);
         shmrpc_client *c = client(0, SHMRPC_TIMEOUT_INFINITE);
         int64_t left;
-        deadline_left(c, 20000, &left);
+        shmrpc_call *call;
+        size_t which;
+        if (!started) deadline_left(c, 20000, &left);
+        if (started && deadline_left_start(c, 20000, &call) == 0)
+            shmrpc_client_wait(c, &call, 1, SHMRPC_TIMEOUT_INFINITE, &which);
         _exit(1);
     }
     usleep(300 * 1000); /* the call is in its handler by then, or soon: the wait is 20 s */
@@ -231,6 +236,18 @@ static void wait_ends_when_the_client_dies(void **state)
     assert_int_equal(sh->waits, 1);
     assert_int_equal(sh->why, SHMRPC_EPEERDIED);
     assert_true(sh->waited_ns < 15000 * MS);
+}
+
+static void wait_ends_when_the_client_dies(void **state)
+{
+    (void)state;
+    client_dies(false);
+}
+
+static void wait_ends_when_a_started_calls_client_dies(void **state)
+{
+    (void)state;
+    client_dies(true);
 }
 
 /* A tcp:// client of revision 3 knows no deadline flag: its handler sees none. */
@@ -256,7 +273,8 @@ int main(void)
         BOTH(handler_sees_the_timeout),
         BOTH(handlers_calls_inherit_it),
         BOTH(wait_ends_at_the_deadline),
-        cmocka_unit_test_setup_teardown(wait_ends_when_the_client_dies, on_shm, stop_servers),
+        BOTH(wait_ends_when_the_client_dies),
+        BOTH(wait_ends_when_a_started_calls_client_dies),
         cmocka_unit_test_setup_teardown(old_client_sends_none, on_tcp, stop_servers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,8 +66,8 @@ uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx);
 int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
 /* 0 while the client still waits for this call's answer; else why it does not:
  * SHMRPC_ETIMEDOUT (the deadline passed: the client gave up, or will, and drops a late
- * answer) or SHMRPC_EPEERDIED (the client died; over shm:// only). A handler that runs
- * long asks between its steps, and stops: its answer is no longer read. */
+ * answer) or SHMRPC_EPEERDIED (the client died, or closed its connection). A handler that
+ * runs long asks between its steps, and stops: its answer is no longer read. */
 int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
 /* Waits until shmrpc_ctx_cancelled says the call is no longer wanted, and returns that;
  * 0 after timeout_ms (negative: no limit but the deadline's; 0 at once when the call has

@@ -2,6 +2,7 @@
 /* A tcp:// worker's REQUEST: run in place or handed to its threads, within the memory
  * budget, and its answer queued on its connection once it ran. */
 #include <inttypes.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -175,6 +176,18 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
     shmrpc__tcp_peer_recharge(w, p);
 }
 
+/* Whether the client of a call run on the worker's own thread still waits for it
+ * (shmrpc_ctx_cancelled): not once its connection ended (a client shuts its side only when
+ * it is gone), which this thread, busy with the call, can only ask the socket. */
+static int lone_wanted(void *arg)
+{
+    const peer *p = arg;
+    struct pollfd pf = {.fd = p->fd, .events = POLLRDHUP};
+    if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        return SHMRPC_EPEERDIED;
+    return 0;
+}
+
 void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body)
 {
     const tcp_listener *l = w->l;
@@ -234,6 +247,8 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
     w->ctx.draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     w->ctx.budget_ns = budget;
+    w->ctx.wanted = lone_wanted;
+    w->ctx.wanted_arg = p;
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
     if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
     put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));

@@ -48,6 +48,7 @@ void shmrpc__tcp_peer_free(worker *w, peer *p)
     if (p->running) shmrpc__tcp_drop_waiting(w, p);
     /* Its calls still running hold it: their answers are dropped, and the last frees it. */
     p->gone = true;
+    atomic_store_explicit(&p->left, true, memory_order_release);
     if (!p->running) shmrpc__tcp_bury(w, p);
 }
 

@@ -73,10 +73,21 @@ void shmrpc__tcp_job_put(worker *w, job *j)
     w->n_spare++;
 }
 
+/* Whether the client of a call the pool runs still waits for it (shmrpc_ctx_cancelled): not
+ * once the worker closed its connection (its end of stream, watched while the call runs,
+ * or a reset). */
+static int job_wanted(void *arg)
+{
+    const job *j = arg;
+    return atomic_load_explicit(&j->p->left, memory_order_acquire) ? SHMRPC_EPEERDIED : 0;
+}
+
 void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
 {
     ctx->draining = j->draining;
     ctx->budget_ns = j->budget_ns;
+    ctx->wanted = job_wanted;
+    ctx->wanted_arg = j;
     const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
     j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
                              &j->resp);

@@ -126,6 +126,8 @@ typedef struct peer {
      * two wait until no call of the connection runs (tail_status, drain_due). */
     uint32_t running;       /* calls handed to the threads, not yet taken back */
     bool gone;              /* closed while calls ran: freed when the last comes back */
+    _Atomic bool left;      /* set with gone, for its calls on the pool's threads to read
+                               (shmrpc_ctx_cancelled): the client's answers go nowhere */
     bool drain_due;         /* draining: the DRAIN goes out once none runs; nothing is read */
     bool taken;             /* the frame in hand went to a job with in's buffer (submit) */
     int tail_status;        /* an ERROR (request id 0) to send once none runs; 0: none */
