@@ -254,7 +254,7 @@ int shmrpc__faults_bind(shmrpc__faults **fp, const shmrpc_service_info *info, sh
                         e->index, e->f.text, info->name, e->method);
         for (uint32_t k = 0; k < info->n_methods; k++)
             shmrpc__msg_append(err, "%s %s", k ? "," : "", info->methods[k].name);
-        shmrpc__msg_append(err, "; Service.method names another service's)");
+        shmrpc__msg_append(err, "; another service's is Service.method)");
         return SHMRPC_EINVAL;
     }
     int kept = 0;
