@@ -22,22 +22,7 @@
 
 static pid_t server;
 static char addr[64];
-static const char *transport;                 /* "shm" or "tcp", set by each test's setup */
 static const char *child_faults, *child_seed; /* the server's environment */
-
-static int on_shm(void **state)
-{
-    (void)state;
-    transport = "shm";
-    return 0;
-}
-
-static int on_tcp(void **state)
-{
-    (void)state;
-    transport = "tcp";
-    return 0;
-}
 
 static void prepare(void)
 {
@@ -45,11 +30,12 @@ static void prepare(void)
     if (child_seed) setenv("SHMRPC_FAULTS_SEED", child_seed, 1);
 }
 
-/* A server of Calls with faults (and seed, or NULL) in its environment. */
-static void start(const char *faults, const char *seed, int workers)
+/* A server of Calls over the test's transport (its state: "shm" or "tcp") with faults (and
+ * seed, or NULL) in its environment. */
+static void start(void **state, const char *faults, const char *seed, int workers)
 {
     static int n;
-    if (strcmp(transport, "tcp") == 0)
+    if (strcmp(*state, "tcp") == 0)
         snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(addr, sizeof addr, "shm://faults%d_%d", (int)getpid(), n++);
@@ -104,8 +90,7 @@ static uint64_t errors_counted(const char *name, uint64_t want)
  * injected, the statistics count the failures; nap is not touched. */
 static void status_at_rate_1(void **state)
 {
-    (void)state;
-    start("server:add:status=SHMRPC_EUNAVAIL", NULL, 1);
+    start(state, "server:add:status=SHMRPC_EUNAVAIL", NULL, 1);
     shmrpc_client *c = client();
     int64_t calls_before = sh->calls;
     for (int i = 0; i < 3; i++) {
@@ -127,10 +112,9 @@ static void status_at_rate_1(void **state)
  * with the same seed fails the same calls. */
 static void rate_with_a_seed(void **state)
 {
-    (void)state;
     char pattern[2][201];
     for (int run = 0; run < 2; run++) {
-        start("server:add:status=EBUSY:rate=0.5", "42", 1);
+        start(state, "server:add:status=EBUSY:rate=0.5", "42", 1);
         shmrpc_client *c = client();
         int failed = 0, ok = 0;
         for (int i = 0; i < 200; i++) {
@@ -153,8 +137,7 @@ static void rate_with_a_seed(void **state)
 /* nap is delayed by at least what the entry says; add is not. */
 static void delay(void **state)
 {
-    (void)state;
-    start("server:nap:delay_ms=300", NULL, 1);
+    start(state, "server:nap:delay_ms=300", NULL, 1);
     shmrpc_client *c = client();
     int64_t sum;
     assert_int_equal(calls_add(c, 1, 1, &sum), 0);
@@ -169,8 +152,7 @@ static void delay(void **state)
  * and the server goes on with a new worker. */
 static void kill_the_worker(void **state)
 {
-    (void)state;
-    start("server:add:kill", NULL, 1);
+    start(state, "server:add:kill", NULL, 1);
     shmrpc_client *c = client();
     int32_t first = 0, next = 0;
     assert_int_equal(calls_nap(c, 0, &first), 0);
@@ -192,8 +174,7 @@ static void kill_the_worker(void **state)
 /* A Service.method entry: this service's applies, another's is left alone. */
 static void qualified_names(void **state)
 {
-    (void)state;
-    start("server:Other.add:status=EPERM;server:Calls.nap:status=EPERM", NULL, 1);
+    start(state, "server:Other.add:status=EPERM;server:Calls.nap:status=EPERM", NULL, 1);
     shmrpc_client *c = client();
     int64_t sum;
     int32_t pid;
@@ -351,14 +332,14 @@ int main(void)
     unsetenv("SHMRPC_FAULTS");
     unsetenv("SHMRPC_FAULTS_SEED");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(status_at_rate_1, on_shm, stop_server),
-        cmocka_unit_test_setup_teardown(status_at_rate_1, on_tcp, stop_server),
-        cmocka_unit_test_setup_teardown(rate_with_a_seed, on_shm, stop_server),
-        cmocka_unit_test_setup_teardown(delay, on_shm, stop_server),
-        cmocka_unit_test_setup_teardown(delay, on_tcp, stop_server),
-        cmocka_unit_test_setup_teardown(kill_the_worker, on_shm, stop_server),
-        cmocka_unit_test_setup_teardown(kill_the_worker, on_tcp, stop_server),
-        cmocka_unit_test_setup_teardown(qualified_names, on_shm, stop_server),
+        cmocka_unit_test_prestate_setup_teardown(status_at_rate_1, NULL, stop_server, "shm"),
+        cmocka_unit_test_prestate_setup_teardown(status_at_rate_1, NULL, stop_server, "tcp"),
+        cmocka_unit_test_prestate_setup_teardown(rate_with_a_seed, NULL, stop_server, "shm"),
+        cmocka_unit_test_prestate_setup_teardown(delay, NULL, stop_server, "shm"),
+        cmocka_unit_test_prestate_setup_teardown(delay, NULL, stop_server, "tcp"),
+        cmocka_unit_test_prestate_setup_teardown(kill_the_worker, NULL, stop_server, "shm"),
+        cmocka_unit_test_prestate_setup_teardown(kill_the_worker, NULL, stop_server, "tcp"),
+        cmocka_unit_test_prestate_setup_teardown(qualified_names, NULL, stop_server, "shm"),
         cmocka_unit_test_teardown(client_status, stop_inproc),
         cmocka_unit_test_teardown(client_delay, stop_inproc),
         cmocka_unit_test_teardown(malformed, stop_inproc),
