@@ -349,3 +349,24 @@ def test_list_with_a_stopped_first_host():
     finally:
         for h in hosts:
             h.stop()
+
+
+def test_faults_from_the_environment(monkeypatch):
+    """SHMRPC_FAULTS (docs/faults.md) reaches Python: a C server's injected status comes to a
+    Python client as its exception, and a Python client's own entry fails its calls unsent."""
+    from conftest import Server, shm_name
+    env = {**os.environ, "SHMRPC_FAULTS": "server:add:status=SHMRPC_EUNAVAIL"}
+    s = Server(os.environ["ECHO_SERVER"], shm_name("faults"), env=env)
+    try:
+        with shmrpc.connect(s.address) as c:
+            with pytest.raises(shmrpc.Unavailable,
+                               match=r"injected by SHMRPC_FAULTS \(server:add:status=SHMRPC_EUNAVAIL\)"):
+                c.add(1, 2)
+            assert c.echo_json("ok") == "ok"
+        monkeypatch.setenv("SHMRPC_FAULTS", "client:echo_json:status=EBUSY")
+        with shmrpc.connect(s.address) as c:
+            with pytest.raises(shmrpc.Error, match=r"\(client:echo_json:status=EBUSY\): not sent") as e:
+                c.echo_json("ok")
+            assert e.value.status_name == "SHMRPC_EBUSY"
+    finally:
+        s.stop()

@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "core/wait.h"
+#include "rpc/faults.h"
 
 struct shmrpc_client {
     const shmrpc_service_info *info;
@@ -12,7 +13,7 @@ struct shmrpc_client {
     int64_t timeout;         /* every call's */
     int64_t next_timeout;    /* the next call's, when has_next */
     bool has_next;
-    bool own_deadline; /* calls made from a handler keep this client's timeout */
+    bool own_deadline;      /* calls made from a handler keep this client's timeout */
     shmrpc__client_cfg cfg; /* what connections are made with */
     shmrpc_buf req;
     shmrpc_buf resp;
@@ -25,6 +26,7 @@ struct shmrpc_client {
     bool loan_in_conn;   /* in the transport (conn->ops->loan), not in req */
     uint32_t loan_method;
     size_t loan_size;
+    shmrpc__faults *faults; /* SHMRPC_FAULTS's client entries for this service, or NULL */
 };
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
@@ -90,6 +92,14 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
         shmrpc_client_free(c);
         return shmrpc__err_code(SHMRPC_ENOMEM);
     }
+    /* Read once, here, and its method names checked: the service is known. */
+    shmrpc_buf *err = shmrpc__err_begin();
+    rc = shmrpc__faults_load(&c->faults, SHMRPC__FAULT_CLIENT, err);
+    if (rc == 0) rc = shmrpc__faults_bind(&c->faults, info, err);
+    if (rc) {
+        shmrpc_client_free(c);
+        return shmrpc__err_end(rc);
+    }
     *out = c;
     return 0;
 }
@@ -130,6 +140,7 @@ void shmrpc_client_free(shmrpc_client *c)
     shmrpc_buf_destroy(&c->resp);
     shmrpc_arena_free(c->arena);
     shmrpc_arena_free(c->table.arena);
+    shmrpc__faults_free(c->faults);
     free(c->map);
     free(c);
 }
@@ -216,6 +227,27 @@ static int request_error(shmrpc_client *c)
 static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
                          int64_t timeout, shmrpc_buf *err);
 
+/* The fault that SHMRPC_FAULTS asks for this call of method j, before it is sent: 0 to send
+ * it (after a delay, which its timeout pays for), or the status it fails with, unsent. */
+static int inject(shmrpc_client *c, uint32_t j, int64_t *timeout)
+{
+    const shmrpc__fault *f = shmrpc__faults_draw(c->faults, j);
+    if (!f) return 0;
+    if (f->action == SHMRPC__FAULT_STATUS)
+        return shmrpc_client_error(c, f->status, "injected by SHMRPC_FAULTS (%s): not sent",
+                                   f->text);
+    if (*timeout != SHMRPC_TIMEOUT_INFINITE && f->delay_ms >= *timeout) {
+        shmrpc__faults_sleep(*timeout);
+        return shmrpc_client_error(c, SHMRPC_ETIMEDOUT,
+                                   "the timeout of %lld ms passed in the delay injected by "
+                                   "SHMRPC_FAULTS (%s): not sent",
+                                   (long long)*timeout, f->text);
+    }
+    shmrpc__faults_sleep(f->delay_ms);
+    if (*timeout != SHMRPC_TIMEOUT_INFINITE) *timeout -= f->delay_ms;
+    return 0;
+}
+
 /* What a call of method_id (blocking or started) does first: gives up the loan, takes its
  * timeout (timeout_ms, else the next call's, else the client's) and begins the thread's
  * message in *err; then checks the connection, the method id and the encoded request. 0,
@@ -234,7 +266,7 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
     if (c->req.err) return request_error(c);
-    return 0;
+    return c->faults ? inject(c, method_id, timeout) : 0;
 }
 
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
@@ -314,8 +346,10 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
     c->has_next = false;
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    int rc = c->faults ? inject(c, c->loan_method, &timeout) : 0;
+    if (rc) return rc;
     shmrpc_bytes out;
-    int rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
+    rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
     if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
     return shmrpc__err_end(0);

@@ -39,6 +39,11 @@ int shmrpc_server_new(shmrpc_server **out, const shmrpc_server_opts *opts)
     if (rc) return rc;
     shmrpc_server *s = calloc(1, sizeof *s);
     if (!s) return shmrpc__err_code(SHMRPC_ENOMEM);
+    /* Read once, here: a server made without the variable never looks again. */
+    if ((rc = shmrpc__faults_load(&s->faults, SHMRPC__FAULT_SERVER, shmrpc__err_begin()))) {
+        free(s);
+        return shmrpc__err_end(rc);
+    }
     s->max_msg = o.max_msg_bytes ? o.max_msg_bytes : SHMRPC_DEFAULT_MAX_MSG;
     s->wait = o.wait;
     s->opts = o;
@@ -70,6 +75,7 @@ void shmrpc_server_free(shmrpc_server *s)
         free(s->tls[i]);
     free(s->handlers);
     free(s->in_place);
+    shmrpc__faults_free(s->faults);
     free(s);
 }
 
@@ -149,6 +155,8 @@ int shmrpc_server_register(shmrpc_server *s, const shmrpc_service *svc, const vo
     int rc = shmrpc__info_check(svc->info, err);
     if (rc == 0) rc = check_tables(svc, handlers);
     if (rc == 0) rc = check_handlers(svc, handlers, err);
+    /* SHMRPC_FAULTS's method names are checked once the service is known. */
+    if (rc == 0) rc = shmrpc__faults_bind(&s->faults, svc->info, err);
     if (rc) return shmrpc__err_end(rc);
 
     void *copy = malloc(svc->handlers_size ? svc->handlers_size : 1);
@@ -186,6 +194,11 @@ int shmrpc_server_listen(shmrpc_server *s, const char *addr)
     if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
     if (!s->svc) return shmrpc__err_set(SHMRPC_EINVAL, "register a service before listening");
     if (s->listener) return shmrpc__err_set(SHMRPC_EBUSY, "the server is already listening");
+    if (shmrpc__faults_kills(s->faults) && addr && strncmp(addr, "inproc://", 9) == 0)
+        return shmrpc__err_set(SHMRPC_EINVAL,
+                               "SHMRPC_FAULTS kills the process serving a call, which over "
+                               "inproc:// is the caller's: not at %s",
+                               addr);
     shmrpc_buf *err = shmrpc__err_begin();
     return shmrpc__err_end(shmrpc__transport_listen(s, addr, &s->listener, err));
 }

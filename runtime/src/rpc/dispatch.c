@@ -3,11 +3,13 @@
  * connection, and the dispatch that every transport runs a call through. Nothing here
  * calls server.c or a transport, so the calls run one way: server -> transport ->
  * dispatch. */
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rpc/rpc.h"
 #include "rpc/server_int.h"
@@ -230,6 +232,18 @@ int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *wha
 
 /* --- dispatch ------------------------------------------------------------------------ */
 
+/* Runs the handler of method id, or first the fault SHMRPC_FAULTS asks for this call. */
+static int invoke_faulty(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                         shmrpc_buf *resp)
+{
+    const shmrpc__fault *f = shmrpc__faults_draw(s->faults, id);
+    if (f && f->action == SHMRPC__FAULT_STATUS)
+        return shmrpc_ctx_error(ctx, f->status, "injected by SHMRPC_FAULTS (%s)", f->text);
+    if (f && f->action == SHMRPC__FAULT_DELAY) shmrpc__faults_sleep(f->delay_ms);
+    if (f && f->action == SHMRPC__FAULT_KILL) kill(getpid(), SIGKILL); /* as a crash would */
+    return s->svc->invoke[id](ctx, s->handlers, req, resp);
+}
+
 /* The status of a call whose handler returned rc, with the message the client sees. */
 static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
                        const shmrpc_buf *resp)
@@ -298,7 +312,8 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->began_ns = t0;
     shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */
     serving = ctx;
-    int rc = svc->invoke[id](ctx, s->handlers, req, resp);
+    int rc = s->faults ? invoke_faulty(s, ctx, id, req, resp)
+                       : svc->invoke[id](ctx, s->handlers, req, resp);
     serving = outer;
     ctx->budget_ns = -1;
     rc = call_status(s, ctx, id, rc, resp);

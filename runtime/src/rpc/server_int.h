@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 
+#include "rpc/faults.h"
 #include "rpc/rpc.h"
 
 struct shmrpc_server {
@@ -21,6 +22,7 @@ struct shmrpc_server {
     void *handlers;            /* our copy of the handler table */
     void *user;
     bool *in_place;             /* per method: its handler reads the request in place */
+    shmrpc__faults *faults;     /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
     _Atomic int want;           /* workers wanted: serve(n), then set_workers() */
