@@ -71,7 +71,7 @@ int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
 int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
 /* Waits until shmrpc_ctx_cancelled says the call is no longer wanted, and returns that;
  * 0 after timeout_ms (negative: no limit but the deadline's; 0 at once when the call has
- * no deadline and its transport cannot tell that the client left, as over tcp:// today).
+ * no deadline and its transport cannot tell that the client left, as inproc://).
  * It looks every millisecond, so it answers within about a millisecond of the client
  * giving up. For a handler that waits for something else in another thread, or holds a
  * call open. */
