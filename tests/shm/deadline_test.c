@@ -27,13 +27,13 @@
 
 /* What the servers' handlers publish to the test: mapped shared before any fork. */
 typedef struct shared {
-    char relay_to[64];             /* the address relay() calls */
-    _Atomic int32_t relay_rc;      /* the status of relay()'s call */
-    _Atomic int32_t relays;        /* relay() calls that made their call */
-    _Atomic int32_t lefts;         /* left() calls that ran */
-    _Atomic int32_t waits;         /* left(wait_ms > 0) calls that ended their wait */
-    _Atomic int32_t why;           /* what the last of those waits returned */
-    _Atomic int64_t waited_ns;     /* how long it waited */
+    char relay_to[64];         /* the address relay() calls */
+    _Atomic int32_t relay_rc;  /* the status of relay()'s call */
+    _Atomic int32_t relays;    /* relay() calls that made their call */
+    _Atomic int32_t lefts;     /* left() calls that ran */
+    _Atomic int32_t waits;     /* left(wait_ms > 0) calls that ended their wait */
+    _Atomic int32_t why;       /* what the last of those waits returned */
+    _Atomic int64_t waited_ns; /* how long it waited */
 } shared;
 static shared *sh;
 
@@ -99,8 +99,8 @@ static void start(int i)
         snprintf(addr[i], sizeof addr[i], "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
-    test_server ts = {.svc = &Deadline_service, .handlers = &handlers, .addr = addr[i],
-                      .workers = 1};
+    test_server ts = {
+        .svc = &Deadline_service, .handlers = &handlers, .addr = addr[i], .workers = 1};
     servers[i] = test_start_server(&ts);
     assert_true(servers[i] > 0);
 }
@@ -269,7 +269,8 @@ int main(void)
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) return 1;
     const struct CMUnitTest tests[] = {
-#define BOTH(f) {"shm: " #f, f, on_shm, stop_servers, NULL}, {"tcp: " #f, f, on_tcp, stop_servers, NULL}
+#define BOTH(f)                                                                                    \
+    {"shm: " #f, f, on_shm, stop_servers, NULL}, {"tcp: " #f, f, on_tcp, stop_servers, NULL}
         BOTH(handler_sees_the_timeout),
         BOTH(handlers_calls_inherit_it),
         BOTH(wait_ends_at_the_deadline),

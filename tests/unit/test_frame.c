@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The TCP wire codec (runtime/src/transport/tcp/frame.c, docs/wire.md): a table of malformed headers
- * each with its status and message, round trips of every frame kind, compressed bodies
- * that lie, and the handshake with its mismatch messages. */
+/* The TCP wire codec (runtime/src/transport/tcp/frame.c, docs/wire.md): a table of malformed
+ * headers each with its status and message, round trips of every frame kind, compressed bodies that
+ * lie, and the handshake with its mismatch messages. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +172,20 @@ static void malformed_headers(void **state)
             assert_int_equal(h.body_len, c->len);
         }
     }
+    /* A deadline on top of the largest maximum a receiver can have does not wrap it. */
+    uint8_t b[24];
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
+            SHMRPC__FLAG_DEADLINE, 1, 1, 100);
+    shmrpc__frame_hdr h;
+    assert_int_equal(shmrpc__frame_hdr_decode(b, 24, UINT32_MAX, SHMRPC__FLAG_DEADLINE, &h, &err),
+                     0);
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
+            SHMRPC__FLAG_DEADLINE, 1, 1, MAX_BODY + SHMRPC__DEADLINE_LEN);
+    assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_DEADLINE, &h, &err), 0);
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
+            SHMRPC__FLAG_DEADLINE, 1, 1, MAX_BODY + SHMRPC__DEADLINE_LEN + 1);
+    assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_DEADLINE, &h, &err),
+                     SHMRPC_ETOOBIG);
     shmrpc_buf_destroy(&err);
 }
 

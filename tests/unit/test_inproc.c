@@ -534,12 +534,13 @@ static int dl_add(shmrpc_ctx *ctx, int64_t a, int64_t b, int64_t *sum)
     return 0;
 }
 
+/* It asks only after its nap: the deadline counts from the call's start, not the question. */
 static int dl_positive(shmrpc_ctx *ctx)
 {
-    dl_left_a = left_of(ctx);
     struct timespec nap = {0, (long)dl_nap_ms * 1000000};
     nanosleep(&nap, NULL);
     dl_cancelled_a = shmrpc_ctx_cancelled(ctx);
+    dl_left_a = left_of(ctx);
     int64_t sum;
     dl_rc_a = calc_add(dl_to_b, 1, 2, &sum);
     return 0;

@@ -74,7 +74,9 @@ const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
 /* The deadline of every later call, and an override for the next call only.
  * SHMRPC_TIMEOUT_DEFAULT means the opts' timeout (for next_timeout: no override); any
  * other negative value but SHMRPC_TIMEOUT_INFINITE reads as SHMRPC_TIMEOUT_DEFAULT.
- * inproc:// calls run the handler on the caller's thread and cannot time out. */
+ * inproc:// calls run the handler on the caller's thread and cannot time out: the handler
+ * still has the deadline (shmrpc_ctx_deadline; shmrpc_ctx_cancelled says SHMRPC_ETIMEDOUT
+ * once it passed, though the caller waits on), and the calls it makes inherit it. */
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms);
 void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
 /* A call made from inside a handler, on the handler's thread, inherits the deadline of the

@@ -66,8 +66,10 @@ uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx);
 int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
 /* 0 while the client still waits for this call's answer; else why it does not:
  * SHMRPC_ETIMEDOUT (the deadline passed: the client gave up, or will, and drops a late
- * answer) or SHMRPC_EPEERDIED (the client died, or closed its connection). A handler that
- * runs long asks between its steps, and stops: its answer is no longer read. */
+ * answer; an inproc:// caller, which cannot time out, still waits) or SHMRPC_EPEERDIED
+ * (the client died, or closed its connection). A handler that runs long asks between its
+ * steps, and stops: its answer is no longer read. A handler returns to be done with its
+ * call (no longjmp out of it): the calls of its thread inherit its deadline until then. */
 int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
 /* Waits until shmrpc_ctx_cancelled says the call is no longer wanted, and returns that;
  * 0 after timeout_ms (negative: no limit but the deadline's; 0 at once when the call has

@@ -227,6 +227,26 @@ static int request_error(shmrpc_client *c)
 static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req,
                          int64_t timeout, shmrpc_buf *err);
 
+/* The timeout of a call made now: ms (SHMRPC_TIMEOUT_DEFAULT: the next call's, else the
+ * client's), cut to what is left of the deadline of the call that this thread's handler
+ * serves, unless the client keeps its own (shmrpc_client_own_deadline). */
+static int64_t call_timeout(const shmrpc_client *c, int64_t ms)
+{
+    int64_t t = resolve(ms, c->has_next ? c->next_timeout : c->timeout);
+    return c->own_deadline ? t : shmrpc__ctx_inherit(t);
+}
+
+/* A blocking call that is not sent: its handler's deadline has passed (timeout is 0 only
+ * for that, or when asked: then it is sent, and its transport ends it as such). */
+static int inherited_passed(shmrpc_client *c, int64_t timeout)
+{
+    if (timeout != 0 || c->own_deadline || shmrpc__ctx_inherit(SHMRPC_TIMEOUT_INFINITE) != 0)
+        return 0;
+    return shmrpc_client_error(c, SHMRPC_ETIMEDOUT,
+                               "the deadline of the call this handler serves has passed (less "
+                               "than 1 ms is left); this call was not sent");
+}
+
 /* The fault that SHMRPC_FAULTS asks for this call of method j, before it is sent: 0 to send
  * it (after a delay, which its timeout pays for), or the status it fails with, unsent. */
 static int inject(shmrpc_client *c, uint32_t j, int64_t *timeout)
@@ -256,8 +276,7 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
                       shmrpc_buf **err)
 {
     c->loaned = false; /* another call gives up the loan */
-    *timeout = resolve(timeout_ms, c->has_next ? c->next_timeout : c->timeout);
-    if (!c->own_deadline) *timeout = shmrpc__ctx_inherit(*timeout);
+    *timeout = call_timeout(c, timeout_ms);
     c->has_next = false;
     *err = shmrpc__err_begin();
 
@@ -277,11 +296,7 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
-    if (rc) return rc;
-    if (timeout == 0 && !c->own_deadline && shmrpc__ctx_inherit(SHMRPC_TIMEOUT_INFINITE) == 0)
-        return shmrpc_client_error(c, SHMRPC_ETIMEDOUT,
-                                   "the deadline of the call this handler serves has passed; "
-                                   "this call was not sent");
+    if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
     if (rc) return shmrpc__err_end(rc);
@@ -313,7 +328,7 @@ int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void *
     /* With calls in flight a call goes through start, which sends from the request buffer. */
     c->loan_in_conn = c->conn->ops->loan && !c->calls;
     if (c->loan_in_conn) {
-        int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+        int64_t timeout = call_timeout(c, SHMRPC_TIMEOUT_DEFAULT);
         rc = c->conn->ops->loan(c->conn, c->map[method_id], size, ptr, timeout, err);
     } else if ((rc = shmrpc_buf_reserve(&c->req, size ? size : 1)) == 0) {
         *ptr = c->req.data;
@@ -342,11 +357,12 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
         c->req.len = len;
         return shmrpc_client_call(c, c->loan_method, resp);
     }
-    int64_t timeout = c->has_next ? c->next_timeout : c->timeout;
+    int64_t timeout = call_timeout(c, SHMRPC_TIMEOUT_DEFAULT);
     c->has_next = false;
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
-    int rc = c->faults ? inject(c, c->loan_method, &timeout) : 0;
+    int rc = inherited_passed(c, timeout);
+    if (rc == 0 && c->faults) rc = inject(c, c->loan_method, &timeout);
     if (rc) return rc;
     shmrpc_bytes out;
     rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);

@@ -43,6 +43,9 @@ size_t shmrpc__server_max_msg(const shmrpc_server *s)
 
 /* --- the call context ----------------------------------------------------------------- */
 
+/* The call whose handler runs on this thread (a handler's calls inherit its deadline). */
+static _Thread_local shmrpc_ctx *serving;
+
 void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint32_t n)
 {
     ctx->stats = rows;
@@ -75,6 +78,7 @@ int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
 
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
 {
+    if (serving == ctx) serving = NULL; /* a handler that did not return (longjmp) */
     shmrpc_arena_free(ctx->arena);
     ctx->arena = NULL;
 }
@@ -149,9 +153,6 @@ uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx)
 }
 
 /* --- the call's deadline and whether it is still wanted ------------------------------ */
-
-/* The call whose handler runs on this thread (a handler's calls inherit its deadline). */
-static _Thread_local shmrpc_ctx *serving;
 
 /* A budget that would take the deadline past this many ns from now reads as none: what a
  * client may say does not overflow the clock. */
@@ -307,7 +308,8 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->resp = resp;
     ctx->max_msg = s->max_msg;
     bool timed = ctx->stats || ctx->timed;
-    int64_t t0 = timed ? shmrpc__now_ns() : 0;
+    /* A call with a deadline starts its clock here too (shmrpc_ctx_deadline). */
+    int64_t t0 = timed || ctx->budget_ns >= 0 ? shmrpc__now_ns() : 0;
     ctx->method = id;
     ctx->began_ns = t0;
     shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */

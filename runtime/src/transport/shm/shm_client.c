@@ -697,7 +697,7 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
      * once the call has waited already (then the clock has been read anyway). */
     uint64_t budget = 0; /* none */
     if (dl->timeout_ms >= 0) {
-        int64_t left = dl->at != 0                          ? dl->at - shmrpc__now_ns()
+        int64_t left = dl->at != 0                            ? dl->at - shmrpc__now_ns()
                        : dl->timeout_ms < INT64_MAX / 1000000 ? dl->timeout_ms * 1000000
                                                               : INT64_MAX;
         budget = left > 0 ? (uint64_t)left : 1; /* 0 would say "none" */

@@ -173,16 +173,17 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         return proto_error(err, "unknown frame kind %u", h.kind);
     /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
      * check_kind's. */
-    uint16_t known = SHMRPC__FLAG_COMPRESSION |
-                     (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE
-                                                     : 0);
+    uint16_t known =
+        SHMRPC__FLAG_COMPRESSION |
+        (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
                            shmrpc__frame_kind_name(h.kind));
     int rc = check_kind(&h, compression, err);
     if (rc) return rc;
     /* A request's deadline comes on top of the largest body. */
-    uint64_t max = max_body + (h.flags & SHMRPC__FLAG_DEADLINE ? SHMRPC__DEADLINE_LEN : 0u);
+    uint64_t max = max_body;
+    if (h.flags & SHMRPC__FLAG_DEADLINE) max += SHMRPC__DEADLINE_LEN;
     if (h.body_len > max) {
         shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %" PRIu64,
                         shmrpc__frame_kind_name(h.kind), h.body_len, max);

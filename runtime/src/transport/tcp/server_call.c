@@ -250,6 +250,7 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
     w->ctx.wanted = lone_wanted;
     w->ctx.wanted_arg = p;
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
+    w->ctx.wanted = NULL; /* p may go before the ctx's next call */
     if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
     put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));
 done:

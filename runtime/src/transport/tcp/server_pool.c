@@ -91,6 +91,7 @@ void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
     const uint8_t *at = j->off ? j->req.data + j->off : j->req.data; /* NULL when empty */
     j->rc = shmrpc__dispatch(w->l->server, ctx, j->method, shmrpc_bytes_of(at, j->req.len - j->off),
                              &j->resp);
+    ctx->wanted = NULL; /* the job goes back to the worker */
     j->ns = ctx->ran_ns;
     if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", shmrpc__ctx_msg(ctx));
 }
