@@ -15,9 +15,9 @@ ClientMethodsBase and their decorators are speedysvc's API over the same (method
 """
 import inspect as _inspect
 
-from ._shmrpc import (Connection as _Connection, Error, HandlerError, Map, Mismatch, PeerDied,
-                      Queue, Timeout, Unavailable, _param_names, _serve, _set_struct_factory,
-                      _svc_methods, cancelled, deadline)
+from ._shmrpc import (Cancelled, Connection as _Connection, Error, HandlerError, Map, Mismatch,
+                      PeerDied, Queue, Timeout, Unavailable, _param_names, _serve,
+                      _set_struct_factory, _svc_methods, cancelled, deadline)
 from ._shmrpc import (CONNECT_OR_CREATE, CONNECT_TO_EXISTING, CREATE_NEW_EXCLUSIVE,
                       CREATE_NEW_OVERWRITE, HybridLock, NoSuchSemaphore, SemaphoreExists)
 from .dict import Dict
@@ -25,7 +25,7 @@ from .dict import Dict
 del dict  # the submodule's name, bound by its import: `dict` here is the builtin
 
 __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "Unavailable",
-           "Mismatch", "HandlerError", "PeerDied", "serve", "ServerMethodsBase",
+           "Mismatch", "HandlerError", "PeerDied", "Cancelled", "serve", "ServerMethodsBase",
            "ClientMethodsBase", "raw_method", "json_method", "msgpack_method", "pickle_method",
            "marshal_method", "SHMClient", "NetworkClient", "serve_class", "deadline",
            "cancelled"]
@@ -138,6 +138,12 @@ class Client:
     def call(self, method, *args, **kwargs):
         """Calls a method by its name (for names that are not Python identifiers)."""
         return self._conn._call(method, args, kwargs)
+
+    def cancel(self):
+        """Cancels the call in flight through this client, which another thread makes: it
+        raises shmrpc.Cancelled within about 20 ms, and its handler sees shmrpc.cancelled().
+        Calls made after it are not cancelled. Safe from any thread."""
+        self._conn.cancel()
 
     def close(self):
         self._conn.close()

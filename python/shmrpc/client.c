@@ -446,6 +446,16 @@ static PyObject *Client_closed(ClientObject *self, void *unused)
     return PyBool_FromLong(self->d == NULL);
 }
 
+/* cancel(): from any thread, without the client's lock, which the call holds: the GIL keeps
+ * close() from freeing d meanwhile. */
+static PyObject *Client_cancel(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->d != NULL && self->forks == pyshm_forks())
+        shmrpc_client_cancel(shmrpc_dyn_client(self->d));
+    Py_RETURN_NONE;
+}
+
 static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
     (void)unused;
@@ -597,6 +607,9 @@ static PyMethodDef Client_methods_def[] = {
      "_method(name): the method called name, a callable (c.add is one)."},
     {"_request", (PyCFunction)(void (*)(void))Client_request, METH_FASTCALL,
      "_request(name, args, kwargs, via_codec): the request body, not sent (for tests)."},
+    {"cancel", (PyCFunction)Client_cancel, METH_NOARGS,
+     "Cancels the call in flight on this connection (made by another thread): it raises "
+     "Cancelled, and its handler sees shmrpc.cancelled()."},
     {"close", (PyCFunction)Client_close, METH_NOARGS, "Closes the connection."},
     {NULL, NULL, 0, NULL},
 };

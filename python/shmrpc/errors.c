@@ -10,7 +10,7 @@
 #include <shmrpc/status.h>
 
 PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch, *pyshm_HandlerError,
-    *pyshm_PeerDied;
+    *pyshm_PeerDied, *pyshm_Cancelled;
 
 /* Raises the exception for a failed library call: rc's class (or cls), with the status,
  * its name and the thread's message (read at once: the next shmrpc call may replace it).
@@ -23,6 +23,7 @@ PyObject *pyshm_raise_as(PyObject *cls, int rc, const char *what, const char *ms
     case SHMRPC_ETIMEDOUT:
     case SHMRPC_EUNAVAIL:
     case SHMRPC_EPEERDIED:
+    case SHMRPC_ECANCELLED:
         may_have_run = sent && strstr(msg, "did not run") == NULL;
         break;
     case SHMRPC_EHANDLER:
@@ -48,6 +49,9 @@ PyObject *pyshm_raise_as(PyObject *cls, int rc, const char *what, const char *ms
             break;
         case SHMRPC_EPEERDIED:
             cls = pyshm_PeerDied;
+            break;
+        case SHMRPC_ECANCELLED:
+            cls = pyshm_Cancelled;
             break;
         case SHMRPC_EHANDLER:
             cls = pyshm_HandlerError;
@@ -104,7 +108,10 @@ int pyshm_errors_init(PyObject *m)
         !(pyshm_HandlerError = new_exc(m, "HandlerError", pyshm_Error,
                                        "The server refused the call: .message is the server's.")) ||
         !(pyshm_PeerDied = new_exc(m, "PeerDied", pyshm_Error,
-                                   "The server died during the call: .may_have_run is True.")))
+                                   "The server died during the call: .may_have_run is True.")) ||
+        !(pyshm_Cancelled = new_exc(m, "Cancelled", pyshm_Error,
+                                    "The call was cancelled (Connection.cancel()); "
+                                    ".may_have_run says whether it may have run.")))
         return -1;
     return 0;
 }

@@ -24,7 +24,7 @@
 /* --- errors.c ------------------------------------------------------------------------ */
 
 extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch,
-    *pyshm_HandlerError, *pyshm_PeerDied;
+    *pyshm_HandlerError, *pyshm_PeerDied, *pyshm_Cancelled;
 
 /* Raises the exception of a failed library call (cls, or rc's own class when NULL), with
  * .status, .status_name, .message (msg) and .may_have_run; sent: the request had left. */

@@ -531,7 +531,9 @@ static PyObject *cancelled(PyObject *self, PyObject *unused)
     int why = ctx ? shmrpc_ctx_cancelled(ctx) : 0;
     if (why == 0) Py_RETURN_NONE;
     pyshm_raise_status(why, "the call this handler serves",
-                       why == SHMRPC_ETIMEDOUT ? "its deadline passed" : "its client is gone");
+                       why == SHMRPC_ETIMEDOUT    ? "its deadline passed"
+                       : why == SHMRPC_ECANCELLED ? "its client cancelled it"
+                                                  : "its client is gone");
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -546,7 +548,7 @@ static PyMethodDef serve_methods[] = {
      "or None (no deadline, or not in a handler)."},
     {"cancelled", cancelled, METH_NOARGS,
      "cancelled(): None while the client of the call this handler serves still waits for it; "
-     "else the exception that says why (Timeout or PeerDied), to raise or return."},
+     "else the exception that says why (Timeout, Cancelled or PeerDied), to raise or return."},
     {"_svc_methods", (PyCFunction)(void (*)(void))svc_methods, METH_VARARGS | METH_KEYWORDS,
      "_svc_methods(path, text=None): (service, [(method, [parameter names], signature)]) of a "
      ".svc file or text."},

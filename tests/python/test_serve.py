@@ -265,6 +265,34 @@ def test_handler_reads_its_deadline(py_echo):
     assert shmrpc.deadline() is None and shmrpc.cancelled() is None  # not in a handler
 
 
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_cancel_from_another_thread(transport, tmp_path, monkeypatch):
+    """Client.cancel() from another thread ends the call in flight with Cancelled long
+    before its 30 s, the handler's shmrpc.cancelled() says Cancelled, and the client's next
+    call runs."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    address = (f"shm://pycancel{os.getpid()}" if transport == "shm"
+               else f"tcp://127.0.0.1:{free_port()}")
+    s = py_server("echo", address)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as c:
+            t = threading.Timer(0.3, c.cancel)
+            t.start()
+            t0 = time.monotonic()
+            with pytest.raises(shmrpc.Cancelled) as e:
+                c.echo_json("wait-cancel")
+            t.join()
+            assert time.monotonic() - t0 < 15
+            assert e.value.may_have_run
+            assert e.value.status_name == "SHMRPC_ECANCELLED"
+            wait_for("the handler's note", lambda: notes.exists() and notes.read_text(), 15)
+            assert notes.read_text() == "Cancelled\n"
+            assert c.add(40, 2) == 42
+    finally:
+        s.stop()
+
+
 def test_handler_learns_its_client_gave_up(py_echo, tmp_path, monkeypatch):
     """shmrpc.cancelled() turns from None to a Timeout at the call's deadline, and a call the
     handler makes after it fails at once, unsent (its deadline is inherited)."""

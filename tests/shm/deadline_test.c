@@ -2,9 +2,11 @@
 /* A call's deadline as its handler sees it over shm:// and tcp:// (issue 36):
  * shmrpc_ctx_deadline gives the client's timeout, a call made from a handler inherits what
  * is left of it (unless its client keeps its own), and shmrpc_ctx_wait_cancelled returns once
- * the client stops waiting: at the deadline, or when the client is killed. A tcp://
- * client of revision 3 sends no deadline. Real server processes with forked workers; every
- * wait is bounded and every process reaped, even when a check fails. */
+ * the client stops waiting: at the deadline, when the client is killed, or when it cancels
+ * the call (shmrpc_client_cancel, shmrpc_call_cancel). A tcp:// client of revision 3 sends
+ * no deadline, and a server of revision 4 hears no cancel. Real server processes with forked
+ * workers; every wait is bounded and every process reaped, even when a check fails. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -93,16 +95,22 @@ static int on_tcp(void **state)
     return 0;
 }
 
-static void start(int i)
+/* Starts server i, with these tcp:// settings (NULL: the defaults). */
+static void start_with(int i, const shmrpc_tcp_opts *tcp)
 {
     if (strcmp(transport, "tcp") == 0)
         snprintf(addr[i], sizeof addr[i], "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
     test_server ts = {
-        .svc = &Deadline_service, .handlers = &handlers, .addr = addr[i], .workers = 1};
+        .svc = &Deadline_service, .handlers = &handlers, .addr = addr[i], .workers = 1, .tcp = tcp};
     servers[i] = test_start_server(&ts);
     assert_true(servers[i] > 0);
+}
+
+static void start(int i)
+{
+    start_with(i, NULL);
 }
 
 static shmrpc_client *client(int i, int64_t timeout_ms)
@@ -160,6 +168,7 @@ static void handlers_calls_inherit_it(void **state)
     (void)state;
     start(0);
     start(1);
+    shmrpc_client_free(client(1, 1000)); /* serving: the relay connects to it at once */
     snprintf(sh->relay_to, sizeof sh->relay_to, "%s", addr[1]);
     shmrpc_client *c = client(0, 1000);
     int64_t left = 0;
@@ -250,6 +259,148 @@ static void wait_ends_when_a_started_calls_client_dies(void **state)
     client_dies(true);
 }
 
+/* Cancels a client's calls after a nap, from its own thread. */
+typedef struct canceller {
+    shmrpc_client *c;
+    int nap_ms;
+    pthread_t thread;
+} canceller;
+
+static void *cancel_later(void *arg)
+{
+    canceller *k = arg;
+    usleep((useconds_t)k->nap_ms * 1000);
+    shmrpc_client_cancel(k->c);
+    return NULL;
+}
+
+static void cancel_in(canceller *k, shmrpc_client *c, int nap_ms)
+{
+    *k = (canceller){.c = c, .nap_ms = nap_ms};
+    assert_int_equal(pthread_create(&k->thread, NULL, cancel_later, k), 0);
+}
+
+/* Waits (bounded) for the handler's wait to end, and checks why it did: well before the
+ * 20 s it was given. */
+static void handler_saw(int32_t why)
+{
+    for (int i = 0; i < 15000 && sh->waits == 0; i++)
+        usleep(1000);
+    assert_int_equal(sh->waits, 1);
+    assert_int_equal(sh->why, why);
+    assert_true(sh->waited_ns < 15000 * MS);
+}
+
+/* Another thread cancels the call in flight (a blocking one, or one started and waited
+ * for): it ends with SHMRPC_ECANCELLED long before its 20 s, its handler's wait ends with
+ * SHMRPC_ECANCELLED, and the connection serves the next call. */
+static void cancelled_from_another_thread(bool started)
+{
+    start(0);
+    shmrpc_client *c = client(0, 30000);
+    sh->waits = 0;
+    canceller k;
+    cancel_in(&k, c, 300);
+    int64_t left = 0;
+    int rc;
+    if (started) {
+        shmrpc_call *call;
+        size_t which;
+        rc = deadline_left_start(c, 20000, &call);
+        if (rc == 0) rc = shmrpc_client_wait(c, &call, 1, SHMRPC_TIMEOUT_INFINITE, &which);
+        if (rc == 0) rc = deadline_left_finish(c, call, &left);
+    } else {
+        rc = deadline_left(c, 20000, &left);
+    }
+    pthread_join(k.thread, NULL);
+    assert_int_equal(rc, SHMRPC_ECANCELLED);
+    assert_non_null(strstr(shmrpc_errmsg(), "may"));
+    handler_saw(SHMRPC_ECANCELLED);
+    /* A cancel before a call does not touch it. */
+    shmrpc_client_cancel(c);
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_true(left > 0);
+    shmrpc_client_free(c);
+}
+
+static void cancel_ends_a_blocking_call(void **state)
+{
+    (void)state;
+    cancelled_from_another_thread(false);
+}
+
+static void cancel_ends_a_started_call(void **state)
+{
+    (void)state;
+    cancelled_from_another_thread(true);
+}
+
+/* Over tcp://, where started calls are in flight together: one cancelled (or freed) is done
+ * at once with SHMRPC_ECANCELLED, its handler told by a CANCEL; the others go on. The
+ * server runs them on its pool, or, with max_running 1, one after another on the thread
+ * that reads the connection: there the handler finds the CANCEL past the other's request. */
+static void started_calls_cancelled(int max_running)
+{
+    shmrpc_tcp_opts o = {.max_running = max_running};
+    start_with(0, &o);
+    shmrpc_client *c = client(0, 30000);
+    for (int freed = 0; freed < 2; freed++) {
+        sh->waits = 0;
+        shmrpc_call *call, *other;
+        assert_int_equal(deadline_left_start(c, 20000, &call), 0);
+        assert_int_equal(deadline_left_start(c, 0, &other), 0);
+        usleep(300 * 1000); /* the first is in its handler by then, or soon */
+        assert_int_equal(shmrpc_call_status(call), SHMRPC_CALL_PENDING);
+        if (freed) {
+            shmrpc_call_free(call);
+        } else {
+            shmrpc_call_cancel(call);
+            assert_int_equal(shmrpc_call_status(call), SHMRPC_ECANCELLED);
+            shmrpc_call_free(call);
+        }
+        handler_saw(SHMRPC_ECANCELLED);
+        int64_t left = 0;
+        assert_int_equal(deadline_left_finish(c, other, &left), 0);
+        assert_true(left > 0);
+    }
+    shmrpc_client_free(c);
+}
+
+static void one_started_call_cancelled(void **state)
+{
+    (void)state;
+    started_calls_cancelled(0);
+}
+
+static void one_started_call_cancelled_run_in_turn(void **state)
+{
+    (void)state;
+    started_calls_cancelled(1);
+}
+
+/* A server of revision 4 knows no CANCEL: the client ends its call all the same, says its
+ * server was not told, and sends it nothing it would refuse (the handler's wait runs out:
+ * it was neither cancelled nor left). */
+static void old_server_hears_no_cancel(void **state)
+{
+    (void)state;
+    setenv("SHMRPC_TEST_WIRE_PROTO", "4", 1); /* read by the server as it starts */
+    start(0);
+    unsetenv("SHMRPC_TEST_WIRE_PROTO");
+    shmrpc_client *c = client(0, 30000);
+    sh->waits = 0;
+    canceller k;
+    cancel_in(&k, c, 300);
+    int64_t left = 0;
+    int rc = deadline_left(c, 1500, &left);
+    pthread_join(k.thread, NULL);
+    assert_int_equal(rc, SHMRPC_ECANCELLED);
+    assert_null(strstr(shmrpc_errmsg(), "told"));
+    handler_saw(0);
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    shmrpc_client_free(c);
+}
+
 /* A tcp:// client of revision 3 knows no deadline flag: its handler sees none. */
 static void old_client_sends_none(void **state)
 {
@@ -276,7 +427,15 @@ int main(void)
         BOTH(wait_ends_at_the_deadline),
         BOTH(wait_ends_when_the_client_dies),
         BOTH(wait_ends_when_a_started_calls_client_dies),
+        BOTH(cancel_ends_a_blocking_call),
+        BOTH(cancel_ends_a_started_call),
+        cmocka_unit_test_setup_teardown(one_started_call_cancelled, on_tcp, stop_servers),
+        cmocka_unit_test_setup_teardown(one_started_call_cancelled_run_in_turn, on_tcp,
+                                        stop_servers),
+        cmocka_unit_test_setup_teardown(old_server_hears_no_cancel, on_tcp, stop_servers),
         cmocka_unit_test_setup_teardown(old_client_sends_none, on_tcp, stop_servers),
     };
+    /* One test (a glob of their names), as a mutant's run asks (tests/mutants/deadline.mut). */
+    if (getenv("DEADLINE_TEST_ONLY")) cmocka_set_test_filter(getenv("DEADLINE_TEST_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,7 +39,8 @@ static void raw_hdr(uint8_t out[24], uint32_t magic, uint8_t version, uint8_t ki
 
 #define M SHMRPC__FRAME_MAGIC
 #define V SHMRPC__FRAME_VERSION
-enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN };
+enum { HELLO = 1, ACK, REQ, RESP, ERR, PING, PONG, AUTH, DRAIN, CANCEL };
+#define AGREED_CANCEL SHMRPC__AGREED_CANCEL
 
 typedef struct hdr_case {
     const char *name;
@@ -50,7 +51,8 @@ typedef struct hdr_case {
     uint32_t method;
     uint64_t rid;
     uint32_t len;
-    uint16_t agreed; /* compression agreed, the lone flag (revision 3), the deadline flag (4) */
+    uint16_t agreed; /* compression agreed, the lone flag (revision 3), the deadline flag (4),
+                        CANCEL frames (5) */
     int rc;
     const char *msg;
 } hdr_case;
@@ -66,7 +68,7 @@ static const hdr_case hdr_cases[] = {
     {"version 0", 24, M, 0, REQ, 0, 1, 1, 10, 0, SHMRPC_EVERSION,
      "frame version 0; this side speaks version 1"},
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
-    {"kind 10", 24, M, V, 10, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 10"},
+    {"kind 11", 24, M, V, 11, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 11"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
     {"unknown flag", 24, M, V, REQ, 0x0010, 1, 1, 10, 15, SHMRPC_EPROTO,
      "unknown flag bits 0x0010 in a REQUEST frame"},
@@ -125,6 +127,19 @@ static const hdr_case hdr_cases[] = {
      "DRAIN frame has a compression flag"},
     {"drain with method", 24, M, V, DRAIN, 0, 5, 0, 0, 0, SHMRPC_EPROTO,
      "DRAIN frame has a method or request id"},
+    {"cancel not agreed", 24, M, V, CANCEL, 0, 0, 7, 0, SHMRPC__FLAG_DEADLINE, SHMRPC_EPROTO,
+     "CANCEL frame needs protocol revision 5 (not agreed)"},
+    {"cancel with no request id", 24, M, V, CANCEL, 0, 0, 0, 0, AGREED_CANCEL, SHMRPC_EPROTO,
+     "CANCEL frame has a method id or no request id"},
+    {"cancel with method", 24, M, V, CANCEL, 0, 3, 7, 0, AGREED_CANCEL, SHMRPC_EPROTO,
+     "CANCEL frame has a method id or no request id"},
+    {"cancel with body", 24, M, V, CANCEL, 0, 0, 7, 1, AGREED_CANCEL, SHMRPC_EPROTO,
+     "CANCEL frame has a body of 1 bytes (it has none)"},
+    {"cancel compressed", 24, M, V, CANCEL, 1, 0, 7, 0, AGREED_CANCEL | 1, SHMRPC_EPROTO,
+     "CANCEL frame has a compression flag"},
+    {"cancel with the lone flag", 24, M, V, CANCEL, SHMRPC__FLAG_LONE, 0, 7, 0,
+     AGREED_CANCEL | SHMRPC__FLAG_LONE, SHMRPC_EPROTO,
+     "unknown flag bits 0x0004 in a CANCEL frame"},
     {"auth with method", 24, M, V, AUTH, 0, 6, 0, 32, 0, SHMRPC_EPROTO,
      "AUTH frame has a method or request id"},
     {"ping compressed", 24, M, V, PING, 1, 0, 5, 0, 1, SHMRPC_EPROTO,
@@ -138,6 +153,7 @@ static const hdr_case hdr_cases[] = {
     /* accepted */
     {"at the maximum", 24, M, V, REQ, 0, 1, 1, MAX_BODY, 0, 0, ""},
     {"empty request", 24, M, V, REQ, 0, 1, 1, 0, 0, 0, ""},
+    {"cancel", 24, M, V, CANCEL, 0, 0, UINT64_MAX, 0, AGREED_CANCEL, 0, ""},
     {"snappy agreed", 24, M, V, RESP, 1, 1, 1, 10, 1, 0, ""},
     {"zlib agreed", 24, M, V, REQ, 2, 1, 1, 10, 2, 0, ""},
     {"lone agreed", 24, M, V, REQ, 0x0004, 1, 1, 10, 4, 0, ""},
@@ -213,6 +229,7 @@ static void every_kind_round_trips(void **state)
         {ERR, 0, 4, 1, "e"},
         {PING, 0, 0, 42, ""},
         {PONG, 0, 0, 42, ""},
+        {CANCEL, 0, 0, 43, ""},
     };
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
         shmrpc_buf_clear(&out);
@@ -232,7 +249,8 @@ static void every_kind_round_trips(void **state)
 
         shmrpc__frame_hdr h;
         assert_int_equal(shmrpc__frame_hdr_decode(out.data + 2, 24, MAX_BODY,
-                                                  SHMRPC__FLAG_COMPRESSION, &h, &err),
+                                                  SHMRPC__FLAG_COMPRESSION | AGREED_CANCEL, &h,
+                                                  &err),
                          0);
         assert_int_equal(h.kind, frames[i].kind);
         assert_int_equal(h.flags, frames[i].flags);
@@ -620,7 +638,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 5; the client offered 1 to 4");
+                        "the server chose protocol revision 6; the client offered 1 to 5");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -630,7 +648,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 4");
+                        "the server chose protocol revision 0; the client offered 1 to 5");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

@@ -600,6 +600,50 @@ static void deadlines_are_inherited(void **state)
     shmrpc_server_free(b);
 }
 
+/* A call cancelled from another thread (shmrpc_client_cancel): the handler, which runs on
+ * the caller's thread, sees SHMRPC_ECANCELLED, here ending its wait that had no limit. */
+static int cx_why;
+
+static int cx_wait(shmrpc_ctx *ctx)
+{
+    cx_why = shmrpc_ctx_wait_cancelled(ctx, 10000);
+    return 0;
+}
+
+static void *cx_cancel(void *arg)
+{
+    struct timespec nap = {0, 100 * 1000000};
+    nanosleep(&nap, NULL);
+    shmrpc_client_cancel(arg);
+    return NULL;
+}
+
+static void cancel_reaches_the_handler(void **state)
+{
+    (void)state;
+    calc_handlers h = calc_default_handlers;
+    h.positive = cx_wait;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &h, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://cx"), 0);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://cx");
+    shmrpc_client_next_timeout(c, SHMRPC_TIMEOUT_INFINITE);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cx_cancel, c), 0);
+    int64_t t0 = now_ns();
+    assert_int_equal(calc_positive(c), 0); /* the handler answers: the caller had it run */
+    pthread_join(t, NULL);
+    assert_int_equal(cx_why, SHMRPC_ECANCELLED);
+    assert_true(now_ns() - t0 < 9000 * INT64_C(1000000)); /* not its 10 s */
+    /* A call after the cancel is not cancelled: its wait ends at its deadline. */
+    shmrpc_client_next_timeout(c, 50);
+    assert_int_equal(calc_positive(c), 0);
+    assert_int_equal(cx_why, SHMRPC_ETIMEDOUT);
+    shmrpc_client_free(c);
+    shmrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +661,7 @@ int main(void)
         cmocka_unit_test(four_threads_four_clients),
         cmocka_unit_test(server_freed_during_calls),
         cmocka_unit_test(deadlines_are_inherited),
+        cmocka_unit_test(cancel_reaches_the_handler),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

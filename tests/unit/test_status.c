@@ -8,7 +8,7 @@
 static void every_code_has_text(void **state)
 {
     (void)state;
-    for (int rc = SHMRPC_ECUT; rc <= SHMRPC_OK; rc++) {
+    for (int rc = SHMRPC_ECANCELLED; rc <= SHMRPC_OK; rc++) {
         const char *s = shmrpc_strerror(rc);
         assert_non_null(s);
         assert_true(strlen(s) > 0);
@@ -23,12 +23,12 @@ static void every_code_has_text(void **state)
 static void every_code_has_a_name(void **state)
 {
     (void)state;
-    for (int rc = SHMRPC_ECUT; rc <= SHMRPC_OK; rc++) {
+    for (int rc = SHMRPC_ECANCELLED; rc <= SHMRPC_OK; rc++) {
         const char *s = shmrpc_status_name(rc);
         assert_non_null(s);
         assert_int_equal(strncmp(s, "SHMRPC_", 7), 0);
         assert_string_not_equal(s, "SHMRPC_EUNKNOWN");
-        for (int other = SHMRPC_ECUT; other < rc; other++)
+        for (int other = SHMRPC_ECANCELLED; other < rc; other++)
             assert_string_not_equal(s, shmrpc_status_name(other));
     }
     assert_string_equal(shmrpc_status_name(SHMRPC_OK), "SHMRPC_OK");
@@ -37,8 +37,9 @@ static void every_code_has_a_name(void **state)
     assert_string_equal(shmrpc_status_name(SHMRPC_ESTOLEN), "SHMRPC_ESTOLEN");
     assert_string_equal(shmrpc_status_name(SHMRPC_ECORRUPT), "SHMRPC_ECORRUPT");
     assert_string_equal(shmrpc_status_name(SHMRPC_ESYS(ENOENT)), "SHMRPC_ESYS");
-    assert_string_equal(shmrpc_status_name(SHMRPC_ECUT - 1), "SHMRPC_EUNKNOWN");
+    assert_string_equal(shmrpc_status_name(SHMRPC_ECANCELLED - 1), "SHMRPC_EUNKNOWN");
     assert_string_equal(shmrpc_status_name(SHMRPC_ECUT), "SHMRPC_ECUT");
+    assert_string_equal(shmrpc_status_name(SHMRPC_ECANCELLED), "SHMRPC_ECANCELLED");
     assert_string_equal(shmrpc_status_name(1), "SHMRPC_EUNKNOWN");
     assert_string_equal(shmrpc_status_name(INT32_MIN), "SHMRPC_ESYS");
 }
@@ -59,7 +60,7 @@ static void unknown_codes(void **state)
     (void)state;
     assert_string_equal(shmrpc_strerror(1), "unknown error");
     assert_string_equal(shmrpc_strerror(12345), "unknown error");
-    assert_string_equal(shmrpc_strerror(SHMRPC_ECUT - 1), "unknown error");
+    assert_string_equal(shmrpc_strerror(SHMRPC_ECANCELLED - 1), "unknown error");
     assert_string_equal(shmrpc_strerror(-1000), "unknown error");
     assert_string_equal(shmrpc_strerror(SHMRPC_ESYSERR), "unknown error");
     assert_string_equal(shmrpc_strerror(SHMRPC_ESYS(100000)), "unknown error");

@@ -90,6 +90,11 @@ static void a_table_without_an_entry_is_refused(void **state)
     shmrpc_buf_destroy(&err);
 }
 
+static void stub_cancel(shmrpc__conn *c, shmrpc__pending *p)
+{
+    (void)c, (void)p;
+}
+
 static void ops_without_an_entry_are_refused(void **state)
 {
     (void)state;
@@ -103,6 +108,11 @@ static void ops_without_an_entry_are_refused(void **state)
     c = (shmrpc__conn_ops){.call = stub_call};
     refused(shmrpc__conn_ops_check("fake", &c, &err), &err,
             "the fake transport is broken: a connection has no 'close' entry");
+    /* Cancelling is telling the server about a started call: none without start. */
+    c = (shmrpc__conn_ops){.call = stub_call, .close = stub_conn_close, .cancel = stub_cancel};
+    refused(shmrpc__conn_ops_check("fake", &c, &err), &err,
+            "the fake transport is broken: a connection that cancels calls has no 'start' "
+            "entry");
 
     /* A listener whose calls run on their callers' threads has only close. */
     shmrpc__listener_ops l = {.close = stub_listener_close};

@@ -87,6 +87,19 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms);
  * whose result outlives the call being served. */
 void shmrpc_client_own_deadline(shmrpc_client *c, bool own);
 
+/* Cancels every call of c in flight: the blocking (or loaned) call another thread is making
+ * on c, and c's started calls not done yet. Each ends with SHMRPC_ECANCELLED within about
+ * 20 ms of waiting for its answer (it looks between steps of its wait; a tcp:// call still
+ * connecting or sending ends by its deadline), except over inproc://, where the handler runs
+ * on the caller's thread and the call returns what it returns; the message says whether it
+ * may have run (a call no worker had taken yet did not). The server's handler sees shmrpc_ctx_cancelled
+ * say SHMRPC_ECANCELLED: over shm://, and over tcp:// from protocol revision 5 (a CANCEL
+ * frame, docs/wire.md); over inproc:// it runs on the caller's thread and sees it too.
+ * Calls begun after it are not cancelled. The one function of a client that any thread
+ * may call while another uses it, and async-signal-safe (it raises a counter): a signal
+ * handler can cancel. docs/deadlines.md, "Cancelling a call". */
+void shmrpc_client_cancel(shmrpc_client *c);
+
 /* --- health, for orchestrators ---
  * Every server answers a built-in health method without a user handler, over every
  * transport. Its id, SHMRPC_HEALTH_METHOD_ID, lies above any id a method table can hold
@@ -117,7 +130,8 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
  * SHMRPC_ETIMEDOUT and an answer that comes later is dropped.
  *
  * Ownership: a call is the caller's until shmrpc_call_free, whatever becomes of it. A
- * call freed before it is done is abandoned (its answer is dropped when it comes). A
+ * call freed before it is done is cancelled (shmrpc_call_cancel: its answer is dropped
+ * when it comes). A
  * client freed or connected again with calls not done finishes them with SHMRPC_ECLOSED;
  * they are still to be freed, and shmrpc_call_free works after the client is gone.
  *
@@ -148,6 +162,11 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
  * go on), SHMRPC_EINVAL for a call of another client or n == 0. */
 int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, int64_t timeout_ms,
                        size_t *which);
+/* Cancels one started call not done yet (nothing for one that is done): it is done at once
+ * with SHMRPC_ECANCELLED (it may have run), its answer dropped when it comes, and over
+ * tcp:// of revision 5 its handler told (shmrpc_ctx_cancelled). A call freed before it is
+ * done is cancelled so too. */
+void shmrpc_call_cancel(shmrpc_call *call);
 /* SHMRPC_CALL_PENDING, or the status of the call that is done. */
 int shmrpc_call_status(const shmrpc_call *call);
 /* The status of a call that is done (SHMRPC_CALL_PENDING if it is not), its answer in

@@ -65,15 +65,19 @@ uint32_t shmrpc_ctx_method(const shmrpc_ctx *ctx);
  * docs/deadlines.md). Calls the handler makes inherit it (shmrpc_client_own_deadline). */
 int64_t shmrpc_ctx_deadline(shmrpc_ctx *ctx);
 /* 0 while the client still waits for this call's answer; else why it does not:
- * SHMRPC_ETIMEDOUT (the deadline passed: the client gave up, or will, and drops a late
- * answer; an inproc:// caller, which cannot time out, still waits) or SHMRPC_EPEERDIED
- * (the client died, or closed its connection). A handler that runs long asks between its
+ * SHMRPC_ECANCELLED (the client cancelled the call: shmrpc_client_cancel, or a started call
+ * cancelled or freed), SHMRPC_ETIMEDOUT (the deadline passed: the client gave up, or will,
+ * and drops a late answer; over shm:// also once the client's own clock said so, which may
+ * be first; an inproc:// caller, which cannot time out, still waits) or SHMRPC_EPEERDIED
+ * (the client died, or closed its connection). Asked on the handler's own thread (over
+ * tcp:// it may look into the connection, which that thread reads). A handler that runs long asks between its
  * steps, and stops: its answer is no longer read. A handler returns to be done with its
  * call (no longjmp out of it): the calls of its thread inherit its deadline until then. */
 int shmrpc_ctx_cancelled(shmrpc_ctx *ctx);
 /* Waits until shmrpc_ctx_cancelled says the call is no longer wanted, and returns that;
- * 0 after timeout_ms (negative: no limit but the deadline's; 0 at once when the call has
- * no deadline and its transport cannot tell that the client left, as inproc://).
+ * 0 after timeout_ms (negative: no limit but the deadline's; over inproc://, where the
+ * client is the handler's caller, a wait with neither ends only by a cancel from another
+ * thread: shmrpc_client_cancel).
  * It looks every millisecond, so it answers within about a millisecond of the client
  * giving up. For a handler that waits for something else in another thread, or holds a
  * call open. */

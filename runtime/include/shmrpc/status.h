@@ -55,6 +55,9 @@ enum {
     /* A queue's or map's segment was cut (its file truncated) under its holders: what it
      * held is gone; close the handle and open it again (with create, to make it anew). */
     SHMRPC_ECUT = -18,
+    /* The client cancelled the call (shmrpc_client_cancel, shmrpc_call_cancel); the message
+     * says whether it may have run. A handler learns so from shmrpc_ctx_cancelled. */
+    SHMRPC_ECANCELLED = -19,
     /* An OS error keeps its errno: SHMRPC_ESYS(errno), errno = SHMRPC_ESYSERR - rc. */
     SHMRPC_ESYSERR = -0x10000,
 };

@@ -275,11 +275,14 @@ static void read_channel(shmrpc_segment *s, const seg_list *all)
     static const char *const states[] = {"idle", "request", "busy", "idle", "abandoned"};
     s->chan_state = atomic_load(&h->state.word);
     /* A request that a worker claimed is being served: "busy", or "abandoned" when its
-     * client gave up on it (the state stays REQUEST; shm.h). */
+     * client gave up on it, at its deadline or cancelling it (the state stays REQUEST;
+     * shm.h). */
     uint64_t claim = atomic_load(&h->claim), call = atomic_load(&h->call);
     if (s->chan_state == SHM_CHAN_REQUEST && claim == shmrpc__shm_claim(call, SHM_CLAIM_TAKEN))
         s->chan_state = SHM_CHAN_BUSY;
-    if (s->chan_state == SHM_CHAN_REQUEST && claim == shmrpc__shm_claim(call, SHM_CLAIM_ABANDONED))
+    if (s->chan_state == SHM_CHAN_REQUEST &&
+        (claim == shmrpc__shm_claim(call, SHM_CLAIM_ABANDONED) ||
+         claim == shmrpc__shm_claim(call, SHM_CLAIM_CANCELLED)))
         s->chan_state = SHM_CHAN_ABANDONED;
     /* The taker stays written after its call (shm.h): it is this call's only while one is
      * being served. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The client handle behind generated stubs: buffers and an arena reused call after
  * call, the method-id map from connect, and the transport connection. */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "api/api.h"
@@ -27,13 +28,20 @@ struct shmrpc_client {
     uint32_t loan_method;
     size_t loan_size;
     shmrpc__faults *faults; /* SHMRPC_FAULTS's client entries for this service, or NULL */
+    /* Raised by shmrpc_client_cancel, from any thread: a call that began before ends with
+     * SHMRPC_ECANCELLED (its connection's cancels points here). 32-bit: lock-free, so
+     * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
+    _Atomic uint32_t cancels;
+    uint32_t cancels_handled; /* its value when the started calls were last looked at */
 };
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "shmrpc_client_cancel is async-signal-safe");
 
 /* An asynchronous call: the caller's until shmrpc_call_free. */
 struct shmrpc_call {
     shmrpc_client *client;    /* NULL once the client is gone */
     shmrpc_call *next, *prev; /* the client's calls, while the transport holds it */
     bool linked;
+    uint32_t cancels_seen; /* the client's cancels when it began */
     shmrpc__pending p;
 };
 
@@ -153,6 +161,7 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     disconnect(c);
     c->cfg.connect_call_ms = c->timeout;
     int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
+    if (rc == 0) c->conn->cancels = &c->cancels;
     return shmrpc__err_end(rc);
 }
 
@@ -176,6 +185,17 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
 void shmrpc_client_own_deadline(shmrpc_client *c, bool own)
 {
     if (c) c->own_deadline = own;
+}
+
+void shmrpc_client_cancel(shmrpc_client *c)
+{
+    if (c) atomic_fetch_add_explicit(&c->cancels, 1, memory_order_relaxed);
+}
+
+/* A call made now can be cancelled by a later shmrpc_client_cancel only. */
+static void cancellable(shmrpc_client *c)
+{
+    c->conn->cancels_seen = atomic_load_explicit(&c->cancels, memory_order_relaxed);
 }
 
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
@@ -281,6 +301,7 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
     *err = shmrpc__err_begin();
 
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    cancellable(c);
     if (method_id >= c->info->n_methods)
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
@@ -329,6 +350,7 @@ int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void *
     c->loan_in_conn = c->conn->ops->loan && !c->calls;
     if (c->loan_in_conn) {
         int64_t timeout = call_timeout(c, SHMRPC_TIMEOUT_DEFAULT);
+        cancellable(c);
         rc = c->conn->ops->loan(c->conn, c->map[method_id], size, ptr, timeout, err);
     } else if ((rc = shmrpc_buf_reserve(&c->req, size ? size : 1)) == 0) {
         *ptr = c->req.data;
@@ -361,6 +383,7 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
     c->has_next = false;
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    cancellable(c);
     int rc = inherited_passed(c, timeout);
     if (rc == 0 && c->faults) rc = inject(c, c->loan_method, &timeout);
     if (rc) return rc;
@@ -395,6 +418,7 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state)
     shmrpc_buf_clear(&c->resp);
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
+    cancellable(c);
     /* The reserved id goes out as it is: it is no index of either table, so not mapped. */
     int rc = call_blocking(c, SHMRPC_HEALTH_METHOD_ID, -1, shmrpc_bytes_of(empty, 0), timeout, err);
     if (rc) return shmrpc__err_end(rc);
@@ -437,6 +461,7 @@ static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, in
     k->p.sid = sid;
     k->p.j = j;
     k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    k->cancels_seen = c->conn->cancels_seen;
     if (c->conn->ops->start) {
         if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
             shmrpc_call_free(k);
@@ -490,6 +515,35 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
     return shmrpc__err_end(0);
 }
 
+void shmrpc_call_cancel(shmrpc_call *call)
+{
+    if (!call || call->p.done || !call->client) return;
+    shmrpc_client *c = call->client;
+    call_unlink(call);
+    /* The transport tells the server, where it can (tcp://, revision 5), and drops the
+     * answer when it comes. */
+    if (c->conn && c->conn->ops->cancel)
+        c->conn->ops->cancel(c->conn, &call->p);
+    else if (c->conn && c->conn->ops->abandon)
+        c->conn->ops->abandon(c->conn, &call->p);
+    call->p.done = true;
+    call->p.status = SHMRPC_ECANCELLED;
+    shmrpc__msg_set(&call->p.msg, "the call was cancelled by its client after it was sent; it "
+                                  "may have run");
+}
+
+/* Cancels the calls of c that began before a shmrpc_client_cancel since. */
+static void cancel_due(shmrpc_client *c)
+{
+    uint32_t now = atomic_load_explicit(&c->cancels, memory_order_relaxed);
+    if (now == c->cancels_handled) return; /* no cancel since the last look */
+    c->cancels_handled = now;
+    for (shmrpc_call *k = c->calls, *next; k; k = next) {
+        next = k->next;
+        if (k->cancels_seen != now) shmrpc_call_cancel(k);
+    }
+}
+
 int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, int64_t timeout_ms,
                        size_t *which)
 {
@@ -502,15 +556,19 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
     int64_t timeout = resolve(timeout_ms, SHMRPC_TIMEOUT_INFINITE);
     int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
     for (;;) {
+        cancel_due(c);
         for (size_t i = 0; i < n; i++) {
             if (!calls[i]->p.done) continue;
             call_unlink(calls[i]);
             *which = i;
             return shmrpc__err_end(0);
         }
-        if (!c->conn || shmrpc__now_ns() >= deadline)
+        int64_t now = shmrpc__now_ns();
+        if (!c->conn || now >= deadline)
             return shmrpc__err_set(SHMRPC_ETIMEDOUT, "none of the %zu calls was done in time", n);
-        c->conn->ops->progress(c->conn, deadline);
+        /* In steps, so that a cancel from another thread is seen within one. */
+        c->conn->ops->progress(c->conn, deadline - now > SHMRPC__CHECK_NS ? now + SHMRPC__CHECK_NS
+                                                                          : deadline);
     }
 }
 
@@ -535,6 +593,7 @@ void shmrpc_call_free(shmrpc_call *call)
 {
     if (!call) return;
     if (call->client) {
+        shmrpc_call_cancel(call); /* one not done */
         call_unlink(call);
         if (call->client->conn && call->client->conn->ops->abandon)
             call->client->conn->ops->abandon(call->client->conn, &call->p);

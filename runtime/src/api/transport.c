@@ -38,6 +38,8 @@ int shmrpc__conn_ops_check(const char *scheme, const shmrpc__conn_ops *ops, shmr
     if (!ops->close) return missing(err, scheme, "a connection", "close");
     if (ops->start && (!ops->progress || !ops->abandon))
         return missing(err, scheme, "a connection that starts calls", "progress or abandon");
+    if (ops->cancel && !ops->start)
+        return missing(err, scheme, "a connection that cancels calls", "start");
     return 0;
 }
 

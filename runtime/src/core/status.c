@@ -31,6 +31,7 @@ static const struct {
     [-SHMRPC_ESTOLEN] = {"SHMRPC_ESTOLEN", "taken from a live holder"},
     [-SHMRPC_ECORRUPT] = {"SHMRPC_ECORRUPT", "shared state written over"},
     [-SHMRPC_ECUT] = {"SHMRPC_ECUT", "the segment was cut (truncated) under its holders"},
+    [-SHMRPC_ECANCELLED] = {"SHMRPC_ECANCELLED", "cancelled by its client"},
 };
 
 #define N_STATUSES ((int)(sizeof statuses / sizeof statuses[0]))

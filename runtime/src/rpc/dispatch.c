@@ -180,7 +180,8 @@ int shmrpc_ctx_wait_cancelled(shmrpc_ctx *ctx, int64_t timeout_ms)
                         ? INT64_MAX
                         : shmrpc__now_ns() + timeout_ms * 1000000;
     int64_t deadline = shmrpc_ctx_deadline(ctx);
-    /* Nothing could end it (inproc://, with no limit asked): not a wait for ever. */
+    /* Nothing could end it (no call, or one whose transport cannot tell), with no limit asked:
+     * not a wait for ever. */
     if (until == INT64_MAX && deadline == INT64_MAX && (!ctx || !ctx->wanted)) return 0;
     for (;;) {
         int why = shmrpc_ctx_cancelled(ctx);

@@ -4,6 +4,8 @@
 #ifndef SHMRPC_SRC_RPC_H
 #define SHMRPC_SRC_RPC_H
 
+#include <stdatomic.h>
+
 #include "core/core.h"
 
 /* --- descriptors (verify.c) --------------------------------------------------------- */
@@ -221,6 +223,9 @@ typedef struct shmrpc__conn_ops {
     int (*start)(shmrpc__conn *c, shmrpc__pending *p, shmrpc_buf *err);
     void (*progress)(shmrpc__conn *c, int64_t deadline);
     void (*abandon)(shmrpc__conn *c, shmrpc__pending *p);
+    /* Optional, with start: abandons p, which is not done, and tells its server that the
+     * client gave up on it (shmrpc_ctx_cancelled); without it, client.c abandons p. */
+    void (*cancel)(shmrpc__conn *c, shmrpc__pending *p);
     /* Optional, for loaned buffers (client.c gives a transport without them a loan in the
      * client's request buffer, sent through call): loan makes room for a request of up to
      * size bytes of method sid where the transport will send it from (the channel, over
@@ -237,7 +242,19 @@ typedef struct shmrpc__conn_ops {
 
 struct shmrpc__conn {
     const shmrpc__conn_ops *ops;
+    /* Cancellation (shmrpc_client_cancel): the client's count of cancels, which any thread
+     * may raise (NULL: none can come), and what it was when the call being made began. The
+     * client sets both; a transport asks shmrpc__conn_cancelled in its waits. */
+    const _Atomic uint32_t *cancels;
+    uint32_t cancels_seen;
 };
+
+/* Whether the call being made on c was cancelled since it began: the transport then ends
+ * it with SHMRPC_ECANCELLED, within about SHMRPC__CHECK_NS (core/wait.h). */
+static inline bool shmrpc__conn_cancelled(const shmrpc__conn *c)
+{
+    return c->cancels && atomic_load_explicit(c->cancels, memory_order_relaxed) != c->cancels_seen;
+}
 
 typedef struct shmrpc__listener_ops {
     /* Stops serving; returns once no call of this listener runs any more. */

@@ -160,6 +160,14 @@ static int inproc_listen(shmrpc_server *s, const char *where, shmrpc__listener *
 
 /* --- the client side ----------------------------------------------------------------- */
 
+/* Whether the caller still waits (shmrpc_ctx_cancelled): it is blocked in this call, so only
+ * another thread can end its wait, by cancelling it (shmrpc_client_cancel). */
+static int inproc_wanted(void *arg)
+{
+    const conn *c = arg;
+    return shmrpc__conn_cancelled(&c->base) ? SHMRPC_ECANCELLED : 0;
+}
+
 static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_buf *resp,
                        int64_t timeout_ms, shmrpc_buf *err)
 {
@@ -175,6 +183,8 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
         return SHMRPC_EUNAVAIL;
     }
+    c->ctx.wanted = inproc_wanted;
+    c->ctx.wanted_arg = c;
     int rc = shmrpc__dispatch(s, &c->ctx, sid, req, &c->resp);
     leave(c->e);
     if (rc) {

@@ -139,8 +139,17 @@ enum {
 };
 
 /* Who has a call (shmrpc__shm_chan.claim): a worker that took it to run it, or its client,
- * which withdrew it before any worker took it, or gave up on it while a worker ran it. */
-enum { SHM_CLAIM_TAKEN = 1, SHM_CLAIM_WITHDRAWN = 2, SHM_CLAIM_ABANDONED = 3 };
+ * which withdrew it before any worker took it, or gave up on it while a worker ran it: at
+ * its deadline (ABANDONED), or because it was cancelled (CANCELLED, which the worker's
+ * handler learns: shmrpc_ctx_cancelled). No claim of a call (numbers start at 1) was ever
+ * (N, 0) before CANCELLED: a worker of an earlier version, which reads no claim it did not
+ * make, is not misled. */
+enum {
+    SHM_CLAIM_CANCELLED = 0,
+    SHM_CLAIM_TAKEN = 1,
+    SHM_CLAIM_WITHDRAWN = 2,
+    SHM_CLAIM_ABANDONED = 3
+};
 
 /* A claim word: the call's number and who has it. */
 static inline uint64_t shmrpc__shm_claim(uint64_t call, unsigned who)
@@ -209,10 +218,10 @@ typedef struct shmrpc__shm_chan {
      * compare-and-swap from the number just before the call's to (call, TAKEN)
      * (shmrpc__shm_claimable); its client withdraws one by the same swap to (call,
      * WITHDRAWN), so exactly one of them has it, and gives up on a taken one by (call,
-     * TAKEN) -> (call, ABANDONED). Numbers go up by one a call: one that is neither the
-     * client's last call nor the one before is a bad write, which the client's checks set
-     * back to the one before, unless a worker named itself this call's taker or notes that
-     * it is taking the channel (it may run the call under that claim). */
+     * TAKEN) -> (call, ABANDONED) (or CANCELLED). Numbers go up by one a call: one that is neither
+     * the client's last call nor the one before is a bad write, which the client's checks set back
+     * to the one before, unless a worker named itself this call's taker or notes that it is taking
+     * the channel (it may run the call under that claim). */
     _Atomic uint64_t claim;
     /* A PI futex (owner's thread id, or 0): the worker takes it (a store) just after its
      * claim and lets go of it after its answer, and the kernel lets go of it when the

@@ -417,7 +417,8 @@ static bool taking_alive(shm_conn *c)
 static bool worker_has(shm_conn *c, uint64_t claim)
 {
     return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_TAKEN) ||
-           claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED);
+           claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED) ||
+           claim == shmrpc__shm_claim(c->call, SHM_CLAIM_CANCELLED);
 }
 
 /* Whether the process that took the channel's call, seen claimed, still runs (and is not
@@ -449,13 +450,15 @@ static bool slot_ours(shm_conn *c)
            atomic_load(&s->client.pid) == c->pid && atomic_load(&s->chan_fd) == c->chan.fd;
 }
 
-/* While a call waits: the server, and the worker serving it, must still be there. The
+/* While a call waits: it must not have been cancelled, and the server, and the worker
+ * serving it, must still be there. The
  * server is looked at first, so that a server killed with its workers reads as gone
  * (unavailable) rather than as one worker dead, unless the kill reached the worker
  * noticeably before the manager. */
 static int client_check(void *arg)
 {
     shm_conn *c = arg;
+    if (shmrpc__conn_cancelled(&c->base)) return SHMRPC_ECANCELLED;
     shmrpc__shm_chan *h = c->chan.head;
     uint32_t st = atomic_load(&h->state.word);
     uint64_t claim = atomic_load(&h->claim);
@@ -580,6 +583,9 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
             if (rc == SHMRPC_ETIMEDOUT)
                 shmrpc__msg_set(
                     err, "the deadline passed before a worker took the call; it did not run");
+            if (rc == SHMRPC_ECANCELLED)
+                shmrpc__msg_set(err, "the call was cancelled by its client before a worker took "
+                                     "it; it did not run");
         } else if (st == SHM_CHAN_REQUEST && rc == SHMRPC_EPEERDIED) {
             /* Its worker is dead: nobody else writes the state. */
             atomic_store(&h->state.word, SHM_CHAN_IDLE);
@@ -590,10 +596,15 @@ static int give_up(shm_conn *c, int rc, shmrpc_buf *err)
                 shmrpc__msg_set(err, "the worker that took the call died before it ran it");
         } else if (st == SHM_CHAN_REQUEST &&
                    atomic_compare_exchange_strong(
-                       &h->claim, &claim, shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED))) {
+                       &h->claim, &claim,
+                       shmrpc__shm_claim(c->call, rc == SHMRPC_ECANCELLED ? SHM_CLAIM_CANCELLED
+                                                                          : SHM_CLAIM_ABANDONED))) {
             if (rc == SHMRPC_ETIMEDOUT)
                 shmrpc__msg_set(err,
                                 "the deadline passed while the call ran; it may still complete");
+            if (rc == SHMRPC_ECANCELLED)
+                shmrpc__msg_set(err, "the call was cancelled by its client while it ran; it may "
+                                     "still complete");
         }
         break;
     }
@@ -635,6 +646,11 @@ static int channel_ready(shm_conn *c, shmrpc__deadline *dl, shmrpc_buf *err)
         int rc = shmrpc__wait_while(&h->state, st, shmrpc__deadline_at(dl, shmrpc__now_ns()), &w);
         if (rc == SHMRPC_ETIMEDOUT) {
             shmrpc__msg_set(err, "an earlier call that timed out still runs on this connection");
+            return rc;
+        }
+        if (rc == SHMRPC_ECANCELLED) {
+            shmrpc__msg_set(err, "the call was cancelled by its client while an earlier one held "
+                                 "the connection; it did not run");
             return rc;
         }
         if (rc != 0 && rc != SHMRPC_EPEERDIED) return rc;

@@ -323,7 +323,9 @@ static int worker_loan(void *arg, size_t size, void **ptr)
 /* Whether the client of the call being run still waits for it (shmrpc_ctx_cancelled; its
  * deadline is dispatch's to tell): not once its slot was freed, which the manager does when
  * the client's rendezvous hangs up (it died, or closed), and a sweep when its process is
- * gone. Two loads: a handler may ask often. */
+ * gone; nor once it cancelled the call, or gave up on it at its deadline by its own clock,
+ * which may end before the server's (the claim says which). Three loads: a handler may ask
+ * often. */
 static int worker_wanted(void *arg)
 {
     worker *w = arg;
@@ -331,7 +333,10 @@ static int worker_wanted(void *arg)
     if (c == NULL) return 0;
     const shmrpc__shm_slot *s = &w->ctl->slots[c - w->chans];
     bool same = atomic_load(&s->state) == SHM_SLOT_OPEN && atomic_load(&s->gen) == c->gen;
-    return same ? 0 : SHMRPC_EPEERDIED;
+    if (!same) return SHMRPC_EPEERDIED;
+    uint64_t claim = atomic_load(&c->map.head->claim);
+    if (claim == shmrpc__shm_claim(c->call, SHM_CLAIM_CANCELLED)) return SHMRPC_ECANCELLED;
+    return claim == shmrpc__shm_claim(c->call, SHM_CLAIM_ABANDONED) ? SHMRPC_ETIMEDOUT : 0;
 }
 
 /* After the answer: the answer buffer's own storage back, the mapping a loan kept gone. */

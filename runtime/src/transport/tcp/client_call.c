@@ -27,7 +27,11 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
     uint64_t id = ++c->next_id;
     int rc = shmrpc__tcp_send_request(c, esid, id, flags, req, deadline, err);
     bool sent = rc == 0;
-    if (sent) rc = shmrpc__tcp_await_answer(c, esid, id, resp, deadline, err);
+    if (sent) {
+        c->cancel_of = &p->base;
+        rc = shmrpc__tcp_await_answer(c, esid, id, resp, deadline, err);
+        c->cancel_of = NULL;
+    }
     shmrpc__tcp_consume(c);
     if (rc == 0) {
         c->fails = 0;
@@ -42,6 +46,14 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
     }
     if (c->drained || c->left || (!sent && rc == SHMRPC_EUNAVAIL && c->fd < 0)) return rc;
     *fate = FATE_DONE;
+    if (rc == SHMRPC_ECANCELLED) { /* its answer, owed still, is skipped when it comes */
+        shmrpc_buf why;
+        shmrpc_buf_init(&why);
+        bool told = shmrpc__tcp_send_cancel(c, id, &why) == 0;
+        shmrpc_buf_destroy(&why);
+        shmrpc__msg_append(err, "; it may have run%s", told ? " (its server was told)" : "");
+        return rc;
+    }
     if (rc == SHMRPC_ETIMEDOUT) shmrpc__tcp_stalled(p, c, shmrpc__now_ns(), shmrpc__msg_get(err));
     if (sent && rc == SHMRPC_EUNAVAIL && c->fd < 0) {
         /* Not left out: the next call connects again, and only a failed connect (the
@@ -78,6 +90,11 @@ int shmrpc__tcp_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrpc_
     int tries = 0;
     shmrpc_buf_clear(&p->why);
     while (tries < 2 * SHMRPC_TCP_MAX_ENDPOINTS) {
+        if (shmrpc__conn_cancelled(base)) {
+            shmrpc__msg_set(err, "the call was cancelled by its client before it was sent; it "
+                                 "did not run");
+            return SHMRPC_ECANCELLED;
+        }
         int i = shmrpc__tcp_choose(p, s.tried, false, NULL);
         if (i < 0) break;
         tries++;

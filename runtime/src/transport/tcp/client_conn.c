@@ -268,17 +268,27 @@ static int64_t rcvtimeo_early_ns(int64_t left)
     return left / 8 + 10 * NS_PER_MS;
 }
 
+/* The longest one wait of a call that may be cancelled lasts (tcp_conn.cancel_of): it looks
+ * whether it was between two. */
+#define CANCEL_LOOK_MS (SHMRPC__CHECK_NS / NS_PER_MS)
+
 /* Bounds the next blocking recv by what is left until deadline, less what the kernel may
- * add (rcvtimeo_early_ns), in whole milliseconds; false when too little is left for that:
- * then poll, whose timer is exact, waits for the rest. Calls with one timeout come to the
- * same value, so the socket option is set once rather than per call. */
-static bool recv_timeout(tcp_conn *c, int64_t deadline)
+ * add (rcvtimeo_early_ns), in whole milliseconds, and for a call that may be cancelled by
+ * CANCEL_LOOK_MS (then *look is set); false when too little is left for that: then poll,
+ * whose timer is exact, waits for the rest. Calls with one timeout come to the same value,
+ * so the socket option is set once rather than per call. */
+static bool recv_timeout(tcp_conn *c, int64_t deadline, bool *look)
 {
     int64_t ms = 0;
+    *look = false;
     if (deadline != INT64_MAX) {
         int64_t left = deadline - shmrpc__now_ns();
         ms = (left - rcvtimeo_early_ns(left)) / NS_PER_MS;
         if (ms < 1) return false;
+    }
+    if (c->cancel_of && (ms == 0 || ms > CANCEL_LOOK_MS)) {
+        ms = CANCEL_LOOK_MS;
+        *look = true;
     }
     if (ms == c->rcvtimeo_ms) return true;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
@@ -297,17 +307,25 @@ static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
     size_t room = min + READ_AHEAD;
     if (shmrpc__buf_grow(&c->in, room)) return c->in.err;
     size_t want = c->in.len + min;
-    bool exact = false;
+    bool exact = false, look = false;
     while (c->in.len < want) {
-        if (deadline != INT64_MAX && shmrpc__now_ns() >= deadline) {
+        int64_t now = deadline != INT64_MAX || c->cancel_of ? shmrpc__now_ns() : 0;
+        if (deadline != INT64_MAX && now >= deadline) {
             shmrpc__msg_set(err, "the deadline passed waiting for tcp://%s", c->where);
             return SHMRPC_ETIMEDOUT;
         }
+        if (c->cancel_of && shmrpc__conn_cancelled(c->cancel_of)) {
+            shmrpc__msg_set(err, "the call was cancelled by its client waiting for tcp://%s",
+                            c->where);
+            return SHMRPC_ECANCELLED;
+        }
         int flags = 0;
-        if (exact || !recv_timeout(c, deadline)) {
+        if (exact || !recv_timeout(c, deadline, &look)) {
             flags = MSG_DONTWAIT; /* TLS may read more than poll saw */
+            int64_t until = deadline;
+            if (c->cancel_of && deadline - now > SHMRPC__CHECK_NS) until = now + SHMRPC__CHECK_NS;
             /* TLS may hold what came already, where poll does not see it. */
-            int rc = shmrpc__io_pending(&c->io) ? 0 : wait_fd(c->fd, POLLIN, deadline);
+            int rc = shmrpc__io_pending(&c->io) ? 0 : wait_fd(c->fd, POLLIN, until);
             if (rc == SHMRPC_ETIMEDOUT) continue; /* said above */
             if (rc) return shmrpc__tcp_broken(c, err, "while receiving");
         }
@@ -319,7 +337,9 @@ static int fill(tcp_conn *c, size_t min, int64_t deadline, shmrpc_buf *err)
             if (!skipping) c->in.len += (size_t)k;
             continue;
         }
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) exact = true;
+        /* A recv that waited its whole timeout: poll waits exactly for the rest, unless
+         * the timeout was only the time between two looks at the cancels. */
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !look) exact = true;
         if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         if (k == 0) errno = 0;
         return shmrpc__tcp_broken(c, err, k == 0 ? "(the server closed it)" : "while receiving");
@@ -340,8 +360,9 @@ void shmrpc__tcp_consume(tcp_conn *c)
     }
 }
 
-/* Reads one frame to the front of c->in. A timeout before any of its bytes came leaves
- * the stream usable (a late answer is skipped when it comes); later, it does not. */
+/* Reads one frame to the front of c->in. A timeout or a cancel before any of its bytes
+ * came leaves the stream usable (a late answer is skipped when it comes); later, it does
+ * not. */
 int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int64_t deadline,
                            shmrpc_buf *err)
 {
@@ -349,7 +370,7 @@ int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int6
     int rc = 0;
     if (c->in.len < SHMRPC__FRAME_HDR_SIZE)
         rc = fill(c, SHMRPC__FRAME_HDR_SIZE - c->in.len, deadline, err);
-    if (rc == SHMRPC_ETIMEDOUT && c->in.len) shmrpc__tcp_conn_break(c);
+    if ((rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) && c->in.len) shmrpc__tcp_conn_break(c);
     if (rc) return rc;
     rc = shmrpc__frame_hdr_decode(c->in.data, SHMRPC__FRAME_HDR_SIZE, max, c->comp, h, err);
     if (rc) {
@@ -358,7 +379,7 @@ int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int6
     }
     size_t need = SHMRPC__FRAME_HDR_SIZE + (size_t)h->body_len;
     if (c->in.len < need) rc = fill(c, need - c->in.len, deadline, err);
-    if (rc == SHMRPC_ETIMEDOUT) shmrpc__tcp_conn_break(c);
+    if (rc == SHMRPC_ETIMEDOUT || rc == SHMRPC_ECANCELLED) shmrpc__tcp_conn_break(c);
     if (rc == 0) c->used = need;
     return rc;
 }
@@ -413,6 +434,25 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
         shmrpc_buf_init(&c->out);
     }
     return rc;
+}
+
+int shmrpc__tcp_send_cancel(tcp_conn *c, uint64_t id, shmrpc_buf *err)
+{
+    if (c->proto < 5 || !shmrpc__tcp_connected(c)) return 1;
+    uint8_t frame[SHMRPC__FRAME_HDR_SIZE];
+    shmrpc__frame_hdr h = {.kind = SHMRPC__KIND_CANCEL, .request_id = id};
+    shmrpc__frame_hdr_encode(&h, frame);
+    /* Without waiting: a socket with no room for it (a server that reads nothing) is not
+     * told, rather than hold the cancel up for seconds. Only a frame begun must be ended,
+     * and TLS must finish a record it began: then it waits, as a PONG does. */
+    ssize_t k = shmrpc__io_send(&c->io, frame, sizeof frame);
+    if (k == (ssize_t)sizeof frame) return 0;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && c->io.ssl == NULL) return 1;
+    size_t done = k > 0 ? (size_t)k : 0;
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return shmrpc__tcp_broken(c, err, "while sending");
+    return shmrpc__tcp_send_all(c, frame + done, sizeof frame - done,
+                                shmrpc__now_ns() + c->cfg->tcp.connect_ns, err);
 }
 
 /* Reads frames until the answer to request id of method sid: the result into resp. */

@@ -60,11 +60,19 @@ static void place(tcp_pool *p, shmrpc__pending *k, shmrpc_buf *err)
             shmrpc__tcp_pend_done(k, SHMRPC_ETIMEDOUT);
             return;
         }
+        if (shmrpc__conn_cancelled(&p->base)) {
+            shmrpc__msg_set(&k->msg, "the call was cancelled by its client before it was sent; "
+                                     "it did not run");
+            shmrpc__tcp_pend_done(k, SHMRPC_ECANCELLED);
+            return;
+        }
         bool full;
         s.tried = k->tried;
         int i = shmrpc__tcp_choose(p, s.tried, true, &full);
-        if (i < 0 && full) { /* room comes with answers */
-            shmrpc__tcp_progress(&p->base, k->deadline);
+        if (i < 0 && full) { /* room comes with answers; a cancel is looked for meanwhile */
+            shmrpc__tcp_progress(&p->base, k->deadline - now > SHMRPC__CHECK_NS
+                                               ? now + SHMRPC__CHECK_NS
+                                               : k->deadline);
             continue;
         }
         if (i < 0) break;
@@ -314,4 +322,18 @@ void shmrpc__tcp_abandon(shmrpc__conn *base, shmrpc__pending *k)
 {
     (void)base;
     if (k->where) shmrpc__tcp_pend_unlink(k->where, k);
+}
+
+void shmrpc__tcp_cancel(shmrpc__conn *base, shmrpc__pending *k)
+{
+    tcp_pool *p = (tcp_pool *)base;
+    tcp_conn *c = k->where;
+    if (!c) return;
+    shmrpc__tcp_pend_unlink(c, k);
+    /* Its server is told, so that the handler learns its client gave up; the answer, owed
+     * still, is dropped when it comes. Not from a child that only inherited the connection:
+     * its bytes would land amid the owner's. */
+    if (shmrpc__self_pid() != p->pid) return;
+    int rc = shmrpc__tcp_send_cancel(c, k->rid, &p->scratch);
+    if (rc < 0 && c->fd < 0 && c->inflight) shmrpc__tcp_fail_sending(c, rc, &p->scratch);
 }

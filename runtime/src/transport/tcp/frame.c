@@ -35,7 +35,7 @@ static const char *const kind_names[] = {
     [SHMRPC__KIND_REQUEST] = "REQUEST", [SHMRPC__KIND_RESPONSE] = "RESPONSE",
     [SHMRPC__KIND_ERROR] = "ERROR",     [SHMRPC__KIND_PING] = "PING",
     [SHMRPC__KIND_PONG] = "PONG",       [SHMRPC__KIND_AUTH] = "AUTH",
-    [SHMRPC__KIND_DRAIN] = "DRAIN",
+    [SHMRPC__KIND_DRAIN] = "DRAIN",     [SHMRPC__KIND_CANCEL] = "CANCEL",
 };
 
 const char *shmrpc__frame_kind_name(unsigned kind)
@@ -130,6 +130,16 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
             return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
                                h->body_len);
         return 0;
+    case SHMRPC__KIND_CANCEL:
+        if (!(agreed & SHMRPC__AGREED_CANCEL))
+            return proto_error(err, "%s frame needs protocol revision 5 (not agreed)", name);
+        if (comp) return proto_error(err, "%s frame has a compression flag", name);
+        if (h->method || h->request_id == 0)
+            return proto_error(err, "%s frame has a method id or no request id", name);
+        if (h->body_len)
+            return proto_error(err, "%s frame has a body of %u bytes (it has none)", name,
+                               h->body_len);
+        return 0;
     case SHMRPC__KIND_AUTH:
         if (comp) return proto_error(err, "%s frame has a compression flag", name);
         if (h->method || h->request_id)
@@ -169,7 +179,7 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         .request_id = load_be(p + 12, 8),
         .body_len = (uint32_t)load_be(p + 20, 4),
     };
-    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_DRAIN)
+    if (h.kind < SHMRPC__KIND_HELLO || h.kind > SHMRPC__KIND_CANCEL)
         return proto_error(err, "unknown frame kind %u", h.kind);
     /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
      * check_kind's. */

@@ -25,6 +25,8 @@ enum shmrpc__frame_kind {
     SHMRPC__KIND_PONG = 7,
     SHMRPC__KIND_AUTH = 8,  /* a proof of the shared secret, both ways (docs/wire.md) */
     SHMRPC__KIND_DRAIN = 9, /* server, revision 2: no new calls here (docs/wire.md, "Drain") */
+    /* client, revision 5: it gave up on the call request_id (docs/wire.md, "Cancellation") */
+    SHMRPC__KIND_CANCEL = 10,
 };
 
 #define SHMRPC__AUTH_LEN 32u /* an AUTH body, a HELLO's nonce and a HELLO_ACK's challenge */
@@ -42,6 +44,9 @@ enum shmrpc__frame_kind {
  * be compressed): the handler's deadline (docs/wire.md, "Deadlines"). */
 #define SHMRPC__FLAG_DEADLINE 0x0008u
 #define SHMRPC__DEADLINE_LEN 8u
+/* Not a bit a frame carries: passed to the decoder with the agreed flags once revision 5
+ * was agreed, which allows CANCEL frames. */
+#define SHMRPC__AGREED_CANCEL 0x8000u
 
 typedef struct shmrpc__frame_hdr {
     uint8_t kind;        /* enum shmrpc__frame_kind */
@@ -57,10 +62,10 @@ void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FR
 /* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts (a
  * REQUEST's deadline comes on top of it); compression: the SHMRPC__FLAG_* bits agreed for
  * this connection (0 before the handshake; SHMRPC__FLAG_LONE once revision 3 was agreed,
- * SHMRPC__FLAG_DEADLINE once 4 was). SHMRPC_EPROTO (truncated, bad magic, unknown kind or
- * flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another frame version),
- * SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written only on
- * success. */
+ * SHMRPC__FLAG_DEADLINE once 4 was, SHMRPC__AGREED_CANCEL once 5 was). SHMRPC_EPROTO (truncated,
+ * bad magic, unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another
+ * frame version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written
+ * only on success. */
 int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint16_t compression,
                              shmrpc__frame_hdr *h, shmrpc_buf *err);
 
@@ -102,8 +107,9 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 
 /* --- the handshake -------------------------------------------------------------------- */
 
-#define SHMRPC__WIRE_PROTO 4u /* the handshake's protocol revision (2: DRAIN; 3: the lone flag;
-                               * 4: the deadline flag) */
+/* The handshake's protocol revision (2: DRAIN; 3: the lone flag; 4: the deadline flag;
+ * 5: CANCEL). */
+#define SHMRPC__WIRE_PROTO 5u
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
 #define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
 #define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */

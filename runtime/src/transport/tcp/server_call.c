@@ -127,6 +127,11 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
         }
     }
     j->p = p;
+    j->peer_prev = NULL;
+    j->peer_next = p->jobs;
+    if (p->jobs) p->jobs->peer_prev = j;
+    p->jobs = j;
+    atomic_store_explicit(&j->cancelled, false, memory_order_relaxed);
     j->method = h->method;
     j->rid = h->request_id;
     j->budget_ns = budget;
@@ -157,6 +162,11 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
     if (j->ns >= 0 && rows && j->method < w->ctx.stats_n)
         shmrpc__stats_count(&rows[j->method], j->rc, (uint64_t)j->ns);
     if (!p->gone) put_answer(p, j->method, j->rid, j->rc, &j->resp, j->msg);
+    if (j->peer_prev)
+        j->peer_prev->peer_next = j->peer_next;
+    else
+        p->jobs = j->peer_next;
+    if (j->peer_next) j->peer_next->peer_prev = j->peer_prev;
     shmrpc__tcp_job_put(w, j);
     if (p->gone) {
         if (p->running == 0) shmrpc__tcp_bury(w, p);
@@ -176,15 +186,69 @@ void shmrpc__tcp_finish_job(worker *w, job *j)
     shmrpc__tcp_peer_recharge(w, p);
 }
 
+void shmrpc__tcp_serve_cancel(peer *p, uint64_t rid)
+{
+    for (job *j = p->jobs; j; j = j->peer_next)
+        if (j->rid == rid) {
+            atomic_store_explicit(&j->cancelled, true, memory_order_release);
+            return;
+        }
+}
+
+/* The connection whose call runs on this thread (the worker's), while it runs: only this
+ * thread reads the connection, so only it may look into it (lone_wanted). */
+static _Thread_local const peer *serving_here;
+
+/* The most bytes a look for a CANCEL reads of the socket, not taking them. */
+#define CANCEL_LOOK_BYTES 4096u
+
+/* Whether a CANCEL of the call being served came after its request: among the frames read
+ * past it, then those in the socket, peeked (left for the reads after the call). A lone
+ * call's client sends nothing else before its answer, so the CANCEL comes first; a client
+ * with calls in flight (a server that runs every call here: max_running 1, or in place)
+ * may have sent their requests before it, which are stepped over, as far as a look reads
+ * (CANCEL_LOOK_BYTES, or under TLS one record: a CANCEL further away is missed until the
+ * call ends). */
+static bool run_here_cancelled(peer *p)
+{
+    size_t at = SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len;
+    size_t mine = p->in.len > at ? p->in.len - at : 0; /* read past the request */
+    uint8_t peeked[CANCEL_LOOK_BYTES];
+    ssize_t k = shmrpc__io_peek(&p->io, peeked, sizeof peeked);
+    size_t more = k > 0 ? (size_t)k : 0, all = mine + more;
+    uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__AGREED_CANCEL;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    bool found = false;
+    for (size_t pos = 0; !found && all - pos >= SHMRPC__FRAME_HDR_SIZE;) {
+        uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+        for (size_t i = 0; i < sizeof hdr; i++)
+            hdr[i] = pos + i < mine ? p->in.data[at + pos + i] : peeked[pos + i - mine];
+        shmrpc__frame_hdr h;
+        if (shmrpc__frame_hdr_decode(hdr, sizeof hdr, UINT32_MAX, agreed, &h, &err) != 0) break;
+        found = h.kind == SHMRPC__KIND_CANCEL && h.request_id == p->hdr.request_id;
+        pos += SHMRPC__FRAME_HDR_SIZE + (size_t)h.body_len;
+        if (pos > all) break;
+    }
+    shmrpc_buf_destroy(&err);
+    return found;
+}
+
 /* Whether the client of a call run on the worker's own thread still waits for it
- * (shmrpc_ctx_cancelled): not once its connection ended (a client shuts its side only when
- * it is gone), which this thread, busy with the call, can only ask the socket. */
+ * (shmrpc_ctx_cancelled): not once it sent a CANCEL for it (revision 5; looked for only on
+ * this thread, the connection's reader), nor once its connection ended (a client shuts its
+ * side only when it is gone), which this thread, busy with the call, can only ask the
+ * socket. */
 static int lone_wanted(void *arg)
 {
-    const peer *p = arg;
-    struct pollfd pf = {.fd = p->fd, .events = POLLRDHUP};
-    if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-        return SHMRPC_EPEERDIED;
+    peer *p = arg;
+    struct pollfd pf = {.fd = p->fd, .events = POLLIN | POLLRDHUP};
+    int n = poll(&pf, 1, 0);
+    bool readable = (n == 1 && (pf.revents & POLLIN)) || shmrpc__io_pending(&p->io);
+    bool buffered = p->in.len > SHMRPC__FRAME_HDR_SIZE + (size_t)p->hdr.body_len;
+    if (p->proto >= 5 && serving_here == p && (readable || buffered) && run_here_cancelled(p))
+        return SHMRPC_ECANCELLED;
+    if (n == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) return SHMRPC_EPEERDIED;
     return 0;
 }
 
@@ -249,7 +313,9 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
     w->ctx.budget_ns = budget;
     w->ctx.wanted = lone_wanted;
     w->ctx.wanted_arg = p;
+    serving_here = p;
     rc = shmrpc__dispatch(l->server, &w->ctx, h->method, req, &w->resp);
+    serving_here = NULL;
     w->ctx.wanted = NULL; /* p may go before the ctx's next call */
     if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
     put_answer(p, h->method, h->request_id, rc, &w->resp, shmrpc__ctx_msg(&w->ctx));

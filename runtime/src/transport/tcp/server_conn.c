@@ -118,6 +118,9 @@ static void serve_frame(worker *w, peer *p)
     }
     case SHMRPC__KIND_PONG:
         return;
+    case SHMRPC__KIND_CANCEL: /* revision 5 (the decoder checked it was agreed) */
+        shmrpc__tcp_serve_cancel(p, h->request_id);
+        return;
     case SHMRPC__KIND_ERROR: /* the client explains why it leaves */
         p->closing = true;
         return;
@@ -255,7 +258,8 @@ static int read_frame(worker *w, peer *p)
             uint32_t max = p->state == P_READY ? w->l->max_msg : SHMRPC__WIRE_MAX_HELLO;
             shmrpc__msg_clear(&w->err);
             uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0) |
-                              (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0);
+                              (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0) |
+                              (p->proto >= 5 ? SHMRPC__AGREED_CANCEL : 0);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {

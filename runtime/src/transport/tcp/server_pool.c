@@ -78,7 +78,8 @@ void shmrpc__tcp_job_put(worker *w, job *j)
  * or a reset). */
 static int job_wanted(void *arg)
 {
-    const job *j = arg;
+    job *j = arg;
+    if (atomic_load_explicit(&j->cancelled, memory_order_acquire)) return SHMRPC_ECANCELLED;
     return atomic_load_explicit(&j->p->left, memory_order_acquire) ? SHMRPC_EPEERDIED : 0;
 }
 

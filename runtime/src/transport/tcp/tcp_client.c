@@ -31,7 +31,8 @@ static const shmrpc__conn_ops tcp_conn_ops = {.call = shmrpc__tcp_call,
                                               .close = tcp_conn_close,
                                               .start = shmrpc__tcp_start,
                                               .progress = shmrpc__tcp_progress,
-                                              .abandon = shmrpc__tcp_abandon};
+                                              .abandon = shmrpc__tcp_abandon,
+                                              .cancel = shmrpc__tcp_cancel};
 
 /* Parses and resolves the list, then connects to its endpoints in the order calls would
  * choose them (the list's), Happy Eyeballs style (race), within connect_timeout_ms and the

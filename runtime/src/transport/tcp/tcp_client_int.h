@@ -79,6 +79,9 @@ typedef struct tcp_conn {
     /* Asynchronous calls whose requests went out whole on this connection (newest first). */
     shmrpc__pending *inflight;
     int n_inflight;
+    /* While a blocking call waits for its answer: its client's connection, whose cancels
+     * end the wait (shmrpc__conn_cancelled); else NULL. */
+    const shmrpc__conn *cancel_of;
 } tcp_conn;
 
 /* The steps of a connection being made (tcp_conn.dial). */
@@ -165,6 +168,10 @@ int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
 /* Sends a REQUEST of method sid with request id on c within deadline; then its answer is owed. */
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
                              shmrpc_bytes req, int64_t deadline, shmrpc_buf *err);
+/* Tells c's server that the client gave up on request id (a CANCEL, from revision 5), without
+ * waiting for room: 0 once sent, 1 when not (a server of revision 4 or less, c not
+ * connected, or no room now), or the status of the connection that broke. */
+int shmrpc__tcp_send_cancel(tcp_conn *c, uint64_t id, shmrpc_buf *err);
 /* Reads frames until the answer to request id of method sid: the result into resp. */
 int shmrpc__tcp_await_answer(tcp_conn *c, uint32_t sid, uint64_t id, shmrpc_buf *resp,
                              int64_t deadline, shmrpc_buf *err);
@@ -226,7 +233,9 @@ int shmrpc__tcp_start(shmrpc__conn *base, shmrpc__pending *k, shmrpc_buf *err);
 /* One round of the asynchronous calls, waiting until deadline at most
  * (shmrpc__conn_ops.progress). */
 void shmrpc__tcp_progress(shmrpc__conn *base, int64_t deadline);
-/* Takes an asynchronous call off its connection (shmrpc__conn_ops.abandon). */
+/* Takes an asynchronous call off its connection (shmrpc__conn_ops.abandon), and, to cancel
+ * it, tells its server first (a CANCEL: shmrpc__conn_ops.cancel). */
 void shmrpc__tcp_abandon(shmrpc__conn *base, shmrpc__pending *k);
+void shmrpc__tcp_cancel(shmrpc__conn *base, shmrpc__pending *k);
 
 #endif

@@ -125,6 +125,7 @@ typedef struct peer {
      * ERROR with request id 0 or a DRAIN counts as not run and may go elsewhere, so those
      * two wait until no call of the connection runs (tail_status, drain_due). */
     uint32_t running;       /* calls handed to the threads, not yet taken back */
+    struct job *jobs;       /* those calls (job.peer_next), for a CANCEL to find */
     bool gone;              /* closed while calls ran: freed when the last comes back */
     _Atomic bool left;      /* set with gone, for its calls on the pool's threads to read
                                (shmrpc_ctx_cancelled): the client's answers go nowhere */
@@ -144,6 +145,10 @@ typedef struct peer {
 typedef struct job {
     struct job *next;
     peer *p; /* its connection: read only by the worker's own thread */
+    struct job *peer_next, *peer_prev; /* p's jobs (peer.jobs): the worker's own thread's */
+    /* Its client sent a CANCEL for it (revision 5): set by the worker's thread, read by
+     * the handler's (shmrpc_ctx_cancelled). */
+    _Atomic bool cancelled;
     uint32_t method;
     uint64_t rid;
     int64_t budget_ns; /* the time its client gives it (revision 4), or -1 */
@@ -297,6 +302,9 @@ int shmrpc__tcp_pool_init(worker *w, int n);
 void shmrpc__tcp_finish_job(worker *w, job *j);
 /* Serves a REQUEST of p: run in place or handed to the pool, or refused. */
 void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes body);
+/* A CANCEL of p's request rid: its call, if the pool has it, learns so (shmrpc_ctx_cancelled);
+ * else the call is answered already, or runs on this thread and looks itself (lone_wanted). */
+void shmrpc__tcp_serve_cancel(peer *p, uint64_t rid);
 
 /* --- server_handshake.c: the handshake */
 /* Answers p's HELLO with a HELLO_ACK (with a challenge, when the server has a secret), or refuses

@@ -509,6 +509,20 @@ ssize_t shmrpc__io_recv(shmrpc__io *io, void *buf, size_t n, int flags)
     return r > 0 ? r : ssl_fail(io, r);
 }
 
+ssize_t shmrpc__io_peek(shmrpc__io *io, void *buf, size_t n)
+{
+    if (!io->ssl) return recv(io->fd, buf, n, MSG_PEEK | MSG_DONTWAIT);
+    if (io->failed) {
+        errno = EPROTO;
+        return -1;
+    }
+    io->flags = MSG_DONTWAIT;
+    io->again = false;
+    errno = 0; /* the error queue: as in shmrpc__io_recv */
+    int r = SSL_peek(io->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+    return r > 0 ? r : ssl_fail(io, r);
+}
+
 ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n)
 {
     if (!io->ssl) return send(io->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -62,6 +62,9 @@ int shmrpc__io_handshake(shmrpc__io *io);
  * SO_RCVTIMEO). send never waits. */
 ssize_t shmrpc__io_recv(shmrpc__io *io, void *buf, size_t n, int flags);
 ssize_t shmrpc__io_send(shmrpc__io *io, const void *buf, size_t n);
+/* Up to n of the bytes a recv would return next, left for it, without waiting: the count,
+ * or -1 with errno as for shmrpc__io_recv (EAGAIN when none has come). */
+ssize_t shmrpc__io_peek(shmrpc__io *io, void *buf, size_t n);
 
 /* Bytes were received that a recv may return without waiting for fd (poll does not see
  * them): what io->raw holds, or what OpenSSL holds unless the last receive found it short
