@@ -9,14 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/map.h>
 #include <shmrpc/queue.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 typedef enum shmrpc_seg_kind {
     SHMRPC_SEG_CONTROL, /* shmrpc:NAME, a shm:// server's control segment */
@@ -119,9 +116,6 @@ const char *shmrpc_seg_life_name(shmrpc_seg_life l);
  * shmrpc_errmsg(). */
 int shmrpc_names_dir(char *out, size_t cap);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 
 #endif

@@ -12,12 +12,9 @@
 
 #include <shmrpc/buf.h>
 #include <shmrpc/codec.h>
+#include <shmrpc/decls.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* One value's msgpack bytes. A decoded any points into the message it came in (the
  * request, until the handler returns; the response, until the client's next call; a
@@ -135,8 +132,5 @@ int shmrpc_any_built(const shmrpc_buf *b, size_t start, shmrpc_any *out);
 shmrpc_json *shmrpc_json_any(shmrpc_any a);
 int shmrpc_json_read_any(shmrpc_json_reader *r, const shmrpc_json *v, shmrpc_any *out);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

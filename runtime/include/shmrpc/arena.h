@@ -8,11 +8,9 @@
 
 #include <stddef.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 typedef struct shmrpc_arena shmrpc_arena;
 
@@ -43,8 +41,5 @@ size_t shmrpc_arena_used(const shmrpc_arena *a);
  * blocks are sized so that the memory held stays close to it. */
 void shmrpc_arena_set_limit(shmrpc_arena *a, size_t max_bytes);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

@@ -8,11 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 /* A string that need not be NUL-terminated: decoded strings point into the message. */
 typedef struct shmrpc_str {
@@ -98,8 +96,5 @@ static inline int shmrpc_buf_msgpack_write(void *buf, const char *p, size_t n)
     return shmrpc_buf_append((shmrpc_buf *)buf, p, n) == 0 ? 0 : -1;
 }
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

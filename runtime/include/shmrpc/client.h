@@ -10,15 +10,12 @@
 
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
+#include <shmrpc/decls.h>
 #include <shmrpc/service.h>
 #include <shmrpc/tcp.h>
 #include <shmrpc/wait.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 typedef struct shmrpc_client shmrpc_client;
 
@@ -215,8 +212,5 @@ int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)
 int shmrpc_client_decode_error(shmrpc_client *c, const char *method, const char *field,
                                const char *why);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

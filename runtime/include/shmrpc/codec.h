@@ -15,13 +15,10 @@
 
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
+#include <shmrpc/decls.h>
 #include <shmrpc/status.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* Room for n items of size bytes each for a decoder that writes every item before
  * anything reads it, so not zeroed (shmrpc_arena_calloc would touch every byte that a
@@ -224,8 +221,5 @@ int shmrpc_json_key_uint(shmrpc_json_reader *r, shmrpc_str key, uint64_t max, ui
 shmrpc_str shmrpc_json_int_key(int64_t v, char buf[24]);
 shmrpc_str shmrpc_json_uint_key(uint64_t v, char buf[24]);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

@@ -13,13 +13,10 @@
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
 #include <shmrpc/client.h>
+#include <shmrpc/decls.h>
 #include <shmrpc/service.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* --- a signature as a tree of types ---------------------------------------------------
  * Parsed from the text the generator writes into the method table; read-only, and alive
@@ -155,8 +152,5 @@ int shmrpc_dyn_encode_result(const shmrpc_dyn_sig *s, const char *json, size_t n
  * client can be built from it. NULL when a runs out of memory. */
 const shmrpc_service_info *shmrpc_dyn_info_copy(shmrpc_arena *a, const shmrpc_service_info *in);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

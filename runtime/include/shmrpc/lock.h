@@ -9,14 +9,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/open_mode.h>
 #include <shmrpc/wait.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* The lock is owned by a thread (its kernel thread id, which is the process id for a
  * single-threaded process), so it excludes threads of one process from each other as
@@ -130,8 +127,5 @@ typedef struct shmrpc_lock_stats {
 
 int shmrpc_lock_get_stats(const shmrpc_lock *l, shmrpc_lock_stats *out);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

@@ -12,15 +12,12 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/lock.h>
 #include <shmrpc/open_mode.h>
 #include <shmrpc/wait.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* A handle belongs to one thread at a time: a call may map a new generation and unmap the
  * old one, which another thread of the handle could be reading. Open one per thread. */
@@ -188,8 +185,5 @@ int shmrpc_map_check(shmrpc_map *m);
 /* UltraDict's print_status: the info, one "key: value" a line. */
 int shmrpc_map_print_status(shmrpc_map *m, FILE *f);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

@@ -21,13 +21,10 @@
 
 #include <stdint.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/service.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 #define SHMRPC_MODULE_MAGIC 0x4d435253u /* "SRCM" */
 #define SHMRPC_MODULE_VERSION 1u
@@ -64,8 +61,5 @@ extern const shmrpc_module shmrpc_module_v1;
     __attribute__((visibility("default"))) const shmrpc_module shmrpc_module_v1 = {                \
         SHMRPC_MODULE_MAGIC, SHMRPC_MODULE_VERSION, &(service_), &(handlers_), (init_), (fini_)}
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

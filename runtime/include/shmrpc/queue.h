@@ -10,14 +10,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/open_mode.h>
 #include <shmrpc/wait.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* A handle may be shared by the threads of its process. */
 typedef struct shmrpc_queue shmrpc_queue;
@@ -248,8 +245,5 @@ typedef struct shmrpc_queue_repair_info {
  * kept moving; SHMRPC_EINVAL. docs/queue.md, "Positions written over", says what is lost. */
 int shmrpc_queue_repair(shmrpc_queue *q, shmrpc_queue_repair_info *out);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

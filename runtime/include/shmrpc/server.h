@@ -8,15 +8,12 @@
 
 #include <stddef.h>
 
+#include <shmrpc/decls.h>
 #include <shmrpc/service.h>
 #include <shmrpc/tcp.h>
 #include <shmrpc/wait.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 typedef struct shmrpc_server shmrpc_server;
 
@@ -86,8 +83,5 @@ int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_plac
 /* Makes shmrpc_server_serve() return. Async-signal-safe: call it from a SIGTERM handler. */
 void shmrpc_server_stop(shmrpc_server *s);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

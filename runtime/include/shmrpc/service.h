@@ -8,12 +8,9 @@
 
 #include <shmrpc/arena.h>
 #include <shmrpc/buf.h>
+#include <shmrpc/decls.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 typedef enum shmrpc_encoding {
     SHMRPC_ENC_MSGPACK = 0,
@@ -130,8 +127,5 @@ typedef struct shmrpc_service {
     size_t handlers_size;           /* sizeof the generated handler table */
 } shmrpc_service;
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

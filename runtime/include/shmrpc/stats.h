@@ -7,11 +7,9 @@
 
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 /* Latency histogram: bucket 0 holds calls under 1 us (1024 ns); bucket i > 0 those of
  * 2^(i+9) to 2^(i+10) ns; the last bucket everything longer (about 2.2 s and up). */
@@ -44,9 +42,6 @@ void shmrpc_stats_free(shmrpc_stats *s);
  * 0 with no calls: a percentile to within a factor of two. */
 uint64_t shmrpc_stats_percentile(const shmrpc_method_stats *m, double p);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 
 #endif

@@ -24,11 +24,9 @@
 #ifndef SHMRPC_STATUS_H
 #define SHMRPC_STATUS_H
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 enum {
     SHMRPC_OK = 0,
@@ -79,8 +77,5 @@ const char *shmrpc_errmsg(void);
  * error, "SHMRPC_EUNKNOWN" for a code it does not know. Static, like shmrpc_strerror's. */
 const char *shmrpc_status_name(int rc);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

@@ -7,11 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 /* Compression algorithms, offered by a client and allowed by a server. */
 #define SHMRPC_COMPRESS_SNAPPY 0x1u
@@ -133,9 +131,6 @@ typedef struct shmrpc_tcp_opts {
  * SHMRPC_EPERM, SHMRPC_EINVAL or SHMRPC_ESYS(errno); shmrpc_errmsg() says why (status.h). */
 int shmrpc_secret_load(const char *path, void *out, size_t cap, size_t *len);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 
 #endif

@@ -3,6 +3,8 @@
 #ifndef SHMRPC_VERSION_H
 #define SHMRPC_VERSION_H
 
+#include <shmrpc/decls.h>
+
 #define SHMRPC_VERSION_MAJOR 0
 #define SHMRPC_VERSION_MINOR 1
 #define SHMRPC_VERSION_PATCH 0
@@ -14,17 +16,10 @@
  * layout, codec helpers, stub calling convention). Generated headers #error on a mismatch. */
 #define SHMRPC_CODEGEN_VERSION 2
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+SHMRPC_BEGIN_DECLS
 
 /* The version of the library actually linked, e.g. "0.1.0". */
 const char *shmrpc_version(void);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

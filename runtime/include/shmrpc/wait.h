@@ -6,11 +6,9 @@
 
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* The library's API, exported from libshmrpc.so, which hides everything else. */
-#pragma GCC visibility push(default)
+#include <shmrpc/decls.h>
+
+SHMRPC_BEGIN_DECLS
 
 typedef enum shmrpc_wait_mode {
     /* Spin while the process waited for runs on another CPU, yield while it shares
@@ -44,8 +42,5 @@ typedef struct shmrpc_wait_opts {
  * SHMRPC_SPIN_NS=N. Malformed values are ignored. */
 void shmrpc_wait_opts_init(shmrpc_wait_opts *o);
 
-#pragma GCC visibility pop
-#ifdef __cplusplus
-}
-#endif
+SHMRPC_END_DECLS
 #endif

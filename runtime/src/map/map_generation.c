@@ -94,7 +94,7 @@ int shmrpc__map_build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t 
     uint64_t ring = RING_MIN;
     while (ring < bytes / 256 && ring < RING_MAX)
         ring <<= 1;
-    uint64_t arena = HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8;
+    uint64_t arena = gen_arena_off(nslots, ring);
     uint64_t total = (arena + bytes + 4095) & ~UINT64_C(4095);
     shmrpc__seg_how how = {
         .ops = &gen_seg_ops, .path = path, .name = m->name, .perms = m->opts.perms};
@@ -120,11 +120,8 @@ int shmrpc__map_build_gen(shmrpc_map *m, uint64_t gen, uint64_t epoch, uint64_t 
     g->ring_cap = ring;
     atomic_store(&g->epoch, epoch);
     atomic_store(&g->used, arena);
-    geo->gen = gen;
-    geo->total = total;
-    geo->nslots = nslots;
-    geo->arena_off = arena;
-    geo->ring_cap = ring;
+    *geo = (shmrpc__map_geo){
+        .gen = gen, .total = total, .nslots = nslots, .arena_off = arena, .ring_cap = ring};
     *out = s.base;
     return 0;
 }

@@ -199,7 +199,7 @@ struct gen_hdr {
     uint64_t gen;
     uint64_t total;     /* bytes of the segment */
     uint64_t nslots;    /* a power of two */
-    uint64_t arena_off; /* HEAD_SIZE + nslots * 8 + SPACE_SIZE */
+    uint64_t arena_off; /* gen_arena_off(nslots, ring_cap) */
     /* The epoch: written by a writer under the lock when it advances it (release), read
      * by every snapshot, which publishes it in its reader slot. It continues across
      * generations: epoch0, written once by the builder, is the first of this generation,
@@ -261,6 +261,13 @@ _Static_assert(sizeof(struct gen_space) == 128 + 8 * NCLASSES, "layout");
 _Static_assert(sizeof(struct gen_hdr) % LINE == 0 && sizeof(struct gen_space) % LINE == 0,
                "entries on line boundaries");
 #define SPACE_SIZE sizeof(struct gen_space)
+
+/* Where a generation's entries begin: after its head, its nslots slots, the space and the
+ * ring of ring_cap retired entries. Its builder writes it and every mapper checks it. */
+static inline uint64_t gen_arena_off(uint64_t nslots, uint64_t ring_cap)
+{
+    return HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring_cap * 8;
+}
 
 /* An entry: written once, before a slot points to it; never written again. */
 struct entry {

@@ -99,17 +99,13 @@ int shmrpc__map_validate(const void *seg, uint64_t size, shmrpc__map_geo *geo, c
         return shmrpc__map_why_fail(SHMRPC_EPROTO, why, cap,
                                     "ring of %" PRIu64 " is not a power of two in [2^11, 2^24]",
                                     ring);
-    if (arena != HEAD_SIZE + nslots * 8 + SPACE_SIZE + ring * 8 || arena > total ||
-        (total >> 3) > OFF_MASK)
+    if (arena != gen_arena_off(nslots, ring) || arena > total || (total >> 3) > OFF_MASK)
         return shmrpc__map_why_fail(SHMRPC_EPROTO, why, cap,
                                     "entries at %" PRIu64 " do not follow %" PRIu64
                                     " slots in %" PRIu64 " bytes",
                                     arena, nslots, total);
-    geo->gen = g->gen;
-    geo->total = total;
-    geo->nslots = nslots;
-    geo->arena_off = arena;
-    geo->ring_cap = ring;
+    *geo = (shmrpc__map_geo){
+        .gen = g->gen, .total = total, .nslots = nslots, .arena_off = arena, .ring_cap = ring};
     return 0;
 }
 

@@ -54,26 +54,10 @@ void shmrpc__ctx_set_stats(shmrpc_ctx *ctx, struct shmrpc__stats_row *rows, uint
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s)
 {
+    /* What is not named starts at zero: no statistics, loan, deadline look or message. */
+    *ctx = (shmrpc_ctx){.user = s->user, .ran_ns = -1, .budget_ns = -1};
     ctx->arena = shmrpc_arena_new(0);
-    if (!ctx->arena) return SHMRPC_ENOMEM;
-    ctx->user = s->user;
-    ctx->stats = NULL;
-    ctx->stats_n = 0;
-    ctx->draining = false;
-    ctx->timed = false;
-    ctx->ran_ns = -1;
-    ctx->count_later = ctx->count_due = false;
-    ctx->loan = NULL;
-    ctx->loan_arg = NULL;
-    ctx->budget_ns = -1;
-    ctx->began_ns = 0;
-    ctx->wanted = NULL;
-    ctx->wanted_arg = NULL;
-    ctx->resp = NULL;
-    ctx->loaned = false;
-    ctx->has_msg = false;
-    ctx->msg[0] = '\0';
-    return 0;
+    return ctx->arena ? 0 : SHMRPC_ENOMEM;
 }
 
 void shmrpc__ctx_destroy(shmrpc_ctx *ctx)
