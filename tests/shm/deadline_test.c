@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,7 +80,42 @@ static const Deadline_handlers handlers = {.left = h_left, .relay = h_relay};
 
 static pid_t servers[2];
 static char addr[2][64];
-static const char *transport; /* "shm" or "tcp", set by each test's setup */
+static const char *transport; /* "shm", "tcp" or "tls", set by each test's setup */
+
+/* A self-signed certificate for 127.0.0.1, made by the openssl program for the first test
+ * over TLS, in a folder removed at exit (a loopback client does not check it). */
+static char certs[] = "/tmp/deadline_tlsXXXXXX";
+static char cert[64], key[64];
+
+static void remove_certs(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", certs);
+    if (system(cmd) != 0) fprintf(stderr, "deadline_test: could not remove %s\n", certs);
+}
+
+static int on_tls(void **state)
+{
+    (void)state;
+    transport = "tls";
+    if (cert[0]) return 0;
+    if (!mkdtemp(certs)) return -1;
+    atexit(remove_certs);
+    snprintf(cert, sizeof cert, "%s/self.pem", certs);
+    snprintf(key, sizeof key, "%s/self.key", certs);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-keyout '%s' -out '%s' -days 2 -subj /CN=127.0.0.1 >/dev/null 2>&1",
+             key, cert);
+    int st = system(cmd);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "deadline_test: the openssl program could not make a certificate\n");
+        cert[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
 
 static int on_shm(void **state)
 {
@@ -95,15 +131,23 @@ static int on_tcp(void **state)
     return 0;
 }
 
-/* Starts server i, with these tcp:// settings (NULL: the defaults). */
+/* Starts server i, with these tcp:// settings (NULL: the defaults; over TLS, its certificate
+ * is added). */
 static void start_with(int i, const shmrpc_tcp_opts *tcp)
 {
-    if (strcmp(transport, "tcp") == 0)
+    if (strcmp(transport, "shm") != 0)
         snprintf(addr[i], sizeof addr[i], "tcp://127.0.0.1:%d", test_free_port());
     else
         snprintf(addr[i], sizeof addr[i], "shm://deadline%d_%d", (int)getpid(), i);
-    test_server ts = {
-        .svc = &Deadline_service, .handlers = &handlers, .addr = addr[i], .workers = 1, .tcp = tcp};
+    shmrpc_tcp_opts tls = tcp ? *tcp : (shmrpc_tcp_opts){0};
+    tls.tls_cert = cert;
+    tls.tls_key = key;
+    bool over_tls = strcmp(transport, "tls") == 0;
+    test_server ts = {.svc = &Deadline_service,
+                      .handlers = &handlers,
+                      .addr = addr[i],
+                      .workers = 1,
+                      .tcp = over_tls ? &tls : tcp};
     servers[i] = test_start_server(&ts);
     assert_true(servers[i] > 0);
 }
@@ -118,6 +162,7 @@ static shmrpc_client *client(int i, int64_t timeout_ms)
     shmrpc_client_opts o;
     shmrpc_client_opts_init(&o);
     o.timeout_ms = timeout_ms;
+    if (strcmp(transport, "tls") == 0) o.tcp.tls = SHMRPC_TLS_ON; /* loopback: not verified */
     int rc;
     shmrpc_client *c = test_connect(&Deadline_service_info, &o, addr[i], &rc);
     assert_int_equal(rc, 0);
@@ -429,6 +474,9 @@ int main(void)
         BOTH(wait_ends_when_a_started_calls_client_dies),
         BOTH(cancel_ends_a_blocking_call),
         BOTH(cancel_ends_a_started_call),
+        {"tls: cancel_ends_a_blocking_call", cancel_ends_a_blocking_call, on_tls, stop_servers,
+         NULL},
+        {"tls: cancel_ends_a_started_call", cancel_ends_a_started_call, on_tls, stop_servers, NULL},
         cmocka_unit_test_setup_teardown(one_started_call_cancelled, on_tcp, stop_servers),
         cmocka_unit_test_setup_teardown(one_started_call_cancelled_run_in_turn, on_tcp,
                                         stop_servers),
