@@ -377,6 +377,7 @@ static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t time
     int rc = shmrpc__icpts_before(c->icpt, &ic, &ran);
     bool refused = rc != 0; /* then not sent */
     if (!refused) {
+        err = shmrpc__err_begin(); /* not what the befores' own calls left */
         rc = loaned == SIZE_MAX ? send_call(c, j, timeout, resp, err)
                                 : send_loaned(c, loaned, timeout, resp, err);
         shmrpc__msg_set(&c->icmsg, "%s", rc ? shmrpc_errmsg() : "");
@@ -596,8 +597,11 @@ static int start_intercepted(shmrpc_client *c, uint32_t j, int64_t timeout, shmr
     shmrpc__icall ic = icall_of(c, j);
     uint32_t ran;
     int rc = shmrpc__icpts_before(c->icpt, &ic, &ran);
-    if (rc == 0 && c->faults && (rc = inject(c, j, &timeout)) != 0)
-        shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
+    if (rc == 0) {
+        err = shmrpc__err_begin(); /* not what the befores' own calls left */
+        if (c->faults && (rc = inject(c, j, &timeout)) != 0)
+            shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
+    }
     shmrpc_call *k = NULL;
     if (rc == 0) {
         shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);

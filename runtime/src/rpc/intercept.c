@@ -88,6 +88,8 @@ int shmrpc__icpts_before(const shmrpc__icpts *chain, shmrpc__icall *ic, uint32_t
         }
         break;
     }
+    /* A message a before left on a call it let go on is no handler's. */
+    if (rc == 0 && ic->msg_set && ic->pub.ctx) ic->pub.ctx->has_msg = false;
     *ran = k;
     return rc;
 }
