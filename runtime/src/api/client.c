@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "core/wait.h"
 #include "rpc/faults.h"
+#include "rpc/intercept.h"
 
 struct shmrpc_client {
     const shmrpc_service_info *info;
@@ -28,6 +29,8 @@ struct shmrpc_client {
     uint32_t loan_method;
     size_t loan_size;
     shmrpc__faults *faults; /* SHMRPC_FAULTS's client entries for this service, or NULL */
+    shmrpc__icpts *icpt;    /* its interceptors (shmrpc_client_intercept), or NULL */
+    shmrpc_buf icmsg;       /* an intercepted call's message while its hooks run */
     /* Raised by shmrpc_client_cancel, from any thread: a call that began before ends with
      * SHMRPC_ECANCELLED (its connection's cancels points here). 32-bit: lock-free, so
      * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
@@ -42,6 +45,8 @@ struct shmrpc_call {
     shmrpc_call *next, *prev; /* the client's calls, while the transport holds it */
     bool linked;
     uint32_t cancels_seen; /* the client's cancels when it began */
+    bool icpt_due;         /* the afters of its client's first icpt_ran interceptors */
+    uint32_t icpt_ran;
     shmrpc__pending p;
 };
 
@@ -86,6 +91,7 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     c->cfg.wait = o.wait;
     shmrpc_buf_init(&c->req);
     shmrpc_buf_init(&c->resp);
+    shmrpc_buf_init(&c->icmsg);
     c->req.max = c->cfg.max_msg;
     c->resp.max = c->cfg.max_msg;
     if (shmrpc__tcp_cfg_init(&c->cfg.tcp, &o.tcp) != 0) {
@@ -112,8 +118,11 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
     return 0;
 }
 
+static void settle(shmrpc_call *k);
+
 /* Finishes c's calls not done with SHMRPC_ECLOSED and takes them from the transport, which
- * drops their answers: the client is freed or connects again. */
+ * drops their answers: the client is freed or connects again (their afters run now, while
+ * its interceptors are there). */
 static void close_calls(shmrpc_client *c, bool freed, const char *why)
 {
     while (c->calls) {
@@ -126,6 +135,7 @@ static void close_calls(shmrpc_client *c, bool freed, const char *why)
             k->p.status = SHMRPC_ECLOSED;
             shmrpc__msg_set(&k->p.msg, "%s", why);
         }
+        settle(k);
         if (freed) k->client = NULL;
     }
 }
@@ -149,6 +159,8 @@ void shmrpc_client_free(shmrpc_client *c)
     shmrpc_arena_free(c->arena);
     shmrpc_arena_free(c->table.arena);
     shmrpc__faults_free(c->faults);
+    shmrpc__icpts_free(c->icpt);
+    shmrpc_buf_destroy(&c->icmsg);
     free(c->map);
     free(c);
 }
@@ -185,6 +197,12 @@ void shmrpc_client_next_timeout(shmrpc_client *c, int64_t ms)
 void shmrpc_client_own_deadline(shmrpc_client *c, bool own)
 {
     if (c) c->own_deadline = own;
+}
+
+int shmrpc_client_intercept(shmrpc_client *c, const shmrpc_interceptor *i, void *arg)
+{
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    return shmrpc__icpts_add(&c->icpt, i, arg);
 }
 
 void shmrpc_client_cancel(shmrpc_client *c)
@@ -291,7 +309,8 @@ static int inject(shmrpc_client *c, uint32_t j, int64_t *timeout)
 /* What a call of method_id (blocking or started) does first: gives up the loan, takes its
  * timeout (timeout_ms, else the next call's, else the client's) and begins the thread's
  * message in *err; then checks the connection, the method id and the encoded request. 0,
- * or the status to return. */
+ * or the status to return; the call proper (its interceptors, a fault, the transport)
+ * comes after. */
 static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, int64_t *timeout,
                       shmrpc_buf **err)
 {
@@ -306,7 +325,67 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
         return shmrpc_client_error(c, SHMRPC_ENOENT, "no method with id %u (service '%s' has %u)",
                                    method_id, c->info->name, c->info->n_methods);
     if (c->req.err) return request_error(c);
-    return c->faults ? inject(c, method_id, timeout) : 0;
+    return 0;
+}
+
+/* A blocking call of method_id once begun: the fault SHMRPC_FAULTS injects, the deadline it
+ * inherits, then the transport. */
+static int send_call(shmrpc_client *c, uint32_t method_id, int64_t timeout, shmrpc_bytes *resp,
+                     shmrpc_buf *err)
+{
+    int rc = c->faults ? inject(c, method_id, &timeout) : 0;
+    if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
+    /* An inproc:// handler runs on this thread: what its own failed calls left is not
+     * this call's. */
+    return shmrpc__err_end(0);
+}
+
+/* A loaned call (shmrpc_client_call_loaned) of len bytes in the transport, once begun: as
+ * send_call. */
+static int send_loaned(shmrpc_client *c, size_t len, int64_t timeout, shmrpc_bytes *resp,
+                       shmrpc_buf *err)
+{
+    int rc = inherited_passed(c, timeout);
+    if (rc == 0 && c->faults) rc = inject(c, c->loan_method, &timeout);
+    if (rc) return rc;
+    shmrpc_bytes out;
+    rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
+    if (rc) return shmrpc__err_end(rc);
+    if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
+    return shmrpc__err_end(0);
+}
+
+/* The call of method j as its interceptors see it; its message goes to c->icmsg. */
+static shmrpc__icall icall_of(shmrpc_client *c, uint32_t j)
+{
+    return (shmrpc__icall){.pub = {.service = c->info, .method = &c->info->methods[j]},
+                           .msg = &c->icmsg};
+}
+
+/* A blocking call of method j (loaned: of that many bytes in the transport; SIZE_MAX: from
+ * the request buffer) inside the client's interceptors. Its message waits in c->icmsg while
+ * the afters run (which may make calls of their own), and goes to the thread at the end. */
+static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t timeout,
+                       shmrpc_bytes *resp, shmrpc_buf *err)
+{
+    shmrpc__icall ic = icall_of(c, j);
+    uint32_t ran;
+    int rc = shmrpc__icpts_before(c->icpt, &ic, &ran);
+    bool refused = rc != 0; /* then not sent */
+    if (!refused) {
+        err = shmrpc__err_begin(); /* not what the befores' own calls left */
+        rc = loaned == SIZE_MAX ? send_call(c, j, timeout, resp, err)
+                                : send_loaned(c, loaned, timeout, resp, err);
+        shmrpc__msg_set(&c->icmsg, "%s", rc ? shmrpc_errmsg() : "");
+    }
+    rc = shmrpc__icpts_after(c->icpt, &ic, ran, rc);
+    if (rc == 0) return shmrpc__err_end(0);
+    if (resp) *resp = shmrpc_bytes_of(empty, 0);
+    return shmrpc__err_set(rc, "%s", shmrpc__msg_get(&c->icmsg));
 }
 
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
@@ -317,14 +396,9 @@ int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp)
     int64_t timeout;
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, SHMRPC_TIMEOUT_DEFAULT, &timeout, &err);
-    if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
-    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
-    if (rc) return shmrpc__err_end(rc);
-    if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
-    /* An inproc:// handler runs on this thread: what its own failed calls left is not
-     * this call's. */
-    return shmrpc__err_end(0);
+    if (rc) return rc;
+    if (c->icpt) return intercepted(c, method_id, SIZE_MAX, timeout, resp, err);
+    return send_call(c, method_id, timeout, resp, err);
 }
 
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr)
@@ -384,14 +458,8 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp)
     shmrpc_buf *err = shmrpc__err_begin();
     if (!c->conn) return shmrpc_client_error(c, SHMRPC_ECLOSED, "not connected");
     cancellable(c);
-    int rc = inherited_passed(c, timeout);
-    if (rc == 0 && c->faults) rc = inject(c, c->loan_method, &timeout);
-    if (rc) return rc;
-    shmrpc_bytes out;
-    rc = c->conn->ops->call_loaned(c->conn, c->map[c->loan_method], len, &out, timeout, err);
-    if (rc) return shmrpc__err_end(rc);
-    if (resp) *resp = out.len ? out : shmrpc_bytes_of(empty, 0);
-    return shmrpc__err_end(0);
+    if (c->icpt) return intercepted(c, c->loan_method, len, timeout, resp, err);
+    return send_loaned(c, len, timeout, resp, err);
 }
 
 const char *shmrpc_health_name(int state)
@@ -445,14 +513,11 @@ static void call_unlink(shmrpc_call *k)
     k->linked = false;
 }
 
-/* Starts a call of the server's method sid (j: the client's method id, or -1 for the
- * health method) with req: in the transport's hands, or done at once (a call that failed
- * at once, or a transport without start, which runs it here). SHMRPC_ENOMEM, else 0. */
-static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, int64_t timeout,
-                 shmrpc_call **call, shmrpc_buf *err)
+/* A call of c not started yet (sid and j as for start), or NULL for lack of memory. */
+static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t timeout)
 {
     shmrpc_call *k = calloc(1, sizeof *k);
-    if (!k) return SHMRPC_ENOMEM;
+    if (!k) return NULL;
     k->client = c;
     shmrpc_buf_init(&k->p.req);
     shmrpc_buf_init(&k->p.resp);
@@ -462,6 +527,17 @@ static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, in
     k->p.j = j;
     k->p.deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
     k->cancels_seen = c->conn->cancels_seen;
+    return k;
+}
+
+/* Starts a call of the server's method sid (j: the client's method id, or -1 for the
+ * health method) with req: in the transport's hands, or done at once (a call that failed
+ * at once, or a transport without start, which runs it here). SHMRPC_ENOMEM, else 0. */
+static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, int64_t timeout,
+                 shmrpc_call **call, shmrpc_buf *err)
+{
+    shmrpc_call *k = call_new(c, sid, j, timeout);
+    if (!k) return SHMRPC_ENOMEM;
     if (c->conn->ops->start) {
         if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
             shmrpc_call_free(k);
@@ -500,6 +576,52 @@ static int call_blocking(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes
     return rc ? rc : shmrpc_client_finish(c, k, NULL);
 }
 
+/* Runs the afters due on k once it is done, while its client is there: its status becomes
+ * what they return, their message its message. */
+static void settle(shmrpc_call *k)
+{
+    if (!k->icpt_due || !k->p.done || !k->client) return;
+    k->icpt_due = false;
+    shmrpc_client *c = k->client;
+    shmrpc__icall ic = icall_of(c, (uint32_t)k->p.j);
+    ic.msg = &k->p.msg;
+    k->p.status = shmrpc__icpts_after(c->icpt, &ic, k->icpt_ran, k->p.status);
+}
+
+/* shmrpc_client_start inside the client's interceptors: a call refused, or failed by a fault
+ * SHMRPC_FAULTS injects, is returned done with its status, as one that failed at once; a call
+ * done at once has its afters now. */
+static int start_intercepted(shmrpc_client *c, uint32_t j, int64_t timeout, shmrpc_call **call,
+                             shmrpc_buf *err)
+{
+    shmrpc__icall ic = icall_of(c, j);
+    uint32_t ran;
+    int rc = shmrpc__icpts_before(c->icpt, &ic, &ran);
+    if (rc == 0) {
+        err = shmrpc__err_begin(); /* not what the befores' own calls left */
+        if (c->faults && (rc = inject(c, j, &timeout)) != 0)
+            shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
+    }
+    shmrpc_call *k = NULL;
+    if (rc == 0) {
+        shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+        if (start(c, c->map[j], j, req, timeout, &k, err)) k = NULL;
+    } else if ((k = call_new(c, c->map[j], j, timeout)) != NULL) {
+        k->p.done = true;
+        k->p.status = rc;
+        shmrpc__msg_set(&k->p.msg, "%s", shmrpc__msg_get(&c->icmsg));
+    }
+    if (!k) { /* the afters see the call end, as it does */
+        shmrpc__icpts_after(c->icpt, &ic, ran, SHMRPC_ENOMEM);
+        return shmrpc__err_code(SHMRPC_ENOMEM);
+    }
+    k->icpt_due = true;
+    k->icpt_ran = ran;
+    settle(k);
+    *call = k;
+    return shmrpc__err_end(0);
+}
+
 int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms,
                         shmrpc_call **call)
 {
@@ -509,6 +631,8 @@ int shmrpc_client_start(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms
     shmrpc_buf *err;
     int rc = call_begin(c, method_id, timeout_ms, &timeout, &err);
     if (rc) return rc;
+    if (c->icpt) return start_intercepted(c, method_id, timeout, call, err);
+    if (c->faults && (rc = inject(c, method_id, &timeout)) != 0) return rc;
     shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
     if (start(c, c->map[method_id], method_id, req, timeout, call, err))
         return shmrpc__err_code(SHMRPC_ENOMEM);
@@ -560,6 +684,7 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
         for (size_t i = 0; i < n; i++) {
             if (!calls[i]->p.done) continue;
             call_unlink(calls[i]);
+            settle(calls[i]);
             *which = i;
             return shmrpc__err_end(0);
         }
@@ -575,6 +700,7 @@ int shmrpc_client_wait(shmrpc_client *c, shmrpc_call *const *calls, size_t n, in
 int shmrpc_call_status(const shmrpc_call *call)
 {
     if (!call) return SHMRPC_EINVAL;
+    settle((shmrpc_call *)call); /* every call is the library's, made by calloc */
     return call->p.done ? call->p.status : SHMRPC_CALL_PENDING;
 }
 
@@ -583,6 +709,7 @@ int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp)
     if (resp) *resp = shmrpc_bytes_of(empty, 0);
     if (!call) return shmrpc__err_set(SHMRPC_EINVAL, "no call");
     if (!call->p.done) return shmrpc__err_set(SHMRPC_CALL_PENDING, "the call is not done");
+    settle(call);
     if (call->p.status) return shmrpc__err_set(call->p.status, "%s", shmrpc__msg_get(&call->p.msg));
     if (resp)
         *resp = shmrpc_bytes_of(call->p.resp.len ? call->p.resp.data : empty, call->p.resp.len);
@@ -594,6 +721,7 @@ void shmrpc_call_free(shmrpc_call *call)
     if (!call) return;
     if (call->client) {
         shmrpc_call_cancel(call); /* one not done */
+        settle(call);
         call_unlink(call);
         if (call->client->conn && call->client->conn->ops->abandon)
             call->client->conn->ops->abandon(call->client->conn, &call->p);

@@ -76,6 +76,7 @@ void shmrpc_server_free(shmrpc_server *s)
     free(s->handlers);
     free(s->in_place);
     shmrpc__faults_free(s->faults);
+    shmrpc__icpts_free(s->icpt);
     free(s);
 }
 
@@ -187,6 +188,16 @@ int shmrpc_server_set_in_place(shmrpc_server *s, uint32_t method_id, int in_plac
         return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
     s->in_place[method_id] = in_place != 0;
     return 0;
+}
+
+int shmrpc_server_intercept(shmrpc_server *s, const shmrpc_interceptor *i, void *arg)
+{
+    if (!s) return shmrpc__err_set(SHMRPC_EINVAL, "no server");
+    /* Workers forked and threads running calls read the chain without a lock. */
+    if (s->listener)
+        return shmrpc__err_set(SHMRPC_EBUSY, "the server listens already: add interceptors "
+                                             "before shmrpc_server_listen");
+    return shmrpc__icpts_add(&s->icpt, i, arg);
 }
 
 int shmrpc_server_listen(shmrpc_server *s, const char *addr)

@@ -222,7 +222,7 @@ int shmrpc_ctx_decode_error(shmrpc_ctx *ctx, const char *method, const char *wha
 static int invoke_faulty(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                          shmrpc_buf *resp)
 {
-    const shmrpc__fault *f = shmrpc__faults_draw(s->faults, id);
+    const shmrpc__fault *f = s->faults ? shmrpc__faults_draw(s->faults, id) : NULL;
     if (f && f->action == SHMRPC__FAULT_STATUS)
         return shmrpc_ctx_error(ctx, f->status, "injected by SHMRPC_FAULTS (%s)", f->text);
     if (f && f->action == SHMRPC__FAULT_DELAY) shmrpc__faults_sleep(f->delay_ms);
@@ -252,6 +252,21 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
                                 shmrpc_strerror(resp->err));
     if (rc < 0 && !ctx->has_msg) shmrpc_ctx_error(ctx, rc, "%s", shmrpc_strerror(rc));
     return rc;
+}
+
+/* Runs the call of method id inside what the server puts around its handler: the faults
+ * SHMRPC_FAULTS injects (as the handler's), inside its interceptors, whose afters see the
+ * status the client gets. */
+static int invoke_around(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                         shmrpc_buf *resp)
+{
+    if (!s->icpt) return invoke_faulty(s, ctx, id, req, resp);
+    const shmrpc_service_info *info = s->svc->info;
+    shmrpc__icall ic = {.pub = {.service = info, .method = &info->methods[id], .ctx = ctx}};
+    uint32_t ran;
+    int rc = shmrpc__icpts_before(s->icpt, &ic, &ran);
+    if (rc == 0) rc = call_status(s, ctx, id, invoke_faulty(s, ctx, id, req, resp), resp);
+    return shmrpc__icpts_after(s->icpt, &ic, ran, rc);
 }
 
 void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now)
@@ -299,8 +314,8 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->began_ns = t0;
     shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */
     serving = ctx;
-    int rc = s->faults ? invoke_faulty(s, ctx, id, req, resp)
-                       : svc->invoke[id](ctx, s->handlers, req, resp);
+    int rc = s->faults || s->icpt ? invoke_around(s, ctx, id, req, resp)
+                                  : svc->invoke[id](ctx, s->handlers, req, resp);
     serving = outer;
     ctx->budget_ns = -1;
     rc = call_status(s, ctx, id, rc, resp);

@@ -108,9 +108,11 @@ const char *shmrpc__ctx_msg(const shmrpc_ctx *ctx);
 /* Runs one call of the server's method id (the server's index), or answers the built-in
  * health method (SHMRPC_HEALTH_METHOD_ID: one byte, a shmrpc_health) without a handler,
  * draining once the server or ctx->draining says it was told to stop. Runs one call with the
- * request bytes req, encoding the result into resp (cleared first, capped at the server's maximum).
- * Returns the handler's status; on failure shmrpc__ctx_msg(ctx) says why (the handler's
- * message, or shmrpc_strerror(rc) when it set none). Resets ctx's arena afterwards.
+ * request bytes req, encoding the result into resp (cleared first, capped at the server's maximum),
+ * inside the server's interceptors (shmrpc_server_intercept), which the health method skips.
+ * Returns the handler's status (or an interceptor's); on failure shmrpc__ctx_msg(ctx) says
+ * why (the handler's message, or shmrpc_strerror(rc) when it set none). Resets ctx's arena
+ * afterwards.
  * Safe to run on several threads at once with different ctx and resp: it reads the
  * server only, which does not change once it listens. */
 int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "rpc/faults.h"
+#include "rpc/intercept.h"
 #include "rpc/rpc.h"
 
 struct shmrpc_server {
@@ -23,6 +24,7 @@ struct shmrpc_server {
     void *user;
     bool *in_place;             /* per method: its handler reads the request in place */
     shmrpc__faults *faults;     /* SHMRPC_FAULTS's server entries, bound at register; or NULL */
+    shmrpc__icpts *icpt;        /* its interceptors, set before listen; or NULL */
     shmrpc__listener *listener; /* NULL until listening */
     _Atomic int stop;           /* set by shmrpc_server_stop() */
     _Atomic int want;           /* workers wanted: serve(n), then set_workers() */
