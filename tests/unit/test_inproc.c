@@ -644,6 +644,29 @@ static void cancel_reaches_the_handler(void **state)
     shmrpc_server_free(s);
 }
 
+/* A started call outlives its client (client.h: shmrpc_call_free works after the client is
+ * gone): over inproc:// it is done at its start, on no list of the client, and freeing it
+ * must not reach the freed client (the ASan build sees it if it does). */
+static void a_call_outlives_its_client(void **state)
+{
+    (void)state;
+    shmrpc_server *s;
+    assert_int_equal(shmrpc_server_new(&s, NULL), 0);
+    assert_int_equal(shmrpc_server_register(s, &calc_service, &calc_default_handlers, NULL), 0);
+    assert_int_equal(shmrpc_server_listen(s, "inproc://outlive"), 0);
+    shmrpc_client *c = client_for(&calc_service_info, "inproc://outlive");
+    shmrpc_client_request(c);
+    shmrpc_call *call;
+    assert_int_equal(shmrpc_client_start(c, CALC_POSITIVE, SHMRPC_TIMEOUT_DEFAULT, &call), 0);
+    shmrpc_client_free(c);
+    int done = shmrpc_call_status(call); /* whatever the handler answered */
+    assert_int_not_equal(done, SHMRPC_CALL_PENDING);
+    shmrpc_call_cancel(call); /* done: nothing */
+    assert_int_equal(shmrpc_call_status(call), done);
+    shmrpc_call_free(call);
+    shmrpc_server_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -662,6 +685,7 @@ int main(void)
         cmocka_unit_test(server_freed_during_calls),
         cmocka_unit_test(deadlines_are_inherited),
         cmocka_unit_test(cancel_reaches_the_handler),
+        cmocka_unit_test(a_call_outlives_its_client),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -719,12 +719,13 @@ int shmrpc_call_result(shmrpc_call *call, shmrpc_bytes *resp)
 void shmrpc_call_free(shmrpc_call *call)
 {
     if (!call) return;
+    /* A call done at its start (shm://, inproc://, a call refused) is on no list, and its
+     * client may be gone: only a call not done, which the client's end would have let go,
+     * is its transport's to forget (cancelled: its server told, its answer dropped). */
     if (call->client) {
-        shmrpc_call_cancel(call); /* one not done */
+        shmrpc_call_cancel(call);
         settle(call);
         call_unlink(call);
-        if (call->client->conn && call->client->conn->ops->abandon)
-            call->client->conn->ops->abandon(call->client->conn, &call->p);
     }
     shmrpc_buf_destroy(&call->p.req);
     shmrpc_buf_destroy(&call->p.resp);
