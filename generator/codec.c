@@ -360,24 +360,53 @@ static void mp_write_body(gen *g, emitter *e, gtype *t)
     }
 }
 
+/* How many of t's members a peer must send: those up to the last one not optional. The
+ * optional ones after it may be missing (an older peer's: they read as none), and members
+ * past t's own may follow (a newer peer's: skipped), by the rules of compatible evolution
+ * (docs/svc-language.md). */
+static int required_members(gen *g, const gtype *t)
+{
+    int i = 0, req = 0;
+    for (const svc_field *f = t->fields; f; f = f->next)
+        if (++i && gen_type(g, f->type)->kind != GK_OPT) req = i;
+    return req;
+}
+
 static void mp_read_struct(gen *g, emitter *e, const gtype *t)
 {
     const char *noun = t->is_args ? "argument" : "field";
+    int req = required_members(g, t);
     /* Failures of the struct as a whole name no field of their own: the field or
      * parameter that holds the struct does, or for the arguments, nothing. */
     em(e, "uint32_t n;");
     em(e, "int rc = shmrpc_mp_read_array(r, &n);");
     rc_checked(e);
-    invalid_if(g, e, S("n != %d", t->n_fields),
-               S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s"));
+    if (req > 0)
+        invalid_if(g, e, S("n < %d", req),
+               req == t->n_fields
+                   ? S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s")
+                   : S("\"expected at least %d %s%s\"", req, noun, req == 1 ? "" : "s"));
     if (!t->is_args) invalid_if(g, e, "++r->depth > SHMRPC_MAX_DEPTH", "\"nested too deeply\"");
     bool uses_arena = false;
-    for (const svc_field *f = t->fields; f; f = f->next) {
+    int i = 0;
+    for (const svc_field *f = t->fields; f; f = f->next, i++) {
         const gtype *ft = gen_type(g, f->type);
+        const char *dst = S("v->%.*s", f->name.n, f->name.p);
         uses_arena |= ft->kind != GK_SCALAR;
-        gen_mp_read(g, e, &fcx, ft, S("v->%.*s", f->name.n, f->name.p),
+        bool maybe_absent = i >= req; /* an older peer may not have sent it: none */
+        if (maybe_absent) {
+            em_open(e, "if (n <= %d) {", i);
+            em(e, "memset(&%s, 0, sizeof %s);", dst, dst);
+            e->depth--;
+            em_open(e, "} else {");
+        }
+        gen_mp_read(g, e, &fcx, ft, dst,
                     S("return shmrpc_mp_fail_at(r, rc, \"%s\");", field_label(g, t, f)));
+        if (maybe_absent) em_close(e, "}");
     }
+    /* What a newer peer appended. */
+    em_guard(e, S("n > %d && (rc = shmrpc_mp_skip(r, n - %d)) != 0", t->n_fields, t->n_fields),
+             NULL, "rc");
     if (!uses_arena) em(e, "(void)a;");
     if (t->n_fields == 0) em(e, "(void)v;");
     if (!t->is_args) em(e, "r->depth--;");
@@ -549,28 +578,26 @@ static void json_write_body(gen *g, emitter *e, gtype *t)
     em(e, "return o;");
 }
 
+/* By name: an optional member that is missing is none (an older peer's), a member this side
+ * does not know is skipped (a newer peer's), by the rules of compatible evolution. */
 static void json_read_struct(gen *g, emitter *e, const gtype *t)
 {
-    em(e, "size_t n, seen = 0;");
+    em(e, "size_t n;");
     em(e, "int rc = shmrpc_json_read_object(r, j, &n);");
     rc_checked(e);
+    em(e, "(void)n;");
     if (t->fields) em(e, "const shmrpc_json *f;");
     for (const svc_field *f = t->fields; f; f = f->next) {
         const gtype *ft = gen_type(g, f->type);
         const char *label = field_label(g, t, f);
         em(e, "f = shmrpc_json_get(j, \"%.*s\");", f->name.n, f->name.p);
-        if (ft->kind == GK_OPT) {
-            em(e, "seen += f != NULL;");
-        } else {
+        if (ft->kind != GK_OPT)
             em_guard(e, "f == NULL", "r->why = \"missing\";",
                      S("shmrpc_json_fail_at(r, SHMRPC_EINVAL, \"%s\")", label));
-            em(e, "seen++;");
-        }
         gen_json_read(g, e, &fcx, ft, "f", S("v->%.*s", f->name.n, f->name.p),
                       S("return shmrpc_json_fail_at(r, rc, \"%s\");", label));
     }
     if (t->fields == NULL) em(e, "(void)v;");
-    invalid_if(g, e, "seen != n", S("\"unknown %s\"", t->is_args ? "argument" : "field"));
 }
 
 static void json_read_body(gen *g, emitter *e, gtype *t)

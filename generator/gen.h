@@ -137,6 +137,12 @@ void gen_json_read(gen *g, emitter *e, const cx *c, const gtype *t, const char *
 
 /* descriptor.c: NAME.c, the method table and the shared codec */
 uint64_t gen_service_fingerprint(gen *g);
+
+/* shmrpcgen --check-compat OLD NEW (compat.c): prints both ways' verdicts; 0 when each
+ * build's clients can call the other's server, 1 when the old file's clients cannot call a
+ * server of the new one, 2 when only the new file's clients cannot call an old server
+ * (deploy servers first), 3 when a file does not check out. */
+int gen_check_compat(const char *old_path, const char *new_path);
 void gen_descriptor(gen *g, emitter *e);
 
 /* queue.c: the typed queues' declarations (NAME.h) and functions (NAME.c) */

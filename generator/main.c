@@ -15,11 +15,16 @@
 static void usage(FILE *f)
 {
     fputs("usage: shmrpcgen [-o DIR] [--depfile FILE] [--] FILE.svc\n"
+          "       shmrpcgen --check-compat OLD.svc NEW.svc\n"
           "       shmrpcgen --help | --version\n"
           "  -o, --out-dir=DIR  where the files go\n"
           "  --depfile=FILE     also write a Makefile rule: the outputs depend on FILE.svc\n"
           "Writes NAME.h, NAME.c (the method table), NAME_client.c and NAME_server.c\n"
-          "for FILE.svc into DIR (default: the current directory), made if missing.\n",
+          "for FILE.svc into DIR (default: the current directory), made if missing.\n"
+          "--check-compat prints whether clients and servers of the two files can call\n"
+          "each other, and how they differ: exit status 0 both ways, 1 when clients of\n"
+          "OLD cannot call a server of NEW, 2 when only clients of NEW cannot call a\n"
+          "server of OLD, 3 when a file does not check out.\n",
           f);
 }
 
@@ -131,10 +136,12 @@ static int write_depfile(const char *depfile, output *out, int n, const char *in
 int main(int argc, char **argv)
 {
     const char *dir = ".", *depfile = NULL, *input = NULL;
-    enum { OPT_DEPFILE = 256 };
+    bool check_compat = false;
+    enum { OPT_DEPFILE = 256, OPT_CHECK_COMPAT };
     static const struct option longopts[] = {
         {"out-dir", required_argument, NULL, 'o'},
         {"depfile", required_argument, NULL, OPT_DEPFILE},
+        {"check-compat", no_argument, NULL, OPT_CHECK_COMPAT},
         SHMRPC__OPTS_HELP_VERSION,
         {NULL, 0, NULL, 0},
     };
@@ -148,9 +155,19 @@ int main(int argc, char **argv)
         case OPT_DEPFILE:
             depfile = optarg;
             break;
+        case OPT_CHECK_COMPAT:
+            check_compat = true;
+            break;
         default:
             return shmrpc__opt_default(opt, "shmrpcgen", SHMRPCGEN_VERSION, usage);
         }
+    }
+    if (check_compat) {
+        if (argc - optind != 2) {
+            fputs("shmrpcgen: --check-compat takes two .svc files, the old and the new\n", stderr);
+            return 3;
+        }
+        return gen_check_compat(argv[optind], argv[optind + 1]);
     }
     for (int i = optind; i < argc; i++) {
         if (input == NULL) {

@@ -762,22 +762,27 @@ static void check_cnames(check *c)
 
 /* Upper bounds of what msgpack adds around the strings of a handshake body (docs/wire.md):
  * per method entry, an array header, id, fingerprint, encoding and two string headers;
- * per body, the other elements, the auth nonce at its largest included. */
+ * per type, a string header; per body, the other elements, the auth nonce at its largest
+ * and the types' array header included. */
 enum {
     HELLO_PER_METHOD = 1 + 5 + 3 + 9 + 1 + 3,
-    HELLO_FIXED = 1 + 5 + 3 + 9 + 5 + 3 + 5 + 5 + 259
+    HELLO_PER_TYPE = 3,
+    HELLO_FIXED = 1 + 5 + 3 + 9 + 5 + 3 + 5 + 5 + 259 + 5
 };
 
-/* The length of m's signature, walked no further than SVC_MAX_SIGNATURE, and too_long (a
- * format taking m's name and that limit) reported at m when it is longer; 0 when out of
- * memory (c->oom). */
-static size_t signature_len(check *c, const svc_method *m, const char *too_long)
-    __attribute__((format(printf, 3, 0)));
+/* The length of m's signature as the method table carries it (svc_table_signature), or of
+ * a queue's or map's type (svc_signature: they store it whole), walked no further than
+ * SVC_MAX_SIGNATURE, and too_long (a format taking m's name and that limit) reported at m
+ * when it is longer; 0 when out of memory (c->oom). */
+static size_t signature_len(check *c, const svc_method *m, bool table, const char *too_long)
+    __attribute__((format(printf, 4, 0)));
 
-static size_t signature_len(check *c, const svc_method *m, const char *too_long)
+static size_t signature_len(check *c, const svc_method *m, bool table, const char *too_long)
 {
     size_t len = 0;
-    if (!svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len) && len == 0) {
+    const char *text = table ? svc_table_signature(c->a, m, SVC_MAX_SIGNATURE, &len)
+                             : svc_signature(c->a, m, SVC_MAX_SIGNATURE, &len);
+    if (!text && len == 0) {
         c->oom = true;
         return 0;
     }
@@ -785,30 +790,48 @@ static size_t signature_len(check *c, const svc_method *m, const char *too_long)
     return len;
 }
 
-/* A file that compiles must connect over tcp:// too: each method's signature at most
- * 65535 bytes, the method table within one handshake body. Run on a tree known good
- * (types resolved, encodings set); each signature is walked no further than the limit,
- * and the walk stops where the table passes its own, so the checks keep at most about
- * 1 MiB of signatures. */
+/* A file that compiles must connect over tcp:// too: each method's signature and each
+ * type's description at most 65535 bytes, the method table (methods naming their types,
+ * each type described once) within one handshake body. Run on a tree known good (types
+ * resolved, encodings set); each text is walked no further than the limit, and the walk
+ * stops where the table passes its own, so the checks keep at most about 1 MiB of text. */
 static void check_wire(check *c)
 {
     size_t hello = HELLO_FIXED + (size_t)c->s->name.n;
     for (const svc_method *m = c->s->methods; m; m = m->next) {
         size_t len =
-            signature_len(c, m,
+            signature_len(c, m, true,
                           "the signature of '%.*s' is longer than %d bytes, the most "
                           "tcp:// carries (fewer parameters, or shorter names, would fit)");
         if (len == 0) return;
         hello += HELLO_PER_METHOD + (size_t)m->name.n + len;
         if (hello > SVC_MAX_HELLO) break; /* said below; the rest would cost, not tell */
     }
+    int n_types = 0;
+    const svc_decl **types = hello > SVC_MAX_HELLO ? NULL : svc_table_types(c->a, c->s, &n_types);
+    if (hello <= SVC_MAX_HELLO && types == NULL) {
+        c->oom = true;
+        return;
+    }
+    for (int i = 0; i < n_types && hello <= SVC_MAX_HELLO; i++) {
+        size_t len = 0;
+        if (!svc_type_text(c->a, types[i], SVC_MAX_SIGNATURE, &len) && len == 0) {
+            c->oom = true;
+            return;
+        }
+        if (len > SVC_MAX_SIGNATURE)
+            err(c, types[i]->name, "the description of '%.*s' is longer than %d bytes, the most "
+                "tcp:// carries (fewer fields, or shorter names, would fit)",
+                types[i]->name.n, types[i]->name.p, SVC_MAX_SIGNATURE);
+        hello += HELLO_PER_TYPE + len;
+    }
     for (const svc_method *q = c->s->queues; q; q = q->next)
-        if (!signature_len(c, q,
+        if (!signature_len(c, q, false,
                            "the type of queue '%.*s' is longer than %d bytes, the most a "
                            "queue stores"))
             return;
     for (const svc_method *m = c->s->maps; m; m = m->next)
-        if (!signature_len(c, m,
+        if (!signature_len(c, m, false,
                            "the types of map '%.*s' are longer than %d bytes, the most a map "
                            "stores"))
             return;

@@ -126,6 +126,19 @@ enum {
  * no more than max) or memory ran out (*len = 0). */
 const char *svc_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len);
 
+/* The same signature as the method table carries it, each struct and enum by name only
+ * ("centroid(list<struct Point> points)->struct Point @msgpack"), as svc_signature. */
+const char *svc_table_signature(svc_arena *a, const svc_method *m, size_t max, size_t *len);
+
+/* A struct or enum as the method table describes it once, what it holds by name only
+ * ("struct Line{struct Point a;struct Point b;}"), as svc_signature. */
+const char *svc_type_text(svc_arena *a, const svc_decl *d, size_t max, size_t *len);
+
+/* The structs and enums the service's methods reach (not its queues' or maps'), each once,
+ * sorted by name (byte order): the method table's types. *n of them and a NULL, in a;
+ * NULL when memory ran out. */
+const svc_decl **svc_table_types(svc_arena *a, const svc_service *s, int *n);
+
 /* The service's methods in name order, the method table's order (index = method id):
  * n_methods pointers and a NULL, in a; NULL when memory ran out. */
 const svc_method **svc_methods_by_name(svc_arena *a, const svc_service *s);

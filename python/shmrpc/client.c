@@ -408,18 +408,30 @@ static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize
     return r;
 }
 
-/* The table: a list of (name, signature) in the server's order. */
+/* The table: a list of (name, signature) in the server's order, each signature its
+ * canonical text (its structs and enums spelled out, as help() shows them; the table names
+ * them alone), or the table's when it does not parse. */
 static PyObject *Client_methods(ClientObject *self, void *unused)
 {
     (void)unused;
     if (client_enter(self) != 0) return NULL;
     const shmrpc_service_info *info = shmrpc_dyn_info(self->d);
     PyObject *list = PyList_New(0);
+    shmrpc_buf text;
+    shmrpc_buf_init(&text);
     for (uint32_t i = 0; list != NULL && info != NULL && i < info->n_methods; i++) {
-        PyObject *t = Py_BuildValue("(ss)", info->methods[i].name, info->methods[i].signature);
+        const shmrpc_method_info *m;
+        const shmrpc_dyn_sig *sig;
+        const char *sigtext = info->methods[i].signature;
+        shmrpc_buf_clear(&text);
+        if (shmrpc_dyn_method(self->d, info->methods[i].name, &m, &sig) == 0 &&
+            shmrpc_dyn_sig_text(sig, &text) == 0 && shmrpc_buf_append(&text, "", 1) == 0)
+            sigtext = (const char *)text.data;
+        PyObject *t = Py_BuildValue("(ss)", info->methods[i].name, sigtext);
         if (t == NULL || PyList_Append(list, t) != 0) Py_CLEAR(list);
         Py_XDECREF(t);
     }
+    shmrpc_buf_destroy(&text);
     PyThread_release_lock(self->lock);
     return list;
 }

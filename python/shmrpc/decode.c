@@ -289,14 +289,23 @@ static PyObject *from_mp(const shmrpc_dyn_type *t, shmrpc_mp_reader *r, int dept
     case SHMRPC_DYN_STRUCT: {
         uint32_t n;
         if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(r);
-        if (n != t->n)
-            return PyErr_Format(pyshm_Error, "result: struct %s: expected %zu fields, got %u",
-                                t->name, t->n, (unsigned)n);
+        /* An older peer's struct may lack trailing optional fields (None), a newer one's
+         * have more (skipped): docs/svc-language.md, "Compatible evolution". */
+        size_t req = t->n;
+        while (req > 0 && t->fields[req - 1].type->kind == SHMRPC_DYN_OPT)
+            req--;
+        if (n < req)
+            return PyErr_Format(pyshm_Error, "result: struct %s: expected %s%zu fields, got %u",
+                                t->name, req < t->n ? "at least " : "", req, (unsigned)n);
         PyObject *d = PyDict_New();
         for (size_t i = 0; d != NULL && i < t->n; i++) {
-            PyObject *v = from_mp(t->fields[i].type, r, depth + 1);
+            PyObject *v = i >= n ? Py_NewRef(Py_None) : from_mp(t->fields[i].type, r, depth + 1);
             if (v == NULL || PyDict_SetItemString(d, t->fields[i].name, v) != 0) Py_CLEAR(d);
             Py_XDECREF(v);
+        }
+        if (d != NULL && n > t->n && shmrpc_mp_skip(r, n - (uint32_t)t->n) != 0) {
+            Py_DECREF(d);
+            return mp_fail(r);
         }
         if (d == NULL || struct_factory == NULL) return d;
         PyObject *o = PyObject_CallFunction(struct_factory, "sO", t->name, d);

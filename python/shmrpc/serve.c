@@ -104,9 +104,11 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
     shmrpc_buf_init(&all);
     for (i = 0; i < n; i++) {
         const svc_method *m = s->decl[i];
-        const char *sig = svc_signature(s->a, m, SVC_MAX_SIGNATURE, NULL);
+        /* The canonical text for the fingerprint and the codec; the table's for the table. */
+        const char *sig = svc_signature(s->a, m, SIZE_MAX / 2, NULL);
+        const char *tsig = svc_table_signature(s->a, m, SVC_MAX_SIGNATURE, NULL);
         const char *name = svc_arena_strndup(s->a, m->name.p, (size_t)m->name.n);
-        if (sig == NULL || name == NULL) {
+        if (sig == NULL || tsig == NULL || name == NULL) {
             shmrpc_buf_destroy(&all);
             goto oom;
         }
@@ -119,7 +121,7 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
                         : svc_enc_is_raw(m->enc) ? SHMRPC_ENC_RAW
                                                  : SHMRPC_ENC_MSGPACK,
             .fingerprint = svc_fingerprint(sig),
-            .signature = sig,
+            .signature = tsig,
         };
         if (shmrpc_dyn_sig_parse(s->d, sig, &s->sigs[i]) != 0) {
             shmrpc_buf_destroy(&all);
@@ -140,7 +142,12 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
     uint64_t fp = svc_fingerprint((const char *)all.data);
     shmrpc_buf_destroy(&all);
     const char *sname = svc_arena_strndup(s->a, svc->name.p, (size_t)svc->name.n);
-    if (sname == NULL) goto oom;
+    int n_types = 0;
+    const svc_decl **decls = svc_table_types(s->a, svc, &n_types);
+    const char **types = svc_arena_alloc(s->a, sizeof *types * (size_t)(n_types + 1));
+    if (sname == NULL || decls == NULL || types == NULL) goto oom;
+    for (int t = 0; t < n_types; t++)
+        if ((types[t] = svc_type_text(s->a, decls[t], SVC_MAX_SIGNATURE, NULL)) == NULL) goto oom;
     s->info = (shmrpc_service_info){
         .magic = SHMRPC_SERVICE_MAGIC,
         .version = SHMRPC_DESCRIPTOR_VERSION,
@@ -150,6 +157,8 @@ static int pysvc_load(pysvc *s, const char *path, PyObject *text)
         .fingerprint = fp,
         .n_methods = n,
         .methods = n ? s->methods : NULL,
+        .n_types = (uint32_t)n_types,
+        .types = n_types ? types : NULL,
     };
     return 0;
 oom:
@@ -180,7 +189,9 @@ static PyObject *svc_methods(PyObject *mod, PyObject *args, PyObject *kw)
             if (nm == NULL || PyList_Append(names, nm) != 0) Py_CLEAR(names);
             Py_XDECREF(nm);
         }
-        if (names) t = Py_BuildValue("(sOs)", s.methods[i].name, names, s.methods[i].signature);
+        /* The canonical text, its structs and enums spelled out, as a client's methods. */
+        const char *sig = svc_signature(s.a, s.decl[i], SIZE_MAX / 2, NULL);
+        if (names && sig) t = Py_BuildValue("(sOs)", s.methods[i].name, names, sig);
         Py_XDECREF(names);
         if (t == NULL || PyList_Append(list, t) != 0) {
             Py_XDECREF(t);
@@ -254,20 +265,26 @@ static PyObject *request_args(pysvc *s, uint32_t id, shmrpc_bytes req)
         shmrpc_mp_reader r;
         uint32_t n;
         shmrpc_mp_reader_init(&r, req.ptr, req.len);
-        if (shmrpc_mp_read_array(&r, &n) != 0 || n != g->n_params) {
+        /* An older client may leave trailing optional arguments out (None), a newer one send
+         * more (skipped): docs/svc-language.md, "Compatible evolution". */
+        size_t req_n = g->n_params;
+        while (req_n > 0 && g->params[req_n - 1].type->kind == SHMRPC_DYN_OPT)
+            req_n--;
+        if (shmrpc_mp_read_array(&r, &n) != 0 || n < req_n) {
             Py_DECREF(args);
-            return PyErr_Format(PyExc_ValueError, "expected an array of %zu arguments",
-                                g->n_params);
+            return PyErr_Format(PyExc_ValueError, "expected an array of %s%zu arguments",
+                                req_n < g->n_params ? "at least " : "", req_n);
         }
         for (size_t i = 0; i < g->n_params; i++) {
-            PyObject *v = pyshm_from_mp(g->params[i].type, &r);
+            PyObject *v = i >= n ? Py_NewRef(Py_None) : pyshm_from_mp(g->params[i].type, &r);
             if (v == NULL) {
                 Py_DECREF(args);
                 return NULL;
             }
             PyTuple_SET_ITEM(args, (Py_ssize_t)i, v);
         }
-        if (shmrpc_mp_finish(&r) != 0) {
+        if ((n > g->n_params && shmrpc_mp_skip(&r, n - (uint32_t)g->n_params) != 0) ||
+            shmrpc_mp_finish(&r) != 0) {
             Py_DECREF(args);
             return PyErr_Format(PyExc_ValueError, "bytes after the arguments");
         }

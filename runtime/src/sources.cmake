@@ -17,8 +17,8 @@ shmrpc_sources(core core status.c version.c msg.c buf.c arena.c wait.c proc.c me
 list(APPEND shmrpc_core_sources ${PROJECT_SOURCE_DIR}/common/utf8.c) # the one UTF-8 check
 
 # codec/: the msgpack reader, JSON, the any, the dynamic codec
-shmrpc_sources(dynamic codec dynamic.c dynamic_values.c dynamic_any.c dynamic_json.c
-  dynamic_info.c)
+shmrpc_sources(dynamic codec dynamic.c dynamic_types.c dynamic_values.c dynamic_any.c
+  dynamic_json.c dynamic_info.c)
 shmrpc_sources(codec codec mp_read.c any.c json.c json_any.c)
 list(APPEND shmrpc_codec_sources ${shmrpc_dynamic_sources})
 
@@ -34,9 +34,9 @@ shmrpc_sources(queue queue queue_seg.c queue_wake.c queue_frontier.c queue_death
 shmrpc_sources(map map map_seg.c map_files.c map_generation.c map_read.c map_space.c
   map_write.c map_iter.c map_info.c map_open.c)
 
-# rpc/: method tables, interceptors, dispatch, faults injected on purpose, the manager and
-# its workers
-shmrpc_sources(rpc rpc verify.c intercept.c dispatch.c crew.c faults.c)
+# rpc/: method tables and their compatibility, interceptors, dispatch, faults injected on
+# purpose, the manager and its workers
+shmrpc_sources(rpc rpc compat.c verify.c intercept.c dispatch.c crew.c faults.c)
 
 # transport/: inproc://, shm:// with its rendezvous, tcp:// with frames, auth and TLS
 shmrpc_sources(inproc transport/inproc inproc.c)

@@ -951,8 +951,13 @@ static const reading readings[] = {
     {"map<" ENUM_C ",bool>", MP("\x81\x09\xc3"), NULL, "result: key 9 is not a value of enum C"},
     /* A struct with the wrong number of fields. */
     {STRUCT_P, MP("\x92\x01\xc0"), "{\"v\":1,\"s\":null}", NULL},
-    {STRUCT_P, MP("\x93\x01\xc0\xc0"), NULL, "result: struct P: expected 2 fields, got 3"},
-    {STRUCT_P, MP("\x91\x01"), NULL, "result: struct P: expected 2 fields, got 1"},
+    /* A newer peer's fields are skipped, an older one's missing optional ones are null
+     * (compatible evolution); a required one missing is not. */
+    {STRUCT_P, MP("\x93\x01\xc0\xc0"), "{\"v\":1,\"s\":null}", NULL},
+    {STRUCT_P, MP("\x94\x01\xa1x\x92\x91\x90\x81\x01\x02\xc3"), "{\"v\":1,\"s\":\"x\"}", NULL},
+    {STRUCT_P, MP("\x91\x01"), "{\"v\":1,\"s\":null}", NULL},
+    {STRUCT_P, MP("\x90"), NULL, "result: struct P: expected at least 1 fields, got 0"},
+    {STRUCT_P, MP("\x93\x01\xc0\xc1"), NULL, "result: invalid msgpack byte"},
     /* A 3-byte sequence whose second byte is no continuation byte. */
     {"string", MP("\xa3\xe2\x41\x41"), NULL, "result: string is not UTF-8"},
     /* Each kind given a msgpack value of another kind, and the message of the reader. */
@@ -1313,9 +1318,72 @@ static void whole_texts(void **state)
     shmrpc_buf_destroy(&req);
 }
 
+/* A table a hostile peer could send (issue 36): each refused with its reason, as the verdict
+ * a client gets when one of its methods meets the server's other fingerprint
+ * (shmrpc_service_compat, the check of every connect); the same comparison with a sound
+ * table tells what changed. */
+static void hostile_tables(void **state)
+{
+    (void)state;
+    static const char *const mine_types[] = {"struct A{i64 x;}"};
+    static const shmrpc_method_info mine_m[] = {{"m", 0, SHMRPC_ENC_MSGPACK, 1, "m(struct A a)->i64 @msgpack"}};
+    const shmrpc_service_info mine = {SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "S", "s", 0, 0,
+                                      1, mine_m, 1, mine_types};
+    static const struct {
+        const char *types[3];
+        const char *sig, *why;
+    } cases[] = {
+        {{"struct A{i64 x;}", "struct A{}"}, NULL, "the server's table: types, 'A': described twice"},
+        {{"struct A{struct B b;}"}, NULL,
+         "the server's table: types, 'A': description, at byte 17: 'B' is not among the "
+         "table's types"},
+        {{"struct A{enum E e;}", "struct E{}"}, NULL,
+         "the server's table: types, 'A': description, at byte 15: 'E' is a struct, not an "
+         "enum"},
+        {{"struct A{struct B b;}", "struct B{struct A a;}"}, NULL,
+         "the server's table: types, 'A': holds itself through 'B' with no list, map or "
+         "optional between (a value of it would never end)"},
+        /* A cycle that the first struct only reaches. */
+        {{"struct A{struct B b;}", "struct B{struct C c;}", "struct C{list<i64> l;struct B b;}"},
+         NULL,
+         "the server's table: types, 'B': holds itself through 'C' with no list, map or "
+         "optional between (a value of it would never end)"},
+        {{"struct A{struct C{i64 y;} c;}"}, NULL,
+         "the server's table: types, 'A': description, at byte 17: 'C' is spelled out inside "
+         "a description (name it alone)"},
+        {{"A{}"}, NULL, "the server's table: types, entry 'A{}': expected 'struct NAME{' or "
+                        "'enum NAME{'"},
+        {{"struct A{i64 x;}"}, "m(struct Z a)->i64 @msgpack",
+         "the server's signature, at byte 10: 'Z' is not among the table's types"},
+        {{"struct A{i64 x;f64? y;}"}, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint32_t n = 0;
+        while (n < 3 && cases[i].types[n])
+            n++;
+        shmrpc_method_info m = {"m", 0, SHMRPC_ENC_MSGPACK, 2,
+                                cases[i].sig ? cases[i].sig : "m(struct A a)->i64 @msgpack"};
+        const shmrpc_service_info theirs = {SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "S",
+                                            "s", 0, 0, 1, &m, n, cases[i].types};
+        shmrpc_buf v;
+        shmrpc_buf_init(&v);
+        int rc = shmrpc_service_compat(&mine, &theirs, &v);
+        const char *text = v.len ? (const char *)v.data : "";
+        if (cases[i].why == NULL) {
+            if (rc != 0 || !strstr(text, "compatible, with these differences: 'm': struct A: "
+                                         "field 'y' (f64?) only on the server"))
+                fail_msg("case %zu: %d %s", i, rc, text);
+        } else if (rc != SHMRPC_EMISMATCH || !strstr(text, cases[i].why)) {
+            fail_msg("case %zu: got %d '%s'\n  want '%s'", i, rc, text, cases[i].why);
+        }
+        shmrpc_buf_destroy(&v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hostile_tables),
         cmocka_unit_test(learns_the_table),
         cmocka_unit_test(same_bytes_as_generated),
         cmocka_unit_test(unknown_method_and_bad_signature),

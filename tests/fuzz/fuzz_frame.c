@@ -18,7 +18,7 @@ static const shmrpc_method_info methods[] = {
     {"echo", 1, SHMRPC_ENC_RAW, 0x22, "bytes echo(bytes data)"},
 };
 static const shmrpc_service_info server = {
-    SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Calc", "Calc", 0, 0xfeed, 2, methods};
+    SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Calc", "Calc", 0, 0xfeed, 2, methods, 0, NULL};
 
 static shmrpc_buf out, err, again;
 static shmrpc_arena *arena;
@@ -68,7 +68,7 @@ static void hello(unsigned kind, shmrpc_bytes body)
         shmrpc__hello mine = {.proto = 1, .info = server, .compression = 3, .max_msg = MAX_MSG};
         uint32_t map[2];
         if (shmrpc__hello_accept(&mine, &h, &err) == 0)
-            shmrpc__method_map(&mine.info, &h.info, map, &err);
+            shmrpc__method_map(&mine.info, &h.info, map, &err, NULL);
     }
 }
 

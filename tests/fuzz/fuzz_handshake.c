@@ -422,7 +422,7 @@ static void check_answer(shmrpc_bytes sent, shmrpc_bytes got)
                 fail("the HELLO_ACK differs from the handshake's answer");
             uint32_t *map = shmrpc_arena_calloc(arena, hello.info.n_methods + 1, 4, 4);
             if (!map || shmrpc__hello_accept(&hello, &told, &err) != 0 ||
-                shmrpc__method_map(&hello.info, &told.info, map, &err) != 0)
+                shmrpc__method_map(&hello.info, &told.info, map, &err, NULL) != 0)
                 fail("the client that sent the HELLO would refuse the HELLO_ACK: %s",
                      shmrpc__msg_get(&err));
             greeted = true;
@@ -642,7 +642,7 @@ static bool acceptable(const shmrpc__hello *hello, const shmrpc_buf *out, shmrpc
         shmrpc_bytes_of(out->data + SHMRPC__FRAME_HDR_SIZE, out->len - SHMRPC__FRAME_HDR_SIZE);
     return shmrpc__hello_parse(body, SHMRPC__KIND_HELLO_ACK, arena, ack, &err) == 0 &&
            shmrpc__hello_accept(hello, ack, &err) == 0 &&
-           shmrpc__method_map(&hello->info, &ack->info, map, &err) == 0 && ack->auth.len == 0;
+           shmrpc__method_map(&hello->info, &ack->info, map, &err, NULL) == 0 && ack->auth.len == 0;
 }
 
 /* The client's REQUEST (header h, body) must be its call of method as the HELLO_ACK

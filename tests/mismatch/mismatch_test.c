@@ -142,7 +142,8 @@ typedef struct mismatch_case {
 static const mismatch_case cases[] = {
     {"an older build (calc_v1.svc)", CALC_V1_PROGRAM, NULL, NULL, 0, ""},
     {"a changed build (calc_changed.svc)", CALC_CHANGED_PROGRAM, NULL, NULL, SHMRPC_EMISMATCH,
-     "method table differs from the server's: 'add' has another signature (client: add(f64 "
+     "method table differs from the server's: 'add' has another signature, incompatible: "
+     "parameter 'a' is f64 on the client and i64 on the server (client: add(f64 "
      "a,f64 b)->f64 @msgpack, server: add(i64 a,i64 b)->i64 @msgpack); 'div' is missing on "
      "the server"},
     {"another service (kv.svc)", NULL, &Kv_service_info, NULL, SHMRPC_EMISMATCH,
@@ -220,7 +221,7 @@ static void run_program(const mismatch_case *mc)
 static void empty_client_sees_the_table(void)
 {
     static const shmrpc_service_info none = {
-        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL};
+        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL, 0, NULL};
     shmrpc_client *c;
     assert_int_equal(shmrpc_client_new(&c, &none, NULL), 0);
     assert_null(shmrpc_client_server_info(c));

@@ -454,12 +454,21 @@ def test_svc_printer_output_compiles_with_shmrpcgen(kinds, tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert gen.returncode == 0, gen.stderr
     table = (tmp_path / "gen" / "kinds.c").read_text()
-    lit = r'"(?:[^"\\]|\\.)*"'  # a C string literal; a long signature is several
-    written = {m: "".join(x[1:-1].encode().decode("unicode_escape") for x in re.findall(lit, sig))
-               for m, sig in re.findall(r'\.name = "(\w+)",[^}]*?\.signature =((?:\s*' + lit
-                                        + ')+)', table)}
+    # The table names its structs and enums and describes each once (issue 36); each
+    # fingerprint hashes the canonical signature, which c.methods shows: FNV-1a 64 of it.
+    written = {m: int(fp, 16) for m, fp in
+               re.findall(r'\.name = "(\w+)",[^}]*?\.fingerprint = UINT64_C\((0x[0-9a-f]+)\)',
+                          table)}
+
+    def fnv1a(text):
+        h = 0xcbf29ce484222325
+        for b in text.encode():
+            h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        return h
+
     with shmrpc.connect(f"shm://{kinds.name}") as c:
-        assert written == c.methods
+        assert written == {m: fnv1a(sig) for m, sig in c.methods.items()}
+        assert len(written) == len(c.methods)
 
 
 def test_svc_printer_errors(tmp_path):

@@ -231,7 +231,8 @@ static void table_mismatch(void **state)
     shmrpc_client *good = connect_client(); /* the server is up */
     shmrpc_method_info methods[3];
     memcpy(methods, Calls_service_info.methods, sizeof methods);
-    methods[0].fingerprint ^= 1; /* "add" */
+    methods[0].fingerprint ^= 1; /* "add", retyped: a change the codecs do not bridge */
+    methods[0].signature = "add(f64 a,f64 b)->f64 @msgpack";
     shmrpc_service_info info = Calls_service_info;
     info.methods = methods;
     int rc;

@@ -542,7 +542,7 @@ static const shmrpc_method_info other_methods[] = {
 static shmrpc_service_info info_of(const char *name, const shmrpc_method_info *m, uint32_t n)
 {
     return (shmrpc_service_info){
-        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, name, name, 0, 0xfeed, n, m};
+        SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, name, name, 0, 0xfeed, n, m, 0, NULL};
 }
 
 static void write_hello(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h)
@@ -638,7 +638,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 6; the client offered 1 to 5");
+                        "the server chose protocol revision 7; the client offered 1 to 6");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -648,7 +648,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 5");
+                        "the server chose protocol revision 0; the client offered 1 to 6");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);
@@ -683,9 +683,10 @@ static void handshake_mismatch(void **state)
     assert_int_equal(shmrpc__hello_parse(shmrpc_bytes_of(body.data, body.len), SHMRPC__KIND_HELLO,
                                          a, &got, &err),
                      0);
-    const char *want = "method table differs from the server's: 'add' has another signature "
-                       "(client: f64 add(f64 a, f64 b), server: i64 add(i64 a, i64 b)); 'reset' "
-                       "is missing on the server";
+    const char *want = "method table differs from the server's: 'add' has another signature, "
+                       "incompatible: the client's signature, at byte 3: expected '(' (client: "
+                       "f64 add(f64 a, f64 b), server: i64 add(i64 a, i64 b)); 'reset' is "
+                       "missing on the server";
     assert_int_equal(shmrpc__hello_answer(&got, &server, 3, 0, 100, a, &ack, &err),
                      SHMRPC_EMISMATCH);
     assert_string_equal(shmrpc__msg_get(&err), want);
@@ -778,7 +779,30 @@ static const hello_case hello_cases[] = {
     {"auth string", B(HEAD "\x90\x00\x00\x64\xa1x"), HELLO,
      "HELLO body, element 'auth': expected binary, got string"},
     {"trailing", B(HEAD "\x90" TAIL "\x00"), HELLO, "HELLO body, the body: trailing bytes"},
-    {"truncated extra", B("\x99\x01\xa1S\x07\x90" TAIL), HELLO, "HELLO body, the body: truncated"},
+    {"truncated types", B("\x99\x01\xa1S\x07\x90" TAIL), HELLO,
+     "HELLO body, element 'types': truncated"},
+    {"truncated extra", B("\x9a\x01\xa1S\x07\x90" TAIL "\x90"), HELLO,
+     "HELLO body, the body: truncated"},
+    /* Revision 6's types: a count checked against the bytes left before anything is
+     * allocated for it, strings only (what they say is the codec's to check). */
+    {"10^9 types claimed", B("\x99\x01\xa1S\x07\x90" TAIL "\xdd\x3b\x9a\xca\x00\xa1x"), HELLO,
+     "HELLO body, element 'types': count larger than the bytes left"},
+    {"types a map", B("\x99\x01\xa1S\x07\x90" TAIL "\x80"), HELLO,
+     "HELLO body, element 'types': expected array, got map"},
+    {"a type not a string", B("\x99\x01\xa1S\x07\x90" TAIL "\x91\x01"), HELLO,
+     "HELLO body, type 0: expected string, got integer"},
+    {"a type with a NUL", B("\x99\x01\xa1S\x07\x90" TAIL "\x91\xa2x\x00"), HELLO,
+     "HELLO body, type 0: string holds a NUL byte"},
+    /* What the types say: the table reader's (codec/dynamic_types.c) refusals. */
+    {"a type described twice", B("\x99\x01\xa1S\x07\x90" TAIL "\x92\xaastruct A{}\xaastruct A{}"),
+     HELLO, "HELLO body: types, 'A': described twice"},
+    {"a cycle of types",
+     B("\x99\x01\xa1S\x07\x90" TAIL "\x92\xb5struct A{struct B b;}\xb5struct B{struct A a;}"),
+     HELLO,
+     "HELLO body: types, 'A': holds itself through 'B' with no list, map or optional between (a "
+     "value of it would never end)"},
+    {"a missing type", B("\x99\x01\xa1S\x07\x90" TAIL "\x91\xb5struct A{struct C c;}"), ACK,
+     "HELLO_ACK body: types, 'A': description, at byte 17: 'C' is not among the table's types"},
     {"not a handshake", B(HEAD "\x90" TAIL), REQ, "REQUEST is not a handshake frame"},
 };
 
@@ -810,7 +834,7 @@ static void malformed_hellos(void **state)
     assert_int_equal(h.info.n_methods, 1);
     assert_string_equal(h.info.methods[0].signature, "sig");
     static const uint8_t extra[] =
-        "\x9a\x01\xa1S\x07\x90" TAIL "\xc7\x02\x05xy\x93\x01\xc3\xc4\x01z";
+        "\x9b\x01\xa1S\x07\x90" TAIL "\x90\xc7\x02\x05xy\x93\x01\xc3\xc4\x01z";
     assert_int_equal(
         shmrpc__hello_parse(shmrpc_bytes_of(extra, sizeof extra - 1), ACK, a, &h, &err), 0);
     shmrpc_arena_free(a);
@@ -893,7 +917,8 @@ static void put_with_extras(shmrpc_buf *b, const uint8_t *extra, size_t n, uint3
                             bool in_entry)
 {
     shmrpc_buf_clear(b);
-    uint8_t top = (uint8_t)(0x90 | (8 + (in_entry ? 0 : n_extra)));
+    /* In the body, after revision 6's types (none). */
+    uint8_t top = (uint8_t)(0x90 | (8 + (in_entry ? 0 : 1 + n_extra)));
     uint8_t entry = (uint8_t)(0x90 | (5 + (in_entry ? n_extra : 0)));
     assert_int_equal(shmrpc_buf_append(b, &top, 1), 0);
     assert_int_equal(shmrpc_buf_append(b, "\x01\xa1S\x07\x91", 5), 0);
@@ -905,6 +930,7 @@ static void put_with_extras(shmrpc_buf *b, const uint8_t *extra, size_t n, uint3
                      0);
     if (in_entry) assert_int_equal(shmrpc_buf_append(b, extra, n), 0);
     assert_int_equal(shmrpc_buf_append(b, TAIL, 4), 0);
+    if (!in_entry) assert_int_equal(shmrpc_buf_append(b, "\x90", 1), 0);
     if (!in_entry) assert_int_equal(shmrpc_buf_append(b, extra, n), 0);
 }
 
@@ -952,8 +978,8 @@ static void elements_of_a_later_revision(void **state)
     for (size_t i = 0; i < n_good; i++)
         assert_int_equal(shmrpc_buf_append(&all, good_extras[i].bytes, good_extras[i].n), 0);
     put_with_extras(&body, all.data, all.len, (uint32_t)n_good, false);
-    body.data[0] = 0xdc; /* array16 of 8 + n_good */
-    uint8_t count[2] = {0, (uint8_t)(8 + n_good)};
+    body.data[0] = 0xdc; /* array16 of 8 + the types + n_good */
+    uint8_t count[2] = {0, (uint8_t)(9 + n_good)};
     shmrpc_buf fixed;
     shmrpc_buf_init(&fixed);
     assert_int_equal(shmrpc_buf_append(&fixed, body.data, 1), 0);

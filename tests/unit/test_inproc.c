@@ -201,7 +201,8 @@ static void mismatch_names_every_method(void **state)
     shmrpc_client *c = client_for(&info, NULL);
     assert_int_equal(shmrpc_client_connect(c, "inproc://mismatch"), SHMRPC_EMISMATCH);
     assert_string_equal(shmrpc_errmsg(),
-                        "method table differs from the server's: 'add' has another signature "
+                        "method table differs from the server's: 'add' has another signature, "
+                        "incompatible: the client's signature, at byte 21: expected ' @' "
                         "(client: add(i32 a,i32 b)->i32, server: add(i64 a,i64 b)->i64); 'zzz' "
                         "is missing on the server");
     /* Not connected after a failed connect. */

@@ -68,6 +68,14 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr);
  * the next connect or call (a call may reconnect) or shmrpc_client_free. */
 const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c);
 
+/* What the last connect found of the server's methods that this client's differ from but
+ * can call by the rules of compatible evolution (docs/svc-language.md): "" when every
+ * method's fingerprint is the server's, else "compatible, with these differences: 'm':
+ * struct Point: field 'z' (f64?) only on the server (...); ...". A connect that finds a
+ * method it cannot call fails with SHMRPC_EMISMATCH and says why instead. NULL when not
+ * connected; valid as long as shmrpc_client_server_info's answer. */
+const char *shmrpc_client_compat(const shmrpc_client *c);
+
 /* The deadline of every later call, and an override for the next call only.
  * SHMRPC_TIMEOUT_DEFAULT means the opts' timeout (for next_timeout: no override); any
  * other negative value but SHMRPC_TIMEOUT_INFINITE reads as SHMRPC_TIMEOUT_DEFAULT.

@@ -90,6 +90,11 @@ int shmrpc_mp_read_array_of(shmrpc_mp_reader *r, size_t min_elem_bytes, uint32_t
 int shmrpc_mp_read_map_of(shmrpc_mp_reader *r, size_t min_entry_bytes, uint32_t *n);
 /* SHMRPC_EINVAL ("trailing bytes") unless the whole message was read. */
 int shmrpc_mp_finish(shmrpc_mp_reader *r);
+/* Skips count values of any kind: the fields and arguments a newer peer appended, which
+ * this side does not know (docs/svc-language.md, "Compatible evolution"). Without
+ * recursion; nested no deeper than SHMRPC_MAX_DEPTH counted from r->depth (why: "nested
+ * too deeply"); a cut or invalid value fails as a read does. */
+int shmrpc_mp_skip(shmrpc_mp_reader *r, uint32_t count);
 
 /* --- JSON -------------------------------------------------------------------------
  * Values are opaque. Writing builds a tree and dumps it compactly into a buffer;

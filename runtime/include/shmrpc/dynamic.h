@@ -131,6 +131,12 @@ int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info 
  * N: WHY"; SHMRPC_ENOMEM. */
 int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig **out);
 
+/* Appends the canonical text of s to out: each struct and enum spelled out the first time
+ * it is named ("centroid(list<struct Point{f64 x;f64 y;string? label;}> points)->struct
+ * Point @msgpack"), the text the method's fingerprint hashes, whereas a method table's
+ * signature names its structs and enums alone (docs/svc-language.md). 0, or out->err. */
+int shmrpc_dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out);
+
 /* The arguments as n bytes of JSON (an array in parameter order, or an object by
  * parameter name; an optional parameter may be left out) to a request body in the
  * method's encoding, appended to req. SHMRPC_EINVAL with a message that names the place

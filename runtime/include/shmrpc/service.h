@@ -23,12 +23,18 @@ typedef struct shmrpc_method_info {
     const char *name;
     uint32_t id; /* its index in the service's table */
     shmrpc_encoding encoding;
-    uint64_t fingerprint;  /* FNV-1a 64 of signature (docs/svc-language.md) */
-    const char *signature; /* the canonical signature text */
+    /* FNV-1a 64 of the canonical signature, each struct and enum spelled out where first
+     * met (docs/svc-language.md, "Signatures and fingerprints") */
+    uint64_t fingerprint;
+    /* The signature as the table carries it: structs and enums by name, described in the
+     * service's types ("centroid(list<struct Point> points)->struct Point @msgpack"). A
+     * table from a peer of protocol revision 5 or less spells them out in place. */
+    const char *signature;
 } shmrpc_method_info;
 
 #define SHMRPC_SERVICE_MAGIC 0x53525043u /* "SRPC" */
-#define SHMRPC_DESCRIPTOR_VERSION 1u
+/* 2: the table describes each struct and enum once (types), and signatures name them */
+#define SHMRPC_DESCRIPTOR_VERSION 2u
 
 /* What client and server share about a service: names, port, the method table. */
 typedef struct shmrpc_service_info {
@@ -40,7 +46,21 @@ typedef struct shmrpc_service_info {
     uint64_t fingerprint; /* over all methods' signatures */
     uint32_t n_methods;
     const shmrpc_method_info *methods; /* sorted by name (strcmp); methods[i].id == i */
+    uint32_t n_types;
+    /* Each struct and enum the methods reach, described once and sorted by name:
+     * "struct Point{f64 x;f64 y;string? label;}", "enum Color{red=0,green=5}" */
+    const char *const *types;
 } shmrpc_service_info;
+
+/* What a client of `client` finds when it connects to a server of `server` (the check
+ * every transport makes; docs/svc-language.md, "Compatible evolution"): 0 with *verdict
+ * "" when every method of the client's has the server's fingerprint, or "compatible, with
+ * these differences: ..."; SHMRPC_EMISMATCH with *verdict "method table differs from the
+ * server's: 'm' has another signature, incompatible: WHY (...); 'n' is missing on the
+ * server". SHMRPC_EINVAL or SHMRPC_EVERSION (and why) for an info that is not a valid
+ * descriptor; SHMRPC_ENOMEM. shmrpcgen --check-compat prints it for two .svc files. */
+int shmrpc_service_compat(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                          shmrpc_buf *verdict);
 
 /* The server side of one call: where a handler gets its arena and user data, and how
  * it reports an error with a message. */

@@ -14,7 +14,7 @@
 
 /* Bumped whenever generated code and this runtime stop fitting together (descriptor
  * layout, codec helpers, stub calling convention). Generated headers #error on a mismatch. */
-#define SHMRPC_CODEGEN_VERSION 2
+#define SHMRPC_CODEGEN_VERSION 3
 
 SHMRPC_BEGIN_DECLS
 

@@ -182,6 +182,11 @@ const shmrpc_service_info *shmrpc_client_server_info(const shmrpc_client *c)
     return c && c->conn ? &c->table.info : NULL;
 }
 
+const char *shmrpc_client_compat(const shmrpc_client *c)
+{
+    return c && c->conn ? c->table.compat : NULL;
+}
+
 void shmrpc_client_set_timeout(shmrpc_client *c, int64_t ms)
 {
     if (c) c->timeout = resolve(ms, c->default_timeout);

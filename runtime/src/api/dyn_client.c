@@ -10,7 +10,7 @@
 /* --- the handle and the connection ------------------------------------------------------ */
 
 static const shmrpc_service_info probe_info = {
-    SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL};
+    SHMRPC_SERVICE_MAGIC, SHMRPC_DESCRIPTOR_VERSION, "Probe", "probe", 0, 0, 0, NULL, 0, NULL};
 
 int shmrpc_dyn_new(shmrpc_dyn **out, const shmrpc_client_opts *opts)
 {
@@ -58,6 +58,8 @@ int shmrpc_dyn_connect(shmrpc_dyn *d, const char *addr)
     d->info = NULL;
     d->sigs = NULL;
     d->sig_errs = NULL;
+    d->types = NULL;
+    d->types_err = NULL;
     shmrpc_arena_reset(d->a);
     int rc;
     if (d->probe == NULL && (rc = shmrpc_client_new(&d->probe, &probe_info, &d->opts)) != 0)
@@ -105,15 +107,25 @@ int shmrpc_dyn_method(shmrpc_dyn *d, const char *name, const shmrpc_method_info 
         return shmrpc__err_end(SHMRPC_ENOENT);
     }
     *m = &info->methods[i];
+    if (d->types == NULL && d->types_err == NULL) {
+        /* The table's types, once per connection: the signatures name them. */
+        char why[256];
+        int rc = shmrpc__types_parse(d->a, info->types, info->n_types, &d->types, why, sizeof why);
+        if (rc == SHMRPC_ENOMEM) return shmrpc__err_code(rc);
+        if (rc != 0) d->types_err = shmrpc_arena_strndup(d->a, why, strlen(why));
+        if (rc != 0 && d->types_err == NULL) return shmrpc__err_code(SHMRPC_ENOMEM);
+    }
+    if (d->types_err != NULL) return shmrpc__err_set(SHMRPC_EPROTO, "%s", d->types_err);
     if (d->sig_errs[i] != NULL) return shmrpc__err_set(SHMRPC_EPROTO, "%s", d->sig_errs[i]);
     if (d->sigs[i] == NULL) {
-        int rc = shmrpc_dyn_sig_parse(d, info->methods[i].signature, &d->sigs[i]);
+        char why[256];
+        int rc = shmrpc__dyn_parse(d->a, info->methods[i].signature, d->types, &d->sigs[i], why,
+                                   sizeof why);
         if (rc != 0) {
             /* Kept: a pooled handle asked again and again for a method that does not parse
              * must not parse it (into memory held until the next connect) every time. */
-            const char *why = shmrpc_errmsg();
             d->sig_errs[i] = shmrpc_arena_strndup(d->a, why, strlen(why));
-            return rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc;
+            return shmrpc__err_set(rc == SHMRPC_EINVAL ? SHMRPC_EPROTO : rc, "%s", why);
         }
     }
     *sig = d->sigs[i];

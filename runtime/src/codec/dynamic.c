@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The dynamic codec's parser of canonical signatures (shmrpc/dynamic.h; the text
- * idl/signature.c writes, docs/dynamic.md), and what its halves share. The conversions are
- * in dynamic_json.c, the copy of a table in dynamic_info.c, the handle that connects in
- * api/dyn_client.c. */
+/* The dynamic codec's parser of canonical signatures and of the descriptions of a method
+ * table's types (shmrpc/dynamic.h; the text idl/signature.c writes, docs/dynamic.md), and
+ * what its halves share. The checks of a whole table of types are in dynamic_types.c, the
+ * conversions in dynamic_json.c, the copy of a table in dynamic_info.c, the handle that
+ * connects in api/dyn_client.c. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,7 +76,9 @@ int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, con
  *       | "struct " NAME [ "{" { type " " NAME ";" } "}" ]
  *       | "enum " NAME [ "{" [ NAME "=" INT { "," NAME "=" INT } ] "}" ]
  * A struct or enum is spelled out the first time a signature names it, by name after,
- * also inside itself (a recursive struct). */
+ * also inside itself (a recursive struct); or, with a table of types, named alone there.
+ * A description of the table's is "struct " NAME "{" ... "}" or "enum " NAME "{" ... "}",
+ * what it holds named alone. */
 
 /* How deeply types may nest in a signature: the parser recurses once a level. */
 #define MAX_TYPE_DEPTH 200
@@ -90,6 +93,8 @@ typedef struct parser {
     const char *p;
     const char *start;
     named *types;
+    const shmrpc__types *table; /* the method table's types, or NULL */
+    bool describing;            /* a description of the table: nothing spelled out inside */
     unsigned depth;
     char err[256];
     bool failed;
@@ -100,7 +105,8 @@ static int perr(parser *ps, const char *fmt, ...) SHMRPC__FMT(2, 3);
 static int perr(parser *ps, const char *fmt, ...)
 {
     char where[48];
-    snprintf(where, sizeof where, "signature, at byte %zu", (size_t)(ps->p - ps->start));
+    snprintf(where, sizeof where, "%s, at byte %zu", ps->describing ? "description" : "signature",
+             (size_t)(ps->p - ps->start));
     va_list ap;
     va_start(ap, fmt);
     int rc = shmrpc__dyn_note(ps->err, sizeof ps->err, &ps->failed, where, fmt, ap);
@@ -218,6 +224,11 @@ static int parse_enum_body(parser *ps, shmrpc_dyn_type *t)
     return expect(ps, "}");
 }
 
+static const char *kind_word(shmrpc_dyn_kind k)
+{
+    return k == SHMRPC_DYN_STRUCT ? "a struct" : "an enum";
+}
+
 static const shmrpc_dyn_type *parse_named(parser *ps, shmrpc_dyn_kind k)
 {
     const char *name = ident(ps);
@@ -233,9 +244,21 @@ static const shmrpc_dyn_type *parse_named(parser *ps, shmrpc_dyn_kind k)
         }
         return t;
     }
-    if (!body) {
-        perr(ps, "'%s' used before it is spelled out", name);
+    if (body && ps->describing) {
+        perr(ps, "'%s' is spelled out inside a description (name it alone)", name);
         return NULL;
+    }
+    if (!body) {
+        const shmrpc_dyn_type *d = shmrpc__types_find(ps->table, name);
+        if (d != NULL && d->kind != k) {
+            perr(ps, "'%s' is %s, not %s", name, kind_word(d->kind), kind_word(k));
+            return NULL;
+        }
+        if (d == NULL)
+            perr(ps, ps->table && ps->table->n ? "'%s' is not among the table's types"
+                               : "'%s' used before it is spelled out",
+                 name);
+        return d;
     }
     ps->p++;
     named *n = shmrpc_arena_alloc(ps->a, sizeof *n, _Alignof(named));
@@ -351,14 +374,69 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
     return 0;
 }
 
-int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig **out)
+/* --- a table's types by name ------------------------------------------------------------ */
+
+uint32_t shmrpc__types_hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a 32 */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+const shmrpc_dyn_type *shmrpc__types_find(const shmrpc__types *t, const char *name)
+{
+    if (t == NULL || t->n == 0) return NULL;
+    for (uint32_t j = shmrpc__types_hash(name) & (t->cap - 1); t->slots[j];
+         j = (j + 1) & (t->cap - 1))
+        if (strcmp(t->nodes[t->slots[j] - 1]->name, name) == 0) return t->nodes[t->slots[j] - 1];
+    return NULL;
+}
+
+int shmrpc__dyn_parse_description(shmrpc_arena *a, const char *text, const shmrpc__types *types,
+                                  shmrpc_dyn_type *node, char *err, size_t cap, bool *nomem)
+{
+    parser ps = {.a = a, .p = text, .start = text, .table = types, .describing = true};
+    shmrpc_dyn_kind k = lit(&ps, "struct ") ? SHMRPC_DYN_STRUCT
+                        : lit(&ps, "enum ") ? SHMRPC_DYN_ENUM
+                                            : (perr(&ps, "expected 'struct ' or 'enum '"),
+                                               SHMRPC_DYN_VOID);
+    const char *name = ps.failed ? NULL : ident(&ps);
+    if (name != NULL && (k != node->kind || strcmp(name, node->name) != 0))
+        perr(&ps, "not the description of %s", node->name);
+    if (!ps.failed && expect(&ps, "{") == 0) {
+        ps.depth = 1; /* a field's type is one level in, as in a signature */
+        int rc = k == SHMRPC_DYN_STRUCT ? parse_struct_body(&ps, node) : parse_enum_body(&ps, node);
+        if (rc == 0 && *ps.p != '\0') perr(&ps, "trailing text");
+    }
+    if (!ps.failed) return 0;
+    *nomem = ps.nomem;
+    snprintf(err, cap, "%s", ps.err);
+    return -1;
+}
+
+int shmrpc__dyn_parse(shmrpc_arena *a, const char *text, const shmrpc__types *types,
+                      const shmrpc_dyn_sig **out, char *err, size_t cap)
 {
     *out = NULL;
-    parser ps = {.a = d->a, .p = text, .start = text};
-    shmrpc_dyn_sig *s = shmrpc_arena_calloc(d->a, 1, sizeof *s, _Alignof(shmrpc_dyn_sig));
-    if (s == NULL) return shmrpc__err_set(SHMRPC_ENOMEM, "out of memory");
-    if (parse_sig(&ps, s) != 0)
-        return shmrpc__err_set(ps.nomem ? SHMRPC_ENOMEM : SHMRPC_EINVAL, "%s", ps.err);
+    parser ps = {.a = a, .p = text, .start = text, .table = types};
+    shmrpc_dyn_sig *s = shmrpc_arena_calloc(a, 1, sizeof *s, _Alignof(shmrpc_dyn_sig));
+    if (s == NULL) {
+        snprintf(err, cap, "out of memory");
+        return SHMRPC_ENOMEM;
+    }
+    if (parse_sig(&ps, s) != 0) {
+        snprintf(err, cap, "%s", ps.err);
+        return ps.nomem ? SHMRPC_ENOMEM : SHMRPC_EINVAL;
+    }
     *out = s;
     return 0;
+}
+
+int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig **out)
+{
+    /* On its own: a connection's table is its methods' (shmrpc_dyn_method). */
+    char err[256];
+    int rc = shmrpc__dyn_parse(d->a, text, NULL, out, err, sizeof err);
+    return rc ? shmrpc__err_set(rc, "%s", err) : 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* shmrpc_dyn_info_copy (shmrpc/dynamic.h): a deep copy of a service's method table. Apart
+/* shmrpc_dyn_info_copy (shmrpc/dynamic.h): a deep copy of a service's method table and its types. Apart
  * from the rest of the dynamic codec because the client's table check keeps its copy of
  * the server's table with it, and a program that links it must not pull the codec in. */
 #include <string.h>
@@ -24,5 +24,12 @@ const shmrpc_service_info *shmrpc_dyn_info_copy(shmrpc_arena *a, const shmrpc_se
         if (m[i].name == NULL || m[i].signature == NULL) return NULL;
     }
     out->methods = m;
+    const char **types = shmrpc_arena_calloc(a, in->n_types ? in->n_types : 1, sizeof *types,
+                                             _Alignof(const char *));
+    if (types == NULL) return NULL;
+    for (uint32_t i = 0; i < in->n_types; i++)
+        if ((types[i] = shmrpc_arena_strndup(a, in->types[i], strlen(in->types[i]))) == NULL)
+            return NULL;
+    out->types = in->n_types ? types : NULL;
     return out->name != NULL && (in->svc_name == NULL || out->svc_name != NULL) ? out : NULL;
 }

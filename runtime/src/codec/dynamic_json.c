@@ -243,16 +243,20 @@ static int to_json(cx *c, const shmrpc_dyn_type *t, const json_t *v, shmrpc_buf 
 }
 
 /* A struct from a JSON object by field name, to msgpack (pk) or to JSON text (jb): unknown
- * members are refused, absent optional fields are null. */
+ * members are refused (but skipped in a body read from a peer), absent optional fields are
+ * null. */
 static int struct_to(cx *c, const shmrpc_dyn_type *t, const json_t *v, msgpack_packer *pk,
                      shmrpc_buf *jb)
 {
     if (!json_is_object(v)) return shmrpc__dj_mismatch(c, t, v);
     const char *key;
     json_t *val;
+    /* A member a user wrote that the struct lacks is a mistake; one in a @json body a peer
+     * sent (!c->wire: read from the wire) is a newer build's, and skipped (docs/svc-language.md,
+     * "Compatible evolution"). */
     json_object_foreach((json_t *)v, key, val)
     {
-        if (field_index(t->fields, t->n, key) == t->n)
+        if (field_index(t->fields, t->n, key) == t->n && (c->wire || pk))
             return shmrpc__dj_fail(c, "struct %s has no field '%.40s'", t->name, key);
     }
     if (pk) msgpack_pack_array(pk, t->n);
@@ -431,9 +435,14 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
     case SHMRPC_DYN_STRUCT: {
         uint32_t n;
         if (shmrpc_mp_read_array(r, &n) != 0) return mp_fail(c, r);
-        if (n != t->n)
-            return shmrpc__dj_fail(c, "struct %s: expected %zu fields, got %" PRIu32, t->name, t->n,
-                                   n);
+        /* An older peer's struct may lack trailing optional fields (null), a newer one's
+         * have more (skipped): docs/svc-language.md, "Compatible evolution". */
+        size_t req = t->n;
+        while (req > 0 && t->fields[req - 1].type->kind == SHMRPC_DYN_OPT)
+            req--;
+        if (n < req)
+            return shmrpc__dj_fail(c, "struct %s: expected %s%zu fields, got %" PRIu32, t->name,
+                                   req < t->n ? "at least " : "", req, n);
         shmrpc__dj_out_str(b, "{");
         c->depth++;
         for (size_t i = 0; i < t->n; i++) {
@@ -442,9 +451,13 @@ static int from_mp(cx *c, const shmrpc_dyn_type *t, shmrpc_mp_reader *r, shmrpc_
             shmrpc__dj_out_json_str(b, f->name, strlen(f->name));
             shmrpc__dj_out_str(b, ":");
             size_t old = shmrpc__dj_path_push(c, ".%s", f->name);
-            if (from_mp(c, f->type, r, b) != 0) return -1;
+            if (i >= n)
+                shmrpc__dj_out_str(b, "null");
+            else if (from_mp(c, f->type, r, b) != 0)
+                return -1;
             shmrpc__dj_path_pop(c, old);
         }
+        if (n > t->n && shmrpc_mp_skip(r, n - (uint32_t)t->n) != 0) return mp_fail(c, r);
         c->depth--;
         shmrpc__dj_out_str(b, "}");
         return 0;

@@ -76,21 +76,21 @@ int shmrpc__dj_status_of(cx *c, int rc, const shmrpc_buf *b)
 }
 
 /* A type as the signature spells it, by name for structs and enums. */
-static void type_text(const shmrpc_dyn_type *t, char *out, size_t cap)
+void shmrpc__dyn_type_text(const shmrpc_dyn_type *t, char *out, size_t cap)
 {
     char a[128], b[128];
     switch (t->kind) {
     case SHMRPC_DYN_LIST:
-        type_text(t->elem, a, sizeof a);
+        shmrpc__dyn_type_text(t->elem, a, sizeof a);
         snprintf(out, cap, "list<%s>", a);
         return;
     case SHMRPC_DYN_MAP:
-        type_text(t->key, a, sizeof a);
-        type_text(t->elem, b, sizeof b);
+        shmrpc__dyn_type_text(t->key, a, sizeof a);
+        shmrpc__dyn_type_text(t->elem, b, sizeof b);
         snprintf(out, cap, "map<%.60s,%.60s>", a, b);
         return;
     case SHMRPC_DYN_OPT:
-        type_text(t->elem, a, sizeof a);
+        shmrpc__dyn_type_text(t->elem, a, sizeof a);
         snprintf(out, cap, "%s?", a);
         return;
     case SHMRPC_DYN_STRUCT:
@@ -112,7 +112,7 @@ static void type_text(const shmrpc_dyn_type *t, char *out, size_t cap)
 static const char *wanted(const shmrpc_dyn_type *t, char *out, size_t cap)
 {
     char tt[160];
-    type_text(t, tt, sizeof tt);
+    shmrpc__dyn_type_text(t, tt, sizeof tt);
     const char *what = "a value";
     switch (t->kind) {
     case SHMRPC_DYN_BOOL:

@@ -365,3 +365,90 @@ int shmrpc_mp_finish(shmrpc_mp_reader *r)
     if (r->p != r->end) return fail(r, "trailing bytes");
     return 0;
 }
+
+/* --- skipping what a newer peer added -------------------------------------------------- */
+
+/* Consumes the header of one value, and its payload when it has no elements; *children: the
+ * values inside it (an array's elements, a map's keys and values), whose count was checked
+ * against the bytes left. */
+static int skip_head(shmrpc_mp_reader *r, uint64_t *children)
+{
+    *children = 0;
+    if (r->p == r->end) return fail(r, WHY_TRUNCATED);
+    uint8_t b = r->p[0];
+    uint32_t n;
+    switch (kind_of(b)) {
+    case K_MAP:
+        if (shmrpc_mp_read_map(r, &n)) return SHMRPC_EINVAL;
+        *children = 2 * (uint64_t)n;
+        return 0;
+    case K_ARRAY:
+        if (shmrpc_mp_read_array(r, &n)) return SHMRPC_EINVAL;
+        *children = n;
+        return 0;
+    case K_INT: {
+        bool neg;
+        uint64_t u;
+        size_t used = scan_int(r, W_INT, &neg, &u);
+        if (used == 0) return SHMRPC_EINVAL;
+        r->p += used;
+        return 0;
+    }
+    case K_STR: {
+        shmrpc_str s;
+        return shmrpc_mp_read_str(r, &s);
+    }
+    case K_BIN: {
+        shmrpc_bytes v;
+        return shmrpc_mp_read_bin(r, &v);
+    }
+    case K_BOOL: {
+        bool v;
+        return shmrpc_mp_read_bool(r, &v);
+    }
+    case K_FLOAT: {
+        double v;
+        return shmrpc_mp_read_f64(r, &v);
+    }
+    case K_NIL:
+        return shmrpc_mp_read_nil(r);
+    case K_EXT: {
+        size_t left = left_of(r);
+        if (b >= 0xd4 && b <= 0xd8) { /* fixext: type, 1 to 16 bytes */
+            size_t need = 2 + ((size_t)1 << (b - 0xd4));
+            if (left < need) return fail(r, WHY_TRUNCATED);
+            r->p += need;
+            return 0;
+        }
+        unsigned w = 1u << (b - 0xc7); /* ext 8/16/32: length, type, data */
+        if (left < 2 + w) return fail(r, WHY_TRUNCATED);
+        uint64_t len = load_be(r->p + 1, w);
+        if (len > left - 2 - w) return fail(r, WHY_TRUNCATED);
+        r->p += 2 + w + len;
+        return 0;
+    }
+    default:
+        return fail(r, "invalid msgpack byte");
+    }
+}
+
+int shmrpc_mp_skip(shmrpc_mp_reader *r, uint32_t count)
+{
+    /* What is left to skip at each level: no recursion, and the nesting bounded as the
+     * decoders bound it, counted from where the reader is. */
+    uint64_t left[SHMRPC_MAX_DEPTH + 1];
+    unsigned top = 0, room = r->depth < SHMRPC_MAX_DEPTH ? SHMRPC_MAX_DEPTH - r->depth : 0;
+    left[0] = count;
+    for (;;) {
+        while (left[top] == 0) {
+            if (top == 0) return 0;
+            top--;
+        }
+        left[top]--;
+        uint64_t children;
+        if (skip_head(r, &children) != 0) return SHMRPC_EINVAL;
+        if (children == 0) continue;
+        if (top + 1 > room) return fail(r, "nested too deeply");
+        left[++top] = children;
+    }
+}

@@ -16,12 +16,34 @@
 int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err);
 
 /* Maps each client method id to the server's id for the same name (map has
- * client->n_methods entries). Every client method must exist on the server with an
- * equal fingerprint; the server may have more. Otherwise SHMRPC_EMISMATCH, with a
- * message in err naming every method that differs. Both infos must have passed
- * shmrpc__info_check (sorted by name), so this is one merge walk. */
+ * client->n_methods entries). Every client method must exist on the server, with an
+ * equal fingerprint or a compatible signature (shmrpc__compat_method); the server may
+ * have more. Otherwise SHMRPC_EMISMATCH, with a message in err naming every method that
+ * cannot be called and why. On success, diffs (when not NULL) gets the verdict: empty when
+ * every fingerprint is equal, else "compatible, with these differences: ...". Both infos
+ * must have passed shmrpc__info_check (sorted by name), so this is one merge walk. */
 int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
-                       uint32_t *map, shmrpc_buf *err);
+                       uint32_t *map, shmrpc_buf *err, shmrpc_buf *diffs);
+
+/* --- compatible evolution (compat.c) ------------------------------------------------- */
+
+/* The comparison of a client's table with a server's, method by method: each table's
+ * types parsed once, each pair of structs or enums compared once. */
+typedef struct shmrpc__compat shmrpc__compat;
+
+/* SHMRPC_ENOMEM. Both infos outlive it. */
+int shmrpc__compat_new(shmrpc__compat **out, const shmrpc_service_info *client,
+                       const shmrpc_service_info *server);
+void shmrpc__compat_free(shmrpc__compat *c);
+
+/* Whether the client's cm can call the server's sm (same name, other fingerprints) by the
+ * rules of docs/svc-language.md: 0, with each difference the codecs bridge appended to
+ * diffs (", "-separated: "struct Point: field 'z' (f64?) only on the server (...)"), or
+ * SHMRPC_EMISMATCH with the reason in *why (valid until the next call): "arguments:
+ * parameter 1 is 'a' on the client and 'b' on the server (renamed, removed or
+ * reordered)". A table whose types or signature do not parse is a reason too. */
+int shmrpc__compat_method(shmrpc__compat *c, const shmrpc_method_info *cm,
+                          const shmrpc_method_info *sm, shmrpc_buf *diffs, const char **why);
 
 /* --- what a transport sees of a server (dispatch.c) ----------------------------------
  * A transport reads its server and runs calls through these, never through server.c,
@@ -156,6 +178,9 @@ int shmrpc__tcp_cfg_init(shmrpc__tcp_cfg *cfg, const shmrpc_tcp_opts *o);
 typedef struct shmrpc__table {
     shmrpc_arena *arena; /* names, signatures and methods; reset by each keep */
     shmrpc_service_info info;
+    /* The verdict of the last accept (shmrpc__method_map's diffs), in arena: "" when every
+     * fingerprint was equal. */
+    const char *compat;
 } shmrpc__table;
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */

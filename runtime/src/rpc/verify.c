@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Checks of service descriptors, and the method-table comparison that every transport
- * runs when a client connects. */
+ * runs when a client connects (equal fingerprints, else compat.c's verdict). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "rpc/rpc.h"
@@ -62,6 +63,15 @@ int shmrpc__info_check(const shmrpc_service_info *info, shmrpc_buf *err)
             return SHMRPC_EINVAL;
         }
     }
+    if (info->n_types && !info->types) {
+        shmrpc__msg_set(err, "service '%s': %u types but no type table", name, info->n_types);
+        return SHMRPC_EINVAL;
+    }
+    for (uint32_t i = 0; i < info->n_types; i++)
+        if (!info->types[i]) {
+            shmrpc__msg_set(err, "service '%s': type %u has no description", name, i);
+            return SHMRPC_EINVAL;
+        }
     return 0;
 }
 
@@ -80,12 +90,14 @@ static void note(shmrpc_buf *err, unsigned *count, const char *fmt, ...)
 }
 
 int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_info *server,
-                       uint32_t *map, shmrpc_buf *err)
+                       uint32_t *map, shmrpc_buf *err, shmrpc_buf *diffs)
 {
     const shmrpc_method_info *cm = client->methods, *sm = server->methods;
     uint32_t cn = client->n_methods, sn = server->n_methods;
-    unsigned bad = 0;
+    unsigned bad = 0, n_diffs = 0;
+    shmrpc__compat *compat = NULL;
     uint32_t i = 0, j = 0;
+    if (diffs) shmrpc_buf_clear(diffs);
     /* Both tables are sorted by name: one walk pairs them. Server methods the client
      * lacks are fine (an older client); client methods the server lacks are not. */
     while (i < cn) {
@@ -99,15 +111,36 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
             i++;
             continue;
         }
+        map[i] = j;
         if (cm[i].fingerprint != sm[j].fingerprint) {
-            note(err, &bad, "'%s' has another signature (client: %s, server: %s)", cm[i].name,
-                 cm[i].signature, sm[j].signature);
-        } else {
-            map[i] = j;
+            /* Compared only here: tables of equal fingerprints (the common case) cost no
+             * parse. */
+            const char *why = "out of memory";
+            shmrpc_buf d;
+            shmrpc_buf_init(&d);
+            int rc = compat ? 0 : shmrpc__compat_new(&compat, client, server);
+            if (rc == 0) rc = shmrpc__compat_method(compat, &cm[i], &sm[j], &d, &why);
+            if (rc != 0) {
+                note(err, &bad, "'%s' has another signature, incompatible: %s (client: %s, server: %s)", cm[i].name,
+                     why, cm[i].signature, sm[j].signature);
+            } else if (diffs && d.len) {
+                shmrpc__msg_append(diffs, "%s'%s': %s",
+                                   n_diffs++ ? "; " : "compatible, with these differences: ",
+                                   cm[i].name, shmrpc__msg_get(&d));
+            } else if (diffs && !n_diffs++) {
+                /* Compatible with nothing to say (a change in a type another method
+                 * reported): still not identical. */
+                shmrpc__msg_append(diffs, "compatible, with these differences: '%s': as above",
+                                   cm[i].name);
+            } else if (diffs) {
+                shmrpc__msg_append(diffs, "; '%s': as above", cm[i].name);
+            }
+            shmrpc_buf_destroy(&d);
         }
         i++;
         j++;
     }
+    shmrpc__compat_free(compat);
     if (!bad) return 0;
     if (strcmp(client->name, server->name) != 0)
         shmrpc__msg_append(err, " (the server serves '%s', not '%s')", server->name, client->name);
@@ -118,6 +151,7 @@ int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
 {
     shmrpc_arena_reset(t->arena);
     t->info = (shmrpc_service_info){0};
+    t->compat = "";
     const shmrpc_service_info *copy = shmrpc_dyn_info_copy(t->arena, server);
     if (!copy) return SHMRPC_ENOMEM;
     t->info = *copy;
@@ -128,6 +162,33 @@ int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
 int shmrpc__table_accept(const shmrpc_service_info *client, const shmrpc_service_info *server,
                          uint32_t *map, shmrpc__table *t, shmrpc_buf *err)
 {
-    int rc = shmrpc__method_map(client, server, map, err);
-    return rc ? rc : shmrpc__table_keep(t, server);
+    shmrpc_buf diffs;
+    shmrpc_buf_init(&diffs);
+    int rc = shmrpc__method_map(client, server, map, err, &diffs);
+    if (rc == 0) rc = shmrpc__table_keep(t, server);
+    if (rc == 0) {
+        const char *d = shmrpc__msg_get(&diffs);
+        t->compat = shmrpc_arena_strndup(t->arena, d, strlen(d));
+        if (t->compat == NULL) rc = SHMRPC_ENOMEM;
+    }
+    shmrpc_buf_destroy(&diffs);
+    return rc;
+}
+
+int shmrpc_service_compat(const shmrpc_service_info *client, const shmrpc_service_info *server,
+                          shmrpc_buf *verdict)
+{
+    shmrpc_buf_clear(verdict);
+    int rc = shmrpc__info_check(client, verdict);
+    if (rc == 0) rc = shmrpc__info_check(server, verdict);
+    if (rc != 0) return rc;
+    uint32_t *map = calloc(client->n_methods ? client->n_methods : 1, sizeof *map);
+    if (map == NULL) return SHMRPC_ENOMEM;
+    shmrpc_buf diffs;
+    shmrpc_buf_init(&diffs);
+    rc = shmrpc__method_map(client, server, map, verdict, &diffs);
+    if (rc == 0) shmrpc__msg_set(verdict, "%s", shmrpc__msg_get(&diffs));
+    shmrpc_buf_destroy(&diffs);
+    free(map);
+    return rc;
 }

@@ -23,11 +23,12 @@
  * of its own the channel it is taking; 7: a worker takes a call by a claim on the channel's
  * second line, with the lock beside it, and the call's number is 64-bit; 8: a worker claims a
  * call only from the number just before it, so a number written over a call being served no
- * longer makes it look new (issue 40) */
-#define SHMRPC__SHM_VERSION 8u
+ * longer makes it look new (issue 40); 9: the method table holds its types, one a line, after
+ * the header, and the segment is as long as the table needs, up to 1 MiB of it (issue 36) */
+#define SHMRPC__SHM_VERSION 9u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
-#define SHMRPC__TABLE_MAX 16384 /* the method table, as text */
+#define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
 #define SHMRPC__KEY_MAX 64      /* a service's name in shm:// */
 /* Lengths in a channel are 32-bit: no message may be larger, whatever max_msg says. */
 #define SHMRPC__MAX_MSG_CAP ((uint64_t)UINT32_MAX)
@@ -120,9 +121,17 @@ typedef struct shmrpc__shm_ctl {
     shmrpc__shm_worker workers[SHMRPC__MAX_WORKERS];
     shmrpc__shm_slot slots[SHMRPC__MAX_CONNS];
     char service[256]; /* the service's name, NUL-terminated (cut at 255 bytes) */
-    /* "NAME\tFINGERPRINT\tSIGNATURE\n" per method, in the server's id order. */
-    char table[SHMRPC__TABLE_MAX];
+    /* "NAME\tENCODING\tFINGERPRINT\tSIGNATURE\n" per method, in the server's id order,
+     * then "\tTYPE\n" per type of the table, in its order: table_len bytes, which the
+     * segment is made long enough to hold (shmrpc__shm_ctl_size), at most SHMRPC__TABLE_MAX. */
+    char table[];
 } shmrpc__shm_ctl;
+
+/* The length of a control segment whose table has len bytes. */
+static inline uint64_t shmrpc__shm_ctl_size(uint64_t len)
+{
+    return sizeof(shmrpc__shm_ctl) + (len ? len : 1);
+}
 static_assert(offsetof(shmrpc__shm_ctl, pending) == 64, "doorbell on its own line");
 static_assert(offsetof(shmrpc__shm_ctl, sleeping) == 104, "the doorbell's sleepers beside it");
 static_assert(offsetof(shmrpc__shm_ctl, awake) == 128, "awake on its own line");

@@ -2,6 +2,7 @@
 /* The shm:// transport's client side: connect (the control segment, its method table, a
  * slot, a channel handed over at the rendezvous), the call, and its wait for the answer
  * while watching the worker and the server. */
+#include "codec/dyn.h"
 #include "transport/shm/shm_int.h"
 
 #include "transport/shm/shm_rdv.h"
@@ -31,6 +32,7 @@ typedef struct table {
     char service[256];
     char *text;
     shmrpc_method_info *methods;
+    const char **types;
     shmrpc_service_info info;
 } table;
 
@@ -38,28 +40,31 @@ static void table_free(table *t)
 {
     free(t->text);
     free(t->methods);
+    free(t->types);
 }
 
-static int parse_table(const shmrpc__shm_ctl *ctl, table *t, shmrpc_buf *err)
+/* The table of ctl, of which size bytes are mapped. */
+static int parse_table(const shmrpc__shm_ctl *ctl, uint64_t size, table *t, shmrpc_buf *err)
 {
     uint32_t len = ctl->table_len; /* read once */
     memset(t, 0, sizeof *t);
     memcpy(t->service, ctl->service, sizeof t->service - 1); /* NUL-terminated here */
-    if (len > sizeof ctl->table) goto bad;
+    if (len > size - sizeof *ctl) goto bad;
     t->text = malloc((size_t)len + 1);
-    uint32_t lines = 0;
+    uint32_t lines = 0, n_types = 0;
     if (t->text == NULL) return SHMRPC_ENOMEM;
     memcpy(t->text, ctl->table, len);
     t->text[len] = '\0';
-    for (uint32_t i = 0; i < len; i++)
-        lines += t->text[i] == '\n';
+    for (uint32_t i = 0; i < len; i++) /* a line of a type starts with a tab */
+        if (i == 0 || t->text[i - 1] == '\n') *(t->text[i] == '\t' ? &n_types : &lines) += 1;
     t->methods = calloc(lines ? lines : 1, sizeof *t->methods);
-    if (t->methods == NULL) return SHMRPC_ENOMEM;
+    t->types = calloc(n_types ? n_types : 1, sizeof *t->types);
+    if (t->methods == NULL || t->types == NULL) return SHMRPC_ENOMEM;
     char *p = t->text;
     for (uint32_t i = 0; i < lines; i++) {
         char *name = p, *enc = strchr(p, '\t'), *fp = enc ? strchr(enc + 1, '\t') : NULL;
         char *sig = fp ? strchr(fp + 1, '\t') : NULL, *end = strchr(p, '\n');
-        if (!sig || sig > end) goto bad;
+        if (!sig || !end || sig > end || name == enc) goto bad;
         *enc++ = *fp++ = *sig++ = *end = '\0';
         t->methods[i] = (shmrpc_method_info){.name = name,
                                              .id = i,
@@ -68,14 +73,30 @@ static int parse_table(const shmrpc__shm_ctl *ctl, table *t, shmrpc_buf *err)
                                              .signature = sig};
         p = end + 1;
     }
+    for (uint32_t i = 0; i < n_types; i++) {
+        char *end = strchr(p, '\n'), *tab = strchr(p + 1, '\t');
+        if (*p != '\t' || !end || (tab && tab < end)) goto bad;
+        *end = '\0';
+        t->types[i] = p + 1;
+        p = end + 1;
+    }
     t->info = (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
                                     .version = SHMRPC_DESCRIPTOR_VERSION,
                                     .name = t->service,
                                     .svc_name = t->service,
                                     .fingerprint = ctl->fingerprint,
                                     .n_methods = lines,
-                                    .methods = t->methods};
-    if (shmrpc__info_check(&t->info, err) == 0) return 0;
+                                    .methods = t->methods,
+                                    .n_types = n_types,
+                                    .types = n_types ? t->types : NULL};
+    if (shmrpc__info_check(&t->info, err) == 0) {
+        int rc = shmrpc__types_check(&t->info, err);
+        if (rc == 0 || rc == SHMRPC_ENOMEM) return rc;
+        char why[256];
+        snprintf(why, sizeof why, "%s", shmrpc__msg_get(err));
+        shmrpc__msg_set(err, "the server's method table is malformed: %s", why);
+        return SHMRPC_EPROTO;
+    }
 bad:
     shmrpc__msg_set(err, "the server's method table is malformed");
     return SHMRPC_EPROTO;
@@ -90,6 +111,7 @@ typedef struct shm_conn {
      * manager holds the channel handed over on it, and its hang-up tells the manager that
      * this process died. -1 with a server of a version before it. */
     int rdv_fd;
+    uint64_t ctl_size; /* what is mapped of ctl: its header and table */
     int32_t rdv_pid; /* who listens there (SO_PEERCRED): must be the segment's owner */
     int32_t owner;
     uint64_t owner_start;
@@ -147,8 +169,12 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
         return SHMRPC_EUNAVAIL;
     }
     if (rc != 0) return rc;
-    c->ctl = shmrpc__shm_map(c->ctl_fd, sizeof *c->ctl);
+    /* The header and the table after it, as long as the segment (which its checks have
+     * bounded), at most what a table may be. */
+    if (size > shmrpc__shm_ctl_size(SHMRPC__TABLE_MAX)) size = shmrpc__shm_ctl_size(SHMRPC__TABLE_MAX);
+    c->ctl = shmrpc__shm_map(c->ctl_fd, size);
     if (c->ctl == NULL) return shmrpc__shm_sys_error(err, "cannot map", name);
+    c->ctl_size = size;
     uint32_t magic = atomic_load_explicit(&c->ctl->magic, memory_order_acquire);
     if (magic == 0) {
         shmrpc__msg_set(err, "the server of shm://%s is still starting", c->key);
@@ -168,7 +194,7 @@ static int open_ctl(shm_conn *c, const shmrpc_service_info *info, uint32_t *map_
         return SHMRPC_EUNAVAIL;
     }
     table t;
-    rc = parse_table(c->ctl, &t, err);
+    rc = parse_table(c->ctl, c->ctl_size, &t, err);
     if (rc == 0) rc = shmrpc__table_accept(info, &t.info, map_ids, c->table, err);
     table_free(&t);
     return rc;
@@ -322,7 +348,7 @@ static void detach(shm_conn *c)
     /* After the slot: the manager then finds it free at the hang-up. */
     if (c->rdv_fd >= 0) close(c->rdv_fd);
     c->rdv_fd = -1;
-    if (c->ctl) munmap(c->ctl, sizeof *c->ctl);
+    if (c->ctl) munmap(c->ctl, c->ctl_size);
     if (c->ctl_fd >= 0) close(c->ctl_fd);
     c->ctl = NULL;
     c->ctl_fd = -1;

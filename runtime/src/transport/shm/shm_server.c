@@ -24,22 +24,40 @@
 
 /* --- the method table in the control segment ------------------------------------------ */
 
-static int write_table(shmrpc__shm_ctl *ctl, const shmrpc_service_info *info, shmrpc_buf *err)
+/* The method table as the control segment holds it, into a malloc'd *out of *len bytes. */
+static int table_text(const shmrpc_service_info *info, char **out, uint32_t *len, shmrpc_buf *err)
 {
-    size_t used = 0;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
     for (uint32_t i = 0; i < info->n_methods; i++) {
         const shmrpc_method_info *m = &info->methods[i];
-        int n =
-            snprintf(ctl->table + used, sizeof ctl->table - used, "%s\t%d\t%016" PRIx64 "\t%s\n",
-                     m->name, (int)m->encoding, m->fingerprint, m->signature);
-        if (n < 0 || (size_t)n >= sizeof ctl->table - used) {
-            shmrpc__msg_set(err, "the method table does not fit in %d bytes", SHMRPC__TABLE_MAX);
-            return SHMRPC_ETOOBIG;
-        }
-        used += (size_t)n;
+        char mid[40];
+        int n = snprintf(mid, sizeof mid, "\t%d\t%016" PRIx64 "\t", (int)m->encoding,
+                         m->fingerprint);
+        shmrpc_buf_append(&b, m->name, strlen(m->name));
+        shmrpc_buf_append(&b, mid, (size_t)n);
+        shmrpc_buf_append(&b, m->signature, strlen(m->signature));
+        shmrpc_buf_append(&b, "\n", 1);
     }
-    ctl->table_len = (uint32_t)used;
-    return 0;
+    for (uint32_t i = 0; i < info->n_types; i++) {
+        shmrpc_buf_append(&b, "\t", 1);
+        shmrpc_buf_append(&b, info->types[i], strlen(info->types[i]));
+        shmrpc_buf_append(&b, "\n", 1);
+    }
+    if (b.err) {
+        shmrpc_buf_destroy(&b);
+        return SHMRPC_ENOMEM;
+    }
+    if (b.len > SHMRPC__TABLE_MAX) {
+        shmrpc_buf_destroy(&b);
+        shmrpc__msg_set(err, "the method table does not fit in %d bytes", SHMRPC__TABLE_MAX);
+        return SHMRPC_ETOOBIG;
+    }
+    *len = (uint32_t)b.len;
+    *out = malloc(b.len ? b.len : 1);
+    if (*out && b.len) memcpy(*out, b.data, b.len);
+    shmrpc_buf_destroy(&b);
+    return *out ? 0 : SHMRPC_ENOMEM;
 }
 
 /* Unlinks the channels in /dev/shm of key whose server is owner, or (owner 0, a server
@@ -73,7 +91,7 @@ static int create_ctl(shm_listener *l, shmrpc_buf *err)
 {
     const char *path = l->ctl_path;
     for (int attempt = 0; attempt < 2; attempt++) {
-        int rc = shmrpc__shm_create_segment(path, sizeof(shmrpc__shm_ctl), &l->fd, err);
+        int rc = shmrpc__shm_create_segment(path, l->ctl_size, &l->fd, err);
         if (rc == 0) return 0;
         if (rc != SHMRPC_ESYS(EEXIST)) return rc;
         int fd;
@@ -130,23 +148,30 @@ int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     l->wait = *shmrpc__server_wait(s);
     /* The rendezvous first: its lock makes this process the name's one server, before
      * anything of a dead one's is removed (shm_rdv.h). */
-    rc = shmrpc__shm_path(l->ctl_path, sizeof l->ctl_path, l->key, "", true, err);
+    const shmrpc_service_info *info = shmrpc__server_info(s);
+    rc = table_text(info, &l->table, &l->table_len, err);
+    l->ctl_size = shmrpc__shm_ctl_size(l->table_len);
+    if (rc == 0) rc = shmrpc__shm_path(l->ctl_path, sizeof l->ctl_path, l->key, "", true, err);
     if (rc == 0) rc = shmrpc__shm_handover_open(l, err);
     if (rc == 0) rc = create_ctl(l, err);
     if (rc != 0) {
         if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
         shmrpc__rdv_close(l->rdv);
+        free(l->table);
         free(l);
         return rc;
     }
     remove_channels(l->key, 0);
-    l->ctl = shmrpc__shm_map(l->fd, sizeof *l->ctl);
-    const shmrpc_service_info *info = shmrpc__server_info(s);
+    l->ctl = shmrpc__shm_map(l->fd, l->ctl_size);
     if (l->ctl == NULL) rc = shmrpc__shm_sys_error(err, "cannot map", "the control segment");
-    if (rc == 0) rc = write_table(l->ctl, info, err);
+    if (rc == 0) {
+        memcpy(l->ctl->table, l->table, l->table_len);
+        l->ctl->table_len = l->table_len;
+    }
     if (rc != 0) {
         munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
-        if (l->ctl) munmap(l->ctl, sizeof *l->ctl);
+        free(l->table);
+        if (l->ctl) munmap(l->ctl, l->ctl_size);
         close(l->fd);
         unlink(l->ctl_path);
         shmrpc__rdv_close(l->rdv);
@@ -165,9 +190,6 @@ int shmrpc__shm_listen(shmrpc_server *s, const char *where, shmrpc__listener **o
     snprintf(ctl->service, sizeof ctl->service, "%s", info->name);
     memcpy(l->service, ctl->service, sizeof l->service);
     ctl->max_msg = l->max_msg;
-    l->table_len = ctl->table_len;
-    l->table = malloc(l->table_len ? l->table_len : 1);
-    if (l->table) memcpy(l->table, ctl->table, l->table_len); /* else: nothing restored */
     atomic_store(&ctl->state, SHM_READY);
     atomic_store_explicit(&ctl->magic, SHMRPC__SHM_MAGIC, memory_order_release);
     *out = &l->base;
@@ -288,7 +310,7 @@ static void shm_listener_close(shmrpc__listener *base)
     if (l->held) munmap(l->held, SHMRPC__MAX_CONNS * sizeof *l->held);
     shmrpc__stats_destroy(&l->stats);
     free(l->table);
-    munmap(l->ctl, sizeof *l->ctl);
+    munmap(l->ctl, l->ctl_size);
     close(l->fd);
     free(l);
 }

@@ -28,6 +28,7 @@ typedef struct shm_listener {
     char ctl_path[SHMRPC__NS_MAX + SHMRPC__KEY_MAX + 16]; /* the control segment (names.h) */
     int fd;
     shmrpc__shm_ctl *ctl;
+    uint64_t ctl_size; /* what is mapped of it: the header and the table */
     int32_t pid;    /* the manager: only it removes the segments */
     uint64_t start; /* the manager's start time */
     char *table;    /* what the header's table and service said at listen: sweeps restore */

@@ -108,7 +108,12 @@ static int made(tcp_pool *p, tcp_conn *c)
     c->suspect = false;
     c->eject_until = 0;
     memcpy(p->map, c->map, (p->info->n_methods ? p->info->n_methods : 1) * sizeof *p->map);
-    return shmrpc__table_keep(p->table, &c->table->info);
+    int rc = shmrpc__table_keep(p->table, &c->table->info);
+    const char *compat = c->table->compat ? c->table->compat : "";
+    if (rc == 0 && !(p->table->compat = shmrpc_arena_strndup(p->table->arena, compat,
+                                                             strlen(compat))))
+        rc = SHMRPC_ENOMEM;
+    return rc;
 }
 
 /* A call's deadline passed waiting on c. While another endpoint takes calls, c is left out

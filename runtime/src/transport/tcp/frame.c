@@ -10,6 +10,7 @@
 #include <snappy-c.h>
 #include <zlib.h>
 
+#include "codec/dyn.h"
 #include "transport/tcp/frame.h"
 
 /* --- byte order ----------------------------------------------------------------------- */
@@ -418,63 +419,11 @@ static int pack_str(msgpack_packer *pk, const char *s, size_t n)
     return rc ? rc : msgpack_pack_str_body(pk, s, n);
 }
 
-/* Skips count values, iteratively (no recursion for a hostile nesting to exhaust). Every
- * array or map count has been checked against the bytes left, so count stays bounded. */
+/* Skips count values (shmrpc_mp_skip: iteratively, nested at most SHMRPC_MAX_DEPTH deep). */
 static int skip_values(shmrpc_mp_reader *r, uint64_t count)
 {
-    for (; count; count--) {
-        if (r->p == r->end) return shmrpc_mp_read_nil(r); /* "truncated" */
-        uint8_t b = r->p[0];
-        uint32_t n;
-        int rc;
-        if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf) {
-            rc = shmrpc_mp_read_map(r, &n);
-            count += 2 * (uint64_t)n;
-        } else if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd) {
-            rc = shmrpc_mp_read_array(r, &n);
-            count += n;
-        } else if (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
-            uint64_t u;
-            int64_t s;
-            rc = b >= 0xcc && b <= 0xcf ? shmrpc_mp_read_uint(r, UINT64_MAX, &u)
-                                        : shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &s);
-        } else if ((b >= 0xa0 && b <= 0xbf) || (b >= 0xd9 && b <= 0xdb)) {
-            shmrpc_str s;
-            rc = shmrpc_mp_read_str(r, &s);
-        } else if (b >= 0xc4 && b <= 0xc6) {
-            shmrpc_bytes v;
-            rc = shmrpc_mp_read_bin(r, &v);
-        } else if (b == 0xc2 || b == 0xc3) {
-            bool v;
-            rc = shmrpc_mp_read_bool(r, &v);
-        } else if (b == 0xca || b == 0xcb) {
-            double v;
-            rc = shmrpc_mp_read_f64(r, &v);
-        } else if (b == 0xc0) {
-            rc = shmrpc_mp_read_nil(r);
-        } else if (b >= 0xd4 && b <= 0xd8) { /* fixext: type, 1 to 16 bytes */
-            size_t need = 2 + ((size_t)1 << (b - 0xd4));
-            if ((size_t)(r->end - r->p) < need) goto truncated;
-            r->p += need;
-            rc = 0;
-        } else if (b >= 0xc7 && b <= 0xc9) { /* ext 8/16/32: length, type, data */
-            unsigned w = 1u << (b - 0xc7);
-            size_t left = (size_t)(r->end - r->p);
-            if (left < 2 + w) goto truncated;
-            uint64_t len = load_be(r->p + 1, w);
-            if (len > left - 2 - w) goto truncated;
-            r->p += 2 + w + len;
-            rc = 0;
-        } else {
-            if (!r->why) r->why = "invalid msgpack byte";
-            return SHMRPC_EINVAL;
-        }
-        if (rc) return rc;
-    }
-    return 0;
-truncated:
-    if (!r->why) r->why = "truncated";
-    return SHMRPC_EINVAL;
+    return count > UINT32_MAX ? (r->why = "count larger than the bytes left", SHMRPC_EINVAL)
+                              : shmrpc_mp_skip(r, (uint32_t)count);
 }
 
 /* A failed read of element what: "HELLO body, element 'service': truncated". */
@@ -500,6 +449,8 @@ static int read_name(shmrpc_mp_reader *r, size_t max, shmrpc_arena *a, const cha
 /* --- the handshake -------------------------------------------------------------------- */
 
 #define HELLO_ELEMENTS 8u
+/* Revision 6 appends the table's types, an array of descriptions (element 8). */
+#define HELLO_ELEMENTS_6 9u
 #define METHOD_ELEMENTS 5u
 /* The fewest bytes a method entry takes: array header, id, a one-letter name (2),
  * fingerprint, encoding, empty signature. */
@@ -525,6 +476,16 @@ static int check_writable(const shmrpc__hello *h, shmrpc_buf *err)
             return SHMRPC_EINVAL;
         }
     }
+    if (info->n_types > SHMRPC__WIRE_MAX_TYPES) {
+        shmrpc__msg_set(err, "service '%s' has %u types; the wire carries at most %u", info->name,
+                        info->n_types, SHMRPC__WIRE_MAX_TYPES);
+        return SHMRPC_EINVAL;
+    }
+    for (uint32_t i = 0; i < info->n_types; i++)
+        if (strlen(info->types[i]) > SHMRPC__WIRE_MAX_SIGNATURE) {
+            shmrpc__msg_set(err, "type %u: description too long for the wire", i);
+            return SHMRPC_EINVAL;
+        }
     if (h->auth.len > SHMRPC__WIRE_MAX_AUTH) {
         shmrpc__msg_set(err, "auth slot of %zu bytes is above %u", h->auth.len,
                         SHMRPC__WIRE_MAX_AUTH);
@@ -541,7 +502,8 @@ int shmrpc__hello_write(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h, 
     const shmrpc_service_info *info = &h->info;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, shmrpc_buf_msgpack_write);
-    msgpack_pack_array(&pk, HELLO_ELEMENTS);
+    /* A table whose signatures spell their types out (for a peer of revision 5 or less) has none. */
+    msgpack_pack_array(&pk, info->n_types ? HELLO_ELEMENTS_6 : HELLO_ELEMENTS);
     msgpack_pack_uint32(&pk, h->proto);
     pack_str(&pk, info->name, strlen(info->name));
     msgpack_pack_uint64(&pk, info->fingerprint);
@@ -563,6 +525,11 @@ int shmrpc__hello_write(shmrpc_buf *out, unsigned kind, const shmrpc__hello *h, 
         msgpack_pack_bin_body(&pk, h->auth.ptr, h->auth.len);
     } else {
         msgpack_pack_nil(&pk);
+    }
+    if (info->n_types) {
+        msgpack_pack_array(&pk, info->n_types);
+        for (uint32_t i = 0; i < info->n_types; i++)
+            pack_str(&pk, info->types[i], strlen(info->types[i]));
     }
     return out->err;
 }
@@ -622,12 +589,45 @@ static int parse_table(shmrpc_mp_reader *r, const char *kname, shmrpc_arena *a,
     return 0;
 }
 
+/* Element 8, the table's types: the count checked against the bytes left (a one-byte
+ * string at least each) and the wire's maximum before anything is allocated. What the
+ * descriptions say is checked where they are read (codec/dynamic_types.c). */
+static int parse_types(shmrpc_mp_reader *r, const char *kname, shmrpc_arena *a,
+                       shmrpc_service_info *info, shmrpc_buf *err)
+{
+    uint32_t n;
+    if (shmrpc_mp_read_array_of(r, 1, &n)) return body_error(err, kname, "element 'types'", r->why);
+    if (n > SHMRPC__WIRE_MAX_TYPES)
+        return proto_error(err, "%s body has %u types, above the maximum of %u", kname, n,
+                           SHMRPC__WIRE_MAX_TYPES);
+    const char **types = shmrpc_arena_alloc_items(a, n ? n : 1, sizeof *types, _Alignof(char *));
+    if (!types) return SHMRPC_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        shmrpc_str t;
+        if (shmrpc_mp_read_str(r, &t))
+            return proto_error(err, "%s body, type %u: %s", kname, i, r->why ? r->why : "invalid");
+        if (t.len > SHMRPC__WIRE_MAX_SIGNATURE || memchr(t.ptr, '\0', t.len))
+            return proto_error(err, "%s body, type %u: %s", kname, i,
+                               t.len > SHMRPC__WIRE_MAX_SIGNATURE ? "string too long"
+                                                                  : "string holds a NUL byte");
+        if (!(types[i] = shmrpc_arena_strndup(a, t.ptr, t.len))) return SHMRPC_ENOMEM;
+    }
+    info->n_types = n;
+    info->types = n ? types : NULL;
+    return 0;
+}
+
 /* The table must be one that shmrpc__method_map can walk: sorted, ids = indexes. */
 static int check_table(const shmrpc_service_info *info, const char *kname, shmrpc_buf *err)
 {
     shmrpc_buf why;
     shmrpc_buf_init(&why);
     int rc = shmrpc__info_check(info, &why);
+    if (rc == 0) rc = shmrpc__types_check(info, &why); /* a hostile table goes no further */
+    if (rc == SHMRPC_ENOMEM) {
+        shmrpc_buf_destroy(&why);
+        return rc;
+    }
     if (rc) rc = proto_error(err, "%s body: %s", kname, shmrpc__msg_get(&why));
     shmrpc_buf_destroy(&why);
     return rc;
@@ -666,8 +666,12 @@ int shmrpc__hello_parse(shmrpc_bytes body, unsigned kind, shmrpc_arena *a, shmrp
         (what = "element 'threshold'", shmrpc_mp_read_uint(&r, UINT32_MAX, &threshold)) ||
         (what = "element 'max_msg'", shmrpc_mp_read_uint(&r, UINT32_MAX, &max_msg)) ||
         (what = "element 'auth'", (rc = shmrpc_mp_try_nil(&r)) < 0) ||
-        (rc == 0 && shmrpc_mp_read_bin(&r, &auth)) ||
-        (what = "the body", skip_values(&r, n - HELLO_ELEMENTS)) || shmrpc_mp_finish(&r))
+        (rc == 0 && shmrpc_mp_read_bin(&r, &auth)))
+        return body_error(err, kname, what, r.why);
+    if (n >= HELLO_ELEMENTS_6 && (rc = parse_types(&r, kname, a, info, err)) != 0) return rc;
+    if ((what = "the body",
+         skip_values(&r, n - (n >= HELLO_ELEMENTS_6 ? HELLO_ELEMENTS_6 : HELLO_ELEMENTS))) ||
+        shmrpc_mp_finish(&r))
         return body_error(err, kname, what, r.why);
     if (proto == 0) return proto_error(err, "%s body has protocol revision 0", kname);
     if (max_msg == 0) return proto_error(err, "%s body has a maximum message of 0", kname);
@@ -703,7 +707,7 @@ int shmrpc__hello_answer(const shmrpc__hello *hello, const shmrpc_service_info *
     uint32_t n = hello->info.n_methods;
     uint32_t *map = shmrpc_arena_alloc_items(a, n, sizeof *map, _Alignof(uint32_t));
     if (!map) return SHMRPC_ENOMEM;
-    int rc = shmrpc__method_map(&hello->info, server, map, err);
+    int rc = shmrpc__method_map(&hello->info, server, map, err, NULL);
     if (rc) return rc;
     unsigned offered = hello->compression & allowed;
     memset(ack, 0, sizeof *ack);

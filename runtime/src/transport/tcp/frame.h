@@ -108,12 +108,15 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 /* --- the handshake -------------------------------------------------------------------- */
 
 /* The handshake's protocol revision (2: DRAIN; 3: the lone flag; 4: the deadline flag;
- * 5: CANCEL). */
-#define SHMRPC__WIRE_PROTO 5u
+ * 5: CANCEL; 6: the table's types, and signatures that name them). */
+#define SHMRPC__WIRE_PROTO 6u
+/* The first revision whose tables carry their types (element 8 of a handshake body). */
+#define SHMRPC__WIRE_PROTO_TYPES 6u
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */
 #define SHMRPC__WIRE_MAX_NAME 255u           /* service and method names */
 #define SHMRPC__WIRE_MAX_SIGNATURE 65535u    /* a method's signature text */
 #define SHMRPC__WIRE_MAX_METHODS 65535u      /* methods in a table */
+#define SHMRPC__WIRE_MAX_TYPES 65535u        /* structs and enums in a table */
 #define SHMRPC__WIRE_MAX_AUTH 256u           /* the reserved auth slot */
 #define SHMRPC__WIRE_MAX_ERRMSG 4096u        /* an ERROR frame's message */
 #define SHMRPC__WIRE_DEFAULT_THRESHOLD 4096u /* compress bodies of at least this */

@@ -3,6 +3,7 @@
  * of a shared secret exchanged, and the connection then counted as finished. */
 #include <stdio.h>
 
+#include "codec/dyn.h"
 #include "transport/tcp/tcp_int.h"
 #include "transport/tcp/tcp_server_int.h"
 
@@ -44,6 +45,9 @@ void shmrpc__tcp_serve_hello(worker *w, peer *p, shmrpc_bytes body)
         rc = shmrpc__hello_answer(&hello, shmrpc__server_info(w->l->server), cfg->compression,
                                   cfg->threshold, w->l->max_msg, w->arena, &ack, &w->err);
     if (rc == 0 && ack.proto > cfg->wire_proto) ack.proto = cfg->wire_proto;
+    /* A client of revision 5 or less reads signatures with their types spelled out. */
+    if (rc == 0 && ack.proto < SHMRPC__WIRE_PROTO_TYPES && ack.info.n_types)
+        rc = shmrpc__info_spelled(w->arena, &ack.info, &ack.info, &w->err);
     if (rc == 0 && cfg->secret_len) {
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
@@ -57,6 +61,16 @@ void shmrpc__tcp_serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc == 0) {
         shmrpc__frame_begin(&p->out, SHMRPC__KIND_HELLO_ACK, 0, 0, 0);
         rc = shmrpc__hello_write(&p->out, SHMRPC__KIND_HELLO_ACK, &ack, &w->err);
+        size_t body = p->out.len - at - SHMRPC__FRAME_HDR_SIZE;
+        if (rc == 0 && body > SHMRPC__WIRE_MAX_HELLO) {
+            /* Only a table spelled out for an older client can grow so (issue 36). */
+            shmrpc__msg_set(&w->err,
+                            "the method table spelled out for a client of protocol revision %u "
+                            "needs %zu bytes, more than a handshake carries (%u): upgrade the "
+                            "client",
+                            ack.proto, body, SHMRPC__WIRE_MAX_HELLO);
+            rc = SHMRPC_ETOOBIG;
+        }
         if (rc == 0) rc = shmrpc__frame_end(&p->out, at);
         if (rc) p->out.len = at;
     }

@@ -4,6 +4,10 @@
 
 #include "any.h"
 
+static const char *const Dyn_types[] = {
+    "struct Packet{i64 seq;any body;list<any> extra;}",
+};
+
 static const shmrpc_method_info Dyn_methods[] = {
     {
         .name = "echo",
@@ -38,8 +42,7 @@ static const shmrpc_method_info Dyn_methods[] = {
         .id = DYN_METHOD_PACKET,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x86882340c5e328e8),
-        .signature =
-            "packet(struct Packet{i64 seq;any body;list<any> extra;} p)->struct Packet @msgpack",
+        .signature = "packet(struct Packet p)->struct Packet @msgpack",
     },
 };
 
@@ -52,6 +55,8 @@ const shmrpc_service_info Dyn_service_info = {
     .fingerprint = DYN_FINGERPRINT,
     .n_methods = DYN_METHODS,
     .methods = Dyn_methods,
+    .n_types = 1,
+    .types = Dyn_types,
 };
 
 void Dyn_Packet_mp_write(msgpack_packer *pk, const dyn_Packet *v)
@@ -67,7 +72,7 @@ int Dyn_Packet_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, dyn_Packet *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 3) {
+    if (n < 3) {
         r->why = "expected 3 fields";
         return SHMRPC_EINVAL;
     }
@@ -80,6 +85,9 @@ int Dyn_Packet_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, dyn_Packet *v)
     if ((rc = shmrpc_mp_read_any(r, &v->body)) != 0) return shmrpc_mp_fail_at(r, rc, "Packet.body");
     if ((rc = Dyn_list_Any_mp_read(r, a, &v->extra)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Packet.extra");
+    if (n > 3 && (rc = shmrpc_mp_skip(r, n - 3)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }

@@ -38,11 +38,14 @@ static int Dyn_echo_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Dyn_echo_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_any(r, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }
@@ -50,21 +53,17 @@ static int Dyn_echo_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Dyn_echo_
 static int Dyn_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                         Dyn_echo_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
-    seen++;
     if ((rc = shmrpc_json_read_any(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -73,12 +72,15 @@ static int Dyn_many_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Dyn_many_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 2) {
+    if (n < 2) {
         r->why = "expected 2 arguments";
         return SHMRPC_EINVAL;
     }
     if ((rc = Dyn_list_Any_mp_read(r, a, &v->vs)) != 0) return shmrpc_mp_fail_at(r, rc, "vs");
     if ((rc = Dyn_map_String_Any_mp_read(r, a, &v->m)) != 0) return shmrpc_mp_fail_at(r, rc, "m");
+    if (n > 2 && (rc = shmrpc_mp_skip(r, n - 2)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -87,11 +89,14 @@ static int Dyn_packet_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Dyn_pac
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Dyn_Packet_mp_read(r, a, &v->p)) != 0) return shmrpc_mp_fail_at(r, rc, "p");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -100,11 +105,14 @@ static int Dyn_kind_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Dyn_kind_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_any(r, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }

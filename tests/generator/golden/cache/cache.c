@@ -4,13 +4,17 @@
 
 #include "cache.h"
 
+static const char *const Cache_types[] = {
+    "struct Entry{string upper;u32 length;i32 pid;}",
+};
+
 static const shmrpc_method_info Cache_methods[] = {
     {
         .name = "lookup",
         .id = CACHE_METHOD_LOOKUP,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x77701d84a24bc74a),
-        .signature = "lookup(string word)->struct Entry{string upper;u32 length;i32 pid;} @msgpack",
+        .signature = "lookup(string word)->struct Entry @msgpack",
     },
 };
 
@@ -23,6 +27,8 @@ const shmrpc_service_info Cache_service_info = {
     .fingerprint = CACHE_FINGERPRINT,
     .n_methods = CACHE_METHODS,
     .methods = Cache_methods,
+    .n_types = 1,
+    .types = Cache_types,
 };
 
 void Cache_Entry_mp_write(msgpack_packer *pk, const cache_Entry *v)
@@ -38,7 +44,7 @@ int Cache_Entry_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, cache_Entry *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 3) {
+    if (n < 3) {
         r->why = "expected 3 fields";
         return SHMRPC_EINVAL;
     }
@@ -59,6 +65,9 @@ int Cache_Entry_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, cache_Entry *v)
         if ((rc = shmrpc_mp_read_int(r, INT32_MIN, INT32_MAX, &tmp)) != 0)
             return shmrpc_mp_fail_at(r, rc, "Entry.pid");
         v->pid = (int32_t)tmp;
+    }
+    if (n > 3 && (rc = shmrpc_mp_skip(r, n - 3)) != 0) {
+        return rc;
     }
     (void)a;
     r->depth--;

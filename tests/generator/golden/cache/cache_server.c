@@ -16,11 +16,14 @@ static int Cache_lookup_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Cache
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_str(r, &v->word)) != 0) return shmrpc_mp_fail_at(r, rc, "word");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }

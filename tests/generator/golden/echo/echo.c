@@ -4,6 +4,10 @@
 
 #include "echo.h"
 
+static const char *const Echo_types[] = {
+    "struct Point{f64 x;f64 y;string? label;}",
+};
+
 static const shmrpc_method_info Echo_methods[] = {
     {
         .name = "add",
@@ -17,9 +21,7 @@ static const shmrpc_method_info Echo_methods[] = {
         .id = ECHO_METHOD_CENTROID,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xf8b4ad2e641d310a),
-        .signature =
-            "centroid(list<struct Point{f64 x;f64 y;string? label;}> points)->struct Point "
-            "@msgpack",
+        .signature = "centroid(list<struct Point> points)->struct Point @msgpack",
     },
     {
         .name = "echo_json",
@@ -46,6 +48,8 @@ const shmrpc_service_info Echo_service_info = {
     .fingerprint = ECHO_FINGERPRINT,
     .n_methods = ECHO_METHODS,
     .methods = Echo_methods,
+    .n_types = 1,
+    .types = Echo_types,
 };
 
 void Echo_Point_mp_write(msgpack_packer *pk, const echo_Point *v)
@@ -61,8 +65,8 @@ int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 3) {
-        r->why = "expected 3 fields";
+    if (n < 2) {
+        r->why = "expected at least 2 fields";
         return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
@@ -71,8 +75,15 @@ int Echo_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_Point *v)
     }
     if ((rc = shmrpc_mp_read_f64(r, &v->x)) != 0) return shmrpc_mp_fail_at(r, rc, "Point.x");
     if ((rc = shmrpc_mp_read_f64(r, &v->y)) != 0) return shmrpc_mp_fail_at(r, rc, "Point.y");
-    if ((rc = Echo_opt_String_mp_read(r, a, &v->label)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Point.label");
+    if (n <= 2) {
+        memset(&v->label, 0, sizeof v->label);
+    } else {
+        if ((rc = Echo_opt_String_mp_read(r, a, &v->label)) != 0)
+            return shmrpc_mp_fail_at(r, rc, "Point.label");
+    }
+    if (n > 3 && (rc = shmrpc_mp_skip(r, n - 3)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }

@@ -26,21 +26,17 @@ static int Echo_centroid_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo
 static int Echo_echo_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                          Echo_echo_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "text");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "text");
     }
-    seen++;
     if ((rc = shmrpc_json_read_str(r, f, &v->text)) != 0) return shmrpc_json_fail_at(r, rc, "text");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -49,7 +45,7 @@ static int Echo_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_add_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 2) {
+    if (n < 2) {
         r->why = "expected 2 arguments";
         return SHMRPC_EINVAL;
     }
@@ -57,6 +53,9 @@ static int Echo_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo_add_
         return shmrpc_mp_fail_at(r, rc, "a");
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->b)) != 0)
         return shmrpc_mp_fail_at(r, rc, "b");
+    if (n > 2 && (rc = shmrpc_mp_skip(r, n - 2)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }
@@ -66,12 +65,15 @@ static int Echo_centroid_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Echo
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Echo_list_Point_mp_read(r, a, &v->points)) != 0)
         return shmrpc_mp_fail_at(r, rc, "points");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 

@@ -13,6 +13,8 @@ const shmrpc_service_info Encodings_service_info = {
     .fingerprint = ENCODINGS_FINGERPRINT,
     .n_methods = ENCODINGS_METHODS,
     .methods = NULL,
+    .n_types = 0,
+    .types = NULL,
 };
 
 const char *Encodings_Level_to_name(encodings_Level v)
@@ -99,8 +101,8 @@ int Encodings_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, encodings_Item 
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 6) {
-        r->why = "expected 6 fields";
+    if (n < 5) {
+        r->why = "expected at least 5 fields";
         return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
@@ -119,8 +121,15 @@ int Encodings_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, encodings_Item 
     if ((rc = Encodings_list_I32_mp_read(r, a, &v->xs)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Item.xs");
     if ((rc = shmrpc_mp_read_bin(r, &v->blob)) != 0) return shmrpc_mp_fail_at(r, rc, "Item.blob");
-    if ((rc = Encodings_opt_F64_mp_read(r, a, &v->weight)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Item.weight");
+    if (n <= 5) {
+        memset(&v->weight, 0, sizeof v->weight);
+    } else {
+        if ((rc = Encodings_opt_F64_mp_read(r, a, &v->weight)) != 0)
+            return shmrpc_mp_fail_at(r, rc, "Item.weight");
+    }
+    if (n > 6 && (rc = shmrpc_mp_skip(r, n - 6)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }
@@ -158,16 +167,16 @@ shmrpc_json *Encodings_Item_json_write(const encodings_Item *v)
 
 int Encodings_Item_json_read(shmrpc_json_reader *r, const shmrpc_json *j, encodings_Item *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "id");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Item.id");
     }
-    seen++;
     {
         uint64_t tmp;
         if ((rc = shmrpc_json_read_uint(r, f, UINT32_MAX, &tmp)) != 0)
@@ -179,7 +188,6 @@ int Encodings_Item_json_read(shmrpc_json_reader *r, const shmrpc_json *j, encodi
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Item.text");
     }
-    seen++;
     if ((rc = shmrpc_json_read_str(r, f, &v->text)) != 0)
         return shmrpc_json_fail_at(r, rc, "Item.text");
     f = shmrpc_json_get(j, "level");
@@ -187,7 +195,6 @@ int Encodings_Item_json_read(shmrpc_json_reader *r, const shmrpc_json *j, encodi
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Item.level");
     }
-    seen++;
     if ((rc = Encodings_Level_json_read(r, f, &v->level)) != 0)
         return shmrpc_json_fail_at(r, rc, "Item.level");
     f = shmrpc_json_get(j, "xs");
@@ -195,7 +202,6 @@ int Encodings_Item_json_read(shmrpc_json_reader *r, const shmrpc_json *j, encodi
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Item.xs");
     }
-    seen++;
     if ((rc = Encodings_list_I32_json_read(r, f, &v->xs)) != 0)
         return shmrpc_json_fail_at(r, rc, "Item.xs");
     f = shmrpc_json_get(j, "blob");
@@ -203,17 +209,11 @@ int Encodings_Item_json_read(shmrpc_json_reader *r, const shmrpc_json *j, encodi
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Item.blob");
     }
-    seen++;
     if ((rc = shmrpc_json_read_base64(r, f, &v->blob)) != 0)
         return shmrpc_json_fail_at(r, rc, "Item.blob");
     f = shmrpc_json_get(j, "weight");
-    seen += f != NULL;
     if ((rc = Encodings_opt_F64_json_read(r, f, &v->weight)) != 0)
         return shmrpc_json_fail_at(r, rc, "Item.weight");
-    if (seen != n) {
-        r->why = "unknown field";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 

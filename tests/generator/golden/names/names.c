@@ -4,6 +4,14 @@
 
 #include "names.h"
 
+static const char *const Names_types[] = {
+    "struct Handlers{bool on;}",
+    "struct Item{string name;i64 n;}",
+    "enum Method{add=0,sub=1}",
+    "struct Stats{i64 calls;}",
+    "struct total{i64 sum;}",
+};
+
 static const shmrpc_method_info Names_methods[] = {
     {
         .name = "Service",
@@ -17,7 +25,7 @@ static const shmrpc_method_info Names_methods[] = {
         .id = NAMES_METHOD_TOTAL,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x6ddcac967d718653),
-        .signature = "Total(list<i64> xs)->struct total{i64 sum;} @msgpack",
+        .signature = "Total(list<i64> xs)->struct total @msgpack",
     },
     {
         .name = "add",
@@ -38,7 +46,7 @@ static const shmrpc_method_info Names_methods[] = {
         .id = NAMES_METHOD_HANDLERS,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x7ddad4d39b555093),
-        .signature = "handlers(enum Method{add=0,sub=1} add)->struct Handlers{bool on;} @msgpack",
+        .signature = "handlers(enum Method add)->struct Handlers @msgpack",
     },
     {
         .name = "list_i64",
@@ -52,17 +60,14 @@ static const shmrpc_method_info Names_methods[] = {
         .id = NAMES_METHOD_LIST_ITEM,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x780ab33325884c2c),
-        .signature =
-            "list_item(list<struct Item{string name;i64 n;}> items)->list<struct Item> @msgpack",
+        .signature = "list_item(list<struct Item> items)->list<struct Item> @msgpack",
     },
     {
         .name = "map_string_item",
         .id = NAMES_METHOD_MAP_STRING_ITEM,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xa0b360be000d8973),
-        .signature =
-            "map_string_item(map<string,struct Item{string name;i64 n;}> m)->map<string,struct "
-            "Item> @msgpack",
+        .signature = "map_string_item(map<string,struct Item> m)->map<string,struct Item> @msgpack",
     },
     {
         .name = "opt_i64",
@@ -76,7 +81,7 @@ static const shmrpc_method_info Names_methods[] = {
         .id = NAMES_METHOD_OPT_ITEM,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x562c4ef618878a40),
-        .signature = "opt_item(struct Item{string name;i64 n;}? i)->struct Item? @msgpack",
+        .signature = "opt_item(struct Item? i)->struct Item? @msgpack",
     },
     {
         .name = "service_info",
@@ -90,7 +95,7 @@ static const shmrpc_method_info Names_methods[] = {
         .id = NAMES_METHOD_STATS,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x43b9da398d08967f),
-        .signature = "stats()->struct Stats{i64 calls;} @msgpack",
+        .signature = "stats()->struct Stats @msgpack",
     },
     {
         .name = "sum",
@@ -121,6 +126,8 @@ const shmrpc_service_info Names_service_info = {
     .fingerprint = NAMES_FINGERPRINT,
     .n_methods = NAMES_METHODS,
     .methods = Names_methods,
+    .n_types = 5,
+    .types = Names_types,
 };
 
 void Names_Item_mp_write(msgpack_packer *pk, const names_Item *v)
@@ -135,7 +142,7 @@ int Names_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Item *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 2) {
+    if (n < 2) {
         r->why = "expected 2 fields";
         return SHMRPC_EINVAL;
     }
@@ -146,6 +153,9 @@ int Names_Item_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Item *v)
     if ((rc = shmrpc_mp_read_str(r, &v->name)) != 0) return shmrpc_mp_fail_at(r, rc, "Item.name");
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->n)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Item.n");
+    if (n > 2 && (rc = shmrpc_mp_skip(r, n - 2)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;
@@ -162,7 +172,7 @@ int Names_Stats_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Stats *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
     }
@@ -172,6 +182,9 @@ int Names_Stats_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Stats *v)
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->calls)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Stats.calls");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;
@@ -188,7 +201,7 @@ int Names_Total_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Total *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
     }
@@ -198,6 +211,9 @@ int Names_Total_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Total *v)
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->sum)) != 0)
         return shmrpc_mp_fail_at(r, rc, "total.sum");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;
@@ -239,7 +255,7 @@ int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers 
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
     }
@@ -248,6 +264,9 @@ int Names_Handlers_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Handlers 
         return SHMRPC_EINVAL;
     }
     if ((rc = shmrpc_mp_read_bool(r, &v->on)) != 0) return shmrpc_mp_fail_at(r, rc, "Handlers.on");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;
@@ -264,7 +283,7 @@ int Names_Queue_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Queue *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 field";
         return SHMRPC_EINVAL;
     }
@@ -274,6 +293,9 @@ int Names_Queue_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, names_Queue *v)
     }
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->queue)) != 0)
         return shmrpc_mp_fail_at(r, rc, "queue.queue");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;

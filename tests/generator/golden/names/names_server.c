@@ -93,11 +93,14 @@ static int Names_total_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Names_list_I64_mp_read(r, a, &v->xs)) != 0) return shmrpc_mp_fail_at(r, rc, "xs");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -106,7 +109,7 @@ static int Names_sum_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_su
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 12) {
+    if (n < 12) {
         r->why = "expected 12 arguments";
         return SHMRPC_EINVAL;
     }
@@ -134,6 +137,9 @@ static int Names_sum_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_su
         return shmrpc_mp_fail_at(r, rc, "arena");
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->call)) != 0)
         return shmrpc_mp_fail_at(r, rc, "call");
+    if (n > 12 && (rc = shmrpc_mp_skip(r, n - 12)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }
@@ -141,16 +147,16 @@ static int Names_sum_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_su
 static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                          Names_sum_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "out");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "out");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->out)) != 0)
         return shmrpc_json_fail_at(r, rc, "out");
     f = shmrpc_json_get(j, "rc");
@@ -158,7 +164,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "rc");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->rc)) != 0)
         return shmrpc_json_fail_at(r, rc, "rc");
     f = shmrpc_json_get(j, "ctx");
@@ -166,7 +171,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "ctx");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->ctx)) != 0)
         return shmrpc_json_fail_at(r, rc, "ctx");
     f = shmrpc_json_get(j, "c");
@@ -174,7 +178,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "c");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->c)) != 0)
         return shmrpc_json_fail_at(r, rc, "c");
     f = shmrpc_json_get(j, "req");
@@ -182,7 +185,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "req");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->req)) != 0)
         return shmrpc_json_fail_at(r, rc, "req");
     f = shmrpc_json_get(j, "resp");
@@ -190,7 +192,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "resp");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->resp)) != 0)
         return shmrpc_json_fail_at(r, rc, "resp");
     f = shmrpc_json_get(j, "buf");
@@ -198,7 +199,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "buf");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->buf)) != 0)
         return shmrpc_json_fail_at(r, rc, "buf");
     f = shmrpc_json_get(j, "len");
@@ -206,7 +206,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "len");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->len)) != 0)
         return shmrpc_json_fail_at(r, rc, "len");
     f = shmrpc_json_get(j, "data");
@@ -214,7 +213,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "data");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->data)) != 0)
         return shmrpc_json_fail_at(r, rc, "data");
     f = shmrpc_json_get(j, "self");
@@ -222,7 +220,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "self");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->self)) != 0)
         return shmrpc_json_fail_at(r, rc, "self");
     f = shmrpc_json_get(j, "arena");
@@ -230,7 +227,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "arena");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->arena)) != 0)
         return shmrpc_json_fail_at(r, rc, "arena");
     f = shmrpc_json_get(j, "call");
@@ -238,7 +234,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "call");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->call)) != 0)
         return shmrpc_json_fail_at(r, rc, "call");
     f = shmrpc_json_get(j, "client");
@@ -246,7 +241,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "client");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->client)) != 0)
         return shmrpc_json_fail_at(r, rc, "client");
     f = shmrpc_json_get(j, "r");
@@ -254,7 +248,6 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "r");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->r)) != 0)
         return shmrpc_json_fail_at(r, rc, "r");
     f = shmrpc_json_get(j, "pk");
@@ -262,13 +255,8 @@ static int Names_sum_json_args_json_read(shmrpc_json_reader *r, const shmrpc_jso
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "pk");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->pk)) != 0)
         return shmrpc_json_fail_at(r, rc, "pk");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -278,12 +266,15 @@ static int Names_list_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Names_list_Item_mp_read(r, a, &v->items)) != 0)
         return shmrpc_mp_fail_at(r, rc, "items");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -293,12 +284,15 @@ static int Names_map_string_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena 
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Names_map_String_Item_mp_read(r, a, &v->m)) != 0)
         return shmrpc_mp_fail_at(r, rc, "m");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -307,11 +301,14 @@ static int Names_opt_item_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
-        r->why = "expected 1 argument";
-        return SHMRPC_EINVAL;
+    if (n <= 0) {
+        memset(&v->i, 0, sizeof v->i);
+    } else {
+        if ((rc = Names_opt_Item_mp_read(r, a, &v->i)) != 0) return shmrpc_mp_fail_at(r, rc, "i");
     }
-    if ((rc = Names_opt_Item_mp_read(r, a, &v->i)) != 0) return shmrpc_mp_fail_at(r, rc, "i");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -320,11 +317,14 @@ static int Names_list_i64_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Names_list_I64_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -333,11 +333,14 @@ static int Names_opt_i64_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Name
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
-        r->why = "expected 1 argument";
-        return SHMRPC_EINVAL;
+    if (n <= 0) {
+        memset(&v->v, 0, sizeof v->v);
+    } else {
+        if ((rc = Names_opt_I64_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
     }
-    if ((rc = Names_opt_I64_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -346,11 +349,14 @@ static int Names_handlers_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Nam
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Names_Method_mp_read(r, a, &v->add)) != 0) return shmrpc_mp_fail_at(r, rc, "add");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -359,7 +365,7 @@ static int Names_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_ad
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 2) {
+    if (n < 2) {
         r->why = "expected 2 arguments";
         return SHMRPC_EINVAL;
     }
@@ -367,6 +373,9 @@ static int Names_add_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Names_ad
         return shmrpc_mp_fail_at(r, rc, "a");
     if ((rc = shmrpc_mp_read_int(r, INT64_MIN, INT64_MAX, &v->b)) != 0)
         return shmrpc_mp_fail_at(r, rc, "b");
+    if (n > 2 && (rc = shmrpc_mp_skip(r, n - 2)) != 0) {
+        return rc;
+    }
     (void)a;
     return 0;
 }

@@ -13,6 +13,8 @@ const shmrpc_service_info Pipeline_service_info = {
     .fingerprint = PIPELINE_FINGERPRINT,
     .n_methods = PIPELINE_METHODS,
     .methods = NULL,
+    .n_types = 0,
+    .types = NULL,
 };
 
 void Pipeline_Msg_mp_write(msgpack_packer *pk, const pipeline_Msg *v)
@@ -29,7 +31,7 @@ int Pipeline_Msg_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, pipeline_Msg *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 4) {
+    if (n < 4) {
         r->why = "expected 4 fields";
         return SHMRPC_EINVAL;
     }
@@ -52,6 +54,9 @@ int Pipeline_Msg_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, pipeline_Msg *v)
         v->hops = (uint32_t)tmp;
     }
     if ((rc = shmrpc_mp_read_str(r, &v->note)) != 0) return shmrpc_mp_fail_at(r, rc, "Msg.note");
+    if (n > 4 && (rc = shmrpc_mp_skip(r, n - 4)) != 0) {
+        return rc;
+    }
     (void)a;
     r->depth--;
     return 0;

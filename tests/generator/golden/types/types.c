@@ -4,6 +4,19 @@
 
 #include "types.h"
 
+static const char *const Types_types[] = {
+    "enum Color{red=0,green=5,blue=6}",
+    "struct Empty{}",
+    ("struct Holder{struct Scalars? maybe;i32? oi;string? os;bytes? ob;enum Color? oc;list<i64>? "
+     "ol;list<string> names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> "
+     "counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node> "
+     "by_color;map<string,map<string,bool>> nested;struct Empty e;}"),
+    "struct Node{i64 value;list<struct Node> children;struct Node? next;}",
+    ("struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 u16v;u32 u32v;u64 "
+     "u64v;f32 f32v;f64 f64v;string s;bytes data;enum Color c;enum Sign sign;}"),
+    "enum Sign{minus=-1,zero=0,plus=1}",
+};
+
 static const shmrpc_method_info Types_methods[] = {
     {
         .name = "many",
@@ -24,15 +37,14 @@ static const shmrpc_method_info Types_methods[] = {
         .id = TYPES_METHOD_MAYBE_SIGN,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xc77a682a4fa9783a),
-        .signature = "maybe_sign(enum Sign{minus=-1,zero=0,plus=1}? s)->enum Sign? @msgpack",
+        .signature = "maybe_sign(enum Sign? s)->enum Sign? @msgpack",
     },
     {
         .name = "narrow",
         .id = TYPES_METHOD_NARROW,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x7fa2797c427797e0),
-        .signature =
-            "narrow(i8 a,u16 b,enum Color{red=0,green=5,blue=6} c,f32 d,bool e)->i8 @msgpack",
+        .signature = "narrow(i8 a,u16 b,enum Color c,f32 d,bool e)->i8 @msgpack",
     },
     {
         .name = "nothing",
@@ -53,72 +65,42 @@ static const shmrpc_method_info Types_methods[] = {
         .id = TYPES_METHOD_PASS_HOLDER,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x714b3a39d3dcec1f),
-        .signature =
-            "pass_holder(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 "
-            "u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
-            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? "
-            "oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> "
-            "names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> "
-            "counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 "
-            "value;list<struct Node> children;struct Node? next;}> "
-            "by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder "
-            "@msgpack",
+        .signature = "pass_holder(struct Holder v)->struct Holder @msgpack",
     },
     {
         .name = "pass_holder_json",
         .id = TYPES_METHOD_PASS_HOLDER_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0xfce1273d41b6e772),
-        .signature =
-            "pass_holder_json(struct Holder{struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 "
-            "i64v;u8 u8v;u16 u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
-            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;}? maybe;i32? "
-            "oi;string? os;bytes? ob;enum Color? oc;list<i64>? ol;list<string> "
-            "names;list<list<i32>> grid;list<struct Scalars?> sparse;map<string,i64> "
-            "counts;map<i32,string> by_id;map<u64,list<f64>> series;map<enum Color,struct Node{i64 "
-            "value;list<struct Node> children;struct Node? next;}> "
-            "by_color;map<string,map<string,bool>> nested;struct Empty{} e;} v)->struct Holder "
-            "@json",
+        .signature = "pass_holder_json(struct Holder v)->struct Holder @json",
     },
     {
         .name = "pass_node",
         .id = TYPES_METHOD_PASS_NODE,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0x2617aeb57f9ca1e9),
-        .signature =
-            "pass_node(struct Node{i64 value;list<struct Node> children;struct Node? next;} "
-            "v)->struct Node @msgpack",
+        .signature = "pass_node(struct Node v)->struct Node @msgpack",
     },
     {
         .name = "pass_node_json",
         .id = TYPES_METHOD_PASS_NODE_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0x1d1fa6d706c92d66),
-        .signature =
-            "pass_node_json(struct Node{i64 value;list<struct Node> children;struct Node? next;} "
-            "v)->struct Node @json",
+        .signature = "pass_node_json(struct Node v)->struct Node @json",
     },
     {
         .name = "pass_scalars",
         .id = TYPES_METHOD_PASS_SCALARS,
         .encoding = SHMRPC_ENC_MSGPACK,
         .fingerprint = UINT64_C(0xb111fba71ac41822),
-        .signature =
-            "pass_scalars(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 "
-            "u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
-            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct "
-            "Scalars @msgpack",
+        .signature = "pass_scalars(struct Scalars v)->struct Scalars @msgpack",
     },
     {
         .name = "pass_scalars_json",
         .id = TYPES_METHOD_PASS_SCALARS_JSON,
         .encoding = SHMRPC_ENC_JSON,
         .fingerprint = UINT64_C(0x5ccc985ac764ee09),
-        .signature =
-            "pass_scalars_json(struct Scalars{bool b;i8 i8v;i16 i16v;i32 i32v;i64 i64v;u8 u8v;u16 "
-            "u16v;u32 u32v;u64 u64v;f32 f32v;f64 f64v;string s;bytes data;enum "
-            "Color{red=0,green=5,blue=6} c;enum Sign{minus=-1,zero=0,plus=1} sign;} v)->struct "
-            "Scalars @json",
+        .signature = "pass_scalars_json(struct Scalars v)->struct Scalars @json",
     },
     {
         .name = "raw",
@@ -138,6 +120,8 @@ const shmrpc_service_info Types_service_info = {
     .fingerprint = TYPES_FINGERPRINT,
     .n_methods = TYPES_METHODS,
     .methods = Types_methods,
+    .n_types = 6,
+    .types = Types_types,
 };
 
 const char *Types_Color_to_name(types_Color v)
@@ -312,7 +296,7 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 15) {
+    if (n < 15) {
         r->why = "expected 15 fields";
         return SHMRPC_EINVAL;
     }
@@ -371,6 +355,9 @@ int Types_Scalars_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Scalars *v
     if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0) return shmrpc_mp_fail_at(r, rc, "Scalars.c");
     if ((rc = Types_Sign_mp_read(r, a, &v->sign)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Scalars.sign");
+    if (n > 15 && (rc = shmrpc_mp_skip(r, n - 15)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }
@@ -444,16 +431,16 @@ shmrpc_json *Types_Scalars_json_write(const types_Scalars *v)
 
 int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Scalars *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "b");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.b");
     }
-    seen++;
     if ((rc = shmrpc_json_read_bool(r, f, &v->b)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.b");
     f = shmrpc_json_get(j, "i8v");
@@ -461,7 +448,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.i8v");
     }
-    seen++;
     {
         int64_t tmp;
         if ((rc = shmrpc_json_read_int(r, f, INT8_MIN, INT8_MAX, &tmp)) != 0)
@@ -473,7 +459,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.i16v");
     }
-    seen++;
     {
         int64_t tmp;
         if ((rc = shmrpc_json_read_int(r, f, INT16_MIN, INT16_MAX, &tmp)) != 0)
@@ -485,7 +470,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.i32v");
     }
-    seen++;
     {
         int64_t tmp;
         if ((rc = shmrpc_json_read_int(r, f, INT32_MIN, INT32_MAX, &tmp)) != 0)
@@ -497,7 +481,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.i64v");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->i64v)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.i64v");
     f = shmrpc_json_get(j, "u8v");
@@ -505,7 +488,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.u8v");
     }
-    seen++;
     {
         uint64_t tmp;
         if ((rc = shmrpc_json_read_uint(r, f, UINT8_MAX, &tmp)) != 0)
@@ -517,7 +499,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.u16v");
     }
-    seen++;
     {
         uint64_t tmp;
         if ((rc = shmrpc_json_read_uint(r, f, UINT16_MAX, &tmp)) != 0)
@@ -529,7 +510,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.u32v");
     }
-    seen++;
     {
         uint64_t tmp;
         if ((rc = shmrpc_json_read_uint(r, f, UINT32_MAX, &tmp)) != 0)
@@ -541,7 +521,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.u64v");
     }
-    seen++;
     if ((rc = shmrpc_json_read_uint(r, f, UINT64_MAX, &v->u64v)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.u64v");
     f = shmrpc_json_get(j, "f32v");
@@ -549,7 +528,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.f32v");
     }
-    seen++;
     if ((rc = shmrpc_json_read_f32(r, f, &v->f32v)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.f32v");
     f = shmrpc_json_get(j, "f64v");
@@ -557,7 +535,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.f64v");
     }
-    seen++;
     if ((rc = shmrpc_json_read_f64(r, f, &v->f64v)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.f64v");
     f = shmrpc_json_get(j, "s");
@@ -565,7 +542,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.s");
     }
-    seen++;
     if ((rc = shmrpc_json_read_str(r, f, &v->s)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.s");
     f = shmrpc_json_get(j, "data");
@@ -573,7 +549,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.data");
     }
-    seen++;
     if ((rc = shmrpc_json_read_base64(r, f, &v->data)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.data");
     f = shmrpc_json_get(j, "c");
@@ -581,7 +556,6 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.c");
     }
-    seen++;
     if ((rc = Types_Color_json_read(r, f, &v->c)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.c");
     f = shmrpc_json_get(j, "sign");
@@ -589,13 +563,8 @@ int Types_Scalars_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_S
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Scalars.sign");
     }
-    seen++;
     if ((rc = Types_Sign_json_read(r, f, &v->sign)) != 0)
         return shmrpc_json_fail_at(r, rc, "Scalars.sign");
-    if (seen != n) {
-        r->why = "unknown field";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -612,8 +581,8 @@ int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 3) {
-        r->why = "expected 3 fields";
+    if (n < 2) {
+        r->why = "expected at least 2 fields";
         return SHMRPC_EINVAL;
     }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
@@ -624,8 +593,15 @@ int Types_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Node *v)
         return shmrpc_mp_fail_at(r, rc, "Node.value");
     if ((rc = Types_list_Node_mp_read(r, a, &v->children)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Node.children");
-    if ((rc = Types_opt_Node_mp_read(r, a, &v->next)) != 0)
-        return shmrpc_mp_fail_at(r, rc, "Node.next");
+    if (n <= 2) {
+        memset(&v->next, 0, sizeof v->next);
+    } else {
+        if ((rc = Types_opt_Node_mp_read(r, a, &v->next)) != 0)
+            return shmrpc_mp_fail_at(r, rc, "Node.next");
+    }
+    if (n > 3 && (rc = shmrpc_mp_skip(r, n - 3)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }
@@ -651,16 +627,16 @@ shmrpc_json *Types_Node_json_write(const types_Node *v)
 
 int Types_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Node *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "value");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Node.value");
     }
-    seen++;
     if ((rc = shmrpc_json_read_int(r, f, INT64_MIN, INT64_MAX, &v->value)) != 0)
         return shmrpc_json_fail_at(r, rc, "Node.value");
     f = shmrpc_json_get(j, "children");
@@ -668,17 +644,11 @@ int Types_Node_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Node
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Node.children");
     }
-    seen++;
     if ((rc = Types_list_Node_json_read(r, f, &v->children)) != 0)
         return shmrpc_json_fail_at(r, rc, "Node.children");
     f = shmrpc_json_get(j, "next");
-    seen += f != NULL;
     if ((rc = Types_opt_Node_json_read(r, f, &v->next)) != 0)
         return shmrpc_json_fail_at(r, rc, "Node.next");
-    if (seen != n) {
-        r->why = "unknown field";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -795,13 +765,12 @@ int Types_Empty_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Empty *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 0) {
-        r->why = "expected 0 fields";
-        return SHMRPC_EINVAL;
-    }
     if (++r->depth > SHMRPC_MAX_DEPTH) {
         r->why = "nested too deeply";
         return SHMRPC_EINVAL;
+    }
+    if (n > 0 && (rc = shmrpc_mp_skip(r, n - 0)) != 0) {
+        return rc;
     }
     (void)a;
     (void)v;
@@ -819,14 +788,11 @@ shmrpc_json *Types_Empty_json_write(const types_Empty *v)
 
 int Types_Empty_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Empty *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     (void)v;
-    if (seen != n) {
-        r->why = "unknown field";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -855,7 +821,7 @@ int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 15) {
+    if (n < 15) {
         r->why = "expected 15 fields";
         return SHMRPC_EINVAL;
     }
@@ -892,6 +858,9 @@ int Types_Holder_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_Holder *v)
     if ((rc = Types_map_String_map_String_Bool_mp_read(r, a, &v->nested)) != 0)
         return shmrpc_mp_fail_at(r, rc, "Holder.nested");
     if ((rc = Types_Empty_mp_read(r, a, &v->e)) != 0) return shmrpc_mp_fail_at(r, rc, "Holder.e");
+    if (n > 15 && (rc = shmrpc_mp_skip(r, n - 15)) != 0) {
+        return rc;
+    }
     r->depth--;
     return 0;
 }
@@ -966,32 +935,27 @@ shmrpc_json *Types_Holder_json_write(const types_Holder *v)
 
 int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Holder *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "maybe");
-    seen += f != NULL;
     if ((rc = Types_opt_Scalars_json_read(r, f, &v->maybe)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.maybe");
     f = shmrpc_json_get(j, "oi");
-    seen += f != NULL;
     if ((rc = Types_opt_I32_json_read(r, f, &v->oi)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.oi");
     f = shmrpc_json_get(j, "os");
-    seen += f != NULL;
     if ((rc = Types_opt_String_json_read(r, f, &v->os)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.os");
     f = shmrpc_json_get(j, "ob");
-    seen += f != NULL;
     if ((rc = Types_opt_Bytes_json_read(r, f, &v->ob)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.ob");
     f = shmrpc_json_get(j, "oc");
-    seen += f != NULL;
     if ((rc = Types_opt_Color_json_read(r, f, &v->oc)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.oc");
     f = shmrpc_json_get(j, "ol");
-    seen += f != NULL;
     if ((rc = Types_opt_list_I64_json_read(r, f, &v->ol)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.ol");
     f = shmrpc_json_get(j, "names");
@@ -999,7 +963,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.names");
     }
-    seen++;
     if ((rc = Types_list_String_json_read(r, f, &v->names)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.names");
     f = shmrpc_json_get(j, "grid");
@@ -1007,7 +970,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.grid");
     }
-    seen++;
     if ((rc = Types_list_list_I32_json_read(r, f, &v->grid)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.grid");
     f = shmrpc_json_get(j, "sparse");
@@ -1015,7 +977,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.sparse");
     }
-    seen++;
     if ((rc = Types_list_opt_Scalars_json_read(r, f, &v->sparse)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.sparse");
     f = shmrpc_json_get(j, "counts");
@@ -1023,7 +984,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.counts");
     }
-    seen++;
     if ((rc = Types_map_String_I64_json_read(r, f, &v->counts)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.counts");
     f = shmrpc_json_get(j, "by_id");
@@ -1031,7 +991,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.by_id");
     }
-    seen++;
     if ((rc = Types_map_I32_String_json_read(r, f, &v->by_id)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.by_id");
     f = shmrpc_json_get(j, "series");
@@ -1039,7 +998,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.series");
     }
-    seen++;
     if ((rc = Types_map_U64_list_F64_json_read(r, f, &v->series)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.series");
     f = shmrpc_json_get(j, "by_color");
@@ -1047,7 +1005,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.by_color");
     }
-    seen++;
     if ((rc = Types_map_Color_Node_json_read(r, f, &v->by_color)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.by_color");
     f = shmrpc_json_get(j, "nested");
@@ -1055,7 +1012,6 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.nested");
     }
-    seen++;
     if ((rc = Types_map_String_map_String_Bool_json_read(r, f, &v->nested)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.nested");
     f = shmrpc_json_get(j, "e");
@@ -1063,13 +1019,8 @@ int Types_Holder_json_read(shmrpc_json_reader *r, const shmrpc_json *j, types_Ho
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "Holder.e");
     }
-    seen++;
     if ((rc = Types_Empty_json_read(r, f, &v->e)) != 0)
         return shmrpc_json_fail_at(r, rc, "Holder.e");
-    if (seen != n) {
-        r->why = "unknown field";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 

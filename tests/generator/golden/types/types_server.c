@@ -74,32 +74,31 @@ static int Types_pass_scalars_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Types_Scalars_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
 static int Types_pass_scalars_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                                   Types_pass_scalars_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
-    seen++;
     if ((rc = Types_Scalars_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -109,32 +108,31 @@ static int Types_pass_holder_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Types_Holder_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
 static int Types_pass_holder_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                                  Types_pass_holder_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
-    seen++;
     if ((rc = Types_Holder_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -144,32 +142,31 @@ static int Types_pass_node_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Types_Node_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
 static int Types_pass_node_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                                Types_pass_node_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
-    seen++;
     if ((rc = Types_Node_json_read(r, f, &v->v)) != 0) return shmrpc_json_fail_at(r, rc, "v");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -178,33 +175,32 @@ static int Types_many_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types_m
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
+    if (n < 1) {
         r->why = "expected 1 argument";
         return SHMRPC_EINVAL;
     }
     if ((rc = Types_list_U8_mp_read(r, a, &v->v)) != 0) return shmrpc_mp_fail_at(r, rc, "v");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
 static int Types_many_json_args_json_read(shmrpc_json_reader *r, const shmrpc_json *j,
                                           Types_many_json_args *v)
 {
-    size_t n, seen = 0;
+    size_t n;
     int rc = shmrpc_json_read_object(r, j, &n);
     if (rc != 0) return rc;
+    (void)n;
     const shmrpc_json *f;
     f = shmrpc_json_get(j, "v");
     if (f == NULL) {
         r->why = "missing";
         return shmrpc_json_fail_at(r, SHMRPC_EINVAL, "v");
     }
-    seen++;
     if ((rc = Types_list_String_json_read(r, f, &v->v)) != 0)
         return shmrpc_json_fail_at(r, rc, "v");
-    if (seen != n) {
-        r->why = "unknown argument";
-        return SHMRPC_EINVAL;
-    }
     return 0;
 }
 
@@ -213,7 +209,7 @@ static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 5) {
+    if (n < 5) {
         r->why = "expected 5 arguments";
         return SHMRPC_EINVAL;
     }
@@ -232,6 +228,9 @@ static int Types_narrow_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, Types
     if ((rc = Types_Color_mp_read(r, a, &v->c)) != 0) return shmrpc_mp_fail_at(r, rc, "c");
     if ((rc = shmrpc_mp_read_f32(r, &v->d)) != 0) return shmrpc_mp_fail_at(r, rc, "d");
     if ((rc = shmrpc_mp_read_bool(r, &v->e)) != 0) return shmrpc_mp_fail_at(r, rc, "e");
+    if (n > 5 && (rc = shmrpc_mp_skip(r, n - 5)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
@@ -241,11 +240,14 @@ static int Types_maybe_sign_args_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a,
     uint32_t n;
     int rc = shmrpc_mp_read_array(r, &n);
     if (rc != 0) return rc;
-    if (n != 1) {
-        r->why = "expected 1 argument";
-        return SHMRPC_EINVAL;
+    if (n <= 0) {
+        memset(&v->s, 0, sizeof v->s);
+    } else {
+        if ((rc = Types_opt_Sign_mp_read(r, a, &v->s)) != 0) return shmrpc_mp_fail_at(r, rc, "s");
     }
-    if ((rc = Types_opt_Sign_mp_read(r, a, &v->s)) != 0) return shmrpc_mp_fail_at(r, rc, "s");
+    if (n > 1 && (rc = shmrpc_mp_skip(r, n - 1)) != 0) {
+        return rc;
+    }
     return 0;
 }
 
