@@ -69,6 +69,18 @@ void gen_mark_needs(gen *g)
         if (t->is_args) t->need &= ~(unsigned)(NEED_MP_WRITE | NEED_JSON_WRITE);
 }
 
+/* How many of t's members a peer must send: those up to the last one not optional. The
+ * optional ones after it may be missing (an older peer's: they read as none), and members
+ * past t's own may follow (a newer peer's: skipped), by the rules of compatible evolution
+ * (docs/svc-language.md). */
+static int required_members(gen *g, const gtype *t)
+{
+    int i = 0, req = 0;
+    for (const svc_field *f = t->fields; f; f = f->next)
+        if (++i && gen_type(g, f->type)->kind != GK_OPT) req = i;
+    return req;
+}
+
 /* Sums that cannot reach this stay exact; beyond it, any bound is as good. */
 #define MIN_SIZE_CAP UINT32_MAX
 
@@ -91,7 +103,10 @@ static size_t mp_min_size(gen *g, gtype *t)
     if (t->min_state == 1) return 1; /* a cycle, which the checks refuse: stay safe anyway */
     t->min_state = 1;
     size_t sum = 1; /* the array header */
-    for (const svc_field *f = t->fields; f; f = f->next) {
+    /* Only the members a peer must send: an older peer leaves the optional ones at the end
+     * out, and a count checked against more would refuse its lists. */
+    int req = required_members(g, t), i = 0;
+    for (const svc_field *f = t->fields; f && i < req; f = f->next, i++) {
         size_t m = mp_min_size(g, gen_type(g, f->type));
         sum = m > MIN_SIZE_CAP - sum ? MIN_SIZE_CAP : sum + m;
     }
@@ -358,18 +373,6 @@ static void mp_write_body(gen *g, emitter *e, gtype *t)
     case GK_SCALAR:
         break;
     }
-}
-
-/* How many of t's members a peer must send: those up to the last one not optional. The
- * optional ones after it may be missing (an older peer's: they read as none), and members
- * past t's own may follow (a newer peer's: skipped), by the rules of compatible evolution
- * (docs/svc-language.md). */
-static int required_members(gen *g, const gtype *t)
-{
-    int i = 0, req = 0;
-    for (const svc_field *f = t->fields; f; f = f->next)
-        if (++i && gen_type(g, f->type)->kind != GK_OPT) req = i;
-    return req;
 }
 
 static void mp_read_struct(gen *g, emitter *e, const gtype *t)

@@ -21,7 +21,7 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# expect NAME OUTPUT LINE...: each LINE (a fixed string) must be a line's start in OUTPUT.
+# expect NAME OUTPUT LINE...: each LINE (a fixed string) must be in a line of OUTPUT.
 expect() {
     name=$1 out=$2
     shift 2
@@ -56,32 +56,34 @@ for transport in shm tcp; do
     run "$transport: C v1 client, C v2 server" "$V2 server" "$V1 client" "$addr"
     expect "$transport v1->v2" "$out" "compat: compatible, with these differences: 'get': struct Item: field 'note'" \
         "add 42" "get 7 item7" "get_json 7 item7" "sum 6" "sum_json 6" "paint 0 0" \
-        "paint 1: invalid argument"
+        "paint 1: invalid argument" "list_items 1 2 3"
 
     run "$transport: C v2 client, C v1 server" "$V1 server" "$V2 client" "$addr"
     expect "$transport v2->v1" "$out" "compat: compatible, with these differences: 'get': struct Item: field 'note'" \
         "add 42" "get 7 item7 note=none" "get_json 7 item7 note=none" "sum 6" "sum_json 6" \
-        "paint 0 0" "paint 1 1"
+        "paint 0 0" "paint 1 1" "list_items 1 2 3"
 
     run "$transport: C v2 client, C v2 server" "$V2 server" "$V2 client" "$addr"
     expect "$transport v2->v2" "$out" "compat: the same" "get 7 item7 note=v2 note" "sum 16" \
-        "sum_json 16" "paint 1 2"
+        "sum_json 16" "paint 1 2" "list_items 1 2 3"
 
     run "$transport: C v2 client, Python v1 server" "$PY $SRC/py_shop.py server $SRC/shop_v1.svc" "$V2 client" "$addr"
     expect "$transport v2->py v1" "$out" "compat: compatible, with these differences:" \
-        "get 7 item7 note=none" "get_json 7 item7 note=none" "sum 6" "sum_json 6" "paint 1 1"
+        "get 7 item7 note=none" "get_json 7 item7 note=none" "sum 6" "sum_json 6" "paint 1 1" \
+        "list_items 1 2 3"
 
     run "$transport: C v1 client, Python v2 server" "$PY $SRC/py_shop.py server $SRC/shop_v2.svc" "$V1 client" "$addr"
     expect "$transport v1->py v2" "$out" "compat: compatible, with these differences:" \
-        "get 7 item7" "get_json 7 item7" "sum 6" "sum_json 6" "paint 0 0" "paint 1: invalid argument"
+        "get 7 item7" "get_json 7 item7" "sum 6" "sum_json 6" "paint 0 0" "paint 1: invalid argument" \
+        "list_items 1 2 3"
 
     run "$transport: Python client, C v1 server" "$V1 server" "$PY $SRC/py_shop.py client" "$addr"
     expect "$transport py->v1" "$out" "add 42" "get 7 item7 note=absent" "sum 6" "sum_json 6" \
-        "paint red green"
+        "paint red green" "list_items 1 2 3"
 
     run "$transport: Python client, C v2 server" "$V2 server" "$PY $SRC/py_shop.py client" "$addr"
     expect "$transport py->v2" "$out" "add 42" "get 7 item7 note=v2 note" "sum 6" "sum_json 6" \
-        "paint red blue"
+        "paint red blue" "list_items 1 2 3"
 done
 
 left=$(ls /dev/shm 2>/dev/null | grep -c "evolve-$$" || true)

@@ -18,8 +18,15 @@ def serve(svc, addr):
             item["note"] = "py note"
         return item
 
+    def list_items(n):
+        items = [{"id": i + 1, "name": ""} for i in range(min(max(n, 0), 8))]
+        for it in items if v2 else ():
+            it["note"] = "n"
+        return items
+
     handlers = {
         "add": lambda a, b: a + b,
+        "list_items": list_items,
         "get": get,
         "get_json": get,
         "paint": (lambda c: "blue" if c == "green" else c) if v2 else (lambda c: c),
@@ -43,6 +50,7 @@ def client(addr):
         print("sum", c.sum([1, 2, 3]))
         print("sum_json", c.sum_json([1, 2, 3]))
         print("paint", c.paint("red"), c.paint("green"))
+        print("list_items", *(it.id for it in c.list_items(3)))
 
 
 if __name__ == "__main__":

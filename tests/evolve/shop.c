@@ -61,12 +61,32 @@ static int h_paint(shmrpc_ctx *ctx, shop_Color c, shop_Color *out)
     return 0;
 }
 
+/* n items of ids 1..n and empty names (at most 8), notes in v2. */
+static int h_list_items(shmrpc_ctx *ctx, int64_t n, shop_list_Item *out)
+{
+    static shop_Item items[8];
+    size_t len = n < 0 ? 0 : n > 8 ? 8 : (size_t)n;
+    for (size_t i = 0; i < len; i++) {
+        memset(&items[i], 0, sizeof items[i]);
+        items[i].id = (int64_t)i + 1;
+        items[i].name = shmrpc_str_c("");
+#ifdef SHOP_V2
+        items[i].note.has = true;
+        items[i].note.value = shmrpc_str_c("n");
+#endif
+    }
+    *out = (shop_list_Item){items, len};
+    (void)ctx;
+    return 0;
+}
+
 static const Shop_handlers handlers = {.add = h_add,
                                        .get = h_get,
                                        .get_json = h_get,
                                        .sum = h_sum,
                                        .sum_json = h_sum,
-                                       .paint = h_paint};
+                                       .paint = h_paint,
+                                       .list_items = h_list_items};
 
 static shmrpc_server *server;
 
@@ -153,6 +173,16 @@ static int client(const char *addr)
             printf("paint %d: %s: %s\n", (int)in, shmrpc_strerror(rc), shmrpc_errmsg());
         else
             printf("paint %d %d\n", (int)in, (int)col);
+    }
+    shop_list_Item items;
+    rc = shop_list_items(c, 3, &items);
+    if (rc) {
+        printf("list_items: %s: %s\n", shmrpc_strerror(rc), shmrpc_errmsg());
+    } else {
+        printf("list_items");
+        for (size_t i = 0; i < items.len; i++)
+            printf(" %lld", (long long)items.items[i].id);
+        printf("\n");
     }
     shmrpc_client_free(c);
     return 0;

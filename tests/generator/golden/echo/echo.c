@@ -120,7 +120,7 @@ void Echo_list_Point_mp_write(msgpack_packer *pk, const echo_list_Point *v)
 int Echo_list_Point_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, echo_list_Point *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array_of(r, 4, &n);
+    int rc = shmrpc_mp_read_array_of(r, 3, &n);
     if (rc != 0) return rc;
     echo_Point *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(echo_Point));
     if (items == NULL) {

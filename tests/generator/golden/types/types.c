@@ -663,7 +663,7 @@ void Types_list_Node_mp_write(msgpack_packer *pk, const types_list_Node *v)
 int Types_list_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_list_Node *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_array_of(r, 4, &n);
+    int rc = shmrpc_mp_read_array_of(r, 3, &n);
     if (rc != 0) return rc;
     types_Node *items = shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_Node));
     if (items == NULL) {
@@ -1851,7 +1851,7 @@ void Types_map_Color_Node_mp_write(msgpack_packer *pk, const types_map_Color_Nod
 int Types_map_Color_Node_mp_read(shmrpc_mp_reader *r, shmrpc_arena *a, types_map_Color_Node *v)
 {
     uint32_t n;
-    int rc = shmrpc_mp_read_map_of(r, 5, &n);
+    int rc = shmrpc_mp_read_map_of(r, 4, &n);
     if (rc != 0) return rc;
     types_map_Color_Node_entry *items =
         shmrpc_arena_alloc_items(a, n, sizeof *items, _Alignof(types_map_Color_Node_entry));
