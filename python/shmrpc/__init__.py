@@ -104,18 +104,18 @@ class Client:
             raise AttributeError(name)
         m = cache.get(name)
         if m is None:
-            for n, sig in self._conn.methods:
-                if n == name:
-                    m = cache[name] = _method(self._conn, n, sig)
-                    break
-            else:
-                have = ", ".join(n for n, _ in self._conn.methods)
+            # One method's signature, not the whole table's: what a miss costs is bounded
+            # by the one method, however large the server's table.
+            sig = self._conn._signature(name)
+            if sig is None:
+                have = ", ".join(self._conn._names())
                 raise AttributeError(f"{self._conn.service} has no method {name!r} "
                                      f"(it has: {have})")
+            m = cache[name] = _method(self._conn, name, sig)
         return m
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | {n for n, _ in self._conn.methods})
+        return sorted(set(super().__dir__()) | set(self._conn._names()))
 
     @property
     def methods(self):

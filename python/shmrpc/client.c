@@ -408,9 +408,23 @@ static PyObject *Client_request(ClientObject *self, PyObject *const *a, Py_ssize
     return r;
 }
 
-/* The table: a list of (name, signature) in the server's order, each signature its
- * canonical text (its structs and enums spelled out, as help() shows them; the table names
- * them alone), or the table's when it does not parse. */
+/* Method i's signature as Python shows it: its canonical text (its structs and enums
+ * spelled out, as help() shows them; the table names them alone), or the table's when it
+ * does not parse or spells out too long (shmrpc_dyn_sig_text's bounds). */
+static PyObject *signature_of(ClientObject *self, const shmrpc_service_info *info, uint32_t i,
+                              shmrpc_buf *text)
+{
+    const shmrpc_method_info *m;
+    const shmrpc_dyn_sig *sig;
+    const char *sigtext = info->methods[i].signature;
+    shmrpc_buf_clear(text);
+    if (shmrpc_dyn_method(self->d, info->methods[i].name, &m, &sig) == 0 &&
+        shmrpc_dyn_sig_text(sig, text) == 0 && shmrpc_buf_append(text, "", 1) == 0)
+        sigtext = (const char *)text->data;
+    return PyUnicode_FromString(sigtext);
+}
+
+/* The table: a list of (name, signature) in the server's order. */
 static PyObject *Client_methods(ClientObject *self, void *unused)
 {
     (void)unused;
@@ -420,18 +434,48 @@ static PyObject *Client_methods(ClientObject *self, void *unused)
     shmrpc_buf text;
     shmrpc_buf_init(&text);
     for (uint32_t i = 0; list != NULL && info != NULL && i < info->n_methods; i++) {
-        const shmrpc_method_info *m;
-        const shmrpc_dyn_sig *sig;
-        const char *sigtext = info->methods[i].signature;
-        shmrpc_buf_clear(&text);
-        if (shmrpc_dyn_method(self->d, info->methods[i].name, &m, &sig) == 0 &&
-            shmrpc_dyn_sig_text(sig, &text) == 0 && shmrpc_buf_append(&text, "", 1) == 0)
-            sigtext = (const char *)text.data;
-        PyObject *t = Py_BuildValue("(ss)", info->methods[i].name, sigtext);
+        PyObject *sig = signature_of(self, info, i, &text);
+        PyObject *t = sig ? Py_BuildValue("(sN)", info->methods[i].name, sig) : NULL;
         if (t == NULL || PyList_Append(list, t) != 0) Py_CLEAR(list);
         Py_XDECREF(t);
     }
     shmrpc_buf_destroy(&text);
+    PyThread_release_lock(self->lock);
+    return list;
+}
+
+/* _signature(name): one method's signature, or None when the table has no such method;
+ * what Client.__getattr__ needs, without spelling out the whole table. */
+static PyObject *Client_signature(ClientObject *self, PyObject *name)
+{
+    const char *n = PyUnicode_AsUTF8(name);
+    if (n == NULL || client_enter(self) != 0) return NULL;
+    const shmrpc_service_info *info = shmrpc_dyn_info(self->d);
+    PyObject *r = NULL;
+    for (uint32_t i = 0; info != NULL && i < info->n_methods && r == NULL; i++)
+        if (strcmp(info->methods[i].name, n) == 0) {
+            shmrpc_buf text;
+            shmrpc_buf_init(&text);
+            r = signature_of(self, info, i, &text);
+            shmrpc_buf_destroy(&text);
+            if (r == NULL) break;
+        }
+    PyThread_release_lock(self->lock);
+    return r != NULL || PyErr_Occurred() ? r : Py_NewRef(Py_None);
+}
+
+/* _names(): the methods' names in the server's order. */
+static PyObject *Client_names(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (client_enter(self) != 0) return NULL;
+    const shmrpc_service_info *info = shmrpc_dyn_info(self->d);
+    PyObject *list = PyList_New(0);
+    for (uint32_t i = 0; list != NULL && info != NULL && i < info->n_methods; i++) {
+        PyObject *n = PyUnicode_FromString(info->methods[i].name);
+        if (n == NULL || PyList_Append(list, n) != 0) Py_CLEAR(list);
+        Py_XDECREF(n);
+    }
     PyThread_release_lock(self->lock);
     return list;
 }
@@ -617,6 +661,9 @@ static PyMethodDef Client_methods_def[] = {
      "_call(name, args, kwargs): calls the method called name."},
     {"_method", (PyCFunction)Client_method, METH_O,
      "_method(name): the method called name, a callable (c.add is one)."},
+    {"_signature", (PyCFunction)Client_signature, METH_O,
+     "_signature(name): the method's canonical signature, or None when there is none."},
+    {"_names", (PyCFunction)Client_names, METH_NOARGS, "_names(): the methods' names."},
     {"_request", (PyCFunction)(void (*)(void))Client_request, METH_FASTCALL,
      "_request(name, args, kwargs, via_codec): the request body, not sent (for tests)."},
     {"cancel", (PyCFunction)Client_cancel, METH_NOARGS,

@@ -58,7 +58,7 @@ static void handshake_bytes(void **state)
     shmrpc_buf_init(&err);
     shmrpc_service_info spelled;
     /* What a peer of revision 5 would have to read: refused, as shmrpcgen refused it. */
-    int rc = shmrpc__info_spelled(a, info, &spelled, &err);
+    int rc = shmrpc__info_spelled(a, info, SIZE_MAX, &spelled, &err);
     if (rc) fail_msg("spelled: %s", shmrpc__msg_get(&err));
     size_t now = hello_bytes(info), before = 0, sigs = 0;
     for (uint32_t i = 0; i < info->n_methods; i++) {
@@ -83,6 +83,98 @@ static void handshake_bytes(void **state)
     assert_true(now * 10 < SHMRPC__WIRE_MAX_HELLO);
     (void)sigs;
     shmrpc_buf_destroy(&body);
+    shmrpc_buf_destroy(&err);
+    shmrpc_arena_free(a);
+}
+
+/* A table of n types and m methods, each type's and method's text made by fmt-like
+ * callbacks; its strings in a. */
+static shmrpc_service_info table_of(shmrpc_arena *a, uint32_t n, uint32_t m,
+                                    const char *(*type)(shmrpc_arena *, uint32_t, uint32_t),
+                                    const char *(*method)(shmrpc_arena *, uint32_t))
+{
+    const char **types = shmrpc_arena_alloc_items(a, n, sizeof *types, _Alignof(char *));
+    shmrpc_method_info *ms = shmrpc_arena_alloc_items(a, m, sizeof *ms, _Alignof(shmrpc_method_info));
+    assert_non_null(types);
+    assert_non_null(ms);
+    for (uint32_t i = 0; i < n; i++)
+        assert_non_null(types[i] = type(a, i, n));
+    for (uint32_t i = 0; i < m; i++) {
+        char *name = shmrpc_arena_alloc(a, 16, 1);
+        assert_non_null(name);
+        snprintf(name, 16, "m%05u", i);
+        ms[i] = (shmrpc_method_info){name, i, SHMRPC_ENC_MSGPACK, 1, method(a, i)};
+    }
+    return (shmrpc_service_info){.magic = SHMRPC_SERVICE_MAGIC,
+                                 .version = SHMRPC_DESCRIPTOR_VERSION,
+                                 .name = "S",
+                                 .svc_name = "s",
+                                 .n_methods = m,
+                                 .methods = ms,
+                                 .n_types = n,
+                                 .types = types};
+}
+
+static const char *chain_type(shmrpc_arena *a, uint32_t i, uint32_t n)
+{
+    char *t = shmrpc_arena_alloc(a, 64, 1);
+    if (t && i + 1 < n) snprintf(t, 64, "struct S%05u{struct S%05u? next;}", i, i + 1);
+    if (t && i + 1 == n) snprintf(t, 64, "struct S%05u{i64 v;}", i);
+    return t;
+}
+
+static const char *chain_method(shmrpc_arena *a, uint32_t i)
+{
+    (void)a, (void)i;
+    return "m(struct S00000 x)->i64 @msgpack";
+}
+
+/* 1000 fields of i64: a description of about 9 KB. */
+static const char *wide_type(shmrpc_arena *a, uint32_t i, uint32_t n)
+{
+    (void)i, (void)n;
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    shmrpc_buf_appendf(&b, "struct W{");
+    for (int f = 0; f < 1000; f++)
+        shmrpc_buf_appendf(&b, "i64 f%d;", f);
+    shmrpc_buf_appendf(&b, "}");
+    char *t = shmrpc_arena_strndup(a, (const char *)b.data, b.len);
+    shmrpc_buf_destroy(&b);
+    return t;
+}
+
+static const char *wide_method(shmrpc_arena *a, uint32_t i)
+{
+    (void)a, (void)i;
+    return "m(struct W w)->i64 @msgpack";
+}
+
+/* What a table makes its spelling out cost is bounded (issue 36, bad input): a chain of
+ * structs deeper than SHMRPC_MAX_DEPTH is refused, not followed down the stack, and a
+ * table whose spelled-out text outgrows a handshake stops at the handshake's bytes. */
+static void spelling_is_bounded(void **state)
+{
+    (void)state;
+    shmrpc_arena *a = shmrpc_arena_new(0);
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    shmrpc_service_info out;
+    shmrpc_service_info deep = table_of(a, 20000, 1, chain_type, chain_method);
+    int rc = shmrpc__info_spelled(a, &deep, SIZE_MAX, &out, &err);
+    assert_int_equal(rc, SHMRPC_EPROTO);
+    assert_non_null(
+        strstr(shmrpc__msg_get(&err), "the signature of 'm00000' nests types more than 512 deep"));
+    shmrpc__msg_clear(&err);
+    /* 200 methods of one 9 KB struct: 1.8 MB spelled out, 9 KB described once. */
+    shmrpc_service_info wide = table_of(a, 1, 200, wide_type, wide_method);
+    rc = shmrpc__info_spelled(a, &wide, SHMRPC__WIRE_MAX_HELLO, &out, &err);
+    assert_int_equal(rc, SHMRPC_ETOOBIG);
+    assert_non_null(strstr(shmrpc__msg_get(&err),
+                           "needs more than the 1048576 bytes a handshake carries"));
+    shmrpc__msg_clear(&err);
+    assert_int_equal(shmrpc__info_spelled(a, &wide, SIZE_MAX, &out, &err), 0);
+    assert_true(strlen(out.methods[199].signature) > 8000);
     shmrpc_buf_destroy(&err);
     shmrpc_arena_free(a);
 }
@@ -158,8 +250,8 @@ static void revision_4_clients(void **state)
     snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
     print_message("a client of revision 5: %s: %s\n", shmrpc_strerror(rc), msg);
     assert_int_equal(rc, SHMRPC_ETOOBIG);
-    assert_non_null(strstr(msg, "the method table spelled out for a client of protocol revision "
-                                "5 needs 1706"));
+    assert_non_null(strstr(msg, "the method table spelled out for a peer of protocol revision 5 "
+                                "or less needs more than the 1048576 bytes a handshake carries"));
     shmrpc_client_free(c);
     shmrpc_client_free(good);
     assert_true(test_stop_server(server));
@@ -218,6 +310,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_bytes),
+        cmocka_unit_test(spelling_is_bounded),
         cmocka_unit_test(calls_over_shm),
         cmocka_unit_test(calls_over_tcp),
         cmocka_unit_test(revision_4_clients),

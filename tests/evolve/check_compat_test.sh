@@ -43,6 +43,29 @@ check 1 "$E/shop_v1.svc" "$E/shop_broken.svc" \
     "'get_json' has another signature, incompatible: the encoding differs" \
     "'paint' has another signature, incompatible: enum Color: 'green' is 1 on the client and 5 on the server" \
     "'sum' has another signature, incompatible: arguments: parameter 'start' (i64) is only on the server, and not optional"
+# b_second reaches the retyped A only through B, which was found alike while A was open.
+check 1 "$E/cyclic_v1.svc" "$E/cyclic_v2.svc" \
+    "'a_first' has another signature, incompatible: struct A.x is i64 on the client and f64 on the server" \
+    "'b_second' has another signature, incompatible: struct B.a: struct A differs"
+# 40 structs, each holding the next through a list and an optional, and a new optional
+# parameter: as deep as the codecs carry (SHMRPC_MAX_DEPTH), so compatible.
+deep=$(mktemp -d)
+trap 'rm -rf "$deep"' EXIT
+for v in 1 2; do
+    {
+        echo 'service Deep { name "deep_serv"; port 5603;'
+        i=0
+        while [ $i -lt 39 ]; do
+            echo "  struct S$i { i64 v; list<S$((i + 1))>? next; }"
+            i=$((i + 1))
+        done
+        echo '  struct S39 { i64 v; }'
+        if [ $v = 1 ]; then echo '  i64 f(S0 x);'; else echo '  i64 f(S0 x, i64? extra);'; fi
+        echo '}'
+    } >"$deep/deep_v$v.svc"
+done
+check 0 "$deep/deep_v1.svc" "$deep/deep_v2.svc" \
+    "compatible, with these differences: 'f': arguments: parameter 'extra' (i64?) only on the server"
 check 3 "$E/shop_v1.svc" "$E/no_such.svc" "no_such.svc"
 "$GEN" --check-compat "$E/shop_v1.svc" >/dev/null 2>&1
 [ $? = 3 ] || { echo "FAIL: one file is not a use"; fails=$((fails + 1)); }

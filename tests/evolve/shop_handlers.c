@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Handlers of shop_v2.svc for big_test's client of protocol revision 5: get(id) answers
- * {id, "item<id>", no note}; the others what shop.c's v2 server answers. */
+ * {id, "item<id>", no note}; list_items no items; the others what shop.c's v2 server
+ * answers. */
 #include <stdio.h>
 #include <string.h>
 
@@ -40,9 +41,17 @@ static int h_paint(shmrpc_ctx *ctx, shop_Color c, shop_Color *out)
     return 0;
 }
 
+static int h_list_items(shmrpc_ctx *ctx, int64_t n, shop_list_Item *out)
+{
+    (void)ctx, (void)n;
+    *out = (shop_list_Item){NULL, 0};
+    return 0;
+}
+
 const Shop_handlers shop_handlers = {.add = h_add,
                                      .get = h_get,
                                      .get_json = h_get,
                                      .sum = h_sum,
                                      .sum_json = h_sum,
-                                     .paint = h_paint};
+                                     .paint = h_paint,
+                                     .list_items = h_list_items};

@@ -81,7 +81,7 @@ static void read_table(shmrpc_arena *a, const table *t)
         const shmrpc_dyn_sig *s, *again;
         if (shmrpc__dyn_parse(a, t->methods[i].signature, types, &s, err, sizeof err) != 0) continue;
         shmrpc_buf_clear(&text);
-        shmrpc__dyn_sig_text(s, &text);
+        shmrpc__dyn_sig_text(s, &text, SHMRPC__DYN_SIG_TEXT_MAX);
         if (text.err || shmrpc_buf_append(&text, "", 1) != 0) abort();
         if (shmrpc__dyn_parse(a, (const char *)text.data, NULL, &again, err, sizeof err) != 0 &&
             strstr(err, "nested too deeply") == NULL)

@@ -134,7 +134,9 @@ int shmrpc_dyn_sig_parse(shmrpc_dyn *d, const char *text, const shmrpc_dyn_sig *
 /* Appends the canonical text of s to out: each struct and enum spelled out the first time
  * it is named ("centroid(list<struct Point{f64 x;f64 y;string? label;}> points)->struct
  * Point @msgpack"), the text the method's fingerprint hashes, whereas a method table's
- * signature names its structs and enums alone (docs/svc-language.md). 0, or out->err. */
+ * signature names its structs and enums alone (docs/svc-language.md). 0, or out->err:
+ * SHMRPC_ETOOBIG for a text above 1 MiB, SHMRPC_EINVAL for types nested SHMRPC_MAX_DEPTH
+ * deep, SHMRPC_ENOMEM; what a hostile table makes it cost is bounded so. */
 int shmrpc_dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out);
 
 /* The arguments as n bytes of JSON (an array in parameter order, or an object by

@@ -21,18 +21,21 @@
 typedef struct shmrpc__types {
     uint32_t n;               /* types */
     shmrpc_dyn_type **nodes;  /* n of them, in the table's order */
-    uint32_t cap;             /* slots: a power of two, at least 2n (at least 1) */
-    uint32_t *slots;          /* index + 1 into nodes by the name's hash; 0 is empty */
+    /* The same n sorted by name (strcmp), found by binary search: a hash a peer picks the
+     * names for could be made to collide, and a search in order no choice of names slows. */
+    shmrpc_dyn_type **byname;
 } shmrpc__types;
 
-/* The hash of a type's name in shmrpc__types.slots (FNV-1a, 32 bits). */
-uint32_t shmrpc__types_hash(const char *name);
+/* The position in t->byname of the type named name (NUL-terminated); t->n when none. */
+uint32_t shmrpc__types_index(const shmrpc__types *t, const char *name);
 
 /* The type of t named name (NUL-terminated), or NULL; t may be NULL. */
 const shmrpc_dyn_type *shmrpc__types_find(const shmrpc__types *t, const char *name);
 
 /* How many types a table may hold: what the wire carries (docs/wire.md). */
 #define SHMRPC__MAX_TYPES 65535u
+/* The longest text shmrpc_dyn_sig_text writes for one signature (1 MiB, a handshake's). */
+#define SHMRPC__DYN_SIG_TEXT_MAX (1u << 20)
 
 /* Parses the n descriptions of a method table's types into a ("struct Point{f64 x;...}",
  * what they hold by name). Each struct or enum is described once; every name a description
@@ -60,15 +63,18 @@ int shmrpc__dyn_parse(shmrpc_arena *a, const char *text, const shmrpc__types *ty
                       const shmrpc_dyn_sig **out, char *err, size_t cap);
 
 /* Appends s's canonical text (each struct and enum spelled out where first met: what the
- * fingerprint hashes, and what a peer of revision 5 or less reads) to out; out->err on failure. */
-void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out);
+ * fingerprint hashes, and what a peer of revision 5 or less reads) to out, at most limit
+ * bytes of it; out->err on failure: SHMRPC_ETOOBIG past limit, SHMRPC_EINVAL for types
+ * nested SHMRPC_MAX_DEPTH deep, SHMRPC_ENOMEM. Its cost is bounded by limit and the depth. */
+void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out, size_t limit);
 
 /* in as a table of revision 5 or less into out (which may be in): each signature with its types
  * spelled out, no types, in a; for a peer that reads no types. SHMRPC_EPROTO when in's
- * own table does not parse, SHMRPC_ETOOBIG when a signature grows past what the wire
- * carries (65535 bytes), SHMRPC_ENOMEM; the message in err. */
-int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, shmrpc_service_info *out,
-                         shmrpc_buf *err);
+ * own table does not parse or nests too deep, SHMRPC_ETOOBIG when a signature grows past
+ * what the wire carries (65535 bytes) or all of them past max_total, SHMRPC_ENOMEM; the
+ * message in err. */
+int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, size_t max_total,
+                         shmrpc_service_info *out, shmrpc_buf *err);
 
 /* The handle (api/dyn_client.c makes it and connects it; the signature parser keeps what it
  * parses in its arena). */

@@ -376,21 +376,26 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
 
 /* --- a table's types by name ------------------------------------------------------------ */
 
-uint32_t shmrpc__types_hash(const char *name)
+uint32_t shmrpc__types_index(const shmrpc__types *t, const char *name)
 {
-    uint32_t h = 2166136261u; /* FNV-1a 32 */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
+    uint32_t lo = 0, hi = t->n; /* the name, if there, is in [lo, hi) */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, t->byname[mid]->name);
+        if (c == 0) return mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return t->n;
 }
 
 const shmrpc_dyn_type *shmrpc__types_find(const shmrpc__types *t, const char *name)
 {
-    if (t == NULL || t->n == 0) return NULL;
-    for (uint32_t j = shmrpc__types_hash(name) & (t->cap - 1); t->slots[j];
-         j = (j + 1) & (t->cap - 1))
-        if (strcmp(t->nodes[t->slots[j] - 1]->name, name) == 0) return t->nodes[t->slots[j] - 1];
-    return NULL;
+    if (t == NULL) return NULL;
+    uint32_t i = shmrpc__types_index(t, name);
+    return i < t->n ? t->byname[i] : NULL;
 }
 
 int shmrpc__dyn_parse_description(shmrpc_arena *a, const char *text, const shmrpc__types *types,

@@ -5,6 +5,7 @@
  * itself with no list, map or optional between, more types than the wire carries), and the
  * printer of a signature's canonical text, which a peer of revision 5 or less reads. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec/dyn.h"
@@ -36,24 +37,9 @@ static const char *head(shmrpc_arena *a, const char *text, shmrpc_dyn_kind *k, c
     return name;
 }
 
-/* Adds node i under its name; -1 when the name is there already. */
-static int place(shmrpc__types *t, uint32_t i)
+static int by_name(const void *x, const void *y)
 {
-    const char *name = t->nodes[i]->name;
-    uint32_t j = shmrpc__types_hash(name) & (t->cap - 1);
-    for (; t->slots[j]; j = (j + 1) & (t->cap - 1))
-        if (strcmp(t->nodes[t->slots[j] - 1]->name, name) == 0) return -1;
-    t->slots[j] = i + 1;
-    return 0;
-}
-
-/* The index of the table's node x. */
-static uint32_t index_of(const shmrpc__types *t, const shmrpc_dyn_type *x)
-{
-    uint32_t j = shmrpc__types_hash(x->name) & (t->cap - 1);
-    while (t->nodes[t->slots[j] - 1] != x)
-        j = (j + 1) & (t->cap - 1);
-    return t->slots[j] - 1;
+    return strcmp((*(shmrpc_dyn_type *const *)x)->name, (*(shmrpc_dyn_type *const *)y)->name);
 }
 
 /* A struct that holds itself through fields that are structs, with no list, map or optional
@@ -70,11 +56,11 @@ static int find_cycle(shmrpc_arena *a, const shmrpc__types *t, char *err, size_t
         return SHMRPC_ENOMEM;
     }
     for (uint32_t root = 0; root < t->n; root++) {
-        if (mark[root] != WHITE || t->nodes[root]->kind != SHMRPC_DYN_STRUCT) continue;
+        if (mark[root] != WHITE || t->byname[root]->kind != SHMRPC_DYN_STRUCT) continue;
         uint32_t top = 0;
         node[0] = root, field[0] = 0, mark[root] = GREY;
         for (;;) {
-            const shmrpc_dyn_type *s = t->nodes[node[top]];
+            const shmrpc_dyn_type *s = t->byname[node[top]];
             if (field[top] == s->n) {
                 mark[node[top]] = BLACK;
                 if (top-- == 0) break;
@@ -82,7 +68,7 @@ static int find_cycle(shmrpc_arena *a, const shmrpc__types *t, char *err, size_t
             }
             const shmrpc_dyn_type *ft = s->fields[field[top]++].type;
             if (ft->kind != SHMRPC_DYN_STRUCT) continue;
-            uint32_t i = index_of(t, ft);
+            uint32_t i = shmrpc__types_index(t, ft->name);
             if (mark[i] == GREY) {
                 snprintf(err, cap,
                          "types, '%s': holds itself through '%s' with no list, map or optional "
@@ -108,17 +94,14 @@ int shmrpc__types_parse(shmrpc_arena *a, const char *const *texts, uint32_t n,
         return SHMRPC_EINVAL;
     }
     shmrpc__types *t = shmrpc_arena_calloc(a, 1, sizeof *t, _Alignof(shmrpc__types));
-    uint32_t slots = 1;
-    while (slots < 2 * n)
-        slots *= 2;
     if (t == NULL ||
         !(t->nodes = shmrpc_arena_alloc_items(a, n ? n : 1, sizeof *t->nodes,
                                               _Alignof(shmrpc_dyn_type *))) ||
-        !(t->slots = shmrpc_arena_calloc(a, slots, sizeof *t->slots, _Alignof(uint32_t)))) {
+        !(t->byname = shmrpc_arena_alloc_items(a, n ? n : 1, sizeof *t->byname,
+                                               _Alignof(shmrpc_dyn_type *)))) {
         snprintf(err, cap, "out of memory");
         return SHMRPC_ENOMEM;
     }
-    t->cap = slots;
     /* Every name first, so that a description may name one described after it. */
     for (uint32_t i = 0; i < n; i++) {
         shmrpc_dyn_kind k;
@@ -135,13 +118,15 @@ int shmrpc__types_parse(shmrpc_arena *a, const char *const *texts, uint32_t n,
         }
         node->kind = k;
         node->name = name;
-        t->nodes[i] = node;
-        if (place(t, i) != 0) {
-            snprintf(err, cap, "types, '%s': described twice", name);
+        t->nodes[i] = t->byname[i] = node;
+    }
+    if (n > 0) qsort(t->byname, n, sizeof *t->byname, by_name);
+    for (uint32_t i = 1; i < n; i++)
+        if (strcmp(t->byname[i - 1]->name, t->byname[i]->name) == 0) {
+            snprintf(err, cap, "types, '%s': described twice", t->byname[i]->name);
             return SHMRPC_EINVAL;
         }
-        t->n = i + 1;
-    }
+    t->n = n;
     for (uint32_t i = 0; i < n; i++) {
         char why[200];
         bool nomem = false;
@@ -170,21 +155,59 @@ int shmrpc__types_check(const shmrpc_service_info *info, shmrpc_buf *err)
 
 /* --- the canonical text ---------------------------------------------------------------- */
 
-/* The structs and enums spelled out so far in one text: few, so a list. */
-typedef struct spelled {
-    const shmrpc_dyn_type *t;
-    struct spelled *next;
-} spelled;
-
+/* One text being written: the structs and enums spelled out in it so far, a set of their
+ * nodes (open addressing; the nodes' addresses, which no peer chooses, are the keys), and
+ * its bounds: a text stops, with out->err, at `limit` bytes (SHMRPC_ETOOBIG) or types
+ * nested SHMRPC_MAX_DEPTH deep (SHMRPC_EINVAL), so that what a table can make it cost
+ * is bounded by the limit, not by its methods times its types. */
 typedef struct printer {
     shmrpc_buf *out;
-    spelled *seen;
+    size_t limit;
+    unsigned depth;
+    const shmrpc_dyn_type **seen;
+    size_t n_seen, cap_seen; /* cap_seen: a power of two, or 0 */
     shmrpc_arena *a;
 } printer;
 
 static void put(printer *p, const char *s)
 {
-    shmrpc_buf_append(p->out, s, strlen(s));
+    size_t n = strlen(s);
+    if (p->out->err) return;
+    if (n > p->limit - (p->out->len < p->limit ? p->out->len : p->limit))
+        p->out->err = SHMRPC_ETOOBIG;
+    else
+        shmrpc_buf_append(p->out, s, n);
+}
+
+static size_t slot_of(const printer *p, const shmrpc_dyn_type *t)
+{
+    uint64_t h = (uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15u; /* Fibonacci hashing */
+    size_t i = (size_t)(h >> 32) & (p->cap_seen - 1);
+    while (p->seen[i] && p->seen[i] != t)
+        i = (i + 1) & (p->cap_seen - 1);
+    return i;
+}
+
+/* Whether t was spelled out in this text already; if not, it is from now on. */
+static bool spelled(printer *p, const shmrpc_dyn_type *t)
+{
+    if (p->cap_seen && p->seen[slot_of(p, t)] == t) return true;
+    if (2 * (p->n_seen + 1) > p->cap_seen) {
+        printer grown = *p;
+        grown.cap_seen = p->cap_seen ? 2 * p->cap_seen : 16;
+        grown.seen = shmrpc_arena_calloc(p->a, grown.cap_seen, sizeof *grown.seen,
+                                         _Alignof(const shmrpc_dyn_type *));
+        if (grown.seen == NULL) {
+            p->out->err = SHMRPC_ENOMEM;
+            return true;
+        }
+        for (size_t i = 0; i < p->cap_seen; i++)
+            if (p->seen[i]) grown.seen[slot_of(&grown, p->seen[i])] = p->seen[i];
+        *p = grown;
+    }
+    p->seen[slot_of(p, t)] = t;
+    p->n_seen++;
+    return false;
 }
 
 static void print_type(printer *p, const shmrpc_dyn_type *t);
@@ -192,7 +215,7 @@ static void print_type(printer *p, const shmrpc_dyn_type *t);
 static void print_body(printer *p, const shmrpc_dyn_type *t)
 {
     put(p, "{");
-    for (size_t i = 0; i < t->n; i++) {
+    for (size_t i = 0; i < t->n && !p->out->err; i++) {
         if (t->kind == SHMRPC_DYN_STRUCT) {
             print_type(p, t->fields[i].type);
             put(p, " ");
@@ -211,62 +234,60 @@ static void print_body(printer *p, const shmrpc_dyn_type *t)
 
 static void print_type(printer *p, const shmrpc_dyn_type *t)
 {
+    if (p->out->err) return;
+    if (p->depth >= SHMRPC_MAX_DEPTH) {
+        p->out->err = SHMRPC_EINVAL;
+        return;
+    }
+    p->depth++;
     switch (t->kind) {
     case SHMRPC_DYN_LIST:
         put(p, "list<");
         print_type(p, t->elem);
         put(p, ">");
-        return;
+        break;
     case SHMRPC_DYN_MAP:
         put(p, "map<");
         print_type(p, t->key);
         put(p, ",");
         print_type(p, t->elem);
         put(p, ">");
-        return;
+        break;
     case SHMRPC_DYN_OPT:
         print_type(p, t->elem);
         put(p, "?");
-        return;
+        break;
     case SHMRPC_DYN_ANY:
         put(p, "any");
-        return;
+        break;
     case SHMRPC_DYN_STRUCT:
-    case SHMRPC_DYN_ENUM: {
+    case SHMRPC_DYN_ENUM:
         put(p, t->kind == SHMRPC_DYN_STRUCT ? "struct " : "enum ");
         put(p, t->name);
-        for (spelled *s = p->seen; s; s = s->next)
-            if (s->t == t) return;
-        spelled *s = shmrpc_arena_alloc(p->a, sizeof *s, _Alignof(spelled));
-        if (s == NULL) {
-            p->out->err = SHMRPC_ENOMEM;
-            return;
-        }
-        *s = (spelled){t, p->seen};
-        p->seen = s;
-        print_body(p, t);
-        return;
-    }
+        if (!spelled(p, t)) print_body(p, t);
+        break;
     default:
         put(p, shmrpc__dyn_scalar_names[t->kind]);
-        return;
+        break;
     }
+    p->depth--;
 }
 
 int shmrpc_dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out)
 {
-    shmrpc__dyn_sig_text(s, out);
+    shmrpc__dyn_sig_text(s, out, SHMRPC__DYN_SIG_TEXT_MAX);
     return out->err;
 }
 
-void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out)
+void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out, size_t limit)
 {
     shmrpc_arena *a = shmrpc_arena_new(0);
     if (a == NULL) {
         out->err = SHMRPC_ENOMEM;
         return;
     }
-    printer p = {.out = out, .a = a};
+    size_t room = SIZE_MAX - out->len;
+    printer p = {.out = out, .limit = out->len + (limit < room ? limit : room), .a = a};
     put(&p, s->method);
     put(&p, "(");
     for (size_t i = 0; i < s->n_params; i++) {
@@ -285,8 +306,8 @@ void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out)
     shmrpc_arena_free(a);
 }
 
-int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, shmrpc_service_info *out,
-                         shmrpc_buf *err)
+int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, size_t max_total,
+                         shmrpc_service_info *out, shmrpc_buf *err)
 {
     char why[256];
     const shmrpc__types *types;
@@ -298,22 +319,32 @@ int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, shmrpc_
     if (rc == 0 && m == NULL) rc = SHMRPC_ENOMEM;
     shmrpc_buf text;
     shmrpc_buf_init(&text);
+    /* What a handshake carries bounds the whole table's text, so a table that would spell
+     * out to more costs no more than that to refuse. */
+    size_t total = 0;
     for (uint32_t i = 0; rc == 0 && i < in->n_methods; i++) {
         const shmrpc_dyn_sig *s;
         m[i] = in->methods[i];
         rc = shmrpc__dyn_parse(a, in->methods[i].signature, types, &s, why, sizeof why);
         if (rc) break;
+        size_t room = max_total - total;
         shmrpc_buf_clear(&text);
-        shmrpc__dyn_sig_text(s, &text);
-        if ((rc = text.err) != 0) break;
-        if (text.len > 65535u) {
+        shmrpc__dyn_sig_text(s, &text, room < 65535u ? room : 65535u);
+        if (text.err == SHMRPC_ETOOBIG && room < 65535u)
             snprintf(why, sizeof why,
-                     "the signature of '%s' spelled out for a peer of protocol revision 5 has "
-                     "%zu bytes, more than it reads (65535)",
-                     m[i].name, text.len);
-            rc = SHMRPC_ETOOBIG;
-            break;
-        }
+                     "the method table spelled out for a peer of protocol revision 5 or less "
+                     "needs more than the %zu bytes a handshake carries (upgrade the peer)",
+                     max_total);
+        else if (text.err == SHMRPC_ETOOBIG)
+            snprintf(why, sizeof why,
+                     "the signature of '%s' spelled out for a peer of protocol revision 5 or "
+                     "less has more than the 65535 bytes it reads (upgrade the peer)",
+                     m[i].name);
+        else if (text.err == SHMRPC_EINVAL)
+            snprintf(why, sizeof why, "the signature of '%s' nests types more than %u deep",
+                     m[i].name, SHMRPC_MAX_DEPTH);
+        if ((rc = text.err) != 0) break;
+        total += text.len;
         if ((m[i].signature = shmrpc_arena_strndup(a, (const char *)text.data, text.len)) == NULL)
             rc = SHMRPC_ENOMEM;
     }

@@ -4,6 +4,7 @@
  * signatures parsed against their tables' types and walked side by side, each difference
  * either one the codecs bridge (a member only one side has, optional and after the shared
  * ones; an enum value only one side knows) or a reason the method cannot be called. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,8 +12,10 @@
 #include "rpc/rpc.h"
 
 /* How deep the walk follows types into types: a peer's table may chain structs as long as
- * it likes, and the walk recurses once a level. */
-#define MAX_COMPARE_DEPTH 100
+ * it likes, and the walk recurses once a level. A level is a struct, list, map or optional,
+ * as the codecs count a value's (SHMRPC_MAX_DEPTH), so no schema whose values they carry
+ * is refused for its depth. */
+#define MAX_COMPARE_DEPTH SHMRPC_MAX_DEPTH
 
 enum { PAIR_OPEN = 1, PAIR_OK, PAIR_BAD };
 
@@ -21,6 +24,8 @@ typedef struct pair {
     const shmrpc_dyn_type *x, *y;
     int state;
     struct pair *next;
+    uint64_t opened;       /* c->n_opened when it was opened */
+    struct pair *ok_older; /* the pair found OK before it (c->ok) */
 } pair;
 
 #define PAIR_SLOTS 256u
@@ -32,6 +37,8 @@ struct shmrpc__compat {
     int types_rc[2];                    /* 0 until parsed; then 1 or a status */
     char types_why[2][256];
     pair *slots[PAIR_SLOTS]; /* every pair met, across methods: each compared once */
+    uint64_t n_opened;       /* pairs opened so far */
+    pair *ok;                /* the pairs found OK, newest first */
     shmrpc_buf *diffs;       /* this method's differences */
     unsigned n_diffs;
     char why[512]; /* this method's reason, when it cannot be called */
@@ -88,7 +95,7 @@ static pair *pair_of(shmrpc__compat *c, const shmrpc_dyn_type *x, const shmrpc_d
         if (p->x == x && p->y == y) return p;
     pair *p = shmrpc_arena_calloc(c->a, 1, sizeof *p, _Alignof(pair));
     if (p == NULL) return NULL;
-    *p = (pair){x, y, 0, *slot};
+    *p = (pair){.x = x, .y = y, .next = *slot};
     *slot = p;
     return p;
 }
@@ -130,7 +137,7 @@ static int members(shmrpc__compat *c, const shmrpc_dyn_field *xf, size_t xn,
             snprintf(in, sizeof in, "%s.%s", where, xf[i].name);
         else
             snprintf(in, sizeof in, "%s '%s'", what, xf[i].name);
-        int rc = compare(c, xf[i].type, yf[i].type, in, depth + 1);
+        int rc = compare(c, xf[i].type, yf[i].type, in, depth);
         if (rc) return rc;
     }
     for (size_t i = shared; i < xn; i++)
@@ -178,7 +185,7 @@ static int compare(shmrpc__compat *c, const shmrpc_dyn_type *x, const shmrpc_dyn
                    const char *where, unsigned depth)
 {
     if (depth > MAX_COMPARE_DEPTH)
-        return bad(c, "%s: types nested more than %d deep", where, MAX_COMPARE_DEPTH);
+        return bad(c, "%s: types nested more than %u deep", where, MAX_COMPARE_DEPTH);
     if (x->kind != y->kind) {
         char xt[160], yt[160];
         shmrpc__dyn_type_text(x, xt, sizeof xt);
@@ -206,10 +213,22 @@ static int compare(shmrpc__compat *c, const shmrpc_dyn_type *x, const shmrpc_dyn
                        st ? "struct" : "enum", x->name);
         if (p->state) return 0; /* compared, or being compared further up: a recursive type */
         p->state = PAIR_OPEN;
+        p->opened = c->n_opened++;
         char in[200];
         snprintf(in, sizeof in, "struct %s", x->name);
-        int rc = st ? members(c, x->fields, x->n, y->fields, y->n, "field", in, depth) : enums(c, x, y);
-        p->state = rc ? PAIR_BAD : PAIR_OK;
+        int rc = st ? members(c, x->fields, x->n, y->fields, y->n, "field", in, depth + 1)
+                    : enums(c, x, y);
+        if (rc == 0) {
+            p->state = PAIR_OK;
+            p->ok_older = c->ok;
+            c->ok = p;
+            return 0;
+        }
+        p->state = PAIR_BAD;
+        /* A pair found OK since p opened may have been OK only because it took p, still
+         * open, to be (A{list<B> bs;} B{A? a;}): compared again where it is next met. */
+        for (; c->ok && c->ok->opened > p->opened; c->ok = c->ok->ok_older)
+            c->ok->state = 0;
         return rc;
     }
     default:

@@ -47,7 +47,8 @@ void shmrpc__tcp_serve_hello(worker *w, peer *p, shmrpc_bytes body)
     if (rc == 0 && ack.proto > cfg->wire_proto) ack.proto = cfg->wire_proto;
     /* A client of revision 5 or less reads signatures with their types spelled out. */
     if (rc == 0 && ack.proto < SHMRPC__WIRE_PROTO_TYPES && ack.info.n_types)
-        rc = shmrpc__info_spelled(w->arena, &ack.info, &ack.info, &w->err);
+        rc = shmrpc__info_spelled(w->arena, &ack.info, SHMRPC__WIRE_MAX_HELLO, &ack.info,
+                                  &w->err);
     if (rc == 0 && cfg->secret_len) {
         rc = shmrpc__auth_nonce(challenge);
         ack.auth = shmrpc_bytes_of(challenge, sizeof challenge);
