@@ -202,6 +202,9 @@ int shmrpc_queue_pop(shmrpc_queue *q, void *buf, size_t cap, size_t *len, int64_
     return rc;
 }
 
+/* How long a look tries while consumers take the head from under it: 2 ms. */
+#define LOOK_TRIES_NS 2000000
+
 static int look(shmrpc_queue *q, void *buf, size_t cap, size_t *len);
 
 int shmrpc_queue_look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
@@ -221,8 +224,11 @@ static int look(shmrpc_queue *q, void *buf, size_t cap, size_t *len)
      * message was still COMMITTED and still at the head, so neither taken nor its room
      * given back. Both: a single consumer and a single producer leave the state COMMITTED
      * when they take the message and write the next into its slot, and only the head
-     * says it was taken. */
-    for (int tries = 0; tries < 1000; tries++) {
+     * says it was taken. It tries for at most LOOK_TRIES_NS, by the clock rather than by a
+     * count alone: on a loaded host each sched_yield can give the CPU away for a time
+     * slice, and a thousand of them took two seconds under a scribbler (issue 36's CI). */
+    int64_t until = shmrpc__now_ns() + LOOK_TRIES_NS;
+    for (int tries = 0; tries < 1000 && ((tries & 15) || shmrpc__now_ns() < until); tries++) {
         uint32_t hd = head_now(q);
         struct q_desc *d = desc_at(q, hd);
         uint64_t s = atomic_load_explicit(&d->state, memory_order_acquire);
