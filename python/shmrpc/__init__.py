@@ -139,6 +139,15 @@ class Client:
         """Calls a method by its name (for names that are not Python identifiers)."""
         return self._conn._call(method, args, kwargs)
 
+    def intercept(self, interceptor):
+        """Runs interceptor.before(call) and interceptor.after(call, status) around every
+        later call through this client, after those added before it (docs/python.md,
+        "Interceptors"). call has .service and .method. A before that raises refuses the
+        call, unsent, and the caller gets that exception; an after sees the status (0 or a
+        negative SHMRPC_E... code), and may return another negative status or raise. A hook
+        must not call through this same client."""
+        self._conn._intercept(interceptor)
+
     def cancel(self):
         """Cancels the call in flight through this client, which another thread makes: it
         raises shmrpc.Cancelled within about 20 ms, and its handler sees shmrpc.cancelled().
@@ -230,7 +239,7 @@ def _handler_problems(svc, table, handlers):
     return problems, found
 
 
-def serve(svc, handlers, address, *, workers=1, max_message_size=0):
+def serve(svc, handlers, address, *, workers=1, max_message_size=0, interceptors=()):
     """Serves the methods of the .svc file svc with Python handlers at address
     ("shm://NAME" or "tcp://HOST:PORT") until SIGTERM or SIGINT (docs/python.md,
     "Serving").
@@ -242,12 +251,16 @@ def serve(svc, handlers, address, *, workers=1, max_message_size=0):
     copy on write; each has its own GIL); 0 serves in this process. An exception in a
     handler fails the call with its message ("ValueError: ..."): a ValueError as an
     invalid argument (status EINVAL), another as SHMRPC_EHANDLER, or the status its
-    .status attribute names."""
+    .status attribute names.
+    interceptors: objects with a before(call) and/or an after(call, status) method that run
+    around every call, in order (docs/python.md, "Interceptors"); a before that raises
+    refuses the call (SHMRPC_EPERM unless the exception says otherwise)."""
     service, table = _svc_methods(str(svc))
     problems, found = _handler_problems(service, table, handlers)
     if problems:
         raise TypeError(f"handlers for {service} ({svc}) do not match: " + "; ".join(problems))
-    _serve(str(svc), found, address, workers, max_message_size)
+    _serve(str(svc), found, address, workers, max_message_size,
+           interceptors=tuple(interceptors))
 
 
 from .methods import (ClientMethodsBase, NetworkClient, ServerMethodsBase,  # noqa: E402

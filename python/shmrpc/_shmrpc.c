@@ -56,7 +56,8 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     pyshm_forks_init();
-    if (pyshm_client_init(m) != 0 || pyshm_errors_init(m) != 0 || pyshm_decode_init() != 0 ||
+    if (pyshm_client_init(m) != 0 || pyshm_errors_init(m) != 0 || pyshm_intercept_init() != 0 ||
+        pyshm_decode_init() != 0 ||
         pyshm_store_init(m) != 0 || pyshm_serve_init(m) != 0 || pyshm_send_init(m) != 0)
         goto fail;
     return m;

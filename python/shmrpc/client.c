@@ -35,6 +35,10 @@ typedef struct {
     char *tls[4];            /* tls_ca, tls_cert, tls_key, tls_server_name (opts points here) */
     PyThread_type_lock lock; /* one call at a time on d (dynamic.h) */
     shmrpc_buf out;          /* the result's JSON */
+    /* Client.intercept's, registered on each d this object connects */
+    pyshm_icpt icpts[SHMRPC_MAX_INTERCEPTORS];
+    int n_icpts;
+    PyObject *pending; /* what a hook raised during the call in flight, to raise again */
 } ClientObject;
 
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
@@ -52,6 +56,14 @@ static int client_open(ClientObject *self)
         shmrpc_dyn_free(d);
         pyshm_raise_status(rc, self->addr, msg);
         return -1;
+    }
+    for (int i = 0; i < self->n_icpts; i++) {
+        shmrpc_interceptor hooks = pyshm_icpt_hooks(&self->icpts[i]);
+        if ((rc = shmrpc_client_intercept(shmrpc_dyn_client(d), &hooks, &self->icpts[i])) != 0) {
+            pyshm_raise_status(rc, self->addr, shmrpc_errmsg());
+            shmrpc_dyn_free(d);
+            return -1;
+        }
     }
     self->d = d;
     self->forks = pyshm_forks();
@@ -146,6 +158,9 @@ static void Client_dealloc(ClientObject *self)
         free(self->tls[i]);
     if (self->lock) PyThread_free_lock(self->lock);
     shmrpc_buf_destroy(&self->out);
+    for (int i = 0; i < self->n_icpts; i++)
+        pyshm_icpt_clear(&self->icpts[i]);
+    Py_CLEAR(self->pending);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -337,6 +352,14 @@ static PyObject *call_locked(ClientObject *self, const shmrpc_method_info *m,
     rc = shmrpc_client_call(c, m->id, &resp);
     if (rc != 0) snprintf(msg, sizeof msg, "%s", shmrpc_errmsg());
     Py_END_ALLOW_THREADS;
+    if (rc != 0 && self->pending != NULL) {
+        /* An interceptor's hook raised: the caller gets that exception itself. */
+        PyObject *e = self->pending;
+        self->pending = NULL;
+        PyErr_Restore(Py_NewRef(Py_TYPE(e)), e, PyException_GetTraceback(e));
+        goto done;
+    }
+    Py_CLEAR(self->pending);
     if (rc != 0) {
         /* After a request went out, SHMRPC_EINVAL and the like are the server's answer
          * (a handler's error status with its message). */
@@ -442,6 +465,30 @@ static PyObject *Client_methods(ClientObject *self, void *unused)
     shmrpc_buf_destroy(&text);
     PyThread_release_lock(self->lock);
     return list;
+}
+
+/* _intercept(obj): obj's before(call) and after(call, status) around every later call. */
+static PyObject *Client_intercept(ClientObject *self, PyObject *obj)
+{
+    if (self->n_icpts == SHMRPC_MAX_INTERCEPTORS)
+        return PyErr_Format(PyExc_ValueError, "a client has at most %d interceptors",
+                            SHMRPC_MAX_INTERCEPTORS);
+    pyshm_icpt *i = &self->icpts[self->n_icpts];
+    if (pyshm_icpt_from(obj, i) != 0) return NULL;
+    i->pending = &self->pending;
+    if (client_enter(self) != 0) {
+        pyshm_icpt_clear(i);
+        return NULL;
+    }
+    shmrpc_interceptor hooks = pyshm_icpt_hooks(i);
+    int rc = shmrpc_client_intercept(shmrpc_dyn_client(self->d), &hooks, i);
+    PyThread_release_lock(self->lock);
+    if (rc != 0) {
+        pyshm_icpt_clear(i);
+        return pyshm_raise_status(rc, self->addr, shmrpc_errmsg());
+    }
+    self->n_icpts++;
+    Py_RETURN_NONE;
 }
 
 /* _signature(name): one method's signature, or None when the table has no such method;
@@ -661,6 +708,8 @@ static PyMethodDef Client_methods_def[] = {
      "_call(name, args, kwargs): calls the method called name."},
     {"_method", (PyCFunction)Client_method, METH_O,
      "_method(name): the method called name, a callable (c.add is one)."},
+    {"_intercept", (PyCFunction)Client_intercept, METH_O,
+     "_intercept(obj): obj.before(call) and obj.after(call, status) around every later call."},
     {"_signature", (PyCFunction)Client_signature, METH_O,
      "_signature(name): the method's canonical signature, or None when there is none."},
     {"_names", (PyCFunction)Client_names, METH_NOARGS, "_names(): the methods' names."},

@@ -94,6 +94,23 @@ static PyObject *new_exc(PyObject *m, const char *name, PyObject *base, const ch
     return e;
 }
 
+int pyshm_status_of(PyObject *type, PyObject *value, int rc)
+{
+    PyObject *st = value ? PyObject_GetAttrString(value, "status") : NULL;
+    if (st == NULL) PyErr_Clear();
+    if (st != NULL && PyLong_Check(st)) {
+        long v = PyLong_AsLong(st);
+        if (v == SHMRPC_EINVAL || v == SHMRPC_ENOENT || v == SHMRPC_EPERM || v == SHMRPC_EBUSY ||
+            v == SHMRPC_EHANDLER)
+            rc = (int)v;
+        PyErr_Clear();
+    } else if (type && PyErr_GivenExceptionMatches(type, PyExc_ValueError)) {
+        rc = SHMRPC_EINVAL;
+    }
+    Py_XDECREF(st);
+    return rc;
+}
+
 int pyshm_errors_init(PyObject *m)
 {
     if (!(pyshm_Error =

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What the parts of the shmrpc extension share, by the file that has it, lowest first: the
- * exceptions (errors.c), the fork count (forks.c), the place of a bad value (place.c), the
+ * exceptions (errors.c), interceptors written in Python (intercept.c), the fork count
+ * (forks.c), the place of a bad value (place.c), the
  * conversions of Python values to the dynamic codec's JSON or msgpack (encode.c) and back
  * (decode.c), which the client (client.c), serve() (serve.c) and the queues and maps
  * (store.c) go through alike, and each part's init, which _shmrpc.c calls. A file calls
@@ -19,6 +20,7 @@
 #include <shmrpc/buf.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
+#include <shmrpc/intercept.h>
 #include <shmrpc/lock.h>
 
 /* --- errors.c ------------------------------------------------------------------------ */
@@ -31,9 +33,30 @@ extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatc
 PyObject *pyshm_raise_as(PyObject *cls, int rc, const char *what, const char *msg, bool sent);
 PyObject *pyshm_raise_status(int rc, const char *what, const char *msg);
 
+/* The status an exception (type, value) stands for, as a handler's or an interceptor's:
+ * its .status when that is one a handler may answer with (EINVAL, ENOENT, EPERM, EBUSY,
+ * EHANDLER; not a transport's, which the client would take for its own connection's),
+ * SHMRPC_EINVAL for a ValueError (a bad argument, as C handlers report one), else rc. */
+int pyshm_status_of(PyObject *type, PyObject *value, int rc);
 /* Adds shmrpc.Error and its subclasses to the module. */
 int pyshm_errors_init(PyObject *module);
 
+/* --- intercept.c --------------------------------------------------------------------- */
+/* One interceptor written in Python: its hooks (new references; NULL for one it lacks)
+ * and, for a client's, where the exception a hook raised waits to be raised again to the
+ * caller (NULL for a server's, whose hooks' exceptions go to stderr). */
+typedef struct pyshm_icpt {
+    PyObject *before, *after;
+    PyObject **pending;
+} pyshm_icpt;
+/* The library's interceptor that runs i's hooks, its arg i (which must outlive it). */
+shmrpc_interceptor pyshm_icpt_hooks(const pyshm_icpt *i);
+/* obj's before and after (methods or attributes) into i; -1 raised (TypeError) when it has
+ * neither or one is not callable. */
+int pyshm_icpt_from(PyObject *obj, pyshm_icpt *i);
+void pyshm_icpt_clear(pyshm_icpt *i);
+/* Imports what the hooks hand over (types.SimpleNamespace); -1 raised. */
+int pyshm_intercept_init(void);
 /* --- forks.c ------------------------------------------------------------------------- */
 
 /* Bumped in each child at fork (pyshm_forks_init registers it); read by pyshm_forks. */

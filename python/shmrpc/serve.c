@@ -208,27 +208,6 @@ done:
 
 /* --- a call ------------------------------------------------------------------------------ */
 
-/* The status an exception stands for: its .status when that is one a handler may answer
- * with (EINVAL, ENOENT, EPERM, EBUSY, EHANDLER; not a transport's, which the client would
- * take for its own connection's), SHMRPC_EINVAL for a ValueError (a bad argument, as C
- * handlers report one), else rc. */
-static int status_of(PyObject *type, PyObject *value, int rc)
-{
-    PyObject *st = value ? PyObject_GetAttrString(value, "status") : NULL;
-    if (st == NULL) PyErr_Clear();
-    if (st != NULL && PyLong_Check(st)) {
-        long v = PyLong_AsLong(st);
-        if (v == SHMRPC_EINVAL || v == SHMRPC_ENOENT || v == SHMRPC_EPERM || v == SHMRPC_EBUSY ||
-            v == SHMRPC_EHANDLER)
-            rc = (int)v;
-        PyErr_Clear();
-    } else if (type && PyErr_GivenExceptionMatches(type, PyExc_ValueError)) {
-        rc = SHMRPC_EINVAL;
-    }
-    Py_XDECREF(st);
-    return rc;
-}
-
 /* The pending Python exception as the call's error: "TypeName: message", also printed with
  * its traceback to stderr (a service's log). */
 static int handler_failed(shmrpc_ctx *ctx, const char *method, int rc)
@@ -236,7 +215,7 @@ static int handler_failed(shmrpc_ctx *ctx, const char *method, int rc)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    rc = status_of(type, value, rc);
+    rc = pyshm_status_of(type, value, rc);
     const char *tname = type ? ((PyTypeObject *)type)->tp_name : "error";
     PyObject *text = value ? PyObject_Str(value) : NULL;
     const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
@@ -427,23 +406,30 @@ static void on_stop(int sig)
  * service's handlers are the Python callables behind py_invoke. */
 static void present(void) {}
 
-/* _serve(path, handlers, address, workers, max_msg_bytes, text=None, secret_file=None):
- * serves until SIGTERM or SIGINT. handlers: a dict method -> callable with every method
- * (serve() checks them first); text: the .svc text, when it is not the file path's;
- * secret_file: the tcp:// shared secret, read as shmrpc-service reads its secret_file. */
+/* _serve(path, handlers, address, workers, max_msg_bytes, text=None, secret_file=None,
+ * interceptors=()): serves until SIGTERM or SIGINT. handlers: a dict method -> callable
+ * with every method (serve() checks them first); text: the .svc text, when it is not the
+ * file path's; secret_file: the tcp:// shared secret, read as shmrpc-service reads its
+ * secret_file; interceptors: objects with before(call) and/or after(call, status). */
 static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
     static char *names[] = {"path",          "handlers", "address",     "workers",
-                            "max_msg_bytes", "text",     "secret_file", NULL};
+                            "max_msg_bytes", "text",     "secret_file", "interceptors",
+                            NULL};
     const char *path, *addr, *secret_file = NULL;
-    PyObject *handlers, *text = Py_None;
+    PyObject *handlers, *text = Py_None, *icpt_objs = NULL;
     int workers = 1;
     Py_ssize_t max_msg = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|inO!z", names, &path, &PyDict_Type, &handlers,
-                                     &addr, &workers, &max_msg, &PyUnicode_Type, &text,
-                                     &secret_file))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "sO!s|inO!zO!", names, &path, &PyDict_Type,
+                                     &handlers, &addr, &workers, &max_msg, &PyUnicode_Type, &text,
+                                     &secret_file, &PyTuple_Type, &icpt_objs))
         return NULL;
+    Py_ssize_t n_icpts = icpt_objs ? PyTuple_GET_SIZE(icpt_objs) : 0;
+    if (n_icpts > SHMRPC_MAX_INTERCEPTORS)
+        return PyErr_Format(PyExc_ValueError, "a server has at most %d interceptors",
+                            SHMRPC_MAX_INTERCEPTORS);
+    pyshm_icpt icpts[SHMRPC_MAX_INTERCEPTORS] = {0};
     uint8_t secret[SHMRPC_SECRET_MAX];
     size_t secret_len = 0;
     if (secret_file != NULL) {
@@ -459,6 +445,8 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     if (s == NULL) return PyErr_NoMemory();
     shmrpc_server *srv = NULL;
     PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < n_icpts; i++)
+        if (pyshm_icpt_from(PyTuple_GET_ITEM(icpt_objs, i), &icpts[i]) != 0) goto done;
     if (pysvc_load(s, path, text == Py_None ? NULL : text) != 0) goto done;
     uint32_t n = s->info.n_methods;
     if ((s->handlers = calloc(n + 1, sizeof *s->handlers)) == NULL) {
@@ -491,6 +479,10 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     }
     int rc = shmrpc_server_new(&srv, &o);
     if (rc == 0) rc = shmrpc_server_register(srv, &svc, &table, s);
+    for (Py_ssize_t i = 0; rc == 0 && i < n_icpts; i++) {
+        shmrpc_interceptor hooks = pyshm_icpt_hooks(&icpts[i]);
+        rc = shmrpc_server_intercept(srv, &hooks, &icpts[i]);
+    }
     if (rc == 0) rc = shmrpc_server_listen(srv, addr);
     if (rc != 0) {
         pyshm_raise_status(rc, "serve", shmrpc_errmsg());
@@ -523,6 +515,8 @@ static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
     result = Py_NewRef(Py_None);
 done:
     if (srv) shmrpc_server_free(srv);
+    for (Py_ssize_t i = 0; i < n_icpts; i++)
+        pyshm_icpt_clear(&icpts[i]);
     pysvc_free(s);
     free(s);
     return result;

@@ -7,7 +7,8 @@ in flight when SIGTERM comes); every's handlers hand back what they are given. T
 deadline (docs/deadlines.md): echo_json("deadline") answers the ms left of it ("none"
 without one); echo_json("wait-cancel") waits, at most 20 s, for shmrpc.cancelled() to say
 why its client stopped waiting; echo_json("relay ADDRESS") naps 400 ms, then calls add at
-ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES."""
+ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES. With
+$PY_SERVER_GATE set, the interceptor Gate runs around every call."""
 import os
 import sys
 import time
@@ -55,6 +56,21 @@ class Echo:
                 "label": "centroid"}
 
 
+class Gate:
+    """An interceptor (with $PY_SERVER_GATE set): refuses centroid with a PermissionError,
+    turns add's answer into SHMRPC_EBUSY (-13), and notes each hook it runs."""
+
+    def before(self, call):
+        note(f"before {call.service}.{call.method}")
+        if call.method == "centroid":
+            raise PermissionError("no centroids today")
+
+    def after(self, call, status):
+        note(f"after {call.method} {status}")
+        if call.method == "add":
+            return -13
+
+
 def same(v):
     return v
 
@@ -78,4 +94,5 @@ DYN = dict(echo=same, echo_json=same, many=lambda vs, m: vs + [m], packet=lambda
 if __name__ == "__main__":
     kind, svc, workers, address = sys.argv[1:5]
     handlers = {"echo": Echo(), "every": EVERY, "any": DYN}[kind]
-    shmrpc.serve(svc, handlers, address, workers=int(workers))
+    interceptors = [Gate()] if os.environ.get("PY_SERVER_GATE") else []
+    shmrpc.serve(svc, handlers, address, workers=int(workers), interceptors=interceptors)

@@ -3,7 +3,8 @@
 examples/echo/echo.svc (py_server.py) called by the C echo client and by the Python client,
 a handler's exception as the call's error status with its message, handlers that do not
 match refused before anything is served, SIGTERM finishing the call in flight, a handler
-that reads its call's deadline and learns that its client gave up, and a Python service
+that reads its call's deadline and learns that its client gave up, interceptors on both
+sides, and a Python service
 under shmrpc-service that loses a worker, and then itself, to SIGKILL."""
 import os
 import signal
@@ -291,6 +292,81 @@ def test_cancel_from_another_thread(transport, tmp_path, monkeypatch):
             assert c.add(40, 2) == 42
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_server_interceptors(transport, tmp_path, monkeypatch):
+    """serve(interceptors=...): a before that raises refuses the call with the exception's
+    status and message, and its handler does not run; an after's negative status replaces
+    the answer; the hooks run in order around each call."""
+    notes = tmp_path / "notes"
+    monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
+    monkeypatch.setenv("PY_SERVER_GATE", "1")
+    address = (f"shm://pygate{os.getpid()}" if transport == "shm"
+               else f"tcp://127.0.0.1:{free_port()}")
+    s = py_server("echo", address, workers=1)
+    try:
+        with shmrpc.connect(s.address, timeout=30) as c:
+            assert c.echo_json("through") == "through"
+            with pytest.raises(shmrpc.HandlerError) as e:
+                c.centroid([{"x": 0, "y": 0}])
+            assert e.value.status_name == "SHMRPC_EPERM"
+            assert e.value.message == "PermissionError: no centroids today"
+            with pytest.raises(shmrpc.HandlerError) as e:
+                c.add(40, 2)
+            assert e.value.status_name == "SHMRPC_EBUSY"
+        assert notes.read_text().splitlines() == [
+            "before Echo.echo_json", "after echo_json 0",
+            "before Echo.centroid",  # refused by its own before: no after
+            "before Echo.add", "after add 0"]
+    finally:
+        s.stop()
+
+
+def test_client_interceptors(py_echo):
+    """Client.intercept: befores in order, afters in reverse; a before that raises refuses
+    the call, unsent, with that very exception; an after sees the status and may replace
+    it with another or with an exception of its own."""
+    seen = []
+
+    class Outer:
+        def before(self, call):
+            seen.append(f"outer before {call.service}.{call.method}")
+            if call.method == "centroid":
+                raise KeyError("no centroids from here")
+
+        def after(self, call, status):
+            seen.append(f"outer after {call.method} {status}")
+            if call.method == "echo_json":
+                return -1  # SHMRPC_EINVAL
+
+    class Inner:
+        def after(self, call, status):
+            seen.append(f"inner after {call.method} {status}")
+            if call.method == "echo_raw":
+                raise LookupError("the answer is not wanted")
+
+    with shmrpc.connect(py_echo.address, timeout=30) as c:
+        c.intercept(Outer())
+        c.intercept(Inner())
+        with pytest.raises(TypeError, match="has neither"):
+            c.intercept(object())
+        assert c.add(40, 2) == 42
+        with pytest.raises(KeyError, match="no centroids from here"):
+            c.centroid([{"x": 0, "y": 0}])
+        with pytest.raises(shmrpc.Error) as e:
+            c.echo_json("x")
+        assert e.value.status_name == "SHMRPC_EINVAL"
+        with pytest.raises(LookupError, match="the answer is not wanted"):
+            c.echo_raw(b"x")
+        assert c.add(1, 2) == 3  # no exception left behind from the last call
+    assert seen == [
+        "outer before Echo.add", "inner after add 0", "outer after add 0",
+        "outer before Echo.centroid",  # refused: the inner never ran, no after of its own
+        "outer before Echo.echo_json", "inner after echo_json 0", "outer after echo_json 0",
+        "outer before Echo.echo_raw", "inner after echo_raw 0",
+        "outer after echo_raw -6",  # the inner's exception: SHMRPC_EHANDLER
+        "outer before Echo.add", "inner after add 0", "outer after add 0"]
 
 
 def test_handler_learns_its_client_gave_up(py_echo, tmp_path, monkeypatch):
