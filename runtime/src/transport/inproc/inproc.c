@@ -183,8 +183,6 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
         return SHMRPC_EUNAVAIL;
     }
-    c->ctx.wanted = inproc_wanted;
-    c->ctx.wanted_arg = c;
     int rc = shmrpc__dispatch(s, &c->ctx, sid, req, &c->resp);
     leave(c->e);
     if (rc) {
@@ -253,6 +251,8 @@ static int inproc_connect(const char *where, const shmrpc_service_info *info,
     c = calloc(1, sizeof *c);
     if (!c) goto fail;
     if (shmrpc__ctx_init(&c->ctx, s)) goto fail;
+    c->ctx.wanted = inproc_wanted;
+    c->ctx.wanted_arg = c;
     shmrpc_buf_init(&c->resp);
     c->base.ops = &conn_ops;
     c->e = e;
