@@ -336,6 +336,43 @@ static void handler_saw(int32_t why)
     assert_true(sh->waited_ns < 15000 * MS);
 }
 
+/* A client killed right after it cancelled its call, while its server still answers it:
+ * the handler's wait ends, its late answer goes to nobody, and the server serves the next
+ * client as before (kill -9 at the last step of the cancel). */
+static void killed_after_its_cancel(void **state)
+{
+    (void)state;
+    start(0);
+    sh->waits = 0;
+    pid_t kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        alarm(30);
+        shmrpc_client *c = client(0, 30000);
+        canceller k;
+        k = (canceller){.c = c, .nap_ms = 300};
+        if (pthread_create(&k.thread, NULL, cancel_later, &k) != 0) _exit(2);
+        int64_t left;
+        int rc = deadline_left(c, 20000, &left);
+        raise(SIGKILL); /* before the answer, whatever came of the call */
+        _exit(rc == SHMRPC_ECANCELLED ? 1 : 3);
+    }
+    assert_int_equal(test_reap(kid, 10000), SIGKILL);
+    /* Over tcp:// the CANCEL comes before the connection's end; over shm:// a handler that
+     * looks after the client died finds its slot gone first, whatever its claim says. */
+    for (int i = 0; i < 15000 && sh->waits == 0; i++)
+        usleep(1000);
+    assert_int_equal(sh->waits, 1);
+    if (sh->why != SHMRPC_ECANCELLED &&
+        !(strcmp(transport, "shm") == 0 && sh->why == SHMRPC_EPEERDIED))
+        fail_msg("the handler's wait ended with %d", (int)sh->why);
+    shmrpc_client *c = client(0, 5000);
+    int64_t left = 0;
+    assert_int_equal(deadline_left(c, 0, &left), 0);
+    assert_true(left > 0);
+    shmrpc_client_free(c);
+}
+
 /* Another thread cancels the call in flight (a blocking one, or one started and waited
  * for): it ends with SHMRPC_ECANCELLED long before its 20 s, its handler's wait ends with
  * SHMRPC_ECANCELLED, and the connection serves the next call. */
@@ -474,6 +511,7 @@ int main(void)
         BOTH(wait_ends_when_a_started_calls_client_dies),
         BOTH(cancel_ends_a_blocking_call),
         BOTH(cancel_ends_a_started_call),
+        BOTH(killed_after_its_cancel),
         {"tls: cancel_ends_a_blocking_call", cancel_ends_a_blocking_call, on_tls, stop_servers,
          NULL},
         {"tls: cancel_ends_a_started_call", cancel_ends_a_started_call, on_tls, stop_servers, NULL},
