@@ -111,6 +111,23 @@ int pyshm_status_of(PyObject *type, PyObject *value, int rc)
     return rc;
 }
 
+int pyshm_failure(PyObject **type, PyObject **value, PyObject **tb, int rc, char *msg, size_t cap)
+{
+    PyErr_Fetch(type, value, tb);
+    PyErr_NormalizeException(type, value, tb);
+    rc = pyshm_status_of(*type, *value, rc);
+    const char *tname = *type ? ((PyTypeObject *)*type)->tp_name : "error";
+    PyObject *text = *value ? PyObject_Str(*value) : NULL;
+    const char *m = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (m == NULL) PyErr_Clear();
+    if (m && *m)
+        snprintf(msg, cap, "%s: %s", tname, m);
+    else
+        snprintf(msg, cap, "%s", tname);
+    Py_XDECREF(text);
+    return rc;
+}
+
 int pyshm_errors_init(PyObject *m)
 {
     if (!(pyshm_Error =

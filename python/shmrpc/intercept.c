@@ -25,18 +25,9 @@ static int hook_failed(const pyshm_icpt *i, const shmrpc_call_info *call, const 
                        int dflt)
 {
     PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    int rc = pyshm_status_of(type, value, dflt);
-    const char *tname = type ? ((PyTypeObject *)type)->tp_name : "error";
-    PyObject *text = value ? PyObject_Str(value) : NULL;
-    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
-    if (msg == NULL) PyErr_Clear();
-    if (msg && *msg)
-        shmrpc_intercept_error(call, rc, "%s: %s", tname, msg);
-    else
-        shmrpc_intercept_error(call, rc, "%s", tname);
-    Py_XDECREF(text);
+    char msg[1024];
+    int rc = pyshm_failure(&type, &value, &tb, dflt, msg, sizeof msg);
+    shmrpc_intercept_error(call, rc, "%s", msg);
     if (i->pending != NULL && value != NULL) {
         if (tb) PyException_SetTraceback(value, tb);
         Py_XSETREF(*i->pending, Py_NewRef(value));

@@ -38,6 +38,10 @@ PyObject *pyshm_raise_status(int rc, const char *what, const char *msg);
  * EHANDLER; not a transport's, which the client would take for its own connection's),
  * SHMRPC_EINVAL for a ValueError (a bad argument, as C handlers report one), else rc. */
 int pyshm_status_of(PyObject *type, PyObject *value, int rc);
+/* The pending exception taken as a handler's or a hook's failure: its status
+ * (pyshm_status_of, rc when it names none) returned, "TypeName: message" in msg, and the
+ * exception's parts in *type, *value, *tb (new references, for the caller to show or keep). */
+int pyshm_failure(PyObject **type, PyObject **value, PyObject **tb, int rc, char *msg, size_t cap);
 /* Adds shmrpc.Error and its subclasses to the module. */
 int pyshm_errors_init(PyObject *module);
 

@@ -213,18 +213,9 @@ done:
 static int handler_failed(shmrpc_ctx *ctx, const char *method, int rc)
 {
     PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    rc = pyshm_status_of(type, value, rc);
-    const char *tname = type ? ((PyTypeObject *)type)->tp_name : "error";
-    PyObject *text = value ? PyObject_Str(value) : NULL;
-    const char *msg = text ? PyUnicode_AsUTF8(text) : NULL;
-    if (msg == NULL) PyErr_Clear();
-    if (msg && *msg)
-        shmrpc_ctx_error(ctx, rc, "%s: %s", tname, msg);
-    else
-        shmrpc_ctx_error(ctx, rc, "%s", tname);
-    Py_XDECREF(text);
+    char msg[1024];
+    rc = pyshm_failure(&type, &value, &tb, rc, msg, sizeof msg);
+    shmrpc_ctx_error(ctx, rc, "%s", msg);
     fprintf(stderr, "shmrpc: handler of %s failed:\n", method);
     fflush(stderr);
     if (type) PyErr_Display(type, value, tb);
