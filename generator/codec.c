@@ -386,9 +386,9 @@ static void mp_read_struct(gen *g, emitter *e, const gtype *t)
     rc_checked(e);
     if (req > 0)
         invalid_if(g, e, S("n < %d", req),
-               req == t->n_fields
-                   ? S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s")
-                   : S("\"expected at least %d %s%s\"", req, noun, req == 1 ? "" : "s"));
+                   req == t->n_fields
+                       ? S("\"expected %d %s%s\"", t->n_fields, noun, t->n_fields == 1 ? "" : "s")
+                       : S("\"expected at least %d %s%s\"", req, noun, req == 1 ? "" : "s"));
     if (!t->is_args) invalid_if(g, e, "++r->depth > SHMRPC_MAX_DEPTH", "\"nested too deeply\"");
     bool uses_arena = false;
     int i = 0;

@@ -11,8 +11,8 @@ static PyObject *namespace_type; /* types.SimpleNamespace */
 /* What a hook is handed: a namespace with .service and .method; NULL raised. */
 static PyObject *call_info(const shmrpc_call_info *call)
 {
-    PyObject *kw = Py_BuildValue("{s:s,s:s}", "service", call->service->name, "method",
-                                 call->method->name);
+    PyObject *kw =
+        Py_BuildValue("{s:s,s:s}", "service", call->service->name, "method", call->method->name);
     PyObject *ns = kw ? PyObject_VectorcallDict(namespace_type, NULL, 0, kw) : NULL;
     Py_XDECREF(kw);
     return ns;
@@ -105,8 +105,9 @@ int pyshm_icpt_from(PyObject *obj, pyshm_icpt *i)
         *hooks[k] = h;
     }
     if (i->before || i->after) return 0;
-    PyErr_Format(PyExc_TypeError, "an interceptor has a before(call) or an after(call, status) "
-                                  "method; %.100s has neither",
+    PyErr_Format(PyExc_TypeError,
+                 "an interceptor has a before(call) or an after(call, status) "
+                 "method; %.100s has neither",
                  Py_TYPE(obj)->tp_name);
 fail:
     pyshm_icpt_clear(i);

@@ -405,9 +405,8 @@ static void present(void) {}
 static PyObject *py_serve(PyObject *mod, PyObject *args, PyObject *kw)
 {
     (void)mod;
-    static char *names[] = {"path",          "handlers", "address",     "workers",
-                            "max_msg_bytes", "text",     "secret_file", "interceptors",
-                            NULL};
+    static char *names[] = {"path", "handlers",    "address",      "workers", "max_msg_bytes",
+                            "text", "secret_file", "interceptors", NULL};
     const char *path, *addr, *secret_file = NULL;
     PyObject *handlers, *text = Py_None, *icpt_objs = NULL;
     int workers = 1;

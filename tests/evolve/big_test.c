@@ -94,7 +94,8 @@ static shmrpc_service_info table_of(shmrpc_arena *a, uint32_t n, uint32_t m,
                                     const char *(*method)(shmrpc_arena *, uint32_t))
 {
     const char **types = shmrpc_arena_alloc_items(a, n, sizeof *types, _Alignof(char *));
-    shmrpc_method_info *ms = shmrpc_arena_alloc_items(a, m, sizeof *ms, _Alignof(shmrpc_method_info));
+    shmrpc_method_info *ms =
+        shmrpc_arena_alloc_items(a, m, sizeof *ms, _Alignof(shmrpc_method_info));
     assert_non_null(types);
     assert_non_null(ms);
     for (uint32_t i = 0; i < n; i++)
@@ -170,8 +171,8 @@ static void spelling_is_bounded(void **state)
     shmrpc_service_info wide = table_of(a, 1, 200, wide_type, wide_method);
     rc = shmrpc__info_spelled(a, &wide, SHMRPC__WIRE_MAX_HELLO, &out, &err);
     assert_int_equal(rc, SHMRPC_ETOOBIG);
-    assert_non_null(strstr(shmrpc__msg_get(&err),
-                           "needs more than the 1048576 bytes a handshake carries"));
+    assert_non_null(
+        strstr(shmrpc__msg_get(&err), "needs more than the 1048576 bytes a handshake carries"));
     shmrpc__msg_clear(&err);
     assert_int_equal(shmrpc__info_spelled(a, &wide, SIZE_MAX, &out, &err), 0);
     assert_true(strlen(out.methods[199].signature) > 8000);
@@ -275,7 +276,8 @@ static void revision_4_clients(void **state)
     const shmrpc_method_info *m;
     const shmrpc_dyn_sig *sig;
     assert_int_equal(shmrpc_dyn_method(d, "get", &m, &sig), 0);
-    assert_string_equal(m->signature, "get(i64 id)->struct Item{i64 id;string name;string? note;} @msgpack");
+    assert_string_equal(m->signature,
+                        "get(i64 id)->struct Item{i64 id;string name;string? note;} @msgpack");
     shmrpc_client *dc = shmrpc_dyn_client(d);
     shmrpc_bytes resp;
     shmrpc_buf out;
@@ -309,10 +311,8 @@ static void calls_over_tcp(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(handshake_bytes),
-        cmocka_unit_test(spelling_is_bounded),
-        cmocka_unit_test(calls_over_shm),
-        cmocka_unit_test(calls_over_tcp),
+        cmocka_unit_test(handshake_bytes),    cmocka_unit_test(spelling_is_bounded),
+        cmocka_unit_test(calls_over_shm),     cmocka_unit_test(calls_over_tcp),
         cmocka_unit_test(revision_4_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -255,8 +255,9 @@ static const shmrpc_dyn_type *parse_named(parser *ps, shmrpc_dyn_kind k)
             return NULL;
         }
         if (d == NULL)
-            perr(ps, ps->table && ps->table->n ? "'%s' is not among the table's types"
-                               : "'%s' used before it is spelled out",
+            perr(ps,
+                 ps->table && ps->table->n ? "'%s' is not among the table's types"
+                                           : "'%s' used before it is spelled out",
                  name);
         return d;
     }
@@ -403,9 +404,9 @@ int shmrpc__dyn_parse_description(shmrpc_arena *a, const char *text, const shmrp
 {
     parser ps = {.a = a, .p = text, .start = text, .table = types, .describing = true};
     shmrpc_dyn_kind k = lit(&ps, "struct ") ? SHMRPC_DYN_STRUCT
-                        : lit(&ps, "enum ") ? SHMRPC_DYN_ENUM
-                                            : (perr(&ps, "expected 'struct ' or 'enum '"),
-                                               SHMRPC_DYN_VOID);
+                        : lit(&ps, "enum ")
+                            ? SHMRPC_DYN_ENUM
+                            : (perr(&ps, "expected 'struct ' or 'enum '"), SHMRPC_DYN_VOID);
     const char *name = ps.failed ? NULL : ident(&ps);
     if (name != NULL && (k != node->kind || strcmp(name, node->name) != 0))
         perr(&ps, "not the description of %s", node->name);

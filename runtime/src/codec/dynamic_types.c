@@ -299,10 +299,10 @@ void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out, size_t limit
     put(&p, ")->");
     print_type(&p, s->result);
     put(&p, " @");
-    put(&p, s->python_only                         ? s->python_only
-            : s->encoding == SHMRPC_ENC_JSON     ? "json"
-            : s->encoding == SHMRPC_ENC_RAW      ? "raw"
-                                                 : "msgpack");
+    put(&p, s->python_only                   ? s->python_only
+            : s->encoding == SHMRPC_ENC_JSON ? "json"
+            : s->encoding == SHMRPC_ENC_RAW  ? "raw"
+                                             : "msgpack");
     shmrpc_arena_free(a);
 }
 
@@ -312,10 +312,9 @@ int shmrpc__info_spelled(shmrpc_arena *a, const shmrpc_service_info *in, size_t 
     char why[256];
     const shmrpc__types *types;
     int rc = shmrpc__types_parse(a, in->types, in->n_types, &types, why, sizeof why);
-    shmrpc_method_info *m =
-        rc ? NULL
-           : shmrpc_arena_alloc_items(a, in->n_methods ? in->n_methods : 1, sizeof *m,
-                                      _Alignof(shmrpc_method_info));
+    shmrpc_method_info *m = rc ? NULL
+                               : shmrpc_arena_alloc_items(a, in->n_methods ? in->n_methods : 1,
+                                                          sizeof *m, _Alignof(shmrpc_method_info));
     if (rc == 0 && m == NULL) rc = SHMRPC_ENOMEM;
     shmrpc_buf text;
     shmrpc_buf_init(&text);

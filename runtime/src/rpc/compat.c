@@ -164,8 +164,8 @@ static int enums(shmrpc__compat *c, const shmrpc_dyn_type *x, const shmrpc_dyn_t
             const shmrpc_dyn_enumval *v = &t[side]->values[i];
             const shmrpc_dyn_enumval *o = value_named(t[!side], v->name);
             if (o != NULL && o->value != v->value)
-                return bad(c, "enum %s: '%s' is %lld on the client and %lld on the server",
-                           x->name, v->name, (long long)(side ? o : v)->value,
+                return bad(c, "enum %s: '%s' is %lld on the client and %lld on the server", x->name,
+                           v->name, (long long)(side ? o : v)->value,
                            (long long)(side ? v : o)->value);
             for (size_t k = 0; o == NULL && k < t[!side]->n; k++)
                 if (t[!side]->values[k].value == v->value)
