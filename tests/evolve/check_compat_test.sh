@@ -43,6 +43,15 @@ check 1 "$E/shop_v1.svc" "$E/shop_broken.svc" \
     "'get_json' has another signature, incompatible: the encoding differs" \
     "'paint' has another signature, incompatible: enum Color: 'green' is 1 on the client and 5 on the server" \
     "'sum' has another signature, incompatible: arguments: parameter 'start' (i64) is only on the server, and not optional"
+# @idempotent added or removed (docs/retries.md): compatible both ways, and said.
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+sed -e 's/^    i64 add(/    @idempotent i64 add(/' -e 's/^    @json Item get_json(/    @json @idempotent Item get_json(/' \
+    "$E/shop_v1.svc" >"$tmp/shop_idem.svc"
+check 0 "$E/shop_v1.svc" "$tmp/shop_idem.svc" \
+    "'add': @idempotent only on the server (a call that may have run is retried only when the server's table says @idempotent)" \
+    "'get_json': @idempotent only on the server"
+check 0 "$tmp/shop_idem.svc" "$E/shop_v1.svc" "'add': @idempotent only on the client"
 check 3 "$E/shop_v1.svc" "$E/no_such.svc" "no_such.svc"
 "$GEN" --check-compat "$E/shop_v1.svc" >/dev/null 2>&1
 [ $? = 3 ] || { echo "FAIL: one file is not a use"; fails=$((fails + 1)); }
