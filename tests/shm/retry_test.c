@@ -319,12 +319,14 @@ typedef struct canceller {
     pthread_t thread;
     shmrpc_client *c;
     int ms;
+    int32_t seen; /* the attempts the server had begun when it cancelled */
 } canceller;
 
 static void *cancel_later(void *arg)
 {
     canceller *k = arg;
     usleep((useconds_t)k->ms * 1000);
+    k->seen = sh->calls[GET];
     shmrpc_client_cancel(k->c);
     return NULL;
 }
@@ -344,6 +346,7 @@ static void cancel_stops_it(void **state)
     shmrpc_client *c = client_with(10000, &r);
     int64_t out = 0;
     assert_int_equal(retry_get(c, 1, &out), 0);
+    sh->calls[GET] = 0;
     sh->fail_with = SHMRPC_EUNAVAIL;
     canceller k = {.c = c, .ms = 200};
     assert_int_equal(pthread_create(&k.thread, NULL, cancel_later, &k), 0);
@@ -352,6 +355,8 @@ static void cancel_stops_it(void **state)
     int64_t took = test_now_ms() - t0;
     pthread_join(k.thread, NULL);
     assert_true(took >= 190 && took < 1000);
+    /* At most the attempt in flight when it came: none began after. */
+    assert_true(sh->calls[GET] <= k.seen + 1);
     int32_t seen = sh->calls[GET];
     usleep(100 * 1000);
     assert_int_equal(sh->calls[GET], seen);

@@ -391,13 +391,14 @@ static int send_call(shmrpc_client *c, uint32_t method_id, int64_t timeout, shmr
 static bool back_off(shmrpc_client *c, int64_t ns)
 {
     int64_t end = shmrpc__now_ns() + ns;
-    for (int64_t left = ns; left > 0; left = end - shmrpc__now_ns()) {
+    for (;;) {
         if (shmrpc__conn_cancelled(c->conn)) return false;
+        int64_t left = end - shmrpc__now_ns();
+        if (left <= 0) return true;
         if (left > SHMRPC__CHECK_NS) left = SHMRPC__CHECK_NS;
         struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
         nanosleep(&ts, NULL);
     }
-    return !shmrpc__conn_cancelled(c->conn);
 }
 
 /* A blocking call of method j, which the server's table marks @idempotent: attempts while
@@ -406,7 +407,8 @@ static bool back_off(shmrpc_client *c, int64_t ns)
  * (docs/retries.md). A failure's message ends with how many attempts were made. */
 static int retried(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults, shmrpc_buf *err)
 {
-    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){0, timeout}, shmrpc__now_ns());
+    int64_t now = shmrpc__now_ns();
+    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){.timeout_ms = timeout}, now);
     uint32_t n = 1;
     int rc = attempt(c, j, timeout, faults, err);
     const char *why;
