@@ -370,6 +370,27 @@ static void cancel_stops_it(void **state)
     shmrpc_client_free(c);
 }
 
+/* Settings out of range are refused when the client is made, saying which; with retries
+ * off (max_attempts 0, as a zeroed struct has) the others are not looked at. */
+static void bad_settings_refused(void **state)
+{
+    (void)state;
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    assert_int_equal(o.retry.max_attempts, 5);
+    o.retry.backoff_multiplier = 0.5;
+    shmrpc_client *c = NULL;
+    assert_int_equal(shmrpc_client_new(&c, &Retry_service_info, &o), SHMRPC_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(shmrpc_errmsg(), "backoff_multiplier outside 1..1000"));
+    o.retry = (shmrpc_retry_opts){.max_attempts = 101};
+    assert_int_equal(shmrpc_client_new(&c, &Retry_service_info, &o), SHMRPC_EINVAL);
+    assert_non_null(strstr(shmrpc_errmsg(), "max_attempts above 100"));
+    o.retry = (shmrpc_retry_opts){0};
+    assert_int_equal(shmrpc_client_new(&c, &Retry_service_info, &o), 0);
+    shmrpc_client_free(c);
+}
+
 int main(void)
 {
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -384,6 +405,7 @@ int main(void)
         BOTH(budget_bounds_the_attempts),
         BOTH(deadline_bounds_the_loop),
         BOTH(cancel_stops_it),
+        cmocka_unit_test(bad_settings_refused),
     };
     /* One test (a glob of their names), as a mutant's run asks (tests/mutants/retry.mut). */
     if (getenv("RETRY_TEST_ONLY")) cmocka_set_test_filter(getenv("RETRY_TEST_ONLY"));
