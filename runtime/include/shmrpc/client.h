@@ -28,12 +28,12 @@ typedef struct shmrpc_client shmrpc_client;
  * (shmrpc_client_call: generated stubs, the dynamic client, Python) of a method that the
  * server's table marks @idempotent, and that failed with SHMRPC_EPEERDIED (it may have run;
  * over tcp://, also a connection lost after the request was sent) or SHMRPC_EUNAVAIL (the
- * server is away for the moment; it did not run), is made again after a backoff with full
+ * server is away for the moment: none, draining or gone), is made again after a backoff with full
  * jitter (a random wait between 0 and initial_backoff_ms * backoff_multiplier^(n-1), at
  * most max_backoff_ms, before retry n), up to max_attempts attempts in all, and only while
  * its deadline leaves time for another: the deadline bounds the whole call, backoffs
  * included. Every other call is made at most once, as always; a call cancelled or timed out
- * is never retried, nor a loaned or started call.
+ * is never retried, nor a started call, nor a loaned one over shm://.
  * The budget, gRPC's retry throttling: each client holds max_tokens tokens; every attempt
  * of an @idempotent method that fails so takes one, every one that succeeds gives back
  * token_ratio (up to max_tokens), and a retry is made only while more than max_tokens / 2
@@ -225,9 +225,11 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
  * the call says so), SHMRPC_ECLOSED, SHMRPC_ENOENT, SHMRPC_EINVAL
  * (NULL arguments; a call without a loan, or with len above its size), SHMRPC_EUNAVAIL
  * when the connection broke between the loan and the call (the call did not run; loan
- * again), and otherwise the call's status as for shmrpc_client_call. A loaned call is never
- * retried, @idempotent or not (docs/retries.md): over shm:// its request is in the channel,
- * which a broken connection takes with it; loan again and write it anew. */
+ * again), and otherwise the call's status as for shmrpc_client_call. Over shm:// a loaned
+ * call is never retried, @idempotent or not (docs/retries.md): its request is in the
+ * channel, which a broken connection takes with it; loan again and write it anew. Over
+ * tcp:// and inproc://, where the loan is the request buffer, it is sent as
+ * shmrpc_client_call sends one, and retried as that is. */
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr);
 int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 
