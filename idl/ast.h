@@ -106,6 +106,7 @@ typedef struct svc_method {
     const char *doc;
     svc_annot *annots;
     svc_encoding enc; /* set by svc_check from annots; SVC_ENC_MSGPACK when none */
+    bool idempotent;  /* @idempotent, set by svc_check: a client may retry it (docs/retries.md) */
     svc_type *result; /* SVC_T_VOID for void */
     svc_field *params;
     int n_params;

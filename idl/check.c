@@ -437,18 +437,32 @@ static svc_encoding encoding_of(svc_tok name, bool *known)
     return SVC_ENC_MSGPACK;
 }
 
-static void check_annots(check *c, svc_method *m)
+/* A method's annotations: one encoding at most, and @idempotent, which only a method takes
+ * (what is a retry of a queue's or a map's?); kind is "method", "queue" or "map". */
+static void check_annots(check *c, svc_method *m, const char *kind)
 {
-    const svc_annot *first = NULL;
+    const svc_annot *first = NULL, *idem = NULL;
     m->enc = SVC_ENC_MSGPACK;
+    m->idempotent = false;
     for (const svc_annot *an = m->annots; an; an = an->next) {
         svc_tok at = an->name; /* point at the '@' */
         at.col--;
         bool known;
         svc_encoding enc = encoding_of(an->name, &known);
-        if (!known)
+        if (tok_is(an->name, "idempotent")) {
+            if (idem)
+                err(c, at, "duplicate annotation '@idempotent'");
+            else if (strcmp(kind, "method") != 0)
+                err(c, at,
+                    "@idempotent is for methods only (a client retries their calls), not %s "
+                    "'%.*s'",
+                    kind, m->name.n, m->name.p);
+            idem = an;
+            m->idempotent = strcmp(kind, "method") == 0;
+        } else if (!known)
             err(c, at,
-                "unknown annotation '@%.*s' (known: @msgpack, @json, @raw, @pickle, @marshal)",
+                "unknown annotation '@%.*s' (known: @msgpack, @json, @raw, @pickle, @marshal, "
+                "@idempotent)",
                 an->name.n, an->name.p);
         else if (!first) {
             m->enc = enc;
@@ -480,7 +494,7 @@ static void check_methods(check *c)
         if (first)
             err(c, m->name, "duplicate method '%.*s' (first declared at %d:%d)", m->name.n,
                 m->name.p, first->name.line, first->name.col);
-        check_annots(c, m);
+        check_annots(c, m, "method");
         check_type(c, m->result, true);
         check_fields(c, m->params, "method", m->name, true);
         if (svc_enc_is_raw(m->enc)) check_raw(c, m);
@@ -513,7 +527,7 @@ static void check_maps(check *c, svc_ntab *seen, size_t prefix)
         if (first)
             err(c, m->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", m->name.n,
                 m->name.p, first->name.line, first->name.col);
-        check_annots(c, m);
+        check_annots(c, m, "map");
         if (m->enc != SVC_ENC_MSGPACK)
             err(c, m->name, "map '%.*s' is @msgpack only (@json and @raw are for methods)",
                 m->name.n, m->name.p);
@@ -542,7 +556,7 @@ static void check_queues(check *c)
         if (first)
             err(c, q->name, "duplicate name '%.*s' (a method, queue or map at %d:%d)", q->name.n,
                 q->name.p, first->name.line, first->name.col);
-        check_annots(c, q);
+        check_annots(c, q, "queue");
         if (q->enc == SVC_ENC_PICKLE || q->enc == SVC_ENC_MARSHAL)
             err(c, q->name, "@%s is for methods only (Python to Python), not queue '%.*s'",
                 svc_encoding_name(q->enc), q->name.n, q->name.p);

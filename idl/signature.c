@@ -194,6 +194,7 @@ static const char *signature(svc_arena *a, const svc_method *m, size_t max, size
     sig_type(&s, m->result);
     puts_(&s, " @");
     puts_(&s, svc_encoding_name(m->enc));
+    if (m->idempotent) puts_(&s, " @idempotent");
     return sig_done(&s, len);
 }
 

@@ -120,7 +120,8 @@ enum {
     SVC_MAX_HELLO = 1 << 20,
 };
 
-/* A checked method's canonical signature, "add(i64 a,i64 b)->i64 @msgpack"
+/* A checked method's canonical signature, "add(i64 a,i64 b)->i64 @msgpack" (an @idempotent
+ * one ends "... @msgpack @idempotent")
  * (docs/svc-language.md), and its length in *len when len is not NULL. NULL when it is
  * longer than max bytes (*len = max + 1: the walk stops there, so that a huge one costs
  * no more than max) or memory ran out (*len = 0). */

@@ -49,7 +49,7 @@ shmrpc_sources(tcp transport/tcp tcp_transport.c tcp.c tcp_server.c server_worke
 
 # api/: the client and the server over the transports, the table of transports, and the
 # dynamic codec's handle (a client of any service)
-shmrpc_sources(api api client.c server.c transport.c dyn_client.c)
+shmrpc_sources(api api client.c retry.c server.c transport.c dyn_client.c)
 
 # admin/: what tools see from outside: the admin API over /dev/shm, a server's statistics
 shmrpc_sources(admin admin admin.c stats_read.c)

@@ -43,14 +43,14 @@ check 1 "$E/shop_v1.svc" "$E/shop_broken.svc" \
     "'get_json' has another signature, incompatible: the encoding differs" \
     "'paint' has another signature, incompatible: enum Color: 'green' is 1 on the client and 5 on the server" \
     "'sum' has another signature, incompatible: arguments: parameter 'start' (i64) is only on the server, and not optional"
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
 # b_second reaches the retyped A only through B, which was found alike while A was open.
 check 1 "$E/cyclic_v1.svc" "$E/cyclic_v2.svc" \
     "'a_first' has another signature, incompatible: struct A.x is i64 on the client and f64 on the server" \
     "'b_second' has another signature, incompatible: struct B.a: struct A differs"
 # 40 structs, each holding the next through a list and an optional, and a new optional
 # parameter: as deep as the codecs carry (SHMRPC_MAX_DEPTH), so compatible.
-deep=$(mktemp -d)
-trap 'rm -rf "$deep"' EXIT
 for v in 1 2; do
     {
         echo 'service Deep { name "deep_serv"; port 5603;'
@@ -62,10 +62,17 @@ for v in 1 2; do
         echo '  struct S39 { i64 v; }'
         if [ $v = 1 ]; then echo '  i64 f(S0 x);'; else echo '  i64 f(S0 x, i64? extra);'; fi
         echo '}'
-    } >"$deep/deep_v$v.svc"
+    } >"$tmp/deep_v$v.svc"
 done
-check 0 "$deep/deep_v1.svc" "$deep/deep_v2.svc" \
+check 0 "$tmp/deep_v1.svc" "$tmp/deep_v2.svc" \
     "compatible, with these differences: 'f': arguments: parameter 'extra' (i64?) only on the server"
+# @idempotent added or removed (docs/retries.md): compatible both ways, and said.
+sed -e 's/^    i64 add(/    @idempotent i64 add(/' -e 's/^    @json Item get_json(/    @json @idempotent Item get_json(/' \
+    "$E/shop_v1.svc" >"$tmp/shop_idem.svc"
+check 0 "$E/shop_v1.svc" "$tmp/shop_idem.svc" \
+    "'add': @idempotent only on the server (a call that may have run is retried only when the server's table says @idempotent)" \
+    "'get_json': @idempotent only on the server"
+check 0 "$tmp/shop_idem.svc" "$E/shop_v1.svc" "'add': @idempotent only on the client"
 check 3 "$E/shop_v1.svc" "$E/no_such.svc" "no_such.svc"
 "$GEN" --check-compat "$E/shop_v1.svc" >/dev/null 2>&1
 [ $? = 3 ] || { echo "FAIL: one file is not a use"; fails=$((fails + 1)); }

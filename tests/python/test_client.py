@@ -370,3 +370,34 @@ def test_faults_from_the_environment(monkeypatch):
             assert e.value.status_name == "SHMRPC_EBUSY"
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("transport", ["shm", "tcp"])
+def test_idempotent_retried(transport, tmp_path):
+    """A call of an @idempotent method whose worker dies mid-call is made again and answers
+    (docs/retries.md); a method without @idempotent fails with PeerDied and runs once. The
+    Python server's table, read from the .svc, carries the annotation to the client."""
+    import sys
+    from conftest import Server, free_port, shm_name
+    svc = os.path.join(os.path.dirname(__file__), "..", "shm", "retry.svc")
+    server_py = os.path.join(os.path.dirname(__file__), "retry_server.py")
+    notes = str(tmp_path / "notes")
+    addr = shm_name("retry") if transport == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    s = Server(sys.executable, addr, server_py, svc, notes)
+    try:
+        c = shmrpc.connect(addr, timeout=5)
+        assert c.get(1) == 2
+        open(notes, "w").close()
+        open(notes + ".die", "w").close()
+        assert c.get(41) == 42
+        with open(notes) as f:
+            assert f.read().split() == ["get", "get"]
+        open(notes, "w").close()
+        open(notes + ".die", "w").close()
+        with pytest.raises(shmrpc.PeerDied):
+            c.bump(1)
+        with open(notes) as f:
+            assert f.read().split() == ["bump"]
+        c.close()
+    finally:
+        s.stop()

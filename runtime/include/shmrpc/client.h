@@ -24,11 +24,36 @@ typedef struct shmrpc_client shmrpc_client;
 #define SHMRPC_TIMEOUT_DEFAULT ((int64_t)-2)
 #define SHMRPC_DEFAULT_TIMEOUT_MS ((int64_t)5000)
 
+/* Retries of the calls of @idempotent methods (docs/retries.md). A blocking call
+ * (shmrpc_client_call: generated stubs, the dynamic client, Python) of a method that the
+ * server's table marks @idempotent, and that failed with SHMRPC_EPEERDIED (it may have run;
+ * over tcp://, also a connection lost after the request was sent) or SHMRPC_EUNAVAIL (the
+ * server is away for the moment: none, draining or gone), is made again after a backoff with full
+ * jitter (a random wait between 0 and initial_backoff_ms * backoff_multiplier^(n-1), at
+ * most max_backoff_ms, before retry n), up to max_attempts attempts in all, and only while
+ * its deadline leaves time for another: the deadline bounds the whole call, backoffs
+ * included. Every other call is made at most once, as always; a call cancelled or timed out
+ * is never retried, nor a started call, nor a loaned one over shm://.
+ * The budget, gRPC's retry throttling: each client holds max_tokens tokens; every attempt
+ * of an @idempotent method that fails so takes one, every one that succeeds gives back
+ * token_ratio (up to max_tokens), and a retry is made only while more than max_tokens / 2
+ * are left, so that a server that keeps failing sees about its own load, not max_attempts
+ * times it. */
+typedef struct shmrpc_retry_opts {
+    uint32_t max_attempts;      /* first attempt included, at most 100; 0 or 1: no retries; 5 */
+    int64_t initial_backoff_ms; /* before the first retry, at most; 5 */
+    int64_t max_backoff_ms;     /* the cap of every backoff; 200 */
+    double backoff_multiplier;  /* >= 1; 2 */
+    uint32_t max_tokens;        /* the budget, 1..1000; 10 */
+    double token_ratio;         /* given back by a success, > 0 and <= 1; 0.1 */
+} shmrpc_retry_opts;
+
 typedef struct shmrpc_client_opts {
-    int64_t timeout_ms;    /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
-    size_t max_msg_bytes;  /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
-    shmrpc_wait_opts wait; /* how calls wait for their answers (shm://) */
-    shmrpc_tcp_opts tcp;   /* timeouts, compression and the shared secret (tcp://) */
+    int64_t timeout_ms;      /* each call's deadline; SHMRPC_TIMEOUT_DEFAULT: 5 s */
+    size_t max_msg_bytes;    /* largest request or response; 0: SHMRPC_DEFAULT_MAX_MSG */
+    shmrpc_wait_opts wait;   /* how calls wait for their answers (shm://) */
+    shmrpc_tcp_opts tcp;     /* timeouts, compression and the shared secret (tcp://) */
+    shmrpc_retry_opts retry; /* retries of @idempotent methods; max_attempts 0: none */
 } shmrpc_client_opts;
 
 void shmrpc_client_opts_init(shmrpc_client_opts *o);
@@ -148,7 +173,8 @@ int shmrpc_client_health(shmrpc_client *c, shmrpc_health *state);
  * calls are in flight on each connection, and answers may come in any order; over shm://
  * and inproc:// start runs the call to its end (one in flight) and wait returns it. A
  * client handle is still used by one thread at a time; shmrpc_client_call works while
- * calls are in flight. */
+ * calls are in flight. A started call is never retried, @idempotent or not
+ * (docs/retries.md): its failure comes to the caller, who may start it again. */
 typedef struct shmrpc_call shmrpc_call;
 
 /* shmrpc_call_status of a call not done yet. */
@@ -199,7 +225,11 @@ int shmrpc_client_finish(shmrpc_client *c, shmrpc_call *call, shmrpc_bytes *resp
  * the call says so), SHMRPC_ECLOSED, SHMRPC_ENOENT, SHMRPC_EINVAL
  * (NULL arguments; a call without a loan, or with len above its size), SHMRPC_EUNAVAIL
  * when the connection broke between the loan and the call (the call did not run; loan
- * again), and otherwise the call's status as for shmrpc_client_call. */
+ * again), and otherwise the call's status as for shmrpc_client_call. Over shm:// a loaned
+ * call is never retried, @idempotent or not (docs/retries.md): its request is in the
+ * channel, which a broken connection takes with it; loan again and write it anew. Over
+ * tcp:// and inproc://, where the loan is the request buffer, it is sent as
+ * shmrpc_client_call sends one, and retried as that is. */
 int shmrpc_client_loan(shmrpc_client *c, uint32_t method_id, size_t size, void **ptr);
 int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 
@@ -210,7 +240,9 @@ int shmrpc_client_call_loaned(shmrpc_client *c, size_t len, shmrpc_bytes *resp);
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c);
 shmrpc_arena *shmrpc_client_arena(shmrpc_client *c);
 /* SHMRPC_ECLOSED when not connected, SHMRPC_ENOENT for a method_id outside the
- * client's table, the request buffer's sticky error, or the call's status. */
+ * client's table, the request buffer's sticky error, or the call's status. A call of a
+ * method the server's table marks @idempotent is retried as shmrpc_retry_opts says; its
+ * message then ends "[@idempotent: N attempts; why no more]" (docs/retries.md). */
 int shmrpc_client_call(shmrpc_client *c, uint32_t method_id, shmrpc_bytes *resp);
 /* Records a message (printf-style) for shmrpc_errmsg() and returns rc. */
 int shmrpc_client_error(shmrpc_client *c, int rc, const char *fmt, ...)

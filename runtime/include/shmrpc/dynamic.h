@@ -92,6 +92,9 @@ typedef struct shmrpc_dyn_sig {
     /* "pickle" or "marshal" for a method of Python's (@pickle, @marshal: bytes both ways,
      * encoding SHMRPC_ENC_RAW), which the codec refuses to call; NULL otherwise. */
     const char *python_only;
+    /* The method is @idempotent (its signature ends " @idempotent"): a client may retry a
+     * call of it that failed as "may have run" (docs/retries.md). */
+    bool idempotent;
 } shmrpc_dyn_sig;
 
 /* --- the handle ---------------------------------------------------------------------

@@ -3,8 +3,10 @@
  * call, the method-id map from connect, and the transport connection. */
 #include <assert.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "api/api.h"
+#include "api/retry.h"
 #include "core/wait.h"
 #include "rpc/faults.h"
 #include "rpc/intercept.h"
@@ -29,8 +31,14 @@ struct shmrpc_client {
     uint32_t loan_method;
     size_t loan_size;
     shmrpc__faults *faults; /* SHMRPC_FAULTS's client entries for this service, or NULL */
-    shmrpc__icpts *icpt;    /* its interceptors (shmrpc_client_intercept), or NULL */
-    shmrpc_buf icmsg;       /* an intercepted call's message while its hooks run */
+    /* Per method of the client's table, what takes its blocking calls off the plain path:
+     * SLOW_FAULTS (SHMRPC_FAULTS has client entries) and SLOW_RETRY (the server's table at
+     * the last connect says @idempotent, and retries are on). One load where the plain path
+     * tested faults alone: a call of any other method costs what it did. */
+    uint8_t *slow;
+    shmrpc__retry retry; /* retry settings and budget (docs/retries.md) */
+    shmrpc__icpts *icpt; /* its interceptors (shmrpc_client_intercept), or NULL */
+    shmrpc_buf icmsg;    /* an intercepted call's message while its hooks run */
     /* Raised by shmrpc_client_cancel, from any thread: a call that began before ends with
      * SHMRPC_ECANCELLED (its connection's cancels points here). 32-bit: lock-free, so
      * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
@@ -50,6 +58,8 @@ struct shmrpc_call {
     shmrpc__pending p;
 };
 
+enum { SLOW_FAULTS = 1, SLOW_RETRY = 2 };
+
 /* Empty messages still get a valid pointer: a decoder computing ptr + 0 on NULL is
  * undefined behaviour. */
 static const uint8_t empty[1];
@@ -60,6 +70,7 @@ void shmrpc_client_opts_init(shmrpc_client_opts *o)
     o->max_msg_bytes = SHMRPC_DEFAULT_MAX_MSG;
     shmrpc_wait_opts_init(&o->wait);
     o->tcp = (shmrpc_tcp_opts){0};
+    shmrpc__retry_opts_init(&o->retry);
 }
 
 /* ms as a deadline: SHMRPC_TIMEOUT_INFINITE, or milliseconds >= 0; any other negative
@@ -99,10 +110,15 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
         return shmrpc__err_set(SHMRPC_EINVAL,
                                "tcp settings out of range (shmrpc_client_opts.tcp, shmrpc/tcp.h)");
     }
+    if (shmrpc__retry_init(&c->retry, &o.retry, shmrpc__err_begin()) != 0) {
+        shmrpc_client_free(c);
+        return shmrpc__err_end(SHMRPC_EINVAL);
+    }
     c->arena = shmrpc_arena_new(0);
     c->map = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->map);
+    c->slow = calloc(info->n_methods ? info->n_methods : 1, sizeof *c->slow);
     c->table.arena = shmrpc_arena_new(0);
-    if (!c->arena || !c->map || !c->table.arena) {
+    if (!c->arena || !c->map || !c->slow || !c->table.arena) {
         shmrpc_client_free(c);
         return shmrpc__err_code(SHMRPC_ENOMEM);
     }
@@ -114,6 +130,8 @@ int shmrpc_client_new(shmrpc_client **out, const shmrpc_service_info *info,
         shmrpc_client_free(c);
         return shmrpc__err_end(rc);
     }
+    for (uint32_t j = 0; c->faults && j < info->n_methods; j++)
+        c->slow[j] = SLOW_FAULTS;
     *out = c;
     return 0;
 }
@@ -162,6 +180,7 @@ void shmrpc_client_free(shmrpc_client *c)
     shmrpc__icpts_free(c->icpt);
     shmrpc_buf_destroy(&c->icmsg);
     free(c->map);
+    free(c->slow);
     free(c);
 }
 
@@ -174,6 +193,13 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     c->cfg.connect_call_ms = c->timeout;
     int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
     if (rc == 0) c->conn->cancels = &c->cancels;
+    /* Retried: what the server's table marks @idempotent (the server knows what its
+     * handler does; a client's own table may be older or newer). */
+    for (uint32_t j = 0; j < c->info->n_methods; j++) {
+        bool idem = rc == 0 && c->retry.max_attempts > 1 &&
+                    shmrpc__sig_idempotent(c->table.info.methods[c->map[j]].signature);
+        c->slow[j] = (uint8_t)((c->faults ? SLOW_FAULTS : 0) | (idem ? SLOW_RETRY : 0));
+    }
     return shmrpc__err_end(rc);
 }
 
@@ -333,20 +359,114 @@ static int call_begin(shmrpc_client *c, uint32_t method_id, int64_t timeout_ms, 
     return 0;
 }
 
-/* A blocking call of method_id once begun: the fault SHMRPC_FAULTS injects, the deadline it
- * inherits, then the transport. */
+/* One attempt of a blocking call of method j, once begun: the fault SHMRPC_FAULTS injects
+ * (with faults), the deadline it inherits, then the transport. */
+static inline int attempt(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults,
+                          shmrpc_buf *err)
+{
+    int rc = faults ? inject(c, j, &timeout) : 0;
+    if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
+    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
+    return call_blocking(c, c->map[j], j, req, timeout, err);
+}
+
+static int slow_call(shmrpc_client *c, uint32_t j, int64_t timeout, shmrpc_buf *err);
+
+/* A blocking call of method_id once begun: one attempt, or the slow path's (faults,
+ * retries), chosen by one test, as the test of faults alone chose before retries. */
 static int send_call(shmrpc_client *c, uint32_t method_id, int64_t timeout, shmrpc_bytes *resp,
                      shmrpc_buf *err)
 {
-    int rc = c->faults ? inject(c, method_id, &timeout) : 0;
-    if (rc || (rc = inherited_passed(c, timeout)) != 0) return rc;
-    shmrpc_bytes req = shmrpc_bytes_of(c->req.len ? c->req.data : empty, c->req.len);
-    rc = call_blocking(c, c->map[method_id], method_id, req, timeout, err);
+    int rc = c->slow[method_id] ? slow_call(c, method_id, timeout, err)
+                                : attempt(c, method_id, timeout, false, err);
     if (rc) return shmrpc__err_end(rc);
     if (resp) *resp = shmrpc_bytes_of(c->resp.len ? c->resp.data : empty, c->resp.len);
     /* An inproc:// handler runs on this thread: what its own failed calls left is not
      * this call's. */
     return shmrpc__err_end(0);
+}
+
+/* Waits ns before another attempt, in steps so that a cancel is seen within one: false
+ * when the call was cancelled meanwhile. */
+static bool back_off(shmrpc_client *c, int64_t ns)
+{
+    int64_t end = shmrpc__now_ns() + ns;
+    for (;;) {
+        if (shmrpc__conn_cancelled(c->conn)) return false;
+        int64_t left = end - shmrpc__now_ns();
+        if (left <= 0) return true;
+        if (left > SHMRPC__CHECK_NS) left = SHMRPC__CHECK_NS;
+        struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A blocking call of method j, which the server's table marks @idempotent: attempts while
+ * each fails with a retryable status (shmrpc__retryable), up to max_attempts, while the
+ * budget allows a retry and the call's deadline leaves time for one after its backoff
+ * (docs/retries.md). A failure's message ends with how many attempts were made. */
+static int retried(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults, shmrpc_buf *err)
+{
+    int64_t now = shmrpc__now_ns();
+    int64_t deadline = shmrpc__deadline_at(&(shmrpc__deadline){.timeout_ms = timeout}, now);
+    uint32_t n = 1;
+    int rc = attempt(c, j, timeout, faults, err);
+    const char *why;
+    for (;; n++) {
+        if (rc == 0) {
+            shmrpc__retry_success(&c->retry);
+            return 0;
+        }
+        if (!shmrpc__retryable(rc)) {
+            if (n == 1) return rc; /* a failure of the kind no retry follows, as any call's */
+            why = "the last failed otherwise, and is not retried";
+            break;
+        }
+        bool budget = shmrpc__retry_failed(&c->retry);
+        if (n >= c->retry.max_attempts) {
+            why = "the most this client makes";
+            break;
+        }
+        if (!budget) {
+            why = "the retry budget is spent: the server fails too often for more";
+            break;
+        }
+        if (!c->conn || !shmrpc__sig_idempotent(c->table.info.methods[c->map[j]].signature)) {
+            why = "the server that connected again has no @idempotent for it";
+            break;
+        }
+        int64_t pause = shmrpc__retry_backoff_ns(&c->retry, n);
+        /* Another attempt needs at least a millisecond of the deadline after its backoff. */
+        if (deadline != INT64_MAX && shmrpc__now_ns() + pause + 1000000 > deadline) {
+            why = "its deadline leaves no time for another";
+            break;
+        }
+        if (!back_off(c, pause)) {
+            shmrpc__msg_set(err,
+                            "the call was cancelled by its client between attempts (%u made; the "
+                            "last ended: %s)",
+                            n, shmrpc_strerror(rc));
+            return SHMRPC_ECANCELLED;
+        }
+        int64_t left = SHMRPC_TIMEOUT_INFINITE;
+        if (deadline != INT64_MAX && (left = (deadline - shmrpc__now_ns()) / 1000000) < 1) {
+            why = "its deadline leaves no time for another";
+            break;
+        }
+        shmrpc_buf_clear(&c->resp);
+        shmrpc__msg_clear(err);
+        rc = attempt(c, j, left, faults, err);
+    }
+    shmrpc__msg_append(err, " [@idempotent: %u attempt%s; %s]", n, n == 1 ? "" : "s", why);
+    return rc;
+}
+
+/* A blocking call that SHMRPC_FAULTS may touch, or of a method to retry. */
+static int slow_call(shmrpc_client *c, uint32_t j, int64_t timeout, shmrpc_buf *err)
+{
+    bool faults = c->slow[j] & SLOW_FAULTS;
+    if (c->slow[j] & SLOW_RETRY) return retried(c, j, timeout, faults, err);
+    return attempt(c, j, timeout, faults, err);
 }
 
 /* A loaned call (shmrpc_client_call_loaned) of len bytes in the transport, once begun: as

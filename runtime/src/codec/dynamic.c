@@ -71,6 +71,7 @@ int shmrpc__dyn_note(char *err, size_t cap, bool *failed, const char *where, con
 
 /* --- the signature parser --------------------------------------------------------------
  * sig   = NAME "(" [ type " " NAME { "," type " " NAME } ] ")->" type " @" ENCODING
+ *         [ " @idempotent" ]
  * type  = base [ "?" ]
  * base  = SCALAR | "any" | "list<" type ">" | "map<" type "," type ">"
  *       | "struct " NAME [ "{" { type " " NAME ";" } "}" ]
@@ -363,6 +364,7 @@ static int parse_sig(parser *ps, shmrpc_dyn_sig *out)
         out->encoding = SHMRPC_ENC_RAW, out->python_only = "marshal";
     else
         return perr(ps, "unknown encoding");
+    out->idempotent = lit(ps, " @idempotent");
     if (*ps->p != '\0') return perr(ps, "trailing text");
     /* No parameter at all is a @raw queue's type, "q()->bytes @raw" (docs/queue.md). */
     if (out->encoding == SHMRPC_ENC_RAW &&

@@ -303,6 +303,7 @@ void shmrpc__dyn_sig_text(const shmrpc_dyn_sig *s, shmrpc_buf *out, size_t limit
             : s->encoding == SHMRPC_ENC_JSON ? "json"
             : s->encoding == SHMRPC_ENC_RAW  ? "raw"
                                              : "msgpack");
+    if (s->idempotent) put(&p, " @idempotent");
     shmrpc_arena_free(a);
 }
 

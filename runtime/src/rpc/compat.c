@@ -270,6 +270,13 @@ int shmrpc__compat_method(shmrpc__compat *c, const shmrpc_method_info *cm,
     if (x->encoding != y->encoding || !x->python_only != !y->python_only ||
         (x->python_only && strcmp(x->python_only, y->python_only) != 0))
         return bad(c, "the encoding differs");
+    /* Whether a call may be retried is the client's concern alone: the server's table says
+     * it, and a call of either kind runs the same (docs/retries.md). */
+    if (x->idempotent != y->idempotent)
+        diff(c,
+             "@idempotent only on the %s (a call that may have run is retried only when the "
+             "server's table says @idempotent)",
+             side_name[!x->idempotent]);
     int rc =
         members(c, x->params, x->n_params, y->params, y->n_params, "parameter", "arguments", 0);
     return rc ? rc : compare(c, x->result, y->result, "the result", 0);
