@@ -31,15 +31,22 @@ typedef struct shared {
     _Atomic int32_t calls[3];  /* calls each method's handler began */
     _Atomic int32_t die;       /* calls left on which the worker exits before it answers */
     _Atomic int32_t fail_with; /* a status every call fails with; 0: none */
+    /* endpoints_that_disagree's two servers: get's calls at each, and calls left on which
+     * the second one's worker exits */
+    _Atomic int32_t gets_at[2];
+    _Atomic int32_t die_at_b;
 } shared;
 static shared *sh;
+static int at = -1; /* in a server of endpoints_that_disagree: which one it is */
 
 /* The call of method m as the test asks: 0 to answer, or the status to fail with. */
 static int act(shmrpc_ctx *ctx, int m)
 {
     sh->calls[m]++;
-    int32_t d = atomic_load(&sh->die);
-    while (d > 0 && !atomic_compare_exchange_weak(&sh->die, &d, d - 1)) {
+    if (at >= 0 && m == GET) sh->gets_at[at]++;
+    _Atomic int32_t *die = at == 1 ? &sh->die_at_b : &sh->die;
+    int32_t d = atomic_load(die);
+    while (d > 0 && !atomic_compare_exchange_weak(die, &d, d - 1)) {
     }
     if (d > 0) _exit(3); /* mid-call: the request was taken, no answer comes */
     int rc = atomic_load(&sh->fail_with);
@@ -305,13 +312,13 @@ static void deadline_bounds_the_loop(void **state)
     assert_true(rc == SHMRPC_EUNAVAIL || rc == SHMRPC_ETIMEDOUT);
     if (rc == SHMRPC_EUNAVAIL)
         assert_non_null(strstr(shmrpc_errmsg(), "its deadline leaves no time for another"));
-    /* The library stops within the deadline; the test's own clock reads around the call add
-     * what a loaded machine's scheduler adds (seen: over 300 ms in 2 of 32 runs, two at a
-     * time). Without the deadline, 100 attempts of backoffs up to 20 ms take about a second. */
-    if (took > 300) fprintf(stderr, "took %lld ms: %s\n", (long long)took, shmrpc_errmsg());
-    assert_true(took <= 300 + 50);
-    assert_true(took >= 200); /* it used the time: backoffs of 0..20 ms, attempts between */
-    assert_true(sh->calls[GET] > 5 && sh->calls[GET] < 100);
+    /* The deadline, not max_attempts, ended it: fewer than the 100 attempts, which take
+     * about a second of backoffs. No bound on the time itself but a hang's (no timing in
+     * unit tests: a loaded machine's scheduler adds what it likes); the message above says
+     * why it stopped, and retry.mut's deadline mutant is caught by it. */
+    print_message("took %lld ms, %d attempts\n", (long long)took, (int)sh->calls[GET]);
+    assert_true(took < 5000);
+    assert_true(sh->calls[GET] > 1 && sh->calls[GET] < 100);
     shmrpc_client_free(c);
 }
 
@@ -354,7 +361,7 @@ static void cancel_stops_it(void **state)
     assert_int_equal(retry_get(c, 1, &out), SHMRPC_ECANCELLED);
     int64_t took = test_now_ms() - t0;
     pthread_join(k.thread, NULL);
-    assert_true(took >= 190 && took < 1000);
+    assert_true(took < 5000); /* a hang's bound: the cancel came after 200 ms */
     /* At most the attempt in flight when it came: none began after. */
     assert_true(sh->calls[GET] <= k.seen + 1);
     int32_t seen = sh->calls[GET];
@@ -372,6 +379,79 @@ static void cancel_stops_it(void **state)
 
 /* Settings out of range are refused when the client is made, saying which; with retries
  * off (max_attempts 0, as a zeroed struct has) the others are not looked at. */
+static void at_a(void)
+{
+    at = 0;
+}
+
+static void at_b(void)
+{
+    at = 1;
+}
+
+/* tcp:// endpoints in a rolling upgrade: A's table marks get @idempotent, B's does not.
+ * Once the client met both, it cannot tell which one a failed call ran on, so it retries
+ * nothing: B's worker dying mid-get fails that call, which A never runs, though the table
+ * the client kept last is A's (A restarted and connected again): a review found the call
+ * retried on A then. */
+static void endpoints_that_disagree(void **state)
+{
+    (void)state;
+    char a_addr[64], b_addr[64], list[160];
+    int pa = test_free_port(), pb = test_free_port();
+    snprintf(a_addr, sizeof a_addr, "tcp://127.0.0.1:%d", pa);
+    snprintf(b_addr, sizeof b_addr, "tcp://127.0.0.1:%d", pb);
+    snprintf(list, sizeof list, "tcp://127.0.0.1:%d,127.0.0.1:%d", pa, pb);
+    test_server sa = {.svc = &Retry_service,
+                      .handlers = &handlers,
+                      .addr = a_addr,
+                      .workers = 1,
+                      .prepare = at_a};
+    test_server sb = {
+        .svc = &plain_svc, .handlers = &handlers, .addr = b_addr, .workers = 1, .prepare = at_b};
+    pid_t a = test_start_server(&sa), b = test_start_server(&sb);
+    assert_true(a > 0 && b > 0);
+    int rc;
+    shmrpc_client_free(test_connect(&Retry_service_info, NULL, a_addr, &rc)); /* A is up */
+    assert_int_equal(rc, 0);
+    shmrpc_client_free(test_connect(&Retry_service_info, NULL, b_addr, &rc)); /* B is up */
+    assert_int_equal(rc, 0);
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.probe_interval_ms = 20; /* A, restarted below, is taken back soon */
+    shmrpc_client *c = test_connect(&Retry_service_info, &o, list, &rc);
+    assert_int_equal(rc, 0);
+    int64_t out;
+    for (int i = 0; i < 20 && (sh->gets_at[0] == 0 || sh->gets_at[1] == 0); i++)
+        assert_int_equal(retry_get(c, 1, &out), 0);
+    if (sh->gets_at[0] == 0 || sh->gets_at[1] == 0)
+        fail_msg("20 calls did not reach both endpoints (A %d, B %d)", (int)sh->gets_at[0],
+                 (int)sh->gets_at[1]);
+    /* A again, and calls until the table the client kept last is A's, which marks get. */
+    assert_true(test_stop_server(a));
+    assert_true((a = test_start_server(&sa)) > 0);
+    static const char marked[] = "get(i64 key)->i64 @msgpack @idempotent";
+    for (int64_t end = test_now_ms() + 10000;
+         strcmp(shmrpc_client_server_info(c)->methods[1].signature, marked) && test_now_ms() < end;
+         usleep(1000))
+        retry_get(c, 1, &out);
+    assert_string_equal(shmrpc_client_server_info(c)->methods[1].signature, marked);
+    sh->die_at_b = 1;
+    int32_t a0 = 0, b0 = 0;
+    for (int i = 0; i < 20; i++) {
+        a0 = sh->gets_at[0], b0 = sh->gets_at[1];
+        rc = retry_get(c, 1, &out);
+        if (sh->gets_at[1] > b0) break; /* this call ran on B */
+    }
+    assert_int_equal(sh->die_at_b, 0);
+    assert_int_equal(rc, SHMRPC_EPEERDIED);
+    assert_non_null(strstr(shmrpc_errmsg(), "disagree on which methods are @idempotent"));
+    assert_int_equal(sh->gets_at[0], a0); /* not sent again to A */
+    shmrpc_client_free(c);
+    assert_true(test_stop_server(a));
+    assert_true(test_stop_server(b));
+}
+
 static void bad_settings_refused(void **state)
 {
     (void)state;
@@ -406,6 +486,7 @@ int main(void)
         BOTH(deadline_bounds_the_loop),
         BOTH(cancel_stops_it),
         cmocka_unit_test(bad_settings_refused),
+        cmocka_unit_test_setup(endpoints_that_disagree, on_tcp),
     };
     /* One test (a glob of their names), as a mutant's run asks (tests/mutants/retry.mut). */
     if (getenv("RETRY_TEST_ONLY")) cmocka_set_test_filter(getenv("RETRY_TEST_ONLY"));

@@ -26,11 +26,13 @@ typedef struct shmrpc_client shmrpc_client;
 
 /* Retries of the calls of @idempotent methods (docs/retries.md). A blocking call
  * (shmrpc_client_call: generated stubs, the dynamic client, Python) of a method that the
- * server's table marks @idempotent, and that failed with SHMRPC_EPEERDIED (it may have run;
+ * server's table marks @idempotent (read at shmrpc_client_connect; every server met since
+ * must agree, or none is retried), and that failed with SHMRPC_EPEERDIED (it may have run;
  * over tcp://, also a connection lost after the request was sent) or SHMRPC_EUNAVAIL (the
- * server is away for the moment: none, draining or gone), is made again after a backoff with full
- * jitter (a random wait between 0 and initial_backoff_ms * backoff_multiplier^(n-1), at
- * most max_backoff_ms, before retry n), up to max_attempts attempts in all, and only while
+ * server is away for the moment: none, draining or gone; or its handler said so), is made
+ * again after a backoff with full jitter (a random wait between 0 and initial_backoff_ms *
+ * backoff_multiplier^(n-1), at most max_backoff_ms, before retry n), up to max_attempts
+ * attempts in all, and only while
  * its deadline leaves time for another: the deadline bounds the whole call, backoffs
  * included. Every other call is made at most once, as always; a call cancelled or timed out
  * is never retried, nor a started call, nor a loaned one over shm://.

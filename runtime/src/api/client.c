@@ -191,12 +191,14 @@ int shmrpc_client_connect(shmrpc_client *c, const char *addr)
     /* Reconnecting (after the server went away, say) starts from a clean slate. */
     disconnect(c);
     c->cfg.connect_call_ms = c->timeout;
+    c->table.kept = c->table.idem_differs = false;
     int rc = shmrpc__transport_connect(addr, c->info, &c->cfg, c->map, &c->table, &c->conn, err);
     if (rc == 0) c->conn->cancels = &c->cancels;
     /* Retried: what the server's table marks @idempotent (the server knows what its
-     * handler does; a client's own table may be older or newer). */
+     * handler does; a client's own table may be older or newer), when every server met
+     * since this connect agrees. */
     for (uint32_t j = 0; j < c->info->n_methods; j++) {
-        bool idem = rc == 0 && c->retry.max_attempts > 1 &&
+        bool idem = rc == 0 && c->retry.max_attempts > 1 && !c->table.idem_differs &&
                     shmrpc__sig_idempotent(c->table.info.methods[c->map[j]].signature);
         c->slow[j] = (uint8_t)((c->faults ? SLOW_FAULTS : 0) | (idem ? SLOW_RETRY : 0));
     }
@@ -433,6 +435,11 @@ static int retried(shmrpc_client *c, uint32_t j, int64_t timeout, bool faults, s
         }
         if (!c->conn || !shmrpc__sig_idempotent(c->table.info.methods[c->map[j]].signature)) {
             why = "the server that connected again has no @idempotent for it";
+            break;
+        }
+        if (c->table.idem_differs) {
+            why = "the servers this client connected to disagree on which methods are "
+                  "@idempotent, and the one the call ran on is not known";
             break;
         }
         int64_t pause = shmrpc__retry_backoff_ns(&c->retry, n);

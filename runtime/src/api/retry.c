@@ -54,14 +54,6 @@ int shmrpc__retry_init(shmrpc__retry *r, const shmrpc_retry_opts *o, shmrpc_buf 
     return 0;
 }
 
-bool shmrpc__sig_idempotent(const char *signature)
-{
-    static const char tail[] = " @idempotent";
-    size_t n = signature ? strlen(signature) : 0;
-    return n >= sizeof tail - 1 &&
-           memcmp(signature + n - (sizeof tail - 1), tail, sizeof tail - 1) == 0;
-}
-
 void shmrpc__retry_success(shmrpc__retry *r)
 {
     r->tokens_milli += r->ratio_milli;

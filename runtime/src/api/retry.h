@@ -29,11 +29,9 @@ void shmrpc__retry_opts_init(shmrpc_retry_opts *o);
 /* r from o, checked: SHMRPC_EINVAL with a message in err for a value out of range. */
 int shmrpc__retry_init(shmrpc__retry *r, const shmrpc_retry_opts *o, shmrpc_buf *err);
 
-/* Whether the signature a method table carries marks its method @idempotent. */
-bool shmrpc__sig_idempotent(const char *signature);
-
 /* Whether a call that failed with rc may be made again if its method is @idempotent:
- * SHMRPC_EPEERDIED (it may have run) and SHMRPC_EUNAVAIL (it did not run). */
+ * SHMRPC_EPEERDIED (it may have run) and SHMRPC_EUNAVAIL (the server was away; or a handler
+ * said so, passing on what its own call met). */
 static inline bool shmrpc__retryable(int rc)
 {
     return rc == SHMRPC_EPEERDIED || rc == SHMRPC_EUNAVAIL;

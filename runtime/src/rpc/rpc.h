@@ -181,7 +181,18 @@ typedef struct shmrpc__table {
     /* The verdict of the last accept (shmrpc__method_map's diffs), in arena: "" when every
      * fingerprint was equal. */
     const char *compat;
+    /* Which methods the tables kept mark @idempotent: the last one's (FNV-1a 64 of their
+     * names), and whether two tables kept since `kept` was last cleared (a client's
+     * connect) disagreed, as an endpoint list's servers in a rolling upgrade may: then a
+     * client cannot tell which one a failed call ran on, and retries nothing
+     * (docs/retries.md). */
+    uint64_t idem;
+    bool kept;
+    bool idem_differs;
 } shmrpc__table;
+
+/* Whether the signature a method table carries marks its method @idempotent. */
+bool shmrpc__sig_idempotent(const char *signature);
 
 /* Copies server (which passed shmrpc__info_check) into t. SHMRPC_ENOMEM. */
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server);

@@ -147,8 +147,34 @@ int shmrpc__method_map(const shmrpc_service_info *client, const shmrpc_service_i
     return SHMRPC_EMISMATCH;
 }
 
+bool shmrpc__sig_idempotent(const char *signature)
+{
+    static const char tail[] = " @idempotent";
+    size_t n = signature ? strlen(signature) : 0;
+    return n >= sizeof tail - 1 &&
+           memcmp(signature + n - (sizeof tail - 1), tail, sizeof tail - 1) == 0;
+}
+
+/* FNV-1a 64 of the names (each with its NUL) of the methods info marks @idempotent. */
+static uint64_t idempotent_set(const shmrpc_service_info *info)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (uint32_t i = 0; i < info->n_methods; i++) {
+        if (!shmrpc__sig_idempotent(info->methods[i].signature)) continue;
+        const char *p = info->methods[i].name;
+        do
+            h = (h ^ (uint8_t)*p) * UINT64_C(0x100000001b3);
+        while (*p++);
+    }
+    return h;
+}
+
 int shmrpc__table_keep(shmrpc__table *t, const shmrpc_service_info *server)
 {
+    uint64_t idem = idempotent_set(server);
+    if (t->kept && idem != t->idem) t->idem_differs = true;
+    t->idem = idem;
+    t->kept = true;
     shmrpc_arena_reset(t->arena);
     t->info = (shmrpc_service_info){0};
     t->compat = "";
