@@ -7,6 +7,12 @@
 # usage: evolve_test.sh SHOP_V1 SHOP_V2 PYTHON SRCDIR
 set -u
 V1=$1 V2=$2 PY=$3 SRC=$4
+# python3 with the module: under the sanitizers with their runtime preloaded ($PY_PRELOAD),
+# which only python3 lacks.
+PYRUN=$PY
+if [ -n "${PY_PRELOAD:-}" ]; then
+    PYRUN="env LD_PRELOAD=$PY_PRELOAD ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 $PY"
+fi
 fails=0
 server_pid=
 
@@ -67,21 +73,21 @@ for transport in shm tcp; do
     expect "$transport v2->v2" "$out" "compat: the same" "get 7 item7 note=v2 note" "sum 16" \
         "sum_json 16" "paint 1 2" "list_items 1 2 3"
 
-    run "$transport: C v2 client, Python v1 server" "$PY $SRC/py_shop.py server $SRC/shop_v1.svc" "$V2 client" "$addr"
+    run "$transport: C v2 client, Python v1 server" "$PYRUN $SRC/py_shop.py server $SRC/shop_v1.svc" "$V2 client" "$addr"
     expect "$transport v2->py v1" "$out" "compat: compatible, with these differences:" \
         "get 7 item7 note=none" "get_json 7 item7 note=none" "sum 6" "sum_json 6" "paint 1 1" \
         "list_items 1 2 3"
 
-    run "$transport: C v1 client, Python v2 server" "$PY $SRC/py_shop.py server $SRC/shop_v2.svc" "$V1 client" "$addr"
+    run "$transport: C v1 client, Python v2 server" "$PYRUN $SRC/py_shop.py server $SRC/shop_v2.svc" "$V1 client" "$addr"
     expect "$transport v1->py v2" "$out" "compat: compatible, with these differences:" \
         "get 7 item7" "get_json 7 item7" "sum 6" "sum_json 6" "paint 0 0" "paint 1: invalid argument" \
         "list_items 1 2 3"
 
-    run "$transport: Python client, C v1 server" "$V1 server" "$PY $SRC/py_shop.py client" "$addr"
+    run "$transport: Python client, C v1 server" "$V1 server" "$PYRUN $SRC/py_shop.py client" "$addr"
     expect "$transport py->v1" "$out" "add 42" "get 7 item7 note=absent" "sum 6" "sum_json 6" \
         "paint red green" "list_items 1 2 3"
 
-    run "$transport: Python client, C v2 server" "$V2 server" "$PY $SRC/py_shop.py client" "$addr"
+    run "$transport: Python client, C v2 server" "$V2 server" "$PYRUN $SRC/py_shop.py client" "$addr"
     expect "$transport py->v2" "$out" "add 42" "get 7 item7 note=v2 note" "sum 6" "sum_json 6" \
         "paint red blue" "list_items 1 2 3"
 done
