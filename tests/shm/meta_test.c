@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "calls.h"
+#include "hello.h"
 #include "procs.h"
 
 #define TP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -359,7 +361,7 @@ static void bounds_refused(void **state)
 }
 
 /* A tcp:// server of revision 6 hears no metadata: the call works without it. */
-__attribute__((unused)) static void old_server_hears_none(void **state)
+static void old_server_hears_none(void **state)
 {
     (void)state;
     shmrpc_client *c = client();
@@ -369,8 +371,127 @@ __attribute__((unused)) static void old_server_hears_none(void **state)
     shmrpc_client_free(c);
 }
 
+/* --- a hostile tcp:// peer (docs/wire.md, "Metadata") --- */
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* The next frame within 5 s (its body in b). */
+static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
+{
+    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
+    int64_t deadline = test_now_ms() + 5000;
+    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
+    shmrpc__frame_hdr h;
+    shmrpc_buf err;
+    shmrpc_buf_init(&err);
+    assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err), 0);
+    shmrpc_buf_destroy(&err);
+    shmrpc_buf_clear(b);
+    assert_int_equal(shmrpc_buf_reserve(b, (size_t)h.body_len + 1), 0);
+    assert_true(test_raw_recv(fd, b->data, h.body_len, deadline));
+    b->len = h.body_len;
+    return h;
+}
+
+/* echo("meta") with flags and a metadata part of its own (its length written as given,
+ * then the n bytes at meta): 0 and the answer in text, or the ERROR's status and message. */
+static int raw_echo(int fd, uint16_t flags, uint16_t len, const void *meta, size_t n,
+                    char *text, size_t cap)
+{
+    static uint64_t rid;
+    uint8_t frame[8192];
+    size_t body = 2 + n + 4;
+    shmrpc__frame_hdr h = {SHMRPC__KIND_REQUEST, flags, CALLS_METHOD_ECHO, ++rid, (uint32_t)body};
+    shmrpc__frame_hdr_encode(&h, frame);
+    uint8_t *p = frame + SHMRPC__FRAME_HDR_SIZE;
+    p[0] = (uint8_t)(len >> 8), p[1] = (uint8_t)len;
+    memcpy(p + 2, meta, n);
+    memcpy(p + 2 + n, "meta", 4);
+    raw_send(fd, frame, SHMRPC__FRAME_HDR_SIZE + body);
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    h = raw_frame(fd, &b);
+    assert_int_equal(h.request_id, rid);
+    int rc = 0;
+    if (h.kind == SHMRPC__KIND_RESPONSE) {
+        snprintf(text, cap, "%.*s", (int)b.len, (const char *)b.data);
+    } else {
+        assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
+        shmrpc_str m;
+        shmrpc_buf err;
+        shmrpc_buf_init(&err);
+        assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &rc, &m, &err), 0);
+        shmrpc_buf_destroy(&err);
+        snprintf(text, cap, "%.*s", (int)m.len, m.ptr);
+    }
+    shmrpc_buf_destroy(&b);
+    return rc;
+}
+
+/* Lengths that lie, too many pairs, a bad key: each call refused with SHMRPC_EPROTO and its
+ * message, the connection served on; a malformed traceparent dropped, the call run with a
+ * fresh trace. On the reading thread (the lone flag) and in the pool. */
+static void hostile_peer(void **state)
+{
+    (void)state;
+    int port = atoi(strrchr(addr, ':') + 1);
+    int fd = test_raw_connect(port, 5000);
+    assert_true(fd >= 0);
+    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
+                           .info = Calls_service_info,
+                           .threshold = 4096,
+                           .max_msg = 1 << 20};
+    shmrpc_buf b;
+    shmrpc_buf_init(&b);
+    assert_int_equal(test_put_hello(&b, &hello), 0);
+    raw_send(fd, b.data, b.len);
+    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
+    shmrpc_buf_destroy(&b);
+    static const uint8_t good[] = {1, 4, 0, 5, 'u', 's', 'e', 'r', 'a', 'l', 'i', 'c', 'e'};
+    static const uint8_t too_many[] = {17, 1, 0, 0, 'a'};
+    static const uint8_t lying_pair[] = {1, 4, 0, 200, 'u', 's', 'e', 'r', 'a'};
+    static const uint8_t bad_key[] = {1, 1, 0, 0, 'A'};
+    static uint8_t big[4200];
+    char text[512];
+    uint16_t flags[] = {SHMRPC__FLAG_META, SHMRPC__FLAG_META | SHMRPC__FLAG_LONE};
+    for (int i = 0; i < 2; i++) {
+        uint16_t f = flags[i];
+        assert_int_equal(raw_echo(fd, f, sizeof good, good, sizeof good, text, sizeof text), 0);
+        assert_string_equal(pairs_of(text), "user=alice\n");
+        assert_int_equal(raw_echo(fd, f, 0, good, sizeof good, text, sizeof text), SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata has a length of 0");
+        assert_int_equal(raw_echo(fd, f, 4100, big, 4100, text, sizeof text), SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata is longer than 4096 bytes");
+        /* A length past the body: the request's bytes would be read as metadata. */
+        assert_int_equal(raw_echo(fd, f, sizeof good + 5, good, sizeof good, text, sizeof text),
+                         SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata is longer than its frame's body");
+        assert_int_equal(
+            raw_echo(fd, f, sizeof too_many, too_many, sizeof too_many, text, sizeof text),
+            SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata has no pairs, or more than 16");
+        assert_int_equal(
+            raw_echo(fd, f, sizeof lying_pair, lying_pair, sizeof lying_pair, text, sizeof text),
+            SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata ends inside a pair");
+        assert_int_equal(raw_echo(fd, f, sizeof bad_key, bad_key, sizeof bad_key, text, sizeof text),
+                         SHMRPC_EPROTO);
+        assert_string_equal(text, "the call's metadata has a malformed key");
+        /* A malformed traceparent: dropped, and the handler starts a trace of its own. */
+        uint8_t tp[64] = {1, 11, 0, 6};
+        memcpy(tp + 4, "traceparent00-bad", 17);
+        assert_int_equal(raw_echo(fd, f, 21, tp, 21, text, sizeof text), 0);
+        assert_string_equal(pairs_of(text), "");
+        assert_int_equal(strncmp(text, "own=00-", 7), 0);
+    }
+    close(fd);
+}
+
 #define ON(test, t) cmocka_unit_test_prestate_setup_teardown(test, start, stop, t)
-#define EVERYWHERE(test) ON(test, "inproc"), ON(test, "shm")
+#define EVERYWHERE(test) ON(test, "inproc"), ON(test, "shm"), ON(test, "tcp")
 
 int main(void)
 {
@@ -380,6 +501,7 @@ int main(void)
         EVERYWHERE(round_trip),      EVERYWHERE(interceptors_see_it),
         EVERYWHERE(loaned_calls),    EVERYWHERE(trace_continued),
         EVERYWHERE(two_hops),        ON(bounds_refused, "inproc"),
+        ON(old_server_hears_none, "tcp6"), ON(hostile_peer, "tcp"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

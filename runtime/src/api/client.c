@@ -551,6 +551,7 @@ static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t 
     if (!k) return NULL;
     k->client = c;
     shmrpc_buf_init(&k->p.req);
+    shmrpc_buf_init(&k->p.meta);
     shmrpc_buf_init(&k->p.resp);
     shmrpc_buf_init(&k->p.msg);
     k->p.resp.max = c->cfg.max_msg;
@@ -570,7 +571,8 @@ static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, in
     shmrpc_call *k = call_new(c, sid, j, timeout);
     if (!k) return SHMRPC_ENOMEM;
     if (c->conn->ops->start) {
-        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
+        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len) ||
+            shmrpc_buf_append(&k->p.meta, c->conn->meta.ptr, c->conn->meta.len)) {
             shmrpc_call_free(k);
             return SHMRPC_ENOMEM;
         }
@@ -760,6 +762,7 @@ void shmrpc_call_free(shmrpc_call *call)
         call_unlink(call);
     }
     shmrpc_buf_destroy(&call->p.req);
+    shmrpc_buf_destroy(&call->p.meta);
     shmrpc_buf_destroy(&call->p.resp);
     shmrpc_buf_destroy(&call->p.msg);
     free(call);

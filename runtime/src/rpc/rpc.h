@@ -233,6 +233,7 @@ typedef struct shmrpc__pending {
     bool done;
     int status;
     shmrpc_buf req;  /* its request, kept while it may still move to another endpoint */
+    shmrpc_buf meta; /* its metadata (shmrpc__conn.meta when it was started), kept so too */
     shmrpc_buf resp; /* its answer, capped at the client's maximum */
     shmrpc_buf msg;  /* why it failed */
 } shmrpc__pending;
