@@ -145,8 +145,7 @@ static const bench_case table[] = {
     /* A traceparent on every call and one interceptor each side (issue 36, docs/metadata.md),
      * against the bare add. */
     {ROW("add-traced", "shm", 16, 1, 1), .run = bench_shm, .pair = bench_line_pair,
-     .arg = &shm_add_traced,
-     .vs = {VS_LIMIT_TURNS, {"ratio_to_add", "shm/add/16/1x1", BENCH_P50}},
+     .arg = &shm_add_traced, .vs = {VS_LIMIT_TURNS, {"ratio_to_add", "shm/add/16/1x1", BENCH_P50}},
      .note = "add with a traceparent and an interceptor each side: goal within 1.3x add's"},
     {ROW("raw", "shm", 4096, 1, 1), .run = bench_shm, .pair = bench_line_pair, .arg = &shm_echo,
      .vs = {VS_LIMIT_TURNS, {"ratio_to_spin_batch", SPIN_4K, BENCH_BATCH}}},

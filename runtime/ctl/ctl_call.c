@@ -18,11 +18,11 @@
 #include "usage.h"
 
 #define USAGE                                                                                      \
-    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TRACEPARENT]]\n"         \
-    "                      [TLS OPTIONS] ADDRESS METHOD [ARGS-AS-JSON|-]\n"                       \
+    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TRACEPARENT]]\n"          \
+    "                      [TLS OPTIONS] ADDRESS METHOD [ARGS-AS-JSON|-]\n"                        \
     "--trace sends a W3C traceparent with the call (a fresh one, or TRACEPARENT to continue a\n"   \
-    "trace) and prints it on stderr as \"traceparent: 00-...\"; the server's span is its child.\n"  \
-    CTL_TLS_USAGE
+    "trace) and prints it on stderr as \"traceparent: 00-...\"; the server's span is its "         \
+    "child.\n" CTL_TLS_USAGE
 
 /* Reads all of stdin for ARGS "-". */
 static char *read_stdin(size_t *n)

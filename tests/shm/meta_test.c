@@ -331,11 +331,11 @@ static void two_hops(void **state)
     /* "A own=TPA\nown=TPB\ntraceparent=TPA\ntracestate=a=1\n" */
     char a_own[SHMRPC_TRACEPARENT_SIZE], b_own[SHMRPC_TRACEPARENT_SIZE];
     char b_parent[SHMRPC_TRACEPARENT_SIZE], rest[256];
-    assert_int_equal(sscanf(text, "A own=%55s\nown=%55s\ntraceparent=%55s\n%255[^$]", a_own,
-                            b_own, b_parent, rest),
+    assert_int_equal(sscanf(text, "A own=%55s\nown=%55s\ntraceparent=%55s\n%255[^$]", a_own, b_own,
+                            b_parent, rest),
                      4);
-    assert_string_equal(b_parent, a_own);           /* B's parent is A's span */
-    assert_memory_equal(a_own, TP, 36);             /* the client's trace */
+    assert_string_equal(b_parent, a_own); /* B's parent is A's span */
+    assert_memory_equal(a_own, TP, 36);   /* the client's trace */
     assert_memory_equal(b_own, TP, 36);
     assert_memory_not_equal(a_own + 36, TP + 36, 16);
     assert_memory_not_equal(b_own + 36, a_own + 36, 16);
@@ -398,8 +398,8 @@ static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 
 /* echo("meta") with flags and a metadata part of its own (its length written as given,
  * then the n bytes at meta): 0 and the answer in text, or the ERROR's status and message. */
-static int raw_echo(int fd, uint16_t flags, uint16_t len, const void *meta, size_t n,
-                    char *text, size_t cap)
+static int raw_echo(int fd, uint16_t flags, uint16_t len, const void *meta, size_t n, char *text,
+                    size_t cap)
 {
     static uint64_t rid;
     uint8_t frame[8192];
@@ -477,8 +477,9 @@ static void hostile_peer(void **state)
             raw_echo(fd, f, sizeof lying_pair, lying_pair, sizeof lying_pair, text, sizeof text),
             SHMRPC_EPROTO);
         assert_string_equal(text, "the call's metadata ends inside a pair");
-        assert_int_equal(raw_echo(fd, f, sizeof bad_key, bad_key, sizeof bad_key, text, sizeof text),
-                         SHMRPC_EPROTO);
+        assert_int_equal(
+            raw_echo(fd, f, sizeof bad_key, bad_key, sizeof bad_key, text, sizeof text),
+            SHMRPC_EPROTO);
         assert_string_equal(text, "the call's metadata has a malformed key");
         /* A malformed traceparent: dropped, and the handler starts a trace of its own. */
         uint8_t tp[64] = {1, 11, 0, 6};
@@ -498,10 +499,14 @@ int main(void)
     sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) return 1;
     const struct CMUnitTest tests[] = {
-        EVERYWHERE(round_trip),      EVERYWHERE(interceptors_see_it),
-        EVERYWHERE(loaned_calls),    EVERYWHERE(trace_continued),
-        EVERYWHERE(two_hops),        ON(bounds_refused, "inproc"),
-        ON(old_server_hears_none, "tcp6"), ON(hostile_peer, "tcp"),
+        EVERYWHERE(round_trip),
+        EVERYWHERE(interceptors_see_it),
+        EVERYWHERE(loaned_calls),
+        EVERYWHERE(trace_continued),
+        EVERYWHERE(two_hops),
+        ON(bounds_refused, "inproc"),
+        ON(old_server_hears_none, "tcp6"),
+        ON(hostile_peer, "tcp"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,11 +211,11 @@ static void malformed_headers(void **state)
     assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_DEADLINE, &h, &err),
                      SHMRPC_ETOOBIG);
     /* Metadata comes on top of the maximum too, at most its length and 4096 bytes. */
-    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
-            SHMRPC__FLAG_META, 1, 1, MAX_BODY + 2 + 4096);
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_META,
+            1, 1, MAX_BODY + 2 + 4096);
     assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_META, &h, &err), 0);
-    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
-            SHMRPC__FLAG_META, 1, 1, MAX_BODY + 2 + 4096 + 1);
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_META,
+            1, 1, MAX_BODY + 2 + 4096 + 1);
     assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_META, &h, &err),
                      SHMRPC_ETOOBIG);
     shmrpc_buf_destroy(&err);

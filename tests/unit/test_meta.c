@@ -90,7 +90,8 @@ static void a_peers_block_that_lies(void **state)
     pair(&k, "", "x", 1);
     refused(&k, "the call's metadata has a malformed key");
     /* Values: not UTF-8, a NUL, longer than 1024. */
-    const char *bad = "the call's metadata has a value that is not UTF-8 text of at most 1024 bytes";
+    const char *bad =
+        "the call's metadata has a value that is not UTF-8 text of at most 1024 bytes";
     k = (block){.b = {1}, .n = 1};
     pair(&k, "v", "\xc3\x28", 2);
     refused(&k, bad);
@@ -258,7 +259,7 @@ static void server_continues_or_drops(void **state)
     const char *why;
     assert_int_equal(shmrpc__ctx_set_meta(&ctx, k.b, k.n, &why), 0);
     const char *own = shmrpc_ctx_traceparent(&ctx);
-    assert_memory_equal(own, TP, 36);              /* version and trace-id */
+    assert_memory_equal(own, TP, 36);               /* version and trace-id */
     assert_memory_not_equal(own + 36, TP + 36, 16); /* a span of its own */
     assert_string_equal(own + 52, "-01");
     assert_string_equal(shmrpc_ctx_metadata(&ctx, "traceparent"), TP);
@@ -291,8 +292,10 @@ static void server_continues_or_drops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(a_peers_block_that_lies), cmocka_unit_test(round_trip),
-        cmocka_unit_test(traceparents),            cmocka_unit_test(client_bounds),
+        cmocka_unit_test(a_peers_block_that_lies),
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(traceparents),
+        cmocka_unit_test(client_bounds),
         cmocka_unit_test(server_continues_or_drops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

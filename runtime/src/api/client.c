@@ -37,8 +37,8 @@ struct shmrpc_client {
      * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
     _Atomic uint32_t cancels;
     uint32_t cancels_handled; /* its value when the started calls were last looked at */
-    shmrpc__meta_set *meta;            /* shmrpc_client_metadata_set's pairs, or NULL */
-    const shmrpc_metadata *call_meta;  /* what the call being made sends, or NULL: none */
+    shmrpc__meta_set *meta;   /* shmrpc_client_metadata_set's pairs, or NULL */
+    const shmrpc_metadata *call_meta; /* what the call being made sends, or NULL: none */
 };
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "shmrpc_client_cancel is async-signal-safe");
 

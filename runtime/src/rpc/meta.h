@@ -57,9 +57,9 @@ void shmrpc__span_id(char out[16]);
 /* The pairs a client sends with every call (shmrpc_client_metadata_set), as set and as
  * encoded, and the room for a call that adds the trace of the handler it is made from. */
 typedef struct shmrpc__meta_set {
-    shmrpc_metadata view; /* the pairs, into own: in the order set */
+    shmrpc_metadata view;                 /* the pairs, into own: in the order set */
     char *own[SHMRPC_METADATA_MAX_PAIRS]; /* pair i's "key\0value\0", malloc'd */
-    shmrpc_buf enc;       /* view encoded, re-made at each change */
+    shmrpc_buf enc;                       /* view encoded, re-made at each change */
     bool has_tp;          /* the client set its own traceparent: no handler's replaces it */
     shmrpc_metadata call; /* a call's: view and the handler's traceparent and tracestate */
     shmrpc_buf call_enc;

@@ -44,8 +44,7 @@ static int check(const char *key, size_t klen, const char *value)
     if (!value) return 0;
     size_t vlen = strlen(value);
     why = shmrpc__meta_value_bad(value, vlen);
-    if (why)
-        return shmrpc__err_set(SHMRPC_EINVAL, "the value of metadata key '%s' %s", key, why);
+    if (why) return shmrpc__err_set(SHMRPC_EINVAL, "the value of metadata key '%s' %s", key, why);
     if (strcmp(key, "traceparent") == 0 && (why = shmrpc__traceparent_bad(value, vlen)) != NULL)
         return shmrpc__err_set(SHMRPC_EINVAL, "traceparent '%.64s' %s", value, why);
     return 0;

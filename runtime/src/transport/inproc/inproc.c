@@ -188,8 +188,8 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
     c->ctx.wanted_arg = c;
     /* The metadata takes the path a remote call's does: decoded into the ctx's arena. */
     const char *why;
-    int rc = base->meta.len ? shmrpc__ctx_set_meta(&c->ctx, base->meta.ptr, base->meta.len, &why)
-                            : 0;
+    int rc =
+        base->meta.len ? shmrpc__ctx_set_meta(&c->ctx, base->meta.ptr, base->meta.len, &why) : 0;
     if (rc) {
         leave(c->e);
         shmrpc__msg_set(err, "%s", why);

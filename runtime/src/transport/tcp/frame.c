@@ -196,11 +196,10 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         return proto_error(err, "unknown frame kind %u", h.kind);
     /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
      * check_kind's. */
-    uint16_t known =
-        SHMRPC__FLAG_COMPRESSION |
-        (h.kind == SHMRPC__KIND_REQUEST
-             ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__FLAG_META
-             : 0);
+    uint16_t known = SHMRPC__FLAG_COMPRESSION |
+                     (h.kind == SHMRPC__KIND_REQUEST
+                          ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__FLAG_META
+                          : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
                            shmrpc__frame_kind_name(h.kind));

@@ -43,10 +43,9 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
         if (want > KEEP_BYTES && shmrpc__tcp_buf_resize(&p->out, want)) {
             /* out of memory: the append below fails and says so */
         }
-        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid, -1,
-                                       shmrpc_bytes_of(NULL, 0),
-                                       shmrpc_bytes_of(resp->data, resp->len), p->comp,
-                                       p->threshold);
+        rc = shmrpc__tcp_put_msg_frame(
+            &p->out, SHMRPC__KIND_RESPONSE, 0, method, rid, -1, shmrpc_bytes_of(NULL, 0),
+            shmrpc_bytes_of(resp->data, resp->len), p->comp, p->threshold);
         if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
     } else {
         shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, msg);

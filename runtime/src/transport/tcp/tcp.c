@@ -167,8 +167,8 @@ void shmrpc__tcp_set_nodelay(int fd)
 /* --- frames with bodies (both sides) ---------------------------------------------------- */
 
 int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
-                              uint64_t rid, int64_t budget_ns, shmrpc_bytes meta,
-                              shmrpc_bytes msg, uint16_t comp, uint32_t threshold)
+                              uint64_t rid, int64_t budget_ns, shmrpc_bytes meta, shmrpc_bytes msg,
+                              uint16_t comp, uint32_t threshold)
 {
     if (budget_ns >= 0) flags |= SHMRPC__FLAG_DEADLINE;
     if (meta.len) flags |= SHMRPC__FLAG_META;
