@@ -15,13 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "calls.h"
-#include "hello.h"
+#include "raw_peer.h"
 #include "procs.h"
 
 #define TP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -373,29 +372,6 @@ static void old_server_hears_none(void **state)
 
 /* --- a hostile tcp:// peer (docs/wire.md, "Metadata") --- */
 
-static void raw_send(int fd, const void *p, size_t n)
-{
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-/* The next frame within 5 s (its body in b). */
-static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
-{
-    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    int64_t deadline = test_now_ms() + 5000;
-    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
-    shmrpc__frame_hdr h;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err), 0);
-    shmrpc_buf_destroy(&err);
-    shmrpc_buf_clear(b);
-    assert_int_equal(shmrpc_buf_reserve(b, (size_t)h.body_len + 1), 0);
-    assert_true(test_raw_recv(fd, b->data, h.body_len, deadline));
-    b->len = h.body_len;
-    return h;
-}
-
 /* echo("meta") with flags and a metadata part of its own (its length written as given,
  * then the n bytes at meta): 0 and the answer in text, or the ERROR's status and message. */
 static int raw_echo(int fd, uint16_t flags, uint16_t len, const void *meta, size_t n, char *text,
@@ -410,23 +386,12 @@ static int raw_echo(int fd, uint16_t flags, uint16_t len, const void *meta, size
     p[0] = (uint8_t)(len >> 8), p[1] = (uint8_t)len;
     memcpy(p + 2, meta, n);
     memcpy(p + 2 + n, "meta", 4);
-    raw_send(fd, frame, SHMRPC__FRAME_HDR_SIZE + body);
+    assert_true(test_raw_send(fd, frame, SHMRPC__FRAME_HDR_SIZE + body));
     shmrpc_buf b;
     shmrpc_buf_init(&b);
-    h = raw_frame(fd, &b);
+    assert_true(test_raw_frame(fd, &h, &b));
     assert_int_equal(h.request_id, rid);
-    int rc = 0;
-    if (h.kind == SHMRPC__KIND_RESPONSE) {
-        snprintf(text, cap, "%.*s", (int)b.len, (const char *)b.data);
-    } else {
-        assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
-        shmrpc_str m;
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &rc, &m, &err), 0);
-        shmrpc_buf_destroy(&err);
-        snprintf(text, cap, "%.*s", (int)m.len, m.ptr);
-    }
+    int rc = test_raw_answer(&h, &b, text, cap);
     shmrpc_buf_destroy(&b);
     return rc;
 }
@@ -440,16 +405,7 @@ static void hostile_peer(void **state)
     int port = atoi(strrchr(addr, ':') + 1);
     int fd = test_raw_connect(port, 5000);
     assert_true(fd >= 0);
-    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = Calls_service_info,
-                           .threshold = 4096,
-                           .max_msg = 1 << 20};
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    assert_int_equal(test_put_hello(&b, &hello), 0);
-    raw_send(fd, b.data, b.len);
-    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
-    shmrpc_buf_destroy(&b);
+    assert_true(test_raw_handshake(fd, &Calls_service_info));
     static const uint8_t good[] = {1, 4, 0, 5, 'u', 's', 'e', 'r', 'a', 'l', 'i', 'c', 'e'};
     static const uint8_t too_many[] = {17, 1, 0, 0, 'a'};
     static const uint8_t lying_pair[] = {1, 4, 0, 200, 'u', 's', 'e', 'r', 'a'};
