@@ -21,6 +21,7 @@
 
 #include "calls.h"
 #include "raw_peer.h"
+#include "transport/shm/shm.h" /* the channel's layout, for hostile_channel */
 #include "procs.h"
 
 #define TP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -447,6 +448,52 @@ static void hostile_peer(void **state)
     close(fd);
 }
 
+/* --- a hostile shm:// client (docs/shm-transport.md, meta_len) --- */
+
+/* The head of this process's mapping of the channel of the shm:// service at addr (found in
+ * /proc/self/maps by its memfd's name), or NULL. */
+static shmrpc__shm_chan *channel_of(const char *address)
+{
+    char want[128], line[512];
+    snprintf(want, sizeof want, "memfd:shmrpc:%s:", address + strlen("shm://"));
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return NULL;
+    void *head = NULL;
+    while (!head && fgets(line, sizeof line, f))
+        if (strstr(line, want)) head = (void *)(uintptr_t)strtoull(line, NULL, 16);
+    fclose(f);
+    return head;
+}
+
+/* A client that writes a lying meta_len into its channel: the call is refused with
+ * SHMRPC_EPROTO and its reason, the worker serves on; the true length works again. */
+static void hostile_channel(void **state)
+{
+    (void)state;
+    shmrpc_client *c = client();
+    assert_int_equal(shmrpc_client_metadata_set(c, "user", "alice"), 0); /* 13 bytes */
+    assert_string_equal(pairs_of(meta_of(c, "meta")), "user=alice\n");
+    shmrpc__shm_chan *h = channel_of(addr);
+    assert_non_null(h);
+    assert_int_equal(atomic_load(&h->meta_len), 13);
+    shmrpc_bytes out;
+    atomic_store(&h->meta_len, 5000); /* the client writes it only when its own changes */
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of("meta", 4), &out), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_errmsg(), "the call's metadata is longer than 4096 bytes");
+    atomic_store(&h->meta_len, UINT32_MAX);
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of("meta", 4), &out), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_errmsg(), "the call's metadata is longer than 4096 bytes");
+    atomic_store(&h->meta_len, 3); /* the block cut short */
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of("meta", 4), &out), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_errmsg(), "the call's metadata ends inside a pair");
+    atomic_store(&h->meta_len, 14); /* a byte after the block */
+    assert_int_equal(calls_echo(c, shmrpc_bytes_of("meta", 4), &out), SHMRPC_EPROTO);
+    assert_string_equal(shmrpc_errmsg(), "the call's metadata has bytes after its last pair");
+    atomic_store(&h->meta_len, 13);
+    assert_string_equal(pairs_of(meta_of(c, "meta")), "user=alice\n");
+    shmrpc_client_free(c);
+}
+
 #define ON(test, t) cmocka_unit_test_prestate_setup_teardown(test, start, stop, t)
 #define EVERYWHERE(test) ON(test, "inproc"), ON(test, "shm"), ON(test, "tcp")
 
@@ -463,6 +510,7 @@ int main(void)
         ON(bounds_refused, "inproc"),
         ON(old_server_hears_none, "tcp6"),
         ON(hostile_peer, "tcp"),
+        ON(hostile_channel, "shm"),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
