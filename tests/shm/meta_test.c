@@ -50,9 +50,11 @@ static void add(char *out, size_t cap, const char *fmt, ...)
  * and what that answered. */
 static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
 {
-    size_t cap = 16384;
-    char *text = shmrpc_arena_alloc(shmrpc_ctx_arena(ctx), cap, 1);
-    if (!text) return SHMRPC_ENOMEM;
+    /* Built on the stack, and the metadata read before the arena gives anything: a library
+     * that kept a call's metadata past it (in the arena, reset since) shows the last call's
+     * pairs here, rather than this answer's own bytes. */
+    char text[16384];
+    size_t cap = sizeof text;
     text[0] = 0;
     if (data.len > 4 && memcmp(data.ptr, "hop ", 4) == 0) {
         char addr[128];
@@ -68,13 +70,19 @@ static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
     } else {
         add(text, cap, "own=%s\n", shmrpc_ctx_traceparent(ctx));
         const shmrpc_metadata *m = shmrpc_ctx_metadata_all(ctx);
-        for (size_t i = 0; i < shmrpc_metadata_count(m); i++) {
+        size_t n = shmrpc_metadata_count(m);
+        if (n > SHMRPC_METADATA_MAX_PAIRS) return shmrpc_ctx_error(ctx, SHMRPC_EPROTO, "%zu pairs", n);
+        for (size_t i = 0; i < n; i++) {
             const char *k, *v;
             shmrpc_metadata_at(m, i, &k, &v);
             add(text, cap, "%s=%s\n", k, v);
         }
     }
-    *out = shmrpc_bytes_of(text, strlen(text));
+    size_t len = strlen(text);
+    char *copy = shmrpc_arena_alloc(shmrpc_ctx_arena(ctx), len + 1, 1);
+    if (!copy) return SHMRPC_ENOMEM;
+    memcpy(copy, text, len + 1);
+    *out = shmrpc_bytes_of(copy, len);
     return 0;
 }
 
