@@ -71,7 +71,8 @@ static int h_echo(shmrpc_ctx *ctx, shmrpc_bytes data, shmrpc_bytes *out)
         add(text, cap, "own=%s\n", shmrpc_ctx_traceparent(ctx));
         const shmrpc_metadata *m = shmrpc_ctx_metadata_all(ctx);
         size_t n = shmrpc_metadata_count(m);
-        if (n > SHMRPC_METADATA_MAX_PAIRS) return shmrpc_ctx_error(ctx, SHMRPC_EPROTO, "%zu pairs", n);
+        if (n > SHMRPC_METADATA_MAX_PAIRS)
+            return shmrpc_ctx_error(ctx, SHMRPC_EPROTO, "%zu pairs", n);
         for (size_t i = 0; i < n; i++) {
             const char *k, *v;
             shmrpc_metadata_at(m, i, &k, &v);
