@@ -42,6 +42,20 @@ static const Bench_handlers handlers = {
 static const Bench_handlers loan_handlers = {
     .pass = bench_handle_pass, .echo = h_echo_in_place, .add = bench_handle_add, .work = h_work};
 
+/* The traced rows' interceptor on either side: it reads the call's traceparent, as one that
+ * logs or forwards it would. */
+static volatile size_t traced_seen;
+
+static int traced_before(void *arg, const shmrpc_call_info *call)
+{
+    (void)arg;
+    const char *tp = shmrpc_metadata_get(call->metadata, "traceparent");
+    traced_seen += tp ? (size_t)tp[3] : 0;
+    return 0;
+}
+
+static const shmrpc_interceptor traced_icpt = {.before = traced_before};
+
 typedef struct shm_row {
     const bench_shm_opts *o;
     char addr[64];
@@ -68,6 +82,7 @@ static int serve(bench_run *run, int idx, void *arg)
                                     row->o->loan ? &loan_handlers : &handlers, NULL);
     if (rc == 0 && row->o->loan)
         rc = shmrpc_server_set_in_place(bench_server, BENCH_METHOD_ECHO, 1);
+    if (rc == 0 && row->o->traced) rc = shmrpc_server_intercept(bench_server, &traced_icpt, NULL);
     if (rc == 0) rc = shmrpc_server_listen(bench_server, row->addr);
     if (rc == 0) rc = shmrpc_server_serve(bench_server, run->c->workers);
     if (rc != 0) fprintf(stderr, "bench server: %s\n", shmrpc_errmsg());
@@ -157,6 +172,12 @@ static int client(bench_run *run, int idx, void *arg)
         o.tcp.tls_ca = row->cert;
     }
     int rc = shmrpc_client_new(&k.c, &Bench_service_info, &o);
+    if (rc == 0 && row->o->traced) {
+        char tp[SHMRPC_TRACEPARENT_SIZE];
+        shmrpc_traceparent_new(tp);
+        rc = shmrpc_client_metadata_set(k.c, "traceparent", tp);
+        if (rc == 0) rc = shmrpc_client_intercept(k.c, &traced_icpt, NULL);
+    }
     if (rc == 0) rc = shmrpc_client_connect(k.c, row->addr);
     /* The server may still be starting: try for up to five seconds. */
     for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {

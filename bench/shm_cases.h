@@ -24,6 +24,9 @@ typedef struct bench_shm_opts {
     bool loan;            /* echo with loaned buffers: the client writes its request into
                            * shmrpc_client_loan's room and reads the answer where it came;
                            * the handler reads the request in place and answers in its loan */
+    bool traced;          /* the client sends a traceparent (metadata, docs/metadata.md) and
+                           * the client and the server each have one interceptor, which reads
+                           * the call's metadata */
 } bench_shm_opts;
 
 /* A server with run->c->workers workers and run->c->clients client processes calling

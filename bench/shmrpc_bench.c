@@ -20,6 +20,9 @@ static const bench_shm_opts shm_echo_sleep = {.wait = "sleep", .method = "echo"}
 static const bench_shm_opts shm_echo_spin = {.wait = "spin", .method = "echo"};
 static const bench_shm_opts shm_add = {.wait = "adaptive", .method = "add"};
 static const bench_shm_opts shm_work = {.wait = "adaptive", .method = "work"};
+static const bench_shm_opts shm_add_traced = {.wait = "adaptive", .method = "add", .traced = true};
+static const bench_shm_opts tcp_add_traced = {
+    .wait = "adaptive", .method = "add", .tcp = true, .traced = true};
 static const bench_shm_opts tcp_echo = {.wait = "adaptive", .method = "echo", .tcp = true};
 static const bench_shm_opts tcp_echo_tls = {
     .wait = "adaptive", .method = "echo", .tcp = true, .tls = true};
@@ -139,6 +142,11 @@ static const bench_case table[] = {
     {ROW("add", "shm", 16, 1, 1), .run = bench_shm, .pair = bench_line_pair, .arg = &shm_add,
      .vs = {VS_LIMIT_TURNS, {"ratio_to_spin", SPIN_16, BENCH_P50}},
      .note = "typed msgpack add(i64, i64): goal batch within 3x the limit's"},
+    /* A traceparent on every call and one interceptor each side (issue 36, docs/metadata.md),
+     * against the bare add. */
+    {ROW("add-traced", "shm", 16, 1, 1), .run = bench_shm, .pair = bench_line_pair,
+     .arg = &shm_add_traced, .vs = {VS_LIMIT_TURNS, {"ratio_to_add", "shm/add/16/1x1", BENCH_P50}},
+     .note = "add with a traceparent and an interceptor each side: goal within 1.3x add's"},
     {ROW("raw", "shm", 4096, 1, 1), .run = bench_shm, .pair = bench_line_pair, .arg = &shm_echo,
      .vs = {VS_LIMIT_TURNS, {"ratio_to_spin_batch", SPIN_4K, BENCH_BATCH}}},
     {ROW("raw", "shm", 65536, 1, 1), .run = bench_shm, .pair = bench_line_pair, .arg = &shm_echo,
@@ -188,6 +196,9 @@ static const bench_case table[] = {
      .vs = {{"ratio_to_tcp", "tcp/raw/16/1x1", BENCH_P50}}, .note = "goal: p50 within 1.3x"},
     {ROW("add", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_add,
      .vs = {{"ratio_to_tcp_raw", TCP_16, BENCH_P50}}, .note = "typed msgpack add(i64, i64)"},
+    {ROW("add-traced", "tcp", 16, 1, 1), .run = bench_shm, .arg = &tcp_add_traced,
+     .vs = {{"ratio_to_add", "tcp/add/16/1x1", BENCH_P50}},
+     .note = "add with a traceparent and an interceptor each side: goal within 1.3x add's"},
     {ROW("raw", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo,
      .vs = {{"ratio_to_tcp_raw", TCP_64K, BENCH_P50}}},
     {ROW("raw-tls", "tcp", 65536, 1, 1), .run = bench_shm, .arg = &tcp_echo_tls,

@@ -17,7 +17,8 @@ import inspect as _inspect
 
 from ._shmrpc import (Cancelled, Connection as _Connection, Error, HandlerError, Map, Mismatch,
                       PeerDied, Queue, Timeout, Unavailable, _param_names, _serve,
-                      _set_struct_factory, _svc_methods, cancelled, deadline)
+                      _set_struct_factory, _svc_methods, cancelled, deadline, metadata,
+                      set_traceparent, traceparent)
 from ._shmrpc import (CONNECT_OR_CREATE, CONNECT_TO_EXISTING, CREATE_NEW_EXCLUSIVE,
                       CREATE_NEW_OVERWRITE, HybridLock, NoSuchSemaphore, SemaphoreExists)
 from .dict import Dict
@@ -28,7 +29,7 @@ __all__ = ["connect", "Client", "Struct", "Queue", "Map", "Error", "Timeout", "U
            "Mismatch", "HandlerError", "PeerDied", "Cancelled", "serve", "ServerMethodsBase",
            "ClientMethodsBase", "raw_method", "json_method", "msgpack_method", "pickle_method",
            "marshal_method", "SHMClient", "NetworkClient", "serve_class", "deadline",
-           "cancelled"]
+           "cancelled", "metadata", "traceparent", "set_traceparent"]
 __all__ += ["Dict", "HybridLock", "CONNECT_OR_CREATE", "CONNECT_TO_EXISTING",
             "CREATE_NEW_OVERWRITE", "CREATE_NEW_EXCLUSIVE", "NoSuchSemaphore", "SemaphoreExists"]
 
@@ -147,6 +148,42 @@ class Client:
         negative SHMRPC_E... code), and may return another negative status or raise. A hook
         must not call through this same client."""
         self._conn._intercept(interceptor)
+
+    @property
+    def metadata(self):
+        """The metadata every call of this client sends, a dict of str (docs/metadata.md).
+        Assigning a dict replaces it all (ValueError, and nothing changed, for a key or value
+        beyond the bounds); set_metadata changes one pair."""
+        return self._conn._metadata()
+
+    @metadata.setter
+    def metadata(self, pairs):
+        old = self._conn._metadata()
+        self._conn._metadata_clear()
+        try:
+            for key, value in dict(pairs).items():
+                self._conn._metadata_set(key, value)
+        except BaseException:
+            self._conn._metadata_clear()
+            for key, value in old.items():
+                self._conn._metadata_set(key, value)
+            raise
+
+    def set_metadata(self, key, value):
+        """Sets key to value (None: removes it) for every later call; ValueError for a key
+        or value the bounds refuse, with the library's message."""
+        self._conn._metadata_set(key, value)
+
+    @property
+    def traceparent(self):
+        """The W3C traceparent this client sends (metadata "traceparent"), or None. Set it to
+        continue a trace (ValueError for an invalid one), None to stop sending one: then a
+        call made inside a handler carries the handler's trace on."""
+        return self._conn._metadata().get("traceparent")
+
+    @traceparent.setter
+    def traceparent(self, tp):
+        self._conn._metadata_set("traceparent", tp)
 
     def cancel(self):
         """Cancels the call in flight through this client, which another thread makes: it

@@ -22,6 +22,7 @@
 #include <shmrpc/client.h>
 #include <shmrpc/codec.h>
 #include <shmrpc/dynamic.h>
+#include <shmrpc/metadata.h>
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
@@ -39,6 +40,8 @@ typedef struct {
     pyshm_icpt icpts[SHMRPC_MAX_INTERCEPTORS];
     int n_icpts;
     PyObject *pending; /* what a hook raised during the call in flight, to raise again */
+    PyObject *meta;          /* the metadata every call sends, {str: str}, or NULL: none; set
+                              * again on each new d (a forked child's) */
 } ClientObject;
 
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
@@ -68,6 +71,11 @@ static int client_open(ClientObject *self)
     self->d = d;
     self->forks = pyshm_forks();
     self->gen++;
+    /* A new client of the library: the metadata set on this one (checked when set). */
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (self->meta && PyDict_Next(self->meta, &pos, &k, &v))
+        shmrpc_client_metadata_set(shmrpc_dyn_client(d), PyUnicode_AsUTF8(k), PyUnicode_AsUTF8(v));
     return 0;
 }
 
@@ -161,6 +169,7 @@ static void Client_dealloc(ClientObject *self)
     for (int i = 0; i < self->n_icpts; i++)
         pyshm_icpt_clear(&self->icpts[i]);
     Py_CLEAR(self->pending);
+    Py_XDECREF(self->meta);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -559,6 +568,53 @@ static PyObject *Client_cancel(ClientObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* _metadata_set(key, value): sets key for every later call (value None: removes it),
+ * checked by the library (ValueError with its message). */
+static PyObject *Client_metadata_set(ClientObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    if (n != 2 || !PyUnicode_Check(args[0]) || (args[1] != Py_None && !PyUnicode_Check(args[1]))) {
+        PyErr_SetString(PyExc_TypeError, "_metadata_set(key: str, value: str | None)");
+        return NULL;
+    }
+    const char *key = PyUnicode_AsUTF8(args[0]);
+    const char *value = args[1] == Py_None ? NULL : PyUnicode_AsUTF8(args[1]);
+    if (!key || (args[1] != Py_None && !value)) return NULL;
+    if (!self->meta && (self->meta = PyDict_New()) == NULL) return NULL;
+    if (client_enter(self) != 0) return NULL;
+    int rc = shmrpc_client_metadata_set(shmrpc_dyn_client(self->d), key, value);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? shmrpc_errmsg() : "");
+    PyThread_release_lock(self->lock);
+    if (rc == SHMRPC_EINVAL) {
+        PyErr_SetString(PyExc_ValueError, msg);
+        return NULL;
+    }
+    if (rc != 0) return pyshm_raise_status(rc, "metadata", msg);
+    int r = value ? PyDict_SetItem(self->meta, args[0], args[1])
+                  : (PyDict_Contains(self->meta, args[0]) == 1 ? PyDict_DelItem(self->meta, args[0])
+                                                               : 0);
+    if (r != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* _metadata_clear(): no metadata any more. */
+static PyObject *Client_metadata_clear(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (client_enter(self) != 0) return NULL;
+    shmrpc_client_metadata_clear(shmrpc_dyn_client(self->d));
+    PyThread_release_lock(self->lock);
+    if (self->meta) PyDict_Clear(self->meta);
+    Py_RETURN_NONE;
+}
+
+/* _metadata(): a copy of what every call sends. */
+static PyObject *Client_metadata(ClientObject *self, PyObject *unused)
+{
+    (void)unused;
+    return self->meta ? PyDict_Copy(self->meta) : PyDict_New();
+}
+
 static PyObject *Client_close(ClientObject *self, PyObject *unused)
 {
     (void)unused;
@@ -718,6 +774,12 @@ static PyMethodDef Client_methods_def[] = {
     {"cancel", (PyCFunction)Client_cancel, METH_NOARGS,
      "Cancels the call in flight on this connection (made by another thread): it raises "
      "Cancelled, and its handler sees shmrpc.cancelled()."},
+    {"_metadata_set", (PyCFunction)(void (*)(void))Client_metadata_set, METH_FASTCALL,
+     "_metadata_set(key, value): sets (None: removes) a pair every later call sends."},
+    {"_metadata_clear", (PyCFunction)Client_metadata_clear, METH_NOARGS,
+     "_metadata_clear(): removes every pair."},
+    {"_metadata", (PyCFunction)Client_metadata, METH_NOARGS,
+     "_metadata(): {key: value}, what every call sends."},
     {"close", (PyCFunction)Client_close, METH_NOARGS, "Closes the connection."},
     {NULL, NULL, 0, NULL},
 };

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <shmrpc/server.h>
+#include <shmrpc/metadata.h>
 #include <shmrpc/status.h>
 
 #include "svc.h"
@@ -543,7 +544,65 @@ static PyObject *cancelled(PyObject *self, PyObject *unused)
     return value;
 }
 
+/* shmrpc.metadata(): the metadata of the call this thread's handler serves, {str: str}
+ * ({} outside a handler). */
+static PyObject *metadata(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    const shmrpc_metadata *m = shmrpc_ctx_metadata_all(shmrpc_ctx_current());
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d && i < shmrpc_metadata_count(m); i++) {
+        const char *k, *v;
+        shmrpc_metadata_at(m, i, &k, &v);
+        PyObject *value = PyUnicode_FromString(v); /* UTF-8: checked as it came */
+        if (value == NULL || PyDict_SetItemString(d, k, value) != 0) Py_CLEAR(d);
+        Py_XDECREF(value);
+    }
+    return d;
+}
+
+/* shmrpc.traceparent(): the traceparent of the call this thread's handler serves (its own
+ * span on the client's trace, or a fresh trace), or None outside a handler. */
+static PyObject *traceparent(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    shmrpc_ctx *ctx = shmrpc_ctx_current();
+    if (!ctx) Py_RETURN_NONE;
+    return PyUnicode_FromString(shmrpc_ctx_traceparent(ctx));
+}
+
+/* shmrpc.set_traceparent(tp): the traceparent this handler's calls carry on. */
+static PyObject *set_traceparent(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    shmrpc_ctx *ctx = shmrpc_ctx_current();
+    const char *tp = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    if (!tp) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_traceparent(tp: str)");
+        return NULL;
+    }
+    if (!ctx) {
+        PyErr_SetString(PyExc_RuntimeError, "set_traceparent: not in a handler");
+        return NULL;
+    }
+    if (shmrpc_ctx_set_traceparent(ctx, tp) != 0) {
+        PyErr_SetString(PyExc_ValueError, shmrpc_errmsg());
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef serve_methods[] = {
+    {"metadata", metadata, METH_NOARGS,
+     "metadata(): the metadata of the call this handler serves, a dict of str ({} outside a "
+     "handler)."},
+    {"traceparent", traceparent, METH_NOARGS,
+     "traceparent(): the W3C traceparent of the call this handler serves: the client's "
+     "trace-id with a span of its own (a fresh trace when the client sent none); None outside "
+     "a handler. The calls the handler makes carry it on."},
+    {"set_traceparent", set_traceparent, METH_O,
+     "set_traceparent(tp): makes tp the traceparent the handler's calls carry on (ValueError "
+     "for an invalid one)."},
     {"deadline", deadline, METH_NOARGS,
      "deadline(): the deadline of the call this handler serves, on time.monotonic()'s clock, "
      "or None (no deadline, or not in a handler)."},

@@ -11,14 +11,18 @@
 
 #include <shmrpc/client.h>
 #include <shmrpc/dynamic.h>
+#include <shmrpc/metadata.h>
 #include <shmrpc/status.h>
 #include <shmrpc/tcp.h>
 
 #include "usage.h"
 
 #define USAGE                                                                                      \
-    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [TLS OPTIONS] ADDRESS METHOD\n"     \
-    "                      [ARGS-AS-JSON|-]\n" CTL_TLS_USAGE
+    "usage: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TRACEPARENT]]\n"          \
+    "                      [TLS OPTIONS] ADDRESS METHOD [ARGS-AS-JSON|-]\n"                        \
+    "--trace sends a W3C traceparent with the call (a fresh one, or TRACEPARENT to continue a\n"   \
+    "trace) and prints it on stderr as \"traceparent: 00-...\"; the server's span is its "         \
+    "child.\n" CTL_TLS_USAGE
 
 /* Reads all of stdin for ARGS "-". */
 static char *read_stdin(size_t *n)
@@ -46,7 +50,7 @@ static int connect_failed(const char *addr, int rc, const char *msg)
 }
 
 int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage,
-                       shmrpc_client_opts *opts)
+                       shmrpc_client_opts *opts, const char **trace)
 {
     static uint8_t secret[SHMRPC_SECRET_MAX];
     enum {
@@ -57,7 +61,8 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
         OPT_TLS_CERT,
         OPT_TLS_KEY,
         OPT_TLS_NAME,
-        OPT_TLS_NO_VERIFY
+        OPT_TLS_NO_VERIFY,
+        OPT_TRACE
     };
     static const struct option longopts[] = {
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -68,6 +73,7 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
         {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
         {"tls-no-verify", no_argument, NULL, OPT_TLS_NO_VERIFY},
+        {"trace", optional_argument, NULL, OPT_TRACE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -116,6 +122,14 @@ int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage
             opts->tcp.tls = SHMRPC_TLS_ON;
             opts->tcp.tls_verify = SHMRPC_TLS_VERIFY_OFF;
             break;
+        case OPT_TRACE:
+            if (!trace) return shmrpc__usage(false, usage); /* not this command's */
+            if (optarg && shmrpc_traceparent_check(optarg) != 0) {
+                fprintf(stderr, "shmrpcctl: %s: --trace: %s\n", cmd, shmrpc_errmsg());
+                return 2;
+            }
+            *trace = optarg ? optarg : ""; /* "": a fresh trace */
+            break;
         default:
             return shmrpc__usage(opt == 'h', usage);
         }
@@ -127,7 +141,8 @@ int ctl_call_main(int argc, char **argv)
 {
     shmrpc_client_opts opts;
     shmrpc_client_opts_init(&opts);
-    int parsed = ctl_client_options(argc, argv, "call", USAGE, &opts);
+    const char *trace = NULL;
+    int parsed = ctl_client_options(argc, argv, "call", USAGE, &opts, &trace);
     if (parsed >= 0) return parsed;
     int i = optind;
     if (argc - i < 2 || argc - i > 3) return shmrpc__usage(false, USAGE);
@@ -176,6 +191,17 @@ int ctl_call_main(int argc, char **argv)
         fprintf(stderr, "shmrpcctl: %s: %s\n", method, shmrpc_errmsg());
         status = 2;
         goto done;
+    }
+    if (trace) { /* said before the call, so that a failed one can be found in the trace too */
+        char fresh[SHMRPC_TRACEPARENT_SIZE];
+        if (*trace == 0) shmrpc_traceparent_new(fresh);
+        const char *tp = *trace ? trace : fresh;
+        if ((rc = shmrpc_client_metadata_set(c, "traceparent", tp)) != 0) {
+            fprintf(stderr, "shmrpcctl: call: --trace: %s\n", shmrpc_errmsg());
+            status = 2;
+            goto done;
+        }
+        fprintf(stderr, "traceparent: %s\n", tp);
     }
     shmrpc_bytes resp;
     if ((rc = shmrpc_client_call(c, m->id, &resp)) != 0) {

@@ -12,15 +12,18 @@
     "system's), --tls-cert PATH and --tls-key PATH (a client certificate for mutual TLS),\n"       \
     "--tls-server-name NAME (the name its certificate must carry), --tls-no-verify\n"
 
-/* The subcommand: shmrpcctl call [--timeout MS] [--secret-file PATH] ADDRESS METHOD [ARGS].
+/* The subcommand: shmrpcctl call [--timeout MS] [--secret-file PATH] [--trace[=TP]] ADDRESS
+ * METHOD [ARGS].
  * Its exit status: 0 done, 1 the call failed, 2 bad usage or input. */
 int ctl_call_main(int argc, char **argv);
 
 /* The client options of the commands that connect (call, health): --timeout MS (into
  * opts->timeout_ms) and --secret-file PATH, read from argv (argv[0] the subcommand) up to
  * the first argument; cmd names the command in messages, usage is printed for --help (to
- * stdout) and bad usage. -1 when read (optind is the first argument), else the exit status. */
+ * stdout) and bad usage. --trace[=TRACEPARENT] only where trace is not NULL: *trace becomes
+ * the traceparent given (checked), or "" for a fresh one. -1 when read (optind is the first
+ * argument), else the exit status. */
 int ctl_client_options(int argc, char **argv, const char *cmd, const char *usage,
-                       shmrpc_client_opts *opts);
+                       shmrpc_client_opts *opts, const char **trace);
 
 #endif

@@ -51,7 +51,7 @@ int ctl_health_main(int argc, char **argv)
     /* A probe answers quickly or not at all: a shorter default than a call's. */
     opts.timeout_ms = 1000;
     opts.tcp.connect_timeout_ms = 1000;
-    int status = ctl_client_options(argc, argv, "health", USAGE, &opts);
+    int status = ctl_client_options(argc, argv, "health", USAGE, &opts, NULL);
     if (status >= 0) return status;
     opts.tcp.connect_timeout_ms = opts.timeout_ms;
     if (argc - optind != 1) return shmrpc__usage(false, USAGE);

@@ -12,6 +12,7 @@
 #include <shmrpc/service.h>
 #include <shmrpc/client.h>
 #include <shmrpc/server.h>
+#include <shmrpc/metadata.h>
 #include <shmrpc/intercept.h>
 #include <shmrpc/wait.h>
 #include <shmrpc/tcp.h>

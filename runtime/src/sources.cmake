@@ -34,9 +34,9 @@ shmrpc_sources(queue queue queue_seg.c queue_wake.c queue_frontier.c queue_death
 shmrpc_sources(map map map_seg.c map_files.c map_generation.c map_read.c map_space.c
   map_write.c map_iter.c map_info.c map_open.c)
 
-# rpc/: method tables and their compatibility, interceptors, dispatch, faults injected on
+# rpc/: method tables and their compatibility, interceptors, metadata, dispatch, faults injected on
 # purpose, the manager and its workers
-shmrpc_sources(rpc rpc compat.c verify.c intercept.c dispatch.c crew.c faults.c)
+shmrpc_sources(rpc rpc compat.c verify.c intercept.c meta.c meta_set.c dispatch.c crew.c faults.c)
 
 # transport/: inproc://, shm:// with its rendezvous, tcp:// with frames, auth and TLS
 shmrpc_sources(inproc transport/inproc inproc.c)

@@ -7,8 +7,12 @@ in flight when SIGTERM comes); every's handlers hand back what they are given. T
 deadline (docs/deadlines.md): echo_json("deadline") answers the ms left of it ("none"
 without one); echo_json("wait-cancel") waits, at most 20 s, for shmrpc.cancelled() to say
 why its client stopped waiting; echo_json("relay ADDRESS") naps 400 ms, then calls add at
-ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES. With
-$PY_SERVER_GATE set, the interceptor Gate runs around every call."""
+ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES. Metadata
+(docs/metadata.md): echo_json("meta") answers, as JSON, shmrpc.metadata() with "own": the
+handler's shmrpc.traceparent(); echo_json("hop ADDRESS") calls echo_json("meta") at ADDRESS
+and answers {"own": its traceparent, "b": that answer}. With $PY_SERVER_GATE set, the
+interceptor Gate runs around every call."""
+import json
 import os
 import sys
 import time
@@ -33,6 +37,12 @@ class Echo:
             while shmrpc.cancelled() is None and time.monotonic() < end:
                 time.sleep(0.001)
             note(type(shmrpc.cancelled()).__name__)
+        if text == "meta":
+            return json.dumps({"own": shmrpc.traceparent(), **shmrpc.metadata()})
+        if text.startswith("hop "):
+            with shmrpc.connect(text[len("hop "):]) as b:
+                inner = json.loads(b.echo_json("meta"))
+            return json.dumps({"own": shmrpc.traceparent(), "b": inner})
         if text.startswith("relay "):
             time.sleep(0.4)
             try:

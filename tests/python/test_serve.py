@@ -395,3 +395,57 @@ def test_handler_learns_its_client_gave_up(py_echo, tmp_path, monkeypatch):
             assert "was not sent" in notes.read_text()
     finally:
         s.stop()
+
+
+TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_metadata_round_trip(py_echo):
+    """Client.metadata and set_metadata reach the handler's shmrpc.metadata(); the handler's
+    shmrpc.traceparent() continues the client's trace with a span of its own; bad pairs are
+    refused on the client with the library's message, and change nothing (docs/metadata.md)."""
+    import json
+    with shmrpc.connect(py_echo.address) as c:
+        seen = json.loads(c.echo_json("meta"))
+        assert set(seen) == {"own"} and seen["own"].startswith("00-")
+        c.metadata = {"user": "alice", "x-text": "grüß"}
+        assert c.metadata == {"user": "alice", "x-text": "grüß"}
+        seen = json.loads(c.echo_json("meta"))
+        assert seen["user"] == "alice" and seen["x-text"] == "grüß"
+        c.traceparent = TP
+        assert c.traceparent == TP
+        seen = json.loads(c.echo_json("meta"))
+        assert seen["traceparent"] == TP
+        assert seen["own"][:36] == TP[:36] and seen["own"][36:52] != TP[36:52]
+        with pytest.raises(ValueError, match="metadata key 'User' has a byte outside"):
+            c.set_metadata("User", "x")
+        with pytest.raises(ValueError, match="is longer than 1024 bytes"):
+            c.metadata = {"a": "b", "big": "v" * 1025}
+        assert c.metadata == {"user": "alice", "x-text": "grüß", "traceparent": TP}
+        with pytest.raises(ValueError, match="traceparent 'nope'"):
+            c.traceparent = "nope"
+        c.set_metadata("user", None)
+        c.traceparent = None
+        seen = json.loads(c.echo_json("meta"))
+        assert seen.keys() == {"own", "x-text"}
+    assert shmrpc.metadata() == {} and shmrpc.traceparent() is None  # not in a handler
+
+
+def test_trace_through_two_hops(py_echo):
+    """client -> A -> B, Python handlers: B's parent is A's span, on the client's trace."""
+    import json
+    kind = "shm" if py_echo.address.startswith("shm://") else "tcp"
+    addr_b = shm_name("pyecho_b") if kind == "shm" else f"tcp://127.0.0.1:{free_port()}"
+    b = py_server("echo", addr_b)
+    try:
+        with shmrpc.connect(py_echo.address) as c:
+            c.traceparent = TP
+            c.set_metadata("user", "alice")
+            seen = json.loads(c.echo_json("hop " + addr_b))
+        a_own, inner = seen["own"], seen["b"]
+        assert a_own[:36] == TP[:36]
+        assert inner["traceparent"] == a_own  # B's parent: A's span
+        assert inner["own"][:36] == TP[:36] and inner["own"][36:52] != a_own[36:52]
+        assert "user" not in inner  # a handler's calls carry the trace on, not other pairs
+    finally:
+        b.stop()

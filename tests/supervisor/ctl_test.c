@@ -292,6 +292,39 @@ static void call_bad_input(void **state)
     assert_non_null(strstr(r.out, "call ADDRESS METHOD"));
 }
 
+/* --trace: a fresh traceparent, or the one given, sent and printed on stderr; a bad one
+ * refused; health takes no --trace. */
+static void call_with_trace(void **state)
+{
+    (void)state;
+    const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const char *addrs[] = {shm_live, tcp_addr};
+    for (int i = 0; i < 2; i++) {
+        run r;
+        ctl(&r, NULL, "call", "--trace", addrs[i], "add", "[1,2]", NULL);
+        assert_int_equal(r.status, 0);
+        assert_string_equal(r.out, "3\n");
+        assert_int_equal(strncmp(r.err, "traceparent: 00-", 16), 0);
+        assert_int_equal(strlen(r.err), strlen("traceparent: ") + 55 + 1);
+        char given[128];
+        snprintf(given, sizeof given, "--trace=%s", tp);
+        ctl(&r, NULL, "call", given, addrs[i], "add", "[1,2]", NULL);
+        assert_int_equal(r.status, 0);
+        char want[128];
+        snprintf(want, sizeof want, "traceparent: %s\n", tp);
+        assert_string_equal(r.err, want);
+    }
+    run r;
+    ctl(&r, NULL, "call", "--trace=00-nope", shm_live, "add", "[1,2]", NULL);
+    assert_int_equal(r.status, 2);
+    assert_string_equal(r.err, "shmrpcctl: call: --trace: traceparent '00-nope' is not 55 bytes "
+                               "long (version 00)\n");
+    ctl(&r, NULL, "health", "--trace", shm_live, NULL);
+    assert_int_equal(r.status, 2);
+    ctl(&r, NULL, "call", "--help", NULL);
+    assert_non_null(strstr(r.out, "--trace"));
+}
+
 static void ls_shows_the_live_server(void **state)
 {
     (void)state;
@@ -2570,6 +2603,7 @@ int main(void)
         cmocka_unit_test(call_every_method_shm),
         cmocka_unit_test(call_every_method_tcp),
         cmocka_unit_test(call_bad_input),
+        cmocka_unit_test(call_with_trace),
         cmocka_unit_test(ls_shows_the_live_server),
         cmocka_unit_test(clean_removes_only_the_dead),
         cmocka_unit_test(ls_shows_queues),

@@ -33,7 +33,7 @@
 #include "faults.h"
 #include "transport/tcp/frame.h"
 #include "core/core.h" /* shmrpc__status_known */
-#include "hello.h"
+#include "raw_peer.h"
 #include "procs.h"
 
 static char addr[64];
@@ -143,24 +143,14 @@ static int raw_connect(void)
 
 static void raw_send(int fd, const void *p, size_t n)
 {
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+    assert_true(test_raw_send(fd, p, n));
 }
 
 /* The next frame within 5 s (its body in b). */
 static shmrpc__frame_hdr raw_frame(int fd, shmrpc_buf *b)
 {
-    uint8_t hdr[SHMRPC__FRAME_HDR_SIZE];
-    int64_t deadline = test_now_ms() + 5000;
-    if (!test_raw_recv(fd, hdr, sizeof hdr, deadline)) fail_msg("no frame within 5 s");
     shmrpc__frame_hdr h;
-    shmrpc_buf err;
-    shmrpc_buf_init(&err);
-    assert_int_equal(shmrpc__frame_hdr_decode(hdr, sizeof hdr, 1 << 20, 0, &h, &err), 0);
-    shmrpc_buf_destroy(&err);
-    shmrpc_buf_clear(b);
-    assert_int_equal(shmrpc__buf_grow(b, (size_t)h.body_len + 1), 0);
-    assert_true(test_raw_recv(fd, b->data, h.body_len, deadline));
-    b->len = h.body_len;
+    if (!test_raw_frame(fd, &h, b)) fail_msg("no frame within 5 s");
     return h;
 }
 
@@ -176,16 +166,7 @@ static void expect_eof(int fd)
 
 static void raw_handshake(int fd)
 {
-    shmrpc__hello hello = {.proto = SHMRPC__WIRE_PROTO,
-                           .info = Calls_service_info,
-                           .threshold = 4096,
-                           .max_msg = 1 << 20};
-    shmrpc_buf b;
-    shmrpc_buf_init(&b);
-    assert_int_equal(test_put_hello(&b, &hello), 0);
-    raw_send(fd, b.data, b.len);
-    assert_int_equal(raw_frame(fd, &b).kind, SHMRPC__KIND_HELLO_ACK);
-    shmrpc_buf_destroy(&b);
+    assert_true(test_raw_handshake(fd, &Calls_service_info));
 }
 
 static uint32_t method_id(const char *name)
@@ -210,19 +191,12 @@ static int raw_add(int fd, uint64_t rid, uint8_t x, uint8_t y, uint8_t *sum, cha
     shmrpc_buf_init(&b);
     h = raw_frame(fd, &b);
     assert_int_equal(h.request_id, rid);
-    int rc = 0;
     if (h.kind == SHMRPC__KIND_RESPONSE) {
         assert_int_equal(b.len, 1);
         *sum = b.data[0];
-    } else {
-        assert_int_equal(h.kind, SHMRPC__KIND_ERROR);
-        shmrpc_str m;
-        shmrpc_buf err;
-        shmrpc_buf_init(&err);
-        assert_int_equal(shmrpc__error_parse(shmrpc_bytes_of(b.data, b.len), &rc, &m, &err), 0);
-        shmrpc_buf_destroy(&err);
-        snprintf(msg, n, "%.*s", (int)m.len, m.ptr);
     }
+    int rc = test_raw_answer(&h, &b, msg, n);
+    assert_true(h.kind == SHMRPC__KIND_RESPONSE || h.kind == SHMRPC__KIND_ERROR);
     shmrpc_buf_destroy(&b);
     return rc;
 }

@@ -52,7 +52,7 @@ typedef struct hdr_case {
     uint64_t rid;
     uint32_t len;
     uint16_t agreed; /* compression agreed, the lone flag (revision 3), the deadline flag (4),
-                        CANCEL frames (5) */
+                        CANCEL frames (5), the metadata flag (7) */
     int rc;
     const char *msg;
 } hdr_case;
@@ -70,8 +70,16 @@ static const hdr_case hdr_cases[] = {
     {"kind 0", 24, M, V, 0, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 0"},
     {"kind 11", 24, M, V, 11, 0, 0, 0, 10, 0, SHMRPC_EPROTO, "unknown frame kind 11"},
     {"kind 255", 24, M, V, 255, 0, 1, 1, 10, 0, SHMRPC_EPROTO, "unknown frame kind 255"},
-    {"unknown flag", 24, M, V, REQ, 0x0010, 1, 1, 10, 15, SHMRPC_EPROTO,
-     "unknown flag bits 0x0010 in a REQUEST frame"},
+    {"unknown flag", 24, M, V, REQ, 0x0020, 1, 1, 10, 15, SHMRPC_EPROTO,
+     "unknown flag bits 0x0020 in a REQUEST frame"},
+    {"metadata not agreed", 24, M, V, REQ, 0x0010, 1, 1, 10, 15, SHMRPC_EPROTO,
+     "REQUEST frame has the metadata flag, which needs protocol revision 7 (not agreed)"},
+    {"metadata cut short", 24, M, V, REQ, 0x0010, 1, 1, 2, 0x1f, SHMRPC_EPROTO,
+     "REQUEST frame has the metadata flag and a body of 2 bytes, too short to hold any"},
+    {"metadata after a deadline cut short", 24, M, V, REQ, 0x0018, 1, 1, 10, 0x1f, SHMRPC_EPROTO,
+     "REQUEST frame has the metadata flag and a body of 10 bytes, too short to hold any"},
+    {"metadata on a response", 24, M, V, RESP, 0x0010, 1, 1, 10, 0x1f, SHMRPC_EPROTO,
+     "unknown flag bits 0x0010 in a RESPONSE frame"},
     {"deadline not agreed", 24, M, V, REQ, 0x0008, 1, 1, 10, 7, SHMRPC_EPROTO,
      "REQUEST frame has the deadline flag, which needs protocol revision 4 (not agreed)"},
     {"deadline cut short", 24, M, V, REQ, 0x0008, 1, 1, 7, 15, SHMRPC_EPROTO,
@@ -201,6 +209,14 @@ static void malformed_headers(void **state)
     raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST,
             SHMRPC__FLAG_DEADLINE, 1, 1, MAX_BODY + SHMRPC__DEADLINE_LEN + 1);
     assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_DEADLINE, &h, &err),
+                     SHMRPC_ETOOBIG);
+    /* Metadata comes on top of the maximum too, at most its length and 4096 bytes. */
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_META,
+            1, 1, MAX_BODY + 2 + 4096);
+    assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_META, &h, &err), 0);
+    raw_hdr(b, SHMRPC__FRAME_MAGIC, SHMRPC__FRAME_VERSION, SHMRPC__KIND_REQUEST, SHMRPC__FLAG_META,
+            1, 1, MAX_BODY + 2 + 4096 + 1);
+    assert_int_equal(shmrpc__frame_hdr_decode(b, 24, MAX_BODY, SHMRPC__FLAG_META, &h, &err),
                      SHMRPC_ETOOBIG);
     shmrpc_buf_destroy(&err);
 }
@@ -638,7 +654,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = SHMRPC__WIRE_PROTO + 1;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 7; the client offered 1 to 6");
+                        "the server chose protocol revision 8; the client offered 1 to 7");
     got_ack.proto = 1;
     got_ack.compression = 4; /* a bit no revision defines */
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
@@ -648,7 +664,7 @@ static void handshake_round_trip(void **state)
     got_ack.proto = 0;
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), SHMRPC_EPROTO);
     assert_string_equal(shmrpc__msg_get(&err),
-                        "the server chose protocol revision 0; the client offered 1 to 6");
+                        "the server chose protocol revision 0; the client offered 1 to 7");
     got_ack.proto = 1;
     got_ack.auth = shmrpc_bytes_of("nonce", 5);
     assert_int_equal(shmrpc__hello_accept(&hello, &got_ack, &err), 0);

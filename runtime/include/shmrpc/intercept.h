@@ -7,6 +7,7 @@
 
 #include <shmrpc/client.h>
 #include <shmrpc/decls.h>
+#include <shmrpc/metadata.h>
 #include <shmrpc/server.h>
 #include <shmrpc/service.h>
 
@@ -14,13 +15,16 @@ SHMRPC_BEGIN_DECLS
 
 /* What an interceptor sees of a call. The library makes it and an interceptor only reads
  * it, through the pointer it is handed (valid until its hook returns): fields join at the
- * end (the call's metadata next), never before, so an interceptor built now keeps working. */
+ * end, never before, so an interceptor built now keeps working. */
 typedef struct shmrpc_call_info {
     const shmrpc_service_info *service; /* the service as this side knows it: service->name */
     const shmrpc_method_info *method;   /* the method called: name, encoding, fingerprint, and
                                          * id, its index in this side's table */
     shmrpc_ctx *ctx;                    /* on a server, the call's context (shmrpc_ctx_deadline,
                                          * shmrpc_ctx_cancelled, shmrpc_ctx_user); NULL on a client */
+    const shmrpc_metadata *metadata;    /* the call's metadata (shmrpc/metadata.h): on a client,
+                                         * what it sends (the trace a handler's call carries on
+                                         * among it); on a server, what came; NULL: none */
 } shmrpc_call_info;
 
 /* An interceptor: either hook may be NULL. arg is the pointer given at registration.

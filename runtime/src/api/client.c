@@ -10,6 +10,7 @@
 #include "core/wait.h"
 #include "rpc/faults.h"
 #include "rpc/intercept.h"
+#include "rpc/meta.h"
 
 struct shmrpc_client {
     const shmrpc_service_info *info;
@@ -44,6 +45,8 @@ struct shmrpc_client {
      * async-signal-safe, everywhere; a call compares it for change, so it may wrap. */
     _Atomic uint32_t cancels;
     uint32_t cancels_handled; /* its value when the started calls were last looked at */
+    shmrpc__meta_set *meta;   /* shmrpc_client_metadata_set's pairs, or NULL */
+    const shmrpc_metadata *call_meta; /* what the call being made sends, or NULL: none */
 };
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "shmrpc_client_cancel is async-signal-safe");
 
@@ -178,6 +181,7 @@ void shmrpc_client_free(shmrpc_client *c)
     shmrpc_arena_free(c->table.arena);
     shmrpc__faults_free(c->faults);
     shmrpc__icpts_free(c->icpt);
+    shmrpc__meta_set_free(c->meta);
     shmrpc_buf_destroy(&c->icmsg);
     free(c->map);
     free(c->slow);
@@ -243,10 +247,31 @@ void shmrpc_client_cancel(shmrpc_client *c)
     if (c) atomic_fetch_add_explicit(&c->cancels, 1, memory_order_relaxed);
 }
 
-/* A call made now can be cancelled by a later shmrpc_client_cancel only. */
+/* A call made now can be cancelled by a later shmrpc_client_cancel only; it sends the
+ * client's metadata, and the trace of the handler it is made from. */
 static void cancellable(shmrpc_client *c)
 {
     c->conn->cancels_seen = atomic_load_explicit(&c->cancels, memory_order_relaxed);
+    c->call_meta = shmrpc__meta_for_call(&c->meta, &c->conn->meta);
+}
+
+int shmrpc_client_metadata_set(shmrpc_client *c, const char *key, const char *value)
+{
+    if (!c) return shmrpc__err_set(SHMRPC_EINVAL, "no client");
+    c->loaned = false; /* a loan in the channel has room for the metadata it was made with */
+    return shmrpc__meta_set_put(&c->meta, key, value);
+}
+
+void shmrpc_client_metadata_clear(shmrpc_client *c)
+{
+    if (!c) return;
+    c->loaned = false;
+    shmrpc__meta_set_clear(c->meta);
+}
+
+const shmrpc_metadata *shmrpc_client_metadata(const shmrpc_client *c)
+{
+    return c && c->meta && c->meta->view.n ? &c->meta->view : NULL;
 }
 
 shmrpc_buf *shmrpc_client_request(shmrpc_client *c)
@@ -494,8 +519,9 @@ static int send_loaned(shmrpc_client *c, size_t len, int64_t timeout, shmrpc_byt
 /* The call of method j as its interceptors see it; its message goes to c->icmsg. */
 static shmrpc__icall icall_of(shmrpc_client *c, uint32_t j)
 {
-    return (shmrpc__icall){.pub = {.service = c->info, .method = &c->info->methods[j]},
-                           .msg = &c->icmsg};
+    return (shmrpc__icall){
+        .pub = {.service = c->info, .method = &c->info->methods[j], .metadata = c->call_meta},
+        .msg = &c->icmsg};
 }
 
 /* A blocking call of method j (loaned: of that many bytes in the transport; SIZE_MAX: from
@@ -652,6 +678,7 @@ static shmrpc_call *call_new(shmrpc_client *c, uint32_t sid, int64_t j, int64_t 
     if (!k) return NULL;
     k->client = c;
     shmrpc_buf_init(&k->p.req);
+    shmrpc_buf_init(&k->p.meta);
     shmrpc_buf_init(&k->p.resp);
     shmrpc_buf_init(&k->p.msg);
     k->p.resp.max = c->cfg.max_msg;
@@ -671,7 +698,8 @@ static int start(shmrpc_client *c, uint32_t sid, int64_t j, shmrpc_bytes req, in
     shmrpc_call *k = call_new(c, sid, j, timeout);
     if (!k) return SHMRPC_ENOMEM;
     if (c->conn->ops->start) {
-        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len)) {
+        if (shmrpc_buf_append(&k->p.req, req.ptr, req.len) ||
+            shmrpc_buf_append(&k->p.meta, c->conn->meta.ptr, c->conn->meta.len)) {
             shmrpc_call_free(k);
             return SHMRPC_ENOMEM;
         }
@@ -717,6 +745,7 @@ static void settle(shmrpc_call *k)
     shmrpc_client *c = k->client;
     shmrpc__icall ic = icall_of(c, (uint32_t)k->p.j);
     ic.msg = &k->p.msg;
+    ic.pub.metadata = NULL; /* the client's metadata may have changed since it was sent */
     k->p.status = shmrpc__icpts_after(c->icpt, &ic, k->icpt_ran, k->p.status);
 }
 
@@ -860,6 +889,7 @@ void shmrpc_call_free(shmrpc_call *call)
         call_unlink(call);
     }
     shmrpc_buf_destroy(&call->p.req);
+    shmrpc_buf_destroy(&call->p.meta);
     shmrpc_buf_destroy(&call->p.resp);
     shmrpc_buf_destroy(&call->p.msg);
     free(call);

@@ -262,7 +262,8 @@ static int invoke_around(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_
 {
     if (!s->icpt) return invoke_faulty(s, ctx, id, req, resp);
     const shmrpc_service_info *info = s->svc->info;
-    shmrpc__icall ic = {.pub = {.service = info, .method = &info->methods[id], .ctx = ctx}};
+    shmrpc__icall ic = {
+        .pub = {.service = info, .method = &info->methods[id], .ctx = ctx, .metadata = ctx->meta}};
     uint32_t ran;
     int rc = shmrpc__icpts_before(s->icpt, &ic, &ran);
     if (rc == 0) rc = call_status(s, ctx, id, invoke_faulty(s, ctx, id, req, resp), resp);
@@ -318,6 +319,9 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                                   : svc->invoke[id](ctx, s->handlers, req, resp);
     serving = outer;
     ctx->budget_ns = -1;
+    ctx->meta = NULL; /* in the arena, reset below */
+    ctx->tracestate = NULL;
+    ctx->trace[0] = 0;
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
         /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */

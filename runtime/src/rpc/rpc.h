@@ -105,6 +105,13 @@ struct shmrpc_ctx {
     size_t saved_cap;
     bool has_msg;
     char msg[SHMRPC__CTX_MSG_CAP];
+    /* The call's metadata (rpc/meta.c, shmrpc__ctx_set_meta, set by the transport before
+     * dispatch): decoded into the arena, or NULL; the client's tracestate in it; the call's
+     * traceparent, "" until it has one (the client's continued, a fresh one, or the handler's).
+     * Dispatch forgets them after the call. */
+    const shmrpc_metadata *meta;
+    const char *tracestate;
+    char trace[SHMRPC_TRACEPARENT_SIZE];
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
@@ -237,6 +244,7 @@ typedef struct shmrpc__pending {
     bool done;
     int status;
     shmrpc_buf req;  /* its request, kept while it may still move to another endpoint */
+    shmrpc_buf meta; /* its metadata (shmrpc__conn.meta when it was started), kept so too */
     shmrpc_buf resp; /* its answer, capped at the client's maximum */
     shmrpc_buf msg;  /* why it failed */
 } shmrpc__pending;
@@ -285,6 +293,10 @@ struct shmrpc__conn {
      * client sets both; a transport asks shmrpc__conn_cancelled in its waits. */
     const _Atomic uint32_t *cancels;
     uint32_t cancels_seen;
+    /* The metadata of the call being made (rpc/meta.h's encoding), len 0 for none: set by the
+     * client before each call, start or loan; a transport sends it with the request (one
+     * that cannot carry it, sends the call without). */
+    shmrpc_bytes meta;
 };
 
 /* Whether the call being made on c was cancelled since it began: the transport then ends

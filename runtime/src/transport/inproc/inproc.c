@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/meta.h"
 #include "rpc/rpc.h"
 
 #define NAME_MAX_LEN 255
@@ -183,7 +184,16 @@ static int inproc_call(shmrpc__conn *base, uint32_t sid, shmrpc_bytes req, shmrp
         shmrpc__msg_set(err, "the server at inproc://%s went away", c->e->name);
         return SHMRPC_EUNAVAIL;
     }
-    int rc = shmrpc__dispatch(s, &c->ctx, sid, req, &c->resp);
+    /* The metadata takes the path a remote call's does: decoded into the ctx's arena. */
+    const char *why;
+    int rc =
+        base->meta.len ? shmrpc__ctx_set_meta(&c->ctx, base->meta.ptr, base->meta.len, &why) : 0;
+    if (rc) {
+        leave(c->e);
+        shmrpc__msg_set(err, "%s", why);
+        return rc;
+    }
+    rc = shmrpc__dispatch(s, &c->ctx, sid, req, &c->resp);
     leave(c->e);
     if (rc) {
         shmrpc__msg_set(err, "%s", shmrpc__ctx_msg(&c->ctx));

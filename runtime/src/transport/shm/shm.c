@@ -312,5 +312,5 @@ int shmrpc__chan_reserve_keep(shmrpc__chan_map *m, uint64_t need, shmrpc__chan_m
 
 uint64_t shmrpc__chan_max_size(uint64_t max_msg)
 {
-    return chan_size_for(max_msg);
+    return chan_size_for(max_msg + SHMRPC_METADATA_MAX_BYTES); /* a request and its metadata */
 }

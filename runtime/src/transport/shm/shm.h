@@ -24,8 +24,9 @@
  * second line, with the lock beside it, and the call's number is 64-bit; 8: a worker claims a
  * call only from the number just before it, so a number written over a call being served no
  * longer makes it look new (issue 40); 9: the method table holds its types, one a line, after
- * the header, and the segment is as long as the table needs, up to 1 MiB of it (issue 36) */
-#define SHMRPC__SHM_VERSION 9u
+ * the header, and the segment is as long as the table needs, up to 1 MiB of it (issue 36); 10:
+ * a call's metadata follows its request in the channel (meta_len; issue 36) */
+#define SHMRPC__SHM_VERSION 10u
 #define SHMRPC__MAX_CONNS 256
 #define SHMRPC__MAX_WORKERS 64
 #define SHMRPC__TABLE_MAX (1 << 20) /* the method table, as text: what tcp:// carries */
@@ -245,7 +246,13 @@ typedef struct shmrpc__shm_chan {
      * timeout does not change), read by the worker that takes the call: its handler's
      * deadline (shmrpc_ctx_deadline), and the deadline of the calls the handler makes. */
     _Atomic uint64_t budget_ns;
-    char pad1[64 - 56];
+    /* The bytes of the call's metadata (rpc/meta.h's encoding, docs/metadata.md), which follow
+     * the request in the channel's data (from its start when the request rides in small);
+     * 0: none. Written by the client before REQUEST only when it differs from what it wrote
+     * last (never, for a client that sends none), read once by the worker that takes the
+     * call, which copies and checks the bytes before its handler sees them. */
+    _Atomic uint32_t meta_len;
+    uint32_t unused1;
 } shmrpc__shm_chan;
 static_assert(sizeof(shmrpc__shm_chan) == 128, "two cache lines of head");
 static_assert(offsetof(shmrpc__shm_chan, call) == 32, "the call's number aligned");

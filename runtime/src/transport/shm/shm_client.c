@@ -131,6 +131,7 @@ typedef struct shm_conn {
     uint32_t last_worker; /* served the last call: likely the next one's */
     uint64_t call;        /* the number of the last call sent (from 1), as in the channel */
     uint64_t budget;      /* what this client last wrote in its channel's budget_ns */
+    uint32_t meta_len;    /* what this client last wrote in its channel's meta_len */
     bool counted;         /* this call counts in the service's awake (shmrpc__waiter) */
     bool rung;            /* this call's request rang the doorbell */
     uint8_t *loan;        /* the channel's data while a loan waits for its call, or NULL */
@@ -269,6 +270,7 @@ static int create_chan(shm_conn *c, int64_t deadline, shmrpc_buf *err)
         return SHMRPC_EPERM;
     }
     c->budget = 0; /* as a new channel says */
+    c->meta_len = 0;
     char name[160];
     shmrpc__shm_chan_name(name, sizeof name, c->key, c->owner, c->slot, c->gen);
     int rc = shmrpc__shm_create_channel(name + 1, PAGE, &c->chan.fd, err);
@@ -735,6 +737,19 @@ static int call_send(shm_conn *c, uint32_t sid, shmrpc_bytes req, shmrpc__deadli
     if (req.len && dst != req.ptr) memcpy(dst, req.ptr, req.len);
     h->method = sid;
     h->req_len = (uint32_t)req.len;
+    /* The call's metadata after the request (shm.h), in room made now: the request is in the
+     * channel already, which a growth keeps. */
+    uint32_t mlen = (uint32_t)c->base.meta.len;
+    if (mlen) {
+        uint64_t off = req.len <= SHMRPC__CHAN_SMALL ? 0 : req.len;
+        if ((rc = shmrpc__chan_reserve(&c->chan, off + mlen, err)) != 0) return rc;
+        h = c->chan.head;
+        memcpy(shmrpc__chan_data(&c->chan) + off, c->base.meta.ptr, mlen);
+    }
+    if (mlen != c->meta_len) {
+        atomic_store_explicit(&h->meta_len, mlen, memory_order_relaxed);
+        c->meta_len = mlen;
+    }
     /* The time the call has, for the handler (shm.h): its timeout, or what is left of it
      * once the call has waited already (then the clock has been read anyway). */
     uint64_t budget = 0; /* none */

@@ -5,6 +5,7 @@
 #include "transport/shm/shm_server_int.h"
 
 #include "core/proc.h"
+#include "rpc/meta.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -355,11 +356,19 @@ static void run_call(worker *w, worker_chan *c)
     uint32_t method = h->method, len = h->req_len; /* read once */
     /* Before a large request maps the channel anew (h is then gone): 0, no deadline. */
     uint64_t budget = atomic_load_explicit(&h->budget_ns, memory_order_relaxed);
+    uint32_t mlen = atomic_load_explicit(&h->meta_len, memory_order_relaxed);
+    /* The metadata follows the request (shm.h): where, and how far the channel must reach. */
+    uint64_t moff = len <= SHMRPC__CHAN_SMALL ? 0 : len;
     int rc = len > w->l->max_msg ? SHMRPC_ETOOBIG : 0;
-    if (rc == 0 && len > SHMRPC__CHAN_SMALL) {
+    if (rc == 0 && mlen > SHMRPC_METADATA_MAX_BYTES) {
+        const char *why = "the call's metadata is longer than 4096 bytes";
+        answer(c, SHMRPC_EPROTO, why, strlen(why));
+        return;
+    }
+    if (rc == 0 && (len > SHMRPC__CHAN_SMALL || mlen)) {
         shmrpc_buf err; /* the reason goes unsaid: the client sent what its channel lacks */
         shmrpc_buf_init(&err);
-        rc = shmrpc__chan_follow(&c->map, len, &err);
+        rc = shmrpc__chan_follow(&c->map, moff + mlen, &err);
         shmrpc_buf_destroy(&err);
     }
     if (rc != 0) {
@@ -385,6 +394,15 @@ static void run_call(worker *w, worker_chan *c)
                 return;
             }
             data = w->req.data;
+        }
+    }
+    if (mlen) { /* copied and checked before the handler sees any of it */
+        const char *why;
+        rc = shmrpc__ctx_set_meta(&w->ctx, shmrpc__chan_data(&c->map) + moff, mlen, &why);
+        if (rc != 0) {
+            answer(c, rc, why, strlen(why));
+            loan_end(w);
+            return;
         }
     }
     w->serving = c;

@@ -25,7 +25,7 @@ static int attempt(tcp_pool *p, tcp_conn *c, int64_t j, uint32_t sid, shmrpc_byt
      * revision 3 knows the flag; older ones refuse it. */
     uint16_t flags = c->proto >= 3 && c->owed == 0 ? SHMRPC__FLAG_LONE : 0;
     uint64_t id = ++c->next_id;
-    int rc = shmrpc__tcp_send_request(c, esid, id, flags, req, deadline, err);
+    int rc = shmrpc__tcp_send_request(c, esid, id, flags, p->base.meta, req, deadline, err);
     bool sent = rc == 0;
     if (sent) {
         c->cancel_of = &p->base;

@@ -407,7 +407,7 @@ int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err)
 }
 
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
-                             shmrpc_bytes req, int64_t deadline, shmrpc_buf *err)
+                             shmrpc_bytes meta, shmrpc_bytes req, int64_t deadline, shmrpc_buf *err)
 {
     if (req.len > c->peer_max) {
         shmrpc__msg_set(err, "a request of %zu bytes is above the server's maximum of %" PRIu32,
@@ -421,8 +421,10 @@ int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t fl
         budget = deadline - shmrpc__now_ns();
         if (budget < 1) budget = 1;
     }
-    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, budget, req,
-                                       c->comp, c->threshold);
+    /* A server of revision 6 or less hears no metadata: the call goes without it. */
+    if (c->proto < 7) meta.len = 0;
+    int rc = shmrpc__tcp_put_msg_frame(&c->out, SHMRPC__KIND_REQUEST, flags, sid, id, budget, meta,
+                                       req, c->comp, c->threshold);
     if (rc) {
         shmrpc__msg_set(err, "cannot frame the request: %s", shmrpc_strerror(rc));
         return rc;

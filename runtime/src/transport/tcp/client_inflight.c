@@ -20,8 +20,8 @@ static int send_async(tcp_conn *c, shmrpc__pending *k, int *fate, shmrpc_buf *er
     *fate = FATE_NOT_RUN;
     uint32_t esid = k->j >= 0 ? c->map[k->j] : k->sid;
     uint64_t id = ++c->next_id;
-    int rc = shmrpc__tcp_send_request(c, esid, id, 0, shmrpc_bytes_of(k->req.data, k->req.len),
-                                      k->deadline, err);
+    int rc = shmrpc__tcp_send_request(c, esid, id, 0, shmrpc_bytes_of(k->meta.data, k->meta.len),
+                                      shmrpc_bytes_of(k->req.data, k->req.len), k->deadline, err);
     if (c->fd < 0 && c->inflight) shmrpc__tcp_fail_sending(c, rc, err);
     /* Not written whole (it broke, or the server broke the protocol meanwhile): it did not
      * run there. */

@@ -108,6 +108,18 @@ static int check_kind(const shmrpc__frame_hdr *h, uint16_t agreed, shmrpc_buf *e
                                "%s frame has the deadline flag, which needs protocol revision 4 "
                                "(not agreed)",
                                name);
+        if ((h->flags & SHMRPC__FLAG_META) && !(agreed & SHMRPC__FLAG_META))
+            return proto_error(err,
+                               "%s frame has the metadata flag, which needs protocol revision 7 "
+                               "(not agreed)",
+                               name);
+        if ((h->flags & SHMRPC__FLAG_META) &&
+            h->body_len < ((h->flags & SHMRPC__FLAG_DEADLINE) ? SHMRPC__DEADLINE_LEN : 0) +
+                              SHMRPC__META_LEN_SIZE + 1 + (comp != 0))
+            return proto_error(err,
+                               "%s frame has the metadata flag and a body of %u bytes, too short "
+                               "to hold any",
+                               name, h->body_len);
         if ((h->flags & SHMRPC__FLAG_DEADLINE) && h->body_len < SHMRPC__DEADLINE_LEN + (comp != 0))
             return proto_error(err,
                                "%s frame has the deadline flag and a body of %u bytes (its "
@@ -184,9 +196,10 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
         return proto_error(err, "unknown frame kind %u", h.kind);
     /* The lone and deadline flags are a REQUEST's only; whether they were agreed is
      * check_kind's. */
-    uint16_t known =
-        SHMRPC__FLAG_COMPRESSION |
-        (h.kind == SHMRPC__KIND_REQUEST ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE : 0);
+    uint16_t known = SHMRPC__FLAG_COMPRESSION |
+                     (h.kind == SHMRPC__KIND_REQUEST
+                          ? SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__FLAG_META
+                          : 0);
     if (h.flags & ~known)
         return proto_error(err, "unknown flag bits 0x%04x in a %s frame", h.flags & ~known,
                            shmrpc__frame_kind_name(h.kind));
@@ -195,6 +208,7 @@ int shmrpc__frame_hdr_decode(const uint8_t *p, size_t n, uint32_t max_body, uint
     /* A request's deadline comes on top of the largest body. */
     uint64_t max = max_body;
     if (h.flags & SHMRPC__FLAG_DEADLINE) max += SHMRPC__DEADLINE_LEN;
+    if (h.flags & SHMRPC__FLAG_META) max += SHMRPC__META_LEN_SIZE + SHMRPC_METADATA_MAX_BYTES;
     if (h.body_len > max) {
         shmrpc__msg_set(err, "%s frame body of %u bytes is above the maximum of %" PRIu64,
                         shmrpc__frame_kind_name(h.kind), h.body_len, max);

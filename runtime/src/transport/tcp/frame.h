@@ -44,6 +44,11 @@ enum shmrpc__frame_kind {
  * be compressed): the handler's deadline (docs/wire.md, "Deadlines"). */
 #define SHMRPC__FLAG_DEADLINE 0x0008u
 #define SHMRPC__DEADLINE_LEN 8u
+/* REQUEST only, revision 7: after the deadline (if any), the call's metadata: its length
+ * (2 bytes, big-endian, 1 to SHMRPC_METADATA_MAX_BYTES) and that many bytes of rpc/meta.h's
+ * encoding, before the request (docs/wire.md, "Metadata"). */
+#define SHMRPC__FLAG_META 0x0010u
+#define SHMRPC__META_LEN_SIZE 2u
 /* Not a bit a frame carries: passed to the decoder with the agreed flags once revision 5
  * was agreed, which allows CANCEL frames. */
 #define SHMRPC__AGREED_CANCEL 0x8000u
@@ -62,7 +67,8 @@ void shmrpc__frame_hdr_encode(const shmrpc__frame_hdr *h, uint8_t out[SHMRPC__FR
 /* Decodes and checks the n bytes at p. max_body: the largest body the caller accepts (a
  * REQUEST's deadline comes on top of it); compression: the SHMRPC__FLAG_* bits agreed for
  * this connection (0 before the handshake; SHMRPC__FLAG_LONE once revision 3 was agreed,
- * SHMRPC__FLAG_DEADLINE once 4 was, SHMRPC__AGREED_CANCEL once 5 was). SHMRPC_EPROTO (truncated,
+ * SHMRPC__FLAG_DEADLINE once 4 was, SHMRPC__AGREED_CANCEL once 5 was, SHMRPC__FLAG_META once 7
+ * was). SHMRPC_EPROTO (truncated,
  * bad magic, unknown kind or flag bits, a field not allowed for the kind), SHMRPC_EVERSION (another
  * frame version), SHMRPC_ETOOBIG (body above max_body), each with a message in err. h is written
  * only on success. */
@@ -108,8 +114,8 @@ int shmrpc__body_declared(uint16_t flag, shmrpc_bytes body, uint64_t *declared);
 /* --- the handshake -------------------------------------------------------------------- */
 
 /* The handshake's protocol revision (2: DRAIN; 3: the lone flag; 4: the deadline flag;
- * 5: CANCEL; 6: the table's types, and signatures that name them). */
-#define SHMRPC__WIRE_PROTO 6u
+ * 5: CANCEL; 6: the table's types, and signatures that name them; 7: the metadata flag). */
+#define SHMRPC__WIRE_PROTO 7u
 /* The first revision whose tables carry their types (element 8 of a handshake body). */
 #define SHMRPC__WIRE_PROTO_TYPES 6u
 #define SHMRPC__WIRE_MAX_HELLO (1u << 20)    /* HELLO / HELLO_ACK body */

@@ -10,6 +10,7 @@
 #include "transport/tcp/tcp_int.h"
 #include "core/wait.h"
 #include "transport/tcp/tcp_server_int.h"
+#include "rpc/meta.h"
 
 /* Fails one call with SHMRPC_EBUSY, before it runs, because the budget is spent: the
  * connection goes on, and the client may try again once others have read their answers. */
@@ -42,9 +43,9 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
         if (want > KEEP_BYTES && shmrpc__tcp_buf_resize(&p->out, want)) {
             /* out of memory: the append below fails and says so */
         }
-        rc = shmrpc__tcp_put_msg_frame(&p->out, SHMRPC__KIND_RESPONSE, 0, method, rid, -1,
-                                       shmrpc_bytes_of(resp->data, resp->len), p->comp,
-                                       p->threshold);
+        rc = shmrpc__tcp_put_msg_frame(
+            &p->out, SHMRPC__KIND_RESPONSE, 0, method, rid, -1, shmrpc_bytes_of(NULL, 0),
+            shmrpc_bytes_of(resp->data, resp->len), p->comp, p->threshold);
         if (rc) shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, shmrpc_strerror(rc));
     } else {
         shmrpc__tcp_put_error_frame(&p->out, method, rid, rc, msg);
@@ -53,20 +54,46 @@ static void put_answer(peer *p, uint32_t method, uint64_t rid, int rc, const shm
 
 /* Copies (or decompresses) the request into a job and hands it to the pool. */
 /* The request in a REQUEST's body, after its deadline when it has one (revision 4; the
- * decoder checked the body holds it), and that deadline's budget in *budget_ns (-1: none). */
-static shmrpc_bytes request_of(const shmrpc__frame_hdr *h, shmrpc_bytes body, int64_t *budget_ns)
+ * decoder checked the body holds it) and its metadata (revision 7), that deadline's budget in
+ * *budget_ns (-1: none) and the metadata's bytes in *meta (len 0: none). SHMRPC_EPROTO, with
+ * why, for a metadata length of 0, above SHMRPC_METADATA_MAX_BYTES or past the body: the peer
+ * lies, and the call is refused. */
+static int request_of(const shmrpc__frame_hdr *h, shmrpc_bytes body, int64_t *budget_ns,
+                      shmrpc_bytes *meta, shmrpc_bytes *req, const char **why)
 {
     *budget_ns = -1;
-    if (!(h->flags & SHMRPC__FLAG_DEADLINE)) return body;
-    *budget_ns = shmrpc__deadline_decode(body.ptr);
-    return shmrpc_bytes_of(body.ptr + SHMRPC__DEADLINE_LEN, body.len - SHMRPC__DEADLINE_LEN);
+    *meta = shmrpc_bytes_of(NULL, 0);
+    if (h->flags & SHMRPC__FLAG_DEADLINE) {
+        *budget_ns = shmrpc__deadline_decode(body.ptr);
+        body = shmrpc_bytes_of(body.ptr + SHMRPC__DEADLINE_LEN, body.len - SHMRPC__DEADLINE_LEN);
+    }
+    if (h->flags & SHMRPC__FLAG_META) { /* the decoder checked the body holds its length */
+        size_t n = (size_t)body.ptr[0] << 8 | body.ptr[1];
+        size_t left = body.len - SHMRPC__META_LEN_SIZE;
+        if (n == 0 || n > SHMRPC_METADATA_MAX_BYTES || n > left) {
+            *why = n == 0 ? "the call's metadata has a length of 0"
+                   : n > SHMRPC_METADATA_MAX_BYTES
+                       ? "the call's metadata is longer than 4096 bytes"
+                       : "the call's metadata is longer than its frame's body";
+            return SHMRPC_EPROTO;
+        }
+        *meta = shmrpc_bytes_of(body.ptr + SHMRPC__META_LEN_SIZE, n);
+        body = shmrpc_bytes_of(body.ptr + SHMRPC__META_LEN_SIZE + n, left - n);
+    }
+    *req = body;
+    return 0;
 }
 
 static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes frame_body)
 {
     const tcp_listener *l = w->l;
     int64_t budget;
-    shmrpc_bytes body = request_of(h, frame_body, &budget);
+    shmrpc_bytes body, meta;
+    const char *why;
+    if (request_of(h, frame_body, &budget, &meta, &body, &why) != 0) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EPROTO, why);
+        return;
+    }
     job *j = shmrpc__tcp_job_get(w);
     if (!j) {
         shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_ENOMEM,
@@ -135,6 +162,8 @@ static void submit(worker *w, peer *p, const shmrpc__frame_hdr *h, shmrpc_bytes 
     j->method = h->method;
     j->rid = h->request_id;
     j->budget_ns = budget;
+    shmrpc_buf_clear(&j->meta); /* room of at most SHMRPC_METADATA_MAX_BYTES, kept */
+    if (meta.len) shmrpc_buf_append(&j->meta, meta.ptr, meta.len);
     j->draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
     p->running++;
@@ -216,7 +245,8 @@ static bool run_here_cancelled(peer *p)
     uint8_t peeked[CANCEL_LOOK_BYTES];
     ssize_t k = shmrpc__io_peek(&p->io, peeked, sizeof peeked);
     size_t more = k > 0 ? (size_t)k : 0, all = mine + more;
-    uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__AGREED_CANCEL;
+    uint16_t agreed = p->comp | SHMRPC__FLAG_LONE | SHMRPC__FLAG_DEADLINE | SHMRPC__AGREED_CANCEL |
+                      SHMRPC__FLAG_META;
     shmrpc_buf err;
     shmrpc_buf_init(&err);
     bool found = false;
@@ -283,7 +313,12 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
         return;
     }
     int64_t budget;
-    shmrpc_bytes req = request_of(h, body, &budget);
+    shmrpc_bytes req, meta;
+    const char *why;
+    if (request_of(h, body, &budget, &meta, &req, &why) != 0) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, SHMRPC_EPROTO, why);
+        return;
+    }
     body = req;
     uint16_t comp = h->flags & SHMRPC__FLAG_COMPRESSION;
     int rc = 0;
@@ -310,6 +345,11 @@ void shmrpc__tcp_serve_request(worker *w, peer *p, const shmrpc__frame_hdr *h, s
     if (busy) atomic_store_explicit(busy, w->running + 1, memory_order_relaxed);
     w->ctx.draining =
         shmrpc__tcp_stopping(w); /* a forked worker's SIGTERM is its own, not the server's */
+    if (meta.len && (rc = shmrpc__ctx_set_meta(&w->ctx, meta.ptr, meta.len, &why)) != 0) {
+        shmrpc__tcp_put_error_frame(&p->out, h->method, h->request_id, rc, why);
+        if (busy) atomic_store_explicit(busy, w->running, memory_order_relaxed);
+        goto done;
+    }
     w->ctx.budget_ns = budget;
     w->ctx.wanted = lone_wanted;
     w->ctx.wanted_arg = p;

@@ -259,7 +259,8 @@ static int read_frame(worker *w, peer *p)
             shmrpc__msg_clear(&w->err);
             uint16_t agreed = p->comp | (p->proto >= 3 ? SHMRPC__FLAG_LONE : 0) |
                               (p->proto >= 4 ? SHMRPC__FLAG_DEADLINE : 0) |
-                              (p->proto >= 5 ? SHMRPC__AGREED_CANCEL : 0);
+                              (p->proto >= 5 ? SHMRPC__AGREED_CANCEL : 0) |
+                              (p->proto >= 7 ? SHMRPC__FLAG_META : 0);
             int rc = shmrpc__frame_hdr_decode(p->in.data, SHMRPC__FRAME_HDR_SIZE, max, agreed,
                                               &p->hdr, &w->err);
             if (rc) {

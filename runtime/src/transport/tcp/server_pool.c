@@ -13,6 +13,7 @@
 #include "transport/tcp/tcp_int.h"
 #include "core/wait.h"
 #include "transport/tcp/tcp_server_int.h"
+#include "rpc/meta.h"
 
 /* A call larger than this keeps its buffers only for itself. */
 #define CALL_KEEP ((size_t)1 << 20)
@@ -42,6 +43,7 @@ job *shmrpc__tcp_job_get(worker *w)
         if (!j) return NULL;
         shmrpc_buf_init(&j->req);
         shmrpc_buf_init(&j->resp);
+        shmrpc_buf_init(&j->meta);
     }
     j->next = NULL;
     j->charged = 0;
@@ -53,6 +55,7 @@ static void job_free(job *j)
 {
     shmrpc_buf_destroy(&j->req);
     shmrpc_buf_destroy(&j->resp);
+    shmrpc_buf_destroy(&j->meta);
     free(j);
 }
 
@@ -86,6 +89,12 @@ static int job_wanted(void *arg)
 void shmrpc__tcp_run_job(worker *w, shmrpc_ctx *ctx, job *j)
 {
     ctx->draining = j->draining;
+    const char *why;
+    if (j->meta.len && (j->rc = shmrpc__ctx_set_meta(ctx, j->meta.data, j->meta.len, &why))) {
+        snprintf(j->msg, sizeof j->msg, "%s", why);
+        j->ns = -1;
+        return;
+    }
     ctx->budget_ns = j->budget_ns;
     ctx->wanted = job_wanted;
     ctx->wanted_arg = j;

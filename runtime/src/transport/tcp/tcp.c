@@ -167,15 +167,21 @@ void shmrpc__tcp_set_nodelay(int fd)
 /* --- frames with bodies (both sides) ---------------------------------------------------- */
 
 int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
-                              uint64_t rid, int64_t budget_ns, shmrpc_bytes msg, uint16_t comp,
-                              uint32_t threshold)
+                              uint64_t rid, int64_t budget_ns, shmrpc_bytes meta, shmrpc_bytes msg,
+                              uint16_t comp, uint32_t threshold)
 {
     if (budget_ns >= 0) flags |= SHMRPC__FLAG_DEADLINE;
+    if (meta.len) flags |= SHMRPC__FLAG_META;
     size_t at = shmrpc__frame_begin(out, kind, flags, method, rid);
     if (budget_ns >= 0) {
         uint8_t dl[SHMRPC__DEADLINE_LEN];
         shmrpc__deadline_encode(budget_ns, dl);
         shmrpc_buf_append(out, dl, sizeof dl);
+    }
+    if (meta.len) {
+        uint8_t ml[SHMRPC__META_LEN_SIZE] = {(uint8_t)(meta.len >> 8), (uint8_t)meta.len};
+        shmrpc_buf_append(out, ml, sizeof ml);
+        shmrpc_buf_append(out, meta.ptr, meta.len);
     }
     uint16_t used = 0;
     if (comp && msg.len > 0 && msg.len >= threshold) {

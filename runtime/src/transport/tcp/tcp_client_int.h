@@ -165,9 +165,11 @@ int shmrpc__tcp_read_frame(tcp_conn *c, uint32_t max, shmrpc__frame_hdr *h, int6
 shmrpc_bytes shmrpc__tcp_frame_body(const tcp_conn *c);
 /* An ERROR frame's status, its message into err. */
 int shmrpc__tcp_error_frame(tcp_conn *c, shmrpc_buf *err);
-/* Sends a REQUEST of method sid with request id on c within deadline; then its answer is owed. */
+/* Sends a REQUEST of method sid with request id on c within deadline, with its metadata
+ * (len 0: none; left out for a server of revision 6 or less); then its answer is owed. */
 int shmrpc__tcp_send_request(tcp_conn *c, uint32_t sid, uint64_t id, uint16_t flags,
-                             shmrpc_bytes req, int64_t deadline, shmrpc_buf *err);
+                             shmrpc_bytes meta, shmrpc_bytes req, int64_t deadline,
+                             shmrpc_buf *err);
 /* Tells c's server that the client gave up on request id (a CANCEL, from revision 5), without
  * waiting for room: 0 once sent, 1 when not (a server of revision 4 or less, c not
  * connected, or no room now), or the status of the connection that broke. */

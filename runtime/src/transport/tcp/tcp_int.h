@@ -36,10 +36,11 @@ void shmrpc__tcp_set_nodelay(int fd);
 
 /* Appends a REQUEST or RESPONSE frame with flags, its body compressed with comp when it is
  * at least threshold bytes and compressing makes it smaller. A REQUEST's budget_ns (not
- * negative) goes before the body, with SHMRPC__FLAG_DEADLINE; -1: none. */
+ * negative) goes before the body, with SHMRPC__FLAG_DEADLINE; -1: none; then its metadata
+ * (meta.len > 0, at most SHMRPC_METADATA_MAX_BYTES), with SHMRPC__FLAG_META. */
 int shmrpc__tcp_put_msg_frame(shmrpc_buf *out, uint8_t kind, uint16_t flags, uint32_t method,
-                              uint64_t rid, int64_t budget_ns, shmrpc_bytes msg, uint16_t comp,
-                              uint32_t threshold);
+                              uint64_t rid, int64_t budget_ns, shmrpc_bytes meta, shmrpc_bytes msg,
+                              uint16_t comp, uint32_t threshold);
 
 /* Appends an ERROR frame; a status that is not negative is sent as SHMRPC_EPROTO. */
 void shmrpc__tcp_put_error_frame(shmrpc_buf *out, uint32_t method, uint64_t rid, int status,

@@ -152,6 +152,7 @@ typedef struct job {
     uint32_t method;
     uint64_t rid;
     int64_t budget_ns; /* the time its client gives it (revision 4), or -1 */
+    shmrpc_buf meta;   /* its metadata as the client sent it (revision 7; len 0: none) */
     bool draining;     /* the worker had been told to stop (the health method says so) */
     int rc;            /* the call's status */
     int64_t ns;        /* how long its handler took, for the statistics; -1: none ran */
