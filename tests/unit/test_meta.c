@@ -260,7 +260,7 @@ static void server_continues_or_drops(void **state)
     assert_int_equal(shmrpc__ctx_set_meta(&ctx, k.b, k.n, &why), 0);
     const char *own = shmrpc_ctx_traceparent(&ctx);
     assert_memory_equal(own, TP, 36);               /* version and trace-id */
-    assert_memory_not_equal(own + 36, TP + 36, 16); /* a span of its own */
+    assert_memory_not_equal(own + 36, &TP[36], 16); /* a span of its own */
     assert_string_equal(own + 52, "-01");
     assert_string_equal(shmrpc_ctx_metadata(&ctx, "traceparent"), TP);
     assert_string_equal(ctx.tracestate, "a=1");
