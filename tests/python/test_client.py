@@ -378,12 +378,12 @@ def test_idempotent_retried(transport, tmp_path):
     (docs/retries.md); a method without @idempotent fails with PeerDied and runs once. The
     Python server's table, read from the .svc, carries the annotation to the client."""
     import sys
-    from conftest import Server, free_port, shm_name
+    from conftest import Server, free_port, python_env, shm_name
     svc = os.path.join(os.path.dirname(__file__), "..", "shm", "retry.svc")
     server_py = os.path.join(os.path.dirname(__file__), "retry_server.py")
     notes = str(tmp_path / "notes")
     addr = shm_name("retry") if transport == "shm" else f"tcp://127.0.0.1:{free_port()}"
-    s = Server(sys.executable, addr, server_py, svc, notes)
+    s = Server(sys.executable, addr, server_py, svc, notes, env=python_env())
     try:
         c = shmrpc.connect(addr, timeout=5)
         assert c.get(1) == 2
