@@ -3,6 +3,7 @@
  * client processes, each calling through the generated stubs. */
 #include "shm_cases.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,35 @@ static int call(void *arg, uint64_t seq)
     return rc != 0 || out.len != k->len || (k->len && out.ptr[0] != (uint8_t)seq);
 }
 
+/* A client of the row's server in *c, connected (with the row's TLS, metadata and
+ * interceptor): 0, or 1 with the reason printed. */
+static int open_client(shmrpc_client **c, const shm_row *row)
+{
+    shmrpc_client_opts o;
+    shmrpc_client_opts_init(&o);
+    o.tcp.compression = row->o->compression;
+    if (row->o->tls) {
+        o.tcp.tls = SHMRPC_TLS_ON;
+        o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON; /* as across hosts: its own CA */
+        o.tcp.tls_ca = row->cert;
+    }
+    int rc = shmrpc_client_new(c, &Bench_service_info, &o);
+    if (rc == 0 && row->o->traced) {
+        char tp[SHMRPC_TRACEPARENT_SIZE];
+        shmrpc_traceparent_new(tp);
+        rc = shmrpc_client_metadata_set(*c, "traceparent", tp);
+        if (rc == 0) rc = shmrpc_client_intercept(*c, &traced_icpt, NULL);
+    }
+    if (rc == 0) rc = shmrpc_client_connect(*c, row->addr);
+    /* The server may still be starting: try for up to five seconds. */
+    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
+        usleep(10000);
+        rc = shmrpc_client_connect(*c, row->addr);
+    }
+    if (rc != 0) fprintf(stderr, "bench client: %s\n", shmrpc_errmsg());
+    return rc != 0;
+}
+
 static int client(bench_run *run, int idx, void *arg)
 {
     shm_row *row = arg;
@@ -163,41 +193,12 @@ static int client(bench_run *run, int idx, void *arg)
     k.in_flight = row->o->in_flight;
     k.loan = row->o->loan;
     if (row->o->text) bench_fill_text(k.payload, k.len);
-    shmrpc_client_opts o;
-    shmrpc_client_opts_init(&o);
-    o.tcp.compression = row->o->compression;
-    if (row->o->tls) {
-        o.tcp.tls = SHMRPC_TLS_ON;
-        o.tcp.tls_verify = SHMRPC_TLS_VERIFY_ON; /* as across hosts: its own CA */
-        o.tcp.tls_ca = row->cert;
-    }
-    int rc = shmrpc_client_new(&k.c, &Bench_service_info, &o);
-    if (rc == 0 && row->o->traced) {
-        char tp[SHMRPC_TRACEPARENT_SIZE];
-        shmrpc_traceparent_new(tp);
-        rc = shmrpc_client_metadata_set(k.c, "traceparent", tp);
-        if (rc == 0) rc = shmrpc_client_intercept(k.c, &traced_icpt, NULL);
-    }
-    if (rc == 0) rc = shmrpc_client_connect(k.c, row->addr);
-    /* The server may still be starting: try for up to five seconds. */
-    for (int i = 0; rc == SHMRPC_EUNAVAIL && i < 500; i++) {
-        usleep(10000);
-        rc = shmrpc_client_connect(k.c, row->addr);
-    }
-    if (rc != 0) {
-        fprintf(stderr, "bench client: %s\n", shmrpc_errmsg());
-        return 1;
-    }
-    rc = bench_client_loop(run, idx, call, &k);
+    if (open_client(&k.c, row) != 0) return 1;
+    int rc = bench_client_loop(run, idx, call, &k);
     shmrpc_client_free(k.c); /* calls still in flight end with it, and are freed after */
     for (int i = 0; i < k.n; i++)
         shmrpc_call_free(k.ring[(k.head + i) % k.in_flight]);
     return rc;
-}
-
-static void stop_server(void *arg)
-{
-    kill(*(pid_t *)arg, SIGTERM);
 }
 
 /* A self-signed certificate for 127.0.0.1 (ECDSA P-256) and its key in a new temporary
@@ -225,9 +226,71 @@ static void remove_certificate(shm_row *row)
     rmdir(row->dir);
 }
 
+/* --- the bare add, as a pair --- */
+
+/* A name of its own for each shm:// server this program starts. */
+static void shm_address(shm_row *row)
+{
+    static int servers;
+    snprintf(row->addr, sizeof row->addr, "shm://shmrpc-bench-%d-%d", (int)getpid(), servers++);
+}
+
+static const bench_shm_opts bare_add = {.wait = "adaptive", .method = "add"};
+
+/* A row's pair (bench_bare_add_pair), in memory its processes share: a server of its own
+ * and, in the row's client process, a client of it. */
+typedef struct add_pair {
+    bench_pair pair;
+    _Atomic uint32_t park; /* which nobody sleeps on: an idle worker sleeps by itself */
+    shm_row row;
+    pid_t server;
+    shmrpc_client *c; /* the row's client process's, connected at its first call */
+} add_pair;
+
+static int pair_add(void *arg, uint64_t seq)
+{
+    add_pair *p = arg;
+    if (!p->c && open_client(&p->c, &p->row) != 0) return -1;
+    int64_t sum;
+    int rc = bench_add(p->c, (int64_t)seq, 1, &sum);
+    return rc != 0 || sum != (int64_t)seq + 1 ? -1 : 0;
+}
+
+bench_pair *bench_bare_add_pair(bench_run *run)
+{
+    add_pair *p = bench_shared_alloc(sizeof *p);
+    if (!p) {
+        snprintf(run->err, sizeof run->err, "mmap: %s", strerror(errno));
+        return NULL;
+    }
+    p->row.o = &bare_add;
+    shm_address(&p->row);
+    p->pair = (bench_pair){.call = pair_add, .arg = p, .park = &p->park, .mem = p, .len = sizeof *p};
+    if (bench_spawn_server(run, serve, 0, &p->row) != 0) {
+        bench_shared_free(p, sizeof *p);
+        return NULL;
+    }
+    p->server = run->pid[run->nproc - 1];
+    return &p->pair;
+}
+
+typedef struct servers {
+    pid_t row; /* 0: it did not start */
+    bench_run *run;
+} servers;
+
+/* A row's server, and its pair's if that is a bare add (bench_bare_add_pair); a pair of
+ * another kind stops by itself. */
+static void stop_servers(void *arg)
+{
+    servers *s = arg;
+    if (s->row > 0) kill(s->row, SIGTERM);
+    bench_pair *pair = s->run->pair;
+    if (pair && pair->call == pair_add) kill(((add_pair *)pair->arg)->server, SIGTERM);
+}
+
 int bench_shm(bench_run *run)
 {
-    static int rows;
     shm_row row = {.o = run->c->arg};
     if (row.o->tls && !make_certificate(&row)) {
         fprintf(stderr, "bench: the openssl program could not make a TLS certificate\n");
@@ -237,12 +300,12 @@ int bench_shm(bench_run *run)
     if (row.o->tcp)
         snprintf(row.addr, sizeof row.addr, "tcp://127.0.0.1:%d", test_free_port());
     else
-        snprintf(row.addr, sizeof row.addr, "shm://shmrpc-bench-%d-%d", (int)getpid(), rows++);
+        shm_address(&row);
     int rc = bench_spawn_server(run, serve, 0, &row);
-    pid_t server_pid = run->nproc > 0 ? run->pid[run->nproc - 1] : 0;
+    servers stop = {.row = rc == 0 ? run->pid[run->nproc - 1] : 0, .run = run};
     for (int i = 0; rc == 0 && i < run->c->clients; i++)
         rc = bench_spawn_client(run, client, i, &row);
-    rc = bench_reap(run, stop_server, &server_pid);
+    rc = bench_reap(run, stop_servers, &stop);
     if (row.o->tls) remove_certificate(&row);
     return rc;
 }

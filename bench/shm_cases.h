@@ -29,6 +29,12 @@ typedef struct bench_shm_opts {
                            * the call's metadata */
 } bench_shm_opts;
 
+/* A shm:// server of the bare add (no metadata, no interceptor), as a pair that the row's
+ * one client takes turns with (harness.h): the traced row's reference, timed on the same
+ * cores at nearly the same moment. (Over tcp:// a wake-up dominates a call, and the pair's
+ * turn, which follows a warm-up, would not be timed as the row's calls are.) */
+bench_pair *bench_bare_add_pair(bench_run *run);
+
 /* A server with run->c->workers workers and run->c->clients client processes calling
  * one method in a loop. arg: a bench_shm_opts. */
 int bench_shm(bench_run *run);

@@ -251,6 +251,14 @@ static void round_trip(void **state)
     memset(req, 'm', sizeof req - 1);
     memcpy(req, "meta", 4);
     assert_string_equal(pairs_of(meta_of(c, req)), want);
+    /* The large request wrote over where a small one's metadata goes: the same pairs are
+     * written again, not taken as already there. */
+    assert_string_equal(pairs_of(meta_of(c, "meta")), want);
+    /* A value of the same length (the pair moves to the end): a block of the same length,
+     * whose new bytes are sent. */
+    assert_int_equal(shmrpc_client_metadata_set(c, "user", "carol"), 0);
+    snprintf(want, sizeof want, "x-utf8=gr\xc3\xbc\xc3\x9f\nlong=%s\nempty=\nuser=carol\n", big);
+    assert_string_equal(pairs_of(meta_of(c, "meta")), want);
     /* Replaced, removed, then cleared: each call sends what is set then. */
     assert_int_equal(shmrpc_client_metadata_set(c, "user", "bob"), 0);
     assert_int_equal(shmrpc_client_metadata_set(c, "long", NULL), 0);

@@ -182,6 +182,79 @@ static void traceparents(void **state)
     assert_string_not_equal(fresh, other);
 }
 
+/* Whether tp, 55 bytes, is a traceparent by W3C's rules, written out plainly: the oracle
+ * the library's checks a word at a time are held to. */
+static bool w3c_valid(const char *tp)
+{
+    bool trace_set = false, parent_set = false;
+    for (int i = 0; i < SHMRPC_TRACEPARENT_LEN; i++) {
+        char ch = tp[i];
+        bool hex = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+        if (i == 2 || i == 35 || i == 52) {
+            if (ch != '-') return false;
+        } else if (i < 2) {
+            if (ch != '0') return false; /* version 00 */
+        } else if (!hex) {
+            return false;
+        } else if (ch != '0') {
+            trace_set |= i < 35;
+            parent_set |= i > 35 && i < 52;
+        }
+    }
+    return trace_set && parent_set;
+}
+
+/* Every byte value at every place of a traceparent, and all-zero ids but for one digit at
+ * each place: the checks agree with the oracle each time. */
+static void traceparents_byte_by_byte(void **state)
+{
+    (void)state;
+    char tp[SHMRPC_TRACEPARENT_SIZE];
+    int valid = 0;
+    for (int i = 0; i < SHMRPC_TRACEPARENT_LEN; i++)
+        for (int b = 1; b < 256; b++) {
+            memcpy(tp, TP, sizeof tp);
+            tp[i] = (char)b;
+            bool want = w3c_valid(tp);
+            valid += want;
+            if ((shmrpc__traceparent_bad(tp, SHMRPC_TRACEPARENT_LEN) == NULL) != want)
+                fail_msg("byte %d set to 0x%02x: the checks say %s", i, b,
+                         want ? "invalid" : "valid");
+        }
+    assert_int_equal(valid, 5 + 50 * 16); /* the 5 fixed places as they are; 16 digits at 50 */
+    for (int i = 0; i < SHMRPC_TRACEPARENT_LEN; i++) {
+        memcpy(tp, "00-00000000000000000000000000000000-0000000000000000-01", sizeof tp);
+        tp[i] = tp[i] == '0' ? '1' : tp[i];
+        if ((shmrpc__traceparent_bad(tp, SHMRPC_TRACEPARENT_LEN) == NULL) != w3c_valid(tp))
+            fail_msg("one digit set at %d: the checks disagree", i);
+        assert_non_null(shmrpc__traceparent_bad(tp, SHMRPC_TRACEPARENT_LEN)); /* a zero id */
+    }
+}
+
+/* A value's checks a word at a time: a NUL byte or a byte that starts no UTF-8 at each
+ * place of values 1 to 40 bytes long, refused; UTF-8 across a word's edge, kept. */
+static void values_byte_by_byte(void **state)
+{
+    (void)state;
+    char v[41];
+    for (size_t n = 1; n <= 40; n++)
+        for (size_t at = 0; at < n; at++) {
+            memset(v, 'x', n);
+            assert_null(shmrpc__meta_value_bad(v, n));
+            v[at] = 0;
+            assert_string_equal(shmrpc__meta_value_bad(v, n), "holds a NUL byte");
+            v[at] = (char)0xff;
+            assert_string_equal(shmrpc__meta_value_bad(v, n), "is not UTF-8");
+            v[at] = (char)0xc3; /* a lead byte */
+            if (at + 1 < n) {
+                v[at + 1] = (char)0xbc; /* with its continuation: ü */
+                assert_null(shmrpc__meta_value_bad(v, n));
+            } else {
+                assert_string_equal(shmrpc__meta_value_bad(v, n), "is not UTF-8");
+            }
+        }
+}
+
 /* The client's bounds: each refused before anything is sent, with the key and the bound. */
 static void client_bounds(void **state)
 {
@@ -262,6 +335,13 @@ static void server_continues_or_drops(void **state)
     assert_memory_equal(own, TP, 36);               /* version and trace-id */
     assert_memory_not_equal(own + 36, &TP[36], 16); /* a span of its own */
     assert_string_equal(own + 52, "-01");
+    char first[SHMRPC_TRACEPARENT_SIZE];
+    memcpy(first, own, sizeof first);
+    assert_string_equal(shmrpc_ctx_traceparent(&ctx), first); /* drawn once: read again, the same */
+    /* The next call's span is another. */
+    shmrpc_arena_reset(ctx.arena);
+    assert_int_equal(shmrpc__ctx_set_meta(&ctx, k.b, k.n, &why), 0);
+    assert_memory_not_equal(shmrpc_ctx_traceparent(&ctx) + 36, first + 36, 16);
     assert_string_equal(shmrpc_ctx_metadata(&ctx, "traceparent"), TP);
     assert_string_equal(ctx.tracestate, "a=1");
     shmrpc_arena_reset(ctx.arena);
@@ -295,6 +375,8 @@ int main(void)
         cmocka_unit_test(a_peers_block_that_lies),
         cmocka_unit_test(round_trip),
         cmocka_unit_test(traceparents),
+        cmocka_unit_test(traceparents_byte_by_byte),
+        cmocka_unit_test(values_byte_by_byte),
         cmocka_unit_test(client_bounds),
         cmocka_unit_test(server_continues_or_drops),
     };

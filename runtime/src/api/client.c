@@ -538,7 +538,10 @@ static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t time
         err = shmrpc__err_begin(); /* not what the befores' own calls left */
         rc = loaned == SIZE_MAX ? send_call(c, j, timeout, resp, err)
                                 : send_loaned(c, loaned, timeout, resp, err);
-        shmrpc__msg_set(&c->icmsg, "%s", rc ? shmrpc_errmsg() : "");
+        if (rc)
+            shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
+        else
+            shmrpc__msg_clear(&c->icmsg); /* no formatting on a call's common path */
     }
     rc = shmrpc__icpts_after(c->icpt, &ic, ran, rc);
     if (rc == 0) return shmrpc__err_end(0);

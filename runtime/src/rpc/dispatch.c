@@ -322,6 +322,7 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->meta = NULL; /* in the arena, reset below */
     ctx->tracestate = NULL;
     ctx->trace[0] = 0;
+    ctx->span_due = false;
     rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
         /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */

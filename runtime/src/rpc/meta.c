@@ -11,6 +11,18 @@
 
 /* --- checks ---------------------------------------------------------------------------- */
 
+/* Eight bytes at a time (SWAR): each byte's high bit, of a word whose bytes are all below
+ * 0x80 (so that no sum below carries into the next byte). */
+#define BYTES_1 UINT64_C(0x0101010101010101)
+#define BYTES_HIGH (BYTES_1 * 0x80)
+
+/* The high bit of each byte of w that lies in lo..hi: b + (0x80 - lo) reaches 0x80 when
+ * b >= lo, and b + (0x7f - hi) when b > hi. */
+static uint64_t bytes_within(uint64_t w, uint8_t lo, uint8_t hi)
+{
+    return (w + BYTES_1 * (0x80u - lo)) & ~(w + BYTES_1 * (0x7fu - hi)) & BYTES_HIGH;
+}
+
 const char *shmrpc__meta_key_bad(const char *key, size_t klen)
 {
     if (klen == 0) return "is empty";
@@ -24,9 +36,24 @@ const char *shmrpc__meta_key_bad(const char *key, size_t klen)
     return NULL;
 }
 
+/* Whether the n bytes at p are ASCII without NUL, checked a word at a time: the common
+ * value (a traceparent, a token), which then needs no check a byte at a time. */
+static bool ascii_text(const char *p, size_t n)
+{
+    if (n < sizeof(uint64_t)) return false;
+    uint64_t w, odd = 0;
+    for (size_t i = 0;; i += sizeof w) {
+        if (i > n - sizeof w) i = n - sizeof w; /* the last word overlaps the one before */
+        memcpy(&w, p + i, sizeof w);
+        odd |= (w | ((w - BYTES_1) & ~w)) & BYTES_HIGH; /* a high bit, or a zero byte */
+        if (i == n - sizeof w) return odd == 0;
+    }
+}
+
 const char *shmrpc__meta_value_bad(const char *value, size_t vlen)
 {
     if (vlen > SHMRPC_METADATA_VALUE_MAX) return "is longer than 1024 bytes";
+    if (ascii_text(value, vlen)) return NULL;
     if (memchr(value, 0, vlen)) return "holds a NUL byte";
     if (!shmrpc__utf8_valid((const uint8_t *)value, vlen)) return "is not UTF-8";
     return NULL;
@@ -44,9 +71,38 @@ static bool hex_ok(const char *p, size_t n, bool nonzero)
     return any || !nonzero;
 }
 
+/* Whether the 8 bytes at p (read into *w) are lower-case hex digits. */
+static bool hex_word(const char *p, uint64_t *w)
+{
+    memcpy(w, p, sizeof *w);
+    return (*w & BYTES_HIGH) == 0 &&
+           (bytes_within(*w, '0', '9') | bytes_within(*w, 'a', 'f')) == BYTES_HIGH;
+}
+
+/* Whether tp (55 bytes) is a valid traceparent: the common case, which every traced call
+ * asks of its server, in a few words rather than a branch a byte. A false answer is
+ * explained by the checks a byte at a time below. */
+static bool traceparent_ok(const char *tp)
+{
+    const uint64_t zeros = BYTES_1 * '0';
+    uint64_t w, trace = 0, parent = 0;
+    bool ok = tp[0] == '0' && tp[1] == '0' && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
+              hex_ok(tp + 53, 2, false);
+    for (int k = 0; k < 4; k++) {
+        ok &= hex_word(tp + 3 + 8 * k, &w);
+        trace |= w ^ zeros;
+    }
+    for (int k = 0; k < 2; k++) {
+        ok &= hex_word(tp + 36 + 8 * k, &w);
+        parent |= w ^ zeros;
+    }
+    return ok && trace != 0 && parent != 0;
+}
+
 const char *shmrpc__traceparent_bad(const char *tp, size_t n)
 {
     if (n != SHMRPC_TRACEPARENT_LEN) return "is not 55 bytes long (version 00)";
+    if (traceparent_ok(tp)) return NULL;
     if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return "has no '-' where one belongs";
     if (!hex_ok(tp, 2, false)) return "has a version that is not 2 lower-case hex digits";
     if (tp[0] != '0' || tp[1] != '0') return "has a version other than 00 (ff is invalid)";
@@ -138,53 +194,56 @@ int shmrpc__meta_decode(const uint8_t *p, size_t n, shmrpc_arena *a, shmrpc_meta
         *why = "the call's metadata is longer than 4096 bytes";
         return SHMRPC_EPROTO;
     }
-    /* The copy first: a channel's bytes may change under the checks. Each string gets a NUL,
-     * at most one per pair. */
-    shmrpc_metadata *m = shmrpc_arena_alloc(a, sizeof *m, 8);
-    char *copy = shmrpc_arena_alloc(a, n + 2 * SHMRPC_METADATA_MAX_PAIRS + 1, 1);
-    if (!m || !copy) {
+    /* Each string copied out of p once, with its NUL, before it is checked: a channel's
+     * bytes may change under the checks. Its pairs' heads (3 bytes each) leave room for
+     * the NULs, so n bytes hold the strings. */
+    shmrpc_metadata *m = shmrpc_arena_alloc(a, sizeof *m + n, 8);
+    if (!m) {
         *why = "out of memory";
         return SHMRPC_ENOMEM;
     }
-    uint8_t *in = (uint8_t *)copy + 2 * SHMRPC_METADATA_MAX_PAIRS + 1;
-    if (n) memcpy(in, p, n);
+    char *dst = (char *)(m + 1);
     *why = "the call's metadata has no pairs, or more than 16";
-    if (n < 1 || in[0] == 0 || in[0] > SHMRPC_METADATA_MAX_PAIRS) return SHMRPC_EPROTO;
-    m->n = in[0];
+    uint8_t count = n ? p[0] : 0;
+    if (count == 0 || count > SHMRPC_METADATA_MAX_PAIRS) return SHMRPC_EPROTO;
     m->bytes = (uint32_t)n;
+    m->trace = 0;
     size_t at = 1;
-    char *dst = copy;
-    for (uint32_t i = 0; i < m->n; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         *why = "the call's metadata ends inside a pair";
-        if (n - at < SHMRPC__META_PAIR_HEAD) return SHMRPC_EPROTO;
-        size_t klen = in[at], vlen = (size_t)in[at + 1] << 8 | in[at + 2];
-        at += SHMRPC__META_PAIR_HEAD;
+        uint8_t head[SHMRPC__META_PAIR_HEAD];
+        if (n - at < sizeof head) return SHMRPC_EPROTO;
+        memcpy(head, p + at, sizeof head);
+        size_t klen = head[0], vlen = (size_t)head[1] << 8 | head[2];
+        at += sizeof head;
         if (klen + vlen > n - at) return SHMRPC_EPROTO;
-        const char *key = (const char *)in + at, *value = key + klen;
-        *why = shmrpc__meta_key_bad(key, klen) ? "the call's metadata has a malformed key"
+        char *key = dst, *value = key + klen + 1;
+        memcpy(key, p + at, klen);
+        key[klen] = 0;
+        memcpy(value, p + at + klen, vlen);
+        value[vlen] = 0;
+        dst = value + vlen + 1;
+        at += klen + vlen;
+        /* A valid traceparent, the pair of every traced call, is its key and text already. */
+        bool trace = klen == sizeof "traceparent" - 1 && memcmp(key, "traceparent", klen) == 0 &&
+                     vlen == SHMRPC_TRACEPARENT_LEN && traceparent_ok(value);
+        *why = trace                          ? NULL
+               : shmrpc__meta_key_bad(key, klen) ? "the call's metadata has a malformed key"
                : shmrpc__meta_value_bad(value, vlen)
                    ? "the call's metadata has a value that is not UTF-8 text of at most 1024 "
                      "bytes"
                    : NULL;
         if (*why) return SHMRPC_EPROTO;
+        if (trace) m->trace = i + 1;
         for (uint32_t k = 0; k < i; k++)
             if (m->pair[k].klen == klen && memcmp(m->pair[k].key, key, klen) == 0) {
                 *why = "the call's metadata has a key twice";
                 return SHMRPC_EPROTO;
             }
-        /* The key and the value, each NUL-terminated, moved down to dst: never past what
-         * is read next (dst stays 2*(pairs left)+1 bytes behind at least). */
-        m->pair[i] = (struct shmrpc__pair){.klen = (uint16_t)klen, .vlen = (uint16_t)vlen};
-        memmove(dst, key, klen);
-        dst[klen] = 0;
-        m->pair[i].key = dst;
-        dst += klen + 1;
-        memmove(dst, in + at + klen, vlen);
-        dst[vlen] = 0;
-        m->pair[i].value = dst;
-        dst += vlen + 1;
-        at += klen + vlen;
+        m->pair[i] = (struct shmrpc__pair){
+            .key = key, .value = value, .klen = (uint16_t)klen, .vlen = (uint16_t)vlen};
     }
+    m->n = count;
     *why = "the call's metadata has bytes after its last pair";
     if (at != n) return SHMRPC_EPROTO;
     *why = NULL;
@@ -207,14 +266,19 @@ int shmrpc_metadata_at(const shmrpc_metadata *m, size_t i, const char **key, con
     return 0;
 }
 
+/* The pair of m whose key is key (klen bytes), or NULL. */
+static const struct shmrpc__pair *pair_of(const shmrpc_metadata *m, const char *key, size_t klen)
+{
+    for (uint32_t i = 0; i < m->n; i++)
+        if (m->pair[i].klen == klen && memcmp(m->pair[i].key, key, klen) == 0) return &m->pair[i];
+    return NULL;
+}
+
 const char *shmrpc_metadata_get(const shmrpc_metadata *m, const char *key)
 {
     if (!m || !key) return NULL;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < m->n; i++)
-        if (m->pair[i].klen == klen && memcmp(m->pair[i].key, key, klen) == 0)
-            return m->pair[i].value;
-    return NULL;
+    const struct shmrpc__pair *p = pair_of(m, key, strlen(key));
+    return p ? p->value : NULL;
 }
 
 /* --- a handler's call ---------------------------------------------------------------------- */
@@ -235,13 +299,14 @@ int shmrpc__ctx_set_meta(shmrpc_ctx *ctx, const uint8_t *p, size_t n, const char
         return rc;
     }
     ctx->meta = m;
-    const char *tp = shmrpc_metadata_get(m, "traceparent");
-    if (tp && shmrpc__traceparent_bad(tp, strlen(tp)) == NULL) {
-        /* Continued: the client's trace-id and flags, a span of this call's own. */
-        memcpy(ctx->trace, tp, SHMRPC_TRACEPARENT_SIZE);
-        shmrpc__span_id(ctx->trace + 36);
-        ctx->tracestate = shmrpc_metadata_get(m, "tracestate");
-    } else if (tp) {
+    if (m->trace) {
+        /* Continued: the client's trace-id and flags, a span of this call's own (drawn when
+         * the trace is first read). */
+        memcpy(ctx->trace, m->pair[m->trace - 1].value, SHMRPC_TRACEPARENT_SIZE);
+        ctx->span_due = true;
+        const struct shmrpc__pair *ts = pair_of(m, "tracestate", strlen("tracestate"));
+        ctx->tracestate = ts ? ts->value : NULL;
+    } else if (pair_of(m, "traceparent", strlen("traceparent"))) {
         /* W3C: a traceparent that cannot be parsed is dropped with its tracestate, and the
          * receiver starts a trace of its own. */
         for (uint32_t i = m->n; i-- > 0;)
@@ -268,6 +333,10 @@ const char *shmrpc_ctx_traceparent(shmrpc_ctx *ctx)
 {
     if (!ctx) return NULL;
     if (ctx->trace[0] == 0) shmrpc_traceparent_new(ctx->trace); /* a trace starts here */
+    if (ctx->span_due) {
+        shmrpc__span_id(ctx->trace + 36);
+        ctx->span_due = false; /* one span for the whole call */
+    }
     return ctx->trace;
 }
 
@@ -275,6 +344,9 @@ int shmrpc_ctx_set_traceparent(shmrpc_ctx *ctx, const char *tp)
 {
     if (!ctx) return shmrpc__err_set(SHMRPC_EINVAL, "no ctx");
     int rc = shmrpc_traceparent_check(tp);
-    if (rc == 0) memcpy(ctx->trace, tp, SHMRPC_TRACEPARENT_SIZE);
+    if (rc == 0) {
+        memcpy(ctx->trace, tp, SHMRPC_TRACEPARENT_SIZE);
+        ctx->span_due = false;
+    }
     return rc;
 }

@@ -10,6 +10,9 @@
 struct shmrpc_metadata {
     uint32_t n;     /* pairs */
     uint32_t bytes; /* encoded: 1 + each pair's 3 + key + value */
+    /* Decoded (shmrpc__meta_decode): 1 + the index of the pair "traceparent" when its value
+     * is a valid traceparent, which no other check then needs; 0: none, or a malformed one. */
+    uint32_t trace;
     struct shmrpc__pair {
         const char *key, *value; /* NUL-terminated */
         uint16_t klen, vlen;
@@ -33,8 +36,8 @@ const char *shmrpc__traceparent_bad(const char *tp, size_t n);
  * bounds. SHMRPC_ENOMEM. */
 int shmrpc__meta_encode(const shmrpc_metadata *m, shmrpc_buf *out);
 
-/* Reads a peer's n encoded bytes at p, which it may still be writing (a channel): copied
- * into a first, then checked whole (n up to SHMRPC_METADATA_MAX_BYTES; a count of 1 to
+/* Reads a peer's n encoded bytes at p, which it may still be writing (a channel): each byte
+ * read once, each string copied into a before it is checked (n up to SHMRPC_METADATA_MAX_BYTES; a count of 1 to
  * SHMRPC_METADATA_MAX_PAIRS; each length inside what is left; keys and values by the checks
  * above; no key twice; nothing left over). *out lives in a. SHMRPC_EPROTO with why (static
  * text, or in a), SHMRPC_ENOMEM. */

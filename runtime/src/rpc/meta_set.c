@@ -149,7 +149,8 @@ const shmrpc_metadata *shmrpc__meta_for_call(shmrpc__meta_set **sp, shmrpc_bytes
     }
     s->call = s->view;
     bool has_ts = shmrpc_metadata_get(&s->view, "tracestate") != NULL;
-    if (add_if_fits(&s->call, "traceparent", ctx->trace) && ctx->tracestate && !has_ts)
+    if (add_if_fits(&s->call, "traceparent", shmrpc_ctx_traceparent(ctx)) && ctx->tracestate &&
+        !has_ts)
         add_if_fits(&s->call, "tracestate", ctx->tracestate);
     const shmrpc_metadata *m = &s->call;
     if (reencode(m, &s->call_enc) != 0) { /* out of memory: the client's own pairs */

@@ -107,11 +107,13 @@ struct shmrpc_ctx {
     char msg[SHMRPC__CTX_MSG_CAP];
     /* The call's metadata (rpc/meta.c, shmrpc__ctx_set_meta, set by the transport before
      * dispatch): decoded into the arena, or NULL; the client's tracestate in it; the call's
-     * traceparent, "" until it has one (the client's continued, a fresh one, or the handler's).
-     * Dispatch forgets them after the call. */
+     * traceparent, "" until it has one (the client's continued, a fresh one, or the handler's),
+     * whose span id is drawn only when it is first read (span_due; shmrpc_ctx_traceparent):
+     * most handlers never read it. Dispatch forgets them after the call. */
     const shmrpc_metadata *meta;
     const char *tracestate;
     char trace[SHMRPC_TRACEPARENT_SIZE];
+    bool span_due;
 };
 
 int shmrpc__ctx_init(shmrpc_ctx *ctx, shmrpc_server *s);
