@@ -256,11 +256,11 @@ static int call_status(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, int rc,
 
 /* Runs the call of method id inside what the server puts around its handler: the faults
  * SHMRPC_FAULTS injects (as the handler's), inside its interceptors, whose afters see the
- * status the client gets. */
+ * status the client gets. Returns that status (call_status'd). */
 static int invoke_around(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
                          shmrpc_buf *resp)
 {
-    if (!s->icpt) return invoke_faulty(s, ctx, id, req, resp);
+    if (!s->icpt) return call_status(s, ctx, id, invoke_faulty(s, ctx, id, req, resp), resp);
     const shmrpc_service_info *info = s->svc->info;
     shmrpc__icall ic = {
         .pub = {.service = info, .method = &info->methods[id], .ctx = ctx, .metadata = ctx->meta}};
@@ -315,15 +315,15 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
     ctx->began_ns = t0;
     shmrpc_ctx *outer = serving; /* inproc://: a handler's call runs its handler here */
     serving = ctx;
-    int rc = s->faults || s->icpt ? invoke_around(s, ctx, id, req, resp)
-                                  : svc->invoke[id](ctx, s->handlers, req, resp);
+    int rc = s->faults || s->icpt
+                 ? invoke_around(s, ctx, id, req, resp)
+                 : call_status(s, ctx, id, svc->invoke[id](ctx, s->handlers, req, resp), resp);
     serving = outer;
     ctx->budget_ns = -1;
     ctx->meta = NULL; /* in the arena, reset below */
     ctx->tracestate = NULL;
     ctx->trace[0] = 0;
     ctx->span_due = false;
-    rc = call_status(s, ctx, id, rc, resp);
     if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
         /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */
         ctx->count_due = true;

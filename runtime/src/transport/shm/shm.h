@@ -249,8 +249,9 @@ typedef struct shmrpc__shm_chan {
     /* The bytes of the call's metadata (rpc/meta.h's encoding, docs/metadata.md), which follow
      * the request in the channel's data (from its start when the request rides in small);
      * 0: none. Written by the client before REQUEST only when it differs from what it wrote
-     * last (never, for a client that sends none), read once by the worker that takes the
-     * call, which copies and checks the bytes before its handler sees them. */
+     * last (never, for a client that sends none), as are the bytes (a client whose pairs do
+     * not change leaves them, and the worker's cache keeps them); read once by the worker
+     * that takes the call, which copies and checks the bytes before its handler sees them. */
     _Atomic uint32_t meta_len;
     uint32_t unused1;
 } shmrpc__shm_chan;
