@@ -1,21 +1,107 @@
 /* SPDX-License-Identifier: MIT */
 /* Interceptors written in Python (docs/python.md, "Interceptors"): an object's
  * before(call) and after(call, status) run around each call of a Client or of serve(),
- * through the library's interceptors (shmrpc/intercept.h), with the GIL taken for them. */
+ * through the library's interceptors (shmrpc/intercept.h), with the GIL taken for them; and
+ * a call's metadata as a dict, which the hooks' call.metadata and serve()'s
+ * shmrpc.metadata() hand over alike. */
 #include "pyshmrpc.h"
+
+#include <structmember.h>
 
 #include <limits.h>
 
-static PyObject *namespace_type; /* types.SimpleNamespace */
-
-/* What a hook is handed: a namespace with .service and .method; NULL raised. */
-static PyObject *call_info(const shmrpc_call_info *call)
+PyObject *pyshm_metadata_dict(const shmrpc_metadata *m)
 {
-    PyObject *kw =
-        Py_BuildValue("{s:s,s:s}", "service", call->service->name, "method", call->method->name);
-    PyObject *ns = kw ? PyObject_VectorcallDict(namespace_type, NULL, 0, kw) : NULL;
-    Py_XDECREF(kw);
-    return ns;
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d && i < shmrpc_metadata_count(m); i++) {
+        const char *k, *v;
+        shmrpc_metadata_at(m, i, &k, &v);
+        PyObject *value = PyUnicode_FromString(v); /* UTF-8: checked as it came */
+        if (value == NULL || PyDict_SetItemString(d, k, value) != 0) Py_CLEAR(d);
+        Py_XDECREF(value);
+    }
+    return d;
+}
+
+/* What a hook is handed: the call's service and method names, and its metadata, read
+ * from the library's call only while the hook runs (call_info_end cuts it off). */
+typedef struct {
+    PyObject_HEAD PyObject *service, *method; /* str */
+    const shmrpc_metadata *meta;              /* the call's (NULL: none), valid while live */
+    bool live;                                /* the hook has not returned yet */
+} CallObject;
+
+static void Call_dealloc(CallObject *self)
+{
+    Py_XDECREF(self->service);
+    Py_XDECREF(self->method);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* call.metadata: a new dict on each read, built only then (a hook that never reads it
+ * pays nothing for it); RuntimeError once the hook returned. */
+static PyObject *Call_metadata(CallObject *self, void *unused)
+{
+    (void)unused;
+    if (!self->live) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "call.metadata is there only while the interceptor's hook runs");
+        return NULL;
+    }
+    return pyshm_metadata_dict(self->meta);
+}
+
+static PyObject *Call_repr(CallObject *self)
+{
+    return PyUnicode_FromFormat("<shmrpc call %U.%U>", self->service, self->method);
+}
+
+static PyMemberDef Call_members[] = {
+    {"service", T_OBJECT, offsetof(CallObject, service), READONLY, "The service's name."},
+    {"method", T_OBJECT, offsetof(CallObject, method), READONLY, "The method's name."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Call_getset[] = {
+    {"metadata", (getter)Call_metadata, NULL,
+     "The call's metadata, a dict of str ({} for none): on a client what it sends, on a "
+     "server what came. Only while the hook runs.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject CallType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Call",
+    .tp_basicsize = sizeof(CallObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The call an interceptor's before(call) and after(call, status) see.",
+    .tp_dealloc = (destructor)Call_dealloc,
+    .tp_repr = (reprfunc)Call_repr,
+    .tp_members = Call_members,
+    .tp_getset = Call_getset,
+};
+
+/* What a hook is handed for call; NULL raised. */
+static CallObject *call_info(const shmrpc_call_info *call)
+{
+    CallObject *c = PyObject_New(CallObject, &CallType);
+    if (c == NULL) return NULL;
+    c->service = PyUnicode_FromString(call->service->name);
+    c->method = PyUnicode_FromString(call->method->name);
+    c->meta = call->metadata;
+    c->live = true;
+    if (c->service && c->method) return c;
+    Py_DECREF(c);
+    return NULL;
+}
+
+/* The hook returned: what it kept of call reads no more of the library's call. */
+static void call_info_end(CallObject *c)
+{
+    if (c == NULL) return;
+    c->live = false;
+    c->meta = NULL;
+    Py_DECREF(c);
 }
 
 /* The exception a hook raised as the call's status (pyshm_status_of, dflt when it names
@@ -46,11 +132,11 @@ static int py_before(void *arg, const shmrpc_call_info *call)
 {
     const pyshm_icpt *i = arg;
     PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *info = call_info(call);
-    PyObject *r = info ? PyObject_CallOneArg(i->before, info) : NULL;
+    CallObject *info = call_info(call);
+    PyObject *r = info ? PyObject_CallOneArg(i->before, (PyObject *)info) : NULL;
     int rc = r ? 0 : hook_failed(i, call, "before", SHMRPC_EPERM);
     Py_XDECREF(r);
-    Py_XDECREF(info);
+    call_info_end(info);
     PyGILState_Release(gil);
     return rc;
 }
@@ -62,8 +148,8 @@ static int py_after(void *arg, const shmrpc_call_info *call, int status)
 {
     const pyshm_icpt *i = arg;
     PyGILState_STATE gil = PyGILState_Ensure();
-    PyObject *info = call_info(call);
-    PyObject *r = info ? PyObject_CallFunction(i->after, "Oi", info, status) : NULL;
+    CallObject *info = call_info(call);
+    PyObject *r = info ? PyObject_CallFunction(i->after, "Oi", (PyObject *)info, status) : NULL;
     int rc = status;
     if (r == NULL) {
         rc = hook_failed(i, call, "after", status ? status : SHMRPC_EHANDLER);
@@ -75,7 +161,7 @@ static int py_after(void *arg, const shmrpc_call_info *call, int status)
             rc = (int)v;
     }
     Py_XDECREF(r);
-    Py_XDECREF(info);
+    call_info_end(info);
     PyGILState_Release(gil);
     return rc;
 }
@@ -122,8 +208,5 @@ void pyshm_icpt_clear(pyshm_icpt *i)
 
 int pyshm_intercept_init(void)
 {
-    PyObject *types = PyImport_ImportModule("types");
-    namespace_type = types ? PyObject_GetAttrString(types, "SimpleNamespace") : NULL;
-    Py_XDECREF(types);
-    return namespace_type ? 0 : -1;
+    return PyType_Ready(&CallType);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* What the parts of the shmrpc extension share, by the file that has it, lowest first: the
- * exceptions (errors.c), interceptors written in Python (intercept.c), the fork count
- * (forks.c), the place of a bad value (place.c), the
+ * exceptions (errors.c), interceptors written in Python and a call's metadata as a dict
+ * (intercept.c), the fork count (forks.c), the place of a bad value (place.c), the
  * conversions of Python values to the dynamic codec's JSON or msgpack (encode.c) and back
  * (decode.c), which the client (client.c), serve() (serve.c) and the queues and maps
  * (store.c) go through alike, and each part's init, which _shmrpc.c calls. A file calls
@@ -22,6 +22,7 @@
 #include <shmrpc/dynamic.h>
 #include <shmrpc/intercept.h>
 #include <shmrpc/lock.h>
+#include <shmrpc/metadata.h>
 
 /* --- errors.c ------------------------------------------------------------------------ */
 
@@ -46,6 +47,8 @@ int pyshm_failure(PyObject **type, PyObject **value, PyObject **tb, int rc, char
 int pyshm_errors_init(PyObject *module);
 
 /* --- intercept.c --------------------------------------------------------------------- */
+/* A call's metadata m (NULL: none) as a new dict {str: str}, in m's order; NULL raised. */
+PyObject *pyshm_metadata_dict(const shmrpc_metadata *m);
 /* One interceptor written in Python: its hooks (new references; NULL for one it lacks)
  * and, for a client's, where the exception a hook raised waits to be raised again to the
  * caller (NULL for a server's, whose hooks' exceptions go to stderr). */
@@ -59,7 +62,7 @@ shmrpc_interceptor pyshm_icpt_hooks(const pyshm_icpt *i);
  * neither or one is not callable. */
 int pyshm_icpt_from(PyObject *obj, pyshm_icpt *i);
 void pyshm_icpt_clear(pyshm_icpt *i);
-/* Imports what the hooks hand over (types.SimpleNamespace); -1 raised. */
+/* Readies the type of what the hooks are handed (their call); -1 raised. */
 int pyshm_intercept_init(void);
 /* --- forks.c ------------------------------------------------------------------------- */
 

@@ -549,16 +549,7 @@ static PyObject *cancelled(PyObject *self, PyObject *unused)
 static PyObject *metadata(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    const shmrpc_metadata *m = shmrpc_ctx_metadata_all(shmrpc_ctx_current());
-    PyObject *d = PyDict_New();
-    for (size_t i = 0; d && i < shmrpc_metadata_count(m); i++) {
-        const char *k, *v;
-        shmrpc_metadata_at(m, i, &k, &v);
-        PyObject *value = PyUnicode_FromString(v); /* UTF-8: checked as it came */
-        if (value == NULL || PyDict_SetItemString(d, k, value) != 0) Py_CLEAR(d);
-        Py_XDECREF(value);
-    }
-    return d;
+    return pyshm_metadata_dict(shmrpc_ctx_metadata_all(shmrpc_ctx_current()));
 }
 
 /* shmrpc.traceparent(): the traceparent of the call this thread's handler serves (its own

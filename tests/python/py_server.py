@@ -10,8 +10,8 @@ why its client stopped waiting; echo_json("relay ADDRESS") naps 400 ms, then cal
 ADDRESS; each of the last two writes what it saw to the file $PY_SERVER_NOTES. Metadata
 (docs/metadata.md): echo_json("meta") answers, as JSON, shmrpc.metadata() with "own": the
 handler's shmrpc.traceparent(); echo_json("hop ADDRESS") calls echo_json("meta") at ADDRESS
-and answers {"own": its traceparent, "b": that answer}. With $PY_SERVER_GATE set, the
-interceptor Gate runs around every call."""
+and answers {"own": its traceparent, "b": that answer, "sent": the call.metadata its client's
+interceptor saw}. With $PY_SERVER_GATE set, the interceptor Gate runs around every call."""
 import json
 import os
 import sys
@@ -40,9 +40,11 @@ class Echo:
         if text == "meta":
             return json.dumps({"own": shmrpc.traceparent(), **shmrpc.metadata()})
         if text.startswith("hop "):
+            sent = []
             with shmrpc.connect(text[len("hop "):]) as b:
+                b.intercept(Sent(sent))
                 inner = json.loads(b.echo_json("meta"))
-            return json.dumps({"own": shmrpc.traceparent(), "b": inner})
+            return json.dumps({"own": shmrpc.traceparent(), "b": inner, "sent": sent[0]})
         if text.startswith("relay "):
             time.sleep(0.4)
             try:
@@ -66,17 +68,28 @@ class Echo:
                 "label": "centroid"}
 
 
-class Gate:
-    """An interceptor (with $PY_SERVER_GATE set): refuses centroid with a PermissionError,
-    turns add's answer into SHMRPC_EBUSY (-13), and notes each hook it runs."""
+class Sent:
+    """A client's interceptor that keeps the call.metadata each call sends."""
+
+    def __init__(self, seen):
+        self.seen = seen
 
     def before(self, call):
-        note(f"before {call.service}.{call.method}")
+        self.seen.append(call.metadata)
+
+
+class Gate:
+    """An interceptor (with $PY_SERVER_GATE set): refuses centroid with a PermissionError,
+    turns add's answer into SHMRPC_EBUSY (-13), and notes each hook it runs with the
+    call.metadata it sees (as sorted JSON)."""
+
+    def before(self, call):
+        note(f"before {call.service}.{call.method} {json.dumps(call.metadata, sort_keys=True)}")
         if call.method == "centroid":
             raise PermissionError("no centroids today")
 
     def after(self, call, status):
-        note(f"after {call.method} {status}")
+        note(f"after {call.method} {status} {json.dumps(call.metadata, sort_keys=True)}")
         if call.method == "add":
             return -13
 

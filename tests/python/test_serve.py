@@ -298,7 +298,8 @@ def test_cancel_from_another_thread(transport, tmp_path, monkeypatch):
 def test_server_interceptors(transport, tmp_path, monkeypatch):
     """serve(interceptors=...): a before that raises refuses the call with the exception's
     status and message, and its handler does not run; an after's negative status replaces
-    the answer; the hooks run in order around each call."""
+    the answer; the hooks run in order around each call, and read in call.metadata the pairs
+    its client sent ({} for none)."""
     notes = tmp_path / "notes"
     monkeypatch.setenv("PY_SERVER_NOTES", str(notes))
     monkeypatch.setenv("PY_SERVER_GATE", "1")
@@ -308,17 +309,22 @@ def test_server_interceptors(transport, tmp_path, monkeypatch):
     try:
         with shmrpc.connect(s.address, timeout=30) as c:
             assert c.echo_json("through") == "through"
+            c.metadata = {"user": "alice", "x-text": "grüß"}
             with pytest.raises(shmrpc.HandlerError) as e:
                 c.centroid([{"x": 0, "y": 0}])
             assert e.value.status_name == "SHMRPC_EPERM"
             assert e.value.message == "PermissionError: no centroids today"
+            c.set_metadata("x-text", None)
+            c.traceparent = TP
             with pytest.raises(shmrpc.HandlerError) as e:
                 c.add(40, 2)
             assert e.value.status_name == "SHMRPC_EBUSY"
+        sent = f'{{"traceparent": "{TP}", "user": "alice"}}'
         assert notes.read_text().splitlines() == [
-            "before Echo.echo_json", "after echo_json 0",
-            "before Echo.centroid",  # refused by its own before: no after
-            "before Echo.add", "after add 0"]
+            "before Echo.echo_json {}", "after echo_json 0 {}",
+            # refused by its own before: no after
+            'before Echo.centroid {"user": "alice", "x-text": "gr\\u00fc\\u00df"}',
+            f"before Echo.add {sent}", f"after add 0 {sent}"]
     finally:
         s.stop()
 
@@ -326,23 +332,30 @@ def test_server_interceptors(transport, tmp_path, monkeypatch):
 def test_client_interceptors(py_echo):
     """Client.intercept: befores in order, afters in reverse; a before that raises refuses
     the call, unsent, with that very exception; an after sees the status and may replace
-    it with another or with an exception of its own."""
+    it with another or with an exception of its own. Each hook reads in call.metadata the
+    pairs the call sends ({} for none), only while it runs."""
     seen = []
+    sent = []  # (hook, call.metadata) of each hook of Outer and Inner
+    kept = []  # the calls the befores were handed, kept past their hook
 
     class Outer:
         def before(self, call):
             seen.append(f"outer before {call.service}.{call.method}")
+            sent.append(("outer before", call.metadata))
+            kept.append(call)
             if call.method == "centroid":
                 raise KeyError("no centroids from here")
 
         def after(self, call, status):
             seen.append(f"outer after {call.method} {status}")
+            sent.append(("outer after", call.metadata))
             if call.method == "echo_json":
                 return -1  # SHMRPC_EINVAL
 
     class Inner:
         def after(self, call, status):
             seen.append(f"inner after {call.method} {status}")
+            sent.append(("inner after", call.metadata))
             if call.method == "echo_raw":
                 raise LookupError("the answer is not wanted")
 
@@ -352,13 +365,17 @@ def test_client_interceptors(py_echo):
         with pytest.raises(TypeError, match="has neither"):
             c.intercept(object())
         assert c.add(40, 2) == 42
+        c.metadata = {"user": "alice"}
         with pytest.raises(KeyError, match="no centroids from here"):
             c.centroid([{"x": 0, "y": 0}])
+        c.traceparent = TP
         with pytest.raises(shmrpc.Error) as e:
             c.echo_json("x")
         assert e.value.status_name == "SHMRPC_EINVAL"
+        c.metadata = {"x-text": "grüß"}
         with pytest.raises(LookupError, match="the answer is not wanted"):
             c.echo_raw(b"x")
+        c.metadata = {}
         assert c.add(1, 2) == 3  # no exception left behind from the last call
     assert seen == [
         "outer before Echo.add", "inner after add 0", "outer after add 0",
@@ -367,6 +384,17 @@ def test_client_interceptors(py_echo):
         "outer before Echo.echo_raw", "inner after echo_raw 0",
         "outer after echo_raw -6",  # the inner's exception: SHMRPC_EHANDLER
         "outer before Echo.add", "inner after add 0", "outer after add 0"]
+    alice, text = {"user": "alice"}, {"x-text": "grüß"}
+    traced = {"user": "alice", "traceparent": TP}
+    assert sent == [
+        ("outer before", {}), ("inner after", {}), ("outer after", {}),
+        ("outer before", alice),
+        ("outer before", traced), ("inner after", traced), ("outer after", traced),
+        ("outer before", text), ("inner after", text), ("outer after", text),
+        ("outer before", {}), ("inner after", {}), ("outer after", {})]
+    assert repr(kept[0]) == "<shmrpc call Echo.add>" and kept[0].method == "add"
+    with pytest.raises(RuntimeError, match="only while the interceptor's hook runs"):
+        kept[0].metadata
 
 
 def test_handler_learns_its_client_gave_up(py_echo, tmp_path, monkeypatch):
@@ -447,5 +475,6 @@ def test_trace_through_two_hops(py_echo):
         assert inner["traceparent"] == a_own  # B's parent: A's span
         assert inner["own"][:36] == TP[:36] and inner["own"][36:52] != a_own[36:52]
         assert "user" not in inner  # a handler's calls carry the trace on, not other pairs
+        assert seen["sent"] == {"traceparent": a_own}  # what A's client interceptor saw
     finally:
         b.stop()
