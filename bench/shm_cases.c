@@ -279,14 +279,22 @@ typedef struct servers {
     bench_run *run;
 } servers;
 
+/* SIGTERM to the server pid of run, unless it was reaped already (its pid may be another
+ * process's by now). */
+static void stop_server(bench_run *run, pid_t pid)
+{
+    for (int i = 0; i < run->nproc; i++)
+        if (run->pid[i] == pid && !run->exited[i]) kill(pid, SIGTERM);
+}
+
 /* A row's server, and its pair's if that is a bare add (bench_bare_add_pair); a pair of
  * another kind stops by itself. */
 static void stop_servers(void *arg)
 {
     servers *s = arg;
-    if (s->row > 0) kill(s->row, SIGTERM);
+    if (s->row > 0) stop_server(s->run, s->row);
     bench_pair *pair = s->run->pair;
-    if (pair && pair->call == pair_add) kill(((add_pair *)pair->arg)->server, SIGTERM);
+    if (pair && pair->call == pair_add) stop_server(s->run, ((add_pair *)pair->arg)->server);
 }
 
 int bench_shm(bench_run *run)

@@ -511,6 +511,27 @@ static void hostile_channel(void **state)
     shmrpc_client_free(c);
 }
 
+/* What a call brings is forgotten however the call ends: a health probe, answered before
+ * any handler, with metadata and a trace leaves nothing for the next call, another
+ * client's that sends none (the server's one worker serves both). */
+static void forgotten_after_a_probe(void **state)
+{
+    (void)state;
+    shmrpc_client *a = client(), *b = client();
+    assert_int_equal(shmrpc_client_metadata_set(a, "user", "alice"), 0);
+    assert_int_equal(shmrpc_client_metadata_set(a, "traceparent", TP), 0);
+    for (int i = 0; i < 3; i++) {
+        shmrpc_health state;
+        assert_int_equal(shmrpc_client_health(a, &state), 0);
+        assert_int_equal(state, SHMRPC_HEALTH_SERVING);
+        const char *text = meta_of(b, "meta");
+        assert_string_equal(pairs_of(text), "");
+        assert_int_not_equal(strncmp(text, "own=" TP, 4 + 36), 0); /* a trace of its own */
+    }
+    shmrpc_client_free(a);
+    shmrpc_client_free(b);
+}
+
 #define ON(test, t) cmocka_unit_test_prestate_setup_teardown(test, start, stop, t)
 #define EVERYWHERE(test) ON(test, "inproc"), ON(test, "shm"), ON(test, "tcp")
 
@@ -524,6 +545,7 @@ int main(void)
         EVERYWHERE(loaned_calls),
         EVERYWHERE(trace_continued),
         EVERYWHERE(two_hops),
+        EVERYWHERE(forgotten_after_a_probe),
         ON(bounds_refused, "inproc"),
         ON(old_server_hears_none, "tcp6"),
         ON(hostile_peer, "tcp"),

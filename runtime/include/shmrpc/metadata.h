@@ -60,7 +60,8 @@ const char *shmrpc_ctx_metadata(shmrpc_ctx *ctx, const char *key);
  * own, and the client's flags (its parent is the client's span, the traceparent the client
  * sent). A call that came without one (or with a malformed one) starts a fresh trace here.
  * The calls the handler makes on its thread carry it on. NULL for a NULL ctx. Valid until
- * the call ends or shmrpc_ctx_set_traceparent. */
+ * the call ends or shmrpc_ctx_set_traceparent. The span id is drawn at the first read, so
+ * read it first on the handler's thread before other threads of the handler's share it. */
 const char *shmrpc_ctx_traceparent(shmrpc_ctx *ctx);
 /* Makes tp the call's traceparent (what the handler's calls carry on): SHMRPC_EINVAL for
  * an invalid one. */

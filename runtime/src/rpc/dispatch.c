@@ -279,8 +279,9 @@ void shmrpc__ctx_count(shmrpc_ctx *ctx, int64_t now)
                             (uint64_t)(now - ctx->count_t0));
 }
 
-int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
-                     shmrpc_buf *resp)
+/* Runs the call of method id (shmrpc__dispatch), or answers it here (a health probe, a
+ * call that cannot run), and counts it. */
+static int run(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req, shmrpc_buf *resp)
 {
     ctx->has_msg = false;
     ctx->ran_ns = -1;
@@ -319,11 +320,6 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
                  ? invoke_around(s, ctx, id, req, resp)
                  : call_status(s, ctx, id, svc->invoke[id](ctx, s->handlers, req, resp), resp);
     serving = outer;
-    ctx->budget_ns = -1;
-    ctx->meta = NULL; /* in the arena, reset below */
-    ctx->tracestate = NULL;
-    ctx->trace[0] = 0;
-    ctx->span_due = false;
     if (ctx->stats && id < ctx->stats_n && ctx->count_later) {
         /* Counted after the answer (shmrpc__ctx_count), with the time it ends then. */
         ctx->count_due = true;
@@ -335,6 +331,21 @@ int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_byte
         if (ctx->stats && id < ctx->stats_n)
             shmrpc__stats_count(&ctx->stats[id], rc, (uint64_t)ctx->ran_ns);
     }
+    return rc;
+}
+
+int shmrpc__dispatch(shmrpc_server *s, shmrpc_ctx *ctx, uint32_t id, shmrpc_bytes req,
+                     shmrpc_buf *resp)
+{
+    int rc = run(s, ctx, id, req, resp);
+    /* What the call brought is forgotten however it ended, a health probe or a call refused
+     * before its handler too: a worker's next call may be another client's, which sends
+     * metadata of its own or none. */
+    ctx->budget_ns = -1;
+    ctx->meta = NULL; /* in the arena */
+    ctx->tracestate = NULL;
+    ctx->trace[0] = 0;
+    ctx->span_due = false;
     shmrpc_arena_reset(ctx->arena);
     return rc;
 }
