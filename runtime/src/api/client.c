@@ -525,8 +525,11 @@ static shmrpc__icall icall_of(shmrpc_client *c, uint32_t j)
 }
 
 /* A blocking call of method j (loaned: of that many bytes in the transport; SIZE_MAX: from
- * the request buffer) inside the client's interceptors. Its message waits in c->icmsg while
- * the afters run (which may make calls of their own), and goes to the thread at the end. */
+ * the request buffer) inside the client's interceptors. A failure's message waits in
+ * c->icmsg while the afters run (which may make calls of their own), and goes to the thread
+ * at the end. c->icmsg is read only for a call that ends failed, whose message was put
+ * there by then (here, by a refusing before, or by an after that failed it), so a success
+ * leaves it as it is: nothing formatted or written on a call's common path. */
 static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t timeout,
                        shmrpc_bytes *resp, shmrpc_buf *err)
 {
@@ -538,10 +541,7 @@ static int intercepted(shmrpc_client *c, uint32_t j, size_t loaned, int64_t time
         err = shmrpc__err_begin(); /* not what the befores' own calls left */
         rc = loaned == SIZE_MAX ? send_call(c, j, timeout, resp, err)
                                 : send_loaned(c, loaned, timeout, resp, err);
-        if (rc)
-            shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
-        else
-            shmrpc__msg_clear(&c->icmsg); /* no formatting on a call's common path */
+        if (rc) shmrpc__msg_set(&c->icmsg, "%s", shmrpc_errmsg());
     }
     rc = shmrpc__icpts_after(c->icpt, &ic, ran, rc);
     if (rc == 0) return shmrpc__err_end(0);
