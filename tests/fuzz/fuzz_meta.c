@@ -2,8 +2,10 @@
 /* libFuzzer target: a call's metadata block as a peer sends it (runtime/src/rpc/meta.c,
  * docs/wire.md "Metadata") on arbitrary bytes, and the traceparent check. A block refused
  * costs SHMRPC_EPROTO; a crash, a leak, an arena grown beyond the block's bound, a block
- * accepted that breaks a rule, or one that does not encode back to its own bytes is a
+ * accepted that breaks a rule, a valid traceparent not marked as the block's trace (or a
+ * pair marked that is not one), or one that does not encode back to its own bytes is a
  * finding. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +36,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (shmrpc__meta_key_bad(p->key, p->klen) || shmrpc__meta_value_bad(p->value, p->vlen))
                 abort();
             if (shmrpc_metadata_get(m, p->key) != p->value) abort(); /* no key twice */
+            /* The pair trace names is the one valid traceparent; no other is one. */
+            bool valid_tp = strcmp(p->key, "traceparent") == 0 &&
+                            shmrpc__traceparent_bad(p->value, p->vlen) == NULL;
+            if (valid_tp != (m->trace == i + 1)) abort();
         }
+        if (m->trace > m->n) abort();
         shmrpc_buf_clear(&again);
         if (shmrpc__meta_encode(m, &again) != 0 || again.len != size ||
             memcmp(again.data, data, size) != 0)
