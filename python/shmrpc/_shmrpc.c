@@ -57,8 +57,8 @@ PyMODINIT_FUNC PyInit__shmrpc(void)
     if (m == NULL) return NULL;
     pyshm_forks_init();
     if (pyshm_client_init(m) != 0 || pyshm_errors_init(m) != 0 || pyshm_intercept_init() != 0 ||
-        pyshm_decode_init() != 0 ||
-        pyshm_store_init(m) != 0 || pyshm_serve_init(m) != 0 || pyshm_send_init(m) != 0)
+        pyshm_decode_init() != 0 || pyshm_store_init(m) != 0 || pyshm_serve_init(m) != 0 ||
+        pyshm_send_init(m) != 0)
         goto fail;
     return m;
 fail:

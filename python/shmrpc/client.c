@@ -40,8 +40,8 @@ typedef struct {
     pyshm_icpt icpts[SHMRPC_MAX_INTERCEPTORS];
     int n_icpts;
     PyObject *pending; /* what a hook raised during the call in flight, to raise again */
-    PyObject *meta;          /* the metadata every call sends, {str: str}, or NULL: none; set
-                              * again on each new d (a forked child's) */
+    PyObject *meta;    /* the metadata every call sends, {str: str}, or NULL: none; set
+                        * again on each new d (a forked child's) */
 } ClientObject;
 
 /* Connects self->d anew (the GIL released meanwhile); raises on failure. */
@@ -715,10 +715,9 @@ static PyGetSetDef Method_getset[] = {
 };
 
 static PyTypeObject MethodType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Method",
-    .tp_basicsize = sizeof(MethodObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "A method of a connection (c.add): calling it calls the server.",
+    PYSHM_TYPE("shmrpc._shmrpc.Method", MethodObject,
+               Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+               "A method of a connection (c.add): calling it calls the server."),
     .tp_dealloc = (destructor)Method_dealloc,
     .tp_traverse = (traverseproc)Method_traverse,
     .tp_clear = (inquiry)Method_clear,
@@ -794,10 +793,8 @@ static PyGetSetDef Client_getset[] = {
 };
 
 static PyTypeObject ClientType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Connection",
-    .tp_basicsize = sizeof(ClientObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "A connection to one shmrpc service (see shmrpc.connect).",
+    PYSHM_TYPE("shmrpc._shmrpc.Connection", ClientObject, Py_TPFLAGS_BASETYPE,
+               "A connection to one shmrpc service (see shmrpc.connect)."),
     .tp_new = Client_new,
     .tp_init = (initproc)Client_init,
     .tp_dealloc = (destructor)Client_dealloc,

@@ -778,10 +778,8 @@ static PySequenceMethods Dict_sequence = {
 };
 
 static PyTypeObject DictCoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc._DictCore",
-    .tp_basicsize = sizeof(DictCore),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "The C half of shmrpc.Dict (dict.py): gets, puts and the map's lock.",
+    PYSHM_TYPE("shmrpc._shmrpc._DictCore", DictCore, Py_TPFLAGS_BASETYPE,
+               "The C half of shmrpc.Dict (dict.py): gets, puts and the map's lock."),
     .tp_new = PyType_GenericNew,
     .tp_dealloc = (destructor)Dict_dealloc,
     .tp_methods = Dict_methods,

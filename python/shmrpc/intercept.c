@@ -71,10 +71,8 @@ static PyGetSetDef Call_getset[] = {
 };
 
 static PyTypeObject CallType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc.Call",
-    .tp_basicsize = sizeof(CallObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The call an interceptor's before(call) and after(call, status) see.",
+    PYSHM_TYPE("shmrpc._shmrpc.Call", CallObject, 0,
+               "The call an interceptor's before(call) and after(call, status) see."),
     .tp_dealloc = (destructor)Call_dealloc,
     .tp_repr = (reprfunc)Call_repr,
     .tp_members = Call_members,

@@ -296,11 +296,9 @@ static PyGetSetDef HybridLock_getset[] = {
 };
 
 static PyTypeObject HybridLockType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc.HybridLock",
-    .tp_basicsize = sizeof(HybridLock),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "HybridLock(sem_loc, mode=CONNECT_OR_CREATE, initial_value=1, permissions=0o600)"
-              "\n\nspeedysvc's hybrid spin lock over shmrpc's shared lock (docs/lock.md).",
+    PYSHM_TYPE("shmrpc.HybridLock", HybridLock, 0,
+               "HybridLock(sem_loc, mode=CONNECT_OR_CREATE, initial_value=1, permissions=0o600)"
+               "\n\nspeedysvc's hybrid spin lock over shmrpc's shared lock (docs/lock.md)."),
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)HybridLock_init,
     .tp_dealloc = (destructor)HybridLock_dealloc,

@@ -24,6 +24,15 @@
 #include <shmrpc/lock.h>
 #include <shmrpc/metadata.h>
 
+/* The head of each of the module's types: its dotted name, the size of its objects, its
+ * flags besides Py_TPFLAGS_DEFAULT (0 for none) and its doc; the type's own slots follow. */
+/* clang-format off */
+#define PYSHM_TYPE(name, object, flags, doc)                                                       \
+    PyVarObject_HEAD_INIT(NULL, 0)                                                                 \
+    .tp_name = name, .tp_basicsize = sizeof(object), .tp_flags = Py_TPFLAGS_DEFAULT | (flags),     \
+    .tp_doc = doc
+/* clang-format on */
+
 /* --- errors.c ------------------------------------------------------------------------ */
 
 extern PyObject *pyshm_Error, *pyshm_Timeout, *pyshm_Unavailable, *pyshm_Mismatch,

@@ -97,10 +97,9 @@ static void Sender_dealloc(SenderObject *self)
 }
 
 static PyTypeObject SenderType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc._shmrpc._Sender",
-    .tp_basicsize = sizeof(SenderObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "_Sender(star, calls, bind): send(method, args) of speedysvc's clients.",
+    PYSHM_TYPE("shmrpc._shmrpc._Sender", SenderObject,
+               Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+               "_Sender(star, calls, bind): send(method, args) of speedysvc's clients."),
     .tp_new = Sender_new,
     .tp_call = PyVectorcall_Call,
     .tp_vectorcall_offset = offsetof(SenderObject, vectorcall),

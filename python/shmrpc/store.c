@@ -473,13 +473,11 @@ static PyGetSetDef Queue_getset[] = {
 };
 
 static PyTypeObject QueueType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc.Queue",
-    .tp_basicsize = sizeof(QueueObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Queue(name, *, create=False, type=None, capacity=0, max_message_size=0, "
-              "attach_timeout=None, serializer=None)\n\nA shared-memory queue by name "
-              "(docs/queue.md); a typed one carries values of its stored type, an untyped one "
-              "bytes, or any value through serializer (pickle, marshal, json, ...).",
+    PYSHM_TYPE("shmrpc.Queue", QueueObject, 0,
+               "Queue(name, *, create=False, type=None, capacity=0, max_message_size=0, "
+               "attach_timeout=None, serializer=None)\n\nA shared-memory queue by name "
+               "(docs/queue.md); a typed one carries values of its stored type, an untyped one "
+               "bytes, or any value through serializer (pickle, marshal, json, ...)."),
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Queue_init,
     .tp_dealloc = (destructor)Queue_dealloc,
@@ -819,13 +817,11 @@ static PyMappingMethods Map_mapping = {
 };
 
 static PyTypeObject MapType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmrpc.Map",
-    .tp_basicsize = sizeof(MapObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Map(name, *, create=False, type=None)\n\nA shared map by name (docs/map.md): "
-              "m[key], m[key] = value, del m[key], len(m), m.get(key), m.items(). A typed "
-              "one converts by its stored type, an untyped one takes bytes. Safe to share "
-              "between threads (a lock per handle).",
+    PYSHM_TYPE("shmrpc.Map", MapObject, 0,
+               "Map(name, *, create=False, type=None)\n\nA shared map by name (docs/map.md): "
+               "m[key], m[key] = value, del m[key], len(m), m.get(key), m.items(). A typed "
+               "one converts by its stored type, an untyped one takes bytes. Safe to share "
+               "between threads (a lock per handle)."),
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Map_init,
     .tp_dealloc = (destructor)Map_dealloc,
